@@ -1,0 +1,95 @@
+"""Command line: parse arguments, load settings, run. Nothing else happens here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from switchboard import __version__
+from switchboard.config.loader import ConfigError, load
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Switchboard, a self-hosted LLM gateway.")
+config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
+app.add_typer(config_app, name="config")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _fail_config(exc: ConfigError) -> None:
+    err.print(f"[bold red]invalid configuration[/] ({len(exc.problems)} problem(s)):")
+    for problem in exc.problems:
+        err.print(f"  {exc.source}: {problem}", markup=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default 4000).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default 1).")] = None,
+) -> None:
+    """Start the gateway. Without --config it runs the embedded default with a demo model."""
+    from switchboard.server import ServeOptions, resolve_settings, serve as run
+
+    opts = ServeOptions(str(config) if config else None, host, port, workers)
+    try:
+        settings = resolve_settings(opts)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    s = settings.server
+    shown_host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host  # noqa: S104
+    base = f"http://{shown_host}:{s.port}"
+    out.print(f"[bold]Switchboard {__version__}[/] on {base}/v1  ({s.workers} worker(s))")
+    out.print(f"models: {', '.join(m.name for m in settings.models) or '(none)'}")
+    if config is None:
+        out.print(f"embedded default: data in {s.data_dir}; master key (Bearer): {settings.auth.master_key.get_secret_value()}")
+        out.print("add a real provider: write a config file (see docs/configuration.md) and run "
+                  "'switchboard serve --config switchboard.yaml'")
+    run(opts, settings)
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to validate.")]) -> None:
+    """Validate a config file; exit 0 when valid, 2 with every problem listed otherwise."""
+    try:
+        settings = load(file)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    out.print(f"{file}: OK ({len(settings.providers)} provider(s), {len(settings.models)} model(s))", markup=False)
+
+
+@app.command()
+def mock(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9001,
+    latency_ms: Annotated[float, typer.Option(help="Delay before each answer.")] = 0.0,
+    ttft_ms: Annotated[float, typer.Option(help="Delay before the first stream chunk.")] = 0.0,
+    chunk_delay_ms: Annotated[float, typer.Option(help="Delay between stream chunks.")] = 0.0,
+    api_key: Annotated[str | None, typer.Option(help="Require this key, as each provider sends it.")] = None,
+) -> None:
+    """Run the mock upstream that speaks the providers' wire formats, for development and tests."""
+    import uvicorn
+
+    from switchboard.mock.app import create_mock_app
+    from switchboard.mock.controls import Controls
+
+    controls = Controls(latency_ms=latency_ms, ttft_ms=ttft_ms, chunk_delay_ms=chunk_delay_ms)
+    out.print(f"Switchboard mock upstream on http://{host}:{port} (OpenAI base: http://{host}:{port}/v1)")
+    uvicorn.run(create_mock_app(controls, api_key), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=1)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    app()

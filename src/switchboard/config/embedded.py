@@ -1,0 +1,66 @@
+"""The embedded default: what `switchboard serve` runs with no config file.
+
+A data directory (``$SWITCHBOARD_DATA_DIR`` or ``~/.switchboard``) holds a SQLite file and the
+generated master key; one model, ``demo``, is served by the built-in mock upstream mounted
+under ``/mock`` so the quickstart works with no provider keys and no network.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from pathlib import Path
+
+from switchboard.config.loader import validate
+from switchboard.config.schema import Settings
+
+DB_FILE = "switchboard.db"
+KEY_FILE = "master_key"
+
+
+def data_dir(env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ) if env is None else env
+    return Path(env.get("SWITCHBOARD_DATA_DIR") or Path.home() / ".switchboard")
+
+
+def _master_key(directory: Path, env: dict[str, str]) -> str:
+    if env.get("SWITCHBOARD_MASTER_KEY"):
+        return env["SWITCHBOARD_MASTER_KEY"]
+    path = directory / KEY_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    key = "sk-sb-" + secrets.token_urlsafe(24)
+    # Created 0600 before anything is written, so the key is never readable by others.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    return key
+
+
+def _init_db(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
+    db.close()
+
+
+def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if env is None else env
+    directory = data_dir(env)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _init_db(directory / DB_FILE)
+    loopback = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    data = {
+        "providers": [
+            {"name": "builtin-mock", "type": "openai", "api_base": f"http://{loopback}:{port}/mock/v1"}
+        ],
+        "models": [
+            {"name": "demo", "provider": "builtin-mock", "model": "mock-gpt"},
+            {"name": "demo-embedding", "provider": "builtin-mock", "model": "mock-embedding"},
+        ],
+        "auth": {"master_key": _master_key(directory, env)},
+        "server": {"host": host, "port": port, "data_dir": str(directory)},
+        "builtin_mock": True,
+    }
+    return validate(data, "(embedded default)", env={})

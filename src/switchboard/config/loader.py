@@ -1,0 +1,110 @@
+"""Reads a YAML config file, interpolates ``${ENV}`` references and validates it.
+
+Every problem is reported as ``FILE: key.path: what is wrong``, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from switchboard.config.schema import Settings
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``problems`` holds one line per issue found."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def interpolate(value: Any, env: Mapping[str, str], loc: tuple[Any, ...], problems: list[str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value, recursively."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{_path(loc)}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, (*loc, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, (*loc, i), problems) for i, v in enumerate(value)]
+    return value
+
+
+def _pydantic_problems(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors(include_url=False, include_input=False):
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        problems.append(f"{_path(tuple(e['loc']))}: {msg}")
+    return problems
+
+
+def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Settings:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["(top level): expected a mapping of keys to values"])
+    problems: list[str] = []
+    data = interpolate(data, os.environ if env is None else env, (), problems)
+    if problems:
+        raise ConfigError(source, problems)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(source, _pydantic_problems(err)) from None
+    # Provider options are owned by each provider type.
+    from switchboard.providers.registry import check_provider
+
+    for i, provider in enumerate(settings.providers):
+        problems.extend(f"providers[{i}].{p}" for p in check_provider(provider))
+    if problems:
+        raise ConfigError(source, problems)
+    return settings
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [f"cannot read file: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
+    return validate(data, source, env)

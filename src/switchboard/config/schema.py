@@ -1,0 +1,108 @@
+"""The configuration schema. Validated once at start-up; nothing reads files or env after that.
+
+Provider entries accept extra keys: each provider type validates its own options (see
+``providers.registry``), so adding a provider never touches this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+MIB = 1024 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Seconds. ``first_byte`` bounds the wait for the response headers and every gap between
+    reads afterwards (a stalled stream); ``total`` bounds the whole exchange, stream included."""
+
+    connect: Annotated[float, Field(gt=0)] = 10.0
+    first_byte: Annotated[float, Field(gt=0)] = 120.0
+    total: Annotated[float, Field(gt=0)] = 600.0
+
+
+class TimeoutsOverride(_Strict):
+    connect: Annotated[float, Field(gt=0)] | None = None
+    first_byte: Annotated[float, Field(gt=0)] | None = None
+    total: Annotated[float, Field(gt=0)] | None = None
+
+    def over(self, base: Timeouts) -> Timeouts:
+        return base.model_copy(update={k: v for k, v in self.model_dump().items() if v is not None})
+
+
+class ProviderConfig(BaseModel):
+    # Extra keys are provider-type options, checked by the provider's own options model.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    type: Annotated[str, Field(min_length=1)]
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    timeouts: Timeouts = Timeouts()
+    max_connections: Annotated[int, Field(ge=1)] = 512
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ModelConfig(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    provider: Annotated[str, Field(min_length=1)]
+    model: Annotated[str, Field(min_length=1)]
+    timeouts: TimeoutsOverride | None = None
+    drop_params: bool = False
+
+
+class AuthConfig(_Strict):
+    master_key: SecretStr
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AuthConfig:
+        if len(self.master_key.get_secret_value()) < 8:
+            raise ValueError("master_key must be at least 8 characters")
+        return self
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 4000
+    workers: Annotated[int, Field(ge=1, le=256)] = 1
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 32 * MIB
+    graceful_shutdown_seconds: Annotated[float, Field(ge=0)] = 30.0
+    data_dir: Path | None = None
+    log_level: str = "info"
+    access_log: bool = False
+
+
+class Settings(_Strict):
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+    auth: AuthConfig
+    server: ServerConfig = ServerConfig()
+    # Set for the embedded default: serve the built-in mock upstream under /mock.
+    builtin_mock: bool = False
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        seen: set[str] = set()
+        for p in self.providers:
+            if p.name in seen:
+                raise ValueError(f"duplicate provider name {p.name!r}")
+            seen.add(p.name)
+        names: set[str] = set()
+        for i, m in enumerate(self.models):
+            if m.provider not in seen:
+                known = ", ".join(sorted(seen)) or "none"
+                raise ValueError(f"models[{i}].provider: unknown provider {m.provider!r} (known: {known})")
+            if m.name in names:
+                raise ValueError(f"models[{i}].name: duplicate model name {m.name!r}")
+            names.add(m.name)
+        return self

@@ -1,0 +1,156 @@
+"""The gateway's one error tree.
+
+Every failure that reaches a client is a :class:`GatewayError`. Each subclass fixes the HTTP
+status and the OpenAI error ``type``; the inbound API (OpenAI or Anthropic) decides how the
+error is written on the wire. Foreign exceptions (aiohttp, orjson, pydantic) are translated at
+the boundary where they occur, never in the handlers.
+
+    GatewayError
+    ├── InvalidRequest            400 invalid_request_error
+    │   └── UnsupportedParameter  400 invalid_request_error  code=unsupported_parameter
+    ├── AuthenticationFailed      401 authentication_error
+    ├── PermissionDenied          403 permission_error
+    ├── NotFound                  404 not_found_error
+    │   └── ModelNotFound         404 not_found_error        code=model_not_found
+    ├── PayloadTooLarge           413 invalid_request_error  code=request_too_large
+    ├── UnsupportedMediaType      415 invalid_request_error  code=unsupported_media_type
+    ├── RateLimited               429 rate_limit_error
+    ├── UpstreamError             (status from the upstream) errors reported by a provider
+    │   ├── UpstreamBadGateway    502 api_error              code=upstream_error
+    │   ├── UpstreamUnavailable   503 api_error              code=upstream_overloaded
+    │   ├── UpstreamAuthFailed    502 api_error              code=upstream_authentication_failed
+    │   ├── UpstreamTimeout       504 timeout_error          code=upstream_timeout
+    │   └── UpstreamUnreachable   502 api_error              code=upstream_unreachable
+    └── InternalError             500 api_error
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "api_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+        self.headers = headers or {}
+
+    def to_openai(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found_error"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    """An error reported by, or about, a provider; ``status`` is what the client receives."""
+
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+
+
+class UpstreamBadGateway(UpstreamError):
+    pass
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    code = "upstream_overloaded"
+
+
+class UpstreamAuthFailed(UpstreamError):
+    code = "upstream_authentication_failed"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class UpstreamUnreachable(UpstreamError):
+    code = "upstream_unreachable"
+
+
+class InternalError(GatewayError):
+    status = 500
+    type = "api_error"
+    code = "internal_error"
+
+
+# OpenAI's own error types by status, used when an upstream 4xx body does not say.
+OPENAI_TYPE_BY_STATUS: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}

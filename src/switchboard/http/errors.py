@@ -1,0 +1,16 @@
+"""Errors raised before any inbound API is chosen (unknown path, wrong method)."""
+
+from __future__ import annotations
+
+from switchboard.errors import GatewayError, NotFound
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+def unknown_url(method: str, path: str) -> NotFound:
+    shown = path if len(path) <= 200 else path[:200] + "..."
+    return NotFound(f"unknown request URL: {method} {shown}", code="unknown_url")

@@ -1,0 +1,70 @@
+"""The OpenAI-compatible inbound API: chat completions, embeddings, legacy completions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from switchboard.context import RequestContext
+from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.http import validate
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise InvalidRequest("the request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc).split(":", 1)[0]
+        raise InvalidRequest(f"the request body is not valid JSON: {reason}", code="invalid_json") from None
+
+
+def sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+class OpenAIInbound:
+    def __init__(self, operation: str, check: Callable[[Any], dict[str, Any]], streams: bool) -> None:
+        self.operation = operation
+        self._check = check
+        self._streams = streams
+
+    def decode(self, ctx: RequestContext) -> None:
+        request = self._check(parse_json(ctx.body))
+        ctx.request = request
+        if self._streams and request.get("stream"):
+            ctx.stream = True
+            ctx.client_wants_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+
+    def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes:
+        return orjson.dumps(body)
+
+    async def encode_stream(
+        self, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
+    ) -> AsyncIterator[bytes]:
+        wants_usage = ctx.client_wants_usage
+        try:
+            async for chunk in chunks:
+                if not wants_usage:
+                    # Usage is always requested upstream for accounting; hide it unless asked.
+                    usage = chunk.pop("usage", None)
+                    if usage is not None and not chunk.get("choices"):
+                        continue
+                yield sse(chunk)
+        except GatewayError as err:
+            yield sse(err.to_openai())
+            return
+        yield _DONE
+
+    def encode_error(self, error: GatewayError) -> bytes:
+        return orjson.dumps(error.to_openai())
+
+
+CHAT = OpenAIInbound("chat", validate.chat_request, streams=True)
+EMBEDDINGS = OpenAIInbound("embeddings", validate.embeddings_request, streams=False)
+COMPLETIONS = OpenAIInbound("completions", validate.completions_request, streams=True)

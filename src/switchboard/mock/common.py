@@ -1,0 +1,71 @@
+"""Pieces every provider mock uses: JSON bodies, controls from a request, streamed replies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from switchboard.mock.controls import Controls, controls_for
+
+
+class MockDisconnect(Exception):
+    """Raised inside a streamed body to drop the connection mid-stream."""
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+async def read_json(request: Request) -> Any:
+    """The parsed body, or None when it is not valid JSON."""
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def request_controls(request: Request, body: Any) -> Controls:
+    defaults: Controls = request.app.state.controls
+    return controls_for(defaults, dict(request.headers), body)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+async def paced(controls: Controls, events: list[bytes], error_event: Callable[[], bytes]) -> AsyncIterator[bytes]:
+    """Yield events with the controls' pacing and faults applied."""
+    await controls.sleep(controls.ttft_ms)
+    for i, event in enumerate(events):
+        if i == controls.fail_after:
+            yield error_event()
+            return
+        if i == controls.disconnect_after:
+            raise MockDisconnect("mock: dropping the connection mid-stream")
+        if i and controls.chunk_delay_ms:
+            await controls.sleep(controls.chunk_delay_ms)
+        yield event
+
+
+def stream_response(
+    controls: Controls, events: list[bytes], error_event: Callable[[], bytes], media_type: str = "text/event-stream"
+) -> StreamingResponse:
+    return StreamingResponse(paced(controls, events, error_event), media_type=media_type)
+
+
+async def before_answer(controls: Controls) -> None:
+    if controls.hang:
+        await asyncio.sleep(300)
+    await controls.sleep(controls.latency_ms)

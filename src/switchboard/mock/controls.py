@@ -1,0 +1,75 @@
+"""How a caller steers the mock: process-wide defaults, per-request headers, or directives in
+the prompt text (``mock:status=429``), so tests can inject faults through a gateway that does
+not forward arbitrary headers.
+
+Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
+
+    latency_ms=N         wait before answering (non-stream) or before the headers (stream)
+    ttft_ms=N            wait before the first stream chunk
+    chunk_delay_ms=N     wait between stream chunks
+    status=N             answer with this HTTP error status and the provider's error body
+    retry_after=N        Retry-After header on an error answer
+    error_code=CODE      the error body's code (e.g. context_length_exceeded)
+    fail_after=N         in a stream, after N chunks send the provider's error event and end
+    disconnect_after=N   in a stream, after N chunks drop the connection
+    reply=WORD_WORD      the reply text (underscores become spaces)
+    tool_call=NAME       answer with a call to this tool
+    hang=1               never answer (for timeout tests)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+_DIRECTIVE = re.compile(r"mock:([a-z_]+)=([^\s\]\"'<>]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    latency_ms: float = 0.0
+    ttft_ms: float = 0.0
+    chunk_delay_ms: float = 0.0
+    status: int = 0
+    retry_after: str = ""
+    error_code: str = ""
+    fail_after: int = -1
+    disconnect_after: int = -1
+    reply: str = ""
+    tool_call: str = ""
+    hang: int = 0
+
+    def merged(self, values: dict[str, str]) -> Controls:
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in values:
+                raw = values[f.name]
+                try:
+                    kind = type(getattr(self, f.name))
+                    changes[f.name] = kind(raw) if kind is not str else raw.replace("_", " ")
+                except ValueError:
+                    continue
+        return replace(self, **changes) if changes else self
+
+    async def sleep(self, ms: float) -> None:
+        if ms > 0:
+            await asyncio.sleep(ms / 1000)
+
+
+def text_of(value: Any) -> str:
+    """All text in a JSON value, for directive scanning."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return " ".join(text_of(v) for v in value.values())
+    if isinstance(value, list):
+        return " ".join(text_of(v) for v in value)
+    return ""
+
+
+def controls_for(defaults: Controls, headers: dict[str, str], body: Any) -> Controls:
+    values = {k[7:].replace("-", "_"): v for k, v in headers.items() if k.startswith("x-mock-")}
+    values.update(dict(_DIRECTIVE.findall(text_of(body))))
+    return defaults.merged(values)

@@ -1,0 +1,65 @@
+"""Deterministic mock content shared by every provider format."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from typing import Any
+
+from switchboard.mock.controls import text_of
+
+
+def count_tokens(value: Any) -> int:
+    """A rough, stable token count: words and punctuation runs."""
+    return max(1, len(text_of(value).split()))
+
+
+def reply_text(prompt: str, controls_reply: str) -> str:
+    if controls_reply:
+        return controls_reply
+    said = " ".join(prompt.split())[:200]
+    return f"Hello from the Switchboard mock. You said: {said}" if said else "Hello from the Switchboard mock."
+
+
+def words(text: str) -> list[str]:
+    """Split into stream pieces that concatenate back to ``text`` exactly."""
+    parts = text.split(" ")
+    return [p if i == 0 else " " + p for i, p in enumerate(parts)]
+
+
+def truncate(text: str, max_tokens: int | None) -> tuple[str, bool]:
+    if max_tokens is None:
+        return text, False
+    pieces = words(text)
+    if len(pieces) <= max_tokens:
+        return text, False
+    return "".join(pieces[:max_tokens]), True
+
+
+def embedding(text: str, dims: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    while len(digest) < dims:
+        digest += hashlib.sha256(digest).digest()
+    return [round((b - 127.5) / 127.5, 6) for b in digest[:dims]]
+
+
+def embedding_b64(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def arguments_for(parameters: Any) -> dict[str, Any]:
+    """Arguments satisfying a JSON schema's required properties, for mock tool calls."""
+    if not isinstance(parameters, dict):
+        return {}
+    props = parameters.get("properties") or {}
+    required = parameters.get("required") or list(props)
+    samples = {"string": "Paris", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
+    out: dict[str, Any] = {}
+    for name in required:
+        spec = props.get(name) or {}
+        if isinstance(spec.get("enum"), list) and spec["enum"]:
+            out[name] = spec["enum"][0]
+        else:
+            out[name] = samples.get(spec.get("type", "string"), "Paris")
+    return out

@@ -1,0 +1,65 @@
+"""The terminal handler: translate, call the provider, translate back.
+
+Operations are a table of adapter methods, so the terminal holds no per-operation branches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.context import Reply, RequestContext, Result, StreamReply
+from switchboard.providers.base import JSON, StreamDecoder
+from switchboard.upstream.client import UpstreamStream
+from switchboard.upstream.request import UpstreamRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """Names of the adapter methods that implement one operation."""
+
+    build: str
+    parse: str
+    stream: str | None = None
+
+
+OPERATIONS: dict[str, Operation] = {
+    "chat": Operation("chat_request", "chat_response", "chat_stream"),
+    "embeddings": Operation("embeddings_request", "embeddings_response"),
+    "completions": Operation("completions_request", "completions_response", "completions_stream"),
+}
+
+
+async def invoke(ctx: RequestContext) -> Result:
+    route = ctx.route
+    assert route is not None, "the route stage runs first"
+    op = OPERATIONS[ctx.operation]
+    adapter, target = route.adapter, route.target
+    upstream: UpstreamRequest = getattr(adapter, op.build)(ctx.request, target)
+    if ctx.stream and op.stream is not None:
+        decoder: StreamDecoder = getattr(adapter, op.stream)(ctx.request, target)
+        stream = await route.client.open_stream(upstream, route.timeout)
+        if stream.status >= 400:
+            raise adapter.error(stream.status, stream.headers, await stream.read_all(), target)
+        return StreamReply(_relay(ctx, stream, decoder))
+    reply = await route.client.send(upstream, route.timeout)
+    if reply.status >= 400:
+        raise adapter.error(reply.status, reply.headers, reply.body, target)
+    body: JSON = getattr(adapter, op.parse)(reply.body, target)
+    ctx.usage = body.get("usage")
+    return Reply(body)
+
+
+async def _relay(ctx: RequestContext, stream: UpstreamStream, decoder: StreamDecoder) -> AsyncIterator[dict[str, Any]]:
+    async with aclosing(stream.chunks()) as data:
+        async for piece in data:
+            for chunk in decoder.feed(piece):
+                if chunk.get("usage"):
+                    ctx.usage = chunk["usage"]
+                yield chunk
+    for chunk in decoder.close():
+        if chunk.get("usage"):
+            ctx.usage = chunk["usage"]
+        yield chunk

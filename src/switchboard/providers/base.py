@@ -1,0 +1,75 @@
+"""The provider adapter protocol.
+
+An adapter translates between the canonical (OpenAI-shaped) form and one provider's wire
+format. It is pure: no I/O, no settings, no globals. The upstream client applies credentials,
+sends, and hands bytes back to the adapter. Operations a provider lacks raise
+:class:`UnsupportedOperation` (HTTP 400) through the defaults below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.routing.target import Target
+from switchboard.upstream.request import UpstreamRequest
+
+JSON = dict[str, Any]
+
+
+class UnsupportedOperation(InvalidRequest):
+    code = "unsupported_operation"
+
+
+class StreamDecoder(Protocol):
+    """Fed upstream bytes as they arrive; returns the canonical chunks completed so far."""
+
+    def feed(self, data: bytes) -> list[JSON]: ...
+
+    def close(self) -> list[JSON]:
+        """Called once the upstream stream ends; raises if it ended in the middle of an event."""
+        ...
+
+
+class ProviderAdapter:
+    """Base class: every operation unsupported until a provider overrides it."""
+
+    type: str = ""
+
+    def _unsupported(self, what: str, target: Target) -> UnsupportedOperation:
+        return UnsupportedOperation(
+            f"{what} is not supported by provider type '{target.provider_type}' (model '{target.name}')",
+            param="model",
+        )
+
+    # chat
+    def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        raise self._unsupported("chat completions", target)
+
+    def chat_response(self, body: bytes, target: Target) -> JSON:
+        raise self._unsupported("chat completions", target)
+
+    def chat_stream(self, request: JSON, target: Target) -> StreamDecoder:
+        raise self._unsupported("streaming chat completions", target)
+
+    # embeddings
+    def embeddings_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        raise self._unsupported("embeddings", target)
+
+    def embeddings_response(self, body: bytes, target: Target) -> JSON:
+        raise self._unsupported("embeddings", target)
+
+    # legacy completions
+    def completions_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        raise self._unsupported("legacy completions", target)
+
+    def completions_response(self, body: bytes, target: Target) -> JSON:
+        raise self._unsupported("legacy completions", target)
+
+    def completions_stream(self, request: JSON, target: Target) -> StreamDecoder:
+        raise self._unsupported("streaming legacy completions", target)
+
+    # errors
+    def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
+        raise NotImplementedError

@@ -1,0 +1,168 @@
+"""OpenAI's own API: the canonical form is its wire format, so translation is nearly the identity.
+
+Reference: https://platform.openai.com/docs/api-reference/chat (request, response, streaming
+chunk and error shapes). ``api_base`` includes ``/v1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from switchboard.config.schema import ProviderConfig
+from switchboard.errors import GatewayError, UpstreamBadGateway
+from switchboard.providers.base import JSON, ProviderAdapter
+from switchboard.providers.errors import invalid_body, loads_object, upstream_error
+from switchboard.providers.spec import ProviderSpec
+from switchboard.providers.sse import SSEParser
+from switchboard.routing.target import Target
+from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
+from switchboard.upstream.request import UpstreamRequest
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+
+
+class OpenAIOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    organization: str | None = None
+    project: str | None = None
+
+
+class OpenAIStreamDecoder:
+    """OpenAI SSE: one JSON chunk per ``data:`` event, ended by ``data: [DONE]``."""
+
+    __slots__ = ("_done", "_parser", "_target")
+
+    def __init__(self, target: Target) -> None:
+        self._parser = SSEParser()
+        self._target = target
+        self._done = False
+
+    def feed(self, data: bytes) -> list[JSON]:
+        return [c for e in self._parser.feed(data) if (c := self._chunk(e.data)) is not None]
+
+    def close(self) -> list[JSON]:
+        return [c for e in self._parser.flush() if (c := self._chunk(e.data)) is not None]
+
+    def _chunk(self, data: str) -> JSON | None:
+        if self._done:
+            return None
+        if data == "[DONE]":
+            self._done = True
+            return None
+        obj = loads_object(data.encode())
+        if obj is None:
+            raise invalid_body(self._target, "stream event")
+        error = obj.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamBadGateway(f"provider '{self._target.provider}' failed mid-stream: {message}")
+        return obj
+
+
+def _dump(body: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(body)
+
+
+class OpenAIAdapter(ProviderAdapter):
+    type = "openai"
+    # Paths appended to api_base; subclasses for OpenAI-shaped hosts change these.
+    chat_path = "/chat/completions"
+    embeddings_path = "/embeddings"
+    completions_path = "/completions"
+    # Ask for usage on every stream so the gateway can always account for it.
+    stream_usage = True
+
+    def _post(self, path: str, body: JSON, target: Target, stream: bool) -> UpstreamRequest:
+        body["model"] = target.model
+        headers = dict(_SSE_HEADERS if stream else _JSON_HEADERS)
+        return UpstreamRequest("POST", target.api_base + path, _dump(body), headers, stream)
+
+    def _with_stream_usage(self, request: JSON) -> JSON:
+        body = dict(request)
+        if body.get("stream") and self.stream_usage:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return body
+
+    def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        body = self._with_stream_usage(request)
+        return self._post(self.chat_path, body, target, bool(body.get("stream")))
+
+    def chat_response(self, body: bytes, target: Target) -> JSON:
+        obj = loads_object(body)
+        if obj is None or not isinstance(obj.get("choices"), list):
+            raise invalid_body(target)
+        return obj
+
+    def chat_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(target)
+
+    def embeddings_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        return self._post(self.embeddings_path, dict(request), target, False)
+
+    def embeddings_response(self, body: bytes, target: Target) -> JSON:
+        obj = loads_object(body)
+        if obj is None or not isinstance(obj.get("data"), list):
+            raise invalid_body(target)
+        return obj
+
+    def completions_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        body = self._with_stream_usage(request)
+        return self._post(self.completions_path, body, target, bool(body.get("stream")))
+
+    def completions_response(self, body: bytes, target: Target) -> JSON:
+        obj = loads_object(body)
+        if obj is None or not isinstance(obj.get("choices"), list):
+            raise invalid_body(target)
+        return obj
+
+    def completions_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(target)
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
+        obj = loads_object(body) or {}
+        err = obj.get("error")
+        if isinstance(err, dict):
+            return upstream_error(
+                status,
+                headers,
+                target,
+                _str(err.get("message")),
+                type=_str(err.get("type")),
+                code=_str(err.get("code")),
+                param=_str(err.get("param")),
+            )
+        return upstream_error(status, headers, target, _str(err) or _str(obj.get("message")))
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def auth_headers(api_key: str | None, options: OpenAIOptions) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    if options.organization:
+        headers["OpenAI-Organization"] = options.organization
+    if options.project:
+        headers["OpenAI-Project"] = options.project
+    return headers
+
+
+def _auth(config: ProviderConfig, options: BaseModel) -> UpstreamAuth:
+    assert isinstance(options, OpenAIOptions)
+    key = config.api_key.get_secret_value() if config.api_key else None
+    return StaticHeaderAuth(auth_headers(key, options))
+
+
+SPEC = ProviderSpec(
+    type="openai",
+    adapter=OpenAIAdapter(),
+    options=OpenAIOptions,
+    default_api_base="https://api.openai.com/v1",
+    make_auth=_auth,
+)

@@ -1,0 +1,51 @@
+"""Provider types by name. Adding a provider: write ``providers/<name>.py`` exposing ``SPEC``
+and add its module name below."""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+from pydantic import BaseModel, ValidationError
+
+from switchboard.config.schema import ProviderConfig
+from switchboard.providers.spec import ProviderSpec
+
+_MODULES: tuple[str, ...] = ("openai",)
+
+
+@cache
+def providers() -> dict[str, ProviderSpec]:
+    specs: dict[str, ProviderSpec] = {}
+    for name in _MODULES:
+        spec: ProviderSpec = importlib.import_module(f"switchboard.providers.{name}").SPEC
+        specs[spec.type] = spec
+    return specs
+
+
+def get(provider_type: str) -> ProviderSpec:
+    return providers()[provider_type]
+
+
+def options_for(config: ProviderConfig) -> BaseModel:
+    return get(config.type).options.model_validate(config.options)
+
+
+def check_provider(config: ProviderConfig) -> list[str]:
+    """Problems with one provider entry, as ``key: message`` lines (empty when valid)."""
+    specs = providers()
+    spec = specs.get(config.type)
+    if spec is None:
+        return [f"type: unknown provider type {config.type!r} (known: {', '.join(sorted(specs))})"]
+    problems = []
+    try:
+        options = spec.options.model_validate(config.options)
+    except ValidationError as err:
+        for e in err.errors(include_url=False, include_input=False):
+            key = ".".join(str(p) for p in e["loc"])
+            msg = "unknown key" if e["type"] == "extra_forbidden" else str(e["msg"])
+            problems.append(f"{key}: {msg.removeprefix('Value error, ')}")
+        return problems
+    if spec.api_base(config, options) is None:
+        problems.append("api_base: required for this provider type")
+    return problems

@@ -1,0 +1,28 @@
+"""What a provider module declares so the registry can find it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from switchboard.config.schema import ProviderConfig
+from switchboard.providers.base import ProviderAdapter
+from switchboard.upstream.auth import UpstreamAuth
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    type: str
+    adapter: ProviderAdapter
+    options: type[BaseModel]  # the provider type's own config keys
+    default_api_base: str | None
+    make_auth: Callable[[ProviderConfig, BaseModel], UpstreamAuth]
+    # api_base as written in config -> the base adapters append paths to (e.g. presets).
+    resolve_api_base: Callable[[ProviderConfig, BaseModel], str | None] | None = None
+
+    def api_base(self, config: ProviderConfig, options: BaseModel) -> str | None:
+        base = self.resolve_api_base(config, options) if self.resolve_api_base else None
+        base = base or config.api_base or self.default_api_base
+        return base.rstrip("/") if base else None

@@ -1,0 +1,67 @@
+"""An incremental Server-Sent Events parser shared by the adapters whose providers stream SSE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    event: str | None
+    data: str
+
+
+class SSEParser:
+    """Splits a byte stream into events as they complete (WHATWG rules for data/event lines)."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[SSEEvent]:
+        buf = self._buf + data if self._buf else data
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events: list[SSEEvent] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n\n", start)
+            if end < 0:
+                break
+            event = self._parse(buf[start:end])
+            if event is not None:
+                events.append(event)
+            start = end + 2
+        self._buf = buf[start:]
+        return events
+
+    @property
+    def pending(self) -> bool:
+        """True when bytes of an unfinished event are buffered."""
+        return bool(self._buf.strip())
+
+    def flush(self) -> list[SSEEvent]:
+        """Parse a final event not followed by a blank line (some servers omit it)."""
+        rest, self._buf = self._buf, b""
+        event = self._parse(rest.strip(b"\n")) if rest.strip() else None
+        return [event] if event is not None else []
+
+    @staticmethod
+    def _parse(block: bytes) -> SSEEvent | None:
+        name: str | None = None
+        data: list[str] = []
+        for raw in block.split(b"\n"):
+            if not raw or raw.startswith(b":"):
+                continue
+            line = raw.decode("utf-8", "replace")
+            key, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if key == "data":
+                data.append(value)
+            elif key == "event":
+                name = value
+        if not data and name is None:
+            return None
+        return SSEEvent(name, "\n".join(data))

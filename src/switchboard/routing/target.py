@@ -1,0 +1,20 @@
+"""Where a request goes: the resolved model entry, as pure data for the adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.config.schema import Timeouts
+
+
+@dataclass(slots=True, frozen=True)
+class Target:
+    name: str  # the model name clients send
+    model: str  # the id sent upstream
+    provider: str  # provider entry name
+    provider_type: str
+    api_base: str  # without a trailing slash
+    options: Any  # the provider type's validated options model
+    timeouts: Timeouts
+    drop_params: bool = False

@@ -1,0 +1,44 @@
+"""Upstream credentials. Each scheme is a small class applying itself to an UpstreamRequest.
+
+Credentials are read from the config once, kept out of reprs, and never written to logs or
+responses. Schemes that need I/O (token exchange) do it here, not in the adapters.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from switchboard.upstream.request import UpstreamRequest
+
+
+class UpstreamAuth(Protocol):
+    async def apply(self, request: UpstreamRequest) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class StaticHeaderAuth:
+    """A fixed header such as ``Authorization: Bearer …`` or ``api-key: …``; none when no key."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+
+    @classmethod
+    def bearer(cls, key: str | None) -> StaticHeaderAuth:
+        return cls({"Authorization": f"Bearer {key}"} if key else {})
+
+    @classmethod
+    def header(cls, name: str, key: str | None) -> StaticHeaderAuth:
+        return cls({name: key} if key else {})
+
+    async def apply(self, request: UpstreamRequest) -> None:
+        if self._headers:
+            request.headers.update(self._headers)
+
+    async def close(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"StaticHeaderAuth({', '.join(self._headers)})"

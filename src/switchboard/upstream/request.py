@@ -1,0 +1,17 @@
+"""The one value adapters hand to the upstream client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    stream: bool = False
+
+    def __repr__(self) -> str:  # headers may hold credentials once signed: never print them
+        return f"UpstreamRequest({self.method} {self.url}, {len(self.body or b'')} bytes)"
