@@ -14,7 +14,7 @@ import orjson
 from switchboard.config.schema import Settings
 from switchboard.errors import GatewayError
 from switchboard.gateway import Gateway
-from switchboard.http import openai_api
+from switchboard.http import admin, anthropic_api, openai_api
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, header_dict, send_bytes
 from switchboard.http.endpoint import PipelineEndpoint
 from switchboard.http.errors import MethodNotAllowed, unknown_url
@@ -40,6 +40,9 @@ class SwitchboardApp:
             # Clients configured with or without the /v1 prefix both work.
             self.routes[("POST", "/v1" + path)] = endpoint
             self.routes[("POST", path)] = endpoint
+        self.routes[("POST", "/v1/messages")] = PipelineEndpoint(anthropic_api.MESSAGES, chain, limit)
+        self.routes[("POST", "/v1/messages/count_tokens")] = anthropic_api.CountTokensEndpoint(self.gateway, limit)
+        self.routes[("GET", "/admin/models")] = admin.CatalogEndpoint(self.gateway)
         for path in ("/v1/models", "/models"):
             self.routes[("GET", path)] = self.models
         self.routes[("GET", "/health/live")] = self.live

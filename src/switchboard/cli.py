@@ -81,7 +81,7 @@ def mock(
 
     controls = Controls(latency_ms=latency_ms, ttft_ms=ttft_ms, chunk_delay_ms=chunk_delay_ms)
     out.print(f"Switchboard mock upstream on http://{host}:{port} (OpenAI base: http://{host}:{port}/v1)")
-    uvicorn.run(create_mock_app(controls, api_key), host=host, port=port, log_level="warning",
+    uvicorn.run(create_mock_app(controls, api_key), host=host, port=port, log_level="info", access_log=False,
                 timeout_graceful_shutdown=1)
 
 

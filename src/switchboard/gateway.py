@@ -6,6 +6,7 @@ from switchboard.config.schema import Settings
 from switchboard.pipeline.auth import Authenticator, AuthStage
 from switchboard.pipeline.chain import Handler, Stage, build_chain
 from switchboard.pipeline.decode import DecodeStage
+from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.invoke import invoke
 from switchboard.pipeline.route import RouteStage
 from switchboard.routing.table import build_clients, build_routes
@@ -17,6 +18,7 @@ class Gateway:
         self.clients = build_clients(settings)
         self.routes = build_routes(settings, self.clients)
         self.authenticator = Authenticator(settings.auth.master_key.get_secret_value())
+        self.images = ImageFetcher(settings.images)
         self.chain: Handler = build_chain(self.stages(), invoke)
         self.ready = False
 
@@ -26,6 +28,7 @@ class Gateway:
             AuthStage(self.authenticator),
             DecodeStage(),
             RouteStage(self.routes),
+            InlineImagesStage(self.images),
         ]
 
     async def start(self) -> None:
@@ -37,3 +40,4 @@ class Gateway:
         self.ready = False
         for client in self.clients.values():
             await client.close()
+        await self.images.close()

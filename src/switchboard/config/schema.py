@@ -82,11 +82,22 @@ class ServerConfig(_Strict):
     access_log: bool = False
 
 
+class ImagesConfig(_Strict):
+    """Remote image URLs in messages, fetched by the gateway for providers that only take inline bytes."""
+
+    fetch_remote: bool = True
+    max_bytes: Annotated[int, Field(ge=1)] = 20 * MIB
+    timeout: Annotated[float, Field(gt=0)] = 10.0
+    # Off by default so a caller cannot make the gateway reach internal addresses (SSRF).
+    allow_private_networks: bool = False
+
+
 class Settings(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     auth: AuthConfig
     server: ServerConfig = ServerConfig()
+    images: ImagesConfig = ImagesConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 

@@ -7,16 +7,44 @@ from __future__ import annotations
 
 import importlib
 
-from starlette.applications import Starlette
-from starlette.routing import BaseRoute
+import base64
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from switchboard.mock.common import STATS
 from switchboard.mock.controls import Controls
 
-_MODULES: tuple[str, ...] = ("openai",)
+_MODULES: tuple[str, ...] = (
+    "openai",
+    "anthropic",
+    "gemini",
+    "cohere",
+    "bedrock",
+)
+
+
+# A 1x1 transparent PNG, served for image-URL tests.
+PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+async def pixel(request: Request) -> Response:
+    return Response(PIXEL_PNG, media_type="image/png")
+
+
+async def stats(request: Request) -> Response:
+    return JSONResponse(STATS.as_dict())
 
 
 def create_mock_app(controls: Controls | None = None, api_key: str | None = None) -> Starlette:
-    routes: list[BaseRoute] = []
+    routes: list[BaseRoute] = [
+        Route("/images/pixel.png", pixel, methods=["GET"]),
+        Route("/_mock/stats", stats, methods=["GET"]),
+    ]
     for name in _MODULES:
         routes.extend(importlib.import_module(f"switchboard.mock.{name}").routes())
     app = Starlette(routes=routes)

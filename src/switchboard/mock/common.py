@@ -15,6 +15,24 @@ from starlette.responses import Response, StreamingResponse
 from switchboard.mock.controls import Controls, controls_for
 
 
+class StreamStats:
+    """Counts of streamed answers, served at GET /_mock/stats so tests can see cancellations.
+
+    Process-wide on purpose: the mock is a development tool with one app per process.
+    """
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.completed = 0
+        self.cancelled = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"started": self.started, "completed": self.completed, "cancelled": self.cancelled}
+
+
+STATS = StreamStats()
+
+
 class MockDisconnect(Exception):
     """Raised inside a streamed body to drop the connection mid-stream."""
 
@@ -47,16 +65,27 @@ def now() -> int:
 
 async def paced(controls: Controls, events: list[bytes], error_event: Callable[[], bytes]) -> AsyncIterator[bytes]:
     """Yield events with the controls' pacing and faults applied."""
-    await controls.sleep(controls.ttft_ms)
-    for i, event in enumerate(events):
-        if i == controls.fail_after:
-            yield error_event()
-            return
-        if i == controls.disconnect_after:
-            raise MockDisconnect("mock: dropping the connection mid-stream")
-        if i and controls.chunk_delay_ms:
-            await controls.sleep(controls.chunk_delay_ms)
-        yield event
+    STATS.started += 1
+    finished = False
+    try:
+        await controls.sleep(controls.ttft_ms)
+        for i, event in enumerate(events):
+            if i == controls.fail_after:
+                yield error_event()
+                finished = True
+                return
+            if i == controls.disconnect_after:
+                finished = True
+                raise MockDisconnect("mock: dropping the connection mid-stream")
+            if i and controls.chunk_delay_ms:
+                await controls.sleep(controls.chunk_delay_ms)
+            yield event
+        finished = True
+    finally:
+        if finished:
+            STATS.completed += 1
+        else:
+            STATS.cancelled += 1
 
 
 def stream_response(

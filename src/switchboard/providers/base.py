@@ -36,6 +36,9 @@ class ProviderAdapter:
     """Base class: every operation unsupported until a provider overrides it."""
 
     type: str = ""
+    # True when the provider accepts only inline image bytes: the gateway then replaces http(s)
+    # image URLs with data URLs before the adapter sees the request (pipeline/images.py).
+    inline_images: bool = False
 
     def _unsupported(self, what: str, target: Target) -> UnsupportedOperation:
         return UnsupportedOperation(

@@ -80,6 +80,7 @@ class OpenAIAdapter(ProviderAdapter):
 
     def _post(self, path: str, body: JSON, target: Target, stream: bool) -> UpstreamRequest:
         body["model"] = target.model
+        body.pop("drop_params", None)
         headers = dict(_SSE_HEADERS if stream else _JSON_HEADERS)
         return UpstreamRequest("POST", target.api_base + path, _dump(body), headers, stream)
 

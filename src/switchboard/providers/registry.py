@@ -11,7 +11,17 @@ from pydantic import BaseModel, ValidationError
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.spec import ProviderSpec
 
-_MODULES: tuple[str, ...] = ("openai",)
+_MODULES: tuple[str, ...] = (
+    "openai",
+    "azure",
+    "anthropic",
+    "gemini",
+    "vertex",
+    "cohere",
+    "bedrock",
+    "mistral",
+    "openai_compatible",
+)
 
 
 @cache

@@ -1,0 +1,109 @@
+"""Inline remote images for providers that only accept image bytes.
+
+Runs only when the routed adapter sets ``inline_images``: every http(s) ``image_url`` in the
+messages is fetched (bounded in size and time, private addresses refused unless allowed) and
+replaced by a ``data:`` URL, so adapters stay pure and never do I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from switchboard.config.schema import ImagesConfig
+from switchboard.context import RequestContext, Result
+from switchboard.errors import InvalidRequest
+from switchboard.pipeline.chain import Handler
+
+_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+
+
+def remote_image_parts(request: dict[str, Any]) -> list[dict[str, Any]]:
+    parts = []
+    for msg in request.get("messages") or ():
+        content = msg.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    url = (part.get("image_url") or {}).get("url", "")
+                    if isinstance(url, str) and url.startswith(("http://", "https://")):
+                        parts.append(part)
+    return parts
+
+
+class ImageFetcher:
+    def __init__(self, config: ImagesConfig) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self.config.timeout)
+            self._session = aiohttp.ClientSession(timeout=timeout, trust_env=False)
+        return self._session
+
+    async def _check_host(self, host: str) -> None:
+        if self.config.allow_private_networks:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError:
+            raise InvalidRequest(f"image host '{host}' cannot be resolved", param="messages") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            if not address.is_global:
+                raise InvalidRequest(
+                    f"image URL host '{host}' is a private address; fetching it is not allowed", param="messages"
+                )
+
+    async def fetch(self, url: str) -> str:
+        """The image at ``url`` as a data URL."""
+        host = urlsplit(url).hostname or ""
+        await self._check_host(host)
+        limit = self.config.max_bytes
+        try:
+            async with self._client().get(url, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    raise InvalidRequest(f"image URL answered HTTP {resp.status}: {url[:200]}", param="messages")
+                media = resp.content_type
+                if media not in _TYPES:
+                    raise InvalidRequest(f"image URL has unsupported content type '{media}'", param="messages")
+                data = await resp.content.read(limit + 1)
+        except (aiohttp.ClientError, TimeoutError):
+            raise InvalidRequest(f"image URL could not be fetched: {url[:200]}", param="messages") from None
+        if len(data) > limit:
+            raise InvalidRequest(f"image at {url[:200]} exceeds {limit} bytes", param="messages")
+        return f"data:{media};base64,{base64.b64encode(data).decode()}"
+
+
+class InlineImagesStage:
+    name = "inline_images"
+
+    def __init__(self, fetcher: ImageFetcher) -> None:
+        self._fetcher = fetcher
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        route = ctx.route
+        if route is not None and route.adapter.inline_images and (parts := remote_image_parts(ctx.request)):
+            if not self._fetcher.config.fetch_remote:
+                raise InvalidRequest(
+                    f"model '{route.target.name}' needs inline images and fetching remote images is disabled",
+                    param="messages",
+                )
+            urls = [p["image_url"]["url"] for p in parts]
+            fetched = await asyncio.gather(*(self._fetcher.fetch(u) for u in dict.fromkeys(urls)))
+            by_url = dict(zip(dict.fromkeys(urls), fetched, strict=True))
+            for part in parts:
+                part["image_url"] = {**part["image_url"], "url": by_url[part["image_url"]["url"]]}
+        return await call_next(ctx)

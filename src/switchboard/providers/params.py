@@ -1,0 +1,50 @@
+"""Parameters a provider cannot honour: a clear 400 naming the parameter and the provider, or
+silently dropped when the model entry (``drop_params: true``) or the request (``"drop_params":
+true``) asks for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from switchboard.errors import UnsupportedParameter
+from switchboard.routing.target import Target
+
+# Every OpenAI Chat Completions request parameter, so adapters can name what they lack.
+CHAT_PARAMS = frozenset({
+    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
+    "top_p", "n", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format",
+    "logprobs", "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", "user", "metadata",
+    "store", "service_tier", "modalities", "audio", "prediction", "reasoning_effort", "web_search_options",
+    "functions", "function_call", "verbosity", "prompt_cache_key", "safety_identifier",
+})
+
+GATEWAY_PARAMS = frozenset({"drop_params"})
+
+
+def drops(request: dict[str, Any], target: Target) -> bool:
+    return target.drop_params or request.get("drop_params") is True
+
+
+def check_supported(
+    request: dict[str, Any], supported: Iterable[str], target: Target, known: frozenset[str] = CHAT_PARAMS
+) -> dict[str, Any]:
+    """Return ``request`` without the known-but-unsupported params (when dropping), else raise.
+
+    ``n`` equal to 1 and ``false``/``null`` values are not treated as requests for a feature.
+    """
+    allowed = set(supported) | GATEWAY_PARAMS
+    offending = [
+        k for k, v in request.items()
+        if k in known and k not in allowed and v is not None and v is not False and not (k == "n" and v == 1)
+    ]
+    if not offending:
+        return request
+    if drops(request, target):
+        return {k: v for k, v in request.items() if k not in offending}
+    name = offending[0]
+    raise UnsupportedParameter(
+        f"parameter '{name}' is not supported by provider type '{target.provider_type}' (model '{target.name}'); "
+        "set drop_params: true on the model, or send \"drop_params\": true, to drop it instead",
+        param=name,
+    )

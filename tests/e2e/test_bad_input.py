@@ -1,0 +1,174 @@
+"""The bad-input table: each malformed request gets its documented status and an OpenAI error
+body, and the gateway keeps serving afterwards."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+JSON = {**AUTH, "Content-Type": "application/json"}
+MSGS = [{"role": "user", "content": "hi"}]
+
+
+def chat(**fields: Any) -> bytes:
+    return orjson.dumps({"model": "gpt-4o-mini", "messages": MSGS, **fields})
+
+
+def nested(depth: int) -> bytes:
+    return b'{"model":"gpt-4o-mini","messages":' + b"[" * depth + b"]" * depth + b"}"
+
+
+# (id, path, headers, body, status, expected param or None)
+CASES: list[tuple[str, str, dict[str, str], bytes, int, str | None]] = [
+    ("invalid-json", "/chat/completions", JSON, b'{"model": "gpt-4o-mini", "messages": [', 400, None),
+    ("json-array-body", "/chat/completions", JSON, b"[1, 2]", 400, None),
+    ("empty-body", "/chat/completions", JSON, b"", 400, None),
+    ("non-utf8", "/chat/completions", JSON, b'{"model": "\xff\xfe", "messages": []}', 400, None),
+    ("deeply-nested", "/chat/completions", JSON, nested(5000), 400, None),
+    ("missing-model", "/chat/completions", JSON, orjson.dumps({"messages": MSGS}), 400, "model"),
+    ("model-not-string", "/chat/completions", JSON, chat(model=42), 400, "model"),
+    ("missing-messages", "/chat/completions", JSON, orjson.dumps({"model": "gpt-4o-mini"}), 400, "messages"),
+    ("messages-not-array", "/chat/completions", JSON, chat(messages="hi"), 400, "messages"),
+    ("empty-messages", "/chat/completions", JSON, chat(messages=[]), 400, "messages"),
+    ("message-not-object", "/chat/completions", JSON, chat(messages=["hi"]), 400, "messages[0]"),
+    ("missing-role", "/chat/completions", JSON, chat(messages=[{"content": "x"}]), 400, "messages[0].role"),
+    ("unknown-role", "/chat/completions", JSON, chat(messages=[{"role": "wizard", "content": "x"}]), 400,
+     "messages[0].role"),
+    ("content-wrong-type", "/chat/completions", JSON, chat(messages=[{"role": "user", "content": 5}]), 400,
+     "messages[0].content"),
+    ("tool-without-call-id", "/chat/completions", JSON, chat(messages=[{"role": "tool", "content": "x"}]), 400,
+     "messages[0].tool_call_id"),
+    ("negative-max-tokens", "/chat/completions", JSON, chat(max_tokens=-5), 400, "max_tokens"),
+    ("max-tokens-string", "/chat/completions", JSON, chat(max_tokens="10"), 400, "max_tokens"),
+    ("temperature-too-high", "/chat/completions", JSON, chat(temperature=9), 400, "temperature"),
+    ("stream-not-bool", "/chat/completions", JSON, chat(stream="yes"), 400, "stream"),
+    ("n-zero", "/chat/completions", JSON, chat(n=0), 400, "n"),
+    ("tools-not-array", "/chat/completions", JSON, chat(tools={"type": "function"}), 400, "tools"),
+    ("tool-without-name", "/chat/completions", JSON, chat(tools=[{"type": "function", "function": {}}]), 400,
+     "tools"),
+    ("bad-tool-choice", "/chat/completions", JSON, chat(tool_choice="sometimes"), 400, "tool_choice"),
+    ("bad-response-format", "/chat/completions", JSON, chat(response_format={"type": "yaml"}), 400,
+     "response_format"),
+    ("too-many-stops", "/chat/completions", JSON, chat(stop=["a", "b", "c", "d", "e"]), 400, "stop"),
+    ("stream-options-without-stream", "/chat/completions", JSON, chat(stream_options={"include_usage": True}),
+     400, "stream_options"),
+    ("embeddings-empty-input", "/embeddings", JSON, orjson.dumps({"model": "text-embedding-3-small", "input": ""}),
+     400, "input"),
+    ("embeddings-missing-input", "/embeddings", JSON, orjson.dumps({"model": "text-embedding-3-small"}), 400,
+     "input"),
+    ("completions-missing-prompt", "/completions", JSON, orjson.dumps({"model": "gpt-3.5-turbo-instruct"}), 400,
+     "prompt"),
+    ("wrong-content-type", "/chat/completions", {**AUTH, "Content-Type": "text/plain"}, chat(), 415, None),
+    ("form-content-type", "/chat/completions", {**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+     b"model=gpt-4o-mini", 415, None),
+    ("unknown-model", "/chat/completions", JSON, chat(model="gpt-9"), 404, "model"),
+    ("model-with-crlf", "/chat/completions", JSON, chat(model="x\r\nSet-Cookie: a=b"), 404, "model"),
+    ("missing-key", "/chat/completions", {"Content-Type": "application/json"}, chat(), 401, None),
+    ("wrong-key", "/chat/completions", {"Authorization": "Bearer nope", "Content-Type": "application/json"},
+     chat(), 401, None),
+    ("basic-auth-scheme", "/chat/completions", {"Authorization": "Basic Zm9vOmJhcg==",
+     "Content-Type": "application/json"}, chat(), 401, None),
+    ("huge-body", "/chat/completions", JSON, b'{"model":"gpt-4o-mini","pad":"' + b"a" * (33 * 1024 * 1024) + b'"}',
+     413, None),
+]
+
+
+def check_error_body(resp: httpx.Response, status: int, param: str | None) -> None:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    error = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert "Traceback" not in error["message"]
+    if param is not None:
+        assert error["param"] == param
+
+
+@pytest.fixture(scope="module")
+def http(gateway: Gateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.base_url, timeout=30) as c:
+        yield c
+
+
+@pytest.mark.parametrize(("path", "headers", "body", "status", "param"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input(http: httpx.Client, path: str, headers: dict[str, str], body: bytes, status: int,
+                   param: str | None) -> None:
+    resp = http.post(path, headers=headers, content=body)
+    check_error_body(resp, status, param)
+    assert "set-cookie" not in resp.headers
+
+
+def test_chunked_body_over_limit_is_413(http: httpx.Client) -> None:
+    def pieces() -> Iterator[bytes]:
+        yield b'{"model":"gpt-4o-mini","pad":"'
+        for _ in range(34):
+            yield b"a" * (1024 * 1024)
+        yield b'"}'
+
+    check_error_body(http.post("/chat/completions", headers=JSON, content=pieces()), 413, None)
+
+
+def test_declared_length_over_limit_is_rejected_before_body(gateway: Gateway) -> None:
+    raw = raw_request(gateway.port, (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + MASTER_KEY.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
+    ))
+    assert raw.startswith(b"HTTP/1.1 413")
+    assert b'"code":"request_too_large"' in raw
+
+
+def test_wrong_method_is_405(http: httpx.Client) -> None:
+    check_error_body(http.get("/chat/completions", headers=AUTH), 405, None)
+
+
+def test_unknown_path_is_404(http: httpx.Client) -> None:
+    check_error_body(http.post("/nope", headers=JSON, content=b"{}"), 404, None)
+
+
+def raw_request(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and b"}" in chunk:
+                break
+        return b"".join(chunks)
+
+
+@pytest.mark.parametrize("header", [
+    b"X-Request-Id: abc\rInjected: yes",
+    b"Authorization: Bearer k\x00ey",
+    b"X-Custom: a\nInjected: yes",
+])
+def test_header_injection_attempts_get_json_400(gateway: Gateway, header: bytes) -> None:
+    raw = raw_request(gateway.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + header
+                      + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    assert raw.startswith(b"HTTP/1.1 400")
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert orjson.loads(body)["error"]["type"] == "invalid_request_error"
+    assert b"Injected" not in raw
+
+
+def test_unsafe_request_id_is_not_echoed(http: httpx.Client) -> None:
+    resp = http.post("/chat/completions", headers={**JSON, "X-Request-Id": "a" * 300}, content=chat())
+    assert resp.status_code == 200
+    assert resp.headers["x-request-id"] != "a" * 300
+
+
+def test_gateway_still_healthy_after_the_table(gateway: Gateway, client: openai.OpenAI) -> None:
+    assert httpx.get(f"{gateway.url}/health/ready").status_code == 200
+    assert httpx.get(f"{gateway.url}/health/live").json() == {"status": "ok"}
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)  # type: ignore[arg-type]
+    assert resp.choices[0].message.content
+    assert gateway.process.proc.poll() is None

@@ -1,0 +1,133 @@
+"""Chat completions through the gateway with the official openai SDK, sync and async."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_non_stream_returns_upstream_answer_and_usage(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=ask("hello gateway"))
+    assert resp.object == "chat.completion"
+    assert resp.choices[0].message.role == "assistant"
+    assert resp.choices[0].message.content == "Hello from the Switchboard mock. You said: hello gateway"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens > 0
+
+
+def test_response_carries_request_id(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=ask("id"))
+    assert len(raw.headers["x-request-id"]) >= 16
+    echoed = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=ask("id"), extra_headers={"X-Request-Id": "trace-123"}
+    )
+    assert echoed.headers["x-request-id"] == "trace-123"
+
+
+async def test_async_non_stream(aclient: openai.AsyncOpenAI) -> None:
+    resp = await aclient.chat.completions.create(model="gpt-4o-mini", messages=ask("async hello"))
+    assert resp.choices[0].message.content.endswith("You said: async hello")
+
+
+def test_stream_relays_chunks_in_order(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=ask("stream me"), stream=True)
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from the Switchboard mock. You said: stream me"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    # Usage is requested upstream for accounting but not shown unless the client asked for it.
+    assert all(c.choices for c in chunks)
+    assert all(getattr(c, "usage", None) is None for c in chunks)
+
+
+def test_stream_include_usage_yields_final_usage_chunk(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=ask("count"), stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage is not None and last.usage.completion_tokens == 7
+
+
+async def test_async_stream(aclient: openai.AsyncOpenAI) -> None:
+    stream = await aclient.chat.completions.create(model="gpt-4o-mini", messages=ask("async stream"), stream=True)
+    parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+    assert "".join(parts).endswith("You said: async stream")
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_tool_round_trip(client: openai.OpenAI) -> None:
+    messages: list[dict[str, object]] = [{"role": "user", "content": "weather in Paris?"}]
+    first = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    messages.append(first.choices[0].message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"})
+    final = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].message.content == "The tool returned: 18C and sunny"
+
+
+def test_streamed_tool_call_arguments_reassemble(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=ask("weather?"), tools=[WEATHER_TOOL], tool_choice="required", stream=True
+    )
+    name, args, finish = "", "", None
+    for chunk in stream:
+        for call in chunk.choices[0].delta.tool_calls or []:
+            assert call.index == 0
+            name += call.function.name or ""
+            args += call.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert name == "get_weather"
+    assert json.loads(args) == {"city": "Paris"}
+    assert finish == "tool_calls"
+
+
+def test_passthrough_fields_reach_upstream(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=ask("json please"),
+        n=2,
+        seed=7,
+        user="user-1",
+        stop=["\n\n"],
+        logprobs=True,
+        response_format={"type": "json_object"},
+        extra_body={"vendor_extension": {"kept": True}},
+    )
+    assert len(resp.choices) == 2
+    assert json.loads(resp.choices[1].message.content) == {"answer": "Hello from the Switchboard mock. You said: json please"}
+    assert resp.choices[0].logprobs is not None and resp.choices[0].logprobs.content
+
+
+def test_max_tokens_truncates_with_length(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=ask("long answer"), max_tokens=3)
+    assert resp.choices[0].finish_reason == "length"
+    assert resp.choices[0].message.content == "Hello from the"
+
+
+@pytest.mark.parametrize("prefix", ["/v1", ""])
+def test_paths_with_and_without_v1(gateway, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    from tests.servers import MASTER_KEY
+
+    c = openai.OpenAI(base_url=gateway.url + prefix, api_key=MASTER_KEY, max_retries=0)
+    assert c.chat.completions.create(model="gpt-4o-mini", messages=ask("x")).choices

@@ -1,0 +1,56 @@
+"""Embeddings, models and legacy completions through the gateway."""
+
+from __future__ import annotations
+
+import openai
+
+
+def test_embeddings_default_base64_decoded_by_sdk(client: openai.OpenAI) -> None:
+    resp = client.embeddings.create(model="text-embedding-3-small", input=["one", "two"])
+    assert [d.index for d in resp.data] == [0, 1]
+    assert len(resp.data[0].embedding) == 8
+    assert resp.data[0].embedding != resp.data[1].embedding
+    assert resp.usage.prompt_tokens == 2
+
+
+def test_embeddings_float_and_dimensions(client: openai.OpenAI) -> None:
+    resp = client.embeddings.create(
+        model="text-embedding-3-small", input="hello", encoding_format="float", dimensions=16
+    )
+    assert len(resp.data[0].embedding) == 16
+    assert all(-1.0 <= x <= 1.0 for x in resp.data[0].embedding)
+
+
+async def test_async_embeddings(aclient: openai.AsyncOpenAI) -> None:
+    resp = await aclient.embeddings.create(model="text-embedding-3-small", input="async")
+    assert len(resp.data) == 1
+
+
+def test_models_lists_configured_names(client: openai.OpenAI) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert ids == {
+        "gpt-4o-mini", "text-embedding-3-small", "gpt-3.5-turbo-instruct", "misconfigured", "unreachable",
+        "slow-model",
+    }
+    assert client.models.retrieve("gpt-4o-mini").owned_by == "local-openai"
+
+
+def test_model_retrieve_unknown_is_not_found(client: openai.OpenAI) -> None:
+    try:
+        client.models.retrieve("nope")
+    except openai.NotFoundError as exc:
+        assert exc.status_code == 404
+    else:
+        raise AssertionError("expected NotFoundError")
+
+
+def test_legacy_completions(client: openai.OpenAI) -> None:
+    resp = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi", max_tokens=50)
+    assert resp.choices[0].text == "Hello from the Switchboard mock. You said: Say hi"
+    assert resp.usage is not None and resp.usage.total_tokens > 0
+
+
+def test_legacy_completions_stream(client: openai.OpenAI) -> None:
+    stream = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi", stream=True)
+    text = "".join(c.choices[0].text for c in stream if c.choices)
+    assert text == "Hello from the Switchboard mock. You said: Say hi"

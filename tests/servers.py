@@ -1,0 +1,151 @@
+"""Start real Switchboard processes (gateway and mock upstream) on free ports for the tests."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MASTER_KEY = "sk-test-master-key-0123456789"
+UPSTREAM_KEY = "sk-upstream-secret-key-ABCDEF"
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """A child process whose combined output is collected line by line."""
+
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, marker: str, timeout: float = START_TIMEOUT) -> None:
+        """Block until a line containing ``marker`` is printed (the server is listening)."""
+        while True:
+            try:
+                line = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                raise TimeoutError(f"no {marker!r} within {timeout}s:\n{self.output}") from None
+            if line is None:
+                raise RuntimeError(f"process exited ({self.proc.wait()}) before {marker!r}:\n{self.output}")
+            if marker in line:
+                return
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Process:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switchboard", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+    )
+    return Process(proc)
+
+
+@dataclass
+class Mock:
+    port: int
+    process: Process
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_mock(api_key: str | None = UPSTREAM_KEY, extra: list[str] | None = None) -> Mock:
+    port = free_port()
+    args = ["mock", "--port", str(port), *(["--api-key", api_key] if api_key else []), *(extra or [])]
+    process = spawn(args)
+    process.wait_for("Uvicorn running on")
+    return Mock(port, process)
+
+
+@dataclass
+class Gateway:
+    port: int
+    process: Process
+    config_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+
+def start_gateway(config: dict[str, Any], tmp: Path, env: dict[str, str] | None = None,
+                  args: list[str] | None = None) -> Gateway:
+    port = free_port()
+    path = tmp / f"switchboard-{port}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    process = spawn(["serve", "--config", str(path), "--port", str(port), *(args or [])],
+                    env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY, **(env or {})})
+    process.wait_for("Application startup complete")
+    return Gateway(port, process, path)
+
+
+def openai_config(mock: Mock, **server: Any) -> dict[str, Any]:
+    """The minimal config form from the core issue, plus test models."""
+    return {
+        "providers": [
+            {"name": "local-openai", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}"},
+            {"name": "bad-key", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "sk-wrong-key-123"},
+            {"name": "nowhere", "type": "openai", "api_base": f"http://127.0.0.1:{free_port()}/v1"},
+            {"name": "slow", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}",
+             "timeouts": {"connect": 2, "first_byte": 1.0, "total": 3}},
+        ],
+        "models": [
+            {"name": "gpt-4o-mini", "provider": "local-openai", "model": "gpt-4o-mini"},
+            {"name": "text-embedding-3-small", "provider": "local-openai", "model": "text-embedding-3-small"},
+            {"name": "gpt-3.5-turbo-instruct", "provider": "local-openai", "model": "gpt-3.5-turbo-instruct"},
+            {"name": "misconfigured", "provider": "bad-key", "model": "gpt-4o-mini"},
+            {"name": "unreachable", "provider": "nowhere", "model": "gpt-4o-mini"},
+            {"name": "slow-model", "provider": "slow", "model": "gpt-4o-mini"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "server": server,
+    }
