@@ -54,7 +54,7 @@ def test_stream_include_usage_yields_final_usage_chunk(client: openai.OpenAI) ->
     chunks = list(stream)
     last = chunks[-1]
     assert last.choices == []
-    assert last.usage is not None and last.usage.completion_tokens == 7
+    assert last.usage is not None and last.usage.completion_tokens == 8
 
 
 async def test_async_stream(aclient: openai.AsyncOpenAI) -> None:

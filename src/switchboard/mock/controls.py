@@ -48,9 +48,11 @@ class Controls:
                 raw = values[f.name]
                 try:
                     kind = type(getattr(self, f.name))
-                    changes[f.name] = kind(raw) if kind is not str else raw.replace("_", " ")
+                    changes[f.name] = kind(raw)
                 except ValueError:
                     continue
+        if "reply" in changes:
+            changes["reply"] = changes["reply"].replace("_", " ")
         return replace(self, **changes) if changes else self
 
     async def sleep(self, ms: float) -> None:

@@ -23,7 +23,11 @@ class UnsupportedOperation(InvalidRequest):
 
 
 class StreamDecoder(Protocol):
-    """Fed upstream bytes as they arrive; returns the canonical chunks completed so far."""
+    """Fed upstream bytes as they arrive; returns the canonical chunks completed so far.
+
+    When an error event follows good events in one read, return the good chunks first and raise
+    the error on the next call (``feed`` or ``close``), so nothing the provider sent is lost.
+    """
 
     def feed(self, data: bytes) -> list[JSON]: ...
 

@@ -17,7 +17,7 @@ from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.spec import ProviderSpec
-from switchboard.providers.sse import SSEParser
+from switchboard.providers.sse import SSEEvent, SSEParser
 from switchboard.routing.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
@@ -34,24 +34,45 @@ class OpenAIOptions(BaseModel):
 
 
 class OpenAIStreamDecoder:
-    """OpenAI SSE: one JSON chunk per ``data:`` event, ended by ``data: [DONE]``."""
+    """OpenAI SSE: one JSON chunk per ``data:`` event, ended by ``data: [DONE]``.
 
-    __slots__ = ("_done", "_parser", "_target")
+    An error event raises only after the chunks that preceded it in the same read were returned,
+    so the client receives everything the provider sent before failing.
+    """
+
+    __slots__ = ("_done", "_error", "_parser", "_target")
 
     def __init__(self, target: Target) -> None:
         self._parser = SSEParser()
         self._target = target
         self._done = False
+        self._error: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
-        return [c for e in self._parser.feed(data) if (c := self._chunk(e.data)) is not None]
+        return self._chunks(self._parser.feed(data))
 
     def close(self) -> list[JSON]:
-        return [c for e in self._parser.flush() if (c := self._chunk(e.data)) is not None]
+        return self._chunks(self._parser.flush())
+
+    def _chunks(self, events: list[SSEEvent]) -> list[JSON]:
+        if self._error is not None:
+            raise self._error
+        out: list[JSON] = []
+        for event in events:
+            if self._done:
+                break
+            try:
+                chunk = self._chunk(event.data)
+            except GatewayError as err:
+                if not out:
+                    raise
+                self._error = err
+                break
+            if chunk is not None:
+                out.append(chunk)
+        return out
 
     def _chunk(self, data: str) -> JSON | None:
-        if self._done:
-            return None
         if data == "[DONE]":
             self._done = True
             return None
