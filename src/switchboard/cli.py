@@ -14,7 +14,7 @@ from switchboard.config.loader import ConfigError, load
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Switchboard, a self-hosted LLM gateway.")
 config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
 app.add_typer(config_app, name="config")
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 

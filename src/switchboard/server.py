@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from switchboard.app import SwitchboardApp, create_app
 from switchboard.config.embedded import embedded_settings
 from switchboard.config.loader import load
 from switchboard.config.schema import Settings
+from switchboard.observability.logs import configure as configure_logs
 
 _ENV = "SWITCHBOARD_SERVE"
 
@@ -67,7 +68,9 @@ def resolve_settings(opts: ServeOptions) -> Settings:
 
 def app_factory() -> SwitchboardApp:
     """Entry point for worker processes: rebuilds the settings from what the parent was given."""
-    return create_app(resolve_settings(ServeOptions.loads(os.environ[_ENV])))
+    settings = resolve_settings(ServeOptions.loads(os.environ[_ENV]))
+    configure_logs(settings.server.log_level)
+    return create_app(settings)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -87,8 +90,15 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(opts: ServeOptions, settings: Settings) -> None:
-    logging.getLogger("switchboard").setLevel(settings.server.log_level.upper())
+    configure_logs(settings.server.log_level)
+    # uvicorn re-raises SIGTERM once its graceful shutdown is done; exiting 0 then tells process
+    # managers the shutdown was clean.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     options = uvicorn_options(settings)
     if settings.server.workers > 1:
         # Worker processes import the factory and rebuild the same settings.
