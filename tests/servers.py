@@ -117,13 +117,16 @@ class Gateway:
         return self.url + "/v1"
 
 
-def start_gateway(config: dict[str, Any], tmp: Path, env: dict[str, str] | None = None,
-                  args: list[str] | None = None) -> Gateway:
+def start_gateway(
+    config: dict[str, Any], tmp: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+) -> Gateway:
     port = free_port()
     path = tmp / f"switchboard-{port}.yaml"
     path.write_text(yaml.safe_dump(config))
-    process = spawn(["serve", "--config", str(path), "--port", str(port), *(args or [])],
-                    env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY, **(env or {})})
+    process = spawn(
+        ["serve", "--config", str(path), "--port", str(port), *(args or [])],
+        env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY, **(env or {})},
+    )
     process.wait_for("Application startup complete")
     return Gateway(port, process, path)
 
@@ -132,11 +135,26 @@ def openai_config(mock: Mock, **server: Any) -> dict[str, Any]:
     """The minimal config form from the core issue, plus test models."""
     return {
         "providers": [
-            {"name": "local-openai", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}"},
-            {"name": "bad-key", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "sk-wrong-key-123"},
+            {
+                "name": "local-openai",
+                "type": "openai",
+                "api_base": f"{mock.url}/v1",
+                "api_key": "${UPSTREAM_KEY}",
+            },
+            {
+                "name": "bad-key",
+                "type": "openai",
+                "api_base": f"{mock.url}/v1",
+                "api_key": "sk-wrong-key-123",
+            },
             {"name": "nowhere", "type": "openai", "api_base": f"http://127.0.0.1:{free_port()}/v1"},
-            {"name": "slow", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}",
-             "timeouts": {"connect": 2, "first_byte": 1.0, "total": 3}},
+            {
+                "name": "slow",
+                "type": "openai",
+                "api_base": f"{mock.url}/v1",
+                "api_key": "${UPSTREAM_KEY}",
+                "timeouts": {"connect": 2, "first_byte": 1.0, "total": 3},
+            },
         ],
         "models": [
             {"name": "gpt-4o-mini", "provider": "local-openai", "model": "gpt-4o-mini"},

@@ -41,7 +41,9 @@ class SwitchboardApp:
             self.routes[("POST", "/v1" + path)] = endpoint
             self.routes[("POST", path)] = endpoint
         self.routes[("POST", "/v1/messages")] = PipelineEndpoint(anthropic_api.MESSAGES, chain, limit)
-        self.routes[("POST", "/v1/messages/count_tokens")] = anthropic_api.CountTokensEndpoint(self.gateway, limit)
+        self.routes[("POST", "/v1/messages/count_tokens")] = anthropic_api.CountTokensEndpoint(
+            self.gateway, limit
+        )
         self.routes[("GET", "/admin/models")] = admin.CatalogEndpoint(self.gateway)
         for path in ("/v1/models", "/models"):
             self.routes[("GET", path)] = self.models

@@ -33,7 +33,8 @@ def serve(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default 1).")] = None,
 ) -> None:
     """Start the gateway. Without --config it runs the embedded default with a demo model."""
-    from switchboard.server import ServeOptions, resolve_settings, serve as run
+    from switchboard.server import ServeOptions, resolve_settings
+    from switchboard.server import serve as run
 
     opts = ServeOptions(str(config) if config else None, host, port, workers)
     try:
@@ -42,14 +43,17 @@ def serve(
         _fail_config(exc)
         return
     s = settings.server
-    shown_host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host  # noqa: S104
+    shown_host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
     base = f"http://{shown_host}:{s.port}"
     out.print(f"[bold]Switchboard {__version__}[/] on {base}/v1  ({s.workers} worker(s))")
     out.print(f"models: {', '.join(m.name for m in settings.models) or '(none)'}")
     if config is None:
-        out.print(f"embedded default: data in {s.data_dir}; master key (Bearer): {settings.auth.master_key.get_secret_value()}")
-        out.print("add a real provider: write a config file (see docs/configuration.md) and run "
-                  "'switchboard serve --config switchboard.yaml'")
+        key = settings.auth.master_key.get_secret_value()
+        out.print(f"embedded default: data in {s.data_dir}; master key (Bearer): {key}")
+        out.print(
+            "add a real provider: write a config file (see docs/configuration.md) and run "
+            "'switchboard serve --config switchboard.yaml'"
+        )
     run(opts, settings)
 
 
@@ -61,7 +65,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to 
     except ConfigError as exc:
         _fail_config(exc)
         return
-    out.print(f"{file}: OK ({len(settings.providers)} provider(s), {len(settings.models)} model(s))", markup=False)
+    out.print(
+        f"{file}: OK ({len(settings.providers)} provider(s), {len(settings.models)} model(s))", markup=False
+    )
 
 
 @app.command()
@@ -81,8 +87,14 @@ def mock(
 
     controls = Controls(latency_ms=latency_ms, ttft_ms=ttft_ms, chunk_delay_ms=chunk_delay_ms)
     out.print(f"Switchboard mock upstream on http://{host}:{port} (OpenAI base: http://{host}:{port}/v1)")
-    uvicorn.run(create_mock_app(controls, api_key), host=host, port=port, log_level="info", access_log=False,
-                timeout_graceful_shutdown=1)
+    uvicorn.run(
+        create_mock_app(controls, api_key),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,11 +45,18 @@ class Reply:
     status: int = 200
 
 
+Chunk = dict[str, Any]
+
+
 @dataclass(slots=True)
 class StreamReply:
-    """A canonical chunk stream; ``chunks`` is consumed exactly once by the edge."""
+    """A canonical chunk stream, consumed exactly once by the edge.
 
-    chunks: AsyncIterator[dict[str, Any]]
+    ``chunks`` yields non-empty batches: the chunks decoded from one upstream read. A stage that
+    wraps the stream iterates batches and may change, drop or add chunks within them.
+    """
+
+    chunks: AsyncGenerator[list[Chunk], None]
 
 
 Result = Reply | StreamReply

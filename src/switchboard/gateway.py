@@ -24,12 +24,14 @@ class Gateway:
 
     def stages(self) -> list[Stage]:
         """The request path, outermost first. A feature is a new entry here."""
-        return [
+        stages: list[Stage] = [
             AuthStage(self.authenticator),
             DecodeStage(),
             RouteStage(self.routes),
-            InlineImagesStage(self.images),
         ]
+        if any(route.adapter.inline_images for route in self.routes.values()):
+            stages.append(InlineImagesStage(self.images))
+        return stages
 
     async def start(self) -> None:
         for client in self.clients.values():

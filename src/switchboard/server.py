@@ -26,8 +26,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         body = orjson.dumps(
-            {"error": {"message": "malformed HTTP request", "type": "invalid_request_error",
-                       "param": None, "code": "malformed_http_request"}}
+            {
+                "error": {
+                    "message": "malformed HTTP request",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "malformed_http_request",
+                }
+            }
         )
         self.transport.write(
             b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: "
@@ -59,7 +65,11 @@ def resolve_settings(opts: ServeOptions) -> Settings:
         settings = load(opts.config)
     else:
         settings = embedded_settings(opts.host or "127.0.0.1", opts.port if opts.port is not None else 4000)
-    overrides = {k: v for k, v in {"host": opts.host, "port": opts.port, "workers": opts.workers}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"host": opts.host, "port": opts.port, "workers": opts.workers}.items()
+        if v is not None
+    }
     if overrides:
         server = settings.server.model_copy(update=overrides)
         settings = settings.model_copy(update={"server": server})
@@ -103,6 +113,8 @@ def serve(opts: ServeOptions, settings: Settings) -> None:
     if settings.server.workers > 1:
         # Worker processes import the factory and rebuild the same settings.
         os.environ[_ENV] = opts.dumps()
-        uvicorn.run("switchboard.server:app_factory", factory=True, workers=settings.server.workers, **options)
+        uvicorn.run(
+            "switchboard.server:app_factory", factory=True, workers=settings.server.workers, **options
+        )
     else:
         uvicorn.run(create_app(settings), **options)

@@ -41,44 +41,122 @@ CASES: list[tuple[str, str, dict[str, str], bytes, int, str | None]] = [
     ("empty-messages", "/chat/completions", JSON, chat(messages=[]), 400, "messages"),
     ("message-not-object", "/chat/completions", JSON, chat(messages=["hi"]), 400, "messages[0]"),
     ("missing-role", "/chat/completions", JSON, chat(messages=[{"content": "x"}]), 400, "messages[0].role"),
-    ("unknown-role", "/chat/completions", JSON, chat(messages=[{"role": "wizard", "content": "x"}]), 400,
-     "messages[0].role"),
-    ("content-wrong-type", "/chat/completions", JSON, chat(messages=[{"role": "user", "content": 5}]), 400,
-     "messages[0].content"),
-    ("tool-without-call-id", "/chat/completions", JSON, chat(messages=[{"role": "tool", "content": "x"}]), 400,
-     "messages[0].tool_call_id"),
+    (
+        "unknown-role",
+        "/chat/completions",
+        JSON,
+        chat(messages=[{"role": "wizard", "content": "x"}]),
+        400,
+        "messages[0].role",
+    ),
+    (
+        "content-wrong-type",
+        "/chat/completions",
+        JSON,
+        chat(messages=[{"role": "user", "content": 5}]),
+        400,
+        "messages[0].content",
+    ),
+    (
+        "tool-without-call-id",
+        "/chat/completions",
+        JSON,
+        chat(messages=[{"role": "tool", "content": "x"}]),
+        400,
+        "messages[0].tool_call_id",
+    ),
     ("negative-max-tokens", "/chat/completions", JSON, chat(max_tokens=-5), 400, "max_tokens"),
     ("max-tokens-string", "/chat/completions", JSON, chat(max_tokens="10"), 400, "max_tokens"),
     ("temperature-too-high", "/chat/completions", JSON, chat(temperature=9), 400, "temperature"),
     ("stream-not-bool", "/chat/completions", JSON, chat(stream="yes"), 400, "stream"),
     ("n-zero", "/chat/completions", JSON, chat(n=0), 400, "n"),
     ("tools-not-array", "/chat/completions", JSON, chat(tools={"type": "function"}), 400, "tools"),
-    ("tool-without-name", "/chat/completions", JSON, chat(tools=[{"type": "function", "function": {}}]), 400,
-     "tools"),
+    (
+        "tool-without-name",
+        "/chat/completions",
+        JSON,
+        chat(tools=[{"type": "function", "function": {}}]),
+        400,
+        "tools",
+    ),
     ("bad-tool-choice", "/chat/completions", JSON, chat(tool_choice="sometimes"), 400, "tool_choice"),
-    ("bad-response-format", "/chat/completions", JSON, chat(response_format={"type": "yaml"}), 400,
-     "response_format"),
+    (
+        "bad-response-format",
+        "/chat/completions",
+        JSON,
+        chat(response_format={"type": "yaml"}),
+        400,
+        "response_format",
+    ),
     ("too-many-stops", "/chat/completions", JSON, chat(stop=["a", "b", "c", "d", "e"]), 400, "stop"),
-    ("stream-options-without-stream", "/chat/completions", JSON, chat(stream_options={"include_usage": True}),
-     400, "stream_options"),
-    ("embeddings-empty-input", "/embeddings", JSON, orjson.dumps({"model": "text-embedding-3-small", "input": ""}),
-     400, "input"),
-    ("embeddings-missing-input", "/embeddings", JSON, orjson.dumps({"model": "text-embedding-3-small"}), 400,
-     "input"),
-    ("completions-missing-prompt", "/completions", JSON, orjson.dumps({"model": "gpt-3.5-turbo-instruct"}), 400,
-     "prompt"),
+    (
+        "stream-options-without-stream",
+        "/chat/completions",
+        JSON,
+        chat(stream_options={"include_usage": True}),
+        400,
+        "stream_options",
+    ),
+    (
+        "embeddings-empty-input",
+        "/embeddings",
+        JSON,
+        orjson.dumps({"model": "text-embedding-3-small", "input": ""}),
+        400,
+        "input",
+    ),
+    (
+        "embeddings-missing-input",
+        "/embeddings",
+        JSON,
+        orjson.dumps({"model": "text-embedding-3-small"}),
+        400,
+        "input",
+    ),
+    (
+        "completions-missing-prompt",
+        "/completions",
+        JSON,
+        orjson.dumps({"model": "gpt-3.5-turbo-instruct"}),
+        400,
+        "prompt",
+    ),
     ("wrong-content-type", "/chat/completions", {**AUTH, "Content-Type": "text/plain"}, chat(), 415, None),
-    ("form-content-type", "/chat/completions", {**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
-     b"model=gpt-4o-mini", 415, None),
+    (
+        "form-content-type",
+        "/chat/completions",
+        {**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+        b"model=gpt-4o-mini",
+        415,
+        None,
+    ),
     ("unknown-model", "/chat/completions", JSON, chat(model="gpt-9"), 404, "model"),
     ("model-with-crlf", "/chat/completions", JSON, chat(model="x\r\nSet-Cookie: a=b"), 404, "model"),
     ("missing-key", "/chat/completions", {"Content-Type": "application/json"}, chat(), 401, None),
-    ("wrong-key", "/chat/completions", {"Authorization": "Bearer nope", "Content-Type": "application/json"},
-     chat(), 401, None),
-    ("basic-auth-scheme", "/chat/completions", {"Authorization": "Basic Zm9vOmJhcg==",
-     "Content-Type": "application/json"}, chat(), 401, None),
-    ("huge-body", "/chat/completions", JSON, b'{"model":"gpt-4o-mini","pad":"' + b"a" * (33 * 1024 * 1024) + b'"}',
-     413, None),
+    (
+        "wrong-key",
+        "/chat/completions",
+        {"Authorization": "Bearer nope", "Content-Type": "application/json"},
+        chat(),
+        401,
+        None,
+    ),
+    (
+        "basic-auth-scheme",
+        "/chat/completions",
+        {"Authorization": "Basic Zm9vOmJhcg==", "Content-Type": "application/json"},
+        chat(),
+        401,
+        None,
+    ),
+    (
+        "huge-body",
+        "/chat/completions",
+        JSON,
+        b'{"model":"gpt-4o-mini","pad":"' + b"a" * (33 * 1024 * 1024) + b'"}',
+        413,
+        None,
+    ),
 ]
 
 
@@ -99,10 +177,12 @@ def http(gateway: Gateway) -> Iterator[httpx.Client]:
         yield c
 
 
-@pytest.mark.parametrize(("path", "headers", "body", "status", "param"),
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input(http: httpx.Client, path: str, headers: dict[str, str], body: bytes, status: int,
-                   param: str | None) -> None:
+@pytest.mark.parametrize(
+    ("path", "headers", "body", "status", "param"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input(
+    http: httpx.Client, path: str, headers: dict[str, str], body: bytes, status: int, param: str | None
+) -> None:
     resp = http.post(path, headers=headers, content=body)
     check_error_body(resp, status, param)
     assert "set-cookie" not in resp.headers
@@ -119,10 +199,14 @@ def test_chunked_body_over_limit_is_413(http: httpx.Client) -> None:
 
 
 def test_declared_length_over_limit_is_rejected_before_body(gateway: Gateway) -> None:
-    raw = raw_request(gateway.port, (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + MASTER_KEY.encode()
-        + b"\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
-    ))
+    raw = raw_request(
+        gateway.port,
+        (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + MASTER_KEY.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
+        ),
+    )
     assert raw.startswith(b"HTTP/1.1 413")
     assert b'"code":"request_too_large"' in raw
 
@@ -146,14 +230,21 @@ def raw_request(port: int, data: bytes) -> bytes:
         return b"".join(chunks)
 
 
-@pytest.mark.parametrize("header", [
-    b"X-Request-Id: abc\rInjected: yes",
-    b"Authorization: Bearer k\x00ey",
-    b"X-Custom: a\nInjected: yes",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"X-Request-Id: abc\rInjected: yes",
+        b"Authorization: Bearer k\x00ey",
+        b"X-Custom: a\nInjected: yes",
+    ],
+)
 def test_header_injection_attempts_get_json_400(gateway: Gateway, header: bytes) -> None:
-    raw = raw_request(gateway.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + header
-                      + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    raw = raw_request(
+        gateway.port,
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        + header
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    )
     assert raw.startswith(b"HTTP/1.1 400")
     body = raw.split(b"\r\n\r\n", 1)[1]
     assert orjson.loads(body)["error"]["type"] == "invalid_request_error"

@@ -58,7 +58,9 @@ def test_stream_include_usage_yields_final_usage_chunk(client: openai.OpenAI) ->
 
 
 async def test_async_stream(aclient: openai.AsyncOpenAI) -> None:
-    stream = await aclient.chat.completions.create(model="gpt-4o-mini", messages=ask("async stream"), stream=True)
+    stream = await aclient.chat.completions.create(
+        model="gpt-4o-mini", messages=ask("async stream"), stream=True
+    )
     parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
     assert "".join(parts).endswith("You said: async stream")
 
@@ -88,7 +90,11 @@ def test_tool_round_trip(client: openai.OpenAI) -> None:
 
 def test_streamed_tool_call_arguments_reassemble(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=ask("weather?"), tools=[WEATHER_TOOL], tool_choice="required", stream=True
+        model="gpt-4o-mini",
+        messages=ask("weather?"),
+        tools=[WEATHER_TOOL],
+        tool_choice="required",
+        stream=True,
     )
     name, args, finish = "", "", None
     for chunk in stream:
@@ -115,7 +121,9 @@ def test_passthrough_fields_reach_upstream(client: openai.OpenAI) -> None:
         extra_body={"vendor_extension": {"kept": True}},
     )
     assert len(resp.choices) == 2
-    assert json.loads(resp.choices[1].message.content) == {"answer": "Hello from the Switchboard mock. You said: json please"}
+    assert json.loads(resp.choices[1].message.content) == {
+        "answer": "Hello from the Switchboard mock. You said: json please"
+    }
     assert resp.choices[0].logprobs is not None and resp.choices[0].logprobs.content
 
 

@@ -29,7 +29,11 @@ async def test_async_embeddings(aclient: openai.AsyncOpenAI) -> None:
 def test_models_lists_configured_names(client: openai.OpenAI) -> None:
     ids = {m.id for m in client.models.list()}
     assert ids == {
-        "gpt-4o-mini", "text-embedding-3-small", "gpt-3.5-turbo-instruct", "misconfigured", "unreachable",
+        "gpt-4o-mini",
+        "text-embedding-3-small",
+        "gpt-3.5-turbo-instruct",
+        "misconfigured",
+        "unreachable",
         "slow-model",
     }
     assert client.models.retrieve("gpt-4o-mini").owned_by == "local-openai"

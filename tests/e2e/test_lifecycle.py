@@ -88,10 +88,20 @@ def mock_stats(mock: Mock) -> dict[str, int]:
 
 def test_client_disconnect_cancels_upstream_stream(gateway: Gateway, mock_upstream: Mock) -> None:
     before = mock_stats(mock_upstream)["cancelled"]
-    body = {"model": "gpt-4o-mini", "stream": True, "messages": ask("mock:chunk_delay_ms=200 " + "long " * 50)}
-    with httpx.Client(timeout=30) as http, http.stream(
-        "POST", f"{gateway.base_url}/chat/completions", json=body, headers={"Authorization": f"Bearer {MASTER_KEY}"}
-    ) as resp:
+    body = {
+        "model": "gpt-4o-mini",
+        "stream": True,
+        "messages": ask("mock:chunk_delay_ms=200 " + "long " * 50),
+    }
+    with (
+        httpx.Client(timeout=30) as http,
+        http.stream(
+            "POST",
+            f"{gateway.base_url}/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        ) as resp,
+    ):
         first = next(resp.iter_lines())
         assert first.startswith("data: ")
     # The gateway notices the disconnect and closes its upstream stream; the mock counts that.
@@ -107,8 +117,12 @@ def test_client_disconnect_cancels_upstream_stream(gateway: Gateway, mock_upstre
 def test_client_disconnect_cancels_non_stream_request(gateway: Gateway) -> None:
     body = {"model": "gpt-4o-mini", "messages": ask("mock:latency_ms=5000 slow")}
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{gateway.base_url}/chat/completions", json=body,
-                   headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=0.5)
+        httpx.post(
+            f"{gateway.base_url}/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {MASTER_KEY}"},
+            timeout=0.5,
+        )
     gateway.process.wait_for("client disconnected", timeout=10)
     assert httpx.get(f"{gateway.url}/health/ready").status_code == 200
 
@@ -116,7 +130,9 @@ def test_client_disconnect_cancels_non_stream_request(gateway: Gateway) -> None:
 def test_config_check_accepts_minimal_form(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(MINIMAL)
-    proc = spawn(["config", "check", str(path)], env={"UPSTREAM_KEY": "k", "SWITCHBOARD_MASTER_KEY": "m" * 12})
+    proc = spawn(
+        ["config", "check", str(path)], env={"UPSTREAM_KEY": "k", "SWITCHBOARD_MASTER_KEY": "m" * 12}
+    )
     assert proc.proc.wait(30) == 0
     proc.wait_for("OK (1 provider(s), 1 model(s))")
 
@@ -136,22 +152,42 @@ auth:
 """
 
 
-@pytest.mark.parametrize(("text", "env", "expected"), [
-    (MINIMAL, {"SWITCHBOARD_MASTER_KEY": "m" * 12}, "providers[0].api_key: environment variable UPSTREAM_KEY is not set"),
-    (MINIMAL.replace("type: openai", "type: openia"), None, "providers[0].type: unknown provider type 'openia'"),
-    (MINIMAL.replace("provider: local-openai", "provider: other"), None, "unknown provider 'other'"),
-    (MINIMAL + "extra_key: 1\n", None, "extra_key: unknown key"),
-    (MINIMAL.replace("    model: gpt-4o-mini          # id sent upstream", "    model: 5\n    timeouts: {total: -1}"),
-     None, "models[0].timeouts.total: Input should be greater than 0"),
-    ("providers: [\n", None, "invalid YAML"),
-    ("- just\n- a list\n", None, "(top level): expected a mapping"),
-])
-def test_config_check_reports_file_key_and_problem(tmp_path: Path, text: str, env: dict[str, str] | None,
-                                                   expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        (
+            MINIMAL,
+            {"SWITCHBOARD_MASTER_KEY": "m" * 12},
+            "providers[0].api_key: environment variable UPSTREAM_KEY is not set",
+        ),
+        (
+            MINIMAL.replace("type: openai", "type: openia"),
+            None,
+            "providers[0].type: unknown provider type 'openia'",
+        ),
+        (MINIMAL.replace("provider: local-openai", "provider: other"), None, "unknown provider 'other'"),
+        (MINIMAL + "extra_key: 1\n", None, "extra_key: unknown key"),
+        (
+            MINIMAL.replace(
+                "    model: gpt-4o-mini          # id sent upstream",
+                "    model: 5\n    timeouts: {total: -1}",
+            ),
+            None,
+            "models[0].timeouts.total: Input should be greater than 0",
+        ),
+        ("providers: [\n", None, "invalid YAML"),
+        ("- just\n- a list\n", None, "(top level): expected a mapping"),
+    ],
+)
+def test_config_check_reports_file_key_and_problem(
+    tmp_path: Path, text: str, env: dict[str, str] | None, expected: str
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    proc = spawn(["config", "check", str(path)],
-                 env=env if env is not None else {"UPSTREAM_KEY": "k", "SWITCHBOARD_MASTER_KEY": "m" * 12})
+    proc = spawn(
+        ["config", "check", str(path)],
+        env=env if env is not None else {"UPSTREAM_KEY": "k", "SWITCHBOARD_MASTER_KEY": "m" * 12},
+    )
     assert proc.proc.wait(30) == 2
     proc.wait_for(expected)
     assert str(path) in proc.output
@@ -177,7 +213,9 @@ def test_secrets_not_in_environment_dump_of_config_check(tmp_path: Path) -> None
     path = tmp_path / "ok.yaml"
     path.write_text(MINIMAL.replace("api_base: http://127.0.0.1:9001/v1", "api_base: 5"))
     secret = "sk-very-secret-upstream-value"
-    proc = spawn(["config", "check", str(path)], env={"UPSTREAM_KEY": secret, "SWITCHBOARD_MASTER_KEY": "m" * 12})
+    proc = spawn(
+        ["config", "check", str(path)], env={"UPSTREAM_KEY": secret, "SWITCHBOARD_MASTER_KEY": "m" * 12}
+    )
     proc.proc.wait(30)
     assert secret not in proc.output
     assert os.environ.get("UPSTREAM_KEY") != secret

@@ -50,7 +50,7 @@ def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -
     directory = data_dir(env)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     _init_db(directory / DB_FILE)
-    loopback = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    loopback = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     data = {
         "providers": [
             {"name": "builtin-mock", "type": "openai", "api_base": f"http://{loopback}:{port}/mock/v1"}

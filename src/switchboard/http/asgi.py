@@ -59,7 +59,11 @@ def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 async def send_bytes(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], content_type: tuple[bytes, bytes]
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    content_type: tuple[bytes, bytes],
 ) -> None:
     await send(
         {

@@ -11,11 +11,10 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Any
 
-from switchboard.context import Reply, RequestContext, StreamReply
+from switchboard.context import Chunk, Reply, RequestContext, StreamReply
 from switchboard.errors import GatewayError, InternalError, UnsupportedMediaType
 from switchboard.http.asgi import (
     JSON_CT,
@@ -86,7 +85,9 @@ class PipelineEndpoint:
             return
         except Exception:
             log.exception("request %s: unexpected error", ctx.request_id)
-            await self._send_error(send, InternalError(f"internal error (request id {ctx.request_id})"), extra)
+            await self._send_error(
+                send, InternalError(f"internal error (request id {ctx.request_id})"), extra
+            )
             return
         headers = extra + encode_headers(ctx.response_headers) if ctx.response_headers else extra
         if isinstance(result, Reply):
@@ -110,14 +111,14 @@ class PipelineEndpoint:
 
 
 async def _internal_errors_as_gateway(
-    ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[dict[str, Any]]:
-    """Pass chunks through; an unexpected failure becomes an InternalError the encoder can write."""
+    ctx: RequestContext, batches: AsyncGenerator[list[Chunk], None]
+) -> AsyncGenerator[list[Chunk], None]:
+    """Pass batches through; an unexpected failure becomes an InternalError the encoder can write."""
     # Closing this generator closes the upstream stream too, also when the client went away.
-    async with aclosing(chunks) as source:
+    async with aclosing(batches) as source:
         try:
-            async for chunk in source:
-                yield chunk
+            async for batch in source:
+                yield batch
         except GatewayError:
             raise
         except Exception:

@@ -7,7 +7,7 @@ never sees wire formats; adding an inbound API (OpenAI, Anthropic) means one new
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol
 
 from switchboard.context import RequestContext
@@ -23,8 +23,11 @@ class InboundAPI(Protocol):
 
     def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes: ...
 
-    def encode_stream(self, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-        """Wire events for each canonical chunk; a GatewayError mid-stream becomes an error event."""
+    def encode_stream(
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
+    ) -> AsyncGenerator[bytes, None]:
+        """Wire bytes for each batch of canonical chunks (one write per batch); a GatewayError
+        raised mid-stream becomes the API's error event."""
         ...
 
     def encode_error(self, error: GatewayError) -> bytes: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -45,17 +45,21 @@ class OpenAIInbound:
         return orjson.dumps(body)
 
     async def encode_stream(
-        self, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
-    ) -> AsyncIterator[bytes]:
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
+    ) -> AsyncGenerator[bytes, None]:
         wants_usage = ctx.client_wants_usage
         try:
-            async for chunk in chunks:
-                if not wants_usage:
-                    # Usage is always requested upstream for accounting; hide it unless asked.
-                    usage = chunk.pop("usage", None)
-                    if usage is not None and not chunk.get("choices"):
-                        continue
-                yield sse(chunk)
+            async for batch in batches:
+                out = []
+                for chunk in batch:
+                    if not wants_usage:
+                        # Usage is always requested upstream for accounting; hide it unless asked.
+                        usage = chunk.pop("usage", None)
+                        if usage is not None and not chunk.get("choices"):
+                            continue
+                    out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                if out:
+                    yield b"".join(out)
         except GatewayError as err:
             yield sse(err.to_openai())
             return

@@ -100,7 +100,9 @@ def tools(v: Any) -> str | None:
 
 def tool_choice(v: Any) -> str | None:
     if isinstance(v, str):
-        return None if v in ("none", "auto", "required") else "must be 'none', 'auto', 'required' or an object"
+        return (
+            None if v in ("none", "auto", "required") else "must be 'none', 'auto', 'required' or an object"
+        )
     if isinstance(v, dict) and isinstance(v.get("type"), str):
         return None
     return "must be 'none', 'auto', 'required' or an object"
@@ -166,7 +168,9 @@ def require_object(body: Any) -> dict[str, Any]:
 def model_name(body: dict[str, Any]) -> str:
     model = body.get("model")
     if model is None:
-        raise InvalidRequest("you must provide a model parameter", param="model", code="missing_required_parameter")
+        raise InvalidRequest(
+            "you must provide a model parameter", param="model", code="missing_required_parameter"
+        )
     if not isinstance(model, str) or not model:
         raise _fail("model", "must be a non-empty string")
     return model
@@ -277,7 +281,9 @@ def embeddings_request(body: Any) -> dict[str, Any]:
     body = require_object(body)
     model_name(body)
     if "input" not in body:
-        raise InvalidRequest("'input' is a required property", param="input", code="missing_required_parameter")
+        raise InvalidRequest(
+            "'input' is a required property", param="input", code="missing_required_parameter"
+        )
     if (problem := _embedding_input(body["input"])) is not None:
         raise _fail("input", problem)
     check_fields(body, EMBEDDING_FIELDS)
@@ -306,7 +312,9 @@ def completions_request(body: Any) -> dict[str, Any]:
     model_name(body)
     prompt = body.get("prompt")
     if prompt is None:
-        raise InvalidRequest("'prompt' is a required property", param="prompt", code="missing_required_parameter")
+        raise InvalidRequest(
+            "'prompt' is a required property", param="prompt", code="missing_required_parameter"
+        )
     if not isinstance(prompt, str | list):
         raise _fail("prompt", "must be a string or an array")
     check_fields(body, COMPLETION_FIELDS)

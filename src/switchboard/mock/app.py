@@ -5,9 +5,8 @@ Each provider's mock is a module exposing ``routes()``; add yours to ``_MODULES`
 
 from __future__ import annotations
 
-import importlib
-
 import base64
+import importlib
 
 from starlette.applications import Starlette
 from starlette.requests import Request

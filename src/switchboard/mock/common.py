@@ -63,7 +63,9 @@ def now() -> int:
     return int(time.time())
 
 
-async def paced(controls: Controls, events: list[bytes], error_event: Callable[[], bytes]) -> AsyncIterator[bytes]:
+async def paced(
+    controls: Controls, events: list[bytes], error_event: Callable[[], bytes]
+) -> AsyncIterator[bytes]:
     """Yield events with the controls' pacing and faults applied."""
     STATS.started += 1
     finished = False
@@ -89,7 +91,10 @@ async def paced(controls: Controls, events: list[bytes], error_event: Callable[[
 
 
 def stream_response(
-    controls: Controls, events: list[bytes], error_event: Callable[[], bytes], media_type: str = "text/event-stream"
+    controls: Controls,
+    events: list[bytes],
+    error_event: Callable[[], bytes],
+    media_type: str = "text/event-stream",
 ) -> StreamingResponse:
     return StreamingResponse(paced(controls, events, error_event), media_type=media_type)
 

@@ -25,18 +25,34 @@ from switchboard.mock.common import (
 )
 from switchboard.mock.controls import Controls
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
-                404: "invalid_request_error", 429: "requests", 500: "server_error", 503: "server_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "invalid_request_error",
+    404: "invalid_request_error",
+    429: "requests",
+    500: "server_error",
+    503: "server_error",
+}
 MODELS = ["mock-gpt", "gpt-4o-mini", "gpt-4o", "mock-embedding", "text-embedding-3-small"]
 
 
-def error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": _ERROR_TYPES.get(status, "server_error"), "param": param,
-                      "code": code}}
+def error_body(
+    status: int, message: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": message,
+            "type": _ERROR_TYPES.get(status, "server_error"),
+            "param": param,
+            "code": code,
+        }
+    }
 
 
-def error(status: int, message: str, code: str | None = None, param: str | None = None,
-          retry_after: str = "") -> Response:
+def error(
+    status: int, message: str, code: str | None = None, param: str | None = None, retry_after: str = ""
+) -> Response:
     headers = {"retry-after": retry_after} if retry_after else None
     return json_response(error_body(status, message, code, param), status, headers)
 
@@ -102,8 +118,13 @@ def validate_chat(body: Any) -> Response | None:
 
 def _usage(body: dict[str, Any], completion: int) -> dict[str, Any]:
     prompt = T.count_tokens(body.get("messages"))
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
 
 
 async def chat(request: Request) -> Response:
@@ -123,8 +144,18 @@ async def chat(request: Request) -> Response:
     for i in range(n):
         if tool:
             args = orjson.dumps(T.arguments_for(tool.get("parameters"))).decode()
-            message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
-                {"id": new_id("call_"), "type": "function", "function": {"name": tool["name"], "arguments": args}}]}
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [
+                    {
+                        "id": new_id("call_"),
+                        "type": "function",
+                        "function": {"name": tool["name"], "arguments": args},
+                    }
+                ],
+            }
             finish, completion = "tool_calls", completion + T.count_tokens(args)
         else:
             text, cut = _answer(body, c)
@@ -132,12 +163,24 @@ async def chat(request: Request) -> Response:
             finish, completion = ("length" if cut else "stop"), completion + len(T.words(text))
         choice: dict[str, Any] = {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
         if body.get("logprobs") and message.get("content"):
-            choice["logprobs"] = {"content": [{"token": w, "logprob": -0.01, "bytes": list(w.encode()),
-                                               "top_logprobs": []} for w in T.words(message["content"])]}
+            choice["logprobs"] = {
+                "content": [
+                    {"token": w, "logprob": -0.01, "bytes": list(w.encode()), "top_logprobs": []}
+                    for w in T.words(message["content"])
+                ]
+            }
         choices.append(choice)
-    return json_response({"id": new_id("chatcmpl-"), "object": "chat.completion", "created": now(),
-                          "model": body["model"], "choices": choices, "usage": _usage(body, completion),
-                          "system_fingerprint": "fp_mock"})
+    return json_response(
+        {
+            "id": new_id("chatcmpl-"),
+            "object": "chat.completion",
+            "created": now(),
+            "model": body["model"],
+            "choices": choices,
+            "usage": _usage(body, completion),
+            "system_fingerprint": "fp_mock",
+        }
+    )
 
 
 def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None, n: int) -> Response:
@@ -145,10 +188,14 @@ def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None,
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        data: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                                "system_fingerprint": "fp_mock",
-                                "choices": [{"index": index, "delta": delta, "logprobs": None,
-                                             "finish_reason": finish}]}
+        data: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_mock",
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         if include_usage:
             data["usage"] = None
         return b"data: " + orjson.dumps(data) + b"\n\n"
@@ -157,11 +204,27 @@ def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None,
     for i in range(n):
         if tool:
             args = orjson.dumps(T.arguments_for(tool.get("parameters"))).decode()
-            events.append(chunk(i, {"role": "assistant", "content": None, "tool_calls": [
-                {"index": 0, "id": new_id("call_"), "type": "function",
-                 "function": {"name": tool["name"], "arguments": ""}}]}))
+            events.append(
+                chunk(
+                    i,
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": new_id("call_"),
+                                "type": "function",
+                                "function": {"name": tool["name"], "arguments": ""},
+                            }
+                        ],
+                    },
+                )
+            )
             for k in range(0, len(args), 8):
-                events.append(chunk(i, {"tool_calls": [{"index": 0, "function": {"arguments": args[k:k + 8]}}]}))
+                events.append(
+                    chunk(i, {"tool_calls": [{"index": 0, "function": {"arguments": args[k : k + 8]}}]})
+                )
             events.append(chunk(i, {}, "tool_calls"))
             completion += T.count_tokens(args)
         else:
@@ -171,8 +234,15 @@ def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None,
             events.append(chunk(i, {}, "length" if cut else "stop"))
             completion += len(T.words(text))
     if include_usage:
-        usage = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "system_fingerprint": "fp_mock", "choices": [], "usage": _usage(body, completion)}
+        usage = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_mock",
+            "choices": [],
+            "usage": _usage(body, completion),
+        }
         events.append(b"data: " + orjson.dumps(usage) + b"\n\n")
     events.append(b"data: [DONE]\n\n")
 
@@ -195,24 +265,53 @@ async def completions(request: Request) -> Response:
     text, cut = T.truncate(T.reply_text(T.text_of(body["prompt"]), c.reply), body.get("max_tokens"))
     cid, created, finish = new_id("cmpl-"), now(), "length" if cut else "stop"
     prompt_tokens = T.count_tokens(body["prompt"])
-    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(T.words(text)),
-             "total_tokens": prompt_tokens + len(T.words(text))}
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": len(T.words(text)),
+        "total_tokens": prompt_tokens + len(T.words(text)),
+    }
     if not body.get("stream"):
-        return json_response({"id": cid, "object": "text_completion", "created": created, "model": body["model"],
-                              "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
-                              "usage": usage})
+        return json_response(
+            {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": body["model"],
+                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+                "usage": usage,
+            }
+        )
 
     def chunk(piece: str, finish_reason: str | None) -> bytes:
-        data = {"id": cid, "object": "text_completion", "created": created, "model": body["model"],
-                "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": finish_reason}]}
+        data = {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": body["model"],
+            "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
+        }
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
     events = [chunk(w, None) for w in T.words(text)] + [chunk("", finish)]
     if (body.get("stream_options") or {}).get("include_usage"):
-        events.append(b"data: " + orjson.dumps({"id": cid, "object": "text_completion", "created": created,
-                                                "model": body["model"], "choices": [], "usage": usage}) + b"\n\n")
+        events.append(
+            b"data: "
+            + orjson.dumps(
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": body["model"],
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
+            + b"\n\n"
+        )
     events.append(b"data: [DONE]\n\n")
-    return stream_response(c, events, lambda: b"data: " + orjson.dumps(error_body(500, "mock failure")) + b"\n\n")
+    return stream_response(
+        c, events, lambda: b"data: " + orjson.dumps(error_body(500, "mock failure")) + b"\n\n"
+    )
 
 
 async def embeddings(request: Request) -> Response:
@@ -235,15 +334,28 @@ async def embeddings(request: Request) -> Response:
         value: Any = T.embedding_b64(vector) if body.get("encoding_format") == "base64" else vector
         data.append({"object": "embedding", "index": i, "embedding": value})
     tokens = sum(T.count_tokens(x) if not isinstance(x, list) else len(x) for x in inputs)
-    return json_response({"object": "list", "data": data, "model": body["model"],
-                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 async def models(request: Request) -> Response:
     if problem := check_key(request):
         return problem
-    return json_response({"object": "list", "data": [
-        {"id": m, "object": "model", "created": 1700000000, "owned_by": "switchboard-mock"} for m in MODELS]})
+    return json_response(
+        {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "created": 1700000000, "owned_by": "switchboard-mock"}
+                for m in MODELS
+            ],
+        }
+    )
 
 
 def routes() -> list[Route]:

@@ -19,7 +19,9 @@ def reply_text(prompt: str, controls_reply: str) -> str:
     if controls_reply:
         return controls_reply
     said = " ".join(prompt.split())[:200]
-    return f"Hello from the Switchboard mock. You said: {said}" if said else "Hello from the Switchboard mock."
+    return (
+        f"Hello from the Switchboard mock. You said: {said}" if said else "Hello from the Switchboard mock."
+    )
 
 
 def words(text: str) -> list[str]:

@@ -10,6 +10,7 @@ also runs when the client disconnects. The chain is folded once at start-up.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 from switchboard.context import RequestContext, Result
@@ -23,16 +24,10 @@ class Stage(Protocol):
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result: ...
 
 
-def _bind(stage: Stage, call_next: Handler) -> Handler:
-    async def handler(ctx: RequestContext) -> Result:
-        return await stage(ctx, call_next)
-
-    return handler
-
-
 def build_chain(stages: Sequence[Stage], terminal: Handler) -> Handler:
     """Fold ``stages`` (outermost first) around ``terminal``."""
     handler = terminal
     for stage in reversed(stages):
-        handler = _bind(stage, handler)
+        # A partial, not a wrapper coroutine: one frame less per stage on every request.
+        handler = partial(stage.__call__, call_next=handler)
     return handler

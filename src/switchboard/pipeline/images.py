@@ -64,7 +64,8 @@ class ImageFetcher:
             address = ipaddress.ip_address(info[4][0])
             if not address.is_global:
                 raise InvalidRequest(
-                    f"image URL host '{host}' is a private address; fetching it is not allowed", param="messages"
+                    f"image URL host '{host}' is a private address; fetching it is not allowed",
+                    param="messages",
                 )
 
     async def fetch(self, url: str) -> str:
@@ -75,10 +76,14 @@ class ImageFetcher:
         try:
             async with self._client().get(url, allow_redirects=False) as resp:
                 if resp.status != 200:
-                    raise InvalidRequest(f"image URL answered HTTP {resp.status}: {url[:200]}", param="messages")
+                    raise InvalidRequest(
+                        f"image URL answered HTTP {resp.status}: {url[:200]}", param="messages"
+                    )
                 media = resp.content_type
                 if media not in _TYPES:
-                    raise InvalidRequest(f"image URL has unsupported content type '{media}'", param="messages")
+                    raise InvalidRequest(
+                        f"image URL has unsupported content type '{media}'", param="messages"
+                    )
                 data = await resp.content.read(limit + 1)
         except (aiohttp.ClientError, TimeoutError):
             raise InvalidRequest(f"image URL could not be fetched: {url[:200]}", param="messages") from None

@@ -5,7 +5,7 @@ Operations are a table of adapter methods, so the terminal holds no per-operatio
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -52,14 +52,24 @@ async def invoke(ctx: RequestContext) -> Result:
     return Reply(body)
 
 
-async def _relay(ctx: RequestContext, stream: UpstreamStream, decoder: StreamDecoder) -> AsyncIterator[dict[str, Any]]:
+async def _relay(
+    ctx: RequestContext, stream: UpstreamStream, decoder: StreamDecoder
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Canonical chunks in batches, one batch per upstream read, so the edge writes each batch
+    to the client at once instead of one socket write per chunk."""
     async with aclosing(stream.chunks()) as data:
         async for piece in data:
-            for chunk in decoder.feed(piece):
-                if chunk.get("usage"):
-                    ctx.usage = chunk["usage"]
-                yield chunk
-    for chunk in decoder.close():
+            batch = decoder.feed(piece)
+            if batch:
+                _note_usage(ctx, batch)
+                yield batch
+    batch = decoder.close()
+    if batch:
+        _note_usage(ctx, batch)
+        yield batch
+
+
+def _note_usage(ctx: RequestContext, batch: list[dict[str, Any]]) -> None:
+    for chunk in batch:
         if chunk.get("usage"):
             ctx.usage = chunk["usage"]
-        yield chunk

@@ -19,6 +19,8 @@ class RouteStage:
         route = self._routes.get(model) if isinstance(model, str) else None
         if route is None:
             shown = model if isinstance(model, str) and len(model) <= 200 else "(invalid)"
-            raise ModelNotFound(f"the model '{shown}' does not exist or you do not have access to it", param="model")
+            raise ModelNotFound(
+                f"the model '{shown}' does not exist or you do not have access to it", param="model"
+            )
         ctx.route = route
         return await call_next(ctx)

@@ -11,13 +11,44 @@ from switchboard.errors import UnsupportedParameter
 from switchboard.routing.target import Target
 
 # Every OpenAI Chat Completions request parameter, so adapters can name what they lack.
-CHAT_PARAMS = frozenset({
-    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
-    "top_p", "n", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format",
-    "logprobs", "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", "user", "metadata",
-    "store", "service_tier", "modalities", "audio", "prediction", "reasoning_effort", "web_search_options",
-    "functions", "function_call", "verbosity", "prompt_cache_key", "safety_identifier",
-})
+CHAT_PARAMS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "seed",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "presence_penalty",
+        "frequency_penalty",
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "modalities",
+        "audio",
+        "prediction",
+        "reasoning_effort",
+        "web_search_options",
+        "functions",
+        "function_call",
+        "verbosity",
+        "prompt_cache_key",
+        "safety_identifier",
+    }
+)
 
 GATEWAY_PARAMS = frozenset({"drop_params"})
 
@@ -35,7 +66,8 @@ def check_supported(
     """
     allowed = set(supported) | GATEWAY_PARAMS
     offending = [
-        k for k, v in request.items()
+        k
+        for k, v in request.items()
         if k in known and k not in allowed and v is not None and v is not False and not (k == "n" and v == 1)
     ]
     if not offending:
@@ -44,7 +76,8 @@ def check_supported(
         return {k: v for k, v in request.items() if k not in offending}
     name = offending[0]
     raise UnsupportedParameter(
-        f"parameter '{name}' is not supported by provider type '{target.provider_type}' (model '{target.name}'); "
-        "set drop_params: true on the model, or send \"drop_params\": true, to drop it instead",
+        f"parameter '{name}' is not supported by provider type '{target.provider_type}' "
+        f"(model '{target.name}'); set drop_params: true on the model, or send "
+        '"drop_params": true, to drop it instead',
         param=name,
     )

@@ -11,12 +11,14 @@ from switchboard.config.schema import ProviderConfig
 from switchboard.providers.base import ProviderAdapter
 from switchboard.upstream.auth import UpstreamAuth
 
+OptionsModel = type[BaseModel]
+
 
 @dataclass(frozen=True)
 class ProviderSpec:
     type: str
     adapter: ProviderAdapter
-    options: type[BaseModel]  # the provider type's own config keys
+    options: OptionsModel  # the provider type's own config keys
     default_api_base: str | None
     make_auth: Callable[[ProviderConfig, BaseModel], UpstreamAuth]
     # api_base as written in config -> the base adapters append paths to (e.g. presets).

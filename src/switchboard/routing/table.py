@@ -18,7 +18,7 @@ class Route:
     target: Target
     adapter: ProviderAdapter
     client: UpstreamClient
-    timeout: aiohttp.ClientTimeout
+    timeout: aiohttp.ClientTimeout | None  # None: the provider's timeouts, set on its session
 
 
 def build_clients(settings: Settings) -> dict[str, UpstreamClient]:
@@ -26,7 +26,8 @@ def build_clients(settings: Settings) -> dict[str, UpstreamClient]:
     for p in settings.providers:
         spec = registry.get(p.type)
         options = registry.options_for(p)
-        clients[p.name] = UpstreamClient(p.name, spec.make_auth(p, options), p.max_connections, dict(p.headers))
+        auth = spec.make_auth(p, options)
+        clients[p.name] = UpstreamClient(p.name, auth, p.max_connections, dict(p.headers), p.timeouts)
     return clients
 
 
@@ -50,5 +51,6 @@ def build_routes(settings: Settings, clients: dict[str, UpstreamClient]) -> dict
             timeouts=timeouts,
             drop_params=m.drop_params,
         )
-        routes[m.name] = Route(target, spec.adapter, clients[p.name], client_timeout(timeouts))
+        timeout = client_timeout(timeouts) if m.timeouts else None
+        routes[m.name] = Route(target, spec.adapter, clients[p.name], timeout)
     return routes

@@ -20,10 +20,10 @@ class UpstreamAuth(Protocol):
 class StaticHeaderAuth:
     """A fixed header such as ``Authorization: Bearer …`` or ``api-key: …``; none when no key."""
 
-    __slots__ = ("_headers",)
+    __slots__ = ("headers",)
 
     def __init__(self, headers: dict[str, str]) -> None:
-        self._headers = headers
+        self.headers = headers
 
     @classmethod
     def bearer(cls, key: str | None) -> StaticHeaderAuth:
@@ -34,11 +34,11 @@ class StaticHeaderAuth:
         return cls({name: key} if key else {})
 
     async def apply(self, request: UpstreamRequest) -> None:
-        if self._headers:
-            request.headers.update(self._headers)
+        if self.headers:
+            request.headers.update(self.headers)
 
     async def close(self) -> None:
         return None
 
     def __repr__(self) -> str:
-        return f"StaticHeaderAuth({', '.join(self._headers)})"
+        return f"StaticHeaderAuth({', '.join(self.headers)})"

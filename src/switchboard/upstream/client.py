@@ -6,23 +6,23 @@ half the CPU per proxied request. Foreign exceptions are translated to gateway e
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import aiohttp
 
 from switchboard.config.schema import Timeouts
 from switchboard.errors import UpstreamBadGateway, UpstreamTimeout, UpstreamUnreachable
-from switchboard.upstream.auth import UpstreamAuth
+from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
     # sock_read bounds the wait for the headers and every later gap between reads.
-    return aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, connect=t.connect, sock_read=t.first_byte)
+    return aiohttp.ClientTimeout(
+        total=t.total, sock_connect=t.connect, connect=t.connect, sock_read=t.first_byte
+    )
 
 
 @dataclass(slots=True)
@@ -33,11 +33,21 @@ class UpstreamReply:
 
 
 class UpstreamClient:
-    def __init__(self, provider: str, auth: UpstreamAuth, max_connections: int, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        provider: str,
+        auth: UpstreamAuth,
+        max_connections: int,
+        headers: dict[str, str],
+        timeouts: Timeouts,
+    ) -> None:
         self.provider = provider
         self.auth = auth
         self._max_connections = max_connections
-        self._headers = headers
+        # Fixed credentials become session headers, so requests skip a per-call auth step.
+        self._static = isinstance(auth, StaticHeaderAuth)
+        self._headers = {**headers, **auth.headers} if isinstance(auth, StaticHeaderAuth) else dict(headers)
+        self._timeout = client_timeout(timeouts)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -49,6 +59,7 @@ class UpstreamClient:
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
             headers=self._headers,
+            timeout=self._timeout,
             raise_for_status=False,
         )
 
@@ -63,33 +74,42 @@ class UpstreamClient:
         where = f"provider '{self.provider}'"
         try:
             yield
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise UpstreamTimeout(f"{where} did not answer in time") from None
         except aiohttp.ClientConnectorError:
             raise UpstreamUnreachable(f"cannot connect to {where}") from None
         except aiohttp.ClientError as exc:
             raise UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}") from None
 
-    async def _open(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+    async def _open(
+        self, request: UpstreamRequest, limits: aiohttp.ClientTimeout | None
+    ) -> aiohttp.ClientResponse:
         assert self._session is not None, "client not started"
-        await self.auth.apply(request)
+        if not self._static:
+            await self.auth.apply(request)
+        if limits is None:  # the provider's own timeouts, set on the session
+            return await self._session.request(
+                request.method, request.url, data=request.body, headers=request.headers
+            )
         return await self._session.request(
-            request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
+            request.method, request.url, data=request.body, headers=request.headers, timeout=limits
         )
 
-    async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> UpstreamReply:
+    async def send(self, request: UpstreamRequest, limits: aiohttp.ClientTimeout | None) -> UpstreamReply:
         with self._translated():
-            resp = await self._open(request, timeout)
+            resp = await self._open(request, limits)
             try:
                 body = await resp.read()
             finally:
                 resp.release()
         return UpstreamReply(resp.status, resp.headers, body)
 
-    async def open_stream(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> UpstreamStream:
+    async def open_stream(
+        self, request: UpstreamRequest, limits: aiohttp.ClientTimeout | None
+    ) -> UpstreamStream:
         """Send and wait for the headers; an error status is read whole and returned as a reply."""
         with self._translated():
-            resp = await self._open(request, timeout)
+            resp = await self._open(request, limits)
         return UpstreamStream(self, resp)
 
 
@@ -109,7 +129,7 @@ class UpstreamStream:
             finally:
                 self.response.release()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         try:
             with self._client._translated():
                 async for data in self.response.content.iter_any():
