@@ -93,8 +93,10 @@ class SwitchboardApp:
 
     def _models_list(self) -> list[dict[str, object]]:
         created = int(time.time())
+        # Catalog fields (context_window, capabilities, pricing...) are extras the OpenAI SDK keeps.
         return [
-            {"id": m.name, "object": "model", "created": created, "owned_by": m.provider}
+            {"id": m.name, "object": "model", "created": created, "owned_by": m.provider,
+             **self.gateway.catalog.public_fields(m.name)}
             for m in self.settings.models
         ]
 

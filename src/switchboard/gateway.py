@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from switchboard import catalog
 from switchboard.config.schema import Settings
 from switchboard.pipeline.auth import Authenticator, AuthStage
 from switchboard.pipeline.chain import Handler, Stage, build_chain
@@ -19,6 +20,8 @@ class Gateway:
         self.routes = build_routes(settings, self.clients)
         self.authenticator = Authenticator(settings.auth.master_key.get_secret_value())
         self.images = ImageFetcher(settings.images)
+        # Model limits, capabilities and prices, with the config's overrides applied.
+        self.catalog = catalog.build(settings)
         self.chain: Handler = build_chain(self.stages(), invoke)
         self.ready = False
 

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from switchboard.catalog import CatalogConfig, ModelEntryInfo
+
 MIB = 1024 * 1024
 
 
@@ -59,6 +61,8 @@ class ModelConfig(_Strict):
     model: Annotated[str, Field(min_length=1)]
     timeouts: TimeoutsOverride | None = None
     drop_params: bool = False
+    # Catalog overrides for this entry (limits, prices, capabilities); see docs/catalog.md.
+    info: ModelEntryInfo | None = None
 
 
 class AuthConfig(_Strict):
@@ -98,6 +102,7 @@ class Settings(_Strict):
     auth: AuthConfig
     server: ServerConfig = ServerConfig()
     images: ImagesConfig = ImagesConfig()
+    catalog: CatalogConfig = CatalogConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 

@@ -1,0 +1,530 @@
+"""The model catalog: what an upstream model is (mode, limits, capabilities) and what it costs.
+
+Layers, later ones winning field by field: the catalog shipped in ``data/catalog.yaml``, then the
+config's ``catalog.file`` and ``catalog.models``, then a model entry's own ``info``. Everything is
+validated at start-up; errors name the file and the entry. Lookup is by provider type and upstream
+id with fallbacks (exact id or alias, id without a date/version suffix, family prefix); the rules
+are documented in docs/catalog.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+if TYPE_CHECKING:
+    from switchboard.config.schema import Settings
+
+Mode = Literal["chat", "embedding", "completion"]
+Capability = Literal["tools", "vision", "json_schema", "embeddings", "streaming"]
+CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "embeddings", "streaming")
+MatchKind = Literal["exact", "base", "prefix", "config"]
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Price = Annotated[float, Field(ge=0)]
+_INFO_FIELDS = (
+    "mode", "context_window", "max_output_tokens", "capabilities", "input_cost_per_mtok",
+    "output_cost_per_mtok", "cached_input_cost_per_mtok", "source", "as_of",
+)
+
+
+class CatalogError(Exception):
+    """A broken catalog file; ``problems`` holds one ``key.path: message`` line per issue."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("; ".join(f"{source}: {p}" for p in problems))
+
+
+# -- schemas ---------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InfoFields(_Strict):
+    """Catalog fields that a file section, ``catalog.models`` or a model's ``info`` may set."""
+
+    mode: Mode | None = None
+    context_window: PositiveInt | None = None
+    max_output_tokens: PositiveInt | None = None
+    capabilities: list[Capability] | None = None
+    input_cost_per_mtok: Price | None = None
+    output_cost_per_mtok: Price | None = None
+    cached_input_cost_per_mtok: Price | None = None
+    source: str | None = None
+    as_of: str | None = None
+
+    def patch(self) -> dict[str, Any]:
+        """The fields written out, explicit nulls included (``null`` clears a shipped value)."""
+        return {k: getattr(self, k) for k in _INFO_FIELDS if k in self.model_fields_set}
+
+
+def _check_types(types: list[str] | None) -> list[str] | None:
+    if types is None:
+        return None
+    # Imported here: the registry imports the config schema, which imports this module.
+    from switchboard.providers.registry import providers
+
+    known = providers()
+    unknown = [t for t in types if t not in known]
+    if unknown:
+        raise ValueError(f"unknown provider type {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    return types
+
+
+class ModelInfoPatch(InfoFields):
+    """A ``catalog.models`` value: overrides an entry, or adds one for the listed provider types."""
+
+    provider_types: Annotated[list[str], Field(min_length=1)] | None = None
+
+    @field_validator("provider_types")
+    @classmethod
+    def _known_types(cls, types: list[str] | None) -> list[str] | None:
+        return _check_types(types)
+
+
+class ModelEntryInfo(InfoFields):
+    """A model entry's ``info``: ``base_model`` names the catalog id to start from (e.g. the
+    model behind an Azure deployment name); the other fields override it."""
+
+    base_model: Annotated[str, Field(min_length=1)] | None = None
+
+
+class _FileEntry(InfoFields):
+    provider_types: Annotated[list[str], Field(min_length=1)] | None = None
+    aliases: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+
+class _Section(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    provider_types: Annotated[list[str], Field(min_length=1)]
+    source: list[str] | str | None = None
+    as_of: str | None = None
+    note: str | None = None
+    defaults: InfoFields = InfoFields()
+    models: dict[str, _FileEntry] = Field(default_factory=dict)
+
+
+class CatalogFile(_Strict):
+    version: Literal[1] = 1
+    sections: list[_Section] = Field(default_factory=list)
+
+
+class CatalogConfig(_Strict):
+    """The ``catalog`` settings key. A relative ``file`` is resolved from the working directory."""
+
+    file: Path | None = None
+    models: dict[str, ModelInfoPatch] = Field(default_factory=dict)
+    _file_data: CatalogFile | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _read_file(self) -> CatalogConfig:
+        if self.file is not None:
+            try:
+                self._file_data = read_file(self.file)
+            except CatalogError as err:
+                raise ValueError("file " + str(err)) from None
+        return self
+
+    @property
+    def file_data(self) -> CatalogFile | None:
+        return self._file_data
+
+
+class ModelInfo(_Strict):
+    """One catalog record. Prices are USD per million tokens; None means not known."""
+
+    model: str
+    provider_types: tuple[str, ...]
+    mode: Mode = "chat"
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    capabilities: frozenset[Capability] = frozenset()
+    input_cost_per_mtok: float | None = None
+    output_cost_per_mtok: float | None = None
+    cached_input_cost_per_mtok: float | None = None
+    source: str | None = None
+    as_of: str | None = None
+
+    def pricing(self) -> dict[str, Any]:
+        return {
+            "currency": "USD",
+            "unit": "1M tokens",
+            "input": self.input_cost_per_mtok,
+            "output": self.output_cost_per_mtok,
+            "cached_input": self.cached_input_cost_per_mtok,
+        }
+
+    def public(self) -> dict[str, Any]:
+        """Extra fields for a GET /v1/models entry: only what is known."""
+        out: dict[str, Any] = {"mode": self.mode}
+        if self.context_window is not None:
+            out["context_window"] = self.context_window
+        if self.max_output_tokens is not None:
+            out["max_output_tokens"] = self.max_output_tokens
+        out["capabilities"] = {c: c in self.capabilities for c in CAPABILITIES}
+        if self.input_cost_per_mtok is not None or self.output_cost_per_mtok is not None:
+            out["pricing"] = self.pricing()
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """The full record, nulls included (admin endpoints)."""
+        return {
+            "model": self.model,
+            "provider_types": list(self.provider_types),
+            "mode": self.mode,
+            "context_window": self.context_window,
+            "max_output_tokens": self.max_output_tokens,
+            "capabilities": {c: c in self.capabilities for c in CAPABILITIES},
+            "pricing": self.pricing(),
+            "source": self.source,
+            "as_of": self.as_of,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    info: ModelInfo
+    kind: MatchKind
+
+
+# -- reading files ---------------------------------------------------------------------------
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def parse(data: Any, source: str) -> CatalogFile:
+    """Validate catalog data; problems name the entry, e.g. ``sections[0].models.gpt-4o.mode``."""
+    try:
+        parsed = CatalogFile.model_validate(data if data is not None else {})
+    except ValidationError as err:
+        problems = []
+        for e in err.errors(include_url=False, include_input=False):
+            msg = "unknown key" if e["type"] == "extra_forbidden" else str(e["msg"])
+            problems.append(f"{_loc(tuple(e['loc']))}: {msg.removeprefix('Value error, ')}")
+        raise CatalogError(source, problems) from None
+    problems = _file_problems(parsed)
+    if problems:
+        raise CatalogError(source, problems)
+    return parsed
+
+
+def _type_problem(where: str, types: list[str] | None) -> list[str]:
+    try:
+        _check_types(types)
+    except ValueError as err:
+        return [f"{where}.provider_types: {err}"]
+    return []
+
+
+def _file_problems(parsed: CatalogFile) -> list[str]:
+    """Unknown provider types, and an id defined twice for one provider type."""
+    problems: list[str] = []
+    seen: dict[tuple[str, str], str] = {}
+    for i, section in enumerate(parsed.sections):
+        problems += _type_problem(f"sections[{i}]", section.provider_types)
+        for mid, entry in section.models.items():
+            where = f"sections[{i}].models.{mid}"
+            problems += _type_problem(where, entry.provider_types)
+            for t in entry.provider_types or section.provider_types:
+                for name in (mid, *entry.aliases):
+                    other = seen.setdefault((t, name.lower()), where)
+                    if other != where:
+                        problems.append(f"{where}: id {name!r} ({t}) is already defined at {other}")
+    return problems
+
+
+def read_file(path: str | Path) -> CatalogFile:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogError(source, ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(source, [f"cannot read file: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError(source, [f"invalid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+    return parse(data, source)
+
+
+@cache
+def shipped() -> CatalogFile:
+    """The catalog in the package (read once per process)."""
+    ref = resources.files("switchboard").joinpath("data/catalog.yaml")
+    return parse(yaml.safe_load(ref.read_text(encoding="utf-8")), "switchboard/data/catalog.yaml")
+
+
+# -- id normalisation ------------------------------------------------------------------------
+
+_SEPARATORS = "-_.:@/"
+# Bedrock cross-region inference profiles prefix the model id with a geography.
+_REGION = re.compile(r"^(?:us|eu|apac|global|jp|au|ca|us-gov)\.(?=[a-z0-9-]+\.)")
+_RESOURCE = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?(?:publishers/[^/]+/)?models/")
+# Version/date suffixes, tried in this order, one removed per step.
+_SUFFIXES = tuple(
+    re.compile(p)
+    for p in (
+        r"@[^@]*$",  # Vertex: claude-sonnet-4-5@20250929
+        r":\d+$",  # Bedrock revision: ...-v1:0
+        r"-v1$",  # Bedrock first version (v2+ name a different model, e.g. titan-embed-text-v2)
+        r"-latest$",
+        r"-(?:preview|exp)(?:-[0-9-]+)?$",  # gemini-2.5-flash-preview-05-20
+        r"-\d{4}-\d{2}-\d{2}$",  # OpenAI: gpt-4o-2024-08-06
+        r"-\d{8}$",  # Anthropic: claude-3-5-haiku-20241022
+        r"-\d{2}-\d{4}$",  # Cohere: command-r-08-2024
+        r"-\d{4}$",  # Mistral 2411, OpenAI 0125
+        r"-\d{3}$",  # Gemini: gemini-1.5-pro-002
+    )
+)
+
+
+def normalise(model: str) -> str:
+    """Lower-case, without resource-name or ARN prefixes and Bedrock geography prefixes."""
+    key = model.strip().lower()
+    if key.startswith("arn:"):
+        key = key.rsplit("/", 1)[-1]
+    key = _RESOURCE.sub("", key)
+    return _REGION.sub("", key)
+
+
+def stripped(key: str) -> Iterator[str]:
+    """``key`` with one more version/date suffix removed at each step."""
+    while True:
+        for pattern in _SUFFIXES:
+            shorter = pattern.sub("", key)
+            if shorter != key and shorter:
+                key = shorter
+                yield key
+                break
+        else:
+            return
+
+
+def _prefix_of(key: str, candidate: str) -> bool:
+    """``candidate`` names ``key``'s family: a variant follows, not another version number."""
+    n = len(candidate)
+    if len(key) <= n + 1 or not key.startswith(candidate) or key[n] not in _SEPARATORS:
+        return False
+    return not key[n + 1].isdigit()
+
+
+# -- the catalog -----------------------------------------------------------------------------
+
+
+class _Table:
+    """The records of one provider type, indexed for lookup."""
+
+    def __init__(self, records: list[tuple[ModelInfo, list[str]]]) -> None:
+        self.exact: dict[str, ModelInfo] = {}
+        for info, aliases in records:
+            for name in (info.model, *aliases):
+                self.exact[normalise(name)] = info
+        # Base index: ids without their suffix. Several snapshots may share a base: the -latest
+        # alias wins, else the highest id (the newest date).
+        ranked = sorted(self.exact.items(), key=lambda kv: (kv[0].endswith("-latest"), kv[0]))
+        self.base: dict[str, ModelInfo] = {}
+        for key, info in ranked:
+            for base in stripped(key):
+                self.base[base] = info
+        self.prefixes = sorted(set(self.exact) | set(self.base), key=len, reverse=True)
+
+    def find(self, model: str) -> Match | None:
+        key = normalise(model)
+        if key in self.exact:
+            return Match(self.exact[key], "exact")
+        chain = [key, *stripped(key)]
+        for i, candidate in enumerate(chain):
+            info = (self.exact.get(candidate) if i else None) or self.base.get(candidate)
+            if info is not None:
+                return Match(info, "base")
+        for candidate in chain:
+            for prefix in self.prefixes:
+                if _prefix_of(candidate, prefix):
+                    return Match(self.exact.get(prefix) or self.base[prefix], "prefix")
+        return None
+
+
+_Records = dict[tuple[str, str], dict[str, Any]]
+
+
+class Catalog:
+    """Lookup over every provider type's records, plus the configured models' resolved records."""
+
+    def __init__(self, records: _Records, aliases: dict[tuple[str, str], list[str]],
+                 sections: list[dict[str, Any]]) -> None:
+        self.sections = sections
+        self._tables: dict[str, _Table] = {}
+        grouped: dict[str, list[tuple[ModelInfo, list[str]]]] = {}
+        for info, types in _finalise(records):
+            for t in types:
+                grouped.setdefault(t, []).append((info, aliases.get((t, info.model.lower()), [])))
+        for t, items in grouped.items():
+            self._tables[t] = _Table(items)
+        self._configured: dict[str, Match | None] = {}
+
+    def find(self, provider_type: str, upstream_model: str) -> Match | None:
+        table = self._tables.get(provider_type)
+        return table.find(upstream_model) if table else None
+
+    def lookup(self, provider_type: str, upstream_model: str) -> ModelInfo | None:
+        match = self.find(provider_type, upstream_model)
+        return match.info if match else None
+
+    def entries(self) -> list[ModelInfo]:
+        """Every record once, ordered by provider type then id."""
+        seen: dict[int, ModelInfo] = {}
+        for t in sorted(self._tables):
+            for info in sorted(set(self._tables[t].exact.values()), key=lambda i: i.model):
+                seen.setdefault(id(info), info)
+        return list(seen.values())
+
+    def configured(self, name: str) -> Match | None:
+        """The record for a configured model name (None when unknown to the catalog)."""
+        return self._configured.get(name)
+
+    def public_fields(self, name: str) -> dict[str, Any]:
+        match = self._configured.get(name)
+        return match.info.public() if match else {}
+
+    def resolve_models(self, settings: Settings) -> None:
+        types = {p.name: p.type for p in settings.providers}
+        for m in settings.models:
+            self._configured[m.name] = self._resolve(types[m.provider], m.model, m.info)
+
+    def _resolve(self, provider_type: str, model: str, info: ModelEntryInfo | None) -> Match | None:
+        match = self.find(provider_type, info.base_model if info and info.base_model else model)
+        patch = info.patch() if info else {}
+        if not patch:
+            return match
+        base = match.info.model_dump() if match else {"model": model, "provider_types": (provider_type,)}
+        return Match(ModelInfo.model_validate({**base, **_clean(patch)}), "config")
+
+
+def _clean(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Patch values as ModelInfo takes them: a null mode or capabilities list means the default."""
+    out = dict(fields)
+    if "mode" in out and out["mode"] is None:
+        out["mode"] = "chat"
+    if "capabilities" in out:
+        out["capabilities"] = frozenset(out["capabilities"] or ())
+    return out
+
+
+def _finalise(records: _Records) -> Iterator[tuple[ModelInfo, list[str]]]:
+    """One ModelInfo per distinct record; identical records of several provider types share it."""
+    groups: dict[tuple[str, str], tuple[str, dict[str, Any], list[str]]] = {}
+    for (ptype, _), fields in sorted(records.items()):
+        key = (fields["model"], repr(sorted(fields.items())))
+        groups.setdefault(key, (fields["model"], fields, []))[2].append(ptype)
+    for _, fields, types in groups.values():
+        yield ModelInfo.model_validate({**_clean(fields), "provider_types": tuple(types)}), types
+
+
+def _source(section: _Section) -> str | None:
+    return ", ".join(section.source) if isinstance(section.source, list) else section.source
+
+
+def _add_file(records: _Records, aliases: dict[tuple[str, str], list[str]], sections: list[dict[str, Any]],
+              data: CatalogFile) -> None:
+    for section in data.sections:
+        sections.append({"name": section.name, "provider_types": section.provider_types,
+                         "source": section.source, "as_of": section.as_of, "note": section.note})
+        meta = {"source": _source(section), "as_of": section.as_of}
+        meta = {k: v for k, v in meta.items() if v is not None}
+        for mid, entry in section.models.items():
+            for t in entry.provider_types or section.provider_types:
+                fields = records.get((t, mid.lower())) or {"model": mid, "mode": "chat"}
+                fields.update(meta)
+                fields.update(section.defaults.patch())
+                fields.update(entry.patch())
+                records[(t, mid.lower())] = fields
+                if entry.aliases:
+                    aliases.setdefault((t, mid.lower()), []).extend(entry.aliases)
+
+
+def _add_overrides(records: _Records, overrides: Mapping[str, ModelInfoPatch], types: Iterable[str]) -> None:
+    for mid, patch in overrides.items():
+        # No types given: patch the id wherever it exists; a new id is added for every type.
+        existing = [t for (t, m) in records if m == mid.lower()]
+        for t in patch.provider_types or existing or list(types):
+            fields = records.get((t, mid.lower())) or {"model": mid, "mode": "chat"}
+            fields.update(patch.patch())
+            records[(t, mid.lower())] = fields
+
+
+def build(settings: Settings | None = None) -> Catalog:
+    """The shipped catalog with the settings' overrides applied and configured models resolved."""
+    from switchboard.providers.registry import providers
+
+    records: _Records = {}
+    aliases: dict[tuple[str, str], list[str]] = {}
+    sections: list[dict[str, Any]] = []
+    _add_file(records, aliases, sections, shipped())
+    if settings is not None:
+        if settings.catalog.file_data is not None:
+            _add_file(records, aliases, sections, settings.catalog.file_data)
+        _add_overrides(records, settings.catalog.models, providers())
+    catalog = Catalog(records, aliases, sections)
+    if settings is not None:
+        catalog.resolve_models(settings)
+    return catalog
+
+
+@cache
+def default() -> Catalog:
+    """The shipped catalog alone, without any config overrides."""
+    return build()
+
+
+def lookup(provider_type: str, upstream_model: str) -> ModelInfo | None:
+    """The shipped record for ``upstream_model`` as served by ``provider_type`` (None if unknown)."""
+    return default().lookup(provider_type, upstream_model)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def cost_usd(info: ModelInfo, usage: Mapping[str, Any]) -> float:
+    """Cost of one call from canonical (OpenAI-shaped) usage.
+
+    ``prompt_tokens`` includes ``prompt_tokens_details.cached_tokens``: cached tokens are billed at
+    the cached-input price (the input price when that is unknown), the rest at the input price.
+    An unknown price counts as zero.
+    """
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = min(_count(details.get("cached_tokens")), prompt) if isinstance(details, Mapping) else 0
+    input_price = info.input_cost_per_mtok or 0.0
+    cached_price = info.cached_input_cost_per_mtok
+    if cached_price is None:
+        cached_price = input_price
+    output_price = info.output_cost_per_mtok or 0.0
+    return ((prompt - cached) * input_price + cached * cached_price + completion * output_price) / 1_000_000

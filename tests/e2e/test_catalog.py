@@ -1,0 +1,179 @@
+"""The model catalog through a running gateway: GET /v1/models extras and the admin endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from switchboard.catalog import cost_usd, lookup
+from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+
+
+@pytest.fixture(scope="module")
+def catalog_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("catalog")
+    extra = tmp / "extra-catalog.yaml"
+    extra.write_text(yaml.safe_dump({"sections": [{
+        "name": "house", "provider_types": ["openai"], "source": "https://example.test/house-prices",
+        "as_of": "2026-01-01",
+        "models": {"house-llm": {"context_window": 8192, "capabilities": ["streaming"],
+                                 "input_cost_per_mtok": 1.0, "output_cost_per_mtok": 2.0}},
+    }]}))
+    config: dict[str, Any] = {
+        "providers": [
+            {"name": "local-openai", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+             "api_key": "${UPSTREAM_KEY}"},
+        ],
+        "models": [
+            {"name": "gpt-4o-mini", "provider": "local-openai", "model": "gpt-4o-mini"},
+            {"name": "embedder", "provider": "local-openai", "model": "text-embedding-3-small"},
+            {"name": "dated", "provider": "local-openai", "model": "gpt-4o-2024-11-20"},
+            {"name": "house", "provider": "local-openai", "model": "house-llm"},
+            {"name": "custom", "provider": "local-openai", "model": "my-finetune",
+             "info": {"context_window": 32000, "capabilities": ["tools", "streaming"],
+                      "input_cost_per_mtok": 0.5, "output_cost_per_mtok": 1.5}},
+            {"name": "mystery", "provider": "local-openai", "model": "totally-unknown-model"},
+        ],
+        "catalog": {"file": str(extra), "models": {"gpt-4o-mini": {"max_output_tokens": 1000}}},
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    gw = start_gateway(config, tmp)
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture
+def sdk(catalog_gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=catalog_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def _admin(gw: Gateway, key: str | None = MASTER_KEY, query: str = "") -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.get(f"{gw.url}/admin/models{query}", headers=headers, timeout=30)
+
+
+# -- GET /v1/models --------------------------------------------------------------------------
+
+
+def test_models_list_keeps_openai_shape_and_adds_catalog_fields(sdk: openai.OpenAI) -> None:
+    models = {m.id: m for m in sdk.models.list()}
+    assert set(models) == {"gpt-4o-mini", "embedder", "dated", "house", "custom", "mystery"}
+    mini = models["gpt-4o-mini"]
+    assert (mini.object, mini.owned_by) == ("model", "local-openai")
+    extra = mini.model_extra or {}
+    assert extra["context_window"] == 128000
+    assert extra["max_output_tokens"] == 1000  # the config's catalog.models override
+    assert extra["mode"] == "chat"
+    assert extra["capabilities"] == {"tools": True, "vision": True, "json_schema": True, "embeddings": False,
+                                     "streaming": True}
+    assert extra["pricing"] == {"currency": "USD", "unit": "1M tokens", "input": 0.15, "output": 0.6,
+                                "cached_input": 0.075}
+
+
+def test_models_list_extras_follow_lookup_rules_and_overrides(sdk: openai.OpenAI) -> None:
+    models = {m.id: m.model_extra or {} for m in sdk.models.list()}
+    assert models["embedder"]["mode"] == "embedding"
+    assert models["embedder"]["capabilities"]["embeddings"] is True
+    assert "max_output_tokens" not in models["embedder"]
+    assert models["dated"]["pricing"]["input"] == 2.5  # gpt-4o-2024-11-20 -> gpt-4o
+    assert models["house"]["context_window"] == 8192  # from catalog.file
+    assert models["custom"]["context_window"] == 32000  # from the model entry's info
+    assert models["custom"]["pricing"]["output"] == 1.5
+    # Unknown to the catalog: the plain OpenAI entry, nothing invented.
+    assert models["mystery"] == {}
+
+
+def test_model_retrieve_carries_catalog_fields(sdk: openai.OpenAI) -> None:
+    model = sdk.models.retrieve("custom")
+    assert model.id == "custom"
+    assert (model.model_extra or {})["capabilities"]["tools"] is True
+
+
+def test_cost_helper_prices_a_real_call(sdk: openai.OpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": "price me"}]
+    resp = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    assert resp.usage is not None
+    info = lookup("openai", "gpt-4o-mini")
+    assert info is not None
+    expected = (resp.usage.prompt_tokens * 0.15 + resp.usage.completion_tokens * 0.6) / 1_000_000
+    assert cost_usd(info, resp.usage.model_dump()) == pytest.approx(expected)
+    assert expected > 0
+
+
+# -- GET /admin/models -----------------------------------------------------------------------
+
+
+def test_admin_models_lists_configured_models_with_records(catalog_gateway: Gateway) -> None:
+    resp = _admin(catalog_gateway)
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/json"
+    rows = {row["id"]: row for row in resp.json()["data"]}
+    assert set(rows) == {"gpt-4o-mini", "embedder", "dated", "house", "custom", "mystery"}
+    dated = rows["dated"]
+    assert (dated["provider"], dated["provider_type"], dated["model"]) == ("local-openai", "openai",
+                                                                          "gpt-4o-2024-11-20")
+    assert dated["catalog_match"] == "base"
+    record = dated["catalog"]
+    assert record["model"] == "gpt-4o"
+    assert set(record["provider_types"]) == {"openai", "azure"}
+    assert record["source"].startswith("https://platform.openai.com/")
+    assert record["as_of"]
+    assert rows["custom"]["catalog_match"] == "config"
+    assert rows["house"]["catalog"]["source"] == "https://example.test/house-prices"
+    assert (rows["mystery"]["catalog_match"], rows["mystery"]["catalog"]) == (None, None)
+
+
+def test_admin_models_all_lists_the_whole_catalog(catalog_gateway: Gateway) -> None:
+    resp = _admin(catalog_gateway, query="?all=1")
+    assert resp.status_code == 200
+    body = resp.json()
+    by_type: dict[str, set[str]] = {}
+    for record in body["data"]:
+        for t in record["provider_types"]:
+            by_type.setdefault(t, set()).add(record["model"])
+    assert "claude-sonnet-4-5-20250929" in by_type["anthropic"]
+    assert "amazon.titan-embed-text-v2:0" in by_type["bedrock"]
+    assert "house-llm" in by_type["openai"]
+    assert {s["name"] for s in body["sources"]} >= {"openai", "anthropic", "gemini", "bedrock", "house"}
+
+
+@pytest.mark.parametrize(
+    ("key", "code"), [(None, "missing_api_key"), ("sk-wrong-key-000", "invalid_api_key")]
+)
+def test_admin_models_requires_the_master_key(catalog_gateway: Gateway, key: str | None, code: str) -> None:
+    for query in ("", "?all=1"):
+        resp = _admin(catalog_gateway, key=key, query=query)
+        assert resp.status_code == 401
+        error = resp.json()["error"]
+        assert (error["type"], error["code"]) == ("authentication_error", code)
+        assert set(error) == {"message", "type", "param", "code"}
+
+
+def test_admin_models_other_methods_are_not_allowed(catalog_gateway: Gateway) -> None:
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    resp = httpx.post(f"{catalog_gateway.url}/admin/models", headers=headers, json={}, timeout=30)
+    assert resp.status_code == 405
+    assert resp.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_invalid_catalog_file_stops_start_up(tmp_path: Path, mock_upstream: Mock) -> None:
+    extra = tmp_path / "broken.yaml"
+    extra.write_text(yaml.safe_dump({"sections": [{"name": "x", "provider_types": ["openai"],
+                                                   "models": {"m": {"context_window": "huge"}}}]}))
+    config = {
+        "providers": [{"name": "p", "type": "openai", "api_base": f"{mock_upstream.url}/v1"}],
+        "models": [{"name": "m", "provider": "p", "model": "m"}],
+        "catalog": {"file": str(extra)},
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    with pytest.raises(RuntimeError) as exc:
+        start_gateway(config, tmp_path)
+    # The CLI wraps long lines; compare without whitespace.
+    expected = f"catalog: file {extra}: sections[0].models.m.context_window: Input should be a valid integer"
+    assert "".join(expected.split()) in "".join(str(exc.value).split())
