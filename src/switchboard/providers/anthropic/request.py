@@ -1,0 +1,363 @@
+"""Canonical (OpenAI Chat Completions) request -> Anthropic Messages request.
+
+References (Claude API docs, https://platform.claude.com/docs/en/):
+  api/messages/create                          fields, roles, max_tokens, metadata.user_id
+  build-with-claude/vision                     image sources: base64 (jpeg/png/gif/webp) and url
+  build-with-claude/pdf-support                document blocks
+  agents-and-tools/tool-use/define-tools       tool names ^[a-zA-Z0-9_-]{1,64}$, input_schema, tool_choice
+  agents-and-tools/tool-use/handle-tool-calls  tool_result blocks go first in the next user turn
+  build-with-claude/structured-outputs         output_config.format {type: json_schema, schema}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from switchboard.errors import InvalidRequest
+from switchboard.providers.anthropic.options import AnthropicOptions
+from switchboard.providers.base import JSON
+from switchboard.providers.params import check_supported
+from switchboard.routing.target import Target
+
+MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+
+SUPPORTED = frozenset({
+    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
+    "top_p", "stop", "tools", "tool_choice", "parallel_tool_calls", "response_format", "user",
+    "safety_identifier",
+})
+
+# The tool that carries the answer when JSON mode is emulated; the response side turns its input
+# back into message text. Clients may not define a tool of this name.
+JSON_TOOL = "switchboard_json_output"
+
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_DATA_URL = re.compile(r"^data:([\w.+/-]+)((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)$", re.DOTALL)
+
+
+def options_of(target: Target) -> AnthropicOptions:
+    options = target.options
+    return options if isinstance(options, AnthropicOptions) else AnthropicOptions()
+
+
+def request_headers(options: AnthropicOptions, stream: bool) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "anthropic-version": options.anthropic_version}
+    if options.anthropic_beta:
+        headers["anthropic-beta"] = ",".join(options.anthropic_beta)
+    if stream:
+        headers["Accept"] = "text/event-stream"
+    return headers
+
+
+def build_body(request: JSON, target: Target) -> JSON:
+    request = check_supported(request, SUPPORTED, target)
+    options = options_of(target)
+    system, messages = convert_messages(request["messages"])
+    body: JSON = {"model": target.model, "max_tokens": _max_tokens(request, options), "messages": messages}
+    if system:
+        body["system"] = system
+    _sampling(request, body)
+    _tools(request, body)
+    _response_format(request, body, options)
+    if request.get("stream"):
+        body["stream"] = True
+    return body
+
+
+def count_tokens_body(request: JSON, target: Target) -> JSON:
+    """The count_tokens endpoint takes the Messages body minus generation settings."""
+    body = build_body({**request, "stream": False}, target)
+    keep = ("model", "messages", "system", "tools", "tool_choice", "output_config")
+    return {k: body[k] for k in keep if k in body}
+
+
+def _max_tokens(request: JSON, options: AnthropicOptions) -> int:
+    value = request.get("max_completion_tokens") or request.get("max_tokens")
+    return int(value) if isinstance(value, int) else options.default_max_tokens
+
+
+def _sampling(request: JSON, body: JSON) -> None:
+    # Passed through unchanged: Anthropic's temperature range is 0..1 and the upstream says so
+    # itself when a value is out of range.
+    for key in ("temperature", "top_p", "top_k"):
+        if request.get(key) is not None:
+            body[key] = request[key]
+    stop = request.get("stop")
+    if stop:
+        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    user = request.get("user") or request.get("safety_identifier")
+    if isinstance(user, str) and user:
+        body["metadata"] = {"user_id": user}
+
+
+# -- messages -----------------------------------------------------------------------------------
+
+
+def convert_messages(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
+    """System/developer messages become the ``system`` blocks; the rest alternating turns."""
+    system: list[JSON] = []
+    turns: list[JSON] = []
+    for i, msg in enumerate(messages):
+        role = msg.get("role")
+        param = f"messages[{i}]"
+        if role in ("system", "developer"):
+            system.extend(_text_blocks(msg.get("content"), f"{param}.content"))
+        elif role == "user":
+            _append(turns, "user", content_blocks(msg.get("content"), f"{param}.content"))
+        elif role == "assistant":
+            _append(turns, "assistant", _assistant_blocks(msg, param))
+        elif role == "tool":
+            _append(turns, "user", [_tool_result(msg, param)])
+        else:
+            raise InvalidRequest(
+                f"role '{role}' is not supported by provider type 'anthropic'; use 'tool' messages",
+                param=f"{param}.role",
+            )
+    for turn in turns:
+        if turn["role"] == "user":
+            # Anthropic wants tool results before any other content of the user turn.
+            turn["content"].sort(key=lambda b: b.get("type") != "tool_result")
+    _strip_prefill(turns)
+    return system, turns
+
+
+def _append(turns: list[JSON], role: str, blocks: list[JSON]) -> None:
+    """Merge consecutive same-role messages into one turn; drop empty ones (rejected upstream)."""
+    if not blocks:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1]["content"].extend(blocks)
+    else:
+        turns.append({"role": role, "content": blocks})
+
+
+def _strip_prefill(turns: list[JSON]) -> None:
+    """A final assistant turn (prefill) may not end with whitespace."""
+    if not turns or turns[-1]["role"] != "assistant":
+        return
+    blocks = turns[-1]["content"]
+    last = blocks[-1]
+    if last.get("type") == "text":
+        last["text"] = last["text"].rstrip()
+        if not last["text"]:
+            blocks.pop()
+    if not blocks:
+        turns.pop()
+
+
+def _text_blocks(content: Any, param: str) -> list[JSON]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = content_blocks(content, param)
+    for j, block in enumerate(blocks):
+        if block["type"] != "text":
+            raise InvalidRequest(f"only text content is allowed here (found {block['type']})",
+                                 param=f"{param}[{j}]")
+    return blocks
+
+
+def content_blocks(content: Any, param: str) -> list[JSON]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for j, part in enumerate(content):
+        block = _part(part, f"{param}[{j}]")
+        if block is not None:
+            blocks.append(block)
+    return blocks
+
+
+def _part(part: JSON, param: str) -> JSON | None:
+    kind = part.get("type")
+    if kind in ("text", "refusal"):
+        text = part.get(kind)
+        if not isinstance(text, str) or not text:
+            return None  # empty text blocks are rejected upstream
+        block: JSON = {"type": "text", "text": text}
+    elif kind == "image_url":
+        block = {"type": "image", "source": _image_source(part["image_url"]["url"], f"{param}.image_url.url")}
+    elif kind == "file":
+        block = _document(part.get("file"), f"{param}.file")
+    else:
+        raise InvalidRequest(f"content part type '{kind}' is not supported by provider type 'anthropic'",
+                             param=f"{param}.type")
+    # Prompt-caching breakpoints ride on content parts (an extension OpenAI itself ignores).
+    if isinstance(part.get("cache_control"), dict):
+        block["cache_control"] = part["cache_control"]
+    return block
+
+
+def _data_url(url: str, param: str) -> tuple[str, str]:
+    match = _DATA_URL.match(url)
+    if match is None:
+        raise InvalidRequest("data URLs must be base64-encoded ('data:<type>;base64,<data>')", param=param)
+    media_type = match.group(1).lower()
+    return ("image/jpeg" if media_type == "image/jpg" else media_type), match.group(3)
+
+
+def _image_source(url: str, param: str) -> JSON:
+    if url.startswith("data:"):
+        media_type, data = _data_url(url, param)
+        if media_type not in _IMAGE_TYPES:
+            raise InvalidRequest(
+                f"image type '{media_type}' is not supported by provider type 'anthropic' "
+                f"(supported: {', '.join(sorted(_IMAGE_TYPES))})",
+                param=param,
+            )
+        return {"type": "base64", "media_type": media_type, "data": data}
+    if url.startswith(("https://", "http://")):
+        return {"type": "url", "url": url}
+    raise InvalidRequest("image URLs must be http(s) or data URLs", param=param)
+
+
+def _document(file: Any, param: str) -> JSON:
+    data_url = file.get("file_data") if isinstance(file, dict) else None
+    if not isinstance(data_url, str):
+        raise InvalidRequest("only inline files ('file_data' data URLs) are supported by provider type "
+                             "'anthropic'", param=param)
+    media_type, data = _data_url(data_url, f"{param}.file_data")
+    if media_type != "application/pdf":
+        raise InvalidRequest(f"file type '{media_type}' is not supported (only application/pdf)",
+                             param=f"{param}.file_data")
+    block: JSON = {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    if isinstance(file.get("filename"), str) and file["filename"]:
+        block["title"] = file["filename"]
+    return block
+
+
+def _assistant_blocks(msg: JSON, param: str) -> list[JSON]:
+    blocks = content_blocks(msg.get("content"), f"{param}.content")
+    for j, call in enumerate(msg.get("tool_calls") or []):
+        fn = call["function"]
+        blocks.append({
+            "type": "tool_use",
+            "id": tool_id(call.get("id"), f"{param}.tool_calls[{j}]"),
+            "name": fn["name"],
+            "input": _arguments(fn.get("arguments"), f"{param}.tool_calls[{j}].function.arguments"),
+        })
+    return blocks
+
+
+def tool_id(value: Any, param: str) -> str:
+    """Anthropic ids match ^[a-zA-Z0-9_-]+$; ids minted elsewhere are made to fit, the same way
+    on both the tool_use and the tool_result side so they still pair up."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest("a tool call id is required", param=param)
+    return _ID_UNSAFE.sub("_", value)
+
+
+def _arguments(raw: Any, param: str) -> JSON:
+    if raw in (None, ""):
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("tool call arguments must be a JSON object", param=param) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("tool call arguments must be a JSON object", param=param)
+    return value
+
+
+def _tool_result(msg: JSON, param: str) -> JSON:
+    block: JSON = {"type": "tool_result",
+                   "tool_use_id": tool_id(msg.get("tool_call_id"), f"{param}.tool_call_id")}
+    content = msg.get("content")
+    if isinstance(content, str):
+        if content:
+            block["content"] = content
+    elif content:
+        block["content"] = content_blocks(content, f"{param}.content")
+    return block
+
+
+# -- tools and output format --------------------------------------------------------------------
+
+
+def _tools(request: JSON, body: JSON) -> None:
+    tools = request.get("tools")
+    if not tools:
+        return
+    body["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
+    choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
+    if choice is not None:
+        body["tool_choice"] = choice
+
+
+def _tool(tool: JSON, param: str) -> JSON:
+    if tool.get("type") != "function":
+        raise InvalidRequest(f"tool type '{tool.get('type')}' is not supported by provider type 'anthropic'",
+                             param=f"{param}.type")
+    fn = tool["function"]
+    name = fn["name"]
+    if not _TOOL_NAME.match(name) or name == JSON_TOOL:
+        raise InvalidRequest(
+            f"tool name '{name}' is not accepted by provider type 'anthropic' (names must match "
+            f"^[a-zA-Z0-9_-]{{1,64}}$ and may not be '{JSON_TOOL}')",
+            param=f"{param}.function.name",
+        )
+    schema = fn.get("parameters") or {}
+    out: JSON = {"name": name, "input_schema": {"type": "object", **schema}}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    if fn.get("strict") is True:
+        out["strict"] = True
+    return out
+
+
+def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
+    if choice is None or choice == "auto":
+        out: JSON = {"type": "auto"}
+    elif choice == "required":
+        out = {"type": "any"}
+    elif choice == "none":
+        return {"type": "none"}
+    elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(
+        (choice.get("function") or {}).get("name"), str
+    ):
+        out = {"type": "tool", "name": choice["function"]["name"]}
+    else:
+        raise InvalidRequest("tool_choice must be 'none', 'auto', 'required' or a named function for "
+                             "provider type 'anthropic'", param="tool_choice")
+    if parallel is False:
+        out["disable_parallel_tool_use"] = True
+    elif out == {"type": "auto"}:
+        return None  # the upstream default
+    return out
+
+
+def _response_format(request: JSON, body: JSON, options: AnthropicOptions) -> None:
+    fmt = request.get("response_format") or {}
+    kind = fmt.get("type")
+    if kind in (None, "text"):
+        return
+    spec = fmt.get("json_schema") or {}
+    schema = spec.get("schema") if isinstance(spec.get("schema"), dict) else None
+    mode = options.json_schema_mode
+    native = kind == "json_schema" and (mode == "native" or (mode == "auto" and spec.get("strict") is True))
+    if native:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema or {"type": "object"}}}
+        return
+    # JSON mode emulated with a forced tool call whose input is the answer.
+    if body.get("tools"):
+        raise InvalidRequest(
+            "response_format together with tools needs native structured outputs on provider type "
+            "'anthropic': send a strict json_schema, or set json_schema_mode: native",
+            param="response_format",
+        )
+    if schema is not None and schema.get("type", "object") != "object":
+        raise InvalidRequest("the JSON schema must describe an object for provider type 'anthropic'",
+                             param="response_format.json_schema.schema")
+    tool: JSON = {"name": JSON_TOOL, "description": "Reply with the answer as this tool's input.",
+                  "input_schema": {"type": "object", **(schema or {})}}
+    if spec.get("description"):
+        tool["description"] = spec["description"]
+    body["tools"] = [tool]
+    body["tool_choice"] = {"type": "tool", "name": JSON_TOOL}

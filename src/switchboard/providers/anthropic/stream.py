@@ -1,0 +1,210 @@
+"""Anthropic Messages SSE -> canonical chat.completion.chunk objects.
+
+Reference: https://platform.claude.com/docs/en/build-with-claude/streaming. The flow is
+``message_start``, then per content block ``content_block_start`` / ``content_block_delta``
+(``text_delta``, ``input_json_delta``, ...) / ``content_block_stop``, then ``message_delta``
+(stop_reason and cumulative usage) and ``message_stop``; ``ping`` may come anywhere and
+``error`` ends a failed stream. Unknown event and delta types are ignored, as the reference's
+versioning policy asks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from switchboard.errors import GatewayError, UpstreamBadGateway
+from switchboard.providers.anthropic.request import JSON_TOOL
+from switchboard.providers.anthropic.response import finish_reason, stream_error, usage
+from switchboard.providers.base import JSON
+from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.providers.sse import SSEEvent, SSEParser
+from switchboard.routing.target import Target
+
+
+@dataclass(slots=True)
+class _Block:
+    kind: str  # text | tool | json (the emulated JSON-mode tool) | other (ignored)
+    tool_index: int = -1
+    initial_input: Any = None
+    streamed: bool = False  # any argument/JSON text sent for this block yet
+
+
+class AnthropicStreamDecoder:
+    __slots__ = ("_blocks", "_created", "_done", "_failure", "_finished", "_id", "_json_mode", "_model",
+                 "_parser", "_target", "_tools", "_usage")
+
+    def __init__(self, target: Target) -> None:
+        self._parser = SSEParser()
+        self._target = target
+        self._id = ""
+        self._model = target.model
+        self._created = int(time.time())
+        self._usage: JSON = {}
+        self._blocks: dict[int, _Block] = {}
+        self._tools = 0
+        self._json_mode = False
+        self._finished = False  # the finish_reason chunk went out
+        self._done = False  # message_stop seen
+        self._failure: GatewayError | None = None  # raised once the chunks before it are delivered
+
+    def feed(self, data: bytes) -> list[JSON]:
+        return self._run(self._parser.feed(data))
+
+    def close(self) -> list[JSON]:
+        out = self._run(self._parser.flush())
+        if self._failure is not None:
+            raise self._failure
+        if self._done:
+            return out
+        if not self._finished:
+            raise UpstreamBadGateway(f"provider '{self._target.provider}' ended the stream before the "
+                                     "message was complete")
+        # message_delta arrived but message_stop did not: the answer itself is complete.
+        out.append(self._usage_chunk())
+        self._done = True
+        return out
+
+    def _run(self, events: list[SSEEvent]) -> list[JSON]:
+        """Chunks for ``events``; a failure after some of them waits for the next call, so the client
+        still receives what was decoded before it."""
+        if self._failure is not None:
+            raise self._failure
+        out: list[JSON] = []
+        try:
+            for event in events:
+                self._event(event, out)
+        except GatewayError as exc:
+            if not out:
+                raise
+            self._failure = exc
+        return out
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _event(self, event: SSEEvent, out: list[JSON]) -> None:
+        if self._done:
+            return
+        obj = loads_object(event.data.encode())
+        if obj is None:
+            raise invalid_body(self._target, "stream event")
+        kind = obj.get("type") or event.event
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is not None:
+            handler(self, obj, out)
+
+    def _message_start(self, obj: JSON, out: list[JSON]) -> None:
+        message = _object(obj.get("message"))
+        self._id = str(message.get("id") or "")
+        self._model = str(message.get("model") or self._model)
+        self._merge_usage(message.get("usage"))
+        out.append(self._chunk({"role": "assistant", "content": ""}))
+
+    def _block_start(self, obj: JSON, out: list[JSON]) -> None:
+        block = _object(obj.get("content_block"))
+        index = _index(obj)
+        if index < 0:
+            raise invalid_body(self._target, "stream event")
+        kind = block.get("type")
+        if kind == "text":
+            self._blocks[index] = _Block("text")
+            if block.get("text"):
+                out.append(self._chunk({"content": block["text"]}))
+        elif kind == "tool_use" and block.get("name") == JSON_TOOL:
+            self._json_mode = True
+            self._blocks[index] = _Block("json", initial_input=block.get("input"))
+        elif kind == "tool_use":
+            state = _Block("tool", self._tools, block.get("input"))
+            self._tools += 1
+            self._blocks[index] = state
+            call = {"index": state.tool_index, "id": block.get("id"), "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""}}
+            out.append(self._chunk({"tool_calls": [call]}))
+        else:
+            self._blocks[index] = _Block("other")
+
+    def _block_delta(self, obj: JSON, out: list[JSON]) -> None:
+        state = self._blocks.get(_index(obj))
+        delta = _object(obj.get("delta"))
+        if state is None:
+            return
+        kind = delta.get("type")
+        if kind == "text_delta" and state.kind == "text" and delta.get("text"):
+            out.append(self._chunk({"content": delta["text"]}))
+        elif kind == "input_json_delta" and delta.get("partial_json"):
+            self._json_piece(state, delta["partial_json"], out)
+
+    def _json_piece(self, state: _Block, piece: str, out: list[JSON]) -> None:
+        if state.kind == "tool":
+            state.streamed = True
+            call = {"index": state.tool_index, "function": {"arguments": piece}}
+            out.append(self._chunk({"tool_calls": [call]}))
+        elif state.kind == "json":
+            state.streamed = True
+            out.append(self._chunk({"content": piece}))
+
+    def _block_stop(self, obj: JSON, out: list[JSON]) -> None:
+        state = self._blocks.get(_index(obj))
+        if state is None or state.kind not in ("tool", "json") or state.streamed:
+            return
+        # No input_json_delta came (an empty input): send the input whole, so arguments are JSON.
+        whole = orjson.dumps(state.initial_input if isinstance(state.initial_input, dict) else {}).decode()
+        self._json_piece(state, whole, out)
+
+    def _message_delta(self, obj: JSON, out: list[JSON]) -> None:
+        self._merge_usage(obj.get("usage"))
+        delta = _object(obj.get("delta"))
+        if not self._finished:
+            self._finished = True
+            out.append(self._chunk({}, finish_reason(delta.get("stop_reason"), self._json_mode)))
+
+    def _message_stop(self, obj: JSON, out: list[JSON]) -> None:
+        if not self._finished:
+            self._finished = True
+            out.append(self._chunk({}, "stop"))
+        out.append(self._usage_chunk())
+        self._done = True
+
+    def _error(self, obj: JSON, out: list[JSON]) -> None:
+        raise stream_error(obj, self._target)
+
+    # -- chunks ---------------------------------------------------------------------------------
+
+    def _merge_usage(self, raw: Any) -> None:
+        # message_delta usage is cumulative: later values replace earlier ones.
+        if isinstance(raw, dict):
+            self._usage.update({k: v for k, v in raw.items() if v is not None})
+
+    def _base(self) -> JSON:
+        return {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
+                "model": self._model}
+
+    def _chunk(self, delta: JSON, finish: str | None = None) -> JSON:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {**self._base(), "choices": [choice]}
+
+    def _usage_chunk(self) -> JSON:
+        return {**self._base(), "choices": [], "usage": usage(self._usage)}
+
+
+def _object(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
+def _index(obj: JSON) -> int:
+    index = obj.get("index")
+    return index if isinstance(index, int) and index >= 0 else -1
+
+
+_HANDLERS = {
+    "message_start": AnthropicStreamDecoder._message_start,
+    "content_block_start": AnthropicStreamDecoder._block_start,
+    "content_block_delta": AnthropicStreamDecoder._block_delta,
+    "content_block_stop": AnthropicStreamDecoder._block_stop,
+    "message_delta": AnthropicStreamDecoder._message_delta,
+    "message_stop": AnthropicStreamDecoder._message_stop,
+    "error": AnthropicStreamDecoder._error,
+}

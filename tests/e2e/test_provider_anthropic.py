@@ -1,0 +1,433 @@
+"""Provider type 'anthropic' end to end: the openai SDK -> gateway -> Anthropic Messages mock, and back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
+
+PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+BAD_KEY = "sk-ant-wrong-key-999"
+SAID = "Hello from the Switchboard mock. You said: "
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+def anthropic_config(mock: Mock) -> dict[str, Any]:
+    return {
+        "providers": [
+            {
+                "name": "anthropic-mock",
+                "type": "anthropic",
+                "api_base": mock.url,
+                "api_key": "${UPSTREAM_KEY}",
+                "default_max_tokens": 256,
+            },
+            {
+                "name": "anthropic-json-tool",
+                "type": "anthropic",
+                "api_base": mock.url,
+                "api_key": "${UPSTREAM_KEY}",
+                "json_schema_mode": "tool",
+            },
+            {"name": "anthropic-bad-key", "type": "anthropic", "api_base": mock.url, "api_key": BAD_KEY},
+        ],
+        "models": [
+            {"name": "claude", "provider": "anthropic-mock", "model": "claude-sonnet-4-5"},
+            {
+                "name": "claude-lenient",
+                "provider": "anthropic-mock",
+                "model": "claude-sonnet-4-5",
+                "drop_params": True,
+            },
+            {"name": "claude-json-tool", "provider": "anthropic-json-tool", "model": "claude-sonnet-4-5"},
+            {"name": "claude-misconfigured", "provider": "anthropic-bad-key", "model": "claude-sonnet-4-5"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+    }
+
+
+@pytest.fixture(scope="module")
+def anthropic_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = start_gateway(anthropic_config(mock_upstream), tmp_path_factory.mktemp("anthropic"))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture
+def claude(anthropic_gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=anthropic_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def ask(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def stream_text(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def finish_reasons(chunks: list[Any]) -> list[str]:
+    return [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+
+
+# -- chat -----------------------------------------------------------------------------------------
+
+
+def test_chat_non_stream(claude: openai.OpenAI) -> None:
+    resp = claude.chat.completions.create(
+        model="claude",
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Hello Claude"},
+        ],
+    )
+    choice = resp.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.message.content == SAID + "Hello Claude"
+    assert choice.finish_reason == "stop"
+    assert resp.usage is not None
+    assert resp.usage.completion_tokens == 9
+    assert resp.usage.prompt_tokens > 0
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
+
+
+def test_multi_turn_with_system_and_developer_messages(claude: openai.OpenAI) -> None:
+    resp = claude.chat.completions.create(
+        model="claude",
+        messages=[
+            {"role": "system", "content": "Rule one."},
+            {"role": "user", "content": "First question"},
+            {"role": "assistant", "content": "First answer"},
+            {"role": "developer", "content": "Rule two."},
+            {"role": "user", "content": "Second"},
+            {"role": "user", "content": "question"},
+        ],
+    )
+    assert resp.choices[0].message.content == SAID + "Second question"
+
+
+def test_chat_stream_matches_non_stream_and_reports_usage(claude: openai.OpenAI) -> None:
+    plain = claude.chat.completions.create(model="claude", messages=ask("Stream me please"))
+    chunks = list(
+        claude.chat.completions.create(
+            model="claude",
+            messages=ask("Stream me please"),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert stream_text(chunks) == plain.choices[0].message.content
+    assert finish_reasons(chunks) == ["stop"]
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage is not None and plain.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (
+        plain.usage.prompt_tokens,
+        plain.usage.completion_tokens,
+    )
+
+
+def test_stop_sequences_and_max_tokens(claude: openai.OpenAI) -> None:
+    resp = claude.chat.completions.create(model="claude", messages=ask("hi"), stop=["mock"])
+    assert (resp.choices[0].message.content, resp.choices[0].finish_reason) == (
+        "Hello from the Switchboard ",
+        "stop",
+    )
+    resp = claude.chat.completions.create(model="claude", messages=ask("hi"), max_tokens=3)
+    assert (resp.choices[0].message.content, resp.choices[0].finish_reason) == ("Hello from the", "length")
+    chunks = list(
+        claude.chat.completions.create(
+            model="claude", messages=ask("hi"), max_completion_tokens=2, stream=True
+        )
+    )
+    assert (stream_text(chunks), finish_reasons(chunks)) == ("Hello from", ["length"])
+
+
+def test_sampling_parameters_pass(claude: openai.OpenAI) -> None:
+    resp = claude.chat.completions.create(
+        model="claude", messages=ask("hi"), temperature=0.2, top_p=0.9, user="user-1", extra_body={"top_k": 5}
+    )
+    assert resp.choices[0].message.content == SAID + "hi"
+
+
+# -- tools ------------------------------------------------------------------------------------------
+
+
+def test_tool_round_trip(claude: openai.OpenAI) -> None:
+    messages: list[Any] = ask("What is the weather in Paris?")
+    first = claude.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content == "I'll use the get_weather tool."
+    assert choice.message.tool_calls is not None and len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"})
+    final = claude.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.content == "The tool returned: 18C and sunny"
+
+
+def test_tool_call_stream(claude: openai.OpenAI) -> None:
+    chunks = list(
+        claude.chat.completions.create(
+            model="claude",
+            messages=ask("Weather?"),
+            tools=[WEATHER_TOOL],
+            tool_choice="required",
+            stream=True,
+        )
+    )
+    calls: dict[int, dict[str, str]] = {}
+    for chunk in chunks:
+        for tc in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            entry = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+            entry["id"] += tc.id or ""
+            entry["name"] += (tc.function.name or "") if tc.function else ""
+            entry["arguments"] += (tc.function.arguments or "") if tc.function else ""
+    assert list(calls) == [0]
+    assert calls[0]["name"] == "get_weather" and calls[0]["id"].startswith("toolu_")
+    assert json.loads(calls[0]["arguments"]) == {"city": "Paris"}
+    assert stream_text(chunks) == ""  # a forced tool call has no text preamble
+    assert finish_reasons(chunks) == ["tool_calls"]
+
+
+def test_named_tool_choice(claude: openai.OpenAI) -> None:
+    other = {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "parameters": {
+                "type": "object",
+                "properties": {"tz": {"type": "string", "enum": ["UTC", "CET"]}},
+                "required": ["tz"],
+            },
+        },
+    }
+    resp = claude.chat.completions.create(
+        model="claude",
+        messages=ask("Time?"),
+        tools=[WEATHER_TOOL, other],
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        parallel_tool_calls=False,
+    )
+    calls = resp.choices[0].message.tool_calls
+    assert calls is not None
+    assert (calls[0].function.name, json.loads(calls[0].function.arguments)) == ("get_time", {"tz": "UTC"})
+
+
+def test_parallel_tool_results_grouped_into_one_turn(claude: openai.OpenAI) -> None:
+    messages = [
+        *ask("Weather in Paris and Rome?"),
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_paris",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                },
+                {
+                    "id": "call.rome",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_paris", "content": "18C"},
+        {"role": "tool", "tool_call_id": "call.rome", "content": "25C"},
+    ]
+    resp = claude.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert resp.choices[0].message.content == "The tool returned: 18C 25C"
+
+
+# -- images, structured output, usage ----------------------------------------------------------------
+
+
+def test_image_inputs_data_and_http_urls(claude: openai.OpenAI, mock_upstream: Mock) -> None:
+    content = [
+        {"type": "text", "text": "Describe these"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL_PNG}"}},
+        {"type": "image_url", "image_url": {"url": f"{mock_upstream.url}/images/pixel.png"}},
+    ]
+    resp = claude.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
+    assert resp.choices[0].message.content == SAID + "Describe these (I see 2 images: image/png, url)"
+
+
+def test_unsupported_image_type_is_400(claude: openai.OpenAI) -> None:
+    content = [{"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AAAA"}}]
+    with pytest.raises(openai.BadRequestError) as exc:
+        claude.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
+    assert "image/tiff" in exc.value.message
+
+
+def test_strict_json_schema_native(claude: openai.OpenAI) -> None:
+    fmt: Any = {"type": "json_schema", "json_schema": {"name": "city", "strict": True, "schema": CITY_SCHEMA}}
+    resp = claude.chat.completions.create(model="claude", messages=ask("Pick a city"), response_format=fmt)
+    assert json.loads(resp.choices[0].message.content or "") == {"city": "Paris"}
+    assert resp.choices[0].finish_reason == "stop"
+
+
+def test_json_schema_through_forced_tool(claude: openai.OpenAI) -> None:
+    fmt: Any = {"type": "json_schema", "json_schema": {"name": "city", "strict": True, "schema": CITY_SCHEMA}}
+    resp = claude.chat.completions.create(
+        model="claude-json-tool", messages=ask("Pick a city"), response_format=fmt
+    )
+    assert json.loads(resp.choices[0].message.content or "") == {"city": "Paris"}
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.choices[0].message.tool_calls is None
+    chunks = list(
+        claude.chat.completions.create(
+            model="claude-json-tool", messages=ask("Pick a city"), response_format=fmt, stream=True
+        )
+    )
+    assert json.loads(stream_text(chunks)) == {"city": "Paris"}
+    assert finish_reasons(chunks) == ["stop"]
+
+
+def test_json_object(claude: openai.OpenAI) -> None:
+    resp = claude.chat.completions.create(
+        model="claude", messages=ask("Reply in JSON"), response_format={"type": "json_object"}
+    )
+    assert isinstance(json.loads(resp.choices[0].message.content or ""), dict)
+    assert resp.choices[0].finish_reason == "stop"
+
+
+def test_prompt_caching_usage(claude: openai.OpenAI) -> None:
+    rules = f"House rules {uuid.uuid4()}: " + "be precise " * 40
+    messages: Any = [
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": rules, "cache_control": {"type": "ephemeral"}}],
+        },
+        {"role": "user", "content": "Question"},
+    ]
+    first = claude.chat.completions.create(model="claude", messages=messages).usage
+    second = claude.chat.completions.create(model="claude", messages=messages).usage
+    assert first is not None and second is not None
+    assert first.prompt_tokens_details is not None and second.prompt_tokens_details is not None
+    written = (first.prompt_tokens_details.model_extra or {})["cache_creation_tokens"]
+    assert written > 40
+    assert first.prompt_tokens_details.cached_tokens == 0
+    assert second.prompt_tokens_details.cached_tokens == written
+    assert (second.prompt_tokens_details.model_extra or {})["cache_creation_tokens"] == 0
+    assert first.prompt_tokens == second.prompt_tokens  # cached tokens still count as prompt tokens
+
+
+# -- parameters and errors ---------------------------------------------------------------------------
+
+
+def test_unsupported_parameter_is_400_or_dropped(claude: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        claude.chat.completions.create(model="claude", messages=ask("hi"), seed=7)
+    assert exc.value.param == "seed"
+    assert "anthropic" in exc.value.message
+    dropped = claude.chat.completions.create(
+        model="claude", messages=ask("hi"), seed=7, extra_body={"drop_params": True}
+    )
+    assert dropped.choices[0].message.content == SAID + "hi"
+    lenient = claude.chat.completions.create(model="claude-lenient", messages=ask("hi"), presence_penalty=0.5)
+    assert lenient.choices[0].message.content == SAID + "hi"
+
+
+def test_rate_limit_with_retry_after(claude: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as exc:
+        claude.chat.completions.create(model="claude", messages=ask("mock:status=429 mock:retry_after=7"))
+    assert exc.value.status_code == 429
+    assert exc.value.response.headers["retry-after"] == "7"
+
+
+def test_context_length_exceeded(claude: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        claude.chat.completions.create(
+            model="claude", messages=ask("mock:status=400 mock:error_code=context_length_exceeded")
+        )
+    assert exc.value.code == "context_length_exceeded"
+    assert "prompt is too long" in exc.value.message
+
+
+def test_overloaded_is_503(claude: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as exc:
+        claude.chat.completions.create(model="claude", messages=ask("mock:status=529"))
+    assert exc.value.status_code == 503
+    assert exc.value.code == "upstream_overloaded"
+
+
+def test_upstream_500_is_502(claude: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as exc:
+        claude.chat.completions.create(model="claude", messages=ask("mock:status=500"))
+    assert exc.value.status_code == 502
+
+
+def test_upstream_auth_failure_is_502_without_key(claude: openai.OpenAI, anthropic_gateway: Gateway) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        claude.chat.completions.create(model="claude-misconfigured", messages=ask("hi"))
+    assert exc.value.status_code == 502
+    assert exc.value.code == "upstream_authentication_failed"
+    assert BAD_KEY not in exc.value.message and BAD_KEY not in exc.value.response.text
+    assert (
+        BAD_KEY not in anthropic_gateway.process.output
+        and UPSTREAM_KEY not in anthropic_gateway.process.output
+    )
+
+
+def test_error_event_mid_stream_raises_in_sdk(claude: openai.OpenAI) -> None:
+    stream = claude.chat.completions.create(
+        model="claude", messages=ask("hello there mock:fail_after=4"), stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as exc:
+        for chunk in stream:
+            received.append(chunk)
+    # message_start, content_block_start, ping, one text delta went through: the role chunk and "Hello".
+    assert stream_text(received) == "Hello"
+    assert "overloaded" in exc.value.message
+
+
+def test_dropped_connection_mid_stream_raises_in_sdk(claude: openai.OpenAI) -> None:
+    stream = claude.chat.completions.create(
+        model="claude", messages=ask("mock:disconnect_after=4"), stream=True
+    )
+    with pytest.raises(openai.APIError) as exc:
+        list(stream)
+    assert "provider 'anthropic-mock'" in exc.value.message
+
+
+def test_embeddings_unsupported(claude: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        claude.embeddings.create(model="claude", input="hello")
+    assert "embeddings" in exc.value.message and "anthropic" in exc.value.message
+
+
+def test_config_rejects_unknown_anthropic_option(mock_upstream: Mock, tmp_path: Path) -> None:
+    config = anthropic_config(mock_upstream)
+    config["providers"][0]["anthropic_verison"] = "2023-06-01"
+    with pytest.raises(RuntimeError) as exc:
+        start_gateway(config, tmp_path)
+    assert "anthropic_verison" in str(exc.value)
