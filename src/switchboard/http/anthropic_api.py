@@ -1,20 +1,7 @@
-"""The Anthropic Messages inbound API (placeholder until it lands)."""
+"""The Anthropic Messages inbound API (implemented in the ``switchboard.http.anthropic`` package)."""
 
 from __future__ import annotations
 
-from switchboard.gateway import Gateway
-from switchboard.http import openai_api
-from switchboard.http.asgi import Receive, Scope, Send
-from switchboard.http.errors import unknown_url
-from switchboard.http.inbound import InboundAPI
+from switchboard.http.anthropic import MESSAGES, AnthropicMessages, CountTokensEndpoint
 
-MESSAGES: InboundAPI = openai_api.CHAT
-
-
-class CountTokensEndpoint:
-    def __init__(self, gateway: Gateway, max_body_bytes: int) -> None:
-        self.gateway = gateway
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise unknown_url("POST", scope["path"])
+__all__ = ["MESSAGES", "AnthropicMessages", "CountTokensEndpoint"]

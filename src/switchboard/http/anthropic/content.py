@@ -1,0 +1,295 @@
+"""Anthropic ``messages`` -> canonical (OpenAI Chat Completions) messages, validated on the way.
+
+References: https://docs.anthropic.com/en/api/messages (message and content block shapes) and
+https://platform.openai.com/docs/api-reference/chat/create (the canonical message shapes).
+
+Mapping:
+    text block                  -> text part (a lone text part becomes a plain string)
+    image block, base64 source  -> image_url part with a ``data:<media_type>;base64,`` URL
+    image block, url source     -> image_url part with the http(s) URL
+    document block, text source -> text part ("<title>\\n\\n" first when titled)
+    document block, PDF/url/file-> 400: the canonical form has no documents
+    tool_use (assistant)        -> assistant ``tool_calls`` (input -> JSON arguments string)
+    tool_result (user)          -> a ``role: tool`` message each, placed before the rest of that
+                                   user turn so they directly follow the assistant's tool calls;
+                                   ``is_error`` prefixes the content with "Error: "; images in a
+                                   result move to the user message that follows (tool messages
+                                   carry text only)
+    thinking / redacted_thinking-> dropped: no upstream can continue another model's thinking
+Errors name the offending field the way Anthropic does: ``messages.0.content.1.source.data``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from switchboard.errors import InvalidRequest
+
+JSON = dict[str, Any]
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_DROPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+
+
+def fail(path: str, problem: str) -> InvalidRequest:
+    return InvalidRequest(f"{path}: {problem}", param=path)
+
+
+def _block_type(block: Any, path: str) -> str:
+    if not isinstance(block, dict):
+        raise fail(path, "Input should be an object")
+    kind = block.get("type")
+    if not isinstance(kind, str):
+        raise fail(f"{path}.type", "Field required")
+    return kind
+
+
+def text_of(block: JSON, path: str) -> str:
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise fail(f"{path}.text", "Input should be a valid string")
+    if not text:
+        raise fail(path, "text content blocks must be non-empty")
+    return text
+
+
+def _base64_data(source: JSON, path: str) -> str:
+    data = source.get("data")
+    if not isinstance(data, str) or not data:
+        raise fail(f"{path}.data", "Input should be a non-empty base64 string")
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise fail(f"{path}.data", "is not valid base64") from None
+    return data
+
+
+def image_part(block: JSON, path: str) -> JSON:
+    source = block.get("source")
+    spath = f"{path}.source"
+    if not isinstance(source, dict):
+        raise fail(spath, "Field required")
+    kind = source.get("type")
+    if kind == "base64":
+        media = source.get("media_type")
+        if media not in IMAGE_TYPES:
+            allowed = ", ".join(repr(t) for t in IMAGE_TYPES)
+            raise fail(f"{spath}.media_type", f"Input should be one of {allowed}")
+        url = f"data:{media};base64,{_base64_data(source, spath)}"
+    elif kind == "url":
+        given = source.get("url")
+        if not isinstance(given, str) or not given.startswith(("http://", "https://")):
+            raise fail(f"{spath}.url", "Input should be an http(s) URL")
+        url = given
+    elif kind == "file":
+        raise fail(spath, "file sources (the Files API) are not supported by this gateway; "
+                   "send base64 data or a URL")
+    else:
+        raise fail(f"{spath}.type", "Input should be 'base64' or 'url'")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _document_text(block: JSON, path: str) -> str:
+    source = block.get("source")
+    spath = f"{path}.source"
+    if not isinstance(source, dict):
+        raise fail(spath, "Field required")
+    kind = source.get("type")
+    if kind == "text":
+        data = source.get("data")
+        if not isinstance(data, str):
+            raise fail(f"{spath}.data", "Input should be a valid string")
+    elif kind == "content":
+        data = _content_source_text(source.get("content"), f"{spath}.content")
+    else:
+        raise fail(
+            spath,
+            "only plain-text documents (source type 'text' or 'content') are supported by this gateway; "
+            "PDF, URL and file documents are not",
+        )
+    title = block.get("title")
+    return f"{title}\n\n{data}" if isinstance(title, str) and title else data
+
+
+def _content_source_text(content: Any, path: str) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise fail(path, "Input should be a string or a list of text blocks")
+    texts = []
+    for i, block in enumerate(content):
+        if _block_type(block, f"{path}.{i}") != "text":
+            raise fail(f"{path}.{i}.type", "only text blocks are supported inside a document")
+        texts.append(text_of(block, f"{path}.{i}"))
+    return "\n".join(texts)
+
+
+def _tool_result(block: JSON, path: str) -> tuple[JSON, list[JSON]]:
+    """The tool message for one tool_result block, and any images it carried."""
+    tool_use_id = block.get("tool_use_id")
+    if not isinstance(tool_use_id, str) or not tool_use_id:
+        raise fail(f"{path}.tool_use_id", "Field required")
+    is_error = block.get("is_error", False)
+    if not isinstance(is_error, bool):
+        raise fail(f"{path}.is_error", "Input should be a valid boolean")
+    content = block.get("content", "")
+    images: list[JSON] = []
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        texts = []
+        for i, inner in enumerate(content):
+            ipath = f"{path}.content.{i}"
+            kind = _block_type(inner, ipath)
+            if kind == "text":
+                texts.append(text_of(inner, ipath))
+            elif kind == "image":
+                images.append(image_part(inner, ipath))
+            elif kind == "document":
+                texts.append(_document_text(inner, ipath))
+            else:
+                raise fail(f"{ipath}.type", "Input should be 'text', 'image' or 'document'")
+        text = "\n".join(texts)
+    else:
+        raise fail(f"{path}.content", "Input should be a string or a list of content blocks")
+    if is_error:
+        text = f"Error: {text}" if text else "Error"
+    return {"role": "tool", "tool_call_id": tool_use_id, "content": text}, images
+
+
+def _tool_call(block: JSON, path: str) -> JSON:
+    call_id = block.get("id")
+    if not isinstance(call_id, str) or not call_id:
+        raise fail(f"{path}.id", "Field required")
+    name = block.get("name")
+    if not isinstance(name, str) or not name:
+        raise fail(f"{path}.name", "Field required")
+    tool_input = block.get("input")
+    if not isinstance(tool_input, dict):
+        raise fail(f"{path}.input", "Input should be an object")
+    arguments = orjson.dumps(tool_input).decode()
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _user_turn(blocks: list[Any], path: str) -> tuple[list[JSON], list[str]]:
+    """Canonical messages for one user turn, and the tool_use ids its tool_results answer."""
+    tools: list[JSON] = []
+    parts: list[JSON] = []
+    answered: list[str] = []
+    for j, block in enumerate(blocks):
+        bpath = f"{path}.{j}"
+        kind = _block_type(block, bpath)
+        if kind == "text":
+            parts.append({"type": "text", "text": text_of(block, bpath)})
+        elif kind == "image":
+            parts.append(image_part(block, bpath))
+        elif kind == "document":
+            parts.append({"type": "text", "text": _document_text(block, bpath)})
+        elif kind == "tool_result":
+            message, images = _tool_result(block, bpath)
+            tools.append(message)
+            answered.append(message["tool_call_id"])
+            parts.extend(images)
+        elif kind == "tool_use":
+            raise fail(f"{bpath}.type", "tool_use blocks are only allowed in assistant messages")
+        else:
+            raise fail(f"{bpath}.type", f"content block type '{kind[:50]}' is not supported by this gateway")
+    if not parts:
+        return tools, answered
+    content: str | list[JSON] = parts[0]["text"] if len(parts) == 1 and parts[0]["type"] == "text" else parts
+    return [*tools, {"role": "user", "content": content}], answered
+
+
+def _assistant_turn(blocks: list[Any], path: str) -> JSON:
+    texts: list[str] = []
+    calls: list[JSON] = []
+    for j, block in enumerate(blocks):
+        bpath = f"{path}.{j}"
+        kind = _block_type(block, bpath)
+        if kind == "text":
+            texts.append(text_of(block, bpath))
+        elif kind == "tool_use":
+            calls.append(_tool_call(block, bpath))
+        elif kind in _DROPPED_BLOCKS:
+            continue
+        elif kind in ("tool_result", "image", "document"):
+            raise fail(f"{bpath}.type", f"{kind} blocks are only allowed in user messages")
+        else:
+            raise fail(f"{bpath}.type", f"content block type '{kind[:50]}' is not supported by this gateway")
+    message: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _check_answers(pending: list[str], answered: list[str], index: int) -> None:
+    """Anthropic's pairing rule: a tool_use is answered by a tool_result in the very next message."""
+    unexpected = [i for i in answered if i not in pending]
+    if unexpected:
+        raise fail(
+            f"messages.{index}.content",
+            f"unexpected tool_use_id found in tool_result blocks: {unexpected[0][:100]}. Each tool_result "
+            "block must have a corresponding tool_use block in the previous message.",
+        )
+    missing = [i for i in pending if i not in answered]
+    if missing:
+        raise fail(
+            f"messages.{index}",
+            f"tool_use ids were found without tool_result blocks immediately after: {missing[0][:100]}. Each "
+            "tool_use block must have a corresponding tool_result block in the next message.",
+        )
+
+
+def _message(msg: Any, i: int, last: bool) -> tuple[str, Any]:
+    path = f"messages.{i}"
+    if not isinstance(msg, dict):
+        raise fail(path, "Input should be an object")
+    role = msg.get("role")
+    if role == "system":
+        raise fail(f"{path}.role", "Input should be 'user' or 'assistant'; "
+                   "put system prompts in the top-level 'system' parameter")
+    if role not in ("user", "assistant"):
+        raise fail(f"{path}.role", "Input should be 'user' or 'assistant'")
+    content = msg.get("content")
+    if isinstance(content, list):
+        if not content and not (last and role == "assistant"):
+            raise fail(f"{path}.content", "all messages must have non-empty content except for the optional "
+                       "final assistant message")
+    elif not isinstance(content, str):
+        problem = "Field required" if content is None else "Input should be a string or a list"
+        raise fail(f"{path}.content", problem)
+    return role, content
+
+
+def messages(value: Any) -> list[JSON]:
+    """Validate Anthropic ``messages`` and return the canonical message list (without system)."""
+    if value is None:
+        raise fail("messages", "Field required")
+    if not isinstance(value, list):
+        raise fail("messages", "Input should be a valid list")
+    if not value:
+        raise fail("messages", "at least one message is required")
+    out: list[JSON] = []
+    pending: list[str] = []
+    answered: list[str]
+    for i, msg in enumerate(value):
+        role, content = _message(msg, i, i == len(value) - 1)
+        if role == "user":
+            if isinstance(content, str):
+                turn, answered = [{"role": "user", "content": content}], []
+            else:
+                turn, answered = _user_turn(content, f"messages.{i}.content")
+            _check_answers(pending, answered, i)
+            out.extend(turn)
+            pending = []
+        else:
+            if pending:
+                _check_answers(pending, [], i)
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) and content else content
+            message = _assistant_turn(blocks if isinstance(blocks, list) else [], f"messages.{i}.content")
+            out.append(message)
+            pending = [c["id"] for c in message.get("tool_calls", ())]
+    return out

@@ -1,0 +1,311 @@
+"""Validate an Anthropic Messages request and translate it to the canonical (OpenAI) request.
+
+Reference: https://docs.anthropic.com/en/api/messages and
+https://docs.anthropic.com/en/api/messages-count-tokens (parameters and their ranges).
+
+    model                          -> model
+    max_tokens (required)          -> max_tokens
+    system (string or text blocks) -> first message, role system
+    messages                       -> messages (see content.py)
+    stop_sequences                 -> stop
+    temperature (0-1), top_p       -> temperature, top_p
+    top_k                          -> top_k (passed on; adapters that know it use it)
+    metadata.user_id               -> user
+    tools [{name, description, input_schema}] -> tools [{type: function, function: {...}}]
+    tool_choice auto|any|tool|none -> "auto" | "required" | {type: function, ...} | "none"
+    tool_choice.disable_parallel_tool_use -> parallel_tool_calls: false
+    output_config.format (json_schema)    -> response_format json_schema
+    stream                         -> stream, with stream_options.include_usage
+    thinking, service_tier, cache_control, output_config.effort -> accepted and dropped
+Any other top-level field is rejected, as the Anthropic API does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from switchboard.errors import InvalidRequest
+from switchboard.http.anthropic.content import JSON, fail, messages, text_of
+from switchboard.http.openai_api import parse_json
+
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+MIN_THINKING_BUDGET = 1024
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any, name: str, low: float, high: float) -> float:
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        raise fail(name, "Input should be a valid number")
+    if not low <= v <= high:
+        raise fail(name, f"Input should be between {low:g} and {high:g}")
+    return v
+
+
+def _system(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise fail("system", "Input should be a string or a list of text blocks")
+    texts = []
+    for i, block in enumerate(value):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise fail(f"system.{i}.type", "Input should be 'text'")
+        texts.append(text_of(block, f"system.{i}"))
+    return "\n".join(texts)
+
+
+def _tool(tool: Any, path: str) -> JSON:
+    if not isinstance(tool, dict):
+        raise fail(path, "Input should be an object")
+    kind = tool.get("type")
+    if kind not in (None, "custom"):
+        raise fail(f"{path}.type", f"server tool '{str(kind)[:60]}' is not supported by this gateway; only "
+                   "custom tools (name, description, input_schema) are")
+    name = tool.get("name")
+    if not isinstance(name, str) or not _TOOL_NAME.match(name):
+        raise fail(f"{path}.name", "Field required: 1-128 letters, digits, '_' or '-'")
+    schema = tool.get("input_schema")
+    if not isinstance(schema, dict):
+        raise fail(f"{path}.input_schema", "Field required")
+    if schema.get("type") != "object":
+        raise fail(f"{path}.input_schema.type", "Input should be 'object'")
+    function: JSON = {"name": name, "parameters": schema}
+    description = tool.get("description")
+    if description is not None:
+        if not isinstance(description, str):
+            raise fail(f"{path}.description", "Input should be a valid string")
+        function["description"] = description
+    return {"type": "function", "function": function}
+
+
+def _tools(value: Any) -> list[JSON]:
+    if not isinstance(value, list):
+        raise fail("tools", "Input should be a valid list")
+    tools = [_tool(t, f"tools.{i}") for i, t in enumerate(value)]
+    names = [t["function"]["name"] for t in tools]
+    if len(set(names)) != len(names):
+        raise fail("tools", "Tool names must be unique.")
+    return tools
+
+
+def _tool_choice(value: Any, tools: list[JSON] | None, out: JSON) -> None:
+    if not isinstance(value, dict):
+        raise fail("tool_choice", "Input should be an object")
+    kind = value.get("type")
+    if kind not in ("auto", "any", "tool", "none"):
+        raise fail("tool_choice.type", "Input should be 'auto', 'any', 'tool' or 'none'")
+    names = {t["function"]["name"] for t in tools or ()}
+    if kind in ("any", "tool") and not names:
+        raise fail("tool_choice", f"tool_choice '{kind}' requires 'tools'")
+    if kind == "tool":
+        name = value.get("name")
+        if not isinstance(name, str):
+            raise fail("tool_choice.name", "Field required")
+        if name not in names:
+            raise fail("tool_choice.name", f"no tool named '{name[:100]}' in 'tools'")
+        out["tool_choice"] = {"type": "function", "function": {"name": name}}
+    elif tools:
+        out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
+    disable = value.get("disable_parallel_tool_use")
+    if disable is not None and not isinstance(disable, bool):
+        raise fail("tool_choice.disable_parallel_tool_use", "Input should be a valid boolean")
+    if disable and tools and kind != "none":
+        out["parallel_tool_calls"] = False
+
+
+def _stop_sequences(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(s, str) and s for s in value):
+        raise fail("stop_sequences", "Input should be a list of non-empty strings")
+    return value
+
+
+def _metadata(value: Any, out: JSON) -> None:
+    if not isinstance(value, dict):
+        raise fail("metadata", "Input should be an object")
+    for key in value:
+        if key != "user_id":
+            raise fail(f"metadata.{str(key)[:60]}", "Extra inputs are not permitted")
+    user = value.get("user_id")
+    if user is not None:
+        if not isinstance(user, str):
+            raise fail("metadata.user_id", "Input should be a valid string")
+        out["user"] = user
+
+
+def _thinking(value: Any, max_tokens: int | None) -> None:
+    """Validated, then dropped: upstreams are not asked to think and no thinking blocks come back."""
+    if not isinstance(value, dict):
+        raise fail("thinking", "Input should be an object")
+    kind = value.get("type")
+    if kind not in ("enabled", "disabled", "adaptive"):
+        raise fail("thinking.type", "Input should be 'enabled', 'disabled' or 'adaptive'")
+    if kind == "enabled":
+        budget = value.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET:
+            problem = f"Input should be an integer of at least {MIN_THINKING_BUDGET}"
+            raise fail("thinking.budget_tokens", problem)
+        if max_tokens is not None and budget >= max_tokens:
+            raise fail("max_tokens", "must be greater than thinking.budget_tokens")
+
+
+def _output_config(value: Any, out: JSON) -> None:
+    if not isinstance(value, dict):
+        raise fail("output_config", "Input should be an object")
+    fmt = value.get("format")
+    if fmt is None:
+        return
+    schema = fmt.get("schema") if isinstance(fmt, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(schema, dict):
+        raise fail("output_config.format", "Input should be {'type': 'json_schema', 'schema': {...}}")
+    out["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema, "strict": True},
+    }
+
+
+def _service_tier(value: Any) -> None:
+    if value not in ("auto", "standard_only"):
+        raise fail("service_tier", "Input should be 'auto' or 'standard_only'")
+
+
+def _max_tokens(body: JSON) -> int:
+    value = body.get("max_tokens")
+    if value is None:
+        raise fail("max_tokens", "Field required")
+    if not _is_int(value) or value < 1:
+        raise fail("max_tokens", "Input should be an integer of at least 1")
+    return int(value)
+
+
+def _model(body: JSON) -> str:
+    model = body.get("model")
+    if model is None:
+        raise fail("model", "Field required")
+    if not isinstance(model, str) or not model:
+        raise fail("model", "Input should be a non-empty string")
+    return model
+
+
+# Optional fields: each checks its value and writes the canonical form into ``out``.
+Apply = Callable[[Any, JSON, JSON], None]
+
+
+def _sampling(name: str, low: float, high: float) -> Apply:
+    def apply(value: Any, body: JSON, out: JSON) -> None:
+        out[name] = _number(value, name, low, high)
+
+    return apply
+
+
+def _apply_top_k(value: Any, body: JSON, out: JSON) -> None:
+    if not _is_int(value) or value < 0:
+        raise fail("top_k", "Input should be an integer of at least 0")
+    out["top_k"] = value
+
+
+def _apply_stop(value: Any, body: JSON, out: JSON) -> None:
+    out["stop"] = _stop_sequences(value)
+
+
+def _apply_stream(value: Any, body: JSON, out: JSON) -> None:
+    if not isinstance(value, bool):
+        raise fail("stream", "Input should be a valid boolean")
+    if value:
+        # Usage is always requested: Anthropic streams carry it in message_start/message_delta.
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+
+
+def _apply_thinking(value: Any, body: JSON, out: JSON) -> None:
+    max_tokens = body.get("max_tokens")
+    _thinking(value, max_tokens if _is_int(max_tokens) else None)
+
+
+def _apply_output_config(value: Any, body: JSON, out: JSON) -> None:
+    _output_config(value, out)
+
+
+def _apply_metadata(value: Any, body: JSON, out: JSON) -> None:
+    _metadata(value, out)
+
+
+def _apply_service_tier(value: Any, body: JSON, out: JSON) -> None:
+    _service_tier(value)
+
+
+def _handled_elsewhere(value: Any, body: JSON, out: JSON) -> None:
+    """system, tools and tool_choice are translated together by _translate."""
+
+
+def _ignored(value: Any, body: JSON, out: JSON) -> None:
+    """cache_control: prompt caching is the provider's business."""
+
+
+_REQUIRED = ("model", "messages")
+_COMMON: dict[str, Apply] = {
+    "system": _handled_elsewhere,
+    "tools": _handled_elsewhere,
+    "tool_choice": _handled_elsewhere,
+    "thinking": _apply_thinking,
+    "output_config": _apply_output_config,
+    "cache_control": _ignored,
+}
+_MESSAGES: dict[str, Apply] = {
+    **_COMMON,
+    "max_tokens": _handled_elsewhere,
+    "stop_sequences": _apply_stop,
+    "temperature": _sampling("temperature", 0, 1),
+    "top_p": _sampling("top_p", 0, 1),
+    "top_k": _apply_top_k,
+    "metadata": _apply_metadata,
+    "stream": _apply_stream,
+    "service_tier": _apply_service_tier,
+}
+
+
+def _object(body: Any) -> JSON:
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+def _translate(body: JSON, fields: dict[str, Apply]) -> JSON:
+    model = _model(body)
+    for key in body:
+        if key not in fields and key not in _REQUIRED:
+            raise fail(str(key)[:60], "Extra inputs are not permitted (not supported by this gateway's "
+                       "Anthropic Messages API)")
+    msgs = messages(body.get("messages"))
+    system = _system(body["system"]) if body.get("system") is not None else ""
+    if system:  # an empty system prompt is no prompt; some upstreams reject empty ones
+        msgs.insert(0, {"role": "system", "content": system})
+    out: JSON = {"model": model, "messages": msgs}
+    for key, apply in fields.items():
+        if body.get(key) is not None:
+            apply(body[key], body, out)
+    tools = _tools(body["tools"]) if body.get("tools") is not None else None
+    if tools:
+        out["tools"] = tools
+    if body.get("tool_choice") is not None:
+        _tool_choice(body["tool_choice"], tools, out)
+    return out
+
+
+def messages_request(raw: bytes) -> JSON:
+    """The canonical chat request for a ``POST /v1/messages`` body."""
+    body = _object(parse_json(raw))
+    _model(body)
+    max_tokens = _max_tokens(body)
+    out = _translate(body, _MESSAGES)
+    out["max_tokens"] = max_tokens
+    return out
+
+
+def count_tokens_request(raw: bytes) -> JSON:
+    """The canonical chat request for a ``POST /v1/messages/count_tokens`` body (no max_tokens)."""
+    return _translate(_object(parse_json(raw)), _COMMON)

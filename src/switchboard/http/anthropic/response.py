@@ -1,0 +1,132 @@
+"""Canonical (OpenAI) chat completion -> Anthropic Message.
+
+Reference: https://docs.anthropic.com/en/api/messages (the response object).
+
+    choices[0].message.content (or refusal) -> one text block
+    choices[0].message.tool_calls           -> tool_use blocks {id, name, input}; arguments that are
+                                               not a JSON object are kept as {"_raw_arguments": "..."}
+    finish_reason stop / length / tool_calls / content_filter
+                                            -> stop_reason end_turn / max_tokens / tool_use / refusal
+    usage prompt_tokens (cached included)   -> input_tokens (cached excluded) + cache_read_input_tokens
+    usage completion_tokens                 -> output_tokens
+
+``stop_sequence`` is always null: OpenAI-shaped upstreams report a matched stop sequence only as
+finish_reason "stop" and strip it from the text, so which one matched cannot be known.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+
+JSON = dict[str, Any]
+
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+def message_id() -> str:
+    return "msg_" + secrets.token_hex(12)
+
+
+def tool_use_id() -> str:
+    return "toolu_" + secrets.token_hex(12)
+
+
+def stop_reason(finish_reason: Any, has_tool_use: bool) -> str:
+    reason = _STOP_REASONS.get(finish_reason, "end_turn") if isinstance(finish_reason, str) else "end_turn"
+    # Some upstreams report "stop" although the turn ends in tool calls; the client must run them.
+    if has_tool_use and reason == "end_turn":
+        return "tool_use"
+    return reason
+
+
+def obj(value: Any) -> JSON:
+    """``value`` when it is a JSON object, else an empty one: upstream shapes are not trusted."""
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage(canonical: Any) -> JSON:
+    """Anthropic usage; its input_tokens excludes the tokens read from (or written to) the cache."""
+    u = obj(canonical)
+    details = obj(u.get("prompt_tokens_details"))
+    cached = _int(details.get("cached_tokens"))
+    created = _int(details.get("cache_creation_tokens"))
+    return {
+        "input_tokens": max(0, _int(u.get("prompt_tokens")) - cached - created),
+        "output_tokens": _int(u.get("completion_tokens")),
+        "cache_creation_input_tokens": created,
+        "cache_read_input_tokens": cached,
+    }
+
+
+def tool_input(arguments: Any) -> JSON:
+    if isinstance(arguments, dict):
+        return arguments
+    if not isinstance(arguments, str) or not arguments.strip():
+        return {}
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"_raw_arguments": arguments}
+
+
+def _text(message: JSON) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        # Some adapters return content parts; only text parts have a place in a text block.
+        texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        content = "".join(t for t in texts if isinstance(t, str))
+    if isinstance(content, str) and content:
+        return content
+    refusal = message.get("refusal")
+    return refusal if isinstance(refusal, str) else ""
+
+
+def tool_use_block(call: JSON) -> JSON:
+    function = obj(call.get("function"))
+    call_id = call.get("id")
+    return {
+        "type": "tool_use",
+        "id": call_id if isinstance(call_id, str) and call_id else tool_use_id(),
+        "name": function.get("name") or "",
+        "input": tool_input(function.get("arguments")),
+    }
+
+
+def message(body: JSON, model: str) -> JSON:
+    choices = body.get("choices")
+    choice = obj(choices[0]) if isinstance(choices, list) and choices else {}
+    msg = obj(choice.get("message"))
+    content: list[JSON] = []
+    if text := _text(msg):
+        content.append({"type": "text", "text": text})
+    calls = msg.get("tool_calls")
+    if isinstance(calls, list):
+        content.extend(tool_use_block(c) for c in calls if isinstance(c, dict))
+    has_tools = any(block["type"] == "tool_use" for block in content)
+    reason = stop_reason(choice.get("finish_reason"), has_tools)
+    if isinstance(msg.get("refusal"), str) and msg["refusal"] and not msg.get("content"):
+        reason = "refusal"
+    return {
+        "id": message_id(),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": None,
+        "usage": usage(body.get("usage")),
+    }

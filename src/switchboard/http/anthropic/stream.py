@@ -1,0 +1,134 @@
+"""Canonical chunk stream -> Anthropic Messages server-sent events.
+
+Reference: https://docs.anthropic.com/en/docs/build-with-claude/streaming. The sequence is
+
+    message_start         the message with empty content; usage.input_tokens is 0 here because
+                          OpenAI-shaped upstreams report usage only at the end of the stream
+    content_block_start   index 0, 1, ... in order; a text block, then one per tool call
+    ping                  once, after the first content_block_start (as the API does)
+    content_block_delta   text_delta {text} | input_json_delta {partial_json}
+    content_block_stop
+    message_delta         {stop_reason, stop_sequence} and the cumulative usage: output_tokens and
+                          the real input_tokens / cache counts, which the SDKs fold into the
+                          final message
+    message_stop
+
+The canonical stream sends finish_reason before its last chunk (``choices: []`` with usage), so
+message_delta is held until the stream ends. A GatewayError mid-stream ends the stream with
+``event: error`` and the error body, without message_stop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from switchboard.http.anthropic.response import JSON, message_id, obj, stop_reason, tool_use_id, usage
+
+
+def event(name: str, **fields: Any) -> bytes:
+    """One SSE event; its data is ``{"type": name, **fields}`` as in every Anthropic event."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **fields}) + b"\n\n"
+
+
+class StreamEncoder:
+    """The state of one stream: the open block, the tool calls seen, the finish and the usage."""
+
+    __slots__ = ("_blocks", "_finish", "_model", "_open", "_pinged", "_saw_tool", "_tool_blocks", "_usage")
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._blocks = 0  # content blocks started so far; the next one gets this index
+        self._open: str | None = None  # "text" or "tool_use" while a block is open
+        self._tool_blocks: dict[int, int] = {}
+        self._finish: Any = None
+        self._usage: Any = None
+        self._saw_tool = False
+        self._pinged = False
+
+    def start(self) -> bytes:
+        message: JSON = {
+            "id": message_id(),
+            "type": "message",
+            "role": "assistant",
+            "model": self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage(None),
+        }
+        return event("message_start", message=message)
+
+    def feed(self, chunk: JSON) -> bytes:
+        """The events for one canonical chunk (possibly none)."""
+        out: list[bytes] = []
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue  # Anthropic messages have one choice; n > 1 is never requested
+            delta = obj(choice.get("delta"))
+            text = delta.get("content") or delta.get("refusal")
+            if isinstance(text, str) and text:
+                self._text(text, out)
+            for call in delta.get("tool_calls") or ():
+                if isinstance(call, dict):
+                    self._tool_call(call, out)
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+                self._close(out)
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        out: list[bytes] = []
+        self._close(out)
+        delta = {"stop_reason": stop_reason(self._finish, self._saw_tool), "stop_sequence": None}
+        out.append(event("message_delta", delta=delta, usage=usage(self._usage)))
+        out.append(event("message_stop"))
+        return b"".join(out)
+
+    def _start_block(self, block: JSON, out: list[bytes]) -> int:
+        self._close(out)
+        index = self._blocks
+        self._blocks += 1
+        self._open = block["type"]
+        out.append(event("content_block_start", index=index, content_block=block))
+        if not self._pinged:
+            self._pinged = True
+            out.append(event("ping"))
+        return index
+
+    def _close(self, out: list[bytes]) -> None:
+        if self._open is not None:
+            out.append(event("content_block_stop", index=self._blocks - 1))
+            self._open = None
+
+    def _delta(self, index: int, delta: JSON, out: list[bytes]) -> None:
+        out.append(event("content_block_delta", index=index, delta=delta))
+
+    def _text(self, text: str, out: list[bytes]) -> None:
+        if self._open != "text":
+            self._start_block({"type": "text", "text": ""}, out)
+        self._delta(self._blocks - 1, {"type": "text_delta", "text": text}, out)
+
+    def _tool_call(self, call: JSON, out: list[bytes]) -> None:
+        position = call.get("index", 0)
+        function = obj(call.get("function"))
+        index = self._tool_blocks.get(position)
+        if index is None:
+            call_id = call.get("id")
+            block: JSON = {
+                "type": "tool_use",
+                "id": call_id if isinstance(call_id, str) and call_id else tool_use_id(),
+                "name": function.get("name") or "",
+                "input": {},
+            }
+            index = self._start_block(block, out)
+            self._tool_blocks[position] = index
+            self._saw_tool = True
+        # Upstreams send tool calls one after another; a late delta for an earlier call still
+        # goes to that call's block index, which the SDKs accumulate correctly.
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            self._delta(index, {"type": "input_json_delta", "partial_json": arguments}, out)

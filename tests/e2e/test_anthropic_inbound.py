@@ -1,0 +1,646 @@
+"""The inbound Anthropic Messages API, driven by the official ``anthropic`` SDK.
+
+A gateway started by this module routes models of several provider types to the mock upstream;
+the tests that reach an upstream run once per provider type (``PROVIDERS``), the others once.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+
+PIXEL = base64.b64encode(
+    base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    )
+).decode()
+WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+CLOCK = {
+    "name": "get_time",
+    "description": "Current time in a time zone",
+    "input_schema": {
+        "type": "object",
+        "properties": {"tz": {"type": "string", "enum": ["CET", "UTC"]}},
+        "required": ["tz"],
+    },
+}
+
+MAX_BODY = 1024 * 1024
+# provider type -> (provider entry without name, upstream model id)
+PROVIDERS: dict[str, tuple[dict[str, Any], str]] = {
+    "openai": ({"type": "openai", "api_base": "{mock}/v1", "api_key": "${UPSTREAM_KEY}"}, "gpt-4o-mini"),
+    "gemini": ({"type": "gemini", "api_base": "{mock}", "api_key": "${UPSTREAM_KEY}"}, "gemini-2.0-flash"),
+    "bedrock": (
+        {
+            "type": "bedrock",
+            "api_base": "{mock}",
+            "aws_access_key_id": "AKIDTEST",
+            "aws_secret_access_key": "${UPSTREAM_KEY}",
+            "aws_region": "us-east-1",
+        },
+        "anthropic.claude-3-haiku-20240307-v1:0",
+    ),
+    "anthropic": (
+        {"type": "anthropic", "api_base": "{mock}", "api_key": "${UPSTREAM_KEY}"},
+        "claude-3-5-haiku-latest",
+    ),
+}
+
+
+def _config(mock: Mock) -> dict[str, Any]:
+    providers, models = [], []
+    for kind, (entry, upstream_model) in PROVIDERS.items():
+        filled = {k: v.replace("{mock}", mock.url) if isinstance(v, str) else v for k, v in entry.items()}
+        providers.append({"name": f"up-{kind}", **filled})
+        models.append({"name": f"claude-via-{kind}", "provider": f"up-{kind}", "model": upstream_model})
+    return {
+        "providers": providers,
+        "models": models,
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+        "server": {"max_body_bytes": MAX_BODY},
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gateway = start_gateway(_config(mock_upstream), tmp_path_factory.mktemp("anthropic-inbound"))
+    yield gateway
+    gateway.process.stop()
+
+
+@pytest.fixture
+def client(gw: Gateway) -> anthropic.Anthropic:
+    # base_url without /v1: the SDK appends /v1/messages itself.
+    return anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+@pytest.fixture(params=sorted(PROVIDERS))
+def model(request: pytest.FixtureRequest) -> str:
+    return f"claude-via-{request.param}"
+
+
+def text_of(message: Any) -> str:
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+def test_non_stream_message(client: anthropic.Anthropic, model: str) -> None:
+    message = client.messages.create(
+        model=model, max_tokens=200, messages=[{"role": "user", "content": "Say hello to the gateway"}]
+    )
+    assert message.type == "message"
+    assert message.role == "assistant"
+    assert message.id.startswith("msg_")
+    assert message.model == model
+    assert "hello to the gateway" in text_of(message)
+    assert message.stop_reason == "end_turn"
+    assert message.stop_sequence is None
+    assert message.usage.input_tokens > 0
+    assert message.usage.output_tokens > 0
+    assert message._request_id  # the SDK reads the request-id header
+
+
+def test_request_id_is_echoed(client: anthropic.Anthropic, model: str) -> None:
+    raw = client.messages.with_raw_response.create(
+        model=model,
+        max_tokens=50,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-request-id": "trace-abc-123"},
+    )
+    assert raw.headers["x-request-id"] == "trace-abc-123"
+    assert raw.headers["request-id"] == "trace-abc-123"
+    assert raw.parse().content
+
+
+def test_system_prompt_reaches_the_upstream(client: anthropic.Anthropic, model: str) -> None:
+    # The mock obeys directives anywhere in the request, so this one proves the system prompt arrived.
+    message = client.messages.create(
+        model=model,
+        max_tokens=100,
+        system="You are terse. mock:reply=from_the_system_prompt",
+        messages=[{"role": "user", "content": "hi"}],
+    )
+    assert text_of(message) == "from the system prompt"
+    blocks = client.messages.create(
+        model=model,
+        max_tokens=100,
+        system=[{"type": "text", "text": "mock:reply=system_blocks_work"}],
+        messages=[{"role": "user", "content": "hi"}],
+    )
+    assert text_of(blocks) == "system blocks work"
+
+
+def test_multi_turn_conversation(client: anthropic.Anthropic, model: str) -> None:
+    message = client.messages.create(
+        model=model,
+        max_tokens=100,
+        messages=[
+            {"role": "user", "content": "My name is Ada."},
+            {"role": "assistant", "content": "Hello Ada."},
+            {"role": "user", "content": [{"type": "text", "text": "What is my name?"}]},
+        ],
+    )
+    assert "What is my name?" in text_of(message)
+
+
+def test_max_tokens_stop_reason(client: anthropic.Anthropic, model: str) -> None:
+    message = client.messages.create(
+        model=model, max_tokens=3, messages=[{"role": "user", "content": "tell me a long story please"}]
+    )
+    assert message.stop_reason == "max_tokens"
+    assert 0 < message.usage.output_tokens <= 3
+
+
+def test_stop_sequences_and_sampling_are_accepted(client: anthropic.Anthropic, model: str) -> None:
+    message = client.messages.create(
+        model=model,
+        max_tokens=100,
+        stop_sequences=["\n\nHuman:", "END"],
+        metadata={"user_id": "user-42"},
+        # This SDK version has no sampling arguments; the API still takes them.
+        extra_body={"temperature": 0.3, "top_p": 0.9},
+        messages=[{"role": "user", "content": "count to three"}],
+    )
+    assert message.stop_reason in ("end_turn", "stop_sequence")
+    assert text_of(message)
+
+
+# -- streaming ---------------------------------------------------------------------------------
+
+
+def test_stream_helper(client: anthropic.Anthropic, model: str) -> None:
+    with client.messages.stream(
+        model=model, max_tokens=200, messages=[{"role": "user", "content": "stream this back"}]
+    ) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert len(pieces) > 1
+    assert "".join(pieces) == text_of(final)
+    assert "stream this back" in text_of(final)
+    assert final.model == model
+    assert final.stop_reason == "end_turn"
+    # input_tokens is 0 in message_start and filled in from message_delta.
+    assert final.usage.input_tokens > 0
+    assert final.usage.output_tokens > 0
+
+
+def test_raw_stream_event_sequence(client: anthropic.Anthropic, model: str) -> None:
+    events = list(
+        client.messages.create(
+            model=model, max_tokens=200, stream=True, messages=[{"role": "user", "content": "events please"}]
+        )
+    )
+    kinds = [e.type for e in events]
+    assert kinds[0] == "message_start"
+    assert kinds[1] == "content_block_start"
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(kinds[2:-3]) == {"content_block_delta"}
+    start = events[0]
+    assert start.type == "message_start"
+    assert start.message.content == []
+    assert start.message.stop_reason is None
+    block_start = events[1]
+    assert block_start.type == "content_block_start"
+    assert block_start.index == 0
+    assert block_start.content_block.type == "text"
+    text = "".join(
+        e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta"
+    )
+    assert "events please" in text
+    delta = events[-2]
+    assert delta.type == "message_delta"
+    assert delta.delta.stop_reason == "end_turn"
+    assert delta.usage.output_tokens > 0
+    assert delta.usage.input_tokens
+
+
+def test_raw_sse_wire_format(gw: Gateway, model: str) -> None:
+    """The bytes on the wire: named events, ping after the first block start, no [DONE]."""
+    with httpx.stream(
+        "POST",
+        gw.url + "/v1/messages",
+        timeout=30,
+        headers={"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"},
+        json={
+            "model": model,
+            "max_tokens": 50,
+            "stream": True,
+            "messages": [{"role": "user", "content": "wire"}],
+        },
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = response.read().decode()
+    names = [line[7:] for line in body.splitlines() if line.startswith("event: ")]
+    assert names[:3] == ["message_start", "content_block_start", "ping"]
+    assert names[-2:] == ["message_delta", "message_stop"]
+    assert "[DONE]" not in body
+
+
+# -- tools -------------------------------------------------------------------------------------
+
+
+def test_tool_round_trip(client: anthropic.Anthropic, model: str) -> None:
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    first = client.messages.create(model=model, max_tokens=200, tools=[WEATHER], messages=[question])
+    assert first.stop_reason == "tool_use"
+    calls = [b for b in first.content if b.type == "tool_use"]
+    assert len(calls) == 1
+    call = calls[0]
+    assert call.name == "get_weather"
+    assert isinstance(call.input, dict)
+    assert isinstance(call.input.get("city"), str)
+    assert call.id
+    final = client.messages.create(
+        model=model,
+        max_tokens=200,
+        tools=[WEATHER],
+        messages=[
+            question,
+            {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 degrees, sunny"}],
+            },
+        ],
+    )
+    assert final.stop_reason == "end_turn"
+    assert "18 degrees" in text_of(final)
+
+
+def test_tool_choice_named_tool(client: anthropic.Anthropic, model: str) -> None:
+    message = client.messages.create(
+        model=model,
+        max_tokens=200,
+        tools=[WEATHER, CLOCK],
+        tool_choice={"type": "tool", "name": "get_time"},
+        messages=[{"role": "user", "content": "What time is it?"}],
+    )
+    calls = [b for b in message.content if b.type == "tool_use"]
+    assert [c.name for c in calls] == ["get_time"]
+    assert calls[0].input == {"tz": "CET"}
+
+
+def test_streamed_tool_use(client: anthropic.Anthropic, model: str) -> None:
+    with client.messages.stream(
+        model=model,
+        max_tokens=200,
+        tools=[WEATHER],
+        tool_choice={"type": "any"},
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    assert any(e.type == "input_json" for e in events)  # the helper's event for input_json_delta
+    assert final.stop_reason == "tool_use"
+    tool_use = [b for b in final.content if b.type == "tool_use"]
+    assert len(tool_use) == 1
+    assert tool_use[0].name == "get_weather"
+    assert isinstance(tool_use[0].input.get("city"), str)
+
+
+# -- images --------------------------------------------------------------------------------------
+
+
+def test_image_base64_and_url(client: anthropic.Anthropic, model: str, mock_upstream: Mock) -> None:
+    message = client.messages.create(
+        model=model,
+        max_tokens=100,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Describe these images"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}},
+                    {
+                        "type": "image",
+                        "source": {"type": "url", "url": mock_upstream.url + "/images/pixel.png"},
+                    },
+                ],
+            }
+        ],
+    )
+    assert "Describe these images" in text_of(message)
+    assert message.stop_reason == "end_turn"
+
+
+# -- count_tokens ---------------------------------------------------------------------------------
+
+
+def test_count_tokens(client: anthropic.Anthropic, model: str) -> None:
+    short = client.messages.count_tokens(model=model, messages=[{"role": "user", "content": "hi"}])
+    longer = client.messages.count_tokens(
+        model=model,
+        system="You are a helpful assistant. " * 20,
+        tools=[WEATHER],
+        messages=[{"role": "user", "content": "What is the weather in Paris today? " * 10}],
+    )
+    assert short.input_tokens > 0
+    assert longer.input_tokens > short.input_tokens + 100
+
+
+def test_count_tokens_errors(client: anthropic.Anthropic, gw: Gateway) -> None:
+    with pytest.raises(anthropic.NotFoundError) as not_found:
+        client.messages.count_tokens(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    assert not_found.value.body == {
+        "type": "error",
+        "error": {
+            "type": "not_found_error",
+            "message": "model: the model 'no-such-model' does not exist or you do not have access to it",
+        },
+    }
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.count_tokens(model="claude-via-openai", messages=[])
+    assert bad.value.body["error"]["type"] == "invalid_request_error"
+    anonymous = anthropic.Anthropic(base_url=gw.url, api_key="wrong-key", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as denied:
+        anonymous.messages.count_tokens(
+            model="claude-via-openai", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert denied.value.body["error"]["type"] == "authentication_error"
+
+
+# -- authentication ----------------------------------------------------------------------------
+
+
+def test_x_api_key_and_bearer_auth(gw: Gateway) -> None:
+    by_key = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
+    by_token = anthropic.Anthropic(base_url=gw.url, auth_token=MASTER_KEY, max_retries=0)
+    for client in (by_key, by_token):
+        message = client.messages.create(
+            model="claude-via-openai", max_tokens=20, messages=[{"role": "user", "content": "auth"}]
+        )
+        assert message.content
+
+
+def test_wrong_and_missing_key(gw: Gateway) -> None:
+    wrong = anthropic.Anthropic(base_url=gw.url, api_key="sk-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as info:
+        wrong.messages.create(
+            model="claude-via-openai", max_tokens=20, messages=[{"role": "user", "content": "x"}]
+        )
+    assert info.value.status_code == 401
+    assert info.value.body == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "invalid API key"},
+    }
+    response = httpx.post(
+        gw.url + "/v1/messages",
+        json={"model": "claude-via-openai", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert response.status_code == 401
+    assert response.json()["type"] == "error"
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+USER_HI = [{"role": "user", "content": "hi"}]
+BAD_INPUT: list[tuple[str, dict[str, Any], type[anthropic.APIStatusError], int, str]] = [
+    (
+        "missing max_tokens",
+        {"model": "claude-via-openai", "messages": USER_HI},
+        anthropic.BadRequestError,
+        400,
+        "max_tokens: Field required",
+    ),
+    (
+        "zero max_tokens",
+        {"model": "claude-via-openai", "max_tokens": 0, "messages": USER_HI},
+        anthropic.BadRequestError,
+        400,
+        "max_tokens: Input should be an integer of at least 1",
+    ),
+    (
+        "missing model",
+        {"max_tokens": 5, "messages": USER_HI},
+        anthropic.BadRequestError,
+        400,
+        "model: Field required",
+    ),
+    (
+        "empty messages",
+        {"model": "claude-via-openai", "max_tokens": 5, "messages": []},
+        anthropic.BadRequestError,
+        400,
+        "messages: at least one message is required",
+    ),
+    (
+        "system role in messages",
+        {"model": "claude-via-openai", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]},
+        anthropic.BadRequestError,
+        400,
+        "messages.0.role",
+    ),
+    (
+        "bad image media type",
+        {
+            "model": "claude-via-openai",
+            "max_tokens": 5,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/tiff", "data": PIXEL},
+                        }
+                    ],
+                }
+            ],
+        },
+        anthropic.BadRequestError,
+        400,
+        "messages.0.content.0.source.media_type",
+    ),
+    (
+        "orphan tool_result",
+        {
+            "model": "claude-via-openai",
+            "max_tokens": 5,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": "toolu_x", "content": "1"}],
+                }
+            ],
+        },
+        anthropic.BadRequestError,
+        400,
+        "unexpected tool_use_id found in tool_result blocks: toolu_x",
+    ),
+    (
+        "temperature too high",
+        {"model": "claude-via-openai", "max_tokens": 5, "temperature": 1.7, "messages": USER_HI},
+        anthropic.BadRequestError,
+        400,
+        "temperature: Input should be between 0 and 1",
+    ),
+    (
+        "unknown parameter",
+        {"model": "claude-via-openai", "max_tokens": 5, "frequency_penalty": 1, "messages": USER_HI},
+        anthropic.BadRequestError,
+        400,
+        "frequency_penalty: Extra inputs are not permitted",
+    ),
+    (
+        "server tool",
+        {
+            "model": "claude-via-openai",
+            "max_tokens": 5,
+            "messages": USER_HI,
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+        },
+        anthropic.BadRequestError,
+        400,
+        "server tool 'web_search_20250305' is not supported",
+    ),
+    (
+        "pdf document",
+        {
+            "model": "claude-via-openai",
+            "max_tokens": 5,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "document",
+                            "source": {"type": "base64", "media_type": "application/pdf", "data": PIXEL},
+                        }
+                    ],
+                }
+            ],
+        },
+        anthropic.BadRequestError,
+        400,
+        "only plain-text documents",
+    ),
+    (
+        "unknown model",
+        {"model": "claude-nope", "max_tokens": 5, "messages": USER_HI},
+        anthropic.NotFoundError,
+        404,
+        "the model 'claude-nope' does not exist",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "status", "message"), [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT]
+)
+def test_bad_input(
+    client: anthropic.Anthropic,
+    body: dict[str, Any],
+    error: type[anthropic.APIStatusError],
+    status: int,
+    message: str,
+) -> None:
+    with pytest.raises(error) as info:
+        client.post("/v1/messages", body=body, cast_to=object)
+    assert type(info.value) is error
+    assert info.value.status_code == status
+    payload = info.value.body
+    assert isinstance(payload, dict)
+    assert payload["type"] == "error"
+    assert payload["error"]["type"] == {400: "invalid_request_error", 404: "not_found_error"}[status]
+    assert message in payload["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "kind"),
+    [
+        (b"{not json", "application/json", 400, "invalid_request_error"),
+        (b"", "application/json", 400, "invalid_request_error"),
+        (b"model=x", "application/x-www-form-urlencoded", 415, "invalid_request_error"),
+    ],
+)
+def test_unparseable_body(gw: Gateway, content: bytes, content_type: str, status: int, kind: str) -> None:
+    response = httpx.post(
+        gw.url + "/v1/messages",
+        content=content,
+        headers={"x-api-key": MASTER_KEY, "content-type": content_type},
+    )
+    assert response.status_code == status
+    assert response.json()["error"]["type"] == kind
+
+
+def test_body_too_large(gw: Gateway) -> None:
+    client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
+    huge = "x" * (MAX_BODY + 1)
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.messages.create(
+            model="claude-via-openai", max_tokens=5, messages=[{"role": "user", "content": huge}]
+        )
+    assert info.value.status_code == 413
+    assert info.value.body["error"]["type"] == "request_too_large"
+
+
+# -- upstream errors -----------------------------------------------------------------------------
+
+
+def test_upstream_rate_limit(client: anthropic.Anthropic, model: str) -> None:
+    with pytest.raises(anthropic.RateLimitError) as info:
+        client.messages.create(
+            model=model,
+            max_tokens=20,
+            messages=[{"role": "user", "content": "mock:status=429 mock:retry_after=7"}],
+        )
+    assert info.value.body["error"]["type"] == "rate_limit_error"
+    assert info.value.response.headers["retry-after"] == "7"
+
+
+def test_upstream_server_error(client: anthropic.Anthropic, model: str) -> None:
+    with pytest.raises(anthropic.InternalServerError) as info:
+        client.messages.create(
+            model=model, max_tokens=20, messages=[{"role": "user", "content": "mock:status=500"}]
+        )
+    assert info.value.status_code == 502
+    assert info.value.body["error"]["type"] == "api_error"
+
+
+def test_upstream_overloaded(client: anthropic.Anthropic, model: str) -> None:
+    with pytest.raises(anthropic.InternalServerError) as info:
+        client.messages.create(
+            model=model, max_tokens=20, messages=[{"role": "user", "content": "mock:status=503"}]
+        )
+    assert info.value.status_code == 503
+    assert info.value.body["error"]["type"] == "overloaded_error"
+
+
+def test_upstream_error_before_stream_starts(client: anthropic.Anthropic, model: str) -> None:
+    with pytest.raises(anthropic.RateLimitError):
+        client.messages.create(
+            model=model, max_tokens=20, stream=True, messages=[{"role": "user", "content": "mock:status=429"}]
+        )
+
+
+def test_upstream_failure_mid_stream(client: anthropic.Anthropic, model: str) -> None:
+    received: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as info:
+        stream = client.messages.create(
+            model=model,
+            max_tokens=200,
+            stream=True,
+            messages=[{"role": "user", "content": "a longer answer please mock:fail_after=4"}],
+        )
+        received.extend(event.type for event in stream)
+    assert received[0] == "message_start"
+    assert "message_stop" not in received
+    assert info.value.body["type"] == "error"
+    # The mocks fail as their provider does: a generic error, or Anthropic's overloaded_error event.
+    assert info.value.body["error"]["type"] in ("api_error", "overloaded_error")
