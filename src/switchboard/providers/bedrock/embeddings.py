@@ -1,0 +1,93 @@
+"""Embeddings through Bedrock InvokeModel (``POST /model/{id}/invoke``), by model family.
+
+- Amazon Titan text embeddings (``amazon.titan-embed-*``): ``{"inputText", "dimensions"?}`` ->
+  ``{"embedding", "inputTextTokenCount"}``. One text per call, so a request with several inputs is
+  answered with a 400 rather than fanned out (adapters do no I/O).
+  https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html
+- Cohere Embed (``cohere.embed-*``): ``{"texts", "input_type"}`` -> ``{"embeddings"}`` (a list of
+  vectors, or ``{"float": [...]}`` when embedding types were requested); up to 96 texts per call.
+  https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed.html
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.errors import InvalidRequest
+from switchboard.providers.base import JSON
+from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.providers.params import check_supported
+from switchboard.routing.target import Target
+
+EMBEDDING_PARAMS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
+_KNOWN = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
+COHERE_INPUT_TYPES = frozenset({"search_document", "search_query", "classification", "clustering"})
+
+
+def family(target: Target) -> str:
+    model = target.model.lower()
+    if "titan-embed" in model:
+        return "titan"
+    if "cohere.embed" in model:
+        return "cohere"
+    raise InvalidRequest(
+        f"model '{target.name}' ('{target.model}') is not a Bedrock embedding model this gateway knows "
+        "(amazon.titan-embed-*, cohere.embed-*)",
+        param="model",
+    )
+
+
+def _texts(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not all(isinstance(x, str) for x in items):
+        raise InvalidRequest("provider type 'bedrock' embeds text only, not token arrays", param="input")
+    return list(items)
+
+
+def invoke_body(request: JSON, target: Target) -> JSON:
+    kind = family(target)
+    supported = EMBEDDING_PARAMS if kind == "titan" else EMBEDDING_PARAMS - {"dimensions"}
+    request = check_supported(request, supported, target, known=_KNOWN)
+    texts = _texts(request["input"])
+    if kind == "titan":
+        if len(texts) != 1:
+            raise InvalidRequest(
+                f"model '{target.name}' (Amazon Titan on Bedrock) embeds one input per request; "
+                f"got {len(texts)} inputs, send them one at a time",
+                param="input",
+            )
+        body: JSON = {"inputText": texts[0]}
+        if request.get("dimensions") is not None:
+            body["dimensions"] = request["dimensions"]
+        return body
+    input_type = request.get("input_type") or "search_document"
+    if input_type not in COHERE_INPUT_TYPES:
+        raise InvalidRequest(f"input_type must be one of {', '.join(sorted(COHERE_INPUT_TYPES))}",
+                             param="input_type")
+    return {"texts": texts, "input_type": input_type}
+
+
+def _vectors(obj: JSON, target: Target) -> tuple[list[Any], int]:
+    """(vectors, prompt tokens) from a Titan or Cohere InvokeModel answer."""
+    if isinstance(obj.get("embedding"), list):
+        tokens = obj.get("inputTextTokenCount")
+        return [obj["embedding"]], tokens if isinstance(tokens, int) else 0
+    embeddings = obj.get("embeddings")
+    if isinstance(embeddings, dict):  # Cohere with embedding_types
+        embeddings = embeddings.get("float")
+    if isinstance(embeddings, list) and all(isinstance(v, list) for v in embeddings):
+        return embeddings, 0  # Cohere reports its token count only in response headers
+    raise invalid_body(target)
+
+
+def embeddings_list(body: bytes, target: Target) -> JSON:
+    obj = loads_object(body)
+    if obj is None:
+        raise invalid_body(target)
+    vectors, tokens = _vectors(obj, target)
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "model": target.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

@@ -1,0 +1,107 @@
+"""Bedrock Converse response -> canonical chat.completion; usage and stop reasons shared with the stream.
+
+Reference: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html
+(ConverseOutput, StopReason, TokenUsage). ``inputTokens`` excludes cache reads and writes, so the
+canonical ``prompt_tokens`` adds them back; ``cached_tokens`` is the cache reads.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from switchboard.providers.base import JSON
+from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.routing.target import Target
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+
+
+def finish_reason(stop_reason: Any) -> str:
+    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+
+
+def _count(usage: JSON, key: str) -> int:
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def canonical_usage(usage: Any) -> JSON | None:
+    if not isinstance(usage, dict):
+        return None
+    cached = _count(usage, "cacheReadInputTokens")
+    prompt = _count(usage, "inputTokens") + cached + _count(usage, "cacheWriteInputTokens")
+    completion = _count(usage, "outputTokens")
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def tool_call(block: JSON) -> JSON:
+    return {
+        "id": block.get("toolUseId") or f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {
+            "name": block.get("name") or "",
+            "arguments": orjson.dumps(block.get("input", {})).decode(),
+        },
+    }
+
+
+def _message(content: list[Any]) -> JSON:
+    texts: list[str] = []
+    calls: list[JSON] = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif isinstance(block.get("toolUse"), dict):
+            calls.append(tool_call(block["toolUse"]))
+        # reasoningContent, citations and other blocks have no Chat Completions equivalent.
+    message: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def chat_completion(body: bytes, target: Target) -> JSON:
+    obj = loads_object(body)
+    output = obj.get("output") if obj else None
+    message = output.get("message") if isinstance(output, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if obj is None or not isinstance(content, list):
+        raise invalid_body(target)
+    result: JSON = {
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": target.model,
+        "choices": [{
+            "index": 0,
+            "message": _message(content),
+            "logprobs": None,
+            "finish_reason": finish_reason(obj.get("stopReason")),
+        }],
+    }
+    if (usage := canonical_usage(obj.get("usage"))) is not None:
+        result["usage"] = usage
+    return result

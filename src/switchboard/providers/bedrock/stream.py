@@ -1,0 +1,157 @@
+"""Bedrock ConverseStream (binary event stream) -> canonical chat.completion.chunk dicts.
+
+Reference: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html
+and API_runtime_ConverseStreamOutput. Each frame's ``:event-type`` header names the event and its
+JSON payload is the event's members:
+
+    messageStart       {role}                                  -> delta {role, content: ""}
+    contentBlockStart  {contentBlockIndex, start: {toolUse}}   -> delta tool_calls[{index, id, name}]
+    contentBlockDelta  {contentBlockIndex, delta: {text}}      -> delta {content}
+                       {contentBlockIndex, delta: {toolUse: {input: "<json fragment>"}}}
+                                                               -> delta tool_calls[{index, arguments}]
+    contentBlockStop   {contentBlockIndex}                     -> nothing
+    messageStop        {stopReason}                            -> finish_reason chunk
+    metadata           {usage, metrics}                        -> final chunk, choices [] and usage
+
+Frames with ``:message-type`` ``exception`` (``:exception-type`` e.g. throttlingException) or
+``error`` (``:error-code``/``:error-message``) become gateway errors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from switchboard.errors import GatewayError, UpstreamBadGateway
+from switchboard.providers.base import JSON
+from switchboard.providers.bedrock.errors import frame_error
+from switchboard.providers.bedrock.response import canonical_usage, completion_id, finish_reason
+from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.routing.target import Target
+from switchboard.upstream.eventstream import EventStreamDecoder, EventStreamError, Message
+
+
+class ConverseStreamDecoder:
+    __slots__ = ("_created", "_error", "_finished", "_frames", "_id", "_target", "_tool_index", "_tools")
+
+    def __init__(self, target: Target) -> None:
+        self._frames = EventStreamDecoder()
+        self._target = target
+        self._id = completion_id()
+        self._created = int(time.time())
+        self._tools: dict[int, int] = {}  # contentBlockIndex -> tool_calls index
+        self._tool_index = 0
+        self._finished = False
+        self._error: GatewayError | None = None
+
+    def feed(self, data: bytes) -> list[JSON]:
+        if self._error is not None:
+            raise self._error
+        try:
+            messages = self._frames.feed(data)
+        except EventStreamError:
+            raise invalid_body(self._target, "event stream") from None
+        chunks: list[JSON] = []
+        for message in messages:
+            try:
+                chunk = self._event(message)
+            except GatewayError as err:
+                if not chunks:
+                    raise
+                # Deliver what arrived before the failure in the same read; fail on the next call.
+                self._error = err
+                return chunks
+            if chunk is not None:
+                chunks.append(chunk)
+        return chunks
+
+    def close(self) -> list[JSON]:
+        if self._error is not None:
+            raise self._error
+        try:
+            self._frames.close()
+        except EventStreamError:
+            raise self._truncated() from None
+        if not self._finished:
+            raise self._truncated()
+        return []
+
+    def _truncated(self) -> UpstreamBadGateway:
+        where = f"provider '{self._target.provider}'"
+        return UpstreamBadGateway(f"{where} ended the stream before the response was complete")
+
+    # ---- events ----
+
+    def _event(self, message: Message) -> JSON | None:
+        kind = message.header(":message-type") or "event"
+        if kind == "exception":
+            raise frame_error(message.header(":exception-type"), message.payload, self._target)
+        if kind == "error":
+            text = message.header(":error-message")
+            raise frame_error(message.header(":error-code"), None, self._target, text)
+        payload = loads_object(message.payload)
+        if payload is None:
+            raise invalid_body(self._target, "stream event")
+        handler = _HANDLERS.get(message.header(":event-type") or "")
+        return handler(self, payload) if handler else None
+
+    def _chunk(self, delta: JSON, finish: str | None = None) -> JSON:
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._target.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    def _message_start(self, payload: JSON) -> JSON:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def _block_start(self, payload: JSON) -> JSON | None:
+        tool = (payload.get("start") or {}).get("toolUse")
+        if not isinstance(tool, dict):
+            return None
+        index = self._tool_index
+        self._tool_index += 1
+        self._tools[_block_index(payload)] = index
+        call = {"index": index, "id": tool.get("toolUseId") or "", "type": "function",
+                "function": {"name": tool.get("name") or "", "arguments": ""}}
+        return self._chunk({"tool_calls": [call]})
+
+    def _block_delta(self, payload: JSON) -> JSON | None:
+        delta = payload.get("delta") or {}
+        if isinstance(delta.get("text"), str):
+            return self._chunk({"content": delta["text"]})
+        tool = delta.get("toolUse")
+        if isinstance(tool, dict):
+            index = self._tools.get(_block_index(payload))
+            if index is None:
+                raise invalid_body(self._target, "stream event (tool input before its tool start)")
+            fragment = tool.get("input")
+            return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment or ""}}]})
+        return None  # reasoningContent and citations have no Chat Completions equivalent
+
+    def _message_stop(self, payload: JSON) -> JSON:
+        self._finished = True
+        return self._chunk({}, finish_reason(payload.get("stopReason")))
+
+    def _metadata(self, payload: JSON) -> JSON | None:
+        usage = canonical_usage(payload.get("usage"))
+        if usage is None:
+            return None
+        return {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
+                "model": self._target.model, "choices": [], "usage": usage}
+
+
+def _block_index(payload: JSON) -> int:
+    index = payload.get("contentBlockIndex")
+    return index if isinstance(index, int) else 0
+
+
+_HANDLERS: dict[str, Callable[[ConverseStreamDecoder, JSON], JSON | None]] = {
+    "messageStart": ConverseStreamDecoder._message_start,
+    "contentBlockStart": ConverseStreamDecoder._block_start,
+    "contentBlockDelta": ConverseStreamDecoder._block_delta,
+    "messageStop": ConverseStreamDecoder._message_stop,
+    "metadata": ConverseStreamDecoder._metadata,
+}

@@ -1,0 +1,265 @@
+"""Provider type 'bedrock' end to end: the openai SDK -> gateway (SigV4) -> Bedrock Converse mock, and back.
+
+The mock verifies every SigV4 signature with the secret ``UPSTREAM_KEY``, so each passing request
+also proves the signing (model ids with ':' included).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
+
+PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+BAD_SECRET = "wrong-secret-access-key-42"
+SAID = "Hello from the Switchboard mock. You said: "
+CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def provider(name: str, mock: Mock, secret: str = "${UPSTREAM_KEY}", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": "bedrock", "api_base": mock.url, "aws_access_key_id": "AKIDTEST",
+            "aws_secret_access_key": secret, "aws_region": "us-east-1", **extra}
+
+
+def bedrock_config(mock: Mock) -> dict[str, Any]:
+    return {
+        "providers": [
+            provider("bedrock-mock", mock),
+            provider("bedrock-session", mock, aws_session_token="FwoGZXIvYXdzEXAMPLETOKEN"),
+            provider("bedrock-bad-key", mock, secret=BAD_SECRET),
+        ],
+        "models": [
+            {"name": "claude", "provider": "bedrock-mock", "model": CLAUDE},
+            {"name": "claude-lenient", "provider": "bedrock-mock", "model": CLAUDE, "drop_params": True},
+            {"name": "claude-session", "provider": "bedrock-session", "model": CLAUDE},
+            {"name": "claude-misconfigured", "provider": "bedrock-bad-key", "model": CLAUDE},
+            {"name": "titan-embed", "provider": "bedrock-mock", "model": "amazon.titan-embed-text-v2:0"},
+            {"name": "cohere-embed", "provider": "bedrock-mock", "model": "cohere.embed-english-v3"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+    }
+
+
+@pytest.fixture(scope="module")
+def bedrock_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = start_gateway(bedrock_config(mock_upstream), Path(tmp_path_factory.mktemp("bedrock")))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture
+def sdk(bedrock_gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=bedrock_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def ask(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def stream_text(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def finish_reasons(chunks: list[Any]) -> list[str]:
+    return [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+
+
+def test_chat_non_stream_with_usage(sdk: openai.OpenAI) -> None:
+    resp = sdk.chat.completions.create(
+        model="claude",
+        messages=[{"role": "system", "content": "Be brief."}, *ask("hello bedrock")],
+        temperature=0.5, top_p=0.9,
+    )
+    assert resp.object == "chat.completion"
+    assert resp.choices[0].message.role == "assistant"
+    assert resp.choices[0].message.content == SAID + "hello bedrock"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.model == CLAUDE
+    usage = resp.usage
+    assert usage is not None and usage.completion_tokens == 9 and usage.prompt_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 0
+
+
+def test_session_token_is_signed_and_accepted(sdk: openai.OpenAI) -> None:
+    resp = sdk.chat.completions.create(model="claude-session", messages=ask("with a token"))
+    assert resp.choices[0].message.content == SAID + "with a token"
+
+
+def test_chat_stream_matches_non_stream_and_reports_usage(sdk: openai.OpenAI) -> None:
+    plain = sdk.chat.completions.create(model="claude", messages=ask("stream me please"))
+    chunks = list(sdk.chat.completions.create(
+        model="claude", messages=ask("stream me please"), stream=True, stream_options={"include_usage": True}
+    ))
+    assert stream_text(chunks) == plain.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert finish_reasons(chunks) == ["stop"]
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None
+    assert last.usage.completion_tokens == 10 and last.usage.prompt_tokens > 0
+    assert last.usage.total_tokens == last.usage.prompt_tokens + 10
+
+
+def test_max_tokens_and_stop_sequences(sdk: openai.OpenAI) -> None:
+    cut = sdk.chat.completions.create(model="claude", messages=ask("hi"), max_completion_tokens=2)
+    assert (cut.choices[0].message.content, cut.choices[0].finish_reason) == ("Hello from", "length")
+    chunks = list(sdk.chat.completions.create(model="claude", messages=ask("hi"), max_tokens=3, stream=True))
+    assert (stream_text(chunks), finish_reasons(chunks)) == ("Hello from the", ["length"])
+    stopped = sdk.chat.completions.create(model="claude", messages=ask("hi"), stop=["mock"])
+    assert (stopped.choices[0].message.content, stopped.choices[0].finish_reason) == (
+        "Hello from the Switchboard ", "stop")
+
+
+def test_full_tool_round_trip(sdk: openai.OpenAI) -> None:
+    messages: list[Any] = ask("What is the weather in Paris?")
+    first = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    messages += [
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "22 degrees and sunny"},
+    ]
+    final = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.content == "The tool returned: 22 degrees and sunny"
+    # Clients often drop `tools` once they hold the result; Converse still needs a toolConfig.
+    again = sdk.chat.completions.create(model="claude", messages=messages)
+    assert again.choices[0].message.content == "The tool returned: 22 degrees and sunny"
+
+
+def test_tool_call_stream(sdk: openai.OpenAI) -> None:
+    chunks = list(sdk.chat.completions.create(
+        model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}}, stream=True,
+    ))
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert calls[0].index == 0 and calls[0].id and calls[0].function.name == "get_weather"
+    assert {tc.index for tc in calls} == {0}
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"city": "Paris"}
+    assert finish_reasons(chunks) == ["tool_calls"]
+
+
+def test_image_inputs_data_and_http_urls(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    content = [
+        {"type": "text", "text": "What is in these images?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL_PNG}"}},
+        {"type": "image_url", "image_url": {"url": f"{mock_upstream.url}/images/pixel.png"}},
+    ]
+    resp = sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
+    assert resp.choices[0].message.content == SAID + "What is in these images?"
+
+
+def test_json_schema_response_format(sdk: openai.OpenAI) -> None:
+    fmt: Any = {"type": "json_schema", "json_schema": {"name": "city", "schema": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+        "additionalProperties": False}}}
+    resp = sdk.chat.completions.create(model="claude", messages=ask("Pick a city"), response_format=fmt)
+    assert json.loads(resp.choices[0].message.content or "") == {"city": "Paris"}
+
+
+def test_unsupported_parameters_are_a_clear_400_or_dropped(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=ask("hi"), seed=7)
+    assert exc.value.code == "unsupported_parameter" and "seed" in exc.value.message
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(
+            model="claude", messages=ask("hi"), response_format={"type": "json_object"}
+        )
+    assert "response_format" in exc.value.message
+    resp = sdk.chat.completions.create(model="claude-lenient", messages=ask("hi"), seed=7, presence_penalty=1)
+    assert resp.choices[0].message.content == SAID + "hi"
+
+
+def test_upstream_validation_error_passes_through_as_400(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=ask("hi"), temperature=1.5)
+    assert "inferenceConfig.temperature" in exc.value.message
+
+
+def test_embeddings_titan_single_and_cohere_batch(sdk: openai.OpenAI) -> None:
+    titan = sdk.embeddings.create(model="titan-embed", input="hello world", dimensions=256)
+    assert len(titan.data) == 1 and len(titan.data[0].embedding) == 256
+    assert titan.usage.prompt_tokens == 2
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.embeddings.create(model="titan-embed", input=["a", "b"])
+    assert "one input per request" in exc.value.message
+    cohere = sdk.embeddings.create(model="cohere-embed", input=["a", "b", "c"])
+    assert [d.index for d in cohere.data] == [0, 1, 2] and len(cohere.data[0].embedding) == 1024
+
+
+# ---- errors ----
+
+def test_throttling_is_rate_limit_error_with_retry_after(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as exc:
+        sdk.chat.completions.create(model="claude", messages=ask("hi mock:status=429 mock:retry_after=3"))
+    assert exc.value.status_code == 429
+    assert exc.value.response.headers["retry-after"] == "3"
+
+
+def test_context_length_is_bad_request_with_openai_code(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(
+            model="claude", messages=ask("hi mock:status=400 mock:error_code=context_length_exceeded")
+        )
+    assert exc.value.code == "context_length_exceeded"
+    assert "Input is too long" in exc.value.message
+
+
+def test_service_unavailable_is_503(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as exc:
+        sdk.chat.completions.create(model="claude", messages=ask("hi mock:status=503"))
+    assert exc.value.status_code == 503 and exc.value.code == "upstream_overloaded"
+
+
+def test_internal_server_error_is_502(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as exc:
+        sdk.chat.completions.create(model="claude", messages=ask("hi mock:status=500"))
+    assert exc.value.status_code == 502
+
+
+def test_bad_signature_is_502_without_any_key(sdk: openai.OpenAI, bedrock_gateway: Gateway) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        sdk.chat.completions.create(model="claude-misconfigured", messages=ask("hi"))
+    assert exc.value.status_code == 502
+    assert exc.value.code == "upstream_authentication_failed"
+    for secret in (BAD_SECRET, UPSTREAM_KEY):
+        assert secret not in exc.value.message and secret not in exc.value.response.text
+        assert secret not in bedrock_gateway.process.output
+
+
+def test_exception_frame_mid_stream_raises_in_sdk(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(
+        model="claude", messages=ask("hello there mock:fail_after=3"), stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as exc:
+        for chunk in stream:
+            received.append(chunk)
+    # messageStart and two text deltas went through before the exception frame.
+    assert stream_text(received) == "Hello from"
+    assert "model error" in exc.value.message
+
+
+def test_dropped_connection_mid_stream_raises_in_sdk(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(model="claude", messages=ask("mock:disconnect_after=2"), stream=True)
+    with pytest.raises(openai.APIError) as exc:
+        list(stream)
+    assert "bedrock-mock" in exc.value.message

@@ -1,0 +1,262 @@
+"""Canonical chat request -> Bedrock Converse request (golden bodies)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+import pytest
+
+from switchboard.config.schema import ProviderConfig, Timeouts
+from switchboard.errors import InvalidRequest, UnsupportedParameter
+from switchboard.providers.bedrock import SPEC, BedrockOptions, model_path
+from switchboard.routing.target import Target
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n rest").decode()
+MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+
+
+def target(drop_params: bool = False, model: str = MODEL) -> Target:
+    options = BedrockOptions(aws_region="us-east-1")
+    base = "https://bedrock-runtime.us-east-1.amazonaws.com"
+    return Target("claude", model, "aws", "bedrock", base, options, Timeouts(), drop_params)
+
+
+def build(request: dict[str, Any], t: Target | None = None) -> tuple[str, dict[str, Any], dict[str, str]]:
+    req = SPEC.adapter.chat_request({"model": "claude", **request}, t or target())
+    return req.url, orjson.loads(req.body or b""), req.headers
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def test_minimal_request_url_headers_and_body() -> None:
+    url, body, headers = build({"messages": [user("hi")]})
+    assert url == ("https://bedrock-runtime.us-east-1.amazonaws.com/model/"
+                   "anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse")
+    assert headers == {"Content-Type": "application/json", "Accept": "application/json"}
+    assert body == {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+
+
+def test_stream_uses_converse_stream_and_drops_openai_only_keys() -> None:
+    req = SPEC.adapter.chat_request(
+        {"messages": [user("hi")], "stream": True, "stream_options": {"include_usage": True}},
+        target(),
+    )
+    assert req.url.endswith("/converse-stream") and req.stream
+    assert req.headers["Accept"] == "application/vnd.amazon.eventstream"
+    assert set(orjson.loads(req.body or b"")) == {"messages"}
+
+
+def test_model_arns_are_one_encoded_path_segment() -> None:
+    arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"
+    assert model_path(arn, "converse") == (
+        "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2F"
+        "us.anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+    )
+
+
+def test_system_messages_are_hoisted_and_same_roles_merged() -> None:
+    _, body, _ = build({"messages": [
+        {"role": "system", "content": "be brief"},
+        user("one"),
+        {"role": "developer", "content": [{"type": "text", "text": "and kind"}]},
+        user("two"),
+        {"role": "assistant", "content": "ok"},
+        {"role": "assistant", "content": [{"type": "text", "text": "more"}]},
+        user("three"),
+    ]})
+    assert body["system"] == [{"text": "be brief"}, {"text": "and kind"}]
+    assert body["messages"] == [
+        {"role": "user", "content": [{"text": "one"}, {"text": "two"}]},
+        {"role": "assistant", "content": [{"text": "ok"}, {"text": "more"}]},
+        {"role": "user", "content": [{"text": "three"}]},
+    ]
+
+
+def test_inference_config_mapping() -> None:
+    _, body, _ = build({"messages": [user("x")], "max_tokens": 50, "max_completion_tokens": 60,
+                        "temperature": 0.3, "top_p": 0.9, "stop": "END", "top_k": 40, "user": "u-1", "n": 1})
+    assert body["inferenceConfig"] == {
+        "maxTokens": 60, "temperature": 0.3, "topP": 0.9, "stopSequences": ["END"],
+    }
+    assert body["additionalModelRequestFields"] == {"top_k": 40}
+    _, body, _ = build({"messages": [user("x")], "max_tokens": 5, "stop": ["a", "b"]})
+    assert body["inferenceConfig"] == {"maxTokens": 5, "stopSequences": ["a", "b"]}
+
+
+def test_images_become_inline_image_blocks() -> None:
+    _, body, _ = build({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "high"}},
+        {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{PNG}"}},
+    ]}]})
+    assert body["messages"][0]["content"] == [
+        {"text": "what is this?"},
+        {"image": {"format": "png", "source": {"bytes": PNG}}},
+        {"image": {"format": "jpeg", "source": {"bytes": PNG}}},
+    ]
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.com/cat.png",  # should have been inlined by the gateway
+    "data:image/bmp;base64,AAAA",
+    "data:image/png,rawdata",
+    "data:image/png;base64,***",
+])
+def test_unusable_images_are_a_400_naming_the_part(url: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        build({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]})
+    assert err.value.param == "messages[0].content[0].image_url.url"
+
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}}]
+
+
+def test_tool_round_trip_history() -> None:
+    _, body, _ = build({"tools": TOOLS, "messages": [
+        user("weather in Paris and Rome?"),
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+            {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "rain"}]},
+        user("thanks"),
+    ]})
+    assert body["messages"] == [
+        {"role": "user", "content": [{"text": "weather in Paris and Rome?"}]},
+        {"role": "assistant", "content": [
+            {"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Paris"}}},
+            {"toolUse": {"toolUseId": "call_2", "name": "get_weather", "input": {}}},
+        ]},
+        {"role": "user", "content": [
+            {"toolResult": {"toolUseId": "call_1", "content": [{"text": "sunny"}]}},
+            {"toolResult": {"toolUseId": "call_2", "content": [{"text": "rain"}]}},
+            {"text": "thanks"},
+        ]},
+    ]
+    assert body["toolConfig"] == {"tools": [{"toolSpec": {
+        "name": "get_weather", "description": "Weather for a city",
+        "inputSchema": {"json": TOOLS[0]["function"]["parameters"]},
+    }}]}
+
+
+@pytest.mark.parametrize(("choice", "expected"), [
+    ("auto", {"auto": {}}),
+    ("required", {"any": {}}),
+    ({"type": "function", "function": {"name": "get_weather"}}, {"tool": {"name": "get_weather"}}),
+])
+def test_tool_choice_mapping(choice: Any, expected: dict[str, Any]) -> None:
+    _, body, _ = build({"messages": [user("x")], "tools": TOOLS, "tool_choice": choice})
+    assert body["toolConfig"]["toolChoice"] == expected
+
+
+def test_tool_choice_none_omits_tools_unless_the_history_needs_them() -> None:
+    _, body, _ = build({"messages": [user("x")], "tools": TOOLS, "tool_choice": "none"})
+    assert "toolConfig" not in body
+    history = [user("x"), {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "ok"}]
+    _, body, _ = build({"messages": history, "tools": TOOLS, "tool_choice": "none"})
+    assert "toolChoice" not in body["toolConfig"] and body["toolConfig"]["tools"]
+
+
+def test_parameterless_tools_get_an_empty_object_schema() -> None:
+    tools = [{"type": "function", "function": {"name": "now"}}]
+    _, body, _ = build({"messages": [user("x")], "tools": tools})
+    assert body["toolConfig"]["tools"][0] == {"toolSpec": {
+        "name": "now", "inputSchema": {"json": {"type": "object", "properties": {}}}}}
+
+
+def test_invalid_tool_arguments_are_a_400() -> None:
+    with pytest.raises(InvalidRequest) as err:
+        build({"messages": [user("x"), {"role": "assistant", "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]})
+    assert err.value.param == "messages[1].tool_calls[0].function.arguments"
+
+
+def test_json_schema_response_format_uses_output_config() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    _, body, _ = build({"messages": [user("x")], "response_format": {
+        "type": "json_schema", "json_schema": {"name": "thing", "description": "A thing", "schema": schema}}})
+    definition = body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]
+    assert body["outputConfig"]["textFormat"]["type"] == "json_schema"
+    assert orjson.loads(definition.pop("schema")) == schema  # a JSON string on the wire
+    assert definition == {"name": "thing", "description": "A thing"}
+
+
+def test_json_object_is_unsupported_unless_dropped() -> None:
+    request = {"messages": [user("x")], "response_format": {"type": "json_object"}}
+    with pytest.raises(UnsupportedParameter) as err:
+        build(request)
+    assert err.value.param == "response_format" and "bedrock" in err.value.message
+    _, body, _ = build(request, target(drop_params=True))
+    assert "outputConfig" not in body
+    _, body, _ = build({"messages": [user("x")], "response_format": {"type": "text"}})
+    assert "outputConfig" not in body
+
+
+@pytest.mark.parametrize("param", [
+    "seed", "logprobs", "presence_penalty", "frequency_penalty", "logit_bias", "n",
+])
+def test_params_converse_lacks_are_a_400_or_dropped(param: str) -> None:
+    value: Any = {"logprobs": True, "logit_bias": {"1": 1}, "n": 2}.get(param, 1)
+    with pytest.raises(UnsupportedParameter) as err:
+        build({"messages": [user("x")], param: value})
+    assert err.value.param == param
+    _, body, _ = build({"messages": [user("x")], param: value}, target(drop_params=True))
+    assert body == {"messages": [{"role": "user", "content": [{"text": "x"}]}]}
+
+
+def test_non_function_tools_and_function_role_are_rejected() -> None:
+    with pytest.raises(UnsupportedParameter):
+        build({"messages": [user("x")], "tools": [{"type": "web_search"}]})
+    with pytest.raises(InvalidRequest) as err:
+        build({"messages": [user("x"), {"role": "function", "name": "f", "content": "1"}]})
+    assert err.value.param == "messages[1].role"
+
+
+def test_options_and_api_base_contract() -> None:
+    config = ProviderConfig(name="aws", type="bedrock", aws_region="eu-west-3", aws_access_key_id="AKID",
+                            aws_secret_access_key="s3cr3t")
+    options = SPEC.options.model_validate(config.options)
+    assert SPEC.api_base(config, options) == "https://bedrock-runtime.eu-west-3.amazonaws.com"
+    custom = ProviderConfig(name="aws", type="bedrock", api_base="http://127.0.0.1:9/",
+                            aws_region="eu-west-3")
+    assert SPEC.api_base(custom, SPEC.options.model_validate(custom.options)) == "http://127.0.0.1:9"
+    assert "s3cr3t" not in repr(options) and "s3cr3t" not in repr(SPEC.make_auth(config, options))
+
+
+@pytest.mark.parametrize("options", [
+    {},  # aws_region is required
+    {"aws_region": "us-east-1", "aws_access_key_id": "AKID"},  # secret missing
+    {"aws_region": "us-east-1", "aws_session_token": "t"},
+    {"aws_region": "Virginia"},
+    {"aws_region": "us-east-1", "aws_secret_key": "typo"},
+])
+def test_invalid_options_are_reported(options: dict[str, Any]) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        BedrockOptions.model_validate(options)
+
+
+def test_history_tools_are_declared_when_the_client_dropped_tools() -> None:
+    history = [user("x"), {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "ok"}]
+    _, body, _ = build({"messages": history})
+    assert body["toolConfig"] == {"tools": [
+        {"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]}
+
+
+def test_empty_assistant_turns_are_skipped_and_users_merged() -> None:
+    _, body, _ = build({"messages": [user("a"), {"role": "assistant", "content": ""}, user("b")]})
+    assert body["messages"] == [{"role": "user", "content": [{"text": "a"}, {"text": "b"}]}]
