@@ -1,0 +1,367 @@
+"""Provider type 'cohere' end to end: the openai SDK -> gateway -> Cohere v2 mock, and back."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
+
+PIXEL_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+BAD_KEY = "co-wrong-key-987654"
+MODEL = "command-a-03-2025"
+SAID = "Hello from the Switchboard mock. You said: "
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def cohere_config(mock: Mock) -> dict[str, Any]:
+    return {
+        "providers": [
+            {"name": "co", "type": "cohere", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}",
+             "embed_input_type": "search_query"},
+            {"name": "co-bad-key", "type": "cohere", "api_base": mock.url, "api_key": BAD_KEY},
+        ],
+        "models": [
+            {"name": "command-a", "provider": "co", "model": MODEL},
+            {"name": "command-a-lenient", "provider": "co", "model": MODEL, "drop_params": True},
+            {"name": "embed-v4", "provider": "co", "model": "embed-v4.0"},
+            {"name": "command-a-misconfigured", "provider": "co-bad-key", "model": MODEL},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+    }
+
+
+@pytest.fixture(scope="module")
+def cohere_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = start_gateway(cohere_config(mock_upstream), tmp_path_factory.mktemp("cohere"))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture
+def co(cohere_gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=cohere_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def ask(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+# ---- chat -------------------------------------------------------------------------------------
+
+
+def test_non_stream_answer_and_usage(co: openai.OpenAI) -> None:
+    resp = co.chat.completions.create(
+        model="command-a",
+        messages=[{"role": "system", "content": "Be brief."}, *ask("hello cohere")],
+        temperature=0.3,
+        top_p=1.0,  # Cohere's p tops out at 0.99: the adapter clamps it, the strict mock would refuse 1.0
+        seed=11,
+    )
+    assert resp.object == "chat.completion"
+    assert resp.choices[0].message.role == "assistant"
+    assert resp.choices[0].message.content == SAID + "hello cohere"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None
+    # Billed units, not Cohere's raw token count (the mock adds 5 unbilled scaffolding tokens).
+    assert resp.usage.prompt_tokens == 6
+    assert resp.usage.completion_tokens == 9
+    assert resp.usage.total_tokens == 15
+    assert resp.usage.prompt_tokens_details is not None
+    assert resp.usage.prompt_tokens_details.cached_tokens == 0
+
+
+def test_stream_text_finish_and_usage(co: openai.OpenAI) -> None:
+    stream = co.chat.completions.create(
+        model="command-a", messages=ask("stream from cohere"), stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == SAID + "stream from cohere"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-1].choices == []
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert usage.completion_tokens == len(text.split(" "))
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_stream_without_include_usage_hides_usage(co: openai.OpenAI) -> None:
+    chunks = list(co.chat.completions.create(model="command-a", messages=ask("quiet"), stream=True))
+    assert all(c.choices for c in chunks)
+    assert all(getattr(c, "usage", None) is None for c in chunks)
+
+
+def test_tool_round_trip(co: openai.OpenAI) -> None:
+    messages: list[dict[str, Any]] = ask("weather in Paris?")
+    first = co.chat.completions.create(model="command-a", messages=messages, tools=[WEATHER_TOOL])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls is not None and len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    assert call.type == "function"
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    assert call.id.startswith("get_weather_")
+    # Cohere's tool_plan arrives as the text accompanying the calls, and goes back as tool_plan.
+    assert choice.message.content == "I will use get_weather to answer."
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"})
+    final = co.chat.completions.create(model="command-a", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.content == "The tool returned: 18C and sunny"
+    assert final.choices[0].message.tool_calls is None
+
+
+def test_streamed_tool_call_reassembles(co: openai.OpenAI) -> None:
+    stream = co.chat.completions.create(
+        model="command-a", messages=ask("weather?"), tools=[WEATHER_TOOL], tool_choice="required", stream=True
+    )
+    ids: list[str] = []
+    name, args, plan, finish = "", "", "", None
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        plan += delta.content or ""
+        for tc in delta.tool_calls or []:
+            assert tc.index == 0
+            ids += [tc.id] if tc.id else []
+            assert tc.function is not None
+            name += tc.function.name or ""
+            args += tc.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert name == "get_weather"
+    assert json.loads(args) == {"city": "Paris"}
+    assert len(ids) == 1 and ids[0].startswith("get_weather_")
+    assert plan == "I will use get_weather to answer."
+    assert finish == "tool_calls"
+
+
+def test_named_tool_choice_offers_only_that_tool(co: openai.OpenAI) -> None:
+    other = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object",
+                                                                                  "properties": {}}}}
+    resp = co.chat.completions.create(
+        model="command-a", messages=ask("weather?"), tools=[other, WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
+    calls = resp.choices[0].message.tool_calls
+    assert calls is not None and calls[0].function.name == "get_weather"
+
+
+def test_tool_choice_none_answers_in_text(co: openai.OpenAI) -> None:
+    resp = co.chat.completions.create(model="command-a", messages=ask("no tools"), tools=[WEATHER_TOOL],
+                                      tool_choice="none")
+    assert resp.choices[0].message.tool_calls is None
+    assert resp.choices[0].message.content == SAID + "no tools"
+
+
+def test_image_data_url(co: openai.OpenAI) -> None:
+    image = {"url": f"data:image/png;base64,{PIXEL_PNG}", "detail": "low"}
+    content = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": image}]
+    resp = co.chat.completions.create(model="command-a", messages=[{"role": "user", "content": content}])
+    assert resp.choices[0].message.content == SAID + "what is this? [images: 1]"
+
+
+def test_image_http_url_is_passed_to_cohere(co: openai.OpenAI, mock_upstream: Mock) -> None:
+    content = [{"type": "text", "text": "and this?"},
+               {"type": "image_url", "image_url": {"url": f"{mock_upstream.url}/images/pixel.png"}}]
+    resp = co.chat.completions.create(model="command-a", messages=[{"role": "user", "content": content}])
+    assert resp.choices[0].message.content == SAID + "and this? [images: 1]"
+
+
+def test_unreachable_image_url_is_refused_by_cohere(co: openai.OpenAI, mock_upstream: Mock) -> None:
+    content = [{"type": "image_url", "image_url": {"url": f"{mock_upstream.url}/images/missing.png"}}]
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.chat.completions.create(model="command-a", messages=[{"role": "user", "content": content}])
+    assert "could not fetch an image" in exc.value.message
+
+
+def test_malformed_image_data_url_is_refused_by_cohere(co: openai.OpenAI) -> None:
+    content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}]
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.chat.completions.create(model="command-a", messages=[{"role": "user", "content": content}])
+    assert "not valid base64" in exc.value.message
+
+
+def test_json_schema_response_format(co: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+              "required": ["city", "days"]}
+    resp = co.chat.completions.create(
+        model="command-a", messages=ask("plan a trip"),
+        response_format={"type": "json_schema", "json_schema": {"name": "trip", "schema": schema}},
+    )
+    assert json.loads(resp.choices[0].message.content or "") == {"city": "Paris", "days": 1}
+
+
+def test_json_object_response_format(co: openai.OpenAI) -> None:
+    resp = co.chat.completions.create(model="command-a", messages=ask("json please"),
+                                      response_format={"type": "json_object"})
+    assert json.loads(resp.choices[0].message.content or "") == {
+        "answer": SAID + "json please"}
+
+
+def test_stop_sequence(co: openai.OpenAI) -> None:
+    resp = co.chat.completions.create(model="command-a", messages=ask("stop early"), stop="mock.")
+    assert resp.choices[0].message.content == "Hello from the Switchboard "
+    assert resp.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("limit", [{"max_tokens": 3}, {"max_completion_tokens": 3}])
+def test_max_tokens_maps_and_finishes_with_length(co: openai.OpenAI, limit: dict[str, int]) -> None:
+    resp = co.chat.completions.create(model="command-a", messages=ask("long answer"), **limit)
+    assert resp.choices[0].message.content == "Hello from the"
+    assert resp.choices[0].finish_reason == "length"
+
+
+def test_logprobs(co: openai.OpenAI) -> None:
+    resp = co.chat.completions.create(model="command-a", messages=ask("probs"), logprobs=True)
+    logprobs = resp.choices[0].logprobs
+    assert logprobs is not None and logprobs.content
+    assert "".join(e.token for e in logprobs.content) == resp.choices[0].message.content
+
+
+def test_unsupported_parameter_is_refused_naming_it(co: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.chat.completions.create(model="command-a", messages=ask("two please"), n=2)
+    assert exc.value.param == "n"
+    assert "cohere" in exc.value.message
+
+
+def test_unsupported_parameter_dropped_when_configured(co: openai.OpenAI) -> None:
+    resp = co.chat.completions.create(model="command-a-lenient", messages=ask("two please"), n=2,
+                                      logit_bias={"1": 1})
+    assert len(resp.choices) == 1
+
+
+def test_function_role_is_refused(co: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.chat.completions.create(
+            model="command-a", messages=[*ask("x"), {"role": "function", "name": "f", "content": "1"}]
+        )
+    assert exc.value.param == "messages[1].role"
+
+
+# ---- embeddings -------------------------------------------------------------------------------
+
+
+def test_embeddings_float(co: openai.OpenAI) -> None:
+    resp = co.embeddings.create(model="embed-v4", input=["hello world", "goodbye"], dimensions=256)
+    assert [d.index for d in resp.data] == [0, 1]
+    assert all(len(d.embedding) == 256 for d in resp.data)
+    assert resp.usage.prompt_tokens == 3
+    assert resp.usage.total_tokens == 3
+
+
+def test_embeddings_base64_matches_float(co: openai.OpenAI) -> None:
+    floats = co.embeddings.create(model="embed-v4", input="pack me", encoding_format="float")
+    raw = co.embeddings.with_raw_response.create(model="embed-v4", input="pack me", encoding_format="base64")
+    encoded = json.loads(raw.text)["data"][0]["embedding"]
+    decoded = struct.unpack(f"<{len(floats.data[0].embedding)}f", base64.b64decode(encoded))
+    assert decoded == pytest.approx(floats.data[0].embedding, rel=1e-6)
+
+
+def test_embeddings_token_arrays_are_refused(co: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.embeddings.create(model="embed-v4", input=[[1, 2, 3]])
+    assert exc.value.param == "input"
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+def test_rate_limit_is_429_with_retry_after(co: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as exc:
+        co.chat.completions.create(model="command-a", messages=ask("mock:status=429 mock:retry_after=7"))
+    assert exc.value.status_code == 429
+    assert exc.value.response.headers["retry-after"] == "7"
+    assert "Trial key" in exc.value.message
+
+
+def test_stream_rate_limit_before_first_byte(co: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError):
+        list(co.chat.completions.create(model="command-a", messages=ask("mock:status=429"), stream=True))
+
+
+def test_context_length_is_bad_request_with_code(co: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.chat.completions.create(
+            model="command-a", messages=ask("mock:status=400 mock:error_code=context_length_exceeded")
+        )
+    assert exc.value.code == "context_length_exceeded"
+    assert "too many tokens: size limit exceeded" in exc.value.message
+
+
+def test_other_bad_request_keeps_cohere_message(co: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.chat.completions.create(model="command-a", messages=ask("mock:status=400"))
+    assert exc.value.code is None
+    assert "injected error 400" in exc.value.message
+
+
+def test_upstream_overloaded_is_503(co: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as exc:
+        co.chat.completions.create(model="command-a", messages=ask("mock:status=503"))
+    assert exc.value.status_code == 503
+    assert exc.value.code == "upstream_overloaded"
+
+
+def test_upstream_500_is_bad_gateway(co: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as exc:
+        co.chat.completions.create(model="command-a", messages=ask("mock:status=500"))
+    assert exc.value.status_code == 502
+    assert exc.value.code == "upstream_error"
+
+
+def test_upstream_auth_failure_is_502_without_key(co: openai.OpenAI, cohere_gateway: Gateway) -> None:
+    with pytest.raises(openai.InternalServerError) as exc:
+        co.chat.completions.create(model="command-a-misconfigured", messages=ask("x"))
+    assert exc.value.status_code == 502
+    assert exc.value.code == "upstream_authentication_failed"
+    assert BAD_KEY not in exc.value.message and UPSTREAM_KEY not in exc.value.message
+    assert BAD_KEY not in cohere_gateway.process.output
+
+
+def test_mid_stream_failure_raises_in_sdk(co: openai.OpenAI) -> None:
+    stream = co.chat.completions.create(model="command-a", messages=ask("mock:fail_after=3"), stream=True)
+    received = []
+    with pytest.raises(openai.APIError) as exc:
+        for chunk in stream:
+            received.append(chunk)
+    # message-start, content-start and one content-delta went through: the role chunk and "Hello".
+    assert "".join(c.choices[0].delta.content or "" for c in received) == "Hello"
+    assert "mid-stream failure" in exc.value.message
+
+
+def test_dropped_connection_mid_stream_raises_in_sdk(co: openai.OpenAI) -> None:
+    stream = co.chat.completions.create(model="command-a", messages=ask("mock:disconnect_after=3"),
+                                        stream=True)
+    with pytest.raises(openai.APIError) as exc:
+        list(stream)
+    assert "provider 'co'" in exc.value.message
+
+
+def test_config_rejects_unknown_cohere_option(mock_upstream: Mock, tmp_path: Path) -> None:
+    config = cohere_config(mock_upstream)
+    config["providers"][0]["embed_input_typ"] = "search_query"
+    with pytest.raises(RuntimeError) as exc:
+        start_gateway(config, tmp_path)
+    assert "embed_input_typ" in str(exc.value)
