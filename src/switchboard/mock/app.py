@@ -22,6 +22,8 @@ _MODULES: tuple[str, ...] = (
     "gemini",
     "cohere",
     "bedrock",
+    "azure",
+    "mistral",
 )
 
 

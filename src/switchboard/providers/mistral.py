@@ -1,0 +1,428 @@
+"""Mistral AI (La Plateforme): an OpenAI-like chat API with strict validation and its own names.
+
+References: https://docs.mistral.ai/api/ and the request/response models of the official SDK,
+mistralai/client-python ``src/mistralai/client/models`` (ChatCompletionRequest, AssistantMessage,
+ToolMessage, ToolCall, FunctionCall, ContentChunk, UsageInfo, EmbeddingRequest,
+ChatCompletionChoice finish reasons). ``api_base`` is ``https://api.mistral.ai/v1``.
+
+Translation (canonical -> Mistral), beyond the identical fields:
+
+- ``seed`` -> ``random_seed``; ``max_completion_tokens`` -> ``max_tokens``;
+  ``tool_choice: "required"`` -> ``"any"``; ``stream_options`` is not sent (Mistral always puts
+  usage on the last stream chunk); the ``safe_prompt`` option is added when set.
+- The API rejects unknown fields (422 ``extra_forbidden``), so message fields it lacks are
+  removed (``name`` on user/system/assistant messages, ``refusal``, ``audio``), ``developer``
+  becomes ``system``, tool messages get the function ``name`` looked up from the assistant's
+  call, and functions without ``parameters`` get an empty object schema (required by Mistral).
+- Tool call ids must be exactly 9 characters of ``[A-Za-z0-9]``. Other ids (``call_...`` from
+  OpenAI or another provider) are replaced by a 9-character digest of the id, so a call and its
+  result keep matching within and across requests; Mistral's own ids pass through unchanged.
+- ``user`` and ``safety_identifier`` (abuse-monitoring identifiers, no effect on the output) are
+  dropped; logprobs, logit_bias and other features Mistral lacks go through
+  :func:`check_supported`.
+
+Back (Mistral -> canonical): content given as chunks is joined to text (thinking chunks are
+left out), tool call arguments given as objects are JSON-encoded, tool call deltas get
+OpenAI's per-choice indices, ``model_length`` -> ``length`` and ``error`` raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from switchboard.config.schema import ProviderConfig
+from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
+from switchboard.providers.base import JSON, ProviderAdapter
+from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.providers.openai_compatible import (
+    NormalisingStreamDecoder,
+    error_from_fields,
+    normalise_usage,
+)
+from switchboard.providers.params import check_supported
+from switchboard.providers.spec import ProviderSpec
+from switchboard.routing.target import Target
+from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
+from switchboard.upstream.request import UpstreamRequest
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+
+SUPPORTED = frozenset({
+    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
+    "top_p", "n", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format",
+    "presence_penalty", "frequency_penalty", "prediction", "reasoning_effort", "prompt_cache_key", "metadata",
+    "user", "safety_identifier",
+})
+_DROPPED = ("user", "safety_identifier", "stream_options", "drop_params")
+
+_TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
+_ALPHABET = string.ascii_letters + string.digits
+_FINISH = {"stop": "stop", "length": "length", "model_length": "length", "tool_calls": "tool_calls"}
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Mistral's safety system prompt on every request (a request's own safe_prompt wins).
+    safe_prompt: bool = False
+
+
+# --------------------------------------------------------------------------- request
+
+
+def _unsupported_value(what: str, param: str) -> InvalidRequest:
+    return InvalidRequest(f"{what} is not supported by provider type 'mistral'", param=param)
+
+
+def tool_call_id(value: str) -> str:
+    """A Mistral-valid tool call id: unchanged when valid, else a stable 9-character digest."""
+    if _TOOL_ID.fullmatch(value):
+        return value
+    number = int.from_bytes(hashlib.sha256(value.encode()).digest()[:8], "big")
+    chars = []
+    for _ in range(9):
+        number, rest = divmod(number, len(_ALPHABET))
+        chars.append(_ALPHABET[rest])
+    return "".join(chars)
+
+
+def _joined_text(content: Any) -> Any:
+    """Text parts joined into one string (system, assistant and tool messages take text only)."""
+    if not isinstance(content, list):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+
+
+def _user_part(part: Any, param: str) -> JSON:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        return {"type": "text", "text": part.get("text", "")}
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        return {"type": "image_url", "image_url": {"url": url}}  # data: and http(s) URLs alike
+    raise _unsupported_value(f"content part type {kind!r}", f"{param}.type")
+
+
+def _user_content(content: Any, param: str) -> Any:
+    if not isinstance(content, list):
+        return content
+    return [_user_part(p, f"{param}[{j}]") for j, p in enumerate(content)]
+
+
+def _tool_calls(calls: list[Any]) -> list[JSON]:
+    out = []
+    for call in calls:
+        fn = call.get("function") or {}
+        out.append({
+            "id": tool_call_id(str(call.get("id") or fn.get("name", ""))),
+            "type": "function",
+            "function": {"name": fn.get("name", ""), "arguments": fn.get("arguments") or "{}"},
+        })
+    return out
+
+
+def _message(msg: JSON, i: int, names: Mapping[str, str]) -> JSON:
+    role = msg.get("role")
+    if role in ("system", "developer"):
+        return {"role": "system", "content": _joined_text(msg.get("content"))}
+    if role == "user":
+        return {"role": "user", "content": _user_content(msg.get("content"), f"messages[{i}].content")}
+    if role == "assistant":
+        out: JSON = {"role": "assistant"}
+        content = _joined_text(msg.get("content"))
+        if content or not msg.get("tool_calls"):
+            out["content"] = content or ""
+        if msg.get("tool_calls"):
+            out["tool_calls"] = _tool_calls(msg["tool_calls"])
+        return out
+    if role == "tool":
+        call_id = str(msg.get("tool_call_id", ""))
+        out = {"role": "tool", "content": _joined_text(msg.get("content"))}
+        out["tool_call_id"] = tool_call_id(call_id)
+        if call_id in names:
+            out["name"] = names[call_id]
+        return out
+    raise _unsupported_value(f"messages with role {role!r}", f"messages[{i}].role")
+
+
+def _call_names(messages: list[JSON]) -> dict[str, str]:
+    names = {}
+    for msg in messages:
+        for call in msg.get("tool_calls") or ():
+            if isinstance(call, dict) and call.get("id"):
+                names[str(call["id"])] = (call.get("function") or {}).get("name", "")
+    return names
+
+
+def _tools(tools: list[Any]) -> list[JSON]:
+    out = []
+    for i, tool in enumerate(tools):
+        if tool.get("type") != "function":
+            raise _unsupported_value(f"tool type {tool.get('type')!r}", f"tools[{i}].type")
+        fn = dict(tool["function"])
+        fn.setdefault("parameters", {"type": "object", "properties": {}})
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def chat_body(request: JSON, target: Target, options: Options) -> JSON:
+    body = check_supported(dict(request), SUPPORTED, target)
+    for name in _DROPPED:
+        body.pop(name, None)
+    body["model"] = target.model
+    messages = body.get("messages") or []
+    names = _call_names(messages)
+    body["messages"] = [_message(m, i, names) for i, m in enumerate(messages)]
+    if "seed" in body:
+        seed = body.pop("seed")
+        body.setdefault("random_seed", seed)
+    if "max_completion_tokens" in body:
+        limit = body.pop("max_completion_tokens")
+        if limit is not None:
+            body["max_tokens"] = limit
+    if body.get("tools"):
+        body["tools"] = _tools(body["tools"])
+    if body.get("tool_choice") == "required":
+        body["tool_choice"] = "any"
+    if options.safe_prompt:
+        body.setdefault("safe_prompt", True)
+    return body
+
+
+# --------------------------------------------------------------------------- response
+
+
+def _content_text(content: Any) -> str | None:
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):  # chunks: text, thinking (left out), references
+        texts = (c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text")
+        return "".join(str(t) for t in texts)
+    return str(content)
+
+
+def _arguments(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _canonical_call(call: JSON) -> JSON:
+    fn = call.get("function") or {}
+    return {"id": call.get("id"), "type": "function",
+            "function": {"name": fn.get("name", ""), "arguments": _arguments(fn.get("arguments", ""))}}
+
+
+def finish_reason(reason: Any, target: Target) -> str | None:
+    if reason is None:
+        return None
+    if reason == "error":
+        raise UpstreamBadGateway(f"provider '{target.provider}' stopped generating with an error")
+    return _FINISH.get(reason, str(reason))
+
+
+def _choice(choice: JSON, target: Target) -> JSON:
+    msg = choice.get("message") or {}
+    message: JSON = {"role": "assistant", "content": _content_text(msg.get("content"))}
+    if msg.get("tool_calls"):
+        message["tool_calls"] = [_canonical_call(c) for c in msg["tool_calls"]]
+        message["content"] = message["content"] or None
+    return {"index": choice.get("index", 0), "message": message, "logprobs": None,
+            "finish_reason": finish_reason(choice.get("finish_reason"), target)}
+
+
+def chat_completion(obj: JSON, target: Target) -> JSON:
+    if not isinstance(obj.get("choices"), list):
+        raise invalid_body(target)
+    out: JSON = {
+        "id": obj.get("id", ""),
+        "object": "chat.completion",
+        "created": obj.get("created", 0),
+        "model": obj.get("model", target.model),
+        "choices": [_choice(c, target) for c in obj["choices"] if isinstance(c, dict)],
+    }
+    usage = normalise_usage(obj.get("usage"))
+    if usage is not None:
+        out["usage"] = usage
+    return out
+
+
+class MistralStreamDecoder(NormalisingStreamDecoder):
+    """Mistral's SSE: OpenAI-like chunks, usage on the last one, whole tool calls per delta."""
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        # Per choice: tool call id -> canonical index.
+        self._calls: dict[int, dict[str, int]] = {}
+
+    def stream_error(self, obj: JSON) -> str | None:
+        if str(obj.get("object", "")).lower() == "error":
+            return error_message(obj.get("message")) or "unknown error"
+        return super().stream_error(obj)
+
+    def translate(self, chunk: JSON) -> JSON:
+        chunk["object"] = "chat.completion.chunk"
+        chunk["choices"] = [self._choice(c) for c in chunk["choices"] if isinstance(c, dict)]
+        return chunk
+
+    def _choice(self, choice: JSON) -> JSON:
+        index = choice.get("index", 0)
+        delta = dict(choice.get("delta") or {})
+        if "content" in delta:
+            delta["content"] = _content_text(delta["content"])
+        if delta.get("tool_calls"):
+            calls = [c for c in delta["tool_calls"] if isinstance(c, dict)]
+            delta["tool_calls"] = [self._call_delta(index, c) for c in calls]
+        delta.pop("tool_call_id", None)
+        delta.pop("index", None)
+        return {"index": index, "delta": delta, "logprobs": None,
+                "finish_reason": finish_reason(choice.get("finish_reason"), self._target)}
+
+    def _call_delta(self, choice: int, call: JSON) -> JSON:
+        seen = self._calls.setdefault(choice, {})
+        call_id = call.get("id")
+        fn = call.get("function") or {}
+        arguments = _arguments(fn.get("arguments", ""))
+        # The SDK's model defaults a missing id to the string "null".
+        if isinstance(call_id, str) and call_id not in ("", "null") and call_id not in seen:
+            seen[call_id] = len(seen)
+            function = {"name": fn.get("name", ""), "arguments": arguments}
+            return {"index": seen[call_id], "id": call_id, "type": "function", "function": function}
+        # A continuation of a call already started (Mistral sends whole calls; be tolerant).
+        index = seen.get(call_id, len(seen) - 1) if isinstance(call_id, str) else len(seen) - 1
+        return {"index": max(index, 0), "function": {"arguments": arguments}}
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def embeddings_body(request: JSON, target: Target) -> JSON:
+    """``dimensions`` -> ``output_dimension``; ``user`` is dropped; token arrays are refused."""
+    inputs = request.get("input")
+    if isinstance(inputs, list) and inputs and not isinstance(inputs[0], str):
+        raise _unsupported_value("token arrays as embedding input", "input")
+    out: JSON = {"model": target.model, "input": inputs}
+    if request.get("dimensions") is not None:
+        out["output_dimension"] = request["dimensions"]
+    if request.get("encoding_format") is not None:
+        out["encoding_format"] = request["encoding_format"]
+    return out
+
+
+def embeddings_result(obj: JSON, target: Target) -> JSON:
+    data = obj.get("data")
+    if not isinstance(data, list):
+        raise invalid_body(target)
+    items = [{"object": "embedding", "index": d.get("index", i), "embedding": d.get("embedding")}
+             for i, d in enumerate(data) if isinstance(d, dict)]
+    raw = obj.get("usage")
+    usage: JSON = raw if isinstance(raw, dict) else {}
+    prompt = usage.get("prompt_tokens") or 0
+    return {"object": "list", "data": items, "model": obj.get("model", target.model),
+            "usage": {"prompt_tokens": prompt, "total_tokens": usage.get("total_tokens") or prompt}}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def error_message(value: Any) -> str | None:
+    """Mistral's ``message``: a string, a JSON string, or pydantic's ``{"detail": [...]}``."""
+    if isinstance(value, str) and value.startswith(("{", "[")):
+        parsed = loads_object(value.encode())
+        value = parsed if parsed is not None else value
+    if isinstance(value, dict):
+        value = value.get("detail", value.get("message"))
+    if isinstance(value, list):
+        return "; ".join(_detail_line(d) for d in value) or None
+    return value if isinstance(value, str) and value else None
+
+
+def _detail_line(detail: Any) -> str:
+    if not isinstance(detail, dict):
+        return str(detail)
+    loc = [str(p) for p in detail.get("loc") or () if p != "body"]
+    where = ".".join(loc)
+    return f"{where}: {detail.get('msg', '')}" if where else str(detail.get("msg", ""))
+
+
+def _param(obj: JSON) -> str | None:
+    if isinstance(obj.get("param"), str) and obj["param"]:
+        return str(obj["param"])
+    details = obj.get("detail")
+    message = obj.get("message")
+    if isinstance(message, dict):
+        details = message.get("detail")
+    if isinstance(details, list) and details and isinstance(details[0], dict):
+        loc = [str(p) for p in details[0].get("loc") or () if p != "body"]
+        return ".".join(loc) or None
+    return None
+
+
+def mistral_error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
+    obj = loads_object(body) or {}
+    message = error_message(obj.get("message")) or error_message(obj.get("detail"))
+    code = obj.get("code")
+    return error_from_fields(
+        status,
+        headers,
+        target,
+        message,
+        type=obj.get("type") if isinstance(obj.get("type"), str) else None,
+        code=code if isinstance(code, str) and not code.isdigit() else None,  # internal numbers ("3280")
+        param=_param(obj),
+    )
+
+
+# --------------------------------------------------------------------------- adapter
+
+
+def _options(target: Target) -> Options:
+    return target.options if isinstance(target.options, Options) else Options()
+
+
+def _post(path: str, body: JSON, target: Target, stream: bool) -> UpstreamRequest:
+    headers = dict(_SSE_HEADERS if stream else _JSON_HEADERS)
+    return UpstreamRequest("POST", target.api_base + path, orjson.dumps(body), headers, stream)
+
+
+class Adapter(ProviderAdapter):
+    type = "mistral"
+
+    def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        body = chat_body(request, target, _options(target))
+        return _post("/chat/completions", body, target, bool(body.get("stream")))
+
+    def chat_response(self, body: bytes, target: Target) -> JSON:
+        return chat_completion(loads_object(body) or {}, target)
+
+    def chat_stream(self, request: JSON, target: Target) -> MistralStreamDecoder:
+        return MistralStreamDecoder(target)
+
+    def embeddings_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        return _post("/embeddings", embeddings_body(request, target), target, False)
+
+    def embeddings_response(self, body: bytes, target: Target) -> JSON:
+        return embeddings_result(loads_object(body) or {}, target)
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
+        return mistral_error(status, headers, body, target)
+
+
+def _auth(config: ProviderConfig, options: BaseModel) -> UpstreamAuth:
+    return StaticHeaderAuth.bearer(config.api_key.get_secret_value() if config.api_key else None)
+
+
+SPEC = ProviderSpec(
+    type="mistral",
+    adapter=Adapter(),
+    options=Options,
+    default_api_base="https://api.mistral.ai/v1",
+    make_auth=_auth,
+)

@@ -1,0 +1,539 @@
+"""Provider type 'openai-compatible': servers that speak OpenAI's Chat Completions dialect with quirks.
+
+The ``preset`` option names the server; :data:`PRESETS` (one table, mirrored in
+docs/providers/openai-compatible.md) gives its default ``api_base`` and what must change on the
+way: parameters it rejects or silently ignores (a 400 naming them, or dropped with
+``drop_params``), renamed parameters, whether ``stream_options.include_usage`` may be sent, and
+response-format dialects. Sources, read for each preset:
+
+- ollama:     https://docs.ollama.com/api/openai-compatibility (and ollama/ollama openai/openai.go:
+              http image URLs rejected, unknown fields such as ``max_completion_tokens`` ignored)
+- vllm:       https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html
+- tgi:        huggingface/text-generation-inference router/src/lib.rs ``ChatRequest`` (``stop`` must
+              be a list, ``response_format`` is ``{"type": "json"|"json_schema", "value": ...}``,
+              ``n`` and ``logit_bias`` maps are not honoured)
+- groq:       https://console.groq.com/docs/openai (logprobs, logit_bias, top_logprobs,
+              messages[].name and n != 1 are a 400; stream usage arrives in ``x_groq.usage``)
+- together:   https://docs.together.ai/reference/chat-completions (integer ``logprobs``)
+- deepseek:   https://api-docs.deepseek.com/api/create-chat-completion (no n/seed/logit_bias,
+              json_object only; cache hits in ``usage.prompt_cache_hit_tokens``)
+- openrouter: https://openrouter.ai/docs/api-reference/overview (usage always streamed)
+- lmstudio:   https://lmstudio.ai/docs/app/api/endpoints/openai (structured output via json_schema)
+
+The module also holds the pieces every OpenAI-shaped adapter shares (azure and mistral import
+them): usage normalisation, a stream decoder that tolerates the hosts' variations, and error-body
+parsing with context-length detection.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from switchboard.config.schema import ProviderConfig
+from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
+from switchboard.providers.base import JSON
+from switchboard.providers.errors import invalid_body, loads_object, upstream_error
+from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
+from switchboard.providers.params import CHAT_PARAMS, check_supported, drops
+from switchboard.providers.spec import ProviderSpec
+from switchboard.providers.sse import SSEEvent
+from switchboard.routing.target import Target
+from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
+from switchboard.upstream.request import UpstreamRequest
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _cached_tokens(usage: Mapping[str, Any]) -> int:
+    for key in ("prompt_tokens_details", "prompt_token_details"):  # Mistral has sent both spellings
+        details = usage.get(key)
+        if isinstance(details, dict) and _int(details.get("cached_tokens")):
+            return _int(details.get("cached_tokens"))
+    # DeepSeek reports cache hits separately; Mistral also as num_cached_tokens.
+    return _int(usage.get("prompt_cache_hit_tokens")) or _int(usage.get("num_cached_tokens"))
+
+
+def normalise_usage(usage: Any) -> JSON | None:
+    """Usage in the canonical shape: prompt, completion, total and cached prompt tokens."""
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+    out: JSON = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": _int(usage.get("total_tokens")) or prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": _cached_tokens(usage)},
+    }
+    if isinstance(usage.get("completion_tokens_details"), dict):
+        out["completion_tokens_details"] = usage["completion_tokens_details"]
+    return out
+
+
+def normalise_completion(obj: JSON, target: Target) -> JSON:
+    """A non-stream chat or text completion with canonical usage; raises on an invalid body."""
+    if not isinstance(obj.get("choices"), list):
+        raise invalid_body(target)
+    usage = normalise_usage(obj.get("usage"))
+    if usage is not None:
+        obj["usage"] = usage
+    return obj
+
+
+_CONTEXT_LENGTH = re.compile(
+    r"context (length|window)|too large for model|prompt is too long|maximum (context|input) length"
+    r"|tokens \+ `max_new_tokens` must be",
+    re.IGNORECASE,
+)
+
+
+def is_context_length(message: str | None) -> bool:
+    return bool(message and _CONTEXT_LENGTH.search(message))
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _code(value: object) -> str | None:
+    # Some hosts (Azure, Mistral) put the HTTP status or an internal number in ``code``: not an
+    # OpenAI error code, so it is left out rather than shown to clients as one.
+    if isinstance(value, str) and value and not value.isdigit():
+        return value
+    return None
+
+
+def error_from_fields(
+    status: int,
+    headers: Mapping[str, str],
+    target: Target,
+    message: str | None,
+    *,
+    type: str | None = None,
+    code: str | None = None,
+    param: str | None = None,
+) -> GatewayError:
+    """:func:`upstream_error`, with context-length errors given OpenAI's code whatever the host said."""
+    if status in (400, 413, 422) and code != "context_length_exceeded" and is_context_length(message):
+        code, status = "context_length_exceeded", 400
+    return upstream_error(status, headers, target, message, type=type, code=code, param=param)
+
+
+def openai_shaped_error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
+    """``{"error": {...}}`` (OpenAI, Azure, vLLM), ``{"error": "..."}`` (TGI) or ``{"message": ...}``."""
+    obj = loads_object(body) or {}
+    err = obj.get("error")
+    if isinstance(err, dict):
+        return error_from_fields(
+            status,
+            headers,
+            target,
+            _text(err.get("message")),
+            type=_text(err.get("type")),
+            code=_code(err.get("code")),
+            param=_text(err.get("param")),
+        )
+    message = _text(err) or _text(obj.get("message")) or _text(obj.get("detail"))
+    return error_from_fields(
+        status, headers, target, message, type=_text(obj.get("type")), code=_code(obj.get("code"))
+    )
+
+
+class NormalisingStreamDecoder(OpenAIStreamDecoder):
+    """OpenAI-shaped SSE from hosts that vary in the details, turned into canonical chunks.
+
+    - usage may ride on a chunk that also carries choices (Mistral, Together), in
+      ``x_groq.usage`` (Groq) or in a chunk of its own: it is always re-emitted as one final
+      ``"choices": []`` chunk, normalised, just before the end;
+    - chunks with no choices and no usage (Azure's prompt-filter results) are dropped;
+    - an error object in the stream raises (after the chunks that preceded it in the same read
+      were returned: the error is raised by the next call); a stream that ends with neither
+      ``[DONE]`` nor a finish_reason raises, so a truncated answer is never passed off as complete.
+
+    Subclasses translate choices in :meth:`translate`. (It derives from the OpenAI decoder only
+    because OpenAIAdapter's stream methods are annotated with that type; it shares no behaviour.)
+    """
+
+    def __init__(self, target: Target, object_name: str = "chat.completion.chunk") -> None:
+        super().__init__(target)
+        self._object = object_name
+        self._finished = False
+        self._usage: JSON | None = None
+        self._meta: JSON = {"id": "", "created": 0, "model": target.model}
+
+    def feed(self, data: bytes) -> list[JSON]:
+        return self._events(self._parser.feed(data))
+
+    def close(self) -> list[JSON]:
+        if self._error is not None:
+            raise self._error
+        events = self._parser.flush()  # a last event without its blank line, or half of one
+        partial = any(e.data != "[DONE]" and loads_object(e.data.encode()) is None for e in events)
+        if partial and not self._finished:
+            raise self._truncated()
+        out = self._events(events, defer=False)  # no later call would raise a deferred error
+        if self._done:
+            return out
+        if not self._finished:
+            raise self._truncated()
+        return out + self._final()
+
+    def _truncated(self) -> UpstreamBadGateway:
+        where = f"provider '{self._target.provider}'"
+        return UpstreamBadGateway(f"{where} ended the stream before it was complete")
+
+    def _events(self, events: list[SSEEvent], defer: bool = True) -> list[JSON]:
+        if self._error is not None:
+            raise self._error
+        out: list[JSON] = []
+        for event in events:
+            try:
+                out.extend(self._event(event.data))
+            except GatewayError as err:
+                if not out or not defer:
+                    raise
+                self._error = err  # raised by the next call, after these chunks went out
+                break
+        return out
+
+    def _event(self, data: str) -> list[JSON]:
+        if self._done or not data:
+            return []
+        if data == "[DONE]":
+            self._done = True
+            return self._final()
+        obj = loads_object(data.encode())
+        if obj is None:
+            raise invalid_body(self._target, "stream event")
+        message = self.stream_error(obj)
+        if message is not None:
+            raise UpstreamBadGateway(f"provider '{self._target.provider}' failed mid-stream: {message}")
+        usage = normalise_usage(self._take_usage(obj))
+        if usage is not None:
+            self._usage = usage
+        if not isinstance(obj.get("choices"), list) or not obj["choices"]:
+            return []
+        chunk = self.translate(self._with_meta(obj))
+        if any(isinstance(c, dict) and c.get("finish_reason") for c in chunk["choices"]):
+            self._finished = True
+        return [chunk]
+
+    @staticmethod
+    def _take_usage(obj: JSON) -> Any:
+        usage = obj.pop("usage", None)
+        extra = obj.pop("x_groq", None)  # Groq's request metadata; usage is all it carries for us
+        if usage is None and isinstance(extra, dict):
+            usage = extra.get("usage")
+        return usage
+
+    def _with_meta(self, obj: JSON) -> JSON:
+        for key in ("id", "created", "model"):
+            if obj.get(key):
+                self._meta[key] = obj[key]
+            else:
+                obj[key] = self._meta[key]
+        if not obj.get("object"):
+            obj["object"] = self._object
+        return obj
+
+    def _final(self) -> list[JSON]:
+        if self._usage is None:
+            return []
+        usage, self._usage = self._usage, None
+        return [{**self._meta, "object": self._object, "choices": [], "usage": usage}]
+
+    def stream_error(self, obj: JSON) -> str | None:
+        """The error message when ``obj`` is an error event rather than a chunk."""
+        err = obj.get("error")
+        if err:
+            return str(err.get("message") or err) if isinstance(err, dict) else str(err)
+        extra = obj.get("x_groq")
+        if isinstance(extra, dict) and extra.get("error"):
+            return str(extra["error"])
+        return None
+
+    def translate(self, chunk: JSON) -> JSON:
+        return chunk
+
+
+# --------------------------------------------------------------------------- presets
+
+FormatStyle = Literal["openai", "tgi", "json_schema"]
+_ALL_FORMATS = frozenset({"text", "json_object", "json_schema"})
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    api_base: str | None
+    # Send stream_options.include_usage (some servers reject the field; usage is then whatever
+    # the server streams on its own, or none).
+    stream_usage: bool = True
+    # OpenAI params the server rejects or silently ignores although they change the output.
+    unsupported: frozenset[str] = frozenset()
+    renames: Mapping[str, str] = field(default_factory=dict)
+    # Accepted string tool_choice values and whether a named function may be forced; None: all.
+    tool_choices: frozenset[str] | None = None
+    named_tool_choice: bool = True
+    response_formats: frozenset[str] = _ALL_FORMATS
+    format_style: FormatStyle = "openai"
+    stop_list: bool = False  # ``stop`` only as an array
+    strip_message_names: bool = False
+    inline_images: bool = False  # the server cannot fetch http(s) image URLs
+    embeddings: bool = True
+    completions: bool = True
+
+
+_MAX_TOKENS = {"max_completion_tokens": "max_tokens"}
+
+PRESETS: dict[str, Preset] = {
+    "custom": Preset(api_base=None),
+    "ollama": Preset(
+        api_base="http://localhost:11434/v1",
+        unsupported=frozenset({"n", "logit_bias"}),
+        renames=_MAX_TOKENS,
+        tool_choices=frozenset({"auto"}),
+        named_tool_choice=False,
+        inline_images=True,
+    ),
+    "vllm": Preset(api_base="http://localhost:8000/v1"),
+    "tgi": Preset(
+        api_base="http://localhost:8080/v1",
+        unsupported=frozenset({"n", "logit_bias"}),
+        renames=_MAX_TOKENS,
+        format_style="tgi",
+        stop_list=True,
+        embeddings=False,
+    ),
+    "groq": Preset(
+        api_base="https://api.groq.com/openai/v1",
+        stream_usage=False,
+        unsupported=frozenset({"n", "logprobs", "top_logprobs", "logit_bias"}),
+        strip_message_names=True,
+        embeddings=False,
+        completions=False,
+    ),
+    "together": Preset(
+        api_base="https://api.together.xyz/v1",
+        stream_usage=False,
+        unsupported=frozenset({"logprobs", "top_logprobs"}),
+    ),
+    "deepseek": Preset(
+        api_base="https://api.deepseek.com/v1",
+        unsupported=frozenset({"n", "seed", "logit_bias"}),
+        renames=_MAX_TOKENS,
+        response_formats=frozenset({"text", "json_object"}),
+        embeddings=False,
+        completions=False,
+    ),
+    "openrouter": Preset(api_base="https://openrouter.ai/api/v1"),
+    "lmstudio": Preset(
+        api_base="http://localhost:1234/v1",
+        stream_usage=False,
+        unsupported=frozenset({"n"}),
+        renames=_MAX_TOKENS,
+        format_style="json_schema",
+        inline_images=True,
+    ),
+}
+PRESETS["none"] = PRESETS["custom"]
+
+PresetName = Literal[
+    "custom", "none", "ollama", "vllm", "tgi", "groq", "together", "deepseek", "openrouter", "lmstudio"
+]
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: PresetName = "custom"
+    # Overrides the preset: fetch http(s) image URLs in the gateway and send data URLs instead.
+    inline_images: bool | None = None
+    # Overrides the preset: ask for usage in streams with stream_options.include_usage.
+    stream_usage: bool | None = None
+
+
+def preset_of(target: Target) -> Preset:
+    options = target.options
+    return PRESETS[options.preset] if isinstance(options, Options) else PRESETS["custom"]
+
+
+def _unsupported(name: str, detail: str, target: Target) -> UnsupportedParameter:
+    preset = getattr(target.options, "preset", "custom")
+    return UnsupportedParameter(
+        f"{detail} is not supported by provider type '{target.provider_type}' with preset '{preset}' "
+        f"(model '{target.name}'); set drop_params: true on the model, or send \"drop_params\": true, "
+        "to drop it instead",
+        param=name,
+    )
+
+
+def _check_value(body: JSON, name: str, ok: bool, detail: str, target: Target) -> None:
+    if ok:
+        return
+    if not drops(body, target):
+        raise _unsupported(name, detail, target)
+    body.pop(name, None)
+
+
+def _tool_choice(body: JSON, preset: Preset, target: Target) -> None:
+    choice = body.get("tool_choice")
+    if choice is None or preset.tool_choices is None:
+        return
+    if isinstance(choice, str):
+        _check_value(body, "tool_choice", choice in preset.tool_choices, f"tool_choice '{choice}'", target)
+    else:
+        named = preset.named_tool_choice
+        _check_value(body, "tool_choice", named, "forcing a named tool with tool_choice", target)
+    if body.get("tool_choice") == "auto":
+        body.pop("tool_choice")  # the server's default; it does not know the field
+
+
+def _response_format(body: JSON, preset: Preset, target: Target) -> None:
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict):
+        return
+    kind = fmt.get("type")
+    known = kind in preset.response_formats
+    _check_value(body, "response_format", known, f"response_format '{kind}'", target)
+    if "response_format" in body:
+        converted = _converted_format(fmt, preset.format_style)
+        if converted is None:
+            body.pop("response_format")
+        else:
+            body["response_format"] = converted
+
+
+def _converted_format(fmt: JSON, style: FormatStyle) -> JSON | None:
+    kind = fmt.get("type")
+    spec = fmt.get("json_schema")
+    schema_spec: JSON = spec if isinstance(spec, dict) else {}
+    if style == "openai":
+        return fmt
+    if kind == "text":
+        return None
+    if style == "tgi":  # serde adjacently tagged: {"type": ..., "value": ...}
+        if kind == "json_schema":
+            value = {"name": schema_spec.get("name"), "schema": schema_spec.get("schema")}
+            return {"type": "json_schema", "value": value}
+        return {"type": "json", "value": {"type": "object"}}
+    if kind == "json_object":  # json_schema-only servers: any JSON object
+        return {"type": "json_schema", "json_schema": {"name": "json_object", "schema": {"type": "object"}}}
+    return fmt
+
+
+def _renamed(body: JSON, renames: Mapping[str, str]) -> None:
+    for old, new in renames.items():
+        if old in body:
+            value = body.pop(old)
+            if value is not None:
+                body[new] = value  # the newer name wins when a client sends both
+
+
+def _without_names(messages: Any) -> Any:
+    if not isinstance(messages, list):
+        return messages
+    return [{k: v for k, v in m.items() if k != "name"} if isinstance(m, dict) else m for m in messages]
+
+
+def prepare_chat(request: JSON, preset: Preset, target: Target) -> JSON:
+    """The request body for a preset's server (without model and stream_options, set by the adapter)."""
+    try:
+        body = check_supported(dict(request), CHAT_PARAMS - preset.unsupported, target)
+    except UnsupportedParameter as err:  # say which preset lacks it
+        raise _unsupported(err.param or "", f"parameter '{err.param}'", target) from None
+    _tool_choice(body, preset, target)
+    _response_format(body, preset, target)
+    _renamed(body, preset.renames)
+    if preset.stop_list and isinstance(body.get("stop"), str):
+        body["stop"] = [body["stop"]]
+    if preset.strip_message_names:
+        body["messages"] = _without_names(body.get("messages"))
+    return body
+
+
+def _with_usage_request(body: JSON, wanted: bool) -> JSON:
+    if not body.get("stream"):
+        return body
+    if wanted:
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    else:
+        body.pop("stream_options", None)
+    return body
+
+
+class Adapter(OpenAIAdapter):
+    type = "openai-compatible"
+
+    def needs_inline_images(self, target: Target) -> bool:
+        """Whether the gateway must inline http(s) images for this target (option, else preset)."""
+        option = getattr(target.options, "inline_images", None)
+        return preset_of(target).inline_images if option is None else bool(option)
+
+    @staticmethod
+    def _stream_usage(target: Target) -> bool:
+        option = getattr(target.options, "stream_usage", None)
+        return preset_of(target).stream_usage if option is None else bool(option)
+
+    def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        body = prepare_chat(request, preset_of(target), target)
+        body = _with_usage_request(body, self._stream_usage(target))
+        return self._post(self.chat_path, body, target, bool(body.get("stream")))
+
+    def chat_response(self, body: bytes, target: Target) -> JSON:
+        return normalise_completion(loads_object(body) or {}, target)
+
+    def chat_stream(self, request: JSON, target: Target) -> NormalisingStreamDecoder:
+        return NormalisingStreamDecoder(target)
+
+    def embeddings_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        if not preset_of(target).embeddings:
+            raise self._unsupported("embeddings", target)
+        return super().embeddings_request(request, target)
+
+    def completions_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        preset = preset_of(target)
+        if not preset.completions:
+            raise self._unsupported("legacy completions", target)
+        body = dict(request)
+        if preset.stop_list and isinstance(body.get("stop"), str):
+            body["stop"] = [body["stop"]]
+        body = _with_usage_request(body, self._stream_usage(target))
+        return self._post(self.completions_path, body, target, bool(body.get("stream")))
+
+    def completions_response(self, body: bytes, target: Target) -> JSON:
+        return normalise_completion(loads_object(body) or {}, target)
+
+    def completions_stream(self, request: JSON, target: Target) -> NormalisingStreamDecoder:
+        return NormalisingStreamDecoder(target, "text_completion")
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
+        return openai_shaped_error(status, headers, body, target)
+
+
+def _auth(config: ProviderConfig, options: BaseModel) -> UpstreamAuth:
+    # Bearer when a key is configured; local servers (ollama, vllm, ...) usually take none.
+    return StaticHeaderAuth.bearer(config.api_key.get_secret_value() if config.api_key else None)
+
+
+def _api_base(config: ProviderConfig, options: BaseModel) -> str | None:
+    if config.api_base or not isinstance(options, Options):
+        return None  # the configured api_base wins
+    return PRESETS[options.preset].api_base
+
+
+SPEC = ProviderSpec(
+    type="openai-compatible",
+    adapter=Adapter(),
+    options=Options,
+    default_api_base=None,
+    make_auth=_auth,
+    resolve_api_base=_api_base,
+)

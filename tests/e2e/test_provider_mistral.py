@@ -1,0 +1,371 @@
+"""Provider type 'mistral' end to end: the openai SDK -> gateway -> strict Mistral mock, and back.
+
+The mock refuses what La Plateforme refuses (``seed``, ``max_completion_tokens``,
+``stream_options``, ``user``, ``name`` on messages, tool call ids that are not 9 alphanumerics),
+so every passing call here also proves the translation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+
+PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+BAD_KEY = "mistral-wrong-key-4242"
+SAID = "Hello from the Switchboard mock. You said: "
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def mistral_config(mock: Mock) -> dict[str, Any]:
+    base = f"{mock.url}/mistral/v1"
+    return {
+        "providers": [
+            {"name": "mi", "type": "mistral", "api_base": base, "api_key": "${UPSTREAM_KEY}"},
+            {
+                "name": "mi-safe",
+                "type": "mistral",
+                "api_base": base,
+                "api_key": "${UPSTREAM_KEY}",
+                "safe_prompt": True,
+            },
+            {"name": "mi-bad-key", "type": "mistral", "api_base": base, "api_key": BAD_KEY},
+        ],
+        "models": [
+            {"name": "mistral-small", "provider": "mi", "model": "mistral-small-latest"},
+            {
+                "name": "mistral-lenient",
+                "provider": "mi",
+                "model": "mistral-small-latest",
+                "drop_params": True,
+            },
+            {"name": "mistral-safe", "provider": "mi-safe", "model": "mistral-small-latest"},
+            {"name": "mistral-embed", "provider": "mi", "model": "mistral-embed"},
+            {"name": "mistral-misconfigured", "provider": "mi-bad-key", "model": "mistral-small-latest"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+    }
+
+
+@pytest.fixture(scope="module")
+def mistral_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = start_gateway(mistral_config(mock_upstream), tmp_path_factory.mktemp("mistral"))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture
+def mi(mistral_gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=mistral_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def ask(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+# ---- chat -------------------------------------------------------------------------------------
+
+
+def test_non_stream_answer_and_usage(mi: openai.OpenAI) -> None:
+    resp = mi.chat.completions.create(
+        model="mistral-small",
+        messages=[
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": "hello", "name": "ann"},
+        ],
+        seed=7,  # sent as random_seed
+        temperature=0.2,
+        stop=["\n\n"],
+        user="end-user-1",  # no Mistral field: dropped
+    )
+    assert resp.object == "chat.completion"
+    assert resp.choices[0].message.content == SAID + "hello"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None
+    assert resp.usage.completion_tokens == len((SAID + "hello").split(" "))
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
+    assert resp.usage.prompt_tokens_details is not None
+    assert resp.usage.prompt_tokens_details.cached_tokens == 0
+
+
+def test_max_completion_tokens_becomes_max_tokens(mi: openai.OpenAI) -> None:
+    resp = mi.chat.completions.create(
+        model="mistral-small", messages=ask("count these words"), max_completion_tokens=3
+    )
+    assert resp.choices[0].message.content == "Hello from the"
+    assert resp.choices[0].finish_reason == "length"
+
+
+def test_safe_prompt_option_is_accepted(mi: openai.OpenAI) -> None:
+    resp = mi.chat.completions.create(model="mistral-safe", messages=ask("be safe"))
+    assert resp.choices[0].message.content == SAID + "be safe"
+
+
+def test_stream_text_finish_and_usage(mi: openai.OpenAI) -> None:
+    chunks = list(
+        mi.chat.completions.create(
+            model="mistral-small",
+            messages=ask("stream please"),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == SAID + "stream please"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
+    # Mistral puts usage on the finish chunk; the client sees OpenAI's separate final chunk.
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == len(text.split(" "))
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_stream_without_include_usage_hides_usage(mi: openai.OpenAI) -> None:
+    chunks = list(mi.chat.completions.create(model="mistral-small", messages=ask("quiet"), stream=True))
+    assert chunks and all(c.choices for c in chunks)
+    assert all(getattr(c, "usage", None) is None for c in chunks)
+
+
+def test_n_choices(mi: openai.OpenAI) -> None:
+    resp = mi.chat.completions.create(model="mistral-small", messages=ask("twice"), n=2)
+    assert [c.index for c in resp.choices] == [0, 1]
+
+
+def test_json_mode(mi: openai.OpenAI) -> None:
+    resp = mi.chat.completions.create(
+        model="mistral-small", messages=ask("answer in JSON"), response_format={"type": "json_object"}
+    )
+    assert json.loads(resp.choices[0].message.content or "") == {"answer": SAID + "answer in JSON"}
+
+
+def test_json_schema(mi: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    resp = mi.chat.completions.create(
+        model="mistral-small",
+        messages=ask("structured"),
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "reply", "schema": schema, "strict": True},
+        },
+    )
+    assert json.loads(resp.choices[0].message.content or "")["answer"].endswith("structured")
+
+
+# ---- tools ------------------------------------------------------------------------------------
+
+
+def test_tool_round_trip(mi: openai.OpenAI) -> None:
+    messages: list[dict[str, Any]] = ask("weather in Paris?")
+    first = mi.chat.completions.create(
+        model="mistral-small", messages=messages, tools=[WEATHER_TOOL], tool_choice="required"
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls is not None and len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    assert re.fullmatch(r"[A-Za-z0-9]{9}", call.id)  # Mistral's own id, passed through
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"})
+    final = mi.chat.completions.create(model="mistral-small", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.content == "The tool returned: 18C and sunny"
+
+
+def test_foreign_tool_call_ids_are_mapped(mi: openai.OpenAI) -> None:
+    # A conversation begun with OpenAI: ids like call_... would be a 400 at Mistral.
+    messages: list[dict[str, Any]] = [
+        *ask("weather in Paris and Rome?"),
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_abc123DEF456ghi789",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+                {
+                    "id": "call_zyx987",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_abc123DEF456ghi789", "content": "18C"},
+        {"role": "tool", "tool_call_id": "call_zyx987", "content": "25C"},
+    ]
+    final = mi.chat.completions.create(model="mistral-small", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].message.content == "The tool returned: 25C"
+
+
+def test_streamed_tool_call(mi: openai.OpenAI) -> None:
+    chunks = list(
+        mi.chat.completions.create(
+            model="mistral-small",
+            messages=ask("weather?"),
+            tools=[WEATHER_TOOL],
+            stream=True,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        )
+    )
+    deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert [d.index for d in deltas] == [0]
+    assert deltas[0].id and deltas[0].function and deltas[0].function.name == "get_weather"
+    assert json.loads(deltas[0].function.arguments or "") == {"city": "Paris"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "tool_calls"
+    ]
+
+
+# ---- images -----------------------------------------------------------------------------------
+
+
+def test_image_data_url(mi: openai.OpenAI) -> None:
+    resp = mi.chat.completions.create(
+        model="mistral-small",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": f"data:image/png;base64,{PIXEL_PNG}", "detail": "low"},
+                    },
+                ],
+            }
+        ],
+    )
+    assert resp.choices[0].message.content == SAID + "what is this? [1 image]"
+
+
+def test_image_http_url(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    resp = mi.chat.completions.create(
+        model="mistral-small",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "and this?"},
+                    {"type": "image_url", "image_url": {"url": f"{mock_upstream.url}/images/pixel.png"}},
+                ],
+            }
+        ],
+    )
+    assert resp.choices[0].message.content == SAID + "and this? [1 image]"
+
+
+# ---- embeddings -------------------------------------------------------------------------------
+
+
+def test_embeddings(mi: openai.OpenAI) -> None:
+    resp = mi.embeddings.create(model="mistral-embed", input=["one", "two"], dimensions=16)
+    assert [d.index for d in resp.data] == [0, 1]
+    assert all(len(d.embedding) == 16 for d in resp.data)
+    assert resp.usage.prompt_tokens == 2
+
+
+def test_embeddings_base64_and_float_agree(mi: openai.OpenAI) -> None:
+    packed = mi.embeddings.create(model="mistral-embed", input="one")  # the SDK asks for base64 by default
+    floats = mi.embeddings.create(model="mistral-embed", input="one", encoding_format="float")
+    assert len(floats.data[0].embedding) == 8
+    assert packed.data[0].embedding == pytest.approx(floats.data[0].embedding, abs=1e-6)
+
+
+# ---- unsupported parameters -------------------------------------------------------------------
+
+
+def test_logprobs_is_refused_by_name(mi: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask("hi"), logprobs=True)
+    assert exc.value.code == "unsupported_parameter"
+    assert "logprobs" in exc.value.message and "mistral" in exc.value.message
+
+
+def test_logprobs_dropped_when_asked(mi: openai.OpenAI) -> None:
+    resp = mi.chat.completions.create(
+        model="mistral-lenient", messages=ask("hi"), logprobs=True, top_logprobs=2
+    )
+    assert resp.choices[0].message.content == SAID + "hi"
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+def test_rate_limit(mi: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask("mock:status=429 mock:retry_after=7"))
+    assert exc.value.response.headers.get("retry-after") == "7"
+    assert "rate limit" in exc.value.message.lower()
+
+
+def test_context_length(mi: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(
+            model="mistral-small", messages=ask("mock:status=400 mock:error_code=context_length_exceeded")
+        )
+    assert exc.value.code == "context_length_exceeded"
+    assert "maximum context length" in exc.value.message
+
+
+def test_upstream_server_error(mi: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask("mock:status=500"))
+    assert exc.value.status_code == 502
+
+
+def test_upstream_overloaded(mi: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask("mock:status=503"))
+    assert exc.value.status_code == 503
+    assert exc.value.code == "upstream_overloaded"
+
+
+def test_upstream_auth_failure_hides_key(mi: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        mi.chat.completions.create(model="mistral-misconfigured", messages=ask("hi"))
+    assert exc.value.status_code == 502
+    assert exc.value.code == "upstream_authentication_failed"
+    assert BAD_KEY not in exc.value.response.text
+
+
+def test_mid_stream_failure(mi: openai.OpenAI) -> None:
+    stream = mi.chat.completions.create(
+        model="mistral-small", messages=ask("mock:fail_after=3 go"), stream=True
+    )
+    with pytest.raises(openai.APIError) as exc:
+        list(stream)
+    assert "mid-stream" in str(exc.value)
+
+
+def test_unsupported_content_part(mi: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(
+            model="mistral-small",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}],
+                }
+            ],
+        )
+    assert exc.value.param == "messages[0].content[0].type"
