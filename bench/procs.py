@@ -22,6 +22,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def tool(name: str) -> str:
+    """Path of a system tool, looking in the sbin directories too (nginx lives in /usr/sbin)."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+    return shutil.which(name, path=path) or name
+
+
 def can_pin() -> bool:
     return shutil.which("taskset") is not None and len(os.sched_getaffinity(0)) >= 2
 
@@ -47,8 +53,12 @@ def _stop_group(proc: subprocess.Popen, timeout: float) -> None:
 def run(cmd: Sequence[str], timeout: float) -> str:
     """Run a command to completion and return its stdout; stop it if we are interrupted."""
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        text=True, start_new_session=True,
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
     )
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -64,8 +74,13 @@ class Service:
     """A long-running child (server) with its output in a log file; use as a context manager."""
 
     def __init__(
-        self, name: str, cmd: Sequence[str], log_path: Path, *,
-        cpu: int | None = None, env: Mapping[str, str] | None = None,
+        self,
+        name: str,
+        cmd: Sequence[str],
+        log_path: Path,
+        *,
+        cpu: int | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.cmd = pinned(cmd, cpu)
@@ -76,8 +91,12 @@ class Service:
     def __enter__(self) -> Service:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=self.env,
+                self.cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=self.env,
             )
         return self
 
@@ -117,7 +136,10 @@ class Service:
 
 
 def http(
-    method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None,
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
     timeout: float = 10.0,
 ) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, data=body, headers=dict(headers or {}), method=method)

@@ -1,0 +1,398 @@
+"""Gateway overhead benchmark: wrk -> (gateway ->) nginx serving fixed OpenAI-format bodies.
+
+    python bench/run.py [--duration S] [--litellm] [--json out.json] [--markdown]
+
+Every target is measured with the same request bodies, headers and wrk settings; "direct" is wrk
+straight at nginx, the baseline the gateway rows are compared with. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import loadgen
+import upstream
+from procs import Service, can_pin, free_port, http, tool
+
+GATEWAY_CPU, LOAD_CPU = 0, 1
+MASTER_KEY = "sk-bench-master-key"
+MODES = ("non-stream", "stream")
+CONCURRENCY = (1, 32)
+MODEL = {"non-stream": "bench-model", "stream": "bench-model-stream"}
+TARGETS = {"throughput_c32_rps": 6000.0, "added_p50_c1_ms": 0.4}
+
+
+def request_body(mode: str) -> str:
+    body: dict = {"model": MODEL[mode]}
+    if mode == "stream":
+        body["stream"] = True
+    body["messages"] = [{"role": "user", "content": "Hello"}]
+    return json.dumps(body, separators=(",", ":"))
+
+
+HEADERS = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
+
+
+# --- targets ------------------------------------------------------------------------------------
+
+# A target starter takes (work dir, upstream base URL) and yields {mode: URL} while it runs.
+Starter = Callable[[Path, str], contextlib.AbstractContextManager[dict[str, str]]]
+
+
+@contextlib.contextmanager
+def direct(root: Path, base: str) -> Iterator[dict[str, str]]:
+    yield {"non-stream": base + upstream.CHAT_PATH, "stream": base + upstream.STREAM_PATH}
+
+
+def switchboard_config(base: str) -> str:
+    return f"""\
+providers:
+  - name: bench-upstream
+    type: openai
+    api_base: {base}/v1
+    api_key: bench-key
+  - name: bench-upstream-stream
+    type: openai
+    api_base: {base}/stream/v1
+    api_key: bench-key
+models:
+  - name: bench-model
+    provider: bench-upstream
+    model: gpt-4o-mini
+  - name: bench-model-stream
+    provider: bench-upstream-stream
+    model: gpt-4o-mini
+auth:
+  master_key: {MASTER_KEY}
+server:
+  log_level: warning
+"""
+
+
+@contextlib.contextmanager
+def switchboard(root: Path, base: str) -> Iterator[dict[str, str]]:
+    config = root / "switchboard.yaml"
+    config.write_text(switchboard_config(base))
+    exe = shutil.which("switchboard")
+    cmd = [exe] if exe else [sys.executable, "-m", "switchboard"]
+    port = free_port()
+    cmd += ["serve", "--config", str(config), "--port", str(port), "--workers", "1"]
+    url = f"http://127.0.0.1:{port}"
+    with Service("switchboard", cmd, root / "switchboard.log", cpu=GATEWAY_CPU) as svc:
+        svc.wait_ready(url + "/health/ready", timeout=30)
+        yield dict.fromkeys(MODES, url + "/v1/chat/completions")
+
+
+def litellm_config(base: str) -> str:
+    entries = "".join(
+        f"""\
+  - model_name: {MODEL[mode]}
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {base}{prefix}/v1
+      api_key: bench-key
+"""
+        for mode, prefix in (("non-stream", ""), ("stream", "/stream"))
+    )
+    return f"model_list:\n{entries}general_settings:\n  master_key: {MASTER_KEY}\n"
+
+
+def litellm_missing() -> str | None:
+    if importlib.util.find_spec("litellm") is None:
+        return "litellm is not importable (pip install 'litellm[proxy]')"
+    if shutil.which("litellm") is None:
+        return "the 'litellm' command is not on PATH"
+    return None
+
+
+@contextlib.contextmanager
+def litellm(root: Path, base: str) -> Iterator[dict[str, str]]:
+    config = root / "litellm.yaml"
+    config.write_text(litellm_config(base))
+    port = free_port()
+    cmd = ["litellm", "--config", str(config), "--port", str(port), "--num_workers", "1"]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # no model-price download at start-up
+    with Service("litellm", cmd, root / "litellm.log", cpu=GATEWAY_CPU, env=env) as svc:
+        svc.wait_ready(url + "/health/readiness", timeout=120)
+        yield dict.fromkeys(MODES, url + "/v1/chat/completions")
+
+
+STARTERS: dict[str, Starter] = {"direct": direct, "switchboard": switchboard, "litellm": litellm}
+
+
+def check(url: str, mode: str) -> None:
+    """One request before measuring: the target must answer correctly, or its numbers mean nothing."""
+    status, headers, raw = http("POST", url, request_body(mode).encode(), HEADERS)
+    ctype = headers.get("content-type", "")
+    want = upstream.CONTENT_TEXT
+    if status != 200:
+        raise RuntimeError(f"{url} ({mode}): HTTP {status}: {raw[:500]!r}")
+    try:
+        if mode == "non-stream":
+            content = json.loads(raw)["choices"][0]["message"]["content"]
+            ok = ctype.startswith("application/json") and content == want
+        else:
+            events = [ln[6:] for ln in raw.decode().splitlines() if ln.startswith("data: ")]
+            chunks = [json.loads(e) for e in events if e != "[DONE]"]
+            content = "".join(c["delta"].get("content") or "" for ch in chunks for c in ch["choices"])
+            ok = ctype.startswith("text/event-stream") and events[-1:] == ["[DONE]"] and content == want
+    except (ValueError, LookupError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise RuntimeError(f"{url} ({mode}): unexpected response ({ctype}): {raw[:500]!r}")
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    target: str
+    mode: str
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    requests: int
+    errors: int
+    rps_vs_direct: float | None = None
+    added_p50_ms: float | None = None
+
+    @property
+    def scenario(self) -> str:
+        return f"{self.target} {self.mode} c={self.concurrency}"
+
+
+def measure(
+    target: str, urls: dict[str, str], scripts: dict[str, Path], args: argparse.Namespace
+) -> list[Row]:
+    rows = []
+    for mode in MODES:
+        check(urls[mode], mode)
+        for conc in CONCURRENCY:
+            opts = {"connections": conc, "cpu": LOAD_CPU}
+            if args.warmup > 0:
+                loadgen.wrk(urls[mode], scripts[mode], duration=args.warmup, **opts)
+            res = loadgen.wrk(urls[mode], scripts[mode], duration=args.duration, **opts)
+            row = Row(
+                target,
+                mode,
+                conc,
+                res.rps,
+                res.p50_ms,
+                res.p90_ms,
+                res.p99_ms,
+                res.mean_ms,
+                res.requests,
+                res.errors,
+            )
+            print(
+                f"  {row.scenario:<32} {row.rps:>9,.0f} req/s  p50 {row.p50_ms:.3f} ms  "
+                f"p99 {row.p99_ms:.3f} ms" + (f"  ERRORS {row.errors}" if row.errors else ""),
+                flush=True,
+            )
+            rows.append(row)
+    return rows
+
+
+def compare(rows: list[Row]) -> None:
+    base = {(r.mode, r.concurrency): r for r in rows if r.target == "direct"}
+    for r in rows:
+        d = base.get((r.mode, r.concurrency))
+        if r.target != "direct" and d is not None:
+            r.rps_vs_direct = r.rps / d.rps if d.rps else None
+            r.added_p50_ms = r.p50_ms - d.p50_ms
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+
+def _first_line(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "not found"
+    return (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr).strip() else "?"
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        version = importlib.metadata.version("switchboard")
+    except importlib.metadata.PackageNotFoundError:
+        version = "not installed"
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "switchboard": version,
+        "nginx": _first_line([tool("nginx"), "-v"]).rpartition("/")[2],
+        "wrk": _first_line([tool("wrk"), "-v"]).split(" Copyright")[0].removeprefix("wrk "),
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def table(rows: list[Row], markdown: bool) -> str:
+    head = ["Scenario", "req/s", "p50 ms", "p99 ms", "vs direct", "+p50 ms", "errors"]
+    body = [
+        [
+            r.scenario,
+            f"{r.rps:,.0f}",
+            f"{r.p50_ms:.3f}",
+            f"{r.p99_ms:.3f}",
+            _fmt(r.rps_vs_direct, ".2f") + ("x" if r.rps_vs_direct is not None else ""),
+            _fmt(r.added_p50_ms, "+.3f"),
+            str(r.errors),
+        ]
+        for r in rows
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(b) + " |" for b in body])
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    fmt = "  ".join([f"{{:<{widths[0]}}}"] + [f"{{:>{w}}}" for w in widths[1:]])
+    return "\n".join(
+        [fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*b) for b in body]
+    )
+
+
+def verdicts(rows: list[Row]) -> list[str]:
+    out = []
+    for r in rows:
+        if r.target != "switchboard":
+            continue
+        if r.concurrency == 32:
+            ok = r.rps >= TARGETS["throughput_c32_rps"]
+            out.append(f"{r.scenario}: {r.rps:,.0f} req/s (target >= 6,000): {'PASS' if ok else 'FAIL'}")
+        if r.concurrency == 1 and r.added_p50_ms is not None:
+            ok = r.added_p50_ms <= TARGETS["added_p50_c1_ms"]
+            out.append(
+                f"{r.scenario}: {r.added_p50_ms:+.3f} ms p50 vs direct (target <= 0.4 ms): "
+                f"{'PASS' if ok else 'FAIL'}"
+            )
+    return out
+
+
+def report(rows: list[Row], info: dict[str, str], args: argparse.Namespace) -> None:
+    print("\n" + table(rows, markdown=False))
+    for line in verdicts(rows):
+        print("  " + line)
+    if args.markdown:
+        print()
+        print(f"- CPU: {info['cpu']}, {info['cores']} cores")
+        print(f"- {info['kernel']}; {info['python']}; switchboard {info['switchboard']}")
+        print(f"- nginx {info['nginx']}; wrk {info['wrk']}")
+        pin = f"gateway on CPU {GATEWAY_CPU}, wrk and nginx on CPU {LOAD_CPU}" if can_pin() else "not pinned"
+        print(f"- {args.duration:g} s measured after {args.warmup:g} s warm-up per scenario; {pin}\n")
+        print(table(rows, markdown=True))
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each run")
+    parser.add_argument("--litellm", action="store_true", help="also measure LiteLLM's proxy if installed")
+    parser.add_argument(
+        "--targets",
+        default="direct,switchboard",
+        help="comma-separated targets among direct,switchboard,litellm (default: %(default)s)",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write machine info and results as JSON")
+    parser.add_argument("--markdown", action="store_true", help="also print a Markdown table for the docs")
+    args = parser.parse_args(argv)
+
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if args.litellm and "litellm" not in targets:
+        targets.append("litellm")
+    unknown = set(targets) - STARTERS.keys()
+    if unknown:
+        parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
+    if "direct" not in targets:
+        targets.insert(0, "direct")  # the baseline every other row is compared with
+
+    # SIGTERM unwinds like Ctrl-C, so every `with` below stops its processes and removes its files.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    info = machine()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    if not can_pin():
+        print("warning: taskset missing or fewer than 2 CPUs: processes are NOT pinned", file=sys.stderr)
+
+    rows: list[Row] = []
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
+        root = Path(tmp)
+        scripts = {}
+        for mode in MODES:
+            scripts[mode] = root / f"{mode}.lua"
+            scripts[mode].write_text(loadgen.lua_script(request_body(mode), HEADERS))
+        nginx, base = upstream.nginx(root / "nginx", cpu=LOAD_CPU)
+        with nginx:
+            nginx.wait_ready(base + upstream.CHAT_PATH, timeout=10)
+            for target in targets:
+                missing = litellm_missing() if target == "litellm" else None
+                if missing:
+                    print(f"skipping litellm: {missing}")
+                    continue
+                print(f"{target}:", flush=True)
+                try:
+                    with STARTERS[target](root, base) as urls:
+                        rows += measure(target, urls, scripts, args)
+                except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                    print(f"{target} FAILED: {exc}", file=sys.stderr)
+                    failed.append(target)
+                time.sleep(0.5)  # let the previous target's sockets drain before the next one
+
+    compare(rows)
+    report(rows, info, args)
+    if args.json:
+        settings = {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "pinned": can_pin(),
+            "gateway_cpu": GATEWAY_CPU,
+            "load_cpu": LOAD_CPU,
+            "targets": TARGETS,
+        }
+        doc = {"machine": info, "settings": settings, "results": [asdict(r) for r in rows], "failed": failed}
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted; processes stopped and temp files removed", file=sys.stderr)
+        sys.exit(130)
