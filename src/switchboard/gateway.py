@@ -32,7 +32,7 @@ class Gateway:
             DecodeStage(),
             RouteStage(self.routes),
         ]
-        if any(route.adapter.inline_images for route in self.routes.values()):
+        if any(route.adapter.needs_inline_images(route.target) for route in self.routes.values()):
             stages.append(InlineImagesStage(self.images))
         return stages
 

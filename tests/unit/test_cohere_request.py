@@ -267,8 +267,9 @@ def test_embeddings_input_type_from_options_and_request() -> None:
     assert embed_body({"input": ["a"], "input_type": "search_query"}, t)["input_type"] == "search_query"
 
 
-def test_embeddings_base64_asks_for_both_types() -> None:
-    assert embed_body({"input": "a", "encoding_format": "base64"})["embedding_types"] == ["float", "base64"]
+def test_embeddings_always_ask_for_floats() -> None:
+    # base64 is packed by the gateway from the floats (providers/embedding_encoding.py).
+    assert embed_body({"input": "a", "encoding_format": "base64"})["embedding_types"] == ["float"]
 
 
 def test_embeddings_token_arrays_are_refused() -> None:

@@ -19,6 +19,7 @@ from switchboard.errors import (
     UpstreamUnavailable,
 )
 from switchboard.providers.cohere import SPEC, CohereOptions
+from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.routing.target import Target
 
 TARGET = Target(name="command-a", model="command-a-03-2025", provider="co", provider_type="cohere",
@@ -158,10 +159,10 @@ def test_embeddings_float() -> None:
 
 
 def test_embeddings_base64_is_packed_from_floats() -> None:
-    floats = EMBED_RESPONSE["embeddings"]
-    body = {**EMBED_RESPONSE, "embeddings": {**floats, "base64": ["ignored", "ignored"]}}
-    out = SPEC.adapter.embeddings_response(orjson.dumps(body), TARGET)
-    first = base64.b64decode(out["data"][0]["embedding"])
+    out = SPEC.adapter.embeddings_response(orjson.dumps(EMBED_RESPONSE), TARGET)
+    assert out["data"][0]["embedding"] == [0.25, -0.5]
+    packed = apply_encoding_format({"encoding_format": "base64"}, out)
+    first = base64.b64decode(packed["data"][0]["embedding"])
     assert struct.unpack("<2f", first) == (0.25, -0.5)
 
 

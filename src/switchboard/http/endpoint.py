@@ -81,15 +81,14 @@ class PipelineEndpoint:
         try:
             result = await self._chain(ctx)
         except GatewayError as err:
-            await self._send_error(send, err, extra)
+            await self._send_error(send, err, _with(extra, ctx.response_headers))
             return
         except Exception:
             log.exception("request %s: unexpected error", ctx.request_id)
-            await self._send_error(
-                send, InternalError(f"internal error (request id {ctx.request_id})"), extra
-            )
+            error = InternalError(f"internal error (request id {ctx.request_id})")
+            await self._send_error(send, error, _with(extra, ctx.response_headers))
             return
-        headers = extra + encode_headers(ctx.response_headers) if ctx.response_headers else extra
+        headers = _with(extra, ctx.response_headers)
         if isinstance(result, Reply):
             await send_bytes(send, result.status, self.inbound.encode(ctx, result.body), headers, JSON_CT)
             return
@@ -106,8 +105,11 @@ class PipelineEndpoint:
         await send({"type": "http.response.body", "body": b""})
 
     async def _send_error(self, send: Send, err: GatewayError, extra: list[tuple[bytes, bytes]]) -> None:
-        headers = extra + encode_headers(err.headers) if err.headers else extra
-        await send_bytes(send, err.status, self.inbound.encode_error(err), headers, JSON_CT)
+        await send_bytes(send, err.status, self.inbound.encode_error(err), _with(extra, err.headers), JSON_CT)
+
+
+def _with(headers: list[tuple[bytes, bytes]], more: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return headers + encode_headers(more) if more else headers
 
 
 async def _internal_errors_as_gateway(

@@ -1,6 +1,6 @@
 """Inline remote images for providers that only accept image bytes.
 
-Runs only when the routed adapter sets ``inline_images``: every http(s) ``image_url`` in the
+Runs only when the routed adapter needs it (``needs_inline_images``): every http(s) ``image_url`` in the
 messages is fetched (bounded in size and time, private addresses refused unless allowed) and
 replaced by a ``data:`` URL, so adapters stay pure and never do I/O.
 """
@@ -100,7 +100,11 @@ class InlineImagesStage:
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         route = ctx.route
-        if route is not None and route.adapter.inline_images and (parts := remote_image_parts(ctx.request)):
+        if (
+            route is not None
+            and route.adapter.needs_inline_images(route.target)
+            and (parts := remote_image_parts(ctx.request))
+        ):
             if not self._fetcher.config.fetch_remote:
                 raise InvalidRequest(
                     f"model '{route.target.name}' needs inline images and fetching remote images is disabled",

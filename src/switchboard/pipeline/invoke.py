@@ -5,13 +5,14 @@ Operations are a table of adapter methods, so the terminal holds no per-operatio
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from switchboard.context import Reply, RequestContext, Result, StreamReply
 from switchboard.providers.base import JSON, StreamDecoder
+from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.upstream.client import UpstreamStream
 from switchboard.upstream.request import UpstreamRequest
 
@@ -23,11 +24,13 @@ class Operation:
     build: str
     parse: str
     stream: str | None = None
+    # Applied to every parsed response: canonical details no single adapter can settle.
+    finish: Callable[[JSON, JSON], JSON] | None = None
 
 
 OPERATIONS: dict[str, Operation] = {
     "chat": Operation("chat_request", "chat_response", "chat_stream"),
-    "embeddings": Operation("embeddings_request", "embeddings_response"),
+    "embeddings": Operation("embeddings_request", "embeddings_response", finish=apply_encoding_format),
     "completions": Operation("completions_request", "completions_response", "completions_stream"),
 }
 
@@ -48,6 +51,8 @@ async def invoke(ctx: RequestContext) -> Result:
     if reply.status >= 400:
         raise adapter.error(reply.status, reply.headers, reply.body, target)
     body: JSON = getattr(adapter, op.parse)(reply.body, target)
+    if op.finish is not None:
+        body = op.finish(ctx.request, body)
     ctx.usage = body.get("usage")
     return Reply(body)
 

@@ -44,6 +44,10 @@ class ProviderAdapter:
     # image URLs with data URLs before the adapter sees the request (pipeline/images.py).
     inline_images: bool = False
 
+    def needs_inline_images(self, target: Target) -> bool:
+        """Whether http(s) images must be inlined for this target (presets may differ by host)."""
+        return self.inline_images
+
     def _unsupported(self, what: str, target: Target) -> UnsupportedOperation:
         return UnsupportedOperation(
             f"{what} is not supported by provider type '{target.provider_type}' (model '{target.name}')",

@@ -62,13 +62,13 @@ def check_supported(
 ) -> dict[str, Any]:
     """Return ``request`` without the known-but-unsupported params (when dropping), else raise.
 
-    ``n`` equal to 1 and ``false``/``null`` values are not treated as requests for a feature.
+    ``n`` equal to 1 and ``false``/``null``/``0`` values are not treated as requests for a feature.
     """
     allowed = set(supported) | GATEWAY_PARAMS
     offending = [
         k
         for k, v in request.items()
-        if k in known and k not in allowed and v is not None and v is not False and not (k == "n" and v == 1)
+        if k in known and k not in allowed and v not in (None, False, 0) and not (k == "n" and v == 1)
     ]
     if not offending:
         return request

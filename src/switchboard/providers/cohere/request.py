@@ -242,10 +242,6 @@ def embed_body(request: JSON, target: Target, default_input_type: str) -> JSON:
         "input_type": input_type if isinstance(input_type, str) else default_input_type,
         "embedding_types": ["float"],
     }
-    if request.get("encoding_format") == "base64":
-        # The response parser never sees the request, so asking Cohere for base64 as well marks the
-        # answer; the gateway still packs the float vectors itself (OpenAI's float32 little-endian).
-        body["embedding_types"] = ["float", "base64"]
     if request.get("dimensions") is not None:
         body["output_dimension"] = request["dimensions"]
     if isinstance(request.get("truncate"), str):

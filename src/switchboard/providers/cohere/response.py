@@ -8,8 +8,6 @@ Reference: https://docs.cohere.com/reference/chat (``ChatResponseV2``, ``Assista
 
 from __future__ import annotations
 
-import base64
-import struct
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -150,8 +148,6 @@ def chat_response(body: bytes, target: Target) -> JSON:
 # ---- embeddings -------------------------------------------------------------------------------
 
 
-def _b64(vector: list[float]) -> str:
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def embeddings_response(body: bytes, target: Target) -> JSON:
@@ -160,10 +156,8 @@ def embeddings_response(body: bytes, target: Target) -> JSON:
     vectors = embeddings.get("float")
     if not isinstance(vectors, list):
         raise invalid_body(target)
-    # A "base64" member is present only when the request asked for it (request.embed_body).
-    as_b64 = "base64" in embeddings
-    data = [{"object": "embedding", "index": i, "embedding": _b64(v) if as_b64 else v}
-            for i, v in enumerate(vectors)]
+    # encoding_format base64 is applied by the gateway for every provider (embedding_encoding.py).
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
     meta = obj_at(obj, "meta")
     billed, tokens = obj_at(meta, "billed_units"), obj_at(meta, "tokens")
     prompt = _count(billed.get("input_tokens"), tokens.get("input_tokens")) or 0
