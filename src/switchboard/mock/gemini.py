@@ -1,0 +1,570 @@
+"""Mock of Google's Gemini API, on AI Studio paths and on Vertex AI paths, plus a token endpoint.
+
+Paths:
+    POST /v1beta/models/<model>:generateContent | :streamGenerateContent[?alt=sse] | :batchEmbedContents
+    POST /v1/projects/<p>/locations/<l>/publishers/google/models/<model>:generateContent | ... | :predict
+    POST /vertex/token   the OAuth token endpoint of a service account (JWT bearer grant)
+    POST /vertex/keys    test hook: publish a service account's public key, as Google publishes
+                         its certificates; assertions signed by unknown keys are refused
+    GET  /vertex/stats   how many access tokens each service account was issued
+
+Strict like the real API (https://ai.google.dev/api/generate-content): unknown field names,
+role "assistant", missing ``contents``, empty parts, functionResponse without name, schema keys
+outside Gemini's subset, allowedFunctionNames outside mode ANY and Gemini 3 function calls
+without thought signature are refused with Google's error body. AI Studio paths check the
+``x-goog-api-key`` header (a wrong key is 400 API_KEY_INVALID, as Google answers); Vertex paths
+need a token this mock issued. Directives of ``mock/controls.py`` work, plus ``mock:safety=1``
+(a candidate stopped with SAFETY), ``mock:block_prompt=1`` (promptFeedback.blockReason),
+``mock:cached_tokens=N`` and ``mock:thoughts_tokens=N`` (usage fields).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from switchboard.mock import text as T
+from switchboard.mock.common import (
+    before_answer,
+    json_response,
+    new_id,
+    read_json,
+    request_controls,
+    stream_response,
+)
+from switchboard.mock.controls import Controls, text_of
+
+JSON = dict[str, Any]
+_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+           429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_TOP = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings",
+        "cachedContent", "labels"}
+_GENERATION = {"temperature", "topP", "topK", "candidateCount", "maxOutputTokens", "stopSequences", "seed",
+               "presencePenalty", "frequencyPenalty", "responseMimeType", "responseSchema",
+               "responseJsonSchema", "responseLogprobs", "logprobs", "thinkingConfig", "responseModalities",
+               "mediaResolution"}
+_SCHEMA = {"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties",
+           "required", "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example",
+           "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"}
+_TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
+_PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
+              "codeExecutionResult"}
+_PART_META = {"thought", "thoughtSignature", "videoMetadata"}
+_DECLARATION = {"name", "description", "parameters", "parametersJsonSchema", "response", "behavior"}
+_FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
+_EXTRA = re.compile(r"mock:(safety|block_prompt|cached_tokens|thoughts_tokens)=(\d+)")
+SIGNATURE = base64.b64encode(b"mock-thought-signature").decode()
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+class Invalid(Exception):
+    """A request the real API refuses: 400 INVALID_ARGUMENT with this message."""
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def error(status: int, message: str, details: list[JSON] | None = None) -> Response:
+    body = {"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}}
+    if details:
+        body["error"]["details"] = details
+    return json_response(body, status)
+
+
+def injected(c: Controls) -> Response | None:
+    if not c.status:
+        return None
+    if c.status == 429:
+        delay = f"{c.retry_after or '1'}s"
+        retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+        return error(429, "Resource has been exhausted (e.g. check quota).", [retry])
+    if c.error_code == "context_length_exceeded":
+        return error(400, "The input token count (1234567) exceeds the maximum number of tokens allowed "
+                          "(1048576).")
+    if c.status == 503:
+        return error(503, "The model is overloaded. Please try again later.")
+    return error(c.status, f"mock: injected error {c.status}")
+
+
+def _unknown(obj: JSON, allowed: set[str], where: str) -> None:
+    for key in obj:
+        camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)  # proto JSON takes both spellings
+        if camel not in allowed:
+            raise Invalid(f'Invalid JSON payload received. Unknown name "{key}" at \'{where}\': '
+                          "Cannot find field.")
+
+
+# -- credentials ---------------------------------------------------------------------------------
+
+
+def check_api_key(request: Request) -> Response | None:
+    expected = request.app.state.api_key
+    given = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    if not expected:
+        return None
+    if not given:
+        return error(403, "Method doesn't allow unregistered callers (callers without established identity). "
+                          "Please use API Key or other form of API consumer identity to call this API.")
+    if given != expected:
+        info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com"}
+        return error(400, "API key not valid. Please pass a valid API key.", [info])
+    return None
+
+
+def _state(request: Request, name: str) -> dict[str, Any]:
+    value = getattr(request.app.state, name, None)
+    if value is None:
+        value = {}
+        setattr(request.app.state, name, value)
+    return value
+
+
+def check_token(request: Request) -> Response | None:
+    if not request.app.state.api_key:
+        return None
+    auth = request.headers.get("authorization", "")
+    expiry = _state(request, "google_tokens").get(auth.removeprefix("Bearer "))
+    if not auth.startswith("Bearer ") or expiry is None or expiry < time.time():
+        return error(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                          "login cookie or other valid authentication credential.")
+    return None
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _oauth_error(code: str, description: str) -> Response:
+    return json_response({"error": code, "error_description": description}, 400)
+
+
+def _check_assertion(request: Request, assertion: str) -> str:
+    """The verified client_email of a JWT bearer assertion; ValueError(description) when refused."""
+    try:
+        head, claims_b64, sig = assertion.split(".")
+        header, claims = orjson.loads(_b64url(head)), orjson.loads(_b64url(claims_b64))
+    except (ValueError, binascii.Error):
+        raise ValueError("Invalid JWT: the assertion is not a JWT") from None
+    if header.get("alg") != "RS256" or not header.get("kid"):
+        raise ValueError("Invalid JWT header: alg must be RS256 and kid set")
+    now = time.time()
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if not isinstance(iat, int) or not isinstance(exp, int) or not (exp - 3600 <= iat <= now + 60 < exp + 60):
+        raise ValueError("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable "
+                         "timeframe")
+    if urlsplit(str(claims.get("aud"))).path != request.url.path:
+        raise ValueError("Invalid JWT: aud must be the token endpoint")
+    if "https://www.googleapis.com/auth/cloud-platform" not in str(claims.get("scope", "")).split():
+        raise ValueError("Invalid OAuth scope or ID token audience provided.")
+    published = _state(request, "google_keys").get(header["kid"])
+    if published is None or published[0] != claims.get("iss"):
+        raise ValueError("Invalid JWT Signature.")
+    try:
+        signed = f"{head}.{claims_b64}".encode()
+        published[1].verify(_b64url(sig), signed, padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, binascii.Error, ValueError):
+        raise ValueError("Invalid JWT Signature.") from None
+    return str(claims["iss"])
+
+
+async def token(request: Request) -> Response:
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    if form.get("grant_type") != JWT_GRANT:
+        return _oauth_error("unsupported_grant_type", f"Invalid grant_type: {form.get('grant_type', '')}")
+    try:
+        email = _check_assertion(request, form.get("assertion", ""))
+    except ValueError as exc:
+        return _oauth_error("invalid_grant", str(exc))
+    access = "ya29.mock-" + secrets.token_urlsafe(24)
+    _state(request, "google_tokens")[access] = time.time() + 3600
+    issued = _state(request, "google_issued")
+    issued[email] = issued.get(email, 0) + 1
+    return json_response({"access_token": access, "expires_in": 3599, "token_type": "Bearer"})
+
+
+async def publish_key(request: Request) -> Response:
+    body = await read_json(request)
+    try:
+        key = serialization.load_pem_public_key(str(body["public_key_pem"]).encode())
+        assert isinstance(key, rsa.RSAPublicKey)
+        _state(request, "google_keys")[str(body["private_key_id"])] = (str(body["client_email"]), key)
+    except (TypeError, KeyError, ValueError, AssertionError):
+        return json_response({"error": "expected client_email, private_key_id, RSA public_key_pem"}, 400)
+    return Response(status_code=204)
+
+
+async def stats(request: Request) -> Response:
+    return json_response({"issued": _state(request, "google_issued")})
+
+
+# -- request validation --------------------------------------------------------------------------
+
+
+def validate_generate(body: Any, model: str) -> None:
+    if not isinstance(body, dict):
+        raise Invalid("Invalid JSON payload received. Expected an object.")
+    _unknown(body, _TOP, "")
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise Invalid("* GenerateContentRequest.contents: contents is not specified\n")
+    for i, content in enumerate(contents):
+        _content(content, f"contents[{i}]", roles=True)
+        _signatures(content, i, model)
+    if body.get("systemInstruction") is not None:
+        _content(body["systemInstruction"], "system_instruction", roles=False)
+    names = _tools(body.get("tools"))
+    _tool_config(body.get("toolConfig"), names)
+    _generation(body.get("generationConfig"))
+
+
+def _content(content: Any, where: str, roles: bool) -> None:
+    if not isinstance(content, dict):
+        raise Invalid(f"Invalid value at '{where}': expected an object")
+    _unknown(content, {"role", "parts"}, where)
+    role = content.get("role")
+    if roles and role not in (None, "user", "model"):
+        raise Invalid("Please use a valid role: user, model.")
+    parts = content.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise Invalid(f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.\n")
+    for j, part in enumerate(parts):
+        _part(part, f"{where}.parts[{j}]")
+
+
+def _part(part: Any, where: str) -> None:
+    if not isinstance(part, dict):
+        raise Invalid(f"Invalid value at '{where}': expected an object")
+    _unknown(part, _PART_DATA | _PART_META, where)
+    data = [k for k in part if k in _PART_DATA]
+    if len(data) != 1:
+        raise Invalid(f"* GenerateContentRequest.{where}.data: required oneof field 'data' must have one "
+                      "initialized field\n")
+    kind, value = data[0], part[data[0]]
+    if kind == "text" and not isinstance(value, str):
+        raise Invalid(f"Invalid value at '{where}.text' (TYPE_STRING)")
+    if kind == "inlineData":
+        _inline(value, where)
+    if kind == "functionCall" and not (isinstance(value, dict) and value.get("name")):
+        raise Invalid(f"* GenerateContentRequest.{where}.function_call.name: Name cannot be empty.\n")
+    if kind == "functionResponse":
+        if not isinstance(value, dict) or not value.get("name"):
+            raise Invalid(f"* GenerateContentRequest.{where}.function_response.name: Name cannot be empty.\n")
+        if not isinstance(value.get("response"), dict):
+            raise Invalid(f"Invalid value at '{where}.function_response.response' (type.googleapis.com/"
+                          "google.protobuf.Struct)")
+
+
+def _inline(value: Any, where: str) -> None:
+    if not isinstance(value, dict) or not value.get("mimeType") or not isinstance(value.get("data"), str):
+        raise Invalid(f"* GenerateContentRequest.{where}.inline_data: mime_type and data are required\n")
+    try:
+        base64.b64decode(value["data"], validate=True)
+    except binascii.Error:
+        raise Invalid(f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding failed"
+                      ) from None
+
+
+def _signatures(content: Any, i: int, model: str) -> None:
+    """Gemini 3 refuses a replayed step whose first function call lost its thought signature."""
+    calls = [p for p in content["parts"] if "functionCall" in p]
+    if "gemini-3" in model and calls and not calls[0].get("thoughtSignature"):
+        raise Invalid(f"Function call is missing a thought_signature in functionCall parts. Additional data, "
+                      f"function call `{calls[0]['functionCall']['name']}` , position {i + 1}.")
+
+
+def _tools(tools: Any) -> list[str]:
+    names: list[str] = []
+    for k, tool in enumerate(tools or []):
+        _unknown(tool, {"functionDeclarations", "googleSearch", "codeExecution", "urlContext"}, f"tools[{k}]")
+        for d, decl in enumerate(tool.get("functionDeclarations") or []):
+            where = f"tools[{k}].function_declarations[{d}]"
+            _unknown(decl, _DECLARATION, where)
+            if not _FUNCTION_NAME.match(str(decl.get("name", ""))):
+                raise Invalid(f"* GenerateContentRequest.{where}.name: Invalid function name.\n")
+            if "parameters" in decl:
+                _schema(decl["parameters"], f"{where}.parameters")
+            names.append(decl["name"])
+    return names
+
+
+def _schema(schema: Any, where: str) -> None:
+    if not isinstance(schema, dict):
+        raise Invalid(f"Invalid value at '{where}': expected a Schema object")
+    _unknown(schema, _SCHEMA, where)
+    if "type" in schema and str(schema["type"]).upper() not in _TYPES:
+        raise Invalid(f"Invalid value at '{where}.type' (type.googleapis.com/google.ai.generativelanguage."
+                      "v1beta.Type)")
+    props = schema.get("properties")
+    if props is not None:
+        if not props:
+            raise Invalid(f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT "
+                          "type\n")
+        for name, sub in props.items():
+            _schema(sub, f"{where}.properties[{name}].value")
+    if "items" in schema:
+        _schema(schema["items"], f"{where}.items")
+    for n, sub in enumerate(schema.get("anyOf") or []):
+        _schema(sub, f"{where}.any_of[{n}]")
+
+
+def _tool_config(config: Any, names: list[str]) -> None:
+    if config is None:
+        return
+    _unknown(config, {"functionCallingConfig", "retrievalConfig"}, "tool_config")
+    fcc = config.get("functionCallingConfig") or {}
+    _unknown(fcc, {"mode", "allowedFunctionNames"}, "tool_config.function_calling_config")
+    if fcc.get("mode", "AUTO") not in ("AUTO", "ANY", "NONE", "VALIDATED", "MODE_UNSPECIFIED"):
+        raise Invalid("Invalid value at 'tool_config.function_calling_config.mode'")
+    allowed = fcc.get("allowedFunctionNames")
+    if allowed and fcc.get("mode") not in ("ANY", "VALIDATED"):
+        raise Invalid("* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: "
+                      "allowed_function_names should only be set when the Function calling mode is ANY.\n")
+    for name in allowed or []:
+        if name not in names:
+            raise Invalid(f"allowed_function_names contains '{name}', which is not a declared function.")
+
+
+def _generation(config: Any) -> None:
+    if config is None:
+        return
+    _unknown(config, _GENERATION, "generation_config")
+    if not 1 <= config.get("candidateCount", 1) <= 8:
+        raise Invalid("* GenerateContentRequest.generation_config.candidate_count: must be between 1 and 8\n")
+    if len(config.get("stopSequences") or []) > 5:
+        raise Invalid("* GenerateContentRequest.generation_config.stop_sequences: at most 5 stop sequences\n")
+    if "responseSchema" in config:
+        if config.get("responseMimeType") != "application/json":
+            raise Invalid("* GenerateContentRequest.generation_config.response_mime_type: must be "
+                          "application/json when response_schema is set\n")
+        _schema(config["responseSchema"], "generation_config.response_schema")
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def _lower_types(schema: Any) -> Any:
+    """Gemini's upper-case schema types, as mock/text.arguments_for expects them."""
+    if isinstance(schema, dict):
+        return {k: v.lower() if k == "type" and isinstance(v, str) else _lower_types(v)
+                for k, v in schema.items()}
+    return schema
+
+
+def _function_to_call(body: JSON, c: Controls) -> JSON | None:
+    decls = [d for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+    fcc = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    mode = fcc.get("mode", "AUTO")
+    last_parts = body["contents"][-1]["parts"]
+    answered = any("functionResponse" in p for p in last_parts)
+    if not decls or mode == "NONE" or (answered and mode != "ANY" and not c.tool_call):
+        return None
+    wanted = c.tool_call or (fcc.get("allowedFunctionNames") or [None])[0]
+    return next((d for d in decls if d["name"] == wanted), decls[0])
+
+
+def _reply(body: JSON, c: Controls) -> str:
+    last = body["contents"][-1]["parts"]
+    results = [p["functionResponse"]["response"] for p in last if "functionResponse" in p]
+    if results:
+        return c.reply or f"The tool returned: {orjson.dumps(results[0]).decode()[:200]}"
+    text = T.reply_text(" ".join(p["text"] for p in last if "text" in p), c.reply)
+    media = [p["inlineData"]["mimeType"] for p in last if "inlineData" in p]
+    media += [p["fileData"].get("fileUri", "") for p in last if "fileData" in p]
+    return f"{text} (attachments: {', '.join(media)})" if media else text
+
+
+def _candidates(body: JSON, c: Controls, extra: dict[str, int]) -> tuple[list[JSON], int]:
+    config = body.get("generationConfig") or {}
+    out, completion = [], 0
+    for i in range(config.get("candidateCount", 1)):
+        if extra.get("safety"):
+            out.append({"index": i, "finishReason": "SAFETY", "safetyRatings": [
+                {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}]})
+            continue
+        function = _function_to_call(body, c)
+        if function is not None:
+            args = T.arguments_for(_lower_types(function.get("parameters")))
+            call = {"name": function["name"], "args": args}
+            parts = [{"functionCall": call, "thoughtSignature": SIGNATURE}]
+            out.append({"index": i, "content": {"role": "model", "parts": parts}, "finishReason": "STOP"})
+            completion += T.count_tokens(orjson.dumps(args).decode())
+            continue
+        text = _reply(body, c)
+        if config.get("responseMimeType") == "application/json":
+            text = orjson.dumps({"answer": text}).decode()
+        text, cut = T.truncate(text, config.get("maxOutputTokens"))
+        candidate = {"index": i, "content": {"role": "model", "parts": [{"text": text}]},
+                     "finishReason": "MAX_TOKENS" if cut else "STOP"}
+        if config.get("responseLogprobs"):
+            words = enumerate(T.words(text))
+            chosen = [{"token": w, "tokenId": n, "logProbability": -0.01} for n, w in words]
+            candidate["logprobsResult"] = {"chosenCandidates": chosen,
+                                           "topCandidates": [{"candidates": [t]} for t in chosen]}
+        out.append(candidate)
+        completion += len(T.words(text))
+    return out, completion
+
+
+def _usage(body: JSON, completion: int, extra: dict[str, int]) -> JSON:
+    prompt = T.count_tokens([body.get("systemInstruction"), body["contents"]])
+    usage = {"promptTokenCount": prompt, "candidatesTokenCount": completion}
+    if extra.get("cached_tokens"):
+        usage["cachedContentTokenCount"] = min(prompt, extra["cached_tokens"])
+    if extra.get("thoughts_tokens"):
+        usage["thoughtsTokenCount"] = extra["thoughts_tokens"]
+    usage["totalTokenCount"] = prompt + completion + extra.get("thoughts_tokens", 0)
+    return usage
+
+
+def _stream_events(response: JSON, prompt_only: JSON) -> list[JSON]:
+    """The response split as streamGenerateContent sends it: text word by word, calls whole."""
+    envelope = {"modelVersion": response["modelVersion"], "responseId": response["responseId"]}
+    if "promptFeedback" in response:
+        return [response]
+    events: list[JSON] = []
+    for cand in response["candidates"]:
+        parts = (cand.get("content") or {}).get("parts") or []
+        pieces = T.words(parts[0]["text"]) if parts and "text" in parts[0] else [None]
+        for n, piece in enumerate(pieces):
+            event: JSON = {"index": cand["index"]}
+            if piece is not None:
+                event["content"] = {"role": "model", "parts": [{"text": piece}]}
+            elif parts:
+                event["content"] = cand["content"]
+            if n == len(pieces) - 1:
+                event.update({k: v for k, v in cand.items() if k not in ("content", "index")})
+            events.append({"candidates": [event], "usageMetadata": prompt_only, **envelope})
+    events[-1]["usageMetadata"] = response["usageMetadata"]
+    return events
+
+
+async def _generate(request: Request, model: str, stream: bool) -> Response:
+    body = await read_json(request)
+    try:
+        validate_generate(body, model)
+    except Invalid as exc:
+        return error(400, str(exc))
+    c = request_controls(request, body)
+    if (fault := injected(c)) is not None:
+        return fault
+    await before_answer(c)
+    extra = {k: int(v) for k, v in _EXTRA.findall(text_of(body))}
+    response: JSON = {"modelVersion": model, "responseId": new_id("")}
+    if extra.get("block_prompt"):
+        response["promptFeedback"] = {"blockReason": "SAFETY"}
+        response["usageMetadata"] = _usage(body, 0, extra)
+    else:
+        response["candidates"], completion = _candidates(body, c, extra)
+        response["usageMetadata"] = _usage(body, completion, extra)
+    if not stream:
+        return json_response(response)
+    events = _stream_events(response, {"promptTokenCount": response["usageMetadata"]["promptTokenCount"]})
+    if request.query_params.get("alt") != "sse":
+        return json_response(events)  # without alt=sse Google streams one JSON array
+
+    def fail() -> bytes:
+        err = {"error": {"code": 500, "message": "mock: injected mid-stream failure", "status": "INTERNAL"}}
+        return b"data: " + orjson.dumps(err) + b"\r\n\r\n"
+
+    return stream_response(c, [b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events], fail)
+
+
+# -- embeddings ----------------------------------------------------------------------------------
+
+
+async def _batch_embed(request: Request, model: str) -> Response:
+    body = await read_json(request)
+    reqs = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(reqs, list) or not reqs:
+        return error(400, "* BatchEmbedContentsRequest.requests: requests is not specified\n")
+    vectors = []
+    for i, item in enumerate(reqs):
+        if not isinstance(item, dict) or item.get("model") != f"models/{model}":
+            where = f"BatchEmbedContentsRequest.requests[{i}].model"
+            return error(400, f"* {where}: unexpected model name format\n")
+        parts = (item.get("content") or {}).get("parts") or []
+        if not parts or not all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in parts):
+            return error(400, f"* BatchEmbedContentsRequest.requests[{i}].content.parts: must not be empty\n")
+        text = "".join(p["text"] for p in parts)
+        vectors.append({"values": T.embedding(text, item.get("outputDimensionality") or 8)})
+    c = request_controls(request, body)
+    if (fault := injected(c)) is not None:
+        return fault
+    return json_response({"embeddings": vectors})
+
+
+async def _predict(request: Request, model: str) -> Response:
+    body = await read_json(request)
+    instances = body.get("instances") if isinstance(body, dict) else None
+    if not isinstance(instances, list) or not instances:
+        return error(400, "instances is required")
+    dims = ((body.get("parameters") or {}).get("outputDimensionality")) or 8
+    predictions = []
+    for i, inst in enumerate(instances):
+        if not isinstance(inst, dict) or not isinstance(inst.get("content"), str):
+            return error(400, f"instances[{i}].content is required")
+        stats = {"token_count": T.count_tokens(inst["content"]), "truncated": False}
+        values = T.embedding(inst["content"], dims)
+        predictions.append({"embeddings": {"values": values, "statistics": stats}})
+    c = request_controls(request, body)
+    if (fault := injected(c)) is not None:
+        return fault
+    chars = sum(len(i["content"]) for i in instances)
+    return json_response({"predictions": predictions, "metadata": {"billableCharacterCount": chars}})
+
+
+# -- routing -------------------------------------------------------------------------------------
+
+
+def _split(target: str) -> tuple[str, str]:
+    model, _, method = target.rpartition(":")
+    return model, method
+
+
+async def _dispatch(request: Request, model: str, method: str, embed: str) -> Response:
+    if method in ("generateContent", "streamGenerateContent"):
+        return await _generate(request, model, method == "streamGenerateContent")
+    if method == embed == "batchEmbedContents":
+        return await _batch_embed(request, model)
+    if method == embed == "predict":
+        return await _predict(request, model)
+    return error(404, f"Method {method!r} is not found for model {model!r}.")
+
+
+async def studio(request: Request) -> Response:
+    if (problem := check_api_key(request)) is not None:
+        return problem
+    model, method = _split(request.path_params["target"])
+    return await _dispatch(request, model, method, "batchEmbedContents")
+
+
+async def vertex(request: Request) -> Response:
+    if (problem := check_token(request)) is not None:
+        return problem
+    model, method = _split(request.path_params["target"])
+    return await _dispatch(request, model, method, "predict")
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1beta/models/{target}", studio, methods=["POST"]),
+        Route("/v1/projects/{project}/locations/{location}/publishers/google/models/{target}", vertex,
+              methods=["POST"]),
+        Route("/vertex/token", token, methods=["POST"]),
+        Route("/vertex/keys", publish_key, methods=["POST"]),
+        Route("/vertex/stats", stats, methods=["GET"]),
+    ]

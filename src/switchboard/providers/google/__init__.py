@@ -1,0 +1,53 @@
+"""The Gemini wire format, shared by provider types ``gemini`` (AI Studio) and ``vertex``.
+
+Both serve the same ``generateContent`` body at different URLs with different credentials;
+subclasses say where (``model_url``) and how embeddings are called. The translation lives in
+``request`` / ``response`` / ``stream`` / ``embeddings`` / ``errors`` beside this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from switchboard.errors import GatewayError
+from switchboard.providers.base import JSON, ProviderAdapter
+from switchboard.providers.errors import loads_object
+from switchboard.providers.google.errors import google_error
+from switchboard.providers.google.request import generate_content_body
+from switchboard.providers.google.response import chat_completion
+from switchboard.providers.google.stream import GoogleStreamDecoder
+from switchboard.routing.target import Target
+from switchboard.upstream.request import UpstreamRequest
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+
+
+class GoogleAdapter(ProviderAdapter):
+    # Gemini takes image bytes inline (or Files API / gs:// URIs), not arbitrary http URLs.
+    inline_images = True
+
+    def model_url(self, target: Target, method: str) -> str:
+        """The URL of ``<model>:<method>`` (e.g. ``generateContent``)."""
+        raise NotImplementedError
+
+    def post(self, url: str, body: JSON, stream: bool = False) -> UpstreamRequest:
+        headers = dict(_SSE_HEADERS if stream else _JSON_HEADERS)
+        return UpstreamRequest("POST", url, orjson.dumps(body), headers, stream)
+
+    def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
+        body = generate_content_body(request, target)
+        if request.get("stream"):
+            return self.post(self.model_url(target, "streamGenerateContent") + "?alt=sse", body, stream=True)
+        return self.post(self.model_url(target, "generateContent"), body)
+
+    def chat_response(self, body: bytes, target: Target) -> JSON:
+        return chat_completion(loads_object(body), target)
+
+    def chat_stream(self, request: JSON, target: Target) -> GoogleStreamDecoder:
+        return GoogleStreamDecoder(target)
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
+        return google_error(status, headers, body, target)

@@ -1,0 +1,312 @@
+"""Canonical (OpenAI Chat Completions) request -> Gemini ``GenerateContentRequest``.
+
+Reference: https://ai.google.dev/api/generate-content#request-body (contents, systemInstruction,
+tools, toolConfig, generationConfig), https://ai.google.dev/gemini-api/docs/function-calling and
+https://ai.google.dev/gemini-api/docs/thought-signatures. Vertex AI takes the same body:
+https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from typing import Any
+
+import orjson
+
+from switchboard.errors import InvalidRequest
+from switchboard.providers.google.schema import clean_schema, has_properties
+from switchboard.providers.params import check_supported
+from switchboard.routing.target import Target
+
+JSON = dict[str, Any]
+
+SUPPORTED = frozenset({
+    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
+    "top_p", "n", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format",
+    "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "reasoning_effort",
+    # Client bookkeeping with no upstream effect: accepted and not sent.
+    "user", "metadata", "safety_identifier", "prompt_cache_key",
+})
+# Gemini 3+ refuses a replayed function call without its thought signature; for histories that
+# never had one (another model wrote them, or the client dropped the field) Google documents this
+# value as the way to skip the check.
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+_OLD_MODEL = re.compile(r"gemini-(1|2)\.")
+_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64,(.*)$", re.DOTALL)
+_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+# reasoning_effort -> thinkingBudget (Gemini 2.x) or thinkingLevel (later models).
+_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
+_AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
+
+
+def generate_content_body(request: JSON, target: Target) -> JSON:
+    request = check_supported(request, SUPPORTED, target)
+    system, contents = convert_messages(request["messages"], target)
+    if not contents:
+        raise InvalidRequest(
+            f"provider type '{target.provider_type}' needs at least one user or assistant message",
+            param="messages",
+        )
+    body: JSON = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    tools = convert_tools(request.get("tools") or [], allowed_names(request.get("tool_choice")))
+    if tools:
+        body["tools"] = tools
+    tool_config = convert_tool_choice(request.get("tool_choice"))
+    if tool_config:
+        body["toolConfig"] = tool_config
+    config = generation_config(request, target)
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+# -- messages ------------------------------------------------------------------------------
+
+
+def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], list[JSON]]:
+    """(systemInstruction parts, contents). Consecutive turns of one role are merged."""
+    system: list[JSON] = []
+    contents: list[JSON] = []
+    names: dict[str, str] = {}  # tool_call_id -> function name, for functionResponse parts
+    signatures = not _OLD_MODEL.search(target.model)
+    for i, msg in enumerate(messages):
+        role = msg.get("role")
+        if role in ("system", "developer"):
+            system.extend(_text_parts(msg.get("content"), f"messages[{i}].content"))
+        elif role == "user":
+            _append(contents, "user", user_parts(msg.get("content"), i))
+        elif role == "assistant":
+            _append(contents, "model", assistant_parts(msg, i, names, signatures))
+        elif role == "tool":
+            _append(contents, "user", [function_response(msg, i, names)])
+        else:
+            raise InvalidRequest(
+                f"messages[{i}].role '{role}' is not supported by provider type '{target.provider_type}'",
+                param=f"messages[{i}].role",
+            )
+    return system, contents
+
+
+def _append(contents: list[JSON], role: str, parts: list[JSON]) -> None:
+    if not parts:
+        return
+    if contents and contents[-1]["role"] == role:
+        contents[-1]["parts"].extend(parts)
+    else:
+        contents.append({"role": role, "parts": parts})
+
+
+def _text_parts(content: Any, where: str) -> list[JSON]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    parts = []
+    for j, part in enumerate(content):
+        kind = part.get("type")
+        if kind in ("text", "refusal"):
+            text = part.get(kind)
+            if isinstance(text, str) and text:
+                parts.append({"text": text})
+        else:
+            raise InvalidRequest(f"{where}[{j}]: content part type '{kind}' is not allowed here", param=where)
+    return parts
+
+
+def user_parts(content: Any, i: int) -> list[JSON]:
+    if content is None or isinstance(content, str):
+        return _text_parts(content, f"messages[{i}].content")
+    parts = []
+    for j, part in enumerate(content):
+        converted = _user_part(part, f"messages[{i}].content[{j}]")
+        if converted is not None:
+            parts.append(converted)
+    return parts
+
+
+def _user_part(part: JSON, where: str) -> JSON | None:
+    kind = part.get("type")
+    if kind == "text":
+        text = part.get("text")
+        return {"text": text} if isinstance(text, str) and text else None
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        return media_part(url, where)
+    if kind == "input_audio":
+        audio = part.get("input_audio") or {}
+        mime = _AUDIO_TYPES.get(str(audio.get("format")), f"audio/{audio.get('format')}")
+        return {"inlineData": {"mimeType": mime, "data": audio.get("data", "")}}
+    if kind == "file":
+        data = (part.get("file") or {}).get("file_data")
+        if not isinstance(data, str):
+            raise InvalidRequest(f"{where}: only inline files (file_data data URLs) work", param=where)
+        return media_part(data, where)
+    raise InvalidRequest(f"{where}: content part type '{kind}' is not supported here", param=where)
+
+
+def media_part(url: Any, where: str) -> JSON:
+    """A data URL -> inlineData; any other URL -> fileData (gs:// or a URL the provider fetches)."""
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(f"{where}: an image URL is required", param=where)
+    if url.startswith("data:"):
+        match = _DATA_URL.match(url)
+        if match is None:
+            raise InvalidRequest(f"{where}: data URLs must be base64 (data:<type>;base64,...)", param=where)
+        return {"inlineData": {"mimeType": match.group(1), "data": match.group(3)}}
+    mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
+    return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def assistant_parts(msg: JSON, i: int, names: dict[str, str], signatures: bool) -> list[JSON]:
+    parts = _text_parts(msg.get("content"), f"messages[{i}].content")
+    for j, call in enumerate(msg.get("tool_calls") or []):
+        function = call.get("function") or {}
+        name = str(function.get("name") or "")
+        names[str(call.get("id"))] = name
+        part: JSON = {"functionCall": {"name": name, "args": _arguments(function.get("arguments"), i, j)}}
+        signature = ((call.get("extra_content") or {}).get("google") or {}).get("thought_signature")
+        if isinstance(signature, str) and signature:
+            part["thoughtSignature"] = signature
+        elif signatures and j == 0:
+            # Only the first call of a step carries a signature (parallel calls share it).
+            part["thoughtSignature"] = SKIP_SIGNATURE
+        parts.append(part)
+    return parts
+
+
+def _arguments(raw: Any, i: int, j: int) -> JSON:
+    if raw is None or raw == "":
+        return {}
+    try:
+        value = orjson.loads(raw) if isinstance(raw, str) else raw
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        where = f"messages[{i}].tool_calls[{j}].function.arguments"
+        raise InvalidRequest(f"{where} must be a JSON object", param=where)
+    return value
+
+
+def function_response(msg: JSON, i: int, names: dict[str, str]) -> JSON:
+    call_id = msg.get("tool_call_id")
+    name = names.get(str(call_id))
+    if not name:
+        where = f"messages[{i}].tool_call_id"
+        raise InvalidRequest(
+            f"{where} '{call_id}' does not match a tool call of an earlier assistant message "
+            "(Gemini needs the function name of every tool result)",
+            param=where,
+        )
+    text = "".join(p["text"] for p in _text_parts(msg.get("content"), f"messages[{i}].content"))
+    return {"functionResponse": {"name": name, "response": _response_object(text)}}
+
+
+def _response_object(text: str) -> JSON:
+    """functionResponse.response must be a JSON object: anything else is wrapped."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {"result": text}
+    return value if isinstance(value, dict) else {"result": value}
+
+
+# -- tools ---------------------------------------------------------------------------------
+
+
+def convert_tools(tools: list[JSON], allowed: list[str] | None = None) -> list[JSON]:
+    declarations = []
+    for k, tool in enumerate(tools):
+        if tool.get("type") != "function":
+            raise InvalidRequest(f"tools[{k}]: only function tools are supported here", param="tools")
+        function = tool.get("function") or {}
+        if allowed is not None and function.get("name") not in allowed:
+            continue
+        declaration: JSON = {"name": function.get("name")}
+        if function.get("description"):
+            declaration["description"] = function["description"]
+        parameters = clean_schema(function.get("parameters"))
+        # An object schema without properties is refused: a tool without arguments omits it.
+        if has_properties(parameters):
+            declaration["parameters"] = parameters
+        declarations.append(declaration)
+    return [{"functionDeclarations": declarations}] if declarations else []
+
+
+def convert_tool_choice(choice: Any) -> JSON | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        return {"functionCallingConfig": {"mode": _MODES.get(choice, "AUTO")}}
+    if not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "function":
+        name = (choice.get("function") or {}).get("name")
+        return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
+    if choice.get("type") == "allowed_tools":
+        # allowedFunctionNames is only accepted with mode ANY; in AUTO mode the declarations
+        # themselves are narrowed (convert_tools) to the same effect.
+        if (choice.get("allowed_tools") or {}).get("mode") == "required":
+            return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": allowed_names(choice)}}
+        return {"functionCallingConfig": {"mode": "AUTO"}}
+    return None
+
+
+def allowed_names(choice: Any) -> list[str] | None:
+    """The names an ``allowed_tools`` tool_choice permits, else None (all of them)."""
+    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
+        return None
+    tools = (choice.get("allowed_tools") or {}).get("tools") or []
+    names = [(t.get("function") or {}).get("name") for t in tools if isinstance(t, dict)]
+    return [n for n in names if isinstance(n, str)]
+
+
+# -- generationConfig ----------------------------------------------------------------------
+
+_DIRECT = (
+    ("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"), ("n", "candidateCount"),
+    ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"),
+)
+
+
+def generation_config(request: JSON, target: Target) -> JSON:
+    config: JSON = {ours: request[theirs] for theirs, ours in _DIRECT if request.get(theirs) is not None}
+    limit = request.get("max_completion_tokens")
+    if limit is None:
+        limit = request.get("max_tokens")
+    if limit is not None:
+        config["maxOutputTokens"] = limit
+    stop = request.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if request.get("logprobs"):
+        config["responseLogprobs"] = True
+        if request.get("top_logprobs") is not None:
+            config["logprobs"] = request["top_logprobs"]
+    config.update(_response_format(request.get("response_format")))
+    effort = request.get("reasoning_effort")
+    if isinstance(effort, str):
+        config["thinkingConfig"] = _thinking(effort, target.model)
+    return config
+
+
+def _response_format(fmt: Any) -> JSON:
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object":
+        return {"responseMimeType": "application/json"}
+    if kind == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        out: JSON = {"responseMimeType": "application/json"}
+        if isinstance(schema, dict):
+            out["responseSchema"] = clean_schema(schema)
+        return out
+    return {}
+
+
+def _thinking(effort: str, model: str) -> JSON:
+    if _OLD_MODEL.search(model):
+        return {"thinkingBudget": _BUDGETS.get(effort, 8192)}
+    return {"thinkingLevel": "minimal" if effort == "none" else effort}

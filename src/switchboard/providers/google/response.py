@@ -1,0 +1,173 @@
+"""Gemini ``GenerateContentResponse`` -> canonical ``chat.completion``.
+
+Reference: https://ai.google.dev/api/generate-content#generatecontentresponse (candidates,
+finishReason values, promptFeedback, usageMetadata, logprobsResult). Thought parts (``thought:
+true``) are reasoning, kept out of ``content`` and returned as ``reasoning_content``; a function
+call's ``thoughtSignature`` is returned in ``tool_calls[].extra_content.google.thought_signature``
+(the field Google's own OpenAI-compatible endpoint uses) so clients can send it back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from switchboard.providers.errors import invalid_body
+from switchboard.routing.target import Target
+
+JSON = dict[str, Any]
+
+_FILTERED = {
+    "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
+}
+
+
+def finish_reason(reason: Any, has_tool_calls: bool) -> str | None:
+    """Gemini finishReason -> OpenAI finish_reason (None while a stream is still going)."""
+    if not isinstance(reason, str) or not reason or reason == "FINISH_REASON_UNSPECIFIED":
+        return None
+    if reason == "MAX_TOKENS":
+        return "length"
+    if reason in _FILTERED:
+        return "content_filter"
+    # STOP, and also OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL...: the turn ended.
+    return "tool_calls" if has_tool_calls else "stop"
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def completion_id(obj: JSON) -> str:
+    rid = obj.get("responseId")
+    return f"chatcmpl-{rid}" if isinstance(rid, str) and rid else f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def model_name(obj: JSON, target: Target) -> str:
+    version = obj.get("modelVersion")
+    return version if isinstance(version, str) and version else target.model
+
+
+def usage(meta: Any) -> JSON | None:
+    """usageMetadata -> OpenAI usage. Thinking tokens count as completion tokens, as OpenAI's do."""
+    if not isinstance(meta, dict):
+        return None
+    prompt = _count(meta, "promptTokenCount") + _count(meta, "toolUsePromptTokenCount")
+    thoughts = _count(meta, "thoughtsTokenCount")
+    completion = _count(meta, "candidatesTokenCount") + thoughts
+    total = _count(meta, "totalTokenCount") or prompt + completion
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+        "prompt_tokens_details": {"cached_tokens": _count(meta, "cachedContentTokenCount")},
+        "completion_tokens_details": {"reasoning_tokens": thoughts},
+    }
+
+
+def _count(meta: JSON, key: str) -> int:
+    value = meta.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def parts_of(candidate: JSON) -> list[JSON]:
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+
+
+def tool_call(part: JSON, call_id: str) -> JSON:
+    call = part["functionCall"]
+    args = call.get("args")
+    out: JSON = {
+        "id": call.get("id") if isinstance(call.get("id"), str) and call["id"] else call_id,
+        "type": "function",
+        "function": {"name": call.get("name", ""), "arguments": orjson.dumps(args or {}).decode()},
+    }
+    signature = part.get("thoughtSignature")
+    if isinstance(signature, str) and signature:
+        out["extra_content"] = {"google": {"thought_signature": signature}}
+    return out
+
+
+def split_parts(parts: list[JSON]) -> tuple[str, str, list[JSON]]:
+    """(answer text, reasoning text, functionCall parts)."""
+    text: list[str] = []
+    thoughts: list[str] = []
+    calls: list[JSON] = []
+    for part in parts:
+        if isinstance(part.get("functionCall"), dict):
+            calls.append(part)
+        elif isinstance(part.get("text"), str):
+            (thoughts if part.get("thought") else text).append(part["text"])
+    return "".join(text), "".join(thoughts), calls
+
+
+def logprobs(candidate: JSON) -> JSON | None:
+    result = candidate.get("logprobsResult")
+    if not isinstance(result, dict):
+        return None
+    chosen = result.get("chosenCandidates") or []
+    tops = result.get("topCandidates") or []
+    content = []
+    for k, tok in enumerate(chosen):
+        top = tops[k].get("candidates", []) if k < len(tops) and isinstance(tops[k], dict) else []
+        content.append({**_logprob(tok), "top_logprobs": [_logprob(t) for t in top]})
+    return {"content": content, "refusal": None}
+
+
+def _logprob(tok: JSON) -> JSON:
+    token = str(tok.get("token", ""))
+    return {"token": token, "logprob": tok.get("logProbability", 0.0), "bytes": list(token.encode())}
+
+
+def _choice(candidate: JSON, position: int) -> JSON:
+    text, thoughts, calls = split_parts(parts_of(candidate))
+    tool_calls = [tool_call(p, new_call_id()) for p in calls]
+    finish = finish_reason(candidate.get("finishReason"), bool(tool_calls)) or (
+        "tool_calls" if tool_calls else "stop"
+    )
+    message: JSON = {"role": "assistant", "content": text or None, "refusal": None}
+    if not text and not tool_calls and finish != "content_filter":
+        message["content"] = ""
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if thoughts:
+        message["reasoning_content"] = thoughts
+    index = candidate.get("index")
+    return {
+        "index": index if isinstance(index, int) else position,
+        "message": message,
+        "logprobs": logprobs(candidate),
+        "finish_reason": finish,
+    }
+
+
+def blocked_choice() -> JSON:
+    """The answer when the prompt itself was blocked (promptFeedback.blockReason, no candidates)."""
+    message = {"role": "assistant", "content": None, "refusal": None}
+    return {"index": 0, "message": message, "logprobs": None, "finish_reason": "content_filter"}
+
+
+def chat_completion(obj: JSON | None, target: Target) -> JSON:
+    if obj is None:
+        raise invalid_body(target)
+    candidates = obj.get("candidates")
+    choices = [_choice(c, i) for i, c in enumerate(candidates or []) if isinstance(c, dict)]
+    if not choices:
+        if not (obj.get("promptFeedback") or {}).get("blockReason"):
+            raise invalid_body(target)
+        choices = [blocked_choice()]
+    body: JSON = {
+        "id": completion_id(obj),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model_name(obj, target),
+        "choices": choices,
+    }
+    body["usage"] = usage(obj.get("usageMetadata")) or usage({})
+    return body

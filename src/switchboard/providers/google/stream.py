@@ -1,0 +1,164 @@
+"""``streamGenerateContent?alt=sse`` -> canonical ``chat.completion.chunk`` events.
+
+Each SSE ``data:`` is a whole ``GenerateContentResponse`` holding the next piece of every
+candidate; function calls arrive complete, so each becomes one tool-call delta with its own
+index. The candidate's ``finishReason`` (usually on the last event) becomes a finish chunk and
+the last ``usageMetadata`` (cumulative) a final ``choices: []`` usage chunk when the stream ends.
+An ``error`` object in the stream raises; a stream cut before any finishReason raises too.
+
+Reference: https://ai.google.dev/api/generate-content#method:-models.streamgeneratecontent
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.errors import GatewayError, UpstreamBadGateway
+from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.providers.google.errors import from_error_object
+from switchboard.providers.google.response import (
+    completion_id,
+    finish_reason,
+    logprobs,
+    model_name,
+    new_call_id,
+    parts_of,
+    split_parts,
+    tool_call,
+    usage,
+)
+from switchboard.providers.sse import SSEEvent, SSEParser
+from switchboard.routing.target import Target
+
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Candidate:
+    started: bool = False
+    tool_calls: int = 0
+    finished: bool = False
+
+
+class GoogleStreamDecoder:
+    __slots__ = ("_candidates", "_created", "_error", "_id", "_model", "_parser", "_target", "_usage")
+
+    def __init__(self, target: Target) -> None:
+        self._parser = SSEParser()
+        self._target = target
+        self._candidates: dict[int, _Candidate] = {}
+        self._id: str | None = None
+        self._model = target.model
+        self._created = int(time.time())
+        self._usage: JSON | None = None
+        self._error: GatewayError | None = None
+
+    def feed(self, data: bytes) -> list[JSON]:
+        return self._decode(self._parser.feed(data))
+
+    def close(self) -> list[JSON]:
+        chunks = self._decode(self._parser.flush())
+        if self._error is not None:
+            raise self._error
+        if not self._candidates or not all(c.finished for c in self._candidates.values()):
+            raise UpstreamBadGateway(
+                f"provider '{self._target.provider}' ended the stream before the response was complete"
+            )
+        if self._usage is not None:
+            chunks.append({**self._envelope(), "choices": [], "usage": self._usage})
+        return chunks
+
+    def _decode(self, events: list[SSEEvent]) -> list[JSON]:
+        """Chunks of ``events``. An error after some of them is raised on the next call, so the
+        chunks decoded before it (possibly in the same network read) still reach the client."""
+        if self._error is not None:
+            raise self._error
+        chunks: list[JSON] = []
+        for event in events:
+            try:
+                chunks.extend(self._event(event.data))
+            except GatewayError as exc:
+                if not chunks:
+                    raise
+                self._error = exc
+                break
+        return chunks
+
+    # -- one event ---------------------------------------------------------------------------
+
+    def _event(self, data: str) -> list[JSON]:
+        if not data.strip():
+            return []
+        obj = loads_object(data.encode())
+        if obj is None:
+            raise invalid_body(self._target, "stream event")
+        if isinstance(obj.get("error"), dict):
+            raise from_error_object(obj["error"], 0, {}, self._target)
+        if self._id is None:
+            self._id = completion_id(obj)
+            self._model = model_name(obj, self._target)
+        if isinstance(obj.get("usageMetadata"), dict):
+            self._usage = usage(obj["usageMetadata"])
+        candidates = [c for c in obj.get("candidates") or [] if isinstance(c, dict)]
+        if not candidates and (obj.get("promptFeedback") or {}).get("blockReason"):
+            return self._blocked()
+        chunks: list[JSON] = []
+        for position, candidate in enumerate(candidates):
+            index = candidate.get("index")
+            chunks.extend(self._candidate(index if isinstance(index, int) else position, candidate))
+        return chunks
+
+    def _candidate(self, index: int, candidate: JSON) -> list[JSON]:
+        state = self._candidates.setdefault(index, _Candidate())
+        if state.finished:
+            return []
+        text, thoughts, calls = split_parts(parts_of(candidate))
+        delta: JSON = {}
+        if not state.started:
+            delta["role"] = "assistant"
+            state.started = True
+        if text:
+            delta["content"] = text
+        if thoughts:
+            delta["reasoning_content"] = thoughts
+        if calls:
+            delta["tool_calls"] = [self._tool_delta(state, part) for part in calls]
+        chunks = []
+        reason = finish_reason(candidate.get("finishReason"), state.tool_calls > 0)
+        if text or thoughts or calls or (reason is None and delta):
+            chunks.append(self._chunk(index, delta, None, logprobs(candidate)))
+            delta = {}
+        if reason is not None:
+            state.finished = True
+            chunks.append(self._chunk(index, delta, reason, None))
+        return chunks
+
+    def _tool_delta(self, state: _Candidate, part: JSON) -> JSON:
+        call = {"index": state.tool_calls, **tool_call(part, new_call_id())}
+        state.tool_calls += 1
+        return call
+
+    def _blocked(self) -> list[JSON]:
+        state = self._candidates.setdefault(0, _Candidate())
+        if state.finished:
+            return []
+        state.finished = True
+        delta = {} if state.started else {"role": "assistant"}
+        state.started = True
+        return [self._chunk(0, delta, "content_filter", None)]
+
+    # -- chunk shapes ------------------------------------------------------------------------
+
+    def _envelope(self) -> JSON:
+        return {
+            "id": self._id or completion_id({}),
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+        }
+
+    def _chunk(self, index: int, delta: JSON, finish: str | None, probs: JSON | None) -> JSON:
+        choice = {"index": index, "delta": delta, "logprobs": probs, "finish_reason": finish}
+        return {**self._envelope(), "choices": [choice]}

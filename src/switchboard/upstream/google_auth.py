@@ -1,0 +1,207 @@
+"""Google service-account credentials (Vertex AI): a signed JWT exchanged for an access token.
+
+The OAuth 2.0 JWT bearer flow for service accounts
+(https://developers.google.com/identity/protocols/oauth2/service-account#authorizingrequests):
+an RS256 JWT (header ``kid`` = private_key_id; claims iss = client_email, scope, aud = token_uri,
+iat, exp = iat + 1 h) signed with the key's private key is POSTed form-encoded to ``token_uri``
+with ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer``; the answer's ``access_token``
+is sent as ``Authorization: Bearer``. Tokens are cached and refreshed five minutes before they
+expire; concurrent requests share one refresh (and its failure). Signing uses ``cryptography``
+directly, so no JWT library is needed. The key file is read once, at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from switchboard.errors import UpstreamAuthFailed
+from switchboard.upstream.request import UpstreamRequest
+
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
+TOKEN_LIFETIME = 3600
+REFRESH_MARGIN = 300.0
+_REQUIRED = ("client_email", "private_key", "private_key_id")
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    client_email: str
+    private_key_id: str
+    token_uri: str
+    project_id: str | None
+    key: rsa.RSAPrivateKey = field(repr=False)
+
+    def __repr__(self) -> str:  # never print the key
+        return f"ServiceAccount({self.client_email})"
+
+
+def load_service_account(path: str | Path) -> ServiceAccount:
+    """Read a service-account JSON key file; ValueError says what is wrong (never its secrets)."""
+    try:
+        raw = Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        info = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValueError(f"{str(path)!r} is not a JSON service-account key file") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{str(path)!r} is not a JSON service-account key file")
+    return service_account_from_info(info, str(path))
+
+
+def service_account_from_info(info: dict[str, Any], source: str = "the key") -> ServiceAccount:
+    if info.get("type", "service_account") != "service_account":
+        raise ValueError(f"{source!r} holds credentials of type {info.get('type')!r}, not a service account")
+    missing = [k for k in _REQUIRED if not isinstance(info.get(k), str) or not info[k]]
+    if missing:
+        raise ValueError(f"{source!r} lacks {', '.join(missing)}")
+    try:
+        key = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValueError(f"{source!r}: private_key is not a PEM-encoded private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"{source!r}: private_key must be an RSA key")
+    token_uri = info.get("token_uri") or DEFAULT_TOKEN_URI
+    project = info.get("project_id")
+    return ServiceAccount(
+        client_email=info["client_email"],
+        private_key_id=info["private_key_id"],
+        token_uri=str(token_uri),
+        project_id=project if isinstance(project, str) and project else None,
+        key=key,
+    )
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def signed_assertion(account: ServiceAccount, issued_at: int, scope: str = CLOUD_PLATFORM_SCOPE) -> str:
+    header = {"alg": "RS256", "typ": "JWT", "kid": account.private_key_id}
+    claims = {
+        "iss": account.client_email,
+        "scope": scope,
+        "aud": account.token_uri,
+        "iat": issued_at,
+        "exp": issued_at + TOKEN_LIFETIME,
+    }
+    signing_input = f"{_b64url(orjson.dumps(header))}.{_b64url(orjson.dumps(claims))}".encode()
+    signature = account.key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input.decode()}.{_b64url(signature)}"
+
+
+class ServiceAccountAuth:
+    """An UpstreamAuth scheme: ``Authorization: Bearer <access token>`` from a service account."""
+
+    def __init__(
+        self,
+        account: ServiceAccount,
+        provider: str,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._account = account
+        self._provider = provider
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self._lock: asyncio.Lock | None = None
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._refreshes = 0  # refreshes finished, so a waiter can tell one ran while it waited
+        self._failure: UpstreamAuthFailed | None = None
+
+    def __repr__(self) -> str:
+        return f"ServiceAccountAuth({self._account.client_email})"
+
+    async def apply(self, request: UpstreamRequest) -> None:
+        request.headers["Authorization"] = f"Bearer {await self.token()}"
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _fresh(self) -> str | None:
+        if self._token is not None and self._clock() < self._expires_at - REFRESH_MARGIN:
+            return self._token
+        return None
+
+    async def token(self) -> str:
+        token = self._fresh()
+        if token is not None:
+            return token
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        seen = self._refreshes
+        async with self._lock:
+            token = self._fresh()
+            if token is not None:
+                return token
+            if self._refreshes != seen and self._failure is not None:
+                # The refresh this caller waited for failed: share its outcome, don't retry at once.
+                raise UpstreamAuthFailed(self._failure.message)
+            try:
+                self._token, self._expires_at = await self._refresh()
+            except UpstreamAuthFailed as exc:
+                # (A cancelled refresh counts as none: whoever waited tries again itself.)
+                self._failure, self._refreshes = exc, self._refreshes + 1
+                raise
+            self._failure, self._refreshes = None, self._refreshes + 1
+            return self._token
+
+    def _fail(self, why: str) -> UpstreamAuthFailed:
+        return UpstreamAuthFailed(
+            f"provider '{self._provider}' could not get a Google access token for service account "
+            f"{self._account.client_email}: {why}; check credentials_file"
+        )
+
+    async def _refresh(self) -> tuple[str, float]:
+        now = self._clock()
+        form = {"grant_type": JWT_BEARER_GRANT, "assertion": signed_assertion(self._account, int(now))}
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
+        try:
+            async with self._session.post(self._account.token_uri, data=form) as resp:
+                status, body = resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._fail(f"the token endpoint could not be reached ({type(exc).__name__})") from None
+        answer = _object(body)
+        if status != 200:
+            raise self._fail(f"the token endpoint answered HTTP {status}{_oauth_error(answer)}")
+        token, lifetime = answer.get("access_token"), answer.get("expires_in", TOKEN_LIFETIME)
+        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
+            raise self._fail("the token endpoint sent no access token")
+        return token, now + float(lifetime)
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _oauth_error(answer: dict[str, Any]) -> str:
+    """The OAuth error code and description (RFC 6749 section 5.2): they never hold secrets."""
+    error = answer.get("error")
+    if not isinstance(error, str):
+        return ""
+    description = answer.get("error_description")
+    text = f"{error}: {description}" if isinstance(description, str) and description else error
+    return f" ({text[:200]})"

@@ -1,0 +1,321 @@
+"""Provider type 'gemini' end to end: the openai SDK -> the gateway -> the mock's Gemini API."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from switchboard.config.schema import ProviderConfig
+from switchboard.providers.registry import check_provider
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
+
+BAD_KEY = "AIza-wrong-key-xyz"
+PIXEL = "data:image/png;base64," + base64.b64encode(
+    base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+).decode()
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": ["string", "null"], "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city", "unit"],
+        },
+        "strict": True,
+    },
+}
+
+
+def gemini_config(mock: Mock) -> dict[str, Any]:
+    return {
+        "providers": [
+            {"name": "studio", "type": "gemini", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"},
+            {"name": "studio-bad-key", "type": "gemini", "api_base": mock.url, "api_key": BAD_KEY},
+        ],
+        "models": [
+            {"name": "gemini-flash", "provider": "studio", "model": "gemini-2.5-flash"},
+            {"name": "gemini-3", "provider": "studio", "model": "gemini-3-pro-preview"},
+            {"name": "gemini-embed", "provider": "studio", "model": "gemini-embedding-001"},
+            {"name": "gemini-misconfigured", "provider": "studio-bad-key", "model": "gemini-2.5-flash"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+    }
+
+
+@pytest.fixture(scope="module")
+def gemini_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = start_gateway(gemini_config(mock_upstream), tmp_path_factory.mktemp("gemini"))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture
+def client(gemini_gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gemini_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def ask(client: openai.OpenAI, text: str, model: str = "gemini-flash", **kwargs: Any) -> Any:
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], **kwargs)
+
+
+def test_chat_non_stream(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="gemini-flash",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello Gemini"}],
+        temperature=0.2, top_p=0.9, seed=7, stop=["END"], max_completion_tokens=200,
+    )
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant"
+    assert "You said: Hello Gemini" in (choice.message.content or "")
+    assert choice.finish_reason == "stop"
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+
+
+def test_usage_cached_and_reasoning_tokens(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="gemini-flash",
+        messages=[{"role": "user", "content": "count me mock:cached_tokens=2 mock:thoughts_tokens=5"}],
+    )
+    usage = reply.usage
+    assert usage is not None and usage.prompt_tokens_details and usage.completion_tokens_details
+    assert usage.prompt_tokens_details.cached_tokens == 2
+    assert usage.completion_tokens_details.reasoning_tokens == 5
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_chat_stream_with_usage(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "stream please"}], stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from the Switchboard mock. You said: stream please"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == len(text.split(" "))
+
+
+def test_stream_without_usage_request_hides_usage(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "hi"}], stream=True))
+    assert all(c.usage is None for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_max_tokens_gives_length(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "a long answer please"}], max_tokens=3)
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.choices[0].message.content == "Hello from the"
+
+
+def test_n_candidates(client: openai.OpenAI) -> None:
+    reply = ask(client, "x", n=2)
+    assert [c.index for c in reply.choices] == [0, 1]
+
+
+def test_tool_round_trip(client: openai.OpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = client.chat.completions.create(model="gemini-flash", messages=messages, tools=[WEATHER_TOOL])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris", "unit": "celsius"}
+    assert call.id.startswith("call_")
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temp_c": 21})})
+    final = client.chat.completions.create(model="gemini-flash", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.content == 'The tool returned: {"temp_c":21}'
+
+
+def test_tool_round_trip_gemini_3_keeps_thought_signature(client: openai.OpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": "Weather in Rome?"}]
+    first = client.chat.completions.create(model="gemini-3", messages=messages, tools=[WEATHER_TOOL])
+    message = first.choices[0].message
+    dumped = message.model_dump(exclude_none=True)
+    assert dumped["tool_calls"][0]["extra_content"]["google"]["thought_signature"]
+    call_id = dumped["tool_calls"][0]["id"]
+    messages += [dumped, {"role": "tool", "tool_call_id": call_id, "content": "sunny"}]
+    final = client.chat.completions.create(model="gemini-3", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].message.content == 'The tool returned: {"result":"sunny"}'
+
+
+def test_gemini_3_history_from_another_model_is_accepted(client: openai.OpenAI) -> None:
+    # No thought signature (the history was written elsewhere): the documented skip value is sent.
+    messages: list[Any] = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "toolu_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "cold"},
+    ]
+    final = client.chat.completions.create(model="gemini-3", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].message.content == 'The tool returned: {"result":"cold"}'
+
+
+def test_tool_call_streamed(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}}, stream=True)
+    chunks = list(stream)
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert len(calls) == 1 and calls[0].index == 0 and calls[0].id
+    assert calls[0].function and calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments or "") == {"city": "Paris", "unit": "celsius"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "no tools"}], tools=[WEATHER_TOOL],
+        tool_choice="none")
+    assert reply.choices[0].message.tool_calls is None
+    assert reply.choices[0].finish_reason == "stop"
+
+
+def test_image_data_url(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": PIXEL}},
+    ]}])
+    assert "(attachments: image/png)" in (reply.choices[0].message.content or "")
+
+
+def test_image_http_url_is_inlined(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "Describe"},
+        {"type": "image_url", "image_url": {"url": f"{mock_upstream.url}/images/pixel.png"}},
+    ]}])
+    # The mock only accepts inlineData bytes (it rejects http URLs the way Gemini does).
+    assert "(attachments: image/png)" in (reply.choices[0].message.content or "")
+
+
+def test_json_object_response_format(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "give json"}],
+        response_format={"type": "json_object"})
+    assert json.loads(reply.choices[0].message.content or "")["answer"]
+
+
+def test_json_schema_response_format(client: openai.OpenAI) -> None:
+    schema = {"type": "object", "additionalProperties": False, "properties": {"answer": {"type": "string"}},
+              "required": ["answer"], "$defs": {"unused": {"type": "string"}}}
+    reply = client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "give json"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
+    assert set(json.loads(reply.choices[0].message.content or "")) == {"answer"}
+
+
+def test_logprobs(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=1)
+    logprobs = reply.choices[0].logprobs
+    assert logprobs is not None and logprobs.content
+    assert "".join(t.token for t in logprobs.content) == reply.choices[0].message.content
+
+
+def test_safety_block_is_content_filter(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "something bad mock:safety=1"}])
+    assert reply.choices[0].finish_reason == "content_filter"
+    assert reply.choices[0].message.content is None
+
+
+def test_blocked_prompt_is_content_filter_in_stream(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "mock:block_prompt=1"}], stream=True))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices] == ["content_filter"]
+
+
+def test_embeddings(client: openai.OpenAI) -> None:
+    result = client.embeddings.create(model="gemini-embed", input=["one", "two"], dimensions=16)
+    assert [d.index for d in result.data] == [0, 1]
+    assert all(len(d.embedding) == 16 for d in result.data)
+    assert result.data[0].embedding != result.data[1].embedding
+
+
+def test_unsupported_parameter_is_named(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="gemini-flash", messages=[{"role": "user", "content": "hi"}], logit_bias={"1": 5})
+    assert "logit_bias" in info.value.message and "gemini" in info.value.message
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def test_rate_limit_carries_retry_after(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as info:
+        ask(client, "mock:status=429 mock:retry_after=7")
+    assert info.value.response.headers["retry-after"] == "7"
+
+
+def test_context_length_exceeded(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="gemini-flash", messages=[
+            {"role": "user", "content": "mock:status=400 mock:error_code=context_length_exceeded"}])
+    assert info.value.code == "context_length_exceeded"
+    assert "exceeds the maximum number of tokens" in info.value.message
+
+
+def test_overloaded_is_503(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        ask(client, "mock:status=503")
+    assert info.value.status_code == 503
+
+
+def test_upstream_500_is_bad_gateway(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        ask(client, "mock:status=500")
+    assert info.value.status_code == 502
+
+
+def test_invalid_upstream_key_is_502_without_the_key(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        ask(client, "hi", model="gemini-misconfigured")
+    assert info.value.status_code == 502
+    assert info.value.code == "upstream_authentication_failed"
+    assert BAD_KEY not in info.value.response.text
+    assert UPSTREAM_KEY not in info.value.response.text
+
+
+def test_mid_stream_failure_raises(client: openai.OpenAI) -> None:
+    stream = ask(client, "mock:fail_after=2 long answer", stream=True)
+    received = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in stream:
+            received.append(chunk)
+    assert len(received) == 2
+    assert "mid-stream failure" in str(info.value)
+
+
+def test_cut_stream_raises(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="gemini-flash", messages=[{"role": "user", "content": "mock:disconnect_after=3 long answer"}],
+        stream=True)
+    with pytest.raises(openai.APIError):
+        list(stream)
+
+
+def test_config_check_rejects_unknown_key() -> None:
+    config = ProviderConfig(name="g", type="gemini", api_key=UPSTREAM_KEY, vertex_project="x")
+    assert check_provider(config) == ["vertex_project: unknown key"]

@@ -1,0 +1,185 @@
+"""Provider type 'vertex' end to end: service-account auth against the mock's token endpoint,
+then the Gemini API on Vertex AI paths, driven through the gateway with the openai SDK."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.e2e.test_provider_gemini import WEATHER_TOOL
+from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+
+EMAIL = "switchboard-e2e@mock-project.iam.gserviceaccount.com"
+ROGUE_EMAIL = "rogue@mock-project.iam.gserviceaccount.com"
+
+
+def write_service_account(path: Path, mock: Mock, email: str, publish: bool) -> rsa.RSAPrivateKey:
+    """A service-account key file whose token_uri is the mock; ``publish`` registers its public key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = secrets.token_hex(20)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "mock-project", "private_key_id": kid, "private_key": pem,
+        "client_email": email, "client_id": "1234567890", "token_uri": f"{mock.url}/vertex/token",
+    }))
+    if publish:
+        public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        answer = httpx.post(f"{mock.url}/vertex/keys",
+                            json={"client_email": email, "private_key_id": kid, "public_key_pem": public})
+        assert answer.status_code == 204
+    return key
+
+
+@pytest.fixture(scope="module")
+def key_files(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("vertex-keys")
+    good, rogue = folder / "sa.json", folder / "rogue.json"
+    write_service_account(good, mock_upstream, EMAIL, publish=True)
+    write_service_account(rogue, mock_upstream, ROGUE_EMAIL, publish=False)
+    return {"good": good, "rogue": rogue}
+
+
+@pytest.fixture(scope="module")
+def vertex_gateway(
+    mock_upstream: Mock, key_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    config = {
+        "providers": [
+            {"name": "vertex", "type": "vertex", "api_base": mock_upstream.url,
+             "vertex_project": "mock-project", "vertex_location": "us-central1",
+             "credentials_file": str(key_files["good"])},
+            # vertex_project omitted: it comes from the key file.
+            {"name": "vertex-global", "type": "vertex", "api_base": mock_upstream.url,
+             "vertex_location": "global", "credentials_file": str(key_files["good"])},
+            {"name": "vertex-rogue", "type": "vertex", "api_base": mock_upstream.url,
+             "vertex_project": "mock-project", "credentials_file": str(key_files["rogue"])},
+        ],
+        "models": [
+            {"name": "vertex-flash", "provider": "vertex", "model": "gemini-2.5-flash"},
+            {"name": "vertex-global-flash", "provider": "vertex-global", "model": "gemini-2.5-flash"},
+            {"name": "vertex-embed", "provider": "vertex", "model": "text-embedding-005"},
+            {"name": "vertex-rogue", "provider": "vertex-rogue", "model": "gemini-2.5-flash"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+    }
+    gw = start_gateway(config, tmp_path_factory.mktemp("vertex"))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture
+def client(vertex_gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=vertex_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def ask(client: openai.OpenAI, text: str, model: str = "vertex-flash", **kwargs: Any) -> Any:
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], **kwargs)
+
+
+def test_chat_non_stream(client: openai.OpenAI) -> None:
+    reply = ask(client, "Hello Vertex", max_tokens=100, temperature=0)
+    assert reply.choices[0].message.content == "Hello from the Switchboard mock. You said: Hello Vertex"
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens == 9
+
+
+def test_global_location_and_project_from_key_file(client: openai.OpenAI) -> None:
+    reply = ask(client, "Hello global", model="vertex-global-flash")
+    assert reply.choices[0].message.content.endswith("You said: Hello global")
+
+
+def test_chat_stream_with_usage(client: openai.OpenAI) -> None:
+    chunks = list(ask(client, "stream it", stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from the Switchboard mock. You said: stream it"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+def test_tool_round_trip(client: openai.OpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": "Weather in Lyon?"}]
+    first = client.chat.completions.create(model="vertex-flash", messages=messages, tools=[WEATHER_TOOL])
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    messages += [first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 18}'}]
+    final = client.chat.completions.create(model="vertex-flash", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].message.content == 'The tool returned: {"temp_c":18}'
+
+
+def test_image_http_url(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    reply = client.chat.completions.create(model="vertex-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "Describe"},
+        {"type": "image_url", "image_url": {"url": f"{mock_upstream.url}/images/pixel.png"}},
+    ]}])
+    assert "(attachments: image/png)" in reply.choices[0].message.content
+
+
+def test_json_schema(client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+              "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    reply = ask(client, "json", response_format=fmt)
+    assert "answer" in json.loads(reply.choices[0].message.content)
+
+
+def test_embeddings_with_token_usage(client: openai.OpenAI) -> None:
+    result = client.embeddings.create(model="vertex-embed", input=["alpha beta", "gamma"], dimensions=12)
+    assert [len(d.embedding) for d in result.data] == [12, 12]
+    assert result.usage.prompt_tokens == 3
+
+
+def test_access_token_is_cached(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    ask(client, "warm up")
+    before = httpx.get(f"{mock_upstream.url}/vertex/stats").json()["issued"][EMAIL]
+    for _ in range(3):
+        ask(client, "again")
+    after = httpx.get(f"{mock_upstream.url}/vertex/stats").json()["issued"][EMAIL]
+    assert after == before >= 1
+
+
+def test_rate_limit(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as info:
+        ask(client, "mock:status=429")
+    assert info.value.response.headers["retry-after"] == "1"
+
+
+def test_context_length(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(client, "mock:status=400 mock:error_code=context_length_exceeded")
+    assert info.value.code == "context_length_exceeded"
+
+
+def test_overloaded(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        ask(client, "mock:status=503")
+    assert info.value.status_code == 503
+
+
+def test_refused_service_account_is_502(client: openai.OpenAI, key_files: dict[str, Path]) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        ask(client, "hi", model="vertex-rogue")
+    assert info.value.status_code == 502
+    assert info.value.code == "upstream_authentication_failed"
+    assert "Invalid JWT Signature" in info.value.message
+    secret = json.loads(key_files["rogue"].read_text())["private_key"]
+    body = info.value.response.text
+    assert secret.splitlines()[1] not in body and "assertion" not in body
+
+
+def test_stream_error_before_first_byte(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError):
+        list(ask(client, "mock:status=429", stream=True))

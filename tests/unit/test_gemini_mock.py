@@ -1,0 +1,197 @@
+"""The mock's Gemini and Vertex API: as strict as Google's, in Google's error format."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from starlette.testclient import TestClient
+
+from switchboard.mock.app import create_mock_app
+
+KEY = "AIza-mock-key"
+URL = "/v1beta/models/gemini-2.5-flash:generateContent"
+VERTEX = "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
+USER = {"role": "user", "parts": [{"text": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    return TestClient(create_mock_app(api_key=KEY))
+
+
+def post(client: TestClient, body: Any, url: str = URL, key: str | None = KEY) -> Any:
+    return client.post(url, json=body, headers={"x-goog-api-key": key} if key else {})
+
+
+def rejected(client: TestClient, body: Any, status: int = 400) -> str:
+    answer = post(client, body)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == status and error["status"]
+    return str(error["message"])
+
+
+def test_answers_text(client: TestClient) -> None:
+    body = post(client, {"contents": [USER]}).json()
+    assert body["candidates"][0]["content"]["parts"][0]["text"].endswith("You said: hi")
+    assert body["candidates"][0]["finishReason"] == "STOP"
+    assert body["usageMetadata"]["totalTokenCount"] > 0
+
+
+def test_keys(client: TestClient) -> None:
+    wrong = post(client, {"contents": [USER]}, key="nope")
+    assert wrong.status_code == 400
+    assert wrong.json()["error"]["details"][0]["reason"] == "API_KEY_INVALID"
+    assert post(client, {"contents": [USER]}, key=None).json()["error"]["status"] == "PERMISSION_DENIED"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({}, "contents is not specified"),
+        ({"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}, "valid role"),
+        ({"contents": [{"role": "user", "parts": []}]}, "must not be empty"),
+        ({"contents": [USER], "system": "x"}, 'Unknown name "system"'),
+        ({"contents": [USER], "generationConfig": {"max_tokens": 3}}, 'Unknown name "max_tokens"'),
+        (
+            {"contents": [USER, {"role": "user", "parts": [{"functionResponse": {"response": {}}}]}]},
+            "function_response.name: Name cannot be empty",
+        ),
+        (
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "%%"}}]}
+                ]
+            },
+            "Base64",
+        ),
+        (
+            {
+                "contents": [USER],
+                "tools": [
+                    {
+                        "functionDeclarations": [
+                            {"name": "f", "parameters": {"type": "object", "additionalProperties": False}}
+                        ]
+                    }
+                ],
+            },
+            'Unknown name "additionalProperties"',
+        ),
+        (
+            {
+                "contents": [USER],
+                "tools": [{"functionDeclarations": [{"name": "f"}]}],
+                "toolConfig": {"functionCallingConfig": {"mode": "AUTO", "allowedFunctionNames": ["f"]}},
+            },
+            "only be set when the Function calling mode is ANY",
+        ),
+    ],
+)
+def test_strict_rejections(client: TestClient, body: Any, expected: str) -> None:
+    assert expected in rejected(client, body)
+
+
+def test_gemini_3_requires_thought_signature(client: TestClient) -> None:
+    call = {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]}
+    answer = {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}
+    url = "/v1beta/models/gemini-3-pro:generateContent"
+    assert post(client, {"contents": [USER, call, answer]}, url).status_code == 400
+    call["parts"][0]["thoughtSignature"] = "c2ln"  # type: ignore[index]
+    assert post(client, {"contents": [USER, call, answer]}, url).status_code == 200
+
+
+def test_function_call_then_answer(client: TestClient) -> None:
+    tools = [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "get",
+                    "parameters": {
+                        "type": "OBJECT",
+                        "properties": {"n": {"type": "INTEGER"}},
+                        "required": ["n"],
+                    },
+                }
+            ]
+        }
+    ]
+    first = post(client, {"contents": [USER], "tools": tools}).json()
+    part = first["candidates"][0]["content"]["parts"][0]
+    assert part["functionCall"] == {"name": "get", "args": {"n": 1}} and part["thoughtSignature"]
+    reply = {"role": "user", "parts": [{"functionResponse": {"name": "get", "response": {"v": 2}}}]}
+    second = post(
+        client, {"contents": [USER, first["candidates"][0]["content"], reply], "tools": tools}
+    ).json()
+    assert second["candidates"][0]["content"]["parts"][0]["text"] == 'The tool returned: {"v":2}'
+
+
+def test_faults_in_google_format(client: TestClient) -> None:
+    limited = post(
+        client, {"contents": [{"role": "user", "parts": [{"text": "mock:status=429 mock:retry_after=4"}]}]}
+    )
+    assert limited.status_code == 429
+    assert limited.json()["error"]["details"][0]["retryDelay"] == "4s"
+    safety = post(client, {"contents": [{"role": "user", "parts": [{"text": "mock:safety=1"}]}]}).json()
+    assert safety["candidates"][0]["finishReason"] == "SAFETY" and "content" not in safety["candidates"][0]
+
+
+def test_stream_is_sse(client: TestClient) -> None:
+    url = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    answer = client.post(url, json={"contents": [USER]}, headers={"x-goog-api-key": KEY})
+    events = [json.loads(line[6:]) for line in answer.text.split("\r\n\r\n") if line.startswith("data: ")]
+    assert "".join(e["candidates"][0]["content"]["parts"][0]["text"] for e in events).endswith("You said: hi")
+    assert events[-1]["candidates"][0]["finishReason"] == "STOP"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _assertion(key: rsa.RSAPrivateKey, aud: str, kid: str = "kid1", lifetime: int = 3600) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": "sa@p.iam",
+        "scope": "https://www.googleapis.com/auth/cloud-platform",
+        "aud": aud,
+        "iat": now,
+        "exp": now + lifetime,
+    }
+    head = _b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": kid}).encode())
+    signing = f"{head}.{_b64(json.dumps(claims).encode())}"
+    return f"{signing}.{_b64(key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256()))}"
+
+
+def test_vertex_token_flow(client: TestClient) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    aud = "http://testserver/vertex/token"
+    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+    def token(assertion: str) -> Any:
+        return client.post("/vertex/token", data={"grant_type": grant, "assertion": assertion})
+
+    assert (
+        token(_assertion(key, aud)).json()["error_description"] == "Invalid JWT Signature."
+    )  # not published
+    published = {"client_email": "sa@p.iam", "private_key_id": "kid1", "public_key_pem": public.decode()}
+    assert client.post("/vertex/keys", json=published).status_code == 204
+    assert "aud" in token(_assertion(key, "https://elsewhere/token")).json()["error_description"]
+    assert "short-lived" in token(_assertion(key, aud, lifetime=7200)).json()["error_description"]
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert token(_assertion(other, aud)).json()["error_description"] == "Invalid JWT Signature."
+    issued = token(_assertion(key, aud)).json()
+    assert issued["token_type"] == "Bearer" and issued["expires_in"] > 3000
+    assert client.post(VERTEX, json={"contents": [USER]}).json()["error"]["status"] == "UNAUTHENTICATED"
+    ok = client.post(
+        VERTEX, json={"contents": [USER]}, headers={"authorization": f"Bearer {issued['access_token']}"}
+    )
+    assert ok.status_code == 200 and ok.json()["candidates"]

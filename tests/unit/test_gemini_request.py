@@ -1,0 +1,379 @@
+"""Canonical request -> Gemini generateContent body (pure translation, golden bodies)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from switchboard.config.schema import Timeouts
+from switchboard.errors import InvalidRequest, UnsupportedParameter
+from switchboard.providers.gemini import SPEC, GeminiOptions
+from switchboard.providers.google.request import SKIP_SIGNATURE
+from switchboard.providers.google.schema import clean_schema
+from switchboard.routing.target import Target
+
+
+def target(model: str = "gemini-2.5-flash", drop_params: bool = False) -> Target:
+    base = "https://generativelanguage.googleapis.com"
+    return Target("g", model, "studio", "gemini", base, GeminiOptions(), Timeouts(), drop_params)
+
+
+def body_of(request: dict[str, Any], t: Target | None = None) -> dict[str, Any]:
+    upstream = SPEC.adapter.chat_request({"model": "g", **request}, t or target())
+    assert upstream.body is not None
+    return orjson.loads(upstream.body)
+
+
+def test_urls_and_headers() -> None:
+    hi = [{"role": "user", "content": "hi"}]
+    plain = SPEC.adapter.chat_request({"model": "g", "messages": hi}, target())
+    assert (
+        plain.url
+        == "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+    )
+    assert not plain.stream and plain.headers["Content-Type"] == "application/json"
+    streamed = SPEC.adapter.chat_request(
+        {"model": "g", "stream": True, "messages": hi}, target("models/gemini-x")
+    )
+    assert streamed.url.endswith("/v1beta/models/gemini-x:streamGenerateContent?alt=sse")
+    assert streamed.stream and streamed.headers["Accept"] == "text/event-stream"
+
+
+def test_full_conversation_golden() -> None:
+    body = body_of(
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": [{"type": "text", "text": "Use metric units."}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Weather here?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/AAA="}},
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": "Checking.",
+                    "tool_calls": [
+                        {
+                            "id": "call_a",
+                            "type": "function",
+                            "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+                        },
+                        {"id": "call_b", "type": "function", "function": {"name": "time", "arguments": ""}},
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_a", "content": '{"temp": 21}'},
+                {"role": "tool", "tool_call_id": "call_b", "content": "12:00"},
+                {"role": "user", "content": "Thanks"},
+            ],
+            "temperature": 0.3,
+            "top_p": 0.8,
+            "max_tokens": 50,
+            "seed": 1,
+            "stop": "END",
+            "n": 2,
+            "presence_penalty": 0.1,
+            "frequency_penalty": 0.2,
+            "user": "u-1",
+        }
+    )
+    assert body == {
+        "systemInstruction": {"parts": [{"text": "Be brief."}, {"text": "Use metric units."}]},
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"text": "Weather here?"},
+                    {"inlineData": {"mimeType": "image/jpeg", "data": "/9j/AAA="}},
+                ],
+            },
+            {
+                "role": "model",
+                "parts": [
+                    {"text": "Checking."},
+                    {"functionCall": {"name": "weather", "args": {"city": "Paris"}}},
+                    {"functionCall": {"name": "time", "args": {}}},
+                ],
+            },
+            {
+                "role": "user",
+                "parts": [
+                    {"functionResponse": {"name": "weather", "response": {"temp": 21}}},
+                    {"functionResponse": {"name": "time", "response": {"result": "12:00"}}},
+                    {"text": "Thanks"},
+                ],
+            },
+        ],
+        "generationConfig": {
+            "temperature": 0.3,
+            "topP": 0.8,
+            "seed": 1,
+            "candidateCount": 2,
+            "presencePenalty": 0.1,
+            "frequencyPenalty": 0.2,
+            "maxOutputTokens": 50,
+            "stopSequences": ["END"],
+        },
+    }
+
+
+def test_max_completion_tokens_wins_and_json_tool_result_kinds() -> None:
+    body = body_of(
+        {
+            "messages": [
+                {"role": "user", "content": "x"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "1", "content": [{"type": "text", "text": "[1, 2]"}]},
+            ],
+            "max_tokens": 10,
+            "max_completion_tokens": 20,
+        }
+    )
+    assert body["generationConfig"] == {"maxOutputTokens": 20}
+    assert body["contents"][2]["parts"][0]["functionResponse"]["response"] == {"result": [1, 2]}
+
+
+def test_thought_signatures_round_trip_and_fallback() -> None:
+    call = {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    signed = {**call, "id": "2", "extra_content": {"google": {"thought_signature": "c2ln"}}}
+    messages = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [signed, {**call, "id": "3"}]},
+        {"role": "tool", "tool_call_id": "2", "content": "a"},
+        {"role": "tool", "tool_call_id": "3", "content": "b"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "1", "content": "c"},
+    ]
+    gemini3 = body_of({"messages": messages}, target("gemini-3-pro-preview"))["contents"]
+    assert gemini3[1]["parts"][0]["thoughtSignature"] == "c2ln"
+    assert "thoughtSignature" not in gemini3[1]["parts"][1]  # parallel calls: only the first is signed
+    assert gemini3[3]["parts"][0]["thoughtSignature"] == SKIP_SIGNATURE
+    gemini2 = body_of({"messages": messages}, target("gemini-2.0-flash"))["contents"]
+    assert "thoughtSignature" not in gemini2[3]["parts"][0]
+
+
+def test_tool_result_needs_a_known_call() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        body_of(
+            {
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {"role": "tool", "tool_call_id": "zz", "content": "1"},
+                ]
+            }
+        )
+    assert info.value.param == "messages[1].tool_call_id"
+
+
+def test_bad_tool_arguments_are_a_clear_400() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        body_of(
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "1", "type": "function", "function": {"name": "f", "arguments": "[1]"}}
+                        ],
+                    }
+                ]
+            }
+        )
+    assert info.value.param == "messages[0].tool_calls[0].function.arguments"
+
+
+def test_only_system_messages_is_refused() -> None:
+    with pytest.raises(InvalidRequest):
+        body_of({"messages": [{"role": "system", "content": "x"}]})
+
+
+def test_media_parts() -> None:
+    body = body_of(
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "gs://bucket/cat.png"}},
+                        {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+                        {
+                            "type": "file",
+                            "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "a.pdf"},
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+    assert body["contents"][0]["parts"] == [
+        {"fileData": {"mimeType": "image/png", "fileUri": "gs://bucket/cat.png"}},
+        {"inlineData": {"mimeType": "audio/wav", "data": "UklG"}},
+        {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}},
+    ]
+    with pytest.raises(InvalidRequest):
+        body_of(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "data:image/png,notbase64"}}],
+                    }
+                ]
+            }
+        )
+
+
+def test_inline_images_flag() -> None:
+    assert SPEC.adapter.inline_images is True
+
+
+def test_tools_and_choices() -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "a",
+                "description": "A",
+                "parameters": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]},
+            },
+        },
+        {"type": "function", "function": {"name": "b", "parameters": {"type": "object", "properties": {}}}},
+    ]
+    base = {"messages": [{"role": "user", "content": "x"}], "tools": tools}
+    body = body_of(base)
+    assert body["tools"] == [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "a",
+                    "description": "A",
+                    "parameters": {
+                        "type": "OBJECT",
+                        "properties": {"x": {"type": "STRING"}},
+                        "required": ["x"],
+                    },
+                },
+                {"name": "b"},
+            ]
+        }
+    ]
+    assert "toolConfig" not in body
+    modes = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+    for choice, mode in modes.items():
+        config = body_of({**base, "tool_choice": choice})["toolConfig"]
+        assert config == {"functionCallingConfig": {"mode": mode}}
+    named = body_of({**base, "tool_choice": {"type": "function", "function": {"name": "b"}}})
+    assert named["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["b"]}}
+    allowed = {
+        "type": "allowed_tools",
+        "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "b"}}]},
+    }
+    narrowed = body_of({**base, "tool_choice": allowed})
+    assert narrowed["tools"] == [{"functionDeclarations": [{"name": "b"}]}]
+    assert narrowed["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
+    allowed["allowed_tools"]["mode"] = "required"  # type: ignore[index]
+    assert body_of({**base, "tool_choice": allowed})["toolConfig"] == {
+        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["b"]}
+    }
+
+
+def test_response_formats_and_logprobs() -> None:
+    base = {"messages": [{"role": "user", "content": "x"}]}
+    assert body_of({**base, "response_format": {"type": "json_object"}})["generationConfig"] == {
+        "responseMimeType": "application/json"
+    }
+    assert "generationConfig" not in body_of({**base, "response_format": {"type": "text"}})
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
+    config = body_of({**base, "response_format": fmt})
+    assert config["generationConfig"] == {
+        "responseMimeType": "application/json",
+        "responseSchema": {"type": "OBJECT", "properties": {"a": {"type": "INTEGER"}}},
+    }
+    probs = body_of({**base, "logprobs": True, "top_logprobs": 3})["generationConfig"]
+    assert probs == {"responseLogprobs": True, "logprobs": 3}
+
+
+def test_reasoning_effort() -> None:
+    base = {"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low"}
+    assert body_of(base)["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024}
+    later = body_of(base, target("gemini-3-pro"))["generationConfig"]["thinkingConfig"]
+    assert later == {"thinkingLevel": "low"}
+
+
+def test_unsupported_parameters() -> None:
+    base = {"messages": [{"role": "user", "content": "x"}]}
+    with pytest.raises(UnsupportedParameter) as info:
+        body_of({**base, "logit_bias": {"1": 1}})
+    assert info.value.param == "logit_bias" and "gemini" in info.value.message
+    dropped = body_of({**base, "logit_bias": {"1": 1}, "temperature": 1}, target(drop_params=True))
+    assert dropped["generationConfig"] == {"temperature": 1}
+
+
+def test_schema_cleaning() -> None:
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "additionalProperties": False,
+        "$defs": {"Unit": {"type": "string", "enum": ["c", "f"], "description": "unit"}},
+        "properties": {
+            "unit": {"$ref": "#/$defs/Unit"},
+            "when": {"type": "string", "format": "date-time"},
+            "email": {"type": "string", "format": "email", "minLength": 3},
+            "maybe": {"type": ["integer", "null"], "exclusiveMinimum": 0},
+            "either": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+            "opt": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+            "fixed": {"const": "x"},
+            "codes": {"enum": [1, 2]},
+            "merged": {
+                "allOf": [
+                    {"properties": {"a": {"type": "string"}}, "required": ["a"]},
+                    {"properties": {"b": {"type": "boolean"}}},
+                ]
+            },
+        },
+        "required": ["unit", "ghost"],
+    }
+    assert clean_schema(schema) == {
+        "type": "OBJECT",
+        "properties": {
+            "unit": {"type": "STRING", "enum": ["c", "f"], "description": "unit"},
+            "when": {"type": "STRING", "format": "date-time"},
+            "email": {"type": "STRING", "minLength": 3},
+            "maybe": {"type": "INTEGER", "nullable": True},
+            "either": {"anyOf": [{"type": "STRING"}, {"type": "NUMBER"}]},
+            "opt": {"type": "STRING", "nullable": True},
+            "tags": {"type": "ARRAY", "items": {"type": "STRING"}, "maxItems": 3},
+            "fixed": {"type": "STRING", "enum": ["x"]},
+            "codes": {},
+            "merged": {
+                "type": "OBJECT",
+                "properties": {"a": {"type": "STRING"}, "b": {"type": "BOOLEAN"}},
+                "required": ["a"],
+            },
+        },
+        "required": ["unit"],
+    }
+
+
+def test_recursive_schema_terminates() -> None:
+    schema = {
+        "$defs": {"Node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}}},
+        "$ref": "#/$defs/Node",
+    }
+    cleaned = clean_schema(schema)
+    assert cleaned["type"] == "OBJECT"
+    depth, node = 0, cleaned
+    while "properties" in node:
+        node, depth = node["properties"]["child"], depth + 1
+    assert 5 < depth < 40
