@@ -1,8 +1,10 @@
 """Cancel a request's work when its client goes away.
 
-The ASGI server tells us about a disconnect only through ``receive()``. A small watcher task
-waits on it and cancels the request task, so an abandoned request stops its upstream call
-(closing the connection) instead of running to completion.
+The ASGI server tells us about a disconnect only through ``receive()``, so something must wait
+on it. A watcher task per request costs more than many whole requests take, so the watcher is
+started only once a request has been running for ``WATCH_AFTER`` seconds: quick requests pay
+for one timer, and a client that leaves a long request or a stream is noticed within that delay.
+The watcher then cancels the request task, which closes the upstream response.
 """
 
 from __future__ import annotations
@@ -15,30 +17,48 @@ from switchboard.http.asgi import Receive
 
 T = TypeVar("T")
 
+WATCH_AFTER = 0.25
+
 
 class ClientGone(Exception):
     """The client disconnected; nothing more can be sent."""
 
 
+class _Watch:
+    __slots__ = ("gone", "receive", "task", "timer", "watcher")
+
+    def __init__(self, receive: Receive, task: asyncio.Task[object]) -> None:
+        self.receive = receive
+        self.task = task
+        self.gone = False
+        self.watcher: asyncio.Task[None] | None = None
+        self.timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self.start)
+
+    def start(self) -> None:
+        self.watcher = asyncio.get_running_loop().create_task(self.watch())
+
+    async def watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self.task.cancel()
+
+    def stop(self) -> None:
+        self.timer.cancel()
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+
 async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     task = asyncio.current_task()
     assert task is not None
-    gone = False
-
-    async def watch() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        task.cancel()
-
-    watcher = asyncio.get_running_loop().create_task(watch())
+    watch = _Watch(receive, task)
     try:
         return await work
     except asyncio.CancelledError:
-        if gone:
+        if watch.gone:
             task.uncancel()
             raise ClientGone from None
         raise
     finally:
-        watcher.cancel()
+        watch.stop()

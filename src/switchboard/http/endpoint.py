@@ -7,6 +7,7 @@ status; after a stream has started they become an error event inside the stream.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -36,12 +37,17 @@ log = logging.getLogger("switchboard.http")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+_ID_PREFIX = secrets.token_hex(6)
+_ID_COUNTER = itertools.count(1)
+
+
 def request_id(headers: dict[str, str]) -> str:
     # A caller's id is echoed back only when it cannot inject anything into our headers.
     given = headers.get("x-request-id")
     if given and _SAFE_REQUEST_ID.match(given):
         return given
-    return secrets.token_hex(12)
+    # Unique per process start; needs no randomness per request.
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def check_content_type(headers: dict[str, str]) -> None:

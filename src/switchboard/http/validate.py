@@ -177,9 +177,9 @@ def model_name(body: dict[str, Any]) -> str:
 
 
 def check_fields(body: dict[str, Any], fields: dict[str, Check]) -> None:
-    for name, check in fields.items():
-        value = body.get(name)
-        if value is not None and (problem := check(value)) is not None:
+    for name, value in body.items():
+        check = fields.get(name)
+        if check is not None and value is not None and (problem := check(value)) is not None:
             raise _fail(name, problem)
 
 

@@ -11,11 +11,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from switchboard.config.schema import Timeouts
 from switchboard.errors import UpstreamBadGateway, UpstreamTimeout, UpstreamUnreachable
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
+
+_MAX_CACHED_URLS = 4096
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
@@ -49,6 +52,7 @@ class UpstreamClient:
         self._headers = {**headers, **auth.headers} if isinstance(auth, StaticHeaderAuth) else dict(headers)
         self._timeout = client_timeout(timeouts)
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -87,13 +91,23 @@ class UpstreamClient:
         assert self._session is not None, "client not started"
         if not self._static:
             await self.auth.apply(request)
+        url = self._url(request.url)
         if limits is None:  # the provider's own timeouts, set on the session
             return await self._session.request(
-                request.method, request.url, data=request.body, headers=request.headers
+                request.method, url, data=request.body, headers=request.headers
             )
         return await self._session.request(
-            request.method, request.url, data=request.body, headers=request.headers, timeout=limits
+            request.method, url, data=request.body, headers=request.headers, timeout=limits
         )
+
+    def _url(self, text: str) -> URL:
+        """Parsed once per distinct URL (bounded by the configured models), not per request."""
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) >= _MAX_CACHED_URLS:
+                self._urls.clear()
+            url = self._urls[text] = URL(text)
+        return url
 
     async def send(self, request: UpstreamRequest, limits: aiohttp.ClientTimeout | None) -> UpstreamReply:
         with self._translated():
