@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from switchboard.config.schema import ImagesConfig
 from switchboard.context import RequestContext, Result
@@ -37,6 +39,26 @@ def remote_image_parts(request: dict[str, Any]) -> list[dict[str, Any]]:
     return parts
 
 
+class PublicOnlyResolver(AbstractResolver):
+    """Resolves names to public addresses only. The check applies to the addresses the connection
+    will use, so a name cannot pass a check and then resolve to an internal address (rebinding)."""
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        public = [r for r in results if ipaddress.ip_address(r["host"]).is_global]
+        if not public:
+            raise OSError(f"image host '{host}' resolves only to non-public addresses")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class ImageFetcher:
     def __init__(self, config: ImagesConfig) -> None:
         self.config = config
@@ -49,29 +71,28 @@ class ImageFetcher:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-            self._session = aiohttp.ClientSession(timeout=timeout, trust_env=False)
+            resolver = None if self.config.allow_private_networks else PublicOnlyResolver()
+            connector = aiohttp.TCPConnector(resolver=resolver)
+            self._session = aiohttp.ClientSession(timeout=timeout, trust_env=False, connector=connector)
         return self._session
 
-    async def _check_host(self, host: str) -> None:
+    def _check_literal(self, host: str) -> None:
+        """IP literals never reach the resolver, so they are checked here; names by the resolver."""
         if self.config.allow_private_networks:
             return
-        loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except OSError:
-            raise InvalidRequest(f"image host '{host}' cannot be resolved", param="messages") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global:
-                raise InvalidRequest(
-                    f"image URL host '{host}' is a private address; fetching it is not allowed",
-                    param="messages",
-                )
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return
+        if not address.is_global:
+            raise InvalidRequest(
+                f"image URL host '{host}' is a private address; fetching it is not allowed",
+                param="messages",
+            )
 
     async def fetch(self, url: str) -> str:
         """The image at ``url`` as a data URL."""
-        host = urlsplit(url).hostname or ""
-        await self._check_host(host)
+        self._check_literal(urlsplit(url).hostname or "")
         limit = self.config.max_bytes
         try:
             async with self._client().get(url, allow_redirects=False) as resp:
@@ -86,7 +107,10 @@ class ImageFetcher:
                     )
                 data = await resp.content.read(limit + 1)
         except (aiohttp.ClientError, TimeoutError):
-            raise InvalidRequest(f"image URL could not be fetched: {url[:200]}", param="messages") from None
+            raise InvalidRequest(
+                f"image URL could not be fetched (unreachable, or not a public address): {url[:200]}",
+                param="messages",
+            ) from None
         if len(data) > limit:
             raise InvalidRequest(f"image at {url[:200]} exceeds {limit} bytes", param="messages")
         return f"data:{media};base64,{base64.b64encode(data).decode()}"
