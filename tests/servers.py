@@ -163,6 +163,8 @@ def openai_config(mock: Mock, **server: Any) -> dict[str, Any]:
             {"name": "misconfigured", "provider": "bad-key", "model": "gpt-4o-mini"},
             {"name": "unreachable", "provider": "nowhere", "model": "gpt-4o-mini"},
             {"name": "slow-model", "provider": "slow", "model": "gpt-4o-mini"},
+            {"name": "impatient-model", "provider": "local-openai", "model": "gpt-4o-mini",
+             "timeouts": {"first_byte": 0.5}},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "server": server,

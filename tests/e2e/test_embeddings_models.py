@@ -35,6 +35,7 @@ def test_models_lists_configured_names(client: openai.OpenAI) -> None:
         "misconfigured",
         "unreachable",
         "slow-model",
+        "impatient-model",
     }
     assert client.models.retrieve("gpt-4o-mini").owned_by == "local-openai"
 

@@ -87,6 +87,14 @@ def test_upstream_timeout_is_504(client: openai.OpenAI) -> None:
     assert exc.value.code == "upstream_timeout"
 
 
+def test_per_model_timeout_overrides_the_provider(client: openai.OpenAI) -> None:
+    # The provider waits 120 s for a first byte; this model entry waits 0.5 s.
+    with pytest.raises(openai.APIStatusError) as exc:
+        client.chat.completions.create(model="impatient-model", messages=ask("mock:latency_ms=3000"))
+    assert exc.value.status_code == 504
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:latency_ms=700")).choices
+
+
 def test_stream_first_byte_timeout_is_504(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as exc:
         list(client.chat.completions.create(model="slow-model", messages=ask("mock:hang=1"), stream=True))

@@ -114,6 +114,21 @@ def test_client_disconnect_cancels_upstream_stream(gateway: Gateway, mock_upstre
     assert mock_stats(mock_upstream)["cancelled"] == before + 1
 
 
+def test_stream_is_relayed_while_upstream_still_produces(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    before = mock_stats(mock_upstream)["completed"]
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=ask("mock:chunk_delay_ms=300 one two three four five"), stream=True
+    )
+    chunks = iter(stream)
+    first = next(chunks)
+    # The first chunk is here while the upstream has ~3 s of chunks still to send.
+    assert first.choices[0].delta.role == "assistant"
+    assert mock_stats(mock_upstream)["completed"] == before
+    rest = list(chunks)
+    assert rest[-1].choices[0].finish_reason == "stop"
+    assert mock_stats(mock_upstream)["completed"] == before + 1
+
+
 def test_client_disconnect_cancels_non_stream_request(gateway: Gateway) -> None:
     body = {"model": "gpt-4o-mini", "messages": ask("mock:latency_ms=5000 slow")}
     with pytest.raises(httpx.ReadTimeout):

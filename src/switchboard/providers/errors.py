@@ -10,6 +10,7 @@ Adapters extract (message, type, code, param) from their provider's error body a
     other 4xx              -> same status, the provider's message, type and code
     408, 504               -> 504 timeout_error
     503, 529               -> 503 api_error, code upstream_overloaded
+    499 (provider-side cancel) -> 502 api_error, code upstream_error
     other 5xx, bad bodies  -> 502 api_error, code upstream_error
 """
 
@@ -63,6 +64,8 @@ def upstream_error(
         return RateLimited(text, code=code or "rate_limit_exceeded", headers=carried)
     if status in (408, 504):
         return UpstreamTimeout(f"{where} timed out: {text}")
+    if status == 499:  # the provider's "client closed request": meaningless to our client
+        return UpstreamBadGateway(f"{where} cancelled the request: {text}")
     if status in (503, 529):
         return UpstreamUnavailable(f"{where} is overloaded: {text}", headers=carried)
     if 400 <= status < 500:

@@ -40,19 +40,25 @@ class OpenAIStreamDecoder:
     so the client receives everything the provider sent before failing.
     """
 
-    __slots__ = ("_done", "_error", "_parser", "_target")
+    __slots__ = ("_done", "_error", "_finished", "_parser", "_target")
 
     def __init__(self, target: Target) -> None:
         self._parser = SSEParser()
         self._target = target
         self._done = False
+        self._finished = False  # a finish_reason was seen
         self._error: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
         return self._chunks(self._parser.feed(data))
 
     def close(self) -> list[JSON]:
-        return self._chunks(self._parser.flush())
+        out = self._chunks(self._parser.flush())
+        if not (self._done or self._finished):
+            # Neither [DONE] nor a finish_reason: the answer was cut short; never pass it off as whole.
+            where = f"provider '{self._target.provider}'"
+            raise UpstreamBadGateway(f"{where} ended the stream before it was complete")
+        return out
 
     def _chunks(self, events: list[SSEEvent]) -> list[JSON]:
         if self._error is not None:
@@ -83,6 +89,11 @@ class OpenAIStreamDecoder:
         if error:
             message = error.get("message") if isinstance(error, dict) else str(error)
             raise UpstreamBadGateway(f"provider '{self._target.provider}' failed mid-stream: {message}")
+        if not self._finished:
+            choices = obj.get("choices")
+            self._finished = isinstance(choices, list) and any(
+                isinstance(c, dict) and c.get("finish_reason") for c in choices
+            )
         return obj
 
 
