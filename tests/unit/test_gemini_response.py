@@ -11,8 +11,8 @@ import pytest
 
 from switchboard.config.schema import Timeouts
 from switchboard.errors import RateLimited, UpstreamAuthFailed, UpstreamBadGateway, UpstreamUnavailable
+from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.providers.gemini import SPEC, GeminiOptions
-from switchboard.providers.google.embeddings import encode
 from switchboard.routing.target import Target
 
 TARGET = Target(
@@ -282,7 +282,7 @@ def test_embeddings_request_and_response() -> None:
         ],
         "usage": {"prompt_tokens": 0, "total_tokens": 0},
     }
-    packed = encode(body, "base64")["data"][0]["embedding"]
+    packed = apply_encoding_format({"encoding_format": "base64"}, body)["data"][0]["embedding"]
     assert struct.unpack("<2f", base64.b64decode(packed)) == (0.5, -1.0)
 
 

@@ -8,8 +8,6 @@ statistics.token_count). Gemini's batch endpoint reports no token counts: usage 
 
 from __future__ import annotations
 
-import base64
-import struct
 from typing import Any
 
 from switchboard.errors import InvalidRequest
@@ -92,16 +90,3 @@ def embedding_list(vectors: list[list[float]], target: Target, tokens: int) -> J
         "model": target.model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
-
-
-def to_base64(vector: list[float]) -> str:
-    """OpenAI's ``encoding_format: base64``: little-endian float32 values, base64 encoded."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
-def encode(body: JSON, encoding_format: str | None) -> JSON:
-    """Apply the request's ``encoding_format`` to an embeddings list built above."""
-    if encoding_format == "base64":
-        for item in body["data"]:
-            item["embedding"] = to_base64(item["embedding"])
-    return body
