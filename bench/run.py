@@ -112,9 +112,16 @@ def litellm_config(base: str) -> str:
     return f"model_list:\n{entries}general_settings:\n  master_key: {MASTER_KEY}\n"
 
 
+def litellm_bin() -> str | None:
+    """LITELLM_BIN (e.g. a separate virtualenv's bin/litellm) or ``litellm`` on PATH."""
+    return os.environ.get("LITELLM_BIN") or shutil.which("litellm")
+
+
 def litellm_missing() -> str | None:
+    if os.environ.get("LITELLM_BIN"):
+        return None if os.path.exists(os.environ["LITELLM_BIN"]) else "LITELLM_BIN does not exist"
     if importlib.util.find_spec("litellm") is None:
-        return "litellm is not importable (pip install 'litellm[proxy]')"
+        return "litellm is not importable (pip install 'litellm[proxy]', or set LITELLM_BIN)"
     if shutil.which("litellm") is None:
         return "the 'litellm' command is not on PATH"
     return None
@@ -125,7 +132,7 @@ def litellm(root: Path, base: str) -> Iterator[dict[str, str]]:
     config = root / "litellm.yaml"
     config.write_text(litellm_config(base))
     port = free_port()
-    cmd = ["litellm", "--config", str(config), "--port", str(port), "--num_workers", "1"]
+    cmd = [litellm_bin() or "litellm", "--config", str(config), "--port", str(port), "--num_workers", "1"]
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # no model-price download at start-up
     with Service("litellm", cmd, root / "litellm.log", cpu=GATEWAY_CPU, env=env) as svc:
