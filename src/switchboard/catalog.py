@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from switchboard.config.yamlfile import YamlFileError, read_yaml
+
 if TYPE_CHECKING:
     from switchboard.config.schema import Settings
 
@@ -261,15 +263,9 @@ def _file_problems(parsed: CatalogFile) -> list[str]:
 def read_file(path: str | Path) -> CatalogFile:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogError(source, ["file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(source, [f"cannot read file: {exc}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CatalogError(source, [f"invalid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+        data = read_yaml(path)
+    except YamlFileError as exc:
+        raise CatalogError(source, [str(exc)]) from None
     return parse(data, source)
 
 
