@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from dataclasses import dataclass
@@ -93,7 +94,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "lifespan": "on",
         "access_log": s.access_log,
         "log_level": s.log_level,
-        "timeout_graceful_shutdown": int(s.graceful_shutdown_seconds) or None,
+        # 0 means "do not wait"; uvicorn reads None as "wait forever", which is never wanted here.
+        "timeout_graceful_shutdown": math.ceil(s.graceful_shutdown_seconds),
         "timeout_keep_alive": 75,
         "server_header": False,
         "proxy_headers": False,
