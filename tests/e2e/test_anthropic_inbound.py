@@ -282,6 +282,34 @@ def test_tool_round_trip(client: anthropic.Anthropic, model: str) -> None:
     assert "18 degrees" in text_of(final)
 
 
+def test_streamed_tool_round_trip(client: anthropic.Anthropic, model: str) -> None:
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    with client.messages.stream(model=model, max_tokens=200, tools=[WEATHER], messages=[question]) as stream:
+        first = stream.get_final_message()
+    assert first.stop_reason == "tool_use"
+    [call] = [b for b in first.content if b.type == "tool_use"]
+    assert call.name == "get_weather"
+    with client.messages.stream(
+        model=model,
+        max_tokens=200,
+        tools=[WEATHER],
+        messages=[
+            question,
+            {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 degrees, sunny"}],
+            },
+        ],
+    ) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert final.stop_reason == "end_turn"
+    assert "".join(pieces) == text_of(final)
+    assert "18 degrees" in text_of(final)
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+
+
 def test_tool_choice_named_tool(client: anthropic.Anthropic, model: str) -> None:
     message = client.messages.create(
         model=model,

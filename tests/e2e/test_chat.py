@@ -7,6 +7,10 @@ import json
 import openai
 import pytest
 
+from tests.servers import Mock
+
+PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
 
 def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
@@ -20,6 +24,29 @@ def test_non_stream_returns_upstream_answer_and_usage(client: openai.OpenAI) -> 
     assert resp.choices[0].finish_reason == "stop"
     assert resp.usage is not None
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens > 0
+
+
+def test_usage_numbers_and_cached_tokens_agree_in_stream(client: openai.OpenAI) -> None:
+    plain = client.chat.completions.create(model="gpt-4o-mini", messages=ask("count my words"))
+    answer = plain.choices[0].message.content or ""
+    assert plain.usage is not None and plain.usage.prompt_tokens_details is not None
+    assert plain.usage.completion_tokens == len(answer.split(" "))
+    assert plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
+    assert plain.usage.prompt_tokens_details.cached_tokens == 0
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask("count my words"), stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    streamed = chunks[-1].usage
+    assert streamed is not None and streamed.prompt_tokens_details is not None
+    assert (streamed.prompt_tokens, streamed.completion_tokens, streamed.total_tokens) == (
+        plain.usage.prompt_tokens,
+        plain.usage.completion_tokens,
+        plain.usage.total_tokens,
+    )
+    assert streamed.prompt_tokens_details.cached_tokens == 0
 
 
 def test_response_carries_request_id(client: openai.OpenAI) -> None:
@@ -106,6 +133,22 @@ def test_streamed_tool_call_arguments_reassemble(client: openai.OpenAI) -> None:
     assert name == "get_weather"
     assert json.loads(args) == {"city": "Paris"}
     assert finish == "tool_calls"
+
+
+def test_image_inputs_data_and_http_urls(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    content = [
+        {"type": "text", "text": "two images"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL_PNG}"}},
+        {"type": "image_url", "image_url": {"url": f"{mock_upstream.url}/images/pixel.png"}},
+    ]
+    messages = [{"role": "user", "content": content}]
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    # The OpenAI mock echoes every text value it got: both images reached OpenAI unchanged (OpenAI
+    # fetches http(s) URLs itself, so the gateway does not inline them).
+    echoed = resp.choices[0].message.content or ""
+    assert "two images" in echoed
+    assert f"data:image/png;base64,{PIXEL_PNG}" in echoed
+    assert f"{mock_upstream.url}/images/pixel.png" in echoed
 
 
 def test_passthrough_fields_reach_upstream(client: openai.OpenAI) -> None:

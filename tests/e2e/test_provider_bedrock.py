@@ -167,6 +167,27 @@ def test_image_inputs_data_and_http_urls(sdk: openai.OpenAI, mock_upstream: Mock
     assert resp.choices[0].message.content == SAID + "What is in these images?"
 
 
+def test_image_bytes_reach_bedrock(sdk: openai.OpenAI) -> None:
+    # The mock's reply does not mention images, but it checks their bytes: JPEG bytes labelled PNG
+    # are refused by Bedrock itself, so the data URL's bytes arrived as an image block.
+    content = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,/9j/4AAQSkZJRgABAQ=="}},
+    ]
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
+    assert "Could not process image at messages.0.content.1" in exc.value.message
+
+
+def test_http_image_is_fetched_by_the_gateway(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Converse takes bytes only: the gateway downloads http(s) images, so a missing one is its 400.
+    content = [{"type": "image_url", "image_url": {"url": f"{mock_upstream.url}/images/missing.png"}}]
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
+    assert exc.value.param == "messages"
+    assert "image URL answered HTTP 404" in exc.value.message
+
+
 def test_json_schema_response_format(sdk: openai.OpenAI) -> None:
     fmt: Any = {"type": "json_schema", "json_schema": {"name": "city", "schema": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],

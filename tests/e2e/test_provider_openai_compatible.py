@@ -7,10 +7,12 @@ get ``stream_options`` still end properly, and operations a server lacks are ref
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -106,6 +108,21 @@ def test_stream_with_usage(oc: openai.OpenAI, preset: str) -> None:
     assert chunks[-1].usage.completion_tokens == len((SAID + "stream").split(" "))
 
 
+def test_usage_numbers_and_cached_tokens_agree_in_stream(oc: openai.OpenAI) -> None:
+    plain = oc.chat.completions.create(model="vllm", messages=ask("count my words"))
+    chunks = list(
+        oc.chat.completions.create(
+            model="vllm", messages=ask("count my words"), stream=True, stream_options={"include_usage": True}
+        )
+    )
+    words = len((plain.choices[0].message.content or "").split(" "))
+    for usage in (plain.usage, chunks[-1].usage):
+        assert usage is not None and usage.prompt_tokens_details is not None
+        assert usage.prompt_tokens > 0 and usage.completion_tokens == words
+        assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+        assert usage.prompt_tokens_details.cached_tokens == 0
+
+
 @pytest.mark.parametrize("preset", ["groq", "lmstudio", "together"])
 def test_stream_for_servers_without_stream_options(oc: openai.OpenAI, preset: str) -> None:
     # stream_options is not sent to these servers; the mock then streams no usage, and the
@@ -162,6 +179,21 @@ def test_image_inputs(oc: openai.OpenAI, mock_upstream: Mock) -> None:
     echoed = resp.choices[0].message.content or ""  # the OpenAI mock echoes what it received
     assert f"data:image/png;base64,{PIXEL_PNG}" in echoed
     assert f"{mock_upstream.url}/images/pixel.png" in echoed
+
+
+@pytest.mark.parametrize("preset", ["ollama", "lmstudio"])
+def test_http_image_is_inlined_for_servers_that_cannot_fetch(
+    oc: openai.OpenAI, mock_upstream: Mock, preset: str
+) -> None:
+    url = f"{mock_upstream.url}/images/pixel.png"
+    resp = oc.chat.completions.create(
+        model=preset,
+        messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}],
+    )
+    echoed = resp.choices[0].message.content or ""  # the OpenAI mock echoes what it received
+    served = base64.b64encode(httpx.get(url).content).decode()
+    assert url not in echoed
+    assert echoed.endswith(f"image_url data:image/png;base64,{served}")
 
 
 def test_json_object_for_json_schema_only_server(oc: openai.OpenAI) -> None:

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.e2e.test_provider_gemini import WEATHER_TOOL
+from tests.e2e.test_provider_gemini import PIXEL, WEATHER_TOOL
 from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
 
 EMAIL = "switchboard-e2e@mock-project.iam.gserviceaccount.com"
@@ -95,6 +95,18 @@ def test_chat_non_stream(client: openai.OpenAI) -> None:
     assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens == 9
 
 
+def test_usage_totals_and_cached_tokens(client: openai.OpenAI) -> None:
+    reply = ask(client, "count me mock:cached_tokens=2")
+    chunks = list(ask(client, "count me mock:cached_tokens=2", stream=True,
+                      stream_options={"include_usage": True}))
+    words = len(reply.choices[0].message.content.split(" "))
+    for usage in (reply.usage, chunks[-1].usage):
+        assert usage is not None and usage.prompt_tokens_details is not None
+        assert usage.prompt_tokens > 0 and usage.completion_tokens == words
+        assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+        assert usage.prompt_tokens_details.cached_tokens == 2
+
+
 def test_global_location_and_project_from_key_file(client: openai.OpenAI) -> None:
     reply = ask(client, "Hello global", model="vertex-global-flash")
     assert reply.choices[0].message.content.endswith("You said: Hello global")
@@ -118,6 +130,14 @@ def test_tool_round_trip(client: openai.OpenAI) -> None:
                  {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 18}'}]
     final = client.chat.completions.create(model="vertex-flash", messages=messages, tools=[WEATHER_TOOL])
     assert final.choices[0].message.content == 'The tool returned: {"temp_c":18}'
+
+
+def test_image_data_url(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model="vertex-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": PIXEL}},
+    ]}])
+    assert reply.choices[0].message.content.endswith("You said: What is this? (attachments: image/png)")
 
 
 def test_image_http_url(client: openai.OpenAI, mock_upstream: Mock) -> None:
