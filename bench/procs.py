@@ -115,7 +115,7 @@ class Service:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def wait_ready(self, url: str, timeout: float) -> None:
+    def wait_ready(self, url: str, timeout: float, method: str = "GET", body: str | None = None) -> None:
         """Poll ``url`` until it answers 200; fail early if the process dies."""
         deadline = time.monotonic() + timeout
         last = "no answer"
@@ -124,7 +124,7 @@ class Service:
                 code = None if self.proc is None else self.proc.returncode
                 raise RuntimeError(f"{self.name} exited (code {code}) before ready:\n{self.log_tail()}")
             try:
-                status, _, _ = http("GET", url, timeout=2)
+                status, _, _ = http(method, url, body.encode() if body else None, timeout=2)
             except OSError as exc:
                 last = str(exc)
             else:

@@ -140,7 +140,38 @@ def litellm(root: Path, base: str) -> Iterator[dict[str, str]]:
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
 
 
-STARTERS: dict[str, Starter] = {"direct": direct, "switchboard": switchboard, "litellm": litellm}
+@contextlib.contextmanager
+def minimal(root: Path, base: str) -> Iterator[dict[str, str]]:
+    """bench/minimal_proxy.py: the floor any Python proxy on this stack pays."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "minimal_proxy:app",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    env = {**os.environ, "MINIMAL_UPSTREAM": base, "PYTHONPATH": str(Path(__file__).parent)}
+    url = f"http://127.0.0.1:{port}"
+    with Service("minimal", cmd, root / "minimal.log", cpu=GATEWAY_CPU, env=env) as svc:
+        svc.wait_ready(url + "/health", timeout=30, method="POST", body=request_body("non-stream"))
+        yield dict.fromkeys(MODES, url + "/v1/chat/completions")
+
+
+STARTERS: dict[str, Starter] = {
+    "direct": direct,
+    "minimal": minimal,
+    "switchboard": switchboard,
+    "litellm": litellm,
+}
 
 
 def check(url: str, mode: str) -> None:
@@ -333,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--litellm", action="store_true", help="also measure LiteLLM's proxy if installed")
     parser.add_argument(
         "--targets",
-        default="direct,switchboard",
-        help="comma-separated targets among direct,switchboard,litellm (default: %(default)s)",
+        default="direct,minimal,switchboard",
+        help="comma-separated targets among direct,minimal,switchboard,litellm (default: %(default)s)",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write machine info and results as JSON")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table for the docs")
