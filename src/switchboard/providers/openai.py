@@ -22,8 +22,8 @@ from switchboard.routing.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
-_JSON_HEADERS = {"Content-Type": "application/json"}
-_SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+# Content-Type: application/json is a session default of the upstream client.
+_SSE_HEADERS = {"Accept": "text/event-stream"}
 
 
 class OpenAIOptions(BaseModel):
@@ -82,18 +82,20 @@ class OpenAIStreamDecoder:
         if data == "[DONE]":
             self._done = True
             return None
-        obj = loads_object(data.encode())
-        if obj is None:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
             raise invalid_body(self._target, "stream event")
         error = obj.get("error")
         if error:
             message = error.get("message") if isinstance(error, dict) else str(error)
             raise UpstreamBadGateway(f"provider '{self._target.provider}' failed mid-stream: {message}")
-        if not self._finished:
-            choices = obj.get("choices")
-            self._finished = isinstance(choices, list) and any(
-                isinstance(c, dict) and c.get("finish_reason") for c in choices
-            )
+        if not self._finished and isinstance(choices := obj.get("choices"), list):
+            for choice in choices:
+                if isinstance(choice, dict) and choice.get("finish_reason"):
+                    self._finished = True
         return obj
 
 
@@ -113,7 +115,7 @@ class OpenAIAdapter(ProviderAdapter):
     def _post(self, path: str, body: JSON, target: Target, stream: bool) -> UpstreamRequest:
         body["model"] = target.model
         body.pop("drop_params", None)
-        headers = dict(_SSE_HEADERS if stream else _JSON_HEADERS)
+        headers = dict(_SSE_HEADERS) if stream else {}
         return UpstreamRequest("POST", target.api_base + path, _dump(body), headers, stream)
 
     def _with_stream_usage(self, request: JSON) -> JSON:

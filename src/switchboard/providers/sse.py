@@ -49,6 +49,9 @@ class SSEParser:
 
     @staticmethod
     def _parse(block: bytes) -> SSEEvent | None:
+        if block.startswith(b"data: ") and b"\n" not in block:
+            # The usual event, a single data line: no line loop needed.
+            return SSEEvent(None, block[6:].decode("utf-8", "replace"))
         name: str | None = None
         data: list[str] = []
         for raw in block.split(b"\n"):

@@ -6,8 +6,7 @@ half the CPU per proxied request. Foreign exceptions are translated to gateway e
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -49,7 +48,9 @@ class UpstreamClient:
         self._max_connections = max_connections
         # Fixed credentials become session headers, so requests skip a per-call auth step.
         self._static = isinstance(auth, StaticHeaderAuth)
-        self._headers = {**headers, **auth.headers} if isinstance(auth, StaticHeaderAuth) else dict(headers)
+        # Every provider API takes JSON bodies; adapters' own request headers override these.
+        base = {"Content-Type": "application/json", **headers}
+        self._headers = {**base, **auth.headers} if isinstance(auth, StaticHeaderAuth) else base
         self._timeout = client_timeout(timeouts)
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
@@ -73,17 +74,16 @@ class UpstreamClient:
             self._session = None
         await self.auth.close()
 
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
+    def translate(self, exc: Exception) -> Exception:
+        """The gateway error for an aiohttp or timeout exception (others are returned unchanged)."""
         where = f"provider '{self.provider}'"
-        try:
-            yield
-        except TimeoutError:
-            raise UpstreamTimeout(f"{where} did not answer in time") from None
-        except aiohttp.ClientConnectorError:
-            raise UpstreamUnreachable(f"cannot connect to {where}") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}") from None
+        if isinstance(exc, TimeoutError):
+            return UpstreamTimeout(f"{where} did not answer in time")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return UpstreamUnreachable(f"cannot connect to {where}")
+        if isinstance(exc, aiohttp.ClientError):
+            return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
+        return exc
 
     async def _open(
         self, request: UpstreamRequest, limits: aiohttp.ClientTimeout | None
@@ -92,12 +92,11 @@ class UpstreamClient:
         if not self._static:
             await self.auth.apply(request)
         url = self._url(request.url)
+        headers = request.headers or None  # None: just the session's headers, nothing to merge
         if limits is None:  # the provider's own timeouts, set on the session
-            return await self._session.request(
-                request.method, url, data=request.body, headers=request.headers
-            )
+            return await self._session.request(request.method, url, data=request.body, headers=headers)
         return await self._session.request(
-            request.method, url, data=request.body, headers=request.headers, timeout=limits
+            request.method, url, data=request.body, headers=headers, timeout=limits
         )
 
     def _url(self, text: str) -> URL:
@@ -110,20 +109,24 @@ class UpstreamClient:
         return url
 
     async def send(self, request: UpstreamRequest, limits: aiohttp.ClientTimeout | None) -> UpstreamReply:
-        with self._translated():
+        try:
             resp = await self._open(request, limits)
             try:
                 body = await resp.read()
             finally:
                 resp.release()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.translate(exc) from None
         return UpstreamReply(resp.status, resp.headers, body)
 
     async def open_stream(
         self, request: UpstreamRequest, limits: aiohttp.ClientTimeout | None
     ) -> UpstreamStream:
-        """Send and wait for the headers; an error status is read whole and returned as a reply."""
-        with self._translated():
+        """Send and wait for the headers; the caller reads the body through the returned stream."""
+        try:
             resp = await self._open(request, limits)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.translate(exc) from None
         return UpstreamStream(self, resp)
 
 
@@ -137,17 +140,19 @@ class UpstreamStream:
         self.headers: Mapping[str, str] = response.headers
 
     async def read_all(self) -> bytes:
-        with self._client._translated():
-            try:
-                return await self.response.read()
-            finally:
-                self.response.release()
+        try:
+            return await self.response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._client.translate(exc) from None
+        finally:
+            self.response.release()
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         try:
-            with self._client._translated():
-                async for data in self.response.content.iter_any():
-                    yield data
+            async for data in self.response.content.iter_any():
+                yield data
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._client.translate(exc) from None
         finally:
             # Closing (not releasing) drops a connection whose body was not read to the end.
             self.response.close()
