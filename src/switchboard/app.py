@@ -5,6 +5,7 @@ The router is a dict lookup on (method, path): the hot path pays no regex or mid
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -83,6 +84,11 @@ class SwitchboardApp:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                # Everything built so far lives as long as the process: keep it out of the cyclic
+                # garbage collector's scans, and collect the young generation less often (requests
+                # allocate many short-lived containers, almost none in cycles). Measured in bench/.
+                gc.freeze()
+                gc.set_threshold(20_000, 20, 20)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.gateway.close()
