@@ -17,10 +17,10 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -251,6 +251,34 @@ def measure(
     return rows
 
 
+def medians(rows: list[Row]) -> list[Row]:
+    """One row per target and scenario: the median of each figure over the rounds."""
+    groups: dict[tuple[str, str, int], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.target, row.mode, row.concurrency), []).append(row)
+    out = []
+    for (target, mode, conc), group in groups.items():
+
+        def mid(name: str, group: list[Row] = group) -> float:
+            return statistics.median(getattr(r, name) for r in group)
+
+        out.append(
+            Row(
+                target,
+                mode,
+                conc,
+                mid("rps"),
+                mid("p50_ms"),
+                mid("p90_ms"),
+                mid("p99_ms"),
+                mid("mean_ms"),
+                sum(r.requests for r in group),
+                sum(r.errors for r in group),
+            )
+        )
+    return out
+
+
 def compare(rows: list[Row]) -> None:
     base = {(r.mode, r.concurrency): r for r in rows if r.target == "direct"}
     for r in rows:
@@ -367,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         default="direct,minimal,switchboard",
         help="comma-separated targets among direct,minimal,switchboard,litellm (default: %(default)s)",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write machine info and results as JSON")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table for the docs")
     args = parser.parse_args(argv)
@@ -396,21 +425,33 @@ def main(argv: list[str] | None = None) -> int:
             scripts[mode] = root / f"{mode}.lua"
             scripts[mode].write_text(loadgen.lua_script(request_body(mode), HEADERS))
         nginx, base = upstream.nginx(root / "nginx", cpu=LOAD_CPU)
-        with nginx:
+        with nginx, contextlib.ExitStack() as running:
             nginx.wait_ready(base + upstream.CHAT_PATH, timeout=10)
+            # Every target runs for the whole benchmark (idle ones cost nothing) and the rounds
+            # interleave them, so a drift in the machine's speed hits all targets alike.
+            started: dict[str, dict[str, str]] = {}
             for target in targets:
                 missing = litellm_missing() if target == "litellm" else None
                 if missing:
                     print(f"skipping litellm: {missing}")
                     continue
-                print(f"{target}:", flush=True)
                 try:
-                    with STARTERS[target](root, base) as urls:
-                        rows += measure(target, urls, scripts, args)
+                    started[target] = running.enter_context(STARTERS[target](root, base))
                 except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-                    print(f"{target} FAILED: {exc}", file=sys.stderr)
+                    print(f"{target} FAILED to start: {exc}", file=sys.stderr)
                     failed.append(target)
-                time.sleep(0.5)  # let the previous target's sockets drain before the next one
+            measured: list[Row] = []
+            for round_no in range(1, args.rounds + 1):
+                for target, urls in started.items():
+                    if target in failed:
+                        continue
+                    print(f"{target} (round {round_no}/{args.rounds}):", flush=True)
+                    try:
+                        measured += measure(target, urls, scripts, args)
+                    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                        print(f"{target} FAILED: {exc}", file=sys.stderr)
+                        failed.append(target)
+            rows = medians(measured)
 
     compare(rows)
     report(rows, info, args)
@@ -418,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "rounds": args.rounds,
             "pinned": can_pin(),
             "gateway_cpu": GATEWAY_CPU,
             "load_cpu": LOAD_CPU,
