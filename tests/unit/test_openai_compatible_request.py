@@ -231,10 +231,11 @@ def test_configured_api_base_wins() -> None:
     assert SPEC.api_base(config, registry.options_for(config)) == "http://gpu-box:11434/v1"
 
 
-def test_custom_needs_api_base_and_presets_are_checked() -> None:
+def test_custom_defaults_to_the_local_server_and_presets_are_checked() -> None:
     for preset in ("custom", "none"):
         config = ProviderConfig.model_validate({"name": "p", "type": "openai-compatible", "preset": preset})
-        assert registry.check_provider(config) == ["api_base: required for this provider type"]
+        assert registry.check_provider(config) == []
+        assert SPEC.api_base(config, registry.options_for(config)) == "http://localhost:8000/v1"
     bad = ProviderConfig.model_validate({"name": "p", "type": "openai-compatible", "preset": "olama"})
     problems = registry.check_provider(bad)
     assert len(problems) == 1 and problems[0].startswith("preset: ")

@@ -294,7 +294,8 @@ class Preset:
 _MAX_TOKENS = {"max_completion_tokens": "max_tokens"}
 
 PRESETS: dict[str, Preset] = {
-    "custom": Preset(api_base=None),
+    # Any OpenAI-compatible server; the default base is the usual local one (vLLM, SGLang, llama.cpp's).
+    "custom": Preset(api_base="http://localhost:8000/v1"),
     "ollama": Preset(
         api_base="http://localhost:11434/v1",
         unsupported=frozenset({"n", "logit_bias"}),
