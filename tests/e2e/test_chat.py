@@ -7,13 +7,12 @@ import json
 import openai
 import pytest
 
+from tests.e2e.sdk import ask
 from tests.servers import Mock
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
-def ask(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
 
 
 def test_non_stream_returns_upstream_answer_and_usage(client: openai.OpenAI) -> None:

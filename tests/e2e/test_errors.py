@@ -8,11 +8,8 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway
-
-
-def ask(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
 
 
 def test_wrong_key_is_authentication_error(gateway: Gateway) -> None:

@@ -12,11 +12,8 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, spawn, start_gateway
-
-
-def ask(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
 
 
 def test_embedded_default_serves_demo_model(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.e2e.sdk import ask, finish_reasons, stream_text
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -79,16 +80,10 @@ def claude(anthropic_gateway: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=anthropic_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
 
 
-def ask(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
-def stream_text(chunks: list[Any]) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
-def finish_reasons(chunks: list[Any]) -> list[str]:
-    return [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
 
 
 # -- chat -----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -67,8 +68,6 @@ def az(azure_gateway: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=azure_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
 
 
-def ask(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
 # ---- chat -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.e2e.sdk import ask, finish_reasons, stream_text
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -67,16 +68,10 @@ def sdk(bedrock_gateway: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=bedrock_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
 
 
-def ask(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
-def stream_text(chunks: list[Any]) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
-def finish_reasons(chunks: list[Any]) -> list[str]:
-    return [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
 
 
 def test_chat_non_stream_with_usage(sdk: openai.OpenAI) -> None:

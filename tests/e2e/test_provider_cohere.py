@@ -12,6 +12,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
 
 PIXEL_PNG = (
@@ -60,8 +61,6 @@ def co(cohere_gateway: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=cohere_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
 
 
-def ask(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
 # ---- chat -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -73,8 +74,6 @@ def mi(mistral_gateway: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=mistral_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
 
 
-def ask(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
 # ---- chat -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.sdk import ask, stream_text
 from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
 
 BAD_KEY = "compat-wrong-key-2718"
@@ -73,12 +74,8 @@ def oc(compat_gateway: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=compat_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
 
 
-def ask(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
-def stream_text(chunks: list[Any]) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
 # ---- chat across presets ----------------------------------------------------------------------
