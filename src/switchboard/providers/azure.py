@@ -21,22 +21,14 @@ added: stream_options/include_usage, max_completion_tokens and parallel_tool_cal
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from switchboard.config.schema import ProviderConfig
-from switchboard.errors import GatewayError
 from switchboard.providers.base import JSON
-from switchboard.providers.errors import loads_object
-from switchboard.providers.openai import OpenAIAdapter
-from switchboard.providers.openai_compatible import (
-    NormalisingStreamDecoder,
-    normalise_completion,
-    openai_shaped_error,
-)
+from switchboard.providers.openai_compatible import NormalisingAdapter
 from switchboard.providers.spec import ProviderSpec
 from switchboard.routing.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
@@ -78,7 +70,7 @@ def _stream_usage(body: JSON, target: Target) -> JSON:
     return body
 
 
-class Adapter(OpenAIAdapter):
+class Adapter(NormalisingAdapter):
     type = "azure"
 
     def _post(self, path: str, body: JSON, target: Target, stream: bool) -> UpstreamRequest:
@@ -90,24 +82,9 @@ class Adapter(OpenAIAdapter):
         body = _stream_usage(dict(request), target)
         return self._post(self.chat_path, body, target, bool(body.get("stream")))
 
-    def chat_response(self, body: bytes, target: Target) -> JSON:
-        return normalise_completion(loads_object(body) or {}, target)
-
-    def chat_stream(self, request: JSON, target: Target) -> NormalisingStreamDecoder:
-        return NormalisingStreamDecoder(target)
-
     def completions_request(self, request: JSON, target: Target) -> UpstreamRequest:
         body = _stream_usage(dict(request), target)
         return self._post(self.completions_path, body, target, bool(body.get("stream")))
-
-    def completions_response(self, body: bytes, target: Target) -> JSON:
-        return normalise_completion(loads_object(body) or {}, target)
-
-    def completions_stream(self, request: JSON, target: Target) -> NormalisingStreamDecoder:
-        return NormalisingStreamDecoder(target, "text_completion")
-
-    def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
-        return openai_shaped_error(status, headers, body, target)
 
 
 def _auth(config: ProviderConfig, options: BaseModel) -> UpstreamAuth:

@@ -470,7 +470,27 @@ def _with_usage_request(body: JSON, wanted: bool) -> JSON:
     return body
 
 
-class Adapter(OpenAIAdapter):
+class NormalisingAdapter(OpenAIAdapter):
+    """OpenAI-shaped hosts whose replies vary in the details: replies, streams and errors are
+    normalised into the canonical form (shared by ``openai-compatible`` and ``azure``)."""
+
+    def chat_response(self, body: bytes, target: Target) -> JSON:
+        return normalise_completion(loads_object(body) or {}, target)
+
+    def chat_stream(self, request: JSON, target: Target) -> NormalisingStreamDecoder:
+        return NormalisingStreamDecoder(target)
+
+    def completions_response(self, body: bytes, target: Target) -> JSON:
+        return normalise_completion(loads_object(body) or {}, target)
+
+    def completions_stream(self, request: JSON, target: Target) -> NormalisingStreamDecoder:
+        return NormalisingStreamDecoder(target, "text_completion")
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
+        return openai_shaped_error(status, headers, body, target)
+
+
+class Adapter(NormalisingAdapter):
     type = "openai-compatible"
 
     def needs_inline_images(self, target: Target) -> bool:
@@ -488,12 +508,6 @@ class Adapter(OpenAIAdapter):
         body = _with_usage_request(body, self._stream_usage(target))
         return self._post(self.chat_path, body, target, bool(body.get("stream")))
 
-    def chat_response(self, body: bytes, target: Target) -> JSON:
-        return normalise_completion(loads_object(body) or {}, target)
-
-    def chat_stream(self, request: JSON, target: Target) -> NormalisingStreamDecoder:
-        return NormalisingStreamDecoder(target)
-
     def embeddings_request(self, request: JSON, target: Target) -> UpstreamRequest:
         if not preset_of(target).embeddings:
             raise self._unsupported("embeddings", target)
@@ -508,15 +522,6 @@ class Adapter(OpenAIAdapter):
             body["stop"] = [body["stop"]]
         body = _with_usage_request(body, self._stream_usage(target))
         return self._post(self.completions_path, body, target, bool(body.get("stream")))
-
-    def completions_response(self, body: bytes, target: Target) -> JSON:
-        return normalise_completion(loads_object(body) or {}, target)
-
-    def completions_stream(self, request: JSON, target: Target) -> NormalisingStreamDecoder:
-        return NormalisingStreamDecoder(target, "text_completion")
-
-    def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
-        return openai_shaped_error(status, headers, body, target)
 
 
 def _auth(config: ProviderConfig, options: BaseModel) -> UpstreamAuth:
