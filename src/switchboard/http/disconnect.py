@@ -1,9 +1,10 @@
 """Cancel a request's work when its client goes away.
 
 The ASGI server tells us about a disconnect only through ``receive()``, so something must wait
-on it. A watcher task per request costs more than many whole requests take, so the watcher is
-started only once a request has been running for ``WATCH_AFTER`` seconds: quick requests pay
-for one timer, and a client that leaves a long request or a stream is noticed within that delay.
+on it. A watcher task on every request is a noticeable share of a fast request's CPU, so the
+watcher is started only once a request has been running for ``WATCH_AFTER`` seconds: quick
+requests pay for one timer, and a client that leaves a long request or a stream is noticed
+within that delay.
 The watcher then cancels the request task, which closes the upstream response.
 """
 
