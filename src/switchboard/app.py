@@ -1,62 +1,83 @@
 """create_app(settings): the ASGI application, its routes and its lifespan.
 
 The router is a dict lookup on (method, path): the hot path pays no regex or middleware stack.
+Every API endpoint is an :class:`Endpoint` running its operation's stage chain, so what a stage
+does (authentication today; access rules, limits and logging next) applies to all of them.
+Only the health probes and the built-in mock answer outside the chain.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import orjson
 
 from switchboard.config.schema import Settings
+from switchboard.context import InboundAPI
 from switchboard.errors import GatewayError
 from switchboard.gateway import Gateway
-from switchboard.http import admin, anthropic_api, openai_api
-from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, header_dict, send_bytes
-from switchboard.http.endpoint import PipelineEndpoint
+from switchboard.http import openai_api
+from switchboard.http.admin import AdminAPI
+from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
+from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
+from switchboard.http.endpoint import Endpoint, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
+from switchboard.http.state import ServerState
+from switchboard.pipeline.chain import Handler
 
 log = logging.getLogger("switchboard")
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# Clients configured with or without the /v1 prefix both work for these.
+_OPENAI_PATHS = {
+    "/chat/completions": openai_api.CHAT,
+    "/embeddings": openai_api.EMBEDDINGS,
+    "/completions": openai_api.COMPLETIONS,
+}
+
 
 class SwitchboardApp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, gateway: Gateway | None = None) -> None:
         self.settings = settings
-        self.gateway = Gateway(settings)
-        limit = settings.server.max_body_bytes
-        chain = self.gateway.chain
-        endpoints: dict[str, ASGIApp] = {
-            "/chat/completions": PipelineEndpoint(openai_api.CHAT, chain, limit),
-            "/embeddings": PipelineEndpoint(openai_api.EMBEDDINGS, chain, limit),
-            "/completions": PipelineEndpoint(openai_api.COMPLETIONS, chain, limit),
-        }
+        self.gateway = gateway or Gateway(settings)
+        self.state = ServerState()
         self.routes: dict[tuple[str, str], ASGIApp] = {}
-        for path, endpoint in endpoints.items():
-            # Clients configured with or without the /v1 prefix both work.
+        for path, inbound in _OPENAI_PATHS.items():
+            endpoint = self._endpoint(inbound, self.gateway.invoke, reads_body=True)
             self.routes[("POST", "/v1" + path)] = endpoint
             self.routes[("POST", path)] = endpoint
-        self.routes[("POST", "/v1/messages")] = PipelineEndpoint(anthropic_api.MESSAGES, chain, limit)
-        self.routes[("POST", "/v1/messages/count_tokens")] = anthropic_api.CountTokensEndpoint(
-            self.gateway, limit
+        self.routes[("POST", "/v1/messages")] = self._endpoint(MESSAGES, self.gateway.invoke, reads_body=True)
+        self.routes[("POST", "/v1/messages/count_tokens")] = self._endpoint(
+            COUNT_TOKENS, self.gateway.count_tokens, reads_body=True
         )
-        self.routes[("GET", "/admin/models")] = admin.CatalogEndpoint(self.gateway)
+        models = self._endpoint(openai_api.MODELS, self.gateway.models.list, reads_body=False)
         for path in ("/v1/models", "/models"):
-            self.routes[("GET", path)] = self.models
+            self.routes[("GET", path)] = models
+        self._model = self._endpoint(openai_api.MODEL, self.gateway.models.get, reads_body=False)
+        self._admin = self._endpoint(
+            openai_api.ADMIN, AdminAPI(settings, self.gateway.catalog), reads_body=True
+        )
         self.routes[("GET", "/health/live")] = self.live
         self.routes[("GET", "/health/ready")] = self.ready
         self._paths = {path for _, path in self.routes}
-        self._models_body = self._models_list()
         self._mock: ASGIApp | None = None
         if settings.builtin_mock:
             from switchboard.mock.app import create_mock_app
 
             self._mock = create_mock_app()
+
+    def _endpoint(self, inbound: InboundAPI, terminal: Handler, *, reads_body: bool) -> Endpoint:
+        s = self.settings.server
+        return Endpoint(
+            inbound,
+            self.gateway.chain(inbound.operation, terminal),
+            self.state,
+            max_body_bytes=s.max_body_bytes if reads_body else None,
+            deadline_seconds=s.request_timeout_seconds,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -65,10 +86,12 @@ class SwitchboardApp:
             handler = self.routes.get((scope["method"], path))
             if handler is not None:
                 await handler(scope, receive, send)
+            elif path.startswith("/admin/"):
+                await self._admin(scope, receive, send)
             elif self._mock is not None and path.startswith("/mock/"):
                 await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
             elif path.startswith(("/v1/models/", "/models/")) and scope["method"] == "GET":
-                await self.model(scope, receive, send)
+                await self._model(scope, receive, send)
             else:
                 await self.not_routed(scope, send)
         elif kind == "lifespan":
@@ -84,6 +107,7 @@ class SwitchboardApp:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                self.state.install_signal_handlers(self.settings.server.drain_seconds)
                 # Everything built so far lives as long as the process: keep it out of the cyclic
                 # garbage collector's scans, and collect the young generation less often (requests
                 # allocate many short-lived containers, almost none in cycles). Measured in bench/.
@@ -91,63 +115,37 @@ class SwitchboardApp:
                 gc.set_threshold(20_000, 20, 20)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.state.restore_signal_handlers()
                 await self.gateway.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    # -- small endpoints -------------------------------------------------------------------
+    # -- outside the chain: health probes and unrouted requests ------------------------------
 
-    def _models_list(self) -> list[dict[str, object]]:
-        created = int(time.time())
-        # Catalog fields (context_window, capabilities, pricing...) are extras the OpenAI SDK keeps.
-        return [
-            {"id": m.name, "object": "model", "created": created, "owned_by": m.provider,
-             **self.gateway.catalog.public_fields(m.name)}
-            for m in self.settings.models
-        ]
+    async def _json(self, scope: Scope, send: Send, status: int, body: object) -> None:
+        rid = request_id({k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]})
+        await send_bytes(send, status, orjson.dumps(body), [(b"x-request-id", rid.encode())], JSON_CT)
 
-    async def _json(self, send: Send, status: int, body: object) -> None:
-        await send_bytes(send, status, orjson.dumps(body), [], JSON_CT)
-
-    async def _error(self, send: Send, err: GatewayError) -> None:
-        await send_bytes(send, err.status, orjson.dumps(err.to_openai()), [], JSON_CT)
-
-    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            self.gateway.authenticator.authenticate(header_dict(scope))
-        except GatewayError as err:
-            await self._error(send, err)
-            return
-        await self._json(send, 200, {"object": "list", "data": self._models_body})
-
-    async def model(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            self.gateway.authenticator.authenticate(header_dict(scope))
-        except GatewayError as err:
-            await self._error(send, err)
-            return
-        name = scope["path"].split("/models/", 1)[1]
-        for entry in self._models_body:
-            if entry["id"] == name:
-                await self._json(send, 200, entry)
-                return
-        await self._error(send, unknown_url("GET", scope["path"]))
+    async def _error(self, scope: Scope, send: Send, err: GatewayError) -> None:
+        await self._json(scope, send, err.status, err.to_openai())
 
     async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._json(send, 200, {"status": "ok"})
+        await self._json(scope, send, 200, {"status": "ok"})
 
     async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.gateway.ready:
-            await self._json(send, 200, {"status": "ready", "models": len(self.settings.models)})
+        if self.state.draining:
+            await self._json(scope, send, 503, {"status": "draining"})
+        elif self.gateway.ready:
+            await self._json(scope, send, 200, {"status": "ready", "models": len(self.settings.models)})
         else:
-            await self._json(send, 503, {"status": "starting"})
+            await self._json(scope, send, 503, {"status": "starting"})
 
     async def not_routed(self, scope: Scope, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         if path in self._paths:
-            await self._error(send, MethodNotAllowed(f"method {method} is not allowed on {path}"))
+            await self._error(scope, send, MethodNotAllowed(f"method {method} is not allowed on {path}"))
         else:
-            await self._error(send, unknown_url(method, path))
+            await self._error(scope, send, unknown_url(method, path))
 
 
 def create_app(settings: Settings) -> SwitchboardApp:

@@ -1,32 +1,84 @@
-"""Per-request state carried through the pipeline."""
+"""Per-request state carried through the pipeline, the results a chain returns, and the inbound
+API seam. This is the core every layer above the routing table shares; it imports nothing from
+them (the route is only named for type checking).
+
+The lifecycle of a request: the edge (``http/endpoint.py``) builds a :class:`RequestContext`,
+runs the operation's stage chain, writes the :class:`Reply` or :class:`StreamReply` in the
+inbound API's wire format while filling in ``ctx.outcome``, and then, as the one owner of
+post-response work, runs every callback registered with :meth:`RequestContext.after`. That
+happens on success, on error and when the client disconnects, always after the last byte was
+written, so accounting and logging add no latency to the response.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from switchboard.errors import GatewayError
 
 if TYPE_CHECKING:
-    from switchboard.http.inbound import InboundAPI
     from switchboard.routing.table import Route
+
+log = logging.getLogger("switchboard.lifecycle")
 
 
 @dataclass(slots=True)
 class Principal:
-    """Who is calling. Only the master key exists for now; virtual keys extend this."""
+    """Who is calling, as authentication established it.
+
+    The master key is a platform admin with no tenant; keys issued by the gateway carry their own
+    id, the tenant, team and user (or service account) that own them, and a role.
+    """
 
     id: str
     role: str = "admin"
+    key_id: str | None = None
+    tenant_id: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the client was sent, filled in by the edge as it writes the response."""
+
+    status: int = 0
+    error_code: str | None = None
+    error_type: str | None = None
+    stream: bool = False
+    bytes_sent: int = 0
+    chunks_sent: int = 0  # canonical chunks written (streams)
+    first_byte_at: float | None = None  # perf_counter() when the first body byte was written
+    finished_at: float | None = None
+    client_disconnected: bool = False
+
+    def failed(self, error: GatewayError) -> None:
+        self.status = error.status
+        self.error_code = error.code
+        self.error_type = error.type
+
+
+AfterResponse = Callable[["RequestContext"], Awaitable[None]]
 
 
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
-    operation: str  # chat | embeddings | completions | count_tokens
+    operation: str  # chat | embeddings | completions | count_tokens | models | model | admin
     inbound: InboundAPI
     headers: dict[str, str]
     body: bytes
-    started: float
+    started: float  # perf_counter()
+    method: str = "POST"
+    path: str = ""
+    query: str = ""
+    # perf_counter() time by which the whole request must be done; retries and fallbacks stop
+    # trying once it has passed.
+    deadline: float = float("inf")
     request: dict[str, Any] = field(default_factory=dict)  # canonical request
     principal: Principal | None = None
     route: Route | None = None
@@ -35,6 +87,41 @@ class RequestContext:
     client_wants_usage: bool = False
     usage: dict[str, Any] | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    outcome: Outcome = field(default_factory=Outcome)
+    # Named moments of the request (perf_counter()), e.g. "upstream_headers"; created on first use.
+    timings: dict[str, float] | None = None
+    _after: list[AfterResponse] | None = None
+
+    def after(self, callback: AfterResponse) -> None:
+        """Run ``callback(ctx)`` once the response has been written (or the client has gone).
+
+        Callbacks run in registration order; one that raises is logged and the rest still run.
+        They must be quick (append to a buffer, settle a counter): heavy writes belong to a
+        batching writer of the stores.
+        """
+        if self._after is None:
+            self._after = [callback]
+        else:
+            self._after.append(callback)
+
+    def mark(self, name: str, at: float) -> None:
+        if self.timings is None:
+            self.timings = {name: at}
+        else:
+            self.timings[name] = at
+
+    def remaining(self, now: float) -> float:
+        """Seconds left before the deadline (negative once it has passed)."""
+        return self.deadline - now
+
+    async def run_after_response(self) -> None:
+        """Run the registered callbacks; called once, by the edge that owns the request."""
+        callbacks, self._after = self._after, None
+        for callback in callbacks or ():
+            try:
+                await callback(self)
+            except Exception:
+                log.exception("request %s: post-response callback failed", self.request_id)
 
 
 @dataclass(slots=True)
@@ -48,15 +135,64 @@ class Reply:
 Chunk = dict[str, Any]
 
 
+async def _nothing() -> None:
+    return None
+
+
 @dataclass(slots=True)
 class StreamReply:
-    """A canonical chunk stream, consumed exactly once by the edge.
+    """A canonical chunk stream, consumed at most once by the edge, and always closed.
 
     ``chunks`` yields non-empty batches: the chunks decoded from one upstream read. A stage that
-    wraps the stream iterates batches and may change, drop or add chunks within them.
+    wraps the stream iterates batches and may change, drop or add chunks within them (see
+    ``pipeline.chain.map_result``). ``close`` releases what the stream holds (the upstream
+    response) even if ``chunks`` was never started: closing a generator that has not started
+    does not run its ``finally``.
     """
 
     chunks: AsyncGenerator[list[Chunk], None]
+    close: Callable[[], Awaitable[None]] = _nothing
+    closed: bool = False
+
+    async def aclose(self) -> None:
+        """Close the chunks and what they read from, at once; safe to call more than once."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.chunks.aclose()
+        finally:
+            await self.close()
 
 
 Result = Reply | StreamReply
+
+
+class InboundAPI(Protocol):
+    """How one client-facing wire format is decoded and encoded.
+
+    An InboundAPI turns the raw body into the canonical request (``decode``) and canonical
+    results back into its own wire format (``encode``, ``encode_stream``, ``encode_error``). The
+    pipeline never sees wire formats; adding an inbound API means one new class.
+    """
+
+    operation: str
+
+    def decode(self, ctx: RequestContext) -> None:
+        """Parse and validate ``ctx.body`` into ``ctx.request``; set ``ctx.stream``. Raises InvalidRequest."""
+        ...
+
+    def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes: ...
+
+    def encode_stream(
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
+    ) -> AsyncGenerator[bytes, None]:
+        """Wire bytes for each batch of canonical chunks (one write per batch); a GatewayError
+        raised mid-stream becomes the API's error event."""
+        ...
+
+    def encode_error(self, error: GatewayError) -> bytes: ...
+
+    def encode_stream_error(self, error: GatewayError) -> bytes:
+        """The error event that ends a stream already under way (e.g. cut at shutdown)."""
+        ...

@@ -1,16 +1,22 @@
-"""The running gateway: upstream clients, the model table and the stage chain, built once."""
+"""The running gateway: upstream clients, the model table and the stage chains, built once."""
 
 from __future__ import annotations
 
+import time
+
 from switchboard import catalog
 from switchboard.config.schema import Settings
+from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.auth import Authenticator, AuthStage
 from switchboard.pipeline.chain import Handler, Stage, build_chain
 from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
-from switchboard.pipeline.invoke import invoke
+from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.route import RouteStage
 from switchboard.routing.table import build_clients, build_routes
+
+# Operations that call a provider, and the one that only needs the model to exist.
+MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
 
 
 class Gateway:
@@ -22,16 +28,35 @@ class Gateway:
         self.images = ImageFetcher(settings.images)
         # Model limits, capabilities and prices, with the config's overrides applied.
         self.catalog = catalog.build(settings)
-        self.chain: Handler = build_chain(self.stages(), invoke)
+        created = int(time.time())
+        self.models = ModelDirectory([
+            {"id": m.name, "object": "model", "created": created, "owned_by": m.provider,
+             **self.catalog.public_fields(m.name)}
+            for m in settings.models
+        ])
+        # Terminal handlers, named so the app can pair them with their endpoints.
+        self.invoke: Handler = invoke.invoke
+        self.count_tokens: Handler = count_tokens.count_tokens
         self.ready = False
 
-    def stages(self) -> list[Stage]:
-        """The request path, outermost first. A feature is a new entry here."""
-        stages: list[Stage] = [
-            AuthStage(self.authenticator),
-            DecodeStage(),
-            RouteStage(self.routes),
-        ]
+    def chain(self, operation: str, terminal: Handler) -> Handler:
+        """The stage chain of one operation around its terminal handler, folded once."""
+        return build_chain(self.stages(operation), terminal)
+
+    def stages(self, operation: str) -> list[Stage]:
+        """The request path of ``operation``, outermost first. A feature is a new entry here."""
+        return [*self.common_stages(), *self.operation_stages(operation)]
+
+    def common_stages(self) -> list[Stage]:
+        """Stages every endpoint runs: /v1/*, /v1/models, count_tokens and /admin/* alike."""
+        return [AuthStage(self.authenticator)]
+
+    def operation_stages(self, operation: str) -> list[Stage]:
+        if operation == "count_tokens":
+            return [DecodeStage(), RouteStage(self.routes)]
+        if operation not in MODEL_CALLS:
+            return []
+        stages: list[Stage] = [DecodeStage(), RouteStage(self.routes)]
         if any(route.adapter.needs_inline_images(route.target) for route in self.routes.values()):
             stages.append(InlineImagesStage(self.images))
         return stages

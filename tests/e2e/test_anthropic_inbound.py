@@ -388,7 +388,7 @@ def test_count_tokens_errors(client: anthropic.Anthropic, gw: Gateway) -> None:
         "type": "error",
         "error": {
             "type": "not_found_error",
-            "message": "model: the model 'no-such-model' does not exist or you do not have access to it",
+            "message": "the model 'no-such-model' does not exist or you do not have access to it",
         },
     }
     with pytest.raises(anthropic.BadRequestError) as bad:

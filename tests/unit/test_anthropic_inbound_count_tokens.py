@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import orjson
 
-from switchboard.http.anthropic.count_tokens import (
+from switchboard.http.anthropic.request import count_tokens_request
+from switchboard.pipeline.count_tokens import (
     CHARS_PER_TOKEN,
     TOKENS_PER_IMAGE,
     TOKENS_PER_MESSAGE,
     estimate_tokens,
 )
-from switchboard.http.anthropic.request import count_tokens_request
 
 
 def count(body: dict[str, object]) -> int:

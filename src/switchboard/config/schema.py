@@ -81,6 +81,10 @@ class ServerConfig(_Strict):
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     max_body_bytes: Annotated[int, Field(ge=1024)] = 32 * MIB
     graceful_shutdown_seconds: Annotated[float, Field(ge=0)] = 30.0
+    # On SIGTERM/SIGINT: keep serving with /health/ready at 503 this long before closing the port.
+    drain_seconds: Annotated[float, Field(ge=0)] = 0.0
+    # The whole request's deadline (retries and fallbacks stop once it has passed).
+    request_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     data_dir: Path | None = None
     log_level: str = "info"
     access_log: bool = False

@@ -1,12 +1,16 @@
-"""The edge of the pipeline: one ASGI handler per inbound operation.
+"""The edge of the pipeline: one ASGI handler per operation, and the owner of each request's
+lifecycle.
 
-It bounds and reads the body, builds the request context, runs the stage chain, and writes the
-result in the inbound API's wire format. Errors become that API's error body with the error's
-status; after a stream has started they become an error event inside the stream.
+It reads the (bounded) body, builds the request context, runs the operation's stage chain and
+writes the result in the inbound API's wire format, recording what was sent in ``ctx.outcome``.
+Errors become that API's error body with the error's status; after a stream has started they
+become an error event inside the stream. Whatever happened (success, error, client gone, server
+shutting down), it then runs the request's post-response callbacks and logs a failed request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
@@ -15,8 +19,8 @@ import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
-from switchboard.context import Chunk, Reply, RequestContext, StreamReply
-from switchboard.errors import GatewayError, InternalError, UnsupportedMediaType
+from switchboard.context import Chunk, InboundAPI, Reply, RequestContext, StreamReply
+from switchboard.errors import GatewayError, InternalError, InvalidRequest, UnsupportedMediaType
 from switchboard.http.asgi import (
     JSON_CT,
     SSE_HEADERS,
@@ -24,21 +28,24 @@ from switchboard.http.asgi import (
     Scope,
     Send,
     encode_headers,
-    header_dict,
     read_body,
-    send_bytes,
 )
 from switchboard.http.disconnect import ClientGone, until_disconnect
-from switchboard.http.inbound import InboundAPI
+from switchboard.http.errors import ServerShuttingDown
+from switchboard.http.state import ServerState
+from switchboard.observability.requests import log_if_failed
 from switchboard.pipeline.chain import Handler
 
 log = logging.getLogger("switchboard.http")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
+# Headers whose repetition is ambiguous: which key, which body type, which id counts.
+_SINGLE_VALUED = ("authorization", "x-api-key", "content-type", "x-request-id")
 
 _ID_PREFIX = secrets.token_hex(6)
 _ID_COUNTER = itertools.count(1)
+
+Headers = list[tuple[bytes, bytes]]
 
 
 def request_id(headers: dict[str, str]) -> str:
@@ -50,6 +57,18 @@ def request_id(headers: dict[str, str]) -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
+def request_headers(scope: Scope) -> dict[str, str]:
+    """Lower-cased names, latin-1 values. A repeated single-valued header is refused (400)."""
+    raw = scope["headers"]
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+    if len(headers) != len(raw):
+        names = [k.decode("latin-1") for k, _ in raw]
+        for name in _SINGLE_VALUED:
+            if names.count(name) > 1:
+                raise InvalidRequest(f"the '{name}' header may be sent only once", code="duplicate_header")
+    return headers
+
+
 def check_content_type(headers: dict[str, str]) -> None:
     value = headers.get("content-type")
     if value is None:
@@ -59,76 +78,180 @@ def check_content_type(headers: dict[str, str]) -> None:
         raise UnsupportedMediaType(f"unsupported content type '{media[:100]}'; send application/json")
 
 
-class PipelineEndpoint:
-    def __init__(self, inbound: InboundAPI, chain: Handler, max_body_bytes: int) -> None:
+class Responder:
+    """Writes one response, and records in ``ctx.outcome`` what the client was sent."""
+
+    __slots__ = ("ctx", "extra", "send", "started")
+
+    def __init__(self, send: Send, ctx: RequestContext, extra: Headers) -> None:
+        self.send = send
+        self.ctx = ctx
+        self.extra = extra
+        self.started = False  # http.response.start was sent
+
+    def headers(self, more: dict[str, str]) -> Headers:
+        return self.extra + encode_headers(more) if more else self.extra
+
+    async def body(self, status: int, body: bytes, more: dict[str, str]) -> None:
+        outcome = self.ctx.outcome
+        outcome.status = status
+        self.started = True
+        await self.send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [JSON_CT, (b"content-length", str(len(body)).encode()), *self.headers(more)],
+        })
+        await self.send({"type": "http.response.body", "body": body})
+        outcome.bytes_sent = len(body)
+        outcome.first_byte_at = time.perf_counter()
+
+    async def error(self, err: GatewayError) -> None:
+        self.ctx.outcome.failed(err)
+        body = self.ctx.inbound.encode_error(err)
+        await self.body(err.status, body, {**self.ctx.response_headers, **err.headers})
+
+    async def stream_start(self) -> None:
+        self.ctx.outcome.status = 200
+        self.ctx.outcome.stream = True
+        self.started = True
+        headers = SSE_HEADERS + self.headers(self.ctx.response_headers)
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def stream_data(self, data: bytes) -> None:
+        outcome = self.ctx.outcome
+        if outcome.first_byte_at is None:
+            outcome.first_byte_at = time.perf_counter()
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        outcome.bytes_sent += len(data)
+
+    async def stream_end(self) -> None:
+        await self.send({"type": "http.response.body", "body": b""})
+
+
+class Endpoint:
+    """The ASGI handler of one operation: ``inbound`` is its wire format, ``chain`` its stages
+    and terminal. ``max_body_bytes`` is None for operations without a request body."""
+
+    def __init__(
+        self,
+        inbound: InboundAPI,
+        chain: Handler,
+        state: ServerState,
+        *,
+        max_body_bytes: int | None,
+        deadline_seconds: float,
+    ) -> None:
         self.inbound = inbound
         self._chain = chain
+        self._state = state
         self._limit = max_body_bytes
+        self._deadline = deadline_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = header_dict(scope)
-        rid = request_id(headers)
-        extra = [(b"x-request-id", rid.encode())]
+        started = time.perf_counter()
         try:
-            check_content_type(headers)
-            body = await read_body(receive, self._limit, headers.get("content-length"))
+            headers = request_headers(scope)
+            failure: GatewayError | None = None
         except GatewayError as err:
-            await self._send_error(send, err, extra)
-            return
-        except ConnectionAbortedError:
-            return
-        ctx = RequestContext(rid, self.inbound.operation, self.inbound, headers, body, time.perf_counter())
+            headers, failure = {}, err
+        rid = request_id(headers)
+        ctx = RequestContext(
+            rid, self.inbound.operation, self.inbound, headers, b"", started,
+            method=scope["method"], path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            deadline=started + self._deadline,
+        )
+        out = Responder(send, ctx, [(b"x-request-id", rid.encode())])
         try:
-            await until_disconnect(receive, self._serve(ctx, send, extra))
+            if failure is None:
+                failure = await self._read_body(ctx, receive)
+            if failure is not None:
+                await out.error(failure)
+            elif not ctx.outcome.client_disconnected:
+                await until_disconnect(receive, self._serve(ctx, out))
         except ClientGone:
+            ctx.outcome.client_disconnected = True
             log.info("request %s: client disconnected; upstream call cancelled", rid)
+        except asyncio.CancelledError:
+            if not self._state.draining:
+                raise
+            # The drain window is over and the server is stopping: tell the client plainly.
+            await self._cut_at_shutdown(ctx, out)
+        finally:
+            ctx.outcome.finished_at = time.perf_counter()
+            await ctx.run_after_response()
+            log_if_failed(ctx)
 
-    async def _serve(self, ctx: RequestContext, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
+    async def _read_body(self, ctx: RequestContext, receive: Receive) -> GatewayError | None:
+        if self._limit is None:
+            return None
+        try:
+            check_content_type(ctx.headers)
+            ctx.body = await read_body(receive, self._limit, ctx.headers.get("content-length"))
+        except GatewayError as err:
+            return err
+        except ConnectionAbortedError:
+            ctx.outcome.client_disconnected = True
+        return None
+
+    async def _serve(self, ctx: RequestContext, out: Responder) -> None:
         try:
             result = await self._chain(ctx)
         except GatewayError as err:
-            await self._send_error(send, err, _with(extra, ctx.response_headers))
+            await out.error(err)
             return
         except Exception:
             log.exception("request %s: unexpected error", ctx.request_id)
-            error = InternalError(f"internal error (request id {ctx.request_id})")
-            await self._send_error(send, error, _with(extra, ctx.response_headers))
+            await out.error(InternalError(f"internal error (request id {ctx.request_id})"))
             return
-        headers = _with(extra, ctx.response_headers)
         if isinstance(result, Reply):
-            await send_bytes(send, result.status, self.inbound.encode(ctx, result.body), headers, JSON_CT)
-            return
-        await self._stream(ctx, result, send, headers)
+            body = self.inbound.encode(ctx, result.body)
+            await out.body(result.status, body, ctx.response_headers)
+        else:
+            await self._stream(ctx, result, out)
 
-    async def _stream(
-        self, ctx: RequestContext, result: StreamReply, send: Send, headers: list[tuple[bytes, bytes]]
-    ) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
-        chunks = _internal_errors_as_gateway(ctx, result.chunks)
-        async with aclosing(self.inbound.encode_stream(ctx, chunks)) as events:
-            async for event in events:
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+    async def _stream(self, ctx: RequestContext, result: StreamReply, out: Responder) -> None:
+        # The stream is closed on every way out: done, failed, client gone, server stopping.
+        try:
+            await out.stream_start()
+            chunks = _counted(ctx, result.chunks)
+            async with aclosing(self.inbound.encode_stream(ctx, chunks)) as events:
+                async for event in events:
+                    await out.stream_data(event)
+            await out.stream_end()
+        finally:
+            await result.aclose()
 
-    async def _send_error(self, send: Send, err: GatewayError, extra: list[tuple[bytes, bytes]]) -> None:
-        await send_bytes(send, err.status, self.inbound.encode_error(err), _with(extra, err.headers), JSON_CT)
+    async def _cut_at_shutdown(self, ctx: RequestContext, out: Responder) -> None:
+        err = ServerShuttingDown("the server is shutting down; retry the request")
+        log.warning("request %s: cut short by server shutdown", ctx.request_id)
+        try:
+            if not out.started:
+                await out.error(err)
+            elif ctx.outcome.stream:
+                ctx.outcome.failed(err)
+                await out.stream_data(self.inbound.encode_stream_error(err))
+                await out.stream_end()
+        except Exception:  # the connection may already be gone; nothing more to tell
+            log.debug("request %s: could not send the shutdown notice", ctx.request_id)
 
 
-def _with(headers: list[tuple[bytes, bytes]], more: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return headers + encode_headers(more) if more else headers
-
-
-async def _internal_errors_as_gateway(
+async def _counted(
     ctx: RequestContext, batches: AsyncGenerator[list[Chunk], None]
 ) -> AsyncGenerator[list[Chunk], None]:
-    """Pass batches through; an unexpected failure becomes an InternalError the encoder can write."""
-    # Closing this generator closes the upstream stream too, also when the client went away.
+    """Pass batches through, counting chunks; an unexpected failure becomes an InternalError the
+    encoder can write, and a gateway error is recorded in the outcome."""
+    outcome = ctx.outcome
     async with aclosing(batches) as source:
         try:
             async for batch in source:
+                outcome.chunks_sent += len(batch)
                 yield batch
-        except GatewayError:
+        except GatewayError as err:
+            outcome.failed(err)
             raise
         except Exception:
             log.exception("request %s: unexpected error mid-stream", ctx.request_id)
-            raise InternalError(f"internal error (request id {ctx.request_id})") from None
+            internal = InternalError(f"internal error (request id {ctx.request_id})")
+            outcome.failed(internal)
+            raise internal from None

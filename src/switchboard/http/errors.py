@@ -14,3 +14,11 @@ class MethodNotAllowed(GatewayError):
 def unknown_url(method: str, path: str) -> NotFound:
     shown = path if len(path) <= 200 else path[:200] + "..."
     return NotFound(f"unknown request URL: {method} {shown}", code="unknown_url")
+
+
+class ServerShuttingDown(GatewayError):
+    """The drain window ended while the request was still running."""
+
+    status = 503
+    type = "api_error"
+    code = "server_shutting_down"

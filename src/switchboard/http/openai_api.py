@@ -61,14 +61,45 @@ class OpenAIInbound:
                 if out:
                     yield b"".join(out)
         except GatewayError as err:
-            yield sse(err.to_openai())
+            yield self.encode_stream_error(err)
             return
         yield _DONE
 
     def encode_error(self, error: GatewayError) -> bytes:
         return orjson.dumps(error.to_openai())
 
+    def encode_stream_error(self, error: GatewayError) -> bytes:
+        return sse(error.to_openai())
+
+
+class OpenAIJson:
+    """Bodiless OpenAI-style endpoints (``/v1/models``, ``/admin/*``): JSON out, OpenAI errors."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def decode(self, ctx: RequestContext) -> None:
+        return None
+
+    def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes:
+        return orjson.dumps(body)
+
+    async def encode_stream(
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
+    ) -> AsyncGenerator[bytes, None]:
+        raise TypeError(f"{self.operation} does not stream")
+        yield b""  # pragma: no cover - makes this an async generator
+
+    def encode_error(self, error: GatewayError) -> bytes:
+        return orjson.dumps(error.to_openai())
+
+    def encode_stream_error(self, error: GatewayError) -> bytes:
+        return sse(error.to_openai())
+
 
 CHAT = OpenAIInbound("chat", validate.chat_request, streams=True)
 EMBEDDINGS = OpenAIInbound("embeddings", validate.embeddings_request, streams=False)
 COMPLETIONS = OpenAIInbound("completions", validate.completions_request, streams=True)
+MODELS = OpenAIJson("models")
+MODEL = OpenAIJson("model")
+ADMIN = OpenAIJson("admin")

@@ -1,4 +1,8 @@
-"""Authentication: who is calling. Only the master key for now; virtual keys come later."""
+"""Authentication: who is calling. The master key for now; keys from a store come next.
+
+``Authenticator.authenticate`` is async because looking a key up may reach a store (behind a
+cache); the master key is checked first, in constant time, with no I/O.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ class Authenticator:
         self._master = master_key.encode()
         self._admin = Principal(id="master", role="admin")
 
-    def authenticate(self, headers: dict[str, str]) -> Principal:
+    async def authenticate(self, headers: dict[str, str]) -> Principal:
         key = presented_key(headers)
         if key is None:
             raise AuthenticationFailed(
@@ -42,5 +46,5 @@ class AuthStage:
         self._auth = authenticator
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        ctx.principal = self._auth.authenticate(ctx.headers)
+        ctx.principal = await self._auth.authenticate(ctx.headers)
         return await call_next(ctx)

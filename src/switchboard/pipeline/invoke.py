@@ -5,6 +5,7 @@ Operations are a table of adapter methods, so the terminal holds no per-operatio
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -46,8 +47,10 @@ async def invoke(ctx: RequestContext) -> Result:
         stream = await route.client.open_stream(upstream, route.timeout)
         if stream.status >= 400:
             raise adapter.error(stream.status, stream.headers, await stream.read_all(), target)
-        return StreamReply(_relay(ctx, stream, decoder))
+        ctx.mark("upstream_headers", time.perf_counter())
+        return StreamReply(_relay(ctx, stream, decoder), close=stream.close)
     reply = await route.client.send(upstream, route.timeout)
+    ctx.mark("upstream_done", time.perf_counter())
     if reply.status >= 400:
         raise adapter.error(reply.status, reply.headers, reply.body, target)
     body: JSON = getattr(adapter, op.parse)(reply.body, target)

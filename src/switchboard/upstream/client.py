@@ -147,6 +147,11 @@ class UpstreamStream:
         finally:
             self.response.release()
 
+    async def close(self) -> None:
+        """Drop the response (and its connection) now; idempotent. Used when the stream is
+        abandoned before or while it is read."""
+        self.response.close()
+
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         try:
             async for data in self.response.content.iter_any():

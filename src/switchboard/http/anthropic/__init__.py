@@ -4,7 +4,7 @@ Any configured model, of any provider, can be called with the official Anthropic
 docs/api-anthropic.md for the field mapping and its limits.
 """
 
-from switchboard.http.anthropic.count_tokens import CountTokensEndpoint
+from switchboard.http.anthropic.count_tokens import COUNT_TOKENS, AnthropicCountTokens
 from switchboard.http.anthropic.messages import MESSAGES, AnthropicMessages
 
-__all__ = ["MESSAGES", "AnthropicMessages", "CountTokensEndpoint"]
+__all__ = ["COUNT_TOKENS", "MESSAGES", "AnthropicCountTokens", "AnthropicMessages"]

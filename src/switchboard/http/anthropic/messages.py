@@ -52,12 +52,15 @@ class AnthropicMessages:
                 if data := b"".join(encoder.feed(chunk) for chunk in batch):
                     yield data
         except GatewayError as err:
-            yield event("error", error=error_body(err)["error"])
+            yield self.encode_stream_error(err)
             return
         yield encoder.end()
 
     def encode_error(self, error: GatewayError) -> bytes:
         return orjson.dumps(error_body(error))
+
+    def encode_stream_error(self, error: GatewayError) -> bytes:
+        return event("error", error=error_body(error)["error"])
 
 
 MESSAGES = AnthropicMessages()

@@ -1,0 +1,61 @@
+"""One structured line per failed request, written after the response.
+
+Fields are ``key=value`` pairs (logfmt), so log pipelines can parse them without a schema: the
+request id, method and path, the model the client asked for, the provider and upstream model it
+was routed to, the status and error code sent, and the latency. Client errors (4xx) are logged at
+INFO, gateway and upstream failures (5xx) at WARNING, a client that left at INFO. Nothing from
+headers or bodies is logged, so no credential can reach the log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from switchboard.context import RequestContext
+
+log = logging.getLogger("switchboard.requests")
+
+
+def _value(text: object) -> str:
+    shown = str(text)
+    if len(shown) > 200:
+        shown = shown[:200] + "..."
+    if shown == "" or any(c in shown for c in ' "=\\') or not shown.isprintable():
+        return '"' + shown.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+    return shown
+
+
+def failure_fields(ctx: RequestContext) -> dict[str, object]:
+    outcome = ctx.outcome
+    model = ctx.request.get("model") if ctx.request else None
+    fields: dict[str, object] = {
+        "request_id": ctx.request_id,
+        "method": ctx.method,
+        "path": ctx.path,
+        "operation": ctx.operation,
+        "status": outcome.status,
+        "code": outcome.error_code or "-",
+    }
+    if isinstance(model, str):
+        fields["model"] = model
+    if ctx.route is not None:
+        fields["provider"] = ctx.route.target.provider
+        fields["upstream_model"] = ctx.route.target.model
+    if ctx.stream:
+        fields["stream"] = "true"
+    if outcome.client_disconnected:
+        fields["client_disconnected"] = "true"
+    if outcome.finished_at is not None:
+        fields["latency_ms"] = f"{(outcome.finished_at - ctx.started) * 1000:.1f}"
+    return fields
+
+
+def log_if_failed(ctx: RequestContext) -> None:
+    outcome = ctx.outcome
+    if outcome.status < 400 and not outcome.client_disconnected:
+        return
+    level = logging.WARNING if outcome.status >= 500 else logging.INFO
+    if not log.isEnabledFor(level):
+        return
+    line = " ".join(f"{k}={_value(v)}" for k, v in failure_fields(ctx).items())
+    log.log(level, "request failed %s", line)
