@@ -8,6 +8,7 @@ Only the health probes and the built-in mock answer outside the chain.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -99,7 +100,14 @@ class SwitchboardApp:
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
-            message = await receive()
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                # A forced exit (a second Ctrl-C) skips the shutdown event and cancels this task
+                # instead: release what the gateway holds and end quietly.
+                self.state.restore_signal_handlers()
+                await self.gateway.close()
+                return
             if message["type"] == "lifespan.startup":
                 try:
                     await self.gateway.start()

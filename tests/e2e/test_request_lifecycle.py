@@ -1,0 +1,139 @@
+"""The request lifecycle as a client and an operator see it: request ids on every response, one
+log line per failed request, repeated credentials refused, and shutdown that drains and then
+ends what is left with a clear error."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.sdk import ask
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+
+
+@pytest.fixture
+def own_gateway(mock_upstream: Mock, tmp_path: Path) -> Iterator[Gateway]:
+    """A gateway of the test's own, so its log holds only this test's lines."""
+    gw = start_gateway(openai_config(mock_upstream), tmp_path)
+    yield gw
+    gw.process.stop()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/models", 200),
+        ("GET", "/models", 200),
+        ("GET", "/v1/models/gpt-4o-mini", 200),
+        ("GET", "/v1/models/no-such", 404),
+        ("GET", "/health/live", 200),
+        ("GET", "/health/ready", 200),
+        ("GET", "/admin/models", 200),
+        ("GET", "/v1/nowhere", 404),
+        ("DELETE", "/v1/chat/completions", 405),
+    ],
+)
+def test_every_response_carries_a_request_id(gateway: Gateway, method: str, path: str, status: int) -> None:
+    resp = httpx.request(method, gateway.url + path, headers=AUTH, timeout=10)
+    assert resp.status_code == status
+    assert len(resp.headers["x-request-id"]) >= 8
+    mine = f"probe-{uuid.uuid4().hex}"
+    echoed = httpx.request(method, gateway.url + path, headers={**AUTH, "x-request-id": mine}, timeout=10)
+    assert echoed.headers["x-request-id"] == mine
+
+
+def test_failed_request_is_logged_once_with_its_route_and_no_credential(own_gateway: Gateway) -> None:
+    rid = f"fail-{uuid.uuid4().hex}"
+    client = openai.OpenAI(base_url=own_gateway.base_url, api_key=MASTER_KEY, max_retries=0,
+                           default_headers={"x-request-id": rid})
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="misconfigured", messages=ask("hello"))
+    assert err.value.status_code == 502
+    own_gateway.process.wait_for(f"request_id={rid}")
+    [line] = [x for x in own_gateway.process.lines if rid in x]
+    assert "request failed" in line and line.startswith("WARNING")
+    for field in ("status=502", "code=upstream_authentication_failed", "model=misconfigured",
+                  "provider=bad-key", "upstream_model=gpt-4o-mini", "path=/v1/chat/completions",
+                  "latency_ms="):
+        assert field in line, (field, line)
+    assert "sk-wrong-key-123" not in own_gateway.process.output
+    assert UPSTREAM_KEY not in own_gateway.process.output
+
+
+def test_client_errors_are_logged_at_info_with_their_code(own_gateway: Gateway) -> None:
+    rid = f"bad-{uuid.uuid4().hex}"
+    resp = httpx.post(f"{own_gateway.base_url}/chat/completions", headers={**AUTH, "x-request-id": rid},
+                      json={"model": "no-such-model", "messages": ask("x")}, timeout=10)
+    assert resp.status_code == 404
+    own_gateway.process.wait_for(f"request_id={rid}")
+    [line] = [x for x in own_gateway.process.lines if rid in x]
+    assert line.startswith("INFO") and "status=404" in line and "code=model_not_found" in line
+
+
+def test_a_repeated_authorization_header_is_refused(gateway: Gateway) -> None:
+    headers = [("authorization", f"Bearer {MASTER_KEY}"), ("authorization", "Bearer someone-else")]
+    resp = httpx.post(f"{gateway.base_url}/chat/completions", headers=headers,
+                      json={"model": "gpt-4o-mini", "messages": ask("x")}, timeout=10)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "duplicate_header"
+    assert httpx.get(f"{gateway.url}/health/ready").status_code == 200
+
+
+def _ready(gw: Gateway) -> int:
+    return httpx.get(f"{gw.url}/health/ready", timeout=5).status_code
+
+
+def _long_stream(gw: Gateway) -> Iterator[openai.types.chat.ChatCompletionChunk]:
+    client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    words = "_".join(["word"] * 200)
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=ask(f"mock:chunk_delay_ms=100 mock:reply={words}"), stream=True
+    )
+    return iter(stream)
+
+
+def test_sigterm_drains_then_ends_a_stream_with_an_error_event(mock_upstream: Mock, tmp_path: Path) -> None:
+    config = openai_config(mock_upstream, drain_seconds=3, graceful_shutdown_seconds=0.5)
+    gw = start_gateway(config, tmp_path)
+    chunks = _long_stream(gw)
+    next(chunks)
+    gw.process.proc.send_signal(signal.SIGTERM)
+    # Draining: still listening, still serving, but no longer ready.
+    for _ in range(200):
+        if _ready(gw) == 503:
+            break
+    assert httpx.get(f"{gw.url}/health/ready", timeout=5).json() == {"status": "draining"}
+    served = httpx.get(f"{gw.base_url}/models", headers=AUTH, timeout=5)
+    assert served.status_code == 200
+    # The stream outlives drain + grace, so it is ended with the API's error event.
+    with pytest.raises(openai.APIError) as err:
+        for _ in chunks:
+            pass
+    assert "shutting down" in str(err.value.message)
+    assert gw.process.proc.wait(30) == 0
+    assert gw.process.output.count("cut short by server shutdown") == 1
+    assert "Traceback" not in gw.process.output
+
+
+def test_second_sigint_ends_streams_with_an_error_event(mock_upstream: Mock, tmp_path: Path) -> None:
+    gw = start_gateway(openai_config(mock_upstream, graceful_shutdown_seconds=60), tmp_path)
+    chunks = _long_stream(gw)
+    next(chunks)
+    gw.process.proc.send_signal(signal.SIGINT)
+    gw.process.wait_for("Waiting for connections to close")
+    gw.process.proc.send_signal(signal.SIGINT)
+    with pytest.raises(openai.APIError) as err:
+        for _ in chunks:
+            pass
+    assert "shutting down" in str(err.value.message)
+    gw.process.proc.wait(30)
+    assert gw.process.output.count("cut short by server shutdown") == 1
+    assert "Traceback" not in gw.process.output

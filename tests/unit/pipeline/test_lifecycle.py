@@ -1,0 +1,258 @@
+"""The request lifecycle at the edge, with fake terminals and no sockets: the outcome, work after
+the response on every way out, and streams closed on every exit path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from switchboard.context import Reply, RequestContext, Result
+from switchboard.errors import RateLimited, UpstreamUnreachable
+from switchboard.http import disconnect
+from switchboard.http.state import ServerState
+from switchboard.pipeline.chain import Handler, build_chain, map_result
+from tests.unit.pipeline.fakes import Client, FakeStream, chunk, endpoint, terminal_returning
+
+
+@pytest.fixture(autouse=True)
+def watch_at_once(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The disconnect watcher normally starts after 0.25 s; start it at once so tests need no wait.
+    monkeypatch.setattr(disconnect, "WATCH_AFTER", 0.0)
+    yield
+
+
+class After:
+    """A post-response callback that records the context and what had been sent by then."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.calls: list[tuple[RequestContext, int]] = []
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        self.calls.append((ctx, len(self.client.sent)))
+
+    def stage(self) -> object:
+        after = self
+
+        class Register:
+            name = "register"
+
+            async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+                ctx.after(after)
+                return await call_next(ctx)
+
+        return Register()
+
+    @property
+    def ctx(self) -> RequestContext:
+        assert len(self.calls) == 1, self.calls
+        return self.calls[0][0]
+
+
+def chain_with(after: After, terminal: Handler) -> Handler:
+    return build_chain([after.stage()], terminal)  # type: ignore[list-item]
+
+
+async def test_reply_then_post_response_work() -> None:
+    client = Client()
+    after = After(client)
+    await endpoint(chain_with(after, terminal_returning(Reply({"ok": 1}))))(client.scope(), client.receive, client.send)
+    assert client.status == 200 and client.json() == {"ok": 1}
+    assert client.response_headers[b"x-request-id"]
+    ctx, sent_before = after.calls[0]
+    assert sent_before == len(client.sent) == 2  # ran after the last byte was written
+    outcome = ctx.outcome
+    assert (outcome.status, outcome.stream, outcome.bytes_sent) == (200, False, len(b'{"ok":1}'))
+    assert outcome.first_byte_at is not None and outcome.finished_at is not None
+    assert ctx.deadline == pytest.approx(ctx.started + 60)
+
+
+async def test_gateway_error_is_written_and_recorded() -> None:
+    client = Client()
+    after = After(client)
+
+    async def terminal(ctx: RequestContext) -> Result:
+        raise RateLimited("slow down", headers={"retry-after": "3"})
+
+    await endpoint(chain_with(after, terminal))(client.scope(), client.receive, client.send)
+    assert client.status == 429 and client.response_headers[b"retry-after"] == b"3"
+    assert client.json()["error"]["code"] == "rate_limit_exceeded"
+    assert (after.ctx.outcome.status, after.ctx.outcome.error_code) == (429, "rate_limit_exceeded")
+
+
+async def test_unexpected_error_is_a_500_and_post_work_still_runs() -> None:
+    client = Client()
+    after = After(client)
+
+    async def terminal(ctx: RequestContext) -> Result:
+        raise KeyError("bug")
+
+    await endpoint(chain_with(after, terminal))(client.scope(), client.receive, client.send)
+    assert client.status == 500 and client.json()["error"]["code"] == "internal_error"
+    assert after.ctx.outcome.error_code == "internal_error"
+
+
+async def test_a_failing_callback_does_not_stop_the_others() -> None:
+    client = Client()
+    ran: list[str] = []
+
+    class Two:
+        name = "two"
+
+        async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+            async def bad(c: RequestContext) -> None:
+                raise RuntimeError("callback bug")
+
+            async def good(c: RequestContext) -> None:
+                ran.append("good")
+
+            ctx.after(bad)
+            ctx.after(good)
+            return await call_next(ctx)
+
+    await endpoint(build_chain([Two()], terminal_returning(Reply({}))))(client.scope(), client.receive, client.send)
+    assert ran == ["good"] and client.status == 200
+
+
+async def test_body_errors_are_answered_and_post_work_runs() -> None:
+    client = Client(body=b"x" * 2000)
+    after = After(client)
+    # The error happens before the chain, so no stage registered anything; the outcome is still kept.
+    ep = endpoint(chain_with(after, terminal_returning(Reply({}))), limit=1024)
+    await ep(client.scope(), client.receive, client.send)
+    assert client.status == 413 and client.json()["error"]["code"] == "request_too_large"
+    assert after.calls == []
+
+
+async def test_repeated_authorization_header_is_refused() -> None:
+    client = Client(headers=[(b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")])
+    await endpoint(terminal_returning(Reply({})))(client.scope(), client.receive, client.send)
+    assert client.status == 400 and client.json()["error"]["code"] == "duplicate_header"
+
+
+async def test_stream_runs_to_the_end_and_is_closed() -> None:
+    client = Client()
+    after = After(client)
+    source = FakeStream([[chunk("a"), chunk("b")], [chunk("c")]])
+    await endpoint(chain_with(after, terminal_returning(source.reply())))(client.scope(), client.receive, client.send)
+    assert client.status == 200 and client.data.endswith(b"data: [DONE]\n\n")
+    assert source.closed == 1
+    outcome = after.ctx.outcome
+    assert (outcome.stream, outcome.chunks_sent, outcome.status) == (True, 3, 200)
+    assert outcome.bytes_sent == len(client.data)
+
+
+async def test_stream_error_midway_is_an_error_event_and_closes() -> None:
+    client = Client()
+    after = After(client)
+    source = FakeStream([[chunk("a")]], fail=UpstreamUnreachable("gone"))
+    await endpoint(chain_with(after, terminal_returning(source.reply())))(client.scope(), client.receive, client.send)
+    assert b'"code":"upstream_unreachable"' in client.data and b"[DONE]" not in client.data
+    assert source.closed == 1
+    assert (after.ctx.outcome.status, after.ctx.outcome.error_code) == (502, "upstream_unreachable")
+
+
+async def test_client_gone_midstream_closes_the_stream_and_runs_post_work() -> None:
+    client = Client()
+    after = After(client)
+    source = FakeStream([[chunk("a")]], hang=True)
+    task = asyncio.create_task(
+        endpoint(chain_with(after, terminal_returning(source.reply())))(client.scope(), client.receive, client.send)
+    )
+    await source.waiting.wait()
+    client.gone.set()
+    await task
+    assert source.closed == 1
+    assert after.ctx.outcome.client_disconnected is True
+    assert after.ctx.outcome.chunks_sent == 1
+
+
+async def test_client_gone_before_the_stream_starts_still_closes_it() -> None:
+    client = Client()
+    client.fail_sends = True  # the connection is lost: nothing can be written
+    after = After(client)
+    source = FakeStream([[chunk("a")]])
+    with pytest.raises(OSError):
+        await endpoint(chain_with(after, terminal_returning(source.reply())))(
+            client.scope(), client.receive, client.send
+        )
+    assert source.closed == 1
+    assert len(after.calls) == 1
+
+
+async def test_a_stage_wrapping_the_stream_keeps_it_closable() -> None:
+    client = Client()
+    ends: list[object] = []
+    source = FakeStream([[chunk("a")]], hang=True)
+
+    class Wrap:
+        name = "wrap"
+
+        async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+            return map_result(await call_next(ctx), done=ends.append)
+
+    task = asyncio.create_task(
+        endpoint(build_chain([Wrap()], terminal_returning(source.reply())))(client.scope(), client.receive, client.send)
+    )
+    await source.waiting.wait()
+    client.gone.set()
+    await task
+    assert source.closed == 1
+    assert len(ends) == 1 and ends[0] is not None  # told the stream did not end normally
+
+
+async def test_stream_cut_at_shutdown_gets_the_error_event() -> None:
+    client = Client()
+    after = After(client)
+    state = ServerState()
+    source = FakeStream([[chunk("a")]], hang=True)
+    task = asyncio.create_task(
+        endpoint(chain_with(after, terminal_returning(source.reply())), state)(
+            client.scope(), client.receive, client.send
+        )
+    )
+    await source.waiting.wait()
+    state.draining = True
+    task.cancel()  # what the ASGI server does when the drain window is over
+    await task
+    assert b'"code":"server_shutting_down"' in client.data
+    assert client.sent[-1] == {"type": "http.response.body", "body": b""}
+    assert source.closed == 1
+    assert after.ctx.outcome.error_code == "server_shutting_down"
+
+
+async def test_request_cut_at_shutdown_before_answering_gets_a_503() -> None:
+    client = Client()
+    state = ServerState()
+    started = asyncio.Event()
+
+    async def terminal(ctx: RequestContext) -> Result:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("not reached")
+
+    task = asyncio.create_task(endpoint(terminal, state)(client.scope(), client.receive, client.send))
+    await started.wait()
+    state.draining = True
+    task.cancel()
+    await task
+    assert client.status == 503 and client.json()["error"]["code"] == "server_shutting_down"
+
+
+async def test_cancellation_outside_shutdown_propagates() -> None:
+    client = Client()
+    started = asyncio.Event()
+
+    async def terminal(ctx: RequestContext) -> Result:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("not reached")
+
+    task = asyncio.create_task(endpoint(terminal)(client.scope(), client.receive, client.send))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client.sent == []
