@@ -101,3 +101,8 @@ def terminal_returning(result: Result) -> Handler:
         return result
 
     return terminal
+
+
+async def run(chain: Handler, client: Client, state: ServerState | None = None) -> None:
+    """One request through an endpoint with ``chain``, as the ASGI server would call it."""
+    await endpoint(chain, state)(client.scope(), client.receive, client.send)

@@ -47,7 +47,8 @@ async def test_a_stage_can_short_circuit() -> None:
         return Reply({})
 
     cached = Reply({"cached": True})
-    chain = build_chain([Recorder("a", log), Recorder("b", log, short_circuit=cached), Recorder("c", log)], terminal)
+    stages = [Recorder("a", log), Recorder("b", log, short_circuit=cached), Recorder("c", log)]
+    chain = build_chain(stages, terminal)
     assert await chain(context()) is cached
     assert log == ["a:before", "b:before", "a:after"]
 

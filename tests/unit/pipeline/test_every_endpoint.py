@@ -56,7 +56,8 @@ async def http(stamp: Stamp) -> httpx.AsyncClient:
     )
     app = SwitchboardApp(settings, StampedGateway(settings, stamp))
     transport = httpx.ASGITransport(app=app)
-    return httpx.AsyncClient(transport=transport, base_url="http://gw", headers={"authorization": f"Bearer {MASTER}"})
+    headers = {"authorization": f"Bearer {MASTER}"}
+    return httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -83,8 +84,9 @@ async def test_the_stage_runs_for_every_endpoint(
 
 
 async def test_authentication_comes_first_on_every_endpoint(http: httpx.AsyncClient, stamp: Stamp) -> None:
-    for method, path in [("GET", "/v1/models"), ("GET", "/v1/models/m"), ("POST", "/v1/messages/count_tokens"),
-                         ("GET", "/admin/models")]:
+    calls = [("GET", "/v1/models"), ("GET", "/v1/models/m"), ("POST", "/v1/messages/count_tokens"),
+             ("GET", "/admin/models")]
+    for method, path in calls:
         resp = await http.request(method, path, headers={"authorization": "Bearer wrong"}, json=None)
         assert resp.status_code == 401, path
         assert resp.headers["x-request-id"]

@@ -13,7 +13,7 @@ from switchboard.errors import RateLimited, UpstreamUnreachable
 from switchboard.http import disconnect
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler, build_chain, map_result
-from tests.unit.pipeline.fakes import Client, FakeStream, chunk, endpoint, terminal_returning
+from tests.unit.pipeline.fakes import Client, FakeStream, chunk, endpoint, run, terminal_returning
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +58,7 @@ def chain_with(after: After, terminal: Handler) -> Handler:
 async def test_reply_then_post_response_work() -> None:
     client = Client()
     after = After(client)
-    await endpoint(chain_with(after, terminal_returning(Reply({"ok": 1}))))(client.scope(), client.receive, client.send)
+    await run(chain_with(after, terminal_returning(Reply({"ok": 1}))), client)
     assert client.status == 200 and client.json() == {"ok": 1}
     assert client.response_headers[b"x-request-id"]
     ctx, sent_before = after.calls[0]
@@ -112,7 +112,7 @@ async def test_a_failing_callback_does_not_stop_the_others() -> None:
             ctx.after(good)
             return await call_next(ctx)
 
-    await endpoint(build_chain([Two()], terminal_returning(Reply({}))))(client.scope(), client.receive, client.send)
+    await run(build_chain([Two()], terminal_returning(Reply({}))), client)
     assert ran == ["good"] and client.status == 200
 
 
@@ -136,7 +136,7 @@ async def test_stream_runs_to_the_end_and_is_closed() -> None:
     client = Client()
     after = After(client)
     source = FakeStream([[chunk("a"), chunk("b")], [chunk("c")]])
-    await endpoint(chain_with(after, terminal_returning(source.reply())))(client.scope(), client.receive, client.send)
+    await run(chain_with(after, terminal_returning(source.reply())), client)
     assert client.status == 200 and client.data.endswith(b"data: [DONE]\n\n")
     assert source.closed == 1
     outcome = after.ctx.outcome
@@ -148,7 +148,7 @@ async def test_stream_error_midway_is_an_error_event_and_closes() -> None:
     client = Client()
     after = After(client)
     source = FakeStream([[chunk("a")]], fail=UpstreamUnreachable("gone"))
-    await endpoint(chain_with(after, terminal_returning(source.reply())))(client.scope(), client.receive, client.send)
+    await run(chain_with(after, terminal_returning(source.reply())), client)
     assert b'"code":"upstream_unreachable"' in client.data and b"[DONE]" not in client.data
     assert source.closed == 1
     assert (after.ctx.outcome.status, after.ctx.outcome.error_code) == (502, "upstream_unreachable")
@@ -159,7 +159,7 @@ async def test_client_gone_midstream_closes_the_stream_and_runs_post_work() -> N
     after = After(client)
     source = FakeStream([[chunk("a")]], hang=True)
     task = asyncio.create_task(
-        endpoint(chain_with(after, terminal_returning(source.reply())))(client.scope(), client.receive, client.send)
+        run(chain_with(after, terminal_returning(source.reply())), client)
     )
     await source.waiting.wait()
     client.gone.set()
@@ -194,7 +194,7 @@ async def test_a_stage_wrapping_the_stream_keeps_it_closable() -> None:
             return map_result(await call_next(ctx), done=ends.append)
 
     task = asyncio.create_task(
-        endpoint(build_chain([Wrap()], terminal_returning(source.reply())))(client.scope(), client.receive, client.send)
+        run(build_chain([Wrap()], terminal_returning(source.reply())), client)
     )
     await source.waiting.wait()
     client.gone.set()
