@@ -15,141 +15,54 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict
 
-from switchboard.config.yamlfile import YamlFileError, read_yaml
+from switchboard.config import catalog as config_catalog
+from switchboard.config.catalog import (
+    CAPABILITIES,
+    Capability,
+    CatalogConfig,
+    CatalogError,
+    CatalogFile,
+    Mode,
+    ModelEntryInfo,
+    ModelInfoPatch,
+    Section,
+)
+from switchboard.providers.registry import providers
 
 if TYPE_CHECKING:
     from switchboard.config.schema import Settings
 
-Mode = Literal["chat", "embedding", "completion"]
-Capability = Literal["tools", "vision", "json_schema", "embeddings", "streaming"]
-CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "embeddings", "streaming")
 MatchKind = Literal["exact", "base", "prefix", "config"]
 
-PositiveInt = Annotated[int, Field(ge=1)]
-Price = Annotated[float, Field(ge=0)]
-_INFO_FIELDS = (
-    "mode", "context_window", "max_output_tokens", "capabilities", "input_cost_per_mtok",
-    "output_cost_per_mtok", "cached_input_cost_per_mtok", "source", "as_of",
-)
-
-
-class CatalogError(Exception):
-    """A broken catalog file; ``problems`` holds one ``key.path: message`` line per issue."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__("; ".join(f"{source}: {p}" for p in problems))
-
-
-# -- schemas ---------------------------------------------------------------------------------
+__all__ = [
+    "CAPABILITIES",
+    "Capability",
+    "Catalog",
+    "CatalogConfig",
+    "CatalogError",
+    "CatalogFile",
+    "Match",
+    "Mode",
+    "ModelEntryInfo",
+    "ModelInfo",
+    "ModelInfoPatch",
+    "build",
+    "cost_usd",
+    "default",
+    "lookup",
+    "parse",
+    "read_file",
+    "shipped",
+]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InfoFields(_Strict):
-    """Catalog fields that a file section, ``catalog.models`` or a model's ``info`` may set."""
-
-    mode: Mode | None = None
-    context_window: PositiveInt | None = None
-    max_output_tokens: PositiveInt | None = None
-    capabilities: list[Capability] | None = None
-    input_cost_per_mtok: Price | None = None
-    output_cost_per_mtok: Price | None = None
-    cached_input_cost_per_mtok: Price | None = None
-    source: str | None = None
-    as_of: str | None = None
-
-    def patch(self) -> dict[str, Any]:
-        """The fields written out, explicit nulls included (``null`` clears a shipped value)."""
-        return {k: getattr(self, k) for k in _INFO_FIELDS if k in self.model_fields_set}
-
-
-def _check_types(types: list[str] | None) -> list[str] | None:
-    if types is None:
-        return None
-    # Imported here: the registry imports the config schema, which imports this module.
-    from switchboard.providers.registry import providers
-
-    known = providers()
-    unknown = [t for t in types if t not in known]
-    if unknown:
-        raise ValueError(f"unknown provider type {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    return types
-
-
-class ModelInfoPatch(InfoFields):
-    """A ``catalog.models`` value: overrides an entry, or adds one for the listed provider types."""
-
-    provider_types: Annotated[list[str], Field(min_length=1)] | None = None
-
-    @field_validator("provider_types")
-    @classmethod
-    def _known_types(cls, types: list[str] | None) -> list[str] | None:
-        return _check_types(types)
-
-
-class ModelEntryInfo(InfoFields):
-    """A model entry's ``info``: ``base_model`` names the catalog id to start from (e.g. the
-    model behind an Azure deployment name); the other fields override it."""
-
-    base_model: Annotated[str, Field(min_length=1)] | None = None
-
-
-class _FileEntry(InfoFields):
-    provider_types: Annotated[list[str], Field(min_length=1)] | None = None
-    aliases: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-
-
-class _Section(_Strict):
-    name: Annotated[str, Field(min_length=1)]
-    provider_types: Annotated[list[str], Field(min_length=1)]
-    source: list[str] | str | None = None
-    as_of: str | None = None
-    note: str | None = None
-    defaults: InfoFields = InfoFields()
-    models: dict[str, _FileEntry] = Field(default_factory=dict)
-
-
-class CatalogFile(_Strict):
-    version: Literal[1] = 1
-    sections: list[_Section] = Field(default_factory=list)
-
-
-class CatalogConfig(_Strict):
-    """The ``catalog`` settings key. A relative ``file`` is resolved from the working directory."""
-
-    file: Path | None = None
-    models: dict[str, ModelInfoPatch] = Field(default_factory=dict)
-    _file_data: CatalogFile | None = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _read_file(self) -> CatalogConfig:
-        if self.file is not None:
-            try:
-                self._file_data = read_file(self.file)
-            except CatalogError as err:
-                raise ValueError("file " + str(err)) from None
-        return self
-
-    @property
-    def file_data(self) -> CatalogFile | None:
-        return self._file_data
 
 
 class ModelInfo(_Strict):
@@ -212,61 +125,13 @@ class Match:
 # -- reading files ---------------------------------------------------------------------------
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
 def parse(data: Any, source: str) -> CatalogFile:
-    """Validate catalog data; problems name the entry, e.g. ``sections[0].models.gpt-4o.mode``."""
-    try:
-        parsed = CatalogFile.model_validate(data if data is not None else {})
-    except ValidationError as err:
-        problems = []
-        for e in err.errors(include_url=False, include_input=False):
-            msg = "unknown key" if e["type"] == "extra_forbidden" else str(e["msg"])
-            problems.append(f"{_loc(tuple(e['loc']))}: {msg.removeprefix('Value error, ')}")
-        raise CatalogError(source, problems) from None
-    problems = _file_problems(parsed)
-    if problems:
-        raise CatalogError(source, problems)
-    return parsed
-
-
-def _type_problem(where: str, types: list[str] | None) -> list[str]:
-    try:
-        _check_types(types)
-    except ValueError as err:
-        return [f"{where}.provider_types: {err}"]
-    return []
-
-
-def _file_problems(parsed: CatalogFile) -> list[str]:
-    """Unknown provider types, and an id defined twice for one provider type."""
-    problems: list[str] = []
-    seen: dict[tuple[str, str], str] = {}
-    for i, section in enumerate(parsed.sections):
-        problems += _type_problem(f"sections[{i}]", section.provider_types)
-        for mid, entry in section.models.items():
-            where = f"sections[{i}].models.{mid}"
-            problems += _type_problem(where, entry.provider_types)
-            for t in entry.provider_types or section.provider_types:
-                for name in (mid, *entry.aliases):
-                    other = seen.setdefault((t, name.lower()), where)
-                    if other != where:
-                        problems.append(f"{where}: id {name!r} ({t}) is already defined at {other}")
-    return problems
+    """Validate catalog data, provider type names included."""
+    return config_catalog.parse(data, source, providers())
 
 
 def read_file(path: str | Path) -> CatalogFile:
-    source = str(path)
-    try:
-        data = read_yaml(path)
-    except YamlFileError as exc:
-        raise CatalogError(source, [str(exc)]) from None
-    return parse(data, source)
+    return config_catalog.read_file(path, providers())
 
 
 @cache
@@ -442,7 +307,7 @@ def _finalise(records: _Records) -> Iterator[tuple[ModelInfo, list[str]]]:
         yield ModelInfo.model_validate({**_clean(fields), "provider_types": tuple(types)}), types
 
 
-def _source(section: _Section) -> str | None:
+def _source(section: Section) -> str | None:
     return ", ".join(section.source) if isinstance(section.source, list) else section.source
 
 
@@ -476,8 +341,6 @@ def _add_overrides(records: _Records, overrides: Mapping[str, ModelInfoPatch], t
 
 def build(settings: Settings | None = None) -> Catalog:
     """The shipped catalog with the settings' overrides applied and configured models resolved."""
-    from switchboard.providers.registry import providers
-
     records: _Records = {}
     aliases: dict[tuple[str, str], list[str]] = {}
     sections: list[dict[str, Any]] = []

@@ -13,8 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from switchboard.config.catalog import file_problems, type_problem
 from switchboard.config.schema import Settings
 from switchboard.config.yamlfile import YamlFileError, read_yaml
+from switchboard.providers.registry import check_provider, providers
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -82,14 +84,27 @@ def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Se
         settings = Settings.model_validate(data)
     except ValidationError as err:
         raise ConfigError(source, _pydantic_problems(err)) from None
-    # Provider options are owned by each provider type.
-    from switchboard.providers.registry import check_provider
-
+    # Provider types and their options are owned by the provider registry, not the schema.
     for i, provider in enumerate(settings.providers):
         problems.extend(f"providers[{i}].{p}" for p in check_provider(provider))
+    problems.extend(_catalog_type_problems(settings))
     if problems:
         raise ConfigError(source, problems)
     return settings
+
+
+def _catalog_type_problems(settings: Settings) -> list[str]:
+    known = providers()
+    problems = []
+    for mid, patch in settings.catalog.models.items():
+        problem = type_problem(patch.provider_types, known)
+        if problem:
+            problems.append(f"catalog.models.{mid}.provider_types: {problem}")
+    data = settings.catalog.file_data
+    if data is not None:
+        # The file's shape was checked by the schema; what is left are its provider types.
+        problems.extend(f"catalog: file {settings.catalog.file}: {p}" for p in file_problems(data, known))
+    return problems
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from switchboard.catalog import CatalogConfig, ModelEntryInfo
+from switchboard.config.catalog import CatalogConfig, ModelEntryInfo
 
 MIB = 1024 * 1024
 
