@@ -4,6 +4,7 @@ and add its module name below."""
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from functools import cache
 
 from pydantic import BaseModel, ValidationError
@@ -37,8 +38,31 @@ def get(provider_type: str) -> ProviderSpec:
     return providers()[provider_type]
 
 
+@dataclass(frozen=True, slots=True)
+class ResolvedProvider:
+    """One provider entry resolved once at start-up: its type, validated options and base URL."""
+
+    config: ProviderConfig
+    spec: ProviderSpec
+    options: BaseModel  # the provider type's own options model
+    api_base: str  # without a trailing slash
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
 def options_for(config: ProviderConfig) -> BaseModel:
     return get(config.type).options.model_validate(config.options)
+
+
+def resolve(config: ProviderConfig) -> ResolvedProvider:
+    """The resolved record for an entry that passed :func:`check_provider` (at config load)."""
+    spec = get(config.type)
+    options = spec.options.model_validate(config.options)
+    api_base = spec.api_base(config, options)
+    assert api_base is not None, "checked when the config was loaded"
+    return ResolvedProvider(config, spec, options, api_base)
 
 
 def check_provider(config: ProviderConfig) -> list[str]:

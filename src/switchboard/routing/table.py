@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiohttp
-
-from switchboard.config.schema import Settings
+from switchboard.config.schema import Settings, Timeouts
 from switchboard.providers import registry
 from switchboard.providers.base import ProviderAdapter
+from switchboard.providers.registry import ResolvedProvider
 from switchboard.routing.target import Target
-from switchboard.upstream.client import UpstreamClient, client_timeout
+from switchboard.upstream.client import UpstreamClient
 
 
 @dataclass(slots=True, frozen=True)
@@ -18,39 +17,51 @@ class Route:
     target: Target
     adapter: ProviderAdapter
     client: UpstreamClient
-    timeout: aiohttp.ClientTimeout | None  # None: the provider's timeouts, set on its session
+    # A per-model override of the provider's timeouts; None: the provider's own, set on its
+    # session. The upstream client turns it into its transport's form.
+    timeout: Timeouts | None
 
 
-def build_clients(settings: Settings) -> dict[str, UpstreamClient]:
+def resolve_providers(settings: Settings) -> dict[str, ResolvedProvider]:
+    """Every provider entry resolved once (options validated, api_base worked out), by name."""
+    return {p.name: registry.resolve(p) for p in settings.providers}
+
+
+def build_clients(
+    settings: Settings, providers: dict[str, ResolvedProvider] | None = None
+) -> dict[str, UpstreamClient]:
+    if providers is None:
+        providers = resolve_providers(settings)
     clients = {}
-    for p in settings.providers:
-        spec = registry.get(p.type)
-        options = registry.options_for(p)
-        auth = spec.make_auth(p, options)
-        clients[p.name] = UpstreamClient(p.name, auth, p.max_connections, dict(p.headers), p.timeouts)
+    for name, resolved in providers.items():
+        p = resolved.config
+        auth = resolved.spec.make_auth(p, resolved.options)
+        clients[name] = UpstreamClient(name, auth, p.max_connections, dict(p.headers), p.timeouts)
     return clients
 
 
-def build_routes(settings: Settings, clients: dict[str, UpstreamClient]) -> dict[str, Route]:
-    providers = {p.name: p for p in settings.providers}
+def build_routes(
+    settings: Settings,
+    clients: dict[str, UpstreamClient],
+    providers: dict[str, ResolvedProvider] | None = None,
+) -> dict[str, Route]:
+    if providers is None:
+        providers = resolve_providers(settings)
     routes = {}
     for m in settings.models:
-        p = providers[m.provider]
-        spec = registry.get(p.type)
-        options = registry.options_for(p)
-        api_base = spec.api_base(p, options)
-        assert api_base is not None  # checked when the config was loaded
+        resolved = providers[m.provider]
+        p = resolved.config
         timeouts = m.timeouts.over(p.timeouts) if m.timeouts else p.timeouts
         target = Target(
             name=m.name,
             model=m.model,
             provider=p.name,
             provider_type=p.type,
-            api_base=api_base,
-            options=options,
+            api_base=resolved.api_base,
+            options=resolved.options,
             timeouts=timeouts,
             drop_params=m.drop_params,
         )
-        timeout = client_timeout(timeouts) if m.timeouts else None
-        routes[m.name] = Route(target, spec.adapter, clients[p.name], timeout)
+        override = timeouts if m.timeouts else None
+        routes[m.name] = Route(target, resolved.spec.adapter, clients[p.name], override)
     return routes

@@ -18,6 +18,7 @@ from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
 _MAX_CACHED_URLS = 4096
+_MAX_CACHED_TIMEOUTS = 1024
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
@@ -54,6 +55,8 @@ class UpstreamClient:
         self._timeout = client_timeout(timeouts)
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
+        # Per-model timeout overrides in aiohttp's form, by the identity of the config value.
+        self._timeouts: dict[int, tuple[Timeouts, aiohttp.ClientTimeout]] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -85,9 +88,7 @@ class UpstreamClient:
             return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
         return exc
 
-    async def _open(
-        self, request: UpstreamRequest, limits: aiohttp.ClientTimeout | None
-    ) -> aiohttp.ClientResponse:
+    async def _open(self, request: UpstreamRequest, limits: Timeouts | None) -> aiohttp.ClientResponse:
         assert self._session is not None, "client not started"
         if not self._static:
             await self.auth.apply(request)
@@ -96,8 +97,18 @@ class UpstreamClient:
         if limits is None:  # the provider's own timeouts, set on the session
             return await self._session.request(request.method, url, data=request.body, headers=headers)
         return await self._session.request(
-            request.method, url, data=request.body, headers=headers, timeout=limits
+            request.method, url, data=request.body, headers=headers, timeout=self._client_timeout(limits)
         )
+
+    def _client_timeout(self, limits: Timeouts) -> aiohttp.ClientTimeout:
+        """Built once per distinct override (the routes hold them for the process' life), not
+        per request; the entry keeps the value alive, so its id cannot be reused while cached."""
+        cached = self._timeouts.get(id(limits))
+        if cached is None or cached[0] is not limits:
+            if len(self._timeouts) >= _MAX_CACHED_TIMEOUTS:
+                self._timeouts.clear()
+            cached = self._timeouts[id(limits)] = (limits, client_timeout(limits))
+        return cached[1]
 
     def _url(self, text: str) -> URL:
         """Parsed once per distinct URL (bounded by the configured models), not per request."""
@@ -108,7 +119,7 @@ class UpstreamClient:
             url = self._urls[text] = URL(text)
         return url
 
-    async def send(self, request: UpstreamRequest, limits: aiohttp.ClientTimeout | None) -> UpstreamReply:
+    async def send(self, request: UpstreamRequest, limits: Timeouts | None) -> UpstreamReply:
         try:
             resp = await self._open(request, limits)
             try:
@@ -119,9 +130,7 @@ class UpstreamClient:
             raise self.translate(exc) from None
         return UpstreamReply(resp.status, resp.headers, body)
 
-    async def open_stream(
-        self, request: UpstreamRequest, limits: aiohttp.ClientTimeout | None
-    ) -> UpstreamStream:
+    async def open_stream(self, request: UpstreamRequest, limits: Timeouts | None) -> UpstreamStream:
         """Send and wait for the headers; the caller reads the body through the returned stream."""
         try:
             resp = await self._open(request, limits)
