@@ -17,7 +17,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from switchboard.config import catalog as config_catalog
@@ -32,6 +31,7 @@ from switchboard.config.catalog import (
     ModelInfoPatch,
     Section,
 )
+from switchboard.config.yamlfile import parse_yaml
 from switchboard.providers.registry import providers
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def read_file(path: str | Path) -> CatalogFile:
 def shipped() -> CatalogFile:
     """The catalog in the package (read once per process)."""
     ref = resources.files("switchboard").joinpath("data/catalog.yaml")
-    return parse(yaml.safe_load(ref.read_text(encoding="utf-8")), "switchboard/data/catalog.yaml")
+    return parse(parse_yaml(ref.read_text(encoding="utf-8")), "switchboard/data/catalog.yaml")
 
 
 # -- id normalisation ------------------------------------------------------------------------

@@ -1,4 +1,16 @@
-"""Reading one YAML file, with its problems as plain sentences (no tracebacks)."""
+"""Reading one YAML file, with its problems as plain sentences (no tracebacks).
+
+Two departures from ``yaml.safe_load``, both so that a file means what it looks like:
+
+- A key written twice in one mapping is an error naming the line (YAML's loaders keep the last).
+- Plain scalars keep the text they were written as. Dates stay strings
+  (``api_version: 2024-10-21``), and numbers and booleans are numbers carrying their text, so
+  a string field takes them as written (``api_version: 2.10`` is ``"2.10"``, not ``"2.1"``;
+  ``token: yes`` is ``"yes"``) while an int, float or bool field still gets its value. The
+  config models opt in with pydantic's ``coerce_numbers_to_str``, which reads that text through
+  ``str()``. A boolean is carried as an ``int`` (0 or 1) because ``bool`` cannot be subclassed;
+  pydantic turns it back into ``True``/``False`` for bool fields.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +18,96 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 
 class YamlFileError(Exception):
     """The file cannot be read or is not valid YAML; the message says why."""
+
+
+class ScalarInt(int):
+    """An int as written in YAML (``0x1F``, ``1_000``); ``str()`` gives that text."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> ScalarInt:
+        obj = super().__new__(cls, value)
+        obj.text = text
+        return obj
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class ScalarFloat(float):
+    """A float as written in YAML (``2.10``, ``1e3``); ``str()`` gives that text."""
+
+    text: str
+
+    def __new__(cls, value: float, text: str) -> ScalarFloat:
+        obj = super().__new__(cls, value)
+        obj.text = text
+        return obj
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class ScalarBool(ScalarInt):
+    """A YAML boolean (``true``, ``yes``, ``off``) as 1 or 0; ``str()`` gives its text."""
+
+    def __repr__(self) -> str:
+        return repr(bool(self))
+
+
+class _Loader(yaml.SafeLoader):
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, MappingNode):
+            _check_duplicates(self, node)
+        return super().construct_mapping(node, deep=deep)
+
+    def _int(self, node: ScalarNode) -> ScalarInt:
+        return ScalarInt(self.construct_yaml_int(node), node.value)
+
+    def _float(self, node: ScalarNode) -> ScalarFloat:
+        return ScalarFloat(self.construct_yaml_float(node), node.value)
+
+    def _bool(self, node: ScalarNode) -> ScalarBool:
+        return ScalarBool(int(self.construct_yaml_bool(node)), node.value)
+
+    def _timestamp(self, node: ScalarNode) -> str:
+        return str(self.construct_scalar(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader._int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader._float)
+_Loader.add_constructor("tag:yaml.org,2002:bool", _Loader._bool)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader._timestamp)
+
+
+def _check_duplicates(loader: _Loader, node: MappingNode) -> None:
+    first: dict[Any, Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # ``<<: *base`` then an explicit key is an override, as YAML intends
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            other = first.setdefault(key, key_node)
+        except TypeError:
+            continue  # an unhashable key: the constructor reports it
+        if other is not key_node:
+            raise ConstructorError(
+                None,
+                None,
+                f"duplicate key {str(key)!r} (first on line {other.start_mark.line + 1})",
+                key_node.start_mark,
+            )
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text as described above; raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -20,7 +118,7 @@ def read_yaml(path: str | Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise YamlFileError(f"cannot read file: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

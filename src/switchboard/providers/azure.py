@@ -24,12 +24,12 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.base import JSON
 from switchboard.providers.openai_compatible import NormalisingAdapter
-from switchboard.providers.spec import ProviderSpec
+from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.routing.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
@@ -40,9 +40,7 @@ DEFAULT_API_VERSION = "2024-10-21"
 _STREAM_USAGE_SINCE = "2024-09-01"
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Options(ProviderOptions):
     api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")] = DEFAULT_API_VERSION
     # Builds api_base (https://<azure_resource>.openai.azure.com) when api_base is not given.
     azure_resource: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")] | None = None

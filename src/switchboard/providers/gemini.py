@@ -10,23 +10,21 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import loads_object
 from switchboard.providers.google import GoogleAdapter
 from switchboard.providers.google.embeddings import batch_embed_body, from_batch_embed, model_id
-from switchboard.providers.spec import ProviderSpec
+from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.routing.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
 
-class GeminiOptions(BaseModel):
+class GeminiOptions(ProviderOptions):
     """No keys beyond the common ones (api_base, api_key, timeouts, headers)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class GeminiAdapter(GoogleAdapter):

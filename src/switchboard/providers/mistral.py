@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
@@ -47,7 +47,7 @@ from switchboard.providers.openai_compatible import (
     normalise_usage,
 )
 from switchboard.providers.params import check_supported
-from switchboard.providers.spec import ProviderSpec
+from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.routing.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
@@ -68,9 +68,7 @@ _ALPHABET = string.ascii_letters + string.digits
 _FINISH = {"stop": "stop", "length": "length", "model_length": "length", "tool_calls": "tool_calls"}
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Options(ProviderOptions):
     # Mistral's safety system prompt on every request (a request's own safe_prompt wins).
     safe_prompt: bool = False
 

@@ -10,13 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
-from switchboard.providers.spec import ProviderSpec
+from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent, SSEParser
 from switchboard.routing.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
@@ -26,9 +26,7 @@ from switchboard.upstream.request import UpstreamRequest
 _SSE_HEADERS = {"Accept": "text/event-stream"}
 
 
-class OpenAIOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class OpenAIOptions(ProviderOptions):
     organization: str | None = None
     project: str | None = None
 

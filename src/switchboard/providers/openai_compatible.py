@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
@@ -40,7 +40,7 @@ from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from switchboard.providers.params import CHAT_PARAMS, check_supported, drops
-from switchboard.providers.spec import ProviderSpec
+from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent
 from switchboard.routing.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
@@ -351,9 +351,7 @@ PresetName = Literal[
 ]
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Options(ProviderOptions):
     preset: PresetName = "custom"
     # Overrides the preset: fetch http(s) image URLs in the gateway and send data URLs instead.
     inline_images: bool | None = None

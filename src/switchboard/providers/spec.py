@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.base import ProviderAdapter
 from switchboard.upstream.auth import UpstreamAuth
 
 OptionsModel = type[BaseModel]
+
+
+class ProviderOptions(BaseModel):
+    """Base of every provider type's options model: unknown keys are errors, and a scalar in a
+    string field is taken as written (``api_version: 2024-10-21``, see config.yamlfile)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 @dataclass(frozen=True)

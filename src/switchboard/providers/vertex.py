@@ -16,23 +16,21 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import loads_object
 from switchboard.providers.google import GoogleAdapter
 from switchboard.providers.google.embeddings import from_predict, model_id, predict_body
-from switchboard.providers.spec import ProviderSpec
+from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.routing.target import Target
 from switchboard.upstream.auth import UpstreamAuth
 from switchboard.upstream.google_auth import ServiceAccountAuth, load_service_account
 from switchboard.upstream.request import UpstreamRequest
 
 
-class VertexOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class VertexOptions(ProviderOptions):
     credentials_file: str
     # Validated even when omitted: it then comes from the key file's project_id.
     vertex_project: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9.:_-]+$", validate_default=True)] = None

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from switchboard.providers.spec import ProviderOptions
 
 DEFAULT_VERSION = "2023-06-01"
 
 
-class AnthropicOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class AnthropicOptions(ProviderOptions):
     # The `anthropic-version` header: the API's wire-format version, not the model version.
     anthropic_version: Annotated[str, Field(min_length=1)] = DEFAULT_VERSION
     # Beta features sent as `anthropic-beta` (a list, or one comma-separated string).

@@ -15,7 +15,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError
@@ -25,7 +25,7 @@ from switchboard.providers.bedrock.errors import http_error
 from switchboard.providers.bedrock.request import converse_body
 from switchboard.providers.bedrock.response import chat_completion
 from switchboard.providers.bedrock.stream import ConverseStreamDecoder
-from switchboard.providers.spec import ProviderSpec
+from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.routing.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
@@ -36,9 +36,7 @@ _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 _STREAM = {"Content-Type": "application/json", "Accept": "application/vnd.amazon.eventstream"}
 
 
-class BedrockOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class BedrockOptions(ProviderOptions):
     aws_region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")]
     aws_access_key_id: Annotated[str, Field(min_length=1)] | None = None
     aws_secret_access_key: SecretStr | None = None

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError
@@ -23,7 +23,7 @@ from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.cohere import request as req
 from switchboard.providers.cohere import response as resp
 from switchboard.providers.cohere.stream import CohereStreamDecoder
-from switchboard.providers.spec import ProviderSpec
+from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.routing.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
@@ -38,9 +38,7 @@ _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream
 EmbedInputType = Literal["search_document", "search_query", "classification", "clustering"]
 
 
-class CohereOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class CohereOptions(ProviderOptions):
     # Cohere's embed models need to know what the text is for; OpenAI's API has no such field.
     # A request may still override it with an extra ``input_type`` field.
     embed_input_type: EmbedInputType = "search_document"

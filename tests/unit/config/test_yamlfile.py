@@ -1,0 +1,44 @@
+"""The YAML reader: duplicate keys are errors, plain scalars keep the text they were written as."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from switchboard.config.yamlfile import YamlFileError, parse_yaml, read_yaml
+
+
+def test_duplicate_key_names_the_line_and_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        "providers:\n"
+        "  - name: a\n"
+        "    type: openai\n"
+        "    api_base: http://one/v1\n"
+        "    api_base: http://two/v1\n"
+    )
+    with pytest.raises(YamlFileError) as exc:
+        read_yaml(path)
+    assert str(exc.value) == "line 5, column 5: invalid YAML: duplicate key 'api_base' (first on line 4)"
+
+
+def test_duplicate_top_level_key(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("auth: {master_key: abcdefgh}\nserver: {}\nauth: {master_key: ijklmnop}\n")
+    with pytest.raises(YamlFileError, match=r"^line 3, column 1: .*duplicate key 'auth' \(first on line 1\)"):
+        read_yaml(path)
+
+
+def test_merge_key_override_is_not_a_duplicate() -> None:
+    data = parse_yaml("base: &b {a: 1, b: 2}\nx:\n  <<: *b\n  a: 3\n")
+    assert data["x"] == {"a": 3, "b": 2}
+
+
+def test_scalars_keep_their_text_and_their_value() -> None:
+    data = parse_yaml("date: 2024-10-21\nf: 2.10\ni: 0x1F\nb: yes\nn: null\nq: '7'\n")
+    assert data["date"] == "2024-10-21" and type(data["date"]) is str
+    assert data["f"] == 2.1 and str(data["f"]) == "2.10"
+    assert data["i"] == 31 and str(data["i"]) == "0x1F"
+    assert data["b"] == 1 and bool(data["b"]) is True and str(data["b"]) == "yes"
+    assert data["n"] is None and data["q"] == "7"
