@@ -1,23 +1,43 @@
 """The configuration schema. Validated once at start-up; nothing reads files or env after that.
 
 Provider entries accept extra keys: each provider type validates its own options (see
-``providers.registry``), so adding a provider never touches this file.
+``providers.registry``), so adding a provider never touches this file. This module imports
+nothing from the rest of the package outside ``config/``: it is the bottom layer.
+
+String fields take a YAML scalar as written (``api_version: 2024-10-21``, ``version: 2.10``):
+see ``config.yamlfile`` and ``coerce_numbers_to_str`` below.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.catalog import CatalogConfig, ModelEntryInfo
 
 MIB = 1024 * 1024
+# The levels `server.log_level` accepts, most verbose first (case-insensitive).
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+def check_http_url(value: str) -> str:
+    """``value`` if it is an absolute http(s) URL with a host; a ValueError saying why otherwise."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc}): {value!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        hint = f" (e.g. http://{value})" if "://" not in value else ""
+        raise ValueError(f"must be an http:// or https:// URL with a host{hint}, got {value!r}")
+    return value
 
 
 class Timeouts(_Strict):
@@ -40,7 +60,7 @@ class TimeoutsOverride(_Strict):
 
 class ProviderConfig(BaseModel):
     # Extra keys are provider-type options, checked by the provider's own options model.
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, coerce_numbers_to_str=True)
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
     type: Annotated[str, Field(min_length=1)]
@@ -49,6 +69,11 @@ class ProviderConfig(BaseModel):
     timeouts: Timeouts = Timeouts()
     max_connections: Annotated[int, Field(ge=1)] = 512
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -88,6 +113,14 @@ class ServerConfig(_Strict):
     data_dir: Path | None = None
     log_level: str = "info"
     access_log: bool = False
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r} (one of: {', '.join(LOG_LEVELS)})")
+        return level
 
 
 class ImagesConfig(_Strict):

@@ -1,0 +1,158 @@
+"""Config validation: scalars as written, log levels, api_base, provider and catalog types."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from switchboard.config.loader import ConfigError, load, validate
+from switchboard.config.schema import LOG_LEVELS
+from switchboard.providers import registry
+from switchboard.routing.table import build_clients, build_routes, resolve_providers
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(text)
+    return path
+
+
+AZURE = """
+providers:
+  - name: az
+    type: azure
+    api_base: https://contoso.openai.azure.com
+    api_key: k
+    api_version: {api_version}
+    headers: {{x-release: 2.10, x-flag: yes, x-day: 2025-01-31}}
+models:
+  - {{name: m, provider: az, model: 2024}}
+auth: {{master_key: 12345678}}
+server: {{access_log: yes, port: 8080, log_level: {log_level}}}
+catalog:
+  models:
+    house: {{as_of: 2025-06-01, context_window: 1000, provider_types: [azure]}}
+"""
+
+
+def test_unquoted_scalars_in_string_fields_are_taken_as_written(tmp_path: Path) -> None:
+    settings = load(_write(tmp_path, AZURE.format(api_version="2024-10-21", log_level="info")))
+    provider = settings.providers[0]
+    options: Any = registry.resolve(provider).options
+    assert options.api_version == "2024-10-21"  # a YAML date, kept as the text
+    assert provider.headers == {"x-release": "2.10", "x-flag": "yes", "x-day": "2025-01-31"}
+    assert settings.models[0].model == "2024"
+    assert settings.auth.master_key.get_secret_value() == "12345678"
+    assert settings.catalog.models["house"].as_of == "2025-06-01"
+    # Fields typed otherwise keep their values.
+    assert settings.server.access_log is True and settings.server.port == 8080
+    assert settings.catalog.models["house"].context_window == 1000
+
+
+def test_every_provider_options_model_takes_scalars_as_written() -> None:
+    for spec in registry.providers().values():
+        assert spec.options.model_config.get("coerce_numbers_to_str") is True, spec.type
+
+
+@pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "error", "critical"])
+def test_log_levels_case_insensitive(tmp_path: Path, level: str) -> None:
+    settings = load(_write(tmp_path, AZURE.format(api_version="2024-10-21", log_level=level)))
+    assert settings.server.log_level == level.lower()
+
+
+def test_unknown_log_level_lists_the_levels(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(_write(tmp_path, AZURE.format(api_version="2024-10-21", log_level="verbose")))
+    assert exc.value.problems == [
+        f"server.log_level: unknown log level 'verbose' (one of: {', '.join(LOG_LEVELS)})"
+    ]
+
+
+def _config(**provider: Any) -> dict[str, Any]:
+    return {
+        "providers": [{"name": "p", "type": "openai", **provider}],
+        "models": [{"name": "m", "provider": "p", "model": "gpt-4o"}],
+        "auth": {"master_key": "12345678"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("api_base", "problem"),
+    [
+        ("127.0.0.1:9001", "must be an http:// or https:// URL with a host (e.g. http://127.0.0.1:9001)"),
+        ("localhost:9001/v1", "must be an http:// or https:// URL with a host"),
+        ("ftp://example.com/v1", "must be an http:// or https:// URL with a host, got 'ftp://example.com/v1'"),
+        ("http:///v1", "must be an http:// or https:// URL with a host"),
+        ("http://h:99999/v1", "not a valid URL"),
+        (5, "must be an http:// or https:// URL with a host"),
+    ],
+)
+def test_api_base_must_be_an_http_url(api_base: Any, problem: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        validate(_config(api_base=api_base), "cfg.yaml", env={})
+    [line] = exc.value.problems
+    assert line.startswith(f"providers[0].api_base: {problem}"), line
+
+
+@pytest.mark.parametrize("api_base", ["http://127.0.0.1:9001/v1", "HTTPS://api.openai.com/v1", "http://[::1]:8/"])
+def test_api_base_accepts_http_urls(api_base: str) -> None:
+    validate(_config(api_base=api_base), "cfg.yaml", env={})
+
+
+def test_unknown_provider_type_names_key_and_known_types() -> None:
+    cfg = _config()
+    cfg["providers"][0]["type"] = "openia"
+    with pytest.raises(ConfigError) as exc:
+        validate(cfg, "cfg.yaml", env={})
+    known = ", ".join(sorted(registry.providers()))
+    assert exc.value.problems == [f"providers[0].type: unknown provider type 'openia' (known: {known})"]
+
+
+def test_catalog_file_provider_types_checked_by_the_loader(tmp_path: Path) -> None:
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("version: 1\nsections:\n  - {name: x, provider_types: [openia], models: {m: {}}}\n")
+    cfg = _config()
+    cfg["catalog"] = {"file": str(extra)}
+    with pytest.raises(ConfigError) as exc:
+        validate(cfg, "cfg.yaml", env={})
+    [line] = exc.value.problems
+    expected = f"catalog: file {extra}: sections[0].provider_types: unknown provider type 'openia'"
+    assert line.startswith(expected), line
+
+
+def test_schema_imports_nothing_outside_config() -> None:
+    code = (
+        "import sys, switchboard.config.schema\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('switchboard'))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = proc.stdout.split()
+    assert [m for m in out if m != "switchboard" and not m.startswith("switchboard.config")] == []
+
+
+def test_providers_resolved_once_and_route_timeouts_are_config_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = _config(api_base="http://127.0.0.1:9/v1")
+    cfg["models"] = [
+        {"name": f"m{i}", "provider": "p", "model": "gpt-4o"} for i in range(3)
+    ] + [{"name": "quick", "provider": "p", "model": "gpt-4o", "timeouts": {"first_byte": 0.5}}]
+    settings = validate(cfg, "cfg.yaml", env={})
+    calls = []
+    real = registry.resolve
+    monkeypatch.setattr(registry, "resolve", lambda p: calls.append(p.name) or real(p))
+    providers = resolve_providers(settings)
+    routes = build_routes(settings, build_clients(settings, providers), providers)
+    assert calls == ["p"]
+    assert routes["m0"].timeout is None
+    quick = routes["quick"].timeout
+    assert quick is not None and (quick.connect, quick.first_byte, quick.total) == (10.0, 0.5, 600.0)
+    assert routes["m0"].target.api_base == "http://127.0.0.1:9/v1"
+    client = routes["quick"].client
+    first = client._client_timeout(quick)
+    assert client._client_timeout(quick) is first  # built once, not per request
+    assert (first.sock_read, first.total, first.sock_connect) == (0.5, 600.0, 10.0)
