@@ -18,6 +18,22 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Switchboard, a self-hosted LLM gateway."""
+
+
 def _fail_config(exc: ConfigError) -> None:
     err.print(f"[bold red]invalid configuration[/] ({len(exc.problems)} problem(s)):")
     for problem in exc.problems:
@@ -33,10 +49,13 @@ def serve(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default 1).")] = None,
 ) -> None:
     """Start the gateway. Without --config it runs the embedded default with a demo model."""
+    from switchboard.config.embedded import master_key
     from switchboard.server import ServeOptions, resolve_settings
     from switchboard.server import serve as run
 
     opts = ServeOptions(str(config) if config else None, host, port, workers)
+    # Before the settings: they read the key file this creates on the first start.
+    key = master_key() if config is None else None
     try:
         settings = resolve_settings(opts)
     except ConfigError as exc:
@@ -47,9 +66,15 @@ def serve(
     base = f"http://{shown_host}:{s.port}"
     out.print(f"[bold]Switchboard {__version__}[/] on {base}/v1  ({s.workers} worker(s))")
     out.print(f"models: {', '.join(m.name for m in settings.models) or '(none)'}")
-    if config is None:
-        key = settings.auth.master_key.get_secret_value()
-        out.print(f"embedded default: data in {s.data_dir}; master key (Bearer): {key}")
+    if key is not None:
+        out.print(f"embedded default: data in {s.data_dir}")
+        # The key is shown once, when it is created; after that, say where it is.
+        if key.origin == "generated":
+            out.print(f"master key (Bearer), generated and saved in {key.path}: {key.value}", markup=False)
+        elif key.origin == "file":
+            out.print(f"master key (Bearer): in {key.path}", markup=False)
+        else:
+            out.print("master key (Bearer): the value of SWITCHBOARD_MASTER_KEY")
         out.print(
             "add a real provider: write a config file (see docs/configuration.md) and run "
             "'switchboard serve --config switchboard.yaml'"
