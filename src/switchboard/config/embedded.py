@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from switchboard.config.loader import validate
 from switchboard.config.schema import Settings
@@ -24,18 +26,32 @@ def data_dir(env: dict[str, str] | None = None) -> Path:
     return Path(env.get("SWITCHBOARD_DATA_DIR") or Path.home() / ".switchboard")
 
 
-def _master_key(directory: Path, env: dict[str, str]) -> str:
+@dataclass(frozen=True)
+class MasterKey:
+    value: str
+    # "environment": $SWITCHBOARD_MASTER_KEY (no file is written); "file": read from ``path``;
+    # "generated": created just now and written to ``path``.
+    origin: Literal["environment", "file", "generated"]
+    path: Path | None = None
+
+
+def master_key(env: dict[str, str] | None = None) -> MasterKey:
+    """The embedded default's master key, generated into the data directory on first use."""
+    env = dict(os.environ) if env is None else env
     if env.get("SWITCHBOARD_MASTER_KEY"):
-        return env["SWITCHBOARD_MASTER_KEY"]
+        return MasterKey(env["SWITCHBOARD_MASTER_KEY"], "environment")
+    directory = data_dir(env)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / KEY_FILE
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
     key = "sk-sb-" + secrets.token_urlsafe(24)
-    # Created 0600 before anything is written, so the key is never readable by others.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        # Created 0600 before anything is written, so the key is never readable by others.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return MasterKey(path.read_text(encoding="utf-8").strip(), "file", path)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(key + "\n")
-    return key
+    return MasterKey(key, "generated", path)
 
 
 def _init_db(path: Path) -> None:
@@ -59,7 +75,7 @@ def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -
             {"name": "demo", "provider": "builtin-mock", "model": "mock-gpt"},
             {"name": "demo-embedding", "provider": "builtin-mock", "model": "mock-embedding"},
         ],
-        "auth": {"master_key": _master_key(directory, env)},
+        "auth": {"master_key": master_key(env).value},
         "server": {"host": host, "port": port, "data_dir": str(directory)},
         "builtin_mock": True,
     }

@@ -1,0 +1,185 @@
+"""The command line and the config file as a new user meets them: `config check`, `serve`,
+`--version`, and the README's quickstart key in both of its cases."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import Process, free_port, spawn
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+MINIMAL = """
+providers:
+  - name: local-openai
+    type: openai
+    api_base: {api_base}
+    api_key: sk-upstream
+models:
+  - name: gpt-4o-mini
+    provider: local-openai
+    model: gpt-4o-mini
+auth:
+  master_key: sk-test-master-key-123
+server:
+  log_level: {log_level}
+"""
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> Process:
+    proc = spawn(args, env=env)
+    proc.proc.wait(60)
+    return proc
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_version_option_and_command() -> None:
+    for args in (["--version"], ["version"]):
+        proc = _run(args)
+        assert proc.proc.returncode == 0, proc.output
+        assert re.fullmatch(r"\d+\.\d+\.\d+\S*\n", proc.output), proc.output
+
+
+def test_unknown_log_level_fails_check_and_serve_cleanly(tmp_path: Path) -> None:
+    path = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="verbose"))
+    expected = (
+        f"{path}: server.log_level: unknown log level 'verbose' "
+        "(one of: debug, info, warning, error, critical)"
+    )
+    serve = ["serve", "--config", str(path), "--port", str(free_port())]
+    for args in (["config", "check", str(path)], serve):
+        proc = _run(args)
+        assert proc.proc.returncode == 2, proc.output
+        assert expected in proc.output
+        assert "Traceback" not in proc.output
+
+
+def test_log_level_is_case_insensitive(tmp_path: Path) -> None:
+    path = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="DEBUG"))
+    port = free_port()
+    proc = spawn(["serve", "--config", str(path), "--port", str(port)])
+    try:
+        proc.wait_for("Application startup complete")
+        assert httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200
+    finally:
+        assert proc.stop() == 0
+
+
+def test_api_base_without_scheme_is_a_config_error(tmp_path: Path) -> None:
+    path = _config(tmp_path, MINIMAL.format(api_base="127.0.0.1:9001", log_level="info"))
+    proc = _run(["config", "check", str(path)])
+    assert proc.proc.returncode == 2
+    assert (
+        f"{path}: providers[0].api_base: must be an http:// or https:// URL with a host "
+        "(e.g. http://127.0.0.1:9001), got '127.0.0.1:9001'"
+    ) in proc.output
+
+
+def test_unquoted_date_and_numbers_where_strings_are_expected(tmp_path: Path) -> None:
+    path = _config(
+        tmp_path,
+        """
+providers:
+  - name: azure
+    type: azure
+    api_base: https://contoso.openai.azure.com
+    api_key: sk-upstream
+    api_version: 2024-10-21
+    headers: {x-client-version: 2.10}
+models:
+  - {name: gpt-4o, provider: azure, model: 2024}
+auth:
+  master_key: 1234567890
+""",
+    )
+    proc = _run(["config", "check", str(path)])
+    assert proc.proc.returncode == 0, proc.output
+    assert "OK (1 provider(s), 1 model(s))" in proc.output
+
+
+def test_duplicate_key_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    text = text.replace("    api_key: sk-upstream\n", "    api_key: sk-upstream\n    api_base: http://other/v1\n")
+    path = _config(tmp_path, text)
+    proc = _run(["config", "check", str(path)])
+    assert proc.proc.returncode == 2
+    expected = f"{path}: line 7, column 5: invalid YAML: duplicate key 'api_base' (first on line 5)"
+    assert expected in proc.output
+
+
+# -- the embedded default's master key and the README's quickstart ----------------------------
+
+
+def _readme_key_line() -> str:
+    [line] = [ln for ln in README.read_text().splitlines() if ln.startswith("export SWITCHBOARD_KEY=")]
+    return line
+
+
+def _readme_key(env: dict[str, str]) -> str:
+    """What the README's quickstart line sets SWITCHBOARD_KEY to, run by bash as a user would."""
+    script = _readme_key_line() + '\nprintf %s "$SWITCHBOARD_KEY"'
+    full_env = {**os.environ, **env}
+    proc = subprocess.run(["bash", "-c", script], env=full_env, capture_output=True, text=True, check=True)
+    return proc.stdout
+
+
+def _serve(env: dict[str, str]) -> tuple[Process, int]:
+    port = free_port()
+    proc = spawn(["serve", "--port", str(port)], env=env)
+    proc.wait_for("Application startup complete")
+    return proc, port
+
+
+def _models_status(port: int, key: str) -> int:
+    headers = {"Authorization": f"Bearer {key}"}
+    return httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers).status_code
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> dict[str, str]:
+    # The README's path (~/.switchboard) in a temporary home; no data dir override.
+    return {"HOME": str(tmp_path), "SWITCHBOARD_DATA_DIR": ""}
+
+
+def test_generated_key_printed_once_and_quickstart_finds_it(tmp_path: Path, home: dict[str, str]) -> None:
+    env = {**home, "SWITCHBOARD_MASTER_KEY": ""}
+    key_file = tmp_path / ".switchboard" / "master_key"
+    proc, port = _serve(env)
+    try:
+        key = key_file.read_text().strip()
+        assert key in proc.output and f"generated and saved in {key_file}" in proc.output
+    finally:
+        assert proc.stop() == 0
+    proc, port = _serve(env)
+    try:
+        assert key not in proc.output  # printed only when it was just generated
+        assert f"master key (Bearer): in {key_file}" in proc.output
+        assert _readme_key(env) == key
+        assert _models_status(port, _readme_key(env)) == 200
+    finally:
+        assert proc.stop() == 0
+
+
+def test_key_from_environment_not_printed_and_quickstart_works(tmp_path: Path, home: dict[str, str]) -> None:
+    secret = "sk-chosen-by-the-operator-42"
+    env = {**home, "SWITCHBOARD_MASTER_KEY": secret}
+    proc, port = _serve(env)
+    try:
+        assert secret not in proc.output
+        assert "master key (Bearer): the value of SWITCHBOARD_MASTER_KEY" in proc.output
+        assert not (tmp_path / ".switchboard" / "master_key").exists()
+        assert _readme_key(env) == secret
+        assert _models_status(port, _readme_key(env)) == 200
+    finally:
+        assert proc.stop() == 0
