@@ -13,7 +13,7 @@ from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.route import RouteStage
-from switchboard.routing.table import build_clients, build_routes
+from switchboard.routing.table import build_clients, build_routes, resolve_providers
 
 # Operations that call a provider, and the one that only needs the model to exist.
 MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
@@ -22,8 +22,9 @@ MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.clients = build_clients(settings)
-        self.routes = build_routes(settings, self.clients)
+        providers = resolve_providers(settings)  # options and api_base, once per provider
+        self.clients = build_clients(settings, providers)
+        self.routes = build_routes(settings, self.clients, providers)
         self.authenticator = Authenticator(settings.auth.master_key.get_secret_value())
         self.images = ImageFetcher(settings.images)
         # Model limits, capabilities and prices, with the config's overrides applied.
