@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from switchboard.catalog import CatalogConfig, ModelEntryInfo
+from switchboard.config.urls import database_url_problem, redis_url_problem
 
 MIB = 1024 * 1024
 
@@ -100,6 +101,32 @@ class ImagesConfig(_Strict):
     allow_private_networks: bool = False
 
 
+class DatabaseConfig(_Strict):
+    """Absent or no ``url``: the SQLite file ``switchboard.db`` in the data dir."""
+
+    url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and (problem := database_url_problem(url.get_secret_value())):
+            raise ValueError(problem)
+        return url
+
+
+class RedisConfig(_Strict):
+    """Present: counters, cache and change feed shared by every instance through Redis."""
+
+    url: SecretStr
+
+    @field_validator("url")
+    @classmethod
+    def _check(cls, url: SecretStr) -> SecretStr:
+        if problem := redis_url_problem(url.get_secret_value()):
+            raise ValueError(problem)
+        return url
+
+
 class Settings(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -107,6 +134,8 @@ class Settings(_Strict):
     server: ServerConfig = ServerConfig()
     images: ImagesConfig = ImagesConfig()
     catalog: CatalogConfig = CatalogConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    redis: RedisConfig | None = None
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 
