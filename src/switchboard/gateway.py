@@ -14,6 +14,7 @@ from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.route import RouteStage
 from switchboard.routing.table import build_clients, build_routes
+from switchboard.stores import open_stores
 
 # Operations that call a provider, and the one that only needs the model to exist.
 MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
@@ -62,6 +63,7 @@ class Gateway:
         return stages
 
     async def start(self) -> None:
+        self.stores = await open_stores(self.settings)
         for client in self.clients.values():
             await client.start()
         self.ready = True
@@ -71,3 +73,4 @@ class Gateway:
         for client in self.clients.values():
             await client.close()
         await self.images.close()
+        await self.stores.close()

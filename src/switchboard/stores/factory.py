@@ -54,15 +54,16 @@ class Stores:
                 log.exception("closing a store failed")
 
 
-def data_dir(settings: Settings) -> Path:
+def data_dir(settings: Settings | None) -> Path:
     """``server.data_dir``, else ``$SWITCHBOARD_DATA_DIR``, else ``~/.switchboard``."""
     from switchboard.config.embedded import data_dir as default_data_dir
 
-    return settings.server.data_dir or default_data_dir()
+    return (settings.server.data_dir if settings else None) or default_data_dir()
 
 
-def database_url(settings: Settings) -> str:
-    url = settings.database.url
+def database_url(settings: Settings | None) -> str:
+    """The async URL of the configured database; no settings: the SQLite file in the data dir."""
+    url = settings.database.url if settings else None
     return async_url(None if url is None else url.get_secret_value(), data_dir(settings))
 
 
@@ -132,3 +133,18 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         shared=redis_url is not None,
         _closers=closers,
     )
+
+
+async def upgrade_database(settings: Settings | None) -> tuple[str, str]:
+    """Apply pending migrations; returns the database (password hidden) and its revision."""
+    url = database_url(settings)
+    engine, revision = await open_database(url)
+    await engine.dispose()
+    return shown(url), revision
+
+
+async def check_stores(settings: Settings) -> None:
+    """Open and close the stores once: migrations applied, every server reachable. Lets ``serve``
+    refuse to start with one clear line instead of failing inside each worker's lifespan."""
+    stores = await open_stores(settings)
+    await stores.close()
