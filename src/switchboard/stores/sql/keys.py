@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import KeyRecord
@@ -63,8 +64,11 @@ class SqlKeyStore:
             # An id of another tenant is never taken over.
             where=t.c.tenant_id == stmt.excluded.tenant_id,
         )
-        async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(stmt)
+        except IntegrityError:
+            raise ValueError(f"key hash of {record.id!r} is already another key's") from None
         if result.rowcount == 0:
             raise ValueError(f"key id {record.id!r} belongs to another tenant")
 

@@ -1,0 +1,73 @@
+"""ChangeFeed contract: a message published after subscribe reaches every subscriber, including
+those of another instance (in cluster mode, another Redis connection)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio
+
+DEADLINE = 5.0
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.seen: list[tuple[str, str]] = []
+
+    async def __call__(self, topic: str, message: str) -> None:
+        self.seen.append((topic, message))
+        await self.queue.put((topic, message))
+
+    async def next(self) -> tuple[str, str]:
+        return await asyncio.wait_for(self.queue.get(), DEADLINE)
+
+
+async def test_message_reaches_subscribers_of_every_instance(backend: Backend) -> None:
+    peer = await backend.peer()
+    here, there = Inbox(), Inbox()
+    await backend.stores.feed.subscribe("keys", here)
+    await peer.feed.subscribe("keys", there)
+    await peer.feed.publish("keys", "revoked:key-1")
+    assert await here.next() == ("keys", "revoked:key-1")
+    assert await there.next() == ("keys", "revoked:key-1")
+
+
+async def test_topics_are_separate_and_order_is_kept(backend: Backend) -> None:
+    keys, models = Inbox(), Inbox()
+    await backend.stores.feed.subscribe("keys", keys)
+    await backend.stores.feed.subscribe("models", models)
+    for i in range(5):
+        await backend.stores.feed.publish("keys", f"k{i}")
+    await backend.stores.feed.publish("models", "m0")
+    assert [await keys.next() for _ in range(5)] == [("keys", f"k{i}") for i in range(5)]
+    assert await models.next() == ("models", "m0")
+    assert keys.queue.empty()
+
+
+async def test_closed_subscription_receives_nothing(backend: Backend) -> None:
+    feed = backend.stores.feed
+    kept, closed = Inbox(), Inbox()
+    await feed.subscribe("t", kept)
+    sub = await feed.subscribe("t", closed)
+    await sub.close()
+    await feed.publish("t", "after close")
+    # Both callbacks would run for the same message, so once one has it the other is decided.
+    assert await kept.next() == ("t", "after close")
+    assert closed.seen == []
+
+
+async def test_a_failing_subscriber_does_not_stop_the_others(backend: Backend) -> None:
+    async def broken(topic: str, message: str) -> None:
+        raise RuntimeError("subscriber bug")
+
+    good = Inbox()
+    await backend.stores.feed.subscribe("t", broken)
+    await backend.stores.feed.subscribe("t", good)
+    await backend.stores.feed.publish("t", "one")
+    await backend.stores.feed.publish("t", "two")
+    assert [await good.next(), await good.next()] == [("t", "one"), ("t", "two")]
