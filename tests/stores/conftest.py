@@ -7,6 +7,9 @@
 - ``backend``: parametrised ``embedded`` (SQLite in tmp + memory) and ``cluster`` (PostgreSQL +
   Redis); ``backend.stores`` is open, ``backend.clock`` a ManualClock driving the in-memory stores
   and the Redis counters, ``await backend.peer()`` another instance on the same state.
+
+Async fixtures run on the session event loop (pyproject), so the async tests here do too:
+``pytestmark = pytest.mark.asyncio(loop_scope="session")``.
 """
 
 from __future__ import annotations
@@ -26,14 +29,6 @@ from switchboard.stores.sql.urls import async_url
 from tests.services import Postgres, RedisServer, start_postgres, start_redis
 
 _names = itertools.count()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Async fixtures run on the session loop (pyproject); the tests here share it.
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents and item.get_closest_marker("asyncio"):
-            item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
 
 
 @pytest.fixture(scope="session")

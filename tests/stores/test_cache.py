@@ -9,7 +9,7 @@ import pytest
 
 from tests.stores.conftest import Backend
 
-pytestmark = pytest.mark.asyncio
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def eventually_missing(backend: Backend, key: str, timeout: float = 5.0) -> bool:

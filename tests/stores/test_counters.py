@@ -11,7 +11,7 @@ from redis.crc import key_slot
 from switchboard.stores.redis.counters import counter_key
 from tests.stores.conftest import Backend
 
-pytestmark = pytest.mark.asyncio
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_concurrent_increments_are_atomic(backend: Backend) -> None:

@@ -10,7 +10,7 @@ import pytest
 from switchboard.stores import KeyRecord
 from tests.stores.conftest import Backend
 
-pytestmark = pytest.mark.asyncio
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def key(id: str = "key-1", tenant: str = "tenant-a", **fields: object) -> KeyRecord:

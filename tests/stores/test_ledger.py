@@ -12,7 +12,7 @@ import pytest
 from switchboard.stores import UsageRecord
 from tests.stores.conftest import Backend
 
-pytestmark = pytest.mark.asyncio
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 T0 = datetime(2026, 6, 1, 12, 0, 0, 250000, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from switchboard.stores.sql.migrate import head
 from switchboard.stores.sql.urls import async_url
 from tests.servers import free_port
 
-pytestmark = pytest.mark.asyncio
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
