@@ -53,9 +53,9 @@ async def test_every_query_but_the_hash_lookup_is_scoped_to_the_tenant(backend: 
     await keys.put(key("a2", "tenant-a", created_at=datetime(2026, 1, 2, tzinfo=UTC)))
     await keys.put(key("b1", "tenant-b"))
     assert await keys.get("tenant-b", "a1") is None
-    assert [k.id for k in await keys.list("tenant-a")] == ["a1", "a2"]
-    assert [k.id for k in await keys.list("tenant-b")] == ["b1"]
-    assert await keys.list("tenant-c") == []
+    assert [k.id for k in await keys.list_keys("tenant-a")] == ["a1", "a2"]
+    assert [k.id for k in await keys.list_keys("tenant-b")] == ["b1"]
+    assert await keys.list_keys("tenant-c") == []
     # Another tenant cannot disable it...
     assert await keys.disable("tenant-b", "a1") is False
     got = await keys.get("tenant-a", "a1")

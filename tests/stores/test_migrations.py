@@ -15,6 +15,7 @@ from switchboard.stores.factory import open_at, open_database
 from switchboard.stores.sql.migrate import head
 from switchboard.stores.sql.urls import async_url
 from tests.servers import free_port
+from tests.services import Postgres
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -79,3 +80,11 @@ async def test_unreachable_redis_fails_with_one_line(tmp_path: Path) -> None:
     message = str(info.value)
     assert message.startswith("cannot reach redis at redis://:***@127.0.0.1:")
     assert "pw-secret" not in message and "\n" not in message
+
+
+async def test_postgresql_url_options_reach_the_driver(postgres: Postgres, tmp_path: Path) -> None:
+    # libpq's sslmode is accepted (as asyncpg's ssl); an option the driver does not know is one line.
+    stores = await open_at(async_url(postgres.url + "?sslmode=disable", tmp_path), None)
+    await stores.close()
+    with pytest.raises(StoreError, match="unsupported URL option"):
+        await open_database(async_url(postgres.url + "?frobnicate=1", tmp_path))

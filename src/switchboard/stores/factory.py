@@ -81,6 +81,12 @@ async def open_database(url: str) -> tuple[AsyncEngine, str]:
     except (OSError, TimeoutError, SQLAlchemyError) as exc:
         await engine.dispose()
         raise StoreError(f"cannot open the database {shown(url)}: {describe(exc)}") from None
+    except TypeError as exc:
+        # The driver refused an option from the URL's query string.
+        await engine.dispose()
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise StoreError(f"cannot open the database {shown(url)}: unsupported URL option ({exc})") from None
     return engine, revision
 
 
@@ -122,6 +128,12 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         redis_feed = RedisFeed(client)
         closers += [client.aclose, redis_feed.close]
         counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
+    log.info(
+        "stores: database %s at revision %s; counters, cache and change feed %s",
+        shown(database),
+        revision,
+        "in redis" if redis_url is not None else "in this process",
+    )
     return Stores(
         keys=keys,
         counters=counters,

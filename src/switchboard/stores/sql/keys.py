@@ -83,7 +83,7 @@ class SqlKeyStore:
             row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
 
-    async def list(self, tenant_id: str) -> list[KeyRecord]:
+    async def list_keys(self, tenant_id: str) -> list[KeyRecord]:
         query = sa.select(t).where(t.c.tenant_id == tenant_id).order_by(t.c.created_at, t.c.id)
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 from switchboard.config.urls import POSTGRES_SCHEMES, SQLITE_SCHEMES, database_url_problem
 from switchboard.stores.errors import StoreError
@@ -19,6 +20,11 @@ def async_url(configured: str | None, data_dir: Path) -> str:
         raise StoreError(f"database.url: {problem}")
     scheme, rest = configured.split("://", 1)
     if scheme.lower() in POSTGRES_SCHEMES:
+        # libpq's sslmode=... is asyncpg's ssl=... (same values).
+        base, _, query = rest.partition("?")
+        if query:
+            pairs = [("ssl" if k == "sslmode" else k, v) for k, v in parse_qsl(query, keep_blank_values=True)]
+            rest = base + "?" + urlencode(pairs)
         return f"postgresql+asyncpg://{rest}"
     assert scheme.lower() in SQLITE_SCHEMES
     return f"sqlite+aiosqlite://{rest}"
