@@ -39,8 +39,9 @@ def create_engine(url: str) -> AsyncEngine:
 def describe(exc: BaseException) -> str:
     """One line for a connection failure, without the driver's stack of wrappers."""
     orig = getattr(exc, "orig", None) or exc.__cause__ or exc
-    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return text
+    if isinstance(orig, TimeoutError) and not str(orig).strip():
+        return f"no answer within {CONNECT_TIMEOUT:.0f} s"
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
 def shown(url: str) -> str:
