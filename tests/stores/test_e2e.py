@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -72,7 +73,7 @@ def test_db_upgrade_migrates_postgresql_and_is_repeatable(fresh_database_url: st
 def test_db_upgrade_without_config_creates_the_sqlite_file_in_the_data_dir(tmp_path: Path) -> None:
     rc, output = finish(cli(["db", "upgrade"], tmp_path))
     assert rc == 0, output
-    assert (tmp_path / "data" / "switchboard.db").exists()
+    assert stat.S_IMODE((tmp_path / "data" / "switchboard.db").stat().st_mode) == 0o600
     assert versions(async_url(None, tmp_path / "data")) == [head()]
 
 

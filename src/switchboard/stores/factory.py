@@ -9,6 +9,7 @@ data dir, or PostgreSQL when ``database.url`` says so. Opening applies pending m
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,9 @@ async def open_database(url: str) -> tuple[AsyncEngine, str]:
     db_file = sqlite_path(url)
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Key hashes and usage: readable by the owner only (SQLite gives its -wal and -shm files
+        # the same mode). An empty file is a valid empty database.
+        os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT, 0o600))
     engine = create_engine(url)
     try:
         revision = await upgrade(engine)
@@ -129,7 +133,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         closers += [client.aclose, redis_feed.close]
         counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
     log.info(
-        "stores: database %s at revision %s; counters, cache and change feed %s",
+        "database %s at revision %s; counters, cache and change feed %s",
         shown(database),
         revision,
         "in redis" if redis_url is not None else "in this process",
