@@ -125,7 +125,13 @@ def start_gateway(
     path.write_text(yaml.safe_dump(config))
     process = spawn(
         ["serve", "--config", str(path), "--port", str(port), *(args or [])],
-        env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY, **(env or {})},
+        env={
+            "SWITCHBOARD_MASTER_KEY": MASTER_KEY,
+            "UPSTREAM_KEY": UPSTREAM_KEY,
+            # The database (SQLite by default) lives with the test, not in ~/.switchboard.
+            "SWITCHBOARD_DATA_DIR": str(tmp / "data"),
+            **(env or {}),
+        },
     )
     process.wait_for("Application startup complete")
     return Gateway(port, process, path)

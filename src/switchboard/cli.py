@@ -5,15 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import rich.markup
 import typer
 from rich.console import Console
 
 from switchboard import __version__
 from switchboard.config.loader import ConfigError, load
+from switchboard.config.schema import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Switchboard, a self-hosted LLM gateway.")
 config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
 app.add_typer(config_app, name="config")
+db_app = typer.Typer(no_args_is_help=True, help="Work with the database.")
+app.add_typer(db_app, name="db")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
@@ -61,6 +65,7 @@ def serve(
     except ConfigError as exc:
         _fail_config(exc)
         return
+    _open_stores_or_exit(settings)
     s = settings.server
     shown_host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
     base = f"http://{shown_host}:{s.port}"
@@ -93,6 +98,40 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to 
     out.print(
         f"{file}: OK ({len(settings.providers)} provider(s), {len(settings.models)} model(s))", markup=False
     )
+
+
+def _open_stores_or_exit(settings: Settings | None, upgrade_only: bool = False) -> None:
+    import asyncio
+
+    from switchboard.stores import StoreError
+    from switchboard.stores.factory import check_stores, upgrade_database
+
+    try:
+        if upgrade_only:
+            database, revision = asyncio.run(upgrade_database(settings))
+            out.print(f"{database}: schema at revision {revision} (the newest)", markup=False)
+        else:
+            assert settings is not None
+            asyncio.run(check_stores(settings))
+    except StoreError as exc:
+        err.print(f"[bold red]cannot open the stores:[/] {rich.markup.escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+) -> None:
+    """Apply pending database migrations (serve does this too at start). Without --config: the
+    SQLite file in the data dir."""
+    settings = None
+    if config is not None:
+        try:
+            settings = load(config)
+        except ConfigError as exc:
+            _fail_config(exc)
+            return
+    _open_stores_or_exit(settings, upgrade_only=True)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.route import RouteStage
 from switchboard.routing.table import build_clients, build_routes, resolve_providers
+from switchboard.stores import Stores, open_stores
 
 # Operations that call a provider, and the one that only needs the model to exist.
 MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
@@ -38,6 +39,7 @@ class Gateway:
         # Terminal handlers, named so the app can pair them with their endpoints.
         self.invoke: Handler = invoke.invoke
         self.count_tokens: Handler = count_tokens.count_tokens
+        self.stores: Stores | None = None  # opened in start(): they connect to databases
         self.ready = False
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
@@ -63,6 +65,7 @@ class Gateway:
         return stages
 
     async def start(self) -> None:
+        self.stores = await open_stores(self.settings)
         for client in self.clients.values():
             await client.start()
         self.ready = True
@@ -72,3 +75,6 @@ class Gateway:
         for client in self.clients.values():
             await client.close()
         await self.images.close()
+        if self.stores is not None:
+            await self.stores.close()
+            self.stores = None

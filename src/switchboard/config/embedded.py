@@ -1,15 +1,15 @@
 """The embedded default: what `switchboard serve` runs with no config file.
 
-A data directory (``$SWITCHBOARD_DATA_DIR`` or ``~/.switchboard``) holds a SQLite file and the
-generated master key; one model, ``demo``, is served by the built-in mock upstream mounted
-under ``/mock`` so the quickstart works with no provider keys and no network.
+A data directory (``$SWITCHBOARD_DATA_DIR`` or ``~/.switchboard``) holds the generated master key
+and the SQLite database (created by the migrations when the stores open); one model, ``demo``, is
+served by the built-in mock upstream mounted under ``/mock`` so the quickstart works with no
+provider keys and no network.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,7 +17,6 @@ from typing import Literal
 from switchboard.config.loader import validate
 from switchboard.config.schema import Settings
 
-DB_FILE = "switchboard.db"
 KEY_FILE = "master_key"
 
 
@@ -54,18 +53,10 @@ def master_key(env: dict[str, str] | None = None) -> MasterKey:
     return MasterKey(key, "generated", path)
 
 
-def _init_db(path: Path) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
-    db.close()
-
-
 def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
     directory = data_dir(env)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _init_db(directory / DB_FILE)
     loopback = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     data = {
         "providers": [

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.catalog import CatalogConfig, ModelEntryInfo
+from switchboard.config.urls import database_url_problem, redis_url_problem
 
 MIB = 1024 * 1024
 # The levels `server.log_level` accepts, most verbose first (case-insensitive).
@@ -133,6 +134,32 @@ class ImagesConfig(_Strict):
     allow_private_networks: bool = False
 
 
+class DatabaseConfig(_Strict):
+    """Absent or no ``url``: the SQLite file ``switchboard.db`` in the data dir."""
+
+    url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and (problem := database_url_problem(url.get_secret_value())):
+            raise ValueError(problem)
+        return url
+
+
+class RedisConfig(_Strict):
+    """Present: counters, cache and change feed shared by every instance through Redis."""
+
+    url: SecretStr
+
+    @field_validator("url")
+    @classmethod
+    def _check(cls, url: SecretStr) -> SecretStr:
+        if problem := redis_url_problem(url.get_secret_value()):
+            raise ValueError(problem)
+        return url
+
+
 class Settings(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -140,6 +167,8 @@ class Settings(_Strict):
     server: ServerConfig = ServerConfig()
     images: ImagesConfig = ImagesConfig()
     catalog: CatalogConfig = CatalogConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    redis: RedisConfig | None = None
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 

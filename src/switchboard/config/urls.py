@@ -1,0 +1,73 @@
+"""Database and Redis URLs: what the config accepts, checked at load time without connecting.
+
+Kept free of driver imports so ``config check`` stays fast; ``stores.sql.urls`` maps an accepted
+URL to its async driver.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import SplitResult, urlsplit
+
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+SQLITE_SCHEMES = ("sqlite", "sqlite+aiosqlite")
+REDIS_SCHEMES = ("redis", "rediss")
+
+
+def _split(url: str) -> SplitResult:
+    parts = urlsplit(url)
+    parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    return parts
+
+
+def database_url_problem(url: str) -> str | None:
+    """None when ``url`` is a usable database URL, else why not (never echoing a password)."""
+    if "://" not in url:
+        return "expected a URL such as postgresql://user:password@host:5432/switchboard or sqlite:///path"
+    scheme = url.split("://", 1)[0].lower()
+    try:
+        parts = _split(url)
+    except ValueError:
+        return f"{scheme} URL: the port is not a number"
+    if scheme in SQLITE_SCHEMES:
+        path = url.split("://", 1)[1]
+        if not path.startswith("/") or path in ("/", "/:memory:") or path.startswith("/?"):
+            return "sqlite URL needs a file path: sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        return None
+    if scheme in POSTGRES_SCHEMES:
+        if not parts.hostname:
+            return "postgresql URL needs a host: postgresql://user:password@host:5432/dbname"
+        return None
+    return (
+        f"unsupported database scheme {scheme!r}: use postgresql:// (PostgreSQL) or sqlite:/// "
+        "(a SQLite file)"
+    )
+
+
+def redis_url_problem(url: str) -> str | None:
+    if "://" not in url:
+        return "expected a URL such as redis://host:6379/0 or rediss://host:6380/0"
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in REDIS_SCHEMES:
+        return f"unsupported redis scheme {scheme!r}: use redis:// or rediss:// (TLS)"
+    try:
+        parts = _split(url)
+    except ValueError:
+        return "redis URL: the port is not a number"
+    if not parts.hostname:
+        return "redis URL needs a host: redis://host:6379/0"
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        return f"redis URL: the database after the host must be a number, not {db!r}"
+    return None
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable URL)"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,32 @@
+"""State behind narrow async protocols: keys, counters, usage ledger, shared cache, change feed.
+
+``open_stores(settings)`` opens them (migrations applied, pools connected) and ``Stores.close()``
+closes them; see ``protocols`` for what each offers and ``factory`` for how they are chosen.
+"""
+
+from switchboard.stores.errors import StoreError
+from switchboard.stores.factory import Stores, open_stores
+from switchboard.stores.protocols import (
+    ChangeFeed,
+    Counters,
+    KeyRecord,
+    KeyStore,
+    SharedCache,
+    Subscription,
+    UsageLedger,
+    UsageRecord,
+)
+
+__all__ = [
+    "ChangeFeed",
+    "Counters",
+    "KeyRecord",
+    "KeyStore",
+    "SharedCache",
+    "StoreError",
+    "Stores",
+    "Subscription",
+    "UsageLedger",
+    "UsageRecord",
+    "open_stores",
+]

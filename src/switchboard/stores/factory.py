@@ -1,0 +1,166 @@
+"""Opens the five stores the settings ask for, and closes them.
+
+Embedded (no ``redis``): counters, cache and change feed live in this process, so they are right
+for one instance with one worker only. Cluster (``redis.url``): they live in Redis, shared by
+every instance and worker. Keys and the usage ledger are always in SQL: the SQLite file in the
+data dir, or PostgreSQL when ``database.url`` says so. Opening applies pending migrations.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchboard.config.schema import Settings
+from switchboard.stores.clock import Clock, system_clock
+from switchboard.stores.errors import StoreError
+from switchboard.stores.memory.cache import MemoryCache
+from switchboard.stores.memory.counters import MemoryCounters
+from switchboard.stores.memory.feed import MemoryFeed
+from switchboard.stores.protocols import ChangeFeed, Counters, KeyStore, SharedCache, UsageLedger
+from switchboard.stores.sql.engine import create_engine, describe, shown
+from switchboard.stores.sql.keys import SqlKeyStore
+from switchboard.stores.sql.ledger import SqlUsageLedger
+from switchboard.stores.sql.migrate import upgrade
+from switchboard.stores.sql.urls import async_url, sqlite_path
+
+log = logging.getLogger("switchboard.stores")
+
+
+@dataclass
+class Stores:
+    keys: KeyStore
+    counters: Counters
+    ledger: UsageLedger
+    cache: SharedCache
+    feed: ChangeFeed
+    database: str  # shown URL, password hidden
+    revision: str  # schema revision after migrating
+    shared: bool  # counters, cache and feed shared through Redis
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
+
+    async def close(self) -> None:
+        """Close in reverse order of opening; safe to call twice."""
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing a store failed")
+
+
+def data_dir(settings: Settings | None) -> Path:
+    """``server.data_dir``, else ``$SWITCHBOARD_DATA_DIR``, else ``~/.switchboard``."""
+    from switchboard.config.embedded import data_dir as default_data_dir
+
+    return (settings.server.data_dir if settings else None) or default_data_dir()
+
+
+def database_url(settings: Settings | None) -> str:
+    """The async URL of the configured database; no settings: the SQLite file in the data dir."""
+    url = settings.database.url if settings else None
+    return async_url(None if url is None else url.get_secret_value(), data_dir(settings))
+
+
+async def open_database(url: str) -> tuple[AsyncEngine, str]:
+    """The engine for ``url`` (as ``async_url`` returns it), with migrations applied."""
+    db_file = sqlite_path(url)
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Key hashes and usage: readable by the owner only (SQLite gives its -wal and -shm files
+        # the same mode). An empty file is a valid empty database.
+        os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT, 0o600))
+    engine = create_engine(url)
+    try:
+        revision = await upgrade(engine)
+    except StoreError:
+        await engine.dispose()
+        raise
+    except (OSError, TimeoutError, SQLAlchemyError) as exc:
+        await engine.dispose()
+        raise StoreError(f"cannot open the database {shown(url)}: {describe(exc)}") from None
+    except TypeError as exc:
+        # The driver refused an option from the URL's query string.
+        await engine.dispose()
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise StoreError(f"cannot open the database {shown(url)}: unsupported URL option ({exc})") from None
+    return engine, revision
+
+
+async def open_stores(settings: Settings, *, clock: Clock | None = None) -> Stores:
+    redis = settings.redis
+    return await open_at(
+        database_url(settings), None if redis is None else redis.url.get_secret_value(), clock=clock
+    )
+
+
+async def open_at(database: str, redis_url: str | None, *, clock: Clock | None = None) -> Stores:
+    """The stores on a database URL (as ``async_url`` returns it) and an optional Redis URL.
+    ``clock`` replaces the time source of the in-memory stores and of the Redis counters."""
+    engine, revision = await open_database(database)
+    closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
+    keys, ledger = SqlKeyStore(engine), SqlUsageLedger(engine)
+    counters: Counters
+    cache: SharedCache
+    feed: ChangeFeed
+    if redis_url is None:
+        mem_counters, mem_cache, mem_feed = (
+            MemoryCounters(clock or system_clock),
+            MemoryCache(clock or system_clock),
+            MemoryFeed(),
+        )
+        closers += [mem_counters.close, mem_cache.close, mem_feed.close]
+        counters, cache, feed = mem_counters, mem_cache, mem_feed
+    else:
+        from switchboard.stores.redis.cache import RedisCache
+        from switchboard.stores.redis.client import connect
+        from switchboard.stores.redis.counters import RedisCounters
+        from switchboard.stores.redis.feed import RedisFeed
+
+        try:
+            client = await connect(redis_url)
+        except StoreError:
+            await engine.dispose()
+            raise
+        redis_feed = RedisFeed(client)
+        closers += [client.aclose, redis_feed.close]
+        counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
+    log.info(
+        "database %s at revision %s; counters, cache and change feed %s",
+        shown(database),
+        revision,
+        "in redis" if redis_url is not None else "in this process",
+    )
+    return Stores(
+        keys=keys,
+        counters=counters,
+        ledger=ledger,
+        cache=cache,
+        feed=feed,
+        database=shown(database),
+        revision=revision,
+        shared=redis_url is not None,
+        _closers=closers,
+    )
+
+
+async def upgrade_database(settings: Settings | None) -> tuple[str, str]:
+    """Apply pending migrations; returns the database (password hidden) and its revision."""
+    url = database_url(settings)
+    engine, revision = await open_database(url)
+    await engine.dispose()
+    return shown(url), revision
+
+
+async def check_stores(settings: Settings) -> None:
+    """Open and close the stores once: migrations applied, every server reachable. Lets ``serve``
+    refuse to start with one clear line instead of failing inside each worker's lifespan."""
+    stores = await open_stores(settings)
+    await stores.close()

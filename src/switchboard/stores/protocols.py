@@ -1,0 +1,122 @@
+"""What the control plane needs from state, as narrow async protocols.
+
+Each protocol has an embedded implementation (in-process memory and the SQLite file in the
+data dir) and a cluster one (Redis and PostgreSQL); ``factory.open_stores`` picks them from the
+settings. Callers depend on these protocols only.
+
+Tenant isolation: every key and ledger query takes the tenant explicitly, and a record of
+another tenant is "not found". The one exception is ``KeyStore.get_by_hash``: authentication
+learns the tenant from the key record it finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key as stored: never the key itself, only its hash and a displayable prefix."""
+
+    id: str
+    key_hash: str
+    prefix: str
+    tenant_id: str
+    team_id: str | None = None
+    user_id: str | None = None
+    role: str = "user"
+    # None: every model; otherwise only these model names.
+    allowed_models: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+    enabled: bool = True
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One request's accounting. ``request_id`` is unique: appending it twice stores it once."""
+
+    request_id: str
+    tenant_id: str
+    model: str
+    key_id: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    provider: str | None = None
+    status: int = 200
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class KeyStore(Protocol):
+    async def put(self, record: KeyRecord) -> None:
+        """Insert the key, or replace the record with the same id (within its tenant)."""
+
+    async def get_by_hash(self, key_hash: str) -> KeyRecord | None:
+        """The authentication lookup. Returns disabled and expired keys too: the caller decides."""
+
+    async def get(self, tenant_id: str, key_id: str) -> KeyRecord | None: ...
+
+    async def list_keys(self, tenant_id: str) -> list[KeyRecord]: ...
+
+    async def disable(self, tenant_id: str, key_id: str) -> bool:
+        """False when the tenant has no such key."""
+
+
+class Counters(Protocol):
+    async def incr(self, scope: str, name: str, *, window: float, amount: int = 1) -> int:
+        """Add ``amount`` to the counter of the current fixed window of ``window`` seconds and
+        return the new value, atomically. Counters of one ``scope`` (a tenant, a key) live
+        together, so one script can check several of them."""
+
+    async def get(self, scope: str, name: str, *, window: float) -> int: ...
+
+
+class UsageLedger(Protocol):
+    async def append(self, records: Sequence[UsageRecord]) -> int:
+        """Store the records whose request id is new; returns how many were new."""
+
+    async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None: ...
+
+    async def recent(self, tenant_id: str, limit: int = 100) -> list[UsageRecord]:
+        """The tenant's latest records, newest first."""
+
+
+class SharedCache(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store for ``ttl`` seconds (> 0)."""
+
+    async def delete(self, key: str) -> None: ...
+
+
+Callback = Callable[[str, str], Awaitable[None]]
+
+
+class Subscription(Protocol):
+    async def close(self) -> None: ...
+
+
+class ChangeFeed(Protocol):
+    """Tells every instance that something changed (a key, a model, a policy). At most once:
+    a message can be lost (a reconnect), so whatever it invalidates also has a short TTL."""
+
+    async def publish(self, topic: str, message: str) -> None: ...
+
+    async def subscribe(self, topic: str, callback: Callback) -> Subscription:
+        """``callback(topic, message)`` runs for every message published after this returns,
+        by any instance. Exceptions from it are logged, never propagated."""

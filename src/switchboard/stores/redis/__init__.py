@@ -1,0 +1,1 @@
+"""State shared by every instance through Redis: counters, cache and change feed."""

@@ -1,0 +1,25 @@
+"""The shared cache in Redis: bytes values with a server-side expiry (``SET ... PX``)."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from switchboard.stores.redis.client import PREFIX
+
+
+class RedisCache:
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._client.get(PREFIX + "cache:" + key)
+        # The client is opened with decode_responses=False: values come back as bytes.
+        return value.encode() if isinstance(value, str) else value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be > 0 seconds")
+        await self._client.set(PREFIX + "cache:" + key, value, px=max(1, round(ttl * 1000)))
+
+    async def delete(self, key: str) -> None:
+        await self._client.delete(PREFIX + "cache:" + key)

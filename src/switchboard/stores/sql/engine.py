@@ -1,0 +1,48 @@
+"""The async engine for a database URL, tuned per dialect, and readable connection errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from switchboard.config.urls import redact
+
+CONNECT_TIMEOUT = 10.0
+
+
+def create_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL: readers never wait for the writer; several processes can share the file.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"timeout": CONNECT_TIMEOUT, "command_timeout": 60},
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a connection failure, without the driver's stack of wrappers."""
+    orig = getattr(exc, "orig", None) or exc.__cause__ or exc
+    if isinstance(orig, TimeoutError) and not str(orig).strip():
+        return f"no answer within {CONNECT_TIMEOUT:.0f} s"
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+def shown(url: str) -> str:
+    return redact(url).replace("+asyncpg", "").replace("+aiosqlite", "")

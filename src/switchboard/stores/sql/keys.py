@@ -1,0 +1,95 @@
+"""API keys in SQL: looked up by hash on the request path, managed per tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchboard.stores.protocols import KeyRecord
+from switchboard.stores.sql.dialect import insert
+from switchboard.stores.sql.tables import api_keys as t
+from switchboard.stores.sql.times import from_db, to_db
+
+
+def _row(record: KeyRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "key_hash": record.key_hash,
+        "prefix": record.prefix,
+        "tenant_id": record.tenant_id,
+        "team_id": record.team_id,
+        "user_id": record.user_id,
+        "role": record.role,
+        "allowed_models": None if record.allowed_models is None else list(record.allowed_models),
+        "expires_at": to_db(record.expires_at),
+        "enabled": record.enabled,
+        "metadata": dict(record.metadata),
+        "created_at": to_db(record.created_at),
+    }
+
+
+def _record(row: sa.Row[Any]) -> KeyRecord:
+    m = row._mapping
+    created = from_db(m["created_at"])
+    assert created is not None
+    return KeyRecord(
+        id=m["id"],
+        key_hash=m["key_hash"],
+        prefix=m["prefix"],
+        tenant_id=m["tenant_id"],
+        team_id=m["team_id"],
+        user_id=m["user_id"],
+        role=m["role"],
+        allowed_models=None if m["allowed_models"] is None else tuple(m["allowed_models"]),
+        expires_at=from_db(m["expires_at"]),
+        enabled=bool(m["enabled"]),
+        metadata=m["metadata"] or {},
+        created_at=created,
+    )
+
+
+class SqlKeyStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def put(self, record: KeyRecord) -> None:
+        row = _row(record)
+        stmt = insert(self._engine, t).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.id],
+            set_={k: stmt.excluded[k] for k in row if k != "id"},
+            # An id of another tenant is never taken over.
+            where=t.c.tenant_id == stmt.excluded.tenant_id,
+        )
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(stmt)
+        except IntegrityError:
+            raise ValueError(f"key hash of {record.id!r} is already another key's") from None
+        if result.rowcount == 0:
+            raise ValueError(f"key id {record.id!r} belongs to another tenant")
+
+    async def get_by_hash(self, key_hash: str) -> KeyRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(t).where(t.c.key_hash == key_hash))).first()
+        return None if row is None else _record(row)
+
+    async def get(self, tenant_id: str, key_id: str) -> KeyRecord | None:
+        query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _record(row)
+
+    async def list_keys(self, tenant_id: str) -> list[KeyRecord]:
+        query = sa.select(t).where(t.c.tenant_id == tenant_id).order_by(t.c.created_at, t.c.id)
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in await conn.execute(query)]
+
+    async def disable(self, tenant_id: str, key_id: str) -> bool:
+        stmt = sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id).values(enabled=False)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)

@@ -1,0 +1,46 @@
+"""The tables, as SQLAlchemy Core metadata. The migrations create them; this mirrors them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("key_hash", sa.String(128), nullable=False),
+    sa.Column("prefix", sa.String(32), nullable=False),
+    sa.Column("tenant_id", sa.String(64), nullable=False, index=True),
+    sa.Column("team_id", sa.String(64)),
+    sa.Column("user_id", sa.String(64)),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("allowed_models", sa.JSON),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+)
+
+usage_records = sa.Table(
+    "usage_records",
+    metadata,
+    sa.Column("request_id", sa.String(128), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(64)),
+    sa.Column("team_id", sa.String(64)),
+    sa.Column("user_id", sa.String(64)),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("provider", sa.String(128)),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    # Billionths of a US dollar: exact on every dialect (SQLite has no exact decimal type).
+    sa.Column("cost_nano_usd", sa.BigInteger, nullable=False),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Index("ix_usage_records_tenant_created", "tenant_id", "created_at"),
+)

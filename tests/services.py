@@ -1,0 +1,170 @@
+"""Real PostgreSQL and Redis servers on 127.0.0.1, on free ports, in temporary directories.
+
+PostgreSQL refuses to run as root: as root, ``initdb`` and ``pg_ctl`` run as the ``postgres``
+user (``runuser``) on a data directory that user owns. Readiness is polled with a deadline.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.servers import free_port
+
+READY_TIMEOUT = 30.0
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    if found:
+        return found[-1]
+    on_path = shutil.which(name)
+    if on_path is None:
+        raise RuntimeError(f"PostgreSQL's {name} not found (apt-get install postgresql)")
+    return on_path
+
+
+def _wait(check: object, what: str, timeout: float = READY_TIMEOUT) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready within {timeout}s")
+        time.sleep(0.05)
+
+
+@dataclass
+class Postgres:
+    port: int
+    directory: Path
+    _as_user: list[str]
+
+    @property
+    def url(self) -> str:
+        """The server's maintenance database (``postgres``), as the config would name it."""
+        return self.database_url("postgres")
+
+    def database_url(self, name: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def psql(self, sql: str, database: str = "postgres") -> None:
+        subprocess.run(
+            [*self._as_user, _pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+             "-d", database, "-v", "ON_ERROR_STOP=1", "-qc", sql],
+            check=True, capture_output=True, timeout=30,
+        )
+
+    def create_database(self, name: str) -> str:
+        self.psql(f'CREATE DATABASE "{name}"')
+        return self.database_url(name)
+
+    def ready(self) -> bool:
+        probe = subprocess.run(
+            [_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-t", "1"],
+            capture_output=True, timeout=10,
+        )
+        return probe.returncode == 0
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self._as_user, _pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "-w",
+             "stop"],
+            capture_output=True, timeout=60,
+        )
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_postgres() -> Postgres:
+    directory = Path(tempfile.mkdtemp(prefix="sb-postgres-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(directory, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = directory / "data"
+    subprocess.run(
+        [*as_user, _pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+         "--no-sync"],
+        check=True, capture_output=True, timeout=120,
+    )
+    port = free_port()
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {directory} -c fsync=off -c max_connections=200"
+    subprocess.run(
+        [*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(directory / "log"), "-w",
+         "-t", str(int(READY_TIMEOUT)), "start"],
+        check=True, capture_output=True, timeout=READY_TIMEOUT + 10,
+    )
+    server = Postgres(port, directory, as_user)
+    try:
+        _wait(server.ready, "PostgreSQL")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@dataclass
+class RedisServer:
+    port: int
+    directory: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def flush(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"FLUSHALL\r\n")
+            assert s.recv(16).startswith(b"+OK")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_redis() -> RedisServer:
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        raise RuntimeError("redis-server not found (apt-get install redis-server)")
+    directory = Path(tempfile.mkdtemp(prefix="sb-redis-"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
+         "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+    server = RedisServer(port, directory, proc)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        return server.ping()
+
+    try:
+        _wait(up, "redis-server")
+    except BaseException:
+        server.stop()
+        raise
+    return server

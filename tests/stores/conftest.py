@@ -1,0 +1,87 @@
+"""Fixtures for the store contract tests: real servers, fresh databases, both implementations.
+
+- ``postgres`` / ``redis_server`` (session): a PostgreSQL and a redis-server of their own, on
+  free ports in temporary directories, stopped at the end of the session. Started only when a
+  test asks for them (directly or through a ``cluster`` backend).
+- ``fresh_database_url``: a new, empty PostgreSQL database (config form: ``postgresql://...``).
+- ``backend``: parametrised ``embedded`` (SQLite in tmp + memory) and ``cluster`` (PostgreSQL +
+  Redis); ``backend.stores`` is open, ``backend.clock`` a ManualClock driving the in-memory stores
+  and the Redis counters, ``await backend.peer()`` another instance on the same state.
+
+Async fixtures run on the session event loop (pyproject), so the async tests here do too:
+``pytestmark = pytest.mark.asyncio(loop_scope="session")``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from switchboard.stores import Stores
+from switchboard.stores.clock import ManualClock
+from switchboard.stores.factory import open_at
+from switchboard.stores.sql.urls import async_url
+from tests.services import Postgres, RedisServer, start_postgres, start_redis
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_database_url(postgres: Postgres) -> str:
+    return postgres.create_database(f"test_{next(_names)}")
+
+
+@dataclass
+class Backend:
+    kind: str
+    database: str  # async URL
+    redis: str | None
+    clock: ManualClock
+    stores: Stores = field(init=False)
+    _opened: list[Stores] = field(default_factory=list)
+
+    async def open(self) -> Stores:
+        stores = await open_at(self.database, self.redis, clock=self.clock)
+        self._opened.append(stores)
+        return stores
+
+    async def peer(self) -> Stores:
+        """Another instance on the same state. Embedded state is one process's: the same stores."""
+        return self.stores if self.redis is None else await self.open()
+
+    async def close(self) -> None:
+        for stores in self._opened:
+            await stores.close()
+
+
+@pytest_asyncio.fixture(params=["embedded", "cluster"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "embedded":
+        b = Backend("embedded", async_url(None, tmp_path), None, ManualClock())
+    else:
+        database = request.getfixturevalue("fresh_database_url")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        redis.flush()
+        b = Backend("cluster", async_url(database, tmp_path), redis.url, ManualClock())
+    b.stores = await b.open()
+    yield b
+    await b.close()

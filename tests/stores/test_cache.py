@@ -1,0 +1,60 @@
+"""SharedCache contract: bytes in, bytes out, gone after the TTL or a delete."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def eventually_missing(backend: Backend, key: str, timeout: float = 5.0) -> bool:
+    """True once ``key`` is gone. In-memory expiry follows the injected clock; Redis expires on
+    its own clock, so the Redis case polls with a deadline."""
+    deadline = time.monotonic() + timeout
+    while await backend.stores.cache.get(key) is not None:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def test_set_get_overwrite_delete(backend: Backend) -> None:
+    cache = backend.stores.cache
+    assert await cache.get("missing") is None
+    await cache.set("k", b"\x00binary\xff", ttl=60)
+    assert await cache.get("k") == b"\x00binary\xff"
+    await cache.set("k", b"second", ttl=60)
+    assert await cache.get("k") == b"second"
+    await cache.delete("k")
+    assert await cache.get("k") is None
+    await cache.delete("k")  # deleting a missing key is fine
+
+
+async def test_entries_expire_after_their_ttl(backend: Backend) -> None:
+    cache = backend.stores.cache
+    await cache.set("short", b"v", ttl=0.2)
+    await cache.set("long", b"v", ttl=60)
+    assert await cache.get("short") == b"v"
+    backend.clock.advance(0.25)
+    assert await eventually_missing(backend, "short")
+    assert await cache.get("long") == b"v"
+
+
+async def test_ttl_must_be_positive(backend: Backend) -> None:
+    with pytest.raises(ValueError):
+        await backend.stores.cache.set("k", b"v", ttl=0)
+
+
+async def test_cluster_cache_is_shared_by_instances(backend: Backend) -> None:
+    if backend.redis is None:
+        pytest.skip("the embedded cache is one process's")
+    peer = await backend.peer()
+    await backend.stores.cache.set("shared", b"v", ttl=60)
+    assert await peer.cache.get("shared") == b"v"
+    await peer.cache.delete("shared")
+    assert await backend.stores.cache.get("shared") is None

@@ -1,0 +1,180 @@
+"""The stores seen from the command line: db upgrade, serve on PostgreSQL and Redis, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from switchboard.config.loader import ConfigError, validate
+from switchboard.stores.factory import open_database
+from switchboard.stores.sql.migrate import head
+from switchboard.stores.sql.urls import async_url
+from tests.e2e.sdk import ask
+from tests.servers import MASTER_KEY, Mock, free_port, openai_config, start_gateway
+from tests.services import Postgres, RedisServer
+
+AUTH = {"auth": {"master_key": MASTER_KEY}}
+
+
+def write(tmp: Path, config: dict[str, Any], name: str = "switchboard.yaml") -> Path:
+    path = tmp / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cli(args: list[str], tmp: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "switchboard", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "SWITCHBOARD_DATA_DIR": str(tmp / "data"), "COLUMNS": "300"},
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
+    output, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, output
+
+
+def versions(url: str) -> list[str]:
+    async def read() -> list[str]:
+        engine = (await open_database(url))[0]
+        try:
+            async with engine.connect() as conn:
+                return [r[0] for r in await conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def test_db_upgrade_migrates_postgresql_and_is_repeatable(fresh_database_url: str, tmp_path: Path) -> None:
+    config = write(tmp_path, {**AUTH, "database": {"url": fresh_database_url}})
+    for _ in range(2):
+        rc, output = finish(cli(["db", "upgrade", "--config", str(config)], tmp_path))
+        assert rc == 0, output
+        assert f"schema at revision {head()} (the newest)" in output
+        assert output.startswith("postgresql://postgres@127.0.0.1:")
+    assert versions(async_url(fresh_database_url, tmp_path)) == [head()]
+
+
+def test_db_upgrade_without_config_creates_the_sqlite_file_in_the_data_dir(tmp_path: Path) -> None:
+    rc, output = finish(cli(["db", "upgrade"], tmp_path))
+    assert rc == 0, output
+    assert stat.S_IMODE((tmp_path / "data" / "switchboard.db").stat().st_mode) == 0o600
+    assert versions(async_url(None, tmp_path / "data")) == [head()]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_processes_upgrading_one_fresh_database_together_all_succeed(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    database = (
+        {"url": request.getfixturevalue("fresh_database_url")} if kind == "postgresql" else {}
+    )
+    config = write(tmp_path, {**AUTH, "database": database})
+    procs = [cli(["db", "upgrade", "--config", str(config)], tmp_path) for _ in range(3)]
+    results = [finish(p) for p in procs]
+    assert [rc for rc, _ in results] == [0, 0, 0], results
+    url = async_url(database.get("url"), tmp_path / "data")
+    assert versions(url) == [head()]
+
+
+def test_serve_on_postgresql_and_redis_with_two_workers_answers_chat(
+    mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    database = postgres.create_database("serve_e2e")
+    config = {
+        **openai_config(mock_upstream),
+        "database": {"url": database},
+        "redis": {"url": redis_server.url},
+    }
+    gw = start_gateway(config, tmp_path, args=["--workers", "2"])
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask("stateful"))
+        assert reply.choices[0].message.content is not None
+        assert reply.choices[0].message.content.endswith("You said: stateful")
+    finally:
+        assert gw.process.stop() == 0
+    # serve migrated the database; no SQLite file was made beside it.
+    assert versions(async_url(database, tmp_path)) == [head()]
+    assert not (tmp_path / "data" / "switchboard.db").exists()
+    assert "Traceback" not in gw.process.output
+
+
+def test_serve_with_unreachable_postgresql_fails_in_one_line(tmp_path: Path) -> None:
+    url = f"postgresql://sb:hunter2-secret@127.0.0.1:{free_port()}/sb"
+    config = write(tmp_path, {**AUTH, "database": {"url": url}})
+    started = time.monotonic()
+    rc, output = finish(cli(["serve", "--config", str(config), "--port", str(free_port())], tmp_path))
+    assert rc == 1
+    assert time.monotonic() - started < 30
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    assert lines[0].startswith("cannot open the stores: cannot open the database postgresql://sb:***@127.0.0.1:")
+    assert "hunter2" not in output
+
+
+def test_serve_with_unreachable_redis_fails_in_one_line(tmp_path: Path) -> None:
+    config = write(tmp_path, {**AUTH, "redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}})
+    rc, output = finish(cli(["serve", "--config", str(config), "--port", str(free_port())], tmp_path))
+    assert rc == 1
+    assert output.strip().splitlines() == [output.strip()]
+    assert output.startswith("cannot open the stores: cannot reach redis at redis://127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("section", "url", "expected"),
+    [
+        ("database", "mysql://u:pw-secret@db/x", "database.url: unsupported database scheme 'mysql'"),
+        ("database", "postgresql://u:pw-secret@db:port/x", "database.url: postgresql URL: the port is not"),
+        ("database", "postgresql:///x", "database.url: postgresql URL needs a host"),
+        ("database", "sqlite://", "database.url: sqlite URL needs a file path"),
+        ("database", "localhost:5432", "database.url: expected a URL such as postgresql://"),
+        ("redis", "http://u:pw-secret@cache:6379", "redis.url: unsupported redis scheme 'http'"),
+        ("redis", "redis://:pw-secret@c:6379/x", "redis.url: redis URL: the database after the host must be"),
+        ("redis", "redis:///0", "redis.url: redis URL needs a host"),
+    ],
+)
+def test_bad_urls_are_config_errors(section: str, url: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate({**AUTH, section: {"url": url}}, "f.yaml", env={})
+    assert info.value.problems[0].startswith(expected)
+    assert "pw-secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"database": {"url": "postgresql://u:pw@db.internal:5432/switchboard"}, "redis": {"url": "rediss://c:6380/1"}},
+        {"database": {"url": "postgres://db/x"}, "redis": {"url": "redis://localhost"}},
+        {"database": {"url": "sqlite:///relative.db"}},
+        {"database": {"url": "sqlite:////abs/path.db"}},
+        {"database": {}},
+    ],
+)
+def test_good_urls_are_accepted(config: dict[str, Any]) -> None:
+    validate({**AUTH, **config}, "f.yaml", env={})
+
+
+def test_config_check_reports_bad_database_and_redis_urls(tmp_path: Path) -> None:
+    bad = {**AUTH, "database": {"url": "mysql://u:pw-secret@db/x"}, "redis": {"url": "redis:///0"}}
+    config = write(tmp_path, bad)
+    rc, output = finish(cli(["config", "check", str(config)], tmp_path))
+    assert rc == 2
+    assert f"{config}: database.url: unsupported database scheme 'mysql'" in output
+    assert f"{config}: redis.url: redis URL needs a host" in output
+    assert "pw-secret" not in output

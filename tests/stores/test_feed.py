@@ -1,0 +1,96 @@
+"""ChangeFeed contract: a message published after subscribe reaches every subscriber, including
+those of another instance (in cluster mode, another Redis connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DEADLINE = 5.0
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.seen: list[tuple[str, str]] = []
+
+    async def __call__(self, topic: str, message: str) -> None:
+        self.seen.append((topic, message))
+        await self.queue.put((topic, message))
+
+    async def next(self) -> tuple[str, str]:
+        return await asyncio.wait_for(self.queue.get(), DEADLINE)
+
+
+async def test_message_reaches_subscribers_of_every_instance(backend: Backend) -> None:
+    peer = await backend.peer()
+    here, there = Inbox(), Inbox()
+    await backend.stores.feed.subscribe("keys", here)
+    await peer.feed.subscribe("keys", there)
+    await peer.feed.publish("keys", "revoked:key-1")
+    assert await here.next() == ("keys", "revoked:key-1")
+    assert await there.next() == ("keys", "revoked:key-1")
+
+
+async def test_topics_are_separate_and_order_is_kept(backend: Backend) -> None:
+    keys, models = Inbox(), Inbox()
+    await backend.stores.feed.subscribe("keys", keys)
+    await backend.stores.feed.subscribe("models", models)
+    for i in range(5):
+        await backend.stores.feed.publish("keys", f"k{i}")
+    await backend.stores.feed.publish("models", "m0")
+    assert [await keys.next() for _ in range(5)] == [("keys", f"k{i}") for i in range(5)]
+    assert await models.next() == ("models", "m0")
+    assert keys.queue.empty()
+
+
+async def test_closed_subscription_receives_nothing(backend: Backend) -> None:
+    feed = backend.stores.feed
+    kept, closed = Inbox(), Inbox()
+    await feed.subscribe("t", kept)
+    sub = await feed.subscribe("t", closed)
+    await sub.close()
+    await feed.publish("t", "after close")
+    # Both callbacks would run for the same message, so once one has it the other is decided.
+    assert await kept.next() == ("t", "after close")
+    assert closed.seen == []
+
+
+async def test_a_failing_subscriber_does_not_stop_the_others(backend: Backend) -> None:
+    async def broken(topic: str, message: str) -> None:
+        raise RuntimeError("subscriber bug")
+
+    good = Inbox()
+    await backend.stores.feed.subscribe("t", broken)
+    await backend.stores.feed.subscribe("t", good)
+    await backend.stores.feed.publish("t", "one")
+    await backend.stores.feed.publish("t", "two")
+    assert [await good.next(), await good.next()] == [("t", "one"), ("t", "two")]
+
+
+async def test_cluster_feed_recovers_when_its_redis_connection_drops(backend: Backend) -> None:
+    if backend.redis is None:
+        pytest.skip("Redis connection")
+    inbox = Inbox()
+    await backend.stores.feed.subscribe("keys", inbox)
+    client = Redis.from_url(backend.redis)
+    try:
+        assert await client.client_kill_filter(_type="pubsub") >= 1
+        # Messages sent while it reconnects are lost (at most once); later ones arrive.
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            await client.publish("sb:feed:keys", b"after reconnect")
+            try:
+                assert await asyncio.wait_for(inbox.queue.get(), 0.2) == ("keys", "after reconnect")
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline, "no message after the connection dropped"
+    finally:
+        await client.aclose()

@@ -1,0 +1,92 @@
+"""KeyStore contract: lookup by hash, everything else within one tenant."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from switchboard.stores import KeyRecord
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def key(id: str = "key-1", tenant: str = "tenant-a", **fields: object) -> KeyRecord:
+    base = KeyRecord(
+        id=id,
+        key_hash=f"hash-{id}",
+        prefix="sk-sb-ab",
+        tenant_id=tenant,
+        team_id="team-1",
+        user_id="user-1",
+        role="admin",
+        allowed_models=("gpt-4o-mini", "claude"),
+        expires_at=datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        metadata={"owner": "ops", "n": 3, "nested": {"a": [1, 2]}},
+        created_at=datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC),
+    )
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+async def test_put_then_lookup_by_hash_round_trips_every_field(backend: Backend) -> None:
+    record = key()
+    await backend.stores.keys.put(record)
+    assert await backend.stores.keys.get_by_hash(record.key_hash) == record
+    assert await backend.stores.keys.get_by_hash("hash-unknown") is None
+
+
+async def test_optional_fields_and_other_time_zones(backend: Backend) -> None:
+    plus_two = datetime(2030, 1, 1, 16, 0, tzinfo=timezone(timedelta(hours=2)))
+    record = key(team_id=None, user_id=None, allowed_models=None, expires_at=plus_two, metadata={})
+    await backend.stores.keys.put(record)
+    got = await backend.stores.keys.get("tenant-a", "key-1")
+    assert got is not None
+    assert got.allowed_models is None and got.team_id is None and got.metadata == {}
+    assert got.expires_at == plus_two and got.expires_at.tzinfo == UTC
+
+
+async def test_every_query_but_the_hash_lookup_is_scoped_to_the_tenant(backend: Backend) -> None:
+    keys = backend.stores.keys
+    await keys.put(key("a1", "tenant-a"))
+    await keys.put(key("a2", "tenant-a", created_at=datetime(2026, 1, 2, tzinfo=UTC)))
+    await keys.put(key("b1", "tenant-b"))
+    assert await keys.get("tenant-b", "a1") is None
+    assert [k.id for k in await keys.list_keys("tenant-a")] == ["a1", "a2"]
+    assert [k.id for k in await keys.list_keys("tenant-b")] == ["b1"]
+    assert await keys.list_keys("tenant-c") == []
+    # Another tenant cannot disable it...
+    assert await keys.disable("tenant-b", "a1") is False
+    got = await keys.get("tenant-a", "a1")
+    assert got is not None and got.enabled
+    # ...its own tenant can.
+    assert await keys.disable("tenant-a", "a1") is True
+    disabled = await keys.get_by_hash("hash-a1")
+    assert disabled is not None and disabled.enabled is False
+    assert await keys.disable("tenant-a", "missing") is False
+
+
+async def test_put_replaces_by_id_but_never_across_tenants(backend: Backend) -> None:
+    keys = backend.stores.keys
+    await keys.put(key())
+    await keys.put(key(role="viewer", allowed_models=("one",)))
+    got = await keys.get("tenant-a", "key-1")
+    assert got is not None and got.role == "viewer" and got.allowed_models == ("one",)
+    with pytest.raises(ValueError, match="another tenant"):
+        await keys.put(key(tenant="tenant-b", role="admin"))
+    assert await keys.get("tenant-b", "key-1") is None
+    still = await keys.get("tenant-a", "key-1")
+    assert still is not None and still.role == "viewer"
+
+
+async def test_a_key_hash_belongs_to_one_key(backend: Backend) -> None:
+    await backend.stores.keys.put(key("k1"))
+    with pytest.raises(ValueError, match="hash"):
+        await backend.stores.keys.put(key("k2", key_hash="hash-k1"))
+
+
+async def test_keys_are_durable_across_instances(backend: Backend) -> None:
+    await backend.stores.keys.put(key())
+    other = await backend.open()
+    assert await other.keys.get_by_hash("hash-key-1") == key()

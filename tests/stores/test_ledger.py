@@ -1,0 +1,81 @@
+"""UsageLedger contract: idempotent by request id, read back within the tenant."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from switchboard.stores import UsageRecord
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+T0 = datetime(2026, 6, 1, 12, 0, 0, 250000, tzinfo=UTC)
+
+
+def usage(request_id: str, tenant: str = "tenant-a", minutes: int = 0, **fields: object) -> UsageRecord:
+    record = UsageRecord(
+        request_id=request_id,
+        tenant_id=tenant,
+        model="gpt-4o-mini",
+        key_id="key-1",
+        team_id="team-1",
+        user_id="user-1",
+        provider="openai",
+        status=200,
+        prompt_tokens=12,
+        completion_tokens=34,
+        cost_usd=Decimal("0.000123456"),
+        latency_ms=87,
+        created_at=T0 + timedelta(minutes=minutes),
+        metadata={"stream": True},
+    )
+    return replace(record, **fields)  # type: ignore[arg-type]
+
+
+async def test_append_is_idempotent_by_request_id(backend: Backend) -> None:
+    ledger = backend.stores.ledger
+    assert await ledger.append([usage("r1"), usage("r2")]) == 2
+    assert await ledger.append([usage("r1", status=500), usage("r2"), usage("r3")]) == 1
+    assert await ledger.append([]) == 0
+    first = await ledger.get("tenant-a", "r1")
+    assert first == usage("r1")  # the first write wins, every field intact
+    assert len(await ledger.recent("tenant-a")) == 3
+
+
+async def test_concurrent_appends_of_one_request_store_it_once(backend: Backend) -> None:
+    peer = await backend.peer()
+    ledgers = [backend.stores.ledger, peer.ledger]
+    counts = await asyncio.gather(*(ledgers[i % 2].append([usage("same")]) for i in range(20)))
+    assert sum(counts) == 1
+    assert [r.request_id for r in await backend.stores.ledger.recent("tenant-a")] == ["same"]
+
+
+async def test_reads_are_scoped_to_the_tenant(backend: Backend) -> None:
+    ledger = backend.stores.ledger
+    await ledger.append([usage("a1"), usage("b1", tenant="tenant-b")])
+    assert await ledger.get("tenant-b", "a1") is None
+    got = await ledger.get("tenant-b", "b1")
+    assert got is not None and got.tenant_id == "tenant-b"
+    assert [r.request_id for r in await ledger.recent("tenant-a")] == ["a1"]
+
+
+async def test_recent_is_newest_first_and_bounded(backend: Backend) -> None:
+    ledger = backend.stores.ledger
+    await ledger.append([usage(f"r{i}", minutes=i) for i in (3, 1, 4, 0, 2)])
+    assert [r.request_id for r in await ledger.recent("tenant-a", limit=3)] == ["r4", "r3", "r2"]
+
+
+async def test_large_batches_and_exact_costs(backend: Backend) -> None:
+    ledger = backend.stores.ledger
+    records = [usage(f"bulk-{i}", cost_usd=Decimal(i) / Decimal(10**9)) for i in range(1234)]
+    assert await ledger.append(records) == 1234
+    got = await ledger.get("tenant-a", "bulk-1233")
+    assert got is not None and got.cost_usd == Decimal("0.000001233")
+    big = usage("big", cost_usd=Decimal("1234567.123456789"))
+    await ledger.append([big])
+    assert await ledger.get("tenant-a", "big") == big
