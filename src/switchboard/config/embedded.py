@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from switchboard.config.loader import validate
+from switchboard.config.paths import data_dir
 from switchboard.config.schema import Settings
 
 KEY_FILE = "master_key"
-
-
-def data_dir(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    return Path(env.get("SWITCHBOARD_DATA_DIR") or Path.home() / ".switchboard")
 
 
 @dataclass(frozen=True)

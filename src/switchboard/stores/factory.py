@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from switchboard.config.paths import data_dir as default_data_dir
 from switchboard.config.schema import Settings
 from switchboard.stores.clock import Clock, system_clock
 from switchboard.stores.errors import StoreError
@@ -57,8 +58,6 @@ class Stores:
 
 def data_dir(settings: Settings | None) -> Path:
     """``server.data_dir``, else ``$SWITCHBOARD_DATA_DIR``, else ``~/.switchboard``."""
-    from switchboard.config.embedded import data_dir as default_data_dir
-
     return (settings.server.data_dir if settings else None) or default_data_dir()
 
 
