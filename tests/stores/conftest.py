@@ -73,9 +73,8 @@ class Backend:
             await stores.close()
 
 
-@pytest_asyncio.fixture(params=["embedded", "cluster"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    if request.param == "embedded":
+async def _backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if kind == "embedded":
         b = Backend("embedded", async_url(None, tmp_path), None, ManualClock())
     else:
         database = request.getfixturevalue("fresh_database_url")
@@ -83,5 +82,20 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         redis.flush()
         b = Backend("cluster", async_url(database, tmp_path), redis.url, ManualClock())
     b.stores = await b.open()
+    return b
+
+
+@pytest_asyncio.fixture(params=["embedded", "cluster"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each implementation in turn: the contract holds for both."""
+    b = await _backend(request.param, request, tmp_path)
+    yield b
+    await b.close()
+
+
+@pytest_asyncio.fixture
+async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """The cluster implementation alone, for what only it has (sharing, Redis itself)."""
+    b = await _backend("cluster", request, tmp_path)
     yield b
     await b.close()

@@ -50,11 +50,10 @@ async def test_ttl_must_be_positive(backend: Backend) -> None:
         await backend.stores.cache.set("k", b"v", ttl=0)
 
 
-async def test_cluster_cache_is_shared_by_instances(backend: Backend) -> None:
-    if backend.redis is None:
-        pytest.skip("the embedded cache is one process's")
-    peer = await backend.peer()
-    await backend.stores.cache.set("shared", b"v", ttl=60)
+async def test_cluster_cache_is_shared_by_instances(cluster: Backend) -> None:
+    assert cluster.redis is not None
+    peer = await cluster.peer()
+    await cluster.stores.cache.set("shared", b"v", ttl=60)
     assert await peer.cache.get("shared") == b"v"
     await peer.cache.delete("shared")
-    assert await backend.stores.cache.get("shared") is None
+    assert await cluster.stores.cache.get("shared") is None

@@ -52,13 +52,12 @@ async def test_bad_window_is_refused(backend: Backend) -> None:
         await backend.stores.counters.incr("k", "n", window=0)
 
 
-async def test_redis_keys_of_a_scope_share_a_cluster_slot(backend: Backend) -> None:
-    if backend.redis is None:
-        pytest.skip("Redis key layout")
-    await backend.stores.counters.incr("tenant-a", "requests", window=60)
-    await backend.stores.counters.incr("tenant-a", "tokens", window=3600)
+async def test_redis_keys_of_a_scope_share_a_cluster_slot(cluster: Backend) -> None:
+    assert cluster.redis is not None
+    await cluster.stores.counters.incr("tenant-a", "requests", window=60)
+    await cluster.stores.counters.incr("tenant-a", "tokens", window=3600)
     keys = [counter_key("tenant-a", "requests", 60_000), counter_key("tenant-a", "tokens", 3_600_000)]
-    client = Redis.from_url(backend.redis)
+    client = Redis.from_url(cluster.redis)
     try:
         assert await client.exists(*keys) == 2
         # Expires on its own: nothing lingers once the window is gone.

@@ -75,12 +75,11 @@ async def test_a_failing_subscriber_does_not_stop_the_others(backend: Backend) -
     assert [await good.next(), await good.next()] == [("t", "one"), ("t", "two")]
 
 
-async def test_cluster_feed_recovers_when_its_redis_connection_drops(backend: Backend) -> None:
-    if backend.redis is None:
-        pytest.skip("Redis connection")
+async def test_cluster_feed_recovers_when_its_redis_connection_drops(cluster: Backend) -> None:
+    assert cluster.redis is not None
     inbox = Inbox()
-    await backend.stores.feed.subscribe("keys", inbox)
-    client = Redis.from_url(backend.redis)
+    await cluster.stores.feed.subscribe("keys", inbox)
+    client = Redis.from_url(cluster.redis)
     try:
         assert await client.client_kill_filter(_type="pubsub") >= 1
         # Messages sent while it reconnects are lost (at most once); later ones arrive.
