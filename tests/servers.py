@@ -38,7 +38,8 @@ class Process:
     _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -72,6 +73,15 @@ class Process:
                 raise RuntimeError(f"process exited ({self.proc.wait()}) before {parts!r}:\n{self.output}")
             if all(p in line for p in parts):
                 return line
+
+    def wait_exit(self, timeout: float = START_TIMEOUT) -> int:
+        """Wait for the process to end and for all its output to be collected; its exit code.
+
+        Use this before asserting that something is *absent* from :attr:`output`."""
+        code = self.proc.wait(timeout)
+        self._pump_thread.join(timeout)
+        assert not self._pump_thread.is_alive(), "output still open after the process ended"
+        return code
 
     @property
     def output(self) -> str:
