@@ -32,8 +32,9 @@ AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 def test_embedded_default_serves_demo_model(tmp_path: Path) -> None:
     port = free_port()
-    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path / "data"), "SWITCHBOARD_MASTER_KEY": ""}
-    proc = spawn(["serve", "--port", str(port)], env=env)
+    # A new user's environment: no master key, no config; nothing inherited from the test run.
+    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path / "data")}
+    proc = spawn(["serve", "--port", str(port)], env=env, inherit=False)
     try:
         proc.wait_for("Application startup complete")
         key_file = tmp_path / "data" / "master_key"
@@ -54,10 +55,10 @@ def test_embedded_default_serves_demo_model(tmp_path: Path) -> None:
 
 
 def test_embedded_default_reuses_its_master_key(tmp_path: Path) -> None:
-    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_MASTER_KEY": ""}
+    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path)}
     keys = []
     for _ in range(2):
-        proc = spawn(["serve", "--port", str(free_port())], env=env)
+        proc = spawn(["serve", "--port", str(free_port())], env=env, inherit=False)
         proc.wait_for("Application startup complete")
         proc.stop()
         keys.append((tmp_path / "master_key").read_text())
