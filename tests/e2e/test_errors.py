@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker
 
 
 def assert_error(
@@ -137,14 +137,21 @@ def test_error_mid_stream_raises_in_sdk(client: openai.OpenAI) -> None:
     assert (exc.value.type, exc.value.code) == ("api_error", "upstream_error")
 
 
-def test_upstream_connection_dropped_mid_stream_raises_in_sdk(client: openai.OpenAI) -> None:
+def test_upstream_connection_dropped_mid_stream_raises_in_sdk(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
     stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=ask("mock:disconnect_after=2"), stream=True
+        model="gpt-4o-mini", messages=ask(f"mock:disconnect_after=2 mock:capture={marker}"), stream=True
     )
+    received = []
     with pytest.raises(openai.APIError) as exc:
-        list(stream)
+        for chunk in stream:
+            received.append(chunk)
+    assert len(received) == 2  # what the upstream sent before it dropped the connection
     assert "provider 'local-openai'" in exc.value.message
     assert (exc.value.type, exc.value.code) == ("api_error", "upstream_error")
+    assert captured(mock_upstream, marker, outcome="dropped")[0]["outcome"] == "dropped"
 
 
 def test_stream_error_before_first_byte_is_http_error(client: openai.OpenAI) -> None:
