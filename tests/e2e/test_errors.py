@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker
+from tests.servers import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    Gateway,
+    Mock,
+    captured,
+    new_marker,
+    openai_config,
+    start_gateway,
+)
 
 
 def assert_error(
@@ -163,11 +172,28 @@ def test_stream_error_before_first_byte_is_http_error(client: openai.OpenAI) -> 
     assert exc.value.response.headers["retry-after"] == "1"
 
 
-def test_credentials_never_in_gateway_output(gateway: Gateway, client: openai.OpenAI) -> None:
-    for model in ("misconfigured", "gpt-4o-mini"):
-        with contextlib.suppress(openai.APIError):
-            client.chat.completions.create(model=model, messages=ask("mock:status=500"))
-    log = gateway.process.output
+def test_credentials_never_in_gateway_output(mock_upstream: Mock, tmp_path: Path) -> None:
+    # A gateway of its own, stopped before the check, so its whole output (every request's lines
+    # and the shutdown) is collected and no other test's traffic is mixed in.
+    gw = start_gateway(openai_config(mock_upstream), tmp_path)
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0)
+        failures = []
+        for model, prompt in [
+            ("misconfigured", "x"),
+            ("gpt-4o-mini", "mock:status=500"),
+            ("gpt-4o-mini", "mock:status=429"),
+            ("unreachable", "x"),
+        ]:
+            with pytest.raises(openai.APIStatusError) as exc:
+                client.chat.completions.create(model=model, messages=ask(prompt))
+            failures.append(exc.value.status_code)
+        assert failures == [502, 502, 429, 502]
+    finally:
+        gw.process.stop()
+    gw.process.wait_exit()
+    log = gw.process.output
+    assert "Application startup complete" in log
     assert UPSTREAM_KEY not in log and "sk-wrong-key-123" not in log and MASTER_KEY not in log
 
 
