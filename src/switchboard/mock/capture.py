@@ -90,19 +90,14 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def _marker(headers: dict[str, str], raw: bytes) -> str:
+def _parse(raw: bytes) -> Any:
     try:
-        body: Any = orjson.loads(raw) if raw else None
+        return orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
-        body = raw.decode("utf-8", "replace")
-    return controls_for(Controls(), headers, body).capture
+        return None
 
 
-def _record(scope: Scope, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
-    try:
-        body: Any = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        body = None
+def _record(scope: Scope, headers: dict[str, str], body: Any) -> dict[str, Any]:
     return {
         "method": scope["method"],
         "path": scope["path"],
@@ -135,8 +130,11 @@ class MockMiddleware:
         raw = b"".join(parts)
         headers = _headers(scope)
         captures: Captures = scope["app"].state.captures
-        marker = _marker(headers, raw)
-        record = _record(scope, headers, raw) if marker else {}
+        body = _parse(raw)
+        # Directives are read from the JSON text, or from the raw text of other bodies (forms).
+        scanned = body if body is not None else raw.decode("utf-8", "replace")
+        marker = controls_for(Controls(), headers, scanned).capture
+        record = _record(scope, headers, body) if marker else {}
         if marker:
             captures.add(marker, record)
         try:
@@ -149,7 +147,7 @@ class MockMiddleware:
         self, scope: Scope, receive: Receive, send: Send, raw: bytes, record: dict[str, Any]
     ) -> None:
         gone = asyncio.Event()
-        state = {"body_sent": False, "complete": False, "left": False}
+        state = {"body_sent": False, "complete": False}
 
         async def replay() -> Message:
             if not state["body_sent"]:
@@ -165,46 +163,45 @@ class MockMiddleware:
                 state["complete"] = True
             await send(message)
 
-        handler = asyncio.current_task()
-        assert handler is not None
+        # The handler runs in a task of its own, so that stopping it when the caller leaves never
+        # cancels the task uvicorn is running (which only uvicorn cancels, at shutdown).
+        handler = asyncio.ensure_future(self.app(scope, replay, tracked))
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
             gone.set()
             if not state["complete"]:
-                state["left"] = True
                 handler.cancel()
 
         watcher = asyncio.ensure_future(watch())
         try:
-            await self.app(scope, replay, tracked)
-            if state["complete"]:
-                record["outcome"] = "completed"
-            else:
-                record["outcome"] = "client_disconnected" if gone.is_set() else "incomplete"
+            await asyncio.wait({handler})
         except asyncio.CancelledError:
-            if state["left"]:
-                # The caller went away: end quietly, as the handler would have if it had listened.
-                handler.uncancel()
-                record["outcome"] = "client_disconnected"
-                return
-            # Stopped at shutdown (uvicorn cancels what outlives its grace period): answer so
-            # uvicorn has nothing to report, and end.
+            # Stopped at shutdown (uvicorn cancels what outlives its grace period, then exits
+            # without waiting): answer at once, before anything suspends, so uvicorn has nothing
+            # to report; then stop the handler.
             record["outcome"] = "shutdown"
-            handler.uncancel()
             with contextlib.suppress(Exception):
                 if record.get("status") is None:
                     await Response("mock: shutting down", 503)(scope, replay, send)
                 elif not state["complete"]:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except MockDisconnect:
-            record["outcome"] = "dropped"
-            raise
+            handler.cancel()
+            return
         finally:
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        if handler.cancelled():  # the caller went away
+            record["outcome"] = "client_disconnected"
+            return
+        if isinstance(error := handler.exception(), MockDisconnect):
+            record["outcome"] = "dropped"
+        if error is not None:
+            raise error
+        if state["complete"]:
+            record["outcome"] = "completed"
+        else:
+            record["outcome"] = "client_disconnected" if gone.is_set() else "incomplete"
 
 
 class QuietExpectedEvents(logging.Filter):
