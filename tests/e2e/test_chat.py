@@ -111,8 +111,9 @@ WEATHER_TOOL = {
 }
 
 
-def test_tool_round_trip(client: openai.OpenAI) -> None:
-    messages: list[dict[str, object]] = [{"role": "user", "content": "weather in Paris?"}]
+def test_tool_round_trip(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    messages: list[dict[str, object]] = [ask(f"weather in Paris? mock:capture={marker}")[0]]
     first = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls"
@@ -122,6 +123,10 @@ def test_tool_round_trip(client: openai.OpenAI) -> None:
     messages.append({"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"})
     final = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
     assert final.choices[0].message.content == "The tool returned: 18C and sunny"
+    # Upstream, both turns carried the tool definition unchanged, and the second the whole history.
+    asked, answered = (r["body"] for r in captured(mock_upstream, marker, count=2))
+    assert asked["tools"] == answered["tools"] == [WEATHER_TOOL]
+    assert answered["messages"] == messages
 
 
 def test_streamed_tool_call_arguments_reassemble(client: openai.OpenAI) -> None:
