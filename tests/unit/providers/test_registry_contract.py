@@ -109,7 +109,15 @@ def case(request: pytest.FixtureRequest, service_account_file: str) -> Case:
     validated = spec.options.model_validate(config.options)
     base = spec.api_base(config, validated)
     assert base is not None, f"{kind}: no api_base"
-    target = Target("alias-model", golden["model"], "golden", kind, base, validated, Timeouts())
+    target = Target(
+        name="alias-model",
+        model=golden["model"],
+        provider="golden",
+        provider_type=kind,
+        api_base=base,
+        options=validated,
+        timeouts=Timeouts(),
+    )
     return Case(kind, spec.adapter, target, golden)
 
 
