@@ -9,10 +9,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 MASTER_KEY = "sk-test-master-key-0123456789"
@@ -35,7 +38,8 @@ class Process:
     _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -56,6 +60,29 @@ class Process:
             if marker in line:
                 return
 
+    def wait_for_all(self, *parts: str, timeout: float = START_TIMEOUT) -> str:
+        """Block until one line contains every one of ``parts`` (e.g. a unique request id and a
+        phrase), so a line from another request cannot satisfy the wait; returns that line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"no line with {parts!r} within {timeout}s:\n{self.output}") from None
+            if line is None:
+                raise RuntimeError(f"process exited ({self.proc.wait()}) before {parts!r}:\n{self.output}")
+            if all(p in line for p in parts):
+                return line
+
+    def wait_exit(self, timeout: float = START_TIMEOUT) -> int:
+        """Wait for the process to end and for all its output to be collected; its exit code.
+
+        Use this before asserting that something is *absent* from :attr:`output`."""
+        code = self.proc.wait(timeout)
+        self._pump_thread.join(timeout)
+        assert not self._pump_thread.is_alive(), "output still open after the process ended"
+        return code
+
     @property
     def output(self) -> str:
         return "".join(self.lines)
@@ -70,8 +97,27 @@ class Process:
         return self.proc.wait()
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Process:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+# What a child needs from this process when it must not inherit the rest of the environment:
+# finding Python and the package, and coverage measurement of the child.
+_ESSENTIAL_ENV = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "TMPDIR")
+_ESSENTIAL_ENV_PREFIXES = ("COV_CORE_", "COVERAGE_")
+
+
+def essential_env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k in _ESSENTIAL_ENV or k.startswith(_ESSENTIAL_ENV_PREFIXES)
+    }
+
+
+def spawn(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, *, inherit: bool = True
+) -> Process:
+    """Run ``python -m switchboard ARGS``. With ``inherit=False`` the child sees only
+    :func:`essential_env` plus ``env``: what it reads from the environment is what the test set."""
+    base = dict(os.environ) if inherit else essential_env()
+    full_env = {**base, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "switchboard", *args],
         stdout=subprocess.PIPE,
@@ -92,6 +138,28 @@ class Mock:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+def new_marker() -> str:
+    """A unique value for ``mock:capture=<marker>`` (or a request id)."""
+    return uuid.uuid4().hex
+
+
+def captured(
+    mock: Mock, marker: str, *, outcome: str | None = None, count: int = 1, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """The requests the mock recorded under ``marker``, oldest first (see mock/capture.py).
+
+    The mock waits, at most ``timeout`` seconds, until ``count`` records exist and the latest has
+    ``outcome``; it answers with what it has either way, so the caller asserts on the result.
+    """
+    params = {"count": str(count), "timeout": str(timeout)}
+    if outcome:
+        params["outcome"] = outcome
+    resp = httpx.get(f"{mock.url}/_mock/captured/{marker}", params=params, timeout=timeout + 10)
+    resp.raise_for_status()
+    records: list[dict[str, Any]] = resp.json()["requests"]
+    return records
 
 
 def start_mock(api_key: str | None = UPSTREAM_KEY, extra: list[str] | None = None) -> Mock:

@@ -7,12 +7,18 @@ import json
 import openai
 import pytest
 
-from tests.e2e.sdk import ask
-from tests.servers import Mock
+from tests.e2e.sdk import ask, stream_text
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
+def upstream_body(mock: Mock, marker: str) -> dict[str, object]:
+    """The one request body the mock received for ``mock:capture=<marker>``."""
+    (seen,) = captured(mock, marker)
+    assert seen["method"] == "POST" and seen["path"] == "/v1/chat/completions"
+    body: dict[str, object] = seen["body"]
+    return body
 
 
 def test_non_stream_returns_upstream_answer_and_usage(client: openai.OpenAI) -> None:
@@ -59,16 +65,20 @@ def test_response_carries_request_id(client: openai.OpenAI) -> None:
 
 async def test_async_non_stream(aclient: openai.AsyncOpenAI) -> None:
     resp = await aclient.chat.completions.create(model="gpt-4o-mini", messages=ask("async hello"))
-    assert resp.choices[0].message.content.endswith("You said: async hello")
+    assert resp.choices[0].message.content == "Hello from the Switchboard mock. You said: async hello"
 
 
-def test_stream_relays_chunks_in_order(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(model="gpt-4o-mini", messages=ask("stream me"), stream=True)
+def test_stream_relays_chunks_in_order(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    prompt = f"stream me mock:capture={marker}"
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=ask(prompt), stream=True)
     chunks = list(stream)
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == "Hello from the Switchboard mock. You said: stream me"
+    assert stream_text(chunks) == f"Hello from the Switchboard mock. You said: {prompt}"
     assert chunks[-1].choices[0].finish_reason == "stop"
     # Usage is requested upstream for accounting but not shown unless the client asked for it.
+    body = upstream_body(mock_upstream, marker)
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
     assert all(c.choices for c in chunks)
     assert all(getattr(c, "usage", None) is None for c in chunks)
 
@@ -88,7 +98,7 @@ async def test_async_stream(aclient: openai.AsyncOpenAI) -> None:
         model="gpt-4o-mini", messages=ask("async stream"), stream=True
     )
     parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
-    assert "".join(parts).endswith("You said: async stream")
+    assert "".join(parts) == "Hello from the Switchboard mock. You said: async stream"
 
 
 WEATHER_TOOL = {
@@ -101,8 +111,9 @@ WEATHER_TOOL = {
 }
 
 
-def test_tool_round_trip(client: openai.OpenAI) -> None:
-    messages: list[dict[str, object]] = [{"role": "user", "content": "weather in Paris?"}]
+def test_tool_round_trip(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    messages: list[dict[str, object]] = [ask(f"weather in Paris? mock:capture={marker}")[0]]
     first = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls"
@@ -112,6 +123,10 @@ def test_tool_round_trip(client: openai.OpenAI) -> None:
     messages.append({"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"})
     final = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
     assert final.choices[0].message.content == "The tool returned: 18C and sunny"
+    # Upstream, both turns carried the tool definition unchanged, and the second the whole history.
+    asked, answered = (r["body"] for r in captured(mock_upstream, marker, count=2))
+    assert asked["tools"] == answered["tools"] == [WEATHER_TOOL]
+    assert answered["messages"] == messages
 
 
 def test_streamed_tool_call_arguments_reassemble(client: openai.OpenAI) -> None:
@@ -135,25 +150,26 @@ def test_streamed_tool_call_arguments_reassemble(client: openai.OpenAI) -> None:
 
 
 def test_image_inputs_data_and_http_urls(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
     content = [
-        {"type": "text", "text": "two images"},
+        {"type": "text", "text": f"two images mock:capture={marker}"},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL_PNG}"}},
         {"type": "image_url", "image_url": {"url": f"{mock_upstream.url}/images/pixel.png"}},
     ]
     messages = [{"role": "user", "content": content}]
     resp = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
-    # The OpenAI mock echoes every text value it got: both images reached OpenAI unchanged (OpenAI
-    # fetches http(s) URLs itself, so the gateway does not inline them).
-    echoed = resp.choices[0].message.content or ""
-    assert "two images" in echoed
-    assert f"data:image/png;base64,{PIXEL_PNG}" in echoed
-    assert f"{mock_upstream.url}/images/pixel.png" in echoed
+    assert resp.choices[0].message.content is not None
+    # Both images reached OpenAI unchanged (OpenAI fetches http(s) URLs itself, so the gateway
+    # does not inline them).
+    assert upstream_body(mock_upstream, marker)["messages"] == messages
 
 
-def test_passthrough_fields_reach_upstream(client: openai.OpenAI) -> None:
+def test_passthrough_fields_reach_upstream(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    prompt = f"json please mock:capture={marker}"
     resp = client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=ask("json please"),
+        messages=ask(prompt),
         n=2,
         seed=7,
         user="user-1",
@@ -162,22 +178,44 @@ def test_passthrough_fields_reach_upstream(client: openai.OpenAI) -> None:
         response_format={"type": "json_object"},
         extra_body={"vendor_extension": {"kept": True}},
     )
-    assert len(resp.choices) == 2
-    assert json.loads(resp.choices[1].message.content) == {
-        "answer": "Hello from the Switchboard mock. You said: json please"
+    body = upstream_body(mock_upstream, marker)
+    assert body == {
+        "model": "gpt-4o-mini",
+        "messages": ask(prompt),
+        "n": 2,
+        "seed": 7,
+        "user": "user-1",
+        "stop": ["\n\n"],
+        "logprobs": True,
+        "response_format": {"type": "json_object"},
+        "vendor_extension": {"kept": True},
     }
-    assert resp.choices[0].logprobs is not None and resp.choices[0].logprobs.content
+    # And the upstream's answer to those fields comes back.
+    assert [c.index for c in resp.choices] == [0, 1]
+    for choice in resp.choices:
+        assert json.loads(choice.message.content or "") == {
+            "answer": f"Hello from the Switchboard mock. You said: {prompt}"
+        }
+        assert choice.logprobs is not None and choice.logprobs.content is not None
+        assert "".join(t.token for t in choice.logprobs.content) == choice.message.content
 
 
-def test_max_tokens_truncates_with_length(client: openai.OpenAI) -> None:
-    resp = client.chat.completions.create(model="gpt-4o-mini", messages=ask("long answer"), max_tokens=3)
+def test_max_tokens_truncates_with_length(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    resp = client.chat.completions.create(
+        model="gpt-4o-mini", messages=ask(f"long answer mock:capture={marker}"), max_tokens=3
+    )
+    assert upstream_body(mock_upstream, marker)["max_tokens"] == 3
     assert resp.choices[0].finish_reason == "length"
     assert resp.choices[0].message.content == "Hello from the"
 
 
 @pytest.mark.parametrize("prefix", ["/v1", ""])
-def test_paths_with_and_without_v1(gateway, prefix: str) -> None:  # type: ignore[no-untyped-def]
-    from tests.servers import MASTER_KEY
-
+def test_paths_with_and_without_v1(gateway: Gateway, mock_upstream: Mock, prefix: str) -> None:
+    marker = new_marker()
     c = openai.OpenAI(base_url=gateway.url + prefix, api_key=MASTER_KEY, max_retries=0)
-    assert c.chat.completions.create(model="gpt-4o-mini", messages=ask("x")).choices
+    prompt = f"path {prefix or 'bare'} mock:capture={marker}"
+    resp = c.chat.completions.create(model="gpt-4o-mini", messages=ask(prompt))
+    assert resp.choices[0].message.content == f"Hello from the Switchboard mock. You said: {prompt}"
+    # Either inbound path reaches the provider's one chat path.
+    assert upstream_body(mock_upstream, marker)["messages"] == ask(prompt)

@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
-import contextlib
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway
+from tests.servers import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    Gateway,
+    Mock,
+    captured,
+    new_marker,
+    openai_config,
+    start_gateway,
+)
+
+
+def assert_error(
+    exc: openai.APIStatusError, status: int, type_: str, code: str | None, param: str | None = None
+) -> None:
+    """The status and the whole OpenAI error object, as docs/api.md's error table says."""
+    assert exc.status_code == status
+    error = exc.response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (type_, code, param)
+    assert isinstance(error["message"], str) and error["message"]
+    assert (exc.type, exc.code, exc.param) == (type_, code, param)  # what the SDK exposes
 
 
 def test_wrong_key_is_authentication_error(gateway: Gateway) -> None:
     bad = openai.OpenAI(base_url=gateway.base_url, api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as exc:
         bad.chat.completions.create(model="gpt-4o-mini", messages=ask("x"))
-    assert exc.value.status_code == 401
-    assert exc.value.body["type"] == "authentication_error"  # type: ignore[index]
+    assert_error(exc.value, 401, "authentication_error", "invalid_api_key")
 
 
 def test_missing_key_is_401(gateway: Gateway) -> None:
@@ -25,20 +44,20 @@ def test_missing_key_is_401(gateway: Gateway) -> None:
         f"{gateway.base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": ask("x")}
     )
     assert resp.status_code == 401
-    assert resp.json()["error"]["code"] == "missing_api_key"
+    error = resp.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("authentication_error", "missing_api_key", None)
 
 
 def test_unknown_model_is_not_found(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as exc:
         client.chat.completions.create(model="no-such-model", messages=ask("x"))
-    assert exc.value.code == "model_not_found"
-    assert exc.value.param == "model"
+    assert_error(exc.value, 404, "not_found_error", "model_not_found", "model")
 
 
 def test_invalid_field_is_bad_request_naming_param(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
         client.chat.completions.create(model="gpt-4o-mini", messages=ask("x"), temperature=3)
-    assert exc.value.param == "temperature"
+    assert_error(exc.value, 400, "invalid_request_error", "invalid_value", "temperature")
 
 
 def test_upstream_rate_limit_passes_status_and_retry_after(client: openai.OpenAI) -> None:
@@ -46,7 +65,7 @@ def test_upstream_rate_limit_passes_status_and_retry_after(client: openai.OpenAI
         client.chat.completions.create(
             model="gpt-4o-mini", messages=ask("mock:status=429 mock:retry_after=7")
         )
-    assert exc.value.status_code == 429
+    assert_error(exc.value, 429, "rate_limit_error", "rate_limit_exceeded")
     assert exc.value.response.headers["retry-after"] == "7"
 
 
@@ -55,61 +74,61 @@ def test_upstream_4xx_passes_through_with_message(client: openai.OpenAI) -> None
         client.chat.completions.create(
             model="gpt-4o-mini", messages=ask("mock:status=400 mock:error_code=context_length_exceeded")
         )
-    assert exc.value.code == "context_length_exceeded"
+    assert_error(exc.value, 400, "invalid_request_error", "context_length_exceeded")
     assert "injected error 400" in exc.value.message
 
 
 def test_upstream_404_passes_through(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as exc:
         client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=404"))
+    # The upstream's status, type and code (the mock's 404 has type invalid_request_error, no code).
+    assert_error(exc.value, 404, "invalid_request_error", None)
+    assert "injected error 404" in exc.value.message
 
 
 def test_upstream_5xx_is_502(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as exc:
         client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=500"))
-    assert exc.value.status_code == 502
-    assert exc.value.code == "upstream_error"
+    assert_error(exc.value, 502, "api_error", "upstream_error")
 
 
 def test_upstream_overloaded_is_503(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as exc:
         client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=503"))
-    assert exc.value.status_code == 503
+    assert_error(exc.value, 503, "api_error", "upstream_overloaded")
 
 
 def test_upstream_timeout_is_504(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as exc:
         client.chat.completions.create(model="slow-model", messages=ask("mock:hang=1"))
-    assert exc.value.status_code == 504
-    assert exc.value.code == "upstream_timeout"
+    assert_error(exc.value, 504, "timeout_error", "upstream_timeout")
 
 
 def test_per_model_timeout_overrides_the_provider(client: openai.OpenAI) -> None:
     # The provider waits 120 s for a first byte; this model entry waits 0.5 s.
     with pytest.raises(openai.APIStatusError) as exc:
         client.chat.completions.create(model="impatient-model", messages=ask("mock:latency_ms=3000"))
-    assert exc.value.status_code == 504
-    assert client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:latency_ms=700")).choices
+    assert_error(exc.value, 504, "timeout_error", "upstream_timeout")
+    slow = client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:latency_ms=700"))
+    assert slow.choices[0].message.content == "Hello from the Switchboard mock. You said: mock:latency_ms=700"
 
 
 def test_stream_first_byte_timeout_is_504(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as exc:
         list(client.chat.completions.create(model="slow-model", messages=ask("mock:hang=1"), stream=True))
-    assert exc.value.status_code == 504
+    assert_error(exc.value, 504, "timeout_error", "upstream_timeout")
 
 
 def test_unreachable_upstream_is_502(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as exc:
         client.chat.completions.create(model="unreachable", messages=ask("x"))
-    assert exc.value.status_code == 502
-    assert exc.value.code == "upstream_unreachable"
+    assert_error(exc.value, 502, "api_error", "upstream_unreachable")
 
 
 def test_upstream_auth_failure_is_gateway_config_error_without_credentials(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as exc:
         client.chat.completions.create(model="misconfigured", messages=ask("x"))
-    assert exc.value.status_code == 502
-    assert exc.value.code == "upstream_authentication_failed"
+    assert_error(exc.value, 502, "api_error", "upstream_authentication_failed")
     text = exc.value.response.text
     assert "sk-wrong-key-123" not in text and UPSTREAM_KEY not in text and MASTER_KEY not in text
 
@@ -124,27 +143,82 @@ def test_error_mid_stream_raises_in_sdk(client: openai.OpenAI) -> None:
             received.append(chunk)
     assert len(received) == 3
     assert "mid-stream" in exc.value.message
+    assert (exc.value.type, exc.value.code) == ("api_error", "upstream_error")
 
 
-def test_upstream_connection_dropped_mid_stream_raises_in_sdk(client: openai.OpenAI) -> None:
+def test_upstream_connection_dropped_mid_stream_raises_in_sdk(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
     stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=ask("mock:disconnect_after=2"), stream=True
+        model="gpt-4o-mini", messages=ask(f"mock:disconnect_after=2 mock:capture={marker}"), stream=True
     )
+    received = []
     with pytest.raises(openai.APIError) as exc:
-        list(stream)
+        for chunk in stream:
+            received.append(chunk)
+    assert len(received) == 2  # what the upstream sent before it dropped the connection
     assert "provider 'local-openai'" in exc.value.message
+    assert (exc.value.type, exc.value.code) == ("api_error", "upstream_error")
+    assert captured(mock_upstream, marker, outcome="dropped")[0]["outcome"] == "dropped"
 
 
 def test_stream_error_before_first_byte_is_http_error(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.RateLimitError):
+    with pytest.raises(openai.RateLimitError) as exc:
         list(
             client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=429"), stream=True)
         )
+    assert_error(exc.value, 429, "rate_limit_error", "rate_limit_exceeded")
+    assert exc.value.response.headers["retry-after"] == "1"
 
 
-def test_credentials_never_in_gateway_output(gateway: Gateway, client: openai.OpenAI) -> None:
-    for model in ("misconfigured", "gpt-4o-mini"):
-        with contextlib.suppress(openai.APIError):
-            client.chat.completions.create(model=model, messages=ask("mock:status=500"))
-    log = gateway.process.output
+def test_credentials_never_in_gateway_output(mock_upstream: Mock, tmp_path: Path) -> None:
+    # A gateway of its own, stopped before the check, so its whole output (every request's lines
+    # and the shutdown) is collected and no other test's traffic is mixed in.
+    gw = start_gateway(openai_config(mock_upstream), tmp_path)
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0)
+        failures = []
+        for model, prompt in [
+            ("misconfigured", "x"),
+            ("gpt-4o-mini", "mock:status=500"),
+            ("gpt-4o-mini", "mock:status=429"),
+            ("unreachable", "x"),
+        ]:
+            with pytest.raises(openai.APIStatusError) as exc:
+                client.chat.completions.create(model=model, messages=ask(prompt))
+            failures.append(exc.value.status_code)
+        assert failures == [502, 502, 429, 502]
+    finally:
+        gw.process.stop()
+    gw.process.wait_exit()
+    log = gw.process.output
+    assert "Application startup complete" in log
     assert UPSTREAM_KEY not in log and "sk-wrong-key-123" not in log and MASTER_KEY not in log
+
+
+@pytest.mark.parametrize(
+    ("directives", "status", "type_", "code"),
+    [
+        # upstream rate limit: the upstream's own code is kept
+        ("mock:status=429 mock:error_code=insufficient_quota", 429, "rate_limit_error", "insufficient_quota"),
+        # upstream rejected the gateway's credentials
+        ("mock:status=401", 502, "api_error", "upstream_authentication_failed"),
+        ("mock:status=403", 502, "api_error", "upstream_authentication_failed"),
+        # upstream timeouts
+        ("mock:status=408", 504, "timeout_error", "upstream_timeout"),
+        ("mock:status=504", 504, "timeout_error", "upstream_timeout"),
+        # upstream overloaded
+        ("mock:status=529", 503, "api_error", "upstream_overloaded"),
+        # other upstream 4xx: the upstream's status, type and code (the mock's type for a status
+        # outside its table is server_error, which no gateway default would produce for a 409)
+        ("mock:status=409 mock:error_code=conflict_here", 409, "server_error", "conflict_here"),
+    ],
+)
+def test_upstream_status_table(
+    client: openai.OpenAI, directives: str, status: int, type_: str, code: str
+) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask(directives))
+    assert_error(exc.value, status, type_, code)
+    assert UPSTREAM_KEY not in exc.value.response.text

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
-import os
+import re
 import signal
 import socket
 import stat
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, spawn, start_gateway
+from tests.e2e.sdk import ask, stream_text
+from tests.servers import (
+    MASTER_KEY,
+    Gateway,
+    Mock,
+    captured,
+    free_port,
+    new_marker,
+    openai_config,
+    spawn,
+    start_gateway,
+    start_mock,
+)
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 
 def test_embedded_default_serves_demo_model(tmp_path: Path) -> None:
     port = free_port()
-    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path / "data"), "SWITCHBOARD_MASTER_KEY": ""}
-    proc = spawn(["serve", "--port", str(port)], env=env)
+    # A new user's environment: no master key, no config; nothing inherited from the test run.
+    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path / "data")}
+    proc = spawn(["serve", "--port", str(port)], env=env, inherit=False)
     try:
         proc.wait_for("Application startup complete")
         key_file = tmp_path / "data" / "master_key"
@@ -40,22 +56,44 @@ def test_embedded_default_serves_demo_model(tmp_path: Path) -> None:
 
 
 def test_embedded_default_reuses_its_master_key(tmp_path: Path) -> None:
-    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_MASTER_KEY": ""}
+    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path)}
     keys = []
     for _ in range(2):
-        proc = spawn(["serve", "--port", str(free_port())], env=env)
+        proc = spawn(["serve", "--port", str(free_port())], env=env, inherit=False)
         proc.wait_for("Application startup complete")
         proc.stop()
         keys.append((tmp_path / "master_key").read_text())
     assert keys[0] == keys[1]
 
 
-def test_multiple_workers_serve(mock_upstream: Mock, tmp_path: Path) -> None:
+def test_both_workers_serve(mock_upstream: Mock, tmp_path: Path) -> None:
+    # Request ids carry a prefix drawn once per process, so the ids clients receive tell which
+    # worker answered. Concurrent requests on fresh connections reach both workers within a
+    # bounded number of rounds.
     gw = start_gateway(openai_config(mock_upstream), tmp_path, args=["--workers", "2"])
     try:
-        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0)
-        for i in range(6):
-            assert client.chat.completions.create(model="gpt-4o-mini", messages=ask(f"w{i}")).choices
+
+        def one(i: int) -> str:
+            prompt = f"w{i} mock:latency_ms=50"
+            with httpx.Client(timeout=30) as http:  # a connection of its own
+                resp = http.post(
+                    f"{gw.base_url}/chat/completions",
+                    json={"model": "gpt-4o-mini", "messages": ask(prompt)},
+                    headers=AUTH,
+                )
+            assert resp.status_code == 200
+            assert resp.json()["choices"][0]["message"]["content"].endswith(f"You said: {prompt}")
+            rid = resp.headers["x-request-id"]
+            assert re.fullmatch(r"[0-9a-f]{24}", rid), rid
+            return rid
+
+        prefixes: set[str] = set()
+        with ThreadPoolExecutor(8) as pool:
+            for attempt in range(20):
+                prefixes.update(rid[:12] for rid in pool.map(one, range(attempt * 8, attempt * 8 + 8)))
+                if len(prefixes) > 1:
+                    break
+        assert len(prefixes) == 2, f"only one worker answered: {prefixes}"
     finally:
         assert gw.process.stop() == 0
 
@@ -79,64 +117,96 @@ def test_sigterm_lets_inflight_stream_finish_and_stops_accepting(mock_upstream: 
     assert gw.process.proc.wait(30) == 0
 
 
-def mock_stats(mock: Mock) -> dict[str, int]:
-    return httpx.get(f"{mock.url}/_mock/stats").json()
-
-
 def test_client_disconnect_cancels_upstream_stream(gateway: Gateway, mock_upstream: Mock) -> None:
-    before = mock_stats(mock_upstream)["cancelled"]
+    marker, rid = new_marker(), new_marker()
     body = {
         "model": "gpt-4o-mini",
         "stream": True,
-        "messages": ask("mock:chunk_delay_ms=200 " + "long " * 50),
+        "messages": ask(f"mock:chunk_delay_ms=200 mock:capture={marker} " + "long " * 50),
     }
     with (
         httpx.Client(timeout=30) as http,
         http.stream(
-            "POST",
-            f"{gateway.base_url}/chat/completions",
-            json=body,
-            headers={"Authorization": f"Bearer {MASTER_KEY}"},
+            "POST", f"{gateway.base_url}/chat/completions", json=body, headers={**AUTH, "X-Request-Id": rid}
         ) as resp,
     ):
         first = next(resp.iter_lines())
         assert first.startswith("data: ")
-    # The gateway notices the disconnect and closes its upstream stream; the mock counts that.
-    gateway.process.wait_for("client disconnected")
-    with httpx.Client(timeout=30) as http:
-        for _ in range(100):
-            if mock_stats(mock_upstream)["cancelled"] > before:
-                break
-            http.get(f"{mock_upstream.url}/_mock/stats")  # a round trip lets the mock finish its cleanup
-    assert mock_stats(mock_upstream)["cancelled"] == before + 1
+        # ~10 s of chunks are still to come upstream.
+        assert captured(mock_upstream, marker)[0]["outcome"] == "pending"
+    left = time.monotonic()
+    # Leaving the block closed the connection: the gateway must close its upstream stream,
+    # which the mock sees as its caller leaving before the stream was complete.
+    (seen,) = captured(mock_upstream, marker, outcome="client_disconnected", timeout=5)
+    assert seen["outcome"] == "client_disconnected"
+    assert time.monotonic() - left < 2.0  # docs/api.md: within 0.25 s (with slack for a busy machine)
+    gateway.process.wait_for_all(rid, "disconnected", timeout=10)
 
 
 def test_stream_is_relayed_while_upstream_still_produces(client: openai.OpenAI, mock_upstream: Mock) -> None:
-    before = mock_stats(mock_upstream)["completed"]
-    stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=ask("mock:chunk_delay_ms=300 one two three four five"), stream=True
-    )
+    marker = new_marker()
+    prompt = f"mock:chunk_delay_ms=300 mock:capture={marker} one two three four five"
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=ask(prompt), stream=True)
     chunks = iter(stream)
     first = next(chunks)
     # The first chunk is here while the upstream has ~3 s of chunks still to send.
     assert first.choices[0].delta.role == "assistant"
-    assert mock_stats(mock_upstream)["completed"] == before
+    assert captured(mock_upstream, marker)[0]["outcome"] == "pending"
     rest = list(chunks)
     assert rest[-1].choices[0].finish_reason == "stop"
-    assert mock_stats(mock_upstream)["completed"] == before + 1
+    assert stream_text([first, *rest]) == f"Hello from the Switchboard mock. You said: {prompt}"
+    (seen,) = captured(mock_upstream, marker, outcome="completed")
+    assert seen["outcome"] == "completed"
 
 
-def test_client_disconnect_cancels_non_stream_request(gateway: Gateway) -> None:
-    body = {"model": "gpt-4o-mini", "messages": ask("mock:latency_ms=5000 slow")}
+def test_client_disconnect_cancels_non_stream_request(gateway: Gateway, mock_upstream: Mock) -> None:
+    marker, rid = new_marker(), new_marker()
+    body = {"model": "gpt-4o-mini", "messages": ask(f"mock:latency_ms=5000 mock:capture={marker} slow")}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
             f"{gateway.base_url}/chat/completions",
             json=body,
-            headers={"Authorization": f"Bearer {MASTER_KEY}"},
+            headers={**AUTH, "X-Request-Id": rid},
             timeout=0.5,
         )
-    gateway.process.wait_for("client disconnected", timeout=10)
+    left = time.monotonic()
+    # Well before the upstream would answer (5 s), the gateway has closed its upstream request.
+    (seen,) = captured(mock_upstream, marker, outcome="client_disconnected", timeout=4)
+    assert seen["outcome"] == "client_disconnected"
+    assert time.monotonic() - left < 2.0  # docs/api.md: within 0.25 s (with slack for a busy machine)
+    gateway.process.wait_for_all(rid, "disconnected", timeout=10)
     assert httpx.get(f"{gateway.url}/health/ready").status_code == 200
+
+
+def test_mock_reports_expected_faults_without_tracebacks() -> None:
+    mock = start_mock(api_key=None)
+    dropped, hanging = new_marker(), new_marker()
+    try:
+        prompt = f"mock:disconnect_after=2 mock:capture={dropped}"
+        body = {"model": "m", "stream": True, "messages": ask(prompt)}
+        with (
+            httpx.Client(timeout=10) as http,
+            pytest.raises(httpx.RemoteProtocolError),
+            http.stream("POST", f"{mock.url}/v1/chat/completions", json=body) as resp,
+        ):
+            for _ in resp.iter_bytes():
+                pass
+        assert captured(mock, dropped, outcome="dropped")[0]["outcome"] == "dropped"
+        with ThreadPoolExecutor(1) as pool:
+            body = {"model": "m", "messages": ask(f"mock:hang=1 mock:capture={hanging}")}
+            answer = pool.submit(httpx.post, f"{mock.url}/v1/chat/completions", json=body, timeout=30)
+            assert captured(mock, hanging)[0]["outcome"] == "pending"  # the request is hanging
+            mock.process.stop()  # SIGTERM while the request hangs
+            assert answer.result().status_code == 503
+    finally:
+        mock.process.stop()
+    mock.process.wait_exit()
+    out = mock.process.output
+    assert "Finished server process" in out
+    assert "Traceback" not in out
+    assert "ERROR" not in out
+    assert out.count("mock: dropping the connection after 2 chunk(s)") == 1
+    assert out.count("mock: ending 1 unfinished request(s) at shutdown") == 1
 
 
 def test_config_check_accepts_minimal_form(tmp_path: Path) -> None:
@@ -199,9 +269,10 @@ def test_config_check_reports_file_key_and_problem(
     proc = spawn(
         ["config", "check", str(path)],
         env=env if env is not None else {"UPSTREAM_KEY": "k", "SWITCHBOARD_MASTER_KEY": "m" * 12},
+        inherit=False,
     )
-    assert proc.proc.wait(30) == 2
-    proc.wait_for(expected)
+    assert proc.wait_exit(30) == 2
+    assert expected in proc.output
     assert str(path) in proc.output
     assert "Traceback" not in proc.output
 
@@ -215,19 +286,35 @@ def test_config_check_missing_file(tmp_path: Path) -> None:
 def test_serve_with_invalid_config_exits_cleanly(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("auth: {}\n")
-    proc = spawn(["serve", "--config", str(path), "--port", str(free_port())])
-    assert proc.proc.wait(30) == 2
-    proc.wait_for("auth.master_key: Field required")
+    proc = spawn(["serve", "--config", str(path), "--port", str(free_port())], inherit=False)
+    assert proc.wait_exit(30) == 2
+    assert "auth.master_key: Field required" in proc.output
     assert "Traceback" not in proc.output
 
 
-def test_secrets_not_in_environment_dump_of_config_check(tmp_path: Path) -> None:
-    path = tmp_path / "ok.yaml"
-    path.write_text(MINIMAL.replace("api_base: http://127.0.0.1:9001/v1", "api_base: 5"))
+def test_config_check_never_prints_the_secrets_it_resolves(tmp_path: Path) -> None:
+    # The children inherit nothing: the secret can reach them only through the env given here.
     secret = "sk-very-secret-upstream-value"
-    proc = spawn(
-        ["config", "check", str(path)], env={"UPSTREAM_KEY": secret, "SWITCHBOARD_MASTER_KEY": "m" * 12}
-    )
-    proc.proc.wait(30)
-    assert secret not in proc.output
-    assert os.environ.get("UPSTREAM_KEY") != secret
+    master = "m" * 12
+    good = tmp_path / "ok.yaml"
+    good.write_text(MINIMAL)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MINIMAL.replace("api_base: http://127.0.0.1:9001/v1", "api_base: 5"))
+
+    def check(path: Path, env: dict[str, str]) -> tuple[int, str]:
+        proc = spawn(["config", "check", str(path)], env=env, inherit=False)
+        code = proc.wait_exit(30)
+        return code, proc.output
+
+    # Without the variable the check says so: it does resolve the key from the environment.
+    code, out = check(bad, {"SWITCHBOARD_MASTER_KEY": master})
+    assert code == 2 and "environment variable UPSTREAM_KEY is not set" in out
+    # With it, that complaint is gone (the secret was read), the real problem is reported, and
+    # the secret is not printed.
+    code, out = check(bad, {"SWITCHBOARD_MASTER_KEY": master, "UPSTREAM_KEY": secret})
+    assert code == 2
+    assert "providers[0].api_base" in out and "UPSTREAM_KEY is not set" not in out
+    assert secret not in out and master not in out
+    code, out = check(good, {"SWITCHBOARD_MASTER_KEY": master, "UPSTREAM_KEY": secret})
+    assert code == 0 and "OK (1 provider(s), 1 model(s))" in out
+    assert secret not in out and master not in out

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import base64
 import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from switchboard.mock.capture import Captures, MockMiddleware, captured, install_log_filter
 from switchboard.mock.common import STATS
 from switchboard.mock.controls import Controls
 
@@ -41,14 +45,24 @@ async def stats(request: Request) -> Response:
     return JSONResponse(STATS.as_dict())
 
 
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    # After uvicorn has configured logging: expected events (a deliberate drop, a request still
+    # hanging at shutdown) are reported in one line, not as tracebacks.
+    install_log_filter()
+    yield
+
+
 def create_mock_app(controls: Controls | None = None, api_key: str | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/images/pixel.png", pixel, methods=["GET"]),
         Route("/_mock/stats", stats, methods=["GET"]),
+        Route("/_mock/captured/{marker}", captured, methods=["GET"]),
     ]
     for name in _MODULES:
         routes.extend(importlib.import_module(f"switchboard.mock.{name}").routes())
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(MockMiddleware)], lifespan=lifespan)
     app.state.controls = controls or Controls()
     app.state.api_key = api_key
+    app.state.captures = Captures()
     return app

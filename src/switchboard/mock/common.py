@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +13,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from switchboard.mock.capture import MockDisconnect
 from switchboard.mock.controls import Controls, controls_for
+
+log = logging.getLogger("uvicorn.error")
 
 
 class StreamStats:
@@ -31,10 +35,6 @@ class StreamStats:
 
 
 STATS = StreamStats()
-
-
-class MockDisconnect(Exception):
-    """Raised inside a streamed body to drop the connection mid-stream."""
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -78,6 +78,7 @@ async def paced(
                 return
             if i == controls.disconnect_after:
                 finished = True
+                log.info("mock: dropping the connection after %d chunk(s) (disconnect_after)", i)
                 raise MockDisconnect("mock: dropping the connection mid-stream")
             if i and controls.chunk_delay_ms:
                 await controls.sleep(controls.chunk_delay_ms)
@@ -100,6 +101,7 @@ def stream_response(
 
 
 async def before_answer(controls: Controls) -> None:
+    """Wait as the controls ask. A caller that leaves ends the wait (see capture.MockMiddleware)."""
     if controls.hang:
         await asyncio.sleep(300)
     await controls.sleep(controls.latency_ms)

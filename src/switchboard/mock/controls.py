@@ -14,7 +14,8 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
     disconnect_after=N   in a stream, after N chunks drop the connection
     reply=WORD_WORD      the reply text (underscores become spaces)
     tool_call=NAME       answer with a call to this tool
-    hang=1               never answer (for timeout tests)
+    hang=1               never answer (for timeout tests); ends when the caller leaves
+    capture=MARKER       record the request under MARKER (see capture.py)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Controls:
     reply: str = ""
     tool_call: str = ""
     hang: int = 0
+    capture: str = ""
 
     def merged(self, values: dict[str, str]) -> Controls:
         changes: dict[str, Any] = {}
