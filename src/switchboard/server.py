@@ -3,46 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import resource
 import signal
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from switchboard.app import SwitchboardApp, create_app
 from switchboard.config.embedded import embedded_settings
 from switchboard.config.loader import load
-from switchboard.config.schema import Settings
+from switchboard.config.schema import ServerConfig, Settings
+from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
 
 _ENV = "SWITCHBOARD_SERVE"
-
-
-class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with an OpenAI-shaped body for requests it cannot parse."""
-
-    def send_400_response(self, msg: str) -> None:
-        body = orjson.dumps(
-            {
-                "error": {
-                    "message": "malformed HTTP request",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "malformed_http_request",
-                }
-            }
-        )
-        self.transport.write(
-            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: "
-            + str(len(body)).encode()
-            + b"\r\nconnection: close\r\n\r\n"
-            + body
-        )
-        self.transport.close()
 
 
 @dataclass(frozen=True)
@@ -81,7 +59,37 @@ def app_factory() -> SwitchboardApp:
     """Entry point for worker processes: rebuilds the settings from what the parent was given."""
     settings = resolve_settings(ServeOptions.loads(os.environ[_ENV]))
     configure_logs(settings.server.log_level)
+    configure_edge(settings.server)
     return create_app(settings)
+
+
+def configure_edge(server: ServerConfig) -> None:
+    """The connection bounds for this process (each worker runs this too, before serving)."""
+    GatewayHttpProtocol.limits = EdgeLimits(
+        max_header_bytes=server.max_header_bytes,
+        header_timeout=server.header_timeout_seconds,
+        body_timeout=server.body_timeout_seconds,
+        max_connections=server.max_connections,
+    )
+    _raise_fd_limit(2 * server.max_connections + 256)
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Lift the soft open-file limit towards ``wanted`` (client connections, upstream connections
+    and some headroom), so the connection cap is reached before descriptors run out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        logging.getLogger("switchboard").warning(
+            "open-file limit %d is below what server.max_connections needs (%d); lower "
+            "max_connections or raise the limit (ulimit -n)", soft, wanted,
+        )
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -96,7 +104,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_level": s.log_level,
         # 0 means "do not wait"; uvicorn reads None as "wait forever", which is never wanted here.
         "timeout_graceful_shutdown": math.ceil(s.graceful_shutdown_seconds),
-        "timeout_keep_alive": 75,
+        "timeout_keep_alive": s.keep_alive_seconds,
         "server_header": False,
         "proxy_headers": False,
     }
@@ -108,6 +116,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 def serve(opts: ServeOptions, settings: Settings) -> None:
     configure_logs(settings.server.log_level)
+    configure_edge(settings.server)
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exiting 0 then tells process
     # managers the shutdown was clean.
     signal.signal(signal.SIGTERM, _exit_cleanly)

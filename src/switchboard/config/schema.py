@@ -70,6 +70,9 @@ class ProviderConfig(BaseModel):
     timeouts: Timeouts = Timeouts()
     max_connections: Annotated[int, Field(ge=1)] = 512
     headers: dict[str, str] = Field(default_factory=dict)
+    # Bound on a non-stream response body; the largest embeddings batch (2048 inputs x 3072
+    # floats, pretty-printed JSON) is about 150 MB.
+    max_response_bytes: Annotated[int, Field(ge=1024)] = 256 * MIB
 
     @field_validator("api_base")
     @classmethod
@@ -106,6 +109,15 @@ class ServerConfig(_Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 4000
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     max_body_bytes: Annotated[int, Field(ge=1024)] = 32 * MIB
+    # The request line and headers: size, and time from the first byte (or the connection).
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    header_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # The longest gap between two reads of a request body.
+    body_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # An idle keep-alive connection is closed after this; above common load balancers' 60 s.
+    keep_alive_seconds: Annotated[float, Field(gt=0)] = 75.0
+    # Open client connections per worker; one more is answered 503 and closed.
+    max_connections: Annotated[int, Field(ge=1)] = 10_000
     graceful_shutdown_seconds: Annotated[float, Field(ge=0)] = 30.0
     # On SIGTERM/SIGINT: keep serving with /health/ready at 503 this long before closing the port.
     drain_seconds: Annotated[float, Field(ge=0)] = 0.0

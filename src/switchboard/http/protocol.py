@@ -1,0 +1,331 @@
+"""The HTTP/1.1 connection: uvicorn's httptools protocol with the edge's bounds.
+
+uvicorn parses and dispatches; this subclass adds what a server facing the internet needs and
+uvicorn does not do by itself:
+
+- the request line and headers are bounded in size (431) and in time (408), counted as bytes are
+  fed to the parser, so an oversized or endless header is never buffered whole;
+- the request body must keep arriving: a gap between body reads longer than the body timeout
+  ends the request (408 when nothing was answered yet);
+- at most ``max_connections`` connections per worker; one past the cap is answered 503 and closed;
+- an answer sent before the request body was read (413, 431, 503) is followed by a bounded
+  lingering close, as nginx does: the rest of the request is read and discarded for a few seconds
+  and MiB, so a client still writing its body reads the answer instead of a connection reset;
+- a streamed (unknown-length) reply to an HTTP/1.0 client is sent as-is and ended by closing the
+  connection, since HTTP/1.0 has no chunked encoding.
+
+Every refusal is an OpenAI-shaped JSON error. Relies on these uvicorn internals (0.54):
+``HttpToolsProtocol.connection_made / connection_lost / data_received / eof_received /
+on_message_begin / on_headers_complete / on_body / on_message_complete / on_response_complete /
+send_400_response`` and the attributes ``cycle``, ``flow``, ``connections``, ``parser``,
+``transport``; ``RequestResponseCycle.send`` with its ``transport``, ``keep_alive``,
+``chunked_encoding``, ``expected_content_length``, ``response_started``, ``response_complete``,
+``disconnected`` and ``message_event``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from types import MethodType
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+KIB = 1024
+MIB = 1024 * KIB
+
+# Lingering close: how long and how much of an unread request is read and discarded after an
+# early answer, before the connection is closed.
+LINGER_SECONDS = 5.0
+LINGER_EXTRA_BYTES = 4 * MIB
+LINGER_MAX_BYTES = 1024 * MIB
+# A connection past the cap gets its 503 at once and a short linger for its request to arrive.
+REFUSED_LINGER_SECONDS = 2.0
+
+_HEADERS, _BODY = 0, 1
+_UNBOUNDED = sys.maxsize
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """Per-connection bounds, from ``server.*`` in the config."""
+
+    max_header_bytes: int = 64 * KIB
+    header_timeout: float = 30.0
+    body_timeout: float = 30.0
+    max_connections: int = 10_000
+
+
+def error_response(status: int, reason: str, message: str, type_: str, code: str) -> bytes:
+    """A complete ``connection: close`` response with an OpenAI-shaped error body."""
+    body = orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+class _CloseGuard:
+    """Stands in for the transport in a ``connection: close`` cycle that has a request body, so
+    that uvicorn closing the connection after the answer becomes a lingering close when the body
+    was not read to the end. Only such cycles pay for the indirection."""
+
+    __slots__ = ("_protocol", "_transport")
+
+    def __init__(self, protocol: GatewayHttpProtocol, transport: asyncio.Transport) -> None:
+        self._protocol = protocol
+        self._transport = transport
+
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._protocol.close_after_answer()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+async def _close_delimited_send(cycle: RequestResponseCycle, message: Any) -> None:
+    """``send`` for an HTTP/1.0 request: a reply without a Content-Length is written as it comes
+    (no chunked framing, which HTTP/1.0 lacks) and ends when the connection closes (uvicorn
+    closes 1.0 connections after every reply)."""
+    if message["type"] == "http.response.start" and not cycle.response_started:
+        names = {name.lower() for name, _ in message.get("headers", ())}
+        no_body = cycle.scope["method"] == "HEAD" or message["status"] in (204, 304)
+        if b"content-length" not in names and not no_body:
+            cycle.chunked_encoding = False
+            cycle.expected_content_length = _UNBOUNDED
+            cycle.keep_alive = False
+            cycle.close_delimited = True  # type: ignore[attr-defined]
+    elif getattr(cycle, "close_delimited", False) and not message.get("more_body", False):
+        # uvicorn checks the declared length at the end; this reply declared none.
+        cycle.expected_content_length = len(message.get("body", b""))
+    await RequestResponseCycle.send(cycle, message)
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the edge's bounds (see the module docstring)."""
+
+    # Set once per process from the settings (server.configure_edge) before serving.
+    limits = EdgeLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._phase = _HEADERS
+        self._header_bytes = 0
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_seen = 0.0  # loop time of the last body read
+        self._body_left = -1  # declared body bytes not yet received (-1: unknown)
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._linger_left = 0
+        self._lingering = False
+
+    # Connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        over = len(self.connections) >= self.limits.max_connections
+        super().connection_made(transport)
+        if over:
+            self.connections.discard(self)
+            self.logger.warning("connection refused: %d connections open", len(self.connections))
+            self._refuse(
+                503, "Service Unavailable", "the server has too many open connections; retry later",
+                "api_error", "too_many_connections", REFUSED_LINGER_SECONDS,
+            )
+            return
+        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._linger_left -= len(data)
+            if self._linger_left <= 0:
+                self._close_now()
+            return
+        if self._phase == _HEADERS:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if self.transport.is_closing() or self._lingering:
+            return
+        if self._phase == _HEADERS and self._header_bytes:
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._header_too_large()
+            elif self._header_timer is None:
+                self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
+        elif self._phase == _BODY and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
+
+    # Parser callbacks
+
+    def on_headers_complete(self) -> None:
+        self._phase = _BODY
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self._body_seen = self.loop.time()
+        self._body_left = length = self._declared_length()
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is None or cycle.scope is not self.scope:  # upgraded: not an HTTP request cycle
+            return
+        if self.scope["http_version"] == "1.0":
+            cycle.send = MethodType(_close_delimited_send, cycle)  # type: ignore[method-assign]
+        if not cycle.keep_alive and length != 0:
+            cycle.transport = _CloseGuard(self, self.transport)  # type: ignore[assignment]
+
+    def on_body(self, body: bytes) -> None:
+        self._body_seen = self.loop.time()
+        if self._body_left > 0:
+            self._body_left -= len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._phase = _HEADERS
+        self._header_bytes = 0
+        self._body_left = 0
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self._lingering:
+            return
+        if self._phase == _BODY and not self.transport.is_closing():
+            # Answered before the request body was read: this connection cannot be reused.
+            self.server_state.total_requests += 1
+            self._linger(LINGER_SECONDS)
+            return
+        super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(
+            400, "Bad Request", "malformed HTTP request", "invalid_request_error", "malformed_http_request",
+            LINGER_SECONDS,
+        )
+
+    # Bounds
+
+    def _declared_length(self) -> int:
+        """The request's Content-Length; -1 when chunked or unknown."""
+        for name, value in reversed(self.headers):
+            if name == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return -1
+            if name == b"transfer-encoding":
+                return -1
+        return 0
+
+    def _header_too_large(self) -> None:
+        limit = self.limits.max_header_bytes
+        self.logger.info("request headers over %d bytes refused", limit)
+        self._refuse(
+            431, "Request Header Fields Too Large",
+            f"the request line and headers exceed the limit of {limit} bytes",
+            "invalid_request_error", "request_header_fields_too_large", LINGER_SECONDS,
+        )
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self._lingering or self._phase != _HEADERS:
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # A reply is still being written; the next request stays unread and the connection
+            # closes after that reply.
+            cycle.keep_alive = False
+            return
+        if not self._header_bytes:
+            self._close_now()  # nothing was asked: nothing to answer
+            return
+        self._time_out("the request headers did not arrive in time")
+
+    def _body_timeout(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing() or self._lingering or self._phase != _BODY:
+            return
+        timeout = self.limits.body_timeout
+        idle = 0.0 if self.flow.read_paused else self.loop.time() - self._body_seen
+        if idle < timeout:  # the application is not reading, or a read came since: wait on
+            self._body_timer = self.loop.call_later(timeout - idle, self._body_timeout)
+            return
+        self._time_out("the request body stopped arriving")
+
+    def _time_out(self, why: str) -> None:
+        cycle = self.cycle
+        answered = cycle is not None and cycle.scope is self.scope and cycle.response_started
+        if cycle is not None and cycle.scope is self.scope:
+            cycle.disconnected = True  # the application's receive() now reports a disconnect
+            cycle.message_event.set()
+        self.logger.info("connection closed: %s", why)
+        if not answered:
+            self.transport.write(
+                error_response(408, "Request Timeout", why, "invalid_request_error", "request_timeout")
+            )
+        self._close_now()
+
+    # Closing
+
+    def close_after_answer(self) -> None:
+        """uvicorn's close after a ``connection: close`` answer."""
+        if self._phase == _BODY and not self.transport.is_closing():
+            self._linger(LINGER_SECONDS)
+        else:
+            self._close_now()
+
+    def _refuse(self, status: int, reason: str, message: str, type_: str, code: str, linger: float) -> None:
+        """Answer without reading the request, then close, lingering so the client reads it."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.write(error_response(status, reason, message, type_, code))
+        self._linger(linger)
+
+    def _linger(self, seconds: float) -> None:
+        """Stop answering; read and discard what the client still sends, for at most ``seconds``
+        and a bounded number of bytes, then close (nginx's lingering close)."""
+        if self._lingering:
+            return
+        self._cancel_timers()
+        self._lingering = True
+        left = max(self._body_left, 0) if self._phase == _BODY else 0
+        self._linger_left = min(left, LINGER_MAX_BYTES) + LINGER_EXTRA_BYTES
+        self.flow.resume_reading()
+        try:
+            self.transport.write_eof()  # the answer ends here; the client may still be sending
+        except (OSError, RuntimeError, NotImplementedError):
+            self._close_now()
+            return
+        self._linger_timer = self.loop.call_later(seconds, self._close_now)
+
+    def _close_now(self) -> None:
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        self._cancel_timers()
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _cancel_timers(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None

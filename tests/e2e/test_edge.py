@@ -1,0 +1,356 @@
+"""The edge under abuse: oversized and slow requests, idle and excess connections, HTTP/1.0,
+credentials echoed by an upstream, oversized upstream answers, odd image URLs. After each abuse
+a normal request must still succeed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+
+MIB = 1024 * 1024
+TICK = 0.5  # the tiny timeouts configured for the edge gateway
+CHAT = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+
+
+@pytest.fixture(scope="module")
+def edge(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = openai_config(
+        mock_upstream,
+        max_body_bytes=MIB,
+        header_timeout_seconds=TICK,
+        body_timeout_seconds=TICK,
+        keep_alive_seconds=TICK,
+    )
+    gw = serving(start_gateway(config, tmp_path_factory.mktemp("edge")))
+    yield gw
+    gw.process.stop()
+
+
+def serving(gw: Gateway) -> Gateway:
+    """uvicorn reports the application's start-up before it listens: wait for the listening."""
+    gw.process.wait_for("Uvicorn running on")
+    return gw
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length, leaving the connection open."""
+    sock.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    _, headers, body = split_response(data)
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return data
+
+
+def connect(gw: Gateway, timeout: float = 10.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=timeout)
+    return sock
+
+
+def request_head(method: str, path: str, *, version: str = "1.1", length: int | None = None,
+                 extra: str = "") -> bytes:
+    head = f"{method} {path} HTTP/{version}\r\nHost: gateway\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+    if length is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
+    return (head + extra + "\r\n").encode()
+
+
+def read_until_closed(sock: socket.socket, deadline: float = 10.0) -> bytes:
+    """Everything the server sends until it closes; fails if it does not close in time."""
+    sock.settimeout(deadline)
+    data = b""
+    while True:
+        try:
+            piece = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not piece:
+            break
+        data += piece
+    return data
+
+
+def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+def error_code(body: bytes) -> str:
+    return str(orjson.loads(body)["error"]["code"])
+
+
+def chat(gw: Gateway, body: bytes = CHAT) -> tuple[int, Any]:
+    req = urllib.request.Request(
+        gw.base_url + "/chat/completions",
+        data=body,
+        headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def assert_healthy(gw: Gateway) -> None:
+    status, body = chat(gw)
+    assert status == 200, body
+    assert body["choices"][0]["message"]["content"]
+
+
+# Request line and headers
+
+
+def test_oversized_header_is_refused_with_431_before_it_is_read(edge: Gateway) -> None:
+    sock = connect(edge)
+    started = time.monotonic()
+    big = "X-Filler: " + "a" * MIB + "\r\n"
+    sock.sendall(request_head("GET", "/health/ready", extra=big))
+    raw = read_until_closed(sock)
+    elapsed = time.monotonic() - started
+    status, headers, body = split_response(raw)
+    assert status == 431
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert error_code(body) == "request_header_fields_too_large"
+    assert elapsed < 5
+    assert_healthy(edge)
+
+
+def test_a_long_request_line_counts_towards_the_header_bound(edge: Gateway) -> None:
+    sock = connect(edge)
+    sock.sendall(b"GET /health/ready?" + b"q" * (200 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _, body = split_response(read_until_closed(sock))
+    assert status == 431
+    assert error_code(body) == "request_header_fields_too_large"
+    assert_healthy(edge)
+
+
+def test_headers_under_the_bound_still_work(edge: Gateway) -> None:
+    sock = connect(edge)
+    filler = "X-Filler: " + "a" * 30_000 + "\r\nConnection: close\r\n"
+    sock.sendall(request_head("GET", "/health/live", extra=filler))
+    status, _, _ = split_response(read_until_closed(sock))
+    assert status == 200
+
+
+# Time bounds
+
+
+def test_a_connection_that_sends_nothing_is_closed(edge: Gateway) -> None:
+    sock = connect(edge)
+    started = time.monotonic()
+    assert read_until_closed(sock, deadline=10 * TICK) == b""
+    assert time.monotonic() - started < 10 * TICK
+    assert_healthy(edge)
+
+
+def test_partial_headers_get_408(edge: Gateway) -> None:
+    sock = connect(edge)
+    started = time.monotonic()
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Ty")
+    status, _, body = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert time.monotonic() - started < 10 * TICK
+    assert status == 408
+    assert error_code(body) == "request_timeout"
+    assert_healthy(edge)
+
+
+def test_headers_trickled_byte_by_byte_still_time_out(edge: Gateway) -> None:
+    """The header bound is for the whole header, not per read."""
+    sock = connect(edge)
+    started = time.monotonic()
+    head = request_head("GET", "/health/live")
+    sock.settimeout(TICK / 10)
+    got = b""
+    for byte in head[:-2]:
+        try:
+            sock.send(bytes([byte]))
+            got = sock.recv(65536)  # doubles as the pacing: waits TICK / 10 for an answer
+            break
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    got += read_until_closed(sock, deadline=10 * TICK)
+    assert time.monotonic() - started < 10 * TICK
+    status, _, body = split_response(got)
+    assert status == 408
+    assert error_code(body) == "request_timeout"
+
+
+def test_a_body_shorter_than_content_length_gets_408(edge: Gateway) -> None:
+    sock = connect(edge)
+    started = time.monotonic()
+    sock.sendall(request_head("POST", "/v1/chat/completions", length=len(CHAT) + 100) + CHAT)
+    status, _, body = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert time.monotonic() - started < 10 * TICK
+    assert status == 408
+    assert error_code(body) == "request_timeout"
+    assert_healthy(edge)
+
+
+def test_a_chunked_body_that_stops_gets_408(edge: Gateway) -> None:
+    sock = connect(edge)
+    head = request_head("POST", "/v1/chat/completions", extra="Content-Type: application/json\r\n"
+                        "Transfer-Encoding: chunked\r\n")
+    sock.sendall(head + b"%x\r\n" % len(CHAT) + CHAT + b"\r\n")
+    status, _, body = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert status == 408
+    assert error_code(body) == "request_timeout"
+    assert_healthy(edge)
+
+
+def test_an_idle_keep_alive_connection_is_closed(edge: Gateway) -> None:
+    sock = connect(edge)
+    sock.sendall(request_head("GET", "/health/live"))
+    assert read_response(sock).startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    assert read_until_closed(sock, deadline=10 * TICK) == b""
+    assert time.monotonic() - started < 10 * TICK
+
+
+def test_a_slow_but_steady_upload_is_not_cut(edge: Gateway) -> None:
+    """The body bound is a gap between reads: a body that keeps coming is read whole."""
+    body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"' + b"x" * 4000 + b'"}]}'
+    sock = connect(edge)
+    close = "Connection: close\r\n"
+    sock.sendall(request_head("POST", "/v1/chat/completions", length=len(body), extra=close))
+    sock.settimeout(TICK / 5)
+    for i in range(0, len(body) - 1000, 1000):
+        sock.sendall(body[i:i + 1000])
+        try:  # paces the sends at TICK / 5 each (longer than TICK overall) and sees any answer
+            early = sock.recv(65536)
+            pytest.fail(f"answered before the body was sent: {early[:100]!r}")
+        except TimeoutError:
+            pass
+    sock.sendall(body[i + 1000:])
+    status, _, reply = split_response(read_until_closed(sock))
+    assert status == 200, reply
+
+
+# Lingering close
+
+
+def test_urllib_posting_an_oversized_body_reads_the_413(edge: Gateway) -> None:
+    body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"' + b"x" * (8 * MIB) + b'"}]}'
+    for _ in range(2):
+        status, reply = chat(edge, body)
+        assert status == 413
+        assert reply["error"]["code"] == "request_too_large"
+    assert_healthy(edge)
+
+
+def test_an_oversized_chunked_body_reads_the_413(edge: Gateway) -> None:
+    """No Content-Length: the limit is found while reading, and the rest is discarded."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"'
+        for _ in range(16):
+            yield b"x" * (256 * 1024)
+        yield b'"}]}'
+
+    req = urllib.request.Request(
+        edge.base_url + "/chat/completions",
+        data=chunks(),
+        headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(req, timeout=30)
+    assert caught.value.code == 413
+    assert json.loads(caught.value.read())["error"]["code"] == "request_too_large"
+    assert_healthy(edge)
+
+
+# HTTP/1.0
+
+
+def test_http10_stream_is_close_delimited_not_chunked(edge: Gateway) -> None:
+    body = b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    sock = connect(edge)
+    sock.sendall(request_head("POST", "/v1/chat/completions", version="1.0", length=len(body)) + body)
+    status, headers, payload = split_response(read_until_closed(sock))
+    assert status == 200
+    assert "transfer-encoding" not in headers
+    assert "content-length" not in headers
+    assert headers["connection"] == "close"
+    assert headers["content-type"].startswith("text/event-stream")
+    events = [line[6:] for line in payload.decode().split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    text = "".join(
+        (c["choices"][0]["delta"].get("content") or "") for c in map(json.loads, events[:-1]) if c["choices"]
+    )
+    assert text
+    assert_healthy(edge)
+
+
+def test_http10_non_stream_keeps_its_content_length(edge: Gateway) -> None:
+    sock = connect(edge)
+    sock.sendall(request_head("POST", "/v1/chat/completions", version="1.0", length=len(CHAT)) + CHAT)
+    status, headers, payload = split_response(read_until_closed(sock))
+    assert status == 200
+    assert int(headers["content-length"]) == len(payload)
+    assert "transfer-encoding" not in headers
+    assert json.loads(payload)["choices"]
+
+
+# Connection cap
+
+CAP = 4
+
+
+@pytest.fixture(scope="module")
+def capped(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = openai_config(mock_upstream, max_connections=CAP)
+    gw = serving(start_gateway(config, tmp_path_factory.mktemp("capped")))
+    yield gw
+    gw.process.stop()
+
+
+def _served_keep_alive(gw: Gateway) -> socket.socket:
+    """A keep-alive connection the server has certainly counted (it answered on it)."""
+    sock = connect(gw)
+    sock.sendall(request_head("GET", "/health/live"))
+    assert read_response(sock).startswith(b"HTTP/1.1 200")
+    return sock
+
+
+def test_connections_past_the_cap_get_503_and_the_server_recovers(capped: Gateway) -> None:
+    held = [_served_keep_alive(capped) for _ in range(CAP)]
+    try:
+        for _ in range(3 * CAP):
+            sock = connect(capped)
+            sock.sendall(request_head("POST", "/v1/chat/completions", length=len(CHAT)) + CHAT)
+            status, headers, body = split_response(read_until_closed(sock))
+            assert status == 503
+            assert headers["connection"] == "close"
+            assert error_code(body) == "too_many_connections"
+            sock.close()
+    finally:
+        for sock in held:
+            sock.close()
+    # The server notices the closed connections asynchronously: poll, bounded.
+    deadline = time.monotonic() + 10
+    while True:
+        status, body = chat(capped)
+        if status == 200 or time.monotonic() > deadline:
+            break
+    assert status == 200, body
