@@ -20,7 +20,8 @@ the boundary where they occur, never in the handlers.
     │   ├── UpstreamUnavailable   503 api_error              code=upstream_overloaded
     │   ├── UpstreamAuthFailed    502 api_error              code=upstream_authentication_failed
     │   ├── UpstreamTimeout       504 timeout_error          code=upstream_timeout
-    │   └── UpstreamUnreachable   502 api_error              code=upstream_unreachable
+    │   ├── UpstreamUnreachable   502 api_error              code=upstream_unreachable
+    │   └── UpstreamResponseTooLarge 502 api_error           code=upstream_response_too_large
     └── InternalError             500 api_error
 """
 
@@ -135,6 +136,10 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamUnreachable(UpstreamError):
     code = "upstream_unreachable"
+
+
+class UpstreamResponseTooLarge(UpstreamError):
+    code = "upstream_response_too_large"
 
 
 class InternalError(GatewayError):

@@ -4,18 +4,23 @@ a normal request must still succeed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
+from aiohttp import web
 
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, start_gateway
 
 MIB = 1024 * 1024
 TICK = 0.5  # the tiny timeouts configured for the edge gateway
@@ -354,3 +359,197 @@ def test_connections_past_the_cap_get_503_and_the_server_recovers(capped: Gatewa
         if status == 200 or time.monotonic() > deadline:
             break
     assert status == 200, body
+
+
+# Upstream answers: credentials echoed in errors, oversized bodies
+
+ECHO_KEY = "sk-echo/SECRET+0123456789abcdefghijklmnopqrstuv"
+ECHO_ANTHROPIC_KEY = "sk-ant-echo-9876543210ZYXWVUTSRQPONMLKJIHG"
+ECHO_HEADER_TOKEN = "ctok-5566778899aabbccddeeff00"
+LIMIT = 100_000
+_DIRECTIVE = re.compile(r"\b(echo|big|chunked|bigerror)=(\d+)")
+
+
+class ProviderDouble:
+    """A test-only upstream on a free port: echoes the credentials it receives in its error text
+    (as careless providers do), or answers with a body of a chosen size."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._runner: web.AppRunner | None = None
+        threading.Thread(target=self._run, daemon=True).start()
+        if not self._started.wait(10):
+            raise TimeoutError("the test upstream did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application(client_max_size=64 * MIB)
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._started.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        async def cleanup() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        directives = dict(_DIRECTIVE.findall(json.dumps(body)))
+        anthropic = request.path.endswith("/messages")
+        if "echo" in directives:
+            sent = request.headers.get("x-api-key") or request.headers.get("Authorization", "")
+            bare = sent.removeprefix("Bearer ")
+            message = (
+                f"Incorrect API key provided: {sent}. As sent: {bare}; encoded: {quote(bare, safe='')}; "
+                f"start: {bare[:20]}...; end: ...{bare[-14:]}; "
+                f"custom: {request.headers.get('X-Custom-Token', '')}"
+            )
+            if anthropic:
+                error = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+            else:
+                error = {"error": {"message": message, "type": "invalid_request_error", "code": "bad_key"}}
+            return web.json_response(error, status=int(directives["echo"]))
+        if "bigerror" in directives:
+            return web.Response(status=500, body=b"x" * int(directives["bigerror"]))
+        size = int(directives.get("big") or directives.get("chunked") or 0)
+        payload = orjson.dumps(self._completion("y" * size))
+        if "chunked" not in directives:
+            return web.Response(body=payload, content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(0, len(payload), 16 * 1024):
+            await resp.write(payload[i:i + 16 * 1024])
+        await resp.write_eof()
+        return resp
+
+    @staticmethod
+    def _completion(text: str) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-double", "object": "chat.completion", "created": 1, "model": "double",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text or "ok"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+
+
+@pytest.fixture(scope="module")
+def double() -> Iterator[ProviderDouble]:
+    upstream = ProviderDouble()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def careless(double: ProviderDouble, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = {
+        "providers": [
+            {"name": "echo-openai", "type": "openai", "api_base": f"{double.url}/v1", "api_key": ECHO_KEY,
+             "headers": {"X-Custom-Token": ECHO_HEADER_TOKEN}, "max_response_bytes": LIMIT},
+            {"name": "echo-anthropic", "type": "anthropic", "api_base": double.url,
+             "api_key": ECHO_ANTHROPIC_KEY},
+        ],
+        "models": [
+            {"name": "echo-gpt", "provider": "echo-openai", "model": "gpt-4o-mini"},
+            {"name": "echo-claude", "provider": "echo-anthropic", "model": "claude-sonnet-4-5"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    gw = serving(start_gateway(config, tmp_path_factory.mktemp("careless")))
+    yield gw
+    gw.process.stop()
+
+
+def post(gw: Gateway, path: str, payload: dict[str, Any]) -> tuple[int, bytes]:
+    req = urllib.request.Request(
+        gw.url + path,
+        data=json.dumps(payload).encode(),
+        headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json",
+                 "anthropic-version": "2023-06-01"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def assert_no_credential(text: str) -> None:
+    for key in (ECHO_KEY, ECHO_ANTHROPIC_KEY, ECHO_HEADER_TOKEN):
+        for form in (key, quote(key, safe="")):
+            leaked = [form[i:i + 12] for i in range(len(form) - 11) if form[i:i + 12] in text]
+            assert not leaked, f"credential fragments {leaked} in {text[:500]}"
+
+
+@pytest.mark.parametrize("status", [400, 422, 429, 500])
+@pytest.mark.parametrize("model", ["echo-gpt", "echo-claude"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_echoed_credential_never_reaches_the_client(
+    careless: Gateway, status: int, model: str, path: str, stream: bool
+) -> None:
+    payload = {"model": model, "max_tokens": 50, "stream": stream,
+               "messages": [{"role": "user", "content": f"echo={status}"}]}
+    got, body = post(careless, path, payload)
+    assert got == (502 if status == 500 else status), body
+    text = body.decode()
+    assert_no_credential(text)
+    if status != 500 or model == "echo-gpt":
+        assert "[redacted]" in text  # the provider's message is still passed on, minus the key
+
+
+def test_credentials_stay_out_of_the_gateway_log(careless: Gateway) -> None:
+    post(careless, "/v1/chat/completions",
+         {"model": "echo-gpt", "messages": [{"role": "user", "content": "echo=500"}]})
+    assert_healthy_on(careless, "echo-gpt")
+    assert_no_credential(careless.process.output)
+
+
+def assert_healthy_on(gw: Gateway, model: str) -> None:
+    payload = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    status, body = post(gw, "/v1/chat/completions", payload)
+    assert status == 200, body
+    assert json.loads(body)["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("directive", ["big", "chunked"])
+def test_an_oversized_upstream_answer_is_a_502(careless: Gateway, directive: str) -> None:
+    payload = {"model": "echo-gpt", "messages": [{"role": "user", "content": f"{directive}={4 * LIMIT}"}]}
+    status, body = post(careless, "/v1/chat/completions", payload)
+    assert status == 502, body[:300]
+    error = json.loads(body)["error"]
+    assert error["code"] == "upstream_response_too_large"
+    assert str(LIMIT) in error["message"]
+    assert_healthy_on(careless, "echo-gpt")
+
+
+@pytest.mark.parametrize("directive", ["big", "chunked"])
+def test_an_upstream_answer_under_the_bound_passes(careless: Gateway, directive: str) -> None:
+    payload = {"model": "echo-gpt", "messages": [{"role": "user", "content": f"{directive}={LIMIT // 2}"}]}
+    status, body = post(careless, "/v1/chat/completions", payload)
+    assert status == 200, body[:300]
+    assert len(json.loads(body)["choices"][0]["message"]["content"]) == LIMIT // 2
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_huge_upstream_error_body_is_cut(careless: Gateway, stream: bool) -> None:
+    payload = {"model": "echo-gpt", "stream": stream,
+               "messages": [{"role": "user", "content": f"bigerror={8 * MIB}"}]}
+    status, body = post(careless, "/v1/chat/completions", payload)
+    assert status == 502
+    assert json.loads(body)["error"]["code"] == "upstream_error"
+    assert len(body) < 2 * MIB
+    assert_healthy_on(careless, "echo-gpt")

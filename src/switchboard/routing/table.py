@@ -36,7 +36,9 @@ def build_clients(
     for name, resolved in providers.items():
         p = resolved.config
         auth = resolved.spec.make_auth(p, resolved.options)
-        clients[name] = UpstreamClient(name, auth, p.max_connections, dict(p.headers), p.timeouts)
+        clients[name] = UpstreamClient(
+            name, auth, p.max_connections, dict(p.headers), p.timeouts, p.max_response_bytes
+        )
     return clients
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 from typing import Protocol
 
 from switchboard.upstream.request import UpstreamRequest
+from switchboard.upstream.scrub import header_secrets
 
 
 class UpstreamAuth(Protocol):
     async def apply(self, request: UpstreamRequest) -> None: ...
 
     async def close(self) -> None: ...
+
+    def secrets(self) -> list[str]:
+        """Every credential this scheme sends or holds, for scrubbing upstream error text."""
+        ...
 
 
 class StaticHeaderAuth:
@@ -39,6 +44,9 @@ class StaticHeaderAuth:
 
     async def close(self) -> None:
         return None
+
+    def secrets(self) -> list[str]:
+        return header_secrets(self.headers)
 
     def __repr__(self) -> str:
         return f"StaticHeaderAuth({', '.join(self.headers)})"

@@ -12,13 +12,23 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from switchboard.config.schema import Timeouts
-from switchboard.errors import UpstreamBadGateway, UpstreamTimeout, UpstreamUnreachable
+from switchboard.config.schema import MIB, Timeouts
+from switchboard.errors import (
+    UpstreamBadGateway,
+    UpstreamResponseTooLarge,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from switchboard.upstream import scrub
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
 _MAX_CACHED_URLS = 4096
 _MAX_CACHED_TIMEOUTS = 1024
+DEFAULT_MAX_RESPONSE_BYTES = 256 * MIB
+# Error bodies (any status >= 400, stream or not) are read up to this and cut there: enough for
+# any provider's error message, and an error never costs the memory of a full answer.
+MAX_ERROR_BYTES = 1 * MIB
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
@@ -30,6 +40,8 @@ def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
 
 @dataclass(slots=True)
 class UpstreamReply:
+    """A complete answer; for an error status (>= 400) the body is scrubbed of credentials."""
+
     status: int
     headers: Mapping[str, str]
     body: bytes
@@ -43,9 +55,11 @@ class UpstreamClient:
         max_connections: int,
         headers: dict[str, str],
         timeouts: Timeouts,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.provider = provider
         self.auth = auth
+        self.max_response_bytes = max_response_bytes
         self._max_connections = max_connections
         # Fixed credentials become session headers, so requests skip a per-call auth step.
         self._static = isinstance(auth, StaticHeaderAuth)
@@ -57,6 +71,10 @@ class UpstreamClient:
         self._urls: dict[str, URL] = {}
         # Per-model timeout overrides in aiohttp's form, by the identity of the config value.
         self._timeouts: dict[int, tuple[Timeouts, aiohttp.ClientTimeout]] = {}
+        # Credentials fixed for the client's life, in every form scrubbing looks for; schemes
+        # whose credentials change (access tokens) are asked again at each scrub.
+        self._fixed_secrets = scrub.header_secrets(headers) + (auth.secrets() if self._static else [])
+        self._needles = scrub.forms(self._fixed_secrets)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -119,11 +137,26 @@ class UpstreamClient:
             url = self._urls[text] = URL(text)
         return url
 
+    def scrub(self, body: bytes) -> bytes:
+        """``body`` (upstream error text) with every credential held for this provider replaced
+        by ``[redacted]``; see upstream/scrub.py for the forms matched."""
+        if self._static:
+            return scrub.redact(body, self._needles)
+        return scrub.redact(body, scrub.forms([*self._fixed_secrets, *self.auth.secrets()]))
+
     async def send(self, request: UpstreamRequest, limits: Timeouts | None) -> UpstreamReply:
         try:
             resp = await self._open(request, limits)
             try:
-                body = await resp.read()
+                if resp.status >= 400:  # an error: its start is enough, never a credential
+                    body = self.scrub((await read_bounded(resp, MAX_ERROR_BYTES, cut=True))[0])
+                else:
+                    body, whole = await read_bounded(resp, self.max_response_bytes)
+                    if not whole:
+                        raise UpstreamResponseTooLarge(
+                            f"provider '{self.provider}' sent a response larger than "
+                            f"{self.max_response_bytes} bytes (providers[].max_response_bytes)"
+                        )
             finally:
                 resp.release()
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -139,6 +172,25 @@ class UpstreamClient:
         return UpstreamStream(self, resp)
 
 
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int, *, cut: bool = False) -> tuple[bytes, bool]:
+    """(the body's first ``limit`` bytes, whether that is all of it), read as it arrives into one
+    growing buffer (no list of pieces to join). A body over the limit is not read further and
+    its connection is closed rather than returned to the pool. Unless ``cut`` (the start of the
+    body is wanted anyway), a declared length over the limit is refused before any read."""
+    declared = resp.content_length
+    if declared is not None and declared > limit and not cut:
+        resp.close()
+        return b"", False
+    buf = bytearray()
+    async for piece in resp.content.iter_any():
+        buf += piece
+        if len(buf) > limit:
+            resp.close()
+            del buf[limit:]
+            return bytes(buf), False
+    return bytes(buf), True
+
+
 class UpstreamStream:
     """An open streaming response. Iterate :meth:`chunks` exactly once; it always closes."""
 
@@ -149,8 +201,10 @@ class UpstreamStream:
         self.headers: Mapping[str, str] = response.headers
 
     async def read_all(self) -> bytes:
+        """The body of an error answer, cut at MAX_ERROR_BYTES, credentials scrubbed."""
         try:
-            return await self.response.read()
+            body, _ = await read_bounded(self.response, MAX_ERROR_BYTES, cut=True)
+            return self._client.scrub(body)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._client.translate(exc) from None
         finally:

@@ -43,6 +43,8 @@ class ServiceAccount:
     token_uri: str
     project_id: str | None
     key: rsa.RSAPrivateKey = field(repr=False)
+    # The private key's PEM body lines, so that echoed key material can be scrubbed.
+    key_material: tuple[str, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:  # never print the key
         return f"ServiceAccount({self.client_email})"
@@ -83,6 +85,9 @@ def service_account_from_info(info: dict[str, Any], source: str = "the key") -> 
         token_uri=str(token_uri),
         project_id=project if isinstance(project, str) and project else None,
         key=key,
+        key_material=tuple(
+            line.strip() for line in info["private_key"].splitlines() if line.strip() and "-----" not in line
+        ),
     )
 
 
@@ -135,6 +140,12 @@ class ServiceAccountAuth:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def secrets(self) -> list[str]:
+        held = [*self._account.key_material]
+        if self._token is not None:
+            held.append(self._token)
+        return held
 
     def _fresh(self) -> str | None:
         if self._token is not None and self._clock() < self._expires_at - REFRESH_MARGIN:

@@ -175,5 +175,9 @@ class SigV4Auth:
     async def close(self) -> None:
         return None
 
+    def secrets(self) -> list[str]:
+        c = self._credentials
+        return [s for s in (c.access_key_id, c.secret_access_key, c.session_token) if s]
+
     def __repr__(self) -> str:
         return f"SigV4Auth({self._region}/{self._service})"
