@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
+import openai
 import orjson
 import pytest
 from aiohttp import web
@@ -25,6 +26,9 @@ from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, s
 MIB = 1024 * 1024
 TICK = 0.5  # the tiny timeouts configured for the edge gateway
 CHAT = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+PIXEL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
 
 
 @pytest.fixture(scope="module")
@@ -553,3 +557,61 @@ def test_a_huge_upstream_error_body_is_cut(careless: Gateway, stream: bool) -> N
     assert json.loads(body)["error"]["code"] == "upstream_error"
     assert len(body) < 2 * MIB
     assert_healthy_on(careless, "echo-gpt")
+
+
+# Image URL schemes (Gemini takes URLs as file URIs)
+
+
+@pytest.fixture(scope="module")
+def gemini(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+    config = {
+        "providers": [{"name": "studio", "type": "gemini", "api_base": mock_upstream.url,
+                       "api_key": "${UPSTREAM_KEY}"}],
+        "models": [{"name": "gemini-flash", "provider": "studio", "model": "gemini-2.5-flash"}],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+    }
+    gw = serving(start_gateway(config, tmp_path_factory.mktemp("gemini-images")))
+    yield openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    gw.process.stop()
+
+
+def with_image(client: openai.OpenAI, url: str) -> Any:
+    return client.chat.completions.create(
+        model="gemini-flash",
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": url}},
+        ]}],
+    )
+
+
+@pytest.mark.parametrize("url", [
+    "file:///etc/passwd",
+    "FILE:///etc/passwd",
+    "gopher://127.0.0.1:70/_stats",
+    "ftp://example.com/a.png",
+    "javascript:alert(1)",
+    "/relative/a.png",
+])
+def test_image_urls_with_other_schemes_are_refused(gemini: openai.OpenAI, url: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        with_image(gemini, url)
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == "messages[0].content[1]"
+    assert "scheme" in error["message"]
+    assert with_image(gemini, PIXEL).choices[0].message.content
+
+
+def test_upper_case_http_is_http(gemini: openai.OpenAI, mock_upstream: Mock) -> None:
+    url = mock_upstream.url.replace("http://", "HTTP://") + "/images/pixel.png"
+    reply = with_image(gemini, url)
+    # Fetched and inlined like any http URL, not passed on as a file URI.
+    assert "(attachments: image/png)" in (reply.choices[0].message.content or "")
+
+
+def test_gs_urls_are_kept_for_google(gemini: openai.OpenAI) -> None:
+    reply = with_image(gemini, "gs://bucket/photo.png")
+    assert "(attachments: gs://bucket/photo.png)" in (reply.choices[0].message.content or "")

@@ -10,7 +10,7 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers.gemini import SPEC, GeminiOptions
-from switchboard.providers.google.request import SKIP_SIGNATURE
+from switchboard.providers.google.request import SKIP_SIGNATURE, media_part
 from switchboard.providers.google.schema import clean_schema
 from switchboard.routing.target import Target
 
@@ -377,3 +377,14 @@ def test_recursive_schema_terminates() -> None:
     while "properties" in node:
         node, depth = node["properties"]["child"], depth + 1
     assert 5 < depth < 40
+
+
+def test_media_part_schemes() -> None:
+    assert media_part("gs://b/x.png", "p") == {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/x.png"}}
+    assert media_part("HTTPS://h/x.jpg", "p")["fileData"]["fileUri"] == "https://h/x.jpg"
+    inline = media_part("DATA:image/png;base64,AAAA", "p")
+    assert inline == {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}
+    for url in ("file:///etc/passwd", "gopher://h/", "x.png"):
+        with pytest.raises(InvalidRequest) as caught:
+            media_part(url, "messages[0].content[1]")
+        assert caught.value.param == "messages[0].content[1]"

@@ -59,3 +59,14 @@ def test_only_http_image_urls_are_collected() -> None:
         {"role": "user", "content": "plain"},
     ]}
     assert [p["image_url"]["url"] for p in remote_image_parts(request)] == ["https://example.com/a.png"]
+
+
+def test_image_url_schemes_are_case_insensitive() -> None:
+    request = {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "HTTP://example.com/a.png"}},
+        {"type": "image_url", "image_url": {"url": "Https://example.com/b.png"}},
+        {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}},
+    ]}]}
+    assert [p["image_url"]["url"] for p in remote_image_parts(request)] == [
+        "HTTP://example.com/a.png", "Https://example.com/b.png"
+    ]

@@ -34,7 +34,7 @@ def remote_image_parts(request: dict[str, Any]) -> list[dict[str, Any]]:
             for part in content:
                 if isinstance(part, dict) and part.get("type") == "image_url":
                     url = (part.get("image_url") or {}).get("url", "")
-                    if isinstance(url, str) and url.startswith(("http://", "https://")):
+                    if isinstance(url, str) and url[:8].lower().startswith(("http://", "https://")):
                         parts.append(part)
     return parts
 

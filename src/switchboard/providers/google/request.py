@@ -34,6 +34,7 @@ SUPPORTED = frozenset({
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _OLD_MODEL = re.compile(r"gemini-(1|2)\.")
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64,(.*)$", re.DOTALL)
+_FILE_SCHEMES = frozenset({"http", "https", "gs"})
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 # reasoning_effort -> thinkingBudget (Gemini 2.x) or thinkingLevel (later models).
 _BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
@@ -149,14 +150,22 @@ def _user_part(part: JSON, where: str) -> JSON | None:
 
 
 def media_part(url: Any, where: str) -> JSON:
-    """A data URL -> inlineData; any other URL -> fileData (gs:// or a URL the provider fetches)."""
+    """A data URL -> inlineData; an http(s) or gs:// URL -> fileData (the provider fetches it).
+    Any other scheme (file:, gopher:, ...) is refused; schemes are case-insensitive."""
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"{where}: an image URL is required", param=where)
-    if url.startswith("data:"):
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    url = scheme + url[len(scheme):]  # the scheme in lower case: HTTP:// is http://
+    if scheme == "data":
         match = _DATA_URL.match(url)
         if match is None:
             raise InvalidRequest(f"{where}: data URLs must be base64 (data:<type>;base64,...)", param=where)
         return {"inlineData": {"mimeType": match.group(1), "data": match.group(3)}}
+    if scheme not in _FILE_SCHEMES:
+        what = f"URL scheme '{scheme[:20]}:'" if scheme else "a URL without a scheme"
+        raise InvalidRequest(
+            f"{where}: {what} is not supported; send http(s), gs:// or data: URLs", param=where
+        )
     mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 
