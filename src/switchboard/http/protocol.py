@@ -44,6 +44,7 @@ LINGER_EXTRA_BYTES = 4 * MIB
 LINGER_MAX_BYTES = 1024 * MIB
 # A connection past the cap gets its 503 at once and a short linger for its request to arrive.
 REFUSED_LINGER_SECONDS = 2.0
+REFUSAL_LOG_INTERVAL = 10.0
 
 _HEADERS, _BODY = 0, 1
 _UNBOUNDED = sys.maxsize
@@ -115,6 +116,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     # Set once per process from the settings (server.configure_edge) before serving.
     limits = EdgeLimits()
+    _refused = 0
+    _refusal_logged = float("-inf")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -135,13 +138,25 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         if over:
             self.connections.discard(self)
-            self.logger.warning("connection refused: %d connections open", len(self.connections))
+            self._note_refusal()
             self._refuse(
                 503, "Service Unavailable", "the server has too many open connections; retry later",
                 "api_error", "too_many_connections", REFUSED_LINGER_SECONDS,
             )
             return
         self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
+
+    def _note_refusal(self) -> None:
+        """One warning per interval, with a count, not one per refused connection."""
+        cls = GatewayHttpProtocol
+        cls._refused += 1
+        now = self.loop.time()
+        if now - cls._refusal_logged >= REFUSAL_LOG_INTERVAL:
+            self.logger.warning(
+                "refused %d connection(s) past server.max_connections (%d)", cls._refused,
+                self.limits.max_connections,
+            )
+            cls._refused, cls._refusal_logged = 0, now
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
