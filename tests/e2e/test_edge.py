@@ -328,7 +328,9 @@ CAP = 4
 
 @pytest.fixture(scope="module")
 def capped(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = openai_config(mock_upstream, max_connections=CAP)
+    config = openai_config(
+        mock_upstream, max_connections=CAP, header_timeout_seconds=4 * TICK, keep_alive_seconds=4 * TICK
+    )
     gw = serving(start_gateway(config, tmp_path_factory.mktemp("capped")))
     yield gw
     gw.process.stop()
@@ -340,6 +342,15 @@ def _served_keep_alive(gw: Gateway) -> socket.socket:
     sock.sendall(request_head("GET", "/health/live"))
     assert read_response(sock).startswith(b"HTTP/1.1 200")
     return sock
+
+
+def _chat_when_free(gw: Gateway) -> tuple[int, Any]:
+    """The server learns of closed connections asynchronously: retry a 503, bounded."""
+    deadline = time.monotonic() + 10
+    while True:
+        status, body = chat(gw)
+        if status != 503 or time.monotonic() > deadline:
+            return status, body
 
 
 def test_connections_past_the_cap_get_503_and_the_server_recovers(capped: Gateway) -> None:
@@ -356,12 +367,25 @@ def test_connections_past_the_cap_get_503_and_the_server_recovers(capped: Gatewa
     finally:
         for sock in held:
             sock.close()
-    # The server notices the closed connections asynchronously: poll, bounded.
-    deadline = time.monotonic() + 10
-    while True:
-        status, body = chat(capped)
-        if status == 200 or time.monotonic() > deadline:
-            break
+    status, body = _chat_when_free(capped)
+    assert status == 200, body
+
+
+def test_idle_connections_cannot_hold_the_server(capped: Gateway) -> None:
+    """Connections that never send a byte fill the cap; more of them are refused at once, and
+    the header and keep-alive timeouts free the server without any client closing anything."""
+    idle = [connect(capped) for _ in range(CAP - 1)]
+    idle.append(_served_keep_alive(capped))  # answered, so the others were accepted before it
+    refused = [connect(capped) for _ in range(4 * CAP)]
+    for sock in refused:
+        status, _, body = split_response(read_until_closed(sock))
+        assert status == 503
+        assert error_code(body) == "too_many_connections"
+    started = time.monotonic()
+    for sock in idle:
+        assert read_until_closed(sock, deadline=10 * TICK) == b""  # closed by the server
+    assert time.monotonic() - started < 10 * TICK
+    status, body = _chat_when_free(capped)
     assert status == 200, body
 
 
