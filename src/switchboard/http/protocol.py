@@ -14,13 +14,15 @@ uvicorn does not do by itself:
 - a streamed (unknown-length) reply to an HTTP/1.0 client is sent as-is and ended by closing the
   connection, since HTTP/1.0 has no chunked encoding.
 
-Every refusal is an OpenAI-shaped JSON error. Relies on these uvicorn internals (0.54):
-``HttpToolsProtocol.connection_made / connection_lost / data_received / eof_received /
-on_message_begin / on_headers_complete / on_body / on_message_complete / on_response_complete /
-send_400_response`` and the attributes ``cycle``, ``flow``, ``connections``, ``parser``,
-``transport``; ``RequestResponseCycle.send`` with its ``transport``, ``keep_alive``,
-``chunked_encoding``, ``expected_content_length``, ``response_started``, ``response_complete``,
-``disconnected`` and ``message_event``.
+Every refusal is an OpenAI-shaped JSON error. Relies on these uvicorn internals (0.54), to be
+rechecked on every uvicorn upgrade: the ``HttpToolsProtocol`` methods ``connection_made``,
+``connection_lost``, ``data_received``, ``on_headers_complete``, ``on_body``,
+``on_message_complete``, ``on_response_complete`` and ``send_400_response`` (overridden, each
+calling the original except the last) and its attributes ``cycle``, ``flow``, ``connections``,
+``headers``, ``scope``, ``parser``, ``transport``, ``loop``, ``logger``, ``server_state``; and
+``RequestResponseCycle.send`` (wrapped for HTTP/1.0) with the cycle's ``transport``,
+``keep_alive``, ``chunked_encoding``, ``expected_content_length``, ``response_started``,
+``response_complete``, ``disconnected`` and ``message_event``.
 """
 
 from __future__ import annotations
@@ -306,9 +308,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, reason: str, message: str, type_: str, code: str, linger: float) -> None:
         """Answer without reading the request, then close, lingering so the client reads it."""
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the application's receive() now reports a disconnect
+            cycle.message_event.set()
+            if cycle.response_started:  # a reply is half written: nothing else can follow it
+                self._close_now()
+                return
         self.transport.write(error_response(status, reason, message, type_, code))
         self._linger(linger)
 
