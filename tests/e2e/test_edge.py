@@ -153,6 +153,19 @@ def test_a_long_request_line_counts_towards_the_header_bound(edge: Gateway) -> N
     assert_healthy(edge)
 
 
+@pytest.mark.parametrize("size", [70 * 1024, 200 * 1024])
+def test_a_header_over_the_bound_in_one_piece_is_refused_too(edge: Gateway, size: int) -> None:
+    """Headers that arrive in one read (with a body behind them) are measured exactly."""
+    sock = connect(edge)
+    filler = "X-Filler: " + "a" * size + "\r\n"
+    head = request_head("POST", "/v1/chat/completions", length=len(CHAT), extra=filler)
+    sock.sendall(head + CHAT)
+    status, _, body = split_response(read_until_closed(sock))
+    assert status == 431
+    assert error_code(body) == "request_header_fields_too_large"
+    assert_healthy(edge)
+
+
 def test_headers_under_the_bound_still_work(edge: Gateway) -> None:
     sock = connect(edge)
     filler = "X-Filler: " + "a" * 30_000 + "\r\nConnection: close\r\n"

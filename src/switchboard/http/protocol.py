@@ -3,8 +3,9 @@
 uvicorn parses and dispatches; this subclass adds what a server facing the internet needs and
 uvicorn does not do by itself:
 
-- the request line and headers are bounded in size (431) and in time (408), counted as bytes are
-  fed to the parser, so an oversized or endless header is never buffered whole;
+- the request line and headers are bounded in size (431) and in time (408); the size is counted
+  as bytes are fed to the parser, so an oversized or endless header is never buffered whole, and
+  measured exactly once the headers are complete;
 - the request body must keep arriving: a gap between body reads longer than the body timeout
   ends the request (408 when nothing was answered yet);
 - at most ``max_connections`` connections per worker; one past the cap is answered 503 and closed;
@@ -189,12 +190,20 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     # Parser callbacks
 
     def on_headers_complete(self) -> None:
+        if self._lingering:  # the rest of a chunk that arrived with a refused request
+            return
         self._phase = _BODY
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
-        self._body_seen = self.loop.time()
+        # Headers that arrived within one read are measured here, exactly (request line and
+        # header lines with their separators).
         self._body_left = length = self._declared_length()
+        size = len(self.url) + 16 + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.limits.max_header_bytes:
+            self._header_too_large()
+            return
+        self._body_seen = self.loop.time()
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:  # upgraded: not an HTTP request cycle
@@ -205,12 +214,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             cycle.transport = _CloseGuard(self, self.transport)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
+        if self._lingering:
+            return
         self._body_seen = self.loop.time()
         if self._body_left > 0:
             self._body_left -= len(body)
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        if self._lingering:
+            return
         self._phase = _HEADERS
         self._header_bytes = 0
         self._body_left = 0
