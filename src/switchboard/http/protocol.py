@@ -196,11 +196,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
-        # Headers that arrived within one read are measured here, exactly (request line and
-        # header lines with their separators).
         self._body_left = length = self._declared_length()
-        size = len(self.url) + 16 + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.limits.max_header_bytes:
+        # The bytes fed since the last request bound this one's headers from above (0: unknown,
+        # a pipelined request); only past the limit or unknown are they measured exactly.
+        limit = self.limits.max_header_bytes
+        if (self._header_bytes > limit or not self._header_bytes) and self._header_size() > limit:
             self._header_too_large()
             return
         self._body_seen = self.loop.time()
@@ -249,6 +249,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         )
 
     # Bounds
+
+    def _header_size(self) -> int:
+        """The request line and header lines with their separators, as received."""
+        return len(self.url) + 16 + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _declared_length(self) -> int:
         """The request's Content-Length; -1 when chunked or unknown."""
