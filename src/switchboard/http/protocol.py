@@ -129,7 +129,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_seen = 0.0  # loop time of the last body read
-        self._body_left = -1  # declared body bytes not yet received (-1: unknown)
+        self._body_got = 0  # body bytes of the current request received so far
         self._linger_timer: asyncio.TimerHandle | None = None
         self._linger_left = 0
         self._lingering = False
@@ -185,6 +185,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             elif self._header_timer is None:
                 self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
         elif self._phase == _BODY and self._body_timer is None:
+            self._body_seen = self.loop.time()
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
 
     # Parser callbacks
@@ -196,29 +197,27 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
-        self._body_left = length = self._declared_length()
+        self._body_got = 0
         # The bytes fed since the last request bound this one's headers from above (0: unknown,
         # a pipelined request); only past the limit or unknown are they measured exactly.
         limit = self.limits.max_header_bytes
         if (self._header_bytes > limit or not self._header_bytes) and self._header_size() > limit:
             self._header_too_large()
             return
-        self._body_seen = self.loop.time()
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:  # upgraded: not an HTTP request cycle
             return
-        if self.scope["http_version"] == "1.0":
-            cycle.send = MethodType(_close_delimited_send, cycle)  # type: ignore[method-assign]
-        if not cycle.keep_alive and length != 0:
+        if not cycle.keep_alive:  # HTTP/1.0, or "connection: close"
             cycle.transport = _CloseGuard(self, self.transport)  # type: ignore[assignment]
+            if self.scope["http_version"] == "1.0":
+                cycle.send = MethodType(_close_delimited_send, cycle)  # type: ignore[method-assign]
 
     def on_body(self, body: bytes) -> None:
         if self._lingering:
             return
         self._body_seen = self.loop.time()
-        if self._body_left > 0:
-            self._body_left -= len(body)
+        self._body_got += len(body)
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -226,7 +225,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         self._phase = _HEADERS
         self._header_bytes = 0
-        self._body_left = 0
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
@@ -342,7 +340,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         self._cancel_timers()
         self._lingering = True
-        left = max(self._body_left, 0) if self._phase == _BODY else 0
+        left = max(self._declared_length() - self._body_got, 0) if self._phase == _BODY else 0
         self._linger_left = min(left, LINGER_MAX_BYTES) + LINGER_EXTRA_BYTES
         self.flow.resume_reading()
         try:
