@@ -5,6 +5,7 @@ a normal request must still succeed."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import re
 import socket
@@ -284,6 +285,24 @@ def test_urllib_posting_an_oversized_body_reads_the_413(edge: Gateway) -> None:
         assert status == 413
         assert reply["error"]["code"] == "request_too_large"
     assert_healthy(edge)
+
+
+def test_a_keep_alive_client_is_told_the_connection_closes_after_an_early_413(edge: Gateway) -> None:
+    """http.client keeps the connection unless told: the 413 says close, so the next request
+    on the same HTTPConnection opens a new one instead of failing on the old."""
+    conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=30)
+    headers = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
+    big = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"' + b"x" * (4 * MIB) + b'"}]}'
+    conn.request("POST", "/v1/chat/completions", body=big, headers=headers)
+    resp = conn.getresponse()
+    assert resp.status == 413
+    assert resp.getheader("connection") == "close"
+    assert json.loads(resp.read())["error"]["code"] == "request_too_large"
+    conn.request("POST", "/v1/chat/completions", body=CHAT, headers=headers)
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert json.loads(resp.read())["choices"]
+    conn.close()
 
 
 def test_an_oversized_chunked_body_reads_the_413(edge: Gateway) -> None:

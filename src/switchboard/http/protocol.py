@@ -9,9 +9,10 @@ uvicorn does not do by itself:
 - the request body must keep arriving: a gap between body reads longer than the body timeout
   ends the request (408 when nothing was answered yet);
 - at most ``max_connections`` connections per worker; one past the cap is answered 503 and closed;
-- an answer sent before the request body was read (413, 431, 503) is followed by a bounded
-  lingering close, as nginx does: the rest of the request is read and discarded for a few seconds
-  and MiB, so a client still writing its body reads the answer instead of a connection reset;
+- an answer sent before the request body was read (413, 431, 503) says ``connection: close`` and
+  is followed by a bounded lingering close, as nginx does: the rest of the request is read and
+  discarded for a few seconds and MiB, so a client still writing its body reads the answer
+  instead of a connection reset;
 - a streamed (unknown-length) reply to an HTTP/1.0 client is sent as-is and ended by closing the
   connection, since HTTP/1.0 has no chunked encoding.
 
@@ -21,9 +22,9 @@ rechecked on every uvicorn upgrade: the ``HttpToolsProtocol`` methods ``connecti
 ``on_message_complete``, ``on_response_complete`` and ``send_400_response`` (overridden, each
 calling the original except the last) and its attributes ``cycle``, ``flow``, ``connections``,
 ``headers``, ``scope``, ``parser``, ``transport``, ``loop``, ``logger``, ``server_state``; and
-``RequestResponseCycle.send`` (wrapped for HTTP/1.0) with the cycle's ``transport``,
-``keep_alive``, ``chunked_encoding``, ``expected_content_length``, ``response_started``,
-``response_complete``, ``disconnected`` and ``message_event``.
+``RequestResponseCycle.send`` (wrapped for HTTP/1.0, and for a body that spans reads) with the
+cycle's ``transport``, ``keep_alive``, ``chunked_encoding``, ``expected_content_length``,
+``response_started``, ``response_complete``, ``disconnected`` and ``message_event``.
 """
 
 from __future__ import annotations
@@ -185,8 +186,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             elif self._header_timer is None:
                 self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
         elif self._phase == _BODY and self._body_timer is None:
+            # The body spans reads (this runs once per such request, before its task starts).
             self._body_seen = self.loop.time()
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
+            self._close_if_answered_early()
 
     # Parser callbacks
 
@@ -245,6 +248,22 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             400, "Bad Request", "malformed HTTP request", "invalid_request_error", "malformed_http_request",
             LINGER_SECONDS,
         )
+
+    def _close_if_answered_early(self) -> None:
+        """Make an answer that starts before this request's body is read say ``connection:
+        close`` (and linger when it closes): the unread body makes the connection unusable."""
+        cycle = self.cycle
+        if cycle is None or cycle.scope is not self.scope or not cycle.keep_alive or cycle.response_started:
+            return
+        send = cycle.send
+
+        async def send_closing(message: Any) -> None:
+            if message["type"] == "http.response.start" and self._phase == _BODY and self.cycle is cycle:
+                cycle.keep_alive = False
+                cycle.transport = _CloseGuard(self, self.transport)  # type: ignore[assignment]
+            await send(message)
+
+        cycle.send = send_closing  # type: ignore[method-assign]
 
     # Bounds
 
