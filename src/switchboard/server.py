@@ -16,7 +16,7 @@ import uvicorn
 from switchboard.app import SwitchboardApp, create_app
 from switchboard.config.embedded import embedded_settings
 from switchboard.config.loader import load
-from switchboard.config.schema import ServerConfig, Settings
+from switchboard.config.schema import Settings
 from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
 
@@ -59,24 +59,26 @@ def app_factory() -> SwitchboardApp:
     """Entry point for worker processes: rebuilds the settings from what the parent was given."""
     settings = resolve_settings(ServeOptions.loads(os.environ[_ENV]))
     configure_logs(settings.server.log_level)
-    configure_edge(settings.server)
+    configure_edge(settings)
     return create_app(settings)
 
 
-def configure_edge(server: ServerConfig) -> None:
+def configure_edge(settings: Settings) -> None:
     """The connection bounds for this process (each worker runs this too, before serving)."""
+    server = settings.server
     GatewayHttpProtocol.limits = EdgeLimits(
         max_header_bytes=server.max_header_bytes,
         header_timeout=server.header_timeout_seconds,
         body_timeout=server.body_timeout_seconds,
         max_connections=server.max_connections,
     )
-    _raise_fd_limit(2 * server.max_connections + 256)
+    # Client connections, every provider's connection pool, and headroom (files, listeners).
+    _raise_fd_limit(server.max_connections + sum(p.max_connections for p in settings.providers) + 256)
 
 
 def _raise_fd_limit(wanted: int) -> None:
-    """Lift the soft open-file limit towards ``wanted`` (client connections, upstream connections
-    and some headroom), so the connection cap is reached before descriptors run out."""
+    """Lift the soft open-file limit towards ``wanted``, so the connection cap is reached before
+    descriptors run out; warn when the hard limit does not allow it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
@@ -116,7 +118,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 def serve(opts: ServeOptions, settings: Settings) -> None:
     configure_logs(settings.server.log_level)
-    configure_edge(settings.server)
+    configure_edge(settings)
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exiting 0 then tells process
     # managers the shutdown was clean.
     signal.signal(signal.SIGTERM, _exit_cleanly)
