@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 from switchboard import __version__
-from switchboard.config.loader import ConfigError, load
 from switchboard.config.schema import Settings
+from switchboard.settings.loader import ConfigError, load
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Switchboard, a self-hosted LLM gateway.")
 config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
@@ -53,9 +53,9 @@ def serve(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default 1).")] = None,
 ) -> None:
     """Start the gateway. Without --config it runs the embedded default with a demo model."""
-    from switchboard.config.embedded import master_key
     from switchboard.server import ServeOptions, resolve_settings
     from switchboard.server import serve as run
+    from switchboard.settings.embedded import master_key
 
     opts = ServeOptions(str(config) if config else None, host, port, workers)
     # Before the settings: they read the key file this creates on the first start.

@@ -14,11 +14,11 @@ from typing import Any
 import uvicorn
 
 from switchboard.app import SwitchboardApp, create_app
-from switchboard.config.embedded import embedded_settings
-from switchboard.config.loader import load
 from switchboard.config.schema import Settings
 from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
+from switchboard.settings.embedded import embedded_settings
+from switchboard.settings.loader import load
 
 _ENV = "SWITCHBOARD_SERVE"
 

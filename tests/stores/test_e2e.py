@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from switchboard.config.loader import ConfigError, validate
+from switchboard.settings.loader import ConfigError, validate
 from switchboard.stores.factory import open_database
 from switchboard.stores.sql.migrate import head
 from switchboard.stores.sql.urls import async_url

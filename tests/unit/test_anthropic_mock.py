@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from switchboard.config.schema import Timeouts
 from switchboard.mock.app import create_mock_app
 from switchboard.providers.anthropic import SPEC, AnthropicOptions
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 KEY = "sk-ant-mock-key"
 HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}

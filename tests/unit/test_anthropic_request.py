@@ -16,7 +16,7 @@ from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import registry
 from switchboard.providers.anthropic import SPEC, AnthropicOptions
 from switchboard.providers.anthropic.request import JSON_TOOL
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="

@@ -15,7 +15,7 @@ from switchboard.config.schema import Timeouts
 from switchboard.errors import RateLimited, UpstreamAuthFailed, UpstreamBadGateway, UpstreamUnavailable
 from switchboard.providers.anthropic import SPEC, AnthropicOptions
 from switchboard.providers.anthropic.request import JSON_TOOL
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 TARGET = Target(
     name="claude",

@@ -17,7 +17,7 @@ from switchboard.config.schema import ProviderConfig, Timeouts
 from switchboard.errors import GatewayError, RateLimited, UpstreamAuthFailed, UpstreamBadGateway
 from switchboard.providers import registry
 from switchboard.providers.azure import SPEC, Options
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
 ADAPTER = SPEC.adapter

@@ -10,7 +10,7 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import InvalidRequest, UnsupportedParameter, UpstreamBadGateway
 from switchboard.providers.bedrock import SPEC, BedrockOptions
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 
 def target(model: str) -> Target:

@@ -15,7 +15,7 @@ from yarl import URL
 from switchboard.config.schema import Timeouts
 from switchboard.mock.app import create_mock_app
 from switchboard.providers.bedrock import SPEC, BedrockOptions
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.eventstream import EventStreamDecoder
 from switchboard.upstream.sigv4 import Credentials, sign_headers
 

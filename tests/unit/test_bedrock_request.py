@@ -11,7 +11,7 @@ import pytest
 from switchboard.config.schema import ProviderConfig, Timeouts
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers.bedrock import SPEC, BedrockOptions, model_path
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n rest").decode()
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"

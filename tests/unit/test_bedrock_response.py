@@ -17,7 +17,7 @@ from switchboard.errors import (
     UpstreamUnavailable,
 )
 from switchboard.providers.bedrock import SPEC, BedrockOptions
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 TARGET = Target("claude", "anthropic.claude-3-haiku-20240307-v1:0", "aws", "bedrock", "http://x",
                 BedrockOptions(aws_region="us-east-1"), Timeouts())

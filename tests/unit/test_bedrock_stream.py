@@ -10,7 +10,7 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import RateLimited, UpstreamBadGateway, UpstreamUnavailable
 from switchboard.providers.bedrock import SPEC, BedrockOptions
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.eventstream import encode_message
 
 TARGET = Target("claude", "anthropic.claude-3-haiku-20240307-v1:0", "aws", "bedrock", "http://x",

@@ -10,8 +10,8 @@ import yaml
 
 from switchboard import catalog
 from switchboard.catalog import CatalogError, ModelInfo, cost_usd, lookup
-from switchboard.config.loader import ConfigError, validate
 from switchboard.providers.registry import providers
+from switchboard.settings.loader import ConfigError, validate
 
 # -- the shipped data ------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from switchboard.config.schema import ProviderConfig, Timeouts
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import registry
 from switchboard.providers.cohere import SPEC, CohereOptions
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
 API_BASE = "https://api.cohere.com"

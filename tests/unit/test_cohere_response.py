@@ -20,7 +20,7 @@ from switchboard.errors import (
 )
 from switchboard.providers.cohere import SPEC, CohereOptions
 from switchboard.providers.embedding_encoding import apply_encoding_format
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 TARGET = Target(name="command-a", model="command-a-03-2025", provider="co", provider_type="cohere",
                 api_base="https://api.cohere.com", options=CohereOptions(), timeouts=Timeouts())

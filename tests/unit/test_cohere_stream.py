@@ -10,7 +10,7 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import GatewayError, UpstreamBadGateway, UpstreamTimeout
 from switchboard.providers.cohere import SPEC, CohereOptions
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 TARGET = Target(name="command-a", model="command-a-03-2025", provider="co", provider_type="cohere",
                 api_base="https://api.cohere.com", options=CohereOptions(), timeouts=Timeouts())

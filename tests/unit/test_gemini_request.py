@@ -12,7 +12,7 @@ from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers.gemini import SPEC, GeminiOptions
 from switchboard.providers.google.request import SKIP_SIGNATURE, media_part
 from switchboard.providers.google.schema import clean_schema
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 
 def target(model: str = "gemini-2.5-flash", drop_params: bool = False) -> Target:

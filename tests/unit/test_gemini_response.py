@@ -13,7 +13,7 @@ from switchboard.config.schema import Timeouts
 from switchboard.errors import RateLimited, UpstreamAuthFailed, UpstreamBadGateway, UpstreamUnavailable
 from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.providers.gemini import SPEC, GeminiOptions
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 TARGET = Target(
     "g", "gemini-2.5-flash", "studio", "gemini", "https://example.test", GeminiOptions(), Timeouts()

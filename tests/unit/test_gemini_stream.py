@@ -10,7 +10,7 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import GatewayError, RateLimited, UpstreamBadGateway
 from switchboard.providers.gemini import SPEC, GeminiOptions
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 TARGET = Target(
     "g", "gemini-2.5-flash", "studio", "gemini", "https://example.test", GeminiOptions(), Timeouts()

@@ -17,7 +17,7 @@ from switchboard.config.schema import ProviderConfig, Timeouts
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import registry
 from switchboard.providers.mistral import SPEC, Options, embeddings_body, tool_call_id
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 TARGET = Target(
     name="mistral-small",

@@ -15,7 +15,7 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import RateLimited, UpstreamAuthFailed, UpstreamBadGateway, UpstreamUnavailable
 from switchboard.providers.mistral import SPEC, Options
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 TARGET = Target(
     name="mistral-small",

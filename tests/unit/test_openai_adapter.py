@@ -8,7 +8,7 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import GatewayError, RateLimited, UpstreamAuthFailed, UpstreamBadGateway
 from switchboard.providers.openai import OpenAIAdapter, OpenAIOptions, OpenAIStreamDecoder
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 TARGET = Target("alias", "gpt-4o-mini", "up", "openai", "http://up/v1", OpenAIOptions(), Timeouts())
 ADAPTER = OpenAIAdapter()

@@ -16,7 +16,7 @@ from switchboard.config.schema import ProviderConfig, Timeouts
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import registry
 from switchboard.providers.openai_compatible import PRESETS, SPEC, Options
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 ADAPTER = SPEC.adapter
 USER = {"role": "user", "content": "hi"}

@@ -22,7 +22,7 @@ from switchboard.errors import (
     UpstreamTimeout,
 )
 from switchboard.providers.openai_compatible import SPEC, Options, is_context_length, normalise_usage
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 TARGET = Target(
     name="m",

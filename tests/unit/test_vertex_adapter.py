@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from switchboard.config.schema import ProviderConfig, Timeouts
 from switchboard.providers.registry import check_provider, options_for
+from switchboard.providers.target import Target
 from switchboard.providers.vertex import SPEC, VertexOptions
-from switchboard.routing.target import Target
 from switchboard.upstream.google_auth import ServiceAccountAuth
 
 PEM = (

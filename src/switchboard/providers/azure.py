@@ -30,7 +30,7 @@ from switchboard.config.schema import ProviderConfig
 from switchboard.providers.base import JSON
 from switchboard.providers.openai_compatible import NormalisingAdapter
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from switchboard.errors import GatewayError, InvalidRequest
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
 JSON = dict[str, Any]

@@ -30,7 +30,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 _CARRIED_HEADERS = ("retry-after", "retry-after-ms")
 

@@ -18,7 +18,7 @@ from switchboard.providers.errors import loads_object
 from switchboard.providers.google import GoogleAdapter
 from switchboard.providers.google.embeddings import batch_embed_body, from_batch_embed, model_id
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 

@@ -48,7 +48,7 @@ from switchboard.providers.openai_compatible import (
 )
 from switchboard.providers.params import check_supported
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 

@@ -42,7 +42,7 @@ from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from switchboard.providers.params import CHAT_PARAMS, check_supported, drops
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from switchboard.errors import UnsupportedParameter
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 # Every OpenAI Chat Completions request parameter, so adapters can name what they lack.
 CHAT_PARAMS = frozenset(

@@ -24,7 +24,7 @@ from switchboard.providers.errors import loads_object
 from switchboard.providers.google import GoogleAdapter
 from switchboard.providers.google.embeddings import from_predict, model_id, predict_body
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.auth import UpstreamAuth
 from switchboard.upstream.google_auth import ServiceAccountAuth, load_service_account
 from switchboard.upstream.request import UpstreamRequest

@@ -8,7 +8,7 @@ from switchboard.config.schema import Settings, Timeouts
 from switchboard.providers import registry
 from switchboard.providers.base import ProviderAdapter
 from switchboard.providers.registry import ResolvedProvider
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.client import UpstreamClient
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from switchboard.config.loader import ConfigError, load, validate
 from switchboard.config.schema import LOG_LEVELS
 from switchboard.providers import registry
 from switchboard.routing.table import build_clients, build_routes, resolve_providers
+from switchboard.settings.loader import ConfigError, load, validate
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -6,11 +6,11 @@ import httpx
 import pytest
 
 from switchboard.app import SwitchboardApp
-from switchboard.config.loader import validate
 from switchboard.config.schema import Settings
 from switchboard.context import RequestContext, Result
 from switchboard.gateway import Gateway
 from switchboard.pipeline.chain import Handler, Stage, map_result
+from switchboard.settings.loader import validate
 
 MASTER = "sk-master-key-for-tests"
 

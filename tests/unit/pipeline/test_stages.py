@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from switchboard.config.loader import validate
 from switchboard.context import Principal, Reply, RequestContext, Result
 from switchboard.errors import AuthenticationFailed, InvalidRequest, ModelNotFound
 from switchboard.pipeline.auth import Authenticator, AuthStage, presented_key
 from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.route import RouteStage
 from switchboard.routing.table import build_clients, build_routes
+from switchboard.settings.loader import validate
 from tests.unit.pipeline.fakes import context
 
 MASTER = "sk-master-key-for-tests"

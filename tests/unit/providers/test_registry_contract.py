@@ -28,7 +28,7 @@ from switchboard.config.schema import ProviderConfig, Timeouts
 from switchboard.errors import GatewayError
 from switchboard.providers import registry
 from switchboard.providers.base import ProviderAdapter
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.eventstream import encode_message
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -29,7 +29,7 @@ from switchboard.providers.anthropic.request import (
 from switchboard.providers.anthropic.stream import AnthropicStreamDecoder
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.spec import ProviderSpec
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 

@@ -20,7 +20,7 @@ from switchboard.errors import InvalidRequest
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
 from switchboard.providers.params import check_supported
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"

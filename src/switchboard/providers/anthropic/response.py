@@ -17,7 +17,7 @@ from switchboard.errors import GatewayError
 from switchboard.providers.anthropic.request import JSON_TOOL
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 FINISH_REASONS = {
     "end_turn": "stop",

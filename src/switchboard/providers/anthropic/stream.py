@@ -22,7 +22,7 @@ from switchboard.providers.anthropic.response import finish_reason, stream_error
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEEvent, SSEParser
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from switchboard.providers.bedrock.request import converse_body
 from switchboard.providers.bedrock.response import chat_completion
 from switchboard.providers.bedrock.stream import ConverseStreamDecoder
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 from switchboard.upstream.sigv4 import Credentials, SigV4Auth

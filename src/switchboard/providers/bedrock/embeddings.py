@@ -17,7 +17,7 @@ from switchboard.errors import InvalidRequest
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import check_supported
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 EMBEDDING_PARAMS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 _KNOWN = frozenset({"model", "input", "encoding_format", "dimensions", "user"})

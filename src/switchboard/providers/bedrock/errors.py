@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.errors import loads_object, upstream_error
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 # Exception name -> HTTP status, for exception frames (which carry no status) and bodies without one.
 STATUS_BY_TYPE = {

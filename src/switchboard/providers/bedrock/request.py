@@ -17,7 +17,7 @@ import orjson
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers.base import JSON
 from switchboard.providers.params import check_supported, drops
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 SUPPORTED_PARAMS = frozenset({
     "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",

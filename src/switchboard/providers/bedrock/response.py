@@ -15,7 +15,7 @@ import orjson
 
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 FINISH_REASONS = {
     "end_turn": "stop",

@@ -27,7 +27,7 @@ from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.errors import frame_error
 from switchboard.providers.bedrock.response import canonical_usage, completion_id, finish_reason
 from switchboard.providers.errors import invalid_body, loads_object
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.eventstream import EventStreamDecoder, EventStreamError, Message
 
 

@@ -24,7 +24,7 @@ from switchboard.providers.cohere import request as req
 from switchboard.providers.cohere import response as resp
 from switchboard.providers.cohere.stream import CohereStreamDecoder
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 

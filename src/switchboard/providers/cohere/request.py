@@ -12,7 +12,7 @@ from typing import Any
 from switchboard.errors import InvalidRequest
 from switchboard.providers.base import JSON
 from switchboard.providers.params import check_supported
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 # OpenAI chat parameters this adapter maps (the rest of params.CHAT_PARAMS are refused or dropped).
 CHAT_SUPPORTED = frozenset({

@@ -15,7 +15,7 @@ from typing import Any
 from switchboard.errors import GatewayError, UpstreamBadGateway, UpstreamTimeout
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 # ERROR and TIMEOUT are failures, raised by finish_error() instead of being mapped.
 FINISH_REASONS = {

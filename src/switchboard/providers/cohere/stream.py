@@ -26,7 +26,7 @@ from switchboard.providers.base import JSON
 from switchboard.providers.cohere.response import finish_error, finish_reason, logprob_entries, obj_at, usage
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEEvent, SSEParser
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 
 def _cut_short(event: SSEEvent) -> bool:

@@ -18,7 +18,7 @@ from switchboard.providers.google.errors import google_error
 from switchboard.providers.google.request import generate_content_body
 from switchboard.providers.google.response import chat_completion
 from switchboard.providers.google.stream import GoogleStreamDecoder
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
 _JSON_HEADERS = {"Content-Type": "application/json"}

@@ -12,7 +12,7 @@ from typing import Any
 
 from switchboard.errors import InvalidRequest
 from switchboard.providers.errors import invalid_body
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
 

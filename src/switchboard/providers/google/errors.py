@@ -26,7 +26,7 @@ import orjson
 
 from switchboard.errors import GatewayError
 from switchboard.providers.errors import upstream_error
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
 

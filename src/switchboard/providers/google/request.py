@@ -17,7 +17,7 @@ import orjson
 from switchboard.errors import InvalidRequest
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.params import check_supported
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from switchboard.providers.errors import invalid_body
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
 

@@ -30,7 +30,7 @@ from switchboard.providers.google.response import (
     usage,
 )
 from switchboard.providers.sse import SSEEvent, SSEParser
-from switchboard.routing.target import Target
+from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
 

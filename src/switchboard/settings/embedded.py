@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from switchboard.config.loader import validate
 from switchboard.config.paths import data_dir
 from switchboard.config.schema import Settings
+from switchboard.settings.loader import validate
 
 KEY_FILE = "master_key"
 
