@@ -90,7 +90,8 @@ class RequestContext:
     outcome: Outcome = field(default_factory=Outcome)
     # Named moments of the request (perf_counter()), e.g. "upstream_headers"; created on first use.
     timings: dict[str, float] | None = None
-    _after: list[AfterResponse] | None = None
+    # Callbacks registered with after(); None until the first (most requests register none).
+    post_response: list[AfterResponse] | None = None
 
     def after(self, callback: AfterResponse) -> None:
         """Run ``callback(ctx)`` once the response has been written (or the client has gone).
@@ -99,10 +100,10 @@ class RequestContext:
         They must be quick (append to a buffer, settle a counter): heavy writes belong to a
         batching writer of the stores.
         """
-        if self._after is None:
-            self._after = [callback]
+        if self.post_response is None:
+            self.post_response = [callback]
         else:
-            self._after.append(callback)
+            self.post_response.append(callback)
 
     def mark(self, name: str, at: float) -> None:
         if self.timings is None:
@@ -116,7 +117,7 @@ class RequestContext:
 
     async def run_after_response(self) -> None:
         """Run the registered callbacks; called once, by the edge that owns the request."""
-        callbacks, self._after = self._after, None
+        callbacks, self.post_response = self.post_response, None
         for callback in callbacks or ():
             try:
                 await callback(self)

@@ -33,7 +33,7 @@ from switchboard.http.asgi import (
 from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.errors import ServerShuttingDown
 from switchboard.http.state import ServerState
-from switchboard.observability.requests import log_if_failed
+from switchboard.observability.requests import log_failure
 from switchboard.pipeline.chain import Handler
 
 log = logging.getLogger("switchboard.http")
@@ -96,11 +96,10 @@ class Responder:
         outcome = self.ctx.outcome
         outcome.status = status
         self.started = True
-        await self.send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [JSON_CT, (b"content-length", str(len(body)).encode()), *self.headers(more)],
-        })
+        headers = [JSON_CT, (b"content-length", str(len(body)).encode()), *self.extra]
+        if more:
+            headers += encode_headers(more)
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
         outcome.bytes_sent = len(body)
         outcome.first_byte_at = time.perf_counter()
@@ -158,7 +157,7 @@ class Endpoint:
         ctx = RequestContext(
             rid, self.inbound.operation, self.inbound, headers, b"", started,
             method=scope["method"], path=scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
+            query=query.decode("latin-1") if (query := scope.get("query_string")) else "",
             deadline=started + self._deadline,
         )
         out = Responder(send, ctx, [(b"x-request-id", rid.encode())])
@@ -178,9 +177,12 @@ class Endpoint:
             # The drain window is over and the server is stopping: tell the client plainly.
             await self._cut_at_shutdown(ctx, out)
         finally:
-            ctx.outcome.finished_at = time.perf_counter()
-            await ctx.run_after_response()
-            log_if_failed(ctx)
+            outcome = ctx.outcome
+            outcome.finished_at = time.perf_counter()
+            if ctx.post_response is not None:
+                await ctx.run_after_response()
+            if outcome.status >= 400 or outcome.client_disconnected:
+                log_failure(ctx)
 
     async def _read_body(self, ctx: RequestContext, receive: Receive) -> GatewayError | None:
         if self._limit is None:

@@ -219,7 +219,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         if self._lingering:
             return
-        self._body_seen = self.loop.time()
+        if self._body_timer is not None:  # only a body spanning reads is timed
+            self._body_seen = self.loop.time()
         self._body_got += len(body)
         super().on_body(body)
 

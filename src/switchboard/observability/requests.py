@@ -50,10 +50,9 @@ def failure_fields(ctx: RequestContext) -> dict[str, object]:
     return fields
 
 
-def log_if_failed(ctx: RequestContext) -> None:
+def log_failure(ctx: RequestContext) -> None:
+    """Log a request whose outcome is a failure (the caller checks: status >= 400 or client gone)."""
     outcome = ctx.outcome
-    if outcome.status < 400 and not outcome.client_disconnected:
-        return
     level = logging.WARNING if outcome.status >= 500 else logging.INFO
     if not log.isEnabledFor(level):
         return

@@ -178,9 +178,12 @@ async def read_bounded(resp: aiohttp.ClientResponse, limit: int, *, cut: bool = 
     its connection is closed rather than returned to the pool. Unless ``cut`` (the start of the
     body is wanted anyway), a declared length over the limit is refused before any read."""
     declared = resp.content_length
-    if declared is not None and declared > limit and not cut:
-        resp.close()
-        return b"", False
+    if declared is not None:
+        if declared <= limit:  # the common case: one read of a length known to fit
+            return await resp.read(), True
+        if not cut:
+            resp.close()
+            return b"", False
     buf = bytearray()
     async for piece in resp.content.iter_any():
         buf += piece

@@ -1,0 +1,118 @@
+"""Instructions per request: the gateway's cost, counted rather than timed.
+
+Throughput on a shared virtual machine drifts by ±20 % within minutes, which hides a change of a
+few percent. Counting the CPU instructions the gateway process executes per request (valgrind's
+callgrind, C code of uvloop, httptools, aiohttp and orjson included) gives the same figure to
+within about 0.2 % run after run, so two source trees can be compared exactly:
+
+    python bench/instructions.py                          # this checkout
+    python bench/instructions.py --src /path/to/other/src # another tree (e.g. a git worktree)
+
+The gateway runs under callgrind with instrumentation off while it starts and warms up; only
+the measured requests are counted (sequential keep-alive requests to the same nginx upstream as
+bench/run.py, one worker). Needs valgrind (Debian package ``valgrind``) and nginx. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import run as harness
+import upstream
+from procs import free_port, tool
+
+WARMUP = 50
+
+
+def _wait_ready(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/health/ready")
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway did not become ready within {timeout:.0f} s")
+        time.sleep(0.2)  # polling a process that starts slowly under valgrind
+
+
+def instrument(pid: int, state: str) -> None:
+    subprocess.run([tool("callgrind_control"), "-i", state, str(pid)], check=True, capture_output=True)
+
+
+def _total(out: Path) -> int:
+    total = 0
+    for path in out.parent.glob(out.name + "*"):
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+    return total
+
+
+def measure(src: Path, mode: str, requests: int, root: Path, base: str) -> float:
+    config = root / f"switchboard-{mode}.yaml"
+    config.write_text(harness.switchboard_config(base))
+    port = free_port()
+    out = root / f"callgrind-{mode}.out"
+    env = {**os.environ, "PYTHONPATH": str(src), "SWITCHBOARD_DATA_DIR": str(root / f"data-{mode}")}
+    cmd = [
+        tool("valgrind"), "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+        sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port", str(port),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_ready(port, timeout=300)
+        body = harness.request_body(mode).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+        def one() -> None:
+            conn.request("POST", "/v1/chat/completions", body, harness.HEADERS)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}: {data[:300]!r}")
+
+        for _ in range(WARMUP):
+            one()
+        instrument(proc.pid, "on")
+        for _ in range(requests):
+            one()
+        instrument(proc.pid, "off")
+    finally:
+        proc.terminate()
+        proc.wait(120)
+    return _total(out) / requests
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parent.parent / "src",
+                        help="the source tree to measure (the folder holding switchboard/)")
+    parser.add_argument("--requests", type=int, default=300, help="measured requests per mode")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="sb-instr-") as tmp:
+        root = Path(tmp)
+        nginx, base = upstream.nginx(root / "nginx", cpu=None)
+        with nginx:
+            for mode in harness.MODES:
+                per_request = measure(args.src.resolve(), mode, args.requests, root, base)
+                print(f"{mode:<11} {per_request:>12,.0f} instructions/request  ({args.src})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
