@@ -16,7 +16,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 
 from switchboard.context import Chunk, InboundAPI, Reply, RequestContext, StreamReply
@@ -109,22 +109,26 @@ class Responder:
         body = self.ctx.inbound.encode_error(err)
         await self.body(err.status, body, {**self.ctx.response_headers, **err.headers})
 
-    async def stream_start(self) -> None:
-        self.ctx.outcome.status = 200
-        self.ctx.outcome.stream = True
+    # The stream writes return the ASGI send's awaitable instead of being coroutines themselves:
+    # one coroutine less per event on the hot path. Bytes count as sent once handed over.
+
+    def stream_start(self) -> Awaitable[None]:
+        outcome = self.ctx.outcome
+        outcome.status = 200
+        outcome.stream = True
         self.started = True
         headers = SSE_HEADERS + self.headers(self.ctx.response_headers)
-        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        return self.send({"type": "http.response.start", "status": 200, "headers": headers})
 
-    async def stream_data(self, data: bytes) -> None:
+    def stream_data(self, data: bytes) -> Awaitable[None]:
         outcome = self.ctx.outcome
         if outcome.first_byte_at is None:
             outcome.first_byte_at = time.perf_counter()
-        await self.send({"type": "http.response.body", "body": data, "more_body": True})
         outcome.bytes_sent += len(data)
+        return self.send({"type": "http.response.body", "body": data, "more_body": True})
 
-    async def stream_end(self) -> None:
-        await self.send({"type": "http.response.body", "body": b""})
+    def stream_end(self) -> Awaitable[None]:
+        return self.send({"type": "http.response.body", "body": b""})
 
 
 class Endpoint:
