@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -7,6 +8,9 @@ import openai
 import pytest
 
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway, start_mock
+from tests.services import Postgres, RedisServer, start_postgres, start_redis
+
+_databases = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +40,28 @@ def aclient(gateway: Gateway) -> openai.AsyncOpenAI:
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# Real servers for cluster mode, started only when a test asks for them, stopped at the end.
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server of the session's own, on a free port in a temporary directory."""
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the session's own, on a free port in a temporary directory."""
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_database_url(postgres: Postgres) -> str:
+    """A new, empty PostgreSQL database (config form: ``postgresql://...``)."""
+    return postgres.create_database(f"test_{next(_databases)}")

@@ -20,6 +20,7 @@ import yaml
 
 MASTER_KEY = "sk-test-master-key-0123456789"
 UPSTREAM_KEY = "sk-upstream-secret-key-ABCDEF"
+SECRET_KEY = "test-server-secret-0123456789abcdefghijklmnop"
 START_TIMEOUT = 30.0
 
 
@@ -198,6 +199,8 @@ def start_gateway(
             "UPSTREAM_KEY": UPSTREAM_KEY,
             # The database (SQLite by default) lives with the test, not in ~/.switchboard.
             "SWITCHBOARD_DATA_DIR": str(tmp / "data"),
+            # Instances sharing a database must share the secret that keys the API-key hashes.
+            "SWITCHBOARD_SECRET_KEY": SECRET_KEY,
             **(env or {}),
         },
     )

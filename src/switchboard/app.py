@@ -15,18 +15,21 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
+from switchboard.access import keys as keyfmt
+from switchboard.access.cache import KeyCache
 from switchboard.config.schema import Settings
 from switchboard.context import InboundAPI
 from switchboard.errors import GatewayError
 from switchboard.gateway import Gateway
 from switchboard.http import openai_api
-from switchboard.http.admin import AdminAPI
+from switchboard.http.admin import AdminBridge, AdminServices, create_admin_app
 from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
 from switchboard.http.endpoint import Endpoint, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler
+from switchboard.stores import Stores
 
 log = logging.getLogger("switchboard")
 
@@ -58,9 +61,7 @@ class SwitchboardApp:
         for path in ("/v1/models", "/models"):
             self.routes[("GET", path)] = models
         self._model = self._endpoint(openai_api.MODEL, self.gateway.models.get, reads_body=False)
-        self._admin = self._endpoint(
-            openai_api.ADMIN, AdminAPI(settings, self.gateway.catalog), reads_body=True
-        )
+        self._admin = self._endpoint(openai_api.ADMIN, AdminBridge(self._admin_app()), reads_body=True)
         self.routes[("GET", "/health/live")] = self.live
         self.routes[("GET", "/health/ready")] = self.ready
         self._paths = {path for _, path in self.routes}
@@ -69,6 +70,27 @@ class SwitchboardApp:
             from switchboard.mock.app import create_mock_app
 
             self._mock = create_mock_app()
+
+    def _admin_app(self) -> object:
+        secret = self.settings.auth.secret_key
+        gateway = self.gateway
+
+        def stores() -> Stores:
+            assert gateway.stores is not None, "the admin API serves only after start-up"
+            return gateway.stores
+
+        def key_cache() -> KeyCache:
+            assert gateway.key_cache is not None, "the admin API serves only after start-up"
+            return gateway.key_cache
+
+        services = AdminServices(
+            settings=self.settings,
+            catalog=gateway.catalog,
+            hashing=keyfmt.hashing_key(secret.get_secret_value()) if secret else None,
+            stores=stores,
+            key_cache=key_cache,
+        )
+        return create_admin_app(services)
 
     def _endpoint(self, inbound: InboundAPI, terminal: Handler, *, reads_body: bool) -> Endpoint:
         s = self.settings.server
@@ -87,7 +109,7 @@ class SwitchboardApp:
             handler = self.routes.get((scope["method"], path))
             if handler is not None:
                 await handler(scope, receive, send)
-            elif path.startswith("/admin/"):
+            elif path.startswith("/admin/") or path == "/docs":
                 await self._admin(scope, receive, send)
             elif self._mock is not None and path.startswith("/mock/"):
                 await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)

@@ -13,7 +13,7 @@ written, so accounting and logging add no latency to the response.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,7 +39,9 @@ class Principal:
     tenant_id: str | None = None
     team_id: str | None = None
     user_id: str | None = None
-    metadata: dict[str, Any] | None = None
+    # None: every model; otherwise model names or ``*`` patterns this caller may use.
+    allowed_models: tuple[str, ...] | None = None
+    metadata: Mapping[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -133,6 +135,16 @@ class Reply:
     status: int = 200
 
 
+@dataclass(slots=True)
+class RawReply:
+    """A complete response already in wire form (status, headers, bytes), from a terminal that is
+    an ASGI application of its own (the admin API). The edge adds its headers and writes it."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
 Chunk = dict[str, Any]
 
 
@@ -166,7 +178,7 @@ class StreamReply:
             await self.close()
 
 
-Result = Reply | StreamReply
+Result = Reply | StreamReply | RawReply
 
 
 class InboundAPI(Protocol):

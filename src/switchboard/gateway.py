@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 from switchboard import catalog
+from switchboard.access.cache import KeyCache
 from switchboard.config.schema import Settings
 from switchboard.pipeline import count_tokens, invoke
+from switchboard.pipeline.access import ModelAccessStage
 from switchboard.pipeline.auth import Authenticator, AuthStage
 from switchboard.pipeline.chain import Handler, Stage, build_chain
 from switchboard.pipeline.decode import DecodeStage
@@ -26,7 +28,11 @@ class Gateway:
         providers = resolve_providers(settings)  # options and api_base, once per provider
         self.clients = build_clients(settings, providers)
         self.routes = build_routes(settings, self.clients, providers)
-        self.authenticator = Authenticator(settings.auth.master_key.get_secret_value())
+        secret = settings.auth.secret_key
+        self.authenticator = Authenticator(
+            settings.auth.master_key.get_secret_value(), secret.get_secret_value() if secret else None
+        )
+        self.key_cache: KeyCache | None = None
         self.images = ImageFetcher(settings.images)
         # Model limits, capabilities and prices, with the config's overrides applied.
         self.catalog = catalog.build(settings)
@@ -56,16 +62,19 @@ class Gateway:
 
     def operation_stages(self, operation: str) -> list[Stage]:
         if operation == "count_tokens":
-            return [DecodeStage(), RouteStage(self.routes)]
+            return [DecodeStage(), ModelAccessStage(), RouteStage(self.routes)]
         if operation not in MODEL_CALLS:
             return []
-        stages: list[Stage] = [DecodeStage(), RouteStage(self.routes)]
+        stages: list[Stage] = [DecodeStage(), ModelAccessStage(), RouteStage(self.routes)]
         if any(route.adapter.needs_inline_images(route.target) for route in self.routes.values()):
             stages.append(InlineImagesStage(self.images))
         return stages
 
     async def start(self) -> None:
         self.stores = await open_stores(self.settings)
+        self.key_cache = KeyCache(self.stores.keys, self.stores.feed)
+        await self.key_cache.start()
+        self.authenticator.attach(self.key_cache)
         for client in self.clients.values():
             await client.start()
         self.ready = True
@@ -75,6 +84,9 @@ class Gateway:
         for client in self.clients.values():
             await client.close()
         await self.images.close()
+        if self.key_cache is not None:
+            await self.key_cache.close()
+            self.key_cache = None
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

@@ -18,7 +18,8 @@ from switchboard.config.schema import Settings
 from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
 from switchboard.settings.embedded import embedded_settings
-from switchboard.settings.loader import load
+from switchboard.settings.loader import ConfigError, load
+from switchboard.settings.secret import SecretKeyMissing, with_secret_key
 
 _ENV = "SWITCHBOARD_SERVE"
 
@@ -52,7 +53,10 @@ def resolve_settings(opts: ServeOptions) -> Settings:
     if overrides:
         server = settings.server.model_copy(update=overrides)
         settings = settings.model_copy(update={"server": server})
-    return settings
+    try:
+        return with_secret_key(settings)
+    except SecretKeyMissing as exc:
+        raise ConfigError(opts.config or "(embedded default)", [str(exc)]) from None
 
 
 def app_factory() -> SwitchboardApp:

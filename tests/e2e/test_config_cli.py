@@ -183,3 +183,14 @@ def test_key_from_environment_not_printed_and_quickstart_works(tmp_path: Path, h
         assert _models_status(port, _readme_key(env)) == 200
     finally:
         assert proc.stop() == 0
+
+
+def test_shared_database_without_a_secret_refuses_to_serve(tmp_path: Path) -> None:
+    """Instances sharing PostgreSQL must share the secret that keys the API-key hashes."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    path = _config(tmp_path, text + "database:\n  url: postgresql://sb@127.0.0.1:9/sb\n")
+    proc = spawn(["serve", "--config", str(path), "--port", str(free_port())], inherit=False)
+    proc.proc.wait(60)
+    assert proc.proc.returncode == 2, proc.output
+    assert "auth.secret_key: required with a shared database" in proc.output
+    assert "Traceback" not in proc.output

@@ -1,9 +1,6 @@
 """Fixtures for the store contract tests: real servers, fresh databases, both implementations.
 
-- ``postgres`` / ``redis_server`` (session): a PostgreSQL and a redis-server of their own, on
-  free ports in temporary directories, stopped at the end of the session. Started only when a
-  test asks for them (directly or through a ``cluster`` backend).
-- ``fresh_database_url``: a new, empty PostgreSQL database (config form: ``postgresql://...``).
+- ``postgres``, ``redis_server`` and ``fresh_database_url`` come from tests/conftest.py.
 - ``backend``: parametrised ``embedded`` (SQLite in tmp + memory) and ``cluster`` (PostgreSQL +
   Redis); ``backend.stores`` is open, ``backend.clock`` a ManualClock driving the in-memory stores
   and the Redis counters, ``await backend.peer()`` another instance on the same state.
@@ -14,8 +11,7 @@ Async fixtures run on the session event loop (pyproject), so the async tests her
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,28 +22,7 @@ from switchboard.stores import Stores
 from switchboard.stores.clock import ManualClock
 from switchboard.stores.factory import open_at
 from switchboard.stores.sql.urls import async_url
-from tests.services import Postgres, RedisServer, start_postgres, start_redis
-
-_names = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    server = start_postgres()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = start_redis()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fresh_database_url(postgres: Postgres) -> str:
-    return postgres.create_database(f"test_{next(_names)}")
+from tests.services import RedisServer
 
 
 @dataclass

@@ -21,10 +21,10 @@ from switchboard.stores.factory import open_database
 from switchboard.stores.sql.migrate import head
 from switchboard.stores.sql.urls import async_url
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, Mock, free_port, openai_config, start_gateway
+from tests.servers import MASTER_KEY, SECRET_KEY, Mock, free_port, openai_config, start_gateway
 from tests.services import Postgres, RedisServer
 
-AUTH = {"auth": {"master_key": MASTER_KEY}}
+AUTH = {"auth": {"master_key": MASTER_KEY, "secret_key": SECRET_KEY}}
 
 
 def write(tmp: Path, config: dict[str, Any], name: str = "switchboard.yaml") -> Path:

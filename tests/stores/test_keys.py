@@ -26,6 +26,8 @@ def key(id: str = "key-1", tenant: str = "tenant-a", **fields: object) -> KeyRec
         expires_at=datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
         metadata={"owner": "ops", "n": 3, "nested": {"a": [1, 2]}},
         created_at=datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        name="billing service",
+        created_by="master",
     )
     return replace(base, **fields)  # type: ignore[arg-type]
 

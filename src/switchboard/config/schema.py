@@ -96,11 +96,16 @@ class ModelConfig(_Strict):
 
 class AuthConfig(_Strict):
     master_key: SecretStr
+    # Keys the hashes of the gateway's API keys (and, later, the encryption of stored provider
+    # credentials). Absent: $SWITCHBOARD_SECRET_KEY, else a file generated in the data dir.
+    secret_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> AuthConfig:
         if len(self.master_key.get_secret_value()) < 8:
             raise ValueError("master_key must be at least 8 characters")
+        if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("secret_key must be at least 32 characters")
         return self
 
 

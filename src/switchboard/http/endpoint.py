@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 
-from switchboard.context import Chunk, InboundAPI, Reply, RequestContext, StreamReply
+from switchboard.context import Chunk, InboundAPI, RawReply, Reply, RequestContext, StreamReply
 from switchboard.errors import GatewayError, InternalError, InvalidRequest, UnsupportedMediaType
 from switchboard.http.asgi import (
     JSON_CT,
@@ -102,6 +102,17 @@ class Responder:
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
         outcome.bytes_sent = len(body)
+        outcome.first_byte_at = time.perf_counter()
+
+    async def raw(self, reply: RawReply) -> None:
+        """A response in wire form from an ASGI terminal; the edge adds only its own headers."""
+        outcome = self.ctx.outcome
+        outcome.status = reply.status
+        self.started = True
+        headers = [*reply.headers, *self.headers(self.ctx.response_headers)]
+        await self.send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": reply.body})
+        outcome.bytes_sent = len(reply.body)
         outcome.first_byte_at = time.perf_counter()
 
     async def error(self, err: GatewayError) -> None:
@@ -213,8 +224,10 @@ class Endpoint:
         if isinstance(result, Reply):
             body = self.inbound.encode(ctx, result.body)
             await out.body(result.status, body, ctx.response_headers)
-        else:
+        elif isinstance(result, StreamReply):
             await self._stream(ctx, result, out)
+        else:
+            await out.raw(result)
 
     async def _stream(self, ctx: RequestContext, result: StreamReply, out: Responder) -> None:
         # The stream is closed on every way out: done, failed, client gone, server stopping.

@@ -1,16 +1,21 @@
-"""Authentication: who is calling. The master key for now; keys from a store come next.
+"""Authentication: who is calling.
 
-``Authenticator.authenticate`` is async because looking a key up may reach a store (behind a
-cache); the master key is checked first, in constant time, with no I/O.
+The master key is checked first, in constant time, with no I/O. Otherwise a key of the gateway's
+shape is hashed and looked up through the key cache (a store query only for a key not seen
+lately); revoked, disabled and expired keys are refused with their own codes.
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 
+from switchboard.access import keys
+from switchboard.access.cache import KeyCache
 from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import AuthenticationFailed
 from switchboard.pipeline.chain import Handler
+from switchboard.stores.protocols import KeyRecord
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -23,9 +28,18 @@ def presented_key(headers: dict[str, str]) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, master_key: str) -> None:
+    """The master key, then the gateway's API keys (through the key cache, once attached)."""
+
+    def __init__(self, master_key: str, secret_key: str | None = None) -> None:
         self._master = master_key.encode()
         self._admin = Principal(id="master", role="admin")
+        self._hashing = keys.hashing_key(secret_key) if secret_key else None
+        self._keys: KeyCache | None = None
+        self._clock = time.time
+
+    def attach(self, cache: KeyCache) -> None:
+        """Start accepting API keys (the stores are open)."""
+        self._keys = cache
 
     async def authenticate(self, headers: dict[str, str]) -> Principal:
         key = presented_key(headers)
@@ -36,7 +50,30 @@ class Authenticator:
         # Constant-time comparison so the key cannot be guessed byte by byte from timings.
         if hmac.compare_digest(key.encode("utf-8", "surrogateescape"), self._master):
             return self._admin
-        raise AuthenticationFailed("invalid API key")
+        if self._keys is None or self._hashing is None or not keys.looks_like_key(key):
+            raise AuthenticationFailed("invalid API key")
+        # The lookup is by keyed hash: equal hashes mean equal keys, nothing to compare further.
+        record = await self._keys.get(keys.key_hash(key, self._hashing))
+        if record is None:
+            raise AuthenticationFailed("invalid API key")
+        if not record.enabled:
+            raise AuthenticationFailed("this API key has been revoked or disabled", code="key_disabled")
+        if record.expires_at is not None and record.expires_at.timestamp() <= self._clock():
+            raise AuthenticationFailed("this API key has expired", code="key_expired")
+        return principal_of(record)
+
+
+def principal_of(record: KeyRecord) -> Principal:
+    return Principal(
+        id=record.id,
+        role=record.role,
+        key_id=record.id,
+        tenant_id=record.tenant_id,
+        team_id=record.team_id,
+        user_id=record.user_id,
+        allowed_models=record.allowed_models,
+        metadata=record.metadata,
+    )
 
 
 class AuthStage:

@@ -45,19 +45,20 @@ def map_result(
 ) -> Result:
     """Act on a result the same way whether it is complete or a stream.
 
-    ``body`` transforms a complete reply's body; ``batch`` transforms each batch of a stream
-    (an empty list drops the batch); ``done`` is called once the reply is complete: at once for
-    a :class:`Reply`, and when a stream ends for a :class:`StreamReply`, with the exception that
-    ended it (``None`` when it ran to the end). The wrapped stream closes the inner one however
-    it ends, so the upstream response is released at once.
+    ``body`` transforms a complete reply's body (not a :class:`RawReply`'s, already encoded);
+    ``batch`` transforms each batch of a stream (an empty list drops the batch); ``done`` is
+    called once the reply is complete: at once for a complete reply, and when a stream ends for
+    a :class:`StreamReply`, with the exception that ended it (``None`` when it ran to the end).
+    The wrapped stream closes the inner one however it ends, so the upstream response is
+    released at once.
     """
-    if isinstance(result, Reply):
-        if body is not None:
-            result.body = body(result.body)
-        if done is not None:
-            done(None)
-        return result
-    return StreamReply(_mapped(result, batch, done), close=result.aclose)
+    if isinstance(result, StreamReply):
+        return StreamReply(_mapped(result, batch, done), close=result.aclose)
+    if body is not None and isinstance(result, Reply):
+        result.body = body(result.body)
+    if done is not None:
+        done(None)
+    return result
 
 
 async def _mapped(

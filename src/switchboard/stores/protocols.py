@@ -39,6 +39,8 @@ class KeyRecord:
     enabled: bool = True
     metadata: Mapping[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
+    name: str | None = None  # a label for people
+    created_by: str | None = None  # the principal id that issued it
 
 
 @dataclass(frozen=True)

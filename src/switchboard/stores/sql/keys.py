@@ -28,6 +28,8 @@ def _row(record: KeyRecord) -> dict[str, Any]:
         "enabled": record.enabled,
         "metadata": dict(record.metadata),
         "created_at": to_db(record.created_at),
+        "name": record.name,
+        "created_by": record.created_by,
     }
 
 
@@ -48,6 +50,8 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
         enabled=bool(m["enabled"]),
         metadata=m["metadata"] or {},
         created_at=created,
+        name=m["name"],
+        created_by=m["created_by"],
     )
 
 

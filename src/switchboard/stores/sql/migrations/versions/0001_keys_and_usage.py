@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("key_hash", sa.String(128), nullable=False),
         sa.Column("prefix", sa.String(32), nullable=False),
+        sa.Column("name", sa.String(200)),
         sa.Column("tenant_id", sa.String(64), nullable=False),
         sa.Column("team_id", sa.String(64)),
         sa.Column("user_id", sa.String(64)),
@@ -31,6 +32,7 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean, nullable=False),
         sa.Column("metadata", sa.JSON, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(64)),
         sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
     )
     op.create_index("ix_api_keys_tenant_id", "api_keys", ["tenant_id"])

@@ -1,0 +1,42 @@
+"""The admin application: routers, OpenAPI, error shape, and what the routes need."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from switchboard import __version__
+from switchboard.access.cache import KeyCache
+from switchboard.catalog import Catalog
+from switchboard.config.schema import Settings
+from switchboard.http.admin import catalog, errors, keys
+from switchboard.stores import Stores
+
+
+@dataclass
+class AdminServices:
+    """What the admin routes use. The stores open in the lifespan, after the app is built, so
+    they are reached through callables."""
+
+    settings: Settings
+    catalog: Catalog
+    hashing: bytes | None  # the key-hashing key derived from the server secret (None: no secret)
+    stores: Callable[[], Stores]
+    key_cache: Callable[[], KeyCache]
+
+
+def create_admin_app(services: AdminServices) -> FastAPI:
+    app = FastAPI(
+        title="Switchboard admin API",
+        version=__version__,
+        openapi_url="/admin/v1/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    errors.install(app)
+    app.include_router(catalog.router)
+    app.include_router(keys.router)
+    return app

@@ -1,0 +1,73 @@
+"""Runs the admin ASGI application as the terminal handler of the admin operation's chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.context import RawReply, RequestContext, Result
+from switchboard.errors import PermissionDenied
+from switchboard.http.asgi import Message, Receive, Scope
+
+ASGIApp = Any  # an ASGI callable (typed loosely: FastAPI's own signature differs in detail)
+
+
+class AdminBridge:
+    """The chain's terminal for ``/admin/*`` and ``/docs``: the principal is checked here (only the
+    platform admin role, for now), then the request is replayed into the admin application and
+    its complete answer captured as a :class:`RawReply`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, ctx: RequestContext) -> Result:
+        principal = ctx.principal
+        if principal is None or principal.role != "admin":
+            raise PermissionDenied("the admin API needs the master key", code="admin_only")
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": ctx.method,
+            "scheme": "http",
+            "path": ctx.path,
+            "raw_path": ctx.path.encode("latin-1", "replace"),
+            "query_string": ctx.query.encode("latin-1", "replace"),
+            "root_path": "",
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.headers.items()],
+            "client": None,
+            "server": None,
+            # What the admin routes read through request.state.
+            "state": {"principal": principal, "request_id": ctx.request_id},
+        }
+        captured = _Captured()
+        await self._app(scope, _replay(ctx.body), captured.send)
+        return RawReply(captured.status, captured.headers, b"".join(captured.body))
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+class _Captured:
+    def __init__(self) -> None:
+        self.status = 500
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())]
+        elif message["type"] == "http.response.body":
+            self.body.append(message.get("body", b""))
+
+

@@ -1,0 +1,73 @@
+"""Every admin error in the OpenAI error shape, like the rest of the gateway."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from switchboard.errors import GatewayError
+from switchboard.http.errors import MethodNotAllowed, unknown_url
+
+_CODES = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter",
+          "json_invalid": "invalid_json", "model_attributes_type": "invalid_json"}
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+# Names pydantic adds to a location for the member of a union that failed (``metadata.k.str``).
+_UNION_TAG = re.compile(r"^(?:constrained-)?(?:str|int|float|bool|none|list|dict)$|\[")
+
+
+def _param(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    while len(parts) > 1 and _UNION_TAG.search(parts[-1]):
+        parts.pop()
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else ("." if out else "") + part
+    return out or None
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"type": "invalid", "msg": "invalid request", "loc": ()}
+    param = _param(tuple(first.get("loc", ())))
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    if first.get("type") == "extra_forbidden":
+        message = "unknown field"
+    body = {"error": {"message": f"{param}: {message}" if param else message,
+                      "type": "invalid_request_error", "param": param,
+                      "code": _CODES.get(str(first.get("type")), "invalid_value")}}
+    return _json(400, body)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    method, path = request.method, request.url.path
+    if exc.status_code == 404:
+        return _json(404, unknown_url(method, path).to_openai())
+    if exc.status_code == 405:
+        return _json(405, MethodNotAllowed(f"method {method} is not allowed on {path}").to_openai())
+    return _json(exc.status_code, GatewayError(str(exc.detail), status=exc.status_code).to_openai())
+
+
+async def gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    response = _json(exc.status, exc.to_openai())
+    for name, value in exc.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(GatewayError, gateway_error)

@@ -1,0 +1,68 @@
+"""The server secret: ``auth.secret_key``, else ``$SWITCHBOARD_SECRET_KEY``, else a file.
+
+With the embedded SQLite database the secret may be generated on first start into
+``<data_dir>/secret_key`` (0600), like the master key. With PostgreSQL several instances share
+the stored key hashes, so they must share the secret: it has to be given, not generated.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from switchboard.config.paths import data_dir
+from switchboard.config.schema import Settings
+
+SECRET_FILE = "secret_key"
+ENV = "SWITCHBOARD_SECRET_KEY"
+
+
+class SecretKeyMissing(Exception):
+    """A shared database without a configured secret."""
+
+
+def _shared_database(settings: Settings) -> bool:
+    url = settings.database.url
+    return url is not None and not url.get_secret_value().startswith("sqlite")
+
+
+def read_or_create(path: Path) -> str:
+    """The secret in ``path``, generated first if there is none. Several processes starting
+    together agree: the file appears whole (written aside, then linked into place) or not at all."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secrets.token_urlsafe(48) + "\n")
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass  # another process was first; use its secret
+    finally:
+        aside.unlink()
+    return path.read_text(encoding="utf-8").strip()
+
+
+def with_secret_key(settings: Settings, env: dict[str, str] | None = None) -> Settings:
+    if settings.auth.secret_key is not None:
+        return settings
+    env = dict(os.environ) if env is None else env
+    value = env.get(ENV)
+    if not value:
+        if _shared_database(settings):
+            raise SecretKeyMissing(
+                f"auth.secret_key: required with a shared database (set it, or {ENV}), so that "
+                "every instance hashes the gateway's API keys alike"
+            )
+        value = read_or_create((settings.server.data_dir or data_dir(env)) / SECRET_FILE)
+    elif len(value) < 32:
+        raise SecretKeyMissing(f"{ENV} must be at least 32 characters")
+    auth = settings.auth.model_copy(update={"secret_key": SecretStr(value)})
+    return settings.model_copy(update={"auth": auth})

@@ -1,0 +1,284 @@
+"""The gateway's API keys, end to end: issued through the admin API, used with the official SDKs,
+limited to models, listed without secrets, revoked. Every test runs on the embedded default
+(SQLite, in-process state) and on a cluster (PostgreSQL and Redis); revocation is also shown
+taking effect on a second instance."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.e2e.sdk import ask
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.services import Postgres, RedisServer
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+
+
+@dataclass
+class Deployment:
+    kind: str
+    config: dict[str, Any]
+    gateway: Gateway
+
+    def create(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+        url = f"{self.gateway.url}/admin/v1/keys"
+        return httpx.post(url, json=body, headers=headers or ADMIN, timeout=10)
+
+    def key(self, models: list[str], **extra: Any) -> dict[str, Any]:
+        resp = self.create({"models": models, **extra})
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+    def sdk(self, key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0, timeout=30)
+
+
+def _cluster_config(mock: Mock, postgres: Postgres, redis: RedisServer) -> dict[str, Any]:
+    config = openai_config(mock)
+    config["database"] = {"url": postgres.create_database(f"keys_{uuid.uuid4().hex[:8]}")}
+    config["redis"] = {"url": redis.url}
+    return config
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def deployment(
+    request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    if request.param == "embedded":
+        config = openai_config(mock_upstream)
+    else:
+        config = _cluster_config(
+            mock_upstream, request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+        )
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"keys-{request.param}"))
+    yield Deployment(request.param, config, gw)
+    gw.process.stop()
+
+
+def test_a_key_limited_to_one_model(deployment: Deployment) -> None:
+    created = deployment.key(["gpt-4o-mini"], name="billing service", team="team-a", user="u-1",
+                             metadata={"owner": "billing"})
+    assert created["key"].startswith("sk-sb-") and created["key"].startswith(created["prefix"])
+    assert created["id"].startswith("key_") and created["models"] == ["gpt-4o-mini"]
+    assert (created["name"], created["team"], created["user"], created["created_by"]) == (
+        "billing service", "team-a", "u-1", "master")
+    client = deployment.sdk(created["key"])
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask("hello key"))
+    assert reply.choices[0].message.content.endswith("You said: hello key")
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        client.chat.completions.create(model="slow-model", messages=ask("x"))
+    assert denied.value.status_code == 403
+    assert denied.value.body["code"] == "model_not_allowed"  # type: ignore[index]
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("slow-model")
+    assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+
+
+def test_patterns_allow_families_of_models(deployment: Deployment) -> None:
+    client = deployment.sdk(deployment.key(["gpt-*"])["key"])
+    assert {m.id for m in client.models.list()} == {"gpt-4o-mini", "gpt-3.5-turbo-instruct"}
+    assert client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi").choices
+    with pytest.raises(openai.PermissionDeniedError):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    everything = deployment.sdk(deployment.key(["*"])["key"])
+    assert len(everything.models.list().data) == len(deployment.config["models"])
+
+
+def test_keys_work_for_anthropic_clients_and_count_tokens(deployment: Deployment) -> None:
+    key = deployment.key(["gpt-4o-mini"])["key"]
+    client = anthropic.Anthropic(base_url=deployment.gateway.url, api_key=key, max_retries=0)
+    hi = [{"role": "user", "content": "hi"}]
+    message = client.messages.create(model="gpt-4o-mini", max_tokens=50, messages=hi)  # type: ignore[arg-type]
+    assert message.content
+    assert client.messages.count_tokens(model="gpt-4o-mini", messages=hi).input_tokens > 0  # type: ignore[arg-type]
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client.messages.count_tokens(model="slow-model", messages=hi)  # type: ignore[arg-type]
+
+
+def test_streams_work_with_a_key(deployment: Deployment) -> None:
+    client = deployment.sdk(deployment.key(["gpt-4o-mini"])["key"])
+    chunks = client.chat.completions.create(model="gpt-4o-mini", messages=ask("streamed"), stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.endswith("You said: streamed")
+
+
+def test_listing_shows_no_secret_and_pages(deployment: Deployment) -> None:
+    made = [deployment.key(["gpt-4o-mini"], name=f"page-{i}") for i in range(3)]
+    keys_url = f"{deployment.gateway.url}/admin/v1/keys"
+    resp = httpx.get(keys_url, headers=ADMIN, params={"limit": 1000}, timeout=10)
+    assert resp.status_code == 200
+    listed = resp.json()["data"]
+    by_id = {k["id"]: k for k in listed}
+    for key in made:
+        shown = by_id[key["id"]]
+        assert "key" not in shown and "key_hash" not in shown
+        assert key["key"] not in resp.text
+        assert shown["prefix"] == key["prefix"]
+    pages, after = [], None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"after": after} if after else {})}
+        page = httpx.get(keys_url, headers=ADMIN, params=params, timeout=10).json()
+        pages.extend(k["id"] for k in page["data"])
+        if not page["has_more"]:
+            break
+        after = page["last_id"]
+    assert pages == [k["id"] for k in listed]
+    one = httpx.get(f"{keys_url}/{made[0]['id']}", headers=ADMIN, timeout=10)
+    assert one.status_code == 200 and one.json()["name"] == "page-0" and "key" not in one.json()
+
+
+def test_revoked_key_stops_working(deployment: Deployment) -> None:
+    created = deployment.key(["gpt-4o-mini"])
+    client = deployment.sdk(created["key"])
+    assert client.models.list().data  # seen, so cached
+    resp = httpx.delete(f"{deployment.gateway.url}/admin/v1/keys/{created['id']}", headers=ADMIN, timeout=10)
+    assert resp.status_code == 200
+    assert resp.json() == {"id": created["id"], "object": "api_key", "deleted": True}
+    with pytest.raises(openai.AuthenticationError) as err:
+        client.models.list()
+    assert err.value.body["code"] == "key_disabled"  # type: ignore[index]
+    shown = httpx.get(f"{deployment.gateway.url}/admin/v1/keys/{created['id']}", headers=ADMIN, timeout=10)
+    assert shown.json()["enabled"] is False
+    again = httpx.delete(f"{deployment.gateway.url}/admin/v1/keys/key_nope", headers=ADMIN, timeout=10)
+    assert again.status_code == 404 and again.json()["error"]["code"] == "key_not_found"
+
+
+def test_a_key_cannot_use_the_admin_api(deployment: Deployment) -> None:
+    key = deployment.key(["*"])["key"]
+    resp = deployment.create({"models": ["*"]}, headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "admin_only"
+    listed = httpx.get(f"{deployment.gateway.url}/admin/v1/keys", headers={"Authorization": f"Bearer {key}"})
+    assert listed.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("key", "code"),
+    [
+        ("sk-sb-short", "invalid_api_key"),
+        ("sk-sb-" + "A" * 48, "invalid_api_key"),  # well-formed, unknown
+        ("sk-sb-" + "A" * 47 + "!", "invalid_api_key"),
+        ("x" * 8000, "invalid_api_key"),
+    ],
+)
+def test_wrong_and_malformed_keys(deployment: Deployment, key: str, code: str) -> None:
+    auth = {"Authorization": f"Bearer {key}"}
+    resp = httpx.get(f"{deployment.gateway.base_url}/models", headers=auth, timeout=10)
+    assert resp.status_code == 401
+    assert resp.json()["error"]["code"] == code
+    assert httpx.get(f"{deployment.gateway.url}/health/ready", timeout=10).status_code == 200
+
+
+def _in(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({}, "models", "missing_required_parameter"),
+        ({"models": []}, "models", "invalid_value"),
+        ({"models": "gpt-4o-mini"}, "models", "invalid_value"),
+        ({"models": [1]}, "models[0]", "invalid_value"),
+        ({"models": ["m"], "owner": "x"}, "owner", "unknown_parameter"),
+        ({"models": ["m"], "name": "n" * 201}, "name", "invalid_value"),
+        ({"models": ["m"], "team": "a b"}, "team", "invalid_value"),
+        ({"models": ["m"], "team": "'; DROP TABLE api_keys; --"}, "team", "invalid_value"),
+        ({"models": ["m"], "expires_at": "2020-01-01T00:00:00Z"}, "expires_at", "invalid_value"),
+        ({"models": ["m"], "expires_at": "2999-01-01T00:00:00"}, "expires_at", "invalid_value"),
+        ({"models": ["m"], "expires_at": "soon"}, "expires_at", "invalid_value"),
+        ({"models": ["m"], "metadata": {f"k{i}": i for i in range(51)}}, "metadata", "invalid_value"),
+        ({"models": ["m"], "metadata": {"k": {"nested": 1}}}, "metadata.k", "invalid_value"),
+        ({"models": ["m" * 201]}, "models[0]", "invalid_value"),
+    ],
+)
+def test_bad_admin_bodies_are_400(
+    deployment: Deployment, body: dict[str, Any], param: str, code: str
+) -> None:
+    resp = deployment.create(body)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", code)
+    assert error["param"] == param, error
+
+
+def test_bad_admin_json_and_a_future_expiry(deployment: Deployment) -> None:
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", content=b"{nope", timeout=10,
+                      headers={**ADMIN, "content-type": "application/json"})
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_json"
+    created = deployment.key(["gpt-4o-mini"], expires_at=_in(3600))
+    assert created["expires_at"] is not None
+    assert deployment.sdk(created["key"]).models.list().data
+
+
+def test_admin_schema_and_docs(deployment: Deployment) -> None:
+    spec = httpx.get(f"{deployment.gateway.url}/admin/v1/openapi.json", headers=ADMIN, timeout=10)
+    assert spec.status_code == 200
+    paths = spec.json()["paths"]
+    assert {"post", "get"} <= set(paths["/admin/v1/keys"]) and "delete" in paths["/admin/v1/keys/{key_id}"]
+    docs = httpx.get(f"{deployment.gateway.url}/docs", headers=ADMIN, timeout=10)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert httpx.get(f"{deployment.gateway.url}/admin/v1/openapi.json", timeout=10).status_code == 401
+    missing = httpx.get(f"{deployment.gateway.url}/admin/v1/nothing", headers=ADMIN, timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_url"
+    wrong = httpx.put(f"{deployment.gateway.url}/admin/v1/keys", headers=ADMIN, timeout=10)
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+# -- on a cluster: two instances sharing PostgreSQL and Redis ---------------------------------
+
+
+@pytest.fixture
+def two_instances(
+    mock_upstream: Mock,
+    postgres: Postgres,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Gateway, Gateway]]:
+    config = _cluster_config(mock_upstream, postgres, redis_server)
+    first = start_gateway(config, tmp_path_factory.mktemp("instance-a"))
+    second = start_gateway(config, tmp_path_factory.mktemp("instance-b"))
+    yield first, second
+    first.process.stop()
+    second.process.stop()
+
+
+def test_revocation_reaches_the_other_instance_within_a_second(
+    two_instances: tuple[Gateway, Gateway],
+) -> None:
+    first, second = two_instances
+    body = {"models": ["gpt-4o-mini"]}
+    created = httpx.post(f"{first.url}/admin/v1/keys", json=body, headers=ADMIN, timeout=10)
+    key = created.json()["key"]
+    on_second = openai.OpenAI(base_url=second.base_url, api_key=key, max_retries=0, timeout=10)
+    assert on_second.models.list().data  # the second instance has seen (and cached) the key
+    revoked = httpx.delete(f"{first.url}/admin/v1/keys/{created.json()['id']}", headers=ADMIN, timeout=10)
+    assert revoked.status_code == 200
+    done = time.monotonic()
+    while True:
+        status = httpx.get(f"{second.base_url}/models", headers={"Authorization": f"Bearer {key}"})
+        if status.status_code == 401:
+            break
+        assert time.monotonic() - done < 1.0, "the revocation did not reach the second instance within 1 s"
+    assert time.monotonic() - done < 1.0
+    assert status.json()["error"]["code"] == "key_disabled"
+
+
+def test_a_key_issued_on_one_instance_works_on_the_other(two_instances: tuple[Gateway, Gateway]) -> None:
+    first, second = two_instances
+    created = httpx.post(f"{first.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN, timeout=10)
+    client = openai.OpenAI(base_url=second.base_url, api_key=created.json()["key"], max_retries=0, timeout=10)
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask("across instances"))
+    assert reply.choices[0].message.content.endswith("You said: across instances")
+    listed = httpx.get(f"{second.url}/admin/v1/keys", headers=ADMIN, params={"limit": 1000}, timeout=10)
+    assert created.json()["id"] in {k["id"] for k in listed.json()["data"]}

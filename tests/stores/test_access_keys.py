@@ -1,0 +1,171 @@
+"""Authentication of the gateway's API keys over real stores (embedded and cluster): the key
+cache spares the store a query for a key already seen, and the change feed invalidates it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from switchboard.access import keys
+from switchboard.access.cache import KeyCache
+from switchboard.errors import AuthenticationFailed
+from switchboard.pipeline.auth import Authenticator
+from switchboard.stores import KeyRecord, KeyStore
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MASTER = "sk-master-key-for-tests"
+SECRET = "s" * 40
+
+
+async def issued(backend: Backend, **fields: object) -> tuple[str, KeyRecord]:
+    key = keys.new_key()
+    record = KeyRecord(
+        id=f"key_{keys.prefix_of(key)[-8:]}",
+        key_hash=keys.key_hash(key, keys.hashing_key(SECRET)),
+        prefix=keys.prefix_of(key),
+        tenant_id="tenant-a",
+        allowed_models=("gpt-4o-mini",),
+    )
+    record = replace(record, **fields)  # type: ignore[arg-type]
+    await backend.stores.keys.put(record)
+    return key, record
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+async def authenticator(backend: Backend) -> tuple[Authenticator, KeyCache]:
+    cache = KeyCache(backend.stores.keys, backend.stores.feed)
+    await cache.start()
+    auth = Authenticator(MASTER, SECRET)
+    auth.attach(cache)
+    return auth, cache
+
+
+async def test_key_shape() -> None:
+    key = keys.new_key()
+    assert key.startswith("sk-sb-") and len(key) == keys.LENGTH and keys.looks_like_key(key)
+    assert keys.prefix_of(key) == key[:14]
+    for bad in ["", "sk-sb-", key[:-1], key + "x", key[:-1] + "!", "sk-xx-" + key[6:]]:
+        assert not keys.looks_like_key(bad)
+    hashing = keys.hashing_key(SECRET)
+    assert keys.key_hash(key, hashing) == keys.key_hash(key, hashing)
+    assert keys.key_hash(key, hashing) != keys.key_hash(key, keys.hashing_key(SECRET + "x"))
+
+
+async def test_a_seen_key_costs_no_store_query(backend: Backend) -> None:
+    auth, cache = await authenticator(backend)
+    key, record = await issued(backend)
+    try:
+        for _ in range(100):
+            principal = await auth.authenticate(bearer(key))
+        assert (principal.key_id, principal.tenant_id, principal.allowed_models) == (
+            record.id, "tenant-a", ("gpt-4o-mini",))
+        assert cache.lookups == 1
+        # Concurrent first use of another key: one query, not one per request.
+        other, _ = await issued(backend, id="key_other")
+        await asyncio.gather(*(auth.authenticate(bearer(other)) for _ in range(20)))
+        assert cache.lookups == 2
+    finally:
+        await cache.close()
+
+
+async def test_unknown_keys_are_remembered_briefly(backend: Backend) -> None:
+    auth, cache = await authenticator(backend)
+    unknown = "sk-sb-" + "Z" * 48
+    try:
+        for _ in range(10):
+            with pytest.raises(AuthenticationFailed) as err:
+                await auth.authenticate(bearer(unknown))
+            assert err.value.code == "invalid_api_key"
+        assert cache.lookups == 1
+    finally:
+        await cache.close()
+
+
+async def test_disabled_and_expired_keys_have_their_own_codes(backend: Backend) -> None:
+    auth, cache = await authenticator(backend)
+    disabled, _ = await issued(backend, id="key_disabled", enabled=False)
+    expired, _ = await issued(backend, id="key_expired", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    try:
+        for key, code in [(disabled, "key_disabled"), (expired, "key_expired")]:
+            with pytest.raises(AuthenticationFailed) as err:
+                await auth.authenticate(bearer(key))
+            assert err.value.code == code
+    finally:
+        await cache.close()
+
+
+async def test_malformed_keys_never_reach_the_store(backend: Backend) -> None:
+    auth, cache = await authenticator(backend)
+    try:
+        for key in ["sk-sb-short", "x" * 10_000, "sk-sb-" + "A" * 47 + "é"]:
+            with pytest.raises(AuthenticationFailed):
+                await auth.authenticate(bearer(key))
+        assert cache.lookups == 0
+        assert (await auth.authenticate(bearer(MASTER))).role == "admin"
+    finally:
+        await cache.close()
+
+
+async def test_a_change_reaches_every_cache_through_the_feed(backend: Backend) -> None:
+    peer = await backend.peer()
+    here, here_cache = await authenticator(backend)
+    there_cache = KeyCache(peer.keys, peer.feed)
+    await there_cache.start()
+    there = Authenticator(MASTER, SECRET)
+    there.attach(there_cache)
+    key, record = await issued(backend, id="key_shared")
+    try:
+        await here.authenticate(bearer(key))
+        await there.authenticate(bearer(key))
+        await backend.stores.keys.disable("tenant-a", record.id)
+        await here_cache.changed(record.key_hash)
+        deadline = time.monotonic() + 1.0
+        while True:
+            try:
+                await there.authenticate(bearer(key))
+            except AuthenticationFailed as err:
+                assert err.code == "key_disabled"
+                break
+            assert time.monotonic() < deadline, "the other cache kept the key past 1 s"
+            await asyncio.sleep(0)  # let the feed's reader run
+        with pytest.raises(AuthenticationFailed):
+            await here.authenticate(bearer(key))
+    finally:
+        await here_cache.close()
+        await there_cache.close()
+
+
+class Gated:
+    """The real key store, with lookups held at a gate so a test can act while one is in flight."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def get_by_hash(self, key_hash: str) -> KeyRecord | None:
+        self.entered.set()
+        await self.gate.wait()
+        return await self.store.get_by_hash(key_hash)
+
+
+async def test_a_lookup_racing_an_invalidation_is_not_cached(backend: Backend) -> None:
+    gated = Gated(backend.stores.keys)
+    cache = KeyCache(gated, backend.stores.feed)  # type: ignore[arg-type]
+    _, record = await issued(backend, id="key_race")
+    lookup = asyncio.ensure_future(cache.get(record.key_hash))
+    await gated.entered.wait()
+    cache.drop(record.key_hash)  # the invalidation arrives while the query is in flight
+    gated.gate.set()
+    assert (await lookup) == record
+    assert (await cache.get(record.key_hash)) == record
+    assert cache.lookups == 2  # the raced answer was not kept

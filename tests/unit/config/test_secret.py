@@ -1,0 +1,58 @@
+"""The server secret that keys the API-key hashes: given, from the environment, or generated."""
+
+from __future__ import annotations
+
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from switchboard.config.schema import Settings
+from switchboard.settings.loader import ConfigError, validate
+from switchboard.settings.secret import SECRET_FILE, SecretKeyMissing, read_or_create, with_secret_key
+
+BASE = {"auth": {"master_key": "sk-master-key-for-tests"}}
+
+
+def settings(tmp: Path, **extra: object) -> Settings:
+    return validate({**BASE, "server": {"data_dir": str(tmp)}, **extra}, "test.yaml", env={})
+
+
+def test_generated_once_into_the_data_dir_owner_only(tmp_path: Path) -> None:
+    first = with_secret_key(settings(tmp_path), env={})
+    again = with_secret_key(settings(tmp_path), env={})
+    secret = first.auth.secret_key
+    assert secret is not None and len(secret.get_secret_value()) >= 32
+    assert again.auth.secret_key == secret
+    assert stat.S_IMODE((tmp_path / SECRET_FILE).stat().st_mode) == 0o600
+
+
+def test_processes_starting_together_agree(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        values = set(pool.map(lambda _: read_or_create(tmp_path / SECRET_FILE), range(16)))
+    assert len(values) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [SECRET_FILE]  # nothing left aside
+
+
+def test_configured_or_environment_secret_wins(tmp_path: Path) -> None:
+    given = "g" * 32
+    configured = settings(tmp_path, auth={**BASE["auth"], "secret_key": given})
+    assert with_secret_key(configured, env={}).auth.secret_key.get_secret_value() == given  # type: ignore[union-attr]
+    from_env = with_secret_key(settings(tmp_path), env={"SWITCHBOARD_SECRET_KEY": "e" * 40})
+    assert from_env.auth.secret_key.get_secret_value() == "e" * 40  # type: ignore[union-attr]
+    assert not (tmp_path / SECRET_FILE).exists()
+
+
+def test_a_shared_database_needs_a_given_secret(tmp_path: Path) -> None:
+    shared = settings(tmp_path, database={"url": "postgresql://u@db.internal/sb"})
+    with pytest.raises(SecretKeyMissing, match=r"auth\.secret_key: required with a shared database"):
+        with_secret_key(shared, env={})
+    with pytest.raises(SecretKeyMissing, match="at least 32"):
+        with_secret_key(shared, env={"SWITCHBOARD_SECRET_KEY": "short"})
+
+
+def test_a_short_configured_secret_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(tmp_path, auth={**BASE["auth"], "secret_key": "short"})
+    assert err.value.problems == ["auth: secret_key must be at least 32 characters"]
