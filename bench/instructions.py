@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import subprocess
 import sys
@@ -63,7 +64,21 @@ def _total(out: Path) -> int:
     return total
 
 
-def measure(src: Path, mode: str, requests: int, root: Path, base: str) -> float:
+def _issue_key(port: int) -> str:
+    """An API key for the benchmark model, issued with the master key (the admin API)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    body = json.dumps({"models": list(harness.MODEL.values()), "name": "bench"}).encode()
+    conn.request("POST", "/admin/v1/keys", body, harness.HEADERS)
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.status != 201:
+        raise RuntimeError(f"could not issue a key: HTTP {resp.status}: {data[:300]!r}")
+    return str(json.loads(data)["key"])
+
+
+def measure(
+    src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False
+) -> float:
     config = root / f"switchboard-{mode}.yaml"
     config.write_text(harness.switchboard_config(base))
     port = free_port()
@@ -77,10 +92,13 @@ def measure(src: Path, mode: str, requests: int, root: Path, base: str) -> float
     try:
         _wait_ready(port, timeout=300)
         body = harness.request_body(mode).encode()
+        headers = dict(harness.HEADERS)
+        if api_key:
+            headers["Authorization"] = f"Bearer {_issue_key(port)}"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
         def one() -> None:
-            conn.request("POST", "/v1/chat/completions", body, harness.HEADERS)
+            conn.request("POST", "/v1/chat/completions", body, headers)
             resp = conn.getresponse()
             data = resp.read()
             if resp.status != 200:
@@ -103,14 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parent.parent / "src",
                         help="the source tree to measure (the folder holding switchboard/)")
     parser.add_argument("--requests", type=int, default=300, help="measured requests per mode")
+    parser.add_argument("--api-key", action="store_true",
+                        help="authenticate with an issued API key instead of the master key")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sb-instr-") as tmp:
         root = Path(tmp)
         nginx, base = upstream.nginx(root / "nginx", cpu=None)
         with nginx:
             for mode in harness.MODES:
-                per_request = measure(args.src.resolve(), mode, args.requests, root, base)
-                print(f"{mode:<11} {per_request:>12,.0f} instructions/request  ({args.src})", flush=True)
+                src = args.src.resolve()
+                per_request = measure(src, mode, args.requests, root, base, api_key=args.api_key)
+                who = "API key" if args.api_key else "master key"
+                print(f"{mode:<11} {per_request:>12,.0f} instructions/request  ({who}, {src})", flush=True)
     return 0
 
 

@@ -18,7 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
+from switchboard.context import Principal
 from switchboard.stores.protocols import ChangeFeed, KeyRecord, KeyStore, Subscription
 
 log = logging.getLogger("switchboard.access")
@@ -27,9 +29,29 @@ TOPIC = "keys"
 ALL = "*"
 
 
+class CachedKey(NamedTuple):
+    """A key record and the principal it authenticates as, built once per cache fill."""
+
+    record: KeyRecord
+    principal: Principal
+
+
+def principal_of(record: KeyRecord) -> Principal:
+    return Principal(
+        id=record.id,
+        role=record.role,
+        key_id=record.id,
+        tenant_id=record.tenant_id,
+        team_id=record.team_id,
+        user_id=record.user_id,
+        allowed_models=record.allowed_models,
+        metadata=record.metadata,
+    )
+
+
 @dataclass(slots=True)
 class _Entry:
-    record: KeyRecord | None
+    key: CachedKey | None
     expires: float
 
 
@@ -51,7 +73,7 @@ class KeyCache:
         self._max = max_entries
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
-        self._pending: dict[str, asyncio.Task[KeyRecord | None]] = {}
+        self._pending: dict[str, asyncio.Task[CachedKey | None]] = {}
         self._generation = 0
         self._subscription: Subscription | None = None
         self.lookups = 0  # store queries made, for tests and metrics
@@ -66,10 +88,10 @@ class KeyCache:
             await self._subscription.close()
             self._subscription = None
 
-    async def get(self, key_hash: str) -> KeyRecord | None:
+    async def get(self, key_hash: str) -> CachedKey | None:
         entry = self._entries.get(key_hash)
         if entry is not None and entry.expires > self._clock():
-            return entry.record
+            return entry.key
         task = self._pending.get(key_hash)
         if task is None:
             # One store query per key at a time, however many requests present it. The query is
@@ -79,24 +101,25 @@ class KeyCache:
             task.add_done_callback(partial(self._finished, key_hash))
         return await asyncio.shield(task)
 
-    async def _lookup(self, key_hash: str) -> KeyRecord | None:
+    async def _lookup(self, key_hash: str) -> CachedKey | None:
         generation = self._generation
         self.lookups += 1
         record = await self._store.get_by_hash(key_hash)
+        key = None if record is None else CachedKey(record, principal_of(record))
         if generation == self._generation:  # no invalidation arrived meanwhile
-            self._put(key_hash, record)
-        return record
+            self._put(key_hash, key)
+        return key
 
-    def _finished(self, key_hash: str, task: asyncio.Task[KeyRecord | None]) -> None:
+    def _finished(self, key_hash: str, task: asyncio.Task[CachedKey | None]) -> None:
         self._pending.pop(key_hash, None)
         if not task.cancelled() and task.exception() is not None:
             log.debug("key lookup failed: %r", task.exception())
 
-    def _put(self, key_hash: str, record: KeyRecord | None) -> None:
+    def _put(self, key_hash: str, key: CachedKey | None) -> None:
         if len(self._entries) >= self._max and key_hash not in self._entries:
             del self._entries[next(iter(self._entries))]  # the oldest entry
-        ttl = self._ttl if record is not None else self._negative_ttl
-        self._entries[key_hash] = _Entry(record, self._clock() + ttl)
+        ttl = self._ttl if key is not None else self._negative_ttl
+        self._entries[key_hash] = _Entry(key, self._clock() + ttl)
 
     def drop(self, key_hash: str) -> None:
         self._generation += 1

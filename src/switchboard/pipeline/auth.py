@@ -15,7 +15,6 @@ from switchboard.access.cache import KeyCache
 from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import AuthenticationFailed
 from switchboard.pipeline.chain import Handler
-from switchboard.stores.protocols import KeyRecord
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -53,27 +52,15 @@ class Authenticator:
         if self._keys is None or self._hashing is None or not keys.looks_like_key(key):
             raise AuthenticationFailed("invalid API key")
         # The lookup is by keyed hash: equal hashes mean equal keys, nothing to compare further.
-        record = await self._keys.get(keys.key_hash(key, self._hashing))
-        if record is None:
+        cached = await self._keys.get(keys.key_hash(key, self._hashing))
+        if cached is None:
             raise AuthenticationFailed("invalid API key")
+        record = cached.record
         if not record.enabled:
             raise AuthenticationFailed("this API key has been revoked or disabled", code="key_disabled")
         if record.expires_at is not None and record.expires_at.timestamp() <= self._clock():
             raise AuthenticationFailed("this API key has expired", code="key_expired")
-        return principal_of(record)
-
-
-def principal_of(record: KeyRecord) -> Principal:
-    return Principal(
-        id=record.id,
-        role=record.role,
-        key_id=record.id,
-        tenant_id=record.tenant_id,
-        team_id=record.team_id,
-        user_id=record.user_id,
-        allowed_models=record.allowed_models,
-        metadata=record.metadata,
-    )
+        return cached.principal  # shared by this key's requests: stages must not change it
 
 
 class AuthStage:
