@@ -282,3 +282,42 @@ def test_a_key_issued_on_one_instance_works_on_the_other(two_instances: tuple[Ga
     assert reply.choices[0].message.content.endswith("You said: across instances")
     listed = httpx.get(f"{second.url}/admin/v1/keys", headers=ADMIN, params={"limit": 1000}, timeout=10)
     assert created.json()["id"] in {k["id"] for k in listed.json()["data"]}
+
+
+def test_rotation_keeps_the_old_key_for_its_grace_period(deployment: Deployment) -> None:
+    old = deployment.key(["gpt-4o-mini"], name="rotating", metadata={"owner": "ops"})
+    url = f"{deployment.gateway.url}/admin/v1/keys/{old['id']}/rotate"
+    resp = httpx.post(url, json={"grace_seconds": 2}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    new = resp.json()
+    assert new["key"] != old["key"] and new["id"] != old["id"] and new["rotated_from"] == old["id"]
+    assert (new["models"], new["name"], new["metadata"]["owner"]) == (["gpt-4o-mini"], "rotating", "ops")
+    assert deployment.sdk(new["key"]).models.list().data
+    assert deployment.sdk(old["key"]).models.list().data  # still inside its grace period
+    deadline = time.monotonic() + 10
+    while True:
+        auth = {"Authorization": f"Bearer {old['key']}"}
+        status = httpx.get(f"{deployment.gateway.base_url}/models", headers=auth, timeout=10)
+        if status.status_code == 401:
+            break
+        assert time.monotonic() < deadline, "the old key outlived its grace period"
+    assert status.json()["error"]["code"] == "key_expired"
+    assert deployment.sdk(new["key"]).models.list().data
+
+
+def test_rotation_without_grace_and_of_revoked_keys(deployment: Deployment) -> None:
+    old = deployment.key(["*"])
+    url = f"{deployment.gateway.url}/admin/v1/keys/{old['id']}/rotate"
+    new = httpx.post(url, json={"grace_seconds": 0}, headers=ADMIN, timeout=10).json()
+    with pytest.raises(openai.AuthenticationError) as err:
+        deployment.sdk(old["key"]).models.list()
+    assert err.value.body["code"] == "key_expired"  # type: ignore[index]
+    assert deployment.sdk(new["key"]).models.list().data
+    keys_url = f"{deployment.gateway.url}/admin/v1/keys"
+    httpx.delete(f"{keys_url}/{new['id']}", headers=ADMIN, timeout=10)
+    again = httpx.post(f"{keys_url}/{new['id']}/rotate", headers=ADMIN, timeout=10)
+    assert again.status_code == 400 and again.json()["error"]["code"] == "key_disabled"
+    bad = httpx.post(url, json={"grace_seconds": -1}, headers=ADMIN, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "grace_seconds"
+    missing = httpx.post(f"{keys_url}/key_nope/rotate", headers=ADMIN, timeout=10)
+    assert missing.status_code == 404

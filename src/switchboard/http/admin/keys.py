@@ -3,17 +3,20 @@
 Minimal contract (other tools depend on it): ``POST /admin/v1/keys`` with ``{"models": [...]}``
 (optional ``team``, ``user``, ``expires_at``, ``metadata``, ``name``) answers 201 with the new
 key's ``id`` and ``key`` (shown this once, never again); ``GET /admin/v1/keys`` lists keys
-without their secrets; ``DELETE /admin/v1/keys/{id}`` revokes. Every change is published on the
+without their secrets; ``DELETE /admin/v1/keys/{id}`` revokes. Rotation
+(``POST /admin/v1/keys/{id}/rotate``) issues a new key with the same settings and lets the old
+one work for a grace period. Every change is published on the
 change feed, so every instance stops (or starts) accepting the key at once.
 """
 
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -103,6 +106,55 @@ async def create_key(body: KeyCreate, request: Request) -> JSONResponse:
     await services.stores().keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere
     return JSONResponse({**_public(record), "key": key}, status_code=201)
+
+
+class KeyRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_seconds: Annotated[int, Field(ge=0, le=30 * 86400)] = Field(
+        default=3600, description="How long the old key keeps working (0: it stops at once)."
+    )
+
+
+@router.post("/{key_id}/rotate", status_code=201, summary="Replace a key after a grace period")
+async def rotate_key(
+    key_id: str, request: Request, body: Annotated[KeyRotate | None, Body()] = None
+) -> JSONResponse:
+    services = request.app.state.services
+    if services.hashing is None:
+        raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
+    principal = _principal(request)
+    tenant = _tenant(principal)
+    store = services.stores().keys
+    old = await store.get(tenant, key_id)
+    if old is None:
+        raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
+    if not old.enabled:
+        raise InvalidRequest("a revoked or disabled key cannot be rotated", code="key_disabled")
+    now = datetime.now(UTC)
+    grace_end = now + timedelta(seconds=(body or KeyRotate()).grace_seconds)
+    key = keyfmt.new_key()
+    new = replace(
+        old,
+        id="key_" + secrets.token_hex(8),
+        key_hash=keyfmt.key_hash(key, services.hashing),
+        prefix=keyfmt.prefix_of(key),
+        created_at=now,
+        created_by=principal.id,
+        metadata={**old.metadata, "rotated_from": old.id},
+    )
+    retired = replace(
+        old,
+        expires_at=min(old.expires_at, grace_end) if old.expires_at else grace_end,
+        metadata={**old.metadata, "rotated_to": new.id},
+    )
+    await store.put(new)
+    await store.put(retired)
+    await services.key_cache().changed(old.key_hash)
+    await services.key_cache().changed(new.key_hash)
+    answer = {**_public(new), "key": key, "rotated_from": old.id}
+    answer["previous_expires_at"] = _public(retired)["expires_at"]
+    return JSONResponse(answer, status_code=201)
 
 
 @router.get("", summary="List keys (never their secrets)")
