@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from switchboard import __version__
+from switchboard.cli_keys import keys_app
 from switchboard.config.schema import Settings
 from switchboard.settings.loader import ConfigError, load
 
@@ -18,6 +19,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Work with configuration fil
 app.add_typer(config_app, name="config")
 db_app = typer.Typer(no_args_is_help=True, help="Work with the database.")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 

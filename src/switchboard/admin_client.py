@@ -1,0 +1,75 @@
+"""A small client for the admin API, for the command line: JSON over HTTP with the standard
+library, errors turned into one readable line."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote, urlencode
+
+TIMEOUT = 30.0
+
+
+class AdminError(Exception):
+    """The gateway refused, or could not be reached; the message says which and why."""
+
+
+class AdminClient:
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url.rstrip("/")
+        self.key = key
+
+    def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+        url = self.url + path + (("?" + urlencode(query)) if query else "")
+        data = None if body is None else json.dumps(body).encode()
+        if not url.startswith(("http://", "https://")):
+            raise AdminError(f"the gateway URL must start with http:// or https:// (got {self.url!r})")
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
+        request.add_header("Authorization", f"Bearer {self.key}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:  # noqa: S310
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise AdminError(f"HTTP {exc.code}: {_message(exc.read())}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise AdminError(f"cannot reach the gateway at {self.url}: {reason}") from None
+
+    # keys
+
+    def create_key(self, body: dict[str, Any]) -> Any:
+        return self.call("POST", "/admin/v1/keys", body)
+
+    def list_keys(self, limit: int = 100) -> list[Any]:
+        found: list[Any] = []
+        after = None
+        while True:
+            query: dict[str, Any] = {"limit": limit} if after is None else {"limit": limit, "after": after}
+            page = self.call("GET", "/admin/v1/keys", query=query)
+            found.extend(page["data"])
+            if not page.get("has_more"):
+                return found
+            after = page["last_id"]
+
+    def show_key(self, key_id: str) -> Any:
+        return self.call("GET", f"/admin/v1/keys/{quote(key_id, safe='')}")
+
+    def revoke_key(self, key_id: str) -> Any:
+        return self.call("DELETE", f"/admin/v1/keys/{quote(key_id, safe='')}")
+
+    def rotate_key(self, key_id: str, grace_seconds: int) -> Any:
+        path = f"/admin/v1/keys/{quote(key_id, safe='')}/rotate"
+        return self.call("POST", path, {"grace_seconds": grace_seconds})
+
+
+def _message(raw: bytes) -> str:
+    try:
+        error = json.loads(raw)["error"]
+        code = f" ({error['code']})" if error.get("code") else ""
+        return f"{error['message']}{code}"
+    except (ValueError, KeyError, TypeError):
+        return raw[:300].decode("utf-8", "replace") or "(no body)"

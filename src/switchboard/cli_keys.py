@@ -1,0 +1,130 @@
+"""``switchboard keys …``: the gateway's API keys, managed through the admin API of a running
+gateway (this machine's or a remote one), as tables or, with ``--json``, as JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from switchboard.admin_client import AdminClient, AdminError
+
+keys_app = typer.Typer(no_args_is_help=True, help="Issue, list, show, revoke and rotate API keys.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
+Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_URL = "http://127.0.0.1:4000"
+COLUMNS = ("id", "prefix", "name", "models", "team", "user", "enabled", "expires_at")
+
+
+def _client(url: str, key: str) -> AdminClient:
+    return AdminClient(url, key)
+
+
+def _run(call: Any) -> Any:
+    try:
+        return call()
+    except AdminError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _show(keys: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(keys))
+        return
+    table = Table(*COLUMNS)
+    for key in keys:
+        table.add_row(*(_cell(key.get(column)) for column in COLUMNS))
+    out.print(table)
+
+
+def _metadata(pairs: list[str]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--metadata")
+        found[name] = value
+    return found
+
+
+@keys_app.command("create")
+def create(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="A model name or * pattern (repeat).")],
+    name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
+    team: Annotated[str | None, typer.Option(help="The owning team's id.")] = None,
+    user: Annotated[str | None, typer.Option(help="The owning user's id.")] = None,
+    expires_at: Annotated[str | None, typer.Option(help="RFC 3339 time with a zone.")] = None,
+    metadata: Annotated[list[str] | None, typer.Option(help="NAME=VALUE (repeat).")] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Issue a key; the key itself is printed this once."""
+    body: dict[str, Any] = {"models": model}
+    for field, value in (("name", name), ("team", team), ("user", user), ("expires_at", expires_at)):
+        if value is not None:
+            body[field] = value
+    if metadata:
+        body["metadata"] = _metadata(metadata)
+    created = _run(lambda: _client(url, key).create_key(body))
+    if as_json:
+        out.print_json(json.dumps(created))
+        return
+    _show([created], as_json=False)
+    out.print(f"key (shown once, keep it now): {created['key']}", markup=False)
+
+
+@keys_app.command("list")
+def list_keys(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """Every key of the tenant, without secrets."""
+    _show(_run(lambda: _client(url, key).list_keys()), as_json)
+
+
+@keys_app.command("show")
+def show(key_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """One key, without its secret."""
+    _show([_run(lambda: _client(url, key).show_key(key_id))], as_json)
+
+
+@keys_app.command("revoke")
+def revoke(key_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """Revoke a key: every instance refuses it within a second."""
+    result = _run(lambda: _client(url, key).revoke_key(key_id))
+    if as_json:
+        out.print_json(json.dumps(result))
+    else:
+        out.print(f"revoked {key_id}", markup=False)
+
+
+@keys_app.command("rotate")
+def rotate(
+    key_id: str,
+    grace_seconds: Annotated[int, typer.Option(help="How long the old key keeps working.")] = 3600,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """A new key in place of this one; the old one works for the grace period."""
+    rotated = _run(lambda: _client(url, key).rotate_key(key_id, grace_seconds))
+    if as_json:
+        out.print_json(json.dumps(rotated))
+        return
+    _show([rotated], as_json=False)
+    out.print(f"new key (shown once): {rotated['key']}", markup=False)
+    out.print(f"the old key works until {rotated['previous_expires_at']}", markup=False)
