@@ -6,6 +6,7 @@ import time
 
 from switchboard import catalog
 from switchboard.access.cache import KeyCache
+from switchboard.access.last_used import LastUsed
 from switchboard.config.schema import Settings
 from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.access import ModelAccessStage
@@ -33,6 +34,7 @@ class Gateway:
             settings.auth.master_key.get_secret_value(), secret.get_secret_value() if secret else None
         )
         self.key_cache: KeyCache | None = None
+        self.last_used: LastUsed | None = None
         self.images = ImageFetcher(settings.images)
         # Model limits, capabilities and prices, with the config's overrides applied.
         self.catalog = catalog.build(settings)
@@ -74,7 +76,9 @@ class Gateway:
         self.stores = await open_stores(self.settings)
         self.key_cache = KeyCache(self.stores.keys, self.stores.feed)
         await self.key_cache.start()
-        self.authenticator.attach(self.key_cache)
+        self.last_used = LastUsed(self.stores.keys, self.settings.auth.last_used_interval_seconds)
+        self.last_used.start()
+        self.authenticator.attach(self.key_cache, self.last_used)
         for client in self.clients.values():
             await client.start()
         self.ready = True
@@ -84,6 +88,9 @@ class Gateway:
         for client in self.clients.values():
             await client.close()
         await self.images.close()
+        if self.last_used is not None:
+            await self.last_used.close()  # the last batch, before the stores close
+            self.last_used = None
         if self.key_cache is not None:
             await self.key_cache.close()
             self.key_cache = None

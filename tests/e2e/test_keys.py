@@ -60,6 +60,7 @@ def deployment(
         config = _cluster_config(
             mock_upstream, request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
         )
+    config["auth"]["last_used_interval_seconds"] = 0.2
     gw = start_gateway(config, tmp_path_factory.mktemp(f"keys-{request.param}"))
     yield Deployment(request.param, config, gw)
     gw.process.stop()
@@ -321,3 +322,15 @@ def test_rotation_without_grace_and_of_revoked_keys(deployment: Deployment) -> N
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "grace_seconds"
     missing = httpx.post(f"{keys_url}/key_nope/rotate", headers=ADMIN, timeout=10)
     assert missing.status_code == 404
+
+
+def test_last_used_time_is_recorded_in_batches(deployment: Deployment) -> None:
+    created = deployment.key(["gpt-4o-mini"])
+    assert created["last_used_at"] is None
+    before = datetime.now(UTC)
+    assert deployment.sdk(created["key"]).models.list().data
+    url = f"{deployment.gateway.url}/admin/v1/keys/{created['id']}"
+    deadline = time.monotonic() + 10
+    while (used := httpx.get(url, headers=ADMIN, timeout=10).json()["last_used_at"]) is None:
+        assert time.monotonic() < deadline, "last_used_at was not written within 10 s"
+    assert datetime.fromisoformat(used) >= before - timedelta(seconds=1)

@@ -92,3 +92,18 @@ async def test_keys_are_durable_across_instances(backend: Backend) -> None:
     await backend.stores.keys.put(key())
     other = await backend.open()
     assert await other.keys.get_by_hash("hash-key-1") == key()
+
+
+async def test_last_used_times_are_written_in_one_batch_and_never_go_back(backend: Backend) -> None:
+    await backend.stores.keys.put(key("key-a"))
+    await backend.stores.keys.put(key("key-b", key_hash="hash-b"))
+    early = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    later = early + timedelta(minutes=5)
+    await backend.stores.keys.touch({"key-a": later, "key-b": early, "key-unknown": later})
+    await backend.stores.keys.touch({"key-a": early})  # an older report from another instance
+    got = {r.id: r.last_used_at for r in await backend.stores.keys.list_keys("tenant-a")}
+    assert got == {"key-a": later, "key-b": early}
+    # A put from an older read does not move it either.
+    await backend.stores.keys.put(key("key-a", enabled=False))
+    stored = await backend.stores.keys.get("tenant-a", "key-a")
+    assert stored is not None and stored.last_used_at == later and stored.enabled is False

@@ -99,6 +99,8 @@ class AuthConfig(_Strict):
     # Keys the hashes of the gateway's API keys (and, later, the encryption of stored provider
     # credentials). Absent: $SWITCHBOARD_SECRET_KEY, else a file generated in the data dir.
     secret_key: SecretStr | None = None
+    # How often the keys' last-used times are written (one batched statement each time).
+    last_used_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
 
     @model_validator(mode="after")
     def _not_empty(self) -> AuthConfig:

@@ -12,6 +12,7 @@ import time
 
 from switchboard.access import keys
 from switchboard.access.cache import KeyCache
+from switchboard.access.last_used import LastUsed
 from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import AuthenticationFailed
 from switchboard.pipeline.chain import Handler
@@ -34,11 +35,13 @@ class Authenticator:
         self._admin = Principal(id="master", role="admin")
         self._hashing = keys.hashing_key(secret_key) if secret_key else None
         self._keys: KeyCache | None = None
+        self._last_used: LastUsed | None = None
         self._clock = time.time
 
-    def attach(self, cache: KeyCache) -> None:
+    def attach(self, cache: KeyCache, last_used: LastUsed | None = None) -> None:
         """Start accepting API keys (the stores are open)."""
         self._keys = cache
+        self._last_used = last_used
 
     async def authenticate(self, headers: dict[str, str]) -> Principal:
         key = presented_key(headers)
@@ -60,6 +63,8 @@ class Authenticator:
             raise AuthenticationFailed("this API key has been revoked or disabled", code="key_disabled")
         if record.expires_at is not None and record.expires_at.timestamp() <= self._clock():
             raise AuthenticationFailed("this API key has expired", code="key_expired")
+        if self._last_used is not None:
+            self._last_used.note(record.id)
         return cached.principal  # shared by this key's requests: stages must not change it
 
 

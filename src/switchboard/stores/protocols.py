@@ -41,6 +41,7 @@ class KeyRecord:
     created_at: datetime = field(default_factory=utcnow)
     name: str | None = None  # a label for people
     created_by: str | None = None  # the principal id that issued it
+    last_used_at: datetime | None = None  # written in batches, so up to a few seconds behind
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class KeyStore(Protocol):
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
         """False when the tenant has no such key."""
+
+    async def touch(self, used: Mapping[str, datetime]) -> None:
+        """Record when keys (by id) were last used, in one batch; a time never moves backwards."""
 
 
 class Counters(Protocol):

@@ -78,6 +78,7 @@ def _public(record: KeyRecord) -> dict[str, Any]:
         "expires_at": record.expires_at.isoformat() if record.expires_at else None,
         "created_at": record.created_at.isoformat(),
         "created_by": record.created_by,
+        "last_used_at": record.last_used_at.isoformat() if record.last_used_at else None,
         "metadata": dict(record.metadata),
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +32,7 @@ def _row(record: KeyRecord) -> dict[str, Any]:
         "created_at": to_db(record.created_at),
         "name": record.name,
         "created_by": record.created_by,
+        "last_used_at": to_db(record.last_used_at),
     }
 
 
@@ -52,6 +55,7 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
         created_at=created,
         name=m["name"],
         created_by=m["created_by"],
+        last_used_at=from_db(m["last_used_at"]),
     )
 
 
@@ -64,7 +68,8 @@ class SqlKeyStore:
         stmt = insert(self._engine, t).values(row)
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.id],
-            set_={k: stmt.excluded[k] for k in row if k != "id"},
+            # last_used_at belongs to touch(): a put from an older read must not move it back.
+            set_={k: stmt.excluded[k] for k in row if k not in ("id", "last_used_at")},
             # An id of another tenant is never taken over.
             where=t.c.tenant_id == stmt.excluded.tenant_id,
         )
@@ -91,6 +96,19 @@ class SqlKeyStore:
         query = sa.select(t).where(t.c.tenant_id == tenant_id).order_by(t.c.created_at, t.c.id)
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
+
+    async def touch(self, used: Mapping[str, datetime]) -> None:
+        if not used:
+            return
+        stmt = (
+            sa.update(t)
+            .where(t.c.id == sa.bindparam("key_id"))
+            .where(sa.or_(t.c.last_used_at.is_(None), t.c.last_used_at < sa.bindparam("used")))
+            .values(last_used_at=sa.bindparam("used"))
+        )
+        rows = [{"key_id": key_id, "used": to_db(when)} for key_id, when in used.items()]
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt, rows)
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
         stmt = sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id).values(enabled=False)

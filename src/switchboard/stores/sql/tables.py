@@ -23,6 +23,7 @@ api_keys = sa.Table(
     sa.Column("metadata", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(64)),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
 )
 

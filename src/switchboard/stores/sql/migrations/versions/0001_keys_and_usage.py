@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("metadata", sa.JSON, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(64)),
+        sa.Column("last_used_at", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
     )
     op.create_index("ix_api_keys_tenant_id", "api_keys", ["tenant_id"])

@@ -1,0 +1,56 @@
+"""When each key was last used, written in batches, never a database write per request.
+
+Authentication notes the key id (a dict assignment); a background task of the gateway writes
+what was noted every ``interval`` seconds in one statement, and once more at shutdown. So
+``last_used_at`` lags by at most the interval (plus the write), and a crash loses at most that
+much of this bookkeeping (never a request, never accounting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from switchboard.stores.protocols import KeyStore
+
+log = logging.getLogger("switchboard.access")
+
+
+class LastUsed:
+    def __init__(self, store: KeyStore, interval: float = 5.0) -> None:
+        self._store = store
+        self._interval = interval
+        self._noted: dict[str, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def note(self, key_id: str) -> None:
+        self._noted[key_id] = datetime.now(UTC)
+
+    async def flush(self) -> None:
+        batch, self._noted = self._noted, {}
+        if not batch:
+            return
+        try:
+            await self._store.touch(batch)
+        except Exception:
+            log.warning("could not record last-used times of %d key(s); retrying", len(batch), exc_info=True)
+            for key_id, when in batch.items():  # keep them for the next round, newest wins
+                self._noted.setdefault(key_id, when)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="key-last-used")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
