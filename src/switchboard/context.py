@@ -78,6 +78,7 @@ class RequestContext:
     method: str = "POST"
     path: str = ""
     query: str = ""
+    client: str = ""  # the peer's address, as the ASGI server reports it
     # perf_counter() time by which the whole request must be done; retries and fallbacks stop
     # trying once it has passed.
     deadline: float = float("inf")

@@ -334,3 +334,40 @@ def test_last_used_time_is_recorded_in_batches(deployment: Deployment) -> None:
     while (used := httpx.get(url, headers=ADMIN, timeout=10).json()["last_used_at"]) is None:
         assert time.monotonic() < deadline, "last_used_at was not written within 10 s"
     assert datetime.fromisoformat(used) >= before - timedelta(seconds=1)
+
+
+def test_every_key_change_is_audited_without_secrets(deployment: Deployment) -> None:
+    created = deployment.key(["gpt-4o-mini"], name="audited")
+    keys_url = f"{deployment.gateway.url}/admin/v1/keys/{created['id']}"
+    rotated = httpx.post(f"{keys_url}/rotate", json={"grace_seconds": 0}, headers=ADMIN, timeout=10).json()
+    httpx.delete(f"{deployment.gateway.url}/admin/v1/keys/{rotated['id']}", headers=ADMIN, timeout=10)
+    audit_url = f"{deployment.gateway.url}/admin/v1/audit"
+    mine = httpx.get(audit_url, headers=ADMIN, params={"resource_id": created["id"]}, timeout=10)
+    assert mine.status_code == 200, mine.text
+    entries = mine.json()["data"]
+    assert [e["action"] for e in entries] == ["key.rotate", "key.create"]  # newest first
+    create = entries[1]
+    assert (create["actor"], create["actor_role"], create["client"]) == ("master", "admin", "127.0.0.1")
+    assert create["before"] is None and create["after"]["name"] == "audited" and create["request_id"]
+    assert entries[0]["after"]["metadata"]["rotated_to"] == rotated["id"]
+    filters = {"action": "key.revoke", "resource_id": rotated["id"]}
+    revoked = httpx.get(audit_url, headers=ADMIN, params=filters, timeout=10)
+    [entry] = revoked.json()["data"]
+    assert entry["before"]["enabled"] is True and entry["after"]["enabled"] is False
+    everything = httpx.get(audit_url, headers=ADMIN, params={"limit": 1000}, timeout=10).text
+    for secret in (created["key"], rotated["key"]):
+        assert secret not in everything
+    page = httpx.get(audit_url, headers=ADMIN, params={"limit": 1}, timeout=10).json()
+    older = httpx.get(audit_url, headers=ADMIN, params={"limit": 1, "before": page["last_id"]}).json()
+    assert page["has_more"] and older["data"][0]["id"] < page["last_id"]
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"since": "2026-01-01T00:00:00"}, "since"),
+     ({"before": "x"}, "before"), ({"action": "a" * 129}, "action")],
+)
+def test_bad_audit_queries_are_400(deployment: Deployment, params: dict[str, Any], param: str) -> None:
+    resp = httpx.get(f"{deployment.gateway.url}/admin/v1/audit", headers=ADMIN, params=params, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == param

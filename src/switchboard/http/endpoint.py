@@ -173,6 +173,7 @@ class Endpoint:
             rid, self.inbound.operation, self.inbound, headers, b"", started,
             method=scope["method"], path=scope["path"],
             query=query.decode("latin-1") if (query := scope.get("query_string")) else "",
+            client=peer[0] if (peer := scope.get("client")) else "",
             deadline=started + self._deadline,
         )
         out = Responder(send, ctx, [(b"x-request-id", rid.encode())])

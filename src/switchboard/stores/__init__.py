@@ -1,4 +1,5 @@
-"""State behind narrow async protocols: keys, counters, usage ledger, shared cache, change feed.
+"""State behind narrow async protocols: keys, audit log, counters, usage ledger, shared cache,
+change feed.
 
 ``open_stores(settings)`` opens them (migrations applied, pools connected) and ``Stores.close()``
 closes them; see ``protocols`` for what each offers and ``factory`` for how they are chosen.
@@ -7,6 +8,9 @@ closes them; see ``protocols`` for what each offers and ``factory`` for how they
 from switchboard.stores.errors import StoreError
 from switchboard.stores.factory import Stores, open_stores
 from switchboard.stores.protocols import (
+    AuditEntry,
+    AuditLog,
+    AuditQuery,
     ChangeFeed,
     Counters,
     KeyRecord,
@@ -18,6 +22,9 @@ from switchboard.stores.protocols import (
 )
 
 __all__ = [
+    "AuditEntry",
+    "AuditLog",
+    "AuditQuery",
     "ChangeFeed",
     "Counters",
     "KeyRecord",

@@ -24,7 +24,8 @@ from switchboard.stores.errors import StoreError
 from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.counters import MemoryCounters
 from switchboard.stores.memory.feed import MemoryFeed
-from switchboard.stores.protocols import ChangeFeed, Counters, KeyStore, SharedCache, UsageLedger
+from switchboard.stores.protocols import AuditLog, ChangeFeed, Counters, KeyStore, SharedCache, UsageLedger
+from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.engine import create_engine, describe, shown
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
@@ -37,6 +38,7 @@ log = logging.getLogger("switchboard.stores")
 @dataclass
 class Stores:
     keys: KeyStore
+    audit: AuditLog
     counters: Counters
     ledger: UsageLedger
     cache: SharedCache
@@ -105,7 +107,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     ``clock`` replaces the time source of the in-memory stores and of the Redis counters."""
     engine, revision = await open_database(database)
     closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
-    keys, ledger = SqlKeyStore(engine), SqlUsageLedger(engine)
+    keys, ledger, audit = SqlKeyStore(engine), SqlUsageLedger(engine), SqlAuditLog(engine)
     counters: Counters
     cache: SharedCache
     feed: ChangeFeed
@@ -139,6 +141,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     )
     return Stores(
         keys=keys,
+        audit=audit,
         counters=counters,
         ledger=ledger,
         cache=cache,

@@ -64,6 +64,35 @@ class UsageRecord:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One admin change: who did what to which resource, from where, before and after (secrets
+    never included). ``id`` is assigned by the store and orders entries."""
+
+    tenant_id: str
+    actor: str  # the principal id
+    actor_role: str
+    action: str  # e.g. key.create, key.revoke, key.rotate
+    resource_type: str
+    resource_id: str
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+    client: str | None = None  # the caller's address
+    request_id: str | None = None
+    at: datetime = field(default_factory=utcnow)
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    action: str | None = None
+    resource_id: str | None = None
+    actor: str | None = None
+    since: datetime | None = None
+    before_id: int | None = None  # cursor: entries older than this one
+    limit: int = 100
+
+
 class KeyStore(Protocol):
     async def put(self, record: KeyRecord) -> None:
         """Insert the key, or replace the record with the same id (within its tenant)."""
@@ -80,6 +109,16 @@ class KeyStore(Protocol):
 
     async def touch(self, used: Mapping[str, datetime]) -> None:
         """Record when keys (by id) were last used, in one batch; a time never moves backwards."""
+
+
+class AuditLog(Protocol):
+    """Append-only: entries are added and read, never changed or removed through the gateway."""
+
+    async def append(self, entry: AuditEntry) -> int:
+        """Store the entry; returns its id."""
+
+    async def query(self, tenant_id: str, query: AuditQuery) -> list[AuditEntry]:
+        """The tenant's entries matching ``query``, newest first."""
 
 
 class Counters(Protocol):

@@ -11,7 +11,7 @@ from switchboard import __version__
 from switchboard.access.cache import KeyCache
 from switchboard.catalog import Catalog
 from switchboard.config.schema import Settings
-from switchboard.http.admin import catalog, errors, keys
+from switchboard.http.admin import audit, catalog, errors, keys
 from switchboard.stores import Stores
 
 
@@ -39,4 +39,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     errors.install(app)
     app.include_router(catalog.router)
     app.include_router(keys.router)
+    app.include_router(audit.router)
     return app

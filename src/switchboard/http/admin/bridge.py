@@ -34,7 +34,7 @@ class AdminBridge:
             "query_string": ctx.query.encode("latin-1", "replace"),
             "root_path": "",
             "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.headers.items()],
-            "client": None,
+            "client": (ctx.client, 0) if ctx.client else None,
             "server": None,
             # What the admin routes read through request.state.
             "state": {"principal": principal, "request_id": ctx.request_id},

@@ -23,6 +23,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from switchboard.access import keys as keyfmt
 from switchboard.context import Principal
 from switchboard.errors import GatewayError, InvalidRequest, NotFound
+from switchboard.http.admin import audit
 from switchboard.stores.protocols import KeyRecord
 
 router = APIRouter(prefix="/admin/v1/keys", tags=["keys"])
@@ -106,6 +107,7 @@ async def create_key(body: KeyCreate, request: Request) -> JSONResponse:
     )
     await services.stores().keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere
+    await audit.record(request, "key.create", "api_key", record.id, after=_public(record))
     return JSONResponse({**_public(record), "key": key}, status_code=201)
 
 
@@ -153,6 +155,8 @@ async def rotate_key(
     await store.put(retired)
     await services.key_cache().changed(old.key_hash)
     await services.key_cache().changed(new.key_hash)
+    await audit.record(request, "key.rotate", "api_key", old.id, before=_public(old), after=_public(retired))
+    await audit.record(request, "key.create", "api_key", new.id, after=_public(new))
     answer = {**_public(new), "key": key, "rotated_from": old.id}
     answer["previous_expires_at"] = _public(retired)["expires_at"]
     return JSONResponse(answer, status_code=201)
@@ -198,4 +202,7 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
     if record is None or not await store.disable(tenant, key_id):
         raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
     await services.key_cache().changed(record.key_hash)
+    revoked = await store.get(tenant, key_id)
+    after = _public(revoked) if revoked else None
+    await audit.record(request, "key.revoke", "api_key", key_id, before=_public(record), after=after)
     return {"id": key_id, "object": "api_key", "deleted": True}

@@ -47,3 +47,21 @@ usage_records = sa.Table(
     sa.Column("metadata", sa.JSON, nullable=False),
     sa.Index("ix_usage_records_tenant_created", "tenant_id", "created_at"),
 )
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("actor_role", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(128), nullable=False),
+    sa.Column("before", sa.JSON),
+    sa.Column("after", sa.JSON),
+    sa.Column("client", sa.String(64)),
+    sa.Column("request_id", sa.String(128)),
+    sa.Index("ix_audit_log_tenant_id", "tenant_id", "id"),
+)

@@ -1,4 +1,4 @@
-"""API keys and the usage ledger.
+"""API keys, the usage ledger and the audit log.
 
 Revision ID: 0001
 Revises:
@@ -55,8 +55,28 @@ def upgrade() -> None:
         sa.Column("metadata", sa.JSON, nullable=False),
     )
     op.create_index("ix_usage_records_tenant_created", "usage_records", ["tenant_id", "created_at"])
+    op.create_table(
+        "audit_log",
+        # SQLite autoincrements only an INTEGER primary key.
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("tenant_id", sa.String(64), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("actor_role", sa.String(32), nullable=False),
+        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("resource_type", sa.String(64), nullable=False),
+        sa.Column("resource_id", sa.String(128), nullable=False),
+        sa.Column("before", sa.JSON),
+        sa.Column("after", sa.JSON),
+        sa.Column("client", sa.String(64)),
+        sa.Column("request_id", sa.String(128)),
+    )
+    op.create_index("ix_audit_log_tenant_id", "audit_log", ["tenant_id", "id"])
 
 
 def downgrade() -> None:
+    op.drop_table("audit_log")
     op.drop_table("usage_records")
     op.drop_table("api_keys")

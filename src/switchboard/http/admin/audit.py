@@ -1,0 +1,85 @@
+"""The audit log: every admin change recorded (who, when, from where, what, before and after,
+never a secret), and ``GET /admin/v1/audit`` to read it, per tenant, newest first, filtered."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import AwareDatetime
+
+from switchboard.context import Principal
+from switchboard.stores.protocols import AuditEntry, AuditQuery
+
+router = APIRouter(prefix="/admin/v1/audit", tags=["audit"])
+DEFAULT_TENANT = "default"
+Filter = Annotated[str | None, Query(max_length=128)]
+
+
+async def record(
+    request: Request,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Append one entry for the change this request made. ``before``/``after`` are the public
+    forms of the resource, which never hold a secret."""
+    principal: Principal = request.state.principal
+    await request.app.state.services.stores().audit.append(
+        AuditEntry(
+            tenant_id=principal.tenant_id or DEFAULT_TENANT,
+            actor=principal.id,
+            actor_role=principal.role,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            before=before,
+            after=after,
+            client=request.client.host if request.client else None,
+            request_id=request.state.request_id,
+        )
+    )
+
+
+def _public(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "object": "audit_entry",
+        "at": entry.at.isoformat(),
+        "actor": entry.actor,
+        "actor_role": entry.actor_role,
+        "action": entry.action,
+        "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id,
+        "before": entry.before,
+        "after": entry.after,
+        "client": entry.client,
+        "request_id": entry.request_id,
+    }
+
+
+@router.get("", summary="Admin changes, newest first")
+async def list_entries(
+    request: Request,
+    action: Filter = None,
+    resource_id: Filter = None,
+    actor: Filter = None,
+    since: AwareDatetime | None = None,
+    before: Annotated[int | None, Query(ge=1, description="Cursor: entries older than this id.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    principal: Principal = request.state.principal
+    query = AuditQuery(action=action, resource_id=resource_id, actor=actor, since=since,
+                       before_id=before, limit=limit + 1)
+    store = request.app.state.services.stores().audit
+    entries = await store.query(principal.tenant_id or DEFAULT_TENANT, query)
+    page = entries[:limit]
+    return {
+        "object": "list",
+        "data": [_public(e) for e in page],
+        "has_more": len(entries) > limit,
+        "last_id": page[-1].id if page else None,
+    }
