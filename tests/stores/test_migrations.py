@@ -40,7 +40,7 @@ async def schema(url: str) -> tuple[list[str], list[str]]:
 
 async def test_open_applies_migrations_and_again_is_a_no_op(fresh_url: str) -> None:
     first = await schema(fresh_url)
-    assert first == (["alembic_version", "api_keys", "usage_records"], [head()])
+    assert first == (["alembic_version", "api_keys", "audit_log", "usage_records"], [head()])
     assert await schema(fresh_url) == first
 
 
