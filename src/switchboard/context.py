@@ -34,7 +34,7 @@ class Principal:
     """
 
     id: str
-    role: str = "admin"
+    role: str = "platform_admin"  # see access/roles.py
     key_id: str | None = None
     tenant_id: str | None = None
     team_id: str | None = None

@@ -111,7 +111,7 @@ async def test_malformed_keys_never_reach_the_store(backend: Backend) -> None:
             with pytest.raises(AuthenticationFailed):
                 await auth.authenticate(bearer(key))
         assert cache.lookups == 0
-        assert (await auth.authenticate(bearer(MASTER))).role == "admin"
+        assert (await auth.authenticate(bearer(MASTER))).role == "platform_admin"
     finally:
         await cache.close()
 

@@ -13,6 +13,7 @@ import time
 from switchboard.access import keys
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
+from switchboard.access.roles import PLATFORM_ADMIN
 from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import AuthenticationFailed
 from switchboard.pipeline.chain import Handler
@@ -32,7 +33,7 @@ class Authenticator:
 
     def __init__(self, master_key: str, secret_key: str | None = None) -> None:
         self._master = master_key.encode()
-        self._admin = Principal(id="master", role="admin")
+        self._admin = Principal(id="master", role=PLATFORM_ADMIN)
         self._hashing = keys.hashing_key(secret_key) if secret_key else None
         self._keys: KeyCache | None = None
         self._last_used: LastUsed | None = None

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from switchboard.context import Principal
+from switchboard.http.admin.authz import Access, allow
 from switchboard.stores.protocols import AuditEntry, AuditQuery
 
 router = APIRouter(prefix="/admin/v1/audit", tags=["audit"])
@@ -64,6 +65,7 @@ def _public(entry: AuditEntry) -> dict[str, Any]:
 @router.get("", summary="Admin changes, newest first")
 async def list_entries(
     request: Request,
+    access: Annotated[Access, Depends(allow("audit", "read"))],
     action: Filter = None,
     resource_id: Filter = None,
     actor: Filter = None,

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from switchboard.catalog import Catalog
 from switchboard.config.schema import Settings
+from switchboard.http.admin.authz import Access, allow
 
 _TRUE = {"1", "true", "yes"}
 
@@ -45,7 +46,9 @@ def whole_catalog(catalog: Catalog) -> dict[str, Any]:
 
 
 @router.get("/admin/models", summary="The configured models and their catalog records")
-async def models(request: Request, all: str | None = None) -> dict[str, Any]:
+async def models(
+    request: Request, access: Annotated[Access, Depends(allow("model", "read"))], all: str | None = None
+) -> dict[str, Any]:
     services = request.app.state.services
     if all is not None and all.lower() in _TRUE:
         return whole_catalog(services.catalog)

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -24,6 +24,7 @@ from switchboard.access import keys as keyfmt
 from switchboard.context import Principal
 from switchboard.errors import GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
 from switchboard.stores.protocols import KeyRecord
 
 router = APIRouter(prefix="/admin/v1/keys", tags=["keys"])
@@ -85,7 +86,9 @@ def _public(record: KeyRecord) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, summary="Issue a key (the key is shown once, in this answer)")
-async def create_key(body: KeyCreate, request: Request) -> JSONResponse:
+async def create_key(
+    body: KeyCreate, request: Request, access: Annotated[Access, Depends(allow("key", "create"))]
+) -> JSONResponse:
     services = request.app.state.services
     if services.hashing is None:
         raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
@@ -121,7 +124,10 @@ class KeyRotate(BaseModel):
 
 @router.post("/{key_id}/rotate", status_code=201, summary="Replace a key after a grace period")
 async def rotate_key(
-    key_id: str, request: Request, body: Annotated[KeyRotate | None, Body()] = None
+    key_id: str,
+    request: Request,
+    access: Annotated[Access, Depends(allow("key", "rotate"))],
+    body: Annotated[KeyRotate | None, Body()] = None
 ) -> JSONResponse:
     services = request.app.state.services
     if services.hashing is None:
@@ -165,6 +171,7 @@ async def rotate_key(
 @router.get("", summary="List keys (never their secrets)")
 async def list_keys(
     request: Request,
+    access: Annotated[Access, Depends(allow("key", "read"))],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[str | None, Query(max_length=64, description="Last id of the previous page")] = None,
 ) -> dict[str, Any]:
@@ -185,7 +192,9 @@ async def list_keys(
 
 
 @router.get("/{key_id}", summary="One key (never its secret)")
-async def get_key(key_id: str, request: Request) -> dict[str, Any]:
+async def get_key(
+    key_id: str, request: Request, access: Annotated[Access, Depends(allow("key", "read"))]
+) -> dict[str, Any]:
     services = request.app.state.services
     record = await services.stores().keys.get(_tenant(_principal(request)), key_id)
     if record is None:
@@ -194,7 +203,9 @@ async def get_key(key_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.delete("/{key_id}", summary="Revoke a key: it stops working on every instance")
-async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
+async def revoke_key(
+    key_id: str, request: Request, access: Annotated[Access, Depends(allow("key", "revoke"))]
+) -> dict[str, Any]:
     services = request.app.state.services
     tenant = _tenant(_principal(request))
     store = services.stores().keys
