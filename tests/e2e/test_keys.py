@@ -345,7 +345,8 @@ def test_every_key_change_is_audited_without_secrets(deployment: Deployment) -> 
     entries = mine.json()["data"]
     assert [e["action"] for e in entries] == ["key.rotate", "key.create"]  # newest first
     create = entries[1]
-    assert (create["actor"], create["actor_role"], create["client"]) == ("master", "platform_admin", "127.0.0.1")
+    actor = (create["actor"], create["actor_role"], create["client"])
+    assert actor == ("master", "platform_admin", "127.0.0.1")
     assert create["before"] is None and create["after"]["name"] == "audited" and create["request_id"]
     assert entries[0]["after"]["metadata"]["rotated_to"] == rotated["id"]
     filters = {"action": "key.revoke", "resource_id": rotated["id"]}

@@ -42,7 +42,7 @@ async def test_auth_stage_sets_the_principal_for_the_master_key() -> None:
     assert isinstance(result, Reply)
     principal = result.body["principal"]
     assert isinstance(principal, Principal)
-    assert (principal.id, principal.role, principal.tenant_id) == ("master", "admin", None)
+    assert (principal.id, principal.role, principal.tenant_id) == ("master", "platform_admin", None)
 
 
 @pytest.mark.parametrize(
