@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.context import Reply, RequestContext, Result, StreamReply
+from switchboard.pipeline import caller_credentials
 from switchboard.providers.base import JSON, StreamDecoder
 from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.upstream.client import UpstreamStream
@@ -42,6 +43,8 @@ async def invoke(ctx: RequestContext) -> Result:
     op = OPERATIONS[ctx.operation]
     adapter, target = route.adapter, route.target
     upstream: UpstreamRequest = getattr(adapter, op.build)(ctx.request, target)
+    if ctx.upstream_credentials is not None:
+        caller_credentials.apply(upstream, ctx.upstream_credentials)
     if ctx.stream and op.stream is not None:
         decoder: StreamDecoder = getattr(adapter, op.stream)(ctx.request, target)
         stream = await route.client.open_stream(upstream, route.timeout)
