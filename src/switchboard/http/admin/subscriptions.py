@@ -230,11 +230,13 @@ async def approve_subscription(
 @router.post("/{subscription_id}/reject", summary="Reject a pending subscription, saying why")
 async def reject_subscription(
     subscription_id: str,
-    body: Rejection,
     request: Request,
     access: Annotated[Access, Depends(allow("subscription", "reject"))],
     tenant: TenantQuery = None,
+    body: Annotated[Rejection | None, Body()] = None,
 ) -> dict[str, Any]:
+    if body is None:
+        raise InvalidRequest("reason: required to reject", param="reason", code="missing_required_parameter")
     return await _decide(request, access, subscription_id, tenant, action="reject", expect="pending",
                          status="rejected", reason=body.reason)
 
