@@ -137,7 +137,8 @@ def test_an_openai_provider_is_called_with_the_callers_key(
     # "Bearer <key>" works as well, and streams do too.
     chunks = deployment.sdk(f"Bearer {CALLER_KEY}").chat.completions.create(
         model="byo-gpt", messages=ask("streamed with mine"), stream=True)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).endswith("streamed with mine")
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.endswith("streamed with mine")
     stored = deployment.sdk().chat.completions.create(model="gpt-4o-mini", messages=ask("x"))
     assert stored.choices  # without a caller credential, the stored one as always
 
@@ -195,7 +196,9 @@ def test_refused_where_not_allowed_or_not_possible(deployment: Deployment) -> No
     assert resp.status_code == 401
 
 
-@pytest.mark.parametrize("value", ["", "short", "sk-has a space-0123456789", "Bearer short1", "x" * 4097, "sk-ünïcode-0123"])
+@pytest.mark.parametrize(
+    "value", ["", "short", "sk-has a space-0123456789", "Bearer short1", "x" * 4097, "sk-ünïcode-0123"]
+)
 def test_malformed_credentials_are_400(deployment: Deployment, value: str) -> None:
     resp = httpx.post(
         f"{deployment.gateway.base_url}/chat/completions",
