@@ -216,7 +216,8 @@ def test_the_credential_is_never_logged_or_echoed(deployment: Deployment) -> Non
     request_id = f"req-{uuid.uuid4().hex}"
     resp = httpx.post(
         f"{deployment.gateway.base_url}/chat/completions",
-        headers={"Authorization": f"Bearer {deployment.key}", HEADER: WRONG_CALLER_KEY, "x-request-id": request_id},
+        headers={"Authorization": f"Bearer {deployment.key}", HEADER: WRONG_CALLER_KEY,
+                 "x-request-id": request_id},
         json={"model": "byo-gpt", "messages": ask("wrong key")},
         timeout=10,
     )
