@@ -221,7 +221,8 @@ def test_the_credential_is_never_logged_or_echoed(deployment: Deployment) -> Non
         json={"model": "byo-gpt", "messages": ask("wrong key")},
         timeout=10,
     )
-    assert resp.status_code >= 400 and WRONG_CALLER_KEY not in resp.text
+    assert resp.status_code == 401 and WRONG_CALLER_KEY not in resp.text
+    assert resp.json()["error"]["code"] == "caller_credentials_rejected"
     deployment.gateway.process.wait_for_all(request_id, "request failed")
     good = deployment.sdk(CALLER_KEY).chat.completions.create(model="byo-gpt", messages=ask("fine"))
     assert good.choices

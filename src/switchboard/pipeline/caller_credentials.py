@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from switchboard.config.schema import CallerCredentialsConfig
 from switchboard.context import RequestContext, Result
-from switchboard.errors import InvalidRequest
+from switchboard.errors import AuthenticationFailed, InvalidRequest, UpstreamAuthFailed
 from switchboard.pipeline.chain import Handler
 from switchboard.upstream.request import UpstreamRequest
 
@@ -67,6 +67,19 @@ def apply(upstream: UpstreamRequest, credentials: dict[str, str]) -> None:
                 values.append(merged[name])
             merged[name] = ",".join(values)
     upstream.credentials = merged
+
+
+def blamed(ctx: RequestContext, error: Exception) -> Exception:
+    """The error for the caller: when the provider refused the credential the caller sent, that
+    is the caller's to fix (401 ``caller_credentials_rejected``), not the gateway's (502)."""
+    if ctx.upstream_credentials is not None and isinstance(error, UpstreamAuthFailed):
+        route = ctx.route
+        provider = route.target.provider if route is not None else "the provider"
+        return AuthenticationFailed(
+            f"provider '{provider}' rejected the credential sent in the caller's header",
+            code="caller_credentials_rejected",
+        )
+    return error
 
 
 class CallerCredentialsStage:

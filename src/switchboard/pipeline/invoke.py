@@ -49,13 +49,14 @@ async def invoke(ctx: RequestContext) -> Result:
         decoder: StreamDecoder = getattr(adapter, op.stream)(ctx.request, target)
         stream = await route.client.open_stream(upstream, route.timeout)
         if stream.status >= 400:
-            raise adapter.error(stream.status, stream.headers, await stream.read_all(), target)
+            error = adapter.error(stream.status, stream.headers, await stream.read_all(), target)
+            raise caller_credentials.blamed(ctx, error)
         ctx.mark("upstream_headers", time.perf_counter())
         return StreamReply(_relay(ctx, stream, decoder), close=stream.close)
     reply = await route.client.send(upstream, route.timeout)
     ctx.mark("upstream_done", time.perf_counter())
     if reply.status >= 400:
-        raise adapter.error(reply.status, reply.headers, reply.body, target)
+        raise caller_credentials.blamed(ctx, adapter.error(reply.status, reply.headers, reply.body, target))
     body: JSON = getattr(adapter, op.parse)(reply.body, target)
     if op.finish is not None:
         body = op.finish(ctx.request, body)
