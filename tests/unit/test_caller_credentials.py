@@ -65,7 +65,7 @@ def test_error_bodies_are_scrubbed_of_the_callers_credential_and_the_stored_one(
 def test_the_header_name_is_checked() -> None:
     assert CallerCredentialsConfig().header == "x-provider-authorization" and not CallerCredentialsConfig().enabled
     assert CallerCredentialsConfig(header="X-Upstream-Key").header == "x-upstream-key"
-    for bad in ("Authorization", "x-api-key", "has space", "", "h" * 65):
+    for bad in ("Authorization", "x-api-key", "Content-Type", "x-request-id", "has space", "", "h" * 65):
         with pytest.raises(ValidationError):
             CallerCredentialsConfig(header=bad)
     with pytest.raises(ValidationError):

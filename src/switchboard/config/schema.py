@@ -99,8 +99,11 @@ class ModelConfig(_Strict):
     info: ModelEntryInfo | None = None
 
 
-# Headers that already carry the caller's Switchboard key, or that no provider credential may use.
-_RESERVED_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "host"})
+# Headers that carry the caller's Switchboard key or a provider's, or that the gateway itself reads.
+_RESERVED_HEADERS = frozenset({
+    "authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "host", "content-type",
+    "content-length", "x-request-id",
+})
 
 
 class CallerCredentialsConfig(_Strict):
