@@ -43,7 +43,8 @@ def test_types_that_sign_or_exchange_credentials_have_no_form() -> None:
 def test_the_oauth_beta_joins_the_adapters_betas_once() -> None:
     upstream = UpstreamRequest("POST", "http://x/v1/messages", headers={"anthropic-beta": "a-1, b-2"})
     apply(upstream, FORMS["anthropic"](OAUTH))
-    assert upstream.credentials == {"Authorization": f"Bearer {OAUTH}", "anthropic-beta": "a-1,b-2,oauth-2025-04-20"}
+    expected = {"Authorization": f"Bearer {OAUTH}", "anthropic-beta": "a-1,b-2,oauth-2025-04-20"}
+    assert upstream.credentials == expected
     again = UpstreamRequest("POST", "http://x", headers={"anthropic-beta": "oauth-2025-04-20"})
     apply(again, FORMS["anthropic"](OAUTH))
     assert again.credentials is not None and again.credentials["anthropic-beta"] == "oauth-2025-04-20"
@@ -63,7 +64,8 @@ def test_error_bodies_are_scrubbed_of_the_callers_credential_and_the_stored_one(
 
 
 def test_the_header_name_is_checked() -> None:
-    assert CallerCredentialsConfig().header == "x-provider-authorization" and not CallerCredentialsConfig().enabled
+    default = CallerCredentialsConfig()
+    assert default.header == "x-provider-authorization" and not default.enabled
     assert CallerCredentialsConfig(header="X-Upstream-Key").header == "x-upstream-key"
     for bad in ("Authorization", "x-api-key", "Content-Type", "x-request-id", "has space", "", "h" * 65):
         with pytest.raises(ValidationError):
