@@ -87,8 +87,10 @@ async def test_two_admins_deciding_at_once_one_wins(backend: Backend) -> None:
     peer = (await backend.peer()).subscriptions
     await store.request(sub(1))
     results = await asyncio.gather(
-        store.decide("tenant-a", "sub_0001", expect=("pending",), status="approved", decided_by="a", reason=None),
-        peer.decide("tenant-a", "sub_0001", expect=("pending",), status="rejected", decided_by="b", reason="no"),
+        store.decide("tenant-a", "sub_0001", expect=("pending",), status="approved", decided_by="a",
+                     reason=None),
+        peer.decide("tenant-a", "sub_0001", expect=("pending",), status="rejected", decided_by="b",
+                    reason="no"),
     )
     assert sum(r is not None for r in results) == 1
 
@@ -116,12 +118,15 @@ async def test_listing_filters_and_pages(backend: Backend) -> None:
         [("t1", "m1"), ("t1", "m2"), ("t2", "m1"), ("t2", "m2"), ("t3", "m1")], start=1
     ):
         await store.request(sub(i, team=team, model=model))
-    await store.decide("tenant-a", "sub_0002", expect=("pending",), status="approved", decided_by="a", reason=None)
+    await store.decide("tenant-a", "sub_0002", expect=("pending",), status="approved", decided_by="a",
+                       reason=None)
     ids = lambda found: [s.id for s in found]  # noqa: E731
-    assert ids(await store.list_subscriptions("tenant-a", SubscriptionQuery(team_id="t2"))) == ["sub_0003", "sub_0004"]
+    by_team = await store.list_subscriptions("tenant-a", SubscriptionQuery(team_id="t2"))
+    assert ids(by_team) == ["sub_0003", "sub_0004"]
     assert ids(await store.list_subscriptions("tenant-a", SubscriptionQuery(model="m1"))) == [
         "sub_0001", "sub_0003", "sub_0005"]
-    assert ids(await store.list_subscriptions("tenant-a", SubscriptionQuery(status="approved"))) == ["sub_0002"]
+    by_status = await store.list_subscriptions("tenant-a", SubscriptionQuery(status="approved"))
+    assert ids(by_status) == ["sub_0002"]
     page = await store.list_subscriptions("tenant-a", SubscriptionQuery(limit=2))
     rest = await store.list_subscriptions("tenant-a", SubscriptionQuery(after_id=page[-1].id))
     assert ids(page) + ids(rest) == [f"sub_{i:04d}" for i in range(1, 6)]
@@ -137,7 +142,8 @@ async def test_the_cache_asks_the_store_once_and_follows_the_feed(backend: Backe
     await there.start()
     try:
         # "No subscription" is cached too.
-        assert await asyncio.gather(*(there.status("tenant-a", "team-a", "gpt-4o") for _ in range(10))) == [None] * 10
+        seen = await asyncio.gather(*(there.status("tenant-a", "team-a", "gpt-4o") for _ in range(10)))
+        assert seen == [None] * 10
         assert there.lookups == 1
         await store.request(sub(1))
         await here.changed("tenant-a", "team-a", "gpt-4o")
