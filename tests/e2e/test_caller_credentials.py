@@ -158,6 +158,10 @@ def test_an_anthropic_provider_is_called_with_the_callers_api_key(
                                  default_headers={HEADER: CALLER_KEY})
     hi: Any = [{"role": "user", "content": "hi"}]
     assert client.messages.create(model="byo-claude", max_tokens=20, messages=hi).content
+    assert client.messages.count_tokens(model="byo-claude", messages=hi).input_tokens > 0  # answered here
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.count_tokens(model="locked-gpt", messages=hi)
+    assert "does not accept credentials from callers" in str(refused.value.body)  # Anthropic's shape: no code
 
 
 def test_an_anthropic_oauth_token_is_sent_as_bearer_with_the_oauth_beta(
