@@ -17,6 +17,7 @@ import orjson
 
 from switchboard.access import keys as keyfmt
 from switchboard.access.cache import KeyCache
+from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
 from switchboard.context import InboundAPI
 from switchboard.errors import GatewayError
@@ -83,12 +84,17 @@ class SwitchboardApp:
             assert gateway.key_cache is not None, "the admin API serves only after start-up"
             return gateway.key_cache
 
+        def subscriptions() -> SubscriptionCache:
+            assert gateway.subscriptions is not None, "the admin API serves only after start-up"
+            return gateway.subscriptions
+
         services = AdminServices(
             settings=self.settings,
             catalog=gateway.catalog,
             hashing=keyfmt.hashing_key(secret.get_secret_value()) if secret else None,
             stores=stores,
             key_cache=key_cache,
+            subscriptions=subscriptions,
         )
         return create_admin_app(services)
 

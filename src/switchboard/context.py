@@ -90,6 +90,9 @@ class RequestContext:
     client_wants_usage: bool = False
     usage: dict[str, Any] | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    # The caller's own provider credential as upstream headers (pipeline/caller_credentials.py);
+    # None: the provider's stored credential is used.
+    upstream_credentials: dict[str, str] | None = None
     outcome: Outcome = field(default_factory=Outcome)
     # Named moments of the request (perf_counter()), e.g. "upstream_headers"; created on first use.
     timings: dict[str, float] | None = None

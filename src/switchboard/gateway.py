@@ -7,15 +7,18 @@ import time
 from switchboard import catalog
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
+from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
 from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.access import ModelAccessStage
 from switchboard.pipeline.auth import Authenticator, AuthStage
+from switchboard.pipeline.caller_credentials import CallerCredentialsStage
 from switchboard.pipeline.chain import Handler, Stage, build_chain
 from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.route import RouteStage
+from switchboard.pipeline.subscription import SubscriptionStage
 from switchboard.routing.table import build_clients, build_routes, resolve_providers
 from switchboard.stores import Stores, open_stores
 
@@ -35,6 +38,7 @@ class Gateway:
         )
         self.key_cache: KeyCache | None = None
         self.last_used: LastUsed | None = None
+        self.subscriptions: SubscriptionCache | None = None
         self.images = ImageFetcher(settings.images)
         # Model limits, capabilities and prices, with the config's overrides applied.
         self.catalog = catalog.build(settings)
@@ -63,11 +67,17 @@ class Gateway:
         return [AuthStage(self.authenticator)]
 
     def operation_stages(self, operation: str) -> list[Stage]:
-        if operation == "count_tokens":
-            return [DecodeStage(), ModelAccessStage(), RouteStage(self.routes)]
-        if operation not in MODEL_CALLS:
+        if operation != "count_tokens" and operation not in MODEL_CALLS:
             return []
-        stages: list[Stage] = [DecodeStage(), ModelAccessStage(), RouteStage(self.routes)]
+        stages: list[Stage] = [
+            DecodeStage(),
+            ModelAccessStage(),
+            RouteStage(self.routes),
+            SubscriptionStage(lambda: self.subscriptions),
+            CallerCredentialsStage(self.settings.auth.caller_credentials),
+        ]
+        if operation == "count_tokens":
+            return stages
         if any(route.adapter.needs_inline_images(route.target) for route in self.routes.values()):
             stages.append(InlineImagesStage(self.images))
         return stages
@@ -76,6 +86,8 @@ class Gateway:
         self.stores = await open_stores(self.settings)
         self.key_cache = KeyCache(self.stores.keys, self.stores.feed)
         await self.key_cache.start()
+        self.subscriptions = SubscriptionCache(self.stores.subscriptions, self.stores.feed)
+        await self.subscriptions.start()
         self.last_used = LastUsed(self.stores.keys, self.settings.auth.last_used_interval_seconds)
         self.last_used.start()
         self.authenticator.attach(self.key_cache, self.last_used)
@@ -94,6 +106,9 @@ class Gateway:
         if self.key_cache is not None:
             await self.key_cache.close()
             self.key_cache = None
+        if self.subscriptions is not None:
+            await self.subscriptions.close()
+            self.subscriptions = None
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

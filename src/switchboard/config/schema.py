@@ -73,6 +73,9 @@ class ProviderConfig(BaseModel):
     # Bound on a non-stream response body; the largest embeddings batch (2048 inputs x 3072
     # floats, pretty-printed JSON) is about 150 MB.
     max_response_bytes: Annotated[int, Field(ge=1024)] = 256 * MIB
+    # Let callers send their own credential for this provider (auth.caller_credentials must be
+    # enabled too); see docs/access.md, "Caller credentials".
+    allow_caller_credentials: bool = False
 
     @field_validator("api_base")
     @classmethod
@@ -90,8 +93,35 @@ class ModelConfig(_Strict):
     model: Annotated[str, Field(min_length=1)]
     timeouts: TimeoutsOverride | None = None
     drop_params: bool = False
+    # Teams must subscribe, and a tenant admin approve, before their keys may call this model.
+    require_approval: bool = False
     # Catalog overrides for this entry (limits, prices, capabilities); see docs/catalog.md.
     info: ModelEntryInfo | None = None
+
+
+# Headers that carry the caller's Switchboard key or a provider's, or that the gateway itself reads.
+_RESERVED_HEADERS = frozenset({
+    "authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "host", "content-type",
+    "content-length", "x-request-id",
+})
+
+
+class CallerCredentialsConfig(_Strict):
+    """Callers sending their own provider credential (off unless enabled here and allowed by the
+    provider entry with ``allow_caller_credentials``)."""
+
+    enabled: bool = False
+    # The request header that carries the caller's provider credential.
+    header: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")] = (
+        "x-provider-authorization"
+    )
+
+    @field_validator("header")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"{value!r} is reserved (it carries a Switchboard or a provider key)")
+        return value.lower()
 
 
 class AuthConfig(_Strict):
@@ -101,6 +131,7 @@ class AuthConfig(_Strict):
     secret_key: SecretStr | None = None
     # How often the keys' last-used times are written (one batched statement each time).
     last_used_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    caller_credentials: CallerCredentialsConfig = CallerCredentialsConfig()
 
     @model_validator(mode="after")
     def _not_empty(self) -> AuthConfig:

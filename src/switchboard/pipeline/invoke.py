@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.context import Reply, RequestContext, Result, StreamReply
+from switchboard.pipeline import caller_credentials
 from switchboard.providers.base import JSON, StreamDecoder
 from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.upstream.client import UpstreamStream
@@ -42,17 +43,20 @@ async def invoke(ctx: RequestContext) -> Result:
     op = OPERATIONS[ctx.operation]
     adapter, target = route.adapter, route.target
     upstream: UpstreamRequest = getattr(adapter, op.build)(ctx.request, target)
+    if ctx.upstream_credentials is not None:
+        caller_credentials.apply(upstream, ctx.upstream_credentials)
     if ctx.stream and op.stream is not None:
         decoder: StreamDecoder = getattr(adapter, op.stream)(ctx.request, target)
         stream = await route.client.open_stream(upstream, route.timeout)
         if stream.status >= 400:
-            raise adapter.error(stream.status, stream.headers, await stream.read_all(), target)
+            error = adapter.error(stream.status, stream.headers, await stream.read_all(), target)
+            raise caller_credentials.blamed(ctx, error)
         ctx.mark("upstream_headers", time.perf_counter())
         return StreamReply(_relay(ctx, stream, decoder), close=stream.close)
     reply = await route.client.send(upstream, route.timeout)
     ctx.mark("upstream_done", time.perf_counter())
     if reply.status >= 400:
-        raise adapter.error(reply.status, reply.headers, reply.body, target)
+        raise caller_credentials.blamed(ctx, adapter.error(reply.status, reply.headers, reply.body, target))
     body: JSON = getattr(adapter, op.parse)(reply.body, target)
     if op.finish is not None:
         body = op.finish(ctx.request, body)

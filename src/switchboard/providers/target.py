@@ -18,3 +18,7 @@ class Target:
     options: Any  # the provider type's validated options model
     timeouts: Timeouts
     drop_params: bool = False
+    # Callers need an approved subscription of their team (pipeline/subscription.py).
+    require_approval: bool = False
+    # The provider entry lets callers send their own credential (pipeline/caller_credentials.py).
+    allow_caller_credentials: bool = False

@@ -63,6 +63,8 @@ def build_routes(
             options=resolved.options,
             timeouts=timeouts,
             drop_params=m.drop_params,
+            require_approval=m.require_approval,
+            allow_caller_credentials=p.allow_caller_credentials,
         )
         override = timeouts if m.timeouts else None
         routes[m.name] = Route(target, resolved.spec.adapter, clients[p.name], override)

@@ -24,12 +24,21 @@ from switchboard.stores.errors import StoreError
 from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.counters import MemoryCounters
 from switchboard.stores.memory.feed import MemoryFeed
-from switchboard.stores.protocols import AuditLog, ChangeFeed, Counters, KeyStore, SharedCache, UsageLedger
+from switchboard.stores.protocols import (
+    AuditLog,
+    ChangeFeed,
+    Counters,
+    KeyStore,
+    SharedCache,
+    SubscriptionStore,
+    UsageLedger,
+)
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.engine import create_engine, describe, shown
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.migrate import upgrade
+from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
 from switchboard.stores.sql.urls import async_url, sqlite_path
 
 log = logging.getLogger("switchboard.stores")
@@ -41,6 +50,7 @@ class Stores:
     audit: AuditLog
     counters: Counters
     ledger: UsageLedger
+    subscriptions: SubscriptionStore
     cache: SharedCache
     feed: ChangeFeed
     database: str  # shown URL, password hidden
@@ -144,6 +154,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         audit=audit,
         counters=counters,
         ledger=ledger,
+        subscriptions=SqlSubscriptionStore(engine),
         cache=cache,
         feed=feed,
         database=shown(database),

@@ -93,6 +93,72 @@ class AuditQuery:
     limit: int = 100
 
 
+# A subscription's life: pending -> approved | rejected; approved -> revoked; a rejected or
+# revoked subscription may be requested again (pending, same id).
+SUBSCRIPTION_STATUSES = ("pending", "approved", "rejected", "revoked")
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    """A team's subscription to a model that needs approval; one per (tenant, team, model)."""
+
+    id: str
+    tenant_id: str
+    team_id: str
+    model: str
+    status: str = "pending"  # one of SUBSCRIPTION_STATUSES
+    requested_by: str | None = None  # principal id
+    decided_by: str | None = None
+    reason: str | None = None  # the request's reason, then the decision's
+    created_at: datetime = field(default_factory=utcnow)  # when last requested
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionQuery:
+    status: str | None = None
+    team_id: str | None = None
+    model: str | None = None
+    after_id: str | None = None  # cursor: subscriptions after this id (ids sort by creation)
+    limit: int = 100
+
+
+class SubscriptionExists(Exception):
+    """A pending or approved subscription of this team to this model already exists."""
+
+    def __init__(self, existing: SubscriptionRecord) -> None:
+        super().__init__(existing.id)
+        self.existing = existing
+
+
+class SubscriptionStore(Protocol):
+    async def request(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        """Store ``record`` as pending. A rejected or revoked subscription of the same tenant,
+        team and model is reopened instead (its id kept, the rest from ``record``); a pending
+        or approved one raises :class:`SubscriptionExists`."""
+
+    async def get(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None: ...
+
+    async def find(self, tenant_id: str, team_id: str, model: str) -> SubscriptionRecord | None:
+        """The subscription of this team to this model (the request path's lookup, cached)."""
+
+    async def list_subscriptions(self, tenant_id: str, query: SubscriptionQuery) -> list[SubscriptionRecord]:
+        """The tenant's subscriptions matching ``query``, by id (oldest first)."""
+
+    async def decide(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        *,
+        expect: tuple[str, ...],
+        status: str,
+        decided_by: str,
+        reason: str | None,
+    ) -> SubscriptionRecord | None:
+        """Move the subscription to ``status`` if its status is one of ``expect`` (atomically);
+        the updated record, or None when there is no such subscription in that state."""
+
+
 class KeyStore(Protocol):
     async def put(self, record: KeyRecord) -> None:
         """Insert the key, or replace the record with the same id (within its tenant)."""

@@ -65,9 +65,13 @@ class UpstreamClient:
         self._static = isinstance(auth, StaticHeaderAuth)
         # Every provider API takes JSON bodies; adapters' own request headers override these.
         base = {"Content-Type": "application/json", **headers}
+        self._base_headers = base  # without the stored credential: for callers' own credentials
         self._headers = {**base, **auth.headers} if isinstance(auth, StaticHeaderAuth) else base
         self._timeout = client_timeout(timeouts)
         self._session: aiohttp.ClientSession | None = None
+        # For requests that carry the caller's own credential (same pool, no stored credential);
+        # made on first use.
+        self._caller_session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
         # Per-model timeout overrides in aiohttp's form, by the identity of the config value.
         self._timeouts: dict[int, tuple[Timeouts, aiohttp.ClientTimeout]] = {}
@@ -90,6 +94,9 @@ class UpstreamClient:
         )
 
     async def close(self) -> None:
+        if self._caller_session is not None:
+            await self._caller_session.close()
+            self._caller_session = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -108,15 +115,33 @@ class UpstreamClient:
 
     async def _open(self, request: UpstreamRequest, limits: Timeouts | None) -> aiohttp.ClientResponse:
         assert self._session is not None, "client not started"
-        if not self._static:
-            await self.auth.apply(request)
+        session = self._session
+        if request.credentials is not None:  # the caller's credential, never the stored one
+            session = self._caller_session or self._open_caller_session()
+            headers: dict[str, str] | None = {**request.headers, **request.credentials}
+        else:
+            if not self._static:
+                await self.auth.apply(request)
+            headers = request.headers or None  # None: just the session's headers, nothing to merge
         url = self._url(request.url)
-        headers = request.headers or None  # None: just the session's headers, nothing to merge
         if limits is None:  # the provider's own timeouts, set on the session
-            return await self._session.request(request.method, url, data=request.body, headers=headers)
-        return await self._session.request(
+            return await session.request(request.method, url, data=request.body, headers=headers)
+        return await session.request(
             request.method, url, data=request.body, headers=headers, timeout=self._client_timeout(limits)
         )
+
+    def _open_caller_session(self) -> aiohttp.ClientSession:
+        assert self._session is not None
+        self._caller_session = aiohttp.ClientSession(
+            connector=self._session.connector,
+            connector_owner=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            headers=self._base_headers,
+            timeout=self._timeout,
+            raise_for_status=False,
+        )
+        return self._caller_session
 
     def _client_timeout(self, limits: Timeouts) -> aiohttp.ClientTimeout:
         """Built once per distinct override (the routes hold them for the process' life), not
@@ -137,9 +162,15 @@ class UpstreamClient:
             url = self._urls[text] = URL(text)
         return url
 
-    def scrub(self, body: bytes) -> bytes:
-        """``body`` (upstream error text) with every credential held for this provider replaced
-        by ``[redacted]``; see upstream/scrub.py for the forms matched."""
+    def scrub(self, body: bytes, credentials: dict[str, str] | None = None) -> bytes:
+        """``body`` (upstream error text) with every credential held for this provider, and the
+        caller's own ``credentials`` if it sent any, replaced by ``[redacted]``; see
+        upstream/scrub.py for the forms matched."""
+        if credentials:
+            needles = [*self._fixed_secrets, *scrub.header_secrets(credentials)]
+            if not self._static:
+                needles += self.auth.secrets()
+            return scrub.redact(body, scrub.forms(needles))
         if self._static:
             return scrub.redact(body, self._needles)
         return scrub.redact(body, scrub.forms([*self._fixed_secrets, *self.auth.secrets()]))
@@ -149,7 +180,8 @@ class UpstreamClient:
             resp = await self._open(request, limits)
             try:
                 if resp.status >= 400:  # an error: its start is enough, never a credential
-                    body = self.scrub((await read_bounded(resp, MAX_ERROR_BYTES, cut=True))[0])
+                    raw = (await read_bounded(resp, MAX_ERROR_BYTES, cut=True))[0]
+                    body = self.scrub(raw, request.credentials)
                 else:
                     body, whole = await read_bounded(resp, self.max_response_bytes)
                     if not whole:
@@ -169,7 +201,7 @@ class UpstreamClient:
             resp = await self._open(request, limits)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self.translate(exc) from None
-        return UpstreamStream(self, resp)
+        return UpstreamStream(self, resp, request.credentials)
 
 
 async def read_bounded(resp: aiohttp.ClientResponse, limit: int, *, cut: bool = False) -> tuple[bytes, bool]:
@@ -197,8 +229,14 @@ async def read_bounded(resp: aiohttp.ClientResponse, limit: int, *, cut: bool = 
 class UpstreamStream:
     """An open streaming response. Iterate :meth:`chunks` exactly once; it always closes."""
 
-    def __init__(self, client: UpstreamClient, response: aiohttp.ClientResponse) -> None:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        response: aiohttp.ClientResponse,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
         self._client = client
+        self._credentials = credentials
         self.response = response
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
@@ -207,7 +245,7 @@ class UpstreamStream:
         """The body of an error answer, cut at MAX_ERROR_BYTES, credentials scrubbed."""
         try:
             body, _ = await read_bounded(self.response, MAX_ERROR_BYTES, cut=True)
-            return self._client.scrub(body)
+            return self._client.scrub(body, self._credentials)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._client.translate(exc) from None
         finally:

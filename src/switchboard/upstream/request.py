@@ -12,6 +12,9 @@ class UpstreamRequest:
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     stream: bool = False
+    # Headers carrying the caller's own credential: sent instead of the provider's stored
+    # credential (none of the client's auth headers go with them), and scrubbed from errors.
+    credentials: dict[str, str] | None = None
 
     def __repr__(self) -> str:  # headers may hold credentials once signed: never print them
         return f"UpstreamRequest({self.method} {self.url}, {len(self.body or b'')} bytes)"

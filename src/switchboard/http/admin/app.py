@@ -9,9 +9,10 @@ from fastapi import FastAPI
 
 from switchboard import __version__
 from switchboard.access.cache import KeyCache
+from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.catalog import Catalog
 from switchboard.config.schema import Settings
-from switchboard.http.admin import audit, catalog, errors, keys
+from switchboard.http.admin import audit, catalog, errors, keys, subscriptions
 from switchboard.stores import Stores
 
 
@@ -25,6 +26,7 @@ class AdminServices:
     hashing: bytes | None  # the key-hashing key derived from the server secret (None: no secret)
     stores: Callable[[], Stores]
     key_cache: Callable[[], KeyCache]
+    subscriptions: Callable[[], SubscriptionCache]
 
 
 def create_admin_app(services: AdminServices) -> FastAPI:
@@ -40,4 +42,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(keys.router)
     app.include_router(audit.router)
+    app.include_router(subscriptions.router)
     return app

@@ -65,3 +65,22 @@ audit_log = sa.Table(
     sa.Column("request_id", sa.String(128)),
     sa.Index("ix_audit_log_tenant_id", "tenant_id", "id"),
 )
+
+# -- subscriptions (revision 0004): teams subscribed to models that need approval ---------------
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("team_id", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(64)),
+    sa.Column("decided_by", sa.String(64)),
+    sa.Column("reason", sa.String(1000)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("tenant_id", "team_id", "model", name="uq_subscriptions_tenant_team_model"),
+    sa.Index("ix_subscriptions_tenant_id", "tenant_id", "id"),
+)

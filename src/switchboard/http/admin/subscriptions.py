@@ -1,0 +1,253 @@
+"""``/admin/v1/subscriptions``: teams ask to use models that need approval; tenant admins decide.
+
+A model with ``require_approval: true`` serves a team's keys only once the team's subscription
+to it is approved (``pipeline/subscription.py``). ``POST`` asks (pending), ``/approve``,
+``/reject`` and ``/revoke`` decide; a rejected or revoked team may ask again. Every change is
+audited and published on the change feed, so every instance applies it within moments.
+What each role may do is the ``subscription`` rows of the permission table (``access/roles.py``);
+a subscription outside the caller's reach is 404.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from switchboard.access.roles import Reach
+from switchboard.errors import GatewayError, InvalidRequest, NotFound
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.stores.protocols import (
+    SubscriptionExists,
+    SubscriptionQuery,
+    SubscriptionRecord,
+)
+
+router = APIRouter(prefix="/admin/v1/subscriptions", tags=["subscriptions"])
+
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+Status = Literal["pending", "approved", "rejected", "revoked"]
+
+
+class SubscriptionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelName = Field(description="A model that needs approval (`require_approval: true`).")
+    team: Ident | None = Field(default=None, description="The subscribing team; default: the caller's.")
+    tenant: Ident | None = Field(default=None, description="Platform admin only; default: the caller's.")
+    reason: Reason | None = Field(default=None, description="Why the team needs the model.")
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason | None = None
+
+
+class Rejection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason = Field(description="Told to the team (GET shows it).")
+
+
+def _public(record: SubscriptionRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "object": "subscription",
+        "tenant": record.tenant_id,
+        "team": record.team_id,
+        "model": record.model,
+        "status": record.status,
+        "reason": record.reason,
+        "requested_by": record.requested_by,
+        "created_at": record.created_at.isoformat(),
+        "decided_by": record.decided_by,
+        "decided_at": record.decided_at.isoformat() if record.decided_at else None,
+    }
+
+
+def _new_id() -> str:
+    """Ids sort by creation time, so a list in id order is oldest first and pages are stable."""
+    return f"sub_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+
+
+def _needs_approval(request: Request, model: str) -> bool | None:
+    """Whether the model needs approval; None when the deployment has no such model."""
+    for m in request.app.state.services.settings.models:
+        if m.name == model:
+            return bool(m.require_approval)
+    return None
+
+
+async def _visible(
+    request: Request, access: Access, subscription_id: str, tenant: str | None
+) -> SubscriptionRecord:
+    store = request.app.state.services.stores().subscriptions
+    record = await store.get(access.tenant_for(tenant), subscription_id)
+    if record is None or not access.sees(record.tenant_id, record.team_id):
+        raise NotFound(f"no subscription with id '{subscription_id[:64]}'", code="subscription_not_found")
+    return record
+
+
+TenantQuery = Annotated[Ident | None, Query(description="Platform admin only: another tenant.")]
+
+
+@router.post("", status_code=201, summary="Subscribe a team to a model that needs approval (pending)")
+async def create_subscription(
+    body: SubscriptionCreate,
+    request: Request,
+    access: Annotated[Access, Depends(allow("subscription", "create"))],
+) -> JSONResponse:
+    services = request.app.state.services
+    tenant = access.tenant_for(body.tenant)
+    team = body.team or access.principal.team_id
+    if team is None:
+        raise InvalidRequest(
+            "team: required (this key belongs to no team)", param="team", code="team_required"
+        )
+    if not access.sees(tenant, team):
+        raise NotFound(f"no team '{team}'", code="team_not_found")
+    needs = _needs_approval(request, body.model)
+    if needs is None:
+        shown = body.model[:200]
+        raise InvalidRequest(f"model: no model '{shown}'", param="model", code="model_not_found")
+    if not needs:
+        raise InvalidRequest(
+            f"model: '{body.model}' does not need approval: every key allowed to use it may call it",
+            param="model",
+            code="approval_not_required",
+        )
+    record = SubscriptionRecord(
+        id=_new_id(), tenant_id=tenant, team_id=team, model=body.model,
+        requested_by=access.principal.id, reason=body.reason,
+    )
+    try:
+        stored = await services.stores().subscriptions.request(record)
+    except SubscriptionExists as exc:
+        raise GatewayError(
+            f"team '{team}' already has a {exc.existing.status} subscription to '{body.model}' "
+            f"({exc.existing.id})",
+            status=409,
+            type="invalid_request_error",
+            param="model",
+            code="subscription_exists",
+        ) from None
+    await services.subscriptions().changed(tenant, team, body.model)
+    await audit.record(request, "subscription.request", "subscription", stored.id, after=_public(stored))
+    return JSONResponse(_public(stored), status_code=201)
+
+
+@router.get("", summary="Subscriptions within the caller's reach, oldest first")
+async def list_subscriptions(
+    request: Request,
+    access: Annotated[Access, Depends(allow("subscription", "read"))],
+    status: Annotated[Status | None, Query()] = None,
+    team: Annotated[Ident | None, Query()] = None,
+    model: Annotated[ModelName | None, Query()] = None,
+    tenant: TenantQuery = None,
+    after: Annotated[str | None, Query(max_length=64, description="Last id of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    scope = access.tenant_for(tenant)
+    if access.reach < Reach.TENANT:  # a team's members see their own team's subscriptions only
+        own = access.principal.team_id
+        if own is None or (team is not None and team != own):
+            return {"object": "list", "data": [], "has_more": False, "last_id": None}
+        team = own
+    query = SubscriptionQuery(status=status, team_id=team, model=model, after_id=after, limit=limit + 1)
+    found = await request.app.state.services.stores().subscriptions.list_subscriptions(scope, query)
+    page = found[:limit]
+    return {
+        "object": "list",
+        "data": [_public(r) for r in page],
+        "has_more": len(found) > limit,
+        "last_id": page[-1].id if page else None,
+    }
+
+
+@router.get("/{subscription_id}", summary="One subscription")
+async def get_subscription(
+    subscription_id: str,
+    request: Request,
+    access: Annotated[Access, Depends(allow("subscription", "read"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    return _public(await _visible(request, access, subscription_id, tenant))
+
+
+async def _decide(
+    request: Request,
+    access: Access,
+    subscription_id: str,
+    tenant: str | None,
+    *,
+    action: str,
+    expect: str,
+    status: str,
+    reason: str | None,
+) -> dict[str, Any]:
+    services = request.app.state.services
+    before = await _visible(request, access, subscription_id, tenant)
+    after = await services.stores().subscriptions.decide(
+        before.tenant_id, before.id, expect=(expect,), status=status,
+        decided_by=access.principal.id, reason=reason,
+    )
+    if after is None:
+        current = await _visible(request, access, subscription_id, tenant)
+        raise GatewayError(
+            f"the subscription is {current.status}; only a {expect} subscription can be {status}",
+            status=409,
+            type="invalid_request_error",
+            code=f"subscription_not_{expect}",
+        )
+    await services.subscriptions().changed(after.tenant_id, after.team_id, after.model)
+    await audit.record(
+        request, f"subscription.{action}", "subscription", after.id,
+        before=_public(before), after=_public(after),
+    )
+    return _public(after)
+
+
+@router.post("/{subscription_id}/approve", summary="Approve a pending subscription")
+async def approve_subscription(
+    subscription_id: str,
+    request: Request,
+    access: Annotated[Access, Depends(allow("subscription", "approve"))],
+    tenant: TenantQuery = None,
+    body: Annotated[Decision | None, Body()] = None,
+) -> dict[str, Any]:
+    return await _decide(request, access, subscription_id, tenant, action="approve", expect="pending",
+                         status="approved", reason=body.reason if body else None)
+
+
+@router.post("/{subscription_id}/reject", summary="Reject a pending subscription, saying why")
+async def reject_subscription(
+    subscription_id: str,
+    request: Request,
+    access: Annotated[Access, Depends(allow("subscription", "reject"))],
+    tenant: TenantQuery = None,
+    body: Annotated[Rejection | None, Body()] = None,
+) -> dict[str, Any]:
+    if body is None:
+        raise InvalidRequest("reason: required to reject", param="reason", code="missing_required_parameter")
+    return await _decide(request, access, subscription_id, tenant, action="reject", expect="pending",
+                         status="rejected", reason=body.reason)
+
+
+@router.post("/{subscription_id}/revoke", summary="Revoke an approved subscription")
+async def revoke_subscription(
+    subscription_id: str,
+    request: Request,
+    access: Annotated[Access, Depends(allow("subscription", "revoke"))],
+    tenant: TenantQuery = None,
+    body: Annotated[Decision | None, Body()] = None,
+) -> dict[str, Any]:
+    return await _decide(request, access, subscription_id, tenant, action="revoke", expect="approved",
+                         status="revoked", reason=body.reason if body else None)

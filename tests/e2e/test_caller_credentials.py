@@ -1,0 +1,241 @@
+"""Caller credentials, end to end: a caller authenticated by its Switchboard key sends its own
+provider credential in ``x-provider-authorization`` and the provider gets that instead of the
+stored one (OpenAI key; Anthropic API key; Anthropic OAuth token as Bearer with the OAuth beta).
+The upstreams here are mocks that accept only the caller's credential, so a call succeeds only
+if the caller's credential, and not the stored one, reached them. Refused (400) when the
+deployment or the provider does not allow it and for provider types that cannot use it; never
+logged. Every test runs on the embedded default and on a cluster (PostgreSQL and Redis)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.e2e.sdk import ask
+from tests.servers import (
+    MASTER_KEY,
+    Gateway,
+    Mock,
+    captured,
+    new_marker,
+    openai_config,
+    start_gateway,
+    start_mock,
+)
+from tests.services import Postgres, RedisServer
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+HEADER = "x-provider-authorization"
+CALLER_KEY = "sk-caller-own-key-0123456789abcdefXYZ"
+CALLER_OAUTH = "sk-ant-oat01-caller-oauth-token-0123456789abcdefXYZ"
+WRONG_CALLER_KEY = "sk-caller-wrong-key-9876543210zyxwvuTSR"
+CONFIGURED_BETA = "prompt-caching-2024-07-31"
+
+
+@pytest.fixture(scope="module")
+def caller_mocks() -> Iterator[tuple[Mock, Mock]]:
+    """Upstreams that accept only the caller's key, and only the caller's OAuth token."""
+    by_key, by_oauth = start_mock(api_key=CALLER_KEY), start_mock(api_key=CALLER_OAUTH)
+    yield by_key, by_oauth
+    by_key.process.stop()
+    by_oauth.process.stop()
+
+
+def byo_config(mock: Mock, by_key: Mock, by_oauth: Mock) -> dict[str, Any]:
+    config = openai_config(mock, log_level="debug", access_log=True)
+    allow = {"api_key": "${UPSTREAM_KEY}", "allow_caller_credentials": True}  # a stored key they refuse
+    config["providers"] += [
+        {"name": "byo-openai", "type": "openai", "api_base": f"{by_key.url}/v1", **allow},
+        {"name": "byo-anthropic", "type": "anthropic", "api_base": by_key.url, **allow},
+        {"name": "byo-anthropic-oauth", "type": "anthropic", "api_base": by_oauth.url,
+         "anthropic_beta": [CONFIGURED_BETA], **allow},
+        {"name": "locked-openai", "type": "openai", "api_base": f"{by_key.url}/v1",
+         "api_key": "${UPSTREAM_KEY}"},
+        {"name": "byo-bedrock", "type": "bedrock", "api_base": by_key.url, "aws_access_key_id": "AKIDTEST",
+         "aws_secret_access_key": "${UPSTREAM_KEY}", "aws_region": "us-east-1",
+         "allow_caller_credentials": True},
+    ]
+    config["models"] += [
+        {"name": "byo-gpt", "provider": "byo-openai", "model": "gpt-4o-mini"},
+        {"name": "byo-claude", "provider": "byo-anthropic", "model": "claude-sonnet-4-5"},
+        {"name": "byo-claude-oauth", "provider": "byo-anthropic-oauth", "model": "claude-sonnet-4-5"},
+        {"name": "locked-gpt", "provider": "locked-openai", "model": "gpt-4o-mini"},
+        {"name": "byo-bedrock", "provider": "byo-bedrock", "model": "amazon.titan-text-express-v1"},
+    ]
+    config["auth"]["caller_credentials"] = {"enabled": True}
+    return config
+
+
+@dataclass
+class Deployment:
+    kind: str
+    gateway: Gateway  # caller credentials enabled
+    plain: Gateway  # the default: caller credentials off
+    key: str  # a developer key for every model
+
+    def sdk(self, credential: str | None = None) -> openai.OpenAI:
+        headers = {HEADER: credential} if credential is not None else None
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=self.key, max_retries=0, timeout=30,
+                             default_headers=headers)
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def deployment(
+    request: pytest.FixtureRequest,
+    mock_upstream: Mock,
+    caller_mocks: tuple[Mock, Mock],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    config = byo_config(mock_upstream, *caller_mocks)
+    plain = openai_config(mock_upstream)
+    if request.param == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        database = {"url": postgres.create_database(f"byo_{uuid.uuid4().hex[:8]}")}
+        config.update(database=database, redis={"url": redis.url})
+        plain.update(database=database, redis={"url": redis.url})
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"byo-{request.param}"))
+    plain_gw = start_gateway(plain, tmp_path_factory.mktemp(f"byo-plain-{request.param}"))
+    created = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN, timeout=10)
+    assert created.status_code == 201, created.text
+    yield Deployment(request.param, gw, plain_gw, created.json()["key"])
+    gw.process.stop()
+    plain_gw.process.stop()
+
+
+def upstream_saw(mock: Mock, marker: str) -> dict[str, Any]:
+    (seen,) = captured(mock, marker, outcome="completed")
+    assert seen["status"] == 200, seen
+    headers: dict[str, Any] = seen["headers"]
+    assert HEADER not in headers  # never forwarded as it came
+    text = json.dumps(seen)
+    assert CALLER_KEY not in text and CALLER_OAUTH not in text
+    return headers
+
+
+def test_an_openai_provider_is_called_with_the_callers_key(
+    deployment: Deployment, caller_mocks: tuple[Mock, Mock]
+) -> None:
+    by_key, _ = caller_mocks
+    # The stored key is not one this upstream accepts: without the caller's, the call fails.
+    with pytest.raises(openai.APIStatusError):
+        deployment.sdk().chat.completions.create(model="byo-gpt", messages=ask("stored key"))
+    marker = new_marker()
+    reply = deployment.sdk(CALLER_KEY).chat.completions.create(
+        model="byo-gpt", messages=ask(f"mine mock:capture={marker}"))
+    assert reply.choices[0].message.content and "mine" in reply.choices[0].message.content
+    headers = upstream_saw(by_key, marker)
+    assert headers["authorization"] == "<redacted>"  # the mock hides credentials it was sent
+    # "Bearer <key>" works as well, and streams do too.
+    chunks = deployment.sdk(f"Bearer {CALLER_KEY}").chat.completions.create(
+        model="byo-gpt", messages=ask("streamed with mine"), stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.endswith("streamed with mine")
+    stored = deployment.sdk().chat.completions.create(model="gpt-4o-mini", messages=ask("x"))
+    assert stored.choices  # without a caller credential, the stored one as always
+
+
+def test_an_anthropic_provider_is_called_with_the_callers_api_key(
+    deployment: Deployment, caller_mocks: tuple[Mock, Mock]
+) -> None:
+    by_key, _ = caller_mocks
+    marker = new_marker()
+    reply = deployment.sdk(CALLER_KEY).chat.completions.create(
+        model="byo-claude", messages=ask(f"anthropic key mock:capture={marker}"))
+    assert reply.choices[0].message.content
+    headers = upstream_saw(by_key, marker)
+    assert headers["x-api-key"] == "<redacted>" and "authorization" not in headers
+    # Anthropic clients of the gateway send it the same way.
+    client = anthropic.Anthropic(base_url=deployment.gateway.url, api_key=deployment.key, max_retries=0,
+                                 default_headers={HEADER: CALLER_KEY})
+    hi: Any = [{"role": "user", "content": "hi"}]
+    assert client.messages.create(model="byo-claude", max_tokens=20, messages=hi).content
+    assert client.messages.count_tokens(model="byo-claude", messages=hi).input_tokens > 0  # answered here
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.count_tokens(model="locked-gpt", messages=hi)
+    assert "does not accept credentials from callers" in str(refused.value.body)  # Anthropic's shape: no code
+
+
+def test_an_anthropic_oauth_token_is_sent_as_bearer_with_the_oauth_beta(
+    deployment: Deployment, caller_mocks: tuple[Mock, Mock]
+) -> None:
+    _, by_oauth = caller_mocks
+    marker = new_marker()
+    reply = deployment.sdk(CALLER_OAUTH).chat.completions.create(
+        model="byo-claude-oauth", messages=ask(f"subscription user mock:capture={marker}"))
+    assert reply.choices[0].message.content
+    headers = upstream_saw(by_oauth, marker)
+    assert headers["authorization"] == "<redacted>" and "x-api-key" not in headers
+    assert headers["anthropic-beta"].split(",") == [CONFIGURED_BETA, "oauth-2025-04-20"]
+    with pytest.raises(openai.APIStatusError):  # the stored key alone is refused by this upstream
+        deployment.sdk().chat.completions.create(model="byo-claude-oauth", messages=ask("x"))
+
+
+def refused(client: openai.OpenAI, model: str) -> tuple[int, str]:
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model=model, messages=ask("x"))
+    return err.value.status_code, str(err.value.body["code"])  # type: ignore[index]
+
+
+def test_refused_where_not_allowed_or_not_possible(deployment: Deployment) -> None:
+    plain = openai.OpenAI(base_url=deployment.plain.base_url, api_key=MASTER_KEY, max_retries=0,
+                          default_headers={HEADER: CALLER_KEY})
+    assert refused(plain, "gpt-4o-mini") == (400, "caller_credentials_disabled")
+    assert refused(deployment.sdk(CALLER_KEY), "locked-gpt") == (400, "caller_credentials_disabled")
+    assert refused(deployment.sdk(CALLER_KEY), "byo-bedrock") == (400, "caller_credentials_unsupported")
+    with pytest.raises(openai.BadRequestError) as err:
+        deployment.sdk(CALLER_KEY).embeddings.create(model="text-embedding-3-small", input="x")
+    assert err.value.body["code"] == "caller_credentials_disabled"  # type: ignore[index]
+    # Authentication comes first: a provider credential is no substitute for a Switchboard key.
+    resp = httpx.post(f"{deployment.gateway.base_url}/chat/completions", headers={HEADER: CALLER_KEY},
+                      json={"model": "byo-gpt", "messages": ask("x")}, timeout=10)
+    assert resp.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "value", ["", "short", "sk-has a space-0123456789", "Bearer short1", "x" * 4097, "sk-ünïcode-0123"]
+)
+def test_malformed_credentials_are_400(deployment: Deployment, value: str) -> None:
+    resp = httpx.post(
+        f"{deployment.gateway.base_url}/chat/completions",
+        headers={"Authorization": f"Bearer {deployment.key}", HEADER: value.encode()},
+        json={"model": "byo-gpt", "messages": ask("x")},
+        timeout=10,
+    )
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "invalid_caller_credentials"
+    assert len(value) < 8 or value[:20] not in resp.text
+    assert httpx.get(f"{deployment.gateway.url}/health/ready", timeout=10).status_code == 200
+
+
+def test_the_credential_is_never_logged_or_echoed(deployment: Deployment) -> None:
+    request_id = f"req-{uuid.uuid4().hex}"
+    resp = httpx.post(
+        f"{deployment.gateway.base_url}/chat/completions",
+        headers={"Authorization": f"Bearer {deployment.key}", HEADER: WRONG_CALLER_KEY,
+                 "x-request-id": request_id},
+        json={"model": "byo-gpt", "messages": ask("wrong key")},
+        timeout=10,
+    )
+    assert resp.status_code == 401 and WRONG_CALLER_KEY not in resp.text
+    assert resp.json()["error"]["code"] == "caller_credentials_rejected"
+    deployment.gateway.process.wait_for_all(request_id, "request failed")
+    good = deployment.sdk(CALLER_KEY).chat.completions.create(model="byo-gpt", messages=ask("fine"))
+    assert good.choices
+    bad = httpx.post(f"{deployment.gateway.base_url}/chat/completions", timeout=10,
+                     headers={"Authorization": f"Bearer {deployment.key}", HEADER: CALLER_KEY,
+                              "x-request-id": request_id + "-2"},
+                     json={"model": "locked-gpt", "messages": ask("x")})
+    assert bad.status_code == 400 and CALLER_KEY not in bad.text
+    deployment.gateway.process.wait_for_all(request_id + "-2", "request failed")
+    log = deployment.gateway.process.output
+    for secret in (CALLER_KEY, WRONG_CALLER_KEY, CALLER_OAUTH, CALLER_KEY[:16], WRONG_CALLER_KEY[-16:]):
+        assert secret not in log
