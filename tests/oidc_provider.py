@@ -5,6 +5,10 @@ and withdraw, and tokens signed with them (PyJWT, keys from ``cryptography``).""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import threading
 import time
 import uuid
@@ -176,3 +180,67 @@ class IdentityProvider:
             self.claims(**claims), key.private, algorithm=alg or key.alg,
             headers={"kid": key.kid, **(headers or {})},
         )
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hand_made(header: dict[str, Any], claims: dict[str, Any], sign: Any = None) -> str:
+    """A JWT put together by hand (PyJWT refuses to make some of the bad ones)."""
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    signature = sign(signing_input.encode()) if sign else b""
+    return f"{signing_input}.{b64(signature)}"
+
+
+def bad_tokens(idp: IdentityProvider, person: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Tokens the gateway must refuse, by name: (token, expected code). ``person`` holds valid
+    claims for the mapping used (a ``tenant`` and a ``preferred_username`` claim)."""
+    key = idp.key
+    stranger = new_key("RS256", kid=key.kid)  # claims to be the published key
+    good = idp.claims(**person)
+    pem = key.public_pem
+    head, _, signature = idp.token(**person).split(".")
+    tampered = ".".join([head, b64(json.dumps({**good, "tenant": "evil"}).encode()), signature])
+    return {
+        "bad signature": (idp.token(key=stranger, **person), "token_signature_invalid"),
+        "tampered payload": (tampered, "token_signature_invalid"),
+        "wrong issuer": (idp.token(iss="https://evil.example", **person), "token_issuer_invalid"),
+        "no issuer": (idp.token(iss=None, **person), "token_issuer_invalid"),
+        "wrong audience": (idp.token(aud="someone-else", **person), "token_audience_invalid"),
+        "no audience": (idp.token(aud=None, **person), "token_audience_invalid"),
+        "expired": (idp.token(exp=int(good["iat"]) - 120, **person), "token_expired"),
+        "not yet valid": (idp.token(nbf=int(good["iat"]) + 600, **person), "token_not_yet_valid"),
+        "alg none": (hand_made({"alg": "none", "typ": "JWT"}, good), "token_algorithm_not_allowed"),
+        "alg NONE with kid": (
+            hand_made({"alg": "NONE", "kid": key.kid}, good), "token_algorithm_not_allowed"
+        ),
+        "RS256 to HS256 confusion": (
+            hand_made({"alg": "HS256", "kid": key.kid}, good,
+                      lambda data: hmac.new(pem, data, hashlib.sha256).digest()),
+            "token_algorithm_not_allowed",
+        ),
+        "alg not fitting the key": (
+            hand_made({"alg": "ES256", "kid": key.kid}, good, lambda data: b"x" * 64),
+            "token_algorithm_not_allowed",
+        ),
+        "unknown kid": (
+            idp.token(key=new_key("RS256", kid="nobody-knows"), **person), "token_unknown_kid"
+        ),
+        "malformed": ("abc.def.ghi", "token_malformed"),
+        "not json": (f"{b64(b'{')}.{b64(b'{}')}.{b64(b'x')}", "token_malformed"),
+        "oversized": ("a" * 9000 + "." + "b" * 9000 + ".c", "token_malformed"),
+        "no tenant claim": (idp.token(**{**person, "tenant": None}), "token_claims_invalid"),
+        "unusable tenant": (idp.token(**{**person, "tenant": "a b"}), "token_claims_invalid"),
+        "no sub": (idp.token(sub=None, **person), "token_claims_invalid"),
+        "no exp": (idp.token(exp=None, **person), "token_claims_invalid"),
+        "no user claim": (idp.token(**{**person, "preferred_username": None}), "token_claims_invalid"),
+    }
+
+
+BAD = [
+    "bad signature", "tampered payload", "wrong issuer", "no issuer", "wrong audience", "no audience",
+    "expired", "not yet valid", "alg none", "alg NONE with kid", "RS256 to HS256 confusion",
+    "alg not fitting the key", "unknown kid", "malformed", "not json", "oversized", "no tenant claim",
+    "unusable tenant", "no sub", "no exp", "no user claim",
+]

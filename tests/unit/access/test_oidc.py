@@ -4,10 +4,8 @@ provider, and the verified-token cache."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, get_args
@@ -21,7 +19,7 @@ from switchboard.access.oidc import OidcVerifier, claim, looks_like_jwt
 from switchboard.config.schema import AuthConfig, OidcIssuerConfig, RoleName
 from switchboard.errors import GatewayError
 from switchboard.pipeline.auth import Authenticator
-from tests.oidc_provider import AUDIENCE, IdentityProvider, new_key
+from tests.oidc_provider import AUDIENCE, BAD, IdentityProvider, bad_tokens, hand_made, new_key
 
 SECRET = "an-hmac-secret-shared-with-the-identity-provider-0123456789abc"
 
@@ -73,16 +71,6 @@ async def refused(v: OidcVerifier, token: str) -> GatewayError:
     with pytest.raises(GatewayError) as err:
         await v.verify(token)
     return err.value
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def hand_made(header: dict[str, Any], claims: dict[str, Any], sign: Any = None) -> str:
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
-    signature = sign(signing_input.encode()) if sign else b""
-    return f"{signing_input}.{b64(signature)}"
 
 
 async def test_a_token_becomes_the_principal_its_claims_say(idp: IdentityProvider) -> None:
@@ -139,59 +127,9 @@ async def test_other_asymmetric_algorithms(idp: IdentityProvider, alg: str) -> N
         idp.keys.remove(key)
 
 
-def _bad_tokens(idp: IdentityProvider) -> dict[str, tuple[str, str]]:
-    """name -> (token, expected code)."""
-    key = idp.key
-    stranger = new_key("RS256", kid=key.kid)  # claims to be the published key
-    good = idp.claims(**person())
-    pem = key.public_pem
-    head, _, signature = idp.token(**person()).split(".")
-    tampered = ".".join([head, b64(json.dumps({**good, "tenant": "evil"}).encode()), signature])
-    return {
-        "bad signature": (idp.token(key=stranger, **person()), "token_signature_invalid"),
-        "tampered payload": (tampered, "token_signature_invalid"),
-        "wrong issuer": (idp.token(iss="https://evil.example", **person()), "token_issuer_invalid"),
-        "no issuer": (idp.token(iss=None, **person()), "token_issuer_invalid"),
-        "wrong audience": (idp.token(aud="someone-else", **person()), "token_audience_invalid"),
-        "no audience": (idp.token(aud=None, **person()), "token_audience_invalid"),
-        "expired": (idp.token(exp=int(good["iat"]) - 120, **person()), "token_expired"),
-        "not yet valid": (idp.token(nbf=int(good["iat"]) + 600, **person()), "token_not_yet_valid"),
-        "alg none": (hand_made({"alg": "none", "typ": "JWT"}, good), "token_algorithm_not_allowed"),
-        "alg NONE with kid": (
-            hand_made({"alg": "NONE", "kid": key.kid}, good), "token_algorithm_not_allowed"
-        ),
-        "RS256 to HS256 confusion": (
-            hand_made({"alg": "HS256", "kid": key.kid}, good,
-                      lambda data: hmac.new(pem, data, hashlib.sha256).digest()),
-            "token_algorithm_not_allowed",
-        ),
-        "alg not fitting the key": (
-            hand_made({"alg": "ES256", "kid": key.kid}, good, lambda data: b"x" * 64),
-            "token_algorithm_not_allowed",
-        ),
-        "unknown kid": (idp.token(key=new_key("RS256", kid="nobody-knows"), **person()), "token_unknown_kid"),
-        "malformed": ("abc.def.ghi", "token_malformed"),
-        "not json": (f"{b64(b'{')}.{b64(b'{}')}.{b64(b'x')}", "token_malformed"),
-        "oversized": ("a" * 9000 + "." + "b" * 9000 + ".c", "token_malformed"),
-        "no tenant claim": (idp.token(**person(tenant=None)), "token_claims_invalid"),
-        "unusable tenant": (idp.token(**person(tenant="a b")), "token_claims_invalid"),
-        "no sub": (idp.token(sub=None, **person()), "token_claims_invalid"),
-        "no exp": (idp.token(exp=None, **person()), "token_claims_invalid"),
-        "no user claim": (idp.token(**person(preferred_username=None)), "token_claims_invalid"),
-    }
-
-
-BAD = [
-    "bad signature", "tampered payload", "wrong issuer", "no issuer", "wrong audience", "no audience",
-    "expired", "not yet valid", "alg none", "alg NONE with kid", "RS256 to HS256 confusion",
-    "alg not fitting the key", "unknown kid", "malformed", "not json", "oversized", "no tenant claim",
-    "unusable tenant", "no sub", "no exp", "no user claim",
-]
-
-
 @pytest.mark.parametrize("name", BAD)
 async def test_each_bad_token_gets_its_code(idp: IdentityProvider, name: str) -> None:
-    token, code = _bad_tokens(idp)[name]
+    token, code = bad_tokens(idp, person())[name]
     async with verifier(issuer_config(idp)) as v:
         error = await refused(v, token)
         assert (error.status, error.code) == (401, code), error.message
@@ -200,7 +138,7 @@ async def test_each_bad_token_gets_its_code(idp: IdentityProvider, name: str) ->
 
 
 def test_the_bad_token_table_is_complete(idp: IdentityProvider) -> None:
-    assert sorted(_bad_tokens(idp)) == sorted(BAD)
+    assert sorted(bad_tokens(idp, person())) == sorted(BAD)
 
 
 async def test_hs256_only_with_the_configured_shared_secret(idp: IdentityProvider) -> None:
