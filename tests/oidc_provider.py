@@ -74,6 +74,7 @@ class IdentityProvider:
         self.keys: list[SigningKey] = [new_key(alg)]
         self.hits: Counter[str] = Counter()
         self.down = False  # answer 503 to everything
+        self.jwks_body: bytes | None = None  # served instead of the keys' JWKS when set
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -133,6 +134,8 @@ class IdentityProvider:
             self.hits["jwks"] += 1
             if self.down:
                 return web.json_response({"error": "down"}, status=503)
+            if self.jwks_body is not None:
+                return web.Response(body=self.jwks_body, content_type="application/json")
             keys = [k.jwk() for k in self.keys]
         return web.json_response({"keys": keys})
 

@@ -36,6 +36,7 @@ from typing import Any
 import aiohttp
 import jwt
 import orjson
+from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
 from switchboard.access.roles import RANK
 from switchboard.config.schema import HMAC_JWT_ALGORITHMS, OidcIssuerConfig, check_http_url
@@ -187,7 +188,7 @@ class _Issuer:
                 self._jwks_uri = await self._discover()
             document = await self._get(self._jwks_uri)
             keys, unnamed = _parse_jwks(document)
-        except _FetchError as exc:
+        except Exception as exc:  # whatever went wrong, the provider's keys are not to be had now
             self._failed = True
             if self.config.jwks_url is None:
                 self._jwks_uri = None  # discover again next time
@@ -228,7 +229,7 @@ class _Issuer:
                     body += chunk
                     if len(body) > MAX_DOCUMENT_BYTES:
                         raise _FetchError(f"{url}: document over {MAX_DOCUMENT_BYTES} bytes")
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise _FetchError(f"{url}: {type(exc).__name__}") from None
         try:
             document = orjson.loads(body)
@@ -272,6 +273,8 @@ _REFUSALS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
     (jwt.InvalidAudienceError, "token_audience_invalid", "the token is not meant for this gateway (aud)"),
     (jwt.InvalidAlgorithmError, "token_algorithm_not_allowed", "the token's algorithm is not allowed"),
     (jwt.InvalidIssuedAtError, "token_claims_invalid", "the token's 'iat' claim is not a number"),
+    (InvalidSubjectError, "token_claims_invalid", "the token's 'sub' claim is not a string"),
+    (InvalidJTIError, "token_claims_invalid", "the token's 'jti' claim is not a string"),
     (jwt.InvalidKeyError, "token_signature_invalid", "the issuer's key cannot verify this token"),
 )
 

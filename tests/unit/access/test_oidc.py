@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, get_args
@@ -19,7 +20,7 @@ from switchboard.access.oidc import OidcVerifier, claim, looks_like_jwt
 from switchboard.config.schema import AuthConfig, OidcIssuerConfig, RoleName
 from switchboard.errors import GatewayError
 from switchboard.pipeline.auth import Authenticator
-from tests.oidc_provider import AUDIENCE, BAD, IdentityProvider, bad_tokens, hand_made, new_key
+from tests.oidc_provider import AUDIENCE, BAD, IdentityProvider, b64, bad_tokens, hand_made, new_key
 
 SECRET = "an-hmac-secret-shared-with-the-identity-provider-0123456789abc"
 
@@ -141,6 +142,14 @@ def test_the_bad_token_table_is_complete(idp: IdentityProvider) -> None:
     assert sorted(bad_tokens(idp, person())) == sorted(BAD)
 
 
+@pytest.mark.parametrize("claims", [{"sub": 42}, {"jti": 7}, {"iat": "now"}, {"sub": ""}])
+async def test_claims_of_the_wrong_type(idp: IdentityProvider, claims: dict[str, Any]) -> None:
+    token = hand_made({"alg": "RS256", "kid": idp.key.kid}, {**idp.claims(**person()), **claims},
+                      lambda data: jwt.get_algorithm_by_name("RS256").sign(data, idp.key.private))
+    async with verifier(issuer_config(idp)) as v:
+        assert (await refused(v, token)).code == "token_claims_invalid"
+
+
 async def test_hs256_only_with_the_configured_shared_secret(idp: IdentityProvider) -> None:
     config = issuer_config(idp, algorithms=["RS256", "HS256"], shared_secret=SECRET)
     good = idp.claims(**person())
@@ -239,6 +248,65 @@ async def test_an_unreachable_provider(idp: IdentityProvider) -> None:
             assert issuer.fetches == 3
     finally:
         idp.down = False
+
+
+def _jwks_with(*keys: dict[str, Any]) -> bytes:
+    return json.dumps({"keys": list(keys)}).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"x" * (1024 * 1024 + 10), b"<html>not json</html>", b"[1, 2]", b'{"keys": "none"}'],
+    ids=["oversized", "not json", "not an object", "no key list"],
+)
+async def test_an_unusable_jwks_is_like_an_unreachable_provider(idp: IdentityProvider, body: bytes) -> None:
+    idp.jwks_body = body
+    try:
+        async with verifier(issuer_config(idp)) as v:
+            assert (await refused(v, idp.token(**person()))).code == "oidc_unavailable"
+    finally:
+        idp.jwks_body = None
+
+
+async def test_symmetric_and_encryption_keys_in_the_jwks_are_never_used(idp: IdentityProvider) -> None:
+    signing = idp.key.jwk()
+    secret = b64(b"s" * 32)
+    idp.jwks_body = _jwks_with(
+        {"kty": "oct", "kid": "sym", "k": secret, "alg": "HS256"},
+        {**signing, "kid": "enc", "use": "enc"},
+        {"kty": "RSA", "kid": "broken", "n": "??", "e": "AQAB"},
+        signing,
+    )
+    config = issuer_config(idp, algorithms=["RS256", "HS256"], shared_secret=SECRET)
+    try:
+        async with verifier(config, monotonic=Clock(0.0)) as v:
+            assert (await v.verify(idp.token(**person()))).tenant_id == "acme"
+            claims = idp.claims(**person())
+            with_oct_secret = hand_made({"alg": "HS256", "kid": "sym"}, claims,
+                                        lambda data: hmac.new(b"s" * 32, data, hashlib.sha256).digest())
+            assert (await refused(v, with_oct_secret)).code == "token_signature_invalid"
+            enc = idp.token(headers={"kid": "enc"}, **person())
+            assert (await refused(v, enc)).code == "token_unknown_kid"
+            broken = idp.token(headers={"kid": "broken"}, **person())
+            assert (await refused(v, broken)).code == "token_unknown_kid"
+    finally:
+        idp.jwks_body = None
+
+
+async def test_a_token_without_kid_needs_an_unambiguous_jwks(idp: IdentityProvider) -> None:
+    token = jwt.encode(idp.claims(**person()), idp.key.private, algorithm="RS256")
+    idp.jwks_body = _jwks_with({k: v for k, v in idp.key.jwk().items() if k != "kid"})
+    try:
+        async with verifier(issuer_config(idp)) as v:
+            assert (await v.verify(token)).tenant_id == "acme"
+    finally:
+        idp.jwks_body = None
+    extra = idp.publish(new_key("ES256"))
+    try:
+        async with verifier(issuer_config(idp)) as v:
+            assert (await refused(v, token)).code == "token_unknown_kid"
+    finally:
+        idp.keys.remove(extra)
 
 
 async def test_an_explicit_jwks_url_skips_discovery(idp: IdentityProvider) -> None:
