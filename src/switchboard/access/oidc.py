@@ -8,8 +8,9 @@ claims then give the caller's tenant, team, user and role, as the issuer's mappi
 
 Bounds, so neither callers nor a slow identity provider can hurt the gateway:
 
-- The JWKS is fetched with a timeout and a size limit, kept ``jwks_cache_seconds``, and fetched
-  by one task however many requests wait for it. A token naming a ``kid`` the cached set lacks
+- The JWKS is fetched at start-up (in the background) and when needed, with a timeout and a
+  size limit, kept ``jwks_cache_seconds``, and fetched by one task however many requests wait
+  for it. A token naming a ``kid`` the cached set lacks
   refetches it at most once per ``jwks_refetch_cooldown_seconds`` (key rotation: the new key is
   found; a made-up kid costs the provider nothing more); a failed fetch is retried at most every
   few seconds, and the keys last fetched stay in use meanwhile.
@@ -166,14 +167,25 @@ class _Issuer:
             self._parsed[(id(jwk), alg)] = cached
         return cached.key
 
-    async def _refresh(self) -> None:
-        """One fetch for every waiter; failures keep the keys already held."""
+    def warm(self) -> None:
+        """Start fetching the keys now, without waiting (at start-up)."""
+        self._start_fetch()
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _start_fetch(self) -> asyncio.Task[None]:
         task = self._task
         if task is None:
             task = asyncio.get_running_loop().create_task(self._fetch())
             self._task = task
             task.add_done_callback(self._fetched)
-        await asyncio.shield(task)
+        return task
+
+    async def _refresh(self) -> None:
+        """One fetch for every waiter; failures keep the keys already held."""
+        await asyncio.shield(self._start_fetch())
 
     def _fetched(self, task: asyncio.Task[None]) -> None:
         self._task = None
@@ -327,13 +339,16 @@ class OidcVerifier:
         return self._issuers.get(name)
 
     async def start(self) -> None:
+        """Open the HTTP session and start fetching every issuer's keys in the background, so
+        the first caller rarely waits and a provider that cannot be reached is logged at once."""
         if self._http is None:
             self._http = aiohttp.ClientSession(trust_env=False)
+            for issuer in self._issuers.values():
+                issuer.warm()
 
     async def close(self) -> None:
         for issuer in self._issuers.values():
-            if issuer._task is not None:
-                issuer._task.cancel()
+            issuer.cancel()
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -404,6 +404,14 @@ def test_defaults_are_asymmetric_only() -> None:
         ({"leeway_seconds": -1}, "leeway_seconds"),
         ({"claims": {"role": "has space"}}, "role"),
         ({"surprise": 1}, "surprise"),
+        ({"audience": "a" * 513}, "audience"),
+        ({"audience": ["sb", ""]}, "audience"),
+        ({"audience": ["sb", {"nested": 1}]}, "audience"),
+        ({"leeway_seconds": "soon"}, "leeway_seconds"),
+        ({"models": []}, "models"),
+        ({"claims": {"tenant": "t" * 257}}, "tenant"),
+        ({"claims": {"group": "g"}}, "group"),
+        ({"issuer": "https://" + "i" * 2048 + ".example"}, "issuer"),
     ],
 )
 def test_bad_issuer_configs_are_refused(fields: dict[str, Any], problem: str) -> None:
