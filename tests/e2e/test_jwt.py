@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +78,19 @@ class Deployment:
     kind: str
     gateway: Gateway
     down_issuer: str
+    presented: set[str] = field(default_factory=set)  # every token sent, to check the log for
 
     def sdk(self, token: str) -> openai.OpenAI:
+        self.presented.add(token)
         return openai.OpenAI(base_url=self.gateway.base_url, api_key=token, max_retries=0, timeout=30)
 
     def admin(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+        self.presented.add(token)
         url = f"{self.gateway.url}/admin/v1{path}"
         return httpx.request(method, url, headers=bearer(token), timeout=10, **kwargs)
 
     def models(self, token: str) -> httpx.Response:
+        self.presented.add(token)
         return httpx.get(f"{self.gateway.base_url}/models", headers=bearer(token), timeout=10)
 
     def serving(self, idp: IdentityProvider) -> bool:
@@ -116,8 +120,14 @@ def deployment(
     down_issuer = f"http://127.0.0.1:{free_port()}/nobody"
     config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer)
     gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))
-    yield Deployment(request.param, gw, down_issuer)
+    deployment = Deployment(request.param, gw, down_issuer)
+    yield deployment
     gw.process.stop()
+    gw.process.wait_exit()
+    # Tokens are credentials: none was ever written to the log, good or bad.
+    signatures = {t.rsplit(".", 1)[-1] for t in deployment.presented}
+    leaked = [s for s in signatures if len(s) >= 32 and s in gw.process.output]
+    assert len(signatures) > 20 and not leaked, f"{len(leaked)} token(s) in the gateway's output"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -216,6 +226,8 @@ def test_a_jwt_without_a_configured_issuer_and_not_a_jwt(deployment: Deployment)
 
 
 def test_an_unreachable_identity_provider_is_503(deployment: Deployment, idp: IdentityProvider) -> None:
+    # Its keys were asked for at start-up, in the background, and the failure logged.
+    deployment.gateway.process.wait_for_all("cannot fetch signing keys", deployment.down_issuer, timeout=10)
     token = idp.token(iss=deployment.down_issuer, **person())
     for _ in range(3):
         resp = deployment.models(token)
