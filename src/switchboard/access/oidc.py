@@ -100,7 +100,6 @@ class _Issuer:
         self.config = config
         self._session = session
         self._clock = clock  # monotonic
-        self.audience = config.audience
         self.algorithms = frozenset(config.algorithms)
         self.secret = config.shared_secret.get_secret_value().encode() if config.shared_secret else None
         self.models = None if config.models == ["*"] else tuple(config.models)
