@@ -7,6 +7,7 @@ import time
 from switchboard import catalog
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
+from switchboard.access.oidc import OidcVerifier
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
 from switchboard.pipeline import count_tokens, invoke
@@ -33,8 +34,11 @@ class Gateway:
         self.clients = build_clients(settings, providers)
         self.routes = build_routes(settings, self.clients, providers)
         secret = settings.auth.secret_key
+        # JWT callers, when identity providers are configured; its HTTP session opens in start().
+        self.oidc = OidcVerifier(settings.auth.oidc) if settings.auth.oidc else None
         self.authenticator = Authenticator(
-            settings.auth.master_key.get_secret_value(), secret.get_secret_value() if secret else None
+            settings.auth.master_key.get_secret_value(), secret.get_secret_value() if secret else None,
+            self.oidc,
         )
         self.key_cache: KeyCache | None = None
         self.last_used: LastUsed | None = None
@@ -91,6 +95,8 @@ class Gateway:
         self.last_used = LastUsed(self.stores.keys, self.settings.auth.last_used_interval_seconds)
         self.last_used.start()
         self.authenticator.attach(self.key_cache, self.last_used)
+        if self.oidc is not None:
+            await self.oidc.start()
         for client in self.clients.values():
             await client.start()
         self.ready = True
@@ -100,6 +106,8 @@ class Gateway:
         for client in self.clients.values():
             await client.close()
         await self.images.close()
+        if self.oidc is not None:
+            await self.oidc.close()
         if self.last_used is not None:
             await self.last_used.close()  # the last batch, before the stores close
             self.last_used = None

@@ -2,7 +2,9 @@
 
 The master key is checked first, in constant time, with no I/O. Otherwise a key of the gateway's
 shape is hashed and looked up through the key cache (a store query only for a key not seen
-lately); revoked, disabled and expired keys are refused with their own codes.
+lately); revoked, disabled and expired keys are refused with their own codes. Last, when
+``auth.oidc`` lists identity providers, a token of a JWT's shape (three dot-separated segments)
+is verified as one (``access/oidc.py``); a key of neither shape is an invalid API key.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from switchboard.access import keys
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
+from switchboard.access.oidc import OidcVerifier, looks_like_jwt
 from switchboard.access.roles import PLATFORM_ADMIN
 from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import AuthenticationFailed
@@ -31,8 +34,11 @@ def presented_key(headers: dict[str, str]) -> str | None:
 class Authenticator:
     """The master key, then the gateway's API keys (through the key cache, once attached)."""
 
-    def __init__(self, master_key: str, secret_key: str | None = None) -> None:
+    def __init__(
+        self, master_key: str, secret_key: str | None = None, oidc: OidcVerifier | None = None
+    ) -> None:
         self._master = master_key.encode()
+        self._oidc = oidc
         self._admin = Principal(id="master", role=PLATFORM_ADMIN)
         self._hashing = keys.hashing_key(secret_key) if secret_key else None
         self._keys: KeyCache | None = None
@@ -53,7 +59,11 @@ class Authenticator:
         # Constant-time comparison so the key cannot be guessed byte by byte from timings.
         if hmac.compare_digest(key.encode("utf-8", "surrogateescape"), self._master):
             return self._admin
-        if self._keys is None or self._hashing is None or not keys.looks_like_key(key):
+        if not keys.looks_like_key(key):
+            if self._oidc is not None and looks_like_jwt(key):
+                return await self._oidc.verify(key)
+            raise AuthenticationFailed("invalid API key")
+        if self._keys is None or self._hashing is None:
             raise AuthenticationFailed("invalid API key")
         # The lookup is by keyed hash: equal hashes mean equal keys, nothing to compare further.
         cached = await self._keys.get(keys.key_hash(key, self._hashing))

@@ -1,0 +1,473 @@
+"""JWT callers: bearer tokens issued by an external identity provider (OIDC).
+
+A token is accepted when its ``iss`` is one of ``auth.oidc``'s issuers, its header's ``alg`` is
+one that issuer allows (asymmetric only, unless HS* is listed with a shared secret), its
+signature verifies with the issuer's key named by ``kid`` (from the JWKS, found through OIDC
+discovery or configured), and ``aud``, ``exp``, ``nbf`` and ``iat`` hold (with a leeway). Its
+claims then give the caller's tenant, team, user and role, as the issuer's mapping says.
+
+Bounds, so neither callers nor a slow identity provider can hurt the gateway:
+
+- The JWKS is fetched at start-up (in the background) and when needed, with a timeout and a
+  size limit, kept ``jwks_cache_seconds``, and fetched by one task however many requests wait
+  for it. A token naming a ``kid`` the cached set lacks
+  refetches it at most once per ``jwks_refetch_cooldown_seconds`` (key rotation: the new key is
+  found; a made-up kid costs the provider nothing more); a failed fetch is retried at most every
+  few seconds, and the keys last fetched stay in use meanwhile.
+- Keys from the JWKS are never used as HMAC secrets (HS* verifies with ``shared_secret`` only),
+  a key must fit the algorithm (RSA for RS*/PS*, the matching EC curve for ES*, OKP for EdDSA),
+  and URLs in a token's header (``jku``, ``x5u``) are ignored.
+- A verified token is remembered by its SHA-256 in a bounded LRU until it expires or for
+  ``token_cache_seconds``, whichever is first, so the request path does not verify a signature
+  per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import jwt
+import orjson
+from jwt.exceptions import InvalidJTIError, InvalidSubjectError
+
+from switchboard.access.roles import RANK
+from switchboard.config.schema import HMAC_JWT_ALGORITHMS, OidcIssuerConfig, check_http_url
+from switchboard.context import Principal
+from switchboard.errors import AuthenticationFailed, GatewayError, PermissionDenied
+
+log = logging.getLogger("switchboard.access")
+
+MAX_TOKEN_CHARS = 16 * 1024
+MAX_DOCUMENT_BYTES = 1024 * 1024  # a discovery document or a JWKS
+MAX_KEYS = 100
+TOKEN_CACHE_ENTRIES = 10_000
+FAILURE_BACKOFF = 5.0  # at most one fetch attempt this often after a failure
+PRINCIPAL_ID_MAX = 64  # the audit log's actor column
+_IDENT = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
+_USER = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII (Auth0's "auth0|123" included)
+
+# The key type (and curve) each asymmetric algorithm needs.
+_KTY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Three dot-separated segments: worth handing to the verifier (cheap, no decoding)."""
+    return token.count(".") == 2
+
+
+class TokenRefused(AuthenticationFailed):
+    """401 with the code saying what was wrong with the token."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+
+
+class OidcUnavailable(GatewayError):
+    status = 503
+    type = "api_error"
+    code = "oidc_unavailable"
+
+
+class _FetchError(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Verified:
+    principal: Principal
+    until: float  # wall-clock time
+
+
+class _Issuer:
+    """One trusted issuer: its settings and its JWKS, fetched and cached."""
+
+    def __init__(
+        self,
+        config: OidcIssuerConfig,
+        session: Callable[[], aiohttp.ClientSession],
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self._session = session
+        self._clock = clock  # monotonic
+        self.algorithms = frozenset(config.algorithms)
+        self.secret = config.shared_secret.get_secret_value().encode() if config.shared_secret else None
+        self.models = None if config.models == ["*"] else tuple(config.models)
+        self._jwks_uri = config.jwks_url
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._unnamed: list[dict[str, Any]] = []
+        self._parsed: dict[tuple[int, str], jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._attempted_at = float("-inf")
+        self._failed = False
+        self._task: asyncio.Task[None] | None = None
+        self.fetches = 0  # JWKS fetches attempted, for tests and metrics
+        self.on_rotation: Callable[[], None] | None = None
+
+    # -- keys ------------------------------------------------------------------------------
+
+    async def key(self, kid: str | None, alg: str) -> Any:
+        """The public key ``kid`` names, fit for ``alg``; refetches within the bounds."""
+        now = self._clock()
+        stale = self._fetched_at is None or now - self._fetched_at >= self.config.jwks_cache_seconds
+        if stale and self._may_fetch(now, 0.0):
+            await self._refresh()
+        if self._fetched_at is None:
+            raise OidcUnavailable(
+                f"the identity provider {self.config.issuer} could not be reached for its signing keys"
+            )
+        jwk = self._find(kid)
+        if jwk is None and self._may_fetch(self._clock(), self.config.jwks_refetch_cooldown_seconds):
+            await self._refresh()
+            jwk = self._find(kid)
+        if jwk is None:
+            shown = "(none)" if kid is None else repr(kid[:64])
+            raise TokenRefused("token_unknown_kid", f"the key id {shown} is not one of the issuer's keys")
+        return self._public_key(jwk, alg)
+
+    def _may_fetch(self, now: float, cooldown: float) -> bool:
+        if self._failed:  # the provider is down: do not ask it on every request
+            cooldown = max(cooldown, min(FAILURE_BACKOFF, self.config.jwks_refetch_cooldown_seconds))
+        return now - self._attempted_at >= cooldown
+
+    def _find(self, kid: str | None) -> dict[str, Any] | None:
+        if kid is not None:
+            return self._keys.get(kid)
+        every = [*self._keys.values(), *self._unnamed]
+        return every[0] if len(every) == 1 else None  # no kid: only an unambiguous set will do
+
+    def _public_key(self, jwk: dict[str, Any], alg: str) -> Any:
+        curve = _CURVE.get(alg)
+        fits = (
+            jwk.get("kty") == _KTY.get(alg[:2])
+            and jwk.get("alg", alg) == alg
+            and (curve is None or jwk.get("crv") == curve)
+        )
+        if not fits:
+            raise TokenRefused(
+                "token_algorithm_not_allowed", f"the algorithm {alg} does not fit the issuer's key it names"
+            )
+        cached = self._parsed.get((id(jwk), alg))
+        if cached is None:
+            try:
+                cached = jwt.PyJWK(jwk, algorithm=alg)
+            except jwt.PyJWTError:
+                raise TokenRefused("token_signature_invalid", "the issuer's key cannot verify it") from None
+            self._parsed[(id(jwk), alg)] = cached
+        return cached.key
+
+    def warm(self) -> None:
+        """Start fetching the keys now, without waiting (at start-up)."""
+        self._start_fetch()
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _start_fetch(self) -> asyncio.Task[None]:
+        task = self._task
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch())
+            self._task = task
+            task.add_done_callback(self._fetched)
+        return task
+
+    async def _refresh(self) -> None:
+        """One fetch for every waiter; failures keep the keys already held."""
+        await asyncio.shield(self._start_fetch())
+
+    def _fetched(self, task: asyncio.Task[None]) -> None:
+        self._task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("jwks refresh failed: %r", task.exception())
+
+    async def _fetch(self) -> None:
+        self._attempted_at = self._clock()
+        self.fetches += 1
+        try:
+            if self._jwks_uri is None:
+                self._jwks_uri = await self._discover()
+            document = await self._get(self._jwks_uri)
+            keys, unnamed = _parse_jwks(document)
+        except Exception as exc:  # whatever went wrong, the provider's keys are not to be had now
+            self._failed = True
+            if self.config.jwks_url is None:
+                self._jwks_uri = None  # discover again next time
+            log.warning("oidc issuer %s: cannot fetch signing keys: %s", self.config.issuer, exc)
+            return
+        rotated = self._fetched_at is not None and (set(self._keys) - set(keys) or self._unnamed != unnamed)
+        self._keys, self._unnamed, self._parsed = keys, unnamed, {}
+        self._fetched_at = self._clock()
+        self._failed = False
+        if rotated and self.on_rotation is not None:
+            self.on_rotation()  # a key was withdrawn: forget tokens it verified
+
+    async def _discover(self) -> str:
+        url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        document = await self._get(url)
+        if document.get("issuer") != self.config.issuer:
+            raise _FetchError(f"discovery at {url} names another issuer")
+        uri = document.get("jwks_uri")
+        if not isinstance(uri, str):
+            raise _FetchError(f"discovery at {url} has no jwks_uri")
+        try:
+            return check_http_url(uri)
+        except ValueError:
+            raise _FetchError(f"discovery at {url}: jwks_uri is not an http(s) URL") from None
+
+    async def _get(self, url: str) -> dict[str, Any]:
+        timeout = aiohttp.ClientTimeout(total=self.config.http_timeout_seconds)
+        try:
+            async with self._session().get(
+                url, timeout=timeout, max_redirects=3, headers={"accept": "application/json"}
+            ) as resp:
+                if resp.status != 200:
+                    raise _FetchError(f"{url} answered HTTP {resp.status}")
+                if (resp.content_length or 0) > MAX_DOCUMENT_BYTES:
+                    raise _FetchError(f"{url}: document over {MAX_DOCUMENT_BYTES} bytes")
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        raise _FetchError(f"{url}: document over {MAX_DOCUMENT_BYTES} bytes")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise _FetchError(f"{url}: {type(exc).__name__}") from None
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _FetchError(f"{url}: not JSON") from None
+        if not isinstance(document, dict):
+            raise _FetchError(f"{url}: not a JSON object")
+        return document
+
+
+def _parse_jwks(document: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """The signature keys of a JWKS by kid (and those without one); symmetric keys are dropped."""
+    raw = document.get("keys")
+    if not isinstance(raw, list):
+        raise _FetchError("the JWKS has no 'keys' list")
+    keys: dict[str, dict[str, Any]] = {}
+    unnamed: list[dict[str, Any]] = []
+    for jwk in raw[:MAX_KEYS]:
+        if not isinstance(jwk, dict) or jwk.get("kty") not in ("RSA", "EC", "OKP"):
+            continue  # never "oct": a published key is not a secret
+        if jwk.get("use", "sig") != "sig":
+            continue
+        try:
+            jwt.PyJWK(jwk)
+        except jwt.PyJWTError:
+            continue
+        kid = jwk.get("kid")
+        if isinstance(kid, str) and 0 < len(kid) <= 256:
+            keys[kid] = jwk
+        elif kid is None:
+            unnamed.append(jwk)
+    return keys, unnamed
+
+
+# PyJWT's exceptions, most specific first, and what the caller is told.
+_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
+    (jwt.InvalidSignatureError, "token_signature_invalid", "the token's signature does not verify"),
+    (jwt.ExpiredSignatureError, "token_expired", "the token has expired"),
+    (jwt.ImmatureSignatureError, "token_not_yet_valid", "the token is not valid yet (nbf or iat)"),
+    (jwt.InvalidIssuerError, "token_issuer_invalid", "the token's issuer is not trusted"),
+    (jwt.InvalidAudienceError, "token_audience_invalid", "the token is not meant for this gateway (aud)"),
+    (jwt.InvalidAlgorithmError, "token_algorithm_not_allowed", "the token's algorithm is not allowed"),
+    (jwt.InvalidIssuedAtError, "token_claims_invalid", "the token's 'iat' claim is not a number"),
+    (InvalidSubjectError, "token_claims_invalid", "the token's 'sub' claim is not a string"),
+    (InvalidJTIError, "token_claims_invalid", "the token's 'jti' claim is not a string"),
+    (jwt.InvalidKeyError, "token_signature_invalid", "the issuer's key cannot verify this token"),
+)
+
+
+def _refusal(exc: jwt.PyJWTError) -> TokenRefused:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        if exc.claim == "aud":
+            return TokenRefused("token_audience_invalid", "the token has no audience (aud)")
+        return TokenRefused("token_claims_invalid", f"the token lacks the '{exc.claim}' claim")
+    for kind, code, message in _REFUSALS:
+        if isinstance(exc, kind):
+            return TokenRefused(code, message)
+    return TokenRefused("token_malformed", "the token is not a well-formed JWT")
+
+
+def claim(claims: dict[str, Any], path: str) -> Any:
+    """A claim by name (``https://example.com/roles`` as is), else by dotted path
+    (``realm_access.roles``); None if absent."""
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+class OidcVerifier:
+    """Verifies JWTs from the configured issuers and makes them principals."""
+
+    def __init__(
+        self,
+        issuers: Sequence[OidcIssuerConfig],
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        cache_entries: int = TOKEN_CACHE_ENTRIES,
+    ) -> None:
+        self._clock = clock
+        self._issuers = {c.issuer: _Issuer(c, self._client, monotonic) for c in issuers}
+        for issuer in self._issuers.values():
+            issuer.on_rotation = self.forget_tokens
+        self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
+        self._max = cache_entries
+        self._http: aiohttp.ClientSession | None = None
+        self.verifications = 0  # signatures checked, for tests and metrics
+
+    def issuer(self, name: str) -> _Issuer | None:
+        return self._issuers.get(name)
+
+    async def start(self) -> None:
+        """Open the HTTP session and start fetching every issuer's keys in the background, so
+        the first caller rarely waits and a provider that cannot be reached is logged at once."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(trust_env=False)
+            for issuer in self._issuers.values():
+                issuer.warm()
+
+    async def close(self) -> None:
+        for issuer in self._issuers.values():
+            issuer.cancel()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise _FetchError("the verifier is not started")
+        return self._http
+
+    def forget_tokens(self) -> None:
+        self._verified.clear()
+
+    async def verify(self, token: str) -> Principal:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        hit = self._verified.get(digest)
+        if hit is not None:
+            if hit.until > self._clock():
+                self._verified.move_to_end(digest)
+                return hit.principal
+            del self._verified[digest]
+        principal, until = await self._verify(token)
+        if until > self._clock():
+            if len(self._verified) >= self._max:
+                self._verified.popitem(last=False)
+            self._verified[digest] = _Verified(principal, until)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
+        if len(token) > MAX_TOKEN_CHARS:
+            raise TokenRefused("token_malformed", f"the token is longer than {MAX_TOKEN_CHARS} characters")
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise TokenRefused("token_malformed", "the token is not a well-formed JWT") from None
+        iss = unverified.get("iss")
+        issuer = self._issuers.get(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise TokenRefused("token_issuer_invalid", "the token's issuer is not trusted by this gateway")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in issuer.algorithms:
+            shown = repr(alg[:32]) if isinstance(alg, str) else "(none)"
+            raise TokenRefused("token_algorithm_not_allowed", f"the algorithm {shown} is not allowed here")
+        kid = header.get("kid")
+        if alg in HMAC_JWT_ALGORITHMS:
+            key: Any = issuer.secret  # only ever the configured shared secret, never a JWKS key
+        else:
+            key = await issuer.key(kid if isinstance(kid, str) else None, alg)
+        config = issuer.config
+        self.verifications += 1
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=config.audience,
+                issuer=config.issuer,
+                leeway=config.leeway_seconds,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise _refusal(exc) from None
+        principal = self._principal(issuer, claims)
+        until = min(float(claims["exp"]), self._clock() + config.token_cache_seconds)
+        return principal, until
+
+    def _principal(self, issuer: _Issuer, claims: dict[str, Any]) -> Principal:
+        config = issuer.config
+        mapping = config.claims
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise TokenRefused("token_claims_invalid", "the token lacks the 'sub' claim")
+        principal_id = "oidc:" + _bounded(sub, PRINCIPAL_ID_MAX - len("oidc:"))
+        tenant = config.tenant
+        if mapping.tenant is not None:
+            tenant = _mapped(claims, mapping.tenant, "tenant", _IDENT, required=True)
+        team = None if mapping.team is None else _mapped(claims, mapping.team, "team", _IDENT, required=False)
+        user = None if mapping.user is None else _mapped(claims, mapping.user, "user", _USER, required=True)
+        if user is not None:
+            user = _bounded(user, 64)  # the stores' user column
+        return Principal(
+            id=principal_id,
+            role=self._role(config, claims),
+            tenant_id=tenant,
+            team_id=team,
+            user_id=user,
+            allowed_models=issuer.models,
+            metadata={"issuer": config.issuer},
+        )
+
+    def _role(self, config: OidcIssuerConfig, claims: dict[str, Any]) -> str:
+        """The most powerful role any of the role claim's values maps to, else the default."""
+        mapped: list[str] = []
+        if config.claims.role is not None:
+            value = claim(claims, config.claims.role)
+            values = value if isinstance(value, list) else [value]
+            mapped = [config.roles[v] for v in values[:1000] if isinstance(v, str) and v in config.roles]
+        if mapped:
+            return max(mapped, key=lambda role: RANK[role])
+        if config.default_role is None:
+            raise PermissionDenied(
+                "the token carries no role this gateway maps", code="token_role_not_mapped"
+            )
+        return config.default_role
+
+
+def _bounded(value: str, limit: int) -> str:
+    """``value``, or if longer than ``limit`` a stable stand-in: ``~`` and 32 hex digits of a hash."""
+    if len(value) <= limit:
+        return value
+    return "~" + hashlib.blake2b(value.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
+def _mapped(
+    claims: dict[str, Any], path: str, what: str, shape: re.Pattern[str], *, required: bool
+) -> str | None:
+    value = claim(claims, path)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not shape.fullmatch(value):
+        problem = "lacks" if value is None else "has an unusable"
+        raise TokenRefused("token_claims_invalid", f"the token {problem} '{path[:64]}' claim (the {what})")
+    return value

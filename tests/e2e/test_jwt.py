@@ -1,0 +1,300 @@
+"""JWT callers end to end: tokens from external identity providers (test IdPs serving OIDC
+discovery and a JWKS) passed to the official SDK as its api_key, through the real gateway, on
+the embedded default (SQLite) and on a cluster (PostgreSQL and Redis). Claims map to tenant,
+team, user and role; the role decides what the admin API allows; ``models`` limits the models;
+every bad token gets its own code and the server keeps serving; key rotation is picked up with
+a bounded number of JWKS fetches."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+import yaml
+
+from tests.e2e.sdk import ask, stream_text
+from tests.oidc_provider import BAD, IdentityProvider, bad_tokens, new_key
+from tests.servers import Gateway, Mock, free_port, openai_config, spawn, start_gateway
+from tests.services import Postgres, RedisServer
+
+COOLDOWN = 2.0  # jwks_refetch_cooldown_seconds of the Keycloak-style issuer
+PARTNER_ROLES = "https://switchboard.example/roles"
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[IdentityProvider]:
+    """Keycloak-style: a realm issuer, roles under realm_access.roles, RS256."""
+    provider = IdentityProvider(realm="/realms/acme").start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="module")
+def partner() -> Iterator[IdentityProvider]:
+    """Auth0-style: a namespaced roles claim, ES256, the JWKS URL given (no discovery)."""
+    provider = IdentityProvider(realm="/partner", alg="ES256").start()
+    yield provider
+    provider.stop()
+
+
+def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "issuer": idp.issuer,
+            "audience": "switchboard",
+            "claims": {"tenant": "tenant", "team": "team", "user": "preferred_username",
+                       "role": "realm_access.roles"},
+            "roles": {"sb-admin": "tenant_admin", "sb-team-admin": "team_admin", "sb-dev": "developer",
+                      "sb-viewer": "viewer"},
+            "default_role": None,
+            "models": ["gpt-4o-mini", "text-embedding-*"],
+            "jwks_refetch_cooldown_seconds": COOLDOWN,
+        },
+        {
+            "issuer": partner.issuer,
+            "audience": ["partner-gateway", "switchboard"],
+            "discovery": False,
+            "jwks_url": partner.jwks_url,
+            "algorithms": ["ES256"],
+            "tenant": "partners",
+            "claims": {"role": PARTNER_ROLES},
+            "roles": {"admin": "tenant_admin"},
+        },
+        # An identity provider nobody answers for.
+        {"issuer": down_issuer, "audience": "switchboard", "http_timeout_seconds": 2},
+    ]
+
+
+@dataclass
+class Deployment:
+    kind: str
+    gateway: Gateway
+    down_issuer: str
+    presented: set[str] = field(default_factory=set)  # every token sent, to check the log for
+
+    def sdk(self, token: str) -> openai.OpenAI:
+        self.presented.add(token)
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=token, max_retries=0, timeout=30)
+
+    def admin(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+        self.presented.add(token)
+        url = f"{self.gateway.url}/admin/v1{path}"
+        return httpx.request(method, url, headers=bearer(token), timeout=10, **kwargs)
+
+    def models(self, token: str) -> httpx.Response:
+        self.presented.add(token)
+        return httpx.get(f"{self.gateway.base_url}/models", headers=bearer(token), timeout=10)
+
+    def serving(self, idp: IdentityProvider) -> bool:
+        """A good token still works (the server kept serving)."""
+        return bool(self.sdk(idp.token(**person())).models.list().data)
+
+
+def person(roles: tuple[str, ...] = ("sb-dev",), **claims: Any) -> dict[str, Any]:
+    return {"tenant": "acme", "team": "team-a", "preferred_username": "alice",
+            "realm_access": {"roles": ["offline_access", *roles]}, **claims}
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def deployment(
+    request: pytest.FixtureRequest,
+    mock_upstream: Mock,
+    idp: IdentityProvider,
+    partner: IdentityProvider,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    config = openai_config(mock_upstream)
+    if request.param == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"jwt_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    down_issuer = f"http://127.0.0.1:{free_port()}/nobody"
+    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer)
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))
+    deployment = Deployment(request.param, gw, down_issuer)
+    yield deployment
+    gw.process.stop()
+    gw.process.wait_exit()
+    # Tokens are credentials: none was ever written to the log, good or bad.
+    signatures = {t.rsplit(".", 1)[-1] for t in deployment.presented}
+    leaked = [s for s in signatures if len(s) >= 32 and s in gw.process.output]
+    assert len(signatures) > 20 and not leaked, f"{len(leaked)} token(s) in the gateway's output"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _code(resp: httpx.Response) -> tuple[int, str]:
+    return resp.status_code, resp.json()["error"]["code"]
+
+
+def test_a_jwt_caller_uses_its_models_through_the_sdk(deployment: Deployment, idp: IdentityProvider) -> None:
+    client = deployment.sdk(idp.token(**person()))
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask("hello jwt"))
+    assert reply.choices[0].message.content.endswith("You said: hello jwt")
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=ask("streamed"), stream=True))
+    assert stream_text(chunks).endswith("You said: streamed")
+    assert client.embeddings.create(model="text-embedding-3-small", input="x").data
+    assert sorted(m.id for m in client.models.list()) == ["gpt-4o-mini", "text-embedding-3-small"]
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        client.chat.completions.create(model="slow-model", messages=ask("x"))
+    assert denied.value.status_code == 403
+    assert denied.value.body["code"] == "model_not_allowed"  # type: ignore[index]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("slow-model")
+
+
+def test_a_jwt_works_for_anthropic_clients(deployment: Deployment, idp: IdentityProvider) -> None:
+    token = idp.token(**person())
+    client = anthropic.Anthropic(base_url=deployment.gateway.url, api_key=token, max_retries=0)
+    hi = [{"role": "user", "content": "hi"}]
+    assert client.messages.create(model="gpt-4o-mini", max_tokens=50, messages=hi).content  # type: ignore[arg-type]
+
+
+def test_roles_and_tenants_from_claims_decide_the_admin_api(
+    deployment: Deployment, idp: IdentityProvider
+) -> None:
+    acme_admin = idp.token(sub="kc-alice", **person(roles=("sb-admin",)))
+    created = deployment.admin("POST", "/keys", acme_admin, json={"models": ["gpt-4o-mini"], "name": "ci"})
+    assert created.status_code == 201, created.text
+    key = created.json()
+    assert (key["tenant"], key["created_by"]) == ("acme", "oidc:kc-alice")
+    # The audit log records the JWT caller with its role, in its tenant.
+    audit = deployment.admin("GET", "/audit", acme_admin, params={"resource_id": key["id"]})
+    assert audit.status_code == 200, audit.text
+    [entry] = audit.json()["data"]
+    assert (entry["actor"], entry["actor_role"]) == ("oidc:kc-alice", "tenant_admin")
+    assert entry["action"] == "key.create"
+    # Another tenant's admin sees neither the key nor its audit entry.
+    globex_admin = idp.token(sub="kc-bob", **person(roles=("sb-admin",), tenant="globex"))
+    assert _code(deployment.admin("GET", f"/keys/{key['id']}", globex_admin)) == (404, "key_not_found")
+    other = deployment.admin("GET", "/audit", globex_admin, params={"resource_id": key["id"]})
+    assert other.status_code == 200 and other.json()["data"] == []
+    # A developer and a viewer of the same tenant may not read the audit log.
+    for role in ("sb-dev", "sb-viewer"):
+        token = idp.token(**person(roles=(role,)))
+        assert _code(deployment.admin("GET", "/audit", token)) == (403, "permission_denied")
+    # The key the JWT caller issued works.
+    assert deployment.sdk(key["key"]).models.list().data
+
+
+def test_a_fixed_tenant_issuer_with_namespaced_roles(
+    deployment: Deployment, partner: IdentityProvider
+) -> None:
+    admin = partner.token(aud="partner-gateway", **{PARTNER_ROLES: ["admin"]})
+    created = deployment.admin("POST", "/keys", admin, json={"models": ["*"]})
+    assert created.status_code == 201 and created.json()["tenant"] == "partners"
+    assert deployment.admin("GET", "/audit", admin).status_code == 200
+    developer = partner.token()  # no role claim: the default role, developer, and every model
+    assert _code(deployment.admin("GET", "/audit", developer)) == (403, "permission_denied")
+    everything = deployment.sdk(developer).models.list().data
+    assert {"gpt-4o-mini", "slow-model"} <= {m.id for m in everything}
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_each_bad_token_gets_its_code_and_the_server_keeps_serving(
+    deployment: Deployment, idp: IdentityProvider, name: str
+) -> None:
+    token, code = bad_tokens(idp, person())[name]
+    resp = deployment.models(token)
+    assert _code(resp) == (401, code), resp.text
+    assert resp.json()["error"]["type"] == "authentication_error"
+    assert deployment.serving(idp)
+
+
+def test_a_token_whose_role_maps_to_nothing_is_403(deployment: Deployment, idp: IdentityProvider) -> None:
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        deployment.sdk(idp.token(**person(roles=("sb-unknown",)))).models.list()
+    assert denied.value.body["code"] == "token_role_not_mapped"  # type: ignore[index]
+    assert deployment.serving(idp)
+
+
+def test_a_jwt_without_a_configured_issuer_and_not_a_jwt(deployment: Deployment) -> None:
+    stranger = IdentityProvider(realm="/stranger")  # never started: nobody trusts it
+    assert _code(deployment.models(stranger.token(**person()))) == (401, "token_issuer_invalid")
+    assert _code(deployment.models("a.b")) == (401, "invalid_api_key")
+
+
+def test_an_unreachable_identity_provider_is_503(deployment: Deployment, idp: IdentityProvider) -> None:
+    # Its keys were asked for at start-up, in the background, and the failure logged.
+    deployment.gateway.process.wait_for_all("cannot fetch signing keys", deployment.down_issuer, timeout=10)
+    token = idp.token(iss=deployment.down_issuer, **person())
+    for _ in range(3):
+        resp = deployment.models(token)
+        assert _code(resp) == (503, "oidc_unavailable"), resp.text
+    assert deployment.serving(idp)
+
+
+def test_made_up_key_ids_do_not_hammer_the_identity_provider(
+    deployment: Deployment, idp: IdentityProvider
+) -> None:
+    assert deployment.serving(idp)  # the JWKS is cached
+    before, started = idp.jwks_fetches, time.monotonic()
+    for i in range(20):
+        token = idp.token(key=new_key("ES256", kid=f"made-up-{i}"), **person())
+        assert _code(deployment.models(token)) == (401, "token_unknown_kid")
+    elapsed = time.monotonic() - started
+    # At most one refetch per cooldown, however many unknown kids arrive.
+    assert idp.jwks_fetches - before <= 1 + int(elapsed / COOLDOWN)
+
+
+def test_key_rotation_is_picked_up_and_the_old_key_stops(
+    deployment: Deployment, idp: IdentityProvider
+) -> None:
+    old_token = idp.token(**person())
+    assert deployment.sdk(old_token).models.list().data
+    idp.rotate()
+    new_token = idp.token(**person())
+    before, started = idp.jwks_fetches, time.monotonic()
+    deadline = started + COOLDOWN + 10
+    while True:
+        resp = deployment.models(new_token)
+        if resp.status_code == 200:
+            break
+        assert _code(resp) == (401, "token_unknown_kid")
+        assert time.monotonic() < deadline, "the rotated key was not picked up"
+    assert idp.jwks_fetches - before <= 1 + int((time.monotonic() - started) / COOLDOWN)
+    # The old key was withdrawn: its tokens are refused, even one the gateway had verified.
+    assert _code(deployment.models(old_token)) == (401, "token_unknown_kid")
+    reply = deployment.sdk(new_token).chat.completions.create(model="gpt-4o-mini", messages=ask("rotated"))
+    assert reply.choices[0].message.content.endswith("You said: rotated")
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("issuer", "problem"),
+    [
+        ({"algorithms": ["HS256"]}, "HS256 listed: a shared_secret is required"),
+        ({"default_role": "platform_admin"}, "default_role"),
+        ({"discovery": False}, "jwks_url is required when discovery is false"),
+        ({"issuer": "idp.example"}, "must be an http:// or https:// URL"),
+        ({"audiences": ["x"]}, "audiences"),
+    ],
+)
+def test_bad_oidc_config_is_refused_with_one_line(
+    tmp_path: Path, issuer: dict[str, Any], problem: str
+) -> None:
+    config = {
+        "providers": [{"name": "p", "type": "openai", "api_base": "http://127.0.0.1:9/v1", "api_key": "k"}],
+        "models": [{"name": "m", "provider": "p", "model": "m"}],
+        "auth": {"master_key": "sk-test-master-key-123",
+                 "oidc": [{"issuer": "https://idp.example", "audience": "sb", **issuer}]},
+    }
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = spawn(["config", "check", str(path)])
+    assert proc.wait_exit(60) == 2  # a configuration error
+    assert "auth.oidc" in proc.output and problem in proc.output, proc.output
+    assert "Traceback" not in proc.output
