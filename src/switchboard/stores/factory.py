@@ -29,6 +29,7 @@ from switchboard.stores.protocols import (
     ChangeFeed,
     Counters,
     KeyStore,
+    ProviderStore,
     SharedCache,
     SubscriptionStore,
     UsageLedger,
@@ -38,6 +39,7 @@ from switchboard.stores.sql.engine import create_engine, describe, shown
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.migrate import upgrade
+from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
 from switchboard.stores.sql.urls import async_url, sqlite_path
 
@@ -53,6 +55,7 @@ class Stores:
     subscriptions: SubscriptionStore
     cache: SharedCache
     feed: ChangeFeed
+    providers: ProviderStore  # providers, credentials and models managed at run time
     database: str  # shown URL, password hidden
     revision: str  # schema revision after migrating
     shared: bool  # counters, cache and feed shared through Redis
@@ -157,6 +160,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         subscriptions=SqlSubscriptionStore(engine),
         cache=cache,
         feed=feed,
+        providers=SqlProviderStore(engine),
         database=shown(database),
         revision=revision,
         shared=redis_url is not None,

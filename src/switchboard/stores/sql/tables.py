@@ -66,6 +66,59 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_tenant_id", "tenant_id", "id"),
 )
 
+# -- providers, their credentials, models managed at run time, server secrets (revision 0003) --
+
+providers = sa.Table(
+    "providers",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("api_base", sa.String(2048)),
+    sa.Column("options", sa.JSON, nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("timeouts", sa.JSON),
+    sa.Column("max_connections", sa.Integer),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+provider_credentials = sa.Table(
+    "provider_credentials",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(128), nullable=False),
+    # Exactly one of: the key sealed under the server secret (crypto/keyring.py), or a reference.
+    sa.Column("ciphertext", sa.Text),
+    sa.Column("ref", sa.String(1100)),
+    sa.Column("mask", sa.String(64), nullable=False),
+    sa.Column("label", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_provider_credentials_provider", "provider", "created_at"),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("timeouts", sa.JSON),
+    sa.Column("drop_params", sa.Boolean, nullable=False),
+    sa.Column("info", sa.JSON),
+    sa.Column("require_approval", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # -- subscriptions (revision 0004): teams subscribed to models that need approval ---------------
 
 subscriptions = sa.Table(

@@ -1,0 +1,236 @@
+"""Providers, their credentials, models managed at run time and the server secrets, in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchboard.stores.protocols import (
+    CredentialRecord,
+    ModelRecord,
+    ProviderRecord,
+    RoutingState,
+    utcnow,
+)
+from switchboard.stores.sql.tables import models as mt
+from switchboard.stores.sql.tables import provider_credentials as ct
+from switchboard.stores.sql.tables import providers as pt
+from switchboard.stores.sql.tables import server_secrets as st
+from switchboard.stores.sql.times import from_db, to_db
+
+
+def _provider_row(r: ProviderRecord) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "type": r.type,
+        "api_base": r.api_base,
+        "options": dict(r.options),
+        "headers": dict(r.headers),
+        "timeouts": None if r.timeouts is None else dict(r.timeouts),
+        "max_connections": r.max_connections,
+        "created_at": to_db(r.created_at),
+        "updated_at": to_db(r.updated_at),
+    }
+
+
+def _provider(row: sa.Row[Any]) -> ProviderRecord:
+    m = row._mapping
+    return ProviderRecord(
+        name=m["name"],
+        type=m["type"],
+        api_base=m["api_base"],
+        options=m["options"] or {},
+        headers=m["headers"] or {},
+        timeouts=m["timeouts"],
+        max_connections=m["max_connections"],
+        created_at=from_db(m["created_at"]) or utcnow(),
+        updated_at=from_db(m["updated_at"]) or utcnow(),
+    )
+
+
+def _credential(row: sa.Row[Any]) -> CredentialRecord:
+    m = row._mapping
+    return CredentialRecord(
+        id=m["id"],
+        provider=m["provider"],
+        mask=m["mask"],
+        ciphertext=m["ciphertext"],
+        ref=m["ref"],
+        label=m["label"],
+        created_at=from_db(m["created_at"]) or utcnow(),
+    )
+
+
+def _model_row(r: ModelRecord) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "provider": r.provider,
+        "model": r.model,
+        "timeouts": None if r.timeouts is None else dict(r.timeouts),
+        "drop_params": r.drop_params,
+        "info": None if r.info is None else dict(r.info),
+        "require_approval": r.require_approval,
+        "created_at": to_db(r.created_at),
+        "updated_at": to_db(r.updated_at),
+    }
+
+
+def _model(row: sa.Row[Any]) -> ModelRecord:
+    m = row._mapping
+    return ModelRecord(
+        name=m["name"],
+        provider=m["provider"],
+        model=m["model"],
+        timeouts=m["timeouts"],
+        drop_params=bool(m["drop_params"]),
+        info=m["info"],
+        require_approval=bool(m["require_approval"]),
+        created_at=from_db(m["created_at"]) or utcnow(),
+        updated_at=from_db(m["updated_at"]) or utcnow(),
+    )
+
+
+class SqlProviderStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def load(self) -> RoutingState:
+        async with self._engine.begin() as conn:
+            providers = [_provider(r) for r in await conn.execute(sa.select(pt).order_by(pt.c.name))]
+            creds = [
+                _credential(r)
+                for r in await conn.execute(sa.select(ct).order_by(ct.c.provider, ct.c.created_at, ct.c.id))
+            ]
+            models = [_model(r) for r in await conn.execute(sa.select(mt).order_by(mt.c.name))]
+        return RoutingState(providers, creds, models)
+
+    async def get_provider(self, name: str) -> ProviderRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(pt).where(pt.c.name == name))).first()
+        return None if row is None else _provider(row)
+
+    async def create_provider(self, record: ProviderRecord) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(sa.insert(pt).values(_provider_row(record)))
+        except IntegrityError:
+            return False
+        return True
+
+    async def update_provider(self, record: ProviderRecord) -> bool:
+        row = _provider_row(record)
+        del row["created_at"]
+        async with self._engine.begin() as conn:
+            result = await conn.execute(sa.update(pt).where(pt.c.name == record.name).values(row))
+        return bool(result.rowcount)
+
+    async def delete_provider(self, name: str) -> str:
+        async with self._engine.begin() as conn:
+            if dialect_is_pg(conn.dialect.name):
+                # Serialise with a model being added for this provider meanwhile.
+                await conn.execute(sa.select(pt.c.name).where(pt.c.name == name).with_for_update())
+            used = (await conn.execute(sa.select(mt.c.name).where(mt.c.provider == name).limit(1))).first()
+            if used is not None:
+                return "in_use"
+            result = await conn.execute(sa.delete(pt).where(pt.c.name == name))
+            if not result.rowcount:
+                return "missing"
+            await conn.execute(sa.delete(ct).where(ct.c.provider == name))
+        return "deleted"
+
+    async def credentials(self, provider: str) -> list[CredentialRecord]:
+        stmt = sa.select(ct).where(ct.c.provider == provider).order_by(ct.c.created_at, ct.c.id)
+        async with self._engine.connect() as conn:
+            return [_credential(r) for r in await conn.execute(stmt)]
+
+    async def add_credential(self, record: CredentialRecord) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.insert(ct).values(
+                    id=record.id,
+                    provider=record.provider,
+                    ciphertext=record.ciphertext,
+                    ref=record.ref,
+                    mask=record.mask,
+                    label=record.label,
+                    created_at=to_db(record.created_at),
+                )
+            )
+
+    async def delete_credential(self, provider: str, credential_id: str) -> bool:
+        stmt = sa.delete(ct).where(ct.c.provider == provider, ct.c.id == credential_id)
+        async with self._engine.begin() as conn:
+            return bool((await conn.execute(stmt)).rowcount)
+
+    async def get_model(self, name: str) -> ModelRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(mt).where(mt.c.name == name))).first()
+        return None if row is None else _model(row)
+
+    async def create_model(self, record: ModelRecord) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(sa.insert(mt).values(_model_row(record)))
+        except IntegrityError:
+            return False
+        return True
+
+    async def update_model(self, record: ModelRecord) -> bool:
+        row = _model_row(record)
+        del row["created_at"]
+        async with self._engine.begin() as conn:
+            result = await conn.execute(sa.update(mt).where(mt.c.name == record.name).values(row))
+        return bool(result.rowcount)
+
+    async def delete_model(self, name: str) -> bool:
+        async with self._engine.begin() as conn:
+            return bool((await conn.execute(sa.delete(mt).where(mt.c.name == name))).rowcount)
+
+    async def server_secret(self, name: str) -> str | None:
+        async with self._engine.connect() as conn:
+            value = (await conn.execute(sa.select(st.c.ciphertext).where(st.c.name == name))).scalar()
+        return None if value is None else str(value)
+
+    async def init_server_secret(self, name: str, sealed: str) -> str:
+        now = to_db(utcnow())
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    sa.insert(st).values(name=name, ciphertext=sealed, created_at=now, updated_at=now)
+                )
+        except IntegrityError:
+            pass  # another instance stored it first: use theirs
+        stored = await self.server_secret(name)
+        assert stored is not None
+        return stored
+
+    async def reseal(
+        self,
+        credential: Callable[[CredentialRecord], str],
+        secret: Callable[[str, str], str],
+    ) -> tuple[int, int]:
+        creds = secrets = 0
+        now = to_db(utcnow())
+        async with self._engine.begin() as conn:
+            for row in (await conn.execute(sa.select(ct).where(ct.c.ciphertext.is_not(None)))).all():
+                record = _credential(row)
+                sealed = credential(record)
+                if sealed != record.ciphertext:
+                    await conn.execute(sa.update(ct).where(ct.c.id == record.id).values(ciphertext=sealed))
+                    creds += 1
+            for name, value in (await conn.execute(sa.select(st.c.name, st.c.ciphertext))).all():
+                sealed = secret(name, value)
+                if sealed != value:
+                    await conn.execute(
+                        sa.update(st).where(st.c.name == name).values(ciphertext=sealed, updated_at=now)
+                    )
+                    secrets += 1
+        return creds, secrets
+
+
+def dialect_is_pg(name: str) -> bool:
+    return name == "postgresql"
