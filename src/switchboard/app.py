@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from switchboard.access import keys as keyfmt
 from switchboard.access.cache import KeyCache
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
@@ -73,7 +72,6 @@ class SwitchboardApp:
             self._mock = create_mock_app()
 
     def _admin_app(self) -> object:
-        secret = self.settings.auth.secret_key
         gateway = self.gateway
 
         def stores() -> Stores:
@@ -91,10 +89,11 @@ class SwitchboardApp:
         services = AdminServices(
             settings=self.settings,
             catalog=gateway.catalog,
-            hashing=keyfmt.hashing_key(secret.get_secret_value()) if secret else None,
+            hashing_key=lambda: gateway.hashing,
             stores=stores,
             key_cache=key_cache,
             subscriptions=subscriptions,
+            routing=gateway.routing,
         )
         return create_admin_app(services)
 

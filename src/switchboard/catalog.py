@@ -278,6 +278,10 @@ class Catalog:
         for m in settings.models:
             self._configured[m.name] = self._resolve(types[m.provider], m.model, m.info)
 
+    def resolve_entry(self, provider_type: str, model: str, info: ModelEntryInfo | None) -> Match | None:
+        """The record for a model entry outside the settings (one added at run time)."""
+        return self._resolve(provider_type, model, info)
+
     def _resolve(self, provider_type: str, model: str, info: ModelEntryInfo | None) -> Match | None:
         match = self.find(provider_type, info.base_model if info and info.base_model else model)
         patch = info.patch() if info else {}

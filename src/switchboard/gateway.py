@@ -1,15 +1,17 @@
-"""The running gateway: upstream clients, the model table and the stage chains, built once."""
+"""The running gateway: the live model table (upstream clients and routes) and the stage
+chains, built once."""
 
 from __future__ import annotations
 
-import time
-
 from switchboard import catalog
+from switchboard.access import keys as keyfmt
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
+from switchboard.crypto import keyring as crypto_keyring
+from switchboard.crypto.server import hashing_key
 from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.access import ModelAccessStage
 from switchboard.pipeline.auth import Authenticator, AuthStage
@@ -20,7 +22,7 @@ from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.subscription import SubscriptionStage
-from switchboard.routing.table import build_clients, build_routes, resolve_providers
+from switchboard.routing.live import LiveRouting
 from switchboard.stores import Stores, open_stores
 
 # Operations that call a provider, and the one that only needs the model to exist.
@@ -30,9 +32,6 @@ MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        providers = resolve_providers(settings)  # options and api_base, once per provider
-        self.clients = build_clients(settings, providers)
-        self.routes = build_routes(settings, self.clients, providers)
         secret = settings.auth.secret_key
         # JWT callers, when identity providers are configured; its HTTP session opens in start().
         self.oidc = OidcVerifier(settings.auth.oidc) if settings.auth.oidc else None
@@ -46,12 +45,11 @@ class Gateway:
         self.images = ImageFetcher(settings.images)
         # Model limits, capabilities and prices, with the config's overrides applied.
         self.catalog = catalog.build(settings)
-        created = int(time.time())
-        self.models = ModelDirectory([
-            {"id": m.name, "object": "model", "created": created, "owned_by": m.provider,
-             **self.catalog.public_fields(m.name)}
-            for m in settings.models
-        ])
+        # The model table: the YAML's entries now, the stored ones merged in at start().
+        self.routing = LiveRouting(settings, self.catalog)
+        self.models = ModelDirectory(self.routing)
+        # The key that hashes API keys, read from the database at start (None: no secret).
+        self.hashing: bytes | None = None
         # Terminal handlers, named so the app can pair them with their endpoints.
         self.invoke: Handler = invoke.invoke
         self.count_tokens: Handler = count_tokens.count_tokens
@@ -76,18 +74,25 @@ class Gateway:
         stages: list[Stage] = [
             DecodeStage(),
             ModelAccessStage(),
-            RouteStage(self.routes),
+            RouteStage(self.routing),
             SubscriptionStage(lambda: self.subscriptions),
             CallerCredentialsStage(self.settings.auth.caller_credentials),
         ]
         if operation == "count_tokens":
             return stages
-        if any(route.adapter.needs_inline_images(route.target) for route in self.routes.values()):
-            stages.append(InlineImagesStage(self.images))
+        # Always present: whether a request's route needs its images inlined is a flag on the
+        # Route (the model table changes at run time), checked by the stage.
+        stages.append(InlineImagesStage(self.images))
         return stages
 
     async def start(self) -> None:
         self.stores = await open_stores(self.settings)
+        keyring = crypto_keyring.from_settings(self.settings.auth)
+        secret = self.settings.auth.secret_key
+        if keyring is not None and secret is not None:
+            initial = keyfmt.hashing_key(secret.get_secret_value())
+            self.hashing = await hashing_key(self.stores.providers, keyring, initial)
+            self.authenticator.use_hashing_key(self.hashing)
         self.key_cache = KeyCache(self.stores.keys, self.stores.feed)
         await self.key_cache.start()
         self.subscriptions = SubscriptionCache(self.stores.subscriptions, self.stores.feed)
@@ -97,14 +102,12 @@ class Gateway:
         self.authenticator.attach(self.key_cache, self.last_used)
         if self.oidc is not None:
             await self.oidc.start()
-        for client in self.clients.values():
-            await client.start()
+        await self.routing.start(self.stores.providers, self.stores.feed, keyring)
         self.ready = True
 
     async def close(self) -> None:
         self.ready = False
-        for client in self.clients.values():
-            await client.close()
+        await self.routing.close()
         await self.images.close()
         if self.oidc is not None:
             await self.oidc.close()

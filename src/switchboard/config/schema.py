@@ -66,7 +66,10 @@ class ProviderConfig(BaseModel):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
     type: Annotated[str, Field(min_length=1)]
     api_base: str | None = None
+    # A key, or a reference to one: ``env:NAME`` or ``file:/path`` (resolved when the client is
+    # built, see crypto/refs.py). ``api_keys``: several, used in turn (one per request).
     api_key: SecretStr | None = None
+    api_keys: Annotated[list[SecretStr], Field(max_length=100)] = Field(default_factory=list)
     timeouts: Timeouts = Timeouts()
     max_connections: Annotated[int, Field(ge=1)] = 512
     headers: dict[str, str] = Field(default_factory=dict)
@@ -213,6 +216,10 @@ class AuthConfig(_Strict):
     # Keys the hashes of the gateway's API keys (and, later, the encryption of stored provider
     # credentials). Absent: $SWITCHBOARD_SECRET_KEY, else a file generated in the data dir.
     secret_key: SecretStr | None = None
+    # Secrets used before the current one: stored values sealed under them still open, and
+    # `switchboard secrets rotate` re-seals them under the current one. Also
+    # $SWITCHBOARD_PREVIOUS_SECRET_KEYS (comma-separated).
+    previous_secret_keys: Annotated[list[SecretStr], Field(max_length=20)] = Field(default_factory=list)
     # How often the keys' last-used times are written (one batched statement each time).
     last_used_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     caller_credentials: CallerCredentialsConfig = CallerCredentialsConfig()

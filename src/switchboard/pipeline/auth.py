@@ -45,6 +45,10 @@ class Authenticator:
         self._last_used: LastUsed | None = None
         self._clock = time.time
 
+    def use_hashing_key(self, hashing: bytes) -> None:
+        """The key-hashing key as stored in the database (see crypto/server.py)."""
+        self._hashing = hashing
+
     def attach(self, cache: KeyCache, last_used: LastUsed | None = None) -> None:
         """Start accepting API keys (the stores are open)."""
         self._keys = cache

@@ -126,7 +126,7 @@ class InlineImagesStage:
         route = ctx.route
         if (
             route is not None
-            and route.adapter.needs_inline_images(route.target)
+            and route.inline_images  # the adapter's needs_inline_images, worked out per route
             and (parts := remote_image_parts(ctx.request))
         ):
             if not self._fetcher.config.fetch_remote:

@@ -1,14 +1,22 @@
-"""The model table: client model name -> where and how to call it. Built once at start-up."""
+"""The model table: client model name -> where and how to call it.
+
+``routing/live.py`` rebuilds it whenever the stored providers and models change; the functions
+here build its parts from configuration entries, whichever their source.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from switchboard.config.schema import Settings, Timeouts
+from pydantic import SecretStr
+
+from switchboard.config.schema import ModelConfig, ProviderConfig, Settings, Timeouts
+from switchboard.crypto import refs
 from switchboard.providers import registry
 from switchboard.providers.base import ProviderAdapter
 from switchboard.providers.registry import ResolvedProvider
 from switchboard.providers.target import Target
+from switchboard.upstream.auth import RotatingAuth
 from switchboard.upstream.client import UpstreamClient
 
 
@@ -20,6 +28,8 @@ class Route:
     # A per-model override of the provider's timeouts; None: the provider's own, set on its
     # session. The upstream client turns it into its transport's form.
     timeout: Timeouts | None
+    # Whether remote images must be fetched and inlined before the adapter sees the request.
+    inline_images: bool = False
 
 
 def resolve_providers(settings: Settings) -> dict[str, ResolvedProvider]:
@@ -27,19 +37,52 @@ def resolve_providers(settings: Settings) -> dict[str, ResolvedProvider]:
     return {p.name: registry.resolve(p) for p in settings.providers}
 
 
+def credential_values(p: ProviderConfig) -> list[str]:
+    """The provider's keys in clear, ``env:``/``file:`` references resolved (RefError if not)."""
+    given = ([p.api_key] if p.api_key is not None else []) + list(p.api_keys)
+    return [refs.resolve(v.get_secret_value()) for v in given]
+
+
+def make_client(resolved: ResolvedProvider, keys: list[str]) -> UpstreamClient:
+    """The pooled client of one provider; several keys are used in turn, one per request."""
+    p = resolved.config
+
+    def with_key(key: str | None) -> ProviderConfig:
+        return p.model_copy(update={"api_key": None if key is None else SecretStr(key), "api_keys": []})
+
+    if len(keys) <= 1:  # the common case: fixed headers folded into the session
+        auth = resolved.spec.make_auth(with_key(keys[0] if keys else None), resolved.options)
+    else:
+        auth = RotatingAuth([resolved.spec.make_auth(with_key(k), resolved.options) for k in keys])
+    return UpstreamClient(p.name, auth, p.max_connections, dict(p.headers), p.timeouts, p.max_response_bytes)
+
+
 def build_clients(
     settings: Settings, providers: dict[str, ResolvedProvider] | None = None
 ) -> dict[str, UpstreamClient]:
     if providers is None:
         providers = resolve_providers(settings)
-    clients = {}
-    for name, resolved in providers.items():
-        p = resolved.config
-        auth = resolved.spec.make_auth(p, resolved.options)
-        clients[name] = UpstreamClient(
-            name, auth, p.max_connections, dict(p.headers), p.timeouts, p.max_response_bytes
-        )
-    return clients
+    return {name: make_client(r, credential_values(r.config)) for name, r in providers.items()}
+
+
+def make_route(m: ModelConfig, resolved: ResolvedProvider, client: UpstreamClient) -> Route:
+    p = resolved.config
+    timeouts = m.timeouts.over(p.timeouts) if m.timeouts else p.timeouts
+    target = Target(
+        name=m.name,
+        model=m.model,
+        provider=p.name,
+        provider_type=p.type,
+        api_base=resolved.api_base,
+        options=resolved.options,
+        timeouts=timeouts,
+        drop_params=m.drop_params,
+        require_approval=m.require_approval,
+        allow_caller_credentials=p.allow_caller_credentials,
+    )
+    adapter = resolved.spec.adapter
+    override = timeouts if m.timeouts else None
+    return Route(target, adapter, client, override, adapter.needs_inline_images(target))
 
 
 def build_routes(
@@ -49,23 +92,4 @@ def build_routes(
 ) -> dict[str, Route]:
     if providers is None:
         providers = resolve_providers(settings)
-    routes = {}
-    for m in settings.models:
-        resolved = providers[m.provider]
-        p = resolved.config
-        timeouts = m.timeouts.over(p.timeouts) if m.timeouts else p.timeouts
-        target = Target(
-            name=m.name,
-            model=m.model,
-            provider=p.name,
-            provider_type=p.type,
-            api_base=resolved.api_base,
-            options=resolved.options,
-            timeouts=timeouts,
-            drop_params=m.drop_params,
-            require_approval=m.require_approval,
-            allow_caller_credentials=p.allow_caller_credentials,
-        )
-        override = timeouts if m.timeouts else None
-        routes[m.name] = Route(target, resolved.spec.adapter, clients[p.name], override)
-    return routes
+    return {m.name: make_route(m, providers[m.provider], clients[m.provider]) for m in settings.models}

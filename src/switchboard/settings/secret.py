@@ -18,6 +18,7 @@ from switchboard.config.schema import Settings
 
 SECRET_FILE = "secret_key"
 ENV = "SWITCHBOARD_SECRET_KEY"
+PREVIOUS_ENV = "SWITCHBOARD_PREVIOUS_SECRET_KEYS"
 
 
 class SecretKeyMissing(Exception):
@@ -51,9 +52,17 @@ def read_or_create(path: Path) -> str:
 
 
 def with_secret_key(settings: Settings, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if env is None else env
+    previous = [v.strip() for v in env.get(PREVIOUS_ENV, "").split(",") if v.strip()]
+    if previous:
+        known = {s.get_secret_value() for s in settings.auth.previous_secret_keys}
+        extra = [SecretStr(v) for v in previous if v not in known]
+        auth = settings.auth.model_copy(
+            update={"previous_secret_keys": [*settings.auth.previous_secret_keys, *extra]}
+        )
+        settings = settings.model_copy(update={"auth": auth})
     if settings.auth.secret_key is not None:
         return settings
-    env = dict(os.environ) if env is None else env
     value = env.get(ENV)
     if not value:
         if _shared_database(settings):

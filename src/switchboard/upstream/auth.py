@@ -50,3 +50,30 @@ class StaticHeaderAuth:
 
     def __repr__(self) -> str:
         return f"StaticHeaderAuth({', '.join(self.headers)})"
+
+
+class RotatingAuth:
+    """Several credentials of one provider used in turn, one per request (round robin), so
+    their rate limits add up. Applied per request; one credential stays a session header."""
+
+    __slots__ = ("_next", "_schemes")
+
+    def __init__(self, schemes: list[UpstreamAuth]) -> None:
+        assert schemes, "at least one credential"
+        self._schemes = schemes
+        self._next = 0
+
+    async def apply(self, request: UpstreamRequest) -> None:
+        scheme = self._schemes[self._next]
+        self._next = (self._next + 1) % len(self._schemes)
+        await scheme.apply(request)
+
+    async def close(self) -> None:
+        for scheme in self._schemes:
+            await scheme.close()
+
+    def secrets(self) -> list[str]:
+        return [s for scheme in self._schemes for s in scheme.secrets()]
+
+    def __repr__(self) -> str:
+        return f"RotatingAuth({len(self._schemes)} credentials)"

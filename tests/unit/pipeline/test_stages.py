@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from switchboard.context import Principal, Reply, RequestContext, Result
@@ -9,6 +11,7 @@ from switchboard.errors import AuthenticationFailed, InvalidRequest, ModelNotFou
 from switchboard.pipeline.auth import Authenticator, AuthStage, presented_key
 from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.route import RouteStage
+from switchboard.routing.live import Snapshot
 from switchboard.routing.table import build_clients, build_routes
 from switchboard.settings.loader import validate
 from tests.unit.pipeline.fakes import context
@@ -75,7 +78,12 @@ async def test_decode_stage_refuses_bad_json() -> None:
     assert err.value.code == "invalid_json"
 
 
-def _routes() -> dict[str, object]:
+@dataclass
+class _Table:
+    current: Snapshot
+
+
+def _routes() -> _Table:
     settings = validate(
         {
             "providers": [{"name": "p", "type": "openai", "api_base": "http://127.0.0.1:9/v1"}],
@@ -85,18 +93,18 @@ def _routes() -> dict[str, object]:
         "test",
         env={},
     )
-    return build_routes(settings, build_clients(settings))  # type: ignore[return-value]
+    return _Table(Snapshot.of(build_routes(settings, build_clients(settings)), {}, []))
 
 
 async def test_route_stage_resolves_a_known_model() -> None:
     ctx = context(request={"model": "known"})
-    await RouteStage(_routes())(ctx, seen)  # type: ignore[arg-type]
+    await RouteStage(_routes())(ctx, seen)
     assert ctx.route is not None and ctx.route.target.model == "upstream-id"
 
 
 @pytest.mark.parametrize("model", ["unknown", 42, None, "x" * 500])
 async def test_route_stage_refuses_an_unknown_model(model: object) -> None:
     with pytest.raises(ModelNotFound) as err:
-        await RouteStage(_routes())(context(request={"model": model}), seen)  # type: ignore[arg-type]
+        await RouteStage(_routes())(context(request={"model": model}), seen)
     assert err.value.status == 404 and err.value.param == "model"
     assert len(err.value.message) < 300

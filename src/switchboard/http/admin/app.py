@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
@@ -12,7 +12,8 @@ from switchboard.access.cache import KeyCache
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.catalog import Catalog
 from switchboard.config.schema import Settings
-from switchboard.http.admin import audit, catalog, errors, keys, subscriptions
+from switchboard.http.admin import audit, catalog, errors, keys, models, providers, subscriptions
+from switchboard.routing.live import LiveRouting
 from switchboard.stores import Stores
 
 
@@ -23,10 +24,17 @@ class AdminServices:
 
     settings: Settings
     catalog: Catalog
-    hashing: bytes | None  # the key-hashing key derived from the server secret (None: no secret)
+    # The key-hashing key, read from the database at start-up (None: no server secret).
+    hashing_key: Callable[[], bytes | None]
     stores: Callable[[], Stores]
     key_cache: Callable[[], KeyCache]
     subscriptions: Callable[[], SubscriptionCache]
+    # The live model table (providers and models managed at run time).
+    routing: LiveRouting | None = field(default=None)
+
+    @property
+    def hashing(self) -> bytes | None:
+        return self.hashing_key()
 
 
 def create_admin_app(services: AdminServices) -> FastAPI:
@@ -43,4 +51,6 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(audit.router)
     app.include_router(subscriptions.router)
+    app.include_router(providers.router)
+    app.include_router(models.router)
     return app

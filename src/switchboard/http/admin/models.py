@@ -1,0 +1,223 @@
+"""``/admin/v1/models``: the model table, managed at run time.
+
+Stored models are listed, added, changed and removed here; the YAML's are listed too, marked
+``"source": "config", "read_only": true``. A stored model may use a provider from either source
+but may not take a YAML model's name (``409 conflict``). A change is served at once by every
+instance (routing/live.py); a request already routed finishes on what it started with.
+(``GET /admin/models``, the catalog view, is http/admin/catalog.py.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from switchboard.config.catalog import ModelEntryInfo
+from switchboard.config.schema import ModelConfig
+from switchboard.errors import GatewayError, InvalidRequest, NotFound
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
+from switchboard.routing.live import model_config
+from switchboard.stores.protocols import ModelRecord, utcnow
+
+router = APIRouter(prefix="/admin/v1/models", tags=["models"])
+
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
+ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Upstream = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\r\n\x00]+$")]
+
+
+class ModelFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timeouts: TimeoutsBody | None = None
+    drop_params: bool | None = None
+    info: dict[Annotated[str, StringConstraints(max_length=100)], Any] | None = Field(
+        default=None, description="Catalog overrides, as `models[].info` in the YAML (docs/catalog.md)."
+    )
+    require_approval: bool | None = Field(
+        default=None, description="Keys need an approved subscription to call this model."
+    )
+
+
+class ModelCreate(ModelFields):
+    name: ModelName
+    provider: ProviderName
+    model: Upstream = Field(description="The provider's own model id.")
+
+
+class ModelUpdate(ModelFields):
+    provider: ProviderName | None = None
+    model: Upstream | None = None
+
+
+def _timeouts(body: TimeoutsBody | None) -> dict[str, float] | None:
+    if body is None:
+        return None
+    return {k: v for k, v in body.model_dump().items() if v is not None} or None
+
+
+def _info(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        return ModelEntryInfo.model_validate(value).model_dump(mode="json", exclude_unset=True)
+    except ValidationError as err:
+        first = err.errors(include_url=False, include_input=False)[0]
+        loc = ".".join(["info", *(str(p) for p in first["loc"])])
+        message = "unknown field" if first["type"] == "extra_forbidden" else str(first["msg"])
+        raise InvalidRequest(f"{loc}: {message}", param=loc, code="invalid_value") from None
+
+
+def stored_public(r: ModelRecord) -> dict[str, Any]:
+    return {
+        "name": r.name, "object": "model_entry", "provider": r.provider, "model": r.model,
+        "timeouts": None if r.timeouts is None else dict(r.timeouts), "drop_params": r.drop_params,
+        "info": None if r.info is None else dict(r.info), "require_approval": r.require_approval,
+        "source": "database", "read_only": False,
+        "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
+    }
+
+
+def config_public(m: ModelConfig) -> dict[str, Any]:
+    return {
+        "name": m.name, "object": "model_entry", "provider": m.provider, "model": m.model,
+        "timeouts": m.timeouts.model_dump(exclude_none=True) if m.timeouts else None,
+        "drop_params": m.drop_params,
+        "info": m.info.model_dump(mode="json", exclude_unset=True) if m.info else None,
+        "require_approval": m.require_approval, "source": "config", "read_only": True,
+        "created_at": None, "updated_at": None,
+    }
+
+
+async def _check_provider(request: Request, provider: str) -> None:
+    routing = routing_of(request)
+    if routing.is_static_provider(provider):
+        return
+    if await store_of(request).get_provider(provider) is None:
+        raise InvalidRequest(f"provider: no provider named '{provider}'", param="provider",
+                             code="provider_not_found")
+
+
+def _missing(name: str) -> NotFound:
+    return NotFound(f"no model named '{name[:256]}'", code="model_not_found")
+
+
+def _validate(record: ModelRecord) -> None:
+    try:
+        model_config(record)
+    except ValidationError as err:
+        first = err.errors(include_url=False, include_input=False)[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "model"
+        raise InvalidRequest(f"{loc}: {first['msg']}", param=loc, code="invalid_value") from None
+
+
+@router.get("", summary="Models: the configuration file's (read-only) and the stored ones")
+async def list_models(
+    request: Request,
+    access: Annotated[Access, Depends(allow("model", "read"))],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(max_length=256, description="Last name of the previous page")] = None,
+) -> dict[str, Any]:
+    routing = routing_of(request)
+    state = await store_of(request).load()
+    items = [config_public(m) for m in routing.settings.models]
+    items += [stored_public(m) for m in state.models if not routing.is_static_model(m.name)]
+    items.sort(key=lambda item: item["name"])
+    if after is not None:
+        items = [item for item in items if item["name"] > after]
+    page = items[:limit]
+    return {"object": "list", "data": page, "has_more": len(items) > limit,
+            "last_id": page[-1]["name"] if page else None}
+
+
+@router.post("", status_code=201, summary="Add a model (callable at once on every instance)")
+async def create_model(
+    body: ModelCreate, request: Request, access: Annotated[Access, Depends(allow("model", "create"))]
+) -> JSONResponse:
+    routing = routing_of(request)
+    if routing.is_static_model(body.name):
+        raise GatewayError(f"a model named '{body.name}' is declared in the configuration file",
+                           status=409, type="invalid_request_error", code="conflict")
+    await _check_provider(request, body.provider)
+    record = ModelRecord(name=body.name, provider=body.provider, model=body.model,
+                         timeouts=_timeouts(body.timeouts), drop_params=bool(body.drop_params),
+                         info=_info(body.info), require_approval=bool(body.require_approval))
+    _validate(record)
+    if not await store_of(request).create_model(record):
+        raise GatewayError(f"a model named '{body.name}' exists", status=409,
+                           type="invalid_request_error", code="conflict")
+    public = stored_public(record)
+    await audit.record(request, "model.create", "model", record.name, after=public)
+    await routing.changed()
+    return JSONResponse(public, status_code=201)
+
+
+@router.get("/{name:path}", summary="One model entry")
+async def get_model(
+    name: str, request: Request, access: Annotated[Access, Depends(allow("model", "read"))]
+) -> dict[str, Any]:
+    routing = routing_of(request)
+    for m in routing.settings.models:
+        if m.name == name:
+            return config_public(m)
+    record = await store_of(request).get_model(name)
+    if record is None:
+        raise _missing(name)
+    return stored_public(record)
+
+
+async def _stored(request: Request, name: str) -> ModelRecord:
+    if routing_of(request).is_static_model(name):
+        raise read_only("model", name)
+    record = await store_of(request).get_model(name)
+    if record is None:
+        raise _missing(name)
+    return record
+
+
+@router.patch("/{name:path}", summary="Change a stored model")
+async def update_model(
+    name: str, body: ModelUpdate, request: Request,
+    access: Annotated[Access, Depends(allow("model", "update"))],
+) -> dict[str, Any]:
+    old = await _stored(request, name)
+    given = body.model_fields_set
+    changes: dict[str, Any] = {"updated_at": utcnow()}
+    if "provider" in given and body.provider is not None:
+        await _check_provider(request, body.provider)
+        changes["provider"] = body.provider
+    if "model" in given and body.model is not None:
+        changes["model"] = body.model
+    if "timeouts" in given:
+        changes["timeouts"] = _timeouts(body.timeouts)
+    if "info" in given:
+        changes["info"] = _info(body.info)
+    for flag in ("drop_params", "require_approval"):
+        if flag in given:
+            changes[flag] = bool(getattr(body, flag))
+    new = replace(old, **changes)
+    _validate(new)
+    if not await store_of(request).update_model(new):
+        raise _missing(name)
+    after = stored_public(new)
+    await audit.record(request, "model.update", "model", name, before=stored_public(old), after=after)
+    await routing_of(request).changed()
+    return after
+
+
+@router.delete("/{name:path}", summary="Remove a stored model")
+async def delete_model(
+    name: str, request: Request, access: Annotated[Access, Depends(allow("model", "delete"))]
+) -> dict[str, Any]:
+    old = await _stored(request, name)
+    if not await store_of(request).delete_model(name):
+        raise _missing(name)
+    await audit.record(request, "model.delete", "model", name, before=stored_public(old))
+    await routing_of(request).changed()
+    return {"name": name, "object": "model_entry", "deleted": True}

@@ -1,0 +1,454 @@
+"""``/admin/v1/providers``: upstream providers and their credentials, managed at run time.
+
+Stored providers are listed, added, changed, tested and removed here; the YAML's are listed too,
+marked ``"source": "config", "read_only": true`` (changing or removing one is ``409
+read_only``). A credential is sealed under the server secret (crypto/keyring.py) or is a
+reference (``env:NAME``, ``file:/path``); no answer, audit entry or log line holds it: records
+show its mask (``sk-…abcd``). Every change reloads the model table here and, through the change
+feed, on every instance (routing/live.py). Platform admin only (the permission table).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import replace
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from switchboard.config.schema import ProviderConfig
+from switchboard.crypto import refs
+from switchboard.crypto.keyring import credential_aad
+from switchboard.errors import GatewayError, InvalidRequest, NotFound
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.providers import registry
+from switchboard.providers.target import Target
+from switchboard.routing.live import LiveRouting, provider_config
+from switchboard.stores.protocols import CredentialRecord, ProviderRecord, ProviderStore, utcnow
+from switchboard.upstream.client import UpstreamClient
+
+router = APIRouter(prefix="/admin/v1/providers", tags=["providers"])
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+TypeName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$")]
+HeaderValue = Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\r\n\x00]*$")]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\r\n\x00]+$")]
+Ref = Annotated[str, StringConstraints(min_length=5, max_length=1024)]
+OptionName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+MAX_OPTIONS_BYTES = 16 * 1024
+
+# Credentials belong in credentials (sealed), not in headers or options stored in clear.
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|passw|signature|cookie|session|credential", re.I)
+_SECRET_OPTION = re.compile(r"secret|token|passw", re.I)
+# ProviderConfig's own fields: an option of that name would shadow them.
+_RESERVED = frozenset(ProviderConfig.model_fields) | {"options"}
+
+
+class TimeoutsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connect: Annotated[float, Field(gt=0, le=86400)] | None = None
+    first_byte: Annotated[float, Field(gt=0, le=86400)] | None = None
+    total: Annotated[float, Field(gt=0, le=86400)] | None = None
+
+
+class ProviderFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_base: Url | None = None
+    options: Annotated[dict[OptionName, Any], Field(max_length=50)] = Field(
+        default_factory=dict, description="The provider type's own keys (see docs/providers.md)."
+    )
+    headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=50)] = Field(default_factory=dict)
+    timeouts: TimeoutsBody | None = None
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
+class ProviderCreate(ProviderFields):
+    name: Name
+    type: TypeName
+    api_key: Secret | None = Field(default=None, description="A first credential, sealed at rest.")
+    api_key_ref: Ref | None = Field(default=None, description="Or a reference: env:NAME or file:/path.")
+
+
+class ProviderUpdate(ProviderFields):
+    """Fields given replace the stored ones; ``api_base: null`` returns to the type's default."""
+
+
+class CredentialCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: Secret | None = None
+    ref: Ref | None = Field(default=None, description="env:NAME or file:/path")
+    label: Label | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> CredentialCreate:
+        if (self.api_key is None) == (self.ref is None):
+            raise ValueError("give exactly one of api_key and ref")
+        return self
+
+
+class ConnectionTest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None, description="The upstream model id to try (default: one the provider serves)."
+    )
+
+
+def services_of(request: Request) -> Any:
+    return request.app.state.services
+
+
+def routing_of(request: Request) -> LiveRouting:
+    routing: LiveRouting | None = services_of(request).routing
+    if routing is None:
+        raise GatewayError("the model table is not available", status=503)
+    return routing
+
+
+def store_of(request: Request) -> ProviderStore:
+    store: ProviderStore = services_of(request).stores().providers
+    return store
+
+
+def read_only(kind: str, name: str) -> GatewayError:
+    return GatewayError(
+        f"the {kind} '{name[:128]}' is declared in the configuration file and is read-only here",
+        status=409, type="invalid_request_error", code="read_only",
+    )
+
+
+def provider_missing(name: str) -> NotFound:
+    return NotFound(f"no provider named '{name[:128]}'", code="provider_not_found")
+
+
+def _masked_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: ("[hidden]" if _SECRET_OPTION.search(k) else v) for k, v in options.items()}
+
+
+def _masked_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {k: (refs.mask(v) if _SECRET_HEADER.search(k) else v) for k, v in headers.items()}
+
+
+def _credential_public(c: CredentialRecord) -> dict[str, Any]:
+    return {"id": c.id, "object": "provider_credential", "kind": "ref" if c.ref else "sealed",
+            "mask": c.mask, "label": c.label, "created_at": c.created_at.isoformat()}
+
+
+def stored_public(record: ProviderRecord, creds: list[CredentialRecord]) -> dict[str, Any]:
+    """A stored provider as the API shows it: credentials by mask only."""
+    return {
+        "name": record.name,
+        "object": "provider",
+        "type": record.type,
+        "api_base": record.api_base,
+        "options": _masked_options(dict(record.options)),
+        "headers": dict(record.headers),
+        "timeouts": None if record.timeouts is None else dict(record.timeouts),
+        "max_connections": record.max_connections,
+        "credentials": [_credential_public(c) for c in creds],
+        "source": "database",
+        "read_only": False,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+def config_public(p: ProviderConfig) -> dict[str, Any]:
+    """A YAML provider: read-only; its credentials masked, secret-looking options hidden."""
+    given = ([p.api_key] if p.api_key is not None else []) + list(p.api_keys)
+    creds = []
+    for i, value in enumerate(given):
+        raw = value.get_secret_value()
+        creds.append({"id": f"config-{i}", "object": "provider_credential",
+                      "kind": "ref" if refs.is_ref(raw) else "config",
+                      "mask": raw if refs.is_ref(raw) else refs.mask(raw), "label": None, "created_at": None})
+    return {
+        "name": p.name,
+        "object": "provider",
+        "type": p.type,
+        "api_base": p.api_base,
+        "options": _masked_options(p.options),
+        "headers": _masked_headers(dict(p.headers)),
+        "timeouts": p.timeouts.model_dump(),
+        "max_connections": p.max_connections,
+        "credentials": creds,
+        "source": "config",
+        "read_only": True,
+        "created_at": None,
+        "updated_at": None,
+    }
+
+
+def _check_fields(body: ProviderFields) -> None:
+    for name in body.headers:
+        if _SECRET_HEADER.search(name):
+            raise InvalidRequest(
+                f"headers.{name}: a credential header; add the key as a credential instead",
+                param=f"headers.{name}", code="secret_header",
+            )
+    for key in body.options:
+        if key in _RESERVED:
+            raise InvalidRequest(f"options.{key}: a provider field, not an option", param=f"options.{key}",
+                                 code="invalid_value")
+        if _SECRET_OPTION.search(key):
+            raise InvalidRequest(
+                f"options.{key}: secret options are not stored through the API; declare this provider "
+                "in the configuration file", param=f"options.{key}", code="secret_option",
+            )
+    if len(orjson.dumps(body.options)) > MAX_OPTIONS_BYTES:
+        raise InvalidRequest(f"options: larger than {MAX_OPTIONS_BYTES} bytes", param="options",
+                             code="invalid_value")
+
+
+def validate_record(record: ProviderRecord) -> None:
+    """400 unless the record makes a valid provider of a registered type."""
+    known = registry.providers()
+    if record.type not in known:
+        raise InvalidRequest(
+            f"type: unknown provider type '{record.type[:64]}' (known: {', '.join(sorted(known))})",
+            param="type", code="invalid_provider_type",
+        )
+    try:
+        config = provider_config(record)
+    except ValidationError as err:
+        first = err.errors(include_url=False, include_input=False)[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "options"
+        param = loc if loc in ("api_base", "timeouts", "max_connections", "headers") or "." in loc else (
+            f"options.{loc}")
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidRequest(f"{param}: {message}", param=param, code="invalid_value") from None
+    problems = registry.check_provider(config)
+    if problems:
+        key, _, message = problems[0].partition(": ")
+        param = key if key == "api_base" else f"options.{key}"
+        if message == "unknown key":
+            message = "unknown option for this provider type"
+        raise InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
+
+
+def seal_credential(request: Request, provider: str, api_key: str | None, ref: str | None,
+                    label: str | None) -> CredentialRecord:
+    cid = "cred_" + secrets.token_hex(8)
+    if ref is not None:
+        problem = refs.check_ref(ref)
+        if problem:
+            raise InvalidRequest(f"ref: {problem}", param="ref", code="invalid_value")
+        return CredentialRecord(id=cid, provider=provider, mask=ref, ref=ref, label=label)
+    assert api_key is not None
+    keyring = routing_of(request).keyring
+    if keyring is None:
+        raise GatewayError("credentials cannot be stored: no server secret (auth.secret_key)", status=503)
+    return CredentialRecord(id=cid, provider=provider, mask=refs.mask(api_key), label=label,
+                            ciphertext=keyring.encrypt(api_key, credential_aad(provider, cid)))
+
+
+async def stored_or_404(request: Request, name: str) -> ProviderRecord:
+    routing = routing_of(request)
+    if routing.is_static_provider(name):
+        raise read_only("provider", name)
+    record = await store_of(request).get_provider(name)
+    if record is None:
+        raise provider_missing(name)
+    return record
+
+
+def _timeouts(body: TimeoutsBody | None) -> dict[str, float] | None:
+    if body is None:
+        return None
+    return {k: v for k, v in body.model_dump().items() if v is not None}
+
+
+@router.get("", summary="Providers: the configuration file's (read-only) and the stored ones")
+async def list_providers(
+    request: Request,
+    access: Annotated[Access, Depends(allow("provider", "read"))],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(max_length=128, description="Last name of the previous page")] = None,
+) -> dict[str, Any]:
+    routing = routing_of(request)
+    state = await store_of(request).load()
+    creds: dict[str, list[CredentialRecord]] = {}
+    for c in state.credentials:
+        creds.setdefault(c.provider, []).append(c)
+    items = [config_public(p) for p in routing.settings.providers]
+    items += [stored_public(p, creds.get(p.name, [])) for p in state.providers
+              if not routing.is_static_provider(p.name)]
+    items.sort(key=lambda item: item["name"])
+    if after is not None:
+        items = [item for item in items if item["name"] > after]
+    page = items[:limit]
+    return {"object": "list", "data": page, "has_more": len(items) > limit,
+            "last_id": page[-1]["name"] if page else None}
+
+
+@router.post("", status_code=201, summary="Add a provider (usable at once on every instance)")
+async def create_provider(
+    body: ProviderCreate, request: Request, access: Annotated[Access, Depends(allow("provider", "create"))]
+) -> JSONResponse:
+    _check_fields(body)
+    routing = routing_of(request)
+    if body.api_key is not None and body.api_key_ref is not None:
+        raise InvalidRequest("give api_key or api_key_ref, not both", param="api_key", code="invalid_value")
+    record = ProviderRecord(name=body.name, type=body.type, api_base=body.api_base, options=body.options,
+                            headers=body.headers, timeouts=_timeouts(body.timeouts),
+                            max_connections=body.max_connections)
+    validate_record(record)
+    if routing.is_static_provider(body.name):
+        raise GatewayError(f"a provider named '{body.name}' is declared in the configuration file",
+                           status=409, type="invalid_request_error", code="conflict")
+    cred = None
+    if body.api_key is not None or body.api_key_ref is not None:
+        cred = seal_credential(request, body.name, body.api_key, body.api_key_ref, None)
+    store = store_of(request)
+    if not await store.create_provider(record):
+        raise GatewayError(f"a provider named '{body.name}' exists", status=409,
+                           type="invalid_request_error", code="conflict")
+    if cred is not None:
+        await store.add_credential(cred)
+    public = stored_public(record, [cred] if cred else [])
+    await audit.record(request, "provider.create", "provider", record.name, after=public)
+    await routing.changed()
+    return JSONResponse(public, status_code=201)
+
+
+@router.get("/{name}", summary="One provider (credentials masked)")
+async def get_provider(
+    name: str, request: Request, access: Annotated[Access, Depends(allow("provider", "read"))]
+) -> dict[str, Any]:
+    routing = routing_of(request)
+    for p in routing.settings.providers:
+        if p.name == name:
+            return config_public(p)
+    store = store_of(request)
+    record = await store.get_provider(name)
+    if record is None:
+        raise provider_missing(name)
+    return stored_public(record, await store.credentials(name))
+
+
+@router.patch("/{name}", summary="Change a stored provider")
+async def update_provider(
+    name: str, body: ProviderUpdate, request: Request,
+    access: Annotated[Access, Depends(allow("provider", "update"))],
+) -> dict[str, Any]:
+    _check_fields(body)
+    old = await stored_or_404(request, name)
+    given = body.model_fields_set
+    changes: dict[str, Any] = {"updated_at": utcnow()}
+    for field in ("api_base", "options", "headers", "max_connections"):
+        if field in given:
+            changes[field] = getattr(body, field)
+    if "timeouts" in given:
+        changes["timeouts"] = _timeouts(body.timeouts)
+    new = replace(old, **changes)
+    validate_record(new)
+    store = store_of(request)
+    if not await store.update_provider(new):
+        raise provider_missing(name)
+    creds = await store.credentials(name)
+    before, after = stored_public(old, creds), stored_public(new, creds)
+    await audit.record(request, "provider.update", "provider", name, before=before, after=after)
+    await routing_of(request).changed()
+    return after
+
+
+@router.delete("/{name}", summary="Remove a stored provider (refused while a model uses it)")
+async def delete_provider(
+    name: str, request: Request, access: Annotated[Access, Depends(allow("provider", "delete"))]
+) -> dict[str, Any]:
+    old = await stored_or_404(request, name)
+    store = store_of(request)
+    creds = await store.credentials(name)
+    outcome = await store.delete_provider(name)
+    if outcome == "missing":
+        raise provider_missing(name)
+    if outcome == "in_use":
+        raise GatewayError(f"the provider '{name}' is used by stored models; remove or move them first",
+                           status=409, type="invalid_request_error", code="provider_in_use")
+    await audit.record(request, "provider.delete", "provider", name, before=stored_public(old, creds))
+    await routing_of(request).changed()
+    return {"name": name, "object": "provider", "deleted": True}
+
+
+@router.post("/{name}/credentials", status_code=201, summary="Add a credential (used in turn)")
+async def add_credential(
+    name: str, body: CredentialCreate, request: Request,
+    access: Annotated[Access, Depends(allow("provider", "update"))],
+) -> JSONResponse:
+    record = await stored_or_404(request, name)
+    cred = seal_credential(request, name, body.api_key, body.ref, body.label)
+    store = store_of(request)
+    await store.add_credential(cred)
+    public = _credential_public(cred)
+    await audit.record(request, "provider.credential.create", "provider_credential", cred.id,
+                       after={**public, "provider": record.name})
+    await routing_of(request).changed()
+    return JSONResponse(public, status_code=201)
+
+
+@router.delete("/{name}/credentials/{credential_id}", summary="Remove a credential")
+async def delete_credential(
+    name: str, credential_id: str, request: Request,
+    access: Annotated[Access, Depends(allow("provider", "update"))],
+) -> dict[str, Any]:
+    await stored_or_404(request, name)
+    store = store_of(request)
+    found = [c for c in await store.credentials(name) if c.id == credential_id]
+    if not found or not await store.delete_credential(name, credential_id):
+        raise NotFound(f"provider '{name[:128]}' has no credential '{credential_id[:64]}'",
+                       code="credential_not_found")
+    await audit.record(request, "provider.credential.delete", "provider_credential", credential_id,
+                       before={**_credential_public(found[0]), "provider": name})
+    await routing_of(request).changed()
+    return {"id": credential_id, "object": "provider_credential", "deleted": True}
+
+
+@router.post("/{name}/test", summary="Test connection: one small real call with the provider's credential")
+async def test_provider(
+    name: str, request: Request, access: Annotated[Access, Depends(allow("provider", "test"))],
+    body: Annotated[ConnectionTest | None, Body()] = None,
+) -> dict[str, Any]:
+    routing = routing_of(request)
+    client: UpstreamClient | None = routing.static_client(name) or routing.stored_client(name)
+    if client is None:
+        if not routing.is_static_provider(name) and await store_of(request).get_provider(name) is not None:
+            return {"ok": False, "status": None, "latency_ms": 0,
+                    "error": "the provider is stored but not usable (see the server log)"}
+        raise provider_missing(name)
+    snapshot = routing.current
+    model = (body.model if body else None) or next(
+        (r.target.model for r in snapshot.routes.values() if r.target.provider == name), None)
+    if model is None:
+        raise InvalidRequest("no model uses this provider: name one to try ({\"model\": \"...\"})",
+                             param="model", code="missing_required_parameter")
+    resolved = routing.resolved(name)
+    assert resolved is not None
+    target = Target(name=model, model=model, provider=name, provider_type=resolved.config.type,
+                    api_base=resolved.api_base, options=resolved.options, timeouts=resolved.config.timeouts,
+                    drop_params=True)
+    adapter = resolved.spec.adapter
+    ping = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+    started = time.perf_counter()
+    try:
+        upstream = adapter.chat_request(ping, target)
+        reply = await client.send(upstream, None)
+        status = reply.status
+        error = None if status < 400 else adapter.error(status, reply.headers, reply.body, target).message
+    except GatewayError as exc:
+        status, error = None, exc.message
+    except NotImplementedError:
+        status, error = None, "this provider type has no chat operation to test with"
+    latency = int((time.perf_counter() - started) * 1000)
+    return {"ok": error is None, "status": status, "latency_ms": latency, "error": error}

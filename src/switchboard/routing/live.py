@@ -1,0 +1,357 @@
+"""The live model table: the YAML's providers and models merged with the stored ones, as one
+immutable :class:`Snapshot` swapped atomically when the stored ones change.
+
+- The request path reads ``LiveRouting.current`` once (RouteStage) and keeps the Route it got
+  (``ctx.route``) to the end, so a change never affects a request already routed.
+- Every change made through the admin API reloads this instance at once and is published on
+  the change feed's ``routing`` topic; every instance reloads from the database when the
+  message arrives. The feed is at most once, so each instance also reloads every
+  :data:`RELOAD_SECONDS` (a cheap read of three small tables; nothing is rebuilt when nothing
+  changed): the bound on staleness when a message is lost.
+- A stored provider's client is reused while its definition and credentials are unchanged.
+  The client of a provider changed or removed is closed only once every exchange that may have
+  started on it has ended: after its longest ``total`` timeout (the bound on any upstream
+  exchange, stream included); at shutdown, at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from switchboard.catalog import Catalog
+from switchboard.config.catalog import ModelEntryInfo
+from switchboard.config.schema import ModelConfig, ProviderConfig, Settings, TimeoutsOverride
+from switchboard.crypto import refs
+from switchboard.crypto.keyring import DecryptError, Keyring, credential_aad
+from switchboard.providers import registry
+from switchboard.providers.registry import ResolvedProvider
+from switchboard.routing.table import Route, build_clients, make_client, make_route, resolve_providers
+from switchboard.stores.protocols import (
+    ChangeFeed,
+    CredentialRecord,
+    ModelRecord,
+    ProviderRecord,
+    ProviderStore,
+    RoutingState,
+    Subscription,
+)
+from switchboard.upstream.client import UpstreamClient
+
+log = logging.getLogger("switchboard.routing")
+
+TOPIC = "routing"
+RELOAD_SECONDS = 10.0
+CLOSE_MARGIN_SECONDS = 1.0
+
+ModelEntry = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the request path needs about models, built together, never changed."""
+
+    routes: dict[str, Route]
+    models: dict[str, ModelConfig]  # every served model's entry (YAML or stored), by name
+    directory: list[ModelEntry]  # /v1/models, in order: YAML first, then stored by name
+    by_id: dict[str, ModelEntry] = field(default_factory=dict)
+    listing: dict[str, Any] = field(default_factory=dict)
+    version: str = ""  # fingerprint of the stored state it was built from
+
+    @classmethod
+    def of(cls, routes: dict[str, Route], models: dict[str, ModelConfig], directory: list[ModelEntry],
+           version: str = "") -> Snapshot:
+        return cls(routes, models, directory, {e["id"]: e for e in directory},
+                   {"object": "list", "data": directory}, version)
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    fingerprint: str
+    resolved: ResolvedProvider
+    client: UpstreamClient
+
+
+def provider_config(record: ProviderRecord) -> ProviderConfig:
+    """A stored provider as a configuration entry (ValidationError when it is not valid)."""
+    data: dict[str, Any] = {**record.options, "name": record.name, "type": record.type,
+                            "headers": dict(record.headers)}
+    if record.api_base is not None:
+        data["api_base"] = record.api_base
+    if record.timeouts is not None:
+        data["timeouts"] = dict(record.timeouts)
+    if record.max_connections is not None:
+        data["max_connections"] = record.max_connections
+    return ProviderConfig.model_validate(data)
+
+
+def model_config(record: ModelRecord) -> ModelConfig:
+    return ModelConfig(
+        name=record.name,
+        provider=record.provider,
+        model=record.model,
+        timeouts=None if record.timeouts is None else TimeoutsOverride.model_validate(record.timeouts),
+        drop_params=record.drop_params,
+        info=None if record.info is None else ModelEntryInfo.model_validate(record.info),
+        require_approval=record.require_approval,
+    )
+
+
+def _fingerprint(value: Any) -> str:
+    return hashlib.sha256(orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class LiveRouting:
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self._started_at = int(time.time())
+        self._static = resolve_providers(settings)  # options and api_base, once per provider
+        self._static_clients = build_clients(settings, self._static)
+        self._stored: dict[str, _Built] = {}
+        self._store: ProviderStore | None = None
+        self._feed: ChangeFeed | None = None
+        self._keyring: Keyring | None = None
+        self._subscription: Subscription | None = None
+        self._lock = asyncio.Lock()
+        self._reloading: asyncio.Task[None] | None = None
+        self._again = False
+        self._periodic: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._retired: set[UpstreamClient] = set()
+        self._version: str | None = None
+        self.current = self._build_snapshot([], "")
+        self.reloads = 0  # snapshots built from the store, for tests and metrics
+
+    # -- what other parts ask ------------------------------------------------------------
+
+    def is_static_provider(self, name: str) -> bool:
+        return name in self._static
+
+    def is_static_model(self, name: str) -> bool:
+        return any(m.name == name for m in self.settings.models)
+
+    def provider_type(self, name: str) -> str | None:
+        """The type of a provider from either source (None: unknown)."""
+        resolved = self._static.get(name)
+        if resolved is not None:
+            return resolved.config.type
+        built = self._stored.get(name)
+        return built.resolved.config.type if built else None
+
+    def resolved(self, name: str) -> ResolvedProvider | None:
+        """A usable provider from either source, resolved (None: unknown or not usable)."""
+        built = self._stored.get(name)
+        return self._static.get(name) or (built.resolved if built else None)
+
+    def static_client(self, name: str) -> UpstreamClient | None:
+        return self._static_clients.get(name)
+
+    def stored_client(self, name: str) -> UpstreamClient | None:
+        built = self._stored.get(name)
+        return built.client if built else None
+
+    @property
+    def keyring(self) -> Keyring | None:
+        return self._keyring
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def start(self, store: ProviderStore | None = None, feed: ChangeFeed | None = None,
+                    keyring: Keyring | None = None, reload_seconds: float = RELOAD_SECONDS) -> None:
+        for client in self._static_clients.values():
+            await client.start()
+        self._store, self._feed, self._keyring = store, feed, keyring
+        if store is None:
+            return
+        if feed is not None:
+            self._subscription = await feed.subscribe(TOPIC, self._on_message)
+        await self.reload()
+        self._periodic = asyncio.get_running_loop().create_task(self._every(reload_seconds))
+
+    async def close(self) -> None:
+        for task in (self._periodic, self._reloading):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._periodic = self._reloading = None
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
+        for task in list(self._closing):
+            task.cancel()
+        clients = [*self._static_clients.values(), *(b.client for b in self._stored.values()), *self._retired]
+        self._stored = {}
+        self._retired.clear()
+        for client in clients:
+            await client.close()
+
+    async def changed(self) -> None:
+        """The stored state changed here: rebuild now, and tell every other instance."""
+        await self.reload()
+        if self._feed is not None:
+            await self._feed.publish(TOPIC, "changed")
+
+    async def _on_message(self, topic: str, message: str) -> None:
+        # Never wait for the database inside the feed's listener: the reload runs on its own.
+        if self._reloading is not None and not self._reloading.done():
+            self._again = True
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self._reload_until_settled())
+
+    async def _reload_until_settled(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("reloading the model table failed; the current one stays")
+            if not self._again:
+                return
+
+    async def _every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.reload()
+            except Exception:
+                log.warning("reloading the model table failed; the current one stays", exc_info=True)
+
+    # -- building ------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Read the stored providers and models and swap in a new snapshot if they changed."""
+        if self._store is None:
+            return
+        async with self._lock:
+            state = await self._store.load()
+            version = _fingerprint([
+                [_provider_key(p) for p in state.providers],
+                [(c.id, c.provider) for c in state.credentials],
+                [_model_key(m) for m in state.models],
+            ])
+            if version == self._version:
+                return
+            previous = self._stored
+            built = await self._build_providers(state, previous)
+            old_routes = self.current.routes
+            self._stored = built
+            self.current = self._build_snapshot(state.models, version)
+            self._version = version
+            self.reloads += 1
+            for name, old in previous.items():
+                if built.get(name) is not old:
+                    self._retire(old.client, old.resolved.config.timeouts.total, old_routes)
+
+    async def _build_providers(self, state: RoutingState, previous: dict[str, _Built]) -> dict[str, _Built]:
+        creds: dict[str, list[CredentialRecord]] = {}
+        for c in state.credentials:
+            creds.setdefault(c.provider, []).append(c)
+        built: dict[str, _Built] = {}
+        for record in state.providers:
+            if record.name in self._static:
+                log.warning("stored provider %r is ignored: the config declares it", record.name)
+                continue
+            mine = creds.get(record.name, [])
+            fingerprint = _fingerprint([_provider_key(record), [c.id for c in mine]])
+            old = previous.get(record.name)
+            if old is not None and old.fingerprint == fingerprint:
+                built[record.name] = old
+                continue
+            try:
+                config = provider_config(record)
+                problems = registry.check_provider(config)
+                if problems:
+                    raise ValueError("; ".join(problems))
+                resolved = registry.resolve(config)
+            except (ValidationError, ValueError) as exc:
+                log.warning("stored provider %r is not valid and is skipped: %s", record.name, exc)
+                continue
+            client = make_client(resolved, self._keys(record.name, mine))
+            await client.start()
+            built[record.name] = _Built(fingerprint, resolved, client)
+        return built
+
+    def _keys(self, provider: str, creds: list[CredentialRecord]) -> list[str]:
+        """The credentials in clear; one that cannot be opened or resolved is left out (logged
+        by id and reason, never by value)."""
+        keys = []
+        for c in creds:
+            try:
+                if c.ref is not None:
+                    keys.append(refs.resolve(c.ref))
+                elif c.ciphertext is not None:
+                    if self._keyring is None:
+                        raise DecryptError("no server secret configured")
+                    keys.append(self._keyring.decrypt(c.ciphertext, credential_aad(provider, c.id)))
+            except (refs.RefError, DecryptError) as exc:
+                log.warning("credential %s of provider %r is not usable: %s", c.id, provider, exc)
+        return keys
+
+    def _build_snapshot(self, stored_models: list[ModelRecord], version: str) -> Snapshot:
+        routes: dict[str, Route] = {}
+        models: dict[str, ModelConfig] = {}
+        directory: list[ModelEntry] = []
+        for m in self.settings.models:
+            routes[m.name] = make_route(m, self._static[m.provider], self._static_clients[m.provider])
+            models[m.name] = m
+            directory.append({"id": m.name, "object": "model", "created": self._started_at,
+                              "owned_by": m.provider, **self.catalog.public_fields(m.name)})
+        for record in stored_models:
+            if record.name in routes:
+                continue  # the API refuses this; a YAML entry wins over a stored one
+            resolved: ResolvedProvider | None
+            client: UpstreamClient | None
+            if record.provider in self._static:
+                resolved, client = self._static[record.provider], self._static_clients[record.provider]
+            else:
+                built = self._stored.get(record.provider)
+                resolved, client = (built.resolved, built.client) if built else (None, None)
+            if resolved is None or client is None:
+                log.warning("stored model %r is skipped: no usable provider %r", record.name, record.provider)
+                continue
+            try:
+                m = model_config(record)
+            except ValidationError as exc:
+                log.warning("stored model %r is not valid and is skipped: %s", record.name, exc)
+                continue
+            routes[m.name] = make_route(m, resolved, client)
+            models[m.name] = m
+            match = self.catalog.resolve_entry(resolved.config.type, m.model, m.info)
+            directory.append({"id": m.name, "object": "model", "created": int(record.created_at.timestamp()),
+                              "owned_by": m.provider, **(match.info.public() if match else {})})
+        return Snapshot.of(routes, models, directory, version)
+
+    def _retire(self, client: UpstreamClient, total: float, routes: dict[str, Route]) -> None:
+        """Close ``client`` once every exchange that may be running on it has ended."""
+        grace = max([total,
+                     *(r.target.timeouts.total for r in routes.values() if r.client is client)])
+        self._retired.add(client)
+
+        async def close_later() -> None:
+            await asyncio.sleep(grace + CLOSE_MARGIN_SECONDS)
+            self._retired.discard(client)
+            await client.close()
+
+        task = asyncio.get_running_loop().create_task(close_later())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+def _provider_key(p: ProviderRecord) -> list[Any]:
+    return [p.name, p.type, p.api_base, dict(p.options), dict(p.headers),
+            None if p.timeouts is None else dict(p.timeouts), p.max_connections]
+
+
+def _model_key(m: ModelRecord) -> list[Any]:
+    return [m.name, m.provider, m.model, None if m.timeouts is None else dict(m.timeouts), m.drop_params,
+            None if m.info is None else dict(m.info), m.require_approval, m.created_at.isoformat()]
