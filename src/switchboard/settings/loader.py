@@ -14,8 +14,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from switchboard.config.catalog import file_problems, type_problem
-from switchboard.config.schema import Settings
+from switchboard.config.schema import ProviderConfig, Settings
 from switchboard.config.yamlfile import YamlFileError, read_yaml
+from switchboard.crypto import refs
 from switchboard.providers.registry import check_provider, providers
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -87,10 +88,24 @@ def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Se
     # Provider types and their options are owned by the provider registry, not the schema.
     for i, provider in enumerate(settings.providers):
         problems.extend(f"providers[{i}].{p}" for p in check_provider(provider))
+        problems.extend(f"providers[{i}].{p}" for p in _credential_problems(provider, env))
     problems.extend(_catalog_type_problems(settings))
     if problems:
         raise ConfigError(source, problems)
     return settings
+
+
+def _credential_problems(provider: ProviderConfig, env: Mapping[str, str] | None) -> list[str]:
+    """``env:NAME`` and ``file:/path`` credentials that do not resolve (named, never shown)."""
+    given = [("api_key", provider.api_key)] if provider.api_key is not None else []
+    given += [(f"api_keys[{i}]", v) for i, v in enumerate(provider.api_keys)]
+    problems = []
+    for key, value in given:
+        try:
+            refs.resolve(value.get_secret_value(), env)
+        except refs.RefError as exc:
+            problems.append(f"{key}: {exc}")
+    return problems
 
 
 def _catalog_type_problems(settings: Settings) -> list[str]:

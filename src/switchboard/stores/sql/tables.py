@@ -90,7 +90,7 @@ provider_credentials = sa.Table(
     # Exactly one of: the key sealed under the server secret (crypto/keyring.py), or a reference.
     sa.Column("ciphertext", sa.Text),
     sa.Column("ref", sa.String(1100)),
-    sa.Column("mask", sa.String(64), nullable=False),
+    sa.Column("mask", sa.String(1100), nullable=False),
     sa.Column("label", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_provider_credentials_provider", "provider", "created_at"),

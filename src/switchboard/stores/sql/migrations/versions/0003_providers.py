@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("provider", sa.String(128), nullable=False),
         sa.Column("ciphertext", sa.Text),
         sa.Column("ref", sa.String(1100)),
-        sa.Column("mask", sa.String(64), nullable=False),
+        sa.Column("mask", sa.String(1100), nullable=False),
         sa.Column("label", sa.String(200)),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )

@@ -1,0 +1,332 @@
+"""Providers, credentials and models managed at run time through the admin API, end to end: added,
+called with the official SDK without a restart, changed, tested and removed; credentials sealed
+and never shown; YAML entries read-only. Every test runs on the embedded default (SQLite,
+in-process feed) and on a cluster (PostgreSQL and Redis); the cluster also shows a change made
+on one instance served by a second one within a second."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.sdk import ask
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.services import Postgres, RedisServer
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+WRONG_KEY = "sk-wrong-upstream-key-0000000000ZZZZ"
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@dataclass
+class Deployment:
+    kind: str
+    gateway: Gateway
+    mock: Mock
+    tmp: Path
+
+    def admin(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.request(method, f"{self.gateway.url}/admin/v1{path}", json=body, headers=headers or ADMIN,
+                             timeout=30)
+
+    def provider(self, **extra: Any) -> dict[str, Any]:
+        body = {"name": f"rt-{uid()}", "type": "openai", "api_base": f"{self.mock.url}/v1", **extra}
+        resp = self.admin("POST", "/providers", body)
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+    def model(self, provider: str, **extra: Any) -> dict[str, Any]:
+        body = {"name": f"rt-model-{uid()}", "provider": provider, "model": "gpt-4o-mini", **extra}
+        resp = self.admin("POST", "/models", body)
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+    def sdk(self, key: str = MASTER_KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0, timeout=30)
+
+    def chat(self, model: str, text: str = "hello") -> httpx.Response:
+        return httpx.post(f"{self.gateway.base_url}/chat/completions", headers=ADMIN, timeout=30,
+                          json={"model": model, "messages": ask(text)})
+
+
+def cluster_config(mock: Mock, postgres: Postgres, redis: RedisServer) -> dict[str, Any]:
+    config = openai_config(mock)
+    config["database"] = {"url": postgres.create_database(f"providers_{uid()}")}
+    config["redis"] = {"url": redis.url}
+    return config
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def deployment(
+    request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    if request.param == "embedded":
+        config = openai_config(mock_upstream)
+    else:
+        config = cluster_config(
+            mock_upstream, request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+        )
+    tmp = tmp_path_factory.mktemp(f"providers-{request.param}")
+    gw = start_gateway(config, tmp)
+    yield Deployment(request.param, gw, mock_upstream, tmp)
+    gw.process.stop()
+
+
+def test_a_provider_and_model_added_at_run_time_are_served_at_once(deployment: Deployment) -> None:
+    provider = deployment.provider(api_key=UPSTREAM_KEY)
+    assert (provider["source"], provider["read_only"]) == ("database", False)
+    (cred,) = provider["credentials"]
+    assert cred["mask"] == "sk-…CDEF" and cred["kind"] == "sealed"
+    model = deployment.model(provider["name"], info={"max_output_tokens": 1234})
+    client = deployment.sdk()
+    reply = client.chat.completions.create(model=model["name"], messages=ask("run time"))
+    assert reply.choices[0].message.content.endswith("You said: run time")
+    chunks = client.chat.completions.create(model=model["name"], messages=ask("streamed"), stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).endswith("You said: streamed")
+    listed = {m.id: m for m in client.models.list()}
+    assert model["name"] in listed and "gpt-4o-mini" in listed
+    assert listed[model["name"]].owned_by == provider["name"]
+    assert client.models.retrieve(model["name"]).id == model["name"]
+    # A key limited to the new model sees it too.
+    key = deployment.admin("POST", "/keys", {"models": [model["name"]]}).json()["key"]
+    assert [m.id for m in deployment.sdk(key).models.list()] == [model["name"]]
+    assert deployment.sdk(key).chat.completions.create(model=model["name"], messages=ask("k")).choices
+
+    # Changed: a new upstream model id, served at once.
+    changed = deployment.admin("PATCH", f"/models/{model['name']}", {"model": "gpt-4o", "require_approval": True})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["model"], changed.json()["require_approval"]) == ("gpt-4o", True)
+    assert deployment.admin("GET", f"/models/{model['name']}").json()["model"] == "gpt-4o"
+    # Removed: gone from the API and the model list at once.
+    assert deployment.admin("DELETE", f"/models/{model['name']}").json()["deleted"] is True
+    gone = deployment.chat(model["name"])
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found"
+    assert model["name"] not in {m.id for m in client.models.list()}
+    assert deployment.admin("GET", f"/models/{model['name']}").status_code == 404
+    assert deployment.admin("DELETE", f"/providers/{provider['name']}").json()["deleted"] is True
+    assert deployment.admin("GET", f"/providers/{provider['name']}").status_code == 404
+
+
+def test_credentials_are_never_shown_and_the_upstream_gets_the_stored_one(deployment: Deployment) -> None:
+    provider = deployment.provider(api_key=WRONG_KEY)
+    name = provider["name"]
+    model = deployment.model(name)["name"]
+    refused = deployment.chat(model)
+    assert refused.status_code == 502 and refused.json()["error"]["code"] == "upstream_authentication_failed"
+    added = deployment.admin("POST", f"/providers/{name}/credentials", {"api_key": UPSTREAM_KEY, "label": "main"})
+    assert added.status_code == 201 and added.json()["mask"] == "sk-…CDEF" and added.json()["label"] == "main"
+    # Two credentials, used in turn: the right one and the wrong one alternate.
+    codes = [deployment.chat(model, f"turn {i}").status_code for i in range(4)]
+    assert sorted(codes) == [200, 200, 502, 502] and codes[0] != codes[1] and codes[1] != codes[2]
+    wrong_id = provider["credentials"][0]["id"]
+    assert deployment.admin("DELETE", f"/providers/{name}/credentials/{wrong_id}").json()["deleted"] is True
+    assert [deployment.chat(model, f"again {i}").status_code for i in range(3)] == [200, 200, 200]
+    assert deployment.admin("DELETE", f"/providers/{name}/credentials/{wrong_id}").status_code == 404
+
+    # Nowhere in the admin API, the audit log or the server's log.
+    answers = [
+        deployment.admin("GET", "/providers", None).text,
+        deployment.admin("GET", f"/providers/{name}").text,
+        deployment.admin("GET", "/audit", None).text,
+        added.text,
+    ]
+    for text in answers:
+        assert UPSTREAM_KEY not in text and WRONG_KEY not in text
+        assert UPSTREAM_KEY[3:-4] not in text
+    audit = deployment.admin("GET", "/audit").json()["data"]
+    actions = {e["action"] for e in audit if e["resource_id"] in (name, added.json()["id"], wrong_id)}
+    assert {"provider.create", "provider.credential.create", "provider.credential.delete"} <= actions
+    listed = deployment.admin("GET", "/providers", None).json()["data"]
+    yaml_provider = next(p for p in listed if p["name"] == "local-openai")
+    assert yaml_provider["credentials"][0]["mask"] == "sk-…CDEF"
+    deployment.admin("DELETE", f"/models/{model}")
+    deployment.admin("DELETE", f"/providers/{name}")
+    output = deployment.gateway.process.output
+    assert UPSTREAM_KEY not in output and WRONG_KEY not in output
+
+
+def test_credential_references_env_and_file(deployment: Deployment) -> None:
+    key_file = deployment.tmp / f"upstream-key-{uid()}"
+    key_file.write_text(UPSTREAM_KEY + "\n")
+    by_env = deployment.provider(api_key_ref="env:UPSTREAM_KEY")  # set in the gateway's environment
+    assert by_env["credentials"][0]["mask"] == "env:UPSTREAM_KEY"
+    by_file = deployment.provider()
+    added = deployment.admin("POST", f"/providers/{by_file['name']}/credentials", {"ref": f"file:{key_file}"})
+    assert added.status_code == 201 and added.json()["kind"] == "ref"
+    missing = deployment.provider(api_key_ref="env:NOT_SET_ANYWHERE")
+    for provider, status in ((by_env, 200), (by_file, 200), (missing, 401)):
+        model = deployment.model(provider["name"])["name"]
+        resp = deployment.chat(model)
+        # An unresolvable reference leaves the provider without a credential: the upstream refuses.
+        assert (resp.status_code == 200) == (status == 200), resp.text
+    bad = deployment.admin("POST", f"/providers/{by_file['name']}/credentials", {"ref": "file:relative/path"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "ref"
+
+
+def test_configuration_file_entries_are_listed_read_only(deployment: Deployment) -> None:
+    providers = deployment.admin("GET", "/providers", None).json()["data"]
+    yaml_one = next(p for p in providers if p["name"] == "local-openai")
+    assert (yaml_one["source"], yaml_one["read_only"]) == ("config", True)
+    models = deployment.admin("GET", "/models", None).json()["data"]
+    assert next(m for m in models if m["name"] == "gpt-4o-mini")["read_only"] is True
+    for method, path, body in (
+        ("PATCH", "/providers/local-openai", {"max_connections": 3}),
+        ("DELETE", "/providers/local-openai", None),
+        ("POST", "/providers/local-openai/credentials", {"api_key": "sk-another-key-1234567890"}),
+        ("PATCH", "/models/gpt-4o-mini", {"model": "gpt-4o"}),
+        ("DELETE", "/models/gpt-4o-mini", None),
+    ):
+        resp = deployment.admin(method, path, body)
+        assert resp.status_code == 409 and resp.json()["error"]["code"] == "read_only", (method, path, resp.text)
+    taken = deployment.admin("POST", "/models", {"name": "gpt-4o-mini", "provider": "local-openai", "model": "x"})
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "conflict"
+    taken = deployment.admin("POST", "/providers", {"name": "local-openai", "type": "openai"})
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "conflict"
+    assert deployment.chat("gpt-4o-mini").status_code == 200
+
+
+def test_lists_page_by_name(deployment: Deployment) -> None:
+    made = sorted(deployment.provider()["name"] for _ in range(3))
+    seen: list[str] = []
+    after = None
+    while True:
+        query = f"?limit=2{'&after=' + after if after else ''}"
+        page = deployment.admin("GET", f"/providers{query}").json()
+        seen += [p["name"] for p in page["data"]]
+        if not page["has_more"]:
+            break
+        after = page["last_id"]
+    assert seen == sorted(seen) and set(made) <= set(seen) and "local-openai" in seen
+    for name in made:
+        deployment.admin("DELETE", f"/providers/{name}")
+
+
+def test_test_connection(deployment: Deployment) -> None:
+    good = deployment.provider(api_key=UPSTREAM_KEY)
+    ok = deployment.admin("POST", f"/providers/{good['name']}/test", {"model": "gpt-4o-mini"})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["ok"] is True and ok.json()["status"] == 200 and ok.json()["error"] is None
+    assert isinstance(ok.json()["latency_ms"], int)
+    wrong = deployment.provider(api_key=WRONG_KEY)
+    deployment.model(wrong["name"])  # the test picks the model the provider serves
+    failed = deployment.admin("POST", f"/providers/{wrong['name']}/test")
+    assert failed.status_code == 200 and failed.json()["ok"] is False and failed.json()["status"] == 401
+    assert "rejected" in failed.json()["error"] and WRONG_KEY not in failed.text
+    nowhere = deployment.admin("POST", "/providers/nowhere/test", {"model": "gpt-4o-mini"})
+    assert nowhere.json()["ok"] is False and nowhere.json()["status"] is None and nowhere.json()["error"]
+    no_model = deployment.admin("POST", f"/providers/{good['name']}/test")
+    assert no_model.status_code == 400 and no_model.json()["error"]["param"] == "model"
+    assert deployment.admin("POST", "/providers/no-such-provider/test").status_code == 404
+
+
+def test_a_stream_started_before_a_change_finishes(deployment: Deployment) -> None:
+    provider = deployment.provider(api_key=UPSTREAM_KEY)
+    model = deployment.model(provider["name"])["name"]
+    words = "_".join(f"w{i}" for i in range(10))
+    stream = deployment.sdk().chat.completions.create(
+        model=model, messages=ask(f"mock:chunk_delay_ms=100 mock:reply={words}"), stream=True
+    )
+    pieces = iter(stream)
+    first = next(pieces)
+    # The provider changes (a new client) and the model goes away while the stream runs.
+    patched = deployment.admin("PATCH", f"/providers/{provider['name']}", {"headers": {"x-team": "b"}})
+    assert patched.status_code == 200, patched.text
+    assert deployment.admin("DELETE", f"/models/{model}").status_code == 200
+    assert deployment.chat(model).status_code == 404
+    text = "".join(c.choices[0].delta.content or "" for c in [first, *pieces] if c.choices)
+    assert text == words.replace("_", " ")
+
+
+def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deployment) -> None:
+    base = {"name": f"bad-{uid()}", "type": "openai", "api_base": f"{deployment.mock.url}/v1"}
+    cases: list[tuple[str, str, Any, str, str | None]] = [
+        ("POST", "/providers", {**base, "type": "no-such-type"}, "invalid_provider_type", "type"),
+        ("POST", "/providers", {**base, "api_base": "ftp://example.com"}, "invalid_value", "api_base"),
+        ("POST", "/providers", {**base, "api_base": "not a url"}, "invalid_value", "api_base"),
+        ("POST", "/providers", {**base, "colour": "red"}, "unknown_parameter", "colour"),
+        ("POST", "/providers", {**base, "name": "x" * 200}, "invalid_value", "name"),
+        ("POST", "/providers", {**base, "name": "has space"}, "invalid_value", "name"),
+        ("POST", "/providers", {**base, "max_connections": "many"}, "invalid_value", "max_connections"),
+        ("POST", "/providers", {**base, "options": {"colour": "red"}}, "invalid_value", "options.colour"),
+        ("POST", "/providers", {**base, "headers": {"Authorization": "Bearer x"}}, "secret_header",
+         "headers.Authorization"),
+        ("POST", "/providers", {**base, "api_key": "k" * 5000}, "invalid_value", "api_key"),
+        ("POST", "/providers", {**base, "timeouts": {"total": -1}}, "invalid_value", "timeouts.total"),
+        ("POST", "/providers", [1, 2], "invalid_json", None),
+        ("POST", "/providers", {"type": "openai"}, "missing_required_parameter", "name"),
+        ("POST", "/providers/local-openai/test", {"model": "x", "extra": 1}, "unknown_parameter", "extra"),
+        ("POST", "/models", {"name": "m", "provider": "no-such-provider", "model": "x"}, "provider_not_found",
+         "provider"),
+        ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "bogus": 1},
+         "unknown_parameter", "bogus"),
+        ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x" * 300}, "invalid_value", "model"),
+        ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "drop_params": "maybe"},
+         "invalid_value", "drop_params"),
+        ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "info": {"nope": 1}},
+         "invalid_value", "info.nope"),
+    ]
+    for method, path, body, code, param in cases:
+        resp = deployment.admin(method, path, body)
+        assert resp.status_code == 400, (body, resp.text)
+        error = resp.json()["error"]
+        assert (error["code"], error["param"]) == (code, param), (body, error)
+        assert "k" * 100 not in resp.text
+    stored = deployment.provider()
+    for body, code in (({}, "invalid_value"), ({"api_key": "a", "ref": "env:X"}, "invalid_value"),
+                       ({"api_key": ""}, "invalid_value"), ({"secret": "x"}, "unknown_parameter")):
+        resp = deployment.admin("POST", f"/providers/{stored['name']}/credentials", body)
+        assert resp.status_code == 400 and resp.json()["error"]["code"] == code, resp.text
+    patch = deployment.admin("PATCH", f"/providers/{stored['name']}", {"api_base": "gopher://x"})
+    assert patch.status_code == 400 and patch.json()["error"]["param"] == "api_base"
+    # Only the platform admin manages providers; a developer key may not even read them.
+    key = deployment.admin("POST", "/keys", {"models": ["*"]}).json()["key"]
+    denied = deployment.admin("GET", "/providers", headers={"Authorization": f"Bearer {key}"})
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "permission_denied"
+    assert deployment.chat("gpt-4o-mini").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def two_instances(
+    mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Deployment, Deployment]]:
+    config = cluster_config(mock_upstream, postgres, redis_server)
+    tmp_a, tmp_b = tmp_path_factory.mktemp("routing-a"), tmp_path_factory.mktemp("routing-b")
+    first = start_gateway(config, tmp_a)
+    second = start_gateway(config, tmp_b)
+    yield Deployment("cluster", first, mock_upstream, tmp_a), Deployment("cluster", second, mock_upstream, tmp_b)
+    first.process.stop()
+    second.process.stop()
+
+
+def _within(seconds: float, check: Any) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < seconds, f"not within {seconds} s"
+    return time.monotonic() - start
+
+
+def test_a_change_on_one_instance_is_served_by_the_other_within_a_second(
+    two_instances: tuple[Deployment, Deployment],
+) -> None:
+    first, second = two_instances
+    provider = first.provider(api_key=UPSTREAM_KEY)
+    model = first.model(provider["name"])["name"]
+    _within(1.0, lambda: second.chat(model).status_code == 200)
+    assert model in {m.id for m in second.sdk().models.list()}
+    assert first.admin("DELETE", f"/models/{model}").status_code == 200
+    _within(1.0, lambda: second.chat(model).status_code == 404)
+    assert model not in {m.id for m in second.sdk().models.list()}
+    # The second instance also manages what the first stored.
+    assert second.admin("DELETE", f"/providers/{provider['name']}").status_code == 200
+    _within(1.0, lambda: first.admin("GET", f"/providers/{provider['name']}").status_code == 404)
