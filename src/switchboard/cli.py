@@ -11,6 +11,7 @@ from rich.console import Console
 
 from switchboard import __version__
 from switchboard.cli_keys import keys_app
+from switchboard.cli_providers import models_app, providers_app
 from switchboard.config.schema import Settings
 from switchboard.settings.loader import ConfigError, load
 
@@ -20,6 +21,10 @@ app.add_typer(config_app, name="config")
 db_app = typer.Typer(no_args_is_help=True, help="Work with the database.")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(providers_app, name="providers")
+app.add_typer(models_app, name="models")
+secrets_app = typer.Typer(no_args_is_help=True, help="Work with the secrets stored in the database.")
+app.add_typer(secrets_app, name="secrets")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
@@ -134,6 +139,49 @@ def db_upgrade(
             _fail_config(exc)
             return
     _open_stores_or_exit(settings, upgrade_only=True)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+) -> None:
+    """Re-seal every stored provider credential and the API-key hashing key under the current
+    server secret (auth.secret_key), opening them with it or a previous one
+    (auth.previous_secret_keys, $SWITCHBOARD_PREVIOUS_SECRET_KEYS). One transaction; idempotent."""
+    import asyncio
+
+    from switchboard.crypto.keyring import DecryptError, from_settings
+    from switchboard.crypto.rotate import Rotated, rotate
+    from switchboard.server import ServeOptions, resolve_settings
+    from switchboard.stores import StoreError, open_stores
+
+    try:
+        settings = resolve_settings(ServeOptions(str(config) if config else None, None, None, None))
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    keyring = from_settings(settings.auth)
+    assert keyring is not None, "resolve_settings always provides a secret"
+
+    async def run() -> Rotated:
+        stores = await open_stores(settings)
+        try:
+            return await rotate(stores.providers, keyring)
+        finally:
+            await stores.close()
+
+    try:
+        done = asyncio.run(run())
+    except StoreError as exc:
+        err.print(f"[bold red]cannot open the stores:[/] {rich.markup.escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except DecryptError as exc:
+        reason = rich.markup.escape(str(exc))
+        err.print(f"[bold red]nothing rotated:[/] a stored secret does not open ({reason}); "
+                  "give the secret it was sealed with in auth.previous_secret_keys")
+        raise typer.Exit(1) from None
+    out.print(f"re-sealed under key {done.key_id}: {done.credentials} provider credential(s), "
+              f"{done.server_secrets} server secret(s); the rest already were", markup=False)
 
 
 @app.command()

@@ -36,9 +36,11 @@ class Deployment:
     mock: Mock
     tmp: Path
 
-    def admin(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
-        return httpx.request(method, f"{self.gateway.url}/admin/v1{path}", json=body, headers=headers or ADMIN,
-                             timeout=30)
+    def admin(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        url = f"{self.gateway.url}/admin/v1{path}"
+        return httpx.request(method, url, json=body, headers=headers or ADMIN, timeout=30)
 
     def provider(self, **extra: Any) -> dict[str, Any]:
         body = {"name": f"rt-{uid()}", "type": "openai", "api_base": f"{self.mock.url}/v1", **extra}
@@ -93,7 +95,8 @@ def test_a_provider_and_model_added_at_run_time_are_served_at_once(deployment: D
     reply = client.chat.completions.create(model=model["name"], messages=ask("run time"))
     assert reply.choices[0].message.content.endswith("You said: run time")
     chunks = client.chat.completions.create(model=model["name"], messages=ask("streamed"), stream=True)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).endswith("You said: streamed")
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.endswith("You said: streamed")
     listed = {m.id: m for m in client.models.list()}
     assert model["name"] in listed and "gpt-4o-mini" in listed
     assert listed[model["name"]].owned_by == provider["name"]
@@ -104,7 +107,8 @@ def test_a_provider_and_model_added_at_run_time_are_served_at_once(deployment: D
     assert deployment.sdk(key).chat.completions.create(model=model["name"], messages=ask("k")).choices
 
     # Changed: a new upstream model id, served at once.
-    changed = deployment.admin("PATCH", f"/models/{model['name']}", {"model": "gpt-4o", "require_approval": True})
+    change = {"model": "gpt-4o", "require_approval": True}
+    changed = deployment.admin("PATCH", f"/models/{model['name']}", change)
     assert changed.status_code == 200, changed.text
     assert (changed.json()["model"], changed.json()["require_approval"]) == ("gpt-4o", True)
     assert deployment.admin("GET", f"/models/{model['name']}").json()["model"] == "gpt-4o"
@@ -124,7 +128,8 @@ def test_credentials_are_never_shown_and_the_upstream_gets_the_stored_one(deploy
     model = deployment.model(name)["name"]
     refused = deployment.chat(model)
     assert refused.status_code == 502 and refused.json()["error"]["code"] == "upstream_authentication_failed"
-    added = deployment.admin("POST", f"/providers/{name}/credentials", {"api_key": UPSTREAM_KEY, "label": "main"})
+    body = {"api_key": UPSTREAM_KEY, "label": "main"}
+    added = deployment.admin("POST", f"/providers/{name}/credentials", body)
     assert added.status_code == 201 and added.json()["mask"] == "sk-…CDEF" and added.json()["label"] == "main"
     # Two credentials, used in turn: the right one and the wrong one alternate.
     codes = [deployment.chat(model, f"turn {i}").status_code for i in range(4)]
@@ -188,8 +193,10 @@ def test_configuration_file_entries_are_listed_read_only(deployment: Deployment)
         ("DELETE", "/models/gpt-4o-mini", None),
     ):
         resp = deployment.admin(method, path, body)
-        assert resp.status_code == 409 and resp.json()["error"]["code"] == "read_only", (method, path, resp.text)
-    taken = deployment.admin("POST", "/models", {"name": "gpt-4o-mini", "provider": "local-openai", "model": "x"})
+        assert resp.status_code == 409, (method, path, resp.text)
+        assert resp.json()["error"]["code"] == "read_only"
+    same_name = {"name": "gpt-4o-mini", "provider": "local-openai", "model": "x"}
+    taken = deployment.admin("POST", "/models", same_name)
     assert taken.status_code == 409 and taken.json()["error"]["code"] == "conflict"
     taken = deployment.admin("POST", "/providers", {"name": "local-openai", "type": "openai"})
     assert taken.status_code == 409 and taken.json()["error"]["code"] == "conflict"
@@ -270,7 +277,8 @@ def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deploymen
          "provider"),
         ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "bogus": 1},
          "unknown_parameter", "bogus"),
-        ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x" * 300}, "invalid_value", "model"),
+        ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x" * 300}, "invalid_value",
+         "model"),
         ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "drop_params": "maybe"},
          "invalid_value", "drop_params"),
         ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "info": {"nope": 1}},
@@ -298,13 +306,17 @@ def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deploymen
 
 @pytest.fixture(scope="module")
 def two_instances(
-    mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    mock_upstream: Mock,
+    postgres: Postgres,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Deployment, Deployment]]:
     config = cluster_config(mock_upstream, postgres, redis_server)
     tmp_a, tmp_b = tmp_path_factory.mktemp("routing-a"), tmp_path_factory.mktemp("routing-b")
     first = start_gateway(config, tmp_a)
     second = start_gateway(config, tmp_b)
-    yield Deployment("cluster", first, mock_upstream, tmp_a), Deployment("cluster", second, mock_upstream, tmp_b)
+    yield (Deployment("cluster", first, mock_upstream, tmp_a),
+           Deployment("cluster", second, mock_upstream, tmp_b))
     first.process.stop()
     second.process.stop()
 

@@ -19,7 +19,8 @@ async def test_providers_credentials_and_models_round_trip(backend: Backend) -> 
     got = await store.get_provider("acme")
     assert got is not None and (got.type, got.options, got.headers, got.timeouts, got.max_connections) == (
         "openai", {"organization": "org-1"}, {"x-team": "a"}, {"total": 30.0}, 8)
-    await store.add_credential(CredentialRecord(id="cred_a", provider="acme", mask="sk-…aaaa", ciphertext="v1.x.y"))
+    sealed = CredentialRecord(id="cred_a", provider="acme", mask="sk-…aaaa", ciphertext="v1.x.y")
+    await store.add_credential(sealed)
     await store.add_credential(CredentialRecord(id="cred_b", provider="acme", mask="env:K", ref="env:K"))
     assert [c.id for c in await store.credentials("acme")] == ["cred_a", "cred_b"]
     assert await store.create_model(ModelRecord(name="m1", provider="acme", model="gpt-4o-mini",
@@ -28,14 +29,15 @@ async def test_providers_credentials_and_models_round_trip(backend: Backend) -> 
     model = await store.get_model("m1")
     assert model is not None and model.require_approval and model.info == {"max_input_tokens": 1000}
     state = await store.load()
-    assert ([p.name for p in state.providers], [c.id for c in state.credentials], [m.name for m in state.models]) \
-        == (["acme"], ["cred_a", "cred_b"], ["m1"])
+    assert [p.name for p in state.providers] == ["acme"] and [m.name for m in state.models] == ["m1"]
+    assert [c.id for c in state.credentials] == ["cred_a", "cred_b"]
     # A provider in use is not deleted; its model first, then the provider and its credentials.
     assert await store.delete_provider("acme") == "in_use"
     assert await store.update_model(ModelRecord(name="m1", provider="acme", model="gpt-4o"))
     assert (await store.get_model("m1")).model == "gpt-4o"  # type: ignore[union-attr]
     assert await store.delete_model("m1") and not await store.delete_model("m1")
-    assert await store.delete_credential("acme", "cred_a") and not await store.delete_credential("other", "cred_b")
+    assert await store.delete_credential("acme", "cred_a")
+    assert not await store.delete_credential("other", "cred_b")  # another provider's id
     assert await store.delete_provider("acme") == "deleted"
     assert await store.delete_provider("acme") == "missing"
     assert await store.credentials("acme") == [] and await store.get_provider("acme") is None

@@ -1,0 +1,275 @@
+"""``switchboard providers …`` and ``switchboard models …``: providers, their credentials and
+models, managed through the admin API of a running gateway (this machine's or a remote one), as
+tables or, with ``--json``, as JSON. A key is read from standard input (``--api-key-stdin``),
+never from the command line, where shell history and process lists would keep it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from switchboard.admin_client import AdminClient, AdminError
+
+providers_app = typer.Typer(no_args_is_help=True, help="List, add, change, test and remove providers.")
+models_app = typer.Typer(no_args_is_help=True, help="List, add, change and remove models.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
+Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Pairs = Annotated[list[str] | None, typer.Option(help="NAME=VALUE (repeat); VALUE may be JSON.")]
+DEFAULT_URL = "http://127.0.0.1:4000"
+PROVIDER_COLUMNS = ("name", "type", "api_base", "credentials", "source")
+MODEL_COLUMNS = ("name", "provider", "model", "require_approval", "source")
+
+
+def _run(call: Any) -> Any:
+    try:
+        return call()
+    except AdminError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(str(v.get("mask", v)) if isinstance(v, dict) else str(v) for v in value) or "-"
+    return str(value)
+
+
+def _show(rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    out.print(table)
+
+
+def _pairs(pairs: list[str] | None, hint: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint=hint)
+        try:
+            found[name] = json.loads(value)
+        except ValueError:
+            found[name] = value
+    return found
+
+
+def _list(client: AdminClient, path: str) -> list[Any]:
+    found: list[Any] = []
+    after = None
+    while True:
+        query: dict[str, Any] = {"limit": 1000} if after is None else {"limit": 1000, "after": after}
+        page = client.call("GET", path, query=query)
+        found.extend(page["data"])
+        if not page.get("has_more"):
+            return found
+        after = page["last_id"]
+
+
+def _secret_from_stdin() -> str:
+    value = sys.stdin.readline().strip()
+    if not value:
+        raise typer.BadParameter("no key on standard input", param_hint="--api-key-stdin")
+    return value
+
+
+def _name(name: str) -> str:
+    return quote(name, safe="")
+
+
+# -- providers ----------------------------------------------------------------------------
+
+
+@providers_app.command("list")
+def providers_list(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """Every provider: the configuration file's (read-only) and the stored ones."""
+    _show(_run(lambda: _list(AdminClient(url, key), "/admin/v1/providers")), PROVIDER_COLUMNS, as_json)
+
+
+@providers_app.command("show")
+def providers_show(name: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """One provider; its credentials by mask only."""
+    record = _run(lambda: AdminClient(url, key).call("GET", f"/admin/v1/providers/{_name(name)}"))
+    _show([record], (*PROVIDER_COLUMNS, "options", "headers", "max_connections"), as_json)
+
+
+@providers_app.command("add")
+def providers_add(
+    name: str,
+    type: Annotated[str, typer.Option("--type", help="A provider type (openai, anthropic, ...).")],
+    api_base: Annotated[str | None, typer.Option(help="The provider's base URL.")] = None,
+    api_key_stdin: Annotated[bool, typer.Option(help="Read a first key from standard input.")] = False,
+    ref: Annotated[str | None, typer.Option(help="Or a key reference: env:NAME or file:/path.")] = None,
+    option: Pairs = None,
+    header: Pairs = None,
+    max_connections: Annotated[int | None, typer.Option(help="Pooled connections.")] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Add a provider; usable at once on every instance."""
+    body: dict[str, Any] = {"name": name, "type": type, "options": _pairs(option, "--option"),
+                            "headers": _pairs(header, "--header")}
+    if api_base is not None:
+        body["api_base"] = api_base
+    if max_connections is not None:
+        body["max_connections"] = max_connections
+    if api_key_stdin:
+        body["api_key"] = _secret_from_stdin()
+    if ref is not None:
+        body["api_key_ref"] = ref
+    record = _run(lambda: AdminClient(url, key).call("POST", "/admin/v1/providers", body))
+    _show([record], PROVIDER_COLUMNS, as_json)
+
+
+@providers_app.command("update")
+def providers_update(
+    name: str,
+    api_base: Annotated[str | None, typer.Option(help="The provider's base URL.")] = None,
+    option: Pairs = None,
+    header: Pairs = None,
+    max_connections: Annotated[int | None, typer.Option(help="Pooled connections.")] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Change a stored provider (options and headers given replace the stored ones)."""
+    body: dict[str, Any] = {}
+    if api_base is not None:
+        body["api_base"] = api_base
+    if option:
+        body["options"] = _pairs(option, "--option")
+    if header:
+        body["headers"] = _pairs(header, "--header")
+    if max_connections is not None:
+        body["max_connections"] = max_connections
+    record = _run(lambda: AdminClient(url, key).call("PATCH", f"/admin/v1/providers/{_name(name)}", body))
+    _show([record], PROVIDER_COLUMNS, as_json)
+
+
+@providers_app.command("remove")
+def providers_remove(name: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """Remove a stored provider and its credentials (refused while a model uses it)."""
+    done = _run(lambda: AdminClient(url, key).call("DELETE", f"/admin/v1/providers/{_name(name)}"))
+    _show([done], ("name", "deleted"), as_json)
+
+
+@providers_app.command("test")
+def providers_test(
+    name: str,
+    model: Annotated[str | None, typer.Option(help="The upstream model id to try.")] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Test connection: one small real call with the provider's credential. Exit 1 if it failed."""
+    body = {"model": model} if model else None
+    result = _run(lambda: AdminClient(url, key).call("POST", f"/admin/v1/providers/{_name(name)}/test", body))
+    _show([result], ("ok", "status", "latency_ms", "error"), as_json)
+    if not result.get("ok"):
+        raise typer.Exit(1)
+
+
+@providers_app.command("add-credential")
+def providers_add_credential(
+    name: str,
+    api_key_stdin: Annotated[bool, typer.Option(help="Read the key from standard input.")] = False,
+    ref: Annotated[str | None, typer.Option(help="Or a reference: env:NAME or file:/path.")] = None,
+    label: Annotated[str | None, typer.Option(help="A label for people.")] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Add a credential; a provider's credentials are used in turn."""
+    body: dict[str, Any] = {"label": label} if label else {}
+    if api_key_stdin:
+        body["api_key"] = _secret_from_stdin()
+    if ref is not None:
+        body["ref"] = ref
+    path = f"/admin/v1/providers/{_name(name)}/credentials"
+    added = _run(lambda: AdminClient(url, key).call("POST", path, body))
+    _show([added], ("id", "kind", "mask", "label"), as_json)
+
+
+@providers_app.command("remove-credential")
+def providers_remove_credential(
+    name: str, credential_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False
+) -> None:
+    """Remove one credential of a stored provider."""
+    path = f"/admin/v1/providers/{_name(name)}/credentials/{_name(credential_id)}"
+    _show([_run(lambda: AdminClient(url, key).call("DELETE", path))], ("id", "deleted"), as_json)
+
+
+# -- models -------------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """Every model: the configuration file's (read-only) and the stored ones."""
+    _show(_run(lambda: _list(AdminClient(url, key), "/admin/v1/models")), MODEL_COLUMNS, as_json)
+
+
+@models_app.command("show")
+def models_show(name: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """One model entry."""
+    record = _run(lambda: AdminClient(url, key).call("GET", f"/admin/v1/models/{_name(name)}"))
+    _show([record], (*MODEL_COLUMNS, "drop_params", "timeouts"), as_json)
+
+
+@models_app.command("add")
+def models_add(
+    name: str,
+    provider: Annotated[str, typer.Option(help="The provider's name.")],
+    model: Annotated[str, typer.Option(help="The provider's model id.")],
+    drop_params: Annotated[bool, typer.Option(help="Drop parameters the provider does not take.")] = False,
+    require_approval: Annotated[bool, typer.Option(help="Keys need an approved subscription.")] = False,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Add a model; callable at once on every instance."""
+    body = {"name": name, "provider": provider, "model": model, "drop_params": drop_params,
+            "require_approval": require_approval}
+    added = _run(lambda: AdminClient(url, key).call("POST", "/admin/v1/models", body))
+    _show([added], MODEL_COLUMNS, as_json)
+
+
+@models_app.command("update")
+def models_update(
+    name: str,
+    provider: Annotated[str | None, typer.Option(help="The provider's name.")] = None,
+    model: Annotated[str | None, typer.Option(help="The provider's model id.")] = None,
+    drop_params: Annotated[bool | None, typer.Option("--drop-params/--keep-params")] = None,
+    require_approval: Annotated[bool | None, typer.Option("--require-approval/--no-approval")] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Change a stored model."""
+    given = {"provider": provider, "model": model, "drop_params": drop_params,
+             "require_approval": require_approval}
+    body = {k: v for k, v in given.items() if v is not None}
+    path = f"/admin/v1/models/{_name(name)}"
+    _show([_run(lambda: AdminClient(url, key).call("PATCH", path, body))], MODEL_COLUMNS, as_json)
+
+
+@models_app.command("remove")
+def models_remove(name: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """Remove a stored model."""
+    done = _run(lambda: AdminClient(url, key).call("DELETE", f"/admin/v1/models/{_name(name)}"))
+    _show([done], ("name", "deleted"), as_json)

@@ -1,0 +1,34 @@
+"""``switchboard secrets rotate``: re-seal every stored secret under the current server secret.
+
+Run after every instance has the new ``auth.secret_key`` with the old one in
+``auth.previous_secret_keys``; then the previous one can be dropped. One transaction: all or
+nothing. Idempotent: what is already under the current key is left as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from switchboard.crypto.keyring import Keyring, credential_aad, server_secret_aad
+from switchboard.stores.protocols import CredentialRecord, ProviderStore
+
+
+@dataclass(frozen=True)
+class Rotated:
+    credentials: int  # credentials re-sealed
+    server_secrets: int  # server secrets (the key-hashing key) re-sealed
+    key_id: str  # the current key's id
+
+
+async def rotate(store: ProviderStore, keyring: Keyring) -> Rotated:
+    """Raises DecryptError (nothing written) if a stored value opens with no key of the ring."""
+
+    def credential(record: CredentialRecord) -> str:
+        assert record.ciphertext is not None
+        return keyring.reencrypt(record.ciphertext, credential_aad(record.provider, record.id))
+
+    def secret(name: str, sealed: str) -> str:
+        return keyring.reencrypt(sealed, server_secret_aad(name))
+
+    creds, secrets = await store.reseal(credential, secret)
+    return Rotated(creds, secrets, keyring.current)
