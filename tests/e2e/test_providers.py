@@ -6,6 +6,7 @@ on one instance served by a second one within a second."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,9 +17,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, spawn, start_gateway
 from tests.services import Postgres, RedisServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -80,6 +82,20 @@ def deployment(
             mock_upstream, request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
         )
     tmp = tmp_path_factory.mktemp(f"providers-{request.param}")
+    # YAML credentials: several used in turn, and references to the environment and to a file.
+    key_file = tmp / "upstream-key"
+    key_file.write_text(UPSTREAM_KEY + "\n")
+    api_base = f"{mock_upstream.url}/v1"
+    config["providers"] += [
+        {"name": "yaml-rotating", "type": "openai", "api_base": api_base,
+         "api_keys": [WRONG_KEY, "env:UPSTREAM_KEY"]},
+        {"name": "yaml-file", "type": "openai", "api_base": api_base, "api_key": f"file:{key_file}"},
+    ]
+    config["models"] += [
+        {"name": "yaml-rotating-model", "provider": "yaml-rotating", "model": "gpt-4o-mini"},
+        {"name": "yaml-file-model", "provider": "yaml-file", "model": "gpt-4o-mini",
+         "require_approval": True},
+    ]
     gw = start_gateway(config, tmp)
     yield Deployment(request.param, gw, mock_upstream, tmp)
     gw.process.stop()
@@ -342,3 +358,113 @@ def test_a_change_on_one_instance_is_served_by_the_other_within_a_second(
     # The second instance also manages what the first stored.
     assert second.admin("DELETE", f"/providers/{provider['name']}").status_code == 200
     _within(1.0, lambda: first.admin("GET", f"/providers/{provider['name']}").status_code == 404)
+
+
+def test_yaml_credentials_from_references_and_used_in_turn(deployment: Deployment) -> None:
+    assert deployment.chat("yaml-file-model").status_code == 200
+    codes = [deployment.chat("yaml-rotating-model", f"yaml turn {i}").status_code for i in range(4)]
+    assert sorted(codes) == [200, 200, 502, 502] and codes[0] != codes[1] and codes[1] != codes[2]
+    listed = {p["name"]: p for p in deployment.admin("GET", "/providers", None).json()["data"]}
+    masks = [c["mask"] for c in listed["yaml-rotating"]["credentials"]]
+    assert masks == ["sk-…ZZZZ", "env:UPSTREAM_KEY"]
+    assert listed["yaml-file"]["credentials"][0]["kind"] == "ref"
+    assert deployment.admin("GET", "/models/yaml-file-model").json()["require_approval"] is True
+    output = deployment.gateway.process.output
+    assert UPSTREAM_KEY not in output and WRONG_KEY not in output
+
+
+def test_a_missing_yaml_reference_is_a_config_error_naming_it(tmp_path: Path, mock_upstream: Mock) -> None:
+    config = openai_config(mock_upstream)
+    config["providers"][0]["api_key"] = "env:SB_TEST_UNSET_VARIABLE"
+    config["providers"][1]["api_keys"] = [f"file:{tmp_path / 'absent'}"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY,
+                                                      "UPSTREAM_KEY": UPSTREAM_KEY})
+    assert proc.wait_exit(60) == 2
+    assert "providers[0].api_key: environment variable SB_TEST_UNSET_VARIABLE is not set" in proc.output
+    assert "providers[1].api_keys[0]: cannot read" in proc.output
+
+
+def cli(deployment: Deployment, *args: str) -> tuple[int, str]:
+    proc = spawn([*args, "--url", deployment.gateway.url, "--key", MASTER_KEY], env={"COLUMNS": "250"})
+    code = proc.wait_exit(60)
+    return code, proc.output
+
+
+def test_the_command_line(deployment: Deployment) -> None:
+    name = f"cli-{uid()}"
+    code, output = cli(deployment, "providers", "add", name, "--type", "openai",
+                       "--api-base", f"{deployment.mock.url}/v1", "--ref", "env:UPSTREAM_KEY", "--json")
+    assert code == 0, output
+    assert json.loads(output)[0]["credentials"][0]["mask"] == "env:UPSTREAM_KEY"
+    code, output = cli(deployment, "models", "add", f"{name}-model", "--provider", name,
+                       "--model", "gpt-4o-mini")
+    assert code == 0 and f"{name}-model" in output, output
+    assert deployment.chat(f"{name}-model").status_code == 200
+    code, output = cli(deployment, "providers", "list")
+    assert code == 0 and name in output and "local-openai" in output and "sk-…CDEF" in output
+    assert UPSTREAM_KEY not in output
+    code, output = cli(deployment, "models", "list", "--json")
+    assert code == 0 and {m["name"] for m in json.loads(output)} >= {f"{name}-model", "gpt-4o-mini"}
+    code, output = cli(deployment, "providers", "test", name, "--json")
+    assert code == 0 and json.loads(output)[0]["ok"] is True
+    code, output = cli(deployment, "models", "update", f"{name}-model", "--require-approval", "--json")
+    assert code == 0 and json.loads(output)[0]["require_approval"] is True
+    code, output = cli(deployment, "providers", "remove", name)
+    assert code == 1 and "provider_in_use" in output and "Traceback" not in output
+    code, output = cli(deployment, "models", "remove", f"{name}-model")
+    assert code == 0
+    code, output = cli(deployment, "providers", "remove", name)
+    assert code == 0
+    code, output = cli(deployment, "providers", "update", "local-openai", "--max-connections", "2")
+    assert code == 1 and "read_only" in output
+    code, output = cli(deployment, "providers", "test", "nowhere", "--model", "gpt-4o-mini")
+    assert code == 1
+
+
+OLD_SECRET = "old-server-secret-for-rotation-0123456789abcdef"
+NEW_SECRET = "new-server-secret-for-rotation-0123456789abcdef"
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_secrets_rotate(
+    kind: str, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path
+) -> None:
+    if kind == "embedded":
+        config = openai_config(mock_upstream)
+    else:
+        config = cluster_config(mock_upstream, request.getfixturevalue("postgres"),
+                                request.getfixturevalue("redis_server"))
+    gw = start_gateway(config, tmp_path, env={"SWITCHBOARD_SECRET_KEY": OLD_SECRET})
+    first = Deployment(kind, gw, mock_upstream, tmp_path)
+    api_key = first.admin("POST", "/keys", {"models": ["*"]}).json()["key"]
+    provider = first.provider(api_key=UPSTREAM_KEY)
+    model = first.model(provider["name"])["name"]
+    assert first.sdk(api_key).chat.completions.create(model=model, messages=ask("before")).choices
+    gw.process.stop()
+
+    def works(env: dict[str, str]) -> None:
+        again = Deployment(kind, start_gateway(config, tmp_path, env=env), mock_upstream, tmp_path)
+        try:
+            reply = again.sdk(api_key).chat.completions.create(model=model, messages=ask("after"))
+            assert reply.choices[0].message.content.endswith("You said: after")
+        finally:
+            again.gateway.process.stop()
+
+    # A new secret alone does not open what the old one sealed: start-up says what to do.
+    with pytest.raises(RuntimeError, match="previous_secret_keys"):
+        start_gateway(config, tmp_path, env={"SWITCHBOARD_SECRET_KEY": NEW_SECRET})
+    both = {"SWITCHBOARD_SECRET_KEY": NEW_SECRET, "SWITCHBOARD_PREVIOUS_SECRET_KEYS": OLD_SECRET}
+    works(both)
+
+    def rotate() -> str:
+        proc = spawn(["secrets", "rotate", "--config", str(gw.config_path)], env={
+            "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY,
+            "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"), **both})
+        assert proc.wait_exit(60) == 0, proc.output
+        return proc.output
+
+    assert "1 provider credential(s), 1 server secret(s)" in rotate()
+    assert "0 provider credential(s), 0 server secret(s)" in rotate()  # idempotent
+    works({"SWITCHBOARD_SECRET_KEY": NEW_SECRET})  # the old secret is no longer needed
