@@ -274,7 +274,7 @@ class LiveRouting:
                     raise ValueError("; ".join(problems))
                 resolved = registry.resolve(config)
             except (ValidationError, ValueError) as exc:
-                log.warning("stored provider %r is not valid and is skipped: %s", record.name, exc)
+                log.warning("stored provider %r is not valid and is skipped: %s", record.name, _reason(exc))
                 continue
             client = make_client(resolved, self._keys(record.name, mine))
             await client.start()
@@ -322,7 +322,7 @@ class LiveRouting:
             try:
                 m = model_config(record)
             except ValidationError as exc:
-                log.warning("stored model %r is not valid and is skipped: %s", record.name, exc)
+                log.warning("stored model %r is not valid and is skipped: %s", record.name, _reason(exc))
                 continue
             routes[m.name] = make_route(m, resolved, client)
             models[m.name] = m
@@ -355,3 +355,11 @@ def _provider_key(p: ProviderRecord) -> list[Any]:
 def _model_key(m: ModelRecord) -> list[Any]:
     return [m.name, m.provider, m.model, None if m.timeouts is None else dict(m.timeouts), m.drop_params,
             None if m.info is None else dict(m.info), m.require_approval, m.created_at.isoformat()]
+
+
+def _reason(exc: Exception) -> str:
+    """Why a stored record is not valid, without the values it holds."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                         for e in exc.errors(include_url=False, include_input=False))
+    return str(exc)

@@ -56,3 +56,12 @@ def test_a_short_configured_secret_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         settings(tmp_path, auth={**BASE["auth"], "secret_key": "short"})
     assert err.value.problems == ["auth: secret_key must be at least 32 characters"]
+
+
+def test_previous_secrets_from_the_config_and_the_environment(tmp_path: Path) -> None:
+    old_a, old_b = "a" * 32, "b" * 32
+    configured = settings(tmp_path, auth={**BASE["auth"], "secret_key": "c" * 32,
+                                          "previous_secret_keys": [old_a]})
+    merged = with_secret_key(configured, env={"SWITCHBOARD_PREVIOUS_SECRET_KEYS": f" {old_b} ,{old_a},"})
+    assert [s.get_secret_value() for s in merged.auth.previous_secret_keys] == [old_a, old_b]
+    assert with_secret_key(configured, env={}).auth.previous_secret_keys == configured.auth.previous_secret_keys

@@ -31,6 +31,7 @@ from switchboard.providers import registry
 from switchboard.providers.target import Target
 from switchboard.routing.live import LiveRouting, provider_config
 from switchboard.stores.protocols import CredentialRecord, ProviderRecord, ProviderStore, utcnow
+from switchboard.upstream import scrub
 from switchboard.upstream.client import UpstreamClient
 
 router = APIRouter(prefix="/admin/v1/providers", tags=["providers"])
@@ -138,7 +139,14 @@ def _masked_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _masked_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {k: (refs.mask(v) if _SECRET_HEADER.search(k) else v) for k, v in headers.items()}
+    """Headers whose name or value looks like a credential (as scrubbing judges) masked."""
+    secret = set(scrub.header_secrets(headers))
+    return {k: (refs.mask(v) if _SECRET_HEADER.search(k) or _bare(v) in secret else v)
+            for k, v in headers.items()}
+
+
+def _bare(value: str) -> str:
+    return re.sub(r"^(?:bearer|basic|token|apikey|key)\s+", "", value.strip(), flags=re.I)
 
 
 def _credential_public(c: CredentialRecord) -> dict[str, Any]:
