@@ -64,4 +64,5 @@ def test_previous_secrets_from_the_config_and_the_environment(tmp_path: Path) ->
                                           "previous_secret_keys": [old_a]})
     merged = with_secret_key(configured, env={"SWITCHBOARD_PREVIOUS_SECRET_KEYS": f" {old_b} ,{old_a},"})
     assert [s.get_secret_value() for s in merged.auth.previous_secret_keys] == [old_a, old_b]
-    assert with_secret_key(configured, env={}).auth.previous_secret_keys == configured.auth.previous_secret_keys
+    unchanged = with_secret_key(configured, env={})
+    assert unchanged.auth.previous_secret_keys == configured.auth.previous_secret_keys
