@@ -171,7 +171,7 @@ class SwitchboardApp:
         if self.state.draining:
             await self._json(scope, send, 503, {"status": "draining"})
         elif self.gateway.ready:
-            await self._json(scope, send, 200, {"status": "ready", "models": len(self.settings.models)})
+            await self._json(scope, send, 200, {"status": "ready", "models": len(self.gateway.routing.current.routes)})
         else:
             await self._json(scope, send, 503, {"status": "starting"})
 

@@ -116,6 +116,8 @@ def test_a_provider_and_model_added_at_run_time_are_served_at_once(deployment: D
     listed = {m.id: m for m in client.models.list()}
     assert model["name"] in listed and "gpt-4o-mini" in listed
     assert listed[model["name"]].owned_by == provider["name"]
+    ready = httpx.get(f"{deployment.gateway.url}/health/ready", timeout=10).json()
+    assert ready["models"] == len(listed)
     assert client.models.retrieve(model["name"]).id == model["name"]
     # A key limited to the new model sees it too.
     key = deployment.admin("POST", "/keys", {"models": [model["name"]]}).json()["key"]
