@@ -171,7 +171,8 @@ class SwitchboardApp:
         if self.state.draining:
             await self._json(scope, send, 503, {"status": "draining"})
         elif self.gateway.ready:
-            await self._json(scope, send, 200, {"status": "ready", "models": len(self.gateway.routing.current.routes)})
+            models = len(self.gateway.routing.current.routes)
+            await self._json(scope, send, 200, {"status": "ready", "models": models})
         else:
             await self._json(scope, send, 503, {"status": "starting"})
 
