@@ -117,7 +117,8 @@ def test_a_provider_and_model_added_at_run_time_are_served_at_once(deployment: D
     assert model["name"] in listed and "gpt-4o-mini" in listed
     assert listed[model["name"]].owned_by == provider["name"]
     # The catalog's fields, with the entry's own overrides, as for a YAML model.
-    entry = httpx.get(f"{deployment.gateway.base_url}/models/{model['name']}", headers=ADMIN, timeout=10).json()
+    url = f"{deployment.gateway.base_url}/models/{model['name']}"
+    entry = httpx.get(url, headers=ADMIN, timeout=10).json()
     assert entry["max_output_tokens"] == 1234 and entry["context_window"] > 0
     ready = httpx.get(f"{deployment.gateway.url}/health/ready", timeout=10).json()
     assert ready["models"] == len(listed)
