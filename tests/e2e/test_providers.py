@@ -96,6 +96,7 @@ def deployment(
         {"name": "yaml-file-model", "provider": "yaml-file", "model": "gpt-4o-mini",
          "require_approval": True},
     ]
+    config["auth"]["caller_credentials"] = {"enabled": True}
     gw = start_gateway(config, tmp)
     yield Deployment(request.param, gw, mock_upstream, tmp)
     gw.process.stop()
@@ -474,3 +475,26 @@ def test_secrets_rotate(
     assert "1 provider credential(s), 1 server secret(s)" in rotate()
     assert "0 provider credential(s), 0 server secret(s)" in rotate()  # idempotent
     works({"SWITCHBOARD_SECRET_KEY": NEW_SECRET})  # the old secret is no longer needed
+
+
+def test_stored_entries_take_part_in_approval_and_caller_credentials(deployment: Deployment) -> None:
+    # A stored model that requires approval: a team's key is held back until subscribed.
+    provider = deployment.provider(api_key=UPSTREAM_KEY)
+    gated = deployment.model(provider["name"], require_approval=True)["name"]
+    team_key = deployment.admin("POST", "/keys", {"models": ["*"], "team": f"team-{uid()}"}).json()["key"]
+    with pytest.raises(openai.PermissionDeniedError) as held:
+        deployment.sdk(team_key).chat.completions.create(model=gated, messages=ask("x"))
+    assert held.value.body["code"] == "subscription_required"  # type: ignore[index]
+    # A stored provider that lets callers bring their own credential (its stored one is wrong).
+    own = deployment.provider(api_key=WRONG_KEY, allow_caller_credentials=True)
+    assert own["allow_caller_credentials"] is True
+    model = deployment.model(own["name"])["name"]
+    assert deployment.chat(model).status_code == 502
+    url = f"{deployment.gateway.base_url}/chat/completions"
+    headers = {**ADMIN, "x-provider-authorization": UPSTREAM_KEY}
+    mine = httpx.post(url, headers=headers, json={"model": model, "messages": ask("mine")}, timeout=30)
+    assert mine.status_code == 200, mine.text
+    closed = deployment.provider(api_key=UPSTREAM_KEY)  # not allowed: the header is refused
+    other = deployment.model(closed["name"])["name"]
+    refused = httpx.post(url, headers=headers, json={"model": other, "messages": ask("x")}, timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "caller_credentials_disabled"

@@ -90,6 +90,8 @@ def provider_config(record: ProviderRecord) -> ProviderConfig:
         data["timeouts"] = dict(record.timeouts)
     if record.max_connections is not None:
         data["max_connections"] = record.max_connections
+    if record.allow_caller_credentials:
+        data["allow_caller_credentials"] = True
     return ProviderConfig.model_validate(data)
 
 
@@ -349,7 +351,7 @@ class LiveRouting:
 
 def _provider_key(p: ProviderRecord) -> list[Any]:
     return [p.name, p.type, p.api_base, dict(p.options), dict(p.headers),
-            None if p.timeouts is None else dict(p.timeouts), p.max_connections]
+            None if p.timeouts is None else dict(p.timeouts), p.max_connections, p.allow_caller_credentials]
 
 
 def _model_key(m: ModelRecord) -> list[Any]:

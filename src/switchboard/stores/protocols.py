@@ -248,6 +248,8 @@ class ProviderRecord:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeouts: Mapping[str, float] | None = None
     max_connections: int | None = None
+    # Callers may send their own credential for this provider (see auth.caller_credentials).
+    allow_caller_credentials: bool = False
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 

@@ -72,6 +72,9 @@ class ProviderFields(BaseModel):
     headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=50)] = Field(default_factory=dict)
     timeouts: TimeoutsBody | None = None
     max_connections: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    allow_caller_credentials: bool | None = Field(
+        default=None, description="Callers may send their own credential (auth.caller_credentials)."
+    )
 
 
 class ProviderCreate(ProviderFields):
@@ -165,6 +168,7 @@ def stored_public(record: ProviderRecord, creds: list[CredentialRecord]) -> dict
         "headers": dict(record.headers),
         "timeouts": None if record.timeouts is None else dict(record.timeouts),
         "max_connections": record.max_connections,
+        "allow_caller_credentials": record.allow_caller_credentials,
         "credentials": [_credential_public(c) for c in creds],
         "source": "database",
         "read_only": False,
@@ -191,6 +195,7 @@ def config_public(p: ProviderConfig) -> dict[str, Any]:
         "headers": _masked_headers(dict(p.headers)),
         "timeouts": p.timeouts.model_dump(),
         "max_connections": p.max_connections,
+        "allow_caller_credentials": p.allow_caller_credentials,
         "credentials": creds,
         "source": "config",
         "read_only": True,
@@ -311,7 +316,8 @@ async def create_provider(
         raise InvalidRequest("give api_key or api_key_ref, not both", param="api_key", code="invalid_value")
     record = ProviderRecord(name=body.name, type=body.type, api_base=body.api_base, options=body.options,
                             headers=body.headers, timeouts=_timeouts(body.timeouts),
-                            max_connections=body.max_connections)
+                            max_connections=body.max_connections,
+                            allow_caller_credentials=bool(body.allow_caller_credentials))
     validate_record(record)
     if routing.is_static_provider(body.name):
         raise GatewayError(f"a provider named '{body.name}' is declared in the configuration file",
@@ -360,6 +366,8 @@ async def update_provider(
             changes[field] = getattr(body, field)
     if "timeouts" in given:
         changes["timeouts"] = _timeouts(body.timeouts)
+    if "allow_caller_credentials" in given:
+        changes["allow_caller_credentials"] = bool(body.allow_caller_credentials)
     new = replace(old, **changes)
     validate_record(new)
     store = store_of(request)

@@ -32,6 +32,7 @@ def _provider_row(r: ProviderRecord) -> dict[str, Any]:
         "headers": dict(r.headers),
         "timeouts": None if r.timeouts is None else dict(r.timeouts),
         "max_connections": r.max_connections,
+        "allow_caller_credentials": r.allow_caller_credentials,
         "created_at": to_db(r.created_at),
         "updated_at": to_db(r.updated_at),
     }
@@ -47,6 +48,7 @@ def _provider(row: sa.Row[Any]) -> ProviderRecord:
         headers=m["headers"] or {},
         timeouts=m["timeouts"],
         max_connections=m["max_connections"],
+        allow_caller_credentials=bool(m["allow_caller_credentials"]),
         created_at=from_db(m["created_at"]) or utcnow(),
         updated_at=from_db(m["updated_at"]) or utcnow(),
     )

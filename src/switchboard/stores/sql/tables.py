@@ -78,6 +78,7 @@ providers = sa.Table(
     sa.Column("headers", sa.JSON, nullable=False),
     sa.Column("timeouts", sa.JSON),
     sa.Column("max_connections", sa.Integer),
+    sa.Column("allow_caller_credentials", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
