@@ -118,6 +118,7 @@ def providers_add(
     option: Pairs = None,
     header: Pairs = None,
     max_connections: Annotated[int | None, typer.Option(help="Pooled connections.")] = None,
+    allow_caller_credentials: Annotated[bool, typer.Option(help="Callers may send their own key.")] = False,
     url: Url = DEFAULT_URL,
     key: Key = "",
     as_json: AsJson = False,
@@ -129,6 +130,8 @@ def providers_add(
         body["api_base"] = api_base
     if max_connections is not None:
         body["max_connections"] = max_connections
+    if allow_caller_credentials:
+        body["allow_caller_credentials"] = True
     if api_key_stdin:
         body["api_key"] = _secret_from_stdin()
     if ref is not None:
