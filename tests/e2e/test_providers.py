@@ -175,6 +175,12 @@ def test_credentials_are_never_shown_and_the_upstream_gets_the_stored_one(deploy
     audit = deployment.admin("GET", "/audit").json()["data"]
     actions = {e["action"] for e in audit if e["resource_id"] in (name, added.json()["id"], wrong_id)}
     assert {"provider.create", "provider.credential.create", "provider.credential.delete"} <= actions
+    # A password in a base URL is masked too.
+    port = deployment.mock.url.rsplit(":", 1)[1]
+    with_password = deployment.provider(api_base=f"http://ops:pw-0123456789@127.0.0.1:{port}/v1")
+    assert with_password["api_base"] == f"http://ops:[hidden]@127.0.0.1:{port}/v1"
+    assert "pw-0123456789" not in deployment.admin("GET", f"/providers/{with_password['name']}").text
+    deployment.admin("DELETE", f"/providers/{with_password['name']}")
     listed = deployment.admin("GET", "/providers", None).json()["data"]
     yaml_provider = next(p for p in listed if p["name"] == "local-openai")
     assert yaml_provider["credentials"][0]["mask"] == "sk-…CDEF"

@@ -15,6 +15,7 @@ import secrets
 import time
 from dataclasses import replace
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -137,6 +138,18 @@ def provider_missing(name: str) -> NotFound:
     return NotFound(f"no provider named '{name[:128]}'", code="provider_not_found")
 
 
+def _shown_url(url: str | None) -> str | None:
+    """A base URL as shown: a password in it (``https://user:secret@host``) masked."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:[hidden]@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _masked_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: ("[hidden]" if _SECRET_OPTION.search(k) else v) for k, v in options.items()}
 
@@ -163,7 +176,7 @@ def stored_public(record: ProviderRecord, creds: list[CredentialRecord]) -> dict
         "name": record.name,
         "object": "provider",
         "type": record.type,
-        "api_base": record.api_base,
+        "api_base": _shown_url(record.api_base),
         "options": _masked_options(dict(record.options)),
         "headers": dict(record.headers),
         "timeouts": None if record.timeouts is None else dict(record.timeouts),
@@ -190,7 +203,7 @@ def config_public(p: ProviderConfig) -> dict[str, Any]:
         "name": p.name,
         "object": "provider",
         "type": p.type,
-        "api_base": p.api_base,
+        "api_base": _shown_url(p.api_base),
         "options": _masked_options(p.options),
         "headers": _masked_headers(dict(p.headers)),
         "timeouts": p.timeouts.model_dump(),
