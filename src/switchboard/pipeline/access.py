@@ -22,6 +22,6 @@ class ModelAccessStage:
             if not isinstance(model, str) or not model_allowed(model, principal.allowed_models):
                 shown = model if isinstance(model, str) and len(model) <= 200 else "(invalid)"
                 raise PermissionDenied(
-                    f"your credentials do not allow the model '{shown}'", param="model", code="model_not_allowed"
+                    f"you may not use the model '{shown}'", param="model", code="model_not_allowed"
                 )
         return await call_next(ctx)
