@@ -127,7 +127,7 @@ def deployment(
     # Tokens are credentials: none was ever written to the log, good or bad.
     signatures = {t.rsplit(".", 1)[-1] for t in deployment.presented}
     leaked = [s for s in signatures if len(s) >= 32 and s in gw.process.output]
-    assert len(signatures) > 20 and not leaked, f"{len(leaked)} token(s) in the gateway's output"
+    assert signatures and not leaked, f"{len(leaked)} token(s) in the gateway's output"
 
 
 def bearer(token: str) -> dict[str, str]:
