@@ -1,4 +1,4 @@
-"""State behind narrow async protocols: keys, audit log, counters, usage ledger, shared cache,
+"""State behind narrow async protocols: keys, audit log, tenancy, counters, usage ledger, shared cache,
 change feed.
 
 ``open_stores(settings)`` opens them (migrations applied, pools connected) and ``Stores.close()``
@@ -17,8 +17,13 @@ from switchboard.stores.protocols import (
     KeyStore,
     SharedCache,
     Subscription,
+    Team,
+    TenancyStore,
+    Tenant,
     UsageLedger,
     UsageRecord,
+    User,
+    UserQuery,
 )
 
 __all__ = [
@@ -33,7 +38,12 @@ __all__ = [
     "StoreError",
     "Stores",
     "Subscription",
+    "Team",
+    "TenancyStore",
+    "Tenant",
     "UsageLedger",
     "UsageRecord",
+    "User",
+    "UserQuery",
     "open_stores",
 ]

@@ -32,6 +32,7 @@ from switchboard.stores.protocols import (
     ProviderStore,
     SharedCache,
     SubscriptionStore,
+    TenancyStore,
     UsageLedger,
 )
 from switchboard.stores.sql.audit import SqlAuditLog
@@ -41,6 +42,7 @@ from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
+from switchboard.stores.sql.tenancy import SqlTenancyStore
 from switchboard.stores.sql.urls import async_url, sqlite_path
 
 log = logging.getLogger("switchboard.stores")
@@ -50,6 +52,7 @@ log = logging.getLogger("switchboard.stores")
 class Stores:
     keys: KeyStore
     audit: AuditLog
+    tenancy: TenancyStore  # tenants, teams, users and service accounts
     counters: Counters
     ledger: UsageLedger
     subscriptions: SubscriptionStore
@@ -155,6 +158,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     return Stores(
         keys=keys,
         audit=audit,
+        tenancy=SqlTenancyStore(engine),
         counters=counters,
         ledger=ledger,
         subscriptions=SqlSubscriptionStore(engine),

@@ -42,6 +42,8 @@ class KeyRecord:
     name: str | None = None  # a label for people
     created_by: str | None = None  # the principal id that issued it
     last_used_at: datetime | None = None  # written in batches, so up to a few seconds behind
+    tags: tuple[str, ...] = ()  # short labels for people and filters
+    service_account_id: str | None = None  # the owning service account, if the owner is one
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,9 @@ class KeyStore(Protocol):
         """The authentication lookup. Returns disabled and expired keys too: the caller decides."""
 
     async def get(self, tenant_id: str, key_id: str) -> KeyRecord | None: ...
+
+    async def find(self, key_id: str) -> KeyRecord | None:
+        """A key by id in any tenant: for the platform admin only (ids are unique everywhere)."""
 
     async def list_keys(self, tenant_id: str) -> list[KeyRecord]: ...
 
@@ -336,3 +341,96 @@ class ProviderStore(Protocol):
         """Replace every sealed credential by ``credential(record)`` and every server secret by
         ``secret(name, sealed)``, in one transaction; rows whose value does not change are not
         written. Returns how many credentials and server secrets were rewritten."""
+
+
+# -- tenancy: tenants contain teams, teams contain users (people and service accounts) -------
+
+USER = "user"
+SERVICE_ACCOUNT = "service_account"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    created_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Team:
+    id: str  # unique across tenants
+    tenant_id: str
+    name: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    created_by: str | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    """A person, or a service account (``kind``) standing for an application."""
+
+    id: str  # unique across tenants
+    tenant_id: str
+    role: str  # one of access.roles.ROLES, never the platform admin
+    kind: str = USER
+    team_id: str | None = None
+    name: str | None = None
+    email: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    created_by: str | None = None
+
+
+@dataclass(frozen=True)
+class UserQuery:
+    team_id: str | None = None
+    role: str | None = None
+    kind: str | None = None
+    after: str | None = None  # cursor: ids greater than this one
+    limit: int = 100
+
+
+class TenancyStore(Protocol):
+    """Tenants, teams and users. Every team and user query takes the tenant, and a record of
+    another tenant is "not found"; the ``find_*`` lookups across tenants are for the platform
+    admin only. Lists are ordered by id, paged with ``after`` (the last id seen). ``create_*``
+    raise ``ValueError`` when the id is taken."""
+
+    async def create_tenant(self, tenant: Tenant) -> None: ...
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    async def list_tenants(self, *, after: str | None = None, limit: int = 100) -> list[Tenant]: ...
+
+    async def update_tenant(self, tenant: Tenant) -> bool: ...
+
+    async def delete_tenant(self, tenant_id: str) -> bool: ...
+
+    async def create_team(self, team: Team) -> None: ...
+
+    async def get_team(self, tenant_id: str, team_id: str) -> Team | None: ...
+
+    async def find_team(self, team_id: str) -> Team | None: ...
+
+    async def list_teams(
+        self, tenant_id: str, *, after: str | None = None, limit: int = 100
+    ) -> list[Team]: ...
+
+    async def update_team(self, team: Team) -> bool: ...
+
+    async def delete_team(self, tenant_id: str, team_id: str) -> bool: ...
+
+    async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int]:
+        """How many teams and users the tenant has (with ``team_id``: 0 and that team's users)."""
+
+    async def create_user(self, user: User) -> None: ...
+
+    async def get_user(self, tenant_id: str, user_id: str) -> User | None: ...
+
+    async def find_user(self, user_id: str) -> User | None: ...
+
+    async def list_users(self, tenant_id: str, query: UserQuery) -> list[User]: ...
+
+    async def update_user(self, user: User) -> bool: ...
+
+    async def delete_user(self, tenant_id: str, user_id: str) -> bool: ...

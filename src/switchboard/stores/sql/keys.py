@@ -33,6 +33,8 @@ def _row(record: KeyRecord) -> dict[str, Any]:
         "name": record.name,
         "created_by": record.created_by,
         "last_used_at": to_db(record.last_used_at),
+        "tags": list(record.tags),
+        "service_account_id": record.service_account_id,
     }
 
 
@@ -56,6 +58,8 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
         name=m["name"],
         created_by=m["created_by"],
         last_used_at=from_db(m["last_used_at"]),
+        tags=tuple(m["tags"] or ()),
+        service_account_id=m["service_account_id"],
     )
 
 
@@ -90,6 +94,11 @@ class SqlKeyStore:
         query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
+        return None if row is None else _record(row)
+
+    async def find(self, key_id: str) -> KeyRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(t).where(t.c.id == key_id))).first()
         return None if row is None else _record(row)
 
     async def list_keys(self, tenant_id: str) -> list[KeyRecord]:

@@ -24,6 +24,9 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(64)),
     sa.Column("last_used_at", sa.DateTime(timezone=True)),
+    # tenancy (revision 0002)
+    sa.Column("tags", sa.JSON),
+    sa.Column("service_account_id", sa.String(64)),
     sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
 )
 
@@ -137,4 +140,42 @@ subscriptions = sa.Table(
     sa.Column("decided_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("tenant_id", "team_id", "model", name="uq_subscriptions_tenant_team_model"),
     sa.Index("ix_subscriptions_tenant_id", "tenant_id", "id"),
+)
+
+# -- tenancy (revision 0002): tenants, teams, users and service accounts; api_keys gains
+# tags and service_account_id there too (declared above, where the table is).
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(64)),
+)
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(64)),
+    sa.Index("ix_teams_tenant_id", "tenant_id", "id"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("team_id", sa.String(64)),
+    sa.Column("name", sa.String(200)),
+    sa.Column("email", sa.String(320)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(64)),
+    sa.Index("ix_users_tenant_id", "tenant_id", "id"),
 )

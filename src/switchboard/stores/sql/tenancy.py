@@ -1,0 +1,152 @@
+"""Tenants, teams and users (people and service accounts) in SQL.
+
+Every team and user query is scoped by tenant; ``find_team``/``find_user`` look across tenants
+and are for the platform admin only. Lists are ordered by id and paged by the last id seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchboard.stores.protocols import Team, Tenant, User, UserQuery
+from switchboard.stores.sql.tables import teams, tenants, users
+from switchboard.stores.sql.times import from_db, to_db
+
+
+def _row(record: Tenant | Team | User) -> dict[str, Any]:
+    row = asdict(record)
+    row["created_at"] = to_db(record.created_at)
+    return row
+
+
+def _values(row: sa.Row[Any]) -> dict[str, Any]:
+    values = dict(row._mapping)
+    values["created_at"] = from_db(values["created_at"])
+    return values
+
+
+class SqlTenancyStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def _insert(self, table: sa.Table, record: Tenant | Team | User) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(sa.insert(table).values(_row(record)))
+        except IntegrityError:
+            raise ValueError(f"the id {record.id!r} is taken") from None
+
+    async def _one(self, query: sa.Select[Any]) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _values(row)
+
+    async def _many(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
+        async with self._engine.connect() as conn:
+            return [_values(row) for row in await conn.execute(query)]
+
+    async def _update(self, table: sa.Table, record: Tenant | Team | User, *where: Any) -> bool:
+        row = _row(record)
+        changes = {k: v for k, v in row.items() if k not in ("id", "tenant_id", "created_at", "created_by")}
+        stmt = sa.update(table).where(table.c.id == record.id, *where).values(changes)
+        async with self._engine.begin() as conn:
+            return bool((await conn.execute(stmt)).rowcount)
+
+    async def _delete(self, table: sa.Table, *where: Any) -> bool:
+        async with self._engine.begin() as conn:
+            return bool((await conn.execute(sa.delete(table).where(*where))).rowcount)
+
+    @staticmethod
+    def _page(query: sa.Select[Any], table: sa.Table, after: str | None, limit: int) -> sa.Select[Any]:
+        if after is not None:
+            query = query.where(table.c.id > after)
+        return query.order_by(table.c.id).limit(limit)
+
+    # tenants
+
+    async def create_tenant(self, tenant: Tenant) -> None:
+        await self._insert(tenants, tenant)
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        found = await self._one(sa.select(tenants).where(tenants.c.id == tenant_id))
+        return None if found is None else Tenant(**found)
+
+    async def list_tenants(self, *, after: str | None = None, limit: int = 100) -> list[Tenant]:
+        query = self._page(sa.select(tenants), tenants, after, limit)
+        return [Tenant(**found) for found in await self._many(query)]
+
+    async def update_tenant(self, tenant: Tenant) -> bool:
+        return await self._update(tenants, tenant)
+
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        return await self._delete(tenants, tenants.c.id == tenant_id)
+
+    # teams
+
+    async def create_team(self, team: Team) -> None:
+        await self._insert(teams, team)
+
+    async def get_team(self, tenant_id: str, team_id: str) -> Team | None:
+        found = await self._one(sa.select(teams).where(teams.c.tenant_id == tenant_id, teams.c.id == team_id))
+        return None if found is None else Team(**found)
+
+    async def find_team(self, team_id: str) -> Team | None:
+        found = await self._one(sa.select(teams).where(teams.c.id == team_id))
+        return None if found is None else Team(**found)
+
+    async def list_teams(self, tenant_id: str, *, after: str | None = None, limit: int = 100) -> list[Team]:
+        query = self._page(sa.select(teams).where(teams.c.tenant_id == tenant_id), teams, after, limit)
+        return [Team(**found) for found in await self._many(query)]
+
+    async def update_team(self, team: Team) -> bool:
+        return await self._update(teams, team, teams.c.tenant_id == team.tenant_id)
+
+    async def delete_team(self, tenant_id: str, team_id: str) -> bool:
+        return await self._delete(teams, teams.c.tenant_id == tenant_id, teams.c.id == team_id)
+
+    async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int]:
+        count = sa.func.count()
+        user_query = sa.select(count).select_from(users).where(users.c.tenant_id == tenant_id)
+        async with self._engine.connect() as conn:
+            if team_id is not None:
+                n_users = (await conn.execute(user_query.where(users.c.team_id == team_id))).scalar_one()
+                return 0, int(n_users)
+            team_query = sa.select(count).select_from(teams).where(teams.c.tenant_id == tenant_id)
+            n_teams = (await conn.execute(team_query)).scalar_one()
+            n_users = (await conn.execute(user_query)).scalar_one()
+        return int(n_teams), int(n_users)
+
+    # users and service accounts
+
+    async def create_user(self, user: User) -> None:
+        await self._insert(users, user)
+
+    async def get_user(self, tenant_id: str, user_id: str) -> User | None:
+        found = await self._one(sa.select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id))
+        return None if found is None else User(**found)
+
+    async def find_user(self, user_id: str) -> User | None:
+        found = await self._one(sa.select(users).where(users.c.id == user_id))
+        return None if found is None else User(**found)
+
+    async def list_users(self, tenant_id: str, query: UserQuery) -> list[User]:
+        stmt = sa.select(users).where(users.c.tenant_id == tenant_id)
+        if query.team_id is not None:
+            stmt = stmt.where(users.c.team_id == query.team_id)
+        if query.role is not None:
+            stmt = stmt.where(users.c.role == query.role)
+        if query.kind is not None:
+            stmt = stmt.where(users.c.kind == query.kind)
+        stmt = self._page(stmt, users, query.after, query.limit)
+        return [User(**found) for found in await self._many(stmt)]
+
+    async def update_user(self, user: User) -> bool:
+        return await self._update(users, user, users.c.tenant_id == user.tenant_id)
+
+    async def delete_user(self, tenant_id: str, user_id: str) -> bool:
+        return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id)
