@@ -43,7 +43,8 @@ def principal_of(record: KeyRecord) -> Principal:
         key_id=record.id,
         tenant_id=record.tenant_id,
         team_id=record.team_id,
-        user_id=record.user_id,
+        # A service account stands for an application as a user stands for a person.
+        user_id=record.user_id or record.service_account_id,
         allowed_models=record.allowed_models,
         metadata=record.metadata,
     )

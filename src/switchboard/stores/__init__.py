@@ -8,6 +8,8 @@ closes them; see ``protocols`` for what each offers and ``factory`` for how they
 from switchboard.stores.errors import StoreError
 from switchboard.stores.factory import Stores, open_stores
 from switchboard.stores.protocols import (
+    SERVICE_ACCOUNT,
+    USER,
     AuditEntry,
     AuditLog,
     AuditQuery,
@@ -27,6 +29,8 @@ from switchboard.stores.protocols import (
 )
 
 __all__ = [
+    "SERVICE_ACCOUNT",
+    "USER",
     "AuditEntry",
     "AuditLog",
     "AuditQuery",

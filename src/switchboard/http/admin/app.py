@@ -12,7 +12,18 @@ from switchboard.access.cache import KeyCache
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.catalog import Catalog
 from switchboard.config.schema import Settings
-from switchboard.http.admin import audit, catalog, errors, keys, models, providers, subscriptions
+from switchboard.http.admin import (
+    audit,
+    catalog,
+    errors,
+    keys,
+    models,
+    providers,
+    subscriptions,
+    teams,
+    tenants,
+    users,
+)
 from switchboard.routing.live import LiveRouting
 from switchboard.stores import Stores
 
@@ -53,4 +64,8 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(subscriptions.router)
     app.include_router(providers.router)
     app.include_router(models.router)
+    app.include_router(tenants.router)
+    app.include_router(teams.router)
+    app.include_router(users.users_router)
+    app.include_router(users.service_accounts_router)
     return app

@@ -1,5 +1,6 @@
 """The audit log: every admin change recorded (who, when, from where, what, before and after,
-never a secret), and ``GET /admin/v1/audit`` to read it, per tenant, newest first, filtered."""
+never a secret), and ``GET /admin/v1/audit`` to read it, per tenant, newest first, filtered.
+Tenant admins read their tenant's log; the platform admin any tenant's (``?tenant=``)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ async def record(
     *,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
+    tenant: str | None = None,
 ) -> None:
     """Append one entry for the change this request made. ``before``/``after`` are the public
-    forms of the resource, which never hold a secret."""
+    forms of the resource, which never hold a secret. ``tenant``: the tenant the changed record
+    belongs to (default: the caller's), whose admins read the entry."""
     principal: Principal = request.state.principal
     await request.app.state.services.stores().audit.append(
         AuditEntry(
-            tenant_id=principal.tenant_id or DEFAULT_TENANT,
+            tenant_id=tenant or principal.tenant_id or DEFAULT_TENANT,
             actor=principal.id,
             actor_role=principal.role,
             action=action,
@@ -72,12 +75,14 @@ async def list_entries(
     since: AwareDatetime | None = None,
     before: Annotated[int | None, Query(ge=1, description="Cursor: entries older than this id.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tenant: Annotated[
+        str | None, Query(max_length=64, description="Another tenant's log (platform admin only)")
+    ] = None,
 ) -> dict[str, Any]:
-    principal: Principal = request.state.principal
     query = AuditQuery(action=action, resource_id=resource_id, actor=actor, since=since,
                        before_id=before, limit=limit + 1)
     store = request.app.state.services.stores().audit
-    entries = await store.query(principal.tenant_id or DEFAULT_TENANT, query)
+    entries = await store.query(access.tenant_for(tenant), query)
     page = entries[:limit]
     return {
         "object": "list",

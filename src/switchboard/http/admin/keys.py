@@ -7,12 +7,18 @@ without their secrets; ``DELETE /admin/v1/keys/{id}`` revokes. Rotation
 (``POST /admin/v1/keys/{id}/rotate``) issues a new key with the same settings and lets the old
 one work for a grace period. Every change is published on the
 change feed, so every instance stops (or starts) accepting the key at once.
+
+Scoping: every route sees only the keys within the caller's reach (``access/roles.py``): a key
+out of reach answers 404 ``key_not_found``. A created key's role must be one the creator may
+grant; team admins issue keys for their team only, developers for themselves only. A named
+``user``/``service_account``/``team`` must exist in the tenant and be within reach, except for the
+platform admin, who may name owners that have no record (as before tenancy existed).
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -21,17 +27,20 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from switchboard.access import keys as keyfmt
-from switchboard.context import Principal
-from switchboard.errors import GatewayError, InvalidRequest, NotFound
+from switchboard.access.roles import DEFAULT_KEY_ROLE, RANK, ROLES, Reach, may_grant
+from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.scoping import TenantQuery
+from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyRecord
 
 router = APIRouter(prefix="/admin/v1/keys", tags=["keys"])
 
-DEFAULT_TENANT = "default"
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@=/-]+$")]
+Role = Annotated[str, StringConstraints(max_length=32)]
 MetaValue = Annotated[str, StringConstraints(max_length=1000)] | int | float | bool | None
 
 
@@ -46,6 +55,17 @@ class KeyCreate(BaseModel):
     user: Ident | None = None
     expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339 with a time zone.")
     metadata: Annotated[dict[Name, MetaValue], Field(max_length=50)] = Field(default_factory=dict)
+    role: Role | None = Field(default=None, description="Default developer; at most the creator's role.")
+    service_account: Ident | None = None
+    tags: Annotated[list[Tag], Field(max_length=20)] = Field(default_factory=list)
+    tenant: Ident | None = Field(default=None, description="Another tenant (platform admin only).")
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and value not in ROLES:
+            raise ValueError("must be one of " + ", ".join(ROLES))
+        return value
 
     @field_validator("expires_at")
     @classmethod
@@ -55,13 +75,30 @@ class KeyCreate(BaseModel):
         return value
 
 
-def _principal(request: Request) -> Principal:
-    principal: Principal = request.state.principal
-    return principal
+def _stores(request: Request) -> Stores:
+    stores: Stores = request.app.state.services.stores()
+    return stores
 
 
-def _tenant(principal: Principal) -> str:
-    return principal.tenant_id or DEFAULT_TENANT
+def _visible(access: Access, record: KeyRecord) -> bool:
+    """Within reach: by tenant, team, owner (user or service account), or the caller's own key."""
+    owner = record.user_id or record.service_account_id
+    return access.sees(record.tenant_id, record.team_id, owner) or access.sees(
+        record.tenant_id, record.team_id, record.id)
+
+
+async def _key_in_reach(access: Access, stores: Stores, key_id: str) -> KeyRecord:
+    if access.reach >= Reach.ANY:
+        record = await stores.keys.find(key_id)
+    else:
+        record = await stores.keys.get(access.tenant, key_id)
+    if record is None or not _visible(access, record):
+        raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
+    return record
+
+
+def _denied(message: str) -> PermissionDenied:
+    return PermissionDenied(message, code="permission_denied")
 
 
 def _public(record: KeyRecord) -> dict[str, Any]:
@@ -82,7 +119,79 @@ def _public(record: KeyRecord) -> dict[str, Any]:
         "created_by": record.created_by,
         "last_used_at": record.last_used_at.isoformat() if record.last_used_at else None,
         "metadata": dict(record.metadata),
+        "tags": list(record.tags),
+        "service_account": record.service_account_id,
     }
+
+
+@dataclass
+class _Owner:
+    tenant: str
+    team: str | None
+    user: str | None
+    service_account: str | None
+    role: str
+
+
+async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
+    """Whose key this is and with which role, as far as the creator may reach."""
+    p = access.principal
+    platform = access.reach >= Reach.ANY
+    if body.user is not None and body.service_account is not None:
+        raise InvalidRequest("name either a user or a service account", param="service_account",
+                             code="invalid_value")
+    if body.role is not None and not may_grant(p.role, body.role):
+        raise _denied(f"the role '{p.role}' may not issue keys with the role '{body.role}'")
+    tenant = access.tenant_for(body.tenant)
+    if platform and await stores.tenancy.get_tenant(tenant) is None:
+        raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
+    named, kind_code = body.user, "user_not_found"
+    if body.service_account is not None:
+        named, kind_code = body.service_account, "service_account_not_found"
+    team = body.team
+    if access.reach <= Reach.SELF:  # developers: keys for themselves only
+        if p.user_id is None:
+            raise _denied("only a key that belongs to a user or a service account may issue keys")
+        if named is not None and named != p.user_id:
+            raise NotFound(f"no such owner '{named[:64]}'", code=kind_code)
+        if team is not None and team != p.team_id:
+            raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+        named, team = p.user_id, p.team_id
+    elif access.reach == Reach.TEAM:  # team admins: keys of their team only
+        if p.team_id is None:
+            raise _denied("only a key that belongs to a team may issue keys for it")
+        if team is not None and team != p.team_id:
+            raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+        team = p.team_id
+    elif team is not None and not platform and await stores.tenancy.get_team(tenant, team) is None:
+        raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+
+    user: User | None = None
+    if named is not None:
+        user = await stores.tenancy.get_user(tenant, named)
+        wrong_kind = user is not None and body.service_account is not None and user.kind != SERVICE_ACCOUNT
+        if user is None or wrong_kind or not access.sees(user.tenant_id, user.team_id, user.id):
+            # The platform admin may name an owner without a record; a developer's own key may
+            # belong to one (issued before users existed).
+            if not (platform or access.reach <= Reach.SELF) or wrong_kind:
+                raise NotFound(f"no such owner '{named[:64]}'", code=kind_code)
+            user = None
+    role = body.role or DEFAULT_KEY_ROLE
+    if user is not None:
+        if body.team is not None and user.team_id is not None and body.team != user.team_id:
+            raise InvalidRequest(f"team: the owner belongs to the team '{user.team_id}'", param="team",
+                                 code="invalid_value")
+        team = team or user.team_id
+        if RANK[role] > RANK[user.role]:
+            if body.role is not None:
+                raise _denied(f"a key may not have a role above its owner's ('{user.role}')")
+            role = user.role
+        if user.kind == SERVICE_ACCOUNT:
+            return _Owner(tenant, team, None, user.id, role)
+        return _Owner(tenant, team, user.id, None, role)
+    if body.service_account is not None and named == body.service_account:
+        return _Owner(tenant, team, None, named, role)
+    return _Owner(tenant, team, named, None, role)
 
 
 @router.post("", status_code=201, summary="Issue a key (the key is shown once, in this answer)")
@@ -92,25 +201,29 @@ async def create_key(
     services = request.app.state.services
     if services.hashing is None:
         raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
-    principal = _principal(request)
+    stores = _stores(request)
+    owner = await _owner(body, access, stores)
     key = keyfmt.new_key()
     record = KeyRecord(
         id="key_" + secrets.token_hex(8),
         key_hash=keyfmt.key_hash(key, services.hashing),
         prefix=keyfmt.prefix_of(key),
-        tenant_id=_tenant(principal),
-        team_id=body.team,
-        user_id=body.user,
-        role="developer",
+        tenant_id=owner.tenant,
+        team_id=owner.team,
+        user_id=owner.user,
+        service_account_id=owner.service_account,
+        role=owner.role,
         allowed_models=tuple(body.models),
         expires_at=body.expires_at,
         metadata=body.metadata,
+        tags=tuple(body.tags),
         name=body.name,
-        created_by=principal.id,
+        created_by=access.principal.id,
     )
-    await services.stores().keys.put(record)
+    await stores.keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere
-    await audit.record(request, "key.create", "api_key", record.id, after=_public(record))
+    await audit.record(request, "key.create", "api_key", record.id, after=_public(record),
+                       tenant=record.tenant_id)
     return JSONResponse({**_public(record), "key": key}, status_code=201)
 
 
@@ -132,12 +245,9 @@ async def rotate_key(
     services = request.app.state.services
     if services.hashing is None:
         raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
-    principal = _principal(request)
-    tenant = _tenant(principal)
-    store = services.stores().keys
-    old = await store.get(tenant, key_id)
-    if old is None:
-        raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
+    principal = access.principal
+    store = _stores(request).keys
+    old = await _key_in_reach(access, _stores(request), key_id)
     if not old.enabled:
         raise InvalidRequest("a revoked or disabled key cannot be rotated", code="key_disabled")
     now = datetime.now(UTC)
@@ -161,22 +271,33 @@ async def rotate_key(
     await store.put(retired)
     await services.key_cache().changed(old.key_hash)
     await services.key_cache().changed(new.key_hash)
-    await audit.record(request, "key.rotate", "api_key", old.id, before=_public(old), after=_public(retired))
-    await audit.record(request, "key.create", "api_key", new.id, after=_public(new))
+    await audit.record(request, "key.rotate", "api_key", old.id, before=_public(old), after=_public(retired),
+                       tenant=old.tenant_id)
+    await audit.record(request, "key.create", "api_key", new.id, after=_public(new), tenant=new.tenant_id)
     answer = {**_public(new), "key": key, "rotated_from": old.id}
     answer["previous_expires_at"] = _public(retired)["expires_at"]
     return JSONResponse(answer, status_code=201)
 
 
-@router.get("", summary="List keys (never their secrets)")
+@router.get("", summary="List the keys within reach (never their secrets)")
 async def list_keys(
     request: Request,
     access: Annotated[Access, Depends(allow("key", "read"))],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[str | None, Query(max_length=64, description="Last id of the previous page")] = None,
+    tenant: TenantQuery = None,
+    team: Annotated[str | None, Query(max_length=64)] = None,
+    user: Annotated[str | None, Query(max_length=64)] = None,
+    service_account: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
-    services = request.app.state.services
-    records = await services.stores().keys.list_keys(_tenant(_principal(request)))
+    records = [
+        r for r in await _stores(request).keys.list_keys(access.tenant_for(tenant))
+        if _visible(access, r)
+        and all(want is None or want == have for want, have in (
+            (team, r.team_id), (user, r.user_id), (service_account, r.service_account_id)))
+        and (tag is None or tag in r.tags)
+    ]
     if after is not None:
         ids = [r.id for r in records]
         if after not in ids:
@@ -195,11 +316,7 @@ async def list_keys(
 async def get_key(
     key_id: str, request: Request, access: Annotated[Access, Depends(allow("key", "read"))]
 ) -> dict[str, Any]:
-    services = request.app.state.services
-    record = await services.stores().keys.get(_tenant(_principal(request)), key_id)
-    if record is None:
-        raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
-    return _public(record)
+    return _public(await _key_in_reach(access, _stores(request), key_id))
 
 
 @router.delete("/{key_id}", summary="Revoke a key: it stops working on every instance")
@@ -207,13 +324,14 @@ async def revoke_key(
     key_id: str, request: Request, access: Annotated[Access, Depends(allow("key", "revoke"))]
 ) -> dict[str, Any]:
     services = request.app.state.services
-    tenant = _tenant(_principal(request))
-    store = services.stores().keys
-    record = await store.get(tenant, key_id)
-    if record is None or not await store.disable(tenant, key_id):
+    store = _stores(request).keys
+    record = await _key_in_reach(access, _stores(request), key_id)
+    tenant = record.tenant_id
+    if not await store.disable(tenant, key_id):
         raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
     await services.key_cache().changed(record.key_hash)
     revoked = await store.get(tenant, key_id)
     after = _public(revoked) if revoked else None
-    await audit.record(request, "key.revoke", "api_key", key_id, before=_public(record), after=after)
+    await audit.record(request, "key.revoke", "api_key", key_id, before=_public(record), after=after,
+                       tenant=tenant)
     return {"id": key_id, "object": "api_key", "deleted": True}

@@ -1,0 +1,80 @@
+"""What the tenancy and key routes share: field types, id generation, pages, the conflict
+error, and finding a record within the caller's reach (404 outside it, never 403)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Query
+from pydantic import StringConstraints
+
+from switchboard.access.roles import Reach
+from switchboard.errors import GatewayError, NotFound
+from switchboard.http.admin.authz import Access
+from switchboard.stores import Stores, Team, User
+
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+After = Annotated[str | None, Query(max_length=64, description="Last id of the previous page")]
+TenantQuery = Annotated[
+    str | None,
+    Query(max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$", description="Another tenant (platform admin only)"),
+]
+
+T = TypeVar("T")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def conflict(message: str) -> GatewayError:
+    return GatewayError(message, status=409, type="invalid_request_error", code="conflict")
+
+
+def page(items: Sequence[T], limit: int, public: Callable[[T], dict[str, Any]], ident: Callable[[T], str]
+         ) -> dict[str, Any]:
+    """A list answer from up to ``limit + 1`` items: the extra one only says there is more."""
+    shown = list(items[:limit])
+    return {
+        "object": "list",
+        "data": [public(item) for item in shown],
+        "has_more": len(items) > limit,
+        "last_id": ident(shown[-1]) if shown else None,
+    }
+
+
+async def tenant_in_reach(access: Access, stores: Stores, requested: str | None) -> str:
+    """The tenant a list or a creation applies to; it must exist (404 ``tenant_not_found``)."""
+    tenant = access.tenant_for(requested)
+    if await stores.tenancy.get_tenant(tenant) is None:
+        raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
+    return tenant
+
+
+async def team_in_reach(access: Access, stores: Stores, team_id: str) -> Team:
+    """A team the caller reaches (the platform admin: in any tenant), else 404."""
+    if access.reach >= Reach.ANY:
+        team = await stores.tenancy.find_team(team_id)
+    else:
+        team = await stores.tenancy.get_team(access.tenant, team_id)
+    if team is None or not access.sees(team.tenant_id, team.id):
+        raise NotFound(f"no team '{team_id[:64]}'", code="team_not_found")
+    return team
+
+
+async def user_in_reach(access: Access, stores: Stores, user_id: str, kind: str | None = None) -> User:
+    """A user or service account the caller reaches (of ``kind`` if given), else 404."""
+    if access.reach >= Reach.ANY:
+        user = await stores.tenancy.find_user(user_id)
+    else:
+        user = await stores.tenancy.get_user(access.tenant, user_id)
+    if (user is None or (kind is not None and user.kind != kind)
+            or not access.sees(user.tenant_id, user.team_id, user.id)):
+        what = "service account" if kind == "service_account" else "user"
+        raise NotFound(f"no {what} '{user_id[:64]}'", code=f"{what.replace(' ', '_')}_not_found")
+    return user

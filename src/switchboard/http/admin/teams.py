@@ -1,0 +1,126 @@
+"""``/admin/v1/teams``: the teams of a tenant. Tenant admins manage their tenant's teams; team
+roles see their own team only; anything else answers 404 ``team_not_found``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict
+
+from switchboard.access.roles import Reach
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.scoping import (
+    After,
+    Ident,
+    Limit,
+    Name,
+    TenantQuery,
+    conflict,
+    new_id,
+    page,
+    team_in_reach,
+    tenant_in_reach,
+)
+from switchboard.stores import Stores, Team
+
+router = APIRouter(prefix="/admin/v1/teams", tags=["teams"])
+
+
+class TeamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    tenant: Ident | None = None  # the platform admin only
+
+
+class TeamUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+
+
+def public(team: Team) -> dict[str, Any]:
+    return {
+        "id": team.id,
+        "object": "team",
+        "tenant": team.tenant_id,
+        "name": team.name,
+        "created_at": team.created_at.isoformat(),
+        "created_by": team.created_by,
+    }
+
+
+def _stores(request: Request) -> Stores:
+    stores: Stores = request.app.state.services.stores()
+    return stores
+
+
+@router.post("", status_code=201, summary="Create a team")
+async def create_team(
+    body: TeamCreate, request: Request, access: Annotated[Access, Depends(allow("team", "create"))]
+) -> dict[str, Any]:
+    stores = _stores(request)
+    tenant = await tenant_in_reach(access, stores, body.tenant)
+    team = Team(id=new_id("team"), tenant_id=tenant, name=body.name, created_by=access.principal.id)
+    await stores.tenancy.create_team(team)
+    await audit.record(request, "team.create", "team", team.id, after=public(team), tenant=tenant)
+    return public(team)
+
+
+@router.get("", summary="List teams (team roles: their own)")
+async def list_teams(
+    request: Request,
+    access: Annotated[Access, Depends(allow("team", "read"))],
+    tenant: TenantQuery = None,
+    limit: Limit = 100,
+    after: After = None,
+) -> dict[str, Any]:
+    stores = _stores(request)
+    tenant_id = await tenant_in_reach(access, stores, tenant)
+    if access.reach >= Reach.TENANT:
+        found = await stores.tenancy.list_teams(tenant_id, after=after, limit=limit + 1)
+    else:
+        own_id = access.principal.team_id
+        own = None if own_id is None else await stores.tenancy.get_team(tenant_id, own_id)
+        found = [own] if own is not None and (after is None or own.id > after) else []
+    return page(found, limit, public, lambda t: t.id)
+
+
+@router.get("/{team_id}", summary="One team")
+async def get_team(
+    team_id: str, request: Request, access: Annotated[Access, Depends(allow("team", "read"))]
+) -> dict[str, Any]:
+    return public(await team_in_reach(access, _stores(request), team_id))
+
+
+@router.patch("/{team_id}", summary="Rename a team")
+async def update_team(
+    team_id: str, body: TeamUpdate, request: Request,
+    access: Annotated[Access, Depends(allow("team", "update"))],
+) -> dict[str, Any]:
+    stores = _stores(request)
+    before = await team_in_reach(access, stores, team_id)
+    after = replace(before, **body.model_dump(exclude_unset=True))
+    await stores.tenancy.update_team(after)
+    await audit.record(request, "team.update", "team", team_id, before=public(before), after=public(after),
+                       tenant=before.tenant_id)
+    return public(after)
+
+
+@router.delete("/{team_id}", summary="Delete a team without members or keys")
+async def delete_team(
+    team_id: str, request: Request, access: Annotated[Access, Depends(allow("team", "delete"))]
+) -> dict[str, Any]:
+    stores = _stores(request)
+    team = await team_in_reach(access, stores, team_id)
+    _, users = await stores.tenancy.count_members(team.tenant_id, team_id=team.id)
+    keys = [k for k in await stores.keys.list_keys(team.tenant_id) if k.enabled and k.team_id == team.id]
+    if users or keys:
+        raise conflict(f"the team still has {users} member(s) and {len(keys)} unrevoked key(s): "
+                       "move or delete them and revoke the keys first")
+    await stores.tenancy.delete_team(team.tenant_id, team.id)
+    await audit.record(request, "team.delete", "team", team.id, before=public(team), tenant=team.tenant_id)
+    return {"id": team.id, "object": "team", "deleted": True}

@@ -1,0 +1,124 @@
+"""``/admin/v1/tenants``: the organisations. Only the platform admin creates and deletes them;
+a tenant's own people read it (and its admins rename it); another tenant answers 404."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict
+
+from switchboard.access.roles import Reach
+from switchboard.errors import NotFound
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import DEFAULT_TENANT, Access, allow
+from switchboard.http.admin.scoping import After, Ident, Limit, Name, conflict, page
+from switchboard.stores import Stores, Tenant
+
+router = APIRouter(prefix="/admin/v1/tenants", tags=["tenants"])
+
+
+class TenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Ident
+    name: Name | None = None
+
+
+class TenantUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+
+
+def public(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "id": tenant.id,
+        "object": "tenant",
+        "name": tenant.name,
+        "created_at": tenant.created_at.isoformat(),
+        "created_by": tenant.created_by,
+    }
+
+
+def _stores(request: Request) -> Stores:
+    stores: Stores = request.app.state.services.stores()
+    return stores
+
+
+async def _get(access: Access, stores: Stores, tenant_id: str) -> Tenant:
+    tenant = await stores.tenancy.get_tenant(tenant_id) if access.sees(tenant_id) else None
+    if tenant is None:
+        raise NotFound(f"no tenant '{tenant_id[:64]}'", code="tenant_not_found")
+    return tenant
+
+
+@router.post("", status_code=201, summary="Create a tenant")
+async def create_tenant(
+    body: TenantCreate, request: Request, access: Annotated[Access, Depends(allow("tenant", "create"))]
+) -> dict[str, Any]:
+    tenant = Tenant(id=body.id, name=body.name, created_by=access.principal.id)
+    try:
+        await _stores(request).tenancy.create_tenant(tenant)
+    except ValueError:
+        raise conflict(f"the tenant '{body.id}' exists already") from None
+    await audit.record(request, "tenant.create", "tenant", tenant.id, after=public(tenant), tenant=tenant.id)
+    return public(tenant)
+
+
+@router.get("", summary="List tenants (everyone but the platform admin sees only their own)")
+async def list_tenants(
+    request: Request,
+    access: Annotated[Access, Depends(allow("tenant", "read"))],
+    limit: Limit = 100,
+    after: After = None,
+) -> dict[str, Any]:
+    stores = _stores(request)
+    if access.reach >= Reach.ANY:
+        found = await stores.tenancy.list_tenants(after=after, limit=limit + 1)
+    else:
+        own = await stores.tenancy.get_tenant(access.tenant)
+        found = [own] if own is not None and (after is None or own.id > after) else []
+    return page(found, limit, public, lambda t: t.id)
+
+
+@router.get("/{tenant_id}", summary="One tenant")
+async def get_tenant(
+    tenant_id: str, request: Request, access: Annotated[Access, Depends(allow("tenant", "read"))]
+) -> dict[str, Any]:
+    return public(await _get(access, _stores(request), tenant_id))
+
+
+@router.patch("/{tenant_id}", summary="Rename a tenant")
+async def update_tenant(
+    tenant_id: str,
+    body: TenantUpdate,
+    request: Request,
+    access: Annotated[Access, Depends(allow("tenant", "update"))],
+) -> dict[str, Any]:
+    stores = _stores(request)
+    before = await _get(access, stores, tenant_id)
+    after = replace(before, **body.model_dump(exclude_unset=True))
+    await stores.tenancy.update_tenant(after)
+    await audit.record(request, "tenant.update", "tenant", tenant_id, before=public(before),
+                       after=public(after), tenant=tenant_id)
+    return public(after)
+
+
+@router.delete("/{tenant_id}", summary="Delete an empty tenant")
+async def delete_tenant(
+    tenant_id: str, request: Request, access: Annotated[Access, Depends(allow("tenant", "delete"))]
+) -> dict[str, Any]:
+    stores = _stores(request)
+    tenant = await _get(access, stores, tenant_id)
+    if tenant.id == DEFAULT_TENANT:
+        raise conflict("the default tenant cannot be deleted")
+    teams, users = await stores.tenancy.count_members(tenant.id)
+    keys = [k for k in await stores.keys.list_keys(tenant.id) if k.enabled]
+    if teams or users or keys:
+        raise conflict(f"the tenant still has {teams} team(s), {users} user(s) and {len(keys)} "
+                       "unrevoked key(s): delete or revoke them first")
+    await stores.tenancy.delete_tenant(tenant.id)
+    await audit.record(request, "tenant.delete", "tenant", tenant.id, before=public(tenant), tenant=tenant.id)
+    return {"id": tenant.id, "object": "tenant", "deleted": True}

@@ -1,0 +1,210 @@
+"""``/admin/v1/users`` and ``/admin/v1/service-accounts``: the people of a tenant and the
+service accounts standing for its applications, one resource ("user") in the permission table.
+
+A user has a role (any but the platform admin's) and usually a team. Nobody gives a role above
+their own, nor changes or deletes a user whose role is above their own (403 permission_denied).
+Team admins manage their own team's members only; a developer reads only itself; anything out of
+reach answers 404 ``user_not_found`` (``service_account_not_found``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from switchboard.access.roles import DEVELOPER, PLATFORM_ADMIN, ROLES, TEAM_ADMIN, Reach, may_grant
+from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.scoping import (
+    After,
+    Email,
+    Ident,
+    Limit,
+    Name,
+    TenantQuery,
+    conflict,
+    new_id,
+    page,
+    team_in_reach,
+    tenant_in_reach,
+    user_in_reach,
+)
+from switchboard.stores import SERVICE_ACCOUNT, USER, Stores, User, UserQuery
+
+Role = Literal["tenant_admin", "team_admin", "developer", "viewer"]
+assert set(Role.__args__) == set(ROLES) - {PLATFORM_ADMIN}  # type: ignore[attr-defined]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    email: Email | None = None
+    role: Role = DEVELOPER
+    team: Ident | None = None
+    tenant: Ident | None = None  # the platform admin only
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    email: Email | None = None
+    role: Role | None = None
+    team: Ident | None = None
+
+
+def public(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "object": user.kind,
+        "tenant": user.tenant_id,
+        "team": user.team_id,
+        "role": user.role,
+        "name": user.name,
+        "email": user.email,
+        "created_at": user.created_at.isoformat(),
+        "created_by": user.created_by,
+    }
+
+
+def _stores(request: Request) -> Stores:
+    stores: Stores = request.app.state.services.stores()
+    return stores
+
+
+def _may_grant(access: Access, role: str) -> None:
+    if not may_grant(access.principal.role, role):
+        raise PermissionDenied(f"the role '{access.principal.role}' may not give or manage the role '{role}'",
+                               code="permission_denied")
+
+
+async def _team(access: Access, stores: Stores, tenant: str, team_id: str | None) -> str | None:
+    """The team a created or updated user belongs to: it must exist in the tenant and be within
+    reach; a team admin's members are always in their own team."""
+    if access.reach <= Reach.TEAM:
+        own = access.principal.team_id
+        if own is None or (team_id is not None and team_id != own):
+            raise NotFound(f"no team '{(team_id or '')[:64]}'", code="team_not_found")
+        return own
+    if team_id is None:
+        return None
+    team = await team_in_reach(access, stores, team_id)
+    if team.tenant_id != tenant:
+        raise NotFound(f"no team '{team_id[:64]}'", code="team_not_found")
+    return team.id
+
+
+def _check_team_role(role: str, team: str | None) -> None:
+    if role == TEAM_ADMIN and team is None:
+        raise InvalidRequest("team: a team admin needs a team", param="team", code="invalid_value")
+
+
+def make_router(kind: str) -> APIRouter:
+    path = "users" if kind == USER else "service-accounts"
+    prefix = "user" if kind == USER else "sa"
+    what = "user" if kind == USER else "service account"
+    router = APIRouter(prefix=f"/admin/v1/{path}", tags=[path])
+    # /users reads people and service accounts alike (filter with ?kind=); /service-accounts only those.
+    read_kind = None if kind == USER else SERVICE_ACCOUNT
+
+    @router.post("", status_code=201, summary=f"Create a {what}")
+    async def create(
+        body: UserCreate, request: Request, access: Annotated[Access, Depends(allow("user", "create"))]
+    ) -> dict[str, Any]:
+        stores = _stores(request)
+        _may_grant(access, body.role)
+        tenant = await tenant_in_reach(access, stores, body.tenant)
+        team = await _team(access, stores, tenant, body.team)
+        _check_team_role(body.role, team)
+        user = User(id=new_id(prefix), tenant_id=tenant, role=body.role, kind=kind, team_id=team,
+                    name=body.name, email=body.email, created_by=access.principal.id)
+        await stores.tenancy.create_user(user)
+        await audit.record(request, f"{kind}.create", kind, user.id, after=public(user), tenant=tenant)
+        return public(user)
+
+    @router.get("", summary=f"List {what}s within reach")
+    async def list_users(
+        request: Request,
+        access: Annotated[Access, Depends(allow("user", "read"))],
+        tenant: TenantQuery = None,
+        team: Annotated[str | None, Query(max_length=64)] = None,
+        role: Role | None = None,
+        kind: Literal["user", "service_account"] | None = None,
+        limit: Limit = 100,
+        after: After = None,
+    ) -> dict[str, Any]:
+        stores = _stores(request)
+        tenant_id = await tenant_in_reach(access, stores, tenant)
+        p = access.principal
+        query = UserQuery(team_id=team, role=role, kind=read_kind or kind, after=after, limit=limit + 1)
+        if access.reach == Reach.TEAM:
+            if p.team_id is None or (team is not None and team != p.team_id):
+                return page([], limit, public, lambda u: u.id)
+            query = replace(query, team_id=p.team_id)
+        if access.reach <= Reach.SELF:
+            me = None if p.user_id is None else await stores.tenancy.get_user(tenant_id, p.user_id)
+            found = [me] if me is not None and _matches(me, query) else []
+        else:
+            found = await stores.tenancy.list_users(tenant_id, query)
+        return page(found, limit, public, lambda u: u.id)
+
+    @router.get("/{user_id}", summary=f"One {what}")
+    async def get(
+        user_id: str, request: Request, access: Annotated[Access, Depends(allow("user", "read"))]
+    ) -> dict[str, Any]:
+        return public(await user_in_reach(access, _stores(request), user_id, read_kind))
+
+    @router.patch("/{user_id}", summary=f"Change a {what}'s name, email, role or team")
+    async def update(
+        user_id: str, body: UserUpdate, request: Request,
+        access: Annotated[Access, Depends(allow("user", "update"))],
+    ) -> dict[str, Any]:
+        stores = _stores(request)
+        before = await user_in_reach(access, stores, user_id, read_kind)
+        _may_grant(access, before.role)
+        changes = body.model_dump(exclude_unset=True)
+        if "role" in changes:
+            if body.role is None:
+                raise InvalidRequest("role: must be a role", param="role", code="invalid_value")
+            _may_grant(access, body.role)
+        if "team" in changes:
+            changes["team_id"] = await _team(access, stores, before.tenant_id, changes.pop("team"))
+        after = replace(before, **changes)
+        _check_team_role(after.role, after.team_id)
+        await stores.tenancy.update_user(after)
+        await audit.record(request, f"{before.kind}.update", before.kind, user_id, before=public(before),
+                           after=public(after), tenant=before.tenant_id)
+        return public(after)
+
+    @router.delete("/{user_id}", summary=f"Delete a {what} that holds no unrevoked key")
+    async def delete(
+        user_id: str, request: Request, access: Annotated[Access, Depends(allow("user", "delete"))]
+    ) -> dict[str, Any]:
+        stores = _stores(request)
+        user = await user_in_reach(access, stores, user_id, read_kind)
+        _may_grant(access, user.role)
+        keys = [k for k in await stores.keys.list_keys(user.tenant_id)
+                if k.enabled and user.id in (k.user_id, k.service_account_id)]
+        if keys:
+            raise conflict(f"the {what} still holds {len(keys)} unrevoked key(s): revoke them first")
+        await stores.tenancy.delete_user(user.tenant_id, user.id)
+        await audit.record(request, f"{user.kind}.delete", user.kind, user.id, before=public(user),
+                           tenant=user.tenant_id)
+        return {"id": user.id, "object": user.kind, "deleted": True}
+
+    return router
+
+
+def _matches(user: User, query: UserQuery) -> bool:
+    return all(want is None or want == have for want, have in (
+        (query.team_id, user.team_id), (query.role, user.role), (query.kind, user.kind))) and (
+        query.after is None or user.id > query.after)
+
+
+users_router = make_router(USER)
+service_accounts_router = make_router(SERVICE_ACCOUNT)
