@@ -1,0 +1,215 @@
+"""The permission table, walked: every admin route under /admin/v1, for every role, on two
+tenants, against the real server (embedded and cluster).
+
+The routes are read from the admin application itself, each with the ``allow_<resource>_<action>``
+dependency it declares, so a route added later is covered without touching this file (and a
+route without such a dependency fails the test). What each role may do comes from
+``access/roles.py`` TABLE, which ``docs/access.md`` prints verbatim (checked below): the docs,
+the code and this test cannot drift.
+
+- A role the table gives no reach gets 403 ``permission_denied``; every other role never gets 403
+  for the mere action.
+- A record of another tenant answers 404 ``*_not_found`` to every role of this tenant, and a
+  record of another team (or another person's) answers 404 to the team-level roles.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastapi.routing
+import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from switchboard.access import roles
+from switchboard.access.roles import ROLES, TABLE, Reach, reach
+from switchboard.http.admin.app import AdminServices, create_admin_app
+from tests.e2e.tenancy_world import Admin, TenantWorld, build_world, deployment_fixture
+from tests.servers import Gateway
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "access.md"
+PROBE = "nope_0000"  # an id nothing has
+# Platform-wide resources: not owned by a tenant, so there is no "another tenant's" record.
+SHARED = {"provider", "model"}
+
+gateway = deployment_fixture("gateway")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    resource: str
+    action: str
+
+    @property
+    def by_id(self) -> bool:
+        return "{" in self.path
+
+    @property
+    def collection(self) -> str:
+        return self.path.split("/{", 1)[0]
+
+    def url(self, record_id: str) -> str:
+        return re.sub(r"\{[^}]+\}", record_id, self.path)
+
+
+def _allow_of(dependant: Dependant) -> tuple[str, str] | None:
+    names = {f"allow_{r}_{a}": (r, a) for r, actions in TABLE.items() for a in actions}
+    stack = list(dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        name = getattr(dep.call, "__name__", "")
+        if name in names:
+            return names[name]
+        stack.extend(dep.dependencies)
+    return None
+
+
+def admin_routes() -> list[Route]:
+    services = AdminServices(settings=None, catalog=None, hashing=None,  # type: ignore[arg-type]
+                             stores=lambda: None, key_cache=lambda: None)  # type: ignore[arg-type,return-value]
+    app = create_admin_app(services)
+    # Newer FastAPI keeps included routers as such; iter_route_contexts flattens them.
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    found, missing = [], []
+    for route in flatten(app.routes) if flatten else app.routes:
+        original = getattr(route, "original_route", route)
+        if not isinstance(original, APIRoute) or not route.path.startswith("/admin/v1/"):
+            continue
+        allowed = _allow_of(route.dependant)
+        if allowed is None:
+            missing.append(route.path)
+            continue
+        for method in sorted(original.methods):
+            found.append(Route(method, route.path, *allowed))
+    assert not missing, f"admin routes without an allow(resource, action) dependency: {missing}"
+    return found
+
+
+ROUTES = admin_routes()
+
+
+def test_every_admin_route_declares_its_permission_and_the_walk_covers_them() -> None:
+    assert len(ROUTES) >= 20
+    declared = {(r.resource, r.action) for r in ROUTES}
+    for expected in [("tenant", "create"), ("team", "delete"), ("user", "update"), ("key", "rotate"),
+                     ("audit", "read")]:
+        assert expected in declared
+
+
+def test_the_docs_print_the_permission_table_verbatim() -> None:
+    assert roles.markdown() in DOCS.read_text()
+
+
+@pytest.fixture(scope="module")
+def worlds(gateway: Gateway) -> tuple[TenantWorld, TenantWorld]:
+    admin = Admin(gateway.url)
+    return build_world(admin, "perm-a"), build_world(admin, "perm-b")
+
+
+def _body(route: Route) -> Any:
+    # Valid where a body is read, so an answer is about the permission or the record, not the body.
+    return {"name": "hijacked"} if route.method == "PATCH" else ({} if route.method == "POST" else None)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_is_denied_exactly_what_the_table_denies(
+    gateway: Gateway, worlds: tuple[TenantWorld, TenantWorld], role: str
+) -> None:
+    admin = Admin(gateway.url)
+    wrong: list[str] = []
+    for world in worlds:
+        caller = world.caller(admin, role)
+        for route in ROUTES:
+            resp = caller.call(route.method, route.url(PROBE), json=_body(route))
+            denied = reach(role, route.resource, route.action) is Reach.NONE
+            got = (f"{route.method} {route.path} as {role} of {world.tenant}: "
+                   f"{resp.status_code} {resp.text[:200]}")
+            if denied and (resp.status_code != 403 or resp.json()["error"]["code"] != "permission_denied"):
+                wrong.append("expected 403 permission_denied, " + got)
+            if not denied and (resp.status_code == 403 or resp.status_code >= 500):
+                wrong.append("expected no refusal for the action, " + got)
+    assert not wrong, "\n".join(wrong)
+
+
+def _foreign_ids(other: TenantWorld) -> dict[str, str]:
+    """Records of the other tenant, by the collection path that addresses them."""
+    return {
+        "/admin/v1/tenants": other.tenant,
+        "/admin/v1/teams": other.team1,
+        "/admin/v1/users": other.users["developer"],
+        "/admin/v1/service-accounts": other.sa2,
+        "/admin/v1/keys": other.key_ids["developer"],
+    }
+
+
+def _other_team_ids(world: TenantWorld) -> dict[str, str]:
+    """Records of the same tenant outside team1."""
+    return {
+        "/admin/v1/teams": world.team2,
+        "/admin/v1/users": world.member2,
+        "/admin/v1/service-accounts": world.sa2,
+        "/admin/v1/keys": world.member2_key,
+    }
+
+
+def _expect_404(caller: Admin, route: Route, record_id: str, who: str, wrong: list[str]) -> None:
+    resp = caller.call(route.method, route.url(record_id), json=_body(route))
+    if resp.status_code != 404 or not str(resp.json()["error"]["code"]).endswith("_not_found"):
+        wrong.append(f"{route.method} {route.url(record_id)} as {who}: {resp.status_code} {resp.text[:200]}")
+
+
+def test_another_tenants_records_are_404_to_every_role(
+    gateway: Gateway, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    admin = Admin(gateway.url)
+    wrong: list[str] = []
+    by_id = [r for r in ROUTES if r.by_id and r.resource not in SHARED]
+    for world, other in (worlds, worlds[::-1]):
+        foreign = _foreign_ids(other)
+        unseeded = sorted({r.collection for r in by_id} - set(foreign))
+        assert not unseeded, f"add a record of another tenant for {unseeded} to this test"
+        for role in ROLES[1:]:
+            for route in by_id:
+                if reach(role, route.resource, route.action) is not Reach.NONE:
+                    _expect_404(world.caller(admin, role), route, foreign[route.collection],
+                                f"{role} of {world.tenant}", wrong)
+    assert not wrong, "\n".join(wrong)
+    _untouched(admin, worlds)
+
+
+def test_another_teams_and_other_peoples_records_are_404_to_team_roles(
+    gateway: Gateway, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    admin = Admin(gateway.url)
+    wrong: list[str] = []
+    world = worlds[0]
+    for role in ("team_admin", "developer", "viewer"):
+        caller = world.caller(admin, role)
+        for route in ROUTES:
+            level = reach(role, route.resource, route.action)
+            if not route.by_id or level not in (Reach.TEAM, Reach.SELF):
+                continue
+            targets = [_other_team_ids(world).get(route.collection)]
+            if level is Reach.SELF:  # someone else of the same team
+                targets.append({"/admin/v1/users": world.peer, "/admin/v1/keys": world.peer_key}.get(
+                    route.collection))
+            for target in filter(None, targets):
+                _expect_404(caller, route, target, f"{role} of {world.tenant}/team1", wrong)
+    assert not wrong, "\n".join(wrong)
+    _untouched(admin, worlds)
+
+
+def _untouched(admin: Admin, worlds: tuple[TenantWorld, TenantWorld]) -> None:
+    """Nothing the refused calls aimed at changed."""
+    for world in worlds:
+        assert admin.ok("GET", f"/admin/v1/tenants/{world.tenant}")["name"] == world.tenant.upper()
+        assert admin.ok("GET", f"/admin/v1/teams/{world.team2}")["name"] == "two"
+        assert admin.ok("GET", f"/admin/v1/users/{world.member2}")["name"] == "member of two"
+        for key_id in (world.member2_key, world.sa2_key, world.key_ids["developer"], world.peer_key):
+            assert admin.ok("GET", f"/admin/v1/keys/{key_id}")["enabled"] is True
