@@ -143,6 +143,13 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
     if body.role is not None and not may_grant(p.role, body.role):
         raise _denied(f"the role '{p.role}' may not issue keys with the role '{body.role}'")
     tenant = access.tenant_for(body.tenant)
+    if platform and body.tenant is None:
+        # The platform admin names owners by id, which are unique across tenants: the key
+        # belongs to the owner's tenant.
+        named_id = body.user or body.service_account
+        found = await stores.tenancy.find_user(named_id) if named_id else None
+        team_found = await stores.tenancy.find_team(body.team) if body.team and not found else None
+        tenant = found.tenant_id if found else team_found.tenant_id if team_found else tenant
     if platform and await stores.tenancy.get_tenant(tenant) is None:
         raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
     named, kind_code = body.user, "user_not_found"

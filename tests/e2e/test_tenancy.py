@@ -1,0 +1,260 @@
+"""Tenants, teams, users and service accounts through the admin API of a real gateway
+(embedded and cluster): what each role creates, sees and changes, how keys follow their owners,
+what a tenant's audit log shows, and that bad input is a 400 that names the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from tests.e2e.sdk import ask
+from tests.e2e.tenancy_world import Admin, TenantWorld, build_world, deployment_fixture
+from tests.servers import Gateway
+
+gateway = deployment_fixture("gateway")
+
+
+@pytest.fixture(scope="module")
+def worlds(gateway: Gateway) -> tuple[TenantWorld, TenantWorld]:
+    admin = Admin(gateway.url)
+    return build_world(admin, "ten-a"), build_world(admin, "ten-b")
+
+
+@pytest.fixture
+def admin(gateway: Gateway) -> Admin:
+    return Admin(gateway.url)
+
+
+def ids(listing: dict[str, Any]) -> set[str]:
+    return {item["id"] for item in listing["data"]}
+
+
+def error(resp: Any, status: int) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body = resp.json()["error"]
+    assert body["code"], body
+    return dict(body)
+
+
+def test_tenant_lifecycle(admin: Admin) -> None:
+    created = admin.ok("POST", "/admin/v1/tenants", {"id": "lifecycle", "name": "Life"}, status=201)
+    assert (created["id"], created["object"], created["name"], created["created_by"]) == (
+        "lifecycle", "tenant", "Life", "master")
+    assert error(admin.call("POST", "/admin/v1/tenants", {"id": "lifecycle"}), 409)["code"] == "conflict"
+    assert admin.ok("PATCH", "/admin/v1/tenants/lifecycle", {"name": "Life Ltd"})["name"] == "Life Ltd"
+    assert admin.ok("GET", "/admin/v1/tenants/lifecycle")["name"] == "Life Ltd"
+    team = admin.ok("POST", "/admin/v1/teams", {"name": "t", "tenant": "lifecycle"}, status=201)
+    refused = error(admin.call("DELETE", "/admin/v1/tenants/lifecycle"), 409)
+    assert refused["code"] == "conflict" and "1 team(s)" in refused["message"]
+    admin.ok("DELETE", f"/admin/v1/teams/{team['id']}")
+    assert admin.ok("DELETE", "/admin/v1/tenants/lifecycle") == {
+        "id": "lifecycle", "object": "tenant", "deleted": True}
+    assert error(admin.call("GET", "/admin/v1/tenants/lifecycle"), 404)["code"] == "tenant_not_found"
+    assert error(admin.call("DELETE", "/admin/v1/tenants/default"), 409)["code"] == "conflict"
+    missing = admin.call("POST", "/admin/v1/teams", {"name": "t", "tenant": "lifecycle"})
+    assert error(missing, 404)["code"] == "tenant_not_found"
+
+
+def test_tenant_lists_page_and_each_tenant_sees_only_itself(
+    admin: Admin, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    a, b = worlds
+    seen, after = [], None
+    while True:
+        params = {"limit": 1, **({"after": after} if after else {})}
+        listing = admin.ok("GET", "/admin/v1/tenants", params=params)
+        seen += [t["id"] for t in listing["data"]]
+        if not listing["has_more"]:
+            break
+        after = listing["last_id"]
+    assert {"default", a.tenant, b.tenant} <= set(seen) and seen == sorted(seen)
+    for role in ("tenant_admin", "viewer"):
+        mine = a.caller(admin, role)
+        assert ids(mine.ok("GET", "/admin/v1/tenants")) == {a.tenant}
+        assert mine.ok("GET", f"/admin/v1/tenants/{a.tenant}")["id"] == a.tenant
+    renamed = a.caller(admin, "tenant_admin").ok("PATCH", f"/admin/v1/tenants/{a.tenant}", {"name": "TEN-A"})
+    assert renamed["name"] == "TEN-A"
+
+
+def test_a_tenant_admin_runs_its_tenant(admin: Admin, worlds: tuple[TenantWorld, TenantWorld]) -> None:
+    a, b = worlds
+    boss = a.caller(admin, "tenant_admin")
+    team = boss.ok("POST", "/admin/v1/teams", {"name": "platform"}, status=201)
+    assert team["tenant"] == a.tenant and team["id"].startswith("team_")
+    assert team["id"] in ids(boss.ok("GET", "/admin/v1/teams"))
+    assert ids(boss.ok("GET", "/admin/v1/teams")).isdisjoint(ids(admin.ok("GET", "/admin/v1/teams",
+                                                                        params={"tenant": b.tenant})))
+    body = {"name": "Grace", "email": "grace@a.test", "role": "team_admin", "team": team["id"]}
+    grace = boss.ok("POST", "/admin/v1/users", body, status=201)
+    assert (grace["object"], grace["tenant"], grace["team"], grace["role"]) == (
+        "user", a.tenant, team["id"], "team_admin")
+    bot = boss.ok("POST", "/admin/v1/service-accounts", {"name": "ci", "team": team["id"]}, status=201)
+    assert bot["object"] == "service_account" and bot["id"].startswith("sa_") and bot["role"] == "developer"
+    listed = boss.ok("GET", "/admin/v1/users", params={"team": team["id"]})
+    assert ids(listed) == {grace["id"], bot["id"]}
+    people = boss.ok("GET", "/admin/v1/users", params={"team": team["id"], "kind": "user"})
+    assert ids(people) == {grace["id"]}
+    assert ids(boss.ok("GET", "/admin/v1/service-accounts", params={"team": team["id"]})) == {bot["id"]}
+    assert ids(boss.ok("GET", "/admin/v1/users", params={"role": "team_admin"})) >= {grace["id"]}
+    # A person is not a service account, and another tenant's team is not there.
+    assert error(boss.call("GET", f"/admin/v1/service-accounts/{grace['id']}"), 404)["code"] == (
+        "service_account_not_found")
+    stray = boss.call("POST", "/admin/v1/users", {"name": "x", "team": b.team1})
+    assert error(stray, 404)["code"] == "team_not_found"
+    other = boss.call("POST", "/admin/v1/users", {"name": "x", "tenant": b.tenant})
+    assert error(other, 404)["code"] == "tenant_not_found"
+    changed = boss.ok("PATCH", f"/admin/v1/users/{grace['id']}", {"role": "developer", "email": None})
+    assert (changed["role"], changed["email"]) == ("developer", None)
+    key = boss.ok("POST", "/admin/v1/keys", {"models": ["*"], "user": grace["id"]}, status=201)
+    assert (key["team"], key["role"], key["tenant"]) == (team["id"], "developer", a.tenant)
+    refused = error(boss.call("DELETE", f"/admin/v1/users/{grace['id']}"), 409)
+    assert refused["code"] == "conflict" and "unrevoked" in refused["message"]
+    assert error(boss.call("DELETE", f"/admin/v1/teams/{team['id']}"), 409)["code"] == "conflict"
+    boss.ok("DELETE", f"/admin/v1/keys/{key['id']}")
+    boss.ok("DELETE", f"/admin/v1/users/{grace['id']}")
+    boss.ok("DELETE", f"/admin/v1/service-accounts/{bot['id']}")
+    assert boss.ok("DELETE", f"/admin/v1/teams/{team['id']}")["deleted"] is True
+    assert error(boss.call("GET", f"/admin/v1/users/{grace['id']}"), 404)["code"] == "user_not_found"
+
+
+def test_nobody_gives_a_role_above_their_own(admin: Admin, worlds: tuple[TenantWorld, TenantWorld]) -> None:
+    a, _ = worlds
+    lead = a.caller(admin, "team_admin")
+    above = lead.call("POST", "/admin/v1/users", {"name": "x", "role": "tenant_admin"})
+    assert error(above, 403)["code"] == "permission_denied"
+    boss_id = a.users["tenant_admin"]
+    assert error(lead.call("PATCH", f"/admin/v1/users/{boss_id}", {"name": "x"}), 403)["code"] == (
+        "permission_denied")
+    promote = lead.call("PATCH", f"/admin/v1/users/{a.users['viewer']}", {"role": "tenant_admin"})
+    assert error(promote, 403)["code"] == "permission_denied"
+    too_strong = lead.call("POST", "/admin/v1/keys", {"models": ["*"], "role": "tenant_admin"})
+    assert error(too_strong, 403)["code"] == "permission_denied"
+    # A key may not outrank its owner; unnamed, its role is capped at the owner's.
+    viewer = a.users["viewer"]
+    capped = admin.ok("POST", "/admin/v1/keys", {"models": ["*"], "user": viewer}, status=201)
+    assert capped["role"] == "viewer" and capped["team"] == a.team1
+    over = admin.call("POST", "/admin/v1/keys", {"models": ["*"], "user": viewer, "role": "developer"})
+    assert error(over, 403)["code"] == "permission_denied"
+
+
+def test_team_admins_and_developers_issue_keys_within_reach(
+    admin: Admin, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    a, _ = worlds
+    lead = a.caller(admin, "team_admin")
+    mine = lead.ok("POST", "/admin/v1/keys", {"models": ["gpt-4o-mini"], "user": a.peer, "tags": ["ci"]},
+                   status=201)
+    assert (mine["tenant"], mine["team"], mine["user"], mine["tags"]) == (a.tenant, a.team1, a.peer, ["ci"])
+    elsewhere = lead.call("POST", "/admin/v1/keys", {"models": ["*"], "team": a.team2})
+    assert error(elsewhere, 404)["code"] == "team_not_found"
+    not_mine = lead.call("POST", "/admin/v1/keys", {"models": ["*"], "user": a.member2})
+    assert error(not_mine, 404)["code"] == "user_not_found"
+    listed = ids(lead.ok("GET", "/admin/v1/keys", params={"limit": 1000}))
+    assert mine["id"] in listed and a.member2_key not in listed and a.peer_key in listed
+    assert ids(lead.ok("GET", "/admin/v1/keys", params={"tag": "ci", "limit": 1000})) == {mine["id"]}
+
+    dev = a.caller(admin, "developer")
+    own = dev.ok("POST", "/admin/v1/keys", {"models": ["*"], "name": "laptop"}, status=201)
+    assert (own["user"], own["team"], own["role"]) == (a.users["developer"], a.team1, "developer")
+    assert error(dev.call("POST", "/admin/v1/keys", {"models": ["*"], "user": a.peer}), 404)["code"] == (
+        "user_not_found")
+    assert ids(dev.ok("GET", "/admin/v1/keys")) == {a.key_ids["developer"], own["id"]}
+    rotated = dev.ok("POST", f"/admin/v1/keys/{own['id']}/rotate", {"grace_seconds": 0}, status=201)
+    dev.ok("DELETE", f"/admin/v1/keys/{rotated['id']}")
+    assert error(dev.call("DELETE", f"/admin/v1/keys/{a.peer_key}"), 404)["code"] == "key_not_found"
+    # Developers read only themselves among users; viewers their team.
+    assert ids(dev.ok("GET", "/admin/v1/users")) == {a.users["developer"]}
+    team1 = ids(a.caller(admin, "viewer").ok("GET", "/admin/v1/users", params={"limit": 1000}))
+    assert team1 == {*a.users.values(), a.peer}
+
+
+def test_service_account_keys_call_models_and_issue_their_own(
+    admin: Admin, gateway: Gateway, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    a, _ = worlds
+    shown = admin.ok("GET", f"/admin/v1/keys/{a.sa2_key}")
+    assert (shown["service_account"], shown["user"], shown["team"]) == (a.sa2, None, a.team2)
+    body = {"models": ["gpt-4o-mini"], "service_account": a.sa2, "tenant": a.tenant}
+    key = admin.ok("POST", "/admin/v1/keys", body, status=201)
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0, timeout=30)
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask("from a robot"))
+    assert reply.choices[0].message.content.endswith("You said: from a robot")
+    robot = admin.as_key(key["key"])
+    child = robot.ok("POST", "/admin/v1/keys", {"models": ["gpt-4o-mini"]}, status=201)
+    assert (child["service_account"], child["user"], child["tenant"]) == (a.sa2, None, a.tenant)
+    assert ids(robot.ok("GET", "/admin/v1/keys")) == {a.sa2_key, key["id"], child["id"]}
+    person = admin.call("POST", "/admin/v1/keys", {"models": ["*"], "service_account": a.users["viewer"],
+                                                   "tenant": a.tenant})
+    assert error(person, 404)["code"] == "service_account_not_found"
+
+
+def test_keys_and_audit_are_scoped_to_the_tenant(
+    admin: Admin, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    a, b = worlds
+    boss = a.caller(admin, "tenant_admin")
+    mine = ids(boss.ok("GET", "/admin/v1/keys", params={"limit": 1000}))
+    assert {a.member2_key, a.sa2_key, a.peer_key} <= mine
+    assert mine.isdisjoint({b.member2_key, b.sa2_key, b.peer_key, *b.key_ids.values()})
+    theirs = ids(admin.ok("GET", "/admin/v1/keys", params={"tenant": b.tenant, "limit": 1000}))
+    assert {b.member2_key, *b.key_ids.values()} <= theirs
+    assert error(boss.call("GET", "/admin/v1/keys", params={"tenant": b.tenant}), 404)["code"] == (
+        "tenant_not_found")
+
+    log = boss.ok("GET", "/admin/v1/audit", params={"limit": 1000})["data"]
+    touched = {e["resource_id"] for e in log}
+    assert {a.team1, a.member2, a.sa2, a.member2_key} <= touched
+    assert touched.isdisjoint({b.team1, b.member2, b.sa2, b.member2_key})
+    assert {e["action"] for e in log} >= {"tenant.create", "team.create", "user.create",
+                                          "service_account.create", "key.create"}
+    other = admin.ok("GET", "/admin/v1/audit", params={"tenant": b.tenant, "limit": 1000})["data"]
+    assert {b.team1, b.member2_key} <= {e["resource_id"] for e in other}
+    assert error(boss.call("GET", "/admin/v1/audit", params={"tenant": b.tenant}), 404)["code"] == (
+        "tenant_not_found")
+    for secret in a.keys.values():
+        assert secret not in str(log)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "param", "code"),
+    [
+        ("POST", "/admin/v1/tenants", {}, "id", "missing_required_parameter"),
+        ("POST", "/admin/v1/tenants", {"id": "a b"}, "id", "invalid_value"),
+        ("POST", "/admin/v1/tenants", {"id": "x" * 65}, "id", "invalid_value"),
+        ("POST", "/admin/v1/tenants", {"id": "ok", "plan": "gold"}, "plan", "unknown_parameter"),
+        ("POST", "/admin/v1/tenants", {"id": 7}, "id", "invalid_value"),
+        ("PATCH", "/admin/v1/tenants/default", {"name": "n" * 201}, "name", "invalid_value"),
+        ("POST", "/admin/v1/teams", {"name": ""}, "name", "invalid_value"),
+        ("POST", "/admin/v1/teams", {"name": ["t"]}, "name", "invalid_value"),
+        ("POST", "/admin/v1/teams", {"name": "t", "owner": "x"}, "owner", "unknown_parameter"),
+        ("POST", "/admin/v1/users", {"name": "u", "role": "platform_admin"}, "role", "invalid_value"),
+        ("POST", "/admin/v1/users", {"name": "u", "role": "root"}, "role", "invalid_value"),
+        ("POST", "/admin/v1/users", {"name": "u", "email": "not-an-address"}, "email", "invalid_value"),
+        ("POST", "/admin/v1/users", {"name": "u", "email": "a@" + "b" * 400}, "email", "invalid_value"),
+        ("POST", "/admin/v1/users", {"name": "u", "team": "'; DROP TABLE users;"}, "team", "invalid_value"),
+        ("POST", "/admin/v1/users", {"name": "u", "role": "team_admin"}, "team", "invalid_value"),
+        ("POST", "/admin/v1/service-accounts", {"name": "s", "kind": "user"}, "kind", "unknown_parameter"),
+        ("PATCH", "/admin/v1/users/x", {"admin": True}, "admin", "unknown_parameter"),
+        ("POST", "/admin/v1/keys", {"models": ["m"], "role": "root"}, "role", "invalid_value"),
+        ("POST", "/admin/v1/keys", {"models": ["m"], "tags": ["a b"]}, "tags[0]", "invalid_value"),
+        ("POST", "/admin/v1/keys", {"models": ["m"], "tags": ["t"] * 21}, "tags", "invalid_value"),
+        ("POST", "/admin/v1/keys", {"models": ["m"], "tags": "t"}, "tags", "invalid_value"),
+        ("POST", "/admin/v1/keys", {"models": ["m"], "service_account": "x" * 65}, "service_account",
+         "invalid_value"),
+        ("POST", "/admin/v1/keys", {"models": ["m"], "user": "u", "service_account": "s"}, "service_account",
+         "invalid_value"),
+        ("GET", "/admin/v1/users?limit=0", None, "limit", "invalid_value"),
+        ("GET", "/admin/v1/users?kind=robot", None, "kind", "invalid_value"),
+        ("GET", "/admin/v1/teams?tenant=a%20b", None, "tenant", "invalid_value"),
+        ("GET", "/admin/v1/tenants?after=" + "x" * 65, None, "after", "invalid_value"),
+    ],
+)
+def test_bad_input_is_400_naming_the_field(
+    admin: Admin, method: str, path: str, body: Any, param: str, code: str
+) -> None:
+    resp = admin.call(method, path, json=body)
+    got = error(resp, 400)
+    assert (got["type"], got["code"], got["param"]) == ("invalid_request_error", code, param), got
+    assert admin.ok("GET", "/admin/v1/tenants/default")["id"] == "default"
