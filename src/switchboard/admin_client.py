@@ -39,6 +39,18 @@ class AdminClient:
             reason = getattr(exc, "reason", exc)
             raise AdminError(f"cannot reach the gateway at {self.url}: {reason}") from None
 
+    def list_all(self, path: str, query: dict[str, Any] | None = None, limit: int = 100) -> list[Any]:
+        """Every item of a paged admin list (``limit``/``after``, ``has_more``/``last_id``)."""
+        found: list[Any] = []
+        after = None
+        while True:
+            params = {**(query or {}), "limit": limit, **({"after": after} if after is not None else {})}
+            page = self.call("GET", path, query=params)
+            found.extend(page["data"])
+            if not page.get("has_more"):
+                return found
+            after = page["last_id"]
+
     # keys
 
     def create_key(self, body: dict[str, Any]) -> Any:

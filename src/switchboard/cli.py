@@ -12,6 +12,7 @@ from rich.console import Console
 from switchboard import __version__
 from switchboard.cli_keys import keys_app
 from switchboard.cli_providers import models_app, providers_app
+from switchboard.cli_tenancy import service_accounts_app, teams_app, tenants_app, users_app
 from switchboard.config.schema import Settings
 from switchboard.settings.loader import ConfigError, load
 
@@ -25,6 +26,10 @@ app.add_typer(providers_app, name="providers")
 app.add_typer(models_app, name="models")
 secrets_app = typer.Typer(no_args_is_help=True, help="Work with the secrets stored in the database.")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(teams_app, name="teams")
+app.add_typer(users_app, name="users")
+app.add_typer(service_accounts_app, name="service-accounts")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 

@@ -4,6 +4,7 @@ what a tenant's audit log shows, and that bad input is a 400 that names the fiel
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
@@ -11,7 +12,7 @@ import pytest
 
 from tests.e2e.sdk import ask
 from tests.e2e.tenancy_world import Admin, TenantWorld, build_world, deployment_fixture
-from tests.servers import Gateway
+from tests.servers import MASTER_KEY, Gateway, spawn
 
 gateway = deployment_fixture("gateway")
 
@@ -258,3 +259,63 @@ def test_bad_input_is_400_naming_the_field(
     got = error(resp, 400)
     assert (got["type"], got["code"], got["param"]) == ("invalid_request_error", code, param), got
     assert admin.ok("GET", "/admin/v1/tenants/default")["id"] == "default"
+
+
+# -- the command line, against the running gateway ---------------------------------------------
+
+
+def cli(gateway: Gateway, *args: str, key: str = MASTER_KEY) -> tuple[int, str]:
+    proc = spawn([*args, "--url", gateway.url, "--key", key], env={"COLUMNS": "250"})
+    code = proc.wait_exit(60)
+    return code, proc.output
+
+
+def test_the_command_line_manages_tenants_teams_and_users(
+    gateway: Gateway, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    code, output = cli(gateway, "tenants", "create", "cli-co", "--name", "CLI Co", "--json")
+    assert code == 0, output
+    assert json.loads(output)[0]["name"] == "CLI Co"
+    code, table = cli(gateway, "tenants", "list")
+    assert code == 0 and "cli-co" in table and "CLI Co" in table
+    code, output = cli(gateway, "teams", "create", "ops", "--tenant", "cli-co", "--json")
+    team = json.loads(output)[0]
+    assert code == 0 and team["tenant"] == "cli-co"
+    code, output = cli(gateway, "users", "create", "Lin", "--role", "team_admin", "--team", team["id"],
+                       "--email", "lin@cli.test", "--tenant", "cli-co", "--json")
+    assert code == 0, output
+    lin = json.loads(output)[0]
+    code, output = cli(gateway, "users", "create", "deployer", "--service-account", "--team", team["id"],
+                       "--tenant", "cli-co", "--json")
+    bot = json.loads(output)[0]
+    assert code == 0 and bot["object"] == "service_account"
+    code, table = cli(gateway, "users", "list", "--tenant", "cli-co", "--team", team["id"])
+    assert code == 0 and lin["id"] in table and bot["id"] in table and "team_admin" in table
+    code, output = cli(gateway, "service-accounts", "list", "--tenant", "cli-co", "--json")
+    assert code == 0 and [u["id"] for u in json.loads(output)] == [bot["id"]]
+    code, output = cli(gateway, "users", "update", lin["id"], "--role", "developer", "--json")
+    assert code == 0 and json.loads(output)[0]["role"] == "developer"
+    code, output = cli(gateway, "teams", "update", team["id"], "--name", "operations", "--json")
+    assert code == 0 and json.loads(output)[0]["name"] == "operations"
+    code, output = cli(gateway, "users", "show", lin["id"])
+    assert code == 0 and "lin@cli.test" in output
+
+    # The same commands as a tenant admin of another tenant: that tenant's records are not there.
+    other = worlds[0].keys["tenant_admin"]
+    code, output = cli(gateway, "users", "show", lin["id"], key=other)
+    assert code == 1 and "HTTP 404" in output and "user_not_found" in output and "Traceback" not in output
+    code, output = cli(gateway, "tenants", "list", "--json", key=other)
+    assert code == 0 and [t["id"] for t in json.loads(output)] == [worlds[0].tenant]
+    code, output = cli(gateway, "tenants", "delete", worlds[0].tenant, key=other)
+    assert code == 1 and "permission_denied" in output
+
+    code, output = cli(gateway, "teams", "delete", team["id"])
+    assert code == 1 and "HTTP 409" in output and "conflict" in output
+    for args in (["service-accounts", "delete", bot["id"]], ["users", "delete", lin["id"]],
+                 ["teams", "delete", team["id"]], ["tenants", "delete", "cli-co"]):
+        code, output = cli(gateway, *args)
+        assert code == 0 and f"deleted {args[2]}" in output, output
+    code, output = cli(gateway, "tenants", "show", "cli-co")
+    assert code == 1 and "tenant_not_found" in output
+    code, output = cli(gateway, "teams", "update", "team_x")
+    assert code == 2 and "nothing to change" in output
