@@ -73,6 +73,9 @@ def test_a_key_limited_to_one_model(deployment: Deployment) -> None:
     assert created["id"].startswith("key_") and created["models"] == ["gpt-4o-mini"]
     assert (created["name"], created["team"], created["user"], created["created_by"]) == (
         "billing service", "team-a", "u-1", "master")
+    # The master key may still name a team and a user that have no record: the default tenant's.
+    assert (created["tenant"], created["role"], created["tags"], created["service_account"]) == (
+        "default", "developer", [], None)
     client = deployment.sdk(created["key"])
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask("hello key"))
     assert reply.choices[0].message.content.endswith("You said: hello key")

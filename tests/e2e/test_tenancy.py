@@ -140,6 +140,30 @@ def test_nobody_gives_a_role_above_their_own(admin: Admin, worlds: tuple[TenantW
     assert error(over, 403)["code"] == "permission_denied"
 
 
+def test_keys_follow_their_owner_when_it_is_demoted_or_moved(
+    admin: Admin, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    a, _ = worlds
+    boss = a.caller(admin, "tenant_admin")
+    body = {"name": "Sam", "role": "team_admin", "team": a.team1}
+    sam = boss.ok("POST", "/admin/v1/users", body, status=201)
+    key = boss.ok("POST", "/admin/v1/keys", {"models": ["*"], "user": sam["id"], "role": "team_admin"},
+                  status=201)
+    as_sam = admin.as_key(key["key"])
+    assert as_sam.ok("GET", "/admin/v1/users", params={"limit": 1000})["data"]  # seen, so cached
+    boss.ok("PATCH", f"/admin/v1/users/{sam['id']}", {"role": "viewer", "team": a.team2})
+    shown = boss.ok("GET", f"/admin/v1/keys/{key['id']}")
+    assert (shown["role"], shown["team"]) == ("viewer", a.team2)
+    # The cached key lost its rank at once: a viewer may not create users.
+    refused = as_sam.call("POST", "/admin/v1/users", {"name": "x"})
+    assert error(refused, 403)["code"] == "permission_denied"
+    log = boss.ok("GET", "/admin/v1/audit", params={"resource_id": key["id"], "action": "key.update"})
+    [entry] = log["data"]
+    assert (entry["before"]["role"], entry["after"]["role"]) == ("team_admin", "viewer")
+    boss.ok("DELETE", f"/admin/v1/keys/{key['id']}")
+    boss.ok("DELETE", f"/admin/v1/users/{sam['id']}")
+
+
 def test_team_admins_and_developers_issue_keys_within_reach(
     admin: Admin, worlds: tuple[TenantWorld, TenantWorld]
 ) -> None:

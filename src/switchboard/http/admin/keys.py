@@ -101,7 +101,7 @@ def _denied(message: str) -> PermissionDenied:
     return PermissionDenied(message, code="permission_denied")
 
 
-def _public(record: KeyRecord) -> dict[str, Any]:
+def public(record: KeyRecord) -> dict[str, Any]:
     """A key as the API shows it: never the key or its hash."""
     return {
         "id": record.id,
@@ -229,9 +229,9 @@ async def create_key(
     )
     await stores.keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere
-    await audit.record(request, "key.create", "api_key", record.id, after=_public(record),
+    await audit.record(request, "key.create", "api_key", record.id, after=public(record),
                        tenant=record.tenant_id)
-    return JSONResponse({**_public(record), "key": key}, status_code=201)
+    return JSONResponse({**public(record), "key": key}, status_code=201)
 
 
 class KeyRotate(BaseModel):
@@ -278,11 +278,11 @@ async def rotate_key(
     await store.put(retired)
     await services.key_cache().changed(old.key_hash)
     await services.key_cache().changed(new.key_hash)
-    await audit.record(request, "key.rotate", "api_key", old.id, before=_public(old), after=_public(retired),
+    await audit.record(request, "key.rotate", "api_key", old.id, before=public(old), after=public(retired),
                        tenant=old.tenant_id)
-    await audit.record(request, "key.create", "api_key", new.id, after=_public(new), tenant=new.tenant_id)
-    answer = {**_public(new), "key": key, "rotated_from": old.id}
-    answer["previous_expires_at"] = _public(retired)["expires_at"]
+    await audit.record(request, "key.create", "api_key", new.id, after=public(new), tenant=new.tenant_id)
+    answer = {**public(new), "key": key, "rotated_from": old.id}
+    answer["previous_expires_at"] = public(retired)["expires_at"]
     return JSONResponse(answer, status_code=201)
 
 
@@ -313,7 +313,7 @@ async def list_keys(
     page = records[:limit]
     return {
         "object": "list",
-        "data": [_public(r) for r in page],
+        "data": [public(r) for r in page],
         "has_more": len(records) > limit,
         "last_id": page[-1].id if page else None,
     }
@@ -323,7 +323,7 @@ async def list_keys(
 async def get_key(
     key_id: str, request: Request, access: Annotated[Access, Depends(allow("key", "read"))]
 ) -> dict[str, Any]:
-    return _public(await _key_in_reach(access, _stores(request), key_id))
+    return public(await _key_in_reach(access, _stores(request), key_id))
 
 
 @router.delete("/{key_id}", summary="Revoke a key: it stops working on every instance")
@@ -338,7 +338,7 @@ async def revoke_key(
         raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
     await services.key_cache().changed(record.key_hash)
     revoked = await store.get(tenant, key_id)
-    after = _public(revoked) if revoked else None
-    await audit.record(request, "key.revoke", "api_key", key_id, before=_public(record), after=after,
+    after = public(revoked) if revoked else None
+    await audit.record(request, "key.revoke", "api_key", key_id, before=public(record), after=after,
                        tenant=tenant)
     return {"id": key_id, "object": "api_key", "deleted": True}

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from switchboard.access.roles import DEVELOPER, PLATFORM_ADMIN, ROLES, TEAM_ADMIN, Reach, may_grant
+from switchboard.access.roles import DEVELOPER, PLATFORM_ADMIN, RANK, ROLES, TEAM_ADMIN, Reach, may_grant
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
-from switchboard.http.admin import audit
+from switchboard.http.admin import audit, keys
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.scoping import (
     After,
@@ -179,6 +179,7 @@ def make_router(kind: str) -> APIRouter:
         await stores.tenancy.update_user(after)
         await audit.record(request, f"{before.kind}.update", before.kind, user_id, before=public(before),
                            after=public(after), tenant=before.tenant_id)
+        await _keys_follow(request, stores, before, after)
         return public(after)
 
     @router.delete("/{user_id}", summary=f"Delete a {what} that holds no unrevoked key")
@@ -188,16 +189,35 @@ def make_router(kind: str) -> APIRouter:
         stores = _stores(request)
         user = await user_in_reach(access, stores, user_id, read_kind)
         _may_grant(access, user.role)
-        keys = [k for k in await stores.keys.list_keys(user.tenant_id)
+        held = [k for k in await stores.keys.list_keys(user.tenant_id)
                 if k.enabled and user.id in (k.user_id, k.service_account_id)]
-        if keys:
-            raise conflict(f"the {what} still holds {len(keys)} unrevoked key(s): revoke them first")
+        if held:
+            raise conflict(f"the {what} still holds {len(held)} unrevoked key(s): revoke them first")
         await stores.tenancy.delete_user(user.tenant_id, user.id)
         await audit.record(request, f"{user.kind}.delete", user.kind, user.id, before=public(user),
                            tenant=user.tenant_id)
         return {"id": user.id, "object": user.kind, "deleted": True}
 
     return router
+
+
+async def _keys_follow(request: Request, stores: Stores, before: User, after: User) -> None:
+    """A user's keys follow it: moved to its new team, and never above its new role (a demoted
+    user keeps no key of its former rank). Every instance drops the changed keys at once."""
+    if before.team_id == after.team_id and RANK[after.role] >= RANK[before.role]:
+        return
+    for key in await stores.keys.list_keys(after.tenant_id):
+        if after.id not in (key.user_id, key.service_account_id):
+            continue
+        team = after.team_id if key.team_id == before.team_id else key.team_id
+        role = after.role if RANK.get(key.role, 0) > RANK[after.role] else key.role
+        if (team, role) == (key.team_id, key.role):
+            continue
+        changed = replace(key, team_id=team, role=role)
+        await stores.keys.put(changed)
+        await request.app.state.services.key_cache().changed(key.key_hash)
+        await audit.record(request, "key.update", "api_key", key.id, before=keys.public(key),
+                           after=keys.public(changed), tenant=key.tenant_id)
 
 
 def _matches(user: User, query: UserQuery) -> bool:
