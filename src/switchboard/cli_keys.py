@@ -20,7 +20,7 @@ Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The g
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DEFAULT_URL = "http://127.0.0.1:4000"
-COLUMNS = ("id", "prefix", "name", "models", "team", "user", "enabled", "expires_at")
+COLUMNS = ("id", "prefix", "name", "models", "tenant", "team", "user", "role", "enabled", "expires_at")
 
 
 def _client(url: str, key: str) -> AdminClient:
@@ -71,17 +71,24 @@ def create(
     user: Annotated[str | None, typer.Option(help="The owning user's id.")] = None,
     expires_at: Annotated[str | None, typer.Option(help="RFC 3339 time with a zone.")] = None,
     metadata: Annotated[list[str] | None, typer.Option(help="NAME=VALUE (repeat).")] = None,
+    role: Annotated[str | None, typer.Option(help="The key's role (default developer).")] = None,
+    service_account: Annotated[str | None, typer.Option(help="The owning service account's id.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A label (repeat).")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Another tenant (platform admin only).")] = None,
     url: Url = DEFAULT_URL,
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
     """Issue a key; the key itself is printed this once."""
     body: dict[str, Any] = {"models": model}
-    for field, value in (("name", name), ("team", team), ("user", user), ("expires_at", expires_at)):
+    for field, value in (("name", name), ("team", team), ("user", user), ("expires_at", expires_at),
+                         ("role", role), ("service_account", service_account), ("tenant", tenant)):
         if value is not None:
             body[field] = value
     if metadata:
         body["metadata"] = _metadata(metadata)
+    if tag:
+        body["tags"] = tag
     created = _run(lambda: _client(url, key).create_key(body))
     if as_json:
         out.print_json(json.dumps(created))

@@ -274,6 +274,10 @@ def test_keys_and_audit_are_scoped_to_the_tenant(
         ("GET", "/admin/v1/users?kind=robot", None, "kind", "invalid_value"),
         ("GET", "/admin/v1/teams?tenant=a%20b", None, "tenant", "invalid_value"),
         ("GET", "/admin/v1/tenants?after=" + "x" * 65, None, "after", "invalid_value"),
+        ("GET", "/admin/v1/audit?tenant=" + "x" * 65, None, "tenant", "invalid_value"),
+        ("GET", "/admin/v1/keys?tag=" + "x" * 65, None, "tag", "invalid_value"),
+        ("GET", "/admin/v1/keys?tenant=a%2Fb", None, "tenant", "invalid_value"),
+        ("PATCH", "/admin/v1/users/x", {"role": 3}, "role", "invalid_value"),
     ],
 )
 def test_bad_input_is_400_naming_the_field(
@@ -323,6 +327,14 @@ def test_the_command_line_manages_tenants_teams_and_users(
     assert code == 0 and json.loads(output)[0]["name"] == "operations"
     code, output = cli(gateway, "users", "show", lin["id"])
     assert code == 0 and "lin@cli.test" in output
+    code, output = cli(gateway, "keys", "create", "-m", "gpt-4o-mini", "--service-account", bot["id"],
+                       "--role", "viewer", "--tag", "deploy", "--tag", "ci", "--json")
+    assert code == 0, output
+    robot_key = json.loads(output)
+    assert (robot_key["tenant"], robot_key["team"], robot_key["service_account"], robot_key["role"],
+            robot_key["tags"]) == ("cli-co", team["id"], bot["id"], "viewer", ["deploy", "ci"])
+    code, output = cli(gateway, "keys", "revoke", robot_key["id"])
+    assert code == 0, output
 
     # The same commands as a tenant admin of another tenant: that tenant's records are not there.
     other = worlds[0].keys["tenant_admin"]
