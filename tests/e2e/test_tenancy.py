@@ -132,6 +132,13 @@ def test_nobody_gives_a_role_above_their_own(admin: Admin, worlds: tuple[TenantW
     assert error(promote, 403)["code"] == "permission_denied"
     too_strong = lead.call("POST", "/admin/v1/keys", {"models": ["*"], "role": "tenant_admin"})
     assert error(too_strong, 403)["code"] == "permission_denied"
+    # The team admin sees its tenant admin's key (same team) but may neither rotate nor revoke it.
+    boss_key = a.key_ids["tenant_admin"]
+    assert lead.ok("GET", f"/admin/v1/keys/{boss_key}")["role"] == "tenant_admin"
+    for method, path in (("POST", f"/admin/v1/keys/{boss_key}/rotate"),
+                         ("DELETE", f"/admin/v1/keys/{boss_key}")):
+        assert error(lead.call(method, path), 403)["code"] == "permission_denied"
+    assert admin.ok("GET", f"/admin/v1/keys/{boss_key}")["enabled"] is True
     # A key may not outrank its owner; unnamed, its role is capped at the owner's.
     viewer = a.users["viewer"]
     capped = admin.ok("POST", "/admin/v1/keys", {"models": ["*"], "user": viewer}, status=201)

@@ -101,6 +101,14 @@ def _denied(message: str) -> PermissionDenied:
     return PermissionDenied(message, code="permission_denied")
 
 
+def _outranks(access: Access, record: KeyRecord) -> None:
+    """Rotating a key issues one of the same role, and revoking it disarms someone: neither is
+    for a caller whose role is below the key's (it may see the key, not act on it)."""
+    if not may_grant(access.principal.role, record.role):
+        role = access.principal.role
+        raise _denied(f"the role '{role}' may not act on a key with the role '{record.role}'")
+
+
 def public(record: KeyRecord) -> dict[str, Any]:
     """A key as the API shows it: never the key or its hash."""
     return {
@@ -255,6 +263,7 @@ async def rotate_key(
     principal = access.principal
     store = _stores(request).keys
     old = await _key_in_reach(access, _stores(request), key_id)
+    _outranks(access, old)
     if not old.enabled:
         raise InvalidRequest("a revoked or disabled key cannot be rotated", code="key_disabled")
     now = datetime.now(UTC)
@@ -333,6 +342,7 @@ async def revoke_key(
     services = request.app.state.services
     store = _stores(request).keys
     record = await _key_in_reach(access, _stores(request), key_id)
+    _outranks(access, record)
     tenant = record.tenant_id
     if not await store.disable(tenant, key_id):
         raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
