@@ -17,6 +17,7 @@ from switchboard.access.roles import ROLES
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 
 TENANT_ROLES = ROLES[1:]  # every role a tenant's people can have
+GATED = "gated-model"  # a model that needs an approved subscription
 
 
 @dataclass
@@ -58,6 +59,8 @@ class TenantWorld:
     member2_key: str = ""
     sa2: str = ""  # a service account of team2
     sa2_key: str = ""
+    sub1: str = ""  # team1's pending subscription to the gated model
+    sub2: str = ""  # team2's
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -87,11 +90,17 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     body = {"tenant": tenant, "name": "robot of two", "team": world.team2}
     world.sa2 = admin.ok("POST", "/admin/v1/service-accounts", body, status=201)["id"]
     world.sa2_key = _key(admin, tenant, service_account=world.sa2)["id"]
+    for team in ("team1", "team2"):
+        body = {"model": GATED, "team": getattr(world, team), "tenant": tenant}
+        sub = admin.ok("POST", "/admin/v1/subscriptions", body, status=201)["id"]
+        setattr(world, "sub" + team[-1], sub)
     return world
 
 
 def start_deployment(kind: str, request: pytest.FixtureRequest, mock: Mock, tmp: Path) -> Gateway:
     config = openai_config(mock)
+    config["models"].append({"name": GATED, "provider": "local-openai", "model": "gpt-4o-mini",
+                             "require_approval": True})
     if kind == "cluster":
         postgres = request.getfixturevalue("postgres")
         config["database"] = {"url": postgres.create_database(f"tenancy_{uuid.uuid4().hex[:8]}")}
