@@ -186,8 +186,8 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         user = await stores.tenancy.get_user(tenant, named)
         wrong_kind = user is not None and body.service_account is not None and user.kind != SERVICE_ACCOUNT
         if user is None or wrong_kind or not access.sees(user.tenant_id, user.team_id, user.id):
-            # The platform admin may name an owner without a record; a developer's own key may
-            # belong to one (issued before users existed).
+            # The platform admin may name an owner without a record; a developer's own key (or
+            # token, from an identity provider) may belong to one (issued before users existed).
             if not (platform or access.reach <= Reach.SELF) or wrong_kind:
                 raise NotFound(f"no such owner '{named[:64]}'", code=kind_code)
             user = None
