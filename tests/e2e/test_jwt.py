@@ -201,6 +201,30 @@ def test_a_fixed_tenant_issuer_with_namespaced_roles(
     assert {"gpt-4o-mini", "slow-model"} <= {m.id for m in everything}
 
 
+def test_jwt_callers_manage_the_tenant_their_claims_name(
+    deployment: Deployment, idp: IdentityProvider
+) -> None:
+    # No tenant record for "initech": the token's claim is what puts its admin there.
+    boss = idp.token(sub="kc-carol", **person(roles=("sb-admin",), tenant="initech"))
+    team = deployment.admin("POST", "/teams", boss, json={"name": "search"})
+    assert team.status_code == 201 and team.json()["tenant"] == "initech", team.text
+    body = {"name": "Dana", "team": team.json()["id"], "role": "developer"}
+    user = deployment.admin("POST", "/users", boss, json=body)
+    assert user.status_code == 201, user.text
+    listed = deployment.admin("GET", "/users", boss).json()["data"]
+    assert [u["id"] for u in listed] == [user.json()["id"]]
+    acme_admin = idp.token(**person(roles=("sb-admin",)))
+    dana = f"/users/{user.json()['id']}"
+    assert _code(deployment.admin("GET", dana, acme_admin)) == (404, "user_not_found")
+    # A developer's token issues keys for its own user only.
+    dev = idp.token(sub="kc-erin", **person(tenant="initech", team="t-9", preferred_username="erin"))
+    own = deployment.admin("POST", "/keys", dev, json={"models": ["gpt-4o-mini"]})
+    assert own.status_code == 201, own.text
+    assert (own.json()["tenant"], own.json()["team"], own.json()["user"]) == ("initech", "t-9", "erin")
+    other = deployment.admin("POST", "/keys", dev, json={"models": ["*"], "user": user.json()["id"]})
+    assert _code(other) == (404, "user_not_found")
+
+
 @pytest.mark.parametrize("name", BAD)
 def test_each_bad_token_gets_its_code_and_the_server_keeps_serving(
     deployment: Deployment, idp: IdentityProvider, name: str

@@ -49,9 +49,11 @@ def page(items: Sequence[T], limit: int, public: Callable[[T], dict[str, Any]], 
 
 
 async def tenant_in_reach(access: Access, stores: Stores, requested: str | None) -> str:
-    """The tenant a list or a creation applies to; it must exist (404 ``tenant_not_found``)."""
+    """The tenant a list or a creation applies to. One the platform admin names must exist (404
+    ``tenant_not_found``); a caller's own tenant is theirs whether or not it has a record (a
+    token's tenant claim names it)."""
     tenant = access.tenant_for(requested)
-    if await stores.tenancy.get_tenant(tenant) is None:
+    if access.reach >= Reach.ANY and await stores.tenancy.get_tenant(tenant) is None:
         raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
     return tenant
 
