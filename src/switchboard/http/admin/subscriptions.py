@@ -140,7 +140,8 @@ async def create_subscription(
             code="subscription_exists",
         ) from None
     await services.subscriptions().changed(tenant, team, body.model)
-    await audit.record(request, "subscription.request", "subscription", stored.id, after=_public(stored))
+    await audit.record(request, "subscription.request", "subscription", stored.id, after=_public(stored),
+                       tenant=stored.tenant_id)
     return JSONResponse(_public(stored), status_code=201)
 
 
@@ -210,7 +211,7 @@ async def _decide(
     await services.subscriptions().changed(after.tenant_id, after.team_id, after.model)
     await audit.record(
         request, f"subscription.{action}", "subscription", after.id,
-        before=_public(before), after=_public(after),
+        before=_public(before), after=_public(after), tenant=after.tenant_id,
     )
     return _public(after)
 
