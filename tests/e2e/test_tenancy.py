@@ -321,10 +321,11 @@ def test_the_command_line_manages_tenants_teams_and_users(
                        "--email", "lin@cli.test", "--tenant", "cli-co", "--json")
     assert code == 0, output
     lin = json.loads(output)[0]
+    # No --tenant: the team's id says which tenant.
     code, output = cli(gateway, "users", "create", "deployer", "--service-account", "--team", team["id"],
-                       "--tenant", "cli-co", "--json")
+                       "--json")
     bot = json.loads(output)[0]
-    assert code == 0 and bot["object"] == "service_account"
+    assert code == 0 and (bot["object"], bot["tenant"]) == ("service_account", "cli-co")
     code, table = cli(gateway, "users", "list", "--tenant", "cli-co", "--team", team["id"])
     assert code == 0 and lin["id"] in table and bot["id"] in table and "team_admin" in table
     code, output = cli(gateway, "service-accounts", "list", "--tenant", "cli-co", "--json")

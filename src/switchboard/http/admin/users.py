@@ -118,7 +118,12 @@ def make_router(kind: str) -> APIRouter:
     ) -> dict[str, Any]:
         stores = _stores(request)
         _may_grant(access, body.role)
-        tenant = await tenant_in_reach(access, stores, body.tenant)
+        requested = body.tenant
+        if requested is None and body.team is not None and access.reach >= Reach.ANY:
+            # The platform admin names a team by id (unique across tenants): its tenant is meant.
+            named = await stores.tenancy.find_team(body.team)
+            requested = named.tenant_id if named is not None else None
+        tenant = await tenant_in_reach(access, stores, requested)
         team = await _team(access, stores, tenant, body.team)
         _check_team_role(body.role, team)
         user = User(id=new_id(prefix), tenant_id=tenant, role=body.role, kind=kind, team_id=team,
