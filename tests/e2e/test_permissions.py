@@ -11,6 +11,7 @@ the code and this test cannot drift.
   for the mere action.
 - A record of another tenant answers 404 ``*_not_found`` to every role of this tenant, and a
   record of another team (or another person's) answers 404 to the team-level roles.
+- No list shows any role another tenant's records.
 """
 
 from __future__ import annotations
@@ -190,6 +191,35 @@ def test_another_tenants_records_are_404_to_every_role(
                                 f"{role} of {world.tenant}", wrong)
     assert not wrong, "\n".join(wrong)
     _untouched(admin, worlds)
+
+
+def _all_ids(world: TenantWorld) -> set[str]:
+    return {world.team1, world.team2, *world.users.values(), *world.key_ids.values(), world.peer,
+            world.peer_key, world.member2, world.member2_key, world.sa2, world.sa2_key, world.sub1,
+            world.sub2}
+
+
+def test_no_list_shows_another_tenants_records_to_any_role(
+    gateway: Gateway, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    admin = Admin(gateway.url)
+    wrong: list[str] = []
+    lists = [r for r in ROUTES if r.method == "GET" and not r.by_id]
+    for world, other in (worlds, worlds[::-1]):
+        theirs = _all_ids(other) | {other.tenant}
+        for role in ROLES[1:]:
+            for route in lists:
+                if reach(role, route.resource, route.action) is Reach.NONE:
+                    continue
+                resp = world.caller(admin, role).call("GET", route.path, params={"limit": 1000})
+                leaked = sorted(i for i in theirs if i in resp.text)
+                if resp.status_code != 200 or leaked:
+                    wrong.append(f"GET {route.path} as {role} of {world.tenant}: {resp.status_code}, "
+                                 f"shows {leaked}")
+    assert not wrong, "\n".join(wrong)
+    # ... while the platform admin, naming the tenant, sees them.
+    listed = admin.ok("GET", "/admin/v1/keys", params={"tenant": worlds[1].tenant, "limit": 1000})
+    assert worlds[1].member2_key in {k["id"] for k in listed["data"]}
 
 
 def test_another_teams_and_other_peoples_records_are_404_to_team_roles(
