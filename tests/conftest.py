@@ -13,6 +13,16 @@ from tests.services import Postgres, RedisServer, start_postgres, start_redis
 _databases = itertools.count()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Servers started without a data dir use ``~/.switchboard``: point HOME at a fresh directory
+    so no test reads or writes the real one (its secret, its database)."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        yield home
+
+
 @pytest.fixture(scope="session")
 def mock_upstream() -> Iterator[Mock]:
     mock = start_mock()
