@@ -7,6 +7,7 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
 
     python bench/instructions.py                          # this checkout
     python bench/instructions.py --src /path/to/other/src # another tree (e.g. a git worktree)
+    python bench/instructions.py --key-cost               # an API key against the master key
 
 The gateway runs under callgrind with instrumentation off while it starts and warms up; only
 the measured requests are counted (sequential keep-alive requests to the same nginx upstream as
@@ -123,17 +124,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="measured requests per mode")
     parser.add_argument("--api-key", action="store_true",
                         help="authenticate with an issued API key instead of the master key")
+    parser.add_argument("--key-cost", action="store_true",
+                        help="measure the master key and an API key in the same run and compare them; "
+                        "exit 1 if the API key costs more than --max-key-cost percent")
+    parser.add_argument("--max-key-cost", type=float, default=5.0, help="percent (default 5)")
     args = parser.parse_args(argv)
+    src = args.src.resolve()
+    over = False
     with tempfile.TemporaryDirectory(prefix="sb-instr-") as tmp:
         root = Path(tmp)
         nginx, base = upstream.nginx(root / "nginx", cpu=None)
         with nginx:
             for mode in harness.MODES:
-                src = args.src.resolve()
+                if args.key_cost:
+                    master = measure(src, mode, args.requests, root, base)
+                    key = measure(src, mode, args.requests, root, base, api_key=True)
+                    extra = (key / master - 1) * 100
+                    over = over or extra > args.max_key_cost
+                    print(f"{mode:<11} master key {master:>10,.0f}  API key {key:>10,.0f}  "
+                          f"({extra:+.1f} %, {src})", flush=True)
+                    continue
                 per_request = measure(src, mode, args.requests, root, base, api_key=args.api_key)
                 who = "API key" if args.api_key else "master key"
                 print(f"{mode:<11} {per_request:>12,.0f} instructions/request  ({who}, {src})", flush=True)
-    return 0
+    return 1 if over else 0
 
 
 if __name__ == "__main__":
