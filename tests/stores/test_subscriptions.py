@@ -146,11 +146,11 @@ async def test_the_cache_asks_the_store_once_and_follows_the_feed(backend: Backe
         assert seen == [None] * 10
         assert there.lookups == 1
         await store.request(sub(1))
-        await here.changed("tenant-a", "team-a", "gpt-4o")
+        await here.changed(("tenant-a", "team-a", "gpt-4o"))
         await _until(there, "pending")
         await store.decide("tenant-a", "sub_0001", expect=("pending",), status="approved", decided_by="a",
                            reason=None)
-        await here.changed("tenant-a", "team-a", "gpt-4o")
+        await here.changed(("tenant-a", "team-a", "gpt-4o"))
         assert await here.status("tenant-a", "team-a", "gpt-4o") == "approved"  # at once where it changed
         await _until(there, "approved")
         lookups = there.lookups

@@ -139,7 +139,7 @@ async def create_subscription(
             param="model",
             code="subscription_exists",
         ) from None
-    await services.subscriptions().changed(tenant, team, body.model)
+    await services.subscriptions().changed((tenant, team, body.model))
     await audit.record(request, "subscription.request", "subscription", stored.id, after=_public(stored),
                        tenant=stored.tenant_id)
     return JSONResponse(_public(stored), status_code=201)
@@ -208,7 +208,7 @@ async def _decide(
             type="invalid_request_error",
             code=f"subscription_not_{expect}",
         )
-    await services.subscriptions().changed(after.tenant_id, after.team_id, after.model)
+    await services.subscriptions().changed((after.tenant_id, after.team_id, after.model))
     await audit.record(
         request, f"subscription.{action}", "subscription", after.id,
         before=_public(before), after=_public(after), tenant=after.tenant_id,

@@ -1,0 +1,129 @@
+"""Records cached in process memory for the request path, kept honest across instances.
+
+The request path makes no database query for a record it has seen lately (including "there is
+none"). Every change is published on the change feed under the cache's topic, and every
+instance drops that entry when the message arrives (milliseconds on Redis pub/sub). The feed is
+at most once (a message can be lost while Redis reconnects), so every entry also expires after
+its TTL: the bound on staleness when a message is lost.
+
+One store query per key at a time, however many requests ask (single flight). A lookup that
+races with an invalidation does not cache what it read (a generation counter), so a revoked
+record cannot be put back by a read that started before the revocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from functools import partial
+from typing import Generic, TypeVar
+
+from switchboard.stores.protocols import ChangeFeed, Subscription
+
+log = logging.getLogger("switchboard.access")
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+ALL = "*"  # the message that drops every entry
+
+
+@dataclass(slots=True)
+class _Entry(Generic[V]):
+    value: V | None
+    expires: float
+
+
+class FeedCache(Generic[K, V]):
+    """``load(key)`` results by key; None (nothing found) is cached for ``negative_ttl``.
+
+    ``encode`` turns a key into its change-feed message and ``decode`` back (None: a message this
+    version does not understand, which drops every entry to be safe)."""
+
+    def __init__(
+        self,
+        topic: str,
+        load: Callable[[K], Awaitable[V | None]],
+        feed: ChangeFeed,
+        *,
+        encode: Callable[[K], str],
+        decode: Callable[[str], K | None],
+        ttl: float = 10.0,
+        negative_ttl: float | None = None,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._topic = topic
+        self._load = load
+        self._feed = feed
+        self._encode = encode
+        self._decode = decode
+        self._ttl = ttl
+        self._negative_ttl = ttl if negative_ttl is None else negative_ttl
+        self._max = max_entries
+        self._clock = clock
+        self._entries: dict[K, _Entry[V]] = {}
+        self._pending: dict[K, asyncio.Task[V | None]] = {}
+        self._generation = 0
+        self._subscription: Subscription | None = None
+        self.lookups = 0  # store queries made, for tests and metrics
+
+    async def start(self) -> None:
+        self._subscription = await self._feed.subscribe(self._topic, self._on_change)
+
+    async def close(self) -> None:
+        for task in list(self._pending.values()):
+            task.cancel()
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
+
+    async def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > self._clock():
+            return entry.value
+        task = self._pending.get(key)
+        if task is None:
+            # The query is the cache's own task, so a caller that is cancelled does not cancel
+            # it for the others waiting on it.
+            task = asyncio.get_running_loop().create_task(self._lookup(key))
+            self._pending[key] = task
+            task.add_done_callback(partial(self._finished, key))
+        return await asyncio.shield(task)
+
+    async def _lookup(self, key: K) -> V | None:
+        generation = self._generation
+        self.lookups += 1
+        value = await self._load(key)
+        if generation == self._generation:  # no invalidation arrived meanwhile
+            if len(self._entries) >= self._max and key not in self._entries:
+                del self._entries[next(iter(self._entries))]  # the oldest entry
+            ttl = self._ttl if value is not None else self._negative_ttl
+            self._entries[key] = _Entry(value, self._clock() + ttl)
+        return value
+
+    def _finished(self, key: K, task: asyncio.Task[V | None]) -> None:
+        self._pending.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("%s lookup failed: %r", self._topic, task.exception())
+
+    def drop(self, message: str) -> None:
+        """Forget the entry a change-feed message names (``ALL``: every entry)."""
+        self._generation += 1
+        key = None if message == ALL else self._decode(message)
+        if key is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(key, None)
+
+    async def changed(self, key: K) -> None:
+        """The record of ``key`` changed here: forget it now, and tell every other instance."""
+        message = self._encode(key)
+        self.drop(message)
+        await self._feed.publish(self._topic, message)
+
+    async def _on_change(self, topic: str, message: str) -> None:
+        self.drop(message)
