@@ -65,6 +65,14 @@ class InvalidRequest(GatewayError):
     type = "invalid_request_error"
 
 
+class Conflict(GatewayError):
+    """The request clashes with the current state (a name taken, a record still in use)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class UnsupportedParameter(InvalidRequest):
     code = "unsupported_parameter"
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from switchboard.config.catalog import ModelEntryInfo
 from switchboard.config.schema import ModelConfig
-from switchboard.errors import GatewayError, InvalidRequest, NotFound
+from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
@@ -142,16 +142,14 @@ async def create_model(
 ) -> JSONResponse:
     routing = routing_of(request)
     if routing.is_static_model(body.name):
-        raise GatewayError(f"a model named '{body.name}' is declared in the configuration file",
-                           status=409, type="invalid_request_error", code="conflict")
+        raise Conflict(f"a model named '{body.name}' is declared in the configuration file")
     await _check_provider(request, body.provider)
     record = ModelRecord(name=body.name, provider=body.provider, model=body.model,
                          timeouts=_timeouts(body.timeouts), drop_params=bool(body.drop_params),
                          info=_info(body.info), require_approval=bool(body.require_approval))
     _validate(record)
     if not await store_of(request).create_model(record):
-        raise GatewayError(f"a model named '{body.name}' exists", status=409,
-                           type="invalid_request_error", code="conflict")
+        raise Conflict(f"a model named '{body.name}' exists")
     public = stored_public(record)
     await audit.record(request, "model.create", "model", record.name, after=public)
     await routing.changed()

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from switchboard.config.schema import ProviderConfig
 from switchboard.crypto import refs
 from switchboard.crypto.keyring import credential_aad
-from switchboard.errors import GatewayError, InvalidRequest, NotFound
+from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.providers import registry
@@ -128,9 +128,9 @@ def store_of(request: Request) -> ProviderStore:
 
 
 def read_only(kind: str, name: str) -> GatewayError:
-    return GatewayError(
+    return Conflict(
         f"the {kind} '{name[:128]}' is declared in the configuration file and is read-only here",
-        status=409, type="invalid_request_error", code="read_only",
+        code="read_only",
     )
 
 
@@ -333,15 +333,13 @@ async def create_provider(
                             allow_caller_credentials=bool(body.allow_caller_credentials))
     validate_record(record)
     if routing.is_static_provider(body.name):
-        raise GatewayError(f"a provider named '{body.name}' is declared in the configuration file",
-                           status=409, type="invalid_request_error", code="conflict")
+        raise Conflict(f"a provider named '{body.name}' is declared in the configuration file")
     cred = None
     if body.api_key is not None or body.api_key_ref is not None:
         cred = seal_credential(request, body.name, body.api_key, body.api_key_ref, None)
     store = store_of(request)
     if not await store.create_provider(record):
-        raise GatewayError(f"a provider named '{body.name}' exists", status=409,
-                           type="invalid_request_error", code="conflict")
+        raise Conflict(f"a provider named '{body.name}' exists")
     if cred is not None:
         await store.add_credential(cred)
     public = stored_public(record, [cred] if cred else [])
@@ -404,8 +402,10 @@ async def delete_provider(
     if outcome == "missing":
         raise provider_missing(name)
     if outcome == "in_use":
-        raise GatewayError(f"the provider '{name}' is used by stored models; remove or move them first",
-                           status=409, type="invalid_request_error", code="provider_in_use")
+        raise Conflict(
+            f"the provider '{name}' is used by stored models; remove or move them first",
+            code="provider_in_use",
+        )
     await audit.record(request, "provider.delete", "provider", name, before=stored_public(old, creds))
     await routing_of(request).changed()
     return {"name": name, "object": "provider", "deleted": True}

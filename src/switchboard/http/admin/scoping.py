@@ -11,7 +11,7 @@ from fastapi import Query
 from pydantic import StringConstraints
 
 from switchboard.access.roles import Reach
-from switchboard.errors import GatewayError, NotFound
+from switchboard.errors import Conflict, GatewayError, NotFound
 from switchboard.http.admin.authz import Access
 from switchboard.stores import Stores, Team, User
 
@@ -33,7 +33,7 @@ def new_id(prefix: str) -> str:
 
 
 def conflict(message: str) -> GatewayError:
-    return GatewayError(message, status=409, type="invalid_request_error", code="conflict")
+    return Conflict(message)
 
 
 def page(items: Sequence[T], limit: int, public: Callable[[T], dict[str, Any]], ident: Callable[[T], str]

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from switchboard.access.roles import Reach
-from switchboard.errors import GatewayError, InvalidRequest, NotFound
+from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.stores.protocols import (
@@ -131,11 +131,9 @@ async def create_subscription(
     try:
         stored = await services.stores().subscriptions.request(record)
     except SubscriptionExists as exc:
-        raise GatewayError(
+        raise Conflict(
             f"team '{team}' already has a {exc.existing.status} subscription to '{body.model}' "
             f"({exc.existing.id})",
-            status=409,
-            type="invalid_request_error",
             param="model",
             code="subscription_exists",
         ) from None
@@ -202,10 +200,8 @@ async def _decide(
     )
     if after is None:
         current = await _visible(request, access, subscription_id, tenant)
-        raise GatewayError(
+        raise Conflict(
             f"the subscription is {current.status}; only a {expect} subscription can be {status}",
-            status=409,
-            type="invalid_request_error",
             code=f"subscription_not_{expect}",
         )
     await services.subscriptions().changed((after.tenant_id, after.team_id, after.model))
