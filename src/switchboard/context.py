@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from switchboard import tokens
 from switchboard.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -98,6 +99,20 @@ class RequestContext:
     timings: dict[str, float] | None = None
     # Callbacks registered with after(); None until the first (most requests register none).
     post_response: list[AfterResponse] | None = None
+    # The pre-call prompt-token estimate, computed on first use (prompt_tokens_estimate()).
+    prompt_tokens: int | None = None
+
+    def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
+        """The request's prompt tokens before the call (switchboard.tokens.estimate), computed
+        once on first use and shared by every stage that asks (limits, budgets, count_tokens).
+
+        The model is ``model_info``'s (the catalog record) if given, else the route's upstream
+        id, else the requested name; only the first call's choice counts.
+        """
+        if self.prompt_tokens is None:
+            model = self.route.target.model if self.route is not None else None
+            self.prompt_tokens = tokens.estimate(self.request, self.operation, model_info, model=model)
+        return self.prompt_tokens
 
     def after(self, callback: AfterResponse) -> None:
         """Run ``callback(ctx)`` once the response has been written (or the client has gone).

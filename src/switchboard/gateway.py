@@ -3,7 +3,9 @@ chains, built once."""
 
 from __future__ import annotations
 
-from switchboard import catalog
+import asyncio
+
+from switchboard import catalog, tokens
 from switchboard.access import keys as keyfmt
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
@@ -86,6 +88,8 @@ class Gateway:
         return stages
 
     async def start(self) -> None:
+        # The shipped token encodings, built off the event loop so no request pays for it.
+        await asyncio.to_thread(tokens.preload)
         self.stores = await open_stores(self.settings)
         keyring = crypto_keyring.from_settings(self.settings.auth)
         secret = self.settings.auth.secret_key
