@@ -28,7 +28,8 @@ try:
     tiktoken.get_encoding("o200k_base")
     plain = "loaded"
 except Exception as e:
-    plain = type(e).__name__
+    import requests
+    plain = "unreachable" if isinstance(e, requests.exceptions.ConnectionError) else repr(e)
 
 from switchboard import tokens
 tokens.preload()
@@ -56,7 +57,7 @@ def test_counting_works_with_the_network_unreachable(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["plain_tiktoken"] == "ConnectionError"  # the environment really is offline
+    assert result["plain_tiktoken"] == "unreachable"  # the environment really is offline
     # "tiktoken is great!" is 6 tokens in cl100k_base (the cookbook's example).
     assert result["text"] == 6
     assert result["gpt-4o"] > 0 and result["gpt-4"] > 0
