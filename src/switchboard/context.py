@@ -12,6 +12,7 @@ written, so accounting and logging add no latency to the response.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from switchboard.routing.table import Route
 
 log = logging.getLogger("switchboard.lifecycle")
+
+# Bodies above this size are token-counted off the event loop (count_prompt_tokens).
+LARGE_BODY_BYTES = 128 * 1024
 
 
 @dataclass(slots=True)
@@ -113,6 +117,13 @@ class RequestContext:
             model = self.route.target.model if self.route is not None else None
             self.prompt_tokens = tokens.estimate(self.request, self.operation, model_info, model=model)
         return self.prompt_tokens
+
+    async def count_prompt_tokens(self, model_info: tokens.ModelInfoLike | None = None) -> int:
+        """:meth:`prompt_tokens_estimate` for async stages: a large body is counted in a worker
+        thread (tiktoken releases the GIL), so a megabyte prompt does not stall the event loop."""
+        if self.prompt_tokens is None and len(self.body) > LARGE_BODY_BYTES:
+            return await asyncio.to_thread(self.prompt_tokens_estimate, model_info)
+        return self.prompt_tokens_estimate(model_info)
 
     def after(self, callback: AfterResponse) -> None:
         """Run ``callback(ctx)`` once the response has been written (or the client has gone).

@@ -17,4 +17,4 @@ from switchboard.context import Reply, RequestContext, Result
 
 async def count_tokens(ctx: RequestContext) -> Result:
     """Terminal handler; the route stage has already checked that the model exists."""
-    return Reply({"input_tokens": ctx.prompt_tokens_estimate()})
+    return Reply({"input_tokens": await ctx.count_prompt_tokens()})

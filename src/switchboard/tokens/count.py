@@ -153,8 +153,9 @@ class Counter:
         if kind == "refusal":
             text = part.get("refusal")
             return self.text(text) if isinstance(text, str) else 0
-        # Audio, files and anything newer: the JSON of the part (an estimate, documented).
-        return self.json({k: v for k, v in part.items() if k != "type"})
+        # Audio, files and anything newer: the JSON of the part (an estimate, documented), inline
+        # data cut to its first INLINE_DATA_CHARS characters.
+        return self.json(_cut({k: v for k, v in part.items() if k != "type"}))
 
     # -- tools --------------------------------------------------------------------------------
 
@@ -213,6 +214,20 @@ class Counter:
         if all(isinstance(x, int) for x in value):
             return len(value)
         return sum(self.inputs(x) for x in value)
+
+
+# How much of a long string inside an "other" content part (base64 audio or file data) counts.
+INLINE_DATA_CHARS = 1024
+
+
+def _cut(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:INLINE_DATA_CHARS]
+    if isinstance(value, dict):
+        return {k: _cut(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut(v) for v in value]
+    return value
 
 
 def _str(value: Any) -> str:

@@ -162,3 +162,19 @@ def test_the_context_computes_the_estimate_once() -> None:
     assert first == tokens.count(ctx.request, "chat", "cl100k_base")
     ctx.request["messages"].append({"role": "user", "content": "more " * 100})
     assert ctx.prompt_tokens_estimate() == first == ctx.prompt_tokens  # computed once, then shared
+
+
+def test_inline_data_of_other_parts_counts_at_most_a_kilobyte() -> None:
+    small = user([{"type": "input_audio", "input_audio": {"data": "QUJD" * 200, "format": "wav"}}])
+    big = user([{"type": "input_audio", "input_audio": {"data": "QUJD" * 200_000, "format": "wav"}}])
+    assert tokens.estimate(big, "chat", model="gpt-4o") == tokens.estimate(
+        user([{"type": "input_audio", "input_audio": {"data": ("QUJD" * 256), "format": "wav"}}]), "chat",
+        model="gpt-4o")
+    assert tokens.estimate(small, "chat", model="gpt-4o") < tokens.estimate(big, "chat", model="gpt-4o")
+
+
+async def test_a_large_body_is_counted_off_the_event_loop_with_the_same_result() -> None:
+    text = "Ein ziemlich langer Satz, der sich wiederholt. " * 4000
+    ctx = RequestContext("r", "chat", None, {}, b"x" * 200_000, 0.0)  # type: ignore[arg-type]
+    ctx.request = {"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}
+    assert await ctx.count_prompt_tokens() == tokens.estimate(ctx.request, "chat") == ctx.prompt_tokens
