@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from switchboard import tokens
+from switchboard import catalog, tokens
 from switchboard.context import RequestContext
 from switchboard.tokens import images
 from tests.unit.tokens.cases import data_url, png
@@ -178,3 +178,15 @@ async def test_a_large_body_is_counted_off_the_event_loop_with_the_same_result()
     ctx = RequestContext("r", "chat", None, {}, b"x" * 200_000, 0.0)  # type: ignore[arg-type]
     ctx.request = {"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}
     assert await ctx.count_prompt_tokens() == tokens.estimate(ctx.request, "chat") == ctx.prompt_tokens
+
+
+def test_the_catalog_record_serves_as_model_info() -> None:
+    shipped = catalog.default()
+    gpt = shipped.lookup("openai", "gpt-4o-mini")
+    claude = shipped.lookup("anthropic", "claude-3-5-haiku-latest")
+    assert gpt is not None and claude is not None and gpt.max_output_tokens and claude.max_output_tokens
+    request = {"model": "alias", "messages": [{"role": "user", "content": "hello there"}]}
+    assert tokens.estimate(request, "chat", gpt) == tokens.count(request, "chat", "o200k_base")
+    assert tokens.estimate(request, "chat", claude) == math.ceil(
+        tokens.count(request, "chat", "o200k_base") * tokens.OTHER_PROVIDER_FACTOR)
+    assert tokens.max_completion_tokens(request, "chat", claude) == claude.max_output_tokens
