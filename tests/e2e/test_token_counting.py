@@ -65,7 +65,7 @@ def o200k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tiktoken.Encodin
     seed_cache(cache)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TIKTOKEN_CACHE_DIR", str(cache))
-        yield reference_encoding("o200k_base", cache)
+        yield reference_encoding("o200k_base")
 
 
 def client(gw: Gateway) -> anthropic.Anthropic:

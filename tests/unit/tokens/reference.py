@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -37,8 +36,8 @@ def seed_cache(cache: Path) -> None:
             shutil.copyfile(path, cache / hashlib.sha1(url.encode()).hexdigest())
 
 
-def reference_encoding(name: str, cache: Path) -> tiktoken.Encoding:
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+def reference_encoding(name: str) -> tiktoken.Encoding:
+    """tiktoken's own encoding; the caller points TIKTOKEN_CACHE_DIR at a seeded cache first."""
     return tiktoken.get_encoding(name)
 
 

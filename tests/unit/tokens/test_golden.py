@@ -21,7 +21,7 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     seed_cache(cache)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TIKTOKEN_CACHE_DIR", str(cache))
-        yield {name: reference_encoding(name, cache) for name in ("o200k_base", "cl100k_base")}
+        yield {name: reference_encoding(name) for name in ("o200k_base", "cl100k_base")}
 
 
 def test_there_are_at_least_fifty_varied_cases() -> None:
