@@ -88,8 +88,9 @@ class Gateway:
         return stages
 
     async def start(self) -> None:
-        # The shipped token encodings, built off the event loop so no request pays for it.
-        await asyncio.to_thread(tokens.preload)
+        # The shipped token encodings (about a second of CPU), built in a thread while the rest
+        # starts, and ready before the gateway is: no request pays for them.
+        encodings = asyncio.create_task(asyncio.to_thread(tokens.preload))
         self.stores = await open_stores(self.settings)
         keyring = crypto_keyring.from_settings(self.settings.auth)
         secret = self.settings.auth.secret_key
@@ -107,6 +108,7 @@ class Gateway:
         if self.oidc is not None:
             await self.oidc.start()
         await self.routing.start(self.stores.providers, self.stores.feed, keyring)
+        await encodings
         self.ready = True
 
     async def close(self) -> None:
