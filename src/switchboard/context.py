@@ -12,17 +12,22 @@ written, so accounting and logging add no latency to the response.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from switchboard import tokens
 from switchboard.errors import GatewayError
 
 if TYPE_CHECKING:
     from switchboard.routing.table import Route
 
 log = logging.getLogger("switchboard.lifecycle")
+
+# Bodies above this size are token-counted off the event loop (count_prompt_tokens).
+LARGE_BODY_BYTES = 128 * 1024
 
 
 @dataclass(slots=True)
@@ -98,6 +103,27 @@ class RequestContext:
     timings: dict[str, float] | None = None
     # Callbacks registered with after(); None until the first (most requests register none).
     post_response: list[AfterResponse] | None = None
+    # The pre-call prompt-token estimate, computed on first use (prompt_tokens_estimate()).
+    prompt_tokens: int | None = None
+
+    def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
+        """The request's prompt tokens before the call (switchboard.tokens.estimate), computed
+        once on first use and shared by every stage that asks (limits, budgets, count_tokens).
+
+        The model is ``model_info``'s (the catalog record) if given, else the route's upstream
+        id, else the requested name; only the first call's choice counts.
+        """
+        if self.prompt_tokens is None:
+            model = self.route.target.model if self.route is not None else None
+            self.prompt_tokens = tokens.estimate(self.request, self.operation, model_info, model=model)
+        return self.prompt_tokens
+
+    async def count_prompt_tokens(self, model_info: tokens.ModelInfoLike | None = None) -> int:
+        """:meth:`prompt_tokens_estimate` for async stages: a large body is counted in a worker
+        thread (tiktoken releases the GIL), so a megabyte prompt does not stall the event loop."""
+        if self.prompt_tokens is None and len(self.body) > LARGE_BODY_BYTES:
+            return await asyncio.to_thread(self.prompt_tokens_estimate, model_info)
+        return self.prompt_tokens_estimate(model_info)
 
     def after(self, callback: AfterResponse) -> None:
         """Run ``callback(ctx)`` once the response has been written (or the client has gone).
