@@ -77,17 +77,25 @@ class ModelInfo(_Strict):
     input_cost_per_mtok: float | None = None
     output_cost_per_mtok: float | None = None
     cached_input_cost_per_mtok: float | None = None
+    cache_write_5m_cost_per_mtok: float | None = None
+    cache_write_1h_cost_per_mtok: float | None = None
     source: str | None = None
     as_of: str | None = None
 
     def pricing(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "currency": "USD",
             "unit": "1M tokens",
             "input": self.input_cost_per_mtok,
             "output": self.output_cost_per_mtok,
             "cached_input": self.cached_input_cost_per_mtok,
         }
+        # Cache-write tiers only where the provider bills them (Anthropic).
+        if self.cache_write_5m_cost_per_mtok is not None:
+            out["cache_write_5m"] = self.cache_write_5m_cost_per_mtok
+        if self.cache_write_1h_cost_per_mtok is not None:
+            out["cache_write_1h"] = self.cache_write_1h_cost_per_mtok
+        return out
 
     def public(self) -> dict[str, Any]:
         """Extra fields for a GET /v1/models entry: only what is known."""

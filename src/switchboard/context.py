@@ -47,6 +47,7 @@ class Principal:
     # None: every model; otherwise model names or ``*`` patterns this caller may use.
     allowed_models: tuple[str, ...] | None = None
     metadata: Mapping[str, Any] | None = None
+    tags: tuple[str, ...] = ()  # the key's tags, copied to its usage records
 
 
 @dataclass(slots=True)

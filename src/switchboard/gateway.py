@@ -24,8 +24,12 @@ from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.subscription import SubscriptionStage
+from switchboard.pipeline.usage import UsageStage
 from switchboard.routing.live import LiveRouting
+from switchboard.spend.cost import Prices
+from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores import Stores, open_stores
+from switchboard.stores.factory import data_dir
 
 # Operations that call a provider, and the one that only needs the model to exist.
 MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
@@ -50,6 +54,9 @@ class Gateway:
         # The model table: the YAML's entries now, the stored ones merged in at start().
         self.routing = LiveRouting(settings, self.catalog)
         self.models = ModelDirectory(self.routing)
+        # Each served model's prices, and the usage ledger's writer (opened in start()).
+        self.prices = Prices(self.catalog, self.routing)
+        self.usage: LedgerWriter | None = None
         # The key that hashes API keys, read from the database at start (None: no secret).
         self.hashing: bytes | None = None
         # Terminal handlers, named so the app can pair them with their endpoints.
@@ -85,6 +92,9 @@ class Gateway:
         # Always present: whether a request's route needs its images inlined is a flag on the
         # Route (the model table changes at run time), checked by the stage.
         stages.append(InlineImagesStage(self.images))
+        # Cost and the usage ledger: closest to the upstream call, so every call is recorded.
+        refuse = self.settings.spend.refuse_unpriced
+        stages.append(UsageStage(self.prices, lambda: self.usage, refuse_unpriced=refuse))
         return stages
 
     async def start(self) -> None:
@@ -104,6 +114,11 @@ class Gateway:
         await self.subscriptions.start()
         self.last_used = LastUsed(self.stores.keys, self.settings.auth.last_used_interval_seconds)
         self.last_used.start()
+        spend = self.settings.spend
+        self.usage = LedgerWriter(self.stores.ledger, data_dir(self.settings) / "spool",
+                                  max_bytes=spend.spool_max_bytes, flush_seconds=spend.flush_seconds,
+                                  batch=spend.flush_batch)
+        await self.usage.start()
         self.authenticator.attach(self.key_cache, self.last_used)
         if self.oidc is not None:
             await self.oidc.start()
@@ -120,6 +135,9 @@ class Gateway:
         if self.last_used is not None:
             await self.last_used.close()  # the last batch, before the stores close
             self.last_used = None
+        if self.usage is not None:
+            await self.usage.close()  # the last batch; what cannot be stored stays spooled
+            self.usage = None
         if self.key_cache is not None:
             await self.key_cache.close()
             self.key_cache = None

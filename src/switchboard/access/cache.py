@@ -39,6 +39,7 @@ def principal_of(record: KeyRecord) -> Principal:
         user_id=record.user_id or record.service_account_id,
         allowed_models=record.allowed_models,
         metadata=record.metadata,
+        tags=tuple(record.tags),
     )
 
 

@@ -24,7 +24,8 @@ PositiveInt = Annotated[int, Field(ge=1)]
 Price = Annotated[float, Field(ge=0)]
 INFO_FIELDS = (
     "mode", "context_window", "max_output_tokens", "capabilities", "input_cost_per_mtok",
-    "output_cost_per_mtok", "cached_input_cost_per_mtok", "source", "as_of",
+    "output_cost_per_mtok", "cached_input_cost_per_mtok", "cache_write_5m_cost_per_mtok",
+    "cache_write_1h_cost_per_mtok", "source", "as_of",
 )
 
 
@@ -52,6 +53,9 @@ class InfoFields(_Strict):
     input_cost_per_mtok: Price | None = None
     output_cost_per_mtok: Price | None = None
     cached_input_cost_per_mtok: Price | None = None
+    # Prompt-cache writes (Anthropic's 5-minute and 1-hour tiers); unknown: the input price.
+    cache_write_5m_cost_per_mtok: Price | None = None
+    cache_write_1h_cost_per_mtok: Price | None = None
     source: str | None = None
     as_of: str | None = None
 

@@ -306,6 +306,20 @@ class RedisConfig(_Strict):
         return url
 
 
+class SpendConfig(_Strict):
+    """Cost and the usage ledger (docs/spend.md)."""
+
+    # Refuse calls to a model with no known price (400 model_unpriced) instead of recording them
+    # flagged ``unpriced``.
+    refuse_unpriced: bool = False
+    # The local spool of usage records not yet in the database (in <data_dir>/spool); when
+    # full, new records are dropped and logged.
+    spool_max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 256 * MIB
+    # How often the spooled records are fsync'd and written to the database, in batches.
+    flush_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    flush_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
+
+
 class Settings(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -315,6 +329,7 @@ class Settings(_Strict):
     catalog: CatalogConfig = CatalogConfig()
     database: DatabaseConfig = DatabaseConfig()
     redis: RedisConfig | None = None
+    spend: SpendConfig = SpendConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 

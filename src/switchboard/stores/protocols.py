@@ -64,6 +64,18 @@ class UsageRecord:
     latency_ms: int = 0
     created_at: datetime = field(default_factory=utcnow)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The billing split (docs/spend.md): prompt_tokens = uncached input + cache reads + cache
+    # writes; completion_tokens includes reasoning_tokens.
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    unpriced: bool = False  # some tokens had no known price: cost_usd counts them as 0
+    ttft_ms: int | None = None  # time to the first byte sent to the client
+    stream: bool = False
+    error_code: str | None = None
+    upstream_model: str | None = None  # the deployment's model id
+    tags: tuple[str, ...] = ()  # the key's tags
 
 
 @dataclass(frozen=True)

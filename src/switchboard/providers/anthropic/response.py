@@ -63,17 +63,25 @@ def usage(raw: Any) -> JSON:
     u = raw if isinstance(raw, dict) else {}
     read = _count(u.get("cache_read_input_tokens"))
     created = _count(u.get("cache_creation_input_tokens"))
+    # The write tiers (5-minute, 1-hour), priced apart; their sum is cache_creation_input_tokens.
+    raw_tiers = u.get("cache_creation")
+    tiers: JSON = raw_tiers if isinstance(raw_tiers, dict) else {}
+    hour = _count(tiers.get("ephemeral_1h_input_tokens"))
+    created = max(created, _count(tiers.get("ephemeral_5m_input_tokens")) + hour)
     prompt = _count(u.get("input_tokens")) + read + created
     completion = _count(u.get("output_tokens"))
+    details: JSON = {"cached_tokens": read, "cache_creation_tokens": created}
+    if hour:
+        details["cache_creation_1h_tokens"] = hour
     out: JSON = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": read, "cache_creation_tokens": created},
+        "prompt_tokens_details": details,
     }
-    details = u.get("output_tokens_details")
-    if isinstance(details, dict) and "thinking_tokens" in details:
-        out["completion_tokens_details"] = {"reasoning_tokens": _count(details["thinking_tokens"])}
+    thinking = u.get("output_tokens_details")
+    if isinstance(thinking, dict) and "thinking_tokens" in thinking:
+        out["completion_tokens_details"] = {"reasoning_tokens": _count(thinking["thinking_tokens"])}
     return out
 
 

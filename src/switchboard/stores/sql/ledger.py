@@ -35,6 +35,16 @@ def _row(r: UsageRecord) -> dict[str, Any]:
         "latency_ms": r.latency_ms,
         "created_at": to_db(r.created_at),
         "metadata": dict(r.metadata),
+        "cache_read_tokens": r.cache_read_tokens,
+        "cache_write_5m_tokens": r.cache_write_5m_tokens,
+        "cache_write_1h_tokens": r.cache_write_1h_tokens,
+        "reasoning_tokens": r.reasoning_tokens,
+        "unpriced": r.unpriced,
+        "ttft_ms": r.ttft_ms,
+        "stream": r.stream,
+        "error_code": r.error_code,
+        "upstream_model": r.upstream_model,
+        "tags": list(r.tags),
     }
 
 
@@ -57,6 +67,16 @@ def _record(row: sa.Row[Any]) -> UsageRecord:
         latency_ms=m["latency_ms"],
         created_at=created,
         metadata=m["metadata"] or {},
+        cache_read_tokens=m["cache_read_tokens"],
+        cache_write_5m_tokens=m["cache_write_5m_tokens"],
+        cache_write_1h_tokens=m["cache_write_1h_tokens"],
+        reasoning_tokens=m["reasoning_tokens"],
+        unpriced=bool(m["unpriced"]),
+        ttft_ms=m["ttft_ms"],
+        stream=bool(m["stream"]),
+        error_code=m["error_code"],
+        upstream_model=m["upstream_model"],
+        tags=tuple(m["tags"] or ()),
     )
 
 

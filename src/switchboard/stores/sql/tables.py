@@ -49,6 +49,18 @@ usage_records = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("metadata", sa.JSON, nullable=False),
     sa.Index("ix_usage_records_tenant_created", "tenant_id", "created_at"),
+    # spend: usage, the billing split, timings and tags (revision 0005)
+    sa.Column("cache_read_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cache_write_5m_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cache_write_1h_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("reasoning_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("unpriced", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("ttft_ms", sa.Integer),
+    sa.Column("stream", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("upstream_model", sa.String(256)),
+    sa.Column("tags", sa.JSON),
+    sa.Index("ix_usage_records_created", "created_at"),
 )
 
 audit_log = sa.Table(

@@ -1,0 +1,190 @@
+"""The usage stage: what a model call cost, in a header and in the usage ledger.
+
+Placed after the route is known. Before the upstream call it refuses a model that cannot be
+priced when ``spend.refuse_unpriced`` is set. After it:
+
+- a complete reply: the cost goes into ``x-switchboard-cost-usd`` and its record is spooled
+  before the response is written, so a client that got an answer always has a record;
+- a stream: the record is spooled when the upstream's stream has ended, before the client's
+  final event (a header cannot carry the cost of a stream);
+- anything else (an error, a stream the client abandoned, a cut at shutdown): the record is
+  spooled after the response, with the status the client got and the tokens actually produced;
+  when the upstream never reported usage, output tokens are estimated from the text relayed
+  (about 4 characters a token) and the prompt from the request body, and the record says so
+  (``metadata.estimated``).
+
+Spooling is one local ``write`` (``spend/ledger.py``); the database is written behind it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from switchboard.catalog import ModelInfo
+from switchboard.context import Chunk, Reply, RequestContext, Result, StreamReply
+from switchboard.errors import InvalidRequest
+from switchboard.pipeline.chain import Handler, map_result
+from switchboard.spend.cost import Cost, Prices, Tokens, cost, is_unpriced, split
+from switchboard.spend.ledger import LedgerWriter
+from switchboard.stores.protocols import UsageRecord
+
+COST_HEADER = "x-switchboard-cost-usd"
+DEFAULT_TENANT = "default"
+CHARS_PER_TOKEN = 4
+# The status recorded for a client that left before any status was sent.
+CLIENT_CLOSED = 499
+
+
+class ModelUnpriced(InvalidRequest):
+    code = "model_unpriced"
+
+
+class _Call:
+    """One request's accounting state."""
+
+    __slots__ = ("chars", "done", "info")
+
+    def __init__(self, info: ModelInfo | None) -> None:
+        self.info = info
+        self.chars = 0  # text relayed to the client (streams), for the estimate
+        self.done = False  # the record was spooled
+
+
+def _text_chars(batch: list[Chunk]) -> int:
+    n = 0
+    for chunk in batch:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            for key in ("content", "reasoning_content"):
+                value = delta.get(key)
+                if isinstance(value, str):
+                    n += len(value)
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") or {}
+                for key in ("name", "arguments"):
+                    value = fn.get(key)
+                    if isinstance(value, str):
+                        n += len(value)
+            text = choice.get("text")  # completions
+            if isinstance(text, str):
+                n += len(text)
+    return n
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class UsageStage:
+    name = "usage"
+
+    def __init__(
+        self, prices: Prices, writer: Callable[[], LedgerWriter | None], *, refuse_unpriced: bool
+    ) -> None:
+        self._prices = prices
+        self._writer = writer
+        self._refuse = refuse_unpriced
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        route = ctx.route
+        assert route is not None, "the route stage runs first"
+        info = self._prices.of_route(route)
+        if self._refuse and is_unpriced(info):
+            raise ModelUnpriced(f"the model '{route.target.name}' has no price; calls to it are refused",
+                                param="model")
+        call = _Call(info)
+        ctx.after(lambda c: self._after(c, call))
+        result = await call_next(ctx)
+        if isinstance(result, Reply):
+            tokens = split(ctx.usage)
+            price = cost(info, tokens)
+            ctx.response_headers[COST_HEADER] = price.header()
+            self._spool(ctx, call, result.status, tokens, price)
+            return result
+        if isinstance(result, StreamReply):
+
+            def relayed(batch: list[Chunk]) -> list[Chunk]:
+                call.chars += _text_chars(batch)
+                return batch
+
+            def ended(error: BaseException | None) -> None:
+                if error is None:
+                    tokens = split(ctx.usage)
+                    self._spool(ctx, call, 200, tokens, cost(info, tokens))
+
+            return map_result(result, batch=relayed, done=ended)
+        return result
+
+    async def _after(self, ctx: RequestContext, call: _Call) -> None:
+        if call.done:
+            return
+        outcome = ctx.outcome
+        status = outcome.status or CLIENT_CLOSED
+        if outcome.client_disconnected and not outcome.stream:
+            status = CLIENT_CLOSED
+        estimated = False
+        if ctx.usage:
+            tokens = split(ctx.usage)
+        elif call.chars:
+            # The upstream's usage never came (the client left, the stream broke): what was
+            # produced, estimated from the text relayed, and the prompt from the request body.
+            tokens = Tokens(input=_ceil_div(len(ctx.body), CHARS_PER_TOKEN),
+                            output=_ceil_div(call.chars, CHARS_PER_TOKEN))
+            estimated = True
+        else:
+            tokens = Tokens()
+        self._spool(ctx, call, status, tokens, cost(call.info, tokens), estimated=estimated)
+
+    def _spool(
+        self, ctx: RequestContext, call: _Call, status: int, tokens: Tokens, price: Cost, *,
+        estimated: bool = False,
+    ) -> None:
+        call.done = True
+        writer = self._writer()
+        if writer is None:
+            return
+        writer.record(_record(ctx, status, tokens, price, estimated))
+
+
+def _record(ctx: RequestContext, status: int, tokens: Tokens, price: Cost, estimated: bool) -> UsageRecord:
+    route = ctx.route
+    assert route is not None
+    p = ctx.principal
+    now = time.perf_counter()
+    first = ctx.outcome.first_byte_at if ctx.outcome.stream else None
+    metadata: dict[str, Any] = {"operation": ctx.operation}
+    if estimated:
+        metadata["estimated"] = True
+    if ctx.outcome.client_disconnected:
+        metadata["client_disconnected"] = True
+    error = ctx.outcome.error_code if status >= 400 else None
+    return UsageRecord(
+        request_id=ctx.request_id,
+        tenant_id=(p.tenant_id if p else None) or DEFAULT_TENANT,
+        model=route.target.name,
+        key_id=p.key_id if p else None,
+        team_id=p.team_id if p else None,
+        user_id=p.user_id if p else None,
+        provider=route.target.provider,
+        status=status,
+        prompt_tokens=tokens.prompt,
+        completion_tokens=tokens.output,
+        cost_usd=price.usd,
+        latency_ms=round((now - ctx.started) * 1000),
+        created_at=datetime.now(UTC) - timedelta(seconds=now - ctx.started),
+        metadata=metadata,
+        cache_read_tokens=tokens.cache_read,
+        cache_write_5m_tokens=tokens.cache_write_5m,
+        cache_write_1h_tokens=tokens.cache_write_1h,
+        reasoning_tokens=tokens.reasoning,
+        unpriced=price.unpriced,
+        ttft_ms=round((first - ctx.started) * 1000) if first is not None else None,
+        stream=ctx.stream,
+        error_code=error if isinstance(error, str) else None,
+        upstream_model=route.target.model,
+        tags=p.tags if p else (),
+    )
+

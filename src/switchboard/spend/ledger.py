@@ -1,0 +1,282 @@
+"""The usage ledger's writer: a local append-only spool first, the database in batches after.
+
+A request's record is appended to this process's spool segment (``<data_dir>/spool/``) with one
+``write`` of one JSON line: the bytes are in the operating system's page cache before the client
+reads the end of its response, so a killed process loses nothing; the segment is fsync'd in
+batches (every flush), which bounds what a machine crash can lose. A background task writes the
+records to the database in batches (``UsageLedger.append``) and deletes the segment once they are
+stored. While the database is unreachable, records keep going to the spool and the task retries
+with backoff, replaying the spooled segments in order once it answers again.
+
+Each segment is locked (``flock``) by the process that writes it. At start-up the writer replays
+every segment of the spool directory that no live process holds (a previous run that was killed,
+another worker that died), then deletes it. The ledger's unique ``request_id`` makes any replay
+idempotent: a record written twice is stored once.
+
+The spool is bounded (``spend.spool_max_bytes``); when it is full (the database has been down a
+long time), new records are dropped, counted and logged: the gateway keeps serving. See
+docs/spend.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from switchboard.stores.protocols import UsageLedger, UsageRecord
+
+log = logging.getLogger("switchboard.spend")
+
+SUFFIX = ".spool"
+REPLAY_BATCH = 500
+_MAX_BACKOFF = 5.0
+
+
+def encode(record: UsageRecord) -> bytes:
+    data = asdict(record)
+    data["cost_usd"] = str(record.cost_usd)
+    data["created_at"] = record.created_at.isoformat()
+    return orjson.dumps(data) + b"\n"
+
+
+def decode(line: bytes) -> UsageRecord:
+    data: dict[str, Any] = orjson.loads(line)
+    data["cost_usd"] = Decimal(data["cost_usd"])
+    data["created_at"] = datetime.fromisoformat(data["created_at"])
+    data["tags"] = tuple(data.get("tags") or ())
+    return UsageRecord(**data)
+
+
+class Segment:
+    """One spool file, open and locked by this process until its records are in the database."""
+
+    __slots__ = ("fd", "path", "size")
+
+    def __init__(self, path: Path, fd: int, size: int = 0) -> None:
+        self.path = path
+        self.fd = fd
+        self.size = size
+
+    @classmethod
+    def create(cls, directory: Path) -> Segment:
+        path = directory / f"usage-{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return cls(path, fd)
+
+    @classmethod
+    def claim(cls, path: Path) -> Segment | None:
+        """An orphaned segment (no live process holds its lock), locked for us; else None."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if not path.exists():  # replayed and removed by another process meanwhile
+            os.close(fd)
+            return None
+        return cls(path, fd, os.fstat(fd).st_size)
+
+    def records(self) -> Iterator[UsageRecord]:
+        """The records in the file; a line cut short by a crash, or not valid, is skipped."""
+        with open(self.path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
+                    log.warning("usage spool %s: incomplete last line skipped", self.path.name)
+                    continue
+                try:
+                    yield decode(line)
+                except Exception:
+                    log.warning("usage spool %s: line %d is not a usage record; skipped",
+                                self.path.name, number)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        os.close(self.fd)
+
+    def release(self) -> None:
+        """Close without removing: the file is replayed at the next start."""
+        os.close(self.fd)
+
+
+class LedgerWriter:
+    """Spools records on the request path (one ``write``), stores them in batches behind it."""
+
+    def __init__(
+        self,
+        ledger: UsageLedger,
+        directory: Path,
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        flush_seconds: float = 0.5,
+        batch: int = 500,
+    ) -> None:
+        self._ledger = ledger
+        self._dir = directory
+        self._max_bytes = max_bytes
+        self._flush_seconds = flush_seconds
+        self._batch = batch
+        self._pending: list[UsageRecord] = []
+        self._current: Segment | None = None
+        self._backlog: list[Segment] = []  # spooled, not yet in the database, oldest first
+        self._spooled_bytes = 0  # current + backlog
+        self._retry_at = 0.0
+        self._backoff = 0.5
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0  # records lost because the spool was full
+        self.stored = 0  # records written to the database by this process (replays included)
+
+    # -- the request path -------------------------------------------------------------------
+
+    def record(self, record: UsageRecord) -> bool:
+        """Spool one record; False when it was dropped (spool full, or not started)."""
+        segment = self._current
+        line = encode(record)
+        if segment is None or self._spooled_bytes + len(line) > self._max_bytes:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("usage spool full or closed: %d usage record(s) dropped so far "
+                          "(request %s)", self.dropped, record.request_id)
+            return False
+        os.write(segment.fd, line)
+        segment.size += len(line)
+        self._spooled_bytes += len(line)
+        self._pending.append(record)
+        if len(self._pending) >= self._batch:
+            self._wake.set()
+        return True
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._current = Segment.create(self._dir)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="usage-ledger")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._retry_at = 0.0
+        with contextlib.suppress(Exception):
+            await self.flush()
+        if self._current is not None:
+            current, self._current = self._current, None
+            if current.size == 0:
+                current.remove()
+            else:
+                current.release()
+        for segment in self._backlog:
+            segment.release()
+        self._backlog = []
+
+    @property
+    def healthy(self) -> bool:
+        """Everything spooled so far has reached the database, as far as this writer knows."""
+        return not self._backlog
+
+    async def _run(self) -> None:
+        await self._claim_orphans()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._flush_seconds)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("usage ledger flush failed")
+
+    async def _claim_orphans(self) -> None:
+        own = self._current.path if self._current else None
+        for path in sorted(self._dir.glob(f"usage-*{SUFFIX}")):
+            if path == own:
+                continue
+            segment = await asyncio.to_thread(Segment.claim, path)
+            if segment is None:
+                continue
+            log.info("usage spool: replaying %s (%d bytes) left by a previous run", path.name, segment.size)
+            self._backlog.append(segment)
+            self._spooled_bytes += segment.size
+        if self._backlog:
+            self._retry_at = 0.0
+            await self.flush()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Store what is pending; after an outage, replay the spooled segments first."""
+        if self._backlog:
+            await self._recover()
+            return
+        if not self._pending or self._current is None:
+            return
+        batch, self._pending = self._pending, []
+        segment, self._current = self._current, Segment.create(self._dir)
+        await asyncio.to_thread(os.fsync, segment.fd)
+        try:
+            await self._store(batch)
+        except Exception as exc:
+            log.warning("usage ledger: the database is unreachable (%s); %d record(s) kept in the spool",
+                        type(exc).__name__, len(batch))
+            self._backlog.append(segment)
+            self._retry_at = time.monotonic() + self._backoff
+            return
+        self._drop(segment)
+
+    async def _recover(self) -> None:
+        current = self._current
+        if current is not None and current.size:
+            await asyncio.to_thread(os.fsync, current.fd)
+        self._pending = []  # they are in the current segment, replayed from there
+        if time.monotonic() < self._retry_at:
+            return
+        if current is not None and current.size:
+            self._backlog.append(current)
+            self._current = Segment.create(self._dir)
+        while self._backlog:
+            segment = self._backlog[0]
+            try:
+                await self._replay(segment)
+            except Exception as exc:
+                self._retry_at = time.monotonic() + self._backoff
+                self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
+                log.warning("usage ledger: the database is still unreachable (%s); %d byte(s) spooled",
+                            type(exc).__name__, self._spooled_bytes)
+                return
+            self._backlog.pop(0)
+            self._drop(segment)
+        self._backoff = 0.5
+        log.info("usage ledger: spooled records replayed into the database")
+
+    async def _replay(self, segment: Segment) -> None:
+        records = await asyncio.to_thread(lambda: list(segment.records()))
+        for start in range(0, len(records), REPLAY_BATCH):
+            await self._store(records[start : start + REPLAY_BATCH])
+
+    async def _store(self, records: Sequence[UsageRecord]) -> None:
+        await self._ledger.append(records)
+        self.stored += len(records)
+
+    def _drop(self, segment: Segment) -> None:
+        self._spooled_bytes -= segment.size
+        segment.remove()
