@@ -32,6 +32,7 @@ from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores.protocols import UsageRecord
 
 COST_HEADER = "x-switchboard-cost-usd"
+UNPRICED_HEADER = "x-switchboard-cost-unpriced"
 DEFAULT_TENANT = "default"
 CHARS_PER_TOKEN = 4
 # The status recorded for a client that left before any status was sent.
@@ -102,6 +103,8 @@ class UsageStage:
             tokens = split(ctx.usage)
             price = cost(info, tokens)
             ctx.response_headers[COST_HEADER] = price.header()
+            if price.unpriced:  # never a silent 0: the cost left some tokens out
+                ctx.response_headers[UNPRICED_HEADER] = "true"
             self._spool(ctx, call, result.status, tokens, price)
             return result
         if isinstance(result, StreamReply):

@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import MISSING, fields
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -44,18 +44,34 @@ REPLAY_BATCH = 500
 _MAX_BACKOFF = 5.0
 
 
+# Fields written only when they differ from the default, so a spooled line stays short.
+_DEFAULTS = {f.name: f.default for f in fields(UsageRecord) if f.default is not MISSING}
+
+
 def encode(record: UsageRecord) -> bytes:
-    data = asdict(record)
+    """One JSON line; ``decode`` gives the same record back."""
+    data: dict[str, Any] = {}
+    for name in _NAMES:
+        value = getattr(record, name)
+        if name in _DEFAULTS and value == _DEFAULTS[name]:
+            continue
+        data[name] = value
     data["cost_usd"] = str(record.cost_usd)
     data["created_at"] = record.created_at.isoformat()
+    if record.metadata:
+        data["metadata"] = dict(record.metadata)
     return orjson.dumps(data) + b"\n"
+
+
+_NAMES = tuple(f.name for f in fields(UsageRecord) if f.name not in ("cost_usd", "created_at", "metadata"))
 
 
 def decode(line: bytes) -> UsageRecord:
     data: dict[str, Any] = orjson.loads(line)
     data["cost_usd"] = Decimal(data["cost_usd"])
     data["created_at"] = datetime.fromisoformat(data["created_at"])
-    data["tags"] = tuple(data.get("tags") or ())
+    if "tags" in data:
+        data["tags"] = tuple(data["tags"])
     return UsageRecord(**data)
 
 

@@ -19,12 +19,14 @@ from switchboard.http.admin import (
     keys,
     models,
     providers,
+    spend,
     subscriptions,
     teams,
     tenants,
     users,
 )
 from switchboard.routing.live import LiveRouting
+from switchboard.spend.cost import Prices
 from switchboard.stores import Stores
 
 
@@ -42,6 +44,8 @@ class AdminServices:
     subscriptions: Callable[[], SubscriptionCache]
     # The live model table (providers and models managed at run time).
     routing: LiveRouting | None = field(default=None)
+    # Each served model's prices (GET /admin/v1/usage/unpriced).
+    prices: Prices | None = field(default=None)
 
     @property
     def hashing(self) -> bytes | None:
@@ -68,4 +72,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(teams.router)
     app.include_router(users.users_router)
     app.include_router(users.service_accounts_router)
+    app.include_router(spend.router)
     return app

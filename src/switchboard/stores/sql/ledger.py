@@ -87,15 +87,16 @@ class SqlUsageLedger:
     async def append(self, records: Sequence[UsageRecord]) -> int:
         inserted = 0
         async with self._engine.begin() as conn:
+            stmt = (
+                insert(self._engine, t)
+                .on_conflict_do_nothing(index_elements=[t.c.request_id])
+                .returning(t.c.request_id)
+            )
             for start in range(0, len(records), BATCH):
+                # executemany: the dialect batches the rows into multi-row INSERTs itself, and
+                # the statement is compiled once rather than once per batch.
                 rows = [_row(r) for r in records[start : start + BATCH]]
-                stmt = (
-                    insert(self._engine, t)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=[t.c.request_id])
-                    .returning(t.c.request_id)
-                )
-                inserted += len((await conn.execute(stmt)).all())
+                inserted += len((await conn.execute(stmt, rows)).all())
         return inserted
 
     async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None:
