@@ -67,7 +67,9 @@ class Deployment:
     def records(self, tenant: str = "default") -> dict[str, UsageRecord]:
         return asyncio.run(_records(self.database, tenant))
 
-    def wait_for(self, ids: set[str], timeout: float = 20.0, tenant: str = "default") -> dict[str, UsageRecord]:
+    def wait_for(
+        self, ids: set[str], timeout: float = 20.0, tenant: str = "default"
+    ) -> dict[str, UsageRecord]:
         """The ledger's records once every id in ``ids`` is there (polled with a deadline)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -110,10 +112,15 @@ def deployment(
 
 
 def test_the_cost_header_is_the_cost_at_the_configured_prices(deployment: Deployment) -> None:
-    key = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", headers=ADMIN, timeout=10,
-                     json={"models": ["*"], "team": "team-a", "user": "u-1", "tags": ["billing", "eu"]}).json()
+    key = httpx.post(
+        f"{deployment.gateway.url}/admin/v1/keys",
+        headers=ADMIN,
+        timeout=10,
+        json={"models": ["*"], "team": "team-a", "user": "u-1", "tags": ["billing", "eu"]},
+    ).json()
     raw = deployment.sdk(key["key"]).chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=ask("what does this cost?"))
+        model="gpt-4o-mini", messages=ask("what does this cost?")
+    )
     reply = raw.parse()
     assert reply.usage is not None and reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
     header = raw.headers["x-switchboard-cost-usd"]
@@ -122,11 +129,27 @@ def test_the_cost_header_is_the_cost_at_the_configured_prices(deployment: Deploy
     assert "x-switchboard-cost-unpriced" not in raw.headers
     rid = raw.headers["x-request-id"]
     record = deployment.wait_for({rid})[rid]
-    assert (record.tenant_id, record.key_id, record.team_id, record.user_id) == ("default", key["id"], "team-a", "u-1")
-    assert (record.model, record.provider, record.upstream_model) == ("gpt-4o-mini", "local-openai", "gpt-4o-mini")
-    assert (record.status, record.stream, record.unpriced, record.tags) == (200, False, False, ("billing", "eu"))
-    assert (record.prompt_tokens, record.completion_tokens) == (reply.usage.prompt_tokens,
-                                                                reply.usage.completion_tokens)
+    assert (record.tenant_id, record.key_id, record.team_id, record.user_id) == (
+        "default",
+        key["id"],
+        "team-a",
+        "u-1",
+    )
+    assert (record.model, record.provider, record.upstream_model) == (
+        "gpt-4o-mini",
+        "local-openai",
+        "gpt-4o-mini",
+    )
+    assert (record.status, record.stream, record.unpriced, record.tags) == (
+        200,
+        False,
+        False,
+        ("billing", "eu"),
+    )
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        reply.usage.prompt_tokens,
+        reply.usage.completion_tokens,
+    )
     assert record.cost_usd == Decimal(header)
     assert record.latency_ms >= 0 and record.cache_read_tokens == 0
 
@@ -145,19 +168,32 @@ def test_a_stream_is_recorded_exactly_like_the_same_call_without_streaming(deplo
     one, other = records[plain.headers["x-request-id"]], records[rid]
     assert other.stream and not one.stream
     assert (other.prompt_tokens, other.completion_tokens, other.cost_usd) == (
-        one.prompt_tokens, one.completion_tokens, one.cost_usd)
+        one.prompt_tokens,
+        one.completion_tokens,
+        one.cost_usd,
+    )
     assert other.completion_tokens > 0 and other.cost_usd == Decimal(plain.headers["x-switchboard-cost-usd"])
     assert other.ttft_ms is not None and 0 <= other.ttft_ms <= other.latency_ms
 
 
 def test_every_request_id_has_one_record_and_failures_have_their_status(deployment: Deployment) -> None:
     client = deployment.sdk()
-    ids = [client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=ask(f"n{i}")).headers["x-request-id"] for i in range(5)]
-    ids.append(client.completions.with_raw_response.create(
-        model="gpt-3.5-turbo-instruct", prompt="complete me").headers["x-request-id"])
-    ids.append(client.embeddings.with_raw_response.create(
-        model="text-embedding-3-small", input="embed me").headers["x-request-id"])
+    ids = [
+        client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=ask(f"n{i}")).headers[
+            "x-request-id"
+        ]
+        for i in range(5)
+    ]
+    ids.append(
+        client.completions.with_raw_response.create(
+            model="gpt-3.5-turbo-instruct", prompt="complete me"
+        ).headers["x-request-id"]
+    )
+    ids.append(
+        client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="embed me").headers[
+            "x-request-id"
+        ]
+    )
     with pytest.raises(openai.APIStatusError) as failed:
         client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=503"))
     failed_id = failed.value.response.headers["x-request-id"]
@@ -182,8 +218,11 @@ def test_an_unpriced_model_is_flagged_never_a_silent_zero(deployment: Deployment
     assert "house-model" in names and "gpt-4o-mini" not in names
     assert listed.json()["refused"] is False
     # A caller who may not read the models is refused with the usual error shape.
-    nobody = httpx.get(f"{deployment.gateway.url}/admin/v1/usage/unpriced",
-                       headers={"Authorization": "Bearer sk-sb-not-a-key"}, timeout=10)
+    nobody = httpx.get(
+        f"{deployment.gateway.url}/admin/v1/usage/unpriced",
+        headers={"Authorization": "Bearer sk-sb-not-a-key"},
+        timeout=10,
+    )
     assert nobody.status_code == 401 and nobody.json()["error"]["code"]
 
 
@@ -276,8 +315,12 @@ def test_a_gateway_killed_under_load_has_every_answered_request_once_after_resta
 
 
 def _pg_ctl(pg: Postgres, *args: str) -> None:
-    subprocess.run([*pg._as_user, _pg_bin("pg_ctl"), "-D", str(pg.directory / "data"), *args],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [*pg._as_user, _pg_bin("pg_ctl"), "-D", str(pg.directory / "data"), *args],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 OUTAGE_SECONDS = 30

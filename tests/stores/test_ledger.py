@@ -79,3 +79,16 @@ async def test_large_batches_and_exact_costs(backend: Backend) -> None:
     big = usage("big", cost_usd=Decimal("1234567.123456789"))
     await ledger.append([big])
     assert await ledger.get("tenant-a", "big") == big
+
+
+async def test_the_billing_split_timings_and_tags_are_kept(backend: Backend) -> None:
+    ledger = backend.stores.ledger
+    full = usage(
+        "split", prompt_tokens=1000, completion_tokens=300, cache_read_tokens=600, cache_write_5m_tokens=100,
+        cache_write_1h_tokens=50, reasoning_tokens=120, unpriced=True, ttft_ms=42, stream=True,
+        error_code=None, upstream_model="gpt-4o-mini-2024-07-18", tags=("billing", "eu"),
+    )
+    failed = usage("failed", status=502, error_code="upstream_error", prompt_tokens=0, completion_tokens=0)
+    assert await ledger.append([full, failed]) == 2
+    assert await ledger.get("tenant-a", "split") == full
+    assert await ledger.get("tenant-a", "failed") == failed

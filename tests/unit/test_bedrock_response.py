@@ -85,7 +85,7 @@ def test_cache_tokens_are_part_of_prompt_tokens() -> None:
              "cacheWriteInputTokens": 100}
     assert respond(converse([{"text": "x"}], usage=usage))["usage"] == {
         "prompt_tokens": 1110, "completion_tokens": 5, "total_tokens": 1115,
-        "prompt_tokens_details": {"cached_tokens": 1000},
+        "prompt_tokens_details": {"cached_tokens": 1000, "cache_creation_tokens": 100},
     }
 
 

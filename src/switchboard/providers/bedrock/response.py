@@ -41,13 +41,17 @@ def canonical_usage(usage: Any) -> JSON | None:
     if not isinstance(usage, dict):
         return None
     cached = _count(usage, "cacheReadInputTokens")
-    prompt = _count(usage, "inputTokens") + cached + _count(usage, "cacheWriteInputTokens")
+    written = _count(usage, "cacheWriteInputTokens")
+    prompt = _count(usage, "inputTokens") + cached + written
     completion = _count(usage, "outputTokens")
+    details: JSON = {"cached_tokens": cached}
+    if written:  # priced as cache writes, not as plain input
+        details["cache_creation_tokens"] = written
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
+        "prompt_tokens_details": details,
     }
 
 
