@@ -156,6 +156,10 @@ class LedgerWriter:
         self._retry_at = 0.0
         self._backoff = 0.5
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one flush at a time (the task's, or close()'s)
+        # Set once the segments left by earlier runs have been looked at (and replayed if the
+        # database answered).
+        self.recovered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0  # records lost because the spool was full
         self.stored = 0  # records written to the database by this process (replays included)
@@ -212,7 +216,10 @@ class LedgerWriter:
         return not self._backlog
 
     async def _run(self) -> None:
-        await self._claim_orphans()
+        try:
+            await self._claim_orphans()
+        finally:
+            self.recovered.set()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._flush_seconds)
@@ -241,6 +248,10 @@ class LedgerWriter:
 
     async def flush(self) -> None:
         """Store what is pending; after an outage, replay the spooled segments first."""
+        async with self._lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if self._backlog:
             await self._recover()
             return

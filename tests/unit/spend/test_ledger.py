@@ -1,0 +1,131 @@
+"""The usage spool and its writer, on a real SQLite ledger: records reach the database in
+batches and leave the spool; segments left by a dead process are replayed once (a cut last line
+skipped), a live process's segment is left alone, and a full spool drops and counts."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from switchboard.spend.ledger import LedgerWriter, decode, encode
+from switchboard.stores import Stores, UsageRecord
+from switchboard.stores.factory import open_at
+from switchboard.stores.sql.urls import async_url
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+T0 = datetime(2026, 12, 1, 9, 30, 0, 123456, UTC)
+
+
+def record(rid: str, **fields: object) -> UsageRecord:
+    base = UsageRecord(request_id=rid, tenant_id="default", model="gpt-4o-mini", provider="openai",
+                       prompt_tokens=10, completion_tokens=5, cost_usd=Decimal("0.0000045"), tags=("a",),
+                       metadata={"operation": "chat"}, created_at=T0)
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
+    opened = await open_at(async_url(None, tmp_path / "db"), None)
+    yield opened
+    await opened.close()
+
+
+def segments(spool: Path) -> list[Path]:
+    return sorted(spool.glob("*.spool"))
+
+
+async def stored(stores: Stores) -> dict[str, UsageRecord]:
+    return {r.request_id: r for r in await stores.ledger.recent("default", 10_000)}
+
+
+
+async def test_a_record_survives_the_round_trip_through_a_spool_line() -> None:
+    full = record("r1", ttft_ms=12, stream=True, unpriced=True, cache_read_tokens=3, error_code=None,
+                  status=502, upstream_model="gpt-4o-mini-2024-07-18")
+    line = encode(full)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert decode(line) == full
+    assert decode(encode(record("r2"))) == record("r2")
+
+
+async def test_records_reach_the_database_and_leave_the_spool(stores: Stores, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    writer = LedgerWriter(stores.ledger, spool, flush_seconds=60)
+    await writer.start()
+    try:
+        assert all(writer.record(record(f"r{i}")) for i in range(5))
+        assert len(segments(spool)) == 1 and segments(spool)[0].stat().st_size > 0  # spooled at once
+        await writer.flush()
+        assert set(await stored(stores)) == {f"r{i}" for i in range(5)}
+        assert (await stored(stores))["r3"] == record("r3")
+        assert [p.stat().st_size for p in segments(spool)] == [0]  # a fresh, empty segment
+        assert writer.healthy and writer.stored == 5
+    finally:
+        await writer.close()
+    assert segments(spool) == []
+
+
+async def test_a_dead_process_segment_is_replayed_once_and_removed(stores: Stores, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    await stores.ledger.append([record("old-1")])  # stored before the crash, spooled too
+    lines = b"".join(encode(record(rid)) for rid in ("old-1", "old-2", "old-3"))
+    cut = encode(record("old-4"))[:20]  # the process died in the middle of a line
+    (spool / "usage-00000000000000000001-1.spool").write_bytes(lines + cut)
+    (spool / "usage-00000000000000000002-1.spool").write_bytes(b"not json\n" + encode(record("old-5")))
+    writer = LedgerWriter(stores.ledger, spool, flush_seconds=60)
+    await writer.start()
+    try:
+        await asyncio.wait_for(writer.recovered.wait(), 10)
+        found = await stored(stores)
+        assert set(found) == {"old-1", "old-2", "old-3", "old-5"} and found["old-2"] == record("old-2")
+        assert len(segments(spool)) == 1  # replayed segments are removed; the writer's own stays
+    finally:
+        await writer.close()
+
+
+async def test_a_segment_held_by_a_live_process_is_left_alone(stores: Stores, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    busy = spool / "usage-00000000000000000001-99.spool"
+    busy.write_bytes(encode(record("busy-1")))
+    fd = os.open(busy, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the other process, alive
+    writer = LedgerWriter(stores.ledger, spool, flush_seconds=60)
+    await writer.start()
+    try:
+        await asyncio.wait_for(writer.recovered.wait(), 10)
+        assert "busy-1" not in await stored(stores) and busy.exists()
+    finally:
+        await writer.close()
+        os.close(fd)
+
+
+async def test_a_full_spool_drops_and_counts_and_keeps_going(stores: Stores, tmp_path: Path) -> None:
+    writer = LedgerWriter(stores.ledger, tmp_path / "spool", max_bytes=len(encode(record("r0"))) * 3,
+                          flush_seconds=60)
+    await writer.start()
+    try:
+        kept = [writer.record(record(f"r{i}")) for i in range(5)]
+        assert kept == [True, True, True, False, False] and writer.dropped == 2
+        await writer.flush()  # stored: the spool has room again
+        assert writer.record(record("r9"))
+        await writer.flush()
+        assert set(await stored(stores)) == {"r0", "r1", "r2", "r9"}
+    finally:
+        await writer.close()
+
+
+async def test_a_writer_that_is_not_started_drops(stores: Stores, tmp_path: Path) -> None:
+    writer = LedgerWriter(stores.ledger, tmp_path / "spool")
+    assert writer.record(record("r1")) is False and writer.dropped == 1
