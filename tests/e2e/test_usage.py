@@ -7,6 +7,7 @@ is a cluster's (a dedicated PostgreSQL the test stops and starts)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import threading
@@ -224,6 +225,39 @@ def test_an_unpriced_model_is_flagged_never_a_silent_zero(deployment: Deployment
         timeout=10,
     )
     assert nobody.status_code == 401 and nobody.json()["error"]["code"]
+
+
+def test_a_stream_the_client_abandons_is_recorded_with_what_was_produced(deployment: Deployment) -> None:
+    rid = f"abandon-{uuid.uuid4().hex}"
+    body = {"model": "gpt-4o-mini", "stream": True,
+            "messages": ask("mock:chunk_delay_ms=300 mock:reply=one_two_three_four_five_six_seven_eight")}
+    headers = {**ADMIN, "x-request-id": rid}
+    with httpx.stream("POST", f"{deployment.gateway.base_url}/chat/completions", json=body, headers=headers,
+                      timeout=10) as resp:
+        assert resp.status_code == 200
+        for line in resp.iter_lines():
+            chunk = json.loads(line[6:]) if line.startswith("data: {") else {}
+            if any(c["delta"].get("content") for c in chunk.get("choices", ())):
+                break  # a word arrived; then the client leaves
+        else:
+            raise AssertionError("no content before the end of the stream")
+    record = deployment.wait_for({rid})[rid]
+    assert record.stream and record.status == 200 and record.metadata.get("client_disconnected") is True
+    assert record.metadata.get("estimated") is True  # the upstream's usage never came
+    assert 0 < record.completion_tokens < 10 and record.prompt_tokens > 0 and record.cost_usd > 0
+
+
+def test_anthropic_clients_get_the_cost_header_too(deployment: Deployment) -> None:
+    body = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": ask("hello from anthropic")}
+    resp = httpx.post(f"{deployment.gateway.url}/v1/messages", headers={"x-api-key": MASTER_KEY}, json=body,
+                      timeout=10)
+    assert resp.status_code == 200, resp.text
+    cost = Decimal(resp.headers["x-switchboard-cost-usd"])
+    usage = resp.json()["usage"]
+    prompt, output = usage["input_tokens"], usage["output_tokens"]
+    assert cost == (prompt * Decimal("0.15") + output * Decimal("0.6")) / MTOK > 0
+    record = deployment.wait_for({resp.headers["x-request-id"]})[resp.headers["x-request-id"]]
+    assert record.cost_usd == cost
 
 
 # -- the ledger loses nothing ---------------------------------------------------------------------
