@@ -18,6 +18,7 @@ Spooling is one local ``write`` (``spend/ledger.py``); the database is written b
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,8 @@ from switchboard.pipeline.chain import Handler, map_result
 from switchboard.spend.cost import Cost, Prices, Tokens, cost, is_unpriced, split
 from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores.protocols import UsageRecord
+
+log = logging.getLogger("switchboard.spend")
 
 COST_HEADER = "x-switchboard-cost-usd"
 UNPRICED_HEADER = "x-switchboard-cost-unpriced"
@@ -88,6 +91,7 @@ class UsageStage:
         self._prices = prices
         self._writer = writer
         self._refuse = refuse_unpriced
+        self.unpriced_calls: dict[str, int] = {}  # by model name, for metrics
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         route = ctx.route
@@ -96,6 +100,8 @@ class UsageStage:
         if self._refuse and is_unpriced(info):
             raise ModelUnpriced(f"the model '{route.target.name}' has no price; calls to it are refused",
                                 param="model")
+        if info is None or info.input_cost_per_mtok is None or info.output_cost_per_mtok is None:
+            self._note_unpriced(route.target.name, info)
         call = _Call(info)
         ctx.after(lambda c: self._after(c, call))
         result = await call_next(ctx)
@@ -120,6 +126,15 @@ class UsageStage:
 
             return map_result(result, batch=relayed, done=ended)
         return result
+
+    def _note_unpriced(self, name: str, info: ModelInfo | None) -> None:
+        """Count calls to models lacking a price; say so in the log once per model."""
+        if not is_unpriced(info):
+            return
+        self.unpriced_calls[name] = seen = self.unpriced_calls.get(name, 0) + 1
+        if seen == 1:
+            log.warning("model %r has no price in the catalog: its calls are recorded as unpriced "
+                        "(set info: prices on the model entry, or spend.refuse_unpriced)", name)
 
     async def _after(self, ctx: RequestContext, call: _Call) -> None:
         if call.done:
