@@ -164,7 +164,10 @@ class UsageStage:
         writer = self._writer()
         if writer is None:
             return
-        writer.record(_record(ctx, status, tokens, price, estimated))
+        try:
+            writer.record(_record(ctx, status, tokens, price, estimated))
+        except Exception:  # accounting never fails the request it accounts for
+            log.exception("request %s: usage record not written", ctx.request_id)
 
 
 def _record(ctx: RequestContext, status: int, tokens: Tokens, price: Cost, estimated: bool) -> UsageRecord:

@@ -75,6 +75,12 @@ def decode(line: bytes) -> UsageRecord:
     return UsageRecord(**data)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class Segment:
     """One spool file, open and locked by this process until its records are in the database."""
 
@@ -87,9 +93,18 @@ class Segment:
 
     @classmethod
     def create(cls, directory: Path) -> Segment:
-        path = directory / f"usage-{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        name = f"usage-{time.time_ns():020d}-{os.getpid()}{SUFFIX}"
+        # Locked under a name the start-up scan does not match, then renamed: another process
+        # never sees the segment unlocked (and takes it for a dead process's).
+        hidden = directory / f".{name}.new"
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path = directory / name
+            os.rename(hidden, path)
+        except BaseException:
+            os.close(fd)
+            raise
         return cls(path, fd)
 
     @classmethod
@@ -176,7 +191,13 @@ class LedgerWriter:
                 log.error("usage spool full or closed: %d usage record(s) dropped so far "
                           "(request %s)", self.dropped, record.request_id)
             return False
-        os.write(segment.fd, line)
+        try:
+            _write_all(segment.fd, line)
+        except OSError as exc:  # a full or failing disk: the request is served all the same
+            self.dropped += 1
+            log.error("usage spool write failed (%s): usage record of request %s dropped",
+                      exc.strerror or type(exc).__name__, record.request_id)
+            return False
         segment.size += len(line)
         self._spooled_bytes += len(line)
         self._pending.append(record)
@@ -257,8 +278,9 @@ class LedgerWriter:
             return
         if not self._pending or self._current is None:
             return
+        fresh = Segment.create(self._dir)  # before anything is taken: a failure changes nothing
         batch, self._pending = self._pending, []
-        segment, self._current = self._current, Segment.create(self._dir)
+        segment, self._current = self._current, fresh
         await asyncio.to_thread(os.fsync, segment.fd)
         try:
             await self._store(batch)
@@ -278,8 +300,8 @@ class LedgerWriter:
         if time.monotonic() < self._retry_at:
             return
         if current is not None and current.size:
-            self._backlog.append(current)
             self._current = Segment.create(self._dir)
+            self._backlog.append(current)
         while self._backlog:
             segment = self._backlog[0]
             try:
