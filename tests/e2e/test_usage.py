@@ -219,6 +219,12 @@ def test_an_unpriced_model_is_flagged_never_a_silent_zero(deployment: Deployment
     names = {m["model"] for m in listed.json()["data"]}
     assert "house-model" in names and "gpt-4o-mini" not in names
     assert listed.json()["refused"] is False
+    # Every role that may read the models may read this (a developer key here).
+    developer = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", headers=ADMIN, timeout=10,
+                           json={"models": ["*"]}).json()
+    mine = httpx.get(f"{deployment.gateway.url}/admin/v1/usage/unpriced", timeout=10,
+                     headers={"Authorization": f"Bearer {developer['key']}"})
+    assert mine.status_code == 200 and mine.json()["data"] == listed.json()["data"]
     # A caller who may not read the models is refused with the usual error shape.
     nobody = httpx.get(
         f"{deployment.gateway.url}/admin/v1/usage/unpriced",
@@ -327,6 +333,7 @@ def test_a_gateway_killed_under_load_has_every_answered_request_once_after_resta
     with pytest.raises(openai.BadRequestError) as refused:
         deployment.sdk().chat.completions.create(model="house-model", messages=ask("hi"))
     assert refused.value.body["code"] == "model_unpriced"  # type: ignore[index]
+    refused_id = refused.value.response.headers["x-request-id"]
     with Load(gw.url) as load:
         load.until(150)
         gw.process.stop(signal.SIGKILL)
@@ -336,8 +343,9 @@ def test_a_gateway_killed_under_load_has_every_answered_request_once_after_resta
     assert answered - set(deployment.records()) and any(p.stat().st_size for p in spool_files(tmp_path))
     again = start_gateway(config, tmp_path)
     try:
-        records = deployment.wait_for(answered)
+        records = deployment.wait_for(answered | {refused_id})
         assert all(records[rid].status == 200 for rid in answered)
+        assert (records[refused_id].status, records[refused_id].error_code) == (400, "model_unpriced")
         # Every segment left behind was replayed and removed (the new process's own may remain).
         deadline = time.monotonic() + 10
         while len(spool_files(tmp_path)) > 1:

@@ -97,13 +97,13 @@ class UsageStage:
         route = ctx.route
         assert route is not None, "the route stage runs first"
         info = self._prices.of_route(route)
-        if self._refuse and is_unpriced(info):
-            raise ModelUnpriced(f"the model '{route.target.name}' has no price; calls to it are refused",
-                                param="model")
-        if info is None or info.input_cost_per_mtok is None or info.output_cost_per_mtok is None:
-            self._note_unpriced(route.target.name, info)
         call = _Call(info)
-        ctx.after(lambda c: self._after(c, call))
+        ctx.after(lambda c: self._after(c, call))  # recorded however the call ends, refused too
+        if info is None or info.input_cost_per_mtok is None or info.output_cost_per_mtok is None:
+            if self._refuse and is_unpriced(info):
+                raise ModelUnpriced(f"the model '{route.target.name}' has no price; calls to it are refused",
+                                    param="model")
+            self._note_unpriced(route.target.name, info)
         result = await call_next(ctx)
         if isinstance(result, Reply):
             tokens = split(ctx.usage)
