@@ -9,9 +9,9 @@ priced when ``spend.refuse_unpriced`` is set. After it:
   final event (a header cannot carry the cost of a stream);
 - anything else (an error, a stream the client abandoned, a cut at shutdown): the record is
   spooled after the response, with the status the client got and the tokens actually produced;
-  when the upstream never reported usage, output tokens are estimated from the text relayed
-  (about 4 characters a token) and the prompt from the request body, and the record says so
-  (``metadata.estimated``).
+  when the upstream never reported usage, the tokens are estimated with the offline counter
+  (``switchboard.tokens``): the prompt as limits and budgets estimate it, the output from the
+  text relayed to the client; the record says so (``metadata.estimated``).
 
 Spooling is one local ``write`` (``spend/ledger.py``); the database is written behind it.
 """
@@ -19,11 +19,13 @@ Spooling is one local ``write`` (``spend/ledger.py``); the database is written b
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from switchboard import tokens
 from switchboard.catalog import ModelInfo
 from switchboard.context import Chunk, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import InvalidRequest
@@ -37,7 +39,6 @@ log = logging.getLogger("switchboard.spend")
 COST_HEADER = "x-switchboard-cost-usd"
 UNPRICED_HEADER = "x-switchboard-cost-unpriced"
 DEFAULT_TENANT = "default"
-CHARS_PER_TOKEN = 4
 # The status recorded for a client that left before any status was sent.
 CLIENT_CLOSED = 499
 
@@ -49,37 +50,47 @@ class ModelUnpriced(InvalidRequest):
 class _Call:
     """One request's accounting state."""
 
-    __slots__ = ("chars", "done", "info")
+    __slots__ = ("done", "info", "text")
 
     def __init__(self, info: ModelInfo | None) -> None:
         self.info = info
-        self.chars = 0  # text relayed to the client (streams), for the estimate
+        self.text: list[str] = []  # what a stream relayed to the client, for an estimate
         self.done = False  # the record was spooled
 
 
-def _text_chars(batch: list[Chunk]) -> int:
-    n = 0
+def _relayed_text(batch: list[Chunk], out: list[str]) -> None:
     for chunk in batch:
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             for key in ("content", "reasoning_content"):
                 value = delta.get(key)
-                if isinstance(value, str):
-                    n += len(value)
+                if isinstance(value, str) and value:
+                    out.append(value)
             for call in delta.get("tool_calls") or ():
                 fn = call.get("function") or {}
                 for key in ("name", "arguments"):
                     value = fn.get(key)
-                    if isinstance(value, str):
-                        n += len(value)
+                    if isinstance(value, str) and value:
+                        out.append(value)
             text = choice.get("text")  # completions
-            if isinstance(text, str):
-                n += len(text)
-    return n
+            if isinstance(text, str) and text:
+                out.append(text)
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+def _estimate(ctx: RequestContext, call: _Call) -> Tokens:
+    """The tokens of a call whose usage never came, with the offline counter."""
+    route = ctx.route
+    model = call.info.model if call.info is not None else (route.target.model if route else "")
+    try:
+        prompt = ctx.prompt_tokens_estimate(call.info)
+    except Exception:  # a request the counter cannot read: its size, ~4 bytes a token
+        prompt = -(-len(ctx.body) // 4)
+    text = "".join(call.text)
+    encoding = tokens.encoding_for(model)
+    output = tokens.count_text(text, encoding or "o200k_base")
+    if encoding is None:
+        output = math.ceil(output * tokens.OTHER_PROVIDER_FACTOR)
+    return Tokens(input=prompt, output=output)
 
 
 class UsageStage:
@@ -106,23 +117,23 @@ class UsageStage:
             self._note_unpriced(route.target.name, info)
         result = await call_next(ctx)
         if isinstance(result, Reply):
-            tokens = split(ctx.usage)
-            price = cost(info, tokens)
+            counted = split(ctx.usage)
+            price = cost(info, counted)
             ctx.response_headers[COST_HEADER] = price.header()
             if price.unpriced:  # never a silent 0: the cost left some tokens out
                 ctx.response_headers[UNPRICED_HEADER] = "true"
-            self._spool(ctx, call, result.status, tokens, price)
+            self._spool(ctx, call, result.status, counted, price)
             return result
         if isinstance(result, StreamReply):
 
             def relayed(batch: list[Chunk]) -> list[Chunk]:
-                call.chars += _text_chars(batch)
+                _relayed_text(batch, call.text)
                 return batch
 
             def ended(error: BaseException | None) -> None:
                 if error is None:
-                    tokens = split(ctx.usage)
-                    self._spool(ctx, call, 200, tokens, cost(info, tokens))
+                    done = split(ctx.usage)
+                    self._spool(ctx, call, 200, done, cost(info, done))
 
             return map_result(result, batch=relayed, done=ended)
         return result
@@ -145,19 +156,18 @@ class UsageStage:
             status = CLIENT_CLOSED
         estimated = False
         if ctx.usage:
-            tokens = split(ctx.usage)
-        elif call.chars:
+            counted = split(ctx.usage)
+        elif call.text:
             # The upstream's usage never came (the client left, the stream broke): what was
-            # produced, estimated from the text relayed, and the prompt from the request body.
-            tokens = Tokens(input=_ceil_div(len(ctx.body), CHARS_PER_TOKEN),
-                            output=_ceil_div(call.chars, CHARS_PER_TOKEN))
+            # produced, estimated from the text relayed, and the prompt as it was estimated.
+            counted = _estimate(ctx, call)
             estimated = True
         else:
-            tokens = Tokens()
-        self._spool(ctx, call, status, tokens, cost(call.info, tokens), estimated=estimated)
+            counted = Tokens()
+        self._spool(ctx, call, status, counted, cost(call.info, counted), estimated=estimated)
 
     def _spool(
-        self, ctx: RequestContext, call: _Call, status: int, tokens: Tokens, price: Cost, *,
+        self, ctx: RequestContext, call: _Call, status: int, counted: Tokens, price: Cost, *,
         estimated: bool = False,
     ) -> None:
         call.done = True
@@ -165,12 +175,12 @@ class UsageStage:
         if writer is None:
             return
         try:
-            writer.record(_record(ctx, status, tokens, price, estimated))
+            writer.record(_record(ctx, status, counted, price, estimated))
         except Exception:  # accounting never fails the request it accounts for
             log.exception("request %s: usage record not written", ctx.request_id)
 
 
-def _record(ctx: RequestContext, status: int, tokens: Tokens, price: Cost, estimated: bool) -> UsageRecord:
+def _record(ctx: RequestContext, status: int, counted: Tokens, price: Cost, estimated: bool) -> UsageRecord:
     route = ctx.route
     assert route is not None
     p = ctx.principal
@@ -191,16 +201,16 @@ def _record(ctx: RequestContext, status: int, tokens: Tokens, price: Cost, estim
         user_id=p.user_id if p else None,
         provider=route.target.provider,
         status=status,
-        prompt_tokens=tokens.prompt,
-        completion_tokens=tokens.output,
+        prompt_tokens=counted.prompt,
+        completion_tokens=counted.output,
         cost_usd=price.usd,
         latency_ms=round((now - ctx.started) * 1000),
         created_at=datetime.now(UTC) - timedelta(seconds=now - ctx.started),
         metadata=metadata,
-        cache_read_tokens=tokens.cache_read,
-        cache_write_5m_tokens=tokens.cache_write_5m,
-        cache_write_1h_tokens=tokens.cache_write_1h,
-        reasoning_tokens=tokens.reasoning,
+        cache_read_tokens=counted.cache_read,
+        cache_write_5m_tokens=counted.cache_write_5m,
+        cache_write_1h_tokens=counted.cache_write_1h,
+        reasoning_tokens=counted.reasoning,
         unpriced=price.unpriced,
         ttft_ms=round((first - ctx.started) * 1000) if first is not None else None,
         stream=ctx.stream,
