@@ -24,12 +24,14 @@ from switchboard.stores.errors import StoreError
 from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.counters import MemoryCounters
 from switchboard.stores.memory.feed import MemoryFeed
+from switchboard.stores.memory.limits import MemoryRateLimiter
 from switchboard.stores.protocols import (
     AuditLog,
     ChangeFeed,
     Counters,
     KeyStore,
     ProviderStore,
+    RateLimiter,
     SharedCache,
     SubscriptionStore,
     TenancyStore,
@@ -62,6 +64,8 @@ class Stores:
     database: str  # shown URL, password hidden
     revision: str  # schema revision after migrating
     shared: bool  # counters, cache and feed shared through Redis
+    # Rate-limit windows (limits/): in this process, or in Redis with the counters.
+    limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -127,6 +131,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     counters: Counters
     cache: SharedCache
     feed: ChangeFeed
+    limiter: RateLimiter
     if redis_url is None:
         mem_counters, mem_cache, mem_feed = (
             MemoryCounters(clock or system_clock),
@@ -135,11 +140,15 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         )
         closers += [mem_counters.close, mem_cache.close, mem_feed.close]
         counters, cache, feed = mem_counters, mem_cache, mem_feed
+        mem_limiter = MemoryRateLimiter(clock or system_clock)
+        closers.append(mem_limiter.close)
+        limiter = mem_limiter
     else:
         from switchboard.stores.redis.cache import RedisCache
         from switchboard.stores.redis.client import connect
         from switchboard.stores.redis.counters import RedisCounters
         from switchboard.stores.redis.feed import RedisFeed
+        from switchboard.stores.redis.limits import RedisRateLimiter
 
         try:
             client = await connect(redis_url)
@@ -149,6 +158,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         redis_feed = RedisFeed(client)
         closers += [client.aclose, redis_feed.close]
         counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
+        limiter = RedisRateLimiter(client, clock)
     log.info(
         "database %s at revision %s; counters, cache and change feed %s",
         shown(database),
@@ -168,6 +178,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         database=shown(database),
         revision=revision,
         shared=redis_url is not None,
+        limiter=limiter,
         _closers=closers,
     )
 

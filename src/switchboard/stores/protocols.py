@@ -201,6 +201,50 @@ class Counters(Protocol):
     async def get(self, scope: str, name: str, *, window: float) -> int: ...
 
 
+# -- rate limits (limits/, pipeline/limits.py) ------------------------------------------------
+
+# A window is kept as this many slots; a unit taken in a slot counts until the whole slot has
+# left the window, so the count in any window of that length never exceeds what was allowed.
+LIMIT_SLOTS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One limit applied to one request: at most ``capacity`` units in any ``window`` seconds."""
+
+    key: str  # scope and what is counted, e.g. ``key:key_1:rpm``
+    capacity: int
+    window: float
+    amount: int  # units this request takes (a negative or positive correction in ``adjust``)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    capacity: int
+    used: int  # units counted in the window, this request's included when it was admitted
+    reset: float  # seconds until the window holds nothing of what is counted now
+    slot: int  # the slot this request was counted in (for ``adjust``)
+
+
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    """All-or-nothing: either every bucket took its amount, or none did (``refused`` names the
+    first bucket that had no room and ``retry_after`` says when it will have)."""
+
+    states: list[BucketState]
+    refused: int | None = None
+    retry_after: float = 0.0  # seconds; inf when the amount exceeds the capacity itself
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
+        """Check every bucket and take from all of them at once, or from none (atomically)."""
+
+    async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
+        """Add ``amount`` (negative: give back) to the slot each bucket was counted in, if that
+        slot still counts; a count never goes below zero."""
+
+
 class UsageLedger(Protocol):
     async def append(self, records: Sequence[UsageRecord]) -> int:
         """Store the records whose request id is new; returns how many were new."""
