@@ -42,6 +42,9 @@ class Principal:
     # None: every model; otherwise model names or ``*`` patterns this caller may use.
     allowed_models: tuple[str, ...] | None = None
     metadata: Mapping[str, Any] | None = None
+    # The key's own rate limits (requests and tokens per minute); None: none on the key.
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
 
 @dataclass(slots=True)

@@ -47,6 +47,8 @@ def principal_of(record: KeyRecord) -> Principal:
         user_id=record.user_id or record.service_account_id,
         allowed_models=record.allowed_models,
         metadata=record.metadata,
+        rpm_limit=record.rpm_limit,
+        tpm_limit=record.tpm_limit,
     )
 
 

@@ -30,6 +30,7 @@ from switchboard.stores.protocols import (
     ChangeFeed,
     Counters,
     KeyStore,
+    LimitStore,
     ProviderStore,
     RateLimiter,
     SharedCache,
@@ -41,6 +42,7 @@ from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.engine import create_engine, describe, shown
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
+from switchboard.stores.sql.limits import SqlLimitStore
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
@@ -66,6 +68,7 @@ class Stores:
     shared: bool  # counters, cache and feed shared through Redis
     # Rate-limit windows (limits/): in this process, or in Redis with the counters.
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
+    limits: LimitStore | None = None  # limits set through the admin API (always in SQL)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -179,6 +182,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         revision=revision,
         shared=redis_url is not None,
         limiter=limiter,
+        limits=SqlLimitStore(engine),
         _closers=closers,
     )
 

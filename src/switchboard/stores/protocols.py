@@ -44,6 +44,8 @@ class KeyRecord:
     last_used_at: datetime | None = None  # written in batches, so up to a few seconds behind
     tags: tuple[str, ...] = ()  # short labels for people and filters
     service_account_id: str | None = None  # the owning service account, if the owner is one
+    rpm_limit: int | None = None  # requests per minute (revision 0006); None: no limit on the key
+    tpm_limit: int | None = None  # tokens per minute
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,42 @@ class RateLimiter(Protocol):
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
         """Add ``amount`` (negative: give back) to the slot each bucket was counted in, if that
         slot still counts; a count never goes below zero."""
+
+
+LIMIT_SCOPES = ("tenant", "team", "user", "model")
+
+
+@dataclass(frozen=True)
+class LimitRecord:
+    """Limits set through the admin API for one subject of a tenant: the tenant itself, one of
+    its teams or users, or its traffic to one model. One record per (tenant, scope, subject)."""
+
+    id: str
+    tenant_id: str
+    scope: str  # one of LIMIT_SCOPES
+    subject: str  # the tenant, team or user id, or the model name
+    rpm: int | None = None
+    tpm: int | None = None
+    tpd: int | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    created_by: str | None = None
+
+
+class LimitStore(Protocol):
+    async def put(self, record: LimitRecord) -> tuple[LimitRecord, LimitRecord | None]:
+        """Insert, or replace the limits of the same (tenant, scope, subject), keeping its id
+        and creation time. Returns what is stored now and what was before (None: new)."""
+
+    async def get(self, tenant_id: str, limit_id: str) -> LimitRecord | None: ...
+
+    async def find(self, limit_id: str) -> LimitRecord | None:
+        """A record by id in any tenant: for the platform admin only."""
+
+    async def list_limits(self, tenant_id: str) -> list[LimitRecord]:
+        """The tenant's records, by scope and subject."""
+
+    async def delete(self, tenant_id: str, limit_id: str) -> bool: ...
 
 
 class UsageLedger(Protocol):
