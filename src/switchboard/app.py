@@ -94,6 +94,7 @@ class SwitchboardApp:
             key_cache=key_cache,
             subscriptions=subscriptions,
             routing=gateway.routing,
+            limit_cache=lambda: gateway.limit_cache,
         )
         return create_admin_app(services)
 

@@ -17,6 +17,7 @@ from switchboard.http.admin import (
     catalog,
     errors,
     keys,
+    limits,
     models,
     providers,
     subscriptions,
@@ -24,6 +25,7 @@ from switchboard.http.admin import (
     tenants,
     users,
 )
+from switchboard.limits.cache import LimitCache
 from switchboard.routing.live import LiveRouting
 from switchboard.stores import Stores
 
@@ -42,6 +44,8 @@ class AdminServices:
     subscriptions: Callable[[], SubscriptionCache]
     # The live model table (providers and models managed at run time).
     routing: LiveRouting | None = field(default=None)
+    # Limits set through /admin/v1/limits, cached for the request path (None: not started).
+    limit_cache: Callable[[], LimitCache | None] = field(default=lambda: None)
 
     @property
     def hashing(self) -> bytes | None:
@@ -61,6 +65,7 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(keys.router)
     app.include_router(audit.router)
+    app.include_router(limits.router)
     app.include_router(subscriptions.router)
     app.include_router(providers.router)
     app.include_router(models.router)
