@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from switchboard.stores.protocols import Bucket
+from switchboard.stores.protocols import Bucket, LimitRecord
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -80,3 +80,24 @@ async def test_windows_and_keys_are_apart(backend: Backend) -> None:
     assert (await limiter.acquire([rpm("key:x:tpm", 10, 10)])).refused is None
     assert (await limiter.acquire([rpm("key:y:tpd", 10, 10, window=86400)])).refused is None
     assert (await limiter.acquire([rpm("key:x:tpd", 10, 1, window=86400)])).refused == 0
+
+
+# -- LimitStore: the records of /admin/v1/limits ---------------------------------------------
+
+
+async def test_limit_records_are_one_per_subject_and_per_tenant(backend: Backend) -> None:
+    store = backend.stores.limits
+    assert store is not None
+    first, before = await store.put(LimitRecord("lim_1", "t1", "team", "team-a", rpm=5))
+    assert before is None and first.id == "lim_1"
+    second, before = await store.put(LimitRecord("lim_2", "t1", "team", "team-a", tpm=900))
+    assert before is not None and before.rpm == 5
+    assert (second.id, second.rpm, second.tpm) == ("lim_1", None, 900)  # replaced, same record
+    await store.put(LimitRecord("lim_3", "t2", "team", "team-a", rpm=1))
+    assert [(r.id, r.tpm) for r in await store.list_limits("t1")] == [("lim_1", 900)]
+    assert await store.get("t2", "lim_1") is None  # another tenant's record is not found
+    found = await store.find("lim_3")
+    assert found is not None and found.tenant_id == "t2"
+    assert not await store.delete("t2", "lim_1")
+    assert await store.delete("t1", "lim_1")
+    assert await store.list_limits("t1") == []
