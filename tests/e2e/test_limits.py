@@ -299,3 +299,68 @@ def test_when_redis_is_down_the_policy_decides(
             gw.process.stop()
         redis.stop()
 
+
+
+# -- a provider deployment's own limits: wait briefly for room, else 429 upstream_rate_limited
+
+
+def _throttled(pair: Pair, mock: Mock, tmp: pytest.TempPathFactory, request: pytest.FixtureRequest,
+               max_wait: float) -> list[Gateway]:
+    config = openai_config(mock)
+    config["providers"].append({"name": "throttled", "type": "openai", "api_base": f"{mock.url}/v1",
+                                "api_key": "${UPSTREAM_KEY}", "rpm": 2})
+    config["models"].append({"name": "throttled-model", "provider": "throttled", "model": "gpt-4o-mini"})
+    # A 1 s window, so capacity comes back within the wait.
+    config["limits"] = {"window_seconds": 1, "max_wait_seconds": max_wait}
+    if pair.kind == "embedded":
+        return [start_gateway(config, tmp.mktemp("throttled"))]
+    postgres: Postgres = request.getfixturevalue("postgres")
+    config["database"] = {"url": postgres.create_database(f"limits_up_{uuid.uuid4().hex[:8]}")}
+    config["redis"] = {"url": request.getfixturevalue("redis_server").url}
+    return [start_gateway(config, tmp.mktemp(f"throttled-{n}")) for n in "ab"]
+
+
+async def _timed_burst(gateways: list[Gateway], n: int) -> tuple[list[float], list[openai.RateLimitError]]:
+    clients = [openai.AsyncOpenAI(base_url=g.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+               for g in gateways]
+    start = time.monotonic()
+
+    async def one(i: int) -> float | openai.RateLimitError:
+        try:
+            client = clients[i % len(clients)]
+            await client.chat.completions.create(model="throttled-model", messages=ask("x"))
+        except openai.RateLimitError as exc:
+            return exc
+        return time.monotonic() - start
+
+    try:
+        results = await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        for c in clients:
+            await c.close()
+    done = sorted(r for r in results if isinstance(r, float))
+    return done, [r for r in results if not isinstance(r, float)]
+
+
+def test_a_providers_own_limit_makes_requests_wait_then_refuses(
+    pair: Pair, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> None:
+    gateways = _throttled(pair, mock_upstream, tmp_path_factory, request, max_wait=2.5)
+    try:
+        done, refused = asyncio.run(_timed_burst(gateways, 4))
+        # rpm 2 per 1 s window: all four are answered, the last two only once the first two
+        # have left the window (never earlier).
+        assert not refused and len(done) == 4
+        assert done[2] >= 1.0
+        done, refused = asyncio.run(_timed_burst(gateways, 12))
+        # Twelve would need 6 s; the wait is bounded: those that cannot fit are refused.
+        assert refused and len(done) >= 2
+        assert len(done) <= 2 * (int(done[-1]) + 1)  # never more than 2 in any 1 s window
+        for exc in refused:
+            body: Any = exc.body
+            assert body["code"] == "upstream_rate_limited"
+            assert exc.response.headers["x-ratelimit-scope"] == "upstream"
+            assert int(exc.response.headers["retry-after"]) >= 1
+    finally:
+        for gw in gateways:
+            gw.process.stop()

@@ -79,6 +79,11 @@ class ProviderConfig(BaseModel):
     # Let callers send their own credential for this provider (auth.caller_credentials must be
     # enabled too); see docs/access.md, "Caller credentials".
     allow_caller_credentials: bool = False
+    # The provider's own limits for this deployment (requests and tokens per minute): the
+    # gateway waits up to limits.max_wait_seconds for room rather than send what it would
+    # refuse (docs/limits.md).
+    rpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
+    tpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
 
     @field_validator("api_base")
     @classmethod
@@ -344,6 +349,9 @@ class LimitsConfig(_Strict):
     # When the shared limiter (Redis) cannot be reached: admit the request (open) or refuse it
     # with 503 rate_limiter_unavailable (closed).
     on_store_error: Literal["open", "closed"] = "open"
+    # How long a request may wait for room under a provider's own rpm/tpm before it is refused
+    # with 429 upstream_rate_limited.
+    max_wait_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
 
 
 class Settings(_Strict):

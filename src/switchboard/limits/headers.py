@@ -25,7 +25,7 @@ def tightest(limits: Sequence[Limit], states: Sequence[BucketState], kind: str) 
     """The index of the limit of ``kind`` with the least room left (then the smallest)."""
     best: int | None = None
     for i, (limit, state) in enumerate(zip(limits, states, strict=True)):
-        if limit.kind != kind:
+        if limit.kind != kind or limit.scope == "upstream":  # the provider's, not the caller's
             continue
         if best is None:
             best = i

@@ -43,6 +43,19 @@ def _merge(default: LimitValues | None, explicit: LimitValues | None) -> LimitVa
     )
 
 
+UPSTREAM = "upstream"
+
+
+def upstream(config: LimitsConfig, provider: str, values: LimitValues) -> list[Limit]:
+    """A provider deployment's own limits: no burst, the provider would refuse it."""
+    out = []
+    for name, kind, value in (("rpm", REQUESTS, values.rpm), ("tpm", TOKENS, values.tpm)):
+        if value is not None:
+            key = f"upstream:{provider}:{name}"
+            out.append(Limit(UPSTREAM, key, kind, value, value, config.window_seconds, name))
+    return out
+
+
 def plan(config: LimitsConfig, principal: Principal | None, model: str, stored: Stored) -> list[Limit]:
     """The limits of a request by ``principal`` to ``model``, widest scope first."""
     scopes: list[tuple[str, str, LimitValues | None]] = [

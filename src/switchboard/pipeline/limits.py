@@ -12,18 +12,19 @@ and the scope in the message and in ``x-ratelimit-scope``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from switchboard.config.schema import LimitsConfig
+from switchboard.config.schema import LimitsConfig, LimitValues
 from switchboard.context import AfterResponse, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
 from switchboard.limits.cache import LimitCache
 from switchboard.limits.estimate import estimate_request_tokens, used_tokens
 from switchboard.limits.headers import duration, rate_headers
-from switchboard.limits.plan import TOKENS, Limit, Stored, plan
+from switchboard.limits.plan import TOKENS, UPSTREAM, Limit, Stored, plan, upstream
 from switchboard.pipeline.chain import Handler
 from switchboard.stores.protocols import Acquired, Bucket, RateLimiter
 
@@ -47,10 +48,13 @@ class RateLimitStage:
         config: LimitsConfig,
         limiter: Callable[[], RateLimiter | None],
         stored: Callable[[], LimitCache | None],
+        providers: Mapping[str, LimitValues] | None = None,
     ) -> None:
         self._config = config
         self._limiter = limiter
         self._stored = stored
+        # Provider deployments' own limits, by provider name (providers[].rpm / tpm).
+        self._upstream = {name: upstream(config, name, v) for name, v in (providers or {}).items()}
         self._warned = -math.inf
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
@@ -65,11 +69,13 @@ class RateLimitStage:
             tenant = principal.tenant_id if principal is not None else None
             stored = await cache.get(tenant) if cache is not None and tenant is not None else _EMPTY
             limits = plan(self._config, principal, model, stored)
+            if ctx.route is not None and self._upstream:
+                limits += self._upstream.get(ctx.route.target.provider, ())
             if not limits:
                 return await call_next(ctx)
             tokens = estimate_request_tokens(ctx) if any(x.kind == TOKENS for x in limits) else 0
             buckets = [Bucket(x.key, x.capacity, x.window, tokens if x.kind == TOKENS else 1) for x in limits]
-            acquired = await limiter.acquire(buckets)
+            acquired = await self._acquire(ctx, limiter, limits, buckets)
         except GatewayError:
             raise
         except Exception as exc:  # the limiter's store (Redis, the database) is unreachable
@@ -85,6 +91,29 @@ class RateLimitStage:
             ]
             ctx.after(_settle(limiter, token_buckets, tokens))
         return await call_next(ctx)
+
+    async def _acquire(
+        self, ctx: RequestContext, limiter: RateLimiter, limits: list[Limit], buckets: list[Bucket]
+    ) -> Acquired:
+        """Take from every bucket; while only a provider's own limit lacks room, wait for it (all
+        or nothing, so nothing is held while waiting), up to ``max_wait_seconds``."""
+        started = time.monotonic()
+        while True:
+            acquired = await limiter.acquire(buckets)
+            refused = acquired.refused
+            if refused is None or limits[refused].scope != UPSTREAM or math.isinf(acquired.retry_after):
+                return acquired
+            waited = time.monotonic() - started
+            allowed = min(self._config.max_wait_seconds - waited, ctx.remaining(time.perf_counter()))
+            if acquired.retry_after > allowed:
+                retry = max(1, math.ceil(acquired.retry_after))
+                limit = limits[refused]
+                raise RateLimited(
+                    f"the provider's limit for this deployment ({limit.limit} {limit.kind} per minute) is "
+                    f"reached; try again in {retry} s", code="upstream_rate_limited",
+                    headers={"retry-after": str(retry), "x-ratelimit-scope": UPSTREAM},
+                )
+            await asyncio.sleep(acquired.retry_after)
 
     async def _unavailable(self, ctx: RequestContext, call_next: Handler, exc: Exception) -> Result:
         now = time.monotonic()
