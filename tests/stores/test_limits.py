@@ -101,3 +101,16 @@ async def test_limit_records_are_one_per_subject_and_per_tenant(backend: Backend
     assert not await store.delete("t2", "lim_1")
     assert await store.delete("t1", "lim_1")
     assert await store.list_limits("t1") == []
+
+
+async def test_idle_buckets_are_forgotten_in_memory() -> None:
+    from switchboard.stores.clock import ManualClock
+    from switchboard.stores.memory.limits import SWEEP_EVERY, MemoryRateLimiter
+
+    clock = ManualClock()
+    limiter = MemoryRateLimiter(clock)
+    for i in range(SWEEP_EVERY - 1):
+        await limiter.acquire([rpm(f"key:{i}:rpm", 5)])
+    clock.advance(62)
+    assert (await limiter.acquire([rpm("key:0:rpm", 5)])).states[0].used == 1  # the window moved on
+    assert len(limiter._slots) == 1  # only the bucket just used is left

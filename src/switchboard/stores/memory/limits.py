@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from switchboard.stores.clock import Clock, system_clock
 from switchboard.stores.protocols import LIMIT_SLOTS, Acquired, Bucket, BucketState
 
+SWEEP_EVERY = 10_000  # acquisitions between two sweeps of idle buckets
+
 
 def slot_ms(window: float) -> int:
     """The length of one slot in milliseconds (at least 1)."""
@@ -26,8 +28,9 @@ def slot_ms(window: float) -> int:
 class MemoryRateLimiter:
     def __init__(self, clock: Clock = system_clock) -> None:
         self._clock = clock
-        # bucket key -> slot length (ms) -> {slot index: units}
+        # (bucket key, slot length in ms) -> {slot index: units}
         self._slots: dict[tuple[str, int], dict[int, int]] = {}
+        self._calls = 0
 
     def _live(self, key: tuple[str, int], current: int) -> dict[int, int]:
         slots = self._slots.get(key)
@@ -37,8 +40,17 @@ class MemoryRateLimiter:
             del slots[index]
         return slots
 
+    def _sweep(self, now: int) -> None:
+        """Forget buckets whose every slot has left the window (keys, models come and go)."""
+        for (key, g), slots in list(self._slots.items()):
+            if all(i < now // g - LIMIT_SLOTS for i in slots):
+                del self._slots[(key, g)]
+
     async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
         now = int(self._clock() * 1000)
+        self._calls += 1
+        if self._calls % SWEEP_EVERY == 0:
+            self._sweep(now)
         seen: list[tuple[dict[int, int], int, int]] = []
         states: list[BucketState] = []
         for n, bucket in enumerate(buckets):

@@ -102,7 +102,11 @@ for i, key in ipairs(KEYS) do
   local idx = tonumber(ARGV[3 * i + 2])
   if idx >= math.floor(now / g) - n then
     local v = redis.call('HINCRBY', key, idx, amount)
-    if v <= 0 then redis.call('HDEL', key, idx) end
+    if v <= 0 then
+      redis.call('HDEL', key, idx)
+    elseif redis.call('PTTL', key) < 0 then
+      redis.call('PEXPIRE', key, (n + 2) * g)
+    end
   end
 end
 return 0
