@@ -103,13 +103,14 @@ async def _burst(pair: Pair, key: str, n: int, **request: Any) -> Outcome:
     return Outcome(n - len(refused), refused, sum(t for t, exc in results if exc is None))
 
 
-def _check_refusal(exc: openai.RateLimitError, scope: str) -> None:
+def _check_refusal(exc: openai.RateLimitError, scope: str, window: int = 60) -> None:
     assert exc.status_code == 429
     body: Any = exc.body
     assert body["code"] == "rate_limit_exceeded" and body["type"] == "rate_limit_error"
     assert f"the {scope}" in body["message"]
     retry = exc.response.headers["retry-after"]
-    assert retry.isdigit() and 1 <= int(retry) <= 61
+    # Units come back one window after they were taken, at most one slot (1/60) later.
+    assert retry.isdigit() and 1 <= int(retry) <= window + window // 60 + 1
     assert exc.response.headers["x-ratelimit-scope"] == scope
 
 
@@ -364,3 +365,43 @@ def test_a_providers_own_limit_makes_requests_wait_then_refuses(
     finally:
         for gw in gateways:
             gw.process.stop()
+
+
+def test_a_failed_call_gives_its_token_reservation_back(pair: Pair) -> None:
+    key = pair.key(tpm_limit=1000)["key"]
+    for on in (pair.first, pair.second):
+        with pytest.raises(openai.APIStatusError) as failed:
+            pair.sdk(key, on).chat.completions.create(model="unreachable", messages=ask("x"), max_tokens=900)
+        assert failed.value.status_code == 502
+
+    def fits() -> bool:  # the refunds run after each response was written: poll, briefly
+        try:
+            pair.sdk(key).chat.completions.create(model="gpt-4o-mini", messages=ask("x"), max_tokens=900)
+        except openai.RateLimitError:
+            return False
+        return True
+
+    _wait_for(fits, "a failed call's reservation was not given back")
+
+
+def test_a_daily_token_limit_set_for_a_user(pair: Pair) -> None:
+    user = pair.admin("POST", "/admin/v1/users", {"name": "daily"}).json()["id"]
+    resp = pair.admin("PUT", "/admin/v1/limits", {"scope": "user", "subject": user, "tpd": 300})
+    assert resp.status_code == 200, resp.text
+    key = pair.key(user=user)["key"]
+    client = pair.sdk(key, pair.second)
+    create = client.chat.completions.with_raw_response.create
+    raw = create(model="gpt-4o-mini", messages=ask("d"), max_tokens=50)
+    assert raw.headers["x-ratelimit-limit-tokens"] == "300"
+    used = raw.parse().usage.total_tokens  # type: ignore[union-attr]
+    refused: openai.RateLimitError | None = None
+    for _ in range(300):  # every answer uses tokens: the day's 300 run out
+        try:
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask("d"), max_tokens=50)
+        except openai.RateLimitError as exc:
+            refused = exc
+            break
+        used += reply.usage.total_tokens  # type: ignore[union-attr]
+    assert refused is not None and used <= 300
+    _check_refusal(refused, "user", window=86_400)
+    assert "per day" in refused.body["message"]  # type: ignore[index]
