@@ -18,11 +18,12 @@ SWEEP_EVERY = 10_000  # acquisitions between two sweeps of idle buckets
 
 
 def slot_ms(window: float) -> int:
-    """The length of one slot in milliseconds (at least 1)."""
+    """The length of one slot in milliseconds: rounded up, so the 60 slots span at least the
+    window (a unit never comes back early)."""
     ms = round(window * 1000)
     if ms < 1:
         raise ValueError("a limit window must be at least 1 ms")
-    return max(1, ms // LIMIT_SLOTS)
+    return -(-ms // LIMIT_SLOTS)
 
 
 class MemoryRateLimiter:
