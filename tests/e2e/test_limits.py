@@ -405,3 +405,26 @@ def test_a_daily_token_limit_set_for_a_user(pair: Pair) -> None:
     assert refused is not None and used <= 300
     _check_refusal(refused, "user", window=86_400)
     assert "per day" in refused.body["message"]  # type: ignore[index]
+
+
+def test_a_streams_reservation_is_corrected_to_its_usage_at_its_end(pair: Pair) -> None:
+    key = pair.key(tpm_limit=1000)["key"]
+    streamed = 0
+
+    def one_stream() -> bool:
+        nonlocal streamed
+        try:
+            chunks = pair.sdk(key, pair.second).chat.completions.create(
+                model="gpt-4o-mini", messages=ask("s"), max_tokens=600, stream=True)
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        except openai.RateLimitError:
+            return False  # the previous stream's correction has not run yet
+        assert text
+        streamed += 1
+        return True
+
+    # Each reserves 600+ tokens, two at once would not fit: they only fit one after the other
+    # because each stream's reservation drops to the few tokens it used when it ends.
+    for _ in range(4):
+        _wait_for(one_stream, "a stream's reservation was not corrected at its end")
+    assert streamed == 4
