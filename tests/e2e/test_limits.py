@@ -180,6 +180,20 @@ def test_limits_per_key_and_model(pair: Pair) -> None:
     assert pair.sdk(other).completions.create(model=PER_KEY_MODEL, prompt="hi").choices
 
 
+def test_a_key_by_model_limit_set_through_the_admin_api(pair: Pair) -> None:
+    created = pair.key()
+    body = {"scope": "key_model", "key": created["id"], "model": "gpt-4o-mini", "rpm": 1}
+    resp = pair.admin("PUT", "/admin/v1/limits", body)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["subject"] == f"{created['id']}:gpt-4o-mini"
+    assert pair.sdk(created["key"]).chat.completions.create(model="gpt-4o-mini", messages=ask("1")).choices
+    with pytest.raises(openai.RateLimitError) as refused:
+        pair.sdk(created["key"], pair.second).chat.completions.create(model="gpt-4o-mini", messages=ask("2"))
+    _check_refusal(refused.value, "key_model")
+    # The same key on another model, and the config's per-key-model limit still apply as before.
+    assert pair.sdk(created["key"]).embeddings.create(model="text-embedding-3-small", input="x").data
+
+
 def _wait_for(check: Any, what: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -248,6 +262,9 @@ def test_bad_limits_on_keys_are_400(pair: Pair, field: str, value: Any, code: st
     ({"scope": "tenant", "subject": "someone-else", "rpm": 1}, 400, "invalid_value"),
     ({"scope": "user", "subject": "no-such-user", "rpm": 1}, 404, "user_not_found"),
     ({"scope": "team", "subject": "no-such-team", "rpm": 1}, 404, "team_not_found"),
+    ({"scope": "key_model", "key": "key_nope", "model": "gpt-4o-mini", "rpm": 1}, 404, "key_not_found"),
+    ({"scope": "key_model", "model": "gpt-4o-mini", "rpm": 1}, 400, "invalid_value"),
+    ({"scope": "team", "subject": "x", "model": "gpt-4o-mini", "rpm": 1}, 400, "invalid_value"),
 ])
 def test_bad_limit_records_are_refused(pair: Pair, body: dict[str, Any], status: int, code: str) -> None:
     resp = pair.admin("PUT", "/admin/v1/limits", body)

@@ -81,7 +81,8 @@ def plan(config: LimitsConfig, principal: Principal | None, model: str, stored: 
                 own = LimitValues(rpm=principal.rpm_limit, tpm=principal.tpm_limit)
             scopes.append(("key", key, _merge(config.per_key, own)))
             per_model = config.per_key_model.get(model) or config.per_key_model.get("*")
-            scopes.append(("key_model", f"{key}:{model}", per_model))
+            subject = f"{key}:{model}"
+            scopes.append(("key_model", subject, _merge(per_model, stored.get(("key_model", subject)))))
     burst = 1.0 + config.burst
     out: list[Limit] = []
     for scope, subject, values in scopes:

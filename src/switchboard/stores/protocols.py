@@ -247,7 +247,7 @@ class RateLimiter(Protocol):
         slot still counts; a count never goes below zero."""
 
 
-LIMIT_SCOPES = ("tenant", "team", "user", "model")
+LIMIT_SCOPES = ("tenant", "team", "user", "model", "key_model")
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ class LimitRecord:
     id: str
     tenant_id: str
     scope: str  # one of LIMIT_SCOPES
-    subject: str  # the tenant, team or user id, or the model name
+    subject: str  # the tenant, team or user id, the model name, or "<key id>:<model>"
     rpm: int | None = None
     tpm: int | None = None
     tpd: int | None = None

@@ -1,6 +1,6 @@
-"""``/admin/v1/limits``: rate limits for a tenant, a team, a user, or a tenant's traffic to one
-model (docs/limits.md). Keys carry their own (``rpm_limit``, ``tpm_limit`` on the key); global
-and per-model defaults come from the config's ``limits:`` section.
+"""``/admin/v1/limits``: rate limits for a tenant, a team, a user, a tenant's traffic to one
+model, or one key on one model (docs/limits.md). Keys carry their own (``rpm_limit``,
+``tpm_limit`` on the key); global and per-model defaults come from the config's ``limits:``.
 
 ``PUT /admin/v1/limits`` sets the limits of one (scope, subject), replacing what was set
 before; ``GET`` lists or reads them; ``DELETE /admin/v1/limits/{id}`` removes them. Every change
@@ -34,7 +34,7 @@ RpmLimit = Annotated[StrictInt, Field(ge=1, le=MAX_RPM)]
 TokenLimit = Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS)]
 Subject = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
-Scope = Literal["tenant", "team", "user", "model"]
+Scope = Literal["tenant", "team", "user", "model", "key_model"]
 
 
 class LimitSet(BaseModel):
@@ -48,6 +48,8 @@ class LimitSet(BaseModel):
     tpm: TokenLimit | None = None
     tpd: TokenLimit | None = None
     tenant: Ident | None = Field(default=None, description="Another tenant (platform admin only).")
+    key: Ident | None = Field(default=None, description="`key_model` only: the key's id.")
+    model: Subject | None = Field(default=None, description="`key_model` only: the model name.")
 
 
 def public(record: LimitRecord) -> dict[str, Any]:
@@ -80,6 +82,16 @@ async def _changed(request: Request, tenant: str) -> None:
 
 async def _subject(body: LimitSet, tenant: str, stores: Stores) -> str:
     subject = body.subject
+    if (body.key is not None or body.model is not None) != (body.scope == "key_model"):
+        raise InvalidRequest("key and model: for the scope 'key_model' (and only for it), name both",
+                             param="key" if body.key is not None else "model", code="invalid_value")
+    if body.scope == "key_model":
+        if subject is not None or body.key is None or body.model is None:
+            raise InvalidRequest("a key_model limit names the key and the model (no subject)",
+                                 param="subject", code="invalid_value")
+        if await stores.keys.get(tenant, body.key) is None:
+            raise NotFound(f"no key with id '{body.key[:64]}'", code="key_not_found")
+        return f"{body.key}:{body.model}"
     if body.scope == "tenant":
         if subject is not None and subject != tenant:
             raise InvalidRequest("subject: a tenant limit's subject is the tenant itself", param="subject",
@@ -167,4 +179,4 @@ async def delete_limits(
     return {"id": limit_id, "object": "rate_limit", "deleted": True}
 
 
-assert set(LIMIT_SCOPES) == {"tenant", "team", "user", "model"}
+assert set(LIMIT_SCOPES) == {"tenant", "team", "user", "model", "key_model"}
