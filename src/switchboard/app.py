@@ -95,6 +95,7 @@ class SwitchboardApp:
             subscriptions=subscriptions,
             routing=gateway.routing,
             prices=gateway.prices,
+            limit_cache=lambda: gateway.limit_cache,
         )
         return create_admin_app(services)
 

@@ -48,6 +48,9 @@ class Principal:
     allowed_models: tuple[str, ...] | None = None
     metadata: Mapping[str, Any] | None = None
     tags: tuple[str, ...] = ()  # the key's tags, copied to its usage records
+    # The key's own rate limits (requests and tokens per minute); None: none on the key.
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
 
 @dataclass(slots=True)

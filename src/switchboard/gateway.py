@@ -11,9 +11,10 @@ from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier
 from switchboard.access.subscriptions import SubscriptionCache
-from switchboard.config.schema import Settings
+from switchboard.config.schema import LimitValues, Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
+from switchboard.limits.cache import LimitCache
 from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.access import ModelAccessStage
 from switchboard.pipeline.auth import Authenticator, AuthStage
@@ -21,6 +22,7 @@ from switchboard.pipeline.caller_credentials import CallerCredentialsStage
 from switchboard.pipeline.chain import Handler, Stage, build_chain
 from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
+from switchboard.pipeline.limits import RateLimitStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.subscription import SubscriptionStage
@@ -48,6 +50,7 @@ class Gateway:
         self.key_cache: KeyCache | None = None
         self.last_used: LastUsed | None = None
         self.subscriptions: SubscriptionCache | None = None
+        self.limit_cache: LimitCache | None = None  # limits set through the admin API
         self.images = ImageFetcher(settings.images)
         # Model limits, capabilities and prices, with the config's overrides applied.
         self.catalog = catalog.build(settings)
@@ -89,6 +92,12 @@ class Gateway:
         ]
         if operation == "count_tokens":
             return stages
+        stages.append(RateLimitStage(
+            self.settings.limits,
+            lambda: self.stores.limiter if self.stores is not None else None,
+            lambda: self.limit_cache,
+            {p.name: LimitValues(rpm=p.rpm, tpm=p.tpm) for p in self.settings.providers if p.rpm or p.tpm},
+        ))
         # Always present: whether a request's route needs its images inlined is a flag on the
         # Route (the model table changes at run time), checked by the stage.
         stages.append(InlineImagesStage(self.images))
@@ -112,6 +121,9 @@ class Gateway:
         await self.key_cache.start()
         self.subscriptions = SubscriptionCache(self.stores.subscriptions, self.stores.feed)
         await self.subscriptions.start()
+        if self.stores.limits is not None:
+            self.limit_cache = LimitCache(self.stores.limits, self.stores.feed)
+            await self.limit_cache.start()
         self.last_used = LastUsed(self.stores.keys, self.settings.auth.last_used_interval_seconds)
         self.last_used.start()
         spend = self.settings.spend
@@ -144,6 +156,9 @@ class Gateway:
         if self.subscriptions is not None:
             await self.subscriptions.close()
             self.subscriptions = None
+        if self.limit_cache is not None:
+            await self.limit_cache.close()
+            self.limit_cache = None
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

@@ -61,6 +61,7 @@ class TenantWorld:
     sa2_key: str = ""
     sub1: str = ""  # team1's pending subscription to the gated model
     sub2: str = ""  # team2's
+    limit: str = ""  # rate limits set for team2 (generous: they never refuse anything here)
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -94,6 +95,8 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
         body = {"model": GATED, "team": getattr(world, team), "tenant": tenant}
         sub = admin.ok("POST", "/admin/v1/subscriptions", body, status=201)["id"]
         setattr(world, "sub" + team[-1], sub)
+    body = {"scope": "team", "subject": world.team2, "tenant": tenant, "rpm": 1_000_000}
+    world.limit = admin.ok("PUT", "/admin/v1/limits", body)["id"]
     return world
 
 

@@ -154,6 +154,7 @@ def _foreign_ids(other: TenantWorld) -> dict[str, str]:
         "/admin/v1/service-accounts": other.sa2,
         "/admin/v1/keys": other.key_ids["developer"],
         "/admin/v1/subscriptions": other.sub1,
+        "/admin/v1/limits": other.limit,
     }
 
 
@@ -196,7 +197,7 @@ def test_another_tenants_records_are_404_to_every_role(
 def _all_ids(world: TenantWorld) -> set[str]:
     return {world.team1, world.team2, *world.users.values(), *world.key_ids.values(), world.peer,
             world.peer_key, world.member2, world.member2_key, world.sa2, world.sa2_key, world.sub1,
-            world.sub2}
+            world.sub2, world.limit}
 
 
 def test_no_list_shows_another_tenants_records_to_any_role(
@@ -255,3 +256,4 @@ def _untouched(admin: Admin, worlds: tuple[TenantWorld, TenantWorld]) -> None:
         for sub in (world.sub1, world.sub2):
             shown = admin.ok("GET", f"/admin/v1/subscriptions/{sub}", params={"tenant": world.tenant})
             assert shown["status"] == "pending"
+        assert admin.ok("GET", f"/admin/v1/limits/{world.limit}")["rpm"] == 1_000_000

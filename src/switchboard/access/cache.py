@@ -40,6 +40,8 @@ def principal_of(record: KeyRecord) -> Principal:
         allowed_models=record.allowed_models,
         metadata=record.metadata,
         tags=tuple(record.tags),
+        rpm_limit=record.rpm_limit,
+        tpm_limit=record.tpm_limit,
     )
 
 

@@ -93,6 +93,11 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
     "audit": {
         "read": (A, N, _, _, _),
     },
+    "limit": {  # rate limits of tenants, teams, users and models (docs/limits.md)
+        "set": (A, N, _, _, _),
+        "read": (A, N, N, N, N),
+        "delete": (A, N, _, _, _),
+    },
 }
 
 

@@ -79,6 +79,11 @@ class ProviderConfig(BaseModel):
     # Let callers send their own credential for this provider (auth.caller_credentials must be
     # enabled too); see docs/access.md, "Caller credentials".
     allow_caller_credentials: bool = False
+    # The provider's own limits for this deployment (requests and tokens per minute): the
+    # gateway waits up to limits.max_wait_seconds for room rather than send what it would
+    # refuse (docs/limits.md).
+    rpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
+    tpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
 
     @field_validator("api_base")
     @classmethod
@@ -320,6 +325,49 @@ class SpendConfig(_Strict):
     flush_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
 
 
+LimitValue = Annotated[int, Field(ge=1, le=1_000_000_000_000)]
+
+
+class LimitValues(_Strict):
+    """Requests per minute, tokens per minute and tokens per day; unset: no such limit."""
+
+    rpm: LimitValue | None = None
+    tpm: LimitValue | None = None
+    tpd: LimitValue | None = None
+
+
+class LimitsConfig(_Strict):
+    """Rate limits (docs/limits.md). Limits set here add to those on keys and in the admin API;
+    every limit in scope applies and the most restrictive decides."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    # Every caller together.
+    global_: LimitValues | None = Field(default=None, alias="global")
+    # Each model (by the name callers use), every caller together.
+    models: Annotated[dict[Annotated[str, Field(min_length=1, max_length=256)], LimitValues],
+                      Field(max_length=10_000)] = Field(default_factory=dict)
+    # Defaults that apply to each tenant, team, user and key separately.
+    per_tenant: LimitValues | None = None
+    per_team: LimitValues | None = None
+    per_user: LimitValues | None = None
+    per_key: LimitValues | None = None
+    # Each key on each model (key-by-model); "*" applies to every model not named.
+    per_key_model: Annotated[dict[Annotated[str, Field(min_length=1, max_length=256)], LimitValues],
+                             Field(max_length=10_000)] = Field(default_factory=dict)
+    # Extra room above each limit within one window, as a fraction of the limit (0.1: 10 %).
+    # 0 (the default): never more than the limit in any one window.
+    burst: Annotated[float, Field(ge=0, le=1)] = 0.0
+    # The length of the "minute" of rpm and tpm, in seconds (tpd is always 86400 s).
+    window_seconds: Annotated[float, Field(ge=0.06, le=3600)] = 60.0
+    # When the shared limiter (Redis) cannot be reached: admit the request (open) or refuse it
+    # with 503 rate_limiter_unavailable (closed).
+    on_store_error: Literal["open", "closed"] = "open"
+    # How long a request may wait for room under a provider's own rpm/tpm before it is refused
+    # with 429 upstream_rate_limited.
+    max_wait_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
+
+
 class Settings(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -330,6 +378,7 @@ class Settings(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     redis: RedisConfig | None = None
     spend: SpendConfig = SpendConfig()
+    limits: LimitsConfig = LimitsConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 

@@ -24,12 +24,15 @@ from switchboard.stores.errors import StoreError
 from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.counters import MemoryCounters
 from switchboard.stores.memory.feed import MemoryFeed
+from switchboard.stores.memory.limits import MemoryRateLimiter
 from switchboard.stores.protocols import (
     AuditLog,
     ChangeFeed,
     Counters,
     KeyStore,
+    LimitStore,
     ProviderStore,
+    RateLimiter,
     SharedCache,
     SubscriptionStore,
     TenancyStore,
@@ -39,6 +42,7 @@ from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.engine import create_engine, describe, shown
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
+from switchboard.stores.sql.limits import SqlLimitStore
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
@@ -62,6 +66,9 @@ class Stores:
     database: str  # shown URL, password hidden
     revision: str  # schema revision after migrating
     shared: bool  # counters, cache and feed shared through Redis
+    # Rate-limit windows (limits/): in this process, or in Redis with the counters.
+    limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
+    limits: LimitStore | None = None  # limits set through the admin API (always in SQL)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -127,6 +134,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     counters: Counters
     cache: SharedCache
     feed: ChangeFeed
+    limiter: RateLimiter
     if redis_url is None:
         mem_counters, mem_cache, mem_feed = (
             MemoryCounters(clock or system_clock),
@@ -135,11 +143,15 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         )
         closers += [mem_counters.close, mem_cache.close, mem_feed.close]
         counters, cache, feed = mem_counters, mem_cache, mem_feed
+        mem_limiter = MemoryRateLimiter(clock or system_clock)
+        closers.append(mem_limiter.close)
+        limiter = mem_limiter
     else:
         from switchboard.stores.redis.cache import RedisCache
         from switchboard.stores.redis.client import connect
         from switchboard.stores.redis.counters import RedisCounters
         from switchboard.stores.redis.feed import RedisFeed
+        from switchboard.stores.redis.limits import RedisRateLimiter
 
         try:
             client = await connect(redis_url)
@@ -149,6 +161,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         redis_feed = RedisFeed(client)
         closers += [client.aclose, redis_feed.close]
         counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
+        limiter = RedisRateLimiter(client, clock)
     log.info(
         "database %s at revision %s; counters, cache and change feed %s",
         shown(database),
@@ -168,6 +181,8 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         database=shown(database),
         revision=revision,
         shared=redis_url is not None,
+        limiter=limiter,
+        limits=SqlLimitStore(engine),
         _closers=closers,
     )
 

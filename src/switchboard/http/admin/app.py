@@ -17,6 +17,7 @@ from switchboard.http.admin import (
     catalog,
     errors,
     keys,
+    limits,
     models,
     providers,
     spend,
@@ -25,6 +26,7 @@ from switchboard.http.admin import (
     tenants,
     users,
 )
+from switchboard.limits.cache import LimitCache
 from switchboard.routing.live import LiveRouting
 from switchboard.spend.cost import Prices
 from switchboard.stores import Stores
@@ -46,6 +48,8 @@ class AdminServices:
     routing: LiveRouting | None = field(default=None)
     # Each served model's prices (GET /admin/v1/usage/unpriced).
     prices: Prices | None = field(default=None)
+    # Limits set through /admin/v1/limits, cached for the request path (None: not started).
+    limit_cache: Callable[[], LimitCache | None] = field(default=lambda: None)
 
     @property
     def hashing(self) -> bytes | None:
@@ -65,6 +69,7 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(keys.router)
     app.include_router(audit.router)
+    app.include_router(limits.router)
     app.include_router(subscriptions.router)
     app.include_router(providers.router)
     app.include_router(models.router)

@@ -31,6 +31,7 @@ from switchboard.access.roles import DEFAULT_KEY_ROLE, RANK, ROLES, Reach, may_g
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.scoping import TenantQuery
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyRecord
@@ -59,6 +60,8 @@ class KeyCreate(BaseModel):
     service_account: Ident | None = None
     tags: Annotated[list[Tag], Field(max_length=20)] = Field(default_factory=list)
     tenant: Ident | None = Field(default=None, description="Another tenant (platform admin only).")
+    rpm_limit: RpmLimit | None = Field(default=None, description="Requests per minute (docs/limits.md).")
+    tpm_limit: TokenLimit | None = Field(default=None, description="Tokens per minute (docs/limits.md).")
 
     @field_validator("role")
     @classmethod
@@ -129,6 +132,8 @@ def public(record: KeyRecord) -> dict[str, Any]:
         "metadata": dict(record.metadata),
         "tags": list(record.tags),
         "service_account": record.service_account_id,
+        "rpm_limit": record.rpm_limit,
+        "tpm_limit": record.tpm_limit,
     }
 
 
@@ -234,6 +239,8 @@ async def create_key(
         tags=tuple(body.tags),
         name=body.name,
         created_by=access.principal.id,
+        rpm_limit=body.rpm_limit,
+        tpm_limit=body.tpm_limit,
     )
     await stores.keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere

@@ -35,6 +35,8 @@ def _row(record: KeyRecord) -> dict[str, Any]:
         "last_used_at": to_db(record.last_used_at),
         "tags": list(record.tags),
         "service_account_id": record.service_account_id,
+        "rpm_limit": record.rpm_limit,
+        "tpm_limit": record.tpm_limit,
     }
 
 
@@ -60,6 +62,8 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
         last_used_at=from_db(m["last_used_at"]),
         tags=tuple(m["tags"] or ()),
         service_account_id=m["service_account_id"],
+        rpm_limit=m["rpm_limit"],
+        tpm_limit=m["tpm_limit"],
     )
 
 

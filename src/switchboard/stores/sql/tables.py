@@ -191,3 +191,24 @@ users = sa.Table(
     sa.Column("created_by", sa.String(64)),
     sa.Index("ix_users_tenant_id", "tenant_id", "id"),
 )
+
+# -- rate limits (revision 0006): a key's own limits ---------------------------------------------
+
+api_keys.append_column(sa.Column("rpm_limit", sa.BigInteger))
+api_keys.append_column(sa.Column("tpm_limit", sa.BigInteger))
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),  # tenant | team | user | model
+    sa.Column("subject", sa.String(256), nullable=False),  # its id, or the model name
+    sa.Column("rpm", sa.BigInteger),
+    sa.Column("tpm", sa.BigInteger),
+    sa.Column("tpd", sa.BigInteger),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(64)),
+    sa.UniqueConstraint("tenant_id", "scope", "subject", name="uq_rate_limits_tenant_scope_subject"),
+)

@@ -1,0 +1,42 @@
+"""The pre-call token estimate a request reserves against token limits.
+
+The prompt is counted by the shared offline counter (``switchboard.tokens``, through
+``RequestContext.count_prompt_tokens``: exact for OpenAI's encodings, a documented estimate for
+other providers, counted once per request and shared with the other stages).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.context import RequestContext
+
+
+def max_output_tokens(ctx: RequestContext) -> int:
+    """The output the caller allows (``max_completion_tokens`` or ``max_tokens``), 0 if unset:
+    like OpenAI, a request counts prompt + max_tokens against its token limits until its real
+    usage is known."""
+    request = ctx.request
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = request.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+async def estimate_request_tokens(ctx: RequestContext) -> int:
+    """Prompt tokens plus the output the caller allows."""
+    return await ctx.count_prompt_tokens() + max_output_tokens(ctx)
+
+
+def used_tokens(usage: dict[str, Any] | None) -> int | None:
+    """The tokens a response reports (prompt + completion), None when it reports none."""
+    if not isinstance(usage, dict):
+        return None
+    total = usage.get("total_tokens")
+    if isinstance(total, int) and total >= 0:
+        return total
+    parts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens")]
+    if not any(isinstance(p, int) for p in parts):
+        return None
+    return sum(p for p in parts if isinstance(p, int))

@@ -1,0 +1,158 @@
+"""Rate-limit windows in Redis: one Lua script per request checks and takes from every bucket
+at once (all or nothing), so N instances share exact limits and a refused request takes nothing.
+
+The algorithm is the in-memory one (``stores/memory/limits.py``): each bucket is a hash of slot
+index -> units under ``sb:rl:{rl}:<key>:<slot ms>``; slots older than the window are deleted as
+they are read. Every key carries the same hash tag, so one script may touch all of them on a
+Redis Cluster too. Time is the Redis server's (``TIME``), so every instance agrees on the
+window; tests may pass a clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from switchboard.stores.clock import Clock
+from switchboard.stores.memory.limits import slot_ms
+from switchboard.stores.protocols import LIMIT_SLOTS, Acquired, Bucket, BucketState
+from switchboard.stores.redis.client import PREFIX
+
+_NOW = """
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local n = tonumber(ARGV[2])
+"""
+
+# ARGV: now ('' = server time), slots, then per bucket: slot ms, capacity, amount.
+# Returns {refused index (0 = none), retry ms (-1 = never), then per bucket used, reset ms, slot}.
+ACQUIRE = _NOW + """
+local live = {}
+local used = {}
+for i, key in ipairs(KEYS) do
+  local g = tonumber(ARGV[3 * i])
+  local cap = tonumber(ARGV[3 * i + 1])
+  local amount = tonumber(ARGV[3 * i + 2])
+  local cur = math.floor(now / g)
+  local raw = redis.call('HGETALL', key)
+  local slots = {}
+  local total = 0
+  local stale = {}
+  for j = 1, #raw, 2 do
+    local idx = tonumber(raw[j])
+    local v = tonumber(raw[j + 1])
+    if idx < cur - n then
+      stale[#stale + 1] = raw[j]
+    else
+      slots[#slots + 1] = {idx, v}
+      total = total + v
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  if total + amount > cap then
+    if amount > cap then return {i, -1} end
+    table.sort(slots, function(a, b) return a[1] < b[1] end)
+    local freed = 0
+    for _, s in ipairs(slots) do
+      freed = freed + s[2]
+      if total - freed + amount <= cap then
+        return {i, math.max(1, (s[1] + n + 1) * g - now)}
+      end
+    end
+    return {i, g}
+  end
+  live[i] = slots
+  used[i] = total
+end
+local out = {0, 0}
+for i, key in ipairs(KEYS) do
+  local g = tonumber(ARGV[3 * i])
+  local amount = tonumber(ARGV[3 * i + 2])
+  local cur = math.floor(now / g)
+  local newest = nil
+  for _, s in ipairs(live[i]) do
+    if s[2] > 0 and (newest == nil or s[1] > newest) then newest = s[1] end
+  end
+  if amount ~= 0 then
+    redis.call('HINCRBY', key, cur, amount)
+    redis.call('PEXPIRE', key, (n + 2) * g)
+    if amount > 0 and (newest == nil or cur > newest) then newest = cur end
+  end
+  local reset = 0
+  if newest ~= nil then reset = (newest + n + 1) * g - now end
+  out[#out + 1] = used[i] + amount
+  out[#out + 1] = reset
+  out[#out + 1] = cur
+end
+return out
+"""
+
+# ARGV: now, slots, then per bucket: slot ms, amount, slot index.
+ADJUST = _NOW + """
+for i, key in ipairs(KEYS) do
+  local g = tonumber(ARGV[3 * i])
+  local amount = tonumber(ARGV[3 * i + 1])
+  local idx = tonumber(ARGV[3 * i + 2])
+  if idx >= math.floor(now / g) - n then
+    local v = redis.call('HINCRBY', key, idx, amount)
+    if v <= 0 then
+      redis.call('HDEL', key, idx)
+    elseif redis.call('PTTL', key) < 0 then
+      redis.call('PEXPIRE', key, (n + 2) * g)
+    end
+  end
+end
+return 0
+"""
+
+
+def bucket_key(key: str, g: int) -> str:
+    return f"{PREFIX}rl:{{rl}}:{key}:{g}"
+
+
+class RedisRateLimiter:
+    def __init__(self, client: Redis, clock: Clock | None = None) -> None:
+        self._clock = clock
+        self._acquire = client.register_script(ACQUIRE)
+        self._adjust = client.register_script(ADJUST)
+
+    def _now(self) -> str:
+        return "" if self._clock is None else str(int(self._clock() * 1000))
+
+    async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
+        if not buckets:
+            return Acquired([])
+        keys: list[str] = []
+        args: list[int | str] = [self._now(), LIMIT_SLOTS]
+        for b in buckets:
+            g = slot_ms(b.window)
+            keys.append(bucket_key(b.key, g))
+            args += [g, b.capacity, b.amount]
+        raw = [int(v) for v in await self._acquire(keys=keys, args=args)]
+        if raw[0]:
+            retry = math.inf if raw[1] < 0 else raw[1] / 1000
+            return Acquired([], refused=raw[0] - 1, retry_after=retry)
+        states = [
+            BucketState(b.capacity, raw[2 + 3 * i], raw[3 + 3 * i] / 1000, raw[4 + 3 * i])
+            for i, b in enumerate(buckets)
+        ]
+        return Acquired(states)
+
+    async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
+        keys: list[str] = []
+        args: list[int | str] = [self._now(), LIMIT_SLOTS]
+        for b, index in zip(buckets, slots, strict=True):
+            if b.amount == 0:
+                continue
+            g = slot_ms(b.window)
+            keys.append(bucket_key(b.key, g))
+            args += [g, b.amount, index]
+        if keys:
+            await self._adjust(keys=keys, args=args)
