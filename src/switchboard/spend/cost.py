@@ -88,6 +88,36 @@ def format_usd(usd: Decimal) -> str:
     return f"{whole}.{frac}"
 
 
+_Prices = tuple[Decimal | None, Decimal | None, Decimal | None, Decimal | None, Decimal | None]
+# By the catalog record's identity (records live as long as the model table that holds them; the
+# entry keeps its record alive, so an id is never reused while cached). Bounded all the same.
+_DECIMAL_PRICES: dict[int, tuple[ModelInfo, _Prices]] = {}
+
+
+def _decimal_prices(info: ModelInfo) -> _Prices:
+    """Input, cache read, cache write 5m and 1h, output: Decimal per Mtok, converted once per
+    record. Cache reads without a cached price, and cache writes without a write price, are
+    billed at the input price."""
+    hit = _DECIMAL_PRICES.get(id(info))
+    if hit is not None and hit[0] is info:
+        return hit[1]
+    inp = _price(info.input_cost_per_mtok)
+    read = _price(info.cached_input_cost_per_mtok)
+    w5 = _price(info.cache_write_5m_cost_per_mtok)
+    w1 = _price(info.cache_write_1h_cost_per_mtok)
+    prices = (
+        inp,
+        read if read is not None else inp,
+        w5 if w5 is not None else inp,
+        w1 if w1 is not None else inp,
+        _price(info.output_cost_per_mtok),
+    )
+    if len(_DECIMAL_PRICES) >= 4096:
+        _DECIMAL_PRICES.clear()
+    _DECIMAL_PRICES[id(info)] = (info, prices)
+    return prices
+
+
 def cost(info: ModelInfo | None, tokens: Tokens) -> Cost:
     """The exact cost of ``tokens`` at ``info``'s prices (USD per million tokens).
 
@@ -96,16 +126,12 @@ def cost(info: ModelInfo | None, tokens: Tokens) -> Cost:
     """
     if info is None:
         return Cost(Decimal(0), unpriced=tokens.prompt > 0 or tokens.output > 0)
-    inp = _price(info.input_cost_per_mtok)
-    out = _price(info.output_cost_per_mtok)
-    read = _price(info.cached_input_cost_per_mtok)
-    w5 = _price(info.cache_write_5m_cost_per_mtok)
-    w1 = _price(info.cache_write_1h_cost_per_mtok)
+    inp, read, w5, w1, out = _decimal_prices(info)
     parts = (
         (tokens.input, inp),
-        (tokens.cache_read, read if read is not None else inp),
-        (tokens.cache_write_5m, w5 if w5 is not None else inp),
-        (tokens.cache_write_1h, w1 if w1 is not None else inp),
+        (tokens.cache_read, read),
+        (tokens.cache_write_5m, w5),
+        (tokens.cache_write_1h, w1),
         (tokens.output, out),
     )
     total = Decimal(0)
