@@ -80,6 +80,47 @@ class UsageRecord:
     tags: tuple[str, ...] = ()  # the key's tags
 
 
+# usage reporting (GET /admin/v1/usage): the ledger grouped and summed
+REPORT_FIELDS = ("tenant", "team", "key", "user", "model", "provider", "day", "hour")
+
+
+@dataclass(frozen=True)
+class UsageReportQuery:
+    """Records with ``since <= created_at < until``, grouped by ``group_by`` (names from
+    ``REPORT_FIELDS``; none: one total row). ``owners``: only records whose user or key is one of
+    these (a caller who sees only its own). At most ``max_groups`` rows, else ``TooManyGroups``."""
+
+    since: datetime
+    until: datetime
+    group_by: tuple[str, ...] = ()
+    model: str | None = None
+    key_id: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    owners: tuple[str, ...] | None = None
+    max_groups: int = 10_000
+
+
+@dataclass(frozen=True)
+class UsageReportRow:
+    """One group: its key values (``day``/``hour`` as ``YYYY-MM-DDTHH:00:00Z`` in UTC) and sums."""
+
+    group: Mapping[str, str | None]
+    requests: int = 0
+    errors: int = 0  # records with a status of 400 or more
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # 5-minute and 1-hour writes
+    reasoning_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)  # exact: the sum of the records' billionths of a dollar
+    unpriced: int = 0  # records with some tokens that had no price
+
+
+class TooManyGroups(Exception):
+    """The report would have more than ``UsageReportQuery.max_groups`` rows."""
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     """One admin change: who did what to which resource, from where, before and after (secrets
@@ -303,6 +344,10 @@ class UsageLedger(Protocol):
 
     async def recent(self, tenant_id: str, limit: int = 100) -> list[UsageRecord]:
         """The tenant's latest records, newest first."""
+
+    async def report(self, tenant_id: str | None, query: UsageReportQuery) -> list[UsageReportRow]:
+        """The records grouped and summed in the database, ordered by the group values. Tenant
+        None: every tenant (the platform admin's view only)."""
 
 
 class SharedCache(Protocol):

@@ -9,7 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from switchboard.stores.protocols import UsageRecord
+from switchboard.stores.protocols import (
+    TooManyGroups,
+    UsageRecord,
+    UsageReportQuery,
+    UsageReportRow,
+)
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import usage_records as t
 from switchboard.stores.sql.times import from_db, to_db
@@ -80,6 +85,80 @@ def _record(row: sa.Row[Any]) -> UsageRecord:
     )
 
 
+# Report group names -> the column they group by (day and hour are computed per dialect).
+_GROUP_COLUMNS = {
+    "tenant": t.c.tenant_id, "team": t.c.team_id, "key": t.c.key_id, "user": t.c.user_id,
+    "model": t.c.model, "provider": t.c.provider,
+}
+_SQLITE_BUCKETS = {"day": "%Y-%m-%dT00:00:00Z", "hour": "%Y-%m-%dT%H:00:00Z"}
+_PG_BUCKETS = {"day": 'YYYY-MM-DD"T00:00:00Z"', "hour": 'YYYY-MM-DD"T"HH24":00:00Z"'}
+
+
+def _bucket(dialect: str, name: str) -> sa.ColumnElement[Any]:
+    """The UTC day or hour of ``created_at`` as text, ``2026-06-01T12:00:00Z``, on either dialect
+    (SQLite stores UTC timestamps as text; PostgreSQL's are ``timestamptz``)."""
+    # Formats as literals, not parameters: PostgreSQL matches the SELECT's expression to the GROUP
+    # BY's textually, and two parameters are two different expressions to it.
+    if dialect == "postgresql":
+        utc = sa.func.timezone(sa.literal_column("'UTC'"), t.c.created_at)
+        return sa.func.to_char(utc, sa.literal_column(f"'{_PG_BUCKETS[name]}'"))
+    return sa.func.strftime(sa.literal_column(f"'{_SQLITE_BUCKETS[name]}'"), t.c.created_at)
+
+
+def _sum(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.func.coalesce(sa.func.sum(column), 0)
+
+
+def report_statement(dialect: str, tenant_id: str | None, query: UsageReportQuery) -> sa.Select[Any]:
+    groups = [
+        (_bucket(dialect, name) if name in ("day", "hour") else _GROUP_COLUMNS[name]).label(f"g_{name}")
+        for name in query.group_by
+    ]
+    sums = [
+        sa.func.count().label("requests"),
+        _sum(sa.case((t.c.status >= 400, 1), else_=0)).label("errors"),
+        _sum(t.c.prompt_tokens).label("prompt_tokens"),
+        _sum(t.c.completion_tokens).label("completion_tokens"),
+        _sum(t.c.cache_read_tokens).label("cache_read_tokens"),
+        _sum(t.c.cache_write_5m_tokens + t.c.cache_write_1h_tokens).label("cache_write_tokens"),
+        _sum(t.c.reasoning_tokens).label("reasoning_tokens"),
+        _sum(t.c.cost_nano_usd).label("cost_nano_usd"),
+        _sum(sa.case((t.c.unpriced, 1), else_=0)).label("unpriced"),
+    ]
+    where: list[sa.ColumnElement[bool]] = [
+        t.c.created_at >= to_db(query.since), t.c.created_at < to_db(query.until),
+    ]
+    if tenant_id is not None:
+        where.append(t.c.tenant_id == tenant_id)
+    for column, value in ((t.c.model, query.model), (t.c.key_id, query.key_id),
+                          (t.c.team_id, query.team_id), (t.c.user_id, query.user_id)):
+        if value is not None:
+            where.append(column == value)
+    if query.owners is not None:
+        owners = list(query.owners)
+        where.append(sa.or_(t.c.user_id.in_(owners), t.c.key_id.in_(owners)))
+    stmt = sa.select(*groups, *sums).where(*where)
+    if groups:
+        stmt = stmt.group_by(*groups).order_by(*(g.asc().nulls_first() for g in groups))
+    return stmt.limit(query.max_groups + 1)
+
+
+def _report_row(row: sa.Row[Any], group_by: tuple[str, ...]) -> UsageReportRow:
+    m = row._mapping
+    return UsageReportRow(
+        group={name: m[f"g_{name}"] for name in group_by},
+        requests=int(m["requests"]),
+        errors=int(m["errors"]),
+        prompt_tokens=int(m["prompt_tokens"]),
+        completion_tokens=int(m["completion_tokens"]),
+        cache_read_tokens=int(m["cache_read_tokens"]),
+        cache_write_tokens=int(m["cache_write_tokens"]),
+        reasoning_tokens=int(m["reasoning_tokens"]),
+        cost_usd=(Decimal(int(m["cost_nano_usd"])) / NANO).normalize(),
+        unpriced=int(m["unpriced"]),
+    )
+
+
 class SqlUsageLedger:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -114,3 +193,13 @@ class SqlUsageLedger:
         )
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
+
+    async def report(self, tenant_id: str | None, query: UsageReportQuery) -> list[UsageReportRow]:
+        stmt = report_statement(self._engine.dialect.name, tenant_id, query)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        if len(rows) > query.max_groups:
+            raise TooManyGroups(f"more than {query.max_groups} groups")
+        if not query.group_by and rows and rows[0]._mapping["requests"] == 0:
+            return []  # no records: no total row
+        return [_report_row(row, query.group_by) for row in rows]
