@@ -93,6 +93,9 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
     "audit": {
         "read": (A, N, _, _, _),
     },
+    "usage": {  # the usage ledger's reports (docs/spend.md, "Reporting")
+        "read": (A, N, T, S, T),
+    },
     "limit": {  # rate limits of tenants, teams, users and models (docs/limits.md)
         "set": (A, N, _, _, _),
         "read": (A, N, N, N, N),

@@ -24,6 +24,7 @@ from switchboard.http.admin import (
     subscriptions,
     teams,
     tenants,
+    usage,
     users,
 )
 from switchboard.limits.cache import LimitCache
@@ -78,4 +79,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(users.users_router)
     app.include_router(users.service_accounts_router)
     app.include_router(spend.router)
+    app.include_router(usage.router)
     return app

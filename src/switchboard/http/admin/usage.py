@@ -1,0 +1,150 @@
+"""``GET /admin/v1/usage``: the usage ledger grouped and summed, as JSON or CSV.
+
+Grouped by any of tenant, team, key, user, model, provider and the UTC day or hour, over a time
+range (``since`` inclusive, ``until`` exclusive; by default the 24 hours up to now), filtered by
+model, key, team and user. The database does the grouping; a report is bounded (``MAX_GROUPS``
+rows, else 400 ``too_many_groups``). Who sees what follows the ``usage`` row of the permission
+table: the platform admin every tenant (or one, ``?tenant=``), a tenant admin its tenant, a team
+admin and a viewer their team, a developer its own user's and keys' calls.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from switchboard.access.roles import Reach
+from switchboard.errors import InvalidRequest, NotFound
+from switchboard.http.admin.authz import Access, allow
+from switchboard.spend.cost import format_usd
+from switchboard.stores.protocols import REPORT_FIELDS, TooManyGroups, UsageReportQuery, UsageReportRow
+
+router = APIRouter(prefix="/admin/v1/usage", tags=["usage"])
+
+MAX_GROUPS = 10_000
+DEFAULT_RANGE = timedelta(hours=24)
+MAX_VALUE = 256  # characters of any one parameter
+PARAMETERS = frozenset({"group_by", "since", "until", "format", "model", "key", "team", "user", "tenant"})
+METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cache_read_tokens",
+           "cache_write_tokens", "reasoning_tokens", "cost_usd", "unpriced")
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _params(request: Request) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in PARAMETERS:
+            raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
+        if name in found:
+            raise InvalidRequest(f"{name}: given more than once", param=name, code="invalid_value")
+        if len(value) > MAX_VALUE:
+            raise InvalidRequest(f"{name}: longer than {MAX_VALUE} characters", param=name,
+                                 code="invalid_value")
+        found[name] = value
+    return found
+
+
+def _group_by(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    names = tuple(part.strip() for part in value.split(","))
+    for name in names:
+        if name not in REPORT_FIELDS:
+            raise InvalidRequest(
+                f"group_by: unknown field '{name[:64]}' (one of {', '.join(REPORT_FIELDS)})",
+                param="group_by", code="invalid_group_by",
+            )
+    if len(set(names)) != len(names):
+        raise InvalidRequest("group_by: a field named twice", param="group_by", code="invalid_group_by")
+    return names
+
+
+def _time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidRequest(f"{name}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
+                             param=name, code="invalid_time")
+    return parsed.astimezone(UTC)
+
+
+def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str, Any]]:
+    """The tenant to read (None: every tenant) and the filters, narrowed to the caller's reach."""
+    tenant = params.get("tenant")
+    filters: dict[str, Any] = {"model": params.get("model"), "key_id": params.get("key"),
+                               "team_id": params.get("team"), "user_id": params.get("user")}
+    if access.reach >= Reach.ANY:
+        return tenant, filters
+    scoped = access.tenant_for(tenant)
+    p = access.principal
+    if access.reach == Reach.TEAM:
+        if filters["team_id"] is not None and filters["team_id"] != p.team_id:
+            raise NotFound(f"no team '{filters['team_id'][:64]}'", code="team_not_found")
+        filters["team_id"] = p.team_id
+        if p.team_id is None:
+            filters["owners"] = ()  # no team: nothing to see
+    elif access.reach == Reach.SELF:
+        filters["owners"] = tuple(dict.fromkeys(v for v in (p.user_id, p.key_id, p.id) if v))
+    return scoped, filters
+
+
+def _public(row: UsageReportRow) -> dict[str, Any]:
+    return {**row.group, "requests": row.requests, "errors": row.errors,
+            "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
+            "cache_read_tokens": row.cache_read_tokens, "cache_write_tokens": row.cache_write_tokens,
+            "reasoning_tokens": row.reasoning_tokens, "cost_usd": format_usd(row.cost_usd),
+            "unpriced": row.unpriced}
+
+
+def neutralise(value: Any) -> str:
+    """A CSV cell a spreadsheet shows as text: one that could start a formula gets a leading '."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def to_csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([neutralise(row.get(column)) for column in columns])
+    return buffer.getvalue()
+
+
+@router.get("", summary="Usage grouped and summed over a time range (JSON or CSV)")
+async def report(request: Request, access: Annotated[Access, Depends(allow("usage", "read"))]) -> Any:
+    params = _params(request)
+    group_by = _group_by(params.get("group_by"))
+    output = params.get("format", "json")
+    if output not in ("json", "csv"):
+        raise InvalidRequest("format: expected json or csv", param="format", code="invalid_format")
+    until = _time("until", params.get("until")) or datetime.now(UTC)
+    since = _time("since", params.get("since")) or until - DEFAULT_RANGE
+    if since > until:
+        raise InvalidRequest("since: after until", param="since", code="invalid_time_range")
+    tenant, filters = _scope(access, params)
+    query = UsageReportQuery(since=since, until=until, group_by=group_by, max_groups=MAX_GROUPS, **filters)
+    try:
+        rows = await request.app.state.services.stores().ledger.report(tenant, query)
+    except TooManyGroups:
+        raise InvalidRequest(
+            f"more than {MAX_GROUPS} groups: narrow the time range, or group by fewer fields",
+            param="group_by", code="too_many_groups",
+        ) from None
+    data = [_public(row) for row in rows]
+    if output == "csv":
+        name = f"usage-{since:%Y%m%dT%H%M%SZ}-{until:%Y%m%dT%H%M%SZ}.csv"
+        return Response(to_csv(group_by + METRICS, data), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return {"object": "list", "group_by": list(group_by), "since": since.isoformat(),
+            "until": until.isoformat(), "tenant": tenant, "data": data}
