@@ -31,6 +31,8 @@ class World:
     tenants: tuple[str, str]
     keys: dict[str, dict[str, Any]]  # name -> the created key (id, key)
     sent: dict[tuple[str, str], dict[str, Any]]  # (key name, model) -> requests, tokens, cost
+    team: str  # a team of the first tenant, with a key that made a call, a team admin and a viewer
+    other_team: str
 
     def get(self, caller: str = MASTER_KEY, **params: Any) -> httpx.Response:
         return httpx.get(f"{self.deployment.gateway.url}/admin/v1/usage", params=params,
@@ -54,14 +56,21 @@ def world(deployment: Deployment) -> World:  # noqa: F811
     tenants = (f"acme-{uuid.uuid4().hex[:6]}", f"globex-{uuid.uuid4().hex[:6]}")
     for tenant in tenants:
         _post(url, "/admin/v1/tenants", {"id": tenant, "name": tenant})
+    team = _post(url, "/admin/v1/teams", {"tenant": tenants[0], "name": "reports"})["id"]
+    other_team = _post(url, "/admin/v1/teams", {"tenant": tenants[0], "name": "others"})["id"]
+    in_team = {"models": ["*"], "tenant": tenants[0], "team": team}
     keys = {
         "a": _post(url, "/admin/v1/keys", {"models": ["*"], "tenant": tenants[0]}),
+        "team_a": _post(url, "/admin/v1/keys", in_team),
+        "team_admin": _post(url, "/admin/v1/keys", {**in_team, "role": "team_admin"}),
+        "viewer": _post(url, "/admin/v1/keys", {**in_team, "role": "viewer"}),
         "b": _post(url, "/admin/v1/keys", {"models": ["*"], "tenant": tenants[1]}),
         "admin_a": _post(url, "/admin/v1/keys",
                          {"models": ["*"], "tenant": tenants[0], "role": "tenant_admin"}),
     }
     sent: dict[tuple[str, str], dict[str, Any]] = {}
-    calls = (("a", "gpt-4o-mini"), ("a", "gpt-4o-mini"), ("b", "gpt-4o-mini"), ("b", "house-model"))
+    calls = (("a", "gpt-4o-mini"), ("a", "gpt-4o-mini"), ("team_a", "gpt-4o-mini"),
+             ("b", "gpt-4o-mini"), ("b", "house-model"))
     for name, model in calls:
         raw = deployment.sdk(keys[name]["key"]).chat.completions.with_raw_response.create(
             model=model, messages=ask(f"report me {uuid.uuid4().hex[:4]}"))
@@ -73,9 +82,9 @@ def world(deployment: Deployment) -> World:  # noqa: F811
         totals["prompt_tokens"] += usage.prompt_tokens
         totals["completion_tokens"] += usage.completion_tokens
         totals["cost"] += Decimal(raw.headers.get("x-switchboard-cost-usd", "0"))
-    w = World(deployment, tenants, keys, sent)
+    w = World(deployment, tenants, keys, sent, team, other_team)
     deadline = time.monotonic() + 20  # records reach the ledger within about half a second
-    while sum(r["requests"] for r in w.report(group_by="tenant") if r["tenant"] in tenants) < 4:
+    while sum(r["requests"] for r in w.report(group_by="tenant") if r["tenant"] in tenants) < 5:
         assert time.monotonic() < deadline, "the calls never reached the report"
         time.sleep(0.1)
     return w
@@ -94,11 +103,11 @@ def test_the_report_sums_calls_per_tenant_key_and_model(world: World) -> None:
     house = mine[(world.keys["b"]["id"], "house-model")]
     assert house["unpriced"] == 1 and Decimal(house["cost_usd"]) == 0
     by_tenant = {r["tenant"]: r["requests"] for r in world.report(group_by="tenant")}
-    assert (by_tenant[world.tenants[0]], by_tenant[world.tenants[1]]) == (2, 2)
+    assert (by_tenant[world.tenants[0]], by_tenant[world.tenants[1]]) == (3, 2)
     one = world.report(group_by="model", tenant=world.tenants[1], model="house-model")
     assert [(r["model"], r["requests"]) for r in one] == [("house-model", 1)]
     day = world.report(group_by="day", tenant=world.tenants[0])
-    assert len(day) in (1, 2) and sum(r["requests"] for r in day) == 2
+    assert len(day) in (1, 2) and sum(r["requests"] for r in day) == 3
     assert all(r["day"].endswith("T00:00:00Z") for r in day)
     past = world.report(tenant=world.tenants[0], since="2020-01-01T00:00:00Z", until="2020-01-02T00:00:00Z")
     assert past == []
@@ -108,13 +117,21 @@ def test_each_role_sees_only_its_reach(world: World) -> None:
     admin_a = world.keys["admin_a"]["key"]
     rows = world.report(admin_a, group_by="tenant,key")
     assert {r["tenant"] for r in rows} == {world.tenants[0]}
-    assert {r["key"] for r in rows} == {world.keys["a"]["id"]}
+    assert {r["key"] for r in rows} == {world.keys["a"]["id"], world.keys["team_a"]["id"]}
     other = world.get(admin_a, tenant=world.tenants[1])
     assert other.status_code == 404 and other.json()["error"]["code"] == "tenant_not_found"
     # A developer key sees its own calls only.
     mine = world.report(world.keys["b"]["key"], group_by="key")
     assert [r["key"] for r in mine] == [world.keys["b"]["id"]]
     assert world.report(world.keys["b"]["key"], key=world.keys["a"]["id"]) == []
+    # A team admin and a viewer see their team's calls, and no other team's.
+    for role in ("team_admin", "viewer"):
+        caller = world.keys[role]["key"]
+        rows = world.report(caller, group_by="team,key")
+        assert [(r["team"], r["key"], r["requests"]) for r in rows] == [
+            (world.team, world.keys["team_a"]["id"], 1)]
+        other = world.get(caller, team=world.other_team)
+        assert other.status_code == 404 and other.json()["error"]["code"] == "team_not_found"
 
 
 def test_csv_export(world: World) -> None:
@@ -165,8 +182,8 @@ def test_the_cli_prints_a_table_json_and_csv(world: World) -> None:
     code, output = cli(world, "--group-by", "model", "--tenant", world.tenants[0], "--json")
     assert code == 0, output
     report = json.loads(output)
-    assert [(r["model"], r["requests"]) for r in report["data"]] == [("gpt-4o-mini", 2)]
+    assert [(r["model"], r["requests"]) for r in report["data"]] == [("gpt-4o-mini", 3)]
     code, output = cli(world, "--group-by", "model", "--tenant", world.tenants[0], "--csv")
-    assert code == 0 and output.splitlines()[1].startswith("gpt-4o-mini,2,"), output
+    assert code == 0 and output.splitlines()[1].startswith("gpt-4o-mini,3,"), output
     code, output = cli(world, "--group-by", "colour")
     assert code == 1 and "invalid_group_by" in output and "Traceback" not in output
