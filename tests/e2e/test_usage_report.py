@@ -104,6 +104,8 @@ def test_the_report_sums_calls_per_tenant_key_and_model(world: World) -> None:
     assert house["unpriced"] == 1 and Decimal(house["cost_usd"]) == 0
     by_tenant = {r["tenant"]: r["requests"] for r in world.report(group_by="tenant")}
     assert (by_tenant[world.tenants[0]], by_tenant[world.tenants[1]]) == (3, 2)
+    first = world.get(group_by="model", tenant=world.tenants[1], limit=1).json()
+    assert [r["model"] for r in first["data"]] == ["gpt-4o-mini"] and first["has_more"] is True
     one = world.report(group_by="model", tenant=world.tenants[1], model="house-model")
     assert [(r["model"], r["requests"]) for r in one] == [("house-model", 1)]
     day = world.report(group_by="day", tenant=world.tenants[0])
@@ -160,6 +162,8 @@ def test_csv_cells_cannot_start_a_formula() -> None:
     ({"format": "xml"}, "invalid_format"),
     ({"colour": "red"}, "unknown_parameter"),
     ({"model": "m" * 5000}, "invalid_value"),
+    ({"limit": "0"}, "invalid_value"),
+    ({"limit": "ten"}, "invalid_value"),
 ])
 def test_bad_input_is_a_400_with_a_code(world: World, params: dict[str, str], code: str) -> None:
     resp = world.get(**params)

@@ -29,7 +29,8 @@ router = APIRouter(prefix="/admin/v1/usage", tags=["usage"])
 MAX_GROUPS = 10_000
 DEFAULT_RANGE = timedelta(hours=24)
 MAX_VALUE = 256  # characters of any one parameter
-PARAMETERS = frozenset({"group_by", "since", "until", "format", "model", "key", "team", "user", "tenant"})
+PARAMETERS = frozenset({"group_by", "since", "until", "format", "model", "key", "team", "user", "tenant",
+                        "limit"})
 METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cache_read_tokens",
            "cache_write_tokens", "reasoning_tokens", "cost_usd", "unpriced")
 # A spreadsheet runs a cell that starts with one of these as a formula.
@@ -76,6 +77,15 @@ def _time(name: str, value: str | None) -> datetime | None:
         raise InvalidRequest(f"{name}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
                              param=name, code="invalid_time")
     return parsed.astimezone(UTC)
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return MAX_GROUPS
+    if not value.isdigit() or not 1 <= int(value) <= MAX_GROUPS:
+        raise InvalidRequest(f"limit: expected a whole number from 1 to {MAX_GROUPS}", param="limit",
+                             code="invalid_value")
+    return int(value)
 
 
 def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str, Any]]:
@@ -132,6 +142,7 @@ async def report(request: Request, access: Annotated[Access, Depends(allow("usag
     since = _time("since", params.get("since")) or until - DEFAULT_RANGE
     if since > until:
         raise InvalidRequest("since: after until", param="since", code="invalid_time_range")
+    limit = _limit(params.get("limit"))
     tenant, filters = _scope(access, params)
     query = UsageReportQuery(since=since, until=until, group_by=group_by, max_groups=MAX_GROUPS, **filters)
     try:
@@ -141,10 +152,11 @@ async def report(request: Request, access: Annotated[Access, Depends(allow("usag
             f"more than {MAX_GROUPS} groups: narrow the time range, or group by fewer fields",
             param="group_by", code="too_many_groups",
         ) from None
-    data = [_public(row) for row in rows]
+    data = [_public(row) for row in rows[:limit]]
     if output == "csv":
         name = f"usage-{since:%Y%m%dT%H%M%SZ}-{until:%Y%m%dT%H%M%SZ}.csv"
         return Response(to_csv(group_by + METRICS, data), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
     return {"object": "list", "group_by": list(group_by), "since": since.isoformat(),
-            "until": until.isoformat(), "tenant": tenant, "data": data}
+            "until": until.isoformat(), "tenant": tenant, "data": data,
+            "has_more": len(rows) > limit}
