@@ -113,6 +113,7 @@ def test_the_report_sums_calls_per_tenant_key_and_model(world: World) -> None:
     assert all(r["day"].endswith("T00:00:00Z") for r in day)
     past = world.report(tenant=world.tenants[0], since="2020-01-01T00:00:00Z", until="2020-01-02T00:00:00Z")
     assert past == []
+    assert world.report(since="0001-01-02T00:00:00Z", until="9999-12-31T00:00:00Z") != []
 
 
 def test_each_role_sees_only_its_reach(world: World) -> None:
@@ -158,6 +159,7 @@ def test_csv_cells_cannot_start_a_formula() -> None:
     ({"group_by": "model,model"}, "invalid_group_by"),
     ({"since": "yesterday"}, "invalid_time"),
     ({"since": "2026-06-01T00:00:00"}, "invalid_time"),  # no zone
+    ({"until": "9999-12-31T23:59:59-14:00"}, "invalid_time"),  # past the calendar's end in UTC
     ({"since": "2026-06-02T00:00:00Z", "until": "2026-06-01T00:00:00Z"}, "invalid_time_range"),
     ({"format": "xml"}, "invalid_format"),
     ({"colour": "red"}, "unknown_parameter"),

@@ -28,6 +28,8 @@ router = APIRouter(prefix="/admin/v1/usage", tags=["usage"])
 
 MAX_GROUPS = 10_000
 DEFAULT_RANGE = timedelta(hours=24)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 MAX_VALUE = 256  # characters of any one parameter
 PARAMETERS = frozenset({"group_by", "since", "until", "format", "model", "key", "team", "user", "tenant",
                         "limit"})
@@ -71,12 +73,14 @@ def _time(name: str, value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise InvalidRequest(f"{name}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
-                             param=name, code="invalid_time")
-    return parsed.astimezone(UTC)
+        if parsed.tzinfo is not None:
+            # Clamped so the default range cannot overflow; a zone shift past the calendar's
+            # ends (year 1 or 9999) is an invalid time.
+            return max(min(parsed.astimezone(UTC), LATEST), EARLIEST)
+    except (ValueError, OverflowError):
+        pass
+    raise InvalidRequest(f"{name}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
+                         param=name, code="invalid_time")
 
 
 def _limit(value: str | None) -> int:
