@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard import tokens
@@ -51,6 +52,17 @@ class Principal:
     # The key's own rate limits (requests and tokens per minute); None: none on the key.
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    # The key's own budget (POST /admin/v1/keys max_budget_usd, budget_period); None: none.
+    max_budget_usd: Decimal | None = None
+    budget_period: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """What a model call cost, as the usage stage recorded it: budgets settle to this."""
+
+    usd: Decimal
+    tokens: int  # prompt + completion
 
 
 @dataclass(slots=True)
@@ -109,6 +121,8 @@ class RequestContext:
     post_response: list[AfterResponse] | None = None
     # The pre-call prompt-token estimate, computed on first use (prompt_tokens_estimate()).
     prompt_tokens: int | None = None
+    # Set by the usage stage once the call's cost is known (pipeline/usage.py); None: no cost.
+    spent: Spent | None = None
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed

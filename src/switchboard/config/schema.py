@@ -368,6 +368,57 @@ class LimitsConfig(_Strict):
     max_wait_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
 
 
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone this machine knows (e.g. ``Europe/Paris``, ``UTC``)."""
+    import zoneinfo  # here: the schema is imported by every command, zones are needed by few
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (an IANA name: 'UTC', 'Europe/Paris')") from None
+    return name
+
+
+Percent = Annotated[int, Field(ge=1, le=100)]
+
+
+class BudgetWebhookConfig(_Strict):
+    """Where budget threshold events are POSTed (docs/budgets.md), signed with ``secret``."""
+
+    url: str
+    secret: SecretStr = Field(min_length=16)
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # Attempts per event (the first included), with exponential backoff between them.
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    # Events waiting for delivery; beyond it new events are dropped and logged.
+    queue_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value)
+
+
+class BudgetsConfig(_Strict):
+    """Budgets (docs/budgets.md): set on keys and through /admin/v1/budgets; these are defaults."""
+
+    # The time zone in which daily, weekly and monthly budgets reset (at local midnight; weeks
+    # start on Monday, months on the 1st). A budget may name its own.
+    timezone: str = "UTC"
+    # Percents of a budget whose first crossing in a period fires the webhook.
+    thresholds: Annotated[list[Percent], Field(max_length=10)] = Field(default_factory=lambda: [50, 80, 100])
+    # When the budget counters (Redis) or the ledger cannot be read: admit the request without
+    # a budget check (open) or refuse it with 503 budget_unavailable (closed, the default: a
+    # hard budget is a promise about money).
+    on_store_error: Literal["open", "closed"] = "closed"
+    webhook: BudgetWebhookConfig | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_timezone(value)
+
+
 class Settings(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -379,6 +430,7 @@ class Settings(_Strict):
     redis: RedisConfig | None = None
     spend: SpendConfig = SpendConfig()
     limits: LimitsConfig = LimitsConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 

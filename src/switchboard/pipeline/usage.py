@@ -27,7 +27,7 @@ from typing import Any
 
 from switchboard import tokens
 from switchboard.catalog import ModelInfo
-from switchboard.context import Chunk, Reply, RequestContext, Result, StreamReply
+from switchboard.context import Chunk, Reply, RequestContext, Result, Spent, StreamReply
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
 from switchboard.spend.cost import Cost, Prices, Tokens, cost, is_unpriced, split
@@ -171,6 +171,7 @@ class UsageStage:
         estimated: bool = False,
     ) -> None:
         call.done = True
+        ctx.spent = Spent(price.usd, counted.prompt + counted.output)
         writer = self._writer()
         if writer is None:
             return

@@ -21,12 +21,15 @@ from switchboard.config.paths import data_dir as default_data_dir
 from switchboard.config.schema import Settings
 from switchboard.stores.clock import Clock, system_clock
 from switchboard.stores.errors import StoreError
+from switchboard.stores.memory.budgets import MemoryBudgetCounters
 from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.counters import MemoryCounters
 from switchboard.stores.memory.feed import MemoryFeed
 from switchboard.stores.memory.limits import MemoryRateLimiter
 from switchboard.stores.protocols import (
     AuditLog,
+    BudgetCounters,
+    BudgetStore,
     ChangeFeed,
     Counters,
     KeyStore,
@@ -39,6 +42,7 @@ from switchboard.stores.protocols import (
     UsageLedger,
 )
 from switchboard.stores.sql.audit import SqlAuditLog
+from switchboard.stores.sql.budgets import SqlBudgetStore
 from switchboard.stores.sql.engine import create_engine, describe, shown
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
@@ -69,6 +73,9 @@ class Stores:
     # Rate-limit windows (limits/): in this process, or in Redis with the counters.
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     limits: LimitStore | None = None  # limits set through the admin API (always in SQL)
+    budgets: BudgetStore | None = None  # budgets set through the admin API (always in SQL)
+    # Budget counters (spent and reserved per budget and period): in this process, or in Redis.
+    budget_counters: BudgetCounters = field(default_factory=MemoryBudgetCounters)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -135,6 +142,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     cache: SharedCache
     feed: ChangeFeed
     limiter: RateLimiter
+    budget_counters: BudgetCounters
     if redis_url is None:
         mem_counters, mem_cache, mem_feed = (
             MemoryCounters(clock or system_clock),
@@ -146,7 +154,9 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         mem_limiter = MemoryRateLimiter(clock or system_clock)
         closers.append(mem_limiter.close)
         limiter = mem_limiter
+        budget_counters = MemoryBudgetCounters(clock or system_clock)
     else:
+        from switchboard.stores.redis.budgets import RedisBudgetCounters
         from switchboard.stores.redis.cache import RedisCache
         from switchboard.stores.redis.client import connect
         from switchboard.stores.redis.counters import RedisCounters
@@ -162,6 +172,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         closers += [client.aclose, redis_feed.close]
         counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
         limiter = RedisRateLimiter(client, clock)
+        budget_counters = RedisBudgetCounters(client, clock)
     log.info(
         "database %s at revision %s; counters, cache and change feed %s",
         shown(database),
@@ -183,6 +194,8 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         shared=redis_url is not None,
         limiter=limiter,
         limits=SqlLimitStore(engine),
+        budgets=SqlBudgetStore(engine),
+        budget_counters=budget_counters,
         _closers=closers,
     )
 

@@ -1,0 +1,99 @@
+"""Budget counters in process memory (one instance: other processes do not see them).
+
+A counter is what one budget has spent in one period plus the reservations of the requests in
+flight, each under its own id so settling one is exact and a lapsed one (its process died, or
+it was never settled) stops counting. Check-and-reserve over every charge has no ``await``
+inside, so it is atomic on the event loop. See ``stores/redis/budgets.py`` for the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from switchboard.stores.clock import Clock, system_clock
+from switchboard.stores.protocols import Charge, Reserved
+
+SWEEP_EVERY = 10_000  # reservations between two sweeps of expired counters
+
+
+class _Counter:
+    __slots__ = ("expires", "held", "spent")
+
+    def __init__(self, spent: int, expires: float) -> None:
+        self.spent = spent
+        self.expires = expires
+        self.held: dict[str, tuple[int, float]] = {}  # reservation -> (amount, lapses at)
+
+    def used(self, now: float) -> int:
+        lapsed = [r for r, (_, until) in self.held.items() if until <= now]
+        for r in lapsed:
+            del self.held[r]
+        return self.spent + sum(amount for amount, _ in self.held.values())
+
+
+class MemoryBudgetCounters:
+    def __init__(self, clock: Clock = system_clock) -> None:
+        self._clock = clock
+        self._counters: dict[str, _Counter] = {}
+        self._calls = 0
+
+    def _live(self, key: str, now: float) -> _Counter | None:
+        counter = self._counters.get(key)
+        if counter is not None and counter.expires <= now:
+            del self._counters[key]
+            return None
+        return counter
+
+    async def reserve(self, reservation: str, charges: Sequence[Charge], hold: float) -> Reserved:
+        now = self._clock()
+        self._calls += 1
+        if self._calls % SWEEP_EVERY == 0:
+            self._sweep(now)
+        counters = [self._live(c.key, now) for c in charges]
+        missing = tuple(i for i, counter in enumerate(counters) if counter is None)
+        if missing:
+            return Reserved([], missing=missing)
+        used = [counter.used(now) for counter in counters if counter is not None]
+        for i, charge in enumerate(charges):
+            if used[i] + charge.amount > charge.limit:
+                return Reserved(used, refused=i)
+        until = now + hold
+        for counter, charge in zip(counters, charges, strict=True):
+            assert counter is not None
+            counter.held[reservation] = (charge.amount, until)
+        return Reserved(used)
+
+    async def load(self, charge: Charge, spent: int) -> None:
+        now = self._clock()
+        if self._live(charge.key, now) is None:
+            self._counters[charge.key] = _Counter(spent, now + charge.ttl)
+
+    async def settle(self, reservation: str, spent: Sequence[tuple[str, int]]) -> list[int]:
+        now = self._clock()
+        out: list[int] = []
+        for key, amount in spent:
+            counter = self._live(key, now)
+            if counter is None:
+                out.append(-1)
+                continue
+            counter.held.pop(reservation, None)
+            counter.spent += amount
+            out.append(counter.spent)
+        return out
+
+    async def usage(self, key: str) -> tuple[int, int] | None:
+        now = self._clock()
+        counter = self._live(key, now)
+        if counter is None:
+            return None
+        used = counter.used(now)
+        return counter.spent, used - counter.spent
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, c in self._counters.items() if c.expires <= now]:
+            del self._counters[key]
+
+    async def close(self) -> None:
+        self._counters.clear()
+
+

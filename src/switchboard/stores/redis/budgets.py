@@ -1,0 +1,151 @@
+"""Budget counters in Redis: one Lua script checks every budget in force on a request and
+reserves its estimate in all of them at once (all or nothing), so N instances share exact
+budgets and concurrent requests cannot overshoot one.
+
+A counter is a hash ``sb:bg:{bg}:<budget id>:<period start>`` holding ``s`` (spent, whole
+units: nano-USD or tokens) and one field per reservation in flight, ``r:<request id>`` =
+``<amount>|<lapses at, ms>``. Settling deletes the reservation and adds what was spent; a
+reservation whose process died lapses at its time. A counter that does not exist has not been
+loaded (a new period, or Redis restarted): the script says so and reserves nothing, the caller
+loads it from the ledger (``load``: set only if absent) and tries again. Every key carries the
+same hash tag, so one script may touch all of them on a Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from switchboard.stores.clock import Clock
+from switchboard.stores.protocols import Charge, Reserved
+from switchboard.stores.redis.client import PREFIX
+
+_NOW = """
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function used(key)
+  local raw = redis.call('HGETALL', key)
+  local spent, held = 0, 0
+  local stale = {}
+  for j = 1, #raw, 2 do
+    if raw[j] == 's' then
+      spent = tonumber(raw[j + 1])
+    else
+      local amount, untilms = string.match(raw[j + 1], '^(%-?%d+)|(%d+)$')
+      if amount == nil or tonumber(untilms) <= now then
+        stale[#stale + 1] = raw[j]
+      else
+        held = held + tonumber(amount)
+      end
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  return spent, held
+end
+"""
+
+# ARGV: now ('' = server time), reservation id, hold ms, then per key: limit, amount.
+# Returns {-1, missing indexes...} | {refused index or 0, used per key...}.
+RESERVE = _NOW + """
+local missing = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then missing[#missing + 1] = i end
+end
+if #missing > 0 then
+  table.insert(missing, 1, -1)
+  return missing
+end
+local out = {0}
+for i, key in ipairs(KEYS) do
+  local spent, held = used(key)
+  out[i + 1] = spent + held
+  if spent + held + tonumber(ARGV[3 + 2 * i]) > tonumber(ARGV[2 + 2 * i]) then
+    out[1] = i
+    return out
+  end
+end
+local field = 'r:' .. ARGV[2]
+local untilms = now + tonumber(ARGV[3])
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, field, ARGV[3 + 2 * i] .. '|' .. string.format('%d', untilms))
+end
+return out
+"""
+
+# ARGV: reservation id, then per key: amount spent. Returns the spent totals (-1: no counter).
+SETTLE = """
+local field = 'r:' .. ARGV[1]
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HDEL', key, field)
+    out[i] = redis.call('HINCRBY', key, 's', ARGV[1 + i])
+  else
+    out[i] = -1
+  end
+end
+return out
+"""
+
+# ARGV: spent, ttl ms (0: none). Starts the counter unless it exists.
+LOAD = """
+if redis.call('HSETNX', KEYS[1], 's', ARGV[1]) == 1 and tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+USAGE = _NOW + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+local spent, held = used(KEYS[1])
+return {spent, held}
+"""
+
+
+def counter_key(key: str) -> str:
+    return f"{PREFIX}bg:{{bg}}:{key}"
+
+
+class RedisBudgetCounters:
+    def __init__(self, client: Redis, clock: Clock | None = None) -> None:
+        self._clock = clock
+        self._reserve = client.register_script(RESERVE)
+        self._settle = client.register_script(SETTLE)
+        self._load = client.register_script(LOAD)
+        self._usage = client.register_script(USAGE)
+
+    def _now(self) -> str:
+        return "" if self._clock is None else str(int(self._clock() * 1000))
+
+    async def reserve(self, reservation: str, charges: Sequence[Charge], hold: float) -> Reserved:
+        if not charges:
+            return Reserved([])
+        args: list[int | str] = [self._now(), reservation, max(1, math.ceil(hold * 1000))]
+        for c in charges:
+            args += [c.limit, c.amount]
+        raw = [int(v) for v in await self._reserve(keys=[counter_key(c.key) for c in charges], args=args)]
+        if raw[0] == -1:
+            return Reserved([], missing=tuple(i - 1 for i in raw[1:]))
+        return Reserved(raw[1:], refused=raw[0] - 1 if raw[0] else None)
+
+    async def load(self, charge: Charge, spent: int) -> None:
+        ttl = 0 if math.isinf(charge.ttl) else max(1, math.ceil(charge.ttl * 1000))
+        await self._load(keys=[counter_key(charge.key)], args=[spent, ttl])
+
+    async def settle(self, reservation: str, spent: Sequence[tuple[str, int]]) -> list[int]:
+        if not spent:
+            return []
+        keys = [counter_key(k) for k, _ in spent]
+        raw = await self._settle(keys=keys, args=[reservation, *(a for _, a in spent)])
+        return [int(v) for v in raw]
+
+    async def usage(self, key: str) -> tuple[int, int] | None:
+        spent, held = (int(v) for v in await self._usage(keys=[counter_key(key)], args=[self._now()]))
+        return None if spent < 0 else (spent, held)
