@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -19,6 +20,8 @@ from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import usage_records as t
 from switchboard.stores.sql.times import from_db, to_db
 
+# The column a budget's scope is recorded in (the tenant's is the tenant itself).
+_SCOPE_COLUMNS = {"tenant": t.c.tenant_id, "team": t.c.team_id, "user": t.c.user_id, "key": t.c.key_id}
 # Rows per INSERT: well under SQLite's and asyncpg's bound-parameter limits.
 BATCH = 500
 NANO = Decimal(10**9)
@@ -193,6 +196,15 @@ class SqlUsageLedger:
         )
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
+
+    async def total(self, tenant_id: str, scope: str, subject: str, since: datetime, unit: str) -> Decimal:
+        column = _SCOPE_COLUMNS[scope]
+        amount = t.c.cost_nano_usd if unit == "usd" else t.c.prompt_tokens + t.c.completion_tokens
+        query = sa.select(sa.func.coalesce(sa.func.sum(amount), 0)).where(
+            t.c.tenant_id == tenant_id, t.c.created_at >= to_db(since), column == subject)
+        async with self._engine.connect() as conn:
+            value = int((await conn.execute(query)).scalar_one())
+        return Decimal(value) / NANO if unit == "usd" else Decimal(value)
 
     async def report(self, tenant_id: str | None, query: UsageReportQuery) -> list[UsageReportRow]:
         stmt = report_statement(self._engine.dialect.name, tenant_id, query)
