@@ -28,6 +28,7 @@ from switchboard.http.admin import (
     users,
 )
 from switchboard.limits.cache import LimitCache
+from switchboard.spend.budgets.service import BudgetService
 from switchboard.routing.live import LiveRouting
 from switchboard.spend.cost import Prices
 from switchboard.stores import Stores
@@ -51,6 +52,8 @@ class AdminServices:
     prices: Prices | None = field(default=None)
     # Limits set through /admin/v1/limits, cached for the request path (None: not started).
     limit_cache: Callable[[], LimitCache | None] = field(default=lambda: None)
+    # The running budgets (spend/budgets/): cache invalidation and live status (None: not started).
+    budgets: Callable[[], BudgetService | None] = field(default=lambda: None)
 
     @property
     def hashing(self) -> bytes | None:

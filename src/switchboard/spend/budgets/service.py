@@ -1,0 +1,18 @@
+"""What the admin API asks of the running budgets: forget a tenant's cached budgets after a
+change, and the live status of one budget in its current period."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from switchboard.stores.protocols import BudgetRecord
+
+
+class BudgetService(Protocol):
+    async def changed(self, tenant_id: str) -> None:
+        """A tenant's budgets changed here: forget them now, and tell every other instance."""
+
+    async def status(self, record: BudgetRecord) -> dict[str, Any]:
+        """The budget's current period: ``period_start``, ``period_end`` (ISO 8601, UTC; None
+        for a total budget), ``spent``, ``reserved`` and ``remaining`` (strings of USD for a
+        USD budget, integers for a token budget), ``percent_used``."""
