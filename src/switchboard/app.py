@@ -96,6 +96,7 @@ class SwitchboardApp:
             routing=gateway.routing,
             prices=gateway.prices,
             limit_cache=lambda: gateway.limit_cache,
+            budgets=lambda: gateway.budgets,
         )
         return create_admin_app(services)
 

@@ -18,6 +18,7 @@ from switchboard.limits.cache import LimitCache
 from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.access import ModelAccessStage
 from switchboard.pipeline.auth import Authenticator, AuthStage
+from switchboard.pipeline.budgets import BudgetStage
 from switchboard.pipeline.caller_credentials import CallerCredentialsStage
 from switchboard.pipeline.chain import Handler, Stage, build_chain
 from switchboard.pipeline.decode import DecodeStage
@@ -28,6 +29,8 @@ from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.subscription import SubscriptionStage
 from switchboard.pipeline.usage import UsageStage
 from switchboard.routing.live import LiveRouting
+from switchboard.spend.budgets.book import BudgetBook
+from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.cost import Prices
 from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores import Stores, open_stores
@@ -60,6 +63,7 @@ class Gateway:
         # Each served model's prices, and the usage ledger's writer (opened in start()).
         self.prices = Prices(self.catalog, self.routing)
         self.usage: LedgerWriter | None = None
+        self.budgets: BudgetBook | None = None  # opened in start()
         # The key that hashes API keys, read from the database at start (None: no secret).
         self.hashing: bytes | None = None
         # Terminal handlers, named so the app can pair them with their endpoints.
@@ -98,6 +102,8 @@ class Gateway:
             lambda: self.limit_cache,
             {p.name: LimitValues(rpm=p.rpm, tpm=p.tpm) for p in self.settings.providers if p.rpm or p.tpm},
         ))
+        # Budgets: reserve before the call, settle after it (the usage stage records the cost).
+        stages.append(BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing))
         # Always present: whether a request's route needs its images inlined is a flag on the
         # Route (the model table changes at run time), checked by the stage.
         stages.append(InlineImagesStage(self.images))
@@ -131,6 +137,13 @@ class Gateway:
                                   max_bytes=spend.spool_max_bytes, flush_seconds=spend.flush_seconds,
                                   batch=spend.flush_batch)
         await self.usage.start()
+        if self.stores.budgets is not None:
+            self.budgets = BudgetBook(
+                self.settings.budgets, self.stores.budgets, self.stores.budget_counters, self.stores.ledger,
+                self.stores.feed, WebhookSender(self.settings.budgets.webhook),
+                ledger_ready=self.usage.recovered,
+            )
+            await self.budgets.start()
         self.authenticator.attach(self.key_cache, self.last_used)
         if self.oidc is not None:
             await self.oidc.start()
@@ -147,6 +160,9 @@ class Gateway:
         if self.last_used is not None:
             await self.last_used.close()  # the last batch, before the stores close
             self.last_used = None
+        if self.budgets is not None:
+            await self.budgets.close()  # alerts under way, webhooks in flight (bounded)
+            self.budgets = None
         if self.usage is not None:
             await self.usage.close()  # the last batch; what cannot be stored stays spooled
             self.usage = None

@@ -28,8 +28,8 @@ from switchboard.http.admin import (
     users,
 )
 from switchboard.limits.cache import LimitCache
-from switchboard.spend.budgets.service import BudgetService
 from switchboard.routing.live import LiveRouting
+from switchboard.spend.budgets.service import BudgetService
 from switchboard.spend.cost import Prices
 from switchboard.stores import Stores
 

@@ -1,0 +1,198 @@
+"""Budgets: reserve a request's most it can cost on every budget in force, settle it after.
+
+Runs after the rate limits and before the usage stage. Before the upstream call, the estimated
+maximum cost (prompt tokens at the input price plus the most output the call can produce —
+``max_tokens``, else the model's output limit — at the output price) is reserved against every
+budget that applies (tenant, team, user, key) at once, or against none: concurrent requests
+cannot overshoot a budget. A refusal is 429 ``budget_exceeded`` (400 ``request_exceeds_budget``
+when the request alone is larger than the budget). Once the response is out (a stream: once it
+has ended), the reservation is settled to the cost the usage stage recorded (``ctx.spent``);
+a call that failed or never started settles to what it cost, often nothing. Past a budget's
+``downgrade_at`` percent, the request goes to its cheaper ``downgrade_model`` and the response
+says so in ``x-switchboard-budget-downgrade``. See docs/budgets.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from switchboard import tokens
+from switchboard.catalog import ModelInfo
+from switchboard.config.schema import BudgetsConfig
+from switchboard.context import AfterResponse, RequestContext, Result
+from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.route import Table
+from switchboard.spend.budgets.book import BudgetBook
+from switchboard.spend.budgets.periods import window
+from switchboard.spend.budgets.plan import Budget, nano
+from switchboard.spend.cost import Prices, Tokens, cost
+from switchboard.stores.protocols import Charge, Reserved
+
+log = logging.getLogger("switchboard.budgets")
+
+DOWNGRADE_HEADER = "x-switchboard-budget-downgrade"
+SCOPE_HEADER = "x-switchboard-budget-scope"
+# The output reserved for a call that neither the request nor the catalog bounds.
+UNBOUNDED_OUTPUT_TOKENS = 4096
+_HOLD_MARGIN = 60.0  # seconds a reservation outlives the request's deadline
+_HOLD_UNBOUNDED = 3600.0
+_WARN_EVERY = 10.0
+
+
+class BudgetExceeded(GatewayError):
+    status = 429
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class BudgetUnavailable(GatewayError):
+    status = 503
+    type = "api_error"
+    code = "budget_unavailable"
+
+
+class BudgetStage:
+    name = "budgets"
+
+    def __init__(
+        self, config: BudgetsConfig, book: Callable[[], BudgetBook | None], prices: Prices, table: Table
+    ) -> None:
+        self._config = config
+        self._book = book
+        self._prices = prices
+        self._table = table
+        self._warned = -math.inf
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        book = self._book()
+        principal = ctx.principal
+        if book is None or principal is None or principal.tenant_id is None:
+            return await call_next(ctx)
+        try:
+            budgets = await book.in_force(principal)
+        except Exception as exc:
+            return await self._unavailable(ctx, call_next, exc)
+        if not budgets:
+            return await call_next(ctx)
+        amounts = await self._amounts(ctx, budgets)
+        charges = book.charges(budgets, amounts)
+        hold = _hold(ctx)
+        try:
+            reserved = await book.reserve(ctx.request_id, budgets, charges, hold)
+            if reserved.refused is None:
+                charges = await self._maybe_downgrade(ctx, book, budgets, charges, reserved, hold)
+        except Exception as exc:
+            return await self._unavailable(ctx, call_next, exc)
+        if (i := reserved.refused) is not None:
+            raise _refusal(budgets[i], charges[i], reserved.used[i])
+        try:
+            return await call_next(ctx)
+        finally:
+            # Registered now, after the usage stage's own callback: it runs once the cost is known.
+            ctx.after(_settle(book, budgets, charges))
+
+    async def _amounts(self, ctx: RequestContext, budgets: Sequence[Budget]) -> list[int]:
+        """The most this request can cost, per budget: nano-USD or tokens."""
+        route = ctx.route
+        assert route is not None, "the route stage runs first"
+        info = self._prices.of_route(route)
+        prompt = await ctx.count_prompt_tokens(info)
+        output = tokens.max_completion_tokens(ctx.request, ctx.operation, info)
+        _check_output(ctx, info, output)
+        if output is None:
+            output = UNBOUNDED_OUTPUT_TOKENS
+        usd = nano(cost(info, Tokens(input=prompt, output=output)).usd, up=True) if info is not None else 0
+        return [usd if b.unit == "usd" else prompt + output for b in budgets]
+
+    async def _maybe_downgrade(
+        self, ctx: RequestContext, book: BudgetBook, budgets: Sequence[Budget], charges: list[Charge],
+        reserved: Reserved, hold: float,
+    ) -> list[Charge]:
+        """Past a budget's ``downgrade_at``, swap to its cheaper model and reserve for that one."""
+        route = ctx.route
+        assert route is not None
+        for budget, used in zip(budgets, reserved.used, strict=True):
+            if budget.downgrade_model is None or budget.downgrade_at is None:
+                continue
+            if used * 100 < budget.limit * budget.downgrade_at:
+                continue
+            cheaper = self._table.current.routes.get(budget.downgrade_model)
+            if cheaper is None or cheaper is route:
+                continue
+            await book.settle(ctx.request_id, budgets, charges, None)  # release, then reserve again
+            ctx.route = cheaper
+            ctx.prompt_tokens = None  # counted again for the cheaper model's tokenizer
+            ctx.response_headers[DOWNGRADE_HEADER] = f"{route.target.name} -> {cheaper.target.name}"
+            amounts = await self._amounts(ctx, budgets)
+            again = book.charges(budgets, amounts)
+            second = await book.reserve(ctx.request_id, budgets, again, hold)
+            if second.refused is not None:
+                raise _refusal(budgets[second.refused], again[second.refused], second.used[second.refused])
+            return again
+        return charges
+
+    async def _unavailable(self, ctx: RequestContext, call_next: Handler, exc: Exception) -> Result:
+        if isinstance(exc, GatewayError):
+            raise exc
+        now = time.monotonic()
+        if now - self._warned >= _WARN_EVERY:
+            self._warned = now
+            log.warning("budgets unavailable (%s: %s): requests are %s", type(exc).__name__, exc,
+                        "admitted" if self._config.on_store_error == "open" else "refused")
+        if self._config.on_store_error == "closed":
+            raise BudgetUnavailable("budgets cannot be checked right now; try again shortly")
+        return await call_next(ctx)
+
+
+def _check_output(ctx: RequestContext, info: ModelInfo | None, output: int | None) -> None:
+    """A request asking for more output than the model can give: refused before reserving."""
+    limit = info.max_output_tokens if info is not None else None
+    if limit is None or output is None:
+        return
+    asked = next((ctx.request[k] for k in ("max_completion_tokens", "max_tokens")
+                  if isinstance(ctx.request.get(k), int)), None)
+    if isinstance(asked, int) and asked > limit:
+        raise InvalidRequest(
+            f"max_tokens is {asked}, more than the model's output limit of {limit} tokens",
+            param="max_tokens", code="max_tokens_too_large",
+        )
+
+
+def _hold(ctx: RequestContext) -> float:
+    remaining = ctx.remaining(time.perf_counter())
+    if math.isinf(remaining) or remaining <= 0:
+        return _HOLD_UNBOUNDED
+    return remaining + _HOLD_MARGIN
+
+
+def _refusal(budget: Budget, charge: Charge, used: int) -> GatewayError:
+    where = f"the {budget.scope} budget ({budget.id}, {budget.shown(budget.limit)} {budget.period})"
+    headers = {SCOPE_HEADER: budget.scope}
+    if charge.amount > budget.limit:
+        return InvalidRequest(
+            f"this request may cost up to {budget.shown(charge.amount)}, more than {where} allows; "
+            "lower max_tokens", code="request_exceeds_budget", headers=headers,
+        )
+    _, end = window(budget.period, budget.zone, datetime.now(UTC))
+    if end is not None:
+        headers["retry-after"] = str(max(1, math.ceil((end - datetime.now(UTC)).total_seconds())))
+    return BudgetExceeded(
+        f"{where} is exhausted: {budget.shown(used)} spent or reserved, this request may cost up to "
+        f"{budget.shown(charge.amount)}", headers=headers,
+    )
+
+
+def _settle(book: BudgetBook, budgets: Sequence[Budget], charges: Sequence[Charge]) -> AfterResponse:
+    async def settle(ctx: RequestContext) -> None:
+        try:
+            await book.settle(ctx.request_id, budgets, charges, ctx.spent)
+        except Exception as exc:  # the reservation lapses at its hold time
+            log.warning("request %s: settling its budget reservation failed (%s)", ctx.request_id,
+                        type(exc).__name__)
+
+    return settle

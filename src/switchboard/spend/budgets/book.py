@@ -1,0 +1,227 @@
+"""The running budgets: which are in force, reservations and their settlement, thresholds.
+
+- The budgets set through the admin API are cached per tenant (``access/feedcache.py``: change
+  feed plus TTL), so the request path reads no database.
+- ``reserve`` puts a request's estimated maximum cost on every budget in force at once, or on
+  none (``BudgetCounters``: in this process, or one Lua script in Redis). A counter that is not
+  loaded (a new period, a restarted Redis) is first rebuilt from the usage ledger, the source of
+  truth, once per counter however many requests ask.
+- ``settle`` replaces the reservation with what the call actually cost. A settlement that
+  carries a budget across one of its thresholds claims that threshold for the period in the
+  database (exactly once across instances) and sends the signed webhook, off the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from switchboard.access.feedcache import FeedCache
+from switchboard.config.schema import BudgetsConfig
+from switchboard.context import Principal, Spent
+from switchboard.spend.budgets.periods import counter_key, counter_ttl, window
+from switchboard.spend.budgets.plan import Budget, Stored, in_force, nano, of_record, usd_of
+from switchboard.spend.budgets.webhooks import WebhookSender
+from switchboard.stores.protocols import (
+    BudgetCounters,
+    BudgetRecord,
+    BudgetStore,
+    ChangeFeed,
+    Charge,
+    Reserved,
+    UsageLedger,
+)
+
+log = logging.getLogger("switchboard.budgets")
+
+TOPIC = "budgets"
+_LOAD_ATTEMPTS = 3
+_LEDGER_READY_WAIT = 10.0  # seconds a first load waits for the spool's replay at start-up
+
+
+class BudgetBook:
+    def __init__(
+        self,
+        config: BudgetsConfig,
+        store: BudgetStore,
+        counters: BudgetCounters,
+        ledger: UsageLedger,
+        feed: ChangeFeed,
+        webhooks: WebhookSender,
+        *,
+        ledger_ready: asyncio.Event | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._store = store
+        self._counters = counters
+        self._ledger = ledger
+        self._webhooks = webhooks
+        self._ledger_ready = ledger_ready
+        self._clock = clock
+        self._cache: FeedCache[str, Stored] = FeedCache(
+            TOPIC, self._load_tenant, feed, encode=str, decode=str, negative_ttl=10.0)
+        self._loading: dict[str, asyncio.Task[None]] = {}
+        self._alerts: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self._cache.start()
+        await self._webhooks.start()
+
+    async def close(self) -> None:
+        if self._alerts:
+            await asyncio.wait(list(self._alerts), timeout=5.0)
+        for task in [*self._alerts, *self._loading.values()]:
+            task.cancel()
+        await self._cache.close()
+        await self._webhooks.close()
+
+    # -- what applies ---------------------------------------------------------------------
+
+    async def _load_tenant(self, tenant_id: str) -> Stored:
+        stored: dict[tuple[str, str], list[Budget]] = {}
+        for record in await self._store.list_budgets(tenant_id):
+            stored.setdefault((record.scope, record.subject), []).append(of_record(record, self.config))
+        return stored
+
+    async def in_force(self, principal: Principal) -> list[Budget]:
+        if principal.tenant_id is None:
+            return []
+        stored = await self._cache.get(principal.tenant_id) or {}
+        return in_force(principal, stored, self.config)
+
+    async def changed(self, tenant_id: str) -> None:
+        await self._cache.changed(tenant_id)
+
+    # -- reservations ---------------------------------------------------------------------
+
+    def charges(self, budgets: Sequence[Budget], amounts: Sequence[int]) -> list[Charge]:
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        out = []
+        for budget, amount in zip(budgets, amounts, strict=True):
+            start, end = window(budget.period, budget.zone, now)
+            out.append(Charge(counter_key(budget.id, start), budget.limit, amount, counter_ttl(end, now)))
+        return out
+
+    async def reserve(
+        self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], hold: float
+    ) -> Reserved:
+        for _ in range(_LOAD_ATTEMPTS):
+            reserved = await self._counters.reserve(reservation, charges, hold)
+            if not reserved.missing:
+                return reserved
+            await asyncio.gather(*(self._load(budgets[i], charges[i]) for i in reserved.missing))
+        raise RuntimeError("budget counters could not be loaded")
+
+    async def _load(self, budget: Budget, charge: Charge) -> None:
+        """Rebuild one counter from the ledger; one query per counter at a time."""
+        task = self._loading.get(charge.key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._rebuild(budget, charge))
+            self._loading[charge.key] = task
+            task.add_done_callback(lambda _: self._loading.pop(charge.key, None))
+        await asyncio.shield(task)
+
+    async def _rebuild(self, budget: Budget, charge: Charge) -> None:
+        if self._ledger_ready is not None and not self._ledger_ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ledger_ready.wait(), _LEDGER_READY_WAIT)
+        start, _ = window(budget.period, budget.zone, datetime.fromtimestamp(self._clock(), UTC))
+        total = await self._ledger.total(budget.tenant_id, budget.scope, budget.subject, start, budget.unit)
+        spent = nano(total) if budget.unit == "usd" else int(total)
+        await self._counters.load(charge, spent)
+
+    async def settle(
+        self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None
+    ) -> None:
+        """Replace the reservation with what was spent (nothing when the call cost nothing)."""
+        amounts = [_units(b, spent) for b in budgets]
+        pairs = [(c.key, a) for c, a in zip(charges, amounts, strict=True)]
+        totals = await self._counters.settle(reservation, pairs)
+        for budget, charge, amount, total in zip(budgets, charges, amounts, totals, strict=True):
+            if total < 0 or amount <= 0:
+                continue
+            for percent in budget.thresholds:
+                mark = budget.limit * percent
+                if (total - amount) * 100 < mark <= total * 100:
+                    self._alert(budget, charge, percent, total)
+
+    # -- thresholds -----------------------------------------------------------------------
+
+    def _alert(self, budget: Budget, charge: Charge, percent: int, total: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._fire(budget, percent, total))
+        self._alerts.add(task)
+        task.add_done_callback(self._alerts.discard)
+
+    async def _fire(self, budget: Budget, percent: int, total: int) -> None:
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        start, end = window(budget.period, budget.zone, now)
+        try:
+            if not await self._store.claim_alert(budget.id, start, percent):
+                return  # another instance (or an earlier settlement) fired it this period
+        except Exception as exc:
+            log.warning("budget %s: recording the %d %% alert failed (%s)", budget.id, percent,
+                        type(exc).__name__)
+            return
+        log.info("budget %s (%s %s) crossed %d %%", budget.id, budget.scope, budget.subject, percent)
+        event = {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "type": "budget.threshold",
+            "created_at": now.isoformat(),
+            "data": {
+                "budget": budget_fields(budget),
+                "threshold_percent": percent,
+                "spent": _amount(budget, total),
+                "period_start": start.isoformat(),
+                "period_end": end.isoformat() if end is not None else None,
+            },
+        }
+        self._webhooks.send(event)
+
+    # -- status ---------------------------------------------------------------------------
+
+    async def status(self, record: BudgetRecord) -> dict[str, Any]:
+        return await self.status_of(of_record(record, self.config))
+
+    async def status_of(self, budget: Budget) -> dict[str, Any]:
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        start, end = window(budget.period, budget.zone, now)
+        charge = Charge(counter_key(budget.id, start), budget.limit, 0, counter_ttl(end, now))
+        usage = await self._counters.usage(charge.key)
+        if usage is None:
+            await self._load(budget, charge)
+            usage = await self._counters.usage(charge.key) or (0, 0)
+        spent, reserved = usage
+        return {
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat() if end is not None else None,
+            "spent": _amount(budget, spent),
+            "reserved": _amount(budget, reserved),
+            "remaining": _amount(budget, max(0, budget.limit - spent - reserved)),
+            "percent_used": round(spent * 100 / budget.limit, 2) if budget.limit else 100.0,
+        }
+
+
+def _units(budget: Budget, spent: Spent | None) -> int:
+    if spent is None:
+        return 0
+    return nano(spent.usd) if budget.unit == "usd" else spent.tokens
+
+
+def _amount(budget: Budget, units: int) -> str | int:
+    """USD as a decimal string (exact), tokens as a number."""
+    return f"{usd_of(units):f}" if budget.unit == "usd" else units
+
+
+def budget_fields(budget: Budget) -> dict[str, Any]:
+    return {
+        "id": budget.id, "tenant": budget.tenant_id, "scope": budget.scope, "subject": budget.subject,
+        "unit": budget.unit, "max_amount": _amount(budget, budget.limit), "period": budget.period,
+        "timezone": budget.zone.key,
+    }

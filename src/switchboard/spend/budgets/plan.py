@@ -1,0 +1,99 @@
+"""Which budgets are in force on a request, in whole units.
+
+Every budget in scope applies: the tenant's, the team's, the user's (a team key that belongs to
+a user counts against that user's budgets too) and the key's (its own ``max_budget_usd`` and
+those set on it through the admin API). A request must fit in all of them, so the most
+restrictive decides (docs/budgets.md, "Precedence").
+
+USD is counted in whole nano-dollars (10**-9 USD, the ledger's unit), tokens as tokens, so the
+counters are integers everywhere (memory, Redis) and add up exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from zoneinfo import ZoneInfo
+
+from switchboard.config.schema import BudgetsConfig
+from switchboard.context import Principal
+from switchboard.spend.budgets.periods import zone
+from switchboard.stores.protocols import BudgetRecord
+
+NANO = Decimal(10**9)
+KEY_BUDGET_PREFIX = "key:"  # the id of a key's own budget: key:<key id>
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    id: str
+    tenant_id: str
+    scope: str  # tenant | team | user | key
+    subject: str
+    unit: str  # usd | tokens
+    limit: int  # whole units: nano-USD or tokens
+    period: str
+    zone: ZoneInfo
+    thresholds: tuple[int, ...]
+    downgrade_model: str | None = None
+    downgrade_at: int | None = None
+
+    def shown(self, units: int) -> str:
+        """An amount of this budget's unit for people: ``$0.50`` or ``1200 tokens``."""
+        if self.unit == "usd":
+            return f"${usd_of(units):f}"
+        return f"{units} tokens"
+
+
+# By (scope, subject): the budgets a tenant set through the admin API.
+Stored = Mapping[tuple[str, str], Sequence[Budget]]
+
+
+def nano(usd: Decimal, *, up: bool = False) -> int:
+    """USD as whole nano-dollars: rounded up for a reservation, half-even (as the ledger) else."""
+    return int((usd * NANO).to_integral_value(ROUND_CEILING if up else ROUND_HALF_EVEN))
+
+
+def usd_of(units: int) -> Decimal:
+    return (Decimal(units) / NANO).normalize() if units else Decimal(0)
+
+
+def of_record(record: BudgetRecord, config: BudgetsConfig) -> Budget:
+    amount = record.max_amount
+    return Budget(
+        id=record.id, tenant_id=record.tenant_id, scope=record.scope, subject=record.subject,
+        unit=record.unit, limit=nano(amount) if record.unit == "usd" else int(amount),
+        period=record.period, zone=zone(record.timezone or config.timezone),
+        thresholds=tuple(record.thresholds if record.thresholds is not None else config.thresholds),
+        downgrade_model=record.downgrade_model, downgrade_at=record.downgrade_at,
+    )
+
+
+def of_key(principal: Principal, config: BudgetsConfig) -> Budget | None:
+    """The key's own budget (POST /admin/v1/keys ``max_budget_usd``, ``budget_period``)."""
+    if principal.max_budget_usd is None or principal.key_id is None or principal.tenant_id is None:
+        return None
+    return Budget(
+        id=KEY_BUDGET_PREFIX + principal.key_id, tenant_id=principal.tenant_id, scope="key",
+        subject=principal.key_id, unit="usd", limit=nano(principal.max_budget_usd),
+        period=principal.budget_period or "total", zone=zone(config.timezone),
+        thresholds=tuple(config.thresholds),
+    )
+
+
+def in_force(principal: Principal, stored: Stored, config: BudgetsConfig) -> list[Budget]:
+    """Every budget that applies to ``principal``'s requests, broadest first."""
+    tenant = principal.tenant_id
+    if tenant is None:  # the master key: no tenant, no budget
+        return []
+    out: list[Budget] = []
+    subjects = (("tenant", tenant), ("team", principal.team_id), ("user", principal.user_id),
+                ("key", principal.key_id))
+    for scope, subject in subjects:
+        if subject is not None:
+            out.extend(stored.get((scope, subject), ()))
+    own = of_key(principal, config)
+    if own is not None:
+        out.append(own)
+    return out

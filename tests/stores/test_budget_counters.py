@@ -1,0 +1,98 @@
+"""BudgetCounters contract: reservations all-or-nothing across budgets, exact under concurrency
+and across instances, settled exactly, lapsing when never settled; a counter that is not loaded
+says so and reserves nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from switchboard.stores.clock import ManualClock
+from switchboard.stores.memory.budgets import MemoryBudgetCounters
+from switchboard.stores.protocols import Charge
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DOLLAR = 10**9
+CENT = DOLLAR // 100
+
+
+def charge(key: str, limit: int, amount: int, ttl: float = math.inf) -> Charge:
+    return Charge(key, limit, amount, ttl)
+
+
+async def test_a_counter_not_loaded_is_reported_and_nothing_is_reserved(backend: Backend) -> None:
+    counters = backend.stores.budget_counters
+    await counters.load(charge("b1:0", DOLLAR, 0), 0)
+    got = await counters.reserve("r1", [charge("b1:0", DOLLAR, CENT), charge("b2:0", DOLLAR, CENT)], 60)
+    assert got.missing == (1,) and got.refused is None
+    assert await counters.usage("b1:0") == (0, 0)  # nothing reserved on the loaded one either
+    assert await counters.usage("b2:0") is None
+
+
+async def test_load_never_overwrites_a_counter(backend: Backend) -> None:
+    counters = backend.stores.budget_counters
+    await counters.load(charge("c:0", DOLLAR, 0), 5 * CENT)
+    await counters.load(charge("c:0", DOLLAR, 0), 0)
+    assert await counters.usage("c:0") == (5 * CENT, 0)
+
+
+async def test_reserve_is_all_or_nothing_and_settles_to_what_was_spent(backend: Backend) -> None:
+    counters = backend.stores.budget_counters
+    small, large = charge("small:0", 10 * CENT, 6 * CENT), charge("large:0", DOLLAR, 6 * CENT)
+    for c in (small, large):
+        await counters.load(c, 0)
+    first = await counters.reserve("r1", [large, small], 60)
+    assert first.refused is None and first.used == [0, 0]
+    second = await counters.reserve("r2", [large, small], 60)
+    assert second.refused == 1 and second.used == [6 * CENT, 6 * CENT]
+    assert await counters.usage("large:0") == (0, 6 * CENT)  # r2 took nothing from the large one
+    totals = await counters.settle("r1", [("large:0", 4 * CENT), ("small:0", 4 * CENT)])
+    assert totals == [4 * CENT, 4 * CENT]
+    assert await counters.usage("small:0") == (4 * CENT, 0)
+    third = await counters.reserve("r3", [large, small], 60)
+    assert third.refused is None and third.used == [4 * CENT, 4 * CENT]
+
+
+async def test_settling_a_counter_that_is_gone_leaves_it_to_the_ledger(backend: Backend) -> None:
+    counters = backend.stores.budget_counters
+    assert await counters.settle("r1", [("gone:0", CENT)]) == [-1]
+    assert await counters.usage("gone:0") is None
+
+
+async def test_200_concurrent_reservations_on_two_instances_never_overshoot(backend: Backend) -> None:
+    peer = await backend.peer()
+    both = [backend.stores.budget_counters, peer.budget_counters]
+    c = charge("k:0", DOLLAR, CENT)
+    await both[0].load(c, 0)
+    results = await asyncio.gather(*(both[i % 2].reserve(f"r{i}", [c], 60) for i in range(200)))
+    admitted = [i for i, r in enumerate(results) if r.refused is None]
+    assert len(admitted) == 100
+    assert await both[1].usage("k:0") == (0, DOLLAR)
+    await asyncio.gather(*(both[i % 2].settle(f"r{i}", [("k:0", CENT)]) for i in admitted))
+    assert await both[0].usage("k:0") == (DOLLAR, 0)
+
+
+async def test_a_reservation_never_settled_lapses_after_its_hold(backend: Backend) -> None:
+    counters = backend.stores.budget_counters
+    c = charge("lapse:0", 2 * CENT, CENT)
+    await counters.load(c, 0)
+    assert (await counters.reserve("r1", [c], 30)).refused is None
+    assert (await counters.reserve("r2", [c], 30)).refused is None
+    assert (await counters.reserve("r3", [c], 30)).refused == 0
+    backend.clock.advance(31)
+    assert await counters.usage("lapse:0") == (0, 0)
+    assert (await counters.reserve("r3", [c], 30)).refused is None
+
+
+async def test_a_period_counter_expires_with_its_ttl_in_memory() -> None:
+    clock = ManualClock()
+    counters = MemoryBudgetCounters(clock)
+    await counters.load(charge("day:0", DOLLAR, 0, ttl=100), 7)
+    assert await counters.usage("day:0") == (7, 0)
+    clock.advance(101)
+    assert await counters.usage("day:0") is None
+    assert (await counters.reserve("r", [charge("day:0", DOLLAR, 1)], 10)).missing == (0,)
