@@ -12,6 +12,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -129,6 +130,24 @@ def test_verify_refuses_malformed_headers(header: str) -> None:
 def test_verify_refuses_what_is_not_a_string() -> None:
     assert not verify(KEY, None, b"{}", now=1_700_000_000)  # type: ignore[arg-type]
     assert not verify(KEY, GOOD.encode(), b"{}", now=1_700_000_000)  # type: ignore[arg-type]
+
+
+def test_the_documented_receiver_check_verifies_our_signatures() -> None:
+    # docs/budgets.md shows receivers how to verify a signature: that very code, run here.
+    text = (Path(__file__).parents[2] / "docs" / "budgets.md").read_text()
+    section = text[text.index("### Verifying the signature"):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[: code.index("```")]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/budgets.md", "exec"), namespace)  # our own documentation
+    documented = namespace["verify"]
+    body = b'{"id":"evt_1","type":"budget.threshold"}'
+    header = sign(KEY, int(time.time()), body)
+    assert documented(KEY, header, body)
+    assert not documented(KEY, header, body + b" ")
+    assert not documented(b"whsec_not-the-right-one", header, body)
+    assert not documented(KEY, sign(KEY, int(time.time()) - 301, body), body)
+    assert not documented(KEY, "garbage", body)
 
 
 def test_logged_urls_carry_no_credentials_or_query() -> None:
