@@ -160,6 +160,9 @@ class _HalfHourGap(tzinfo):
     def dst(self, dt: datetime | None) -> timedelta:
         return timedelta(0)
 
+    def tzname(self, dt: datetime | None) -> str:
+        return "GAP"
+
     def fromutc(self, dt: datetime) -> datetime:
         offset = self.after if dt.replace(tzinfo=None) >= self.change else self.before
         return dt + offset
@@ -272,6 +275,7 @@ def test_counter_key_names_budget_and_period_start() -> None:
 def test_counter_ttl_is_the_rest_of_the_period_plus_two_days() -> None:
     now = utc("2024-05-15T12:00")
     _, end = window("daily", zone("UTC"), now)
+    assert end is not None
     assert counter_ttl(end, now) == 12 * 3600 + 2 * 86400
     assert counter_ttl(end, end + timedelta(hours=1)) == COUNTER_MARGIN.total_seconds()
     assert counter_ttl(None, now) == math.inf
