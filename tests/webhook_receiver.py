@@ -9,8 +9,9 @@ it over TCP), recording every request.
 
 ``responses`` scripts the answers to the first requests, in order: a status, or ``HANG`` to
 answer nothing until the receiver stops (a receiver that times out); after the script, every
-request gets ``then`` (200 by default, may be ``HANG`` too). ``respond()`` changes the script
-while the receiver runs; ``clear()`` forgets the requests recorded so far.
+request gets ``then`` (200 by default, may be ``HANG`` too). ``response_body`` replaces the small
+JSON body of every answer (e.g. megabytes, for a receiver that talks too much). ``respond()``
+changes the script while the receiver runs; ``clear()`` forgets the requests recorded so far.
 """
 
 from __future__ import annotations
@@ -46,8 +47,15 @@ class Received:
 
 
 class WebhookReceiver:
-    def __init__(self, responses: Sequence[Response] = (), then: Response = 200, path: str = "/hook") -> None:
+    def __init__(
+        self,
+        responses: Sequence[Response] = (),
+        then: Response = 200,
+        path: str = "/hook",
+        response_body: bytes | None = None,
+    ) -> None:
         self.path = path
+        self.response_body = response_body
         self._script = list(responses)
         self._then = then
         self._answered = 0  # requests answered from the script so far
@@ -153,6 +161,10 @@ class WebhookReceiver:
             assert self._release is not None
             await self._release.wait()
             return web.Response(status=503)
+        if 300 <= answer < 400:  # somewhere else: a client that follows redirects would go there
+            return web.Response(status=answer, headers={"location": "/redirected"})
+        if self.response_body is not None:
+            return web.Response(status=answer, body=self.response_body, content_type="text/plain")
         return web.json_response({"ok": 200 <= answer < 300}, status=answer)
 
     # -- what was received ------------------------------------------------------------------------

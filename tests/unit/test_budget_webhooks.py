@@ -244,6 +244,19 @@ async def test_a_refusal_is_not_retried(status: int, caplog: pytest.LogCaptureFi
     assert f"evt_0004 refused with HTTP {status}; not retried" in caplog.text
 
 
+async def test_a_receiver_answering_megabytes_is_read_no_further() -> None:
+    # 8 MiB in every answer: the sender reads at most 64 KiB of each, and carries on.
+    with WebhookReceiver(responses=[500], response_body=b"x" * (8 << 20)) as receiver:
+        sender = WebhookSender(config(receiver.url), backoff_base=BASE)
+        await sender.start()
+        for n in range(3):
+            sender.send(event(n))
+        await receiver.await_requests(4)
+        await asyncio.wait_for(sender.wait_idle(), 10)
+        await sender.close()
+    assert (sender.delivered, sender.failed, sender.dropped) == (3, 0, 0)
+
+
 async def test_a_hanging_receiver_times_out_and_is_retried() -> None:
     with WebhookReceiver(responses=[HANG]) as receiver:
         sender = WebhookSender(config(receiver.url, timeout_seconds=0.3), backoff_base=BASE)
