@@ -289,8 +289,11 @@ class WebhookSender:
         try:
             post = session.post(self._url, data=item.body, headers=headers, allow_redirects=False)
             async with post as resp:
-                await _discard(resp)
-                return resp.status, f"HTTP {resp.status}"
+                status = resp.status
+                # The status decides; a body that is slow or cut short does not undo a 2xx.
+                with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
+                    await _discard(resp)
+                return status, f"HTTP {status}"
         except TimeoutError:
             return None, f"no response within {self._timeout:g} s"
         except aiohttp.ClientError as exc:
