@@ -372,9 +372,11 @@ def check_timezone(name: str) -> str:
     """``name`` if it is an IANA time zone this machine knows (e.g. ``Europe/Paris``, ``UTC``)."""
     import zoneinfo  # here: the schema is imported by every command, zones are needed by few
 
+    if not 1 <= len(name) <= 64:
+        raise ValueError("a time zone name has 1 to 64 characters (an IANA name: 'UTC', 'Europe/Paris')")
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown time zone {name!r} (an IANA name: 'UTC', 'Europe/Paris')") from None
     return name
 
