@@ -1,0 +1,291 @@
+"""Budgets end to end, with the official SDK, on the embedded default (one instance) and on a
+cluster (two instances sharing PostgreSQL and Redis, requests split across both): a hard budget
+is never overshot under concurrency, reservations always balance (errors, timeouts, client
+disconnects, streams), every budget in scope applies, past a threshold requests can go to a
+cheaper model, counters are rebuilt from the ledger after Redis loses them, and bad input is a
+clear 400."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from switchboard.spend.budgets.webhooks import SIGNATURE_HEADER, verify
+from tests.e2e.sdk import ask
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.services import RedisServer
+from tests.webhook_receiver import WebhookReceiver
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+PRICED = "budget-model"  # 5 output tokens (max_tokens=5) cost exactly $0.01; input is free
+CHEAP = "budget-cheap"  # a tenth of that
+CALL = {"model": PRICED, "max_tokens": 5}
+HOOK_SECRET = "whsec-budget-tests-0123456789"
+LONG = "tell me a long story about budgets please"  # the mock's reply is longer than 5 words
+
+
+def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
+    config = openai_config(mock)
+    # The first delivery of every event fails: the gateway retries it.
+    config["budgets"] = {"webhook": {"url": hooks.url, "secret": HOOK_SECRET, "max_attempts": 3}}
+    config["models"] += [
+        {"name": PRICED, "provider": "local-openai", "model": "gpt-4o-mini",
+         "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
+        {"name": CHEAP, "provider": "local-openai", "model": "gpt-4o-mini",
+         "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200}},
+    ]
+    return config
+
+
+@dataclass
+class Pair:
+    """Two instances of one deployment (embedded: the same instance twice)."""
+
+    kind: str
+    first: Gateway
+    second: Gateway
+    hooks: WebhookReceiver
+    redis: RedisServer | None = None
+
+    def admin(self, method: str, path: str, json: Any = None) -> httpx.Response:
+        return httpx.request(method, f"{self.first.url}{path}", json=json, headers=ADMIN, timeout=10)
+
+    def key(self, **extra: Any) -> dict[str, Any]:
+        resp = self.admin("POST", "/admin/v1/keys", {"models": ["*"], **extra})
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+    def budget(self, **body: Any) -> dict[str, Any]:
+        resp = self.admin("PUT", "/admin/v1/budgets", body)
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    def status(self, budget_id: str) -> dict[str, Any]:
+        resp = self.admin("GET", f"/admin/v1/budgets/{budget_id}")
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json()["status"])
+
+    def sdk(self, key: str, on: Gateway | None = None) -> openai.OpenAI:
+        return openai.OpenAI(base_url=(on or self.first).base_url, api_key=key, max_retries=0, timeout=30)
+
+    def clients(self, key: str) -> list[openai.AsyncOpenAI]:
+        return [openai.AsyncOpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
+                for gw in (self.first, self.second)]
+
+    def ledger(self, key_id: str) -> dict[str, Any]:
+        resp = self.admin("GET", f"/admin/v1/usage?key={key_id}")
+        assert resp.status_code == 200, resp.text
+        rows = resp.json()["data"]
+        return rows[0] if rows else {"requests": 0, "cost_usd": "0.000000"}
+
+
+def until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """``check()``'s first truthy value, polled with a deadline (work after a response is
+    asynchronous: settlement, the ledger's batched writes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Pair]:
+    with WebhookReceiver() as hooks:
+        config = _config(mock_upstream, hooks)
+        if request.param == "embedded":
+            gw = start_gateway(config, tmp_path_factory.mktemp("budgets-embedded"))
+            yield Pair("embedded", gw, gw, hooks)
+            gw.process.stop()
+            return
+        postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"budgets_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+        first = start_gateway(config, tmp_path_factory.mktemp("budgets-a"))
+        second = start_gateway(config, tmp_path_factory.mktemp("budgets-b"))
+        yield Pair("cluster", first, second, hooks, redis)
+        first.process.stop()
+        second.process.stop()
+
+
+async def _burst(pair: Pair, key: str, n: int, **request: Any) -> tuple[int, list[openai.APIStatusError]]:
+    clients = pair.clients(key)
+
+    async def one(i: int) -> openai.APIStatusError | None:
+        try:
+            await clients[i % 2].chat.completions.create(messages=ask(f"{LONG} {i}"), **{**CALL, **request})
+        except openai.APIStatusError as exc:
+            return exc
+        return None
+
+    try:
+        results = await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        for c in clients:
+            await c.close()
+    refused = [r for r in results if r is not None]
+    return n - len(refused), refused
+
+
+def test_a_one_dollar_key_budget_admits_100_of_200_concurrent_cent_requests(pair: Pair) -> None:
+    key = pair.key(max_budget_usd=1.00, budget_period="monthly")
+    assert key["max_budget_usd"] == 1.0 and key["budget_period"] == "monthly"
+    raw = pair.sdk(key["key"]).chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-switchboard-cost-usd"] == "0.010000"  # the price the test relies on
+    ok, refused = asyncio.run(_burst(pair, key["key"], 200))
+    assert ok in (98, 99)  # plus the first: 99 or 100 in all
+    assert len(refused) == 200 - ok
+    for exc in refused:
+        assert exc.status_code == 429
+        body: Any = exc.body
+        assert body["code"] == "budget_exceeded" and "key budget" in body["message"]
+        assert exc.response.headers["x-switchboard-budget-scope"] == "key"
+        assert int(exc.response.headers["retry-after"]) >= 1  # the next month
+    total = until(lambda: (row := pair.ledger(key["id"]))["requests"] == ok + 1 and row)
+    assert Decimal(total["cost_usd"]) <= Decimal("1.00")
+    assert Decimal(total["cost_usd"]) == Decimal("0.01") * (ok + 1)
+
+
+def test_a_request_larger_than_the_whole_budget_is_a_400(pair: Pair) -> None:
+    key = pair.key(max_budget_usd=0.005)
+    with pytest.raises(openai.BadRequestError) as refused:
+        pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+    body: Any = refused.value.body
+    assert body["code"] == "request_exceeds_budget" and "lower max_tokens" in body["message"]
+    # Nothing was reserved: a smaller request still fits.
+    reply = pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), model=PRICED, max_tokens=2)
+    assert reply.usage is not None and reply.usage.completion_tokens == 2
+
+
+def test_max_tokens_beyond_the_models_limit_is_a_400_under_a_budget(pair: Pair) -> None:
+    key = pair.key(max_budget_usd=100)
+    with pytest.raises(openai.BadRequestError) as refused:
+        pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), model=PRICED, max_tokens=10_000_000)
+    body: Any = refused.value.body
+    assert body["code"] == "max_tokens_too_large" and body["param"] == "max_tokens"
+
+
+def test_reservations_always_balance(pair: Pair) -> None:
+    key = pair.key()
+    budget = pair.budget(scope="key", subject=key["id"], unit="tokens", max_amount=1_000_000, period="daily")
+    client = pair.sdk(key["key"])
+    # Upstream errors, a timeout, a success, a stream: afterwards nothing is held.
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=500"), max_tokens=50)
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="impatient-model", messages=ask("mock:hang=1"), max_tokens=50)
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="unreachable", messages=ask("hi"), max_tokens=50)
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask(LONG), max_tokens=50)
+    assert reply.usage is not None
+    # A stream holds its reservation until it ends, then settles.
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=ask(f"{LONG} mock:chunk_delay_ms=100"), max_tokens=50, stream=True,
+        stream_options={"include_usage": True})
+    chunks = iter(stream)
+    next(chunks)
+    held = pair.status(budget["id"])
+    assert held["reserved"] > 0
+    streamed = [c for c in chunks if c.usage is not None]
+    # A stream the client abandons settles too.
+    abandoned = client.chat.completions.create(
+        model="gpt-4o-mini", messages=ask(f"{LONG} mock:chunk_delay_ms=200"), max_tokens=50, stream=True)
+    next(iter(abandoned))
+    abandoned.close()
+    settled = until(lambda: (s := pair.status(budget["id"]))["reserved"] == 0 and s)
+    used = reply.usage.total_tokens + streamed[0].usage.total_tokens  # type: ignore[union-attr]
+    # The abandoned stream counts what it produced (estimated), the failures count nothing.
+    assert settled["spent"] >= used
+    row = until(lambda: (r := pair.ledger(key["id"]))["requests"] == 6 and r)
+    assert settled["spent"] == row["prompt_tokens"] + row["completion_tokens"]
+
+
+def test_every_budget_in_scope_applies_and_the_most_restrictive_decides(pair: Pair) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    assert pair.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
+    keys = [pair.key(tenant=tenant, max_budget_usd=1.00) for _ in range(2)]
+    daily = pair.budget(scope="key", subject=keys[0]["id"], max_amount=0.03, period="daily", tenant=tenant)
+    pair.budget(scope="tenant", tenant=tenant, max_amount=0.05, period="monthly")
+    first = pair.sdk(keys[0]["key"])
+    for _ in range(3):
+        first.chat.completions.create(messages=ask(LONG), **CALL)
+    with pytest.raises(openai.RateLimitError) as refused:  # the key's daily budget, not its own $1
+        first.chat.completions.create(messages=ask(LONG), **CALL)
+    assert daily["id"] in refused.value.message
+    second = pair.sdk(keys[1]["key"], on=pair.second)
+    for _ in range(2):
+        second.chat.completions.create(messages=ask(LONG), **CALL)
+    with pytest.raises(openai.RateLimitError) as refused:  # now the tenant's is spent
+        second.chat.completions.create(messages=ask(LONG), **CALL)
+    assert refused.value.response.headers["x-switchboard-budget-scope"] == "tenant"
+
+
+def test_past_the_threshold_requests_go_to_the_cheaper_model(pair: Pair) -> None:
+    key = pair.key()
+    pair.budget(scope="key", subject=key["id"], max_amount=0.04, period="total",
+                downgrade={"model": CHEAP, "at_percent": 50})
+    client = pair.sdk(key["key"])
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+        assert "x-switchboard-budget-downgrade" not in raw.headers
+    raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
+    assert raw.headers["x-switchboard-cost-usd"] == "0.001000"
+
+
+def test_counters_are_rebuilt_from_the_ledger_when_redis_loses_them(pair: Pair) -> None:
+    key = pair.key()
+    budget = pair.budget(scope="key", subject=key["id"], max_amount=0.05, period="weekly")
+    client = pair.sdk(key["key"])
+    for _ in range(3):
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: pair.ledger(key["id"])["requests"] == 3)
+    if pair.redis is not None:
+        pair.redis.flush()  # Redis restarted empty: the counters are gone
+    status = pair.status(budget["id"])
+    assert Decimal(status["spent"]) == Decimal("0.03") and status["reserved"] == "0"
+    for _ in range(2):
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+
+
+def test_each_threshold_fires_one_signed_webhook_per_period(pair: Pair) -> None:
+    key = pair.key()
+    budget = pair.budget(scope="key", subject=key["id"], max_amount=0.04, period="monthly",
+                         thresholds=[50, 100])
+    pair.hooks.respond([500])  # the first delivery fails: retried with the same event id
+    clients = [pair.sdk(key["key"]), pair.sdk(key["key"], on=pair.second)]
+    for i in range(4):
+        clients[i % 2].chat.completions.create(messages=ask(LONG), **CALL)
+    with pytest.raises(openai.RateLimitError):
+        clients[0].chat.completions.create(messages=ask(LONG), **CALL)
+
+    def mine() -> list[Any]:
+        return [r for r in pair.hooks.requests if r.json()["data"]["budget"]["id"] == budget["id"]]
+
+    received = until(lambda: (got := mine()) and len({r.json()["id"] for r in got if r.answered == 200}) == 2
+                     and got)
+    events = {r.json()["id"]: r.json() for r in received}
+    assert sorted(e["data"]["threshold_percent"] for e in events.values()) == [50, 100]
+    for r in received:
+        assert verify(HOOK_SECRET.encode(), r.headers[SIGNATURE_HEADER], r.body, now=int(time.time()))
+        assert r.headers["x-switchboard-event-id"] == r.json()["id"]
+    hundred = next(e for e in events.values() if e["data"]["threshold_percent"] == 100)
+    assert hundred["type"] == "budget.threshold" and hundred["data"]["spent"] == "0.04"
+    assert hundred["data"]["budget"]["scope"] == "key" and hundred["data"]["period_end"] is not None
+    # Delivered once each (plus the one retried delivery): no instance fired a threshold twice.
+    assert len(received) in (2, 3)
