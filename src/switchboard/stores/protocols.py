@@ -46,6 +46,9 @@ class KeyRecord:
     service_account_id: str | None = None  # the owning service account, if the owner is one
     rpm_limit: int | None = None  # requests per minute (revision 0006); None: no limit on the key
     tpm_limit: int | None = None  # tokens per minute
+    # The key's own budget in USD (revision 0007; stored in whole nano-USD); None: none on the key.
+    max_budget_usd: Decimal | None = None
+    budget_period: str | None = None  # one of BUDGET_PERIODS when max_budget_usd is set
 
 
 @dataclass(frozen=True)

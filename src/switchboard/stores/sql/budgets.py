@@ -1,12 +1,67 @@
-"""Budgets set through the admin API, in SQL (revision 0007), and the alerts already fired."""
+"""Budgets set through the admin API, in SQL (revision 0007), and the alerts already fired.
+
+One row per (tenant, scope, subject, unit, period). Amounts are whole numbers: nano-USD for a
+USD budget (exact on every dialect), tokens for a token budget. The request path never reads
+this table: the running budgets keep each tenant's rows in memory, told of changes by the feed.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import BudgetRecord
+from switchboard.stores.sql.dialect import insert
+from switchboard.stores.sql.tables import budget_alerts as alerts
+from switchboard.stores.sql.tables import budgets as t
+from switchboard.stores.sql.times import from_db, to_db
+
+NANO = Decimal(10**9)
+
+
+def to_units(amount: Decimal, unit: str) -> int:
+    """A budget's amount as the whole number stored: nano-USD (half to even), or tokens."""
+    scaled = amount * NANO if unit == "usd" else amount
+    return int(scaled.to_integral_value(ROUND_HALF_EVEN))
+
+
+def from_units(units: int, unit: str) -> Decimal:
+    return Decimal(units) / NANO if unit == "usd" else Decimal(units)
+
+
+def _thresholds(text: str | None) -> tuple[int, ...] | None:
+    return None if text is None else tuple(int(p) for p in text.split(",") if p)
+
+
+def _values(record: BudgetRecord) -> dict[str, Any]:
+    """What a put writes besides the identity (tenant, scope, subject, unit, period)."""
+    return {
+        "max_units": to_units(record.max_amount, record.unit),
+        "timezone": record.timezone,
+        "thresholds": None if record.thresholds is None else ",".join(str(p) for p in record.thresholds),
+        "downgrade_model": record.downgrade_model,
+        "downgrade_at": record.downgrade_at,
+        "updated_at": to_db(record.updated_at),
+    }
+
+
+def _record(row: sa.Row[Any]) -> BudgetRecord:
+    m = row._mapping
+    created, updated = from_db(m["created_at"]), from_db(m["updated_at"])
+    assert created is not None and updated is not None
+    return BudgetRecord(
+        id=m["id"], tenant_id=m["tenant_id"], scope=m["scope"], subject=m["subject"],
+        max_amount=from_units(int(m["max_units"]), m["unit"]), unit=m["unit"], period=m["period"],
+        timezone=m["timezone"], thresholds=_thresholds(m["thresholds"]),
+        downgrade_model=m["downgrade_model"], downgrade_at=m["downgrade_at"], created_at=created,
+        updated_at=updated, created_by=m["created_by"],
+    )
 
 
 class SqlBudgetStore:
@@ -14,19 +69,65 @@ class SqlBudgetStore:
         self._engine = engine
 
     async def put(self, record: BudgetRecord) -> tuple[BudgetRecord, BudgetRecord | None]:
-        raise NotImplementedError
+        try:
+            return await self._put(record)
+        except IntegrityError:  # created by someone else meanwhile: now it is an update
+            return await self._put(record)
+
+    async def _put(self, record: BudgetRecord) -> tuple[BudgetRecord, BudgetRecord | None]:
+        where = (t.c.tenant_id == record.tenant_id, t.c.scope == record.scope, t.c.subject == record.subject,
+                 t.c.unit == record.unit, t.c.period == record.period)
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(sa.select(t).where(*where).with_for_update())).first()
+            before = None if row is None else _record(row)
+            if before is None:
+                stored = record
+                await conn.execute(sa.insert(t).values(
+                    id=record.id, tenant_id=record.tenant_id, scope=record.scope, subject=record.subject,
+                    unit=record.unit, period=record.period, created_at=to_db(record.created_at),
+                    created_by=record.created_by, **_values(record),
+                ))
+            else:
+                stored = replace(record, id=before.id, created_at=before.created_at,
+                                 created_by=before.created_by)
+                await conn.execute(sa.update(t).where(t.c.id == before.id).values(**_values(record)))
+        # What is stored, as it reads back (the amount rounded to whole units).
+        amount = from_units(to_units(record.max_amount, record.unit), record.unit)
+        return replace(stored, max_amount=amount), before
 
     async def get(self, tenant_id: str, budget_id: str) -> BudgetRecord | None:
-        raise NotImplementedError
+        query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id == budget_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _record(row)
 
     async def find(self, budget_id: str) -> BudgetRecord | None:
-        raise NotImplementedError
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(t).where(t.c.id == budget_id))).first()
+        return None if row is None else _record(row)
 
     async def list_budgets(self, tenant_id: str) -> list[BudgetRecord]:
-        raise NotImplementedError
+        query = (sa.select(t).where(t.c.tenant_id == tenant_id)
+                 .order_by(t.c.scope, t.c.subject, t.c.unit, t.c.period))
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in await conn.execute(query)]
 
     async def delete(self, tenant_id: str, budget_id: str) -> bool:
-        raise NotImplementedError
+        async with self._engine.begin() as conn:
+            result = await conn.execute(sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.id == budget_id))
+            if not result.rowcount:
+                return False
+            await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id))
+        return True
 
     async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int) -> bool:
-        raise NotImplementedError
+        stmt = insert(self._engine, alerts).values(
+            budget_id=budget_id, period_start=to_db(period_start), threshold=threshold,
+            fired_at=datetime.now(UTC),
+        ).on_conflict_do_nothing()
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(stmt)
+        except IntegrityError:  # claimed by another instance at the same instant
+            return False
+        return bool(result.rowcount)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,9 +12,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import KeyRecord
+from switchboard.stores.sql.budgets import from_units, to_units
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import api_keys as t
 from switchboard.stores.sql.times import from_db, to_db
+
+
+def _nano(usd: Decimal | None) -> int | None:
+    return None if usd is None else to_units(usd, "usd")
+
+
+def _usd(nano: int | None) -> Decimal | None:
+    return None if nano is None else from_units(int(nano), "usd")
 
 
 def _row(record: KeyRecord) -> dict[str, Any]:
@@ -37,6 +47,8 @@ def _row(record: KeyRecord) -> dict[str, Any]:
         "service_account_id": record.service_account_id,
         "rpm_limit": record.rpm_limit,
         "tpm_limit": record.tpm_limit,
+        "max_budget_nano_usd": _nano(record.max_budget_usd),
+        "budget_period": record.budget_period,
     }
 
 
@@ -64,6 +76,8 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
         service_account_id=m["service_account_id"],
         rpm_limit=m["rpm_limit"],
         tpm_limit=m["tpm_limit"],
+        max_budget_usd=_usd(m["max_budget_nano_usd"]),
+        budget_period=m["budget_period"],
     )
 
 

@@ -212,3 +212,38 @@ rate_limits = sa.Table(
     sa.Column("created_by", sa.String(64)),
     sa.UniqueConstraint("tenant_id", "scope", "subject", name="uq_rate_limits_tenant_scope_subject"),
 )
+
+# -- budgets (revision 0007): budgets set through the admin API, alerts fired, a key's own budget
+
+api_keys.append_column(sa.Column("max_budget_nano_usd", sa.BigInteger))  # NULL: no budget on the key
+api_keys.append_column(sa.Column("budget_period", sa.String(16)))
+
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),  # tenant | team | user | key
+    sa.Column("subject", sa.String(256), nullable=False),  # its id
+    sa.Column("unit", sa.String(8), nullable=False),  # usd | tokens
+    sa.Column("max_units", sa.BigInteger, nullable=False),  # nano-USD (usd), or tokens
+    sa.Column("period", sa.String(16), nullable=False),  # daily | weekly | monthly | total
+    sa.Column("timezone", sa.String(64)),  # NULL: the config's budgets.timezone
+    sa.Column("thresholds", sa.String(64)),  # comma-separated percents; NULL: the config's
+    sa.Column("downgrade_model", sa.String(256)),
+    sa.Column("downgrade_at", sa.Integer),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(64)),
+    sa.UniqueConstraint("tenant_id", "scope", "subject", "unit", "period",
+                        name="uq_budgets_tenant_scope_subject_unit_period"),
+)
+
+budget_alerts = sa.Table(
+    "budget_alerts",
+    metadata,
+    sa.Column("budget_id", sa.String(64), primary_key=True),
+    sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("threshold", sa.Integer, primary_key=True),
+    sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,188 @@
+"""BudgetStore contract on SQLite and PostgreSQL: one record per (tenant, scope, subject, unit,
+period), replaced in place, tenant-isolated, amounts exact to the nano-USD; a threshold alert is
+claimed exactly once across instances; a key's own budget round-trips; revision 0007 downgrades."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from switchboard.stores.factory import open_database
+from switchboard.stores.protocols import BudgetRecord, BudgetStore, KeyRecord
+from switchboard.stores.sql.migrate import _config
+from switchboard.stores.sql.urls import async_url
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MONTH = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def _store(backend: Backend) -> BudgetStore:
+    store = backend.stores.budgets
+    assert store is not None
+    return store
+
+
+async def test_one_record_per_subject_unit_and_period_replaced_in_place(backend: Backend) -> None:
+    store = _store(backend)
+    first, before = await store.put(BudgetRecord("bud_1", "t1", "team", "team-a", Decimal("10.5"),
+                                                 created_by="admin-1"))
+    assert before is None and (first.id, first.max_amount, first.unit, first.period) == (
+        "bud_1", Decimal("10.5"), "usd", "monthly")
+    again = BudgetRecord("bud_2", "t1", "team", "team-a", Decimal("20"), timezone="Europe/Paris",
+                         thresholds=(50, 90), downgrade_model="gpt-4o-mini", downgrade_at=80,
+                         created_by="admin-2")
+    second, before = await store.put(again)
+    assert before is not None and before.max_amount == Decimal("10.5") and before.timezone is None
+    # Same (tenant, scope, subject, unit, period): the same record, its id and creation kept.
+    assert (second.id, second.created_by, second.created_at) == ("bud_1", "admin-1", first.created_at)
+    read = await store.get("t1", "bud_1")
+    assert read is not None
+    assert (read.max_amount, read.timezone, read.thresholds, read.downgrade_model, read.downgrade_at) == (
+        Decimal("20"), "Europe/Paris", (50, 90), "gpt-4o-mini", 80)
+    # Another period, another unit, another tenant: other records.
+    await store.put(BudgetRecord("bud_3", "t1", "team", "team-a", Decimal("1"), period="daily"))
+    await store.put(BudgetRecord("bud_4", "t1", "team", "team-a", Decimal(5000), unit="tokens"))
+    await store.put(BudgetRecord("bud_5", "t2", "team", "team-a", Decimal("1")))
+    listed = await store.list_budgets("t1")
+    assert [(r.id, r.unit, r.period) for r in listed] == [
+        ("bud_4", "tokens", "monthly"), ("bud_3", "usd", "daily"), ("bud_1", "usd", "monthly")]
+    assert [r.id for r in await store.list_budgets("t2")] == ["bud_5"]
+
+
+async def test_tenants_are_apart(backend: Backend) -> None:
+    store = _store(backend)
+    await store.put(BudgetRecord("bud_a", "t1", "tenant", "t1", Decimal("3")))
+    assert await store.get("t2", "bud_a") is None
+    found = await store.find("bud_a")
+    assert found is not None and found.tenant_id == "t1"
+    assert await store.find("bud_nope") is None
+    assert not await store.delete("t2", "bud_a")
+    assert await store.get("t1", "bud_a") is not None
+    assert await store.delete("t1", "bud_a")
+    assert not await store.delete("t1", "bud_a")
+    assert await store.list_budgets("t1") == []
+
+
+async def test_amounts_are_exact_to_the_nano_usd_and_tokens_are_whole(backend: Backend) -> None:
+    store = _store(backend)
+    cases = [
+        ("bud_n1", "usd", Decimal("0.000000001"), Decimal("0.000000001")),
+        ("bud_n2", "usd", Decimal("0.0000000025"), Decimal("0.000000002")),  # half to even
+        ("bud_n3", "usd", Decimal("0.0000000035"), Decimal("0.000000004")),
+        ("bud_n4", "usd", Decimal("999999999.999999999"), Decimal("999999999.999999999")),
+        ("bud_n5", "tokens", Decimal(10**15), Decimal(10**15)),
+    ]
+    for i, (ident, unit, given, kept) in enumerate(cases):
+        stored, _ = await store.put(BudgetRecord(ident, "t1", "user", f"u{i}", given, unit=unit))
+        read = await store.get("t1", ident)
+        assert read is not None and read.max_amount == kept == stored.max_amount, ident
+
+
+async def test_no_thresholds_is_not_the_default_thresholds(backend: Backend) -> None:
+    store = _store(backend)
+    await store.put(BudgetRecord("bud_t1", "t1", "key", "k1", Decimal(1), thresholds=()))
+    await store.put(BudgetRecord("bud_t2", "t1", "key", "k2", Decimal(1)))
+    none, default = await store.get("t1", "bud_t1"), await store.get("t1", "bud_t2")
+    assert none is not None and none.thresholds == ()
+    assert default is not None and default.thresholds is None
+
+
+async def test_concurrent_puts_of_one_budget_leave_one_record(backend: Backend) -> None:
+    store = _store(backend)
+    peer = (await backend.peer()).budgets
+    assert peer is not None
+    records = [BudgetRecord(f"bud_c{i}", "t1", "user", "u-race", Decimal(i + 1)) for i in range(10)]
+    results = await asyncio.gather(*((store, peer)[i % 2].put(r) for i, r in enumerate(records)))
+    listed = await store.list_budgets("t1")
+    assert len(listed) == 1
+    assert {stored.id for stored, _ in results} == {listed[0].id}
+    assert sum(before is None for _, before in results) == 1
+
+
+async def test_an_alert_is_claimed_exactly_once_across_instances(backend: Backend) -> None:
+    store = _store(backend)
+    peer = (await backend.peer()).budgets
+    assert peer is not None
+    await store.put(BudgetRecord("bud_w", "t1", "tenant", "t1", Decimal(1)))
+    claims = await asyncio.gather(*((store, peer)[i % 2].claim_alert("bud_w", MONTH, 80) for i in range(20)))
+    assert claims.count(True) == 1
+    # Another threshold, another period: claimed on their own, once each.
+    assert await store.claim_alert("bud_w", MONTH, 100)
+    assert await peer.claim_alert("bud_w", MONTH.replace(month=11), 80)
+    assert not await store.claim_alert("bud_w", MONTH, 100)
+    # The same instant in another zone is the same period start.
+    from zoneinfo import ZoneInfo
+    assert not await store.claim_alert("bud_w", MONTH.astimezone(ZoneInfo("Asia/Tokyo")), 80)
+
+
+async def test_deleting_a_budget_forgets_its_alerts(backend: Backend) -> None:
+    store = _store(backend)
+    record = BudgetRecord("bud_d", "t1", "team", "team-d", Decimal(1))
+    await store.put(record)
+    assert await store.claim_alert("bud_d", MONTH, 50)
+    assert await store.delete("t1", "bud_d")
+    await store.put(record)  # set again with the same id: its thresholds fire again
+    assert await store.claim_alert("bud_d", MONTH, 50)
+
+
+async def test_a_keys_own_budget_round_trips(backend: Backend) -> None:
+    keys = backend.stores.keys
+    record = KeyRecord("key_b1", "hash-b1", "sk-sb-b1", "t1", max_budget_usd=Decimal("1.000000001"),
+                       budget_period="daily")
+    await keys.put(record)
+    read = await keys.get("t1", "key_b1")
+    assert read is not None and (read.max_budget_usd, read.budget_period) == (Decimal("1.000000001"), "daily")
+    await keys.put(replace(record, max_budget_usd=None, budget_period=None))
+    read = await keys.get("t1", "key_b1")
+    assert read is not None and (read.max_budget_usd, read.budget_period) == (None, None)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return async_url(None, tmp_path / "data")
+    return async_url(request.getfixturevalue("fresh_database_url"), tmp_path)
+
+
+async def test_revision_0007_downgrades_and_upgrades_again(fresh_url: str) -> None:
+    engine, revision = await open_database(fresh_url)
+    assert revision == "0007"
+
+    def shape(conn: sa.Connection) -> tuple[set[str], set[str]]:
+        inspector = sa.inspect(conn)
+        return set(inspector.get_table_names()), {c["name"] for c in inspector.get_columns("api_keys")}
+
+    def migrate(conn: sa.Connection, target: str) -> None:
+        if target == "0006":
+            command.downgrade(_config(conn), target)
+        else:
+            command.upgrade(_config(conn), target)
+
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text(
+                "INSERT INTO budgets (id, tenant_id, scope, subject, unit, max_units, period, created_at, "
+                "updated_at) VALUES ('bud_x', 't', 'tenant', 't', 'usd', 1, 'monthly', :now, :now)"
+            ), {"now": datetime.now(UTC)})
+            await conn.run_sync(migrate, "0006")
+            await conn.commit()
+            tables, columns = await conn.run_sync(shape)
+            assert not {"budgets", "budget_alerts"} & tables
+            assert "rate_limits" in tables and "rpm_limit" in columns
+            assert not {"max_budget_nano_usd", "budget_period"} & columns
+            await conn.run_sync(migrate, "head")
+            await conn.commit()
+            tables, columns = await conn.run_sync(shape)
+            assert {"budgets", "budget_alerts"} <= tables
+            assert {"max_budget_nano_usd", "budget_period"} <= columns
+    finally:
+        await engine.dispose()
