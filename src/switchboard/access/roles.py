@@ -101,6 +101,11 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
         "read": (A, N, N, N, N),
         "delete": (A, N, _, _, _),
     },
+    "budget": {  # budgets of tenants, teams, users and keys (docs/budgets.md)
+        "set": (A, N, _, _, _),
+        "read": (A, N, N, N, N),
+        "delete": (A, N, _, _, _),
+    },
 }
 
 
