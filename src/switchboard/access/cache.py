@@ -42,6 +42,8 @@ def principal_of(record: KeyRecord) -> Principal:
         tags=tuple(record.tags),
         rpm_limit=record.rpm_limit,
         tpm_limit=record.tpm_limit,
+        max_budget_usd=record.max_budget_usd,
+        budget_period=record.budget_period,
     )
 
 

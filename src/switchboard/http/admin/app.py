@@ -14,6 +14,7 @@ from switchboard.catalog import Catalog
 from switchboard.config.schema import Settings
 from switchboard.http.admin import (
     audit,
+    budgets,
     catalog,
     errors,
     keys,
@@ -74,6 +75,7 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(audit.router)
     app.include_router(limits.router)
+    app.include_router(budgets.router)
     app.include_router(subscriptions.router)
     app.include_router(providers.router)
     app.include_router(models.router)

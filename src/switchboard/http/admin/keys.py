@@ -1,7 +1,8 @@
 """``/admin/v1/keys``: issue, list and revoke the gateway's API keys.
 
 Minimal contract (other tools depend on it): ``POST /admin/v1/keys`` with ``{"models": [...]}``
-(optional ``team``, ``user``, ``expires_at``, ``metadata``, ``name``) answers 201 with the new
+(optional ``team``, ``user``, ``expires_at``, ``metadata``, ``name``, ``rpm_limit``, ``tpm_limit``,
+``max_budget_usd``, ``budget_period``) answers 201 with the new
 key's ``id`` and ``key`` (shown this once, never again); ``GET /admin/v1/keys`` lists keys
 without their secrets; ``DELETE /admin/v1/keys/{id}`` revokes. Rotation
 (``POST /admin/v1/keys/{id}/rotate``) issues a new key with the same settings and lets the old
@@ -31,6 +32,7 @@ from switchboard.access.roles import DEFAULT_KEY_ROLE, RANK, ROLES, Reach, may_g
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.scoping import TenantQuery
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
@@ -62,6 +64,8 @@ class KeyCreate(BaseModel):
     tenant: Ident | None = Field(default=None, description="Another tenant (platform admin only).")
     rpm_limit: RpmLimit | None = Field(default=None, description="Requests per minute (docs/limits.md).")
     tpm_limit: TokenLimit | None = Field(default=None, description="Tokens per minute (docs/limits.md).")
+    max_budget_usd: UsdAmount | None = Field(default=None, description="The key's own budget in USD.")
+    budget_period: Period | None = Field(default=None, description="Its period; default total.")
 
     @field_validator("role")
     @classmethod
@@ -134,6 +138,8 @@ def public(record: KeyRecord) -> dict[str, Any]:
         "service_account": record.service_account_id,
         "rpm_limit": record.rpm_limit,
         "tpm_limit": record.tpm_limit,
+        "max_budget_usd": None if record.max_budget_usd is None else float(record.max_budget_usd),
+        "budget_period": record.budget_period,
     }
 
 
@@ -221,6 +227,9 @@ async def create_key(
     services = request.app.state.services
     if services.hashing is None:
         raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
+    if body.budget_period is not None and body.max_budget_usd is None:
+        raise InvalidRequest("budget_period: a period needs max_budget_usd", param="budget_period",
+                             code="invalid_value")
     stores = _stores(request)
     owner = await _owner(body, access, stores)
     key = keyfmt.new_key()
@@ -241,6 +250,8 @@ async def create_key(
         created_by=access.principal.id,
         rpm_limit=body.rpm_limit,
         tpm_limit=body.tpm_limit,
+        max_budget_usd=None if body.max_budget_usd is None else quantize_usd(body.max_budget_usd),
+        budget_period=None if body.max_budget_usd is None else body.budget_period or "total",
     )
     await stores.keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere

@@ -1,0 +1,269 @@
+"""``/admin/v1/budgets``: budgets in USD or in tokens for a tenant, a team, a user or a key, per
+day, week, month or in total (docs/budgets.md). Keys may also carry their own
+(``max_budget_usd``, ``budget_period`` on ``POST /admin/v1/keys``).
+
+``PUT /admin/v1/budgets`` sets the budget of one (scope, subject, unit, period), replacing what
+was set before; ``GET`` lists or reads them, each with its live status when the gateway runs
+budgets; ``DELETE /admin/v1/budgets/{id}`` removes one. Every change is audited and published,
+so every instance applies it at once. Tenant admins manage their tenant's budgets; every role
+may read them; a record of another tenant answers 404 ``budget_not_found``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
+
+from switchboard.access.roles import Reach
+from switchboard.config.schema import check_timezone
+from switchboard.errors import InvalidRequest, NotFound
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.scoping import TenantQuery, new_id
+from switchboard.stores import Stores
+from switchboard.stores.protocols import BUDGET_PERIODS, BUDGET_SCOPES, BUDGET_UNITS, BudgetRecord
+
+router = APIRouter(prefix="/admin/v1/budgets", tags=["budgets"])
+
+# Beyond these a budget is a typo, not a policy.
+MAX_USD = Decimal(10**9)
+MAX_TOKENS = 10**15
+NANO = Decimal("0.000000001")  # the smallest USD amount counted
+Amount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Percent = Annotated[StrictInt, Field(ge=1, le=100)]
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+Zone = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Scope = Literal["tenant", "team", "user", "key"]
+Unit = Literal["usd", "tokens"]
+Period = Literal["daily", "weekly", "monthly", "total"]
+
+
+def check_usd(amount: Decimal) -> Decimal:
+    """A USD budget counts whole nano-USD: an amount that rounds to none is no budget."""
+    if amount < NANO:
+        raise ValueError("must be at least 0.000000001 (one nano-USD)")
+    return amount
+
+
+def quantize_usd(amount: Decimal) -> Decimal:
+    """The amount as counted: whole nano-USD, half to even."""
+    return amount.quantize(NANO, ROUND_HALF_EVEN)
+
+
+# A key's own budget (POST /admin/v1/keys max_budget_usd).
+UsdAmount = Annotated[Decimal, Field(gt=0, le=MAX_USD, allow_inf_nan=False), AfterValidator(check_usd)]
+
+
+class Downgrade(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: Subject = Field(description="The model calls go to past `at_percent` of the budget.")
+    at_percent: Percent
+
+
+class BudgetSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Scope
+    subject: Subject | None = Field(
+        default=None, description="The team, user or key id; `tenant`: the tenant (default)."
+    )
+    unit: Unit = "usd"
+    max_amount: Amount = Field(description="USD (at most 1e9), or tokens (a whole number, at most 1e15).")
+    period: Period = "monthly"
+    timezone: Zone | None = Field(default=None, description="IANA name; default: budgets.timezone.")
+    thresholds: Annotated[list[Percent], Field(max_length=10)] | None = Field(
+        default=None, description="Percents that fire the webhook; default: budgets.thresholds."
+    )
+    downgrade: Downgrade | None = None
+    tenant: Ident | None = Field(default=None, description="Another tenant (platform admin only).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _unique(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each percent at most once")
+        return None if value is None else sorted(value)
+
+
+def amount_json(amount: Decimal, unit: str) -> int | float:
+    """USD as a JSON number (a float), tokens as an integer."""
+    return int(amount) if unit == "tokens" else float(amount)
+
+
+def public(record: BudgetRecord) -> dict[str, Any]:
+    """The budget as set (audit entries hold this; answers add the live ``status``)."""
+    downgrade = None
+    if record.downgrade_model is not None:
+        downgrade = {"model": record.downgrade_model, "at_percent": record.downgrade_at}
+    return {
+        "id": record.id,
+        "object": "budget",
+        "tenant": record.tenant_id,
+        "scope": record.scope,
+        "subject": record.subject,
+        "unit": record.unit,
+        "max_amount": amount_json(record.max_amount, record.unit),
+        "period": record.period,
+        "timezone": record.timezone,
+        "thresholds": None if record.thresholds is None else list(record.thresholds),
+        "downgrade": downgrade,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "created_by": record.created_by,
+    }
+
+
+async def shown(request: Request, record: BudgetRecord) -> dict[str, Any]:
+    """The budget and its current period's status (null when budgets are not running)."""
+    service = request.app.state.services.budgets()
+    status = None if service is None else await service.status(record)
+    return {**public(record), "status": status}
+
+
+def _stores(request: Request) -> Stores:
+    stores: Stores = request.app.state.services.stores()
+    assert stores.budgets is not None
+    return stores
+
+
+async def _changed(request: Request, tenant: str) -> None:
+    service = request.app.state.services.budgets()
+    if service is not None:
+        await service.changed(tenant)
+
+
+def _amount(body: BudgetSet) -> Decimal:
+    def bad(message: str) -> InvalidRequest:
+        return InvalidRequest(f"max_amount: {message}", param="max_amount", code="invalid_value")
+
+    if body.unit == "usd":
+        if body.max_amount > MAX_USD:
+            raise bad(f"a USD budget is at most {MAX_USD}")
+        try:
+            return quantize_usd(check_usd(body.max_amount))
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+    if body.max_amount != body.max_amount.to_integral_value():
+        raise bad("a token budget is a whole number of tokens")
+    if body.max_amount > MAX_TOKENS:
+        raise bad(f"a token budget is at most {MAX_TOKENS}")
+    return Decimal(int(body.max_amount))
+
+
+async def _subject(body: BudgetSet, tenant: str, stores: Stores) -> str:
+    subject = body.subject
+    if body.scope == "tenant":
+        if subject is not None and subject != tenant:
+            raise InvalidRequest("subject: a tenant budget's subject is the tenant itself", param="subject",
+                                 code="invalid_value")
+        return tenant
+    if subject is None:
+        raise InvalidRequest(f"subject: required for the scope '{body.scope}'", param="subject",
+                             code="invalid_value")
+    if body.scope == "team" and await stores.tenancy.get_team(tenant, subject) is None:
+        raise NotFound(f"no team '{subject[:64]}'", code="team_not_found")
+    if body.scope == "user" and await stores.tenancy.get_user(tenant, subject) is None:
+        raise NotFound(f"no user '{subject[:64]}'", code="user_not_found")
+    if body.scope == "key":
+        key = await stores.keys.get(tenant, subject)
+        if key is None or not key.enabled:  # a revoked key spends nothing more
+            raise NotFound(f"no key with id '{subject[:64]}'", code="key_not_found")
+    return subject
+
+
+async def _in_reach(access: Access, stores: Stores, budget_id: str) -> BudgetRecord:
+    assert stores.budgets is not None
+    if access.reach >= Reach.ANY:
+        record = await stores.budgets.find(budget_id)
+    else:
+        record = await stores.budgets.get(access.tenant, budget_id)
+    if record is None or not access.sees(record.tenant_id):
+        raise NotFound(f"no budget with id '{budget_id[:64]}'", code="budget_not_found")
+    return record
+
+
+@router.put("", summary="Set the budget of a tenant, team, user or key (replaces the same one)")
+async def set_budget(
+    body: BudgetSet, request: Request, access: Annotated[Access, Depends(allow("budget", "set"))]
+) -> dict[str, Any]:
+    stores = _stores(request)
+    assert stores.budgets is not None
+    amount = _amount(body)
+    tenant = access.tenant_for(body.tenant)
+    platform = access.reach >= Reach.ANY
+    if platform and tenant != access.tenant and await stores.tenancy.get_tenant(tenant) is None:
+        raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
+    now = datetime.now(UTC)
+    record = BudgetRecord(
+        id=new_id("bud"), tenant_id=tenant, scope=body.scope, subject=await _subject(body, tenant, stores),
+        max_amount=amount, unit=body.unit, period=body.period, timezone=body.timezone,
+        thresholds=None if body.thresholds is None else tuple(body.thresholds),
+        downgrade_model=None if body.downgrade is None else body.downgrade.model,
+        downgrade_at=None if body.downgrade is None else body.downgrade.at_percent,
+        created_at=now, updated_at=now, created_by=access.principal.id,
+    )
+    stored, before = await stores.budgets.put(record)
+    await _changed(request, tenant)
+    await audit.record(request, "budget.set", "budget", stored.id,
+                       before=None if before is None else public(before), after=public(stored), tenant=tenant)
+    return await shown(request, stored)
+
+
+@router.get("", summary="The budgets set for a tenant")
+async def list_budgets(
+    request: Request,
+    access: Annotated[Access, Depends(allow("budget", "read"))],
+    tenant: TenantQuery = None,
+    scope: Annotated[Scope | None, Query()] = None,
+) -> dict[str, Any]:
+    stores = _stores(request)
+    assert stores.budgets is not None
+    records = await stores.budgets.list_budgets(access.tenant_for(tenant))
+    return {"object": "list",
+            "data": [await shown(request, r) for r in records if scope is None or r.scope == scope]}
+
+
+@router.get("/{budget_id}", summary="One budget and its current period")
+async def get_budget(
+    budget_id: str, request: Request, access: Annotated[Access, Depends(allow("budget", "read"))]
+) -> dict[str, Any]:
+    return await shown(request, await _in_reach(access, _stores(request), budget_id))
+
+
+@router.delete("/{budget_id}", summary="Remove a budget")
+async def delete_budget(
+    budget_id: str, request: Request, access: Annotated[Access, Depends(allow("budget", "delete"))]
+) -> dict[str, Any]:
+    stores = _stores(request)
+    assert stores.budgets is not None
+    record = await _in_reach(access, stores, budget_id)
+    if not await stores.budgets.delete(record.tenant_id, budget_id):
+        raise NotFound(f"no budget with id '{budget_id[:64]}'", code="budget_not_found")
+    await _changed(request, record.tenant_id)
+    await audit.record(request, "budget.delete", "budget", budget_id, before=public(record),
+                       tenant=record.tenant_id)
+    return {"id": budget_id, "object": "budget", "deleted": True}
+
+
+assert set(BUDGET_SCOPES) == {"tenant", "team", "user", "key"}
+assert set(BUDGET_PERIODS) == {"daily", "weekly", "monthly", "total"}
+assert set(BUDGET_UNITS) == {"usd", "tokens"}
