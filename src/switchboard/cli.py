@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from switchboard import __version__
+from switchboard.cli_budgets import budgets_app
 from switchboard.cli_keys import keys_app
 from switchboard.cli_providers import models_app, providers_app
 from switchboard.cli_tenancy import service_accounts_app, teams_app, tenants_app, users_app
@@ -32,6 +33,7 @@ app.add_typer(teams_app, name="teams")
 app.add_typer(users_app, name="users")
 app.add_typer(service_accounts_app, name="service-accounts")
 app.command("usage")(usage)
+app.add_typer(budgets_app, name="budgets")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
