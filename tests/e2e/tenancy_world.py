@@ -62,6 +62,7 @@ class TenantWorld:
     sub1: str = ""  # team1's pending subscription to the gated model
     sub2: str = ""  # team2's
     limit: str = ""  # rate limits set for team2 (generous: they never refuse anything here)
+    budget: str = ""  # a budget set for team2 (generous too)
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -97,6 +98,8 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
         setattr(world, "sub" + team[-1], sub)
     body = {"scope": "team", "subject": world.team2, "tenant": tenant, "rpm": 1_000_000}
     world.limit = admin.ok("PUT", "/admin/v1/limits", body)["id"]
+    body = {"scope": "team", "subject": world.team2, "tenant": tenant, "max_amount": 1_000_000}
+    world.budget = admin.ok("PUT", "/admin/v1/budgets", body)["id"]
     return world
 
 

@@ -155,6 +155,7 @@ def _foreign_ids(other: TenantWorld) -> dict[str, str]:
         "/admin/v1/keys": other.key_ids["developer"],
         "/admin/v1/subscriptions": other.sub1,
         "/admin/v1/limits": other.limit,
+        "/admin/v1/budgets": other.budget,
     }
 
 
@@ -197,7 +198,7 @@ def test_another_tenants_records_are_404_to_every_role(
 def _all_ids(world: TenantWorld) -> set[str]:
     return {world.team1, world.team2, *world.users.values(), *world.key_ids.values(), world.peer,
             world.peer_key, world.member2, world.member2_key, world.sa2, world.sa2_key, world.sub1,
-            world.sub2, world.limit}
+            world.sub2, world.limit, world.budget}
 
 
 def test_no_list_shows_another_tenants_records_to_any_role(
@@ -257,3 +258,4 @@ def _untouched(admin: Admin, worlds: tuple[TenantWorld, TenantWorld]) -> None:
             shown = admin.ok("GET", f"/admin/v1/subscriptions/{sub}", params={"tenant": world.tenant})
             assert shown["status"] == "pending"
         assert admin.ok("GET", f"/admin/v1/limits/{world.limit}")["rpm"] == 1_000_000
+        assert admin.ok("GET", f"/admin/v1/budgets/{world.budget}")["max_amount"] == 1_000_000
