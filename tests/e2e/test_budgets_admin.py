@@ -275,6 +275,19 @@ def test_a_keys_own_budget_on_create_read_list_and_rotate(deployment: Gateway) -
     assert made["after"]["max_budget_usd"] == 1.0 and "key" not in made["after"]
 
 
+def test_a_keys_own_budget_reaches_the_request_path(deployment: Gateway) -> None:
+    # One micro-dollar cannot cover 100 tokens of output: the key's own budget is in force.
+    tiny = _key(deployment, max_budget_usd="0.000001", budget_period="monthly")["key"]
+    client = openai.OpenAI(base_url=deployment.base_url, api_key=tiny, max_retries=0, timeout=30)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask("hi"), max_tokens=100)
+    body: Any = refused.value.body
+    assert body["code"] == "request_exceeds_budget" and "key budget" in body["message"]
+    roomy = _key(deployment, max_budget_usd=5)["key"]
+    client = openai.OpenAI(base_url=deployment.base_url, api_key=roomy, max_retries=0, timeout=30)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=ask("hi"), max_tokens=100).choices
+
+
 @pytest.mark.parametrize(("extra", "code", "param"), [
     ({"max_budget_usd": -1}, "invalid_value", "max_budget_usd"),
     ({"max_budget_usd": 0}, "invalid_value", "max_budget_usd"),
