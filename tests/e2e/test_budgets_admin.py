@@ -19,7 +19,8 @@ import pytest
 
 from tests.e2e.sdk import ask
 from tests.e2e.tenancy_world import deployment_fixture
-from tests.servers import MASTER_KEY, Gateway, spawn
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, spawn, start_gateway
+from tests.services import Postgres, start_redis
 
 deployment = deployment_fixture("deployment")
 
@@ -243,6 +244,36 @@ def test_bad_budget_requests_beyond_the_body(deployment: Gateway) -> None:
     resp = admin(gw, "GET", "/admin/v1/budgets/" + "b" * 300)
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "budget_not_found"
     _serves(gw)
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_budgets_stay_readable_when_their_counters_are_not(
+    kind: str, gateway: Gateway, request: pytest.FixtureRequest, mock_upstream: Mock,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    if kind == "embedded":
+        # Embedded counters live in the process: nothing can be unreachable; the status is there.
+        made = ok(gateway, "PUT", "/admin/v1/budgets", {"scope": "team", "subject": _team(gateway),
+                                                        "max_amount": 100})
+        assert made["status"]["remaining"] == "100"
+        return
+    postgres: Postgres = request.getfixturevalue("postgres")
+    redis = start_redis()  # our own, so stopping it leaves the shared one alone
+    config = openai_config(mock_upstream)
+    config["database"] = {"url": postgres.create_database(f"budgets_down_{uuid.uuid4().hex[:8]}")}
+    config["redis"] = {"url": redis.url}
+    gw = start_gateway(config, tmp_path_factory.mktemp("budgets-down"))
+    try:
+        made = ok(gw, "PUT", "/admin/v1/budgets", {"scope": "team", "subject": _team(gw), "max_amount": 100})
+        assert made["status"]["remaining"] == "100"
+        redis.stop()
+        # The budget is read from the database; its live status is unknown for now.
+        shown = ok(gw, "GET", f"/admin/v1/budgets/{made['id']}")
+        assert shown["max_amount"] == 100 and shown["status"] is None
+        assert [b["id"] for b in ok(gw, "GET", "/admin/v1/budgets")["data"]] == [made["id"]]
+    finally:
+        gw.process.stop()
+        redis.stop()
 
 
 # -- a key's own budget ---------------------------------------------------------------------------
