@@ -218,6 +218,11 @@ async def set_budget(
     stores = _stores(request)
     assert stores.budgets is not None
     amount = _amount(body)
+    routing = request.app.state.services.routing
+    cheaper = None if body.downgrade is None else body.downgrade.model
+    if cheaper is not None and routing is not None and cheaper not in routing.current.routes:
+        raise InvalidRequest(f"downgrade.model: no model '{cheaper[:256]}' is served",
+                             param="downgrade.model", code="model_not_found")
     tenant = access.tenant_for(body.tenant)
     platform = access.reach >= Reach.ANY
     if platform and tenant != access.tenant and await stores.tenancy.get_tenant(tenant) is None:
