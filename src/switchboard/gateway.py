@@ -11,7 +11,7 @@ from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier
 from switchboard.access.subscriptions import SubscriptionCache
-from switchboard.config.schema import LimitValues, Settings
+from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.limits.cache import LimitCache
@@ -100,7 +100,6 @@ class Gateway:
             self.settings.limits,
             lambda: self.stores.limiter if self.stores is not None else None,
             lambda: self.limit_cache,
-            {p.name: LimitValues(rpm=p.rpm, tpm=p.tpm) for p in self.settings.providers if p.rpm or p.tpm},
         ))
         # Budgets: reserve before the call, settle after it (the usage stage records the cost).
         stages.append(BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing))

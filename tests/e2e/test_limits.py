@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, start_redis
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -445,3 +445,34 @@ def test_a_streams_reservation_is_corrected_to_its_usage_at_its_end(pair: Pair) 
     for _ in range(4):
         _wait_for(one_stream, "a stream's reservation was not corrected at its end")
     assert streamed == 4
+
+
+def test_a_provider_added_through_the_admin_api_keeps_its_own_limit(pair: Pair, mock_upstream: Mock) -> None:
+    name = f"rt-{uuid.uuid4().hex[:8]}"
+    resp = pair.admin("POST", "/admin/v1/providers", {
+        "name": name, "type": "openai", "api_base": f"{mock_upstream.url}/v1", "api_key": UPSTREAM_KEY,
+        "rpm": 2})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["rpm"] == 2 and resp.json()["tpm"] is None
+    model = f"{name}-model"
+    resp = pair.admin("POST", "/admin/v1/models", {"name": model, "provider": name, "model": "gpt-4o-mini"})
+    assert resp.status_code == 201, resp.text
+    client = pair.sdk(MASTER_KEY)
+    for _ in range(2):
+        assert client.chat.completions.create(model=model, messages=ask("x")).choices
+    with pytest.raises(openai.RateLimitError) as refused:  # the window is a minute: no wait helps
+        client.chat.completions.create(model=model, messages=ask("x"))
+    body: Any = refused.value.body
+    assert body["code"] == "upstream_rate_limited"
+    # Raised through the admin API: applies at once on this instance.
+    resp = pair.admin("PATCH", f"/admin/v1/providers/{name}", {"rpm": 3})
+    assert resp.status_code == 200 and resp.json()["rpm"] == 3
+    assert client.chat.completions.create(model=model, messages=ask("x")).choices
+
+
+@pytest.mark.parametrize("value", [0, -1, 10**13, "60", 1.5])
+def test_bad_provider_limits_are_400(pair: Pair, value: Any) -> None:
+    resp = pair.admin("POST", "/admin/v1/providers", {"name": f"bad-{uuid.uuid4().hex[:6]}", "type": "openai",
+                                                      "rpm": value})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == "rpm" or "rpm" in resp.json()["error"]["message"]

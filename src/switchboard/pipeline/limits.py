@@ -16,7 +16,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from switchboard.config.schema import LimitsConfig, LimitValues
 from switchboard.context import AfterResponse, RequestContext, Result
@@ -48,13 +48,13 @@ class RateLimitStage:
         config: LimitsConfig,
         limiter: Callable[[], RateLimiter | None],
         stored: Callable[[], LimitCache | None],
-        providers: Mapping[str, LimitValues] | None = None,
     ) -> None:
         self._config = config
         self._limiter = limiter
         self._stored = stored
-        # Provider deployments' own limits, by provider name (providers[].rpm / tpm).
-        self._upstream = {name: upstream(config, name, v) for name, v in (providers or {}).items()}
+        # Provider deployments' own limits (providers[].rpm / tpm, in the YAML or through the
+        # admin API), built once per (provider, rpm, tpm) and kept: a handful of entries.
+        self._upstream: dict[tuple[str, int | None, int | None], list[Limit]] = {}
         self._warned = -math.inf
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
@@ -69,8 +69,9 @@ class RateLimitStage:
             tenant = principal.tenant_id if principal is not None else None
             stored = await cache.get(tenant) if cache is not None and tenant is not None else _EMPTY
             limits = plan(self._config, principal, model, stored)
-            if ctx.route is not None and self._upstream:
-                limits += self._upstream.get(ctx.route.target.provider, ())
+            target = ctx.route.target if ctx.route is not None else None
+            if target is not None and (target.rpm is not None or target.tpm is not None):
+                limits += self._provider_limits(target.provider, target.rpm, target.tpm)
             if not limits:
                 return await call_next(ctx)
             tokens = await estimate_request_tokens(ctx) if any(x.kind == TOKENS for x in limits) else 0
@@ -91,6 +92,13 @@ class RateLimitStage:
             ]
             ctx.after(_settle(limiter, token_buckets, tokens))
         return await call_next(ctx)
+
+    def _provider_limits(self, provider: str, rpm: int | None, tpm: int | None) -> list[Limit]:
+        key = (provider, rpm, tpm)
+        limits = self._upstream.get(key)
+        if limits is None:
+            limits = self._upstream[key] = upstream(self._config, provider, LimitValues(rpm=rpm, tpm=tpm))
+        return limits
 
     async def _acquire(
         self, ctx: RequestContext, limiter: RateLimiter, limits: list[Limit], buckets: list[Bucket]

@@ -22,3 +22,6 @@ class Target:
     require_approval: bool = False
     # The provider entry lets callers send their own credential (pipeline/caller_credentials.py).
     allow_caller_credentials: bool = False
+    # The provider deployment's own limits per minute (providers[].rpm / tpm); None: none.
+    rpm: int | None = None
+    tpm: int | None = None

@@ -92,6 +92,10 @@ def provider_config(record: ProviderRecord) -> ProviderConfig:
         data["max_connections"] = record.max_connections
     if record.allow_caller_credentials:
         data["allow_caller_credentials"] = True
+    if record.rpm is not None:
+        data["rpm"] = record.rpm
+    if record.tpm is not None:
+        data["tpm"] = record.tpm
     return ProviderConfig.model_validate(data)
 
 
@@ -351,7 +355,8 @@ class LiveRouting:
 
 def _provider_key(p: ProviderRecord) -> list[Any]:
     return [p.name, p.type, p.api_base, dict(p.options), dict(p.headers),
-            None if p.timeouts is None else dict(p.timeouts), p.max_connections, p.allow_caller_credentials]
+            None if p.timeouts is None else dict(p.timeouts), p.max_connections, p.allow_caller_credentials,
+            p.rpm, p.tpm]
 
 
 def _model_key(m: ModelRecord) -> list[Any]:

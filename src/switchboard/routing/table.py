@@ -79,6 +79,8 @@ def make_route(m: ModelConfig, resolved: ResolvedProvider, client: UpstreamClien
         drop_params=m.drop_params,
         require_approval=m.require_approval,
         allow_caller_credentials=p.allow_caller_credentials,
+        rpm=p.rpm,
+        tpm=p.tpm,
     )
     adapter = resolved.spec.adapter
     override = timeouts if m.timeouts else None

@@ -489,6 +489,9 @@ class ProviderRecord:
     allow_caller_credentials: bool = False
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    # What the deployment itself accepts per minute (revision 0008); None: not limited.
+    rpm: int | None = None
+    tpm: int | None = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,15 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.crypto import refs
@@ -63,6 +71,10 @@ class TimeoutsBody(BaseModel):
     total: Annotated[float, Field(gt=0, le=86400)] | None = None
 
 
+# What a provider deployment accepts per minute (docs/limits.md, "Provider deployments").
+PerMinute = Annotated[StrictInt, Field(ge=1, le=1_000_000_000_000)]
+
+
 class ProviderFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -76,6 +88,8 @@ class ProviderFields(BaseModel):
     allow_caller_credentials: bool | None = Field(
         default=None, description="Callers may send their own credential (auth.caller_credentials)."
     )
+    rpm: PerMinute | None = Field(default=None, description="Requests per minute the deployment accepts.")
+    tpm: PerMinute | None = Field(default=None, description="Tokens per minute the deployment accepts.")
 
 
 class ProviderCreate(ProviderFields):
@@ -182,6 +196,8 @@ def stored_public(record: ProviderRecord, creds: list[CredentialRecord]) -> dict
         "timeouts": None if record.timeouts is None else dict(record.timeouts),
         "max_connections": record.max_connections,
         "allow_caller_credentials": record.allow_caller_credentials,
+        "rpm": record.rpm,
+        "tpm": record.tpm,
         "credentials": [_credential_public(c) for c in creds],
         "source": "database",
         "read_only": False,
@@ -209,6 +225,8 @@ def config_public(p: ProviderConfig) -> dict[str, Any]:
         "timeouts": p.timeouts.model_dump(),
         "max_connections": p.max_connections,
         "allow_caller_credentials": p.allow_caller_credentials,
+        "rpm": p.rpm,
+        "tpm": p.tpm,
         "credentials": creds,
         "source": "config",
         "read_only": True,
@@ -330,7 +348,8 @@ async def create_provider(
     record = ProviderRecord(name=body.name, type=body.type, api_base=body.api_base, options=body.options,
                             headers=body.headers, timeouts=_timeouts(body.timeouts),
                             max_connections=body.max_connections,
-                            allow_caller_credentials=bool(body.allow_caller_credentials))
+                            allow_caller_credentials=bool(body.allow_caller_credentials),
+                            rpm=body.rpm, tpm=body.tpm)
     validate_record(record)
     if routing.is_static_provider(body.name):
         raise Conflict(f"a provider named '{body.name}' is declared in the configuration file")
@@ -372,7 +391,7 @@ async def update_provider(
     old = await stored_or_404(request, name)
     given = body.model_fields_set
     changes: dict[str, Any] = {"updated_at": utcnow()}
-    for field in ("api_base", "options", "headers", "max_connections"):
+    for field in ("api_base", "options", "headers", "max_connections", "rpm", "tpm"):
         if field in given:
             changes[field] = getattr(body, field)
     if "timeouts" in given:

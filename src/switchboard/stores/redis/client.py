@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from switchboard.config.urls import redact
 from switchboard.stores.errors import StoreError
 
 CONNECT_TIMEOUT = 5.0
+# Connections per process. Beyond them a command waits (up to POOL_WAIT seconds) for one to be
+# free instead of failing: redis-py's default pool raises at once when all 100 are in use, which
+# a burst of a few hundred concurrent requests reaches.
+MAX_CONNECTIONS = 256
+POOL_WAIT = 5.0
 
 # Every key the gateway writes starts with this, so a shared Redis stays readable.
 PREFIX = "sb:"
 
 
 async def connect(url: str) -> Redis:
-    client = Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT,
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=10.0,
         health_check_interval=15,
         decode_responses=False,
     )
+    client = Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
     try:
         await client.ping()
     except Exception as exc:

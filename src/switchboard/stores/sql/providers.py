@@ -33,6 +33,8 @@ def _provider_row(r: ProviderRecord) -> dict[str, Any]:
         "timeouts": None if r.timeouts is None else dict(r.timeouts),
         "max_connections": r.max_connections,
         "allow_caller_credentials": r.allow_caller_credentials,
+        "rpm": r.rpm,
+        "tpm": r.tpm,
         "created_at": to_db(r.created_at),
         "updated_at": to_db(r.updated_at),
     }
@@ -49,6 +51,8 @@ def _provider(row: sa.Row[Any]) -> ProviderRecord:
         timeouts=m["timeouts"],
         max_connections=m["max_connections"],
         allow_caller_credentials=bool(m["allow_caller_credentials"]),
+        rpm=m["rpm"],
+        tpm=m["tpm"],
         created_at=from_db(m["created_at"]) or utcnow(),
         updated_at=from_db(m["updated_at"]) or utcnow(),
     )

@@ -192,6 +192,11 @@ users = sa.Table(
     sa.Index("ix_users_tenant_id", "tenant_id", "id"),
 )
 
+# -- provider limits (revision 0008): a provider's own rpm and tpm --------------------------------
+
+providers.append_column(sa.Column("rpm", sa.BigInteger))
+providers.append_column(sa.Column("tpm", sa.BigInteger))
+
 # -- rate limits (revision 0006): a key's own limits ---------------------------------------------
 
 api_keys.append_column(sa.Column("rpm_limit", sa.BigInteger))
