@@ -22,7 +22,7 @@ import pytest
 from switchboard.spend.budgets.webhooks import SIGNATURE_HEADER, verify
 from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
-from tests.services import RedisServer
+from tests.services import Postgres, RedisServer, start_redis
 from tests.webhook_receiver import WebhookReceiver
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -289,3 +289,47 @@ def test_each_threshold_fires_one_signed_webhook_per_period(pair: Pair) -> None:
     assert hundred["data"]["budget"]["scope"] == "key" and hundred["data"]["period_end"] is not None
     # Delivered once each (plus the one retried delivery): no instance fired a threshold twice.
     assert len(received) in (2, 3)
+
+
+def test_when_redis_is_down_the_budget_policy_decides(
+    pair: Pair, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    if pair.kind == "embedded":
+        # Embedded counters live in the process: nothing can be unreachable; budgets hold.
+        key = pair.key(max_budget_usd=0.01)
+        pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+        with pytest.raises(openai.RateLimitError):
+            pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+        return
+    postgres: Postgres = request.getfixturevalue("postgres")
+    redis = start_redis()  # our own, so stopping it leaves the shared one alone
+    gateways: list[Gateway] = []
+    try:
+        config = _config(mock_upstream, pair.hooks)
+        config["database"] = {"url": postgres.create_database(f"budgets_down_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+        for policy in ("open", "closed"):
+            config["budgets"] = {"on_store_error": policy}
+            gateways.append(start_gateway(config, tmp_path_factory.mktemp(f"budgets-{policy}")))
+        created = httpx.post(f"{gateways[0].url}/admin/v1/keys", json={"models": ["*"], "max_budget_usd": 1},
+                             headers=ADMIN, timeout=10).json()
+        clients = [openai.OpenAI(base_url=g.base_url, api_key=created["key"], max_retries=0, timeout=30)
+                   for g in gateways]
+        for client in clients:  # both up: counted
+            client.chat.completions.create(messages=ask(LONG), **CALL)
+        plain = httpx.post(f"{gateways[1].url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,
+                           timeout=10).json()
+        redis.stop()
+        assert clients[0].chat.completions.create(messages=ask(LONG), **CALL).choices  # open: admitted
+        with pytest.raises(openai.APIStatusError) as refused:  # closed: refused, clearly
+            clients[1].chat.completions.create(messages=ask(LONG), **CALL)
+        assert refused.value.status_code == 503
+        body: Any = refused.value.body
+        assert body["code"] == "budget_unavailable"
+        # A key with no budget is not affected by the policy.
+        client = openai.OpenAI(base_url=gateways[1].base_url, api_key=plain["key"], max_retries=0)
+        assert client.chat.completions.create(messages=ask(LONG), **CALL).choices
+    finally:
+        for gw in gateways:
+            gw.process.stop()
+        redis.stop()
