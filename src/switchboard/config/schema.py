@@ -373,7 +373,7 @@ def check_timezone(name: str) -> str:
     import zoneinfo  # here: the schema is imported by every command, zones are needed by few
 
     if not 1 <= len(name) <= 64:
-        raise ValueError("a time zone name has 1 to 64 characters (an IANA name: 'UTC', 'Europe/Paris')")
+        raise ValueError(f"unknown time zone {name[:64]!r}: a name has 1 to 64 characters")
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
