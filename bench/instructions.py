@@ -8,6 +8,7 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
     python bench/instructions.py                          # this checkout
     python bench/instructions.py --src /path/to/other/src # another tree (e.g. a git worktree)
     python bench/instructions.py --key-cost               # an API key against the master key
+    python bench/instructions.py --profile full           # the full path against the bare path
 
 The gateway runs under callgrind with instrumentation off while it starts and warms up; only
 the measured requests are counted (sequential keep-alive requests to the same nginx upstream as
@@ -78,13 +79,16 @@ def _issue_key(port: int) -> str:
 
 
 def measure(
-    src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False
+    src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False, full: bool = False
 ) -> float:
-    config = root / f"switchboard-{mode}.yaml"
+    """Instructions per request; ``api_key``: a plain issued key; ``full``: the full path's key
+    (RPM/TPM limits and a budget, ``run.FULL_KEY``)."""
+    tag = f"{mode}-{'full' if full else 'key' if api_key else 'master'}"
+    config = root / f"switchboard-{tag}.yaml"
     config.write_text(harness.switchboard_config(base))
     port = free_port()
-    out = root / f"callgrind-{mode}.out"
-    env = {**os.environ, "PYTHONPATH": str(src), "SWITCHBOARD_DATA_DIR": str(root / f"data-{mode}")}
+    out = root / f"callgrind-{tag}.out"
+    env = {**os.environ, "PYTHONPATH": str(src), "SWITCHBOARD_DATA_DIR": str(root / f"data-{tag}")}
     cmd = [
         tool("valgrind"), "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
         sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port", str(port),
@@ -96,6 +100,11 @@ def measure(
         headers = dict(harness.HEADERS)
         if api_key:
             headers["Authorization"] = f"Bearer {_issue_key(port)}"
+        if full:
+            key, dropped = harness.issue_full_key(f"http://127.0.0.1:{port}")
+            if dropped:
+                print(f"  (the gateway does not accept {', '.join(dropped)}: key issued without)", flush=True)
+            headers["Authorization"] = f"Bearer {key}"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
         def one() -> None:
@@ -128,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the master key and an API key in the same run and compare them; "
                         "exit 1 if the API key costs more than --max-key-cost percent")
     parser.add_argument("--max-key-cost", type=float, default=5.0, help="percent (default 5)")
+    parser.add_argument("--profile", choices=("bare", "full"), default="bare",
+                        help="full: measure the master key (bare path) and a virtual key with RPM/TPM "
+                        "limits and a budget (full path) in the same run, and compare them")
     args = parser.parse_args(argv)
     src = args.src.resolve()
     over = False
@@ -136,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         nginx, base = upstream.nginx(root / "nginx", cpu=None)
         with nginx:
             for mode in harness.MODES:
+                if args.profile == "full":
+                    bare = measure(src, mode, args.requests, root, base)
+                    full = measure(src, mode, args.requests, root, base, full=True)
+                    print(f"{mode:<11} bare (master key) {bare:>10,.0f}  full path {full:>10,.0f} "
+                          f" ({(full / bare - 1) * 100:+.1f} %, {src})", flush=True)
+                    continue
                 if args.key_cost:
                     master = measure(src, mode, args.requests, root, base)
                     key = measure(src, mode, args.requests, root, base, api_key=True)

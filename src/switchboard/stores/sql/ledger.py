@@ -1,20 +1,29 @@
-"""The usage ledger in SQL: idempotent appends (``ON CONFLICT (request_id) DO NOTHING``)."""
+"""The usage ledger in SQL: idempotent appends (``ON CONFLICT (request_id) DO NOTHING``).
+
+``append_rows`` is the usage writer's path, many records a second under load: one statement
+prepared by the driver and run over every row (``executemany``), each row converted by one small
+function per dialect, none of SQLAlchemy's per-row parameter processing. It stores exactly what
+``append`` stores (the contract tests compare them).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import (
+    USAGE_ROW,
     TooManyGroups,
     UsageRecord,
     UsageReportQuery,
     UsageReportRow,
+    UsageRow,
 )
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import usage_records as t
@@ -54,6 +63,42 @@ def _row(r: UsageRecord) -> dict[str, Any]:
         "upstream_model": r.upstream_model,
         "tags": list(r.tags),
     }
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def _sqlite_value(row: UsageRow) -> tuple[Any, ...]:
+    """A row as the SQLite driver takes it, stored as SQLAlchemy stores it: the timestamp as
+    UTC text with microseconds, JSON as text, booleans as 0/1."""
+    created = _EPOCH + row[12] * _MICRO
+    return (
+        *row[:12], created.strftime("%Y-%m-%d %H:%M:%S.%f"), orjson.dumps(row[13]).decode(),
+        *row[14:18], 1 if row[18] else 0, row[19], 1 if row[20] else 0, row[21], row[22],
+        orjson.dumps(list(row[23])).decode(),
+    )
+
+
+def _postgres_value(row: UsageRow) -> tuple[Any, ...]:
+    """A row as asyncpg takes it: an aware timestamp, JSON as text, booleans as booleans."""
+    return (
+        *row[:12], _EPOCH + row[12] * _MICRO, orjson.dumps(row[13]).decode(), *row[14:18],
+        bool(row[18]), row[19], bool(row[20]), row[21], row[22], orjson.dumps(list(row[23])).decode(),
+    )
+
+
+def _insert_rows_sql(dialect: str) -> tuple[str, Callable[[UsageRow], tuple[Any, ...]]]:
+    columns = ", ".join(f'"{name}"' for name in USAGE_ROW)
+    if dialect == "postgresql":
+        marks = ", ".join(f"${i}" for i in range(1, len(USAGE_ROW) + 1))
+        convert = _postgres_value
+    else:
+        marks = ", ".join("?" for _ in USAGE_ROW)
+        convert = _sqlite_value
+    sql = (f"INSERT INTO {t.name} ({columns}) VALUES ({marks}) "
+           f"ON CONFLICT (request_id) DO NOTHING")
+    return sql, convert
 
 
 def _record(row: sa.Row[Any]) -> UsageRecord:
@@ -165,6 +210,7 @@ def _report_row(row: sa.Row[Any], group_by: tuple[str, ...]) -> UsageReportRow:
 class SqlUsageLedger:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._insert_rows, self._convert = _insert_rows_sql(engine.dialect.name)
 
     async def append(self, records: Sequence[UsageRecord]) -> int:
         inserted = 0
@@ -180,6 +226,14 @@ class SqlUsageLedger:
                 rows = [_row(r) for r in records[start : start + BATCH]]
                 inserted += len((await conn.execute(stmt, rows)).all())
         return inserted
+
+    async def append_rows(self, rows: Sequence[UsageRow]) -> None:
+        if not rows:
+            return
+        convert = self._convert
+        values = [convert(row) for row in rows]
+        async with self._engine.begin() as conn:
+            await conn.exec_driver_sql(self._insert_rows, values)
 
     async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None:
         query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.request_id == request_id)
