@@ -88,17 +88,14 @@ def _postgres_value(row: UsageRow) -> tuple[Any, ...]:
     )
 
 
-def _insert_rows_sql(dialect: str) -> tuple[str, Callable[[UsageRow], tuple[Any, ...]]]:
-    columns = ", ".join(f'"{name}"' for name in USAGE_ROW)
-    if dialect == "postgresql":
-        marks = ", ".join(f"${i}" for i in range(1, len(USAGE_ROW) + 1))
-        convert = _postgres_value
-    else:
-        marks = ", ".join("?" for _ in USAGE_ROW)
-        convert = _sqlite_value
-    sql = (f"INSERT INTO {t.name} ({columns}) VALUES ({marks}) "
-           f"ON CONFLICT (request_id) DO NOTHING")
-    return sql, convert
+def _insert_rows_sql(engine: AsyncEngine) -> tuple[str, Callable[[UsageRow], tuple[Any, ...]]]:
+    """The INSERT of one row in the driver's own parameter style, and the row converter."""
+    values = {name: sa.bindparam(name, type_=t.c[name].type) for name in USAGE_ROW}
+    stmt = insert(engine, t).values(values).on_conflict_do_nothing(index_elements=[t.c.request_id])
+    compiled = stmt.compile(dialect=engine.dialect)
+    if tuple(compiled.positiontup or ()) != USAGE_ROW:  # the converters follow USAGE_ROW's order
+        raise RuntimeError(f"unexpected parameter order: {compiled.positiontup}")
+    return compiled.string, _postgres_value if engine.dialect.name == "postgresql" else _sqlite_value
 
 
 def _record(row: sa.Row[Any]) -> UsageRecord:
@@ -210,7 +207,7 @@ def _report_row(row: sa.Row[Any], group_by: tuple[str, ...]) -> UsageReportRow:
 class SqlUsageLedger:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._insert_rows, self._convert = _insert_rows_sql(engine.dialect.name)
+        self._insert_rows, self._convert = _insert_rows_sql(engine)
 
     async def append(self, records: Sequence[UsageRecord]) -> int:
         inserted = 0
