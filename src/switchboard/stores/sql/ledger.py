@@ -67,24 +67,43 @@ def _row(r: UsageRecord) -> dict[str, Any]:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
+_dumps = orjson.dumps
+
+
+_SECONDS: dict[int, str] = {}  # "2026-06-01 12:00:00" by epoch second: a batch shares a few
+
+
+def _sqlite_time(micros: int) -> str:
+    """SQLAlchemy's SQLite storage of a UTC timestamp: ``2026-06-01 12:00:00.250000``."""
+    seconds, fraction = divmod(micros, 1_000_000)
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[seconds] = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{prefix}.{fraction:06d}"
 
 
 def _sqlite_value(row: UsageRow) -> tuple[Any, ...]:
     """A row as the SQLite driver takes it, stored as SQLAlchemy stores it: the timestamp as
     UTC text with microseconds, JSON as text, booleans as 0/1."""
-    created = _EPOCH + row[12] * _MICRO
+    (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
+     created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
+     upstream, tags) = row
     return (
-        *row[:12], created.strftime("%Y-%m-%d %H:%M:%S.%f"), orjson.dumps(row[13]).decode(),
-        *row[14:18], 1 if row[18] else 0, row[19], 1 if row[20] else 0, row[21], row[22],
-        orjson.dumps(list(row[23])).decode(),
+        rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
+        _sqlite_time(created), _dumps(meta).decode(), cache_read, write_5m, write_1h, reasoning,
+        1 if unpriced else 0, ttft, 1 if stream else 0, error, upstream,
+        _dumps(tags).decode() if tags else "[]",
     )
 
 
 def _postgres_value(row: UsageRow) -> tuple[Any, ...]:
     """A row as asyncpg takes it: an aware timestamp, JSON as text, booleans as booleans."""
     return (
-        *row[:12], _EPOCH + row[12] * _MICRO, orjson.dumps(row[13]).decode(), *row[14:18],
-        bool(row[18]), row[19], bool(row[20]), row[21], row[22], orjson.dumps(list(row[23])).decode(),
+        *row[:12], _EPOCH + row[12] * _MICRO, _dumps(row[13]).decode(), *row[14:18],
+        bool(row[18]), row[19], bool(row[20]), row[21], row[22],
+        _dumps(row[23]).decode() if row[23] else "[]",
     )
 
 
