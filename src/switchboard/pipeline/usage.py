@@ -32,7 +32,7 @@ from switchboard.catalog import ModelInfo
 from switchboard.context import Chunk, Reply, RequestContext, Result, Spent, StreamReply
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
-from switchboard.spend.cost import Cost, Prices, Tokens, cost, is_unpriced, split
+from switchboard.spend.cost import Cost, Prices, Tokens, cost, format_nano_usd, is_unpriced, split
 from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores.protocols import UsageRow
 
@@ -121,7 +121,7 @@ class UsageStage:
         if isinstance(result, Reply):
             counted = split(ctx.usage)
             price = cost(info, counted)
-            ctx.response_headers[COST_HEADER] = price.header()
+            ctx.response_headers[COST_HEADER] = format_nano_usd(price.nano_usd)
             if price.unpriced:  # never a silent 0: the cost left some tokens out
                 ctx.response_headers[UNPRICED_HEADER] = "true"
             self._spool(ctx, call, result.status, counted, price)

@@ -157,6 +157,10 @@ def cost(info: ModelInfo | None, tokens: Tokens) -> Cost:
     if info is None:
         return Cost(0, 0, tokens.prompt > 0 or tokens.output > 0)
     scale, prices = _int_prices(info)
+    inp, out = prices[0], prices[4]
+    if inp is not None and out is not None and not (tokens[1] or tokens[2] or tokens[3]):
+        # the common case: priced, no cache tokens
+        return Cost(tokens[0] * inp + tokens[4] * out, scale + 6, False)
     total = 0
     unpriced = False
     for count, price in zip(tokens[:5], prices, strict=True):
