@@ -412,7 +412,7 @@ def verdicts(rows: list[Row]) -> list[str]:
         if r.target == FULL_TARGET and r.concurrency == 32 and b is not None and b.rps:
             loss = 1 - r.rps / b.rps
             ok = loss <= FULL_MAX_LOSS
-            out.append(f"{r.scenario}: {r.rps:,.0f} req/s, {loss:+.1%} below the bare path's {b.rps:,.0f} "
+            out.append(f"{r.scenario}: {r.rps:,.0f} req/s, {loss:.1%} below the bare path's {b.rps:,.0f} "
                        f"(target <= {FULL_MAX_LOSS:.0%}): {'PASS' if ok else 'FAIL'}")
         if r.target != "switchboard":
             continue
