@@ -4,7 +4,7 @@ A request's record is appended to this process's spool segment (``<data_dir>/spo
 ``write`` of one JSON line: the bytes are in the operating system's page cache before the client
 reads the end of its response, so a killed process loses nothing; the segment is fsync'd in
 batches (every flush), which bounds what a machine crash can lose. A background task writes the
-records to the database in batches (``UsageLedger.append``) and deletes the segment once they are
+records to the database in batches (``UsageLedger.append_rows``) and deletes the segment once they are
 stored. While the database is unreachable, records keep going to the spool and the task retries
 with backoff, replaying the spooled segments in order once it answers again.
 
@@ -63,7 +63,9 @@ def decode_row(line: bytes) -> UsageRow:
     """The row of a spooled line, in this version's format or an earlier one's."""
     data = orjson.loads(line)
     if isinstance(data, list):
-        if len(data) != len(USAGE_ROW) or not isinstance(data[0], str):
+        # A line that is not a row is skipped here, not left to fail its whole batch's insert.
+        if (len(data) != len(USAGE_ROW) or type(data[0]) is not str or type(data[1]) is not str
+                or type(data[7]) is not int or type(data[10]) is not int or type(data[12]) is not int):
             raise ValueError("not a usage row")
         return tuple(data)
     # An earlier version's line: the record's fields by name, defaults left out.

@@ -109,7 +109,8 @@ async def test_a_dead_process_segment_is_replayed_once_and_removed(stores: Store
     cut = encode(record("old-4"))[:20]  # the process died in the middle of a line
     (spool / "usage-00000000000000000001-1.spool").write_bytes(lines + cut)
     (spool / "usage-00000000000000000002-1.spool").write_bytes(
-        b"not json\n" + b'["short",1]\n' + encode(record("old-5")))
+        b"not json\n" + b'["short",1]\n' + encode(record("x"))[:-1].replace(b",200,", b',"200",') + b"\n"
+        + encode(record("old-5")))
     writer = LedgerWriter(stores.ledger, spool, flush_seconds=60)
     await writer.start()
     try:
