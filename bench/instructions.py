@@ -8,10 +8,16 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
     python bench/instructions.py                          # this checkout
     python bench/instructions.py --src /path/to/other/src # another tree (e.g. a git worktree)
     python bench/instructions.py --key-cost               # an API key against the master key
+    python bench/instructions.py --profile full           # the full path against the bare path
+    python bench/instructions.py --defer-flush            # the request path alone, no database write
 
 The gateway runs under callgrind with instrumentation off while it starts and warms up; only
 the measured requests are counted (sequential keep-alive requests to the same nginx upstream as
-bench/run.py, one worker). Needs valgrind (Debian package ``valgrind``) and nginx. Not a test.
+bench/run.py, one worker). The usage ledger's database writes are counted too, but sequential
+requests slowed some fifty-fold leave only a handful of records per 0.5 s flush, so the flush's
+fixed cost weighs far more per request than under load; ``--defer-flush`` leaves them out (flush
+every 60 s or 10,000 records), and ``bench/ledger.py`` measures the flush per record by batch size.
+Needs valgrind (Debian package ``valgrind``) and nginx. Not a test.
 """
 
 from __future__ import annotations
@@ -77,14 +83,21 @@ def _issue_key(port: int) -> str:
     return str(json.loads(data)["key"])
 
 
+DEFERRED_FLUSH = "spend:\n  flush_seconds: 60\n  flush_batch: 10000\n"
+
+
 def measure(
-    src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False
+    src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False, full: bool = False,
+    defer_flush: bool = False,
 ) -> float:
-    config = root / f"switchboard-{mode}.yaml"
-    config.write_text(harness.switchboard_config(base))
+    """Instructions per request; ``api_key``: a plain issued key; ``full``: the full path's key
+    (RPM/TPM limits and a budget, ``run.FULL_KEY``)."""
+    tag = f"{mode}-{'full' if full else 'key' if api_key else 'master'}"
+    config = root / f"switchboard-{tag}.yaml"
+    config.write_text(harness.switchboard_config(base) + (DEFERRED_FLUSH if defer_flush else ""))
     port = free_port()
-    out = root / f"callgrind-{mode}.out"
-    env = {**os.environ, "PYTHONPATH": str(src), "SWITCHBOARD_DATA_DIR": str(root / f"data-{mode}")}
+    out = root / f"callgrind-{tag}.out"
+    env = {**os.environ, "PYTHONPATH": str(src), "SWITCHBOARD_DATA_DIR": str(root / f"data-{tag}")}
     cmd = [
         tool("valgrind"), "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
         sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port", str(port),
@@ -96,6 +109,11 @@ def measure(
         headers = dict(harness.HEADERS)
         if api_key:
             headers["Authorization"] = f"Bearer {_issue_key(port)}"
+        if full:
+            key, dropped = harness.issue_full_key(f"http://127.0.0.1:{port}")
+            if dropped:
+                print(f"  (the gateway does not accept {', '.join(dropped)}: key issued without)", flush=True)
+            headers["Authorization"] = f"Bearer {key}"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
         def one() -> None:
@@ -128,23 +146,38 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the master key and an API key in the same run and compare them; "
                         "exit 1 if the API key costs more than --max-key-cost percent")
     parser.add_argument("--max-key-cost", type=float, default=5.0, help="percent (default 5)")
+    parser.add_argument("--profile", choices=("bare", "full"), default="bare",
+                        help="full: measure the master key (bare path) and a virtual key with RPM/TPM "
+                        "limits and a budget (full path) in the same run, and compare them")
+    parser.add_argument("--defer-flush", action="store_true",
+                        help="leave the usage ledger's database writes out of the measurement")
     args = parser.parse_args(argv)
     src = args.src.resolve()
     over = False
     with tempfile.TemporaryDirectory(prefix="sb-instr-") as tmp:
         root = Path(tmp)
         nginx, base = upstream.nginx(root / "nginx", cpu=None)
+
+        def one(mode: str, **kind: bool) -> float:
+            return measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush, **kind)
+
         with nginx:
             for mode in harness.MODES:
+                if args.profile == "full":
+                    bare = one(mode)
+                    full = one(mode, full=True)
+                    print(f"{mode:<11} bare (master key) {bare:>10,.0f}  full path {full:>10,.0f} "
+                          f" ({(full / bare - 1) * 100:+.1f} %, {src})", flush=True)
+                    continue
                 if args.key_cost:
-                    master = measure(src, mode, args.requests, root, base)
-                    key = measure(src, mode, args.requests, root, base, api_key=True)
+                    master = one(mode)
+                    key = one(mode, api_key=True)
                     extra = (key / master - 1) * 100
                     over = over or extra > args.max_key_cost
                     print(f"{mode:<11} master key {master:>10,.0f}  API key {key:>10,.0f}  "
                           f"({extra:+.1f} %, {src})", flush=True)
                     continue
-                per_request = measure(src, mode, args.requests, root, base, api_key=args.api_key)
+                per_request = one(mode, api_key=args.api_key)
                 who = "API key" if args.api_key else "master key"
                 print(f"{mode:<11} {per_request:>12,.0f} instructions/request  ({who}, {src})", flush=True)
     return 1 if over else 0

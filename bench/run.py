@@ -1,6 +1,6 @@
 """Gateway overhead benchmark: wrk -> (gateway ->) nginx serving fixed OpenAI-format bodies.
 
-    python bench/run.py [--duration S] [--litellm] [--json out.json] [--markdown]
+    python bench/run.py [--duration S] [--litellm] [--json out.json] [--markdown] [--profile full]
 
 Every target is measured with the same request bodies, headers and wrk settings; "direct" is wrk
 straight at nginx, the baseline the gateway rows are compared with. See bench/README.md.
@@ -46,6 +46,36 @@ def request_body(mode: str) -> str:
 
 
 HEADERS = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
+# The full request path (--profile full): a virtual key with RPM/TPM limits and a budget, all far
+# above what a run can reach, so every check runs and none refuses.
+FULL_KEY = {"models": ["*"], "name": "bench-full", "rpm_limit": 100_000_000, "tpm_limit": 1_000_000_000_000,
+            "max_budget_usd": 1_000_000_000}
+FULL_TARGET = "switchboard-full"
+FULL_MAX_LOSS = 0.25  # the full path may lose at most this share of the bare path's throughput
+# Request headers per target; a target not listed uses HEADERS (the master key).
+TARGET_HEADERS: dict[str, dict[str, str]] = {}
+
+
+def issue_full_key(url: str) -> tuple[str, list[str]]:
+    """A virtual key for the full path, issued through the admin API with the master key.
+
+    Returns the key and the fields the gateway did not accept (an older gateway without
+    budgets answers 400 to ``max_budget_usd``: the key is issued without it, and said so)."""
+    body = dict(FULL_KEY)
+    dropped: list[str] = []
+    for optional in ("max_budget_usd", None):
+        status, _, raw = http("POST", url + "/admin/v1/keys", json.dumps(body).encode(), HEADERS, timeout=60)
+        if status == 201:
+            return str(json.loads(raw)["key"]), dropped
+        if status != 400 or optional is None:
+            break
+        body.pop(optional)
+        dropped.append(optional)
+    raise RuntimeError(f"could not issue the full-path key: HTTP {status}: {raw[:300]!r}")
+
+
+def headers_for(target: str) -> dict[str, str]:
+    return TARGET_HEADERS.get(target, HEADERS)
 
 
 # --- targets ------------------------------------------------------------------------------------
@@ -85,16 +115,37 @@ server:
 
 
 @contextlib.contextmanager
-def switchboard(root: Path, base: str) -> Iterator[dict[str, str]]:
-    config = root / "switchboard.yaml"
+def _gateway(root: Path, base: str, name: str) -> Iterator[str]:
+    config = root / f"{name}.yaml"
     config.write_text(switchboard_config(base))
     exe = shutil.which("switchboard")
     cmd = [exe] if exe else [sys.executable, "-m", "switchboard"]
     port = free_port()
     cmd += ["serve", "--config", str(config), "--port", str(port), "--workers", "1"]
     url = f"http://127.0.0.1:{port}"
-    with Service("switchboard", cmd, root / "switchboard.log", cpu=GATEWAY_CPU) as svc:
+    env = {**os.environ, "SWITCHBOARD_DATA_DIR": str(root / f"{name}-data")}
+    with Service(name, cmd, root / f"{name}.log", cpu=GATEWAY_CPU, env=env) as svc:
         svc.wait_ready(url + "/health/ready", timeout=30)
+        yield url
+
+
+@contextlib.contextmanager
+def switchboard(root: Path, base: str) -> Iterator[dict[str, str]]:
+    """The bare path: the master key, no limit and no budget applies (the ledger is on)."""
+    with _gateway(root, base, "switchboard") as url:
+        yield dict.fromkeys(MODES, url + "/v1/chat/completions")
+
+
+@contextlib.contextmanager
+def switchboard_full(root: Path, base: str) -> Iterator[dict[str, str]]:
+    """The full path: a second gateway, called with a virtual key that has RPM/TPM limits and a
+    budget (FULL_KEY), the ledger on."""
+    with _gateway(root, base, FULL_TARGET) as url:
+        key, dropped = issue_full_key(url)
+        if dropped:
+            print(f"{FULL_TARGET}: the gateway does not accept {', '.join(dropped)}; key issued without",
+                  file=sys.stderr)
+        TARGET_HEADERS[FULL_TARGET] = {**HEADERS, "Authorization": f"Bearer {key}"}
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
 
 
@@ -170,13 +221,14 @@ STARTERS: dict[str, Starter] = {
     "direct": direct,
     "minimal": minimal,
     "switchboard": switchboard,
+    FULL_TARGET: switchboard_full,
     "litellm": litellm,
 }
 
 
-def check(url: str, mode: str) -> None:
+def check(url: str, mode: str, auth: dict[str, str] = HEADERS) -> None:
     """One request before measuring: the target must answer correctly, or its numbers mean nothing."""
-    status, headers, raw = http("POST", url, request_body(mode).encode(), HEADERS)
+    status, headers, raw = http("POST", url, request_body(mode).encode(), auth)
     ctype = headers.get("content-type", "")
     want = upstream.CONTENT_TEXT
     if status != 200:
@@ -220,16 +272,19 @@ class Row:
 
 
 def measure(
-    target: str, urls: dict[str, str], scripts: dict[str, Path], args: argparse.Namespace
+    target: str, urls: dict[str, str], root: Path, args: argparse.Namespace
 ) -> list[Row]:
     rows = []
+    auth = headers_for(target)
     for mode in MODES:
-        check(urls[mode], mode)
+        check(urls[mode], mode, auth)
+        script = root / f"{target}-{mode}.lua"
+        script.write_text(loadgen.lua_script(request_body(mode), auth))
         for conc in CONCURRENCY:
             opts = {"connections": conc, "cpu": LOAD_CPU}
             if args.warmup > 0:
-                loadgen.wrk(urls[mode], scripts[mode], duration=args.warmup, **opts)
-            res = loadgen.wrk(urls[mode], scripts[mode], duration=args.duration, **opts)
+                loadgen.wrk(urls[mode], script, duration=args.warmup, **opts)
+            res = loadgen.wrk(urls[mode], script, duration=args.duration, **opts)
             row = Row(
                 target,
                 mode,
@@ -351,7 +406,14 @@ def table(rows: list[Row], markdown: bool) -> str:
 
 def verdicts(rows: list[Row]) -> list[str]:
     out = []
+    bare = {(r.mode, r.concurrency): r for r in rows if r.target == "switchboard"}
     for r in rows:
+        b = bare.get((r.mode, r.concurrency))
+        if r.target == FULL_TARGET and r.concurrency == 32 and b is not None and b.rps:
+            loss = 1 - r.rps / b.rps
+            ok = loss <= FULL_MAX_LOSS
+            out.append(f"{r.scenario}: {r.rps:,.0f} req/s, {loss:.1%} below the bare path's {b.rps:,.0f} "
+                       f"(target <= {FULL_MAX_LOSS:.0%}): {'PASS' if ok else 'FAIL'}")
         if r.target != "switchboard":
             continue
         if r.concurrency == 32:
@@ -393,7 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--targets",
         default="direct,minimal,switchboard",
-        help="comma-separated targets among direct,minimal,switchboard,litellm (default: %(default)s)",
+        help="comma-separated targets among direct,minimal,switchboard,switchboard-full,litellm "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("bare", "full"),
+        default="bare",
+        help="full: also measure the full request path (a virtual key with RPM/TPM limits and a "
+        "budget, target switchboard-full) against the bare path (the master key) in the same run",
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write machine info and results as JSON")
@@ -403,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if args.litellm and "litellm" not in targets:
         targets.append("litellm")
+    if args.profile == "full":
+        targets += [t for t in ("switchboard", FULL_TARGET) if t not in targets]
     unknown = set(targets) - STARTERS.keys()
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
@@ -420,10 +492,6 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         root = Path(tmp)
-        scripts = {}
-        for mode in MODES:
-            scripts[mode] = root / f"{mode}.lua"
-            scripts[mode].write_text(loadgen.lua_script(request_body(mode), HEADERS))
         nginx, base = upstream.nginx(root / "nginx", cpu=LOAD_CPU)
         with nginx, contextlib.ExitStack() as running:
             nginx.wait_ready(base + upstream.CHAT_PATH, timeout=10)
@@ -447,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     print(f"{target} (round {round_no}/{args.rounds}):", flush=True)
                     try:
-                        measured += measure(target, urls, scripts, args)
+                        measured += measure(target, urls, root, args)
                     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
                         print(f"{target} FAILED: {exc}", file=sys.stderr)
                         failed.append(target)
@@ -460,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "rounds": args.rounds,
+            "profile": args.profile,
             "pinned": can_pin(),
             "gateway_cpu": GATEWAY_CPU,
             "load_cpu": LOAD_CPU,

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from switchboard.stores import UsageRecord
+from switchboard.stores.protocols import usage_row
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -92,3 +93,40 @@ async def test_the_billing_split_timings_and_tags_are_kept(backend: Backend) -> 
     assert await ledger.append([full, failed]) == 2
     assert await ledger.get("tenant-a", "split") == full
     assert await ledger.get("tenant-a", "failed") == failed
+
+
+async def test_rows_are_stored_exactly_as_records_are_and_once(backend: Backend) -> None:
+    """``append_rows`` (the usage writer's path) stores what ``append`` stores, idempotently."""
+    ledger = backend.stores.ledger
+    full = usage(
+        "row-full", prompt_tokens=1000, completion_tokens=300, cache_read_tokens=600,
+        cache_write_5m_tokens=100, cache_write_1h_tokens=50, reasoning_tokens=120, unpriced=True,
+        ttft_ms=42, stream=True, upstream_model="gpt-4o-mini-2024-07-18", tags=("billing", "eu"),
+        cost_usd=Decimal("1234567.123456789"),
+        metadata={"operation": "chat", "estimated": True, "nested": {"a": [1, "é"]}},
+    )
+    last = datetime(2026, 6, 1, 23, 59, 59, 999999, UTC)
+    plain = usage("row-plain", key_id=None, team_id=None, user_id=None, provider=None, metadata={},
+                  status=499, error_code="client_closed", created_at=last)
+    await ledger.append_rows([usage_row(full), usage_row(plain)])
+    assert await ledger.get("tenant-a", "row-full") == full
+    assert await ledger.get("tenant-a", "row-plain") == plain
+    await ledger.append([usage("same-as-row")])
+    await ledger.append_rows([usage_row(usage("same-as-row", status=500)), usage_row(full)])  # replays
+    assert await ledger.get("tenant-a", "same-as-row") == usage("same-as-row")  # the first write wins
+    assert len(await ledger.recent("tenant-a")) == 3
+    await ledger.append_rows([])
+    # Stored timestamps compare as instants, to the microsecond.
+    assert await ledger.total("tenant-a", "tenant", "tenant-a", last, "tokens") == Decimal(12 + 34)
+    want = Decimal("1234567.123456789") + Decimal("0.000123456")
+    assert await ledger.total("tenant-a", "key", "key-1", T0, "usd") == want
+
+
+async def test_many_rows_in_one_append(backend: Backend) -> None:
+    ledger = backend.stores.ledger
+    nano = Decimal(10**9)
+    rows = [usage_row(usage(f"many-{i}", minutes=i % 60, cost_usd=Decimal(i) / nano)) for i in range(1500)]
+    await ledger.append_rows(rows)
+    await ledger.append_rows(rows[:700])
+    assert len(await ledger.recent("tenant-a", limit=5000)) == 1500
+    assert await ledger.total("tenant-a", "user", "user-1", T0, "usd") == Decimal(sum(range(1500))) / nano

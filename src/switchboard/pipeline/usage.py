@@ -13,7 +13,10 @@ priced when ``spend.refuse_unpriced`` is set. After it:
   (``switchboard.tokens``): the prompt as limits and budgets estimate it, the output from the
   text relayed to the client; the record says so (``metadata.estimated``).
 
-Spooling is one local ``write`` (``spend/ledger.py``); the database is written behind it.
+Spooling is one local ``write`` (``spend/ledger.py``); the database is written behind it. The
+record is built straight from the context as the ledger's row (``USAGE_ROW``), its cost in whole
+billionths of a dollar from the exact integer cost (``spend/cost.py``): no Decimal and no record
+object per request beyond the ``Spent`` that budgets settle from.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from switchboard import tokens
@@ -30,9 +32,9 @@ from switchboard.catalog import ModelInfo
 from switchboard.context import Chunk, Reply, RequestContext, Result, Spent, StreamReply
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
-from switchboard.spend.cost import Cost, Prices, Tokens, cost, is_unpriced, split
+from switchboard.spend.cost import Cost, Prices, Tokens, cost, format_nano_usd, is_unpriced, split
 from switchboard.spend.ledger import LedgerWriter
-from switchboard.stores.protocols import UsageRecord
+from switchboard.stores.protocols import UsageRow
 
 log = logging.getLogger("switchboard.spend")
 
@@ -119,7 +121,7 @@ class UsageStage:
         if isinstance(result, Reply):
             counted = split(ctx.usage)
             price = cost(info, counted)
-            ctx.response_headers[COST_HEADER] = price.header()
+            ctx.response_headers[COST_HEADER] = format_nano_usd(price.nano_usd)
             if price.unpriced:  # never a silent 0: the cost left some tokens out
                 ctx.response_headers[UNPRICED_HEADER] = "true"
             self._spool(ctx, call, result.status, counted, price)
@@ -176,47 +178,37 @@ class UsageStage:
         if writer is None:
             return
         try:
-            writer.record(_record(ctx, status, counted, price, estimated))
+            writer.spool(_row(ctx, status, counted, price, estimated))
         except Exception:  # accounting never fails the request it accounts for
             log.exception("request %s: usage record not written", ctx.request_id)
 
 
-def _record(ctx: RequestContext, status: int, counted: Tokens, price: Cost, estimated: bool) -> UsageRecord:
+def _row(ctx: RequestContext, status: int, counted: Tokens, price: Cost, estimated: bool) -> UsageRow:
+    """The ledger's row (``USAGE_ROW``) of this call, built from the context."""
     route = ctx.route
     assert route is not None
-    p = ctx.principal
-    now = time.perf_counter()
-    first = ctx.outcome.first_byte_at if ctx.outcome.stream else None
+    target = route.target
+    outcome = ctx.outcome
+    elapsed = time.perf_counter() - ctx.started
+    first = outcome.first_byte_at if outcome.stream else None
     metadata: dict[str, Any] = {"operation": ctx.operation}
     if estimated:
         metadata["estimated"] = True
-    if ctx.outcome.client_disconnected:
+    if outcome.client_disconnected:
         metadata["client_disconnected"] = True
-    error = ctx.outcome.error_code if status >= 400 else None
-    return UsageRecord(
-        request_id=ctx.request_id,
-        tenant_id=(p.tenant_id if p else None) or DEFAULT_TENANT,
-        model=route.target.name,
-        key_id=p.key_id if p else None,
-        team_id=p.team_id if p else None,
-        user_id=p.user_id if p else None,
-        provider=route.target.provider,
-        status=status,
-        prompt_tokens=counted.prompt,
-        completion_tokens=counted.output,
-        cost_usd=price.usd,
-        latency_ms=round((now - ctx.started) * 1000),
-        created_at=datetime.now(UTC) - timedelta(seconds=now - ctx.started),
-        metadata=metadata,
-        cache_read_tokens=counted.cache_read,
-        cache_write_5m_tokens=counted.cache_write_5m,
-        cache_write_1h_tokens=counted.cache_write_1h,
-        reasoning_tokens=counted.reasoning,
-        unpriced=price.unpriced,
-        ttft_ms=round((first - ctx.started) * 1000) if first is not None else None,
-        stream=ctx.stream,
-        error_code=error if isinstance(error, str) else None,
-        upstream_model=route.target.model,
-        tags=p.tags if p else (),
+    error = outcome.error_code if status >= 400 else None
+    p = ctx.principal
+    tags: tuple[str, ...] = ()
+    if p is None:
+        tenant, key, team, user = DEFAULT_TENANT, None, None, None
+    else:
+        tenant, key, team, user, tags = p.tenant_id or DEFAULT_TENANT, p.key_id, p.team_id, p.user_id, p.tags
+    return (
+        ctx.request_id, tenant, key, team, user, target.name, target.provider, status,
+        counted.prompt, counted.output, price.nano_usd, round(elapsed * 1000),
+        # created_at: when the request started, in microseconds since the epoch
+        time.time_ns() // 1000 - round(elapsed * 1_000_000), metadata,
+        counted.cache_read, counted.cache_write_5m, counted.cache_write_1h, counted.reasoning,
+        price.unpriced, round((first - ctx.started) * 1000) if first is not None else None,
+        ctx.stream, error if isinstance(error, str) else None, target.model, tags,
     )
-

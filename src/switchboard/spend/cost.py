@@ -1,30 +1,32 @@
 """Cost per request, billing-grade: canonical usage split the way providers bill it, priced
-from the model catalog with exact decimal arithmetic.
+from the model catalog with exact arithmetic.
 
 Canonical (OpenAI-shaped) usage counts every prompt token in ``prompt_tokens``, cache reads
 (``prompt_tokens_details.cached_tokens``) and cache writes (``cache_creation_tokens``, of which
 ``cache_creation_1h_tokens`` were written for an hour) included; ``completion_tokens`` includes
 ``completion_tokens_details.reasoning_tokens``. :func:`split` turns that into disjoint counts, so
 no token is billed twice; :func:`cost` prices each at its own rate. The rules are in docs/spend.md.
+
+Exact without a Decimal per request: each model's prices are turned once into whole numbers of
+``10**-scale`` dollars per million tokens (``scale`` the most decimals any of its prices has), so
+a call's cost is an integer sum, exact; it becomes a Decimal, or billionths of a dollar rounded
+half-even (the ledger's unit and the header's precision), only when asked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from switchboard.catalog import Catalog, ModelInfo
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.table import Route
 
-MTOK = Decimal(1_000_000)
 NANO = Decimal("0.000000001")
 
 
-@dataclass(frozen=True, slots=True)
-class Tokens:
+class Tokens(NamedTuple):
     """One call's tokens, disjoint, as providers bill them."""
 
     input: int = 0  # prompt tokens neither read from nor written to a cache
@@ -45,22 +47,27 @@ class Tokens:
         }
 
 
+_NONE = Tokens()
+
+
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return value if type(value) is int and value > 0 else 0  # not a bool, not negative
 
 
 def split(usage: Mapping[str, Any] | None) -> Tokens:
     """Canonical usage -> disjoint token counts. Details larger than their total are capped."""
     if not usage:
-        return Tokens()
+        return _NONE
     prompt = _count(usage.get("prompt_tokens"))
     completion = _count(usage.get("completion_tokens"))
     pd = usage.get("prompt_tokens_details")
+    cd = usage.get("completion_tokens_details")
+    if not pd and not cd:  # the common case: no cache, no reasoning
+        return Tokens(prompt, 0, 0, 0, completion, 0)
     pd = pd if isinstance(pd, Mapping) else {}
     read = min(_count(pd.get("cached_tokens")), prompt)
     written = min(_count(pd.get("cache_creation_tokens")), prompt - read)
     hour = min(_count(pd.get("cache_creation_1h_tokens")), written)
-    cd = usage.get("completion_tokens_details")
     cd = cd if isinstance(cd, Mapping) else {}
     reasoning = min(_count(cd.get("reasoning_tokens")), completion)
     return Tokens(prompt - read - written, read, written - hour, hour, completion, reasoning)
@@ -71,13 +78,29 @@ def _price(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(repr(value))
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
-    usd: Decimal
-    unpriced: bool  # some billed tokens had no known price: ``usd`` counts them as 0
+class Cost(NamedTuple):
+    """An exact cost: ``units`` of ``10**-exponent`` US dollars."""
+
+    units: int
+    exponent: int
+    unpriced: bool  # some billed tokens had no known price: the cost counts them as 0
+
+    @property
+    def usd(self) -> Decimal:
+        return Decimal(self.units).scaleb(-self.exponent)
+
+    @property
+    def nano_usd(self) -> int:
+        """Whole billionths of a dollar, rounded half-even (the ledger's unit)."""
+        shift = self.exponent - 9
+        if shift <= 0:
+            return self.units * 10**-shift
+        whole, rest = divmod(self.units, 10**shift)
+        half = 5 * 10 ** (shift - 1)
+        return whole + 1 if rest > half or (rest == half and whole & 1) else whole
 
     def header(self) -> str:
-        return format_usd(self.usd)
+        return format_nano_usd(self.nano_usd)
 
 
 def format_usd(usd: Decimal) -> str:
@@ -88,33 +111,40 @@ def format_usd(usd: Decimal) -> str:
     return f"{whole}.{frac}"
 
 
-_Prices = tuple[Decimal | None, Decimal | None, Decimal | None, Decimal | None, Decimal | None]
+def format_nano_usd(nano: int) -> str:
+    """``format_usd`` of a whole number of billionths of a dollar."""
+    sign = "-" if nano < 0 else ""
+    whole, frac = divmod(abs(nano), 10**9)
+    return f"{sign}{whole}.{f'{frac:09d}'.rstrip('0').ljust(6, '0')}"
+
+
+# Input, cache read, cache write 5m and 1h, output: whole units of 10**-scale USD per Mtok.
+_Prices = tuple[int, tuple[int | None, int | None, int | None, int | None, int | None]]
 # By the catalog record's identity (records live as long as the model table that holds them; the
 # entry keeps its record alive, so an id is never reused while cached). Bounded all the same.
-_DECIMAL_PRICES: dict[int, tuple[ModelInfo, _Prices]] = {}
+_INT_PRICES: dict[int, tuple[ModelInfo, _Prices]] = {}
 
 
-def _decimal_prices(info: ModelInfo) -> _Prices:
-    """Input, cache read, cache write 5m and 1h, output: Decimal per Mtok, converted once per
-    record. Cache reads without a cached price, and cache writes without a write price, are
-    billed at the input price."""
-    hit = _DECIMAL_PRICES.get(id(info))
+def _int_prices(info: ModelInfo) -> _Prices:
+    """The prices as integers at one scale, converted once per catalog record. Cache reads
+    without a cached price, and cache writes without a write price, are billed at the input
+    price."""
+    hit = _INT_PRICES.get(id(info))
     if hit is not None and hit[0] is info:
         return hit[1]
     inp = _price(info.input_cost_per_mtok)
     read = _price(info.cached_input_cost_per_mtok)
     w5 = _price(info.cache_write_5m_cost_per_mtok)
     w1 = _price(info.cache_write_1h_cost_per_mtok)
-    prices = (
-        inp,
-        read if read is not None else inp,
-        w5 if w5 is not None else inp,
-        w1 if w1 is not None else inp,
-        _price(info.output_cost_per_mtok),
-    )
-    if len(_DECIMAL_PRICES) >= 4096:
-        _DECIMAL_PRICES.clear()
-    _DECIMAL_PRICES[id(info)] = (info, prices)
+    out = _price(info.output_cost_per_mtok)
+    decimals = (inp, read if read is not None else inp, w5 if w5 is not None else inp,
+                w1 if w1 is not None else inp, out)
+    scale = max([0] + [-int(d.as_tuple().exponent) for d in decimals if d is not None])
+    ints = [None if d is None else int(d.scaleb(scale)) for d in decimals]
+    prices: _Prices = (scale, (ints[0], ints[1], ints[2], ints[3], ints[4]))
+    if len(_INT_PRICES) >= 4096:
+        _INT_PRICES.clear()
+    _INT_PRICES[id(info)] = (info, prices)
     return prices
 
 
@@ -125,25 +155,22 @@ def cost(info: ModelInfo | None, tokens: Tokens) -> Cost:
     input price. A token count above 0 whose price is unknown makes the cost ``unpriced``.
     """
     if info is None:
-        return Cost(Decimal(0), unpriced=tokens.prompt > 0 or tokens.output > 0)
-    inp, read, w5, w1, out = _decimal_prices(info)
-    parts = (
-        (tokens.input, inp),
-        (tokens.cache_read, read),
-        (tokens.cache_write_5m, w5),
-        (tokens.cache_write_1h, w1),
-        (tokens.output, out),
-    )
-    total = Decimal(0)
+        return Cost(0, 0, tokens.prompt > 0 or tokens.output > 0)
+    scale, prices = _int_prices(info)
+    inp, out = prices[0], prices[4]
+    if inp is not None and out is not None and not (tokens[1] or tokens[2] or tokens[3]):
+        # the common case: priced, no cache tokens
+        return Cost(tokens[0] * inp + tokens[4] * out, scale + 6, False)
+    total = 0
     unpriced = False
-    for count, price in parts:
+    for count, price in zip(tokens[:5], prices, strict=True):
         if not count:
             continue
         if price is None:
             unpriced = True
         else:
             total += count * price
-    return Cost(total / MTOK, unpriced)
+    return Cost(total, scale + 6, unpriced)
 
 
 def is_unpriced(info: ModelInfo | None) -> bool:

@@ -4,7 +4,7 @@ A request's record is appended to this process's spool segment (``<data_dir>/spo
 ``write`` of one JSON line: the bytes are in the operating system's page cache before the client
 reads the end of its response, so a killed process loses nothing; the segment is fsync'd in
 batches (every flush), which bounds what a machine crash can lose. A background task writes the
-records to the database in batches (``UsageLedger.append``) and deletes the segment once they are
+records to the database in batches (``UsageLedger.append_rows``) and deletes the segment once they are
 stored. While the database is unreachable, records keep going to the spool and the task retries
 with backoff, replaying the spooled segments in order once it answers again.
 
@@ -27,15 +27,20 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import MISSING, fields
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import orjson
 
-from switchboard.stores.protocols import UsageLedger, UsageRecord
+from switchboard.stores.protocols import (
+    USAGE_ROW,
+    UsageLedger,
+    UsageRecord,
+    UsageRow,
+    usage_record,
+    usage_row,
+)
 
 log = logging.getLogger("switchboard.spend")
 
@@ -44,35 +49,41 @@ REPLAY_BATCH = 500
 _MAX_BACKOFF = 5.0
 
 
-# Fields written only when they differ from the default, so a spooled line stays short.
-_DEFAULTS = {f.name: f.default for f in fields(UsageRecord) if f.default is not MISSING}
+# The spool's line, since 2026-12: the record's row (``USAGE_ROW``) as a JSON array. Lines written
+# by earlier versions are JSON objects of the record's fields; ``decode_row`` reads both.
+_DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 
-def encode(record: UsageRecord) -> bytes:
-    """One JSON line; ``decode`` gives the same record back."""
-    data: dict[str, Any] = {}
-    for name in _NAMES:
-        value = getattr(record, name)
-        if name in _DEFAULTS and value == _DEFAULTS[name]:
-            continue
-        data[name] = value
-    data["cost_usd"] = str(record.cost_usd)
-    data["created_at"] = record.created_at.isoformat()
-    if record.metadata:
-        data["metadata"] = dict(record.metadata)
-    return orjson.dumps(data) + b"\n"
+def encode_row(row: UsageRow) -> bytes:
+    """One JSON line (the row's fields in ``USAGE_ROW`` order)."""
+    return orjson.dumps(row, option=_DUMPS_OPTIONS)
 
 
-_NAMES = tuple(f.name for f in fields(UsageRecord) if f.name not in ("cost_usd", "created_at", "metadata"))
-
-
-def decode(line: bytes) -> UsageRecord:
-    data: dict[str, Any] = orjson.loads(line)
+def decode_row(line: bytes) -> UsageRow:
+    """The row of a spooled line, in this version's format or an earlier one's."""
+    data = orjson.loads(line)
+    if isinstance(data, list):
+        # A line that is not a row is skipped here, not left to fail its whole batch's insert.
+        if (len(data) != len(USAGE_ROW) or type(data[0]) is not str or type(data[1]) is not str
+                or type(data[7]) is not int or type(data[10]) is not int or type(data[12]) is not int):
+            raise ValueError("not a usage row")
+        return tuple(data)
+    # An earlier version's line: the record's fields by name, defaults left out.
     data["cost_usd"] = Decimal(data["cost_usd"])
     data["created_at"] = datetime.fromisoformat(data["created_at"])
     if "tags" in data:
         data["tags"] = tuple(data["tags"])
-    return UsageRecord(**data)
+    return usage_row(UsageRecord(**data))
+
+
+def encode(record: UsageRecord) -> bytes:
+    """One JSON line; ``decode`` gives the same record back (its cost to the billionth of a
+    dollar, the ledger's precision)."""
+    return encode_row(usage_row(record))
+
+
+def decode(line: bytes) -> UsageRecord:
+    return usage_record(decode_row(line))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -124,7 +135,7 @@ class Segment:
             return None
         return cls(path, fd, os.fstat(fd).st_size)
 
-    def records(self) -> Iterator[UsageRecord]:
+    def rows(self) -> Iterator[UsageRow]:
         """The records in the file; a line cut short by a crash, or not valid, is skipped."""
         with open(self.path, "rb") as f:
             for number, line in enumerate(f, 1):
@@ -132,7 +143,7 @@ class Segment:
                     log.warning("usage spool %s: incomplete last line skipped", self.path.name)
                     continue
                 try:
-                    yield decode(line)
+                    yield decode_row(line)
                 except Exception:
                     log.warning("usage spool %s: line %d is not a usage record; skipped",
                                 self.path.name, number)
@@ -164,7 +175,7 @@ class LedgerWriter:
         self._max_bytes = max_bytes
         self._flush_seconds = flush_seconds
         self._batch = batch
-        self._pending: list[UsageRecord] = []
+        self._pending: list[UsageRow] = []
         self._current: Segment | None = None
         self._backlog: list[Segment] = []  # spooled, not yet in the database, oldest first
         self._spooled_bytes = 0  # current + backlog
@@ -183,25 +194,33 @@ class LedgerWriter:
 
     def record(self, record: UsageRecord) -> bool:
         """Spool one record; False when it was dropped (spool full, or not started)."""
+        return self.spool(usage_row(record))
+
+    def spool(self, row: UsageRow) -> bool:
+        """Spool one record given as its row (``USAGE_ROW``): the request path's call."""
         segment = self._current
-        line = encode(record)
-        if segment is None or self._spooled_bytes + len(line) > self._max_bytes:
+        line = orjson.dumps(row, option=_DUMPS_OPTIONS)
+        size = len(line)
+        if segment is None or self._spooled_bytes + size > self._max_bytes:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("usage spool full or closed: %d usage record(s) dropped so far "
-                          "(request %s)", self.dropped, record.request_id)
+                          "(request %s)", self.dropped, row[0])
             return False
         try:
-            _write_all(segment.fd, line)
+            written = os.write(segment.fd, line)
+            if written != size:  # a short write (a full disk, a signal): the rest of the line
+                _write_all(segment.fd, line[written:])
         except OSError as exc:  # a full or failing disk: the request is served all the same
             self.dropped += 1
             log.error("usage spool write failed (%s): usage record of request %s dropped",
-                      exc.strerror or type(exc).__name__, record.request_id)
+                      exc.strerror or type(exc).__name__, row[0])
             return False
-        segment.size += len(line)
-        self._spooled_bytes += len(line)
-        self._pending.append(record)
-        if len(self._pending) >= self._batch:
+        segment.size += size
+        self._spooled_bytes += size
+        pending = self._pending
+        pending.append(row)
+        if len(pending) >= self._batch:
             self._wake.set()
         return True
 
@@ -318,12 +337,12 @@ class LedgerWriter:
         log.info("usage ledger: spooled records replayed into the database")
 
     async def _replay(self, segment: Segment) -> None:
-        records = await asyncio.to_thread(lambda: list(segment.records()))
+        records = await asyncio.to_thread(lambda: list(segment.rows()))
         for start in range(0, len(records), REPLAY_BATCH):
             await self._store(records[start : start + REPLAY_BATCH])
 
-    async def _store(self, records: Sequence[UsageRecord]) -> None:
-        await self._ledger.append(records)
+    async def _store(self, records: Sequence[UsageRow]) -> None:
+        await self._ledger.append_rows(records)
         self.stored += len(records)
 
     def _drop(self, segment: Segment) -> None:

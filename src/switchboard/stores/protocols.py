@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Protocol
 
 
@@ -81,6 +81,48 @@ class UsageRecord:
     error_code: str | None = None
     upstream_model: str | None = None  # the deployment's model id
     tags: tuple[str, ...] = ()  # the key's tags
+
+
+# A usage record as the usage spool carries it and ``UsageLedger.append_rows`` stores it: a
+# tuple of the fields in USAGE_ROW order, cheap to build on the request path. ``created_at`` is
+# whole microseconds since the Unix epoch (UTC), ``cost_nano_usd`` whole billionths of a dollar
+# (the ledger's precision), ``tags`` a sequence.
+USAGE_ROW = (
+    "request_id", "tenant_id", "key_id", "team_id", "user_id", "model", "provider", "status",
+    "prompt_tokens", "completion_tokens", "cost_nano_usd", "latency_ms", "created_at", "metadata",
+    "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
+    "unpriced", "ttft_ms", "stream", "error_code", "upstream_model", "tags",
+)
+UsageRow = tuple[Any, ...]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NANO = Decimal(10**9)
+
+
+def usage_row(r: UsageRecord) -> UsageRow:
+    """The record as a row; its cost rounded half-even to the billionth of a dollar."""
+    created = (r.created_at - _EPOCH) // timedelta(microseconds=1)
+    nano = int((r.cost_usd * _NANO).to_integral_value(ROUND_HALF_EVEN))
+    return (
+        r.request_id, r.tenant_id, r.key_id, r.team_id, r.user_id, r.model, r.provider, r.status,
+        r.prompt_tokens, r.completion_tokens, nano, r.latency_ms, created, dict(r.metadata),
+        r.cache_read_tokens, r.cache_write_5m_tokens, r.cache_write_1h_tokens, r.reasoning_tokens,
+        r.unpriced, r.ttft_ms, r.stream, r.error_code, r.upstream_model, tuple(r.tags),
+    )
+
+
+def usage_record(row: Sequence[Any]) -> UsageRecord:
+    (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
+     created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
+     upstream, tags) = row
+    return UsageRecord(
+        request_id=rid, tenant_id=tenant, model=model, key_id=key, team_id=team, user_id=user,
+        provider=provider, status=status, prompt_tokens=prompt, completion_tokens=completion,
+        cost_usd=(Decimal(nano) / _NANO).normalize(), latency_ms=latency,
+        created_at=_EPOCH + timedelta(microseconds=created), metadata=meta or {},
+        cache_read_tokens=cache_read, cache_write_5m_tokens=write_5m, cache_write_1h_tokens=write_1h,
+        reasoning_tokens=reasoning, unpriced=bool(unpriced), ttft_ms=ttft, stream=bool(stream),
+        error_code=error, upstream_model=upstream, tags=tuple(tags or ()),
+    )
 
 
 # usage reporting (GET /admin/v1/usage): the ledger grouped and summed
@@ -427,6 +469,10 @@ class BudgetCounters(Protocol):
 class UsageLedger(Protocol):
     async def append(self, records: Sequence[UsageRecord]) -> int:
         """Store the records whose request id is new; returns how many were new."""
+
+    async def append_rows(self, rows: Sequence[UsageRow]) -> None:
+        """``append`` for rows (``USAGE_ROW``), the usage spool's fast path: idempotent by
+        request id the same way; how many were new is not counted."""
 
     async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None: ...
 

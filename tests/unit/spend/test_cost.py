@@ -20,7 +20,7 @@ from switchboard.providers.anthropic import AnthropicOptions
 from switchboard.providers.bedrock import BedrockOptions
 from switchboard.providers.openai import OpenAIAdapter, OpenAIOptions
 from switchboard.providers.target import Target
-from switchboard.spend.cost import Tokens, cost, format_usd, is_unpriced, split
+from switchboard.spend.cost import Cost, Tokens, cost, format_usd, is_unpriced, split
 from switchboard.upstream.eventstream import encode_message
 
 # Round prices so expected costs are easy to read: $1 input, $0.10 cache read, $1.25 and $2 cache
@@ -141,6 +141,43 @@ def test_a_model_without_a_price_is_unpriced_never_a_silent_zero() -> None:
 )
 def test_the_header_value_is_a_plain_decimal(value: Decimal, text: str) -> None:
     assert format_usd(value) == text
+
+
+@pytest.mark.parametrize(
+    "prices",
+    [
+        (0.15, 0.6, None),  # common catalog prices
+        (0.0375, 1.5, 0.01875),  # more decimals than a billionth of a dollar per token
+        (3e-05, 7.123456789123, 1e-10),  # tiny and long prices
+        (2.5, 10.0, 1.25),
+        (1234.5, 0.0, None),
+    ],
+)
+def test_the_integer_cost_equals_the_decimal_cost_exactly(prices: tuple[float, float, float | None]) -> None:
+    """Prices are turned into integers once; the cost, its billionths and its header are those of
+    the exact decimal arithmetic (rounded half-even where a billionth is cut)."""
+    inp, out, read = prices
+    info = ModelInfo(model="x", provider_types=("openai",), input_cost_per_mtok=inp, output_cost_per_mtok=out,
+                     cached_input_cost_per_mtok=read)
+    for tokens in (Tokens(input=1, output=1), Tokens(input=7, cache_read=333, output=12_345), Tokens(),
+                   Tokens(input=123_456_789, cache_write_5m=5, cache_write_1h=9, output=1), Tokens(input=3)):
+        d_read = Decimal(repr(read)) if read is not None else Decimal(repr(inp))
+        exact = (tokens.input * Decimal(repr(inp)) + tokens.cache_read * d_read
+                 + (tokens.cache_write_5m + tokens.cache_write_1h) * Decimal(repr(inp))
+                 + tokens.output * Decimal(repr(out))) / M
+        priced = cost(info, tokens)
+        assert priced.usd == exact and not priced.unpriced
+        nano = int((exact * 10**9).to_integral_value(rounding="ROUND_HALF_EVEN"))
+        assert priced.nano_usd == nano
+        assert priced.header() == format_usd(exact)
+
+
+@pytest.mark.parametrize(("units", "exponent", "nano"), [
+    (15, 10, 2), (25, 10, 2), (35, 10, 4), (251, 11, 3), (249, 11, 2), (3, 6, 3000), (0, 20, 0),
+])
+def test_billionths_are_rounded_half_even(units: int, exponent: int, nano: int) -> None:
+    priced = Cost(units, exponent, unpriced=False)
+    assert priced.nano_usd == nano and priced.header() == format_usd(priced.usd)
 
 
 # -- golden usage per provider ------------------------------------------------------------------------

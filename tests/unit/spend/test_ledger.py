@@ -58,6 +58,32 @@ async def test_a_record_survives_the_round_trip_through_a_spool_line() -> None:
     assert decode(encode(record("r2"))) == record("r2")
 
 
+# A line as the spool's first format wrote it (a JSON object, defaults left out).
+OLD_LINE = (b'{"request_id":"old-v1","tenant_id":"default","model":"gpt-4o-mini","provider":"openai",'
+            b'"prompt_tokens":10,"completion_tokens":5,"tags":["a"],"cost_usd":"0.0000045",'
+            b'"created_at":"2026-12-01T09:30:00.123456+00:00","metadata":{"operation":"chat"}}\n')
+
+
+async def test_a_spool_line_is_one_short_json_array() -> None:
+    line = encode(record("r1"))
+    assert line.startswith(b'["r1","default",') and len(line) < 200
+
+
+async def test_a_spool_written_by_the_earlier_format_is_replayed(stores: Stores, tmp_path: Path) -> None:
+    assert decode(OLD_LINE) == record("old-v1")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "usage-00000000000000000001-1.spool").write_bytes(OLD_LINE + encode(record("new-v2")))
+    writer = LedgerWriter(stores.ledger, spool, flush_seconds=60)
+    await writer.start()
+    try:
+        await asyncio.wait_for(writer.recovered.wait(), 10)
+        found = await stored(stores)
+        assert found["old-v1"] == record("old-v1") and found["new-v2"] == record("new-v2")
+    finally:
+        await writer.close()
+
+
 async def test_records_reach_the_database_and_leave_the_spool(stores: Stores, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     writer = LedgerWriter(stores.ledger, spool, flush_seconds=60)
@@ -82,7 +108,9 @@ async def test_a_dead_process_segment_is_replayed_once_and_removed(stores: Store
     lines = b"".join(encode(record(rid)) for rid in ("old-1", "old-2", "old-3"))
     cut = encode(record("old-4"))[:20]  # the process died in the middle of a line
     (spool / "usage-00000000000000000001-1.spool").write_bytes(lines + cut)
-    (spool / "usage-00000000000000000002-1.spool").write_bytes(b"not json\n" + encode(record("old-5")))
+    (spool / "usage-00000000000000000002-1.spool").write_bytes(
+        b"not json\n" + b'["short",1]\n' + encode(record("x"))[:-1].replace(b",200,", b',"200",') + b"\n"
+        + encode(record("old-5")))
     writer = LedgerWriter(stores.ledger, spool, flush_seconds=60)
     await writer.start()
     try:

@@ -1,20 +1,29 @@
-"""The usage ledger in SQL: idempotent appends (``ON CONFLICT (request_id) DO NOTHING``)."""
+"""The usage ledger in SQL: idempotent appends (``ON CONFLICT (request_id) DO NOTHING``).
+
+``append_rows`` is the usage writer's path, many records a second under load: one statement
+prepared by the driver and run over every row (``executemany``), each row converted by one small
+function per dialect, none of SQLAlchemy's per-row parameter processing. It stores exactly what
+``append`` stores (the contract tests compare them).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import (
+    USAGE_ROW,
     TooManyGroups,
     UsageRecord,
     UsageReportQuery,
     UsageReportRow,
+    UsageRow,
 )
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import usage_records as t
@@ -54,6 +63,58 @@ def _row(r: UsageRecord) -> dict[str, Any]:
         "upstream_model": r.upstream_model,
         "tags": list(r.tags),
     }
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+_dumps = orjson.dumps
+
+
+_SECONDS: dict[int, str] = {}  # "2026-06-01 12:00:00" by epoch second: a batch shares a few
+
+
+def _sqlite_time(micros: int) -> str:
+    """SQLAlchemy's SQLite storage of a UTC timestamp: ``2026-06-01 12:00:00.250000``."""
+    seconds, fraction = divmod(micros, 1_000_000)
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[seconds] = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{prefix}.{fraction:06d}"
+
+
+def _sqlite_value(row: UsageRow) -> tuple[Any, ...]:
+    """A row as the SQLite driver takes it, stored as SQLAlchemy stores it: the timestamp as
+    UTC text with microseconds, JSON as text, booleans as 0/1."""
+    (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
+     created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
+     upstream, tags) = row
+    return (
+        rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
+        _sqlite_time(created), _dumps(meta).decode(), cache_read, write_5m, write_1h, reasoning,
+        1 if unpriced else 0, ttft, 1 if stream else 0, error, upstream,
+        _dumps(tags).decode() if tags else "[]",
+    )
+
+
+def _postgres_value(row: UsageRow) -> tuple[Any, ...]:
+    """A row as asyncpg takes it: an aware timestamp, JSON as text, booleans as booleans."""
+    return (
+        *row[:12], _EPOCH + row[12] * _MICRO, _dumps(row[13]).decode(), *row[14:18],
+        bool(row[18]), row[19], bool(row[20]), row[21], row[22],
+        _dumps(row[23]).decode() if row[23] else "[]",
+    )
+
+
+def _insert_rows_sql(engine: AsyncEngine) -> tuple[str, Callable[[UsageRow], tuple[Any, ...]]]:
+    """The INSERT of one row in the driver's own parameter style, and the row converter."""
+    values = {name: sa.bindparam(name, type_=t.c[name].type) for name in USAGE_ROW}
+    stmt = insert(engine, t).values(values).on_conflict_do_nothing(index_elements=[t.c.request_id])
+    compiled = stmt.compile(dialect=engine.dialect)
+    if tuple(compiled.positiontup or ()) != USAGE_ROW:  # the converters follow USAGE_ROW's order
+        raise RuntimeError(f"unexpected parameter order: {compiled.positiontup}")
+    return compiled.string, _postgres_value if engine.dialect.name == "postgresql" else _sqlite_value
 
 
 def _record(row: sa.Row[Any]) -> UsageRecord:
@@ -165,6 +226,7 @@ def _report_row(row: sa.Row[Any], group_by: tuple[str, ...]) -> UsageReportRow:
 class SqlUsageLedger:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._insert_rows, self._convert = _insert_rows_sql(engine)
 
     async def append(self, records: Sequence[UsageRecord]) -> int:
         inserted = 0
@@ -180,6 +242,14 @@ class SqlUsageLedger:
                 rows = [_row(r) for r in records[start : start + BATCH]]
                 inserted += len((await conn.execute(stmt, rows)).all())
         return inserted
+
+    async def append_rows(self, rows: Sequence[UsageRow]) -> None:
+        if not rows:
+            return
+        convert = self._convert
+        values = [convert(row) for row in rows]
+        async with self._engine.begin() as conn:
+            await conn.exec_driver_sql(self._insert_rows, values)
 
     async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None:
         query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.request_id == request_id)
