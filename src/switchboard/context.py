@@ -61,7 +61,7 @@ class Principal:
 class Spent:
     """What a model call cost, as the usage stage recorded it: budgets settle to this."""
 
-    usd: Decimal
+    nano_usd: int  # whole billionths of a dollar, rounded half-even as in the ledger
     tokens: int  # prompt + completion
 
 

@@ -29,7 +29,7 @@ from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.route import Table
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.periods import window
-from switchboard.spend.budgets.plan import Budget, nano
+from switchboard.spend.budgets.plan import Budget
 from switchboard.spend.cost import Prices, Tokens, cost
 from switchboard.stores.protocols import Charge, Reserved
 
@@ -106,7 +106,7 @@ class BudgetStage:
         _check_output(ctx, info, output)
         if output is None:
             output = UNBOUNDED_OUTPUT_TOKENS
-        usd = nano(cost(info, Tokens(input=prompt, output=output)).usd, up=True) if info is not None else 0
+        usd = cost(info, Tokens(input=prompt, output=output)).nano_usd_up if info is not None else 0
         return [usd if b.unit == "usd" else prompt + output for b in budgets]
 
     async def _maybe_downgrade(

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from switchboard.config.schema import LimitsConfig, LimitValues
-from switchboard.context import AfterResponse, RequestContext, Result
+from switchboard.context import AfterResponse, Principal, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
 from switchboard.limits.cache import LimitCache
 from switchboard.limits.estimate import estimate_request_tokens, used_tokens
@@ -32,6 +32,7 @@ log = logging.getLogger("switchboard.limits")
 
 _EMPTY: Stored = {}
 _WARN_EVERY = 10.0  # seconds between two warnings about an unreachable limiter
+_PLANS_MAX = 10_000  # (caller, model) plans kept; cleared when full
 
 
 class LimiterUnavailable(GatewayError):
@@ -55,6 +56,7 @@ class RateLimitStage:
         # Provider deployments' own limits (providers[].rpm / tpm, in the YAML or through the
         # admin API), built once per (provider, rpm, tpm) and kept: a handful of entries.
         self._upstream: dict[tuple[str, int | None, int | None], list[Limit]] = {}
+        self._plans: dict[tuple[str | None, str], tuple[Principal | None, Stored, list[Limit]]] = {}
         self._warned = -math.inf
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
@@ -68,10 +70,10 @@ class RateLimitStage:
             cache = self._stored()
             tenant = principal.tenant_id if principal is not None else None
             stored = await cache.get(tenant) if cache is not None and tenant is not None else _EMPTY
-            limits = plan(self._config, principal, model, stored)
+            limits = self._plan(principal, model, stored)
             target = ctx.route.target if ctx.route is not None else None
             if target is not None and (target.rpm is not None or target.tpm is not None):
-                limits += self._provider_limits(target.provider, target.rpm, target.tpm)
+                limits = limits + self._provider_limits(target.provider, target.rpm, target.tpm)
             if not limits:
                 return await call_next(ctx)
             tokens = await estimate_request_tokens(ctx) if any(x.kind == TOKENS for x in limits) else 0
@@ -92,6 +94,19 @@ class RateLimitStage:
             ]
             ctx.after(_settle(limiter, token_buckets, tokens))
         return await call_next(ctx)
+
+    def _plan(self, principal: Principal | None, model: str, stored: Stored) -> list[Limit]:
+        """``plan`` for this caller and model, kept while the caller's record and the tenant's
+        stored limits are the same objects (both caches hand out the same ones until a change)."""
+        key = (principal.id if principal is not None else None, model)
+        entry = self._plans.get(key)
+        if entry is not None and entry[0] is principal and entry[1] is stored:
+            return entry[2]
+        limits = plan(self._config, principal, model, stored)
+        if len(self._plans) >= _PLANS_MAX:
+            self._plans.clear()
+        self._plans[key] = (principal, stored, limits)
+        return limits
 
     def _provider_limits(self, provider: str, rpm: int | None, tpm: int | None) -> list[Limit]:
         key = (provider, rpm, tpm)

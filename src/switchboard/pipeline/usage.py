@@ -173,7 +173,7 @@ class UsageStage:
         estimated: bool = False,
     ) -> None:
         call.done = True
-        ctx.spent = Spent(price.usd, counted.prompt + counted.output)
+        ctx.spent = Spent(price.nano_usd, counted.prompt + counted.output)
         writer = self._writer()
         if writer is None:
             return

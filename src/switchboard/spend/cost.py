@@ -99,6 +99,14 @@ class Cost(NamedTuple):
         half = 5 * 10 ** (shift - 1)
         return whole + 1 if rest > half or (rest == half and whole & 1) else whole
 
+    @property
+    def nano_usd_up(self) -> int:
+        """Whole billionths of a dollar, rounded up (a reservation never falls short)."""
+        shift = self.exponent - 9
+        if shift <= 0:
+            return self.units * 10**-shift
+        return -(-self.units // 10**shift)
+
     def header(self) -> str:
         return format_nano_usd(self.nano_usd)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -42,6 +43,8 @@ log = logging.getLogger("switchboard.budgets")
 
 TOPIC = "budgets"
 _LOAD_ATTEMPTS = 3
+_IN_FORCE_MAX = 10_000  # callers whose budgets are kept; cleared when full
+_NONE: Stored = {}
 _LEDGER_READY_WAIT = 10.0  # seconds a first load waits for the spool's replay at start-up
 
 
@@ -68,6 +71,9 @@ class BudgetBook:
         self._cache: FeedCache[str, Stored] = FeedCache(
             TOPIC, self._load_tenant, feed, encode=str, decode=str, negative_ttl=10.0)
         self._loading: dict[str, asyncio.Task[None]] = {}
+        self._in_force: dict[str, tuple[Principal, Stored, list[Budget]]] = {}
+        # (period, zone) -> (start, end as a timestamp, when its counter may expire)
+        self._periods: dict[tuple[str, str], tuple[datetime, float, float]] = {}
         self._alerts: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -91,10 +97,19 @@ class BudgetBook:
         return stored
 
     async def in_force(self, principal: Principal) -> list[Budget]:
+        """The budgets in force for ``principal``; kept while its record and its tenant's stored
+        budgets are the same objects (both caches hand out the same ones until a change)."""
         if principal.tenant_id is None:
             return []
-        stored = await self._cache.get(principal.tenant_id) or {}
-        return in_force(principal, stored, self.config)
+        stored = await self._cache.get(principal.tenant_id) or _NONE
+        entry = self._in_force.get(principal.id)
+        if entry is not None and entry[0] is principal and entry[1] is stored:
+            return entry[2]
+        budgets = in_force(principal, stored, self.config)
+        if len(self._in_force) >= _IN_FORCE_MAX:
+            self._in_force.clear()
+        self._in_force[principal.id] = (principal, stored, budgets)
+        return budgets
 
     async def changed(self, tenant_id: str) -> None:
         await self._cache.changed(tenant_id)
@@ -102,12 +117,25 @@ class BudgetBook:
     # -- reservations ---------------------------------------------------------------------
 
     def charges(self, budgets: Sequence[Budget], amounts: Sequence[int]) -> list[Charge]:
-        now = datetime.fromtimestamp(self._clock(), UTC)
-        out = []
-        for budget, amount in zip(budgets, amounts, strict=True):
-            start, end = window(budget.period, budget.zone, now)
-            out.append(Charge(counter_key(budget.id, start), budget.limit, amount, counter_ttl(end, now)))
-        return out
+        now = self._clock()
+        return [
+            Charge(counter_key(budget.id, start), budget.limit, amount, ttl)
+            for budget, amount in zip(budgets, amounts, strict=True)
+            for start, ttl in (self._period(budget, now),)
+        ]
+
+    def _period(self, budget: Budget, now: float) -> tuple[datetime, float]:
+        """The start of ``budget``'s current period and its counter's TTL; the calendar work is
+        done once per (period, zone) until the period ends, not per request."""
+        key = (budget.period, budget.zone.key)
+        cached = self._periods.get(key)
+        if cached is None or now >= cached[1]:
+            at = datetime.fromtimestamp(now, UTC)
+            start, end = window(budget.period, budget.zone, at)
+            ends = end.timestamp() if end is not None else math.inf
+            cached = self._periods[key] = (start, ends, counter_ttl(end, at) + now)
+        start, _, expires = cached
+        return start, expires - now
 
     async def reserve(
         self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], hold: float
@@ -211,7 +239,7 @@ class BudgetBook:
 def _units(budget: Budget, spent: Spent | None) -> int:
     if spent is None:
         return 0
-    return nano(spent.usd) if budget.unit == "usd" else spent.tokens
+    return spent.nano_usd if budget.unit == "usd" else spent.tokens
 
 
 def _amount(budget: Budget, units: int) -> str | int:

@@ -70,10 +70,28 @@ def of_record(record: BudgetRecord, config: BudgetsConfig) -> Budget:
     )
 
 
+_KEY_BUDGETS: dict[tuple[str, str, Decimal, str | None, int], Budget] = {}
+_KEY_BUDGETS_MAX = 10_000
+
+
 def of_key(principal: Principal, config: BudgetsConfig) -> Budget | None:
-    """The key's own budget (POST /admin/v1/keys ``max_budget_usd``, ``budget_period``)."""
+    """The key's own budget (POST /admin/v1/keys ``max_budget_usd``, ``budget_period``), built
+    once per key and kept (bounded): the request path asks on every call."""
     if principal.max_budget_usd is None or principal.key_id is None or principal.tenant_id is None:
         return None
+    cache_key = (principal.key_id, principal.tenant_id, principal.max_budget_usd, principal.budget_period,
+                 id(config))
+    budget = _KEY_BUDGETS.get(cache_key)
+    if budget is None:
+        if len(_KEY_BUDGETS) >= _KEY_BUDGETS_MAX:
+            _KEY_BUDGETS.clear()
+        budget = _KEY_BUDGETS[cache_key] = _key_budget(principal, config)
+    return budget
+
+
+def _key_budget(principal: Principal, config: BudgetsConfig) -> Budget:
+    assert principal.key_id is not None and principal.tenant_id is not None
+    assert principal.max_budget_usd is not None
     return Budget(
         id=KEY_BUDGET_PREFIX + principal.key_id, tenant_id=principal.tenant_id, scope="key",
         subject=principal.key_id, unit="usd", limit=nano(principal.max_budget_usd),

@@ -8,6 +8,7 @@ bucket has no ``await`` inside, so it is atomic on the event loop.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -17,9 +18,10 @@ from switchboard.stores.protocols import LIMIT_SLOTS, Acquired, Bucket, BucketSt
 SWEEP_EVERY = 10_000  # acquisitions between two sweeps of idle buckets
 
 
+@functools.cache
 def slot_ms(window: float) -> int:
     """The length of one slot in milliseconds: rounded up, so the 60 slots span at least the
-    window (a unit never comes back early)."""
+    window (a unit never comes back early). Cached: a handful of windows, asked per bucket."""
     ms = round(window * 1000)
     if ms < 1:
         raise ValueError("a limit window must be at least 1 ms")
