@@ -113,4 +113,4 @@ async def test_idle_buckets_are_forgotten_in_memory() -> None:
         await limiter.acquire([rpm(f"key:{i}:rpm", 5)])
     clock.advance(62)
     assert (await limiter.acquire([rpm("key:0:rpm", 5)])).states[0].used == 1  # the window moved on
-    assert len(limiter._slots) == 1  # only the bucket just used is left
+    assert len(limiter._windows) == 1  # only the bucket just used is left

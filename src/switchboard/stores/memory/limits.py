@@ -28,64 +28,91 @@ def slot_ms(window: float) -> int:
     return -(-ms // LIMIT_SLOTS)
 
 
+class _Window:
+    """One bucket's slots, oldest first (slots are added as time goes on), and their sum."""
+
+    __slots__ = ("slots", "total")
+
+    def __init__(self) -> None:
+        self.slots: dict[int, int] = {}  # slot index -> units, in increasing index order
+        self.total = 0
+
+    def live(self, current: int) -> dict[int, int]:
+        """The slots still in the window, the older ones dropped (from the front: oldest first)."""
+        slots = self.slots
+        cutoff = current - LIMIT_SLOTS
+        while slots:
+            first = next(iter(slots))
+            if first >= cutoff:
+                break
+            self.total -= slots.pop(first)
+        return slots
+
+    def newest(self) -> int | None:
+        for index in reversed(self.slots):
+            if self.slots[index] > 0:
+                return index
+        return None
+
+
 class MemoryRateLimiter:
     def __init__(self, clock: Clock = system_clock) -> None:
         self._clock = clock
-        # (bucket key, slot length in ms) -> {slot index: units}
-        self._slots: dict[tuple[str, int], dict[int, int]] = {}
+        # (bucket key, slot length in ms) -> its window
+        self._windows: dict[tuple[str, int], _Window] = {}
         self._calls = 0
 
-    def _live(self, key: tuple[str, int], current: int) -> dict[int, int]:
-        slots = self._slots.get(key)
-        if slots is None:
-            slots = self._slots[key] = {}
-        for index in [i for i in slots if i < current - LIMIT_SLOTS]:
-            del slots[index]
-        return slots
+    def _window(self, key: tuple[str, int]) -> _Window:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+        return window
 
     def _sweep(self, now: int) -> None:
         """Forget buckets whose every slot has left the window (keys, models come and go)."""
-        for (key, g), slots in list(self._slots.items()):
-            if all(i < now // g - LIMIT_SLOTS for i in slots):
-                del self._slots[(key, g)]
+        for (key, g), window in list(self._windows.items()):
+            if not window.live(now // g):
+                del self._windows[(key, g)]
 
     async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
         now = int(self._clock() * 1000)
         self._calls += 1
         if self._calls % SWEEP_EVERY == 0:
             self._sweep(now)
-        seen: list[tuple[dict[int, int], int, int]] = []
-        states: list[BucketState] = []
+        seen: list[tuple[_Window, int, int]] = []
         for n, bucket in enumerate(buckets):
             g = slot_ms(bucket.window)
             current = now // g
-            slots = self._live((bucket.key, g), current)
-            used = sum(slots.values())
-            if used + bucket.amount > bucket.capacity:
-                return Acquired([], refused=n, retry_after=_retry(slots, used, bucket, g, now))
-            seen.append((slots, current, used))
-            states.append(BucketState(bucket.capacity, used + bucket.amount, 0.0, current))
+            window = self._window((bucket.key, g))
+            slots = window.live(current)
+            if window.total + bucket.amount > bucket.capacity:
+                return Acquired([], refused=n, retry_after=_retry(slots, window.total, bucket, g, now))
+            seen.append((window, current, g))
         out: list[BucketState] = []
-        for (slots, current, _), bucket, state in zip(seen, buckets, states, strict=True):
+        for (window, current, g), bucket in zip(seen, buckets, strict=True):
             if bucket.amount:
-                slots[current] = slots.get(current, 0) + bucket.amount
-            g = slot_ms(bucket.window)
-            newest = max((i for i, v in slots.items() if v > 0), default=None)
+                window.slots[current] = window.slots.get(current, 0) + bucket.amount
+                window.total += bucket.amount
+            newest = window.newest()
             reset = 0.0 if newest is None else ((newest + LIMIT_SLOTS + 1) * g - now) / 1000
-            out.append(BucketState(state.capacity, state.used, reset, current))
+            out.append(BucketState(bucket.capacity, window.total, reset, current))
         return Acquired(out)
 
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
         now = int(self._clock() * 1000)
         for bucket, index in zip(buckets, slots, strict=True):
             g = slot_ms(bucket.window)
-            live = self._live((bucket.key, g), now // g)
+            window = self._window((bucket.key, g))
+            live = window.live(now // g)
             if index < now // g - LIMIT_SLOTS:
                 continue  # that slot no longer counts
-            live[index] = max(0, live.get(index, 0) + bucket.amount)
+            old = live.get(index, 0)
+            new = max(0, old + bucket.amount)
+            live[index] = new
+            window.total += new - old
 
     async def close(self) -> None:
-        self._slots.clear()
+        self._windows.clear()
 
 
 def _retry(slots: dict[int, int], used: int, bucket: Bucket, g: int, now: int) -> float:
