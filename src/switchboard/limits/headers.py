@@ -21,29 +21,41 @@ def duration(seconds: float) -> str:
     return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"
 
 
-def tightest(limits: Sequence[Limit], states: Sequence[BucketState], kind: str) -> int | None:
-    """The index of the limit of ``kind`` with the least room left (then the smallest)."""
-    best: int | None = None
-    for i, (limit, state) in enumerate(zip(limits, states, strict=True)):
-        if limit.kind != kind or limit.scope == "upstream":  # the provider's, not the caller's
-            continue
-        if best is None:
-            best = i
-            continue
-        room, best_room = state.capacity - state.used, states[best].capacity - states[best].used
-        if (room, limit.capacity) < (best_room, limits[best].capacity):
+# Per kind, the indexes of the caller's limits of that kind (not the provider's): worked out once
+# per plan of limits (the stage keeps plans), then each request only compares their states.
+HeaderPlan = tuple[tuple[str, tuple[int, ...]], ...]
+_NAMES = {kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
+          for kind in ("requests", "tokens")}
+
+
+def header_plan(limits: Sequence[Limit]) -> HeaderPlan:
+    out = []
+    for kind in ("requests", "tokens"):
+        indexes = tuple(i for i, x in enumerate(limits) if x.kind == kind and x.scope != "upstream")
+        if indexes:
+            out.append((kind, indexes))
+    return tuple(out)
+
+
+def tightest(limits: Sequence[Limit], states: Sequence[BucketState], indexes: Sequence[int]) -> int:
+    """Of ``indexes``, the limit with the least room left (then the smallest; then the first)."""
+    best = indexes[0]
+    for i in indexes[1:]:
+        room, best_room = states[i].capacity - states[i].used, states[best].capacity - states[best].used
+        if (room, limits[i].capacity) < (best_room, limits[best].capacity):
             best = i
     return best
 
 
-def rate_headers(limits: Sequence[Limit], states: Sequence[BucketState]) -> dict[str, str]:
+def rate_headers(
+    limits: Sequence[Limit], states: Sequence[BucketState], plan: HeaderPlan | None = None
+) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for kind in ("requests", "tokens"):
-        i = tightest(limits, states, kind)
-        if i is None:
-            continue
+    for kind, indexes in plan if plan is not None else header_plan(limits):
+        i = tightest(limits, states, indexes)
         state = states[i]
-        headers[f"x-ratelimit-limit-{kind}"] = str(limits[i].capacity)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, state.capacity - state.used))
-        headers[f"x-ratelimit-reset-{kind}"] = duration(state.reset)
+        limit_name, remaining_name, reset_name = _NAMES[kind]
+        headers[limit_name] = str(limits[i].capacity)
+        headers[remaining_name] = str(max(0, state.capacity - state.used))
+        headers[reset_name] = duration(state.reset)
     return headers

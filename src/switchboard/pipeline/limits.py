@@ -17,15 +17,17 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from switchboard.config.schema import LimitsConfig, LimitValues
 from switchboard.context import AfterResponse, Principal, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
 from switchboard.limits.cache import LimitCache
 from switchboard.limits.estimate import estimate_request_tokens, used_tokens
-from switchboard.limits.headers import duration, rate_headers
+from switchboard.limits.headers import duration, header_plan, rate_headers
 from switchboard.limits.plan import TOKENS, UPSTREAM, Limit, Stored, plan, upstream
 from switchboard.pipeline.chain import Handler
+from switchboard.providers.target import Target
 from switchboard.stores.protocols import Acquired, Bucket, RateLimiter
 
 log = logging.getLogger("switchboard.limits")
@@ -41,6 +43,17 @@ class LimiterUnavailable(GatewayError):
     code = "rate_limiter_unavailable"
 
 
+class _Planned:
+    """The limits of one (caller, model, provider), with what each request derives from them."""
+
+    __slots__ = ("headers", "limits", "token_indexes")
+
+    def __init__(self, limits: list[Limit]) -> None:
+        self.limits = limits
+        self.headers = header_plan(limits)
+        self.token_indexes = tuple(i for i, x in enumerate(limits) if x.kind == TOKENS)
+
+
 class RateLimitStage:
     name = "rate_limits"
 
@@ -53,10 +66,9 @@ class RateLimitStage:
         self._config = config
         self._limiter = limiter
         self._stored = stored
-        # Provider deployments' own limits (providers[].rpm / tpm, in the YAML or through the
-        # admin API), built once per (provider, rpm, tpm) and kept: a handful of entries.
-        self._upstream: dict[tuple[str, int | None, int | None], list[Limit]] = {}
-        self._plans: dict[tuple[str | None, str], tuple[Principal | None, Stored, list[Limit]]] = {}
+        # (caller, model, provider's own limits) -> the plan; provider deployments' own limits
+        # (providers[].rpm / tpm, in the YAML or through the admin API) are part of it.
+        self._plans: dict[tuple[Any, ...], tuple[Principal | None, Stored, _Planned]] = {}
         self._warned = -math.inf
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
@@ -70,13 +82,12 @@ class RateLimitStage:
             cache = self._stored()
             tenant = principal.tenant_id if principal is not None else None
             stored = await cache.get(tenant) if cache is not None and tenant is not None else _EMPTY
-            limits = self._plan(principal, model, stored)
             target = ctx.route.target if ctx.route is not None else None
-            if target is not None and (target.rpm is not None or target.tpm is not None):
-                limits = limits + self._provider_limits(target.provider, target.rpm, target.tpm)
+            planned = self._plan(principal, model, stored, target)
+            limits = planned.limits
             if not limits:
                 return await call_next(ctx)
-            tokens = await estimate_request_tokens(ctx) if any(x.kind == TOKENS for x in limits) else 0
+            tokens = await estimate_request_tokens(ctx) if planned.token_indexes else 0
             buckets = [Bucket(x.key, x.capacity, x.window, tokens if x.kind == TOKENS else 1) for x in limits]
             acquired = await self._acquire(ctx, limiter, limits, buckets)
         except GatewayError:
@@ -85,35 +96,33 @@ class RateLimitStage:
             return await self._unavailable(ctx, call_next, exc)
         if acquired.refused is not None:
             raise _refusal(limits[acquired.refused], buckets[acquired.refused], acquired)
-        ctx.response_headers.update(rate_headers(limits, acquired.states))
+        ctx.response_headers.update(rate_headers(limits, acquired.states, planned.headers))
         if tokens:
-            token_buckets = [
-                (b, state.slot)
-                for x, b, state in zip(limits, buckets, acquired.states, strict=True)
-                if x.kind == TOKENS
-            ]
+            states = acquired.states
+            token_buckets = [(buckets[i], states[i].slot) for i in planned.token_indexes]
             ctx.after(_settle(limiter, token_buckets, tokens))
         return await call_next(ctx)
 
-    def _plan(self, principal: Principal | None, model: str, stored: Stored) -> list[Limit]:
-        """``plan`` for this caller and model, kept while the caller's record and the tenant's
-        stored limits are the same objects (both caches hand out the same ones until a change)."""
-        key = (principal.id if principal is not None else None, model)
+    def _plan(
+        self, principal: Principal | None, model: str, stored: Stored, target: Target | None
+    ) -> _Planned:
+        """The limits of this caller on this model (and its provider's own), kept while the
+        caller's record and the tenant's stored limits are the same objects (both caches hand
+        out the same ones until a change)."""
+        provider = (target.provider, target.rpm, target.tpm) if target is not None else None
+        key = (principal.id if principal is not None else None, model, provider)
         entry = self._plans.get(key)
         if entry is not None and entry[0] is principal and entry[1] is stored:
             return entry[2]
         limits = plan(self._config, principal, model, stored)
+        if provider is not None and (provider[1] is not None or provider[2] is not None):
+            name, rpm, tpm = provider
+            limits += upstream(self._config, name, LimitValues(rpm=rpm, tpm=tpm))
         if len(self._plans) >= _PLANS_MAX:
             self._plans.clear()
-        self._plans[key] = (principal, stored, limits)
-        return limits
-
-    def _provider_limits(self, provider: str, rpm: int | None, tpm: int | None) -> list[Limit]:
-        key = (provider, rpm, tpm)
-        limits = self._upstream.get(key)
-        if limits is None:
-            limits = self._upstream[key] = upstream(self._config, provider, LimitValues(rpm=rpm, tpm=tpm))
-        return limits
+        planned = _Planned(limits)
+        self._plans[key] = (principal, stored, planned)
+        return planned
 
     async def _acquire(
         self, ctx: RequestContext, limiter: RateLimiter, limits: list[Limit], buckets: list[Bucket]

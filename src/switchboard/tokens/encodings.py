@@ -108,6 +108,23 @@ def preload() -> None:
         get(name)
 
 
+# Short strings recur in every request (roles, names, one-line prompts): their counts are kept,
+# per encoding, so the request path does not call the tokenizer for "user" each time.
+_SHORT = 32
+_SHORT_MAX = 50_000
+_short: dict[str, dict[str, int]] = {}
+
+
 def count_text(text: str, name: str) -> int:
     """Tokens of ``text``; special-token strings in it count as the plain text they are."""
-    return len(get(name).encode_ordinary(text))
+    if len(text) > _SHORT:
+        return len(get(name).encode_ordinary(text))
+    known = _short.get(name)
+    if known is None:
+        known = _short[name] = {}
+    n = known.get(text)
+    if n is None:
+        if len(known) >= _SHORT_MAX:
+            known.clear()
+        n = known[text] = len(get(name).encode_ordinary(text))
+    return n
