@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from switchboard import tokens
 from switchboard.errors import GatewayError
@@ -57,8 +57,7 @@ class Principal:
     budget_period: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Spent:
+class Spent(NamedTuple):
     """What a model call cost, as the usage stage recorded it: budgets settle to this."""
 
     nano_usd: int  # whole billionths of a dollar, rounded half-even as in the ledger

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 def utcnow() -> datetime:
@@ -308,8 +308,7 @@ class Counters(Protocol):
 LIMIT_SLOTS = 60
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+class Bucket(NamedTuple):
     """One limit applied to one request: at most ``capacity`` units in any ``window`` seconds."""
 
     key: str  # scope and what is counted, e.g. ``key:key_1:rpm``
@@ -318,16 +317,14 @@ class Bucket:
     amount: int  # units this request takes (a negative or positive correction in ``adjust``)
 
 
-@dataclass(frozen=True, slots=True)
-class BucketState:
+class BucketState(NamedTuple):
     capacity: int
     used: int  # units counted in the window, this request's included when it was admitted
     reset: float  # seconds until the window holds nothing of what is counted now
     slot: int  # the slot this request was counted in (for ``adjust``)
 
 
-@dataclass(frozen=True, slots=True)
-class Acquired:
+class Acquired(NamedTuple):
     """All-or-nothing: either every bucket took its amount, or none did (``refused`` names the
     first bucket that had no room and ``retry_after`` says when it will have)."""
 
@@ -429,8 +426,7 @@ class BudgetStore(Protocol):
         a threshold's webhook fires once per crossing per period."""
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     """One budget in force on one request, in whole units (nano-USD, or tokens)."""
 
     key: str  # the budget's id and period start, e.g. ``bud_1:1764547200``
@@ -439,8 +435,7 @@ class Charge:
     ttl: float  # seconds the period's counter must live; inf: for ever (total budgets)
 
 
-@dataclass(frozen=True, slots=True)
-class Reserved:
+class Reserved(NamedTuple):
     """All-or-nothing, like ``Acquired``. ``used``: per charge, what was spent and reserved
     before this request. ``missing``: charges whose counter is not loaded yet (a new period, or
     the counter store restarted): nothing was reserved; load them from the ledger and retry."""
