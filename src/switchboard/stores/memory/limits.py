@@ -90,10 +90,15 @@ class MemoryRateLimiter:
             seen.append((window, current, g))
         out: list[BucketState] = []
         for (window, current, g), bucket in zip(seen, buckets, strict=True):
-            if bucket.amount:
+            if bucket.amount > 0:
                 window.slots[current] = window.slots.get(current, 0) + bucket.amount
                 window.total += bucket.amount
-            newest = window.newest()
+                newest: int | None = current  # the slot just counted in is the newest
+            else:
+                if bucket.amount:
+                    window.slots[current] = window.slots.get(current, 0) + bucket.amount
+                    window.total += bucket.amount
+                newest = window.newest()
             reset = 0.0 if newest is None else ((newest + LIMIT_SLOTS + 1) * g - now) / 1000
             out.append(BucketState(bucket.capacity, window.total, reset, current))
         return Acquired(out)
