@@ -154,8 +154,9 @@ def _check_output(ctx: RequestContext, info: ModelInfo | None, output: int | Non
     limit = info.max_output_tokens if info is not None else None
     if limit is None or output is None:
         return
-    asked = next((ctx.request[k] for k in ("max_completion_tokens", "max_tokens")
-                  if isinstance(ctx.request.get(k), int)), None)
+    asked = ctx.request.get("max_completion_tokens")
+    if not isinstance(asked, int):
+        asked = ctx.request.get("max_tokens")
     if isinstance(asked, int) and asked > limit:
         raise InvalidRequest(
             f"max_tokens is {asked}, more than the model's output limit of {limit} tokens",

@@ -72,8 +72,9 @@ class BudgetBook:
             TOPIC, self._load_tenant, feed, encode=str, decode=str, negative_ttl=10.0)
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._in_force: dict[str, tuple[Principal, Stored, list[Budget]]] = {}
-        # (period, zone) -> (start, end as a timestamp, when its counter may expire)
-        self._periods: dict[tuple[str, str], tuple[datetime, float, float]] = {}
+        # (budget, period, zone) -> (its counter's key, the period's end as a timestamp, when the
+        # counter may expire)
+        self._periods: dict[tuple[str, str, str], tuple[str, float, float]] = {}
         self._alerts: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -118,24 +119,26 @@ class BudgetBook:
 
     def charges(self, budgets: Sequence[Budget], amounts: Sequence[int]) -> list[Charge]:
         now = self._clock()
-        return [
-            Charge(counter_key(budget.id, start), budget.limit, amount, ttl)
-            for budget, amount in zip(budgets, amounts, strict=True)
-            for start, ttl in (self._period(budget, now),)
-        ]
+        out = []
+        for budget, amount in zip(budgets, amounts, strict=True):
+            key, ttl = self._period(budget, now)
+            out.append(Charge(key, budget.limit, amount, ttl))
+        return out
 
-    def _period(self, budget: Budget, now: float) -> tuple[datetime, float]:
-        """The start of ``budget``'s current period and its counter's TTL; the calendar work is
-        done once per (period, zone) until the period ends, not per request."""
-        key = (budget.period, budget.zone.key)
+    def _period(self, budget: Budget, now: float) -> tuple[str, float]:
+        """The counter key of ``budget``'s current period and the counter's TTL; the calendar
+        work is done once per (budget, period, zone) until the period ends, not per request."""
+        key = (budget.id, budget.period, budget.zone.key)
         cached = self._periods.get(key)
         if cached is None or now >= cached[1]:
             at = datetime.fromtimestamp(now, UTC)
             start, end = window(budget.period, budget.zone, at)
             ends = end.timestamp() if end is not None else math.inf
-            cached = self._periods[key] = (start, ends, counter_ttl(end, at) + now)
-        start, _, expires = cached
-        return start, expires - now
+            if len(self._periods) >= _IN_FORCE_MAX:
+                self._periods.clear()
+            cached = self._periods[key] = (counter_key(budget.id, start), ends, counter_ttl(end, at) + now)
+        counter, _, expires = cached
+        return counter, expires - now
 
     async def reserve(
         self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], hold: float
