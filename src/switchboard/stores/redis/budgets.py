@@ -20,16 +20,9 @@ from redis.asyncio import Redis
 
 from switchboard.stores.clock import Clock
 from switchboard.stores.protocols import Charge, Reserved
-from switchboard.stores.redis.client import PREFIX
+from switchboard.stores.redis.client import LUA_NOW, PREFIX
 
-_NOW = """
-local now
-if ARGV[1] ~= '' then
-  now = tonumber(ARGV[1])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+_NOW = LUA_NOW + """
 local function used(key)
   local raw = redis.call('HGETALL', key)
   local spent, held = 0, 0

@@ -17,6 +17,18 @@ POOL_WAIT = 5.0
 # Every key the gateway writes starts with this, so a shared Redis stays readable.
 PREFIX = "sb:"
 
+# The start of a Lua script that works in milliseconds: ``now`` is ARGV[1] when given (tests
+# pass a clock), else the Redis server's time, so every instance agrees on windows and expiries.
+LUA_NOW = """
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
 
 async def connect(url: str) -> Redis:
     pool = BlockingConnectionPool.from_url(

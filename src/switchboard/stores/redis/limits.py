@@ -18,16 +18,9 @@ from redis.asyncio import Redis
 from switchboard.stores.clock import Clock
 from switchboard.stores.memory.limits import slot_ms
 from switchboard.stores.protocols import LIMIT_SLOTS, Acquired, Bucket, BucketState
-from switchboard.stores.redis.client import PREFIX
+from switchboard.stores.redis.client import LUA_NOW, PREFIX
 
-_NOW = """
-local now
-if ARGV[1] ~= '' then
-  now = tonumber(ARGV[1])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+_NOW = LUA_NOW + """
 local n = tonumber(ARGV[2])
 """
 
