@@ -274,6 +274,11 @@ def test_budgets_stay_readable_when_their_counters_are_not(
         shown = ok(gw, "GET", f"/admin/v1/budgets/{made['id']}")
         assert shown["max_amount"] == 100 and shown["status"] is None
         assert [b["id"] for b in ok(gw, "GET", "/admin/v1/budgets")["data"]] == [made["id"]]
+        # A change is stored and answered even though the other instances cannot be told now.
+        changed = ok(gw, "PUT", "/admin/v1/budgets", {"scope": "team", "subject": made["subject"],
+                                                      "max_amount": 50})
+        assert changed["id"] == made["id"] and changed["max_amount"] == 50
+        assert ok(gw, "GET", f"/admin/v1/budgets/{made['id']}")["max_amount"] == 50
     finally:
         gw.process.stop()
         redis.stop()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from switchboard.stores.protocols import Callback
 from switchboard.stores.redis.client import PREFIX
@@ -42,7 +43,13 @@ class RedisFeed:
         self._task: asyncio.Task[None] | None = None
 
     async def publish(self, topic: str, message: str) -> None:
-        await self._client.publish(CHANNEL + topic, message.encode())
+        """Best effort, like the feed itself: a change already stored is not refused because the
+        other instances cannot be told right now (they catch up within their caches' TTL)."""
+        try:
+            await self._client.publish(CHANNEL + topic, message.encode())
+        except (RedisError, OSError) as exc:
+            log.warning("change feed: publishing on %r failed (%s); other instances apply the change "
+                        "when their cached copy expires", topic, type(exc).__name__)
 
     async def subscribe(self, topic: str, callback: Callback) -> _RedisSubscription:
         channel = CHANNEL + topic
