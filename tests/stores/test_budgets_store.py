@@ -155,7 +155,7 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 async def test_revision_0007_downgrades_and_upgrades_again(fresh_url: str) -> None:
     engine, revision = await open_database(fresh_url)
-    assert revision == "0007"
+    assert revision >= "0007"  # later revisions build on it
 
     def shape(conn: sa.Connection) -> tuple[set[str], set[str]]:
         inspector = sa.inspect(conn)

@@ -24,6 +24,11 @@ from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
 _MAX_CACHED_URLS = 4096
+# How long an idle pooled connection is kept. Shorter than the 5 s after which uvicorn (vLLM,
+# TGI's router, most Python servers) and Node close an idle keep-alive connection: a connection
+# the upstream is closing is never reused for a request (the request would fail with a reset).
+# Under load connections never sit idle that long, so nothing is lost.
+IDLE_SECONDS = 4.0
 _MAX_CACHED_TIMEOUTS = 1024
 DEFAULT_MAX_RESPONSE_BYTES = 256 * MIB
 # Error bodies (any status >= 400, stream or not) are read up to this and cut there: enough for
@@ -82,7 +87,7 @@ class UpstreamClient:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
-            limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=75
+            limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=IDLE_SECONDS
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
