@@ -75,6 +75,10 @@ def create(
     service_account: Annotated[str | None, typer.Option(help="The owning service account's id.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A label (repeat).")] = None,
     tenant: Annotated[str | None, typer.Option(help="Another tenant (platform admin only).")] = None,
+    rpm_limit: Annotated[int | None, typer.Option(help="Requests per minute (docs/limits.md).")] = None,
+    tpm_limit: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    max_budget_usd: Annotated[str | None, typer.Option(help="The key's own budget in USD.")] = None,
+    budget_period: Annotated[str | None, typer.Option(help="daily, weekly, monthly or total.")] = None,
     url: Url = DEFAULT_URL,
     key: Key = "",
     as_json: AsJson = False,
@@ -82,7 +86,10 @@ def create(
     """Issue a key; the key itself is printed this once."""
     body: dict[str, Any] = {"models": model}
     for field, value in (("name", name), ("team", team), ("user", user), ("expires_at", expires_at),
-                         ("role", role), ("service_account", service_account), ("tenant", tenant)):
+                         ("role", role), ("service_account", service_account), ("tenant", tenant),
+                         ("rpm_limit", rpm_limit), ("tpm_limit", tpm_limit),
+                         # sent as written: the gateway reads the exact decimal
+                         ("max_budget_usd", max_budget_usd), ("budget_period", budget_period)):
         if value is not None:
             body[field] = value
     if metadata:

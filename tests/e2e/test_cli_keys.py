@@ -49,6 +49,17 @@ def test_create_list_show_rotate_revoke(gateway: Gateway) -> None:
     assert code == 0 and "shown once" in output and "sk-sb-" in output
 
 
+def test_create_with_limits_and_a_budget(gateway: Gateway) -> None:
+    code, output = keys(gateway, "create", "-m", "*", "--rpm-limit", "60", "--tpm-limit", "9000",
+                        "--max-budget-usd", "2.50", "--budget-period", "weekly", "--json")
+    assert code == 0, output
+    created = as_json(output)
+    assert (created["rpm_limit"], created["tpm_limit"]) == (60, 9000)
+    assert (created["max_budget_usd"], created["budget_period"]) == (2.5, "weekly")
+    code, output = keys(gateway, "create", "-m", "*", "--max-budget-usd", "-1")
+    assert code == 1 and "HTTP 400" in output and "max_budget_usd" in output
+
+
 def test_errors_are_one_line_and_exit_1(gateway: Gateway) -> None:
     code, output = keys(gateway, "list", key="wrong-key")
     assert code == 1 and "HTTP 401" in output and "invalid_api_key" in output
