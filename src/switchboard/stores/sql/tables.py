@@ -61,6 +61,13 @@ usage_records = sa.Table(
     sa.Column("upstream_model", sa.String(256)),
     sa.Column("tags", sa.JSON),
     sa.Index("ix_usage_records_created", "created_at"),
+    # image and audio units; the deployment that answered and every attempt (revision 0009)
+    sa.Column("image_input_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("audio_input_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("image_output_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("audio_output_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deployment", sa.String(256)),
+    sa.Column("attempts", sa.JSON),
 )
 
 audit_log = sa.Table(
@@ -251,4 +258,15 @@ budget_alerts = sa.Table(
     sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
     sa.Column("threshold", sa.Integer, primary_key=True),
     sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# routing: run-time overrides of a group's deployments, e.g. a weight (revision 0009)
+routing_overrides = sa.Table(
+    "routing_overrides",
+    metadata,
+    sa.Column("group_name", sa.String(256), nullable=False),
+    sa.Column("deployment", sa.String(256), nullable=False),
+    sa.Column("weight", sa.Integer),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("group_name", "deployment"),
 )
