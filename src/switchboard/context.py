@@ -23,6 +23,7 @@ from switchboard import tokens
 from switchboard.errors import GatewayError
 
 if TYPE_CHECKING:
+    from switchboard.routing.groups import Group
     from switchboard.routing.table import Route
 
 log = logging.getLogger("switchboard.lifecycle")
@@ -55,6 +56,16 @@ class Principal:
     # The key's own budget (POST /admin/v1/keys max_budget_usd, budget_period); None: none.
     max_budget_usd: Decimal | None = None
     budget_period: str | None = None
+
+
+class Attempt(NamedTuple):
+    """One try of one deployment (pipeline/attempts.py): recorded in the usage ledger."""
+
+    deployment: str
+    group: str
+    status: int  # the HTTP status it ended with (200 when it answered)
+    code: str | None  # the error code, None when it answered
+    ms: int  # how long it took
 
 
 class Spent(NamedTuple):
@@ -104,7 +115,13 @@ class RequestContext:
     deadline: float = float("inf")
     request: dict[str, Any] = field(default_factory=dict)  # canonical request
     principal: Principal | None = None
+    # The group the model name resolved to, its deployments in the order they will be tried
+    # (pipeline/route.py), and the deployment of the attempt under way (pipeline/attempts.py).
+    group: Group | None = None
+    candidates: list[Route] | None = None
     route: Route | None = None
+    # Every attempt made, in order (pipeline/attempts.py); None before the first.
+    attempts: list[Attempt] | None = None
     # What the client asked for, kept before adapters touch the request.
     stream: bool = False
     client_wants_usage: bool = False

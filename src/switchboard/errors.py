@@ -14,8 +14,9 @@ the boundary where they occur, never in the handlers.
     │   └── ModelNotFound         404 not_found_error        code=model_not_found
     ├── PayloadTooLarge           413 invalid_request_error  code=request_too_large
     ├── UnsupportedMediaType      415 invalid_request_error  code=unsupported_media_type
-    ├── RateLimited               429 rate_limit_error
+    ├── RateLimited               429 rate_limit_error       (the gateway's own limits)
     ├── UpstreamError             (status from the upstream) errors reported by a provider
+    │   ├── UpstreamRateLimited   429 rate_limit_error       a provider's 429
     │   ├── UpstreamBadGateway    502 api_error              code=upstream_error
     │   ├── UpstreamUnavailable   503 api_error              code=upstream_overloaded
     │   ├── UpstreamAuthFailed    502 api_error              code=upstream_authentication_failed
@@ -34,6 +35,8 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "api_error"
     code: str | None = None
+    # Reported by (or about) a provider rather than decided by the gateway; see error_class().
+    from_upstream: bool = False
 
     def __init__(
         self,
@@ -121,10 +124,19 @@ class UpstreamError(GatewayError):
     status = 502
     type = "api_error"
     code = "upstream_error"
+    from_upstream = True
 
 
 class UpstreamBadGateway(UpstreamError):
     pass
+
+
+class UpstreamRateLimited(UpstreamError):
+    """A provider's own 429: retried on another deployment, unlike the gateway's RateLimited."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -167,3 +179,29 @@ OPENAI_TYPE_BY_STATUS: dict[int, str] = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+
+# Error classes, as retries, fallbacks and cooldowns are configured (config ``router``):
+# whether a failure is the deployment's (another may succeed) or the caller's (none will).
+def error_class(error: GatewayError) -> str:
+    """rate_limit, server_error, timeout, connection, content_policy, context_window, auth or
+    bad_request for what came from (or about) an upstream; "gateway" for the gateway's own
+    refusals (a limit, a budget, a bad request caught before any call)."""
+    if not error.from_upstream:
+        return "gateway"
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    if isinstance(error, UpstreamUnreachable):
+        return "connection"
+    if isinstance(error, UpstreamAuthFailed):
+        return "auth"
+    code = error.code or ""
+    if "content_filter" in code or "content_policy" in code:
+        return "content_policy"
+    if code in ("context_length_exceeded", "context_window_exceeded"):
+        return "context_window"
+    if error.status == 429:
+        return "rate_limit"
+    if error.status >= 500:
+        return "server_error"
+    return "bad_request"

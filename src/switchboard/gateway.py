@@ -17,6 +17,7 @@ from switchboard.crypto.server import hashing_key
 from switchboard.limits.cache import LimitCache
 from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.access import ModelAccessStage
+from switchboard.pipeline.attempts import AttemptStage
 from switchboard.pipeline.auth import Authenticator, AuthStage
 from switchboard.pipeline.budgets import BudgetStage
 from switchboard.pipeline.caller_credentials import CallerCredentialsStage
@@ -29,6 +30,7 @@ from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.subscription import SubscriptionStage
 from switchboard.pipeline.usage import UsageStage
 from switchboard.routing.live import LiveRouting
+from switchboard.routing.router import Router
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.cost import Prices
@@ -60,6 +62,8 @@ class Gateway:
         # The model table: the YAML's entries now, the stored ones merged in at start().
         self.routing = LiveRouting(settings, self.catalog)
         self.models = ModelDirectory(self.routing)
+        # Groups, strategies, deployment statistics and health, over the model table.
+        self.router = Router(self.routing)
         # Each served model's prices, and the usage ledger's writer (opened in start()).
         self.prices = Prices(self.catalog, self.routing)
         self.usage: LedgerWriter | None = None
@@ -90,7 +94,7 @@ class Gateway:
         stages: list[Stage] = [
             DecodeStage(),
             ModelAccessStage(),
-            RouteStage(self.routing),
+            RouteStage(self.router),
             SubscriptionStage(lambda: self.subscriptions),
             CallerCredentialsStage(self.settings.auth.caller_credentials),
         ]
@@ -103,12 +107,14 @@ class Gateway:
         ))
         # Budgets: reserve before the call, settle after it (the usage stage records the cost).
         stages.append(BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing))
-        # Always present: whether a request's route needs its images inlined is a flag on the
-        # Route (the model table changes at run time), checked by the stage.
-        stages.append(InlineImagesStage(self.images))
-        # Cost and the usage ledger: closest to the upstream call, so every call is recorded.
+        # Cost and the usage ledger: one record per request, the attempts in it.
         refuse = self.settings.spend.refuse_unpriced
         stages.append(UsageStage(self.prices, lambda: self.usage, refuse_unpriced=refuse))
+        # Retries and fallbacks: the stages after this one run once per attempt.
+        stages.append(AttemptStage(self.router))
+        # Always present: whether a request's route needs its images inlined is a flag on the
+        # Route (the model table changes at run time), checked by the stage, per attempt.
+        stages.append(InlineImagesStage(self.images))
         return stages
 
     async def start(self) -> None:

@@ -12,7 +12,12 @@ import orjson
 import pytest
 
 from switchboard.config.schema import Timeouts
-from switchboard.errors import RateLimited, UpstreamAuthFailed, UpstreamBadGateway, UpstreamUnavailable
+from switchboard.errors import (
+    UpstreamAuthFailed,
+    UpstreamBadGateway,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
 from switchboard.providers.anthropic import SPEC, AnthropicOptions
 from switchboard.providers.anthropic.request import JSON_TOOL
 from switchboard.providers.target import Target
@@ -195,7 +200,7 @@ def test_rate_limit_keeps_retry_after() -> None:
         err("rate_limit_error", "Number of request tokens has exceeded your rate limit"),
         {"retry-after": "17", "anthropic-ratelimit-tokens-remaining": "0"},
     )
-    assert isinstance(e, RateLimited)
+    assert isinstance(e, UpstreamRateLimited)
     assert e.status == 429
     assert e.headers == {"retry-after": "17"}
 

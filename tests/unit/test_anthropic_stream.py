@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from switchboard.config.schema import Timeouts
-from switchboard.errors import RateLimited, UpstreamBadGateway, UpstreamUnavailable
+from switchboard.errors import UpstreamBadGateway, UpstreamRateLimited, UpstreamUnavailable
 from switchboard.providers.anthropic import SPEC, AnthropicOptions
 from switchboard.providers.anthropic.request import JSON_TOOL
 from switchboard.providers.target import Target
@@ -300,7 +300,7 @@ def test_error_in_the_same_read_as_content_is_raised_after_the_content() -> None
 
 
 def test_other_errors_mid_stream() -> None:
-    with pytest.raises(RateLimited):
+    with pytest.raises(UpstreamRateLimited):
         decode(start(), ev({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}))
     with pytest.raises(UpstreamBadGateway):
         decode(

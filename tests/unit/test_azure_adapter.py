@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from switchboard.config.schema import ProviderConfig, Timeouts
-from switchboard.errors import GatewayError, RateLimited, UpstreamAuthFailed, UpstreamBadGateway
+from switchboard.errors import GatewayError, UpstreamAuthFailed, UpstreamBadGateway, UpstreamRateLimited
 from switchboard.providers import registry
 from switchboard.providers.azure import SPEC, Options
 from switchboard.providers.target import Target
@@ -274,7 +274,7 @@ def test_rate_limit_with_both_retry_headers() -> None:
         },
         {"retry-after": "6", "retry-after-ms": "6000", "x-ms-region": "East US"},
     )
-    assert isinstance(err, RateLimited)
+    assert isinstance(err, UpstreamRateLimited)
     assert err.code == "rate_limit_exceeded"
     assert err.headers == {"retry-after": "6", "retry-after-ms": "6000"}
 

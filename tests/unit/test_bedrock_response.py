@@ -10,9 +10,9 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import (
     GatewayError,
-    RateLimited,
     UpstreamAuthFailed,
     UpstreamBadGateway,
+    UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -117,7 +117,7 @@ def error(status: int, kind: str | None, message: str, header: bool = True, **ex
 def test_throttling_is_a_429_carrying_retry_after() -> None:
     err = error(429, "ThrottlingException", "Too many requests, please wait before trying again.",
                 **{"retry-after": "3"})
-    assert isinstance(err, RateLimited) and err.status == 429
+    assert isinstance(err, UpstreamRateLimited) and err.status == 429
     assert err.headers == {"retry-after": "3"}
     assert "Too many requests" in err.message
 
@@ -159,7 +159,7 @@ def test_error_type_from_the_body_when_the_header_is_missing() -> None:
     (408, "ModelTimeoutException", UpstreamTimeout, 504),
     (500, "InternalServerException", UpstreamBadGateway, 502),
     (424, "ModelErrorException", UpstreamBadGateway, 502),
-    (400, "ServiceQuotaExceededException", RateLimited, 429),
+    (400, "ServiceQuotaExceededException", UpstreamRateLimited, 429),
 ])
 def test_server_side_errors(status: int, kind: str, cls: type[GatewayError], client_status: int) -> None:
     err = error(status, kind, "details")

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from switchboard.config.schema import Timeouts
-from switchboard.errors import RateLimited, UpstreamBadGateway, UpstreamUnavailable
+from switchboard.errors import UpstreamBadGateway, UpstreamRateLimited, UpstreamUnavailable
 from switchboard.providers.bedrock import SPEC, BedrockOptions
 from switchboard.providers.target import Target
 from switchboard.upstream.eventstream import encode_message
@@ -129,7 +129,7 @@ def test_stream_without_message_stop_raises_on_close() -> None:
 
 
 @pytest.mark.parametrize(("kind", "cls", "status"), [
-    ("throttlingException", RateLimited, 429),
+    ("throttlingException", UpstreamRateLimited, 429),
     ("serviceUnavailableException", UpstreamUnavailable, 503),
     ("modelStreamErrorException", UpstreamBadGateway, 502),
     ("internalServerException", UpstreamBadGateway, 502),
@@ -180,7 +180,7 @@ def test_chunks_before_an_exception_frame_in_the_same_read_are_delivered_first()
     decoder = SPEC.adapter.chat_stream({}, TARGET)
     chunks = decoder.feed(data + exception("throttlingException", "slow down"))
     assert deltas(chunks)[1:] == [{"content": "Hel"}, {"content": "lo"}]
-    with pytest.raises(RateLimited):
+    with pytest.raises(UpstreamRateLimited):
         decoder.close()
-    with pytest.raises(RateLimited):
+    with pytest.raises(UpstreamRateLimited):
         decoder.feed(b"")

@@ -12,9 +12,9 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import (
     GatewayError,
-    RateLimited,
     UpstreamAuthFailed,
     UpstreamBadGateway,
+    UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -186,7 +186,7 @@ def err(status: int, body: Any, headers: dict[str, str] | None = None) -> Gatewa
 def test_rate_limit_carries_retry_after() -> None:
     message = "You are using a Trial key, which is limited to 40 API calls / minute."
     e = err(429, {"id": "x", "message": message}, {"retry-after": "7"})
-    assert isinstance(e, RateLimited)
+    assert isinstance(e, UpstreamRateLimited)
     assert (e.status, e.code, e.headers) == (429, "rate_limit_exceeded", {"retry-after": "7"})
     assert "Trial key" in e.message
 

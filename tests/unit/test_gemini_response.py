@@ -10,7 +10,12 @@ import orjson
 import pytest
 
 from switchboard.config.schema import Timeouts
-from switchboard.errors import RateLimited, UpstreamAuthFailed, UpstreamBadGateway, UpstreamUnavailable
+from switchboard.errors import (
+    UpstreamAuthFailed,
+    UpstreamBadGateway,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
 from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.providers.gemini import SPEC, GeminiOptions
 from switchboard.providers.target import Target
@@ -221,7 +226,7 @@ def test_invalid_api_key_is_an_upstream_auth_failure() -> None:
 def test_rate_limit_retry_info_becomes_retry_after() -> None:
     retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "36.5s"}
     err = error(429, [google(429, "RESOURCE_EXHAUSTED", "quota", [retry])])  # list-wrapped, as streams send
-    assert isinstance(err, RateLimited) and err.headers == {"retry-after": "37"}
+    assert isinstance(err, UpstreamRateLimited) and err.headers == {"retry-after": "37"}
     header_wins = error(429, google(429, "RESOURCE_EXHAUSTED", "q", [retry]), {"Retry-After": "5"})
     assert header_wins.headers == {"retry-after": "5"}
 

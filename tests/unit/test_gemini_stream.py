@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from switchboard.config.schema import Timeouts
-from switchboard.errors import GatewayError, RateLimited, UpstreamBadGateway
+from switchboard.errors import GatewayError, UpstreamBadGateway, UpstreamRateLimited
 from switchboard.providers.gemini import SPEC, GeminiOptions
 from switchboard.providers.target import Target
 
@@ -156,7 +156,7 @@ def test_error_event_mid_stream_after_chunks_in_the_same_read() -> None:
     decoder = SPEC.adapter.chat_stream({}, TARGET)
     chunks = decoder.feed(sse(text_event("a"), error, text_event("b", "STOP")))
     assert deltas(chunks) == [({"role": "assistant", "content": "a"}, None)]  # delivered before the error
-    with pytest.raises(RateLimited):
+    with pytest.raises(UpstreamRateLimited):
         decoder.close()
 
 

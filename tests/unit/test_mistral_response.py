@@ -13,7 +13,12 @@ import orjson
 import pytest
 
 from switchboard.config.schema import Timeouts
-from switchboard.errors import RateLimited, UpstreamAuthFailed, UpstreamBadGateway, UpstreamUnavailable
+from switchboard.errors import (
+    UpstreamAuthFailed,
+    UpstreamBadGateway,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
 from switchboard.providers.mistral import SPEC, Options
 from switchboard.providers.target import Target
 
@@ -302,7 +307,7 @@ def test_rate_limit_keeps_retry_after() -> None:
         },
         {"retry-after": "3"},
     )
-    assert isinstance(err, RateLimited)
+    assert isinstance(err, UpstreamRateLimited)
     assert err.headers == {"retry-after": "3"}
     assert err.code == "rate_limit_exceeded"
 

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from switchboard.config.schema import Timeouts
-from switchboard.errors import GatewayError, RateLimited, UpstreamAuthFailed, UpstreamBadGateway
+from switchboard.errors import GatewayError, UpstreamAuthFailed, UpstreamBadGateway, UpstreamRateLimited
 from switchboard.providers.openai import OpenAIAdapter, OpenAIOptions, OpenAIStreamDecoder
 from switchboard.providers.target import Target
 
@@ -71,7 +71,7 @@ def test_invalid_json_event_is_502() -> None:
 
 @pytest.mark.parametrize(("status", "body", "kind", "client_status"), [
     (429, b'{"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}',
-     RateLimited, 429),
+     UpstreamRateLimited, 429),
     (401, b'{"error": {"message": "Incorrect API key provided: sk-abc"}}', UpstreamAuthFailed, 502),
     (500, b"<html><body>Internal Server Error</body></html>", UpstreamBadGateway, 502),
     (400, b'{"error": {"message": "too long", "code": "context_length_exceeded", "param": "messages"}}',

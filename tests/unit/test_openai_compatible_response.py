@@ -16,9 +16,9 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import (
     GatewayError,
-    RateLimited,
     UpstreamAuthFailed,
     UpstreamBadGateway,
+    UpstreamRateLimited,
     UpstreamTimeout,
 )
 from switchboard.providers.openai_compatible import SPEC, Options, is_context_length, normalise_usage
@@ -354,7 +354,7 @@ def test_rate_limit() -> None:
         },
         {"retry-after": "2"},
     )
-    assert isinstance(err, RateLimited) and err.headers == {"retry-after": "2"}
+    assert isinstance(err, UpstreamRateLimited) and err.headers == {"retry-after": "2"}
 
 
 def test_auth_and_timeouts() -> None:

@@ -95,6 +95,9 @@ class ProviderConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+_DEPLOYMENT = r"^[A-Za-z0-9_.:/#@-]+$"
+
+
 class ModelConfig(_Strict):
     name: Annotated[str, Field(min_length=1)]
     provider: Annotated[str, Field(min_length=1)]
@@ -105,6 +108,19 @@ class ModelConfig(_Strict):
     require_approval: bool = False
     # Catalog overrides for this entry (limits, prices, capabilities); see docs/catalog.md.
     info: ModelEntryInfo | None = None
+    # Several entries with the same ``name`` form a group of deployments (docs/routing.md).
+    # ``deployment`` names this one within its group (default: ``<provider>/<model>``, with
+    # ``#2``, ``#3``... when that repeats); it is what x-switchboard-deployment shows.
+    deployment: Annotated[str, Field(min_length=1, max_length=256, pattern=_DEPLOYMENT)] | None = None
+    # Where the deployment serves from, for data residency (e.g. "eu", "us-east").
+    region: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
+    # Share of the group's traffic under the weighted strategy (0: only as a fallback).
+    weight: Annotated[int, Field(ge=0, le=1_000_000)] = 1
+    tags: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=32)] = Field(
+        default_factory=list)
+    # This deployment's own requests and tokens per minute (the headroom strategy reads them).
+    rpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
+    tpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
 
 
 # Headers that carry the caller's Switchboard key or a provider's, or that the gateway itself reads.
@@ -421,6 +437,81 @@ class BudgetsConfig(_Strict):
         return check_timezone(value)
 
 
+STRATEGIES = ("weighted", "round-robin", "least-busy", "latency", "cost", "headroom")
+Strategy = Literal["weighted", "round-robin", "least-busy", "latency", "cost", "headroom"]
+# Error classes retries and fallbacks are configured by (docs/routing.md).
+ERROR_CLASSES = ("rate_limit", "server_error", "timeout", "connection", "content_policy",
+                 "context_window", "auth", "bad_request")
+ErrorClass = Literal["rate_limit", "server_error", "timeout", "connection", "content_policy",
+                     "context_window", "auth", "bad_request"]
+_Name = Annotated[str, Field(min_length=1, max_length=256)]
+_Classes = Annotated[tuple[ErrorClass, ...], Field(max_length=8)]
+_Chains = Annotated[dict[_Name, Annotated[list[_Name], Field(max_length=10)]], Field(max_length=10_000)]
+
+
+class RetryConfig(_Strict):
+    """Retries within a group: exponential backoff with full jitter, Retry-After honoured up to
+    ``max_retry_after_seconds`` (a longer wait moves on to the next deployment at once)."""
+
+    on: _Classes = ("rate_limit", "server_error", "timeout", "connection")
+    backoff_seconds: Annotated[float, Field(ge=0, le=60)] = 0.05
+    max_backoff_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
+    max_retry_after_seconds: Annotated[float, Field(ge=0, le=60)] = 5.0
+
+
+class CooldownConfig(_Strict):
+    """A deployment failing ``failures`` times in a row, or ``failure_rate`` of at least
+    ``min_requests`` requests within ``window_seconds``, is taken out for ``seconds``, then
+    probed (half-open) before it takes full traffic again."""
+
+    failures: Annotated[int, Field(ge=1, le=1000)] = 3
+    failure_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+    min_requests: Annotated[int, Field(ge=1, le=100_000)] = 10
+    window_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
+    # Error classes that count as a deployment's failure (a caller's bad request never does).
+    on: _Classes = ("rate_limit", "server_error", "timeout", "connection", "auth")
+
+
+class HealthCheckConfig(_Strict):
+    """Optional active checks: a tiny request to each deployment every ``interval_seconds``."""
+
+    enabled: bool = False
+    interval_seconds: Annotated[float, Field(ge=1, le=86_400)] = 30.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+
+class GroupPolicy(_Strict):
+    """Per-group overrides of the router's defaults."""
+
+    strategy: Strategy | None = None
+    num_retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    # Callers may pin a deployment (x-switchboard-deployment) or a strategy
+    # (x-switchboard-strategy) on this group.
+    allow_pinning: bool | None = None
+
+
+class RouterConfig(_Strict):
+    """Model groups, strategies, retries, fallbacks and cooldowns (docs/routing.md).
+    Minimal contract: ``strategy``, ``num_retries`` and ``fallbacks`` as named here."""
+
+    strategy: Strategy = "weighted"
+    # Retries after the first attempt, within the group, before its fallbacks.
+    num_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    # Ordered chains to other groups when the group's attempts fail with a ``fallback_on`` class.
+    fallbacks: _Chains = Field(default_factory=dict)
+    fallback_on: _Classes = ("rate_limit", "server_error", "timeout", "connection", "content_policy")
+    # Larger groups for a request that fits none of the group's deployments' context windows.
+    context_window_fallbacks: _Chains = Field(default_factory=dict)
+    # Other names a group answers to: {alias: group}.
+    aliases: Annotated[dict[_Name, _Name], Field(max_length=10_000)] = Field(default_factory=dict)
+    groups: Annotated[dict[_Name, GroupPolicy], Field(max_length=10_000)] = Field(default_factory=dict)
+    allow_pinning: bool = False
+    retry: RetryConfig = RetryConfig()
+    cooldown: CooldownConfig = CooldownConfig()
+    health_checks: HealthCheckConfig = HealthCheckConfig()
+
+
 class Settings(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -433,6 +524,7 @@ class Settings(_Strict):
     spend: SpendConfig = SpendConfig()
     limits: LimitsConfig = LimitsConfig()
     budgets: BudgetsConfig = BudgetsConfig()
+    router: RouterConfig = RouterConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 
@@ -443,12 +535,33 @@ class Settings(_Strict):
             if p.name in seen:
                 raise ValueError(f"duplicate provider name {p.name!r}")
             seen.add(p.name)
-        names: set[str] = set()
+        deployments: set[tuple[str, str]] = set()
         for i, m in enumerate(self.models):
             if m.provider not in seen:
                 known = ", ".join(sorted(seen)) or "none"
                 raise ValueError(f"models[{i}].provider: unknown provider {m.provider!r} (known: {known})")
-            if m.name in names:
-                raise ValueError(f"models[{i}].name: duplicate model name {m.name!r}")
-            names.add(m.name)
+            if m.deployment is not None:
+                if (m.name, m.deployment) in deployments:
+                    raise ValueError(f"models[{i}].deployment: duplicate deployment {m.deployment!r} "
+                                     f"in group {m.name!r}")
+                deployments.add((m.name, m.deployment))
+        self._check_router({m.name for m in self.models})
         return self
+
+    def _check_router(self, names: set[str]) -> None:
+        r = self.router
+        for alias, group in r.aliases.items():
+            if alias in names:
+                raise ValueError(f"router.aliases.{alias}: the name is a model group already")
+            if group not in names:
+                raise ValueError(f"router.aliases.{alias}: unknown model group {group!r}")
+        known = names | set(r.aliases)
+        sections = (("fallbacks", r.fallbacks), ("context_window_fallbacks", r.context_window_fallbacks))
+        for section, chains in sections:
+            for name, chain in chains.items():
+                for target in [name, *chain]:
+                    if target not in known:
+                        raise ValueError(f"router.{section}.{name}: unknown model group {target!r}")
+        for name in r.groups:
+            if name not in names:
+                raise ValueError(f"router.groups.{name}: unknown model group")

@@ -26,7 +26,7 @@ from switchboard.config.schema import BudgetsConfig
 from switchboard.context import AfterResponse, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.pipeline.chain import Handler
-from switchboard.pipeline.route import Table
+from switchboard.routing.router import Table
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.periods import window
 from switchboard.spend.budgets.plan import Budget
@@ -126,6 +126,7 @@ class BudgetStage:
                 continue
             await book.settle(ctx.request_id, budgets, charges, None)  # release, then reserve again
             ctx.route = cheaper
+            ctx.candidates = [cheaper]  # the cheaper model only: no retry may go back
             ctx.prompt_tokens = None  # counted again for the cheaper model's tokenizer
             ctx.response_headers[DOWNGRADE_HEADER] = f"{route.target.name} -> {cheaper.target.name}"
             amounts = await self._amounts(ctx, budgets)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from switchboard.access.rules import model_allowed
 from switchboard.context import Reply, RequestContext, Result
 from switchboard.errors import ModelNotFound
-from switchboard.pipeline.route import Table
 from switchboard.routing.live import ModelEntry
+from switchboard.routing.router import Table
 
 __all__ = ["ModelDirectory", "ModelEntry"]
 

@@ -1,36 +1,35 @@
-"""Resolve the requested model to a route. Model groups, fallbacks and canaries extend this.
+"""Resolve the requested model to its group and the order in which its deployments are tried.
 
 The model table is the live snapshot (routing/live.py): one attribute read per request, and the
-request keeps the Route it got (``ctx.route``) even if the table is swapped meanwhile.
+request keeps the group and routes it got even if the table is swapped meanwhile. The attempts
+stage (pipeline/attempts.py) tries ``ctx.candidates`` in order; ``ctx.route`` is the first
+until then, so the stages in between (limits, budgets) see the deployment most likely to serve.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from switchboard.context import RequestContext, Result
 from switchboard.errors import ModelNotFound
 from switchboard.pipeline.chain import Handler
-from switchboard.routing.live import Snapshot
-
-
-class Table(Protocol):
-    current: Snapshot
+from switchboard.routing.router import Router
 
 
 class RouteStage:
     name = "route"
 
-    def __init__(self, table: Table) -> None:
-        self._table = table
+    def __init__(self, router: Router) -> None:
+        self._router = router
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         model = ctx.request.get("model")
-        route = self._table.current.routes.get(model) if isinstance(model, str) else None
-        if route is None:
+        group = self._router.group(model) if isinstance(model, str) else None
+        if group is None:
             shown = model if isinstance(model, str) and len(model) <= 200 else "(invalid)"
             raise ModelNotFound(
                 f"the model '{shown}' does not exist or you do not have access to it", param="model"
             )
-        ctx.route = route
+        ctx.group = group
+        candidates = self._router.plan(group)
+        ctx.candidates = candidates
+        ctx.route = candidates[0] if candidates else group.deployments[0]
         return await call_next(ctx)

@@ -24,9 +24,9 @@ import orjson
 from switchboard.errors import (
     OPENAI_TYPE_BY_STATUS,
     GatewayError,
-    RateLimited,
     UpstreamAuthFailed,
     UpstreamBadGateway,
+    UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -61,7 +61,7 @@ def upstream_error(
             f"{where} rejected the gateway's credentials (HTTP {status}); check the provider configuration"
         )
     if status == 429:
-        return RateLimited(text, code=code or "rate_limit_exceeded", headers=carried)
+        return UpstreamRateLimited(text, code=code or "rate_limit_exceeded", headers=carried)
     if status in (408, 504):
         return UpstreamTimeout(f"{where} timed out: {text}")
     if status == 499:  # the provider's "client closed request": meaningless to our client
@@ -69,7 +69,7 @@ def upstream_error(
     if status in (503, 529):
         return UpstreamUnavailable(f"{where} is overloaded: {text}", headers=carried)
     if 400 <= status < 500:
-        return GatewayError(
+        error = GatewayError(
             text,
             status=status,
             type=type or OPENAI_TYPE_BY_STATUS.get(status, "invalid_request_error"),
@@ -77,6 +77,8 @@ def upstream_error(
             param=param,
             headers=carried,
         )
+        error.from_upstream = True
+        return error
     return UpstreamBadGateway(f"{where} failed with HTTP {status}: {text}")
 
 

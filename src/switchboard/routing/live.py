@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +30,20 @@ from pydantic import ValidationError
 
 from switchboard.catalog import Catalog
 from switchboard.config.catalog import ModelEntryInfo
-from switchboard.config.schema import ModelConfig, ProviderConfig, Settings, TimeoutsOverride
+from switchboard.config.schema import ModelConfig, ProviderConfig, RouterConfig, Settings, TimeoutsOverride
 from switchboard.crypto import refs
 from switchboard.crypto.keyring import DecryptError, Keyring, credential_aad
 from switchboard.providers import registry
 from switchboard.providers.registry import ResolvedProvider
-from switchboard.routing.table import Route, build_clients, make_client, make_route, resolve_providers
+from switchboard.routing.groups import Group, build_groups
+from switchboard.routing.table import (
+    Route,
+    build_clients,
+    deployment_names,
+    make_client,
+    make_route,
+    resolve_providers,
+)
 from switchboard.stores.protocols import (
     ChangeFeed,
     CredentialRecord,
@@ -59,17 +68,21 @@ ModelEntry = dict[str, Any]
 class Snapshot:
     """Everything the request path needs about models, built together, never changed."""
 
-    routes: dict[str, Route]
-    models: dict[str, ModelConfig]  # every served model's entry (YAML or stored), by name
+    groups: dict[str, Group]  # by name and alias
+    routes: dict[str, Route]  # each group's first deployment, by group name
+    models: dict[str, ModelConfig]  # each group's first entry (YAML or stored), by name
     directory: list[ModelEntry]  # /v1/models, in order: YAML first, then stored by name
     by_id: dict[str, ModelEntry] = field(default_factory=dict)
     listing: dict[str, Any] = field(default_factory=dict)
     version: str = ""  # fingerprint of the stored state it was built from
 
     @classmethod
-    def of(cls, routes: dict[str, Route], models: dict[str, ModelConfig], directory: list[ModelEntry],
-           version: str = "") -> Snapshot:
-        return cls(routes, models, directory, {e["id"]: e for e in directory},
+    def of(cls, routes: list[Route], models: dict[str, ModelConfig], directory: list[ModelEntry],
+           version: str = "", router: RouterConfig | None = None,
+           weights: Mapping[tuple[str, str], int] | None = None) -> Snapshot:
+        groups = build_groups(routes, router or RouterConfig(), weights)
+        firsts = {name: g.deployments[0] for name, g in groups.items() if g.name == name}
+        return cls(groups, firsts, models, directory, {e["id"]: e for e in directory},
                    {"object": "list", "data": directory}, version)
 
 
@@ -134,6 +147,8 @@ class LiveRouting:
         self._closing: set[asyncio.Task[None]] = set()
         self._retired: set[UpstreamClient] = set()
         self._version: str | None = None
+        # Run-time weights by (group, deployment), from the admin API's routing overrides.
+        self.weights: dict[tuple[str, str], int] = {}
         self.current = self._build_snapshot([], "")
         self.reloads = 0  # snapshots built from the store, for tests and metrics
 
@@ -249,7 +264,7 @@ class LiveRouting:
                 return
             previous = self._stored
             built = await self._build_providers(state, previous)
-            old_routes = self.current.routes
+            old_routes = self.all_routes()
             self._stored = built
             self.current = self._build_snapshot(state.models, version)
             self._version = version
@@ -304,16 +319,22 @@ class LiveRouting:
         return keys
 
     def _build_snapshot(self, stored_models: list[ModelRecord], version: str) -> Snapshot:
-        routes: dict[str, Route] = {}
+        routes: list[Route] = []
         models: dict[str, ModelConfig] = {}
         directory: list[ModelEntry] = []
-        for m in self.settings.models:
-            routes[m.name] = make_route(m, self._static[m.provider], self._static_clients[m.provider])
+        names = deployment_names(self.settings.models)
+        for i, m in enumerate(self.settings.models):
+            routes.append(make_route(m, self._static[m.provider], self._static_clients[m.provider], names[i]))
+            if m.name in models:
+                continue  # another deployment of a group already listed
             models[m.name] = m
             directory.append({"id": m.name, "object": "model", "created": self._started_at,
                               "owned_by": m.provider, **self.catalog.public_fields(m.name)})
+        for alias in self.settings.router.aliases:
+            directory.append({**next(e for e in directory if e["id"] == self.settings.router.aliases[alias]),
+                              "id": alias})
         for record in stored_models:
-            if record.name in routes:
+            if record.name in models or record.name in self.settings.router.aliases:
                 continue  # the API refuses this; a YAML entry wins over a stored one
             resolved: ResolvedProvider | None
             client: UpstreamClient | None
@@ -330,17 +351,20 @@ class LiveRouting:
             except ValidationError as exc:
                 log.warning("stored model %r is not valid and is skipped: %s", record.name, _reason(exc))
                 continue
-            routes[m.name] = make_route(m, resolved, client)
+            routes.append(make_route(m, resolved, client))
             models[m.name] = m
             match = self.catalog.resolve_entry(resolved.config.type, m.model, m.info)
             directory.append({"id": m.name, "object": "model", "created": int(record.created_at.timestamp()),
                               "owned_by": m.provider, **(match.info.public() if match else {})})
-        return Snapshot.of(routes, models, directory, version)
+        return Snapshot.of(routes, models, directory, version, self.settings.router, self.weights)
 
-    def _retire(self, client: UpstreamClient, total: float, routes: dict[str, Route]) -> None:
+    def all_routes(self) -> list[Route]:
+        """Every deployment of every group in the current table."""
+        return [r for name, g in self.current.groups.items() if g.name == name for r in g.deployments]
+
+    def _retire(self, client: UpstreamClient, total: float, routes: list[Route]) -> None:
         """Close ``client`` once every exchange that may be running on it has ended."""
-        grace = max([total,
-                     *(r.target.timeouts.total for r in routes.values() if r.client is client)])
+        grace = max([total, *(r.target.timeouts.total for r in routes if r.client is client)])
         self._retired.add(client)
 
         async def close_later() -> None:

@@ -30,6 +30,10 @@ class Route:
     timeout: Timeouts | None
     # Whether remote images must be fetched and inlined before the adapter sees the request.
     inline_images: bool = False
+    # The deployment's name within its group (``target.name``), unique in the group, and the
+    # model entry it was built from (region, weight, tags, rpm/tpm, catalog overrides).
+    deployment: str = ""
+    entry: ModelConfig | None = None
 
 
 def resolve_providers(settings: Settings) -> dict[str, ResolvedProvider]:
@@ -65,7 +69,9 @@ def build_clients(
     return {name: make_client(r, credential_values(r.config)) for name, r in providers.items()}
 
 
-def make_route(m: ModelConfig, resolved: ResolvedProvider, client: UpstreamClient) -> Route:
+def make_route(
+    m: ModelConfig, resolved: ResolvedProvider, client: UpstreamClient, deployment: str = ""
+) -> Route:
     p = resolved.config
     timeouts = m.timeouts.over(p.timeouts) if m.timeouts else p.timeouts
     target = Target(
@@ -84,14 +90,37 @@ def make_route(m: ModelConfig, resolved: ResolvedProvider, client: UpstreamClien
     )
     adapter = resolved.spec.adapter
     override = timeouts if m.timeouts else None
-    return Route(target, adapter, client, override, adapter.needs_inline_images(target))
+    return Route(target, adapter, client, override, adapter.needs_inline_images(target),
+                 deployment or m.deployment or f"{m.provider}/{m.model}", m)
+
+
+def deployment_names(entries: list[ModelConfig]) -> list[str]:
+    """Each entry's deployment name: its own, else ``<provider>/<model>``, with ``#2``, ``#3``...
+    when that repeats within its group."""
+    taken = {(m.name, m.deployment) for m in entries if m.deployment is not None}
+    names: list[str] = []
+    for m in entries:
+        if m.deployment is not None:
+            names.append(m.deployment)
+            continue
+        base = name = f"{m.provider}/{m.model}"
+        n = 1
+        while (m.name, name) in taken:
+            n += 1
+            name = f"{base}#{n}"
+        taken.add((m.name, name))
+        names.append(name)
+    return names
 
 
 def build_routes(
     settings: Settings,
     clients: dict[str, UpstreamClient],
     providers: dict[str, ResolvedProvider] | None = None,
-) -> dict[str, Route]:
+) -> list[Route]:
+    """Every configured deployment's route, in the configuration's order."""
     if providers is None:
         providers = resolve_providers(settings)
-    return {m.name: make_route(m, providers[m.provider], clients[m.provider]) for m in settings.models}
+    names = deployment_names(settings.models)
+    return [make_route(m, providers[m.provider], clients[m.provider], names[i])
+            for i, m in enumerate(settings.models)]

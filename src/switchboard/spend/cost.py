@@ -195,11 +195,14 @@ class Prices:
     def __init__(self, catalog: Catalog, routing: LiveRouting) -> None:
         self._catalog = catalog
         self._routing = routing
-        self._memo: dict[str, tuple[object, ModelInfo | None]] = {}
+        self._memo: dict[tuple[str, str], tuple[object, ModelInfo | None]] = {}
 
     def of_route(self, route: Route) -> ModelInfo | None:
-        name = route.target.name
-        entry = self._routing.current.models.get(name)
+        # Each deployment of a group has its own catalog record (its entry's model and info:).
+        name = (route.target.name, route.deployment)
+        entry = route.entry
+        if entry is None:
+            entry = self._routing.current.models.get(route.target.name)
         memo = self._memo.get(name)
         if memo is not None and memo[0] is entry:
             return memo[1]
@@ -213,10 +216,8 @@ class Prices:
     def unpriced(self) -> list[dict[str, Any]]:
         """Every served model that cannot be priced, by name."""
         out = []
-        snapshot = self._routing.current
-        for name in sorted(snapshot.routes):
-            route = snapshot.routes[name]
+        for route in sorted(self._routing.all_routes(), key=lambda r: (r.target.name, r.deployment)):
             if is_unpriced(self.of_route(route)):
-                out.append({"model": name, "provider": route.target.provider,
-                            "upstream_model": route.target.model})
+                out.append({"model": route.target.name, "deployment": route.deployment,
+                            "provider": route.target.provider, "upstream_model": route.target.model})
         return out

@@ -49,6 +49,8 @@ class KeyRecord:
     # The key's own budget in USD (revision 0007; stored in whole nano-USD); None: none on the key.
     max_budget_usd: Decimal | None = None
     budget_period: str | None = None  # one of BUDGET_PERIODS when max_budget_usd is set
+    # Data residency (revision 0009): the regions its requests may be served in; None: anywhere.
+    allowed_regions: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -631,6 +633,8 @@ class Tenant:
     name: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     created_by: str | None = None
+    # Data residency (revision 0009): the regions its requests may be served in; None: anywhere.
+    allowed_regions: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -640,6 +644,7 @@ class Team:
     name: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     created_by: str | None = None
+    allowed_regions: list[str] | None = None  # as Tenant's, narrowing it
 
 
 @dataclass(frozen=True)

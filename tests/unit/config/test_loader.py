@@ -146,7 +146,7 @@ def test_providers_resolved_once_and_route_timeouts_are_config_values(
     real = registry.resolve
     monkeypatch.setattr(registry, "resolve", lambda p: calls.append(p.name) or real(p))
     providers = resolve_providers(settings)
-    routes = build_routes(settings, build_clients(settings, providers), providers)
+    routes = {r.target.name: r for r in build_routes(settings, build_clients(settings, providers), providers)}
     assert calls == ["p"]
     assert routes["m0"].timeout is None
     quick = routes["quick"].timeout

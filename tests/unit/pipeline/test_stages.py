@@ -12,6 +12,7 @@ from switchboard.pipeline.auth import Authenticator, AuthStage, presented_key
 from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.route import RouteStage
 from switchboard.routing.live import Snapshot
+from switchboard.routing.router import Router
 from switchboard.routing.table import build_clients, build_routes
 from switchboard.settings.loader import validate
 from tests.unit.pipeline.fakes import context
@@ -98,13 +99,13 @@ def _routes() -> _Table:
 
 async def test_route_stage_resolves_a_known_model() -> None:
     ctx = context(request={"model": "known"})
-    await RouteStage(_routes())(ctx, seen)
+    await RouteStage(Router(_routes()))(ctx, seen)
     assert ctx.route is not None and ctx.route.target.model == "upstream-id"
 
 
 @pytest.mark.parametrize("model", ["unknown", 42, None, "x" * 500])
 async def test_route_stage_refuses_an_unknown_model(model: object) -> None:
     with pytest.raises(ModelNotFound) as err:
-        await RouteStage(_routes())(context(request={"model": model}), seen)
+        await RouteStage(Router(_routes()))(context(request={"model": model}), seen)
     assert err.value.status == 404 and err.value.param == "model"
     assert len(err.value.message) < 300

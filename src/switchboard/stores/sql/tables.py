@@ -260,6 +260,10 @@ budget_alerts = sa.Table(
     sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# data residency (revision 0009): the regions a tenant's, team's or key's requests may be served in
+for _table in (tenants, teams, api_keys):
+    _table.append_column(sa.Column("allowed_regions", sa.JSON))
+
 # routing: run-time overrides of a group's deployments, e.g. a weight (revision 0009)
 routing_overrides = sa.Table(
     "routing_overrides",

@@ -1,5 +1,6 @@
 """Usage records gain image and audio units and the attempts of routed calls; run-time
-routing overrides (a deployment's weight changed through the admin API).
+routing overrides (a deployment's weight changed through the admin API); the regions a
+tenant, team or key may be served in (data residency).
 
 Revision ID: 0009
 Revises: 0008
@@ -29,6 +30,11 @@ def upgrade() -> None:
         # milliseconds), in order.
         batch.add_column(sa.Column("deployment", sa.String(256)))
         batch.add_column(sa.Column("attempts", sa.JSON))
+    # Data residency: the regions a tenant's, team's or key's requests may be served in
+    # (a JSON list; NULL: anywhere).
+    for table in ("tenants", "teams", "api_keys"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("allowed_regions", sa.JSON))
     op.create_table(
         "routing_overrides",
         sa.Column("group_name", sa.String(256), nullable=False),
@@ -41,6 +47,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("routing_overrides")
+    for table in ("api_keys", "teams", "tenants"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("allowed_regions")
     with op.batch_alter_table("usage_records") as batch:
         for column in ("attempts", "deployment", "audio_output_tokens", "image_output_tokens",
                        "audio_input_tokens", "image_input_tokens"):

@@ -1,0 +1,73 @@
+"""Model groups: the deployments that answer to one model name, and the group's policy.
+
+Several model entries with the same ``name`` form a group (docs/routing.md); a model entry
+alone is a group of one. Built with the model table (routing/live.py), immutable, swapped
+with it: a request keeps the group it was routed with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from switchboard.config.schema import RouterConfig
+from switchboard.routing.table import Route
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    name: str
+    deployments: tuple[Route, ...]
+    # Per deployment, in the same order: configured, or changed at run time (admin API).
+    weights: tuple[int, ...]
+    strategy: str
+    num_retries: int
+    allow_pinning: bool
+    # Other groups to try, in order, once this one's attempts fail (router.fallbacks), and
+    # larger ones for a request that fits none of its context windows.
+    fallbacks: tuple[str, ...] = ()
+    context_window_fallbacks: tuple[str, ...] = ()
+
+    @property
+    def single(self) -> Route | None:
+        """The one deployment of a group of one (the common case, routed without a strategy)."""
+        return self.deployments[0] if len(self.deployments) == 1 else None
+
+    def deployment(self, name: str) -> Route | None:
+        for route in self.deployments:
+            if route.deployment == name:
+                return route
+        return None
+
+
+def build_groups(
+    routes: Iterable[Route],
+    router: RouterConfig,
+    weights: Mapping[tuple[str, str], int] | None = None,
+) -> dict[str, Group]:
+    """Groups by name, aliases included (an alias maps to its group's object). ``weights``:
+    run-time overrides by (group, deployment)."""
+    members: dict[str, list[Route]] = {}
+    for route in routes:
+        members.setdefault(route.target.name, []).append(route)
+    weights = weights or {}
+    groups: dict[str, Group] = {}
+    for name, deployments in members.items():
+        policy = router.groups.get(name)
+        groups[name] = Group(
+            name=name,
+            deployments=tuple(deployments),
+            weights=tuple(weights.get((name, r.deployment), r.entry.weight if r.entry else 1)
+                          for r in deployments),
+            strategy=(policy.strategy if policy and policy.strategy else router.strategy),
+            num_retries=(policy.num_retries if policy and policy.num_retries is not None
+                         else router.num_retries),
+            allow_pinning=(policy.allow_pinning if policy and policy.allow_pinning is not None
+                           else router.allow_pinning),
+            fallbacks=tuple(router.fallbacks.get(name, ())),
+            context_window_fallbacks=tuple(router.context_window_fallbacks.get(name, ())),
+        )
+    for alias, name in router.aliases.items():
+        if name in groups and alias not in groups:
+            groups[alias] = groups[name]
+    return groups
