@@ -24,6 +24,7 @@ from switchboard.errors import GatewayError
 
 if TYPE_CHECKING:
     from switchboard.routing.groups import Group
+    from switchboard.routing.router import Needs
     from switchboard.routing.table import Route
 
 log = logging.getLogger("switchboard.lifecycle")
@@ -119,6 +120,7 @@ class RequestContext:
     # (pipeline/route.py), and the deployment of the attempt under way (pipeline/attempts.py).
     group: Group | None = None
     candidates: list[Route] | None = None
+    needs: Needs | None = None  # what the serving deployment must offer (regions, context)
     route: Route | None = None
     # Every attempt made, in order (pipeline/attempts.py); None before the first.
     attempts: list[Attempt] | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from switchboard.context import RequestContext, Result
 from switchboard.pipeline.chain import Handler
-from switchboard.routing.router import Router
+from switchboard.routing.router import ANYWHERE, Router
 
 
 class AttemptStage:
@@ -19,4 +19,6 @@ class AttemptStage:
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         if ctx.candidates:
             ctx.route = ctx.candidates[0]
+        elif ctx.group is not None and ctx.candidates is not None:
+            raise self._router.refusal(ctx.group, ctx.needs or ANYWHERE)
         return await call_next(ctx)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from switchboard.context import RequestContext, Result
 from switchboard.errors import ModelNotFound
 from switchboard.pipeline.chain import Handler
-from switchboard.routing.router import Router
+from switchboard.routing.router import ANYWHERE, Router
 
 
 class RouteStage:
@@ -29,7 +29,10 @@ class RouteStage:
                 f"the model '{shown}' does not exist or you do not have access to it", param="model"
             )
         ctx.group = group
-        candidates = self._router.plan(group)
+        ctx.needs = ANYWHERE
+        candidates = self._router.plan(group, ctx.needs)
         ctx.candidates = candidates
+        # No candidate (all cooling down, none in region...): the attempts stage turns to the
+        # group's fallbacks or refuses; the stages in between price the group's first.
         ctx.route = candidates[0] if candidates else group.deployments[0]
         return await call_next(ctx)

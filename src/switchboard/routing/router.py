@@ -8,9 +8,9 @@ walks it, reporting every attempt here, and asks for a fallback group's plan whe
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from switchboard.errors import GatewayError
+from switchboard.errors import GatewayError, UpstreamUnavailable
 from switchboard.routing import prerouting, strategies
 from switchboard.routing.groups import Group
 from switchboard.routing.health import Health
@@ -21,6 +21,17 @@ from switchboard.routing.table import Route
 
 class Table(Protocol):
     current: Snapshot
+
+
+class Needs(NamedTuple):
+    """What a request asks of the deployment that serves it (computed by the route stage)."""
+
+    regions: frozenset[str] | None = None  # where it may be served (data residency); None: anywhere
+    tokens: int | None = None  # prompt plus the output bound, for context windows; None: unchecked
+    prompt_tokens: int = 0  # the prompt estimate, for the cost and headroom strategies
+
+
+ANYWHERE = Needs()
 
 
 class Router:
@@ -34,19 +45,21 @@ class Router:
     def group(self, name: str) -> Group | None:
         return self._table.current.groups.get(name)
 
-    def plan(self, group: Group, regions: frozenset[str] | None = None, needed_tokens: int | None = None,
-             prompt_tokens: int = 0) -> list[Route]:
+    def plan(self, group: Group, needs: Needs = ANYWHERE) -> list[Route]:
         """``group``'s deployments that may serve a request, in the order to try them; empty
-        when none may. ``regions``: where the caller may be served (None: anywhere);
-        ``needed_tokens``: its prompt plus output bound, for the context windows."""
+        when none may (then :meth:`refusal` says why)."""
         now = time.monotonic()
         single = group.single
-        if single is not None and regions is None and needed_tokens is None \
-                and self.health.available(single, now):
+        if single is not None and needs is ANYWHERE and self.health.available(single, now):
             return [single]
-        eligible = [r for r in prerouting.eligible(group.deployments, regions, needed_tokens)
+        eligible = [r for r in prerouting.eligible(group.deployments, needs.regions, needs.tokens)
                     if self.health.available(r, now)]
-        return strategies.order(group, eligible, self.stats, group.strategy, prompt_tokens)
+        return strategies.order(group, eligible, self.stats, group.strategy, needs.prompt_tokens)
+
+    def refusal(self, group: Group, needs: Needs = ANYWHERE) -> GatewayError:
+        """The error for a request no deployment of ``group`` (nor of its fallbacks) may serve."""
+        return UpstreamUnavailable(f"no deployment of the model '{group.name}' is available",
+                                   code="no_deployment_available")
 
     def started(self, route: Route) -> None:
         self.stats.started(route)
