@@ -89,7 +89,26 @@ def direct(root: Path, base: str) -> Iterator[dict[str, str]]:
     yield {"non-stream": base + upstream.CHAT_PATH, "stream": base + upstream.STREAM_PATH}
 
 
-def switchboard_config(base: str) -> str:
+GROUP_TARGET = "switchboard-group"
+GROUP_MAX_LOSS = 0.05  # routing over a group of two may cost at most this share against one deployment
+
+
+def group_models() -> str:
+    """A second deployment of each benchmark model, same upstream: the models become groups of
+    two under the router's default strategy (weighted)."""
+    return """\
+  - name: bench-model
+    provider: bench-upstream
+    model: gpt-4o-mini
+    deployment: second
+  - name: bench-model-stream
+    provider: bench-upstream-stream
+    model: gpt-4o-mini
+    deployment: second
+"""
+
+
+def switchboard_config(base: str, group: bool = False) -> str:
     return f"""\
 providers:
   - name: bench-upstream
@@ -107,7 +126,7 @@ models:
   - name: bench-model-stream
     provider: bench-upstream-stream
     model: gpt-4o-mini
-auth:
+{group_models() if group else ""}auth:
   master_key: {MASTER_KEY}
 server:
   log_level: warning
@@ -115,9 +134,9 @@ server:
 
 
 @contextlib.contextmanager
-def _gateway(root: Path, base: str, name: str) -> Iterator[str]:
+def _gateway(root: Path, base: str, name: str, group: bool = False) -> Iterator[str]:
     config = root / f"{name}.yaml"
-    config.write_text(switchboard_config(base))
+    config.write_text(switchboard_config(base, group))
     exe = shutil.which("switchboard")
     cmd = [exe] if exe else [sys.executable, "-m", "switchboard"]
     port = free_port()
@@ -146,6 +165,13 @@ def switchboard_full(root: Path, base: str) -> Iterator[dict[str, str]]:
             print(f"{FULL_TARGET}: the gateway does not accept {', '.join(dropped)}; key issued without",
                   file=sys.stderr)
         TARGET_HEADERS[FULL_TARGET] = {**HEADERS, "Authorization": f"Bearer {key}"}
+        yield dict.fromkeys(MODES, url + "/v1/chat/completions")
+
+
+@contextlib.contextmanager
+def switchboard_group(root: Path, base: str) -> Iterator[dict[str, str]]:
+    """The bare path over a group of two deployments of each model (routing on)."""
+    with _gateway(root, base, GROUP_TARGET, group=True) as url:
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
 
 
@@ -222,6 +248,7 @@ STARTERS: dict[str, Starter] = {
     "minimal": minimal,
     "switchboard": switchboard,
     FULL_TARGET: switchboard_full,
+    GROUP_TARGET: switchboard_group,
     "litellm": litellm,
 }
 
@@ -414,6 +441,11 @@ def verdicts(rows: list[Row]) -> list[str]:
             ok = loss <= FULL_MAX_LOSS
             out.append(f"{r.scenario}: {r.rps:,.0f} req/s, {loss:.1%} below the bare path's {b.rps:,.0f} "
                        f"(target <= {FULL_MAX_LOSS:.0%}): {'PASS' if ok else 'FAIL'}")
+        if r.target == GROUP_TARGET and r.concurrency == 32 and b is not None and b.rps:
+            loss = 1 - r.rps / b.rps
+            ok = loss <= GROUP_MAX_LOSS
+            out.append(f"{r.scenario}: {r.rps:,.0f} req/s, {loss:.1%} below one deployment's {b.rps:,.0f} "
+                       f"(target <= {GROUP_MAX_LOSS:.0%}): {'PASS' if ok else 'FAIL'}")
         if r.target != "switchboard":
             continue
         if r.concurrency == 32:
@@ -455,15 +487,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--targets",
         default="direct,minimal,switchboard",
-        help="comma-separated targets among direct,minimal,switchboard,switchboard-full,litellm "
+        help="comma-separated targets among direct,minimal,switchboard,switchboard-full,switchboard-group,"
+        "litellm "
         "(default: %(default)s)",
     )
     parser.add_argument(
         "--profile",
-        choices=("bare", "full"),
+        choices=("bare", "full", "group"),
         default="bare",
         help="full: also measure the full request path (a virtual key with RPM/TPM limits and a "
-        "budget, target switchboard-full) against the bare path (the master key) in the same run",
+        "budget, target switchboard-full) against the bare path (the master key) in the same run; "
+        "group: routing over a group of two deployments (target switchboard-group) against one",
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write machine info and results as JSON")
@@ -473,8 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if args.litellm and "litellm" not in targets:
         targets.append("litellm")
-    if args.profile == "full":
-        targets += [t for t in ("switchboard", FULL_TARGET) if t not in targets]
+    if args.profile in ("full", "group"):
+        extra = FULL_TARGET if args.profile == "full" else GROUP_TARGET
+        targets += [t for t in ("switchboard", extra) if t not in targets]
     unknown = set(targets) - STARTERS.keys()
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
