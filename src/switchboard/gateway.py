@@ -27,6 +27,7 @@ from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.limits import RateLimitStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.route import RouteStage
+from switchboard.pipeline.rules import RulesStage, router_embed
 from switchboard.pipeline.subscription import SubscriptionStage
 from switchboard.pipeline.usage import UsageStage
 from switchboard.routing.live import LiveRouting
@@ -64,6 +65,7 @@ class Gateway:
         self.models = ModelDirectory(self.routing)
         # Groups, strategies, deployment statistics and health, over the model table.
         self.router = Router(self.routing)
+        self._rules: RulesStage | None = None
         # Each served model's prices, and the usage ledger's writer (opened in start()).
         self.prices = Prices(self.catalog, self.routing)
         self.usage: LedgerWriter | None = None
@@ -94,6 +96,7 @@ class Gateway:
         stages: list[Stage] = [
             DecodeStage(),
             ModelAccessStage(),
+            *self.rules_stage(),
             RouteStage(self.router),
             SubscriptionStage(lambda: self.subscriptions),
             CallerCredentialsStage(self.settings.auth.caller_credentials),
@@ -116,6 +119,15 @@ class Gateway:
         # Route (the model table changes at run time), checked by the stage, per attempt.
         stages.append(InlineImagesStage(self.images))
         return stages
+
+    def rules_stage(self) -> list[Stage]:
+        """Conditional and semantic routing, only when configured (nothing to pay otherwise)."""
+        router = self.settings.router
+        if not router.rules and not router.semantic:
+            return []
+        if self._rules is None:  # one per gateway: the semantic routers' examples embedded once
+            self._rules = RulesStage(router, router_embed(self.router))
+        return [self._rules]
 
     async def start(self) -> None:
         # The shipped token encodings (about a second of CPU), built in a thread while the rest

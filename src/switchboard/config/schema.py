@@ -10,6 +10,7 @@ see ``config.yamlfile`` and ``coerce_numbers_to_str`` below.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -491,6 +492,78 @@ class GroupPolicy(_Strict):
     allow_pinning: bool | None = None
 
 
+class TokenRange(_Strict):
+    min: Annotated[int, Field(ge=0)] | None = None
+    max: Annotated[int, Field(ge=0)] | None = None
+
+
+_Short = Annotated[str, Field(min_length=1, max_length=256)]
+_Tag = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class RuleCondition(_Strict):
+    """Every condition given must hold (an empty ``when`` always holds)."""
+
+    # Request headers (names case-insensitive) with these exact values.
+    headers: Annotated[dict[_Short, Annotated[str, Field(max_length=1024)]], Field(max_length=32)] = Field(
+        default_factory=dict)
+    # Keys of the request's ``metadata`` object with these exact values.
+    metadata: Annotated[dict[_Short, Annotated[str, Field(max_length=1024)]], Field(max_length=32)] = Field(
+        default_factory=dict)
+    # The caller's key carries every one of these tags.
+    key_tags: Annotated[list[_Tag], Field(max_length=32)] = Field(default_factory=list)
+    # Top-level request parameters with these exact values (e.g. {stream: true, temperature: 0}).
+    params: Annotated[dict[_Short, Any], Field(max_length=32)] = Field(default_factory=dict)
+    # The prompt's estimated tokens within [min, max].
+    prompt_tokens: TokenRange | None = None
+    # A regular expression searched in the last user message's text.
+    last_user_matches: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+    @field_validator("last_user_matches")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class RoutingRule(_Strict):
+    """Conditional routing: a request for ``model`` ("*": any) that meets ``when`` goes to the
+    group ``to``. Rules are tried in order; the first that matches decides."""
+
+    name: _Short | None = None
+    model: _Name = "*"
+    when: RuleCondition = RuleCondition()
+    to: _Name
+
+
+class SemanticRoute(_Strict):
+    to: _Name
+    examples: Annotated[list[Annotated[str, Field(min_length=1, max_length=4000)]],
+                        Field(min_length=1, max_length=200)]
+
+
+class SemanticRouter(_Strict):
+    """Semantic routing: a request for ``model`` goes to the route whose example utterances are
+    most similar to its last user message (cosine of embeddings from ``embedding_model``, a group
+    this gateway serves), if that similarity reaches ``threshold``; otherwise to ``default`` (or
+    the requested name, when it is a group)."""
+
+    model: _Name
+    embedding_model: _Name
+    routes: Annotated[list[SemanticRoute], Field(min_length=1, max_length=50)]
+    threshold: Annotated[float, Field(ge=-1, le=1)] = 0.5
+    default: _Name | None = None
+    # Sent as the embeddings request's ``dimensions`` when set (models that can shorten them).
+    dimensions: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # The text embedded per request is cut to this many characters.
+    max_chars: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+
 class RouterConfig(_Strict):
     """Model groups, strategies, retries, fallbacks and cooldowns (docs/routing.md).
     Minimal contract: ``strategy``, ``num_retries`` and ``fallbacks`` as named here."""
@@ -510,6 +583,10 @@ class RouterConfig(_Strict):
     retry: RetryConfig = RetryConfig()
     cooldown: CooldownConfig = CooldownConfig()
     health_checks: HealthCheckConfig = HealthCheckConfig()
+    # Conditional and semantic routing (docs/routing.md): they choose the group before the
+    # strategies choose its deployment.
+    rules: Annotated[list[RoutingRule], Field(max_length=1000)] = Field(default_factory=list)
+    semantic: Annotated[list[SemanticRouter], Field(max_length=100)] = Field(default_factory=list)
 
 
 class Settings(_Strict):
@@ -565,3 +642,11 @@ class Settings(_Strict):
         for name in r.groups:
             if name not in names:
                 raise ValueError(f"router.groups.{name}: unknown model group")
+        for i, rule in enumerate(r.rules):
+            if rule.to not in known:
+                raise ValueError(f"router.rules[{i}].to: unknown model group {rule.to!r}")
+        for i, sem in enumerate(r.semantic):
+            targets = [sem.embedding_model, *(route.to for route in sem.routes)]
+            for target in targets + ([sem.default] if sem.default else []):
+                if target not in known:
+                    raise ValueError(f"router.semantic[{i}]: unknown model group {target!r}")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import math
+import re
 import struct
 from typing import Any
 
@@ -40,10 +43,25 @@ def truncate(text: str, max_tokens: int | None) -> tuple[str, bool]:
 
 
 def embedding(text: str, dims: int) -> list[float]:
-    digest = hashlib.sha256(text.encode()).digest()
+    """A unit bag-of-words vector: each word a fixed pseudo-random direction, so texts sharing
+    words are similar (cosine) and equal texts are equal, as semantic routing tests need."""
+    total = [0.0] * dims
+    for word in _WORD.findall(text.lower()) or [text]:
+        for i, x in enumerate(_word_vector(word, dims)):
+            total[i] += x
+    norm = math.sqrt(sum(x * x for x in total)) or 1.0
+    return [round(x / norm, 6) for x in total]
+
+
+_WORD = re.compile(r"\w+")
+
+
+@functools.lru_cache(maxsize=4096)
+def _word_vector(word: str, dims: int) -> tuple[float, ...]:
+    digest = hashlib.sha256(word.encode()).digest()
     while len(digest) < dims:
         digest += hashlib.sha256(digest).digest()
-    return [round((b - 127.5) / 127.5, 6) for b in digest[:dims]]
+    return tuple((b - 127.5) / 127.5 for b in digest[:dims])
 
 
 def embedding_b64(vector: list[float]) -> str:

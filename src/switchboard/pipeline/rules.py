@@ -1,0 +1,87 @@
+"""Conditional and semantic routing (router.rules, router.semantic): choose the group a request
+goes to from what it carries, before the route stage chooses the group's deployment.
+
+A request for a name no rule or semantic router mentions costs one set lookup. The group chosen
+must be one the caller may use (403 model_not_allowed otherwise, as if asked for by name); the
+response says which rule chose it in ``x-switchboard-route``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.access.rules import model_allowed
+from switchboard.config.schema import RouterConfig
+from switchboard.context import RequestContext, Result
+from switchboard.errors import PermissionDenied
+from switchboard.pipeline.chain import Handler
+from switchboard.routing.router import Router
+from switchboard.routing.rules import Rules, last_user_text
+from switchboard.routing.semantic import Embed, SemanticChooser
+
+ROUTE_HEADER = "x-switchboard-route"
+
+
+class RulesStage:
+    name = "rules"
+
+    def __init__(self, config: RouterConfig, embed: Embed) -> None:
+        self._rules = Rules(config.rules)
+        self._semantic = {s.model: SemanticChooser(s, embed) for s in config.semantic}
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        model = ctx.request.get("model")
+        if not isinstance(model, str):
+            return await call_next(ctx)
+        chosen: str | None = None
+        why = ""
+        if self._rules.applies(model):
+            tags = ctx.principal.tags if ctx.principal is not None else ()
+            rule = self._rules.choose(model, ctx.headers, ctx.request, tags, ctx.prompt_tokens_estimate)
+            if rule is not None:
+                chosen, why = rule.to, f"rule {rule.name}"
+        if chosen is None:
+            semantic = self._semantic.get(model)
+            if semantic is not None:
+                group, score = await semantic.choose(last_user_text(ctx.request))
+                if group is not None:
+                    chosen = group
+                    why = "default" if score is None else f"semantic {score:.3f}"
+        if chosen is not None and chosen != model:
+            _check_access(ctx, chosen)
+            ctx.request["model"] = chosen
+            ctx.response_headers[ROUTE_HEADER] = f"{chosen} ({why})"
+        return await call_next(ctx)
+
+
+def _check_access(ctx: RequestContext, model: str) -> None:
+    principal = ctx.principal
+    if principal is not None and not model_allowed(model, principal.allowed_models):
+        raise PermissionDenied(f"you may not use the model '{model}' this request is routed to",
+                               param="model", code="model_not_allowed")
+
+
+def router_embed(router: Router) -> Embed:
+    """Embeddings from a group this gateway serves, through its own router and adapters (no
+    limits, budgets or ledger: the gateway's own work, not a caller's)."""
+
+    async def embed(model: str, texts: list[str], dimensions: int | None) -> list[list[float]]:
+        group = router.group(model)
+        if group is None:
+            raise LookupError(f"the embedding model {model!r} is not served")
+        plan = router.plan(group)
+        if not plan:
+            raise router.refusal(group)
+        route = plan[0]
+        request: dict[str, Any] = {"model": model, "input": texts}
+        if dimensions is not None:
+            request["dimensions"] = dimensions
+        upstream = route.adapter.embeddings_request(request, route.target)
+        reply = await route.client.send(upstream, route.timeout)
+        if reply.status >= 400:
+            raise route.adapter.error(reply.status, reply.headers, reply.body, route.target)
+        body: dict[str, Any] = route.adapter.embeddings_response(reply.body, route.target)
+        data = sorted(body.get("data") or [], key=lambda d: d.get("index", 0))
+        return [list(d["embedding"]) for d in data]
+
+    return embed

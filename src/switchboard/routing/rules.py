@@ -1,0 +1,125 @@
+"""Conditional routing: rules that send a request to another group by what it carries.
+
+Pure matching over plain values (headers, the canonical request, the key's tags, a prompt-token
+count asked for only when a rule needs it); the stage (pipeline/rules.py) applies the choice.
+Rules are tried in configuration order and the first that matches decides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from switchboard.config.schema import RoutingRule
+
+
+class Rule(NamedTuple):
+    name: str
+    model: str  # "*": any requested name
+    to: str
+    headers: tuple[tuple[str, str], ...]
+    metadata: tuple[tuple[str, str], ...]
+    key_tags: frozenset[str]
+    params: tuple[tuple[str, Any], ...]
+    prompt_min: int | None
+    prompt_max: int | None
+    pattern: re.Pattern[str] | None
+
+
+def compile_rule(index: int, rule: RoutingRule) -> Rule:
+    w = rule.when
+    tokens = w.prompt_tokens
+    return Rule(
+        name=rule.name or f"rules[{index}]",
+        model=rule.model,
+        to=rule.to,
+        headers=tuple((k.lower(), v) for k, v in w.headers.items()),
+        metadata=tuple(w.metadata.items()),
+        key_tags=frozenset(w.key_tags),
+        params=tuple(w.params.items()),
+        prompt_min=tokens.min if tokens else None,
+        prompt_max=tokens.max if tokens else None,
+        pattern=re.compile(w.last_user_matches) if w.last_user_matches else None,
+    )
+
+
+class Rules:
+    def __init__(self, rules: list[RoutingRule]) -> None:
+        self._rules = [compile_rule(i, r) for i, r in enumerate(rules)]
+        self._models = {r.model for r in self._rules}
+        self._any = "*" in self._models
+
+    def applies(self, model: str) -> bool:
+        """Whether any rule may match a request for ``model`` (cheap: checked per request)."""
+        return self._any or model in self._models
+
+    def choose(
+        self,
+        model: str,
+        headers: Mapping[str, str],
+        request: Mapping[str, Any],
+        key_tags: tuple[str, ...],
+        prompt_tokens: Callable[[], int],
+    ) -> Rule | None:
+        for rule in self._rules:
+            if (rule.model == "*" or rule.model == model) and _matches(rule, headers, request, key_tags,
+                                                                       prompt_tokens):
+                return rule
+        return None
+
+
+def _matches(rule: Rule, headers: Mapping[str, str], request: Mapping[str, Any], key_tags: tuple[str, ...],
+             prompt_tokens: Callable[[], int]) -> bool:
+    if any(headers.get(name) != value for name, value in rule.headers):
+        return False
+    if rule.metadata:
+        metadata = request.get("metadata")
+        if not isinstance(metadata, Mapping) or any(metadata.get(k) != v for k, v in rule.metadata):
+            return False
+    if rule.key_tags and not rule.key_tags.issubset(key_tags):
+        return False
+    if any(not _same(request.get(name, _MISSING), value) for name, value in rule.params):
+        return False
+    if rule.prompt_min is not None or rule.prompt_max is not None:
+        count = prompt_tokens()
+        if (rule.prompt_min is not None and count < rule.prompt_min) or (
+                rule.prompt_max is not None and count > rule.prompt_max):
+            return False
+    return rule.pattern is None or rule.pattern.search(last_user_text(request)) is not None
+
+
+_MISSING = object()
+
+
+def _same(given: Any, wanted: Any) -> bool:
+    if isinstance(wanted, bool) or isinstance(given, bool):  # JSON's true is not 1
+        return type(given) is type(wanted) and given == wanted
+    return bool(given == wanted)
+
+
+def last_user_text(request: Mapping[str, Any], limit: int = 100_000) -> str:
+    """The text of the last user message of a canonical chat request (text parts joined by
+    newlines), or of a completions prompt / embeddings input given as a string; cut to
+    ``limit`` characters."""
+    messages = request.get("messages")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, Mapping) and message.get("role") == "user":
+                return _text(message.get("content"))[:limit]
+        return ""
+    for field in ("prompt", "input"):
+        value = request.get(field)
+        if isinstance(value, str):
+            return value[:limit]
+    return ""
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(part["text"] for part in content
+                         if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(
+                             part.get("text"), str))
+    return ""

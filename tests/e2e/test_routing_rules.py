@@ -1,0 +1,141 @@
+"""Conditional and semantic routing through a running gateway (router.rules, router.semantic)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+
+ASK = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture(scope="module")
+def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config: dict[str, Any] = {
+        "providers": [{"name": "mock", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+                       "api_key": "${UPSTREAM_KEY}"}],
+        "models": [
+            {"name": "small", "provider": "mock", "model": "gpt-4o-mini"},
+            {"name": "big", "provider": "mock", "model": "gpt-4o"},
+            {"name": "coder", "provider": "mock", "model": "mock-gpt"},
+            {"name": "embedder", "provider": "mock", "model": "text-embedding-3-small"},
+        ],
+        "router": {
+            "rules": [
+                {"name": "premium", "model": "auto", "when": {"headers": {"X-Tier": "premium"}}, "to": "big"},
+                {"name": "project", "model": "auto", "when": {"metadata": {"project": "atlas"}}, "to": "big"},
+                {"name": "beta-keys", "model": "auto", "when": {"key_tags": ["beta"]}, "to": "coder"},
+                {"name": "json", "model": "auto", "when": {"params": {"temperature": 0}}, "to": "coder"},
+                {"name": "long", "model": "small", "when": {"prompt_tokens": {"min": 200}}, "to": "big"},
+                {"name": "translate", "model": "auto", "when": {"last_user_matches": "(?i)\\btranslate\\b"},
+                 "to": "big"},
+                {"name": "fallthrough", "model": "auto", "to": "small"},
+            ],
+            "semantic": [{
+                "model": "smart", "embedding_model": "embedder", "threshold": 0.3, "default": "small",
+                "dimensions": 512,
+                "routes": [
+                    {"to": "coder", "examples": ["write a python function", "fix this python code bug"]},
+                    {"to": "big", "examples": ["explain the history of the roman empire in depth"]},
+                ],
+            }],
+        },
+        "auth": {"master_key": MASTER_KEY},
+    }
+    g = start_gateway(config, tmp_path_factory.mktemp("rules"))
+    yield g
+    g.process.stop()
+
+
+def sdk(gw: Gateway, key: str = MASTER_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
+
+
+def routed(
+    gw: Gateway, key: str = MASTER_KEY, headers: dict[str, str] | None = None, **body: Any
+) -> tuple[str, str]:
+    """(the upstream model that answered, the x-switchboard-route header)."""
+    raw = sdk(gw, key).chat.completions.with_raw_response.create(
+        **{"model": "auto", "messages": ASK, **body}, extra_headers=headers or {})
+    return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+
+
+def key(gw: Gateway, models: list[str], tags: list[str] | None = None) -> str:
+    resp = httpx.post(f"{gw.url}/admin/v1/keys", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                      json={"models": models, "tags": tags or []}, timeout=30)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["key"])
+
+
+def test_header_rule(gw: Gateway) -> None:
+    assert routed(gw, headers={"x-tier": "premium"}) == ("gpt-4o", "big (rule premium)")
+    assert routed(gw, headers={"x-tier": "basic"}) == ("gpt-4o-mini", "small (rule fallthrough)")
+
+
+def test_metadata_rule(gw: Gateway) -> None:
+    assert routed(gw, metadata={"project": "atlas"})[1] == "big (rule project)"
+    assert routed(gw, metadata={"project": "other"})[1] == "small (rule fallthrough)"
+
+
+def test_key_tag_rule_and_access_to_the_target(gw: Gateway) -> None:
+    beta = key(gw, ["auto", "coder"], tags=["beta", "x"])
+    assert routed(gw, beta) == ("mock-gpt", "coder (rule beta-keys)")
+    # A rule never reaches a group the key may not use.
+    blocked = key(gw, ["auto"], tags=["beta"])
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        routed(gw, blocked)
+    assert info.value.code == "model_not_allowed"
+    assert "coder" in info.value.message
+
+
+def test_param_rule_matches_types_exactly(gw: Gateway) -> None:
+    assert routed(gw, temperature=0)[1] == "coder (rule json)"
+    assert routed(gw, temperature=0.5)[1] == "small (rule fallthrough)"
+
+
+def test_prompt_length_rule_on_a_real_group(gw: Gateway) -> None:
+    long = [{"role": "user", "content": "word " * 400}]
+    reply = sdk(gw).chat.completions.with_raw_response.create(model="small", messages=long)
+    assert (reply.parse().model, reply.headers["x-switchboard-route"]) == ("gpt-4o", "big (rule long)")
+    short = sdk(gw).chat.completions.with_raw_response.create(model="small", messages=ASK)
+    assert short.parse().model == "gpt-4o-mini" and "x-switchboard-route" not in short.headers
+
+
+def test_last_user_message_pattern(gw: Gateway) -> None:
+    messages = [{"role": "user", "content": "Please translate this"}, {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": [{"type": "text", "text": "Now TRANSLATE: bonjour"}]}]
+    assert routed(gw, messages=messages)[1] == "big (rule translate)"
+    messages[-1] = {"role": "user", "content": "no pattern here"}
+    assert routed(gw, messages=messages)[1] == "small (rule fallthrough)"
+
+
+def test_semantic_routing_picks_the_most_similar_route(gw: Gateway) -> None:
+    def ask(text: str) -> tuple[str, str]:
+        raw = sdk(gw).chat.completions.with_raw_response.create(
+            model="smart", messages=[{"role": "user", "content": text}])
+        return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+
+    model, why = ask("write a python function that adds numbers")
+    assert model == "mock-gpt" and why.startswith("coder (semantic ")
+    model, why = ask("explain the roman empire history")
+    assert model == "gpt-4o" and why.startswith("big (semantic ")
+    # Nothing similar enough: the default.
+    assert ask("zebra quantum marmalade") == ("gpt-4o-mini", "small (default)")
+
+
+def test_streams_are_routed_too(gw: Gateway) -> None:
+    stream = sdk(gw).chat.completions.create(model="auto", messages=ASK, stream=True,
+                                             extra_headers={"x-tier": "premium"})
+    models = {chunk.model for chunk in stream}
+    assert models == {"gpt-4o"}
+
+
+def test_unknown_virtual_name_without_a_match_is_a_404(gw: Gateway) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        sdk(gw).chat.completions.create(model="nothing-routes-this", messages=ASK)
+    assert info.value.code == "model_not_found"

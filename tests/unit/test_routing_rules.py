@@ -1,0 +1,151 @@
+"""Conditional-routing rules and the semantic chooser, as pure functions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from switchboard.config.schema import RoutingRule, SemanticRouter
+from switchboard.routing.rules import Rules, last_user_text
+from switchboard.routing.semantic import SemanticChooser, cosine, unit
+from switchboard.settings.loader import ConfigError, validate
+
+
+def rules(*specs: dict[str, Any]) -> Rules:
+    return Rules([RoutingRule.model_validate(s) for s in specs])
+
+
+def choose(r: Rules, model: str = "auto", headers: dict[str, str] | None = None, tags: tuple[str, ...] = (),
+           tokens: int = 10, **request: Any) -> str | None:
+    rule = r.choose(model, headers or {}, request, tags, lambda: tokens)
+    return None if rule is None else rule.to
+
+
+def test_first_matching_rule_wins_and_model_scopes_it() -> None:
+    r = rules({"model": "auto", "when": {"headers": {"X-A": "1"}}, "to": "a"},
+              {"model": "auto", "to": "b"}, {"model": "*", "to": "c"})
+    assert choose(r, headers={"x-a": "1"}) == "a"
+    assert choose(r, headers={"x-a": "2"}) == "b"
+    assert choose(r, model="other") == "c"
+    assert r.applies("anything")
+    scoped = rules({"model": "auto", "to": "b"})
+    assert scoped.applies("auto") and not scoped.applies("gpt-4o")
+    assert choose(scoped, model="gpt-4o") is None
+
+
+def test_every_condition_must_hold() -> None:
+    r = rules({"when": {"metadata": {"p": "x"}, "key_tags": ["beta"], "params": {"stream": True}}, "to": "t"})
+    assert choose(r, tags=("beta", "z"), metadata={"p": "x"}, stream=True) == "t"
+    assert choose(r, tags=("z",), metadata={"p": "x"}, stream=True) is None
+    assert choose(r, tags=("beta",), metadata={"p": "y"}, stream=True) is None
+    assert choose(r, tags=("beta",), metadata="not an object", stream=True) is None
+    assert choose(r, tags=("beta",), metadata={"p": "x"}) is None
+
+
+def test_params_compare_bools_and_numbers_strictly() -> None:
+    r = rules({"when": {"params": {"temperature": 0}}, "to": "t"})
+    assert choose(r, temperature=0) == "t" and choose(r, temperature=0.0) == "t"
+    assert choose(r, temperature=False) is None and choose(r) is None
+    flag = rules({"when": {"params": {"stream": True}}, "to": "t"})
+    assert choose(flag, stream=1) is None and choose(flag, stream=True) == "t"
+
+
+def test_prompt_tokens_range_is_counted_only_when_asked() -> None:
+    asked: list[int] = []
+    r = rules({"when": {"headers": {"x": "1"}, "prompt_tokens": {"min": 5, "max": 9}}, "to": "t"})
+
+    def count() -> int:
+        asked.append(1)
+        return 7
+
+    assert r.choose("m", {}, {}, (), count) is None and not asked  # the header failed first
+    assert r.choose("m", {"x": "1"}, {}, (), count) is not None and asked
+    assert choose(r, headers={"x": "1"}, tokens=4) is None
+    assert choose(r, headers={"x": "1"}, tokens=10) is None
+
+
+def test_last_user_text_forms() -> None:
+    parts = [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text", "text": "b"}]
+    msgs = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "x"},
+            {"role": "user", "content": parts}]
+    assert last_user_text({"messages": msgs}) == "a\nb"
+    assert last_user_text({"messages": [{"role": "system", "content": "s"}]}) == ""
+    assert last_user_text({"prompt": "p"}) == "p" and last_user_text({"input": "i"}) == "i"
+    assert last_user_text({"messages": [{"role": "user", "content": "x" * 50}]}, limit=10) == "x" * 10
+    r = rules({"when": {"last_user_matches": "(?i)^a$"}, "to": "t"})
+    assert choose(r, messages=[{"role": "user", "content": "A"}]) == "t"
+
+
+def _config(**router: Any) -> dict[str, Any]:
+    provider = {"name": "p", "type": "openai", "api_base": "http://127.0.0.1:9/v1", "api_key": "k"}
+    return {"providers": [provider],
+            "models": [{"name": "a", "provider": "p", "model": "m"},
+                       {"name": "e", "provider": "p", "model": "e"}],
+            "auth": {"master_key": "sk-test-master-key-0123456789"}, "router": router}
+
+
+@pytest.mark.parametrize(("router", "needle"), [
+    ({"rules": [{"to": "missing"}]}, "router.rules[0].to: unknown model group 'missing'"),
+    ({"rules": [{"to": "a", "when": {"last_user_matches": "("}}]}, "not a valid regular expression"),
+    ({"rules": [{"to": "a", "when": {"bogus": 1}}]}, "bogus"),
+    ({"semantic": [{"model": "s", "embedding_model": "nope", "routes": [{"to": "a", "examples": ["x"]}]}]},
+     "unknown model group 'nope'"),
+    ({"semantic": [{"model": "s", "embedding_model": "e", "routes": []}]}, "routes"),
+    ({"semantic": [{"model": "s", "embedding_model": "e", "threshold": 2,
+                    "routes": [{"to": "a", "examples": ["x"]}]}]}, "threshold"),
+])
+def test_bad_rules_are_config_errors(router: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(_config(**router), "test", env={})
+    assert needle in str(info.value)
+
+
+def _semantic(**extra: Any) -> SemanticRouter:
+    return SemanticRouter.model_validate({
+        "model": "smart", "embedding_model": "e", "threshold": 0.5, "default": "d",
+        "routes": [{"to": "x", "examples": ["x1", "x2"]}, {"to": "y", "examples": ["y1"]}], **extra})
+
+
+VECTORS = {"x1": [1.0, 0.0], "x2": [0.9, 0.1], "y1": [0.0, 1.0], "qx": [1.0, 0.05], "qy": [0.1, 1.0],
+           "mid": [-1.0, -1.0]}
+
+
+def test_semantic_best_route_threshold_and_default() -> None:
+    calls: list[list[str]] = []
+
+    async def embed(model: str, texts: list[str], dims: int | None) -> list[list[float]]:
+        calls.append(texts)
+        return [VECTORS[t] for t in texts]
+
+    async def run() -> None:
+        chooser = SemanticChooser(_semantic(), embed)
+        assert (await chooser.choose("qx"))[0] == "x"
+        group, score = await chooser.choose("qy")
+        assert group == "y" and score is not None and score > 0.9
+        assert await chooser.choose("mid") == ("d", None)  # below the threshold
+        assert await chooser.choose("") == ("d", None)
+        assert calls.count(["x1", "x2", "y1"]) == 1  # the examples embedded once
+
+    asyncio.run(run())
+
+
+def test_semantic_failures_fall_back_to_the_default() -> None:
+    async def broken(model: str, texts: list[str], dims: int | None) -> list[list[float]]:
+        raise ConnectionError("embedding upstream down")
+
+    async def short(model: str, texts: list[str], dims: int | None) -> list[list[float]]:
+        return [[1.0, 0.0]]  # one vector for three examples
+
+    async def run() -> None:
+        assert await SemanticChooser(_semantic(), broken).choose("qx") == ("d", None)
+        assert await SemanticChooser(_semantic(), short).choose("qx") == ("d", None)
+
+    asyncio.run(run())
+
+
+def test_cosine_of_unit_vectors() -> None:
+    assert cosine(unit([3.0, 4.0]), unit([3.0, 4.0])) == pytest.approx(1.0)
+    assert cosine(unit([1.0, 0.0]), unit([0.0, 2.0])) == pytest.approx(0.0)
+    assert unit([0.0, 0.0]) == [0.0, 0.0]
