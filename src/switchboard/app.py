@@ -94,6 +94,7 @@ class SwitchboardApp:
             key_cache=key_cache,
             subscriptions=subscriptions,
             routing=gateway.routing,
+            router=gateway.router,
             prices=gateway.prices,
             limit_cache=lambda: gateway.limit_cache,
             budgets=lambda: gateway.budgets,

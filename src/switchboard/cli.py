@@ -13,6 +13,7 @@ from switchboard import __version__
 from switchboard.cli_budgets import budgets_app
 from switchboard.cli_keys import keys_app
 from switchboard.cli_providers import models_app, providers_app
+from switchboard.cli_routing import routing_app
 from switchboard.cli_tenancy import service_accounts_app, teams_app, tenants_app, users_app
 from switchboard.cli_usage import usage
 from switchboard.config.schema import Settings
@@ -34,6 +35,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(service_accounts_app, name="service-accounts")
 app.command("usage")(usage)
 app.add_typer(budgets_app, name="budgets")
+app.add_typer(routing_app, name="routing")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 

@@ -164,7 +164,8 @@ class Gateway:
         self.authenticator.attach(self.key_cache, self.last_used)
         if self.oidc is not None:
             await self.oidc.start()
-        await self.routing.start(self.stores.providers, self.stores.feed, keyring)
+        await self.routing.start(self.stores.providers, self.stores.feed, keyring,
+                                 overrides=self.stores.routing)
         await encodings
         self.ready = True
 

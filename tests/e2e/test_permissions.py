@@ -35,7 +35,7 @@ from tests.servers import Gateway
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "access.md"
 PROBE = "nope_0000"  # an id nothing has
 # Platform-wide resources: not owned by a tenant, so there is no "another tenant's" record.
-SHARED = {"provider", "model"}
+SHARED = {"provider", "model", "routing"}
 
 gateway = deployment_fixture("gateway")
 

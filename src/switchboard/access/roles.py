@@ -106,6 +106,10 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
         "read": (A, N, N, N, N),
         "delete": (A, N, _, _, _),
     },
+    "routing": {  # model groups and run-time weights: gateway-wide (docs/routing.md)
+        "read": (A, _, _, _, _),
+        "update": (A, _, _, _, _),
+    },
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from switchboard.context import RequestContext, Result
 from switchboard.errors import ModelNotFound
 from switchboard.pipeline.chain import Handler
+from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY, pinned
 from switchboard.routing.router import ANYWHERE, Router
 
 
@@ -30,7 +31,11 @@ class RouteStage:
             )
         ctx.group = group
         ctx.needs = ANYWHERE
-        candidates = self._router.plan(group, ctx.needs)
+        headers = ctx.headers
+        if PIN_DEPLOYMENT in headers or PIN_STRATEGY in headers:
+            candidates = pinned(self._router, group, ctx.needs, headers)
+        else:
+            candidates = self._router.plan(group, ctx.needs)
         ctx.candidates = candidates
         # No candidate (all cooling down, none in region...): the attempts stage turns to the
         # group's fallbacks or refuses; the stages in between price the group's first.

@@ -7,8 +7,8 @@ with it: a request keeps the group it was routed with.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from switchboard.config.schema import RouterConfig
 from switchboard.routing.table import Route
@@ -27,6 +27,16 @@ class Group:
     # larger ones for a request that fits none of its context windows.
     fallbacks: tuple[str, ...] = ()
     context_window_fallbacks: tuple[str, ...] = ()
+    # Per deployment, in the same order: USD per million input and output tokens from its
+    # catalog record (None: not priced), for the cost strategy.
+    prices: tuple[tuple[float, float] | None, ...] = ()
+    # Weight by deployment name (the strategies' lookup).
+    weight_of: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.weight_of:
+            object.__setattr__(self, "weight_of", {r.deployment: w for r, w in zip(
+                self.deployments, self.weights, strict=True)})
 
     @property
     def single(self) -> Route | None:
@@ -44,9 +54,11 @@ def build_groups(
     routes: Iterable[Route],
     router: RouterConfig,
     weights: Mapping[tuple[str, str], int] | None = None,
+    price: Callable[[Route], tuple[float, float] | None] | None = None,
 ) -> dict[str, Group]:
     """Groups by name, aliases included (an alias maps to its group's object). ``weights``:
-    run-time overrides by (group, deployment)."""
+    run-time overrides by (group, deployment); ``price``: a deployment's input and output price
+    per million tokens (the cost strategy's; None: unpriced)."""
     members: dict[str, list[Route]] = {}
     for route in routes:
         members.setdefault(route.target.name, []).append(route)
@@ -66,6 +78,8 @@ def build_groups(
                            else router.allow_pinning),
             fallbacks=tuple(router.fallbacks.get(name, ())),
             context_window_fallbacks=tuple(router.context_window_fallbacks.get(name, ())),
+            prices=tuple(price(r) if price is not None and len(deployments) > 1 else None
+                         for r in deployments),
         )
     for alias, name in router.aliases.items():
         if name in groups and alias not in groups:

@@ -5,6 +5,8 @@ shared by every instance (docs/routing.md).
 
 from __future__ import annotations
 
+from typing import Any
+
 from switchboard.errors import GatewayError
 from switchboard.routing.table import Route
 
@@ -15,6 +17,11 @@ class Health:
     def available(self, route: Route, now: float) -> bool:
         """Whether ``route`` may be sent a request now (sync: read on the hot path)."""
         return True
+
+    def state(self, route: Route) -> dict[str, Any]:
+        """What the admin API shows: ``{"status": "healthy"|"cooling_down"|"half_open",
+        "until": ISO time or None}``."""
+        return {"status": "healthy", "until": None}
 
     def succeeded(self, route: Route) -> None:
         """``route`` answered."""

@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ from switchboard.stores.protocols import (
     ProviderRecord,
     ProviderStore,
     RoutingState,
+    RoutingStore,
     Subscription,
 )
 from switchboard.upstream.client import UpstreamClient
@@ -79,8 +80,9 @@ class Snapshot:
     @classmethod
     def of(cls, routes: list[Route], models: dict[str, ModelConfig], directory: list[ModelEntry],
            version: str = "", router: RouterConfig | None = None,
-           weights: Mapping[tuple[str, str], int] | None = None) -> Snapshot:
-        groups = build_groups(routes, router or RouterConfig(), weights)
+           weights: Mapping[tuple[str, str], int] | None = None,
+           price: Callable[[Route], tuple[float, float] | None] | None = None) -> Snapshot:
+        groups = build_groups(routes, router or RouterConfig(), weights, price)
         firsts = {name: g.deployments[0] for name, g in groups.items() if g.name == name}
         return cls(groups, firsts, models, directory, {e["id"]: e for e in directory},
                    {"object": "list", "data": directory}, version)
@@ -137,6 +139,7 @@ class LiveRouting:
         self._static_clients = build_clients(settings, self._static)
         self._stored: dict[str, _Built] = {}
         self._store: ProviderStore | None = None
+        self._overrides: RoutingStore | None = None
         self._feed: ChangeFeed | None = None
         self._keyring: Keyring | None = None
         self._subscription: Subscription | None = None
@@ -187,10 +190,12 @@ class LiveRouting:
     # -- life ----------------------------------------------------------------------------
 
     async def start(self, store: ProviderStore | None = None, feed: ChangeFeed | None = None,
-                    keyring: Keyring | None = None, reload_seconds: float = RELOAD_SECONDS) -> None:
+                    keyring: Keyring | None = None, reload_seconds: float = RELOAD_SECONDS,
+                    overrides: RoutingStore | None = None) -> None:
         for client in self._static_clients.values():
             await client.start()
         self._store, self._feed, self._keyring = store, feed, keyring
+        self._overrides = overrides
         if store is None:
             return
         if feed is not None:
@@ -255,13 +260,17 @@ class LiveRouting:
             return
         async with self._lock:
             state = await self._store.load()
+            overrides = [] if self._overrides is None else await self._overrides.overrides()
+            weights = {(o.group, o.deployment): o.weight for o in overrides if o.weight is not None}
             version = _fingerprint([
                 [_provider_key(p) for p in state.providers],
                 [(c.id, c.provider) for c in state.credentials],
                 [_model_key(m) for m in state.models],
+                sorted(weights.items()),
             ])
             if version == self._version:
                 return
+            self.weights = weights
             previous = self._stored
             built = await self._build_providers(state, previous)
             old_routes = self.all_routes()
@@ -356,7 +365,18 @@ class LiveRouting:
             match = self.catalog.resolve_entry(resolved.config.type, m.model, m.info)
             directory.append({"id": m.name, "object": "model", "created": int(record.created_at.timestamp()),
                               "owned_by": m.provider, **(match.info.public() if match else {})})
-        return Snapshot.of(routes, models, directory, version, self.settings.router, self.weights)
+        return Snapshot.of(routes, models, directory, version, self.settings.router, self.weights,
+                           self._price)
+
+    def _price(self, route: Route) -> tuple[float, float] | None:
+        """USD per million input and output tokens of a deployment's catalog record."""
+        entry = route.entry
+        if entry is None:
+            return None
+        match = self.catalog.resolve_entry(route.target.provider_type, entry.model, entry.info)
+        if match is None or match.info.input_cost_per_mtok is None:
+            return None
+        return match.info.input_cost_per_mtok, match.info.output_cost_per_mtok or 0.0
 
     def all_routes(self) -> list[Route]:
         """Every deployment of every group in the current table."""

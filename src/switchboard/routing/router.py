@@ -45,28 +45,32 @@ class Router:
     def group(self, name: str) -> Group | None:
         return self._table.current.groups.get(name)
 
-    def plan(self, group: Group, needs: Needs = ANYWHERE) -> list[Route]:
+    def plan(self, group: Group, needs: Needs = ANYWHERE, strategy: str | None = None) -> list[Route]:
         """``group``'s deployments that may serve a request, in the order to try them; empty
-        when none may (then :meth:`refusal` says why)."""
+        when none may (then :meth:`refusal` says why). ``strategy``: a caller's pinned one
+        instead of the group's."""
         now = time.monotonic()
         single = group.single
         if single is not None and needs is ANYWHERE and self.health.available(single, now):
             return [single]
         eligible = [r for r in prerouting.eligible(group.deployments, needs.regions, needs.tokens)
                     if self.health.available(r, now)]
-        return strategies.order(group, eligible, self.stats, group.strategy, needs.prompt_tokens)
+        output = None if needs.tokens is None else max(needs.tokens - needs.prompt_tokens, 0)
+        return strategies.order(group, eligible, self.stats, strategy or group.strategy,
+                                needs.prompt_tokens, output)
 
     def refusal(self, group: Group, needs: Needs = ANYWHERE) -> GatewayError:
         """The error for a request no deployment of ``group`` (nor of its fallbacks) may serve."""
         return UpstreamUnavailable(f"no deployment of the model '{group.name}' is available",
                                    code="no_deployment_available")
 
-    def started(self, route: Route) -> None:
-        self.stats.started(route)
+    def started(self, route: Route, tokens: int = 0) -> None:
+        """An attempt on ``route`` begins; ``tokens``: its prompt estimate (headroom)."""
+        self.stats.started(route, tokens)
 
     def finished(self, route: Route, error: GatewayError | None, seconds: float,
                  first_byte: float | None = None) -> None:
-        self.stats.finished(route, error is None, seconds, first_byte)
+        self.stats.finished(route, error is None, seconds, first_byte, None if error is None else error.code)
         if error is None:
             self.health.succeeded(route)
         else:

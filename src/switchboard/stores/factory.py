@@ -36,6 +36,7 @@ from switchboard.stores.protocols import (
     LimitStore,
     ProviderStore,
     RateLimiter,
+    RoutingStore,
     SharedCache,
     SubscriptionStore,
     TenancyStore,
@@ -49,6 +50,7 @@ from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.limits import SqlLimitStore
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.providers import SqlProviderStore
+from switchboard.stores.sql.routing import SqlRoutingStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
 from switchboard.stores.sql.tenancy import SqlTenancyStore
 from switchboard.stores.sql.urls import async_url, sqlite_path
@@ -76,6 +78,7 @@ class Stores:
     budgets: BudgetStore | None = None  # budgets set through the admin API (always in SQL)
     # Budget counters (spent and reserved per budget and period): in this process, or in Redis.
     budget_counters: BudgetCounters = field(default_factory=MemoryBudgetCounters)
+    routing: RoutingStore | None = None  # run-time weights of deployments (always in SQL)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -196,6 +199,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         limits=SqlLimitStore(engine),
         budgets=SqlBudgetStore(engine),
         budget_counters=budget_counters,
+        routing=SqlRoutingStore(engine),
         _closers=closers,
     )
 

@@ -621,6 +621,30 @@ class ProviderStore(Protocol):
         written. Returns how many credentials and server secrets were rewritten."""
 
 
+# -- routing: run-time overrides of a group's deployments (routing/live.py) ------------------
+
+
+@dataclass(frozen=True)
+class RoutingOverride:
+    """A deployment's weight set through the admin API, over the configuration's. Gateway-wide
+    (groups are), so there is no tenant."""
+
+    group: str
+    deployment: str
+    weight: int | None
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+class RoutingStore(Protocol):
+    async def overrides(self) -> list[RoutingOverride]:
+        """Every override, by group and deployment."""
+
+    async def set_weight(self, group: str, deployment: str, weight: int | None,
+                         ) -> tuple[RoutingOverride | None, RoutingOverride | None]:
+        """Set (or with None remove) the weight of one deployment; returns the override now
+        stored and the one before (None: none)."""
+
+
 # -- tenancy: tenants contain teams, teams contain users (people and service accounts) -------
 
 USER = "user"

@@ -21,6 +21,7 @@ from switchboard.http.admin import (
     limits,
     models,
     providers,
+    routing,
     spend,
     subscriptions,
     teams,
@@ -30,6 +31,7 @@ from switchboard.http.admin import (
 )
 from switchboard.limits.cache import LimitCache
 from switchboard.routing.live import LiveRouting
+from switchboard.routing.router import Router
 from switchboard.spend.budgets.service import BudgetService
 from switchboard.spend.cost import Prices
 from switchboard.stores import Stores
@@ -55,6 +57,8 @@ class AdminServices:
     limit_cache: Callable[[], LimitCache | None] = field(default=lambda: None)
     # The running budgets (spend/budgets/): cache invalidation and live status (None: not started).
     budgets: Callable[[], BudgetService | None] = field(default=lambda: None)
+    # Groups, strategies and deployment state (GET/PATCH /admin/v1/routing/groups).
+    router: Router | None = field(default=None)
 
     @property
     def hashing(self) -> bytes | None:
@@ -85,4 +89,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(users.service_accounts_router)
     app.include_router(spend.router)
     app.include_router(usage.router)
+    app.include_router(routing.router)
     return app

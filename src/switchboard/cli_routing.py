@@ -1,0 +1,112 @@
+"""``switchboard routing groups|weight``: model groups and run-time weights through the admin
+API of a running gateway (``/admin/v1/routing``, docs/routing.md), as tables or, with
+``--json``, JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from switchboard.admin_client import AdminClient, AdminError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
+Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_URL = "http://127.0.0.1:4000"
+PATH = "/admin/v1/routing/groups"
+
+routing_app = typer.Typer(no_args_is_help=True, help="Model groups and their deployments: list them with "
+                          "their state, change a deployment's weight.")
+
+
+def _ms(value: Any) -> str | None:
+    return None if value is None else f"{value:g} ms"
+
+
+def _health(d: dict[str, Any]) -> str:
+    state = d["state"]
+    return state["status"] + (f" until {state['until']}" if state.get("until") else "")
+
+
+COLUMNS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
+    "group": lambda g, d: g["name"],
+    "strategy": lambda g, d: g["strategy"],
+    "deployment": lambda g, d: d["name"],
+    "provider": lambda g, d: d["provider"],
+    "model": lambda g, d: d["model"],
+    "region": lambda g, d: d["region"],
+    "weight": lambda g, d: f"{d['weight']}" + ("*" if d["weight_overridden"] else ""),
+    "health": lambda g, d: _health(d),
+    "in flight": lambda g, d: d["state"]["in_flight"],
+    "latency": lambda g, d: _ms(d["state"]["latency_ms"]),
+    "first byte": lambda g, d: _ms(d["state"]["first_byte_ms"]),
+    "errors": lambda g, d: len(d["state"]["recent_errors"]),
+}
+
+
+def _run(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except AdminError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@routing_app.command("groups")
+def groups(
+    name: Annotated[str | None, typer.Argument(help="Only this group (or alias).")] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Every model group (or one) with each deployment's weight and state on that instance
+    (* marks a weight set at run time)."""
+    client = AdminClient(url, key)
+    if name is None:
+        data = _run(lambda: client.call("GET", PATH))["data"]
+    else:
+        data = [_run(lambda: client.call("GET", f"{PATH}/{quote(name, safe='/')}"))]
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table(*COLUMNS)
+    for g in data:
+        for d in g["deployments"]:
+            table.add_row(*("-" if (v := cell(g, d)) is None else str(v) for cell in COLUMNS.values()))
+    out.print(table)
+
+
+@routing_app.command("weight")
+def weight(
+    group: Annotated[str, typer.Argument(help="The model group (or an alias).")],
+    deployment: Annotated[str, typer.Argument(help="The deployment's name in the group.")],
+    value: Annotated[str, typer.Argument(help="The new weight (0 to 1000000), or 'reset' for the "
+                                               "configured one.")],
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Set a deployment's weight at run time, on every instance."""
+    if value == "reset":
+        new: int | None = None
+    else:
+        try:
+            new = int(value)
+        except ValueError:
+            raise typer.BadParameter("a whole number or 'reset'", param_hint="VALUE") from None
+    path = f"{PATH}/{quote(group, safe='/')}/deployments/{quote(deployment, safe='/')}"
+    d = _run(lambda: AdminClient(url, key).call("PATCH", path, body={"weight": new}))
+    if as_json:
+        out.print_json(json.dumps(d))
+        return
+    shown = f"{d['weight']}" + ("" if d["weight_overridden"] else " (configured)")
+    out.print(f"{group} / {d['name']}: weight {shown}")

@@ -1,0 +1,153 @@
+"""``/admin/v1/routing``: model groups as the router sees them, and run-time weights.
+
+- ``GET /admin/v1/routing/groups``: every group (YAML groups and stored models, each a group of
+  one) with its policy and each deployment's provider, upstream model, region, weight, tags,
+  limits and state on this instance (health, in flight, latency averages, recent errors).
+- ``GET /admin/v1/routing/groups/{group}``: one group (an alias names its group).
+- ``PATCH /admin/v1/routing/groups/{group}/deployments/{deployment}`` with ``{"weight": N}``
+  (``null``: back to the configured weight): stored, audited, served at once by every instance
+  (routing/live.py reloads and publishes on the change feed's ``routing`` topic).
+
+Groups are gateway-wide: only the platform admin reads or changes them (access/roles.py).
+Deployment names may hold ``/`` (``<provider>/<model>``), so the PATCH path is split at its
+``/deployments/``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from switchboard.errors import GatewayError, NotFound
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.providers import routing_of
+from switchboard.routing.groups import Group
+from switchboard.routing.live import LiveRouting
+from switchboard.routing.router import Router
+from switchboard.routing.table import Route
+from switchboard.stores.protocols import RoutingStore
+
+router = APIRouter(prefix="/admin/v1/routing", tags=["routing"])
+
+_SEP = "/deployments/"
+MAX_WEIGHT = 1_000_000
+
+
+class WeightBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weight: Annotated[StrictInt, Field(ge=0, le=MAX_WEIGHT)] | None = Field(
+        description="The deployment's share under the weighted strategy (0: only when the others "
+                    "are out); null: back to the configured weight.")
+
+
+def _router_of(request: Request) -> Router:
+    r: Router | None = request.app.state.services.router
+    if r is None:
+        raise GatewayError("the router is not available", status=503)
+    return r
+
+
+def _store_of(request: Request) -> RoutingStore:
+    store: RoutingStore | None = request.app.state.services.stores().routing
+    if store is None:
+        raise GatewayError("routing overrides are not available", status=503)
+    return store
+
+
+def _aliases(routing: LiveRouting) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, group in routing.current.groups.items():
+        if name != group.name:
+            out.setdefault(group.name, []).append(name)
+    return out
+
+
+def deployment_public(route: Route, weight: int, r: Router, routing: LiveRouting) -> dict[str, Any]:
+    entry = route.entry
+    configured = entry.weight if entry is not None else 1
+    return {
+        "name": route.deployment,
+        "object": "deployment",
+        "provider": route.target.provider,
+        "model": route.target.model,
+        "region": entry.region if entry else None,
+        "weight": weight,
+        "configured_weight": configured,
+        "weight_overridden": (route.target.name, route.deployment) in routing.weights,
+        "tags": list(entry.tags) if entry else [],
+        "rpm": entry.rpm if entry else None,
+        "tpm": entry.tpm if entry else None,
+        "state": {**r.health.state(route), **r.stats.state(route)},
+    }
+
+
+def group_public(group: Group, aliases: list[str], r: Router, routing: LiveRouting) -> dict[str, Any]:
+    return {
+        "name": group.name,
+        "object": "model_group",
+        "aliases": sorted(aliases),
+        "strategy": group.strategy,
+        "num_retries": group.num_retries,
+        "allow_pinning": group.allow_pinning,
+        "fallbacks": list(group.fallbacks),
+        "context_window_fallbacks": list(group.context_window_fallbacks),
+        "deployments": [deployment_public(d, w, r, routing)
+                        for d, w in zip(group.deployments, group.weights, strict=True)],
+    }
+
+
+def _group(routing: LiveRouting, name: str) -> Group:
+    group = routing.current.groups.get(name)
+    if group is None:
+        raise NotFound(f"no model group named '{name[:256]}'", code="group_not_found")
+    return group
+
+
+@router.get("/groups", summary="Model groups, their deployments and each one's state")
+async def list_groups(
+    request: Request, access: Annotated[Access, Depends(allow("routing", "read"))]
+) -> dict[str, Any]:
+    routing, r = routing_of(request), _router_of(request)
+    aliases = _aliases(routing)
+    data = [group_public(g, aliases.get(name, []), r, routing)
+            for name, g in sorted(routing.current.groups.items()) if g.name == name]
+    return {"object": "list", "data": data}
+
+
+@router.get("/groups/{name:path}", summary="One model group (an alias names its group)")
+async def get_group(
+    name: str, request: Request, access: Annotated[Access, Depends(allow("routing", "read"))]
+) -> dict[str, Any]:
+    routing = routing_of(request)
+    group = _group(routing, name)
+    return group_public(group, _aliases(routing).get(group.name, []), _router_of(request), routing)
+
+
+@router.patch("/groups/{path:path}", summary="Set a deployment's weight at run time, on every instance")
+async def set_weight(
+    path: str, body: WeightBody, request: Request,
+    access: Annotated[Access, Depends(allow("routing", "update"))],
+) -> dict[str, Any]:
+    name, sep, deployment = path.partition(_SEP)
+    if not sep:
+        raise NotFound(f"no route PATCH /admin/v1/routing/groups/{path[:256]}", code="unknown_url")
+    routing = routing_of(request)
+    group = _group(routing, name)
+    route = group.deployment(deployment)
+    if route is None:
+        raise NotFound(f"the model group '{group.name}' has no deployment '{deployment[:256]}'",
+                       code="deployment_not_found")
+    before = {"group": group.name, "deployment": deployment,
+              "weight": group.weight_of.get(deployment, 1)}
+    await _store_of(request).set_weight(group.name, deployment, body.weight)
+    await routing.changed()
+    now = _group(routing, group.name)
+    weight = now.weight_of.get(deployment, 1)
+    await audit.record(request, "routing.weight", "deployment", f"{group.name}{_SEP}{deployment}",
+                       before=before, after={**before, "weight": weight})
+    fresh = now.deployment(deployment) or route
+    return deployment_public(fresh, weight, _router_of(request), routing)

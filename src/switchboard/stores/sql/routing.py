@@ -1,0 +1,51 @@
+"""Run-time routing overrides in SQL: one row per (group, deployment), e.g. its weight. The
+request path never reads this table: routing/live.py loads it into the model table at start
+and whenever the change feed's ``routing`` topic says it changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchboard.stores.protocols import RoutingOverride, utcnow
+from switchboard.stores.sql.dialect import insert
+from switchboard.stores.sql.tables import routing_overrides as t
+from switchboard.stores.sql.times import from_db, to_db
+
+
+def _record(row: sa.Row[Any]) -> RoutingOverride:
+    m = row._mapping
+    updated = from_db(m["updated_at"])
+    assert updated is not None
+    return RoutingOverride(group=m["group_name"], deployment=m["deployment"], weight=m["weight"],
+                           updated_at=updated)
+
+
+class SqlRoutingStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def overrides(self) -> list[RoutingOverride]:
+        query = sa.select(t).order_by(t.c.group_name, t.c.deployment)
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in await conn.execute(query)]
+
+    async def set_weight(self, group: str, deployment: str, weight: int | None,
+                         ) -> tuple[RoutingOverride | None, RoutingOverride | None]:
+        where = (t.c.group_name == group, t.c.deployment == deployment)
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(sa.select(t).where(*where).with_for_update())).first()
+            before = None if row is None else _record(row)
+            if weight is None:
+                await conn.execute(sa.delete(t).where(*where))
+                return None, before
+            now = utcnow()
+            stmt = insert(self._engine, t).values(group_name=group, deployment=deployment, weight=weight,
+                                                 updated_at=to_db(now))
+            await conn.execute(stmt.on_conflict_do_update(
+                index_elements=[t.c.group_name, t.c.deployment],
+                set_={"weight": weight, "updated_at": to_db(now)},
+            ))
+        return RoutingOverride(group, deployment, weight, now), before
