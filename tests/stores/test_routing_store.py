@@ -1,0 +1,62 @@
+"""The routing overrides store (run-time weights), on both backends: set, replaced, removed,
+read back in order, and seen by another instance on the same database."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_weights_are_set_replaced_and_removed(backend: Backend) -> None:
+    store = backend.stores.routing
+    assert store is not None
+    assert await store.overrides() == []
+    now, before = await store.set_weight("g", "openai/gpt-4o#2", 3)
+    assert before is None and now is not None
+    assert (now.group, now.deployment, now.weight) == ("g", "openai/gpt-4o#2", 3)
+    await store.set_weight("a-group", "d", 0)
+    now, before = await store.set_weight("g", "openai/gpt-4o#2", 7)
+    assert before is not None and before.weight == 3 and now is not None and now.weight == 7
+    got = await store.overrides()
+    expected = [("a-group", "d", 0), ("g", "openai/gpt-4o#2", 7)]
+    assert [(o.group, o.deployment, o.weight) for o in got] == expected
+    assert all(o.updated_at.tzinfo is not None for o in got)
+    peer = await backend.peer()
+    assert peer.routing is not None
+    assert [o.weight for o in await peer.routing.overrides()] == [0, 7]
+    now, before = await store.set_weight("g", "openai/gpt-4o#2", None)
+    assert now is None and before is not None and before.weight == 7
+    assert [(o.group, o.weight) for o in await store.overrides()] == [("a-group", 0)]
+    assert await store.set_weight("missing", "x", None) == (None, None)
+
+
+async def test_the_live_table_loads_the_stored_weights_at_start_and_on_change(backend: Backend) -> None:
+    from switchboard import catalog
+    from switchboard.routing.live import LiveRouting
+    from switchboard.settings.loader import validate
+
+    settings = validate({
+        "providers": [{"name": "p", "type": "openai", "api_base": "http://127.0.0.1:9/v1"}],
+        "models": [{"name": "g", "provider": "p", "model": "m1", "weight": 2},
+                   {"name": "g", "provider": "p", "model": "m2"}],
+        "auth": {"master_key": "sk-master-key-for-tests"},
+    }, "test.yaml", env={})
+    store = backend.stores.routing
+    assert store is not None
+    await store.set_weight("g", "p/m2", 9)
+    live = LiveRouting(settings, catalog.build(settings))
+    await live.start(backend.stores.providers, None, None, reload_seconds=3600, overrides=store)
+    try:
+        assert live.current.groups["g"].weights == (2, 9)
+        before = live.current
+        await live.reload()
+        assert live.current is before  # nothing changed: nothing rebuilt
+        await store.set_weight("g", "p/m2", None)
+        await store.set_weight("g", "p/m1", 0)
+        await live.reload()
+        assert live.current.groups["g"].weights == (0, 1)
+    finally:
+        await live.close()
