@@ -1,0 +1,346 @@
+"""Model groups through a real gateway, on the embedded default (SQLite) and on a cluster
+(PostgreSQL and Redis): several deployments answer to one name, each group's strategy is
+honoured, aliases answer, callers pin only where allowed, and run-time weights (admin API and
+CLI) are served at once, by every instance.
+
+Which deployment answered: ``x-switchboard-deployment`` when the gateway sends it, else the
+reply's model, the deployment's upstream model id (each deployment here has its own)."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.sdk import ask
+from tests.servers import MASTER_KEY, Gateway, Mock, spawn, start_gateway
+from tests.services import Postgres, RedisServer
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+GROUPS = "/admin/v1/routing/groups"
+
+
+def routing_config(mock: Mock) -> dict[str, Any]:
+    def provider(name: str, **headers: str) -> dict[str, Any]:
+        return {"name": name, "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}",
+                "headers": headers}
+
+    def dep(group: str, name: str, provider: str = "mock", **extra: Any) -> dict[str, Any]:
+        return {"name": group, "provider": provider, "model": name, "deployment": name, **extra}
+
+    return {
+        "providers": [provider("mock"), provider("mock-slow", **{"x-mock-latency-ms": "250"})],
+        "models": [
+            dep("grp", "grp-a", weight=1), dep("grp", "grp-b", weight=3),
+            dep("rr", "rr-a"), dep("rr", "rr-b"), dep("rr", "rr-c"),
+            dep("busy", "busy-fast"), dep("busy", "busy-slow", "mock-slow"),
+            dep("lat", "lat-fast"), dep("lat", "lat-slow", "mock-slow"),
+            dep("cost", "cost-pricey", info={"input_cost_per_mtok": 5, "output_cost_per_mtok": 15}),
+            dep("cost", "cost-cheap", info={"input_cost_per_mtok": 0.1, "output_cost_per_mtok": 0.4}),
+            dep("cost", "cost-unpriced"),
+            dep("room", "room-small", rpm=3), dep("room", "room-large", rpm=100_000),
+            {"name": "single", "provider": "mock", "model": "gpt-4o-mini"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "router": {
+            "strategy": "weighted",
+            "aliases": {"grp-alias": "grp"},
+            "groups": {
+                "grp": {"allow_pinning": True},
+                "rr": {"strategy": "round-robin"},
+                "busy": {"strategy": "least-busy"},
+                "lat": {"strategy": "latency"},
+                "cost": {"strategy": "cost"},
+                "room": {"strategy": "headroom"},
+            },
+        },
+    }
+
+
+def _cluster(config: dict[str, Any], postgres: Postgres, redis: RedisServer) -> dict[str, Any]:
+    return {**config, "database": {"url": postgres.create_database(f"groups_{uuid.uuid4().hex[:8]}")},
+            "redis": {"url": redis.url}}
+
+
+@dataclass
+class Deployment:
+    kind: str
+    gateway: Gateway
+
+    @property
+    def sdk(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+    def admin(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = kw.pop("headers", ADMIN)
+        return httpx.request(method, f"{self.gateway.url}{path}", headers=headers, timeout=10, **kw)
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def deployment(request: pytest.FixtureRequest, mock_upstream: Mock,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    config = routing_config(mock_upstream)
+    if request.param == "cluster":
+        pg, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+        config = _cluster(config, pg, redis)
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"groups-{request.param}"))
+    yield Deployment(request.param, gw)
+    gw.process.stop()
+
+
+def served_by(client: openai.OpenAI, model: str, text: str = "hello", stream: bool = False,
+              headers: dict[str, str] | None = None) -> str:
+    """The deployment that answered one request."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=ask(text), stream=stream, extra_headers=headers or {})
+    named = raw.headers.get("x-switchboard-deployment")
+    if stream:
+        chunks = list(raw.parse())
+        assert chunks and any(c.choices and c.choices[0].delta.content for c in chunks)
+        return named or chunks[0].model
+    reply = raw.parse()
+    assert reply.choices[0].message.content
+    return named or reply.model
+
+
+def within(count: int, n: int, p: float, sigmas: float = 5.0) -> bool:
+    return abs(count - n * p) <= sigmas * math.sqrt(n * p * (1 - p))
+
+
+# -- groups, aliases, strategies -------------------------------------------------------------
+
+
+def test_a_group_splits_by_weight_and_its_alias_answers_and_is_listed(deployment: Deployment) -> None:
+    client = deployment.sdk
+    got = Counter(served_by(client, "grp") for _ in range(300))
+    assert set(got) == {"grp-a", "grp-b"}
+    assert within(got["grp-b"], 300, 0.75), got
+    assert {served_by(client, "grp-alias") for _ in range(30)} <= {"grp-a", "grp-b"}
+    listed = [m.id for m in client.models.list().data]
+    assert listed.count("grp") == 1 and "grp-alias" in listed  # a group is one model
+    assert served_by(client, "single") == "gpt-4o-mini"  # a group of one
+
+
+def test_round_robin_takes_the_deployments_in_turn(deployment: Deployment) -> None:
+    seq = [served_by(deployment.sdk, "rr") for _ in range(9)]
+    assert sorted(seq[:3]) == ["rr-a", "rr-b", "rr-c"]
+    assert seq == seq[:3] * 3
+
+
+def test_least_busy_sends_most_requests_to_the_deployment_that_answers_sooner(deployment: Deployment) -> None:
+    client = deployment.sdk
+    with ThreadPoolExecutor(8) as pool:
+        got = Counter(pool.map(lambda _: served_by(client, "busy"), range(120)))
+    assert got["busy-fast"] > 0.7 * 120, got
+
+
+def test_latency_prefers_the_faster_deployment_after_warm_up(deployment: Deployment) -> None:
+    client = deployment.sdk
+    warm = [served_by(client, "lat", stream=i % 2 == 1) for i in range(4)]
+    assert "lat-slow" in warm  # every deployment is measured first
+    n = 60
+    got = Counter(served_by(client, "lat", stream=i % 2 == 1) for i in range(n))
+    # Only exploration (5 %) goes to the slow one now.
+    assert got["lat-slow"] <= n * 0.05 + 5 * math.sqrt(n * 0.05 * 0.95), got
+    state = deployment.admin("GET", f"{GROUPS}/lat").json()
+    by = {d["name"]: d["state"] for d in state["deployments"]}
+    assert by["lat-slow"]["latency_ms"] > 200 > by["lat-fast"]["latency_ms"]
+    assert by["lat-slow"]["first_byte_ms"] > 200 > by["lat-fast"]["first_byte_ms"]
+
+
+def test_cost_sends_every_request_to_the_cheapest_priced_deployment(deployment: Deployment) -> None:
+    assert {served_by(deployment.sdk, "cost") for _ in range(20)} == {"cost-cheap"}
+
+
+def test_headroom_stops_choosing_a_deployment_whose_rpm_is_used_up(deployment: Deployment) -> None:
+    got = Counter(served_by(deployment.sdk, "room") for _ in range(40))
+    # room-small takes at most its 3 requests per minute (6 if a minute ends during the test).
+    assert got["room-small"] <= 6 and got["room-large"] >= 34, got
+
+
+# -- pinning ---------------------------------------------------------------------------------
+
+
+def test_a_caller_pins_a_deployment_or_a_strategy_where_the_group_allows_it(deployment: Deployment) -> None:
+    client = deployment.sdk
+    pin = {"x-switchboard-deployment": "grp-a"}
+    assert {served_by(client, "grp", headers=pin) for _ in range(15)} == {"grp-a"}
+    assert {served_by(client, "grp-alias", headers=pin) for _ in range(5)} == {"grp-a"}
+    seq = [served_by(client, "grp", headers={"x-switchboard-strategy": "round-robin"}) for _ in range(6)]
+    assert sorted(seq[:2]) == ["grp-a", "grp-b"] and seq == seq[:2] * 3
+
+
+def _error(exc: openai.APIStatusError) -> dict[str, Any]:
+    body = exc.response.json()["error"]
+    return dict(body)
+
+
+def test_pins_are_refused_where_not_allowed_and_bad_pins_are_400(deployment: Deployment) -> None:
+    client = deployment.sdk
+    for headers in ({"x-switchboard-deployment": "rr-a"}, {"x-switchboard-strategy": "cost"}):
+        with pytest.raises(openai.PermissionDeniedError) as denied:
+            served_by(client, "rr", headers=headers)
+        assert _error(denied.value)["code"] == "pinning_not_allowed"
+    for headers, code in (({"x-switchboard-deployment": "rr-a"}, "deployment_not_found"),
+                          ({"x-switchboard-deployment": "x" * 4000}, "deployment_not_found"),
+                          ({"x-switchboard-strategy": "fastest"}, "invalid_strategy"),
+                          ({"x-switchboard-strategy": "y" * 4000}, "invalid_strategy")):
+        with pytest.raises(openai.BadRequestError) as bad:
+            served_by(client, "grp", headers=headers)
+        error = _error(bad.value)
+        assert error["code"] == code and error["type"] == "invalid_request_error"
+        assert "x" * 300 not in error["message"] and "y" * 300 not in error["message"]
+    assert served_by(client, "grp") in {"grp-a", "grp-b"}  # still serving
+
+
+# -- admin API and CLI -------------------------------------------------------------------------
+
+
+def test_groups_are_listed_with_each_deployments_state(deployment: Deployment) -> None:
+    client = deployment.sdk
+    served_by(client, "single")
+    with pytest.raises(openai.InternalServerError):
+        served_by(client, "single", "mock:status=500")
+    created = deployment.admin("POST", "/admin/v1/models", json={"name": "stored-one", "provider": "mock",
+                                                                  "model": "stored-upstream"})
+    assert created.status_code == 201, created.text
+    assert served_by(client, "stored-one") == "stored-upstream"
+    listed = deployment.admin("GET", GROUPS)
+    assert listed.status_code == 200, listed.text
+    groups = {g["name"]: g for g in listed.json()["data"]}
+    assert "grp-alias" not in groups and groups["grp"]["aliases"] == ["grp-alias"]
+    grp = groups["grp"]
+    assert (grp["object"], grp["strategy"], grp["allow_pinning"]) == ("model_group", "weighted", True)
+    assert [(d["name"], d["provider"], d["model"], d["weight"]) for d in grp["deployments"]] == [
+        ("grp-a", "mock", "grp-a", 1), ("grp-b", "mock", "grp-b", 3)]
+    assert groups["rr"]["strategy"] == "round-robin"
+    single = groups["single"]["deployments"]
+    assert len(single) == 1 and single[0]["name"] == "mock/gpt-4o-mini"
+    state = single[0]["state"]
+    assert state["status"] == "healthy" and state["in_flight"] == 0 and state["latency_ms"] > 0
+    assert state["recent_errors"] and state["recent_errors"][-1]["code"]
+    stored = groups["stored-one"]["deployments"]
+    assert [(d["name"], d["model"]) for d in stored] == [("mock/stored-upstream", "stored-upstream")]
+    one = deployment.admin("GET", f"{GROUPS}/grp-alias")
+    assert one.status_code == 200 and one.json()["name"] == "grp"
+    missing = deployment.admin("GET", f"{GROUPS}/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "group_not_found"
+
+
+def test_a_weight_changed_at_run_time_is_served_at_once_and_audited(deployment: Deployment) -> None:
+    path = f"{GROUPS}/grp/deployments/grp-b"
+    try:
+        changed = deployment.admin("PATCH", path, json={"weight": 0})
+        assert changed.status_code == 200, changed.text
+        body = changed.json()
+        assert (body["name"], body["weight"], body["configured_weight"], body["weight_overridden"]) == (
+            "grp-b", 0, 3, True)
+        assert {served_by(deployment.sdk, "grp") for _ in range(30)} == {"grp-a"}
+        audit = deployment.admin("GET", "/admin/v1/audit", params={"action": "routing.weight"})
+        entries = audit.json()["data"]
+        assert entries[0]["resource_id"] == "grp/deployments/grp-b"
+        assert (entries[0]["before"]["weight"], entries[0]["after"]["weight"]) == (3, 0)
+    finally:
+        reset = deployment.admin("PATCH", path, json={"weight": None})
+    assert reset.status_code == 200 and reset.json()["weight"] == 3
+    assert reset.json()["weight_overridden"] is False
+    assert "grp-b" in {served_by(deployment.sdk, "grp") for _ in range(30)}
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"weight": 1, "extra": 1}, "unknown_parameter"),
+    ({}, "missing_required_parameter"),
+    ({"weight": "3"}, "invalid_value"),
+    ({"weight": True}, "invalid_value"),
+    ({"weight": 1.5}, "invalid_value"),
+    ({"weight": -1}, "invalid_value"),
+    ({"weight": 1_000_001}, "invalid_value"),
+    ([1], "invalid_json"),
+])
+def test_bad_weight_bodies_are_400(deployment: Deployment, body: Any, code: str) -> None:
+    resp = deployment.admin("PATCH", f"{GROUPS}/grp/deployments/grp-a", json=body)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == code, error
+    assert deployment.admin("GET", f"{GROUPS}/grp").json()["deployments"][0]["weight"] == 1
+
+
+def test_unknown_groups_and_deployments_are_404(deployment: Deployment) -> None:
+    for path, code in ((f"{GROUPS}/nope/deployments/grp-a", "group_not_found"),
+                       (f"{GROUPS}/grp/deployments/nope", "deployment_not_found"),
+                       (f"{GROUPS}/grp/deployments/{'z' * 5000}", "deployment_not_found"),
+                       (f"{GROUPS}/grp", "unknown_url")):
+        resp = deployment.admin("PATCH", path, json={"weight": 1})
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == code, resp.text
+        assert "z" * 300 not in resp.text
+
+
+def test_the_routing_api_is_the_platform_admins_alone(deployment: Deployment) -> None:
+    key = deployment.admin("POST", "/admin/v1/keys", json={"models": ["*"], "role": "tenant_admin"}).json()
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    calls = (("GET", GROUPS, None), ("PATCH", f"{GROUPS}/grp/deployments/grp-a", {"weight": 2}))
+    for method, path, body in calls:
+        resp = deployment.admin(method, path, json=body, headers=headers)
+        assert resp.status_code == 403 and resp.json()["error"]["code"] == "permission_denied"
+
+
+def routing_cli(gateway: Gateway, *args: str) -> tuple[int, str]:
+    proc = spawn(["routing", *args, "--url", gateway.url, "--key", MASTER_KEY], env={"COLUMNS": "250"})
+    code = proc.wait_exit(60)
+    return code, proc.output
+
+
+def test_the_cli_lists_groups_and_sets_a_weight(deployment: Deployment) -> None:
+    code, out = routing_cli(deployment.gateway, "groups")
+    assert code == 0, out
+    assert "grp-a" in out and "round-robin" in out and "healthy" in out
+    code, out = routing_cli(deployment.gateway, "weight", "grp", "grp-a", "4")
+    assert code == 0 and "weight 4" in out, out
+    try:
+        code, out = routing_cli(deployment.gateway, "groups", "grp", "--json")
+        assert code == 0, out
+        assert "4*" not in out and '"weight": 4' in out
+        code, out = routing_cli(deployment.gateway, "weight", "grp", "nope", "4")
+        assert code == 1 and "no deployment 'nope'" in out, out
+        code, out = routing_cli(deployment.gateway, "weight", "grp", "grp-a", "lots")
+        assert code != 0 and "whole number" in out, out
+    finally:
+        code, out = routing_cli(deployment.gateway, "weight", "grp", "grp-a", "reset")
+    assert code == 0 and "weight 1 (configured)" in out, out
+
+
+# -- two instances ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_instances(mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Gateway]]:
+    config = _cluster(routing_config(mock_upstream), postgres, redis_server)
+    first = start_gateway(config, tmp_path_factory.mktemp("groups-a"))
+    second = start_gateway(config, tmp_path_factory.mktemp("groups-b"))
+    yield first, second
+    first.process.stop()
+    second.process.stop()
+
+
+def test_a_weight_changed_on_one_instance_is_honoured_by_the_other(
+    two_instances: tuple[Gateway, Gateway],
+) -> None:
+    first, second = two_instances
+    on_second = Deployment("cluster", second)
+    changed = httpx.patch(f"{first.url}{GROUPS}/grp/deployments/grp-a", json={"weight": 0}, headers=ADMIN,
+                          timeout=10)
+    assert changed.status_code == 200, changed.text
+    done = time.monotonic()
+    while on_second.admin("GET", f"{GROUPS}/grp").json()["deployments"][0]["weight"] != 0:
+        assert time.monotonic() - done < 2.0, "the weight did not reach the other instance within 2 s"
+    assert {served_by(on_second.sdk, "grp") for _ in range(30)} == {"grp-b"}
