@@ -9,6 +9,7 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
     python bench/instructions.py --src /path/to/other/src # another tree (e.g. a git worktree)
     python bench/instructions.py --key-cost               # an API key against the master key
     python bench/instructions.py --profile full           # the full path against the bare path
+    python bench/instructions.py --profile group          # a group of two deployments against one
     python bench/instructions.py --defer-flush            # the request path alone, no database write
 
 The gateway runs under callgrind with instrumentation off while it starts and warms up; only
@@ -88,13 +89,17 @@ DEFERRED_FLUSH = "spend:\n  flush_seconds: 60\n  flush_batch: 10000\n"
 
 def measure(
     src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False, full: bool = False,
-    defer_flush: bool = False,
+    defer_flush: bool = False, group: bool = False,
 ) -> float:
     """Instructions per request; ``api_key``: a plain issued key; ``full``: the full path's key
-    (RPM/TPM limits and a budget, ``run.FULL_KEY``)."""
-    tag = f"{mode}-{'full' if full else 'key' if api_key else 'master'}"
+    (RPM/TPM limits and a budget, ``run.FULL_KEY``); ``group``: each model a group of two
+    deployments on the same upstream (weighted strategy)."""
+    tag = f"{mode}-{'full' if full else 'key' if api_key else 'master'}{'-group' if group else ''}"
     config = root / f"switchboard-{tag}.yaml"
-    config.write_text(harness.switchboard_config(base) + (DEFERRED_FLUSH if defer_flush else ""))
+    text = harness.switchboard_config(base)
+    if group:
+        text = text.replace("models:\n", "models:\n" + GROUP_OF_TWO, 1)
+    config.write_text(text + (DEFERRED_FLUSH if defer_flush else ""))
     port = free_port()
     out = root / f"callgrind-{tag}.out"
     env = {**os.environ, "PYTHONPATH": str(src), "SWITCHBOARD_DATA_DIR": str(root / f"data-{tag}")}
@@ -135,6 +140,19 @@ def measure(
     return _total(out) / requests
 
 
+# Second deployments of the bench models: each becomes a group of two (same upstream, weight 1).
+GROUP_OF_TWO = """\
+  - name: bench-model
+    provider: bench-upstream
+    model: gpt-4o-mini
+    deployment: second
+  - name: bench-model-stream
+    provider: bench-upstream-stream
+    model: gpt-4o-mini
+    deployment: second
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parent.parent / "src",
@@ -146,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the master key and an API key in the same run and compare them; "
                         "exit 1 if the API key costs more than --max-key-cost percent")
     parser.add_argument("--max-key-cost", type=float, default=5.0, help="percent (default 5)")
-    parser.add_argument("--profile", choices=("bare", "full"), default="bare",
+    parser.add_argument("--profile", choices=("bare", "full", "group"), default="bare",
                         help="full: measure the master key (bare path) and a virtual key with RPM/TPM "
-                        "limits and a budget (full path) in the same run, and compare them")
+                        "limits and a budget (full path) in the same run, and compare them; group: "
+                        "one deployment against a group of two, in the same run")
     parser.add_argument("--defer-flush", action="store_true",
                         help="leave the usage ledger's database writes out of the measurement")
     args = parser.parse_args(argv)
@@ -163,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
 
         with nginx:
             for mode in harness.MODES:
+                if args.profile == "group":
+                    single = one(mode)
+                    pair = one(mode, group=True)
+                    print(f"{mode:<11} one deployment {single:>10,.0f}  group of two {pair:>10,.0f} "
+                          f" ({(pair / single - 1) * 100:+.1f} %, {src})", flush=True)
+                    continue
                 if args.profile == "full":
                     bare = one(mode)
                     full = one(mode, full=True)
