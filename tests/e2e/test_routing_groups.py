@@ -38,11 +38,12 @@ def routing_config(mock: Mock) -> dict[str, Any]:
         return {"name": group, "provider": provider, "model": name, "deployment": name, **extra}
 
     return {
-        "providers": [provider("mock"), provider("mock-slow", **{"x-mock-latency-ms": "250"})],
+        "providers": [provider("mock"), provider("mock-slow", **{"x-mock-latency-ms": "250"}),
+                      provider("mock-slower", **{"x-mock-latency-ms": "600"})],
         "models": [
             dep("grp", "grp-a", weight=1), dep("grp", "grp-b", weight=3),
             dep("rr", "rr-a"), dep("rr", "rr-b"), dep("rr", "rr-c"),
-            dep("busy", "busy-fast"), dep("busy", "busy-slow", "mock-slow"),
+            dep("busy", "busy-fast"), dep("busy", "busy-slow", "mock-slower"),
             dep("lat", "lat-fast"), dep("lat", "lat-slow", "mock-slow"),
             dep("cost", "cost-pricey", info={"input_cost_per_mtok": 5, "output_cost_per_mtok": 15}),
             dep("cost", "cost-cheap", info={"input_cost_per_mtok": 0.1, "output_cost_per_mtok": 0.4}),
@@ -140,7 +141,9 @@ def test_least_busy_sends_most_requests_to_the_deployment_that_answers_sooner(de
     client = deployment.sdk
     with ThreadPoolExecutor(8) as pool:
         got = Counter(pool.map(lambda _: served_by(client, "busy"), range(120)))
-    assert got["busy-fast"] > 0.7 * 120, got
+    # In flight balanced, the one that answers sooner serves more: (600 + o) / (600 + 2o) of the
+    # requests for a gateway overhead o, over 0.65 while o is under 0.7 s.
+    assert got["busy-fast"] > 0.65 * 120, got
 
 
 def test_latency_prefers_the_faster_deployment_after_warm_up(deployment: Deployment) -> None:
@@ -153,8 +156,8 @@ def test_latency_prefers_the_faster_deployment_after_warm_up(deployment: Deploym
     assert got["lat-slow"] <= n * 0.05 + 5 * math.sqrt(n * 0.05 * 0.95), got
     state = deployment.admin("GET", f"{GROUPS}/lat").json()
     by = {d["name"]: d["state"] for d in state["deployments"]}
-    assert by["lat-slow"]["latency_ms"] > 200 > by["lat-fast"]["latency_ms"]
-    assert by["lat-slow"]["first_byte_ms"] > 200 > by["lat-fast"]["first_byte_ms"]
+    for average in ("latency_ms", "first_byte_ms"):
+        assert by["lat-slow"][average] > 200 and by["lat-slow"][average] > by["lat-fast"][average] + 100
 
 
 def test_cost_sends_every_request_to_the_cheapest_priced_deployment(deployment: Deployment) -> None:
