@@ -24,7 +24,7 @@ RECENT_ERRORS = 20
 class Deployment:
     """One deployment's counters. Latencies in seconds; None until the first sample."""
 
-    __slots__ = ("errors", "finished", "first_byte", "in_flight", "last_sample", "minute",
+    __slots__ = ("errors", "finished", "first_byte", "in_flight", "last_finished", "last_sample", "minute",
                  "minute_requests", "minute_tokens", "total")
 
     def __init__(self) -> None:
@@ -34,7 +34,8 @@ class Deployment:
         # answer's whole response) and total time.
         self.first_byte: float | None = None
         self.total: float | None = None
-        self.last_sample = 0.0  # monotonic time of the last sample (0: never)
+        self.last_sample = 0.0  # monotonic time of the last latency sample (0: never)
+        self.last_finished = 0.0  # ... of the last request that ended, failed or not (0: never)
         self.errors: deque[tuple[float, str]] = deque(maxlen=RECENT_ERRORS)  # (unix time, code)
         self.minute = 0  # the minute (monotonic // 60) the two counters below are for
         self.minute_requests = 0
@@ -89,6 +90,7 @@ class DeploymentStats:
         if d.in_flight > 0:
             d.in_flight -= 1
         d.finished += 1
+        d.last_finished = self._clock()
         if not ok:
             d.errors.append((time.time(), code or "error"))
             return  # a failure's time says nothing about how fast the deployment answers

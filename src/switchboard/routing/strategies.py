@@ -9,9 +9,9 @@ retries' order. Definitions (docs/routing.md, "Groups and strategies"):
 - ``round-robin``: the eligible deployments in turn, one step per request of the group.
 - ``least-busy``: fewest requests in flight on this instance first (ties at random).
 - ``latency``: lowest moving average of time to first byte first. Exploration: a deployment
-  never measured, or whose last sample is older than :data:`STALE_SECONDS`, is tried first once;
-  otherwise, with probability :data:`EXPLORE`, a random other deployment goes first, so a slow
-  deployment that recovered is measured again.
+  never tried, or not tried for :data:`STALE_SECONDS`, is tried first once; one tried lately
+  that never answered goes after those that did; otherwise, with probability :data:`EXPLORE`, a
+  random other deployment goes first, so a slow deployment that recovered is measured again.
 - ``cost``: lowest estimated price first (input price x prompt tokens + output price x expected
   output tokens, from each deployment's catalog record); unpriced deployments last.
 - ``headroom``: most tokens per minute left first (``tpm`` minus the tokens this instance sent
@@ -34,6 +34,7 @@ STALE_SECONDS = 30.0
 DEFAULT_OUTPUT_TOKENS = 256
 
 rng = random.Random()
+_NEVER = float("inf")
 
 Strategy = Callable[[Group, list[Route], DeploymentStats, int, int | None], list[Route]]
 
@@ -92,10 +93,10 @@ def latency(group: Group, eligible: list[Route], stats: DeploymentStats, prompt:
     measured: list[tuple[float, Route]] = []
     for r in eligible:
         d = stats.peek(r)
-        if d is None or d.first_byte is None or now - d.last_sample > STALE_SECONDS:
-            unmeasured.append(r)
-        else:
-            measured.append((d.first_byte, r))
+        if d is None or now - max(d.last_sample, d.last_finished) > STALE_SECONDS:
+            unmeasured.append(r)  # never tried, or not for a while: try it (again)
+        else:  # tried lately and never answered: after the others
+            measured.append((_NEVER if d.first_byte is None else d.first_byte, r))
     measured.sort(key=lambda fr: fr[0])
     ranked = [r for _, r in measured]
     if unmeasured:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from switchboard.errors import UpstreamUnavailable
 from switchboard.routing import strategies
 from switchboard.routing.router import Needs
 from switchboard.routing.stats import DeploymentStats
@@ -183,6 +184,22 @@ def test_latency_tries_a_deployment_again_once_its_measurement_is_stale() -> Non
     clock.t += strategies.STALE_SECONDS + 1
     _feed(r, by["a"], 0.1, 1)  # a keeps being used; b's last sample is now stale
     assert r.plan(g, Needs())[0].deployment == "b"
+
+
+def test_latency_puts_a_deployment_that_only_failed_lately_after_those_that_answered() -> None:
+    clock = Clock()
+    r = router_of([{"name": "g", "deployment": d} for d in ("ok", "broken")], {"strategy": "latency"}, clock)
+    g = r.group("g")
+    assert g is not None
+    by = {d.deployment: d for d in g.deployments}
+    _feed(r, by["ok"], 0.3, 5)
+    r.started(by["broken"])
+    r.finished(by["broken"], UpstreamUnavailable("down"), 0.01)
+    got = firsts(r, g, 2000)
+    assert within(got["broken"], 2000, strategies.EXPLORE), got
+    clock.t += strategies.STALE_SECONDS + 1
+    _feed(r, by["ok"], 0.3, 1)
+    assert r.plan(g, Needs())[0].deployment == "broken"  # not tried for a while: tried again
 
 
 # -- lowest cost ----------------------------------------------------------------------------
