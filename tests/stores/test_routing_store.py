@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from switchboard import catalog
+from switchboard.routing.live import LiveRouting
+from switchboard.settings.loader import validate
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -34,10 +37,6 @@ async def test_weights_are_set_replaced_and_removed(backend: Backend) -> None:
 
 
 async def test_the_live_table_loads_the_stored_weights_at_start_and_on_change(backend: Backend) -> None:
-    from switchboard import catalog
-    from switchboard.routing.live import LiveRouting
-    from switchboard.settings.loader import validate
-
     settings = validate({
         "providers": [{"name": "p", "type": "openai", "api_base": "http://127.0.0.1:9/v1"}],
         "models": [{"name": "g", "provider": "p", "model": "m1", "weight": 2},
