@@ -121,6 +121,10 @@ class RequestContext:
     group: Group | None = None
     candidates: list[Route] | None = None
     needs: Needs | None = None  # what the serving deployment must offer (regions, context)
+    # A deployment of the group to try first (a split's arm), and tags for the usage record
+    # (pipeline/rules.py).
+    prefer_deployment: str | None = None
+    route_tags: tuple[str, ...] | None = None
     route: Route | None = None
     # Every attempt made, in order (pipeline/attempts.py); None before the first.
     attempts: list[Attempt] | None = None

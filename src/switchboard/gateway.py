@@ -123,7 +123,7 @@ class Gateway:
     def rules_stage(self) -> list[Stage]:
         """Conditional and semantic routing, only when configured (nothing to pay otherwise)."""
         router = self.settings.router
-        if not router.rules and not router.semantic:
+        if not router.rules and not router.semantic and not router.splits:
             return []
         if self._rules is None:  # one per gateway: the semantic routers' examples embedded once
             self._rules = RulesStage(router, router_embed(self.router))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +11,8 @@ import httpx
 import openai
 import pytest
 
+from switchboard.stores.factory import open_at
+from switchboard.stores.sql.urls import async_url
 from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
 
 ASK = [{"role": "user", "content": "hello"}]
@@ -24,6 +28,8 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "big", "provider": "mock", "model": "gpt-4o"},
             {"name": "coder", "provider": "mock", "model": "mock-gpt"},
             {"name": "embedder", "provider": "mock", "model": "text-embedding-3-small"},
+            {"name": "pair", "provider": "mock", "model": "gpt-4o-mini", "deployment": "stable"},
+            {"name": "pair", "provider": "mock", "model": "gpt-4o", "deployment": "canary"},
         ],
         "router": {
             "rules": [
@@ -35,6 +41,12 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 {"name": "translate", "model": "auto", "when": {"last_user_matches": "(?i)\\btranslate\\b"},
                  "to": "big"},
                 {"name": "fallthrough", "model": "auto", "to": "small"},
+            ],
+            "splits": [
+                {"name": "ab", "model": "ab-test", "sticky": "key",
+                 "arms": [{"to": "small", "percent": 50}, {"to": "big", "percent": 50}]},
+                {"name": "canary", "model": "pair", "sticky": "header:x-session",
+                 "arms": [{"deployment": "stable", "percent": 80}, {"deployment": "canary", "percent": 20}]},
             ],
             "semantic": [{
                 "model": "smart", "embedding_model": "embedder", "threshold": 0.3, "default": "small",
@@ -139,3 +151,52 @@ def test_unknown_virtual_name_without_a_match_is_a_404(gw: Gateway) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         sdk(gw).chat.completions.create(model="nothing-routes-this", messages=ASK)
     assert info.value.code == "model_not_found"
+
+
+def ledger_tags(gw: Gateway, ids: set[str]) -> dict[str, tuple[str, ...]]:
+    """Each request's usage-record tags, once every id is recorded (polled with a deadline)."""
+    database = async_url(None, gw.config_path.parent / "data")
+    deadline = time.monotonic() + 20
+
+    async def read() -> dict[str, tuple[str, ...]]:
+        stores = await open_at(database, None)
+        try:
+            return {r.request_id: tuple(r.tags or ()) for r in await stores.ledger.recent("default", 100_000)}
+        finally:
+            await stores.close()
+
+    while True:
+        found = asyncio.run(read())
+        if ids <= set(found) or time.monotonic() > deadline:
+            return {i: found[i] for i in ids if i in found}
+        time.sleep(0.1)
+
+
+def test_a_split_between_groups_is_sticky_per_key_and_tagged(gw: Gateway) -> None:
+    arms: dict[str, set[str]] = {}
+    ids: dict[str, str] = {}
+    for _ in range(24):
+        k = key(gw, ["ab-test", "small", "big"])
+        for _ in range(2):
+            raw = sdk(gw, k).chat.completions.with_raw_response.create(model="ab-test", messages=ASK)
+            arms.setdefault(k, set()).add(raw.headers["x-switchboard-split"])
+            ids[raw.headers["x-request-id"]] = raw.headers["x-switchboard-split"]
+    assert all(len(seen) == 1 for seen in arms.values())  # sticky
+    assert {next(iter(seen)) for seen in arms.values()} == {"ab=small", "ab=big"}  # both arms drawn
+    tags = ledger_tags(gw, set(ids))
+    assert tags == {i: (f"split:{arm}",) for i, arm in ids.items()}
+
+
+def test_a_canary_between_deployments_is_sticky_per_session_header(gw: Gateway) -> None:
+    seen: dict[str, set[str]] = {}
+    for n in range(60):
+        session = f"s-{n % 30}"
+        raw = sdk(gw).chat.completions.with_raw_response.create(
+            model="pair", messages=ASK, extra_headers={"x-session": session})
+        assert raw.headers["x-switchboard-split"] in ("canary=stable", "canary=canary")
+        model = raw.parse().model
+        assert (model == "gpt-4o") == (raw.headers["x-switchboard-split"] == "canary=canary")
+        seen.setdefault(session, set()).add(model)
+    assert all(len(models) == 1 for models in seen.values())
+    chosen = [next(iter(m)) for m in seen.values()]
+    assert 0 < chosen.count("gpt-4o") < 30  # 20 % of 30 sessions: both arms, not all on one

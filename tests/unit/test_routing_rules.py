@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
 
-from switchboard.config.schema import RoutingRule, SemanticRouter
+from switchboard.config.schema import RoutingRule, SemanticRouter, Split
 from switchboard.routing.rules import Rules, last_user_text
 from switchboard.routing.semantic import SemanticChooser, cosine, unit
+from switchboard.routing.splits import SplitChooser
 from switchboard.settings.loader import ConfigError, validate
 
 
@@ -149,3 +151,56 @@ def test_cosine_of_unit_vectors() -> None:
     assert cosine(unit([3.0, 4.0]), unit([3.0, 4.0])) == pytest.approx(1.0)
     assert cosine(unit([1.0, 0.0]), unit([0.0, 2.0])) == pytest.approx(0.0)
     assert unit([0.0, 0.0]) == [0.0, 0.0]
+
+
+def _split(**extra: Any) -> Split:
+    return Split.model_validate({"name": "s", "model": "a", "arms": [
+        {"to": "x", "percent": 30}, {"to": "y", "percent": 70}], **extra})
+
+
+def test_split_shares_follow_the_percentages() -> None:
+    chooser = SplitChooser(_split(sticky="none"), random.Random(7))
+    draws = [chooser.choose(chooser.identity("k", None, {})).label for _ in range(20_000)]
+    # 30 % of 20,000 is 6,000 with a standard deviation of about 65: 5 sigma.
+    assert abs(draws.count("x") - 6000) < 330
+    sticky = SplitChooser(_split())
+    labels = [sticky.choose(f"key-{i}").label for i in range(20_000)]
+    assert abs(labels.count("x") - 6000) < 330
+
+
+def test_split_stickiness_and_identities() -> None:
+    chooser = SplitChooser(_split())
+    assert len({chooser.choose("key-1").label for _ in range(50)}) == 1
+    assert chooser.identity("k", "u", {}) == "k"
+    assert SplitChooser(_split(sticky="user")).identity("k", "u", {}) == "u"
+    by_header = SplitChooser(_split(sticky="header:X-Session"))
+    assert by_header.identity("k", "u", {"x-session": "abc"}) == "abc"
+    assert by_header.identity("k", "u", {}) is None  # drawn at random then
+    # Another split's name draws independently.
+    other = SplitChooser(_split(name="t"))
+    assert any(chooser.bucket(f"k{i}") != other.bucket(f"k{i}") for i in range(10))
+
+
+@pytest.mark.parametrize(("split", "needle"), [
+    ({"name": "s", "model": "a", "arms": [{"to": "a", "percent": 50}, {"to": "e", "percent": 40}]},
+     "not 100"),
+    ({"name": "s", "model": "a", "arms": [{"to": "a", "percent": 50}, {"to": "zz", "percent": 50}]},
+     "unknown model group 'zz'"),
+    ({"name": "s", "model": "a", "arms": [{"deployment": "p/m", "percent": 50},
+                                          {"deployment": "nope", "percent": 50}]}, "no deployment 'nope'"),
+    ({"name": "s", "model": "a", "arms": [{"to": "a", "deployment": "p/m", "percent": 100}]}, "not both"),
+    ({"name": "s", "model": "a", "sticky": "cookie", "arms": [{"to": "a", "percent": 50},
+                                                              {"to": "e", "percent": 50}]}, "sticky"),
+    ({"name": "s", "model": "a", "arms": [{"to": "a", "percent": 100}]}, "arms"),
+])
+def test_bad_splits_are_config_errors(split: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(_config(splits=[split]), "test", env={})
+    assert needle in str(info.value)
+
+
+def test_two_splits_on_one_model_are_refused() -> None:
+    split = {"name": "s", "model": "a", "arms": [{"to": "a", "percent": 50}, {"to": "e", "percent": 50}]}
+    with pytest.raises(ConfigError) as info:
+        validate(_config(splits=[split, {**split, "name": "t"}]), "test", env={})
+    assert "has a split already" in str(info.value)

@@ -564,6 +564,37 @@ class SemanticRouter(_Strict):
     timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
 
 
+class SplitArm(_Strict):
+    """One arm of a split: another group (``to``) or one deployment of the split's own group."""
+
+    to: _Name | None = None
+    deployment: _Name | None = None
+    percent: Annotated[float, Field(gt=0, le=100)]
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SplitArm:
+        if (self.to is None) == (self.deployment is None):
+            raise ValueError("an arm names either a group (to) or a deployment, not both")
+        return self
+
+
+class Split(_Strict):
+    """A canary or A/B split of the requests for ``model`` by percentage, sticky per key, user
+    or session header (``header:<name>``), or drawn per request (``none``)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    model: _Name
+    sticky: Annotated[str, Field(pattern=r"^(key|user|none|header:[A-Za-z0-9-]{1,64})$")] = "key"
+    arms: Annotated[list[SplitArm], Field(min_length=2, max_length=20)]
+
+    @model_validator(mode="after")
+    def _hundred(self) -> Split:
+        total = sum(arm.percent for arm in self.arms)
+        if abs(total - 100) > 1e-6:
+            raise ValueError(f"the arms' percents add up to {total:g}, not 100")
+        return self
+
+
 class RouterConfig(_Strict):
     """Model groups, strategies, retries, fallbacks and cooldowns (docs/routing.md).
     Minimal contract: ``strategy``, ``num_retries`` and ``fallbacks`` as named here."""
@@ -587,6 +618,8 @@ class RouterConfig(_Strict):
     # strategies choose its deployment.
     rules: Annotated[list[RoutingRule], Field(max_length=1000)] = Field(default_factory=list)
     semantic: Annotated[list[SemanticRouter], Field(max_length=100)] = Field(default_factory=list)
+    # Canary and A/B splits (docs/routing.md); at most one per requested name.
+    splits: Annotated[list[Split], Field(max_length=100)] = Field(default_factory=list)
 
 
 class Settings(_Strict):
@@ -650,3 +683,21 @@ class Settings(_Strict):
             for target in targets + ([sem.default] if sem.default else []):
                 if target not in known:
                     raise ValueError(f"router.semantic[{i}]: unknown model group {target!r}")
+        self._check_splits(known)
+
+    def _check_splits(self, known: set[str]) -> None:
+        split_models: set[str] = set()
+        for i, split in enumerate(self.router.splits):
+            if split.model in split_models:
+                raise ValueError(f"router.splits[{i}].model: {split.model!r} has a split already")
+            split_models.add(split.model)
+            group = self.router.aliases.get(split.model, split.model)
+            # Deployment names as the table names them (explicit, else <provider>/<model>).
+            names = {m.deployment or f"{m.provider}/{m.model}" for m in self.models if m.name == group}
+            for arm in split.arms:
+                if arm.to is not None and arm.to not in known:
+                    raise ValueError(f"router.splits[{i}]: unknown model group {arm.to!r}")
+                if arm.deployment is not None and arm.deployment not in names:
+                    listed = ", ".join(sorted(names)) or "none"
+                    raise ValueError(f"router.splits[{i}]: the model {split.model!r} has no deployment "
+                                     f"{arm.deployment!r} (deployments: {listed})")

@@ -13,6 +13,7 @@ from switchboard.errors import ModelNotFound
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY, pinned
 from switchboard.routing.router import ANYWHERE, Router
+from switchboard.routing.table import Route
 
 
 class RouteStage:
@@ -36,8 +37,18 @@ class RouteStage:
             candidates = pinned(self._router, group, ctx.needs, headers)
         else:
             candidates = self._router.plan(group, ctx.needs)
+        if ctx.prefer_deployment is not None:
+            candidates = _first(candidates, ctx.prefer_deployment)
         ctx.candidates = candidates
         # No candidate (all cooling down, none in region...): the attempts stage turns to the
         # group's fallbacks or refuses; the stages in between price the group's first.
         ctx.route = candidates[0] if candidates else group.deployments[0]
         return await call_next(ctx)
+
+
+def _first(candidates: list[Route], deployment: str) -> list[Route]:
+    """``deployment`` moved to the front, if it may serve the request at all."""
+    for i, route in enumerate(candidates):
+        if route.deployment == deployment:
+            return [route, *candidates[:i], *candidates[i + 1:]] if i else candidates
+    return candidates

@@ -1,5 +1,6 @@
-"""Conditional and semantic routing (router.rules, router.semantic): choose the group a request
-goes to from what it carries, before the route stage chooses the group's deployment.
+"""Conditional routing, splits and semantic routing (router.rules, router.splits,
+router.semantic), tried in that order: choose the group a request goes to from what it carries,
+before the route stage chooses the group's deployment.
 
 A request for a name no rule or semantic router mentions costs one set lookup. The group chosen
 must be one the caller may use (403 model_not_allowed otherwise, as if asked for by name); the
@@ -18,8 +19,10 @@ from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import Router
 from switchboard.routing.rules import Rules, last_user_text
 from switchboard.routing.semantic import Embed, SemanticChooser
+from switchboard.routing.splits import SplitChooser
 
 ROUTE_HEADER = "x-switchboard-route"
+SPLIT_HEADER = "x-switchboard-split"
 
 
 class RulesStage:
@@ -27,6 +30,7 @@ class RulesStage:
 
     def __init__(self, config: RouterConfig, embed: Embed) -> None:
         self._rules = Rules(config.rules)
+        self._splits = {s.model: SplitChooser(s) for s in config.splits}
         self._semantic = {s.model: SemanticChooser(s, embed) for s in config.semantic}
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
@@ -41,6 +45,10 @@ class RulesStage:
             if rule is not None:
                 chosen, why = rule.to, f"rule {rule.name}"
         if chosen is None:
+            split = self._splits.get(model)
+            if split is not None:
+                chosen, why = _split(ctx, split, model)
+        if chosen is None:
             semantic = self._semantic.get(model)
             if semantic is not None:
                 group, score = await semantic.choose(last_user_text(ctx.request))
@@ -52,6 +60,19 @@ class RulesStage:
             ctx.request["model"] = chosen
             ctx.response_headers[ROUTE_HEADER] = f"{chosen} ({why})"
         return await call_next(ctx)
+
+
+def _split(ctx: RequestContext, split: SplitChooser, model: str) -> tuple[str, str]:
+    """Draw the request's arm: tag it, and either route to its group or prefer its deployment."""
+    p = ctx.principal
+    identity = split.identity(p.key_id or p.id if p else None, p.user_id if p else None, ctx.headers)
+    arm = split.choose(identity)
+    ctx.route_tags = (*(ctx.route_tags or ()), f"split:{split.name}={arm.label}")
+    ctx.response_headers[SPLIT_HEADER] = f"{split.name}={arm.label}"
+    if arm.deployment is not None:
+        ctx.prefer_deployment = arm.deployment
+        return model, ""
+    return str(arm.group), f"split {split.name}"
 
 
 def _check_access(ctx: RequestContext, model: str) -> None:

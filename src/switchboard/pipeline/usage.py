@@ -203,6 +203,8 @@ def _row(ctx: RequestContext, status: int, counted: Tokens, price: Cost, estimat
         tenant, key, team, user = DEFAULT_TENANT, None, None, None
     else:
         tenant, key, team, user, tags = p.tenant_id or DEFAULT_TENANT, p.key_id, p.team_id, p.user_id, p.tags
+    if ctx.route_tags:  # e.g. the arm of a split
+        tags = (*tags, *ctx.route_tags)
     return (
         ctx.request_id, tenant, key, team, user, target.name, target.provider, status,
         counted.prompt, counted.output, price.nano_usd, round(elapsed * 1000),
