@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from switchboard.admin_client import AdminClient, AdminError
-from switchboard.http.admin.usage import METRICS, to_csv
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -51,6 +50,10 @@ def usage(
     except AdminError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
+    # Here, not at the top: the admin app's modules take a second to import, and every other
+    # command would pay for it.
+    from switchboard.http.admin.usage import METRICS, to_csv
+
     columns = (*report["group_by"], *METRICS)
     if as_json:
         out.print_json(json.dumps(report))
