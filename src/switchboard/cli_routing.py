@@ -25,7 +25,7 @@ DEFAULT_URL = "http://127.0.0.1:4000"
 PATH = "/admin/v1/routing/groups"
 
 routing_app = typer.Typer(no_args_is_help=True, help="Model groups and their deployments: list them with "
-                          "their state, change a deployment's weight.")
+                          "their state, change a deployment's weight or a split's shares.")
 
 
 def _ms(value: Any) -> str | None:
@@ -110,3 +110,54 @@ def weight(
         return
     shown = f"{d['weight']}" + ("" if d["weight_overridden"] else " (configured)")
     out.print(f"{group} / {d['name']}: weight {shown}")
+
+
+SPLITS = "/admin/v1/routing/splits"
+
+
+@routing_app.command("splits")
+def splits(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """Every canary or A/B split with each arm's current share (* marks shares set at run time)."""
+    data = _run(lambda: AdminClient(url, key).call("GET", SPLITS))["data"]
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table("split", "model", "sticky", "arm", "kind", "percent", "configured")
+    for s in data:
+        for arm in s["arms"]:
+            table.add_row(s["name"], s["model"], s["sticky"], arm["name"], arm["kind"],
+                          f"{arm['percent']:g}" + ("*" if s["overridden"] else ""),
+                          f"{arm['configured_percent']:g}")
+    out.print(table)
+
+
+@routing_app.command("split")
+def split(
+    name: Annotated[str, typer.Argument(help="The split's name (router.splits).")],
+    shares: Annotated[list[str], typer.Argument(help="ARM=PERCENT for every arm (adding up to 100), "
+                                                     "or 'reset' for the configured shares.")],
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Set a split's shares at run time, on every instance."""
+    path = f"{SPLITS}/{quote(name, safe='')}"
+    client = AdminClient(url, key)
+    if shares == ["reset"]:
+        s = _run(lambda: client.call("DELETE", path))
+    else:
+        percents: dict[str, float] = {}
+        for share in shares:
+            arm, sep, value = share.rpartition("=")
+            try:
+                percents[arm] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep or not arm:
+                raise typer.BadParameter(f"{share!r}: expected ARM=PERCENT", param_hint="SHARES")
+        s = _run(lambda: client.call("PUT", path, body={"percents": percents}))
+    if as_json:
+        out.print_json(json.dumps(s))
+        return
+    shown = ", ".join(f"{a['name']} {a['percent']:g} %" for a in s["arms"])
+    out.print(f"{s['name']}: {shown}" + ("" if s["overridden"] else " (configured)"))

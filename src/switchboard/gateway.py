@@ -126,7 +126,7 @@ class Gateway:
         if not router.rules and not router.semantic and not router.splits:
             return []
         if self._rules is None:  # one per gateway: the semantic routers' examples embedded once
-            self._rules = RulesStage(router, router_embed(self.router))
+            self._rules = RulesStage(router, router_embed(self.router), self.routing)
         return [self._rules]
 
     async def start(self) -> None:

@@ -50,11 +50,15 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             dep("cost", "cost-unpriced"),
             dep("room", "room-small", rpm=3), dep("room", "room-large", rpm=100_000),
             {"name": "single", "provider": "mock", "model": "gpt-4o-mini"},
+            dep("canary", "can-a"), dep("canary", "can-b"),
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "router": {
             "strategy": "weighted",
             "aliases": {"grp-alias": "grp"},
+            "splits": [{"name": "can", "model": "canary", "sticky": "none",
+                        "arms": [{"deployment": "can-a", "percent": 50},
+                                 {"deployment": "can-b", "percent": 50}]}],
             "groups": {
                 "grp": {"allow_pinning": True},
                 "rr": {"strategy": "round-robin"},
@@ -321,6 +325,74 @@ def test_the_cli_lists_groups_and_sets_a_weight(deployment: Deployment) -> None:
     assert code == 0 and "weight 1 (configured)" in out, out
 
 
+# -- splits at run time ----------------------------------------------------------------------
+
+SPLITS = "/admin/v1/routing/splits"
+
+
+def test_a_split_changed_at_run_time_is_served_at_once_audited_and_reset(deployment: Deployment) -> None:
+    listed = deployment.admin("GET", SPLITS).json()["data"]
+    assert [(s["name"], s["model"], s["overridden"]) for s in listed] == [("can", "canary", False)]
+    assert [(a["name"], a["kind"], a["percent"]) for a in listed[0]["arms"]] == [
+        ("can-a", "deployment", 50), ("can-b", "deployment", 50)]
+    try:
+        changed = deployment.admin("PUT", f"{SPLITS}/can", json={"percents": {"can-a": 0, "can-b": 100}})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["overridden"] is True
+        assert {served_by(deployment.sdk, "canary") for _ in range(30)} == {"can-b"}
+        audit = deployment.admin("GET", "/admin/v1/audit", params={"action": "routing.split"})
+        entries = audit.json()["data"]
+        assert entries[0]["resource_id"] == "can"
+        assert entries[0]["after"]["percents"] == {"can-a": 0, "can-b": 100}
+    finally:
+        reset = deployment.admin("DELETE", f"{SPLITS}/can")
+    assert reset.status_code == 200 and reset.json()["overridden"] is False
+    assert {served_by(deployment.sdk, "canary") for _ in range(40)} == {"can-a", "can-b"}
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"percents": {"can-a": 100}}, "invalid_arms"),
+    ({"percents": {"can-a": 50, "can-b": 40, "can-c": 10}}, "invalid_arms"),
+    ({"percents": {"can-a": 60, "can-b": 60}}, "invalid_percents"),
+    ({"percents": {"can-a": -10, "can-b": 110}}, "invalid_value"),
+    ({"percents": {"can-a": "50", "can-b": 50}}, "invalid_value"),
+    ({"percents": {"can-a": True, "can-b": 99}}, "invalid_value"),
+    ({"percents": {}}, "invalid_value"),
+    ({"percents": {"can-a": 50, "can-b": 50}, "extra": 1}, "unknown_parameter"),
+    ({}, "missing_required_parameter"),
+])
+def test_bad_split_bodies_are_400(deployment: Deployment, body: Any, code: str) -> None:
+    resp = deployment.admin("PUT", f"{SPLITS}/can", json=body)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == code, resp.text
+    assert deployment.admin("GET", SPLITS).json()["data"][0]["overridden"] is False
+
+
+def test_unknown_splits_are_404_and_splits_are_the_platform_admins(deployment: Deployment) -> None:
+    resp = deployment.admin("PUT", f"{SPLITS}/{'n' * 300}", json={"percents": {"a": 100}})
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "split_not_found"
+    assert "n" * 100 not in resp.text
+    key = deployment.admin("POST", "/admin/v1/keys", json={"models": ["*"], "role": "tenant_admin"}).json()
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    for method in ("GET", "DELETE"):
+        path = SPLITS if method == "GET" else f"{SPLITS}/can"
+        resp = deployment.admin(method, path, headers=headers)
+        assert resp.status_code == 403 and resp.json()["error"]["code"] == "permission_denied"
+
+
+def test_the_cli_lists_splits_and_sets_shares(deployment: Deployment) -> None:
+    code, out = routing_cli(deployment.gateway, "splits")
+    assert code == 0 and "can-a" in out and "deployment" in out, out
+    try:
+        code, out = routing_cli(deployment.gateway, "split", "can", "can-a=100", "can-b=0")
+        assert code == 0 and "can-a 100 %" in out, out
+        code, out = routing_cli(deployment.gateway, "split", "can", "can-a")
+        assert code != 0 and "ARM=PERCENT" in out, out
+    finally:
+        code, out = routing_cli(deployment.gateway, "split", "can", "reset")
+    assert code == 0 and "(configured)" in out, out
+
+
 # -- two instances ---------------------------------------------------------------------------
 
 
@@ -347,3 +419,17 @@ def test_a_weight_changed_on_one_instance_is_honoured_by_the_other(
     while on_second.admin("GET", f"{GROUPS}/grp").json()["deployments"][0]["weight"] != 0:
         assert time.monotonic() - done < 2.0, "the weight did not reach the other instance within 2 s"
     assert {served_by(on_second.sdk, "grp") for _ in range(30)} == {"grp-b"}
+
+
+def test_a_split_changed_on_one_instance_is_honoured_by_the_other(
+    two_instances: tuple[Gateway, Gateway],
+) -> None:
+    first, second = two_instances
+    on_second = Deployment("cluster", second)
+    changed = httpx.put(f"{first.url}{SPLITS}/can", json={"percents": {"can-a": 100, "can-b": 0}},
+                        headers=ADMIN, timeout=10)
+    assert changed.status_code == 200, changed.text
+    done = time.monotonic()
+    while not on_second.admin("GET", SPLITS).json()["data"][0]["overridden"]:
+        assert time.monotonic() - done < 2.0, "the split did not reach the other instance within 2 s"
+    assert {served_by(on_second.sdk, "canary") for _ in range(30)} == {"can-a"}

@@ -59,3 +59,21 @@ async def test_the_live_table_loads_the_stored_weights_at_start_and_on_change(ba
         assert live.current.groups["g"].weights == (0, 1)
     finally:
         await live.close()
+
+
+async def test_split_shares_are_set_replaced_and_removed(backend: Backend) -> None:
+    store = backend.stores.routing
+    assert store is not None
+    assert await store.split_overrides() == []
+    now, before = await store.set_split("canary", {"stable": 90.0, "canary": 10.0})
+    assert before is None and now is not None and now.percents == {"stable": 90.0, "canary": 10.0}
+    now, before = await store.set_split("canary", {"stable": 0.0, "canary": 100.0})
+    assert before is not None and before.percents["stable"] == 90.0
+    peer = await backend.peer()
+    assert peer.routing is not None
+    got = await peer.routing.split_overrides()
+    assert [(o.name, dict(o.percents)) for o in got] == [("canary", {"stable": 0.0, "canary": 100.0})]
+    assert got[0].updated_at.tzinfo is not None
+    now, before = await store.set_split("canary", None)
+    assert now is None and before is not None
+    assert await store.split_overrides() == []

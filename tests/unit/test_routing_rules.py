@@ -159,7 +159,7 @@ def _split(**extra: Any) -> Split:
 
 
 def test_split_shares_follow_the_percentages() -> None:
-    chooser = SplitChooser(_split(sticky="none"), random.Random(7))
+    chooser = SplitChooser(_split(sticky="none"), rng=random.Random(7))
     draws = [chooser.choose(chooser.identity("k", None, {})).label for _ in range(20_000)]
     # 30 % of 20,000 is 6,000 with a standard deviation of about 65: 5 sigma.
     assert abs(draws.count("x") - 6000) < 330

@@ -16,7 +16,7 @@ from switchboard.config.schema import RouterConfig
 from switchboard.context import RequestContext, Result
 from switchboard.errors import PermissionDenied
 from switchboard.pipeline.chain import Handler
-from switchboard.routing.router import Router
+from switchboard.routing.router import Router, Table
 from switchboard.routing.rules import Rules, last_user_text
 from switchboard.routing.semantic import Embed, SemanticChooser
 from switchboard.routing.splits import SplitChooser
@@ -28,9 +28,9 @@ SPLIT_HEADER = "x-switchboard-split"
 class RulesStage:
     name = "rules"
 
-    def __init__(self, config: RouterConfig, embed: Embed) -> None:
+    def __init__(self, config: RouterConfig, embed: Embed, table: Table) -> None:
         self._rules = Rules(config.rules)
-        self._splits = {s.model: SplitChooser(s) for s in config.splits}
+        self._table = table  # splits live in the model table: their percents change at run time
         self._semantic = {s.model: SemanticChooser(s, embed) for s in config.semantic}
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
@@ -45,7 +45,7 @@ class RulesStage:
             if rule is not None:
                 chosen, why = rule.to, f"rule {rule.name}"
         if chosen is None:
-            split = self._splits.get(model)
+            split = self._table.current.splits.get(model)
             if split is not None:
                 chosen, why = _split(ctx, split, model)
         if chosen is None:

@@ -36,6 +36,7 @@ from switchboard.crypto.keyring import DecryptError, Keyring, credential_aad
 from switchboard.providers import registry
 from switchboard.providers.registry import ResolvedProvider
 from switchboard.routing.groups import Group, build_groups
+from switchboard.routing.splits import SplitChooser
 from switchboard.routing.table import (
     Route,
     build_clients,
@@ -76,16 +77,21 @@ class Snapshot:
     by_id: dict[str, ModelEntry] = field(default_factory=dict)
     listing: dict[str, Any] = field(default_factory=dict)
     version: str = ""  # fingerprint of the stored state it was built from
+    splits: dict[str, SplitChooser] = field(default_factory=dict)  # by the requested name
 
     @classmethod
     def of(cls, routes: list[Route], models: dict[str, ModelConfig], directory: list[ModelEntry],
            version: str = "", router: RouterConfig | None = None,
            weights: Mapping[tuple[str, str], int] | None = None,
-           price: Callable[[Route], tuple[float, float] | None] | None = None) -> Snapshot:
-        groups = build_groups(routes, router or RouterConfig(), weights, price)
+           price: Callable[[Route], tuple[float, float] | None] | None = None,
+           split_percents: Mapping[str, Mapping[str, float]] | None = None) -> Snapshot:
+        router = router or RouterConfig()
+        groups = build_groups(routes, router, weights, price)
         firsts = {name: g.deployments[0] for name, g in groups.items() if g.name == name}
+        percents = split_percents or {}
+        splits = {s.model: SplitChooser(s, percents.get(s.name)) for s in router.splits}
         return cls(groups, firsts, models, directory, {e["id"]: e for e in directory},
-                   {"object": "list", "data": directory}, version)
+                   {"object": "list", "data": directory}, version, splits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +158,8 @@ class LiveRouting:
         self._version: str | None = None
         # Run-time weights by (group, deployment), from the admin API's routing overrides.
         self.weights: dict[tuple[str, str], int] = {}
+        # Run-time percents of splits' arms by split name, from the admin API.
+        self.split_percents: dict[str, dict[str, float]] = {}
         self.current = self._build_snapshot([], "")
         self.reloads = 0  # snapshots built from the store, for tests and metrics
 
@@ -262,15 +270,19 @@ class LiveRouting:
             state = await self._store.load()
             overrides = [] if self._overrides is None else await self._overrides.overrides()
             weights = {(o.group, o.deployment): o.weight for o in overrides if o.weight is not None}
+            splits = {} if self._overrides is None else {
+                o.name: dict(o.percents) for o in await self._overrides.split_overrides()}
             version = _fingerprint([
                 [_provider_key(p) for p in state.providers],
                 [(c.id, c.provider) for c in state.credentials],
                 [_model_key(m) for m in state.models],
                 sorted(weights.items()),
+                sorted(splits.items()),
             ])
             if version == self._version:
                 return
             self.weights = weights
+            self.split_percents = splits
             previous = self._stored
             built = await self._build_providers(state, previous)
             old_routes = self.all_routes()
@@ -366,7 +378,7 @@ class LiveRouting:
             directory.append({"id": m.name, "object": "model", "created": int(record.created_at.timestamp()),
                               "owned_by": m.provider, **(match.info.public() if match else {})})
         return Snapshot.of(routes, models, directory, version, self.settings.router, self.weights,
-                           self._price)
+                           self._price, self.split_percents)
 
     def _price(self, route: Route) -> tuple[float, float] | None:
         """USD per million input and output tokens of a deployment's catalog record."""

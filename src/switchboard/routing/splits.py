@@ -26,17 +26,23 @@ class Arm(NamedTuple):
 
 
 class SplitChooser:
-    def __init__(self, split: Split, rng: random.Random | None = None) -> None:
+    def __init__(self, split: Split, percents: Mapping[str, float] | None = None,
+                 rng: random.Random | None = None) -> None:
+        """``percents``: run-time shares by arm label (the admin API's), else the configured."""
         self.name = split.name
         self.sticky = split.sticky
         self._rng = rng or random.Random()  # traffic shares, not secrets
         arms: list[Arm] = []
+        self.percents: dict[str, float] = {}
         upto = 0.0
         for arm in split.arms:
-            upto += arm.percent * BUCKETS / 100
             label = arm.to if arm.to is not None else str(arm.deployment)
+            share = arm.percent if percents is None else percents.get(label, 0.0)
+            self.percents[label] = share
+            upto += share * BUCKETS / 100
             arms.append(Arm(label, arm.to, arm.deployment, round(upto)))
         self.arms = arms
+        self.overridden = percents is not None
 
     def identity(self, key_id: str | None, user_id: str | None, headers: Mapping[str, str]) -> str | None:
         if self.sticky == "key":
@@ -58,4 +64,9 @@ class SplitChooser:
         for arm in self.arms:
             if b < arm.upto:
                 return arm
-        return self.arms[-1]
+        return next(a for a in reversed(self.arms) if self.percents[a.label] > 0)
+
+
+def labels(split: Split) -> list[str]:
+    """The arms' labels: their group or deployment names."""
+    return [arm.to if arm.to is not None else str(arm.deployment) for arm in split.arms]

@@ -635,9 +635,26 @@ class RoutingOverride:
     updated_at: datetime = field(default_factory=utcnow)
 
 
+@dataclass(frozen=True)
+class SplitOverride:
+    """A split's arms' percents, changed at run time (router.splits names the split)."""
+
+    name: str
+    percents: Mapping[str, float]  # by arm (its group or deployment name)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
 class RoutingStore(Protocol):
     async def overrides(self) -> list[RoutingOverride]:
         """Every override, by group and deployment."""
+
+    async def split_overrides(self) -> list[SplitOverride]:
+        """Every split's run-time percents, by name."""
+
+    async def set_split(self, name: str, percents: Mapping[str, float] | None,
+                        ) -> tuple[SplitOverride | None, SplitOverride | None]:
+        """Set (or with None remove) a split's percents; returns the override now stored and
+        the one before (None: none)."""
 
     async def set_weight(self, group: str, deployment: str, weight: int | None,
                          ) -> tuple[RoutingOverride | None, RoutingOverride | None]:

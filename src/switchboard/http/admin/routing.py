@@ -7,6 +7,8 @@
 - ``PATCH /admin/v1/routing/groups/{group}/deployments/{deployment}`` with ``{"weight": N}``
   (``null``: back to the configured weight): stored, audited, served at once by every instance
   (routing/live.py reloads and publishes on the change feed's ``routing`` topic).
+- ``GET /admin/v1/routing/splits``, ``PUT /admin/v1/routing/splits/{name}`` with
+  ``{"percents": {arm: share}}`` and ``DELETE`` (back to the configured shares): the same way.
 
 Groups are gateway-wide: only the platform admin reads or changes them (access/roles.py).
 Deployment names may hold ``/`` (``<provider>/<model>``), so the PATCH path is split at its
@@ -20,13 +22,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from switchboard.errors import GatewayError, NotFound
+from switchboard.config.schema import Split
+from switchboard.errors import GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.providers import routing_of
 from switchboard.routing.groups import Group
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
+from switchboard.routing.splits import SplitChooser, labels
 from switchboard.routing.table import Route
 from switchboard.stores.protocols import RoutingStore
 
@@ -151,3 +155,88 @@ async def set_weight(
                        before=before, after={**before, "weight": weight})
     fresh = now.deployment(deployment) or route
     return deployment_public(fresh, weight, _router_of(request), routing)
+
+
+# -- splits -----------------------------------------------------------------------------------
+
+MAX_ARMS = 20
+
+
+class SplitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    percents: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=256)],
+             Annotated[float, Field(ge=0, le=100, strict=True)]],
+        Field(min_length=1, max_length=MAX_ARMS),
+    ] = Field(description="Every arm of the split (its group or deployment name) with its share; "
+                          "the shares add up to 100 (0 turns an arm off).")
+
+
+def _split(request: Request, name: str) -> tuple[Split, SplitChooser]:
+    routing = routing_of(request)
+    for split in routing.settings.router.splits:
+        if split.name == name:
+            return split, routing.current.splits[split.model]
+    raise NotFound(f"no split named '{name[:64]}' (splits are declared in router.splits)",
+                   code="split_not_found")
+
+
+def split_public(split: Split, chooser: SplitChooser) -> dict[str, Any]:
+    configured = {label: arm.percent for label, arm in zip(labels(split), split.arms, strict=True)}
+    return {
+        "name": split.name,
+        "object": "split",
+        "model": split.model,
+        "sticky": split.sticky,
+        "arms": [{"name": label, "kind": "group" if arm.to is not None else "deployment",
+                  "percent": chooser.percents[label], "configured_percent": configured[label]}
+                 for label, arm in zip(labels(split), split.arms, strict=True)],
+        "overridden": chooser.overridden,
+    }
+
+
+@router.get("/splits", summary="Canary and A/B splits with their current shares")
+async def list_splits(
+    request: Request, access: Annotated[Access, Depends(allow("routing", "read"))]
+) -> dict[str, Any]:
+    routing = routing_of(request)
+    data = [split_public(s, routing.current.splits[s.model]) for s in routing.settings.router.splits]
+    return {"object": "list", "data": data}
+
+
+@router.put("/splits/{name}", summary="Set a split's shares at run time, on every instance")
+async def set_split(
+    name: str, body: SplitBody, request: Request,
+    access: Annotated[Access, Depends(allow("routing", "update"))],
+) -> dict[str, Any]:
+    split, chooser = _split(request, name)
+    arms = labels(split)
+    if set(body.percents) != set(arms):
+        raise InvalidRequest(f"percents: name every arm of the split exactly once ({', '.join(arms)})",
+                             param="percents", code="invalid_arms")
+    total = sum(body.percents.values())
+    if abs(total - 100) > 1e-6:
+        raise InvalidRequest(f"percents: the shares add up to {total:g}, not 100", param="percents",
+                             code="invalid_percents")
+    return await _store_split(request, split, chooser, body.percents)
+
+
+@router.delete("/splits/{name}", summary="Back to the configured shares, on every instance")
+async def reset_split(
+    name: str, request: Request, access: Annotated[Access, Depends(allow("routing", "update"))],
+) -> dict[str, Any]:
+    split, chooser = _split(request, name)
+    return await _store_split(request, split, chooser, None)
+
+
+async def _store_split(request: Request, split: Split, chooser: SplitChooser,
+                       percents: dict[str, float] | None) -> dict[str, Any]:
+    routing = routing_of(request)
+    before = dict(chooser.percents)
+    await _store_of(request).set_split(split.name, percents)
+    await routing.changed()
+    now = routing.current.splits[split.model]
+    await audit.record(request, "routing.split", "split", split.name,
+                       before={"percents": before}, after={"percents": dict(now.percents)})
+    return split_public(split, now)

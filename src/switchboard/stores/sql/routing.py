@@ -4,14 +4,16 @@ and whenever the change feed's ``routing`` topic says it changed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from switchboard.stores.protocols import RoutingOverride, utcnow
+from switchboard.stores.protocols import RoutingOverride, SplitOverride, utcnow
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import routing_overrides as t
+from switchboard.stores.sql.tables import routing_splits as splits
 from switchboard.stores.sql.times import from_db, to_db
 
 
@@ -49,3 +51,30 @@ class SqlRoutingStore:
                 set_={"weight": weight, "updated_at": to_db(now)},
             ))
         return RoutingOverride(group, deployment, weight, now), before
+
+    async def split_overrides(self) -> list[SplitOverride]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(sa.select(splits).order_by(splits.c.name))
+            return [_split(row) for row in rows]
+
+    async def set_split(self, name: str, percents: Mapping[str, float] | None,
+                        ) -> tuple[SplitOverride | None, SplitOverride | None]:
+        where = splits.c.name == name
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(sa.select(splits).where(where).with_for_update())).first()
+            before = None if row is None else _split(row)
+            if percents is None:
+                await conn.execute(sa.delete(splits).where(where))
+                return None, before
+            now = utcnow()
+            values = {"percents": dict(percents), "updated_at": to_db(now)}
+            stmt = insert(self._engine, splits).values(name=name, **values)
+            await conn.execute(stmt.on_conflict_do_update(index_elements=[splits.c.name], set_=values))
+        return SplitOverride(name, dict(percents), now), before
+
+
+def _split(row: sa.Row[Any]) -> SplitOverride:
+    m = row._mapping
+    updated = from_db(m["updated_at"])
+    assert updated is not None
+    return SplitOverride(name=m["name"], percents=dict(m["percents"]), updated_at=updated)

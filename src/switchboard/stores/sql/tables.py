@@ -274,3 +274,12 @@ routing_overrides = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint("group_name", "deployment"),
 )
+
+# routing: a split's percents changed at run time (revision 0009)
+routing_splits = sa.Table(
+    "routing_splits",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("percents", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -35,6 +35,13 @@ def upgrade() -> None:
     for table in ("tenants", "teams", "api_keys"):
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("allowed_regions", sa.JSON))
+    # A split's arms' percents changed at run time: {arm: percent}.
+    op.create_table(
+        "routing_splits",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("percents", sa.JSON, nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
     op.create_table(
         "routing_overrides",
         sa.Column("group_name", sa.String(256), nullable=False),
@@ -47,6 +54,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("routing_overrides")
+    op.drop_table("routing_splits")
     for table in ("api_keys", "teams", "tenants"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("allowed_regions")
