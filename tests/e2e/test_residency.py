@@ -31,9 +31,18 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "sturdy", "deployment": "eu", "provider": p, "model": "gpt-4o-mini", "region": "eu-west"},
         {"name": "sturdy", "deployment": "us", "provider": p, "model": "gpt-4o", "region": "us-east"},
         {"name": "us-only", "provider": p, "model": "gpt-4o", "region": "us-east"},
+        # Semantic routing embeds the caller's own text: only inside the caller's regions.
+        {"name": "embedder", "deployment": "eu", "provider": p, "model": "text-embedding-3-small",
+         "region": "eu-west"},
+        {"name": "embedder", "deployment": "us", "provider": p, "model": "text-embedding-3-large",
+         "region": "us-east"},
     ]
-    config["router"] = {"num_retries": 0, "fallbacks": {"sturdy": ["us-only"]},
-                        "cooldown": {"failures": 2, "seconds": 60}}
+    config["router"] = {
+        "num_retries": 0, "fallbacks": {"sturdy": ["us-only"]},
+        "cooldown": {"failures": 2, "seconds": 60},
+        "semantic": [{"model": "smart", "embedding_model": "embedder", "threshold": -1, "default": "anywhere",
+                      "routes": [{"to": "anywhere", "examples": ["hello there"]}]}],
+    }
     return config
 
 
@@ -240,3 +249,19 @@ def test_token_callers_are_held_to_their_tenants_and_teams_regions(
                   status=201)
     _refused(deployment.chat(idp.token(tenant=tenant + "-x", preferred_username="bob",
                                        realm_access={"roles": ["sb-dev"]}), "anywhere", "x"))
+
+
+def test_semantic_routing_embeds_the_callers_text_only_inside_its_regions(deployment: Deployment) -> None:
+    eu = deployment.key(allowed_regions=["eu-west"])
+    marker = new_marker()
+    for i in range(6):
+        resp = deployment.chat(eu, "smart", f"mock:capture={marker} hello {i}")
+        assert resp.status_code == 200, resp.text
+    seen = captured(deployment.mock, marker, count=12)
+    embedded = [r["body"]["model"] for r in seen if r["path"].endswith("/embeddings")]
+    chats = [r["body"]["model"] for r in seen if r["path"].endswith("/chat/completions")]
+    assert len(embedded) == 6 and set(embedded) == {"text-embedding-3-small"}
+    assert chats == ["gpt-4o-mini"] * 6
+    # Nowhere to embed it: the semantic choice falls back to its default, still in region.
+    us = deployment.key(allowed_regions=["ap-south"])
+    _refused(deployment.chat(us, "smart", "hello"))
