@@ -79,6 +79,8 @@ def create(
     tpm_limit: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
     max_budget_usd: Annotated[str | None, typer.Option(help="The key's own budget in USD.")] = None,
     budget_period: Annotated[str | None, typer.Option(help="daily, weekly, monthly or total.")] = None,
+    region: Annotated[list[str] | None, typer.Option(
+        "--region", help="A region its requests may be served in (repeat; default anywhere).")] = None,
     url: Url = DEFAULT_URL,
     key: Key = "",
     as_json: AsJson = False,
@@ -96,6 +98,8 @@ def create(
         body["metadata"] = _metadata(metadata)
     if tag:
         body["tags"] = tag
+    if region:
+        body["allowed_regions"] = region
     created = _run(lambda: _client(url, key).create_key(body))
     if as_json:
         out.print_json(json.dumps(created))

@@ -57,6 +57,9 @@ class Principal:
     # The key's own budget (POST /admin/v1/keys max_budget_usd, budget_period); None: none.
     max_budget_usd: Decimal | None = None
     budget_period: str | None = None
+    # Where its requests may be served (data residency): the intersection of the tenant's, the
+    # team's and the key's allowed regions; None: anywhere.
+    allowed_regions: frozenset[str] | None = None
 
 
 class Attempt(NamedTuple):

@@ -30,7 +30,10 @@ from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.rules import RulesStage, router_embed
 from switchboard.pipeline.subscription import SubscriptionStage
 from switchboard.pipeline.usage import UsageStage
+from switchboard.routing.health import Health
 from switchboard.routing.live import LiveRouting
+from switchboard.routing.prerouting import Windows
+from switchboard.routing.probes import HealthChecks
 from switchboard.routing.router import Router
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.webhooks import WebhookSender
@@ -38,6 +41,7 @@ from switchboard.spend.cost import Prices
 from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores import Stores, open_stores
 from switchboard.stores.factory import data_dir
+from switchboard.stores.sql.keys import intersect
 
 # Operations that call a provider, and the one that only needs the model to exist.
 MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
@@ -64,8 +68,12 @@ class Gateway:
         self.routing = LiveRouting(settings, self.catalog)
         self.models = ModelDirectory(self.routing)
         # Groups, strategies, deployment statistics and health, over the model table.
-        self.router = Router(self.routing)
+        self.router = Router(self.routing, health=Health(settings.router.cooldown),
+                             windows=Windows(self.catalog))
         self._rules: RulesStage | None = None
+        # Optional active health checks (router.health_checks), started with the gateway.
+        self.health_checks = HealthChecks(settings.router.health_checks, self.routing.all_routes,
+                                          self.router, self.catalog)
         # Each served model's prices, and the usage ledger's writer (opened in start()).
         self.prices = Prices(self.catalog, self.routing)
         self.usage: LedgerWriter | None = None
@@ -163,14 +171,29 @@ class Gateway:
             await self.budgets.start()
         self.authenticator.attach(self.key_cache, self.last_used)
         if self.oidc is not None:
+            self.oidc.regions = self._residency
             await self.oidc.start()
         await self.routing.start(self.stores.providers, self.stores.feed, keyring,
                                  overrides=self.stores.routing)
+        # Cooldowns shared through Redis when configured, else kept in this process.
+        await self.router.health.start(self.stores.health, self.stores.feed)
+        self.health_checks.start()
         await encodings
         self.ready = True
 
+    async def _residency(self, tenant: str | None, team: str | None) -> frozenset[str] | None:
+        """A token caller's residency policy: its tenant's and team's allowed regions (keys
+        carry theirs with the key record)."""
+        if self.stores is None or tenant is None:
+            return None
+        found = await self.stores.tenancy.get_tenant(tenant)
+        group = await self.stores.tenancy.get_team(tenant, team) if team is not None else None
+        return intersect(found.allowed_regions if found else None, group.allowed_regions if group else None)
+
     async def close(self) -> None:
         self.ready = False
+        await self.health_checks.close()
+        await self.router.health.close()
         await self.routing.close()
         await self.images.close()
         if self.oidc is not None:

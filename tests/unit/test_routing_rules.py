@@ -117,7 +117,8 @@ VECTORS = {"x1": [1.0, 0.0], "x2": [0.9, 0.1], "y1": [0.0, 1.0], "qx": [1.0, 0.0
 def test_semantic_best_route_threshold_and_default() -> None:
     calls: list[list[str]] = []
 
-    async def embed(model: str, texts: list[str], dims: int | None) -> list[list[float]]:
+    async def embed(model: str, texts: list[str], dims: int | None,
+                    regions: frozenset[str] | None = None) -> list[list[float]]:
         calls.append(texts)
         return [VECTORS[t] for t in texts]
 
@@ -134,10 +135,10 @@ def test_semantic_best_route_threshold_and_default() -> None:
 
 
 def test_semantic_failures_fall_back_to_the_default() -> None:
-    async def broken(model: str, texts: list[str], dims: int | None) -> list[list[float]]:
+    async def broken(model: str, texts: list[str], dims: int | None, regions: object) -> list[list[float]]:
         raise ConnectionError("embedding upstream down")
 
-    async def short(model: str, texts: list[str], dims: int | None) -> list[list[float]]:
+    async def short(model: str, texts: list[str], dims: int | None, regions: object) -> list[list[float]]:
         return [[1.0, 0.0]]  # one vector for three examples
 
     async def run() -> None:

@@ -44,6 +44,7 @@ def principal_of(record: KeyRecord) -> Principal:
         tpm_limit=record.tpm_limit,
         max_budget_usd=record.max_budget_usd,
         budget_period=record.budget_period,
+        allowed_regions=record.effective_regions,
     )
 
 

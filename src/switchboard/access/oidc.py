@@ -30,7 +30,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -333,6 +333,9 @@ class OidcVerifier:
         self._max = cache_entries
         self._http: aiohttp.ClientSession | None = None
         self.verifications = 0  # signatures checked, for tests and metrics
+        # The residency policy of a tenant and team (the intersection of their allowed regions),
+        # set once the stores are open; read with each token verified and cached with it.
+        self.regions: Callable[[str | None, str | None], Awaitable[frozenset[str] | None]] | None = None
 
     def issuer(self, name: str) -> _Issuer | None:
         return self._issuers.get(name)
@@ -411,6 +414,8 @@ class OidcVerifier:
         except jwt.PyJWTError as exc:
             raise _refusal(exc) from None
         principal = self._principal(issuer, claims)
+        if self.regions is not None:
+            principal.allowed_regions = await self.regions(principal.tenant_id, principal.team_id)
         until = min(float(claims["exp"]), self._clock() + config.token_cache_seconds)
         return principal, until
 

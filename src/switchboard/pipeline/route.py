@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from switchboard.context import RequestContext, Result
 from switchboard.errors import ModelNotFound
+from switchboard.limits.estimate import max_output_tokens
 from switchboard.pipeline.chain import Handler
+from switchboard.routing.groups import Group
 from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY, pinned
-from switchboard.routing.router import ANYWHERE, Router
+from switchboard.routing.router import ANYWHERE, Needs, Router
 from switchboard.routing.table import Route
 
 
@@ -31,7 +33,7 @@ class RouteStage:
                 f"the model '{shown}' does not exist or you do not have access to it", param="model"
             )
         ctx.group = group
-        ctx.needs = ANYWHERE
+        ctx.needs = self._needs(ctx, group)
         headers = ctx.headers
         if PIN_DEPLOYMENT in headers or PIN_STRATEGY in headers:
             candidates = pinned(self._router, group, ctx.needs, headers)
@@ -45,6 +47,20 @@ class RouteStage:
         ctx.route = candidates[0] if candidates else group.deployments[0]
         return await call_next(ctx)
 
+    def _needs(self, ctx: RequestContext, group: Group) -> Needs:
+        """The caller's allowed regions, and the tokens the request needs of a context window:
+        counted only when some deployment of the group has a known window."""
+        principal = ctx.principal
+        regions = principal.allowed_regions if principal is not None else None
+        windows = self._router.windows
+        sized = windows is not None and windows.known(group)
+        if regions is None and not sized:
+            return ANYWHERE
+        if not sized:
+            return Needs(regions)
+        ctx.route = group.deployments[0]  # the prompt is counted with its encoding
+        prompt = ctx.prompt_tokens_estimate()
+        return Needs(regions, prompt + max_output_tokens(ctx), prompt)
 
 def _first(candidates: list[Route], deployment: str) -> list[Route]:
     """``deployment`` moved to the front, if it may serve the request at all."""

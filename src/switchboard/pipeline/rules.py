@@ -16,7 +16,7 @@ from switchboard.config.schema import RouterConfig
 from switchboard.context import RequestContext, Result
 from switchboard.errors import PermissionDenied
 from switchboard.pipeline.chain import Handler
-from switchboard.routing.router import Router, Table
+from switchboard.routing.router import ANYWHERE, Needs, Router, Table
 from switchboard.routing.rules import Rules, last_user_text
 from switchboard.routing.semantic import Embed, SemanticChooser
 from switchboard.routing.splits import SplitChooser
@@ -51,7 +51,8 @@ class RulesStage:
         if chosen is None:
             semantic = self._semantic.get(model)
             if semantic is not None:
-                group, score = await semantic.choose(last_user_text(ctx.request))
+                regions = ctx.principal.allowed_regions if ctx.principal is not None else None
+                group, score = await semantic.choose(last_user_text(ctx.request), regions)
                 if group is not None:
                     chosen = group
                     why = "default" if score is None else f"semantic {score:.3f}"
@@ -86,13 +87,15 @@ def router_embed(router: Router) -> Embed:
     """Embeddings from a group this gateway serves, through its own router and adapters (no
     limits, budgets or ledger: the gateway's own work, not a caller's)."""
 
-    async def embed(model: str, texts: list[str], dimensions: int | None) -> list[list[float]]:
+    async def embed(model: str, texts: list[str], dimensions: int | None,
+                    regions: frozenset[str] | None = None) -> list[list[float]]:
         group = router.group(model)
         if group is None:
             raise LookupError(f"the embedding model {model!r} is not served")
-        plan = router.plan(group)
+        needs = ANYWHERE if regions is None else Needs(regions)  # a caller's text stays in region
+        plan = router.plan(group, needs)
         if not plan:
-            raise router.refusal(group)
+            raise router.refusal(group, needs)
         route = plan[0]
         request: dict[str, Any] = {"model": model, "input": texts}
         if dimensions is not None:

@@ -1,30 +1,309 @@
 """Cooldowns and circuit breakers: a deployment that keeps failing is taken out for a while,
 then probed (half-open) before it takes full traffic again. Embedded: in-process; with Redis,
-shared by every instance (docs/routing.md).
+shared by every instance (docs/routing.md, "Cooldowns, health, context windows and residency").
+
+The rules come from ``router.cooldown``: ``failures`` consecutive failures, or ``failure_rate``
+of at least ``min_requests`` requests within ``window_seconds``, of the error classes in ``on``
+(switchboard.errors.error_class) take the deployment out for ``seconds``. Then it is half-open:
+one request at a time is let through (the probe); its answer brings the deployment back, its
+failure cools it down again.
+
+``available`` is read on every routed request and never waits: it reads the state this process
+keeps. With Redis (stores/redis/health.py) failures are also counted there (the streak spans
+every instance), a cooldown opened by any instance is published on the change feed's
+``health`` topic and adopted by every other at once, and the half-open probe is claimed with
+SET NX so one instance at a time sends it. A request that answers costs nothing in Redis unless
+the deployment has failed since its last answer. If Redis is unreachable the bookkeeping goes
+on in this process alone: health never fails a request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from switchboard.errors import GatewayError
+import orjson
+
+from switchboard.config.schema import CooldownConfig
+from switchboard.errors import GatewayError, error_class
 from switchboard.routing.table import Route
+from switchboard.stores.protocols import ChangeFeed, HealthStore, Subscription
+
+log = logging.getLogger("switchboard.routing")
+
+TOPIC = "health"
+# A probe let through must be sent (router.started) within this, else another may go.
+GRANT_SECONDS = 5.0
+# Cluster: how often an instance asks again for a probe another instance holds.
+CLAIM_RETRY_SECONDS = 0.25
+# At most one warning about an unreachable Redis per this many seconds.
+WARN_SECONDS = 60.0
+
+Key = tuple[str, str]
+
+
+@dataclass(slots=True)
+class _State:
+    streak: int = 0  # failures in a row, as this instance saw them
+    tripped: bool = False  # cooling down, or half-open once ``until`` has passed
+    until: float = 0.0  # the cooldown's end (this process's monotonic clock)
+    probe_until: float = 0.0  # half-open: a probe is out until then
+    granted: float = 0.0  # cluster: this instance holds the probe claim until then
+    claiming: bool = False
+    next_claim: float = 0.0
+    dirty: bool = False  # failed since its last answer (the shared streak needs a reset)
+    # Per second of the window: [second, answered, failed].
+    window: deque[list[int]] = field(default_factory=deque)
 
 
 class Health:
-    """Stub: every deployment is always available."""
+    def __init__(self, config: CooldownConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config if config is not None else CooldownConfig()
+        self._on = frozenset(self.config.on)
+        self._clock = clock
+        self._states: dict[Key, _State] = {}
+        self._shared: HealthStore | None = None
+        self._feed: ChangeFeed | None = None
+        self._subscription: Subscription | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._warned = -WARN_SECONDS
+
+    async def start(self, shared: HealthStore | None, feed: ChangeFeed | None) -> None:
+        """Share the state through ``shared`` (Redis) and ``feed``; None: this process only."""
+        self._shared = shared
+        if shared is not None and feed is not None:
+            self._feed = feed
+            self._subscription = await feed.subscribe(TOPIC, self._message)
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.close()
+            self._subscription = None
+        for task in list(self._tasks):
+            task.cancel()
+        self._tasks.clear()
+        self._shared = None
+
+    # -- the request path ------------------------------------------------------------------
 
     def available(self, route: Route, now: float) -> bool:
-        """Whether ``route`` may be sent a request now (sync: read on the hot path)."""
-        return True
+        """Whether ``route`` may be sent a request now (sync: read on the hot path). Half-open,
+        it answers True once, for the probe."""
+        state = self._states.get((route.target.name, route.deployment))
+        if state is None or not state.tripped:
+            return True
+        if now < state.until or now < state.probe_until:
+            return False
+        if self._shared is None or now < state.granted:
+            state.granted = 0.0
+            state.probe_until = now + GRANT_SECONDS
+            return True
+        if not state.claiming and now >= state.next_claim:
+            state.claiming = True
+            self._spawn(self._claim((route.target.name, route.deployment), state, route))
+        return False
 
-    def state(self, route: Route) -> dict[str, Any]:
-        """What the admin API shows: ``{"status": "healthy"|"cooling_down"|"half_open",
-        "until": ISO time or None}``."""
-        return {"status": "healthy", "until": None}
+    def started(self, route: Route) -> None:
+        """A request is being sent to ``route``: if it is the probe, it is out until answered."""
+        state = self._states.get((route.target.name, route.deployment))
+        if state is not None and state.tripped and state.probe_until > 0:
+            state.probe_until = self._clock() + route.target.timeouts.total
 
     def succeeded(self, route: Route) -> None:
         """``route`` answered."""
+        key = (route.target.name, route.deployment)
+        state = self._states.get(key)
+        if state is None:
+            if self.config.failure_rate is None:
+                return  # the common case: nothing to count
+            state = self._states[key] = _State()
+        now = self._clock()
+        probe = state.tripped and now >= state.until
+        if probe:
+            log.info("deployment %s of %s is healthy again", key[1], key[0])
+            del self._states[key]
+            if self._shared is not None:
+                self._spawn(self._recovered(key))
+            return
+        state.streak = 0
+        self._count(state, now, failed=False)
+        if state.dirty:
+            state.dirty = False
+            if self._shared is not None:
+                self._spawn(self._reset(key))
+        if (not state.tripped and self.config.failure_rate is None
+                and not any(s[2] for s in state.window)):
+            del self._states[key]
 
     def failed(self, route: Route, error: GatewayError) -> None:
-        """``route`` failed with ``error`` (classified by switchboard.errors.error_class)."""
+        """``route`` failed with ``error``; only the classes in ``cooldown.on`` count (a caller's
+        bad request says nothing about the deployment)."""
+        if error_class(error) not in self._on:
+            return
+        key = (route.target.name, route.deployment)
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = _State()
+        now = self._clock()
+        if state.tripped and now < state.until:
+            return  # already out (a request sent before the cooldown opened)
+        probe = state.tripped
+        state.streak += 1
+        state.dirty = True
+        rate = self._count(state, now, failed=True)
+        trip = probe or rate or state.streak >= self.config.failures
+        if trip:
+            self._open(key, state, now, self.config.seconds)
+        if self._shared is not None:
+            self._spawn(self._report(key, trip))
+
+    def state(self, route: Route) -> dict[str, Any]:
+        """What the admin API shows of ``route``: healthy, cooling_down (until when) or
+        half_open, and its failures within the window."""
+        state = self._states.get((route.target.name, route.deployment))
+        if state is None:
+            return {"status": "healthy", "until": None, "recent_failures": 0}
+        now = self._clock()
+        self._prune(state, now)
+        failures = sum(s[2] for s in state.window)
+        if not state.tripped:
+            return {"status": "healthy", "until": None, "recent_failures": failures}
+        if now < state.until:
+            until = datetime.now(UTC) + timedelta(seconds=state.until - now)
+            return {"status": "cooling_down", "until": until.isoformat(timespec="milliseconds"),
+                    "recent_failures": failures}
+        return {"status": "half_open", "until": None, "recent_failures": failures}
+
+    # -- this process's bookkeeping --------------------------------------------------------
+
+    def _open(self, key: Key, state: _State, now: float, seconds: float) -> None:
+        if not (state.tripped and now < state.until):
+            log.warning("deployment %s of %s is cooling down for %.3g s", key[1], key[0], seconds)
+        state.tripped = True
+        state.until = max(state.until, now + seconds)
+        state.probe_until = state.granted = 0.0
+        state.streak = 0
+
+    def _prune(self, state: _State, now: float) -> None:
+        oldest = int(now - self.config.window_seconds)
+        while state.window and state.window[0][0] <= oldest:
+            state.window.popleft()
+
+    def _count(self, state: _State, now: float, failed: bool) -> bool:
+        """Count an outcome in the window; whether the failure rate now trips the breaker."""
+        self._prune(state, now)
+        second = int(now)
+        if not state.window or state.window[-1][0] != second:
+            state.window.append([second, 0, 0])
+        state.window[-1][2 if failed else 1] += 1
+        rate = self.config.failure_rate
+        if not failed or rate is None:
+            return False
+        total = sum(s[1] + s[2] for s in state.window)
+        bad = sum(s[2] for s in state.window)
+        return total >= self.config.min_requests and bad >= rate * total
+
+    # -- sharing through Redis and the change feed -----------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(work)
+        except RuntimeError:  # no loop (a sync caller): nothing to share with
+            work.close()
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _unreachable(self, exc: Exception) -> None:
+        now = self._clock()
+        if now - self._warned >= WARN_SECONDS:
+            self._warned = now
+            log.warning("deployment health is kept in this process only: redis failed (%s)",
+                        type(exc).__name__)
+
+    async def _publish(self, key: Key, ms: int) -> None:
+        if self._feed is None:
+            return
+        message = orjson.dumps({"g": key[0], "d": key[1], "ms": ms}).decode()
+        try:
+            await self._feed.publish(TOPIC, message)
+        except Exception as exc:
+            self._unreachable(exc)
+
+    async def _report(self, key: Key, force: bool) -> None:
+        shared = self._shared
+        if shared is None:
+            return
+        c = self.config
+        try:
+            result = await shared.failed(key[0], key[1], c.failures, int(c.seconds * 1000), force)
+        except Exception as exc:
+            self._unreachable(exc)
+            return
+        if result.cooling_ms > 0:
+            state = self._states.setdefault(key, _State())
+            self._open(key, state, self._clock(), result.cooling_ms / 1000)
+        if result.opened:
+            await self._publish(key, result.cooling_ms)
+
+    async def _reset(self, key: Key) -> None:
+        if self._shared is None:
+            return
+        try:
+            await self._shared.succeeded(key[0], key[1])
+        except Exception as exc:
+            self._unreachable(exc)
+
+    async def _recovered(self, key: Key) -> None:
+        if self._shared is None:
+            return
+        try:
+            await self._shared.succeeded(key[0], key[1], probe=True)
+        except Exception as exc:
+            self._unreachable(exc)
+            return
+        await self._publish(key, 0)
+
+    async def _claim(self, key: Key, state: _State, route: Route) -> None:
+        try:
+            if self._shared is None:
+                return
+            try:
+                claim = await self._shared.claim_probe(key[0], key[1], int(GRANT_SECONDS * 1000)
+                                                       + int(route.target.timeouts.total * 1000))
+            except Exception as exc:
+                self._unreachable(exc)
+                state.granted = self._clock() + GRANT_SECONDS  # probe on this instance's say
+                return
+            now = self._clock()
+            if claim.cooling_ms > 0:
+                self._open(key, state, now, claim.cooling_ms / 1000)
+            elif claim.claimed:
+                state.granted = now + GRANT_SECONDS
+            else:
+                state.next_claim = now + CLAIM_RETRY_SECONDS
+        finally:
+            state.claiming = False
+
+    async def _message(self, topic: str, message: str) -> None:
+        try:
+            data = orjson.loads(message)
+            key = (str(data["g"]), str(data["d"]))
+            ms = int(data["ms"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed health message")
+            return
+        if ms <= 0:
+            self._states.pop(key, None)
+            return
+        state = self._states.setdefault(key, _State())
+        self._open(key, state, self._clock(), ms / 1000)

@@ -1,14 +1,73 @@
 """Which of a group's deployments may serve a request at all, before any strategy: inside the
 caller's allowed regions (data residency), large enough for the request's context, not
-cooling down.
+cooling down (routing/health.py, checked by the router).
+
+A deployment without a ``region`` is outside every restricted policy. A deployment whose
+catalog record has no context window is assumed large enough.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from switchboard.catalog import Catalog
+from switchboard.routing.groups import Group
 from switchboard.routing.table import Route
+
+Window = Callable[[Route], int | None]
+
+
+def in_regions(route: Route, regions: frozenset[str] | None) -> bool:
+    if regions is None:
+        return True
+    region = route.entry.region if route.entry is not None else None
+    return region is not None and region in regions
+
+
+def fits(route: Route, needed_tokens: int | None, window: Window | None) -> bool:
+    if needed_tokens is None or window is None:
+        return True
+    size = window(route)
+    return size is None or needed_tokens <= size
 
 
 def eligible(deployments: tuple[Route, ...], regions: frozenset[str] | None, needed_tokens: int | None,
-             ) -> list[Route]:
-    """Stub: every deployment."""
-    return list(deployments)
+             window: Window | None = None) -> list[Route]:
+    """The deployments inside ``regions`` (None: anywhere) whose context window holds
+    ``needed_tokens`` (None: unchecked), in their order."""
+    if regions is None and needed_tokens is None:
+        return list(deployments)
+    return [r for r in deployments if in_regions(r, regions) and fits(r, needed_tokens, window)]
+
+
+class Windows:
+    """Each deployment's context window, from its own catalog record (the entry's model and
+    ``info:`` overrides), resolved once per model entry; and whether a group has any, so a
+    group without one pays nothing for pre-routing."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._sizes: dict[tuple[str, str], tuple[object, int | None]] = {}
+        self._groups: dict[str, tuple[Group, bool]] = {}
+
+    def __call__(self, route: Route) -> int | None:
+        key = (route.target.name, route.deployment)
+        memo = self._sizes.get(key)
+        if memo is not None and memo[0] is route.entry:
+            return memo[1]
+        size: int | None = None
+        if route.entry is not None:
+            entry = route.entry
+            match = self._catalog.resolve_entry(route.target.provider_type, entry.model, entry.info)
+            size = match.info.context_window if match is not None else None
+        self._sizes[key] = (route.entry, size)
+        return size
+
+    def known(self, group: Group) -> bool:
+        """Whether some deployment of ``group`` has a known context window."""
+        memo = self._groups.get(group.name)
+        if memo is not None and memo[0] is group:
+            return memo[1]
+        known = any(self(r) is not None for r in group.deployments)
+        self._groups[group.name] = (group, known)
+        return known

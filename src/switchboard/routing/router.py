@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import NamedTuple, Protocol
 
-from switchboard.errors import GatewayError, UpstreamUnavailable
+from switchboard.errors import GatewayError, InvalidRequest, PermissionDenied, UpstreamUnavailable
 from switchboard.routing import prerouting, strategies
 from switchboard.routing.groups import Group
 from switchboard.routing.health import Health
@@ -36,11 +36,14 @@ ANYWHERE = Needs()
 
 class Router:
     def __init__(
-        self, table: Table, stats: DeploymentStats | None = None, health: Health | None = None
+        self, table: Table, stats: DeploymentStats | None = None, health: Health | None = None,
+        windows: prerouting.Windows | None = None,
     ) -> None:
         self._table = table
         self.stats = stats if stats is not None else DeploymentStats()
         self.health = health if health is not None else Health()
+        # Each deployment's context window (prerouting.Windows); None: never checked.
+        self.windows = windows
 
     def group(self, name: str) -> Group | None:
         return self._table.current.groups.get(name)
@@ -53,25 +56,72 @@ class Router:
         single = group.single
         if single is not None and needs is ANYWHERE and self.health.available(single, now):
             return [single]
-        eligible = [r for r in prerouting.eligible(group.deployments, needs.regions, needs.tokens)
-                    if self.health.available(r, now)]
+        fitting = prerouting.eligible(group.deployments, needs.regions, needs.tokens, self.windows)
+        eligible = [r for r in fitting if self.health.available(r, now)]
         output = None if needs.tokens is None else max(needs.tokens - needs.prompt_tokens, 0)
-        return strategies.order(group, eligible, self.stats, strategy or group.strategy,
-                                needs.prompt_tokens, output)
+        ordered = strategies.order(group, eligible, self.stats, strategy or group.strategy,
+                                   needs.prompt_tokens, output)
+        if not fitting and needs.tokens is not None and group.context_window_fallbacks:
+            ordered = ordered + self._larger(group, needs, now)
+        return ordered
+
+    def _larger(self, group: Group, needs: Needs, now: float) -> list[Route]:
+        """A request that fits none of ``group``'s context windows: the deployments of its
+        ``context_window_fallbacks`` that it fits, group by group in order."""
+        out: list[Route] = []
+        output = None if needs.tokens is None else max(needs.tokens - needs.prompt_tokens, 0)
+        for name in group.context_window_fallbacks:
+            other = self.group(name)
+            if other is None or other is group:
+                continue
+            fitting = prerouting.eligible(other.deployments, needs.regions, needs.tokens, self.windows)
+            eligible = [r for r in fitting if self.health.available(r, now)]
+            out += strategies.order(other, eligible, self.stats, other.strategy, needs.prompt_tokens, output)
+        return out
 
     def refusal(self, group: Group, needs: Needs = ANYWHERE) -> GatewayError:
-        """The error for a request no deployment of ``group`` (nor of its fallbacks) may serve."""
-        return UpstreamUnavailable(f"no deployment of the model '{group.name}' is available",
-                                   code="no_deployment_available")
+        """The error for a request no deployment of ``group`` (nor of its fallbacks) may serve:
+        403 ``region_not_allowed`` when none is inside the caller's regions, 400
+        ``context_length_exceeded`` when none in them is large enough, else 503
+        ``no_healthy_deployment`` (every one that could serve it is cooling down)."""
+        chain = [group]
+        for name in (*group.fallbacks, *group.context_window_fallbacks):
+            other = self.group(name)
+            if other is not None and all(other is not g for g in chain):
+                chain.append(other)
+        allowed = [r for g in chain for r in g.deployments if prerouting.in_regions(r, needs.regions)]
+        if not allowed:
+            regions = ", ".join(sorted(needs.regions or ()))
+            return PermissionDenied(
+                f"the model '{group.name}' cannot be served in the regions this key is allowed "
+                f"({regions or 'none'})", code="region_not_allowed")
+        if needs.tokens is not None and self.windows is not None:
+            sizes = [self.windows(r) for r in allowed]
+            if all(size is not None and size < needs.tokens for size in sizes):
+                largest = max(size for size in sizes if size is not None)
+                return InvalidRequest(
+                    f"this request needs {needs.tokens} tokens (prompt and max_tokens), more than "
+                    f"the largest context window of the model '{group.name}' ({largest} tokens)",
+                    param="messages", code="context_length_exceeded")
+        return UpstreamUnavailable(
+            f"no healthy deployment of the model '{group.name}': every one that may serve this "
+            "request is cooling down after failures", code="no_healthy_deployment")
 
     def started(self, route: Route, tokens: int = 0) -> None:
         """An attempt on ``route`` begins; ``tokens``: its prompt estimate (headroom)."""
         self.stats.started(route, tokens)
+        self.health.started(route)
 
     def finished(self, route: Route, error: GatewayError | None, seconds: float,
                  first_byte: float | None = None) -> None:
         self.stats.finished(route, error is None, seconds, first_byte, None if error is None else error.code)
         if error is None:
             self.health.succeeded(route)
-        else:
+        elif self.may_cool_down(route):
             self.health.failed(route, error)
+
+    def may_cool_down(self, route: Route) -> bool:
+        """Whether failures may take ``route`` out: not the one deployment of a group without
+        fallbacks (nowhere else to go: a cooldown would only turn its errors into 503s)."""
+        group = self.group(route.target.name)
+        return group is None or len(group.deployments) > 1 or bool(group.fallbacks)

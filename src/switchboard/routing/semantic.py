@@ -18,8 +18,9 @@ from switchboard.config.schema import SemanticRouter
 
 log = logging.getLogger("switchboard.routing")
 
-# (model, texts, dimensions or None) -> one vector per text
-Embed = Callable[[str, list[str], int | None], Awaitable[list[list[float]]]]
+# (model, texts, dimensions or None, regions or None) -> one vector per text. ``regions``: the
+# caller's allowed regions (data residency) when the texts are the caller's own; None: anywhere.
+Embed = Callable[[str, list[str], int | None, frozenset[str] | None], Awaitable[list[list[float]]]]
 
 
 def unit(vector: Sequence[float]) -> list[float]:
@@ -40,9 +41,11 @@ class SemanticChooser:
         self._examples: list[tuple[str, list[float]]] | None = None
         self._lock = asyncio.Lock()
 
-    async def choose(self, text: str) -> tuple[str | None, float | None]:
+    async def choose(self, text: str, regions: frozenset[str] | None = None,
+                     ) -> tuple[str | None, float | None]:
         """The group to send ``text`` to and its similarity; (default, None) when no route
-        reaches the threshold or the embeddings cannot be had."""
+        reaches the threshold or the embeddings cannot be had. ``text`` is embedded only by a
+        deployment inside ``regions`` (the caller's)."""
         fallback = self.config.default
         if not text:
             return fallback, None
@@ -50,7 +53,7 @@ class SemanticChooser:
             examples = await self._ensure_examples()
             async with asyncio.timeout(self.config.timeout_seconds):
                 (vector,) = await self._embed(self.config.embedding_model, [text[: self.config.max_chars]],
-                                              self.config.dimensions)
+                                              self.config.dimensions, regions)
         except Exception as exc:  # semantic routing is best effort: any failure -> the default
             log.warning("semantic routing for %r fell back to its default: %s", self.config.model, exc)
             return fallback, None
@@ -74,7 +77,7 @@ class SemanticChooser:
                 labels = [(route.to, text) for route in self.config.routes for text in route.examples]
                 async with asyncio.timeout(self.config.timeout_seconds):
                     vectors = await self._embed(self.config.embedding_model, [t for _, t in labels],
-                                                self.config.dimensions)
+                                                self.config.dimensions, None)
                 if len(vectors) != len(labels):
                     raise ValueError("the embedding model answered with the wrong number of vectors")
                 self._examples = [(group, unit(v)) for (group, _), v in zip(labels, vectors, strict=True)]

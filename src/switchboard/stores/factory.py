@@ -32,6 +32,7 @@ from switchboard.stores.protocols import (
     BudgetStore,
     ChangeFeed,
     Counters,
+    HealthStore,
     KeyStore,
     LimitStore,
     ProviderStore,
@@ -79,6 +80,8 @@ class Stores:
     # Budget counters (spent and reserved per budget and period): in this process, or in Redis.
     budget_counters: BudgetCounters = field(default_factory=MemoryBudgetCounters)
     routing: RoutingStore | None = None  # run-time weights of deployments (always in SQL)
+    # Deployment health shared by every instance (Redis); None: in this process only.
+    health: HealthStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -146,6 +149,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     feed: ChangeFeed
     limiter: RateLimiter
     budget_counters: BudgetCounters
+    health: HealthStore | None = None
     if redis_url is None:
         mem_counters, mem_cache, mem_feed = (
             MemoryCounters(clock or system_clock),
@@ -164,6 +168,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         from switchboard.stores.redis.client import connect
         from switchboard.stores.redis.counters import RedisCounters
         from switchboard.stores.redis.feed import RedisFeed
+        from switchboard.stores.redis.health import RedisHealth
         from switchboard.stores.redis.limits import RedisRateLimiter
 
         try:
@@ -176,6 +181,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
         limiter = RedisRateLimiter(client, clock)
         budget_counters = RedisBudgetCounters(client, clock)
+        health = RedisHealth(client, clock)
     log.info(
         "database %s at revision %s; counters, cache and change feed %s",
         shown(database),
@@ -200,6 +206,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         budgets=SqlBudgetStore(engine),
         budget_counters=budget_counters,
         routing=SqlRoutingStore(engine),
+        health=health,
         _closers=closers,
     )
 

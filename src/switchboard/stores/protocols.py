@@ -51,6 +51,9 @@ class KeyRecord:
     budget_period: str | None = None  # one of BUDGET_PERIODS when max_budget_usd is set
     # Data residency (revision 0009): the regions its requests may be served in; None: anywhere.
     allowed_regions: tuple[str, ...] | None = None
+    # Filled by ``get_by_hash`` only (never stored): the intersection of the tenant's, the
+    # team's and the key's allowed regions, what its requests are held to; None: anywhere.
+    effective_regions: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -511,6 +514,33 @@ class ChangeFeed(Protocol):
     async def subscribe(self, topic: str, callback: Callback) -> Subscription:
         """``callback(topic, message)`` runs for every message published after this returns,
         by any instance. Exceptions from it are logged, never propagated."""
+
+
+# -- deployment health shared by every instance (cluster only) ------------------------------
+
+
+class Failure(NamedTuple):
+    opened: bool  # this failure opened the cooldown
+    cooling_ms: int  # how long the deployment is still cooling down (0: it is not)
+
+
+class Claim(NamedTuple):
+    claimed: bool  # this instance may send the half-open probe
+    cooling_ms: int  # still cooling down (opened again elsewhere): no probe yet
+
+
+class HealthStore(Protocol):
+    """Failure streaks, cooldowns and probe claims of deployments, shared through Redis
+    (stores/redis/health.py); routing/health.py keeps the state it reads in process."""
+
+    async def failed(self, group: str, deployment: str, threshold: int, cooldown_ms: int,
+                     force: bool = False) -> Failure: ...
+
+    async def succeeded(self, group: str, deployment: str, probe: bool = False) -> None: ...
+
+    async def claim_probe(self, group: str, deployment: str, ttl_ms: int) -> Claim: ...
+
+    async def cooling_ms(self, group: str, deployment: str) -> int: ...
 
 
 # -- providers, credentials and models managed at run time ----------------------------------

@@ -34,7 +34,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
-from switchboard.http.admin.scoping import TenantQuery
+from switchboard.http.admin.scoping import Regions, TenantQuery
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyRecord
 
@@ -66,6 +66,8 @@ class KeyCreate(BaseModel):
     tpm_limit: TokenLimit | None = Field(default=None, description="Tokens per minute (docs/limits.md).")
     max_budget_usd: UsdAmount | None = Field(default=None, description="The key's own budget in USD.")
     budget_period: Period | None = Field(default=None, description="Its period; default total.")
+    allowed_regions: Regions | None = Field(
+        default=None, description="Regions its requests may be served in, within its team's and tenant's.")
 
     @field_validator("role")
     @classmethod
@@ -140,6 +142,7 @@ def public(record: KeyRecord) -> dict[str, Any]:
         "tpm_limit": record.tpm_limit,
         "max_budget_usd": None if record.max_budget_usd is None else float(record.max_budget_usd),
         "budget_period": record.budget_period,
+        "allowed_regions": None if record.allowed_regions is None else list(record.allowed_regions),
     }
 
 
@@ -252,6 +255,7 @@ async def create_key(
         tpm_limit=body.tpm_limit,
         max_budget_usd=None if body.max_budget_usd is None else quantize_usd(body.max_budget_usd),
         budget_period=None if body.max_budget_usd is None else body.budget_period or "total",
+        allowed_regions=None if body.allowed_regions is None else tuple(sorted(set(body.allowed_regions))),
     )
     await stores.keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere

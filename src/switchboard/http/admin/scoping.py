@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, GatewayError, NotFound
@@ -17,6 +17,14 @@ from switchboard.stores import Stores, Team, User
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# Data residency: the regions requests may be served in (docs/access.md, "Data residency").
+Region = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Regions = Annotated[list[Region], Field(max_length=100)]
+
+
+def regions_of(value: list[str] | None) -> list[str] | None:
+    """A policy as stored: sorted, each region once; None stays None (anywhere)."""
+    return None if value is None else sorted(set(value))
 Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 After = Annotated[str | None, Query(max_length=64, description="Last id of the previous page")]

@@ -9,7 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
+from switchboard.access.cache import ALL
 from switchboard.access.roles import Reach
+from switchboard.errors import PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.scoping import (
@@ -17,10 +19,12 @@ from switchboard.http.admin.scoping import (
     Ident,
     Limit,
     Name,
+    Regions,
     TenantQuery,
     conflict,
     new_id,
     page,
+    regions_of,
     team_in_reach,
     tenant_in_reach,
 )
@@ -34,12 +38,15 @@ class TeamCreate(BaseModel):
 
     name: Name
     tenant: Ident | None = None  # the platform admin only
+    allowed_regions: Regions | None = None  # None: wherever the tenant allows
 
 
 class TeamUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
+    # Tenant admins and above: a team's own admins may not widen its residency policy.
+    allowed_regions: Regions | None = None
 
 
 def public(team: Team) -> dict[str, Any]:
@@ -50,6 +57,7 @@ def public(team: Team) -> dict[str, Any]:
         "name": team.name,
         "created_at": team.created_at.isoformat(),
         "created_by": team.created_by,
+        "allowed_regions": team.allowed_regions,
     }
 
 
@@ -64,7 +72,8 @@ async def create_team(
 ) -> dict[str, Any]:
     stores = _stores(request)
     tenant = await tenant_in_reach(access, stores, body.tenant)
-    team = Team(id=new_id("team"), tenant_id=tenant, name=body.name, created_by=access.principal.id)
+    team = Team(id=new_id("team"), tenant_id=tenant, name=body.name, created_by=access.principal.id,
+                allowed_regions=regions_of(body.allowed_regions))
     await stores.tenancy.create_team(team)
     await audit.record(request, "team.create", "team", team.id, after=public(team), tenant=tenant)
     return public(team)
@@ -96,15 +105,23 @@ async def get_team(
     return public(await team_in_reach(access, _stores(request), team_id))
 
 
-@router.patch("/{team_id}", summary="Rename a team")
+@router.patch("/{team_id}", summary="Rename a team, or set its allowed regions")
 async def update_team(
     team_id: str, body: TeamUpdate, request: Request,
     access: Annotated[Access, Depends(allow("team", "update"))],
 ) -> dict[str, Any]:
     stores = _stores(request)
     before = await team_in_reach(access, stores, team_id)
-    after = replace(before, **body.model_dump(exclude_unset=True))
+    changes = body.model_dump(exclude_unset=True)
+    if "allowed_regions" in changes:
+        if access.reach < Reach.TENANT:
+            raise PermissionDenied("a team's allowed regions are set by its tenant's admins",
+                                   code="permission_denied")
+        changes["allowed_regions"] = regions_of(body.allowed_regions)
+    after = replace(before, **changes)
     await stores.tenancy.update_team(after)
+    if after.allowed_regions != before.allowed_regions:
+        await request.app.state.services.key_cache().changed(ALL)  # keys hold the policy
     await audit.record(request, "team.update", "team", team_id, before=public(before), after=public(after),
                        tenant=before.tenant_id)
     return public(after)

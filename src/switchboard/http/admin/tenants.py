@@ -9,11 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
+from switchboard.access.cache import ALL
 from switchboard.access.roles import Reach
-from switchboard.errors import NotFound
+from switchboard.errors import NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import DEFAULT_TENANT, Access, allow
-from switchboard.http.admin.scoping import After, Ident, Limit, Name, conflict, page
+from switchboard.http.admin.scoping import After, Ident, Limit, Name, Regions, conflict, page, regions_of
 from switchboard.stores import Stores, Tenant
 
 router = APIRouter(prefix="/admin/v1/tenants", tags=["tenants"])
@@ -24,12 +25,15 @@ class TenantCreate(BaseModel):
 
     id: Ident
     name: Name | None = None
+    allowed_regions: Regions | None = None  # None: anywhere
 
 
 class TenantUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
+    # The platform admin only: a tenant's own admins may not widen its residency policy.
+    allowed_regions: Regions | None = None
 
 
 def public(tenant: Tenant) -> dict[str, Any]:
@@ -39,6 +43,7 @@ def public(tenant: Tenant) -> dict[str, Any]:
         "name": tenant.name,
         "created_at": tenant.created_at.isoformat(),
         "created_by": tenant.created_by,
+        "allowed_regions": tenant.allowed_regions,
     }
 
 
@@ -58,7 +63,8 @@ async def _get(access: Access, stores: Stores, tenant_id: str) -> Tenant:
 async def create_tenant(
     body: TenantCreate, request: Request, access: Annotated[Access, Depends(allow("tenant", "create"))]
 ) -> dict[str, Any]:
-    tenant = Tenant(id=body.id, name=body.name, created_by=access.principal.id)
+    tenant = Tenant(id=body.id, name=body.name, created_by=access.principal.id,
+                    allowed_regions=regions_of(body.allowed_regions))
     try:
         await _stores(request).tenancy.create_tenant(tenant)
     except ValueError:
@@ -90,7 +96,7 @@ async def get_tenant(
     return public(await _get(access, _stores(request), tenant_id))
 
 
-@router.patch("/{tenant_id}", summary="Rename a tenant")
+@router.patch("/{tenant_id}", summary="Rename a tenant, or set its allowed regions")
 async def update_tenant(
     tenant_id: str,
     body: TenantUpdate,
@@ -99,8 +105,16 @@ async def update_tenant(
 ) -> dict[str, Any]:
     stores = _stores(request)
     before = await _get(access, stores, tenant_id)
-    after = replace(before, **body.model_dump(exclude_unset=True))
+    changes = body.model_dump(exclude_unset=True)
+    if "allowed_regions" in changes:
+        if access.reach < Reach.ANY:
+            raise PermissionDenied("only the platform admin sets a tenant's allowed regions",
+                                   code="permission_denied")
+        changes["allowed_regions"] = regions_of(body.allowed_regions)
+    after = replace(before, **changes)
     await stores.tenancy.update_tenant(after)
+    if after.allowed_regions != before.allowed_regions:
+        await request.app.state.services.key_cache().changed(ALL)  # keys hold the policy
     await audit.record(request, "tenant.update", "tenant", tenant_id, before=public(before),
                        after=public(after), tenant=tenant_id)
     return public(after)

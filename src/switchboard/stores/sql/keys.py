@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ from switchboard.stores.protocols import KeyRecord
 from switchboard.stores.sql.budgets import from_units, to_units
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import api_keys as t
+from switchboard.stores.sql.tables import teams, tenants
 from switchboard.stores.sql.times import from_db, to_db
 
 
@@ -24,6 +26,15 @@ def _nano(usd: Decimal | None) -> int | None:
 
 def _usd(nano: int | None) -> Decimal | None:
     return None if nano is None else from_units(int(nano), "usd")
+
+
+def intersect(*policies: Iterable[str] | None) -> frozenset[str] | None:
+    """The regions every policy allows; None policies allow anywhere (None: all are None)."""
+    out: frozenset[str] | None = None
+    for policy in policies:
+        if policy is not None:
+            out = frozenset(policy) if out is None else out & frozenset(policy)
+    return out
 
 
 def _row(record: KeyRecord) -> dict[str, Any]:
@@ -49,6 +60,7 @@ def _row(record: KeyRecord) -> dict[str, Any]:
         "tpm_limit": record.tpm_limit,
         "max_budget_nano_usd": _nano(record.max_budget_usd),
         "budget_period": record.budget_period,
+        "allowed_regions": None if record.allowed_regions is None else list(record.allowed_regions),
     }
 
 
@@ -78,6 +90,7 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
         tpm_limit=m["tpm_limit"],
         max_budget_usd=_usd(m["max_budget_nano_usd"]),
         budget_period=m["budget_period"],
+        allowed_regions=None if m["allowed_regions"] is None else tuple(m["allowed_regions"]),
     )
 
 
@@ -104,9 +117,23 @@ class SqlKeyStore:
             raise ValueError(f"key id {record.id!r} belongs to another tenant")
 
     async def get_by_hash(self, key_hash: str) -> KeyRecord | None:
+        """The key, with ``effective_regions``: its tenant's, team's and own allowed regions."""
+        query = (
+            sa.select(t, tenants.c.allowed_regions.label("tenant_regions"),
+                      teams.c.allowed_regions.label("team_regions"))
+            .select_from(t.outerjoin(tenants, tenants.c.id == t.c.tenant_id)
+                         .outerjoin(teams, sa.and_(teams.c.id == t.c.team_id,
+                                                   teams.c.tenant_id == t.c.tenant_id)))
+            .where(t.c.key_hash == key_hash)
+        )
         async with self._engine.connect() as conn:
-            row = (await conn.execute(sa.select(t).where(t.c.key_hash == key_hash))).first()
-        return None if row is None else _record(row)
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        record = _record(row)
+        m = row._mapping
+        regions = intersect(m["tenant_regions"], m["team_regions"], record.allowed_regions)
+        return replace(record, effective_regions=regions)
 
     async def get(self, tenant_id: str, key_id: str) -> KeyRecord | None:
         query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id)

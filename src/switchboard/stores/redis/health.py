@@ -1,0 +1,103 @@
+"""Deployment health shared by every instance (routing/health.py): consecutive failures, the
+cooldown's end, and the half-open probe's claim, in Redis.
+
+A deployment is a hash ``sb:hc:{hc}:<group>\\x1f<deployment>`` holding ``streak`` (failures in a
+row, over every instance) and ``until`` (the cooldown's end, ms); its probe claim is the key
+``...:probe`` set with NX and a short TTL, so one instance at a time probes it. Every key carries
+the same hash tag. Time is the Redis server's, so every instance agrees on the cooldown's end;
+tests may pass a clock.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from switchboard.stores.clock import Clock
+from switchboard.stores.protocols import Claim, Failure
+from switchboard.stores.redis.client import LUA_NOW, PREFIX
+
+# The hash of a deployment whose failures are not counted any more expires after this.
+IDLE_MS = 3_600_000
+
+# ARGV: now, threshold, cooldown ms, force (1: open now). Returns {opened (0/1), cooling ms}.
+FAIL = LUA_NOW + """
+local threshold = tonumber(ARGV[2])
+local ms = tonumber(ARGV[3])
+local untilms = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if untilms > now and ARGV[4] ~= '1' then
+  return {0, untilms - now}
+end
+local streak = redis.call('HINCRBY', KEYS[1], 'streak', 1)
+if streak >= threshold or ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'until', now + ms, 'streak', 0)
+  redis.call('DEL', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], ms + """ + str(IDLE_MS) + """)
+  return {1, ms}
+end
+redis.call('PEXPIRE', KEYS[1], """ + str(IDLE_MS) + """)
+return {0, 0}
+"""
+
+# ARGV: now, probe ttl ms. Returns {claimed (0/1), cooling ms}.
+CLAIM = LUA_NOW + """
+local untilms = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if untilms > now then
+  return {0, untilms - now}
+end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', tonumber(ARGV[2])) then
+  return {1, 0}
+end
+return {0, 0}
+"""
+
+
+class RedisHealth:
+    def __init__(self, client: Redis, clock: Clock | None = None) -> None:
+        self._redis = client
+        self._clock = clock
+        self._fail = client.register_script(FAIL)
+        self._claim = client.register_script(CLAIM)
+
+    def _now(self) -> str:
+        return "" if self._clock is None else str(int(self._clock() * 1000))
+
+    @staticmethod
+    def _key(group: str, deployment: str) -> str:
+        return f"{PREFIX}hc:{{hc}}:{group}\x1f{deployment}"
+
+    async def failed(self, group: str, deployment: str, threshold: int, cooldown_ms: int,
+                     force: bool = False) -> Failure:
+        """Count a failure; the cooldown opens when the streak reaches ``threshold`` (or at once
+        with ``force``: a failed probe, a failure rate seen by one instance)."""
+        key = self._key(group, deployment)
+        opened, ms = await self._fail(keys=[key, key + ":probe"],
+                                      args=[self._now(), threshold, cooldown_ms, "1" if force else "0"])
+        return Failure(bool(int(opened)), int(ms))
+
+    async def succeeded(self, group: str, deployment: str, probe: bool = False) -> None:
+        """An answer: the streak starts again; after a probe, the cooldown is over."""
+        key = self._key(group, deployment)
+        if not probe:
+            await self._redis.hdel(key, "streak")
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(key, "streak", "until")
+            pipe.delete(key + ":probe")
+            await pipe.execute()
+
+    async def claim_probe(self, group: str, deployment: str, ttl_ms: int) -> Claim:
+        """Claim the half-open probe: one instance at a time, for ``ttl_ms`` at most."""
+        key = self._key(group, deployment)
+        claimed, ms = await self._claim(keys=[key, key + ":probe"], args=[self._now(), ttl_ms])
+        return Claim(bool(int(claimed)), int(ms))
+
+    async def cooling_ms(self, group: str, deployment: str) -> int:
+        """How long the deployment is still cooling down (0: it is not)."""
+        raw = await self._redis.hget(self._key(group, deployment), "until")
+        if raw is None:
+            return 0
+        now = int(self._clock() * 1000) if self._clock is not None else None
+        if now is None:
+            seconds, micros = await self._redis.time()
+            now = int(seconds) * 1000 + int(micros) // 1000
+        return max(0, int(raw) - now)

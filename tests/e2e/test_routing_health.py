@@ -1,0 +1,296 @@
+"""Cooldowns, half-open probes and context-window pre-routing on a real gateway, against the
+mock upstream's fault injection. Every test runs embedded (SQLite, state in the process) and as
+a cluster (PostgreSQL and Redis); two instances sharing Redis see the same cooldown."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
+from tests.services import Postgres, RedisServer
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+COOLDOWN = 1.5
+
+
+def _config(mock: Mock) -> dict[str, Any]:
+    config = openai_config(mock)
+    p = "local-openai"
+    config["models"] += [
+        {"name": "flaky", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
+        {"name": "flaky", "deployment": "two", "provider": p, "model": "gpt-4o"},
+        {"name": "fragile", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
+        {"name": "fragile", "deployment": "two", "provider": p, "model": "gpt-4o"},
+        {"name": "flaky-shared", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
+        {"name": "flaky-shared", "deployment": "two", "provider": p, "model": "gpt-4o"},
+        # A group of one without fallbacks is never taken out: nowhere else to go.
+        {"name": "lonely", "provider": p, "model": "gpt-4o-mini"},
+        # Context windows from the entries' catalog overrides.
+        {"name": "sized", "deployment": "small", "provider": p, "model": "gpt-4o-mini",
+         "info": {"context_window": 60}},
+        {"name": "sized", "deployment": "large", "provider": p, "model": "gpt-4o",
+         "info": {"context_window": 100_000}},
+        {"name": "tiny", "provider": p, "model": "gpt-4o-mini", "info": {"context_window": 60}},
+        {"name": "roomy", "provider": p, "model": "gpt-4o", "info": {"context_window": 100_000}},
+        {"name": "tiny-alone", "provider": p, "model": "gpt-4o-mini", "info": {"context_window": 60}},
+    ]
+    config["router"] = {
+        "num_retries": 0,
+        "context_window_fallbacks": {"tiny": ["roomy"]},
+        "cooldown": {"failures": 3, "seconds": COOLDOWN},
+    }
+    return config
+
+
+@dataclass
+class Deployment:
+    kind: str
+    gateway: Gateway
+    mock: Mock
+
+
+def chat(gw: Gateway, model: str, text: str, **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+    return httpx.post(f"{gw.base_url}/chat/completions", json=body, headers=ADMIN, timeout=30)
+
+
+def _cluster(mock: Mock, postgres: Postgres, redis: RedisServer) -> dict[str, Any]:
+    config = _config(mock)
+    config["database"] = {"url": postgres.create_database(f"health_{uuid.uuid4().hex[:8]}")}
+    config["redis"] = {"url": redis.url}
+    return config
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def deployment(
+    request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    if request.param == "embedded":
+        config = _config(mock_upstream)
+    else:
+        config = _cluster(mock_upstream, request.getfixturevalue("postgres"),
+                          request.getfixturevalue("redis_server"))
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"health-{request.param}"))
+    yield Deployment(request.param, gw, mock_upstream)
+    gw.process.stop()
+
+
+def poll(check: Callable[[], httpx.Response | None], what: str, deadline: float = 10.0) -> httpx.Response:
+    """Repeat ``check`` until it returns a response; fails after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        found = check()
+        if found is not None:
+            return found
+        assert time.monotonic() < end, what
+
+
+def _error(resp: httpx.Response) -> dict[str, Any]:
+    error: dict[str, Any] = resp.json()["error"]
+    return error
+
+
+def _exhaust(gw: Gateway, model: str) -> list[int]:
+    """Failing requests until every deployment of ``model`` is out (a 503): the statuses seen."""
+    statuses: list[int] = []
+
+    def out() -> httpx.Response | None:
+        resp = chat(gw, model, "mock:status=500 failing")
+        statuses.append(resp.status_code)
+        return resp if resp.status_code == 503 else None
+
+    refused = poll(out, f"{model} never ran out of deployments", deadline=20)
+    error = _error(refused)
+    assert error["code"] == "no_healthy_deployment" and f"'{model}'" in error["message"]
+    assert error["type"] == "api_error"
+    return statuses
+
+
+def test_cooldown_opens_after_the_failures_and_traffic_returns_through_the_probe(
+    deployment: Deployment,
+) -> None:
+    gw = deployment.gateway
+    assert chat(gw, "flaky", "fine").status_code == 200
+    statuses = _exhaust(gw, "flaky")
+    # Three failures per deployment, then every one is out: a 503 naming the group.
+    assert len(statuses) == 7 and all(s >= 500 and s != 503 for s in statuses[:-1]), statuses
+    marker = new_marker()
+    refused = chat(gw, "flaky", f"mock:capture={marker} while cooling")
+    assert refused.status_code == 503 and _error(refused)["code"] == "no_healthy_deployment"
+    # Fails fast, without calling the upstream.
+    assert captured(deployment.mock, marker, timeout=0.5) == []
+
+    def served() -> httpx.Response | None:
+        resp = chat(gw, "flaky", "are you back?")
+        if resp.status_code == 503:
+            assert _error(resp)["code"] == "no_healthy_deployment"
+            return None
+        return resp
+
+    back = poll(served, "the deployments never came back")
+    assert back.status_code == 200, back.text
+    # The probes answered: full traffic again.
+    poll(lambda: (r if (r := chat(gw, "flaky", "both back")).status_code == 200 else None),
+         "the other deployment never came back")
+    for i in range(4):
+        assert chat(gw, "flaky", f"again {i}").status_code == 200
+
+
+def test_a_failed_probe_cools_the_deployment_down_again(deployment: Deployment) -> None:
+    gw = deployment.gateway
+    _exhaust(gw, "fragile")
+    probes: list[int] = []
+
+    def both_probed() -> httpx.Response | None:
+        resp = chat(gw, "fragile", "mock:status=500 probe")
+        if resp.status_code != 503:
+            probes.append(resp.status_code)
+        return resp if len(probes) == 2 else None
+
+    poll(both_probed, "no probes were sent")
+    assert all(s >= 500 for s in probes)
+    # One failed probe each, and both are out again at once (no three failures needed).
+    again = chat(gw, "fragile", "right after")
+    assert again.status_code == 503 and _error(again)["code"] == "no_healthy_deployment"
+    poll(lambda: (r if (r := chat(gw, "fragile", "later")).status_code == 200 else None),
+         "the deployments never came back")
+
+
+def test_the_one_deployment_of_a_group_without_fallbacks_keeps_its_own_errors(
+    deployment: Deployment,
+) -> None:
+    gw = deployment.gateway
+    for _ in range(5):
+        failed = chat(gw, "lonely", "mock:status=500")
+        assert (failed.status_code, _error(failed)["code"]) == (502, "upstream_error")
+    assert chat(gw, "lonely", "fine").status_code == 200
+
+
+def test_an_oversized_request_never_reaches_the_small_deployment(deployment: Deployment) -> None:
+    gw, mock = deployment.gateway, deployment.mock
+    marker = new_marker()
+    long = f"mock:capture={marker} " + "word " * 200
+    for _ in range(6):
+        resp = chat(gw, "sized", long, max_tokens=20)
+        assert resp.status_code == 200, resp.text
+    seen = captured(mock, marker, count=6)
+    assert len(seen) == 6
+    assert {r["body"]["model"] for r in seen} == {"gpt-4o"}  # the large one, every time
+    # A request small enough may go to either; nothing is refused.
+    assert chat(gw, "sized", "short", max_tokens=5).status_code == 200
+
+
+def test_max_tokens_counts_and_the_context_window_fallback_is_used(deployment: Deployment) -> None:
+    gw, mock = deployment.gateway, deployment.mock
+    marker = new_marker()
+    # A short prompt fits the tiny model; with 500 tokens of output it does not: the larger one.
+    assert chat(gw, "tiny", f"mock:capture={marker} short").status_code == 200
+    assert chat(gw, "tiny", f"mock:capture={marker} short", max_tokens=500).status_code == 200
+    seen = captured(mock, marker, count=2)
+    assert [r["body"]["model"] for r in seen] == ["gpt-4o-mini", "gpt-4o"]
+
+
+def test_a_request_no_deployment_can_hold_is_a_400_naming_the_limit(deployment: Deployment) -> None:
+    gw, mock = deployment.gateway, deployment.mock
+    marker = new_marker()
+    resp = chat(gw, "tiny-alone", f"mock:capture={marker} " + "word " * 200)
+    assert resp.status_code == 400, resp.text
+    error = _error(resp)
+    assert error["code"] == "context_length_exceeded" and error["type"] == "invalid_request_error"
+    assert "60 tokens" in error["message"] and "'tiny-alone'" in error["message"]
+    assert captured(mock, marker, timeout=0.5) == []
+    assert chat(gw, "tiny-alone", "small enough").status_code == 200  # still serving
+
+
+@pytest.fixture(scope="module")
+def two_instances(
+    mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Gateway, Gateway]]:
+    config = _cluster(mock_upstream, postgres, redis_server)
+    config["router"]["cooldown"]["seconds"] = 30
+    first = start_gateway(config, tmp_path_factory.mktemp("health-a"))
+    second = start_gateway(config, tmp_path_factory.mktemp("health-b"))
+    yield first, second
+    first.process.stop()
+    second.process.stop()
+
+
+def test_a_cooldown_opened_on_one_instance_is_seen_by_the_other_within_a_second(
+    two_instances: tuple[Gateway, Gateway],
+) -> None:
+    first, second = two_instances
+    assert chat(second, "flaky-shared", "fine here").status_code == 200
+    _exhaust(first, "flaky-shared")
+    opened = time.monotonic()
+
+    def refused() -> httpx.Response | None:
+        resp = chat(second, "flaky-shared", "on the other instance")
+        return resp if resp.status_code == 503 else None
+
+    resp = poll(refused, "the other instance never saw the cooldown", deadline=1.0)
+    assert time.monotonic() - opened < 1.0
+    assert _error(resp)["code"] == "no_healthy_deployment"
+
+
+@dataclass
+class Checked:
+    gateway: Gateway
+    mock: Mock
+    good: str  # capture markers of the two providers: every request each upstream received
+    bad: str
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def checked(
+    request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Checked]:
+    good, bad = new_marker(), new_marker()
+    base = f"{mock_upstream.url}/v1"
+    config = openai_config(mock_upstream)
+    config["providers"] = [
+        {"name": "fine", "type": "openai", "api_base": base, "api_key": "${UPSTREAM_KEY}",
+         "headers": {"x-mock-capture": good}},
+        {"name": "broken", "type": "openai", "api_base": base, "api_key": "${UPSTREAM_KEY}",
+         "headers": {"x-mock-capture": bad, "x-mock-status": "500"}},
+    ]
+    config["models"] = [
+        {"name": "checked", "deployment": "ok", "provider": "fine", "model": "gpt-4o-mini"},
+        {"name": "checked", "deployment": "bad", "provider": "broken", "model": "gpt-4o-mini"},
+    ]
+    config["router"] = {"num_retries": 0, "cooldown": {"failures": 2, "seconds": 60},
+                        "health_checks": {"enabled": True, "interval_seconds": 1, "timeout_seconds": 2}}
+    if request.param == "cluster":
+        pg: Postgres = request.getfixturevalue("postgres")
+        config["database"] = {"url": pg.create_database(f"checks_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": request.getfixturevalue("redis_server").url}
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"checks-{request.param}"))
+    yield Checked(gw, mock_upstream, good, bad)
+    gw.process.stop()
+
+
+def test_active_health_checks_take_a_failing_deployment_out_before_any_client_sees_it(
+    checked: Checked,
+) -> None:
+    # Without a single client request, each upstream receives the tiny checks.
+    bad_checks = captured(checked.mock, checked.bad, count=2, outcome="completed", timeout=10)
+    assert len(bad_checks) >= 2 and all(r["body"]["max_tokens"] == 1 for r in bad_checks)
+    assert {r["status"] for r in bad_checks if r["outcome"] == "completed"} == {500}
+    good_checks = captured(checked.mock, checked.good, count=2, outcome="completed", timeout=10)
+    assert len(good_checks) >= 2
+    assert {r["status"] for r in good_checks if r["outcome"] == "completed"} == {200}
+    # Two failed checks: the broken deployment is out; no client request ever reaches it.
+    for i in range(6):
+        resp = chat(checked.gateway, "checked", f"from a client {i}")
+        assert resp.status_code == 200, resp.text
+    every = captured(checked.mock, checked.bad, timeout=0.5)
+    assert all("from a client" not in str(r["body"]) for r in every)
+    served = captured(checked.mock, checked.good, count=8, timeout=5)
+    assert sum("from a client" in str(r["body"]) for r in served) == 6

@@ -1,0 +1,50 @@
+"""The shared deployment health in Redis (stores/redis/health.py): the failure streak spans
+callers, a cooldown opens at the threshold or when forced, one caller at a time claims the
+half-open probe, and the probe's answer ends the cooldown. Time is the backend's clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_streaks_cooldowns_and_probe_claims(cluster: Backend) -> None:
+    here = cluster.stores.health
+    there = (await cluster.peer()).health
+    assert here is not None and there is not None
+    assert (await here.failed("g", "d", 3, 5000)) == (False, 0)
+    assert (await there.failed("g", "d", 3, 5000)) == (False, 0)
+    assert (await here.failed("g", "d", 3, 5000)) == (True, 5000)  # the third, across callers
+    assert (await there.failed("g", "d", 3, 5000)) == (False, 5000)  # already out
+    assert await there.cooling_ms("g", "d") == 5000
+    assert (await here.claim_probe("g", "d", 1000)).cooling_ms == 5000  # no probe while cooling
+    cluster.clock.advance(5)
+    assert await here.cooling_ms("g", "d") == 0
+    assert (await here.claim_probe("g", "d", 60_000)) == (True, 0)
+    assert (await there.claim_probe("g", "d", 60_000)) == (False, 0)  # one at a time
+    # The probe failed: out again at once, whatever the streak.
+    assert (await here.failed("g", "d", 3, 5000, force=True)) == (True, 5000)
+    cluster.clock.advance(5)
+    assert (await there.claim_probe("g", "d", 60_000)) == (True, 0)  # the old claim is gone
+    await there.succeeded("g", "d", probe=True)
+    assert await here.cooling_ms("g", "d") == 0
+    assert (await here.claim_probe("g", "d", 60_000)) == (True, 0)
+
+
+async def test_an_answer_resets_the_streak_but_not_a_cooldown(cluster: Backend) -> None:
+    health = cluster.stores.health
+    assert health is not None
+    await health.failed("g", "e", 2, 1000)
+    await health.succeeded("g", "e")
+    assert (await health.failed("g", "e", 2, 1000)) == (False, 0)  # the streak started again
+    assert (await health.failed("g", "e", 2, 1000)).opened
+    await health.succeeded("g", "e")  # a request sent before the cooldown answered
+    assert await health.cooling_ms("g", "e") == 1000
+    assert await health.cooling_ms("g", "other") == 0
+
+
+async def test_embedded_stores_keep_health_in_the_process(backend: Backend) -> None:
+    assert (backend.stores.health is None) == (backend.kind == "embedded")

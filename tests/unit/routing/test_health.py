@@ -1,0 +1,165 @@
+"""Cooldowns and circuit breakers in one process: consecutive failures and failure rates open
+a cooldown, the half-open probe lets exactly one request through, its answer decides."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from switchboard.config.schema import CooldownConfig
+from switchboard.errors import (
+    GatewayError,
+    InvalidRequest,
+    RateLimited,
+    UpstreamBadGateway,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from switchboard.routing.health import Health
+from switchboard.routing.router import Router
+from switchboard.routing.table import Route
+from tests.unit.routing.health_world import Clock, route, router
+
+FAIL = UpstreamUnavailable("down")
+
+
+def _one(health: Health) -> tuple[Router, Route]:
+    r = router([{"name": "g", "deployment": "a"}, {"name": "g", "deployment": "b"}], health=health)
+    return r, route(r, "g", "a")
+
+
+def test_consecutive_failures_open_a_cooldown_then_one_probe_decides() -> None:
+    clock = Clock()
+    health = Health(CooldownConfig(failures=3, seconds=10), clock=clock)
+    _, a = _one(health)
+    for _ in range(2):
+        health.failed(a, FAIL)
+    assert health.available(a, clock.now)
+    health.failed(a, FAIL)
+    assert not health.available(a, clock.now)
+    assert health.state(a)["status"] == "cooling_down"
+    assert health.state(a)["until"] is not None
+    clock.now += 9.9
+    assert not health.available(a, clock.now)
+    clock.now += 0.2
+    assert health.state(a)["status"] == "half_open"
+    assert health.available(a, clock.now)  # the probe
+    health.started(a)
+    assert not health.available(a, clock.now)  # one at a time
+    assert not health.available(a, clock.now + 5)
+    health.succeeded(a)
+    assert health.available(a, clock.now)
+    assert health.state(a) == {"status": "healthy", "until": None, "recent_failures": 0}
+
+
+def test_a_failed_probe_cools_the_deployment_down_again() -> None:
+    clock = Clock()
+    health = Health(CooldownConfig(failures=1, seconds=5), clock=clock)
+    _, a = _one(health)
+    health.failed(a, UpstreamTimeout("slow"))
+    clock.now += 5
+    assert health.available(a, clock.now)
+    health.started(a)
+    health.failed(a, UpstreamBadGateway("still broken", status=500))
+    assert not health.available(a, clock.now)
+    assert not health.available(a, clock.now + 4.9)
+    assert health.available(a, clock.now + 5)
+
+
+def test_a_probe_let_through_but_never_sent_frees_the_slot() -> None:
+    clock = Clock()
+    health = Health(CooldownConfig(failures=1, seconds=1), clock=clock)
+    _, a = _one(health)
+    health.failed(a, FAIL)
+    clock.now += 1
+    assert health.available(a, clock.now)  # planned, but another answered
+    assert not health.available(a, clock.now + 1)
+    assert health.available(a, clock.now + 5)
+
+
+def test_a_success_resets_the_streak() -> None:
+    clock = Clock()
+    health = Health(CooldownConfig(failures=2), clock=clock)
+    _, a = _one(health)
+    for _ in range(5):
+        health.failed(a, FAIL)
+        health.succeeded(a)
+    assert health.available(a, clock.now)
+    assert health.state(a)["recent_failures"] == 5
+
+
+@pytest.mark.parametrize("error", [
+    InvalidRequest("bad"),  # the gateway refused the caller
+    RateLimited("own limit"),  # the gateway's own rate limit, not the provider's
+    UpstreamError("no such thing", status=404),  # the caller's request, per the upstream
+    UpstreamError("policy", status=400, code="content_policy_violation"),
+])
+def test_failures_outside_the_configured_classes_do_not_count(error: GatewayError) -> None:
+    clock = Clock()
+    health = Health(CooldownConfig(failures=1), clock=clock)
+    _, a = _one(health)
+    health.failed(a, error)
+    assert health.available(a, clock.now)
+    assert health.state(a)["status"] == "healthy"
+
+
+def test_a_failure_rate_within_the_window_opens_a_cooldown() -> None:
+    clock = Clock()
+    health = Health(CooldownConfig(failures=1000, failure_rate=0.5, min_requests=10, window_seconds=10),
+                    clock=clock)
+    _, a = _one(health)
+    for i in range(8):  # 4 of 8: under min_requests
+        clock.now += 0.1
+        if i % 2:
+            health.failed(a, FAIL)
+        else:
+            health.succeeded(a)
+    assert health.available(a, clock.now)
+    clock.now += 20  # the window moves on: those are forgotten
+    for _ in range(6):
+        health.succeeded(a)
+    for _ in range(3):
+        health.failed(a, FAIL)
+    assert health.available(a, clock.now)  # 3 of 9
+    health.failed(a, FAIL)  # 4 of 10: under 50 %
+    assert health.available(a, clock.now)
+    health.failed(a, FAIL)
+    health.failed(a, FAIL)  # 6 of 12
+    assert not health.available(a, clock.now)
+
+
+def test_the_router_plans_around_a_cooling_deployment_and_refuses_with_503_naming_the_group() -> None:
+    r = router([{"name": "g", "deployment": "a"}, {"name": "g", "deployment": "b"}],
+               {"cooldown": {"failures": 1, "seconds": 60}})
+    a, b = route(r, "g", "a"), route(r, "g", "b")
+    g = r.group("g")
+    assert g is not None
+    r.started(a)
+    r.finished(a, FAIL, 0.1)
+    assert r.plan(g) == [b]
+    r.started(b)
+    r.finished(b, UpstreamTimeout("slow"), 0.1)
+    assert r.plan(g) == []
+    refusal = r.refusal(g)
+    assert refusal.status == 503 and refusal.code == "no_healthy_deployment"
+    assert "'g'" in refusal.message
+    assert r.health.state(a)["status"] == "cooling_down"
+    assert r.health.state(b)["recent_failures"] == 1
+
+
+def test_the_one_deployment_of_a_group_without_fallbacks_is_never_taken_out() -> None:
+    r = router([{"name": "solo"}, {"name": "backed"}, {"name": "spare"}],
+               {"cooldown": {"failures": 2, "seconds": 60}, "fallbacks": {"backed": ["spare"]}})
+    solo, backed = r.group("solo"), r.group("backed")
+    assert solo is not None and solo.single is not None
+    assert backed is not None and backed.single is not None
+    for _ in range(5):
+        r.finished(solo.single, FAIL, 0.1)
+        r.finished(backed.single, FAIL, 0.1)
+    # Nowhere else to go: the provider's own errors are better than a 503.
+    assert r.plan(solo) == [solo.single]
+    # With a fallback, taking it out sends requests there at once.
+    assert r.plan(backed) == []
+    assert r.health.available(backed.single, time.monotonic() + 61)

@@ -1,0 +1,151 @@
+"""Cooldowns shared through Redis: a cooldown opened by one instance is seen by another within
+a second, the failure streak spans instances, one instance at a time sends the half-open
+probe, and an unreachable Redis leaves each instance on its own state without failing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import pytest_asyncio
+
+from switchboard.config.schema import CooldownConfig
+from switchboard.errors import UpstreamUnavailable
+from switchboard.routing.health import Health
+from switchboard.routing.table import Route
+from switchboard.stores.protocols import Claim, Failure
+from switchboard.stores.redis.client import connect
+from switchboard.stores.redis.feed import RedisFeed
+from switchboard.stores.redis.health import RedisHealth
+from tests.services import RedisServer
+from tests.unit.routing.health_world import route, router
+
+FAIL = UpstreamUnavailable("down")
+DEADLINE = 3.0
+
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+Pair = Callable[[CooldownConfig], Awaitable[tuple[Health, Health]]]
+
+
+async def _instance(url: str, config: CooldownConfig) -> tuple[Health, list[Callable[[], object]]]:
+    client = await connect(url)
+    feed = RedisFeed(client)
+    health = Health(config)
+    await health.start(RedisHealth(client), feed)
+    return health, [health.close, feed.close, client.aclose]
+
+
+@pytest_asyncio.fixture
+async def pair(redis_server: RedisServer) -> AsyncIterator[Pair]:
+    redis_server.flush()
+    closers: list[Callable[[], object]] = []
+
+    async def make(config: CooldownConfig) -> tuple[Health, Health]:
+        first, c1 = await _instance(redis_server.url, config)
+        second, c2 = await _instance(redis_server.url, config)
+        closers.extend(c1 + c2)
+        return first, second
+
+    yield make
+    for close in closers:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+def _deployment() -> Route:
+    r = router([{"name": "g", "deployment": "a"}, {"name": "g", "deployment": "b"}])
+    return route(r, "g", "a")
+
+
+async def _until(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> float:
+    """Poll ``condition`` until true; the seconds it took (fails after ``deadline``)."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < deadline, what
+        await asyncio.sleep(0.01)
+    return time.monotonic() - start
+
+
+async def test_a_cooldown_opened_by_one_instance_is_seen_by_the_other_within_a_second(pair: Pair) -> None:
+    first, second = await pair(CooldownConfig(failures=3, seconds=30))
+    a = _deployment()
+    for _ in range(3):
+        first.failed(a, FAIL)
+    assert not first.available(a, time.monotonic())
+    took = await _until(lambda: not second.available(a, time.monotonic()), "the other instance never saw it")
+    assert took < 1.0
+    assert second.state(a)["status"] == "cooling_down"
+
+
+async def test_the_failure_streak_spans_instances(pair: Pair) -> None:
+    first, second = await pair(CooldownConfig(failures=3, seconds=30))
+    a = _deployment()
+    first.failed(a, FAIL)
+    first.failed(a, FAIL)
+    # Nothing is awaited by the caller: the reports run in the background.
+    await _until(lambda: not first._tasks, "the failures were never reported")
+    second.failed(a, FAIL)  # the third failure, on the other instance
+    await _until(lambda: not first.available(a, time.monotonic()), "the streak did not open the cooldown")
+    await _until(lambda: not second.available(a, time.monotonic()), "the streak did not open the cooldown")
+
+
+async def test_one_instance_at_a_time_probes_and_its_answer_reaches_every_instance(pair: Pair) -> None:
+    first, second = await pair(CooldownConfig(failures=1, seconds=0.3))
+    a = _deployment()
+    first.failed(a, FAIL)
+    await _until(lambda: not second.available(a, time.monotonic()), "the other instance never saw it")
+    granted: list[Health] = []
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        for health in (first, second):
+            if health.available(a, time.monotonic()):
+                granted.append(health)
+                health.started(a)
+        await asyncio.sleep(0.01)
+    assert len(granted) == 1, "exactly one probe across both instances"
+    prober = granted[0]
+    other = second if prober is first else first
+    assert not other.available(a, time.monotonic())
+    prober.succeeded(a)
+    assert prober.available(a, time.monotonic())
+    await _until(lambda: other.available(a, time.monotonic()), "the recovery never reached the other")
+    assert other.state(a)["status"] == "healthy"
+
+
+class _Down:
+    """A Redis that cannot be reached."""
+
+    async def failed(self, group: str, deployment: str, threshold: int, cooldown_ms: int,
+                     force: bool = False) -> Failure:
+        raise ConnectionError("redis is down")
+
+    async def succeeded(self, group: str, deployment: str, probe: bool = False) -> None:
+        raise ConnectionError("redis is down")
+
+    async def claim_probe(self, group: str, deployment: str, ttl_ms: int) -> Claim:
+        raise ConnectionError("redis is down")
+
+    async def cooling_ms(self, group: str, deployment: str) -> int:
+        raise ConnectionError("redis is down")
+
+
+async def test_an_unreachable_redis_leaves_the_state_in_this_process() -> None:
+    health = Health(CooldownConfig(failures=2, seconds=0.2))
+    await health.start(_Down(), None)
+    a = _deployment()
+    health.failed(a, FAIL)
+    health.failed(a, FAIL)
+    assert not health.available(a, time.monotonic())
+    await _until(lambda: not health._tasks, "the reports never ended")
+    # Half-open: the claim fails, the probe is granted on this instance's own say.
+    await _until(lambda: health.available(a, time.monotonic()), "no probe without redis")
+    health.started(a)
+    health.succeeded(a)
+    assert health.state(a)["status"] == "healthy"
+    await _until(lambda: not health._tasks, "the reports never ended")
+    await health.close()
