@@ -67,6 +67,7 @@ class DeadlinePassed(UpstreamTimeout):
 
 
 _ABANDONED = AttemptAbandoned("the client closed the request")
+_NEVER = float("inf")
 
 
 def retry_after_seconds(error: GatewayError) -> float | None:
@@ -137,7 +138,7 @@ class AttemptStage:
         router.started(route)
         began = time.perf_counter()
         try:
-            if bounded:  # a retry: never past the request's deadline
+            if bounded and ctx.deadline != _NEVER:  # a retry: never past the request's deadline
                 async with asyncio.timeout(max(0.0, ctx.deadline - began)):
                     result = await call_next(ctx)
                     if isinstance(result, StreamReply):
@@ -266,23 +267,22 @@ class AttemptStage:
         allowed = group.num_retries + 1
         count = len(candidates)
         index = tried - 1  # the candidate that just failed
+        avoid: list[Route] | None = None  # deployments that asked for too long a wait
         while tried < allowed and error_class(error) in self._retry_on:
             failed = candidates[index % count]
+            asked = retry_after_seconds(error)
+            if asked is not None and asked > self._max_retry_after:
+                avoid = [failed] if avoid is None else [*avoid, failed]
             index += 1
+            if avoid is not None:  # the next candidate that did not ask for too long a wait
+                index = next((i for i in range(index, index + count)
+                              if not any(candidates[i % count] is r for r in avoid)), -1)
+                if index < 0:
+                    break
             route = candidates[index % count]
             wait = self._backoff_for(tried)
-            asked = retry_after_seconds(error)
-            if asked is not None and route is failed:
-                if asked > self._max_retry_after:
-                    # Too long a wait for this deployment: another one now, if there is one.
-                    other = next((i for i in range(index, index + count)
-                                  if candidates[i % count] is not failed), None)
-                    if other is None:
-                        break
-                    index = other
-                    route = candidates[index % count]
-                else:
-                    wait = max(wait, asked)
+            if asked is not None and route is failed:  # a wait within the bound
+                wait = max(wait, asked)
             if time.perf_counter() + wait >= ctx.deadline:
                 break  # a wait that would cross the deadline is not taken
             if wait > 0:
