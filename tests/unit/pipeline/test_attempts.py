@@ -24,6 +24,7 @@ from switchboard.errors import (
 )
 from switchboard.pipeline import attempts as attempts_module
 from switchboard.pipeline.attempts import AttemptStage, retry_after_seconds
+from switchboard.settings.loader import ConfigError, validate
 from tests.unit.pipeline.attempts_fakes import Clock, FakeRouter, Outcome, Script, group, new_context, route
 
 A, B, C = route("a"), route("b"), route("c")
@@ -238,3 +239,36 @@ def test_retry_after_forms() -> None:
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     seconds = retry_after_seconds(GatewayError("x", headers={"retry-after": later}))
     assert seconds is not None and 25 < seconds <= 30
+
+
+BASE = {
+    "providers": [{"name": "p", "type": "openai", "api_base": "http://127.0.0.1:9/v1"}],
+    "models": [{"name": "m", "provider": "p", "model": "x"}, {"name": "n", "provider": "p", "model": "y"}],
+    "auth": {"master_key": "12345678"},
+}
+
+
+@pytest.mark.parametrize(("router", "where"), [
+    ({"retry": {"tries": 3}}, "router.retry.tries"),
+    ({"retry": {"backoff_seconds": "soon"}}, "router.retry.backoff_seconds"),
+    ({"retry": {"max_retry_after_seconds": -1}}, "router.retry.max_retry_after_seconds"),
+    ({"retry": {"on": ["sometimes"]}}, "router.retry.on"),
+    ({"fallback_on": "server_error"}, "router.fallback_on"),
+    ({"num_retries": 11}, "router.num_retries"),
+    ({"num_retries": "two"}, "router.num_retries"),
+    ({"fallbacks": {"m": ["nowhere"]}}, "router.fallbacks.m"),
+    ({"fallbacks": {"m": ["n"] * 11}}, "router.fallbacks.m"),
+    ({"fallbacks": {"m": ["x" * 300]}}, "router.fallbacks"),
+])
+def test_bad_retry_and_fallback_settings_are_refused(router: dict[str, object], where: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        validate({**BASE, "router": router}, "test.yaml")
+    assert where in str(caught.value)
+
+
+def test_good_retry_and_fallback_settings_reach_the_stage() -> None:
+    settings = validate({**BASE, "router": {"fallbacks": {"m": ["n"]}, "fallback_on": ["timeout"],
+                                            "retry": {"on": ["rate_limit"], "max_retry_after_seconds": 1}}},
+                        "test.yaml")
+    assert settings.router.fallbacks == {"m": ["n"]}
+    assert settings.router.retry.on == ("rate_limit",) and settings.router.fallback_on == ("timeout",)
