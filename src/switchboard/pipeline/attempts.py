@@ -121,13 +121,34 @@ class AttemptStage:
             return await call_next(ctx)
         if not candidates:
             return await self._after_failure(ctx, call_next, group, [], None, 0)
-        # The first attempt, inline: the common case is one attempt that answers.
+        # The first attempt, inline (no deadline of its own: the upstream's timeouts bound it):
+        # the common case is one attempt that answers.
         route = candidates[0]
+        ctx.route = route
+        router = self._router
+        router.started(route)
+        began = time.perf_counter()
+        failure: GatewayError | None = None
         try:
-            result = await self._attempt(ctx, call_next, group, route, False)
+            result = await call_next(ctx)
+            if type(result) is StreamReply:
+                result = await self._primed(ctx, group, route, result, began)
+            else:
+                seconds = time.perf_counter() - began
+                router.finished(route, None, seconds)
+                ctx.attempts = [Attempt(route.deployment, group.name, 200, None, int(seconds * 1000 + 0.5))]
         except GatewayError as error:
-            return await self._after_failure(ctx, call_next, group, candidates, error, 1)
-        self._answered(ctx, group, route)
+            self._failed(ctx, group, route, error, began)
+            failure = error
+        except BaseException:
+            router.finished(route, _ABANDONED, time.perf_counter() - began)
+            raise
+        if failure is not None:
+            return await self._after_failure(ctx, call_next, group, candidates, failure, 1)
+        headers = ctx.response_headers
+        headers[MODEL_HEADER] = group.name
+        headers[DEPLOYMENT_HEADER] = route.deployment
+        headers[ATTEMPTS_HEADER] = "1"
         return result
 
     async def _attempt(self, ctx: RequestContext, call_next: Handler, group: Group, route: Route,
