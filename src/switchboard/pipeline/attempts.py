@@ -98,6 +98,51 @@ def retry_after_seconds(error: GatewayError) -> float | None:
     return seconds if seconds >= 0 and seconds == seconds else None
 
 
+class _Primed:
+    """A stream whose first batch was read by the stage: that batch, then the rest. The router
+    hears how the stream ended, even when it is closed without being read. Nothing here is
+    retried: the client may have the first batch already."""
+
+    __slots__ = ("began", "first", "first_byte", "reply", "reported", "route", "router")
+
+    def __init__(self, router: Router, reply: StreamReply, first: list[Chunk] | None, route: Route,
+                 began: float, first_byte: float) -> None:
+        self.router = router
+        self.reply = reply
+        self.first = first
+        self.route = route
+        self.began = began
+        self.first_byte = first_byte
+        self.reported = False
+
+    def _report(self, error: GatewayError | None) -> None:
+        if not self.reported:
+            self.reported = True
+            self.router.finished(self.route, error, time.perf_counter() - self.began, self.first_byte)
+
+    async def chunks(self) -> AsyncGenerator[list[Chunk], None]:
+        error: GatewayError | None = None
+        try:
+            first, self.first = self.first, None
+            if first is not None:
+                yield first
+                async for batch in self.reply.chunks:
+                    yield batch
+        except GatewayError as exc:
+            error = exc
+            raise
+        except BaseException:
+            error = _ABANDONED
+            raise
+        finally:
+            self._report(error)
+            await self.reply.aclose()
+
+    async def close(self) -> None:
+        self._report(_ABANDONED)  # closed before it was read to the end (no-op when reported)
+        await self.reply.aclose()
+
+
 class AttemptStage:
     name = "attempts"
 
@@ -196,27 +241,8 @@ class AttemptStage:
             raise
         first_byte = time.perf_counter() - began
         self._note(ctx, Attempt(route.deployment, group.name, 200, None, round(first_byte * 1000)))
-        return StreamReply(self._rest(reply, first, route, began, first_byte), close=reply.aclose)
-
-    async def _rest(self, reply: StreamReply, first: list[Chunk] | None, route: Route, began: float,
-                    first_byte: float) -> AsyncGenerator[list[Chunk], None]:
-        """The first batch, then the rest; the router hears how the stream ended. Nothing here
-        is retried: the client may have the first batch already."""
-        error: GatewayError | None = None
-        try:
-            if first is not None:
-                yield first
-                async for batch in reply.chunks:
-                    yield batch
-        except GatewayError as exc:
-            error = exc
-            raise
-        except BaseException:
-            error = _ABANDONED
-            raise
-        finally:
-            self._router.finished(route, error, time.perf_counter() - began, first_byte)
-            await reply.aclose()
+        primed = _Primed(self._router, reply, first, route, began, first_byte)
+        return StreamReply(primed.chunks(), close=primed.close)
 
     def _failed(self, ctx: RequestContext, group: Group, route: Route, error: GatewayError,
                 began: float) -> None:

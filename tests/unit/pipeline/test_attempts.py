@@ -272,3 +272,14 @@ def test_good_retry_and_fallback_settings_reach_the_stage() -> None:
                         "test.yaml")
     assert settings.router.fallbacks == {"m": ["n"]}
     assert settings.router.retry.on == ("rate_limit",) and settings.router.fallback_on == ("timeout",)
+
+
+async def test_a_stream_closed_unread_is_reported_finished(clock: Clock) -> None:
+    g = group("g", [A])
+    router = FakeRouter({"g": g})
+    script = Script(clock, {"a": [Outcome(stream=True)]})
+    result = await stage(router, clock)(new_context(group=g, candidates=[A], stream=True), script)
+    assert isinstance(result, StreamReply) and router.in_flight == 1
+    await result.aclose()  # the client left before the stream was written
+    assert router.in_flight == 0 and script.closed == ["a"]
+    assert router.finishes[0][1] is not None and router.finishes[0][1].code == "client_closed"
