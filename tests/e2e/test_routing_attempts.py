@@ -331,3 +331,26 @@ def test_anthropic_answers_carry_the_routing_headers_and_the_same_model_naming(
         client.messages.create(model="picky", max_tokens=50, messages=[{"role": "user", "content": "x"}])
     assert _routing(caught.value.response.headers) == ("picky", "picky-a", 1)
     assert caught.value.status_code == 400
+
+
+def test_every_model_operation_names_its_group_deployment_and_attempts(deployment: Deployment) -> None:
+    client = deployment.sdk()
+    raw_embedding = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="hi")
+    assert raw_embedding.parse().data
+    assert _routing(raw_embedding.headers) == (
+        "text-embedding-3-small", "local-openai/text-embedding-3-small", 1)
+    raw_completion = client.completions.with_raw_response.create(
+        model="gpt-3.5-turbo-instruct", prompt="say hi", max_tokens=5)
+    assert raw_completion.parse().choices
+    assert _routing(raw_completion.headers) == (
+        "gpt-3.5-turbo-instruct", "local-openai/gpt-3.5-turbo-instruct", 1)
+    with client.chat.completions.with_streaming_response.create(
+        model="steady", messages=ask("stream"), stream=True,
+    ) as streamed:
+        model, name, attempts = _routing(streamed.headers)
+        assert (model, attempts) == ("steady", 1) and name in ("steady-a", "steady-b")
+        assert any("[DONE]" in line for line in streamed.iter_lines())
+    # An unknown model was never routed: no routing headers on its 404.
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="no-such-group", messages=ask("x"))
+    assert "x-switchboard-model" not in caught.value.response.headers
