@@ -61,9 +61,11 @@ class AttemptAbandoned(GatewayError):
 
 
 class DeadlinePassed(UpstreamTimeout):
-    """The request's deadline came while a retry or fallback was under way."""
+    """The request's deadline came while a retry or fallback was under way: the gateway's
+    decision (class "gateway"), so nothing more is tried and no deployment is blamed."""
 
     code = "deadline_exceeded"
+    from_upstream = False
 
 
 _ABANDONED = AttemptAbandoned("the client closed the request")

@@ -4,7 +4,9 @@ headers and the attempts kept for the ledger."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -283,3 +285,25 @@ async def test_a_stream_closed_unread_is_reported_finished(clock: Clock) -> None
     await result.aclose()  # the client left before the stream was written
     assert router.in_flight == 0 and script.closed == ["a"]
     assert router.finishes[0][1] is not None and router.finishes[0][1].code == "client_closed"
+
+
+async def test_a_retry_is_cut_at_the_deadline_and_nothing_more_is_tried() -> None:
+    g = group("g", [A, B], num_retries=2, fallbacks=("f",))
+    router = FakeRouter({"g": g, "f": group("f", [C])})
+    calls: list[str] = []
+
+    async def chain(ctx: object) -> Reply:
+        calls.append(ctx.route.deployment)  # type: ignore[attr-defined]
+        if len(calls) == 1:
+            raise UpstreamBadGateway("boom")
+        await asyncio.sleep(5)  # the retry hangs
+        return Reply({})
+
+    ctx = new_context(deadline=time.perf_counter() + 0.3, group=g, candidates=[A, B])
+    began = time.perf_counter()
+    with pytest.raises(UpstreamTimeout) as caught:
+        await AttemptStage(router, RouterConfig())(ctx, chain)
+    assert time.perf_counter() - began < 1.0
+    assert caught.value.code == "deadline_exceeded" and caught.value.status == 504
+    assert calls == ["a", "b"] and router.in_flight == 0
+    assert ctx.response_headers["x-switchboard-attempts"] == "2"
