@@ -266,8 +266,12 @@ def test_an_upstream_bad_request_is_neither_retried_nor_fallen_back(deployment: 
     with pytest.raises(openai.BadRequestError) as caught:
         deployment.sdk().chat.completions.create(model="picky", messages=ask(f"mock:capture={marker}"))
     assert _routing(caught.value.response.headers) == ("picky", "picky-a", 1)
-    record = deployment.record(caught.value.response.headers["x-request-id"])
+    request_id = caught.value.response.headers["x-request-id"]
+    record = deployment.record(request_id)
     assert record.status == 400 and len(record.attempts or ()) == 1
+    # The failure's log line names the deployment and the attempts.
+    line = deployment.gateway.process.wait_for_all(f"request_id={request_id}", "request failed", timeout=10)
+    assert "deployment=picky-a" in line and "attempts=1" in line
 
 
 def test_a_content_policy_refusal_falls_back(deployment: Deployment) -> None:
