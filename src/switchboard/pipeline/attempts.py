@@ -173,7 +173,7 @@ class AttemptStage:
         route = candidates[0]
         ctx.route = route
         router = self._router
-        router.started(route)
+        router.started(route, ctx.needs.prompt_tokens if ctx.needs is not None else 0)
         began = time.perf_counter()
         failure: GatewayError | None = None
         try:
@@ -203,7 +203,7 @@ class AttemptStage:
         """One try of ``route``: the rest of the chain, and a stream's first batch."""
         ctx.route = route
         router = self._router
-        router.started(route)
+        router.started(route, ctx.needs.prompt_tokens if ctx.needs is not None else 0)
         began = time.perf_counter()
         try:
             if bounded and ctx.deadline != _NEVER:  # a retry: never past the request's deadline

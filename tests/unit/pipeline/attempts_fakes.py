@@ -57,7 +57,7 @@ class FakeRouter(Router):
     def refusal(self, group: Group, needs: Needs = ANYWHERE) -> GatewayError:
         return UpstreamUnavailable(f"nothing for {group.name}", code="no_deployment_available")
 
-    def started(self, route: Any) -> None:
+    def started(self, route: Any, tokens: int = 0) -> None:
         self.in_flight += 1
 
     def finished(self, route: Any, error: GatewayError | None, seconds: float,
