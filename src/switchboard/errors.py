@@ -24,11 +24,15 @@ the boundary where they occur, never in the handlers.
     │   ├── UpstreamUnreachable   502 api_error              code=upstream_unreachable
     │   └── UpstreamResponseTooLarge 502 api_error           code=upstream_response_too_large
     └── InternalError             500 api_error
+
+The error table (``ERROR_TABLE``, ``spec``) is the one place that says, per class, what a client
+receives (status, OpenAI type, Anthropic type, code), whether the router retries it by default
+and whether it came from an upstream or from the gateway itself; docs/api.md prints it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class GatewayError(Exception):
@@ -179,6 +183,84 @@ OPENAI_TYPE_BY_STATUS: dict[int, str] = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+
+# Anthropic's error types by status (https://docs.anthropic.com/en/api/errors); other 4xx are
+# invalid_request_error, other 5xx api_error. The gateway answers an overloaded upstream with 503,
+# written as overloaded_error; it never sends 529.
+ANTHROPIC_TYPE_BY_STATUS: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_type(status: int) -> str:
+    """The Anthropic error ``type`` of a client status."""
+    found = ANTHROPIC_TYPE_BY_STATUS.get(status)
+    if found is not None:
+        return found
+    return "invalid_request_error" if 400 <= status < 500 else "api_error"
+
+
+# The error classes (below) the router retries unless ``router.retry.on`` says otherwise.
+RETRYABLE_CLASSES = frozenset({"rate_limit", "server_error", "timeout", "connection"})
+
+
+class ErrorSpec(NamedTuple):
+    """What one error is, as every part of the gateway reads it."""
+
+    status: int  # the HTTP status the client receives
+    openai_type: str
+    anthropic_type: str
+    code: str | None
+    retryable: bool  # retried by default (its class is in RETRYABLE_CLASSES)
+    source: str  # "upstream" (reported by or about a provider) or "gateway" (its own decision)
+
+
+def _row(cls: type[GatewayError], anthropic: str, retryable: bool) -> tuple[type[GatewayError], ErrorSpec]:
+    return cls, ErrorSpec(cls.status, cls.type, anthropic, cls.code, retryable,
+                          "upstream" if cls.from_upstream else "gateway")
+
+
+# Every error class and what it means on the wire: the tree above as data (tests check that the
+# classes, error_class() and the Anthropic writer agree with it).
+ERROR_TABLE: dict[type[GatewayError], ErrorSpec] = dict([
+    _row(InvalidRequest, "invalid_request_error", False),
+    _row(UnsupportedParameter, "invalid_request_error", False),
+    _row(Conflict, "invalid_request_error", False),
+    _row(AuthenticationFailed, "authentication_error", False),
+    _row(PermissionDenied, "permission_error", False),
+    _row(NotFound, "not_found_error", False),
+    _row(ModelNotFound, "not_found_error", False),
+    _row(PayloadTooLarge, "request_too_large", False),
+    _row(UnsupportedMediaType, "invalid_request_error", False),
+    _row(RateLimited, "rate_limit_error", False),  # the gateway's own limit: no other deployment helps
+    _row(UpstreamError, "api_error", True),
+    _row(UpstreamBadGateway, "api_error", True),
+    _row(UpstreamRateLimited, "rate_limit_error", True),
+    _row(UpstreamUnavailable, "overloaded_error", True),
+    _row(UpstreamAuthFailed, "api_error", False),
+    _row(UpstreamTimeout, "timeout_error", True),
+    _row(UpstreamUnreachable, "api_error", True),
+    _row(UpstreamResponseTooLarge, "api_error", True),
+    _row(InternalError, "api_error", False),
+])
+
+
+def spec(error: GatewayError) -> ErrorSpec:
+    """The table's row for one error as raised (an upstream's error carries its own status,
+    type and code: an upstream 400 is the client's 400, never retried)."""
+    source = "upstream" if error.from_upstream else "gateway"
+    return ErrorSpec(error.status, error.type, anthropic_type(error.status), error.code,
+                     error_class(error) in RETRYABLE_CLASSES, source)
 
 
 # Error classes, as retries, fallbacks and cooldowns are configured (config ``router``):

@@ -122,7 +122,7 @@ class Gateway:
         refuse = self.settings.spend.refuse_unpriced
         stages.append(UsageStage(self.prices, lambda: self.usage, refuse_unpriced=refuse))
         # Retries and fallbacks: the stages after this one run once per attempt.
-        stages.append(AttemptStage(self.router))
+        stages.append(AttemptStage(self.router, self.settings.router))
         # Always present: whether a request's route needs its images inlined is a flag on the
         # Route (the model table changes at run time), checked by the stage, per attempt.
         stages.append(InlineImagesStage(self.images))

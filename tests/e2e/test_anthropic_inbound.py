@@ -86,6 +86,11 @@ def client(gw: Gateway) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
 
 
+def upstream_model(model: str) -> str:
+    """The upstream's model id of a test model: what both inbound APIs answer with."""
+    return PROVIDERS[model.removeprefix("claude-via-")][1]
+
+
 @pytest.fixture(params=sorted(PROVIDERS))
 def model(request: pytest.FixtureRequest) -> str:
     return f"claude-via-{request.param}"
@@ -105,7 +110,7 @@ def test_non_stream_message(client: anthropic.Anthropic, model: str) -> None:
     assert message.type == "message"
     assert message.role == "assistant"
     assert message.id.startswith("msg_")
-    assert message.model == model
+    assert message.model == upstream_model(model)  # named as the OpenAI API names it
     assert "hello to the gateway" in text_of(message)
     assert message.stop_reason == "end_turn"
     assert message.stop_sequence is None
@@ -191,7 +196,7 @@ def test_stream_helper(client: anthropic.Anthropic, model: str) -> None:
     assert len(pieces) > 1
     assert "".join(pieces) == text_of(final)
     assert "stream this back" in text_of(final)
-    assert final.model == model
+    assert final.model == upstream_model(model)
     assert final.stop_reason == "end_turn"
     # input_tokens is 0 in message_start and filled in from message_delta.
     assert final.usage.input_tokens > 0

@@ -243,6 +243,7 @@ def test_past_the_threshold_requests_go_to_the_cheaper_model(pair: Pair) -> None
         assert "x-switchboard-budget-downgrade" not in raw.headers
     raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
     assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
+    assert raw.headers["x-switchboard-model"] == CHEAP  # the group that answered
     assert raw.headers["x-switchboard-cost-usd"] == "0.001000"
 
 

@@ -132,7 +132,7 @@ def test_a_group_splits_by_weight_and_its_alias_answers_and_is_listed(deployment
     assert {served_by(client, "grp-alias") for _ in range(30)} <= {"grp-a", "grp-b"}
     listed = [m.id for m in client.models.list().data]
     assert listed.count("grp") == 1 and "grp-alias" in listed  # a group is one model
-    assert served_by(client, "single") == "gpt-4o-mini"  # a group of one
+    assert served_by(client, "single") == "mock/gpt-4o-mini"  # a group of one: <provider>/<model>
 
 
 def test_round_robin_takes_the_deployments_in_turn(deployment: Deployment) -> None:
@@ -220,7 +220,7 @@ def test_groups_are_listed_with_each_deployments_state(deployment: Deployment) -
     created = deployment.admin("POST", "/admin/v1/models", json={"name": "stored-one", "provider": "mock",
                                                                   "model": "stored-upstream"})
     assert created.status_code == 201, created.text
-    assert served_by(client, "stored-one") == "stored-upstream"
+    assert served_by(client, "stored-one") == "mock/stored-upstream"
     listed = deployment.admin("GET", GROUPS)
     assert listed.status_code == 200, listed.text
     groups = {g["name"]: g for g in listed.json()["data"]}

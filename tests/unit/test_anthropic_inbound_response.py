@@ -67,7 +67,7 @@ def test_text_reply() -> None:
     assert msg["id"].startswith("msg_")
     assert msg["type"] == "message"
     assert msg["role"] == "assistant"
-    assert msg["model"] == "claude-via-gateway"  # the requested name, not the upstream id
+    assert msg["model"] == "upstream-id"  # the upstream's model id, as the OpenAI API answers
     assert msg["content"] == [{"type": "text", "text": "Hello!"}]
     assert msg["stop_reason"] == "end_turn"
     assert msg["stop_sequence"] is None

@@ -111,7 +111,7 @@ def test_text_stream_golden_sequence() -> None:
     ]
     start = events[0][1]["message"]
     assert start["id"].startswith("msg_")
-    assert start["model"] == "claude-gw"
+    assert start["model"] == "up"  # the model the first chunk reports, as the OpenAI API answers
     assert start["content"] == []
     assert start["stop_reason"] is None
     assert start["usage"]["input_tokens"] == 0  # unknown until the stream ends

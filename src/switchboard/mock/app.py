@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from switchboard.mock.capture import Captures, MockMiddleware, captured, install_log_filter
 from switchboard.mock.common import STATS
 from switchboard.mock.controls import Controls
+from switchboard.mock.faults import FaultPlan
 
 _MODULES: tuple[str, ...] = (
     "openai",
@@ -65,4 +66,5 @@ def create_mock_app(controls: Controls | None = None, api_key: str | None = None
     app.state.controls = controls or Controls()
     app.state.api_key = api_key
     app.state.captures = Captures()
+    app.state.faults = FaultPlan()
     return app

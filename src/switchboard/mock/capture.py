@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from switchboard.mock import faults
 from switchboard.mock.controls import Controls, controls_for
 
 log = logging.getLogger("uvicorn.error")
@@ -137,14 +138,24 @@ class MockMiddleware:
         record = _record(scope, headers, body) if marker else {}
         if marker:
             captures.add(marker, record)
+        app = self.app
+        if (faulty := headers.get(faults.HEADER)) is not None:  # fault injection (faults.py)
+            plan: faults.FaultPlan = scope["app"].state.faults
+            if (kind := plan.decide(faulty)) is not None:
+                retry_after = plan.retry_after(faulty)
+
+                async def app(scope: Scope, receive: Receive, send: Send) -> None:
+                    if await faults.inject(kind, retry_after, send):
+                        raise MockDisconnect("mock: injected connection reset")
+
         try:
-            await self._run(scope, receive, send, raw, record)
+            await self._run(app, scope, receive, send, raw, record)
         finally:
             if marker:
                 captures.changed()
 
     async def _run(
-        self, scope: Scope, receive: Receive, send: Send, raw: bytes, record: dict[str, Any]
+        self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, raw: bytes, record: dict[str, Any]
     ) -> None:
         gone = asyncio.Event()
         state = {"body_sent": False, "complete": False}
@@ -165,7 +176,7 @@ class MockMiddleware:
 
         # The handler runs in a task of its own, so that stopping it when the caller leaves never
         # cancels the task uvicorn is running (which only uvicorn cancels, at shutdown).
-        handler = asyncio.ensure_future(self.app(scope, replay, tracked))
+        handler = asyncio.ensure_future(app(scope, replay, tracked))
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":

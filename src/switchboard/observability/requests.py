@@ -41,6 +41,10 @@ def failure_fields(ctx: RequestContext) -> dict[str, object]:
     if ctx.route is not None:
         fields["provider"] = ctx.route.target.provider
         fields["upstream_model"] = ctx.route.target.model
+        if ctx.route.deployment:
+            fields["deployment"] = ctx.route.deployment
+    if ctx.attempts:  # retries and fallbacks (pipeline/attempts.py)
+        fields["attempts"] = len(ctx.attempts)
     if ctx.stream:
         fields["stream"] = "true"
     if outcome.client_disconnected:

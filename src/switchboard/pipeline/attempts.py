@@ -1,54 +1,354 @@
 """Try the route stage's candidates: retries within the group, then its fallback groups.
 
-Stub: one attempt, on the first candidate, reported to the router (deployment statistics and
-health) when it ends: a stream when its last chunk has been relayed.
+The stages after this one (inline images, the terminal that builds the upstream request) run
+once per attempt, for the deployment in ``ctx.route``; work that depends on the target is redone
+there (the adapter builds the request, drops parameters and applies the caller's credential on
+every call) and what can be shared is kept on the request (images once fetched stay inlined).
+
+An attempt that fails with an error class in ``router.retry.on`` is retried, at most
+``num_retries`` times per group, cycling through the group's candidates in their order (a group
+of one retries the same deployment). Between attempts the stage waits an exponential backoff
+with full jitter; a failed deployment's ``Retry-After`` (or ``retry-after-ms``) is honoured when
+the next attempt goes to that same deployment, up to ``retry.max_retry_after_seconds``: a longer
+wait moves on to another deployment at once, and when there is none the group is done. No wait
+crosses the request's deadline (``ctx.deadline``): a wait that would is not taken, and the
+request fails with its last error. Once a group is done on an error class in
+``router.fallback_on``, its ``fallbacks`` are tried in order, each planned like the first group
+(deployments out of region or cooling down are never tried); an empty plan is skipped. The last
+error is what the client gets; when nothing could be attempted at all, the primary group's
+refusal.
+
+Streams: the first batch of a stream is read here, before the stream is returned, so a stream
+that fails before its first byte (an error status, a dropped connection, an error event, a
+first-byte timeout) is retried like any failure; the edge writes nothing before this stage
+returns. Once a batch has been returned nothing is retried: a failure mid-stream reaches the
+client as the stream's error event.
+
+Every answer carries ``x-switchboard-model`` (the group that answered), ``x-switchboard-deployment``
+and ``x-switchboard-attempts``; an error, the last deployment tried. ``ctx.attempts`` lists every
+attempt for the usage ledger.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
-from switchboard.context import RequestContext, Result
-from switchboard.errors import GatewayError
-from switchboard.pipeline.chain import Handler, map_result
+from switchboard.config.schema import RouterConfig
+from switchboard.context import Attempt, Chunk, RequestContext, Result, StreamReply
+from switchboard.errors import GatewayError, UpstreamTimeout, error_class
+from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import ANYWHERE, Router
+
+if TYPE_CHECKING:
+    from switchboard.routing.groups import Group
+    from switchboard.routing.table import Route
+
+MODEL_HEADER = "x-switchboard-model"
+DEPLOYMENT_HEADER = "x-switchboard-deployment"
+ATTEMPTS_HEADER = "x-switchboard-attempts"
+
+
+class AttemptAbandoned(GatewayError):
+    """Reported to the router for an attempt the client cancelled: not the deployment's fault."""
+
+    status = 499
+    code = "client_closed"
+
+
+class DeadlinePassed(UpstreamTimeout):
+    """The request's deadline came while a retry or fallback was under way: the gateway's
+    decision (class "gateway"), so nothing more is tried and no deployment is blamed."""
+
+    code = "deadline_exceeded"
+    from_upstream = False
+
+
+_ABANDONED = AttemptAbandoned("the client closed the request")
+_NEVER = float("inf")
+
+
+def retry_after_seconds(error: GatewayError) -> float | None:
+    """The wait a failed attempt's upstream asked for (``retry-after-ms``, else ``Retry-After``
+    in seconds or as an HTTP date), or None."""
+    headers = error.headers
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = -1.0
+        if ms >= 0 and ms == ms:  # not NaN
+            return ms / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return seconds if seconds >= 0 and seconds == seconds else None
+
+
+class _Primed:
+    """A stream whose first batch was read by the stage: that batch, then the rest. The router
+    hears how the stream ended, even when it is closed without being read. Nothing here is
+    retried: the client may have the first batch already."""
+
+    __slots__ = ("began", "first", "first_byte", "reply", "reported", "route", "router")
+
+    def __init__(self, router: Router, reply: StreamReply, first: list[Chunk] | None, route: Route,
+                 began: float, first_byte: float) -> None:
+        self.router = router
+        self.reply = reply
+        self.first = first
+        self.route = route
+        self.began = began
+        self.first_byte = first_byte
+        self.reported = False
+
+    def _report(self, error: GatewayError | None) -> None:
+        if not self.reported:
+            self.reported = True
+            self.router.finished(self.route, error, time.perf_counter() - self.began, self.first_byte)
+
+    async def chunks(self) -> AsyncGenerator[list[Chunk], None]:
+        error: GatewayError | None = None
+        try:
+            first, self.first = self.first, None
+            if first is not None:
+                yield first
+                async for batch in self.reply.chunks:
+                    yield batch
+        except GatewayError as exc:
+            error = exc
+            raise
+        except BaseException:
+            error = _ABANDONED
+            raise
+        finally:
+            self._report(error)
+            await self.reply.aclose()
+
+    async def close(self) -> None:
+        self._report(_ABANDONED)  # closed before it was read to the end (no-op when reported)
+        await self.reply.aclose()
 
 
 class AttemptStage:
     name = "attempts"
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, config: RouterConfig | None = None,
+                 rng: random.Random | None = None,
+                 sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
         self._router = router
+        config = config if config is not None else RouterConfig()
+        self._retry_on = frozenset(config.retry.on)
+        self._fallback_on = frozenset(config.fallback_on)
+        self._backoff = config.retry.backoff_seconds
+        self._max_backoff = config.retry.max_backoff_seconds
+        self._max_retry_after = config.retry.max_retry_after_seconds
+        self._random = (rng or random.Random()).random
+        self._sleep = sleep if sleep is not None else asyncio.sleep
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        if ctx.candidates:
-            ctx.route = ctx.candidates[0]
-        elif ctx.group is not None and ctx.candidates is not None:
-            raise self._router.refusal(ctx.group, ctx.needs or ANYWHERE)
-        route = ctx.route
-        if route is None:
+        candidates = ctx.candidates
+        group = ctx.group
+        if group is None or candidates is None:  # not routed (nothing to try but the route)
             return await call_next(ctx)
+        if not candidates:
+            return await self._after_failure(ctx, call_next, group, [], None, 0)
+        # The first attempt, inline (no deadline of its own: the upstream's timeouts bound it):
+        # the common case is one attempt that answers.
+        route = candidates[0]
+        ctx.route = route
         router = self._router
-        router.started(route, (ctx.needs or ANYWHERE).prompt_tokens)
-        start = time.perf_counter()
+        router.started(route, ctx.needs.prompt_tokens if ctx.needs is not None else 0)
+        began = time.perf_counter()
+        failure: GatewayError | None = None
         try:
             result = await call_next(ctx)
+            if type(result) is StreamReply:
+                result = await self._primed(ctx, group, route, result, began)
+            else:
+                seconds = time.perf_counter() - began
+                router.finished(route, None, seconds)
+                ctx.attempts = [Attempt(route.deployment, group.name, 200, None, int(seconds * 1000 + 0.5))]
         except GatewayError as error:
-            router.finished(route, error, time.perf_counter() - start)
-            raise
+            self._failed(ctx, group, route, error, began)
+            failure = error
         except BaseException:
-            router.finished(route, GatewayError("the attempt ended early"), time.perf_counter() - start)
+            router.finished(route, _ABANDONED, time.perf_counter() - began)
             raise
-        first: list[float] = []
+        if failure is not None:
+            return await self._after_failure(ctx, call_next, group, candidates, failure, 1)
+        headers = ctx.response_headers
+        headers[MODEL_HEADER] = group.name
+        headers[DEPLOYMENT_HEADER] = route.deployment
+        headers[ATTEMPTS_HEADER] = "1"
+        return result
 
-        def batch(chunks: list[dict[str, object]]) -> list[dict[str, object]]:
-            if not first:
-                first.append(time.perf_counter() - start)
-            return chunks
+    async def _attempt(self, ctx: RequestContext, call_next: Handler, group: Group, route: Route,
+                       bounded: bool) -> Result:
+        """One try of ``route``: the rest of the chain, and a stream's first batch."""
+        ctx.route = route
+        router = self._router
+        router.started(route, ctx.needs.prompt_tokens if ctx.needs is not None else 0)
+        began = time.perf_counter()
+        try:
+            if bounded and ctx.deadline != _NEVER:  # a retry: never past the request's deadline
+                async with asyncio.timeout(max(0.0, ctx.deadline - began)):
+                    result = await call_next(ctx)
+                    if isinstance(result, StreamReply):
+                        result = await self._primed(ctx, group, route, result, began)
+            else:
+                result = await call_next(ctx)
+                if isinstance(result, StreamReply):
+                    result = await self._primed(ctx, group, route, result, began)
+        except GatewayError as error:
+            self._failed(ctx, group, route, error, began)
+            raise
+        except TimeoutError:
+            late = DeadlinePassed("the request's deadline passed before a deployment answered")
+            self._failed(ctx, group, route, late, began)
+            raise late from None
+        except BaseException:
+            router.finished(route, _ABANDONED, time.perf_counter() - began)
+            raise
+        if not isinstance(result, StreamReply):
+            seconds = time.perf_counter() - began
+            router.finished(route, None, seconds)
+            self._note(ctx, Attempt(route.deployment, group.name, 200, None, round(seconds * 1000)))
+        return result
 
-        def done(error: BaseException | None) -> None:
-            failure = None if error is None else (
-                error if isinstance(error, GatewayError) else GatewayError("the stream ended early"))
-            router.finished(route, failure, time.perf_counter() - start, first[0] if first else None)
+    async def _primed(self, ctx: RequestContext, group: Group, route: Route, reply: StreamReply,
+                      began: float) -> StreamReply:
+        """The stream with its first batch already read (a failure before it is raised here)."""
+        try:
+            first: list[Chunk] | None = await anext(reply.chunks)
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await reply.aclose()
+            raise
+        first_byte = time.perf_counter() - began
+        self._note(ctx, Attempt(route.deployment, group.name, 200, None, round(first_byte * 1000)))
+        primed = _Primed(self._router, reply, first, route, began, first_byte)
+        return StreamReply(primed.chunks(), close=primed.close)
 
-        return map_result(result, batch=batch, done=done)
+    def _failed(self, ctx: RequestContext, group: Group, route: Route, error: GatewayError,
+                began: float) -> None:
+        seconds = time.perf_counter() - began
+        self._router.finished(route, error, seconds)
+        ms = round(seconds * 1000)
+        self._note(ctx, Attempt(route.deployment, group.name, error.status, error.code, ms))
+
+    @staticmethod
+    def _note(ctx: RequestContext, attempt: Attempt) -> None:
+        if ctx.attempts is None:
+            ctx.attempts = [attempt]
+        else:
+            ctx.attempts.append(attempt)
+
+    @staticmethod
+    def _answered(ctx: RequestContext, group: Group, route: Route) -> None:
+        headers = ctx.response_headers
+        headers[MODEL_HEADER] = group.name
+        headers[DEPLOYMENT_HEADER] = route.deployment
+        headers[ATTEMPTS_HEADER] = str(len(ctx.attempts)) if ctx.attempts else "1"
+
+    async def _after_failure(self, ctx: RequestContext, call_next: Handler, group: Group,
+                             candidates: list[Route], error: GatewayError | None, tried: int) -> Result:
+        """The rest of the primary group's attempts after the first failed, then its fallbacks."""
+        try:
+            if error is not None:
+                error, answered = await self._retries(ctx, call_next, group, candidates, error, tried)
+                if answered is not None:
+                    return answered
+            if error is None or error_class(error) in self._fallback_on:
+                needs = ctx.needs or ANYWHERE
+                for name in group.fallbacks:
+                    fallback = self._router.group(name)
+                    if fallback is None or fallback is group:
+                        continue
+                    plan = self._router.plan(fallback, needs)
+                    if not plan:
+                        continue
+                    if time.perf_counter() >= ctx.deadline:
+                        break
+                    try:
+                        result = await self._attempt(ctx, call_next, fallback, plan[0], True)
+                    except GatewayError as failure:
+                        error, answered = await self._retries(ctx, call_next, fallback, plan, failure, 1)
+                        if answered is not None:
+                            return answered
+                        if error_class(error) not in self._fallback_on:
+                            break
+                        continue
+                    self._answered(ctx, fallback, plan[0])
+                    return result
+            if error is None:
+                raise self._router.refusal(group, ctx.needs or ANYWHERE)
+            raise error
+        finally:
+            attempts = ctx.attempts
+            headers = ctx.response_headers
+            if attempts and MODEL_HEADER not in headers:  # failed: the last deployment tried
+                headers[MODEL_HEADER] = attempts[-1].group
+                headers[DEPLOYMENT_HEADER] = attempts[-1].deployment
+                headers[ATTEMPTS_HEADER] = str(len(attempts))
+
+    async def _retries(self, ctx: RequestContext, call_next: Handler, group: Group,
+                       candidates: list[Route], error: GatewayError, tried: int,
+                       ) -> tuple[GatewayError, Result | None]:
+        """Retries within ``group`` after ``tried`` attempts, the last failing with ``error``:
+        (the last error, None) when the group is done, or (error, the answer)."""
+        allowed = group.num_retries + 1
+        count = len(candidates)
+        index = tried - 1  # the candidate that just failed
+        avoid: list[Route] | None = None  # deployments that asked for too long a wait
+        while tried < allowed and error_class(error) in self._retry_on:
+            failed = candidates[index % count]
+            asked = retry_after_seconds(error)
+            if asked is not None and asked > self._max_retry_after:
+                avoid = [failed] if avoid is None else [*avoid, failed]
+            index += 1
+            if avoid is not None:  # the next candidate that did not ask for too long a wait
+                index = next((i for i in range(index, index + count)
+                              if not any(candidates[i % count] is r for r in avoid)), -1)
+                if index < 0:
+                    break
+            route = candidates[index % count]
+            wait = self._backoff_for(tried)
+            if asked is not None and route is failed:  # a wait within the bound
+                wait = max(wait, asked)
+            if time.perf_counter() + wait >= ctx.deadline:
+                break  # a wait that would cross the deadline is not taken
+            if wait > 0:
+                await self._sleep(wait)
+            tried += 1
+            try:
+                result = await self._attempt(ctx, call_next, group, route, True)
+            except GatewayError as failure:
+                error = failure
+                continue
+            self._answered(ctx, group, route)
+            return error, result
+        return error, None
+
+    def _backoff_for(self, retry: int) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**(retry-1)))."""
+        if self._backoff <= 0:
+            return 0.0
+        ceiling = min(self._max_backoff, self._backoff * (2 ** (retry - 1)))
+        return ceiling * self._random()

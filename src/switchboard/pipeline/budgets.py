@@ -127,6 +127,7 @@ class BudgetStage:
             await book.settle(ctx.request_id, budgets, charges, None)  # release, then reserve again
             ctx.route = cheaper
             ctx.candidates = [cheaper]  # the cheaper model only: no retry may go back
+            ctx.group = self._table.current.groups.get(budget.downgrade_model, ctx.group)
             ctx.prompt_tokens = None  # counted again for the cheaper model's tokenizer
             ctx.response_headers[DOWNGRADE_HEADER] = f"{route.target.name} -> {cheaper.target.name}"
             amounts = await self._amounts(ctx, budgets)

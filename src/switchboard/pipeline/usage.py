@@ -118,6 +118,8 @@ class UsageStage:
                                     param="model")
             self._note_unpriced(route.target.name, info)
         result = await call_next(ctx)
+        if ctx.route is not route and ctx.route is not None:  # answered by a retry or fallback
+            info = call.info = self._prices.of_route(ctx.route)
         if isinstance(result, Reply):
             counted = split(ctx.usage)
             price = cost(info, counted)
@@ -213,4 +215,13 @@ def _row(ctx: RequestContext, status: int, counted: Tokens, price: Cost, estimat
         counted.cache_read, counted.cache_write_5m, counted.cache_write_1h, counted.reasoning,
         price.unpriced, round((first - ctx.started) * 1000) if first is not None else None,
         ctx.stream, error if isinstance(error, str) else None, target.model, tags,
+        route.deployment or None, _attempts(ctx),
     )
+
+
+def _attempts(ctx: RequestContext) -> list[dict[str, Any]] | None:
+    """Every attempt of the request (pipeline/attempts.py), for the ledger's ``attempts``."""
+    if not ctx.attempts:
+        return None
+    return [{"deployment": a.deployment, "group": a.group, "status": a.status, "code": a.code, "ms": a.ms}
+            for a in ctx.attempts]

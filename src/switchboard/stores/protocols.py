@@ -86,6 +86,10 @@ class UsageRecord:
     error_code: str | None = None
     upstream_model: str | None = None  # the deployment's model id
     tags: tuple[str, ...] = ()  # the key's tags
+    # The deployment that answered (or was tried last) and every attempt, in order, as
+    # {"deployment", "group", "status", "code", "ms"} (revision 0009; docs/routing.md).
+    deployment: str | None = None
+    attempts: tuple[Mapping[str, Any], ...] | None = None
 
 
 # A usage record as the usage spool carries it and ``UsageLedger.append_rows`` stores it: a
@@ -97,6 +101,7 @@ USAGE_ROW = (
     "prompt_tokens", "completion_tokens", "cost_nano_usd", "latency_ms", "created_at", "metadata",
     "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
     "unpriced", "ttft_ms", "stream", "error_code", "upstream_model", "tags",
+    "deployment", "attempts",
 )
 UsageRow = tuple[Any, ...]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -112,13 +117,14 @@ def usage_row(r: UsageRecord) -> UsageRow:
         r.prompt_tokens, r.completion_tokens, nano, r.latency_ms, created, dict(r.metadata),
         r.cache_read_tokens, r.cache_write_5m_tokens, r.cache_write_1h_tokens, r.reasoning_tokens,
         r.unpriced, r.ttft_ms, r.stream, r.error_code, r.upstream_model, tuple(r.tags),
+        r.deployment, None if r.attempts is None else [dict(a) for a in r.attempts],
     )
 
 
 def usage_record(row: Sequence[Any]) -> UsageRecord:
     (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
      created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
-     upstream, tags) = row
+     upstream, tags, deployment, attempts) = row
     return UsageRecord(
         request_id=rid, tenant_id=tenant, model=model, key_id=key, team_id=team, user_id=user,
         provider=provider, status=status, prompt_tokens=prompt, completion_tokens=completion,
@@ -127,6 +133,7 @@ def usage_record(row: Sequence[Any]) -> UsageRecord:
         cache_read_tokens=cache_read, cache_write_5m_tokens=write_5m, cache_write_1h_tokens=write_1h,
         reasoning_tokens=reasoning, unpriced=bool(unpriced), ttft_ms=ttft, stream=bool(stream),
         error_code=error, upstream_model=upstream, tags=tuple(tags or ()),
+        deployment=deployment, attempts=None if attempts is None else tuple(attempts),
     )
 
 

@@ -20,10 +20,15 @@ from switchboard.http.anthropic.request import messages_request
 from switchboard.http.anthropic.stream import StreamEncoder, event
 
 
-def requested_model(ctx: RequestContext) -> str:
-    """The model name the client asked for (adapters may rewrite the canonical request's)."""
+def answered_model(ctx: RequestContext, reported: Any = None) -> str:
+    """The ``model`` of the answer, named as the OpenAI API names it: the model id the upstream
+    reported (``reported``, from the canonical body or the stream's first chunk), else the
+    deployment's upstream model id, else the name asked for. The group that answered and its
+    deployment are in the ``x-switchboard-model`` and ``x-switchboard-deployment`` headers."""
+    if isinstance(reported, str) and reported:
+        return reported
     if ctx.route is not None:
-        return ctx.route.target.name
+        return ctx.route.target.model
     model = ctx.request.get("model")
     return model if isinstance(model, str) else ""
 
@@ -40,20 +45,29 @@ class AnthropicMessages:
         ctx.response_headers["request-id"] = ctx.request_id
 
     def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes:
-        return orjson.dumps(response.message(body, requested_model(ctx)))
+        return orjson.dumps(response.message(body, answered_model(ctx, body.get("model"))))
 
     async def encode_stream(
         self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
     ) -> AsyncGenerator[bytes, None]:
-        encoder = StreamEncoder(requested_model(ctx))
-        yield encoder.start()
+        # message_start names the model its first chunk reports: it waits for that chunk, which
+        # the attempts stage has already read (a stream is returned with its first batch in hand).
+        encoder: StreamEncoder | None = None
         try:
             async for batch in batches:
-                if data := b"".join(encoder.feed(chunk) for chunk in batch):
+                if encoder is None:
+                    encoder = StreamEncoder(answered_model(ctx, batch[0].get("model") if batch else None))
+                    yield encoder.start() + b"".join(encoder.feed(chunk) for chunk in batch)
+                elif data := b"".join(encoder.feed(chunk) for chunk in batch):
                     yield data
         except GatewayError as err:
+            if encoder is None:
+                yield StreamEncoder(answered_model(ctx)).start()
             yield self.encode_stream_error(err)
             return
+        if encoder is None:
+            encoder = StreamEncoder(answered_model(ctx))
+            yield encoder.start()
         yield encoder.end()
 
     def encode_error(self, error: GatewayError) -> bytes:

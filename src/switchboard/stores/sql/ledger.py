@@ -62,6 +62,8 @@ def _row(r: UsageRecord) -> dict[str, Any]:
         "error_code": r.error_code,
         "upstream_model": r.upstream_model,
         "tags": list(r.tags),
+        "deployment": r.deployment,
+        "attempts": None if r.attempts is None else [dict(a) for a in r.attempts],
     }
 
 
@@ -89,12 +91,13 @@ def _sqlite_value(row: UsageRow) -> tuple[Any, ...]:
     UTC text with microseconds, JSON as text, booleans as 0/1."""
     (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
      created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
-     upstream, tags) = row
+     upstream, tags, deployment, attempts) = row
     return (
         rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
         _sqlite_time(created), _dumps(meta).decode(), cache_read, write_5m, write_1h, reasoning,
         1 if unpriced else 0, ttft, 1 if stream else 0, error, upstream,
         _dumps(tags).decode() if tags else "[]",
+        deployment, None if attempts is None else _dumps(attempts).decode(),
     )
 
 
@@ -104,6 +107,7 @@ def _postgres_value(row: UsageRow) -> tuple[Any, ...]:
         *row[:12], _EPOCH + row[12] * _MICRO, _dumps(row[13]).decode(), *row[14:18],
         bool(row[18]), row[19], bool(row[20]), row[21], row[22],
         _dumps(row[23]).decode() if row[23] else "[]",
+        row[24], None if row[25] is None else _dumps(row[25]).decode(),
     )
 
 
@@ -146,6 +150,8 @@ def _record(row: sa.Row[Any]) -> UsageRecord:
         error_code=m["error_code"],
         upstream_model=m["upstream_model"],
         tags=tuple(m["tags"] or ()),
+        deployment=m["deployment"],
+        attempts=None if m["attempts"] is None else tuple(m["attempts"]),
     )
 
 
