@@ -25,7 +25,8 @@ Price = Annotated[float, Field(ge=0)]
 INFO_FIELDS = (
     "mode", "context_window", "max_output_tokens", "capabilities", "input_cost_per_mtok",
     "output_cost_per_mtok", "cached_input_cost_per_mtok", "cache_write_5m_cost_per_mtok",
-    "cache_write_1h_cost_per_mtok", "source", "as_of",
+    "cache_write_1h_cost_per_mtok", "input_image_cost_per_mtok", "input_audio_cost_per_mtok",
+    "output_image_cost_per_mtok", "output_audio_cost_per_mtok", "source", "as_of",
 )
 
 
@@ -56,6 +57,11 @@ class InfoFields(_Strict):
     # Prompt-cache writes (Anthropic's 5-minute and 1-hour tiers); unknown: the input price.
     cache_write_5m_cost_per_mtok: Price | None = None
     cache_write_1h_cost_per_mtok: Price | None = None
+    # Image and audio units (input not read from a cache; output); unknown: the text price.
+    input_image_cost_per_mtok: Price | None = None
+    input_audio_cost_per_mtok: Price | None = None
+    output_image_cost_per_mtok: Price | None = None
+    output_audio_cost_per_mtok: Price | None = None
     source: str | None = None
     as_of: str | None = None
 

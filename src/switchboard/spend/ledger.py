@@ -52,6 +52,12 @@ _MAX_BACKOFF = 5.0
 # The spool's line, since 2026-12: the record's row (``USAGE_ROW``) as a JSON array. Lines written
 # by earlier versions are JSON objects of the record's fields; ``decode_row`` reads both.
 _DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE
+# A row written before columns were added to USAGE_ROW is shorter: the fields it lacks take these
+# values (None when not listed). The first row format had 24 fields.
+_FIRST_ROW = 24
+_ADDED_DEFAULTS: dict[str, object] = {
+    "image_input_tokens": 0, "audio_input_tokens": 0, "image_output_tokens": 0, "audio_output_tokens": 0,
+}
 
 
 def encode_row(row: UsageRow) -> bytes:
@@ -64,9 +70,12 @@ def decode_row(line: bytes) -> UsageRow:
     data = orjson.loads(line)
     if isinstance(data, list):
         # A line that is not a row is skipped here, not left to fail its whole batch's insert.
-        if (len(data) != len(USAGE_ROW) or type(data[0]) is not str or type(data[1]) is not str
-                or type(data[7]) is not int or type(data[10]) is not int or type(data[12]) is not int):
+        if (not _FIRST_ROW <= len(data) <= len(USAGE_ROW) or type(data[0]) is not str
+                or type(data[1]) is not str or type(data[7]) is not int or type(data[10]) is not int
+                or type(data[12]) is not int):
             raise ValueError("not a usage row")
+        if len(data) < len(USAGE_ROW):  # spooled by an earlier version, replayed after an upgrade
+            data.extend(_ADDED_DEFAULTS.get(name) for name in USAGE_ROW[len(data):])
         return tuple(data)
     # An earlier version's line: the record's fields by name, defaults left out.
     data["cost_usd"] = Decimal(data["cost_usd"])
