@@ -12,7 +12,15 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from switchboard.config.yamlfile import YamlFileError, read_yaml
 
@@ -21,7 +29,16 @@ Capability = Literal["tools", "vision", "json_schema", "embeddings", "streaming"
 CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "embeddings", "streaming")
 
 PositiveInt = Annotated[int, Field(ge=1)]
-Price = Annotated[float, Field(ge=0)]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+# USD per million tokens: a finite number from 0 to a million (a dollar a token), never a boolean.
+Price = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 INFO_FIELDS = (
     "mode", "context_window", "max_output_tokens", "capabilities", "input_cost_per_mtok",
     "output_cost_per_mtok", "cached_input_cost_per_mtok", "cache_write_5m_cost_per_mtok",

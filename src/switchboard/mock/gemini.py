@@ -444,6 +444,11 @@ def _usage(body: JSON, completion: int, extra: dict[str, int]) -> JSON:
     if image or audio or image_out or audio_out:
         usage["promptTokensDetails"] = _by_modality(text, image, audio)
         usage["candidatesTokensDetails"] = _by_modality(text_out, image_out, audio_out)
+        if cached := usage.get("cachedContentTokenCount", 0):  # the text first, then image, audio
+            cached_text = min(cached, text)
+            cached_image = min(cached - cached_text, image)
+            cached_audio = cached - cached_text - cached_image
+            usage["cacheTokensDetails"] = _by_modality(cached_text, cached_image, cached_audio)
     return usage
 
 

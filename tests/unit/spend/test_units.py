@@ -48,28 +48,41 @@ def usd(*parts: tuple[int, str]) -> Decimal:
 
 
 def test_image_and_audio_units_are_split_from_the_text_counts() -> None:
-    tokens = split({
-        "prompt_tokens": 1000,
-        "completion_tokens": 500,
-        "prompt_tokens_details": {"cached_tokens": 300, "image_tokens": 200, "audio_tokens": 100},
-        "completion_tokens_details": {"reasoning_tokens": 50, "image_tokens": 250, "audio_tokens": 150},
-    })
-    assert tokens == Tokens(input=400, cache_read=300, output=100, reasoning=50, image_input=200,
-                            audio_input=100, image_output=250, audio_output=150)
+    tokens = split(
+        {
+            "prompt_tokens": 1000,
+            "completion_tokens": 500,
+            "prompt_tokens_details": {"cached_tokens": 300, "image_tokens": 200, "audio_tokens": 100},
+            "completion_tokens_details": {"reasoning_tokens": 50, "image_tokens": 250, "audio_tokens": 150},
+        }
+    )
+    assert tokens == Tokens(
+        input=400,
+        cache_read=300,
+        output=100,
+        reasoning=50,
+        image_input=200,
+        audio_input=100,
+        image_output=250,
+        audio_output=150,
+    )
     assert tokens.prompt == 1000 and tokens.completion == 500  # every token exactly once
     assert tokens.as_dict()["audio_output"] == 150
 
 
 def test_cache_reads_are_taken_first_and_units_capped_by_what_is_left() -> None:
     # 100 prompt tokens, 80 read from a cache: at most 20 can be billed as image or audio units.
-    tokens = split({
-        "prompt_tokens": 100,
-        "completion_tokens": 10,
-        "prompt_tokens_details": {"cached_tokens": 80, "image_tokens": 15, "audio_tokens": 50},
-        "completion_tokens_details": {"image_tokens": 8, "audio_tokens": 8},
-    })
-    assert tokens == Tokens(input=0, cache_read=80, image_input=15, audio_input=5, output=0,
-                            image_output=8, audio_output=2)
+    tokens = split(
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "prompt_tokens_details": {"cached_tokens": 80, "image_tokens": 15, "audio_tokens": 50},
+            "completion_tokens_details": {"image_tokens": 8, "audio_tokens": 8},
+        }
+    )
+    assert tokens == Tokens(
+        input=0, cache_read=80, image_input=15, audio_input=5, output=0, image_output=8, audio_output=2
+    )
     assert tokens.prompt == 100 and tokens.completion == 10
 
 
@@ -83,25 +96,38 @@ def test_cache_reads_are_taken_first_and_units_capped_by_what_is_left() -> None:
     ],
 )
 def test_wrong_unit_values_count_as_none(details: dict[str, Any]) -> None:
-    tokens = split({"prompt_tokens": 10, "completion_tokens": 4, "prompt_tokens_details": details,
-                    "completion_tokens_details": details})
+    tokens = split(
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 4,
+            "prompt_tokens_details": details,
+            "completion_tokens_details": details,
+        }
+    )
     assert tokens == Tokens(input=10, output=4)
 
 
 def test_units_larger_than_their_totals_are_capped() -> None:
-    tokens = split({
-        "prompt_tokens": 10,
-        "completion_tokens": 5,
-        "prompt_tokens_details": {"image_tokens": 999, "audio_tokens": 999},
-        "completion_tokens_details": {"audio_tokens": 999, "image_tokens": 999, "reasoning_tokens": 9},
-    })
+    tokens = split(
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 5,
+            "prompt_tokens_details": {"image_tokens": 999, "audio_tokens": 999},
+            "completion_tokens_details": {"audio_tokens": 999, "image_tokens": 999, "reasoning_tokens": 9},
+        }
+    )
     assert tokens == Tokens(input=0, image_input=10, output=0, image_output=5)
     assert (tokens.prompt, tokens.completion, tokens.reasoning) == (10, 5, 0)
 
 
 def test_reasoning_is_text_output_never_more_than_it() -> None:
-    tokens = split({"prompt_tokens": 1, "completion_tokens": 10,
-                    "completion_tokens_details": {"reasoning_tokens": 9, "audio_tokens": 4}})
+    tokens = split(
+        {
+            "prompt_tokens": 1,
+            "completion_tokens": 10,
+            "completion_tokens_details": {"reasoning_tokens": 9, "audio_tokens": 4},
+        }
+    )
     assert tokens == Tokens(input=1, output=6, reasoning=6, audio_output=4)
 
 
@@ -109,12 +135,23 @@ def test_reasoning_is_text_output_never_more_than_it() -> None:
 
 
 def test_each_unit_is_priced_at_its_own_rate_exactly() -> None:
-    tokens = Tokens(input=400, cache_read=300, output=100, reasoning=50, image_input=200, audio_input=100,
-                    image_output=250, audio_output=150)
+    tokens = Tokens(
+        input=400,
+        cache_read=300,
+        output=100,
+        reasoning=50,
+        image_input=200,
+        audio_input=100,
+        image_output=250,
+        audio_output=150,
+    )
     priced = cost(MEDIA, tokens)
     assert not priced.unpriced
-    assert priced.usd == usd((400, "1"), (300, "0.1"), (100, "4"), (200, "2"), (100, "10"), (250, "30"),
-                             (150, "40")) == Decimal("0.01573")
+    assert (
+        priced.usd
+        == usd((400, "1"), (300, "0.1"), (100, "4"), (200, "2"), (100, "10"), (250, "30"), (150, "40"))
+        == Decimal("0.01573")
+    )
 
 
 def test_units_without_a_price_of_their_own_are_priced_as_text() -> None:
@@ -139,8 +176,9 @@ def test_the_integer_cost_with_units_equals_the_decimal_cost() -> None:
     info = MEDIA.model_copy(
         update={"input_audio_cost_per_mtok": 0.0375, "output_image_cost_per_mtok": 7.123456789}
     )
-    tokens = Tokens(input=7, cache_read=3, output=11, image_input=13, audio_input=17, image_output=19,
-                    audio_output=23)
+    tokens = Tokens(
+        input=7, cache_read=3, output=11, image_input=13, audio_input=17, image_output=19, audio_output=23
+    )
     exact = usd((7, "1"), (3, "0.1"), (11, "4"), (13, "2"), (17, "0.0375"), (19, "7.123456789"), (23, "40"))
     priced = cost(info, tokens)
     assert priced.usd == exact
@@ -176,18 +214,33 @@ def check(body_usage: Any, stream_usage: Any, expected: Tokens) -> None:
     tokens, streamed = split(body_usage), split(stream_usage)
     assert tokens == streamed == expected
     assert cost(MEDIA, streamed).usd == usd(
-        (expected.input, "1"), (expected.cache_read, "0.1"), (expected.output, "4"),
-        (expected.image_input, "2"), (expected.audio_input, "10"), (expected.image_output, "30"),
+        (expected.input, "1"),
+        (expected.cache_read, "0.1"),
+        (expected.output, "4"),
+        (expected.image_input, "2"),
+        (expected.audio_input, "10"),
+        (expected.image_output, "30"),
         (expected.audio_output, "40"),
     )
 
 
 def openai_chunks(adapter: Any, t: Target, raw: dict[str, Any]) -> list[dict[str, Any]]:
     events = [
-        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": t.model,
-         "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]},
-        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": t.model, "choices": [],
-         "usage": raw},
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": t.model,
+            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+        },
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": t.model,
+            "choices": [],
+            "usage": raw,
+        },
     ]
     decoder = adapter.chat_stream({"stream": True}, t)
     data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
@@ -195,10 +248,18 @@ def openai_chunks(adapter: Any, t: Target, raw: dict[str, Any]) -> list[dict[str
 
 
 def openai_body(model: str, raw: dict[str, Any]) -> bytes:
-    return orjson.dumps({
-        "id": "c", "object": "chat.completion", "created": 1, "model": model, "usage": raw,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-    })
+    return orjson.dumps(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 1,
+            "model": model,
+            "usage": raw,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+            ],
+        }
+    )
 
 
 # gpt-4o-audio-preview: audio in, audio and text out.
@@ -207,16 +268,23 @@ OPENAI_AUDIO = {
     "completion_tokens": 900,
     "total_tokens": 2100,
     "prompt_tokens_details": {"cached_tokens": 256, "audio_tokens": 800},
-    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 850, "accepted_prediction_tokens": 0,
-                                  "rejected_prediction_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 850,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
 }
 
 
 def test_openai_golden_audio_in_and_out() -> None:
     t = target("openai", "gpt-4o-audio-preview", OpenAIOptions())
     parsed = OpenAIAdapter().chat_response(openai_body(t.model, OPENAI_AUDIO), t)
-    check(parsed["usage"], last_usage(openai_chunks(OpenAIAdapter(), t, OPENAI_AUDIO)),
-          Tokens(input=144, cache_read=256, audio_input=800, output=50, audio_output=850))
+    check(
+        parsed["usage"],
+        last_usage(openai_chunks(OpenAIAdapter(), t, OPENAI_AUDIO)),
+        Tokens(input=144, cache_read=256, audio_input=800, output=50, audio_output=850),
+    )
 
 
 @pytest.mark.parametrize(
@@ -232,10 +300,15 @@ def test_openai_shaped_hosts_keep_the_units(ptype: str, options: Any, spec: Any)
     raw = {**OPENAI_AUDIO, "prompt_tokens_details": details}
     parsed = spec.adapter.chat_response(openai_body(t.model, raw), t)
     assert parsed["usage"]["prompt_tokens_details"] == {
-        "cached_tokens": 256, "image_tokens": 64, "audio_tokens": 800,
+        "cached_tokens": 256,
+        "image_tokens": 64,
+        "audio_tokens": 800,
     }
-    check(parsed["usage"], last_usage(openai_chunks(spec.adapter, t, raw)),
-          Tokens(input=80, cache_read=256, image_input=64, audio_input=800, output=50, audio_output=850))
+    check(
+        parsed["usage"],
+        last_usage(openai_chunks(spec.adapter, t, raw)),
+        Tokens(input=80, cache_read=256, image_input=64, audio_input=800, output=50, audio_output=850),
+    )
 
 
 def gemini_meta() -> dict[str, Any]:
@@ -252,10 +325,12 @@ def gemini_meta() -> dict[str, Any]:
             {"modality": "AUDIO", "tokenCount": 310},
         ],
         "cacheTokensDetails": [
-            {"modality": "TEXT", "tokenCount": 26}, {"modality": "IMAGE", "tokenCount": 1274},
+            {"modality": "TEXT", "tokenCount": 26},
+            {"modality": "IMAGE", "tokenCount": 1274},
         ],
         "candidatesTokensDetails": [
-            {"modality": "TEXT", "tokenCount": 20}, {"modality": "IMAGE", "tokenCount": 1290},
+            {"modality": "TEXT", "tokenCount": 20},
+            {"modality": "IMAGE", "tokenCount": 1290},
         ],
     }
 
@@ -263,8 +338,11 @@ def gemini_meta() -> dict[str, Any]:
 @pytest.mark.parametrize("ptype", ["gemini", "vertex"])
 def test_gemini_golden_units_by_modality(ptype: str) -> None:
     spec = gemini.SPEC if ptype == "gemini" else vertex.SPEC
-    options = (gemini.GeminiOptions() if ptype == "gemini"
-               else vertex.VertexOptions.model_construct(vertex_project="p", vertex_location="us-central1"))
+    options = (
+        gemini.GeminiOptions()
+        if ptype == "gemini"
+        else vertex.VertexOptions.model_construct(vertex_project="p", vertex_location="us-central1")
+    )
     t = target(ptype, "gemini-2.5-flash-image", options)
     body = {
         "candidates": [
@@ -276,17 +354,32 @@ def test_gemini_golden_units_by_modality(ptype: str) -> None:
     parsed = spec.adapter.chat_response(orjson.dumps(body), t)
     # Cached tokens are cache reads whatever their modality: the image units are those not cached.
     assert parsed["usage"]["prompt_tokens_details"] == {
-        "cached_tokens": 1300, "image_tokens": 274, "audio_tokens": 310,
+        "cached_tokens": 1300,
+        "image_tokens": 274,
+        "audio_tokens": 310,
     }
     assert parsed["usage"]["completion_tokens_details"] == {"reasoning_tokens": 40, "image_tokens": 1290}
-    first = {**body, "usageMetadata": {"promptTokenCount": 2100, "totalTokenCount": 2100},
-             "candidates": [{"content": {"role": "model", "parts": [{"text": "h"}]}, "index": 0}]}
+    first = {
+        **body,
+        "usageMetadata": {"promptTokenCount": 2100, "totalTokenCount": 2100},
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "h"}]}, "index": 0}],
+    }
     decoder = spec.adapter.chat_stream({"stream": True}, t)
     stream = b"".join(b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in (first, body))
     chunks = decoder.feed(stream) + decoder.close()
-    check(parsed["usage"], last_usage(chunks),
-          Tokens(input=216, cache_read=1300, image_input=274, audio_input=310, output=60, reasoning=40,
-                 image_output=1290))
+    check(
+        parsed["usage"],
+        last_usage(chunks),
+        Tokens(
+            input=216,
+            cache_read=1300,
+            image_input=274,
+            audio_input=310,
+            output=60,
+            reasoning=40,
+            image_output=1290,
+        ),
+    )
 
 
 @pytest.mark.parametrize(
@@ -299,9 +392,17 @@ def test_gemini_golden_units_by_modality(ptype: str) -> None:
 )
 def test_gemini_modality_lists_that_are_wrong_or_video_leave_the_text_counts(details: Any) -> None:
     t = target("gemini", "gemini-2.5-flash", gemini.GeminiOptions())
-    meta = {"promptTokenCount": 60, "candidatesTokenCount": 5, "promptTokensDetails": details,
-            "candidatesTokensDetails": details}
-    body = {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP",
-                            "index": 0}], "usageMetadata": meta}
+    meta = {
+        "promptTokenCount": 60,
+        "candidatesTokenCount": 5,
+        "promptTokensDetails": details,
+        "candidatesTokensDetails": details,
+    }
+    body = {
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": meta,
+    }
     usage = gemini.SPEC.adapter.chat_response(orjson.dumps(body), t)["usage"]
     assert split(usage) == Tokens(input=60, output=5)
