@@ -79,6 +79,11 @@ class ModelInfo(_Strict):
     cached_input_cost_per_mtok: float | None = None
     cache_write_5m_cost_per_mtok: float | None = None
     cache_write_1h_cost_per_mtok: float | None = None
+    # Image and audio units (input not read from a cache; output); None: the text price.
+    input_image_cost_per_mtok: float | None = None
+    input_audio_cost_per_mtok: float | None = None
+    output_image_cost_per_mtok: float | None = None
+    output_audio_cost_per_mtok: float | None = None
     source: str | None = None
     as_of: str | None = None
 
@@ -95,6 +100,13 @@ class ModelInfo(_Strict):
             out["cache_write_5m"] = self.cache_write_5m_cost_per_mtok
         if self.cache_write_1h_cost_per_mtok is not None:
             out["cache_write_1h"] = self.cache_write_1h_cost_per_mtok
+        # Image and audio prices only where they differ from the text price (set in the catalog).
+        for key, value in (("input_image", self.input_image_cost_per_mtok),
+                           ("input_audio", self.input_audio_cost_per_mtok),
+                           ("output_image", self.output_image_cost_per_mtok),
+                           ("output_audio", self.output_audio_cost_per_mtok)):
+            if value is not None:
+                out[key] = value
         return out
 
     def public(self) -> dict[str, Any]:

@@ -88,6 +88,7 @@ async def test_the_billing_split_timings_and_tags_are_kept(backend: Backend) -> 
         "split", prompt_tokens=1000, completion_tokens=300, cache_read_tokens=600, cache_write_5m_tokens=100,
         cache_write_1h_tokens=50, reasoning_tokens=120, unpriced=True, ttft_ms=42, stream=True,
         error_code=None, upstream_model="gpt-4o-mini-2024-07-18", tags=("billing", "eu"),
+        image_input_tokens=7, audio_input_tokens=11, image_output_tokens=13, audio_output_tokens=17,
     )
     failed = usage("failed", status=502, error_code="upstream_error", prompt_tokens=0, completion_tokens=0)
     assert await ledger.append([full, failed]) == 2
@@ -104,6 +105,7 @@ async def test_rows_are_stored_exactly_as_records_are_and_once(backend: Backend)
         ttft_ms=42, stream=True, upstream_model="gpt-4o-mini-2024-07-18", tags=("billing", "eu"),
         cost_usd=Decimal("1234567.123456789"),
         metadata={"operation": "chat", "estimated": True, "nested": {"a": [1, "é"]}},
+        image_input_tokens=7, audio_input_tokens=11, image_output_tokens=13, audio_output_tokens=17,
     )
     last = datetime(2026, 6, 1, 23, 59, 59, 999999, UTC)
     plain = usage("row-plain", key_id=None, team_id=None, user_id=None, provider=None, metadata={},

@@ -25,6 +25,7 @@ def usage(request_id: str, **fields: object) -> UsageRecord:
         team_id="team-1", user_id="user-1", provider="openai", status=200, prompt_tokens=10,
         completion_tokens=20, cost_usd=Decimal("0.000000001"), created_at=T0,
         cache_read_tokens=3, cache_write_5m_tokens=1, cache_write_1h_tokens=2, reasoning_tokens=5,
+        image_input_tokens=1, audio_input_tokens=2, image_output_tokens=3, audio_output_tokens=4,
     )
     return replace(record, **fields)  # type: ignore[arg-type]
 
@@ -51,6 +52,8 @@ async def test_groups_and_sums_are_exact(backend: Backend) -> None:
     assert (gpt.requests, gpt.errors, gpt.unpriced) == (2, 1, 0)
     assert (gpt.prompt_tokens, gpt.completion_tokens, gpt.cache_read_tokens,
             gpt.cache_write_tokens, gpt.reasoning_tokens) == (20, 40, 6, 6, 10)
+    assert (gpt.image_input_tokens, gpt.audio_input_tokens, gpt.image_output_tokens,
+            gpt.audio_output_tokens) == (2, 4, 6, 8)
     assert gpt.cost_usd == Decimal("0.123456790")  # billionths summed, no float on the way
     assert (rows[0].requests, rows[0].unpriced) == (1, 1)
 

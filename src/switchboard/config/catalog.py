@@ -12,7 +12,15 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from switchboard.config.yamlfile import YamlFileError, read_yaml
 
@@ -21,11 +29,21 @@ Capability = Literal["tools", "vision", "json_schema", "embeddings", "streaming"
 CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "embeddings", "streaming")
 
 PositiveInt = Annotated[int, Field(ge=1)]
-Price = Annotated[float, Field(ge=0)]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+# USD per million tokens: a finite number from 0 to a million (a dollar a token), never a boolean.
+Price = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 INFO_FIELDS = (
     "mode", "context_window", "max_output_tokens", "capabilities", "input_cost_per_mtok",
     "output_cost_per_mtok", "cached_input_cost_per_mtok", "cache_write_5m_cost_per_mtok",
-    "cache_write_1h_cost_per_mtok", "source", "as_of",
+    "cache_write_1h_cost_per_mtok", "input_image_cost_per_mtok", "input_audio_cost_per_mtok",
+    "output_image_cost_per_mtok", "output_audio_cost_per_mtok", "source", "as_of",
 )
 
 
@@ -56,6 +74,11 @@ class InfoFields(_Strict):
     # Prompt-cache writes (Anthropic's 5-minute and 1-hour tiers); unknown: the input price.
     cache_write_5m_cost_per_mtok: Price | None = None
     cache_write_1h_cost_per_mtok: Price | None = None
+    # Image and audio units (input not read from a cache; output); unknown: the text price.
+    input_image_cost_per_mtok: Price | None = None
+    input_audio_cost_per_mtok: Price | None = None
+    output_image_cost_per_mtok: Price | None = None
+    output_audio_cost_per_mtok: Price | None = None
     source: str | None = None
     as_of: str | None = None
 

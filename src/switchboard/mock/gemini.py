@@ -15,7 +15,10 @@ without thought signature are refused with Google's error body. AI Studio paths 
 ``x-goog-api-key`` header (a wrong key is 400 API_KEY_INVALID, as Google answers); Vertex paths
 need a token this mock issued. Directives of ``mock/controls.py`` work, plus ``mock:safety=1``
 (a candidate stopped with SAFETY), ``mock:block_prompt=1`` (promptFeedback.blockReason),
-``mock:cached_tokens=N`` and ``mock:thoughts_tokens=N`` (usage fields).
+``mock:cached_tokens=N`` and ``mock:thoughts_tokens=N`` (usage fields), ``mock:image_tokens=N``,
+``mock:audio_tokens=N`` (image and audio units added to the prompt, listed by modality in
+``promptTokensDetails``), ``mock:image_output_tokens=N`` and ``mock:audio_output_tokens=N`` (added
+to the candidates, listed in ``candidatesTokensDetails``).
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ _PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionRespons
 _PART_META = {"thought", "thoughtSignature", "videoMetadata"}
 _DECLARATION = {"name", "description", "parameters", "parametersJsonSchema", "response", "behavior"}
 _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
-_EXTRA = re.compile(r"mock:(safety|block_prompt|cached_tokens|thoughts_tokens)=(\d+)")
+_EXTRA = re.compile(r"mock:(safety|block_prompt|cached_tokens|thoughts_tokens|image_tokens|audio_tokens"
+                    r"|image_output_tokens|audio_output_tokens)=(\d+)")
 SIGNATURE = base64.b64encode(b"mock-thought-signature").decode()
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -419,14 +423,32 @@ def _candidates(body: JSON, c: Controls, extra: dict[str, int]) -> tuple[list[JS
     return out, completion
 
 
+def _by_modality(text: int, image: int, audio: int) -> list[JSON]:
+    counts = (("TEXT", text), ("IMAGE", image), ("AUDIO", audio))
+    return [{"modality": m, "tokenCount": n} for m, n in counts if n or m == "TEXT"]
+
+
 def _usage(body: JSON, completion: int, extra: dict[str, int]) -> JSON:
-    prompt = T.count_tokens([body.get("systemInstruction"), body["contents"]])
-    usage = {"promptTokenCount": prompt, "candidatesTokenCount": completion}
+    text = T.count_tokens([body.get("systemInstruction"), body["contents"]])
+    image, audio = extra.get("image_tokens", 0), extra.get("audio_tokens", 0)
+    prompt = text + image + audio
+    image_out, audio_out = extra.get("image_output_tokens", 0), extra.get("audio_output_tokens", 0)
+    text_out = completion
+    completion += image_out + audio_out
+    usage: JSON = {"promptTokenCount": prompt, "candidatesTokenCount": completion}
     if extra.get("cached_tokens"):
         usage["cachedContentTokenCount"] = min(prompt, extra["cached_tokens"])
     if extra.get("thoughts_tokens"):
         usage["thoughtsTokenCount"] = extra["thoughts_tokens"]
     usage["totalTokenCount"] = prompt + completion + extra.get("thoughts_tokens", 0)
+    if image or audio or image_out or audio_out:
+        usage["promptTokensDetails"] = _by_modality(text, image, audio)
+        usage["candidatesTokensDetails"] = _by_modality(text_out, image_out, audio_out)
+        if cached := usage.get("cachedContentTokenCount", 0):  # the text first, then image, audio
+            cached_text = min(cached, text)
+            cached_image = min(cached - cached_text, image)
+            cached_audio = cached - cached_text - cached_image
+            usage["cacheTokensDetails"] = _by_modality(cached_text, cached_image, cached_audio)
     return usage
 
 

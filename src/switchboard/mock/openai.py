@@ -1,11 +1,16 @@
 """OpenAI's wire format: chat (non-stream and SSE), legacy completions, embeddings, models.
 
 Follows https://platform.openai.com/docs/api-reference: chunk shapes, the usage chunk with
-empty ``choices`` when ``stream_options.include_usage`` is set, and error bodies.
+empty ``choices`` when ``stream_options.include_usage`` is set, and error bodies. Besides the
+directives of ``mock/controls.py``, chat usage takes ``mock:audio_tokens=N`` and
+``mock:image_tokens=N`` (units added to the prompt, in ``prompt_tokens_details``) and
+``mock:audio_output_tokens=N`` and ``mock:image_output_tokens=N`` (added to the completion, in
+``completion_tokens_details``), as an audio or image model reports them.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -23,7 +28,7 @@ from switchboard.mock.common import (
     request_controls,
     stream_response,
 )
-from switchboard.mock.controls import Controls
+from switchboard.mock.controls import Controls, text_of
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -116,14 +121,29 @@ def validate_chat(body: Any) -> Response | None:
     return None
 
 
+_UNITS = re.compile(r"mock:(audio_tokens|image_tokens|audio_output_tokens|image_output_tokens)=(\d+)")
+
+
 def _usage(body: dict[str, Any], completion: int) -> dict[str, Any]:
     prompt = T.count_tokens(body.get("messages"))
+    prompt_details: dict[str, int] = {"cached_tokens": 0}
+    completion_details: dict[str, int] = {"reasoning_tokens": 0}
+    scanned = text_of(body.get("messages"))
+    if "mock:" in scanned:
+        for name, value in _UNITS.findall(scanned):
+            count = int(value)
+            if name.endswith("_output_tokens"):
+                completion_details[name.replace("_output", "")] = count
+                completion += count
+            else:
+                prompt_details[name] = count
+                prompt += count
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": completion_details,
     }
 
 

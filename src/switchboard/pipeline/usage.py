@@ -175,17 +175,22 @@ class UsageStage:
         estimated: bool = False,
     ) -> None:
         call.done = True
-        ctx.spent = Spent(price.nano_usd, counted.prompt + counted.output)
+        prompt, completion = counted.prompt, counted.completion
+        nano = price.nano_usd
+        ctx.spent = Spent(nano, prompt + completion)
         writer = self._writer()
         if writer is None:
             return
         try:
-            writer.spool(_row(ctx, status, counted, price, estimated))
+            writer.spool(_row(ctx, status, counted, prompt, completion, nano, price.unpriced, estimated))
         except Exception:  # accounting never fails the request it accounts for
             log.exception("request %s: usage record not written", ctx.request_id)
 
 
-def _row(ctx: RequestContext, status: int, counted: Tokens, price: Cost, estimated: bool) -> UsageRow:
+def _row(
+    ctx: RequestContext, status: int, counted: Tokens, prompt: int, completion: int, nano: int,
+    unpriced: bool, estimated: bool,
+) -> UsageRow:
     """The ledger's row (``USAGE_ROW``) of this call, built from the context."""
     route = ctx.route
     assert route is not None
@@ -209,12 +214,13 @@ def _row(ctx: RequestContext, status: int, counted: Tokens, price: Cost, estimat
         tags = (*tags, *ctx.route_tags)
     return (
         ctx.request_id, tenant, key, team, user, target.name, target.provider, status,
-        counted.prompt, counted.output, price.nano_usd, round(elapsed * 1000),
+        prompt, completion, nano, round(elapsed * 1000),
         # created_at: when the request started, in microseconds since the epoch
         time.time_ns() // 1000 - round(elapsed * 1_000_000), metadata,
         counted.cache_read, counted.cache_write_5m, counted.cache_write_1h, counted.reasoning,
-        price.unpriced, round((first - ctx.started) * 1000) if first is not None else None,
+        unpriced, round((first - ctx.started) * 1000) if first is not None else None,
         ctx.stream, error if isinstance(error, str) else None, target.model, tags,
+        *counted[6:],  # image_input, audio_input, image_output, audio_output
         route.deployment or None, _attempts(ctx),
     )
 

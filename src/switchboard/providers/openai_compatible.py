@@ -62,16 +62,31 @@ def _cached_tokens(usage: Mapping[str, Any]) -> int:
     return _int(usage.get("prompt_cache_hit_tokens")) or _int(usage.get("num_cached_tokens"))
 
 
+def _media_tokens(usage: Mapping[str, Any], details: JSON) -> None:
+    """Image and audio units of the prompt, as OpenAI reports them (``audio_tokens``, and
+    ``image_tokens`` where a host sends it), into the canonical details."""
+    for key in ("prompt_tokens_details", "prompt_token_details"):
+        found = usage.get(key)
+        if isinstance(found, dict):
+            for unit in ("image_tokens", "audio_tokens"):
+                if count := _int(found.get(unit)):
+                    details[unit] = count
+            return
+
+
 def normalise_usage(usage: Any) -> JSON | None:
-    """Usage in the canonical shape: prompt, completion, total and cached prompt tokens."""
+    """Usage in the canonical shape: prompt, completion, total and cached prompt tokens, image
+    and audio units where reported."""
     if not isinstance(usage, dict):
         return None
     prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+    details: JSON = {"cached_tokens": _cached_tokens(usage)}
+    _media_tokens(usage, details)
     out: JSON = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": _int(usage.get("total_tokens")) or prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": _cached_tokens(usage)},
+        "prompt_tokens_details": details,
     }
     if isinstance(usage.get("completion_tokens_details"), dict):
         out["completion_tokens_details"] = usage["completion_tokens_details"]

@@ -2,10 +2,12 @@
 from the model catalog with exact arithmetic.
 
 Canonical (OpenAI-shaped) usage counts every prompt token in ``prompt_tokens``, cache reads
-(``prompt_tokens_details.cached_tokens``) and cache writes (``cache_creation_tokens``, of which
-``cache_creation_1h_tokens`` were written for an hour) included; ``completion_tokens`` includes
-``completion_tokens_details.reasoning_tokens``. :func:`split` turns that into disjoint counts, so
-no token is billed twice; :func:`cost` prices each at its own rate. The rules are in docs/spend.md.
+(``prompt_tokens_details.cached_tokens``), cache writes (``cache_creation_tokens``, of which
+``cache_creation_1h_tokens`` were written for an hour) and image and audio units
+(``image_tokens``, ``audio_tokens``) included; ``completion_tokens`` includes
+``completion_tokens_details.reasoning_tokens`` and its ``image_tokens`` and ``audio_tokens``.
+:func:`split` turns that into disjoint counts, so no token is billed twice; :func:`cost` prices
+each at its own rate. The rules are in docs/spend.md.
 
 Exact without a Decimal per request: each model's prices are turned once into whole numbers of
 ``10**-scale`` dollars per million tokens (``scale`` the most decimals any of its prices has), so
@@ -27,27 +29,40 @@ NANO = Decimal("0.000000001")
 
 
 class Tokens(NamedTuple):
-    """One call's tokens, disjoint, as providers bill them."""
+    """One call's tokens, disjoint, as providers bill them. ``prompt`` and ``completion`` are the
+    totals (``prompt_tokens`` and ``completion_tokens``)."""
 
-    input: int = 0  # prompt tokens neither read from nor written to a cache
-    cache_read: int = 0
+    input: int = 0  # text prompt tokens neither read from nor written to a cache
+    cache_read: int = 0  # of any modality: billed at the cached price
     cache_write_5m: int = 0
     cache_write_1h: int = 0
-    output: int = 0  # reasoning included: it is billed as output
+    output: int = 0  # text output, reasoning included: it is billed as output
     reasoning: int = 0  # reported apart; already counted in ``output``
+    image_input: int = 0  # image units of the prompt, not read from a cache
+    audio_input: int = 0  # audio units of the prompt, not read from a cache
+    image_output: int = 0
+    audio_output: int = 0
 
     @property
     def prompt(self) -> int:
-        return self.input + self.cache_read + self.cache_write_5m + self.cache_write_1h
+        return (self.input + self.cache_read + self.cache_write_5m + self.cache_write_1h
+                + self.image_input + self.audio_input)
+
+    @property
+    def completion(self) -> int:
+        return self.output + self.image_output + self.audio_output
 
     def as_dict(self) -> dict[str, int]:
         return {
             "input": self.input, "cache_read": self.cache_read, "cache_write_5m": self.cache_write_5m,
             "cache_write_1h": self.cache_write_1h, "output": self.output, "reasoning": self.reasoning,
+            "image_input": self.image_input, "audio_input": self.audio_input,
+            "image_output": self.image_output, "audio_output": self.audio_output,
         }
 
 
 _NONE = Tokens()
+_new = tuple.__new__  # a Tokens without the generated ``__new__``'s call: the common path's
 
 
 def _count(value: Any) -> int:
@@ -55,22 +70,45 @@ def _count(value: Any) -> int:
 
 
 def split(usage: Mapping[str, Any] | None) -> Tokens:
-    """Canonical usage -> disjoint token counts. Details larger than their total are capped."""
+    """Canonical usage -> disjoint token counts. Details larger than their total are capped.
+
+    The prompt is taken in this order, each part capped by what is left of ``prompt_tokens``:
+    cache reads, cache writes, image units, audio units; the rest is text input. Cache reads stay
+    cache reads whatever their modality (billed at the cached price), so ``image_tokens`` and
+    ``audio_tokens`` are the units not read from a cache. The completion: image units, audio
+    units, the rest text output (reasoning is part of it)."""
     if not usage:
         return _NONE
     prompt = _count(usage.get("prompt_tokens"))
     completion = _count(usage.get("completion_tokens"))
     pd = usage.get("prompt_tokens_details")
     cd = usage.get("completion_tokens_details")
-    if not pd and not cd:  # the common case: no cache, no reasoning
-        return Tokens(prompt, 0, 0, 0, completion, 0)
-    pd = pd if isinstance(pd, Mapping) else {}
-    read = min(_count(pd.get("cached_tokens")), prompt)
-    written = min(_count(pd.get("cache_creation_tokens")), prompt - read)
-    hour = min(_count(pd.get("cache_creation_1h_tokens")), written)
-    cd = cd if isinstance(cd, Mapping) else {}
-    reasoning = min(_count(cd.get("reasoning_tokens")), completion)
-    return Tokens(prompt - read - written, read, written - hour, hour, completion, reasoning)
+    if not pd and not cd:  # the common case: no cache, no reasoning, no media
+        return _new(Tokens, (prompt, 0, 0, 0, completion, 0, 0, 0, 0, 0))
+    if isinstance(pd, Mapping):
+        read = min(_count(pd.get("cached_tokens")), prompt)
+        left = prompt - read
+        written = min(_count(pd.get("cache_creation_tokens")), left)
+        hour = min(_count(pd.get("cache_creation_1h_tokens")), written)
+        left -= written
+        image_in = min(_count(pd.get("image_tokens")), left)
+        left -= image_in
+        audio_in = min(_count(pd.get("audio_tokens")), left)
+        left -= audio_in
+    else:
+        read = written = hour = image_in = audio_in = 0
+        left = prompt
+    if isinstance(cd, Mapping):
+        reasoning = min(_count(cd.get("reasoning_tokens")), completion)
+        image_out = min(_count(cd.get("image_tokens")), completion)
+        audio_out = min(_count(cd.get("audio_tokens")), completion - image_out)
+        text_out = completion - image_out - audio_out
+        reasoning = min(reasoning, text_out)
+    else:
+        reasoning = image_out = audio_out = 0
+        text_out = completion
+    return Tokens(left, read, written - hour, hour, text_out, reasoning,
+                  image_in, audio_in, image_out, audio_out)
 
 
 def _price(value: float | None) -> Decimal | None:
@@ -126,8 +164,9 @@ def format_nano_usd(nano: int) -> str:
     return f"{sign}{whole}.{f'{frac:09d}'.rstrip('0').ljust(6, '0')}"
 
 
-# Input, cache read, cache write 5m and 1h, output: whole units of 10**-scale USD per Mtok.
-_Prices = tuple[int, tuple[int | None, int | None, int | None, int | None, int | None]]
+# The prices of Tokens' fields in its order (reasoning: 0, it is part of the output), as whole
+# units of 10**-scale USD per Mtok; None: unknown.
+_Prices = tuple[int, tuple[int | None, ...]]
 # By the catalog record's identity (records live as long as the model table that holds them; the
 # entry keeps its record alive, so an id is never reused while cached). Bounded all the same.
 _INT_PRICES: dict[int, tuple[ModelInfo, _Prices]] = {}
@@ -135,21 +174,27 @@ _INT_PRICES: dict[int, tuple[ModelInfo, _Prices]] = {}
 
 def _int_prices(info: ModelInfo) -> _Prices:
     """The prices as integers at one scale, converted once per catalog record. Cache reads
-    without a cached price, and cache writes without a write price, are billed at the input
-    price."""
+    without a cached price, cache writes without a write price, and image and audio input
+    without a price of their own, are billed at the input price; image and audio output without
+    one at the output price."""
     hit = _INT_PRICES.get(id(info))
     if hit is not None and hit[0] is info:
         return hit[1]
     inp = _price(info.input_cost_per_mtok)
-    read = _price(info.cached_input_cost_per_mtok)
-    w5 = _price(info.cache_write_5m_cost_per_mtok)
-    w1 = _price(info.cache_write_1h_cost_per_mtok)
     out = _price(info.output_cost_per_mtok)
-    decimals = (inp, read if read is not None else inp, w5 if w5 is not None else inp,
-                w1 if w1 is not None else inp, out)
+
+    def or_(value: float | None, fallback: Decimal | None) -> Decimal | None:
+        price = _price(value)
+        return fallback if price is None else price
+
+    decimals = (
+        inp, or_(info.cached_input_cost_per_mtok, inp), or_(info.cache_write_5m_cost_per_mtok, inp),
+        or_(info.cache_write_1h_cost_per_mtok, inp), out, Decimal(0),
+        or_(info.input_image_cost_per_mtok, inp), or_(info.input_audio_cost_per_mtok, inp),
+        or_(info.output_image_cost_per_mtok, out), or_(info.output_audio_cost_per_mtok, out),
+    )
     scale = max([0] + [-int(d.as_tuple().exponent) for d in decimals if d is not None])
-    ints = [None if d is None else int(d.scaleb(scale)) for d in decimals]
-    prices: _Prices = (scale, (ints[0], ints[1], ints[2], ints[3], ints[4]))
+    prices: _Prices = (scale, tuple(None if d is None else int(d.scaleb(scale)) for d in decimals))
     if len(_INT_PRICES) >= 4096:
         _INT_PRICES.clear()
     _INT_PRICES[id(info)] = (info, prices)
@@ -159,20 +204,23 @@ def _int_prices(info: ModelInfo) -> _Prices:
 def cost(info: ModelInfo | None, tokens: Tokens) -> Cost:
     """The exact cost of ``tokens`` at ``info``'s prices (USD per million tokens).
 
-    Cache reads without a cached price, and cache writes without a write price, are billed at the
-    input price. A token count above 0 whose price is unknown makes the cost ``unpriced``.
+    Cache reads without a cached price, cache writes without a write price, and image and audio
+    units without a price of their own, are billed at the input (output) price. A token count
+    above 0 whose price is unknown makes the cost ``unpriced``.
     """
     if info is None:
-        return Cost(0, 0, tokens.prompt > 0 or tokens.output > 0)
+        return Cost(0, 0, tokens.prompt > 0 or tokens.completion > 0)
     scale, prices = _int_prices(info)
     inp, out = prices[0], prices[4]
-    if inp is not None and out is not None and not (tokens[1] or tokens[2] or tokens[3]):
-        # the common case: priced, no cache tokens
+    if inp is not None and out is not None and not (
+        tokens[1] or tokens[2] or tokens[3] or tokens[6] or tokens[7] or tokens[8] or tokens[9]
+    ):
+        # the common case: priced, no cache tokens, no image or audio units
         return Cost(tokens[0] * inp + tokens[4] * out, scale + 6, False)
     total = 0
     unpriced = False
-    for count, price in zip(tokens[:5], prices, strict=True):
-        if not count:
+    for count, price in zip(tokens, prices, strict=True):
+        if not count or price == 0:
             continue
         if price is None:
             unpriced = True

@@ -55,7 +55,9 @@ _DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE
 # A row written before columns were added to USAGE_ROW is shorter: the fields it lacks take these
 # values (None when not listed). The first row format had 24 fields.
 _FIRST_ROW = 24
-_ADDED_DEFAULTS: dict[str, object] = {}
+_ADDED_DEFAULTS: dict[str, object] = {
+    "image_input_tokens": 0, "audio_input_tokens": 0, "image_output_tokens": 0, "audio_output_tokens": 0,
+}
 
 
 def encode_row(row: UsageRow) -> bytes:

@@ -86,6 +86,12 @@ class UsageRecord:
     error_code: str | None = None
     upstream_model: str | None = None  # the deployment's model id
     tags: tuple[str, ...] = ()  # the key's tags
+    # Image and audio units (revision 0009): prompt_tokens includes the input ones (those not
+    # read from a cache), completion_tokens the output ones.
+    image_input_tokens: int = 0
+    audio_input_tokens: int = 0
+    image_output_tokens: int = 0
+    audio_output_tokens: int = 0
     # The deployment that answered (or was tried last) and every attempt, in order, as
     # {"deployment", "group", "status", "code", "ms"} (revision 0009; docs/routing.md).
     deployment: str | None = None
@@ -101,6 +107,7 @@ USAGE_ROW = (
     "prompt_tokens", "completion_tokens", "cost_nano_usd", "latency_ms", "created_at", "metadata",
     "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
     "unpriced", "ttft_ms", "stream", "error_code", "upstream_model", "tags",
+    "image_input_tokens", "audio_input_tokens", "image_output_tokens", "audio_output_tokens",
     "deployment", "attempts",
 )
 UsageRow = tuple[Any, ...]
@@ -117,6 +124,7 @@ def usage_row(r: UsageRecord) -> UsageRow:
         r.prompt_tokens, r.completion_tokens, nano, r.latency_ms, created, dict(r.metadata),
         r.cache_read_tokens, r.cache_write_5m_tokens, r.cache_write_1h_tokens, r.reasoning_tokens,
         r.unpriced, r.ttft_ms, r.stream, r.error_code, r.upstream_model, tuple(r.tags),
+        r.image_input_tokens, r.audio_input_tokens, r.image_output_tokens, r.audio_output_tokens,
         r.deployment, None if r.attempts is None else [dict(a) for a in r.attempts],
     )
 
@@ -124,7 +132,7 @@ def usage_row(r: UsageRecord) -> UsageRow:
 def usage_record(row: Sequence[Any]) -> UsageRecord:
     (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
      created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
-     upstream, tags, deployment, attempts) = row
+     upstream, tags, image_in, audio_in, image_out, audio_out, deployment, attempts) = row
     return UsageRecord(
         request_id=rid, tenant_id=tenant, model=model, key_id=key, team_id=team, user_id=user,
         provider=provider, status=status, prompt_tokens=prompt, completion_tokens=completion,
@@ -133,6 +141,8 @@ def usage_record(row: Sequence[Any]) -> UsageRecord:
         cache_read_tokens=cache_read, cache_write_5m_tokens=write_5m, cache_write_1h_tokens=write_1h,
         reasoning_tokens=reasoning, unpriced=bool(unpriced), ttft_ms=ttft, stream=bool(stream),
         error_code=error, upstream_model=upstream, tags=tuple(tags or ()),
+        image_input_tokens=image_in, audio_input_tokens=audio_in, image_output_tokens=image_out,
+        audio_output_tokens=audio_out,
         deployment=deployment, attempts=None if attempts is None else tuple(attempts),
     )
 
@@ -170,6 +180,10 @@ class UsageReportRow:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0  # 5-minute and 1-hour writes
     reasoning_tokens: int = 0
+    image_input_tokens: int = 0
+    audio_input_tokens: int = 0
+    image_output_tokens: int = 0
+    audio_output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)  # exact: the sum of the records' billionths of a dollar
     unpriced: int = 0  # records with some tokens that had no price
 

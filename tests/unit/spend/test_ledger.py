@@ -51,7 +51,8 @@ async def stored(stores: Stores) -> dict[str, UsageRecord]:
 
 async def test_a_record_survives_the_round_trip_through_a_spool_line() -> None:
     full = record("r1", ttft_ms=12, stream=True, unpriced=True, cache_read_tokens=3, error_code=None,
-                  status=502, upstream_model="gpt-4o-mini-2024-07-18")
+                  status=502, upstream_model="gpt-4o-mini-2024-07-18", image_input_tokens=4,
+                  audio_input_tokens=5, image_output_tokens=6, audio_output_tokens=7)
     line = encode(full)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert decode(line) == full
@@ -62,6 +63,28 @@ async def test_a_record_survives_the_round_trip_through_a_spool_line() -> None:
 OLD_LINE = (b'{"request_id":"old-v1","tenant_id":"default","model":"gpt-4o-mini","provider":"openai",'
             b'"prompt_tokens":10,"completion_tokens":5,"tags":["a"],"cost_usd":"0.0000045",'
             b'"created_at":"2026-12-01T09:30:00.123456+00:00","metadata":{"operation":"chat"}}\n')
+
+
+# A line as the row format wrote it before image and audio units were recorded (24 fields).
+ROW_LINE_BEFORE_UNITS = (
+    b'["old-row","default",null,null,null,"gpt-4o-mini","openai",200,10,5,4500,0,1796117400123456,'
+    b'{"operation":"chat"},0,0,0,0,false,null,false,null,null,["a"]]\n'
+)
+
+
+async def test_a_row_spooled_before_image_and_audio_units_is_replayed(stores: Stores, tmp_path: Path) -> None:
+    assert decode(ROW_LINE_BEFORE_UNITS) == record("old-row")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "usage-00000000000000000001-1.spool").write_bytes(ROW_LINE_BEFORE_UNITS)
+    writer = LedgerWriter(stores.ledger, spool, flush_seconds=60)
+    await writer.start()
+    try:
+        await asyncio.wait_for(writer.recovered.wait(), 10)
+        assert (await stored(stores))["old-row"] == record("old-row")
+    finally:
+        await writer.close()
+    assert segments(spool) == []
 
 
 async def test_a_spool_line_is_one_short_json_array() -> None:

@@ -34,7 +34,8 @@ MAX_VALUE = 256  # characters of any one parameter
 PARAMETERS = frozenset({"group_by", "since", "until", "format", "model", "key", "team", "user", "tenant",
                         "limit"})
 METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cache_read_tokens",
-           "cache_write_tokens", "reasoning_tokens", "cost_usd", "unpriced")
+           "cache_write_tokens", "reasoning_tokens", "image_input_tokens", "audio_input_tokens",
+           "image_output_tokens", "audio_output_tokens", "cost_usd", "unpriced")
 # A spreadsheet runs a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -116,7 +117,9 @@ def _public(row: UsageReportRow) -> dict[str, Any]:
     return {**row.group, "requests": row.requests, "errors": row.errors,
             "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
             "cache_read_tokens": row.cache_read_tokens, "cache_write_tokens": row.cache_write_tokens,
-            "reasoning_tokens": row.reasoning_tokens, "cost_usd": format_usd(row.cost_usd),
+            "reasoning_tokens": row.reasoning_tokens, "image_input_tokens": row.image_input_tokens,
+            "audio_input_tokens": row.audio_input_tokens, "image_output_tokens": row.image_output_tokens,
+            "audio_output_tokens": row.audio_output_tokens, "cost_usd": format_usd(row.cost_usd),
             "unpriced": row.unpriced}
 
 

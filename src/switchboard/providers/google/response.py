@@ -53,20 +53,50 @@ def model_name(obj: JSON, target: Target) -> str:
 
 
 def usage(meta: Any) -> JSON | None:
-    """usageMetadata -> OpenAI usage. Thinking tokens count as completion tokens, as OpenAI's do."""
+    """usageMetadata -> OpenAI usage. Thinking tokens count as completion tokens, as OpenAI's do.
+
+    Image and audio units come from the per-modality lists (``promptTokensDetails`` and
+    ``toolUsePromptTokensDetails`` for the prompt, less the cached ones of ``cacheTokensDetails``,
+    which are cache reads; ``candidatesTokensDetails`` for the output). Video and documents are
+    billed like text by Google: they stay in the text counts."""
     if not isinstance(meta, dict):
         return None
     prompt = _count(meta, "promptTokenCount") + _count(meta, "toolUsePromptTokenCount")
     thoughts = _count(meta, "thoughtsTokenCount")
     completion = _count(meta, "candidatesTokenCount") + thoughts
     total = _count(meta, "totalTokenCount") or prompt + completion
+    prompt_details: JSON = {"cached_tokens": _count(meta, "cachedContentTokenCount")}
+    completion_details: JSON = {"reasoning_tokens": thoughts}
+    if "promptTokensDetails" in meta or "candidatesTokensDetails" in meta:
+        sent = _modalities(meta.get("promptTokensDetails"), meta.get("toolUsePromptTokensDetails"))
+        cached = _modalities(meta.get("cacheTokensDetails"))
+        produced = _modalities(meta.get("candidatesTokensDetails"))
+        for unit, modality in (("image_tokens", "IMAGE"), ("audio_tokens", "AUDIO")):
+            if count := max(sent.get(modality, 0) - cached.get(modality, 0), 0):
+                prompt_details[unit] = count
+            if count := produced.get(modality, 0):
+                completion_details[unit] = count
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": total,
-        "prompt_tokens_details": {"cached_tokens": _count(meta, "cachedContentTokenCount")},
-        "completion_tokens_details": {"reasoning_tokens": thoughts},
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": completion_details,
     }
+
+
+def _modalities(*lists: Any) -> dict[str, int]:
+    """Token counts by modality from lists of ``{modality, tokenCount}``; anything else ignored."""
+    out: dict[str, int] = {}
+    for items in lists:
+        if not isinstance(items, list):
+            continue
+        for item in items:
+            if isinstance(item, dict) and isinstance(modality := item.get("modality"), str):
+                count = _count(item, "tokenCount")
+                if count > 0:
+                    out[modality] = out.get(modality, 0) + count
+    return out
 
 
 def _count(meta: JSON, key: str) -> int:

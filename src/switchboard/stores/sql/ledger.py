@@ -62,6 +62,10 @@ def _row(r: UsageRecord) -> dict[str, Any]:
         "error_code": r.error_code,
         "upstream_model": r.upstream_model,
         "tags": list(r.tags),
+        "image_input_tokens": r.image_input_tokens,
+        "audio_input_tokens": r.audio_input_tokens,
+        "image_output_tokens": r.image_output_tokens,
+        "audio_output_tokens": r.audio_output_tokens,
         "deployment": r.deployment,
         "attempts": None if r.attempts is None else [dict(a) for a in r.attempts],
     }
@@ -91,12 +95,12 @@ def _sqlite_value(row: UsageRow) -> tuple[Any, ...]:
     UTC text with microseconds, JSON as text, booleans as 0/1."""
     (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
      created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
-     upstream, tags, deployment, attempts) = row
+     upstream, tags, image_in, audio_in, image_out, audio_out, deployment, attempts) = row
     return (
         rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
         _sqlite_time(created), _dumps(meta).decode(), cache_read, write_5m, write_1h, reasoning,
         1 if unpriced else 0, ttft, 1 if stream else 0, error, upstream,
-        _dumps(tags).decode() if tags else "[]",
+        _dumps(tags).decode() if tags else "[]", image_in, audio_in, image_out, audio_out,
         deployment, None if attempts is None else _dumps(attempts).decode(),
     )
 
@@ -106,8 +110,8 @@ def _postgres_value(row: UsageRow) -> tuple[Any, ...]:
     return (
         *row[:12], _EPOCH + row[12] * _MICRO, _dumps(row[13]).decode(), *row[14:18],
         bool(row[18]), row[19], bool(row[20]), row[21], row[22],
-        _dumps(row[23]).decode() if row[23] else "[]",
-        row[24], None if row[25] is None else _dumps(row[25]).decode(),
+        _dumps(row[23]).decode() if row[23] else "[]", *row[24:28],
+        row[28], None if row[29] is None else _dumps(row[29]).decode(),
     )
 
 
@@ -150,6 +154,10 @@ def _record(row: sa.Row[Any]) -> UsageRecord:
         error_code=m["error_code"],
         upstream_model=m["upstream_model"],
         tags=tuple(m["tags"] or ()),
+        image_input_tokens=m["image_input_tokens"],
+        audio_input_tokens=m["audio_input_tokens"],
+        image_output_tokens=m["image_output_tokens"],
+        audio_output_tokens=m["audio_output_tokens"],
         deployment=m["deployment"],
         attempts=None if m["attempts"] is None else tuple(m["attempts"]),
     )
@@ -192,6 +200,10 @@ def report_statement(dialect: str, tenant_id: str | None, query: UsageReportQuer
         _sum(t.c.cache_read_tokens).label("cache_read_tokens"),
         _sum(t.c.cache_write_5m_tokens + t.c.cache_write_1h_tokens).label("cache_write_tokens"),
         _sum(t.c.reasoning_tokens).label("reasoning_tokens"),
+        _sum(t.c.image_input_tokens).label("image_input_tokens"),
+        _sum(t.c.audio_input_tokens).label("audio_input_tokens"),
+        _sum(t.c.image_output_tokens).label("image_output_tokens"),
+        _sum(t.c.audio_output_tokens).label("audio_output_tokens"),
         _sum(t.c.cost_nano_usd).label("cost_nano_usd"),
         _sum(sa.case((t.c.unpriced, 1), else_=0)).label("unpriced"),
     ]
@@ -224,6 +236,10 @@ def _report_row(row: sa.Row[Any], group_by: tuple[str, ...]) -> UsageReportRow:
         cache_read_tokens=int(m["cache_read_tokens"]),
         cache_write_tokens=int(m["cache_write_tokens"]),
         reasoning_tokens=int(m["reasoning_tokens"]),
+        image_input_tokens=int(m["image_input_tokens"]),
+        audio_input_tokens=int(m["audio_input_tokens"]),
+        image_output_tokens=int(m["image_output_tokens"]),
+        audio_output_tokens=int(m["audio_output_tokens"]),
         cost_usd=(Decimal(int(m["cost_nano_usd"])) / NANO).normalize(),
         unpriced=int(m["unpriced"]),
     )
