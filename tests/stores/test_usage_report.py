@@ -104,3 +104,16 @@ async def test_the_number_of_groups_is_bounded(backend: Backend) -> None:
     with pytest.raises(TooManyGroups):
         await ledger.report("tenant-a", query)
     assert len(await ledger.report("tenant-a", replace(query, max_groups=2))) == 2
+
+
+async def test_grouped_by_deployment_with_latency_averages(backend: Backend) -> None:
+    ledger = backend.stores.ledger
+    await ledger.append([
+        usage("d1", tenant_id="tenant-d", deployment="stable", latency_ms=100, ttft_ms=None),
+        usage("d2", tenant_id="tenant-d", deployment="stable", latency_ms=301, ttft_ms=40, stream=True),
+        usage("d3", tenant_id="tenant-d", deployment="canary", latency_ms=50, ttft_ms=None),
+        usage("d4", tenant_id="tenant-d", deployment=None, latency_ms=10),
+    ])
+    rows = await ledger.report("tenant-d", UsageReportQuery(group_by=("deployment",), **WINDOW))
+    got = {r.group["deployment"]: (r.requests, r.latency_ms_avg, r.ttft_ms_avg) for r in rows}
+    assert got == {None: (1, 10.0, None), "canary": (1, 50.0, None), "stable": (2, 200.5, 40.0)}

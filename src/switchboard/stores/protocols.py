@@ -148,7 +148,7 @@ def usage_record(row: Sequence[Any]) -> UsageRecord:
 
 
 # usage reporting (GET /admin/v1/usage): the ledger grouped and summed
-REPORT_FIELDS = ("tenant", "team", "key", "user", "model", "provider", "day", "hour")
+REPORT_FIELDS = ("tenant", "team", "key", "user", "model", "provider", "deployment", "day", "hour")
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,9 @@ class UsageReportRow:
     audio_output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)  # exact: the sum of the records' billionths of a dollar
     unpriced: int = 0  # records with some tokens that had no price
+    # Averages in milliseconds (None: no record had one): the whole call, and a stream's first byte.
+    latency_ms_avg: float | None = None
+    ttft_ms_avg: float | None = None
 
 
 class TooManyGroups(Exception):

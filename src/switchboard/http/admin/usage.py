@@ -35,7 +35,8 @@ PARAMETERS = frozenset({"group_by", "since", "until", "format", "model", "key", 
                         "limit"})
 METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cache_read_tokens",
            "cache_write_tokens", "reasoning_tokens", "image_input_tokens", "audio_input_tokens",
-           "image_output_tokens", "audio_output_tokens", "cost_usd", "unpriced")
+           "image_output_tokens", "audio_output_tokens", "cost_usd", "unpriced",
+           "latency_ms_avg", "ttft_ms_avg")
 # A spreadsheet runs a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -120,7 +121,7 @@ def _public(row: UsageReportRow) -> dict[str, Any]:
             "reasoning_tokens": row.reasoning_tokens, "image_input_tokens": row.image_input_tokens,
             "audio_input_tokens": row.audio_input_tokens, "image_output_tokens": row.image_output_tokens,
             "audio_output_tokens": row.audio_output_tokens, "cost_usd": format_usd(row.cost_usd),
-            "unpriced": row.unpriced}
+            "unpriced": row.unpriced, "latency_ms_avg": row.latency_ms_avg, "ttft_ms_avg": row.ttft_ms_avg}
 
 
 def neutralise(value: Any) -> str:

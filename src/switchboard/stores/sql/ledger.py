@@ -166,7 +166,7 @@ def _record(row: sa.Row[Any]) -> UsageRecord:
 # Report group names -> the column they group by (day and hour are computed per dialect).
 _GROUP_COLUMNS = {
     "tenant": t.c.tenant_id, "team": t.c.team_id, "key": t.c.key_id, "user": t.c.user_id,
-    "model": t.c.model, "provider": t.c.provider,
+    "model": t.c.model, "provider": t.c.provider, "deployment": t.c.deployment,
 }
 _SQLITE_BUCKETS = {"day": "%Y-%m-%dT00:00:00Z", "hour": "%Y-%m-%dT%H:00:00Z"}
 _PG_BUCKETS = {"day": 'YYYY-MM-DD"T00:00:00Z"', "hour": 'YYYY-MM-DD"T"HH24":00:00Z"'}
@@ -206,6 +206,8 @@ def report_statement(dialect: str, tenant_id: str | None, query: UsageReportQuer
         _sum(t.c.audio_output_tokens).label("audio_output_tokens"),
         _sum(t.c.cost_nano_usd).label("cost_nano_usd"),
         _sum(sa.case((t.c.unpriced, 1), else_=0)).label("unpriced"),
+        sa.func.avg(t.c.latency_ms).label("latency_ms_avg"),
+        sa.func.avg(t.c.ttft_ms).label("ttft_ms_avg"),
     ]
     where: list[sa.ColumnElement[bool]] = [
         t.c.created_at >= to_db(query.since), t.c.created_at < to_db(query.until),
@@ -242,7 +244,13 @@ def _report_row(row: sa.Row[Any], group_by: tuple[str, ...]) -> UsageReportRow:
         audio_output_tokens=int(m["audio_output_tokens"]),
         cost_usd=(Decimal(int(m["cost_nano_usd"])) / NANO).normalize(),
         unpriced=int(m["unpriced"]),
+        latency_ms_avg=_average(m["latency_ms_avg"]),
+        ttft_ms_avg=_average(m["ttft_ms_avg"]),
     )
+
+
+def _average(value: Any) -> float | None:
+    return None if value is None else round(float(value), 1)
 
 
 class SqlUsageLedger:
