@@ -21,9 +21,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from switchboard import tokens
-from switchboard.catalog import ModelInfo
 from switchboard.config.schema import BudgetsConfig
-from switchboard.context import AfterResponse, RequestContext, Result
+from switchboard.context import LARGE_BODY_BYTES, AfterResponse, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.route import Table
@@ -74,18 +73,24 @@ class BudgetStage:
         if book is None or principal is None or principal.tenant_id is None:
             return await call_next(ctx)
         try:
-            budgets = await book.in_force(principal)
+            budgets = book.in_force_now(principal)
+            if budgets is None:
+                budgets = await book.in_force(principal)
         except Exception as exc:
             return await self._unavailable(ctx, call_next, exc)
         if not budgets:
             return await call_next(ctx)
         amounts = await self._amounts(ctx, budgets)
         charges = book.charges(budgets, amounts)
-        hold = _hold(ctx)
+        remaining = ctx.deadline - time.perf_counter()
+        hold = _HOLD_UNBOUNDED if math.isinf(remaining) or remaining <= 0 else remaining + _HOLD_MARGIN
         try:
             reserved = await book.reserve(ctx.request_id, budgets, charges, hold)
             if reserved.refused is None:
-                charges = await self._maybe_downgrade(ctx, book, budgets, charges, reserved, hold)
+                for budget in budgets:
+                    if budget.downgrade_model is not None:
+                        charges = await self._maybe_downgrade(ctx, book, budgets, charges, reserved, hold)
+                        break
         except Exception as exc:
             return await self._unavailable(ctx, call_next, exc)
         if (i := reserved.refused) is not None:
@@ -101,12 +106,18 @@ class BudgetStage:
         route = ctx.route
         assert route is not None, "the route stage runs first"
         info = self._prices.of_route(route)
-        prompt = await ctx.count_prompt_tokens(info)
+        prompt = ctx.prompt_tokens
+        if prompt is None:
+            prompt = (ctx.prompt_tokens_estimate(info) if len(ctx.body) <= LARGE_BODY_BYTES
+                      else await ctx.count_prompt_tokens(info))
         output = tokens.max_completion_tokens(ctx.request, ctx.operation, info)
-        _check_output(ctx, info, output)
         if output is None:
             output = UNBOUNDED_OUTPUT_TOKENS
+        elif info is not None and info.max_output_tokens is not None:
+            _check_output(ctx, info.max_output_tokens)
         usd = cost(info, Tokens(input=prompt, output=output)).nano_usd_up if info is not None else 0
+        if len(budgets) == 1:
+            return [usd if budgets[0].unit == "usd" else prompt + output]
         return [usd if b.unit == "usd" else prompt + output for b in budgets]
 
     async def _maybe_downgrade(
@@ -149,11 +160,8 @@ class BudgetStage:
         return await call_next(ctx)
 
 
-def _check_output(ctx: RequestContext, info: ModelInfo | None, output: int | None) -> None:
+def _check_output(ctx: RequestContext, limit: int) -> None:
     """A request asking for more output than the model can give: refused before reserving."""
-    limit = info.max_output_tokens if info is not None else None
-    if limit is None or output is None:
-        return
     asked = ctx.request.get("max_completion_tokens")
     if not isinstance(asked, int):
         asked = ctx.request.get("max_tokens")
@@ -162,13 +170,6 @@ def _check_output(ctx: RequestContext, info: ModelInfo | None, output: int | Non
             f"max_tokens is {asked}, more than the model's output limit of {limit} tokens",
             param="max_tokens", code="max_tokens_too_large",
         )
-
-
-def _hold(ctx: RequestContext) -> float:
-    remaining = ctx.remaining(time.perf_counter())
-    if math.isinf(remaining) or remaining <= 0:
-        return _HOLD_UNBOUNDED
-    return remaining + _HOLD_MARGIN
 
 
 def _refusal(budget: Budget, charge: Charge, used: int) -> GatewayError:
