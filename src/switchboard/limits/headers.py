@@ -70,7 +70,11 @@ def write_rate_headers(
         capacity, used, reset, _ = states[i]
         headers[limit_name] = str(capacity)
         headers[remaining_name] = str(capacity - used) if used < capacity else "0"
-        headers[reset_name] = duration(reset)
+        if reset >= 60:  # the usual case: whole seconds, formatted once per second of reset
+            text = _WHOLE.get(math.ceil(reset))
+            headers[reset_name] = text if text is not None else duration(reset)
+        else:
+            headers[reset_name] = duration(reset)
 
 
 def rate_headers(

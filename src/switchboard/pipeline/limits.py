@@ -16,16 +16,17 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from switchboard.config.schema import LimitsConfig, LimitValues
-from switchboard.context import LARGE_BODY_BYTES, AfterResponse, Principal, RequestContext, Result
+from switchboard.context import LARGE_BODY_BYTES, Principal, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
 from switchboard.limits.cache import LimitCache
-from switchboard.limits.estimate import max_output_tokens, used_tokens
+from switchboard.limits.estimate import max_output_tokens
 from switchboard.limits.headers import duration, header_plan, write_rate_headers
 from switchboard.limits.plan import TOKENS, UPSTREAM, Limit, Stored, plan, upstream
 from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.settle import Settlement
 from switchboard.providers.target import Target
 from switchboard.stores.protocols import Acquired, Bucket, RateLimiter
 
@@ -56,13 +57,6 @@ class _Planned:
         self.buckets = [Bucket(x.key, x.capacity, x.window, 1) for x in limits]
         self.waits = any(x.scope == UPSTREAM for x in limits)  # a provider's limit: may wait
 
-    def take(self, tokens: int) -> list[Bucket]:
-        buckets = self.buckets.copy()
-        for i in self.token_indexes:
-            key, capacity, window, _ = buckets[i]
-            buckets[i] = tuple.__new__(Bucket, (key, capacity, window, tokens))
-        return buckets
-
 
 _PlanEntry = tuple[Principal | None, Stored, Target | None, _Planned | None]
 
@@ -89,12 +83,20 @@ class RateLimitStage:
         limiter = self._limiter()
         if limiter is None:
             return await call_next(ctx)
+        principal = ctx.principal
         try:
-            planned = self._plan(ctx, await self._stored_limits(ctx.principal))
+            # The limits the caller's tenant set through the admin API (cached).
+            stored = _EMPTY
+            tenant = principal.tenant_id if principal is not None else None
+            if tenant is not None and (cache := self._stored()) is not None:
+                cached = cache.peek(tenant)
+                stored = cached if cached is not None else await cache.get(tenant)
+            planned = self._plan(ctx, stored)
             if planned is None:
                 limits: list[Limit] = []
             else:
                 limits = planned.limits
+                buckets = planned.buckets
                 tokens = 0
                 if planned.token_indexes:
                     prompt = ctx.prompt_tokens
@@ -102,9 +104,10 @@ class RateLimitStage:
                         prompt = (ctx.prompt_tokens_estimate() if len(ctx.body) <= LARGE_BODY_BYTES
                                   else await ctx.count_prompt_tokens())
                     tokens = prompt + max_output_tokens(ctx)
-                    buckets = planned.take(tokens)
-                else:
-                    buckets = planned.buckets
+                    buckets = buckets.copy()
+                    for i in planned.token_indexes:
+                        key, capacity, window, _ = buckets[i]
+                        buckets[i] = tuple.__new__(Bucket, (key, capacity, window, tokens))
                 acquired = await limiter.acquire(buckets)
                 if acquired.refused is not None and planned.waits:
                     acquired = await self._wait(ctx, limiter, limits, buckets, acquired)
@@ -119,19 +122,22 @@ class RateLimitStage:
         if (refused := acquired.refused) is not None:
             raise _refusal(limits[refused], buckets[refused], acquired)
         write_rate_headers(ctx.response_headers, limits, states, planned.headers)
-        if tokens:
-            ctx.after(_settle(limiter, [(buckets[i], states[i].slot) for i in planned.token_indexes], tokens))
-        return await call_next(ctx)
-
-    async def _stored_limits(self, principal: Principal | None) -> Stored:
-        """The limits the caller's tenant set through the admin API (cached)."""
-        if principal is None or principal.tenant_id is None:
-            return _EMPTY
-        cache = self._stored()
-        if cache is None:
-            return _EMPTY
-        stored = cache.peek(principal.tenant_id)
-        return stored if stored is not None else await cache.get(principal.tenant_id)
+        if not tokens:
+            return await call_next(ctx)
+        try:
+            return await call_next(ctx)
+        finally:
+            # Settled with the budgets, in one callback after the response (pipeline/settle.py).
+            callbacks = ctx.post_response
+            settlement = callbacks[-1] if callbacks else None
+            if type(settlement) is not Settlement:
+                settlement = Settlement()
+                ctx.after(settlement)
+            settlement.limiter = limiter
+            settlement.buckets = buckets
+            settlement.states = states
+            settlement.indexes = planned.token_indexes
+            settlement.reserved = tokens
 
     def _plan(self, ctx: RequestContext, stored: Stored) -> _Planned | None:
         """The limits of this caller on this model (and its provider's own), kept while the
@@ -210,23 +216,3 @@ def _refusal(limit: Limit, bucket: Bucket, acquired: Acquired) -> GatewayError:
             f"x-ratelimit-reset-{unit}": duration(acquired.retry_after),
         },
     )
-
-
-def _settle(limiter: RateLimiter, buckets: Sequence[tuple[Bucket, int]], reserved: int) -> AfterResponse:
-    async def settle(ctx: RequestContext) -> None:
-        used = used_tokens(ctx.usage)
-        if used is None:
-            # No usage reported: a failed call gives its reservation back; otherwise it stands.
-            if ctx.outcome.status < 400 and ctx.outcome.status != 0:
-                return
-            used = 0
-        delta = used - reserved
-        if delta == 0:
-            return
-        try:
-            await limiter.adjust([Bucket(b.key, b.capacity, b.window, delta) for b, _ in buckets],
-                                 [slot for _, slot in buckets])
-        except Exception as exc:
-            log.warning("rate limiter: correcting a token reservation failed (%s)", type(exc).__name__)
-
-    return settle

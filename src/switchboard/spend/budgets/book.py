@@ -112,7 +112,12 @@ class BudgetBook:
         stored = self._cache.peek(principal.tenant_id, _MISSING)
         if stored is _MISSING:
             return None
-        return self._of(principal, stored or _NONE)
+        if not stored:
+            stored = _NONE
+        entry = self._in_force.get(principal.id)
+        if entry is not None and entry[0] is principal and entry[1] is stored:
+            return entry[2]
+        return self._of(principal, stored)
 
     def _of(self, principal: Principal, stored: Stored) -> list[Budget]:
         entry = self._in_force.get(principal.id)
@@ -131,9 +136,14 @@ class BudgetBook:
 
     def charges(self, budgets: Sequence[Budget], amounts: Sequence[int]) -> list[Charge]:
         now = self._clock()
+        periods = self._periods
         out = []
         for budget, amount in zip(budgets, amounts, strict=True):
-            key, ttl = self._period(budget, now)
+            cached = periods.get((budget.id, budget.period, budget.zone.key))
+            if cached is not None and now < cached[1]:
+                key, ttl = cached[0], cached[2] - now
+            else:
+                key, ttl = self._period(budget, now)
             out.append(tuple.__new__(Charge, (key, budget.limit, amount, ttl)))
         return out
 
@@ -184,11 +194,12 @@ class BudgetBook:
         self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None
     ) -> None:
         """Replace the reservation with what was spent (nothing when the call cost nothing)."""
-        amounts = [0 if spent is None else spent.nano_usd if b.unit == "usd" else spent.tokens
-                   for b in budgets]
-        totals = await self._counters.settle(
-            reservation, [(c.key, a) for c, a in zip(charges, amounts, strict=True)])
-        for budget, charge, amount, total in zip(budgets, charges, amounts, totals, strict=True):
+        pairs: list[tuple[str, int]] = []
+        for budget, charge in zip(budgets, charges, strict=True):
+            amount = 0 if spent is None else spent.nano_usd if budget.unit == "usd" else spent.tokens
+            pairs.append((charge.key, amount))
+        totals = await self._counters.settle(reservation, pairs)
+        for budget, charge, (_, amount), total in zip(budgets, charges, pairs, totals, strict=True):
             if total < 0 or amount <= 0:
                 continue
             for percent in budget.thresholds:

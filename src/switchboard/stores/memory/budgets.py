@@ -36,20 +36,6 @@ class _Counter:
             self.lapse = min((until for _, until in held.values()), default=math.inf)
         return self.spent + self.reserved
 
-    def hold(self, reservation: str, amount: int, until: float) -> None:
-        previous = self.held.get(reservation)
-        if previous is not None:
-            self.reserved -= previous[0]
-        self.held[reservation] = (amount, until)
-        self.reserved += amount
-        if until < self.lapse:
-            self.lapse = until
-
-    def release(self, reservation: str) -> None:
-        held = self.held.pop(reservation, None)
-        if held is not None:
-            self.reserved -= held[0]
-
 
 class MemoryBudgetCounters:
     def __init__(self, clock: Clock = system_clock) -> None:
@@ -79,7 +65,7 @@ class MemoryBudgetCounters:
                 missing = [i] if missing is None else [*missing, i]
                 continue
             counters.append(counter)
-            total = counter.used(now)
+            total = counter.spent + counter.reserved if now < counter.lapse else counter.used(now)
             used.append(total)
             if refused is None and total + charge.amount > charge.limit:
                 refused = i
@@ -89,7 +75,13 @@ class MemoryBudgetCounters:
             return Reserved(used, refused=refused)
         until = now + hold
         for counter, charge in zip(counters, charges, strict=True):
-            counter.hold(reservation, charge.amount, until)
+            held = counter.held
+            if reservation in held:  # reserved again under the same id: replaces the first
+                counter.reserved -= held[reservation][0]
+            held[reservation] = (charge.amount, until)
+            counter.reserved += charge.amount
+            if until < counter.lapse:
+                counter.lapse = until
         return tuple.__new__(Reserved, (used, None, ()))
 
     async def load(self, charge: Charge, spent: int) -> None:
@@ -105,7 +97,9 @@ class MemoryBudgetCounters:
             if counter is None:
                 out.append(-1)
                 continue
-            counter.release(reservation)
+            held = counter.held.pop(reservation, None)
+            if held is not None:
+                counter.reserved -= held[0]
             counter.spent += amount
             out.append(counter.spent)
         return out

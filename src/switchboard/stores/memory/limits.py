@@ -111,14 +111,22 @@ class MemoryRateLimiter:
 
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
         now = int(self._clock() * 1000)
-        for bucket, index in zip(buckets, slots, strict=True):
-            g = slot_ms(bucket.window)
-            window = self._window((bucket.key, g))
-            live = window.live(now // g)
-            if index < now // g - LIMIT_SLOTS:
+        windows = self._windows
+        for (key, _, span, amount), index in zip(buckets, slots, strict=True):
+            g = slot_ms(span)
+            current = now // g
+            if index < current - LIMIT_SLOTS:
                 continue  # that slot no longer counts
+            window = windows.get((key, g))
+            if window is None:
+                window = windows[(key, g)] = _Window()
+            live = window.slots
+            if live and next(iter(live)) < current - LIMIT_SLOTS:
+                window.live(current)
             old = live.get(index, 0)
-            new = max(0, old + bucket.amount)
+            new = old + amount
+            if new < 0:
+                new = 0
             live[index] = new
             window.total += new - old
 
