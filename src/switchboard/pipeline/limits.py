@@ -73,10 +73,10 @@ class RateLimitStage:
         self._config = config
         self._limiter = limiter
         self._stored = stored
-        # (caller, model) -> the caller's record, the tenant's stored limits and the target the
-        # plan was made for, and the plan; provider deployments' own limits (providers[].rpm /
-        # tpm, in the YAML or through the admin API) are part of it.
-        self._plans: dict[tuple[str | None, str], _PlanEntry] = {}
+        # (caller, model, target) -> the caller's record, the tenant's stored limits and the
+        # target the plan was made for, and the plan; provider deployments' own limits
+        # (providers[].rpm / tpm, in the YAML or through the admin API) are part of it.
+        self._plans: dict[tuple[str | None, str, int], _PlanEntry] = {}
         self._warned = -math.inf
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
@@ -147,7 +147,9 @@ class RateLimitStage:
         model = ctx.request.get("model")
         model = model if isinstance(model, str) else ""
         target = ctx.route.target if ctx.route is not None else None
-        key = (principal.id if principal is not None else None, model)
+        # The target's identity is part of the key: a model served by several deployments keeps
+        # one plan per deployment (the entry keeps its target alive, so an id is not reused).
+        key = (principal.id if principal is not None else None, model, id(target))
         entry = self._plans.get(key)
         if entry is not None and entry[0] is principal and entry[1] is stored and entry[2] is target:
             return entry[3]
