@@ -213,6 +213,56 @@ def test_reservations_always_balance(pair: Pair) -> None:
     assert settled["spent"] == row["prompt_tokens"] + row["completion_tokens"]
 
 
+def test_a_keys_token_limit_and_budget_settle_together(pair: Pair) -> None:
+    """Rate limits and budgets are settled by one callback after the response: both must come
+    out right after a success, an upstream error, a stream and an abandoned stream."""
+    key = pair.key(tpm_limit=1000)
+    budget = pair.budget(scope="key", subject=key["id"], unit="tokens", max_amount=1_000_000, period="daily")
+    client = pair.sdk(key["key"])
+
+    def nothing_held() -> dict[str, Any] | None:
+        status = pair.status(budget["id"])
+        return status if status["reserved"] == 0 else None
+
+    def fits() -> bool:
+        """600 more tokens fit the minute's 1000 only if every earlier reservation of 600 was
+        corrected to the few tokens its call used (or given back)."""
+        try:
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask("f"), max_tokens=600)
+        except openai.RateLimitError:
+            return False
+        assert reply.usage is not None
+        return True
+
+    def success() -> None:
+        reply = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=ask("s"), max_tokens=600)
+        assert int(reply.headers["x-ratelimit-remaining-tokens"]) < 1000 - 600
+
+    def failure() -> None:
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=ask("mock:status=500"), max_tokens=600)
+
+    def stream() -> None:
+        chunks = client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask("t"), max_tokens=600, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    for call in (success, failure, stream):
+        call()
+        until(nothing_held)
+        until(fits)
+    # A stream the client abandons: its budget reservation is settled all the same.
+    abandoned = client.chat.completions.create(
+        model="gpt-4o-mini", messages=ask(f"{LONG} mock:chunk_delay_ms=200"), max_tokens=300, stream=True)
+    next(iter(abandoned))
+    abandoned.close()
+    settled = until(nothing_held)
+    row = until(lambda: (r := pair.ledger(key["id"]))["requests"] == 7 and r)
+    assert settled["spent"] == row["prompt_tokens"] + row["completion_tokens"]
+
+
 def test_every_budget_in_scope_applies_and_the_most_restrictive_decides(pair: Pair) -> None:
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     assert pair.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201

@@ -27,6 +27,7 @@ log = logging.getLogger("switchboard.access")
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+D = TypeVar("D")
 
 ALL = "*"  # the message that drops every entry
 
@@ -80,6 +81,14 @@ class FeedCache(Generic[K, V]):
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None
+
+    def peek(self, key: K, default: D) -> V | D | None:
+        """The cached value if its entry is fresh (None: nothing found), else ``default``; no
+        store query, no waiting (the request path's synchronous fast path)."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > self._clock():
+            return entry.value
+        return default
 
     async def get(self, key: K) -> V | None:
         entry = self._entries.get(key)

@@ -54,6 +54,13 @@ class LimitCache:
             await self._subscription.close()
             self._subscription = None
 
+    def peek(self, tenant_id: str) -> Stored | None:
+        """The tenant's limits if they are cached and fresh, without waiting; None otherwise."""
+        entry = self._entries.get(tenant_id)
+        if entry is not None and entry[1] > self._clock():
+            return entry[0]
+        return None
+
     async def get(self, tenant_id: str) -> Stored:
         entry = self._entries.get(tenant_id)
         if entry is not None and entry[1] > self._clock():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 
 from switchboard.limits.plan import Limit
 from switchboard.stores.protocols import BucketState
@@ -17,14 +17,26 @@ def duration(seconds: float) -> str:
         ms = math.ceil(seconds * 1000)
         return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms / 1000}s"  # as :g would, faster
     whole = math.ceil(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"
+    text = _WHOLE.get(whole)
+    if text is None:
+        hours, rest = divmod(whole, 3600)
+        minutes, secs = divmod(rest, 60)
+        text = (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"
+        if len(_WHOLE) >= _WHOLE_MAX:
+            _WHOLE.clear()
+        _WHOLE[whole] = text
+    return text
 
 
-# Per kind, the indexes of the caller's limits of that kind (not the provider's): worked out once
-# per plan of limits (the stage keeps plans), then each request only compares their states.
-HeaderPlan = tuple[tuple[str, tuple[int, ...]], ...]
+# Resets of a minute or more are written in whole seconds: formatted once per second of reset,
+# not per request (a minute's window resets 60 or 61 s ahead on almost every request).
+_WHOLE: dict[int, str] = {}
+_WHOLE_MAX = 4096
+
+# Per kind, the header names and the indexes of the caller's limits of that kind (not the
+# provider's): worked out once per plan of limits (the stage keeps plans), then each request only
+# compares their states.
+HeaderPlan = tuple[tuple[tuple[str, str, str], tuple[int, ...]], ...]
 _NAMES = {kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
           for kind in ("requests", "tokens")}
 
@@ -34,7 +46,7 @@ def header_plan(limits: Sequence[Limit]) -> HeaderPlan:
     for kind in ("requests", "tokens"):
         indexes = tuple(i for i, x in enumerate(limits) if x.kind == kind and x.scope != "upstream")
         if indexes:
-            out.append((kind, indexes))
+            out.append((_NAMES[kind], indexes))
     return tuple(out)
 
 
@@ -48,15 +60,26 @@ def tightest(limits: Sequence[Limit], states: Sequence[BucketState], indexes: Se
     return best
 
 
+def write_rate_headers(
+    headers: MutableMapping[str, str], limits: Sequence[Limit], states: Sequence[BucketState],
+    plan: HeaderPlan,
+) -> None:
+    """Put the headers of ``plan`` into ``headers`` (the response's)."""
+    for (limit_name, remaining_name, reset_name), indexes in plan:
+        i = indexes[0] if len(indexes) == 1 else tightest(limits, states, indexes)
+        capacity, used, reset, _ = states[i]
+        headers[limit_name] = str(capacity)
+        headers[remaining_name] = str(capacity - used) if used < capacity else "0"
+        if reset >= 60:  # the usual case: whole seconds, formatted once per second of reset
+            text = _WHOLE.get(math.ceil(reset))
+            headers[reset_name] = text if text is not None else duration(reset)
+        else:
+            headers[reset_name] = duration(reset)
+
+
 def rate_headers(
     limits: Sequence[Limit], states: Sequence[BucketState], plan: HeaderPlan | None = None
 ) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for kind, indexes in plan if plan is not None else header_plan(limits):
-        i = tightest(limits, states, indexes)
-        state = states[i]
-        limit_name, remaining_name, reset_name = _NAMES[kind]
-        headers[limit_name] = str(limits[i].capacity)
-        headers[remaining_name] = str(max(0, state.capacity - state.used))
-        headers[reset_name] = duration(state.reset)
+    write_rate_headers(headers, limits, states, plan if plan is not None else header_plan(limits))
     return headers

@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 from switchboard import tokens
 from switchboard.catalog import ModelInfo
 from switchboard.config.schema import BudgetsConfig
-from switchboard.context import AfterResponse, RequestContext, Result
+from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.settle import Settlement
 from switchboard.routing.router import Table
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.periods import window
@@ -42,6 +43,12 @@ UNBOUNDED_OUTPUT_TOKENS = 4096
 _HOLD_MARGIN = 60.0  # seconds a reservation outlives the request's deadline
 _HOLD_UNBOUNDED = 3600.0
 _WARN_EVERY = 10.0
+
+
+_QUOTES_MAX = 4096
+# A catalog record, its input and output prices per token in units of 10**-exponent USD, and how
+# a number of units becomes nano-USD (times the first, or divided by the second, rounded up).
+_Quote = tuple[ModelInfo, int, int, int, int]
 
 
 class BudgetExceeded(GatewayError):
@@ -67,6 +74,8 @@ class BudgetStage:
         self._prices = prices
         self._table = table
         self._warned = -math.inf
+        # By catalog record (its identity; the entry keeps it alive): prices per token.
+        self._quotes: dict[int, _Quote] = {}
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         book = self._book()
@@ -74,18 +83,28 @@ class BudgetStage:
         if book is None or principal is None or principal.tenant_id is None:
             return await call_next(ctx)
         try:
-            budgets = await book.in_force(principal)
+            budgets = book.in_force_now(principal)
+            if budgets is None:
+                budgets = await book.in_force(principal)
         except Exception as exc:
             return await self._unavailable(ctx, call_next, exc)
         if not budgets:
             return await call_next(ctx)
-        amounts = await self._amounts(ctx, budgets)
-        charges = book.charges(budgets, amounts)
-        hold = _hold(ctx)
+        route = ctx.route
+        assert route is not None, "the route stage runs first"
+        info = self._prices.of_route(route)
+        if ctx.prompt_tokens is None and len(ctx.body) > LARGE_BODY_BYTES:
+            await ctx.count_prompt_tokens(info)  # counted in a thread, then kept on the context
+        charges = book.charges(budgets, self._amounts(ctx, info, budgets))
+        remaining = ctx.deadline - time.perf_counter()
+        hold = _HOLD_UNBOUNDED if math.isinf(remaining) or remaining <= 0 else remaining + _HOLD_MARGIN
         try:
             reserved = await book.reserve(ctx.request_id, budgets, charges, hold)
             if reserved.refused is None:
-                charges = await self._maybe_downgrade(ctx, book, budgets, charges, reserved, hold)
+                for budget in budgets:
+                    if budget.downgrade_model is not None:
+                        charges = await self._maybe_downgrade(ctx, book, budgets, charges, reserved, hold)
+                        break
         except Exception as exc:
             return await self._unavailable(ctx, call_next, exc)
         if (i := reserved.refused) is not None:
@@ -93,21 +112,52 @@ class BudgetStage:
         try:
             return await call_next(ctx)
         finally:
-            # Registered now, after the usage stage's own callback: it runs once the cost is known.
-            ctx.after(_settle(book, budgets, charges))
+            # Registered now, after the usage stage's own callback: it runs once the cost is known;
+            # the rate-limit stage adds its own part to it (pipeline/settle.py).
+            settlement = Settlement()
+            settlement.book = book
+            settlement.budgets = budgets
+            settlement.charges = charges
+            ctx.after(settlement)
 
-    async def _amounts(self, ctx: RequestContext, budgets: Sequence[Budget]) -> list[int]:
-        """The most this request can cost, per budget: nano-USD or tokens."""
-        route = ctx.route
-        assert route is not None, "the route stage runs first"
-        info = self._prices.of_route(route)
-        prompt = await ctx.count_prompt_tokens(info)
+    def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget]) -> list[int]:
+        """The most this request can cost, per budget: nano-USD or tokens. Refuses a request
+        asking for more output than the model can give, before anything is reserved."""
+        prompt = ctx.prompt_tokens_estimate(info)
         output = tokens.max_completion_tokens(ctx.request, ctx.operation, info)
-        _check_output(ctx, info, output)
         if output is None:
             output = UNBOUNDED_OUTPUT_TOKENS
-        usd = cost(info, Tokens(input=prompt, output=output)).nano_usd_up if info is not None else 0
+        elif info is not None and (limit := info.max_output_tokens) is not None and output > limit:
+            _check_output(ctx, limit)
+        usd = 0
+        if info is not None:
+            quote = self._quotes.get(id(info))
+            if quote is None or quote[0] is not info:
+                quote = self._quote(info)
+            _, per_input, per_output, times, over = quote
+            units = prompt * per_input + output * per_output
+            usd = units * times if over == 1 else -(-units // over)  # rounded up
+        if len(budgets) == 1:
+            return [usd if budgets[0].unit == "usd" else prompt + output]
         return [usd if b.unit == "usd" else prompt + output for b in budgets]
+
+    def _quote(self, info: ModelInfo) -> _Quote:
+        """The catalog record's input and output prices per token, from ``spend.cost`` (a cost
+        is linear in the tokens), and how its units become nano-USD: worked out once per record."""
+        per_input = cost(info, Tokens(input=1))
+        per_output = cost(info, Tokens(output=1))
+        if per_input.exponent != per_output.exponent:  # not expected: one scale per record
+            scale = max(per_input.exponent, per_output.exponent)
+            per_input = per_input._replace(units=per_input.units * 10 ** (scale - per_input.exponent),
+                                           exponent=scale)
+            per_output = per_output._replace(units=per_output.units * 10 ** (scale - per_output.exponent),
+                                             exponent=scale)
+        shift = per_input.exponent - 9
+        quote = (info, per_input.units, per_output.units, 10 ** max(0, -shift), 10 ** max(0, shift))
+        if len(self._quotes) >= _QUOTES_MAX:
+            self._quotes.clear()
+        self._quotes[id(info)] = quote
+        return quote
 
     async def _maybe_downgrade(
         self, ctx: RequestContext, book: BudgetBook, budgets: Sequence[Budget], charges: list[Charge],
@@ -130,8 +180,10 @@ class BudgetStage:
             ctx.group = self._table.current.groups.get(budget.downgrade_model, ctx.group)
             ctx.prompt_tokens = None  # counted again for the cheaper model's tokenizer
             ctx.response_headers[DOWNGRADE_HEADER] = f"{route.target.name} -> {cheaper.target.name}"
-            amounts = await self._amounts(ctx, budgets)
-            again = book.charges(budgets, amounts)
+            info = self._prices.of_route(cheaper)
+            if len(ctx.body) > LARGE_BODY_BYTES:
+                await ctx.count_prompt_tokens(info)
+            again = book.charges(budgets, self._amounts(ctx, info, budgets))
             second = await book.reserve(ctx.request_id, budgets, again, hold)
             if second.refused is not None:
                 raise _refusal(budgets[second.refused], again[second.refused], second.used[second.refused])
@@ -151,11 +203,8 @@ class BudgetStage:
         return await call_next(ctx)
 
 
-def _check_output(ctx: RequestContext, info: ModelInfo | None, output: int | None) -> None:
+def _check_output(ctx: RequestContext, limit: int) -> None:
     """A request asking for more output than the model can give: refused before reserving."""
-    limit = info.max_output_tokens if info is not None else None
-    if limit is None or output is None:
-        return
     asked = ctx.request.get("max_completion_tokens")
     if not isinstance(asked, int):
         asked = ctx.request.get("max_tokens")
@@ -164,13 +213,6 @@ def _check_output(ctx: RequestContext, info: ModelInfo | None, output: int | Non
             f"max_tokens is {asked}, more than the model's output limit of {limit} tokens",
             param="max_tokens", code="max_tokens_too_large",
         )
-
-
-def _hold(ctx: RequestContext) -> float:
-    remaining = ctx.remaining(time.perf_counter())
-    if math.isinf(remaining) or remaining <= 0:
-        return _HOLD_UNBOUNDED
-    return remaining + _HOLD_MARGIN
 
 
 def _refusal(budget: Budget, charge: Charge, used: int) -> GatewayError:
@@ -188,14 +230,3 @@ def _refusal(budget: Budget, charge: Charge, used: int) -> GatewayError:
         f"{where} is exhausted: {budget.shown(used)} spent or reserved, this request may cost up to "
         f"{budget.shown(charge.amount)}", headers=headers,
     )
-
-
-def _settle(book: BudgetBook, budgets: Sequence[Budget], charges: Sequence[Charge]) -> AfterResponse:
-    async def settle(ctx: RequestContext) -> None:
-        try:
-            await book.settle(ctx.request_id, budgets, charges, ctx.spent)
-        except Exception as exc:  # the reservation lapses at its hold time
-            log.warning("request %s: settling its budget reservation failed (%s)", ctx.request_id,
-                        type(exc).__name__)
-
-    return settle

@@ -16,17 +16,17 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 from switchboard.config.schema import LimitsConfig, LimitValues
-from switchboard.context import AfterResponse, Principal, RequestContext, Result
+from switchboard.context import LARGE_BODY_BYTES, Principal, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
 from switchboard.limits.cache import LimitCache
-from switchboard.limits.estimate import estimate_request_tokens, used_tokens
-from switchboard.limits.headers import duration, header_plan, rate_headers
+from switchboard.limits.estimate import max_output_tokens
+from switchboard.limits.headers import duration, header_plan, write_rate_headers
 from switchboard.limits.plan import TOKENS, UPSTREAM, Limit, Stored, plan, upstream
 from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.settle import Settlement
 from switchboard.providers.target import Target
 from switchboard.stores.protocols import Acquired, Bucket, RateLimiter
 
@@ -46,12 +46,19 @@ class LimiterUnavailable(GatewayError):
 class _Planned:
     """The limits of one (caller, model, provider), with what each request derives from them."""
 
-    __slots__ = ("headers", "limits", "token_indexes")
+    __slots__ = ("buckets", "headers", "limits", "token_indexes", "waits")
 
     def __init__(self, limits: list[Limit]) -> None:
         self.limits = limits
         self.headers = header_plan(limits)
         self.token_indexes = tuple(i for i, x in enumerate(limits) if x.kind == TOKENS)
+        # What a request takes, one unit of each requests limit; the token limits' amounts are
+        # filled in per request (``take``).
+        self.buckets = [Bucket(x.key, x.capacity, x.window, 1) for x in limits]
+        self.waits = any(x.scope == UPSTREAM for x in limits)  # a provider's limit: may wait
+
+
+_PlanEntry = tuple[Principal | None, Stored, Target | None, _Planned | None]
 
 
 class RateLimitStage:
@@ -66,9 +73,10 @@ class RateLimitStage:
         self._config = config
         self._limiter = limiter
         self._stored = stored
-        # (caller, model, provider's own limits) -> the plan; provider deployments' own limits
+        # (caller, model, target) -> the caller's record, the tenant's stored limits and the
+        # target the plan was made for, and the plan; provider deployments' own limits
         # (providers[].rpm / tpm, in the YAML or through the admin API) are part of it.
-        self._plans: dict[tuple[Any, ...], tuple[Principal | None, Stored, _Planned]] = {}
+        self._plans: dict[tuple[str | None, str, int], _PlanEntry] = {}
         self._warned = -math.inf
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
@@ -76,62 +84,92 @@ class RateLimitStage:
         if limiter is None:
             return await call_next(ctx)
         principal = ctx.principal
-        model = ctx.request.get("model")
-        model = model if isinstance(model, str) else ""
         try:
-            cache = self._stored()
+            # The limits the caller's tenant set through the admin API (cached).
+            stored = _EMPTY
             tenant = principal.tenant_id if principal is not None else None
-            stored = await cache.get(tenant) if cache is not None and tenant is not None else _EMPTY
-            target = ctx.route.target if ctx.route is not None else None
-            planned = self._plan(principal, model, stored, target)
-            limits = planned.limits
-            if not limits:
-                return await call_next(ctx)
-            tokens = await estimate_request_tokens(ctx) if planned.token_indexes else 0
-            buckets = [Bucket(x.key, x.capacity, x.window, tokens if x.kind == TOKENS else 1) for x in limits]
-            acquired = await self._acquire(ctx, limiter, limits, buckets)
+            if tenant is not None and (cache := self._stored()) is not None:
+                cached = cache.peek(tenant)
+                stored = cached if cached is not None else await cache.get(tenant)
+            planned = self._plan(ctx, stored)
+            if planned is None:
+                limits: list[Limit] = []
+            else:
+                limits = planned.limits
+                buckets = planned.buckets
+                tokens = 0
+                if planned.token_indexes:
+                    prompt = ctx.prompt_tokens
+                    if prompt is None:
+                        prompt = (ctx.prompt_tokens_estimate() if len(ctx.body) <= LARGE_BODY_BYTES
+                                  else await ctx.count_prompt_tokens())
+                    tokens = prompt + max_output_tokens(ctx)
+                    buckets = buckets.copy()
+                    for i in planned.token_indexes:
+                        key, capacity, window, _ = buckets[i]
+                        buckets[i] = tuple.__new__(Bucket, (key, capacity, window, tokens))
+                acquired = await limiter.acquire(buckets)
+                if acquired.refused is not None and planned.waits:
+                    acquired = await self._wait(ctx, limiter, limits, buckets, acquired)
         except GatewayError:
             raise
         except Exception as exc:  # the limiter's store (Redis, the database) is unreachable
             return await self._unavailable(ctx, call_next, exc)
-        if acquired.refused is not None:
-            raise _refusal(limits[acquired.refused], buckets[acquired.refused], acquired)
-        ctx.response_headers.update(rate_headers(limits, acquired.states, planned.headers))
-        if tokens:
-            states = acquired.states
-            token_buckets = [(buckets[i], states[i].slot) for i in planned.token_indexes]
-            ctx.after(_settle(limiter, token_buckets, tokens))
-        return await call_next(ctx)
+        if not limits:
+            return await call_next(ctx)
+        assert planned is not None
+        states = acquired.states
+        if (refused := acquired.refused) is not None:
+            raise _refusal(limits[refused], buckets[refused], acquired)
+        write_rate_headers(ctx.response_headers, limits, states, planned.headers)
+        if not tokens:
+            return await call_next(ctx)
+        try:
+            return await call_next(ctx)
+        finally:
+            # Settled with the budgets, in one callback after the response (pipeline/settle.py).
+            callbacks = ctx.post_response
+            settlement = callbacks[-1] if callbacks else None
+            if type(settlement) is not Settlement:
+                settlement = Settlement()
+                ctx.after(settlement)
+            settlement.limiter = limiter
+            settlement.buckets = buckets
+            settlement.states = states
+            settlement.indexes = planned.token_indexes
+            settlement.reserved = tokens
 
-    def _plan(
-        self, principal: Principal | None, model: str, stored: Stored, target: Target | None
-    ) -> _Planned:
+    def _plan(self, ctx: RequestContext, stored: Stored) -> _Planned | None:
         """The limits of this caller on this model (and its provider's own), kept while the
-        caller's record and the tenant's stored limits are the same objects (both caches hand
-        out the same ones until a change)."""
-        provider = (target.provider, target.rpm, target.tpm) if target is not None else None
-        key = (principal.id if principal is not None else None, model, provider)
+        caller's record, the tenant's stored limits and the route's target are the same objects
+        (the caches and the model table hand out the same ones until a change). None: no limit."""
+        principal = ctx.principal
+        model = ctx.request.get("model")
+        model = model if isinstance(model, str) else ""
+        target = ctx.route.target if ctx.route is not None else None
+        # The target's identity is part of the key: a model served by several deployments keeps
+        # one plan per deployment (the entry keeps its target alive, so an id is not reused).
+        key = (principal.id if principal is not None else None, model, id(target))
         entry = self._plans.get(key)
-        if entry is not None and entry[0] is principal and entry[1] is stored:
-            return entry[2]
+        if entry is not None and entry[0] is principal and entry[1] is stored and entry[2] is target:
+            return entry[3]
         limits = plan(self._config, principal, model, stored)
-        if provider is not None and (provider[1] is not None or provider[2] is not None):
-            name, rpm, tpm = provider
-            limits += upstream(self._config, name, LimitValues(rpm=rpm, tpm=tpm))
+        if target is not None and (target.rpm is not None or target.tpm is not None):
+            limits += upstream(self._config, target.provider, LimitValues(rpm=target.rpm, tpm=target.tpm))
         if len(self._plans) >= _PLANS_MAX:
             self._plans.clear()
-        planned = _Planned(limits)
-        self._plans[key] = (principal, stored, planned)
+        planned = _Planned(limits) if limits else None
+        self._plans[key] = (principal, stored, target, planned)
         return planned
 
-    async def _acquire(
-        self, ctx: RequestContext, limiter: RateLimiter, limits: list[Limit], buckets: list[Bucket]
+    async def _wait(
+        self, ctx: RequestContext, limiter: RateLimiter, limits: list[Limit], buckets: list[Bucket],
+        acquired: Acquired,
     ) -> Acquired:
-        """Take from every bucket; while only a provider's own limit lacks room, wait for it (all
-        or nothing, so nothing is held while waiting), up to ``max_wait_seconds``."""
+        """While only a provider's own limit lacks room, wait for it and take again (all or
+        nothing, so nothing is held while waiting), up to ``max_wait_seconds``."""
         started = time.monotonic()
         while True:
-            acquired = await limiter.acquire(buckets)
             refused = acquired.refused
             if refused is None or limits[refused].scope != UPSTREAM or math.isinf(acquired.retry_after):
                 return acquired
@@ -146,6 +184,7 @@ class RateLimitStage:
                     headers={"retry-after": str(retry), "x-ratelimit-scope": UPSTREAM},
                 )
             await asyncio.sleep(acquired.retry_after)
+            acquired = await limiter.acquire(buckets)
 
     async def _unavailable(self, ctx: RequestContext, call_next: Handler, exc: Exception) -> Result:
         now = time.monotonic()
@@ -179,23 +218,3 @@ def _refusal(limit: Limit, bucket: Bucket, acquired: Acquired) -> GatewayError:
             f"x-ratelimit-reset-{unit}": duration(acquired.retry_after),
         },
     )
-
-
-def _settle(limiter: RateLimiter, buckets: Sequence[tuple[Bucket, int]], reserved: int) -> AfterResponse:
-    async def settle(ctx: RequestContext) -> None:
-        used = used_tokens(ctx.usage)
-        if used is None:
-            # No usage reported: a failed call gives its reservation back; otherwise it stands.
-            if ctx.outcome.status < 400 and ctx.outcome.status != 0:
-                return
-            used = 0
-        delta = used - reserved
-        if delta == 0:
-            return
-        try:
-            await limiter.adjust([Bucket(b.key, b.capacity, b.window, delta) for b, _ in buckets],
-                                 [slot for _, slot in buckets])
-        except Exception as exc:
-            log.warning("rate limiter: correcting a token reservation failed (%s)", type(exc).__name__)
-
-    return settle

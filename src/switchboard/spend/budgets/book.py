@@ -45,6 +45,7 @@ TOPIC = "budgets"
 _LOAD_ATTEMPTS = 3
 _IN_FORCE_MAX = 10_000  # callers whose budgets are kept; cleared when full
 _NONE: Stored = {}
+_MISSING: Any = object()
 _LEDGER_READY_WAIT = 10.0  # seconds a first load waits for the spool's replay at start-up
 
 
@@ -102,7 +103,23 @@ class BudgetBook:
         budgets are the same objects (both caches hand out the same ones until a change)."""
         if principal.tenant_id is None:
             return []
-        stored = await self._cache.get(principal.tenant_id) or _NONE
+        return self._of(principal, await self._cache.get(principal.tenant_id) or _NONE)
+
+    def in_force_now(self, principal: Principal) -> list[Budget] | None:
+        """``in_force`` when the tenant's budgets are cached (no waiting); None when they are not."""
+        if principal.tenant_id is None:
+            return []
+        stored = self._cache.peek(principal.tenant_id, _MISSING)
+        if stored is _MISSING:
+            return None
+        if not stored:
+            stored = _NONE
+        entry = self._in_force.get(principal.id)
+        if entry is not None and entry[0] is principal and entry[1] is stored:
+            return entry[2]
+        return self._of(principal, stored)
+
+    def _of(self, principal: Principal, stored: Stored) -> list[Budget]:
         entry = self._in_force.get(principal.id)
         if entry is not None and entry[0] is principal and entry[1] is stored:
             return entry[2]
@@ -119,10 +136,15 @@ class BudgetBook:
 
     def charges(self, budgets: Sequence[Budget], amounts: Sequence[int]) -> list[Charge]:
         now = self._clock()
+        periods = self._periods
         out = []
         for budget, amount in zip(budgets, amounts, strict=True):
-            key, ttl = self._period(budget, now)
-            out.append(Charge(key, budget.limit, amount, ttl))
+            cached = periods.get((budget.id, budget.period, budget.zone.key))
+            if cached is not None and now < cached[1]:
+                key, ttl = cached[0], cached[2] - now
+            else:
+                key, ttl = self._period(budget, now)
+            out.append(tuple.__new__(Charge, (key, budget.limit, amount, ttl)))
         return out
 
     def _period(self, budget: Budget, now: float) -> tuple[str, float]:
@@ -172,10 +194,12 @@ class BudgetBook:
         self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None
     ) -> None:
         """Replace the reservation with what was spent (nothing when the call cost nothing)."""
-        amounts = [_units(b, spent) for b in budgets]
-        pairs = [(c.key, a) for c, a in zip(charges, amounts, strict=True)]
+        pairs: list[tuple[str, int]] = []
+        for budget, charge in zip(budgets, charges, strict=True):
+            amount = 0 if spent is None else spent.nano_usd if budget.unit == "usd" else spent.tokens
+            pairs.append((charge.key, amount))
         totals = await self._counters.settle(reservation, pairs)
-        for budget, charge, amount, total in zip(budgets, charges, amounts, totals, strict=True):
+        for budget, charge, (_, amount), total in zip(budgets, charges, pairs, totals, strict=True):
             if total < 0 or amount <= 0:
                 continue
             for percent in budget.thresholds:
@@ -237,12 +261,6 @@ class BudgetBook:
             "remaining": _amount(budget, max(0, budget.limit - spent - reserved)),
             "percent_used": round(spent * 100 / budget.limit, 2) if budget.limit else 100.0,
         }
-
-
-def _units(budget: Budget, spent: Spent | None) -> int:
-    if spent is None:
-        return 0
-    return spent.nano_usd if budget.unit == "usd" else spent.tokens
 
 
 def _amount(budget: Budget, units: int) -> str | int:

@@ -8,6 +8,7 @@ inside, so it is atomic on the event loop. See ``stores/redis/budgets.py`` for t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from switchboard.stores.clock import Clock, system_clock
@@ -17,18 +18,23 @@ SWEEP_EVERY = 10_000  # reservations between two sweeps of expired counters
 
 
 class _Counter:
-    __slots__ = ("expires", "held", "spent")
+    __slots__ = ("expires", "held", "lapse", "reserved", "spent")
 
     def __init__(self, spent: int, expires: float) -> None:
         self.spent = spent
         self.expires = expires
         self.held: dict[str, tuple[int, float]] = {}  # reservation -> (amount, lapses at)
+        self.reserved = 0  # the sum of the amounts held
+        self.lapse = math.inf  # no reservation lapses before this instant
 
     def used(self, now: float) -> int:
-        lapsed = [r for r, (_, until) in self.held.items() if until <= now]
-        for r in lapsed:
-            del self.held[r]
-        return self.spent + sum(amount for amount, _ in self.held.values())
+        if now >= self.lapse:
+            held = self.held
+            for r in [r for r, (_, until) in held.items() if until <= now]:
+                del held[r]
+            self.reserved = sum(amount for amount, _ in held.values())
+            self.lapse = min((until for _, until in held.values()), default=math.inf)
+        return self.spent + self.reserved
 
 
 class MemoryBudgetCounters:
@@ -49,19 +55,34 @@ class MemoryBudgetCounters:
         self._calls += 1
         if self._calls % SWEEP_EVERY == 0:
             self._sweep(now)
-        counters = [self._live(c.key, now) for c in charges]
-        missing = tuple(i for i, counter in enumerate(counters) if counter is None)
-        if missing:
-            return Reserved([], missing=missing)
-        used = [counter.used(now) for counter in counters if counter is not None]
+        counters: list[_Counter] = []
+        used: list[int] = []
+        missing: list[int] | None = None
+        refused: int | None = None
         for i, charge in enumerate(charges):
-            if used[i] + charge.amount > charge.limit:
-                return Reserved(used, refused=i)
+            counter = self._live(charge.key, now)
+            if counter is None:
+                missing = [i] if missing is None else [*missing, i]
+                continue
+            counters.append(counter)
+            total = counter.spent + counter.reserved if now < counter.lapse else counter.used(now)
+            used.append(total)
+            if refused is None and total + charge.amount > charge.limit:
+                refused = i
+        if missing is not None:
+            return Reserved([], missing=tuple(missing))
+        if refused is not None:
+            return Reserved(used, refused=refused)
         until = now + hold
         for counter, charge in zip(counters, charges, strict=True):
-            assert counter is not None
-            counter.held[reservation] = (charge.amount, until)
-        return Reserved(used)
+            held = counter.held
+            if reservation in held:  # reserved again under the same id: replaces the first
+                counter.reserved -= held[reservation][0]
+            held[reservation] = (charge.amount, until)
+            counter.reserved += charge.amount
+            if until < counter.lapse:
+                counter.lapse = until
+        return tuple.__new__(Reserved, (used, None, ()))
 
     async def load(self, charge: Charge, spent: int) -> None:
         now = self._clock()
@@ -76,7 +97,9 @@ class MemoryBudgetCounters:
             if counter is None:
                 out.append(-1)
                 continue
-            counter.held.pop(reservation, None)
+            held = counter.held.pop(reservation, None)
+            if held is not None:
+                counter.reserved -= held[0]
             counter.spent += amount
             out.append(counter.spent)
         return out

@@ -79,40 +79,54 @@ class MemoryRateLimiter:
         self._calls += 1
         if self._calls % SWEEP_EVERY == 0:
             self._sweep(now)
+        windows = self._windows
         seen: list[tuple[_Window, int, int]] = []
-        for n, bucket in enumerate(buckets):
-            g = slot_ms(bucket.window)
+        for n, (key, capacity, span, amount) in enumerate(buckets):
+            g = slot_ms(span)
             current = now // g
-            window = self._window((bucket.key, g))
-            slots = window.live(current)
-            if window.total + bucket.amount > bucket.capacity:
-                return Acquired([], refused=n, retry_after=_retry(slots, window.total, bucket, g, now))
+            window = windows.get((key, g))
+            if window is None:
+                window = windows[(key, g)] = _Window()
+            elif window.slots and next(iter(window.slots)) < current - LIMIT_SLOTS:
+                window.live(current)
+            if window.total + amount > capacity:
+                retry = _retry(window.slots, window.total, buckets[n], g, now)
+                return Acquired([], refused=n, retry_after=retry)
             seen.append((window, current, g))
         out: list[BucketState] = []
-        for (window, current, g), bucket in zip(seen, buckets, strict=True):
-            if bucket.amount > 0:
-                window.slots[current] = window.slots.get(current, 0) + bucket.amount
-                window.total += bucket.amount
+        for (window, current, g), (_, capacity, _, amount) in zip(seen, buckets, strict=True):
+            slots = window.slots
+            if amount > 0:
+                slots[current] = slots.get(current, 0) + amount
+                window.total += amount
                 newest: int | None = current  # the slot just counted in is the newest
             else:
-                if bucket.amount:
-                    window.slots[current] = window.slots.get(current, 0) + bucket.amount
-                    window.total += bucket.amount
+                if amount:
+                    slots[current] = slots.get(current, 0) + amount
+                    window.total += amount
                 newest = window.newest()
             reset = 0.0 if newest is None else ((newest + LIMIT_SLOTS + 1) * g - now) / 1000
-            out.append(BucketState(bucket.capacity, window.total, reset, current))
-        return Acquired(out)
+            out.append(tuple.__new__(BucketState, (capacity, window.total, reset, current)))
+        return tuple.__new__(Acquired, (out, None, 0.0))
 
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
         now = int(self._clock() * 1000)
-        for bucket, index in zip(buckets, slots, strict=True):
-            g = slot_ms(bucket.window)
-            window = self._window((bucket.key, g))
-            live = window.live(now // g)
-            if index < now // g - LIMIT_SLOTS:
+        windows = self._windows
+        for (key, _, span, amount), index in zip(buckets, slots, strict=True):
+            g = slot_ms(span)
+            current = now // g
+            if index < current - LIMIT_SLOTS:
                 continue  # that slot no longer counts
+            window = windows.get((key, g))
+            if window is None:
+                window = windows[(key, g)] = _Window()
+            live = window.slots
+            if live and next(iter(live)) < current - LIMIT_SLOTS:
+                window.live(current)
             old = live.get(index, 0)
-            new = max(0, old + bucket.amount)
+            new = old + amount
+            if new < 0:
+                new = 0
             live[index] = new
             window.total += new - old
 

@@ -1,0 +1,72 @@
+"""One post-response settlement for a request's rate limits and budgets together.
+
+The rate-limit stage reserved the request's estimated tokens in its token buckets; the budget
+stage reserved its most possible cost on every budget in force. Once the response is out (a
+stream: once it has ended; also on errors and client disconnects), both are settled to what
+the call really used, by one callback rather than one per stage:
+
+- the token buckets are corrected by the difference between the usage the provider reported
+  and the estimate (a failed call with no usage gives its tokens back; a call that succeeded
+  without reporting usage keeps the estimate);
+- the budget reservation is replaced by the cost the usage stage recorded (``ctx.spent``).
+
+The budget stage registers the settlement after its ``call_next`` (so it runs after the usage
+stage's own callback, once the cost is known); the rate-limit stage, around it, then adds its
+part to that same settlement (the last callback registered) rather than registering a second
+callback, or registers one of its own when no budget applies. Each part fails on its
+own: a store error is logged and the other part still settles.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from switchboard.context import RequestContext
+from switchboard.limits.estimate import used_tokens
+from switchboard.spend.budgets.book import BudgetBook
+from switchboard.spend.budgets.plan import Budget
+from switchboard.stores.protocols import Bucket, BucketState, Charge, RateLimiter
+
+log = logging.getLogger("switchboard.settle")
+
+
+class Settlement:
+    """What one request settles after its response; called once, as a post-response callback."""
+
+    __slots__ = ("book", "buckets", "budgets", "charges", "indexes", "limiter", "reserved", "states")
+
+    def __init__(self) -> None:
+        self.limiter: RateLimiter | None = None
+        self.buckets: Sequence[Bucket] = ()  # what the request took from the limiter
+        self.states: Sequence[BucketState] = ()  # and what the limiter answered
+        self.indexes: Sequence[int] = ()  # which of them are token buckets, to correct
+        self.reserved = 0  # tokens taken from each token bucket
+        self.book: BudgetBook | None = None
+        self.budgets: Sequence[Budget] = ()
+        self.charges: Sequence[Charge] = ()
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        limiter = self.limiter
+        if limiter is not None:
+            used = used_tokens(ctx.usage)
+            if used is None:
+                # No usage reported: a failed call gives its reservation back; otherwise it stands.
+                status = ctx.outcome.status
+                used = self.reserved if 0 < status < 400 else 0
+            delta = used - self.reserved
+            if delta:
+                buckets, states = self.buckets, self.states
+                try:
+                    await limiter.adjust(
+                        [tuple.__new__(Bucket, (*buckets[i][:3], delta)) for i in self.indexes],
+                        [states[i].slot for i in self.indexes])
+                except Exception as exc:
+                    log.warning("rate limiter: correcting a token reservation failed (%s)",
+                                type(exc).__name__)
+        if self.book is not None:
+            try:
+                await self.book.settle(ctx.request_id, self.budgets, self.charges, ctx.spent)
+            except Exception as exc:  # the reservation lapses at its hold time
+                log.warning("request %s: settling its budget reservation failed (%s)", ctx.request_id,
+                            type(exc).__name__)
