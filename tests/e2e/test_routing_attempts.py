@@ -80,6 +80,9 @@ def attempts_config(mock: Mock) -> dict[str, Any]:
         "groups": {"primary": {"num_retries": 0}, "second": {"num_retries": 0},
                    "stuck": {"num_retries": 10}},
         "aliases": {"flaky-alias": "flaky"},
+        # Retries alone must mask the faults here: cooldowns (which would take the half-failing
+        # deployment out after a few failures) are tested in test_routing_health.py.
+        "cooldown": {"failures": 1000},
     }
     config["spend"] = {"flush_seconds": 0.1}
     return config
