@@ -53,14 +53,30 @@ class RouteStage:
         principal = ctx.principal
         regions = principal.allowed_regions if principal is not None else None
         windows = self._router.windows
-        sized = windows is not None and windows.known(group)
-        if regions is None and not sized:
-            return ANYWHERE
-        if not sized:
-            return Needs(regions)
+        smallest = windows.smallest(group) if windows is not None else None
+        if smallest is None or _fits_uncounted(ctx, group, smallest):
+            return ANYWHERE if regions is None else Needs(regions)
         ctx.route = group.deployments[0]  # the prompt is counted with its encoding
         prompt = ctx.prompt_tokens_estimate()
         return Needs(regions, prompt + max_output_tokens(ctx), prompt)
+
+# Request parts whose tokens may outnumber their bytes (an image URL stands for hundreds).
+_DENSE = (b"image", b"audio", b"file", b"document")
+
+
+def _fits_uncounted(ctx: RequestContext, group: Group, smallest: int) -> bool:
+    """Whether the request surely fits every known window without counting its tokens: a text
+    token is at least one byte of the body, whose JSON also outweighs the per-message tokens.
+    Not for strategies that need the count (cost, headroom) nor for pins, which may name one."""
+    body = ctx.body
+    if len(body) + max_output_tokens(ctx) > smallest or group.strategy in _COUNTING:
+        return False
+    headers = ctx.headers
+    return PIN_STRATEGY not in headers and not any(part in body for part in _DENSE)
+
+
+_COUNTING = frozenset({"cost", "headroom"})
+
 
 def _first(candidates: list[Route], deployment: str) -> list[Route]:
     """``deployment`` moved to the front, if it may serve the request at all."""

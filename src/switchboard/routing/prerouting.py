@@ -48,7 +48,7 @@ class Windows:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
         self._sizes: dict[tuple[str, str], tuple[object, int | None]] = {}
-        self._groups: dict[str, tuple[Group, bool]] = {}
+        self._groups: dict[str, tuple[Group, int | None]] = {}
 
     def __call__(self, route: Route) -> int | None:
         key = (route.target.name, route.deployment)
@@ -63,11 +63,12 @@ class Windows:
         self._sizes[key] = (route.entry, size)
         return size
 
-    def known(self, group: Group) -> bool:
-        """Whether some deployment of ``group`` has a known context window."""
+    def smallest(self, group: Group) -> int | None:
+        """The smallest known context window of ``group``'s deployments (None: none known)."""
         memo = self._groups.get(group.name)
         if memo is not None and memo[0] is group:
             return memo[1]
-        known = any(self(r) is not None for r in group.deployments)
-        self._groups[group.name] = (group, known)
-        return known
+        sizes = [size for r in group.deployments if (size := self(r)) is not None]
+        smallest = min(sizes) if sizes else None
+        self._groups[group.name] = (group, smallest)
+        return smallest

@@ -3,6 +3,7 @@ before any strategy; the refusal says why none may (403 region, 400 context, 503
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -76,7 +77,8 @@ def test_deployments_too_small_are_dropped_and_larger_groups_planned() -> None:
     assert [(d.target.name, d.deployment) for d in r.plan(small, Needs(None, 400, 300))] == [("large", "l")]
     assert [d.deployment for d in r.plan(small, Needs(None, 90, 80))] == ["s"]
     # A window nobody knows is assumed large enough.
-    assert r.windows is not None and not r.windows.known(unknown) and r.windows.known(mixed)
+    assert r.windows is not None and r.windows.smallest(unknown) is None
+    assert r.windows.smallest(mixed) == 50
     assert len(r.plan(unknown, Needs(None, 10**9, 10**9))) == 1
     too_big = r.refusal(mixed, Needs(None, 2000, 1900))
     assert (too_big.status, too_big.code) == (400, "context_length_exceeded")
@@ -98,6 +100,7 @@ async def _served(r: Router, model: str, principal: Principal, content: str = "h
 
     chain = build_chain([RouteStage(r), AttemptStage(r)], terminal)
     ctx = context(request={"model": model, "messages": [{"role": "user", "content": content}], **extra})
+    ctx.body = json.dumps(ctx.request).encode()  # as received: its size bounds the prompt
     ctx.principal = principal
     await chain(ctx)
     return ctx, reached
@@ -193,3 +196,18 @@ async def test_no_request_through_the_stages_reaches_a_deployment_outside_its_re
         assert refused.status in (400, 403, 503)
         return
     assert len(reached) == 1 and in_regions(reached[0], regions)
+
+
+async def test_a_request_smaller_in_bytes_than_every_window_is_not_counted() -> None:
+    r = _sized()
+    # A 62-byte body cannot hold more than 62 tokens: fits the 100-token window uncounted.
+    ctx, reached = await _served(r, "small", None, "hi")
+    assert ctx.needs is not None and ctx.needs.tokens is None and ctx.prompt_tokens is None
+    assert len(reached) == 1
+    # An image stands for more tokens than its URL's bytes: counted.
+    parts = [{"type": "image_url", "image_url": {"url": "https://example.test/a.png"}}]
+    ctx, _ = await _served(r, "unknown", None, "x")  # no window known: never counted
+    assert ctx.prompt_tokens is None
+    with pytest.raises(GatewayError) as counted:  # a remote image of unknown size: its most
+        await _served(r, "large", None, parts, max_tokens=1)  # type: ignore[arg-type]
+    assert counted.value.code == "context_length_exceeded"
