@@ -60,19 +60,17 @@ class RouteStage:
         prompt = ctx.prompt_tokens_estimate()
         return Needs(regions, prompt + max_output_tokens(ctx), prompt)
 
-# Request parts whose tokens may outnumber their bytes (an image URL stands for hundreds).
-_DENSE = (b"image", b"audio", b"file", b"document")
-
-
 def _fits_uncounted(ctx: RequestContext, group: Group, smallest: int) -> bool:
     """Whether the request surely fits every known window without counting its tokens: a text
-    token is at least one byte of the body, whose JSON also outweighs the per-message tokens.
+    token is at least one byte of the body, whose JSON also outweighs the per-message tokens;
+    images, audio, files and documents stand for more tokens than their bytes, so are counted.
     Not for strategies that need the count (cost, headroom) nor for pins, which may name one."""
     body = ctx.body
     if len(body) + max_output_tokens(ctx) > smallest or group.strategy in _COUNTING:
         return False
     headers = ctx.headers
-    return PIN_STRATEGY not in headers and not any(part in body for part in _DENSE)
+    return (PIN_STRATEGY not in headers and b"image" not in body and b"audio" not in body
+            and b"file" not in body and b"document" not in body)
 
 
 _COUNTING = frozenset({"cost", "headroom"})
