@@ -96,9 +96,7 @@ def measure(
     deployments on the same upstream (weighted strategy)."""
     tag = f"{mode}-{'full' if full else 'key' if api_key else 'master'}{'-group' if group else ''}"
     config = root / f"switchboard-{tag}.yaml"
-    text = harness.switchboard_config(base)
-    if group:
-        text = text.replace("models:\n", "models:\n" + GROUP_OF_TWO, 1)
+    text = harness.switchboard_config(base, group)
     config.write_text(text + (DEFERRED_FLUSH if defer_flush else ""))
     port = free_port()
     out = root / f"callgrind-{tag}.out"
@@ -138,19 +136,6 @@ def measure(
         proc.terminate()
         proc.wait(120)
     return _total(out) / requests
-
-
-# Second deployments of the bench models: each becomes a group of two (same upstream, weight 1).
-GROUP_OF_TWO = """\
-  - name: bench-model
-    provider: bench-upstream
-    model: gpt-4o-mini
-    deployment: second
-  - name: bench-model-stream
-    provider: bench-upstream-stream
-    model: gpt-4o-mini
-    deployment: second
-"""
 
 
 def main(argv: list[str] | None = None) -> int:
