@@ -20,9 +20,8 @@ import httpx
 import openai
 import pytest
 
-from switchboard.stores.factory import open_at
 from switchboard.stores.protocols import UsageRecord
-from switchboard.stores.sql.urls import async_url
+from tests import ledger
 from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, openai_config, start_gateway
 from tests.services import Postgres, RedisServer
@@ -105,26 +104,9 @@ class Deployment:
         return openai.AsyncOpenAI(base_url=self.gateway.base_url, api_key=MASTER_KEY, max_retries=0,
                                   timeout=30, http_client=httpx.AsyncClient(limits=limits))
 
-    def records(self) -> dict[str, UsageRecord]:
-        database = async_url((self.config.get("database") or {}).get("url"), self.tmp / "data")
-        return asyncio.run(_records(database))
-
     def record(self, request_id: str, timeout: float = 20.0) -> UsageRecord:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.records().get(request_id)
-            if found is not None:
-                return found
-            assert time.monotonic() < deadline, f"request {request_id} missing from the ledger"
-            time.sleep(0.1)
-
-
-async def _records(database: str) -> dict[str, UsageRecord]:
-    stores = await open_at(database, None)
-    try:
-        return {r.request_id: r for r in await stores.ledger.recent("default", 1_000_000)}
-    finally:
-        await stores.close()
+        database = ledger.database_of(self.config, self.tmp)
+        return ledger.wait_for(database, {request_id}, timeout)[request_id]
 
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])

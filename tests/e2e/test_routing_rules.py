@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,8 +9,7 @@ import httpx
 import openai
 import pytest
 
-from switchboard.stores.factory import open_at
-from switchboard.stores.sql.urls import async_url
+from tests import ledger
 from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
 
 ASK = [{"role": "user", "content": "hello"}]
@@ -154,22 +151,9 @@ def test_unknown_virtual_name_without_a_match_is_a_404(gw: Gateway) -> None:
 
 
 def ledger_tags(gw: Gateway, ids: set[str]) -> dict[str, tuple[str, ...]]:
-    """Each request's usage-record tags, once every id is recorded (polled with a deadline)."""
-    database = async_url(None, gw.config_path.parent / "data")
-    deadline = time.monotonic() + 20
-
-    async def read() -> dict[str, tuple[str, ...]]:
-        stores = await open_at(database, None)
-        try:
-            return {r.request_id: tuple(r.tags or ()) for r in await stores.ledger.recent("default", 100_000)}
-        finally:
-            await stores.close()
-
-    while True:
-        found = asyncio.run(read())
-        if ids <= set(found) or time.monotonic() > deadline:
-            return {i: found[i] for i in ids if i in found}
-        time.sleep(0.1)
+    """Each request's usage-record tags, once every id is recorded."""
+    found = ledger.wait_for(ledger.database_of({}, gw.config_path.parent), ids)
+    return {i: tuple(found[i].tags or ()) for i in ids}
 
 
 def test_a_split_between_groups_is_sticky_per_key_and_tagged(gw: Gateway) -> None:

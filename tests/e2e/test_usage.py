@@ -6,7 +6,6 @@ is a cluster's (a dedicated PostgreSQL the test stops and starts)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
@@ -23,9 +22,9 @@ import httpx
 import openai
 import pytest
 
-from switchboard.stores.factory import open_at
 from switchboard.stores.protocols import UsageRecord
 from switchboard.stores.sql.urls import async_url
+from tests import ledger
 from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer, _pg_bin, start_postgres
@@ -66,29 +65,12 @@ class Deployment:
         return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0, timeout=30)
 
     def records(self, tenant: str = "default") -> dict[str, UsageRecord]:
-        return asyncio.run(_records(self.database, tenant))
+        return ledger.records(self.database, tenant)
 
     def wait_for(
         self, ids: set[str], timeout: float = 20.0, tenant: str = "default"
     ) -> dict[str, UsageRecord]:
-        """The ledger's records once every id in ``ids`` is there (polled with a deadline)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.records(tenant)
-            if ids <= set(found):
-                return found
-            if time.monotonic() > deadline:
-                missing = sorted(ids - set(found))
-                raise AssertionError(f"{len(missing)} request id(s) missing from the ledger: {missing[:5]}")
-            time.sleep(0.1)
-
-
-async def _records(database: str, tenant: str) -> dict[str, UsageRecord]:
-    stores = await open_at(database, None)
-    try:
-        return {r.request_id: r for r in await stores.ledger.recent(tenant, 1_000_000)}
-    finally:
-        await stores.close()
+        return ledger.wait_for(self.database, ids, timeout, tenant)
 
 
 def _config(kind: str, mock: Mock, request: pytest.FixtureRequest, name: str) -> dict[str, Any]:

@@ -6,10 +6,8 @@ runs on the embedded default (SQLite) and on a cluster (PostgreSQL + Redis)."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,9 +19,9 @@ import httpx
 import openai
 import pytest
 
-from switchboard.stores.factory import open_at
 from switchboard.stores.protocols import UsageRecord
 from switchboard.stores.sql.urls import async_url
+from tests import ledger
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer
 
@@ -87,22 +85,7 @@ class Deployment:
         return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0, timeout=30)
 
     def wait_for(self, ids: set[str], timeout: float = 20.0) -> dict[str, UsageRecord]:
-        """The ledger's records once every id in ``ids`` is there (polled with a deadline)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = asyncio.run(_records(self.database))
-            if ids <= set(found):
-                return found
-            assert time.monotonic() < deadline, f"missing from the ledger: {sorted(ids - set(found))}"
-            time.sleep(0.1)
-
-
-async def _records(database: str) -> dict[str, UsageRecord]:
-    stores = await open_at(database, None)
-    try:
-        return {r.request_id: r for r in await stores.ledger.recent("default", 1_000_000)}
-    finally:
-        await stores.close()
+        return ledger.wait_for(self.database, ids, timeout)
 
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
