@@ -15,6 +15,7 @@ from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.limits.cache import LimitCache
+from switchboard.observability.observers import Observer
 from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.access import ModelAccessStage
 from switchboard.pipeline.attempts import AttemptStage
@@ -26,6 +27,7 @@ from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.limits import RateLimitStage
 from switchboard.pipeline.models import ModelDirectory
+from switchboard.pipeline.observe import ObserveStage
 from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.rules import RulesStage, router_embed
 from switchboard.pipeline.subscription import SubscriptionStage
@@ -84,6 +86,8 @@ class Gateway:
         self.invoke: Handler = invoke.invoke
         self.count_tokens: Handler = count_tokens.count_tokens
         self.stores: Stores | None = None  # opened in start(): they connect to databases
+        # What watches finished requests (observability/observers.py): metrics, alerts.
+        self.observers: list[Observer] = []
         self.ready = False
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
@@ -96,7 +100,11 @@ class Gateway:
 
     def common_stages(self) -> list[Stage]:
         """Stages every endpoint runs: /v1/*, /v1/models, count_tokens and /admin/* alike."""
-        return [AuthStage(self.authenticator)]
+        stages: list[Stage] = []
+        if self.observers:  # metrics, alerts: nothing to pay when none is on
+            stages.append(ObserveStage(self.observers))
+        stages.append(AuthStage(self.authenticator))
+        return stages
 
     def operation_stages(self, operation: str) -> list[Stage]:
         if operation != "count_tokens" and operation not in MODEL_CALLS:

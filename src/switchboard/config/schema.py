@@ -281,6 +281,8 @@ class ServerConfig(_Strict):
     request_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     data_dir: Path | None = None
     log_level: str = "info"
+    # The process's own log lines: text, or one JSON object per line (docs/observability.md).
+    log_format: Literal["text", "json"] = "text"
     access_log: bool = False
 
     @field_validator("log_level")
@@ -436,6 +438,55 @@ class BudgetsConfig(_Strict):
     @classmethod
     def _zone(cls, value: str) -> str:
         return check_timezone(value)
+
+
+# -- observability (docs/observability.md) --
+
+MetricLabel = Literal["tenant", "team", "key", "user"]
+
+
+class MetricsConfig(_Strict):
+    """Prometheus metrics at ``GET /metrics``. Minimal contract: the master key (Bearer) reads
+    them and ``switchboard_requests_total`` carries ``model`` and ``status``."""
+
+    enabled: bool = True
+    # Another bearer key that may read /metrics (for a scraper that must not hold the master key).
+    key: SecretStr | None = Field(default=None, min_length=16)
+    # Also serve /metrics, without a key, on this port (bind it to a private interface).
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    host: str = "127.0.0.1"
+    # Labels with unbounded values, off unless listed (each multiplies the series count).
+    labels: Annotated[list[MetricLabel], Field(max_length=4)] = Field(default_factory=list)
+
+
+class TracingConfig(_Strict):
+    """OpenTelemetry traces exported over OTLP; off by default, and free when off."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    protocol: Literal["http/protobuf"] = "http/protobuf"
+    headers: Annotated[dict[str, str], Field(max_length=32)] = Field(default_factory=dict)
+    service_name: Annotated[str, Field(min_length=1, max_length=128)] = "switchboard"
+    sample_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value)
+
+
+class RequestLogConfig(_Strict):
+    """The request log (docs/observability.md): every usage record, and the bodies of the
+    requests a policy selects, redacted before they are stored."""
+
+
+class AnalyticsConfig(_Strict):
+    """Rollups of the usage ledger behind ``GET /admin/v1/analytics``."""
+
+
+class AlertsConfig(_Strict):
+    """Alert rules and the webhooks they are delivered to."""
 
 
 STRATEGIES = ("weighted", "round-robin", "least-busy", "latency", "cost", "headroom")
@@ -635,6 +686,11 @@ class Settings(_Strict):
     limits: LimitsConfig = LimitsConfig()
     budgets: BudgetsConfig = BudgetsConfig()
     router: RouterConfig = RouterConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
+    request_log: RequestLogConfig = RequestLogConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 

@@ -221,8 +221,13 @@ def _row(
         unpriced, round((first - ctx.started) * 1000) if first is not None else None,
         ctx.stream, error if isinstance(error, str) else None, target.model, tags,
         *counted[6:],  # image_input, audio_input, image_output, audio_output
-        route.deployment or None, _attempts(ctx),
+        route.deployment or None, _attempts(ctx), *_timings(ctx),
     )
+
+
+def _timings(ctx: RequestContext) -> tuple[int | None, int | None]:
+    """The gateway's own milliseconds and the upstream's, when measured (ctx.overhead)."""
+    return None, None
 
 
 def _attempts(ctx: RequestContext) -> list[dict[str, Any]] | None:

@@ -27,16 +27,20 @@ from switchboard.stores.memory.counters import MemoryCounters
 from switchboard.stores.memory.feed import MemoryFeed
 from switchboard.stores.memory.limits import MemoryRateLimiter
 from switchboard.stores.protocols import (
+    AnalyticsStore,
     AuditLog,
     BudgetCounters,
     BudgetStore,
     ChangeFeed,
     Counters,
     HealthStore,
+    IncidentStore,
     KeyStore,
     LimitStore,
+    LogSearch,
     ProviderStore,
     RateLimiter,
+    RequestLogStore,
     RoutingStore,
     SharedCache,
     SubscriptionStore,
@@ -82,6 +86,15 @@ class Stores:
     routing: RoutingStore | None = None  # run-time weights of deployments (always in SQL)
     # Deployment health shared by every instance (Redis); None: in this process only.
     health: HealthStore | None = None
+    # Observability (docs/observability.md): the request log's bodies and retention, its search,
+    # the analytics rollups, alert incidents. Always in SQL.
+    request_log: RequestLogStore | None = None
+
+    log_search: LogSearch | None = None
+
+    analytics: AnalyticsStore | None = None
+
+    incidents: IncidentStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:

@@ -96,6 +96,10 @@ class UsageRecord:
     # {"deployment", "group", "status", "code", "ms"} (revision 0009; docs/routing.md).
     deployment: str | None = None
     attempts: tuple[Mapping[str, Any], ...] | None = None
+    # The gateway's own time and the upstream's (revision 0010; docs/observability.md): the
+    # milliseconds spent outside the upstream calls, and inside them (every attempt's).
+    overhead_ms: int | None = None
+    upstream_ms: int | None = None
 
 
 # A usage record as the usage spool carries it and ``UsageLedger.append_rows`` stores it: a
@@ -108,7 +112,7 @@ USAGE_ROW = (
     "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
     "unpriced", "ttft_ms", "stream", "error_code", "upstream_model", "tags",
     "image_input_tokens", "audio_input_tokens", "image_output_tokens", "audio_output_tokens",
-    "deployment", "attempts",
+    "deployment", "attempts", "overhead_ms", "upstream_ms",
 )
 UsageRow = tuple[Any, ...]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -126,13 +130,15 @@ def usage_row(r: UsageRecord) -> UsageRow:
         r.unpriced, r.ttft_ms, r.stream, r.error_code, r.upstream_model, tuple(r.tags),
         r.image_input_tokens, r.audio_input_tokens, r.image_output_tokens, r.audio_output_tokens,
         r.deployment, None if r.attempts is None else [dict(a) for a in r.attempts],
+        r.overhead_ms, r.upstream_ms,
     )
 
 
 def usage_record(row: Sequence[Any]) -> UsageRecord:
     (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
      created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
-     upstream, tags, image_in, audio_in, image_out, audio_out, deployment, attempts) = row
+     upstream, tags, image_in, audio_in, image_out, audio_out, deployment, attempts, overhead,
+     upstream_ms) = row
     return UsageRecord(
         request_id=rid, tenant_id=tenant, model=model, key_id=key, team_id=team, user_id=user,
         provider=provider, status=status, prompt_tokens=prompt, completion_tokens=completion,
@@ -144,6 +150,7 @@ def usage_record(row: Sequence[Any]) -> UsageRecord:
         image_input_tokens=image_in, audio_input_tokens=audio_in, image_output_tokens=image_out,
         audio_output_tokens=audio_out,
         deployment=deployment, attempts=None if attempts is None else tuple(attempts),
+        overhead_ms=overhead, upstream_ms=upstream_ms,
     )
 
 
@@ -810,3 +817,31 @@ class TenancyStore(Protocol):
     async def update_user(self, user: User) -> bool: ...
 
     async def delete_user(self, tenant_id: str, user_id: str) -> bool: ...
+
+
+# -- observability (docs/observability.md) --
+
+
+class RequestLogStore(Protocol):
+    """The request log's bodies (table request_bodies) and its retention (time partitions)."""
+
+
+# ---
+
+
+class LogSearch(Protocol):
+    """Searching the request log: usage records joined with their bodies, tenant-scoped."""
+
+
+# ---
+
+
+class AnalyticsStore(Protocol):
+    """Rollups of the usage ledger, kept as records are stored, and queries over them."""
+
+
+# ---
+
+
+class IncidentStore(Protocol):
+    """Alert incidents shared by every instance: one open incident per rule and subject."""

@@ -68,6 +68,9 @@ usage_records = sa.Table(
     sa.Column("audio_output_tokens", sa.Integer, nullable=False, server_default="0"),
     sa.Column("deployment", sa.String(256)),
     sa.Column("attempts", sa.JSON),
+    # the gateway's own milliseconds and the upstream's (revision 0010)
+    sa.Column("overhead_ms", sa.Integer),
+    sa.Column("upstream_ms", sa.Integer),
 )
 
 audit_log = sa.Table(
@@ -282,4 +285,20 @@ routing_splits = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("percents", sa.JSON, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# the request log (revision 0010): request and response bodies of the requests a policy selects,
+# redacted before they are stored (docs/observability.md); the record itself is usage_records'
+request_bodies = sa.Table(
+    "request_bodies",
+    metadata,
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("request", sa.Text),
+    sa.Column("response", sa.Text),
+    sa.Column("request_headers", sa.JSON),
+    sa.Column("truncated", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.PrimaryKeyConstraint("request_id", "created_at"),
+    sa.Index("ix_request_bodies_tenant_created", "tenant_id", "created_at"),
 )
