@@ -110,6 +110,15 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
         "read": (A, _, _, _, _),
         "update": (A, _, _, _, _),
     },
+    "log": {  # the request log: records and stored bodies (docs/observability.md)
+        "read": (A, N, T, S, _),
+    },
+    "analytics": {  # rollups of the usage ledger (docs/observability.md)
+        "read": (A, N, T, S, T),
+    },
+    "alert": {  # alert incidents (docs/observability.md)
+        "read": (A, N, _, _, _),
+    },
 }
 
 
