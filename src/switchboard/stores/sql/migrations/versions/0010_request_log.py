@@ -30,7 +30,10 @@ depends_on = None
 
 # Partitions made ahead of time; the request log's maintenance keeps this many (request_log.py).
 DAYS_AHEAD = 2
-_USAGE_INDEXES = {"ix_usage_records_tenant_created": "tenant_id, created_at", "ix_usage_records_created": "created_at"}
+_USAGE_INDEXES = {
+    "ix_usage_records_tenant_created": "tenant_id, created_at",
+    "ix_usage_records_created": "created_at",
+}
 
 
 def _partition(table: str, day: date) -> None:
@@ -57,7 +60,8 @@ def _partition_usage_records() -> None:
         op.execute(f"DROP INDEX IF EXISTS {name}")
     op.execute("CREATE TABLE usage_records (LIKE usage_records_unpartitioned INCLUDING DEFAULTS) "
                "PARTITION BY RANGE (created_at)")
-    op.execute("ALTER TABLE usage_records ADD CONSTRAINT usage_records_pkey PRIMARY KEY (request_id, created_at)")
+    op.execute("ALTER TABLE usage_records ADD CONSTRAINT usage_records_pkey "
+               "PRIMARY KEY (request_id, created_at)")
     op.execute("CREATE TABLE usage_records_default PARTITION OF usage_records DEFAULT")
     days = op.get_bind().execute(sa.text(
         "SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date FROM usage_records_unpartitioned"
