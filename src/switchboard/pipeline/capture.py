@@ -63,9 +63,9 @@ class Assembled:
         self.choices: dict[int, dict[str, Any]] = {}
 
     def _add(self, into: dict[str, Any], key: str, value: Any) -> None:
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or self.truncated:
             return
-        if self.size + len(value) > self.limit:
+        if self.size + len(value) > self.limit:  # the text stops here: no later piece is added
             self.truncated = True
             return
         self.size += len(value)
