@@ -130,7 +130,10 @@ def downgrade() -> None:
     op.drop_table("request_bodies")  # its partitions go with it
     if postgresql:
         _unpartition_usage_records()
-    with op.batch_alter_table("usage_records", recreate="never" if postgresql else "always") as batch:
+    with warnings.catch_warnings(), op.batch_alter_table(
+        "usage_records", recreate="never" if postgresql else "always"
+    ) as batch:
+        warnings.filterwarnings("ignore", "Table '_alembic_tmp_usage_records' specifies columns")
         if not postgresql:
             batch.create_primary_key("pk_usage_records", ["request_id"])
         batch.drop_column("upstream_ms")
