@@ -5,7 +5,8 @@ otherwise), after the route stage: the caller and the requested model are known.
 policy selects it keeps, as the policy says:
 
 - the request: the body as the client sent it (parsed JSON; text if it is not JSON);
-- the response: a complete reply's body; for a stream, one message assembled from what was
+- the response: a complete reply's body (an embeddings reply with each vector replaced by its
+  size); for a stream, one message assembled from what was
   relayed (the text, reasoning and tool calls of each choice, the finish reason and the usage,
   shaped as a non-stream reply with ``"object": "chat.completion"`` or ``"text_completion"``),
   collected up to ``max_body_bytes``; for an error, the error (type, code, message);
@@ -124,6 +125,23 @@ class Assembled:
         return reply
 
 
+def without_vectors(body: dict[str, Any]) -> dict[str, Any]:
+    """An embeddings reply with each vector replaced by its size: megabytes of floats say nothing
+    in a log, and would cost the event loop to redact and encode."""
+    data = body.get("data")
+    if not isinstance(data, list):
+        return body
+    items = []
+    for item in data:
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(vector, list):
+            item = {**item, "embedding": f"[{len(vector)} dimensions]"}
+        elif isinstance(vector, str):
+            item = {**item, "embedding": f"[base64, {len(vector)} characters]"}
+        items.append(item)
+    return {**body, "data": items}
+
+
 class _Capture:
     __slots__ = ("created_at", "error", "keep", "reply", "stream", "tenant")
 
@@ -165,7 +183,7 @@ class CaptureStage:
         if not keep.response:
             return result
         if isinstance(result, Reply):
-            capture.reply = result.body
+            capture.reply = without_vectors(result.body) if ctx.operation == "embeddings" else result.body
         elif isinstance(result, StreamReply):
             capture.stream = Assembled(self._limit)
             return map_result(result, batch=capture.stream.batch)

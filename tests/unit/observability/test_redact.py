@@ -11,7 +11,7 @@ import pytest
 from switchboard.config.schema import BodyPolicy, RedactConfig
 from switchboard.observability.redact import REDACTED, Redactor
 from switchboard.observability.request_log import Keep, Policies
-from switchboard.pipeline.capture import Assembled, cut
+from switchboard.pipeline.capture import Assembled, cut, without_vectors
 from switchboard.settings.loader import ConfigError, validate
 
 
@@ -151,3 +151,14 @@ def test_good_request_log_settings_are_taken() -> None:
     log = settings.request_log
     assert log.bodies[0].model == "gpt-*" and log.bodies[0].request and not log.bodies[0].key
     assert (log.retention.days, log.retention.records_days, log.max_body_bytes) == (7, 400, 64 * 1024)
+
+
+def test_an_embeddings_reply_is_kept_without_its_vectors() -> None:
+    reply = {"object": "list", "model": "e", "usage": {"prompt_tokens": 2},
+             "data": [{"object": "embedding", "index": 0, "embedding": [0.1] * 1536},
+                      {"object": "embedding", "index": 1, "embedding": "AAAA"}]}
+    assert without_vectors(reply) == {
+        "object": "list", "model": "e", "usage": {"prompt_tokens": 2},
+        "data": [{"object": "embedding", "index": 0, "embedding": "[1536 dimensions]"},
+                 {"object": "embedding", "index": 1, "embedding": "[base64, 4 characters]"}]}
+    assert len(reply["data"][0]["embedding"]) == 1536  # the client's reply is untouched
