@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -190,6 +191,17 @@ def test_a_refused_request_is_logged_with_its_error(logged: Logged) -> None:
     error = json.loads(stored.response or "")["error"]
     assert error["code"] and error["type"]
     assert PATTERN_SECRET not in (stored.request or "")
+
+
+def test_an_embeddings_reply_is_kept_without_its_vectors(logged: Logged) -> None:
+    rid = f"reqlog-{uuid.uuid4().hex}"
+    logged.sdk(logged.logged_key).embeddings.create(
+        model="text-embedding-3-small", input=f"embed {PATTERN_SECRET}", extra_headers={"x-request-id": rid})
+    stored = logged.body(rid)
+    response = json.loads(stored.response or "")
+    # The SDK asks for base64 vectors unless told otherwise.
+    assert re.fullmatch(r"\[base64, \d+ characters\]", response["data"][0]["embedding"])
+    assert json.loads(stored.request or "")["input"] == "embed [REDACTED]"
 
 
 def _old_rows(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

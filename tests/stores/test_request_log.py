@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from switchboard.observability.request_log import BodyWriter
 from switchboard.stores import UsageRecord
 from switchboard.stores.factory import open_at, open_database
 from switchboard.stores.protocols import RequestBody
@@ -240,3 +241,17 @@ async def test_the_migration_keeps_the_records_a_ledger_already_has(fresh_url: s
         finally:
             await engine.dispose()
         assert rows == {f"old-{n}": partition_name("usage_records", _day(n)) for n in (0, 3, 400)}
+
+
+async def test_the_body_writer_drops_what_overflows_and_flushes_on_close(backend: Backend) -> None:
+    log = backend.stores.request_log
+    assert log is not None
+    writer = BodyWriter(log, queue_max=3, flush_seconds=30, batch=2)
+    writer.start()
+    for n in range(5):
+        writer.put(body(f"w{n}"))
+    assert (writer.pending, writer.dropped) == (3, 2)  # the queue holds 3; 2 were dropped, counted
+    await writer.close()  # the last bodies are written before the stores close
+    assert writer.pending == 0
+    stored = [await log.get("tenant-a", f"w{n}") is not None for n in range(5)]
+    assert stored == [True, True, True, False, False]
