@@ -201,9 +201,10 @@ class SqlRequestLog:
 
 
 async def _serialize(conn: AsyncConnection) -> None:
-    """One instance at a time does partition work; none waits long for a table's lock."""
-    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_LOCK_ID})
+    """One instance at a time does partition work; none waits long for a lock (another
+    instance's maintenance, a table a long query reads): it gives up, and the next round works."""
     await conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_LOCK_ID})
 
 
 async def _day_partitions(conn: AsyncConnection, table: str) -> list[tuple[str, date]]:
