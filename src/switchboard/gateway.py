@@ -130,8 +130,8 @@ class Gateway:
         # The request log's bodies, when a policy keeps some: the caller and model are known here,
         # and a request refused by the limits or budgets below is logged with its error.
         if self.body_policies:
-            log = self.settings.request_log
-            stages.append(CaptureStage(self.body_policies, Redactor(log.redact), log.max_body_bytes,
+            bodies = self.settings.request_log
+            stages.append(CaptureStage(self.body_policies, Redactor(bodies.redact), bodies.max_body_bytes,
                                        lambda: self.bodies))
         stages.append(RateLimitStage(
             self.settings.limits,
