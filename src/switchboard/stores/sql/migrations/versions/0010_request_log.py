@@ -7,8 +7,9 @@ retention drops whole partitions; a partitioned table's unique keys must hold th
 SQLite keeps plain tables with the same key (retention deletes by ``created_at`` there).
 
 PostgreSQL: ``usage_records`` already holds the ledger. It is renamed, a partitioned table is
-created in its place with a partition for every day it has rows for (and today and the next two
-days), the rows are copied over, and the old table is dropped, all in the migration's transaction.
+created in its place with a partition for every day of the last 120 it has rows for (and today
+and the next two days; older rows go to the DEFAULT partition), the rows are copied over, and
+the old table is dropped, all in the migration's transaction.
 
 Revision ID: 0010
 Revises: 0009
@@ -30,6 +31,8 @@ depends_on = None
 
 # Partitions made ahead of time; the request log's maintenance keeps this many (request_log.py).
 DAYS_AHEAD = 2
+# Existing usage records this recent get day partitions; older ones the DEFAULT partition.
+BACKFILL_DAYS = 120
 _USAGE_INDEXES = {
     "ix_usage_records_tenant_created": "tenant_id, created_at",
     "ix_usage_records_created": "created_at",
@@ -63,9 +66,12 @@ def _partition_usage_records() -> None:
     op.execute("ALTER TABLE usage_records ADD CONSTRAINT usage_records_pkey "
                "PRIMARY KEY (request_id, created_at)")
     op.execute("CREATE TABLE usage_records_default PARTITION OF usage_records DEFAULT")
+    # Day partitions for the recent rows; older ones go to the DEFAULT partition (thousands of
+    # partitions made in one transaction would exhaust PostgreSQL's lock table).
     days = op.get_bind().execute(sa.text(
-        "SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date FROM usage_records_unpartitioned"
-    )).scalars().all()
+        "SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date FROM usage_records_unpartitioned "
+        "WHERE created_at >= now() - make_interval(days => :days)"
+    ), {"days": BACKFILL_DAYS}).scalars().all()
     for day in days:
         _partition("usage_records", day)
     _partitions_ahead("usage_records")
