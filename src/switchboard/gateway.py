@@ -16,12 +16,15 @@ from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.limits.cache import LimitCache
 from switchboard.observability.observers import Observer
+from switchboard.observability.redact import Redactor
+from switchboard.observability.request_log import BodyWriter, Maintenance, Policies
 from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.access import ModelAccessStage
 from switchboard.pipeline.attempts import AttemptStage
 from switchboard.pipeline.auth import Authenticator, AuthStage
 from switchboard.pipeline.budgets import BudgetStage
 from switchboard.pipeline.caller_credentials import CallerCredentialsStage
+from switchboard.pipeline.capture import CaptureStage
 from switchboard.pipeline.chain import Handler, Stage, build_chain
 from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
@@ -88,6 +91,11 @@ class Gateway:
         self.stores: Stores | None = None  # opened in start(): they connect to databases
         # What watches finished requests (observability/observers.py): metrics, alerts.
         self.observers: list[Observer] = []
+        # The request log (docs/observability.md): which bodies are kept, their writer, and the
+        # partitions and retention of the log (opened in start()).
+        self.body_policies = Policies(settings.request_log.bodies)
+        self.bodies: BodyWriter | None = None
+        self.log_maintenance: Maintenance | None = None
         self.ready = False
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
@@ -119,6 +127,12 @@ class Gateway:
         ]
         if operation == "count_tokens":
             return stages
+        # The request log's bodies, when a policy keeps some: the caller and model are known here,
+        # and a request refused by the limits or budgets below is logged with its error.
+        if self.body_policies:
+            bodies = self.settings.request_log
+            stages.append(CaptureStage(self.body_policies, Redactor(bodies.redact), bodies.max_body_bytes,
+                                       lambda: self.bodies))
         stages.append(RateLimitStage(
             self.settings.limits,
             lambda: self.stores.limiter if self.stores is not None else None,
@@ -170,6 +184,16 @@ class Gateway:
                                   max_bytes=spend.spool_max_bytes, flush_seconds=spend.flush_seconds,
                                   batch=spend.flush_batch)
         await self.usage.start()
+        request_log = self.settings.request_log
+        if self.stores.request_log is not None:
+            self.log_maintenance = Maintenance(self.stores.request_log, request_log.retention)
+            await self.log_maintenance.start()
+            if self.body_policies:
+                self.bodies = BodyWriter(
+                    self.stores.request_log, queue_max=request_log.queue_max,
+                    flush_seconds=request_log.flush_seconds, batch=request_log.flush_batch,
+                )
+                self.bodies.start()
         if self.stores.budgets is not None:
             self.budgets = BudgetBook(
                 self.settings.budgets, self.stores.budgets, self.stores.budget_counters, self.stores.ledger,
@@ -215,6 +239,12 @@ class Gateway:
         if self.usage is not None:
             await self.usage.close()  # the last batch; what cannot be stored stays spooled
             self.usage = None
+        if self.bodies is not None:
+            await self.bodies.close()  # the last bodies, before the stores close
+            self.bodies = None
+        if self.log_maintenance is not None:
+            await self.log_maintenance.close()
+            self.log_maintenance = None
         if self.key_cache is not None:
             await self.key_cache.close()
             self.key_cache = None

@@ -33,6 +33,10 @@ async def schema(url: str) -> tuple[list[str], list[str]]:
     try:
         async with engine.connect() as conn:
             tables = await conn.run_sync(lambda c: sorted(sa.inspect(c).get_table_names()))
+            if engine.dialect.name == "postgresql":  # the time partitions are not tables of their own
+                query = sa.text("SELECT relname FROM pg_class WHERE relispartition")
+                partitions = set((await conn.execute(query)).scalars())
+                tables = [name for name in tables if name not in partitions]
             versions = [r[0] for r in await conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
     finally:
         await engine.dispose()

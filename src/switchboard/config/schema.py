@@ -476,9 +476,82 @@ class TracingConfig(_Strict):
         return check_http_url(value)
 
 
+_LogName = Annotated[str, Field(min_length=1, max_length=256)]
+# Bounds on redaction patterns: each is run over every string of every stored body.
+MAX_REDACT_PATTERNS = 32
+MAX_PATTERN_LENGTH = 512
+# Headers never stored as sent, whatever the configuration (request_log.redact.headers adds to them).
+ALWAYS_REDACTED_HEADERS = ("authorization", "x-api-key", "api-key", "cookie", "proxy-authorization")
+
+
+class BodyPolicy(_Strict):
+    """Which requests have their bodies kept: every condition given must match (none given: every
+    request), and what is kept of them."""
+
+    tenant: _LogName | None = None
+    team: _LogName | None = None
+    key: _LogName | None = None  # the key's id (key_...)
+    model: _LogName | None = None  # the requested model name, or a ``*`` pattern
+    request: bool = True
+    response: bool = True
+    headers: bool = False  # the request's headers (credentials always redacted)
+
+
+_FieldName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
+
+
+class RedactConfig(_Strict):
+    """Applied to a body before it leaves the request: nothing unredacted is queued or stored."""
+
+    # Header names (case-insensitive), on top of ALWAYS_REDACTED_HEADERS.
+    headers: Annotated[list[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]],
+                       Field(max_length=64)] = Field(default_factory=list)
+    # JSON keys at any depth (``ssn``), or dotted paths from the top (``messages.content``; lists
+    # are walked through): the value is replaced by "[REDACTED]".
+    fields: Annotated[list[_FieldName], Field(max_length=128)] = Field(default_factory=list)
+    # Regular expressions (Python syntax) searched in every string value; each match is replaced.
+    patterns: Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_LENGTH)]],
+                        Field(max_length=MAX_REDACT_PATTERNS)] = Field(default_factory=list)
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc}): {pattern!r}") from None
+            if compiled.match(""):
+                raise ValueError(f"matches the empty string, so it would redact nothing useful: {pattern!r}")
+        return value
+
+
+class RetentionConfig(_Strict):
+    """How long the request log keeps what it stores (docs/observability.md)."""
+
+    days: Annotated[int, Field(ge=1, le=36_500)] = 30  # bodies
+    # Cap on the bodies' total size; the oldest days are dropped first (None: no cap).
+    max_bytes: Annotated[int, Field(ge=MIB)] | None = None
+    # The usage records themselves; None keeps them: they are the spend record (budgets, reports).
+    records_days: Annotated[int, Field(ge=1, le=36_500)] | None = None
+    # How often partitions are made ahead and retention runs, on every instance (serialized).
+    interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
+
+
 class RequestLogConfig(_Strict):
     """The request log (docs/observability.md): every usage record, and the bodies of the
     requests a policy selects, redacted before they are stored."""
+
+    # None listed: no bodies are kept (the usage record is the log).
+    bodies: Annotated[list[BodyPolicy], Field(max_length=256)] = Field(default_factory=list)
+    # Each body (request, response) is cut at this many bytes (at a UTF-8 boundary).
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * MIB)] = 64 * 1024
+    redact: RedactConfig = RedactConfig()
+    retention: RetentionConfig = RetentionConfig()
+    # Bodies waiting to be written; beyond this many, new ones are dropped (and counted).
+    queue_max: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    flush_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    flush_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
 
 
 class AnalyticsConfig(_Strict):

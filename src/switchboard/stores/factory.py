@@ -55,6 +55,7 @@ from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.limits import SqlLimitStore
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.providers import SqlProviderStore
+from switchboard.stores.sql.request_log import SqlRequestLog
 from switchboard.stores.sql.routing import SqlRoutingStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
 from switchboard.stores.sql.tenancy import SqlTenancyStore
@@ -220,6 +221,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         budget_counters=budget_counters,
         routing=SqlRoutingStore(engine),
         health=health,
+        request_log=SqlRequestLog(engine),
         _closers=closers,
     )
 

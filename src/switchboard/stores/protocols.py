@@ -822,8 +822,52 @@ class TenancyStore(Protocol):
 # -- observability (docs/observability.md) --
 
 
+@dataclass(frozen=True, slots=True)
+class RequestBody:
+    """What the request log keeps of one request beside its usage record, already redacted:
+    the request and response as JSON text (cut at ``request_log.max_body_bytes``, then
+    ``truncated``), and the request's headers when the policy keeps them. ``created_at`` is when
+    the request started (as its usage record's, to within the clock's reading)."""
+
+    request_id: str
+    tenant_id: str
+    created_at: datetime
+    request: str | None = None
+    response: str | None = None
+    request_headers: Mapping[str, str] | None = None
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionDone:
+    """What one retention pass removed: whole partitions (PostgreSQL), rows (SQLite, and rows
+    PostgreSQL's DEFAULT partitions held)."""
+
+    partitions_dropped: tuple[str, ...] = ()
+    rows_deleted: int = 0
+
+
 class RequestLogStore(Protocol):
     """The request log's bodies (table request_bodies) and its retention (time partitions)."""
+
+    async def append(self, bodies: Sequence[RequestBody]) -> None:
+        """Store bodies; one already stored (same request id and time) is kept as it was."""
+        ...
+
+    async def get(self, tenant_id: str, request_id: str) -> RequestBody | None: ...
+
+    async def prepare(self, now: datetime, days_ahead: int = 2) -> list[str]:
+        """Make the day partitions of ``now``'s UTC day and the ``days_ahead`` after it, for the
+        usage records and the bodies (PostgreSQL; nothing to do on SQLite). Idempotent, and
+        serialized across instances. Returns the partitions it created."""
+        ...
+
+    async def retain(
+        self, now: datetime, *, days: int, records_days: int | None = None, max_bytes: int | None = None,
+    ) -> RetentionDone:
+        """Remove bodies older than ``days``, usage records older than ``records_days`` (None:
+        kept), and the oldest bodies while they take more than ``max_bytes`` (None: no cap)."""
+        ...
 
 
 # ---

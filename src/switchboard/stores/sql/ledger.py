@@ -1,4 +1,5 @@
-"""The usage ledger in SQL: idempotent appends (``ON CONFLICT (request_id) DO NOTHING``).
+"""The usage ledger in SQL: idempotent appends (``ON CONFLICT (request_id, created_at) DO NOTHING``;
+a replayed record has the same time, and the key holds it for the time partitions, revision 0010).
 
 ``append_rows`` is the usage writer's path, many records a second under load: one statement
 prepared by the driver and run over every row (``executemany``), each row converted by one small
@@ -31,6 +32,8 @@ from switchboard.stores.sql.times import from_db, to_db
 
 # The column a budget's scope is recorded in (the tenant's is the tenant itself).
 _SCOPE_COLUMNS = {"tenant": t.c.tenant_id, "team": t.c.team_id, "user": t.c.user_id, "key": t.c.key_id}
+# The primary key: a replayed record has the same id and time (revision 0010).
+KEY = [t.c.request_id, t.c.created_at]
 # Rows per INSERT: well under SQLite's and asyncpg's bound-parameter limits.
 BATCH = 500
 NANO = Decimal(10**9)
@@ -119,7 +122,7 @@ def _postgres_value(row: UsageRow) -> tuple[Any, ...]:
 def _insert_rows_sql(engine: AsyncEngine) -> tuple[str, Callable[[UsageRow], tuple[Any, ...]]]:
     """The INSERT of one row in the driver's own parameter style, and the row converter."""
     values = {name: sa.bindparam(name, type_=t.c[name].type) for name in USAGE_ROW}
-    stmt = insert(engine, t).values(values).on_conflict_do_nothing(index_elements=[t.c.request_id])
+    stmt = insert(engine, t).values(values).on_conflict_do_nothing(index_elements=KEY)
     compiled = stmt.compile(dialect=engine.dialect)
     if tuple(compiled.positiontup or ()) != USAGE_ROW:  # the converters follow USAGE_ROW's order
         raise RuntimeError(f"unexpected parameter order: {compiled.positiontup}")
@@ -266,7 +269,7 @@ class SqlUsageLedger:
         async with self._engine.begin() as conn:
             stmt = (
                 insert(self._engine, t)
-                .on_conflict_do_nothing(index_elements=[t.c.request_id])
+                .on_conflict_do_nothing(index_elements=KEY)
                 .returning(t.c.request_id)
             )
             for start in range(0, len(records), BATCH):

@@ -33,7 +33,7 @@ api_keys = sa.Table(
 usage_records = sa.Table(
     "usage_records",
     metadata,
-    sa.Column("request_id", sa.String(128), primary_key=True),
+    sa.Column("request_id", sa.String(128), nullable=False),
     sa.Column("tenant_id", sa.String(64), nullable=False),
     sa.Column("key_id", sa.String(64)),
     sa.Column("team_id", sa.String(64)),
@@ -71,6 +71,8 @@ usage_records = sa.Table(
     # the gateway's own milliseconds and the upstream's (revision 0010)
     sa.Column("overhead_ms", sa.Integer),
     sa.Column("upstream_ms", sa.Integer),
+    # the key holds the time: PostgreSQL partitions the table by day on it (revision 0010)
+    sa.PrimaryKeyConstraint("request_id", "created_at"),
 )
 
 audit_log = sa.Table(
@@ -301,4 +303,6 @@ request_bodies = sa.Table(
     sa.Column("truncated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.PrimaryKeyConstraint("request_id", "created_at"),
     sa.Index("ix_request_bodies_tenant_created", "tenant_id", "created_at"),
+    # retention on SQLite deletes by created_at range through it (PostgreSQL drops partitions)
+    sa.Index("ix_request_bodies_created", "created_at"),
 )

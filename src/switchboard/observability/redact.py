@@ -1,0 +1,64 @@
+"""Redaction of what the request log keeps: header values, JSON fields and text patterns.
+
+Built once from ``request_log.redact`` (patterns compiled at start) and applied to a body before
+it leaves the request, so the write queue and the database only ever hold redacted text:
+
+- headers: the value of every listed header (case-insensitive), and always of the credential
+  headers (``ALWAYS_REDACTED_HEADERS``), becomes ``[REDACTED]``; the patterns apply to the rest;
+- fields: a name without a dot is a JSON key at any depth (``ssn``); a dotted name is a path from
+  the top (``messages.content``), lists walked through; the whole value becomes ``[REDACTED]``;
+- patterns: searched in every string value left (keys are kept); each match becomes
+  ``[REDACTED]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from switchboard.config.schema import ALWAYS_REDACTED_HEADERS, RedactConfig
+
+REDACTED = "[REDACTED]"
+
+
+class Redactor:
+    def __init__(self, config: RedactConfig) -> None:
+        self._headers = frozenset(h.lower() for h in (*ALWAYS_REDACTED_HEADERS, *config.headers))
+        self._keys = frozenset(f for f in config.fields if "." not in f)
+        # Dotted paths as a tree: {"messages": {"content": {"": True}}}; "" marks a path's end.
+        self._paths: dict[str, Any] = {}
+        for name in config.fields:
+            if "." in name:
+                node = self._paths
+                for part in name.split("."):
+                    node = node.setdefault(part, {})
+                node[""] = True
+        self._pattern = re.compile("|".join(f"(?:{p})" for p in config.patterns)) if config.patterns else None
+
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        return {name: REDACTED if name.lower() in self._headers else self.text(value)
+                for name, value in headers.items()}
+
+    def text(self, value: str) -> str:
+        return value if self._pattern is None else self._pattern.sub(REDACTED, value)
+
+    def json(self, value: Any) -> Any:
+        """A redacted copy of a parsed JSON value (the input is left as it was)."""
+        return self._walk(value, self._paths)
+
+    def _walk(self, value: Any, paths: dict[str, Any] | None) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self._walk(item, paths) for item in value]  # a path walks through lists
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                below = paths.get(key) if paths else None
+                if key in self._keys or (below is not None and "" in below):  # listed key or path
+                    out[key] = REDACTED
+                else:
+                    out[key] = self._walk(item, below)
+            return out
+        return value

@@ -1,0 +1,231 @@
+"""The capture stage: the request and response bodies the request log's policy selects.
+
+Added to the model calls only when ``request_log.bodies`` lists a policy (nothing to pay
+otherwise), after the route stage: the caller and the requested model are known. For a request a
+policy selects it keeps, as the policy says:
+
+- the request: the body as the client sent it (parsed JSON; text if it is not JSON);
+- the response: a complete reply's body (an embeddings reply with each vector replaced by its
+  size); for a stream, one message assembled from what was
+  relayed (the text, reasoning and tool calls of each choice, the finish reason and the usage,
+  shaped as a non-stream reply with ``"object": "chat.completion"`` or ``"text_completion"``),
+  collected up to ``max_body_bytes``; for an error, the error (type, code, message);
+- the request's headers.
+
+Everything is redacted (observability/redact.py) and cut to ``max_body_bytes`` at a UTF-8
+boundary (``truncated``) after the response was written, before it is queued: the writer's queue
+and the database only ever hold redacted text. A large body is handled in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from switchboard.context import LARGE_BODY_BYTES, Chunk, Reply, RequestContext, Result, StreamReply
+from switchboard.errors import GatewayError
+from switchboard.observability.redact import Redactor
+from switchboard.observability.request_log import BodyWriter, Keep, Policies
+from switchboard.pipeline.chain import Handler, map_result
+from switchboard.stores.protocols import RequestBody
+
+DEFAULT_TENANT = "default"  # as the usage record's (pipeline/usage.py)
+
+
+def cut(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` within ``limit`` UTF-8 bytes, cut at a character boundary; whether it was cut."""
+    if len(text) <= limit // 4:  # fast path: even four bytes a character fit
+        return text, False
+    data = text.encode()
+    if len(data) <= limit:
+        return text, False
+    return data[:limit].decode(errors="ignore"), True
+
+
+class Assembled:
+    """A stream's chunks folded into one reply, bounded by ``limit`` bytes of text."""
+
+    __slots__ = ("choices", "created", "id", "kind", "limit", "model", "size", "truncated", "usage")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.truncated = False
+        self.id: Any = None
+        self.model: Any = None
+        self.created: Any = None
+        self.usage: Any = None
+        self.kind = "chat.completion"
+        self.choices: dict[int, dict[str, Any]] = {}
+
+    def _add(self, into: dict[str, Any], key: str, value: Any) -> None:
+        if not isinstance(value, str) or not value or self.truncated:
+            return
+        if self.size + len(value) > self.limit:  # the text stops here: no later piece is added
+            self.truncated = True
+            return
+        self.size += len(value)
+        into[key] = into.get(key, "") + value
+
+    def batch(self, batch: list[Chunk]) -> list[Chunk]:
+        for chunk in batch:
+            self.id = chunk.get("id", self.id)
+            self.model = chunk.get("model", self.model)
+            self.created = chunk.get("created", self.created)
+            if chunk.get("usage"):
+                self.usage = chunk["usage"]
+            for choice in chunk.get("choices") or ():
+                index = choice.get("index", 0)
+                state = self.choices.setdefault(index, {"message": {}, "tool_calls": {}})
+                if choice.get("finish_reason"):
+                    state["finish_reason"] = choice["finish_reason"]
+                if "text" in choice:  # completions
+                    self.kind = "text_completion"
+                    self._add(state, "text", choice["text"])
+                delta = choice.get("delta") or {}
+                message = state["message"]
+                if delta.get("role"):
+                    message["role"] = delta["role"]
+                for key in ("content", "reasoning_content", "refusal"):
+                    self._add(message, key, delta.get(key))
+                for call in delta.get("tool_calls") or ():
+                    slot = state["tool_calls"].setdefault(call.get("index", 0), {"function": {}})
+                    for key in ("id", "type"):
+                        if call.get(key):
+                            slot[key] = call[key]
+                    fn = call.get("function") or {}
+                    for key in ("name", "arguments"):
+                        self._add(slot["function"], key, fn.get(key))
+        return batch
+
+    def reply(self) -> dict[str, Any]:
+        choices = []
+        for index in sorted(self.choices):
+            state = self.choices[index]
+            out: dict[str, Any] = {"index": index}
+            if self.kind == "text_completion":
+                out["text"] = state.get("text", "")
+            else:
+                message = {"role": "assistant", **state["message"]}
+                message.setdefault("content", None)
+                if state["tool_calls"]:
+                    message["tool_calls"] = [state["tool_calls"][i] for i in sorted(state["tool_calls"])]
+                out["message"] = message
+            out["finish_reason"] = state.get("finish_reason")
+            choices.append(out)
+        reply: dict[str, Any] = {"id": self.id, "object": self.kind, "created": self.created,
+                                 "model": self.model, "choices": choices}
+        if self.usage is not None:
+            reply["usage"] = self.usage
+        return reply
+
+
+def without_vectors(body: dict[str, Any]) -> dict[str, Any]:
+    """An embeddings reply with each vector replaced by its size: megabytes of floats say nothing
+    in a log, and would cost the event loop to redact and encode."""
+    data = body.get("data")
+    if not isinstance(data, list):
+        return body
+    items = []
+    for item in data:
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(vector, list):
+            item = {**item, "embedding": f"[{len(vector)} dimensions]"}
+        elif isinstance(vector, str):
+            item = {**item, "embedding": f"[base64, {len(vector)} characters]"}
+        items.append(item)
+    return {**body, "data": items}
+
+
+class _Capture:
+    __slots__ = ("created_at", "error", "keep", "reply", "stream", "tenant")
+
+    def __init__(self, keep: Keep, tenant: str, created_at: datetime) -> None:
+        self.keep = keep
+        self.tenant = tenant
+        self.created_at = created_at
+        self.reply: dict[str, Any] | None = None
+        self.stream: Assembled | None = None
+        self.error: GatewayError | None = None
+
+
+class CaptureStage:
+    name = "capture"
+
+    def __init__(self, policies: Policies, redactor: Redactor, max_body_bytes: int,
+                 writer: Callable[[], BodyWriter | None]) -> None:
+        self._policies = policies
+        self._redactor = redactor
+        self._limit = max_body_bytes
+        self._writer = writer
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        p = ctx.principal
+        model = ctx.request.get("model")
+        tenant = (p.tenant_id if p is not None else None) or DEFAULT_TENANT
+        keep = self._policies.decide(tenant, p.team_id if p else None, p.key_id if p else None,
+                                     model if isinstance(model, str) else "")
+        if keep is None:
+            return await call_next(ctx)
+        started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - ctx.started)
+        capture = _Capture(keep, tenant, started)
+        ctx.after(lambda c: self._after(c, capture))
+        try:
+            result = await call_next(ctx)
+        except GatewayError as exc:
+            capture.error = exc
+            raise
+        if not keep.response:
+            return result
+        if isinstance(result, Reply):
+            capture.reply = without_vectors(result.body) if ctx.operation == "embeddings" else result.body
+        elif isinstance(result, StreamReply):
+            capture.stream = Assembled(self._limit)
+            return map_result(result, batch=capture.stream.batch)
+        return result
+
+    async def _after(self, ctx: RequestContext, capture: _Capture) -> None:
+        writer = self._writer()
+        if writer is None:
+            return
+        if len(ctx.body) > LARGE_BODY_BYTES:  # parsing and redacting it would stall the loop
+            body = await asyncio.to_thread(self.body, ctx, capture)
+        else:
+            body = self.body(ctx, capture)
+        writer.put(body)
+
+    def body(self, ctx: RequestContext, capture: _Capture) -> RequestBody:
+        """The redacted, bounded record of one request's bodies."""
+        keep, redact, truncated = capture.keep, self._redactor, False
+        request = response = None
+        if keep.request:
+            request, cut_request = cut(self._json_text(ctx.body), self._limit)
+            truncated |= cut_request
+        if keep.response:
+            shown: Any = None
+            if capture.error is not None:
+                e = capture.error
+                shown = {"error": {"type": e.type, "code": e.code, "message": str(e)}}
+            elif capture.stream is not None:
+                shown = capture.stream.reply()
+                truncated |= capture.stream.truncated
+            elif capture.reply is not None:
+                shown = capture.reply
+            if shown is not None:
+                response, cut_response = cut(orjson.dumps(redact.json(shown)).decode(), self._limit)
+                truncated |= cut_response
+        headers = redact.headers(ctx.headers) if keep.headers else None
+        return RequestBody(request_id=ctx.request_id, tenant_id=capture.tenant, created_at=capture.created_at,
+                           request=request, response=response, request_headers=headers, truncated=truncated)
+
+    def _json_text(self, raw: bytes) -> str:
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return self._redactor.text(raw.decode(errors="replace"))
+        return orjson.dumps(self._redactor.json(parsed)).decode()

@@ -1,0 +1,297 @@
+"""The request log's bodies and retention, end to end: a policy keeps one key's request and
+response bodies and not another's; headers, fields and patterns are redacted before anything is
+stored (and never reach the process's log); long bodies are cut; a stream is stored as the
+message it assembled to; retention removes records and bodies past their age (whole partitions
+dropped on PostgreSQL). Every test runs on the embedded default (SQLite) and on a cluster
+(PostgreSQL + Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import sqlalchemy as sa
+
+from switchboard.stores.factory import open_at
+from switchboard.stores.protocols import RequestBody
+from switchboard.stores.sql import tables
+from switchboard.stores.sql.engine import create_engine
+from switchboard.stores.sql.request_log import PG_LOCK_ID, day_start, partition_name
+from tests import ledger
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.services import Postgres, RedisServer
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+# What the redaction must hide: a pattern's match, a field at any depth, a dotted path, a header.
+PATTERN_SECRET = "SECRET-482913"
+FIELD_SECRET = "customer-7731-ssn"
+PATH_SECRET = "alice-internal-name"
+HEADER_SECRET = "hdr-value-55aa21"
+SECRETS = (PATTERN_SECRET, FIELD_SECRET, PATH_SECRET, HEADER_SECRET)
+MAX_BODY = 2048
+
+
+@dataclass
+class Logged:
+    kind: str
+    config: dict[str, Any]
+    gateway: Gateway
+    tmp: Path
+    logged_key: dict[str, Any]  # a policy keeps its bodies
+    other_key: dict[str, Any]  # no policy for it
+
+    @property
+    def database(self) -> str:
+        return ledger.database_of(self.config, self.tmp)
+
+    def sdk(self, key: dict[str, Any]) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=key["key"], max_retries=0, timeout=30)
+
+    def body(self, request_id: str, timeout: float = 20.0) -> RequestBody:
+        """The stored body of a request, once the writer has stored it (polled with a deadline)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = asyncio.run(_get_body(self.database, request_id))
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no stored body for {request_id}")
+            time.sleep(0.1)
+
+
+async def _get_body(database: str, request_id: str) -> RequestBody | None:
+    stores = await open_at(database, None)
+    try:
+        assert stores.request_log is not None
+        return await stores.request_log.get("default", request_id)
+    finally:
+        await stores.close()
+
+
+def _key(gateway: Gateway, team: str) -> dict[str, Any]:
+    resp = httpx.post(f"{gateway.url}/admin/v1/keys", json={"models": ["*"], "team": team}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def logged(
+    request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Logged]:
+    tmp = tmp_path_factory.mktemp(f"request-log-{request.param}")
+    config = openai_config(mock_upstream)
+    config["spend"] = {"flush_seconds": 0.1}
+    if request.param == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"reqlog_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    # The keys first (a policy names a key by its id), then the gateway with the policy.
+    first = start_gateway(config, tmp)
+    logged_key, other_key = _key(first, "team-logged"), _key(first, "team-other")
+    first.process.stop()
+    config["request_log"] = {
+        "bodies": [{"key": logged_key["id"], "request": True, "response": True, "headers": True}],
+        "max_body_bytes": MAX_BODY,
+        "redact": {
+            "headers": ["X-Customer-Secret"],
+            "fields": ["user", "messages.name"],
+            "patterns": [r"SECRET-\d{6}"],
+        },
+        "retention": {"days": 30, "records_days": 60, "interval_seconds": 0.3},
+        "flush_seconds": 0.1,
+    }
+    gw = start_gateway(config, tmp)
+    yield Logged(request.param, config, gw, tmp, logged_key, other_key)
+    gw.process.stop()
+
+
+def _chat(logged: Logged, key: dict[str, Any], content: str, **extra: Any) -> str:
+    """One chat call with every kind of secret in it; its request id."""
+    rid = f"reqlog-{uuid.uuid4().hex}"
+    messages = [{"role": "user", "content": content, "name": PATH_SECRET}]
+    headers = {"x-request-id": rid, "x-customer-secret": HEADER_SECRET}
+    reply = logged.sdk(key).chat.completions.create(
+        model="gpt-4o-mini", messages=messages, user=FIELD_SECRET, extra_headers=headers, **extra)  # type: ignore[call-overload]
+    if extra.get("stream"):
+        for _ in reply:
+            pass
+    return rid
+
+
+def test_a_policy_keeps_its_keys_bodies_redacted_and_not_another_keys(logged: Logged) -> None:
+    other = _chat(logged, logged.other_key, f"not logged {PATTERN_SECRET}")
+    rid = _chat(logged, logged.logged_key, f"my code is {PATTERN_SECRET}, keep it")
+    ledger.wait_for(logged.database, {other, rid})
+    stored = logged.body(rid)
+    assert stored.tenant_id == "default" and not stored.truncated
+    assert stored.request is not None and stored.response is not None and stored.request_headers is not None
+    request = json.loads(stored.request)
+    assert request["messages"] == [{"role": "user", "content": "my code is [REDACTED], keep it",
+                                    "name": "[REDACTED]"}]
+    assert request["user"] == "[REDACTED]" and request["model"] == "gpt-4o-mini"
+    response = json.loads(stored.response)
+    assert response["object"] == "chat.completion"
+    assert response["choices"][0]["message"]["content"].endswith("You said: my code is [REDACTED], keep it")
+    headers = stored.request_headers
+    assert headers["x-customer-secret"] == "[REDACTED]" and headers["authorization"] == "[REDACTED]"
+    assert headers["x-request-id"] == rid
+    everything = stored.request + stored.response + json.dumps(headers)
+    for secret in (*SECRETS, logged.logged_key["key"]):
+        assert secret not in everything
+    # The other key's request has its usage record, and no body (the writer keeps the order of
+    # requests, and the logged one after it is stored).
+    assert asyncio.run(_get_body(logged.database, other)) is None
+
+
+def test_a_long_body_is_cut_at_the_size_limit(logged: Logged) -> None:
+    rid = _chat(logged, logged.logged_key, "é" * 3000 + PATTERN_SECRET)
+    stored = logged.body(rid)
+    assert stored.truncated
+    assert stored.request is not None and stored.response is not None
+    for text in (stored.request, stored.response):
+        assert len(text.encode()) <= MAX_BODY
+        assert PATTERN_SECRET not in text
+    assert stored.request.startswith('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"éé')
+
+
+def test_a_stream_is_stored_as_the_message_it_assembled_to(logged: Logged) -> None:
+    rid = _chat(logged, logged.logged_key, f"streamed {PATTERN_SECRET}", stream=True,
+                stream_options={"include_usage": True})
+    stored = logged.body(rid)
+    assert stored.response is not None and not stored.truncated
+    response = json.loads(stored.response)
+    assert response["object"] == "chat.completion"
+    [choice] = response["choices"]
+    assert choice["message"]["role"] == "assistant" and choice["finish_reason"] == "stop"
+    assert choice["message"]["content"].endswith("You said: streamed [REDACTED]")
+    assert response["usage"]["completion_tokens"] > 0
+    assert json.loads(stored.request or "")["stream"] is True
+
+
+def test_a_refused_request_is_logged_with_its_error(logged: Logged) -> None:
+    rid = f"reqlog-{uuid.uuid4().hex}"
+    with pytest.raises(openai.APIStatusError):
+        logged.sdk(logged.logged_key).chat.completions.create(
+            model="unreachable", messages=[{"role": "user", "content": f"fails {PATTERN_SECRET}"}],
+            extra_headers={"x-request-id": rid})
+    stored = logged.body(rid)
+    error = json.loads(stored.response or "")["error"]
+    assert error["code"] and error["type"]
+    assert PATTERN_SECRET not in (stored.request or "")
+
+
+def test_an_embeddings_reply_is_kept_without_its_vectors(logged: Logged) -> None:
+    rid = f"reqlog-{uuid.uuid4().hex}"
+    logged.sdk(logged.logged_key).embeddings.create(
+        model="text-embedding-3-small", input=f"embed {PATTERN_SECRET}", extra_headers={"x-request-id": rid})
+    stored = logged.body(rid)
+    response = json.loads(stored.response or "")
+    # The SDK asks for base64 vectors unless told otherwise.
+    assert re.fullmatch(r"\[base64, \d+ characters\]", response["data"][0]["embedding"])
+    assert json.loads(stored.request or "")["input"] == "embed [REDACTED]"
+
+
+def _old_rows(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Records 90, 45 and 1 days old; bodies 45 and 1 days old."""
+    records = [
+        {"request_id": f"old-{n}", "tenant_id": "default", "model": "gpt-4o-mini", "status": 200,
+         "prompt_tokens": 1, "completion_tokens": 2, "cost_nano_usd": 1000, "latency_ms": 5,
+         "created_at": now - timedelta(days=n), "metadata": {}}
+        for n in (90, 45, 1)
+    ]
+    bodies = [{"request_id": f"old-{n}", "tenant_id": "default", "created_at": now - timedelta(days=n),
+               "request": "{}", "response": "{}", "truncated": False} for n in (45, 1)]
+    return records, bodies
+
+
+async def _insert_old(database: str, kind: str, now: datetime) -> dict[str, str]:
+    """Back-dated rows, each (on PostgreSQL) in its day's partition, made here as the gateway
+    would have made it then; the partition each landed in."""
+    records, bodies = _old_rows(now)
+    engine = create_engine(database)
+    try:
+        async with engine.begin() as conn:
+            if kind == "cluster":  # the gateway's maintenance waits until these are in place
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_LOCK_ID})
+                for table in ("usage_records", "request_bodies"):
+                    for n in (90, 45, 1):
+                        start = day_start((now - timedelta(days=n)).date())
+                        name = partition_name(table, start.date())
+                        await conn.execute(sa.text(
+                            f'CREATE TABLE IF NOT EXISTS "{name}" PARTITION OF {table} FOR VALUES '
+                            f"FROM ('{start.isoformat()}') TO ('{(start + timedelta(days=1)).isoformat()}')"))
+            await conn.execute(sa.insert(tables.usage_records), records)
+            await conn.execute(sa.insert(tables.request_bodies), bodies)
+            if kind != "cluster":
+                return {}
+            homes = {}
+            for table in ("usage_records", "request_bodies"):
+                query = sa.text(f"SELECT request_id, tableoid::regclass::text FROM {table} "
+                                "WHERE request_id LIKE 'old-%'")
+                homes.update({f"{table}/{rid}": home for rid, home in (await conn.execute(query)).all()})
+            return homes
+    finally:
+        await engine.dispose()
+
+
+async def _remaining(database: str, kind: str) -> tuple[set[str], set[str], set[str]]:
+    """Old records and bodies still stored, and the partitions left (PostgreSQL)."""
+    engine = create_engine(database)
+    try:
+        async with engine.connect() as conn:
+            found = []
+            for table in (tables.usage_records, tables.request_bodies):
+                query = sa.select(table.c.request_id).where(table.c.request_id.like("old-%"))
+                found.append(set((await conn.execute(query)).scalars()))
+            parts: set[str] = set()
+            if kind == "cluster":
+                query = sa.text("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid")
+                parts = set((await conn.execute(query)).scalars())
+            return found[0], found[1], parts
+    finally:
+        await engine.dispose()
+
+
+def test_retention_removes_records_and_bodies_past_their_age(logged: Logged) -> None:
+    now = datetime.now(UTC)
+    homes = asyncio.run(_insert_old(logged.database, logged.kind, now))
+    if logged.kind == "cluster":  # each row in its day's partition
+        assert homes == {f"{t}/old-{n}": partition_name(t, (now - timedelta(days=n)).date())
+                         for t, days in (("usage_records", (90, 45, 1)), ("request_bodies", (45, 1)))
+                         for n in days}
+    deadline = time.monotonic() + 20
+    while True:  # the gateway's retention runs every 0.3 s
+        records, bodies, parts = asyncio.run(_remaining(logged.database, logged.kind))
+        if (records == {"old-45", "old-1"} and bodies == {"old-1"}) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    # Records are kept 60 days, bodies 30; newer rows stay.
+    assert (records, bodies) == ({"old-45", "old-1"}, {"old-1"})
+    if logged.kind == "cluster":  # gone with their partitions, not deleted row by row
+        assert partition_name("usage_records", (now - timedelta(days=90)).date()) not in parts
+        assert partition_name("request_bodies", (now - timedelta(days=45)).date()) not in parts
+        assert partition_name("usage_records", (now - timedelta(days=45)).date()) in parts
+        assert partition_name("request_bodies", (now - timedelta(days=1)).date()) in parts
+
+
+def test_no_secret_reaches_the_process_log(logged: Logged) -> None:
+    _chat(logged, logged.logged_key, f"last one {PATTERN_SECRET}")
+    logged.gateway.process.stop()
+    logged.gateway.process.wait_exit()
+    output = logged.gateway.process.output
+    assert "Application startup complete" in output
+    for secret in (*SECRETS, logged.logged_key["key"], logged.other_key["key"]):
+        assert secret not in output
