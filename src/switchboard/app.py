@@ -20,7 +20,7 @@ from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
 from switchboard.context import InboundAPI
 from switchboard.errors import GatewayError
-from switchboard.gateway import Gateway
+from switchboard.gateway import MODEL_CALLS, Gateway
 from switchboard.http import openai_api
 from switchboard.http.admin import AdminBridge, AdminServices, create_admin_app
 from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
@@ -64,6 +64,8 @@ class SwitchboardApp:
         self._admin = self._endpoint(openai_api.ADMIN, AdminBridge(self._admin_app()), reads_body=True)
         self.routes[("GET", "/health/live")] = self.live
         self.routes[("GET", "/health/ready")] = self.ready
+        if self.gateway.metrics is not None:  # metrics.enabled: false answers 404
+            self.routes[("GET", "/metrics")] = self.gateway.metrics.endpoint
         self._paths = {path for _, path in self.routes}
         self._mock: ASGIApp | None = None
         if settings.builtin_mock:
@@ -109,6 +111,7 @@ class SwitchboardApp:
             self.state,
             max_body_bytes=s.max_body_bytes if reads_body else None,
             deadline_seconds=s.request_timeout_seconds,
+            timed=inbound.operation in MODEL_CALLS,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

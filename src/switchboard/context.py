@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -31,6 +32,12 @@ log = logging.getLogger("switchboard.lifecycle")
 
 # Bodies above this size are token-counted off the event loop (count_prompt_tokens).
 LARGE_BODY_BYTES = 128 * 1024
+
+
+def milliseconds(seconds: float) -> float:
+    """``seconds`` as milliseconds to the microsecond: what the overhead headers show (three
+    decimals) and, rounded to whole milliseconds, what the usage record stores."""
+    return round(seconds * 1_000_000) / 1000
 
 
 @dataclass(slots=True)
@@ -77,6 +84,8 @@ class Spent(NamedTuple):
 
     nano_usd: int  # whole billionths of a dollar, rounded half-even as in the ledger
     tokens: int  # prompt + completion
+    prompt: int = 0  # the input and output tokens as recorded (metrics count them)
+    completion: int = 0
 
 
 @dataclass(slots=True)
@@ -148,6 +157,12 @@ class RequestContext:
     prompt_tokens: int | None = None
     # Set by the usage stage once the call's cost is known (pipeline/usage.py); None: no cost.
     spent: Spent | None = None
+    # Seconds spent inside upstream exchanges, every attempt summed (pipeline/invoke.py): a
+    # complete exchange, or a stream's until its first chunk arrived.
+    upstream_seconds: float = 0.0
+    # (overhead, upstream) in seconds, fixed once by split_time() when the response headers
+    # are written (or the usage record is made, whichever comes first).
+    split: tuple[float, float] | None = None
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed
@@ -185,6 +200,15 @@ class RequestContext:
             self.timings = {name: at}
         else:
             self.timings[name] = at
+
+    def split_time(self) -> tuple[float, float]:
+        """(the gateway's own seconds, the upstream's seconds) so far, fixed on the first call so
+        the response headers, the usage record and the metrics all carry the same values."""
+        split = self.split
+        if split is None:
+            upstream = self.upstream_seconds
+            self.split = split = (max(0.0, time.perf_counter() - self.started - upstream), upstream)
+        return split
 
     def remaining(self, now: float) -> float:
         """Seconds left before the deadline (negative once it has passed)."""

@@ -15,6 +15,7 @@ from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.limits.cache import LimitCache
+from switchboard.observability.metrics import Metrics
 from switchboard.observability.observers import Observer
 from switchboard.observability.redact import Redactor
 from switchboard.observability.request_log import BodyWriter, Maintenance, Policies
@@ -96,6 +97,13 @@ class Gateway:
         self.body_policies = Policies(settings.request_log.bodies)
         self.bodies: BodyWriter | None = None
         self.log_maintenance: Maintenance | None = None
+        # Prometheus metrics (GET /metrics); None when metrics.enabled is false: nothing paid.
+        self.metrics: Metrics | None = None
+        if settings.metrics.enabled:
+            semantic = [s.model for s in settings.router.semantic]
+            self.metrics = Metrics(settings.metrics, settings.auth.master_key.get_secret_value(),
+                                   self.routing, self.router.health, semantic)
+            self.observers.append(self.metrics)
         self.ready = False
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
@@ -110,7 +118,7 @@ class Gateway:
         """Stages every endpoint runs: /v1/*, /v1/models, count_tokens and /admin/* alike."""
         stages: list[Stage] = []
         if self.observers:  # metrics, alerts: nothing to pay when none is on
-            stages.append(ObserveStage(self.observers))
+            stages.append(ObserveStage(self.observers, self.metrics))
         stages.append(AuthStage(self.authenticator))
         return stages
 
@@ -210,6 +218,8 @@ class Gateway:
         # Cooldowns shared through Redis when configured, else kept in this process.
         await self.router.health.start(self.stores.health, self.stores.feed)
         self.health_checks.start()
+        if self.metrics is not None:
+            await self.metrics.start()  # the metrics.port listener, when configured
         await encodings
         self.ready = True
 
@@ -224,6 +234,8 @@ class Gateway:
 
     async def close(self) -> None:
         self.ready = False
+        if self.metrics is not None:
+            await self.metrics.close()
         await self.health_checks.close()
         await self.router.health.close()
         await self.routing.close()

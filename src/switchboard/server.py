@@ -7,8 +7,10 @@ import logging
 import math
 import os
 import resource
+import shutil
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -17,9 +19,11 @@ from switchboard.app import SwitchboardApp, create_app
 from switchboard.config.schema import Settings
 from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
+from switchboard.observability.metrics import MULTIPROC_ENV
 from switchboard.settings.embedded import embedded_settings
 from switchboard.settings.loader import ConfigError, load
 from switchboard.settings.secret import SecretKeyMissing, with_secret_key
+from switchboard.stores.factory import data_dir
 
 _ENV = "SWITCHBOARD_SERVE"
 
@@ -116,6 +120,17 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def metrics_dir(settings: Settings) -> Path:
+    """A fresh, empty directory for the workers' metric files (prometheus-client's multiprocess
+    mode): set in the environment before uvicorn starts the workers, which inherit it, so each
+    writes its values there and a scrape adds them up. Emptied at every start: counters begin at
+    zero with the process, as with one worker."""
+    path = data_dir(settings) / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700, parents=True)
+    return path
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -130,6 +145,8 @@ def serve(opts: ServeOptions, settings: Settings) -> None:
     if settings.server.workers > 1:
         # Worker processes import the factory and rebuild the same settings.
         os.environ[_ENV] = opts.dumps()
+        if settings.metrics.enabled:
+            os.environ[MULTIPROC_ENV] = str(metrics_dir(settings))
         uvicorn.run(
             "switchboard.server:app_factory", factory=True, workers=settings.server.workers, **options
         )

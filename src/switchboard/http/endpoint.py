@@ -19,7 +19,15 @@ import time
 from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 
-from switchboard.context import Chunk, InboundAPI, RawReply, Reply, RequestContext, StreamReply
+from switchboard.context import (
+    Chunk,
+    InboundAPI,
+    RawReply,
+    Reply,
+    RequestContext,
+    StreamReply,
+    milliseconds,
+)
 from switchboard.errors import GatewayError, InternalError, InvalidRequest, UnsupportedMediaType
 from switchboard.http.asgi import (
     JSON_CT,
@@ -46,6 +54,17 @@ _ID_PREFIX = secrets.token_hex(6)
 _ID_COUNTER = itertools.count(1)
 
 Headers = list[tuple[bytes, bytes]]
+
+OVERHEAD_HEADER = b"x-switchboard-overhead-ms"
+UPSTREAM_HEADER = b"x-switchboard-upstream-ms"
+
+
+def timing_headers(ctx: RequestContext) -> Headers:
+    """The gateway's own time and the upstream's until now (fixed by the first call), in
+    milliseconds: on every model-call response."""
+    overhead, upstream = ctx.split_time()
+    return [(OVERHEAD_HEADER, b"%.3f" % milliseconds(overhead)),
+            (UPSTREAM_HEADER, b"%.3f" % milliseconds(upstream))]
 
 
 def request_id(headers: dict[str, str]) -> str:
@@ -81,13 +100,14 @@ def check_content_type(headers: dict[str, str]) -> None:
 class Responder:
     """Writes one response, and records in ``ctx.outcome`` what the client was sent."""
 
-    __slots__ = ("ctx", "extra", "send", "started")
+    __slots__ = ("ctx", "extra", "send", "started", "timed")
 
-    def __init__(self, send: Send, ctx: RequestContext, extra: Headers) -> None:
+    def __init__(self, send: Send, ctx: RequestContext, extra: Headers, timed: bool = False) -> None:
         self.send = send
         self.ctx = ctx
         self.extra = extra
         self.started = False  # http.response.start was sent
+        self.timed = timed  # a model call: the overhead headers go out with the status
 
     def headers(self, more: dict[str, str]) -> Headers:
         return self.extra + encode_headers(more) if more else self.extra
@@ -99,6 +119,8 @@ class Responder:
         headers = [JSON_CT, (b"content-length", str(len(body)).encode()), *self.extra]
         if more:
             headers += encode_headers(more)
+        if self.timed:
+            headers += timing_headers(self.ctx)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
         outcome.bytes_sent = len(body)
@@ -129,6 +151,8 @@ class Responder:
         outcome.stream = True
         self.started = True
         headers = SSE_HEADERS + self.headers(self.ctx.response_headers)
+        if self.timed:
+            headers += timing_headers(self.ctx)
         return self.send({"type": "http.response.start", "status": 200, "headers": headers})
 
     def stream_data(self, data: bytes) -> Awaitable[None]:
@@ -154,8 +178,10 @@ class Endpoint:
         *,
         max_body_bytes: int | None,
         deadline_seconds: float,
+        timed: bool = False,
     ) -> None:
         self.inbound = inbound
+        self._timed = timed  # x-switchboard-overhead-ms / -upstream-ms on every response
         self._chain = chain
         self._state = state
         self._limit = max_body_bytes
@@ -176,7 +202,7 @@ class Endpoint:
             client=peer[0] if (peer := scope.get("client")) else "",
             deadline=started + self._deadline,
         )
-        out = Responder(send, ctx, [(b"x-request-id", rid.encode())])
+        out = Responder(send, ctx, [(b"x-request-id", rid.encode())], self._timed)
         try:
             if failure is None:
                 failure = await self._read_body(ctx, receive)

@@ -45,16 +45,28 @@ async def invoke(ctx: RequestContext) -> Result:
     upstream: UpstreamRequest = getattr(adapter, op.build)(ctx.request, target)
     if ctx.upstream_credentials is not None:
         caller_credentials.apply(upstream, ctx.upstream_credentials)
+    # Time inside the upstream exchange (ctx.upstream_seconds, every attempt summed): the
+    # gateway's own overhead is the rest (x-switchboard-overhead-ms).
+    began = time.perf_counter()
     if ctx.stream and op.stream is not None:
         decoder: StreamDecoder = getattr(adapter, op.stream)(ctx.request, target)
-        stream = await route.client.open_stream(upstream, route.timeout)
-        if stream.status >= 400:
-            error = adapter.error(stream.status, stream.headers, await stream.read_all(), target)
-            raise caller_credentials.blamed(ctx, error)
+        try:
+            stream = await route.client.open_stream(upstream, route.timeout)
+            failed = await stream.read_all() if stream.status >= 400 else None
+        except BaseException:
+            ctx.upstream_seconds += time.perf_counter() - began
+            raise
+        if failed is not None:
+            ctx.upstream_seconds += time.perf_counter() - began
+            raise caller_credentials.blamed(ctx, adapter.error(stream.status, stream.headers, failed, target))
         ctx.mark("upstream_headers", time.perf_counter())
-        return StreamReply(_relay(ctx, stream, decoder), close=stream.close)
-    reply = await route.client.send(upstream, route.timeout)
-    ctx.mark("upstream_done", time.perf_counter())
+        return StreamReply(_relay(ctx, stream, decoder, began), close=stream.close)
+    try:
+        reply = await route.client.send(upstream, route.timeout)
+    finally:
+        done = time.perf_counter()
+        ctx.upstream_seconds += done - began
+    ctx.mark("upstream_done", done)
     if reply.status >= 400:
         raise caller_credentials.blamed(ctx, adapter.error(reply.status, reply.headers, reply.body, target))
     body: JSON = getattr(adapter, op.parse)(reply.body, target)
@@ -65,16 +77,25 @@ async def invoke(ctx: RequestContext) -> Result:
 
 
 async def _relay(
-    ctx: RequestContext, stream: UpstreamStream, decoder: StreamDecoder
+    ctx: RequestContext, stream: UpstreamStream, decoder: StreamDecoder, began: float
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
     """Canonical chunks in batches, one batch per upstream read, so the edge writes each batch
-    to the client at once instead of one socket write per chunk."""
-    async with aclosing(stream.chunks()) as data:
-        async for piece in data:
-            batch = decoder.feed(piece)
-            if batch:
-                _note_usage(ctx, batch)
-                yield batch
+    to the client at once instead of one socket write per chunk. The upstream's time counts
+    until its first chunk arrived (or the stream ended or failed before any)."""
+    waiting = True
+    try:
+        async with aclosing(stream.chunks()) as data:
+            async for piece in data:
+                if waiting:
+                    waiting = False
+                    ctx.upstream_seconds += time.perf_counter() - began
+                batch = decoder.feed(piece)
+                if batch:
+                    _note_usage(ctx, batch)
+                    yield batch
+    finally:
+        if waiting:
+            ctx.upstream_seconds += time.perf_counter() - began
     batch = decoder.close()
     if batch:
         _note_usage(ctx, batch)

@@ -1,12 +1,18 @@
 """The observe stage: outermost, so it sees every request (a refused key too), and hands each
-finished request to the observers (metrics, alerts) after the response is written."""
+finished request to the observers (metrics, alerts) after the response is written.
+
+With metrics on it also keeps the in-flight gauges (a request from here to its last byte, a
+stream from its first batch) and counts the refusals it sees go by (rate limits, budgets, by
+scope); with metrics off none of that is here."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 
-from switchboard.context import RequestContext, Result
+from switchboard.context import RequestContext, Result, StreamReply
+from switchboard.errors import GatewayError
+from switchboard.observability.metrics import Metrics
 from switchboard.observability.observers import Observer
 from switchboard.pipeline.chain import Handler
 
@@ -16,12 +22,25 @@ log = logging.getLogger("switchboard.observe")
 class ObserveStage:
     name = "observe"
 
-    def __init__(self, observers: Sequence[Observer]) -> None:
+    def __init__(self, observers: Sequence[Observer], metrics: Metrics | None = None) -> None:
         self._observers = tuple(observers)
+        self._metrics = metrics
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         ctx.after(self._after)
-        return await call_next(ctx)
+        metrics = self._metrics
+        if metrics is None:
+            return await call_next(ctx)
+        metrics.began()  # ended by its observe(), in _after, however the request ends
+        try:
+            result = await call_next(ctx)
+        except GatewayError as error:
+            metrics.refused(error)
+            raise
+        if type(result) is StreamReply:
+            metrics.stream_began()
+            ctx.after(self._stream_ended)
+        return result
 
     async def _after(self, ctx: RequestContext) -> None:
         for observer in self._observers:
@@ -29,3 +48,7 @@ class ObserveStage:
                 observer.observe(ctx)
             except Exception:  # an observer never fails the others
                 log.exception("request %s: observer %s failed", ctx.request_id, type(observer).__name__)
+
+    async def _stream_ended(self, ctx: RequestContext) -> None:
+        assert self._metrics is not None
+        self._metrics.stream_ended()

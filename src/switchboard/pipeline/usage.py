@@ -29,7 +29,7 @@ from typing import Any
 
 from switchboard import tokens
 from switchboard.catalog import ModelInfo
-from switchboard.context import Chunk, Reply, RequestContext, Result, Spent, StreamReply
+from switchboard.context import Chunk, Reply, RequestContext, Result, Spent, StreamReply, milliseconds
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
 from switchboard.spend.cost import Cost, Prices, Tokens, cost, format_nano_usd, is_unpriced, split
@@ -177,7 +177,7 @@ class UsageStage:
         call.done = True
         prompt, completion = counted.prompt, counted.completion
         nano = price.nano_usd
-        ctx.spent = Spent(nano, prompt + completion)
+        ctx.spent = Spent(nano, prompt + completion, prompt, completion)
         writer = self._writer()
         if writer is None:
             return
@@ -226,8 +226,11 @@ def _row(
 
 
 def _timings(ctx: RequestContext) -> tuple[int | None, int | None]:
-    """The gateway's own milliseconds and the upstream's, when measured (ctx.overhead)."""
-    return None, None
+    """The gateway's own milliseconds and the upstream's: the values of the response's
+    ``x-switchboard-overhead-ms`` and ``x-switchboard-upstream-ms`` (ctx.split_time, fixed by
+    whichever comes first, the headers or this record), rounded to whole milliseconds."""
+    overhead, upstream = ctx.split_time()
+    return round(milliseconds(overhead)), round(milliseconds(upstream))
 
 
 def _attempts(ctx: RequestContext) -> list[dict[str, Any]] | None:

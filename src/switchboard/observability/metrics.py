@@ -1,0 +1,401 @@
+"""Prometheus metrics (docs/observability.md, "Prometheus metrics").
+
+One :class:`Metrics` per process: the observer the observe stage hands every finished request to
+(``observe``), its hooks on the way in and out (in-flight gauges, refusals), the deployments'
+health read at scrape time, and ``GET /metrics`` (``endpoint``; the optional listener of
+``metrics.port`` is ``observability/metrics_server.py``).
+
+Cost on the request path: one tuple (the request's labels) and one dict lookup find the
+request's label children, created once per label set and kept (bounded); then a counter
+increment and a few histogram observations. Labels stay bounded: a requested model name that is
+no configured model, alias, split or semantic router is ``other``; error codes are the
+gateway's own (the classes of the error tree) plus the first few others seen, the rest
+``other``; tenant, team, key and user are labels only when ``metrics.labels`` names them.
+
+Several workers (``server.workers > 1``): ``switchboard serve`` sets ``PROMETHEUS_MULTIPROC_DIR``
+to a fresh directory before the workers start, each worker writes its values to files there,
+and a scrape (answered by any worker) adds up every worker's files (prometheus-client's
+multiprocess mode). The in-flight gauges count live workers only: a scrape drops the files of a
+worker that is gone. One worker keeps its values in memory, no files.
+"""
+
+from __future__ import annotations
+
+import glob
+import hmac
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from switchboard.config.schema import MetricsConfig
+from switchboard.context import RequestContext
+from switchboard.errors import AuthenticationFailed, GatewayError
+from switchboard.observability.metrics_server import MetricsServer
+
+if TYPE_CHECKING:
+    from switchboard.routing.health import Health
+    from switchboard.routing.live import Snapshot
+    from switchboard.routing.table import Route
+
+log = logging.getLogger("switchboard.metrics")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
+OTHER = "other"
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+# Whole requests and upstream exchanges: from a few milliseconds to long generations.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+                   120.0, 300.0)
+# The gateway's own time: fractions of a millisecond to a tenth of a second.
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+ROUTE_LABELS = ("group", "deployment", "provider", "operation", "stream")
+EXTRA_LABELS = {"tenant": "tenant", "team": "team", "key": "key", "user": "user"}
+# Refusals counted by scope: the codes the rate-limit and budget stages answer with; the scope is
+# in the refusal's x-ratelimit-scope / x-switchboard-budget-scope header (a finite set of names).
+RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "upstream_rate_limited", "request_exceeds_limit"})
+BUDGET_CODES = frozenset({"budget_exceeded", "request_exceeds_budget"})
+SCOPES = frozenset({"global", "model", "tenant", "team", "user", "key", "key_model", "upstream"})
+MAX_SERIES = 4096  # label sets whose children are kept; beyond, looked up per request
+MAX_OTHER_CODES = 64  # error codes outside the error tree given a label of their own
+_CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
+_STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+CLIENT_CLOSED = 499  # the status recorded for a client that left before any was sent
+
+
+class Table(Protocol):
+    """The live model table, as metrics read it (routing/live.py)."""
+
+    @property
+    def current(self) -> Snapshot: ...
+
+    def all_routes(self) -> list[Route]: ...
+
+
+def _error_codes() -> set[str]:
+    """The codes of every class in the error tree (those imported so far)."""
+    codes: set[str] = set()
+    todo: list[type[GatewayError]] = [GatewayError]
+    while todo:
+        cls = todo.pop()
+        code = cls.__dict__.get("code")
+        if isinstance(code, str):
+            codes.add(code)
+        todo.extend(cls.__subclasses__())
+    return codes
+
+
+class _Series:
+    """The label children of one label set (one request's labels), created once."""
+
+    __slots__ = ("cost", "duration", "input", "output", "overhead", "requests", "ttft", "upstream")
+
+    def __init__(self, m: Metrics, key: tuple[object, ...]) -> None:
+        model, group, deployment, provider, operation, stream, status, code, *extra = key
+        route = (group, deployment, provider, operation, "true" if stream else "false")
+        status_class = _STATUS_CLASS.get(int(status) // 100, "other")  # type: ignore[call-overload]
+        self.requests = m.requests.labels(model, *route, str(status), status_class, code, *extra)
+        self.duration = m.duration.labels(*route, status_class)
+        called = operation in MODEL_CALLS and group != ""
+        self.overhead = m.overhead.labels(*route) if called else None
+        self.upstream = m.upstream.labels(*route) if called else None
+        self.ttft = m.ttft.labels(group, deployment, provider, operation) if called and stream else None
+        tokens = (model, group, deployment, provider, operation, *extra)
+        self.input = m.input_tokens.labels(*tokens) if called else None
+        self.output = m.output_tokens.labels(*tokens) if called else None
+        self.cost = m.cost.labels(*tokens) if called else None
+
+
+class HealthCollector:
+    """Each deployment's cooldown state, read from routing/health.py when scraped."""
+
+    def __init__(self, table: Table, health: Health) -> None:
+        self._table = table
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        cooling = GaugeMetricFamily(
+            "switchboard_deployment_cooling_down",
+            "1 while the deployment is cooling down (taken out after failures), else 0",
+            labels=["group", "deployment"])
+        half_open = GaugeMetricFamily(
+            "switchboard_deployment_half_open",
+            "1 while the deployment is half-open (its cooldown over, a probe request let through)",
+            labels=["group", "deployment"])
+        for route in self._table.all_routes():
+            status = self._health.state(route)["status"]
+            labels = [route.target.name, route.deployment]
+            cooling.add_metric(labels, 1.0 if status == "cooling_down" else 0.0)
+            half_open.add_metric(labels, 1.0 if status == "half_open" else 0.0)
+        yield cooling
+        yield half_open
+
+
+class Metrics:
+    """The Prometheus metrics of this process (see the module's docstring)."""
+
+    def __init__(self, config: MetricsConfig, master_key: str, table: Table, health: Health,
+                 semantic: Iterable[str] = ()) -> None:
+        self.config = config
+        self._keys = [master_key.encode()]
+        if config.key is not None:
+            self._keys.append(config.key.get_secret_value().encode())
+        self._table = table
+        self._semantic = frozenset(semantic)
+        self._extra = tuple(config.labels)
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
+        # Multiprocess: values live in files; a scrape reads every worker's through the collector.
+        registry = None if self.multiprocess_dir else CollectorRegistry(auto_describe=True)
+        extra = tuple(EXTRA_LABELS[name] for name in self._extra)
+        route = ROUTE_LABELS
+        self.requests = Counter(
+            "switchboard_requests", "Requests answered, by requested model, route and status",
+            ("model", *route, "status", "status_class", "code", *extra), registry=registry)
+        self.duration = Histogram(
+            "switchboard_request_duration_seconds", "Time from the request's arrival to its last byte",
+            (*route, "status_class"), buckets=LATENCY_BUCKETS, registry=registry)
+        self.ttft = Histogram(
+            "switchboard_time_to_first_token_seconds", "Streams: time from arrival to the first chunk sent",
+            ("group", "deployment", "provider", "operation"), buckets=LATENCY_BUCKETS, registry=registry)
+        self.overhead = Histogram(
+            "switchboard_overhead_seconds",
+            "The gateway's own time until the response headers (x-switchboard-overhead-ms)",
+            route, buckets=OVERHEAD_BUCKETS, registry=registry)
+        self.upstream = Histogram(
+            "switchboard_upstream_seconds",
+            "Time inside upstream calls, every attempt (x-switchboard-upstream-ms); "
+            "streams: until the first chunk",
+            route, buckets=LATENCY_BUCKETS, registry=registry)
+        token_labels = ("model", "group", "deployment", "provider", "operation", *extra)
+        self.input_tokens = Counter("switchboard_input_tokens",
+                                    "Prompt tokens, as recorded in the usage ledger", token_labels,
+                                    registry=registry)
+        self.output_tokens = Counter("switchboard_output_tokens",
+                                     "Completion tokens, as recorded in the usage ledger", token_labels,
+                                     registry=registry)
+        self.cost = Counter("switchboard_cost_usd", "Cost in US dollars, as recorded in the usage ledger",
+                            token_labels, registry=registry)
+        self.rate_limited = Counter("switchboard_rate_limit_rejections", "Requests refused by a rate limit",
+                                    ("scope", "code"), registry=registry)
+        self.budget_rejected = Counter("switchboard_budget_rejections", "Requests refused by a budget",
+                                       ("scope", "code"), registry=registry)
+        self.retries = Counter("switchboard_retries", "Attempts after the first within the same group",
+                               ("group", "deployment"), registry=registry)
+        self.fallbacks = Counter("switchboard_fallbacks", "Attempts in a fallback group",
+                                 ("group", "fallback"), registry=registry)
+        self.in_flight = Gauge("switchboard_requests_in_flight", "Requests being served",
+                               registry=registry, multiprocess_mode="livesum")
+        self.streams_in_flight = Gauge("switchboard_streams_in_flight", "Streams being written",
+                                       registry=registry, multiprocess_mode="livesum")
+        self._health = HealthCollector(table, health)
+        if registry is None:
+            registry = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(registry, path=self.multiprocess_dir)
+        registry.register(self._health)
+        self.registry = registry
+        self._series: dict[tuple[object, ...], _Series] = {}
+        self._codes: dict[str, str] = {code: code for code in _error_codes()}
+        self._other_codes = 0
+        self._server: MetricsServer | None = None
+
+    # -- the request path ----------------------------------------------------------------------
+
+    def began(self) -> None:
+        self.in_flight.inc()
+
+    def stream_began(self) -> None:
+        self.streams_in_flight.inc()
+
+    def stream_ended(self) -> None:
+        self.streams_in_flight.dec()
+
+    def refused(self, error: GatewayError) -> None:
+        """A request the chain refused: rate limits and budgets are counted by scope."""
+        code = error.code
+        if code in RATE_LIMIT_CODES:
+            scope = error.headers.get("x-ratelimit-scope") if error.headers else None
+            if scope is not None:
+                self.rate_limited.labels(scope if scope in SCOPES else OTHER, code).inc()
+        elif code in BUDGET_CODES:
+            scope = error.headers.get("x-switchboard-budget-scope") if error.headers else None
+            if scope is not None:
+                self.budget_rejected.labels(scope if scope in SCOPES else OTHER, code).inc()
+
+    def observe(self, ctx: RequestContext) -> None:
+        """A finished request (the observer the observe stage calls after the response)."""
+        self.in_flight.dec()
+        outcome = ctx.outcome
+        status = outcome.status or CLIENT_CLOSED
+        if outcome.client_disconnected and not outcome.stream:
+            status = CLIENT_CLOSED
+        operation = ctx.operation
+        attempts = ctx.attempts
+        route = ctx.route
+        if attempts:
+            last = attempts[-1]
+            group, deployment = last.group, last.deployment
+        else:
+            group = ctx.group.name if ctx.group is not None else ""
+            deployment = route.deployment if route is not None and ctx.group is not None else ""
+        provider = route.target.provider if route is not None and group else ""
+        code = outcome.error_code
+        key: tuple[object, ...] = (
+            self._model(ctx), group, deployment, provider, operation, outcome.stream, status,
+            "" if code is None or status < 400 else self._code(code),
+        )
+        if self._extra:
+            key = (*key, *self._extras(ctx))
+        series = self._series.get(key)
+        if series is None:
+            series = _Series(self, key)
+            if len(self._series) < MAX_SERIES:
+                self._series[key] = series
+        series.requests.inc()
+        finished = outcome.finished_at or time.perf_counter()
+        series.duration.observe(finished - ctx.started)
+        if series.overhead is not None and ctx.split is not None:
+            overhead, upstream = ctx.split
+            series.overhead.observe(overhead)
+            assert series.upstream is not None
+            series.upstream.observe(upstream)
+        if series.ttft is not None and outcome.first_byte_at is not None and status < 400:
+            series.ttft.observe(outcome.first_byte_at - ctx.started)
+        spent = ctx.spent
+        if spent is not None and series.input is not None:
+            assert series.output is not None and series.cost is not None
+            if spent.prompt:
+                series.input.inc(spent.prompt)
+            if spent.completion:
+                series.output.inc(spent.completion)
+            if spent.nano_usd:
+                series.cost.inc(spent.nano_usd / 1e9)
+        if attempts is not None and len(attempts) > 1:
+            first = attempts[0].group
+            for attempt in attempts[1:]:
+                if attempt.group == first:
+                    self.retries.labels(first, attempt.deployment).inc()
+                else:
+                    self.fallbacks.labels(first, attempt.group).inc()
+
+    def _model(self, ctx: RequestContext) -> str:
+        """The requested model name when it is one the configuration knows, else ``other``."""
+        model = ctx.request.get("model") if ctx.request else None
+        if not isinstance(model, str):
+            return ""
+        current = self._table.current
+        if model in current.groups or model in current.splits or model in self._semantic:
+            return model
+        return OTHER
+
+    def _code(self, code: str) -> str:
+        known = self._codes.get(code)
+        if known is not None:
+            return known
+        if self._other_codes >= MAX_OTHER_CODES or not _CODE.match(code):
+            return OTHER
+        self._other_codes += 1
+        self._codes[code] = code
+        return code
+
+    def _extras(self, ctx: RequestContext) -> tuple[str, ...]:
+        p = ctx.principal
+        if p is None:
+            return ("",) * len(self._extra)
+        values = {"tenant": p.tenant_id, "team": p.team_id, "key": p.key_id, "user": p.user_id}
+        return tuple(values[name] or "" for name in self._extra)
+
+    # -- scraping ------------------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The text format of every metric (all workers' in multiprocess mode)."""
+        if self.multiprocess_dir is not None:
+            self._forget_dead_workers()
+        return generate_latest(self.registry)
+
+    def _forget_dead_workers(self) -> None:
+        """Drop the live gauges' files of workers that are gone (a killed or restarted one)."""
+        assert self.multiprocess_dir is not None
+        seen: set[int] = set()
+        for path in glob.glob(os.path.join(self.multiprocess_dir, "gauge_live*_*.db")):
+            try:
+                pid = int(path.rsplit("_", 1)[1][:-3])
+            except ValueError:
+                continue
+            if pid in seen or pid == os.getpid():
+                continue
+            seen.add(pid)
+            if not _alive(pid):
+                mark_process_dead(pid, self.multiprocess_dir)
+
+    async def start(self) -> None:
+        """Open the ``metrics.port`` listener, if configured."""
+        port = self.config.port
+        if port is not None:
+            self._server = MetricsServer(self.config.host, port, self.exposition, CONTENT_TYPE,
+                                         reuse_port=self.multiprocess_dir is not None)
+            await self._server.start()
+
+    async def close(self) -> None:
+        """Close the listener; in multiprocess mode this worker's in-flight gauges stop counting."""
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)
+
+    def authorized(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+        """The master key or ``metrics.key`` as ``Authorization: Bearer``, compared in constant
+        time against each."""
+        presented = b""
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    presented = token.strip()
+                break
+        if not presented:
+            return False
+        ok = False
+        for key in self._keys:
+            ok |= hmac.compare_digest(presented, key)
+        return ok
+
+    async def endpoint(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """``GET /metrics`` on the API port: the key is required."""
+        headers = scope["headers"]
+        if not self.authorized(headers):
+            missing = not any(name == b"authorization" for name, _ in headers)
+            error = AuthenticationFailed(
+                "missing key: send 'Authorization: Bearer <master key or metrics.key>'"
+                if missing else "invalid key for /metrics", code="missing_api_key" if missing else None)
+            await _send(send, 401, orjson.dumps(error.to_openai()), b"application/json")
+            return
+        await _send(send, 200, self.exposition(), CONTENT_TYPE)
+
+
+async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,365 @@
+"""Prometheus metrics and the overhead headers, end to end: /metrics parses with
+prometheus-client's parser and its counters match the requests sent (successes, a 4xx, a 5xx,
+streams, retries and fallbacks, rate-limit and budget refusals, a deployment cooling down); an
+unknown model name is ``other``; the master key and ``metrics.key`` read it, nothing else does;
+``metrics.port`` serves it without a key; with two workers a scrape adds up both; with metrics
+off /metrics is 404. Every model-call response carries ``x-switchboard-overhead-ms`` and
+``x-switchboard-upstream-ms``, and the usage ledger the same values. Every test runs on the
+embedded default (SQLite) and on a cluster (PostgreSQL + Redis)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests import ledger
+from tests.e2e.sdk import ask, stream_text
+from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, start_gateway
+from tests.services import Postgres, RedisServer
+
+METRICS_KEY = "metrics-scraper-key-0123456789"
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+RUN = uuid.uuid4().hex[:8]
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def metrics_config(mock: Mock, **metrics: Any) -> dict[str, Any]:
+    config = openai_config(mock)
+    config["providers"].append({
+        "name": "hangs", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}",
+        "headers": {"x-mock-faults": f"rate=1;kinds=timeout;run={RUN}"},
+        "timeouts": {"connect": 1, "first_byte": 0.2, "total": 2},
+    })
+    config["models"] += [
+        {"name": "primary", "provider": "hangs", "model": "gpt-4o-mini", "deployment": "primary-a"},
+        {"name": "backup", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "backup-a"},
+    ]
+    config["router"] = {
+        "num_retries": 0,
+        "retry": {"backoff_seconds": 0.01, "max_backoff_seconds": 0.02},
+        "groups": {"primary": {"num_retries": 1}},
+        "fallbacks": {"primary": ["backup"]},
+        # Only timeouts cool a deployment down here: the 5xx the tests ask for must not.
+        "cooldown": {"failures": 2, "seconds": 600, "on": ["timeout"]},
+    }
+    config["spend"] = {"flush_seconds": 0.1}
+    config["metrics"] = {"key": METRICS_KEY, **metrics}
+    return config
+
+
+def with_cluster(config: dict[str, Any], request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    if request.param == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"{name}_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    return config
+
+
+@dataclass
+class Deployment:
+    kind: str
+    config: dict[str, Any]
+    gateway: Gateway
+    tmp: Path
+    metrics_port: int
+
+    def sdk(self, key: str = MASTER_KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0, timeout=30)
+
+    def scrape(self, key: str = MASTER_KEY) -> Samples:
+        auth = {"Authorization": f"Bearer {key}"}
+        resp = httpx.get(f"{self.gateway.url}/metrics", headers=auth, timeout=10)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["content-type"].startswith("text/plain")
+        return parse(resp.text)
+
+
+def parse(text: str) -> Samples:
+    """Every sample of the exposition by (name, labels); the parser rejects a malformed text."""
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def poll(check: Callable[[], bool], what: str, deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while not check():
+        assert time.monotonic() < end, what
+        time.sleep(0.05)
+
+
+class Delta:
+    """What changed between a scrape before the requests and one after. Metrics are recorded
+    once the response has been written, so the scrape after is repeated until ``ready`` holds."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.before = deployment.scrape()
+        self.after: Samples = {}
+
+    def settle(self, name: str, expected: float, **labels: str) -> None:
+        def ready() -> bool:
+            self.after = self.deployment.scrape()
+            return self(name, **labels) == expected
+
+        poll(ready, f"{name} {labels} never moved by {expected}")
+
+    def __call__(self, name: str, **labels: str) -> float:
+        return total(self.after, name, **labels) - total(self.before, name, **labels)
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def deployment(
+    request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    port = free_port()
+    config = with_cluster(metrics_config(mock_upstream, port=port), request, "metrics")
+    tmp = tmp_path_factory.mktemp(f"metrics-{request.param}")
+    gw = start_gateway(config, tmp)
+    yield Deployment(request.param, config, gw, tmp, port)
+    gw.process.stop()
+
+
+# -- counters ---------------------------------------------------------------------------------
+
+
+def test_counters_match_the_requests_sent(deployment: Deployment) -> None:
+    delta = Delta(deployment)
+    client = deployment.sdk()
+    for i in range(3):
+        assert client.chat.completions.create(model="gpt-4o-mini", messages=ask(f"count {i}")).choices
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=ask("streamed"), stream=True))
+    assert stream_text(chunks).endswith("You said: streamed")
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model=f"no-such-model-{uuid.uuid4().hex}", messages=ask("x"))
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=500"))
+    assert failed.value.status_code >= 500
+    name = "switchboard_requests_total"
+    delta.settle(name, 5, model="gpt-4o-mini")
+    assert delta(name, model="gpt-4o-mini", status="200") == 4
+    assert delta(name, model="gpt-4o-mini", status="200", stream="true", group="gpt-4o-mini",
+                 deployment="local-openai/gpt-4o-mini", provider="local-openai", operation="chat",
+                 status_class="2xx", code="") == 1
+    assert delta(name, model="gpt-4o-mini", status="200", stream="false") == 3
+    assert delta(name, model="gpt-4o-mini", status_class="5xx") == 1
+    assert delta(name, model="gpt-4o-mini", status=str(failed.value.status_code), code="upstream_error") == 1
+    # The unknown name is not a label of its own: a caller cannot mint series.
+    assert delta(name, model="other", status="404", status_class="4xx", code="model_not_found") == 1
+    assert not any("no-such-model" in str(labels) for _, labels in delta.after)
+    # Latency, overhead, upstream time, tokens and cost moved with them.
+    assert delta("switchboard_request_duration_seconds_count", group="gpt-4o-mini") == 5
+    assert delta("switchboard_overhead_seconds_count", group="gpt-4o-mini") == 5
+    assert delta("switchboard_upstream_seconds_count", group="gpt-4o-mini") == 5
+    assert delta("switchboard_time_to_first_token_seconds_count", group="gpt-4o-mini") == 1
+    assert delta("switchboard_input_tokens_total", model="gpt-4o-mini") > 0
+    assert delta("switchboard_output_tokens_total", model="gpt-4o-mini") > 0
+    assert delta("switchboard_cost_usd_total", model="gpt-4o-mini") > 0
+    # Nothing is in flight once answered (the scrape itself is not counted).
+    assert total(delta.after, "switchboard_requests_in_flight") == 0
+    assert total(delta.after, "switchboard_streams_in_flight") == 0
+
+
+def test_retries_fallbacks_and_a_deployment_cooling_down(deployment: Deployment) -> None:
+    delta = Delta(deployment)
+    create = deployment.sdk().chat.completions.with_raw_response.create
+    reply = create(model="primary", messages=ask("fall back"))
+    assert reply.headers["x-switchboard-model"] == "backup"
+    assert reply.headers["x-switchboard-attempts"] == "3"
+    delta.settle("switchboard_requests_total", 1, model="primary", group="backup", deployment="backup-a",
+                 status="200")
+    assert delta("switchboard_retries_total", group="primary", deployment="primary-a") == 1
+    assert delta("switchboard_fallbacks_total", group="primary", fallback="backup") == 1
+    # Two timeouts in a row: primary-a is cooling down; the healthy ones read 0.
+    after = delta.after
+    assert total(after, "switchboard_deployment_cooling_down", group="primary", deployment="primary-a") == 1
+    assert total(after, "switchboard_deployment_cooling_down", group="backup", deployment="backup-a") == 0
+    assert ("switchboard_deployment_half_open",
+            frozenset({("group", "primary"), ("deployment", "primary-a")})) in after
+
+
+def test_rate_limit_and_budget_refusals_are_counted_by_scope(deployment: Deployment) -> None:
+    def key(**extra: Any) -> str:
+        resp = httpx.post(f"{deployment.gateway.url}/admin/v1/keys",
+                          json={"models": ["gpt-4o-mini"], **extra}, headers=ADMIN, timeout=10)
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["key"])
+
+    delta = Delta(deployment)
+    limited = deployment.sdk(key(rpm_limit=1))
+    limited.chat.completions.create(model="gpt-4o-mini", messages=ask("one"))
+    with pytest.raises(openai.RateLimitError):
+        limited.chat.completions.create(model="gpt-4o-mini", messages=ask("two"))
+    poor = deployment.sdk(key(max_budget_usd=0.0000001))
+    with pytest.raises(openai.APIStatusError) as refused:
+        poor.chat.completions.create(model="gpt-4o-mini", messages=ask("too dear"))
+    code = refused.value.body["code"]  # type: ignore[index]
+    assert code in ("budget_exceeded", "request_exceeds_budget")
+    delta.settle("switchboard_requests_total", 3, model="gpt-4o-mini")
+    assert delta("switchboard_rate_limit_rejections_total", scope="key", code="rate_limit_exceeded") == 1
+    assert delta("switchboard_budget_rejections_total", scope="key", code=code) == 1
+    assert delta("switchboard_requests_total", model="gpt-4o-mini", status="429",
+                 code="rate_limit_exceeded") == 1
+
+
+# -- who may read them ------------------------------------------------------------------------
+
+
+def test_only_the_master_key_and_the_metrics_key_read_metrics(deployment: Deployment) -> None:
+    url = f"{deployment.gateway.url}/metrics"
+    assert deployment.scrape(MASTER_KEY)
+    assert deployment.scrape(METRICS_KEY)
+    resp = httpx.get(url, timeout=10)
+    assert resp.status_code == 401
+    assert resp.json()["error"]["type"] == "authentication_error"
+    assert resp.json()["error"]["code"] == "missing_api_key"
+    api_key = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,
+                         timeout=10).json()["key"]
+    for header in (f"Bearer {METRICS_KEY}x", f"Bearer {MASTER_KEY[:-1]}", f"Basic {METRICS_KEY}",
+                   "Bearer", "Bearer " + "k" * 5000, f"Bearer {api_key}", METRICS_KEY):
+        resp = httpx.get(url, headers={"Authorization": header}, timeout=10)
+        assert resp.status_code == 401, header
+        assert resp.json()["error"]["code"] == "invalid_api_key"
+        assert "switchboard_" not in resp.text
+    assert httpx.post(url, headers=ADMIN, timeout=10).status_code == 405
+    assert deployment.scrape()  # still serving
+
+
+def test_the_metrics_port_serves_without_a_key(deployment: Deployment) -> None:
+    base = f"http://127.0.0.1:{deployment.metrics_port}"
+    resp = httpx.get(f"{base}/metrics", timeout=10)
+    assert resp.status_code == 200
+    assert ("switchboard_requests_in_flight", frozenset()) in parse(resp.text)
+    assert httpx.get(f"{base}/other", timeout=10).status_code == 404
+    assert httpx.post(f"{base}/metrics", timeout=10).status_code == 405
+    # Garbage, and a head far too long: the connection is answered 400 or closed, nothing more.
+    for junk in (b"NONSENSE\r\n\r\n", b"GET /metrics HTTP/1.1\r\nx: " + b"a" * 20_000 + b"\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", deployment.metrics_port), timeout=10) as s:
+            s.sendall(junk)
+            answer = s.recv(100)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer
+    assert httpx.get(f"{base}/metrics", timeout=10).status_code == 200
+
+
+# -- overhead on every response ---------------------------------------------------------------
+
+
+def _timings(headers: httpx.Headers) -> tuple[float, float]:
+    overhead, upstream = headers["x-switchboard-overhead-ms"], headers["x-switchboard-upstream-ms"]
+    assert re.fullmatch(r"\d+\.\d{3}", overhead) and re.fullmatch(r"\d+\.\d{3}", upstream)
+    return float(overhead), float(upstream)
+
+
+def test_every_model_call_carries_its_overhead_and_the_ledger_the_same(deployment: Deployment) -> None:
+    url = f"{deployment.gateway.base_url}/chat/completions"
+    seen: dict[str, tuple[float, float]] = {}
+    with httpx.Client(headers=ADMIN, timeout=30) as http:
+        for body in ({"model": "gpt-4o-mini", "messages": ask("mock:latency_ms=30 timed")},
+                     {"model": "gpt-4o-mini", "messages": ask("mock:status=500")}):
+            began = time.perf_counter()
+            resp = http.post(url, json=body)
+            elapsed_ms = (time.perf_counter() - began) * 1000
+            overhead, upstream = _timings(resp.headers)
+            assert overhead + upstream <= elapsed_ms
+            assert upstream > 0
+            seen[resp.headers["x-request-id"]] = (overhead, upstream)
+        assert max(u for _, u in seen.values()) >= 30  # the mock's latency is the upstream's
+        began = time.perf_counter()
+        body = {"model": "gpt-4o-mini", "messages": ask("mock:latency_ms=30 streamed"), "stream": True}
+        with http.stream("POST", url, json=body) as resp:
+            at_headers = (time.perf_counter() - began) * 1000
+            overhead, upstream = _timings(resp.headers)
+            assert "".join(resp.iter_text()).rstrip().endswith("[DONE]")
+        assert overhead + upstream <= at_headers and upstream >= 30  # until the first chunk
+        seen[resp.headers["x-request-id"]] = (overhead, upstream)
+        # Refused before any upstream call: all of it is the gateway's.
+        resp = http.post(url, json={"model": "gpt-4o-mini", "messages": ask("x")},
+                         headers={"Authorization": "Bearer wrong"})
+        assert resp.status_code == 401 and _timings(resp.headers)[1] == 0
+        # Not a model call: no overhead headers.
+        assert "x-switchboard-overhead-ms" not in http.get(f"{deployment.gateway.base_url}/models").headers
+    records = ledger.wait_for(ledger.database_of(deployment.config, deployment.tmp), set(seen))
+    for rid, (overhead, upstream) in seen.items():
+        assert (records[rid].overhead_ms, records[rid].upstream_ms) == (round(overhead), round(upstream))
+
+
+# -- off, and several workers -----------------------------------------------------------------
+
+
+@pytest.fixture(params=["embedded", "cluster"])
+def kind(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
+    return request
+
+
+def test_metrics_off_answers_404_and_keeps_the_headers(
+    kind: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path
+) -> None:
+    config = with_cluster(metrics_config(mock_upstream), kind, "nometrics")
+    config["metrics"] = {"enabled": False}
+    gw = start_gateway(config, tmp_path)
+    try:
+        resp = httpx.get(f"{gw.url}/metrics", headers=ADMIN, timeout=10)
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == "unknown_url"
+        reply = httpx.post(f"{gw.base_url}/chat/completions", headers=ADMIN, timeout=30,
+                           json={"model": "gpt-4o-mini", "messages": ask("no metrics")})
+        assert reply.status_code == 200
+        _timings(reply.headers)
+    finally:
+        assert gw.process.stop() == 0
+
+
+def test_two_workers_add_up(kind: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path) -> None:
+    config = with_cluster(metrics_config(mock_upstream), kind, "workers")
+    gw = start_gateway(config, tmp_path, args=["--workers", "2"])
+    try:
+
+        def one(i: int) -> str:
+            with httpx.Client(timeout=30) as http:  # a connection of its own: either worker
+                resp = http.post(f"{gw.base_url}/chat/completions", headers=ADMIN,
+                                 json={"model": "backup", "messages": ask(f"w{i} mock:latency_ms=20")})
+            assert resp.status_code == 200
+            return resp.headers["x-request-id"][:12]  # the worker's prefix
+
+        # Concurrent requests on fresh connections reach both workers within a few rounds.
+        workers: set[str] = set()
+        sent = 0
+        with ThreadPoolExecutor(8) as pool:
+            while len(workers) < 2 and sent < 160:
+                workers.update(pool.map(one, range(sent, sent + 8)))
+                sent += 8
+        assert len(workers) == 2, "both workers must have answered for the sum to mean anything"
+
+        def scrape() -> float:
+            with httpx.Client(timeout=10) as http:  # a connection of its own: either worker
+                resp = http.get(f"{gw.url}/metrics", headers=ADMIN)
+            assert resp.status_code == 200
+            return total(parse(resp.text), "switchboard_requests_total", model="backup", status="200")
+
+        # Neither worker served them all: only the sum over both workers' files reaches ``sent``.
+        poll(lambda: scrape() == sent, f"the scrapes never added up to {sent}")
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(lambda _: scrape(), range(8))) == [sent] * 8
+    finally:
+        assert gw.process.stop() == 0
