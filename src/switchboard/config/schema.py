@@ -458,6 +458,13 @@ class MetricsConfig(_Strict):
     # Labels with unbounded values, off unless listed (each multiplies the series count).
     labels: Annotated[list[MetricLabel], Field(max_length=4)] = Field(default_factory=list)
 
+    @field_validator("labels")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("metrics.labels: each label may be listed once")
+        return value
+
 
 class TracingConfig(_Strict):
     """OpenTelemetry traces exported over OTLP; off by default, and free when off."""

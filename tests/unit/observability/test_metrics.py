@@ -1,0 +1,263 @@
+"""The metrics observer in process: what a finished request adds, and the bounds on labels (an
+unknown model is ``other``, foreign error codes run out into ``other``, the kept label sets are
+bounded), refusals by scope, who may read /metrics, the configuration's bad input, and a worker
+that died mid-request in multiprocess mode."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+
+from switchboard.config.schema import MetricsConfig
+from switchboard.context import Attempt, RequestContext, Spent
+from switchboard.errors import GatewayError, InvalidRequest, RateLimited
+from switchboard.http import openai_api
+from switchboard.observability import metrics as metrics_module
+from switchboard.observability.metrics import MULTIPROC_ENV, Metrics
+from switchboard.pipeline.budgets import BudgetExceeded
+from switchboard.routing.health import Health
+
+MASTER = "master-key-0123456789"
+SCRAPER = "scraper-key-0123456789"
+
+
+def _route(group: str, deployment: str, provider: str = "openai") -> Any:
+    return SimpleNamespace(target=SimpleNamespace(name=group, provider=provider), deployment=deployment)
+
+
+class Table:
+    def __init__(self) -> None:
+        self.route = _route("gpt", "gpt-a")
+        group = SimpleNamespace(name="gpt")
+        groups = {"gpt": group, "gpt-alias": group}
+        self.current = SimpleNamespace(groups=groups, splits={"gpt-split": object()})
+
+    def all_routes(self) -> list[Any]:
+        return [self.route]
+
+
+def make(**config: Any) -> tuple[Metrics, Table]:
+    table = Table()
+    return Metrics(MetricsConfig(key=SCRAPER, **config), MASTER, table, Health(), ["semantic-router"]), table
+
+
+def finished(table: Table, model: str = "gpt", status: int = 200, code: str | None = None,
+             routed: bool = True, **fields: Any) -> RequestContext:
+    ctx = RequestContext("rid", "chat", openai_api.CHAT, {}, b"", time.perf_counter() - 0.05, **fields)
+    ctx.request = {"model": model}
+    if routed:
+        ctx.group = table.current.groups["gpt"]
+        ctx.route = table.route
+        ctx.attempts = [Attempt("gpt-a", "gpt", status, code, 10)]
+        ctx.split = (0.001, 0.04)
+    ctx.outcome.status = status
+    ctx.outcome.error_code = code
+    ctx.outcome.finished_at = time.perf_counter()
+    return ctx
+
+
+def run(m: Metrics, ctx: RequestContext) -> None:
+    m.began()
+    m.observe(ctx)
+
+
+def samples(m: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for family in text_string_to_metric_families(m.exposition().decode()):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def total(m: Metrics, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples(m).items() if n == name and wanted <= ls)
+
+
+def test_a_request_counts_once_with_its_route_tokens_cost_and_times() -> None:
+    m, table = make()
+    ctx = finished(table)
+    ctx.spent = Spent(2_500_000, 30, 10, 20)
+    run(m, ctx)
+    labels = {"model": "gpt", "group": "gpt", "deployment": "gpt-a", "provider": "openai",
+              "operation": "chat", "stream": "false", "status": "200", "status_class": "2xx", "code": ""}
+    assert samples(m)[("switchboard_requests_total", frozenset(labels.items()))] == 1
+    assert total(m, "switchboard_input_tokens_total", model="gpt") == 10
+    assert total(m, "switchboard_output_tokens_total", model="gpt") == 20
+    assert total(m, "switchboard_cost_usd_total", model="gpt") == pytest.approx(0.0025)
+    assert total(m, "switchboard_overhead_seconds_sum") == pytest.approx(0.001)
+    assert total(m, "switchboard_upstream_seconds_sum") == pytest.approx(0.04)
+    assert total(m, "switchboard_overhead_seconds_bucket", le="0.001") == 1
+    assert total(m, "switchboard_request_duration_seconds_count", status_class="2xx") == 1
+    assert total(m, "switchboard_requests_in_flight") == 0
+    # A non-stream request has no time to first token, an admin call no overhead series.
+    assert total(m, "switchboard_time_to_first_token_seconds_count") == 0
+
+
+def test_names_the_configuration_does_not_know_are_other() -> None:
+    m, table = make()
+    for name in ("gpt-alias", "gpt-split", "semantic-router"):
+        run(m, finished(table, model=name))
+    for i in range(50):
+        run(m, finished(table, model=f"made-up-{i}", status=404, code="model_not_found", routed=False))
+    assert total(m, "switchboard_requests_total", model="gpt-alias") == 1
+    assert total(m, "switchboard_requests_total", model="gpt-split") == 1
+    assert total(m, "switchboard_requests_total", model="semantic-router") == 1
+    assert total(m, "switchboard_requests_total", model="other", group="", code="model_not_found") == 50
+    assert not any("made-up" in str(labels) for _, labels in samples(m))
+
+
+def test_error_codes_are_the_gateways_own_and_a_bounded_few_more() -> None:
+    m, table = make()
+    run(m, finished(table, status=429, code="rate_limit_exceeded"))
+    run(m, finished(table, status=400, code="Not A Code!"))
+    for i in range(metrics_module.MAX_OTHER_CODES + 10):
+        run(m, finished(table, status=400, code=f"provider_code_{i}"))
+    codes = {dict(labels)["code"] for name, labels in samples(m) if name == "switchboard_requests_total"}
+    assert "rate_limit_exceeded" in codes and "other" in codes
+    assert len(codes - {"rate_limit_exceeded", "other"}) == metrics_module.MAX_OTHER_CODES
+    assert total(m, "switchboard_requests_total", code="other") == 11
+    # A success never carries a code.
+    run(m, finished(table, status=200, code="ignored"))
+    assert total(m, "switchboard_requests_total", status="200", code="") == 1
+
+
+def test_kept_label_sets_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_module, "MAX_SERIES", 3)
+    m, table = make()
+    for status in (200, 400, 401, 403, 404, 500, 502):
+        run(m, finished(table, status=status, code=None if status == 200 else "internal_error"))
+    assert len(m._series) == 3
+    assert total(m, "switchboard_requests_total") == 7
+
+
+def test_principal_labels_only_when_configured() -> None:
+    from switchboard.context import Principal
+
+    principal = Principal("key_1", role="developer", key_id="key_1", tenant_id="acme", team_id="ml")
+    m, table = make()
+    run(m, finished(table, principal=principal))
+    assert not any("acme" in str(labels) for _, labels in samples(m))
+    m, table = make(labels=["tenant", "team"])
+    run(m, finished(table, principal=principal))
+    run(m, finished(table))
+    assert total(m, "switchboard_requests_total", tenant="acme", team="ml") == 1
+    assert total(m, "switchboard_cost_usd_total", tenant="acme", team="ml") == 0
+    assert total(m, "switchboard_requests_total", tenant="", team="") == 1
+
+
+def test_retries_and_fallbacks_from_the_attempts() -> None:
+    m, table = make()
+    ctx = finished(table)
+    ctx.attempts = [Attempt("gpt-a", "gpt", 502, "upstream_error", 5), Attempt("gpt-b", "gpt", 502, "x", 5),
+                    Attempt("other-a", "backup", 200, None, 5)]
+    run(m, ctx)
+    assert total(m, "switchboard_retries_total", group="gpt", deployment="gpt-b") == 1
+    assert total(m, "switchboard_fallbacks_total", group="gpt", fallback="backup") == 1
+    assert total(m, "switchboard_requests_total", group="backup", deployment="other-a") == 1
+
+
+def test_refusals_by_scope() -> None:
+    m, _ = make()
+    m.refused(RateLimited("slow down", headers={"x-ratelimit-scope": "team"}))
+    m.refused(RateLimited("slow down", headers={"x-ratelimit-scope": "a-scope-we-never-named"}))
+    m.refused(RateLimited("an upstream's 429 passed on: no scope of ours"))
+    m.refused(InvalidRequest("too big", code="request_exceeds_limit", headers={"x-ratelimit-scope": "key"}))
+    m.refused(BudgetExceeded("spent", headers={"x-switchboard-budget-scope": "tenant"}))
+    m.refused(GatewayError("something else"))
+    assert total(m, "switchboard_rate_limit_rejections_total", scope="team", code="rate_limit_exceeded") == 1
+    assert total(m, "switchboard_rate_limit_rejections_total", scope="other") == 1
+    assert total(m, "switchboard_rate_limit_rejections_total", scope="key", code="request_exceeds_limit") == 1
+    assert total(m, "switchboard_rate_limit_rejections_total") == 3
+    assert total(m, "switchboard_budget_rejections_total", scope="tenant", code="budget_exceeded") == 1
+
+
+def test_streams_in_flight_and_time_to_first_token() -> None:
+    m, table = make()
+    m.began()
+    m.stream_began()
+    assert total(m, "switchboard_streams_in_flight") == 1 and total(m, "switchboard_requests_in_flight") == 1
+    ctx = finished(table)
+    ctx.outcome.stream = True
+    ctx.outcome.first_byte_at = ctx.started + 0.02
+    m.stream_ended()
+    m.observe(ctx)
+    assert total(m, "switchboard_streams_in_flight") == 0 and total(m, "switchboard_requests_in_flight") == 0
+    assert total(m, "switchboard_time_to_first_token_seconds_sum") == pytest.approx(0.02)
+
+
+def test_cooling_down_is_read_when_scraped() -> None:
+    m, table = make()
+    health = Health()
+    m._health._health = health
+    assert total(m, "switchboard_deployment_cooling_down", group="gpt", deployment="gpt-a") == 0
+    for _ in range(3):  # router.cooldown's default: three failures in a row
+        health.failed(table.route, _UpstreamDown("down"))
+    assert total(m, "switchboard_deployment_cooling_down", group="gpt", deployment="gpt-a") == 1
+
+
+class _UpstreamDown(GatewayError):
+    status = 502
+    code = "upstream_error"
+    from_upstream = True
+
+
+def test_who_may_read() -> None:
+    m, _ = make()
+
+    def ok(*headers: tuple[bytes, bytes]) -> bool:
+        return m.authorized(list(headers))
+
+    assert ok((b"authorization", b"Bearer " + MASTER.encode()))
+    assert ok((b"authorization", b"bearer " + SCRAPER.encode()))
+    assert not ok()
+    assert not ok((b"authorization", b"Bearer"))
+    assert not ok((b"authorization", b"Basic " + MASTER.encode()))
+    assert not ok((b"authorization", b"Bearer " + MASTER.encode() + b"x"))
+    assert not ok((b"authorization", SCRAPER.encode()))
+    assert not ok((b"x-api-key", MASTER.encode()))
+
+
+@pytest.mark.parametrize("config", [
+    {"key": "short"},
+    {"key": ["not", "a", "string"]},
+    {"labels": ["ip_address"]},
+    {"labels": ["tenant", "team", "key", "user", "tenant"]},
+    {"labels": ["tenant", "tenant"]},
+    {"port": 0},
+    {"port": "metrics"},
+    {"enabled": "sometimes"},
+    {"scrape": True},
+])
+def test_bad_configuration_is_refused(config: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        MetricsConfig(**config)
+
+
+def test_a_dead_workers_in_flight_requests_stop_counting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker killed mid-request: its counters stay (they happened), its in-flight gauge goes.
+    child = (
+        "import os\n"
+        "from prometheus_client import Counter, Gauge\n"
+        "Gauge('switchboard_requests_in_flight', 'x', multiprocess_mode='livesum').inc()\n"
+        "Counter('switchboard_retries', 'x', ('group', 'deployment')).labels('gpt', 'gpt-a').inc()\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", child], env={MULTIPROC_ENV: str(tmp_path)}, check=True)
+    assert list(tmp_path.glob("gauge_livesum_*.db"))
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    m, _ = make()
+    assert m.multiprocess_dir == str(tmp_path)
+    assert total(m, "switchboard_requests_in_flight") == 0
+    assert not list(tmp_path.glob("gauge_livesum_*.db"))
+    assert total(m, "switchboard_retries_total", group="gpt", deployment="gpt-a") == 1
