@@ -10,6 +10,8 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
     python bench/instructions.py --key-cost               # an API key against the master key
     python bench/instructions.py --profile full           # the full path against the bare path
     python bench/instructions.py --profile group          # a group of two deployments against one
+    python bench/instructions.py --profile metrics        # Prometheus metrics on against off
+    python bench/instructions.py --metrics off            # this checkout with metrics off
     python bench/instructions.py --defer-flush            # the request path alone, no database write
 
 The gateway runs under callgrind with instrumentation off while it starts and warms up; only
@@ -89,14 +91,15 @@ DEFERRED_FLUSH = "spend:\n  flush_seconds: 60\n  flush_batch: 10000\n"
 
 def measure(
     src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False, full: bool = False,
-    defer_flush: bool = False, group: bool = False,
+    defer_flush: bool = False, group: bool = False, metrics: bool = True,
 ) -> float:
     """Instructions per request; ``api_key``: a plain issued key; ``full``: the full path's key
     (RPM/TPM limits and a budget, ``run.FULL_KEY``); ``group``: each model a group of two
-    deployments on the same upstream (weighted strategy)."""
-    tag = f"{mode}-{'full' if full else 'key' if api_key else 'master'}{'-group' if group else ''}"
+    deployments on the same upstream (weighted strategy); ``metrics``: Prometheus metrics on."""
+    tag = (f"{mode}-{'full' if full else 'key' if api_key else 'master'}{'-group' if group else ''}"
+           f"{'' if metrics else '-nometrics'}")
     config = root / f"switchboard-{tag}.yaml"
-    text = harness.switchboard_config(base, group)
+    text = harness.switchboard_config(base, group, metrics)
     config.write_text(text + (DEFERRED_FLUSH if defer_flush else ""))
     port = free_port()
     out = root / f"callgrind-{tag}.out"
@@ -149,10 +152,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the master key and an API key in the same run and compare them; "
                         "exit 1 if the API key costs more than --max-key-cost percent")
     parser.add_argument("--max-key-cost", type=float, default=5.0, help="percent (default 5)")
-    parser.add_argument("--profile", choices=("bare", "full", "group"), default="bare",
+    parser.add_argument("--profile", choices=("bare", "full", "group", "metrics"), default="bare",
                         help="full: measure the master key (bare path) and a virtual key with RPM/TPM "
                         "limits and a budget (full path) in the same run, and compare them; group: "
-                        "one deployment against a group of two, in the same run")
+                        "one deployment against a group of two, in the same run; metrics: the bare "
+                        "path with Prometheus metrics off against on, in the same run")
+    parser.add_argument("--metrics", choices=("on", "off"), default="on",
+                        help="Prometheus metrics (metrics.enabled) of the measured gateway (default on)")
     parser.add_argument("--defer-flush", action="store_true",
                         help="leave the usage ledger's database writes out of the measurement")
     args = parser.parse_args(argv)
@@ -163,10 +169,17 @@ def main(argv: list[str] | None = None) -> int:
         nginx, base = upstream.nginx(root / "nginx", cpu=None)
 
         def one(mode: str, **kind: bool) -> float:
+            kind.setdefault("metrics", args.metrics == "on")
             return measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush, **kind)
 
         with nginx:
             for mode in harness.MODES:
+                if args.profile == "metrics":
+                    off = one(mode, metrics=False)
+                    on = one(mode, metrics=True)
+                    print(f"{mode:<11} metrics off {off:>10,.0f}  metrics on {on:>10,.0f} "
+                          f" ({(on / off - 1) * 100:+.1f} %, {src})", flush=True)
+                    continue
                 if args.profile == "group":
                     single = one(mode)
                     pair = one(mode, group=True)

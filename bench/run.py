@@ -1,6 +1,7 @@
 """Gateway overhead benchmark: wrk -> (gateway ->) nginx serving fixed OpenAI-format bodies.
 
     python bench/run.py [--duration S] [--litellm] [--json out.json] [--markdown] [--profile full]
+                        [--metrics on|off]
 
 Every target is measured with the same request bodies, headers and wrk settings; "direct" is wrk
 straight at nginx, the baseline the gateway rows are compared with. See bench/README.md.
@@ -108,7 +109,22 @@ def group_models() -> str:
 """
 
 
-def switchboard_config(base: str, group: bool = False) -> str:
+# Metrics on against off (--profile metrics): the same gateway with metrics.enabled false. The
+# usage ledger (metadata only) is on in both; metrics may cost at most this share of throughput.
+NO_METRICS_TARGET = "switchboard-nometrics"
+METRICS_MAX_LOSS = 0.05
+# --metrics off: every switchboard target runs with metrics.enabled false.
+METRICS = {"on": True}
+NO_METRICS = "metrics:\n  enabled: false\n"
+
+
+def switchboard_config(base: str, group: bool = False, metrics: bool | None = None) -> str:
+    """The benchmark's config; ``metrics`` None: as ``--metrics`` says (on by default)."""
+    on = METRICS["on"] if metrics is None else metrics
+    return _config(base, group) + ("" if on else NO_METRICS)
+
+
+def _config(base: str, group: bool) -> str:
     return f"""\
 providers:
   - name: bench-upstream
@@ -134,9 +150,11 @@ server:
 
 
 @contextlib.contextmanager
-def _gateway(root: Path, base: str, name: str, group: bool = False) -> Iterator[str]:
+def _gateway(
+    root: Path, base: str, name: str, group: bool = False, metrics: bool | None = None
+) -> Iterator[str]:
     config = root / f"{name}.yaml"
-    config.write_text(switchboard_config(base, group))
+    config.write_text(switchboard_config(base, group, metrics))
     exe = shutil.which("switchboard")
     cmd = [exe] if exe else [sys.executable, "-m", "switchboard"]
     port = free_port()
@@ -172,6 +190,13 @@ def switchboard_full(root: Path, base: str) -> Iterator[dict[str, str]]:
 def switchboard_group(root: Path, base: str) -> Iterator[dict[str, str]]:
     """The bare path over a group of two deployments of each model (routing on)."""
     with _gateway(root, base, GROUP_TARGET, group=True) as url:
+        yield dict.fromkeys(MODES, url + "/v1/chat/completions")
+
+
+@contextlib.contextmanager
+def switchboard_nometrics(root: Path, base: str) -> Iterator[dict[str, str]]:
+    """The bare path with metrics off (metrics.enabled: false), the ledger on."""
+    with _gateway(root, base, NO_METRICS_TARGET, metrics=False) as url:
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
 
 
@@ -249,6 +274,7 @@ STARTERS: dict[str, Starter] = {
     "switchboard": switchboard,
     FULL_TARGET: switchboard_full,
     GROUP_TARGET: switchboard_group,
+    NO_METRICS_TARGET: switchboard_nometrics,
     "litellm": litellm,
 }
 
@@ -434,6 +460,7 @@ def table(rows: list[Row], markdown: bool) -> str:
 def verdicts(rows: list[Row]) -> list[str]:
     out = []
     bare = {(r.mode, r.concurrency): r for r in rows if r.target == "switchboard"}
+    metrics_off = {(r.mode, r.concurrency): r for r in rows if r.target == NO_METRICS_TARGET}
     for r in rows:
         b = bare.get((r.mode, r.concurrency))
         if r.target == FULL_TARGET and r.concurrency == 32 and b is not None and b.rps:
@@ -446,6 +473,12 @@ def verdicts(rows: list[Row]) -> list[str]:
             ok = loss <= GROUP_MAX_LOSS
             out.append(f"{r.scenario}: {r.rps:,.0f} req/s, {loss:.1%} below one deployment's {b.rps:,.0f} "
                        f"(target <= {GROUP_MAX_LOSS:.0%}): {'PASS' if ok else 'FAIL'}")
+        off = metrics_off.get((r.mode, r.concurrency))
+        if r.target == "switchboard" and r.concurrency == 32 and off is not None and off.rps:
+            loss = 1 - r.rps / off.rps
+            ok = loss <= METRICS_MAX_LOSS
+            out.append(f"{r.scenario}: metrics on {r.rps:,.0f} req/s, {loss:.1%} below metrics off "
+                       f"{off.rps:,.0f} (target <= {METRICS_MAX_LOSS:.0%}): {'PASS' if ok else 'FAIL'}")
         if r.target != "switchboard":
             continue
         if r.concurrency == 32:
@@ -488,17 +521,21 @@ def main(argv: list[str] | None = None) -> int:
         "--targets",
         default="direct,minimal,switchboard",
         help="comma-separated targets among direct,minimal,switchboard,switchboard-full,switchboard-group,"
-        "litellm "
+        "switchboard-nometrics,litellm "
         "(default: %(default)s)",
     )
     parser.add_argument(
         "--profile",
-        choices=("bare", "full", "group"),
+        choices=("bare", "full", "group", "metrics"),
         default="bare",
         help="full: also measure the full request path (a virtual key with RPM/TPM limits and a "
         "budget, target switchboard-full) against the bare path (the master key) in the same run; "
-        "group: routing over a group of two deployments (target switchboard-group) against one",
+        "group: routing over a group of two deployments (target switchboard-group) against one; "
+        "metrics: the bare path with metrics off (target switchboard-nometrics) against metrics on",
     )
+    parser.add_argument("--metrics", choices=("on", "off"), default="on",
+                        help="Prometheus metrics of the switchboard targets (default on; the "
+                        "switchboard-nometrics target has them off either way)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write machine info and results as JSON")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table for the docs")
@@ -507,8 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if args.litellm and "litellm" not in targets:
         targets.append("litellm")
-    if args.profile in ("full", "group"):
-        extra = FULL_TARGET if args.profile == "full" else GROUP_TARGET
+    METRICS["on"] = args.metrics == "on"
+    if args.profile in ("full", "group", "metrics"):
+        extra = {"full": FULL_TARGET, "group": GROUP_TARGET, "metrics": NO_METRICS_TARGET}[args.profile]
         targets += [t for t in ("switchboard", extra) if t not in targets]
     unknown = set(targets) - STARTERS.keys()
     if unknown:

@@ -21,12 +21,16 @@ worker that is gone. One worker keeps its values in memory, no files.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import glob
 import hmac
 import logging
+import math
 import os
 import re
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -59,6 +63,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
                    120.0, 300.0)
 # The gateway's own time: fractions of a millisecond to a tenth of a second.
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+LATENCY_BOUNDS = (*LATENCY_BUCKETS, math.inf)
+OVERHEAD_BOUNDS = (*OVERHEAD_BUCKETS, math.inf)
+FLUSH_SECONDS = 1.0  # several workers: how often each hands its counts to the shared files
 
 ROUTE_LABELS = ("group", "deployment", "provider", "operation", "stream")
 EXTRA_LABELS = {"tenant": "tenant", "team": "team", "key": "key", "user": "user"}
@@ -96,25 +103,76 @@ def _error_codes() -> set[str]:
     return codes
 
 
-class _Series:
-    """The label children of one label set (one request's labels), created once."""
+class _Hist:
+    """Observations of one histogram child not yet handed to it: plain Python arithmetic on the
+    request path (no lock, no wrapper call), handed over by :meth:`flush`."""
 
-    __slots__ = ("cost", "duration", "input", "output", "overhead", "requests", "ttft", "upstream")
+    __slots__ = ("bounds", "child", "counts", "sum")
+
+    def __init__(self, child: Histogram, bounds: tuple[float, ...]) -> None:
+        self.child = child
+        self.bounds = bounds  # the upper bounds, +Inf last: every value has a bucket
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value
+
+    def flush(self) -> None:
+        # prometheus-client's histogram child keeps its sum and per-bucket counts (not yet
+        # cumulative) as values ``_sum`` and ``_buckets``, in memory or in the multiprocess
+        # files; adding to them is what ``observe`` does, once per observation.
+        child = self.child
+        child._sum.inc(self.sum)
+        counts = self.counts
+        for i, n in enumerate(counts):
+            if n:
+                child._buckets[i].inc(n)
+                counts[i] = 0
+        self.sum = 0.0
+
+
+class _Series:
+    """One label set (one kind of request): its label children, created once, and what it
+    counted since the last flush."""
+
+    __slots__ = ("cost", "cost_child", "dirty", "duration", "input", "input_child", "output",
+                 "output_child", "overhead", "requests", "requests_child", "ttft", "upstream")
 
     def __init__(self, m: Metrics, key: tuple[object, ...]) -> None:
         model, group, deployment, provider, operation, stream, status, code, *extra = key
         route = (group, deployment, provider, operation, "true" if stream else "false")
         status_class = _STATUS_CLASS.get(int(status) // 100, "other")  # type: ignore[call-overload]
-        self.requests = m.requests.labels(model, *route, str(status), status_class, code, *extra)
-        self.duration = m.duration.labels(*route, status_class)
+        self.requests_child = m.requests.labels(model, *route, str(status), status_class, code, *extra)
+        self.duration = _Hist(m.duration.labels(*route, status_class), LATENCY_BOUNDS)
         called = operation in MODEL_CALLS and group != ""
-        self.overhead = m.overhead.labels(*route) if called else None
-        self.upstream = m.upstream.labels(*route) if called else None
-        self.ttft = m.ttft.labels(group, deployment, provider, operation) if called and stream else None
+        self.overhead = _Hist(m.overhead.labels(*route), OVERHEAD_BOUNDS) if called else None
+        self.upstream = _Hist(m.upstream.labels(*route), LATENCY_BOUNDS) if called else None
+        self.ttft = (_Hist(m.ttft.labels(group, deployment, provider, operation), LATENCY_BOUNDS)
+                     if called and stream else None)
         tokens = (model, group, deployment, provider, operation, *extra)
-        self.input = m.input_tokens.labels(*tokens) if called else None
-        self.output = m.output_tokens.labels(*tokens) if called else None
-        self.cost = m.cost.labels(*tokens) if called else None
+        self.input_child = m.input_tokens.labels(*tokens) if called else None
+        self.output_child = m.output_tokens.labels(*tokens) if called else None
+        self.cost_child = m.cost.labels(*tokens) if called else None
+        self.requests = self.input = self.output = self.cost = 0  # cost in billionths of a dollar
+        self.dirty = False
+
+    def flush(self) -> None:
+        self.dirty = False
+        self.requests_child.inc(self.requests)
+        self.requests = 0
+        self.duration.flush()
+        for hist in (self.overhead, self.upstream, self.ttft):
+            if hist is not None:
+                hist.flush()
+        if self.input and self.input_child is not None:
+            self.input_child.inc(self.input)
+        if self.output and self.output_child is not None:
+            self.output_child.inc(self.output)
+        if self.cost and self.cost_child is not None:
+            self.cost_child.inc(self.cost / 1e9)
+        self.input = self.output = self.cost = 0
 
 
 class HealthCollector:
@@ -208,17 +266,21 @@ class Metrics:
         self._codes: dict[str, str] = {code: code for code in _error_codes()}
         self._other_codes = 0
         self._server: MetricsServer | None = None
+        self._dirty: list[_Series] = []  # label sets with counts not yet flushed
+        self._active = 0  # requests in flight
+        self._streams = 0  # streams in flight
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- the request path ----------------------------------------------------------------------
 
     def began(self) -> None:
-        self.in_flight.inc()
+        self._active += 1
 
     def stream_began(self) -> None:
-        self.streams_in_flight.inc()
+        self._streams += 1
 
     def stream_ended(self) -> None:
-        self.streams_in_flight.dec()
+        self._streams -= 1
 
     def refused(self, error: GatewayError) -> None:
         """A request the chain refused: rate limits and budgets are counted by scope."""
@@ -233,13 +295,13 @@ class Metrics:
                 self.budget_rejected.labels(scope if scope in SCOPES else OTHER, code).inc()
 
     def observe(self, ctx: RequestContext) -> None:
-        """A finished request (the observer the observe stage calls after the response)."""
-        self.in_flight.dec()
+        """A finished request (the observer the observe stage calls after the response): added
+        to its label set's pending counts, handed to prometheus-client at the next flush."""
+        self._active -= 1
         outcome = ctx.outcome
         status = outcome.status or CLIENT_CLOSED
         if outcome.client_disconnected and not outcome.stream:
             status = CLIENT_CLOSED
-        operation = ctx.operation
         attempts = ctx.attempts
         route = ctx.route
         if attempts:
@@ -251,35 +313,31 @@ class Metrics:
         provider = route.target.provider if route is not None and group else ""
         code = outcome.error_code
         key: tuple[object, ...] = (
-            self._model(ctx), group, deployment, provider, operation, outcome.stream, status,
+            self._model(ctx), group, deployment, provider, ctx.operation, outcome.stream, status,
             "" if code is None or status < 400 else self._code(code),
         )
         if self._extra:
             key = (*key, *self._extras(ctx))
         series = self._series.get(key)
+        kept = True
         if series is None:
             series = _Series(self, key)
-            if len(self._series) < MAX_SERIES:
+            kept = len(self._series) < MAX_SERIES
+            if kept:
                 self._series[key] = series
-        series.requests.inc()
-        finished = outcome.finished_at or time.perf_counter()
-        series.duration.observe(finished - ctx.started)
-        if series.overhead is not None and ctx.split is not None:
-            overhead, upstream = ctx.split
-            series.overhead.observe(overhead)
-            assert series.upstream is not None
-            series.upstream.observe(upstream)
+        series.requests += 1
+        series.duration.observe((outcome.finished_at or time.perf_counter()) - ctx.started)
+        split = ctx.split
+        if series.overhead is not None and split is not None:
+            series.overhead.observe(split[0])
+            series.upstream.observe(split[1])  # type: ignore[union-attr]  # set with overhead
         if series.ttft is not None and outcome.first_byte_at is not None and status < 400:
             series.ttft.observe(outcome.first_byte_at - ctx.started)
         spent = ctx.spent
-        if spent is not None and series.input is not None:
-            assert series.output is not None and series.cost is not None
-            if spent.prompt:
-                series.input.inc(spent.prompt)
-            if spent.completion:
-                series.output.inc(spent.completion)
-            if spent.nano_usd:
-                series.cost.inc(spent.nano_usd / 1e9)
+        if spent is not None:
+            series.input += spent.prompt
+            series.output += spent.completion
+            series.cost += spent.nano_usd
         if attempts is not None and len(attempts) > 1:
             first = attempts[0].group
             for attempt in attempts[1:]:
@@ -287,6 +345,20 @@ class Metrics:
                     self.retries.labels(first, attempt.deployment).inc()
                 else:
                     self.fallbacks.labels(first, attempt.group).inc()
+        if not kept:  # not kept: handed over at once, nothing left pending on it
+            series.flush()
+        elif not series.dirty:
+            series.dirty = True
+            self._dirty.append(series)
+
+    def flush(self) -> None:
+        """Hand what was counted since the last flush to prometheus-client (and, with several
+        workers, to this worker's files): before every scrape, and every second with workers."""
+        self.in_flight.set(self._active)
+        self.streams_in_flight.set(self._streams)
+        dirty, self._dirty = self._dirty, []
+        for series in dirty:
+            series.flush()
 
     def _model(self, ctx: RequestContext) -> str:
         """The requested model name when it is one the configuration knows, else ``other``."""
@@ -319,9 +391,18 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text format of every metric (all workers' in multiprocess mode)."""
+        self.flush()
         if self.multiprocess_dir is not None:
             self._forget_dead_workers()
         return generate_latest(self.registry)
+
+    async def _flush_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                self.flush()
+            except Exception:  # a full disk, say: try again next time
+                log.exception("metrics: flush failed")
 
     def _forget_dead_workers(self) -> None:
         """Drop the live gauges' files of workers that are gone (a killed or restarted one)."""
@@ -340,6 +421,9 @@ class Metrics:
 
     async def start(self) -> None:
         """Open the ``metrics.port`` listener, if configured."""
+        if self.multiprocess_dir is not None:  # another worker may answer the scrape: flush often
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush_every(FLUSH_SECONDS), name="metrics-flush")
         port = self.config.port
         if port is not None:
             self._server = MetricsServer(self.config.host, port, self.exposition, CONTENT_TYPE,
@@ -351,7 +435,14 @@ class Metrics:
         if self._server is not None:
             await self._server.close()
             self._server = None
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
         if self.multiprocess_dir is not None:
+            self._active = self._streams = 0
+            self.flush()  # the counts of the last requests stay, with the worker's other files
             mark_process_dead(os.getpid(), self.multiprocess_dir)
 
     def authorized(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:

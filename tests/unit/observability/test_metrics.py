@@ -261,3 +261,26 @@ def test_a_dead_workers_in_flight_requests_stop_counting(
     assert total(m, "switchboard_requests_in_flight") == 0
     assert not list(tmp_path.glob("gauge_livesum_*.db"))
     assert total(m, "switchboard_retries_total", group="gpt", deployment="gpt-a") == 1
+
+
+def test_pending_observations_land_in_the_same_buckets_as_observe() -> None:
+    # The request path counts in plain Python and hands the counts over at a flush: the
+    # exposition must be what prometheus-client's own observe() would have produced.
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()
+    reference = Histogram("reference", "x", buckets=metrics_module.OVERHEAD_BUCKETS, registry=registry)
+    m, table = make()
+    values = [0.0, 0.0004, 0.0005, 0.00051, 0.003, 0.1, 0.2, 7.0]
+    for value in values:
+        reference.observe(value)
+        ctx = finished(table)
+        ctx.split = (value, 0.0)
+        run(m, ctx)
+    expected = {dict(s.labels)["le"]: s.value for s in registry.collect().__next__().samples
+                if s.name == "reference_bucket"}
+    got = {dict(labels)["le"]: v for (name, labels), v in samples(m).items()
+           if name == "switchboard_overhead_seconds_bucket"}
+    assert got == expected
+    assert total(m, "switchboard_overhead_seconds_sum") == pytest.approx(sum(values))
+    assert total(m, "switchboard_overhead_seconds_count") == len(values)
