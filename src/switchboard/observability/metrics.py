@@ -5,18 +5,19 @@ One :class:`Metrics` per process: the observer the observe stage hands every fin
 health read at scrape time, and ``GET /metrics`` (``endpoint``; the optional listener of
 ``metrics.port`` is ``observability/metrics_server.py``).
 
-Cost on the request path: one tuple (the request's labels) and one dict lookup find the
-request's label children, created once per label set and kept (bounded); then a counter
-increment and a few histogram observations. Labels stay bounded: a requested model name that is
-no configured model, alias, split or semantic router is ``other``; error codes are the
+Cost on the request path: one tuple (the request's labels) and one dict lookup find the label
+set's pending counts (kept for up to ``MAX_SERIES`` label sets), then a few additions in plain
+Python; the counts are handed to prometheus-client (its locks, its files) at each scrape, and
+every second with several workers, not per request. Labels stay bounded: a requested model name
+that is no configured model, alias, split or semantic router is ``other``; error codes are the
 gateway's own (the classes of the error tree) plus the first few others seen, the rest
 ``other``; tenant, team, key and user are labels only when ``metrics.labels`` names them.
 
 Several workers (``server.workers > 1``): ``switchboard serve`` sets ``PROMETHEUS_MULTIPROC_DIR``
-to a fresh directory before the workers start, each worker writes its values to files there,
-and a scrape (answered by any worker) adds up every worker's files (prometheus-client's
-multiprocess mode). The in-flight gauges count live workers only: a scrape drops the files of a
-worker that is gone. One worker keeps its values in memory, no files.
+to a fresh directory before the workers start, each worker writes its values to files there
+(every second), and a scrape (answered by any worker) adds up every worker's files
+(prometheus-client's multiprocess mode). The in-flight gauges count live workers only: a scrape
+drops the files of a worker that is gone. One worker keeps its values in memory, no files.
 """
 
 from __future__ import annotations
