@@ -298,6 +298,16 @@ def test_every_model_call_carries_its_overhead_and_the_ledger_the_same(deploymen
         resp = http.post(url, json={"model": "gpt-4o-mini", "messages": ask("x")},
                          headers={"Authorization": "Bearer wrong"})
         assert resp.status_code == 401 and _timings(resp.headers)[1] == 0
+        # Every model-call endpoint, whatever its wire format.
+        base = deployment.gateway.base_url
+        for path, body in (
+            ("/embeddings", {"model": "text-embedding-3-small", "input": "timed"}),
+            ("/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "timed"}),
+            ("/messages", {"model": "gpt-4o-mini", "max_tokens": 20, "messages": ask("timed")}),
+        ):
+            resp = http.post(base + path, json=body)
+            assert resp.status_code == 200, resp.text
+            assert _timings(resp.headers)[1] > 0
         # Not a model call: no overhead headers.
         assert "x-switchboard-overhead-ms" not in http.get(f"{deployment.gateway.base_url}/models").headers
     records = ledger.wait_for(ledger.database_of(deployment.config, deployment.tmp), set(seen))
