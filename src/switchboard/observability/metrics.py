@@ -280,8 +280,6 @@ class Metrics:
     def stream_began(self) -> None:
         self._streams += 1
 
-    def stream_ended(self) -> None:
-        self._streams -= 1
 
     def refused(self, error: GatewayError) -> None:
         """A request the chain refused: rate limits and budgets are counted by scope."""
@@ -300,6 +298,8 @@ class Metrics:
         to its label set's pending counts, handed to prometheus-client at the next flush."""
         self._active -= 1
         outcome = ctx.outcome
+        if outcome.stream:  # the edge set it writing the StreamReply stream_began() counted
+            self._streams -= 1
         status = outcome.status or CLIENT_CLOSED
         if outcome.client_disconnected and not outcome.stream:
             status = CLIENT_CLOSED

@@ -37,9 +37,8 @@ class ObserveStage:
         except GatewayError as error:
             metrics.refused(error)
             raise
-        if type(result) is StreamReply:
+        if type(result) is StreamReply:  # the edge starts writing it at once (outcome.stream)
             metrics.stream_began()
-            ctx.after(self._stream_ended)
         return result
 
     async def _after(self, ctx: RequestContext) -> None:
@@ -48,7 +47,3 @@ class ObserveStage:
                 observer.observe(ctx)
             except Exception:  # an observer never fails the others
                 log.exception("request %s: observer %s failed", ctx.request_id, type(observer).__name__)
-
-    async def _stream_ended(self, ctx: RequestContext) -> None:
-        assert self._metrics is not None
-        self._metrics.stream_ended()

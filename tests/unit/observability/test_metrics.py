@@ -188,7 +188,6 @@ def test_streams_in_flight_and_time_to_first_token() -> None:
     ctx = finished(table)
     ctx.outcome.stream = True
     ctx.outcome.first_byte_at = ctx.started + 0.02
-    m.stream_ended()
     m.observe(ctx)
     assert total(m, "switchboard_streams_in_flight") == 0 and total(m, "switchboard_requests_in_flight") == 0
     assert total(m, "switchboard_time_to_first_token_seconds_sum") == pytest.approx(0.02)
