@@ -341,7 +341,8 @@ def test_metrics_off_answers_404_and_keeps_the_headers(
 
 
 def test_two_workers_add_up(kind: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path) -> None:
-    config = with_cluster(metrics_config(mock_upstream), kind, "workers")
+    port = free_port()  # bound by both workers: either answers, with both workers' counts
+    config = with_cluster(metrics_config(mock_upstream, port=port), kind, "workers")
     gw = start_gateway(config, tmp_path, args=["--workers", "2"])
     try:
 
@@ -361,9 +362,9 @@ def test_two_workers_add_up(kind: pytest.FixtureRequest, mock_upstream: Mock, tm
                 sent += 8
         assert len(workers) == 2, "both workers must have answered for the sum to mean anything"
 
-        def scrape() -> float:
+        def scrape(url: str = f"{gw.url}/metrics") -> float:
             with httpx.Client(timeout=10) as http:  # a connection of its own: either worker
-                resp = http.get(f"{gw.url}/metrics", headers=ADMIN)
+                resp = http.get(url, headers=ADMIN)
             assert resp.status_code == 200
             return total(parse(resp.text), "switchboard_requests_total", model="backup", status="200")
 
@@ -371,5 +372,7 @@ def test_two_workers_add_up(kind: pytest.FixtureRequest, mock_upstream: Mock, tm
         poll(lambda: scrape() == sent, f"the scrapes never added up to {sent}")
         with ThreadPoolExecutor(4) as pool:
             assert list(pool.map(lambda _: scrape(), range(8))) == [sent] * 8
+            metrics_port = f"http://127.0.0.1:{port}/metrics"
+            assert list(pool.map(lambda _: scrape(metrics_port), range(8))) == [sent] * 8
     finally:
         assert gw.process.stop() == 0
