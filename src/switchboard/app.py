@@ -65,7 +65,7 @@ class SwitchboardApp:
         self.routes[("GET", "/health/live")] = self.live
         self.routes[("GET", "/health/ready")] = self.ready
         if self.gateway.metrics is not None:  # metrics.enabled: false answers 404
-            self.routes[("GET", "/metrics")] = self.gateway.metrics.endpoint
+            self.routes[("GET", "/metrics")] = self.metrics
         self._paths = {path for _, path in self.routes}
         self._mock: ASGIApp | None = None
         if settings.builtin_mock:
@@ -182,6 +182,13 @@ class SwitchboardApp:
             await self._json(scope, send, 200, {"status": "ready", "models": models})
         else:
             await self._json(scope, send, 503, {"status": "starting"})
+
+    async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Prometheus metrics, for the master key or metrics.key (observability/metrics.py)."""
+        metrics = self.gateway.metrics
+        assert metrics is not None, "routed only when metrics are on"
+        rid = request_id({k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]})
+        await metrics.respond(scope["headers"], send, [(b"x-request-id", rid.encode())])
 
     async def not_routed(self, scope: Scope, send: Send) -> None:
         method, path = scope["method"], scope["path"]

@@ -231,8 +231,8 @@ def test_only_the_master_key_and_the_metrics_key_read_metrics(deployment: Deploy
     url = f"{deployment.gateway.url}/metrics"
     assert deployment.scrape(MASTER_KEY)
     assert deployment.scrape(METRICS_KEY)
-    resp = httpx.get(url, timeout=10)
-    assert resp.status_code == 401
+    resp = httpx.get(url, headers={"x-request-id": "scrape-1"}, timeout=10)
+    assert resp.status_code == 401 and resp.headers["x-request-id"] == "scrape-1"
     assert resp.json()["error"]["type"] == "authentication_error"
     assert resp.json()["error"]["code"] == "missing_api_key"
     api_key = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,

@@ -2,7 +2,7 @@
 
 One :class:`Metrics` per process: the observer the observe stage hands every finished request to
 (``observe``), its hooks on the way in and out (in-flight gauges, refusals), the deployments'
-health read at scrape time, and ``GET /metrics`` (``endpoint``; the optional listener of
+health read at scrape time, and ``GET /metrics`` (``respond``; the optional listener of
 ``metrics.port`` is ``observability/metrics_server.py``).
 
 Cost on the request path: one tuple (the request's labels) and one dict lookup find the label
@@ -57,7 +57,6 @@ CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
 OTHER = "other"
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 # Whole requests and upstream exchanges: from a few milliseconds to long generations.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
@@ -463,23 +462,25 @@ class Metrics:
             ok |= hmac.compare_digest(presented, key)
         return ok
 
-    async def endpoint(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        """``GET /metrics`` on the API port: the key is required."""
-        headers = scope["headers"]
+    async def respond(self, headers: list[tuple[bytes, bytes]], send: Send,
+                      extra: list[tuple[bytes, bytes]]) -> None:
+        """``GET /metrics`` on the API port (the app routes it here with the request's headers
+        and its own response headers, ``x-request-id``): the key is required."""
         if not self.authorized(headers):
             missing = not any(name == b"authorization" for name, _ in headers)
             error = AuthenticationFailed(
                 "missing key: send 'Authorization: Bearer <master key or metrics.key>'"
                 if missing else "invalid key for /metrics", code="missing_api_key" if missing else None)
-            await _send(send, 401, orjson.dumps(error.to_openai()), b"application/json")
+            await _send(send, 401, orjson.dumps(error.to_openai()), b"application/json", extra)
             return
-        await _send(send, 200, self.exposition(), CONTENT_TYPE)
+        await _send(send, 200, self.exposition(), CONTENT_TYPE, extra)
 
 
-async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+async def _send(send: Send, status: int, body: bytes, content_type: bytes,
+                extra: list[tuple[bytes, bytes]]) -> None:
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store")]})
+        (b"cache-control", b"no-store"), *extra]})
     await send({"type": "http.response.body", "body": body})
 
 
