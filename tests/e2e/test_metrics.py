@@ -258,7 +258,10 @@ def test_the_metrics_port_serves_without_a_key(deployment: Deployment) -> None:
     for junk in (b"NONSENSE\r\n\r\n", b"GET /metrics HTTP/1.1\r\nx: " + b"a" * 20_000 + b"\r\n\r\n"):
         with socket.create_connection(("127.0.0.1", deployment.metrics_port), timeout=10) as s:
             s.sendall(junk)
-            answer = s.recv(100)
+            try:
+                answer = s.recv(100)
+            except ConnectionResetError:  # closed with our bytes unread: a reset, not an answer
+                answer = b""
         assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer
     assert httpx.get(f"{base}/metrics", timeout=10).status_code == 200
 
