@@ -135,7 +135,7 @@ def deployment(
     request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     port = free_port()
-    config = with_cluster(metrics_config(mock_upstream, port=port), request, "metrics")
+    config = with_cluster(metrics_config(mock_upstream, port=port, labels=["team"]), request, "metrics")
     tmp = tmp_path_factory.mktemp(f"metrics-{request.param}")
     gw = start_gateway(config, tmp)
     yield Deployment(request.param, config, gw, tmp, port)
@@ -222,6 +222,20 @@ def test_rate_limit_and_budget_refusals_are_counted_by_scope(deployment: Deploym
     assert delta("switchboard_budget_rejections_total", scope="key", code=code) == 1
     assert delta("switchboard_requests_total", model="gpt-4o-mini", status="429",
                  code="rate_limit_exceeded") == 1
+
+
+def test_a_configured_label_carries_the_callers_team(deployment: Deployment) -> None:
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/keys",
+                      json={"models": ["gpt-4o-mini"], "team": "labelled-team"}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    delta = Delta(deployment)
+    deployment.sdk(resp.json()["key"]).chat.completions.create(model="gpt-4o-mini", messages=ask("team"))
+    delta.settle("switchboard_requests_total", 1, team="labelled-team")
+    assert delta("switchboard_requests_total", team="labelled-team", model="gpt-4o-mini", status="200") == 1
+    assert delta("switchboard_cost_usd_total", team="labelled-team") > 0
+    # The master key has no team: its requests carry an empty one; no other label is added.
+    assert all("key" not in dict(labels) and "tenant" not in dict(labels)
+               for name, labels in delta.after if name == "switchboard_requests_total")
 
 
 # -- who may read them ------------------------------------------------------------------------
