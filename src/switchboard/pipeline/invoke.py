@@ -81,16 +81,17 @@ async def _relay(
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
     """Canonical chunks in batches, one batch per upstream read, so the edge writes each batch
     to the client at once instead of one socket write per chunk. The upstream's time counts
-    until its first chunk arrived (or the stream ended or failed before any)."""
+    until its first chunk was read (keep-alive comments do not count), or until the stream
+    ended or failed before any."""
     waiting = True
     try:
         async with aclosing(stream.chunks()) as data:
             async for piece in data:
-                if waiting:
-                    waiting = False
-                    ctx.upstream_seconds += time.perf_counter() - began
                 batch = decoder.feed(piece)
                 if batch:
+                    if waiting:
+                        waiting = False
+                        ctx.upstream_seconds += time.perf_counter() - began
                     _note_usage(ctx, batch)
                     yield batch
     finally:
