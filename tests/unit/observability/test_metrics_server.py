@@ -39,7 +39,9 @@ async def test_bounded_connections_and_slow_heads(monkeypatch: pytest.MonkeyPatc
         for _, writer in idle:
             writer.write(b"GET /metr")
             await writer.drain()
-        await asyncio.sleep(0.1)
+        async with asyncio.timeout(5):  # until the listener holds both
+            while server._open < 2:
+                await asyncio.sleep(0.01)
         # ... so a third is closed without an answer.
         assert await _get(port) == b""
         # The slow heads are dropped after HEAD_SECONDS, and the listener answers again.
