@@ -148,6 +148,13 @@ class RequestContext:
     prompt_tokens: int | None = None
     # Set by the usage stage once the call's cost is known (pipeline/usage.py); None: no cost.
     spent: Spent | None = None
+    # Headers added to the upstream call of the attempt under way (the attempt span's
+    # ``traceparent``, pipeline/trace.py); None: none.
+    upstream_headers: dict[str, str] | None = None
+    # When traces are on (pipeline/trace.py): the request's span state, and its trace id (hex)
+    # for the process log lines about this request.
+    trace: Any = None
+    trace_id: str | None = None
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed

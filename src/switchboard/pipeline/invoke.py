@@ -45,6 +45,8 @@ async def invoke(ctx: RequestContext) -> Result:
     upstream: UpstreamRequest = getattr(adapter, op.build)(ctx.request, target)
     if ctx.upstream_credentials is not None:
         caller_credentials.apply(upstream, ctx.upstream_credentials)
+    if ctx.upstream_headers is not None:  # e.g. the attempt's traceparent (pipeline/trace.py)
+        upstream.headers = {**upstream.headers, **ctx.upstream_headers}
     if ctx.stream and op.stream is not None:
         decoder: StreamDecoder = getattr(adapter, op.stream)(ctx.request, target)
         stream = await route.client.open_stream(upstream, route.timeout)
