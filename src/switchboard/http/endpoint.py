@@ -33,6 +33,7 @@ from switchboard.http.asgi import (
 from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.errors import ServerShuttingDown
 from switchboard.http.state import ServerState
+from switchboard.observability.logs import CURRENT
 from switchboard.observability.requests import log_failure
 from switchboard.pipeline.chain import Handler
 
@@ -177,6 +178,7 @@ class Endpoint:
             deadline=started + self._deadline,
         )
         out = Responder(send, ctx, [(b"x-request-id", rid.encode())])
+        current = CURRENT.set(ctx)  # the request id (and trace id) on every log line about it
         try:
             if failure is None:
                 failure = await self._read_body(ctx, receive)
@@ -199,6 +201,7 @@ class Endpoint:
                 await ctx.run_after_response()
             if outcome.status >= 400 or outcome.client_disconnected:
                 log_failure(ctx)
+            CURRENT.reset(current)
 
     async def _read_body(self, ctx: RequestContext, receive: Receive) -> GatewayError | None:
         if self._limit is None:
