@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 import yaml
@@ -181,7 +182,7 @@ def test_a_stream_span_ends_with_the_stream(deployment: Deployment) -> None:
     _no_text(spans, "one two three")
 
 
-def test_embeddings_and_completions_are_named_by_their_operation(deployment: Deployment) -> None:
+def test_embeddings_completions_and_messages_are_named_by_their_operation(deployment: Deployment) -> None:
     client = deployment.sdk()
     trace_id, _, header = _traceparent()
     client.embeddings.create(model="text-embedding-3-small", input="to embed",
@@ -198,6 +199,18 @@ def test_embeddings_and_completions_are_named_by_their_operation(deployment: Dep
     spans = deployment.otlp.trace(trace_id, count=2)
     assert {s.name for s in spans} == {"text_completion gpt-3.5-turbo-instruct"}
     assert _one(spans, "client").attributes["gen_ai.request.max_tokens"] == 5
+
+    # The Anthropic Messages API is a chat call like any other.
+    trace_id, _, header = _traceparent()
+    messages = anthropic.Anthropic(base_url=deployment.gateway.url, api_key=MASTER_KEY, max_retries=0,
+                                   timeout=30)
+    message = messages.messages.create(model="gpt-4o-mini", max_tokens=20, messages=ask("hi"),
+                                       extra_headers={"traceparent": header})
+    spans = deployment.otlp.trace(trace_id, count=2)
+    assert {s.name for s in spans} == {"chat gpt-4o-mini"}
+    attempt = _one(spans, "client").attributes
+    assert attempt["gen_ai.request.max_tokens"] == 20
+    assert attempt["gen_ai.usage.output_tokens"] == message.usage.output_tokens
 
 
 def test_a_retried_request_shows_each_attempt_under_one_parent(deployment: Deployment) -> None:
@@ -236,7 +249,8 @@ def test_a_retried_request_shows_each_attempt_under_one_parent(deployment: Deplo
     assert all(int(flags, 16) & 1 for _, flags in sent)  # sampled
 
 
-def test_config_errors_name_the_tracing_key(tmp_path: Path, mock_upstream: Mock) -> None:
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_config_errors_name_the_tracing_key(kind: str, tmp_path: Path, mock_upstream: Mock) -> None:
     cases = {
         "bad-url": ({"enabled": True, "endpoint": "collector:4318"}, "tracing.endpoint"),
         "unknown-key": ({"enabled": True, "exporter": "zipkin"}, "tracing.exporter"),
@@ -247,6 +261,9 @@ def test_config_errors_name_the_tracing_key(tmp_path: Path, mock_upstream: Mock)
     }
     for name, (section, expected) in cases.items():
         config = openai_config(mock_upstream)
+        if kind == "cluster":  # checked without connecting
+            config["database"] = {"url": "postgresql://sb@127.0.0.1:5432/sb"}
+            config["redis"] = {"url": "redis://127.0.0.1:6379/0"}
         config["tracing"] = section
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
