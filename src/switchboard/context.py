@@ -151,10 +151,8 @@ class RequestContext:
     # Headers added to the upstream call of the attempt under way (the attempt span's
     # ``traceparent``, pipeline/trace.py); None: none.
     upstream_headers: dict[str, str] | None = None
-    # When traces are on (pipeline/trace.py): the request's span state, and its trace id (hex)
-    # for the process log lines about this request.
+    # When traces are on: the request's span and its open attempt spans (pipeline/trace.py).
     trace: Any = None
-    trace_id: str | None = None
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed

@@ -178,7 +178,7 @@ class Endpoint:
             deadline=started + self._deadline,
         )
         out = Responder(send, ctx, [(b"x-request-id", rid.encode())])
-        current = CURRENT.set(ctx)  # the request id (and trace id) on every log line about it
+        current = CURRENT.set((rid, None))  # the request id on every log line about it
         try:
             if failure is None:
                 failure = await self._read_body(ctx, receive)

@@ -2,9 +2,11 @@
 uvicorn's too.
 
 Every line emitted while a request is handled carries its id (and its trace id when traces are
-on): the edge (``http/endpoint.py``) puts the request's context in :data:`CURRENT` for the time
-it owns the request, and the formatters read it. Work the request starts in tasks of its own
-inherits it, as contextvars are copied into new tasks.
+on): the edge (``http/endpoint.py``) puts the request id in :data:`CURRENT` for the time it owns
+the request, the trace stage adds the trace id, and the formatters read it. Work the request
+starts in tasks of its own inherits it, as contextvars are copied into new tasks. Only the two
+short strings are held, never the request's context: a copy of the context outlives the request
+in places (a pooled upstream connection keeps the one it was opened in).
 
 ``server.log_format``:
 
@@ -29,20 +31,15 @@ from typing import Any
 
 import orjson
 
-from switchboard.context import RequestContext
-
-# The request being handled in this task (set by the edge); None outside requests.
-CURRENT: ContextVar[RequestContext | None] = ContextVar("switchboard_request", default=None)
+# (request id, trace id or None) of the request being handled; None outside requests.
+CURRENT: ContextVar[tuple[str, str | None] | None] = ContextVar("switchboard_request", default=None)
 
 TEXT_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
 
 
 def request_fields() -> tuple[str | None, str | None]:
     """(request id, trace id) of the request this code runs for, if any."""
-    ctx = CURRENT.get()
-    if ctx is None:
-        return None, None
-    return ctx.request_id, ctx.trace_id
+    return CURRENT.get() or (None, None)
 
 
 class TextFormatter(logging.Formatter):

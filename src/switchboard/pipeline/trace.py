@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from switchboard.context import Chunk, Reply, RequestContext, Result, StreamReply
+from switchboard.observability import logs
 from switchboard.observability.tracing import (
     Context,
     ResponseNotes,
@@ -77,8 +78,8 @@ class TraceStage:
             operation_name(ctx.operation), context=parent, kind=SpanKind.SERVER, start_time=_start_ns(ctx),
         )
         ctx.trace = RequestTrace(span)
-        if span.get_span_context().trace_flags.sampled:
-            ctx.trace_id = trace_id_of(span)
+        if span.get_span_context().trace_flags.sampled:  # the trace id on this request's log lines
+            logs.CURRENT.set((ctx.request_id, trace_id_of(span)))
         try:
             return await call_next(ctx)
         finally:

@@ -12,7 +12,6 @@ import orjson
 import pytest
 
 from switchboard.observability import logs
-from tests.unit.pipeline.fakes import context
 
 
 def record(message: str = "hello %s", args: tuple[object, ...] = ("world",), exc: bool = False,
@@ -28,9 +27,7 @@ def record(message: str = "hello %s", args: tuple[object, ...] = ("world",), exc
 
 @pytest.fixture
 def in_request() -> Iterator[None]:
-    ctx = context()
-    ctx.trace_id = "ab" * 16
-    token = logs.CURRENT.set(ctx)
+    token = logs.CURRENT.set(("rid-1", "ab" * 16))
     yield
     logs.CURRENT.reset(token)
 

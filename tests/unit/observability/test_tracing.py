@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from switchboard.config.schema import TracingConfig
 from switchboard.context import Chunk, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import UpstreamUnavailable
-from switchboard.observability import tracing
+from switchboard.observability import logs, tracing
 from switchboard.pipeline.chain import Handler, build_chain
 from switchboard.pipeline.trace import AttemptSpanStage, TraceStage
 from tests.unit.pipeline.fakes import context
@@ -84,7 +84,7 @@ async def test_reply_spans_and_attributes() -> None:
     assert server.name == "chat claude" and client.name == "chat claude-x"
     assert f"{server.context.trace_id:032x}" == TRACE_ID and f"{server.parent.span_id:016x}" == PARENT
     assert client.parent.span_id == server.context.span_id
-    assert ctx.trace_id == TRACE_ID
+    assert logs.CURRENT.get() == ("rid-1", TRACE_ID)  # the trace id on the request's log lines
     a = client.attributes
     assert a["gen_ai.provider.name"] == "anthropic"
     assert a["gen_ai.request.max_tokens"] == 7 and a["gen_ai.request.temperature"] == 0
@@ -132,7 +132,7 @@ async def test_sampled_out_exports_nothing_but_still_propagates() -> None:
     await world.chain(answer)(ctx)
     await finish(ctx)
     assert world.spans() == []
-    assert ctx.trace_id is None
+    assert logs.CURRENT.get() is None
     (sent,) = world.sent
     assert sent is not None and int(sent["traceparent"].rsplit("-", 1)[1], 16) & 1 == 0
 
