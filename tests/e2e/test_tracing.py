@@ -28,6 +28,7 @@ from tests.servers import (
     Gateway,
     Mock,
     captured,
+    free_port,
     new_marker,
     openai_config,
     spawn,
@@ -247,6 +248,33 @@ def test_a_retried_request_shows_each_attempt_under_one_parent(deployment: Deplo
     sent = [r["headers"]["traceparent"].rsplit("-", 1) for r in upstream]
     assert [prefix for prefix, _ in sent] == [f"00-{server.trace_id}-{a.span_id}" for a in attempts]
     assert all(int(flags, 16) & 1 for _, flags in sent)  # sampled
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_a_collector_that_is_down_fails_no_request(
+    kind: str, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path,
+) -> None:
+    config = openai_config(mock_upstream)
+    config["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{free_port()}/v1/traces",
+                         "export_interval_seconds": 0.1, "timeout_seconds": 1}
+    if kind == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"tracing_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    gw = start_gateway(config, tmp_path)
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        for n in range(5):
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask(f"still here {n}"))
+            assert reply.choices[0].message.content
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=ask("and streaming"),
+                                                stream=True)
+        assert list(stream)
+    finally:
+        # Shutdown tries the last export once, bounded by timeout_seconds, and exits cleanly.
+        assert gw.process.stop(timeout=30) == 0
+    assert "Traceback" not in gw.process.output
 
 
 @pytest.mark.parametrize("kind", ["embedded", "cluster"])

@@ -94,8 +94,9 @@ class _Handler(logging.StreamHandler):
 
 
 def configure(level: str, log_format: str = "text") -> None:
-    """The ``switchboard`` loggers' handler (stderr) in ``log_format``; with ``json``, also the
-    root logger's (libraries' warnings and errors), so every line of the process is JSON."""
+    """The ``switchboard`` and ``opentelemetry`` loggers' handlers (stderr) in ``log_format``;
+    with ``json``, also the root logger's (libraries' warnings and errors), so every line of the
+    process is JSON."""
     logger = logging.getLogger("switchboard")
     logger.setLevel(level.upper())
     for old in [h for h in logger.handlers if isinstance(h, _Handler)]:
@@ -105,6 +106,15 @@ def configure(level: str, log_format: str = "text") -> None:
         handler.setFormatter(formatter(log_format))
         logger.addHandler(handler)
         logger.propagate = False
+    # OpenTelemetry's export warnings (a collector that is down) in the same form as ours.
+    otel = logging.getLogger("opentelemetry")
+    for old in [h for h in otel.handlers if isinstance(h, _Handler)]:
+        otel.removeHandler(old)
+    otel_handler = _Handler(sys.stderr)
+    otel_handler.setFormatter(formatter(log_format))
+    otel.addHandler(otel_handler)
+    otel.setLevel(logging.WARNING)
+    otel.propagate = False
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)

@@ -76,7 +76,9 @@ def test_uvicorn_config_only_for_json() -> None:
 
 def test_configure_replaces_its_own_handler() -> None:
     logger = logging.getLogger("switchboard")
+    otel = logging.getLogger("opentelemetry")
     before = list(logger.handlers)
+    otel_before = (list(otel.handlers), otel.level, otel.propagate)
     try:
         logs.configure("info", "json")
         logs.configure("info", "json")
@@ -84,10 +86,17 @@ def test_configure_replaces_its_own_handler() -> None:
         assert len(ours) <= 1
         root = [h for h in logging.getLogger().handlers if isinstance(h.formatter, logs.JsonFormatter)]
         assert len(root) == 1 and root[0].level == logging.WARNING
+        assert [type(h.formatter) for h in otel.handlers if h not in otel_before[0]] == [logs.JsonFormatter]
         logs.configure("info", "text")
         assert not [h for h in logging.getLogger().handlers if isinstance(h.formatter, logs.JsonFormatter)]
+        assert [type(h.formatter) for h in otel.handlers if h not in otel_before[0]] == [logs.TextFormatter]
     finally:
         logging.captureWarnings(False)
         for handler in list(logger.handlers):
             if handler not in before:
                 logger.removeHandler(handler)
+        for handler in list(otel.handlers):
+            if handler not in otel_before[0]:
+                otel.removeHandler(handler)
+        otel.setLevel(otel_before[1])
+        otel.propagate = otel_before[2]
