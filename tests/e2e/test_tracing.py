@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 import yaml
@@ -212,6 +213,30 @@ def test_embeddings_completions_and_messages_are_named_by_their_operation(deploy
     attempt = _one(spans, "client").attributes
     assert attempt["gen_ai.request.max_tokens"] == 20
     assert attempt["gen_ai.usage.output_tokens"] == message.usage.output_tokens
+
+
+def test_a_keys_tenant_is_on_the_span_and_a_refused_call_is_traced(deployment: Deployment) -> None:
+    created = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", json={"models": ["gpt-4o-mini"]},
+                         headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    assert created.status_code == 201, created.text
+    client = openai.OpenAI(base_url=deployment.gateway.base_url, api_key=created.json()["key"],
+                           max_retries=0, timeout=30)
+    trace_id, _, header = _traceparent()
+    client.chat.completions.create(model="gpt-4o-mini", messages=ask("hi"),
+                                   extra_headers={"traceparent": header})
+    server = _one(deployment.otlp.trace(trace_id, count=2), "server")
+    assert server.attributes["switchboard.tenant"] == created.json()["tenant"]
+
+    # A model the key may not use: refused before any attempt, traced as a 4xx (not an error).
+    trace_id, _, header = _traceparent()
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.chat.completions.create(model="text-embedding-3-small", messages=ask("hi"),
+                                       extra_headers={"traceparent": header})
+    (server,) = deployment.otlp.trace(trace_id, count=1)
+    assert server.kind == "server" and server.name == "chat text-embedding-3-small"
+    assert server.attributes["http.response.status_code"] == 403
+    assert server.attributes["error.type"] == refused.value.code
+    assert server.status == "unset" and "switchboard.attempts" not in server.attributes
 
 
 def test_a_retried_request_shows_each_attempt_under_one_parent(deployment: Deployment) -> None:
