@@ -48,8 +48,8 @@ class TextFormatter(logging.Formatter):
     def __init__(self, fmt: str = TEXT_FORMAT) -> None:
         super().__init__(fmt)
 
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+    def formatMessage(self, record: logging.LogRecord) -> str:  # the line, before any traceback
+        line = super().formatMessage(record)
         request_id, trace_id = request_fields()
         if request_id is None:
             return line

@@ -63,6 +63,9 @@ def test_text_line_in_a_request_gains_its_ids_once(in_request: None) -> None:
         f"WARNING:     switchboard.test: hello world request_id=rid-1 trace_id={'ab' * 16}")
     named = formatter.format(record("request failed request_id=%s", ("rid-1",)))
     assert named.count("request_id=rid-1") == 1
+    first, *traceback = formatter.format(record(exc=True)).splitlines()
+    assert first.endswith(f"hello world request_id=rid-1 trace_id={'ab' * 16}")
+    assert traceback[-1] == "ValueError: bad"
 
 
 def test_uvicorn_config_only_for_json() -> None:
