@@ -3,6 +3,8 @@ W3C trace-context edge cases, and the GenAI names of our providers and operation
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncGenerator
 from types import SimpleNamespace
 from typing import Any
@@ -268,3 +270,23 @@ def test_shutdown_flushes_once() -> None:
     world.tracing.shutdown()
     world.tracing.shutdown()
     assert [s.name for s in world.exporter.get_finished_spans()] == ["x"]
+
+
+def test_nothing_of_the_sdk_is_loaded_when_tracing_is_off() -> None:
+    """Free when off: building every chain of a gateway without tracing loads neither the
+    OpenTelemetry SDK nor the exporter nor our trace modules (a fresh interpreter)."""
+    code = """
+import sys
+from switchboard.app import create_app
+from switchboard.settings.loader import validate
+settings = validate({"providers": [{"name": "p", "type": "openai", "api_base": "http://127.0.0.1:9/v1"}],
+                     "models": [{"name": "m", "provider": "p", "model": "m"}],
+                     "auth": {"master_key": "sk-abcdefgh12345678"}}, "t", env={})
+create_app(settings)
+print(sorted(m for m in sys.modules if m.startswith(
+    ("opentelemetry.sdk", "opentelemetry.exporter", "switchboard.observability.tracing",
+     "switchboard.pipeline.trace"))))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
