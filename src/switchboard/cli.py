@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -87,8 +88,17 @@ def serve(
     s = settings.server
     shown_host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
     base = f"http://{shown_host}:{s.port}"
-    out.print(f"[bold]Switchboard {__version__}[/] on {base}/v1  ({s.workers} worker(s))")
-    out.print(f"models: {', '.join(m.name for m in settings.models) or '(none)'}")
+    models = ", ".join(m.name for m in settings.models) or "(none)"
+    if s.log_format == "json":  # every line of the process is a JSON object, the banner too
+        from switchboard.observability.logs import configure as configure_logs
+
+        configure_logs(s.log_level, s.log_format)
+        banner = logging.getLogger("switchboard.serve")
+        banner.info("Switchboard %s on %s/v1 (%d worker(s))", __version__, base, s.workers)
+        banner.info("models: %s", models)
+    else:
+        out.print(f"[bold]Switchboard {__version__}[/] on {base}/v1  ({s.workers} worker(s))")
+        out.print(f"models: {models}")
     if key is not None:
         out.print(f"embedded default: data in {s.data_dir}")
         # The key is shown once, when it is created; after that, say where it is.

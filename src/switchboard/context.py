@@ -163,6 +163,11 @@ class RequestContext:
     # (overhead, upstream) in seconds, fixed once by split_time() when the response headers
     # are written (or the usage record is made, whichever comes first).
     split: tuple[float, float] | None = None
+    # Headers added to the upstream call of the attempt under way (the attempt span's
+    # ``traceparent``, pipeline/trace.py); None: none.
+    upstream_headers: dict[str, str] | None = None
+    # When traces are on: the request's span and its open attempt spans (pipeline/trace.py).
+    trace: Any = None
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed

@@ -4,6 +4,7 @@ chains, built once."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from switchboard import catalog, tokens
 from switchboard.access import keys as keyfmt
@@ -48,6 +49,9 @@ from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores import Stores, open_stores
 from switchboard.stores.factory import data_dir
 from switchboard.stores.sql.keys import intersect
+
+if TYPE_CHECKING:
+    from switchboard.observability.tracing import Tracing
 
 # Operations that call a provider, and the one that only needs the model to exist.
 MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
@@ -104,6 +108,13 @@ class Gateway:
             self.metrics = Metrics(settings.metrics, settings.auth.master_key.get_secret_value(),
                                    self.routing, self.router.health, semantic)
             self.observers.append(self.metrics)
+        # OpenTelemetry traces (pipeline/trace.py), only when enabled: nothing of OpenTelemetry
+        # is imported otherwise.
+        self.tracing: Tracing | None = None
+        if settings.tracing.enabled:
+            from switchboard.observability.tracing import Tracing
+
+            self.tracing = Tracing(settings.tracing)
         self.ready = False
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
@@ -125,7 +136,14 @@ class Gateway:
     def operation_stages(self, operation: str) -> list[Stage]:
         if operation != "count_tokens" and operation not in MODEL_CALLS:
             return []
-        stages: list[Stage] = [
+        stages: list[Stage] = []
+        if self.tracing is not None and operation in MODEL_CALLS:
+            # A span per authenticated model call (continuing the caller's trace); an
+            # unauthenticated flood cannot fill the export queue.
+            from switchboard.pipeline.trace import TraceStage
+
+            stages.append(TraceStage(self.tracing))
+        stages += [
             DecodeStage(),
             ModelAccessStage(),
             *self.rules_stage(),
@@ -153,6 +171,10 @@ class Gateway:
         stages.append(UsageStage(self.prices, lambda: self.usage, refuse_unpriced=refuse))
         # Retries and fallbacks: the stages after this one run once per attempt.
         stages.append(AttemptStage(self.router, self.settings.router))
+        if self.tracing is not None:  # a child span per attempt, its traceparent sent upstream
+            from switchboard.pipeline.trace import AttemptSpanStage
+
+            stages.append(AttemptSpanStage(self.tracing))
         # Always present: whether a request's route needs its images inlined is a flag on the
         # Route (the model table changes at run time), checked by the stage, per attempt.
         stages.append(InlineImagesStage(self.images))
@@ -269,3 +291,5 @@ class Gateway:
         if self.stores is not None:
             await self.stores.close()
             self.stores = None
+        if self.tracing is not None:  # export the spans still queued (bounded by its timeout)
+            await asyncio.to_thread(self.tracing.shutdown)

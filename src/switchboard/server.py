@@ -19,6 +19,7 @@ from switchboard.app import SwitchboardApp, create_app
 from switchboard.config.schema import Settings
 from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
+from switchboard.observability.logs import uvicorn_log_config
 from switchboard.observability.metrics import MULTIPROC_ENV
 from switchboard.settings.embedded import embedded_settings
 from switchboard.settings.loader import ConfigError, load
@@ -66,7 +67,7 @@ def resolve_settings(opts: ServeOptions) -> Settings:
 def app_factory() -> SwitchboardApp:
     """Entry point for worker processes: rebuilds the settings from what the parent was given."""
     settings = resolve_settings(ServeOptions.loads(os.environ[_ENV]))
-    configure_logs(settings.server.log_level)
+    configure_logs(settings.server.log_level, settings.server.log_format)
     configure_edge(settings)
     return create_app(settings)
 
@@ -104,7 +105,11 @@ def _raise_fd_limit(wanted: int) -> None:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     s = settings.server
+    options: dict[str, Any] = {}
+    if (log_config := uvicorn_log_config(s.log_level, s.log_format)) is not None:
+        options["log_config"] = log_config  # JSON lines; text keeps uvicorn's own format
     return {
+        **options,
         "host": s.host,
         "port": s.port,
         "loop": "uvloop",
@@ -136,7 +141,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 def serve(opts: ServeOptions, settings: Settings) -> None:
-    configure_logs(settings.server.log_level)
+    configure_logs(settings.server.log_level, settings.server.log_format)
     configure_edge(settings)
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exiting 0 then tells process
     # managers the shutdown was clean.

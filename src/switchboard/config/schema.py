@@ -467,20 +467,38 @@ class MetricsConfig(_Strict):
 
 
 class TracingConfig(_Strict):
-    """OpenTelemetry traces exported over OTLP; off by default, and free when off."""
+    """OpenTelemetry traces exported over OTLP; off by default, and free when off
+    (docs/observability.md#opentelemetry-traces)."""
 
     enabled: bool = False
     endpoint: str = "http://127.0.0.1:4318/v1/traces"
     protocol: Literal["http/protobuf"] = "http/protobuf"
-    headers: Annotated[dict[str, str], Field(max_length=32)] = Field(default_factory=dict)
+    # Sent with every export (e.g. a collector's API key): never logged.
+    headers: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")],
+             Annotated[str, Field(max_length=4096)]],
+        Field(max_length=32),
+    ] = Field(default_factory=dict)
     service_name: Annotated[str, Field(min_length=1, max_length=128)] = "switchboard"
+    # Head sampling of new traces; a request continuing a trace follows its parent's decision.
     sample_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
     timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    # Finished spans wait in a bounded queue (dropped, never blocking, when it is full) and are
+    # exported in batches every ``export_interval_seconds`` or when a batch is full.
+    export_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    max_queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 2048
+    max_export_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 512
 
     @field_validator("endpoint")
     @classmethod
     def _url(cls, value: str) -> str:
         return check_http_url(value)
+
+    @model_validator(mode="after")
+    def _batch_fits_queue(self) -> TracingConfig:
+        if self.max_export_batch_size > self.max_queue_size:
+            raise ValueError("tracing.max_export_batch_size must not exceed tracing.max_queue_size")
+        return self
 
 
 _LogName = Annotated[str, Field(min_length=1, max_length=256)]

@@ -41,6 +41,7 @@ from switchboard.http.asgi import (
 from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.errors import ServerShuttingDown
 from switchboard.http.state import ServerState
+from switchboard.observability.logs import CURRENT
 from switchboard.observability.requests import log_failure
 from switchboard.pipeline.chain import Handler
 
@@ -203,6 +204,7 @@ class Endpoint:
             deadline=started + self._deadline,
         )
         out = Responder(send, ctx, [(b"x-request-id", rid.encode())], self._timed)
+        current = CURRENT.set((rid, None))  # the request id on every log line about it
         try:
             if failure is None:
                 failure = await self._read_body(ctx, receive)
@@ -225,6 +227,7 @@ class Endpoint:
                 await ctx.run_after_response()
             if outcome.status >= 400 or outcome.client_disconnected:
                 log_failure(ctx)
+            CURRENT.reset(current)
 
     async def _read_body(self, ctx: RequestContext, receive: Receive) -> GatewayError | None:
         if self._limit is None:

@@ -45,6 +45,8 @@ async def invoke(ctx: RequestContext) -> Result:
     upstream: UpstreamRequest = getattr(adapter, op.build)(ctx.request, target)
     if ctx.upstream_credentials is not None:
         caller_credentials.apply(upstream, ctx.upstream_credentials)
+    if ctx.upstream_headers is not None:  # e.g. the attempt's traceparent (pipeline/trace.py)
+        upstream.headers = {**upstream.headers, **ctx.upstream_headers}
     # Time inside the upstream exchange (ctx.upstream_seconds, every attempt summed): the
     # gateway's own overhead is the rest (x-switchboard-overhead-ms).
     began = time.perf_counter()

@@ -1,0 +1,328 @@
+"""OpenTelemetry traces, end to end: a gateway with ``tracing.enabled`` exports its spans over
+OTLP/HTTP to a local collector stand-in (tests/otlp_receiver.py), which decodes them. A model
+call is one SERVER span with one CLIENT child per attempt, carrying the GenAI semantic-convention
+attributes; an incoming ``traceparent`` is continued and each attempt's upstream request carries
+its own span as the parent; a retried request shows every attempt under one parent; no prompt or
+completion text is ever exported. Every test runs on the embedded default (SQLite) and on a
+cluster (PostgreSQL + Redis)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+import yaml
+
+from tests.e2e.sdk import ask
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.servers import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    Gateway,
+    Mock,
+    captured,
+    free_port,
+    new_marker,
+    openai_config,
+    spawn,
+    start_gateway,
+)
+from tests.services import Postgres, RedisServer
+
+
+@pytest.fixture(scope="module")
+def otlp() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+def tracing_config(mock: Mock, otlp: OtlpReceiver, service: str) -> dict[str, Any]:
+    config = openai_config(mock)
+    config["models"] += [
+        {"name": "pair", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "pair-a"},
+        {"name": "pair", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "pair-b"},
+    ]
+    config["router"] = {
+        "num_retries": 1,  # two attempts per request to the pair
+        "retry": {"backoff_seconds": 0.01, "max_backoff_seconds": 0.02},
+        "cooldown": {"failures": 1000},  # the failing requests here must not cool the pair down
+    }
+    config["tracing"] = {"enabled": True, "endpoint": otlp.url, "service_name": service,
+                         "export_interval_seconds": 0.1}
+    return config
+
+
+@dataclass
+class Deployment:
+    kind: str
+    gateway: Gateway
+    mock: Mock
+    otlp: OtlpReceiver
+    service: str
+
+    def sdk(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def deployment(
+    request: pytest.FixtureRequest, mock_upstream: Mock, otlp: OtlpReceiver,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    service = f"switchboard-{request.param}-{uuid.uuid4().hex[:6]}"
+    config = tracing_config(mock_upstream, otlp, service)
+    if request.param == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"tracing_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"tracing-{request.param}"))
+    yield Deployment(request.param, gw, mock_upstream, otlp, service)
+    gw.process.stop()
+
+
+def _traceparent() -> tuple[str, str, str]:
+    """(trace id, parent span id, the sampled traceparent header naming them)."""
+    trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
+    return trace_id, parent, f"00-{trace_id}-{parent}-01"
+
+
+def _one(spans: list[ReceivedSpan], kind: str) -> ReceivedSpan:
+    found = [s for s in spans if s.kind == kind]
+    assert len(found) == 1, spans
+    return found[0]
+
+
+def _no_text(spans: list[ReceivedSpan], *texts: str) -> None:
+    for span in spans:
+        shown = repr(span)
+        for text in texts:
+            assert text not in shown, f"{text!r} exported in {span}"
+
+
+def test_a_chat_call_continues_the_callers_trace_with_genai_attributes(deployment: Deployment) -> None:
+    trace_id, parent, header = _traceparent()
+    marker = new_marker()
+    prompt = f"the secret plan is tangerine mock:capture={marker}"
+    raw = deployment.sdk().chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=ask(prompt), max_tokens=50, temperature=0.5, top_p=0.9,
+        extra_headers={"traceparent": header, "tracestate": "vendor=abc"},
+    )
+    reply = raw.parse()
+    request_id = raw.headers["x-request-id"]
+
+    spans = deployment.otlp.trace(trace_id, count=2)
+    assert len(spans) == 2, spans
+    server, client = _one(spans, "server"), _one(spans, "client")
+    # The caller's trace continued: same trace id, the caller's span as our parent.
+    assert server.parent_span_id == parent
+    assert client.parent_span_id == server.span_id
+    assert server.name == "chat gpt-4o-mini" and client.name == "chat gpt-4o-mini"
+    assert server.resource["service.name"] == deployment.service
+    assert server.start_ns <= client.start_ns <= client.end_ns <= server.end_ns
+
+    a = client.attributes
+    assert a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.provider.name"] == "openai"
+    assert a["gen_ai.request.model"] == "gpt-4o-mini"
+    assert a["gen_ai.response.model"] == reply.model
+    assert a["gen_ai.response.id"] == reply.id
+    assert a["gen_ai.response.finish_reasons"] == ("stop",)
+    assert reply.usage is not None
+    assert a["gen_ai.usage.input_tokens"] == reply.usage.prompt_tokens
+    assert a["gen_ai.usage.output_tokens"] == reply.usage.completion_tokens
+    assert a["gen_ai.request.max_tokens"] == 50
+    assert a["gen_ai.request.temperature"] == 0.5
+    assert a["gen_ai.request.top_p"] == 0.9
+    assert a["server.address"] == "127.0.0.1" and a["server.port"] == deployment.mock.port
+    assert a["switchboard.request_id"] == request_id
+    assert a["switchboard.attempt"] == 1
+    assert client.status == "unset" and "error.type" not in a
+
+    s = server.attributes
+    assert s["gen_ai.operation.name"] == "chat" and s["gen_ai.request.model"] == "gpt-4o-mini"
+    assert s["switchboard.request_id"] == request_id
+    assert s["switchboard.group"] == "gpt-4o-mini" and s["switchboard.attempts"] == 1
+    assert s["http.response.status_code"] == 200
+    assert s["switchboard.cost_usd"] > 0
+    assert server.status == "unset"
+
+    # The upstream call carried the attempt span as its parent, in the caller's trace.
+    upstream = captured(deployment.mock, marker)[0]
+    assert upstream["headers"]["traceparent"] == f"00-{trace_id}-{client.span_id}-01"
+    assert upstream["headers"]["tracestate"] == "vendor=abc"
+    _no_text(spans, "tangerine", reply.choices[0].message.content or "-")
+
+
+def test_a_stream_span_ends_with_the_stream(deployment: Deployment) -> None:
+    trace_id, _, header = _traceparent()
+    stream = deployment.sdk().chat.completions.create(
+        model="gpt-4o-mini", messages=ask("stream a little mock:reply=one_two_three"), stream=True,
+        stream_options={"include_usage": True}, extra_headers={"traceparent": header},
+    )
+    chunks = list(stream)
+    usage = chunks[-1].usage
+    assert usage is not None
+
+    spans = deployment.otlp.trace(trace_id, count=2)
+    server, client = _one(spans, "server"), _one(spans, "client")
+    assert client.parent_span_id == server.span_id
+    a = client.attributes
+    assert a["gen_ai.response.finish_reasons"] == ("stop",)
+    assert a["gen_ai.usage.input_tokens"] == usage.prompt_tokens
+    assert a["gen_ai.usage.output_tokens"] == usage.completion_tokens
+    assert a["gen_ai.response.id"] == chunks[0].id
+    assert server.attributes["switchboard.stream"] is True
+    _no_text(spans, "one two three")
+
+
+def test_embeddings_completions_and_messages_are_named_by_their_operation(deployment: Deployment) -> None:
+    client = deployment.sdk()
+    trace_id, _, header = _traceparent()
+    client.embeddings.create(model="text-embedding-3-small", input="to embed",
+                             extra_headers={"traceparent": header})
+    spans = deployment.otlp.trace(trace_id, count=2)
+    for span in spans:
+        assert span.name == "embeddings text-embedding-3-small"
+        assert span.attributes["gen_ai.operation.name"] == "embeddings"
+    assert _one(spans, "client").attributes["gen_ai.usage.input_tokens"] > 0
+
+    trace_id, _, header = _traceparent()
+    client.completions.create(model="gpt-3.5-turbo-instruct", prompt="say", max_tokens=5,
+                              extra_headers={"traceparent": header})
+    spans = deployment.otlp.trace(trace_id, count=2)
+    assert {s.name for s in spans} == {"text_completion gpt-3.5-turbo-instruct"}
+    assert _one(spans, "client").attributes["gen_ai.request.max_tokens"] == 5
+
+    # The Anthropic Messages API is a chat call like any other.
+    trace_id, _, header = _traceparent()
+    messages = anthropic.Anthropic(base_url=deployment.gateway.url, api_key=MASTER_KEY, max_retries=0,
+                                   timeout=30)
+    message = messages.messages.create(model="gpt-4o-mini", max_tokens=20, messages=ask("hi"),
+                                       extra_headers={"traceparent": header})
+    spans = deployment.otlp.trace(trace_id, count=2)
+    assert {s.name for s in spans} == {"chat gpt-4o-mini"}
+    attempt = _one(spans, "client").attributes
+    assert attempt["gen_ai.request.max_tokens"] == 20
+    assert attempt["gen_ai.usage.output_tokens"] == message.usage.output_tokens
+
+
+def test_a_keys_tenant_is_on_the_span_and_a_refused_call_is_traced(deployment: Deployment) -> None:
+    created = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", json={"models": ["gpt-4o-mini"]},
+                         headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    assert created.status_code == 201, created.text
+    client = openai.OpenAI(base_url=deployment.gateway.base_url, api_key=created.json()["key"],
+                           max_retries=0, timeout=30)
+    trace_id, _, header = _traceparent()
+    client.chat.completions.create(model="gpt-4o-mini", messages=ask("hi"),
+                                   extra_headers={"traceparent": header})
+    server = _one(deployment.otlp.trace(trace_id, count=2), "server")
+    assert server.attributes["switchboard.tenant"] == created.json()["tenant"]
+
+    # A model the key may not use: refused before any attempt, traced as a 4xx (not an error).
+    trace_id, _, header = _traceparent()
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.chat.completions.create(model="text-embedding-3-small", messages=ask("hi"),
+                                       extra_headers={"traceparent": header})
+    (server,) = deployment.otlp.trace(trace_id, count=1)
+    assert server.kind == "server" and server.name == "chat text-embedding-3-small"
+    assert server.attributes["http.response.status_code"] == 403
+    assert server.attributes["error.type"] == refused.value.code
+    assert server.status == "unset" and "switchboard.attempts" not in server.attributes
+
+
+def test_a_retried_request_shows_each_attempt_under_one_parent(deployment: Deployment) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.APIStatusError) as failed:
+        deployment.sdk().chat.completions.create(
+            model="pair", messages=ask(f"fail please mock:status=500 mock:capture={marker}"))
+    status = failed.value.status_code
+    assert status >= 500
+    request_id = failed.value.response.headers["x-request-id"]
+    assert failed.value.response.headers["x-switchboard-attempts"] == "2"
+
+    spans = deployment.otlp.of_request(request_id, count=3)
+    assert len(spans) == 3, spans
+    server = _one(spans, "server")
+    attempts = sorted((s for s in spans if s.kind == "client"), key=lambda s: s.start_ns)
+    assert len(attempts) == 2
+    assert server.parent_span_id == ""  # no incoming traceparent: a new trace
+    assert server.name == "chat pair"
+    assert server.status == "error"
+    assert server.attributes["switchboard.attempts"] == 2
+    assert server.attributes["http.response.status_code"] == status
+    assert server.attributes["error.type"]
+    for number, attempt in enumerate(attempts, 1):
+        assert attempt.trace_id == server.trace_id and attempt.parent_span_id == server.span_id
+        assert attempt.status == "error"
+        assert attempt.attributes["error.type"] == failed.value.code == server.attributes["error.type"]
+        assert attempt.attributes["http.response.status_code"] >= 500
+        assert attempt.attributes["switchboard.attempt"] == number
+        assert attempt.attributes["switchboard.group"] == "pair"
+    # Each attempt is its own deployment (the pair's other one on retry) and its own parent.
+    assert {a.attributes["switchboard.deployment"] for a in attempts} == {"pair-a", "pair-b"}
+    upstream = captured(deployment.mock, marker, count=2)
+    sent = [r["headers"]["traceparent"].rsplit("-", 1) for r in upstream]
+    assert [prefix for prefix, _ in sent] == [f"00-{server.trace_id}-{a.span_id}" for a in attempts]
+    assert all(int(flags, 16) & 1 for _, flags in sent)  # sampled
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_a_collector_that_is_down_fails_no_request(
+    kind: str, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path,
+) -> None:
+    config = openai_config(mock_upstream)
+    config["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{free_port()}/v1/traces",
+                         "export_interval_seconds": 0.1, "timeout_seconds": 1}
+    if kind == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"tracing_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    gw = start_gateway(config, tmp_path)
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        for n in range(5):
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask(f"still here {n}"))
+            assert reply.choices[0].message.content
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=ask("and streaming"),
+                                                stream=True)
+        assert list(stream)
+    finally:
+        # Shutdown tries the last export once, bounded by timeout_seconds, and exits cleanly.
+        assert gw.process.stop(timeout=30) == 0
+    assert "Traceback" not in gw.process.output
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_config_errors_name_the_tracing_key(kind: str, tmp_path: Path, mock_upstream: Mock) -> None:
+    cases = {
+        "bad-url": ({"enabled": True, "endpoint": "collector:4318"}, "tracing.endpoint"),
+        "unknown-key": ({"enabled": True, "exporter": "zipkin"}, "tracing.exporter"),
+        "ratio": ({"sample_ratio": 2}, "tracing.sample_ratio"),
+        "interval": ({"export_interval_seconds": 0}, "tracing.export_interval_seconds"),
+        "batch": ({"max_queue_size": 10, "max_export_batch_size": 20}, "max_export_batch_size"),
+        "protocol": ({"protocol": "grpc"}, "tracing.protocol"),
+    }
+    for name, (section, expected) in cases.items():
+        config = openai_config(mock_upstream)
+        if kind == "cluster":  # checked without connecting
+            config["database"] = {"url": "postgresql://sb@127.0.0.1:5432/sb"}
+            config["redis"] = {"url": "redis://127.0.0.1:6379/0"}
+        config["tracing"] = section
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        proc = spawn(["config", "check", str(path)],
+                     env={"UPSTREAM_KEY": UPSTREAM_KEY, "SWITCHBOARD_MASTER_KEY": MASTER_KEY})
+        assert proc.proc.wait(60) == 2, (name, proc.output)
+        proc.wait_exit()
+        assert expected in proc.output, (name, proc.output)
+        assert "Traceback" not in proc.output
