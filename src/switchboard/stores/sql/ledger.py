@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import (
     USAGE_ROW,
@@ -25,7 +25,9 @@ from switchboard.stores.protocols import (
     UsageReportQuery,
     UsageReportRow,
     UsageRow,
+    usage_row,
 )
+from switchboard.stores.sql.analytics import Rollup, RollupWriter
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import usage_records as t
 from switchboard.stores.sql.times import from_db, to_db
@@ -127,6 +129,18 @@ def _insert_rows_sql(engine: AsyncEngine) -> tuple[str, Callable[[UsageRow], tup
     if tuple(compiled.positiontup or ()) != USAGE_ROW:  # the converters follow USAGE_ROW's order
         raise RuntimeError(f"unexpected parameter order: {compiled.positiontup}")
     return compiled.string, _postgres_value if engine.dialect.name == "postgresql" else _sqlite_value
+
+
+def _new_rows(rows: Sequence[UsageRow], stored: set[str]) -> Rollup:
+    """The rollup of the rows not stored before: each request id once (the first row wins, as
+    in the INSERT)."""
+    rollup = Rollup()
+    seen = set(stored)
+    for row in rows:
+        if row[0] not in seen:
+            seen.add(row[0])
+            rollup.add_row(row)
+    return rollup
 
 
 def _record(row: sa.Row[Any]) -> UsageRecord:
@@ -263,9 +277,11 @@ class SqlUsageLedger:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._insert_rows, self._convert = _insert_rows_sql(engine)
+        self._rollups = RollupWriter(engine)  # analytics: updated with every batch stored
 
     async def append(self, records: Sequence[UsageRecord]) -> int:
         inserted = 0
+        rollup = Rollup()
         async with self._engine.begin() as conn:
             stmt = (
                 insert(self._engine, t)
@@ -275,8 +291,16 @@ class SqlUsageLedger:
             for start in range(0, len(records), BATCH):
                 # executemany: the dialect batches the rows into multi-row INSERTs itself, and
                 # the statement is compiled once rather than once per batch.
-                rows = [_row(r) for r in records[start : start + BATCH]]
-                inserted += len((await conn.execute(stmt, rows)).all())
+                chunk = records[start : start + BATCH]
+                rows = [_row(r) for r in chunk]
+                new = {row[0] for row in (await conn.execute(stmt, rows)).all()}
+                inserted += len(new)
+                # The analytics rollups count what RETURNING says was inserted, once per id.
+                for record in chunk:
+                    if record.request_id in new:
+                        new.discard(record.request_id)
+                        rollup.add_row(usage_row(record))
+            await self._rollups.write(conn, rollup)
         return inserted
 
     async def append_rows(self, rows: Sequence[UsageRow]) -> None:
@@ -285,7 +309,35 @@ class SqlUsageLedger:
         convert = self._convert
         values = [convert(row) for row in rows]
         async with self._engine.begin() as conn:
+            stored = await self._stored(conn, rows)
             await conn.exec_driver_sql(self._insert_rows, values)
+            await self._rollups.write(conn, _new_rows(rows, stored))
+
+    async def _stored(self, conn: AsyncConnection, rows: Sequence[UsageRow]) -> set[str]:
+        """Which of the rows' request ids the ledger holds already, asked before the INSERT.
+
+        The analytics rollups must count only the rows this INSERT really adds: the spool replays
+        a batch after a failure, and a replayed row is stored once (ON CONFLICT DO NOTHING) so it
+        must be counted once. ``append`` learns that from RETURNING; here the INSERT is the
+        driver's own executemany (the fast path, no result rows), so the ids are looked up first:
+        one indexed query per batch, bounded by the batch's time range (a replayed row keeps its
+        ``created_at``), which also lets PostgreSQL prune time partitions and works whether the
+        primary key is ``request_id`` or ``(request_id, created_at)``.
+
+        Limit: two writers storing the same request id at the same moment could both find it
+        absent and both count it (the INSERT itself still stores it once). A request id is
+        written by the one instance that served it, and its spool replays sequentially, so this
+        does not happen in practice; ``switchboard analytics rebuild`` recounts a range exactly."""
+        created = [row[12] for row in rows]
+        since, until = _EPOCH + min(created) * _MICRO, _EPOCH + max(created) * _MICRO
+        ids = list({row[0] for row in rows})
+        found: set[str] = set()
+        for start in range(0, len(ids), BATCH):
+            query = sa.select(t.c.request_id).where(
+                t.c.request_id.in_(ids[start : start + BATCH]),
+                t.c.created_at >= since, t.c.created_at <= until)
+            found.update(r[0] for r in await conn.execute(query))
+        return found
 
     async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None:
         query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.request_id == request_id)
