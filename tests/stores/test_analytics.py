@@ -13,7 +13,13 @@ import sqlalchemy as sa
 
 from switchboard.stores import UsageRecord
 from switchboard.stores.histogram import bucket_of
-from switchboard.stores.protocols import AnalyticsQuery, AnalyticsRow, AnalyticsStore, TooManyGroups, usage_row
+from switchboard.stores.protocols import (
+    AnalyticsQuery,
+    AnalyticsRow,
+    AnalyticsStore,
+    TooManyGroups,
+    usage_row,
+)
 from switchboard.stores.sql.engine import create_engine
 from switchboard.stores.sql.tables import analytics_hourly, analytics_tags_hourly
 from tests.stores.conftest import Backend
@@ -29,8 +35,8 @@ def usage(request_id: str, minutes: int = 0, **fields: object) -> UsageRecord:
         request_id=request_id, tenant_id="tenant-a", model="gpt-4o-mini", key_id="key-1",
         team_id="team-1", user_id="user-1", provider="openai", deployment="gpt-4o-mini/0", status=200,
         prompt_tokens=10, completion_tokens=20, cache_read_tokens=4, reasoning_tokens=2,
-        cost_usd=Decimal("0.000001234"), latency_ms=100, ttft_ms=40, created_at=T0 + timedelta(minutes=minutes),
-        tags=("billing", "eu"),
+        cost_usd=Decimal("0.000001234"), latency_ms=100, ttft_ms=40,
+        created_at=T0 + timedelta(minutes=minutes), tags=("billing", "eu"),
     )
     return replace(record, **fields)  # type: ignore[arg-type]
 

@@ -129,11 +129,12 @@ class RollupWriter:
         self._tags = _upsert(engine, analytics_tags_hourly, TAG_KEY)
 
     async def write(self, conn: AsyncConnection, rollup: Rollup) -> None:
-        for stmt, names, entries in ((self._main, MAIN_KEY, rollup.main), (self._tags, TAG_KEY, rollup.tags)):
+        tables = ((self._main, MAIN_KEY, rollup.main), (self._tags, TAG_KEY, rollup.tags))
+        for stmt, names, entries in tables:
             if entries:
                 # Sorted: concurrent writers take the rows' locks in one order.
-                params = [{**dict(zip(names, key, strict=True)), **dict(zip(COLUMNS, entries[key], strict=True))}
-                          for key in sorted(entries)]
+                params = [{**dict(zip(names, key, strict=True)),
+                           **dict(zip(COLUMNS, entries[key], strict=True))} for key in sorted(entries)]
                 await conn.execute(stmt, params)
 
 
@@ -179,11 +180,12 @@ def series_statement(dialect: str, tenant_id: str | None, query: AnalyticsQuery)
     ]
     if tenant_id is not None:
         where.append(table.c.tenant_id == tenant_id)
-    filters = (("team_id", query.team_id), ("key_id", query.key_id), ("user_id", query.user_id))
+    filters: list[tuple[str, str | None]] = [
+        ("team_id", query.team_id), ("key_id", query.key_id), ("user_id", query.user_id)]
     if tagged:
-        filters += (("tag", query.tag),)
+        filters.append(("tag", query.tag))
     else:
-        filters += (("model", query.model), ("deployment", query.deployment), ("provider", query.provider))
+        filters += [("model", query.model), ("deployment", query.deployment), ("provider", query.provider)]
     for name, value in filters:
         if value is not None:
             where.append(table.c[name] == value)
@@ -196,10 +198,11 @@ def series_statement(dialect: str, tenant_id: str | None, query: AnalyticsQuery)
 
 
 def _series_row(row: sa.Row[Any], grouped: bool) -> AnalyticsRow:
-    values = [int(v or 0) for v in row[2 if grouped else 1:]]
-    group = row[1] if grouped else None
+    cells: tuple[Any, ...] = tuple(row)
+    values = [int(v or 0) for v in cells[2 if grouped else 1:]]
+    group = cells[1] if grouped else None
     return AnalyticsRow(
-        start=datetime.fromisoformat(row[0].replace("Z", "+00:00")),
+        start=datetime.fromisoformat(cells[0].replace("Z", "+00:00")),
         group=group or None,  # '' is an absent dimension
         **dict(zip(ANALYTICS_MEASURES, values, strict=False)),
         latency_histogram=tuple(values[_LATENCY_AT:_TTFT_AT]),

@@ -10,6 +10,8 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -30,7 +32,7 @@ def _measures() -> list[sa.Column[int]]:
     return [sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in MEASURES]
 
 
-def _dimensions() -> list[sa.Column[str]]:
+def _dimensions() -> list[sa.Column[Any]]:
     return [
         sa.Column("bucket", sa.DateTime(timezone=True), nullable=False),
         sa.Column("tenant_id", sa.String(64), nullable=False),
@@ -60,7 +62,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("bucket", "tenant_id", "team_id", "key_id", "user_id", "tag",
                                 name="pk_analytics_tags_hourly"),
     )
-    op.create_index("ix_analytics_tags_hourly_tenant_bucket", "analytics_tags_hourly", ["tenant_id", "bucket"])
+    op.create_index("ix_analytics_tags_hourly_tenant_bucket", "analytics_tags_hourly",
+                    ["tenant_id", "bucket"])
 
 
 def downgrade() -> None:
