@@ -146,6 +146,11 @@ def test_series_and_totals_per_model_key_team_and_tag(world: World) -> None:
     assert all(p["start"].endswith("T00:00:00Z") for p in first["points"])
     assert sum(p["requests"] for p in first["points"]) == 5 and first["totals"]["errors"] == 1
     assert first["totals"]["error_rate"] == 0.2
+    # Days of another time zone (UTC+14): the same calls, on local days.
+    local = world.analytics(tenant=a, interval="day", tz="Pacific/Kiritimati")
+    assert local["tz"] == "Pacific/Kiritimati" and local["totals"] == body["totals"]
+    starts = [p["start"] for p in local["series"][0]["points"]]
+    assert 1 <= len(starts) <= 2 and all(s.endswith("T00:00:00+14:00") for s in starts)
     # A range with nothing in it.
     empty = world.analytics(tenant=a, **{"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"})
     assert empty["totals"]["requests"] == 0 and empty["series"][0]["points"] == []
@@ -230,6 +235,9 @@ def test_each_role_sees_only_its_reach(world: World) -> None:
     ({"tag": "eu", "model": "gpt-4o-mini"}, "invalid_combination"),
     ({"group_by": "tag", "provider": "local-openai"}, "invalid_combination"),
     ({"tag": "eu", "group_by": "deployment"}, "invalid_combination"),
+    ({"interval": "day", "tz": "Mars/Olympus_Mons"}, "invalid_timezone"),
+    ({"interval": "day", "tz": "../../etc/passwd"}, "invalid_timezone"),
+    ({"tz": "Europe/Paris"}, "invalid_combination"),  # hours are the same everywhere
 ])
 def test_bad_input_is_a_400_with_a_code(world: World, params: dict[str, str], code: str) -> None:
     resp = world.get(**params)

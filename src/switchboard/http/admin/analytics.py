@@ -12,13 +12,15 @@ permission table, scoped as ``GET /admin/v1/usage`` is (docs/observability.md, "
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 
 from switchboard.access.roles import Reach
+from switchboard.config.schema import check_timezone
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.http.admin.authz import Access, allow
 from switchboard.spend.cost import format_usd
@@ -40,7 +42,7 @@ LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 MAX_VALUE = 256  # characters of any one parameter
 FILTERS = {"model": "model", "deployment": "deployment", "provider": "provider", "team": "team_id",
            "key": "key_id", "user": "user_id", "tag": "tag"}
-PARAMETERS = frozenset({"from", "to", "interval", "group_by", "tenant", *FILTERS})
+PARAMETERS = frozenset({"from", "to", "interval", "group_by", "tenant", "tz", *FILTERS})
 # The per-tag rollup has no model, deployment or provider.
 UNTAGGED = ("model", "deployment", "provider")
 NANO = Decimal(10**9)
@@ -101,6 +103,29 @@ def _choice(params: dict[str, str], name: str, allowed: tuple[str, ...], code: s
     if value is not None and value not in allowed:
         raise InvalidRequest(f"{name}: expected one of {', '.join(allowed)}", param=name, code=code)
     return value
+
+
+def _zone(params: dict[str, str], interval: str) -> tzinfo | None:
+    """The time zone whose days ``interval=day`` follows (None: UTC, done in the database)."""
+    name = params.get("tz")
+    if name is None or name == "UTC":
+        return None
+    if interval != "day":
+        raise InvalidRequest("tz: only with interval=day (hours are the same everywhere)", param="tz",
+                             code="invalid_combination")
+    try:
+        return ZoneInfo(check_timezone(name))
+    except ValueError as exc:
+        raise InvalidRequest(f"tz: {exc}", param="tz", code="invalid_timezone") from None
+
+
+def _local_days(rows: list[AnalyticsRow], zone: tzinfo) -> list[tuple[datetime, AnalyticsRow]]:
+    """Hourly rows as (local midnight, row): each hour belongs to the local day it starts in."""
+    days = []
+    for row in rows:
+        local = row.start.astimezone(zone)
+        days.append((datetime(local.year, local.month, local.day, tzinfo=zone), row))
+    return days
 
 
 def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str, Any]]:
@@ -183,6 +208,10 @@ def _start(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _local_start(value: datetime) -> str:
+    return value.isoformat(timespec="seconds")  # a local midnight, with its offset
+
+
 @router.get("", summary="Time series and totals of requests, tokens, cost, errors and latency")
 async def analytics(request: Request, access: Annotated[Access, Depends(allow("analytics", "read"))]
                     ) -> dict[str, Any]:
@@ -197,9 +226,11 @@ async def analytics(request: Request, access: Annotated[Access, Depends(allow("a
             raise InvalidRequest(
                 f"{clash}: cannot be combined with tag (tags are counted per key, not per {clash})",
                 param=clash, code="invalid_combination")
+    zone = _zone(params, interval or "hour")
     tenant, filters = _scope(access, params)
-    query = AnalyticsQuery(since=since, until=until, interval=interval or "hour", group_by=group_by,
-                           max_rows=config.max_points, **filters)
+    # Local days are summed here from the hours; UTC days in the database.
+    query = AnalyticsQuery(since=since, until=until, interval="hour" if zone else interval or "hour",
+                           group_by=group_by, max_rows=config.max_points, **filters)
     store = request.app.state.services.stores().analytics
     try:
         rows = await store.series(tenant, query)
@@ -208,17 +239,19 @@ async def analytics(request: Request, access: Annotated[Access, Depends(allow("a
             f"more than {config.max_points} points: narrow the range, use interval=day, or filter",
             param="group_by", code="too_many_points",
         ) from None
-    groups: dict[str | None, tuple[Sums, list[dict[str, Any]]]] = {}
+    starts = _local_days(rows, zone) if zone else [(row.start, row) for row in rows]
+    groups: dict[str | None, tuple[Sums, dict[datetime, Sums]]] = {}
     totals = Sums()
-    for row in rows:
-        point = Sums()
-        point.add(row)
-        group_totals, points = groups.setdefault(row.group, (Sums(), []))
+    for start, row in starts:
+        group_totals, points = groups.setdefault(row.group, (Sums(), {}))
+        points.setdefault(start, Sums()).add(row)
         group_totals.add(row)
         totals.add(row)
-        points.append({"start": _start(row.start), **point.public()})
+    shown = _start if zone is None else _local_start
     ordered = sorted(groups.items(), key=lambda item: (-item[1][0].requests, item[0] or ""))
-    series = [{"group": group, "points": points, "totals": sums.public()}
+    series = [{"group": group,
+               "points": [{"start": shown(start), **p.public()} for start, p in sorted(points.items())],
+               "totals": sums.public()}
               for group, (sums, points) in ordered]
     if not series and group_by is None:
         series = [{"group": None, "points": [], "totals": Sums().public()}]
@@ -227,6 +260,7 @@ async def analytics(request: Request, access: Annotated[Access, Depends(allow("a
         "from": _start(since),
         "to": _start(until),
         "interval": interval,
+        "tz": "UTC" if zone is None else params["tz"],
         "group_by": group_by,
         "tenant": tenant,
         "series": series,
