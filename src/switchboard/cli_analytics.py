@@ -41,8 +41,9 @@ def rebuild(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant (default: every tenant).")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
 ) -> None:
-    """Recount the rollups of [--from, --to) from the usage ledger. Without --config: the SQLite
-    file in the data dir."""
+    """Recount the rollups of [--from, --to) from the usage ledger (only ranges whose records the
+    ledger still holds: a rebuilt hour counts what is there). Without --config: the SQLite file
+    in the data dir."""
     start = _time("--from", since)
     end = _time("--to", until) if until is not None else datetime.now(UTC)
     if start > end:

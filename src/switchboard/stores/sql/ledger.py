@@ -5,6 +5,9 @@ a replayed record has the same time, and the key holds it for the time partition
 prepared by the driver and run over every row (``executemany``), each row converted by one small
 function per dialect, none of SQLAlchemy's per-row parameter processing. It stores exactly what
 ``append`` stores (the contract tests compare them).
+
+Both update the analytics rollups (stores/sql/analytics.py) in the same transaction, counting
+only the records they actually inserted.
 """
 
 from __future__ import annotations
