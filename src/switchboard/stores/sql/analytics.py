@@ -46,6 +46,7 @@ MAIN_KEY = ("bucket", "tenant_id", "team_id", "key_id", "user_id", "model", "dep
 TAG_KEY = ("bucket", "tenant_id", "team_id", "key_id", "user_id", "tag")
 TAG_LENGTH = 256
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 _HOUR_MICROS = 3_600_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -275,9 +276,27 @@ class SqlAnalyticsStore:
         hour, end = floor_hour(since), ceil_hour(until)
         counted = 0
         while hour < end:
-            counted += await self._rebuild_hour(hour, tenant_id)
-            hour += HOUR
+            stop = min(hour + DAY, end)
+            if await self._anything(hour, stop, tenant_id):  # a day with nothing: two cheap reads
+                while hour < stop:
+                    counted += await self._rebuild_hour(hour, tenant_id)
+                    hour += HOUR
+            hour = stop
         return counted
+
+    async def _anything(self, since: datetime, until: datetime, tenant_id: str | None) -> bool:
+        """Whether the ledger or the rollups hold anything in ``[since, until)``."""
+        tables = ((usage_records, usage_records.c.created_at), (analytics_hourly, analytics_hourly.c.bucket),
+                  (analytics_tags_hourly, analytics_tags_hourly.c.bucket))
+        async with self._engine.connect() as conn:
+            for table, at in tables:
+                check = sa.select(sa.literal(1)).select_from(table).where(
+                    at >= to_db(since), at < to_db(until))
+                if tenant_id is not None:
+                    check = check.where(table.c.tenant_id == tenant_id)
+                if (await conn.execute(check.limit(1))).first() is not None:
+                    return True
+        return False
 
     async def _rebuild_hour(self, hour: datetime, tenant_id: str | None) -> int:
         u = usage_records
