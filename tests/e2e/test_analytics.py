@@ -8,6 +8,7 @@ the ledger. On the embedded default (SQLite) and a cluster (PostgreSQL + Redis).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import uuid
 from dataclasses import dataclass
@@ -251,6 +252,23 @@ def test_a_parameter_given_twice_is_a_400(world: World) -> None:
     resp = httpx.get(f"{world.deployment.gateway.url}/admin/v1/analytics?interval=hour&interval=day",
                      headers=ADMIN, timeout=30)
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_value"
+
+
+def test_the_cli_prints_a_table_and_json(world: World) -> None:
+    gw = world.deployment.gateway
+    common = ["--tenant", world.tenants[0], "--url", gw.url, "--key", MASTER_KEY]
+    proc = spawn(["analytics", "show", "--group-by", "model", *common], env={"COLUMNS": "250"})
+    code = proc.wait_exit(60)
+    assert code == 0 and "gpt-4o-mini" in proc.output and "house-model" in proc.output, proc.output
+    assert "latency p50" in proc.output and "total" in proc.output
+    proc = spawn(["analytics", "show", "--group-by", "tag", "--interval", "day", "--json", *common])
+    code = proc.wait_exit(60)
+    assert code == 0, proc.output
+    answer = json.loads(proc.output)
+    tags = {s["group"]: s["totals"]["requests"] for s in answer["series"]}
+    assert tags == {"alpha": 5, "shared": 5, "beta": 2}
+    proc = spawn(["analytics", "show", "--group-by", "colour", *common])
+    assert proc.wait_exit(60) == 1 and "invalid_group_by" in proc.output and "Traceback" not in proc.output
 
 
 async def _replay(database: str, records: list[UsageRecord]) -> None:
