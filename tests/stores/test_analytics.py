@@ -19,6 +19,7 @@ from switchboard.stores.protocols import (
     AnalyticsRow,
     AnalyticsStore,
     TooManyGroups,
+    UsageReportQuery,
     usage_row,
 )
 from switchboard.stores.sql.engine import create_engine
@@ -131,6 +132,14 @@ async def test_a_replayed_row_is_counted_once(backend: Backend) -> None:
     tags = await series(backend, interval="day", group_by="tag")
     assert {(r.start.day, r.group): r.requests for r in tags} == {
         (1, "billing"): 3, (1, "eu"): 3, (2, "eu"): 1}
+    # A record is keyed by its request id and time: the same id at another time is another
+    # record to the ledger, and to the rollups.
+    await ledger.append_rows([usage_row(usage("a1", minutes=2))] * 2)
+    await ledger.append([usage("a2", minutes=3), usage("a2", minutes=3)])
+    rows_now = await series(backend, interval="day")
+    report = await ledger.report("tenant-a", UsageReportQuery(since=DAY[0], until=DAY[1] + timedelta(days=1)))
+    assert [(r.start.day, r.requests) for r in rows_now] == [(1, 6), (2, 1)]
+    assert sum(r.requests for r in rows_now) == report[0].requests == 7
 
 
 async def test_append_and_append_rows_count_the_same(backend: Backend) -> None:

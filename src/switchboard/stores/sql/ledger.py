@@ -134,14 +134,22 @@ def _insert_rows_sql(engine: AsyncEngine) -> tuple[str, Callable[[UsageRow], tup
     return compiled.string, _postgres_value if engine.dialect.name == "postgresql" else _sqlite_value
 
 
-def _new_rows(rows: Sequence[UsageRow], stored: set[str]) -> Rollup:
-    """The rollup of the rows not stored before: each request id once (the first row wins, as
-    in the INSERT)."""
+def _micros(value: datetime) -> int:
+    """A stored ``created_at`` as ``UsageRow`` has it: microseconds since the epoch."""
+    at = from_db(value)
+    assert at is not None
+    return (at - _EPOCH) // _MICRO
+
+
+def _new_rows(rows: Sequence[UsageRow], stored: set[tuple[str, int]]) -> Rollup:
+    """The rollup of the rows not stored before: each key (request id and time) once, the first
+    row winning, as in the INSERT."""
     rollup = Rollup()
     seen = set(stored)
     for row in rows:
-        if row[0] not in seen:
-            seen.add(row[0])
+        key = (row[0], row[12])
+        if key not in seen:
+            seen.add(key)
             rollup.add_row(row)
     return rollup
 
@@ -289,20 +297,21 @@ class SqlUsageLedger:
             stmt = (
                 insert(self._engine, t)
                 .on_conflict_do_nothing(index_elements=KEY)
-                .returning(t.c.request_id)
+                .returning(t.c.request_id, t.c.created_at)
             )
             for start in range(0, len(records), BATCH):
                 # executemany: the dialect batches the rows into multi-row INSERTs itself, and
                 # the statement is compiled once rather than once per batch.
                 chunk = records[start : start + BATCH]
                 rows = [_row(r) for r in chunk]
-                new = {row[0] for row in (await conn.execute(stmt, rows)).all()}
+                new = {(rid, _micros(at)) for rid, at in (await conn.execute(stmt, rows)).all()}
                 inserted += len(new)
-                # The analytics rollups count what RETURNING says was inserted, once per id.
+                # The analytics rollups count what RETURNING says was inserted, each key once.
                 for record in chunk:
-                    if record.request_id in new:
-                        new.discard(record.request_id)
-                        rollup.add_row(usage_row(record))
+                    row = usage_row(record)
+                    if (row[0], row[12]) in new:
+                        new.discard((row[0], row[12]))
+                        rollup.add_row(row)
             await self._rollups.write(conn, rollup)
         return inserted
 
@@ -316,30 +325,30 @@ class SqlUsageLedger:
             await conn.exec_driver_sql(self._insert_rows, values)
             await self._rollups.write(conn, _new_rows(rows, stored))
 
-    async def _stored(self, conn: AsyncConnection, rows: Sequence[UsageRow]) -> set[str]:
-        """Which of the rows' request ids the ledger holds already, asked before the INSERT.
+    async def _stored(self, conn: AsyncConnection, rows: Sequence[UsageRow]) -> set[tuple[str, int]]:
+        """Which of the rows' keys (request id, time) the ledger holds already, asked before the
+        INSERT.
 
         The analytics rollups must count only the rows this INSERT really adds: the spool replays
-        a batch after a failure, and a replayed row is stored once (ON CONFLICT DO NOTHING) so it
-        must be counted once. ``append`` learns that from RETURNING; here the INSERT is the
-        driver's own executemany (the fast path, no result rows), so the ids are looked up first:
-        one indexed query per batch, bounded by the batch's time range (a replayed row keeps its
-        ``created_at``), which also lets PostgreSQL prune time partitions and works whether the
-        primary key is ``request_id`` or ``(request_id, created_at)``.
+        a batch after a failure, and a replayed row is stored once (ON CONFLICT DO NOTHING on the
+        same key) so it must be counted once. ``append`` learns that from RETURNING; here the
+        INSERT is the driver's own executemany (the fast path, no result rows), so the keys are
+        looked up first: one indexed query per batch (its primary key), bounded by the batch's
+        time range so PostgreSQL reads only the partitions the batch falls in.
 
-        Limit: two writers storing the same request id at the same moment could both find it
-        absent and both count it (the INSERT itself still stores it once). A request id is
-        written by the one instance that served it, and its spool replays sequentially, so this
-        does not happen in practice; ``switchboard analytics rebuild`` recounts a range exactly."""
+        Limit: two writers storing the same record at the same moment could both find it absent
+        and both count it (the INSERT itself still stores it once). A record is written by the
+        one instance that served the request, and its spool replays sequentially, so this does
+        not happen in practice; ``switchboard analytics rebuild`` recounts a range exactly."""
         created = [row[12] for row in rows]
         since, until = _EPOCH + min(created) * _MICRO, _EPOCH + max(created) * _MICRO
         ids = list({row[0] for row in rows})
-        found: set[str] = set()
+        found: set[tuple[str, int]] = set()
         for start in range(0, len(ids), BATCH):
-            query = sa.select(t.c.request_id).where(
+            query = sa.select(t.c.request_id, t.c.created_at).where(
                 t.c.request_id.in_(ids[start : start + BATCH]),
                 t.c.created_at >= since, t.c.created_at <= until)
-            found.update(r[0] for r in await conn.execute(query))
+            found.update((rid, _micros(at)) for rid, at in await conn.execute(query))
         return found
 
     async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None:
