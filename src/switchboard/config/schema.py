@@ -560,7 +560,7 @@ class AnalyticsConfig(_Strict):
     # The longest range one query may cover (from..to), in days.
     max_range_days: Annotated[int, Field(ge=1, le=3660)] = 400
     # At most this many (interval, group) points in one answer, else 400 too_many_points.
-    max_points: Annotated[int, Field(ge=100, le=1_000_000)] = 100_000
+    max_points: Annotated[int, Field(ge=100, le=1_000_000)] = 20_000
 
 
 class AlertsConfig(_Strict):

@@ -14,8 +14,10 @@ estimate is the last bound itself.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
+from operator import add
 
 BOUNDS: tuple[float, ...] = tuple(2 ** (i / 4) for i in range(77))
 BUCKETS = len(BOUNDS) + 1  # 78
@@ -53,6 +55,32 @@ def percentile(counts: Sequence[int], q: float) -> float | None:
             return lower + (upper - lower) * (rank - seen) / count
         seen += count
     return bucket_range(len(counts) - 1)[0]  # unreachable unless q > 1
+
+
+def percentiles(counts: Sequence[int], qs: Sequence[float]) -> list[float | None]:
+    """``percentile`` of each of ``qs`` (0 < q <= 1), with one cumulative sum for all of them."""
+    cumulative = list(accumulate(counts))
+    total = cumulative[-1] if cumulative else 0
+    if total <= 0:
+        return [None] * len(qs)
+    found: list[float | None] = []
+    for q in qs:
+        rank = q * total
+        index = min(bisect_left(cumulative, rank), len(cumulative) - 1)  # first with cum >= rank
+        lower, upper = bucket_range(index)
+        count = counts[index]
+        if upper == float("inf") or count <= 0:
+            found.append(lower)
+        else:
+            found.append(lower + (upper - lower) * (rank - (cumulative[index] - count)) / count)
+    return found
+
+
+def merged(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    """Two histograms' counts added bucket by bucket (the shorter one padded with zeros)."""
+    if len(a) < len(b):
+        a, b = b, a
+    return (*map(add, a, b), *a[len(b):])
 
 
 def merge(into: list[int], counts: Sequence[int]) -> None:

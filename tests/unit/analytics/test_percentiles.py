@@ -9,7 +9,15 @@ import random
 
 import pytest
 
-from switchboard.stores.histogram import BOUNDS, BUCKETS, bucket_of, bucket_range, merge, percentile
+from switchboard.stores.histogram import (
+    BOUNDS,
+    BUCKETS,
+    bucket_of,
+    bucket_range,
+    merge,
+    percentile,
+    percentiles,
+)
 
 
 def exact(values: list[int], q: float) -> int:
@@ -40,6 +48,7 @@ def test_percentiles_are_within_the_bucket_of_the_exact_value(seed: int) -> None
     rng = random.Random(seed)
     values = [int(rng.lognormvariate(5, 1.2)) for _ in range(rng.randint(1, 3000))]
     counts = histogram(values)
+    assert percentiles(counts, (0.5, 0.95, 0.99)) == [percentile(counts, q) for q in (0.5, 0.95, 0.99)]
     for q in (0.5, 0.95, 0.99):
         estimate = percentile(counts, q)
         truth = exact(values, q)
@@ -62,6 +71,8 @@ def test_merged_histograms_answer_as_one_over_all_the_values() -> None:
 
 def test_edges() -> None:
     assert percentile([0] * BUCKETS, 0.5) is None
+    assert percentiles([0] * BUCKETS, (0.5, 0.99)) == [None, None]
+    assert percentiles(histogram([10**7, 1]), (0.5, 1.0)) == [percentile(histogram([10**7, 1]), 0.5), 524288]
     one = histogram([100])
     lower, upper = bucket_range(bucket_of(100))
     assert percentile(one, 0.5) == pytest.approx(lower + (upper - lower) / 2)
