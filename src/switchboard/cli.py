@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from switchboard import __version__
+from switchboard.cli_analytics import analytics_app
 from switchboard.cli_budgets import budgets_app
 from switchboard.cli_keys import keys_app
 from switchboard.cli_providers import models_app, providers_app
@@ -37,6 +38,7 @@ app.add_typer(service_accounts_app, name="service-accounts")
 app.command("usage")(usage)
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(routing_app, name="routing")
+app.add_typer(analytics_app, name="analytics")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 

@@ -582,6 +582,11 @@ class RequestLogConfig(_Strict):
 class AnalyticsConfig(_Strict):
     """Rollups of the usage ledger behind ``GET /admin/v1/analytics``."""
 
+    # The longest range one query may cover (from..to), in days.
+    max_range_days: Annotated[int, Field(ge=1, le=3660)] = 400
+    # At most this many (interval, group) points in one answer, else 400 too_many_points.
+    max_points: Annotated[int, Field(ge=100, le=1_000_000)] = 20_000
+
 
 class AlertsConfig(_Strict):
     """Alert rules and the webhooks they are delivered to."""

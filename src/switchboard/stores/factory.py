@@ -47,6 +47,7 @@ from switchboard.stores.protocols import (
     TenancyStore,
     UsageLedger,
 )
+from switchboard.stores.sql.analytics import SqlAnalyticsStore
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.budgets import SqlBudgetStore
 from switchboard.stores.sql.engine import create_engine, describe, shown
@@ -222,6 +223,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         routing=SqlRoutingStore(engine),
         health=health,
         request_log=SqlRequestLog(engine),
+        analytics=SqlAnalyticsStore(engine),
         _closers=closers,
     )
 

@@ -880,8 +880,67 @@ class LogSearch(Protocol):
 # ---
 
 
+# What analytics groups by (GET /admin/v1/analytics); "tag" reads the per-tag rollup.
+ANALYTICS_GROUPS = ("model", "deployment", "provider", "team", "key", "user", "tag", "tenant")
+ANALYTICS_INTERVALS = ("hour", "day")
+
+
+@dataclass(frozen=True)
+class AnalyticsQuery:
+    """Rollup hours with ``since <= bucket < until`` (whole UTC hours), summed per ``interval``
+    (the hour, or the UTC day it is in) and per value of ``group_by`` (None: one series).
+    ``owners``: only rows whose user or key is one of these. A ``tag`` (filter or group) reads
+    the per-tag rollup, which has no model, deployment or provider: those filters do not apply
+    to it (``ValueError``). At most ``max_rows`` rows, else ``TooManyGroups``."""
+
+    since: datetime
+    until: datetime
+    interval: str = "hour"
+    group_by: str | None = None
+    model: str | None = None
+    deployment: str | None = None
+    provider: str | None = None
+    team_id: str | None = None
+    key_id: str | None = None
+    user_id: str | None = None
+    tag: str | None = None
+    owners: tuple[str, ...] | None = None
+    max_rows: int = 100_000
+
+
+@dataclass(frozen=True)
+class AnalyticsRow:
+    """One interval of one group: sums, and histogram counts (stores/histogram.py buckets)."""
+
+    start: datetime
+    group: str | None  # None: no grouping, or the dimension was absent on the records
+    requests: int = 0
+    errors: int = 0  # status >= 400
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # cache reads
+    reasoning_tokens: int = 0
+    cost_nano_usd: int = 0
+    latency_ms_sum: int = 0
+    ttft_ms_sum: int = 0
+    ttft_count: int = 0  # records with a time to first token
+    latency_histogram: tuple[int, ...] = ()
+    ttft_histogram: tuple[int, ...] = ()
+
+
 class AnalyticsStore(Protocol):
-    """Rollups of the usage ledger, kept as records are stored, and queries over them."""
+    """Rollups of the usage ledger, kept as records are stored, and queries over them.
+
+    The ledger updates the rollups in the transaction that stores the records, counting only
+    records it actually inserted (a replayed record is not counted twice)."""
+
+    async def series(self, tenant_id: str | None, query: AnalyticsQuery) -> list[AnalyticsRow]:
+        """The rollups summed per interval and group, ordered by start then group. Tenant None:
+        every tenant (the platform admin's view only)."""
+
+    async def rebuild(self, since: datetime, until: datetime, tenant_id: str | None = None) -> int:
+        """Recompute the rollups of the whole UTC hours covering ``[since, until)`` from the
+        ledger (one tenant, or every tenant); returns how many records were counted."""
 
 
 # ---

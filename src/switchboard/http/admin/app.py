@@ -13,6 +13,7 @@ from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.catalog import Catalog
 from switchboard.config.schema import Settings
 from switchboard.http.admin import (
+    analytics,
     audit,
     budgets,
     catalog,
@@ -89,5 +90,6 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(users.service_accounts_router)
     app.include_router(spend.router)
     app.include_router(usage.router)
+    app.include_router(analytics.router)
     app.include_router(routing.router)
     return app

@@ -5,6 +5,9 @@ a replayed record has the same time, and the key holds it for the time partition
 prepared by the driver and run over every row (``executemany``), each row converted by one small
 function per dialect, none of SQLAlchemy's per-row parameter processing. It stores exactly what
 ``append`` stores (the contract tests compare them).
+
+Both update the analytics rollups (stores/sql/analytics.py) in the same transaction, counting
+only the records they actually inserted.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import (
     USAGE_ROW,
@@ -25,7 +28,9 @@ from switchboard.stores.protocols import (
     UsageReportQuery,
     UsageReportRow,
     UsageRow,
+    usage_row,
 )
+from switchboard.stores.sql.analytics import Rollup, RollupWriter
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import usage_records as t
 from switchboard.stores.sql.times import from_db, to_db
@@ -127,6 +132,26 @@ def _insert_rows_sql(engine: AsyncEngine) -> tuple[str, Callable[[UsageRow], tup
     if tuple(compiled.positiontup or ()) != USAGE_ROW:  # the converters follow USAGE_ROW's order
         raise RuntimeError(f"unexpected parameter order: {compiled.positiontup}")
     return compiled.string, _postgres_value if engine.dialect.name == "postgresql" else _sqlite_value
+
+
+def _micros(value: datetime) -> int:
+    """A stored ``created_at`` as ``UsageRow`` has it: microseconds since the epoch."""
+    at = from_db(value)
+    assert at is not None
+    return (at - _EPOCH) // _MICRO
+
+
+def _new_rows(rows: Sequence[UsageRow], stored: set[tuple[str, int]]) -> Rollup:
+    """The rollup of the rows not stored before: each key (request id and time) once, the first
+    row winning, as in the INSERT."""
+    rollup = Rollup()
+    seen = set(stored)
+    for row in rows:
+        key = (row[0], row[12])
+        if key not in seen:
+            seen.add(key)
+            rollup.add_row(row)
+    return rollup
 
 
 def _record(row: sa.Row[Any]) -> UsageRecord:
@@ -263,20 +288,31 @@ class SqlUsageLedger:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._insert_rows, self._convert = _insert_rows_sql(engine)
+        self._rollups = RollupWriter(engine)  # analytics: updated with every batch stored
 
     async def append(self, records: Sequence[UsageRecord]) -> int:
         inserted = 0
+        rollup = Rollup()
         async with self._engine.begin() as conn:
             stmt = (
                 insert(self._engine, t)
                 .on_conflict_do_nothing(index_elements=KEY)
-                .returning(t.c.request_id)
+                .returning(t.c.request_id, t.c.created_at)
             )
             for start in range(0, len(records), BATCH):
                 # executemany: the dialect batches the rows into multi-row INSERTs itself, and
                 # the statement is compiled once rather than once per batch.
-                rows = [_row(r) for r in records[start : start + BATCH]]
-                inserted += len((await conn.execute(stmt, rows)).all())
+                chunk = records[start : start + BATCH]
+                rows = [_row(r) for r in chunk]
+                new = {(rid, _micros(at)) for rid, at in (await conn.execute(stmt, rows)).all()}
+                inserted += len(new)
+                # The analytics rollups count what RETURNING says was inserted, each key once.
+                for record in chunk:
+                    row = usage_row(record)
+                    if (row[0], row[12]) in new:
+                        new.discard((row[0], row[12]))
+                        rollup.add_row(row)
+            await self._rollups.write(conn, rollup)
         return inserted
 
     async def append_rows(self, rows: Sequence[UsageRow]) -> None:
@@ -285,7 +321,35 @@ class SqlUsageLedger:
         convert = self._convert
         values = [convert(row) for row in rows]
         async with self._engine.begin() as conn:
+            stored = await self._stored(conn, rows)
             await conn.exec_driver_sql(self._insert_rows, values)
+            await self._rollups.write(conn, _new_rows(rows, stored))
+
+    async def _stored(self, conn: AsyncConnection, rows: Sequence[UsageRow]) -> set[tuple[str, int]]:
+        """Which of the rows' keys (request id, time) the ledger holds already, asked before the
+        INSERT.
+
+        The analytics rollups must count only the rows this INSERT really adds: the spool replays
+        a batch after a failure, and a replayed row is stored once (ON CONFLICT DO NOTHING on the
+        same key) so it must be counted once. ``append`` learns that from RETURNING; here the
+        INSERT is the driver's own executemany (the fast path, no result rows), so the keys are
+        looked up first: one indexed query per batch (its primary key), bounded by the batch's
+        time range so PostgreSQL reads only the partitions the batch falls in.
+
+        Limit: two writers storing the same record at the same moment could both find it absent
+        and both count it (the INSERT itself still stores it once). A record is written by the
+        one instance that served the request, and its spool replays sequentially, so this does
+        not happen in practice; ``switchboard analytics rebuild`` recounts a range exactly."""
+        created = [row[12] for row in rows]
+        since, until = _EPOCH + min(created) * _MICRO, _EPOCH + max(created) * _MICRO
+        ids = list({row[0] for row in rows})
+        found: set[tuple[str, int]] = set()
+        for start in range(0, len(ids), BATCH):
+            query = sa.select(t.c.request_id, t.c.created_at).where(
+                t.c.request_id.in_(ids[start : start + BATCH]),
+                t.c.created_at >= since, t.c.created_at <= until)
+            found.update((rid, _micros(at)) for rid, at in await conn.execute(query))
+        return found
 
     async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None:
         query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.request_id == request_id)

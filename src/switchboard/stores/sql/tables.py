@@ -306,3 +306,55 @@ request_bodies = sa.Table(
     # retention on SQLite deletes by created_at range through it (PostgreSQL drops partitions)
     sa.Index("ix_request_bodies_created", "created_at"),
 )
+
+# -- analytics (revision 0011): hourly rollups of the usage ledger, kept as records are stored ----
+# (stores/sql/analytics.py, docs/observability.md "Analytics"). An absent dimension is '' rather
+# than NULL so the primary key (one row per hour and combination) works on both dialects. The
+# latency and time-to-first-token histograms are one count column per fixed bucket
+# (stores/histogram.py), so concurrent writers merge them with a plain ``x = x + excluded.x``.
+ANALYTICS_MEASURES = (
+    "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
+    "cost_nano_usd", "latency_ms_sum", "ttft_ms_sum", "ttft_count",
+)
+ANALYTICS_BUCKETS = 78  # histogram.BUCKETS; the migration creates this many columns per histogram
+LATENCY_COLUMNS = tuple(f"latency_h{i:02d}" for i in range(ANALYTICS_BUCKETS))
+TTFT_COLUMNS = tuple(f"ttft_h{i:02d}" for i in range(ANALYTICS_BUCKETS))
+
+
+def _analytics_measures() -> list[sa.Column[int]]:
+    return [sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+            for name in (*ANALYTICS_MEASURES, *LATENCY_COLUMNS, *TTFT_COLUMNS)]
+
+
+analytics_hourly = sa.Table(
+    "analytics_hourly",
+    metadata,
+    sa.Column("bucket", sa.DateTime(timezone=True), nullable=False),  # the UTC hour's start
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("team_id", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("deployment", sa.String(256), nullable=False),
+    sa.Column("provider", sa.String(128), nullable=False),
+    *_analytics_measures(),
+    sa.PrimaryKeyConstraint("bucket", "tenant_id", "team_id", "key_id", "user_id", "model", "deployment",
+                            "provider", name="pk_analytics_hourly"),
+    sa.Index("ix_analytics_hourly_tenant_bucket", "tenant_id", "bucket"),
+)
+
+# One row per hour, key and tag of the key: a request with several tags counts once in each.
+analytics_tags_hourly = sa.Table(
+    "analytics_tags_hourly",
+    metadata,
+    sa.Column("bucket", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("team_id", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("tag", sa.String(256), nullable=False),
+    *_analytics_measures(),
+    sa.PrimaryKeyConstraint("bucket", "tenant_id", "team_id", "key_id", "user_id", "tag",
+                            name="pk_analytics_tags_hourly"),
+    sa.Index("ix_analytics_tags_hourly_tenant_bucket", "tenant_id", "bucket"),
+)
