@@ -133,19 +133,20 @@ class Alerts:
     # -- opening and resolving ----------------------------------------------------------------
 
     async def _open(self, rule: Rule, subject: str, value: float, *, tenant: str | None = None,
-                    details: Mapping[str, Any] | None = None, resolves_at: datetime | None = None) -> None:
+                    details: Mapping[str, Any] | None = None, resolves_at: datetime | None = None,
+                    threshold: float | None = None) -> None:
         assert self._store is not None
         now = _utc(self._clock())
         incident = Incident(
             id=f"inc_{uuid.uuid4().hex}", rule=rule.name, kind=rule.kind, subject=subject, value=value,
-            threshold=rule.threshold, started_at=now, tenant_id=tenant,
+            threshold=rule.threshold if threshold is None else threshold, started_at=now, tenant_id=tenant,
             details={**rule.public(), **(details or {})}, last_seen_at=now, resolves_at=resolves_at,
         )
         opened = await self._store.open(incident)
         if opened is None:
             return  # open already: another instance (or an earlier tick) sent its event
         log.warning("alert %s firing for %s: %g (threshold %s)", rule.name, subject, value,
-                    "-" if rule.threshold is None else f"{rule.threshold:g}")
+                    "-" if opened.threshold is None else f"{opened.threshold:g}")
         self._send(rule, opened)
 
     async def _resolve(self, rule: Rule, subject: str, value: float | None) -> None:
@@ -191,7 +192,7 @@ class Alerts:
                    "period_start": data.get("period_start"), "period_end": ends}
         try:
             await self._open(rule, subject, round(used, 2), tenant=str(budget.get("tenant") or "") or None,
-                             details=details, resolves_at=resolves_at)
+                             details=details, resolves_at=resolves_at, threshold=float(percent))
         except Exception as exc:
             self._complain("alert %s for %s: the incident store failed (%s)", rule.name, subject,
                            type(exc).__name__)
