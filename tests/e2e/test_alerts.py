@@ -216,7 +216,8 @@ def test_a_breaker_trip_fires_and_its_recovery_resolves(pair: Pair) -> None:
         # Traffic reaches each deployment's half-open probe in turn; its answer recovers it.
         for gw in pair.both:
             chat(gw, "tripping", "are you back?")
-        return len(distinct([r for r in events(pair, "breakers", "alert.resolved") if r.answered == 200])) == 2
+        answered = [r for r in events(pair, "breakers", "alert.resolved") if r.answered == 200]
+        return len(distinct(answered)) == 2
 
     until(recovered, "the deployments never came back", timeout=30)
     resolved = delivered(pair, "breakers", "alert.resolved", count=2)
