@@ -11,13 +11,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from switchboard.observability.webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, verify
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    Gateway,
+    Mock,
+    free_port,
+    openai_config,
+    spawn,
+    start_gateway,
+)
 from tests.webhook_receiver import Received, WebhookReceiver
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -61,6 +72,7 @@ class Pair:
     first: Gateway
     second: Gateway
     hooks: WebhookReceiver
+    config: dict[str, Any]
 
     @property
     def both(self) -> tuple[Gateway, Gateway]:
@@ -105,7 +117,7 @@ def pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: 
         config = _config(mock_upstream, hooks)
         if request.param == "embedded":
             gw = start_gateway(config, tmp_path_factory.mktemp("alerts-embedded"))
-            yield Pair("embedded", gw, gw, hooks)
+            yield Pair("embedded", gw, gw, hooks, config)
             gw.process.stop()
             return
         postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
@@ -113,7 +125,7 @@ def pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: 
         config["redis"] = {"url": redis.url}
         first = start_gateway(config, tmp_path_factory.mktemp("alerts-a"))
         second = start_gateway(config, tmp_path_factory.mktemp("alerts-b"))
-        yield Pair("cluster", first, second, hooks)
+        yield Pair("cluster", first, second, hooks, config)
         first.process.stop()
         second.process.stop()
 
@@ -302,3 +314,23 @@ def test_bad_alert_queries_are_400(pair: Pair, params: dict[str, Any], code: str
     error = resp.json()["error"]
     assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
     assert pair.admin("GET", "/admin/v1/alerts").status_code == 200  # still serving
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"rules": [{"name": "r", "kind": "breaker", "webhooks": ["pager"]}]},
+     "alerts: rules[0].webhooks: unknown webhook 'pager' (known: oncall)"),
+    ({"rules": [{"name": "r", "kind": "error_rate", "threshold": 2}]},
+     "alerts.rules[0]: threshold: an error rate is a share of requests, 0 < threshold <= 1, got 2"),
+])
+def test_a_bad_alerts_section_stops_the_server_with_one_clear_line(
+    pair: Pair, tmp_path: Path, change: dict[str, Any], problem: str
+) -> None:
+    config = {**pair.config, "alerts": {**pair.config["alerts"], **change}}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = spawn(["serve", "--config", str(path), "--port", str(free_port())],
+                 env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY})
+    assert proc.wait_exit() == 2, proc.output
+    assert f"{path}: {problem}" in proc.output and "Traceback" not in proc.output
+    assert HOOK_SECRET not in proc.output
+    assert pair.admin("GET", "/admin/v1/alerts").status_code == 200  # the running gateway is unaffected
