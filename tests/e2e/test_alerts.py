@@ -291,7 +291,7 @@ def test_listing_pages_newest_first(pair: Pair) -> None:
     assert starts == sorted(starts, reverse=True)
     first = pair.ok("GET", "/admin/v1/alerts", params={"limit": 2})
     assert first["has_more"] is True and len(first["data"]) == 2
-    rest = pair.alerts(limit=1000, before=first["next_before"])
+    rest = pair.alerts(limit=1000, before=first["last_id"])
     assert [i["id"] for i in first["data"] + rest] == [i["id"] for i in everything]
     assert all(i["state"] == "open" for i in pair.alerts(state="open"))
 
@@ -306,6 +306,7 @@ def test_listing_pages_newest_first(pair: Pair) -> None:
     ({"since": "2026-12-01T00:00:00"}, "invalid_value", "since"),  # no time zone
     ({"rule": "r" * 65}, "invalid_value", "rule"),
     ({"tenant": "t" * 65}, "invalid_value", "tenant"),
+    ({"before": "i" * 65}, "invalid_value", "before"),
     ({"severity": "high"}, "unknown_parameter", "severity"),
 ])
 def test_bad_alert_queries_are_400(pair: Pair, params: dict[str, Any], code: str, param: str) -> None:

@@ -63,6 +63,22 @@ async def test_exactly_one_instance_resolves_and_then_a_new_incident_may_open(ba
     assert await first.get("inc_missing") is None
 
 
+async def test_the_cursor_orders_incidents_started_at_the_same_instant_by_id(backend: Backend) -> None:
+    store = _store(backend.stores)
+    same = T0 + timedelta(days=1)
+    for n in range(5):
+        assert await store.open(_incident(400 + n, rule="tie", subject=f"s{n}", started_at=same)) is not None
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await store.query(IncidentQuery(rule="tie", before_id=cursor, limit=2))
+        if not page:
+            break
+        seen += [i.id for i in page]
+        cursor = page[-1].id
+    assert seen == [f"inc_{n:04d}" for n in range(404, 399, -1)]
+
+
 async def test_touch_moves_last_seen_forward_only(backend: Backend) -> None:
     store = _store(backend.stores)
     opened = await store.open(_incident(200, rule="r3"))
@@ -96,9 +112,10 @@ async def test_queries_are_tenant_scoped_and_newest_first(backend: Backend) -> N
     assert ids(await store.query(IncidentQuery(tenant_id="t1", state="resolved"))) == ["inc_0300"]
     page = await store.query(IncidentQuery(kind="budget", limit=2, since=T0 + timedelta(seconds=300)))
     assert ids(page) == ["inc_0302", "inc_0301"]
-    rest = await store.query(IncidentQuery(kind="budget", before=page[-1].started_at,
+    rest = await store.query(IncidentQuery(kind="budget", before_id=page[-1].id,
                                            since=T0 + timedelta(seconds=300)))
     assert ids(rest) == ["inc_0300"]
+    assert await store.query(IncidentQuery(before_id="inc_unknown")) == []
     assert ids(await store.query(IncidentQuery(rule="deploy"))) == ["inc_0303"]
     stored = await store.get("inc_0301")
     assert stored is not None and stored.resolves_at == ends and stored.tenant_id == "t2"

@@ -917,7 +917,7 @@ class IncidentQuery:
     kind: str | None = None
     rule: str | None = None
     since: datetime | None = None  # started at or after
-    before: datetime | None = None  # started before (the cursor: the last page's oldest)
+    before_id: str | None = None  # the cursor: incidents listed after this one (older)
     limit: int = 100
 
 

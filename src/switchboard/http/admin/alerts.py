@@ -29,8 +29,8 @@ class AlertsQuery(BaseModel):
     kind: Literal["error_rate", "latency", "breaker", "budget"] | None = None
     rule: str | None = Field(default=None, min_length=1, max_length=64)
     since: AwareDatetime | None = None
-    before: AwareDatetime | None = Field(
-        default=None, description="Cursor: incidents started before this (the last page's oldest)")
+    before: str | None = Field(default=None, min_length=1, max_length=64,
+                               description="Cursor: the incidents after this one (last_id of a page)")
     limit: int = Field(default=100, ge=1, le=1000)
     tenant: str | None = Field(default=None, min_length=1, max_length=64,
                                description="One tenant's incidents (platform admin only)")
@@ -49,12 +49,12 @@ async def list_incidents(
     # Anyone else: their own tenant's (naming another is a 404).
     tenant = params.tenant if access.reach >= Reach.ANY else access.tenant_for(params.tenant)
     query = IncidentQuery(tenant_id=tenant, state=params.state, kind=params.kind, rule=params.rule,
-                          since=params.since, before=params.before, limit=params.limit + 1)
+                          since=params.since, before_id=params.before, limit=params.limit + 1)
     found = await store.query(query)
     page = found[:params.limit]
     return {
         "object": "list",
         "data": [public(i) for i in page],
         "has_more": len(found) > params.limit,
-        "next_before": page[-1].started_at.isoformat() if len(found) > params.limit else None,
+        "last_id": page[-1].id if page else None,
     }

@@ -102,8 +102,10 @@ class SqlIncidentStore:
             stmt = stmt.where(t.c.rule == query.rule)
         if query.since is not None:
             stmt = stmt.where(t.c.started_at >= to_db(query.since))
-        if query.before is not None:
-            stmt = stmt.where(t.c.started_at < to_db(query.before))
+        if query.before_id is not None:  # after the cursor in (started_at, id) order, newest first
+            cursor = sa.select(t.c.started_at).where(t.c.id == query.before_id).scalar_subquery()
+            stmt = stmt.where(sa.or_(t.c.started_at < cursor,
+                                     sa.and_(t.c.started_at == cursor, t.c.id < query.before_id)))
         stmt = stmt.order_by(t.c.started_at.desc(), t.c.id.desc()).limit(query.limit)
         async with self._engine.connect() as conn:
             return [_incident(row) for row in await conn.execute(stmt)]
