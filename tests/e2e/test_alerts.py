@@ -36,6 +36,7 @@ HOOK_SECRET = "whsec-alert-tests-0123456789"
 PRICED = "alert-priced"  # 5 output tokens (max_tokens=5) cost exactly $0.01
 LONG = "tell me a long story about alerts please"  # the mock's reply is longer than 5 words
 P = "local-openai"
+SHORT: dict[str, Any] = {"timeouts": {"total": 2}}
 
 
 def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
@@ -43,8 +44,9 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
     config["models"] += [
         {"name": "wobbly", "provider": P, "model": "gpt-4o-mini"},
         {"name": "sluggish", "provider": P, "model": "gpt-4o-mini"},
-        {"name": "tripping", "deployment": "one", "provider": P, "model": "gpt-4o-mini"},
-        {"name": "tripping", "deployment": "two", "provider": P, "model": "gpt-4o"},
+        # A short total timeout: with Redis, a half-open probe's claim lasts 5 s plus that.
+        {"name": "tripping", "deployment": "one", "provider": P, "model": "gpt-4o-mini", **SHORT},
+        {"name": "tripping", "deployment": "two", "provider": P, "model": "gpt-4o", **SHORT},
         {"name": PRICED, "provider": P, "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
     ]
@@ -231,7 +233,12 @@ def test_a_breaker_trip_fires_and_its_recovery_resolves(pair: Pair) -> None:
         answered = [r for r in events(pair, "breakers", "alert.resolved") if r.answered == 200]
         return len(distinct(answered)) == 2
 
-    until(recovered, "the deployments never came back", timeout=30)
+    try:
+        until(recovered, "the deployments never came back", timeout=30)
+    except AssertionError as exc:
+        seen = [(r.json()["type"], r.json()["data"]["subject"], r.json()["id"][-24:], r.answered)
+                for r in events(pair, "breakers")]
+        raise AssertionError(f"{exc}: {seen}") from None
     resolved = delivered(pair, "breakers", "alert.resolved", count=2)
     assert sorted(e["data"]["subject"] for e in resolved.values()) == subjects
     # Both instances heard of both cooldowns (Redis): still one firing and one resolved each.
