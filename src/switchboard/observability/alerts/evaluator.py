@@ -4,8 +4,9 @@
   it served per deployment (``signals.Windows``) over each rule's window. Firing (at least
   ``min_requests`` and at or past the threshold): open the incident, or tell the store it still
   holds (``last_seen_at``). Clear: resolved by any instance that sees at least ``min_requests``
-  below the threshold (evidence, not silence); or, when no instance has seen it hold for two
-  windows (the deployment went quiet), by whichever instance notices first.
+  below the threshold (evidence, not silence) once no instance has seen it hold for two
+  evaluations; or, when no instance has seen it hold for two windows (the deployment went
+  quiet), by whichever instance notices first.
 - ``breaker``: routing/health.py tells of a deployment's cooldown opening (the incident opens)
   and of its recovery, the half-open probe answering (resolved). With Redis every instance
   hears both; the store lets one open and one resolve.
@@ -236,7 +237,7 @@ class Alerts:
                             "failures": seen.failures})
                     else:
                         await store.touch(rule.name, subject, at)
-                elif known is not None and rule.clear(seen.requests, value):
+                elif known is not None and rule.clear(seen.requests, value) and self._settled(known, at):
                     await self._resolve(rule, subject, round(value, 4))
         rules = {r.name: r for r in self.rules}
         for (name, subject), incident in open_now.items():
@@ -249,6 +250,12 @@ class Alerts:
                 quiet = timedelta(seconds=2 * configured.window_seconds)
                 if (incident.last_seen_at or incident.started_at) + quiet <= at:
                     await self._resolve(configured, subject, None)  # nobody saw it hold for two windows
+
+    def _settled(self, incident: Incident, at: datetime) -> bool:
+        """No instance saw the condition hold in its last two evaluations: an instance whose own
+        traffic looks fine does not resolve what another one still sees failing."""
+        seen = incident.last_seen_at or incident.started_at
+        return seen + timedelta(seconds=2 * self.config.evaluate_seconds) <= at
 
     def _complain(self, message: str, *args: Any) -> None:
         now = time.monotonic()
