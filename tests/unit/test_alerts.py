@@ -202,3 +202,46 @@ def test_event_ids_are_stable_per_incident_and_state() -> None:
     resolved = Incident(**{**incident.__dict__, "state": "resolved", "resolved_at": at})
     assert event(resolved, at)["id"] == "evt_inc_1_resolved"
     assert event(resolved, at)["data"]["incident_id"] == "inc_1"
+
+
+async def test_two_instances_one_incident_one_event_and_no_flapping(stores: Stores) -> None:
+    clock = Clock(time.time())
+    rule = {"name": "e", "kind": "error_rate", "threshold": 0.5, "window_seconds": 600, "min_requests": 2}
+    with WebhookReceiver() as hooks:
+        first = Alerts(_config(hooks.url, rule), clock=clock)
+        second = Alerts(_config(hooks.url, rule), clock=clock)
+        for alerts in (first, second):
+            await alerts.start(_store(stores))
+        try:
+            for alerts in (first, second):
+                for _ in range(2):
+                    alerts.windows.add("g", "d", 503, 10, clock.now)
+            await first.evaluate()
+            await second.evaluate()
+            assert len(await _store(stores).open_incidents()) == 1
+            # The second instance's traffic recovers; the first one's still fails.
+            for _ in range(5):
+                second.windows.add("g", "d", 200, 10, clock.now)
+            for _ in range(3):
+                clock.now += 60
+                await first.evaluate()  # still holding: last seen now
+                await second.evaluate()  # clear here, but not settled: left open
+            assert len(await _store(stores).open_incidents()) == 1
+            for _ in range(5):
+                first.windows.add("g", "d", 200, 10, clock.now)
+            clock.now += 60
+            await first.evaluate()
+            await second.evaluate()
+            assert len(await _store(stores).open_incidents()) == 1  # seen holding a tick ago
+            clock.now += 60
+            await second.evaluate()
+            await first.evaluate()
+            assert await _store(stores).open_incidents() == []
+            received = await hooks.await_requests(2)
+            assert [r.json()["type"] for r in received] == ["alert.firing", "alert.resolved"]
+            await first.close()
+            await second.close()
+            assert len(hooks.requests) == 2  # nothing more was queued by either instance
+        finally:
+            await first.close()
+            await second.close()
