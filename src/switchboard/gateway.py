@@ -16,6 +16,7 @@ from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.limits.cache import LimitCache
+from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.observability.metrics import Metrics
 from switchboard.observability.observers import Observer
 from switchboard.observability.redact import Redactor
@@ -115,6 +116,14 @@ class Gateway:
             from switchboard.observability.tracing import Tracing
 
             self.tracing = Tracing(settings.tracing)
+        # Alert rules (observability/alerts/): fed by the observers, the deployments' health
+        # and the budgets' thresholds; None when no rule is configured.
+        self.alerts = Alerts(settings.alerts) if settings.alerts.rules else None
+        if self.alerts is not None:
+            if self.alerts.observer is not None:
+                self.observers.append(self.alerts.observer)
+            if self.alerts.watches_breakers:
+                self.router.health.listeners.append(self.alerts.breaker)
         self.ready = False
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
@@ -231,6 +240,10 @@ class Gateway:
                 ledger_ready=self.usage.recovered,
             )
             await self.budgets.start()
+            if self.alerts is not None and self.alerts.watches_budgets:
+                self.budgets.listeners.append(self.alerts.budget_crossed)
+        if self.alerts is not None:
+            await self.alerts.start(self.stores.incidents)
         self.authenticator.attach(self.key_cache, self.last_used)
         if self.oidc is not None:
             self.oidc.regions = self._residency
@@ -270,6 +283,8 @@ class Gateway:
         if self.budgets is not None:
             await self.budgets.close()  # alerts under way, webhooks in flight (bounded)
             self.budgets = None
+        if self.alerts is not None:
+            await self.alerts.close()  # notices under way, webhooks in flight (bounded)
         if self.usage is not None:
             await self.usage.close()  # the last batch; what cannot be stored stays spooled
             self.usage = None

@@ -588,8 +588,108 @@ class AnalyticsConfig(_Strict):
     max_points: Annotated[int, Field(ge=100, le=1_000_000)] = 20_000
 
 
+class AlertWebhookConfig(BudgetWebhookConfig):
+    """A named receiver of alert events (``alerts.webhooks.<name>``): the same settings, signing
+    and delivery as ``budgets.webhook``."""
+
+
+AlertKind = Literal["error_rate", "latency", "breaker", "budget"]
+_ALERT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_Pattern = Annotated[str, Field(min_length=1, max_length=256)]
+_BudgetScope = Literal["tenant", "team", "user", "key"]
+_WebhookName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class AlertRule(_Strict):
+    """One rule (docs/observability.md, "Alerts"). ``error_rate`` and ``latency`` watch the
+    attempts each deployment served in the last ``window_seconds``; ``breaker`` fires while a
+    deployment is cooled down; ``budget`` when a budget crosses one of its thresholds."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: AlertKind
+    # Which deployments (error_rate, latency, breaker): shell patterns on the model group and
+    # on the deployment's name; both default to every one.
+    group: _Pattern = "*"
+    deployment: _Pattern = "*"
+    # error_rate: the share of failed attempts (0 < x <= 1); latency: milliseconds.
+    threshold: Annotated[float, Field(gt=0)] | None = None
+    percentile: Literal["p50", "p95", "p99"] = "p95"
+    window_seconds: Annotated[float, Field(ge=1, le=86_400)] = 300.0
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    # budget: which thresholds (percents) and scopes; default all of them.
+    thresholds: Annotated[list[Percent], Field(min_length=1, max_length=10)] | None = None
+    scopes: Annotated[list[_BudgetScope], Field(min_length=1, max_length=4)] | None = None
+    # The receivers (names in alerts.webhooks); default: every one.
+    webhooks: Annotated[list[_WebhookName], Field(max_length=32)] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _ALERT_NAME.fullmatch(value):
+            raise ValueError(f"must be letters, digits, '_', '.' or '-' (starting with a letter or digit), "
+                             f"got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> AlertRule:
+        given = self.model_fields_set
+        kind = self.kind
+        if kind in ("error_rate", "latency"):
+            if self.threshold is None:
+                raise ValueError(f"a {kind} rule needs a threshold")
+            if kind == "error_rate" and self.threshold > 1:
+                raise ValueError(f"threshold: an error rate is a share of requests, 0 < threshold <= 1, "
+                                 f"got {self.threshold:g}")
+            if kind == "latency" and self.threshold > 3_600_000:
+                raise ValueError(f"threshold: latency in milliseconds, at most 3600000, "
+                                 f"got {self.threshold:g}")
+        elif self.threshold is not None:
+            raise ValueError(f"a {kind} rule takes no threshold")
+        allowed = {
+            "error_rate": {"group", "deployment", "window_seconds", "min_requests"},
+            "latency": {"group", "deployment", "window_seconds", "min_requests", "percentile"},
+            "breaker": {"group", "deployment"},
+            "budget": {"thresholds", "scopes"},
+        }[kind]
+        specific = {"group", "deployment", "window_seconds", "min_requests", "percentile", "thresholds",
+                    "scopes"}
+        extra = sorted((given & specific) - allowed)
+        if extra:
+            raise ValueError(f"a {kind} rule takes no {', '.join(extra)}")
+        return self
+
+
 class AlertsConfig(_Strict):
-    """Alert rules and the webhooks they are delivered to."""
+    """Alert rules and the webhooks they are delivered to (docs/observability.md, "Alerts")."""
+
+    # Named receivers; a rule sends to the ones it names, or to every one.
+    webhooks: Annotated[dict[_WebhookName, AlertWebhookConfig], Field(max_length=32)] = Field(
+        default_factory=dict)
+    rules: Annotated[list[AlertRule], Field(max_length=200)] = Field(default_factory=list)
+    # How often the error_rate and latency rules are evaluated (and incidents past their end,
+    # e.g. a budget's period, resolved).
+    evaluate_seconds: Annotated[float, Field(ge=0.1, le=3600)] = 10.0
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhook_names(cls, value: dict[str, AlertWebhookConfig]) -> dict[str, AlertWebhookConfig]:
+        for name in value:
+            if not _ALERT_NAME.fullmatch(name):
+                raise ValueError(f"webhook name {name!r}: letters, digits, '_', '.' or '-' only")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> AlertsConfig:
+        seen: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            if rule.name in seen:
+                raise ValueError(f"rules[{i}].name: duplicate rule name {rule.name!r}")
+            seen.add(rule.name)
+            for name in rule.webhooks or ():
+                if name not in self.webhooks:
+                    known = ", ".join(sorted(self.webhooks)) or "none"
+                    raise ValueError(f"rules[{i}].webhooks: unknown webhook {name!r} (known: {known})")
+        return self
 
 
 STRATEGIES = ("weighted", "round-robin", "least-busy", "latency", "cost", "headroom")

@@ -47,6 +47,9 @@ CLAIM_RETRY_SECONDS = 0.25
 WARN_SECONDS = 60.0
 
 Key = tuple[str, str]
+# Told of a deployment's cooldown opening (True) and of its recovery (False): (group,
+# deployment, cooling down). Called on the event loop; must be quick and must not raise.
+Listener = Callable[[str, str, bool], None]
 
 
 @dataclass(slots=True)
@@ -75,6 +78,8 @@ class Health:
         self._subscription: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned = -WARN_SECONDS
+        # Who hears of cooldowns and recoveries (the alerts); an empty list costs nothing.
+        self.listeners: list[Listener] = []
 
     async def start(self, shared: HealthStore | None, feed: ChangeFeed | None) -> None:
         """Share the state through ``shared`` (Redis) and ``feed``; None: this process only."""
@@ -131,6 +136,7 @@ class Health:
         if probe:
             log.info("deployment %s of %s is healthy again", key[1], key[0])
             del self._states[key]
+            self._tell(key, False)
             if self._shared is not None:
                 self._spawn(self._recovered(key))
             return
@@ -185,9 +191,17 @@ class Health:
 
     # -- this process's bookkeeping --------------------------------------------------------
 
+    def _tell(self, key: Key, tripped: bool) -> None:
+        for listener in self.listeners:
+            try:
+                listener(key[0], key[1], tripped)
+            except Exception:  # a listener never breaks the bookkeeping
+                log.exception("a health listener failed")
+
     def _open(self, key: Key, state: _State, now: float, seconds: float) -> None:
         if not (state.tripped and now < state.until):
             log.warning("deployment %s of %s is cooling down for %.3g s", key[1], key[0], seconds)
+            self._tell(key, True)
         state.tripped = True
         state.until = max(state.until, now + seconds)
         state.probe_until = state.granted = 0.0
@@ -303,7 +317,9 @@ class Health:
             log.warning("ignoring a malformed health message")
             return
         if ms <= 0:
-            self._states.pop(key, None)
+            gone = self._states.pop(key, None)
+            if gone is not None and gone.tripped:
+                self._tell(key, False)
             return
         state = self._states.setdefault(key, _State())
         self._open(key, state, self._clock(), ms / 1000)

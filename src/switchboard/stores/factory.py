@@ -51,6 +51,7 @@ from switchboard.stores.sql.analytics import SqlAnalyticsStore
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.budgets import SqlBudgetStore
 from switchboard.stores.sql.engine import create_engine, describe, shown
+from switchboard.stores.sql.incidents import SqlIncidentStore
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.limits import SqlLimitStore
@@ -224,6 +225,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         health=health,
         request_log=SqlRequestLog(engine),
         analytics=SqlAnalyticsStore(engine),
+        incidents=SqlIncidentStore(engine),
         _closers=closers,
     )
 

@@ -946,5 +946,61 @@ class AnalyticsStore(Protocol):
 # ---
 
 
+@dataclass(frozen=True)
+class Incident:
+    """An alert incident: a rule's condition holding for one subject (a deployment
+    ``group/deployment``, a budget's threshold in a period), from ``started_at`` until resolved.
+    ``tenant_id`` is set for a tenant's own subject (budgets), None for the platform's."""
+
+    id: str
+    rule: str
+    kind: str  # error_rate | latency | breaker | budget
+    subject: str
+    value: float  # what was measured when it opened
+    threshold: float | None
+    started_at: datetime
+    tenant_id: str | None = None
+    details: Mapping[str, Any] | None = None
+    state: str = "open"  # open | resolved
+    last_seen_at: datetime | None = None  # the condition last seen holding (any instance)
+    resolves_at: datetime | None = None  # resolved on its own from then (a budget's period end)
+    resolved_at: datetime | None = None
+    resolved_value: float | None = None
+
+
+@dataclass(frozen=True)
+class IncidentQuery:
+    tenant_id: str | None = None  # None: every incident (the platform's and every tenant's)
+    platform: bool = False  # with tenant_id: also the platform's incidents (tenant_id NULL)
+    state: str | None = None  # open | resolved
+    kind: str | None = None
+    rule: str | None = None
+    since: datetime | None = None  # started at or after
+    before_id: str | None = None  # the cursor: incidents listed after this one (older)
+    limit: int = 100
+
+
 class IncidentStore(Protocol):
     """Alert incidents shared by every instance: one open incident per rule and subject."""
+
+    async def open(self, incident: Incident) -> Incident | None:
+        """Open ``incident``; None when one is open for its (rule, subject) already (opened by
+        another instance, or earlier): exactly one caller wins, whatever the concurrency."""
+        ...
+
+    async def touch(self, rule: str, subject: str, at: datetime) -> None:
+        """The condition still holds (seen at ``at``): moves the open incident's last_seen_at."""
+        ...
+
+    async def resolve(self, rule: str, subject: str, at: datetime, value: float | None) -> Incident | None:
+        """Resolve the open incident of (rule, subject); the resolved incident to the one caller
+        that resolved it, None to every other (none open, or resolved by someone else)."""
+        ...
+
+    async def open_incidents(self) -> list[Incident]: ...
+
+    async def get(self, incident_id: str) -> Incident | None: ...
+
+    async def query(self, query: IncidentQuery) -> list[Incident]:
+        """Newest first (started_at, then id)."""
+        ...

@@ -13,6 +13,7 @@ from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.catalog import Catalog
 from switchboard.config.schema import Settings
 from switchboard.http.admin import (
+    alerts,
     analytics,
     audit,
     budgets,
@@ -92,4 +93,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(analytics.router)
     app.include_router(routing.router)
+    app.include_router(alerts.router)
     return app

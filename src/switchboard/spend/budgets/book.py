@@ -77,6 +77,9 @@ class BudgetBook:
         # counter may expire)
         self._periods: dict[tuple[str, str, str], tuple[str, float, float]] = {}
         self._alerts: set[asyncio.Task[None]] = set()
+        # Told of every threshold event this instance fires (the alerts' budget rules), with
+        # the event as the webhook gets it. Must be quick and must not raise.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     async def start(self) -> None:
         await self._cache.start()
@@ -238,6 +241,11 @@ class BudgetBook:
             },
         }
         self._webhooks.send(event)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("budget %s: a threshold listener failed", budget.id)
 
     # -- status ---------------------------------------------------------------------------
 

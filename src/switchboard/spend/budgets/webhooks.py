@@ -1,134 +1,36 @@
-"""Budget threshold events, POSTed to the configured webhook and signed with its secret.
+"""Budget threshold events, POSTed to ``budgets.webhook`` and signed with its secret.
 
-docs/budgets.md, "Threshold webhooks". The request path only enqueues (``WebhookSender.send``
-never waits and never raises); a background task delivers the events in order, up to
-``CONCURRENCY`` at once, each as a JSON POST carrying:
-
-- ``x-switchboard-signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>``;
-- ``x-switchboard-event-id``: the event's id, the same on every attempt (receivers dedupe);
-- ``x-switchboard-event``: the event's type.
-
-A 2xx response delivers the event. Any other status, a timeout or a connection error is retried,
-up to ``max_attempts`` attempts in all, after 0.5 s, 1 s, 2 s, ... (at most 30 s, less up to a
-quarter at random); a 4xx other than 408, 409, 425 and 429 is the receiver refusing the event,
-and is not retried. Redirects are not followed; at most 64 KiB of a response is read. Delivery
-is at least once: an event whose response was lost is sent again.
+docs/budgets.md, "Threshold webhooks". The delivery itself (signature, bounded queue, retries
+with backoff, at-least-once with a stable event id) is the generic signed-webhook sender of
+``observability/webhooks.py``, shared with the alerts; this module names it for budgets.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
-import hmac
 import logging
-import random
-import re
 import time
 from collections.abc import Callable
-from typing import Any
-
-import aiohttp
-import orjson
-from yarl import URL
 
 from switchboard.config.schema import BudgetWebhookConfig
+from switchboard.observability import webhooks as _signed
+from switchboard.observability.webhooks import (
+    CONCURRENCY,
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    redacted,
+    sign,
+    verify,
+)
+
+__all__ = ["CONCURRENCY", "EVENT_ID_HEADER", "EVENT_TYPE_HEADER", "SIGNATURE_HEADER", "WebhookSender",
+           "redacted", "sign", "verify"]
 
 log = logging.getLogger("switchboard.spend")
 
-SIGNATURE_HEADER = "x-switchboard-signature"
-EVENT_ID_HEADER = "x-switchboard-event-id"
-EVENT_TYPE_HEADER = "x-switchboard-event"
-USER_AGENT = "switchboard"
-CONCURRENCY = 4  # deliveries at once
-MAX_BACKOFF = 30.0  # seconds between two attempts, at most
-MAX_RESPONSE_BYTES = 64 * 1024  # of a receiver's response read (and discarded)
-MAX_SIGNATURE_HEADER = 1024
-# 4xx statuses that say "try again later" rather than "no".
-RETRYABLE_4XX = frozenset({408, 409, 425, 429})
-LOG_EVERY = 60.0  # seconds between two log lines about events not sent
-_SIGNATURE_PART = re.compile(r"(t|v1)=([0-9a-f]{1,128})")
 
-
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    """The signature header's value for ``body`` sent at ``timestamp`` (Unix seconds)."""
-    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
-def verify(secret: bytes, header: str, body: bytes, *, now: int, tolerance: int = 300) -> bool:
-    """Whether ``header`` (the signature header's value) signs ``body`` with ``secret``, with a
-    timestamp within ``tolerance`` seconds of ``now``. Several ``v1`` values may be given (any
-    matching one will do); anything malformed is False. Comparisons are constant-time."""
-    if not isinstance(header, str) or len(header) > MAX_SIGNATURE_HEADER:
-        return False
-    timestamp: int | None = None
-    candidates: list[str] = []
-    for part in header.split(","):
-        match = _SIGNATURE_PART.fullmatch(part.strip(" "))
-        if match is None:
-            return False
-        key, value = match.groups()
-        if key == "t":
-            if timestamp is not None or not value.isdigit() or len(value) > 12:
-                return False
-            timestamp = int(value)
-        else:
-            candidates.append(value)
-    if timestamp is None or not candidates or abs(now - timestamp) > tolerance:
-        return False
-    expected = sign(secret, timestamp, body).partition(",v1=")[2].encode()
-    ok = False
-    for candidate in candidates:  # no early exit: the time taken does not say which matched
-        ok |= hmac.compare_digest(expected, candidate.encode())
-    return ok
-
-
-def redacted(url: str) -> str:
-    """``url`` fit for a log line: no user, password, query or fragment."""
-    try:
-        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
-    except (ValueError, TypeError):
-        return "<webhook url>"
-
-
-class _Throttled:
-    """One log line per ``every`` seconds at most, saying how many were left out meanwhile."""
-
-    def __init__(self, every: float = LOG_EVERY) -> None:
-        self.every = every
-        self._next = 0.0
-        self._skipped = 0
-
-    def __call__(self, level: int, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._skipped += 1
-            return
-        self._next = now + self.every
-        if self._skipped:
-            message += " (and %d more like it since the last report)"
-            args = (*args, self._skipped)
-            self._skipped = 0
-        log.log(level, message, *args)
-
-
-class _Item:
-    __slots__ = ("body", "event_id", "event_type")
-
-    def __init__(self, event_id: str, event_type: str, body: bytes) -> None:
-        self.event_id = event_id
-        self.event_type = event_type
-        self.body = body
-
-
-class WebhookSender:
-    """Delivers budget events to ``config.url`` (nothing when ``config`` is None).
-
-    ``start()`` in the running loop, ``send(event)`` from the request path, ``close()`` at
-    shutdown. ``delivered``, ``failed`` (given up on: attempts exhausted or refused by the
-    receiver) and ``dropped`` (never attempted to the end: queue full, closed, or cut at
-    shutdown) count events, for the tests and the metrics."""
+class WebhookSender(_signed.WebhookSender):
+    """Delivers budget events to ``budgets.webhook`` (nothing when it is not configured)."""
 
     def __init__(
         self,
@@ -137,188 +39,5 @@ class WebhookSender:
         backoff_base: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.config = config
-        self._backoff_base = backoff_base
-        self._clock = clock
-        self._secret = config.secret.get_secret_value().encode() if config is not None else b""
-        self._url = config.url if config is not None else ""
-        self._timeout = config.timeout_seconds if config is not None else 0.0
-        self._where = redacted(self._url)
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=config.queue_size if config else 1)
-        self._session: aiohttp.ClientSession | None = None
-        self._workers: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
-        self._closed = False
-        self._not_sent = _Throttled()
-        self.delivered = 0
-        self.failed = 0
-        self.dropped = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.config is not None
-
-    async def start(self) -> None:
-        """Open the HTTP session and start delivering (nothing when disabled or started)."""
-        if self.config is None or self._session is not None or self._closed:
-            return
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-            connector=aiohttp.TCPConnector(limit=CONCURRENCY),
-            trust_env=False,
-            headers={"user-agent": USER_AGENT},
-        )
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"budget-webhook-{n}") for n in range(CONCURRENCY)
-        ]
-
-    def send(self, event: dict[str, Any]) -> bool:
-        """Queue ``event`` (``{"id": ..., "type": ..., ...}``) for delivery; False when it will not
-        be sent: webhooks disabled, queue full, sender closed, or an event that is not JSON."""
-        event_id = _header_value(str(event.get("id", "")))
-        if self.config is None:
-            self._not_sent(logging.INFO, "budget event %s not sent: no budgets.webhook configured", event_id)
-            return False
-        if self._closed:
-            self.dropped += 1
-            self._not_sent(logging.WARNING, "budget webhook %s: event %s dropped: shutting down",
-                           self._where, event_id)
-            return False
-        try:
-            body = orjson.dumps(event)
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            self.dropped += 1
-            log.error("budget webhook %s: event %s dropped: not JSON (%s)", self._where, event_id, exc)
-            return False
-        item = _Item(event_id, _header_value(str(event.get("type", ""))), body)
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            self._not_sent(logging.WARNING, "budget webhook %s: queue full (%d events); event %s dropped",
-                           self._where, self._queue.maxsize, event_id)
-            return False
-        return True
-
-    async def wait_idle(self) -> None:
-        """Until every event queued so far is delivered or given up on (for tests)."""
-        await self._queue.join()
-
-    async def close(self, grace: float = 5.0) -> None:
-        """Stop taking events; let queued and in-flight deliveries finish for up to ``grace``
-        seconds (no more retries are waited for), then cancel the rest. Never raises."""
-        try:
-            self._closed = True
-            self._stopping.set()
-            if self._workers:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._queue.join(), grace)
-                for worker in self._workers:
-                    worker.cancel()
-                await asyncio.gather(*self._workers, return_exceptions=True)
-                self._workers = []
-            left = 0
-            while not self._queue.empty():
-                self._queue.get_nowait()
-                self._queue.task_done()
-                left += 1
-            if left:
-                self.dropped += left
-                log.warning("budget webhook %s: %d queued event(s) not sent at shutdown", self._where, left)
-            if self._session is not None:
-                session, self._session = self._session, None
-                await session.close()
-        except Exception:  # shutdown goes on whatever happens here
-            log.exception("budget webhook %s: error while closing", self._where)
-
-    # -- delivery ---------------------------------------------------------------------------------
-
-    async def _work(self) -> None:
-        while True:
-            item = await self._queue.get()
-            try:
-                await self._deliver(item)
-            except asyncio.CancelledError:
-                self.dropped += 1
-                log.warning("budget webhook %s: event %s cut at shutdown", self._where, item.event_id)
-                raise
-            except Exception:  # a bug here must not stop the deliveries
-                self.failed += 1
-                log.exception("budget webhook %s: event %s not delivered", self._where, item.event_id)
-            finally:
-                self._queue.task_done()
-
-    async def _deliver(self, item: _Item) -> None:
-        assert self.config is not None
-        attempts = self.config.max_attempts
-        for attempt in range(1, attempts + 1):
-            status, reason = await self._attempt(item)
-            if status is not None and 200 <= status < 300:
-                self.delivered += 1
-                return
-            if status is not None and 400 <= status < 500 and status not in RETRYABLE_4XX:
-                self.failed += 1
-                log.warning("budget webhook %s: event %s refused with HTTP %d; not retried",
-                            self._where, item.event_id, status)
-                return
-            if attempt == attempts:
-                break
-            delay = min(MAX_BACKOFF, self._backoff_base * 2 ** (attempt - 1)) * random.uniform(0.75, 1.0)
-            log.info("budget webhook %s: event %s attempt %d of %d failed (%s); retrying in %.1f s",
-                     self._where, item.event_id, attempt, attempts, reason, delay)
-            if await self._stopped_within(delay):
-                self.failed += 1
-                log.warning("budget webhook %s: event %s not delivered (%s); shutting down before "
-                            "attempt %d of %d", self._where, item.event_id, reason, attempt + 1, attempts)
-                return
-        self.failed += 1
-        log.warning("budget webhook %s: event %s not delivered after %d attempt(s) (last: %s)",
-                    self._where, item.event_id, attempts, reason)
-
-    async def _attempt(self, item: _Item) -> tuple[int | None, str]:
-        """One POST: the response's status (None for no response) and a word on what happened."""
-        session = self._session
-        if session is None:
-            return None, "not started"
-        headers = {
-            "content-type": "application/json",
-            SIGNATURE_HEADER: sign(self._secret, int(self._clock()), item.body),
-            EVENT_ID_HEADER: item.event_id,
-            EVENT_TYPE_HEADER: item.event_type,
-        }
-        try:
-            post = session.post(self._url, data=item.body, headers=headers, allow_redirects=False)
-            async with post as resp:
-                status = resp.status
-                # The status decides; a body that is slow or cut short does not undo a 2xx.
-                with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
-                    await _discard(resp)
-                return status, f"HTTP {status}"
-        except TimeoutError:
-            return None, f"no response within {self._timeout:g} s"
-        except aiohttp.ClientError as exc:
-            return None, type(exc).__name__
-        except OSError as exc:
-            return None, exc.strerror or type(exc).__name__
-
-    async def _stopped_within(self, delay: float) -> bool:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), delay)
-        except TimeoutError:
-            return False
-        return True
-
-
-async def _discard(resp: aiohttp.ClientResponse) -> None:
-    """Read (and drop) at most MAX_RESPONSE_BYTES of the response body."""
-    read = 0
-    while read < MAX_RESPONSE_BYTES:
-        chunk = await resp.content.readany()
-        if not chunk:
-            return
-        read += len(chunk)
-
-
-def _header_value(value: str) -> str:
-    """``value`` as a header can carry it: printable ASCII, at most 200 characters."""
-    return "".join(c for c in value[:200] if " " <= c <= "~")
+        super().__init__(config, backoff_base=backoff_base, clock=clock, label="budget webhook", logger=log,
+                         unconfigured="budget event %s not sent: no budgets.webhook configured")

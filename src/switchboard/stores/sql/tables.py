@@ -358,3 +358,35 @@ analytics_tags_hourly = sa.Table(
                             name="pk_analytics_tags_hourly"),
     sa.Index("ix_analytics_tags_hourly_tenant_bucket", "tenant_id", "bucket"),
 )
+
+# alerts (revision 0012): incidents, open and resolved, and the one open incident per (rule,
+# subject) across every instance (an insert that conflicts means another instance opened it)
+alert_incidents = sa.Table(
+    "alert_incidents",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("subject", sa.String(600), nullable=False),
+    sa.Column("tenant_id", sa.String(64)),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float),
+    sa.Column("details", sa.JSON),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolves_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_value", sa.Float),
+    sa.Index("ix_alert_incidents_started", "started_at"),
+    sa.Index("ix_alert_incidents_tenant_started", "tenant_id", "started_at"),
+)
+
+alert_open = sa.Table(
+    "alert_open",
+    metadata,
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(600), nullable=False),
+    sa.Column("incident_id", sa.String(40), nullable=False),
+    sa.PrimaryKeyConstraint("rule", "subject"),
+)

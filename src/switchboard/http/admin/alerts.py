@@ -1,0 +1,60 @@
+"""``GET /admin/v1/alerts``: alert incidents, open and recent, newest first.
+
+Who sees what (docs/observability.md, "Alerts"): deployment incidents (error rate, latency,
+breaker) are about the gateway's shared model table and are the platform admin's only, like
+the routing they describe; a budget incident belongs to its budget's tenant, whose tenant
+admins see it (and only theirs). The platform admin sees every incident, or one tenant's with
+``?tenant=``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from switchboard.access.roles import Reach
+from switchboard.errors import GatewayError
+from switchboard.http.admin.authz import Access, allow
+from switchboard.observability.alerts.incidents import public
+from switchboard.stores.protocols import IncidentQuery
+
+router = APIRouter(prefix="/admin/v1/alerts", tags=["alerts"])
+
+
+class AlertsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["open", "resolved"] | None = None
+    kind: Literal["error_rate", "latency", "breaker", "budget"] | None = None
+    rule: str | None = Field(default=None, min_length=1, max_length=64)
+    since: AwareDatetime | None = None
+    before: str | None = Field(default=None, min_length=1, max_length=64,
+                               description="Cursor: the incidents after this one (last_id of a page)")
+    limit: int = Field(default=100, ge=1, le=1000)
+    tenant: str | None = Field(default=None, min_length=1, max_length=64,
+                               description="One tenant's incidents (platform admin only)")
+
+
+@router.get("", summary="Alert incidents, open and recent, newest first")
+async def list_incidents(
+    request: Request,
+    access: Annotated[Access, Depends(allow("alert", "read"))],
+    params: Annotated[AlertsQuery, Query()],
+) -> dict[str, Any]:
+    store = request.app.state.services.stores().incidents
+    if store is None:
+        raise GatewayError("alert incidents are not available", status=503, code="alerts_unavailable")
+    # The platform admin: every incident (the platform's and every tenant's), or one tenant's.
+    # Anyone else: their own tenant's (naming another is a 404).
+    tenant = params.tenant if access.reach >= Reach.ANY else access.tenant_for(params.tenant)
+    query = IncidentQuery(tenant_id=tenant, state=params.state, kind=params.kind, rule=params.rule,
+                          since=params.since, before_id=params.before, limit=params.limit + 1)
+    found = await store.query(query)
+    page = found[:params.limit]
+    return {
+        "object": "list",
+        "data": [public(i) for i in page],
+        "has_more": len(found) > params.limit,
+        "last_id": page[-1].id if page else None,
+    }

@@ -1,0 +1,264 @@
+"""The alerts at run time: the rules evaluated, incidents opened and resolved, events sent.
+
+- ``error_rate`` and ``latency``: every ``evaluate_seconds`` each instance measures the attempts
+  it served per deployment (``signals.Windows``) over each rule's window. Firing (at least
+  ``min_requests`` and at or past the threshold): open the incident, or tell the store it still
+  holds (``last_seen_at``). Clear: resolved by any instance that sees at least ``min_requests``
+  below the threshold (evidence, not silence) once no instance has seen it hold for two
+  evaluations; or, when no instance has seen it hold for two windows (the deployment went
+  quiet), by whichever instance notices first.
+- ``breaker``: routing/health.py tells of a deployment's cooldown opening (the incident opens)
+  and of its recovery, the half-open probe answering (resolved). With Redis every instance
+  hears both; the store lets one open and one resolve.
+- ``budget``: the budget book tells of a threshold's first crossing in a period (claimed once
+  across instances already); the incident is resolved when the period ends.
+
+Only the caller that opened (or resolved) an incident in the store sends its event, to the
+rule's webhooks: one ``alert.firing`` and one ``alert.resolved`` per incident however many
+instances watch. A store that fails is logged; the evaluation goes on at the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from switchboard.config.schema import AlertsConfig
+from switchboard.observability.alerts.incidents import event
+from switchboard.observability.alerts.rules import Rule, by_kind, compile_rules
+from switchboard.observability.alerts.signals import AttemptObserver, Windows
+from switchboard.observability.webhooks import WebhookSender
+from switchboard.stores.protocols import Incident, IncidentStore
+
+log = logging.getLogger("switchboard.alerts")
+
+MAX_TASKS = 1000  # breaker and budget notices under way at once; beyond, dropped and logged
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class Alerts:
+    def __init__(self, config: AlertsConfig, *, clock: Callable[[], float] = time.time,
+                 backoff_base: float = 0.5) -> None:
+        self.config = config
+        self.rules = compile_rules(config)
+        self._by_kind = by_kind(self.rules)
+        self._clock = clock
+        self.senders = {
+            name: WebhookSender(hook, backoff_base=backoff_base, clock=clock, label=f"alert webhook {name}",
+                                logger=log)
+            for name, hook in config.webhooks.items()
+        }
+        self.windows = Windows(self.rules, clock)
+        rate_rules = self._by_kind.get("error_rate", []) + self._by_kind.get("latency", [])
+        # The Observer for Gateway.observers; None when no rule reads the attempts.
+        self.observer: AttemptObserver | None = AttemptObserver(self.windows) if rate_rules else None
+        self._rate_rules = rate_rules
+        self._store: IncidentStore | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._warned = 0.0
+
+    @property
+    def watches_breakers(self) -> bool:
+        return bool(self._by_kind.get("breaker"))
+
+    @property
+    def watches_budgets(self) -> bool:
+        return bool(self._by_kind.get("budget"))
+
+    async def start(self, store: IncidentStore | None) -> None:
+        self._store = store
+        for sender in self.senders.values():
+            await sender.start()
+        if store is not None and self.rules:
+            self._loop_task = asyncio.create_task(self._run(), name="alerts")
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+            for task in list(self._tasks):
+                task.cancel()
+        for sender in self.senders.values():
+            await sender.close()
+        self._store = None
+
+    # -- notices from routing/health.py and the budget book (sync: spawn and return) ----------
+
+    def breaker(self, group: str, deployment: str, tripped: bool) -> None:
+        """A health listener: ``deployment`` of ``group`` cooled down (True) or recovered."""
+        for rule in self._by_kind.get("breaker", ()):
+            if rule.watches(group, deployment):
+                self._spawn(self._breaker(rule, group, deployment, tripped))
+
+    def budget_crossed(self, event: Mapping[str, Any]) -> None:
+        """A budget listener: a ``budget.threshold`` event (spend/budgets/book.py), fired once
+        per budget, threshold and period across instances."""
+        try:
+            data = event["data"]
+            budget = data["budget"]
+            scope, percent = str(budget["scope"]), int(data["threshold_percent"])
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed budget event")
+            return
+        for rule in self._by_kind.get("budget", ()):
+            if rule.watches_budget(scope, percent):
+                self._spawn(self._budget(rule, data))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._store is None or len(self._tasks) >= MAX_TASKS:
+            work.close()
+            self._complain("alert notice dropped: %s", "not started" if self._store is None else "too many")
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(work)
+        except RuntimeError:
+            work.close()
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- opening and resolving ----------------------------------------------------------------
+
+    async def _open(self, rule: Rule, subject: str, value: float, *, tenant: str | None = None,
+                    details: Mapping[str, Any] | None = None, resolves_at: datetime | None = None,
+                    threshold: float | None = None) -> None:
+        assert self._store is not None
+        now = _utc(self._clock())
+        incident = Incident(
+            id=f"inc_{uuid.uuid4().hex}", rule=rule.name, kind=rule.kind, subject=subject, value=value,
+            threshold=rule.threshold if threshold is None else threshold, started_at=now, tenant_id=tenant,
+            details={**rule.public(), **(details or {})}, last_seen_at=now, resolves_at=resolves_at,
+        )
+        opened = await self._store.open(incident)
+        if opened is None:
+            return  # open already: another instance (or an earlier tick) sent its event
+        log.warning("alert %s firing for %s: %g (threshold %s)", rule.name, subject, value,
+                    "-" if opened.threshold is None else f"{opened.threshold:g}")
+        self._send(rule, opened)
+
+    async def _resolve(self, rule: Rule, subject: str, value: float | None) -> None:
+        assert self._store is not None
+        resolved = await self._store.resolve(rule.name, subject, _utc(self._clock()), value)
+        if resolved is None:
+            return
+        log.info("alert %s resolved for %s", rule.name, subject)
+        self._send(rule, resolved)
+
+    def _send(self, rule: Rule, incident: Incident) -> None:
+        body = event(incident, _utc(self._clock()))
+        for name in rule.webhooks:
+            sender = self.senders.get(name)
+            if sender is not None:
+                sender.send(body)
+
+    async def _breaker(self, rule: Rule, group: str, deployment: str, tripped: bool) -> None:
+        subject = f"{group}/{deployment}"
+        try:
+            if tripped:
+                await self._open(rule, subject, 1.0, details={"group": group, "deployment": deployment})
+            else:
+                await self._resolve(rule, subject, 0.0)
+        except Exception as exc:
+            self._complain("alert %s for %s: the incident store failed (%s)", rule.name, subject,
+                           type(exc).__name__)
+
+    async def _budget(self, rule: Rule, data: Mapping[str, Any]) -> None:
+        budget = data["budget"]
+        percent = int(data["threshold_percent"])
+        subject = f"budget {budget['id']} {percent}% from {data.get('period_start')}"
+        try:
+            used = float(data["spent"]) * 100 / float(budget["max_amount"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            used = float(percent)
+        ends = data.get("period_end")
+        try:
+            resolves_at = datetime.fromisoformat(ends) if isinstance(ends, str) else None
+        except ValueError:
+            resolves_at = None
+        details = {"budget": dict(budget), "threshold_percent": percent, "spent": data.get("spent"),
+                   "period_start": data.get("period_start"), "period_end": ends}
+        try:
+            await self._open(rule, subject, round(used, 2), tenant=str(budget.get("tenant") or "") or None,
+                             details=details, resolves_at=resolves_at, threshold=float(percent))
+        except Exception as exc:
+            self._complain("alert %s for %s: the incident store failed (%s)", rule.name, subject,
+                           type(exc).__name__)
+
+    # -- the evaluation loop --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.evaluate_seconds)
+            try:
+                await self.evaluate()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._complain("alerts not evaluated: %s", type(exc).__name__)
+
+    async def evaluate(self) -> None:
+        """One tick: the deployment rules measured, incidents opened, touched and resolved."""
+        store = self._store
+        if store is None:
+            return
+        now = self._clock()
+        at = _utc(now)
+        self.windows.prune(now)
+        open_now = {(i.rule, i.subject): i for i in await store.open_incidents()}
+        holding: set[tuple[str, str]] = set()
+        for rule in self._rate_rules:
+            since = now - rule.window_seconds
+            for key in self.windows:
+                if not rule.watches(*key):
+                    continue
+                subject = f"{key[0]}/{key[1]}"
+                seen = self.windows.window(key, since)
+                value = rule.measure(seen.requests, seen.failures, seen.ms)
+                known = open_now.get((rule.name, subject))
+                if rule.firing(seen.requests, value):
+                    holding.add((rule.name, subject))
+                    if known is None:
+                        await self._open(rule, subject, round(value, 4), details={
+                            "group": key[0], "deployment": key[1], "requests": seen.requests,
+                            "failures": seen.failures})
+                    else:
+                        await store.touch(rule.name, subject, at)
+                elif known is not None and rule.clear(seen.requests, value) and self._settled(known, at):
+                    await self._resolve(rule, subject, round(value, 4))
+        rules = {r.name: r for r in self.rules}
+        for (name, subject), incident in open_now.items():
+            configured = rules.get(name)
+            if configured is None or (name, subject) in holding:
+                continue  # a rule no longer configured: left as it is
+            if incident.resolves_at is not None and incident.resolves_at <= at:
+                await self._resolve(configured, subject, None)  # e.g. the budget's period is over
+            elif configured.kind in ("error_rate", "latency"):
+                quiet = timedelta(seconds=2 * configured.window_seconds)
+                if (incident.last_seen_at or incident.started_at) + quiet <= at:
+                    await self._resolve(configured, subject, None)  # nobody saw it hold for two windows
+
+    def _settled(self, incident: Incident, at: datetime) -> bool:
+        """No instance saw the condition hold in its last two evaluations: an instance whose own
+        traffic looks fine does not resolve what another one still sees failing."""
+        seen = incident.last_seen_at or incident.started_at
+        return seen + timedelta(seconds=2 * self.config.evaluate_seconds) <= at
+
+    def _complain(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._warned >= 60.0:
+            self._warned = now
+            log.warning(message, *args)

@@ -1,0 +1,344 @@
+"""Alerts end to end, on the embedded default (one instance) and on a cluster (two instances
+sharing PostgreSQL and Redis, traffic split across both): a deployment whose error rate or
+latency crosses its rule's threshold fires one signed ``alert.firing`` at a local receiver, and
+one ``alert.resolved`` once it recovers; a delivery that fails is retried with the same event
+id; a breaker trip and a budget threshold fire too; two instances open one incident and send one
+event; ``GET /admin/v1/alerts`` lists incidents, a tenant admin only its tenant's budget ones."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from switchboard.observability.webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, verify
+from tests.servers import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    Gateway,
+    Mock,
+    free_port,
+    openai_config,
+    spawn,
+    start_gateway,
+)
+from tests.webhook_receiver import Received, WebhookReceiver
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+HOOK_SECRET = "whsec-alert-tests-0123456789"
+PRICED = "alert-priced"  # 5 output tokens (max_tokens=5) cost exactly $0.01
+LONG = "tell me a long story about alerts please"  # the mock's reply is longer than 5 words
+P = "local-openai"
+SHORT: dict[str, Any] = {"timeouts": {"total": 2}}
+
+
+def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
+    config = openai_config(mock)
+    config["models"] += [
+        {"name": "wobbly", "provider": P, "model": "gpt-4o-mini"},
+        {"name": "sluggish", "provider": P, "model": "gpt-4o-mini"},
+        # A short total timeout: with Redis, a half-open probe's claim lasts 5 s plus that.
+        {"name": "tripping", "deployment": "one", "provider": P, "model": "gpt-4o-mini", **SHORT},
+        {"name": "tripping", "deployment": "two", "provider": P, "model": "gpt-4o", **SHORT},
+        {"name": PRICED, "provider": P, "model": "gpt-4o-mini",
+         "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
+    ]
+    config["router"] = {"num_retries": 0, "cooldown": {"failures": 3, "seconds": 1.0}}
+    config["alerts"] = {
+        "evaluate_seconds": 0.2,
+        "webhooks": {"oncall": {"url": hooks.url, "secret": HOOK_SECRET, "max_attempts": 4}},
+        "rules": [
+            {"name": "wobbly-errors", "kind": "error_rate", "group": "wobbly", "threshold": 0.5,
+             "window_seconds": 60, "min_requests": 4},
+            {"name": "sluggish-p50", "kind": "latency", "group": "slug*", "threshold": 150,
+             "percentile": "p50", "window_seconds": 60, "min_requests": 3, "webhooks": ["oncall"]},
+            {"name": "breakers", "kind": "breaker", "group": "tripping"},
+            {"name": "budget-full", "kind": "budget", "thresholds": [100], "scopes": ["key"]},
+        ],
+    }
+    return config
+
+
+@dataclass
+class Pair:
+    """Two instances of one deployment (embedded: the same instance twice)."""
+
+    kind: str
+    first: Gateway
+    second: Gateway
+    hooks: WebhookReceiver
+    config: dict[str, Any]
+
+    @property
+    def both(self) -> tuple[Gateway, Gateway]:
+        return self.first, self.second
+
+    def admin(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None,
+              key: str = MASTER_KEY) -> httpx.Response:
+        return httpx.request(method, f"{self.first.url}{path}", json=json, params=params,
+                             headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+    def ok(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None,
+           key: str = MASTER_KEY, status: int = 200) -> dict[str, Any]:
+        resp = self.admin(method, path, json, params, key)
+        assert resp.status_code == status, f"{method} {path}: {resp.status_code} {resp.text}"
+        return dict(resp.json())
+
+    def alerts(self, key: str = MASTER_KEY, **params: Any) -> list[dict[str, Any]]:
+        return list(self.ok("GET", "/admin/v1/alerts", params=params, key=key)["data"])
+
+
+def chat(gw: Gateway, model: str, text: str, key: str = MASTER_KEY, **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+    return httpx.post(f"{gw.base_url}/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    """``check()``'s first truthy value, polled with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} (within {timeout} s)"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Pair]:
+    with WebhookReceiver() as hooks:
+        config = _config(mock_upstream, hooks)
+        if request.param == "embedded":
+            gw = start_gateway(config, tmp_path_factory.mktemp("alerts-embedded"))
+            yield Pair("embedded", gw, gw, hooks, config)
+            gw.process.stop()
+            return
+        postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"alerts_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+        first = start_gateway(config, tmp_path_factory.mktemp("alerts-a"))
+        second = start_gateway(config, tmp_path_factory.mktemp("alerts-b"))
+        yield Pair("cluster", first, second, hooks, config)
+        first.process.stop()
+        second.process.stop()
+
+
+def events(pair: Pair, rule: str, kind: str | None = None) -> list[Received]:
+    """The deliveries received for ``rule`` (of one event type), retries included."""
+    return [r for r in pair.hooks.requests
+            if r.json()["data"]["rule"] == rule and (kind is None or r.json()["type"] == kind)]
+
+
+def distinct(received: list[Received]) -> dict[str, dict[str, Any]]:
+    """The events among ``received``, by id (a retried delivery is the same event)."""
+    return {r.json()["id"]: r.json() for r in received}
+
+
+def delivered(pair: Pair, rule: str, kind: str, count: int = 1) -> dict[str, dict[str, Any]]:
+    """Waits until ``count`` distinct events of ``kind`` for ``rule`` were answered 2xx."""
+
+    def ready() -> dict[str, dict[str, Any]] | None:
+        got = [r for r in events(pair, rule, kind) if r.answered == 200]
+        found = distinct(got)
+        return found if len(found) >= count else None
+
+    found: dict[str, dict[str, Any]] = until(ready, f"{count} {kind} event(s) for {rule}")
+    return found
+
+
+def assert_signed(received: list[Received]) -> None:
+    for r in received:
+        assert verify(HOOK_SECRET.encode(), r.headers[SIGNATURE_HEADER], r.body, now=int(time.time()))
+        assert r.headers[EVENT_ID_HEADER] == r.json()["id"]
+        assert r.headers[EVENT_TYPE_HEADER] == r.json()["type"]
+        assert not verify(b"another-secret-0123456789", r.headers[SIGNATURE_HEADER], r.body,
+                          now=int(time.time()))
+
+
+def test_error_rate_fires_once_retries_with_the_same_id_and_resolves(pair: Pair) -> None:
+    pair.hooks.respond([500])  # the first delivery fails: retried with the same event id
+    # Failures on both instances: each sees enough to fire, one incident and one event result.
+    for i in range(4):
+        for gw in pair.both:
+            assert chat(gw, "wobbly", f"mock:status=500 failing {i}").status_code >= 500
+    firing = delivered(pair, "wobbly-errors", "alert.firing")
+    (event,) = firing.values()
+    data = event["data"]
+    assert data["kind"] == "error_rate" and data["subject"] == "wobbly/local-openai/gpt-4o-mini"
+    assert data["value"] >= 0.5 and data["threshold"] == 0.5 and data["started_at"]
+    assert data["details"]["group"] == "wobbly" and data["tenant"] is None
+    assert event["id"] == f"evt_{data['incident_id']}_firing"
+    received = events(pair, "wobbly-errors", "alert.firing")
+    assert [r.answered for r in received] == [500, 200]  # one retry, same event
+    assert_signed(received)
+
+    listed = pair.alerts(rule="wobbly-errors")
+    assert [(i["id"], i["state"]) for i in listed] == [(data["incident_id"], "open")]
+
+    # Recovery: enough answered requests that the rate falls below the threshold.
+    for i in range(5):
+        for gw in pair.both:
+            assert chat(gw, "wobbly", f"fine {i}").status_code == 200
+    resolved = delivered(pair, "wobbly-errors", "alert.resolved")
+    (done,) = resolved.values()
+    assert done["data"]["incident_id"] == data["incident_id"] and done["data"]["state"] == "resolved"
+    assert done["data"]["resolved_value"] < 0.5 and done["id"] == f"evt_{data['incident_id']}_resolved"
+    assert_signed(events(pair, "wobbly-errors", "alert.resolved"))
+    # One incident, one firing, one resolved: the second instance sent nothing of its own.
+    listed = until(lambda: (got := pair.alerts(rule="wobbly-errors")) and got[0]["state"] == "resolved"
+                   and got, "the incident is not shown resolved")
+    assert len(listed) == 1 and listed[0]["resolved_at"] is not None
+    assert len(distinct(events(pair, "wobbly-errors"))) == 2
+
+
+def test_latency_rule_fires_and_resolves(pair: Pair) -> None:
+    # Each instance measures the traffic it serves: min_requests (3) on each.
+    for i in range(3):
+        for gw in pair.both:
+            assert chat(gw, "sluggish", f"mock:latency_ms=250 slow {i}").status_code == 200
+    (event,) = delivered(pair, "sluggish-p50", "alert.firing").values()
+    assert event["data"]["kind"] == "latency" and event["data"]["value"] >= 150
+    assert event["data"]["details"]["percentile"] == "p50"
+    for i in range(4):
+        for gw in pair.both:
+            assert chat(gw, "sluggish", f"quick {i}").status_code == 200
+    (done,) = delivered(pair, "sluggish-p50", "alert.resolved").values()
+    assert done["data"]["incident_id"] == event["data"]["incident_id"]
+    assert len(distinct(events(pair, "sluggish-p50"))) == 2
+
+
+def test_a_breaker_trip_fires_and_its_recovery_resolves(pair: Pair) -> None:
+    def all_out() -> bool:
+        return chat(pair.first, "tripping", "mock:status=500 failing").status_code == 503
+
+    until(all_out, "the deployments of 'tripping' never cooled down")
+    firing = delivered(pair, "breakers", "alert.firing", count=2)
+    subjects = sorted(e["data"]["subject"] for e in firing.values())
+    assert subjects == ["tripping/one", "tripping/two"]
+    assert all(e["data"]["kind"] == "breaker" for e in firing.values())
+
+    def recovered() -> bool:
+        # Traffic reaches each deployment's half-open probe in turn; its answer recovers it.
+        for gw in pair.both:
+            chat(gw, "tripping", "are you back?")
+        answered = [r for r in events(pair, "breakers", "alert.resolved") if r.answered == 200]
+        return len(distinct(answered)) == 2
+
+    try:
+        until(recovered, "the deployments never came back", timeout=30)
+    except AssertionError as exc:
+        seen = [(r.json()["type"], r.json()["data"]["subject"], r.json()["id"][-24:], r.answered)
+                for r in events(pair, "breakers")]
+        raise AssertionError(f"{exc}: {seen}") from None
+    resolved = delivered(pair, "breakers", "alert.resolved", count=2)
+    assert sorted(e["data"]["subject"] for e in resolved.values()) == subjects
+    # Both instances heard of both cooldowns (Redis): still one firing and one resolved each.
+    assert len(distinct(events(pair, "breakers"))) == 4
+    assert_signed(events(pair, "breakers"))
+
+
+def _tenant_admin(pair: Pair, tenant: str) -> str:
+    pair.ok("POST", "/admin/v1/tenants", {"id": tenant}, status=201)
+    user = pair.ok("POST", "/admin/v1/users", {"tenant": tenant, "name": "boss", "role": "tenant_admin"},
+                   status=201)["id"]
+    return str(pair.ok("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant, "user": user,
+                                                   "role": "tenant_admin"}, status=201)["key"])
+
+
+def test_a_budget_threshold_fires_and_tenants_see_their_own_incidents(pair: Pair) -> None:
+    tenant = f"al-{uuid.uuid4().hex[:6]}"
+    boss = _tenant_admin(pair, tenant)
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant}, status=201)
+    budget = pair.ok("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "max_amount": 0.02,
+                                                  "period": "monthly", "thresholds": [50, 100]}, key=boss)
+    for gw in pair.both:
+        assert chat(gw, PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    firing = until(lambda: [e for e in delivered(pair, "budget-full", "alert.firing").values()
+                            if e["data"]["details"]["budget"]["id"] == budget["id"]], "no budget alert")
+    (event,) = firing  # the 50 % crossing is not in the rule's thresholds
+    data = event["data"]
+    assert data["kind"] == "budget" and data["tenant"] == tenant and data["threshold"] == 100
+    assert data["value"] == 100 and data["resolves_at"] is not None
+    assert data["details"]["threshold_percent"] == 100 and data["details"]["spent"] == "0.02"
+
+    # The tenant admin sees its tenant's budget incident, not the deployments' ones.
+    mine = pair.alerts(key=boss)
+    assert [i["id"] for i in mine] == [data["incident_id"]] and mine[0]["kind"] == "budget"
+    assert pair.alerts(key=boss, kind="error_rate") == []
+    resp = pair.admin("GET", "/admin/v1/alerts", params={"tenant": "default"}, key=boss)
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "tenant_not_found"
+    other = _tenant_admin(pair, f"al-{uuid.uuid4().hex[:6]}")
+    assert pair.alerts(key=other) == []
+    # The platform admin sees every incident, or one tenant's.
+    assert data["incident_id"] in {i["id"] for i in pair.alerts(kind="budget")}
+    assert [i["id"] for i in pair.alerts(tenant=tenant)] == [data["incident_id"]]
+    # A developer's role may not read alerts at all.
+    dev = pair.ok("POST", "/admin/v1/keys", {"models": ["*"], "role": "developer"}, status=201)["key"]
+    resp = pair.admin("GET", "/admin/v1/alerts", key=dev)
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "permission_denied"
+
+
+def test_listing_pages_newest_first(pair: Pair) -> None:
+    for i in range(4):
+        for gw in pair.both:
+            chat(gw, "wobbly", f"mock:status=500 failing again {i}")
+    until(lambda: pair.alerts(rule="wobbly-errors", state="open"), "no new incident")
+    everything = pair.alerts(limit=1000)
+    assert len(everything) >= 3
+    starts = [i["started_at"] for i in everything]
+    assert starts == sorted(starts, reverse=True)
+    first = pair.ok("GET", "/admin/v1/alerts", params={"limit": 2})
+    assert first["has_more"] is True and len(first["data"]) == 2
+    rest = pair.alerts(limit=1000, before=first["last_id"])
+    assert [i["id"] for i in first["data"] + rest] == [i["id"] for i in everything]
+    assert all(i["state"] == "open" for i in pair.alerts(state="open"))
+
+
+@pytest.mark.parametrize(("params", "code", "param"), [
+    ({"state": "bogus"}, "invalid_value", "state"),
+    ({"kind": "weather"}, "invalid_value", "kind"),
+    ({"limit": 0}, "invalid_value", "limit"),
+    ({"limit": 5000}, "invalid_value", "limit"),
+    ({"limit": "many"}, "invalid_value", "limit"),
+    ({"since": "yesterday"}, "invalid_value", "since"),
+    ({"since": "2026-12-01T00:00:00"}, "invalid_value", "since"),  # no time zone
+    ({"rule": "r" * 65}, "invalid_value", "rule"),
+    ({"tenant": "t" * 65}, "invalid_value", "tenant"),
+    ({"before": "i" * 65}, "invalid_value", "before"),
+    ({"severity": "high"}, "unknown_parameter", "severity"),
+])
+def test_bad_alert_queries_are_400(pair: Pair, params: dict[str, Any], code: str, param: str) -> None:
+    resp = pair.admin("GET", "/admin/v1/alerts", params=params)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
+    assert pair.admin("GET", "/admin/v1/alerts").status_code == 200  # still serving
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"rules": [{"name": "r", "kind": "breaker", "webhooks": ["pager"]}]},
+     "alerts: rules[0].webhooks: unknown webhook 'pager' (known: oncall)"),
+    ({"rules": [{"name": "r", "kind": "error_rate", "threshold": 2}]},
+     "alerts.rules[0]: threshold: an error rate is a share of requests, 0 < threshold <= 1, got 2"),
+])
+def test_a_bad_alerts_section_stops_the_server_with_one_clear_line(
+    pair: Pair, tmp_path: Path, change: dict[str, Any], problem: str
+) -> None:
+    config = {**pair.config, "alerts": {**pair.config["alerts"], **change}}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = spawn(["serve", "--config", str(path), "--port", str(free_port())],
+                 env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY})
+    assert proc.wait_exit() == 2, proc.output
+    assert f"{path}: {problem}" in proc.output and "Traceback" not in proc.output
+    assert HOOK_SECRET not in proc.output
+    assert pair.admin("GET", "/admin/v1/alerts").status_code == 200  # the running gateway is unaffected

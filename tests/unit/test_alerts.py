@@ -1,0 +1,247 @@
+"""Alert rules and their evaluation in one process, on a real SQLite incident store: windows
+bounded per deployment, percentiles, hysteresis, quiet incidents resolved, budget incidents
+resolved at their period's end, the health listener hook, stable event ids."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from switchboard.config.schema import AlertsConfig, CooldownConfig
+from switchboard.errors import UpstreamUnavailable
+from switchboard.observability.alerts import signals
+from switchboard.observability.alerts.evaluator import Alerts
+from switchboard.observability.alerts.incidents import event
+from switchboard.observability.alerts.rules import compile_rules, failed, percentile
+from switchboard.observability.alerts.signals import Windows
+from switchboard.observability.webhooks import verify
+from switchboard.routing.health import Health
+from switchboard.stores import Stores
+from switchboard.stores.factory import open_at
+from switchboard.stores.protocols import Incident, IncidentQuery, IncidentStore
+from switchboard.stores.sql.urls import async_url
+from tests.unit.routing.health_world import Clock, route, router
+from tests.webhook_receiver import WebhookReceiver
+
+SECRET = "whsec-unit-0123456789abcdef"
+
+
+def _config(url: str, *rules: dict[str, Any]) -> AlertsConfig:
+    return AlertsConfig.model_validate({
+        "webhooks": {"hook": {"url": url, "secret": SECRET, "max_attempts": 2}},
+        "rules": list(rules), "evaluate_seconds": 60,
+    })
+
+
+@pytest.fixture
+async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
+    opened = await open_at(async_url(None, tmp_path), None)
+    yield opened
+    await opened.close()
+
+
+def _store(stores: Stores) -> IncidentStore:
+    assert stores.incidents is not None
+    return stores.incidents
+
+
+def test_percentiles_and_what_counts_as_a_failure() -> None:
+    assert percentile([], 0.95) == 0.0
+    assert percentile([5], 0.5) == 5.0
+    values = list(range(1, 101))
+    assert (percentile(values, 0.5), percentile(values, 0.95), percentile(values, 0.99)) == (50, 95, 99)
+    assert [failed(s) for s in (200, 400, 404, 408, 429, 500, 503, 0)] == [
+        False, False, False, True, True, True, True, True]
+
+
+def test_windows_keep_only_watched_deployments_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = compile_rules(AlertsConfig.model_validate({"rules": [
+        {"name": "e", "kind": "error_rate", "group": "gpt-*", "deployment": "azure-*", "threshold": 0.5,
+         "window_seconds": 10}]}))
+    clock = Clock(100.0)
+    windows = Windows(rules, clock)
+    monkeypatch.setattr(signals, "MAX_SAMPLES", 3)
+    windows.add("claude", "azure-1", 500, 10)  # no rule watches it
+    for status in (500, 200, 200, 500):
+        windows.add("gpt-4o", "azure-eu", status, 10)
+    assert list(windows) == [("gpt-4o", "azure-eu")]
+    seen = windows.window(("gpt-4o", "azure-eu"), 0)
+    assert (seen.requests, seen.failures) == (3, 1)  # the newest three
+    clock.now = 200.0
+    windows.prune()
+    assert list(windows) == []  # older than every rule's window: forgotten
+
+
+async def test_error_rate_fires_once_then_resolves_on_evidence_only(stores: Stores) -> None:
+    clock = Clock(time.time())
+    with WebhookReceiver() as hooks:
+        alerts = Alerts(_config(hooks.url, {"name": "e", "kind": "error_rate", "threshold": 0.5,
+                                            "window_seconds": 600, "min_requests": 4}), clock=clock)
+        await alerts.start(_store(stores))
+        try:
+            for _ in range(3):
+                alerts.windows.add("g", "d", 500, 10, clock.now)
+            await alerts.evaluate()
+            assert await _store(stores).open_incidents() == []  # 3 < min_requests
+            alerts.windows.add("g", "d", 500, 10, clock.now)
+            for _ in range(3):
+                await alerts.evaluate()  # firing on every tick: still one incident
+            (opened,) = await _store(stores).open_incidents()
+            assert (opened.rule, opened.subject, opened.value, opened.threshold) == ("e", "g/d", 1.0, 0.5)
+            # Two answers: 4/6 failed, still firing. Five more: 4/11, clear.
+            for _ in range(2):
+                alerts.windows.add("g", "d", 200, 10, clock.now)
+            await alerts.evaluate()
+            assert len(await _store(stores).open_incidents()) == 1
+            for _ in range(5):
+                alerts.windows.add("g", "d", 200, 10, clock.now)
+            await alerts.evaluate()
+            # Clear here, but seen holding in the last two evaluations (60 s apart): not yet.
+            assert len(await _store(stores).open_incidents()) == 1
+            clock.now += 120
+            await alerts.evaluate()
+            assert await _store(stores).open_incidents() == []
+            received = await hooks.await_requests(2)
+            assert [r.json()["type"] for r in received] == ["alert.firing", "alert.resolved"]
+            ids = [r.json()["id"] for r in received]
+            assert ids == [f"evt_{opened.id}_firing", f"evt_{opened.id}_resolved"]
+            for r in received:
+                signature = r.headers["x-switchboard-signature"]
+                assert verify(SECRET.encode(), signature, r.body, now=int(time.time()))
+        finally:
+            await alerts.close()
+
+
+async def test_an_incident_nobody_sees_for_two_windows_is_resolved(stores: Stores) -> None:
+    clock = Clock(time.time())
+    rule = {"name": "e", "kind": "error_rate", "threshold": 0.5, "window_seconds": 10, "min_requests": 2}
+    alerts = Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock)
+    await alerts.start(_store(stores))
+    try:
+        for _ in range(2):
+            alerts.windows.add("g", "d", 500, 10, clock.now)
+        await alerts.evaluate()
+        assert len(await _store(stores).open_incidents()) == 1
+        clock.now += 15  # the failures left the window; no traffic since
+        await alerts.evaluate()
+        assert len(await _store(stores).open_incidents()) == 1  # silence is not evidence yet
+        clock.now += 10  # two windows since it was last seen
+        await alerts.evaluate()
+        assert await _store(stores).open_incidents() == []
+        (done,) = await _store(stores).query(IncidentQuery(rule="e"))
+        assert done.state == "resolved" and done.resolved_value is None
+    finally:
+        await alerts.close()
+
+
+async def test_budget_incidents_follow_the_rule_and_end_with_the_period(stores: Stores) -> None:
+    clock = Clock(time.time())
+    alerts = Alerts(_config("http://127.0.0.1:9/hook", {"name": "b", "kind": "budget", "thresholds": [100],
+                                                        "scopes": ["team"]}), clock=clock)
+    await alerts.start(_store(stores))
+    ends = datetime.fromtimestamp(clock.now, UTC) + timedelta(hours=1)
+
+    def crossing(scope: str, percent: int) -> dict[str, Any]:
+        return {"id": "evt_x", "type": "budget.threshold", "data": {
+            "budget": {"id": f"bud_{scope}", "tenant": "t1", "scope": scope, "max_amount": "10.000000000"},
+            "threshold_percent": percent, "spent": "10.000000000",
+            "period_start": "2026-12-01T00:00:00+00:00", "period_end": ends.isoformat()}}
+
+    try:
+        alerts.budget_crossed(crossing("key", 100))  # scope not in the rule
+        alerts.budget_crossed(crossing("team", 80))  # threshold not in the rule
+        alerts.budget_crossed({"data": "nonsense"})  # ignored
+        alerts.budget_crossed(crossing("team", 100))
+        await alerts.close()  # waits for the notices under way
+        (opened,) = await _store(stores).open_incidents()
+        assert (opened.kind, opened.tenant_id) == ("budget", "t1")
+        assert (opened.value, opened.threshold) == (100.0, 100.0)
+        assert opened.resolves_at == ends
+        alerts = Alerts(_config("http://127.0.0.1:9/hook", {"name": "b", "kind": "budget"}), clock=clock)
+        await alerts.start(_store(stores))
+        await alerts.evaluate()
+        assert len(await _store(stores).open_incidents()) == 1
+        clock.now += 3600
+        await alerts.evaluate()
+        assert await _store(stores).open_incidents() == []
+    finally:
+        await alerts.close()
+
+
+def test_health_tells_its_listeners_of_cooldowns_and_recoveries() -> None:
+    clock = Clock()
+    health = Health(CooldownConfig(failures=2, seconds=10), clock=clock)
+    r = router([{"name": "g", "deployment": "a"}, {"name": "g", "deployment": "b"}], health=health)
+    a = route(r, "g", "a")
+    heard: list[tuple[str, str, bool]] = []
+
+    def broken(group: str, deployment: str, tripped: bool) -> None:
+        raise RuntimeError("a listener that fails")
+
+    health.listeners += [broken, lambda g, d, t: heard.append((g, d, t))]
+    for _ in range(3):  # the third, already out, opens nothing new
+        health.failed(a, UpstreamUnavailable("down"))
+    assert heard == [("g", "a", True)]
+    clock.now += 11
+    assert health.available(a, clock.now)  # the probe
+    health.succeeded(a)
+    assert heard == [("g", "a", True), ("g", "a", False)]
+
+
+def test_event_ids_are_stable_per_incident_and_state() -> None:
+    at = datetime(2026, 12, 2, tzinfo=UTC)
+    incident = Incident(id="inc_1", rule="r", kind="breaker", subject="g/d", value=1.0, threshold=None,
+                        started_at=at)
+    first, again = event(incident, at), event(incident, at + timedelta(seconds=5))
+    assert first["id"] == again["id"] == "evt_inc_1_firing" and first["type"] == "alert.firing"
+    resolved = Incident(**{**incident.__dict__, "state": "resolved", "resolved_at": at})
+    assert event(resolved, at)["id"] == "evt_inc_1_resolved"
+    assert event(resolved, at)["data"]["incident_id"] == "inc_1"
+
+
+async def test_two_instances_one_incident_one_event_and_no_flapping(stores: Stores) -> None:
+    clock = Clock(time.time())
+    rule = {"name": "e", "kind": "error_rate", "threshold": 0.5, "window_seconds": 600, "min_requests": 2}
+    with WebhookReceiver() as hooks:
+        first = Alerts(_config(hooks.url, rule), clock=clock)
+        second = Alerts(_config(hooks.url, rule), clock=clock)
+        for alerts in (first, second):
+            await alerts.start(_store(stores))
+        try:
+            for alerts in (first, second):
+                for _ in range(2):
+                    alerts.windows.add("g", "d", 503, 10, clock.now)
+            await first.evaluate()
+            await second.evaluate()
+            assert len(await _store(stores).open_incidents()) == 1
+            # The second instance's traffic recovers; the first one's still fails.
+            for _ in range(5):
+                second.windows.add("g", "d", 200, 10, clock.now)
+            for _ in range(3):
+                clock.now += 60
+                await first.evaluate()  # still holding: last seen now
+                await second.evaluate()  # clear here, but not settled: left open
+            assert len(await _store(stores).open_incidents()) == 1
+            for _ in range(5):
+                first.windows.add("g", "d", 200, 10, clock.now)
+            clock.now += 60
+            await first.evaluate()
+            await second.evaluate()
+            assert len(await _store(stores).open_incidents()) == 1  # seen holding a tick ago
+            clock.now += 60
+            await second.evaluate()
+            await first.evaluate()
+            assert await _store(stores).open_incidents() == []
+            received = await hooks.await_requests(2)
+            assert [r.json()["type"] for r in received] == ["alert.firing", "alert.resolved"]
+            await first.close()
+            await second.close()
+            assert len(hooks.requests) == 2  # nothing more was queued by either instance
+        finally:
+            await first.close()
+            await second.close()
