@@ -201,6 +201,10 @@ def _all_ids(world: TenantWorld) -> set[str]:
             world.sub2, world.limit, world.budget}
 
 
+# Lists that answer a summary, not pages of records (an unknown parameter is refused there).
+UNPAGED = frozenset({"/admin/v1/analytics"})
+
+
 def test_no_list_shows_another_tenants_records_to_any_role(
     gateway: Gateway, worlds: tuple[TenantWorld, TenantWorld]
 ) -> None:
@@ -213,7 +217,8 @@ def test_no_list_shows_another_tenants_records_to_any_role(
             for route in lists:
                 if reach(role, route.resource, route.action) is Reach.NONE:
                     continue
-                resp = world.caller(admin, role).call("GET", route.path, params={"limit": 1000})
+                params = {} if route.path in UNPAGED else {"limit": 1000}
+                resp = world.caller(admin, role).call("GET", route.path, params=params)
                 leaked = sorted(i for i in theirs if i in resp.text)
                 if resp.status_code != 200 or leaked:
                     wrong.append(f"GET {route.path} as {role} of {world.tenant}: {resp.status_code}, "
