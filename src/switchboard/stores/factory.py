@@ -54,8 +54,8 @@ from switchboard.stores.sql.engine import create_engine, describe, shown
 from switchboard.stores.sql.incidents import SqlIncidentStore
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
-from switchboard.stores.sql.log_search import SqlLogSearch
 from switchboard.stores.sql.limits import SqlLimitStore
+from switchboard.stores.sql.log_search import SqlLogSearch
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.request_log import SqlRequestLog

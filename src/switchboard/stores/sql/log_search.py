@@ -39,7 +39,7 @@ def _like(word: str) -> str:
 def _text(dialect: str, text: str) -> sa.ColumnElement[bool]:
     if dialect == "postgresql":
         # Literal text, not parameters: the planner uses the index only for its exact expression.
-        vector = sa.literal_column(BODY_TEXT_SQL)
+        vector: sa.ColumnElement[Any] = sa.literal_column(BODY_TEXT_SQL)
         return vector.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'"), text))
     words = text.split()[:MAX_WORDS] or [text]
     return sa.and_(*(
