@@ -122,6 +122,10 @@ def logs(
         out.print(Text(f"more: --cursor {page['next_cursor']}"))
 
 
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _follow(client: AdminClient, query: dict[str, Any], limit: int, interval: float, as_json: bool) -> None:
     seen: OrderedDict[str, None] = OrderedDict()
     newest: datetime | None = None
@@ -135,7 +139,7 @@ def _follow(client: AdminClient, query: dict[str, Any], limit: int, interval: fl
             seen[record["request_id"]] = None
             if len(seen) > SEEN:
                 seen.popitem(last=False)
-            at = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
+            at = _time(record["created_at"])
             newest = at if newest is None else max(newest, at)
             if as_json:
                 out.print(Text(json.dumps(record, separators=(",", ":"))), soft_wrap=True)
@@ -147,7 +151,7 @@ def _follow(client: AdminClient, query: dict[str, Any], limit: int, interval: fl
     try:
         first = client.call("GET", PATH, query={**query, "limit": limit})
         show(first["data"])
-        start = datetime.fromisoformat(first["to"]) if first.get("to") else datetime.now(UTC)
+        start = _time(first["to"]) if first.get("to") else datetime.now(UTC)
         while True:
             time.sleep(interval)
             since = (newest if newest is not None and newest > start else start) - FOLLOW_LAG

@@ -150,8 +150,8 @@ def test_a_request_made_with_the_sdk_is_found_by_its_request_id(deployment: Depl
     assert isinstance(record["cost_usd"], str)
     assert Decimal(record["cost_usd"]) == Decimal(raw.headers["x-switchboard-cost-usd"]) > 0
     assert isinstance(record["latency_ms"], int) and record["latency_ms"] >= 0
-    assert (record["provider"], record["deployment"], record["stream"], record["error_code"]) == (
-        "local-openai", record["deployment"], False, None)
+    assert (record["provider"], record["stream"], record["error_code"]) == ("local-openai", False, None)
+    assert isinstance(record["deployment"], str) and record["deployment"]
     assert isinstance(record["attempts"], list) and record["attempts"]
     assert "request" not in record  # no body stored for it
 

@@ -158,13 +158,17 @@ def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str
     return tenant, scoped
 
 
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def public(entry: LogEntry) -> dict[str, Any]:
     """A record as the API shows it: every ledger field; the bodies when there are some."""
     r = entry.record
     shown: dict[str, Any] = {
         "object": "log_record",
         "request_id": r.request_id,
-        "created_at": r.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": _iso(r.created_at),
         "tenant": r.tenant_id,
         "team": r.team_id,
         "key": r.key_id,
@@ -253,6 +257,6 @@ async def search(request: Request, access: Annotated[Access, Depends(allow("log"
         "data": data,
         "has_more": page.has_more,
         "next_cursor": None if last is None else encode_cursor(last.created_at, last.request_id),
-        "from": None if since is None else since.isoformat(),
-        "to": None if until is None else until.isoformat(),
+        "from": None if since is None else _iso(since),
+        "to": None if until is None else _iso(until),
     }
