@@ -167,8 +167,9 @@ SEARCH_INDEXES = ("ix_usage_records_key_created", "ix_usage_records_team_created
                   "ix_request_bodies_tenant_created")
 
 
-async def seed_postgres(url: str, world: World, count: int, body_share: float) -> float:
-    """Seeds through asyncpg's binary COPY; the seconds it took, index builds included."""
+async def seed_postgres(url: str, world: World, count: int, body_share: float) -> tuple[float, str]:
+    """Seeds through asyncpg's binary COPY; the seconds it took (index builds included) and the
+    tables' size on disk (indexes included)."""
     import asyncpg
 
     engine, _ = await open_database(async_url(url, Path("/unused")))  # the schema at head
@@ -216,14 +217,17 @@ async def seed_postgres(url: str, world: World, count: int, body_share: float) -
             print(f"    {name}: {time.monotonic() - t0:.0f} s", flush=True)
         await conn.execute("VACUUM ANALYZE usage_records")
         await conn.execute("VACUUM ANALYZE request_bodies")
-        return time.monotonic() - started
+        seconds = time.monotonic() - started
+        records, bodies = await conn.fetchrow(
+            "SELECT pg_total_relation_size('usage_records'), pg_total_relation_size('request_bodies')")
+        return seconds, f"records {records / 2**30:.1f} GiB, bodies {bodies / 2**30:.1f} GiB"
     finally:
         await conn.close()
 
 
 # -- SQLite --
 
-def seed_sqlite(path: Path, world: World, count: int, body_share: float) -> float:
+def seed_sqlite(path: Path, world: World, count: int, body_share: float) -> tuple[float, str]:
     columns = ", ".join(USAGE_ROW)
     insert = f"INSERT INTO usage_records ({columns}) VALUES ({', '.join('?' * len(USAGE_ROW))})"
     insert_body = ("INSERT INTO request_bodies (request_id, created_at, tenant_id, request, response, "
@@ -254,7 +258,7 @@ def seed_sqlite(path: Path, world: World, count: int, body_share: float) -> floa
         db.execute("ANALYZE")
     finally:
         db.close()
-    return time.monotonic() - started
+    return time.monotonic() - started, f"file {path.stat().st_size / 2**30:.2f} GiB"
 
 
 # -- the queries --
@@ -377,9 +381,10 @@ def start_gateway(database_url: str | None, data_dir: Path) -> Any:
 
 # -- the run --
 
-def markdown(results: list[Timing], seeded: dict[str, tuple[int, float]], machine: str) -> str:
-    lines = [f"Seeded: {', '.join(f'{b} {n:,} records in {s / 60:.1f} min' for b, (n, s) in seeded.items())} "
-             f"({machine}). Median of three runs; the first run in brackets.", "",
+def markdown(results: list[Timing], seeded: dict[str, tuple[int, float, str]], machine: str) -> str:
+    scale = "; ".join(f"{b}: {n:,} records seeded in {s / 60:.1f} min, {size}"
+                      for b, (n, s, size) in seeded.items())
+    lines = [f"Seeded ({machine}): {scale}. Median of three runs; the first run in brackets.", "",
              "| backend | via | query | found | median ms | (first ms) |", "|---|---|---|---:|---:|---:|"]
     for r in results:
         flag = "" if r.ok else " **over 1 s**"
@@ -402,7 +407,7 @@ def write_markdown(path: Path, table: str) -> None:
 
 
 async def run_postgres(args: argparse.Namespace, tmp: Path, results: list[Timing],
-                       seeded: dict[str, tuple[int, float]]) -> None:
+                       seeded: dict[str, tuple[int, float, str]]) -> None:
     server = None
     url = args.database_url
     if url is None:
@@ -414,8 +419,8 @@ async def run_postgres(args: argparse.Namespace, tmp: Path, results: list[Timing
     try:
         world = make_world(args.records)
         print(f"postgresql: seeding {args.records:,} records", flush=True)
-        seconds = await seed_postgres(url, world, args.records, args.bodies)
-        seeded["postgresql"] = (args.records, seconds)
+        seconds, size = await seed_postgres(url, world, args.records, args.bodies)
+        seeded["postgresql"] = (args.records, seconds, size)
         results += await time_store("postgresql", async_url(url, tmp), world)
         gateway = start_gateway(url, tmp / "pg-gateway" / "data")
         try:
@@ -430,7 +435,7 @@ async def run_postgres(args: argparse.Namespace, tmp: Path, results: list[Timing
 
 
 async def run_sqlite(args: argparse.Namespace, tmp: Path, results: list[Timing],
-                     seeded: dict[str, tuple[int, float]]) -> None:
+                     seeded: dict[str, tuple[int, float, str]]) -> None:
     data = tmp / "sqlite" / "data"
     url = async_url(None, data)
     engine, _ = await open_database(url)  # the schema at head
@@ -439,8 +444,8 @@ async def run_sqlite(args: argparse.Namespace, tmp: Path, results: list[Timing],
     assert path is not None
     world = make_world(args.sqlite_records)
     print(f"sqlite: seeding {args.sqlite_records:,} records into {path}", flush=True)
-    seconds = seed_sqlite(path, world, args.sqlite_records, args.bodies)
-    seeded["sqlite"] = (args.sqlite_records, seconds)
+    seconds, size = seed_sqlite(path, world, args.sqlite_records, args.bodies)
+    seeded["sqlite"] = (args.sqlite_records, seconds, size)
     results += await time_store("sqlite", url, world)
     gateway = start_gateway(None, data)
     try:
@@ -460,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="write the results table into this file")
     args = parser.parse_args(argv)
     results: list[Timing] = []
-    seeded: dict[str, tuple[int, float]] = {}
+    seeded: dict[str, tuple[int, float, str]] = {}
     machine = f"{datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} CPUs"
     with tempfile.TemporaryDirectory(prefix="sb-bench-logs-") as name:
         tmp = Path(name)
