@@ -282,7 +282,7 @@ def queries(world: World) -> list[tuple[str, str | None, LogQuery]]:
     now = world.end
     day, week = now - timedelta(days=1), now - timedelta(days=7)
     busy = world.tenants[0]
-    key_id = next(k for k, tenant, _ in world.keys if tenant == busy)
+    key_id, _, team = next(k for k in world.keys if k[1] == busy)
     rid, rid_tenant = world.ids[len(world.ids) // 2]
     return [
         ("by request id (platform admin)", None, LogQuery(request_id=rid, include_bodies=True)),
@@ -291,6 +291,9 @@ def queries(world: World) -> list[tuple[str, str | None, LogQuery]]:
         ("last 50, every tenant (24 h)", None, LogQuery(since=day, until=now)),
         ("last 50 of a tenant, with bodies", busy, LogQuery(since=day, until=now, include_bodies=True)),
         ("by key over a day", busy, LogQuery(since=day, until=now, key_id=key_id)),
+        ("by team over a day (team admin)", busy, LogQuery(since=day, until=now, team_id=team)),
+        ("own user or key over a day (developer)", busy,
+         LogQuery(since=day, until=now, owners=(f"user-{busy[-2:]}-000", key_id))),
         ("model + status 5xx over a week", busy,
          LogQuery(since=week, until=now, model="gpt-4o", status_class=5)),
         ("error code over a day", busy, LogQuery(since=day, until=now, error_code="upstream_timeout")),
