@@ -300,6 +300,8 @@ def queries(world: World) -> list[tuple[str, str | None, LogQuery]]:
         ("latency >= 10 s over a day", busy, LogQuery(since=day, until=now, min_latency_ms=10_000)),
         ("cost >= $0.05 over a day", busy, LogQuery(since=day, until=now, min_cost_usd=Decimal("0.05"))),
         ("text in bodies over a day", busy, LogQuery(since=day, until=now, text=RARE, include_bodies=True)),
+        ("a common word in bodies over a day", busy,
+         LogQuery(since=day, until=now, text="invoice", include_bodies=True)),
         ("text in bodies over a week", busy, LogQuery(since=week, until=now, text=RARE, include_bodies=True)),
     ]
 

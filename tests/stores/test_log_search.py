@@ -71,7 +71,9 @@ async def seeded(backend: Backend) -> LogSearch:
          "request": '{"messages": [{"role": "user", "content": "Tell me about pelicans please"}]}',
          "response": '{"choices": [{"message": {"content": "Pelicans are large water birds"}}]}',
          "request_headers": {"user-agent": "tests"}, "truncated": True},
-        {"request_id": "a-claude", "created_at": T0 + timedelta(minutes=1), "tenant_id": "tenant-a",
+        # Stored a little after its record's time (as when it is written at the response's end).
+        {"request_id": "a-claude", "created_at": T0 + timedelta(minutes=1, seconds=30),
+         "tenant_id": "tenant-a",
          "request": '{"messages": [{"content": "a walrus and 100% of it"}]}'},
         {"request_id": "b-one", "created_at": T0, "tenant_id": "tenant-b",
          "request": '{"messages": [{"content": "pelicans of tenant b"}]}'},
@@ -123,6 +125,9 @@ async def test_each_filter_finds_its_records(backend: Backend) -> None:
     assert await ids(search, since=None, until=None, request_id="a-old") == ["a-old"]
     assert "a-old" in await ids(search, since=None, until=None)
     assert await ids(search, until=T0) == []  # until is exclusive
+    # The record's time decides, not its body's (stored 30 s after it, past this range's end).
+    one_second = {"since": T0 + timedelta(minutes=1), "until": T0 + timedelta(minutes=1, seconds=1)}
+    assert await ids(search, text="walrus", **one_second) == ["a-claude"]
     assert await ids(search, since=T0 + timedelta(minutes=6)) == ["a-dear"]  # since inclusive
 
 

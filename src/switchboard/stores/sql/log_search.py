@@ -10,6 +10,7 @@ time and by ``limit``). The page's end is found with one record more than asked 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -25,6 +26,7 @@ from switchboard.stores.sql.times import to_db
 
 NANO = Decimal(10**9)
 MAX_WORDS = 16  # of a text search; more are ignored
+BODY_SLACK = timedelta(hours=1)
 
 
 def _nano(usd: Decimal, rounding: str) -> int:
@@ -77,6 +79,15 @@ def _conditions(dialect: str, tenant_id: str | None, q: LogQuery) -> list[sa.Col
         where.append(sa.or_(u.c.user_id.in_(owners), u.c.key_id.in_(owners)))
     if q.text is not None:
         where.append(_text(dialect, q.text))
+        # The bodies' own time and tenant too, so the database can narrow the bodies by their
+        # (tenant_id, created_at) index (and, partitioned, by partition) before matching text. A
+        # body is stored under about its record's time; the slack covers any difference.
+        if tenant_id is not None:
+            where.append(b.c.tenant_id == tenant_id)
+        if q.since is not None:
+            where.append(b.c.created_at >= to_db(q.since - BODY_SLACK))
+        if q.until is not None:
+            where.append(b.c.created_at < to_db(q.until + BODY_SLACK))
     if q.before is not None:
         at, request_id = q.before[0], q.before[1]
         at_db = to_db(at)
