@@ -5,7 +5,9 @@ Every filter is a plain condition on an indexed column where one exists (revisio
 tenant is always a condition unless the platform admin reads every tenant. Text in the bodies
 is PostgreSQL full text (``plainto_tsquery('simple', q)`` against the GIN expression index) or,
 on SQLite, one LIKE per word over the bodies of the time range (the API always bounds a list by
-time and by ``limit``). The page's end is found with one record more than asked for.
+time and by ``limit``). The page's end is found with one record more than asked for. On
+PostgreSQL each search is planned for its own values (``plan_cache_mode``), never from a
+prepared statement's generic plan.
 """
 
 from __future__ import annotations
@@ -130,8 +132,14 @@ class SqlLogSearch:
         self._engine = engine
 
     async def search(self, tenant_id: str | None, query: LogQuery) -> LogPage:
-        stmt = search_statement(self._engine.dialect.name, tenant_id, query)
-        async with self._engine.connect() as conn:
+        dialect = self._engine.dialect.name
+        stmt = search_statement(dialect, tenant_id, query)
+        async with self._engine.begin() as conn:
+            if dialect == "postgresql":
+                # The driver prepares each statement; after five runs PostgreSQL may switch to a
+                # generic plan, blind to the values, which for these searches can be a full scan
+                # (text matched row by row). A plan per search is a millisecond, and safe.
+                await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
             rows = (await conn.execute(stmt)).all()
         entries = [_entry(row, query.include_bodies) for row in rows[: query.limit]]
         return LogPage(entries=entries, has_more=len(rows) > query.limit)
