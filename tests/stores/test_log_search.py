@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from switchboard.stores import UsageRecord
 from switchboard.stores.factory import open_database
 from switchboard.stores.protocols import LogQuery, LogSearch, usage_row
+from switchboard.stores.sql import tables
 from switchboard.stores.sql.tables import request_bodies
 from tests.stores.conftest import Backend
 
@@ -190,3 +191,19 @@ async def test_text_search_takes_words_literally(backend: Backend) -> None:
     assert await ids(search, text="_") == []
     assert await ids(search, text="o'brien") == []
     assert await ids(search, text="PELICANS") == ["a-plain"]  # case does not matter
+
+
+async def test_the_migrated_indexes_are_the_ones_tables_py_declares(backend: Backend) -> None:
+    engine, _ = await open_database(backend.database)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda c: {
+                table: {ix["name"] for ix in sa.inspect(c).get_indexes(table)}
+                for table in ("usage_records", "request_bodies")})
+    finally:
+        await engine.dispose()
+    postgres_only = {"ix_request_bodies_text"} if backend.kind == "embedded" else set()
+    declared = {table: {ix.name for ix in tables.metadata.tables[table].indexes} - postgres_only
+                for table in ("usage_records", "request_bodies")}
+    assert found == declared
+    assert "ix_usage_records_tenant_model_created" in found["usage_records"]
