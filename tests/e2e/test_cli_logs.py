@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.e2e.test_logs_api import World, build_world, lookup
+from tests.e2e.test_logs_api import World, build_world, lookup, store_body
 from tests.e2e.test_usage import Deployment, deployment  # noqa: F401 - the module's gateways
 from tests.servers import MASTER_KEY, Process, spawn
 
@@ -95,3 +95,11 @@ def test_follow_prints_new_requests_and_ends_on_ctrl_c(world: World) -> None:
     lines = [json.loads(line) for line in proc.output.splitlines() if line.startswith("{")]
     assert [r["request_id"] for r in lines].count(rid) == 1  # printed once, however often polled
     assert world.calls["b"] not in proc.output
+
+
+def test_control_characters_in_a_logged_body_are_shown_escaped(world: World) -> None:
+    store_body(world.deployment, world.records["team"], "clear the screen \x1b[2J\x07 please", None)
+    code, output = cli(world, "show", world.calls["team"])
+    assert code == 0, output
+    assert "clear the screen \\x1b[2J\\x07 please" in output
+    assert "\x1b" not in output and "\x07" not in output
