@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -25,8 +26,8 @@ import sqlalchemy as sa
 from switchboard.stores.factory import open_database
 from switchboard.stores.sql.tables import request_bodies
 from tests.e2e.sdk import ask
-from tests.e2e.test_usage import Deployment, deployment  # noqa: F401 - the module's gateways
-from tests.servers import MASTER_KEY
+from tests.e2e.test_usage import Deployment, _config, deployment  # noqa: F401 - the module's gateways
+from tests.servers import MASTER_KEY, Mock, start_gateway
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 
@@ -290,3 +291,41 @@ def test_bad_input_is_a_400_with_a_code(world: World, params: dict[str, str], co
     error = resp.json()["error"]
     assert error["code"] == code and error["type"] == "invalid_request_error"
     assert world.get(tenant=world.tenants[0]).status_code == 200  # still serving
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def capturing(request: pytest.FixtureRequest, mock_upstream: Mock,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A gateway whose request log keeps the bodies of gpt-4o-mini calls, with a redaction."""
+    config = _config(request.param, mock_upstream, request, "logsearch")
+    config["request_log"] = {"bodies": [{"model": "gpt-4o-mini"}], "flush_seconds": 0.1,
+                             "redact": {"patterns": [r"secret-\d{6}"]}}
+    tmp = tmp_path_factory.mktemp(f"logsearch-{request.param}")
+    gw = start_gateway(config, tmp)
+    yield Deployment(request.param, config, gw, tmp)
+    gw.process.stop()
+
+
+def test_words_of_a_captured_body_find_its_request(capturing: Deployment) -> None:
+    url = capturing.gateway.url
+    word = f"heron{uuid.uuid4().hex[:8]}"
+    raw = capturing.sdk().chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=ask(f"tell me about the {word} secret-123456"))
+    rid = raw.headers["x-request-id"]
+    deadline = time.monotonic() + 20  # the body is written behind the response, like the record
+    while True:
+        found = httpx.get(f"{url}/admin/v1/logs", params={"q": word, "include_bodies": "true"},
+                          headers=ADMIN, timeout=30).json()["data"]
+        if found:
+            break
+        assert time.monotonic() < deadline, "the captured body never became searchable"
+        time.sleep(0.1)
+    [record] = found
+    assert record["request_id"] == rid and word in record["request"] and word in record["response"]
+    # What redaction removed is neither stored nor found.
+    assert "secret-123456" not in record["request"] + record["response"]
+    none = httpx.get(f"{url}/admin/v1/logs", params={"q": "secret-123456"}, headers=ADMIN, timeout=30)
+    assert none.status_code == 200 and none.json()["data"] == []
+    # Requests of a model the policy does not name have a record, no body.
+    other = capturing.sdk().chat.completions.with_raw_response.create(model="house-model", messages=ask(word))
+    assert "request" not in lookup(url, other.headers["x-request-id"])
