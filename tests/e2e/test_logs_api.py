@@ -4,8 +4,8 @@ the cursor walks every record once; a tenant admin never reads another tenant's 
 role sees its reach; bodies come with a record when stored; bad input is a 400 with a code. On
 the embedded default (SQLite) and a cluster (PostgreSQL + Redis).
 
-Bodies are written straight into ``request_bodies`` here (capturing them is the request log's
-part, not the search's)."""
+Most bodies are written straight into ``request_bodies`` here, to control them exactly; one test
+has the request log capture a body (with a redaction) and finds it by its words."""
 
 from __future__ import annotations
 

@@ -101,7 +101,14 @@ def _conditions(dialect: str, tenant_id: str | None, q: LogQuery) -> list[sa.Col
 def search_statement(dialect: str, tenant_id: str | None, q: LogQuery) -> sa.Select[Any]:
     columns: list[Any] = [u]
     source: sa.FromClause = u
+    # A body joins its record on request id and tenant, never on equal times (they are read
+    # apart and can differ by milliseconds); on PostgreSQL a window around the record's time
+    # lets the join skip the partitions of other days.
     on = sa.and_(b.c.request_id == u.c.request_id, b.c.tenant_id == u.c.tenant_id)
+    if dialect == "postgresql":
+        seconds = int(BODY_SLACK.total_seconds())
+        slack: sa.ColumnElement[Any] = sa.literal_column(f"interval '{seconds} seconds'")
+        on = sa.and_(on, b.c.created_at >= u.c.created_at - slack, b.c.created_at <= u.c.created_at + slack)
     if q.text is not None:
         source = u.join(b, on)
     elif q.include_bodies:
