@@ -165,7 +165,7 @@ SEARCH_INDEXES = ("ix_usage_records_key_created", "ix_usage_records_team_created
                   "ix_usage_records_user_created", "ix_usage_records_tenant_model_created",
                   "ix_usage_records_tenant_deployment_created", "ix_usage_records_tenant_error_created",
                   "ix_usage_records_tenant_created", "ix_usage_records_created", "ix_request_bodies_text",
-                  "ix_request_bodies_tenant_created")
+                  "ix_request_bodies_tenant_created", "ix_request_bodies_created")
 
 
 async def seed_postgres(url: str, world: World, count: int, body_share: float) -> tuple[float, str]:
@@ -229,8 +229,9 @@ async def seed_postgres(url: str, world: World, count: int, body_share: float) -
 
 
 async def _partitions(conn: Any, world: World) -> None:
-    """Daily partitions over the seeded days, when the tables are partitioned by time and have
-    none for a day yet (a day an existing partition covers is left as it is)."""
+    """Daily partitions over the seeded days, named as the request log names them, when the
+    tables are partitioned by time (a day that has its partition already is left as it is);
+    without them every older row would land in the DEFAULT partition."""
     import asyncpg
 
     for table in ("usage_records", "request_bodies"):
@@ -243,7 +244,7 @@ async def _partitions(conn: Any, world: World) -> None:
             following = day + timedelta(days=1)
             with contextlib.suppress(asyncpg.PostgresError):  # an existing partition covers it
                 await conn.execute(
-                    f"CREATE TABLE {table}_bench_{day:%Y%m%d} PARTITION OF {table} "
+                    f"CREATE TABLE {table}_p{day:%Y%m%d} PARTITION OF {table} "
                     f"FOR VALUES FROM ('{day.isoformat()}') TO ('{following.isoformat()}')")
             day = following
 
