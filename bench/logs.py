@@ -221,8 +221,15 @@ async def seed_postgres(url: str, world: World, count: int, body_share: float) -
         await conn.execute("ANALYZE usage_records")
         await conn.execute("ANALYZE request_bodies")
         seconds = time.monotonic() - started
-        records, bodies = await conn.fetchrow(
-            "SELECT pg_total_relation_size('usage_records'), pg_total_relation_size('request_bodies')")
+        size = "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree($1::regclass)"
+        records = await conn.fetchval(size, "usage_records")
+        bodies = await conn.fetchval(size, "request_bodies")
+        in_default = await conn.fetchval(
+            "SELECT count(*) FROM pg_partition_tree('usage_records') t JOIN pg_class c ON c.oid = t.relid "
+            "WHERE c.relname = 'usage_records_default'")
+        if in_default:
+            rows_default = await conn.fetchval("SELECT count(*) FROM usage_records_default")
+            print(f"  postgresql: {rows_default:,} records in the DEFAULT partition", flush=True)
         return seconds, f"records {records / 2**30:.1f} GiB, bodies {bodies / 2**30:.1f} GiB"
     finally:
         await conn.close()
