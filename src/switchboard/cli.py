@@ -14,6 +14,7 @@ from switchboard import __version__
 from switchboard.cli_analytics import analytics_app
 from switchboard.cli_budgets import budgets_app
 from switchboard.cli_keys import keys_app
+from switchboard.cli_logs import logs_app
 from switchboard.cli_providers import models_app, providers_app
 from switchboard.cli_routing import routing_app
 from switchboard.cli_tenancy import service_accounts_app, teams_app, tenants_app, users_app
@@ -36,6 +37,7 @@ app.add_typer(teams_app, name="teams")
 app.add_typer(users_app, name="users")
 app.add_typer(service_accounts_app, name="service-accounts")
 app.command("usage")(usage)
+app.add_typer(logs_app, name="logs")
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(routing_app, name="routing")
 app.add_typer(analytics_app, name="analytics")

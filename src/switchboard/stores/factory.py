@@ -55,6 +55,7 @@ from switchboard.stores.sql.incidents import SqlIncidentStore
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.limits import SqlLimitStore
+from switchboard.stores.sql.log_search import SqlLogSearch
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.request_log import SqlRequestLog
@@ -226,6 +227,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         request_log=SqlRequestLog(engine),
         analytics=SqlAnalyticsStore(engine),
         incidents=SqlIncidentStore(engine),
+        log_search=SqlLogSearch(engine),
         _closers=closers,
     )
 

@@ -873,8 +873,68 @@ class RequestLogStore(Protocol):
 # ---
 
 
+@dataclass(frozen=True)
+class LogQuery:
+    """A search of the request log: records with ``since <= created_at < until`` (either may be
+    None: unbounded) matching every filter given, newest first by (created_at, request_id).
+
+    ``status`` is one status, ``status_class`` a class (5: 500-599); ``owners``: only records
+    whose user or key is one of these (a caller who sees only its own). ``text``: words that
+    must all occur in the stored request or response body (PostgreSQL: full-text words;
+    SQLite: substrings, case-insensitive for ASCII). ``before``: the cursor, (created_at,
+    request_id) of the last record of the previous page; only older records follow."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    request_id: str | None = None
+    team_id: str | None = None
+    key_id: str | None = None
+    user_id: str | None = None
+    model: str | None = None
+    deployment: str | None = None
+    provider: str | None = None
+    status: int | None = None
+    status_class: int | None = None
+    error_code: str | None = None
+    min_latency_ms: int | None = None
+    max_latency_ms: int | None = None
+    min_cost_usd: Decimal | None = None
+    max_cost_usd: Decimal | None = None
+    text: str | None = None
+    owners: tuple[str, ...] | None = None
+    before: tuple[datetime, str] | None = None
+    limit: int = 50
+    include_bodies: bool = False
+
+
+@dataclass(frozen=True)
+class LogBody:
+    """A request's stored bodies (table request_bodies), as stored: redacted before storing."""
+
+    request: str | None = None
+    response: str | None = None
+    request_headers: Mapping[str, Any] | None = None
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    record: UsageRecord
+    body: LogBody | None = None  # None: no body stored, or bodies not asked for
+
+
+@dataclass(frozen=True)
+class LogPage:
+    entries: list[LogEntry]
+    has_more: bool  # more records match past the last one (ask with ``before`` = its position)
+
+
 class LogSearch(Protocol):
     """Searching the request log: usage records joined with their bodies, tenant-scoped."""
+
+    async def search(self, tenant_id: str | None, query: LogQuery) -> LogPage:
+        """One page of the tenant's matching records, newest first, in one SQL statement.
+        Tenant None: every tenant (the platform admin's view only)."""
 
 
 # ---

@@ -21,6 +21,7 @@ from switchboard.http.admin import (
     errors,
     keys,
     limits,
+    logs,
     models,
     providers,
     routing,
@@ -92,6 +93,7 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(spend.router)
     app.include_router(usage.router)
     app.include_router(analytics.router)
+    app.include_router(logs.router)
     app.include_router(routing.router)
     app.include_router(alerts.router)
     return app

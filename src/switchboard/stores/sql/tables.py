@@ -390,3 +390,23 @@ alert_open = sa.Table(
     sa.Column("incident_id", sa.String(40), nullable=False),
     sa.PrimaryKeyConstraint("rule", "subject"),
 )
+
+# log search (revision 0013): indexes for the request log's common filters (docs/observability.md,
+# "Searching the request log"). Key, team and user ids name one tenant's records, so their
+# indexes serve the platform admin's queries across tenants too; model and deployment names are
+# shared by tenants, so theirs lead with the tenant. On PostgreSQL the bodies' text has a
+# full-text index (the search's ``q``); SQLite searches the bodies of the time range with LIKE.
+sa.Index("ix_usage_records_key_created", usage_records.c.key_id, usage_records.c.created_at)
+sa.Index("ix_usage_records_team_created", usage_records.c.team_id, usage_records.c.created_at)
+sa.Index("ix_usage_records_user_created", usage_records.c.user_id, usage_records.c.created_at)
+sa.Index("ix_usage_records_tenant_model_created", usage_records.c.tenant_id, usage_records.c.model,
+         usage_records.c.created_at)
+sa.Index("ix_usage_records_tenant_deployment_created", usage_records.c.tenant_id,
+         usage_records.c.deployment, usage_records.c.created_at)
+sa.Index("ix_usage_records_tenant_error_created", usage_records.c.tenant_id, usage_records.c.error_code,
+         usage_records.c.created_at, postgresql_where=usage_records.c.error_code.isnot(None),
+         sqlite_where=usage_records.c.error_code.isnot(None))
+# The expression the search's full-text condition repeats word for word (log_search.py).
+BODY_TEXT_SQL = "to_tsvector('simple', coalesce(request, '') || ' ' || coalesce(response, ''))"
+sa.Index("ix_request_bodies_text", sa.text(BODY_TEXT_SQL), _table=request_bodies,
+         postgresql_using="gin").ddl_if(dialect="postgresql")

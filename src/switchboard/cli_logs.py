@@ -1,0 +1,215 @@
+"""``switchboard logs``: search and tail the request log of a running gateway
+(``GET /admin/v1/logs``); ``switchboard logs show <request_id>`` prints one record with its
+bodies.
+
+``--follow`` polls: every ``--interval`` seconds it asks for the records from a little before the
+newest one seen (``FOLLOW_LAG``: a record is stored when its request ends, under the time it
+started) and prints those it has not printed yet, oldest first. Ctrl-C ends it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import unicodedata
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from switchboard.admin_client import AdminClient, AdminError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
+Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_URL = "http://127.0.0.1:4000"
+PATH = "/admin/v1/logs"
+FOLLOW_LAG = timedelta(minutes=2)  # how far back each poll looks for records stored late
+FOLLOW_PAGES = 5  # pages of up to 1000 records read per poll at most
+SEEN = 100_000  # request ids remembered while following
+COLUMNS = ("created_at", "request_id", "tenant", "key", "model", "deployment", "status", "error_code",
+           "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd")
+
+logs_app = typer.Typer(help="Search and tail the request log.", no_args_is_help=False)
+
+
+def printable(value: Any) -> str:
+    """A value as text a terminal shows as is: control characters (an escape sequence in a
+    logged prompt, say) become visible escapes; newlines and tabs stay."""
+    text = "-" if value is None else value if isinstance(value, str) else json.dumps(value)
+    if all(c in "\n\t" or unicodedata.category(c) != "Cc" for c in text):
+        return text
+    return "".join(c if c in "\n\t" or unicodedata.category(c) != "Cc" else f"\\x{ord(c):02x}" for c in text)
+
+
+def _fail(exc: AdminError) -> typer.Exit:
+    err.print(Text.assemble(("error: ", "bold red"), printable(str(exc))))
+    return typer.Exit(1)
+
+
+def _table(records: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(*COLUMNS, title=title)
+    for record in records:
+        table.add_row(*(Text(printable(record.get(c))) for c in COLUMNS))
+    return table
+
+
+@logs_app.callback(invoke_without_command=True)
+def logs(
+    ctx: typer.Context,
+    request_id: Annotated[str | None, typer.Option("--request-id", help="One request.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--from", help="RFC 3339 time with a zone (default: 24 h ago).")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--to", help="RFC 3339 time with a zone (default: now).")] = None,
+    tenant: Annotated[str | None, typer.Option(help="One tenant (platform admin).")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    key_id: Annotated[str | None, typer.Option("--key-id", help="Only this key.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model (as requested).")] = None,
+    deployment: Annotated[str | None, typer.Option(help="Only this deployment.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
+    status: Annotated[str | None, typer.Option(help="A status (429) or a class (5xx).")] = None,
+    error_code: Annotated[str | None, typer.Option("--error-code", help="Only this error code.")] = None,
+    min_latency_ms: Annotated[int | None, typer.Option("--min-latency-ms")] = None,
+    max_latency_ms: Annotated[int | None, typer.Option("--max-latency-ms")] = None,
+    min_cost_usd: Annotated[str | None, typer.Option("--min-cost-usd")] = None,
+    max_cost_usd: Annotated[str | None, typer.Option("--max-cost-usd")] = None,
+    q: Annotated[str | None, typer.Option("--q", "-q", help="Words in the stored bodies.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Records per page.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="The next_cursor of a previous page.")] = None,
+    bodies: Annotated[bool, typer.Option(
+        "--bodies", help="Include the stored bodies (with --json).")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new records.")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, max=60, help="Seconds between polls (--follow).")] = 2.0,
+    as_json: AsJson = False,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+) -> None:
+    """The newest records matching the filters (a table, or JSON); --follow tails new ones."""
+    if ctx.invoked_subcommand is not None:
+        return
+    query: dict[str, Any] = {name: value for name, value in (
+        ("request_id", request_id), ("from", since), ("to", until), ("tenant", tenant), ("team", team),
+        ("key", key_id), ("user", user), ("model", model), ("deployment", deployment),
+        ("provider", provider), ("status", status), ("error_code", error_code),
+        ("min_latency_ms", min_latency_ms), ("max_latency_ms", max_latency_ms),
+        ("min_cost_usd", min_cost_usd), ("max_cost_usd", max_cost_usd), ("q", q),
+        ("include_bodies", "true" if bodies else None)) if value is not None}
+    client = AdminClient(url, key)
+    if follow:
+        if cursor is not None or until is not None:
+            raise typer.BadParameter("--follow reads up to now: no --cursor or --to", param_hint="--follow")
+        _follow(client, query, limit, interval, as_json)
+        return
+    try:
+        page: dict[str, Any] = client.call("GET", PATH, query={
+            **query, "limit": limit, **({"cursor": cursor} if cursor else {})})
+    except AdminError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        out.print_json(json.dumps(page))
+        return
+    out.print(_table(page["data"], title=f"request log {page.get('from') or ''} .. {page.get('to') or ''}"))
+    if page.get("has_more"):
+        out.print(Text(f"more: --cursor {page['next_cursor']}"))
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _follow(client: AdminClient, query: dict[str, Any], limit: int, interval: float, as_json: bool) -> None:
+    seen: OrderedDict[str, None] = OrderedDict()
+    newest: datetime | None = None
+    header = True
+
+    def show(records: list[dict[str, Any]]) -> None:
+        nonlocal newest, header
+        fresh = [r for r in reversed(records) if r["request_id"] not in seen]  # oldest first
+        fresh.sort(key=lambda r: (r["created_at"], r["request_id"]))
+        for record in fresh:
+            seen[record["request_id"]] = None
+            if len(seen) > SEEN:
+                seen.popitem(last=False)
+            at = _time(record["created_at"])
+            newest = at if newest is None else max(newest, at)
+            if as_json:
+                out.print(Text(json.dumps(record, separators=(",", ":"))), soft_wrap=True)
+        if fresh and not as_json:
+            table = _table(fresh)
+            table.show_header, header = header, False
+            out.print(table)
+
+    try:
+        first = client.call("GET", PATH, query={**query, "limit": limit})
+        show(first["data"])
+        start = _time(first["to"]) if first.get("to") else datetime.now(UTC)
+        while True:
+            time.sleep(interval)
+            since = (newest if newest is not None and newest > start else start) - FOLLOW_LAG
+            params: dict[str, Any] = {**query, "from": since.isoformat(), "limit": 1000}
+            found: list[dict[str, Any]] = []
+            for _ in range(FOLLOW_PAGES):
+                page = client.call("GET", PATH, query=params)
+                found += page["data"]
+                if not page["has_more"]:
+                    break
+                params["cursor"] = page["next_cursor"]
+            show(found)
+    except AdminError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@logs_app.command("show")
+def show(
+    request_id: Annotated[str, typer.Argument(help="The request id (the x-request-id header).")],
+    tenant: Annotated[str | None, typer.Option(help="The tenant (platform admin: not needed).")] = None,
+    as_json: AsJson = False,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+) -> None:
+    """One record, every field, with its stored request and response bodies."""
+    query = {"request_id": request_id, **({"tenant": tenant} if tenant else {})}
+    try:
+        page: dict[str, Any] = AdminClient(url, key).call("GET", PATH, query=query)
+    except AdminError as exc:
+        raise _fail(exc) from None
+    if not page["data"]:
+        err.print(Text(f"no request '{printable(request_id)}' in the log (or not within your reach)"))
+        raise typer.Exit(1)
+    record = page["data"][0]
+    if as_json:
+        out.print_json(json.dumps(record))
+        return
+    table = Table("field", "value", show_header=False)
+    for name, value in record.items():
+        if name not in ("request", "response", "request_headers", "object"):
+            table.add_row(Text(name), Text(printable(value)))
+    out.print(table)
+    for name in ("request_headers", "request", "response"):
+        if record.get(name) is None:
+            continue
+        out.print(Text(name, style="bold"))
+        out.print(Text(printable(_pretty(record[name]))))
+    if "request" not in record:
+        out.print(Text("(no body stored for this request)"))
+
+
+def _pretty(value: Any) -> str:
+    """A body as readable text: JSON indented, anything else as stored."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, indent=2, ensure_ascii=False)

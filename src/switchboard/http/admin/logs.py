@@ -1,0 +1,262 @@
+"""``GET /admin/v1/logs``: the request log searched, newest first, a page at a time.
+
+A record is the usage ledger's record of one request (every field), with the stored request and
+response bodies when there are some and they are asked for (``include_bodies=true``; always for a
+``request_id`` lookup). A list without ``request_id`` covers ``from`` (inclusive) to ``to``
+(exclusive), by default the 24 hours up to now; a ``request_id`` lookup has no default range.
+Pages follow ``next_cursor`` (opaque: base64 of the last record's time and request id).
+
+Who sees what follows the ``log`` row of the permission table: the platform admin every tenant
+(or one, ``?tenant=``), a tenant admin its tenant, a team admin its team, a developer its own
+user's and keys' requests, a viewer nothing (403). A record outside the caller's reach is never
+returned: a lookup of another tenant's request id answers ``{"data": []}``, as for an id that
+does not exist, so a caller cannot learn that it exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from switchboard.access.roles import Reach
+from switchboard.errors import InvalidRequest, NotFound
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.usage import EARLIEST, LATEST
+from switchboard.spend.cost import format_usd
+from switchboard.stores.protocols import LogEntry, LogQuery
+
+router = APIRouter(prefix="/admin/v1/logs", tags=["logs"])
+
+DEFAULT_RANGE = timedelta(hours=24)
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+MAX_VALUE = 256  # characters of any one parameter
+MAX_REQUEST_ID = 128
+MAX_INT = 2**31 - 1  # the ledger's integer columns
+MAX_USD = Decimal(10**9)
+TEXT = ("request_id", "tenant", "team", "key", "user", "model", "deployment", "provider",
+        "error_code", "q")
+PARAMETERS = frozenset({*TEXT, "from", "to", "status", "min_latency_ms", "max_latency_ms",
+                        "min_cost_usd", "max_cost_usd", "limit", "cursor", "include_bodies"})
+_STATUS_CLASS = re.compile(r"[1-5]xx", re.IGNORECASE)
+
+
+def _params(request: Request) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in PARAMETERS:
+            raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
+        if name in found:
+            raise InvalidRequest(f"{name}: given more than once", param=name, code="invalid_value")
+        if len(value) > MAX_VALUE or not value.strip():
+            raise InvalidRequest(f"{name}: expected 1 to {MAX_VALUE} characters", param=name,
+                                 code="invalid_value")
+        found[name] = value
+    if len(found.get("request_id", "")) > MAX_REQUEST_ID:
+        raise InvalidRequest(f"request_id: longer than {MAX_REQUEST_ID} characters", param="request_id",
+                             code="invalid_value")
+    return found
+
+
+def _time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+        if parsed.tzinfo is not None:
+            return max(min(parsed.astimezone(UTC), LATEST), EARLIEST)
+    except (ValueError, OverflowError):
+        pass
+    raise InvalidRequest(f"{name}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
+                         param=name, code="invalid_time")
+
+
+def _int(name: str, value: str | None, low: int, high: int) -> int | None:
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        raise InvalidRequest(f"{name}: expected a whole number from {low} to {high}", param=name,
+                             code="invalid_value")
+    return int(value)
+
+
+def _usd(name: str, value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if not amount.is_finite() or not 0 <= amount <= MAX_USD or "e" in value.lower():
+        raise InvalidRequest(f"{name}: expected a decimal number of US dollars from 0 to {MAX_USD}",
+                             param=name, code="invalid_value")
+    return amount
+
+
+def _status(value: str | None) -> tuple[int | None, int | None]:
+    """An exact status (``502``) or a class (``5xx``)."""
+    if value is None:
+        return None, None
+    if _STATUS_CLASS.fullmatch(value):
+        return None, int(value[0])
+    if value.isascii() and value.isdigit() and len(value) == 3 and 100 <= int(value) <= 599:
+        return int(value), None
+    raise InvalidRequest("status: expected an HTTP status (e.g. 429) or a class (e.g. 5xx)",
+                         param="status", code="invalid_status")
+
+
+def _bool(name: str, value: str | None) -> bool:
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise InvalidRequest(f"{name}: expected true or false", param=name, code="invalid_value")
+
+
+def encode_cursor(created_at: datetime, request_id: str) -> str:
+    raw = json.dumps([created_at.astimezone(UTC).isoformat(), request_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        at, request_id = json.loads(raw)
+        if isinstance(at, str) and isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID:
+            parsed = datetime.fromisoformat(at)
+            if parsed.tzinfo is not None:
+                return parsed.astimezone(UTC), request_id
+    except (binascii.Error, ValueError, TypeError, OverflowError):
+        pass
+    raise InvalidRequest("cursor: not a cursor this endpoint returned", param="cursor",
+                         code="invalid_cursor")
+
+
+def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str, Any]]:
+    """The tenant to read (None: every tenant) and the owner filters, narrowed to the reach."""
+    tenant = params.get("tenant")
+    scoped: dict[str, Any] = {"team_id": params.get("team")}
+    if access.reach >= Reach.ANY:
+        return tenant, scoped
+    tenant = access.tenant_for(tenant)
+    p = access.principal
+    if access.reach == Reach.TEAM:
+        if scoped["team_id"] is not None and scoped["team_id"] != p.team_id:
+            raise NotFound(f"no team '{scoped['team_id'][:64]}'", code="team_not_found")
+        scoped["team_id"] = p.team_id
+        if p.team_id is None:
+            scoped["owners"] = ()  # no team: nothing to see
+    elif access.reach == Reach.SELF:
+        scoped["owners"] = tuple(dict.fromkeys(v for v in (p.user_id, p.key_id, p.id) if v))
+    return tenant, scoped
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def public(entry: LogEntry) -> dict[str, Any]:
+    """A record as the API shows it: every ledger field; the bodies when there are some."""
+    r = entry.record
+    shown: dict[str, Any] = {
+        "object": "log_record",
+        "request_id": r.request_id,
+        "created_at": _iso(r.created_at),
+        "tenant": r.tenant_id,
+        "team": r.team_id,
+        "key": r.key_id,
+        "user": r.user_id,
+        "model": r.model,
+        "upstream_model": r.upstream_model,
+        "provider": r.provider,
+        "deployment": r.deployment,
+        "status": r.status,
+        "error_code": r.error_code,
+        "stream": r.stream,
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "cache_read_tokens": r.cache_read_tokens,
+        "cache_write_5m_tokens": r.cache_write_5m_tokens,
+        "cache_write_1h_tokens": r.cache_write_1h_tokens,
+        "reasoning_tokens": r.reasoning_tokens,
+        "image_input_tokens": r.image_input_tokens,
+        "audio_input_tokens": r.audio_input_tokens,
+        "image_output_tokens": r.image_output_tokens,
+        "audio_output_tokens": r.audio_output_tokens,
+        "cost_usd": format_usd(r.cost_usd),
+        "unpriced": r.unpriced,
+        "latency_ms": r.latency_ms,
+        "ttft_ms": r.ttft_ms,
+        "overhead_ms": r.overhead_ms,
+        "upstream_ms": r.upstream_ms,
+        "attempts": None if r.attempts is None else [dict(a) for a in r.attempts],
+        "tags": list(r.tags),
+        "metadata": dict(r.metadata),
+    }
+    if entry.body is not None:
+        shown.update(request=entry.body.request, response=entry.body.response,
+                     request_headers=None if entry.body.request_headers is None
+                     else dict(entry.body.request_headers),
+                     truncated=entry.body.truncated)
+    return shown
+
+
+def _range(params: dict[str, str], lookup: bool) -> tuple[datetime | None, datetime | None]:
+    since, until = _time("from", params.get("from")), _time("to", params.get("to"))
+    if not lookup:
+        until = until or datetime.now(UTC)
+        since = since or until - DEFAULT_RANGE
+    if since is not None and until is not None and since > until:
+        raise InvalidRequest("from: after to", param="from", code="invalid_time_range")
+    return since, until
+
+
+def _between(low_name: str, low: Any, high: Any) -> None:
+    if low is not None and high is not None and low > high:
+        raise InvalidRequest(f"{low_name}: above its maximum", param=low_name, code="invalid_range")
+
+
+@router.get("", summary="Search the request log (newest first, cursor pages)")
+async def search(request: Request, access: Annotated[Access, Depends(allow("log", "read"))]) -> Any:
+    params = _params(request)
+    lookup = "request_id" in params
+    since, until = _range(params, lookup)
+    status, status_class = _status(params.get("status"))
+    min_ms = _int("min_latency_ms", params.get("min_latency_ms"), 0, MAX_INT)
+    max_ms = _int("max_latency_ms", params.get("max_latency_ms"), 0, MAX_INT)
+    _between("min_latency_ms", min_ms, max_ms)
+    min_usd, max_usd = _usd("min_cost_usd", params.get("min_cost_usd")), _usd("max_cost_usd",
+                                                                             params.get("max_cost_usd"))
+    _between("min_cost_usd", min_usd, max_usd)
+    limit = _int("limit", params.get("limit"), 1, MAX_LIMIT) or DEFAULT_LIMIT
+    before = None if "cursor" not in params else decode_cursor(params["cursor"])
+    bodies = _bool("include_bodies", params.get("include_bodies")) or lookup
+    tenant, scoped = _scope(access, params)
+    text = params.get("q")
+    query = LogQuery(
+        since=since, until=until, request_id=params.get("request_id"), key_id=params.get("key"),
+        user_id=params.get("user"), model=params.get("model"), deployment=params.get("deployment"),
+        provider=params.get("provider"), status=status, status_class=status_class,
+        error_code=params.get("error_code"), min_latency_ms=min_ms, max_latency_ms=max_ms,
+        min_cost_usd=min_usd, max_cost_usd=max_usd, text=None if text is None else text.strip(),
+        before=before, limit=limit, include_bodies=bodies, **scoped,
+    )
+    store = request.app.state.services.stores().log_search
+    page = await store.search(tenant, query)
+    data = [public(entry) for entry in page.entries]
+    last = page.entries[-1].record if page.entries and page.has_more else None
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": page.has_more,
+        "next_cursor": None if last is None else encode_cursor(last.created_at, last.request_id),
+        "from": None if since is None else _iso(since),
+        "to": None if until is None else _iso(until),
+    }
