@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 
-from switchboard.access.roles import Reach
 from switchboard.config.schema import check_timezone
-from switchboard.errors import InvalidRequest, NotFound
+from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import query_params, rfc3339, within_reach
 from switchboard.spend.cost import format_usd
 from switchboard.stores.histogram import BUCKETS, merged, percentiles
 from switchboard.stores.protocols import (
@@ -39,9 +39,6 @@ router = APIRouter(prefix="/admin/v1/analytics", tags=["analytics"])
 
 DEFAULT_RANGE = timedelta(hours=24)
 HOUR = timedelta(hours=1)
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-MAX_VALUE = 256  # characters of any one parameter
 FILTERS = {"model": "model", "deployment": "deployment", "provider": "provider", "team": "team_id",
            "key": "key_id", "user": "user_id", "tag": "tag"}
 PARAMETERS = frozenset({"from", "to", "interval", "group_by", "tenant", "tz", *FILTERS})
@@ -54,31 +51,8 @@ QUANTILE_NAMES = ("p50", "p95", "p99")
 QUANTILES = (0.5, 0.95, 0.99)
 
 
-def _params(request: Request) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name not in PARAMETERS:
-            raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
-        if name in found:
-            raise InvalidRequest(f"{name}: given more than once", param=name, code="invalid_value")
-        if len(value) > MAX_VALUE:
-            raise InvalidRequest(f"{name}: longer than {MAX_VALUE} characters", param=name,
-                                 code="invalid_value")
-        found[name] = value
-    return found
 
 
-def _time(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-        if parsed.tzinfo is not None:
-            return max(min(parsed.astimezone(UTC), LATEST), EARLIEST)
-    except (ValueError, OverflowError):
-        pass
-    raise InvalidRequest(f"{name}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
-                         param=name, code="invalid_time")
 
 
 def _floor_hour(value: datetime) -> datetime:
@@ -92,8 +66,8 @@ def _ceil_hour(value: datetime) -> datetime:
 
 def _range(params: dict[str, str], max_days: int) -> tuple[datetime, datetime]:
     """``from`` and ``to`` widened to whole UTC hours (the rollups' resolution)."""
-    to = _ceil_hour(_time("to", params.get("to")) or datetime.now(UTC))
-    since = _time("from", params.get("from"))
+    to = _ceil_hour(rfc3339("to", params.get("to")) or datetime.now(UTC))
+    since = rfc3339("from", params.get("from"))
     start = to - DEFAULT_RANGE if since is None else _floor_hour(since)
     if start > to:
         raise InvalidRequest("from: after to", param="from", code="invalid_time_range")
@@ -136,21 +110,8 @@ def _local_days(rows: list[AnalyticsRow], zone: tzinfo) -> list[tuple[datetime, 
 def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str, Any]]:
     """The tenant to read (None: every tenant) and the filters, narrowed to the caller's reach,
     as ``GET /admin/v1/usage`` narrows them."""
-    tenant = params.get("tenant")
     filters: dict[str, Any] = {field_name: params.get(name) for name, field_name in FILTERS.items()}
-    if access.reach >= Reach.ANY:
-        return tenant, filters
-    scoped = access.tenant_for(tenant)
-    p = access.principal
-    if access.reach == Reach.TEAM:
-        if filters["team_id"] is not None and filters["team_id"] != p.team_id:
-            raise NotFound(f"no team '{filters['team_id'][:64]}'", code="team_not_found")
-        filters["team_id"] = p.team_id
-        if p.team_id is None:
-            filters["owners"] = ()  # no team: nothing to see
-    elif access.reach == Reach.SELF:
-        filters["owners"] = tuple(dict.fromkeys(v for v in (p.user_id, p.key_id, p.id) if v))
-    return scoped, filters
+    return within_reach(access, params.get("tenant"), filters), filters
 
 
 @dataclass
@@ -251,7 +212,7 @@ def _summed(rows: list[AnalyticsRow], zone: tzinfo | None, group_by: str | None
 @router.get("", summary="Time series and totals of requests, tokens, cost, errors and latency")
 async def analytics(request: Request, access: Annotated[Access, Depends(allow("analytics", "read"))]
                     ) -> dict[str, Any]:
-    params = _params(request)
+    params = query_params(request, PARAMETERS)
     config = request.app.state.services.settings.analytics
     interval = _choice(params, "interval", ANALYTICS_INTERVALS, "invalid_interval", "hour")
     group_by = _choice(params, "group_by", ANALYTICS_GROUPS, "invalid_group_by", None)

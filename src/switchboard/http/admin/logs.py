@@ -25,10 +25,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from switchboard.access.roles import Reach
-from switchboard.errors import InvalidRequest, NotFound
+from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.usage import EARLIEST, LATEST
+from switchboard.http.admin.query import query_params, rfc3339, within_reach
 from switchboard.spend.cost import format_usd
 from switchboard.stores.protocols import LogEntry, LogQuery
 
@@ -37,7 +36,6 @@ router = APIRouter(prefix="/admin/v1/logs", tags=["logs"])
 DEFAULT_RANGE = timedelta(hours=24)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-MAX_VALUE = 256  # characters of any one parameter
 MAX_REQUEST_ID = 128
 MAX_INT = 2**31 - 1  # the ledger's integer columns
 MAX_USD = Decimal(10**9)
@@ -48,34 +46,8 @@ PARAMETERS = frozenset({*TEXT, "from", "to", "status", "min_latency_ms", "max_la
 _STATUS_CLASS = re.compile(r"[1-5]xx", re.IGNORECASE)
 
 
-def _params(request: Request) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name not in PARAMETERS:
-            raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
-        if name in found:
-            raise InvalidRequest(f"{name}: given more than once", param=name, code="invalid_value")
-        if len(value) > MAX_VALUE or not value.strip():
-            raise InvalidRequest(f"{name}: expected 1 to {MAX_VALUE} characters", param=name,
-                                 code="invalid_value")
-        found[name] = value
-    if len(found.get("request_id", "")) > MAX_REQUEST_ID:
-        raise InvalidRequest(f"request_id: longer than {MAX_REQUEST_ID} characters", param="request_id",
-                             code="invalid_value")
-    return found
 
 
-def _time(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-        if parsed.tzinfo is not None:
-            return max(min(parsed.astimezone(UTC), LATEST), EARLIEST)
-    except (ValueError, OverflowError):
-        pass
-    raise InvalidRequest(f"{name}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
-                         param=name, code="invalid_time")
 
 
 def _int(name: str, value: str | None, low: int, high: int) -> int | None:
@@ -141,21 +113,8 @@ def decode_cursor(value: str) -> tuple[datetime, str]:
 
 def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str, Any]]:
     """The tenant to read (None: every tenant) and the owner filters, narrowed to the reach."""
-    tenant = params.get("tenant")
     scoped: dict[str, Any] = {"team_id": params.get("team")}
-    if access.reach >= Reach.ANY:
-        return tenant, scoped
-    tenant = access.tenant_for(tenant)
-    p = access.principal
-    if access.reach == Reach.TEAM:
-        if scoped["team_id"] is not None and scoped["team_id"] != p.team_id:
-            raise NotFound(f"no team '{scoped['team_id'][:64]}'", code="team_not_found")
-        scoped["team_id"] = p.team_id
-        if p.team_id is None:
-            scoped["owners"] = ()  # no team: nothing to see
-    elif access.reach == Reach.SELF:
-        scoped["owners"] = tuple(dict.fromkeys(v for v in (p.user_id, p.key_id, p.id) if v))
-    return tenant, scoped
+    return within_reach(access, params.get("tenant"), scoped), scoped
 
 
 def _iso(at: datetime) -> str:
@@ -209,7 +168,7 @@ def public(entry: LogEntry) -> dict[str, Any]:
 
 
 def _range(params: dict[str, str], lookup: bool) -> tuple[datetime | None, datetime | None]:
-    since, until = _time("from", params.get("from")), _time("to", params.get("to"))
+    since, until = rfc3339("from", params.get("from")), rfc3339("to", params.get("to"))
     if not lookup:
         until = until or datetime.now(UTC)
         since = since or until - DEFAULT_RANGE
@@ -225,7 +184,10 @@ def _between(low_name: str, low: Any, high: Any) -> None:
 
 @router.get("", summary="Search the request log (newest first, cursor pages)")
 async def search(request: Request, access: Annotated[Access, Depends(allow("log", "read"))]) -> Any:
-    params = _params(request)
+    params = query_params(request, PARAMETERS, nonblank=True)
+    if len(params.get("request_id", "")) > MAX_REQUEST_ID:
+        raise InvalidRequest(f"request_id: longer than {MAX_REQUEST_ID} characters", param="request_id",
+                             code="invalid_value")
     lookup = "request_id" in params
     since, until = _range(params, lookup)
     status, status_class = _status(params.get("status"))

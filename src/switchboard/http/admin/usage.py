@@ -18,9 +18,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from switchboard.access.roles import Reach
-from switchboard.errors import InvalidRequest, NotFound
+from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import query_params, rfc3339, within_reach
 from switchboard.spend.cost import format_usd
 from switchboard.stores.protocols import REPORT_FIELDS, TooManyGroups, UsageReportQuery, UsageReportRow
 
@@ -28,9 +28,6 @@ router = APIRouter(prefix="/admin/v1/usage", tags=["usage"])
 
 MAX_GROUPS = 10_000
 DEFAULT_RANGE = timedelta(hours=24)
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-MAX_VALUE = 256  # characters of any one parameter
 PARAMETERS = frozenset({"group_by", "since", "until", "format", "model", "key", "team", "user", "tenant",
                         "limit"})
 METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cache_read_tokens",
@@ -40,19 +37,6 @@ METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cache_re
 # A spreadsheet runs a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
-
-def _params(request: Request) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name not in PARAMETERS:
-            raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
-        if name in found:
-            raise InvalidRequest(f"{name}: given more than once", param=name, code="invalid_value")
-        if len(value) > MAX_VALUE:
-            raise InvalidRequest(f"{name}: longer than {MAX_VALUE} characters", param=name,
-                                 code="invalid_value")
-        found[name] = value
-    return found
 
 
 def _group_by(value: str | None) -> tuple[str, ...]:
@@ -70,20 +54,6 @@ def _group_by(value: str | None) -> tuple[str, ...]:
     return names
 
 
-def _time(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-        if parsed.tzinfo is not None:
-            # Clamped so the default range cannot overflow; a zone shift past the calendar's
-            # ends (year 1 or 9999) is an invalid time.
-            return max(min(parsed.astimezone(UTC), LATEST), EARLIEST)
-    except (ValueError, OverflowError):
-        pass
-    raise InvalidRequest(f"{name}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
-                         param=name, code="invalid_time")
-
 
 def _limit(value: str | None) -> int:
     if value is None:
@@ -96,22 +66,9 @@ def _limit(value: str | None) -> int:
 
 def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str, Any]]:
     """The tenant to read (None: every tenant) and the filters, narrowed to the caller's reach."""
-    tenant = params.get("tenant")
     filters: dict[str, Any] = {"model": params.get("model"), "key_id": params.get("key"),
                                "team_id": params.get("team"), "user_id": params.get("user")}
-    if access.reach >= Reach.ANY:
-        return tenant, filters
-    scoped = access.tenant_for(tenant)
-    p = access.principal
-    if access.reach == Reach.TEAM:
-        if filters["team_id"] is not None and filters["team_id"] != p.team_id:
-            raise NotFound(f"no team '{filters['team_id'][:64]}'", code="team_not_found")
-        filters["team_id"] = p.team_id
-        if p.team_id is None:
-            filters["owners"] = ()  # no team: nothing to see
-    elif access.reach == Reach.SELF:
-        filters["owners"] = tuple(dict.fromkeys(v for v in (p.user_id, p.key_id, p.id) if v))
-    return scoped, filters
+    return within_reach(access, params.get("tenant"), filters), filters
 
 
 def _public(row: UsageReportRow) -> dict[str, Any]:
@@ -141,13 +98,13 @@ def to_csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
 
 @router.get("", summary="Usage grouped and summed over a time range (JSON or CSV)")
 async def report(request: Request, access: Annotated[Access, Depends(allow("usage", "read"))]) -> Any:
-    params = _params(request)
+    params = query_params(request, PARAMETERS)
     group_by = _group_by(params.get("group_by"))
     output = params.get("format", "json")
     if output not in ("json", "csv"):
         raise InvalidRequest("format: expected json or csv", param="format", code="invalid_format")
-    until = _time("until", params.get("until")) or datetime.now(UTC)
-    since = _time("since", params.get("since")) or until - DEFAULT_RANGE
+    until = rfc3339("until", params.get("until")) or datetime.now(UTC)
+    since = rfc3339("since", params.get("since")) or until - DEFAULT_RANGE
     if since > until:
         raise InvalidRequest("since: after until", param="since", code="invalid_time_range")
     limit = _limit(params.get("limit"))

@@ -1,0 +1,70 @@
+"""Query-string reading shared by the admin API's read-only reports (usage, analytics, logs):
+known parameters only, each once and bounded, RFC 3339 times, and the caller's reach applied to
+the tenant and owner filters the same way everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+
+from switchboard.access.roles import Reach
+from switchboard.errors import InvalidRequest, NotFound
+from switchboard.http.admin.authz import Access
+
+# Times are clamped to this range, so a default range or a zone shift cannot overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_VALUE = 256  # characters of any one parameter
+
+
+def query_params(request: Request, allowed: Collection[str], *, nonblank: bool = False) -> dict[str, str]:
+    """The query string as a dict: an unknown, repeated or oversized (or, with ``nonblank``,
+    blank) parameter is a 400."""
+    found: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed:
+            raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
+        if name in found:
+            raise InvalidRequest(f"{name}: given more than once", param=name, code="invalid_value")
+        if len(value) > MAX_VALUE or (nonblank and not value.strip()):
+            expected = f"1 to {MAX_VALUE} characters" if nonblank else f"at most {MAX_VALUE} characters"
+            raise InvalidRequest(f"{name}: expected {expected}", param=name, code="invalid_value")
+        found[name] = value
+    return found
+
+
+def rfc3339(name: str, value: str | None) -> datetime | None:
+    """An RFC 3339 time with a zone, in UTC and clamped to [EARLIEST, LATEST]; None if absent."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+        if parsed.tzinfo is not None:
+            return max(min(parsed.astimezone(UTC), LATEST), EARLIEST)
+    except (ValueError, OverflowError):
+        pass
+    raise InvalidRequest(f"{name}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
+                         param=name, code="invalid_time")
+
+
+def within_reach(access: Access, tenant: str | None, filters: dict[str, Any]) -> str | None:
+    """The tenant to read (None: every tenant, the platform admin only), with ``filters``
+    narrowed in place to the caller's reach: a team role reads its own team (another team named
+    is 404), a developer the records of its user and keys (``filters["owners"]``)."""
+    if access.reach >= Reach.ANY:
+        return tenant
+    scoped = access.tenant_for(tenant)
+    p = access.principal
+    if access.reach == Reach.TEAM:
+        team = filters.get("team_id")
+        if team is not None and team != p.team_id:
+            raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+        filters["team_id"] = p.team_id
+        if p.team_id is None:
+            filters["owners"] = ()  # no team: nothing to see
+    elif access.reach == Reach.SELF:
+        filters["owners"] = tuple(dict.fromkeys(v for v in (p.user_id, p.key_id, p.id) if v))
+    return scoped
