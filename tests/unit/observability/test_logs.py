@@ -81,6 +81,7 @@ def test_configure_replaces_its_own_handler() -> None:
     logger = logging.getLogger("switchboard")
     otel = logging.getLogger("opentelemetry")
     before = list(logger.handlers)
+    before_state = (logger.level, logger.propagate)
     otel_before = (list(otel.handlers), otel.level, otel.propagate)
     try:
         logs.configure("info", "json")
@@ -98,6 +99,8 @@ def test_configure_replaces_its_own_handler() -> None:
         for handler in list(logger.handlers):
             if handler not in before:
                 logger.removeHandler(handler)
+        logger.setLevel(before_state[0])  # the other tests' caplog reads through the root logger
+        logger.propagate = before_state[1]
         for handler in list(otel.handlers):
             if handler not in otel_before[0]:
                 otel.removeHandler(handler)
