@@ -1,0 +1,195 @@
+"""The rows of the capability matrix: every chat request field and sub-feature a caller can ask
+for (in the canonical form, which is OpenAI's plus the extensions named in docs/providers.md
+"Canonical extensions"), and the response features a provider may or may not report.
+
+A request row knows how to tell whether a request uses it (``present``), how to remove it when
+``drop_params`` asks for that (``drop``), and gives an ``example`` fragment the matrix test merges
+into a minimal request to probe each provider's cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchboard.providers.params import CHAT_PARAMS
+
+JSON = dict[str, Any]
+
+
+def _given(name: str) -> Callable[[JSON], bool]:
+    # false/null/0 and n=1 ask for no feature (the OpenAI defaults): they are not uses of the row.
+    def present(request: JSON) -> bool:
+        v = request.get(name)
+        return v not in (None, False, 0) and not (name == "n" and v == 1)
+
+    return present
+
+
+def _without(name: str) -> Callable[[JSON], JSON]:
+    def drop(request: JSON) -> JSON:
+        return {k: v for k, v in request.items() if k != name}
+
+    return drop
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    name: str  # the row's key in every provider table
+    param: str  # the request parameter a 400 names
+    what: str  # how the 400 and the docs name the feature
+    example: JSON  # merged into a minimal chat request by the matrix test
+    present: Callable[[JSON], bool] = field(default=lambda _r: False)
+    drop: Callable[[JSON], JSON] = field(default=lambda r: r)
+
+
+def _param(name: str, example: Any) -> Row:
+    return Row(name, name, f"parameter '{name}'", {name: example}, _given(name), _without(name))
+
+
+def _messages(request: JSON) -> Iterator[JSON]:
+    for m in request.get("messages") or ():
+        if isinstance(m, dict):
+            yield m
+
+
+def _parts(request: JSON) -> Iterator[JSON]:
+    for m in _messages(request):
+        content = m.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict):
+                    yield part
+
+
+def _map_parts(request: JSON, change: Callable[[JSON], JSON]) -> JSON:
+    """A copy of ``request`` with ``change`` applied to every content part (the original is the
+    caller's and stays as it was)."""
+    messages = [
+        {**m, "content": [change(p) if isinstance(p, dict) else p for p in m["content"]]}
+        if isinstance(m, dict) and isinstance(m.get("content"), list) else m
+        for m in request.get("messages") or ()
+    ]
+    return {**request, "messages": messages}
+
+
+def _without_detail(part: JSON) -> JSON:
+    image = part.get("image_url")
+    if part.get("type") != "image_url" or not isinstance(image, dict):
+        return part
+    return {**part, "image_url": {k: v for k, v in image.items() if k != "detail"}}
+
+
+def _functions(request: JSON) -> Iterator[JSON]:
+    for t in request.get("tools") or ():
+        if isinstance(t, dict) and isinstance(t.get("function"), dict):
+            yield t["function"]
+
+
+# Example values the matrix test sends for the top-level OpenAI parameters.
+_EXAMPLES: dict[str, Any] = {
+    "stream_options": {"include_usage": True},
+    "max_tokens": 16,
+    "max_completion_tokens": 16,
+    "temperature": 0.5,
+    "top_p": 0.9,
+    "n": 2,
+    "stop": ["END"],
+    "seed": 7,
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    "tool_choice": "required",
+    "parallel_tool_calls": True,
+    "response_format": {"type": "json_object"},
+    "logprobs": True,
+    "top_logprobs": 2,
+    "logit_bias": {"50256": -100},
+    "presence_penalty": 0.5,
+    "frequency_penalty": 0.5,
+    "user": "user-1",
+    "metadata": {"app": "demo"},
+    "store": True,
+    "service_tier": "default",
+    "modalities": ["text", "audio"],
+    "audio": {"voice": "alloy", "format": "wav"},
+    "prediction": {"type": "content", "content": "x"},
+    "reasoning_effort": "low",
+    "web_search_options": {},
+    "functions": [{"name": "f", "parameters": {"type": "object"}}],
+    "function_call": "auto",
+    "verbosity": "low",
+    "prompt_cache_key": "k",
+    "safety_identifier": "s",
+}
+
+_PNG = "data:image/png;base64,iVBORw0KGgo="
+_SKIP = {"model", "messages", "stream"}  # every request has them
+
+PARAM_ROWS: tuple[Row, ...] = (
+    *(_param(name, _EXAMPLES[name]) for name in sorted(CHAT_PARAMS - _SKIP)),
+    # Extensions of the canonical form (docs/providers.md, "Canonical extensions").
+    _param("top_k", 5),
+    _param("thinking", {"type": "enabled", "budget_tokens": 2048}),
+)
+
+# Sub-features: a value or a nested field that means something a plain "is the key there" misses.
+FEATURE_ROWS: tuple[Row, ...] = (
+    Row(
+        "tool_choice:none", "tool_choice", "tool_choice 'none'",
+        {"tools": _EXAMPLES["tools"], "tool_choice": "none"},
+        lambda r: r.get("tool_choice") == "none",
+        _without("tool_choice"),
+    ),
+    Row(
+        "parallel_tool_calls:false", "parallel_tool_calls", "parallel_tool_calls false",
+        {"tools": _EXAMPLES["tools"], "parallel_tool_calls": False},
+        lambda r: r.get("parallel_tool_calls") is False,
+        _without("parallel_tool_calls"),
+    ),
+    Row(
+        "tools.strict", "tools", "strict tool schemas (function.strict)",
+        {"tools": [{"type": "function", "function": {
+            "name": "f", "strict": True,
+            "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+        }}]},
+        lambda r: any(f.get("strict") is True for f in _functions(r)),
+        lambda r: {**r, "tools": [
+            {**t, "function": {k: v for k, v in t["function"].items() if k != "strict"}}
+            if isinstance(t, dict) and isinstance(t.get("function"), dict) else t
+            for t in r.get("tools") or ()
+        ]},
+    ),
+    Row(
+        "cache_control", "messages", "cache_control (prompt caching breakpoints)",
+        {"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}},
+        ]}]},
+        lambda r: any("cache_control" in p for p in _parts(r)),
+        lambda r: _map_parts(r, lambda p: {k: v for k, v in p.items() if k != "cache_control"}),
+    ),
+    Row(
+        "image_url.detail", "messages", "image_url.detail",
+        {"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": _PNG, "detail": "low"}},
+        ]}]},
+        lambda r: any(
+            p.get("type") == "image_url" and isinstance(p.get("image_url"), dict)
+            and p["image_url"].get("detail") not in (None, "auto")
+            for p in _parts(r)
+        ),
+        lambda r: _map_parts(r, _without_detail),
+    ),
+)
+
+REQUEST_ROWS: tuple[Row, ...] = PARAM_ROWS + FEATURE_ROWS
+
+# Response features: documented per provider in the same table (cells say whether and how the
+# provider's reply carries them) and checked by the matrix test against sample replies.
+RESPONSE_ROWS: dict[str, str] = {
+    "reasoning": "reasoning text returned (reasoning_content / thinking blocks)",
+    "reasoning.signature": "thinking signatures kept for the next turn",
+    "usage.cache_read": "cache reads reported (prompt_tokens_details.cached_tokens)",
+    "usage.cache_write": "cache writes reported (prompt_tokens_details.cache_creation_tokens)",
+    "stop_sequence": "the matched stop sequence reported",
+    "refusal": "a refusal reported as such",
+}
