@@ -167,14 +167,16 @@ FEATURE_ROWS: tuple[Row, ...] = (
         lambda r: any("cache_control" in p for p in _parts(r)),
         lambda r: _map_parts(r, lambda p: {k: v for k, v in p.items() if k != "cache_control"}),
     ),
+    # "high" and "auto" ask for the provider's normal handling of an image; only "low" asks for
+    # something a provider without a resolution control cannot do.
     Row(
-        "image_url.detail", "messages", "image_url.detail",
+        "image_url.detail:low", "messages", "image_url.detail 'low'",
         {"messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": _PNG, "detail": "low"}},
         ]}]},
         lambda r: any(
             p.get("type") == "image_url" and isinstance(p.get("image_url"), dict)
-            and p["image_url"].get("detail") not in (None, "auto")
+            and p["image_url"].get("detail") == "low"
             for p in _parts(r)
         ),
         lambda r: _map_parts(r, _without_detail),
