@@ -4,8 +4,13 @@ half-open probe, and the probe's answer ends the cooldown. Time is the backend's
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import time
 
+import pytest
+from redis.asyncio import Redis
+
+from switchboard.stores.redis.health import RedisHealth
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -20,18 +25,32 @@ async def test_streaks_cooldowns_and_probe_claims(cluster: Backend) -> None:
     assert (await here.failed("g", "d", 3, 5000)) == (True, 5000)  # the third, across callers
     assert (await there.failed("g", "d", 3, 5000)) == (False, 5000)  # already out
     assert await there.cooling_ms("g", "d") == 5000
-    assert (await here.claim_probe("g", "d", 1000)).cooling_ms == 5000  # no probe while cooling
+    assert (await here.claim_probe("g", "d", 1000, "here")).cooling_ms == 5000  # no probe while cooling
     cluster.clock.advance(5)
     assert await here.cooling_ms("g", "d") == 0
-    assert (await here.claim_probe("g", "d", 60_000)) == (True, 0)
-    assert (await there.claim_probe("g", "d", 60_000)) == (False, 0)  # one at a time
+    assert (await here.claim_probe("g", "d", 60_000, "here")) == (True, 0)
+    assert (await there.claim_probe("g", "d", 60_000, "there")) == (False, 0)  # one at a time
     # The probe failed: out again at once, whatever the streak.
     assert (await here.failed("g", "d", 3, 5000, force=True)) == (True, 5000)
     cluster.clock.advance(5)
-    assert (await there.claim_probe("g", "d", 60_000)) == (True, 0)  # the old claim is gone
+    assert (await there.claim_probe("g", "d", 60_000, "there")) == (True, 0)  # the old claim is gone
     await there.succeeded("g", "d", probe=True)
     assert await here.cooling_ms("g", "d") == 0
-    assert (await here.claim_probe("g", "d", 60_000)) == (True, 0)
+    assert (await here.claim_probe("g", "d", 60_000, "here")) == (True, 0)
+
+
+async def test_only_the_holder_extends_a_probe_claim_and_an_unused_one_lapses(cluster: Backend) -> None:
+    here = cluster.stores.health
+    there = (await cluster.peer()).health
+    assert here is not None and there is not None
+    assert (await here.claim_probe("g", "p", 200, "here")) == (True, 0)
+    assert not await there.extend_probe("g", "p", 60_000, "there")  # not its claim
+    assert (await here.claim_probe("g", "p", 200, "here")) == (True, 0)  # its own, asked again
+    assert (await there.claim_probe("g", "p", 200, "there")) == (False, 0)
+    await _lapse(cluster, "g", "p")
+    assert (await there.claim_probe("g", "p", 200, "there")) == (True, 0)  # the unused claim lapsed
+    assert await there.extend_probe("g", "p", 60_000, "there")  # the probe is out: kept
+    assert (await here.claim_probe("g", "p", 200, "here")) == (False, 0)
 
 
 async def test_an_answer_resets_the_streak_but_not_a_cooldown(cluster: Backend) -> None:
@@ -48,3 +67,17 @@ async def test_an_answer_resets_the_streak_but_not_a_cooldown(cluster: Backend) 
 
 async def test_embedded_stores_keep_health_in_the_process(backend: Backend) -> None:
     assert (backend.stores.health is None) == (backend.kind == "embedded")
+
+
+async def _lapse(cluster: Backend, group: str, deployment: str) -> None:
+    """Wait (bounded) until Redis expires the probe claim: its TTL runs on Redis's own clock."""
+    assert cluster.redis is not None
+    client = Redis.from_url(cluster.redis)
+    key = RedisHealth._key(group, deployment) + ":probe"
+    deadline = time.monotonic() + 5
+    try:
+        while await client.exists(key):
+            assert time.monotonic() < deadline, "the claim never lapsed"
+            await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()

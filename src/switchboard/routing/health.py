@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -78,6 +79,8 @@ class Health:
         self._subscription: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned = -WARN_SECONDS
+        # This instance's name on a probe claim in Redis: only the holder may extend it.
+        self._holder = uuid.uuid4().hex
         # Who hears of cooldowns and recoveries (the alerts); an empty list costs nothing.
         self.listeners: list[Listener] = []
 
@@ -119,9 +122,13 @@ class Health:
 
     def started(self, route: Route) -> None:
         """A request is being sent to ``route``: if it is the probe, it is out until answered."""
-        state = self._states.get((route.target.name, route.deployment))
+        key = (route.target.name, route.deployment)
+        state = self._states.get(key)
         if state is not None and state.tripped and state.probe_until > 0:
             state.probe_until = self._clock() + route.target.timeouts.total
+            if self._shared is not None:
+                # The claim was short (a grant unused lapses in seconds): now it must outlast the probe.
+                self._spawn(self._extend(key, route))
 
     def succeeded(self, route: Route) -> None:
         """``route`` answered."""
@@ -287,13 +294,22 @@ class Health:
             return
         await self._publish(key, 0)
 
+    async def _extend(self, key: Key, route: Route) -> None:
+        if self._shared is None:
+            return
+        ms = int((GRANT_SECONDS + route.target.timeouts.total) * 1000)
+        try:
+            await self._shared.extend_probe(key[0], key[1], ms, self._holder)
+        except Exception as exc:
+            self._unreachable(exc)
+
     async def _claim(self, key: Key, state: _State, route: Route) -> None:
         try:
             if self._shared is None:
                 return
             try:
-                claim = await self._shared.claim_probe(key[0], key[1], int(GRANT_SECONDS * 1000)
-                                                       + int(route.target.timeouts.total * 1000))
+                claim = await self._shared.claim_probe(key[0], key[1], int(GRANT_SECONDS * 1000),
+                                                       self._holder)
             except Exception as exc:
                 self._unreachable(exc)
                 state.granted = self._clock() + GRANT_SECONDS  # probe on this instance's say

@@ -127,7 +127,10 @@ class _Down:
     async def succeeded(self, group: str, deployment: str, probe: bool = False) -> None:
         raise ConnectionError("redis is down")
 
-    async def claim_probe(self, group: str, deployment: str, ttl_ms: int) -> Claim:
+    async def claim_probe(self, group: str, deployment: str, ttl_ms: int, holder: str) -> Claim:
+        raise ConnectionError("redis is down")
+
+    async def extend_probe(self, group: str, deployment: str, ttl_ms: int, holder: str) -> bool:
         raise ConnectionError("redis is down")
 
     async def cooling_ms(self, group: str, deployment: str) -> int:

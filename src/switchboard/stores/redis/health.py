@@ -3,7 +3,9 @@ cooldown's end, and the half-open probe's claim, in Redis.
 
 A deployment is a hash ``sb:hc:{hc}:<group>\\x1f<deployment>`` holding ``streak`` (failures in a
 row, over every instance) and ``until`` (the cooldown's end, ms); its probe claim is the key
-``...:probe`` set with NX and a short TTL, so one instance at a time probes it. Every key carries
+``...:probe`` holding the claiming instance's id, set with NX and a short TTL (extended by its
+holder alone once the probe is sent), so one instance at a time probes it and a claim its holder
+never used lapses within seconds. Every key carries
 the same hash tag. Time is the Redis server's, so every instance agrees on the cooldown's end;
 tests may pass a clock.
 """
@@ -38,16 +40,29 @@ redis.call('PEXPIRE', KEYS[1], """ + str(IDLE_MS) + """)
 return {0, 0}
 """
 
-# ARGV: now, probe ttl ms. Returns {claimed (0/1), cooling ms}.
+# ARGV: now, probe ttl ms, holder. Returns {claimed (0/1), cooling ms}. The holder's own claim
+# is granted again (it asked, then sent nothing in time, and asks anew).
 CLAIM = LUA_NOW + """
 local untilms = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
 if untilms > now then
   return {0, untilms - now}
 end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', tonumber(ARGV[2])) then
+if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', tonumber(ARGV[2])) then
+  return {1, 0}
+end
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
   return {1, 0}
 end
 return {0, 0}
+"""
+
+# ARGV: holder, ttl ms. Extends the claim only when ``holder`` still holds it. Returns 0/1.
+EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
 """
 
 
@@ -57,6 +72,7 @@ class RedisHealth:
         self._clock = clock
         self._fail = client.register_script(FAIL)
         self._claim = client.register_script(CLAIM)
+        self._extend = client.register_script(EXTEND)
 
     def _now(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * 1000))
@@ -85,11 +101,17 @@ class RedisHealth:
             pipe.delete(key + ":probe")
             await pipe.execute()
 
-    async def claim_probe(self, group: str, deployment: str, ttl_ms: int) -> Claim:
-        """Claim the half-open probe: one instance at a time, for ``ttl_ms`` at most."""
+    async def claim_probe(self, group: str, deployment: str, ttl_ms: int, holder: str) -> Claim:
+        """Claim the half-open probe for ``holder``: one holder at a time, for ``ttl_ms`` at most
+        unless the holder extends it once the probe is really sent (:meth:`extend_probe`)."""
         key = self._key(group, deployment)
-        claimed, ms = await self._claim(keys=[key, key + ":probe"], args=[self._now(), ttl_ms])
+        claimed, ms = await self._claim(keys=[key, key + ":probe"], args=[self._now(), ttl_ms, holder])
         return Claim(bool(int(claimed)), int(ms))
+
+    async def extend_probe(self, group: str, deployment: str, ttl_ms: int, holder: str) -> bool:
+        """Keep ``holder``'s claim ``ttl_ms`` longer (the probe is out); False if it lost it."""
+        key = self._key(group, deployment) + ":probe"
+        return bool(int(await self._extend(keys=[key], args=[holder, ttl_ms])))
 
     async def cooling_ms(self, group: str, deployment: str) -> int:
         """How long the deployment is still cooling down (0: it is not)."""
