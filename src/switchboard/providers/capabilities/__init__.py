@@ -91,6 +91,9 @@ def seed(translates: Iterable[str], **cells: Cell) -> Table:
 
     given = {k.replace("_is_", ":").replace("__", "."): v for k, v in cells.items()}
     names = set(translates)
+    known = {row.name for row in REQUEST_ROWS} | set(RESPONSE_ROWS)
+    if unknown := (set(given) | names) - known:  # a misspelt row would silently read as refused
+        raise KeyError(f"no such capability rows: {sorted(unknown)}")
     out: Table = {}
     for row in REQUEST_ROWS:
         out[row.name] = given.get(row.name) or (translated(row.name) if row.name in names else refused())
