@@ -382,7 +382,8 @@ def sent_to_cohere(mock: Mock, marker: str) -> dict[str, Any]:
 
 def test_one_strict_tool_no_longer_makes_every_tool_strict(co: openai.OpenAI, mock_upstream: Mock) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
-        co.chat.completions.create(model="command-a", messages=ask("weather?"), tools=[STRICT_TOOL, TIME_TOOL])
+        co.chat.completions.create(model="command-a", messages=ask("weather?"),
+                                   tools=[STRICT_TOOL, TIME_TOOL])
     assert exc.value.param == "tools"
     assert "get_weather" in exc.value.message and "get_time" in exc.value.message
     marker = new_marker()
