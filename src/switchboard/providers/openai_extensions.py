@@ -110,7 +110,7 @@ def with_effort(request: JSON) -> JSON:
 
 def to_openai(request: JSON) -> JSON:
     """``request`` (a canonical chat request) with the extensions turned into OpenAI's fields."""
-    body = with_effort(request)
+    body = dict(with_effort(request))  # a copy: the caller's request stays as it was
     if isinstance(body.get("messages"), list):
         body["messages"] = [_message(m, i) for i, m in enumerate(body["messages"])]
     if isinstance(body.get("tools"), list):
