@@ -135,3 +135,17 @@ def test_check_looks_only_at_refused_rows() -> None:
 def test_the_committed_docs_table_is_the_generated_one() -> None:
     text = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
     assert docs.rewrite(text) == text, "run: python -m switchboard.providers.capabilities.docs"
+
+
+def test_seed_refuses_unknown_rows_and_reads_both_spellings() -> None:
+    with pytest.raises(KeyError, match="tool_choice:nil"):
+        capabilities.seed((), tool_choice_is_nil=capabilities.passed())
+    for spelling in ("tool_choice_is_none", "tool_choice__is_none"):
+        cells = capabilities.seed((), **{spelling: capabilities.passed()})
+        assert cells["tool_choice:none"].kind == "passed"
+
+
+def test_the_refusal_names_the_variant() -> None:
+    t = target("openai-compatible:groq")
+    with pytest.raises(UnsupportedParameter, match="with preset 'groq'"):
+        capabilities.check({"model": "m", "messages": [], "n": 2}, t, "openai-compatible:groq")

@@ -89,7 +89,7 @@ def seed(translates: Iterable[str], **cells: Cell) -> Table:
     and every other row is refused."""
     from switchboard.providers.capabilities.rows import REQUEST_ROWS, RESPONSE_ROWS
 
-    given = {k.replace("_is_", ":").replace("__", "."): v for k, v in cells.items()}
+    given = {_row_name(k): v for k, v in cells.items()}
     names = set(translates)
     known = {row.name for row in REQUEST_ROWS} | set(RESPONSE_ROWS)
     if unknown := (set(given) | names) - known:  # a misspelt row would silently read as refused
@@ -104,6 +104,12 @@ def seed(translates: Iterable[str], **cells: Cell) -> Table:
 
 def module_name(provider_type: str) -> str:
     return provider_type.replace("-", "_")
+
+
+def _row_name(keyword: str) -> str:
+    # "tool_choice_is_none" (or "tool_choice__is_none") -> "tool_choice:none";
+    # "tools__strict" -> "tools.strict"
+    return keyword.replace("__is_", ":").replace("_is_", ":").replace("__", ".")
 
 
 @cache
