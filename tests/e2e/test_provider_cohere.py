@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 PIXEL_PNG = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -364,3 +364,71 @@ def test_config_rejects_unknown_cohere_option(mock_upstream: Mock, tmp_path: Pat
     with pytest.raises(RuntimeError) as exc:
         start_gateway(config, tmp_path)
     assert "embed_input_typ" in str(exc.value)
+
+
+# ---- translation fidelity: what Cohere received ------------------------------------------------
+
+STRICT_TOOL = {"type": "function", "function": {**WEATHER_TOOL["function"], "strict": True}}
+TIME_TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object",
+                                                                                  "properties": {}}}}
+
+
+def sent_to_cohere(mock: Mock, marker: str) -> dict[str, Any]:
+    (seen,) = captured(mock, marker)
+    assert seen["path"] == "/v2/chat"
+    body: dict[str, Any] = seen["body"]
+    return body
+
+
+def test_one_strict_tool_no_longer_makes_every_tool_strict(co: openai.OpenAI, mock_upstream: Mock) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.chat.completions.create(model="command-a", messages=ask("weather?"),
+                                   tools=[STRICT_TOOL, TIME_TOOL])
+    assert exc.value.param == "tools"
+    assert "get_weather" in exc.value.message and "get_time" in exc.value.message
+    marker = new_marker()
+    co.chat.completions.create(model="command-a-lenient", messages=ask(f"weather? mock:capture={marker}"),
+                               tools=[STRICT_TOOL, TIME_TOOL])
+    assert "strict_tools" not in sent_to_cohere(mock_upstream, marker)
+
+
+def test_all_strict_tools_turn_strict_tools_on(co: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    co.chat.completions.create(model="command-a", messages=ask(f"weather? mock:capture={marker}"),
+                               tools=[STRICT_TOOL])
+    assert sent_to_cohere(mock_upstream, marker)["strict_tools"] is True
+
+
+@pytest.mark.parametrize(("param", "value"), [
+    ("user", "end-user-7"), ("metadata", {"app": "demo"}), ("parallel_tool_calls", False),
+])
+def test_fields_cohere_lacks_are_refused_or_dropped_on_request(
+    co: openai.OpenAI, mock_upstream: Mock, param: str, value: Any
+) -> None:
+    # These used to vanish in silence: Cohere's v2 chat has no field for them.
+    extra: dict[str, Any] = {param: value, "tools": [WEATHER_TOOL]}
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.chat.completions.create(model="command-a", messages=ask("hi"), extra_body=extra)
+    assert exc.value.param == param and "drop_params" in exc.value.message
+    marker = new_marker()
+    co.chat.completions.create(model="command-a", messages=ask(f"hi mock:capture={marker}"),
+                               extra_body={**extra, "drop_params": True})
+    assert param not in sent_to_cohere(mock_upstream, marker)
+
+
+def test_reasoning_effort_becomes_cohere_thinking_and_reasoning_comes_back(
+    co: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    resp = co.chat.completions.create(model="command-a", messages=ask(f"think mock:capture={marker}"),
+                                      reasoning_effort="low")
+    assert sent_to_cohere(mock_upstream, marker)["thinking"] == {"type": "enabled", "token_budget": 1024}
+    reasoning = (resp.choices[0].message.model_extra or {}).get("reasoning_content")
+    assert isinstance(reasoning, str) and reasoning.startswith("Thinking about")
+
+
+def test_canonical_thinking_budget_reaches_cohere(co: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    co.chat.completions.create(model="command-a", messages=ask(f"think mock:capture={marker}"),
+                               extra_body={"thinking": {"type": "enabled", "budget_tokens": 3000}})
+    assert sent_to_cohere(mock_upstream, marker)["thinking"] == {"type": "enabled", "token_budget": 3000}

@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 BAD_KEY = "mistral-wrong-key-4242"
@@ -89,7 +89,6 @@ def test_non_stream_answer_and_usage(mi: openai.OpenAI) -> None:
         seed=7,  # sent as random_seed
         temperature=0.2,
         stop=["\n\n"],
-        user="end-user-1",  # no Mistral field: dropped
     )
     assert resp.object == "chat.completion"
     assert resp.choices[0].message.content == SAID + "hello"
@@ -368,3 +367,25 @@ def test_unsupported_content_part(mi: openai.OpenAI) -> None:
             ],
         )
     assert exc.value.param == "messages[0].content[0].type"
+
+
+def test_user_is_refused_not_dropped_in_silence(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask("hi"), user="end-user-1")
+    assert exc.value.param == "user" and "mistral" in exc.value.message
+    marker = new_marker()
+    mi.chat.completions.create(model="mistral-lenient", messages=ask(f"hi mock:capture={marker}"),
+                               user="end-user-1")
+    (seen,) = captured(mock_upstream, marker)
+    assert "user" not in seen["body"]
+
+
+def test_image_detail_reaches_mistral(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    image = {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}
+    mi.chat.completions.create(model="mistral-small", messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"what? mock:capture={marker}"},
+        {"type": "image_url", "image_url": image},
+    ]}])
+    (seen,) = captured(mock_upstream, marker)
+    assert seen["body"]["messages"][0]["content"][1]["image_url"] == image

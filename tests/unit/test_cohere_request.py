@@ -82,7 +82,6 @@ def test_full_request_golden() -> None:
         "frequency_penalty": 0.1,
         "presence_penalty": 0.2,
         "logprobs": True,
-        "user": "end-user-7",
         "parallel_tool_calls": True,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -160,6 +159,73 @@ def test_named_tool_choice_must_exist() -> None:
         chat_body({"messages": ask(), "tools": [TOOL], "tool_choice": {"type": "function",
                                                                           "function": {"name": "nope"}}})
     assert exc.value.param == "tool_choice"
+
+
+STRICT_TOOL = {"type": "function", "function": {**TOOL["function"], "strict": True}}
+LOOSE_TOOL = {"type": "function", "function": {"name": "ping", "parameters": {"type": "object"}}}
+
+
+def test_strict_tools_only_when_every_tool_is_strict() -> None:
+    assert chat_body({"messages": ask(), "tools": [STRICT_TOOL]})["strict_tools"] is True
+    assert "strict_tools" not in chat_body({"messages": ask(), "tools": [TOOL, LOOSE_TOOL]})
+
+
+def test_mixed_strictness_is_refused_naming_the_tools() -> None:
+    # One strict tool used to turn strict_tools on for every tool (Cohere's switch is request-wide).
+    with pytest.raises(UnsupportedParameter) as exc:
+        chat_body({"messages": ask(), "tools": [STRICT_TOOL, LOOSE_TOOL]})
+    assert exc.value.param == "tools"
+    assert "get_weather" in str(exc.value) and "ping" in str(exc.value)
+    body = chat_body({"messages": ask(), "tools": [STRICT_TOOL, LOOSE_TOOL], "drop_params": True})
+    assert "strict_tools" not in body and len(body["tools"]) == 2
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"user": "end-user-7"}, "user"),
+    ({"metadata": {"app": "x"}}, "metadata"),
+    ({"tools": [TOOL], "parallel_tool_calls": False}, "parallel_tool_calls"),
+])
+def test_fields_cohere_lacks_are_refused_not_dropped(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(UnsupportedParameter) as exc:
+        chat_body({"messages": ask(), **extra})
+    assert exc.value.param == param
+    body = chat_body({"messages": ask(), **extra}, target(drop_params=True))
+    assert param not in body
+
+
+@pytest.mark.parametrize(("extra", "thinking"), [
+    ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, {"type": "enabled", "token_budget": 2048}),
+    ({"thinking": {"type": "disabled"}}, {"type": "disabled"}),
+    ({"thinking": {"type": "enabled", "token_budget": 500}}, {"type": "enabled", "token_budget": 500}),
+    ({"reasoning_effort": "low"}, {"type": "enabled", "token_budget": 1024}),
+    ({"reasoning_effort": "medium"}, {"type": "enabled", "token_budget": 8192}),
+    ({"reasoning_effort": "high"}, {"type": "enabled"}),
+    ({"reasoning_effort": "none"}, {"type": "disabled"}),
+    ({"reasoning_effort": "high", "thinking": {"type": "disabled"}}, {"type": "disabled"}),
+])
+def test_thinking_and_reasoning_effort_become_cohere_thinking(extra: dict[str, Any], thinking: Any) -> None:
+    body = chat_body({"messages": ask(), **extra})
+    assert body["thinking"] == thinking
+    assert "reasoning_effort" not in body and "budget_tokens" not in str(body)
+
+
+@pytest.mark.parametrize("extra", [
+    {"thinking": {"type": "on"}},
+    {"thinking": {"type": "enabled", "budget_tokens": 0}},
+    {"reasoning_effort": "max"},
+])
+def test_malformed_thinking_is_a_400(extra: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRequest) as exc:
+        chat_body({"messages": ask(), **extra})
+    assert exc.value.param in ("thinking", "reasoning_effort")
+
+
+def test_tool_error_result_is_prefixed() -> None:
+    messages = [*ask(), {"role": "assistant", "tool_calls": [CALL_1]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "no such city", "is_error": True}]
+    body = chat_body({"messages": messages, "tools": [TOOL]})
+    assert body["messages"][-1] == {"role": "tool", "tool_call_id": "call_1",
+                                    "content": "Error: no such city"}
 
 
 def test_tool_without_parameters_gets_empty_schema_and_strict_maps() -> None:

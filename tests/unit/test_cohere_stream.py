@@ -149,12 +149,12 @@ def test_done_terminator_and_unknown_events_are_ignored() -> None:
     assert deltas(decode(stream)) == deltas(decode(TEXT_STREAM))
 
 
-def test_thinking_content_is_skipped() -> None:
+def test_thinking_content_becomes_reasoning_content() -> None:
     thinking = sse({"type": "content-delta", "index": 0,
                     "delta": {"message": {"content": {"thinking": "hmm"}}}})
     chunks = decode(start() + thinking + text(1, "answer") + end())
     assert [d for d, _ in deltas(chunks)[:-1]] == [
-        {"role": "assistant", "content": ""}, {"content": "answer"}, {}]
+        {"role": "assistant", "content": ""}, {"reasoning_content": "hmm"}, {"content": "answer"}, {}]
 
 
 def test_logprobs_ride_on_content_chunks() -> None:

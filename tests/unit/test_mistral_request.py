@@ -95,9 +95,31 @@ def test_max_completion_tokens_wins_over_max_tokens() -> None:
     assert body_of(chat(USER, max_tokens=10, max_completion_tokens=20))["max_tokens"] == 20
 
 
-def test_abuse_identifiers_are_dropped() -> None:
-    body = body_of(chat(USER, user="u-1", safety_identifier="s-1", drop_params=False))
-    assert not {"user", "safety_identifier", "drop_params"} & set(body)
+@pytest.mark.parametrize("param", ["user", "safety_identifier", "top_k", "thinking"])
+def test_fields_mistral_lacks_are_refused_not_dropped(param: str) -> None:
+    # user and safety_identifier used to vanish in silence; Mistral has no field for them.
+    value = {"type": "enabled", "budget_tokens": 2048} if param == "thinking" else "u-1"
+    with pytest.raises(UnsupportedParameter) as exc:
+        body_of(chat(USER, **{param: value}))
+    assert exc.value.param == param
+    body = body_of(chat(USER, drop_params=True, **{param: value}))
+    assert not {param, "drop_params"} & set(body)
+
+
+def test_canonical_extensions_in_the_history() -> None:
+    body = body_of(chat(
+        {"role": "user",
+         "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": None, "reasoning_content": "r",
+         "thinking_blocks": [{"type": "thinking", "thinking": "r", "signature": "s"}],
+         "tool_calls": [{"id": "abcdefghi", "type": "function",
+                         "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "abcdefghi", "content": "boom", "is_error": True},
+    ))
+    assert body["messages"][0]["content"] == [{"type": "text", "text": "hi"}]
+    assert not {"reasoning_content", "thinking_blocks"} & set(body["messages"][1])
+    assert body["messages"][2] == {"role": "tool", "content": "Error: boom", "tool_call_id": "abcdefghi",
+                                   "name": "f"}
 
 
 def test_mistral_extensions_pass_through() -> None:
@@ -178,7 +200,7 @@ def test_images_data_and_http() -> None:
     )
     assert body["messages"][0]["content"] == [
         {"type": "text", "text": "what?"},
-        {"type": "image_url", "image_url": {"url": data_url}},
+        {"type": "image_url", "image_url": {"url": data_url, "detail": "high"}},  # ImageURL.detail
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
     ]
     assert not ADAPTER.inline_images  # Mistral fetches http(s) URLs itself

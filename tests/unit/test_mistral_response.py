@@ -98,7 +98,7 @@ def test_missing_usage_is_left_out() -> None:
     assert "usage" not in out
 
 
-def test_content_chunks_joined_without_thinking() -> None:
+def test_content_chunks_joined_and_thinking_is_reasoning_content() -> None:
     content = [
         {"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]},
         {"type": "text", "text": "The answer"},
@@ -106,6 +106,7 @@ def test_content_chunks_joined_without_thinking() -> None:
     ]
     out = ADAPTER.chat_response(response(choice({"role": "assistant", "content": content})), TARGET)
     assert out["choices"][0]["message"]["content"] == "The answer is 4."
+    assert out["choices"][0]["message"]["reasoning_content"] == "hmm"  # was left out
 
 
 def test_tool_calls_with_object_arguments() -> None:

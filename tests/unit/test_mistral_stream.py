@@ -174,6 +174,7 @@ def test_content_chunks_in_deltas() -> None:
         DONE,
     )
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == ["", "4"]
+    assert chunks[0]["choices"][0]["delta"]["reasoning_content"] == "hm"
 
 
 def test_model_length_is_length() -> None:

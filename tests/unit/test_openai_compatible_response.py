@@ -396,3 +396,15 @@ def test_error_in_the_final_flush_is_raised() -> None:
     with pytest.raises(UpstreamBadGateway) as exc:
         decoder.close()
     assert "late failure" in exc.value.message
+
+
+def test_reasoning_is_read_as_reasoning_content() -> None:
+    # OpenRouter and Ollama name it "reasoning"; the canonical name is reasoning_content.
+    body = {"id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": [{
+        "index": 0, "finish_reason": "stop",
+        "message": {"role": "assistant", "content": "4", "reasoning": "2 + 2"}}]}
+    message = ADAPTER.chat_response(orjson.dumps(body), TARGET)["choices"][0]["message"]
+    assert message["reasoning_content"] == "2 + 2" and "reasoning" not in message
+    chunks = decode(chunk({"role": "assistant", "reasoning": "2 + 2"}), chunk({"content": "4"}, "stop"),
+                    sse("[DONE]"))
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "reasoning_content": "2 + 2"}

@@ -151,6 +151,7 @@ def _tools(body: dict[str, Any]) -> None:
             _require(isinstance(tool, dict) and tool.get("type") == "function" and isinstance(fn, dict)
                      and isinstance(fn.get("name"), str) and isinstance(fn.get("parameters"), dict),
                      f"tools[{j}] must be {{type: function, function: {{name, parameters}}}}")
+    _require(isinstance(body.get("strict_tools", False), bool), "strict_tools must be a boolean")
     choice = body.get("tool_choice")
     if choice is not None:
         _require(choice in ("REQUIRED", "NONE"), "tool_choice must be one of REQUIRED, NONE")
@@ -182,6 +183,18 @@ def _sampling(body: dict[str, Any]) -> None:
     _require(not isinstance(body.get("stream", False), str), "stream must be a boolean")
 
 
+def _thinking(body: dict[str, Any]) -> None:
+    thinking = body.get("thinking")
+    if thinking is None:
+        return
+    _require(isinstance(thinking, dict) and thinking.get("type") in ("enabled", "disabled"),
+             "thinking.type must be one of enabled, disabled")
+    _unknown_fields(thinking, frozenset({"type", "token_budget"}))
+    budget = thinking.get("token_budget")
+    _require(budget is None or (isinstance(budget, int) and not isinstance(budget, bool) and budget > 0),
+             "thinking.token_budget must be a positive integer")
+
+
 def validate_chat(body: Any) -> None:
     _require(isinstance(body, dict), "body must be a JSON object")
     _unknown_fields(body, CHAT_FIELDS)
@@ -193,6 +206,7 @@ def validate_chat(body: Any) -> None:
     _tools(body)
     _response_format(body)
     _sampling(body)
+    _thinking(body)
 
 
 def _web_images(messages: list[dict[str, Any]]) -> list[str]:
@@ -312,7 +326,10 @@ async def chat(request: Request) -> Response:
         reply["finish_reason"], output = "TOOL_CALL", T.count_tokens(call["function"]["arguments"])
     else:
         text, finish = _answer(body, c)
-        reply["message"] = {"role": "assistant", "content": [{"type": "text", "text": text}]}
+        content = [{"type": "text", "text": text}]
+        if (body.get("thinking") or {}).get("type") == "enabled":  # reasoning models think first
+            content.insert(0, {"type": "thinking", "thinking": f"Thinking about: {text[:80]}"})
+        reply["message"] = {"role": "assistant", "content": content}
         reply["finish_reason"], output = finish, len(T.words(text))
         if body.get("logprobs"):
             reply["logprobs"] = _logprobs(text)

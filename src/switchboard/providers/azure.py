@@ -27,8 +27,10 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field, SecretStr
 
 from switchboard.config.schema import ProviderConfig
+from switchboard.providers import capabilities
 from switchboard.providers.base import JSON
 from switchboard.providers.openai_compatible import NormalisingAdapter
+from switchboard.providers.openai_extensions import to_openai
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
@@ -77,7 +79,7 @@ class Adapter(NormalisingAdapter):
         return request
 
     def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
-        body = _stream_usage(dict(request), target)
+        body = _stream_usage(to_openai(capabilities.check(request, target)), target)
         return self._post(self.chat_path, body, target, bool(body.get("stream")))
 
     def completions_request(self, request: JSON, target: Target) -> UpstreamRequest:

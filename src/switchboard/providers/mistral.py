@@ -17,12 +17,16 @@ Translation (canonical -> Mistral), beyond the identical fields:
 - Tool call ids must be exactly 9 characters of ``[A-Za-z0-9]``. Other ids (``call_...`` from
   OpenAI or another provider) are replaced by a 9-character digest of the id, so a call and its
   result keep matching within and across requests; Mistral's own ids pass through unchanged.
-- ``user`` and ``safety_identifier`` (abuse-monitoring identifiers, no effect on the output) are
-  dropped; logprobs, logit_bias and other features Mistral lacks go through
-  :func:`check_supported`.
+- What Mistral lacks (``user``, ``safety_identifier``, logprobs, logit_bias, ``top_k``,
+  ``thinking``, ...) is refused, or dropped with ``drop_params``, from the capability table
+  (``capabilities/mistral.py``). ``cache_control`` breakpoints are removed (Mistral has none);
+  ``image_url.detail`` is kept (``ImageURL.detail``).
+- Canonical extensions in the history: assistant ``reasoning_content`` / ``thinking_blocks`` are
+  removed (another provider's reasoning; Mistral takes none back), a tool message with
+  ``is_error: true`` gets its content prefixed "Error: ", ``document`` parts are a 400.
 
-Back (Mistral -> canonical): content given as chunks is joined to text (thinking chunks are
-left out), tool call arguments given as objects are JSON-encoded, tool call deltas get
+Back (Mistral -> canonical): content given as chunks is joined to text, thinking chunks become
+``reasoning_content``, tool call arguments given as objects are JSON-encoded, tool call deltas get
 OpenAI's per-choice indices, ``model_length`` -> ``length`` and ``error`` raises.
 """
 
@@ -39,6 +43,7 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
+from switchboard.providers import capabilities
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.openai_compatible import (
@@ -46,7 +51,6 @@ from switchboard.providers.openai_compatible import (
     error_from_fields,
     normalise_usage,
 )
-from switchboard.providers.params import check_supported
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
@@ -55,13 +59,8 @@ from switchboard.upstream.request import UpstreamRequest
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
-SUPPORTED = frozenset({
-    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
-    "top_p", "n", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format",
-    "presence_penalty", "frequency_penalty", "prediction", "reasoning_effort", "prompt_cache_key", "metadata",
-    "user", "safety_identifier",
-})
-_DROPPED = ("user", "safety_identifier", "stream_options", "drop_params")
+# Not sent: stream_options (usage always streamed) and the gateway's own field.
+_DROPPED = ("stream_options", "drop_params")
 
 _TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
 _ALPHABET = string.ascii_letters + string.digits
@@ -105,8 +104,12 @@ def _user_part(part: Any, param: str) -> JSON:
         return {"type": "text", "text": part.get("text", "")}
     if kind == "image_url":
         image = part.get("image_url")
-        url = image.get("url") if isinstance(image, dict) else image
-        return {"type": "image_url", "image_url": {"url": url}}  # data: and http(s) URLs alike
+        if not isinstance(image, dict):
+            return {"type": "image_url", "image_url": {"url": image}}
+        out: JSON = {"url": image.get("url")}  # data: and http(s) URLs alike
+        if image.get("detail") in ("auto", "low", "high"):
+            out["detail"] = image["detail"]
+        return {"type": "image_url", "image_url": out}
     raise _unsupported_value(f"content part type {kind!r}", f"{param}.type")
 
 
@@ -144,7 +147,9 @@ def _message(msg: JSON, i: int, names: Mapping[str, str]) -> JSON:
         return out
     if role == "tool":
         call_id = str(msg.get("tool_call_id", ""))
-        out = {"role": "tool", "content": _joined_text(msg.get("content"))}
+        text = _joined_text(msg.get("content"))
+        # Mistral has no error flag on a tool result: the canonical is_error becomes a prefix.
+        out = {"role": "tool", "content": f"Error: {text or ''}" if msg.get("is_error") is True else text}
         out["tool_call_id"] = tool_call_id(call_id)
         if call_id in names:
             out["name"] = names[call_id]
@@ -173,7 +178,7 @@ def _tools(tools: list[Any]) -> list[JSON]:
 
 
 def chat_body(request: JSON, target: Target, options: Options) -> JSON:
-    body = check_supported(dict(request), SUPPORTED, target)
+    body = dict(capabilities.check(request, target))
     for name in _DROPPED:
         body.pop(name, None)
     body["model"] = target.model
@@ -202,10 +207,22 @@ def chat_body(request: JSON, target: Target, options: Options) -> JSON:
 def _content_text(content: Any) -> str | None:
     if content is None or isinstance(content, str):
         return content
-    if isinstance(content, list):  # chunks: text, thinking (left out), references
+    if isinstance(content, list):  # chunks: text, thinking (see _reasoning), references
         texts = (c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text")
         return "".join(str(t) for t in texts)
     return str(content)
+
+
+def _reasoning(content: Any) -> str:
+    """The text of the thinking chunks (``{"type": "thinking", "thinking": [text chunks]}``)."""
+    if not isinstance(content, list):
+        return ""
+    out = []
+    for chunk in content:
+        if isinstance(chunk, dict) and chunk.get("type") == "thinking":
+            inner = chunk.get("thinking")
+            out.append(_content_text(inner) if isinstance(inner, list) else str(inner or ""))
+    return "".join(t or "" for t in out)
 
 
 def _arguments(value: Any) -> str:
@@ -229,6 +246,8 @@ def finish_reason(reason: Any, target: Target) -> str | None:
 def _choice(choice: JSON, target: Target) -> JSON:
     msg = choice.get("message") or {}
     message: JSON = {"role": "assistant", "content": _content_text(msg.get("content"))}
+    if reasoning := _reasoning(msg.get("content")):
+        message["reasoning_content"] = reasoning
     if msg.get("tool_calls"):
         message["tool_calls"] = [_canonical_call(c) for c in msg["tool_calls"]]
         message["content"] = message["content"] or None
@@ -274,6 +293,8 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
         index = choice.get("index", 0)
         delta = dict(choice.get("delta") or {})
         if "content" in delta:
+            if reasoning := _reasoning(delta["content"]):
+                delta["reasoning_content"] = reasoning
             delta["content"] = _content_text(delta["content"])
         if delta.get("tool_calls"):
             calls = [c for c in delta["tool_calls"] if isinstance(c, dict)]

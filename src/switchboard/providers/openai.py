@@ -14,8 +14,10 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UpstreamBadGateway
+from switchboard.providers import capabilities
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
+from switchboard.providers.openai_extensions import to_openai
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent, SSEParser
 from switchboard.providers.target import Target
@@ -123,7 +125,8 @@ class OpenAIAdapter(ProviderAdapter):
         return body
 
     def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
-        body = self._with_stream_usage(request)
+        # The body is passed through; only the canonical extensions are turned into OpenAI's fields.
+        body = self._with_stream_usage(to_openai(capabilities.check(request, target)))
         return self._post(self.chat_path, body, target, bool(body.get("stream")))
 
     def chat_response(self, body: bytes, target: Target) -> JSON:

@@ -2,8 +2,7 @@
 
 The ``preset`` option names the server; :data:`PRESETS` (one table, mirrored in
 docs/providers/openai-compatible.md) gives its default ``api_base`` and what must change on the
-way: parameters it rejects or silently ignores (a 400 naming them, or dropped with
-``drop_params``), renamed parameters, whether ``stream_options.include_usage`` may be sent, and
+way: renamed parameters, whether ``stream_options.include_usage`` may be sent, and
 response-format dialects. Sources, read for each preset:
 
 - ollama:     https://docs.ollama.com/api/openai-compatibility (and ollama/ollama openai/openai.go:
@@ -19,6 +18,9 @@ response-format dialects. Sources, read for each preset:
               json_object only; cache hits in ``usage.prompt_cache_hit_tokens``)
 - openrouter: https://openrouter.ai/docs/api-reference/overview (usage always streamed)
 - lmstudio:   https://lmstudio.ai/docs/app/api/endpoints/openai (structured output via json_schema)
+
+The parameters each server rejects or silently ignores (a 400 naming them, or dropped with
+``drop_params``) are in its capability table, ``capabilities/openai_compatible.py``.
 
 The module also holds the pieces every OpenAI-shaped adapter shares (azure and mistral import
 them): usage normalisation, a stream decoder that tolerates the hosts' variations, and error-body
@@ -36,10 +38,12 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
+from switchboard.providers import capabilities
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
-from switchboard.providers.params import CHAT_PARAMS, check_supported, drops
+from switchboard.providers.openai_extensions import with_effort
+from switchboard.providers.params import drops
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent
 from switchboard.providers.target import Target
@@ -93,10 +97,22 @@ def normalise_usage(usage: Any) -> JSON | None:
     return out
 
 
+def canonical_reasoning(message: Any) -> None:
+    """Reasoning text under the canonical name: OpenRouter and Ollama call it ``reasoning``, vLLM
+    and DeepSeek ``reasoning_content`` (the canonical one)."""
+    if isinstance(message, dict) and isinstance(message.get("reasoning"), str):
+        reasoning = message.pop("reasoning")
+        if reasoning and not message.get("reasoning_content"):
+            message["reasoning_content"] = reasoning
+
+
 def normalise_completion(obj: JSON, target: Target) -> JSON:
     """A non-stream chat or text completion with canonical usage; raises on an invalid body."""
     if not isinstance(obj.get("choices"), list):
         raise invalid_body(target)
+    for choice in obj["choices"]:
+        if isinstance(choice, dict):
+            canonical_reasoning(choice.get("message"))
     usage = normalise_usage(obj.get("usage"))
     if usage is not None:
         obj["usage"] = usage
@@ -276,6 +292,9 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         return None
 
     def translate(self, chunk: JSON) -> JSON:
+        for choice in chunk["choices"]:
+            if isinstance(choice, dict):
+                canonical_reasoning(choice.get("delta"))
         return chunk
 
 
@@ -291,8 +310,6 @@ class Preset:
     # Send stream_options.include_usage (some servers reject the field; usage is then whatever
     # the server streams on its own, or none).
     stream_usage: bool = True
-    # OpenAI params the server rejects or silently ignores although they change the output.
-    unsupported: frozenset[str] = frozenset()
     renames: Mapping[str, str] = field(default_factory=dict)
     # Accepted string tool_choice values and whether a named function may be forced; None: all.
     tool_choices: frozenset[str] | None = None
@@ -313,7 +330,6 @@ PRESETS: dict[str, Preset] = {
     "custom": Preset(api_base="http://localhost:8000/v1"),
     "ollama": Preset(
         api_base="http://localhost:11434/v1",
-        unsupported=frozenset({"n", "logit_bias"}),
         renames=_MAX_TOKENS,
         tool_choices=frozenset({"auto"}),
         named_tool_choice=False,
@@ -322,7 +338,6 @@ PRESETS: dict[str, Preset] = {
     "vllm": Preset(api_base="http://localhost:8000/v1"),
     "tgi": Preset(
         api_base="http://localhost:8080/v1",
-        unsupported=frozenset({"n", "logit_bias"}),
         renames=_MAX_TOKENS,
         format_style="tgi",
         stop_list=True,
@@ -331,7 +346,6 @@ PRESETS: dict[str, Preset] = {
     "groq": Preset(
         api_base="https://api.groq.com/openai/v1",
         stream_usage=False,
-        unsupported=frozenset({"n", "logprobs", "top_logprobs", "logit_bias"}),
         strip_message_names=True,
         embeddings=False,
         completions=False,
@@ -339,11 +353,9 @@ PRESETS: dict[str, Preset] = {
     "together": Preset(
         api_base="https://api.together.xyz/v1",
         stream_usage=False,
-        unsupported=frozenset({"logprobs", "top_logprobs"}),
     ),
     "deepseek": Preset(
         api_base="https://api.deepseek.com/v1",
-        unsupported=frozenset({"n", "seed", "logit_bias"}),
         renames=_MAX_TOKENS,
         response_formats=frozenset({"text", "json_object"}),
         embeddings=False,
@@ -353,7 +365,6 @@ PRESETS: dict[str, Preset] = {
     "lmstudio": Preset(
         api_base="http://localhost:1234/v1",
         stream_usage=False,
-        unsupported=frozenset({"n"}),
         renames=_MAX_TOKENS,
         format_style="json_schema",
         inline_images=True,
@@ -457,12 +468,17 @@ def _without_names(messages: Any) -> Any:
     return [{k: v for k, v in m.items() if k != "name"} if isinstance(m, dict) else m for m in messages]
 
 
+def capability_key(target: Target) -> str:
+    """The capability table of the target's preset (``"none"`` is ``"custom"``)."""
+    preset = getattr(target.options, "preset", "custom")
+    return f"{target.provider_type}:{'custom' if preset == 'none' else preset}"
+
+
 def prepare_chat(request: JSON, preset: Preset, target: Target) -> JSON:
     """The request body for a preset's server (without model and stream_options, set by the adapter)."""
-    try:
-        body = check_supported(dict(request), CHAT_PARAMS - preset.unsupported, target)
-    except UnsupportedParameter as err:  # say which preset lacks it
-        raise _unsupported(err.param or "", f"parameter '{err.param}'", target) from None
+    if preset.tool_choices is not None and request.get("tool_choice") == "auto":
+        request = {k: v for k, v in request.items() if k != "tool_choice"}  # the default; the server lacks it
+    body = with_effort(capabilities.check(dict(request), target, capability_key(target)))
     _tool_choice(body, preset, target)
     _response_format(body, preset, target)
     _renamed(body, preset.renames)

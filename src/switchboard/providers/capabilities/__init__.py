@@ -3,7 +3,8 @@ type, what the gateway does with it.
 
 The adapters take their decisions from here (:func:`check`), the table in ``docs/providers.md``
 is generated from it (``python -m switchboard.providers.capabilities.docs``), and a parametrised
-test checks every cell against the adapter, so the three cannot drift apart.
+test (``tests/unit/test_capability_matrix.py``) checks every cell against the adapter, so the
+three cannot drift apart.
 
 A cell is one of:
 
@@ -11,10 +12,35 @@ A cell is one of:
 - ``passed``: sent upstream as written (same dialect);
 - ``refused``: a clear 400 naming the field, unless ``drop_params`` is asked for (model entry or
   request), in which case the field is removed and the request goes on. Nothing is ever dropped
-  without that policy.
+  without that policy, so there is no "dropped" kind.
 
-Each provider type has its own module here (``capabilities/<type>.py``) exposing ``TABLE``: a
-cell for every row of :data:`switchboard.providers.capabilities.rows.ROWS`.
+Each provider type has its own module here (``capabilities/<type>.py``, ``-`` written ``_``)
+exposing:
+
+- ``TABLE``: a cell for every row of :data:`rows.REQUEST_ROWS` (keyed by ``Row.name``) and every
+  key of :data:`rows.RESPONSE_ROWS`;
+- ``SAMPLES`` (needed as soon as a response row is ``translated``): ``{response row name: the
+  upstream's non-stream reply body as a dict}``, a canned reply that carries the feature;
+- ``VARIANTS`` (optional): ``{variant: Table}`` for tables a provider type switches between
+  (``openai-compatible`` presets). The table key is then ``"<type>:<variant>"``, e.g.
+  ``"openai-compatible:groq"``; the adapter passes it to :func:`check` as ``key``, and the 400
+  names the variant as ``VARIANT_LABEL`` (default "variant") says: "with preset 'groq'".
+
+What the matrix test checks, per (table, row), with a minimal request (``model``, one user
+message ``"hi"``) merged with ``row.example``, sent through the adapter's ``chat_request``:
+
+- request row, ``translated(to)``: no 400, and the dot path ``to`` exists in the upstream JSON
+  body (segments are keys; a segment of digits indexes a list: ``"messages.0.content.0.x"``).
+  Empty ``to``: only "no 400" is checked (say where the field went in ``note``);
+- request row, ``passed``: every key of ``row.example`` arrives in the upstream body unchanged;
+- request row, ``refused``: :class:`UnsupportedParameter` with ``param == row.param``; with
+  ``drop_params`` the request succeeds and the upstream body equals the one sent for
+  ``row.drop(request)`` (the feature is gone, nothing else changed);
+- response row, ``translated(to)``: ``SAMPLES[row]`` (JSON-encoded) parsed by the adapter's
+  ``chat_response`` gives a canonical reply in which the dot path ``to`` exists and is not
+  empty (e.g. ``"choices.0.message.reasoning_content"``,
+  ``"usage.prompt_tokens_details.cached_tokens"``);
+- response row, ``refused("not reported")``: nothing to probe (documented only).
 """
 
 from __future__ import annotations
@@ -63,8 +89,11 @@ def seed(translates: Iterable[str], **cells: Cell) -> Table:
     and every other row is refused."""
     from switchboard.providers.capabilities.rows import REQUEST_ROWS, RESPONSE_ROWS
 
-    given = {k.replace("_is_", ":").replace("__", "."): v for k, v in cells.items()}
+    given = {_row_name(k): v for k, v in cells.items()}
     names = set(translates)
+    known = {row.name for row in REQUEST_ROWS} | set(RESPONSE_ROWS)
+    if unknown := (set(given) | names) - known:  # a misspelt row would silently read as refused
+        raise KeyError(f"no such capability rows: {sorted(unknown)}")
     out: Table = {}
     for row in REQUEST_ROWS:
         out[row.name] = given.get(row.name) or (translated(row.name) if row.name in names else refused())
@@ -73,11 +102,46 @@ def seed(translates: Iterable[str], **cells: Cell) -> Table:
     return out
 
 
+def module_name(provider_type: str) -> str:
+    return provider_type.replace("-", "_")
+
+
+def _row_name(keyword: str) -> str:
+    # "tool_choice_is_none" (or "tool_choice__is_none") -> "tool_choice:none";
+    # "tools__strict" -> "tools.strict"
+    return keyword.replace("__is_", ":").replace("_is_", ":").replace("__", ".")
+
+
 @cache
-def table(provider_type: str) -> Table:
-    module = importlib.import_module(f"switchboard.providers.capabilities.{provider_type}")
-    result: Table = module.TABLE
+def table(key: str) -> Table:
+    """The table of a provider type (``"gemini"``) or of a variant of one (``"openai-compatible:groq"``)."""
+    provider_type, _, variant = key.partition(":")
+    module = importlib.import_module(f"switchboard.providers.capabilities.{module_name(provider_type)}")
+    result: Table = module.VARIANTS[variant] if variant else module.TABLE
     return result
+
+
+def samples(provider_type: str) -> dict[str, dict[str, Any]]:
+    """Canned upstream replies per response row (see the module docstring)."""
+    module = importlib.import_module(f"switchboard.providers.capabilities.{module_name(provider_type)}")
+    result: dict[str, dict[str, Any]] = getattr(module, "SAMPLES", {})
+    return result
+
+
+MISSING = object()
+
+
+def at(obj: Any, path: str) -> Any:
+    """The value at the dot path ``path`` in ``obj`` (digit segments index lists), or ``MISSING``."""
+    for segment in path.split("."):
+        if isinstance(obj, list) and segment.isdigit() and int(segment) < len(obj):
+            obj = obj[int(segment)]
+        elif isinstance(obj, dict) and segment in obj:
+            obj = obj[segment]
+        else:
+            return MISSING
+    return obj
+
 
 
 @cache
@@ -97,10 +161,18 @@ def check(request: dict[str, Any], target: Target, key: str | None = None) -> di
             continue
         if not drops(request, target):
             raise UnsupportedParameter(
-                f"{row.what} is not supported by provider type '{target.provider_type}' "
+                f"{row.what} is not supported by provider type '{target.provider_type}'{_variant(key)} "
                 f"(model '{target.name}'); set drop_params: true on the model, or send "
                 '"drop_params": true, to drop it instead',
                 param=row.param,
             )
         request = row.drop(request)
     return request
+
+
+def _variant(key: str | None) -> str:
+    if not key or ":" not in key:
+        return ""
+    provider_type, _, variant = key.partition(":")
+    module = importlib.import_module(f"switchboard.providers.capabilities.{module_name(provider_type)}")
+    return f" with {getattr(module, 'VARIANT_LABEL', 'variant')} '{variant}'"

@@ -1,8 +1,10 @@
-"""Capabilities of provider type ``azure`` (see the package docstring)."""
+"""Capabilities of provider type ``azure``: OpenAI's own (the same body on another URL)."""
 
 from __future__ import annotations
 
-from switchboard.providers.capabilities import Table, seed
+from switchboard.providers.capabilities import Table
+from switchboard.providers.capabilities.openai import SAMPLES, table
 
-# To be filled in from the adapter: until then every row reads as refused.
-TABLE: Table = seed(())
+TABLE: Table = table()
+
+__all__ = ["SAMPLES", "TABLE"]

@@ -1,8 +1,43 @@
-"""Capabilities of provider type ``cohere`` (see the package docstring)."""
+"""Capabilities of provider type ``cohere`` (Cohere API v2 chat; see ``providers/cohere/``).
+
+Cohere's chat request has no ``user`` or ``metadata`` field and no control over parallel tool
+calls; its ``strict_tools`` covers every tool of a request (mixed strictness is refused by the
+adapter, a value-level check). ``thinking`` and ``reasoning_effort`` become Cohere's ``thinking``.
+"""
 
 from __future__ import annotations
 
-from switchboard.providers.capabilities import Table, seed
+from typing import Any
 
-# To be filled in from the adapter: until then every row reads as refused.
-TABLE: Table = seed(())
+from switchboard.providers.capabilities import Table, seed, translated
+
+TABLE: Table = seed(
+    ("max_tokens", "temperature", "seed", "tools", "tool_choice", "response_format", "logprobs",
+     "presence_penalty", "frequency_penalty", "thinking"),
+    stream_options=translated(note="not sent: usage comes in message-end"),
+    max_completion_tokens=translated("max_tokens"),
+    top_p=translated("p", "clamped to 0.01-0.99"),
+    top_k=translated("k"),
+    stop=translated("stop_sequences"),
+    parallel_tool_calls=translated(note="true is Cohere's own behaviour: not sent"),
+    reasoning_effort=translated(
+        "thinking", "none: disabled; minimal 512, low 1024, medium 8192 tokens; high: the model's budget"
+    ),
+    thinking=translated("thinking", "budget_tokens → token_budget"),
+    tool_choice_is_none=translated("tool_choice", "NONE"),
+    tools__strict=translated("strict_tools", "only when every tool is strict; mixed: 400"),
+    cache_control=translated(note="Cohere has no prompt caching control; breakpoints removed"),
+    image_url__detail_is_low=translated("messages.0.content.0.image_url.detail"),
+    reasoning=translated("choices.0.message.reasoning_content", "thinking content blocks"),
+    usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens"),
+)
+
+_REPLY = {"id": "c", "finish_reason": "COMPLETE"}
+SAMPLES: dict[str, dict[str, Any]] = {
+    "reasoning": {**_REPLY, "message": {"role": "assistant", "content": [
+        {"type": "thinking", "thinking": "2 + 2 = 4"}, {"type": "text", "text": "4"},
+    ]}},
+    "usage.cache_read": {**_REPLY, "message": {"role": "assistant", "content": "hi"},
+                         "usage": {"billed_units": {"input_tokens": 10, "output_tokens": 1},
+                                   "tokens": {"input_tokens": 15, "output_tokens": 1}, "cached_tokens": 8}},
+}

@@ -1,8 +1,43 @@
-"""Capabilities of provider type ``mistral`` (see the package docstring)."""
+"""Capabilities of provider type ``mistral`` (see the package docstring and ``providers/mistral.py``).
+
+Mistral rejects fields it does not know (422), so what it lacks is refused here rather than sent.
+"""
 
 from __future__ import annotations
 
-from switchboard.providers.capabilities import Table, seed
+from typing import Any
 
-# To be filled in from the adapter: until then every row reads as refused.
-TABLE: Table = seed(())
+from switchboard.providers.capabilities import Table, passed, refused, seed, translated
+
+_PASSED = (
+    "max_tokens", "temperature", "top_p", "n", "stop", "tools", "parallel_tool_calls", "response_format",
+    "presence_penalty", "frequency_penalty", "prediction", "reasoning_effort", "prompt_cache_key", "metadata",
+    "tool_choice:none", "parallel_tool_calls:false", "tools.strict",
+)
+
+TABLE: Table = seed(
+    (),
+    **{name: passed() for name in _PASSED},
+    stream_options=translated(note="not sent: Mistral streams usage on the last chunk"),
+    max_completion_tokens=translated("max_tokens"),
+    seed=translated("random_seed"),
+    tool_choice=translated("tool_choice", "'required' → 'any'"),
+    thinking=refused("send reasoning_effort"),
+    cache_control=translated(note="Mistral has no breakpoints (it caches prefixes itself); removed"),
+    image_url__detail_is_low=translated("messages.0.content.0.image_url.detail"),
+    reasoning=translated("choices.0.message.reasoning_content", "thinking chunks"),
+    usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens"),
+)
+
+_REPLY = {"id": "c", "object": "chat.completion", "created": 1, "model": "mistral-medium-latest"}
+_CHOICE = {"index": 0, "finish_reason": "stop"}
+_HI = {"role": "assistant", "content": "hi"}
+SAMPLES: dict[str, dict[str, Any]] = {
+    "reasoning": {**_REPLY, "choices": [{**_CHOICE, "message": {"role": "assistant", "content": [
+        {"type": "thinking", "thinking": [{"type": "text", "text": "2 + 2 = 4"}]},
+        {"type": "text", "text": "4"},
+    ]}}]},
+    "usage.cache_read": {**_REPLY, "choices": [{**_CHOICE, "message": _HI}],
+                         "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11,
+                                   "num_cached_tokens": 8}},
+}

@@ -1,8 +1,49 @@
-"""Capabilities of provider type ``openai`` (see the package docstring)."""
+"""Capabilities of provider type ``openai`` (see the package docstring).
+
+The canonical form is OpenAI's own, so every OpenAI parameter is passed; the canonical extensions
+are turned into OpenAI's fields (``providers/openai_extensions.py``) or refused (``top_k``).
+"""
 
 from __future__ import annotations
 
-from switchboard.providers.capabilities import Table, seed
+from typing import Any
 
-# To be filled in from the adapter: until then every row reads as refused.
-TABLE: Table = seed(())
+from switchboard.providers.capabilities import Table, passed, refused, translated
+from switchboard.providers.capabilities.rows import REQUEST_ROWS, RESPONSE_ROWS
+
+CACHE_NOTE = "OpenAI caches prefixes automatically; breakpoints removed"
+THINKING_NOTE = "budget ≤1024 low, ≤8192 medium, else high; disabled: not sent"
+
+# Cells that are not "passed" (the rest of the request rows) or "not reported" (response rows).
+_CELLS = {
+    "top_k": refused("no equivalent"),
+    "thinking": translated("reasoning_effort", THINKING_NOTE),
+    "cache_control": translated(note=CACHE_NOTE),
+    "usage.cache_read": translated("usage.prompt_tokens_details.cached_tokens"),
+    "refusal": translated("choices.0.message.refusal"),
+}
+
+
+def table(**cells: Any) -> Table:
+    """The OpenAI table, with ``cells`` (keyed by row name) changed: shared by OpenAI-shaped types."""
+    given = {**_CELLS, **cells}
+    out: Table = {row.name: given.get(row.name, passed()) for row in REQUEST_ROWS}
+    out.update({name: given.get(name, refused("not reported")) for name in RESPONSE_ROWS})
+    return out
+
+
+TABLE: Table = table()
+
+_HI = {"index": 0, "logprobs": None, "finish_reason": "stop"}
+SAMPLES: dict[str, dict[str, Any]] = {
+    "usage.cache_read": {
+        "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{**_HI, "message": {"role": "assistant", "content": "hi"}}],
+        "usage": {"prompt_tokens": 2048, "completion_tokens": 1, "total_tokens": 2049,
+                  "prompt_tokens_details": {"cached_tokens": 1024}},
+    },
+    "refusal": {
+        "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{**_HI, "message": {"role": "assistant", "content": None, "refusal": "I can't."}}],
+    },
+}

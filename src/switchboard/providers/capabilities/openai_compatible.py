@@ -1,8 +1,73 @@
-"""Capabilities of provider type ``openai_compatible`` (see the package docstring)."""
+"""Capabilities of provider type ``openai-compatible``: one table per preset (``VARIANTS``, key
+``"openai-compatible:<preset>"``), the base table being the ``custom`` preset's.
+
+The body is OpenAI's, so OpenAI parameters and the vendor extension ``top_k`` are passed and the
+server judges; ``thinking`` becomes ``reasoning_effort``. Each preset refuses what its server
+rejects or silently ignores although it changes the output (sources in
+``providers/openai_compatible.py``), and names what the adapter reshapes for it (``PRESETS``
+there: renames, response-format dialects, stream usage).
+"""
 
 from __future__ import annotations
 
-from switchboard.providers.capabilities import Table, seed
+from typing import Any
 
-# To be filled in from the adapter: until then every row reads as refused.
-TABLE: Table = seed(())
+from switchboard.providers.capabilities import Cell, Table, passed, refused, translated
+from switchboard.providers.capabilities.openai import THINKING_NOTE, table
+
+VARIANT_LABEL = "preset"
+
+_BASE: dict[str, Cell] = {
+    "top_k": passed("vendor extension; the server judges"),
+    "cache_control": passed("the server judges; OpenRouter forwards breakpoints"),
+    "thinking": translated("reasoning_effort", THINKING_NOTE),
+    "reasoning": translated("choices.0.message.reasoning_content", "from reasoning_content or reasoning"),
+}
+
+_MAX_TOKENS = {"max_completion_tokens": translated("max_tokens")}
+_NO_STREAM_USAGE = {"stream_options": translated(note="removed when streaming: the server rejects it")}
+
+
+def _refused(*names: str) -> dict[str, Cell]:
+    return {name: refused() for name in names}
+
+
+_PRESETS: dict[str, dict[str, Cell]] = {
+    "custom": {},
+    "vllm": {},
+    "openrouter": {},
+    "ollama": {
+        **_refused("n", "logit_bias", "tool_choice:none"), **_MAX_TOKENS,
+        # "auto" is removed before the check (the server's default); any other choice is refused.
+        "tool_choice": refused("only 'auto'"),
+    },
+    "tgi": {
+        **_refused("n", "logit_bias"), **_MAX_TOKENS,
+        "response_format": translated("response_format.value", "as {type, value}"),
+        "stop": passed("a string becomes a list"),
+    },
+    "groq": {**_refused("n", "logprobs", "top_logprobs", "logit_bias"), **_NO_STREAM_USAGE},
+    "together": {**_refused("logprobs", "top_logprobs"), **_NO_STREAM_USAGE},
+    "deepseek": {**_refused("n", "seed", "logit_bias"), **_MAX_TOKENS},
+    "lmstudio": {
+        **_refused("n"), **_MAX_TOKENS, **_NO_STREAM_USAGE,
+        "response_format": translated("response_format.json_schema", "json_object as a json_schema"),
+    },
+}
+
+VARIANTS: dict[str, Table] = {name: table(**_BASE, **cells) for name, cells in _PRESETS.items()}
+VARIANTS["none"] = VARIANTS["custom"]
+TABLE: Table = VARIANTS["custom"]
+
+_REPLY = {"id": "c", "object": "chat.completion", "created": 1, "model": "m"}
+_CHOICE = {"index": 0, "logprobs": None, "finish_reason": "stop"}
+_HI = {"role": "assistant", "content": "hi"}
+SAMPLES: dict[str, dict[str, Any]] = {
+    "reasoning": {**_REPLY, "choices": [{**_CHOICE, "message": {  # OpenRouter's and Ollama's name
+        "role": "assistant", "content": "4", "reasoning": "2 + 2 = 4"}}]},
+    "usage.cache_read": {**_REPLY, "choices": [{**_CHOICE, "message": _HI}],  # DeepSeek's field
+                         "usage": {"prompt_tokens": 10, "completion_tokens": 1,
+                                   "prompt_cache_hit_tokens": 8}},
+    "refusal": {**_REPLY, "choices": [{**_CHOICE, "message": {
+        "role": "assistant", "content": None, "refusal": "I can't."}}]},
+}

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.errors import InvalidRequest
+from switchboard.errors import InvalidRequest, UnsupportedParameter
+from switchboard.providers import capabilities
 from switchboard.providers.base import JSON
-from switchboard.providers.params import check_supported
+from switchboard.providers.params import drops
 from switchboard.providers.target import Target
 
-# OpenAI chat parameters this adapter maps (the rest of params.CHAT_PARAMS are refused or dropped).
-CHAT_SUPPORTED = frozenset({
-    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
-    "top_p", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs",
-    "presence_penalty", "frequency_penalty", "user",
-})
+# What is refused (user, metadata, parallel_tool_calls false, n, logit_bias, ...) comes from the
+# capability table, capabilities/cohere.py. Cohere's v2 chat has no user or metadata field and
+# no control over parallel tool calls (it may always make several).
 
 # Cohere-only fields a client may send as extra body; forwarded unchanged.
-NATIVE_FIELDS = ("k", "safety_mode", "documents", "citation_options", "thinking", "priority", "strict_tools")
+NATIVE_FIELDS = ("k", "safety_mode", "documents", "citation_options", "priority", "strict_tools")
+
+# reasoning_effort -> Cohere thinking (``{"type": "enabled", "token_budget": N}``); "high" leaves
+# the budget to the model, "none" turns reasoning off (Cohere's reasoning models think by default).
+_EFFORT_BUDGETS: dict[str, int | None] = {"minimal": 512, "low": 1024, "medium": 8192, "high": None}
 
 # Cohere's ``p`` must lie in [0.01, 0.99]; OpenAI clients commonly send top_p=1 meaning "no cut-off".
 _P_MIN, _P_MAX = 0.01, 0.99
@@ -115,7 +117,15 @@ def _message(msg: JSON, i: int) -> JSON:
     out: JSON = {"role": role, "content": _content(msg.get("content"), f"{param}.content", allowed)}
     if role == "tool":
         out["tool_call_id"] = msg["tool_call_id"]
+        if msg.get("is_error") is True:  # Cohere has no error flag on a tool result
+            out["content"] = _error_prefixed(out["content"])
     return out
+
+
+def _error_prefixed(content: str | list[JSON]) -> str | list[JSON]:
+    if isinstance(content, str):
+        return f"Error: {content}"
+    return [{"type": "text", "text": "Error: "}, *content]
 
 
 # ---- tools and output format ------------------------------------------------------------------
@@ -192,11 +202,31 @@ def _sampling(request: JSON, body: JSON) -> None:
         body["logprobs"] = True
 
 
-def _tooling(request: JSON, body: JSON) -> None:
+def _strictness(tools: list[JSON], request: JSON, target: Target) -> bool:
+    """Whether to send ``strict_tools: true``. Cohere's switch covers every tool of the request,
+    so it is set only when all tools ask for strict schemas; mixed strictness is refused (or
+    strictness dropped, with drop_params), never widened to the tools that did not ask."""
+    functions = [t.get("function") or {} for t in tools]
+    strict = [f.get("name") for f in functions if f.get("strict")]
+    if not strict or len(strict) == len(tools):
+        return bool(strict)
+    if drops(request, target):
+        return False
+    loose = [f.get("name") for f in functions if not f.get("strict")]
+    raise UnsupportedParameter(
+        f"strict tool schemas for some tools only (strict: {', '.join(map(str, strict))}; not strict: "
+        f"{', '.join(map(str, loose))}) are not supported by provider type 'cohere' (model '{target.name}'): "
+        "Cohere's strict_tools applies to every tool; make all tools strict or none, or set drop_params "
+        "to send them without strictness",
+        param="tools",
+    )
+
+
+def _tooling(request: JSON, body: JSON, target: Target) -> None:
     tools = request.get("tools")
     if tools:
         body["tools"] = _tools(tools)
-        if any((t.get("function") or {}).get("strict") for t in tools):
+        if _strictness(tools, request, target):
             body["strict_tools"] = True
     _apply_tool_choice(body, request.get("tool_choice"))
     fmt = request.get("response_format")
@@ -211,15 +241,42 @@ def _strip_neutral(request: JSON) -> JSON:
     return request
 
 
+def _thinking(request: JSON) -> JSON | None:
+    """Canonical ``thinking`` (Anthropic's shape; Cohere's own ``token_budget`` accepted too), else
+    ``reasoning_effort``, as Cohere's ``thinking``."""
+    thinking = request.get("thinking")
+    if thinking is not None:
+        kind = thinking.get("type") if isinstance(thinking, dict) else None
+        if kind == "disabled":
+            return {"type": "disabled"}
+        budget = thinking.get("budget_tokens", thinking.get("token_budget")) if kind == "enabled" else 0
+        if kind != "enabled" or not (budget is None or (isinstance(budget, int) and budget > 0)):
+            raise _invalid('thinking must be {"type": "enabled", "budget_tokens": N} or {"type": "disabled"}',
+                           "thinking")
+        return {"type": "enabled"} if budget is None else {"type": "enabled", "token_budget": budget}
+    effort = request.get("reasoning_effort")
+    if effort is None:
+        return None
+    if effort == "none":
+        return {"type": "disabled"}
+    if effort not in _EFFORT_BUDGETS:
+        allowed = ", ".join(("none", *_EFFORT_BUDGETS))
+        raise _invalid(f"reasoning_effort must be one of {allowed}", "reasoning_effort")
+    budget = _EFFORT_BUDGETS[effort]
+    return {"type": "enabled"} if budget is None else {"type": "enabled", "token_budget": budget}
+
+
 def chat_body(request: JSON, target: Target) -> JSON:
-    request = check_supported(_strip_neutral(request), CHAT_SUPPORTED, target)
+    request = capabilities.check(_strip_neutral(request), target)
     body: JSON = {
         "model": target.model,
         "messages": [_message(m, i) for i, m in enumerate(request["messages"])],
         "stream": bool(request.get("stream")),
     }
     _sampling(request, body)
-    _tooling(request, body)
+    _tooling(request, body, target)
+    if (thinking := _thinking(request)) is not None:
+        body["thinking"] = thinking
     for key in NATIVE_FIELDS:
         if request.get(key) is not None and key not in body:
             body[key] = request[key]

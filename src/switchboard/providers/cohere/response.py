@@ -112,13 +112,17 @@ def _tool_calls(raw: Any) -> list[JSON]:
 
 
 def _message(raw: JSON) -> JSON:
-    # Thinking blocks have no place in Chat Completions; only text blocks form the content.
+    # Text blocks form the content; thinking blocks the canonical reasoning_content.
     content = raw.get("content")
     blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
     text = "".join(_str_at(b, "text") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+    thinking = "".join(_str_at(b, "thinking") for b in blocks
+                       if isinstance(b, dict) and b.get("type") == "thinking")
     calls = _tool_calls(raw.get("tool_calls"))
     plan = _str_at(raw, "tool_plan")
     message: JSON = {"role": "assistant", "content": text or None, "refusal": None}
+    if thinking:
+        message["reasoning_content"] = thinking
     if calls:
         # The plan Cohere writes before calling tools is the text that accompanies the calls.
         message["content"] = text or plan or None

@@ -13,7 +13,7 @@ is ``event: <type>`` plus a JSON ``data`` object carrying the same ``type``:
     message-end      delta {finish_reason, usage, error}     -> finish chunk, then a usage chunk
     content-end, tool-call-end, citation-*, debug, ``[DONE]`` -> nothing
 
-Thinking content (``content.thinking``) has no Chat Completions field and is skipped.
+Thinking content (``content.thinking``) becomes ``reasoning_content`` deltas.
 """
 
 from __future__ import annotations
@@ -144,6 +144,9 @@ class CohereStreamDecoder:
     def _content(self, event: JSON) -> list[JSON]:
         content = _delta_message(event).get("content")
         text = content.get("text") if isinstance(content, dict) else None
+        thinking = content.get("thinking") if isinstance(content, dict) else None
+        if isinstance(thinking, str) and thinking:
+            return self._role([self._chunk({"reasoning_content": thinking})])
         if not isinstance(text, str) or not text:
             return self._role([])
         entries = logprob_entries(event.get("logprobs")) if event.get("logprobs") else None
