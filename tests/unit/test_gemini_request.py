@@ -304,7 +304,8 @@ def test_response_formats_and_logprobs() -> None:
 
 def test_reasoning_effort() -> None:
     base = {"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low"}
-    assert body_of(base)["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024, "includeThoughts": True}
+    thinking = body_of(base)["generationConfig"]["thinkingConfig"]
+    assert thinking == {"thinkingBudget": 1024, "includeThoughts": True}
     later = body_of(base, target("gemini-3-pro"))["generationConfig"]["thinkingConfig"]
     assert later == {"thinkingLevel": "low", "includeThoughts": True}
 
