@@ -108,6 +108,10 @@ def test_gemini_3_requires_thought_signature(client: TestClient) -> None:
     assert post(client, {"contents": [USER, call, answer]}, url).status_code == 200
 
 
+def test_labels_exist_on_vertex_only(client: TestClient) -> None:
+    assert 'Unknown name "labels"' in rejected(client, {"contents": [USER], "labels": {"team": "a"}})
+
+
 def test_altered_thought_signature_is_refused(client: TestClient) -> None:
     altered = {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"}
     call = {"role": "model", "parts": [altered]}
@@ -221,7 +225,8 @@ def test_vertex_token_flow(client: TestClient) -> None:
     issued = token(_assertion(key, aud)).json()
     assert issued["token_type"] == "Bearer" and issued["expires_in"] > 3000
     assert client.post(VERTEX, json={"contents": [USER]}).json()["error"]["status"] == "UNAUTHENTICATED"
-    ok = client.post(
-        VERTEX, json={"contents": [USER]}, headers={"authorization": f"Bearer {issued['access_token']}"}
+    ok = client.post(  # labels are Vertex AI's own field
+        VERTEX, json={"contents": [USER], "labels": {"team": "a"}},
+        headers={"authorization": f"Bearer {issued['access_token']}"},
     )
     assert ok.status_code == 200 and ok.json()["candidates"]

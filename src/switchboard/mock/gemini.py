@@ -12,10 +12,11 @@ Strict like the real API (https://ai.google.dev/api/generate-content): unknown f
 role "assistant", missing ``contents``, empty parts, functionResponse without name, schema keys
 outside Gemini's subset, allowedFunctionNames outside mode ANY or VALIDATED, a thinkingConfig with
 both a budget and a level, an unknown mediaResolution, Gemini 3 function calls without thought
-signature and replayed function calls whose signature is not the one this mock gave are refused
-with Google's error body. Thinking is on for Gemini 3 models and when thinkingConfig asks for a
-budget or a level: function calls then carry a ``thoughtSignature``, and ``includeThoughts`` adds
-a thought part (``thought: true``) before the answer. AI Studio paths check the
+signature, replayed function calls whose signature is not the one this mock gave and ``labels``
+on AI Studio paths (only Vertex AI has them) are refused with Google's error body. Thinking is on
+for Gemini 3 models and when thinkingConfig asks for a budget or a level: function calls then
+carry a ``thoughtSignature``, and ``includeThoughts`` adds a thought part (``thought: true``)
+before the answer. AI Studio paths check the
 ``x-goog-api-key`` header (a wrong key is 400 API_KEY_INVALID, as Google answers); Vertex paths
 need a token this mock issued. Directives of ``mock/controls.py`` work, plus ``mock:safety=1``
 (a candidate stopped with SAFETY), ``mock:block_prompt=1`` (promptFeedback.blockReason),
@@ -58,7 +59,8 @@ JSON = dict[str, Any]
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _TOP = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings",
-        "cachedContent", "labels"}
+        "cachedContent"}
+_VERTEX_TOP = _TOP | {"labels"}  # custom metadata labels exist on Vertex AI only
 _GENERATION = {"temperature", "topP", "topK", "candidateCount", "maxOutputTokens", "stopSequences", "seed",
                "presencePenalty", "frequencyPenalty", "responseMimeType", "responseSchema",
                "responseJsonSchema", "responseLogprobs", "logprobs", "thinkingConfig", "responseModalities",
@@ -225,10 +227,13 @@ async def stats(request: Request) -> Response:
 # -- request validation --------------------------------------------------------------------------
 
 
-def validate_generate(body: Any, model: str) -> None:
+def validate_generate(body: Any, model: str, vertex: bool = False) -> None:
     if not isinstance(body, dict):
         raise Invalid("Invalid JSON payload received. Expected an object.")
-    _unknown(body, _TOP, "")
+    _unknown(body, _VERTEX_TOP if vertex else _TOP, "")
+    labels = body.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise Invalid("Invalid value at 'labels' (map<string, string>)")
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise Invalid("* GenerateContentRequest.contents: contents is not specified\n")
@@ -525,10 +530,10 @@ def _stream_pieces(parts: list[JSON]) -> list[JSON | None]:
     return pieces or [None]
 
 
-async def _generate(request: Request, model: str, stream: bool) -> Response:
+async def _generate(request: Request, model: str, stream: bool, vertex: bool) -> Response:
     body = await read_json(request)
     try:
-        validate_generate(body, model)
+        validate_generate(body, model, vertex)
     except Invalid as exc:
         return error(400, str(exc))
     c = request_controls(request, body)
@@ -610,7 +615,7 @@ def _split(target: str) -> tuple[str, str]:
 
 async def _dispatch(request: Request, model: str, method: str, embed: str) -> Response:
     if method in ("generateContent", "streamGenerateContent"):
-        return await _generate(request, model, method == "streamGenerateContent")
+        return await _generate(request, model, method == "streamGenerateContent", vertex=embed == "predict")
     if method == embed == "batchEmbedContents":
         return await _batch_embed(request, model)
     if method == embed == "predict":
