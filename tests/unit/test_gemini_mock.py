@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from starlette.testclient import TestClient
 
 from switchboard.mock.app import create_mock_app
+from switchboard.mock.gemini import signature
 
 KEY = "AIza-mock-key"
 URL = "/v1beta/models/gemini-2.5-flash:generateContent"
@@ -103,8 +104,37 @@ def test_gemini_3_requires_thought_signature(client: TestClient) -> None:
     answer = {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}
     url = "/v1beta/models/gemini-3-pro:generateContent"
     assert post(client, {"contents": [USER, call, answer]}, url).status_code == 400
-    call["parts"][0]["thoughtSignature"] = "c2ln"  # type: ignore[index]
+    call["parts"][0]["thoughtSignature"] = signature("f")  # type: ignore[index]
     assert post(client, {"contents": [USER, call, answer]}, url).status_code == 200
+
+
+def test_labels_exist_on_vertex_only(client: TestClient) -> None:
+    assert 'Unknown name "labels"' in rejected(client, {"contents": [USER], "labels": {"team": "a"}})
+
+
+def test_altered_thought_signature_is_refused(client: TestClient) -> None:
+    altered = {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"}
+    call = {"role": "model", "parts": [altered]}
+    answer = {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}
+    assert "Corrupted thought signature" in rejected(client, {"contents": [USER, call, answer]})
+
+
+def test_thinking_config_and_media_resolution_are_checked(client: TestClient) -> None:
+    both = {"thinkingConfig": {"thinkingBudget": 10, "thinkingLevel": "low"}}
+    assert "not supported together" in rejected(client, {"contents": [USER], "generationConfig": both})
+    odd = {"mediaResolution": "TINY"}
+    assert "media_resolution" in rejected(client, {"contents": [USER], "generationConfig": odd})
+    low = {"mediaResolution": "MEDIA_RESOLUTION_LOW"}
+    assert post(client, {"contents": [USER], "generationConfig": low}).status_code == 200
+
+
+def test_thoughts_come_when_asked(client: TestClient) -> None:
+    config = {"thinkingConfig": {"thinkingBudget": 1024, "includeThoughts": True}}
+    answer = post(client, {"contents": [USER], "generationConfig": config}).json()
+    parts = answer["candidates"][0]["content"]["parts"]
+    assert parts[0]["thought"] is True and parts[0]["text"] and "thought" not in parts[1]
+    plain = post(client, {"contents": [USER]}).json()["candidates"][0]["content"]["parts"]
+    assert all("thought" not in p for p in plain)
 
 
 def test_function_call_then_answer(client: TestClient) -> None:
@@ -122,9 +152,13 @@ def test_function_call_then_answer(client: TestClient) -> None:
             ]
         }
     ]
-    first = post(client, {"contents": [USER], "tools": tools}).json()
+    plain = post(client, {"contents": [USER], "tools": tools}).json()
+    assert "thoughtSignature" not in plain["candidates"][0]["content"]["parts"][0]  # thinking off
+    thinking = {"thinkingConfig": {"thinkingBudget": 512}}
+    first = post(client, {"contents": [USER], "tools": tools, "generationConfig": thinking}).json()
     part = first["candidates"][0]["content"]["parts"][0]
-    assert part["functionCall"] == {"name": "get", "args": {"n": 1}} and part["thoughtSignature"]
+    assert part["functionCall"] == {"name": "get", "args": {"n": 1}}
+    assert part["thoughtSignature"] == signature("get")
     reply = {"role": "user", "parts": [{"functionResponse": {"name": "get", "response": {"v": 2}}}]}
     second = post(
         client, {"contents": [USER, first["candidates"][0]["content"], reply], "tools": tools}
@@ -191,7 +225,8 @@ def test_vertex_token_flow(client: TestClient) -> None:
     issued = token(_assertion(key, aud)).json()
     assert issued["token_type"] == "Bearer" and issued["expires_in"] > 3000
     assert client.post(VERTEX, json={"contents": [USER]}).json()["error"]["status"] == "UNAUTHENTICATED"
-    ok = client.post(
-        VERTEX, json={"contents": [USER]}, headers={"authorization": f"Bearer {issued['access_token']}"}
+    ok = client.post(  # labels are Vertex AI's own field
+        VERTEX, json={"contents": [USER], "labels": {"team": "a"}},
+        headers={"authorization": f"Bearer {issued['access_token']}"},
     )
     assert ok.status_code == 200 and ok.json()["candidates"]

@@ -78,7 +78,6 @@ def test_full_conversation_golden() -> None:
             "n": 2,
             "presence_penalty": 0.1,
             "frequency_penalty": 0.2,
-            "user": "u-1",
         }
     )
     assert body == {
@@ -305,9 +304,10 @@ def test_response_formats_and_logprobs() -> None:
 
 def test_reasoning_effort() -> None:
     base = {"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low"}
-    assert body_of(base)["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024}
+    thinking = body_of(base)["generationConfig"]["thinkingConfig"]
+    assert thinking == {"thinkingBudget": 1024, "includeThoughts": True}
     later = body_of(base, target("gemini-3-pro"))["generationConfig"]["thinkingConfig"]
-    assert later == {"thinkingLevel": "low"}
+    assert later == {"thinkingLevel": "low", "includeThoughts": True}
 
 
 def test_unsupported_parameters() -> None:

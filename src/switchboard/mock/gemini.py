@@ -10,8 +10,13 @@ Paths:
 
 Strict like the real API (https://ai.google.dev/api/generate-content): unknown field names,
 role "assistant", missing ``contents``, empty parts, functionResponse without name, schema keys
-outside Gemini's subset, allowedFunctionNames outside mode ANY and Gemini 3 function calls
-without thought signature are refused with Google's error body. AI Studio paths check the
+outside Gemini's subset, allowedFunctionNames outside mode ANY or VALIDATED, a thinkingConfig with
+both a budget and a level, an unknown mediaResolution, Gemini 3 function calls without thought
+signature, replayed function calls whose signature is not the one this mock gave and ``labels``
+on AI Studio paths (only Vertex AI has them) are refused with Google's error body. Thinking is on
+for Gemini 3 models and when thinkingConfig asks for a budget or a level: function calls then
+carry a ``thoughtSignature``, and ``includeThoughts`` adds a thought part (``thought: true``)
+before the answer. AI Studio paths check the
 ``x-goog-api-key`` header (a wrong key is 400 API_KEY_INVALID, as Google answers); Vertex paths
 need a token this mock issued. Directives of ``mock/controls.py`` work, plus ``mock:safety=1``
 (a candidate stopped with SAFETY), ``mock:block_prompt=1`` (promptFeedback.blockReason),
@@ -54,7 +59,8 @@ JSON = dict[str, Any]
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _TOP = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings",
-        "cachedContent", "labels"}
+        "cachedContent"}
+_VERTEX_TOP = _TOP | {"labels"}  # custom metadata labels exist on Vertex AI only
 _GENERATION = {"temperature", "topP", "topK", "candidateCount", "maxOutputTokens", "stopSequences", "seed",
                "presencePenalty", "frequencyPenalty", "responseMimeType", "responseSchema",
                "responseJsonSchema", "responseLogprobs", "logprobs", "thinkingConfig", "responseModalities",
@@ -70,7 +76,10 @@ _DECLARATION = {"name", "description", "parameters", "parametersJsonSchema", "re
 _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
 _EXTRA = re.compile(r"mock:(safety|block_prompt|cached_tokens|thoughts_tokens|image_tokens|audio_tokens"
                     r"|image_output_tokens|audio_output_tokens)=(\d+)")
-SIGNATURE = base64.b64encode(b"mock-thought-signature").decode()
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+_THINKING = {"thinkingBudget", "thinkingLevel", "includeThoughts"}
+_RESOLUTIONS = {"MEDIA_RESOLUTION_UNSPECIFIED", "MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_MEDIUM",
+                "MEDIA_RESOLUTION_HIGH"}
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
@@ -218,10 +227,13 @@ async def stats(request: Request) -> Response:
 # -- request validation --------------------------------------------------------------------------
 
 
-def validate_generate(body: Any, model: str) -> None:
+def validate_generate(body: Any, model: str, vertex: bool = False) -> None:
     if not isinstance(body, dict):
         raise Invalid("Invalid JSON payload received. Expected an object.")
-    _unknown(body, _TOP, "")
+    _unknown(body, _VERTEX_TOP if vertex else _TOP, "")
+    labels = body.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise Invalid("Invalid value at 'labels' (map<string, string>)")
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise Invalid("* GenerateContentRequest.contents: contents is not specified\n")
@@ -282,12 +294,23 @@ def _inline(value: Any, where: str) -> None:
                       ) from None
 
 
+def signature(name: str) -> str:
+    """The thought signature this mock gives a call of ``name`` (so it can tell one altered)."""
+    return base64.b64encode(b"mock-thought-signature:" + name.encode()).decode()
+
+
 def _signatures(content: Any, i: int, model: str) -> None:
-    """Gemini 3 refuses a replayed step whose first function call lost its thought signature."""
+    """Gemini 3 refuses a replayed step whose first function call lost its thought signature, and
+    every model one whose signature was altered."""
     calls = [p for p in content["parts"] if "functionCall" in p]
     if "gemini-3" in model and calls and not calls[0].get("thoughtSignature"):
         raise Invalid(f"Function call is missing a thought_signature in functionCall parts. Additional data, "
                       f"function call `{calls[0]['functionCall']['name']}` , position {i + 1}.")
+    for call in calls:
+        given = call.get("thoughtSignature")
+        if given not in (None, SKIP_SIGNATURE, signature(call["functionCall"]["name"])):
+            raise Invalid(f"Corrupted thought signature in contents[{i}] "
+                          f"(function call `{call['functionCall']['name']}`).")
 
 
 def _tools(tools: Any) -> list[str]:
@@ -350,6 +373,14 @@ def _generation(config: Any) -> None:
         raise Invalid("* GenerateContentRequest.generation_config.candidate_count: must be between 1 and 8\n")
     if len(config.get("stopSequences") or []) > 5:
         raise Invalid("* GenerateContentRequest.generation_config.stop_sequences: at most 5 stop sequences\n")
+    thinking = config.get("thinkingConfig")
+    if thinking is not None:
+        _unknown(thinking, _THINKING, "generation_config.thinking_config")
+        if "thinkingBudget" in thinking and "thinkingLevel" in thinking:
+            raise Invalid("thinking_budget and thinking_level are not supported together.")
+    if config.get("mediaResolution", "MEDIA_RESOLUTION_UNSPECIFIED") not in _RESOLUTIONS:
+        raise Invalid("Invalid value at 'generation_config.media_resolution' "
+                      "(type.googleapis.com/google.ai.generativelanguage.v1beta.MediaResolution)")
     if "responseSchema" in config:
         if config.get("responseMimeType") != "application/json":
             raise Invalid("* GenerateContentRequest.generation_config.response_mime_type: must be "
@@ -391,9 +422,23 @@ def _reply(body: JSON, c: Controls) -> str:
     return f"{text} (attachments: {', '.join(media)})" if media else text
 
 
-def _candidates(body: JSON, c: Controls, extra: dict[str, int]) -> tuple[list[JSON], int]:
+def _thinking_on(body: JSON, model: str) -> bool:
+    thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+    return "gemini-3" in model or bool(thinking.get("thinkingBudget")) or "thinkingLevel" in thinking
+
+
+def _thought(body: JSON, model: str) -> list[JSON]:
+    """The thought summary part when thoughts are asked for (includeThoughts), else nothing."""
+    thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+    if not (thinking.get("includeThoughts") and _thinking_on(body, model)):
+        return []
+    return [{"text": "Thinking it over.", "thought": True}]
+
+
+def _candidates(body: JSON, c: Controls, extra: dict[str, int], model: str) -> tuple[list[JSON], int]:
     config = body.get("generationConfig") or {}
     out, completion = [], 0
+    thought = _thought(body, model)
     for i in range(config.get("candidateCount", 1)):
         if extra.get("safety"):
             out.append({"index": i, "finishReason": "SAFETY", "safetyRatings": [
@@ -402,8 +447,10 @@ def _candidates(body: JSON, c: Controls, extra: dict[str, int]) -> tuple[list[JS
         function = _function_to_call(body, c)
         if function is not None:
             args = T.arguments_for(_lower_types(function.get("parameters")))
-            call = {"name": function["name"], "args": args}
-            parts = [{"functionCall": call, "thoughtSignature": SIGNATURE}]
+            call: JSON = {"functionCall": {"name": function["name"], "args": args}}
+            if _thinking_on(body, model):
+                call["thoughtSignature"] = signature(function["name"])
+            parts = [*thought, call]
             out.append({"index": i, "content": {"role": "model", "parts": parts}, "finishReason": "STOP"})
             completion += T.count_tokens(orjson.dumps(args).decode())
             continue
@@ -411,7 +458,7 @@ def _candidates(body: JSON, c: Controls, extra: dict[str, int]) -> tuple[list[JS
         if config.get("responseMimeType") == "application/json":
             text = orjson.dumps({"answer": text}).decode()
         text, cut = T.truncate(text, config.get("maxOutputTokens"))
-        candidate = {"index": i, "content": {"role": "model", "parts": [{"text": text}]},
+        candidate = {"index": i, "content": {"role": "model", "parts": [*thought, {"text": text}]},
                      "finishReason": "MAX_TOKENS" if cut else "STOP"}
         if config.get("responseLogprobs"):
             words = enumerate(T.words(text))
@@ -459,14 +506,11 @@ def _stream_events(response: JSON, prompt_only: JSON) -> list[JSON]:
         return [response]
     events: list[JSON] = []
     for cand in response["candidates"]:
-        parts = (cand.get("content") or {}).get("parts") or []
-        pieces = T.words(parts[0]["text"]) if parts and "text" in parts[0] else [None]
+        pieces = _stream_pieces((cand.get("content") or {}).get("parts") or [])
         for n, piece in enumerate(pieces):
             event: JSON = {"index": cand["index"]}
             if piece is not None:
-                event["content"] = {"role": "model", "parts": [{"text": piece}]}
-            elif parts:
-                event["content"] = cand["content"]
+                event["content"] = {"role": "model", "parts": [piece]}
             if n == len(pieces) - 1:
                 event.update({k: v for k, v in cand.items() if k not in ("content", "index")})
             events.append({"candidates": [event], "usageMetadata": prompt_only, **envelope})
@@ -474,10 +518,22 @@ def _stream_events(response: JSON, prompt_only: JSON) -> list[JSON]:
     return events
 
 
-async def _generate(request: Request, model: str, stream: bool) -> Response:
+def _stream_pieces(parts: list[JSON]) -> list[JSON | None]:
+    """Answer text word by word; thoughts and function calls whole; None for a candidate without
+    parts (it still gets an event, for its finishReason)."""
+    pieces: list[JSON | None] = []
+    for part in parts:
+        if "text" in part and not part.get("thought"):
+            pieces += [{"text": word} for word in T.words(part["text"])]
+        else:
+            pieces.append(part)
+    return pieces or [None]
+
+
+async def _generate(request: Request, model: str, stream: bool, vertex: bool) -> Response:
     body = await read_json(request)
     try:
-        validate_generate(body, model)
+        validate_generate(body, model, vertex)
     except Invalid as exc:
         return error(400, str(exc))
     c = request_controls(request, body)
@@ -490,7 +546,7 @@ async def _generate(request: Request, model: str, stream: bool) -> Response:
         response["promptFeedback"] = {"blockReason": "SAFETY"}
         response["usageMetadata"] = _usage(body, 0, extra)
     else:
-        response["candidates"], completion = _candidates(body, c, extra)
+        response["candidates"], completion = _candidates(body, c, extra, model)
         response["usageMetadata"] = _usage(body, completion, extra)
     if not stream:
         return json_response(response)
@@ -559,7 +615,7 @@ def _split(target: str) -> tuple[str, str]:
 
 async def _dispatch(request: Request, model: str, method: str, embed: str) -> Response:
     if method in ("generateContent", "streamGenerateContent"):
-        return await _generate(request, model, method == "streamGenerateContent")
+        return await _generate(request, model, method == "streamGenerateContent", vertex=embed == "predict")
     if method == embed == "batchEmbedContents":
         return await _batch_embed(request, model)
     if method == embed == "predict":

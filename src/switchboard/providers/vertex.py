@@ -23,6 +23,7 @@ from switchboard.providers.base import JSON
 from switchboard.providers.errors import loads_object
 from switchboard.providers.google import GoogleAdapter
 from switchboard.providers.google.embeddings import from_predict, model_id, predict_body
+from switchboard.providers.google.labels import labels
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.target import Target
 from switchboard.upstream.auth import UpstreamAuth
@@ -75,6 +76,13 @@ class VertexAdapter(GoogleAdapter):
             f"{target.api_base}/v1/projects/{options.project}/locations/{options.vertex_location}"
             f"/publishers/google/models/{model}:{method}"
         )
+
+    def chat_body(self, request: JSON, target: Target) -> JSON:
+        body = super().chat_body(request, target)
+        # Vertex AI alone takes custom metadata labels (metadata, user).
+        if found := labels(request, target):
+            body["labels"] = found
+        return body
 
     def embeddings_request(self, request: JSON, target: Target) -> UpstreamRequest:
         return self.post(self.model_url(target, "predict"), predict_body(request, target))

@@ -1,8 +1,74 @@
-"""Capabilities of provider type ``gemini`` (see the package docstring)."""
+"""Capabilities of provider type ``gemini`` (see the package docstring).
+
+``gemini`` and ``vertex`` share one translation (``providers/google/``); the cells common to both
+are here, and ``vertex`` replaces the ones its API can carry (``labels``)."""
 
 from __future__ import annotations
 
-from switchboard.providers.capabilities import Table, seed
+from switchboard.providers.capabilities import Cell, Table, refused, seed, translated
 
-# To be filled in from the adapter: until then every row reads as refused.
-TABLE: Table = seed(())
+_CONFIG = "generationConfig"
+_FCC = "toolConfig.functionCallingConfig"
+
+CELLS: dict[str, Cell] = {
+    "stream_options": translated(note="not sent: usageMetadata comes on every stream event"),
+    "max_tokens": translated(f"{_CONFIG}.maxOutputTokens"),
+    "max_completion_tokens": translated(f"{_CONFIG}.maxOutputTokens"),
+    "temperature": translated(f"{_CONFIG}.temperature"),
+    "top_p": translated(f"{_CONFIG}.topP"),
+    "top_k": translated(f"{_CONFIG}.topK"),
+    "n": translated(f"{_CONFIG}.candidateCount"),
+    "stop": translated(f"{_CONFIG}.stopSequences"),
+    "seed": translated(f"{_CONFIG}.seed"),
+    "presence_penalty": translated(f"{_CONFIG}.presencePenalty"),
+    "frequency_penalty": translated(f"{_CONFIG}.frequencyPenalty"),
+    "logprobs": translated(f"{_CONFIG}.responseLogprobs"),
+    "top_logprobs": translated(f"{_CONFIG}.logprobs", "also turns responseLogprobs on"),
+    "response_format": translated(f"{_CONFIG}.responseMimeType", "json_schema adds responseSchema"),
+    "reasoning_effort": translated(
+        f"{_CONFIG}.thinkingConfig", "thinkingBudget (gemini-1.x/2.x) or thinkingLevel, includeThoughts"
+    ),
+    "thinking": translated(f"{_CONFIG}.thinkingConfig", "thinkingBudget, includeThoughts"),
+    "tools": translated("tools", "functionDeclarations, schema rewritten to Gemini's subset"),
+    "tool_choice": translated(_FCC, "mode AUTO / ANY (+ allowedFunctionNames) / NONE"),
+    "tool_choice:none": translated(_FCC, "mode NONE"),
+    "parallel_tool_calls": translated(note="Gemini's own behaviour: calls may come in parallel"),
+    "parallel_tool_calls:false": refused("Gemini has no control to stop parallel calls"),
+    "tools.strict": translated(
+        _FCC, "mode VALIDATED when every tool is strict (ANY already validates); mixed strictness refused"
+    ),
+    "cache_control": translated(
+        note="no breakpoints: Gemini 2.5+ caches repeated prefixes itself (implicit caching)"
+    ),
+    "image_url.detail:low": translated(
+        f"{_CONFIG}.mediaResolution", "MEDIA_RESOLUTION_LOW when every image asks for 'low'"
+    ),
+    "user": refused("the Gemini API has no end-user field"),
+    "metadata": refused("the Gemini API has no metadata field"),
+    "safety_identifier": refused("no equivalent"),
+    "prompt_cache_key": refused("no equivalent (caching is implicit)"),
+    # Response features.
+    "reasoning": translated("choices[].message.reasoning_content", "thought parts"),
+    "reasoning.signature": translated(
+        "choices[].message.tool_calls[].extra_content.google.thought_signature",
+        "thoughtSignature of functionCall parts, written back on the next turn",
+    ),
+    "usage.cache_read": translated(
+        "usage.prompt_tokens_details.cached_tokens", "cachedContentTokenCount"
+    ),
+    "usage.cache_write": refused("not reported"),
+    "stop_sequence": refused("not reported (finishReason STOP says which stop only implicitly)"),
+    "refusal": translated("choices[].finish_reason", "safety stops and blocked prompts -> content_filter"),
+}
+
+
+
+def table(cells: dict[str, Cell]) -> Table:
+    """Every row refused but those ``cells`` name (a name that is not a row is a mistake)."""
+    base = seed(())
+    unknown = set(cells) - set(base)
+    assert not unknown, f"not capability rows: {sorted(unknown)}"
+    return {**base, **cells}
+
+
+TABLE: Table = table(CELLS)

@@ -1,8 +1,14 @@
-"""Capabilities of provider type ``vertex`` (see the package docstring)."""
+"""Capabilities of provider type ``vertex`` (see the package docstring): the ``gemini`` cells,
+plus custom metadata labels, which Vertex AI takes on generateContent and the Gemini API does not."""
 
 from __future__ import annotations
 
-from switchboard.providers.capabilities import Table, seed
+from switchboard.providers.capabilities import Table, translated
+from switchboard.providers.capabilities.gemini import CELLS, table
 
-# To be filled in from the adapter: until then every row reads as refused.
-TABLE: Table = seed(())
+_VERTEX = {
+    "metadata": translated("labels", "each key/value must be a valid label (lower case, <= 63 chars)"),
+    "user": translated("labels.user", "a valid label value only"),
+}
+
+TABLE: Table = table({**CELLS, **_VERTEX})

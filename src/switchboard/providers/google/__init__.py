@@ -37,8 +37,12 @@ class GoogleAdapter(ProviderAdapter):
         headers = dict(_SSE_HEADERS if stream else _JSON_HEADERS)
         return UpstreamRequest("POST", url, orjson.dumps(body), headers, stream)
 
+    def chat_body(self, request: JSON, target: Target) -> JSON:
+        """The generateContent body; a subclass adds what only its API takes."""
+        return generate_content_body(request, target)
+
     def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
-        body = generate_content_body(request, target)
+        body = self.chat_body(request, target)
         if request.get("stream"):
             return self.post(self.model_url(target, "streamGenerateContent") + "?alt=sse", body, stream=True)
         return self.post(self.model_url(target, "generateContent"), body)

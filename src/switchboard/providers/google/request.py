@@ -14,35 +14,30 @@ from typing import Any
 
 import orjson
 
-from switchboard.errors import InvalidRequest
+from switchboard.errors import InvalidRequest, UnsupportedParameter
+from switchboard.providers import capabilities
 from switchboard.providers.google.schema import clean_schema, has_properties
-from switchboard.providers.params import check_supported
+from switchboard.providers.google.thinking import budget_model, thinking_config
+from switchboard.providers.params import drops
 from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
 
-SUPPORTED = frozenset({
-    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
-    "top_p", "n", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format",
-    "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "reasoning_effort",
-    # Client bookkeeping with no upstream effect: accepted and not sent.
-    "user", "metadata", "safety_identifier", "prompt_cache_key",
-})
 # Gemini 3+ refuses a replayed function call without its thought signature; for histories that
 # never had one (another model wrote them, or the client dropped the field) Google documents this
 # value as the way to skip the check.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-_OLD_MODEL = re.compile(r"gemini-(1|2)\.")
+# A system message after the conversation has started stays where it is, as user text marked so.
+SYSTEM_MARK = "System: "
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64,(.*)$", re.DOTALL)
 _FILE_SCHEMES = frozenset({"http", "https", "gs"})
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
-# reasoning_effort -> thinkingBudget (Gemini 2.x) or thinkingLevel (later models).
-_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 
 
 def generate_content_body(request: JSON, target: Target) -> JSON:
-    request = check_supported(request, SUPPORTED, target)
+    # The table of the provider type: gemini and vertex differ (labels).
+    request = capabilities.check(request, target)
     system, contents = convert_messages(request["messages"], target)
     if not contents:
         raise InvalidRequest(
@@ -55,7 +50,7 @@ def generate_content_body(request: JSON, target: Target) -> JSON:
     tools = convert_tools(request.get("tools") or [], allowed_names(request.get("tool_choice")))
     if tools:
         body["tools"] = tools
-    tool_config = convert_tool_choice(request.get("tool_choice"))
+    tool_config = convert_tool_choice(request.get("tool_choice"), strict_tools(request, target))
     if tool_config:
         body["toolConfig"] = tool_config
     config = generation_config(request, target)
@@ -68,15 +63,21 @@ def generate_content_body(request: JSON, target: Target) -> JSON:
 
 
 def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], list[JSON]]:
-    """(systemInstruction parts, contents). Consecutive turns of one role are merged."""
+    """(systemInstruction parts, contents). Consecutive turns of one role are merged.
+
+    System messages before the first turn form systemInstruction; a later one stays in place as a
+    user turn's text, marked ``System:``, so what it says applies from there on. An assistant
+    message with nothing in it cannot be sent (Gemini refuses empty parts): it is left out."""
     system: list[JSON] = []
     contents: list[JSON] = []
     names: dict[str, str] = {}  # tool_call_id -> function name, for functionResponse parts
-    signatures = not _OLD_MODEL.search(target.model)
+    signatures = not budget_model(target.model)
     for i, msg in enumerate(messages):
         role = msg.get("role")
-        if role in ("system", "developer"):
+        if role in ("system", "developer") and not contents:
             system.extend(_text_parts(msg.get("content"), f"messages[{i}].content"))
+        elif role in ("system", "developer"):
+            _append(contents, "user", _marked(_text_parts(msg.get("content"), f"messages[{i}].content")))
         elif role == "user":
             _append(contents, "user", user_parts(msg.get("content"), i))
         elif role == "assistant":
@@ -98,6 +99,12 @@ def _append(contents: list[JSON], role: str, parts: list[JSON]) -> None:
         contents[-1]["parts"].extend(parts)
     else:
         contents.append({"role": role, "parts": parts})
+
+
+def _marked(parts: list[JSON]) -> list[JSON]:
+    if not parts:
+        return parts
+    return [{"text": SYSTEM_MARK + parts[0]["text"]}, *parts[1:]]
 
 
 def _text_parts(content: Any, where: str) -> list[JSON]:
@@ -245,7 +252,38 @@ def convert_tools(tools: list[JSON], allowed: list[str] | None = None) -> list[J
     return [{"functionDeclarations": declarations}] if declarations else []
 
 
-def convert_tool_choice(choice: Any) -> JSON | None:
+def strict_tools(request: JSON, target: Target) -> bool:
+    """Whether every tool asks for a strict schema. Gemini has no per-tool flag, only a mode that
+    validates every call (VALIDATED; ANY validates already), so mixed strictness is refused, or
+    read as not strict when ``drop_params`` asks for that."""
+    flags = [
+        (t.get("function") or {}).get("strict") is True
+        for t in request.get("tools") or [] if isinstance(t, dict)
+    ]
+    if all(flags) or not any(flags):
+        return bool(flags) and all(flags)
+    if drops(request, target):
+        return False
+    raise UnsupportedParameter(
+        f"strict on some tools only is not supported by provider type '{target.provider_type}' "
+        f"(model '{target.name}'): Gemini validates all function calls or none; mark every tool "
+        'strict or none, or set drop_params: true (or send "drop_params": true) to send none strict',
+        param="tools",
+    )
+
+
+def convert_tool_choice(choice: Any, strict: bool = False) -> JSON | None:
+    config = _tool_choice(choice)
+    if not strict:
+        return config
+    # Strict tools: the model's calls must match their schemas, which AUTO does not promise.
+    calling = (config or {}).get("functionCallingConfig") or {"mode": "AUTO"}
+    if calling["mode"] == "AUTO":
+        calling = {**calling, "mode": "VALIDATED"}
+    return {"functionCallingConfig": calling}
+
+
+def _tool_choice(choice: Any) -> JSON | None:
     if choice is None:
         return None
     if isinstance(choice, str):
@@ -276,7 +314,8 @@ def allowed_names(choice: Any) -> list[str] | None:
 # -- generationConfig ----------------------------------------------------------------------
 
 _DIRECT = (
-    ("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"), ("n", "candidateCount"),
+    ("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("seed", "seed"),
+    ("n", "candidateCount"),
     ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"),
 )
 
@@ -291,15 +330,41 @@ def generation_config(request: JSON, target: Target) -> JSON:
     stop = request.get("stop")
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
-    if request.get("logprobs"):
+    # top_logprobs means nothing without logprobs (OpenAI refuses it alone): it implies them.
+    if request.get("logprobs") or request.get("top_logprobs"):
         config["responseLogprobs"] = True
-        if request.get("top_logprobs") is not None:
+        if request.get("top_logprobs"):
             config["logprobs"] = request["top_logprobs"]
     config.update(_response_format(request.get("response_format")))
-    effort = request.get("reasoning_effort")
-    if isinstance(effort, str):
-        config["thinkingConfig"] = _thinking(effort, target.model)
+    thinking = thinking_config(request, target.model)
+    if thinking is not None:
+        config["thinkingConfig"] = thinking
+    if low_resolution(request, target):
+        config["mediaResolution"] = "MEDIA_RESOLUTION_LOW"
     return config
+
+
+def low_resolution(request: JSON, target: Target) -> bool:
+    """Whether the images ask for low detail. Gemini sets the resolution for the whole request
+    (per part only on Gemini 3, in preview), so "low" on some images only is refused, or read as
+    the default when ``drop_params`` asks for that."""
+    details = [
+        (p.get("image_url") or {}).get("detail") if isinstance(p.get("image_url"), dict) else None
+        for m in request["messages"] if isinstance(m.get("content"), list)
+        for p in m["content"] if isinstance(p, dict) and p.get("type") == "image_url"
+    ]
+    low = [d == "low" for d in details]
+    if all(low) or not any(low):
+        return bool(low) and all(low)
+    if drops(request, target):
+        return False
+    raise UnsupportedParameter(
+        f"image_url.detail 'low' on some images only is not supported by provider type "
+        f"'{target.provider_type}' (model '{target.name}'): Gemini sets one media resolution per "
+        'request; ask "low" for every image or none, or set drop_params: true (or send '
+        '"drop_params": true) to send the default resolution',
+        param="messages",
+    )
 
 
 def _response_format(fmt: Any) -> JSON:
@@ -313,9 +378,3 @@ def _response_format(fmt: Any) -> JSON:
             out["responseSchema"] = clean_schema(schema)
         return out
     return {}
-
-
-def _thinking(effort: str, model: str) -> JSON:
-    if _OLD_MODEL.search(model):
-        return {"thinkingBudget": _BUDGETS.get(effort, 8192)}
-    return {"thinkingLevel": "minimal" if effort == "none" else effort}

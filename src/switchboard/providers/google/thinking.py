@@ -1,0 +1,69 @@
+"""Canonical ``thinking`` and ``reasoning_effort`` -> Gemini ``generationConfig.thinkingConfig``.
+
+Gemini 1.x/2.x models take a token budget (``thinkingBudget``; 0 turns thinking off where the
+model allows it, 2.5 Pro's floor is 128); later models take a ``thinkingLevel`` (and still accept
+a budget). ``includeThoughts`` is set whenever thinking is asked for, so the thought summaries come
+back (as ``reasoning_content``). Reference: https://ai.google.dev/gemini-api/docs/thinking
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from switchboard.errors import InvalidRequest
+
+JSON = dict[str, Any]
+
+_LEGACY = re.compile(r"gemini-(1|2)\.")
+EFFORTS = ("none", "minimal", "low", "medium", "high")
+# reasoning_effort -> thinkingBudget on budget models; "none"/"minimal" get the model's floor.
+BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+_THINKING_SHAPE = '{"type": "enabled", "budget_tokens": <positive integer>} or {"type": "disabled"}'
+
+
+def budget_model(model: str) -> bool:
+    """Whether ``model`` is a Gemini 1.x/2.x model (thinking budgets, no thought-signature check)."""
+    return _LEGACY.search(model) is not None
+
+
+def thinking_config(request: JSON, model: str) -> JSON | None:
+    thinking, effort = request.get("thinking"), request.get("reasoning_effort")
+    if thinking is not None and effort is not None:
+        raise InvalidRequest(
+            "send either thinking or reasoning_effort, not both: both set Gemini's thinkingConfig",
+            param="reasoning_effort",
+        )
+    if thinking is not None:
+        return _from_thinking(thinking)
+    if effort is not None:
+        return _from_effort(effort, model)
+    return None
+
+
+def _from_thinking(thinking: Any) -> JSON:
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return {"thinkingBudget": 0}
+    budget = thinking.get("budget_tokens") if kind == "enabled" else None
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise InvalidRequest(f"thinking must be {_THINKING_SHAPE}", param="thinking")
+    return {"thinkingBudget": budget, "includeThoughts": True}
+
+
+def _from_effort(effort: Any, model: str) -> JSON:
+    if effort not in EFFORTS:
+        raise InvalidRequest(
+            f"reasoning_effort must be one of {', '.join(EFFORTS)}", param="reasoning_effort"
+        )
+    if not budget_model(model):
+        if effort == "none":  # the lowest level there is; Gemini 3 cannot turn thinking off
+            return {"thinkingLevel": "minimal"}
+        return {"thinkingLevel": effort, "includeThoughts": True}
+    budget = BUDGETS.get(effort, _floor(model))
+    return {"thinkingBudget": budget, "includeThoughts": True} if budget else {"thinkingBudget": 0}
+
+
+def _floor(model: str) -> int:
+    # 2.5 Pro cannot turn thinking off (its budget starts at 128); the others take 0.
+    return 128 if "-pro" in model else 0

@@ -1,0 +1,165 @@
+"""Gemini and Vertex fidelity end to end: what the openai SDK asks for is what the mock's Gemini
+API receives (read back from the mock's captures), or a clear 400 naming what has no equivalent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.e2e.test_provider_gemini import PIXEL, WEATHER_TOOL
+from tests.e2e.test_provider_vertex import EMAIL, write_service_account
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+LOOSE_TOOL: Any = {"type": "function", "function": {
+    "name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}}}
+
+
+@pytest.fixture(scope="module")
+def fidelity_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    folder = tmp_path_factory.mktemp("gemini-fidelity")
+    key_file: Path = folder / "sa.json"
+    write_service_account(key_file, mock_upstream, EMAIL, publish=True)
+    config = {
+        "providers": [
+            {"name": "studio", "type": "gemini", "api_base": mock_upstream.url, "api_key": "${UPSTREAM_KEY}"},
+            {"name": "vertex", "type": "vertex", "api_base": mock_upstream.url,
+             "vertex_project": "mock-project", "credentials_file": str(key_file)},
+        ],
+        "models": [
+            {"name": "gemini-flash", "provider": "studio", "model": "gemini-2.5-flash"},
+            {"name": "gemini-3", "provider": "studio", "model": "gemini-3-pro-preview"},
+            {"name": "vertex-flash", "provider": "vertex", "model": "gemini-2.5-flash"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    gw = start_gateway(config, folder)
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture
+def client(fidelity_gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=fidelity_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def sent(mock: Mock, marker: str, count: int = 1) -> dict[str, Any]:
+    """The last body the mock received for ``marker``."""
+    body: dict[str, Any] = captured(mock, marker, count=count)[-1]["body"]
+    return body
+
+
+def ask(client: openai.OpenAI, marker: str, model: str = "gemini-flash", **kwargs: Any) -> Any:
+    messages = [{"role": "user", "content": f"hello mock:capture={marker}"}]
+    return client.chat.completions.create(model=model, messages=messages, **kwargs)  # type: ignore[arg-type]
+
+
+def refused(client: openai.OpenAI, param: str, model: str = "gemini-flash", **kwargs: Any) -> str:
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(client, new_marker(), model, **kwargs)
+    error = info.value.body
+    assert isinstance(error, dict) and error["param"] == param, error
+    assert error["code"] == "unsupported_parameter"
+    return str(error["message"])
+
+
+def test_top_k_reaches_gemini(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    ask(client, marker, extra_body={"top_k": 40})
+    assert sent(mock_upstream, marker)["generationConfig"]["topK"] == 40
+
+
+def test_parallel_tool_calls_false_is_refused(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    assert "parallel_tool_calls false" in refused(
+        client, "parallel_tool_calls", tools=[WEATHER_TOOL], parallel_tool_calls=False)
+    marker = new_marker()
+    ask(client, marker, tools=[LOOSE_TOOL], parallel_tool_calls=False, extra_body={"drop_params": True})
+    assert "toolConfig" not in sent(mock_upstream, marker)
+
+
+def test_reasoning_effort_asks_for_thoughts(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    reply = ask(client, marker, reasoning_effort="low")
+    assert sent(mock_upstream, marker)["generationConfig"]["thinkingConfig"] == {
+        "thinkingBudget": 1024, "includeThoughts": True}
+    assert (reply.choices[0].message.model_extra or {})["reasoning_content"] == "Thinking it over."
+    assert reply.choices[0].message.content and "Thinking" not in reply.choices[0].message.content
+    chunks = list(ask(client, new_marker(), reasoning_effort="high", stream=True))
+    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content", "")
+                        for c in chunks if c.choices)
+    assert reasoning == "Thinking it over."
+
+
+def test_thinking_budget_reaches_gemini(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    ask(client, marker, extra_body={"thinking": {"type": "enabled", "budget_tokens": 3000}})
+    assert sent(mock_upstream, marker)["generationConfig"]["thinkingConfig"] == {
+        "thinkingBudget": 3000, "includeThoughts": True}
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(client, new_marker(), extra_body={"thinking": {"type": "enabled"}})
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == "thinking"
+
+
+def test_thought_signature_survives_a_tool_round_trip(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    messages: list[Any] = [{"role": "user", "content": f"Weather in Rome? mock:capture={marker}"}]
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    first = client.chat.completions.create(
+        model="gemini-flash", messages=messages, tools=[WEATHER_TOOL], extra_body=thinking)
+    call = first.choices[0].message.model_dump(exclude_none=True)["tool_calls"][0]
+    signature = call["extra_content"]["google"]["thought_signature"]
+    messages += [first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}]
+    final = client.chat.completions.create(
+        model="gemini-flash", messages=messages, tools=[WEATHER_TOOL], extra_body=thinking)
+    assert final.choices[0].message.content == 'The tool returned: {"result":"sunny"}'
+    replayed = sent(mock_upstream, marker, count=2)["contents"][1]["parts"]
+    assert [p.get("thoughtSignature") for p in replayed if "functionCall" in p] == [signature]
+    # An altered signature is the upstream's 400, not a silent success.
+    messages[1]["tool_calls"][0]["extra_content"]["google"]["thought_signature"] = "YWx0ZXJlZA=="
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="gemini-flash", messages=messages, tools=[WEATHER_TOOL])
+    assert "thought signature" in str(info.value)
+
+
+def test_strict_tools_ask_for_validated_calls(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    ask(client, marker, tools=[WEATHER_TOOL])
+    assert sent(mock_upstream, marker)["toolConfig"] == {"functionCallingConfig": {"mode": "VALIDATED"}}
+    assert "strict on some tools only" in refused(client, "tools", tools=[WEATHER_TOOL, LOOSE_TOOL])
+
+
+def test_user_and_metadata(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    refused(client, "user", user="user-7")
+    refused(client, "metadata", metadata={"team": "search"})
+    marker = new_marker()
+    ask(client, marker, "vertex-flash", user="user-7", metadata={"team": "search"})
+    assert sent(mock_upstream, marker)["labels"] == {"team": "search", "user": "user-7"}
+    assert "label" in refused(client, "metadata", "vertex-flash", metadata={"Team": "Search"})
+
+
+def test_low_image_detail_lowers_media_resolution(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"what is it? mock:capture={marker}"},
+        {"type": "image_url", "image_url": {"url": PIXEL, "detail": "low"}},
+    ]}])
+    assert sent(mock_upstream, marker)["generationConfig"]["mediaResolution"] == "MEDIA_RESOLUTION_LOW"
+
+
+def test_a_later_system_message_keeps_its_place(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    client.chat.completions.create(model="gemini-flash", messages=[
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": f"hi mock:capture={marker}"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "how are you?"},
+    ])
+    body = sent(mock_upstream, marker)
+    assert body["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
+    assert body["contents"][2]["parts"] == [{"text": "System: Answer in French."}, {"text": "how are you?"}]
