@@ -5,7 +5,8 @@ Strict like the real service (https://docs.aws.amazon.com/bedrock/latest/APIRefe
 requests must carry a valid SigV4 signature (service ``bedrock``; the secret is the mock's api key,
 any access key id) or a Bedrock API key as ``Authorization: Bearer``; unknown fields, roles other
 than user/assistant, a first turn that is not the user's, non-alternating turns, blank text, tool
-blocks without ``toolConfig`` and unmatched tool results are rejected. Errors are
+blocks without ``toolConfig`` and unmatched tool results are rejected; thinking, prompt caching,
+Claude's matched stop sequence and requestMetadata bounds live in ``bedrock_features``. Errors are
 ``{"message": ...}`` with the exception name in ``x-amzn-ErrorType``; injected faults use the same
 shape, and ``fail_after`` sends an exception frame (``error_code`` picks its type, e.g.
 ``throttlingException``; default ``modelStreamErrorException``).
