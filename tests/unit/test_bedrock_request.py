@@ -277,3 +277,19 @@ def test_empty_assistant_turns_keep_their_place_and_a_trailing_one_is_left_out()
         {"role": "assistant", "content": [{"text": "(no content)"}]},
         {"role": "user", "content": [{"text": "b"}]},
     ]
+
+
+def test_tool_results_come_first_in_their_user_turn() -> None:
+    _, body, _ = build({"messages": [
+        user("x"),
+        {"role": "assistant", "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "system", "content": "be careful"},
+        {"role": "tool", "tool_call_id": "c", "content": [
+            {"type": "text", "text": "ok", "cache_control": {"type": "ephemeral"}}]},
+    ]})
+    assert body["messages"][2]["content"] == [
+        {"toolResult": {"toolUseId": "c", "content": [{"text": "ok"}]}},
+        {"cachePoint": {"type": "default"}},
+        {"text": "[system] be careful"},
+    ]

@@ -6,7 +6,8 @@ content and blank text, and has a system prompt only at the top. So:
 - system/developer messages before the first user or assistant message become ``system``; a later
   one stays where it was, as user-turn text prefixed ``[system] `` (moving it to the top would
   change what it applies to);
-- consecutive same-role messages are merged into one turn, and tool results travel in a user turn;
+- consecutive same-role messages are merged into one turn, and tool results travel in a user turn,
+  ahead of its other blocks;
 - an assistant message with nothing to replay keeps its turn with the text ``(no content)``, so the
   user turns around it are not merged into one (a trailing one, a prefill of nothing, is left out);
 - ``cache_control`` on a part becomes a ``cachePoint`` block right after that part's block;
@@ -70,7 +71,25 @@ def _filled(turns: list[JSON]) -> list[JSON]:
     for turn in turns:
         if not turn["content"]:
             turn["content"] = [{"text": EMPTY_TURN}]
+        elif turn["role"] == "user":
+            turn["content"] = _results_first(turn["content"])
     return turns
+
+
+def _results_first(blocks: list[JSON]) -> list[JSON]:
+    """Tool results (with the cachePoints that follow them) before the rest of a user turn, as
+    Claude requires; text can land before them when a system message sits between a tool call and
+    its result."""
+    results: list[JSON] = []
+    rest: list[JSON] = []
+    into = rest
+    for block in blocks:
+        if "toolResult" in block:
+            into = results
+        elif "cachePoint" not in block:
+            into = rest
+        into.append(block)
+    return results + rest
 
 
 # ---- parts ----
