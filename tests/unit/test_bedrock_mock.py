@@ -214,3 +214,57 @@ def test_titan_and_cohere_embeddings(http: TestClient) -> None:
     assert "input_type" in error_of(resp)[2]
     resp = post(http, "/model/meta.llama3-8b-instruct-v1:0/invoke", {"prompt": "x"})
     assert error_of(resp)[:2] == (400, "ValidationException")
+
+
+# ---- thinking, caching, stop sequences, request metadata ----
+
+THINKING = {"additionalModelRequestFields": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+            "inferenceConfig": {"maxTokens": 4000}}
+
+
+def test_thinking_answers_with_a_signed_reasoning_block_to_send_back_unchanged(http: TestClient) -> None:
+    out = post(http, f"{MODEL_PATH}/converse", {**ask("think"), **THINKING}).json()
+    reasoning, text = out["output"]["message"]["content"]
+    signed = reasoning["reasoningContent"]["reasoningText"]
+    assert signed["text"] and signed["signature"] and text["text"].endswith("think")
+    history = [ask("think")["messages"][0], {"role": "assistant", "content": [reasoning, text]},
+               {"role": "user", "content": [{"text": "again"}]}]
+    assert post(http, f"{MODEL_PATH}/converse", {"messages": history, **THINKING}).status_code == 200
+    signed["signature"] = "Zm9yZ2Vk"
+    resp = post(http, f"{MODEL_PATH}/converse", {"messages": history, **THINKING})
+    assert error_of(resp)[:2] == (400, "ValidationException") and "signature" in error_of(resp)[2]
+
+
+def test_thinking_streams_reasoning_then_its_signature(http: TestClient) -> None:
+    messages = frames(post(http, f"{MODEL_PATH}/converse-stream", {**ask("think"), **THINKING}))
+    deltas = [orjson.loads(m.payload)["delta"] for m in messages
+              if m.header(":event-type") == "contentBlockDelta"]
+    reasoning = [d["reasoningContent"] for d in deltas if "reasoningContent" in d]
+    assert "text" in reasoning[0] and list(reasoning[-1]) == ["signature"]
+    assert "text" in deltas[-1]
+
+
+def test_a_cache_point_is_written_then_read(http: TestClient) -> None:
+    system = [{"text": "a long stable prefix for mock-cache-unit"}, {"cachePoint": {"type": "default"}}]
+    body = {"system": system, **ask("first")}
+    first = post(http, f"{MODEL_PATH}/converse", body).json()["usage"]
+    assert first["cacheWriteInputTokens"] > 0 and first["cacheReadInputTokens"] == 0
+    second = post(http, f"{MODEL_PATH}/converse", {**body, **ask("second")}).json()["usage"]
+    assert second["cacheReadInputTokens"] == first["cacheWriteInputTokens"]
+    assert second["cacheWriteInputTokens"] == 0
+    bad = {**body, "system": [{"cachePoint": {"type": "forever"}}]}
+    assert error_of(post(http, f"{MODEL_PATH}/converse", bad))[0] == 400
+
+
+def test_claude_reports_the_matched_stop_sequence_when_asked(http: TestClient) -> None:
+    body = {**ask("abc"), "inferenceConfig": {"stopSequences": ["zzz", "mock"]},
+            "additionalModelResponseFieldPaths": ["/stop_sequence"]}
+    out = post(http, f"{MODEL_PATH}/converse", body).json()
+    assert out["additionalModelResponseFields"] == {"stop_sequence": "mock"}
+
+
+def test_request_metadata_is_bounded(http: TestClient) -> None:
+    ok = post(http, f"{MODEL_PATH}/converse", {**ask(), "requestMetadata": {"user": "u-1"}})
+    assert ok.status_code == 200
+    resp = post(http, f"{MODEL_PATH}/converse", {**ask(), "requestMetadata": {"user": "x" * 257}})
+    assert error_of(resp)[:2] == (400, "ValidationException")

@@ -58,11 +58,12 @@ def test_model_arns_are_one_encoded_path_segment() -> None:
     )
 
 
-def test_system_messages_are_hoisted_and_same_roles_merged() -> None:
+def test_leading_system_messages_are_hoisted_later_ones_stay_in_place() -> None:
     _, body, _ = build({"messages": [
         {"role": "system", "content": "be brief"},
-        user("one"),
         {"role": "developer", "content": [{"type": "text", "text": "and kind"}]},
+        user("one"),
+        {"role": "developer", "content": "now answer in French"},
         user("two"),
         {"role": "assistant", "content": "ok"},
         {"role": "assistant", "content": [{"type": "text", "text": "more"}]},
@@ -70,7 +71,8 @@ def test_system_messages_are_hoisted_and_same_roles_merged() -> None:
     ]})
     assert body["system"] == [{"text": "be brief"}, {"text": "and kind"}]
     assert body["messages"] == [
-        {"role": "user", "content": [{"text": "one"}, {"text": "two"}]},
+        {"role": "user", "content": [
+            {"text": "one"}, {"text": "[system] now answer in French"}, {"text": "two"}]},
         {"role": "assistant", "content": [{"text": "ok"}, {"text": "more"}]},
         {"role": "user", "content": [{"text": "three"}]},
     ]
@@ -158,14 +160,24 @@ def test_tool_choice_mapping(choice: Any, expected: dict[str, Any]) -> None:
     assert body["toolConfig"]["toolChoice"] == expected
 
 
-def test_tool_choice_none_omits_tools_unless_the_history_needs_them() -> None:
+HISTORY = [user("x"), {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
+    {"role": "tool", "tool_call_id": "c", "content": "sunny"}]
+
+
+def test_tool_choice_none_offers_no_tools_and_sends_the_tool_history_as_text() -> None:
     _, body, _ = build({"messages": [user("x")], "tools": TOOLS, "tool_choice": "none"})
     assert "toolConfig" not in body
-    history = [user("x"), {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "c", "content": "ok"}]
-    _, body, _ = build({"messages": history, "tools": TOOLS, "tool_choice": "none"})
-    assert "toolChoice" not in body["toolConfig"] and body["toolConfig"]["tools"]
+    _, body, _ = build({"messages": [*HISTORY, user("and now?")], "tools": TOOLS, "tool_choice": "none"})
+    assert "toolConfig" not in body
+    assert body["messages"] == [
+        {"role": "user", "content": [{"text": "x"}]},
+        {"role": "assistant", "content": [{"text": '[tool call get_weather (c): {"city":"Rome"}]'}]},
+        {"role": "user", "content": [{"text": "[tool result (c): sunny]"}, {"text": "and now?"}]},
+    ]
+    # Without tools in the request either: the history is not declared as tools.
+    _, body, _ = build({"messages": HISTORY, "tool_choice": "none"})
+    assert "toolConfig" not in body
 
 
 def test_parameterless_tools_get_an_empty_object_schema() -> None:
@@ -257,6 +269,27 @@ def test_history_tools_are_declared_when_the_client_dropped_tools() -> None:
         {"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]}
 
 
-def test_empty_assistant_turns_are_skipped_and_users_merged() -> None:
-    _, body, _ = build({"messages": [user("a"), {"role": "assistant", "content": ""}, user("b")]})
-    assert body["messages"] == [{"role": "user", "content": [{"text": "a"}, {"text": "b"}]}]
+def test_empty_assistant_turns_keep_their_place_and_a_trailing_one_is_left_out() -> None:
+    _, body, _ = build({"messages": [user("a"), {"role": "assistant", "content": ""}, user("b"),
+                                     {"role": "assistant", "content": None}]})
+    assert body["messages"] == [
+        {"role": "user", "content": [{"text": "a"}]},
+        {"role": "assistant", "content": [{"text": "(no content)"}]},
+        {"role": "user", "content": [{"text": "b"}]},
+    ]
+
+
+def test_tool_results_come_first_in_their_user_turn() -> None:
+    _, body, _ = build({"messages": [
+        user("x"),
+        {"role": "assistant", "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "system", "content": "be careful"},
+        {"role": "tool", "tool_call_id": "c", "content": [
+            {"type": "text", "text": "ok", "cache_control": {"type": "ephemeral"}}]},
+    ]})
+    assert body["messages"][2]["content"] == [
+        {"toolResult": {"toolUseId": "c", "content": [{"text": "ok"}]}},
+        {"cachePoint": {"type": "default"}},
+        {"text": "[system] be careful"},
+    ]

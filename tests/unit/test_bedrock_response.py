@@ -175,3 +175,41 @@ def test_html_500_page_is_a_502_without_the_html() -> None:
     page = b"<html><body>Bad gateway</body></html>"
     err = SPEC.adapter.error(500, {"content-type": "text/html"}, page, TARGET)
     assert isinstance(err, UpstreamBadGateway) and "<html>" not in err.message
+
+
+def test_reasoning_blocks_become_reasoning_content_and_signed_thinking_blocks() -> None:
+    out = respond(converse([
+        {"reasoningContent": {"reasoningText": {"text": "Step one. ", "signature": "c2lnMQ=="}}},
+        {"reasoningContent": {"redactedContent": "ZW5jcnlwdGVk"}},
+        {"text": "Answer"},
+    ]))
+    message = out["choices"][0]["message"]
+    assert message["content"] == "Answer"
+    assert message["reasoning_content"] == "Step one. "
+    assert message["thinking_blocks"] == [
+        {"type": "thinking", "thinking": "Step one. ", "signature": "c2lnMQ=="},
+        {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"},
+    ]
+
+
+def test_unsigned_reasoning_is_text_only() -> None:
+    out = respond(converse([{"reasoningContent": {"reasoningText": {"text": "hmm"}}}, {"text": "ok"}]))
+    message = out["choices"][0]["message"]
+    assert message["reasoning_content"] == "hmm" and "thinking_blocks" not in message
+
+
+def test_stop_sequence_comes_from_the_additional_response_fields() -> None:
+    body = converse([{"text": "Hi"}], stop="stop_sequence")
+    assert "stop_sequence" not in respond(body)["choices"][0]
+    body["additionalModelResponseFields"] = {"stop_sequence": "END"}
+    choice = respond(body)["choices"][0]
+    assert (choice["finish_reason"], choice["stop_sequence"]) == ("stop", "END")
+
+
+def test_cache_reads_and_writes_are_reported_apart() -> None:
+    usage = {"inputTokens": 5, "outputTokens": 2, "totalTokens": 7, "cacheReadInputTokens": 100,
+             "cacheWriteInputTokens": 40}
+    assert respond(converse([{"text": "x"}], usage=usage))["usage"] == {
+        "prompt_tokens": 145, "completion_tokens": 2, "total_tokens": 147,
+        "prompt_tokens_details": {"cached_tokens": 100, "cache_creation_tokens": 40},
+    }

@@ -100,12 +100,11 @@ def test_missing_usage_ends_without_a_usage_chunk() -> None:
     assert not any("usage" in c for c in chunks)
 
 
-def test_unknown_events_and_reasoning_deltas_are_ignored() -> None:
+def test_unknown_events_are_ignored() -> None:
     data = b"".join([
         event("messageStart", {"role": "assistant"}),
-        event("contentBlockDelta", {"contentBlockIndex": 0,
-                                    "delta": {"reasoningContent": {"text": "think"}}}),
         event("somethingNew", {"x": 1}),
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"citation": {"x": 1}}}),
         event("messageStop", {"stopReason": "max_tokens"}),
     ])
     chunks = run(data)
@@ -184,3 +183,44 @@ def test_chunks_before_an_exception_frame_in_the_same_read_are_delivered_first()
         decoder.close()
     with pytest.raises(UpstreamRateLimited):
         decoder.feed(b"")
+
+
+def reasoning(delta: dict[str, Any]) -> bytes:
+    return event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": delta}})
+
+
+def test_reasoning_deltas_become_reasoning_content_then_the_signature() -> None:
+    data = b"".join([
+        event("messageStart", {"role": "assistant"}),
+        reasoning({"text": "Let me "}),
+        reasoning({"text": "think"}),
+        reasoning({"signature": "c2ln"}),
+        event("contentBlockStop", {"contentBlockIndex": 0}),
+        event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"reasoningContent": {
+            "redactedContent": "ZW5j"}}}),
+        event("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"text": "Hi"}}),
+        event("messageStop", {"stopReason": "end_turn"}),
+    ])
+    assert deltas(run(data)) == [
+        {"role": "assistant", "content": ""},
+        {"reasoning_content": "Let me "},
+        {"reasoning_content": "think"},
+        {"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "c2ln"}]},
+        {"thinking_blocks": [{"type": "redacted_thinking", "data": "ZW5j"}]},
+        {"content": "Hi"},
+        {},
+    ]
+
+
+def test_claude_stop_sequence_is_reported_on_the_finish_chunk() -> None:
+    data = b"".join([
+        event("messageStart", {"role": "assistant"}),
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hi"}}),
+        event("messageStop", {"stopReason": "stop_sequence",
+                              "additionalModelResponseFields": {"stop_sequence": "END"}}),
+    ])
+    finish = run(data)[-1]["choices"][0]
+    assert (finish["finish_reason"], finish["stop_sequence"]) == ("stop", "END")
+    plain = run(b"".join([event("messageStart", {"role": "assistant"}),
+                          event("messageStop", {"stopReason": "stop_sequence"})]))[-1]["choices"][0]
+    assert plain["finish_reason"] == "stop" and "stop_sequence" not in plain

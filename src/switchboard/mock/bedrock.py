@@ -5,7 +5,8 @@ Strict like the real service (https://docs.aws.amazon.com/bedrock/latest/APIRefe
 requests must carry a valid SigV4 signature (service ``bedrock``; the secret is the mock's api key,
 any access key id) or a Bedrock API key as ``Authorization: Bearer``; unknown fields, roles other
 than user/assistant, a first turn that is not the user's, non-alternating turns, blank text, tool
-blocks without ``toolConfig`` and unmatched tool results are rejected. Errors are
+blocks without ``toolConfig`` and unmatched tool results are rejected; thinking, prompt caching,
+Claude's matched stop sequence and requestMetadata bounds live in ``bedrock_features``. Errors are
 ``{"message": ...}`` with the exception name in ``x-amzn-ErrorType``; injected faults use the same
 shape, and ``fail_after`` sends an exception frame (``error_code`` picks its type, e.g.
 ``throttlingException``; default ``modelStreamErrorException``).
@@ -28,7 +29,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from switchboard.mock import bedrock_features as F
 from switchboard.mock import text as T
+from switchboard.mock.bedrock_features import Invalid
 from switchboard.mock.common import before_answer, json_response, request_controls, stream_response
 from switchboard.mock.controls import Controls
 from switchboard.upstream import sigv4
@@ -43,6 +46,7 @@ _CONVERSE_KEYS = frozenset({
 _BLOCK_KEYS = frozenset({"text", "image", "document", "video", "toolUse", "toolResult", "guardContent",
                          "cachePoint", "reasoningContent", "citationsContent"})
 _INFERENCE_KEYS = frozenset({"maxTokens", "temperature", "topP", "stopSequences"})
+_TOOL_SPEC_KEYS = frozenset({"name", "description", "inputSchema", "strict"})
 _IMAGE_MAGIC = {"png": (b"\x89PNG",), "jpeg": (b"\xff\xd8\xff",), "gif": (b"GIF87a", b"GIF89a"),
                 "webp": (b"RIFF",)}
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -62,10 +66,6 @@ _SIGNATURE_MISMATCH = (
     "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
     "Access Key and signing method. Consult the service documentation for details."
 )
-
-
-class Invalid(Exception):
-    """A request the real service would refuse with a ValidationException."""
 
 
 def error(kind: str, message: str, status: int, retry_after: str = "") -> Response:
@@ -162,9 +162,7 @@ _TOOL_CONFIG_NEEDED = "The toolConfig field must be defined when using toolUse a
 _MALFORMED = "Malformed input request, please reformat your input and try again."
 
 
-def _require(condition: object, message: str) -> None:
-    if not condition:
-        raise Invalid(message)
+_require = F.require
 
 
 def _extraneous(keys: Any, allowed: frozenset[str] | set[str], where: str = "") -> None:
@@ -179,7 +177,7 @@ def _only_member(value: Any, allowed: frozenset[str] | tuple[str, ...]) -> str |
     return None
 
 
-def validate_converse(body: Any) -> None:
+def validate_converse(body: Any, model: str = "") -> None:
     if not isinstance(body, dict):
         raise Invalid(_MALFORMED)
     _extraneous(body, _CONVERSE_KEYS)
@@ -187,7 +185,7 @@ def validate_converse(body: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise Invalid("The messages field is required and must not be empty.")
     for i, msg in enumerate(messages):
-        _message(msg, i)
+        _message(msg, i, model)
     _require(messages[0]["role"] == "user", _START_WITH_USER)
     for prev, msg in itertools.pairwise(messages):
         _require(prev["role"] != msg["role"], _ALTERNATE)
@@ -200,9 +198,14 @@ def validate_converse(body: Any) -> None:
     _output_config(body.get("outputConfig"))
     extra = body.get("additionalModelRequestFields")
     _require(extra is None or isinstance(extra, dict), "additionalModelRequestFields must be a JSON object.")
+    F.thinking_asked(model, extra or {})
+    F.check_budget(extra or {}, body.get("inferenceConfig") or {})
+    F.check_tool_choice(extra or {}, body.get("toolConfig"), model)
+    F.check_metadata(body.get("requestMetadata"))
+    F.check_response_paths(body.get("additionalModelResponseFieldPaths"))
 
 
-def _message(msg: Any, i: int) -> None:
+def _message(msg: Any, i: int, model: str) -> None:
     if not isinstance(msg, dict):
         raise Invalid(f"messages.{i} must be an object.")
     role = msg.get("role")
@@ -215,10 +218,10 @@ def _message(msg: Any, i: int) -> None:
         raise Invalid(f"The content field in the Message object at messages.{i} is empty. Add a ContentBlock "
                       "object to the content field and try again.")
     for j, block in enumerate(content):
-        _block(block, f"messages.{i}.content.{j}", role)
+        _block(block, f"messages.{i}.content.{j}", role, model)
 
 
-def _block(block: Any, where: str, role: str) -> None:
+def _block(block: Any, where: str, role: str, model: str = "") -> None:
     kind = _only_member(block, _BLOCK_KEYS)
     if kind is None:
         raise Invalid(f"The ContentBlock object at {where} must set exactly one of its members.")
@@ -235,6 +238,10 @@ def _block(block: Any, where: str, role: str) -> None:
                  f"{where}.toolUse requires toolUseId, name and input.")
     elif kind == "toolResult":
         _tool_result(value, where, role)
+    elif kind == "reasoningContent":
+        F.check_reasoning(value, where, role, model)
+    elif kind == "cachePoint":
+        F.check_cache_point(value, where)
 
 
 def _tool_result(value: Any, where: str, role: str) -> None:
@@ -279,6 +286,9 @@ def _system(system: Any) -> None:
     if not isinstance(system, list):
         raise Invalid("system must be a list of SystemContentBlock objects.")
     for i, block in enumerate(system):
+        if isinstance(block, dict) and "cachePoint" in block:
+            F.check_cache_point(block["cachePoint"], f"system.{i}")
+            continue
         text = block.get("text") if isinstance(block, dict) else None
         _require(isinstance(text, str) and text.strip(),
                  f"The text field in the SystemContentBlock object at system.{i} is blank.")
@@ -310,7 +320,10 @@ def _tool_config(config: Any) -> None:
     tools = config.get("tools") if isinstance(config, dict) else None
     if not isinstance(tools, list) or not tools:
         raise Invalid("The toolConfig.tools field must not be empty.")
-    names = {_tool_name(tool, i) for i, tool in enumerate(tools)}
+    names = {_tool_name(tool, i) for i, tool in enumerate(tools) if "cachePoint" not in tool}
+    for i, tool in enumerate(tools):
+        if "cachePoint" in tool:
+            F.check_cache_point(tool["cachePoint"], f"toolConfig.tools.{i}")
     choice = config.get("toolChoice")
     if choice is None:
         return
@@ -325,6 +338,9 @@ def _tool_name(tool: Any, i: int) -> str:
     spec = tool.get("toolSpec") if isinstance(tool, dict) else None
     if not isinstance(spec, dict):
         raise Invalid(f"toolConfig.tools.{i} must hold a toolSpec.")
+    _extraneous(spec, _TOOL_SPEC_KEYS, f"toolConfig.tools.{i}.toolSpec.")
+    _require(spec.get("strict") in (None, True, False),
+             f"toolConfig.tools.{i}.toolSpec.strict must be a boolean.")
     name = spec.get("name")
     if not isinstance(name, str) or not _TOOL_NAME.match(name):
         raise Invalid(f"Value '{name}' at 'toolConfig.tools.{i + 1}.member.toolSpec.name' failed to satisfy "
@@ -360,7 +376,7 @@ def _tool_to_call(body: dict[str, Any], c: Controls) -> dict[str, Any] | None:
     if any("toolResult" in b for b in last["content"]) and not c.tool_call:
         return None
     wanted = c.tool_call or ((config.get("toolChoice") or {}).get("tool") or {}).get("name")
-    specs = [t["toolSpec"] for t in config["tools"]]
+    specs = [t["toolSpec"] for t in config["tools"] if "toolSpec" in t]
     return next((s for s in specs if s["name"] == wanted), specs[0])
 
 
@@ -376,31 +392,54 @@ def _reply_text(body: dict[str, Any], c: Controls) -> str:
     return T.reply_text(" ".join(b["text"] for b in last["content"] if "text" in b), c.reply)
 
 
-def _answer(body: dict[str, Any], c: Controls) -> tuple[str, str]:
-    """(text, stopReason) with stop sequences and maxTokens applied."""
+def _answer(body: dict[str, Any], c: Controls) -> tuple[str, str, str | None]:
+    """(text, stopReason, the matched stop sequence) with stop sequences and maxTokens applied."""
     text = _reply_text(body, c)
     config = body.get("inferenceConfig") or {}
     cuts = [(text.find(s), s) for s in config.get("stopSequences") or () if s in text]
     if cuts:
-        return text[: min(cuts)[0]], "stop_sequence"
+        at, matched = min(cuts)
+        return text[:at], "stop_sequence", matched
     text, cut = T.truncate(text, config.get("maxTokens"))
-    return text, "max_tokens" if cut else "end_turn"
+    return text, "max_tokens" if cut else "end_turn", None
 
 
-def _usage(body: dict[str, Any], output_tokens: int) -> dict[str, int]:
-    prompt = T.count_tokens([body.get("system"), body["messages"]])
-    return {"inputTokens": prompt, "outputTokens": output_tokens, "totalTokens": prompt + output_tokens}
+def _usage(body: dict[str, Any], output_tokens: int, model: str) -> dict[str, int]:
+    tools = (body.get("toolConfig") or {}).get("tools")
+    prompt = T.count_tokens([tools, body.get("system"), body["messages"]])
+    read, written = F.cache_usage(model, body)
+    usage = {"inputTokens": prompt - read - written, "outputTokens": output_tokens,
+             "totalTokens": prompt + output_tokens}
+    if read or written:
+        usage |= {"cacheReadInputTokens": read, "cacheWriteInputTokens": written}
+    return usage
 
 
-def _content(body: dict[str, Any], c: Controls) -> tuple[dict[str, Any], str, int]:
-    """(the one content block, stopReason, output tokens)."""
-    tool = _tool_to_call(body, c)
-    if tool is not None:
-        args = T.arguments_for(tool["inputSchema"]["json"])
-        use = {"toolUseId": "tooluse_" + uuid.uuid4().hex[:22], "name": tool["name"], "input": args}
-        return {"toolUse": use}, "tool_use", T.count_tokens(orjson.dumps(args).decode())
-    text, stop = _answer(body, c)
-    return {"text": text}, stop, len(T.words(text))
+class _Answer:
+    """The content blocks of the reply, its stopReason, output tokens and extra response fields."""
+
+    def __init__(self, body: dict[str, Any], c: Controls, model: str) -> None:
+        self.blocks: list[dict[str, Any]] = []
+        self.fields: dict[str, Any] = {}
+        if F.thinking_asked(model, body.get("additionalModelRequestFields") or {}):
+            last = body["messages"][-1]
+            self.blocks.append(F.reasoning_block(model, " ".join(b["text"] for b in last["content"]
+                                                                 if "text" in b)))
+        tool = _tool_to_call(body, c)
+        if tool is not None:
+            args = T.arguments_for(tool["inputSchema"]["json"])
+            use = {"toolUseId": "tooluse_" + uuid.uuid4().hex[:22], "name": tool["name"], "input": args}
+            self.blocks.append({"toolUse": use})
+            self.stop, self.tokens = "tool_use", T.count_tokens(orjson.dumps(args).decode())
+        else:
+            text, self.stop, matched = _answer(body, c)
+            self.blocks.append({"text": text})
+            self.tokens = len(T.words(text))
+            paths = body.get("additionalModelResponseFieldPaths") or ()
+            if matched is not None and "/stop_sequence" in paths and F.is_claude(model):
+                self.fields["stop_sequence"] = matched
+        for block in self.blocks[:-1]:
+            self.tokens += T.count_tokens(block["reasoningContent"]["reasoningText"]["text"])
 
 
 async def _checked_body(request: Request) -> tuple[Any, Response | None]:
@@ -409,7 +448,7 @@ async def _checked_body(request: Request) -> tuple[Any, Response | None]:
         return None, denied
     try:
         body = orjson.loads(raw)
-        validate_converse(body)
+        validate_converse(body, request.path_params["model_id"])
     except orjson.JSONDecodeError:
         return None, error("SerializationException", "Unable to parse the request body as JSON.", 400)
     except Invalid as exc:
@@ -425,13 +464,17 @@ async def converse(request: Request) -> Response:
     if (fault := injected(c)) is not None:
         return fault
     await before_answer(c)
-    block, stop, out = _content(body, c)
-    return json_response({
-        "output": {"message": {"role": "assistant", "content": [block]}},
-        "stopReason": stop,
-        "usage": _usage(body, out),
+    model = request.path_params["model_id"]
+    answer = _Answer(body, c, model)
+    reply: dict[str, Any] = {
+        "output": {"message": {"role": "assistant", "content": answer.blocks}},
+        "stopReason": answer.stop,
+        "usage": _usage(body, answer.tokens, model),
         "metrics": {"latencyMs": 1},
-    }, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+    }
+    if answer.fields:
+        reply["additionalModelResponseFields"] = answer.fields
+    return json_response(reply, headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
 
 _PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -449,17 +492,25 @@ def _exception_frame(kind: str, message: str) -> bytes:
     return encode_message(dict(headers), orjson.dumps({"message": message}))
 
 
-def _block_events(block: dict[str, Any]) -> list[bytes]:
+def _block_events(block: dict[str, Any], index: int) -> list[bytes]:
+    def delta(value: dict[str, Any]) -> bytes:
+        return _frame("contentBlockDelta", {"contentBlockIndex": index, "delta": value})
+
+    stop = _frame("contentBlockStop", {"contentBlockIndex": index})
     if "text" in block:
-        return [_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": w}})
-                for w in T.words(block["text"])]
+        return [delta({"text": w}) for w in T.words(block["text"])] + [stop]
+    if "reasoningContent" in block:
+        reasoning = block["reasoningContent"]["reasoningText"]
+        events = [delta({"reasoningContent": {"text": w}}) for w in T.words(reasoning["text"])]
+        if "signature" in reasoning:  # the signature comes last, once the block is complete
+            events.append(delta({"reasoningContent": {"signature": reasoning["signature"]}}))
+        return [*events, stop]
     use = block["toolUse"]
     start = {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}
     args = orjson.dumps(use["input"]).decode()
-    return [_frame("contentBlockStart", {"contentBlockIndex": 0, "start": start})] + [
-        _frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": args[k:k + 8]}}})
-        for k in range(0, len(args), 8)
-    ]
+    return [_frame("contentBlockStart", {"contentBlockIndex": index, "start": start})] + [
+        delta({"toolUse": {"input": args[k:k + 8]}}) for k in range(0, len(args), 8)
+    ] + [stop]
 
 
 async def converse_stream(request: Request) -> Response:
@@ -470,13 +521,16 @@ async def converse_stream(request: Request) -> Response:
     if (fault := injected(c)) is not None:
         return fault
     await before_answer(c)
-    block, stop, out = _content(body, c)
+    model = request.path_params["model_id"]
+    answer = _Answer(body, c, model)
+    stop: dict[str, Any] = {"stopReason": answer.stop}
+    if answer.fields:
+        stop["additionalModelResponseFields"] = answer.fields
     events = [
         _frame("messageStart", {"role": "assistant"}),
-        *_block_events(block),
-        _frame("contentBlockStop", {"contentBlockIndex": 0}),
-        _frame("messageStop", {"stopReason": stop}),
-        _frame("metadata", {"usage": _usage(body, out), "metrics": {"latencyMs": 1}}),
+        *(e for i, block in enumerate(answer.blocks) for e in _block_events(block, i)),
+        _frame("messageStop", stop),
+        _frame("metadata", {"usage": _usage(body, answer.tokens, model), "metrics": {"latencyMs": 1}}),
     ]
     kind = c.error_code or "modelStreamErrorException"
     return stream_response(c, events, lambda: _exception_frame(kind, "mock: injected mid-stream failure"),

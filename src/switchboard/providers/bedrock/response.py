@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from switchboard.providers.base import JSON
+from switchboard.providers.bedrock.reasoning import add_reasoning, thinking_block
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.target import Target
 
@@ -70,9 +71,19 @@ def tool_call(block: JSON) -> JSON:
     }
 
 
+def stop_sequence(stop_reason: Any, fields: Any) -> str | None:
+    """The matched stop sequence: Claude reports it in additionalModelResponseFields when asked
+    (the request adds the path); other families do not say which one matched."""
+    if stop_reason != "stop_sequence" or not isinstance(fields, dict):
+        return None
+    value = fields.get("stop_sequence")
+    return value if isinstance(value, str) else None
+
+
 def _message(content: list[Any]) -> JSON:
     texts: list[str] = []
     calls: list[JSON] = []
+    thinking: list[JSON] = []
     for block in content:
         if not isinstance(block, dict):
             continue
@@ -80,10 +91,13 @@ def _message(content: list[Any]) -> JSON:
             texts.append(block["text"])
         elif isinstance(block.get("toolUse"), dict):
             calls.append(tool_call(block["toolUse"]))
-        # reasoningContent, citations and other blocks have no Chat Completions equivalent.
+        elif (reasoning := thinking_block(block.get("reasoningContent"))) is not None:
+            thinking.append(reasoning)
+        # citations and other blocks have no Chat Completions equivalent.
     message: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
+    add_reasoning(message, thinking)
     return message
 
 
@@ -94,17 +108,21 @@ def chat_completion(body: bytes, target: Target) -> JSON:
     content = message.get("content") if isinstance(message, dict) else None
     if obj is None or not isinstance(content, list):
         raise invalid_body(target)
+    choice: JSON = {
+        "index": 0,
+        "message": _message(content),
+        "logprobs": None,
+        "finish_reason": finish_reason(obj.get("stopReason")),
+    }
+    matched = stop_sequence(obj.get("stopReason"), obj.get("additionalModelResponseFields"))
+    if matched is not None:
+        choice["stop_sequence"] = matched
     result: JSON = {
         "id": completion_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": target.model,
-        "choices": [{
-            "index": 0,
-            "message": _message(content),
-            "logprobs": None,
-            "finish_reason": finish_reason(obj.get("stopReason")),
-        }],
+        "choices": [choice],
     }
     if (usage := canonical_usage(obj.get("usage"))) is not None:
         result["usage"] = usage

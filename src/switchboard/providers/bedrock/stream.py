@@ -7,10 +7,15 @@ JSON payload is the event's members:
     messageStart       {role}                                  -> delta {role, content: ""}
     contentBlockStart  {contentBlockIndex, start: {toolUse}}   -> delta tool_calls[{index, id, name}]
     contentBlockDelta  {contentBlockIndex, delta: {text}}      -> delta {content}
+                       {contentBlockIndex, delta: {reasoningContent: {text}}}
+                                                               -> delta {reasoning_content}
+                       {..., delta: {reasoningContent: {signature | redactedContent}}}
+                                                               -> delta thinking_blocks [one block]
                        {contentBlockIndex, delta: {toolUse: {input: "<json fragment>"}}}
                                                                -> delta tool_calls[{index, arguments}]
     contentBlockStop   {contentBlockIndex}                     -> nothing
-    messageStop        {stopReason}                            -> finish_reason chunk
+    messageStop        {stopReason, additionalModelResponseFields}
+                                                               -> finish_reason (+ stop_sequence) chunk
     metadata           {usage, metrics}                        -> final chunk, choices [] and usage
 
 Frames with ``:message-type`` ``exception`` (``:exception-type`` e.g. throttlingException) or
@@ -25,7 +30,13 @@ from collections.abc import Callable
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.errors import frame_error
-from switchboard.providers.bedrock.response import canonical_usage, completion_id, finish_reason
+from switchboard.providers.bedrock.reasoning import reasoning_delta
+from switchboard.providers.bedrock.response import (
+    canonical_usage,
+    completion_id,
+    finish_reason,
+    stop_sequence,
+)
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.target import Target
 from switchboard.upstream.eventstream import EventStreamDecoder, EventStreamError, Message
@@ -129,11 +140,17 @@ class ConverseStreamDecoder:
                 raise invalid_body(self._target, "stream event (tool input before its tool start)")
             fragment = tool.get("input")
             return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment or ""}}]})
-        return None  # reasoningContent and citations have no Chat Completions equivalent
+        if (reasoning := reasoning_delta(delta.get("reasoningContent"))) is not None:
+            return self._chunk(reasoning)
+        return None  # citations have no Chat Completions equivalent
 
     def _message_stop(self, payload: JSON) -> JSON:
         self._finished = True
-        return self._chunk({}, finish_reason(payload.get("stopReason")))
+        reason = payload.get("stopReason")
+        chunk = self._chunk({}, finish_reason(reason))
+        if (matched := stop_sequence(reason, payload.get("additionalModelResponseFields"))) is not None:
+            chunk["choices"][0]["stop_sequence"] = matched
+        return chunk
 
     def _metadata(self, payload: JSON) -> JSON | None:
         usage = canonical_usage(payload.get("usage"))

@@ -1,0 +1,274 @@
+"""Canonical messages -> Converse ``system`` blocks and ``messages`` turns.
+
+Converse wants strictly alternating user/assistant turns starting with a user turn, refuses empty
+content and blank text, and has a system prompt only at the top. So:
+
+- system/developer messages before the first user or assistant message become ``system``; a later
+  one stays where it was, as user-turn text prefixed ``[system] `` (moving it to the top would
+  change what it applies to);
+- consecutive same-role messages are merged into one turn, and tool results travel in a user turn,
+  ahead of its other blocks;
+- an assistant message with nothing to replay keeps its turn with the text ``(no content)``, so the
+  user turns around it are not merged into one (a trailing one, a prefill of nothing, is left out);
+- ``cache_control`` on a part becomes a ``cachePoint`` block right after that part's block;
+- assistant ``thinking_blocks`` go first in their turn as ``reasoningContent``, signatures unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from switchboard.errors import InvalidRequest
+from switchboard.providers.base import JSON
+
+SYSTEM_PREFIX = "[system] "
+EMPTY_TURN = "(no content)"
+# Image media types Converse accepts, by the ImageBlock "format" value.
+IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
+                 "image/webp": "webp"}
+_TTLS = ("5m", "1h")
+
+
+def conversation(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
+    system: list[JSON] = []
+    turns: list[JSON] = []
+    for i, msg in enumerate(messages):
+        role = msg.get("role")
+        if role in ("system", "developer"):
+            blocks = _system_blocks(msg.get("content"), i)
+            if not turns:
+                system.extend(blocks)
+            else:
+                _append(turns, "user", [{"text": SYSTEM_PREFIX + b["text"]} if "text" in b else b
+                                        for b in blocks])
+        elif role == "user":
+            _append(turns, "user", _user_blocks(msg.get("content"), i))
+        elif role == "assistant":
+            _append(turns, "assistant", _assistant_blocks(msg, i))
+        elif role == "tool":
+            _append(turns, "user", _tool_result(msg, i))
+        else:
+            raise InvalidRequest(
+                f"messages[{i}].role '{role}' is not supported by provider type 'bedrock'; use tools and "
+                "'tool' messages", param=f"messages[{i}].role")
+    return system, _filled(turns)
+
+
+def _append(turns: list[JSON], role: str, blocks: list[JSON]) -> None:
+    if turns and turns[-1]["role"] == role:
+        turns[-1]["content"].extend(blocks)
+    elif blocks or role == "assistant":  # an empty assistant turn is settled by _filled
+        turns.append({"role": role, "content": blocks})
+
+
+def _filled(turns: list[JSON]) -> list[JSON]:
+    if turns and not turns[-1]["content"]:
+        turns = turns[:-1]
+    for turn in turns:
+        if not turn["content"]:
+            turn["content"] = [{"text": EMPTY_TURN}]
+        elif turn["role"] == "user":
+            turn["content"] = _results_first(turn["content"])
+    return turns
+
+
+def _results_first(blocks: list[JSON]) -> list[JSON]:
+    """Tool results (with the cachePoints that follow them) before the rest of a user turn, as
+    Claude requires; text can land before them when a system message sits between a tool call and
+    its result."""
+    results: list[JSON] = []
+    rest: list[JSON] = []
+    into = rest
+    for block in blocks:
+        if "toolResult" in block:
+            into = results
+        elif "cachePoint" not in block:
+            into = rest
+        into.append(block)
+    return results + rest
+
+
+# ---- parts ----
+
+def cache_point(control: Any, param: str) -> JSON:
+    """``cache_control`` -> the CachePointBlock that ends a cached prefix."""
+    if not isinstance(control, dict) or control.get("type") != "ephemeral":
+        raise InvalidRequest('cache_control must be {"type": "ephemeral"} (and an optional ttl)', param=param)
+    point: JSON = {"type": "default"}
+    ttl = control.get("ttl")
+    if ttl is not None:
+        if ttl not in _TTLS:
+            raise InvalidRequest("cache_control.ttl must be '5m' or '1h'", param=param + ".ttl")
+        point["ttl"] = ttl
+    return {"cachePoint": point}
+
+
+def _with_cache(block: JSON, part: JSON, param: str) -> list[JSON]:
+    if part.get("cache_control") is None:
+        return [block]
+    return [block, cache_point(part["cache_control"], param + ".cache_control")]
+
+
+def _system_blocks(content: Any, i: int) -> list[JSON]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    blocks: list[JSON] = []
+    for j, part in enumerate(content):
+        if part.get("type") != "text":
+            raise InvalidRequest(f"messages[{i}].content[{j}] must be text", param=f"messages[{i}].content")
+        if part["text"]:
+            blocks.extend(_with_cache({"text": part["text"]}, part, f"messages[{i}].content[{j}]"))
+    return blocks
+
+
+def _user_blocks(content: Any, i: int) -> list[JSON]:
+    if isinstance(content, str):
+        return [{"text": content}]
+    blocks: list[JSON] = []
+    for j, part in enumerate(content or ()):
+        kind, where = part.get("type"), f"messages[{i}].content[{j}]"
+        if kind == "text":
+            block = {"text": part["text"]}
+        elif kind == "image_url":
+            block = image_block(part["image_url"]["url"], where)
+        else:
+            raise InvalidRequest(
+                f"content part type '{kind}' is not supported by provider type 'bedrock'",
+                param=where + ".type",
+            )
+        blocks.extend(_with_cache(block, part, where))
+    return blocks
+
+
+def image_block(url: str, where: str) -> JSON:
+    """A ``data:`` URL -> ImageBlock with the bytes inline (JSON blobs are base64 strings)."""
+    param = f"{where}.image_url.url"
+    if not url.startswith("data:"):
+        # The gateway inlines http(s) images before the adapter runs (inline_images); anything
+        # else reaching here cannot be sent.
+        raise InvalidRequest("provider type 'bedrock' accepts images only as data: URLs", param=param)
+    header, sep, data = url[5:].partition(",")
+    media, _, encoding = header.partition(";")
+    fmt = IMAGE_FORMATS.get(media.lower())
+    if not sep or encoding != "base64" or fmt is None:
+        raise InvalidRequest(
+            "image data URLs must be base64 'data:image/(png|jpeg|gif|webp);base64,...'", param=param
+        )
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("image data URL is not valid base64", param=param) from None
+    return {"image": {"format": fmt, "source": {"bytes": data}}}
+
+
+# ---- assistant ----
+
+def _assistant_blocks(msg: JSON, i: int) -> list[JSON]:
+    blocks = _reasoning_blocks(msg.get("thinking_blocks"), i)
+    content = msg.get("content")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    for j, part in enumerate(content or ()):
+        # Refusal parts are not replayed; Converse rejects blank text, which clients send next to
+        # tool calls.
+        if part.get("type") == "text" and part["text"].strip():
+            blocks.extend(_with_cache({"text": part["text"]}, part, f"messages[{i}].content[{j}]"))
+    for j, call in enumerate(msg.get("tool_calls") or ()):
+        fn = call.get("function") or {}
+        blocks.append({"toolUse": {
+            "toolUseId": call.get("id") or f"call_{i}_{j}",
+            "name": fn.get("name"),
+            "input": _arguments(fn.get("arguments"), f"messages[{i}].tool_calls[{j}].function.arguments"),
+        }})
+    return blocks
+
+
+def _reasoning_blocks(thinking: Any, i: int) -> list[JSON]:
+    """Canonical ``thinking_blocks`` -> ReasoningContentBlocks, text and signature as they came."""
+    if thinking is None:
+        return []
+    param = f"messages[{i}].thinking_blocks"
+    if not isinstance(thinking, list):
+        raise InvalidRequest("thinking_blocks must be a list", param=param)
+    blocks: list[JSON] = []
+    for k, block in enumerate(thinking):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "thinking" and isinstance(block.get("thinking"), str) \
+                and isinstance(block.get("signature"), str):
+            text: JSON = {"text": block["thinking"], "signature": block["signature"]}
+            blocks.append({"reasoningContent": {"reasoningText": text}})
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            blocks.append({"reasoningContent": {"redactedContent": block["data"]}})
+        else:
+            raise InvalidRequest(
+                "a thinking block must be {type: thinking, thinking, signature} or "
+                "{type: redacted_thinking, data}", param=f"{param}[{k}]",
+            )
+    return blocks
+
+
+def _arguments(arguments: Any, param: str) -> Any:
+    if arguments in (None, ""):
+        return {}
+    try:
+        return orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(f"'{param}' must be valid JSON", param=param) from None
+
+
+# ---- tool results ----
+
+def _tool_result(msg: JSON, i: int) -> list[JSON]:
+    content = msg.get("content")
+    points: list[JSON] = []  # cachePoints cannot sit inside a result: they follow it
+    if isinstance(content, str) or content is None:
+        parts: list[JSON] = [{"text": content or ""}]
+    else:
+        parts = []
+        for j, part in enumerate(content):
+            where = f"messages[{i}].content[{j}]"
+            if part.get("type") == "image_url":
+                parts.append(image_block(part["image_url"]["url"], where))
+            else:
+                parts.append({"text": part.get("text", "")})
+            if part.get("cache_control") is not None:
+                points = [cache_point(part["cache_control"], where + ".cache_control")]
+    result: JSON = {"toolUseId": msg["tool_call_id"], "content": parts}
+    is_error = msg.get("is_error")
+    if is_error not in (None, True, False):
+        raise InvalidRequest("is_error must be a boolean", param=f"messages[{i}].is_error")
+    if is_error:
+        result["status"] = "error"
+    return [{"toolResult": result}, *points]
+
+
+# ---- tool_choice "none" ----
+
+def has_tool_blocks(turns: list[JSON]) -> bool:
+    return any("toolUse" in b or "toolResult" in b for t in turns for b in t["content"])
+
+
+def tools_as_text(turns: list[JSON]) -> list[JSON]:
+    """Tool blocks rewritten as text: Converse requires a toolConfig (which lets the model call
+    tools) whenever the history holds them, and "none" must not offer any."""
+    return [{**t, "content": [b for block in t["content"] for b in _as_text(block)]} for t in turns]
+
+
+def _as_text(block: JSON) -> list[JSON]:
+    if "toolUse" in block:
+        use = block["toolUse"]
+        args = orjson.dumps(use["input"]).decode()
+        return [{"text": f"[tool call {use['name']} ({use['toolUseId']}): {args}]"}]
+    if "toolResult" in block:
+        result = block["toolResult"]
+        label = "tool error" if result.get("status") == "error" else "tool result"
+        text = " ".join(p["text"] for p in result["content"] if "text" in p)
+        images = [p for p in result["content"] if "image" in p]
+        return [{"text": f"[{label} ({result['toolUseId']}): {text}]"}, *images]
+    return [block]

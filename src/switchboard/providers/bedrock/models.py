@@ -1,0 +1,15 @@
+"""Model families behind Bedrock whose model-specific fields (``additionalModelRequestFields``) the
+adapter knows. Told apart by the model id, which for foundation models and inference profiles
+names the family (``anthropic.claude-...``, ``us.anthropic.claude-...``, ``us.amazon.nova-2-...``);
+an application inference profile ARN names none and gets only what every family has."""
+
+from __future__ import annotations
+
+
+def is_claude(model: str) -> bool:
+    return "anthropic.claude" in model.lower()
+
+
+def is_nova_reasoner(model: str) -> bool:
+    # Nova 2 models take reasoningConfig; the first Nova generation has no reasoning control.
+    return "amazon.nova-2" in model.lower()

@@ -1,0 +1,99 @@
+"""Canonical tools, tool_choice and parallel_tool_calls -> Converse ``toolConfig`` (and, for Claude,
+``additionalModelRequestFields.tool_choice``).
+
+- ``tool_choice: "none"``: Converse has no "none", so no ``toolConfig`` is sent; tool blocks in
+  the history are sent as text (see ``messages.tools_as_text``), since Converse accepts them only
+  with a ``toolConfig`` that would let the model call tools again.
+- ``parallel_tool_calls: false``: Converse has no general control. Claude models take Anthropic's
+  ``tool_choice: {type, disable_parallel_tool_use: true}`` in ``additionalModelRequestFields``
+  (its ``type`` matches ``toolConfig.toolChoice``); other families refuse it unless ``drop_params``.
+- ``strict`` is kept per tool (``toolSpec.strict``), so strict and loose tools can be mixed.
+- ``cache_control`` on a tool adds a ``cachePoint`` after it in ``toolConfig.tools``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.errors import InvalidRequest, UnsupportedParameter
+from switchboard.providers.base import JSON
+from switchboard.providers.bedrock.messages import cache_point
+from switchboard.providers.bedrock.models import is_claude
+from switchboard.providers.params import drops
+from switchboard.providers.target import Target
+
+
+def tool_config(request: JSON, turns: list[JSON], target: Target) -> JSON | None:
+    tools = request.get("tools") or []
+    if not tools:
+        return _history_tools(turns)
+    config: JSON = {"tools": [b for i, t in enumerate(tools) for b in _tool_spec(t, i, target)]}
+    if choice := _choice(request.get("tool_choice")):
+        config["toolChoice"] = choice
+    return config
+
+
+def _choice(choice: Any) -> JSON | None:
+    if choice == "auto":
+        return {"auto": {}}
+    if choice == "required":
+        return {"any": {}}
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if choice.get("type") != "function" or not isinstance(name, str):
+            raise InvalidRequest("tool_choice must name a function", param="tool_choice")
+        return {"tool": {"name": name}}
+    return None
+
+
+def _history_tools(turns: list[JSON]) -> JSON | None:
+    """Converse refuses tool blocks without a toolConfig, and clients often drop ``tools`` on the
+    turn after a tool result; declare the tools the history used, with an open schema."""
+    names = dict.fromkeys(b["toolUse"]["name"] for t in turns for b in t["content"] if "toolUse" in b)
+    if not names:
+        return None
+    return {"tools": [{"toolSpec": {"name": n, "inputSchema": {"json": {"type": "object"}}}} for n in names]}
+
+
+def _tool_spec(tool: JSON, i: int, target: Target) -> list[JSON]:
+    if tool.get("type") != "function":
+        raise UnsupportedParameter(
+            f"tool type '{tool.get('type')}' is not supported by provider type 'bedrock' "
+            f"(model '{target.name}')",
+            param=f"tools[{i}].type",
+        )
+    fn = tool["function"]
+    spec: JSON = {
+        "name": fn["name"],
+        "inputSchema": {"json": fn.get("parameters") or {"type": "object", "properties": {}}},
+    }
+    if fn.get("description"):
+        spec["description"] = fn["description"]
+    if fn.get("strict") is True:
+        spec["strict"] = True
+    blocks = [{"toolSpec": spec}]
+    if tool.get("cache_control") is not None:
+        blocks.append(cache_point(tool["cache_control"], f"tools[{i}].cache_control"))
+    return blocks
+
+
+def serial_tool_choice(request: JSON, config: JSON | None, target: Target) -> JSON | None:
+    """``parallel_tool_calls: false`` -> Claude's ``tool_choice`` for additionalModelRequestFields,
+    or None when there is nothing to send (no tools offered, or dropped by ``drop_params``)."""
+    if request.get("parallel_tool_calls") is not False or config is None or not request.get("tools"):
+        return None
+    if not is_claude(target.model):
+        if drops(request, target):
+            return None
+        raise UnsupportedParameter(
+            f"parallel_tool_calls false is not supported by provider type 'bedrock' for model "
+            f"'{target.name}' ({target.model}): Converse can limit tool calls to one only for Claude "
+            'models; set drop_params: true on the model, or send "drop_params": true, to drop it instead',
+            param="parallel_tool_calls",
+        )
+    choice = config.get("toolChoice") or {"auto": {}}
+    kind = next(iter(choice))
+    anthropic: JSON = {"type": kind, "disable_parallel_tool_use": True}
+    if kind == "tool":
+        anthropic["name"] = choice["tool"]["name"]
+    return anthropic

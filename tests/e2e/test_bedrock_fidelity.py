@@ -1,0 +1,315 @@
+"""Bedrock translation fidelity end to end: what the Converse mock received for each canonical
+feature, and what the client got back (openai and anthropic SDKs through one gateway)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.e2e.sdk import ask
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+CLAUDE = "anthropic.claude-3-7-sonnet-20250219-v1:0"
+NOVA = "us.amazon.nova-2-lite-v1:0"
+LLAMA = "meta.llama3-70b-instruct-v1:0"
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+TOOL: Any = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}}
+
+
+def _config(mock: Mock) -> dict[str, Any]:
+    provider = {"name": "aws", "type": "bedrock", "api_base": mock.url, "aws_access_key_id": "AKIDTEST",
+                "aws_secret_access_key": "${UPSTREAM_KEY}", "aws_region": "us-east-1"}
+    return {
+        "providers": [provider],
+        "models": [
+            {"name": "claude", "provider": "aws", "model": CLAUDE},
+            {"name": "nova", "provider": "aws", "model": NOVA},
+            {"name": "llama", "provider": "aws", "model": LLAMA},
+            {"name": "llama-lenient", "provider": "aws", "model": LLAMA, "drop_params": True},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gateway = start_gateway(_config(mock_upstream), Path(tmp_path_factory.mktemp("bedrock-fidelity")))
+    yield gateway
+    gateway.process.stop()
+
+
+@pytest.fixture
+def sdk(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def claude(gw: Gateway) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def sent(mock: Mock, marker: str, count: int = 1) -> dict[str, Any]:
+    """The Converse body the mock received last under ``marker``."""
+    body: dict[str, Any] = captured(mock, marker, count=count)[-1]["body"]
+    return body
+
+
+def extra(model: Any) -> dict[str, Any]:
+    return model.model_extra or {}
+
+
+def tool_history(text: str) -> list[Any]:
+    return [
+        *ask(text),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}},
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "22 degrees"},
+        {"role": "user", "content": "thanks, and tomorrow?"},
+    ]
+
+
+# ---- 1. tool_choice none ----
+
+def test_tool_choice_none_offers_no_tools_even_with_tool_history(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    history = tool_history(f"weather mock:capture={marker}")
+    resp = sdk.chat.completions.create(model="claude", messages=history, tools=[TOOL], tool_choice="none")
+    assert resp.choices[0].finish_reason == "stop" and not resp.choices[0].message.tool_calls
+    body = sent(mock_upstream, marker)
+    assert "toolConfig" not in body
+    assert body["messages"][1]["content"] == [{"text": '[tool call get_weather (call_1): {"city":"Rome"}]'}]
+    assert body["messages"][2]["content"][0] == {"text": "[tool result (call_1): 22 degrees]"}
+
+
+def test_anthropic_tool_choice_none_offers_no_tools(claude: anthropic.Anthropic, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    reply = claude.messages.create(
+        model="claude", max_tokens=100, tool_choice={"type": "none"},
+        tools=[{"name": "get_weather", "input_schema": {"type": "object"}}],
+        messages=[
+            {"role": "user", "content": f"weather? mock:capture={marker}"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                               "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+        ],
+    )
+    assert reply.stop_reason == "end_turn" and [b.type for b in reply.content] == ["text"]
+    assert "toolConfig" not in sent(mock_upstream, marker)
+
+
+# ---- 2. parallel_tool_calls false ----
+
+def test_parallel_tool_calls_false_reaches_claude(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    resp = sdk.chat.completions.create(model="claude", messages=ask(f"weather mock:capture={marker}"),
+                                       tools=[TOOL], tool_choice="required", parallel_tool_calls=False)
+    assert len(resp.choices[0].message.tool_calls or []) == 1
+    body = sent(mock_upstream, marker)
+    assert body["toolConfig"]["toolChoice"] == {"any": {}}
+    assert body["additionalModelRequestFields"]["tool_choice"] == {
+        "type": "any", "disable_parallel_tool_use": True}
+
+
+def test_anthropic_disable_parallel_tool_use_reaches_claude(
+    claude: anthropic.Anthropic, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    claude.messages.create(
+        model="claude", max_tokens=100, messages=[{"role": "user", "content": f"hi mock:capture={marker}"}],
+        tools=[{"name": "get_weather", "input_schema": {"type": "object"}}],
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+    )
+    extra_fields = sent(mock_upstream, marker)["additionalModelRequestFields"]
+    assert extra_fields["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+
+
+def test_parallel_tool_calls_false_is_refused_where_converse_has_no_control(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="llama", messages=ask("hi"), tools=[TOOL],
+                                    parallel_tool_calls=False)
+    assert err.value.code == "unsupported_parameter" and err.value.param == "parallel_tool_calls"
+    resp = sdk.chat.completions.create(model="llama-lenient", messages=ask("hi"), tools=[TOOL],
+                                       parallel_tool_calls=False)
+    assert resp.choices[0].message.tool_calls
+
+
+# ---- 3. thinking ----
+
+def test_reasoning_effort_thinks_and_the_signature_survives_a_round_trip(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    messages: list[Any] = ask(f"why is the sky blue? mock:capture={marker}")
+    resp = sdk.chat.completions.create(model="claude", messages=messages, reasoning_effort="medium")
+    assert sent(mock_upstream, marker)["additionalModelRequestFields"] == {
+        "thinking": {"type": "enabled", "budget_tokens": 4096}}
+    message = extra(resp.choices[0].message)
+    assert message["reasoning_content"]
+    [block] = message["thinking_blocks"]
+    assert block["type"] == "thinking" and block["signature"]
+    assert block["thinking"] == message["reasoning_content"]
+    messages += [
+        {"role": "assistant", "content": resp.choices[0].message.content,
+         "thinking_blocks": message["thinking_blocks"]},
+        {"role": "user", "content": "and at night?"},
+    ]
+    again = sdk.chat.completions.create(model="claude", messages=messages, reasoning_effort="medium")
+    assert again.choices[0].message.content
+    replayed = sent(mock_upstream, marker, count=2)["messages"][1]["content"][0]
+    assert replayed == {"reasoningContent": {"reasoningText": {"text": block["thinking"],
+                                                               "signature": block["signature"]}}}
+    messages[1]["thinking_blocks"] = [{**block, "signature": "Zm9yZ2Vk"}]
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="claude", messages=messages, reasoning_effort="medium")
+    assert "signature" in err.value.message
+
+
+def test_thinking_streams_reasoning_content_then_the_signature(sdk: openai.OpenAI) -> None:
+    chunks = list(sdk.chat.completions.create(
+        model="claude", messages=ask("think it through"), stream=True,
+        extra_body={"thinking": {"type": "enabled", "budget_tokens": 2048}},
+    ))
+    deltas = [extra(c.choices[0].delta) for c in chunks if c.choices]
+    reasoning = "".join(d.get("reasoning_content") or "" for d in deltas)
+    signatures = [b["signature"] for d in deltas for b in d.get("thinking_blocks") or ()]
+    assert reasoning.startswith("The user wrote: think it through") and len(signatures) == 1
+
+
+def test_nova_reasoning_config_and_refusal_elsewhere(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    resp = sdk.chat.completions.create(model="nova", messages=ask(f"hi mock:capture={marker}"),
+                                       reasoning_effort="high")
+    assert sent(mock_upstream, marker)["additionalModelRequestFields"] == {
+        "reasoningConfig": {"type": "enabled", "maxReasoningEffort": "high"}}
+    assert extra(resp.choices[0].message)["reasoning_content"]
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="llama", messages=ask("hi"), reasoning_effort="high")
+    assert err.value.param == "reasoning_effort"
+
+
+# ---- 4. prompt caching ----
+
+def _cached_request(marker: str) -> dict[str, Any]:
+    return {
+        "model": "claude",
+        "tools": [{**TOOL, "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "system", "content": [
+                {"type": "text", "text": f"You are a weather bot with long rules {marker}",
+                 "cache_control": {"type": "ephemeral"}}]},
+            {"role": "user", "content": f"hello mock:capture={marker}"},
+        ],
+    }
+
+
+def test_cache_control_becomes_cache_points_and_writes_then_reads_are_reported(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    first = sdk.chat.completions.create(**_cached_request(marker))
+    body = sent(mock_upstream, marker)
+    assert body["system"][1] == {"cachePoint": {"type": "default"}}
+    assert body["toolConfig"]["tools"][1] == {"cachePoint": {"type": "default"}}
+    assert first.usage is not None and first.usage.prompt_tokens_details is not None
+    written = extra(first.usage.prompt_tokens_details)["cache_creation_tokens"]
+    assert written > 0 and first.usage.prompt_tokens_details.cached_tokens == 0
+    chunks = list(sdk.chat.completions.create(**_cached_request(marker), stream=True,
+                                              stream_options={"include_usage": True}))
+    usage = chunks[-1].usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == written
+    assert usage.prompt_tokens >= written + 1
+
+
+# ---- 5. stop sequences ----
+
+def test_the_matched_stop_sequence_is_reported(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    resp = sdk.chat.completions.create(model="claude", messages=ask(f"hi mock:capture={marker}"),
+                                       stop=["zzz", "Switchboard"])
+    assert sent(mock_upstream, marker)["additionalModelResponseFieldPaths"] == ["/stop_sequence"]
+    assert resp.choices[0].finish_reason == "stop"
+    assert extra(resp.choices[0])["stop_sequence"] == "Switchboard"
+    chunks = list(sdk.chat.completions.create(model="claude", messages=ask("hi"), stop=["mock"], stream=True))
+    finish = [extra(c.choices[0]) for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish[0]["stop_sequence"] == "mock"
+
+
+# ---- 6. strict tools ----
+
+def test_strictness_is_kept_per_tool(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    strict: Any = {"type": "function", "function": {"name": "lookup", "strict": True, "parameters": {
+        "type": "object", "properties": {}, "additionalProperties": False}}}
+    sdk.chat.completions.create(model="claude", messages=ask(f"hi mock:capture={marker}"),
+                                tools=[TOOL, strict])
+    specs = [t["toolSpec"] for t in sent(mock_upstream, marker)["toolConfig"]["tools"]]
+    assert [s.get("strict") for s in specs] == [None, True]
+
+
+# ---- 7. user and metadata ----
+
+def test_user_and_metadata_become_request_metadata(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    sdk.chat.completions.create(model="claude", messages=ask(f"hi mock:capture={marker}"), user="user-42",
+                                metadata={"app": "demo"})
+    assert sent(mock_upstream, marker)["requestMetadata"] == {"app": "demo", "user": "user-42"}
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="claude", messages=ask("hi"), metadata={"app": "d\u00e9mo"})
+    assert err.value.param == "metadata.app" and "requestMetadata" in err.value.message
+
+
+# ---- 8. image detail ----
+
+def test_low_image_detail_is_refused_unless_dropped(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    def image(text: str) -> list[Any]:
+        return [{"role": "user", "content": [
+            {"type": "text", "text": text},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}},
+        ]}]
+
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="claude", messages=image("what is it?"))
+    assert err.value.code == "unsupported_parameter" and "detail" in err.value.message
+    marker = new_marker()
+    sdk.chat.completions.create(model="claude", messages=image(f"what? mock:capture={marker}"),
+                                extra_body={"drop_params": True})
+    assert sent(mock_upstream, marker)["messages"][0]["content"][1] == {
+        "image": {"format": "png", "source": {"bytes": PNG}}}
+
+
+# ---- 9. turns ----
+
+def test_late_system_message_and_empty_assistant_keep_their_place(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    sdk.chat.completions.create(model="claude", messages=[
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": f"first mock:capture={marker}"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "second"},
+        {"role": "system", "content": "Answer in French from now on."},
+        {"role": "user", "content": "third"},
+    ])
+    body = sent(mock_upstream, marker)
+    assert body["system"] == [{"text": "Be brief."}]
+    assert body["messages"] == [
+        {"role": "user", "content": [{"text": f"first mock:capture={marker}"}]},
+        {"role": "assistant", "content": [{"text": "(no content)"}]},
+        {"role": "user", "content": [{"text": "second"}, {"text": "[system] Answer in French from now on."},
+                                     {"text": "third"}]},
+    ]
