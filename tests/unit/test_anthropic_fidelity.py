@@ -277,3 +277,13 @@ def test_refusals_come_from_the_capability_table() -> None:
         build(metadata={"app": "demo"})
     assert err.value.param == "metadata"
     assert "metadata" not in build(True, metadata={"app": "demo"})
+
+
+def test_a_forced_tool_with_thinking_is_a_clear_400() -> None:
+    with pytest.raises(InvalidRequest) as err:
+        build(reasoning_effort="low", tools=[TOOL], tool_choice="required")
+    assert err.value.param == "tool_choice"
+    with pytest.raises(InvalidRequest) as err:
+        build(reasoning_effort="low", response_format={"type": "json_object"})
+    assert err.value.param == "response_format"
+    assert build(reasoning_effort="low", tools=[TOOL], tool_choice="auto")["thinking"]["type"] == "enabled"

@@ -92,6 +92,17 @@ def sampling_conflicts(request: JSON, target: Target) -> JSON:
         'true on the model, or send "drop_params": true, to drop it instead', param=name)
 
 
+def check_tool_choice(choice: Any, request: JSON) -> None:
+    """While thinking, Anthropic lets the model choose its tools (auto or none) and refuses a
+    forced one: tool_choice required or naming a function, or JSON mode emulated with a tool."""
+    if not isinstance(choice, dict) or choice.get("type") not in ("any", "tool"):
+        return
+    param = "tool_choice" if request.get("tool_choice") not in (None, "auto", "none") else "response_format"
+    raise InvalidRequest(
+        f"{param} forces a tool call, which provider type 'anthropic' does not allow with thinking; let "
+        "the model choose (tool_choice auto), or for JSON send a strict json_schema", param=param)
+
+
 def blocks(value: Any, param: str) -> list[JSON]:
     """An assistant message's ``thinking_blocks`` as Anthropic blocks, signatures unchanged.
     Unsigned blocks (reasoning another provider produced) are left out: Anthropic accepts only
