@@ -287,3 +287,9 @@ def test_a_forced_tool_with_thinking_is_a_clear_400() -> None:
         build(reasoning_effort="low", response_format={"type": "json_object"})
     assert err.value.param == "response_format"
     assert build(reasoning_effort="low", tools=[TOOL], tool_choice="auto")["thinking"]["type"] == "enabled"
+
+
+def test_a_forced_tool_choice_without_tools_is_not_dropped() -> None:
+    # Sent, so the upstream refuses it as OpenAI would; auto and none without tools ask for nothing.
+    assert build(tool_choice="required")["tool_choice"] == {"type": "any"}
+    assert "tool_choice" not in build(tool_choice="none")

@@ -321,6 +321,10 @@ def _tool_result(msg: JSON, param: str) -> JSON:
 def _tools(request: JSON, body: JSON) -> None:
     tools = request.get("tools")
     if not tools:
+        # Nothing to choose among: auto and none mean no call anyway; a forced choice is sent so the
+        # upstream refuses it, as OpenAI refuses tool_choice without tools.
+        if request.get("tool_choice") not in (None, "auto", "none"):
+            body["tool_choice"] = _tool_choice(request["tool_choice"], None)
         return
     body["tools"] = [with_cache_control(_tool(tool, f"tools[{i}]"), tool, f"tools[{i}]")
                      for i, tool in enumerate(tools)]
