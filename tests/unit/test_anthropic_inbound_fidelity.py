@@ -144,3 +144,32 @@ def test_bad_documents_are_anthropic_style_400s(source: dict[str, Any], param: s
     with pytest.raises(InvalidRequest) as err:
         translate(messages=[{"role": "user", "content": [{"type": "document", "source": source}]}])
     assert err.value.param == param
+
+
+def test_cache_control_inside_a_tool_result_is_kept() -> None:
+    out = translate(
+        tools=[TOOL],
+        messages=[
+            {"role": "user", "content": "go"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": [
+                            {"type": "text", "text": "part one"},
+                            {"type": "text", "text": "part two", "cache_control": CACHE},
+                        ],
+                    }
+                ],
+            },
+        ],
+    )
+    assert out["messages"][2]["content"] == [
+        {"type": "text", "text": "part one\npart two", "cache_control": CACHE}
+    ]

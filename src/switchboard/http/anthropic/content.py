@@ -131,7 +131,7 @@ def document_part(block: JSON, path: str) -> JSON:
         raise fail(f"{spath}.data", "Input should be a valid string")
     elif kind == "content":
         _content_source_text(source.get("content"), f"{spath}.content")
-    elif kind == "url" and not (isinstance(source.get("url"), str) and source["url"].startswith(("http://", "https://"))):
+    elif kind == "url" and not str(source.get("url")).startswith(("http://", "https://")):
         raise fail(f"{spath}.url", "Input should be an http(s) URL")
     document = {k: v for k, v in block.items() if k not in ("type", "cache_control")}
     return cached({"type": "document", "document": document}, block, path)
@@ -184,12 +184,26 @@ def _tool_result(block: JSON, path: str) -> tuple[JSON, list[JSON]]:
     images: list[JSON] = []
     text = _tool_result_text(content, path, images)
     message: JSON = {"role": "tool", "tool_call_id": tool_use_id, "content": text}
-    if block.get("cache_control") is not None:
-        # The breakpoint rides on a content part, so the text becomes one.
-        message["content"] = [cached({"type": "text", "text": text}, block, path)]
+    marked = _breakpoint(block, content)
+    if marked is not None:
+        # The breakpoint (on the result or a block inside it) rides on a content part, so the
+        # text becomes one; it still ends the cached prefix after this result.
+        message["content"] = [cached({"type": "text", "text": text}, marked[0], path + marked[1])]
     if is_error:
         message["is_error"] = True
     return message, images
+
+
+def _breakpoint(block: JSON, content: Any) -> tuple[JSON, str] | None:
+    """The block (and its path suffix) whose cache_control marks this tool result, if any."""
+    if block.get("cache_control") is not None:
+        return block, ""
+    marked = [
+        (inner, f".content.{i}")
+        for i, inner in enumerate(content if isinstance(content, list) else ())
+        if isinstance(inner, dict) and inner.get("cache_control") is not None
+    ]
+    return marked[-1] if marked else None
 
 
 def _tool_result_text(content: Any, path: str, images: list[JSON]) -> str:
