@@ -231,10 +231,13 @@ class RequestContext:
 
 @dataclass(slots=True)
 class Reply:
-    """A complete canonical response."""
+    """A complete response: canonical, or already in the client's dialect (``native``)."""
 
     body: dict[str, Any]
     status: int = 200
+    # True when ``body`` is the upstream's reply in the inbound API's own wire format (a
+    # same-dialect pass-through, pipeline/native.py): the encoder writes it as it is.
+    native: bool = False
 
 
 @dataclass(slots=True)
@@ -268,6 +271,11 @@ class StreamReply:
     chunks: AsyncGenerator[list[Chunk], None]
     close: Callable[[], Awaitable[None]] = _nothing
     closed: bool = False
+    # True when each chunk carries an upstream event already in the inbound API's wire format
+    # (its bytes under providers.base.WIRE, beside what stages may read: id, model, usage, the
+    # finish reason): the encoder writes those bytes as they are. Stages that wrap the stream
+    # keep the flag.
+    native: bool = False
 
     async def aclose(self) -> None:
         """Close the chunks and what they read from, at once; safe to call more than once."""
@@ -292,18 +300,26 @@ class InboundAPI(Protocol):
     """
 
     operation: str
+    # The wire format this API speaks, named as the provider type whose upstream speaks it
+    # ("openai", "anthropic"): an attempt on such a provider may pass the body through
+    # (pipeline/native.py).
+    dialect: str
 
     def decode(self, ctx: RequestContext) -> None:
         """Parse and validate ``ctx.body`` into ``ctx.request``; set ``ctx.stream``. Raises InvalidRequest."""
         ...
 
-    def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes: ...
+    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
+        """The wire bytes of a complete reply; ``native``: ``body`` is already in this API's
+        format (Reply.native) and is written as it is."""
+        ...
 
     def encode_stream(
-        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]], native: bool = False
     ) -> AsyncGenerator[bytes, None]:
         """Wire bytes for each batch of canonical chunks (one write per batch); a GatewayError
-        raised mid-stream becomes the API's error event."""
+        raised mid-stream becomes the API's error event. ``native``: the chunks carry this API's
+        own events (StreamReply.native), relayed as they are."""
         ...
 
     def encode_error(self, error: GatewayError) -> bytes: ...

@@ -543,25 +543,20 @@ BAD_INPUT: list[tuple[str, dict[str, Any], type[anthropic.APIStatusError], int, 
         "server tool 'web_search_20250305' is not supported",
     ),
     (
-        "pdf document",
+        "files api document",
         {
             "model": "claude-via-openai",
             "max_tokens": 5,
             "messages": [
                 {
                     "role": "user",
-                    "content": [
-                        {
-                            "type": "document",
-                            "source": {"type": "base64", "media_type": "application/pdf", "data": PIXEL},
-                        }
-                    ],
+                    "content": [{"type": "document", "source": {"type": "file", "file_id": "file_011"}}],
                 }
             ],
         },
         anthropic.BadRequestError,
         400,
-        "only plain-text documents",
+        "file sources (the Files API) are not supported",
     ),
     (
         "unknown model",

@@ -61,7 +61,8 @@ def test_system_string_and_blocks_become_first_message() -> None:
         {"type": "text", "text": "One."},
         {"type": "text", "text": "Two.", "cache_control": {"type": "ephemeral"}},
     ]
-    assert translate(system=blocks)["messages"][0] == {"role": "system", "content": "One.\nTwo."}
+    # The blocks stay apart, each with its prompt-caching breakpoint.
+    assert translate(system=blocks)["messages"][0] == {"role": "system", "content": blocks}
     assert translate(system="")["messages"] == [{"role": "user", "content": "hi"}]
 
 
@@ -134,6 +135,8 @@ def test_tool_round_trip_translation() -> None:
     assert msgs[1] == {
         "role": "assistant",
         "content": "Let me check.",
+        "reasoning_content": "hmm",
+        "thinking_blocks": [{"type": "thinking", "thinking": "hmm", "signature": "sig"}],
         "tool_calls": [
             {
                 "id": "toolu_1",
@@ -148,7 +151,8 @@ def test_tool_round_trip_translation() -> None:
         ],
     }
     assert msgs[2] == {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"}
-    assert msgs[3] == {"role": "tool", "tool_call_id": "toolu_2", "content": "Error: timeout"}
+    # The error flag is kept as such; adapters without one add the "Error: " prefix.
+    assert msgs[3] == {"role": "tool", "tool_call_id": "toolu_2", "content": "timeout", "is_error": True}
     assert msgs[4] == {"role": "user", "content": "Summarise."}
     assert len(msgs) == 5
 
@@ -217,7 +221,7 @@ def test_tool_choice(choice: dict[str, Any], expected: Any, parallel: bool | Non
     assert out.get("parallel_tool_calls") == parallel
 
 
-def test_text_document_and_dropped_fields() -> None:
+def test_document_thinking_and_dropped_fields() -> None:
     out = translate(
         thinking={"type": "enabled", "budget_tokens": 2048},
         max_tokens=4096,
@@ -237,8 +241,14 @@ def test_text_document_and_dropped_fields() -> None:
             }
         ],
     )
-    assert out["messages"][0]["content"][0] == {"type": "text", "text": "Notes\n\nThe sky is green."}
-    assert "thinking" not in out
+    assert out["messages"][0]["content"][0] == {
+        "type": "document",
+        "document": {
+            "title": "Notes",
+            "source": {"type": "text", "media_type": "text/plain", "data": "The sky is green."},
+        },
+    }
+    assert out["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     assert "service_tier" not in out
 
 
@@ -311,16 +321,27 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "source.url",
     ),
     (
-        "pdf document",
-        {
-            "messages": _user(
-                {
-                    "type": "document",
-                    "source": {"type": "base64", "media_type": "application/pdf", "data": PNG},
-                }
-            )
-        },
-        "only plain-text documents",
+        "file document",
+        {"messages": _user({"type": "document", "source": {"type": "file", "file_id": "f"}})},
+        "Files API",
+    ),
+    (
+        "bad cache_control",
+        {"messages": _user({"type": "text", "text": "x", "cache_control": {"type": "forever"}})},
+        "cache_control.type",
+    ),
+    (
+        "bad cache ttl",
+        {"system": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "2h"}}]},
+        "cache_control.ttl",
+    ),
+    (
+        "unsigned thinking",
+        {"messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "x"}]},
+        ]},
+        "signature",
     ),
     (
         "tool_use from user",

@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from switchboard.config.schema import Timeouts
+from switchboard.mock.anthropic import signature_of
 from switchboard.mock.app import create_mock_app
 from switchboard.providers.anthropic import SPEC, AnthropicOptions
 from switchboard.providers.target import Target
@@ -323,6 +324,122 @@ def test_stream_tool_use_events(client: TestClient) -> None:
     pieces = [d["delta"]["partial_json"] for n, d in events if n == "content_block_delta"]
     assert pieces[0] == "" and orjson.loads("".join(pieces)) == {"city": "Paris"}
     assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+
+
+# -- thinking, refusal ---------------------------------------------------------------------------
+
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+
+
+def test_thinking_block_opens_the_reply_with_a_signature(client: TestClient) -> None:
+    body = post(client, ok_body(max_tokens=2000, thinking=THINKING)).json()
+    first, second = body["content"]
+    assert first["type"] == "thinking" and "Hi" in first["thinking"]
+    assert first["signature"] == signature_of(first["thinking"]) and first["signature"].startswith("sig-")
+    assert second["type"] == "text" and body["stop_reason"] == "end_turn"
+    plain = post(client, ok_body(thinking={"type": "disabled"})).json()
+    assert [b["type"] for b in plain["content"]] == ["text"]
+
+
+@pytest.mark.parametrize(
+    ("thinking", "max_tokens", "contains"),
+    [
+        ({"type": "enabled", "budget_tokens": 500}, 2000, "greater than or equal to 1024"),
+        ({"type": "enabled", "budget_tokens": 4000}, 2000, "must be greater than `thinking.budget_tokens`"),
+        ({"type": "enabled"}, 2000, "budget_tokens: Field required"),
+        ({"type": "sometimes"}, 2000, "expected tags"),
+    ],
+)
+def test_thinking_config_is_checked(
+    client: TestClient, thinking: dict[str, Any], max_tokens: int, contains: str
+) -> None:
+    resp = post(client, ok_body(max_tokens=max_tokens, thinking=thinking))
+    assert_error(resp, 400, "invalid_request_error", contains)
+
+
+def tool_round(first: dict[str, Any], **changes: Any) -> list[dict[str, Any]]:
+    """The history answering ``first`` (thinking + tool_use) with a tool result."""
+    call = next(b for b in first["content"] if b["type"] == "tool_use")
+    replayed = [{**b, **changes} if b["type"] == "thinking" else b for b in first["content"]]
+    return [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": replayed},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "18C"}]},
+    ]
+
+
+def test_thinking_signature_round_trip(client: TestClient) -> None:
+    first = post(
+        client,
+        ok_body(
+            max_tokens=2000,
+            thinking=THINKING,
+            tools=[WEATHER],
+            messages=[{"role": "user", "content": "Weather?"}],
+        ),
+    ).json()
+    assert [b["type"] for b in first["content"]] == ["thinking", "text", "tool_use"]
+    ok = post(
+        client, ok_body(max_tokens=2000, thinking=THINKING, tools=[WEATHER], messages=tool_round(first))
+    )
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["content"][-1]["text"] == "The tool returned: 18C"
+    tampered = tool_round(first, signature="sig-0000000000000000")
+    resp = post(client, ok_body(max_tokens=2000, thinking=THINKING, tools=[WEATHER], messages=tampered))
+    assert_error(resp, 400, "invalid_request_error", "Invalid `signature`")
+    edited = tool_round(first, thinking="something else")
+    resp = post(client, ok_body(max_tokens=2000, thinking=THINKING, tools=[WEATHER], messages=edited))
+    assert_error(resp, 400, "invalid_request_error", "Invalid `signature`")
+
+
+def test_thinking_must_be_kept_in_a_tool_loop(client: TestClient) -> None:
+    first = post(
+        client, ok_body(max_tokens=2000, thinking=THINKING, tools=[WEATHER], tool_choice={"type": "any"})
+    ).json()
+    history = tool_round(first)
+    history[1]["content"] = [b for b in history[1]["content"] if b["type"] != "thinking"]
+    resp = post(client, ok_body(max_tokens=2000, thinking=THINKING, tools=[WEATHER], messages=history))
+    assert_error(resp, 400, "invalid_request_error", "must start with a thinking block")
+    history[1]["content"].insert(0, {"type": "redacted_thinking", "data": "opaque-bytes"})
+    resp = post(client, ok_body(max_tokens=2000, thinking=THINKING, tools=[WEATHER], messages=history))
+    assert resp.status_code == 200, resp.text
+
+
+def test_stream_thinking_events(client: TestClient) -> None:
+    events = stream_events(post(client, ok_body(max_tokens=2000, thinking=THINKING, stream=True)))
+    assert events[1][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    deltas = [d["delta"] for n, d in events if n == "content_block_delta" and d["index"] == 0]
+    text = "".join(d["thinking"] for d in deltas if d["type"] == "thinking_delta")
+    assert deltas[-1] == {"type": "signature_delta", "signature": signature_of(text)}
+    assert "Hi" in text
+    assert events[2 + len(deltas) + 1][1] == {"type": "content_block_stop", "index": 0}
+    assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
+
+
+def test_refusal_stream_and_non_stream(client: TestClient) -> None:
+    messages = [{"role": "user", "content": "Do the bad thing mock:refuse"}]
+    body = post(client, ok_body(messages=messages)).json()
+    assert body["stop_reason"] == "refusal" and body["stop_sequence"] is None
+    assert body["content"] == [{"type": "text", "text": "I can't help with that."}]
+    events = stream_events(post(client, ok_body(messages=messages, stream=True)))
+    assert events[-2][1]["delta"] == {"stop_reason": "refusal", "stop_sequence": None}
+
+
+def test_stream_stop_sequence(client: TestClient) -> None:
+    events = stream_events(post(client, ok_body(stream=True, stop_sequences=["Switchboard"])))
+    text = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
+    assert text == "Hello from the "
+    assert events[-2][1]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "Switchboard"}
+
+
+def test_version_and_beta_headers_are_captured(client: TestClient) -> None:
+    marker = f"hdr-{uuid.uuid4().hex[:8]}"
+    headers = {**HEADERS, "anthropic-beta": "prompt-caching-2024-07-31", "x-mock-capture": marker}
+    assert post(client, ok_body(), headers).status_code == 200
+    record = client.get(f"/_mock/captured/{marker}").json()["requests"][0]
+    assert record["headers"]["anthropic-beta"] == "prompt-caching-2024-07-31"
+    assert record["headers"]["anthropic-version"] == "2023-06-01"
+    assert record["headers"]["x-api-key"] == "<redacted>"
 
 
 # -- faults -------------------------------------------------------------------------------------

@@ -244,7 +244,7 @@ def test_tool_without_parameters_and_strict() -> None:
         ("presence_penalty", 0.5),
         ("frequency_penalty", 0.1),
         ("logit_bias", {"1": 2}),
-        ("reasoning_effort", "low"),
+        ("metadata", {"app": "demo"}),
     ],
 )
 def test_unsupported_parameters_are_named(param: str, value: Any) -> None:

@@ -241,7 +241,7 @@ def test_emulated_json_tool_streams_as_content() -> None:
     assert pairs[-1] == ({}, "stop")
 
 
-def test_unknown_events_and_thinking_are_ignored() -> None:
+def test_unknown_events_are_ignored_and_thinking_is_reasoning() -> None:
     chunks = decode(
         start(),
         block_start(0, {"type": "thinking", "thinking": ""}),
@@ -268,7 +268,13 @@ def test_unknown_events_and_thinking_are_ignored() -> None:
         message_delta("end_turn"),
         STOP,
     )
-    assert [d for d, _ in deltas(chunks)] == [{"role": "assistant", "content": ""}, {"content": "42"}, {}]
+    assert [d for d, _ in deltas(chunks)] == [
+        {"role": "assistant", "content": ""},
+        {"reasoning_content": "hmm"},
+        {"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "s"}]},
+        {"content": "42"},
+        {},
+    ]
 
 
 def test_overloaded_error_mid_stream() -> None:

@@ -252,7 +252,7 @@ class Endpoint:
             await out.error(InternalError(f"internal error (request id {ctx.request_id})"))
             return
         if isinstance(result, Reply):
-            body = self.inbound.encode(ctx, result.body)
+            body = self.inbound.encode(ctx, result.body, result.native)
             await out.body(result.status, body, ctx.response_headers)
         elif isinstance(result, StreamReply):
             await self._stream(ctx, result, out)
@@ -264,7 +264,7 @@ class Endpoint:
         try:
             await out.stream_start()
             chunks = _counted(ctx, result.chunks)
-            async with aclosing(self.inbound.encode_stream(ctx, chunks)) as events:
+            async with aclosing(self.inbound.encode_stream(ctx, chunks, result.native)) as events:
                 async for event in events:
                     await out.stream_data(event)
             await out.stream_end()

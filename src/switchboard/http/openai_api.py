@@ -29,6 +29,9 @@ def sse(data: dict[str, Any]) -> bytes:
 
 
 class OpenAIInbound:
+    # The canonical form is OpenAI's: a native (pass-through) reply is written as any other.
+    dialect = "openai"
+
     def __init__(self, operation: str, check: Callable[[Any], dict[str, Any]], streams: bool) -> None:
         self.operation = operation
         self._check = check
@@ -41,11 +44,11 @@ class OpenAIInbound:
             ctx.stream = True
             ctx.client_wants_usage = bool((request.get("stream_options") or {}).get("include_usage"))
 
-    def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes:
+    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
         return orjson.dumps(body)
 
     async def encode_stream(
-        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]], native: bool = False
     ) -> AsyncGenerator[bytes, None]:
         wants_usage = ctx.client_wants_usage
         try:
@@ -75,17 +78,19 @@ class OpenAIInbound:
 class OpenAIJson:
     """Bodiless OpenAI-style endpoints (``/v1/models``, ``/admin/*``): JSON out, OpenAI errors."""
 
+    dialect = "openai"
+
     def __init__(self, operation: str) -> None:
         self.operation = operation
 
     def decode(self, ctx: RequestContext) -> None:
         return None
 
-    def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes:
+    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
         return orjson.dumps(body)
 
     async def encode_stream(
-        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]], native: bool = False
     ) -> AsyncGenerator[bytes, None]:
         raise TypeError(f"{self.operation} does not stream")
         yield b""  # pragma: no cover - makes this an async generator

@@ -11,6 +11,14 @@ as ``event: error``.
 Prompt caching is simulated: the prefix up to the last ``cache_control`` breakpoint (tools, then
 system, then messages) is written on first sight (``cache_creation_input_tokens``) and read on
 later requests (``cache_read_input_tokens``).
+
+Extended thinking (``thinking: {"type": "enabled", "budget_tokens": N}``, N >= 1024 and below
+``max_tokens``) opens the reply with a ``thinking`` block whose ``signature`` is derived from its
+text; a replayed ``thinking`` block whose signature does not match is refused with 400, as the
+API refuses tampered thinking, and with thinking on, an assistant turn answered by tool results
+must start with its thinking block. ``redacted_thinking`` blocks are accepted as they are.
+``stop_sequences`` cut the text before the first hit (``stop_reason: "stop_sequence"``), and
+``mock:refuse`` in the last user text answers ``stop_reason: "refusal"``.
 """
 
 from __future__ import annotations
@@ -58,6 +66,9 @@ _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _TOOL_CHOICES = ("auto", "any", "tool", "none")
 _CACHE: set[str] = set()  # prompt-cache prefixes written so far
 _CACHE_LIMIT = 10_000
+REFUSE = "mock:refuse"  # in the last user text: the model declines (stop_reason "refusal")
+REFUSAL_TEXT = "I can't help with that."
+MIN_THINKING_BUDGET = 1024
 
 
 class Invalid(Exception):
@@ -137,7 +148,10 @@ def validate(body: Any, count_only: bool = False) -> dict[str, Any]:
     _check_tool_choice(body.get("tool_choice"), names)
     _check_sampling(body)
     _check_output_config(body.get("output_config"))
+    _check_thinking(body.get("thinking"), body.get("max_tokens"), count_only)
     _check_messages(body.get("messages"))
+    if thinking_on(body):
+        _check_thinking_kept(merged_turns(body["messages"]))
     return body
 
 
@@ -236,6 +250,59 @@ def _check_output_config(config: Any) -> None:
         raise Invalid("output_config.format: expected {\"type\": \"json_schema\", \"schema\": {...}}")
 
 
+def thinking_on(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def _check_thinking(thinking: Any, max_tokens: Any, count_only: bool) -> None:
+    if thinking is None:
+        return
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return
+    if kind != "enabled":
+        raise Invalid("thinking: Input tag does not match any of the expected tags: 'enabled', 'disabled'")
+    assert isinstance(thinking, dict)
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        raise Invalid("thinking.enabled.budget_tokens: Field required")
+    if budget < MIN_THINKING_BUDGET:
+        raise Invalid(f"thinking.enabled.budget_tokens: Input should be greater than or equal to "
+                      f"{MIN_THINKING_BUDGET}")
+    if not count_only and _is_int(max_tokens) and budget >= max_tokens:
+        raise Invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+
+
+def signature_of(thinking: str) -> str:
+    """The mock's signature of a thinking text: a replayed block must carry it unchanged."""
+    return "sig-" + hashlib.sha256(thinking.encode()).hexdigest()[:16]
+
+
+def _check_thinking_block(block: dict[str, Any], param: str) -> None:
+    if block["type"] == "redacted_thinking":
+        if not isinstance(block.get("data"), str) or not block["data"]:
+            raise Invalid(f"{param}.data: Field required")
+        return
+    text, signature = block.get("thinking"), block.get("signature")
+    if not isinstance(text, str) or not isinstance(signature, str):
+        raise Invalid(f"{param}: thinking blocks need a 'thinking' and a 'signature' string")
+    if signature != signature_of(text):
+        raise Invalid(f"{param}: Invalid `signature` in `thinking` block")
+
+
+def _check_thinking_kept(turns: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """With thinking on, the assistant turn a tool result answers must keep its thinking first."""
+    if len(turns) < 2 or turns[-1][0] != "user" or not _ids(turns[-1][1], "tool_result", "tool_use_id"):
+        return
+    blocks = turns[-2][1]
+    first = blocks[0].get("type") if blocks else None
+    if first not in ("thinking", "redacted_thinking"):
+        raise Invalid(f"messages.{len(turns) - 2}.content.0.type: Expected `thinking` or "
+                      f"`redacted_thinking`, but found `{first}`. When `thinking` is enabled, a final "
+                      "`assistant` message must start with a thinking block.")
+
+
 def blocks_of(content: Any) -> list[Any]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
@@ -293,6 +360,8 @@ def _check_block(block: Any, param: str, role: str) -> None:
             raise Invalid(f"{param}.id: String should match pattern '^[a-zA-Z0-9_-]+$'")
         if not isinstance(block.get("name"), str) or not isinstance(block.get("input"), dict):
             raise Invalid(f"{param}: tool_use blocks need a 'name' and an 'input' object")
+    elif kind in ("thinking", "redacted_thinking"):
+        _check_thinking_block(block, param)
     elif kind == "tool_result":
         if not isinstance(block.get("tool_use_id"), str) or not _TOOL_ID.match(block["tool_use_id"]):
             raise Invalid(f"{param}.tool_use_id: String should match pattern '^[a-zA-Z0-9_-]+$'")
@@ -412,8 +481,7 @@ def _answer_text(body: dict[str, Any], c: Controls, last: list[dict[str, Any]]) 
     results = [b for b in last if b.get("type") == "tool_result"]
     if results:
         return c.reply or f"The tool returned: {T.text_of([b.get('content') for b in results])[:200]}"
-    said = " ".join(b["text"] for b in last if b.get("type") == "text")
-    return T.reply_text(said, c.reply) + _images(last)
+    return T.reply_text(_said(last), c.reply) + _images(last)
 
 
 def _cut_at_stop(text: str, stops: list[str] | None) -> tuple[str, str | None]:
@@ -424,17 +492,21 @@ def _cut_at_stop(text: str, stops: list[str] | None) -> tuple[str, str | None]:
     return text[:at], stop
 
 
-def answer(body: dict[str, Any], c: Controls) -> _Reply:
-    turns = merged_turns(body["messages"])
-    last = turns[-1][1] if turns[-1][0] == "user" else []
-    tool = _tool_to_call(body, c, last)
-    if tool is not None:
-        blocks: list[dict[str, Any]] = []
-        if (body.get("tool_choice") or {"type": "auto"})["type"] == "auto":
-            blocks.append({"type": "text", "text": f"I'll use the {tool['name']} tool."})
-        blocks.append({"type": "tool_use", "id": new_id("toolu_"), "name": tool["name"],
-                       "input": T.arguments_for(tool["input_schema"])})
-        return _Reply(blocks, "tool_use")
+def _said(last: list[dict[str, Any]]) -> str:
+    return " ".join(b["text"] for b in last if b.get("type") == "text")
+
+
+def _thinking_block(body: dict[str, Any], last: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not thinking_on(body):
+        return []
+    said = " ".join(_said(last).split())[:100]
+    text = f"The user said: {said}. Let me think it through." if said else "Let me think it through."
+    return [{"type": "thinking", "thinking": text, "signature": signature_of(text)}]
+
+
+def _text_reply(body: dict[str, Any], c: Controls, last: list[dict[str, Any]]) -> _Reply:
+    if REFUSE in _said(last):
+        return _Reply([{"type": "text", "text": REFUSAL_TEXT}], "refusal")
     text, stop = _cut_at_stop(_answer_text(body, c, last), body.get("stop_sequences"))
     cut = False
     if stop is None:
@@ -443,10 +515,30 @@ def answer(body: dict[str, Any], c: Controls) -> _Reply:
     return _Reply([{"type": "text", "text": text}] if text else [], reason, stop)
 
 
+def answer(body: dict[str, Any], c: Controls) -> _Reply:
+    turns = merged_turns(body["messages"])
+    last = turns[-1][1] if turns[-1][0] == "user" else []
+    thinking = _thinking_block(body, last)
+    tool = _tool_to_call(body, c, last)
+    if tool is not None:
+        blocks: list[dict[str, Any]] = list(thinking)
+        if (body.get("tool_choice") or {"type": "auto"})["type"] == "auto":
+            blocks.append({"type": "text", "text": f"I'll use the {tool['name']} tool."})
+        blocks.append({"type": "tool_use", "id": new_id("toolu_"), "name": tool["name"],
+                       "input": T.arguments_for(tool["input_schema"])})
+        return _Reply(blocks, "tool_use")
+    reply = _text_reply(body, c, last)
+    reply.blocks[:0] = thinking
+    return reply
+
+
 def _output_tokens(reply: _Reply) -> int:
     count = 0
     for block in reply.blocks:
-        count += len(T.words(block["text"])) if block["type"] == "text" else T.count_tokens(block["input"])
+        if block["type"] == "tool_use":
+            count += T.count_tokens(block["input"])
+        else:
+            count += len(T.words(block.get("text") or block.get("thinking") or ""))
     return count
 
 
@@ -509,6 +601,10 @@ def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
     if block["type"] == "text":
         start = {"type": "text", "text": ""}
         deltas = [delta({"type": "text_delta", "text": w}) for w in T.words(block["text"])]
+    elif block["type"] == "thinking":
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [delta({"type": "thinking_delta", "thinking": w}) for w in T.words(block["thinking"])]
+        deltas.append(delta({"type": "signature_delta", "signature": block["signature"]}))
     else:
         start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
         args = orjson.dumps(block["input"]).decode()

@@ -244,7 +244,7 @@ class AttemptStage:
         first_byte = time.perf_counter() - began
         self._note(ctx, Attempt(route.deployment, group.name, 200, None, round(first_byte * 1000)))
         primed = _Primed(self._router, reply, first, route, began, first_byte)
-        return StreamReply(primed.chunks(), close=primed.close)
+        return StreamReply(primed.chunks(), close=primed.close, native=reply.native)
 
     def _failed(self, ctx: RequestContext, group: Group, route: Route, error: GatewayError,
                 began: float) -> None:

@@ -53,7 +53,7 @@ def map_result(
     released at once.
     """
     if isinstance(result, StreamReply):
-        return StreamReply(_mapped(result, batch, done), close=result.aclose)
+        return StreamReply(_mapped(result, batch, done), close=result.aclose, native=result.native)
     if body is not None and isinstance(result, Reply):
         result.body = body(result.body)
     if done is not None:

@@ -1,6 +1,8 @@
 """The terminal handler: translate, call the provider, translate back.
 
 Operations are a table of adapter methods, so the terminal holds no per-operation branches.
+An attempt whose upstream speaks the inbound API's own wire format uses the pass-through
+exchange of pipeline/native.py instead: the same call, its body and reply untranslated.
 """
 
 from __future__ import annotations
@@ -9,14 +11,32 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.context import Reply, RequestContext, Result, StreamReply
 from switchboard.pipeline import caller_credentials
+from switchboard.pipeline.native import exchange_for
 from switchboard.providers.base import JSON, StreamDecoder
 from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.upstream.client import UpstreamStream
 from switchboard.upstream.request import UpstreamRequest
+
+if TYPE_CHECKING:
+    from switchboard.routing.table import Route
+
+
+class Exchange(Protocol):
+    """How one attempt talks to its upstream: the request, the reply's body and usage, and the
+    stream decoder (None: the operation does not stream). ``native``: the reply is in the
+    inbound API's wire format, not canonical."""
+
+    native: bool
+
+    def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest: ...
+
+    def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]: ...
+
+    def decoder(self, ctx: RequestContext, route: Route) -> StreamDecoder | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +48,23 @@ class Operation:
     stream: str | None = None
     # Applied to every parsed response: canonical details no single adapter can settle.
     finish: Callable[[JSON, JSON], JSON] | None = None
+    native = False  # the translated exchange: canonical in, canonical out
+
+    def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest:
+        build: Callable[[JSON, Any], UpstreamRequest] = getattr(route.adapter, self.build)
+        return build(ctx.request, route.target)
+
+    def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]:
+        parsed: JSON = getattr(route.adapter, self.parse)(body, route.target)
+        if self.finish is not None:
+            parsed = self.finish(ctx.request, parsed)
+        return parsed, parsed.get("usage")
+
+    def decoder(self, ctx: RequestContext, route: Route) -> StreamDecoder | None:
+        if self.stream is None:
+            return None
+        decoder: StreamDecoder = getattr(route.adapter, self.stream)(ctx.request, route.target)
+        return decoder
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -40,9 +77,9 @@ OPERATIONS: dict[str, Operation] = {
 async def invoke(ctx: RequestContext) -> Result:
     route = ctx.route
     assert route is not None, "the route stage runs first"
-    op = OPERATIONS[ctx.operation]
+    exchange: Exchange = exchange_for(ctx, route) or OPERATIONS[ctx.operation]
     adapter, target = route.adapter, route.target
-    upstream: UpstreamRequest = getattr(adapter, op.build)(ctx.request, target)
+    upstream = exchange.request(ctx, route)
     if ctx.upstream_credentials is not None:
         caller_credentials.apply(upstream, ctx.upstream_credentials)
     if ctx.upstream_headers is not None:  # e.g. the attempt's traceparent (pipeline/trace.py)
@@ -50,8 +87,8 @@ async def invoke(ctx: RequestContext) -> Result:
     # Time inside the upstream exchange (ctx.upstream_seconds, every attempt summed): the
     # gateway's own overhead is the rest (x-switchboard-overhead-ms).
     began = time.perf_counter()
-    if ctx.stream and op.stream is not None:
-        decoder: StreamDecoder = getattr(adapter, op.stream)(ctx.request, target)
+    decoder = exchange.decoder(ctx, route) if ctx.stream else None
+    if decoder is not None:
         try:
             stream = await route.client.open_stream(upstream, route.timeout)
             failed = await stream.read_all() if stream.status >= 400 else None
@@ -62,7 +99,7 @@ async def invoke(ctx: RequestContext) -> Result:
             ctx.upstream_seconds += time.perf_counter() - began
             raise caller_credentials.blamed(ctx, adapter.error(stream.status, stream.headers, failed, target))
         ctx.mark("upstream_headers", time.perf_counter())
-        return StreamReply(_relay(ctx, stream, decoder, began), close=stream.close)
+        return StreamReply(_relay(ctx, stream, decoder, began), close=stream.close, native=exchange.native)
     try:
         reply = await route.client.send(upstream, route.timeout)
     finally:
@@ -71,11 +108,8 @@ async def invoke(ctx: RequestContext) -> Result:
     ctx.mark("upstream_done", done)
     if reply.status >= 400:
         raise caller_credentials.blamed(ctx, adapter.error(reply.status, reply.headers, reply.body, target))
-    body: JSON = getattr(adapter, op.parse)(reply.body, target)
-    if op.finish is not None:
-        body = op.finish(ctx.request, body)
-    ctx.usage = body.get("usage")
-    return Reply(body)
+    body, ctx.usage = exchange.reply(ctx, route, reply.body)
+    return Reply(body, native=exchange.native)
 
 
 async def _relay(

@@ -17,6 +17,10 @@ from switchboard.upstream.request import UpstreamRequest
 
 JSON = dict[str, Any]
 
+# In a same-dialect stream (StreamReply.native), the key of a chunk holding one upstream event's
+# bytes, to be written to the client as they are.
+WIRE = "wire"
+
 
 class UnsupportedOperation(InvalidRequest):
     code = "unsupported_operation"

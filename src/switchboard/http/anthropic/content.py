@@ -3,19 +3,22 @@
 References: https://docs.anthropic.com/en/api/messages (message and content block shapes) and
 https://platform.openai.com/docs/api-reference/chat/create (the canonical message shapes).
 
-Mapping:
-    text block                  -> text part (a lone text part becomes a plain string)
+Mapping (the canonical extensions are in docs/providers.md, "Canonical extensions"):
+    text block                  -> text part (a lone text part without cache_control becomes a
+                                   plain string)
     image block, base64 source  -> image_url part with a ``data:<media_type>;base64,`` URL
     image block, url source     -> image_url part with the http(s) URL
-    document block, text source -> text part ("<title>\\n\\n" first when titled)
-    document block, PDF/url/file-> 400: the canonical form has no documents
+    document block              -> document part ``{type: document, document: {source, title,
+                                   context, citations}}`` carried as written (not Files API ones)
+    cache_control on a block    -> ``cache_control`` on the part made from it
     tool_use (assistant)        -> assistant ``tool_calls`` (input -> JSON arguments string)
     tool_result (user)          -> a ``role: tool`` message each, placed before the rest of that
                                    user turn so they directly follow the assistant's tool calls;
-                                   ``is_error`` prefixes the content with "Error: "; images in a
-                                   result move to the user message that follows (tool messages
-                                   carry text only)
-    thinking / redacted_thinking-> dropped: no upstream can continue another model's thinking
+                                   ``is_error`` -> ``is_error: true``; documents in a result
+                                   become text; images move to the user message that follows
+                                   (tool messages carry text only)
+    thinking / redacted_thinking-> assistant ``thinking_blocks`` (signatures unchanged) and
+                                   ``reasoning_content`` (the thinking text)
 Errors name the offending field the way Anthropic does: ``messages.0.content.1.source.data``.
 """
 
@@ -31,7 +34,9 @@ from switchboard.errors import InvalidRequest
 
 JSON = dict[str, Any]
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-_DROPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+_THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+_DOCUMENT_SOURCES = ("base64", "text", "content", "url")
+_CACHE_TTLS = ("5m", "1h")
 
 
 def fail(path: str, problem: str) -> InvalidRequest:
@@ -54,6 +59,22 @@ def text_of(block: JSON, path: str) -> str:
     if not text:
         raise fail(path, "text content blocks must be non-empty")
     return text
+
+
+def cached(part: JSON, block: JSON, path: str) -> JSON:
+    """``part`` with the prompt-caching breakpoint of ``block``, when it has one."""
+    cache = block.get("cache_control")
+    if cache is None:
+        return part
+    if not isinstance(cache, dict) or cache.get("type") != "ephemeral":
+        raise fail(f"{path}.cache_control.type", "Input should be 'ephemeral'")
+    if cache.get("ttl", "5m") not in _CACHE_TTLS:
+        raise fail(f"{path}.cache_control.ttl", "Input should be '5m' or '1h'")
+    return {**part, "cache_control": cache}
+
+
+def text_part(block: JSON, path: str) -> JSON:
+    return cached({"type": "text", "text": text_of(block, path)}, block, path)
 
 
 def _base64_data(source: JSON, path: str) -> str:
@@ -89,7 +110,31 @@ def image_part(block: JSON, path: str) -> JSON:
                    "send base64 data or a URL")
     else:
         raise fail(f"{spath}.type", "Input should be 'base64' or 'url'")
-    return {"type": "image_url", "image_url": {"url": url}}
+    return cached({"type": "image_url", "image_url": {"url": url}}, block, path)
+
+
+def document_part(block: JSON, path: str) -> JSON:
+    """A document block as the canonical document part, checked and carried as written."""
+    source = block.get("source")
+    spath = f"{path}.source"
+    if not isinstance(source, dict):
+        raise fail(spath, "Field required")
+    kind = source.get("type")
+    if kind == "file":
+        raise fail(spath, "file sources (the Files API) are not supported by this gateway; "
+                   "send base64 data, text, content or a URL")
+    if kind not in _DOCUMENT_SOURCES:
+        raise fail(f"{spath}.type", "Input should be 'base64', 'text', 'content' or 'url'")
+    if kind == "base64":
+        _base64_data(source, spath)
+    elif kind == "text" and not isinstance(source.get("data"), str):
+        raise fail(f"{spath}.data", "Input should be a valid string")
+    elif kind == "content":
+        _content_source_text(source.get("content"), f"{spath}.content")
+    elif kind == "url" and not str(source.get("url")).startswith(("http://", "https://")):
+        raise fail(f"{spath}.url", "Input should be an http(s) URL")
+    document = {k: v for k, v in block.items() if k not in ("type", "cache_control")}
+    return cached({"type": "document", "document": document}, block, path)
 
 
 def _document_text(block: JSON, path: str) -> str:
@@ -137,9 +182,34 @@ def _tool_result(block: JSON, path: str) -> tuple[JSON, list[JSON]]:
         raise fail(f"{path}.is_error", "Input should be a valid boolean")
     content = block.get("content", "")
     images: list[JSON] = []
+    text = _tool_result_text(content, path, images)
+    message: JSON = {"role": "tool", "tool_call_id": tool_use_id, "content": text}
+    marked = _breakpoint(block, content)
+    if marked is not None:
+        # The breakpoint (on the result or a block inside it) rides on a content part, so the
+        # text becomes one; it still ends the cached prefix after this result.
+        message["content"] = [cached({"type": "text", "text": text}, marked[0], path + marked[1])]
+    if is_error:
+        message["is_error"] = True
+    return message, images
+
+
+def _breakpoint(block: JSON, content: Any) -> tuple[JSON, str] | None:
+    """The block (and its path suffix) whose cache_control marks this tool result, if any."""
+    if block.get("cache_control") is not None:
+        return block, ""
+    marked = [
+        (inner, f".content.{i}")
+        for i, inner in enumerate(content if isinstance(content, list) else ())
+        if isinstance(inner, dict) and inner.get("cache_control") is not None
+    ]
+    return marked[-1] if marked else None
+
+
+def _tool_result_text(content: Any, path: str, images: list[JSON]) -> str:
     if isinstance(content, str):
-        text = content
-    elif isinstance(content, list):
+        return content
+    if isinstance(content, list):
         texts = []
         for i, inner in enumerate(content):
             ipath = f"{path}.content.{i}"
@@ -152,12 +222,8 @@ def _tool_result(block: JSON, path: str) -> tuple[JSON, list[JSON]]:
                 texts.append(_document_text(inner, ipath))
             else:
                 raise fail(f"{ipath}.type", "Input should be 'text', 'image' or 'document'")
-        text = "\n".join(texts)
-    else:
-        raise fail(f"{path}.content", "Input should be a string or a list of content blocks")
-    if is_error:
-        text = f"Error: {text}" if text else "Error"
-    return {"role": "tool", "tool_call_id": tool_use_id, "content": text}, images
+        return "\n".join(texts)
+    raise fail(f"{path}.content", "Input should be a string or a list of content blocks")
 
 
 def _tool_call(block: JSON, path: str) -> JSON:
@@ -183,11 +249,11 @@ def _user_turn(blocks: list[Any], path: str) -> tuple[list[JSON], list[str]]:
         bpath = f"{path}.{j}"
         kind = _block_type(block, bpath)
         if kind == "text":
-            parts.append({"type": "text", "text": text_of(block, bpath)})
+            parts.append(text_part(block, bpath))
         elif kind == "image":
             parts.append(image_part(block, bpath))
         elif kind == "document":
-            parts.append({"type": "text", "text": _document_text(block, bpath)})
+            parts.append(document_part(block, bpath))
         elif kind == "tool_result":
             message, images = _tool_result(block, bpath)
             tools.append(message)
@@ -199,27 +265,58 @@ def _user_turn(blocks: list[Any], path: str) -> tuple[list[JSON], list[str]]:
             raise fail(f"{bpath}.type", f"content block type '{kind[:50]}' is not supported by this gateway")
     if not parts:
         return tools, answered
-    content: str | list[JSON] = parts[0]["text"] if len(parts) == 1 and parts[0]["type"] == "text" else parts
-    return [*tools, {"role": "user", "content": content}], answered
+    return [*tools, {"role": "user", "content": _content(parts)}], answered
+
+
+def _content(parts: list[JSON]) -> str | list[JSON]:
+    """Plain text when the parts are all plain text, else the parts (cache_control kept)."""
+    if parts and all(p["type"] == "text" and "cache_control" not in p for p in parts):
+        return "".join(p["text"] for p in parts) if len(parts) == 1 else parts
+    return parts
+
+
+def _thinking_block(block: JSON, path: str) -> JSON:
+    if block["type"] == "redacted_thinking":
+        data = block.get("data")
+        if not isinstance(data, str) or not data:
+            raise fail(f"{path}.data", "Input should be a non-empty string")
+        return {"type": "redacted_thinking", "data": data}
+    text, signature = block.get("thinking"), block.get("signature")
+    if not isinstance(text, str):
+        raise fail(f"{path}.thinking", "Input should be a valid string")
+    if not isinstance(signature, str):
+        raise fail(f"{path}.signature", "Input should be a valid string")
+    return {"type": "thinking", "thinking": text, "signature": signature}
+
+
+def _assistant_content(parts: list[JSON], has_calls: bool) -> str | list[JSON] | None:
+    """The text joined into one string, or the parts when one carries a cache breakpoint."""
+    if any("cache_control" in p for p in parts):
+        return parts
+    return "".join(p["text"] for p in parts) if parts or not has_calls else None
 
 
 def _assistant_turn(blocks: list[Any], path: str) -> JSON:
-    texts: list[str] = []
+    parts: list[JSON] = []
     calls: list[JSON] = []
+    thoughts: list[JSON] = []
     for j, block in enumerate(blocks):
         bpath = f"{path}.{j}"
         kind = _block_type(block, bpath)
         if kind == "text":
-            texts.append(text_of(block, bpath))
+            parts.append(text_part(block, bpath))
         elif kind == "tool_use":
             calls.append(_tool_call(block, bpath))
-        elif kind in _DROPPED_BLOCKS:
-            continue
+        elif kind in _THINKING_BLOCKS:
+            thoughts.append(_thinking_block(block, bpath))
         elif kind in ("tool_result", "image", "document"):
             raise fail(f"{bpath}.type", f"{kind} blocks are only allowed in user messages")
         else:
             raise fail(f"{bpath}.type", f"content block type '{kind[:50]}' is not supported by this gateway")
-    message: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    message: JSON = {"role": "assistant", "content": _assistant_content(parts, bool(calls))}
+    if thoughts:
+        message["reasoning_content"] = "".join(t.get("thinking", "") for t in thoughts)
+        message["thinking_blocks"] = thoughts
     if calls:
         message["tool_calls"] = calls
     return message

@@ -20,16 +20,17 @@ from switchboard.http.anthropic.stream import event
 
 class AnthropicCountTokens:
     operation = "count_tokens"
+    dialect = "anthropic"
 
     def decode(self, ctx: RequestContext) -> None:
         ctx.request = count_tokens_request(ctx.body)
         ctx.response_headers["request-id"] = ctx.request_id
 
-    def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes:
+    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
         return orjson.dumps(body)
 
     async def encode_stream(
-        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]], native: bool = False
     ) -> AsyncGenerator[bytes, None]:
         raise TypeError("count_tokens does not stream")
         yield b""  # pragma: no cover - makes this an async generator

@@ -2,7 +2,8 @@
 
 The request is translated to the canonical (OpenAI) chat request, routed to any configured model
 of any provider, and the canonical result is written back as an Anthropic message or event
-stream. The error body is Anthropic's (see errors.py).
+stream. A reply an ``anthropic`` deployment gave untranslated (``native``, pipeline/native.py)
+is written as it came (passthrough.py). The error body is Anthropic's (see errors.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import orjson
 
 from switchboard.context import RequestContext
 from switchboard.errors import GatewayError
-from switchboard.http.anthropic import response
+from switchboard.http.anthropic import passthrough, response
 from switchboard.http.anthropic.errors import error_body
 from switchboard.http.anthropic.request import messages_request
 from switchboard.http.anthropic.stream import StreamEncoder, event
@@ -35,6 +36,7 @@ def answered_model(ctx: RequestContext, reported: Any = None) -> str:
 
 class AnthropicMessages:
     operation = "chat"
+    dialect = "anthropic"
 
     def decode(self, ctx: RequestContext) -> None:
         ctx.request = messages_request(ctx.body)
@@ -44,12 +46,18 @@ class AnthropicMessages:
         # The Anthropic SDKs read the request id from this header (``message._request_id``).
         ctx.response_headers["request-id"] = ctx.request_id
 
-    def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes:
+    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
+        if native:
+            return passthrough.message(body)
         return orjson.dumps(response.message(body, answered_model(ctx, body.get("model"))))
 
     async def encode_stream(
-        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]], native: bool = False
     ) -> AsyncGenerator[bytes, None]:
+        if native:
+            async for data in passthrough.relay(batches, self.encode_stream_error):
+                yield data
+            return
         # message_start names the model its first chunk reports: it waits for that chunk, which
         # the attempts stage has already read (a stream is returned with its first batch in hand).
         encoder: StreamEncoder | None = None

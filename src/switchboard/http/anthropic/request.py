@@ -5,18 +5,22 @@ https://docs.anthropic.com/en/api/messages-count-tokens (parameters and their ra
 
     model                          -> model
     max_tokens (required)          -> max_tokens
-    system (string or text blocks) -> first message, role system
+    system (string)                -> first message, role system
+    system (text blocks)           -> first message, role system, content a list of text parts
+                                      (kept apart, each with its cache_control)
     messages                       -> messages (see content.py)
     stop_sequences                 -> stop
     temperature (0-1), top_p       -> temperature, top_p
     top_k                          -> top_k (passed on; adapters that know it use it)
     metadata.user_id               -> user
-    tools [{name, description, input_schema}] -> tools [{type: function, function: {...}}]
+    tools [{name, description, input_schema, cache_control}]
+                                   -> tools [{type: function, function: {...}, cache_control}]
     tool_choice auto|any|tool|none -> "auto" | "required" | {type: function, ...} | "none"
     tool_choice.disable_parallel_tool_use -> parallel_tool_calls: false
     output_config.format (json_schema)    -> response_format json_schema
     stream                         -> stream, with stream_options.include_usage
-    thinking, service_tier, cache_control, output_config.effort -> accepted and dropped
+    thinking                       -> thinking (validated; the canonical form is Anthropic's)
+    service_tier, top-level cache_control, output_config.effort -> accepted and dropped
 Any other top-level field is rejected, as the Anthropic API does.
 """
 
@@ -27,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from switchboard.errors import InvalidRequest
-from switchboard.http.anthropic.content import JSON, fail, messages, text_of
+from switchboard.http.anthropic.content import JSON, cached, fail, messages, text_part
 from switchboard.http.openai_api import parse_json
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -46,17 +50,19 @@ def _number(v: Any, name: str, low: float, high: float) -> float:
     return v
 
 
-def _system(value: Any) -> str:
+def _system(value: Any) -> str | list[JSON]:
+    """The system message content: the string, or one text part per block (kept apart, with
+    their cache_control)."""
     if isinstance(value, str):
         return value
     if not isinstance(value, list):
         raise fail("system", "Input should be a string or a list of text blocks")
-    texts = []
+    parts = []
     for i, block in enumerate(value):
         if not isinstance(block, dict) or block.get("type") != "text":
             raise fail(f"system.{i}.type", "Input should be 'text'")
-        texts.append(text_of(block, f"system.{i}"))
-    return "\n".join(texts)
+        parts.append(text_part(block, f"system.{i}"))
+    return parts
 
 
 def _tool(tool: Any, path: str) -> JSON:
@@ -80,7 +86,7 @@ def _tool(tool: Any, path: str) -> JSON:
         if not isinstance(description, str):
             raise fail(f"{path}.description", "Input should be a valid string")
         function["description"] = description
-    return {"type": "function", "function": function}
+    return cached({"type": "function", "function": function}, tool, path)
 
 
 def _tools(value: Any) -> list[JSON]:
@@ -138,7 +144,7 @@ def _metadata(value: Any, out: JSON) -> None:
 
 
 def _thinking(value: Any, max_tokens: int | None) -> None:
-    """Validated, then dropped: upstreams are not asked to think and no thinking blocks come back."""
+    """Checked as Anthropic does; the canonical ``thinking`` is Anthropic's own shape."""
     if not isinstance(value, dict):
         raise fail("thinking", "Input should be an object")
     kind = value.get("type")
@@ -224,6 +230,7 @@ def _apply_stream(value: Any, body: JSON, out: JSON) -> None:
 def _apply_thinking(value: Any, body: JSON, out: JSON) -> None:
     max_tokens = body.get("max_tokens")
     _thinking(value, max_tokens if _is_int(max_tokens) else None)
+    out["thinking"] = value
 
 
 def _apply_output_config(value: Any, body: JSON, out: JSON) -> None:

@@ -2,16 +2,22 @@
 
 Reference: https://docs.anthropic.com/en/api/messages (the response object).
 
+    choices[0].message.thinking_blocks      -> thinking / redacted_thinking blocks first, signatures
+                                               unchanged; reasoning_content without blocks -> one
+                                               thinking block with an empty signature (the
+                                               upstream signs nothing)
     choices[0].message.content (or refusal) -> one text block
     choices[0].message.tool_calls           -> tool_use blocks {id, name, input}; arguments that are
                                                not a JSON object are kept as {"_raw_arguments": "..."}
     finish_reason stop / length / tool_calls / content_filter
-                                            -> stop_reason end_turn / max_tokens / tool_use / refusal
-    usage prompt_tokens (cached included)   -> input_tokens (cached excluded) + cache_read_input_tokens
+                                            -> stop_reason end_turn / max_tokens / tool_use / refusal;
+                                               message.refusal (with no content) -> refusal
+    choices[0].stop_sequence                -> stop_reason stop_sequence + stop_sequence; upstreams
+                                               that do not report the matched sequence (OpenAI-shaped
+                                               ones) give end_turn and null
+    usage prompt_tokens (cache included)    -> input_tokens (cache reads and writes excluded) +
+                                               cache_read_input_tokens + cache_creation_input_tokens
     usage completion_tokens                 -> output_tokens
-
-``stop_sequence`` is always null: OpenAI-shaped upstreams report a matched stop sequence only as
-finish_reason "stop" and strip it from the text, so which one matched cannot be known.
 """
 
 from __future__ import annotations
@@ -40,12 +46,24 @@ def tool_use_id() -> str:
     return "toolu_" + secrets.token_hex(12)
 
 
-def stop_reason(finish_reason: Any, has_tool_use: bool) -> str:
+def stop_reason(finish_reason: Any, has_tool_use: bool, refused: bool = False,
+                stop_sequence: Any = None) -> str:
+    """The Anthropic stop_reason, read the same way for a message and a stream (``refused``: the
+    reply carried a refusal; ``stop_sequence``: the canonical choice's matched sequence)."""
+    if refused:
+        return "refusal"
     reason = _STOP_REASONS.get(finish_reason, "end_turn") if isinstance(finish_reason, str) else "end_turn"
     # Some upstreams report "stop" although the turn ends in tool calls; the client must run them.
     if has_tool_use and reason == "end_turn":
         return "tool_use"
+    if reason == "end_turn" and isinstance(stop_sequence, str):
+        return "stop_sequence"
     return reason
+
+
+def matched_sequence(choice: JSON, reason: str) -> str | None:
+    value = choice.get("stop_sequence")
+    return value if reason == "stop_sequence" and isinstance(value, str) else None
 
 
 def obj(value: Any) -> JSON:
@@ -106,20 +124,43 @@ def tool_use_block(call: JSON) -> JSON:
     }
 
 
+def thinking_block(block: Any) -> JSON | None:
+    """A canonical thinking block as Anthropic's (None when it is not one)."""
+    b = obj(block)
+    if b.get("type") == "redacted_thinking" and isinstance(b.get("data"), str):
+        return {"type": "redacted_thinking", "data": b["data"]}
+    if b.get("type") == "thinking" and isinstance(b.get("thinking"), str):
+        signature = b.get("signature")
+        signature = signature if isinstance(signature, str) else ""
+        return {"type": "thinking", "thinking": b["thinking"], "signature": signature}
+    return None
+
+
+def _thinking(msg: JSON) -> list[JSON]:
+    blocks = [b for b in map(thinking_block, msg.get("thinking_blocks") or ()) if b is not None]
+    reasoning = msg.get("reasoning_content")
+    if not blocks and isinstance(reasoning, str) and reasoning:
+        blocks.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+    return blocks
+
+
+def refused(msg: JSON) -> bool:
+    refusal = msg.get("refusal")
+    return isinstance(refusal, str) and bool(refusal) and not msg.get("content")
+
+
 def message(body: JSON, model: str) -> JSON:
     choices = body.get("choices")
     choice = obj(choices[0]) if isinstance(choices, list) and choices else {}
     msg = obj(choice.get("message"))
-    content: list[JSON] = []
+    content: list[JSON] = _thinking(msg)
     if text := _text(msg):
         content.append({"type": "text", "text": text})
     calls = msg.get("tool_calls")
     if isinstance(calls, list):
         content.extend(tool_use_block(c) for c in calls if isinstance(c, dict))
     has_tools = any(block["type"] == "tool_use" for block in content)
-    reason = stop_reason(choice.get("finish_reason"), has_tools)
-    if isinstance(msg.get("refusal"), str) and msg["refusal"] and not msg.get("content"):
-        reason = "refusal"
+    reason = stop_reason(choice.get("finish_reason"), has_tools, refused(msg), choice.get("stop_sequence"))
     return {
         "id": message_id(),
         "type": "message",
@@ -127,6 +168,6 @@ def message(body: JSON, model: str) -> JSON:
         "model": model,
         "content": content,
         "stop_reason": reason,
-        "stop_sequence": None,
+        "stop_sequence": matched_sequence(choice, reason),
         "usage": usage(body.get("usage")),
     }

@@ -4,9 +4,11 @@ Reference: https://docs.anthropic.com/en/docs/build-with-claude/streaming. The s
 
     message_start         the message with empty content; usage.input_tokens is 0 here because
                           OpenAI-shaped upstreams report usage only at the end of the stream
-    content_block_start   index 0, 1, ... in order; a text block, then one per tool call
+    content_block_start   index 0, 1, ... in order; thinking blocks (from reasoning_content and
+                          thinking_blocks deltas), a text block, then one per tool call
     ping                  once, after the first content_block_start (as the API does)
-    content_block_delta   text_delta {text} | input_json_delta {partial_json}
+    content_block_delta   thinking_delta {thinking} | signature_delta {signature} |
+                          text_delta {text} | input_json_delta {partial_json}
     content_block_stop
     message_delta         {stop_reason, stop_sequence} and the cumulative usage: output_tokens and
                           the real input_tokens / cache counts, which the SDKs fold into the
@@ -14,7 +16,9 @@ Reference: https://docs.anthropic.com/en/docs/build-with-claude/streaming. The s
     message_stop
 
 The canonical stream sends finish_reason before its last chunk (``choices: []`` with usage), so
-message_delta is held until the stream ends. A GatewayError mid-stream ends the stream with
+message_delta is held until the stream ends. stop_reason is read as for a whole message
+(``response.stop_reason``): a refusal delta with no content gives "refusal" in both, and the
+finish chunk's ``stop_sequence`` gives "stop_sequence". A GatewayError mid-stream ends the stream with
 ``event: error`` and the error body, without message_stop.
 """
 
@@ -24,7 +28,16 @@ from typing import Any
 
 import orjson
 
-from switchboard.http.anthropic.response import JSON, message_id, obj, stop_reason, tool_use_id, usage
+from switchboard.http.anthropic.response import (
+    JSON,
+    matched_sequence,
+    message_id,
+    obj,
+    stop_reason,
+    thinking_block,
+    tool_use_id,
+    usage,
+)
 
 
 def event(name: str, **fields: Any) -> bytes:
@@ -35,7 +48,8 @@ def event(name: str, **fields: Any) -> bytes:
 class StreamEncoder:
     """The state of one stream: the open block, the tool calls seen, the finish and the usage."""
 
-    __slots__ = ("_blocks", "_finish", "_model", "_open", "_pinged", "_saw_tool", "_tool_blocks", "_usage")
+    __slots__ = ("_blocks", "_finish", "_model", "_open", "_pinged", "_refusal", "_saw_text", "_saw_tool",
+                 "_stop_sequence", "_tool_blocks", "_usage")
 
     def __init__(self, model: str) -> None:
         self._model = model
@@ -45,6 +59,9 @@ class StreamEncoder:
         self._finish: Any = None
         self._usage: Any = None
         self._saw_tool = False
+        self._saw_text = False
+        self._refusal = False  # refusal text came (a refusal, when no content came)
+        self._stop_sequence: Any = None
         self._pinged = False
 
     def start(self) -> bytes:
@@ -69,21 +86,28 @@ class StreamEncoder:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue  # Anthropic messages have one choice; n > 1 is never requested
             delta = obj(choice.get("delta"))
+            self._reasoning(delta, out)
             text = delta.get("content") or delta.get("refusal")
             if isinstance(text, str) and text:
+                self._saw_text = self._saw_text or bool(delta.get("content"))
+                self._refusal = self._refusal or bool(delta.get("refusal"))
                 self._text(text, out)
             for call in delta.get("tool_calls") or ():
                 if isinstance(call, dict):
                     self._tool_call(call, out)
             if choice.get("finish_reason"):
                 self._finish = choice["finish_reason"]
+                self._stop_sequence = choice.get("stop_sequence")
                 self._close(out)
         return b"".join(out)
 
     def end(self) -> bytes:
         out: list[bytes] = []
         self._close(out)
-        delta = {"stop_reason": stop_reason(self._finish, self._saw_tool), "stop_sequence": None}
+        refused = self._refusal and not self._saw_text
+        reason = stop_reason(self._finish, self._saw_tool, refused, self._stop_sequence)
+        sequence = matched_sequence({"stop_sequence": self._stop_sequence}, reason)
+        delta = {"stop_reason": reason, "stop_sequence": sequence}
         out.append(event("message_delta", delta=delta, usage=usage(self._usage)))
         out.append(event("message_stop"))
         return b"".join(out)
@@ -106,6 +130,34 @@ class StreamEncoder:
 
     def _delta(self, index: int, delta: JSON, out: list[bytes]) -> None:
         out.append(event("content_block_delta", index=index, delta=delta))
+
+    def _reasoning(self, delta: JSON, out: list[bytes]) -> None:
+        """reasoning_content streams into an open thinking block; a thinking_blocks entry brings its
+        signature (and closes the block) or is a whole redacted block."""
+        text = delta.get("reasoning_content")
+        if isinstance(text, str) and text:
+            self._thinking_text(text, out)
+        for raw in delta.get("thinking_blocks") or ():
+            block = thinking_block(raw)
+            if block is None:
+                continue
+            if block["type"] == "redacted_thinking":
+                self._start_block(block, out)
+                self._close(out)
+                continue
+            if block["thinking"]:
+                self._thinking_text(block["thinking"], out)
+            elif self._open != "thinking":
+                self._start_block({"type": "thinking", "thinking": "", "signature": ""}, out)
+            if block["signature"]:
+                signature = {"type": "signature_delta", "signature": block["signature"]}
+                self._delta(self._blocks - 1, signature, out)
+            self._close(out)
+
+    def _thinking_text(self, text: str, out: list[bytes]) -> None:
+        if self._open != "thinking":
+            self._start_block({"type": "thinking", "thinking": "", "signature": ""}, out)
+        self._delta(self._blocks - 1, {"type": "thinking_delta", "thinking": text}, out)
 
     def _text(self, text: str, out: list[bytes]) -> None:
         if self._open != "text":

@@ -7,6 +7,11 @@ References (Claude API docs, https://platform.claude.com/docs/en/):
   agents-and-tools/tool-use/define-tools       tool names ^[a-zA-Z0-9_-]{1,64}$, input_schema, tool_choice
   agents-and-tools/tool-use/handle-tool-calls  tool_result blocks go first in the next user turn
   build-with-claude/structured-outputs         output_config.format {type: json_schema, schema}
+  build-with-claude/prompt-caching             cache_control on system, message and tool blocks
+  build-with-claude/extended-thinking          thinking, thinking blocks (see thinking.py)
+
+Which fields are translated and which refused is the capability table
+(``providers/capabilities/anthropic.py``); ``check`` applies it.
 """
 
 from __future__ import annotations
@@ -17,19 +22,14 @@ from typing import Any
 import orjson
 
 from switchboard.errors import InvalidRequest
+from switchboard.providers import capabilities
+from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
-from switchboard.providers.params import check_supported
 from switchboard.providers.target import Target
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
-
-SUPPORTED = frozenset({
-    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
-    "top_p", "stop", "tools", "tool_choice", "parallel_tool_calls", "response_format", "user",
-    "safety_identifier",
-})
 
 # The tool that carries the answer when JSON mode is emulated; the response side turns its input
 # back into message text. Clients may not define a tool of this name.
@@ -38,6 +38,7 @@ JSON_TOOL = "switchboard_json_output"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_CACHE_TTLS = ("5m", "1h")
 _DATA_URL = re.compile(r"^data:([\w.+/-]+)((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)$", re.DOTALL)
 
 
@@ -56,15 +57,23 @@ def request_headers(options: AnthropicOptions, stream: bool) -> dict[str, str]:
 
 
 def build_body(request: JSON, target: Target) -> JSON:
-    request = check_supported(request, SUPPORTED, target)
+    request = capabilities.check(request, target)
     options = options_of(target)
+    given = _max_tokens(request)
+    think, max_tokens = thinking.thinking(request, given or options.default_max_tokens, given is not None)
+    if think is not None and think["type"] != "disabled":
+        request = thinking.sampling_conflicts(request, target)
     system, messages = convert_messages(request["messages"])
-    body: JSON = {"model": target.model, "max_tokens": _max_tokens(request, options), "messages": messages}
+    body: JSON = {"model": target.model, "max_tokens": max_tokens, "messages": messages}
     if system:
         body["system"] = system
+    if think is not None:
+        body["thinking"] = think
     _sampling(request, body)
     _tools(request, body)
     _response_format(request, body, options)
+    if think is not None and think["type"] != "disabled":
+        thinking.check_tool_choice(body.get("tool_choice"), request)
     if request.get("stream"):
         body["stream"] = True
     return body
@@ -73,13 +82,13 @@ def build_body(request: JSON, target: Target) -> JSON:
 def count_tokens_body(request: JSON, target: Target) -> JSON:
     """The count_tokens endpoint takes the Messages body minus generation settings."""
     body = build_body({**request, "stream": False}, target)
-    keep = ("model", "messages", "system", "tools", "tool_choice", "output_config")
+    keep = ("model", "messages", "system", "tools", "tool_choice", "output_config", "thinking")
     return {k: body[k] for k in keep if k in body}
 
 
-def _max_tokens(request: JSON, options: AnthropicOptions) -> int:
+def _max_tokens(request: JSON) -> int | None:
     value = request.get("max_completion_tokens") or request.get("max_tokens")
-    return int(value) if isinstance(value, int) else options.default_max_tokens
+    return int(value) if isinstance(value, int) else None
 
 
 def _sampling(request: JSON, body: JSON) -> None:
@@ -186,13 +195,33 @@ def _part(part: JSON, param: str) -> JSON | None:
         block = {"type": "image", "source": _image_source(part["image_url"]["url"], f"{param}.image_url.url")}
     elif kind == "file":
         block = _document(part.get("file"), f"{param}.file")
+    elif kind == "document":
+        block = _document_part(part.get("document"), f"{param}.document")
     else:
         raise InvalidRequest(f"content part type '{kind}' is not supported by provider type 'anthropic'",
                              param=f"{param}.type")
-    # Prompt-caching breakpoints ride on content parts (an extension OpenAI itself ignores).
-    if isinstance(part.get("cache_control"), dict):
-        block["cache_control"] = part["cache_control"]
+    return with_cache_control(block, part, param)
+
+
+def with_cache_control(block: JSON, source: JSON, param: str) -> JSON:
+    """``block`` with the prompt-caching breakpoint ``source`` carries (a canonical extension on
+    content parts and tools), checked so a typo is a 400 rather than a silently uncached prompt."""
+    cache = source.get("cache_control")
+    if cache is None:
+        return block
+    if not (isinstance(cache, dict) and cache.get("type") == "ephemeral"
+            and cache.get("ttl", "5m") in _CACHE_TTLS):
+        raise InvalidRequest("cache_control must be {'type': 'ephemeral'} with an optional ttl '5m' or '1h'",
+                             param=f"{param}.cache_control")
+    block["cache_control"] = cache
     return block
+
+
+def _document_part(document: Any, param: str) -> JSON:
+    """A canonical document part is an Anthropic document block carried as written."""
+    if not isinstance(document, dict) or not isinstance(document.get("source"), dict):
+        raise InvalidRequest("a document part needs 'document': {'source': {...}}", param=param)
+    return {"type": "document", **document}
 
 
 def _data_url(url: str, param: str) -> tuple[str, str]:
@@ -234,7 +263,10 @@ def _document(file: Any, param: str) -> JSON:
 
 
 def _assistant_blocks(msg: JSON, param: str) -> list[JSON]:
-    blocks = content_blocks(msg.get("content"), f"{param}.content")
+    # Earlier thinking goes first in its turn, as Anthropic produced it. reasoning_content without
+    # signed blocks is not sent: Anthropic accepts only thinking it signed itself.
+    blocks = thinking.blocks(msg.get("thinking_blocks"), f"{param}.thinking_blocks")
+    blocks += content_blocks(msg.get("content"), f"{param}.content")
     for j, call in enumerate(msg.get("tool_calls") or []):
         fn = call["function"]
         blocks.append({
@@ -275,6 +307,11 @@ def _tool_result(msg: JSON, param: str) -> JSON:
             block["content"] = content
     elif content:
         block["content"] = content_blocks(content, f"{param}.content")
+    is_error = msg.get("is_error")
+    if is_error not in (None, False, True):
+        raise InvalidRequest("is_error must be a boolean", param=f"{param}.is_error")
+    if is_error:
+        block["is_error"] = True
     return block
 
 
@@ -284,8 +321,13 @@ def _tool_result(msg: JSON, param: str) -> JSON:
 def _tools(request: JSON, body: JSON) -> None:
     tools = request.get("tools")
     if not tools:
+        # Nothing to choose among: auto and none mean no call anyway; a forced choice is sent so the
+        # upstream refuses it, as OpenAI refuses tool_choice without tools.
+        if request.get("tool_choice") not in (None, "auto", "none"):
+            body["tool_choice"] = _tool_choice(request["tool_choice"], None)
         return
-    body["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
+    body["tools"] = [with_cache_control(_tool(tool, f"tools[{i}]"), tool, f"tools[{i}]")
+                     for i, tool in enumerate(tools)]
     choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
     if choice is not None:
         body["tool_choice"] = choice

@@ -95,6 +95,7 @@ def chat_completion(body: bytes, target: Target) -> JSON:
         raise invalid_body(target)
     texts: list[str] = []
     calls: list[JSON] = []
+    thoughts: list[JSON] = []
     json_text: str | None = None
     for block in obj["content"]:
         if not isinstance(block, dict):
@@ -102,25 +103,52 @@ def chat_completion(body: bytes, target: Target) -> JSON:
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
+        elif kind in ("thinking", "redacted_thinking") and (thought := thinking_block(block)) is not None:
+            thoughts.append(thought)
         elif kind == "tool_use" and block.get("name") == JSON_TOOL:
             json_text = _dumps(block.get("input"))
         elif kind == "tool_use":
             calls.append({"id": block.get("id"), "type": "function",
                           "function": {"name": block.get("name"), "arguments": _dumps(block.get("input"))}})
-        # thinking, redacted_thinking and server-tool blocks have no Chat Completions equivalent
+        # server-tool blocks have no Chat Completions equivalent
     content = json_text if json_text is not None else ("".join(texts) if texts or not calls else None)
     message: JSON = {"role": "assistant", "content": content, "refusal": None}
+    if thoughts:
+        message["reasoning_content"] = "".join(t.get("thinking", "") for t in thoughts)
+        message["thinking_blocks"] = thoughts
     if calls:
         message["tool_calls"] = calls
+    choice: JSON = {"index": 0, "message": message, "logprobs": None,
+                    "finish_reason": finish_reason(obj.get("stop_reason"), json_text is not None)}
+    if (sequence := stop_sequence(obj)) is not None:
+        choice["stop_sequence"] = sequence
     return {
         "id": obj.get("id") or "msg_unknown",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": obj.get("model") or target.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": finish_reason(obj.get("stop_reason"), json_text is not None)}],
+        "choices": [choice],
         "usage": usage(obj.get("usage")),
     }
+
+
+def thinking_block(block: JSON) -> JSON | None:
+    """A thinking or redacted_thinking block in the canonical ``thinking_blocks`` shape, the
+    signature (or the encrypted data) unchanged so the block can be sent back next turn."""
+    if block.get("type") == "redacted_thinking":
+        data = block.get("data")
+        return {"type": "redacted_thinking", "data": data} if isinstance(data, str) else None
+    text, signature = block.get("thinking"), block.get("signature")
+    if not isinstance(text, str):
+        return None
+    signature = signature if isinstance(signature, str) else ""
+    return {"type": "thinking", "thinking": text, "signature": signature}
+
+
+def stop_sequence(obj: Mapping[str, Any]) -> str | None:
+    """The stop sequence that ended the reply (stop_reason "stop_sequence"), else None."""
+    value = obj.get("stop_sequence")
+    return value if obj.get("stop_reason") == "stop_sequence" and isinstance(value, str) else None
 
 
 def count_tokens(body: bytes, target: Target) -> JSON:

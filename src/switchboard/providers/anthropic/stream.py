@@ -6,6 +6,12 @@ Reference: https://platform.claude.com/docs/en/build-with-claude/streaming. The 
 (stop_reason and cumulative usage) and ``message_stop``; ``ping`` may come anywhere and
 ``error`` ends a failed stream. Unknown event and delta types are ignored, as the reference's
 versioning policy asks.
+
+Thinking blocks become ``reasoning_content`` deltas (``thinking_delta``) and, when the signature
+arrives (``signature_delta``), a delta ``thinking_blocks: [{type: thinking, thinking: "",
+signature}]``; a redacted_thinking block is one delta ``thinking_blocks: [{type:
+redacted_thinking, data}]``. ``message_delta``'s ``stop_sequence`` rides on the finish chunk's
+choice as ``stop_sequence``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import orjson
 
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.anthropic.request import JSON_TOOL
-from switchboard.providers.anthropic.response import finish_reason, stream_error, usage
+from switchboard.providers.anthropic.response import finish_reason, stop_sequence, stream_error, usage
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEEvent, SSEParser
@@ -27,7 +33,7 @@ from switchboard.providers.target import Target
 
 @dataclass(slots=True)
 class _Block:
-    kind: str  # text | tool | json (the emulated JSON-mode tool) | other (ignored)
+    kind: str  # text | thinking | tool | json (the emulated JSON-mode tool) | other (ignored)
     tool_index: int = -1
     initial_input: Any = None
     streamed: bool = False  # any argument/JSON text sent for this block yet
@@ -113,6 +119,17 @@ class AnthropicStreamDecoder:
             self._blocks[index] = _Block("text")
             if block.get("text"):
                 out.append(self._chunk({"content": block["text"]}))
+        elif kind == "thinking":
+            self._blocks[index] = _Block("thinking")
+            if block.get("thinking"):
+                out.append(self._chunk({"reasoning_content": block["thinking"]}))
+            if block.get("signature"):
+                self._signature(block["signature"], out)
+        elif kind == "redacted_thinking":
+            self._blocks[index] = _Block("other")
+            if isinstance(block.get("data"), str):
+                redacted = {"type": "redacted_thinking", "data": block["data"]}
+                out.append(self._chunk({"thinking_blocks": [redacted]}))
         elif kind == "tool_use" and block.get("name") == JSON_TOOL:
             self._json_mode = True
             self._blocks[index] = _Block("json", initial_input=block.get("input"))
@@ -134,8 +151,17 @@ class AnthropicStreamDecoder:
         kind = delta.get("type")
         if kind == "text_delta" and state.kind == "text" and delta.get("text"):
             out.append(self._chunk({"content": delta["text"]}))
+        elif kind == "thinking_delta" and state.kind == "thinking" and delta.get("thinking"):
+            out.append(self._chunk({"reasoning_content": delta["thinking"]}))
+        elif kind == "signature_delta" and state.kind == "thinking" and delta.get("signature"):
+            self._signature(delta["signature"], out)
         elif kind == "input_json_delta" and delta.get("partial_json"):
             self._json_piece(state, delta["partial_json"], out)
+
+    def _signature(self, signature: Any, out: list[JSON]) -> None:
+        if isinstance(signature, str):
+            block = {"type": "thinking", "thinking": "", "signature": signature}
+            out.append(self._chunk({"thinking_blocks": [block]}))
 
     def _json_piece(self, state: _Block, piece: str, out: list[JSON]) -> None:
         if state.kind == "tool":
@@ -159,7 +185,10 @@ class AnthropicStreamDecoder:
         delta = _object(obj.get("delta"))
         if not self._finished:
             self._finished = True
-            out.append(self._chunk({}, finish_reason(delta.get("stop_reason"), self._json_mode)))
+            chunk = self._chunk({}, finish_reason(delta.get("stop_reason"), self._json_mode))
+            if (sequence := stop_sequence(delta)) is not None:
+                chunk["choices"][0]["stop_sequence"] = sequence
+            out.append(chunk)
 
     def _message_stop(self, obj: JSON, out: list[JSON]) -> None:
         if not self._finished:

@@ -1,8 +1,46 @@
-"""Capabilities of provider type ``anthropic`` (see the package docstring)."""
+"""Capabilities of provider type ``anthropic`` (see the package docstring).
+
+The adapter (``providers/anthropic/request.py``) calls :func:`check` with this table, so a row
+refused here is the 400 (or the drop, under ``drop_params``) the adapter gives."""
 
 from __future__ import annotations
 
-from switchboard.providers.capabilities import Table, seed
+from switchboard.providers.capabilities import Table, refused, seed, translated
 
-# To be filled in from the adapter: until then every row reads as refused.
-TABLE: Table = seed(())
+TABLE: Table = seed(
+    ("max_tokens", "temperature", "top_p", "top_k", "tools", "thinking"),
+    max_completion_tokens=translated("max_tokens"),
+    stream_options=translated("", "not sent: Anthropic streams always carry usage"),
+    stop=translated("stop_sequences"),
+    tool_choice=translated("tool_choice.type", "auto (omitted), required → any, a function → tool"),
+    parallel_tool_calls=translated("", "true is the default; false → tool_choice.disable_parallel_tool_use"),
+    response_format=translated(
+        "tools",
+        "json_object and non-strict json_schema: a forced tool; strict json_schema: output_config.format",
+    ),
+    user=translated("metadata.user_id"),
+    safety_identifier=translated("metadata.user_id", "when no user is sent"),
+    reasoning_effort=translated(
+        "thinking.budget_tokens", "minimal/low 1024, medium 4096, high 16384 (below max_tokens); none: off"
+    ),
+    metadata=refused("Anthropic's metadata holds only user_id"),
+    service_tier=refused("Anthropic's tiers (auto, standard_only) are not OpenAI's"),
+    tool_choice_is_none=translated("tool_choice.type", "{type: none}"),
+    parallel_tool_calls_is_false=translated("tool_choice.disable_parallel_tool_use"),
+    tools__strict=translated("tools.strict"),
+    cache_control=translated(
+        "messages.content.cache_control",
+        "on the block made from the part (system parts: system blocks; tools[i]: the tool)",
+    ),
+    image_url__detail_is_low=refused("no resolution control; 'high' and 'auto' are the normal handling"),
+    reasoning=translated("choices.message.reasoning_content", "thinking blocks (stream: thinking_delta)"),
+    reasoning__signature=translated(
+        "choices.message.thinking_blocks", "signatures and redacted_thinking kept (stream: signature_delta)"
+    ),
+    usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens", "cache_read_input_tokens"),
+    usage__cache_write=translated(
+        "usage.prompt_tokens_details.cache_creation_tokens", "cache_creation_input_tokens (1 h part apart)"
+    ),
+    stop_sequence=translated("choices.stop_sequence", "stop_reason stop_sequence → finish_reason stop"),
+    refusal=translated("choices.finish_reason", "stop_reason refusal → content_filter"),
+)

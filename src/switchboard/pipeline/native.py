@@ -1,0 +1,52 @@
+"""Same dialect in, same dialect out: the exchanges that pass a request through untranslated.
+
+When the inbound API's wire format is the upstream's (Anthropic Messages to an ``anthropic``
+deployment), the attempt sends the client's body as it came (``model`` rewritten, gateway
+fields removed, the caller's ``anthropic-version`` and ``anthropic-beta`` forwarded) and relays
+the reply as it comes, marked ``native`` so the encoder writes it as it is. Usage is read from
+the reply into ``ctx.usage`` in the canonical shape, so accounting is unchanged; the stages
+before the terminal still see the canonical request the inbound API decoded.
+
+The choice is made per attempt (pipeline/invoke.py asks :func:`exchange_for` for the route of
+the attempt under way): a fallback to a deployment of another provider type is translated as
+any request is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from switchboard.context import RequestContext
+from switchboard.providers.anthropic.native import NativeStream, native_message, native_request
+from switchboard.providers.base import JSON, StreamDecoder
+from switchboard.upstream.request import UpstreamRequest
+
+if TYPE_CHECKING:
+    from switchboard.routing.table import Route
+
+
+class AnthropicMessages:
+    """``/v1/messages`` to an ``anthropic`` deployment (providers/anthropic/native.py)."""
+
+    native = True
+
+    def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest:
+        return native_request(ctx.body, ctx.headers, route.target)
+
+    def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]:
+        return native_message(body, route.target)
+
+    def decoder(self, ctx: RequestContext, route: Route) -> StreamDecoder | None:
+        return NativeStream(route.target)
+
+
+# (operation, the inbound API's dialect, the deployment's provider type) -> its exchange. OpenAI
+# Chat to OpenAI-type providers needs no entry: its canonical form is already that wire format.
+EXCHANGES: dict[tuple[str, str, str], AnthropicMessages] = {
+    ("chat", "anthropic", "anthropic"): AnthropicMessages(),
+}
+
+
+def exchange_for(ctx: RequestContext, route: Route) -> AnthropicMessages | None:
+    """The pass-through exchange for this attempt, or None when it must be translated."""
+    return EXCHANGES.get((ctx.operation, ctx.inbound.dialect, route.target.provider_type))

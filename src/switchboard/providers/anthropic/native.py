@@ -1,0 +1,184 @@
+"""Anthropic Messages in, Anthropic Messages out: the same-dialect pass-through's pure half.
+
+When a ``/v1/messages`` request is served by an ``anthropic`` deployment, nothing is translated
+(pipeline/native.py): the client's body goes upstream as it was sent, with only ``model``
+rewritten to the deployment's upstream id and the gateway's own fields removed, and the
+upstream's reply comes back as it came. This module builds that request, checks the reply, and
+splits a stream into its events, reading only what accounting needs (usage, in the canonical
+shape providers/anthropic/response.py gives it) and what the stages note (id, model, finish).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
+from switchboard.providers.anthropic.request import MESSAGES_PATH, options_of, request_headers
+from switchboard.providers.anthropic.response import finish_reason, stream_error, usage
+from switchboard.providers.base import JSON, WIRE
+from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.providers.params import GATEWAY_PARAMS
+from switchboard.providers.target import Target
+from switchboard.upstream.request import UpstreamRequest
+
+VERSION_HEADER = "anthropic-version"
+BETA_HEADER = "anthropic-beta"
+
+
+# -- the request --------------------------------------------------------------------------------
+
+
+def forwarded_headers(caller: Mapping[str, str], target: Target) -> dict[str, str]:
+    """The caller's ``anthropic-version`` (the provider's when it sent none) and its
+    ``anthropic-beta``, after the betas the provider entry always asks for."""
+    options = options_of(target)
+    headers = {VERSION_HEADER: caller.get(VERSION_HEADER) or options.anthropic_version}
+    sent = caller.get(BETA_HEADER, "")
+    named = {b.strip() for b in sent.split(",")}
+    betas = [b for b in options.anthropic_beta if b not in named]
+    if sent.strip():
+        betas.append(sent)  # as the caller wrote it
+    if betas:
+        headers[BETA_HEADER] = ",".join(betas)
+    return headers
+
+
+def native_request(raw: bytes, caller: Mapping[str, str], target: Target) -> UpstreamRequest:
+    """The client's Messages body for ``target``: ``model`` rewritten, gateway fields removed."""
+    body = loads_object(raw)
+    if body is None:  # the inbound API validated it already; never sent on if it was not
+        raise InvalidRequest("the request body must be a JSON object")
+    body = {k: v for k, v in body.items() if k not in GATEWAY_PARAMS}
+    body["model"] = target.model
+    stream = body.get("stream") is True
+    headers = {**request_headers(options_of(target), stream), **forwarded_headers(caller, target)}
+    return UpstreamRequest("POST", target.api_base + MESSAGES_PATH, orjson.dumps(body), headers, stream)
+
+
+# -- the reply ----------------------------------------------------------------------------------
+
+
+def native_message(raw: bytes, target: Target) -> tuple[JSON, JSON]:
+    """The upstream's Message as it came, and its usage in the canonical shape."""
+    message = loads_object(raw)
+    if message is None or not isinstance(message.get("content"), list):
+        raise invalid_body(target)
+    return message, usage(message.get("usage"))
+
+
+# -- the stream ---------------------------------------------------------------------------------
+
+
+def _event_name(block: bytes) -> str | None:
+    for line in block.split(b"\n"):
+        if line.startswith(b"event:"):
+            return line[6:].strip().decode("utf-8", "replace")
+    return None
+
+
+def _event_data(block: bytes) -> JSON | None:
+    lines = [line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+    return loads_object(b"\n".join(lines))
+
+
+def _is_comment(block: bytes) -> bool:
+    return all(not line or line.startswith(b":") for line in block.split(b"\n"))
+
+
+# Events whose data the stages need; every other event is relayed without being parsed.
+_READ = frozenset({"message_start", "message_delta", "message_stop", "error"})
+
+
+class NativeStream:
+    """Anthropic SSE, relayed event by event: each chunk holds one whole event's bytes under
+    ``WIRE``. message_start adds the id, model and usage so far; message_delta the cumulative
+    usage and the finish reason (canonical names, for the stages). An ``error`` event raises the
+    adapter's stream error (after the events before it were returned), which the inbound API
+    writes as its own error event; a stream that ends before the message did is an error too.
+    Implements the StreamDecoder protocol (providers/base.py)."""
+
+    __slots__ = ("_buf", "_done", "_failure", "_finished", "_target", "_usage")
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+        self._buf = b""
+        self._usage: JSON = {}
+        self._finished = False  # message_delta seen
+        self._done = False  # message_stop seen
+        self._failure: GatewayError | None = None
+
+    def feed(self, data: bytes) -> list[JSON]:
+        buf = self._buf + data if self._buf else data
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop()  # the unfinished rest ("" after a complete event)
+        return self._run(blocks)
+
+    def close(self) -> list[JSON]:
+        rest, self._buf = self._buf.strip(b"\n"), b""
+        out = self._run([rest] if rest else [])
+        if self._failure is not None:
+            raise self._failure
+        if not self._done and not self._finished:
+            raise UpstreamBadGateway(f"provider '{self._target.provider}' ended the stream before the "
+                                     "message was complete")
+        return out
+
+    def _run(self, blocks: list[bytes]) -> list[JSON]:
+        if self._failure is not None:
+            raise self._failure
+        out: list[JSON] = []
+        try:
+            for block in blocks:
+                if block and not self._done and not _is_comment(block):
+                    out.append(self._chunk(block))
+        except GatewayError as exc:
+            if not out:
+                raise
+            self._failure = exc  # raised on the next call: what came before it is delivered first
+        return out
+
+    def _chunk(self, block: bytes) -> JSON:
+        chunk: JSON = {WIRE: block + b"\n\n"}
+        name = _event_name(block)
+        if name is not None and name not in _READ:
+            return chunk
+        obj = _event_data(block)
+        if obj is None:
+            raise invalid_body(self._target, "stream event")
+        kind = obj.get("type") or name
+        if kind == "message_start":
+            self._message_start(obj, chunk)
+        elif kind == "message_delta":
+            self._message_delta(obj, chunk)
+        elif kind == "message_stop":
+            self._done = True
+        elif kind == "error":
+            raise stream_error(obj, self._target)
+        return chunk
+
+    def _merge_usage(self, raw: Any) -> None:
+        # message_delta usage is cumulative: later values replace earlier ones.
+        if isinstance(raw, dict):
+            self._usage.update({k: v for k, v in raw.items() if v is not None})
+
+    def _message_start(self, obj: JSON, chunk: JSON) -> None:
+        message = obj.get("message")
+        message = message if isinstance(message, dict) else {}
+        self._merge_usage(message.get("usage"))
+        for key in ("id", "model"):
+            if isinstance(message.get(key), str):
+                chunk[key] = message[key]
+        chunk["usage"] = usage(self._usage)
+
+    def _message_delta(self, obj: JSON, chunk: JSON) -> None:
+        self._merge_usage(obj.get("usage"))
+        delta = obj.get("delta")
+        stop = delta.get("stop_reason") if isinstance(delta, dict) else None
+        self._finished = True
+        chunk["choices"] = [{"index": 0, "delta": {}, "finish_reason": finish_reason(stop)}]
+        chunk["usage"] = usage(self._usage)

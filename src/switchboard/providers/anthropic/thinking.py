@@ -1,0 +1,129 @@
+"""Extended thinking for provider type 'anthropic': the canonical ``thinking`` or
+``reasoning_effort`` -> Anthropic ``thinking`` (with ``max_tokens`` made to fit), and assistant
+``thinking_blocks`` -> the thinking blocks that open that assistant turn.
+
+Reference: https://platform.claude.com/docs/en/build-with-claude/extended-thinking.
+``budget_tokens`` must be at least 1024 and below ``max_tokens``; while thinking, ``temperature``
+may only be 1 (or unset), ``top_p`` between 0.95 and 1, and ``top_k`` is not allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.errors import InvalidRequest, UnsupportedParameter
+from switchboard.providers.base import JSON
+from switchboard.providers.params import drops
+from switchboard.providers.target import Target
+
+MIN_BUDGET = 1024
+# reasoning_effort -> budget_tokens. "none" turns thinking off (nothing is sent).
+EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+_EFFORTS = ("none", *EFFORT_BUDGETS)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def thinking(request: JSON, max_tokens: int, explicit: bool) -> tuple[JSON | None, int]:
+    """The Anthropic ``thinking`` for ``request`` (None: none asked for) and the ``max_tokens`` to
+    send with it. ``thinking`` wins over ``reasoning_effort`` when both are sent. When the client
+    set no max_tokens, the budget is added to the default so the answer keeps its room."""
+    given = request.get("thinking")
+    if given is not None:
+        return _given(given, max_tokens, explicit)
+    effort = request.get("reasoning_effort")
+    if effort is None:
+        return None, max_tokens
+    if effort not in _EFFORTS:
+        raise InvalidRequest(f"reasoning_effort must be one of {', '.join(_EFFORTS)}",
+                             param="reasoning_effort")
+    if effort == "none":
+        return None, max_tokens
+    budget = EFFORT_BUDGETS[effort]
+    if not explicit:
+        return {"type": "enabled", "budget_tokens": budget}, max_tokens + budget
+    budget = min(budget, max_tokens - 1)  # Anthropic wants budget_tokens < max_tokens
+    if budget < MIN_BUDGET:
+        raise InvalidRequest(
+            f"reasoning_effort needs max_tokens above {MIN_BUDGET} on provider type 'anthropic' (thinking "
+            f"budgets start at {MIN_BUDGET} tokens)", param="reasoning_effort")
+    return {"type": "enabled", "budget_tokens": budget}, max_tokens
+
+
+def _given(value: Any, max_tokens: int, explicit: bool) -> tuple[JSON | None, int]:
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind in ("disabled", "adaptive"):
+        return {"type": kind}, max_tokens
+    if kind != "enabled":
+        raise InvalidRequest("thinking must be {'type': 'enabled', 'budget_tokens': N} or "
+                             "{'type': 'disabled'}", param="thinking")
+    budget = value.get("budget_tokens")
+    if not _int(budget) or budget < MIN_BUDGET:
+        raise InvalidRequest(f"thinking.budget_tokens must be an integer of at least {MIN_BUDGET}",
+                             param="thinking.budget_tokens")
+    if not explicit:
+        return {"type": "enabled", "budget_tokens": budget}, max_tokens + budget
+    if budget >= max_tokens:
+        raise InvalidRequest("max_tokens must be greater than thinking.budget_tokens", param="max_tokens")
+    return {"type": "enabled", "budget_tokens": budget}, max_tokens
+
+
+def sampling_conflicts(request: JSON, target: Target) -> JSON:
+    """``request`` without the sampling settings Anthropic refuses while thinking, when
+    ``drop_params`` asks for that; else a 400 naming the first one."""
+    conflicts = [
+        key for key, ok in (
+            ("temperature", lambda v: v == 1),
+            ("top_p", lambda v: isinstance(v, int | float) and 0.95 <= v <= 1),
+            ("top_k", lambda v: False),
+        )
+        if request.get(key) is not None and not ok(request[key])
+    ]
+    if not conflicts:
+        return request
+    if drops(request, target):
+        return {k: v for k, v in request.items() if k not in conflicts}
+    name = conflicts[0]
+    raise UnsupportedParameter(
+        f"parameter '{name}' cannot be combined with thinking on provider type 'anthropic' (model "
+        f"'{target.name}'): temperature must be 1 or unset, top_p 0.95-1, top_k unset; set drop_params: "
+        'true on the model, or send "drop_params": true, to drop it instead', param=name)
+
+
+def check_tool_choice(choice: Any, request: JSON) -> None:
+    """While thinking, Anthropic lets the model choose its tools (auto or none) and refuses a
+    forced one: tool_choice required or naming a function, or JSON mode emulated with a tool."""
+    if not isinstance(choice, dict) or choice.get("type") not in ("any", "tool"):
+        return
+    param = "tool_choice" if request.get("tool_choice") not in (None, "auto", "none") else "response_format"
+    raise InvalidRequest(
+        f"{param} forces a tool call, which provider type 'anthropic' does not allow with thinking; let "
+        "the model choose (tool_choice auto), or for JSON send a strict json_schema", param=param)
+
+
+def blocks(value: Any, param: str) -> list[JSON]:
+    """An assistant message's ``thinking_blocks`` as Anthropic blocks, signatures unchanged.
+    Unsigned blocks (reasoning another provider produced) are left out: Anthropic accepts only
+    thinking it signed itself."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRequest("thinking_blocks must be a list", param=param)
+    out: list[JSON] = []
+    for i, block in enumerate(value):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "thinking" and isinstance(block.get("thinking"), str) and isinstance(
+            block.get("signature"), str
+        ):
+            if block["signature"]:
+                out.append({k: block[k] for k in ("type", "thinking", "signature")})
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str) and block["data"]:
+            out.append({"type": "redacted_thinking", "data": block["data"]})
+        else:
+            raise InvalidRequest(
+                "thinking blocks must be {type: thinking, thinking, signature} or "
+                "{type: redacted_thinking, data}",
+                param=f"{param}[{i}]")
+    return out

@@ -1,0 +1,229 @@
+"""Anthropic across dialects, end to end (issue 13 §2.3, 2.4, 2.6, 2.7): the openai SDK to an
+``anthropic`` upstream keeps prompt caching, extended thinking (reasoning_content, signed thinking
+blocks that survive a tool round trip) and stop sequences; the anthropic SDK's ``/v1/messages``
+to a non-Anthropic upstream reads a refusal the same way streamed and not. One gateway for the
+module; each test reads what the mock upstream received where that is the point."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def _config(mock: Mock) -> dict[str, Any]:
+    return {
+        "providers": [
+            {
+                "name": "anthropic-mock",
+                "type": "anthropic",
+                "api_base": mock.url,
+                "api_key": "${UPSTREAM_KEY}",
+                "default_max_tokens": 1024,
+            },
+            {"name": "gemini-mock", "type": "gemini", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"},
+        ],
+        "models": [
+            {"name": "claude", "provider": "anthropic-mock", "model": "claude-sonnet-4-5"},
+            {
+                "name": "claude-lenient",
+                "provider": "anthropic-mock",
+                "model": "claude-sonnet-4-5",
+                "drop_params": True,
+            },
+            {"name": "gemini", "provider": "gemini-mock", "model": "gemini-2.0-flash"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gateway = start_gateway(_config(mock_upstream), tmp_path_factory.mktemp("anthropic-fidelity"))
+    yield gateway
+    gateway.process.stop()
+
+
+@pytest.fixture
+def oai(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def claude_sdk(gw: Gateway) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def extra(model: Any) -> dict[str, Any]:
+    """The fields the openai SDK keeps beyond its own (the canonical extensions)."""
+    return dict(model.model_extra or {})
+
+
+# -- prompt caching from OpenAI format ------------------------------------------------------------
+
+
+def test_cached_system_prompt_reports_cache_write_then_read(oai: openai.OpenAI, mock_upstream: Mock) -> None:
+    manual = f"Manual {uuid.uuid4().hex}: " + " ".join(f"rule{i}" for i in range(300))
+    system: Any = [
+        {"type": "text", "text": "You are terse."},
+        {"type": "text", "text": manual, "cache_control": {"type": "ephemeral"}},
+    ]
+    marker = new_marker()
+    usages = []
+    for question in ("First?", f"Second? mock:capture={marker}"):
+        resp = oai.chat.completions.create(
+            model="claude",
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+        )
+        assert resp.usage is not None and resp.usage.prompt_tokens_details is not None
+        usages.append(resp.usage)
+    first, second = usages
+    assert first.prompt_tokens_details is not None and second.prompt_tokens_details is not None
+    assert extra(first.prompt_tokens_details)["cache_creation_tokens"] > 300
+    assert first.prompt_tokens_details.cached_tokens == 0
+    cached = second.prompt_tokens_details.cached_tokens
+    assert cached is not None and cached > 300
+    assert second.prompt_tokens > cached  # prompt_tokens includes the cached part, as OpenAI counts
+    upstream = captured(mock_upstream, marker)[0]["body"]
+    assert upstream["system"] == system  # two blocks, the breakpoint on the second
+
+
+# -- extended thinking ----------------------------------------------------------------------------
+
+
+def test_reasoning_effort_returns_reasoning_content(oai: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    resp = oai.chat.completions.create(
+        model="claude",
+        reasoning_effort="low",
+        max_tokens=2048,
+        messages=[{"role": "user", "content": f"Think about it mock:capture={marker}"}],
+    )
+    assert captured(mock_upstream, marker)[0]["body"]["thinking"] == {
+        "type": "enabled",
+        "budget_tokens": 1024,
+    }
+    message = extra(resp.choices[0].message)
+    assert message["reasoning_content"].startswith("The user said: Think about it")
+    [block] = message["thinking_blocks"]
+    assert block["type"] == "thinking" and block["thinking"] == message["reasoning_content"]
+    assert block["signature"].startswith("sig-")
+    assert resp.choices[0].message.content
+
+
+def test_streamed_reasoning_matches_the_whole_reply(oai: openai.OpenAI) -> None:
+    messages: Any = [{"role": "user", "content": "Stream your thoughts"}]
+    whole = extra(
+        oai.chat.completions.create(model="claude", reasoning_effort="low", messages=messages)
+        .choices[0]
+        .message
+    )
+    chunks = list(
+        oai.chat.completions.create(model="claude", reasoning_effort="low", messages=messages, stream=True)
+    )
+    deltas = [extra(c.choices[0].delta) for c in chunks if c.choices]
+    assert "".join(d.get("reasoning_content") or "" for d in deltas) == whole["reasoning_content"]
+    signatures = [b["signature"] for d in deltas for b in d.get("thinking_blocks") or ()]
+    assert signatures == [whole["thinking_blocks"][0]["signature"]]
+
+
+def test_thinking_blocks_survive_a_tool_round_trip(oai: openai.OpenAI, mock_upstream: Mock) -> None:
+    question: Any = {"role": "user", "content": "Weather in Paris?"}
+    first = oai.chat.completions.create(
+        model="claude", reasoning_effort="low", tools=[WEATHER], messages=[question]
+    )
+    message = first.choices[0].message
+    assert message.tool_calls
+    thinking = extra(message)["thinking_blocks"]
+    marker = new_marker()
+    assistant: Any = {
+        "role": "assistant",
+        "content": message.content,
+        "tool_calls": [c.model_dump() for c in message.tool_calls],
+        "reasoning_content": extra(message)["reasoning_content"],
+        "thinking_blocks": thinking,
+    }
+    result: Any = {
+        "role": "tool",
+        "tool_call_id": message.tool_calls[0].id,
+        "content": f"lookup failed mock:capture={marker}",
+        "is_error": True,
+    }
+    # The mock refuses a changed signature, and a tool-result turn whose thinking went missing.
+    second = oai.chat.completions.create(
+        model="claude", reasoning_effort="low", tools=[WEATHER], messages=[question, assistant, result]
+    )
+    assert second.choices[0].message.content
+    sent = captured(mock_upstream, marker)[0]["body"]["messages"]
+    assert sent[1]["content"][0] == thinking[0]
+    assert sent[2]["content"][0]["is_error"] is True
+    assert sent[2]["content"][0]["content"].startswith("lookup failed")
+
+
+# -- stop sequences and refusals ------------------------------------------------------------------
+
+
+def test_stop_sequence_is_reported_to_openai_clients(oai: openai.OpenAI) -> None:
+    messages: Any = [{"role": "user", "content": "Say the words"}]
+    choice = oai.chat.completions.create(model="claude", stop=["mock"], messages=messages).choices[0]
+    assert choice.finish_reason == "stop"
+    assert extra(choice)["stop_sequence"] == "mock"
+    chunks = list(oai.chat.completions.create(model="claude", stop=["mock"], messages=messages, stream=True))
+    finish = [c.choices[0] for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert extra(finish[0])["stop_sequence"] == "mock"
+
+
+def test_image_detail_low_is_refused_unless_dropped(oai: openai.OpenAI) -> None:
+    png = "data:image/png;base64," + PIXEL
+    messages: Any = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": png, "detail": "low"}},
+            ],
+        }
+    ]
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.chat.completions.create(model="claude", messages=messages)
+    assert "image_url.detail 'low'" in err.value.message
+    assert oai.chat.completions.create(model="claude-lenient", messages=messages).choices[0].message.content
+
+
+def test_refusal_reads_alike_streamed_and_not_on_messages_api(claude_sdk: anthropic.Anthropic) -> None:
+    # Gemini blocks the answer (finishReason SAFETY): a refusal, whichever way it is read.
+    kwargs: Any = {
+        "model": "gemini",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Something unsafe mock:safety=1"}],
+    }
+    whole = claude_sdk.messages.create(**kwargs)
+    with claude_sdk.messages.stream(**kwargs) as stream:
+        streamed = stream.get_final_message()
+    assert whole.stop_reason == streamed.stop_reason == "refusal"
+
+
+def test_anthropic_refusal_reaches_openai_clients_alike(oai: openai.OpenAI) -> None:
+    messages: Any = [{"role": "user", "content": "Help me with mock:refuse"}]
+    whole = oai.chat.completions.create(model="claude", messages=messages).choices[0]
+    chunks = list(oai.chat.completions.create(model="claude", messages=messages, stream=True))
+    assert whole.finish_reason == "content_filter"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "content_filter"
+    ]
