@@ -17,9 +17,6 @@ from switchboard.providers.capabilities.rows import REQUEST_ROWS, RESPONSE_ROWS,
 from switchboard.providers.openai_compatible import PRESETS
 from switchboard.providers.target import Target
 
-# Tables still the placeholder (filled on other branches): their cells fail until merged.
-# Emptied once every provider table is in.
-PENDING = {"anthropic", "bedrock", "gemini", "vertex"}
 
 ROWS: dict[str, Row] = {row.name: row for row in REQUEST_ROWS}
 PROVIDER_TYPES = sorted(registry.providers())
@@ -71,11 +68,6 @@ def probe(row: Row) -> dict[str, Any]:
     return {"model": "m", "messages": [{"role": "user", "content": "hi"}], **row.example}
 
 
-def _pending(key: str) -> None:
-    if key.partition(":")[0] in PENDING:
-        pytest.xfail("table not filled in on this branch yet (PENDING)")
-
-
 def test_every_preset_has_a_table() -> None:
     assert set(capabilities.table("openai-compatible:custom")) == set(table("openai-compatible"))
     for preset in PRESETS:
@@ -91,7 +83,6 @@ def test_every_table_has_a_cell_for_every_row(key: str) -> None:
 @pytest.mark.parametrize("row", sorted(ROWS))
 @pytest.mark.parametrize("key", KEYS)
 def test_request_cell(key: str, row: str) -> None:
-    _pending(key)
     cell, the_row = table(key)[row], ROWS[row]
     request = probe(the_row)
     if cell.kind == "refused":
@@ -113,7 +104,6 @@ def test_request_cell(key: str, row: str) -> None:
 @pytest.mark.parametrize("row", sorted(RESPONSE_ROWS))
 @pytest.mark.parametrize("provider_type", PROVIDER_TYPES)
 def test_response_cell(provider_type: str, row: str) -> None:
-    _pending(provider_type)
     cell = table(provider_type)[row]
     if cell.kind == "refused":
         assert cell.note, "say why the feature is not there (e.g. 'not reported')"
