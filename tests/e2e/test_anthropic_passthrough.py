@@ -114,6 +114,9 @@ def every_feature(marker: str) -> dict[str, Any]:
         "model": "claude-native",
         "max_tokens": 2000,
         "thinking": THINKING,
+        "cache_control": {"type": "ephemeral"},
+        "metadata": {"user_id": "user-42"},
+        "service_tier": "auto",
         "system": [
             {"type": "text", "text": "You report the weather.", "cache_control": {"type": "ephemeral"}},
             {"type": "text", "text": f"Be brief. mock:capture={marker}"},
