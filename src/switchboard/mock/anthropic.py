@@ -500,7 +500,9 @@ def _thinking_block(body: dict[str, Any], last: list[dict[str, Any]]) -> list[di
     if not thinking_on(body):
         return []
     said = " ".join(_said(last).split())[:100]
-    text = f"The user said: {said}. Let me think it through." if said else "Let me think it through."
+    # The prompt comes last, as it was: a directive in it (mock:capture=...) keeps its value when
+    # the block is replayed.
+    text = f"Let me think it through. The user said: {said}" if said else "Let me think it through."
     return [{"type": "thinking", "thinking": text, "signature": signature_of(text)}]
 
 
