@@ -17,7 +17,6 @@ from switchboard.providers.capabilities.rows import REQUEST_ROWS, RESPONSE_ROWS,
 from switchboard.providers.openai_compatible import PRESETS
 from switchboard.providers.target import Target
 
-
 ROWS: dict[str, Row] = {row.name: row for row in REQUEST_ROWS}
 PROVIDER_TYPES = sorted(registry.providers())
 VARIANTS = [f"openai-compatible:{p}" for p in sorted(PRESETS) if p != "none"]
