@@ -434,7 +434,7 @@ def test_system_with_image_is_400() -> None:
         build({"model": "claude", "messages": [{"role": "system", "content": [image]}, user("hi")]})
 
 
-def test_consecutive_messages_merge_and_empty_ones_are_dropped() -> None:
+def test_consecutive_messages_merge_and_an_empty_assistant_turn_keeps_its_place() -> None:
     _, body = build(
         {
             "model": "claude",
@@ -446,14 +446,38 @@ def test_consecutive_messages_merge_and_empty_ones_are_dropped() -> None:
                 {"role": "assistant", "content": "a"},
                 {"role": "assistant", "content": [{"type": "text", "text": "b"}]},
                 user("four"),
+                {"role": "assistant", "content": ""},
             ],
         }
     )
     assert body["messages"] == [
-        {"role": "user", "content": [{"type": "text", "text": t} for t in ("one", "two", "three")]},
+        {"role": "user", "content": [{"type": "text", "text": t} for t in ("one", "two")]},
+        {"role": "assistant", "content": [{"type": "text", "text": "(no content)"}]},
+        {"role": "user", "content": [{"type": "text", "text": "three"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
         {"role": "user", "content": [{"type": "text", "text": "four"}]},
     ]
+
+
+def test_a_system_message_after_the_first_turn_stays_in_place() -> None:
+    _, body = build(
+        {
+            "model": "claude",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                user("one"),
+                {"role": "assistant", "content": "a"},
+                {"role": "system", "content": [{"type": "text", "text": "Now answer in French.",
+                                                "cache_control": {"type": "ephemeral"}}]},
+                user("two"),
+            ],
+        }
+    )
+    assert body["system"] == [{"type": "text", "text": "Be brief."}]
+    assert body["messages"][2] == {"role": "user", "content": [
+        {"type": "text", "text": "System: Now answer in French.", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "two"},
+    ]}
 
 
 def test_prefill_trailing_whitespace_is_stripped() -> None:

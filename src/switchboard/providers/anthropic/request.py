@@ -27,6 +27,7 @@ from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
 from switchboard.providers.target import Target
+from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -109,14 +110,19 @@ def _sampling(request: JSON, body: JSON) -> None:
 
 
 def convert_messages(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
-    """System/developer messages become the ``system`` blocks; the rest alternating turns."""
+    """Leading system/developer messages become the ``system`` blocks; the rest alternating turns
+    (providers/turns.py: a later system message stays in place, an empty assistant turn is kept)."""
     system: list[JSON] = []
     turns: list[JSON] = []
     for i, msg in enumerate(messages):
         role = msg.get("role")
         param = f"messages[{i}]"
         if role in ("system", "developer"):
-            system.extend(_text_blocks(msg.get("content"), f"{param}.content"))
+            blocks = _text_blocks(msg.get("content"), f"{param}.content")
+            if turns:
+                _append(turns, "user", _marked(blocks))
+            else:
+                system.extend(blocks)
         elif role == "user":
             _append(turns, "user", content_blocks(msg.get("content"), f"{param}.content"))
         elif role == "assistant":
@@ -128,21 +134,31 @@ def convert_messages(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
                 f"role '{role}' is not supported by provider type 'anthropic'; use 'tool' messages",
                 param=f"{param}.role",
             )
+    if turns and not turns[-1]["content"]:
+        turns.pop()  # an empty prefill asks for nothing
     for turn in turns:
-        if turn["role"] == "user":
+        if not turn["content"]:
+            turn["content"] = [{"type": "text", "text": EMPTY_TURN}]
+        elif turn["role"] == "user":
             # Anthropic wants tool results before any other content of the user turn.
             turn["content"].sort(key=lambda b: b.get("type") != "tool_result")
     _strip_prefill(turns)
     return system, turns
 
 
-def _append(turns: list[JSON], role: str, blocks: list[JSON]) -> None:
-    """Merge consecutive same-role messages into one turn; drop empty ones (rejected upstream)."""
+def _marked(blocks: list[JSON]) -> list[JSON]:
     if not blocks:
-        return
+        return blocks
+    return [{**blocks[0], "text": SYSTEM_MARK + blocks[0]["text"]}, *blocks[1:]]
+
+
+def _append(turns: list[JSON], role: str, blocks: list[JSON]) -> None:
+    """Merge consecutive same-role messages into one turn. An empty user message is left out; an
+    empty assistant one keeps its turn (filled in by convert_messages) so the user turns around
+    it stay apart."""
     if turns and turns[-1]["role"] == role:
         turns[-1]["content"].extend(blocks)
-    else:
+    elif blocks or role == "assistant":
         turns.append({"role": role, "content": blocks})
 
 
