@@ -69,7 +69,8 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     gw = start_gateway(config, tmp_path_factory.mktemp("files"))
     tenant = f"files-{uuid.uuid4().hex[:6]}"
     _post(gw.url, "/admin/v1/tenants", {"id": tenant, "name": tenant})
-    keys = {name: _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant}) for name in ("a", "b", "c")}
+    keys = {name: _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+            for name in ("a", "b", "c")}
     keys["narrow"] = _post(gw.url, "/admin/v1/keys", {"models": ["gpt-4o-mini"], "tenant": tenant})
     yield World(gw, tenant, keys)
     gw.process.stop()
@@ -77,7 +78,8 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def jsonl(*texts: str, model: str = "gpt-4o-mini") -> bytes:
     lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-              "body": {"model": model, "messages": [{"role": "user", "content": t}]}} for i, t in enumerate(texts)]
+              "body": {"model": model, "messages": [{"role": "user", "content": t}]}}
+             for i, t in enumerate(texts)]
     return b"".join(orjson.dumps(line) + b"\n" for line in lines)
 
 
@@ -145,7 +147,8 @@ def test_batch_lifecycle_and_cancel(world: World) -> None:
     client = world.sdk("a")
     source = client.files.create(file=("in.jsonl", jsonl("a", "b")), purpose="batch")
     batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
-                                  completion_window="24h", metadata={"mock_gets_to_complete": "100", "team": "x"})
+                                  completion_window="24h",
+                                  metadata={"mock_gets_to_complete": "100", "team": "x"})
     assert batch.id.startswith("batch_") and batch.input_file_id == source.id
     assert batch.metadata == {"mock_gets_to_complete": "100", "team": "x"}
     assert client.batches.retrieve(batch.id).status == "in_progress"
@@ -223,20 +226,24 @@ def test_no_key_is_401(world: World) -> None:
 
 def _upload(world: World, body: bytes, content_type: str) -> httpx.Response:
     return httpx.post(f"{world.gateway.base_url}/files", content=body, timeout=30,
-                      headers={"Authorization": f"Bearer {world.keys['a']['key']}", "Content-Type": content_type})
+                      headers={"Authorization": f"Bearer {world.keys['a']['key']}",
+                               "Content-Type": content_type})
+
+
+FORM = "multipart/form-data; boundary=zzz"
 
 
 @pytest.mark.parametrize(("body", "content_type", "status", "code"), [
-    (b"not a form", "multipart/form-data; boundary=zzz", 400, "invalid_multipart"),
-    (b"--zzz\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch", "multipart/form-data; boundary=zzz",
-     400, "invalid_multipart"),
-    (b"--zzz\r\nX: y\r\n\r\nbatch\r\n--zzz--\r\n", "multipart/form-data; boundary=zzz", 400, "invalid_multipart"),
+    (b"not a form", FORM, 400, "invalid_multipart"),
+    (b"--zzz\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch", FORM, 400,
+     "invalid_multipart"),
+    (b"--zzz\r\nX: y\r\n\r\nbatch\r\n--zzz--\r\n", FORM, 400, "invalid_multipart"),
     (b"--zzz\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--zzz--\r\n",
      "multipart/form-data; boundary=zzz", 400, "missing_required_parameter"),
     (b"{}", "multipart/form-data", 400, "invalid_multipart"),
     (b"{}", "application/json", 415, "unsupported_media_type"),
-    (b"--zzz\r\nContent-Disposition: form-data; name=\"colour\"\r\n\r\nred\r\n--zzz--\r\n",
-     "multipart/form-data; boundary=zzz", 400, "unknown_parameter"),
+    (b"--zzz\r\nContent-Disposition: form-data; name=\"colour\"\r\n\r\nred\r\n--zzz--\r\n", FORM, 400,
+     "unknown_parameter"),
 ])
 def test_malformed_uploads(world: World, body: bytes, content_type: str, status: int, code: str) -> None:
     resp = _upload(world, body, content_type)
@@ -270,7 +277,8 @@ def test_oversized_and_unknown_purpose(world: World) -> None:
     ({"input_file_id": "file-x", "endpoint": "/v1/nope", "completion_window": "24h"}, "endpoint"),
     ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "1h"},
      "completion_window"),
-    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h", "x": 1}, "x"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h", "x": 1},
+     "x"),
     ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
       "metadata": {"k": 1}}, "metadata"),
 ])

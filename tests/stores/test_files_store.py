@@ -58,7 +58,8 @@ async def test_listing_shows_only_the_owners_objects_newest_first_in_pages(backe
     assert [r.id for r in page] == ["file-4", "file-3"]
     rest = await store.list_owned(FILE, "acme", "key-a", after="file-3", limit=10)
     assert [r.id for r in rest] == ["file-2", "file-1", "file-0"]
-    assert [r.id for r in await store.list_owned(FILE, "acme", "key-a", purpose="batch")] == ["file-3", "file-1"]
+    batch_files = await store.list_owned(FILE, "acme", "key-a", purpose="batch")
+    assert [r.id for r in batch_files] == ["file-3", "file-1"]
     # Another owner's id as a cursor gives nothing (it is not the caller's).
     assert await store.list_owned(FILE, "acme", "key-a", after="file-other-key") == []
     assert [r.id for r in await store.list_owned(BATCH, "acme", "key-a")] == ["batch-1"]

@@ -58,8 +58,16 @@ class _Batch:
     gets: int = 0
 
 
-_FILES: dict[str, _File] = {}
-_BATCHES: dict[str, _Batch] = {}
+# OpenAI's objects and Azure's apart: an id is found only through the API that made it.
+_STORES: dict[str, tuple[dict[str, _File], dict[str, _Batch]]] = {"openai": ({}, {}), "azure": ({}, {})}
+
+
+def _files(request: Request) -> dict[str, _File]:
+    return _STORES["azure" if request.url.path.startswith("/openai/") else "openai"][0]
+
+
+def _batches(request: Request) -> dict[str, _Batch]:
+    return _STORES["azure" if request.url.path.startswith("/openai/") else "openai"][1]
 
 
 def _gate(request: Request) -> Response | None:
@@ -113,7 +121,7 @@ async def upload(request: Request) -> Response:
         return error(400, f"'{purpose}' is not one of {sorted(PURPOSES)} - 'purpose'", param="purpose")
     filename, data = form["file"]
     f = _File(new_id("file-"), filename or "upload", purpose, data)
-    _FILES[f.id] = f
+    _files(request)[f.id] = f
     return json_response(f.obj())
 
 
@@ -121,12 +129,12 @@ async def list_files(request: Request) -> Response:
     if (refused := _gate(request)) is not None:
         return refused
     purpose = request.query_params.get("purpose")
-    items = [f.obj() for f in reversed(_FILES.values()) if purpose is None or f.purpose == purpose]
+    items = [f.obj() for f in reversed(_files(request).values()) if purpose is None or f.purpose == purpose]
     return _page(items, request)
 
 
 def _file(request: Request) -> _File | Response:
-    f = _FILES.get(request.path_params["file_id"])
+    f = _files(request).get(request.path_params["file_id"])
     if f is None:
         return error(404, f"No such File object: {request.path_params['file_id']}", param="id")
     return f
@@ -145,7 +153,7 @@ async def delete_file(request: Request) -> Response:
     f = _file(request)
     if isinstance(f, Response):
         return f
-    del _FILES[f.id]
+    del _files(request)[f.id]
     return json_response({"id": f.id, "object": "file", "deleted": True})
 
 
@@ -167,7 +175,7 @@ async def create_batch(request: Request) -> Response:
         return error(400, "We could not parse the JSON body of your request.")
     if not isinstance(body, dict):
         return error(400, "the body must be a JSON object")
-    source = _FILES.get(str(body.get("input_file_id")))
+    source = _files(request).get(str(body.get("input_file_id")))
     if source is None:
         return error(400, f"Invalid 'input_file_id': '{body.get('input_file_id')}'", param="input_file_id")
     if body.get("endpoint") not in ENDPOINTS:
@@ -184,7 +192,7 @@ async def create_batch(request: Request) -> Response:
         "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
         "metadata": body.get("metadata"),
     }
-    _BATCHES[batch["id"]] = _Batch(batch)
+    _batches(request)[batch["id"]] = _Batch(batch)
     return json_response(batch)
 
 
@@ -205,12 +213,12 @@ def _answer(n: int, line: bytes, model_default: str) -> bytes:
     return orjson.dumps(out)
 
 
-def _complete(batch: dict[str, Any]) -> None:
-    source = _FILES[batch["input_file_id"]]
+def _complete(files: dict[str, _File], batch: dict[str, Any]) -> None:
+    source = files[batch["input_file_id"]]
     lines = [line for line in source.data.splitlines() if line.strip()]
     output = b"\n".join(_answer(n, line, "gpt-4o-mini") for n, line in enumerate(lines)) + b"\n"
     out = _File(new_id("file-"), "batch_output.jsonl", "batch_output", output)
-    _FILES[out.id] = out
+    files[out.id] = out
     t = now()
     batch.update(status="completed", output_file_id=out.id, in_progress_at=batch["in_progress_at"] or t,
                  finalizing_at=t, completed_at=t,
@@ -218,7 +226,7 @@ def _complete(batch: dict[str, Any]) -> None:
 
 
 def _batch(request: Request) -> _Batch | Response:
-    b = _BATCHES.get(request.path_params["batch_id"])
+    b = _batches(request).get(request.path_params["batch_id"])
     if b is None:
         return error(404, f"No batch found with id '{request.path_params['batch_id']}'.", param="id")
     return b
@@ -238,7 +246,7 @@ async def get_batch(request: Request) -> Response:
         except ValueError:
             needed = 2
         if request.headers.get("x-mock-batch-complete") == "1" or b.gets >= needed:
-            _complete(batch)
+            _complete(_files(request), batch)
         else:
             batch.update(status="in_progress", in_progress_at=batch["in_progress_at"] or now())
     elif batch["status"] == "cancelling":
@@ -260,7 +268,7 @@ async def cancel_batch(request: Request) -> Response:
 async def list_batches(request: Request) -> Response:
     if (refused := _gate(request)) is not None:
         return refused
-    return _page([b.body for b in reversed(_BATCHES.values())], request)
+    return _page([b.body for b in reversed(_batches(request).values())], request)
 
 
 def routes() -> list[Route]:

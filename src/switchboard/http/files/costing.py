@@ -124,7 +124,8 @@ class BatchPricer:
                 await stream.close()
         elif isinstance(batch.get("usage"), dict) and isinstance(batch.get("model"), str):
             usage = batch["usage"]
-            canonical = {"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens")}
+            canonical = {"prompt_tokens": usage.get("input_tokens"),
+                         "completion_tokens": usage.get("output_tokens")}
             out.setdefault(batch["model"], ModelTotals()).add(split(canonical))
         return out
 

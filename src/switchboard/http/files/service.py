@@ -47,7 +47,8 @@ MULTIPART_OVERHEAD = 64 * 1024  # the form's own bytes around the file, within t
 SPOOL_IN_MEMORY = 1024 * 1024
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,256}$")
 _FORM_FIELDS = frozenset({"file", "purpose", "model", "expires_after[anchor]", "expires_after[seconds]"})
-_BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after"})
+_BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata",
+                           "output_expires_after"})
 
 
 @dataclass(slots=True)
@@ -144,7 +145,8 @@ class FileService:
                     break  # the common order (fields first): the file is piped as it arrives
                 spooled = await _spool(reader.data(), limit)  # the file first: kept on disk meanwhile
             if file_part is None:
-                raise InvalidRequest("the form has no 'file' part", param="file", code="missing_required_parameter")
+                raise InvalidRequest("the form has no 'file' part", param="file",
+                                     code="missing_required_parameter")
             purpose = fields.get("purpose")
             if purpose is None:
                 raise InvalidRequest("the form has no 'purpose' field", param="purpose",
@@ -153,12 +155,14 @@ class FileService:
                 raise InvalidRequest(f"unknown purpose '{purpose[:100]}'; expected one of "
                                      f"{', '.join(sorted(PURPOSES))}", param="purpose", code="invalid_value")
             upstream = self._choose(ctx, p, fields.get("model"))
-            sent = [("purpose", purpose)] + [(k, v) for k, v in fields.items() if k.startswith("expires_after")]
+            sent = [("purpose", purpose)]
+            sent += [(k, v) for k, v in fields.items() if k.startswith("expires_after")]
             boundary_out = multipart.new_boundary()
             failure: list[BaseException] = []
             data = _from_file(spooled) if spooled is not None else _rest(reader, limit)
-            body = _watched(multipart.encode(boundary_out, sent, multipart.safe_filename(file_part.filename),
-                                             multipart.safe_content_type(file_part.content_type), data), failure)
+            form = multipart.encode(boundary_out, sent, multipart.safe_filename(file_part.filename),
+                                    multipart.safe_content_type(file_part.content_type), data)
+            body = _watched(form, failure)
             try:
                 obj = await upstream.upload(f"multipart/form-data; boundary={boundary_out}", body)
             except GatewayError:
@@ -245,13 +249,14 @@ class FileService:
             if name not in _BATCH_FIELDS:
                 raise InvalidRequest(f"unknown parameter '{str(name)[:100]}'", param=str(name)[:100],
                                      code="unknown_parameter")
-        source, endpoint, window = body.get("input_file_id"), body.get("endpoint"), body.get("completion_window")
+        source, endpoint = body.get("input_file_id"), body.get("endpoint")
+        window = body.get("completion_window")
         if not isinstance(source, str) or not source:
             raise InvalidRequest("'input_file_id' must be a file id", param="input_file_id",
                                  code="missing_required_parameter" if source is None else "invalid_type")
         if endpoint not in ENDPOINTS:
-            raise InvalidRequest(f"'endpoint' must be one of {', '.join(sorted(ENDPOINTS))}", param="endpoint",
-                                 code="invalid_value")
+            raise InvalidRequest(f"'endpoint' must be one of {', '.join(sorted(ENDPOINTS))}",
+                                 param="endpoint", code="invalid_value")
         if window != "24h":
             raise InvalidRequest("'completion_window' must be '24h'", param="completion_window",
                                  code="invalid_value")
@@ -303,7 +308,8 @@ class FileService:
                                status=503, code="files_provider_unavailable")
         return found, upstream
 
-    async def _own(self, kind: str, obj: dict[str, Any], upstream: Upstream, p: Principal, purpose: str) -> None:
+    async def _own(self, kind: str, obj: dict[str, Any], upstream: Upstream, p: Principal,
+                   purpose: str) -> None:
         object_id = obj.get("id")
         if not isinstance(object_id, str) or not _ID.match(object_id):
             raise GatewayError(f"provider '{upstream.provider}' answered without a usable id", status=502,
@@ -332,7 +338,8 @@ class FileService:
         raw = _first(ctx.params.get("limit")) or "20"
         top = 10_000 if kind == FILE else 100
         if not raw.isdigit() or not 1 <= int(raw) <= top:
-            raise InvalidRequest(f"'limit' must be an integer from 1 to {top}", param="limit", code="invalid_value")
+            raise InvalidRequest(f"'limit' must be an integer from 1 to {top}", param="limit",
+                                 code="invalid_value")
         after = _first(ctx.params.get("after"))
         if after is not None and not _ID.match(after):
             raise InvalidRequest("'after' is not an id", param="after", code="invalid_value")
@@ -341,7 +348,8 @@ class FileService:
                                            purpose=purpose)
         data = [dict(r.body) for r in rows[:limit]]
         return {"object": "list", "data": data, "has_more": len(rows) > limit,
-                "first_id": data[0].get("id") if data else None, "last_id": data[-1].get("id") if data else None}
+                "first_id": data[0].get("id") if data else None,
+                "last_id": data[-1].get("id") if data else None}
 
     # -- batch cost --------------------------------------------------------------------------
 
@@ -439,7 +447,8 @@ async def _rest(reader: multipart.MultipartReader, limit: int) -> AsyncIterator[
         yield piece
     while (part := await reader.next_part()) is not None:
         if part.name not in _FORM_FIELDS or part.name == "file":
-            raise InvalidRequest(f"unexpected form field '{part.name[:100]}' after the file", param=part.name[:100])
+            raise InvalidRequest(f"unexpected form field '{part.name[:100]}' after the file",
+                                 param=part.name[:100])
         await reader.value(MAX_FIELD_BYTES)
 
 

@@ -54,7 +54,8 @@ class Upstream:
 
     async def upload(self, content_type: str, body: AsyncIterator[bytes]) -> dict[str, Any]:
         # aiohttp sends an async iterable as a chunked body, piece by piece as it is produced.
-        request = UpstreamRequest("POST", self.url("/files"), cast(bytes, body), {"Content-Type": content_type})
+        request = UpstreamRequest("POST", self.url("/files"), cast(bytes, body),
+                                  {"Content-Type": content_type})
         return self.parse(await self.client.send(request, self.timeouts))
 
     async def open(self, path: str) -> UpstreamStream:
