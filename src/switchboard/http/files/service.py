@@ -133,7 +133,8 @@ class FileService:
                                          code="unknown_parameter")
                 if part.name != "file":
                     if part.name in fields:
-                        raise InvalidRequest(f"the form field '{part.name}' is given twice", param=part.name)
+                        raise InvalidRequest(f"the form field '{part.name}' is given twice", param=part.name,
+                                             code="duplicate_parameter")
                     fields[part.name] = await reader.value(MAX_FIELD_BYTES)
                     continue
                 if file_part is not None:
