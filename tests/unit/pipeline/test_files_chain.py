@@ -45,4 +45,6 @@ async def test_authentication_comes_first(http: httpx.AsyncClient, stamp: Stamp)
 async def test_unrouted_methods_and_paths(http: httpx.AsyncClient, stamp: Stamp) -> None:  # noqa: F811
     assert (await http.request("PUT", "/v1/files")).status_code == 405
     assert (await http.get("/v1/files/a/b/c")).json()["error"]["code"] == "unknown_url"
+    many = "&".join(f"p{i}=1" for i in range(30))
+    assert (await http.get(f"/v1/files?{many}")).status_code == 400
     assert stamp.seen == []

@@ -106,7 +106,10 @@ class FilesEndpoint:
         current = CURRENT.set((rid, None))
         try:
             if failure is None:
-                ctx.params = query_params(ctx.query)
+                try:
+                    ctx.params = query_params(ctx.query)
+                except GatewayError as err:
+                    failure = err
             if failure is not None:
                 await out.error(failure)
             elif action == "upload":

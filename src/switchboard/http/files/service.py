@@ -412,7 +412,10 @@ def _first(values: list[str] | None) -> str | None:
 
 
 def query_params(query: str) -> dict[str, list[str]]:
-    return parse_qs(query, keep_blank_values=True, max_num_fields=20) if query else {}
+    try:
+        return parse_qs(query, keep_blank_values=True, max_num_fields=20) if query else {}
+    except ValueError:
+        raise InvalidRequest("too many query parameters (at most 20)", code="invalid_request") from None
 
 
 async def _spool(data: AsyncIterator[bytes], limit: int) -> IO[bytes]:
