@@ -16,7 +16,7 @@ import openai
 import orjson
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 MAX_UPLOAD = 64 * 1024
@@ -26,6 +26,7 @@ PRICES = {"input_cost_per_mtok": 0.15, "output_cost_per_mtok": 0.6}
 @dataclass
 class World:
     gateway: Gateway
+    mock: Mock
     tenant: str
     keys: dict[str, dict[str, Any]]  # name -> the created key (id, key)
 
@@ -65,6 +66,10 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     config["providers"].append({"name": "az", "type": "azure", "api_base": mock_upstream.url,
                                 "api_key": "${UPSTREAM_KEY}"})
     config["models"].append({"name": "az-gpt", "provider": "az", "model": "gpt-4o"})
+    config["providers"].append({"name": "flaky", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+                                "api_key": "${UPSTREAM_KEY}",
+                                "headers": {"x-mock-faults": "rate=1;kinds=503"}})
+    config["models"].append({"name": "flaky-model", "provider": "flaky", "model": "gpt-4o-mini"})
     config["files"] = {"provider": "local-openai", "max_upload_bytes": MAX_UPLOAD, "poll_seconds": 1}
     gw = start_gateway(config, tmp_path_factory.mktemp("files"))
     tenant = f"files-{uuid.uuid4().hex[:6]}"
@@ -72,7 +77,7 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     keys = {name: _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
             for name in ("a", "b", "c")}
     keys["narrow"] = _post(gw.url, "/admin/v1/keys", {"models": ["gpt-4o-mini"], "tenant": tenant})
-    yield World(gw, tenant, keys)
+    yield World(gw, mock_upstream, tenant, keys)
     gw.process.stop()
 
 
@@ -124,6 +129,26 @@ def test_a_large_file_goes_through_whole_and_fields_may_follow_it(world: World) 
         obj = answer.json()
         assert obj["filename"] == name and obj["bytes"] == len(data) and obj["purpose"] == "user_data"
         assert client.files.content(obj["id"]).content == data
+
+
+def test_the_upload_is_streamed_to_the_upstream(world: World) -> None:
+    marker = new_marker()
+    data = f"mock:capture={marker}\n".encode() + b"z" * 40_000
+    created = world.sdk("a").files.create(file=("streamed.txt", data), purpose="user_data")
+    [seen] = captured(world.mock, marker, outcome="completed")
+    assert seen["method"] == "POST" and seen["path"] == "/v1/files"
+    # Sent on as it was read: no length known up front, a form of the gateway's own.
+    assert seen["headers"].get("transfer-encoding") == "chunked" and "content-length" not in seen["headers"]
+    assert seen["headers"]["content-type"].startswith("multipart/form-data; boundary=switchboard-")
+    assert created.bytes == len(data)
+
+
+def test_upstream_faults_are_the_gateways_errors(world: World) -> None:
+    client = world.sdk("a")
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.files.create(file=("f.jsonl", b"{}\n"), purpose="batch", extra_body={"model": "flaky-model"})
+    assert failed.value.status_code == 503
+    assert client.files.create(file=("f.jsonl", b"{}\n"), purpose="batch").bytes == 3
 
 
 def test_the_provider_is_chosen_by_model(world: World) -> None:
