@@ -95,3 +95,21 @@ async def test_output_lines_and_usage() -> None:
                            b'{"input_tokens": 4, "output_tokens": 2}}}}')
     assert responses is not None
     assert responses[1]["prompt_tokens"] == 4 and responses[1]["completion_tokens"] == 2
+
+
+async def test_a_file_before_its_fields_is_kept_on_disk_whole() -> None:
+    from switchboard.http.files.service import _from_file, _spool
+
+    blob = bytes(range(256)) * 12_000  # 3 MB: past the 1 MiB kept in memory
+
+    async def pieces() -> AsyncGenerator[bytes, None]:
+        for i in range(0, len(blob), 65_536):
+            yield blob[i:i + 65_536]
+
+    spooled = await _spool(pieces(), len(blob))
+    try:
+        assert b"".join([p async for p in _from_file(spooled)]) == blob
+    finally:
+        spooled.close()
+    with pytest.raises(PayloadTooLarge):
+        await _spool(pieces(), len(blob) - 1)

@@ -427,7 +427,10 @@ async def _spool(data: AsyncIterator[bytes], limit: int) -> IO[bytes]:
             total += len(piece)
             if total > limit:
                 raise PayloadTooLarge(f"the file exceeds the limit of {limit} bytes")
-            spooled.write(piece)
+            if total > SPOOL_IN_MEMORY:  # on disk by now: written off the event loop
+                await asyncio.to_thread(spooled.write, piece)
+            else:
+                spooled.write(piece)
     except BaseException:
         spooled.close()
         raise
@@ -436,7 +439,7 @@ async def _spool(data: AsyncIterator[bytes], limit: int) -> IO[bytes]:
 
 
 async def _from_file(spooled: IO[bytes]) -> AsyncIterator[bytes]:
-    while piece := spooled.read(64 * 1024):
+    while piece := await asyncio.to_thread(spooled.read, 256 * 1024):
         yield piece
 
 
