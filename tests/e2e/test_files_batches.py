@@ -70,13 +70,16 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
                                 "api_key": "${UPSTREAM_KEY}",
                                 "headers": {"x-mock-faults": "rate=1;kinds=503"}})
     config["models"].append({"name": "flaky-model", "provider": "flaky", "model": "gpt-4o-mini"})
-    config["files"] = {"provider": "local-openai", "max_upload_bytes": MAX_UPLOAD, "poll_seconds": 1}
+    tenant, azure_tenant = f"files-{uuid.uuid4().hex[:6]}", f"azure-{uuid.uuid4().hex[:6]}"
+    config["files"] = {"provider": "local-openai", "tenant_providers": {azure_tenant: "az"},
+                       "max_upload_bytes": MAX_UPLOAD, "poll_seconds": 1}
     gw = start_gateway(config, tmp_path_factory.mktemp("files"))
-    tenant = f"files-{uuid.uuid4().hex[:6]}"
-    _post(gw.url, "/admin/v1/tenants", {"id": tenant, "name": tenant})
+    for t in (tenant, azure_tenant):
+        _post(gw.url, "/admin/v1/tenants", {"id": t, "name": t})
     keys = {name: _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
             for name in ("a", "b", "c")}
     keys["narrow"] = _post(gw.url, "/admin/v1/keys", {"models": ["gpt-4o-mini"], "tenant": tenant})
+    keys["azure"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": azure_tenant})
     yield World(gw, mock_upstream, tenant, keys)
     gw.process.stop()
 
@@ -141,6 +144,15 @@ def test_the_upload_is_streamed_to_the_upstream(world: World) -> None:
     assert seen["headers"].get("transfer-encoding") == "chunked" and "content-length" not in seen["headers"]
     assert seen["headers"]["content-type"].startswith("multipart/form-data; boundary=switchboard-")
     assert created.bytes == len(data)
+
+
+def test_a_tenant_has_its_own_files_provider(world: World) -> None:
+    marker = new_marker()
+    created = world.sdk("azure").files.create(file=("t.jsonl", f"mock:capture={marker}\n".encode()),
+                                              purpose="batch")
+    [seen] = captured(world.mock, marker, outcome="completed")
+    assert seen["path"] == "/openai/files" and "api-version=" in seen["query"]
+    assert world.sdk("azure").files.retrieve(created.id).filename == "t.jsonl"
 
 
 def test_upstream_faults_are_the_gateways_errors(world: World) -> None:
