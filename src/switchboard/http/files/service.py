@@ -166,7 +166,7 @@ class FileService:
             body = _watched(form, failure)
             try:
                 obj = await upstream.upload(f"multipart/form-data; boundary={boundary_out}", body)
-            except GatewayError:
+            except Exception:
                 if failure:  # the caller's body went wrong while it was being sent on
                     raise failure[0] from None
                 raise
@@ -220,7 +220,12 @@ class FileService:
 
     async def _delete_file(self, ctx: FilesContext, p: Principal) -> Result:
         owned, upstream = await self._owned(FILE, ctx.object_id, p)
-        obj = await upstream.call("DELETE", object_path("files", owned.id))
+        try:
+            obj = await upstream.call("DELETE", object_path("files", owned.id))
+        except GatewayError as err:
+            if err.status == 404:  # gone upstream already (expired): forgotten here too
+                await self.store.delete(FILE, owned.id)
+            raise
         await self.store.delete(FILE, owned.id)
         return Reply(obj)
 
@@ -230,7 +235,9 @@ class FileService:
         ctype = stream.headers.get("content-type") or "application/octet-stream"
         ctx.response_headers["content-type"] = multipart.safe_content_type(ctype)
         length = stream.headers.get("content-length")
-        if length is not None and length.isdigit():
+        # The length of what is relayed: not the upstream's when it came compressed (and is
+        # decompressed on the way).
+        if length is not None and length.isdigit() and not stream.headers.get("content-encoding"):
             ctx.response_headers["content-length"] = length
 
         async def relay() -> AsyncGenerator[list[dict[str, Any]], None]:
