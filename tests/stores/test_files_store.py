@@ -84,9 +84,13 @@ async def test_a_batch_is_costed_once_across_instances(backend: Backend) -> None
     await store.put(owned("batch-b", kind=BATCH, minutes=2))
     await store.put(owned("file-z"))
     assert [r.id for r in await store.open_batches(10)] == ["batch-a", "batch-b"]
+    # One just seen goes to the back: the poller's rounds take each open batch in turn.
+    await store.update(BATCH, "batch-a", {"id": "batch-a"}, "in_progress")
+    assert [r.id for r in await store.open_batches(10)] == ["batch-b", "batch-a"]
     claims = await asyncio.gather(*(s.mark_costed("batch-a") for s in [store, peer.files] * 4))
     assert claims.count(True) == 1
     assert [r.id for r in await peer.files.open_batches(10)] == ["batch-b"]
     costed = await store.get(BATCH, "batch-a")
     assert costed is not None and costed.costed is True
     assert [r.id for r in await store.open_batches(1)] == ["batch-b"]
+    assert (await store.get(BATCH, "batch-a")).status == "in_progress"  # type: ignore[union-attr]

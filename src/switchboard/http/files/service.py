@@ -393,13 +393,16 @@ class FileService:
         done = 0
         for owned in await self._store.open_batches(self.settings.poll_batches):
             upstream = resolve(self._routing, owned.provider)
-            if upstream is None:
-                continue
             try:
+                if upstream is None:
+                    raise LookupError(f"the provider '{owned.provider}' is no longer configured")
                 obj = await upstream.call("GET", object_path("batches", owned.id))
                 await self._seen(owned, upstream, obj)
             except Exception as exc:
                 log.warning("batch %s: poll failed: %s", owned.id, exc)
+                # Seen now all the same: the next rounds look at the other open batches first.
+                with contextlib.suppress(Exception):
+                    await self._store.update(BATCH, owned.id, owned.body, owned.status)
                 continue
             if obj.get("status") in TERMINAL:
                 done += await self.settle(owned, upstream, obj)
