@@ -94,3 +94,25 @@ async def test_a_batch_is_costed_once_across_instances(backend: Backend) -> None
     assert costed is not None and costed.costed is True
     assert [r.id for r in await store.open_batches(1)] == ["batch-b"]
     assert (await store.get(BATCH, "batch-a")).status == "in_progress"  # type: ignore[union-attr]
+
+
+async def test_a_batch_priced_by_two_instances_is_one_ledger_record(backend: Backend) -> None:
+    from switchboard.http.files.costing import finished_at
+    from switchboard.stores.protocols import UsageRecord
+
+    peer = await backend.peer()
+    batch = owned("batch-led", kind=BATCH)
+    upstream = {"id": "batch-led", "status": "completed", "completed_at": 1_796_000_000}
+
+    def record() -> UsageRecord:  # what each instance builds from the same upstream object
+        return UsageRecord(request_id=batch.id, tenant_id=batch.tenant_id, model="gpt-4o-mini",
+                           key_id=batch.key_id, prompt_tokens=33, completion_tokens=15,
+                           created_at=finished_at(batch, upstream), metadata={"operation": "batch"})
+
+    written = await asyncio.gather(*(s.ledger.append([record()]) for s in [backend.stores, peer] * 3))
+    assert sum(written) == 1
+    stored = await backend.stores.ledger.get("acme", "batch-led")
+    assert stored is not None and stored.prompt_tokens == 33
+    assert stored.created_at == datetime.fromtimestamp(1_796_000_000, UTC)
+    # No time from the upstream: the record's own creation time, the same on every instance.
+    assert finished_at(batch, {"status": "failed"}) == T0
