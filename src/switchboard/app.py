@@ -27,6 +27,7 @@ from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
 from switchboard.http.endpoint import Endpoint, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
+from switchboard.http.files import FilesEndpoint, is_files_path
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler
 from switchboard.stores import Stores
@@ -62,6 +63,10 @@ class SwitchboardApp:
             self.routes[("GET", path)] = models
         self._model = self._endpoint(openai_api.MODEL, self.gateway.models.get, reads_body=False)
         self._admin = self._endpoint(openai_api.ADMIN, AdminBridge(self._admin_app()), reads_body=True)
+        # Files and batches: their own edge (uploads are streamed), through the same chains.
+        self._files = FilesEndpoint(self.gateway.chain("files", self.gateway.files),
+                                    self.gateway.chain("batches", self.gateway.files), self.state,
+                                    deadline_seconds=settings.server.request_timeout_seconds)
         self.routes[("GET", "/health/live")] = self.live
         self.routes[("GET", "/health/ready")] = self.ready
         if self.gateway.metrics is not None:  # metrics.enabled: false answers 404
@@ -121,6 +126,8 @@ class SwitchboardApp:
             handler = self.routes.get((scope["method"], path))
             if handler is not None:
                 await handler(scope, receive, send)
+            elif is_files_path(path):
+                await self._files(scope, receive, send)
             elif path.startswith("/admin/") or path == "/docs":
                 await self._admin(scope, receive, send)
             elif self._mock is not None and path.startswith("/mock/"):

@@ -15,6 +15,7 @@ from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
+from switchboard.http.files import FileService
 from switchboard.limits.cache import LimitCache
 from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.observability.metrics import Metrics
@@ -88,6 +89,8 @@ class Gateway:
         # Each served model's prices, and the usage ledger's writer (opened in start()).
         self.prices = Prices(self.catalog, self.routing)
         self.usage: LedgerWriter | None = None
+        # Files and batches (http/files/): their owners, and the poller that prices finished batches.
+        self.files = FileService(settings.files, self.routing, self.router, self.catalog, self.prices)
         self.budgets: BudgetBook | None = None  # opened in start()
         # The key that hashes API keys, read from the database at start (None: no secret).
         self.hashing: bytes | None = None
@@ -255,6 +258,7 @@ class Gateway:
         self.health_checks.start()
         if self.metrics is not None:
             await self.metrics.start()  # the metrics.port listener, when configured
+        self.files.start(self.stores.files, self.stores.ledger)
         await encodings
         self.ready = True
 
@@ -271,6 +275,7 @@ class Gateway:
         self.ready = False
         if self.metrics is not None:
             await self.metrics.close()
+        await self.files.close()
         await self.health_checks.close()
         await self.router.health.close()
         await self.routing.close()

@@ -876,6 +876,23 @@ class RouterConfig(_Strict):
     splits: Annotated[list[Split], Field(max_length=100)] = Field(default_factory=list)
 
 
+class FilesConfig(_Strict):
+    """Files and batches (/v1/files, /v1/batches; docs/api-files.md)."""
+
+    # Where a new file goes when the request names no model: the tenant's provider, else this
+    # one (a provider entry of type openai or azure); None: the request must name a model.
+    provider: str | None = None
+    tenant_providers: Annotated[dict[str, str], Field(max_length=10_000)] = Field(default_factory=dict)
+    # The largest file accepted (OpenAI's own limit is 512 MB).
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = 512 * MIB
+    # A completed batch is priced at the catalog's prices times this (the Batch API's discount).
+    batch_price_factor: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # The poller of open batches: how often, how many per round, the largest output file read.
+    poll_seconds: Annotated[float, Field(ge=1, le=86_400)] = 60.0
+    poll_batches: Annotated[int, Field(ge=1, le=1000)] = 20
+    max_output_bytes: Annotated[int, Field(ge=1024)] = 256 * MIB
+
+
 class Settings(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -894,6 +911,7 @@ class Settings(_Strict):
     request_log: RequestLogConfig = RequestLogConfig()
     analytics: AnalyticsConfig = AnalyticsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    files: FilesConfig = FilesConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 

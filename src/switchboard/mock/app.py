@@ -29,6 +29,7 @@ _MODULES: tuple[str, ...] = (
     "bedrock",
     "azure",
     "mistral",
+    "files",
 )
 
 

@@ -33,6 +33,7 @@ from switchboard.stores.protocols import (
     BudgetStore,
     ChangeFeed,
     Counters,
+    FileStore,
     HealthStore,
     IncidentStore,
     KeyStore,
@@ -51,6 +52,7 @@ from switchboard.stores.sql.analytics import SqlAnalyticsStore
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.budgets import SqlBudgetStore
 from switchboard.stores.sql.engine import create_engine, describe, shown
+from switchboard.stores.sql.files import SqlFileStore
 from switchboard.stores.sql.incidents import SqlIncidentStore
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
@@ -99,6 +101,8 @@ class Stores:
     analytics: AnalyticsStore | None = None
 
     incidents: IncidentStore | None = None
+    # Files and batches created through the gateway, with their owners (always in SQL).
+    files: FileStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -228,6 +232,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         analytics=SqlAnalyticsStore(engine),
         incidents=SqlIncidentStore(engine),
         log_search=SqlLogSearch(engine),
+        files=SqlFileStore(engine),
         _closers=closers,
     )
 

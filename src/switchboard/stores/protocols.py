@@ -1066,3 +1066,52 @@ class IncidentStore(Protocol):
     async def query(self, query: IncidentQuery) -> list[Incident]:
         """Newest first (started_at, then id)."""
         ...
+
+
+# -- files and batches (revision 0016; docs/api-files.md) ------------------------------------------
+
+FILE = "file"
+BATCH = "batch"
+
+
+@dataclass(frozen=True)
+class OwnedObject:
+    """A file or batch created through the gateway at an upstream: who owns it, and the upstream's
+    object as last seen. ``id`` is the upstream's id, which callers use; a caller sees only the
+    objects of its own tenant and ``owner`` (its key id, else its principal id)."""
+
+    id: str
+    kind: str  # FILE | BATCH
+    provider: str  # the provider entry that holds it
+    tenant_id: str
+    owner: str
+    key_id: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    purpose: str | None = None  # a file's purpose, a batch's endpoint
+    status: str | None = None  # a batch's status as last seen
+    body: Mapping[str, Any] = field(default_factory=dict)  # the upstream's object as last seen
+    created_at: datetime = field(default_factory=utcnow)
+    costed: bool = False  # a batch whose cost is in the usage ledger
+
+
+class FileStore(Protocol):
+    async def put(self, record: OwnedObject) -> None:
+        """Record a new object (an id already recorded for ``kind`` is left as it was)."""
+
+    async def get(self, kind: str, object_id: str) -> OwnedObject | None: ...
+
+    async def list_owned(self, kind: str, tenant_id: str, owner: str, *, after: str | None = None,
+                         limit: int = 20, purpose: str | None = None) -> list[OwnedObject]:
+        """The owner's objects, newest first; ``after``: those created before that id."""
+
+    async def update(self, kind: str, object_id: str, body: Mapping[str, Any], status: str | None) -> None:
+        """The upstream's object as now seen."""
+
+    async def delete(self, kind: str, object_id: str) -> bool: ...
+
+    async def open_batches(self, limit: int) -> list[OwnedObject]:
+        """Batches not yet costed, least recently seen first (for the poller)."""
+
+    async def mark_costed(self, object_id: str) -> bool:
+        """Mark a batch's cost as recorded; True for the one call that changed it."""

@@ -410,3 +410,27 @@ sa.Index("ix_usage_records_tenant_error_created", usage_records.c.tenant_id, usa
 BODY_TEXT_SQL = "to_tsvector('simple', coalesce(request, '') || ' ' || coalesce(response, ''))"
 sa.Index("ix_request_bodies_text", sa.text(BODY_TEXT_SQL), _table=request_bodies,
          postgresql_using="gin").ddl_if(dialect="postgresql")
+
+# -- files and batches (revision 0016): what was created through the gateway, and by whom -------
+
+owned_objects = sa.Table(
+    "owned_objects",
+    metadata,
+    sa.Column("kind", sa.String(8), nullable=False),  # file | batch
+    sa.Column("id", sa.String(256), nullable=False),  # the upstream's id
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("key_id", sa.String(64)),
+    sa.Column("team_id", sa.String(64)),
+    sa.Column("user_id", sa.String(64)),
+    sa.Column("purpose", sa.String(64)),
+    sa.Column("status", sa.String(32)),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("costed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.PrimaryKeyConstraint("kind", "id"),
+    sa.Index("ix_owned_objects_owner", "kind", "tenant_id", "owner", "created_at"),
+    sa.Index("ix_owned_objects_open", "kind", "costed", "seen_at"),
+)

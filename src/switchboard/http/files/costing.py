@@ -1,0 +1,173 @@
+"""A finished batch's cost: its output file's per-line usage priced from the catalog (with the
+model entry's own prices when a served model names that upstream model), times the Batch API's
+discount (``files.batch_price_factor``), as ONE usage-ledger record whose request id is the
+batch id. The ledger's key (request id, created_at) makes the record idempotent: created_at is
+the batch's own completion time, so every instance and every retry writes the same row."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import orjson
+
+from switchboard.catalog import Catalog, ModelInfo
+from switchboard.http.files.upstream import Upstream, object_path
+from switchboard.routing.live import LiveRouting
+from switchboard.spend.cost import Prices, Tokens, cost, split
+from switchboard.stores.protocols import OwnedObject, UsageRecord
+
+log = logging.getLogger("switchboard.files")
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+_NANO = Decimal("0.000000001")
+_TIMES = ("completed_at", "failed_at", "expired_at", "cancelled_at", "finalizing_at")
+
+
+@dataclass
+class ModelTotals:
+    tokens: list[int] = field(default_factory=lambda: [0] * 10)
+    requests: int = 0
+
+    def add(self, counted: Tokens) -> None:
+        self.requests += 1
+        for i, n in enumerate(counted):
+            self.tokens[i] += n
+
+
+class OutputTooLarge(Exception):
+    pass
+
+
+async def lines(chunks: AsyncGenerator[bytes, None], limit: int) -> AsyncIterator[bytes]:
+    """The JSONL lines of a stream, read as they arrive, ``limit`` bytes in all."""
+    buf = bytearray()
+    total = 0
+    async with aclosing(chunks) as source:
+        async for piece in source:
+            total += len(piece)
+            if total > limit:
+                raise OutputTooLarge(f"the batch output is over {limit} bytes (files.max_output_bytes)")
+            buf += piece
+            while (i := buf.find(b"\n")) >= 0:
+                line = bytes(buf[:i])
+                del buf[:i + 1]
+                if line.strip():
+                    yield line
+            if len(buf) > MAX_LINE_BYTES:
+                raise OutputTooLarge("a batch output line is over 16 MiB")
+    if buf.strip():
+        yield bytes(buf)
+
+
+def line_usage(line: bytes) -> tuple[str, dict[str, Any]] | None:
+    """(model, usage) of one output line answered with a 2xx; None for failures and noise."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    response = obj.get("response") if isinstance(obj, dict) else None
+    if not isinstance(response, dict):
+        return None
+    status = response.get("status_code")
+    body = response.get("body")
+    if not isinstance(body, dict) or (isinstance(status, int) and status >= 300):
+        return None
+    usage = body.get("usage")
+    model = body.get("model")
+    if not isinstance(usage, dict) or not isinstance(model, str):
+        return None
+    if "prompt_tokens" not in usage and "input_tokens" in usage:  # a Responses API line
+        usage = {"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens"),
+                 "prompt_tokens_details": {"cached_tokens": (usage.get("input_tokens_details") or {})
+                                           .get("cached_tokens")},
+                 "completion_tokens_details": usage.get("output_tokens_details")}
+    return model, usage
+
+
+class BatchPricer:
+    def __init__(self, catalog: Catalog, routing: LiveRouting, prices: Prices, factor: float,
+                 max_output_bytes: int) -> None:
+        self._catalog = catalog
+        self._routing = routing
+        self._prices = prices
+        self._factor = Decimal(repr(factor))
+        self._max_output = max_output_bytes
+
+    def info(self, upstream: Upstream, model: str) -> ModelInfo | None:
+        """A served model's record when one of its deployments is this provider's ``model``
+        (its ``info:`` prices apply), else the catalog's record for the provider type."""
+        for route in self._routing.all_routes():
+            if route.target.provider == upstream.provider and route.target.model == model:
+                found = self._prices.of_route(route)
+                if found is not None:
+                    return found
+        return self._catalog.lookup(upstream.type, model)
+
+    async def totals(self, upstream: Upstream, batch: dict[str, Any]) -> dict[str, ModelTotals]:
+        """Tokens per model: from the output file's lines, else the batch's own ``usage``."""
+        out: dict[str, ModelTotals] = {}
+        output = batch.get("output_file_id")
+        if isinstance(output, str) and output:
+            stream = await upstream.open(object_path("files", output, "/content"))
+            try:
+                async for line in lines(stream.chunks(), self._max_output):
+                    found = line_usage(line)
+                    if found is not None:
+                        out.setdefault(found[0], ModelTotals()).add(split(found[1]))
+            finally:
+                await stream.close()
+        elif isinstance(batch.get("usage"), dict) and isinstance(batch.get("model"), str):
+            usage = batch["usage"]
+            canonical = {"prompt_tokens": usage.get("input_tokens"),
+                         "completion_tokens": usage.get("output_tokens")}
+            out.setdefault(batch["model"], ModelTotals()).add(split(canonical))
+        return out
+
+    def record(self, owned: OwnedObject, upstream: Upstream, batch: dict[str, Any],
+               totals: dict[str, ModelTotals]) -> UsageRecord:
+        summed = [0] * 10
+        usd = Decimal(0)
+        unpriced = False
+        per_model: dict[str, Any] = {}
+        for model, t in totals.items():
+            counted = Tokens(*t.tokens)
+            price = cost(self.info(upstream, model), counted)
+            unpriced = unpriced or price.unpriced
+            model_usd = price.usd * self._factor
+            usd += model_usd
+            per_model[model] = {"requests": t.requests, "prompt_tokens": counted.prompt,
+                                "completion_tokens": counted.completion,
+                                "cost_usd": str(model_usd.quantize(_NANO, ROUND_HALF_EVEN))}
+            summed = [a + b for a, b in zip(summed, t.tokens, strict=True)]
+        tokens = Tokens(*summed)
+        main = max(totals, key=lambda m: totals[m].requests) if totals else "batch"
+        status = batch.get("status")
+        return UsageRecord(
+            request_id=owned.id, tenant_id=owned.tenant_id, model=main, key_id=owned.key_id,
+            team_id=owned.team_id, user_id=owned.user_id, provider=owned.provider, status=200,
+            prompt_tokens=tokens.prompt, completion_tokens=tokens.completion,
+            cost_usd=usd.quantize(_NANO, ROUND_HALF_EVEN), latency_ms=0, created_at=finished_at(owned, batch),
+            metadata={"operation": "batch", "endpoint": owned.purpose, "batch_status": status,
+                      "requests": sum(t.requests for t in totals.values()), "price_factor": str(self._factor),
+                      "models": per_model},
+            cache_read_tokens=tokens.cache_read, cache_write_5m_tokens=tokens.cache_write_5m,
+            cache_write_1h_tokens=tokens.cache_write_1h, reasoning_tokens=tokens.reasoning,
+            unpriced=unpriced, upstream_model=main if totals else None,
+            image_input_tokens=tokens.image_input, audio_input_tokens=tokens.audio_input,
+            image_output_tokens=tokens.image_output, audio_output_tokens=tokens.audio_output,
+        )
+
+
+def finished_at(owned: OwnedObject, batch: dict[str, Any]) -> datetime:
+    """When the batch ended, as the upstream says (the same on every instance), to the second."""
+    for name in _TIMES:
+        value = batch.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return datetime.fromtimestamp(value, UTC)
+    return owned.created_at

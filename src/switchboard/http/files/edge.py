@@ -1,0 +1,178 @@
+"""The edge of /v1/files and /v1/batches: one ASGI handler that matches the path, builds the
+request context, runs the operation's stage chain (authentication and whatever else the chain
+holds) and writes the result.
+
+Unlike the JSON endpoints, an upload's body is not read here: the terminal reads it as it
+arrives (``FilesContext.receive``) and sends it on as it reads, so a large file is never held
+in memory. A file's content is written back as the upstream sends it, with its own type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from contextlib import aclosing
+
+from switchboard.context import RawReply, Reply, StreamReply
+from switchboard.errors import GatewayError, InternalError
+from switchboard.http.asgi import Receive, Scope, Send, read_body
+from switchboard.http.disconnect import ClientGone, until_disconnect
+from switchboard.http.endpoint import Responder, check_content_type, request_headers, request_id
+from switchboard.http.errors import MethodNotAllowed, unknown_url
+from switchboard.http.files.service import FilesContext, query_params
+from switchboard.http.openai_api import OpenAIJson
+from switchboard.http.state import ServerState
+from switchboard.observability.logs import CURRENT
+from switchboard.observability.requests import log_failure
+from switchboard.pipeline.chain import Handler
+
+log = logging.getLogger("switchboard.http")
+
+FILES = OpenAIJson("files")
+BATCHES = OpenAIJson("batches")
+MAX_JSON_BYTES = 1024 * 1024  # a batch's creation body
+_ID = r"([^/]{1,512})"
+# (method, path pattern) -> action; the same actions with or without the /v1 prefix.
+_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (method, re.compile(r"^(?:/v1)?" + pattern + "$"), action)
+    for method, pattern, action in (
+        ("POST", "/files", "upload"),
+        ("GET", "/files", "list_files"),
+        ("GET", f"/files/{_ID}", "get_file"),
+        ("DELETE", f"/files/{_ID}", "delete_file"),
+        ("GET", f"/files/{_ID}/content", "file_content"),
+        ("POST", "/batches", "create_batch"),
+        ("GET", "/batches", "list_batches"),
+        ("GET", f"/batches/{_ID}", "get_batch"),
+        ("POST", f"/batches/{_ID}/cancel", "cancel_batch"),
+    )
+)
+PREFIXES = ("/v1/files", "/v1/batches", "/files", "/batches")
+
+
+def match(method: str, path: str) -> tuple[str, str] | bool | None:
+    """(action, object id) for a routed request; False when the path exists for another method;
+    None when no route has the path."""
+    known = False
+    for m, pattern, action in _ROUTES:
+        found = pattern.match(path)
+        if found is not None:
+            if m == method:
+                return action, found.group(1) if found.groups() else ""
+            known = True
+    return False if known else None
+
+
+def is_files_path(path: str) -> bool:
+    """Whether ``path`` is /v1/files, /v1/batches or below them (with or without /v1)."""
+    for prefix in PREFIXES:
+        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+            return True
+    return False
+
+
+class FilesEndpoint:
+    def __init__(self, files_chain: Handler, batches_chain: Handler, state: ServerState, *,
+                 deadline_seconds: float) -> None:
+        self._chains = {"files": files_chain, "batches": batches_chain}
+        self._state = state
+        self._deadline = deadline_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method, path = scope["method"], scope["path"]
+        routed = match(method, path)
+        operation = "batches" if "/batches" in path else "files"
+        inbound = BATCHES if operation == "batches" else FILES
+        failure: GatewayError | None = None
+        try:
+            headers = request_headers(scope)
+        except GatewayError as err:
+            headers, failure = {}, err
+        rid = request_id(headers)
+        action, object_id = routed if isinstance(routed, tuple) else ("", "")
+        query = scope.get("query_string") or b""
+        ctx = FilesContext(
+            rid, operation, inbound, headers, b"", started, method=method, path=path,
+            query=query.decode("latin-1"), client=peer[0] if (peer := scope.get("client")) else "",
+            deadline=started + self._deadline, action=action, object_id=object_id,
+        )
+        if failure is None and not action:
+            failure = (MethodNotAllowed(f"method {method} is not allowed on {path}") if routed is False
+                       else unknown_url(method, path))
+        out = Responder(send, ctx, [(b"x-request-id", rid.encode())])
+        current = CURRENT.set((rid, None))
+        try:
+            if failure is None:
+                try:
+                    ctx.params = query_params(ctx.query)
+                except GatewayError as err:
+                    failure = err
+            if failure is not None:
+                await out.error(failure)
+            elif action == "upload":
+                # The terminal reads the body; a client that leaves is seen by that read.
+                ctx.receive = receive
+                await self._serve(ctx, out)
+            else:
+                if action == "create_batch":
+                    try:
+                        check_content_type(headers)
+                        ctx.body = await read_body(receive, MAX_JSON_BYTES, headers.get("content-length"))
+                    except GatewayError as err:
+                        await out.error(err)
+                        return
+                await until_disconnect(receive, self._serve(ctx, out))
+        except (ClientGone, ConnectionAbortedError):
+            ctx.outcome.client_disconnected = True
+            log.info("request %s: client disconnected", rid)
+        except asyncio.CancelledError:
+            if not self._state.draining:
+                raise
+        finally:
+            ctx.outcome.finished_at = time.perf_counter()
+            if ctx.post_response is not None:
+                await ctx.run_after_response()
+            if ctx.outcome.status >= 400 or ctx.outcome.client_disconnected:
+                log_failure(ctx)
+            CURRENT.reset(current)
+
+    async def _serve(self, ctx: FilesContext, out: Responder) -> None:
+        try:
+            result = await self._chains[ctx.operation](ctx)
+        except GatewayError as err:
+            await out.error(err)
+            return
+        except ConnectionAbortedError:
+            raise
+        except Exception:
+            log.exception("request %s: unexpected error", ctx.request_id)
+            await out.error(InternalError(f"internal error (request id {ctx.request_id})"))
+            return
+        if isinstance(result, Reply):
+            await out.body(result.status, ctx.inbound.encode(ctx, result.body), ctx.response_headers)
+        elif isinstance(result, RawReply):
+            await out.raw(result)
+        else:
+            await self._download(ctx, result, out)
+
+    async def _download(self, ctx: FilesContext, result: StreamReply, out: Responder) -> None:
+        """A file's bytes as the upstream sends them (chunks ``{"data": bytes}``)."""
+        outcome = ctx.outcome
+        try:
+            outcome.status = 200
+            out.started = True
+            await out.send({"type": "http.response.start", "status": 200,
+                            "headers": out.headers(ctx.response_headers)})
+            async with aclosing(result.chunks) as chunks:
+                async for batch in chunks:
+                    for chunk in batch:
+                        await out.stream_data(chunk["data"])
+            await out.stream_end()
+        except GatewayError as err:  # cut mid-body: the client sees a short body, the log why
+            outcome.failed(err)
+            log.warning("request %s: file download cut: %s", ctx.request_id, err.message)
+        finally:
+            await result.aclose()

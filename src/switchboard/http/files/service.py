@@ -1,0 +1,479 @@
+"""The files and batches operations: the chain's terminal for /v1/files and /v1/batches, the
+ownership records, and the poller that prices finished batches.
+
+Every object created through the gateway is recorded with its owner (tenant, key, team, user);
+a caller is answered only about its own, anything else is 404 as if it did not exist. Lists come
+from the records (never the upstream's whole list). A new file goes to the provider the request
+names through a model, else the tenant's configured one, else ``files.provider``; a batch goes
+where its input file is; everything after that to the provider recorded with the object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+from urllib.parse import parse_qs
+
+from switchboard.access.rules import model_allowed
+from switchboard.catalog import Catalog
+from switchboard.config.schema import FilesConfig
+from switchboard.context import Principal, Reply, RequestContext, Result, StreamReply
+from switchboard.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
+from switchboard.http.asgi import Receive
+from switchboard.http.files import multipart
+from switchboard.http.files.costing import BatchPricer
+from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
+from switchboard.http.openai_api import parse_json
+from switchboard.routing.live import LiveRouting
+from switchboard.routing.router import Router
+from switchboard.spend.cost import Prices
+from switchboard.stores.protocols import BATCH, FILE, FileStore, OwnedObject, UsageLedger
+
+log = logging.getLogger("switchboard.files")
+
+PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
+ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses"})
+TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+MODEL_HEADER = "x-switchboard-model"
+DEFAULT_TENANT = "default"
+MAX_FIELD_BYTES = 4096
+MULTIPART_OVERHEAD = 64 * 1024  # the form's own bytes around the file, within the body limit
+SPOOL_IN_MEMORY = 1024 * 1024
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,256}$")
+_FORM_FIELDS = frozenset({"file", "purpose", "model", "expires_after[anchor]", "expires_after[seconds]"})
+_BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata",
+                           "output_expires_after"})
+
+
+@dataclass(slots=True)
+class FilesContext(RequestContext):
+    """A files or batches request: which action, its path parameter, and (uploads) the body
+    stream, read by the terminal as it arrives instead of by the edge."""
+
+    action: str = ""
+    object_id: str = ""
+    receive: Receive | None = None
+    params: dict[str, list[str]] = field(default_factory=dict)
+
+
+def tenant_of(p: Principal) -> str:
+    return p.tenant_id or DEFAULT_TENANT
+
+
+def owner_of(p: Principal) -> str:
+    return p.key_id or p.id
+
+
+class FileService:
+    def __init__(self, settings: FilesConfig, routing: LiveRouting, router: Router, catalog: Catalog,
+                 prices: Prices) -> None:
+        self.settings = settings
+        self._routing = routing
+        self._router = router
+        self._pricer = BatchPricer(catalog, routing, prices, settings.batch_price_factor,
+                                   settings.max_output_bytes)
+        self._store: FileStore | None = None
+        self._ledger: UsageLedger | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._settling: set[str] = set()  # batches being priced by this instance
+        self.costed = 0  # batches this instance recorded in the ledger (tests, logs)
+
+    # -- life --------------------------------------------------------------------------------
+
+    def start(self, store: FileStore | None, ledger: UsageLedger) -> None:
+        self._store = store
+        self._ledger = ledger
+        if store is not None:
+            self._poller = asyncio.create_task(self._poll_forever(), name="batch-poller")
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+
+    @property
+    def store(self) -> FileStore:
+        if self._store is None:
+            raise GatewayError("files and batches need the database", status=503, code="unavailable")
+        return self._store
+
+    # -- the terminal ------------------------------------------------------------------------
+
+    async def __call__(self, ctx: RequestContext) -> Result:
+        assert isinstance(ctx, FilesContext) and ctx.principal is not None
+        handler: Callable[[FilesContext, Principal], Any] = getattr(self, "_" + ctx.action)
+        result: Result = await handler(ctx, ctx.principal)
+        return result
+
+    # -- files -------------------------------------------------------------------------------
+
+    async def _upload(self, ctx: FilesContext, p: Principal) -> Result:
+        assert ctx.receive is not None
+        limit = self.settings.max_upload_bytes
+        boundary = multipart.boundary_of(ctx.headers.get("content-type"))
+        declared = ctx.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+            raise PayloadTooLarge(f"the upload is {declared} bytes; files may be at most {limit} bytes")
+        reader = multipart.MultipartReader(ctx.receive, boundary, limit + MULTIPART_OVERHEAD)
+        fields: dict[str, str] = {}
+        spooled: IO[bytes] | None = None
+        file_part: multipart.Part | None = None
+        try:
+            while (part := await reader.next_part()) is not None:
+                if part.name not in _FORM_FIELDS:
+                    raise InvalidRequest(f"unknown form field '{part.name[:100]}'", param=part.name[:100],
+                                         code="unknown_parameter")
+                if part.name != "file":
+                    if part.name in fields:
+                        raise InvalidRequest(f"the form field '{part.name}' is given twice", param=part.name,
+                                             code="duplicate_parameter")
+                    fields[part.name] = await reader.value(MAX_FIELD_BYTES)
+                    continue
+                if file_part is not None:
+                    raise InvalidRequest("send one file per upload", param="file")
+                if part.filename is None:
+                    raise multipart.MalformedMultipart("the 'file' part must be a file (with a filename)")
+                file_part = part
+                if "purpose" in fields:
+                    break  # the common order (fields first): the file is piped as it arrives
+                spooled = await _spool(reader.data(), limit)  # the file first: kept on disk meanwhile
+            if file_part is None:
+                raise InvalidRequest("the form has no 'file' part", param="file",
+                                     code="missing_required_parameter")
+            purpose = fields.get("purpose")
+            if purpose is None:
+                raise InvalidRequest("the form has no 'purpose' field", param="purpose",
+                                     code="missing_required_parameter")
+            if purpose not in PURPOSES:
+                raise InvalidRequest(f"unknown purpose '{purpose[:100]}'; expected one of "
+                                     f"{', '.join(sorted(PURPOSES))}", param="purpose", code="invalid_value")
+            upstream = self._choose(ctx, p, fields.get("model"))
+            sent = [("purpose", purpose)]
+            sent += [(k, v) for k, v in fields.items() if k.startswith("expires_after")]
+            boundary_out = multipart.new_boundary()
+            failure: list[BaseException] = []
+            data = _from_file(spooled) if spooled is not None else _rest(reader, limit)
+            form = multipart.encode(boundary_out, sent, multipart.safe_filename(file_part.filename),
+                                    multipart.safe_content_type(file_part.content_type), data)
+            body = _watched(form, failure)
+            try:
+                obj = await upstream.upload(f"multipart/form-data; boundary={boundary_out}", body)
+            except Exception:
+                if failure:  # the caller's body went wrong while it was being sent on
+                    raise failure[0] from None
+                raise
+            if failure:
+                raise failure[0]
+        finally:
+            if spooled is not None:
+                spooled.close()
+        await self._own(FILE, obj, upstream, p, purpose)
+        return Reply(obj)
+
+    def _choose(self, ctx: FilesContext, p: Principal, model: str | None) -> Upstream:
+        """The provider of a new file: the named model's (an OpenAI or Azure deployment of it),
+        else the tenant's configured one, else ``files.provider``."""
+        model = model or ctx.headers.get(MODEL_HEADER) or _first(ctx.params.get("model"))
+        if model:
+            if p.allowed_models is not None and not model_allowed(model, p.allowed_models):
+                raise PermissionDenied(f"you may not use the model '{model[:200]}'", param="model",
+                                       code="model_not_allowed")
+            group = self._router.group(model)
+            if group is None:
+                raise NotFound(f"the model '{model[:200]}' does not exist or you do not have access to it",
+                               param="model", code="model_not_found")
+            for route in group.deployments:
+                if route.target.provider_type in FILE_TYPES:
+                    found = resolve(self._routing, route.target.provider)
+                    if found is not None:
+                        return found
+            raise InvalidRequest(f"the model '{model[:200]}' has no OpenAI or Azure deployment; files and "
+                                 "batches go to one", param="model", code="unsupported_model")
+        name = self.settings.tenant_providers.get(tenant_of(p)) or self.settings.provider
+        if name is None:
+            raise InvalidRequest(f"name the provider through a model: the form field 'model' or the header "
+                                 f"'{MODEL_HEADER}' (no files.provider is configured)", param="model",
+                                 code="missing_required_parameter")
+        found = resolve(self._routing, name)
+        if found is None:
+            raise GatewayError(f"the files provider '{name}' is not an OpenAI or Azure provider that is "
+                               "configured", status=503, code="files_provider_unavailable")
+        return found
+
+    async def _list_files(self, ctx: FilesContext, p: Principal) -> Result:
+        purpose = _first(ctx.params.get("purpose"))
+        return Reply(await self._page(FILE, ctx, p, purpose))
+
+    async def _get_file(self, ctx: FilesContext, p: Principal) -> Result:
+        owned, upstream = await self._owned(FILE, ctx.object_id, p)
+        obj = await upstream.call("GET", object_path("files", owned.id))
+        await self.store.update(FILE, owned.id, obj, None)
+        return Reply(obj)
+
+    async def _delete_file(self, ctx: FilesContext, p: Principal) -> Result:
+        owned, upstream = await self._owned(FILE, ctx.object_id, p)
+        try:
+            obj = await upstream.call("DELETE", object_path("files", owned.id))
+        except GatewayError as err:
+            if err.status == 404:  # gone upstream already (expired): forgotten here too
+                await self.store.delete(FILE, owned.id)
+            raise
+        await self.store.delete(FILE, owned.id)
+        return Reply(obj)
+
+    async def _file_content(self, ctx: FilesContext, p: Principal) -> Result:
+        owned, upstream = await self._owned(FILE, ctx.object_id, p)
+        stream = await upstream.open(object_path("files", owned.id, "/content"))
+        ctype = stream.headers.get("content-type") or "application/octet-stream"
+        ctx.response_headers["content-type"] = multipart.safe_content_type(ctype)
+        length = stream.headers.get("content-length")
+        # The length of what is relayed: not the upstream's when it came compressed (and is
+        # decompressed on the way).
+        if length is not None and length.isdigit() and not stream.headers.get("content-encoding"):
+            ctx.response_headers["content-length"] = length
+
+        async def relay() -> AsyncGenerator[list[dict[str, Any]], None]:
+            async with contextlib.aclosing(stream.chunks()) as chunks:
+                async for piece in chunks:
+                    yield [{"data": piece}]
+
+        return StreamReply(relay(), close=stream.close)
+
+    # -- batches -----------------------------------------------------------------------------
+
+    async def _create_batch(self, ctx: FilesContext, p: Principal) -> Result:
+        body = parse_json(ctx.body)
+        if not isinstance(body, dict):
+            raise InvalidRequest("the request body must be a JSON object", code="invalid_type")
+        for name in body:
+            if name not in _BATCH_FIELDS:
+                raise InvalidRequest(f"unknown parameter '{str(name)[:100]}'", param=str(name)[:100],
+                                     code="unknown_parameter")
+        source, endpoint = body.get("input_file_id"), body.get("endpoint")
+        window = body.get("completion_window")
+        if not isinstance(source, str) or not source:
+            raise InvalidRequest("'input_file_id' must be a file id", param="input_file_id",
+                                 code="missing_required_parameter" if source is None else "invalid_type")
+        if endpoint not in ENDPOINTS:
+            raise InvalidRequest(f"'endpoint' must be one of {', '.join(sorted(ENDPOINTS))}",
+                                 param="endpoint", code="invalid_value")
+        if window != "24h":
+            raise InvalidRequest("'completion_window' must be '24h'", param="completion_window",
+                                 code="invalid_value")
+        metadata = body.get("metadata")
+        if metadata is not None and (not isinstance(metadata, dict) or len(metadata) > 16 or not all(
+                isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
+                for k, v in metadata.items())):
+            raise InvalidRequest("'metadata' must be at most 16 string pairs (keys up to 64 characters, "
+                                 "values up to 512)", param="metadata", code="invalid_value")
+        owned, upstream = await self._owned(FILE, source, p, param="input_file_id")
+        obj = await upstream.call("POST", "/batches", {**body, "input_file_id": owned.id})
+        await self._own(BATCH, obj, upstream, p, str(endpoint))
+        return Reply(obj)
+
+    async def _list_batches(self, ctx: FilesContext, p: Principal) -> Result:
+        return Reply(await self._page(BATCH, ctx, p, None))
+
+    async def _get_batch(self, ctx: FilesContext, p: Principal) -> Result:
+        owned, upstream = await self._owned(BATCH, ctx.object_id, p)
+        obj = await upstream.call("GET", object_path("batches", owned.id))
+        await self._seen(owned, upstream, obj)
+        if obj.get("status") in TERMINAL and not owned.costed:
+            # Priced after the response is written: the caller does not wait for the output file.
+            async def settle(_: RequestContext) -> None:
+                await self.settle(owned, upstream, obj)
+
+            ctx.after(settle)
+        return Reply(obj)
+
+    async def _cancel_batch(self, ctx: FilesContext, p: Principal) -> Result:
+        owned, upstream = await self._owned(BATCH, ctx.object_id, p)
+        obj = await upstream.call("POST", object_path("batches", owned.id, "/cancel"))
+        await self._seen(owned, upstream, obj)
+        return Reply(obj)
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    async def _owned(self, kind: str, object_id: str, p: Principal,
+                     param: str | None = None) -> tuple[OwnedObject, Upstream]:
+        """The caller's own object and its provider; 404 for anything else (another key's too)."""
+        found = await self.store.get(kind, object_id) if _ID.match(object_id) else None
+        if found is None or found.tenant_id != tenant_of(p) or found.owner != owner_of(p):
+            name = "File" if kind == FILE else "Batch"
+            shown = object_id if _ID.match(object_id) else "(invalid)"
+            raise NotFound(f"No such {name} object: {shown}", param=param or "id", code="not_found")
+        upstream = resolve(self._routing, found.provider)
+        if upstream is None:
+            raise GatewayError(f"the provider '{found.provider}' of this {kind} is no longer configured",
+                               status=503, code="files_provider_unavailable")
+        return found, upstream
+
+    async def _own(self, kind: str, obj: dict[str, Any], upstream: Upstream, p: Principal,
+                   purpose: str) -> None:
+        object_id = obj.get("id")
+        if not isinstance(object_id, str) or not _ID.match(object_id):
+            raise GatewayError(f"provider '{upstream.provider}' answered without a usable id", status=502,
+                               code="upstream_error")
+        status = obj.get("status") if kind == BATCH and isinstance(obj.get("status"), str) else None
+        await self.store.put(OwnedObject(
+            id=object_id, kind=kind, provider=upstream.provider, tenant_id=tenant_of(p), owner=owner_of(p),
+            key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=purpose[:64], status=status,
+            body=obj,
+        ))
+
+    async def _seen(self, owned: OwnedObject, upstream: Upstream, obj: dict[str, Any]) -> None:
+        """A batch as the upstream now shows it; its output and error files become its owner's."""
+        status = obj.get("status") if isinstance(obj.get("status"), str) else None
+        await self.store.update(BATCH, owned.id, obj, status)
+        for name in ("output_file_id", "error_file_id"):
+            file_id = obj.get(name)
+            if isinstance(file_id, str) and _ID.match(file_id):
+                await self.store.put(OwnedObject(
+                    id=file_id, kind=FILE, provider=owned.provider, tenant_id=owned.tenant_id,
+                    owner=owned.owner, key_id=owned.key_id, team_id=owned.team_id, user_id=owned.user_id,
+                    purpose="batch_output", body={"id": file_id, "object": "file", "purpose": "batch_output"},
+                ))
+
+    async def _page(self, kind: str, ctx: FilesContext, p: Principal, purpose: str | None) -> dict[str, Any]:
+        raw = _first(ctx.params.get("limit")) or "20"
+        top = 10_000 if kind == FILE else 100
+        if not raw.isdigit() or not 1 <= int(raw) <= top:
+            raise InvalidRequest(f"'limit' must be an integer from 1 to {top}", param="limit",
+                                 code="invalid_value")
+        after = _first(ctx.params.get("after"))
+        if after is not None and not _ID.match(after):
+            raise InvalidRequest("'after' is not an id", param="after", code="invalid_value")
+        limit = int(raw)
+        rows = await self.store.list_owned(kind, tenant_of(p), owner_of(p), after=after, limit=limit + 1,
+                                           purpose=purpose)
+        data = [dict(r.body) for r in rows[:limit]]
+        return {"object": "list", "data": data, "has_more": len(rows) > limit,
+                "first_id": data[0].get("id") if data else None,
+                "last_id": data[-1].get("id") if data else None}
+
+    # -- batch cost --------------------------------------------------------------------------
+
+    async def settle(self, owned: OwnedObject, upstream: Upstream, batch: dict[str, Any]) -> bool:
+        """Record a finished batch's cost once (True when this call wrote it). Safe to run on
+        every instance at once: the ledger keeps one row per batch id, the flag stops re-reads."""
+        if owned.id in self._settling or self._ledger is None:
+            return False
+        self._settling.add(owned.id)
+        try:
+            totals = await self._pricer.totals(upstream, batch)
+            if totals or batch.get("status") == "completed":
+                record = self._pricer.record(owned, upstream, batch, totals)
+                new = await self._ledger.append([record])
+            else:
+                new = 0  # failed, expired or cancelled with nothing done: nothing to charge
+            await self.store.mark_costed(owned.id)
+            if new:
+                self.costed += 1
+                log.info("batch %s: cost recorded in the usage ledger", owned.id)
+            return bool(new)
+        except Exception:
+            log.exception("batch %s: cost not recorded yet (retried by the poller)", owned.id)
+            return False
+        finally:
+            self._settling.discard(owned.id)
+
+    async def poll_once(self) -> int:
+        """Look at the open batches (least recently seen first, a bounded number) and price those
+        that have finished; returns how many were priced now."""
+        if self._store is None:
+            return 0
+        done = 0
+        for owned in await self._store.open_batches(self.settings.poll_batches):
+            upstream = resolve(self._routing, owned.provider)
+            try:
+                if upstream is None:
+                    raise LookupError(f"the provider '{owned.provider}' is no longer configured")
+                obj = await upstream.call("GET", object_path("batches", owned.id))
+                await self._seen(owned, upstream, obj)
+            except Exception as exc:
+                log.warning("batch %s: poll failed: %s", owned.id, exc)
+                # Seen now all the same: the next rounds look at the other open batches first.
+                with contextlib.suppress(Exception):
+                    await self._store.update(BATCH, owned.id, owned.body, owned.status)
+                continue
+            if obj.get("status") in TERMINAL:
+                done += await self.settle(owned, upstream, obj)
+        return done
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_seconds)
+            try:
+                await self.poll_once()
+            except Exception:
+                log.exception("batch poll failed")
+
+
+def _first(values: list[str] | None) -> str | None:
+    return values[0] if values else None
+
+
+def query_params(query: str) -> dict[str, list[str]]:
+    try:
+        return parse_qs(query, keep_blank_values=True, max_num_fields=20) if query else {}
+    except ValueError:
+        raise InvalidRequest("too many query parameters (at most 20)", code="invalid_request") from None
+
+
+async def _spool(data: AsyncIterator[bytes], limit: int) -> IO[bytes]:
+    """A file part read to a temporary file (memory up to 1 MiB, then disk), ``limit`` bytes at most."""
+    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by the caller
+    total = 0
+    try:
+        async for piece in data:
+            total += len(piece)
+            if total > limit:
+                raise PayloadTooLarge(f"the file exceeds the limit of {limit} bytes")
+            if total > SPOOL_IN_MEMORY:  # on disk by now: written off the event loop
+                await asyncio.to_thread(spooled.write, piece)
+            else:
+                spooled.write(piece)
+    except BaseException:
+        spooled.close()
+        raise
+    spooled.seek(0)
+    return spooled
+
+
+async def _from_file(spooled: IO[bytes]) -> AsyncIterator[bytes]:
+    while piece := await asyncio.to_thread(spooled.read, 256 * 1024):
+        yield piece
+
+
+async def _rest(reader: multipart.MultipartReader, limit: int) -> AsyncIterator[bytes]:
+    """The file part's data as it arrives, then the rest of the form checked (fields after the
+    file are not sent on): a caller's error found meanwhile stops the upload."""
+    total = 0
+    async for piece in reader.data():
+        total += len(piece)
+        if total > limit:
+            raise PayloadTooLarge(f"the file exceeds the limit of {limit} bytes")
+        yield piece
+    while (part := await reader.next_part()) is not None:
+        if part.name not in _FORM_FIELDS or part.name == "file":
+            raise InvalidRequest(f"unexpected form field '{part.name[:100]}' after the file",
+                                 param=part.name[:100])
+        await reader.value(MAX_FIELD_BYTES)
+
+
+async def _watched(body: AsyncIterator[bytes], failure: list[BaseException]) -> AsyncIterator[bytes]:
+    """``body``, keeping what made it fail (the HTTP client reports it only as a broken request)."""
+    try:
+        async for piece in body:
+            yield piece
+    except BaseException as exc:
+        failure.append(exc)
+        raise

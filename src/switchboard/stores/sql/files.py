@@ -1,0 +1,90 @@
+"""Files and batches created through the gateway (``owned_objects``): one row per upstream object,
+with its owner (tenant, key, team, user) and the upstream's object as last seen. The files API
+answers a caller only from the rows it owns; the batch poller reads the batches not yet costed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchboard.stores.protocols import BATCH, OwnedObject, utcnow
+from switchboard.stores.sql.dialect import insert
+from switchboard.stores.sql.tables import owned_objects as t
+from switchboard.stores.sql.times import from_db, to_db
+
+
+def _record(row: sa.Row[Any]) -> OwnedObject:
+    m = row._mapping
+    created = from_db(m["created_at"])
+    assert created is not None
+    return OwnedObject(
+        id=m["id"], kind=m["kind"], provider=m["provider"], tenant_id=m["tenant_id"], owner=m["owner"],
+        key_id=m["key_id"], team_id=m["team_id"], user_id=m["user_id"], purpose=m["purpose"],
+        status=m["status"], body=m["body"] or {}, created_at=created, costed=bool(m["costed"]),
+    )
+
+
+class SqlFileStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def put(self, record: OwnedObject) -> None:
+        created = to_db(record.created_at)
+        stmt = insert(self._engine, t).values(
+            kind=record.kind, id=record.id, provider=record.provider, tenant_id=record.tenant_id,
+            owner=record.owner, key_id=record.key_id, team_id=record.team_id, user_id=record.user_id,
+            purpose=record.purpose, status=record.status, body=dict(record.body), created_at=created,
+            seen_at=created, costed=record.costed,
+        ).on_conflict_do_nothing(index_elements=[t.c.kind, t.c.id])
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def get(self, kind: str, object_id: str) -> OwnedObject | None:
+        query = sa.select(t).where(t.c.kind == kind, t.c.id == object_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _record(row)
+
+    async def list_owned(self, kind: str, tenant_id: str, owner: str, *, after: str | None = None,
+                         limit: int = 20, purpose: str | None = None) -> list[OwnedObject]:
+        where = [t.c.kind == kind, t.c.tenant_id == tenant_id, t.c.owner == owner]
+        if purpose is not None:
+            where.append(t.c.purpose == purpose)
+        async with self._engine.connect() as conn:
+            if after is not None:
+                cursor = (await conn.execute(sa.select(t.c.created_at).where(
+                    t.c.kind == kind, t.c.id == after, t.c.tenant_id == tenant_id, t.c.owner == owner,
+                ))).first()
+                if cursor is None:
+                    return []
+                where.append(sa.or_(t.c.created_at < cursor[0],
+                                    sa.and_(t.c.created_at == cursor[0], t.c.id < after)))
+            query = sa.select(t).where(*where).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
+            return [_record(row) for row in await conn.execute(query)]
+
+    async def update(self, kind: str, object_id: str, body: Mapping[str, Any], status: str | None) -> None:
+        stmt = sa.update(t).where(t.c.kind == kind, t.c.id == object_id).values(
+            body=dict(body), status=status, seen_at=to_db(utcnow()))
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def delete(self, kind: str, object_id: str) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(sa.delete(t).where(t.c.kind == kind, t.c.id == object_id))
+        return bool(result.rowcount)
+
+    async def open_batches(self, limit: int) -> list[OwnedObject]:
+        query = (sa.select(t).where(t.c.kind == BATCH, t.c.costed == sa.false())
+                 .order_by(t.c.seen_at, t.c.id).limit(limit))
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in await conn.execute(query)]
+
+    async def mark_costed(self, object_id: str) -> bool:
+        stmt = sa.update(t).where(t.c.kind == BATCH, t.c.id == object_id, t.c.costed == sa.false()).values(
+            costed=True, seen_at=to_db(utcnow()))
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)

@@ -1,0 +1,330 @@
+"""Files and batches end to end with the openai SDK: the gateway in front of the OpenAI and Azure
+mocks, every object owned by the key that created it (another key gets 404), bad input refused
+in OpenAI's error format, and a finished batch's cost in the usage ledger exactly once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+MAX_UPLOAD = 64 * 1024
+PRICES = {"input_cost_per_mtok": 0.15, "output_cost_per_mtok": 0.6}
+
+
+@dataclass
+class World:
+    gateway: Gateway
+    mock: Mock
+    tenant: str
+    keys: dict[str, dict[str, Any]]  # name -> the created key (id, key)
+
+    def sdk(self, name: str = "a") -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=self.keys[name]["key"], max_retries=0,
+                             timeout=30)
+
+    def usage(self, key: str) -> list[dict[str, Any]]:
+        resp = httpx.get(f"{self.gateway.url}/admin/v1/usage", headers=ADMIN, timeout=30,
+                         params={"key": self.keys[key]["id"], "group_by": "key,model"})
+        assert resp.status_code == 200, resp.text
+        return list(resp.json()["data"])
+
+    def wait_for_usage(self, key: str, requests: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """The key's usage once it counts ``requests`` records (the ledger is written after the
+        response that saw the batch finish, or by the poller)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.usage(key)
+            if sum(r["requests"] for r in rows) >= requests or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
+
+
+def _post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = httpx.post(url + path, json=body, headers=ADMIN, timeout=30)
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
+
+
+@pytest.fixture(scope="module")
+def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    config = openai_config(mock_upstream)
+    for m in config["models"]:
+        if m["name"] == "gpt-4o-mini":
+            m["info"] = dict(PRICES)
+    config["providers"].append({"name": "az", "type": "azure", "api_base": mock_upstream.url,
+                                "api_key": "${UPSTREAM_KEY}"})
+    config["models"].append({"name": "az-gpt", "provider": "az", "model": "gpt-4o"})
+    config["providers"].append({"name": "flaky", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+                                "api_key": "${UPSTREAM_KEY}",
+                                "headers": {"x-mock-faults": "rate=1;kinds=503"}})
+    config["models"].append({"name": "flaky-model", "provider": "flaky", "model": "gpt-4o-mini"})
+    tenant, azure_tenant = f"files-{uuid.uuid4().hex[:6]}", f"azure-{uuid.uuid4().hex[:6]}"
+    config["files"] = {"provider": "local-openai", "tenant_providers": {azure_tenant: "az"},
+                       "max_upload_bytes": MAX_UPLOAD, "poll_seconds": 1}
+    gw = start_gateway(config, tmp_path_factory.mktemp("files"))
+    for t in (tenant, azure_tenant):
+        _post(gw.url, "/admin/v1/tenants", {"id": t, "name": t})
+    keys = {name: _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+            for name in ("a", "b", "c")}
+    keys["narrow"] = _post(gw.url, "/admin/v1/keys", {"models": ["gpt-4o-mini"], "tenant": tenant})
+    keys["azure"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": azure_tenant})
+    yield World(gw, mock_upstream, tenant, keys)
+    gw.process.stop()
+
+
+def jsonl(*texts: str, model: str = "gpt-4o-mini") -> bytes:
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": model, "messages": [{"role": "user", "content": t}]}}
+             for i, t in enumerate(texts)]
+    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+
+
+def test_file_lifecycle(world: World) -> None:
+    client = world.sdk("a")
+    data = jsonl("one", "two")
+    created = client.files.create(file=("requests.jsonl", data), purpose="batch")
+    assert created.id.startswith("file-") and created.bytes == len(data)
+    assert created.filename == "requests.jsonl" and created.purpose == "batch"
+    got = client.files.retrieve(created.id)
+    assert got.id == created.id and got.bytes == len(data)
+    assert client.files.content(created.id).content == data
+    listed = [f.id for f in client.files.list()]
+    assert created.id in listed
+    assert [f.id for f in client.files.list(purpose="assistants")] == []
+    deleted = client.files.delete(created.id)
+    assert deleted.deleted is True and deleted.id == created.id
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(created.id)
+    assert created.id not in [f.id for f in client.files.list()]
+
+
+def test_a_large_file_goes_through_whole_and_fields_may_follow_it(world: World) -> None:
+    # Not every client sends the fields first: here the file comes before purpose.
+    data = bytes(range(256)) * 200  # 51 KiB, binary
+    resp = httpx.post(f"{world.gateway.base_url}/files", timeout=30,
+                      headers={"Authorization": f"Bearer {world.keys['a']['key']}"},
+                      files=[("file", ("blob.bin", data, "application/octet-stream"))],
+                      data={"purpose": "user_data"})
+    # httpx puts data fields first; build the other order by hand.
+    boundary = "b0undary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="late.bin"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + (
+        f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nuser_data\r\n'
+        f"--{boundary}--\r\n").encode()
+    late = httpx.post(f"{world.gateway.base_url}/files", content=body, timeout=30,
+                      headers={"Authorization": f"Bearer {world.keys['a']['key']}",
+                               "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    client = world.sdk("a")
+    for answer, name in ((resp, "blob.bin"), (late, "late.bin")):
+        assert answer.status_code == 200, answer.text
+        obj = answer.json()
+        assert obj["filename"] == name and obj["bytes"] == len(data) and obj["purpose"] == "user_data"
+        assert client.files.content(obj["id"]).content == data
+
+
+def test_the_upload_is_streamed_to_the_upstream(world: World) -> None:
+    marker = new_marker()
+    data = f"mock:capture={marker}\n".encode() + b"z" * 40_000
+    created = world.sdk("a").files.create(file=("streamed.txt", data), purpose="user_data")
+    [seen] = captured(world.mock, marker, outcome="completed")
+    assert seen["method"] == "POST" and seen["path"] == "/v1/files"
+    # Sent on as it was read: no length known up front, a form of the gateway's own.
+    assert seen["headers"].get("transfer-encoding") == "chunked" and "content-length" not in seen["headers"]
+    assert seen["headers"]["content-type"].startswith("multipart/form-data; boundary=switchboard-")
+    assert created.bytes == len(data)
+
+
+def test_a_tenant_has_its_own_files_provider(world: World) -> None:
+    marker = new_marker()
+    created = world.sdk("azure").files.create(file=("t.jsonl", f"mock:capture={marker}\n".encode()),
+                                              purpose="batch")
+    [seen] = captured(world.mock, marker, outcome="completed")
+    assert seen["path"] == "/openai/files" and "api-version=" in seen["query"]
+    assert world.sdk("azure").files.retrieve(created.id).filename == "t.jsonl"
+
+
+def test_upstream_faults_are_the_gateways_errors(world: World) -> None:
+    client = world.sdk("a")
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.files.create(file=("f.jsonl", b"{}\n"), purpose="batch", extra_body={"model": "flaky-model"})
+    assert failed.value.status_code == 503
+    assert client.files.create(file=("f.jsonl", b"{}\n"), purpose="batch").bytes == 3
+
+
+def test_the_provider_is_chosen_by_model(world: World) -> None:
+    client = world.sdk("a")
+    created = client.files.create(file=("az.jsonl", jsonl("azure")), purpose="batch",
+                                  extra_headers={"x-switchboard-model": "az-gpt"})
+    assert client.files.retrieve(created.id).filename == "az.jsonl"
+    batch = client.batches.create(input_file_id=created.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "100"})
+    assert client.batches.retrieve(batch.id).status == "in_progress"
+    # The form field names the model too; a model the key may not use is refused.
+    narrow = world.sdk("narrow")
+    with pytest.raises(openai.PermissionDeniedError):
+        narrow.files.create(file=("x.jsonl", b"{}\n"), purpose="batch", extra_body={"model": "az-gpt"})
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.files.create(file=("x.jsonl", b"{}\n"), purpose="batch", extra_body={"model": "no-such-model"})
+    assert missing.value.code == "model_not_found"
+
+
+def test_batch_lifecycle_and_cancel(world: World) -> None:
+    client = world.sdk("a")
+    source = client.files.create(file=("in.jsonl", jsonl("a", "b")), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h",
+                                  metadata={"mock_gets_to_complete": "100", "team": "x"})
+    assert batch.id.startswith("batch_") and batch.input_file_id == source.id
+    assert batch.metadata == {"mock_gets_to_complete": "100", "team": "x"}
+    assert client.batches.retrieve(batch.id).status == "in_progress"
+    assert batch.id in [b.id for b in client.batches.list()]
+    cancelled = client.batches.cancel(batch.id)
+    assert cancelled.status in ("cancelling", "cancelled")
+
+
+def test_a_finished_batch_is_priced_once_in_the_ledger(world: World) -> None:
+    client = world.sdk("c")
+    source = client.files.create(file=("in.jsonl", jsonl("x", "y", "z")), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    done = client.batches.retrieve(batch.id)
+    assert done.status == "completed" and done.output_file_id
+    # The output file is the batch owner's: one line per request, with its usage.
+    output = client.files.content(done.output_file_id).content.splitlines()
+    usages = [orjson.loads(line)["response"]["body"]["usage"] for line in output]
+    assert [u["prompt_tokens"] for u in usages] == [10, 11, 12]
+    rows = world.wait_for_usage("c", 1)
+    for _ in range(3):  # seen again by the caller (and by the poller meanwhile): still one record
+        client.batches.retrieve(batch.id)
+    [row] = world.wait_for_usage("c", 2, timeout=1.0)
+    assert row["requests"] == 1 and row["model"] == "gpt-4o-mini"
+    prompt, completion = sum(u["prompt_tokens"] for u in usages), sum(u["completion_tokens"] for u in usages)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, completion)
+    # The Batch API's half price (files.batch_price_factor 0.5) of the model's configured prices.
+    expected = (prompt * Decimal("0.15") + completion * Decimal("0.6")) / 1_000_000 / 2
+    assert Decimal(row["cost_usd"]) == expected
+    assert rows[0]["cost_usd"] == row["cost_usd"]
+
+
+def test_the_poller_prices_a_batch_nobody_looks_at(world: World) -> None:
+    client = world.sdk("b")
+    source = client.files.create(file=("in.jsonl", jsonl("p")), purpose="batch")
+    client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions", completion_window="24h",
+                          metadata={"mock_gets_to_complete": "1"})
+    [row] = world.wait_for_usage("b", 1)
+    assert row["requests"] == 1 and row["prompt_tokens"] == 10 and row["completion_tokens"] == 5
+
+
+def test_another_key_sees_nothing_of_it(world: World) -> None:
+    owner, other = world.sdk("a"), world.sdk("narrow")
+    f = owner.files.create(file=("mine.jsonl", jsonl("secret")), purpose="batch")
+    batch = owner.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h",
+                                 metadata={"mock_gets_to_complete": "100"})
+    for call in (lambda: other.files.retrieve(f.id), lambda: other.files.content(f.id),
+                 lambda: other.files.delete(f.id), lambda: other.batches.retrieve(batch.id),
+                 lambda: other.batches.cancel(batch.id)):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    with pytest.raises(openai.NotFoundError) as refused:
+        other.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert refused.value.param == "input_file_id"
+    assert f.id not in [x.id for x in other.files.list()]
+    assert batch.id not in [x.id for x in other.batches.list()]
+    # The master key is a caller of its own too.
+    admin = openai.OpenAI(base_url=world.gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    with pytest.raises(openai.NotFoundError):
+        admin.files.retrieve(f.id)
+    assert owner.files.retrieve(f.id).id == f.id  # still there for its owner
+
+
+def test_no_key_is_401(world: World) -> None:
+    base = world.gateway.base_url
+    for method, path in (("GET", "/files"), ("GET", "/files/file-x"), ("GET", "/batches"),
+                         ("POST", "/batches")):
+        resp = httpx.request(method, base + path, timeout=30)
+        assert resp.status_code == 401, (method, path, resp.text)
+        assert resp.json()["error"]["code"] == "missing_api_key"
+    upload = httpx.post(base + "/files", files={"file": ("a.jsonl", b"{}\n")}, data={"purpose": "batch"},
+                        timeout=30)
+    assert upload.status_code == 401 and upload.json()["error"]["type"] == "authentication_error"
+
+
+def _upload(world: World, body: bytes, content_type: str) -> httpx.Response:
+    return httpx.post(f"{world.gateway.base_url}/files", content=body, timeout=30,
+                      headers={"Authorization": f"Bearer {world.keys['a']['key']}",
+                               "Content-Type": content_type})
+
+
+FORM = "multipart/form-data; boundary=zzz"
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "code"), [
+    (b"not a form", FORM, 400, "invalid_multipart"),
+    (b"--zzz\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch", FORM, 400,
+     "invalid_multipart"),
+    (b"--zzz\r\nX: y\r\n\r\nbatch\r\n--zzz--\r\n", FORM, 400, "invalid_multipart"),
+    (b"--zzz\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--zzz--\r\n",
+     "multipart/form-data; boundary=zzz", 400, "missing_required_parameter"),
+    (b"{}", "multipart/form-data", 400, "invalid_multipart"),
+    (b"{}", "application/json", 415, "unsupported_media_type"),
+    (b"--zzz\r\nContent-Disposition: form-data; name=\"colour\"\r\n\r\nred\r\n--zzz--\r\n", FORM, 400,
+     "unknown_parameter"),
+])
+def test_malformed_uploads(world: World, body: bytes, content_type: str, status: int, code: str) -> None:
+    resp = _upload(world, body, content_type)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"]["code"] == code
+
+
+def test_oversized_and_unknown_purpose(world: World) -> None:
+    client = world.sdk("a")
+    with pytest.raises(openai.APIStatusError) as big:
+        client.files.create(file=("big.jsonl", b"x" * (MAX_UPLOAD + 1)), purpose="batch")
+    assert big.value.status_code == 413
+    # Without a declared length the limit holds all the same (a chunked body, cut when over).
+    chunks = iter([b"--zzz\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+                   b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n",
+                   *[b"y" * 16384] * 8, b"\r\n--zzz--\r\n"])
+    chunked = httpx.post(f"{world.gateway.base_url}/files", content=chunks, timeout=30,
+                         headers={"Authorization": f"Bearer {world.keys['a']['key']}",
+                                  "Content-Type": "multipart/form-data; boundary=zzz"})
+    assert chunked.status_code == 413, chunked.text
+    with pytest.raises(openai.BadRequestError) as purpose:
+        client.files.create(file=("a.jsonl", b"{}\n"), purpose="bogus")  # type: ignore[arg-type]
+    assert purpose.value.param == "purpose"
+    # The server keeps serving.
+    assert client.files.create(file=("ok.jsonl", b"{}\n"), purpose="batch").bytes == 3
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"endpoint": "/v1/chat/completions", "completion_window": "24h"}, "input_file_id"),
+    ({"input_file_id": 7, "endpoint": "/v1/chat/completions", "completion_window": "24h"}, "input_file_id"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/nope", "completion_window": "24h"}, "endpoint"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "1h"},
+     "completion_window"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h", "x": 1},
+     "x"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+      "metadata": {"k": 1}}, "metadata"),
+])
+def test_bad_batch_requests(world: World, body: dict[str, Any], param: str) -> None:
+    resp = httpx.post(f"{world.gateway.base_url}/batches", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {world.keys['a']['key']}"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == param
+    bad_json = httpx.post(f"{world.gateway.base_url}/batches", content=b"{nope", timeout=30,
+                          headers={"Authorization": f"Bearer {world.keys['a']['key']}",
+                                   "Content-Type": "application/json"})
+    assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "invalid_json"

@@ -1,0 +1,118 @@
+"""FileStore contract: files and batches recorded with their owners, listed per owner newest
+first, updated as the upstream's object changes, and a batch's cost claimed exactly once across
+instances."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from switchboard.stores.protocols import BATCH, FILE, FileStore, OwnedObject
+from tests.stores.conftest import Backend
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def owned(object_id: str, kind: str = FILE, owner: str = "key-a", tenant: str = "acme", minutes: int = 0,
+          purpose: str = "batch") -> OwnedObject:
+    return OwnedObject(id=object_id, kind=kind, provider="openai-main", tenant_id=tenant, owner=owner,
+                       key_id=owner, team_id="team-1", purpose=purpose, status=None,
+                       body={"id": object_id, "object": kind}, created_at=T0 + timedelta(minutes=minutes))
+
+
+def files_of(backend: Backend) -> FileStore:
+    store = backend.stores.files
+    assert store is not None
+    return store
+
+
+async def test_a_recorded_file_is_read_back_with_its_owner(backend: Backend) -> None:
+    store = files_of(backend)
+    await store.put(owned("file-1"))
+    got = await store.get(FILE, "file-1")
+    assert got is not None
+    assert (got.tenant_id, got.owner, got.key_id, got.team_id, got.provider, got.purpose) == (
+        "acme", "key-a", "key-a", "team-1", "openai-main", "batch")
+    assert got.created_at == T0 and got.body == {"id": "file-1", "object": "file"}
+    # The same id as a batch is another object; recording it again changes nothing.
+    assert await store.get(BATCH, "file-1") is None
+    await store.put(owned("file-1", owner="key-b"))
+    again = await store.get(FILE, "file-1")
+    assert again is not None and again.owner == "key-a"
+
+
+async def test_listing_shows_only_the_owners_objects_newest_first_in_pages(backend: Backend) -> None:
+    store = files_of(backend)
+    for i in range(5):
+        await store.put(owned(f"file-{i}", minutes=i, purpose="batch" if i % 2 else "assistants"))
+    await store.put(owned("file-other-key", owner="key-b", minutes=9))
+    await store.put(owned("file-other-tenant", tenant="globex", minutes=9))
+    await store.put(owned("batch-1", kind=BATCH, minutes=9))
+    mine = await store.list_owned(FILE, "acme", "key-a")
+    assert [r.id for r in mine] == ["file-4", "file-3", "file-2", "file-1", "file-0"]
+    page = await store.list_owned(FILE, "acme", "key-a", limit=2)
+    assert [r.id for r in page] == ["file-4", "file-3"]
+    rest = await store.list_owned(FILE, "acme", "key-a", after="file-3", limit=10)
+    assert [r.id for r in rest] == ["file-2", "file-1", "file-0"]
+    batch_files = await store.list_owned(FILE, "acme", "key-a", purpose="batch")
+    assert [r.id for r in batch_files] == ["file-3", "file-1"]
+    # Another owner's id as a cursor gives nothing (it is not the caller's).
+    assert await store.list_owned(FILE, "acme", "key-a", after="file-other-key") == []
+    assert [r.id for r in await store.list_owned(BATCH, "acme", "key-a")] == ["batch-1"]
+
+
+async def test_updates_and_deletes(backend: Backend) -> None:
+    store = files_of(backend)
+    await store.put(owned("batch-9", kind=BATCH))
+    await store.update(BATCH, "batch-9", {"id": "batch-9", "status": "in_progress"}, "in_progress")
+    got = await store.get(BATCH, "batch-9")
+    assert got is not None and got.status == "in_progress" and got.body["status"] == "in_progress"
+    assert await store.delete(BATCH, "batch-9") is True
+    assert await store.delete(BATCH, "batch-9") is False
+    assert await store.get(BATCH, "batch-9") is None
+
+
+async def test_a_batch_is_costed_once_across_instances(backend: Backend) -> None:
+    store = files_of(backend)
+    peer = await backend.peer()
+    assert peer.files is not None
+    await store.put(owned("batch-a", kind=BATCH, minutes=1))
+    await store.put(owned("batch-b", kind=BATCH, minutes=2))
+    await store.put(owned("file-z"))
+    assert [r.id for r in await store.open_batches(10)] == ["batch-a", "batch-b"]
+    # One just seen goes to the back: the poller's rounds take each open batch in turn.
+    await store.update(BATCH, "batch-a", {"id": "batch-a"}, "in_progress")
+    assert [r.id for r in await store.open_batches(10)] == ["batch-b", "batch-a"]
+    claims = await asyncio.gather(*(s.mark_costed("batch-a") for s in [store, peer.files] * 4))
+    assert claims.count(True) == 1
+    assert [r.id for r in await peer.files.open_batches(10)] == ["batch-b"]
+    costed = await store.get(BATCH, "batch-a")
+    assert costed is not None and costed.costed is True
+    assert [r.id for r in await store.open_batches(1)] == ["batch-b"]
+    assert (await store.get(BATCH, "batch-a")).status == "in_progress"  # type: ignore[union-attr]
+
+
+async def test_a_batch_priced_by_two_instances_is_one_ledger_record(backend: Backend) -> None:
+    from switchboard.http.files.costing import finished_at
+    from switchboard.stores.protocols import UsageRecord
+
+    peer = await backend.peer()
+    batch = owned("batch-led", kind=BATCH)
+    upstream = {"id": "batch-led", "status": "completed", "completed_at": 1_796_000_000}
+
+    def record() -> UsageRecord:  # what each instance builds from the same upstream object
+        return UsageRecord(request_id=batch.id, tenant_id=batch.tenant_id, model="gpt-4o-mini",
+                           key_id=batch.key_id, prompt_tokens=33, completion_tokens=15,
+                           created_at=finished_at(batch, upstream), metadata={"operation": "batch"})
+
+    written = await asyncio.gather(*(s.ledger.append([record()]) for s in [backend.stores, peer] * 3))
+    assert sum(written) == 1
+    stored = await backend.stores.ledger.get("acme", "batch-led")
+    assert stored is not None and stored.prompt_tokens == 33
+    assert stored.created_at == datetime.fromtimestamp(1_796_000_000, UTC)
+    # No time from the upstream: the record's own creation time, the same on every instance.
+    assert finished_at(batch, {"status": "failed"}) == T0
