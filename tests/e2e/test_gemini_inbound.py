@@ -516,3 +516,27 @@ def test_upstream_failure_mid_stream(client: genai.Client, model: str) -> None:
             received.append(chunk.text or "")
     assert received  # text arrived before the failure
     assert info.value.code >= 500
+
+
+# -- the chain -----------------------------------------------------------------------------------
+
+
+def _issue(gw: Gateway, **body: Any) -> str:
+    resp = httpx.post(
+        f"{gw.url}/admin/v1/keys", json=body, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10
+    )
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["key"])
+
+
+def test_the_keys_limits_and_model_rules_apply(gw: Gateway) -> None:
+    limited = genai.Client(
+        api_key=_issue(gw, models=["gem-via-openai"], rpm_limit=1), http_options={"base_url": gw.url}
+    )
+    assert limited.models.generate_content(model="gem-via-openai", contents="first").text
+    with pytest.raises(errors.ClientError) as slow:
+        limited.models.generate_content(model="gem-via-openai", contents="second")
+    assert slow.value.code == 429 and slow.value.status == "RESOURCE_EXHAUSTED"
+    with pytest.raises(errors.ClientError) as denied:
+        limited.models.count_tokens(model="gem-via-anthropic", contents="not mine")
+    assert denied.value.code == 403 and denied.value.status == "PERMISSION_DENIED"
