@@ -26,6 +26,17 @@ PROVIDERS: dict[str, tuple[dict[str, Any], str]] = {
         {"type": "anthropic", "api_base": "{mock}", "api_key": "${UPSTREAM_KEY}"},
         "claude-3-5-haiku-latest",
     ),
+    "gemini": ({"type": "gemini", "api_base": "{mock}", "api_key": "${UPSTREAM_KEY}"}, "gemini-2.0-flash"),
+    "bedrock": (
+        {
+            "type": "bedrock",
+            "api_base": "{mock}",
+            "aws_access_key_id": "AKIDTEST",
+            "aws_secret_access_key": "${UPSTREAM_KEY}",
+            "aws_region": "us-east-1",
+        },
+        "anthropic.claude-3-haiku-20240307-v1:0",
+    ),
 }
 WEATHER = types.FunctionDeclaration(
     name="get_weather",
