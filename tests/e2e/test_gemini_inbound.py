@@ -57,6 +57,7 @@ def _config(mock: Mock) -> dict[str, Any]:
     models.append(
         {"name": "text-embedding-3-small", "provider": "up-openai", "model": "text-embedding-3-small"}
     )
+    models.append({"name": "gem3", "provider": "up-gemini", "model": "gemini-3-pro-preview"})
     return {
         "providers": providers,
         "models": models,
@@ -278,6 +279,44 @@ def test_streamed_function_call_comes_whole(client: genai.Client, model: str) ->
     assert len(calls) == 1 and calls[0].name == "get_weather"
     assert isinstance((calls[0].args or {}).get("city"), str)
     assert chunks[-1].candidates and chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+
+
+def test_thought_signatures_survive_the_round_trip(client: genai.Client, mock_upstream: Mock) -> None:
+    """Gemini 3 refuses a replayed function call without its thought signature: the signature the
+    upstream gave comes back to the client, and from the client's replay to the upstream."""
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER])], automatic_function_calling=NO_AUTO_CALLS
+    )
+    question = types.Content(role="user", parts=[types.Part.from_text(text="Weather in Oslo?")])
+    first = client.models.generate_content(model="gem3", contents=[question], config=config)
+    assert first.candidates and first.candidates[0].content and first.candidates[0].content.parts
+    [part] = first.candidates[0].content.parts
+    assert part.function_call is not None and part.thought_signature
+    marker = new_marker()
+    answer = types.Content(
+        role="user",
+        parts=[
+            types.Part.from_function_response(
+                name="get_weather", response={"output": f"cold mock:capture={marker}"}
+            )
+        ],
+    )
+    second = client.models.generate_content(
+        model="gem3", contents=[question, first.candidates[0].content, answer], config=config
+    )
+    assert second.text and "cold" in second.text
+    [record] = captured(mock_upstream, marker)
+    replayed = record["body"]["contents"][1]["parts"][0]
+    assert replayed["thoughtSignature"] == base64.b64encode(part.thought_signature).decode()
+
+
+def test_thinking_tokens_are_reported(client: genai.Client) -> None:
+    response = client.models.generate_content(model="gem-via-gemini", contents="think mock:thoughts_tokens=7")
+    usage = response.usage_metadata
+    assert usage is not None and usage.thoughts_token_count == 7
+    assert (
+        usage.total_token_count == (usage.prompt_token_count or 0) + (usage.candidates_token_count or 0) + 7
+    )
 
 
 # -- countTokens and embeddings ----------------------------------------------------------------
