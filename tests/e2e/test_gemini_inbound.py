@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from google import genai
 from google.genai import errors, types
@@ -58,6 +59,18 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "text-embedding-3-small", "provider": "up-openai", "model": "text-embedding-3-small"}
     )
     models.append({"name": "gem3", "provider": "up-gemini", "model": "gemini-3-pro-preview"})
+    # As docs/api-gemini.md's Gemini CLI recipe configures them.
+    models.append(
+        {
+            "name": "gemini-2.5-pro",
+            "provider": "up-anthropic",
+            "model": "claude-sonnet-4-5",
+            "drop_params": True,
+        }
+    )
+    models.append(
+        {"name": "gemini-2.5-flash", "provider": "up-openai", "model": "gpt-4o-mini", "drop_params": True}
+    )
     return {
         "providers": providers,
         "models": models,
@@ -590,3 +603,101 @@ def test_the_keys_limits_and_model_rules_apply(gw: Gateway) -> None:
     with pytest.raises(errors.ClientError) as denied:
         limited.models.count_tokens(model="gem-via-anthropic", contents="not mine")
     assert denied.value.code == 403 and denied.value.status == "PERMISSION_DENIED"
+
+
+# -- the Gemini CLI ------------------------------------------------------------------------------
+
+# The shapes the Gemini CLI sends (through the JS SDK): its chat generation config, function
+# declarations as parametersJsonSchema, call ids echoed in the function responses, thoughts and
+# signatures in the replayed history, and streaming with ?alt=sse and x-goog-api-key.
+CLI_TOOLS = [
+    {
+        "functionDeclarations": [
+            {
+                "name": "read_file",
+                "description": "Reads a file",
+                "parametersJsonSchema": {
+                    "type": "object",
+                    "properties": {"absolute_path": {"type": "string"}},
+                    "required": ["absolute_path"],
+                },
+            },
+            {
+                "name": "run_shell_command",
+                "description": "Runs a command",
+                "parametersJsonSchema": {
+                    "type": "object",
+                    "properties": {"command": {"type": "string"}},
+                    "required": ["command"],
+                },
+            },
+        ]
+    }
+]
+CLI_CONFIG = {
+    "temperature": 1,
+    "topP": 0.95,
+    "topK": 64,
+    "thinkingConfig": {"includeThoughts": True, "thinkingBudget": 8192},
+}
+
+
+def _cli_stream(gw: Gateway, key: str, model: str, contents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    body = {
+        "contents": contents,
+        "systemInstruction": {"role": "user", "parts": [{"text": "You are a CLI agent."}]},
+        "tools": CLI_TOOLS,
+        "generationConfig": CLI_CONFIG,
+    }
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/{model}:streamGenerateContent?alt=sse",
+        json=body,
+        headers={"x-goog-api-key": key, "User-Agent": "GeminiCLI/0.20.0/gemini-2.5-pro (linux; x64)"},
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    events = [orjson.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: ")]
+    assert events and all("candidates" in e for e in events)
+    return events
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-pro", "gemini-2.5-flash"])
+def test_gemini_cli_request_shapes(gw: Gateway, key: str, model: str) -> None:
+    ask = {"role": "user", "parts": [{"text": "Show me README.md"}]}
+    first = _cli_stream(gw, key, model, [ask])
+    # What the CLI checks: a finish reason, and a whole function call with an id to answer.
+    assert first[-1]["candidates"][0]["finishReason"] == "STOP"
+    calls = [
+        p["functionCall"]
+        for e in first
+        for p in e["candidates"][0]["content"]["parts"]
+        if "functionCall" in p
+    ]
+    assert len(calls) == 1 and calls[0]["name"] == "read_file" and calls[0]["id"]
+    history = [
+        ask,
+        {
+            "role": "model",
+            "parts": [
+                {"text": "Let me look.", "thought": True},
+                {"functionCall": calls[0], "thoughtSignature": "c2lnbmF0dXJl"},
+            ],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {
+                    "functionResponse": {
+                        "id": calls[0]["id"],
+                        "name": "read_file",
+                        "response": {"output": "# Switchboard"},
+                    }
+                }
+            ],
+        },
+    ]
+    second = _cli_stream(gw, key, model, history)
+    text = "".join(p.get("text", "") for e in second for p in e["candidates"][0]["content"]["parts"])
+    assert "# Switchboard" in text
+    assert second[-1]["candidates"][0]["finishReason"] == "STOP"
+    assert second[-1]["usageMetadata"]["promptTokenCount"] > 0
