@@ -154,6 +154,9 @@ def test_query_key_moves_into_the_header() -> None:
     move_query_key(given)
     assert given["query_string"] == b""  # taken out of the URL either way
     assert given["headers"] == [(b"x-goog-api-key", b"sk-sb-3")]  # the header wins
+    empty: dict[str, Any] = {"query_string": b"key=sk-sb-4", "headers": [(b"x-goog-api-key", b"")]}
+    move_query_key(empty)
+    assert empty["headers"] == [(b"x-goog-api-key", b"sk-sb-4")]
     untouched: dict[str, Any] = {"query_string": b"alt=sse", "headers": []}
     move_query_key(untouched)
     assert untouched == {"query_string": b"alt=sse", "headers": []}

@@ -34,9 +34,11 @@ def move_query_key(scope: Scope) -> None:
     if not keys:
         return
     scope["query_string"] = urlencode([(k, v) for k, v in pairs if k != "key"]).encode("latin-1")
-    headers = scope["headers"]
-    if keys[0] and not any(name in _CREDENTIALS for name, _ in headers):
-        scope["headers"] = [*headers, (b"x-goog-api-key", keys[0].encode("latin-1", "replace"))]
+    # An empty x-goog-api-key (the Gemini CLI sends one when it has no key of its own) gives way.
+    headers = [(n, v) for n, v in scope["headers"] if n != b"x-goog-api-key" or v.strip()]
+    if keys[0] and not any(n in _CREDENTIALS and v.strip() for n, v in headers):
+        headers.append((b"x-goog-api-key", keys[0].encode("latin-1", "replace")))
+    scope["headers"] = headers
 
 
 class GeminiRoutes:
