@@ -25,7 +25,7 @@ from switchboard.pipeline.chain import Handler
 def presented_key(headers: dict[str, str]) -> str | None:
     """The key from ``Authorization: Bearer …``, Anthropic's ``x-api-key`` or Google's
     ``x-goog-api-key`` (a Gemini ``?key=`` is moved into that header by http/gemini/routes.py).
-    It is always a Switchboard key: a Google key is never looked at or passed on."""
+    It is always a Switchboard key; nothing presented here is ever sent upstream."""
     value = headers.get("authorization")
     if value is not None:
         scheme, _, token = value.partition(" ")
