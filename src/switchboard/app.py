@@ -28,6 +28,8 @@ from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
 from switchboard.http.endpoint import Endpoint, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.files import FilesEndpoint, is_files_path
+from switchboard.http.gemini import METHODS as GEMINI_METHODS
+from switchboard.http.gemini import GeminiRoutes, is_gemini
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler
 from switchboard.stores import Stores
@@ -62,6 +64,12 @@ class SwitchboardApp:
         for path in ("/v1/models", "/models"):
             self.routes[("GET", path)] = models
         self._model = self._endpoint(openai_api.MODEL, self.gateway.models.get, reads_body=False)
+        # Gemini API: POST /v1beta/models/{model}:{method} (and /v1/...), routed by prefix.
+        self._gemini = GeminiRoutes({
+            method: self._endpoint(inbound, self.gateway.count_tokens if inbound.operation == "count_tokens"
+                                   else self.gateway.invoke, reads_body=True)
+            for method, inbound in GEMINI_METHODS.items()
+        })
         self._admin = self._endpoint(openai_api.ADMIN, AdminBridge(self._admin_app()), reads_body=True)
         # Files and batches: their own edge (uploads are streamed), through the same chains.
         self._files = FilesEndpoint(self.gateway.chain("files", self.gateway.files),
@@ -132,6 +140,8 @@ class SwitchboardApp:
                 await self._admin(scope, receive, send)
             elif self._mock is not None and path.startswith("/mock/"):
                 await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
+            elif is_gemini(scope["method"], path):
+                await self._gemini(scope, receive, send)
             elif path.startswith(("/v1/models/", "/models/")) and scope["method"] == "GET":
                 await self._model(scope, receive, send)
             else:

@@ -506,7 +506,8 @@ _LogName = Annotated[str, Field(min_length=1, max_length=256)]
 MAX_REDACT_PATTERNS = 32
 MAX_PATTERN_LENGTH = 512
 # Headers never stored as sent, whatever the configuration (request_log.redact.headers adds to them).
-ALWAYS_REDACTED_HEADERS = ("authorization", "x-api-key", "api-key", "cookie", "proxy-authorization")
+ALWAYS_REDACTED_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie",
+                           "proxy-authorization")
 
 
 class BodyPolicy(_Strict):

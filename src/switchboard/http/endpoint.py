@@ -49,7 +49,7 @@ log = logging.getLogger("switchboard.http")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Headers whose repetition is ambiguous: which key, which body type, which id counts.
-_SINGLE_VALUED = ("authorization", "x-api-key", "content-type", "x-request-id")
+_SINGLE_VALUED = ("authorization", "x-api-key", "x-goog-api-key", "content-type", "x-request-id")
 
 _ID_PREFIX = secrets.token_hex(6)
 _ID_COUNTER = itertools.count(1)

@@ -23,12 +23,14 @@ from switchboard.pipeline.chain import Handler
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
-    """The key from ``Authorization: Bearer …`` or Anthropic's ``x-api-key``."""
+    """The key from ``Authorization: Bearer …``, Anthropic's ``x-api-key`` or Google's
+    ``x-goog-api-key`` (a Gemini ``?key=`` is moved into that header by http/gemini/routes.py).
+    It is always a Switchboard key; nothing presented here is ever sent upstream."""
     value = headers.get("authorization")
     if value is not None:
         scheme, _, token = value.partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return headers.get("x-api-key") or None
+    return headers.get("x-api-key") or headers.get("x-goog-api-key") or None
 
 
 class Authenticator:

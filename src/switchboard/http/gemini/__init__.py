@@ -1,0 +1,9 @@
+"""The Gemini API (``generateContent`` and friends), inbound: any configured model, of any
+provider, can be called with the google-genai SDKs and the Gemini CLI. See docs/api-gemini.md
+for the field mapping and its limits.
+"""
+
+from switchboard.http.gemini.api import METHODS, GeminiGenerate
+from switchboard.http.gemini.routes import GeminiRoutes, is_gemini
+
+__all__ = ["METHODS", "GeminiGenerate", "GeminiRoutes", "is_gemini"]

@@ -1,0 +1,164 @@
+"""The Gemini API's methods as inbound APIs of the pipeline: ``generateContent``,
+``streamGenerateContent`` (``alt=sse``), ``countTokens``, ``embedContent`` and
+``batchEmbedContents`` on ``/v1beta/models/{model}:{method}`` (and ``/v1/...``, which the
+google-genai SDK uses by default). The model is read from the path; errors are Google's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from switchboard.context import InboundAPI, RequestContext
+from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.http.gemini import embeddings, errors
+from switchboard.http.gemini.request import count_tokens_request, generate_request
+from switchboard.http.gemini.response import count_tokens_response, generate_content_response
+from switchboard.http.gemini.stream import StreamEncoder
+
+JSON = dict[str, Any]
+
+PREFIXES = ("/v1beta/models/", "/v1/models/")
+# A model name as it may appear in the path: gateway model names may hold dots, colons (the
+# method is after the last one), slashes and @; nothing that needs escaping.
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+~-]{0,255}$")
+
+# thinkingConfig.includeThoughts of the requests under way that asked for it, by context.
+_THOUGHTS: dict[int, bool] = {}
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """(model, method) of ``/v1beta/models/{model}:{method}``; method "" when there is none."""
+    for prefix in PREFIXES:
+        if path.startswith(prefix):
+            model, sep, method = path[len(prefix):].rpartition(":")
+            return (model, method) if sep else (path[len(prefix):], "")
+    return "", ""
+
+
+def path_model(ctx: RequestContext) -> str:
+    model, _ = split_path(ctx.path)
+    if not _MODEL.match(model) or "//" in model or model.endswith("/"):
+        shown = model if len(model) <= 100 else model[:100] + "..."
+        raise InvalidRequest(f"the model name 'models/{shown}' in the URL is malformed", param="model")
+    return model
+
+
+def answered_model(ctx: RequestContext, reported: Any = None) -> str:
+    """``modelVersion``: the model id the upstream reported, else the deployment's, else the
+    name asked for (the group and deployment are in the x-switchboard-* headers)."""
+    if isinstance(reported, str) and reported:
+        return reported
+    if ctx.route is not None:
+        return ctx.route.target.model
+    model = ctx.request.get("model")
+    return model if isinstance(model, str) else ""
+
+
+def _remember_thoughts(ctx: RequestContext) -> None:
+    key = id(ctx)
+    _THOUGHTS[key] = True
+
+    async def forget(_: RequestContext) -> None:
+        _THOUGHTS.pop(key, None)
+
+    ctx.after(forget)
+
+
+def wants_thoughts(ctx: RequestContext) -> bool:
+    return _THOUGHTS.get(id(ctx), False)
+
+
+class _GoogleErrors:
+    def encode_error(self, error: GatewayError) -> bytes:
+        return errors.encode_error(error)
+
+    def encode_stream_error(self, error: GatewayError) -> bytes:
+        return errors.stream_error(error)
+
+
+class GeminiGenerate(_GoogleErrors):
+    """``generateContent`` and ``streamGenerateContent``: the chat operation."""
+
+    operation = "chat"
+
+    def __init__(self, stream: bool) -> None:
+        self._stream = stream
+
+    def decode(self, ctx: RequestContext) -> None:
+        model = path_model(ctx)
+        if self._stream and "sse" not in parse_qs(ctx.query).get("alt", ()):
+            raise InvalidRequest("streamGenerateContent is served as server-sent events only: add "
+                                 "'?alt=sse' to the URL", param="alt")
+        decoded = generate_request(ctx.body, model, self._stream)
+        ctx.request = decoded.request
+        ctx.stream = self._stream
+        ctx.client_wants_usage = self._stream
+        if decoded.include_thoughts:
+            _remember_thoughts(ctx)
+
+    def encode(self, ctx: RequestContext, body: JSON) -> bytes:
+        model = answered_model(ctx, body.get("model"))
+        return orjson.dumps(generate_content_response(body, model, wants_thoughts(ctx)))
+
+    async def encode_stream(
+        self, ctx: RequestContext, batches: AsyncIterator[list[JSON]]
+    ) -> AsyncGenerator[bytes, None]:
+        thoughts = wants_thoughts(ctx)
+        encoder: StreamEncoder | None = None
+        try:
+            async for batch in batches:
+                if encoder is None:
+                    reported = batch[0].get("model") if batch else None
+                    encoder = StreamEncoder(answered_model(ctx, reported), thoughts)
+                if data := encoder.feed(batch):
+                    yield data
+        except GatewayError as err:
+            yield errors.stream_error(err)
+            return
+        if encoder is None:
+            encoder = StreamEncoder(answered_model(ctx), thoughts)
+        yield encoder.end()
+
+
+class _Json(_GoogleErrors):
+    """A method answered with one JSON body: ``decode`` and ``answer`` say how."""
+
+    def __init__(
+        self, operation: str, decode: Callable[[bytes, str], JSON], answer: Callable[[JSON], JSON]
+    ) -> None:
+        self.operation = operation
+        self._decode = decode
+        self._answer = answer
+
+    def decode(self, ctx: RequestContext) -> None:
+        ctx.request = self._decode(ctx.body, path_model(ctx))
+
+    def encode(self, ctx: RequestContext, body: JSON) -> bytes:
+        return orjson.dumps(self._answer(body))
+
+    async def encode_stream(
+        self, ctx: RequestContext, batches: AsyncIterator[list[JSON]]
+    ) -> AsyncGenerator[bytes, None]:
+        raise TypeError(f"{self.operation} does not stream")
+        yield b""  # pragma: no cover - makes this an async generator
+
+
+GENERATE = GeminiGenerate(stream=False)
+STREAM_GENERATE = GeminiGenerate(stream=True)
+COUNT_TOKENS = _Json("count_tokens", count_tokens_request, count_tokens_response)
+EMBED = _Json("embeddings", embeddings.embed_request, embeddings.embed_response)
+BATCH_EMBED = _Json("embeddings", embeddings.batch_embed_request, embeddings.batch_embed_response)
+
+# The Gemini methods served, by the name after the ':' in the path.
+METHODS: dict[str, InboundAPI] = {
+    "generateContent": GENERATE,
+    "streamGenerateContent": STREAM_GENERATE,
+    "countTokens": COUNT_TOKENS,
+    "embedContent": EMBED,
+    "batchEmbedContents": BATCH_EMBED,
+}

@@ -1,0 +1,270 @@
+"""Gemini ``contents`` -> canonical (OpenAI Chat Completions) messages.
+
+Reference: https://ai.google.dev/api/caching#Content and #Part.
+
+    role user (or omitted)            -> user message (a lone text part becomes a string)
+    role model                        -> assistant message
+    text                              -> text part
+    inlineData image/*                -> image_url part with a data: URL
+    inlineData audio/wav, audio/mp3   -> input_audio part
+    inlineData application/pdf        -> file part (file_data data: URL)
+    inlineData text/*                 -> text part (the bytes decoded as UTF-8)
+    fileData http(s) URL of an image  -> image_url part with that URL
+    functionCall (model)              -> assistant tool_calls; its id, else call_<content>_<part>;
+                                         a thoughtSignature rides in extra_content.google
+    functionResponse (user)           -> a role tool message each, placed before the rest of that
+                                         user turn; paired with its call by id, else by name
+    thought parts (model)             -> dropped: no upstream can continue another model's thinking
+Everything else (code execution, Files API and gs:// URIs, video) is a 400 naming the part.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from switchboard.errors import InvalidRequest
+from switchboard.http.gemini.fields import (
+    JSON,
+    array,
+    boolean,
+    fail,
+    fields,
+    string,
+    unsupported,
+)
+
+_CONTENT = frozenset({"role", "parts"})
+_PART = frozenset({
+    "text", "inlineData", "fileData", "functionCall", "functionResponse", "thought", "thoughtSignature",
+    "executableCode", "codeExecutionResult", "videoMetadata", "partMetadata", "mediaResolution",
+    "toolCall", "toolResponse",
+})
+_DATA_KINDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
+               "codeExecutionResult", "toolCall", "toolResponse")
+_BLOB = frozenset({"mimeType", "data", "displayName"})
+_FILE = frozenset({"mimeType", "fileUri", "displayName"})
+_CALL = frozenset({"id", "name", "args", "partialArgs", "willContinue"})
+_RESPONSE = frozenset({"id", "name", "response", "parts", "willContinue", "scheduling"})
+_AUDIO = {
+    "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/mp3": "mp3", "audio/mpeg": "mp3",
+}
+_GOOGLE_FILES = ("generativelanguage.googleapis.com",)
+
+
+def _base64(value: Any, path: str) -> str:
+    """Standard base64 (proto JSON also takes the URL-safe alphabet and missing padding)."""
+    data = string(value, path, non_empty=True)
+    data = data.replace("-", "+").replace("_", "/").strip()
+    data += "=" * (-len(data) % 4)
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise fail(path, "is not valid base64") from None
+    return data
+
+
+def _inline(value: Any, path: str) -> JSON:
+    blob = fields(value, path, _BLOB, "Blob")
+    mime = string(blob.get("mimeType"), f"{path}.mimeType", non_empty=True).lower()
+    data = _base64(blob.get("data"), f"{path}.data")
+    if mime.startswith("image/"):
+        return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
+    if mime in _AUDIO:
+        return {"type": "input_audio", "input_audio": {"data": data, "format": _AUDIO[mime]}}
+    if mime == "application/pdf":
+        name = blob.get("displayName")
+        filename = string(name, f"{path}.displayName") if name is not None else "document.pdf"
+        return {"type": "file", "file": {"filename": filename, "file_data": f"data:{mime};base64,{data}"}}
+    if mime.startswith("text/"):
+        try:
+            return {"type": "text", "text": base64.b64decode(data).decode("utf-8")}
+        except UnicodeDecodeError:
+            raise fail(f"{path}.data", f"is not UTF-8 text, as mimeType '{mime}' says") from None
+    raise unsupported(f"{path}.mimeType", f"inline data of type '{mime[:60]}' has no equivalent across "
+                      "providers (images, wav/mp3 audio, PDF and text are translated)")
+
+
+def _file(value: Any, path: str) -> JSON:
+    ref = fields(value, path, _FILE, "FileData")
+    uri = string(ref.get("fileUri"), f"{path}.fileUri", non_empty=True)
+    parts = urlsplit(uri)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise unsupported(f"{path}.fileUri", "only http(s) URLs are translated (gs:// and other URIs are "
+                          "Google's own); send the bytes as inlineData")
+    if parts.hostname in _GOOGLE_FILES:
+        raise unsupported(f"{path}.fileUri", "files uploaded to Google's Files API belong to a Google "
+                          "account; send the bytes as inlineData")
+    mime = ref.get("mimeType")
+    if mime is not None:
+        kind: str | None = string(mime, f"{path}.mimeType").lower()
+    else:
+        kind = mimetypes.guess_type(parts.path)[0]
+    if kind is None or not kind.startswith("image/"):
+        raise unsupported(f"{path}.fileUri", "only image URLs are translated; send other files as inlineData")
+    return {"type": "image_url", "image_url": {"url": uri}}
+
+
+def _arguments(value: Any, path: str) -> str:
+    if value is None:
+        return "{}"
+    if not isinstance(value, dict):
+        raise fail(path, "expected an object (google.protobuf.Struct)")
+    return orjson.dumps(value).decode()
+
+
+class Contents:
+    """The conversion of one ``contents`` list; calls are paired with their responses."""
+
+    def __init__(self) -> None:
+        self.messages: list[JSON] = []
+        self._pending: list[tuple[str, str]] = []  # (id, name) of the last model turn's open calls
+
+    def add(self, value: Any, i: int) -> None:
+        path = f"contents[{i}]"
+        content = fields(value, path, _CONTENT, "Content")
+        role = content.get("role")
+        if role is not None:
+            role = string(role, f"{path}.role")
+        if role not in (None, "", "user", "model", "function"):
+            raise fail(f"{path}.role", f"Please use a valid role: user, model (got '{str(role)[:40]}')")
+        parts = array(content.get("parts") if content.get("parts") is not None else [], f"{path}.parts")
+        if not parts:
+            raise fail(f"{path}.parts", "must contain at least one part")
+        if role == "model":
+            self._model(parts, i)
+        else:
+            self._user(parts, i)
+
+    def _part(self, value: Any, path: str) -> tuple[str, JSON]:
+        part = fields(value, path, _PART, "Part")
+        kinds = [k for k in _DATA_KINDS if part.get(k) is not None]
+        if len(kinds) != 1:
+            problem = "must hold exactly one of text, inlineData, fileData, functionCall, functionResponse"
+            raise fail(path, problem if kinds else "is empty; " + problem)
+        kind = kinds[0]
+        if kind in ("executableCode", "codeExecutionResult", "toolCall", "toolResponse"):
+            raise unsupported(f"{path}.{kind}", "code execution and server-side tools run on Google's side")
+        if part.get("videoMetadata") is not None:
+            raise unsupported(f"{path}.videoMetadata", "video input is not translated")
+        if part.get("thought") is not None:
+            boolean(part["thought"], f"{path}.thought")
+        if part.get("thoughtSignature") is not None:
+            string(part["thoughtSignature"], f"{path}.thoughtSignature")
+        return kind, part
+
+    def _user(self, parts: list[Any], i: int) -> None:
+        tools: list[JSON] = []
+        out: list[JSON] = []
+        for j, value in enumerate(parts):
+            path = f"contents[{i}].parts[{j}]"
+            kind, part = self._part(value, path)
+            if kind == "text":
+                text = string(part["text"], f"{path}.text")
+                if text and not part.get("thought"):
+                    out.append({"type": "text", "text": text})
+            elif kind == "inlineData":
+                out.append(_inline(part["inlineData"], f"{path}.inlineData"))
+            elif kind == "fileData":
+                out.append(_file(part["fileData"], f"{path}.fileData"))
+            elif kind == "functionResponse":
+                tools.append(self._response(part["functionResponse"], f"{path}.functionResponse"))
+            else:
+                raise fail(f"{path}.functionCall", "functionCall parts belong in contents with role 'model'")
+        self.messages.extend(tools)
+        if out:
+            content: Any = out[0]["text"] if len(out) == 1 and out[0]["type"] == "text" else out
+            self.messages.append({"role": "user", "content": content})
+        elif not tools:
+            self.messages.append({"role": "user", "content": ""})
+
+    def _response(self, value: Any, path: str) -> JSON:
+        response = fields(value, path, _RESPONSE, "FunctionResponse")
+        name = string(response.get("name"), f"{path}.name", non_empty=True)
+        if response.get("parts") is not None:
+            raise unsupported(f"{path}.parts", "multimodal function responses are not translated")
+        body = response.get("response")
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise fail(f"{path}.response", "expected an object (google.protobuf.Struct)")
+        given = response.get("id")
+        call_id = None
+        if given is not None:
+            given = string(given, f"{path}.id")
+            call_id = next((c for c, _ in self._pending if c == given), None)
+        if call_id is None:
+            call_id = next((c for c, n in self._pending if n == name), None)
+        if call_id is None:
+            raise fail(path, f"this functionResponse ('{name[:64]}') answers no functionCall of the "
+                       "preceding model content")
+        self._pending = [p for p in self._pending if p[0] != call_id]
+        return {"role": "tool", "tool_call_id": call_id, "content": orjson.dumps(body).decode()}
+
+    def _model(self, parts: list[Any], i: int) -> None:
+        texts: list[str] = []
+        calls: list[JSON] = []
+        for j, value in enumerate(parts):
+            path = f"contents[{i}].parts[{j}]"
+            kind, part = self._part(value, path)
+            if kind == "text":
+                text = string(part["text"], f"{path}.text")
+                if not part.get("thought"):
+                    texts.append(text)
+            elif kind == "functionCall":
+                calls.append(self._call(part, f"{path}.functionCall", i, j))
+            else:
+                raise unsupported(f"{path}.{kind}", f"{kind} parts are only translated in user contents")
+        self._pending = [(c["id"], c["function"]["name"]) for c in calls]
+        text = "".join(texts)
+        if not text and not calls:
+            return  # only thoughts (or nothing): no turn to replay
+        message: JSON = {"role": "assistant", "content": text or None}
+        if calls:
+            message["tool_calls"] = calls
+        self.messages.append(message)
+
+    def _call(self, part: JSON, path: str, i: int, j: int) -> JSON:
+        call = fields(part["functionCall"], path, _CALL, "FunctionCall")
+        if call.get("partialArgs") is not None or call.get("willContinue"):
+            raise unsupported(f"{path}.partialArgs", "streamed function call arguments are not translated")
+        name = string(call.get("name"), f"{path}.name", non_empty=True)
+        given = call.get("id")
+        call_id = string(given, f"{path}.id", non_empty=True) if given is not None else f"call_{i}_{j}"
+        out: JSON = {"id": call_id, "type": "function",
+                     "function": {"name": name, "arguments": _arguments(call.get("args"), f"{path}.args")}}
+        signature = part.get("thoughtSignature")
+        if isinstance(signature, str) and signature:
+            out["extra_content"] = {"google": {"thought_signature": signature}}
+        return out
+
+
+def contents(value: Any, path: str = "contents") -> list[JSON]:
+    if value is None:
+        raise InvalidRequest("* GenerateContentRequest.contents: contents is not specified", param=path)
+    items = array(value, path)
+    if not items:
+        raise InvalidRequest("* GenerateContentRequest.contents: contents is not specified", param=path)
+    converter = Contents()
+    for i, item in enumerate(items):
+        converter.add(item, i)
+    return converter.messages
+
+
+def system_text(value: Any, path: str = "systemInstruction") -> str:
+    """``systemInstruction`` (a Content of text parts, or a plain string) -> the system prompt."""
+    if isinstance(value, str):
+        return value
+    content = fields(value, path, _CONTENT, "Content")
+    texts = []
+    for j, item in enumerate(array(content.get("parts") or [], f"{path}.parts")):
+        part = fields(item, f"{path}.parts[{j}]", _PART, "Part")
+        if set(part) - {"text", "thought", "thoughtSignature"} or part.get("text") is None:
+            raise unsupported(f"{path}.parts[{j}]", "only text parts are translated in a system instruction")
+        texts.append(string(part["text"], f"{path}.parts[{j}].text"))
+    return "\n".join(t for t in texts if t)

@@ -1,0 +1,63 @@
+"""Gateway errors in Google's error shape.
+
+Reference: https://ai.google.dev/gemini-api/docs/troubleshooting and
+https://cloud.google.com/apis/design/errors — the body is
+``{"error": {"code": <HTTP status>, "message": ..., "status": <canonical code name>}}``. A
+``Retry-After`` the gateway sends with a 429 or 503 is repeated as a ``google.rpc.RetryInfo``
+detail, which the Gemini CLI reads for its back-off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from switchboard.errors import GatewayError
+
+# HTTP status -> google.rpc.Code name. Statuses Google never sends (413, 415, 502) take the
+# name closest in meaning; the HTTP status itself is kept.
+STATUS_NAMES: dict[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
+    422: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def status_name(status: int) -> str:
+    found = STATUS_NAMES.get(status)
+    if found is not None:
+        return found
+    return "FAILED_PRECONDITION" if 400 <= status < 500 else "INTERNAL"
+
+
+def error_body(err: GatewayError) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": err.status, "message": err.message, "status": status_name(err.status)}
+    retry_after = {k.lower(): v for k, v in err.headers.items()}.get("retry-after")
+    if retry_after is not None and retry_after.isdigit():
+        error["details"] = [{"@type": _RETRY_INFO, "retryDelay": f"{int(retry_after)}s"}]
+    return {"error": error}
+
+
+def encode_error(err: GatewayError) -> bytes:
+    return orjson.dumps(error_body(err))
+
+
+def stream_error(err: GatewayError) -> bytes:
+    """The event that ends a stream under way: Gemini sends the error object as an SSE data line."""
+    return b"data: " + encode_error(err) + b"\r\n\r\n"

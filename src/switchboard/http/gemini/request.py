@@ -1,0 +1,347 @@
+"""Gemini ``GenerateContentRequest`` and ``CountTokensRequest`` -> the canonical chat request.
+
+Reference: https://ai.google.dev/api/generate-content#request-body and
+https://ai.google.dev/api/tokens#method:-models.counttokens.
+
+    (path) models/{model}               -> model
+    contents                            -> messages (see content.py)
+    systemInstruction                   -> first message, role system
+    tools[].functionDeclarations        -> tools (parameters converted from Gemini's Schema;
+                                           parametersJsonSchema passed as written)
+    toolConfig.functionCallingConfig    -> tool_choice: AUTO/VALIDATED "auto", ANY "required"
+                                           (one allowed name: that function; several: tools
+                                           narrowed to them), NONE "none"
+    generationConfig.temperature, topP, topK, maxOutputTokens, stopSequences, candidateCount,
+        presencePenalty, frequencyPenalty, seed -> temperature, top_p, top_k, max_tokens, stop, n,
+        presence_penalty, frequency_penalty, seed
+    responseMimeType application/json   -> response_format json_object, or json_schema with
+                                           responseSchema (converted) / responseJsonSchema
+    thinkingConfig.thinkingBudget       -> thinking {enabled, budget_tokens} (0: disabled;
+                                           -1, dynamic: left to the model)
+    thinkingConfig.thinkingLevel        -> reasoning_effort (minimal, low, medium, high)
+    thinkingConfig.includeThoughts      -> whether reasoning comes back as thought parts
+    safetySettings, labels, serviceTier, store, mediaResolution, enableEnhancedCivicAnswers,
+        toolConfig.retrievalConfig      -> checked, then not sent (docs/api-gemini.md says why)
+Built-in Google tools, cachedContent, logprobs and non-text output modalities are a 400 naming
+the field; any other field is the 400 Google answers for an unknown name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.errors import InvalidRequest
+from switchboard.http.gemini.content import contents, system_text
+from switchboard.http.gemini.fields import (
+    JSON,
+    array,
+    boolean,
+    enum,
+    fail,
+    fields,
+    integer,
+    join,
+    number,
+    string,
+    unsupported,
+)
+from switchboard.http.gemini.schema import json_schema, plain_json_schema
+from switchboard.http.openai_api import parse_json
+
+_REQUEST = frozenset({
+    "model", "contents", "systemInstruction", "tools", "toolConfig", "safetySettings", "generationConfig",
+    "cachedContent", "labels", "serviceTier", "store", "continuationToken",
+})
+_COUNT = frozenset({"contents", "generateContentRequest"})
+_TOOL = frozenset({
+    "functionDeclarations", "googleSearch", "googleSearchRetrieval", "codeExecution", "urlContext",
+    "fileSearch", "computerUse", "googleMaps", "retrieval", "enterpriseWebSearch", "parallelAiSearch",
+})
+_DECLARATION = frozenset({
+    "name", "description", "parameters", "parametersJsonSchema", "response", "responseJsonSchema", "behavior",
+})
+_TOOL_CONFIG = frozenset({"functionCallingConfig", "retrievalConfig", "includeServerSideToolInvocations"})
+_CALLING = frozenset({"mode", "allowedFunctionNames", "streamFunctionCallArguments"})
+_MODES = frozenset({"MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED"})
+_GENERATION = frozenset({
+    "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema", "responseModalities",
+    "candidateCount", "maxOutputTokens", "temperature", "topP", "topK", "seed", "presencePenalty",
+    "frequencyPenalty", "responseLogprobs", "logprobs", "enableEnhancedCivicAnswers", "speechConfig",
+    "thinkingConfig", "imageConfig", "mediaResolution", "audioTimestamp",
+})
+_THINKING = frozenset({"includeThoughts", "thinkingBudget", "thinkingLevel"})
+_LEVELS = {"MINIMAL": "minimal", "LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
+_SAFETY = frozenset({"category", "threshold", "method"})
+# Gemini's own rule for function names.
+_FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
+MAX_STOP_SEQUENCES = 5
+
+
+@dataclass(slots=True)
+class Decoded:
+    request: JSON  # the canonical chat request
+    include_thoughts: bool  # thinkingConfig.includeThoughts: reasoning is returned as thought parts
+
+
+# -- tools ---------------------------------------------------------------------------------
+
+
+def _declaration(value: Any, path: str) -> JSON:
+    decl = fields(value, path, _DECLARATION, "FunctionDeclaration")
+    name = string(decl.get("name"), join(path, "name"), non_empty=True)
+    if not _FUNCTION_NAME.match(name):
+        raise fail(join(path, "name"), "must start with a letter or an underscore and hold only a-z, A-Z, "
+                   "0-9, underscores, dots, colons and dashes, at most 128 characters")
+    if decl.get("parameters") is not None and decl.get("parametersJsonSchema") is not None:
+        raise fail(path, "give parameters or parametersJsonSchema, not both")
+    if decl.get("parameters") is not None:
+        parameters = json_schema(decl["parameters"], join(path, "parameters"))
+    elif decl.get("parametersJsonSchema") is not None:
+        parameters = plain_json_schema(decl["parametersJsonSchema"], join(path, "parametersJsonSchema"))
+    else:
+        parameters = {"type": "object", "properties": {}}
+    # response / responseJsonSchema describe what the client's function returns: checked, not sent.
+    if decl.get("response") is not None:
+        json_schema(decl["response"], join(path, "response"))
+    if decl.get("responseJsonSchema") is not None:
+        plain_json_schema(decl["responseJsonSchema"], join(path, "responseJsonSchema"))
+    if decl.get("behavior") is not None:
+        string(decl["behavior"], join(path, "behavior"))
+    function: JSON = {"name": name, "parameters": parameters}
+    if decl.get("description") is not None:
+        function["description"] = string(decl["description"], join(path, "description"))
+    return {"type": "function", "function": function}
+
+
+def _tools(value: Any) -> list[JSON]:
+    out: list[JSON] = []
+    for i, item in enumerate(array(value, "tools")):
+        path = f"tools[{i}]"
+        tool = fields(item, path, _TOOL, "Tool")
+        for key in tool:
+            if key != "functionDeclarations" and tool[key] is not None:
+                raise unsupported(f"{path}.{key}", "Google's built-in tools run on Google's side; only "
+                                  "functionDeclarations are translated")
+        declarations = tool.get("functionDeclarations")
+        if declarations is not None:
+            where = f"{path}.functionDeclarations"
+            out.extend(_declaration(d, f"{where}[{j}]") for j, d in enumerate(array(declarations, where)))
+    names = [t["function"]["name"] for t in out]
+    if len(set(names)) != len(names):
+        raise fail("tools", "function names must be unique")
+    return out
+
+
+def _tool_config(value: Any, tools: list[JSON], out: JSON) -> None:
+    config = fields(value, "toolConfig", _TOOL_CONFIG, "ToolConfig")
+    if config.get("includeServerSideToolInvocations"):
+        raise unsupported("toolConfig.includeServerSideToolInvocations",
+                          "server-side tools are not translated")
+    calling = config.get("functionCallingConfig")
+    if calling is None:
+        return
+    path = "toolConfig.functionCallingConfig"
+    calling = fields(calling, path, _CALLING, "FunctionCallingConfig")
+    if calling.get("streamFunctionCallArguments"):
+        raise unsupported(f"{path}.streamFunctionCallArguments", "function call arguments come whole")
+    mode = enum(calling.get("mode", "AUTO"), f"{path}.mode", _MODES)
+    names: list[str] = []
+    if calling.get("allowedFunctionNames") is not None:
+        where = f"{path}.allowedFunctionNames"
+        given = array(calling["allowedFunctionNames"], where)
+        names = [string(n, f"{where}[{i}]") for i, n in enumerate(given)]
+    if names and mode != "ANY":
+        raise fail(f"{path}.allowedFunctionNames", "may only be set when mode is ANY")
+    known = {t["function"]["name"] for t in tools}
+    for name in names:
+        if name not in known:
+            raise fail(f"{path}.allowedFunctionNames",
+                       f"no function named '{name[:64]}' is declared in tools")
+    if not tools:
+        if mode == "ANY":
+            raise fail(f"{path}.mode", "ANY needs function declarations in tools")
+        return
+    if mode == "NONE":
+        out["tool_choice"] = "none"
+    elif mode == "ANY":
+        if len(set(names)) == 1:
+            out["tool_choice"] = {"type": "function", "function": {"name": names[0]}}
+        else:
+            if names:
+                out["tools"] = [t for t in tools if t["function"]["name"] in names]
+            out["tool_choice"] = "required"
+    else:  # AUTO, VALIDATED (calls checked against the schema: the providers' own behaviour)
+        out["tool_choice"] = "auto"
+
+
+# -- generationConfig ----------------------------------------------------------------------
+
+
+def _response_format(config: JSON) -> JSON | None:
+    mime = config.get("responseMimeType")
+    schema: JSON | None = None
+    if config.get("responseSchema") is not None and config.get("responseJsonSchema") is not None:
+        raise fail("generationConfig", "give responseSchema or responseJsonSchema, not both")
+    if config.get("responseSchema") is not None:
+        schema = json_schema(config["responseSchema"], "generationConfig.responseSchema")
+    elif config.get("responseJsonSchema") is not None:
+        schema = plain_json_schema(config["responseJsonSchema"], "generationConfig.responseJsonSchema")
+    if mime is not None:
+        mime = string(mime, "generationConfig.responseMimeType").lower()
+    if mime in (None, "", "text/plain"):
+        if schema is not None:
+            raise fail("generationConfig.responseMimeType", "a response schema needs responseMimeType "
+                       "'application/json'")
+        return None
+    if mime != "application/json":
+        raise unsupported("generationConfig.responseMimeType", f"'{mime[:60]}' (only text/plain and "
+                          "application/json are translated)")
+    if schema is None:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": False}}
+
+
+def _thinking(value: Any, out: JSON) -> bool:
+    path = "generationConfig.thinkingConfig"
+    config = fields(value, path, _THINKING, "ThinkingConfig")
+    include = config.get("includeThoughts")
+    budget = config.get("thinkingBudget")
+    level = config.get("thinkingLevel")
+    if budget is not None and level is not None:
+        raise fail(path, "thinkingBudget and thinkingLevel cannot both be set")
+    if budget is not None:
+        tokens = integer(budget, f"{path}.thinkingBudget", -1)
+        if tokens == 0:
+            out["thinking"] = {"type": "disabled"}
+        elif tokens > 0:
+            out["thinking"] = {"type": "enabled", "budget_tokens": tokens}
+        # -1: dynamic thinking, the model's own default: nothing to ask for.
+    if level is not None:
+        name = enum(string(level, f"{path}.thinkingLevel").upper(), f"{path}.thinkingLevel",
+                    {*_LEVELS, "THINKING_LEVEL_UNSPECIFIED"})
+        if name in _LEVELS:
+            out["reasoning_effort"] = _LEVELS[name]
+    return bool(include is not None and boolean(include, f"{path}.includeThoughts"))
+
+
+def _generation(value: Any, out: JSON) -> bool:
+    """Writes the canonical sampling fields into ``out``; whether thoughts are to be returned."""
+    path = "generationConfig"
+    config = fields(value, path, _GENERATION, "GenerationConfig")
+    if config.get("temperature") is not None:
+        out["temperature"] = number(config["temperature"], f"{path}.temperature", 0, 2)
+    if config.get("topP") is not None:
+        out["top_p"] = number(config["topP"], f"{path}.topP", 0, 1)
+    if config.get("topK") is not None:
+        out["top_k"] = integer(config["topK"], f"{path}.topK", 1)
+    if config.get("maxOutputTokens") is not None:
+        out["max_tokens"] = integer(config["maxOutputTokens"], f"{path}.maxOutputTokens", 1)
+    if config.get("candidateCount") is not None:
+        n = integer(config["candidateCount"], f"{path}.candidateCount", 1, 8)
+        if n > 1:
+            out["n"] = n
+    if config.get("stopSequences") is not None:
+        where = f"{path}.stopSequences"
+        given = array(config["stopSequences"], where)
+        stops = [string(s, f"{where}[{i}]", non_empty=True) for i, s in enumerate(given)]
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise fail(where, f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
+        if stops:
+            out["stop"] = stops
+    for theirs, ours in (("presencePenalty", "presence_penalty"), ("frequencyPenalty", "frequency_penalty")):
+        if config.get(theirs) is not None:
+            out[ours] = number(config[theirs], f"{path}.{theirs}", -2, 2)
+    if config.get("seed") is not None:
+        out["seed"] = integer(config["seed"], f"{path}.seed")
+    fmt = _response_format(config)
+    if fmt is not None:
+        out["response_format"] = fmt
+    if config.get("responseLogprobs") or config.get("logprobs") is not None:
+        raise unsupported(f"{path}.responseLogprobs", "log probabilities are not returned in Gemini's format")
+    modalities = config.get("responseModalities")
+    if modalities is not None:
+        where = f"{path}.responseModalities"
+        for i, m in enumerate(array(modalities, where)):
+            if string(m, f"{where}[{i}]").upper() != "TEXT":
+                raise unsupported(f"{where}[{i}]", "only TEXT output is translated")
+    for key in ("speechConfig", "imageConfig", "audioTimestamp"):
+        if config.get(key) is not None and config[key] is not False:
+            raise unsupported(f"{path}.{key}", "audio and image output are not translated")
+    if config.get("enableEnhancedCivicAnswers") is not None:
+        boolean(config["enableEnhancedCivicAnswers"], f"{path}.enableEnhancedCivicAnswers")
+    if config.get("mediaResolution") is not None:
+        string(config["mediaResolution"], f"{path}.mediaResolution")
+    if config.get("thinkingConfig") is not None:
+        return _thinking(config["thinkingConfig"], out)
+    return False
+
+
+def _safety(value: Any) -> None:
+    """Safety thresholds are Google's own filters: checked here, not sent (docs/api-gemini.md)."""
+    for i, item in enumerate(array(value, "safetySettings")):
+        path = f"safetySettings[{i}]"
+        setting = fields(item, path, _SAFETY, "SafetySetting")
+        string(setting.get("category"), f"{path}.category", non_empty=True)
+        string(setting.get("threshold"), f"{path}.threshold", non_empty=True)
+        if setting.get("method") is not None:
+            string(setting["method"], f"{path}.method")
+
+
+# -- the request ---------------------------------------------------------------------------
+
+
+def _translate(body: Any, model: str) -> Decoded:
+    request = fields(body, "", _REQUEST, "GenerateContentRequest")
+    if request.get("model") is not None:
+        string(request["model"], "model")  # the path names the model; the body's is informative
+    for key in ("cachedContent", "continuationToken"):
+        if request.get(key) is not None:
+            raise unsupported(key, "context caches and continuations are Google's own state")
+    messages = contents(request.get("contents"))
+    if request.get("systemInstruction") is not None:
+        system = system_text(request["systemInstruction"])
+        if system:  # an empty system prompt is no prompt; some upstreams reject empty ones
+            messages.insert(0, {"role": "system", "content": system})
+    out: JSON = {"model": model, "messages": messages}
+    tools = _tools(request["tools"]) if request.get("tools") is not None else []
+    if tools:
+        out["tools"] = tools
+    if request.get("toolConfig") is not None:
+        _tool_config(request["toolConfig"], tools, out)
+    include = False
+    if request.get("generationConfig") is not None:
+        include = _generation(request["generationConfig"], out)
+    if request.get("safetySettings") is not None:
+        _safety(request["safetySettings"])
+    if request.get("labels") is not None and not isinstance(request["labels"], dict):
+        raise fail("labels", "expected an object of strings")
+    if request.get("serviceTier") is not None:
+        string(request["serviceTier"], "serviceTier")
+    if request.get("store") is not None:
+        boolean(request["store"], "store")
+    return Decoded(out, include)
+
+
+def generate_request(raw: bytes, model: str, stream: bool) -> Decoded:
+    """The canonical chat request for a ``generateContent`` / ``streamGenerateContent`` body."""
+    decoded = _translate(parse_json(raw), model)
+    if stream:
+        decoded.request["stream"] = True
+        decoded.request["stream_options"] = {"include_usage": True}
+    return decoded
+
+
+def count_tokens_request(raw: bytes, model: str) -> JSON:
+    """The canonical chat request whose prompt ``countTokens`` counts: ``contents``, or a whole
+    ``generateContentRequest`` (system instruction and tools count too)."""
+    body = fields(parse_json(raw), "", _COUNT, "CountTokensRequest")
+    if body.get("contents") is not None and body.get("generateContentRequest") is not None:
+        raise InvalidRequest("contents and generateContentRequest are mutually exclusive", param="contents")
+    if body.get("generateContentRequest") is not None:
+        inner = body["generateContentRequest"]
+        if not isinstance(inner, dict):
+            raise fail("generateContentRequest", "expected an object")
+        return _translate(inner, model).request
+    return {"model": model, "messages": contents(body.get("contents"))}

@@ -1,0 +1,60 @@
+"""Dispatch ``POST /v1beta/models/{model}:{method}`` (and ``/v1/...``) to the method's endpoint.
+
+The path holds the model, so these are routed by prefix rather than by the app's exact-path
+table. A key given as ``?key=`` (as Google's API allows) is moved into the ``x-goog-api-key``
+header before the endpoint runs, and taken out of the query string, so it is never written to
+an access log line; it counts only when no other credential header is present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import parse_qsl, urlencode
+
+from switchboard.errors import NotFound
+from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, header_dict, send_bytes
+from switchboard.http.endpoint import request_id
+from switchboard.http.gemini.api import PREFIXES, split_path
+from switchboard.http.gemini.errors import encode_error
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_CREDENTIALS = (b"authorization", b"x-api-key", b"x-goog-api-key")
+
+
+def is_gemini(method: str, path: str) -> bool:
+    return method == "POST" and path.startswith(PREFIXES)
+
+
+def move_query_key(scope: Scope) -> None:
+    raw: bytes = scope.get("query_string") or b""
+    if b"key=" not in raw:
+        return
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    keys = [v for k, v in pairs if k == "key"]
+    if not keys:
+        return
+    scope["query_string"] = urlencode([(k, v) for k, v in pairs if k != "key"]).encode("latin-1")
+    # An empty x-goog-api-key (the Gemini CLI sends one when it has no key of its own) gives way.
+    headers = [(n, v) for n, v in scope["headers"] if n != b"x-goog-api-key" or v.strip()]
+    if keys[0] and not any(n in _CREDENTIALS and v.strip() for n, v in headers):
+        headers.append((b"x-goog-api-key", keys[0].encode("latin-1", "replace")))
+    scope["headers"] = headers
+
+
+class GeminiRoutes:
+    def __init__(self, endpoints: Mapping[str, ASGIApp]) -> None:
+        self._endpoints = dict(endpoints)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        move_query_key(scope)
+        _, method = split_path(scope["path"])
+        endpoint = self._endpoints.get(method)
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
+            return
+        shown = method if len(method) <= 60 else method[:60] + "..."
+        known = ", ".join(self._endpoints)
+        err = NotFound(f"method '{shown}' is not served for Gemini models; the methods are: {known}",
+                       code="unknown_url")
+        rid = request_id(header_dict(scope))
+        await send_bytes(send, err.status, encode_error(err), [(b"x-request-id", rid.encode())], JSON_CT)

@@ -1,0 +1,703 @@
+"""The inbound Gemini API, driven by the official ``google-genai`` SDK.
+
+One gateway for the module routes Gemini-format requests to OpenAI and Anthropic upstreams (the
+mock); the tests that reach an upstream run once per provider type. The SDK sends the Switchboard
+key (an issued key, not the master key) in ``x-goog-api-key``; ``?key=`` is checked with raw HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from google import genai
+from google.genai import errors, types
+
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+# provider type -> (provider entry without name, upstream model id)
+PROVIDERS: dict[str, tuple[dict[str, Any], str]] = {
+    "openai": ({"type": "openai", "api_base": "{mock}/v1", "api_key": "${UPSTREAM_KEY}"}, "gpt-4o-mini"),
+    "anthropic": (
+        {"type": "anthropic", "api_base": "{mock}", "api_key": "${UPSTREAM_KEY}"},
+        "claude-3-5-haiku-latest",
+    ),
+    "gemini": ({"type": "gemini", "api_base": "{mock}", "api_key": "${UPSTREAM_KEY}"}, "gemini-2.0-flash"),
+    "bedrock": (
+        {
+            "type": "bedrock",
+            "api_base": "{mock}",
+            "aws_access_key_id": "AKIDTEST",
+            "aws_secret_access_key": "${UPSTREAM_KEY}",
+            "aws_region": "us-east-1",
+        },
+        "anthropic.claude-3-haiku-20240307-v1:0",
+    ),
+}
+WEATHER = types.FunctionDeclaration(
+    name="get_weather",
+    description="Current weather for a city",
+    parameters=types.Schema(
+        type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)}, required=["city"]
+    ),
+)
+NO_AUTO_CALLS = types.AutomaticFunctionCallingConfig(disable=True)
+
+
+def _config(mock: Mock) -> dict[str, Any]:
+    providers, models = [], []
+    for kind, (entry, upstream_model) in PROVIDERS.items():
+        filled = {k: v.replace("{mock}", mock.url) if isinstance(v, str) else v for k, v in entry.items()}
+        providers.append({"name": f"up-{kind}", **filled})
+        models.append({"name": f"gem-via-{kind}", "provider": f"up-{kind}", "model": upstream_model})
+    models.append(
+        {"name": "text-embedding-3-small", "provider": "up-openai", "model": "text-embedding-3-small"}
+    )
+    models.append({"name": "gem3", "provider": "up-gemini", "model": "gemini-3-pro-preview"})
+    # As docs/api-gemini.md's Gemini CLI recipe configures them.
+    models.append(
+        {
+            "name": "gemini-2.5-pro",
+            "provider": "up-anthropic",
+            "model": "claude-sonnet-4-5",
+            "drop_params": True,
+        }
+    )
+    models.append(
+        {"name": "gemini-2.5-flash", "provider": "up-openai", "model": "gpt-4o-mini", "drop_params": True}
+    )
+    return {
+        "providers": providers,
+        "models": models,
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "server": {"max_body_bytes": 256 * 1024},
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gateway = start_gateway(_config(mock_upstream), tmp_path_factory.mktemp("gemini-inbound"))
+    yield gateway
+    gateway.process.stop()
+
+
+@pytest.fixture(scope="module")
+def key(gw: Gateway) -> str:
+    """A Switchboard key issued by the admin API: what a Gemini client is configured with."""
+    resp = httpx.post(
+        f"{gw.url}/admin/v1/keys",
+        json={"name": "gemini client", "models": ["*"]},
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=10,
+    )
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["key"])
+
+
+@pytest.fixture
+def client(gw: Gateway, key: str) -> genai.Client:
+    return genai.Client(api_key=key, http_options={"base_url": gw.url, "timeout": 30_000})
+
+
+@pytest.fixture(params=sorted(PROVIDERS))
+def model(request: pytest.FixtureRequest) -> str:
+    return f"gem-via-{request.param}"
+
+
+def upstream_model(model: str) -> str:
+    return PROVIDERS[model.removeprefix("gem-via-")][1]
+
+
+# -- generateContent ---------------------------------------------------------------------------
+
+
+def test_generate_content(client: genai.Client, model: str) -> None:
+    response = client.models.generate_content(model=model, contents="Say hello to the gateway")
+    assert response.text is not None and "hello to the gateway" in response.text
+    [candidate] = response.candidates or []
+    assert candidate.finish_reason == types.FinishReason.STOP
+    assert candidate.content is not None and candidate.content.role == "model"
+    usage = response.usage_metadata
+    assert usage is not None and usage.prompt_token_count and usage.candidates_token_count
+    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count
+    assert response.model_version == upstream_model(model)
+    assert response.response_id
+
+
+def test_system_instruction_and_generation_config_reach_the_upstream(
+    client: genai.Client, model: str
+) -> None:
+    marker = new_marker()
+    response = client.models.generate_content(
+        model=model,
+        contents=f"hi mock:capture={marker}",
+        config=types.GenerateContentConfig(
+            system_instruction="You are terse. mock:reply=from_the_system_instruction",
+            temperature=0.5,
+            max_output_tokens=64,
+            stop_sequences=["END"],
+        ),
+    )
+    assert response.text == "from the system instruction"
+
+
+def test_sampling_fields_arrive_translated(client: genai.Client, gw: Gateway, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    client.models.generate_content(
+        model="gem-via-anthropic",
+        contents=[types.Content(role="user", parts=[types.Part.from_text(text=f"hi mock:capture={marker}")])],
+        config=types.GenerateContentConfig(
+            system_instruction="be brief",
+            temperature=0.5,
+            top_p=0.9,
+            max_output_tokens=64,
+            stop_sequences=["END"],
+        ),
+    )
+    [record] = captured(mock_upstream, marker)
+    sent = record["body"]
+    system = sent["system"]
+    assert (system[0]["text"] if isinstance(system, list) else system) == "be brief"
+    assert (sent["temperature"], sent["top_p"], sent["max_tokens"], sent["stop_sequences"]) == (
+        0.5,
+        0.9,
+        64,
+        ["END"],
+    )
+
+
+def test_image_input(client: genai.Client, model: str) -> None:
+    response = client.models.generate_content(
+        model=model,
+        contents=[
+            types.Part.from_bytes(data=base64.b64decode(PIXEL), mime_type="image/png"),
+            "What is this?",
+        ],
+    )
+    assert response.text
+
+
+def test_json_response_schema(client: genai.Client, model: str) -> None:
+    response = client.models.generate_content(
+        model=model,
+        contents='mock:reply={"city":"Paris"}',
+        config=types.GenerateContentConfig(
+            response_mime_type="application/json",
+            response_schema=types.Schema(
+                type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)}
+            ),
+        ),
+    )
+    assert response.candidates and response.candidates[0].finish_reason == types.FinishReason.STOP
+    assert response.text
+
+
+# -- streamGenerateContent ---------------------------------------------------------------------
+
+
+def test_generate_content_stream(client: genai.Client, model: str) -> None:
+    chunks = list(client.models.generate_content_stream(model=model, contents="Stream a greeting to me"))
+    assert len(chunks) >= 2
+    text = "".join(c.text or "" for c in chunks)
+    assert "Stream a greeting to me" in text
+    last = chunks[-1]
+    assert last.candidates and last.candidates[0].finish_reason == types.FinishReason.STOP
+    assert last.usage_metadata is not None and last.usage_metadata.total_token_count
+    assert {c.response_id for c in chunks} == {chunks[0].response_id}
+    assert all(c.model_version == upstream_model(model) for c in chunks)
+
+
+def test_stream_without_alt_sse_is_refused(gw: Gateway, key: str) -> None:
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/gem-via-openai:streamGenerateContent",
+        json={"contents": [{"parts": [{"text": "hi"}]}]},
+        headers={"x-goog-api-key": key},
+        timeout=10,
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "alt=sse" in resp.json()["error"]["message"]
+
+
+# -- function calling --------------------------------------------------------------------------
+
+
+def test_function_call_round_trip(client: genai.Client, model: str) -> None:
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER])], automatic_function_calling=NO_AUTO_CALLS
+    )
+    question = types.Content(role="user", parts=[types.Part.from_text(text="Weather in Paris?")])
+    first = client.models.generate_content(model=model, contents=[question], config=config)
+    [call] = first.function_calls or []
+    assert call.name == "get_weather" and isinstance((call.args or {}).get("city"), str)
+    assert call.id  # the upstream's call id, so the answer can name it
+    assert first.candidates and first.candidates[0].finish_reason == types.FinishReason.STOP
+    model_turn = first.candidates[0].content
+    assert model_turn is not None
+    answer = types.Content(
+        role="user",
+        parts=[
+            types.Part(
+                function_response=types.FunctionResponse(
+                    id=call.id, name="get_weather", response={"output": "18 degrees, sunny"}
+                )
+            )
+        ],
+    )
+    second = client.models.generate_content(
+        model=model, contents=[question, model_turn, answer], config=config
+    )
+    assert second.text and "18 degrees, sunny" in second.text
+    assert not second.function_calls
+
+
+def test_function_response_paired_by_name(client: genai.Client, model: str) -> None:
+    """Clients that send no call ids (the Gemini API does not require them) are paired by name."""
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER])], automatic_function_calling=NO_AUTO_CALLS
+    )
+    contents = [
+        types.Content(role="user", parts=[types.Part.from_text(text="Weather in Paris?")]),
+        types.Content(
+            role="model", parts=[types.Part.from_function_call(name="get_weather", args={"city": "Paris"})]
+        ),
+        types.Content(
+            role="user",
+            parts=[types.Part.from_function_response(name="get_weather", response={"output": "rainy"})],
+        ),
+    ]
+    response = client.models.generate_content(model=model, contents=contents, config=config)
+    assert response.text and "rainy" in response.text
+
+
+def test_streamed_function_call_comes_whole(client: genai.Client, model: str) -> None:
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER])],
+        tool_config=types.ToolConfig(
+            function_calling_config=types.FunctionCallingConfig(
+                mode=types.FunctionCallingConfigMode.ANY, allowed_function_names=["get_weather"]
+            )
+        ),
+        automatic_function_calling=NO_AUTO_CALLS,
+    )
+    chunks = list(
+        client.models.generate_content_stream(model=model, contents="Weather in Rome?", config=config)
+    )
+    calls = [call for chunk in chunks for call in chunk.function_calls or []]
+    assert len(calls) == 1 and calls[0].name == "get_weather"
+    assert isinstance((calls[0].args or {}).get("city"), str)
+    assert chunks[-1].candidates and chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+
+
+def test_thought_signatures_survive_the_round_trip(client: genai.Client, mock_upstream: Mock) -> None:
+    """Gemini 3 refuses a replayed function call without its thought signature: the signature the
+    upstream gave comes back to the client, and from the client's replay to the upstream."""
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER])], automatic_function_calling=NO_AUTO_CALLS
+    )
+    question = types.Content(role="user", parts=[types.Part.from_text(text="Weather in Oslo?")])
+    first = client.models.generate_content(model="gem3", contents=[question], config=config)
+    assert first.candidates and first.candidates[0].content and first.candidates[0].content.parts
+    [part] = first.candidates[0].content.parts
+    assert part.function_call is not None and part.thought_signature
+    marker = new_marker()
+    answer = types.Content(
+        role="user",
+        parts=[
+            types.Part.from_function_response(
+                name="get_weather", response={"output": f"cold mock:capture={marker}"}
+            )
+        ],
+    )
+    second = client.models.generate_content(
+        model="gem3", contents=[question, first.candidates[0].content, answer], config=config
+    )
+    assert second.text and "cold" in second.text
+    [record] = captured(mock_upstream, marker)
+    replayed = record["body"]["contents"][1]["parts"][0]
+    assert replayed["thoughtSignature"] == base64.b64encode(part.thought_signature).decode()
+
+
+def test_thinking_tokens_are_reported(client: genai.Client) -> None:
+    response = client.models.generate_content(model="gem-via-gemini", contents="think mock:thoughts_tokens=7")
+    usage = response.usage_metadata
+    assert usage is not None and usage.thoughts_token_count == 7
+    assert (
+        usage.total_token_count == (usage.prompt_token_count or 0) + (usage.candidates_token_count or 0) + 7
+    )
+
+
+# -- countTokens and embeddings ----------------------------------------------------------------
+
+
+def test_count_tokens(client: genai.Client, model: str) -> None:
+    short = client.models.count_tokens(model=model, contents="hello")
+    long = client.models.count_tokens(model=model, contents="hello " * 50)
+    assert short.total_tokens and long.total_tokens and long.total_tokens > short.total_tokens
+
+
+def test_count_tokens_of_a_whole_request(gw: Gateway, key: str) -> None:
+    contents = [{"role": "user", "parts": [{"text": "hello there"}]}]
+    bare = httpx.post(
+        f"{gw.url}/v1beta/models/gem-via-openai:countTokens",
+        json={"contents": contents},
+        headers={"x-goog-api-key": key},
+        timeout=10,
+    )
+    whole = httpx.post(
+        f"{gw.url}/v1beta/models/gem-via-openai:countTokens",
+        json={
+            "generateContentRequest": {
+                "model": "models/gem-via-openai",
+                "contents": contents,
+                "systemInstruction": {"parts": [{"text": "a long system prompt " * 5}]},
+            }
+        },
+        headers={"x-goog-api-key": key},
+        timeout=10,
+    )
+    assert bare.status_code == whole.status_code == 200
+    assert whole.json()["totalTokens"] > bare.json()["totalTokens"] > 0
+
+
+def test_embed_content(client: genai.Client) -> None:
+    result = client.models.embed_content(
+        model="text-embedding-3-small",
+        contents=["first text", "second text"],
+        config=types.EmbedContentConfig(output_dimensionality=16, task_type="RETRIEVAL_DOCUMENT"),
+    )
+    assert result.embeddings is not None and len(result.embeddings) == 2
+    assert all(len(e.values or []) == 16 for e in result.embeddings)
+    assert result.embeddings[0].values != result.embeddings[1].values
+
+
+def test_embed_content_single(gw: Gateway, key: str) -> None:
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/text-embedding-3-small:embedContent",
+        json={"content": {"parts": [{"text": "one text"}]}, "output_dimensionality": 8},
+        headers={"x-goog-api-key": key},
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+    assert len(resp.json()["embedding"]["values"]) == 8
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+def test_key_in_the_query_string(gw: Gateway, key: str) -> None:
+    body = {"contents": [{"parts": [{"text": "hello by query key"}]}]}
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/gem-via-openai:generateContent?key={key}", json=body, timeout=10
+    )
+    assert resp.status_code == 200, resp.text
+    assert "hello by query key" in resp.json()["candidates"][0]["content"]["parts"][0]["text"]
+    streamed = httpx.post(
+        f"{gw.url}/v1beta/models/gem-via-openai:streamGenerateContent?alt=sse&key={key}",
+        json=body,
+        timeout=10,
+    )
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+    assert streamed.text.startswith("data: {") and '"finishReason":"STOP"' in streamed.text
+
+
+@pytest.mark.parametrize(
+    "headers, url_key",
+    [({}, None), ({"x-goog-api-key": "sk-sb-not-a-real-key"}, None), ({}, "AIzaSyNotAGatewayKey")],
+)
+def test_no_or_wrong_key_is_401_in_google_format(
+    gw: Gateway, headers: dict[str, str], url_key: str | None
+) -> None:
+    query = f"?key={url_key}" if url_key else ""
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/gem-via-openai:generateContent{query}",
+        json={"contents": [{"parts": [{"text": "hi"}]}]},
+        headers=headers,
+        timeout=10,
+    )
+    assert resp.status_code == 401
+    error = resp.json()["error"]
+    assert error["code"] == 401 and error["status"] == "UNAUTHENTICATED" and error["message"]
+
+
+def test_sdk_sees_a_client_error_without_key(gw: Gateway) -> None:
+    anonymous = genai.Client(api_key="wrong-key", http_options={"base_url": gw.url})
+    with pytest.raises(errors.ClientError) as info:
+        anonymous.models.generate_content(model="gem-via-openai", contents="hi")
+    assert info.value.code == 401 and info.value.status == "UNAUTHENTICATED"
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, body, status, phrase",
+    [
+        (
+            "/v1beta/models/bad%20name:generateContent",
+            {"contents": [{"parts": [{"text": "x"}]}]},
+            400,
+            "malformed",
+        ),
+        ("/v1beta/models/:generateContent", {"contents": [{"parts": [{"text": "x"}]}]}, 400, "malformed"),
+        (
+            "/v1beta/models/no-such-model:generateContent",
+            {"contents": [{"parts": [{"text": "x"}]}]},
+            404,
+            "no-such-model",
+        ),
+        ("/v1beta/models/gem-via-openai:summonDragons", {}, 404, "summonDragons"),
+        ("/v1beta/models/gem-via-openai", {}, 404, "not served"),
+        ("/v1beta/models/gem-via-openai:generateContent", {"contents": []}, 400, "contents is not specified"),
+        (
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"temperature": "hot"}},
+            400,
+            "generationConfig.temperature' (TYPE_FLOAT)",
+        ),
+        (
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"temperature": 3}},
+            400,
+            "out of range",
+        ),
+        (
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"parts": [{"text": "x"}]}], "bogus": 1},
+            400,
+            'Unknown name "bogus"',
+        ),
+        (
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"parts": [{"txt": "x"}]}]},
+            400,
+            "contents[0].parts[0]",
+        ),
+        ("/v1beta/models/gem-via-openai:generateContent", {"contents": "hello"}, 400, "TYPE_ARRAY"),
+        (
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"role": "robot", "parts": [{"text": "x"}]}]},
+            400,
+            "valid role",
+        ),
+        (
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"parts": [{"text": "x"}]}], "tools": [{"googleSearch": {}}]},
+            400,
+            "googleSearch",
+        ),
+        (
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "%%%"}}]}]},
+            400,
+            "base64",
+        ),
+        (
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"parts": [{"fileData": {"fileUri": "gs://bucket/cat.png"}}]}]},
+            400,
+            "fileUri",
+        ),
+        (
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}]},
+            400,
+            "answers no functionCall",
+        ),
+        (
+            "/v1beta/models/text-embedding-3-small:batchEmbedContents",
+            {"requests": [{"model": "models/other", "content": {"parts": [{"text": "x"}]}}]},
+            400,
+            "not the model",
+        ),
+    ],
+)
+def test_bad_requests_answer_in_google_format(
+    gw: Gateway, key: str, path: str, body: Any, status: int, phrase: str
+) -> None:
+    resp = httpx.post(f"{gw.url}{path}", json=body, headers={"x-goog-api-key": key}, timeout=10)
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == status
+    assert error["status"] == {400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}[status]
+    assert phrase in error["message"]
+
+
+def test_malformed_json_and_content_type(gw: Gateway, key: str) -> None:
+    url = f"{gw.url}/v1beta/models/gem-via-openai:generateContent"
+    bad = httpx.post(
+        url, content=b"{nope", headers={"x-goog-api-key": key, "content-type": "application/json"}, timeout=10
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["status"] == "INVALID_ARGUMENT"
+    text = httpx.post(
+        url, content=b"hi", headers={"x-goog-api-key": key, "content-type": "text/plain"}, timeout=10
+    )
+    assert text.status_code == 415 and text.json()["error"]["code"] == 415
+    big = httpx.post(url, content=b"x" * (300 * 1024), headers={"x-goog-api-key": key}, timeout=10)
+    assert big.status_code == 413 and big.json()["error"]["code"] == 413
+    # The server keeps serving.
+    ok = httpx.post(
+        url,
+        json={"contents": [{"parts": [{"text": "still here"}]}]},
+        headers={"x-goog-api-key": key},
+        timeout=10,
+    )
+    assert ok.status_code == 200
+
+
+def test_sdk_raises_client_error_for_bad_fields(client: genai.Client) -> None:
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(
+            model="gem-via-openai", contents="hi", config=types.GenerateContentConfig(candidate_count=99)
+        )
+    assert info.value.code == 400 and "candidateCount" in (info.value.message or "")
+
+
+# -- upstream errors -----------------------------------------------------------------------------
+
+
+def test_upstream_rate_limit(client: genai.Client, model: str) -> None:
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model=model, contents="mock:status=429 mock:retry_after=7")
+    assert info.value.code == 429 and info.value.status == "RESOURCE_EXHAUSTED"
+    assert info.value.details["error"]["details"] == [
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}
+    ]
+
+
+def test_upstream_failure_mid_stream(client: genai.Client, model: str) -> None:
+    received: list[str] = []
+    with pytest.raises(errors.APIError) as info:
+        for chunk in client.models.generate_content_stream(
+            model=model, contents="a longer answer please mock:fail_after=4"
+        ):
+            received.append(chunk.text or "")
+    assert received  # text arrived before the failure
+    assert info.value.code >= 500
+
+
+# -- the chain -----------------------------------------------------------------------------------
+
+
+def _issue(gw: Gateway, **body: Any) -> str:
+    resp = httpx.post(
+        f"{gw.url}/admin/v1/keys", json=body, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10
+    )
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["key"])
+
+
+def test_the_keys_limits_and_model_rules_apply(gw: Gateway) -> None:
+    limited = genai.Client(
+        api_key=_issue(gw, models=["gem-via-openai"], rpm_limit=1), http_options={"base_url": gw.url}
+    )
+    assert limited.models.generate_content(model="gem-via-openai", contents="first").text
+    with pytest.raises(errors.ClientError) as slow:
+        limited.models.generate_content(model="gem-via-openai", contents="second")
+    assert slow.value.code == 429 and slow.value.status == "RESOURCE_EXHAUSTED"
+    with pytest.raises(errors.ClientError) as denied:
+        limited.models.count_tokens(model="gem-via-anthropic", contents="not mine")
+    assert denied.value.code == 403 and denied.value.status == "PERMISSION_DENIED"
+
+
+# -- the Gemini CLI ------------------------------------------------------------------------------
+
+# The shapes the Gemini CLI sends (through the JS SDK): its chat generation config, function
+# declarations as parametersJsonSchema, call ids echoed in the function responses, thoughts and
+# signatures in the replayed history, and streaming with ?alt=sse and x-goog-api-key.
+CLI_TOOLS = [
+    {
+        "functionDeclarations": [
+            {
+                "name": "read_file",
+                "description": "Reads a file",
+                "parametersJsonSchema": {
+                    "type": "object",
+                    "properties": {"absolute_path": {"type": "string"}},
+                    "required": ["absolute_path"],
+                },
+            },
+            {
+                "name": "run_shell_command",
+                "description": "Runs a command",
+                "parametersJsonSchema": {
+                    "type": "object",
+                    "properties": {"command": {"type": "string"}},
+                    "required": ["command"],
+                },
+            },
+        ]
+    }
+]
+CLI_CONFIG = {
+    "temperature": 1,
+    "topP": 0.95,
+    "topK": 64,
+    "thinkingConfig": {"includeThoughts": True, "thinkingBudget": 8192},
+}
+
+
+def _cli_stream(gw: Gateway, key: str, model: str, contents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    body = {
+        "contents": contents,
+        "systemInstruction": {"role": "user", "parts": [{"text": "You are a CLI agent."}]},
+        "tools": CLI_TOOLS,
+        "generationConfig": CLI_CONFIG,
+    }
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/{model}:streamGenerateContent?alt=sse",
+        json=body,
+        headers={"x-goog-api-key": key, "User-Agent": "GeminiCLI/0.20.0/gemini-2.5-pro (linux; x64)"},
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    events = [orjson.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: ")]
+    assert events and all("candidates" in e for e in events)
+    return events
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-pro", "gemini-2.5-flash"])
+def test_gemini_cli_request_shapes(gw: Gateway, key: str, model: str) -> None:
+    ask = {"role": "user", "parts": [{"text": "Show me README.md"}]}
+    first = _cli_stream(gw, key, model, [ask])
+    # What the CLI checks: a finish reason, and a whole function call with an id to answer.
+    assert first[-1]["candidates"][0]["finishReason"] == "STOP"
+    calls = [
+        p["functionCall"]
+        for e in first
+        for p in e["candidates"][0]["content"]["parts"]
+        if "functionCall" in p
+    ]
+    assert len(calls) == 1 and calls[0]["name"] == "read_file" and calls[0]["id"]
+    history = [
+        ask,
+        {
+            "role": "model",
+            "parts": [
+                {"text": "Let me look.", "thought": True},
+                {"functionCall": calls[0], "thoughtSignature": "c2lnbmF0dXJl"},
+            ],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {
+                    "functionResponse": {
+                        "id": calls[0]["id"],
+                        "name": "read_file",
+                        "response": {"output": "# Switchboard"},
+                    }
+                }
+            ],
+        },
+    ]
+    second = _cli_stream(gw, key, model, history)
+    text = "".join(p.get("text", "") for e in second for p in e["candidates"][0]["content"]["parts"])
+    assert "# Switchboard" in text
+    assert second[-1]["candidates"][0]["finishReason"] == "STOP"
+    assert second[-1]["usageMetadata"]["promptTokenCount"] > 0
