@@ -74,6 +74,10 @@ def wants_thoughts(ctx: RequestContext) -> bool:
 
 
 class _GoogleErrors:
+    # No provider speaks this wire format to the gateway as a pass-through (pipeline/native.py):
+    # every attempt is translated, so ``native`` replies never reach these encoders.
+    dialect = "gemini"
+
     def encode_error(self, error: GatewayError) -> bytes:
         return errors.encode_error(error)
 
@@ -101,12 +105,12 @@ class GeminiGenerate(_GoogleErrors):
         if decoded.include_thoughts:
             _remember_thoughts(ctx)
 
-    def encode(self, ctx: RequestContext, body: JSON) -> bytes:
+    def encode(self, ctx: RequestContext, body: JSON, native: bool = False) -> bytes:
         model = answered_model(ctx, body.get("model"))
         return orjson.dumps(generate_content_response(body, model, wants_thoughts(ctx)))
 
     async def encode_stream(
-        self, ctx: RequestContext, batches: AsyncIterator[list[JSON]]
+        self, ctx: RequestContext, batches: AsyncIterator[list[JSON]], native: bool = False
     ) -> AsyncGenerator[bytes, None]:
         thoughts = wants_thoughts(ctx)
         encoder: StreamEncoder | None = None
@@ -138,11 +142,11 @@ class _Json(_GoogleErrors):
     def decode(self, ctx: RequestContext) -> None:
         ctx.request = self._decode(ctx.body, path_model(ctx))
 
-    def encode(self, ctx: RequestContext, body: JSON) -> bytes:
+    def encode(self, ctx: RequestContext, body: JSON, native: bool = False) -> bytes:
         return orjson.dumps(self._answer(body))
 
     async def encode_stream(
-        self, ctx: RequestContext, batches: AsyncIterator[list[JSON]]
+        self, ctx: RequestContext, batches: AsyncIterator[list[JSON]], native: bool = False
     ) -> AsyncGenerator[bytes, None]:
         raise TypeError(f"{self.operation} does not stream")
         yield b""  # pragma: no cover - makes this an async generator
