@@ -47,10 +47,9 @@ def refused(request: dict[str, Any], t: Target | None = None) -> UnsupportedPara
 
 
 def at(body: dict[str, Any], path: str) -> Any:
-    for key in path.split("."):
-        assert isinstance(body, dict) and key in body, f"{path} not in {body}"
-        body = body[key]
-    return body
+    value = capabilities.at(body, path)  # the framework's dot paths: digit segments index lists
+    assert value is not capabilities.MISSING, f"{path} not in {body}"
+    return value
 
 
 # -- the capability matrix ----------------------------------------------------------------------
@@ -60,7 +59,7 @@ def at(body: dict[str, Any], path: str) -> Any:
 @pytest.mark.parametrize("row", REQUEST_ROWS, ids=lambda r: r.name)
 def test_every_request_cell_is_what_the_adapter_does(kind: str, row: Row) -> None:
     cell = capabilities.table(kind)[row.name]
-    request = {"messages": HI, **row.example}
+    request = {"messages": HI, **capabilities.example(kind, row)}
     if cell.kind == "refused":
         error = refused(request, target(kind))
         assert error.param == row.param and kind in error.message

@@ -34,6 +34,9 @@ TABLE: Table = seed(
         "messages.0.content.0.cache_control",
         "on the block made from the part (system parts: system blocks; tools[i]: the tool)",
     ),
+    document=translated("messages.0.content.0.source",
+                        "a document block as written (citations, context kept)"),
+    **{"tool.is_error": translated("messages.2.content.0.is_error", "tool_result.is_error")},
     image_url__detail_is_low=refused("no resolution control; 'high' and 'auto' are the normal handling"),
     reasoning=translated("choices.0.message.reasoning_content", "thinking blocks (stream: thinking_delta)"),
     reasoning__signature=translated(

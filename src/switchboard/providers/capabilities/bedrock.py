@@ -40,6 +40,9 @@ TABLE: Table = seed(
     tools__strict=translated("toolConfig.tools.0.toolSpec.strict", "per tool"),
     cache_control=translated("messages.0.content.1.cachePoint", "a cachePoint block after the part (also in "
                              "system and toolConfig.tools)"),
+    document=translated("messages.0.content.0.text", "text documents as text (title first); base64 PDF, "
+                        "Word, Excel: a document block (format, name, source.bytes)"),
+    **{"tool.is_error": translated("messages.2.content.0.toolResult.status", "status: error")},
     image_url__detail_is_low=refused("Converse has no image resolution control"),
     # Response features.
     reasoning=translated("choices.0.message.reasoning_content", "from reasoningContent blocks"),

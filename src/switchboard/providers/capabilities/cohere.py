@@ -27,6 +27,9 @@ TABLE: Table = seed(
     tool_choice_is_none=translated("tool_choice", "NONE"),
     tools__strict=translated("strict_tools", "only when every tool is strict; mixed: 400"),
     cache_control=translated(note="Cohere has no prompt caching control; breakpoints removed"),
+    document=translated("messages.0.content.0.text", "text documents as text (title first); PDF refused "
+                        "(a 400: no file part)"),
+    **{"tool.is_error": translated(note="content prefixed 'Error: '")},
     image_url__detail_is_low=translated("messages.0.content.0.image_url.detail"),
     reasoning=translated("choices.0.message.reasoning_content", "thinking content blocks"),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens"),

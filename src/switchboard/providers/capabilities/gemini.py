@@ -45,6 +45,10 @@ CELLS: dict[str, Cell] = {
     "image_url.detail:low": translated(
         f"{_CONFIG}.mediaResolution", "MEDIA_RESOLUTION_LOW when every image asks for 'low'"
     ),
+    "document": translated("contents.0.parts.0.text", "text documents as text (title first); base64 (PDF): "
+                           "inlineData"),
+    "tool.is_error": translated("contents.2.parts.0.functionResponse.response.result",
+                                "the result text prefixed 'Error: '"),
     "user": refused("the Gemini API has no end-user field"),
     "metadata": refused("the Gemini API has no metadata field"),
     "safety_identifier": refused("no equivalent"),

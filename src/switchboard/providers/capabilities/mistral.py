@@ -24,6 +24,9 @@ TABLE: Table = seed(
     tool_choice=translated("tool_choice", "'required' → 'any'"),
     thinking=refused("send reasoning_effort"),
     cache_control=translated(note="Mistral has no breakpoints (it caches prefixes itself); removed"),
+    document=translated("messages.0.content.0.text", "text documents as text (title first); PDF refused "
+                        "(a 400)"),
+    **{"tool.is_error": translated(note="content prefixed 'Error: '")},
     image_url__detail_is_low=translated("messages.0.content.0.image_url.detail"),
     reasoning=translated("choices.0.message.reasoning_content", "thinking chunks"),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens"),
