@@ -17,7 +17,8 @@ Translation (canonical -> Mistral), beyond the identical fields:
 - Tool call ids must be exactly 9 characters of ``[A-Za-z0-9]``. Other ids (``call_...`` from
   OpenAI or another provider) are replaced by a 9-character digest of the id, so a call and its
   result keep matching within and across requests; Mistral's own ids pass through unchanged.
-- What Mistral lacks (``user``, ``safety_identifier``, logprobs, logit_bias, ``top_k``,
+- ``user`` (no Mistral field) is accepted and not sent: an end-user id does not change the output.
+- What Mistral lacks (``safety_identifier``, logprobs, logit_bias, ``top_k``,
   ``thinking``, ...) is refused, or dropped with ``drop_params``, from the capability table
   (``capabilities/mistral.py``). ``cache_control`` breakpoints are removed (Mistral has none);
   ``image_url.detail`` is kept (``ImageURL.detail``).
@@ -61,7 +62,9 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
 # Not sent: stream_options (usage always streamed) and the gateway's own field.
-_DROPPED = ("stream_options", "drop_params")
+# Not sent: stream usage always comes; drop_params is the gateway's; ``user`` has no Mistral
+# field (accepted, per the capability table: an end-user id does not change the output).
+_DROPPED = ("stream_options", "drop_params", "user")
 
 _TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
 _ALPHABET = string.ascii_letters + string.digits

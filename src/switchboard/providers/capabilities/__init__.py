@@ -89,6 +89,11 @@ def refused(note: str = "") -> Cell:
 
 Table = dict[str, Cell]
 
+# ``user`` where the provider has no end-user field: accepted and not sent. An end-user id does
+# not change the output, and clients send it unasked (Claude Code's metadata.user_id arrives as
+# ``user`` through /v1/messages), so refusing it would fail those clients for nothing.
+NOT_SENT_USER = translated(note="no end-user field upstream: not sent")
+
 
 def seed(translates: Iterable[str], **cells: Cell) -> Table:
     """A table where the rows named in ``translates`` are translated to the field of the same

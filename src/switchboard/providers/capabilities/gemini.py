@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import Cell, Table, refused, seed, translated
+from switchboard.providers.capabilities import NOT_SENT_USER, Cell, Table, refused, seed, translated
 
 _CONFIG = "generationConfig"
 _FCC = "toolConfig.functionCallingConfig"
@@ -49,7 +49,9 @@ CELLS: dict[str, Cell] = {
                            "inlineData"),
     "tool.is_error": translated("contents.2.parts.0.functionResponse.response.result",
                                 "the result text prefixed 'Error: '"),
-    "user": refused("the Gemini API has no end-user field"),
+    # An end-user id does not change the output, and clients send it unasked (Claude Code's
+    # metadata.user_id): accepted, not sent. Vertex sends it as a label.
+    "user": NOT_SENT_USER,
     "metadata": refused("the Gemini API has no metadata field"),
     "safety_identifier": refused("no equivalent"),
     "prompt_cache_key": refused("no equivalent (caching is implicit)"),

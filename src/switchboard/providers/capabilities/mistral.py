@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import Table, passed, refused, seed, translated
+from switchboard.providers.capabilities import NOT_SENT_USER, Table, passed, refused, seed, translated
 
 _PASSED = (
     "max_tokens", "temperature", "top_p", "n", "stop", "tools", "parallel_tool_calls", "response_format",
@@ -19,6 +19,7 @@ TABLE: Table = seed(
     (),
     **{name: passed() for name in _PASSED},
     stream_options=translated(note="not sent: Mistral streams usage on the last chunk"),
+    user=NOT_SENT_USER,
     max_completion_tokens=translated("max_tokens"),
     seed=translated("random_seed"),
     tool_choice=translated("tool_choice", "'required' → 'any'"),
