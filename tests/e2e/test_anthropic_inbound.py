@@ -246,6 +246,21 @@ def test_a_tool_error_reaches_every_upstream_as_an_error(
     assert expected in found
 
 
+def test_adaptive_thinking_goes_to_anthropic_and_is_a_clear_400_elsewhere(
+    client: anthropic.Anthropic, model: str
+) -> None:
+    ask: dict[str, Any] = {"model": model, "max_tokens": 2048,
+                           "messages": [{"role": "user", "content": "hi"}],
+                           "extra_body": {"thinking": {"type": "adaptive"}}}
+    if model == "claude-via-anthropic":
+        assert client.messages.create(**ask).stop_reason == "end_turn"
+        return
+    with pytest.raises(anthropic.BadRequestError) as err:  # no equivalent: refused, not dropped
+        client.messages.create(**ask)
+    assert err.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "thinking" in err.value.message
+
+
 # -- streaming ---------------------------------------------------------------------------------
 
 
