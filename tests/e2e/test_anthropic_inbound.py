@@ -223,6 +223,26 @@ def test_a_plain_text_document_reaches_every_upstream(
         assert "Notes\n\nThe sky is teal today." in found
 
 
+def test_a_pdf_reaches_every_upstream_in_its_own_file_block(
+    client: anthropic.Anthropic, model: str, mock_upstream: Mock
+) -> None:
+    pdf = base64.b64encode(b"%PDF-1.4\n%mock\n").decode()
+    marker = new_marker()
+    client.messages.create(model=model, max_tokens=100, messages=[{"role": "user", "content": [
+        {"type": "document", "title": "Report", "source": {"type": "base64", "media_type": "application/pdf",
+                                                           "data": pdf}},
+        {"type": "text", "text": f"Sum it up. mock:capture={marker}"},
+    ]}])
+    expected = {
+        "claude-via-anthropic": {"type": "document", "title": "Report",
+                                 "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}},
+        "claude-via-bedrock": {"format": "pdf", "name": "Report", "source": {"bytes": pdf}},
+        "claude-via-gemini": {"mimeType": "application/pdf", "data": pdf},  # inlineData
+        "claude-via-openai": {"file_data": f"data:application/pdf;base64,{pdf}", "filename": "Report"},
+    }[model]
+    assert expected in list(leaves(upstream_body(mock_upstream, marker)))
+
+
 def test_a_tool_error_reaches_every_upstream_as_an_error(
     client: anthropic.Anthropic, model: str, mock_upstream: Mock
 ) -> None:
