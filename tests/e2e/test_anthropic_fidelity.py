@@ -120,7 +120,9 @@ def test_reasoning_effort_returns_reasoning_content(oai: openai.OpenAI, mock_ups
         "budget_tokens": 1024,
     }
     message = extra(resp.choices[0].message)
-    assert message["reasoning_content"].startswith("The user said: Think about it")
+    # The mock thinks aloud about the prompt, as it was sent.
+    thought = f"Let me think it through. The user said: Think about it mock:capture={marker}"
+    assert message["reasoning_content"] == thought
     [block] = message["thinking_blocks"]
     assert block["type"] == "thinking" and block["thinking"] == message["reasoning_content"]
     assert block["signature"].startswith("sig-")

@@ -14,7 +14,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 PIXEL = base64.b64encode(
     base64.b64decode(
@@ -182,6 +182,103 @@ def test_stop_sequences_and_sampling_are_accepted(client: anthropic.Anthropic, m
     )
     assert message.stop_reason in ("end_turn", "stop_sequence")
     assert text_of(message)
+
+
+# -- documents and tool errors, as the upstream received them ----------------------------------
+
+NOTES = {"type": "document", "title": "Notes",
+         "source": {"type": "text", "media_type": "text/plain", "data": "The sky is teal today."}}
+
+
+def leaves(value: Any) -> Iterator[Any]:
+    """Every dict and string inside a JSON value (to find a block wherever a dialect puts it)."""
+    if isinstance(value, dict):
+        yield value
+        for inner in value.values():
+            yield from leaves(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from leaves(inner)
+    else:
+        yield value
+
+
+def upstream_body(mock: Mock, marker: str) -> Any:
+    return captured(mock, marker)[-1]["body"]
+
+
+def test_a_plain_text_document_reaches_every_upstream(
+    client: anthropic.Anthropic, model: str, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    message = client.messages.create(model=model, max_tokens=100, messages=[{"role": "user", "content": [
+        NOTES, {"type": "text", "text": f"What colour is the sky? mock:capture={marker}"},
+    ]}])
+    assert message.stop_reason == "end_turn"
+    found = list(leaves(upstream_body(mock_upstream, marker)))
+    if model == "claude-via-anthropic":  # same dialect: the block as sent
+        assert {k: v for d in found if isinstance(d, dict) and d.get("type") == "document"
+                for k, v in d.items()} == NOTES
+    else:  # no document block of their own: the title, then the text
+        assert "Notes\n\nThe sky is teal today." in found
+
+
+def test_a_pdf_reaches_every_upstream_in_its_own_file_block(
+    client: anthropic.Anthropic, model: str, mock_upstream: Mock
+) -> None:
+    pdf = base64.b64encode(b"%PDF-1.4\n%mock\n").decode()
+    marker = new_marker()
+    client.messages.create(model=model, max_tokens=100, messages=[{"role": "user", "content": [
+        {"type": "document", "title": "Report", "source": {"type": "base64", "media_type": "application/pdf",
+                                                           "data": pdf}},
+        {"type": "text", "text": f"Sum it up. mock:capture={marker}"},
+    ]}])
+    expected = {
+        "claude-via-anthropic": {"type": "document", "title": "Report",
+                                 "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}},
+        "claude-via-bedrock": {"format": "pdf", "name": "Report", "source": {"bytes": pdf}},
+        "claude-via-gemini": {"mimeType": "application/pdf", "data": pdf},  # inlineData
+        "claude-via-openai": {"file_data": f"data:application/pdf;base64,{pdf}", "filename": "Report"},
+    }[model]
+    assert expected in list(leaves(upstream_body(mock_upstream, marker)))
+
+
+def test_a_tool_error_reaches_every_upstream_as_an_error(
+    client: anthropic.Anthropic, model: str, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    client.messages.create(model=model, max_tokens=100, tools=[WEATHER], messages=[
+        {"role": "user", "content": f"Weather in Atlantis? mock:capture={marker}"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Atlantis"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_01", "content": "no such city", "is_error": True}]},
+    ])
+    found = list(leaves(upstream_body(mock_upstream, marker)))
+    expected = {
+        "claude-via-anthropic": {"type": "tool_result", "tool_use_id": "toolu_01", "content": "no such city",
+                                 "is_error": True},
+        "claude-via-bedrock": {"toolUseId": "toolu_01", "content": [{"text": "no such city"}],
+                               "status": "error"},
+        "claude-via-gemini": {"result": "Error: no such city"},  # functionResponse.response
+        "claude-via-openai": {"role": "tool", "tool_call_id": "toolu_01", "content": "Error: no such city"},
+    }[model]
+    assert expected in found
+
+
+def test_adaptive_thinking_goes_to_anthropic_and_is_a_clear_400_elsewhere(
+    client: anthropic.Anthropic, model: str
+) -> None:
+    ask: dict[str, Any] = {"model": model, "max_tokens": 2048,
+                           "messages": [{"role": "user", "content": "hi"}],
+                           "extra_body": {"thinking": {"type": "adaptive"}}}
+    if model == "claude-via-anthropic":
+        assert client.messages.create(**ask).stop_reason == "end_turn"
+        return
+    with pytest.raises(anthropic.BadRequestError) as err:  # no equivalent: refused, not dropped
+        client.messages.create(**ask)
+    assert err.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "thinking" in err.value.message
 
 
 # -- streaming ---------------------------------------------------------------------------------

@@ -382,7 +382,9 @@ def test_fallback_to_openai_answers_in_anthropic_format(
     assert first["path"] == "/v1/messages" and first["body"]["model"] == UPSTREAM_MODEL
     # The fallback was translated: an OpenAI Chat body, the system prompt a system message.
     assert second["path"] == "/v1/chat/completions" and second["body"]["model"] == "gpt-4o-mini"
-    assert second["body"]["messages"][0] == {"role": "system", "content": "Be brief."}
+    # System blocks stay apart as text parts (the canonical form; OpenAI takes them as such).
+    system = {"role": "system", "content": [{"type": "text", "text": "Be brief."}]}
+    assert second["body"]["messages"][0] == system
 
 
 # -- bad input ------------------------------------------------------------------------------------

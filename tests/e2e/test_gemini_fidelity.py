@@ -133,8 +133,10 @@ def test_strict_tools_ask_for_validated_calls(client: openai.OpenAI, mock_upstre
 
 
 def test_user_and_metadata(client: openai.OpenAI, mock_upstream: Mock) -> None:
-    refused(client, "user", user="user-7")
     refused(client, "metadata", metadata={"team": "search"})
+    marker = new_marker()
+    ask(client, marker, user="user-7")  # no end-user field on the Gemini API: accepted, not sent
+    assert "user-7" not in str(sent(mock_upstream, marker))
     marker = new_marker()
     ask(client, marker, "vertex-flash", user="user-7", metadata={"team": "search"})
     assert sent(mock_upstream, marker)["labels"] == {"team": "search", "user": "user-7"}

@@ -399,8 +399,16 @@ def test_all_strict_tools_turn_strict_tools_on(co: openai.OpenAI, mock_upstream:
     assert sent_to_cohere(mock_upstream, marker)["strict_tools"] is True
 
 
+def test_user_is_accepted_and_not_sent(co: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Cohere has no end-user field; an end-user id does not change the output (capability table).
+    marker = new_marker()
+    co.chat.completions.create(model="command-a", messages=ask(f"hi mock:capture={marker}"),
+                               user="end-user-7")
+    assert "end-user-7" not in str(sent_to_cohere(mock_upstream, marker))
+
+
 @pytest.mark.parametrize(("param", "value"), [
-    ("user", "end-user-7"), ("metadata", {"app": "demo"}), ("parallel_tool_calls", False),
+    ("metadata", {"app": "demo"}), ("parallel_tool_calls", False),
 ])
 def test_fields_cohere_lacks_are_refused_or_dropped_on_request(
     co: openai.OpenAI, mock_upstream: Mock, param: str, value: Any

@@ -8,32 +8,21 @@ from typing import Any
 import pytest
 
 from switchboard.errors import UnsupportedParameter
-from switchboard.providers.capabilities import table
+from switchboard.providers.capabilities import MISSING, at, example, table
 from switchboard.providers.capabilities.rows import REQUEST_ROWS, Row
 from tests.unit.test_bedrock_request import build, target
 
 CELLS = table("bedrock")
-# Where a row's example does not ask for the feature on Converse: json_object is a value Converse
-# refuses (json_schema is the feature it translates), and a tool_choice needs tools to choose from.
-EXAMPLES: dict[str, dict[str, Any]] = {
-    "response_format": {"response_format": {"type": "json_schema", "json_schema": {
-        "name": "x", "schema": {"type": "object"}}}},
-    "tool_choice": {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
-}
 
 
 def request(row: Row) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": "hi"}], **EXAMPLES.get(row.name, row.example)}
+    # The table's own probe (EXAMPLES in capabilities/bedrock.py) where the generic one cannot ask.
+    return {"messages": [{"role": "user", "content": "hi"}], **example("bedrock", row)}
 
 
 def lands(body: Any, path: str) -> bool:
-    """Whether the dot path exists in the body (lists are walked through)."""
-    if not path:
-        return True
-    head, _, rest = path.partition(".")
-    if isinstance(body, list):
-        return any(lands(item, path) for item in body)
-    return isinstance(body, dict) and head in body and lands(body[head], rest)
+    """Whether the dot path (the framework's: digit segments index lists) exists in the body."""
+    return not path or at(body, path) is not MISSING
 
 
 REFUSED = [r for r in REQUEST_ROWS if CELLS[r.name].kind == "refused"]

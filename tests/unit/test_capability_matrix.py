@@ -63,8 +63,8 @@ def upstream_body(key: str, request: dict[str, Any], drop_params: bool = False) 
     return body
 
 
-def probe(row: Row) -> dict[str, Any]:
-    return {"model": "m", "messages": [{"role": "user", "content": "hi"}], **row.example}
+def probe(key: str, row: Row) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": "hi"}], **capabilities.example(key, row)}
 
 
 def test_every_preset_has_a_table() -> None:
@@ -83,7 +83,8 @@ def test_every_table_has_a_cell_for_every_row(key: str) -> None:
 @pytest.mark.parametrize("key", KEYS)
 def test_request_cell(key: str, row: str) -> None:
     cell, the_row = table(key)[row], ROWS[row]
-    request = probe(the_row)
+    request = probe(key, the_row)
+    assert the_row.present(request), "the probe must use the feature of its row"
     if cell.kind == "refused":
         with pytest.raises(UnsupportedParameter) as err:
             upstream_body(key, request)
@@ -94,7 +95,7 @@ def test_request_cell(key: str, row: str) -> None:
         return
     body = upstream_body(key, request)
     if cell.kind == "passed":
-        for name, value in the_row.example.items():
+        for name, value in capabilities.example(key, the_row).items():
             assert body.get(name) == value, name
     elif cell.to:
         assert at(body, cell.to) is not MISSING, f"{cell.to} not in {body}"
@@ -138,3 +139,9 @@ def test_the_refusal_names_the_variant() -> None:
     t = target("openai-compatible:groq")
     with pytest.raises(UnsupportedParameter, match="with preset 'groq'"):
         capabilities.check({"model": "m", "messages": [], "n": 2}, t, "openai-compatible:groq")
+
+
+def test_a_type_example_replaces_the_row_example_for_that_type_only() -> None:
+    row = ROWS["response_format"]
+    assert capabilities.example("bedrock", row)["response_format"]["type"] == "json_schema"
+    assert capabilities.example("gemini", row) == row.example

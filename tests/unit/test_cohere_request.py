@@ -180,8 +180,14 @@ def test_mixed_strictness_is_refused_naming_the_tools() -> None:
     assert "strict_tools" not in body and len(body["tools"]) == 2
 
 
+def test_user_is_accepted_and_not_sent() -> None:
+    # Cohere has no end-user field; an end-user id does not change the output (capability table).
+    body = chat_body({"messages": ask(), "user": "end-user-7"})
+    assert "end-user-7" not in orjson.dumps(body).decode()
+    assert body == chat_body({"messages": ask()})
+
+
 @pytest.mark.parametrize(("extra", "param"), [
-    ({"user": "end-user-7"}, "user"),
     ({"metadata": {"app": "x"}}, "metadata"),
     ({"tools": [TOOL], "parallel_tool_calls": False}, "parallel_tool_calls"),
 ])

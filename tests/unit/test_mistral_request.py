@@ -95,9 +95,15 @@ def test_max_completion_tokens_wins_over_max_tokens() -> None:
     assert body_of(chat(USER, max_tokens=10, max_completion_tokens=20))["max_tokens"] == 20
 
 
-@pytest.mark.parametrize("param", ["user", "safety_identifier", "top_k", "thinking"])
+def test_user_is_accepted_and_not_sent() -> None:
+    # Mistral has no end-user field (and refuses unknown ones); an end-user id does not change
+    # the output, so it is accepted and left out (capability table).
+    assert body_of(chat(USER, user="u-1")) == body_of(chat(USER))
+
+
+@pytest.mark.parametrize("param", ["safety_identifier", "top_k", "thinking"])
 def test_fields_mistral_lacks_are_refused_not_dropped(param: str) -> None:
-    # user and safety_identifier used to vanish in silence; Mistral has no field for them.
+    # safety_identifier used to vanish in silence; Mistral has no field for it.
     value = {"type": "enabled", "budget_tokens": 2048} if param == "thinking" else "u-1"
     with pytest.raises(UnsupportedParameter) as exc:
         body_of(chat(USER, **{param: value}))

@@ -88,7 +88,7 @@ def test_url_document_is_a_400() -> None:
     doc = {"type": "document", "document": {"source": {"type": "url", "url": "https://x.test/a.pdf"}}}
     with pytest.raises(InvalidRequest) as exc:
         body_of({"messages": [{"role": "user", "content": [doc]}]})
-    assert exc.value.param == "messages[0].content[0].document"
+    assert exc.value.param == "messages[0].content[0].document.source.type"  # the field that cannot be sent
 
 
 def test_the_callers_request_is_not_changed() -> None:

@@ -259,10 +259,11 @@ def _check_thinking(thinking: Any, max_tokens: Any, count_only: bool) -> None:
     if thinking is None:
         return
     kind = thinking.get("type") if isinstance(thinking, dict) else None
-    if kind == "disabled":
+    if kind in ("disabled", "adaptive"):  # adaptive: the model sets its own budget (no thinking mocked)
         return
     if kind != "enabled":
-        raise Invalid("thinking: Input tag does not match any of the expected tags: 'enabled', 'disabled'")
+        raise Invalid("thinking: Input tag does not match any of the expected tags: 'adaptive', 'enabled', "
+                      "'disabled'")
     assert isinstance(thinking, dict)
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int) or isinstance(budget, bool):

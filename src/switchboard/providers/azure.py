@@ -79,7 +79,7 @@ class Adapter(NormalisingAdapter):
         return request
 
     def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
-        body = _stream_usage(to_openai(capabilities.check(request, target)), target)
+        body = _stream_usage(to_openai(capabilities.check(request, target), "azure"), target)
         return self._post(self.chat_path, body, target, bool(body.get("stream")))
 
     def completions_request(self, request: JSON, target: Target) -> UpstreamRequest:

@@ -17,13 +17,15 @@ Translation (canonical -> Mistral), beyond the identical fields:
 - Tool call ids must be exactly 9 characters of ``[A-Za-z0-9]``. Other ids (``call_...`` from
   OpenAI or another provider) are replaced by a 9-character digest of the id, so a call and its
   result keep matching within and across requests; Mistral's own ids pass through unchanged.
-- What Mistral lacks (``user``, ``safety_identifier``, logprobs, logit_bias, ``top_k``,
+- ``user`` (no Mistral field) is accepted and not sent: an end-user id does not change the output.
+- What Mistral lacks (``safety_identifier``, logprobs, logit_bias, ``top_k``,
   ``thinking``, ...) is refused, or dropped with ``drop_params``, from the capability table
   (``capabilities/mistral.py``). ``cache_control`` breakpoints are removed (Mistral has none);
   ``image_url.detail`` is kept (``ImageURL.detail``).
 - Canonical extensions in the history: assistant ``reasoning_content`` / ``thinking_blocks`` are
   removed (another provider's reasoning; Mistral takes none back), a tool message with
-  ``is_error: true`` gets its content prefixed "Error: ", ``document`` parts are a 400.
+  ``is_error: true`` gets its content prefixed "Error: ". Plain-text ``document`` parts (user and
+  tool messages) become text (title first); binary ones (PDF) are a 400.
 
 Back (Mistral -> canonical): content given as chunks is joined to text, thinking chunks become
 ``reasoning_content``, tool call arguments given as objects are JSON-encoded, tool call deltas get
@@ -43,7 +45,7 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
-from switchboard.providers import capabilities
+from switchboard.providers import capabilities, documents
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.openai_compatible import (
@@ -60,7 +62,9 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
 # Not sent: stream_options (usage always streamed) and the gateway's own field.
-_DROPPED = ("stream_options", "drop_params")
+# Not sent: stream usage always comes; drop_params is the gateway's; ``user`` has no Mistral
+# field (accepted, per the capability table: an end-user id does not change the output).
+_DROPPED = ("stream_options", "drop_params", "user")
 
 _TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
 _ALPHABET = string.ascii_letters + string.digits
@@ -110,7 +114,25 @@ def _user_part(part: Any, param: str) -> JSON:
         if image.get("detail") in ("auto", "low", "high"):
             out["detail"] = image["detail"]
         return {"type": "image_url", "image_url": out}
+    if kind == "document":
+        return {"type": "text", "text": documents.text_of(part, param, "mistral")}
     raise _unsupported_value(f"content part type {kind!r}", f"{param}.type")
+
+
+def _tool_text(content: Any, param: str) -> Any:
+    """A tool result as text: text parts and plain-text documents (Mistral takes text only here)."""
+    if not isinstance(content, list):
+        return content
+    texts = []
+    for j, part in enumerate(content):
+        if documents.is_document(part):
+            texts.append(documents.text_of(part, f"{param}[{j}]", "mistral"))
+        elif isinstance(part, dict) and part.get("type") == "text":
+            texts.append(part.get("text", ""))
+        else:
+            kind = part.get("type") if isinstance(part, dict) else None
+            raise _unsupported_value(f"content part type {kind!r} in a tool result", f"{param}[{j}].type")
+    return "".join(texts)
 
 
 def _user_content(content: Any, param: str) -> Any:
@@ -147,7 +169,7 @@ def _message(msg: JSON, i: int, names: Mapping[str, str]) -> JSON:
         return out
     if role == "tool":
         call_id = str(msg.get("tool_call_id", ""))
-        text = _joined_text(msg.get("content"))
+        text = _tool_text(msg.get("content"), f"messages[{i}].content")
         # Mistral has no error flag on a tool result: the canonical is_error becomes a prefix.
         out = {"role": "tool", "content": f"Error: {text or ''}" if msg.get("is_error") is True else text}
         out["tool_call_id"] = tool_call_id(call_id)

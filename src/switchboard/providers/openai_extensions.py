@@ -10,8 +10,10 @@ own API takes, so none reaches it raw (OpenAI rejects fields it does not know):
 - assistant ``reasoning_content`` / ``thinking_blocks``: removed. They are another provider's
   reasoning; OpenAI's Chat API takes no reasoning back (its own stays server-side).
 - tool ``is_error: true``: the content is prefixed "Error: " (OpenAI has no such flag).
-- ``document`` parts: base64 PDF sources become ``file`` parts (``file_data`` as a data URL),
-  plain-text sources become text parts (title first); other sources are a 400.
+- ``document`` parts: base64 sources (PDF) become ``file`` parts (``file_data`` as a data URL),
+  plain-text ones (text, content, base64 text/*) text parts (title first); URL sources are a 400.
+
+OpenAI-compatible servers get only the last two (:func:`documents_and_errors`).
 
 ``top_k`` has no OpenAI equivalent and is refused through the capability table.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest
+from switchboard.providers import documents
 from switchboard.providers.base import JSON
 
 _EFFORTS = ((1024, "low"), (8192, "medium"))
@@ -48,31 +51,23 @@ def _without_cache(item: Any) -> Any:
     return item
 
 
-def _document(part: JSON, where: str) -> JSON:
-    doc: JSON = part["document"] if isinstance(part.get("document"), dict) else {}
-    source: JSON = doc["source"] if isinstance(doc.get("source"), dict) else {}
-    kind, data = source.get("type"), source.get("data")
-    title = doc.get("title") if isinstance(doc.get("title"), str) and doc.get("title") else None
-    if kind == "base64" and isinstance(data, str):
-        media = source.get("media_type") or "application/pdf"
-        return {"type": "file", "file": {"file_data": f"data:{media};base64,{data}",
-                                         "filename": title or "document.pdf"}}
-    if kind == "text" and isinstance(data, str):
-        return {"type": "text", "text": f"{title}\n\n{data}" if title else data}
-    raise InvalidRequest(
-        f"document source type {kind!r} is not supported by OpenAI-format upstreams (send base64 or text)",
-        param=where,
-    )
+def _document(part: JSON, where: str, provider_type: str) -> JSON:
+    doc = documents.read(part, where, provider_type)
+    if doc.text is not None:
+        return {"type": "text", "text": documents.as_text(doc)}
+    return {"type": "file", "file": {"file_data": f"data:{doc.media_type};base64,{doc.data}",
+                                     "filename": doc.title or "document.pdf"}}
 
 
-def _parts(content: Any, where: str) -> Any:
+def _parts(content: Any, where: str, provider_type: str, own: bool) -> Any:
     if not isinstance(content, list):
         return content
     out = []
     for j, part in enumerate(content):
-        part = _without_cache(part)
-        if isinstance(part, dict) and part.get("type") == "document":
-            part = _document(part, f"{where}[{j}].document")
+        if own:
+            part = _without_cache(part)
+        if documents.is_document(part):
+            part = _document(part, f"{where}[{j}]", provider_type)
         out.append(part)
     return out
 
@@ -85,12 +80,13 @@ def _error_text(content: Any) -> Any:
     return "Error:"
 
 
-def _message(msg: Any, i: int) -> Any:
+def _message(msg: Any, i: int, provider_type: str, own: bool) -> Any:
     if not isinstance(msg, dict):
         return msg
-    out = {k: v for k, v in msg.items() if k not in ("reasoning_content", "thinking_blocks", "is_error")}
+    dropped = ("reasoning_content", "thinking_blocks", "is_error") if own else ("is_error",)
+    out = {k: v for k, v in msg.items() if k not in dropped}
     if "content" in out:
-        out["content"] = _parts(out["content"], f"messages[{i}].content")
+        out["content"] = _parts(out["content"], f"messages[{i}].content", provider_type, own)
     if msg.get("role") == "tool" and msg.get("is_error") is True:
         out["content"] = _error_text(out.get("content"))
     return out
@@ -108,11 +104,29 @@ def with_effort(request: JSON) -> JSON:
     return body
 
 
-def to_openai(request: JSON) -> JSON:
+def to_openai(request: JSON, provider_type: str = "openai") -> JSON:
     """``request`` (a canonical chat request) with the extensions turned into OpenAI's fields."""
     body = dict(with_effort(request))  # a copy: the caller's request stays as it was
     if isinstance(body.get("messages"), list):
-        body["messages"] = [_message(m, i) for i, m in enumerate(body["messages"])]
+        body["messages"] = [_message(m, i, provider_type, own=True) for i, m in enumerate(body["messages"])]
     if isinstance(body.get("tools"), list):
         body["tools"] = [_without_cache(t) for t in body["tools"]]
     return body
+
+
+def documents_and_errors(request: JSON, provider_type: str) -> JSON:
+    """``request`` with only ``document`` parts and tool ``is_error`` turned into OpenAI's form
+    (for OpenAI-compatible servers, which may take the other extensions: cache breakpoints,
+    history reasoning). No such server reads either field, and an ignored ``is_error`` would make
+    a failed call read as a success."""
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not any(_has_extension(m) for m in messages):
+        return request
+    return {**request, "messages": [_message(m, i, provider_type, own=False) for i, m in enumerate(messages)]}
+
+
+def _has_extension(msg: Any) -> bool:
+    if not isinstance(msg, dict):
+        return False
+    content = msg.get("content")
+    return "is_error" in msg or (isinstance(content, list) and any(documents.is_document(p) for p in content))

@@ -11,18 +11,24 @@ content and blank text, and has a system prompt only at the top. So:
 - an assistant message with nothing to replay keeps its turn with the text ``(no content)``, so the
   user turns around it are not merged into one (a trailing one, a prefill of nothing, is left out);
 - ``cache_control`` on a part becomes a ``cachePoint`` block right after that part's block;
-- assistant ``thinking_blocks`` go first in their turn as ``reasoningContent``, signatures unchanged.
+- assistant ``thinking_blocks`` go first in their turn as ``reasoningContent``, signatures unchanged;
+- ``document`` parts: text documents as text blocks (title first), base64 ones (PDF, Word, Excel)
+  as ``document`` blocks (``format``, a ``name`` made of the title's allowed characters,
+  ``source.bytes``), in user turns and in tool results alike;
+- tool ``is_error: true`` -> ``toolResult.status: "error"``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 import orjson
 
 from switchboard.errors import InvalidRequest
+from switchboard.providers import documents
 from switchboard.providers.base import JSON
 
 SYSTEM_PREFIX = "[system] "
@@ -31,6 +37,17 @@ EMPTY_TURN = "(no content)"
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                  "image/webp": "webp"}
 _TTLS = ("5m", "1h")
+# Document media types Converse accepts as bytes, by the DocumentBlock "format" value (text/* ones
+# arrive decoded, as text).
+DOCUMENT_FORMATS = {
+    "application/pdf": "pdf",
+    "application/msword": "doc",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.ms-excel": "xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+}
+# DocumentBlock.name allows letters, digits, single whitespace, hyphens, parentheses and brackets.
+_NAME_OUT = re.compile(r"[^A-Za-z0-9\s()\[\]-]+")
 
 
 def conversation(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
@@ -137,6 +154,8 @@ def _user_blocks(content: Any, i: int) -> list[JSON]:
             block = {"text": part["text"]}
         elif kind == "image_url":
             block = image_block(part["image_url"]["url"], where)
+        elif kind == "document":
+            block = document_block(part, where)
         else:
             raise InvalidRequest(
                 f"content part type '{kind}' is not supported by provider type 'bedrock'",
@@ -165,6 +184,26 @@ def image_block(url: str, where: str) -> JSON:
     except (binascii.Error, ValueError):
         raise InvalidRequest("image data URL is not valid base64", param=param) from None
     return {"image": {"format": fmt, "source": {"bytes": data}}}
+
+
+def document_block(part: JSON, where: str) -> JSON:
+    doc = documents.read(part, where, "bedrock")
+    if doc.text is not None:
+        return {"text": documents.as_text(doc) or EMPTY_TURN}  # Converse refuses blank text
+    fmt = DOCUMENT_FORMATS.get(doc.media_type)
+    if fmt is None:
+        raise InvalidRequest(
+            f"{doc.media_type} documents are not supported by provider type 'bedrock' "
+            f"(send one of {', '.join(DOCUMENT_FORMATS)}, or text)",
+            param=f"{where}.document.source.media_type",
+        )
+    name = " ".join(_NAME_OUT.sub(" ", doc.title or "").split())[:200] or f"document-{_indices(where)}"
+    return {"document": {"format": fmt, "name": name, "source": {"bytes": doc.data}}}
+
+
+def _indices(where: str) -> str:
+    # "messages[2].content[1]" -> "2-1": a default name unique within the request
+    return "-".join(re.findall(r"\d+", where))
 
 
 # ---- assistant ----
@@ -233,10 +272,7 @@ def _tool_result(msg: JSON, i: int) -> list[JSON]:
         parts = []
         for j, part in enumerate(content):
             where = f"messages[{i}].content[{j}]"
-            if part.get("type") == "image_url":
-                parts.append(image_block(part["image_url"]["url"], where))
-            else:
-                parts.append({"text": part.get("text", "")})
+            parts.append(_result_part(part, where))
             if part.get("cache_control") is not None:
                 points = [cache_point(part["cache_control"], where + ".cache_control")]
     result: JSON = {"toolUseId": msg["tool_call_id"], "content": parts}
@@ -246,6 +282,18 @@ def _tool_result(msg: JSON, i: int) -> list[JSON]:
     if is_error:
         result["status"] = "error"
     return [{"toolResult": result}, *points]
+
+
+def _result_part(part: JSON, where: str) -> JSON:
+    kind = part.get("type")
+    if kind == "text":
+        return {"text": part.get("text", "")}
+    if kind == "image_url":
+        return image_block(part["image_url"]["url"], where)
+    if kind == "document":
+        return document_block(part, where)
+    raise InvalidRequest(f"content part type '{kind}' is not supported in a tool result by provider type "
+                         "'bedrock'", param=where + ".type")
 
 
 # ---- tool_choice "none" ----
@@ -269,6 +317,6 @@ def _as_text(block: JSON) -> list[JSON]:
         result = block["toolResult"]
         label = "tool error" if result.get("status") == "error" else "tool result"
         text = " ".join(p["text"] for p in result["content"] if "text" in p)
-        images = [p for p in result["content"] if "image" in p]
-        return [{"text": f"[{label} ({result['toolUseId']}): {text}]"}, *images]
+        files = [p for p in result["content"] if "image" in p or "document" in p]
+        return [{"text": f"[{label} ({result['toolUseId']}): {text}]"}, *files]
     return [block]

@@ -21,18 +21,25 @@ exposing:
   key of :data:`rows.RESPONSE_ROWS`;
 - ``SAMPLES`` (needed as soon as a response row is ``translated``): ``{response row name: the
   upstream's non-stream reply body as a dict}``, a canned reply that carries the feature;
+- ``EXAMPLES`` (optional): ``{request row name: fragment}`` replacing ``row.example`` for this
+  provider type (and its variants) when the generic example cannot probe the cell: e.g. a row
+  the provider translates for some values and refuses for the example's (Bedrock's
+  ``response_format``: json_schema translated, json_object refused as a value), or an example
+  the provider needs more context for (``tool_choice`` without ``tools``). Only the probe
+  changes; the cell, the 400 and ``row.present``/``row.drop`` are the row's own;
 - ``VARIANTS`` (optional): ``{variant: Table}`` for tables a provider type switches between
   (``openai-compatible`` presets). The table key is then ``"<type>:<variant>"``, e.g.
   ``"openai-compatible:groq"``; the adapter passes it to :func:`check` as ``key``, and the 400
   names the variant as ``VARIANT_LABEL`` (default "variant") says: "with preset 'groq'".
 
 What the matrix test checks, per (table, row), with a minimal request (``model``, one user
-message ``"hi"``) merged with ``row.example``, sent through the adapter's ``chat_request``:
+message ``"hi"``) merged with ``row.example`` (or the type's ``EXAMPLES`` entry), sent
+through the adapter's ``chat_request``:
 
 - request row, ``translated(to)``: no 400, and the dot path ``to`` exists in the upstream JSON
   body (segments are keys; a segment of digits indexes a list: ``"messages.0.content.0.x"``).
   Empty ``to``: only "no 400" is checked (say where the field went in ``note``);
-- request row, ``passed``: every key of ``row.example`` arrives in the upstream body unchanged;
+- request row, ``passed``: every key of the example arrives in the upstream body unchanged;
 - request row, ``refused``: :class:`UnsupportedParameter` with ``param == row.param``; with
   ``drop_params`` the request succeeds and the upstream body equals the one sent for
   ``row.drop(request)`` (the feature is gone, nothing else changed);
@@ -82,6 +89,11 @@ def refused(note: str = "") -> Cell:
 
 Table = dict[str, Cell]
 
+# ``user`` where the provider has no end-user field: accepted and not sent. An end-user id does
+# not change the output, and clients send it unasked (Claude Code's metadata.user_id arrives as
+# ``user`` through /v1/messages), so refusing it would fail those clients for nothing.
+NOT_SENT_USER = translated(note="no end-user field upstream: not sent")
+
 
 def seed(translates: Iterable[str], **cells: Cell) -> Table:
     """A table where the rows named in ``translates`` are translated to the field of the same
@@ -106,6 +118,10 @@ def module_name(provider_type: str) -> str:
     return provider_type.replace("-", "_")
 
 
+def _module_path(provider_type: str) -> str:
+    return f"switchboard.providers.capabilities.{module_name(provider_type)}"
+
+
 def _row_name(keyword: str) -> str:
     # "tool_choice_is_none" (or "tool_choice__is_none") -> "tool_choice:none";
     # "tools__strict" -> "tools.strict"
@@ -126,6 +142,16 @@ def samples(provider_type: str) -> dict[str, dict[str, Any]]:
     module = importlib.import_module(f"switchboard.providers.capabilities.{module_name(provider_type)}")
     result: dict[str, dict[str, Any]] = getattr(module, "SAMPLES", {})
     return result
+
+
+def example(key: str, row: Row) -> dict[str, Any]:
+    """The fragment the matrix test probes ``row`` with for table ``key``: the provider type's
+    ``EXAMPLES`` entry if it has one, else ``row.example`` (see the module docstring)."""
+    module = importlib.import_module(_module_path(key.partition(":")[0]))
+    given: dict[str, dict[str, Any]] = getattr(module, "EXAMPLES", {})
+    if unknown := set(given) - {r.name for r in REQUEST_ROWS}:  # a misspelt name would silently not apply
+        raise KeyError(f"EXAMPLES names no request row: {sorted(unknown)}")
+    return given.get(row.name, row.example)
 
 
 MISSING = object()

@@ -5,6 +5,8 @@ refused here is the 400 (or the drop, under ``drop_params``) the adapter gives."
 
 from __future__ import annotations
 
+from typing import Any
+
 from switchboard.providers.capabilities import Table, refused, seed, translated
 
 TABLE: Table = seed(
@@ -27,20 +29,41 @@ TABLE: Table = seed(
     service_tier=refused("Anthropic's tiers (auto, standard_only) are not OpenAI's"),
     tool_choice_is_none=translated("tool_choice.type", "{type: none}"),
     parallel_tool_calls_is_false=translated("tool_choice.disable_parallel_tool_use"),
-    tools__strict=translated("tools.strict"),
+    tools__strict=translated("tools.0.strict"),
     cache_control=translated(
-        "messages.content.cache_control",
+        "messages.0.content.0.cache_control",
         "on the block made from the part (system parts: system blocks; tools[i]: the tool)",
     ),
+    document=translated("messages.0.content.0.source",
+                        "a document block as written (citations, context kept)"),
+    **{"tool.is_error": translated("messages.2.content.0.is_error", "tool_result.is_error")},
     image_url__detail_is_low=refused("no resolution control; 'high' and 'auto' are the normal handling"),
-    reasoning=translated("choices.message.reasoning_content", "thinking blocks (stream: thinking_delta)"),
+    reasoning=translated("choices.0.message.reasoning_content", "thinking blocks (stream: thinking_delta)"),
     reasoning__signature=translated(
-        "choices.message.thinking_blocks", "signatures and redacted_thinking kept (stream: signature_delta)"
+        "choices.0.message.thinking_blocks", "signatures and redacted_thinking kept (stream: signature_delta)"
     ),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens", "cache_read_input_tokens"),
     usage__cache_write=translated(
         "usage.prompt_tokens_details.cache_creation_tokens", "cache_creation_input_tokens (1 h part apart)"
     ),
-    stop_sequence=translated("choices.stop_sequence", "stop_reason stop_sequence → finish_reason stop"),
-    refusal=translated("choices.finish_reason", "stop_reason refusal → content_filter"),
+    stop_sequence=translated("choices.0.stop_sequence", "stop_reason stop_sequence → finish_reason stop"),
+    refusal=translated("choices.0.finish_reason", "stop_reason refusal → content_filter"),
 )
+
+
+def _reply(*content: dict[str, Any], stop: str = "end_turn", **usage: int) -> dict[str, Any]:
+    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": list(content), "stop_reason": stop, "stop_sequence": None,
+            "usage": {"input_tokens": 10, "output_tokens": 1, **usage}}
+
+
+_THOUGHT = {"type": "thinking", "thinking": "2 + 2 = 4", "signature": "sig"}
+_HI = {"type": "text", "text": "hi"}
+SAMPLES: dict[str, dict[str, Any]] = {
+    "reasoning": _reply(_THOUGHT, _HI),
+    "reasoning.signature": _reply(_THOUGHT, _HI),
+    "usage.cache_read": _reply(_HI, cache_read_input_tokens=8),
+    "usage.cache_write": _reply(_HI, cache_creation_input_tokens=8),
+    "stop_sequence": {**_reply(_HI, stop="stop_sequence"), "stop_sequence": "END"},
+    "refusal": _reply(stop="refusal"),
+}

@@ -1,11 +1,13 @@
 """Capabilities of provider type ``bedrock`` (see the package docstring).
 
-Paths are where a feature lands in the Converse body (lists are walked through). Some cells
+Paths are where a feature lands in the Converse body (digit segments index lists). Some cells
 depend on the model family, which the table cannot see: the adapter refuses those values itself
 (with the same 400, or drops them under ``drop_params``), as the notes say.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from switchboard.providers.capabilities import Table, refused, seed, translated
 
@@ -20,7 +22,7 @@ TABLE: Table = seed(
     top_p=translated("inferenceConfig.topP"),
     stop=translated("inferenceConfig.stopSequences", "Claude: also asks for additionalModelResponseFields"
                     ".stop_sequence"),
-    tools=translated("toolConfig.tools.toolSpec"),
+    tools=translated("toolConfig.tools.0.toolSpec"),
     tool_choice=translated("toolConfig.toolChoice"),
     parallel_tool_calls=translated(note="true is Converse's default"),
     response_format=translated("outputConfig.textFormat", "json_schema only; json_object refused"),
@@ -35,18 +37,50 @@ TABLE: Table = seed(
                                    "text"),
     parallel_tool_calls_is_false=translated(f"{_EXTRA}.tool_choice.disable_parallel_tool_use",
                                             "Claude models; other models refused"),
-    tools__strict=translated("toolConfig.tools.toolSpec.strict", "per tool"),
-    cache_control=translated("messages.content.cachePoint", "a cachePoint block after the part (also in "
+    tools__strict=translated("toolConfig.tools.0.toolSpec.strict", "per tool"),
+    cache_control=translated("messages.0.content.1.cachePoint", "a cachePoint block after the part (also in "
                              "system and toolConfig.tools)"),
+    document=translated("messages.0.content.0.text", "text documents as text (title first); base64 PDF, "
+                        "Word, Excel: a document block (format, name, source.bytes)"),
+    **{"tool.is_error": translated("messages.2.content.0.toolResult.status", "status: error")},
     image_url__detail_is_low=refused("Converse has no image resolution control"),
     # Response features.
-    reasoning=translated("choices.message.reasoning_content", "from reasoningContent blocks"),
-    reasoning__signature=translated("choices.message.thinking_blocks", "reasoningText.signature kept; "
+    reasoning=translated("choices.0.message.reasoning_content", "from reasoningContent blocks"),
+    reasoning__signature=translated("choices.0.message.thinking_blocks", "reasoningText.signature kept; "
                                     "redactedContent as redacted_thinking"),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens", "cacheReadInputTokens"),
     usage__cache_write=translated("usage.prompt_tokens_details.cache_creation_tokens",
                                   "cacheWriteInputTokens"),
-    stop_sequence=translated("choices.stop_sequence", "Claude models (additionalModelResponseFields"
+    stop_sequence=translated("choices.0.stop_sequence", "Claude models (additionalModelResponseFields"
                              ".stop_sequence); not reported for others"),
     refusal=refused("not reported: a filtered answer is finish_reason content_filter, with no refusal text"),
 )
+
+# Probes the generic examples cannot make: json_object is a value Converse refuses (json_schema is
+# the translated one), and a tool_choice is sent only with the tools it chooses among.
+_TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "response_format": {"response_format": {"type": "json_schema", "json_schema": {
+        "name": "answer", "schema": {"type": "object", "properties": {"a": {"type": "string"}}},
+    }}},
+    "tool_choice": {"tools": _TOOLS, "tool_choice": "required"},
+}
+
+
+def _reply(*content: dict[str, Any], stop: str = "end_turn", **extra: Any) -> dict[str, Any]:
+    usage = {"inputTokens": 10, "outputTokens": 1, "totalTokens": 11}
+    return {"output": {"message": {"role": "assistant", "content": list(content)}}, "stopReason": stop,
+            "usage": usage, **extra}
+
+
+_SIGNED = {"reasoningContent": {"reasoningText": {"text": "2 + 2 = 4", "signature": "sig"}}}
+SAMPLES: dict[str, dict[str, Any]] = {
+    "reasoning": _reply(_SIGNED, {"text": "4"}),
+    "reasoning.signature": _reply(_SIGNED, {"text": "4"}),
+    "usage.cache_read": _reply({"text": "hi"}, usage={"inputTokens": 2, "outputTokens": 1, "totalTokens": 11,
+                                                      "cacheReadInputTokens": 8}),
+    "usage.cache_write": _reply({"text": "hi"}, usage={"inputTokens": 2, "outputTokens": 1, "totalTokens": 11,
+                                                       "cacheWriteInputTokens": 8}),
+    "stop_sequence": _reply({"text": "hi"}, stop="stop_sequence",
+                            additionalModelResponseFields={"stop_sequence": "END"}),
+}

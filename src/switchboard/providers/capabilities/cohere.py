@@ -1,7 +1,8 @@
 """Capabilities of provider type ``cohere`` (Cohere API v2 chat; see ``providers/cohere/``).
 
-Cohere's chat request has no ``user`` or ``metadata`` field and no control over parallel tool
-calls; its ``strict_tools`` covers every tool of a request (mixed strictness is refused by the
+Cohere's chat request has no ``user`` or ``metadata`` field (``user`` is accepted and not sent:
+an end-user id does not change the output; ``metadata`` is refused) and no control over parallel
+tool calls; its ``strict_tools`` covers every tool of a request (mixed strictness is refused by the
 adapter, a value-level check). ``thinking`` and ``reasoning_effort`` become Cohere's ``thinking``.
 """
 
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import Table, seed, translated
+from switchboard.providers.capabilities import NOT_SENT_USER, Table, seed, translated
 
 TABLE: Table = seed(
     ("max_tokens", "temperature", "seed", "tools", "tool_choice", "response_format", "logprobs",
      "presence_penalty", "frequency_penalty", "thinking"),
     stream_options=translated(note="not sent: usage comes in message-end"),
+    user=NOT_SENT_USER,
     max_completion_tokens=translated("max_tokens"),
     top_p=translated("p", "clamped to 0.01-0.99"),
     top_k=translated("k"),
@@ -27,6 +29,9 @@ TABLE: Table = seed(
     tool_choice_is_none=translated("tool_choice", "NONE"),
     tools__strict=translated("strict_tools", "only when every tool is strict; mixed: 400"),
     cache_control=translated(note="Cohere has no prompt caching control; breakpoints removed"),
+    document=translated("messages.0.content.0.text", "text documents as text (title first); PDF refused "
+                        "(a 400: no file part)"),
+    **{"tool.is_error": translated(note="content prefixed 'Error: '")},
     image_url__detail_is_low=translated("messages.0.content.0.image_url.detail"),
     reasoning=translated("choices.0.message.reasoning_content", "thinking content blocks"),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens"),

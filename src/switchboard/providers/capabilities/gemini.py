@@ -5,7 +5,9 @@ are here, and ``vertex`` replaces the ones its API can carry (``labels``)."""
 
 from __future__ import annotations
 
-from switchboard.providers.capabilities import Cell, Table, refused, seed, translated
+from typing import Any
+
+from switchboard.providers.capabilities import NOT_SENT_USER, Cell, Table, refused, seed, translated
 
 _CONFIG = "generationConfig"
 _FCC = "toolConfig.functionCallingConfig"
@@ -43,14 +45,20 @@ CELLS: dict[str, Cell] = {
     "image_url.detail:low": translated(
         f"{_CONFIG}.mediaResolution", "MEDIA_RESOLUTION_LOW when every image asks for 'low'"
     ),
-    "user": refused("the Gemini API has no end-user field"),
+    "document": translated("contents.0.parts.0.text", "text documents as text (title first); base64 (PDF): "
+                           "inlineData"),
+    "tool.is_error": translated("contents.2.parts.0.functionResponse.response.result",
+                                "the result text prefixed 'Error: '"),
+    # An end-user id does not change the output, and clients send it unasked (Claude Code's
+    # metadata.user_id): accepted, not sent. Vertex sends it as a label.
+    "user": NOT_SENT_USER,
     "metadata": refused("the Gemini API has no metadata field"),
     "safety_identifier": refused("no equivalent"),
     "prompt_cache_key": refused("no equivalent (caching is implicit)"),
     # Response features.
-    "reasoning": translated("choices[].message.reasoning_content", "thought parts"),
+    "reasoning": translated("choices.0.message.reasoning_content", "thought parts"),
     "reasoning.signature": translated(
-        "choices[].message.tool_calls[].extra_content.google.thought_signature",
+        "choices.0.message.tool_calls.0.extra_content.google.thought_signature",
         "thoughtSignature of functionCall parts, written back on the next turn",
     ),
     "usage.cache_read": translated(
@@ -58,7 +66,7 @@ CELLS: dict[str, Cell] = {
     ),
     "usage.cache_write": refused("not reported"),
     "stop_sequence": refused("not reported (finishReason STOP says which stop only implicitly)"),
-    "refusal": translated("choices[].finish_reason", "safety stops and blocked prompts -> content_filter"),
+    "refusal": translated("choices.0.finish_reason", "safety stops and blocked prompts -> content_filter"),
 }
 
 
@@ -72,3 +80,19 @@ def table(cells: dict[str, Cell]) -> Table:
 
 
 TABLE: Table = table(CELLS)
+
+
+def _reply(*parts: dict[str, Any], finish: str = "STOP", **usage: int) -> dict[str, Any]:
+    return {"candidates": [{"content": {"role": "model", "parts": list(parts)}, "finishReason": finish,
+                            "index": 0}],
+            "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 1, "totalTokenCount": 11,
+                              **usage},
+            "modelVersion": "gemini-2.5-flash"}
+
+
+SAMPLES: dict[str, dict[str, Any]] = {
+    "reasoning": _reply({"text": "2 + 2 = 4", "thought": True}, {"text": "4"}),
+    "reasoning.signature": _reply({"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "sig"}),
+    "usage.cache_read": _reply({"text": "hi"}, cachedContentTokenCount=8),
+    "refusal": _reply(finish="SAFETY"),
+}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import Table, passed, refused, seed, translated
+from switchboard.providers.capabilities import NOT_SENT_USER, Table, passed, refused, seed, translated
 
 _PASSED = (
     "max_tokens", "temperature", "top_p", "n", "stop", "tools", "parallel_tool_calls", "response_format",
@@ -19,11 +19,15 @@ TABLE: Table = seed(
     (),
     **{name: passed() for name in _PASSED},
     stream_options=translated(note="not sent: Mistral streams usage on the last chunk"),
+    user=NOT_SENT_USER,
     max_completion_tokens=translated("max_tokens"),
     seed=translated("random_seed"),
     tool_choice=translated("tool_choice", "'required' → 'any'"),
     thinking=refused("send reasoning_effort"),
     cache_control=translated(note="Mistral has no breakpoints (it caches prefixes itself); removed"),
+    document=translated("messages.0.content.0.text", "text documents as text (title first); PDF refused "
+                        "(a 400)"),
+    **{"tool.is_error": translated(note="content prefixed 'Error: '")},
     image_url__detail_is_low=translated("messages.0.content.0.image_url.detail"),
     reasoning=translated("choices.0.message.reasoning_content", "thinking chunks"),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens"),

@@ -19,6 +19,9 @@ _CELLS = {
     "top_k": refused("no equivalent"),
     "thinking": translated("reasoning_effort", THINKING_NOTE),
     "cache_control": translated(note=CACHE_NOTE),
+    "document": translated("messages.0.content.0.text", "text documents as text parts (title first); "
+                           "base64 (PDF): file parts"),
+    "tool.is_error": translated(note="content prefixed 'Error: '"),
     "usage.cache_read": translated("usage.prompt_tokens_details.cached_tokens"),
     "refusal": translated("choices.0.message.refusal"),
 }

@@ -81,6 +81,19 @@ def _without_detail(part: JSON) -> JSON:
     return {**part, "image_url": {k: v for k, v in image.items() if k != "detail"}}
 
 
+def _is_document(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "document"
+
+
+def _without_documents(request: JSON) -> JSON:
+    messages = [
+        {**m, "content": [p for p in m["content"] if not _is_document(p)]}
+        if isinstance(m, dict) and isinstance(m.get("content"), list) else m
+        for m in request.get("messages") or ()
+    ]
+    return {**request, "messages": messages}
+
+
 def _functions(request: JSON) -> Iterator[JSON]:
     for t in request.get("tools") or ():
         if isinstance(t, dict) and isinstance(t.get("function"), dict):
@@ -180,6 +193,30 @@ FEATURE_ROWS: tuple[Row, ...] = (
             for p in _parts(r)
         ),
         lambda r: _map_parts(r, _without_detail),
+    ),
+    # Documents and tool errors (canonical extensions from /v1/messages: document parts, is_error).
+    Row(
+        "document", "messages", "document parts",
+        {"messages": [{"role": "user", "content": [{"type": "document", "document": {
+            "title": "Notes",
+            "source": {"type": "text", "media_type": "text/plain", "data": "The sky is blue."},
+        }}]}]},
+        lambda r: any(p.get("type") == "document" for p in _parts(r)),
+        _without_documents,
+    ),
+    Row(
+        "tool.is_error", "messages", "tool results flagged is_error",
+        {"tools": _EXAMPLES["tools"], "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "no such file", "is_error": True},
+        ]},
+        lambda r: any(m.get("role") == "tool" and m.get("is_error") is True for m in _messages(r)),
+        lambda r: {**r, "messages": [
+            {k: v for k, v in m.items() if k != "is_error"} if isinstance(m, dict) else m
+            for m in r.get("messages") or ()
+        ]},
     ),
 )
 

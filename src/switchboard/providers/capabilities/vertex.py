@@ -4,7 +4,7 @@ plus custom metadata labels, which Vertex AI takes on generateContent and the Ge
 from __future__ import annotations
 
 from switchboard.providers.capabilities import Table, translated
-from switchboard.providers.capabilities.gemini import CELLS, table
+from switchboard.providers.capabilities.gemini import CELLS, SAMPLES, table
 
 _VERTEX = {
     "metadata": translated("labels", "each key/value must be a valid label (lower case, <= 63 chars)"),
@@ -12,3 +12,5 @@ _VERTEX = {
 }
 
 TABLE: Table = table({**CELLS, **_VERTEX})
+
+__all__ = ["SAMPLES", "TABLE"]  # the replies are Gemini's

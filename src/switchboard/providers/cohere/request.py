@@ -3,6 +3,10 @@
 Reference: https://docs.cohere.com/reference/chat and https://docs.cohere.com/reference/embed
 (the OpenAPI spec in github.com/cohere-ai/cohere-developer-experience, ``cohere-openapi.yaml``:
 ``ChatMessageV2``, ``ToolV2``, ``ResponseFormatV2``, ``V2EmbedRequest``).
+
+Canonical ``document`` parts in user and tool messages: plain-text documents become text blocks
+(title first); binary ones (PDF) are a 400, Cohere's chat has no file part. A tool message with
+``is_error: true`` gets its content prefixed "Error: " (Cohere has no error flag).
 """
 
 from __future__ import annotations
@@ -10,14 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import capabilities
+from switchboard.providers import capabilities, documents
 from switchboard.providers.base import JSON
 from switchboard.providers.params import drops
 from switchboard.providers.target import Target
 
-# What is refused (user, metadata, parallel_tool_calls false, n, logit_bias, ...) comes from the
+# What is refused (metadata, parallel_tool_calls false, n, logit_bias, ...) comes from the
 # capability table, capabilities/cohere.py. Cohere's v2 chat has no user or metadata field and
-# no control over parallel tool calls (it may always make several).
+# no control over parallel tool calls (it may always make several); ``user`` is accepted and not
+# sent (the body is built field by field).
 
 # Cohere-only fields a client may send as extra body; forwarded unchanged.
 NATIVE_FIELDS = ("k", "safety_mode", "documents", "citation_options", "priority", "strict_tools")
@@ -51,6 +56,8 @@ def _text_blocks(content: list[Any], param: str, allowed: tuple[str, ...] = ("te
             blocks.append({"type": "text", "text": part.get("refusal", "")})
         elif kind == "image_url" and "image_url" in allowed:
             blocks.append({"type": "image_url", "image_url": _image_url(part["image_url"])})
+        elif kind == "document" and "document" in allowed:  # plain text only: Cohere has no file part
+            blocks.append({"type": "text", "text": documents.text_of(part, f"{param}[{j}]", "cohere")})
         else:
             raise _invalid(f"content part type '{kind}' is not supported here by provider type 'cohere'",
                            f"{param}[{j}]")
@@ -113,7 +120,7 @@ def _message(msg: JSON, i: int) -> JSON:
                        f"{param}.role")
     if role == "assistant":
         return _assistant(msg, param)
-    allowed = ("text", "image_url") if role == "user" else ("text",)
+    allowed = {"user": ("text", "image_url", "document"), "tool": ("text", "document")}.get(role, ("text",))
     out: JSON = {"role": role, "content": _content(msg.get("content"), f"{param}.content", allowed)}
     if role == "tool":
         out["tool_call_id"] = msg["tool_call_id"]

@@ -4,6 +4,11 @@ Reference: https://ai.google.dev/api/generate-content#request-body (contents, sy
 tools, toolConfig, generationConfig), https://ai.google.dev/gemini-api/docs/function-calling and
 https://ai.google.dev/gemini-api/docs/thought-signatures. Vertex AI takes the same body:
 https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference.
+
+Canonical ``document`` parts: text documents become text parts (title first), base64 ones
+``inlineData`` with their media type (PDF: ``application/pdf``). A tool message with
+``is_error: true`` (Gemini has no error flag) gets its text prefixed "Error: " in the
+``functionResponse``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 import orjson
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import capabilities
+from switchboard.providers import capabilities, documents
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.params import drops
@@ -144,6 +149,8 @@ def _user_part(part: JSON, where: str) -> JSON | None:
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
         return media_part(url, where)
+    if kind == "document":
+        return _document_part(part, where)
     if kind == "input_audio":
         audio = part.get("input_audio") or {}
         mime = _AUDIO_TYPES.get(str(audio.get("format")), f"audio/{audio.get('format')}")
@@ -154,6 +161,14 @@ def _user_part(part: JSON, where: str) -> JSON | None:
             raise InvalidRequest(f"{where}: only inline files (file_data data URLs) work", param=where)
         return media_part(data, where)
     raise InvalidRequest(f"{where}: content part type '{kind}' is not supported here", param=where)
+
+
+def _document_part(part: JSON, where: str) -> JSON | None:
+    doc = documents.read(part, where, "gemini")
+    if doc.text is None:
+        return {"inlineData": {"mimeType": doc.media_type, "data": doc.data}}
+    text = documents.as_text(doc)
+    return {"text": text} if text else None
 
 
 def media_part(url: Any, where: str) -> JSON:
@@ -217,8 +232,27 @@ def function_response(msg: JSON, i: int, names: dict[str, str]) -> JSON:
             "(Gemini needs the function name of every tool result)",
             param=where,
         )
-    text = "".join(p["text"] for p in _text_parts(msg.get("content"), f"messages[{i}].content"))
+    text = _tool_text(msg.get("content"), f"messages[{i}].content")
+    if msg.get("is_error") is True:  # Gemini has no error flag on a function response
+        return {"functionResponse": {"name": name, "response": {"result": f"Error: {text}"}}}
     return {"functionResponse": {"name": name, "response": _response_object(text)}}
+
+
+def _tool_text(content: Any, where: str) -> str:
+    """A tool result's text; its plain-text documents included (title first)."""
+    if not isinstance(content, list):
+        return "".join(p["text"] for p in _text_parts(content, where))
+    texts = []
+    for j, part in enumerate(content):
+        if documents.is_document(part):
+            texts.append(documents.text_of(part, f"{where}[{j}]", "gemini"))
+        elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        else:
+            kind = part.get("type") if isinstance(part, dict) else None
+            raise InvalidRequest(f"{where}[{j}]: content part type '{kind}' is not allowed in a tool result",
+                                 param=f"{where}[{j}]")
+    return "".join(texts)
 
 
 def _response_object(text: str) -> JSON:
