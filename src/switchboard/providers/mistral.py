@@ -64,7 +64,9 @@ _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream
 # Not sent: stream_options (usage always streamed) and the gateway's own field.
 # Not sent: stream usage always comes; drop_params is the gateway's; ``user`` has no Mistral
 # field (accepted, per the capability table: an end-user id does not change the output).
-_DROPPED = ("stream_options", "drop_params", "user")
+# user: no end-user field (capability table); thinking: only {"type": "disabled"} gets this far
+# (anything else is refused), which is what Mistral does without it.
+_DROPPED = ("stream_options", "drop_params", "user", "thinking")
 
 _TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
 _ALPHABET = string.ascii_letters + string.digits

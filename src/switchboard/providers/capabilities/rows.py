@@ -19,10 +19,13 @@ JSON = dict[str, Any]
 
 
 def _given(name: str) -> Callable[[JSON], bool]:
-    # false/null/0 and n=1 ask for no feature (the OpenAI defaults): they are not uses of the row.
+    # false/null/0, n=1 and thinking {"type": "disabled"} ask for no feature (the defaults): they
+    # are not uses of the row (Gemini clients send thinkingBudget 0, i.e. disabled, to any model).
     def present(request: JSON) -> bool:
         v = request.get(name)
-        return v not in (None, False, 0) and not (name == "n" and v == 1)
+        if v in (None, False, 0) or (name == "n" and v == 1):
+            return False
+        return not (name == "thinking" and isinstance(v, dict) and v.get("type") == "disabled")
 
     return present
 
