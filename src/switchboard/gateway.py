@@ -15,6 +15,7 @@ from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
+from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
 from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.observability.metrics import Metrics
@@ -124,7 +125,18 @@ class Gateway:
                 self.observers.append(self.alerts.observer)
             if self.alerts.watches_breakers:
                 self.router.health.listeners.append(self.alerts.breaker)
+        # The Responses API's calls under way and stored responses (http/responses/).
+        self.responses = Responses(settings.responses,
+                                   lambda: self.stores.responses if self.stores is not None else None)
         self.ready = False
+
+    def responses_chain(self, terminal: Handler) -> Handler:
+        """The chat chain with the stored conversation of ``previous_response_id`` read right
+        after decoding (POST /v1/responses)."""
+        stages = self.stages("chat")
+        at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage)) + 1
+        stages.insert(at, HistoryStage(self.responses))
+        return build_chain(stages, terminal)
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
         """The stage chain of one operation around its terminal handler, folded once."""
@@ -255,6 +267,7 @@ class Gateway:
         self.health_checks.start()
         if self.metrics is not None:
             await self.metrics.start()  # the metrics.port listener, when configured
+        self.responses.start()  # the purge of expired stored responses
         await encodings
         self.ready = True
 
@@ -303,6 +316,7 @@ class Gateway:
         if self.limit_cache is not None:
             await self.limit_cache.close()
             self.limit_cache = None
+        await self.responses.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

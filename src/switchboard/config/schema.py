@@ -659,6 +659,17 @@ class AlertRule(_Strict):
         return self
 
 
+class ResponsesConfig(_Strict):
+    """The Responses API's stored responses (docs/api-responses.md, "State")."""
+
+    # How long a stored response (store: true, the default) can be read and continued.
+    retention_days: Annotated[float, Field(gt=0, le=36_500)] = 30
+    # A response whose stored form (response, input items, conversation) is larger is not stored.
+    max_stored_bytes: Annotated[int, Field(ge=1024, le=1024 * MIB)] = 16 * MIB
+    # How often expired responses are deleted, on every instance.
+    purge_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
+
+
 class AlertsConfig(_Strict):
     """Alert rules and the webhooks they are delivered to (docs/observability.md, "Alerts")."""
 
@@ -894,6 +905,7 @@ class Settings(_Strict):
     request_log: RequestLogConfig = RequestLogConfig()
     analytics: AnalyticsConfig = AnalyticsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 

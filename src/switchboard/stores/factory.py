@@ -41,6 +41,7 @@ from switchboard.stores.protocols import (
     ProviderStore,
     RateLimiter,
     RequestLogStore,
+    ResponseStore,
     RoutingStore,
     SharedCache,
     SubscriptionStore,
@@ -59,6 +60,7 @@ from switchboard.stores.sql.log_search import SqlLogSearch
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.request_log import SqlRequestLog
+from switchboard.stores.sql.responses import SqlResponseStore
 from switchboard.stores.sql.routing import SqlRoutingStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
 from switchboard.stores.sql.tenancy import SqlTenancyStore
@@ -99,6 +101,8 @@ class Stores:
     analytics: AnalyticsStore | None = None
 
     incidents: IncidentStore | None = None
+    # Stored Responses API responses (http/responses/). Always in SQL.
+    responses: ResponseStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -228,6 +232,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         analytics=SqlAnalyticsStore(engine),
         incidents=SqlIncidentStore(engine),
         log_search=SqlLogSearch(engine),
+        responses=SqlResponseStore(engine),
         _closers=closers,
     )
 

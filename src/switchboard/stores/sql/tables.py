@@ -410,3 +410,19 @@ sa.Index("ix_usage_records_tenant_error_created", usage_records.c.tenant_id, usa
 BODY_TEXT_SQL = "to_tsvector('simple', coalesce(request, '') || ' ' || coalesce(response, ''))"
 sa.Index("ix_request_bodies_text", sa.text(BODY_TEXT_SQL), _table=request_bodies,
          postgresql_using="gin").ddl_if(dialect="postgresql")
+
+# responses (revision 0014): Responses API responses kept for previous_response_id and
+# GET /v1/responses/{id} (http/responses/), their JSON as text; expired rows are purged.
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64)),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("input_items", sa.Text, nullable=False),
+    sa.Column("conversation", sa.Text, nullable=False),
+    sa.Index("ix_responses_expires", "expires_at"),
+)

@@ -1,0 +1,488 @@
+"""The OpenAI Responses API inbound (``/v1/responses``), driven by the official ``openai`` SDK.
+
+A gateway started by this module routes models of several provider types to the mock upstream;
+the tests that reach an upstream run once per provider type (``PROVIDERS``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+PIXEL = (
+    "data:image/png;base64,"
+    + base64.b64encode(
+        base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+        )
+    ).decode()
+)
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+SCHEMA = {
+    "type": "json_schema",
+    "name": "answer",
+    "schema": {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+MAX_BODY = 256 * 1024
+ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
+# provider type -> (provider entry without name, upstream model id)
+PROVIDERS: dict[str, tuple[dict[str, Any], str]] = {
+    "openai": ({"type": "openai", "api_base": "{mock}/v1", "api_key": "${UPSTREAM_KEY}"}, "gpt-4o-mini"),
+    "gemini": ({"type": "gemini", "api_base": "{mock}", "api_key": "${UPSTREAM_KEY}"}, "gemini-2.0-flash"),
+    "bedrock": (
+        {
+            "type": "bedrock",
+            "api_base": "{mock}",
+            "aws_access_key_id": "AKIDTEST",
+            "aws_secret_access_key": "${UPSTREAM_KEY}",
+            "aws_region": "us-east-1",
+        },
+        "anthropic.claude-3-haiku-20240307-v1:0",
+    ),
+    "anthropic": (
+        {"type": "anthropic", "api_base": "{mock}", "api_key": "${UPSTREAM_KEY}"},
+        "claude-3-5-haiku-latest",
+    ),
+}
+
+
+def _config(mock: Mock) -> dict[str, Any]:
+    providers, models = [], []
+    for kind, (entry, upstream_model) in PROVIDERS.items():
+        filled = {k: v.replace("{mock}", mock.url) if isinstance(v, str) else v for k, v in entry.items()}
+        providers.append({"name": f"up-{kind}", **filled})
+        models.append({"name": f"via-{kind}", "provider": f"up-{kind}", "model": upstream_model})
+    return {
+        "providers": providers,
+        "models": models,
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+        "server": {"max_body_bytes": MAX_BODY},
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gateway = start_gateway(_config(mock_upstream), tmp_path_factory.mktemp("responses"))
+    yield gateway
+    gateway.process.stop()
+
+
+@pytest.fixture
+def client(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+@pytest.fixture(params=sorted(PROVIDERS))
+def model(request: pytest.FixtureRequest) -> str:
+    return f"via-{request.param}"
+
+
+def upstream_model(model: str) -> str:
+    return PROVIDERS[model.removeprefix("via-")][1]
+
+
+def new_key(gw: Gateway) -> str:
+    resp = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["key"])
+
+
+# -- create ----------------------------------------------------------------------------------------
+
+
+def test_text(client: openai.OpenAI, model: str) -> None:
+    response = client.responses.create(model=model, input="Say hello to the gateway", store=False)
+    assert response.id.startswith("resp_")
+    assert response.object == "response"
+    assert response.status == "completed"
+    assert response.model == upstream_model(model)
+    assert "hello to the gateway" in response.output_text
+    [message] = response.output
+    assert message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
+    assert response.usage is not None
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+    assert response.store is False and response.tool_choice == "auto" and response.parallel_tool_calls is True
+
+
+def test_instructions_and_items_reach_the_upstream(
+    client: openai.OpenAI, model: str, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    response = client.responses.create(
+        model=model,
+        instructions="You are terse.",
+        input=[
+            {"role": "developer", "content": "Answer in English."},
+            {
+                "role": "user",
+                "content": [{"type": "input_text", "text": f"first question mock:capture={marker}"}],
+            },
+            {"role": "assistant", "content": [{"type": "output_text", "text": "first answer"}]},
+            {"type": "message", "role": "user", "content": "second question"},
+        ],
+        temperature=0.5,
+        top_p=0.9,
+        max_output_tokens=200,
+        metadata={"ticket": "T-1"},
+    )
+    assert "second question" in response.output_text
+    assert response.instructions == "You are terse."
+    assert response.metadata == {"ticket": "T-1"}
+    assert response.temperature == 0.5 and response.top_p == 0.9 and response.max_output_tokens == 200
+    [record] = captured(mock_upstream, marker)
+    sent = json.dumps(record["body"])
+    for text in ("You are terse.", "Answer in English.", "first answer", "second question"):
+        assert text in sent
+
+
+def test_image_input(client: openai.OpenAI, model: str, mock_upstream: Mock) -> None:
+    response = client.responses.create(
+        model=model,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "Describe these images"},
+                    {"type": "input_image", "image_url": PIXEL, "detail": "auto"},
+                    {"type": "input_image", "image_url": mock_upstream.url + "/images/pixel.png"},
+                ],
+            }
+        ],
+    )
+    assert "Describe these images" in response.output_text
+
+
+def test_max_output_tokens_incomplete(client: openai.OpenAI, model: str) -> None:
+    response = client.responses.create(
+        model=model, input="one two three four five six seven eight nine ten " * 4, max_output_tokens=16
+    )
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+
+
+def test_function_call_round_trip(client: openai.OpenAI, model: str) -> None:
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    first = client.responses.create(model=model, input=[question], tools=[WEATHER], store=False)
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1
+    call = calls[0]
+    assert call.name == "get_weather" and call.call_id and call.id and call.id.startswith("fc_")
+    assert isinstance(json.loads(call.arguments).get("city"), str)
+    second = client.responses.create(
+        model=model,
+        tools=[WEATHER],
+        store=False,
+        input=[
+            question,
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            {"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees, sunny"},
+        ],
+    )
+    assert "18 degrees, sunny" in second.output_text
+
+
+def test_tool_choice_none_and_named(client: openai.OpenAI, model: str) -> None:
+    text = client.responses.create(model=model, input="weather?", tools=[WEATHER], tool_choice="none")
+    assert not [item for item in text.output if item.type == "function_call"]
+    named = client.responses.create(
+        model=model,
+        input="weather?",
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"},
+    )
+    assert [item.name for item in named.output if item.type == "function_call"] == ["get_weather"]
+
+
+def test_json_schema(client: openai.OpenAI, model: str) -> None:
+    response = client.responses.create(model=model, input="Say hi as JSON", text={"format": SCHEMA})
+    assert isinstance(json.loads(response.output_text)["answer"], str)
+    assert response.text is not None and response.text.format is not None
+    assert response.text.format.type == "json_schema"
+
+
+def test_previous_response_id_chains(client: openai.OpenAI, model: str, mock_upstream: Mock) -> None:
+    first = client.responses.create(model=model, instructions="Be brief.", input="My name is Ada.")
+    marker = new_marker()
+    second = client.responses.create(
+        model=model, previous_response_id=first.id, input=f"What is my name? mock:capture={marker}"
+    )
+    assert second.previous_response_id == first.id
+    [record] = captured(mock_upstream, marker)
+    sent = json.dumps(record["body"])
+    # The stored conversation (input and output) went upstream; the old instructions did not.
+    assert "My name is Ada." in sent and first.output_text[:30] in sent
+    assert "Be brief." not in sent
+    fetched = client.responses.retrieve(second.id)
+    assert fetched.id == second.id and fetched.output_text == second.output_text
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+
+def test_stream_helper(client: openai.OpenAI, model: str) -> None:
+    with client.responses.stream(model=model, input="Stream hello to the gateway") as stream:
+        deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == final.output_text
+    assert "hello to the gateway" in final.output_text
+    assert final.status == "completed" and final.usage is not None and final.usage.output_tokens > 0
+    assert final.model == upstream_model(model)
+
+
+def test_streamed_function_call(client: openai.OpenAI, model: str) -> None:
+    with client.responses.stream(
+        model=model, input="weather in Paris?", tools=[WEATHER], tool_choice="required"
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    [call] = [item for item in final.output if item.type == "function_call"]
+    assert call.name == "get_weather" and isinstance(json.loads(call.arguments)["city"], str)
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert [e.arguments for e in done] == [call.arguments]
+
+
+GOLDEN_TEXT = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+GOLDEN_CALL = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def _collapsed(kinds: list[str]) -> list[str]:
+    """Runs of the same delta event collapsed to one."""
+    out: list[str] = []
+    for kind in kinds:
+        if not (out and out[-1] == kind and kind.endswith(".delta")):
+            out.append(kind)
+    return out
+
+
+def test_golden_event_sequence(gw: Gateway, model: str) -> None:
+    """The exact wire sequence: event names match their data's type, sequence numbers count up."""
+    for body, golden in (
+        ({"input": "hello there"}, GOLDEN_TEXT),
+        ({"input": "weather?", "tools": [WEATHER], "tool_choice": "required"}, GOLDEN_CALL),
+    ):
+        with httpx.stream(
+            "POST",
+            f"{gw.base_url}/responses",
+            headers=ADMIN,
+            timeout=30,
+            json={"model": model, "stream": True, **body},
+        ) as resp:
+            assert resp.status_code == 200
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            raw = resp.read().decode()
+        events = [block for block in raw.split("\n\n") if block.strip()]
+        kinds, numbers = [], []
+        for block in events:
+            name_line, data_line = block.split("\n")
+            data = json.loads(data_line.removeprefix("data: "))
+            assert name_line == f"event: {data['type']}"
+            kinds.append(data["type"])
+            numbers.append(data["sequence_number"])
+        assert _collapsed(kinds) == golden
+        assert numbers == list(range(len(events)))
+
+
+# -- state -----------------------------------------------------------------------------------------
+
+
+def test_stored_responses_belong_to_their_key(gw: Gateway) -> None:
+    alice, bob = new_key(gw), new_key(gw)
+    a = openai.OpenAI(base_url=gw.base_url, api_key=alice, max_retries=0)
+    b = openai.OpenAI(base_url=gw.base_url, api_key=bob, max_retries=0)
+    first = a.responses.create(model="via-openai", input="secret plans")
+    assert a.responses.retrieve(first.id).id == first.id
+    with pytest.raises(openai.NotFoundError):
+        b.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        b.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        b.responses.input_items.list(first.id)
+    with pytest.raises(openai.BadRequestError) as refused:
+        b.responses.create(model="via-openai", input="continue", previous_response_id=first.id)
+    assert refused.value.code == "previous_response_not_found"
+    items = a.responses.input_items.list(first.id)
+    assert [item.type for item in items.data] == ["message"]
+    a.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        a.responses.retrieve(first.id)
+
+
+def test_store_false_is_not_kept(client: openai.OpenAI) -> None:
+    response = client.responses.create(model="via-openai", input="forget me", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="via-openai", input="again", previous_response_id=response.id)
+
+
+def test_input_items_pagination(client: openai.OpenAI) -> None:
+    response = client.responses.create(
+        model="via-anthropic",
+        input=[{"role": "user", "content": f"message {i}"} for i in range(5)],
+    )
+    page = client.responses.input_items.list(response.id, limit=2, order="asc")
+    texts = [item.content[0].text for item in page.data]  # type: ignore[union-attr]
+    assert texts == ["message 0", "message 1"]
+    assert page.has_more is True and page.first_id == page.data[0].id and page.last_id == page.data[1].id
+    rest = client.responses.input_items.list(response.id, limit=10, order="asc", after=page.last_id)
+    assert [item.content[0].text for item in rest.data] == ["message 2", "message 3", "message 4"]  # type: ignore[union-attr]
+    assert rest.has_more is False
+    newest = client.responses.input_items.list(response.id, limit=1)
+    assert newest.data[0].content[0].text == "message 4"  # type: ignore[union-attr]
+
+
+def test_stream_is_stored(client: openai.OpenAI) -> None:
+    with client.responses.stream(model="via-gemini", input="stream and keep") as stream:
+        final = stream.get_final_response()
+    follow = client.responses.create(model="via-bedrock", previous_response_id=final.id, input="and then?")
+    assert follow.status == "completed"
+    assert client.responses.retrieve(final.id).output_text == final.output_text
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+BAD: list[tuple[str, Any, int, str]] = [
+    ("no model", {"input": "x"}, 400, "model"),
+    ("no input", {"model": "via-openai"}, 400, "input"),
+    ("input wrong type", {"model": "via-openai", "input": 3}, 400, "input"),
+    ("unknown field", {"model": "via-openai", "input": "x", "frobnicate": 1}, 400, "frobnicate"),
+    ("temperature type", {"model": "via-openai", "input": "x", "temperature": "hot"}, 400, "temperature"),
+    ("bad role", {"model": "via-openai", "input": [{"role": "robot", "content": "x"}]}, 400, "input[0].role"),
+    (
+        "built-in tool",
+        {"model": "via-openai", "input": "x", "tools": [{"type": "web_search"}]},
+        400,
+        "tools[0].type",
+    ),
+    (
+        "file search",
+        {"model": "via-anthropic", "input": "x", "tools": [{"type": "file_search"}]},
+        400,
+        "tools[0].type",
+    ),
+    ("background", {"model": "via-openai", "input": "x", "background": True}, 400, "background"),
+    ("store type", {"model": "via-openai", "input": "x", "store": "yes"}, 400, "store"),
+    (
+        "unknown previous",
+        {"model": "via-openai", "input": "x", "previous_response_id": "resp_nope"},
+        400,
+        "previous_response_id",
+    ),
+    (
+        "max_output_tokens",
+        {"model": "via-openai", "input": "x", "max_output_tokens": 1},
+        400,
+        "max_output_tokens",
+    ),
+    (
+        "text.format",
+        {"model": "via-openai", "input": "x", "text": {"format": {"type": "yaml"}}},
+        400,
+        "text.format.type",
+    ),
+    ("unknown model", {"model": "nope", "input": "x"}, 404, ""),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "param"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input(gw: Gateway, body: Any, status: int, param: str) -> None:
+    resp = httpx.post(f"{gw.base_url}/responses", json=body, headers=ADMIN, timeout=10)
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert error["message"] and error["type"]
+    if param:
+        assert error["param"] == param
+
+
+def test_built_in_tool_is_named(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(
+            model="via-gemini", input="x", tools=[{"type": "code_interpreter", "container": {"type": "auto"}}]
+        )
+    assert "code_interpreter" in refused.value.message
+
+
+@pytest.mark.parametrize("content", [b"{nope", b"[1, 2]", b""])
+def test_malformed_json(gw: Gateway, content: bytes) -> None:
+    resp = httpx.post(
+        f"{gw.base_url}/responses",
+        content=content,
+        timeout=10,
+        headers={**ADMIN, "content-type": "application/json"},
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "invalid_json"
+
+
+def test_oversized_input(gw: Gateway) -> None:
+    resp = httpx.post(
+        f"{gw.base_url}/responses",
+        headers=ADMIN,
+        timeout=10,
+        json={"model": "via-openai", "input": "x" * (MAX_BODY + 1)},
+    )
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "request_too_large"
+    assert httpx.get(f"{gw.url}/health/live", timeout=5).status_code == 200
+
+
+def test_refused_without_a_key(gw: Gateway) -> None:
+    resp = httpx.post(f"{gw.base_url}/responses", json={"model": "via-openai", "input": "x"}, timeout=10)
+    assert resp.status_code == 401
+    assert httpx.get(f"{gw.base_url}/responses/resp_x", timeout=10).status_code == 401
+
+
+def test_unknown_response_id(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve("resp_does_not_exist")
