@@ -486,3 +486,24 @@ def test_refused_without_a_key(gw: Gateway) -> None:
 def test_unknown_response_id(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_does_not_exist")
+
+
+# -- upstream failures -----------------------------------------------------------------------------
+
+
+def test_upstream_error_before_stream_starts(client: openai.OpenAI, model: str) -> None:
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model=model, input="mock:status=429", stream=True)
+
+
+def test_upstream_failure_mid_stream(client: openai.OpenAI, model: str) -> None:
+    stream = client.responses.create(
+        model=model, input="a longer answer please mock:fail_after=4", stream=True
+    )
+    events = list(stream)
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.failed" and "response.completed" not in kinds
+    failed = events[-1].response  # type: ignore[union-attr]
+    assert failed.status == "failed" and failed.error is not None and failed.error.message
+    assert [event.sequence_number for event in events] == list(range(len(events)))
