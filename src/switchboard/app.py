@@ -61,7 +61,7 @@ class SwitchboardApp:
         )
         # The Responses API (http/responses/): translated to every provider, stored responses.
         s = settings.server
-        chain = self.gateway.responses_chain(self.gateway.invoke)
+        chain = self.gateway.responses_chain(self.gateway.responses.invoke)
         self.routes[("POST", "/v1/responses")] = Endpoint(
             ResponsesAPI(self.gateway.responses), chain, self.state,
             max_body_bytes=s.max_body_bytes, deadline_seconds=s.request_timeout_seconds, timed=True,

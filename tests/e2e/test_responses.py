@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from tests.ledger import database_of, wait_for
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 PIXEL = (
@@ -77,6 +78,14 @@ def _config(mock: Mock) -> dict[str, Any]:
         filled = {k: v.replace("{mock}", mock.url) if isinstance(v, str) else v for k, v in entry.items()}
         providers.append({"name": f"up-{kind}", **filled})
         models.append({"name": f"via-{kind}", "provider": f"up-{kind}", "model": upstream_model})
+    # Native deployments: the Responses request goes upstream as is.
+    providers.append(
+        {"name": "up-azure", "type": "azure", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"}
+    )
+    models += [
+        {"name": "native-openai", "provider": "up-openai", "model": "gpt-4o-mini", "responses": "native"},
+        {"name": "native-azure", "provider": "up-azure", "model": "my-deployment", "responses": "native"},
+    ]
     return {
         "providers": providers,
         "models": models,
@@ -87,10 +96,16 @@ def _config(mock: Mock) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    gateway = start_gateway(_config(mock_upstream), tmp_path_factory.mktemp("responses"))
-    yield gateway
+def started(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
+    config, tmp = _config(mock_upstream), tmp_path_factory.mktemp("responses")
+    gateway = start_gateway(config, tmp)
+    yield gateway, database_of(config, tmp)
     gateway.process.stop()
+
+
+@pytest.fixture
+def gw(started: tuple[Gateway, str]) -> Gateway:
+    return started[0]
 
 
 @pytest.fixture
@@ -507,3 +522,88 @@ def test_upstream_failure_mid_stream(client: openai.OpenAI, model: str) -> None:
     failed = events[-1].response  # type: ignore[union-attr]
     assert failed.status == "failed" and failed.error is not None and failed.error.message
     assert [event.sequence_number for event in events] == list(range(len(events)))
+
+
+# -- native deployments ----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["native-openai", "native-azure"])
+def native(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+NATIVE_PATHS = {"native-openai": "/v1/responses", "native-azure": "/openai/responses"}
+
+
+def test_native_passes_the_request_as_is(
+    client: openai.OpenAI, native: str, mock_upstream: Mock, started: tuple[Gateway, str]
+) -> None:
+    marker = new_marker()
+    response = client.responses.create(
+        model=native,
+        input=f"Say hello natively mock:capture={marker}",
+        tools=[{"type": "web_search_preview"}],  # refused when translated; passed as is here
+        include=["reasoning.encrypted_content"],
+        metadata={"k": "v"},
+    )
+    assert response.id.startswith("resp_") and "hello natively" in response.output_text
+    assert response.usage is not None and response.usage.input_tokens > 0
+    [record] = captured(mock_upstream, marker)
+    assert record["path"] == NATIVE_PATHS[native]
+    sent = record["body"]
+    assert sent["tools"] == [{"type": "web_search_preview"}] and sent["store"] is False
+    assert sent["model"] == ("gpt-4o-mini" if native == "native-openai" else "my-deployment")
+    # The usage was recorded like any other call's.
+    rid = new_marker()
+    client.responses.create(model=native, input="count me", extra_headers={"x-request-id": rid})
+    record = wait_for(started[1], {rid})[rid]
+    assert record.prompt_tokens > 0 and record.completion_tokens > 0
+
+
+def test_native_chains_with_translated(client: openai.OpenAI, native: str, mock_upstream: Mock) -> None:
+    first = client.responses.create(model="via-anthropic", input="My name is Ada.")
+    marker = new_marker()
+    second = client.responses.create(
+        model=native, previous_response_id=first.id, input=f"What is my name? mock:capture={marker}"
+    )
+    [record] = captured(mock_upstream, marker)
+    sent = record["body"]
+    assert "previous_response_id" not in sent
+    history = sent["input"]
+    assert history[0] == {"type": "message", "role": "user", "content": "My name is Ada."}
+    assert history[1]["role"] == "assistant" and history[1]["content"][0]["text"] == first.output_text
+    assert history[2]["content"].startswith("What is my name?")
+    third = client.responses.create(model="via-gemini", previous_response_id=second.id, input="And again?")
+    assert third.status == "completed"
+    assert client.responses.retrieve(second.id).output_text == second.output_text
+
+
+def test_native_stream(client: openai.OpenAI, native: str) -> None:
+    with client.responses.stream(
+        model=native, input="Stream natively", tools=[WEATHER], tool_choice="none"
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert final.id.startswith("resp_") and "Stream natively" in final.output_text
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[0].type == "response.created" and events[0].response.id == final.id  # type: ignore[union-attr]
+    assert final.usage is not None and final.usage.output_tokens > 0
+    assert client.responses.retrieve(final.id).output_text == final.output_text
+
+
+def test_native_function_call_round_trip(client: openai.OpenAI, native: str) -> None:
+    first = client.responses.create(model=native, input="weather in Paris?", tools=[WEATHER])
+    [call] = [item for item in first.output if item.type == "function_call"]
+    second = client.responses.create(
+        model=native,
+        previous_response_id=first.id,
+        tools=[WEATHER],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees"}],
+    )
+    assert "18 degrees" in second.output_text
+
+
+def test_native_only_features_are_refused_when_translated(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="via-openai", input="x", tools=[{"type": "web_search_preview"}])
+    assert "web_search_preview" in refused.value.message

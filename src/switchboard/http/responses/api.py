@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from switchboard.context import RequestContext
-from switchboard.errors import GatewayError
+from switchboard.errors import GatewayError, UnsupportedParameter
 from switchboard.http.openai_api import OpenAIJson
-from switchboard.http.responses.request import parse_body, translate
+from switchboard.http.responses.request import parse_body, translate, without_unsupported
 from switchboard.http.responses.response import JSON, from_chat, skeleton
 from switchboard.http.responses.state import Responses
 from switchboard.http.responses.stream import StreamEncoder
@@ -40,32 +40,57 @@ class ResponsesAPI:
         self.responses = responses
 
     def decode(self, ctx: RequestContext) -> None:
-        translated = translate(parse_body(ctx.body))
+        body = parse_body(ctx.body)
+        refused: UnsupportedParameter | None = None
+        try:
+            translated = translate(body)
+        except UnsupportedParameter as err:
+            # Only a native deployment can serve it: refused (the invoke terminal) unless routed to one.
+            refused = err
+            translated = translate(without_unsupported(body))
+            translated.body = body
         ctx.request = translated.request
         ctx.stream = bool(translated.request.get("stream"))
         ctx.client_wants_usage = ctx.stream  # response.completed carries usage
-        self.responses.begin(ctx, translated)
+        self.responses.begin(ctx, translated).refused = refused
 
     def _base(self, ctx: RequestContext, model: str) -> JSON:
         call = self.responses.call(ctx)
         return skeleton(call.id, call.created_at, model, call.translated.echo)
 
     def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes:
-        response = from_chat(body, self._base(ctx, answered_model(ctx, body.get("model"))))
+        call = self.responses.call(ctx)
+        if call.native and isinstance(body.get("native"), dict):
+            response = {**body["native"], **self._own(ctx)}
+        else:
+            response = from_chat(body, self._base(ctx, answered_model(ctx, body.get("model"))))
         self.responses.complete(ctx, response)
         return orjson.dumps(response)
+
+    def _own(self, ctx: RequestContext) -> JSON:
+        """What the gateway sets in a native deployment's response: its own id and state."""
+        call = self.responses.call(ctx)
+        return {
+            "id": call.id,
+            "previous_response_id": call.translated.previous_response_id,
+            "store": call.translated.store,
+        }
 
     async def encode_stream(
         self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]]
     ) -> AsyncGenerator[bytes, None]:
         # response.created names the model of the first chunk, which the attempts stage has read.
+        # A native deployment's events are passed on (renumbered, with the gateway's response id).
         encoder: StreamEncoder | None = None
+        native = False
         try:
             async for batch in batches:
                 if encoder is None:
+                    native = bool(batch) and "native" in batch[0]
                     model = answered_model(ctx, batch[0].get("model") if batch else None)
-                    encoder = StreamEncoder(self._base(ctx, model))
-                    yield encoder.start() + b"".join(encoder.feed(chunk) for chunk in batch)
+                    encoder = StreamEncoder(self._base(ctx, model), self._own(ctx))
+                    head = b"" if native else encoder.start()
+                    yield head + b"".join(encoder.feed(chunk) for chunk in batch)
                 elif data := b"".join(encoder.feed(chunk) for chunk in batch):
                     yield data
         except GatewayError as err:
@@ -77,7 +102,7 @@ class ResponsesAPI:
         if encoder is None:
             encoder = StreamEncoder(self._base(ctx, answered_model(ctx)))
             yield encoder.start()
-        data = encoder.end()
+        data = b"" if native else encoder.end()
         if encoder.final is not None:
             self.responses.complete(ctx, encoder.final)
         yield data

@@ -153,6 +153,7 @@ class Translated:
     echo: JSON = field(default_factory=dict)
     store: bool = True
     previous_response_id: str | None = None
+    body: JSON = field(default_factory=dict)  # the request as the client sent it (native deployments)
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -583,4 +584,43 @@ def translate(body: JSON) -> Translated:
     echo["previous_response_id"] = previous
     echo["truncation"] = body.get("truncation") or "disabled"
     echo["service_tier"] = body.get("service_tier") or "default"
-    return Translated(out, turn, items, echo, store is not False, previous)
+    return Translated(out, turn, items, echo, store is not False, previous, body)
+
+
+def _supported_part(part: Any) -> bool:
+    if not isinstance(part, dict):
+        return True
+    kind = part.get("type")
+    return kind not in ("input_file", "input_audio") and not (kind == "input_image" and part.get("file_id"))
+
+
+def _supported_item(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
+    if item.get("type", "message") not in ("message", "function_call", "function_call_output", "reasoning"):
+        return None
+    if isinstance(item.get("content"), list):
+        return {**item, "content": [p for p in item["content"] if _supported_part(p)]}
+    output = item.get("output")
+    if item.get("type") == "function_call_output" and isinstance(output, list):
+        kept = [p for p in output if isinstance(p, dict) and p.get("type") in ("input_text", "output_text")]
+        return {**item, "output": kept}
+    return item
+
+
+def without_unsupported(body: JSON) -> JSON:
+    """``body`` without the features the chat form cannot carry (built-in tools, file inputs,
+    ...): the canonical request of a request that only a native deployment can serve in full."""
+    out = {k: v for k, v in body.items() if k not in _REFUSED and k != "background"}
+    if out.get("truncation") == "auto":
+        del out["truncation"]
+    if isinstance(out.get("tools"), list):
+        out["tools"] = [t for t in out["tools"] if not isinstance(t, dict) or t.get("type") == "function"]
+    choice = out.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") != "function":
+        del out["tool_choice"]
+    if isinstance(out.get("include"), list):
+        out["include"] = [x for x in out["include"] if x in _INCLUDE]
+    if isinstance(out.get("input"), list):
+        out["input"] = [x for x in map(_supported_item, out["input"]) if x is not None]
+    return out

@@ -27,10 +27,12 @@ import orjson
 
 from switchboard.config.schema import ResponsesConfig
 from switchboard.context import Principal, Reply, RequestContext, Result
-from switchboard.errors import InvalidRequest, NotFound
+from switchboard.errors import GatewayError, InvalidRequest, NotFound
+from switchboard.http.responses import native
 from switchboard.http.responses.request import Translated
 from switchboard.http.responses.response import JSON, assistant_messages, new_id
 from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.invoke import invoke as chat_invoke
 from switchboard.stores.protocols import ResponseStore, StoredResponse
 
 log = logging.getLogger("switchboard.responses")
@@ -54,6 +56,9 @@ class Call:
     translated: Translated
     history: list[JSON] = field(default_factory=list)
     response: JSON | None = None  # the Response object sent, once complete
+    # Why a translated deployment cannot serve it (a feature only native deployments have).
+    refused: GatewayError | None = None
+    native: bool = False  # the attempt under way went to a native deployment
 
 
 def _items(items: list[JSON]) -> list[JSON]:
@@ -98,6 +103,17 @@ class Responses:
 
     def call(self, ctx: RequestContext) -> Call:
         return self._calls[id(ctx)]
+
+    async def invoke(self, ctx: RequestContext) -> Result:
+        """The terminal of POST /v1/responses: as is to a native deployment, else translated."""
+        call = self.call(ctx)
+        route = ctx.route
+        call.native = route is not None and native.is_native(route)
+        if call.native:
+            return await native.invoke(ctx, call.translated.body, call.history)
+        if call.refused is not None:
+            raise call.refused
+        return await chat_invoke(ctx)
 
     def complete(self, ctx: RequestContext, response: JSON) -> None:
         """The response as sent; kept (``pending``) until it is stored after the response."""

@@ -38,10 +38,11 @@ from switchboard.http.responses.response import (
 class StreamEncoder:
     """The state of one stream: the output items so far and the one open."""
 
-    __slots__ = ("_base", "_calls", "_finish", "_open", "_output", "_seq", "_usage", "final")
+    __slots__ = ("_base", "_calls", "_finish", "_open", "_output", "_own", "_seq", "_usage", "final")
 
-    def __init__(self, base: JSON) -> None:
+    def __init__(self, base: JSON, own: JSON | None = None) -> None:
         self._base = base  # the response without output, status in_progress
+        self._own = own or {}  # set in a native deployment's responses (id, store, ...)
         self._seq = 0
         self._output: list[JSON] = []
         self._open: JSON | None = None  # the item being streamed
@@ -61,6 +62,9 @@ class StreamEncoder:
         )
 
     def feed(self, chunk: JSON) -> bytes:
+        native = chunk.get("native")
+        if isinstance(native, dict):
+            return self._passed(native)
         out: list[bytes] = []
         if chunk.get("usage"):
             self._usage = chunk["usage"]
@@ -83,6 +87,18 @@ class StreamEncoder:
             if choice.get("finish_reason"):
                 self._finish = choice["finish_reason"]
         return b"".join(out)
+
+    def _passed(self, event: JSON) -> bytes:
+        """A native deployment's event, renumbered, its response carrying the gateway's id."""
+        fields = {k: v for k, v in event.items() if k not in ("type", "sequence_number")}
+        response = fields.get("response")
+        if isinstance(response, dict):
+            fields["response"] = response = {**response, **self._own}
+            if event.get("type") in ("response.completed", "response.incomplete"):
+                self.final = response
+            if event.get("type") == "response.created":
+                self._base = {**response, "output": []}
+        return self.event(str(event.get("type")), **fields)
 
     def end(self) -> bytes:
         out: list[bytes] = []
