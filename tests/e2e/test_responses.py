@@ -607,3 +607,156 @@ def test_native_only_features_are_refused_when_translated(client: openai.OpenAI)
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model="via-openai", input="x", tools=[{"type": "web_search_preview"}])
     assert "web_search_preview" in refused.value.message
+
+
+# -- Codex CLI -------------------------------------------------------------------------------------
+# The request shapes Codex CLI sends with wire_api = "responses" (openai/codex, codex-rs: the
+# ResponsesApiRequest it serializes, its headers, and the items it replays each turn with
+# store: false), replayed here; docs/api-responses.md has the config that points Codex here.
+
+CODEX_HEADERS = {
+    "openai-beta": "responses=experimental",
+    "originator": "codex_cli_rs",
+    "session_id": "0198f0aa-1111-7222-8333-944445555666",
+    "accept": "text/event-stream",
+    "user-agent": "codex_cli_rs/0.40.0 (Linux; x86_64)",
+}
+CODEX_TOOLS = [
+    {
+        "type": "function",
+        "name": "shell",
+        "description": "Runs a shell command and returns its output.",
+        "strict": False,
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "command": {"type": "array", "items": {"type": "string"}},
+                "workdir": {"type": "string"},
+                "timeout_ms": {"type": "number"},
+            },
+            "required": ["command"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "type": "function",
+        "name": "update_plan",
+        "description": "Updates the task plan.",
+        "strict": False,
+        "parameters": {
+            "type": "object",
+            "properties": {"plan": {"type": "array", "items": {"type": "object"}}},
+            "required": ["plan"],
+            "additionalProperties": False,
+        },
+    },
+]
+CODEX_CONTEXT = [
+    {
+        "type": "message",
+        "role": "developer",
+        "content": [{"type": "input_text", "text": "<permissions instructions>sandbox: workspace-write"}],
+    },
+    {
+        "type": "message",
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "<environment_context><cwd>/src</cwd></environment_context>"}
+        ],
+    },
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list the files here"}]},
+]
+
+
+# Providers whose adapters have no reasoning_effort equivalent refuse it (400 naming it) unless
+# the model entry sets drop_params; Codex sends no reasoning for model names it does not know.
+NO_REASONING = {"via-anthropic", "via-bedrock"}
+
+
+def _codex_body(model: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    body = {
+        "model": model,
+        "instructions": "You are Codex, a coding agent running in the terminal.",
+        "input": items,
+        "tools": CODEX_TOOLS,
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": False,
+        "stream": True,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "0198f0aa-1111-7222-8333-944445555666",
+        "client_metadata": {"x-codex-installation-id": "test"},
+    }
+    if model in NO_REASONING:
+        del body["reasoning"], body["include"]
+    return body
+
+
+def _codex_turn(gw: Gateway, key: str, model: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    body = _codex_body(model, items)
+    headers = {**CODEX_HEADERS, "authorization": f"Bearer {key}"}
+    with httpx.stream("POST", f"{gw.base_url}/responses", json=body, headers=headers, timeout=30) as resp:
+        assert resp.status_code == 200, resp.read()
+        raw = resp.read().decode()
+    return [json.loads(block.split("\ndata: ", 1)[1]) for block in raw.split("\n\n") if block.strip()]
+
+
+@pytest.mark.parametrize(
+    "codex_model", ["via-anthropic", "via-gemini", "via-bedrock", "via-openai", "native-openai"]
+)
+def test_codex_cli_session(gw: Gateway, codex_model: str) -> None:
+    key = new_key(gw)  # Codex reads it from the env_key variable, e.g. SWITCHBOARD_API_KEY
+    events = _codex_turn(gw, key, codex_model, CODEX_CONTEXT)
+    # What Codex reads: output_item.done items, then response.completed with the usage.
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    [call] = [item for item in done if item["type"] == "function_call"]
+    assert call["name"] == "shell" and isinstance(json.loads(call["arguments"])["command"], list)
+    completed = events[-1]
+    assert completed["type"] == "response.completed"
+    assert completed["response"]["usage"]["input_tokens"] > 0
+    # The next turn replays everything (store is false): a reasoning item with encrypted content
+    # from an earlier OpenAI turn, the call and its output.
+    replay = [
+        *CODEX_CONTEXT,
+        {"type": "reasoning", "id": "rs_1", "summary": [], "content": None, "encrypted_content": "gAAAAB..."},
+        {
+            "type": "function_call",
+            "id": call["id"],
+            "call_id": call["call_id"],
+            "name": "shell",
+            "arguments": call["arguments"],
+        },
+        {"type": "function_call_output", "call_id": call["call_id"], "output": "README.md\nsrc"},
+    ]
+    if codex_model == "native-openai":
+        replay.pop(len(CODEX_CONTEXT))  # a made-up encrypted_content is OpenAI's to refuse, not the mock's
+    events = _codex_turn(gw, key, codex_model, replay)
+    texts = [e["text"] for e in events if e["type"] == "response.output_text.done"]
+    assert texts and "README.md" in texts[0]
+    assert events[-1]["type"] == "response.completed"
+
+
+def test_codex_reasoning_is_refused_clearly_where_there_is_no_equivalent(gw: Gateway) -> None:
+    body = {**_codex_body("via-openai", CODEX_CONTEXT), "model": "via-anthropic"}
+    resp = httpx.post(f"{gw.base_url}/responses", json=body, headers=ADMIN, timeout=10)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "reasoning.effort"
+    assert "drop_params" in resp.json()["error"]["message"]
+
+
+def test_codex_built_in_tools_are_refused_when_translated(gw: Gateway) -> None:
+    for tool in (
+        {"type": "local_shell"},
+        {"type": "web_search"},
+        {"type": "custom", "name": "apply_patch", "format": {"type": "grammar"}},
+    ):
+        resp = httpx.post(
+            f"{gw.base_url}/responses",
+            headers=ADMIN,
+            timeout=10,
+            json={"model": "via-anthropic", "input": "x", "stream": True, "tools": [tool]},
+        )
+        assert resp.status_code == 400
+        assert resp.json()["error"]["param"] == "tools[0].type"
+        assert tool["type"] in resp.json()["error"]["message"]

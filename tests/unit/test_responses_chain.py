@@ -28,7 +28,13 @@ def app_and_stamp() -> tuple[SwitchboardApp, Stamp]:
 @pytest.mark.parametrize(
     ("method", "path", "body", "operation", "status"),
     [
-        ("POST", "/v1/responses", {"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}, "chat", 400),
+        (
+            "POST",
+            "/v1/responses",
+            {"model": "m", "input": "hi", "tools": [{"type": "web_search"}]},
+            "chat",
+            400,
+        ),
         ("POST", "/v1/responses", {"model": "nope", "input": "hi"}, "chat", 404),
         ("GET", "/v1/responses/resp_1", None, "responses", 404),
         ("DELETE", "/v1/responses/resp_1", None, "responses", 404),
@@ -36,7 +42,12 @@ def app_and_stamp() -> tuple[SwitchboardApp, Stamp]:
     ],
 )
 async def test_the_stage_sees_the_responses_endpoints(
-    app_and_stamp: tuple[SwitchboardApp, Stamp], method: str, path: str, body: object, operation: str, status: int
+    app_and_stamp: tuple[SwitchboardApp, Stamp],
+    method: str,
+    path: str,
+    body: object,
+    operation: str,
+    status: int,
 ) -> None:
     app, stamp = app_and_stamp
     transport = httpx.ASGITransport(app=app)

@@ -33,6 +33,16 @@ def answered_model(ctx: RequestContext, reported: Any = None) -> str:
     return model if isinstance(model, str) else ""
 
 
+# Canonical (chat) parameter -> the Responses field it came from.
+RESPONSES_PARAMS = {
+    "reasoning_effort": "reasoning.effort",
+    "max_tokens": "max_output_tokens",
+    "response_format": "text.format",
+    "messages": "input",
+    "tool_choice": "tool_choice",
+}
+
+
 class ResponsesAPI:
     operation = "chat"
 
@@ -108,7 +118,12 @@ class ResponsesAPI:
         yield data
 
     def encode_error(self, error: GatewayError) -> bytes:
-        return orjson.dumps(error.to_openai())
+        body = error.to_openai()
+        # An adapter's refusal names the chat parameter: name the Responses field instead.
+        param = body["error"].get("param")
+        if param in RESPONSES_PARAMS:
+            body["error"]["param"] = RESPONSES_PARAMS[param]
+        return orjson.dumps(body)
 
     def encode_stream_error(self, error: GatewayError) -> bytes:
         data = {

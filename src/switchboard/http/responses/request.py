@@ -23,7 +23,7 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
     user, safety_identifier             -> user
     stream                              -> stream, with stream_options.include_usage
     metadata, store, previous_response_id, include, text.verbosity, reasoning.summary,
-    prompt_cache_key, service_tier, truncation "disabled" -> kept by the gateway (echoed,
+    prompt_cache_key, service_tier, client_metadata, truncation "disabled" -> kept by the gateway (echoed,
                                            stored) and not sent upstream
 
 Built-in tools (web_search, file_search, computer_use, code_interpreter, mcp, image_generation,
@@ -76,6 +76,7 @@ _KEPT = (
     "truncation",
     "stream_options",
     "background",
+    "client_metadata",  # Codex CLI sends it: its own labels
 )
 # Fields with no chat equivalent: refused by name (a native deployment would receive them as is).
 _REFUSED = {
@@ -481,8 +482,9 @@ def _kept(body: JSON) -> None:
     for name in ("prompt_cache_key", "service_tier", "previous_response_id"):
         if body.get(name) is not None:
             _string(body[name], name)
-    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
-        raise fail("stream_options", "Invalid type for 'stream_options': expected an object.", "invalid_type")
+    for name in ("stream_options", "client_metadata"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise fail(name, f"Invalid type for '{name}': expected an object.", "invalid_type")
 
 
 # -- the request ---------------------------------------------------------------------------------
