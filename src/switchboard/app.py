@@ -62,10 +62,11 @@ class SwitchboardApp:
         # The Responses API (http/responses/): translated to every provider, stored responses.
         s = settings.server
         chain = self.gateway.responses_chain(self.gateway.responses.invoke)
-        self.routes[("POST", "/v1/responses")] = Endpoint(
+        create = Endpoint(
             ResponsesAPI(self.gateway.responses), chain, self.state,
             max_body_bytes=s.max_body_bytes, deadline_seconds=s.request_timeout_seconds, timed=True,
         )
+        self.routes[("POST", "/v1/responses")] = self.routes[("POST", "/responses")] = create
         self._stored_response = self._endpoint(STORED, self.gateway.responses.retrieve, reads_body=False)
         models = self._endpoint(openai_api.MODELS, self.gateway.models.list, reads_body=False)
         for path in ("/v1/models", "/models"):

@@ -760,3 +760,46 @@ def test_codex_built_in_tools_are_refused_when_translated(gw: Gateway) -> None:
         assert resp.status_code == 400
         assert resp.json()["error"]["param"] == "tools[0].type"
         assert tool["type"] in resp.json()["error"]["message"]
+
+
+def test_native_image_and_json_schema(client: openai.OpenAI, native: str, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    response = client.responses.create(
+        model=native,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": f"Describe as JSON mock:capture={marker}"},
+                    {"type": "input_image", "image_url": PIXEL, "detail": "low"},
+                ],
+            }
+        ],
+        text={"format": SCHEMA},
+    )
+    assert isinstance(json.loads(response.output_text)["answer"], str)
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["input"][0]["content"][1] == {
+        "type": "input_image",
+        "image_url": PIXEL,
+        "detail": "low",
+    }
+    assert record["body"]["text"] == {"format": SCHEMA}
+
+
+def test_paths_without_v1(gw: Gateway) -> None:
+    created = httpx.post(
+        f"{gw.url}/responses", headers=ADMIN, timeout=10, json={"model": "via-openai", "input": "hi"}
+    )
+    assert created.status_code == 200
+    rid = created.json()["id"]
+    assert httpx.get(f"{gw.url}/responses/{rid}", headers=ADMIN, timeout=10).json()["id"] == rid
+    listed = httpx.get(f"{gw.url}/responses/{rid}/input_items", headers=ADMIN, timeout=10).json()
+    assert listed["object"] == "list" and listed["first_id"] == listed["data"][0]["id"]
+    assert httpx.get(f"{gw.url}/v1/responses/{rid}/nothing", headers=ADMIN, timeout=10).status_code == 404
+    bad = httpx.get(
+        f"{gw.url}/v1/responses/{rid}/input_items", params={"limit": "0"}, headers=ADMIN, timeout=10
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
+    deleted = httpx.delete(f"{gw.url}/responses/{rid}", headers=ADMIN, timeout=10).json()
+    assert deleted == {"id": rid, "object": "response", "deleted": True}

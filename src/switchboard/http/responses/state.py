@@ -37,7 +37,8 @@ from switchboard.stores.protocols import ResponseStore, StoredResponse
 
 log = logging.getLogger("switchboard.responses")
 
-PREFIX = "/v1/responses/"
+# The stored responses, with or without /v1 (as the chat endpoints take both).
+PREFIX = ("/v1/responses/", "/responses/")
 MAX_ID = 64
 
 
@@ -198,7 +199,10 @@ class Responses:
     # -- GET / DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items -----------------------
 
     def _parts(self, ctx: RequestContext) -> list[str]:
-        return ctx.path[len(PREFIX) :].split("/") if ctx.path.startswith(PREFIX) else []
+        for prefix in PREFIX:
+            if ctx.path.startswith(prefix):
+                return ctx.path[len(prefix) :].split("/")
+        return []
 
     async def _record(self, ctx: RequestContext, response_id: str) -> StoredResponse:
         record = await self.find(response_id, ctx.principal)
