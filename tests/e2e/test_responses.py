@@ -803,3 +803,14 @@ def test_paths_without_v1(gw: Gateway) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
     deleted = httpx.delete(f"{gw.url}/responses/{rid}", headers=ADMIN, timeout=10).json()
     assert deleted == {"id": rid, "object": "response", "deleted": True}
+
+
+def test_native_upstream_failures(client: openai.OpenAI, native: str) -> None:
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model=native, input="mock:status=429")
+    events = list(
+        client.responses.create(model=native, input="a longer answer mock:fail_after=4", stream=True)
+    )
+    assert [e.type for e in events][-1] == "response.failed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].response.error is not None  # type: ignore[union-attr]

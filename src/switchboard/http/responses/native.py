@@ -130,15 +130,21 @@ def upstream_request(given: JSON, history: list[JSON], route: Route, stream: boo
 
 
 class NativeDecoder:
-    """The upstream's typed events, each as ``{"native": event}``; usage noted at the end."""
+    """The upstream's typed events, each as ``{"native": event}``; usage noted at the end.
+
+    An error event raises only after the events that preceded it in the same read were returned,
+    so the client receives everything the upstream sent before failing."""
 
     def __init__(self, ctx: RequestContext, route: Route) -> None:
         self._ctx = ctx
         self._route = route
         self._parser = SSEParser()
         self._ended = False
+        self._error: UpstreamBadGateway | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
+        if self._error is not None:
+            raise self._error
         out: list[JSON] = []
         for event in self._parser.feed(data):
             if not event.data or event.data == "[DONE]":
@@ -149,9 +155,11 @@ class NativeDecoder:
             kind = obj.get("type")
             if kind == "error" or event.event == "error":
                 message = obj.get("message") or (obj.get("error") or {}).get("message") or "error"
-                raise UpstreamBadGateway(
-                    f"provider '{self._route.target.provider}' failed mid-stream: {message}"
-                )
+                where = f"provider '{self._route.target.provider}'"
+                self._error = UpstreamBadGateway(f"{where} failed mid-stream: {message}")
+                if not out:
+                    raise self._error
+                break
             if kind in _ENDS:
                 self._ended = True
                 usage = chat_usage((obj.get("response") or {}).get("usage"))
@@ -161,6 +169,8 @@ class NativeDecoder:
         return out
 
     def close(self) -> None:
+        if self._error is not None:
+            raise self._error
         if not self._ended:
             where = f"provider '{self._route.target.provider}'"
             raise UpstreamBadGateway(f"{where} ended the stream before it was complete")
