@@ -101,3 +101,46 @@ async def test_purge_runs_until_nothing_is_left() -> None:
     responses = Responses(ResponsesConfig(), lambda: store)
     assert await responses.purge_once() == 2500
     assert await responses.purge_once() == 0
+
+
+def test_input_items_validate_against_the_openai_sdk_types() -> None:
+    import typing
+
+    from openai.types.responses import ResponseItem
+
+    from switchboard.http.responses.state import _items
+
+    members = typing.get_args(typing.get_args(ResponseItem)[0])
+    translated = translate(
+        {
+            "model": "m",
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "a"},
+                        {"type": "input_image", "image_url": "http://x"},
+                    ],
+                },
+                {"role": "assistant", "content": "yo"},
+                {"role": "developer", "content": "d"},
+                {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c", "output": "1"},
+            ],
+        }
+    )
+    items = _items(translated.items)
+    assert len({item["id"] for item in items}) == 5
+    for item in items:
+        candidates = [
+            m for m in members if typing.get_args(m.model_fields["type"].annotation)[0] == item["type"]
+        ]
+        errors = []
+        for model in candidates:
+            try:
+                model.model_validate(item)
+                break
+            except ValueError as exc:
+                errors.append(exc)
+        else:
+            raise AssertionError(errors)

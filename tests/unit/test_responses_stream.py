@@ -141,9 +141,76 @@ def test_complete_response_items_and_usage() -> None:
     assert response["output"][0]["content"] == [{"type": "reasoning_text", "text": "hmm"}]
     assert response["usage"] == {
         "input_tokens": 5,
-        "input_tokens_details": {"cached_tokens": 3},
+        "input_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 0},
         "output_tokens": 2,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 7,
     }
     assert response["status"] == "completed"
+
+
+def test_shapes_validate_against_the_openai_sdk_types() -> None:
+    """Strict validation (not the SDK's lenient construction) of every event and response."""
+    import typing
+
+    from openai.types.responses import Response, ResponseStreamEvent
+
+    members = typing.get_args(typing.get_args(ResponseStreamEvent)[0])
+    by_type = {typing.get_args(m.model_fields["type"].annotation)[0]: m for m in members}
+
+    class _Strict:
+        @staticmethod
+        def validate_python(event: dict[str, Any]) -> None:
+            by_type[event["type"]].model_validate(event)
+
+    events_type = _Strict()
+    from switchboard.http.responses.request import translate
+
+    echo = translate(
+        {
+            "model": "m",
+            "input": "x",
+            "instructions": "be brief",
+            "metadata": {"a": "b"},
+            "max_output_tokens": 100,
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": True}],
+            "tool_choice": {"type": "function", "name": "f"},
+            "parallel_tool_calls": False,
+            "text": {
+                "format": {"type": "json_schema", "name": "o", "schema": {"type": "object"}},
+                "verbosity": "low",
+            },
+            "reasoning": {"effort": "low", "summary": "auto"},
+            "user": "u",
+        }
+    ).echo
+    base = skeleton("resp_1", 1, "m", echo)
+    enc = StreamEncoder(base)
+    data = enc.start()
+    for chunk in (
+        _chunk({"reasoning_content": "think"}),
+        _chunk({"content": "Hi"}),
+        _chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{}"}}]}),
+        _chunk(finish="tool_calls"),
+        _chunk(usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
+    ):
+        data += enc.feed(chunk)
+    data += enc.end()
+    for event in _events(data):
+        events_type.validate_python(event)
+    failed = StreamEncoder(base)
+    for event in _events(
+        failed.start() + failed.feed(_chunk({"content": "x"})) + failed.failed("server_error", "boom")
+    ):
+        events_type.validate_python(event)
+    body = {
+        "choices": [
+            {
+                "finish_reason": "length",
+                "message": {"role": "assistant", "content": "cut", "reasoning_content": "r"},
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    response = Response.model_validate(from_chat(body, base))
+    assert response.output_text == "cut" and response.status == "incomplete"

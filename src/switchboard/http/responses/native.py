@@ -46,13 +46,14 @@ def chat_usage(usage: Any) -> JSON | None:
     if not isinstance(usage, dict):
         return None
     prompt, completion = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-    cached = (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
+    details = usage.get("input_tokens_details") or {}
+    cached, written = details.get("cached_tokens") or 0, details.get("cache_write_tokens") or 0
     reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": int(usage.get("total_tokens") or prompt + completion),
-        "prompt_tokens_details": {"cached_tokens": int(cached)},
+        "prompt_tokens_details": {"cached_tokens": int(cached), "cache_creation_tokens": int(written)},
         "completion_tokens_details": {"reasoning_tokens": int(reasoning)},
     }
 

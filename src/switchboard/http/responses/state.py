@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -62,23 +63,34 @@ class Call:
     native: bool = False  # the attempt under way went to a native deployment
 
 
+_ITEM_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
+
+
+def _part(part: Any) -> Any:
+    if not isinstance(part, dict):
+        return part
+    if part.get("type") == "output_text":
+        return {"annotations": [], **part}
+    if part.get("type") == "input_image":
+        return {"detail": "auto", **part}
+    return part
+
+
 def _items(items: list[JSON]) -> list[JSON]:
-    """Input items as ``input_items`` lists them: each with an id and a type."""
+    """Input items as ``input_items`` lists them (the openai SDK's item types): each with an id,
+    a type and a status, message content as parts."""
     out = []
     for item in items:
         kind = item.get("type", "message")
-        prefix = {
-            "message": "msg_",
-            "function_call": "fc_",
-            "function_call_output": "fco_",
-            "reasoning": "rs_",
-        }
-        entry = {"id": item.get("id") or new_id(prefix.get(kind, "item_")), **item, "type": kind}
+        entry = {"id": item.get("id") or new_id(_ITEM_PREFIX.get(kind, "item_")), **item, "type": kind}
         if kind == "message":
             content = entry.get("content")
             if isinstance(content, str):
                 part = "output_text" if entry.get("role") == "assistant" else "input_text"
-                entry["content"] = [{"type": part, "text": content}]
+                content = [{"type": part, "text": content}]
+            if isinstance(content, list):
+                entry["content"] = [_part(p) for p in content]
+        if kind != "reasoning":
             entry.setdefault("status", "completed")
         out.append(entry)
     return out
