@@ -145,3 +145,60 @@ def test_refused_with_the_feature_named(extra: dict[str, Any], param: str, named
     assert info.value.status == 400
     assert info.value.param == param
     assert named in info.value.message
+
+
+def test_without_unsupported_keeps_what_the_chat_form_carries() -> None:
+    from switchboard.http.responses.request import without_unsupported
+
+    body = {
+        "model": "m",
+        "input": [
+            {
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}, {"type": "input_file", "file_id": "f"}],
+            },
+            {"type": "item_reference", "id": "x"},
+        ],
+        "tools": [{"type": "web_search"}, {"type": "function", "name": "f"}],
+        "tool_choice": {"type": "web_search"},
+        "include": ["file_search_call.results", "reasoning.encrypted_content"],
+        "background": False,
+        "conversation": "c",
+        "truncation": "auto",
+    }
+    t = translate(without_unsupported(body))
+    assert t.request["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    assert [tool["function"]["name"] for tool in t.request["tools"]] == ["f"]
+    assert "tool_choice" not in t.request
+
+
+def test_history_as_native_input_items() -> None:
+    from switchboard.http.responses.native import history_items
+
+    history = [
+        {"role": "system", "content": "rules"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "u"}}],
+        },
+        {
+            "role": "assistant",
+            "content": "calling",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    ]
+    assert history_items(history) == [
+        {"type": "message", "role": "system", "content": "rules"},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "look"},
+                {"type": "input_image", "image_url": "u", "detail": "auto"},
+            ],
+        },
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "calling"}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "42"},
+    ]
