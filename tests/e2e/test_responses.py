@@ -411,6 +411,7 @@ BAD: list[tuple[str, Any, int, str]] = [
     ("no model", {"input": "x"}, 400, "model"),
     ("no input", {"model": "via-openai"}, 400, "input"),
     ("input wrong type", {"model": "via-openai", "input": 3}, 400, "input"),
+    ("empty input", {"model": "via-openai", "input": [], "instructions": "x"}, 400, "input"),
     ("unknown field", {"model": "via-openai", "input": "x", "frobnicate": 1}, 400, "frobnicate"),
     ("temperature type", {"model": "via-openai", "input": "x", "temperature": "hot"}, 400, "temperature"),
     ("bad role", {"model": "via-openai", "input": [{"role": "robot", "content": "x"}]}, 400, "input[0].role"),

@@ -191,6 +191,7 @@ class Responses:
         call = self.call(ctx)
         previous = call.translated.previous_response_id
         if previous is None:
+            _not_empty(ctx.request["messages"])
             return
         record = await self.find(previous, ctx.principal)
         if record is None:
@@ -207,6 +208,7 @@ class Responses:
             else 0
         )
         messages[at:at] = call.history
+        _not_empty(messages)
 
     # -- GET / DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items -----------------------
 
@@ -306,6 +308,15 @@ class Responses:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _not_empty(messages: list[JSON]) -> None:
+    if not any(m.get("role") != "system" for m in messages):
+        raise InvalidRequest(
+            "Invalid 'input': there is nothing to respond to (no input items).",
+            param="input",
+            code="invalid_value",
+        )
 
 
 def _query(raw: str) -> dict[str, str]:
