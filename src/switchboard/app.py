@@ -30,6 +30,8 @@ from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.files import FilesEndpoint, is_files_path
 from switchboard.http.gemini import METHODS as GEMINI_METHODS
 from switchboard.http.gemini import GeminiRoutes, is_gemini
+from switchboard.http.responses import PREFIX as RESPONSES_PREFIX
+from switchboard.http.responses import STORED, ResponsesAPI
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler
 from switchboard.stores import Stores
@@ -60,6 +62,15 @@ class SwitchboardApp:
         self.routes[("POST", "/v1/messages/count_tokens")] = self._endpoint(
             COUNT_TOKENS, self.gateway.count_tokens, reads_body=True
         )
+        # The Responses API (http/responses/): translated to every provider, stored responses.
+        s = settings.server
+        chain = self.gateway.responses_chain(self.gateway.responses.invoke)
+        create = Endpoint(
+            ResponsesAPI(self.gateway.responses), chain, self.state,
+            max_body_bytes=s.max_body_bytes, deadline_seconds=s.request_timeout_seconds, timed=True,
+        )
+        self.routes[("POST", "/v1/responses")] = self.routes[("POST", "/responses")] = create
+        self._stored_response = self._endpoint(STORED, self.gateway.responses.retrieve, reads_body=False)
         models = self._endpoint(openai_api.MODELS, self.gateway.models.list, reads_body=False)
         for path in ("/v1/models", "/models"):
             self.routes[("GET", path)] = models
@@ -142,6 +153,8 @@ class SwitchboardApp:
                 await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
             elif is_gemini(scope["method"], path):
                 await self._gemini(scope, receive, send)
+            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in ("GET", "DELETE"):
+                await self._stored_response(scope, receive, send)
             elif path.startswith(("/v1/models/", "/models/")) and scope["method"] == "GET":
                 await self._model(scope, receive, send)
             else:

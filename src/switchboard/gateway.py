@@ -16,6 +16,7 @@ from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.http.files import FileService
+from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
 from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.observability.metrics import Metrics
@@ -127,7 +128,18 @@ class Gateway:
                 self.observers.append(self.alerts.observer)
             if self.alerts.watches_breakers:
                 self.router.health.listeners.append(self.alerts.breaker)
+        # The Responses API's calls under way and stored responses (http/responses/).
+        self.responses = Responses(settings.responses,
+                                   lambda: self.stores.responses if self.stores is not None else None)
         self.ready = False
+
+    def responses_chain(self, terminal: Handler) -> Handler:
+        """The chat chain with the stored conversation of ``previous_response_id`` read right
+        after decoding (POST /v1/responses)."""
+        stages = self.stages("chat")
+        at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage)) + 1
+        stages.insert(at, HistoryStage(self.responses))
+        return build_chain(stages, terminal)
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
         """The stage chain of one operation around its terminal handler, folded once."""
@@ -259,6 +271,7 @@ class Gateway:
         if self.metrics is not None:
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger)
+        self.responses.start()  # the purge of expired stored responses
         await encodings
         self.ready = True
 
@@ -308,6 +321,7 @@ class Gateway:
         if self.limit_cache is not None:
             await self.limit_cache.close()
             self.limit_cache = None
+        await self.responses.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

@@ -151,7 +151,8 @@ def test_a_type_example_replaces_the_row_example_for_that_type_only() -> None:
 def test_thinking_disabled_asks_for_nothing(key: str) -> None:
     """Gemini clients send thinkingBudget 0 (thinking disabled) to any model: never a 400, and a
     provider that has no thinking control is not sent the field."""
-    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "thinking": {"type": "disabled"}}
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+               "thinking": {"type": "disabled"}}
     body = upstream_body(key, request)
     if table(key)["thinking"].kind == "refused":
         assert "thinking" not in str(body)

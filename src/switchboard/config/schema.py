@@ -122,6 +122,9 @@ class ModelConfig(_Strict):
     # This deployment's own requests and tokens per minute (the headroom strategy reads them).
     rpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
     tpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
+    # POST /v1/responses to this deployment: translated to the chat form (any provider), or sent
+    # as is ("native": providers of type openai or azure only; docs/api-responses.md).
+    responses: Literal["translate", "native"] = "translate"
 
 
 # Headers that carry the caller's Switchboard key or a provider's, or that the gateway itself reads.
@@ -660,6 +663,17 @@ class AlertRule(_Strict):
         return self
 
 
+class ResponsesConfig(_Strict):
+    """The Responses API's stored responses (docs/api-responses.md, "State")."""
+
+    # How long a stored response (store: true, the default) can be read and continued.
+    retention_days: Annotated[float, Field(gt=0, le=36_500)] = 30
+    # A response whose stored form (response, input items, conversation) is larger is not stored.
+    max_stored_bytes: Annotated[int, Field(ge=1024, le=1024 * MIB)] = 16 * MIB
+    # How often expired responses are deleted, on every instance.
+    purge_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
+
+
 class AlertsConfig(_Strict):
     """Alert rules and the webhooks they are delivered to (docs/observability.md, "Alerts")."""
 
@@ -913,6 +927,7 @@ class Settings(_Strict):
     analytics: AnalyticsConfig = AnalyticsConfig()
     alerts: AlertsConfig = AlertsConfig()
     files: FilesConfig = FilesConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 
@@ -924,10 +939,14 @@ class Settings(_Strict):
                 raise ValueError(f"duplicate provider name {p.name!r}")
             seen.add(p.name)
         deployments: set[tuple[str, str]] = set()
+        types = {p.name: p.type for p in self.providers}
         for i, m in enumerate(self.models):
             if m.provider not in seen:
                 known = ", ".join(sorted(seen)) or "none"
                 raise ValueError(f"models[{i}].provider: unknown provider {m.provider!r} (known: {known})")
+            if m.responses == "native" and types[m.provider] not in ("openai", "azure"):
+                raise ValueError(f"models[{i}].responses: 'native' needs a provider of type openai or azure, "
+                                 f"not {types[m.provider]!r}")
             if m.deployment is not None:
                 if (m.name, m.deployment) in deployments:
                     raise ValueError(f"models[{i}].deployment: duplicate deployment {m.deployment!r} "

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from switchboard.mock import openai
+from switchboard.mock import responses as native_responses
 from switchboard.mock.common import before_answer, json_response, new_id, now, read_json, request_controls
 from switchboard.mock.controls import Controls
 
@@ -190,9 +191,18 @@ async def embeddings(request: Request) -> Response:
     return await openai.embeddings(_as_openai(request, prepared[0]))
 
 
+async def responses(request: Request) -> Response:
+    """The Responses API, natively (mock/responses.py); the deployment is the body's model."""
+    version = request.query_params.get("api-version", "")
+    return await native_responses.answer(
+        request, check, lambda c: injected(c, "Responses_Create", version), error
+    )
+
+
 def routes() -> list[Route]:
     base = "/openai/deployments/{deployment}"
     return [
+        Route("/openai/responses", responses, methods=["POST"]),
         Route(f"{base}/chat/completions", chat, methods=["POST"]),
         Route(f"{base}/completions", completions, methods=["POST"]),
         Route(f"{base}/embeddings", embeddings, methods=["POST"]),

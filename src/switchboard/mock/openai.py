@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from switchboard.mock import responses as native_responses
 from switchboard.mock import text as T
 from switchboard.mock.common import (
     before_answer,
@@ -378,8 +379,14 @@ async def models(request: Request) -> Response:
     )
 
 
+async def responses(request: Request) -> Response:
+    """The Responses API, natively (mock/responses.py)."""
+    return await native_responses.answer(request, check_key, injected, error)
+
+
 def routes() -> list[Route]:
     return [
+        Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),

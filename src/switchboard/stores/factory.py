@@ -42,6 +42,7 @@ from switchboard.stores.protocols import (
     ProviderStore,
     RateLimiter,
     RequestLogStore,
+    ResponseStore,
     RoutingStore,
     SharedCache,
     SubscriptionStore,
@@ -61,6 +62,7 @@ from switchboard.stores.sql.log_search import SqlLogSearch
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.request_log import SqlRequestLog
+from switchboard.stores.sql.responses import SqlResponseStore
 from switchboard.stores.sql.routing import SqlRoutingStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
 from switchboard.stores.sql.tenancy import SqlTenancyStore
@@ -103,6 +105,8 @@ class Stores:
     incidents: IncidentStore | None = None
     # Files and batches created through the gateway, with their owners (always in SQL).
     files: FileStore | None = None
+    # Stored Responses API responses (http/responses/). Always in SQL.
+    responses: ResponseStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -233,6 +237,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         incidents=SqlIncidentStore(engine),
         log_search=SqlLogSearch(engine),
         files=SqlFileStore(engine),
+        responses=SqlResponseStore(engine),
         _closers=closers,
     )
 

@@ -1115,3 +1115,41 @@ class FileStore(Protocol):
 
     async def mark_costed(self, object_id: str) -> bool:
         """Mark a batch's cost as recorded; True for the one call that changed it."""
+
+
+# -- stored Responses API responses (http/responses/, revision 0014) ----------------------------
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A Responses API response kept for ``previous_response_id`` and ``GET /v1/responses/{id}``.
+
+    It belongs to one caller: its tenant and its owner (the key id, else the principal's id);
+    callers other than the owner are answered "not found". ``conversation`` holds the canonical
+    chat messages up to and including this response's output (not the instructions), so a
+    request continuing it reads one row."""
+
+    id: str
+    tenant_id: str | None
+    owner: str
+    created_at: datetime
+    expires_at: datetime
+    response: Mapping[str, Any]
+    input_items: Sequence[Mapping[str, Any]]
+    conversation: Sequence[Mapping[str, Any]]
+
+
+class ResponseStore(Protocol):
+    async def put(self, record: StoredResponse) -> None:
+        """Insert ``record`` (ids are unique; a repeated id replaces nothing and raises)."""
+        ...
+
+    async def get(self, response_id: str) -> StoredResponse | None:
+        """The record, or None when there is none or it has expired."""
+        ...
+
+    async def delete(self, response_id: str) -> bool: ...
+
+    async def purge(self, now: datetime, limit: int = 1000) -> int:
+        """Delete at most ``limit`` records expired at ``now``; how many were deleted."""
+        ...

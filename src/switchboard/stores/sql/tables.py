@@ -434,3 +434,20 @@ owned_objects = sa.Table(
     sa.Index("ix_owned_objects_owner", "kind", "tenant_id", "owner", "created_at"),
     sa.Index("ix_owned_objects_open", "kind", "costed", "seen_at"),
 )
+
+
+# responses (revision 0014): Responses API responses kept for previous_response_id and
+# GET /v1/responses/{id} (http/responses/), their JSON as text; expired rows are purged.
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64)),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("input_items", sa.Text, nullable=False),
+    sa.Column("conversation", sa.Text, nullable=False),
+    sa.Index("ix_responses_expires", "expires_at"),
+)

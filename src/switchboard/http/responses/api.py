@@ -1,0 +1,143 @@
+"""``POST /v1/responses``: the OpenAI Responses API as an inbound API of the pipeline, and the
+JSON endpoints that read stored responses.
+
+The request is translated to the canonical chat request (request.py) and served by any model of
+any provider; the canonical result is written back as a Response object (response.py) or the
+typed event stream (stream.py). Errors are OpenAI's error bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import orjson
+
+from switchboard.context import RequestContext
+from switchboard.errors import GatewayError, UnsupportedParameter
+from switchboard.http.openai_api import OpenAIJson
+from switchboard.http.responses.request import parse_body, translate, without_unsupported
+from switchboard.http.responses.response import JSON, from_chat, skeleton
+from switchboard.http.responses.state import Responses
+from switchboard.http.responses.stream import StreamEncoder
+
+
+def answered_model(ctx: RequestContext, reported: Any = None) -> str:
+    """The model the upstream reported, else the deployment's upstream model id, else the name
+    asked for (as the chat endpoint and the Anthropic inbound API name it)."""
+    if isinstance(reported, str) and reported:
+        return reported
+    if ctx.route is not None:
+        return ctx.route.target.model
+    model = ctx.request.get("model")
+    return model if isinstance(model, str) else ""
+
+
+# Canonical (chat) parameter -> the Responses field it came from.
+RESPONSES_PARAMS = {
+    "reasoning_effort": "reasoning.effort",
+    "max_tokens": "max_output_tokens",
+    "response_format": "text.format",
+    "messages": "input",
+    "tool_choice": "tool_choice",
+}
+
+
+class ResponsesAPI:
+    operation = "chat"
+    # No provider type speaks it through pipeline/native.py; a ``responses: native`` deployment
+    # has its own exchange (native.py), recognised by the body it returns.
+    dialect = "openai-responses"
+
+    def __init__(self, responses: Responses) -> None:
+        self.responses = responses
+
+    def decode(self, ctx: RequestContext) -> None:
+        body = parse_body(ctx.body)
+        refused: UnsupportedParameter | None = None
+        try:
+            translated = translate(body)
+        except UnsupportedParameter as err:
+            # Only a native deployment can serve it: refused (the invoke terminal) unless routed to one.
+            refused = err
+            translated = translate(without_unsupported(body))
+            translated.body = body
+        ctx.request = translated.request
+        ctx.stream = bool(translated.request.get("stream"))
+        ctx.client_wants_usage = ctx.stream  # response.completed carries usage
+        self.responses.begin(ctx, translated).refused = refused
+
+    def _base(self, ctx: RequestContext, model: str) -> JSON:
+        call = self.responses.call(ctx)
+        return skeleton(call.id, call.created_at, model, call.translated.echo)
+
+    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
+        call = self.responses.call(ctx)
+        if call.native and isinstance(body.get("native"), dict):
+            response = {**body["native"], **self._own(ctx)}
+        else:
+            response = from_chat(body, self._base(ctx, answered_model(ctx, body.get("model"))))
+        self.responses.complete(ctx, response)
+        return orjson.dumps(response)
+
+    def _own(self, ctx: RequestContext) -> JSON:
+        """What the gateway sets in a native deployment's response: its own id and state."""
+        call = self.responses.call(ctx)
+        return {
+            "id": call.id,
+            "previous_response_id": call.translated.previous_response_id,
+            "store": call.translated.store,
+        }
+
+    async def encode_stream(
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]], native: bool = False
+    ) -> AsyncGenerator[bytes, None]:
+        # response.created names the model of the first chunk, which the attempts stage has read.
+        # A native deployment's events are passed on (renumbered, with the gateway's response id).
+        encoder: StreamEncoder | None = None
+        native = False
+        try:
+            async for batch in batches:
+                if encoder is None:
+                    native = bool(batch) and "native" in batch[0]
+                    model = answered_model(ctx, batch[0].get("model") if batch else None)
+                    encoder = StreamEncoder(self._base(ctx, model), self._own(ctx))
+                    head = b"" if native else encoder.start()
+                    yield head + b"".join(encoder.feed(chunk) for chunk in batch)
+                elif data := b"".join(encoder.feed(chunk) for chunk in batch):
+                    yield data
+        except GatewayError as err:
+            if encoder is None:
+                encoder = StreamEncoder(self._base(ctx, answered_model(ctx)))
+                yield encoder.start()
+            yield encoder.failed(err.code, err.message)
+            return
+        if encoder is None:
+            encoder = StreamEncoder(self._base(ctx, answered_model(ctx)))
+            yield encoder.start()
+        data = b"" if native else encoder.end()
+        if encoder.final is not None:
+            self.responses.complete(ctx, encoder.final)
+        yield data
+
+    def encode_error(self, error: GatewayError) -> bytes:
+        body = error.to_openai()
+        # An adapter's refusal names the chat parameter: name the Responses field instead.
+        param = body["error"].get("param")
+        if param in RESPONSES_PARAMS:
+            body["error"]["param"] = RESPONSES_PARAMS[param]
+        return orjson.dumps(body)
+
+    def encode_stream_error(self, error: GatewayError) -> bytes:
+        data = {
+            "type": "error",
+            "code": error.code,
+            "message": error.message,
+            "param": error.param,
+            "sequence_number": 0,
+        }
+        return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+# GET/DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items: JSON, OpenAI errors.
+STORED = OpenAIJson("responses")

@@ -1,0 +1,218 @@
+"""Native pass-through: a deployment with ``responses: native`` (provider type openai or azure)
+receives the Responses request as the client sent it, so OpenAI-only features (built-in tools,
+file inputs, include, ...) keep working there.
+
+What the gateway still does: the model becomes the deployment's upstream model; a
+``previous_response_id`` (the gateway's own id) is replaced by the stored conversation as input
+items, and ``store`` is false upstream (the gateway keeps the state, so a conversation can move
+between native and translated deployments); the response id is the gateway's. Usage is read
+from the response (or its ``response.completed`` event) and recorded like any other call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from switchboard.context import Reply, RequestContext, Result, StreamReply
+from switchboard.errors import UpstreamBadGateway
+from switchboard.http.responses.response import JSON
+from switchboard.pipeline import caller_credentials
+from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.providers.sse import SSEParser
+from switchboard.upstream.client import UpstreamStream
+from switchboard.upstream.request import UpstreamRequest
+
+if TYPE_CHECKING:
+    from switchboard.routing.table import Route
+
+NATIVE_TYPES = frozenset({"openai", "azure"})
+# The first Azure OpenAI API version with the Responses API; older configured versions use it.
+AZURE_RESPONSES_VERSION = "2025-03-01-preview"
+_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def is_native(route: Route) -> bool:
+    entry = route.entry
+    return entry is not None and entry.responses == "native" and route.adapter.type in NATIVE_TYPES
+
+
+def chat_usage(usage: Any) -> JSON | None:
+    """Responses usage -> the canonical (chat) usage the usage stage records."""
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+    details = usage.get("input_tokens_details") or {}
+    cached, written = details.get("cached_tokens") or 0, details.get("cache_write_tokens") or 0
+    reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": int(usage.get("total_tokens") or prompt + completion),
+        "prompt_tokens_details": {"cached_tokens": int(cached), "cache_creation_tokens": int(written)},
+        "completion_tokens_details": {"reasoning_tokens": int(reasoning)},
+    }
+
+
+def history_items(messages: list[JSON]) -> list[JSON]:
+    """Canonical messages (a stored conversation) as Responses input items."""
+    items: list[JSON] = []
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        if role == "tool":
+            items.append(
+                {"type": "function_call_output", "call_id": m.get("tool_call_id"), "output": content or ""}
+            )
+            continue
+        if role == "assistant":
+            if content:
+                text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+                items.append(
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": text}],
+                    }
+                )
+            for call in m.get("tool_calls") or ():
+                function = call.get("function") or {}
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": call.get("id"),
+                        "name": function.get("name"),
+                        "arguments": function.get("arguments") or "",
+                    }
+                )
+            continue
+        if isinstance(content, list):
+            parts: list[JSON] = []
+            for p in content:
+                if p.get("type") == "image_url":
+                    image = p.get("image_url") or {}
+                    parts.append(
+                        {
+                            "type": "input_image",
+                            "image_url": image.get("url"),
+                            "detail": image.get("detail", "auto"),
+                        }
+                    )
+                else:
+                    parts.append({"type": "input_text", "text": p.get("text", "")})
+            content = parts
+        items.append({"type": "message", "role": role, "content": content})
+    return items
+
+
+def upstream_request(given: JSON, history: list[JSON], route: Route, stream: bool) -> UpstreamRequest:
+    """The request as the client sent it (``given``), continuing ``history`` (canonical messages)."""
+    body = dict(given)
+    body.pop("previous_response_id", None)
+    target = route.target
+    body["model"] = target.model
+    body["store"] = False
+    if history:
+        given = body["input"]
+        turn = (
+            [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else list(given)
+        )
+        body["input"] = history_items(history) + turn
+    headers = {"Accept": "text/event-stream"} if stream else {}
+    if route.adapter.type == "azure":
+        version = max(str(getattr(target.options, "api_version", "")), AZURE_RESPONSES_VERSION)
+        url = f"{target.api_base}/openai/responses?api-version={version}"
+    else:
+        url = target.api_base + "/responses"
+    return UpstreamRequest("POST", url, orjson.dumps(body), headers, stream)
+
+
+class NativeDecoder:
+    """The upstream's typed events, each as ``{"native": event}``; usage noted at the end.
+
+    An error event raises only after the events that preceded it in the same read were returned,
+    so the client receives everything the upstream sent before failing."""
+
+    def __init__(self, ctx: RequestContext, route: Route) -> None:
+        self._ctx = ctx
+        self._route = route
+        self._parser = SSEParser()
+        self._ended = False
+        self._error: UpstreamBadGateway | None = None
+
+    def feed(self, data: bytes) -> list[JSON]:
+        if self._error is not None:
+            raise self._error
+        out: list[JSON] = []
+        for event in self._parser.feed(data):
+            if not event.data or event.data == "[DONE]":
+                continue
+            obj = loads_object(event.data.encode())
+            if obj is None:
+                raise invalid_body(self._route.target, "stream event")
+            kind = obj.get("type")
+            if kind == "error" or event.event == "error":
+                message = obj.get("message") or (obj.get("error") or {}).get("message") or "error"
+                where = f"provider '{self._route.target.provider}'"
+                self._error = UpstreamBadGateway(f"{where} failed mid-stream: {message}")
+                if not out:
+                    raise self._error
+                break
+            if kind in _ENDS:
+                self._ended = True
+                usage = chat_usage((obj.get("response") or {}).get("usage"))
+                if usage is not None:
+                    self._ctx.usage = usage
+            out.append({"native": obj})
+        return out
+
+    def close(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if not self._ended:
+            where = f"provider '{self._route.target.provider}'"
+            raise UpstreamBadGateway(f"{where} ended the stream before it was complete")
+
+
+async def invoke(ctx: RequestContext, given: JSON, history: list[JSON]) -> Result:
+    route = ctx.route
+    assert route is not None, "the route stage runs first"
+    adapter, target = route.adapter, route.target
+    upstream = upstream_request(given, history, route, ctx.stream)
+    if ctx.upstream_credentials is not None:
+        caller_credentials.apply(upstream, ctx.upstream_credentials)
+    if ctx.upstream_headers is not None:
+        upstream.headers = {**upstream.headers, **ctx.upstream_headers}
+    began = time.perf_counter()
+    if ctx.stream:
+        try:
+            stream = await route.client.open_stream(upstream, route.timeout)
+            failed = await stream.read_all() if stream.status >= 400 else None
+        finally:
+            ctx.upstream_seconds += time.perf_counter() - began
+        if failed is not None:
+            raise caller_credentials.blamed(ctx, adapter.error(stream.status, stream.headers, failed, target))
+        return StreamReply(_relay(stream, NativeDecoder(ctx, route)), close=stream.close)
+    try:
+        reply = await route.client.send(upstream, route.timeout)
+    finally:
+        ctx.upstream_seconds += time.perf_counter() - began
+    if reply.status >= 400:
+        raise caller_credentials.blamed(ctx, adapter.error(reply.status, reply.headers, reply.body, target))
+    obj = loads_object(reply.body)
+    if obj is None or not isinstance(obj.get("output"), list):
+        raise invalid_body(target)
+    ctx.usage = chat_usage(obj.get("usage"))
+    return Reply({"native": obj})
+
+
+async def _relay(stream: UpstreamStream, decoder: NativeDecoder) -> AsyncGenerator[list[JSON], None]:
+    async with aclosing(stream.chunks()) as data:
+        async for piece in data:
+            batch = decoder.feed(piece)
+            if batch:
+                yield batch
+    decoder.close()

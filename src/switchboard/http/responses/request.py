@@ -1,0 +1,628 @@
+"""Validate an OpenAI Responses request and translate it to the canonical (chat) request.
+
+Reference: https://platform.openai.com/docs/api-reference/responses/create. The mapping:
+
+    model                               -> model
+    instructions                        -> a first message, role system (not carried over by
+                                           previous_response_id, as OpenAI does)
+    input (string)                      -> one user message
+    input items:
+      message {role, content}           -> a message; roles user, assistant, system, developer;
+                                           input_text/output_text -> text parts, input_image ->
+                                           image_url parts, refusal -> assistant text
+      function_call {call_id, name, arguments} -> an assistant message's tool_calls
+      function_call_output {call_id, output}   -> a tool message
+      reasoning                         -> dropped (never sent upstream)
+    tools [{type: function, name, description, parameters, strict}] -> chat tools
+    tool_choice auto|none|required|{type: function, name} -> tool_choice
+    max_output_tokens                   -> max_tokens
+    temperature, top_p                  -> temperature, top_p
+    text.format json_schema|json_object -> response_format
+    reasoning.effort                    -> reasoning_effort
+    parallel_tool_calls                 -> parallel_tool_calls (with tools only)
+    user, safety_identifier             -> user
+    stream                              -> stream, with stream_options.include_usage
+    metadata, store, previous_response_id, include, text.verbosity, reasoning.summary,
+    prompt_cache_key, service_tier, client_metadata, truncation "disabled" -> kept by the gateway (echoed,
+                                           stored) and not sent upstream
+
+Built-in tools (web_search, file_search, computer_use, code_interpreter, mcp, image_generation,
+local_shell, custom tools) and fields with no chat equivalent (background, conversation, prompt,
+top_logprobs, max_tool_calls, truncation "auto", file inputs) answer 400 naming the feature; an
+unknown top-level field answers 400 as OpenAI does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchboard.errors import InvalidRequest, UnsupportedParameter
+from switchboard.http.openai_api import parse_json
+
+JSON = dict[str, Any]
+
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_ROLES = frozenset({"user", "assistant", "system", "developer"})
+BUILTIN_TOOLS = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "web_search_preview_2025_03_11",
+        "web_search_2025_08_26",
+        "file_search",
+        "computer_use_preview",
+        "computer_use",
+        "code_interpreter",
+        "mcp",
+        "image_generation",
+        "local_shell",
+        "shell",
+        "custom",
+        "apply_patch",
+    }
+)
+# Accepted include values: nothing the gateway returns depends on them.
+_INCLUDE = frozenset({"reasoning.encrypted_content"})
+# Fields the gateway keeps (echoes or stores) without an upstream equivalent.
+_KEPT = (
+    "metadata",
+    "store",
+    "previous_response_id",
+    "include",
+    "prompt_cache_key",
+    "service_tier",
+    "truncation",
+    "stream_options",
+    "background",
+    "client_metadata",  # Codex CLI sends it: its own labels
+)
+# Fields with no chat equivalent: refused by name (a native deployment would receive them as is).
+_REFUSED = {
+    "conversation": "conversations",
+    "prompt": "prompt templates",
+    "top_logprobs": "top_logprobs",
+    "max_tool_calls": "max_tool_calls",
+    "prompt_cache_retention": "prompt_cache_retention",
+    "context_management": "context_management",
+}
+_FIELDS = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "text",
+        "reasoning",
+        "parallel_tool_calls",
+        "user",
+        "safety_identifier",
+        "stream",
+        *_KEPT,
+        *_REFUSED,
+    }
+)
+MAX_METADATA_KEYS = 16
+
+
+def fail(param: str, message: str, code: str | None = None) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code=code)
+
+
+def unsupported(param: str, feature: str) -> UnsupportedParameter:
+    return UnsupportedParameter(
+        f"{feature} is not supported by this deployment: the gateway translates the Responses API to "
+        f"the chat form, which has no equivalent",
+        param=param,
+    )
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(body: JSON, name: str, low: float, high: float) -> float | None:
+    v = body.get(name)
+    if v is None:
+        return None
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        raise fail(name, f"Invalid type for '{name}': expected a number.", "invalid_type")
+    if not low <= v <= high:
+        raise fail(name, f"Invalid '{name}': must be between {low:g} and {high:g}.", "invalid_value")
+    return float(v)
+
+
+def _string(value: Any, param: str) -> str:
+    if not isinstance(value, str):
+        raise fail(param, f"Invalid type for '{param}': expected a string.", "invalid_type")
+    return value
+
+
+@dataclass(slots=True)
+class Translated:
+    """A validated Responses request: the canonical chat request, what of it is this turn's
+    conversation, and the parameters the Response object echoes."""
+
+    request: JSON  # the canonical chat request (instructions first, then this turn's input)
+    turn: list[JSON]  # this turn's input as canonical messages (no instructions)
+    items: list[JSON]  # this turn's input as Responses items (GET .../input_items)
+    echo: JSON = field(default_factory=dict)
+    store: bool = True
+    previous_response_id: str | None = None
+    body: JSON = field(default_factory=dict)  # the request as the client sent it (native deployments)
+
+
+# -- input ---------------------------------------------------------------------------------------
+
+
+def _image(part: JSON, path: str) -> JSON:
+    url = part.get("image_url")
+    if part.get("file_id") is not None:
+        raise unsupported(f"{path}.file_id", "input_image with file_id")
+    if not isinstance(url, str) or not url:
+        raise fail(
+            f"{path}.image_url", "Missing required parameter: 'image_url'.", "missing_required_parameter"
+        )
+    detail = part.get("detail", "auto")
+    if detail not in ("auto", "low", "high"):
+        raise fail(f"{path}.detail", "Invalid value: expected one of 'auto', 'low', 'high'.", "invalid_value")
+    image: JSON = {"url": url}
+    if detail != "auto":
+        image["detail"] = detail
+    return {"type": "image_url", "image_url": image}
+
+
+def _content(content: Any, role: str, path: str) -> str | list[JSON]:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise fail(
+            path,
+            f"Invalid type for '{path}': expected a string or an array of content parts.",
+            "invalid_type",
+        )
+    parts: list[JSON] = []
+    for i, part in enumerate(content):
+        where = f"{path}[{i}]"
+        if not isinstance(part, dict):
+            raise fail(where, f"Invalid type for '{where}': expected an object.", "invalid_type")
+        kind = part.get("type")
+        if kind in ("input_text", "output_text"):
+            parts.append({"type": "text", "text": _string(part.get("text"), f"{where}.text")})
+        elif kind == "refusal":
+            parts.append({"type": "text", "text": _string(part.get("refusal"), f"{where}.refusal")})
+        elif kind == "input_image":
+            if role == "assistant":
+                raise fail(
+                    f"{where}.type", "input_image is not allowed in an assistant message.", "invalid_value"
+                )
+            parts.append(_image(part, where))
+        elif kind in ("input_file", "input_audio"):
+            raise unsupported(f"{where}.type", f"the content part '{kind}'")
+        else:
+            raise fail(
+                f"{where}.type",
+                f"Invalid value: '{str(kind)[:60]}'. Supported values are: "
+                "'input_text', 'input_image', 'output_text' and 'refusal'.",
+                "invalid_value",
+            )
+    if role in ("assistant", "system", "developer") and all(p["type"] == "text" for p in parts):
+        return "".join(p["text"] for p in parts)  # plain text: every upstream takes it
+    return parts
+
+
+def _arguments(value: Any, path: str) -> str:
+    return _string(value, path)
+
+
+def _output(value: Any, path: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # output as content parts: their text
+        texts = []
+        for i, part in enumerate(value):
+            if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text"):
+                raise unsupported(f"{path}[{i}]", "a function_call_output part other than text")
+            texts.append(_string(part.get("text"), f"{path}[{i}].text"))
+        return "".join(texts)
+    raise fail(path, f"Invalid type for '{path}': expected a string.", "invalid_type")
+
+
+def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
+    """(canonical messages, Responses items) of ``input``."""
+    if isinstance(value, str):
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}
+        return [{"role": "user", "content": value}], [item]
+    if not isinstance(value, list):
+        raise fail(
+            "input", "Invalid type for 'input': expected a string or an array of input items.", "invalid_type"
+        )
+    messages: list[JSON] = []
+    calls: set[str] = set()
+    for i, item in enumerate(value):
+        path = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise fail(path, f"Invalid type for '{path}': expected an object.", "invalid_type")
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in _ROLES:
+                raise fail(
+                    f"{path}.role",
+                    f"Invalid value: '{str(role)[:40]}'. Supported values are: 'user', "
+                    "'assistant', 'system' and 'developer'.",
+                    "invalid_value",
+                )
+            if "content" not in item:
+                raise fail(
+                    f"{path}.content", "Missing required parameter: 'content'.", "missing_required_parameter"
+                )
+            content = _content(item["content"], role, f"{path}.content")
+            messages.append({"role": "system" if role == "developer" else role, "content": content})
+        elif kind == "function_call":
+            call_id = _string(item.get("call_id"), f"{path}.call_id")
+            name = _string(item.get("name"), f"{path}.name")
+            call = {
+                "id": call_id,
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "arguments": _arguments(item.get("arguments"), f"{path}.arguments"),
+                },
+            }
+            calls.add(call_id)
+            last = messages[-1] if messages else None
+            # Calls after an assistant message (or after other calls) belong to that message.
+            if (
+                last is not None
+                and last["role"] == "assistant"
+                and isinstance(last.get("content"), str | None)
+            ):
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            call_id = _string(item.get("call_id"), f"{path}.call_id")
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call_id,
+                    "content": _output(item.get("output"), f"{path}.output"),
+                }
+            )
+        elif kind == "reasoning":
+            continue  # the model's own reasoning: not sent to other models
+        elif kind == "item_reference":
+            raise unsupported(f"{path}.type", "the input item 'item_reference'")
+        else:
+            raise unsupported(f"{path}.type", f"the input item '{str(kind)[:60]}'")
+    items = [dict(item) for item in value]
+    return messages, items
+
+
+# -- tools ---------------------------------------------------------------------------------------
+
+
+def _tool(tool: Any, path: str) -> JSON:
+    if not isinstance(tool, dict):
+        raise fail(path, f"Invalid type for '{path}': expected an object.", "invalid_type")
+    kind = tool.get("type")
+    if kind != "function":
+        if isinstance(kind, str) and (
+            kind in BUILTIN_TOOLS or kind.startswith(("web_search", "computer_use"))
+        ):
+            raise unsupported(f"{path}.type", f"the built-in tool '{kind}'")
+        raise fail(f"{path}.type", f"Invalid value: '{str(kind)[:60]}'.", "invalid_value")
+    name = tool.get("name")
+    if not isinstance(name, str) or not _FUNCTION_NAME.match(name):
+        raise fail(
+            f"{path}.name",
+            f"Invalid '{path}.name': 1-128 letters, digits, '_', '.', ':' or '-'.",
+            "invalid_value",
+        )
+    function: JSON = {"name": name}
+    description = tool.get("description")
+    if description is not None:
+        function["description"] = _string(description, f"{path}.description")
+    parameters = tool.get("parameters")
+    if parameters is not None:
+        if not isinstance(parameters, dict):
+            raise fail(
+                f"{path}.parameters",
+                f"Invalid type for '{path}.parameters': expected an object.",
+                "invalid_type",
+            )
+        function["parameters"] = parameters
+    strict = tool.get("strict")
+    if strict is not None:
+        if not isinstance(strict, bool):
+            raise fail(
+                f"{path}.strict", f"Invalid type for '{path}.strict': expected a boolean.", "invalid_type"
+            )
+        function["strict"] = strict
+    return {"type": "function", "function": function}
+
+
+def _tools(value: Any) -> list[JSON]:
+    if not isinstance(value, list):
+        raise fail("tools", "Invalid type for 'tools': expected an array.", "invalid_type")
+    return [_tool(t, f"tools[{i}]") for i, t in enumerate(value)]
+
+
+def _tool_choice(value: Any, names: set[str]) -> Any:
+    if value in ("auto", "none", "required"):
+        return value
+    if isinstance(value, dict) and value.get("type") == "function":
+        name = _string(value.get("name"), "tool_choice.name")
+        if name not in names:
+            raise fail(
+                "tool_choice", f"Tool choice '{name[:100]}' not found in 'tools' parameter.", "invalid_value"
+            )
+        return {"type": "function", "function": {"name": name}}
+    if isinstance(value, dict) and isinstance(value.get("type"), str):
+        raise unsupported("tool_choice.type", f"tool_choice '{value['type'][:60]}'")
+    raise fail(
+        "tool_choice",
+        "Invalid value for 'tool_choice': expected 'auto', 'none', 'required' or a function.",
+        "invalid_value",
+    )
+
+
+# -- text and reasoning --------------------------------------------------------------------------
+
+
+def _text(value: Any, out: JSON) -> JSON:
+    if not isinstance(value, dict):
+        raise fail("text", "Invalid type for 'text': expected an object.", "invalid_type")
+    for key in value:
+        if key not in ("format", "verbosity"):
+            raise fail(
+                f"text.{str(key)[:40]}", f"Unknown parameter: 'text.{str(key)[:40]}'.", "unknown_parameter"
+            )
+    verbosity = value.get("verbosity")
+    if verbosity is not None and verbosity not in ("low", "medium", "high"):
+        raise fail("text.verbosity", "Invalid value: expected 'low', 'medium' or 'high'.", "invalid_value")
+    fmt = value.get("format")
+    if fmt is None:
+        return {"format": {"type": "text"}, **({"verbosity": verbosity} if verbosity else {})}
+    if not isinstance(fmt, dict):
+        raise fail("text.format", "Invalid type for 'text.format': expected an object.", "invalid_type")
+    kind = fmt.get("type")
+    if kind == "json_object":
+        out["response_format"] = {"type": "json_object"}
+    elif kind == "json_schema":
+        name = _string(fmt.get("name"), "text.format.name")
+        schema = fmt.get("schema")
+        if not isinstance(schema, dict):
+            raise fail(
+                "text.format.schema",
+                "Missing required parameter: 'text.format.schema'.",
+                "missing_required_parameter",
+            )
+        spec: JSON = {"name": name, "schema": schema}
+        for key in ("strict", "description"):
+            if fmt.get(key) is not None:
+                spec[key] = fmt[key]
+        out["response_format"] = {"type": "json_schema", "json_schema": spec}
+    elif kind != "text":
+        raise fail(
+            "text.format.type",
+            f"Invalid value: '{str(kind)[:60]}'. Supported values are: 'text', "
+            "'json_object' and 'json_schema'.",
+            "invalid_value",
+        )
+    return dict(value)
+
+
+def _reasoning(value: Any, out: JSON) -> JSON:
+    if not isinstance(value, dict):
+        raise fail("reasoning", "Invalid type for 'reasoning': expected an object.", "invalid_type")
+    for key in value:
+        if key not in ("effort", "summary", "generate_summary"):
+            raise fail(
+                f"reasoning.{str(key)[:40]}",
+                f"Unknown parameter: 'reasoning.{str(key)[:40]}'.",
+                "unknown_parameter",
+            )
+    effort = value.get("effort")
+    if effort is not None:
+        if effort not in ("none", "minimal", "low", "medium", "high", "xhigh"):
+            raise fail(
+                "reasoning.effort",
+                "Invalid value: expected 'none', 'minimal', 'low', 'medium', 'high' or 'xhigh'.",
+                "invalid_value",
+            )
+        out["reasoning_effort"] = effort
+    summary = value.get("summary", value.get("generate_summary"))
+    if summary is not None and summary not in ("auto", "concise", "detailed"):
+        raise fail(
+            "reasoning.summary", "Invalid value: expected 'auto', 'concise' or 'detailed'.", "invalid_value"
+        )
+    return {"effort": effort, "summary": summary}
+
+
+def _metadata(value: Any) -> JSON:
+    if not isinstance(value, dict):
+        raise fail("metadata", "Invalid type for 'metadata': expected an object.", "invalid_type")
+    if len(value) > MAX_METADATA_KEYS:
+        raise fail("metadata", f"Invalid 'metadata': at most {MAX_METADATA_KEYS} keys.", "invalid_value")
+    for key, v in value.items():
+        if len(key) > 64 or not isinstance(v, str) or len(v) > 512:
+            raise fail(
+                f"metadata.{key[:40]}",
+                "Invalid 'metadata': keys of at most 64 characters, string values of at most 512.",
+                "invalid_value",
+            )
+    return value
+
+
+def _kept(body: JSON) -> None:
+    include = body.get("include")
+    if include is not None:
+        if not isinstance(include, list) or not all(isinstance(x, str) for x in include):
+            raise fail("include", "Invalid type for 'include': expected an array of strings.", "invalid_type")
+        for i, x in enumerate(include):
+            if x not in _INCLUDE:
+                raise unsupported(f"include[{i}]", f"include '{x[:60]}'")
+    for name in ("store", "background"):
+        if body.get(name) is not None and not isinstance(body[name], bool):
+            raise fail(name, f"Invalid type for '{name}': expected a boolean.", "invalid_type")
+    if body.get("background"):
+        raise unsupported("background", "background mode")
+    truncation = body.get("truncation")
+    if truncation not in (None, "disabled"):
+        if truncation == "auto":
+            raise unsupported("truncation", "truncation 'auto'")
+        raise fail("truncation", "Invalid value: expected 'auto' or 'disabled'.", "invalid_value")
+    for name in ("prompt_cache_key", "service_tier", "previous_response_id"):
+        if body.get(name) is not None:
+            _string(body[name], name)
+    for name in ("stream_options", "client_metadata"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise fail(name, f"Invalid type for '{name}': expected an object.", "invalid_type")
+
+
+# -- the request ---------------------------------------------------------------------------------
+
+
+def check_fields(body: JSON) -> None:
+    for key in body:
+        if key not in _FIELDS:
+            raise fail(str(key)[:60], f"Unknown parameter: '{str(key)[:60]}'.", "unknown_parameter")
+
+
+def parse_body(raw: bytes) -> JSON:
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def translate(body: JSON) -> Translated:
+    """The canonical chat request of a Responses body (parsed JSON), validated."""
+    check_fields(body)
+    for name, feature in _REFUSED.items():
+        if body.get(name) is not None:
+            raise unsupported(name, feature)
+    model = body.get("model")
+    if model is None:
+        raise fail("model", "Missing required parameter: 'model'.", "missing_required_parameter")
+    if not isinstance(model, str) or not model:
+        raise fail("model", "Invalid type for 'model': expected a non-empty string.", "invalid_type")
+    if body.get("input") is None:
+        raise fail("input", "Missing required parameter: 'input'.", "missing_required_parameter")
+    _kept(body)
+    turn, items = input_messages(body["input"])
+    out: JSON = {"model": model}
+    instructions = body.get("instructions")
+    messages = list(turn)
+    if instructions is not None:
+        _string(instructions, "instructions")
+        if instructions:
+            messages.insert(0, {"role": "system", "content": instructions})
+    out["messages"] = messages
+    echo: JSON = {"instructions": instructions}
+    for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
+        value = _number(body, name, low, high)
+        if value is not None:
+            out[name] = value
+        echo[name] = value if value is not None else 1.0
+    max_output = body.get("max_output_tokens")
+    if max_output is not None:
+        if not _is_int(max_output) or max_output < 16:
+            raise fail(
+                "max_output_tokens",
+                "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16.",
+                "integer_below_min_value",
+            )
+        out["max_tokens"] = max_output
+    echo["max_output_tokens"] = max_output
+    tools = _tools(body["tools"]) if body.get("tools") is not None else []
+    if tools:
+        out["tools"] = tools
+    echo["tools"] = body.get("tools") or []
+    echo["tool_choice"] = "auto"
+    if body.get("tool_choice") is not None:
+        choice = _tool_choice(body["tool_choice"], {t["function"]["name"] for t in tools})
+        if tools:
+            out["tool_choice"] = choice
+        echo["tool_choice"] = body["tool_choice"]
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None:
+        if not isinstance(parallel, bool):
+            raise fail(
+                "parallel_tool_calls",
+                "Invalid type for 'parallel_tool_calls': expected a boolean.",
+                "invalid_type",
+            )
+        if tools:
+            out["parallel_tool_calls"] = parallel
+    echo["parallel_tool_calls"] = True if parallel is None else parallel
+    echo["text"] = _text(body["text"], out) if body.get("text") is not None else {"format": {"type": "text"}}
+    echo["reasoning"] = (
+        _reasoning(body["reasoning"], out)
+        if body.get("reasoning") is not None
+        else {"effort": None, "summary": None}
+    )
+    echo["metadata"] = _metadata(body["metadata"]) if body.get("metadata") is not None else {}
+    user = body.get("user") or body.get("safety_identifier")
+    if user is not None:
+        out["user"] = _string(user, "user")
+    echo["user"] = body.get("user")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise fail("stream", "Invalid type for 'stream': expected a boolean.", "invalid_type")
+    if stream:
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    store = body.get("store")
+    previous = body.get("previous_response_id")
+    echo["store"] = store is not False
+    echo["previous_response_id"] = previous
+    echo["truncation"] = body.get("truncation") or "disabled"
+    echo["service_tier"] = body.get("service_tier") or "default"
+    return Translated(out, turn, items, echo, store is not False, previous, body)
+
+
+def _supported_part(part: Any) -> bool:
+    if not isinstance(part, dict):
+        return True
+    kind = part.get("type")
+    return kind not in ("input_file", "input_audio") and not (kind == "input_image" and part.get("file_id"))
+
+
+def _supported_item(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
+    if item.get("type", "message") not in ("message", "function_call", "function_call_output", "reasoning"):
+        return None
+    if isinstance(item.get("content"), list):
+        return {**item, "content": [p for p in item["content"] if _supported_part(p)]}
+    output = item.get("output")
+    if item.get("type") == "function_call_output" and isinstance(output, list):
+        kept = [p for p in output if isinstance(p, dict) and p.get("type") in ("input_text", "output_text")]
+        return {**item, "output": kept}
+    return item
+
+
+def without_unsupported(body: JSON) -> JSON:
+    """``body`` without the features the chat form cannot carry (built-in tools, file inputs,
+    ...): the canonical request of a request that only a native deployment can serve in full."""
+    out = {k: v for k, v in body.items() if k not in _REFUSED and k != "background"}
+    if out.get("truncation") == "auto":
+        del out["truncation"]
+    if isinstance(out.get("tools"), list):
+        out["tools"] = [t for t in out["tools"] if not isinstance(t, dict) or t.get("type") == "function"]
+    choice = out.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") != "function":
+        del out["tool_choice"]
+    if isinstance(out.get("include"), list):
+        out["include"] = [x for x in out["include"] if x in _INCLUDE]
+    if isinstance(out.get("input"), list):
+        out["input"] = [x for x in map(_supported_item, out["input"]) if x is not None]
+    return out

@@ -1,0 +1,224 @@
+"""Canonical chunk stream -> the Responses API's typed server-sent events.
+
+Reference: https://platform.openai.com/docs/api-reference/responses-streaming. The order, each
+event with a ``sequence_number`` one higher than the last:
+
+    response.created, response.in_progress          the response, status in_progress, no output
+    for each output item, in order:
+      response.output_item.added                    the item, status in_progress
+      reasoning:  response.content_part.added, response.reasoning_text.delta...,
+                  response.reasoning_text.done, response.content_part.done
+      message:    response.content_part.added, response.output_text.delta...,
+                  response.output_text.done, response.content_part.done
+      function call: response.function_call_arguments.delta..., .done
+      response.output_item.done                     the complete item
+    response.completed | response.incomplete        the complete response, with usage
+
+A failure after the stream started ends it with ``response.failed`` (the response with status
+failed and its error). The canonical stream reports usage in its last chunk, after the finish.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from switchboard.http.responses.response import (
+    JSON,
+    call_item,
+    finished,
+    message_item,
+    new_id,
+    reasoning_item,
+    text_part,
+)
+
+
+class StreamEncoder:
+    """The state of one stream: the output items so far and the one open."""
+
+    __slots__ = ("_base", "_calls", "_finish", "_open", "_output", "_own", "_seq", "_usage", "final")
+
+    def __init__(self, base: JSON, own: JSON | None = None) -> None:
+        self._base = base  # the response without output, status in_progress
+        self._own = own or {}  # set in a native deployment's responses (id, store, ...)
+        self._seq = 0
+        self._output: list[JSON] = []
+        self._open: JSON | None = None  # the item being streamed
+        self._calls: dict[int, JSON] = {}  # tool call index -> its function_call item
+        self._finish: Any = None
+        self._usage: Any = None
+        self.final: JSON | None = None  # the complete response once the stream ended
+
+    def event(self, kind: str, **fields: Any) -> bytes:
+        data = {"type": kind, "sequence_number": self._seq, **fields}
+        self._seq += 1
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    def start(self) -> bytes:
+        return self.event("response.created", response=self._base) + self.event(
+            "response.in_progress", response=self._base
+        )
+
+    def feed(self, chunk: JSON) -> bytes:
+        native = chunk.get("native")
+        if isinstance(native, dict):
+            return self._passed(native)
+        out: list[bytes] = []
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content")
+            if isinstance(reasoning, str) and reasoning:
+                self._text("reasoning", reasoning, out)
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                self._text("message", text, out)
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                self._text("message", refusal, out)
+            for call in delta.get("tool_calls") or ():
+                if isinstance(call, dict):
+                    self._tool_call(call, out)
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+        return b"".join(out)
+
+    def _passed(self, event: JSON) -> bytes:
+        """A native deployment's event, renumbered, its response carrying the gateway's id."""
+        fields = {k: v for k, v in event.items() if k not in ("type", "sequence_number")}
+        response = fields.get("response")
+        if isinstance(response, dict):
+            fields["response"] = response = {**response, **self._own}
+            if event.get("type") in ("response.completed", "response.incomplete"):
+                self.final = response
+            if event.get("type") == "response.created":
+                self._base = {**response, "output": []}
+        return self.event(str(event.get("type")), **fields)
+
+    def end(self) -> bytes:
+        out: list[bytes] = []
+        self._close(out)
+        final = finished(self._base, self._output, self._finish, self._usage)
+        self.final = final
+        kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
+        out.append(self.event(kind, response=final))
+        return b"".join(out)
+
+    def failed(self, code: str | None, message: str) -> bytes:
+        out: list[bytes] = []
+        self._close(out, status="incomplete")
+        response = {
+            **self._base,
+            "status": "failed",
+            "output": self._output,
+            "error": {"code": code or "server_error", "message": message},
+        }
+        return b"".join(out) + self.event("response.failed", response=response)
+
+    # -- items -----------------------------------------------------------------------------------
+
+    def _index(self) -> int:
+        return len(self._output) - 1
+
+    def _begin(self, item: JSON, out: list[bytes]) -> None:
+        self._close(out)
+        self._output.append(item)
+        self._open = item
+        out.append(self.event("response.output_item.added", output_index=self._index(), item=item))
+
+    def _text(self, kind: str, text: str, out: list[bytes]) -> None:
+        item = self._open
+        part_type = "reasoning_text" if kind == "reasoning" else "output_text"
+        if item is None or item["type"] != kind:
+            if kind == "reasoning":
+                item = reasoning_item(new_id("rs_"), "", status="in_progress")
+                part: JSON = {"type": "reasoning_text", "text": ""}
+            else:
+                item = message_item(new_id("msg_"), [], status="in_progress")
+                part = text_part("")
+            self._begin(item, out)
+            item["content"] = [part]
+            out.append(
+                self.event(
+                    "response.content_part.added",
+                    item_id=item["id"],
+                    output_index=self._index(),
+                    content_index=0,
+                    part=part,
+                )
+            )
+        part = item["content"][0]
+        part["text"] += text
+        fields: JSON = {
+            "item_id": item["id"],
+            "output_index": self._index(),
+            "content_index": 0,
+            "delta": text,
+        }
+        if part_type == "output_text":
+            fields["logprobs"] = []
+            out.append(self.event("response.output_text.delta", **fields))
+        else:
+            out.append(self.event("response.reasoning_text.delta", **fields))
+
+    def _tool_call(self, call: JSON, out: list[bytes]) -> None:
+        position = call.get("index", 0)
+        function = call.get("function") or {}
+        item = self._calls.get(position)
+        if item is None:
+            call_id = call.get("id") or new_id("call_")
+            item = call_item(new_id("fc_"), call_id, function.get("name") or "", "", status="in_progress")
+            self._calls[position] = item
+            self._begin(item, out)
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            item["arguments"] += arguments
+            out.append(
+                self.event(
+                    "response.function_call_arguments.delta",
+                    item_id=item["id"],
+                    output_index=self._output.index(item),
+                    delta=arguments,
+                )
+            )
+
+    def _close(self, out: list[bytes], status: str = "completed") -> None:
+        item = self._open
+        if item is None:
+            return
+        self._open = None
+        index = self._output.index(item)
+        if item["type"] in ("message", "reasoning"):
+            part = item["content"][0]
+            text = part["text"]
+            fields: JSON = {"item_id": item["id"], "output_index": index, "content_index": 0, "text": text}
+            if item["type"] == "message":
+                out.append(self.event("response.output_text.done", **fields, logprobs=[]))
+            else:
+                out.append(self.event("response.reasoning_text.done", **fields))
+            out.append(
+                self.event(
+                    "response.content_part.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    part=part,
+                )
+            )
+        else:
+            out.append(
+                self.event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    name=item["name"],
+                    arguments=item["arguments"],
+                )
+            )
+        item["status"] = status
+        out.append(self.event("response.output_item.done", output_index=index, item=item))

@@ -1,0 +1,817 @@
+"""The OpenAI Responses API inbound (``/v1/responses``), driven by the official ``openai`` SDK.
+
+A gateway started by this module routes models of several provider types to the mock upstream;
+the tests that reach an upstream run once per provider type (``PROVIDERS``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.ledger import database_of, wait_for
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+PIXEL = (
+    "data:image/png;base64,"
+    + base64.b64encode(
+        base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+        )
+    ).decode()
+)
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+SCHEMA = {
+    "type": "json_schema",
+    "name": "answer",
+    "schema": {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+MAX_BODY = 256 * 1024
+ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
+# provider type -> (provider entry without name, upstream model id)
+PROVIDERS: dict[str, tuple[dict[str, Any], str]] = {
+    "openai": ({"type": "openai", "api_base": "{mock}/v1", "api_key": "${UPSTREAM_KEY}"}, "gpt-4o-mini"),
+    "gemini": ({"type": "gemini", "api_base": "{mock}", "api_key": "${UPSTREAM_KEY}"}, "gemini-2.0-flash"),
+    "bedrock": (
+        {
+            "type": "bedrock",
+            "api_base": "{mock}",
+            "aws_access_key_id": "AKIDTEST",
+            "aws_secret_access_key": "${UPSTREAM_KEY}",
+            "aws_region": "us-east-1",
+        },
+        "anthropic.claude-3-haiku-20240307-v1:0",
+    ),
+    "anthropic": (
+        {"type": "anthropic", "api_base": "{mock}", "api_key": "${UPSTREAM_KEY}"},
+        "claude-3-5-haiku-latest",
+    ),
+}
+
+
+def _config(mock: Mock) -> dict[str, Any]:
+    providers, models = [], []
+    for kind, (entry, upstream_model) in PROVIDERS.items():
+        filled = {k: v.replace("{mock}", mock.url) if isinstance(v, str) else v for k, v in entry.items()}
+        providers.append({"name": f"up-{kind}", **filled})
+        models.append({"name": f"via-{kind}", "provider": f"up-{kind}", "model": upstream_model})
+    # Native deployments: the Responses request goes upstream as is.
+    providers.append(
+        {"name": "up-azure", "type": "azure", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"}
+    )
+    models += [
+        {"name": "native-openai", "provider": "up-openai", "model": "gpt-4o-mini", "responses": "native"},
+        {"name": "native-azure", "provider": "up-azure", "model": "my-deployment", "responses": "native"},
+    ]
+    return {
+        "providers": providers,
+        "models": models,
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+        "server": {"max_body_bytes": MAX_BODY},
+    }
+
+
+@pytest.fixture(scope="module")
+def started(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
+    config, tmp = _config(mock_upstream), tmp_path_factory.mktemp("responses")
+    gateway = start_gateway(config, tmp)
+    yield gateway, database_of(config, tmp)
+    gateway.process.stop()
+
+
+@pytest.fixture
+def gw(started: tuple[Gateway, str]) -> Gateway:
+    return started[0]
+
+
+@pytest.fixture
+def client(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+@pytest.fixture(params=sorted(PROVIDERS))
+def model(request: pytest.FixtureRequest) -> str:
+    return f"via-{request.param}"
+
+
+def upstream_model(model: str) -> str:
+    return PROVIDERS[model.removeprefix("via-")][1]
+
+
+def new_key(gw: Gateway) -> str:
+    resp = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["key"])
+
+
+# -- create ----------------------------------------------------------------------------------------
+
+
+def test_text(client: openai.OpenAI, model: str) -> None:
+    response = client.responses.create(model=model, input="Say hello to the gateway", store=False)
+    assert response.id.startswith("resp_")
+    assert response.object == "response"
+    assert response.status == "completed"
+    assert response.model == upstream_model(model)
+    assert "hello to the gateway" in response.output_text
+    [message] = response.output
+    assert message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
+    assert response.usage is not None
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+    assert response.store is False and response.tool_choice == "auto" and response.parallel_tool_calls is True
+
+
+def test_instructions_and_items_reach_the_upstream(
+    client: openai.OpenAI, model: str, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    response = client.responses.create(
+        model=model,
+        instructions="You are terse.",
+        input=[
+            {"role": "developer", "content": "Answer in English."},
+            {
+                "role": "user",
+                "content": [{"type": "input_text", "text": f"first question mock:capture={marker}"}],
+            },
+            {"role": "assistant", "content": [{"type": "output_text", "text": "first answer"}]},
+            {"type": "message", "role": "user", "content": "second question"},
+        ],
+        temperature=0.5,
+        top_p=0.9,
+        max_output_tokens=200,
+        metadata={"ticket": "T-1"},
+    )
+    assert "second question" in response.output_text
+    assert response.instructions == "You are terse."
+    assert response.metadata == {"ticket": "T-1"}
+    assert response.temperature == 0.5 and response.top_p == 0.9 and response.max_output_tokens == 200
+    [record] = captured(mock_upstream, marker)
+    sent = json.dumps(record["body"])
+    for text in ("You are terse.", "Answer in English.", "first answer", "second question"):
+        assert text in sent
+
+
+def test_image_input(client: openai.OpenAI, model: str, mock_upstream: Mock) -> None:
+    response = client.responses.create(
+        model=model,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "Describe these images"},
+                    {"type": "input_image", "image_url": PIXEL, "detail": "auto"},
+                    {"type": "input_image", "image_url": mock_upstream.url + "/images/pixel.png"},
+                ],
+            }
+        ],
+    )
+    assert "Describe these images" in response.output_text
+
+
+def test_max_output_tokens_incomplete(client: openai.OpenAI, model: str) -> None:
+    response = client.responses.create(
+        model=model, input="one two three four five six seven eight nine ten " * 4, max_output_tokens=16
+    )
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+
+
+def test_function_call_round_trip(client: openai.OpenAI, model: str) -> None:
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    first = client.responses.create(model=model, input=[question], tools=[WEATHER], store=False)
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1
+    call = calls[0]
+    assert call.name == "get_weather" and call.call_id and call.id and call.id.startswith("fc_")
+    assert isinstance(json.loads(call.arguments).get("city"), str)
+    second = client.responses.create(
+        model=model,
+        tools=[WEATHER],
+        store=False,
+        input=[
+            question,
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            {"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees, sunny"},
+        ],
+    )
+    assert "18 degrees, sunny" in second.output_text
+
+
+def test_tool_choice_none_and_named(client: openai.OpenAI, model: str) -> None:
+    text = client.responses.create(model=model, input="weather?", tools=[WEATHER], tool_choice="none")
+    assert not [item for item in text.output if item.type == "function_call"]
+    named = client.responses.create(
+        model=model,
+        input="weather?",
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"},
+    )
+    assert [item.name for item in named.output if item.type == "function_call"] == ["get_weather"]
+
+
+def test_json_schema(client: openai.OpenAI, model: str) -> None:
+    response = client.responses.create(model=model, input="Say hi as JSON", text={"format": SCHEMA})
+    assert isinstance(json.loads(response.output_text)["answer"], str)
+    assert response.text is not None and response.text.format is not None
+    assert response.text.format.type == "json_schema"
+
+
+def test_previous_response_id_chains(client: openai.OpenAI, model: str, mock_upstream: Mock) -> None:
+    first = client.responses.create(model=model, instructions="Be brief.", input="My name is Ada.")
+    marker = new_marker()
+    second = client.responses.create(
+        model=model, previous_response_id=first.id, input=f"What is my name? mock:capture={marker}"
+    )
+    assert second.previous_response_id == first.id
+    [record] = captured(mock_upstream, marker)
+    sent = json.dumps(record["body"])
+    # The stored conversation (input and output) went upstream; the old instructions did not.
+    assert "My name is Ada." in sent and first.output_text[:30] in sent
+    assert "Be brief." not in sent
+    fetched = client.responses.retrieve(second.id)
+    assert fetched.id == second.id and fetched.output_text == second.output_text
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+
+def test_stream_helper(client: openai.OpenAI, model: str) -> None:
+    with client.responses.stream(model=model, input="Stream hello to the gateway") as stream:
+        deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == final.output_text
+    assert "hello to the gateway" in final.output_text
+    assert final.status == "completed" and final.usage is not None and final.usage.output_tokens > 0
+    assert final.model == upstream_model(model)
+
+
+def test_streamed_function_call(client: openai.OpenAI, model: str) -> None:
+    with client.responses.stream(
+        model=model, input="weather in Paris?", tools=[WEATHER], tool_choice="required"
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    [call] = [item for item in final.output if item.type == "function_call"]
+    assert call.name == "get_weather" and isinstance(json.loads(call.arguments)["city"], str)
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert [e.arguments for e in done] == [call.arguments]
+
+
+GOLDEN_TEXT = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+GOLDEN_CALL = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def _collapsed(kinds: list[str]) -> list[str]:
+    """Runs of the same delta event collapsed to one."""
+    out: list[str] = []
+    for kind in kinds:
+        if not (out and out[-1] == kind and kind.endswith(".delta")):
+            out.append(kind)
+    return out
+
+
+def test_golden_event_sequence(gw: Gateway, model: str) -> None:
+    """The exact wire sequence: event names match their data's type, sequence numbers count up."""
+    for body, golden in (
+        ({"input": "hello there"}, GOLDEN_TEXT),
+        ({"input": "weather?", "tools": [WEATHER], "tool_choice": "required"}, GOLDEN_CALL),
+    ):
+        with httpx.stream(
+            "POST",
+            f"{gw.base_url}/responses",
+            headers=ADMIN,
+            timeout=30,
+            json={"model": model, "stream": True, **body},
+        ) as resp:
+            assert resp.status_code == 200
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            raw = resp.read().decode()
+        events = [block for block in raw.split("\n\n") if block.strip()]
+        kinds, numbers = [], []
+        for block in events:
+            name_line, data_line = block.split("\n")
+            data = json.loads(data_line.removeprefix("data: "))
+            assert name_line == f"event: {data['type']}"
+            kinds.append(data["type"])
+            numbers.append(data["sequence_number"])
+        assert _collapsed(kinds) == golden
+        assert numbers == list(range(len(events)))
+
+
+# -- state -----------------------------------------------------------------------------------------
+
+
+def test_stored_responses_belong_to_their_key(gw: Gateway) -> None:
+    alice, bob = new_key(gw), new_key(gw)
+    a = openai.OpenAI(base_url=gw.base_url, api_key=alice, max_retries=0)
+    b = openai.OpenAI(base_url=gw.base_url, api_key=bob, max_retries=0)
+    first = a.responses.create(model="via-openai", input="secret plans")
+    assert a.responses.retrieve(first.id).id == first.id
+    with pytest.raises(openai.NotFoundError):
+        b.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        b.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        b.responses.input_items.list(first.id)
+    with pytest.raises(openai.BadRequestError) as refused:
+        b.responses.create(model="via-openai", input="continue", previous_response_id=first.id)
+    assert refused.value.code == "previous_response_not_found"
+    items = a.responses.input_items.list(first.id)
+    assert [item.type for item in items.data] == ["message"]
+    a.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        a.responses.retrieve(first.id)
+
+
+def test_store_false_is_not_kept(client: openai.OpenAI) -> None:
+    response = client.responses.create(model="via-openai", input="forget me", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="via-openai", input="again", previous_response_id=response.id)
+
+
+def test_input_items_pagination(client: openai.OpenAI) -> None:
+    response = client.responses.create(
+        model="via-anthropic",
+        input=[{"role": "user", "content": f"message {i}"} for i in range(5)],
+    )
+    page = client.responses.input_items.list(response.id, limit=2, order="asc")
+    texts = [item.content[0].text for item in page.data]  # type: ignore[union-attr]
+    assert texts == ["message 0", "message 1"]
+    assert page.has_more is True and page.first_id == page.data[0].id and page.last_id == page.data[1].id
+    rest = client.responses.input_items.list(response.id, limit=10, order="asc", after=page.last_id)
+    assert [item.content[0].text for item in rest.data] == ["message 2", "message 3", "message 4"]  # type: ignore[union-attr]
+    assert rest.has_more is False
+    newest = client.responses.input_items.list(response.id, limit=1)
+    assert newest.data[0].content[0].text == "message 4"  # type: ignore[union-attr]
+
+
+def test_stream_is_stored(client: openai.OpenAI) -> None:
+    with client.responses.stream(model="via-gemini", input="stream and keep") as stream:
+        final = stream.get_final_response()
+    follow = client.responses.create(model="via-bedrock", previous_response_id=final.id, input="and then?")
+    assert follow.status == "completed"
+    assert client.responses.retrieve(final.id).output_text == final.output_text
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+BAD: list[tuple[str, Any, int, str]] = [
+    ("no model", {"input": "x"}, 400, "model"),
+    ("no input", {"model": "via-openai"}, 400, "input"),
+    ("input wrong type", {"model": "via-openai", "input": 3}, 400, "input"),
+    ("empty input", {"model": "via-openai", "input": [], "instructions": "x"}, 400, "input"),
+    ("unknown field", {"model": "via-openai", "input": "x", "frobnicate": 1}, 400, "frobnicate"),
+    ("temperature type", {"model": "via-openai", "input": "x", "temperature": "hot"}, 400, "temperature"),
+    ("bad role", {"model": "via-openai", "input": [{"role": "robot", "content": "x"}]}, 400, "input[0].role"),
+    (
+        "built-in tool",
+        {"model": "via-openai", "input": "x", "tools": [{"type": "web_search"}]},
+        400,
+        "tools[0].type",
+    ),
+    (
+        "file search",
+        {"model": "via-anthropic", "input": "x", "tools": [{"type": "file_search"}]},
+        400,
+        "tools[0].type",
+    ),
+    ("background", {"model": "via-openai", "input": "x", "background": True}, 400, "background"),
+    ("store type", {"model": "via-openai", "input": "x", "store": "yes"}, 400, "store"),
+    (
+        "unknown previous",
+        {"model": "via-openai", "input": "x", "previous_response_id": "resp_nope"},
+        400,
+        "previous_response_id",
+    ),
+    (
+        "max_output_tokens",
+        {"model": "via-openai", "input": "x", "max_output_tokens": 1},
+        400,
+        "max_output_tokens",
+    ),
+    (
+        "text.format",
+        {"model": "via-openai", "input": "x", "text": {"format": {"type": "yaml"}}},
+        400,
+        "text.format.type",
+    ),
+    ("unknown model", {"model": "nope", "input": "x"}, 404, ""),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "param"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input(gw: Gateway, body: Any, status: int, param: str) -> None:
+    resp = httpx.post(f"{gw.base_url}/responses", json=body, headers=ADMIN, timeout=10)
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert error["message"] and error["type"]
+    if param:
+        assert error["param"] == param
+
+
+def test_built_in_tool_is_named(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(
+            model="via-gemini", input="x", tools=[{"type": "code_interpreter", "container": {"type": "auto"}}]
+        )
+    assert "code_interpreter" in refused.value.message
+
+
+@pytest.mark.parametrize("content", [b"{nope", b"[1, 2]", b""])
+def test_malformed_json(gw: Gateway, content: bytes) -> None:
+    resp = httpx.post(
+        f"{gw.base_url}/responses",
+        content=content,
+        timeout=10,
+        headers={**ADMIN, "content-type": "application/json"},
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "invalid_json"
+
+
+def test_oversized_input(gw: Gateway) -> None:
+    resp = httpx.post(
+        f"{gw.base_url}/responses",
+        headers=ADMIN,
+        timeout=10,
+        json={"model": "via-openai", "input": "x" * (MAX_BODY + 1)},
+    )
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "request_too_large"
+    assert httpx.get(f"{gw.url}/health/live", timeout=5).status_code == 200
+
+
+def test_refused_without_a_key(gw: Gateway) -> None:
+    resp = httpx.post(f"{gw.base_url}/responses", json={"model": "via-openai", "input": "x"}, timeout=10)
+    assert resp.status_code == 401
+    assert httpx.get(f"{gw.base_url}/responses/resp_x", timeout=10).status_code == 401
+
+
+def test_unknown_response_id(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve("resp_does_not_exist")
+
+
+# -- upstream failures -----------------------------------------------------------------------------
+
+
+def test_upstream_error_before_stream_starts(client: openai.OpenAI, model: str) -> None:
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model=model, input="mock:status=429", stream=True)
+
+
+def test_upstream_failure_mid_stream(client: openai.OpenAI, model: str) -> None:
+    stream = client.responses.create(
+        model=model, input="a longer answer please mock:fail_after=4", stream=True
+    )
+    events = list(stream)
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.failed" and "response.completed" not in kinds
+    failed = events[-1].response  # type: ignore[union-attr]
+    assert failed.status == "failed" and failed.error is not None and failed.error.message
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+
+
+# -- native deployments ----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["native-openai", "native-azure"])
+def native(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+NATIVE_PATHS = {"native-openai": "/v1/responses", "native-azure": "/openai/responses"}
+
+
+def test_native_passes_the_request_as_is(
+    client: openai.OpenAI, native: str, mock_upstream: Mock, started: tuple[Gateway, str]
+) -> None:
+    marker = new_marker()
+    response = client.responses.create(
+        model=native,
+        input=f"Say hello natively mock:capture={marker}",
+        tools=[{"type": "web_search_preview"}],  # refused when translated; passed as is here
+        include=["reasoning.encrypted_content"],
+        metadata={"k": "v"},
+    )
+    assert response.id.startswith("resp_") and "hello natively" in response.output_text
+    assert response.usage is not None and response.usage.input_tokens > 0
+    [record] = captured(mock_upstream, marker)
+    assert record["path"] == NATIVE_PATHS[native]
+    sent = record["body"]
+    assert sent["tools"] == [{"type": "web_search_preview"}] and sent["store"] is False
+    assert sent["model"] == ("gpt-4o-mini" if native == "native-openai" else "my-deployment")
+    # The usage was recorded like any other call's.
+    rid = new_marker()
+    client.responses.create(model=native, input="count me", extra_headers={"x-request-id": rid})
+    record = wait_for(started[1], {rid})[rid]
+    assert record.prompt_tokens > 0 and record.completion_tokens > 0
+
+
+def test_native_chains_with_translated(client: openai.OpenAI, native: str, mock_upstream: Mock) -> None:
+    first = client.responses.create(model="via-anthropic", input="My name is Ada.")
+    marker = new_marker()
+    second = client.responses.create(
+        model=native, previous_response_id=first.id, input=f"What is my name? mock:capture={marker}"
+    )
+    [record] = captured(mock_upstream, marker)
+    sent = record["body"]
+    assert "previous_response_id" not in sent
+    history = sent["input"]
+    assert history[0] == {"type": "message", "role": "user", "content": "My name is Ada."}
+    assert history[1]["role"] == "assistant" and history[1]["content"][0]["text"] == first.output_text
+    assert history[2]["content"].startswith("What is my name?")
+    third = client.responses.create(model="via-gemini", previous_response_id=second.id, input="And again?")
+    assert third.status == "completed"
+    assert client.responses.retrieve(second.id).output_text == second.output_text
+
+
+def test_native_stream(client: openai.OpenAI, native: str) -> None:
+    with client.responses.stream(
+        model=native, input="Stream natively", tools=[WEATHER], tool_choice="none"
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert final.id.startswith("resp_") and "Stream natively" in final.output_text
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[0].type == "response.created" and events[0].response.id == final.id  # type: ignore[union-attr]
+    assert final.usage is not None and final.usage.output_tokens > 0
+    assert client.responses.retrieve(final.id).output_text == final.output_text
+
+
+def test_native_function_call_round_trip(client: openai.OpenAI, native: str) -> None:
+    first = client.responses.create(model=native, input="weather in Paris?", tools=[WEATHER])
+    [call] = [item for item in first.output if item.type == "function_call"]
+    second = client.responses.create(
+        model=native,
+        previous_response_id=first.id,
+        tools=[WEATHER],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees"}],
+    )
+    assert "18 degrees" in second.output_text
+
+
+def test_native_only_features_are_refused_when_translated(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="via-openai", input="x", tools=[{"type": "web_search_preview"}])
+    assert "web_search_preview" in refused.value.message
+
+
+# -- Codex CLI -------------------------------------------------------------------------------------
+# The request shapes Codex CLI sends with wire_api = "responses" (openai/codex, codex-rs: the
+# ResponsesApiRequest it serializes, its headers, and the items it replays each turn with
+# store: false), replayed here; docs/api-responses.md has the config that points Codex here.
+
+CODEX_HEADERS = {
+    "openai-beta": "responses=experimental",
+    "originator": "codex_cli_rs",
+    "session_id": "0198f0aa-1111-7222-8333-944445555666",
+    "accept": "text/event-stream",
+    "user-agent": "codex_cli_rs/0.40.0 (Linux; x86_64)",
+}
+CODEX_TOOLS = [
+    {
+        "type": "function",
+        "name": "shell",
+        "description": "Runs a shell command and returns its output.",
+        "strict": False,
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "command": {"type": "array", "items": {"type": "string"}},
+                "workdir": {"type": "string"},
+                "timeout_ms": {"type": "number"},
+            },
+            "required": ["command"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "type": "function",
+        "name": "update_plan",
+        "description": "Updates the task plan.",
+        "strict": False,
+        "parameters": {
+            "type": "object",
+            "properties": {"plan": {"type": "array", "items": {"type": "object"}}},
+            "required": ["plan"],
+            "additionalProperties": False,
+        },
+    },
+]
+CODEX_CONTEXT = [
+    {
+        "type": "message",
+        "role": "developer",
+        "content": [{"type": "input_text", "text": "<permissions instructions>sandbox: workspace-write"}],
+    },
+    {
+        "type": "message",
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "<environment_context><cwd>/src</cwd></environment_context>"}
+        ],
+    },
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list the files here"}]},
+]
+
+
+# Providers whose adapters have no reasoning_effort equivalent refuse it (400 naming it) unless
+# the model entry sets drop_params; Codex sends no reasoning for model names it does not know.
+NO_REASONING = {"via-anthropic", "via-bedrock"}
+
+
+def _codex_body(model: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    body = {
+        "model": model,
+        "instructions": "You are Codex, a coding agent running in the terminal.",
+        "input": items,
+        "tools": CODEX_TOOLS,
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": False,
+        "stream": True,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "0198f0aa-1111-7222-8333-944445555666",
+        "client_metadata": {"x-codex-installation-id": "test"},
+    }
+    if model in NO_REASONING:
+        del body["reasoning"], body["include"]
+    return body
+
+
+def _codex_turn(gw: Gateway, key: str, model: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    body = _codex_body(model, items)
+    headers = {**CODEX_HEADERS, "authorization": f"Bearer {key}"}
+    with httpx.stream("POST", f"{gw.base_url}/responses", json=body, headers=headers, timeout=30) as resp:
+        assert resp.status_code == 200, resp.read()
+        raw = resp.read().decode()
+    return [json.loads(block.split("\ndata: ", 1)[1]) for block in raw.split("\n\n") if block.strip()]
+
+
+@pytest.mark.parametrize(
+    "codex_model", ["via-anthropic", "via-gemini", "via-bedrock", "via-openai", "native-openai"]
+)
+def test_codex_cli_session(gw: Gateway, codex_model: str) -> None:
+    key = new_key(gw)  # Codex reads it from the env_key variable, e.g. SWITCHBOARD_API_KEY
+    events = _codex_turn(gw, key, codex_model, CODEX_CONTEXT)
+    # What Codex reads: output_item.done items, then response.completed with the usage.
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    [call] = [item for item in done if item["type"] == "function_call"]
+    assert call["name"] == "shell" and isinstance(json.loads(call["arguments"])["command"], list)
+    completed = events[-1]
+    assert completed["type"] == "response.completed"
+    assert completed["response"]["usage"]["input_tokens"] > 0
+    # The next turn replays everything (store is false): a reasoning item with encrypted content
+    # from an earlier OpenAI turn, the call and its output.
+    replay = [
+        *CODEX_CONTEXT,
+        {"type": "reasoning", "id": "rs_1", "summary": [], "content": None, "encrypted_content": "gAAAAB..."},
+        {
+            "type": "function_call",
+            "id": call["id"],
+            "call_id": call["call_id"],
+            "name": "shell",
+            "arguments": call["arguments"],
+        },
+        {"type": "function_call_output", "call_id": call["call_id"], "output": "README.md\nsrc"},
+    ]
+    if codex_model == "native-openai":
+        replay.pop(len(CODEX_CONTEXT))  # a made-up encrypted_content is OpenAI's to refuse, not the mock's
+    events = _codex_turn(gw, key, codex_model, replay)
+    texts = [e["text"] for e in events if e["type"] == "response.output_text.done"]
+    assert texts and "README.md" in texts[0]
+    assert events[-1]["type"] == "response.completed"
+
+
+def test_codex_reasoning_is_refused_clearly_where_there_is_no_equivalent(gw: Gateway) -> None:
+    body = {**_codex_body("via-openai", CODEX_CONTEXT), "model": "via-anthropic"}
+    resp = httpx.post(f"{gw.base_url}/responses", json=body, headers=ADMIN, timeout=10)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "reasoning.effort"
+    assert "drop_params" in resp.json()["error"]["message"]
+
+
+def test_codex_built_in_tools_are_refused_when_translated(gw: Gateway) -> None:
+    for tool in (
+        {"type": "local_shell"},
+        {"type": "web_search"},
+        {"type": "custom", "name": "apply_patch", "format": {"type": "grammar"}},
+    ):
+        resp = httpx.post(
+            f"{gw.base_url}/responses",
+            headers=ADMIN,
+            timeout=10,
+            json={"model": "via-anthropic", "input": "x", "stream": True, "tools": [tool]},
+        )
+        assert resp.status_code == 400
+        assert resp.json()["error"]["param"] == "tools[0].type"
+        assert tool["type"] in resp.json()["error"]["message"]
+
+
+def test_native_image_and_json_schema(client: openai.OpenAI, native: str, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    response = client.responses.create(
+        model=native,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": f"Describe as JSON mock:capture={marker}"},
+                    {"type": "input_image", "image_url": PIXEL, "detail": "low"},
+                ],
+            }
+        ],
+        text={"format": SCHEMA},
+    )
+    assert isinstance(json.loads(response.output_text)["answer"], str)
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["input"][0]["content"][1] == {
+        "type": "input_image",
+        "image_url": PIXEL,
+        "detail": "low",
+    }
+    assert record["body"]["text"] == {"format": SCHEMA}
+
+
+def test_paths_without_v1(gw: Gateway) -> None:
+    created = httpx.post(
+        f"{gw.url}/responses", headers=ADMIN, timeout=10, json={"model": "via-openai", "input": "hi"}
+    )
+    assert created.status_code == 200
+    rid = created.json()["id"]
+    assert httpx.get(f"{gw.url}/responses/{rid}", headers=ADMIN, timeout=10).json()["id"] == rid
+    listed = httpx.get(f"{gw.url}/responses/{rid}/input_items", headers=ADMIN, timeout=10).json()
+    assert listed["object"] == "list" and listed["first_id"] == listed["data"][0]["id"]
+    assert httpx.get(f"{gw.url}/v1/responses/{rid}/nothing", headers=ADMIN, timeout=10).status_code == 404
+    bad = httpx.get(
+        f"{gw.url}/v1/responses/{rid}/input_items", params={"limit": "0"}, headers=ADMIN, timeout=10
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
+    deleted = httpx.delete(f"{gw.url}/responses/{rid}", headers=ADMIN, timeout=10).json()
+    assert deleted == {"id": rid, "object": "response", "deleted": True}
+
+
+def test_native_upstream_failures(client: openai.OpenAI, native: str) -> None:
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model=native, input="mock:status=429")
+    events = list(
+        client.responses.create(model=native, input="a longer answer mock:fail_after=4", stream=True)
+    )
+    assert [e.type for e in events][-1] == "response.failed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].response.error is not None  # type: ignore[union-attr]

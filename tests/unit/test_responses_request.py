@@ -1,0 +1,204 @@
+"""Responses request -> canonical chat request: the mapping and what is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from switchboard.errors import InvalidRequest
+from switchboard.http.responses.request import translate
+
+
+def test_string_input_and_parameters() -> None:
+    t = translate(
+        {
+            "model": "m",
+            "input": "hi",
+            "instructions": "be brief",
+            "max_output_tokens": 100,
+            "temperature": 0.2,
+            "top_p": 0.5,
+            "reasoning": {"effort": "high", "summary": "auto"},
+            "user": "u1",
+            "store": False,
+            "metadata": {"a": "b"},
+            "stream": True,
+            "include": ["reasoning.encrypted_content"],
+        }
+    )
+    assert t.request == {
+        "model": "m",
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+        "temperature": 0.2,
+        "top_p": 0.5,
+        "max_tokens": 100,
+        "reasoning_effort": "high",
+        "user": "u1",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    assert t.turn == [{"role": "user", "content": "hi"}]
+    assert t.store is False
+    assert t.echo["metadata"] == {"a": "b"} and t.echo["reasoning"] == {"effort": "high", "summary": "auto"}
+
+
+def test_items_tools_and_format() -> None:
+    t = translate(
+        {
+            "model": "m",
+            "input": [
+                {"role": "developer", "content": "rules"},
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "look"},
+                        {"type": "input_image", "image_url": "https://x/y.png", "detail": "low"},
+                    ],
+                },
+                {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
+                {"role": "assistant", "content": [{"type": "output_text", "text": "checking"}]},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call", "call_id": "c2", "name": "f", "arguments": '{"a":1}'},
+                {"type": "function_call_output", "call_id": "c1", "output": "one"},
+                {
+                    "type": "function_call_output",
+                    "call_id": "c2",
+                    "output": [{"type": "input_text", "text": "two"}],
+                },
+            ],
+            "tools": [
+                {
+                    "type": "function",
+                    "name": "f",
+                    "description": "d",
+                    "parameters": {"type": "object"},
+                    "strict": True,
+                }
+            ],
+            "tool_choice": {"type": "function", "name": "f"},
+            "parallel_tool_calls": False,
+            "text": {
+                "format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": True}
+            },
+        }
+    )
+    assert t.request["messages"] == [
+        {"role": "system", "content": "rules"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "checking",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                {"id": "c2", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "one"},
+        {"role": "tool", "tool_call_id": "c2", "content": "two"},
+    ]
+    assert t.request["tools"] == [
+        {
+            "type": "function",
+            "function": {"name": "f", "description": "d", "parameters": {"type": "object"}, "strict": True},
+        }
+    ]
+    assert t.request["tool_choice"] == {"type": "function", "function": {"name": "f"}}
+    assert t.request["parallel_tool_calls"] is False
+    assert t.request["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": True},
+    }
+    assert len(t.items) == 8  # every item is listed by input_items, reasoning included
+
+
+REFUSED: list[tuple[dict[str, Any], str, str]] = [
+    ({"tools": [{"type": "web_search_preview"}]}, "tools[0].type", "web_search_preview"),
+    ({"tools": [{"type": "mcp", "server_label": "x"}]}, "tools[0].type", "mcp"),
+    ({"tools": [{"type": "image_generation"}]}, "tools[0].type", "image_generation"),
+    ({"tools": [{"type": "computer_use_preview"}]}, "tools[0].type", "computer_use_preview"),
+    ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type", "item_reference"),
+    (
+        {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+        "input[0].content[0].type",
+        "input_file",
+    ),
+    ({"conversation": "conv_1"}, "conversation", "conversations"),
+    ({"truncation": "auto"}, "truncation", "truncation 'auto'"),
+    ({"include": ["file_search_call.results"]}, "include[0]", "file_search_call.results"),
+    ({"tool_choice": {"type": "web_search_preview"}}, "tool_choice.type", "web_search_preview"),
+    ({"nonsense": 1}, "nonsense", "Unknown parameter"),
+]
+
+
+@pytest.mark.parametrize(("extra", "param", "named"), REFUSED)
+def test_refused_with_the_feature_named(extra: dict[str, Any], param: str, named: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        translate({"model": "m", "input": "x", **extra})
+    assert info.value.status == 400
+    assert info.value.param == param
+    assert named in info.value.message
+
+
+def test_without_unsupported_keeps_what_the_chat_form_carries() -> None:
+    from switchboard.http.responses.request import without_unsupported
+
+    body = {
+        "model": "m",
+        "input": [
+            {
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}, {"type": "input_file", "file_id": "f"}],
+            },
+            {"type": "item_reference", "id": "x"},
+        ],
+        "tools": [{"type": "web_search"}, {"type": "function", "name": "f"}],
+        "tool_choice": {"type": "web_search"},
+        "include": ["file_search_call.results", "reasoning.encrypted_content"],
+        "background": False,
+        "conversation": "c",
+        "truncation": "auto",
+    }
+    t = translate(without_unsupported(body))
+    assert t.request["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    assert [tool["function"]["name"] for tool in t.request["tools"]] == ["f"]
+    assert "tool_choice" not in t.request
+
+
+def test_history_as_native_input_items() -> None:
+    from switchboard.http.responses.native import history_items
+
+    history = [
+        {"role": "system", "content": "rules"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "u"}}],
+        },
+        {
+            "role": "assistant",
+            "content": "calling",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    ]
+    assert history_items(history) == [
+        {"type": "message", "role": "system", "content": "rules"},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "look"},
+                {"type": "input_image", "image_url": "u", "detail": "auto"},
+            ],
+        },
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "calling"}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "42"},
+    ]

@@ -1,0 +1,216 @@
+"""Canonical chunks -> Responses events: the order, the items, sequence numbers, the end."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from switchboard.http.responses.response import from_chat, skeleton
+from switchboard.http.responses.stream import StreamEncoder
+
+BASE = skeleton("resp_1", 1, "m", {"instructions": None})
+
+
+def _events(data: bytes) -> list[dict[str, Any]]:
+    out = []
+    for block in data.decode().split("\n\n"):
+        if block:
+            name, payload = block.split("\n")
+            event = json.loads(payload.removeprefix("data: "))
+            assert name == f"event: {event['type']}"
+            out.append(event)
+    return out
+
+
+def _chunk(
+    delta: dict[str, Any] | None = None, finish: str | None = None, usage: Any = None
+) -> dict[str, Any]:
+    chunk: dict[str, Any] = {"choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]}
+    if usage is not None:
+        chunk = {"choices": [], "usage": usage}
+    return chunk
+
+
+def test_reasoning_text_and_calls_in_order() -> None:
+    enc = StreamEncoder(BASE)
+    data = enc.start()
+    for chunk in (
+        _chunk({"reasoning_content": "think"}),
+        _chunk({"content": "Hel"}),
+        _chunk({"content": "lo"}),
+        _chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
+        _chunk({"tool_calls": [{"index": 1, "id": "c2", "function": {"name": "g", "arguments": "{}"}}]}),
+        _chunk(finish="tool_calls"),
+        _chunk(
+            usage={
+                "prompt_tokens": 3,
+                "completion_tokens": 4,
+                "total_tokens": 7,
+                "completion_tokens_details": {"reasoning_tokens": 2},
+            }
+        ),
+    ):
+        data += enc.feed(chunk)
+    data += enc.end()
+    events = _events(data)
+    assert [e["type"] for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    final = events[-1]["response"]
+    assert [item["type"] for item in final["output"]] == [
+        "reasoning",
+        "message",
+        "function_call",
+        "function_call",
+    ]
+    assert final["output"][1]["content"][0]["text"] == "Hello"
+    assert final["output"][2]["arguments"] == '{"a":1}' and final["output"][2]["call_id"] == "c1"
+    assert [e["output_index"] for e in events if e["type"] == "response.output_item.added"] == [0, 1, 2, 3]
+    assert final["usage"]["output_tokens_details"]["reasoning_tokens"] == 2
+    assert final["status"] == "completed" and enc.final == final
+
+
+def test_length_ends_incomplete_and_failure_ends_failed() -> None:
+    enc = StreamEncoder(BASE)
+    events = _events(enc.start() + enc.feed(_chunk({"content": "cut"}, "length")) + enc.end())
+    assert events[-1]["type"] == "response.incomplete"
+    assert events[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    enc = StreamEncoder(BASE)
+    events = _events(
+        enc.start() + enc.feed(_chunk({"content": "par"})) + enc.failed("upstream_error", "boom")
+    )
+    assert [e["type"] for e in events][-3:] == [
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.failed",
+    ]
+    assert events[-1]["response"]["error"] == {"code": "upstream_error", "message": "boom"}
+
+
+def test_complete_response_items_and_usage() -> None:
+    body = {
+        "choices": [
+            {
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": "ok",
+                    "reasoning_content": "hmm",
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                    ],
+                },
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 5,
+            "completion_tokens": 2,
+            "total_tokens": 7,
+            "prompt_tokens_details": {"cached_tokens": 3},
+        },
+    }
+    response = from_chat(body, BASE)
+    assert [item["type"] for item in response["output"]] == ["reasoning", "message", "function_call"]
+    assert response["output"][0]["content"] == [{"type": "reasoning_text", "text": "hmm"}]
+    assert response["usage"] == {
+        "input_tokens": 5,
+        "input_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 0},
+        "output_tokens": 2,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 7,
+    }
+    assert response["status"] == "completed"
+
+
+def test_shapes_validate_against_the_openai_sdk_types() -> None:
+    """Strict validation (not the SDK's lenient construction) of every event and response."""
+    import typing
+
+    from openai.types.responses import Response, ResponseStreamEvent
+
+    members = typing.get_args(typing.get_args(ResponseStreamEvent)[0])
+    by_type = {typing.get_args(m.model_fields["type"].annotation)[0]: m for m in members}
+
+    class _Strict:
+        @staticmethod
+        def validate_python(event: dict[str, Any]) -> None:
+            by_type[event["type"]].model_validate(event)
+
+    events_type = _Strict()
+    from switchboard.http.responses.request import translate
+
+    echo = translate(
+        {
+            "model": "m",
+            "input": "x",
+            "instructions": "be brief",
+            "metadata": {"a": "b"},
+            "max_output_tokens": 100,
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": True}],
+            "tool_choice": {"type": "function", "name": "f"},
+            "parallel_tool_calls": False,
+            "text": {
+                "format": {"type": "json_schema", "name": "o", "schema": {"type": "object"}},
+                "verbosity": "low",
+            },
+            "reasoning": {"effort": "low", "summary": "auto"},
+            "user": "u",
+        }
+    ).echo
+    base = skeleton("resp_1", 1, "m", echo)
+    enc = StreamEncoder(base)
+    data = enc.start()
+    for chunk in (
+        _chunk({"reasoning_content": "think"}),
+        _chunk({"content": "Hi"}),
+        _chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{}"}}]}),
+        _chunk(finish="tool_calls"),
+        _chunk(usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
+    ):
+        data += enc.feed(chunk)
+    data += enc.end()
+    for event in _events(data):
+        events_type.validate_python(event)
+    failed = StreamEncoder(base)
+    for event in _events(
+        failed.start() + failed.feed(_chunk({"content": "x"})) + failed.failed("server_error", "boom")
+    ):
+        events_type.validate_python(event)
+    body = {
+        "choices": [
+            {
+                "finish_reason": "length",
+                "message": {"role": "assistant", "content": "cut", "reasoning_content": "r"},
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    response = Response.model_validate(from_chat(body, base))
+    assert response.output_text == "cut" and response.status == "incomplete"
