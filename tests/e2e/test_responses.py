@@ -78,6 +78,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         filled = {k: v.replace("{mock}", mock.url) if isinstance(v, str) else v for k, v in entry.items()}
         providers.append({"name": f"up-{kind}", **filled})
         models.append({"name": f"via-{kind}", "provider": f"up-{kind}", "model": upstream_model})
+    # A Bedrock model with no reasoning control (not Claude, not Nova 2).
+    models.append({"name": "via-llama", "provider": "up-bedrock", "model": "meta.llama3-1-70b-instruct-v1:0"})
     # Native deployments: the Responses request goes upstream as is.
     providers.append(
         {"name": "up-azure", "type": "azure", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"}
@@ -670,8 +672,9 @@ CODEX_CONTEXT = [
 
 
 # Providers whose adapters have no reasoning_effort equivalent refuse it (400 naming it) unless
-# the model entry sets drop_params; Codex sends no reasoning for model names it does not know.
-NO_REASONING = {"via-anthropic", "via-bedrock"}
+# the model entry sets drop_params (test_codex_reasoning_is_refused_clearly...); every provider
+# of this module has one (Anthropic and Claude on Bedrock: a thinking budget).
+NO_REASONING: set[str] = set()
 
 
 def _codex_body(model: str, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -739,7 +742,7 @@ def test_codex_cli_session(gw: Gateway, codex_model: str) -> None:
 
 
 def test_codex_reasoning_is_refused_clearly_where_there_is_no_equivalent(gw: Gateway) -> None:
-    body = {**_codex_body("via-openai", CODEX_CONTEXT), "model": "via-anthropic"}
+    body = {**_codex_body("via-openai", CODEX_CONTEXT), "model": "via-llama"}
     resp = httpx.post(f"{gw.base_url}/responses", json=body, headers=ADMIN, timeout=10)
     assert resp.status_code == 400
     assert resp.json()["error"]["param"] == "reasoning.effort"

@@ -293,3 +293,23 @@ def test_a_forced_tool_choice_without_tools_is_not_dropped() -> None:
     # Sent, so the upstream refuses it as OpenAI would; auto and none without tools ask for nothing.
     assert build(tool_choice="required")["tool_choice"] == {"type": "any"}
     assert "tool_choice" not in build(tool_choice="none")
+
+
+def test_thinking_is_not_sent_when_the_tool_loop_has_no_signed_thinking_to_continue() -> None:
+    """The calls came from another provider (no thinking_blocks): Anthropic would refuse thinking
+    on the turn that answers them, so this turn goes without; a fresh turn thinks again."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    loop = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "done"},
+    ]
+    body = build(messages=loop, tools=[TOOL], reasoning_effort="low")
+    assert "thinking" not in body
+    default = build(messages=loop, tools=[TOOL])["max_tokens"]
+    assert body["max_tokens"] == default  # no thinking budget added
+    signed = {**loop[1], "thinking_blocks": [SIGNED]}
+    body = build(messages=[loop[0], signed, loop[2]], tools=[TOOL], reasoning_effort="low")
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    fresh = [*loop, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "again"}]
+    assert build(messages=fresh, tools=[TOOL], reasoning_effort="low")["thinking"]["type"] == "enabled"

@@ -61,10 +61,14 @@ def build_body(request: JSON, target: Target) -> JSON:
     request = capabilities.check(request, target)
     options = options_of(target)
     given = _max_tokens(request)
+    system, messages = convert_messages(request["messages"])
     think, max_tokens = thinking.thinking(request, given or options.default_max_tokens, given is not None)
+    if think is not None and think["type"] != "disabled" and not thinking.fits_tool_loop(messages):
+        # Anthropic refuses thinking on a turn that continues a tool call its assistant turn made
+        # without a signed thinking block (another provider's, or a client that kept none).
+        think, max_tokens = None, given or options.default_max_tokens
     if think is not None and think["type"] != "disabled":
         request = thinking.sampling_conflicts(request, target)
-    system, messages = convert_messages(request["messages"])
     body: JSON = {"model": target.model, "max_tokens": max_tokens, "messages": messages}
     if system:
         body["system"] = system

@@ -92,6 +92,17 @@ def sampling_conflicts(request: JSON, target: Target) -> JSON:
         'true on the model, or send "drop_params": true, to drop it instead', param=name)
 
 
+def fits_tool_loop(messages: list[JSON]) -> bool:
+    """Whether thinking may be on for these (Anthropic) turns: when the last turn answers tool
+    calls, the assistant turn that made them must open with a (signed) thinking block."""
+    if len(messages) < 2 or messages[-1]["role"] != "user":
+        return True
+    if not any(b.get("type") == "tool_result" for b in messages[-1]["content"]):
+        return True
+    opening = messages[-2]["content"][0] if messages[-2]["content"] else {}
+    return messages[-2]["role"] != "assistant" or opening.get("type") in ("thinking", "redacted_thinking")
+
+
 def check_tool_choice(choice: Any, request: JSON) -> None:
     """While thinking, Anthropic lets the model choose its tools (auto or none) and refuses a
     forced one: tool_choice required or naming a function, or JSON mode emulated with a tool."""
