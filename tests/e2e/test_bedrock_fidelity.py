@@ -310,6 +310,6 @@ def test_late_system_message_and_empty_assistant_keep_their_place(
     assert body["messages"] == [
         {"role": "user", "content": [{"text": f"first mock:capture={marker}"}]},
         {"role": "assistant", "content": [{"text": "(no content)"}]},
-        {"role": "user", "content": [{"text": "second"}, {"text": "[system] Answer in French from now on."},
+        {"role": "user", "content": [{"text": "second"}, {"text": "System: Answer in French from now on."},
                                      {"text": "third"}]},
     ]

@@ -72,7 +72,7 @@ def test_leading_system_messages_are_hoisted_later_ones_stay_in_place() -> None:
     assert body["system"] == [{"text": "be brief"}, {"text": "and kind"}]
     assert body["messages"] == [
         {"role": "user", "content": [
-            {"text": "one"}, {"text": "[system] now answer in French"}, {"text": "two"}]},
+            {"text": "one"}, {"text": "System: now answer in French"}, {"text": "two"}]},
         {"role": "assistant", "content": [{"text": "ok"}, {"text": "more"}]},
         {"role": "user", "content": [{"text": "three"}]},
     ]
@@ -291,5 +291,5 @@ def test_tool_results_come_first_in_their_user_turn() -> None:
     assert body["messages"][2]["content"] == [
         {"toolResult": {"toolUseId": "c", "content": [{"text": "ok"}]}},
         {"cachePoint": {"type": "default"}},
-        {"text": "[system] be careful"},
+        {"text": "System: be careful"},
     ]

@@ -14,8 +14,8 @@ from switchboard.providers import capabilities
 from switchboard.providers.capabilities.rows import REQUEST_ROWS, RESPONSE_ROWS, Row
 from switchboard.providers.gemini import SPEC as GEMINI
 from switchboard.providers.gemini import GeminiOptions
-from switchboard.providers.google.request import SYSTEM_MARK
 from switchboard.providers.target import Target
+from switchboard.providers.turns import SYSTEM_MARK
 from switchboard.providers.vertex import SPEC as VERTEX
 from switchboard.providers.vertex import VertexOptions
 
@@ -258,9 +258,10 @@ def test_a_later_system_message_stays_in_place() -> None:
     ]
 
 
-def test_an_empty_assistant_turn_is_left_out() -> None:
-    # Gemini refuses empty parts; the user turns around it join, in order.
+def test_an_empty_assistant_turn_keeps_its_place() -> None:
+    # Gemini refuses empty parts: the turn says "(no content)", so the user turns stay apart.
     messages = [{"role": "user", "content": "one"}, {"role": "assistant", "content": ""},
-                {"role": "user", "content": "two"}]
+                {"role": "user", "content": "two"}, {"role": "assistant", "content": ""}]
     assert body_of({"messages": messages})["contents"] == [
-        {"role": "user", "parts": [{"text": "one"}, {"text": "two"}]}]
+        {"role": "user", "parts": [{"text": "one"}]}, {"role": "model", "parts": [{"text": "(no content)"}]},
+        {"role": "user", "parts": [{"text": "two"}]}]

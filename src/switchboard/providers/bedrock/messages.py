@@ -4,8 +4,8 @@ Converse wants strictly alternating user/assistant turns starting with a user tu
 content and blank text, and has a system prompt only at the top. So:
 
 - system/developer messages before the first user or assistant message become ``system``; a later
-  one stays where it was, as user-turn text prefixed ``[system] `` (moving it to the top would
-  change what it applies to);
+  one stays where it was, as user-turn text prefixed ``System: `` (providers/turns.py; moving it
+  to the top would change what it applies to);
 - consecutive same-role messages are merged into one turn, and tool results travel in a user turn,
   ahead of its other blocks;
 - an assistant message with nothing to replay keeps its turn with the text ``(no content)``, so the
@@ -30,9 +30,8 @@ import orjson
 from switchboard.errors import InvalidRequest
 from switchboard.providers import documents
 from switchboard.providers.base import JSON
+from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK
 
-SYSTEM_PREFIX = "[system] "
-EMPTY_TURN = "(no content)"
 # Image media types Converse accepts, by the ImageBlock "format" value.
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                  "image/webp": "webp"}
@@ -60,7 +59,7 @@ def conversation(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
             if not turns:
                 system.extend(blocks)
             else:
-                _append(turns, "user", [{"text": SYSTEM_PREFIX + b["text"]} if "text" in b else b
+                _append(turns, "user", [{"text": SYSTEM_MARK + b["text"]} if "text" in b else b
                                         for b in blocks])
         elif role == "user":
             _append(turns, "user", _user_blocks(msg.get("content"), i))

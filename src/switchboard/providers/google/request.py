@@ -25,6 +25,7 @@ from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.params import drops
 from switchboard.providers.target import Target
+from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK
 
 JSON = dict[str, Any]
 
@@ -32,8 +33,6 @@ JSON = dict[str, Any]
 # never had one (another model wrote them, or the client dropped the field) Google documents this
 # value as the way to skip the check.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-# A system message after the conversation has started stays where it is, as user text marked so.
-SYSTEM_MARK = "System: "
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64,(.*)$", re.DOTALL)
 _FILE_SCHEMES = frozenset({"http", "https", "gs"})
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
@@ -72,7 +71,9 @@ def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], 
 
     System messages before the first turn form systemInstruction; a later one stays in place as a
     user turn's text, marked ``System:``, so what it says applies from there on. An assistant
-    message with nothing in it cannot be sent (Gemini refuses empty parts): it is left out."""
+    message with nothing in it keeps its turn with the text ``(no content)`` (Gemini refuses
+    empty parts), so the user turns around it stay apart; a trailing one is left out
+    (providers/turns.py)."""
     system: list[JSON] = []
     contents: list[JSON] = []
     names: dict[str, str] = {}  # tool_call_id -> function name, for functionResponse parts
@@ -86,7 +87,9 @@ def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], 
         elif role == "user":
             _append(contents, "user", user_parts(msg.get("content"), i))
         elif role == "assistant":
-            _append(contents, "model", assistant_parts(msg, i, names, signatures))
+            parts = assistant_parts(msg, i, names, signatures)
+            last = i == len(messages) - 1
+            _append(contents, "model", parts or ([] if last else [{"text": EMPTY_TURN}]))
         elif role == "tool":
             _append(contents, "user", [function_response(msg, i, names)])
         else:
