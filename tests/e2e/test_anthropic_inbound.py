@@ -184,6 +184,22 @@ def test_stop_sequences_and_sampling_are_accepted(client: anthropic.Anthropic, m
     assert text_of(message)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_matched_stop_sequence_reads_as_anthropic_says_it_through_bedrock(
+    client: anthropic.Anthropic, stream: bool
+) -> None:
+    """Bedrock reports which sequence stopped Claude; /v1/messages says so as Anthropic does."""
+    kwargs: dict[str, Any] = {"model": "claude-via-bedrock", "max_tokens": 100, "stop_sequences": ["zzz", "mock"],
+                              "messages": [{"role": "user", "content": "hi"}]}
+    if stream:
+        with client.messages.stream(**kwargs) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**kwargs)
+    assert message.stop_reason == "stop_sequence"
+    assert message.stop_sequence == "mock"
+
+
 # -- documents and tool errors, as the upstream received them ----------------------------------
 
 NOTES = {"type": "document", "title": "Notes",
