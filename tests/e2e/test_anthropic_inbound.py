@@ -190,7 +190,8 @@ def test_a_matched_stop_sequence_reads_as_anthropic_says_it_through_bedrock(
 ) -> None:
     """Bedrock reports which sequence stopped Claude; /v1/messages says so as Anthropic does."""
     kwargs: dict[str, Any] = {"model": "claude-via-bedrock", "max_tokens": 100,
-                              "stop_sequences": ["zzz", "mock"], "messages": [{"role": "user", "content": "hi"}]}
+                              "stop_sequences": ["zzz", "mock"],
+                              "messages": [{"role": "user", "content": "hi"}]}
     if stream:
         with client.messages.stream(**kwargs) as events:
             message = events.get_final_message()
