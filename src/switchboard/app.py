@@ -21,14 +21,16 @@ from switchboard.config.schema import Settings
 from switchboard.context import InboundAPI
 from switchboard.errors import GatewayError
 from switchboard.gateway import MODEL_CALLS, Gateway
-from switchboard.http import openai_api
+from switchboard.http import media, openai_api
 from switchboard.http.admin import AdminBridge, AdminServices, create_admin_app
 from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
 from switchboard.http.endpoint import Endpoint, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
+from switchboard.http.media.multipart import FormLimits
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.media import MediaTerminal
 from switchboard.stores import Stores
 
 log = logging.getLogger("switchboard")
@@ -57,6 +59,7 @@ class SwitchboardApp:
         self.routes[("POST", "/v1/messages/count_tokens")] = self._endpoint(
             COUNT_TOKENS, self.gateway.count_tokens, reads_body=True
         )
+        self._media_routes()
         models = self._endpoint(openai_api.MODELS, self.gateway.models.list, reads_body=False)
         for path in ("/v1/models", "/models"):
             self.routes[("GET", path)] = models
@@ -102,6 +105,23 @@ class SwitchboardApp:
             budgets=lambda: gateway.budgets,
         )
         return create_admin_app(services)
+
+    def _media_routes(self) -> None:
+        """Rerank, moderations, images and audio (http/media), with and without /v1."""
+        terminal = MediaTerminal(self.gateway.prices)
+        s = self.settings.server
+        limits = FormLimits(max_body_bytes=s.max_body_bytes,
+                            max_file_bytes=min(25 * 1024 * 1024, s.max_body_bytes))
+        for path, inbound in media.JSON_ROUTES.items():
+            endpoint = self._endpoint(inbound, terminal, reads_body=True)
+            self.routes[("POST", "/v1" + path)] = self.routes[("POST", path)] = endpoint
+        for path, inbound in media.FORM_ROUTES.items():
+            form = media.FormEndpoint(
+                inbound, self.gateway.chain(inbound.operation, terminal), self.state,
+                max_body_bytes=s.max_body_bytes,
+                deadline_seconds=s.request_timeout_seconds, timed=True, limits=limits,
+            )
+            self.routes[("POST", "/v1" + path)] = self.routes[("POST", path)] = form
 
     def _endpoint(self, inbound: InboundAPI, terminal: Handler, *, reads_body: bool) -> Endpoint:
         s = self.settings.server

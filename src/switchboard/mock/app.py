@@ -29,6 +29,7 @@ _MODULES: tuple[str, ...] = (
     "bedrock",
     "azure",
     "mistral",
+    "media",  # moderations, images, audio, rerank (mock/media.py)
 )
 
 

@@ -1,0 +1,84 @@
+"""The terminal of the media operations: rerank, moderations, images, audio (docs/api-media.md).
+
+Like ``pipeline/invoke.py`` (same credentials, upstream headers and timing), but the adapter's
+answer is a :class:`~switchboard.providers.media.MediaReply`: a JSON body for the client, or raw
+bytes (audio, subtitles, text), with the usage the ledger prices (tokens and media units).
+
+A model whose catalog record has another mode (a chat model asked to rerank) is refused with 400
+before anything is sent; a model unknown to the catalog, or whose configured ``info`` does not
+set a mode, is tried.
+"""
+
+from __future__ import annotations
+
+import time
+
+from switchboard.catalog import ModelInfo
+from switchboard.context import RawReply, Reply, RequestContext, Result
+from switchboard.errors import InvalidRequest
+from switchboard.pipeline import caller_credentials
+from switchboard.providers.media import OPERATION_NAMES, MediaReply
+from switchboard.spend.cost import Prices
+
+# The catalog mode each media operation serves.
+MODES: dict[str, str] = {
+    "rerank": "rerank",
+    "moderations": "moderation",
+    "image_generations": "image_generation",
+    "image_edits": "image_generation",
+    "transcriptions": "audio_transcription",
+    "translations": "audio_transcription",
+    "speech": "audio_speech",
+}
+
+
+class WrongModelMode(InvalidRequest):
+    code = "model_mode_mismatch"
+
+
+def check_mode(operation: str, info: ModelInfo | None, name: str) -> None:
+    wanted = MODES[operation]
+    if info is None or info.mode == wanted or "mode" not in info.model_fields_set:
+        return
+    raise WrongModelMode(
+        f"the model '{name}' is a {info.mode} model; {OPERATION_NAMES[operation]} needs a "
+        f"{wanted} model", param="model",
+    )
+
+
+class MediaTerminal:
+    """Calls the routed deployment for one media operation."""
+
+    def __init__(self, prices: Prices) -> None:
+        self._prices = prices
+
+    async def __call__(self, ctx: RequestContext) -> Result:
+        route = ctx.route
+        assert route is not None, "the route stage runs first"
+        adapter, target = route.adapter, route.target
+        check_mode(ctx.operation, self._prices.of_route(route), target.name)
+        upstream = adapter.media_request(ctx.operation, ctx.request, target)
+        if ctx.upstream_credentials is not None:
+            caller_credentials.apply(upstream, ctx.upstream_credentials)
+        if ctx.upstream_headers is not None:
+            upstream.headers = {**upstream.headers, **ctx.upstream_headers}
+        began = time.perf_counter()
+        try:
+            reply = await route.client.send(upstream, route.timeout)
+        finally:
+            done = time.perf_counter()
+            ctx.upstream_seconds += done - began
+        ctx.mark("upstream_done", done)
+        if reply.status >= 400:
+            failed = adapter.error(reply.status, reply.headers, reply.body, target)
+            raise caller_credentials.blamed(ctx, failed)
+        media: MediaReply = adapter.media_response(ctx.operation, reply.body, reply.headers, ctx.request,
+                                                   target)
+        ctx.usage = media.usage
+        if media.raw is not None:
+            ctx.response_headers.update(media.headers)
+            content_type = (media.content_type or "application/octet-stream").encode("latin-1")
+            return RawReply(200, [(b"content-type", content_type),
+                                  (b"content-length", str(len(media.raw)).encode())], media.raw)
+        assert media.body is not None
+        return Reply(media.body)
