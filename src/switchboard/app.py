@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -112,16 +113,17 @@ class SwitchboardApp:
         s = self.settings.server
         limits = FormLimits(max_body_bytes=s.max_body_bytes,
                             max_file_bytes=min(25 * 1024 * 1024, s.max_body_bytes))
-        for path, inbound in media.JSON_ROUTES.items():
-            endpoint = self._endpoint(inbound, terminal, reads_body=True)
+        common: dict[str, Any] = {"max_body_bytes": s.max_body_bytes,
+                                  "deadline_seconds": s.request_timeout_seconds, "timed": True}
+        for path, inbound in {**media.JSON_ROUTES, **media.FORM_ROUTES}.items():
+            chain = self.gateway.chain(inbound.operation, terminal)
+            if path in media.FORM_ROUTES:  # multipart uploads, parsed as they arrive
+                endpoint: Endpoint = media.FormEndpoint(inbound, chain, self.state, limits=limits, **common)
+            elif path in media.STREAMED_PATHS:  # audio relayed as it arrives
+                endpoint = media.AudioEndpoint(inbound, chain, self.state, **common)
+            else:
+                endpoint = Endpoint(inbound, chain, self.state, **common)
             self.routes[("POST", "/v1" + path)] = self.routes[("POST", path)] = endpoint
-        for path, inbound in media.FORM_ROUTES.items():
-            form = media.FormEndpoint(
-                inbound, self.gateway.chain(inbound.operation, terminal), self.state,
-                max_body_bytes=s.max_body_bytes,
-                deadline_seconds=s.request_timeout_seconds, timed=True, limits=limits,
-            )
-            self.routes[("POST", "/v1" + path)] = self.routes[("POST", path)] = form
 
     def _endpoint(self, inbound: InboundAPI, terminal: Handler, *, reads_body: bool) -> Endpoint:
         s = self.settings.server

@@ -12,13 +12,19 @@ set a mode, is tried.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
 
 from switchboard.catalog import ModelInfo
-from switchboard.context import RawReply, Reply, RequestContext, Result
+from switchboard.context import RawReply, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline import caller_credentials
 from switchboard.providers.media import OPERATION_NAMES, MediaReply
+from switchboard.providers.openai_media import SPEECH_TYPES
 from switchboard.spend.cost import Prices
+from switchboard.upstream.client import UpstreamStream
+from switchboard.upstream.request import UpstreamRequest
 
 # The catalog mode each media operation serves.
 MODES: dict[str, str] = {
@@ -46,6 +52,10 @@ def check_mode(operation: str, info: ModelInfo | None, name: str) -> None:
     )
 
 
+# Operations whose answer is relayed to the client as it arrives (audio bytes).
+STREAMED = frozenset({"speech"})
+
+
 class MediaTerminal:
     """Calls the routed deployment for one media operation."""
 
@@ -63,6 +73,8 @@ class MediaTerminal:
         if ctx.upstream_headers is not None:
             upstream.headers = {**upstream.headers, **ctx.upstream_headers}
         began = time.perf_counter()
+        if ctx.operation in STREAMED:
+            return await self._stream(ctx, upstream, began)
         try:
             reply = await route.client.send(upstream, route.timeout)
         finally:
@@ -82,3 +94,31 @@ class MediaTerminal:
                                   (b"content-length", str(len(media.raw)).encode())], media.raw)
         assert media.body is not None
         return Reply(media.body)
+
+    async def _stream(self, ctx: RequestContext, upstream: UpstreamRequest, began: float) -> Result:
+        """Speech: the audio is relayed as it arrives (``{"audio": bytes}`` chunks, written by the
+        edge as they come, http/media); billed per character of the input."""
+        route = ctx.route
+        assert route is not None
+        try:
+            stream = await route.client.open_stream(upstream, route.timeout)
+            failed = await stream.read_all() if stream.status >= 400 else None
+        finally:
+            ctx.upstream_seconds += time.perf_counter() - began
+        if failed is not None:
+            error = route.adapter.error(stream.status, stream.headers, failed, route.target)
+            raise caller_credentials.blamed(ctx, error)
+        ctx.mark("upstream_headers", time.perf_counter())
+        text = ctx.request.get("input")
+        ctx.usage = {"units": {"characters": len(text) if isinstance(text, str) else 0}}
+        fmt = ctx.request.get("response_format") or "mp3"
+        ctx.response_headers["content-type"] = (
+            stream.headers.get("content-type") or SPEECH_TYPES.get(fmt, "application/octet-stream"))
+        return StreamReply(_audio(stream), close=stream.close)
+
+
+async def _audio(stream: UpstreamStream) -> AsyncGenerator[list[dict[str, Any]], None]:
+    async with aclosing(stream.chunks()) as data:
+        async for piece in data:
+            if piece:
+                yield [{"audio": piece}]

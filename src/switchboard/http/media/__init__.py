@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
-from switchboard.context import RequestContext
+from switchboard.context import RequestContext, StreamReply
 from switchboard.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from switchboard.http import validate as v
 from switchboard.http.asgi import Receive
-from switchboard.http.endpoint import Endpoint
+from switchboard.http.endpoint import Endpoint, Responder, timing_headers
 from switchboard.http.media.multipart import Form, FormLimits, InvalidMultipart, read_form
 from switchboard.http.openai_api import parse_json, sse
 from switchboard.providers.media import FilePart
@@ -350,6 +350,33 @@ class FormEndpoint(Endpoint):
         return None
 
 
+class AudioEndpoint(Endpoint):
+    """A JSON endpoint answered with audio bytes relayed as they arrive (``/v1/audio/speech``):
+    the reply's chunks are ``{"audio": bytes}`` (pipeline/media.py), written in order under the
+    upstream's content type. An upstream failure after the first byte cannot become an error
+    body: it is recorded and the connection is dropped, so the client sees an incomplete answer."""
+
+    async def _stream(self, ctx: RequestContext, result: StreamReply, out: Responder) -> None:
+        try:
+            outcome = ctx.outcome
+            outcome.status, outcome.stream, out.started = 200, True, True
+            content_type = ctx.response_headers.pop("content-type", "application/octet-stream")
+            headers = [(b"content-type", content_type.encode("latin-1")),
+                       *out.headers(ctx.response_headers), *timing_headers(ctx)]
+            await out.send({"type": "http.response.start", "status": 200, "headers": headers})
+            try:
+                async for batch in result.chunks:
+                    for chunk in batch:
+                        outcome.chunks_sent += 1
+                        await out.stream_data(chunk["audio"])
+            except GatewayError as err:
+                outcome.failed(err)
+                raise
+            await out.stream_end()
+        finally:
+            await result.aclose()
+
+
 RERANK_API = MediaInbound("rerank", rerank_request)
 MODERATIONS_API = MediaInbound("moderations", moderations_request)
 IMAGE_GENERATIONS_API = MediaInbound("image_generations", image_generations_request)
@@ -365,6 +392,7 @@ JSON_ROUTES: dict[str, MediaInbound] = {
     "/images/generations": IMAGE_GENERATIONS_API,
     "/audio/speech": SPEECH_API,
 }
+STREAMED_PATHS = frozenset({"/audio/speech"})  # answered by AudioEndpoint
 FORM_ROUTES: dict[str, MediaInbound] = {
     "/images/edits": IMAGE_EDITS_API,
     "/audio/transcriptions": TRANSCRIPTIONS_API,
