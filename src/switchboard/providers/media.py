@@ -9,8 +9,10 @@ canonical request; :func:`multipart` writes a request with such parts as a multi
 from __future__ import annotations
 
 import secrets
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 JSON = dict[str, Any]
 
@@ -26,16 +28,46 @@ OPERATION_NAMES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class FilePart:
-    """One uploaded file of a multipart request, already bounded in size by the edge."""
+# Uploads and the multipart bodies built from them stay in memory up to this size, then spill to a
+# temporary file: an upload is never held whole in memory.
+SPOOL_BYTES = 1024 * 1024
+CHUNK_BYTES = 64 * 1024
 
-    filename: str
-    content_type: str
-    data: bytes
+
+def spooled() -> IO[bytes]:
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+
+
+class FilePart:
+    """One uploaded file of a multipart request, bounded in size by the edge, held in a spooled
+    temporary file (memory up to :data:`SPOOL_BYTES`, disk beyond)."""
+
+    __slots__ = ("content_type", "file", "filename", "size")
+
+    def __init__(self, filename: str, content_type: str, file: IO[bytes], size: int) -> None:
+        self.filename = filename
+        self.content_type = content_type
+        self.file = file
+        self.size = size
+
+    @classmethod
+    def of(cls, filename: str, content_type: str, data: bytes) -> FilePart:
+        file = spooled()
+        file.write(data)
+        return cls(filename, content_type, file, len(data))
+
+    def head(self, n: int) -> bytes:
+        """The first ``n`` bytes (e.g. a WAV header)."""
+        self.file.seek(0)
+        return self.file.read(n)
+
+    def chunks(self) -> Iterator[bytes]:
+        self.file.seek(0)
+        while piece := self.file.read(CHUNK_BYTES):
+            yield piece
 
     def __repr__(self) -> str:
-        return f"FilePart({self.filename!r}, {self.content_type!r}, {len(self.data)} bytes)"
+        return f"FilePart({self.filename!r}, {self.content_type!r}, {self.size} bytes)"
 
 
 @dataclass(slots=True)
@@ -51,28 +83,31 @@ class MediaReply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def multipart(fields: JSON) -> tuple[bytes, str]:
-    """(body, content type) of ``fields`` as multipart/form-data: FilePart values as files, lists
-    as repeated fields (``image[]`` style names are kept as given), other values as text."""
+def multipart(fields: JSON) -> tuple[IO[bytes], str, int]:
+    """``fields`` as a multipart/form-data body: (a spooled file positioned at its start, the
+    content type, its length). FilePart values are files (copied in chunks, never whole), lists
+    repeated fields (names such as ``image[]`` kept as given), other values text."""
     boundary = "switchboard-" + secrets.token_hex(12)
-    out = bytearray()
+    out = spooled()
     for name, value in fields.items():
         for item in value if isinstance(value, list) else [value]:
             if item is None:
                 continue
-            out += f"--{boundary}\r\n".encode()
+            out.write(f"--{boundary}\r\n".encode())
             if isinstance(item, FilePart):
                 filename = item.filename.replace('"', "%22").replace("\r", "").replace("\n", "")
-                out += (f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                        f"Content-Type: {item.content_type}\r\n\r\n").encode()
-                out += item.data
+                out.write((f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                           f"Content-Type: {item.content_type}\r\n\r\n").encode())
+                for piece in item.chunks():
+                    out.write(piece)
             else:
-                text = _text(item)
-                out += f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-                out += text.encode()
-            out += b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return bytes(out), f"multipart/form-data; boundary={boundary}"
+                out.write(f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode())
+                out.write(_text(item).encode())
+            out.write(b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    size = out.tell()
+    out.seek(0)
+    return out, f"multipart/form-data; boundary={boundary}", size
 
 
 def _text(value: Any) -> str:

@@ -53,8 +53,9 @@ def build(operation: str, request: JSON, target: Target, url: str) -> UpstreamRe
             body["image[]" if len(images) > 1 else "image"] = images if len(images) > 1 else images[0]
         elif images is not None:
             body["image"] = images
-        data, content_type = multipart(body)
-        return UpstreamRequest("POST", url, data, {"Content-Type": content_type})
+        upload, content_type, size = multipart(body)  # spooled: never held whole in memory
+        return UpstreamRequest("POST", url, None, {"Content-Type": content_type, "Content-Length": str(size)},
+                               upload=upload)
     return UpstreamRequest("POST", url, orjson.dumps(body), {})
 
 

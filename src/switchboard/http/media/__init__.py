@@ -184,7 +184,7 @@ def _convert(name: str, kind: FieldKind, values: list[str | FilePart]) -> Any:
         if kind == "number":
             return float(text)
     except ValueError:
-        raise _refuse(f"'{name}' must be a {'integer' if kind == 'int' else 'number'}", name,
+        raise _refuse(f"'{name}' must be {'an integer' if kind == 'int' else 'a number'}", name,
                       "invalid_type") from None
     if kind == "bool":
         if text.lower() not in ("true", "false"):
@@ -252,7 +252,7 @@ TRANSLATION_KINDS = {k: TRANSCRIPTION_KINDS[k]
 def _audio_form(form: Form, kinds: dict[str, FieldKind], what: str) -> JSON:
     body = _check_form(form, kinds, TRANSCRIPTION, ("file", "model"))
     _no_stream(body, what)
-    seconds = wav_seconds(body["file"].data)
+    seconds = wav_seconds(body["file"].head(WAV_HEADER_BYTES), body["file"].size)
     if seconds is not None:
         body["_audio_seconds"] = seconds
     return body
@@ -266,9 +266,14 @@ def translations_form(form: Form) -> JSON:
     return _audio_form(form, TRANSLATION_KINDS, "translation")
 
 
-def wav_seconds(data: bytes) -> float | None:
+WAV_HEADER_BYTES = 64 * 1024
+
+
+def wav_seconds(data: bytes, size: int | None = None) -> float | None:
     """The duration of a PCM WAV file from its header (the data chunk's size over the byte rate),
-    or None for anything else: the measure used when the upstream does not report seconds."""
+    or None for anything else: the measure used when the upstream does not report seconds.
+    ``data`` is the file's start; ``size`` its whole length (the data chunk ends there at most)."""
+    total = len(data) if size is None else size
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
     pos, byte_rate = 12, 0
@@ -279,7 +284,7 @@ def wav_seconds(data: bytes) -> float | None:
         elif kind == b"data":
             if not byte_rate:
                 return None
-            size = min(size, len(data) - pos - 8)
+            size = min(size, total - pos - 8)
             return round(size / byte_rate, 3)
         pos += 8 + size + (size & 1)
     return None

@@ -1,6 +1,7 @@
 """multipart/form-data request bodies, parsed as they arrive (python-multipart's streaming
-parser), with every size bounded: the whole body, each file part, each text field, the number of
-parts, and each part's headers.
+parser), files written to spooled temporary files (memory up to a megabyte, then disk), with
+every size bounded: the whole body, each file part, each text field, the number of parts, and
+each part's headers.
 
 The result is the form's fields by name, in order: text fields as ``str``, files as
 :class:`~switchboard.providers.media.FilePart`. What exceeds a bound is refused (413) as soon as it
@@ -10,13 +11,14 @@ is seen; a body that is not well-formed multipart is refused (400, ``invalid_mul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import IO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from switchboard.errors import InvalidRequest, PayloadTooLarge
 from switchboard.http.asgi import Receive
-from switchboard.providers.media import FilePart
+from switchboard.providers.media import FilePart, spooled
 
 Form = dict[str, list["str | FilePart"]]
 
@@ -55,7 +57,9 @@ class _Collector:
         self._field = b""
         self._value = b""
         self._headers: dict[bytes, bytes] = {}
-        self._data = bytearray()
+        self._data = bytearray()  # a text field's bytes
+        self._file: IO[bytes] | None = None  # a file's, spooled
+        self._size = 0
         self._name: str | None = None
         self._filename: str | None = None
         self._type = "application/octet-stream"
@@ -66,6 +70,8 @@ class _Collector:
             raise PayloadTooLarge(f"the form has more than {self.limits.max_parts} parts")
         self._headers = {}
         self._data = bytearray()
+        self._file = None
+        self._size = 0
         self._name = None
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
@@ -87,19 +93,25 @@ class _Collector:
         filename = params.get(b"filename")
         self._filename = filename.decode("utf-8", "replace") if filename is not None else None
         self._type = self._headers.get(b"content-type", b"application/octet-stream").decode("latin-1")
+        if self._filename is not None:
+            self._file = spooled()
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        self._data += data[start:end]
-        limit = self.limits.max_file_bytes if self._filename is not None else self.limits.max_field_bytes
-        if len(self._data) > limit:
+        self._size += end - start
+        limit = self.limits.max_file_bytes if self._file is not None else self.limits.max_field_bytes
+        if self._size > limit:
             what = f"the file '{self._name}'" if self._filename is not None else f"the field '{self._name}'"
             raise PayloadTooLarge(f"{what} exceeds the limit of {limit} bytes")
+        if self._file is not None:
+            self._file.write(data[start:end])
+        else:
+            self._data += data[start:end]
 
     def on_part_end(self) -> None:
         assert self._name is not None
         value: str | FilePart
-        if self._filename is not None:
-            value = FilePart(self._filename or "file", self._type, bytes(self._data))
+        if self._file is not None:
+            value = FilePart(self._filename or "file", self._type, self._file, self._size)
         else:
             try:
                 value = self._data.decode("utf-8")
