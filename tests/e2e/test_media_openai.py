@@ -206,6 +206,14 @@ def test_transcription_text_formats_pass_back(
     assert record.metadata["units"] == {"audio_seconds": 1.0} and record.cost_usd == Decimal("0.0001")
 
 
+def test_seconds_nobody_measured_are_flagged_unpriced(sdk: openai.OpenAI, database: str) -> None:
+    raw = sdk.audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=("a.mp3", b"ID3 not a wav", "audio/mpeg"), response_format="text")
+    assert raw.http_response.text.startswith("mock transcribe of a.mp3")
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.unpriced is True and record.cost_usd == 0
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks translations deprecated
 def test_translation(sdk: openai.OpenAI) -> None:
     result = sdk.audio.translations.create(model="whisper-1", file=("b.wav", wav(0.5), "audio/wav"))

@@ -44,6 +44,7 @@ def priced(model: ModelInfo | None, usage: dict[str, Any]) -> tuple[Decimal, boo
     ({"input_cost_per_mtok": 5, "output_cost_per_mtok": 40},
      {"prompt_tokens": 10, "completion_tokens": 100, "units": {"images": 1}}, Decimal("0.00405"), False),
     ({"search_unit_cost": 0.002}, {"units": {"search_units": True}}, Decimal(0), False),  # not a count
+    ({"input_cost_per_audio_second": 0.0001}, {"unmeasured": "audio_seconds"}, Decimal(0), True),
 ])
 def test_units_are_priced_by_their_own_catalog_field(
     fields: dict[str, Any], usage: dict[str, Any], usd: Decimal, unpriced: bool

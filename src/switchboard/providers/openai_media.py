@@ -138,9 +138,12 @@ def _transcription(body: bytes, headers: Mapping[str, str], request: JSON, targe
 
 
 def _seconds_usage(request: JSON) -> JSON:
-    """The seconds the edge measured from the upload (a WAV header), when the answer has none."""
+    """The seconds the edge measured from the upload (a WAV header), when the answer has none;
+    else the call is marked ``unmeasured`` (spend/units.py: never a silent 0)."""
     seconds = request.get("_audio_seconds")
-    return {"units": {"audio_seconds": seconds}} if isinstance(seconds, int | float) and seconds > 0 else {}
+    if isinstance(seconds, int | float) and seconds > 0:
+        return {"units": {"audio_seconds": seconds}}
+    return {"unmeasured": "audio_seconds"}
 
 
 # -- rerank on OpenAI-compatible hosts ------------------------------------------------------------

@@ -8,7 +8,8 @@ field, in USD per unit (``search_unit_cost``, ``output_cost_per_image``,
 to the call's token cost (:func:`switchboard.spend.cost.cost`). The rules are in docs/spend.md.
 
 A unit counted without a price makes the cost ``unpriced`` unless the call's tokens were priced
-(a provider that bills the call in tokens, e.g. gpt-image-1 or gpt-4o-transcribe).
+(a provider that bills the call in tokens, e.g. gpt-image-1 or gpt-4o-transcribe); so do units the
+gateway could not count (``usage["unmeasured"]``, e.g. the seconds of an mp3 transcribed to text).
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def _decimal(value: float | int) -> Decimal:
 def with_units(price: Cost, info: ModelInfo | None, tokens: Tokens, usage: Mapping[str, Any] | None) -> Cost:
     """``price`` (the tokens' cost) plus the media units of ``usage`` at ``info``'s unit prices."""
     units = units_of(usage)
-    if not units:
-        return price
     tokens_priced = (tokens.prompt > 0 or tokens.completion > 0) and not price.unpriced
+    if not units:
+        if usage and usage.get("unmeasured") and not tokens_priced:  # units the gateway could not count
+            return Cost(price.units, price.exponent, True)
+        return price
     total = price.usd
     unpriced = price.unpriced
     for key, count in units.items():
