@@ -201,6 +201,7 @@ def test_transcription_text_formats_pass_back(
         model="whisper-1", file=("a.wav", wav(1.0), "audio/wav"), response_format=fmt  # type: ignore[arg-type]
     )
     assert raw.http_response.text.startswith(start)
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.0001")
     # The upstream said nothing of the seconds: the WAV header's duration is billed.
     record = recorded(database, raw.headers["x-request-id"])
     assert record.metadata["units"] == {"audio_seconds": 1.0} and record.cost_usd == Decimal("0.0001")

@@ -29,7 +29,16 @@ from typing import Any
 
 from switchboard import tokens
 from switchboard.catalog import ModelInfo
-from switchboard.context import Chunk, Reply, RequestContext, Result, Spent, StreamReply, milliseconds
+from switchboard.context import (
+    Chunk,
+    RawReply,
+    Reply,
+    RequestContext,
+    Result,
+    Spent,
+    StreamReply,
+    milliseconds,
+)
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
 from switchboard.spend.cost import Cost, Prices, Tokens, cost, format_nano_usd, is_unpriced, split
@@ -121,7 +130,7 @@ class UsageStage:
         result = await call_next(ctx)
         if ctx.route is not route and ctx.route is not None:  # answered by a retry or fallback
             info = call.info = self._prices.of_route(ctx.route)
-        if isinstance(result, Reply):
+        if isinstance(result, Reply | RawReply):  # raw: a media answer (text, subtitles)
             counted = split(ctx.usage)
             price = with_units(cost(info, counted), info, counted, ctx.usage)
             ctx.response_headers[COST_HEADER] = format_nano_usd(price.nano_usd)
