@@ -38,6 +38,7 @@ def media_config(mock: Mock) -> dict[str, Any]:
         "providers": [
             {"name": "oa", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}"},
             {"name": "az", "type": "azure", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"},
+            {"name": "gm", "type": "gemini", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"},
             {"name": "groq", "type": "openai-compatible", "api_base": f"{mock.url}/v1",
              "api_key": "${UPSTREAM_KEY}"},
         ],
@@ -49,6 +50,8 @@ def media_config(mock: Mock) -> dict[str, Any]:
              "info": {"mode": "image_generation", "output_cost_per_image": 0.04}},
             {"name": "az-dall-e-3", "provider": "az", "model": "dalle3-deployment",
              "info": {"output_cost_per_image": 0.08}},
+            {"name": "imagen", "provider": "gm", "model": "imagen-4.0-generate-001",
+             "info": {"output_cost_per_image": 0.04}},
             {"name": "gpt-image-1", "provider": "oa", "model": "gpt-image-1",
              "info": {"mode": "image_generation", "input_cost_per_mtok": 5, "output_cost_per_mtok": 40}},
             {"name": "whisper-1", "provider": "oa", "model": "whisper-1",
@@ -136,6 +139,24 @@ def test_images_generate_through_azure_uses_the_deployment_path(
     sent = captured(mock_upstream, marker)[0]
     assert sent["path"] == "/openai/deployments/dalle3-deployment/images/generations"
     assert sent["query"].startswith("api-version=")
+
+
+def test_images_generate_through_gemini_imagen(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    raw = sdk.images.with_raw_response.generate(model="imagen", prompt=f"a wide valley mock:capture={marker}",
+                                                n=2, size="1792x1024")
+    images = raw.parse()
+    assert len(images.data) == 2 and images.data[0].b64_json
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.08")
+    sent = captured(mock_upstream, marker)[0]
+    assert sent["path"] == "/v1beta/models/imagen-4.0-generate-001:predict"
+    assert sent["body"]["parameters"] == {"sampleCount": 2, "aspectRatio": "16:9"}
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.images.generate(model="imagen", prompt="x", response_format="url")
+    assert refused.value.body["param"] == "response_format"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as no_edits:
+        sdk.images.edit(model="imagen", prompt="x", image=("p.png", PIXEL_PNG, "image/png"))
+    assert no_edits.value.body["code"] == "unsupported_operation"  # type: ignore[index]
 
 
 def test_gpt_image_is_priced_by_its_tokens(sdk: openai.OpenAI, database: str) -> None:

@@ -123,3 +123,28 @@ def test_openai_image_usage_becomes_canonical() -> None:
 def test_private_request_notes_are_not_sent_upstream() -> None:
     up = openai_media.build("moderations", {"input": "x", "_audio_seconds": 3}, target(), "http://up/v1/m")
     assert orjson.loads(up.body or b"") == {"input": "x", "model": "upstream-model"}
+
+
+def test_imagen_translation() -> None:
+    from switchboard.providers import google_images
+    from switchboard.providers.vertex import SPEC as VERTEX
+    from switchboard.providers.vertex import VertexOptions
+
+    options = VertexOptions.model_construct(credentials_file="-", vertex_project="p",
+                                            vertex_location="us-central1")
+    vertex = Target("imagen", "imagen-4.0-generate-001", "vx", "vertex", "https://v", options, Timeouts())
+    up = VERTEX.adapter.media_request("image_generations", {"prompt": "a cat", "n": 3, "size": "1024x1536",
+                                                            "output_format": "jpeg"}, vertex)
+    assert up.url.endswith("/publishers/google/models/imagen-4.0-generate-001:predict")
+    assert orjson.loads(up.body or b"") == {
+        "instances": [{"prompt": "a cat"}],
+        "parameters": {"sampleCount": 3, "aspectRatio": "3:4", "outputOptions": {"mimeType": "image/jpeg"}},
+    }
+    with pytest.raises(GatewayError, match="quality"):
+        google_images.imagen_request({"prompt": "x", "quality": "hd"}, vertex, VERTEX.adapter.model_url)
+    with pytest.raises(GatewayError):  # not an Imagen model: no image generation on Vertex
+        gemini = Target("g", "gemini-2.5-pro", "vx", "vertex", "https://v", options, Timeouts())
+        VERTEX.adapter.media_request("image_generations", {"prompt": "x"}, gemini)
+    reply = google_images.imagen_response(b'{"predictions": [{"bytesBase64Encoded": "QQ=="}]}', vertex)
+    assert reply.body is not None and reply.body["data"] == [{"b64_json": "QQ=="}]
+    assert reply.usage == {"units": {"images": 1}}

@@ -261,6 +261,35 @@ async def speech(request: Request) -> Response:
     return StreamingResponse(audio(), media_type=SPEECH_TYPES.get(fmt, "audio/mpeg"))
 
 
+# -- Imagen (Gemini API and Vertex AI :predict, routed here by mock/gemini.py) -------------------
+
+
+def _google_error(status: int, message: str) -> Response:
+    statuses = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+    return json_response({"error": {"code": status, "message": message,
+                                    "status": statuses.get(status, "UNKNOWN")}}, status)
+
+
+async def imagen_predict(request: Request, model: str) -> Response:
+    body = await read_json(request)
+    instances = body.get("instances") if isinstance(body, dict) else None
+    if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict) \
+            or not isinstance(instances[0].get("prompt"), str):
+        return _google_error(400, "Invalid JSON payload: instances[0].prompt is required")
+    parameters = body.get("parameters") or {}
+    count = parameters.get("sampleCount", 4)
+    if not isinstance(count, int) or not 1 <= count <= 4:
+        return _google_error(400, "sampleCount must be between 1 and 4")
+    if parameters.get("aspectRatio", "1:1") not in ("1:1", "3:4", "4:3", "9:16", "16:9"):
+        return _google_error(400, "Unsupported aspect ratio")
+    c = request_controls(request, body)
+    if c.status:
+        return _google_error(c.status, f"mock: injected error {c.status}")
+    await before_answer(c)
+    mime = (parameters.get("outputOptions") or {}).get("mimeType", "image/png")
+    return json_response({"predictions": [{"bytesBase64Encoded": PIXEL_B64, "mimeType": mime}] * count})
+
+
 # -- rerank ---------------------------------------------------------------------------------------
 
 COHERE_RERANK_FIELDS = frozenset({"model", "query", "documents", "top_n", "max_tokens_per_doc", "priority"})
