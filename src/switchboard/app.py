@@ -123,7 +123,9 @@ class SwitchboardApp:
                 endpoint = media.AudioEndpoint(inbound, chain, self.state, **common)
             else:
                 endpoint = Endpoint(inbound, chain, self.state, **common)
-            self.routes[("POST", "/v1" + path)] = self.routes[("POST", path)] = endpoint
+            if not path.startswith("/v2/"):
+                self.routes[("POST", "/v1" + path)] = endpoint
+            self.routes[("POST", path)] = endpoint
 
     def _endpoint(self, inbound: InboundAPI, terminal: Handler, *, reads_body: bool) -> Endpoint:
         s = self.settings.server

@@ -124,6 +124,12 @@ def test_rerank_through_tgi_uses_its_own_route(gw: Gateway, mock_upstream: Mock)
     assert sent["path"] == "/rerank" and sent["body"]["texts"] == DOCS
 
 
+def test_cohere_clients_path_v2_rerank_is_served(gw: Gateway) -> None:
+    resp = httpx.post(f"{gw.url}/v2/rerank", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30,
+                      json={"model": "rerank-cohere", "query": QUERY, "documents": DOCS, "top_n": 1})
+    assert resp.status_code == 200 and resp.json()["results"][0]["index"] == 1
+
+
 def test_rerank_needs_a_key_and_model_access(gw: Gateway) -> None:
     body = {"model": "rerank-cohere", "query": QUERY, "documents": DOCS}
     assert httpx.post(f"{gw.base_url}/rerank", json=body, timeout=10).status_code == 401

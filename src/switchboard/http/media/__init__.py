@@ -390,9 +390,11 @@ TRANSCRIPTIONS_API = MediaInbound("transcriptions", form=transcriptions_form)
 TRANSLATIONS_API = MediaInbound("translations", form=translations_form)
 SPEECH_API = MediaInbound("speech", speech_request)
 
-# path -> inbound API; the app mounts each with and without the /v1 prefix.
+# path -> inbound API; the app mounts each with and without the /v1 prefix. "/v2/rerank" (mounted
+# as given too) is where Cohere's own SDK posts: its ClientV2 works against the gateway unchanged.
 JSON_ROUTES: dict[str, MediaInbound] = {
     "/rerank": RERANK_API,
+    "/v2/rerank": RERANK_API,
     "/moderations": MODERATIONS_API,
     "/images/generations": IMAGE_GENERATIONS_API,
     "/audio/speech": SPEECH_API,
