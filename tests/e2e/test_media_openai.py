@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +39,8 @@ def media_config(mock: Mock) -> dict[str, Any]:
         "providers": [
             {"name": "oa", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}"},
             {"name": "az", "type": "azure", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"},
+            {"name": "oa-broken", "type": "openai", "api_base": f"{mock.url}/v1",
+             "api_key": "${UPSTREAM_KEY}", "headers": {"x-mock-faults": f"rate=1;kinds=503;run={uuid.uuid4().hex[:8]}"}},
             {"name": "gm", "type": "gemini", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"},
             {"name": "groq", "type": "openai-compatible", "api_base": f"{mock.url}/v1",
              "api_key": "${UPSTREAM_KEY}"},
@@ -63,7 +66,11 @@ def media_config(mock: Mock) -> dict[str, Any]:
             {"name": "tts-1", "provider": "oa", "model": "tts-1",
              "info": {"mode": "audio_speech", "input_cost_per_mchar": 15}},
             {"name": "gpt-4o-mini", "provider": "oa", "model": "gpt-4o-mini"},
+            {"name": "broken-whisper", "provider": "oa-broken", "model": "whisper-1"},
+            {"name": "broken-dall-e", "provider": "oa-broken", "model": "dall-e-3"},
         ],
+        "router": {"num_retries": 0, "fallback_on": ["server_error"],
+                   "fallbacks": {"broken-whisper": ["whisper-1"], "broken-dall-e": ["dall-e-3"]}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "spend": {"flush_seconds": 0.1},
         "server": {"max_body_bytes": 1024 * 1024},
@@ -261,6 +268,19 @@ def test_a_speech_upstream_error_is_an_openai_error(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as failed:
         sdk.audio.speech.create(model="tts-1", voice="alloy", input="mock:status=500")
     assert failed.value.status_code == 502
+
+
+def test_a_failing_deployment_falls_back_and_the_upload_is_sent_again(
+    sdk: openai.OpenAI, database: str
+) -> None:
+    raw = sdk.audio.transcriptions.with_raw_response.create(
+        model="broken-whisper", file=("again.wav", wav(1.5), "audio/wav"), response_format="verbose_json")
+    assert raw.parse().duration == 1.5  # the second deployment got the whole file
+    record = recorded(database, raw.headers["x-request-id"])
+    assert [a["status"] for a in record.attempts] == [503, 200]
+    assert record.model == "whisper-1" and record.metadata["units"] == {"audio_seconds": 1.5}
+    images = sdk.images.generate(model="broken-dall-e", prompt="a boat")
+    assert len(images.data) == 1
 
 
 # -- the chain and bad input ----------------------------------------------------------------------
