@@ -128,6 +128,10 @@ def test_cohere_clients_path_v2_rerank_is_served(gw: Gateway) -> None:
     resp = httpx.post(f"{gw.url}/v2/rerank", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30,
                       json={"model": "rerank-cohere", "query": QUERY, "documents": DOCS, "top_n": 1})
     assert resp.status_code == 200 and resp.json()["results"][0]["index"] == 1
+    bad = httpx.post(f"{gw.url}/v2/rerank", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30,
+                     json={"model": "rerank-cohere", "query": QUERY})
+    assert bad.status_code == 400  # in Cohere's error shape there
+    assert bad.json()["message"] == "'documents' is required" and bad.json()["param"] == "documents"
 
 
 def test_rerank_needs_a_key_and_model_access(gw: Gateway) -> None:

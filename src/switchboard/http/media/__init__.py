@@ -329,6 +329,14 @@ class MediaInbound:
         return sse(error.to_openai())
 
 
+class CohereRerankInbound(MediaInbound):
+    """``/v2/rerank``, Cohere's own path: errors in Cohere's shape (``{"message"}``, with the
+    gateway's code and param beside it), which Cohere's SDK reads."""
+
+    def encode_error(self, error: GatewayError) -> bytes:
+        return orjson.dumps({"message": error.message, "code": error.code, "param": error.param})
+
+
 class FormEndpoint(Endpoint):
     """An endpoint whose body is multipart/form-data, parsed while it is read (multipart.py)."""
 
@@ -394,7 +402,7 @@ SPEECH_API = MediaInbound("speech", speech_request)
 # as given too) is where Cohere's own SDK posts: its ClientV2 works against the gateway unchanged.
 JSON_ROUTES: dict[str, MediaInbound] = {
     "/rerank": RERANK_API,
-    "/v2/rerank": RERANK_API,
+    "/v2/rerank": CohereRerankInbound("rerank", rerank_request),
     "/moderations": MODERATIONS_API,
     "/images/generations": IMAGE_GENERATIONS_API,
     "/audio/speech": SPEECH_API,
