@@ -80,6 +80,8 @@ class MediaTerminal:
         finally:
             done = time.perf_counter()
             ctx.upstream_seconds += done - began
+            if upstream.upload is not None:  # this attempt's multipart copy (a retry builds its own)
+                upstream.upload.close()
         ctx.mark("upstream_done", done)
         if reply.status >= 400:
             failed = adapter.error(reply.status, reply.headers, reply.body, target)

@@ -293,6 +293,13 @@ def wav_seconds(data: bytes, size: int | None = None) -> float | None:
 # -- inbound APIs --------------------------------------------------------------------------------
 
 
+async def _close_files(form: Form) -> None:
+    for values in form.values():
+        for value in values:
+            if isinstance(value, FilePart):
+                value.file.close()
+
+
 class MediaInbound:
     """A media endpoint's wire format: JSON or a form in, JSON out (raw replies pass the edge
     as they are), OpenAI-shaped errors."""
@@ -308,7 +315,9 @@ class MediaInbound:
             error = ctx.request.get(_FORM_ERROR)
             if isinstance(error, GatewayError):
                 raise error
-            ctx.request = self._form(ctx.request[_FORM])
+            form: Form = ctx.request[_FORM]
+            ctx.after(lambda _: _close_files(form))  # the spooled uploads, once answered
+            ctx.request = self._form(form)
             return
         assert self._check is not None
         ctx.request = self._check(parse_json(ctx.body))
