@@ -42,3 +42,12 @@ async def test_a_key_is_required(
     resp = await http.post(path, headers={"authorization": "Bearer wrong"}, **body)
     assert resp.status_code == 401 and resp.json()["error"]["type"]
     assert stamp.seen == []
+
+
+def test_media_operations_are_model_calls_everywhere() -> None:
+    from switchboard import gateway
+    from switchboard.http import media
+    from switchboard.observability import metrics
+
+    assert media.OPERATIONS <= gateway.MODEL_CALLS
+    assert gateway.MODEL_CALLS == metrics.MODEL_CALLS  # overhead and upstream histograms too
