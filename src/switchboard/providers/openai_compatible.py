@@ -537,7 +537,6 @@ class Adapter(NormalisingAdapter):
         body = _with_usage_request(body, self._stream_usage(target))
         return self._post(self.completions_path, body, target, bool(body.get("stream")))
 
-
     # media (providers/openai_media.py): OpenAI's endpoints as the host serves them, and rerank
     # (vLLM / Jina-style /rerank under api_base; TGI's own /rerank at the server's root)
     media_operations = frozenset(openai_media.PATHS)

@@ -49,12 +49,12 @@ def _decimal(value: float | int) -> Decimal:
 
 def with_units(price: Cost, info: ModelInfo | None, tokens: Tokens, usage: Mapping[str, Any] | None) -> Cost:
     """``price`` (the tokens' cost) plus the media units of ``usage`` at ``info``'s unit prices."""
-    units = units_of(usage)
-    tokens_priced = (tokens.prompt > 0 or tokens.completion > 0) and not price.unpriced
-    if not units:
-        if usage and usage.get("unmeasured") and not tokens_priced:  # units the gateway could not count
-            return Cost(price.units, price.exponent, True)
+    units = units_of(usage)  # the common case (chat): no units, one dict lookup
+    if not units and not (usage and usage.get("unmeasured")):
         return price
+    tokens_priced = (tokens.prompt > 0 or tokens.completion > 0) and not price.unpriced
+    if not units:  # units the gateway could not count (e.g. an mp3's seconds)
+        return price if tokens_priced else Cost(price.units, price.exponent, True)
     total = price.usd
     unpriced = price.unpriced
     for key, count in units.items():
