@@ -265,6 +265,22 @@ def test_speech_streams_the_audio_back(gw: Gateway, database: str) -> None:
     assert record.cost_usd == Decimal(len(text)) * 15 / 1_000_000
 
 
+def test_speech_cut_mid_audio_is_not_passed_off_as_whole(gw: Gateway, database: str) -> None:
+    text = "x" * 200 + " mock:disconnect_after=1"  # 14 KiB of audio; the upstream drops after 4 KiB
+    body = {"model": "tts-1", "voice": "alloy", "input": text}
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    got = b""
+    with pytest.raises(httpx.HTTPError), httpx.stream("POST", gw.base_url + "/audio/speech", json=body,
+                                                      headers=headers, timeout=30) as resp:
+        rid = resp.headers["x-request-id"]
+        assert resp.status_code == 200
+        for piece in resp.iter_bytes():
+            got += piece
+    assert 0 < len(got) < len(text) * 64
+    record = recorded(database, rid)
+    assert record.status >= 500 and record.metadata["units"] == {"characters": len(text)}
+
+
 def test_a_speech_upstream_error_is_an_openai_error(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as failed:
         sdk.audio.speech.create(model="tts-1", voice="alloy", input="mock:status=500")

@@ -29,6 +29,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from switchboard.mock import azure, cohere, openai
+from switchboard.mock.capture import MockDisconnect
 from switchboard.mock.common import before_answer, json_response, read_json, request_controls
 
 PIXEL_B64 = (
@@ -250,10 +251,13 @@ async def speech(request: Request) -> Response:
     pattern = (b"ID3" if fmt == "mp3" else fmt.encode()[:4]) + bytes(range(256))
 
     async def audio() -> AsyncIterator[bytes]:
-        sent = 0
+        sent = chunks = 0
         while sent < size:
+            if chunks == c.disconnect_after:  # mock:disconnect_after=N: drop the connection mid-audio
+                raise MockDisconnect("mock: dropping the connection mid-audio")
             piece = (pattern * (4096 // len(pattern) + 1))[: min(4096, size - sent)]
             sent += len(piece)
+            chunks += 1
             if c.chunk_delay_ms:
                 await c.sleep(c.chunk_delay_ms)
             yield piece
