@@ -332,6 +332,16 @@ def test_model_access_applies(gw: Gateway) -> None:
         sdk.audio.transcriptions.create(model="whisper-1", file=("a.wav", wav(0.1), "audio/wav"))
 
 
+def test_budgets_reserve_the_media_units(gw: Gateway) -> None:
+    key = httpx.post(f"{gw.url}/admin/v1/keys", headers=ADMIN, json={"models": ["*"], "max_budget_usd": 0.05},
+                     timeout=10).json()["key"]
+    sdk = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
+    with pytest.raises(openai.BadRequestError) as refused:  # 2 images at $0.04 cannot fit in $0.05
+        sdk.images.generate(model="dall-e-3", prompt="two boats", n=2)
+    assert refused.value.body["code"] == "request_exceeds_budget"  # type: ignore[index]
+    assert len(sdk.images.generate(model="dall-e-3", prompt="one boat").data) == 1
+
+
 def _post(gw: Gateway, path: str, **kwargs: Any) -> httpx.Response:
     return httpx.post(gw.base_url + path, headers={"Authorization": f"Bearer {MASTER_KEY}",
                                                    **kwargs.pop("headers", {})}, timeout=30, **kwargs)

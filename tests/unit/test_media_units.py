@@ -17,7 +17,7 @@ from switchboard.providers import openai_media
 from switchboard.providers.cohere import rerank as cohere_rerank
 from switchboard.providers.target import Target
 from switchboard.spend.cost import Tokens, cost, is_unpriced, split
-from switchboard.spend.units import units_of, with_units
+from switchboard.spend.units import estimate_nano_usd, units_of, with_units
 
 
 def info(**fields: Any) -> ModelInfo:
@@ -148,3 +148,20 @@ def test_imagen_translation() -> None:
     reply = google_images.imagen_response(b'{"predictions": [{"bytesBase64Encoded": "QQ=="}]}', vertex)
     assert reply.body is not None and reply.body["data"] == [{"b64_json": "QQ=="}]
     assert reply.usage == {"units": {"images": 1}}
+
+
+@pytest.mark.parametrize(("operation", "request_", "fields", "nano"), [
+    ("rerank", {"documents": ["a"] * 250}, {"search_unit_cost": 0.002}, 6_000_000),
+    ("image_generations", {"n": 3}, {"output_cost_per_image": 0.04}, 120_000_000),
+    ("image_edits", {}, {"output_cost_per_image": 0.04}, 40_000_000),
+    ("speech", {"input": "x" * 3}, {"input_cost_per_mchar": 15}, 45_000),
+    ("transcriptions", {"_audio_seconds": 2.5}, {"input_cost_per_audio_second": 0.0001}, 250_000),
+    ("transcriptions", {}, {"input_cost_per_audio_second": 0.0001}, 0),  # not measured
+    ("speech", {"input": "x"}, {"input_cost_per_mchar": 0.0001}, 1),  # 0.1 nano-USD, rounded up
+    ("chat", {"n": 3}, {"output_cost_per_image": 0.04}, 0),
+    ("image_generations", {"n": 3}, {}, 0),
+])
+def test_budget_reservations_include_media_units(
+    operation: str, request_: dict[str, Any], fields: dict[str, Any], nano: int
+) -> None:
+    assert estimate_nano_usd(operation, request_, info(**fields)) == nano

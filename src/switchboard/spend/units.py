@@ -15,7 +15,7 @@ gateway could not count (``usage["unmeasured"]``, e.g. the seconds of an mp3 tra
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from switchboard.catalog import ModelInfo
@@ -70,3 +70,34 @@ def with_units(price: Cost, info: ModelInfo | None, tokens: Tokens, usage: Mappi
 
 def has_unit_price(info: ModelInfo | None) -> bool:
     return info is not None and info.unit_priced
+
+
+def estimate_nano_usd(operation: str, request: Mapping[str, Any], info: ModelInfo | None) -> int:
+    """The most a media call's units can cost before it is made, in nano-USD rounded up, for
+    budget reservations: rerank one search unit per query and 100 documents, images ``n``,
+    speech the input's characters, transcriptions the seconds measured from the upload (when a
+    WAV header said). 0 for any other call or an unpriced unit."""
+    if info is None or not info.unit_priced:
+        return 0
+    count: int | float = 0
+    key = ""
+    if operation == "rerank":
+        docs = request.get("documents")
+        key, count = "search_units", max(1, -(-len(docs) // 100)) if isinstance(docs, list) else 1
+    elif operation in ("image_generations", "image_edits"):
+        n = request.get("n")
+        key, count = "images", n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    elif operation == "speech":
+        text = request.get("input")
+        key, count = "characters", len(text) if isinstance(text, str) else 0
+    elif operation in ("transcriptions", "translations"):
+        seconds = request.get("_audio_seconds")
+        key, count = "audio_seconds", seconds if isinstance(seconds, int | float) else 0
+    if not key or not count:
+        return 0
+    field, per = UNIT_PRICES[key]
+    rate = getattr(info, field)
+    if rate is None:
+        return 0
+    nano = _decimal(rate) * _decimal(count) / per * 1_000_000_000
+    return int(nano.to_integral_value(rounding=ROUND_CEILING))
