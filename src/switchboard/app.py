@@ -119,10 +119,8 @@ class SwitchboardApp:
             chain = self.gateway.chain(inbound.operation, terminal)
             if path in media.FORM_ROUTES:  # multipart uploads, parsed as they arrive
                 endpoint: Endpoint = media.FormEndpoint(inbound, chain, self.state, limits=limits, **common)
-            elif path in media.STREAMED_PATHS:  # audio relayed as it arrives
-                endpoint = media.AudioEndpoint(inbound, chain, self.state, **common)
-            else:
-                endpoint = Endpoint(inbound, chain, self.state, **common)
+            else:  # streamed answers (speech, SSE) relayed as they arrive
+                endpoint = media.RelayEndpoint(inbound, chain, self.state, **common)
             if not path.startswith("/v2/"):
                 self.routes[("POST", "/v1" + path)] = endpoint
             self.routes[("POST", path)] = endpoint

@@ -64,6 +64,8 @@ def media_config(mock: Mock) -> dict[str, Any]:
              "info": {"input_cost_per_audio_second": 0.0001}},
             {"name": "groq-whisper", "provider": "groq", "model": "whisper-large-v3",
              "info": {"input_cost_per_audio_second": 0.00003}},
+            {"name": "gpt-4o-transcribe", "provider": "oa", "model": "gpt-4o-transcribe",
+             "info": {"mode": "audio_transcription", "input_cost_per_mtok": 2.5, "output_cost_per_mtok": 10}},
             {"name": "tts-1", "provider": "oa", "model": "tts-1",
              "info": {"mode": "audio_speech", "input_cost_per_mchar": 15}},
             {"name": "gpt-4o-mini", "provider": "oa", "model": "gpt-4o-mini"},
@@ -177,6 +179,26 @@ def test_gpt_image_is_priced_by_its_tokens(sdk: openai.OpenAI, database: str) ->
     assert record.prompt_tokens == images.usage.input_tokens and record.completion_tokens == 272
 
 
+def test_images_stream_partial_images_as_they_come(sdk: openai.OpenAI, database: str) -> None:
+    with sdk.images.with_streaming_response.generate(model="gpt-image-1", prompt="a red kite", stream=True,
+                                                     partial_images=2) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        rid = resp.headers["x-request-id"]
+        events = list(resp.parse())
+    assert [e.type for e in events] == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+    done = events[-1]
+    assert done.usage.output_tokens == 272  # type: ignore[union-attr]
+    record = recorded(database, rid)
+    assert record.completion_tokens == 272 and record.metadata["units"] == {"images": 1}
+    assert record.cost_usd == (Decimal(record.prompt_tokens) * 5 + Decimal(272) * 40) / 1_000_000
+
+
+def test_image_edits_stream_too(sdk: openai.OpenAI) -> None:
+    stream = sdk.images.edit(model="gpt-image-1", prompt="add a hat", image=("p.png", PIXEL_PNG, "image/png"),
+                             stream=True, partial_images=1)
+    assert [e.type for e in stream] == ["image_edit.partial_image", "image_edit.completed"]
+
+
 def test_images_edit_uploads_the_images_as_multipart(sdk: openai.OpenAI, database: str) -> None:
     raw = sdk.images.with_raw_response.edit(
         model="dall-e-3", image=("pixel.png", PIXEL_PNG, "image/png"), prompt="add a hat",
@@ -211,6 +233,18 @@ def test_transcription_of_an_upload_is_priced_per_second(
     assert Decimal(raw.headers["x-switchboard-cost-usd"]) == rate * Decimal("2.5")
     record = recorded(database, raw.headers["x-request-id"])
     assert record.metadata["units"] == {"audio_seconds": 2.5}
+
+
+def test_transcription_streams_its_text_and_is_priced_by_tokens(sdk: openai.OpenAI, database: str) -> None:
+    stream = sdk.audio.transcriptions.create(model="gpt-4o-transcribe", file=("s.wav", wav(1.5), "audio/wav"),
+                                             stream=True)
+    events = list(stream)
+    deltas = "".join(e.delta for e in events if e.type == "transcript.text.delta")  # type: ignore[union-attr]
+    assert deltas == "mock transcribe of s.wav" and events[-1].type == "transcript.text.done"
+    rid = stream.response.headers["x-request-id"]
+    record = recorded(database, rid)
+    assert record.prompt_tokens == 15 and record.completion_tokens == 4 and record.stream
+    assert record.cost_usd == (Decimal(15) * Decimal("2.5") + Decimal(4) * 10) / 1_000_000
 
 
 def test_transcription_json_uses_the_reported_seconds(sdk: openai.OpenAI) -> None:
@@ -357,7 +391,7 @@ def _post(gw: Gateway, path: str, **kwargs: Any) -> httpx.Response:
     ("/images/generations", {"model": "dall-e-3", "prompt": "x", "n": 11}, 400, "n"),
     ("/images/generations", {"model": "dall-e-3", "prompt": "x", "response_format": "gif"}, 400,
      "response_format"),
-    ("/images/generations", {"model": "dall-e-3", "prompt": "x", "stream": True}, 400, "stream"),
+    ("/images/generations", {"model": "dall-e-3", "prompt": "x", "stream": "yes"}, 400, "stream"),
     ("/images/generations", {"model": "whisper-1", "prompt": "x"}, 400, "model"),
     ("/images/generations", {"model": "gpt-4o-mini", "prompt": "x"}, 400, "model"),
     ("/audio/speech", {"model": "tts-1", "input": "x"}, 400, "voice"),

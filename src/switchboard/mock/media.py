@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -152,6 +153,31 @@ def _images(request: Request, model: str, n: int, response_format: str | None, p
     return json_response(out)
 
 
+def _sse(event: dict[str, Any]) -> bytes:
+    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def _image_stream(
+    model: str, n: int, prompt: str, partials: int, kind: str, input_images: int = 0
+) -> Response:
+    """OpenAI's streamed images: ``partials`` partial images, then the completed one, per image."""
+    text = len(prompt.split())
+    events = []
+    for _ in range(n):
+        for i in range(partials):
+            events.append(_sse({"type": f"{kind}.partial_image", "b64_json": PIXEL_B64,
+                                "partial_image_index": i, "created_at": 1700000000, "size": "1024x1024",
+                                "quality": "low",
+                                "background": "opaque", "output_format": "png"}))
+        usage = {"input_tokens": text + 65 * input_images, "output_tokens": 272,
+                 "total_tokens": text + 65 * input_images + 272,
+                 "input_tokens_details": {"text_tokens": text, "image_tokens": 65 * input_images}}
+        events.append(_sse({"type": f"{kind}.completed", "b64_json": PIXEL_B64, "created_at": 1700000000,
+                            "size": "1024x1024", "quality": "low", "background": "opaque",
+                            "output_format": "png", "usage": usage}))
+    return StreamingResponse(iter(events), media_type="text/event-stream")
+
+
 async def image_generations(request: Request) -> Response:
     prepared = await _openai_json(request)
     if isinstance(prepared, Response):
@@ -161,7 +187,10 @@ async def image_generations(request: Request) -> Response:
     if not isinstance(prompt, str) or not prompt:
         return openai.error(400, "'prompt' is required", param="prompt")
     n = body.get("n") or 1
-    return _images(request, str(body.get("model") or "dall-e-2"), n, body.get("response_format"), prompt)
+    model = str(body.get("model") or "dall-e-2")
+    if body.get("stream") and model.startswith("gpt-image"):
+        return _image_stream(model, n, prompt, body.get("partial_images") or 0, "image_generation")
+    return _images(request, model, n, body.get("response_format"), prompt)
 
 
 async def image_edits(request: Request) -> Response:
@@ -180,6 +209,9 @@ async def image_edits(request: Request) -> Response:
             return openai.error(400, "Invalid image file: the mock takes PNG images only", param="image")
     n = int(_one(body, "n") or 1)
     model = str(_one(body, "model") or "dall-e-2")
+    if _one(body, "stream") == "true" and model.startswith("gpt-image"):
+        partials = int(_one(body, "partial_images") or 0)
+        return _image_stream(model, n, prompt, partials, "image_edit", len(images))
     return _images(request, model, n, _one(body, "response_format"), prompt, len(images))
 
 
@@ -212,6 +244,18 @@ async def _audio(request: Request, task: str) -> Response:
     seconds = wav_seconds(data) or 1.0
     text = f"mock {task} of {upload.filename}"
     fmt = _one(body, "response_format") or "json"
+    model = str(_one(body, "model"))
+    if _one(body, "stream") == "true" and task == "transcribe" and not model.startswith("whisper"):
+        # gpt-4o-transcribe and the like stream; whisper-1 ignores stream
+        words = text.split(" ")
+        events = [_sse({"type": "transcript.text.delta", "delta": w if not i else " " + w})
+                  for i, w in enumerate(words)]
+        tokens = math.ceil(seconds * 10)
+        events.append(_sse({"type": "transcript.text.done", "text": text, "usage": {
+            "type": "tokens", "input_tokens": tokens, "output_tokens": len(words),
+            "total_tokens": tokens + len(words),
+            "input_token_details": {"text_tokens": 0, "audio_tokens": tokens}}}))
+        return StreamingResponse(iter(events), media_type="text/event-stream")
     end = _timestamp(seconds, ",")
     if fmt == "text":
         return Response(text + "\n", media_type="text/plain")

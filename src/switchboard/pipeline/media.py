@@ -20,7 +20,7 @@ from switchboard.catalog import ModelInfo
 from switchboard.context import RawReply, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline import caller_credentials
-from switchboard.providers.media import OPERATION_NAMES, MediaReply
+from switchboard.providers.media import OPERATION_NAMES, MediaReply, MediaStreamUsage
 from switchboard.providers.openai_media import SPEECH_TYPES
 from switchboard.spend.cost import Prices
 from switchboard.upstream.client import UpstreamStream
@@ -73,8 +73,11 @@ class MediaTerminal:
         if ctx.upstream_headers is not None:
             upstream.headers = {**upstream.headers, **ctx.upstream_headers}
         began = time.perf_counter()
-        if ctx.operation in STREAMED:
-            return await self._stream(ctx, upstream, began)
+        if ctx.operation in STREAMED:  # speech: audio bytes
+            return await self._stream(ctx, upstream, began, None)
+        if ctx.request.get("stream") is True:  # transcriptions, images: the upstream's SSE as it is
+            watcher = adapter.media_stream(ctx.operation, ctx.request, target)
+            return await self._stream(ctx, upstream, began, watcher)
         try:
             reply = await route.client.send(upstream, route.timeout)
         finally:
@@ -97,9 +100,12 @@ class MediaTerminal:
         assert media.body is not None
         return Reply(media.body)
 
-    async def _stream(self, ctx: RequestContext, upstream: UpstreamRequest, began: float) -> Result:
-        """Speech: the audio is relayed as it arrives (``{"audio": bytes}`` chunks, written by the
-        edge as they come, http/media); billed per character of the input."""
+    async def _stream(
+        self, ctx: RequestContext, upstream: UpstreamRequest, began: float, watcher: MediaStreamUsage | None
+    ) -> Result:
+        """A streamed answer relayed as it arrives (``{"raw": bytes}`` chunks, written by the edge
+        as they come, http/media): speech audio, billed per character of the input; or a media
+        SSE stream, billed by what ``watcher`` saw in it."""
         route = ctx.route
         assert route is not None
         try:
@@ -107,20 +113,34 @@ class MediaTerminal:
             failed = await stream.read_all() if stream.status >= 400 else None
         finally:
             ctx.upstream_seconds += time.perf_counter() - began
+            if upstream.upload is not None:
+                upstream.upload.close()
         if failed is not None:
             error = route.adapter.error(stream.status, stream.headers, failed, route.target)
             raise caller_credentials.blamed(ctx, error)
         ctx.mark("upstream_headers", time.perf_counter())
-        text = ctx.request.get("input")
-        ctx.usage = {"units": {"characters": len(text) if isinstance(text, str) else 0}}
-        fmt = ctx.request.get("response_format") or "mp3"
-        ctx.response_headers["content-type"] = (
-            stream.headers.get("content-type") or SPEECH_TYPES.get(fmt, "application/octet-stream"))
-        return StreamReply(_audio(stream), close=stream.close)
+        if watcher is None:
+            text = ctx.request.get("input")
+            ctx.usage = {"units": {"characters": len(text) if isinstance(text, str) else 0}}
+            fmt = ctx.request.get("response_format") or "mp3"
+            content_type = (stream.headers.get("content-type")
+                            or SPEECH_TYPES.get(fmt, "application/octet-stream"))
+        else:
+            content_type = stream.headers.get("content-type") or "text/event-stream"
+        ctx.response_headers["content-type"] = content_type
+        return StreamReply(_relay(ctx, stream, watcher), close=stream.close)
 
 
-async def _audio(stream: UpstreamStream) -> AsyncGenerator[list[dict[str, Any]], None]:
-    async with aclosing(stream.chunks()) as data:
-        async for piece in data:
-            if piece:
-                yield [{"audio": piece}]
+async def _relay(
+    ctx: RequestContext, stream: UpstreamStream, watcher: MediaStreamUsage | None
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    try:
+        async with aclosing(stream.chunks()) as data:
+            async for piece in data:
+                if piece:
+                    if watcher is not None:
+                        watcher.feed(piece)
+                    yield [{"raw": piece}]
+    finally:  # what the stream was billed, whole or cut short
+        if watcher is not None:
+            ctx.usage = watcher.usage(ctx.operation)

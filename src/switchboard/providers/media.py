@@ -12,7 +12,7 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 JSON = dict[str, Any]
 
@@ -68,6 +68,15 @@ class FilePart:
 
     def __repr__(self) -> str:
         return f"FilePart({self.filename!r}, {self.content_type!r}, {self.size} bytes)"
+
+
+class MediaStreamUsage(Protocol):
+    """Fed a media stream's bytes as they are relayed; ``usage`` is the canonical usage once it
+    has ended (providers/openai_media.py ``StreamUsage``)."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def usage(self, operation: str) -> JSON: ...
 
 
 @dataclass(slots=True)

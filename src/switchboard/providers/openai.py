@@ -17,7 +17,7 @@ from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers import openai_media
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
-from switchboard.providers.media import MediaReply
+from switchboard.providers.media import MediaReply, MediaStreamUsage
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent, SSEParser
 from switchboard.providers.target import Target
@@ -177,6 +177,11 @@ class OpenAIAdapter(ProviderAdapter):
         if operation not in self.media_operations:
             return super().media_response(operation, body, headers, request, target)
         return openai_media.parse(operation, body, headers, request, target)
+
+    def media_stream(self, operation: str, request: JSON, target: Target) -> MediaStreamUsage:
+        if operation not in openai_media.STREAMS or operation not in self.media_operations:
+            return super().media_stream(operation, request, target)
+        return openai_media.StreamUsage(request)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
         obj = loads_object(body) or {}

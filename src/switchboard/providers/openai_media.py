@@ -21,6 +21,7 @@ import orjson
 
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.media import JSON, FilePart, MediaReply, document_texts, multipart, rerank_reply
+from switchboard.providers.sse import SSEParser
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
@@ -194,3 +195,55 @@ def compatible_rerank_response(body: bytes, request: JSON, target: Target) -> Me
 
 
 __all__ = ["PATHS", "FilePart", "build", "compatible_rerank_request", "compatible_rerank_response", "parse"]
+
+
+# -- streams: transcriptions (stream=true) and image generations and edits (partial images) --------
+
+STREAMS = frozenset({"transcriptions", "image_generations", "image_edits"})
+
+
+class StreamUsage:
+    """Watches an OpenAI media SSE stream relayed as it is (transcript.text.delta / .done;
+    image_generation.partial_image / .completed, image_edit.*) for what the call is billed: the
+    usage of ``transcript.text.done`` and of each ``*.completed`` image, and the images made."""
+
+    __slots__ = ("_images", "_parser", "_request", "_tokens")
+
+    def __init__(self, request: JSON) -> None:
+        self._parser = SSEParser()
+        self._request = request
+        self._images = 0
+        self._tokens: JSON = {}
+
+    def feed(self, data: bytes) -> None:
+        for event in self._parser.feed(data):
+            self._event(event.data)
+
+    def _event(self, data: str) -> None:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(obj, dict) or not isinstance(kind := obj.get("type"), str):
+            return
+        if kind.endswith(".completed") and kind.startswith("image_"):
+            self._images += 1
+        if kind.endswith(".completed") or kind == "transcript.text.done":
+            usage = _token_usage(obj.get("usage"))
+            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                if key in usage:
+                    self._tokens[key] = self._tokens.get(key, 0) + usage[key]
+            if image := (usage.get("prompt_tokens_details") or {}).get("image_tokens"):
+                details = self._tokens.setdefault("prompt_tokens_details", {})
+                details["image_tokens"] = details.get("image_tokens", 0) + image
+
+    def usage(self, operation: str) -> JSON:
+        usage = dict(self._tokens)
+        if operation == "transcriptions":
+            if not usage:  # no token usage came: the seconds measured from the upload, if any
+                usage.update(_seconds_usage(self._request))
+            return usage
+        if usage.get("completion_tokens"):  # image models bill their output tokens as image units
+            usage["completion_tokens_details"] = {"image_tokens": usage["completion_tokens"]}
+        usage["units"] = {"images": self._images}
+        return usage

@@ -130,12 +130,6 @@ SPEECH: dict[str, Check] = {
 }
 
 
-def _no_stream(body: JSON, what: str) -> None:
-    if body.get("stream"):
-        raise _refuse(f"streaming {what} is not supported; leave 'stream' unset", "stream",
-                      "unsupported_parameter")
-
-
 def rerank_request(body: Any) -> JSON:
     return _check_fields(body, RERANK, ("model", "query", "documents"))
 
@@ -148,7 +142,6 @@ def moderations_request(body: Any) -> JSON:
 
 def image_generations_request(body: Any) -> JSON:
     body = _check_fields(body, IMAGE_GENERATIONS, ("prompt",))
-    _no_stream(body, "image generation")
     body.setdefault("model", "dall-e-2")  # OpenAI's default
     return body
 
@@ -229,7 +222,6 @@ MAX_EDIT_IMAGES = 16
 def image_edits_form(form: Form) -> JSON:
     body = _check_form(form, IMAGE_EDIT_KINDS, {**IMAGE_OPTIONS, "input_fidelity": v.string},
                        ("image", "prompt"), aliases={"image[]": "image"})
-    _no_stream(body, "image edits")
     if len(body["image"]) > MAX_EDIT_IMAGES:
         raise _refuse(f"'image' may hold at most {MAX_EDIT_IMAGES} images", "image")
     body.setdefault("model", "dall-e-2")
@@ -249,9 +241,8 @@ TRANSLATION_KINDS = {k: TRANSCRIPTION_KINDS[k]
                      for k in ("file", "model", "prompt", "response_format", "temperature")}
 
 
-def _audio_form(form: Form, kinds: dict[str, FieldKind], what: str) -> JSON:
+def _audio_form(form: Form, kinds: dict[str, FieldKind]) -> JSON:
     body = _check_form(form, kinds, TRANSCRIPTION, ("file", "model"))
-    _no_stream(body, what)
     seconds = wav_seconds(body["file"].head(WAV_HEADER_BYTES), body["file"].size)
     if seconds is not None:
         body["_audio_seconds"] = seconds
@@ -259,11 +250,11 @@ def _audio_form(form: Form, kinds: dict[str, FieldKind], what: str) -> JSON:
 
 
 def transcriptions_form(form: Form) -> JSON:
-    return _audio_form(form, TRANSCRIPTION_KINDS, "transcription")
+    return _audio_form(form, TRANSCRIPTION_KINDS)
 
 
 def translations_form(form: Form) -> JSON:
-    return _audio_form(form, TRANSLATION_KINDS, "translation")
+    return _audio_form(form, TRANSLATION_KINDS)
 
 
 WAV_HEADER_BYTES = 64 * 1024
@@ -318,9 +309,10 @@ class MediaInbound:
             form: Form = ctx.request[_FORM]
             ctx.after(lambda _: _close_files(form))  # the spooled uploads, once answered
             ctx.request = self._form(form)
-            return
-        assert self._check is not None
-        ctx.request = self._check(parse_json(ctx.body))
+        else:
+            assert self._check is not None
+            ctx.request = self._check(parse_json(ctx.body))
+        ctx.stream = ctx.request.get("stream") is True  # an SSE answer relayed as it comes
 
     def encode(self, ctx: RequestContext, body: dict[str, Any]) -> bytes:
         return orjson.dumps(body)
@@ -338,6 +330,38 @@ class MediaInbound:
         return sse(error.to_openai())
 
 
+class RelayEndpoint(Endpoint):
+    """A media endpoint whose streamed answers are relayed as the upstream sent them: speech
+    audio, and the SSE of streamed transcriptions and images. The reply's chunks are
+    ``{"raw": bytes}`` (pipeline/media.py), written in order under the upstream's content type.
+    An upstream failure after the first byte becomes an SSE ``error`` event in an event stream;
+    in audio it cannot, so it is recorded and the connection dropped (the client sees an
+    incomplete answer, never a cut file passed off as whole)."""
+
+    async def _stream(self, ctx: RequestContext, result: StreamReply, out: Responder) -> None:
+        try:
+            outcome = ctx.outcome
+            outcome.status, outcome.stream, out.started = 200, True, True
+            content_type = ctx.response_headers.pop("content-type", "application/octet-stream")
+            headers = [(b"content-type", content_type.encode("latin-1")),
+                       *out.headers(ctx.response_headers), *timing_headers(ctx)]
+            await out.send({"type": "http.response.start", "status": 200, "headers": headers})
+            try:
+                async for batch in result.chunks:
+                    for chunk in batch:
+                        outcome.chunks_sent += 1
+                        await out.stream_data(chunk["raw"])
+            except GatewayError as err:
+                outcome.failed(err)
+                if not content_type.startswith("text/event-stream"):
+                    raise
+                event = {"type": "error", "error": err.to_openai()["error"]}
+                await out.stream_data(b"event: error\ndata: " + orjson.dumps(event) + b"\n\n")
+            await out.stream_end()
+        finally:
+            await result.aclose()
+
+
 class CohereRerankInbound(MediaInbound):
     """``/v2/rerank``, Cohere's own path: errors in Cohere's shape (``{"message"}``, with the
     gateway's code and param beside it), which Cohere's SDK reads."""
@@ -346,7 +370,7 @@ class CohereRerankInbound(MediaInbound):
         return orjson.dumps({"message": error.message, "code": error.code, "param": error.param})
 
 
-class FormEndpoint(Endpoint):
+class FormEndpoint(RelayEndpoint):
     """An endpoint whose body is multipart/form-data, parsed while it is read (multipart.py)."""
 
     def __init__(self, *args: Any, limits: FormLimits, **kwargs: Any) -> None:
@@ -372,33 +396,6 @@ class FormEndpoint(Endpoint):
         return None
 
 
-class AudioEndpoint(Endpoint):
-    """A JSON endpoint answered with audio bytes relayed as they arrive (``/v1/audio/speech``):
-    the reply's chunks are ``{"audio": bytes}`` (pipeline/media.py), written in order under the
-    upstream's content type. An upstream failure after the first byte cannot become an error
-    body: it is recorded and the connection is dropped, so the client sees an incomplete answer."""
-
-    async def _stream(self, ctx: RequestContext, result: StreamReply, out: Responder) -> None:
-        try:
-            outcome = ctx.outcome
-            outcome.status, outcome.stream, out.started = 200, True, True
-            content_type = ctx.response_headers.pop("content-type", "application/octet-stream")
-            headers = [(b"content-type", content_type.encode("latin-1")),
-                       *out.headers(ctx.response_headers), *timing_headers(ctx)]
-            await out.send({"type": "http.response.start", "status": 200, "headers": headers})
-            try:
-                async for batch in result.chunks:
-                    for chunk in batch:
-                        outcome.chunks_sent += 1
-                        await out.stream_data(chunk["audio"])
-            except GatewayError as err:
-                outcome.failed(err)
-                raise
-            await out.stream_end()
-        finally:
-            await result.aclose()
-
-
 RERANK_API = MediaInbound("rerank", rerank_request)
 MODERATIONS_API = MediaInbound("moderations", moderations_request)
 IMAGE_GENERATIONS_API = MediaInbound("image_generations", image_generations_request)
@@ -416,7 +413,6 @@ JSON_ROUTES: dict[str, MediaInbound] = {
     "/images/generations": IMAGE_GENERATIONS_API,
     "/audio/speech": SPEECH_API,
 }
-STREAMED_PATHS = frozenset({"/audio/speech"})  # answered by AudioEndpoint
 FORM_ROUTES: dict[str, MediaInbound] = {
     "/images/edits": IMAGE_EDITS_API,
     "/audio/transcriptions": TRANSCRIPTIONS_API,
