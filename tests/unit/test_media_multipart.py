@@ -103,6 +103,11 @@ def test_form_checks_convert_types_and_name_the_field() -> None:
     audio = FilePart.of("a.wav", "audio/wav", wav(1.5))
     body = transcriptions_form({"file": [audio], "model": ["whisper-1"], "temperature": ["0.2"]})
     assert body["temperature"] == 0.2 and body["_audio_seconds"] == 1.5
+    vad = transcriptions_form({"file": [audio], "model": ["m"], "chunking_strategy[type]": ["server_vad"],
+                               "chunking_strategy[threshold]": ["0.5"]})
+    assert vad["chunking_strategy[type]"] == "server_vad" and vad["chunking_strategy[threshold]"] == "0.5"
+    assert transcriptions_form({"file": [audio], "model": ["m"], "chunking_strategy": ["auto"]})[
+        "chunking_strategy"] == "auto"
     png = FilePart.of("p.png", "image/png", b"\x89PNG")
     edits = image_edits_form({"image[]": [png, png], "prompt": ["hat"], "n": ["2"]})
     assert len(edits["image"]) == 2 and edits["n"] == 2 and edits["model"] == "dall-e-2"

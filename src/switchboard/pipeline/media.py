@@ -47,12 +47,13 @@ def check_mode(operation: str, info: ModelInfo | None, name: str) -> None:
     if info is None or info.mode == wanted or "mode" not in info.model_fields_set:
         return
     raise WrongModelMode(
-        f"the model '{name}' is a {info.mode} model; {OPERATION_NAMES[operation]} needs a "
-        f"{wanted} model", param="model",
+        f"the model '{name}' is a {info.mode} model; {OPERATION_NAMES[operation]} needs a model "
+        f"of mode '{wanted}'", param="model",
     )
 
 
-# Operations whose answer is relayed to the client as it arrives (audio bytes).
+# Operations whose answer is always relayed to the client as it arrives (audio bytes); the others
+# are relayed so when the request says ``stream: true`` (an event stream).
 STREAMED = frozenset({"speech"})
 
 

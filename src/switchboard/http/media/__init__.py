@@ -152,7 +152,9 @@ def speech_request(body: Any) -> JSON:
 
 # -- multipart forms ------------------------------------------------------------------------------
 
-FieldKind = str  # "text" | "int" | "number" | "bool" | "file" | "files" | "list"
+# "text" | "int" | "number" | "bool" | "file" | "files" | "list" | "object" (a text value, e.g.
+# "auto", or members sent as name[key] fields)
+FieldKind = str
 
 
 def _convert(name: str, kind: FieldKind, values: list[str | FilePart]) -> Any:
@@ -168,6 +170,8 @@ def _convert(name: str, kind: FieldKind, values: list[str | FilePart]) -> Any:
         raise _refuse(f"'{name}' must be a text field, not a file", name, "invalid_type")
     if kind == "list":
         return texts
+    if kind == "object":
+        kind = "text"
     if len(texts) > 1:
         raise _refuse(f"'{name}' may be sent only once", name, "invalid_value")
     text = texts[0]
@@ -191,6 +195,10 @@ def _check_form(form: Form, kinds: dict[str, FieldKind], spec: dict[str, Check],
     out: JSON = {}
     for raw_name, values in form.items():
         name = (aliases or {}).get(raw_name, raw_name)
+        if name not in kinds and kinds.get(raw_name.split("[", 1)[0]) == "object":
+            # an object's members as the SDKs send them (chunking_strategy[type]=server_vad)
+            out[raw_name] = _convert(raw_name, "text", values)
+            continue
         if name not in kinds:
             raise _refuse(f"unknown parameter '{raw_name}'", raw_name, "unknown_parameter")
         value = _convert(name, kinds[name], values)
@@ -231,7 +239,7 @@ def image_edits_form(form: Form) -> JSON:
 TRANSCRIPTION_KINDS: dict[str, FieldKind] = {
     "file": "file", "model": "text", "language": "text", "prompt": "text", "response_format": "text",
     "temperature": "number", "timestamp_granularities[]": "list", "include[]": "list",
-    "chunking_strategy": "text", "stream": "bool",
+    "chunking_strategy": "object", "stream": "bool",
 }
 TRANSCRIPTION: dict[str, Check] = {
     "model": v.string, "response_format": v.one_of("json", "text", "srt", "verbose_json", "vtt"),
