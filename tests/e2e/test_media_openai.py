@@ -237,7 +237,7 @@ def test_transcription_of_an_upload_is_priced_per_second(
 
 def test_transcription_streams_its_text_and_is_priced_by_tokens(sdk: openai.OpenAI, database: str) -> None:
     stream = sdk.audio.transcriptions.create(model="gpt-4o-transcribe", file=("s.wav", wav(1.5), "audio/wav"),
-                                             stream=True)
+                                             stream=True, chunking_strategy={"type": "server_vad"})
     events = list(stream)
     deltas = "".join(e.delta for e in events if e.type == "transcript.text.delta")  # type: ignore[union-attr]
     assert deltas == "mock transcribe of s.wav" and events[-1].type == "transcript.text.done"
