@@ -157,9 +157,7 @@ def _sse(event: dict[str, Any]) -> bytes:
     return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
-def _image_stream(
-    model: str, n: int, prompt: str, partials: int, kind: str, input_images: int = 0
-) -> Response:
+def _image_stream(n: int, prompt: str, partials: int, kind: str, input_images: int = 0) -> Response:
     """OpenAI's streamed images: ``partials`` partial images, then the completed one, per image."""
     text = len(prompt.split())
     events = []
@@ -189,7 +187,7 @@ async def image_generations(request: Request) -> Response:
     n = body.get("n") or 1
     model = str(body.get("model") or "dall-e-2")
     if body.get("stream") and model.startswith("gpt-image"):
-        return _image_stream(model, n, prompt, body.get("partial_images") or 0, "image_generation")
+        return _image_stream(n, prompt, body.get("partial_images") or 0, "image_generation")
     return _images(request, model, n, body.get("response_format"), prompt)
 
 
@@ -211,7 +209,7 @@ async def image_edits(request: Request) -> Response:
     model = str(_one(body, "model") or "dall-e-2")
     if _one(body, "stream") == "true" and model.startswith("gpt-image"):
         partials = int(_one(body, "partial_images") or 0)
-        return _image_stream(model, n, prompt, partials, "image_edit", len(images))
+        return _image_stream(n, prompt, partials, "image_edit", len(images))
     return _images(request, model, n, _one(body, "response_format"), prompt, len(images))
 
 

@@ -6,7 +6,9 @@ JSON endpoints (``/v1/rerank``, ``/v1/moderations``, ``/v1/images/generations``,
 parses the form as it arrives with every size bounded (multipart.py) and leaves the form for
 ``decode`` to check after authentication. Each request is checked field by field: unknown fields,
 wrong types and missing required fields are refused (400) naming the field. Errors are
-OpenAI-shaped, as on every ``/v1`` endpoint.
+OpenAI-shaped, as on every ``/v1`` endpoint (Cohere-shaped on Cohere's own ``/v2/rerank``).
+Streamed answers (speech audio; transcriptions and images with ``stream: true``) are relayed as
+the upstream sends them by :class:`RelayEndpoint`.
 """
 
 from __future__ import annotations
