@@ -33,7 +33,7 @@ class InvalidMultipart(InvalidRequest):
 class FormLimits:
     max_body_bytes: int = 32 * MIB
     max_file_bytes: int = 25 * MIB  # OpenAI's audio limit; image edits allow less
-    max_field_bytes: int = 64 * 1024
+    max_field_bytes: int = 256 * 1024  # a prompt of 32 000 characters, 4 bytes each at worst
     max_parts: int = 32
 
 
