@@ -51,3 +51,32 @@ def test_media_operations_are_model_calls_everywhere() -> None:
 
     assert media.OPERATIONS <= gateway.MODEL_CALLS
     assert gateway.MODEL_CALLS == metrics.MODEL_CALLS  # overhead and upstream histograms too
+
+
+@pytest.mark.parametrize(("content_type", "error_event"),
+                         [("audio/mpeg", False), ("text/event-stream", True)])
+async def test_a_relay_cut_at_shutdown_ends_audio_quietly_and_events_with_an_error(
+    content_type: str, error_event: bool
+) -> None:
+    from switchboard.context import RequestContext
+    from switchboard.http.endpoint import Responder
+    from switchboard.http.media import SPEECH_API, RelayEndpoint
+    from switchboard.http.state import ServerState
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def chain(ctx: RequestContext) -> Any:
+        raise AssertionError("not called")
+
+    ctx = RequestContext("rid", "speech", SPEECH_API, {}, b"", 0.0)
+    out = Responder(send, ctx, [])
+    out.started, ctx.outcome.stream = True, True
+    ctx.response_headers["content-type"] = content_type
+    endpoint = RelayEndpoint(SPEECH_API, chain, ServerState(), max_body_bytes=1024, deadline_seconds=1)
+    await endpoint._cut_at_shutdown(ctx, out)
+    bodies = [m["body"] for m in sent]
+    assert bodies[-1] == b"" and ctx.outcome.status == 503
+    assert (b"server_shutting_down" in b"".join(bodies)) is error_event

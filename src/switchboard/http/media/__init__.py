@@ -24,6 +24,7 @@ from switchboard.errors import GatewayError, InvalidRequest, PayloadTooLarge, Un
 from switchboard.http import validate as v
 from switchboard.http.asgi import Receive
 from switchboard.http.endpoint import Endpoint, Responder, timing_headers
+from switchboard.http.errors import ServerShuttingDown
 from switchboard.http.media.multipart import Form, FormLimits, InvalidMultipart, read_form
 from switchboard.http.openai_api import parse_json, sse
 from switchboard.providers.media import FilePart
@@ -356,6 +357,7 @@ class RelayEndpoint(Endpoint):
             headers = [(b"content-type", content_type.encode("latin-1")),
                        *out.headers(ctx.response_headers), *timing_headers(ctx)]
             await out.send({"type": "http.response.start", "status": 200, "headers": headers})
+            ctx.response_headers["content-type"] = content_type  # sent; kept for _cut_at_shutdown
             try:
                 async for batch in result.chunks:
                     for chunk in batch:
@@ -365,11 +367,31 @@ class RelayEndpoint(Endpoint):
                 outcome.failed(err)
                 if not content_type.startswith("text/event-stream"):
                     raise
-                event = {"type": "error", "error": err.to_openai()["error"]}
-                await out.stream_data(b"event: error\ndata: " + orjson.dumps(event) + b"\n\n")
+                await out.stream_data(_error_event(err))
             await out.stream_end()
         finally:
             await result.aclose()
+
+    async def _cut_at_shutdown(self, ctx: RequestContext, out: Responder) -> None:
+        """At shutdown an event stream ends with an ``error`` event; audio just ends (no error
+        bytes inside a file)."""
+        if not (out.started and ctx.outcome.stream):
+            await super()._cut_at_shutdown(ctx, out)
+            return
+        err = ServerShuttingDown("the server is shutting down; retry the request")
+        ctx.outcome.failed(err)
+        try:
+            if ctx.response_headers.get("content-type", "").startswith("text/event-stream"):
+                await out.stream_data(_error_event(err))
+            await out.stream_end()
+        except Exception:  # the connection may already be gone
+            return
+
+
+def _error_event(err: GatewayError) -> bytes:
+    """OpenAI's error event of the image and transcription streams."""
+    event = {"type": "error", "error": err.to_openai()["error"]}
+    return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 class CohereRerankInbound(MediaInbound):
