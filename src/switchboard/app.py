@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -21,7 +22,7 @@ from switchboard.config.schema import Settings
 from switchboard.context import InboundAPI
 from switchboard.errors import GatewayError
 from switchboard.gateway import MODEL_CALLS, Gateway
-from switchboard.http import openai_api
+from switchboard.http import media, openai_api
 from switchboard.http.admin import AdminBridge, AdminServices, create_admin_app
 from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
@@ -30,10 +31,12 @@ from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.files import FilesEndpoint, is_files_path
 from switchboard.http.gemini import METHODS as GEMINI_METHODS
 from switchboard.http.gemini import GeminiRoutes, is_gemini
+from switchboard.http.media.multipart import FormLimits
 from switchboard.http.responses import PREFIX as RESPONSES_PREFIX
 from switchboard.http.responses import STORED, ResponsesAPI
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.media import MediaTerminal
 from switchboard.stores import Stores
 
 log = logging.getLogger("switchboard")
@@ -71,6 +74,7 @@ class SwitchboardApp:
         )
         self.routes[("POST", "/v1/responses")] = self.routes[("POST", "/responses")] = create
         self._stored_response = self._endpoint(STORED, self.gateway.responses.retrieve, reads_body=False)
+        self._media_routes()
         models = self._endpoint(openai_api.MODELS, self.gateway.models.list, reads_body=False)
         for path in ("/v1/models", "/models"):
             self.routes[("GET", path)] = models
@@ -126,6 +130,24 @@ class SwitchboardApp:
             budgets=lambda: gateway.budgets,
         )
         return create_admin_app(services)
+
+    def _media_routes(self) -> None:
+        """Rerank, moderations, images and audio (http/media), with and without /v1."""
+        terminal = MediaTerminal(self.gateway.prices)
+        s = self.settings.server
+        limits = FormLimits(max_body_bytes=s.max_body_bytes,
+                            max_file_bytes=min(25 * 1024 * 1024, s.max_body_bytes))
+        common: dict[str, Any] = {"max_body_bytes": s.max_body_bytes,
+                                  "deadline_seconds": s.request_timeout_seconds, "timed": True}
+        for path, inbound in {**media.JSON_ROUTES, **media.FORM_ROUTES}.items():
+            chain = self.gateway.chain(inbound.operation, terminal)
+            if path in media.FORM_ROUTES:  # multipart uploads, parsed as they arrive
+                endpoint: Endpoint = media.FormEndpoint(inbound, chain, self.state, limits=limits, **common)
+            else:  # streamed answers (speech, SSE) relayed as they arrive
+                endpoint = media.RelayEndpoint(inbound, chain, self.state, **common)
+            if not path.startswith("/v2/"):
+                self.routes[("POST", "/v1" + path)] = endpoint
+            self.routes[("POST", path)] = endpoint
 
     def _endpoint(self, inbound: InboundAPI, terminal: Handler, *, reads_body: bool) -> Endpoint:
         s = self.settings.server

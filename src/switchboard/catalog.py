@@ -84,8 +84,19 @@ class ModelInfo(_Strict):
     input_audio_cost_per_mtok: float | None = None
     output_image_cost_per_mtok: float | None = None
     output_audio_cost_per_mtok: float | None = None
+    # Media units, USD per unit (docs/spend.md); None: not billed per unit.
+    search_unit_cost: float | None = None
+    output_cost_per_image: float | None = None
+    input_cost_per_audio_second: float | None = None
+    input_cost_per_mchar: float | None = None
     source: str | None = None
     as_of: str | None = None
+
+    @property
+    def unit_priced(self) -> bool:
+        """Some media unit has a price (rerank search units, images, audio seconds, characters)."""
+        return (self.search_unit_cost is not None or self.output_cost_per_image is not None
+                or self.input_cost_per_audio_second is not None or self.input_cost_per_mchar is not None)
 
     def pricing(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -107,6 +118,12 @@ class ModelInfo(_Strict):
                            ("output_audio", self.output_audio_cost_per_mtok)):
             if value is not None:
                 out[key] = value
+        # Media units, only where set (their own units: per search unit, image, second, 1M chars).
+        for key, value in (("search_unit", self.search_unit_cost), ("image", self.output_cost_per_image),
+                           ("audio_second", self.input_cost_per_audio_second),
+                           ("mchar", self.input_cost_per_mchar)):
+            if value is not None:
+                out[key] = value
         return out
 
     def public(self) -> dict[str, Any]:
@@ -117,7 +134,7 @@ class ModelInfo(_Strict):
         if self.max_output_tokens is not None:
             out["max_output_tokens"] = self.max_output_tokens
         out["capabilities"] = {c: c in self.capabilities for c in CAPABILITIES}
-        if self.input_cost_per_mtok is not None or self.output_cost_per_mtok is not None:
+        if self.input_cost_per_mtok is not None or self.output_cost_per_mtok is not None or self.unit_priced:
             out["pricing"] = self.pricing()
         return out
 

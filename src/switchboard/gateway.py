@@ -57,7 +57,11 @@ if TYPE_CHECKING:
     from switchboard.observability.tracing import Tracing
 
 # Operations that call a provider, and the one that only needs the model to exist.
-MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
+MODEL_CALLS = frozenset({
+    "chat", "embeddings", "completions",
+    # media (http/media, pipeline/media.py)
+    "rerank", "moderations", "image_generations", "image_edits", "transcriptions", "translations", "speech",
+})
 
 
 class Gateway:

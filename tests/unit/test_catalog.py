@@ -153,7 +153,7 @@ def test_parse_error_names_file_and_entry() -> None:
     [
         (_section(m={"contxt_window": 5}), "sections[0].models.m.contxt_window: unknown key"),
         (_section(m={"mode": "images"}),
-         "sections[0].models.m.mode: Input should be 'chat', 'embedding' or 'completion'"),
+         "sections[0].models.m.mode: Input should be 'chat', 'embedding', 'completion', 'rerank'"),
         (_section(m={"capabilities": ["telepathy"]}), "sections[0].models.m.capabilities[0]: Input should"),
         (_section(m={"input_cost_per_mtok": -1}), "sections[0].models.m.input_cost_per_mtok: Input should"),
         (_section(m={"provider_types": ["openia"]}),

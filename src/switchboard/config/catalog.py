@@ -24,7 +24,11 @@ from pydantic import (
 
 from switchboard.config.yamlfile import YamlFileError, read_yaml
 
-Mode = Literal["chat", "embedding", "completion"]
+Mode = Literal[
+    "chat", "embedding", "completion",
+    # Media endpoints (docs/api-media.md): a model of another mode is refused there.
+    "rerank", "moderation", "image_generation", "audio_transcription", "audio_speech",
+]
 Capability = Literal["tools", "vision", "json_schema", "embeddings", "streaming"]
 CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "embeddings", "streaming")
 
@@ -43,7 +47,11 @@ INFO_FIELDS = (
     "mode", "context_window", "max_output_tokens", "capabilities", "input_cost_per_mtok",
     "output_cost_per_mtok", "cached_input_cost_per_mtok", "cache_write_5m_cost_per_mtok",
     "cache_write_1h_cost_per_mtok", "input_image_cost_per_mtok", "input_audio_cost_per_mtok",
-    "output_image_cost_per_mtok", "output_audio_cost_per_mtok", "source", "as_of",
+    "output_image_cost_per_mtok", "output_audio_cost_per_mtok", *(
+        # Unit prices of the media endpoints (docs/spend.md), USD per unit.
+        "search_unit_cost", "output_cost_per_image", "input_cost_per_audio_second",
+        "input_cost_per_mchar",
+    ), "source", "as_of",
 )
 
 
@@ -79,6 +87,12 @@ class InfoFields(_Strict):
     input_audio_cost_per_mtok: Price | None = None
     output_image_cost_per_mtok: Price | None = None
     output_audio_cost_per_mtok: Price | None = None
+    # Media units (docs/spend.md): USD per search unit (rerank), per image generated or edited,
+    # per second of audio transcribed or translated, per million characters of speech input.
+    search_unit_cost: Price | None = None
+    output_cost_per_image: Price | None = None
+    input_cost_per_audio_second: Price | None = None
+    input_cost_per_mchar: Price | None = None
     source: str | None = None
     as_of: str | None = None
 

@@ -30,6 +30,7 @@ _MODULES: tuple[str, ...] = (
     "azure",
     "mistral",
     "files",
+    "media",  # moderations, images, audio, rerank (mock/media.py)
 )
 
 

@@ -614,6 +614,10 @@ def _split(target: str) -> tuple[str, str]:
 
 
 async def _dispatch(request: Request, model: str, method: str, embed: str) -> Response:
+    if method == "predict" and model.lower().startswith("imagen"):  # image generation (mock/media.py)
+        from switchboard.mock.media import imagen_predict
+
+        return await imagen_predict(request, model)
     if method in ("generateContent", "streamGenerateContent"):
         return await _generate(request, model, method == "streamGenerateContent", vertex=embed == "predict")
     if method == embed == "batchEmbedContents":

@@ -54,7 +54,11 @@ log = logging.getLogger("switchboard.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-MODEL_CALLS = frozenset({"chat", "embeddings", "completions"})
+MODEL_CALLS = frozenset({
+    "chat", "embeddings", "completions",
+    # media (gateway.MODEL_CALLS, docs/api-media.md)
+    "rerank", "moderations", "image_generations", "image_edits", "transcriptions", "translations", "speech",
+})
 OTHER = "other"
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 

@@ -32,6 +32,7 @@ from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.periods import window
 from switchboard.spend.budgets.plan import Budget
 from switchboard.spend.cost import Prices, Tokens, cost
+from switchboard.spend.units import estimate_nano_usd as units_estimate
 from switchboard.stores.protocols import Charge, Reserved
 
 log = logging.getLogger("switchboard.budgets")
@@ -137,6 +138,7 @@ class BudgetStage:
             _, per_input, per_output, times, over = quote
             units = prompt * per_input + output * per_output
             usd = units * times if over == 1 else -(-units // over)  # rounded up
+            usd += units_estimate(ctx.operation, ctx.request, info)  # media units (spend/units.py)
         if len(budgets) == 1:
             return [usd if budgets[0].unit == "usd" else prompt + output]
         return [usd if b.unit == "usd" else prompt + output for b in budgets]

@@ -29,11 +29,21 @@ from typing import Any
 
 from switchboard import tokens
 from switchboard.catalog import ModelInfo
-from switchboard.context import Chunk, Reply, RequestContext, Result, Spent, StreamReply, milliseconds
+from switchboard.context import (
+    Chunk,
+    RawReply,
+    Reply,
+    RequestContext,
+    Result,
+    Spent,
+    StreamReply,
+    milliseconds,
+)
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
 from switchboard.spend.cost import Cost, Prices, Tokens, cost, format_nano_usd, is_unpriced, split
 from switchboard.spend.ledger import LedgerWriter
+from switchboard.spend.units import units_of, with_units
 from switchboard.stores.protocols import UsageRow
 
 log = logging.getLogger("switchboard.spend")
@@ -120,9 +130,9 @@ class UsageStage:
         result = await call_next(ctx)
         if ctx.route is not route and ctx.route is not None:  # answered by a retry or fallback
             info = call.info = self._prices.of_route(ctx.route)
-        if isinstance(result, Reply):
+        if isinstance(result, Reply | RawReply):  # raw: a media answer (text, subtitles)
             counted = split(ctx.usage)
-            price = cost(info, counted)
+            price = with_units(cost(info, counted), info, counted, ctx.usage)
             ctx.response_headers[COST_HEADER] = format_nano_usd(price.nano_usd)
             if price.unpriced:  # never a silent 0: the cost left some tokens out
                 ctx.response_headers[UNPRICED_HEADER] = "true"
@@ -137,7 +147,7 @@ class UsageStage:
             def ended(error: BaseException | None) -> None:
                 if error is None:
                     done = split(ctx.usage)
-                    self._spool(ctx, call, 200, done, cost(info, done))
+                    self._spool(ctx, call, 200, done, with_units(cost(info, done), info, done, ctx.usage))
 
             return map_result(result, batch=relayed, done=ended)
         return result
@@ -168,7 +178,8 @@ class UsageStage:
             estimated = True
         else:
             counted = Tokens()
-        self._spool(ctx, call, status, counted, cost(call.info, counted), estimated=estimated)
+        price = with_units(cost(call.info, counted), call.info, counted, ctx.usage)
+        self._spool(ctx, call, status, counted, price, estimated=estimated)
 
     def _spool(
         self, ctx: RequestContext, call: _Call, status: int, counted: Tokens, price: Cost, *,
@@ -201,6 +212,8 @@ def _row(
     metadata: dict[str, Any] = {"operation": ctx.operation}
     if estimated:
         metadata["estimated"] = True
+    if units := units_of(ctx.usage):  # media units (spend/units.py): search units, images, ...
+        metadata["units"] = units
     if outcome.client_disconnected:
         metadata["client_disconnected"] = True
     error = outcome.error_code if status >= 400 else None

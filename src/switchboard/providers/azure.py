@@ -86,6 +86,9 @@ class Adapter(NormalisingAdapter):
         body = _stream_usage(dict(request), target)
         return self._post(self.completions_path, body, target, bool(body.get("stream")))
 
+    def media_url(self, path: str, target: Target) -> str:  # moderations, images, audio
+        return deployment_url(target, path)
+
 
 def _auth(config: ProviderConfig, options: BaseModel) -> UpstreamAuth:
     if isinstance(options, Options) and options.azure_ad_token is not None:

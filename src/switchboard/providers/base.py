@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.providers.media import OPERATION_NAMES, MediaReply, MediaStreamUsage
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
@@ -84,6 +85,19 @@ class ProviderAdapter:
 
     def completions_stream(self, request: JSON, target: Target) -> StreamDecoder:
         raise self._unsupported("streaming legacy completions", target)
+
+    # media: rerank, moderations, images, audio (providers/media.py, docs/api-media.md)
+    def media_request(self, operation: str, request: JSON, target: Target) -> UpstreamRequest:
+        raise self._unsupported(OPERATION_NAMES.get(operation, operation), target)
+
+    def media_response(
+        self, operation: str, body: bytes, headers: Mapping[str, str], request: JSON, target: Target
+    ) -> MediaReply:
+        raise self._unsupported(OPERATION_NAMES.get(operation, operation), target)
+
+    def media_stream(self, operation: str, request: JSON, target: Target) -> MediaStreamUsage:
+        """What watches a streamed media answer (``stream: true``) relayed as it is."""
+        raise self._unsupported("streaming " + OPERATION_NAMES.get(operation, operation), target)
 
     # errors
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:

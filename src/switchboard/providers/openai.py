@@ -14,9 +14,10 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UpstreamBadGateway
-from switchboard.providers import capabilities
+from switchboard.providers import capabilities, openai_media
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
+from switchboard.providers.media import MediaReply, MediaStreamUsage
 from switchboard.providers.openai_extensions import to_openai
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent, SSEParser
@@ -159,6 +160,30 @@ class OpenAIAdapter(ProviderAdapter):
 
     def completions_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(target)
+
+    # media: moderations, images, audio (providers/openai_media.py); OpenAI has no rerank
+    media_operations = frozenset(openai_media.PATHS) - {"rerank"}
+
+    def media_url(self, path: str, target: Target) -> str:
+        return target.api_base + path
+
+    def media_request(self, operation: str, request: JSON, target: Target) -> UpstreamRequest:
+        if operation not in self.media_operations:
+            return super().media_request(operation, request, target)
+        url = self.media_url(openai_media.PATHS[operation], target)
+        return openai_media.build(operation, request, target, url)
+
+    def media_response(
+        self, operation: str, body: bytes, headers: Mapping[str, str], request: JSON, target: Target
+    ) -> MediaReply:
+        if operation not in self.media_operations:
+            return super().media_response(operation, body, headers, request, target)
+        return openai_media.parse(operation, body, headers, request, target)
+
+    def media_stream(self, operation: str, request: JSON, target: Target) -> MediaStreamUsage:
+        if operation not in openai_media.STREAMS or operation not in self.media_operations:
+            return super().media_stream(operation, request, target)
+        return openai_media.StreamUsage(request)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
         obj = loads_object(body) or {}

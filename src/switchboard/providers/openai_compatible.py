@@ -38,7 +38,7 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
-from switchboard.providers import capabilities
+from switchboard.providers import capabilities, openai_media
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
@@ -552,6 +552,16 @@ class Adapter(NormalisingAdapter):
             body["stop"] = [body["stop"]]
         body = _with_usage_request(body, self._stream_usage(target))
         return self._post(self.completions_path, body, target, bool(body.get("stream")))
+
+    # media (providers/openai_media.py): OpenAI's endpoints as the host serves them, and rerank
+    # (vLLM / Jina-style /rerank under api_base; TGI's own /rerank at the server's root)
+    media_operations = frozenset(openai_media.PATHS)
+
+    def media_request(self, operation: str, request: JSON, target: Target) -> UpstreamRequest:
+        if operation == "rerank":
+            tgi = isinstance(target.options, Options) and target.options.preset == "tgi"
+            return openai_media.compatible_rerank_request(request, target, tgi=tgi)
+        return super().media_request(operation, request, target)
 
 
 def _auth(config: ProviderConfig, options: BaseModel) -> UpstreamAuth:

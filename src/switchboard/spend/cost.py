@@ -231,6 +231,8 @@ def cost(info: ModelInfo | None, tokens: Tokens) -> Cost:
 
 def is_unpriced(info: ModelInfo | None) -> bool:
     """The model cannot be priced: no input price, or no output price for a model that writes."""
+    if info is not None and info.unit_priced:  # a media model billed per unit (spend/units.py)
+        return False
     if info is None or info.input_cost_per_mtok is None:
         return True
     return info.mode != "embedding" and info.output_cost_per_mtok is None

@@ -1068,7 +1068,7 @@ class IncidentStore(Protocol):
         ...
 
 
-# -- files and batches (revision 0016; docs/api-files.md) ------------------------------------------
+# -- files and batches (revision 0015; docs/api-files.md) ------------------------------------------
 
 FILE = "file"
 BATCH = "batch"

@@ -129,10 +129,11 @@ class UpstreamClient:
                 await self.auth.apply(request)
             headers = request.headers or None  # None: just the session's headers, nothing to merge
         url = self._url(request.url)
+        data = request.body if request.upload is None else request.upload  # a file: streamed
         if limits is None:  # the provider's own timeouts, set on the session
-            return await session.request(request.method, url, data=request.body, headers=headers)
+            return await session.request(request.method, url, data=data, headers=headers)
         return await session.request(
-            request.method, url, data=request.body, headers=headers, timeout=self._client_timeout(limits)
+            request.method, url, data=data, headers=headers, timeout=self._client_timeout(limits)
         )
 
     def _open_caller_session(self) -> aiohttp.ClientSession:

@@ -21,8 +21,10 @@ from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.cohere import request as req
+from switchboard.providers.cohere import rerank
 from switchboard.providers.cohere import response as resp
 from switchboard.providers.cohere.stream import CohereStreamDecoder
+from switchboard.providers.media import MediaReply
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
@@ -72,6 +74,19 @@ class CohereAdapter(ProviderAdapter):
 
     def embeddings_response(self, body: bytes, target: Target) -> JSON:
         return resp.embeddings_response(body, target)
+
+    # rerank (providers/cohere/rerank.py); Cohere has no other media operation
+    def media_request(self, operation: str, request: JSON, target: Target) -> UpstreamRequest:
+        if operation != "rerank":
+            return super().media_request(operation, request, target)
+        return rerank.rerank_request(request, target)
+
+    def media_response(
+        self, operation: str, body: bytes, headers: Mapping[str, str], request: JSON, target: Target
+    ) -> MediaReply:
+        if operation != "rerank":
+            return super().media_response(operation, body, headers, request, target)
+        return rerank.rerank_response(body, request, target)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
         return resp.error(status, headers, body, target)

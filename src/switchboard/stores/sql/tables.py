@@ -411,7 +411,7 @@ BODY_TEXT_SQL = "to_tsvector('simple', coalesce(request, '') || ' ' || coalesce(
 sa.Index("ix_request_bodies_text", sa.text(BODY_TEXT_SQL), _table=request_bodies,
          postgresql_using="gin").ddl_if(dialect="postgresql")
 
-# -- files and batches (revision 0016): what was created through the gateway, and by whom -------
+# -- files and batches (revision 0015): what was created through the gateway, and by whom -------
 
 owned_objects = sa.Table(
     "owned_objects",

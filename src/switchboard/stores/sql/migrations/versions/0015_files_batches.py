@@ -1,6 +1,6 @@
 """Files and batches created through the gateway: their owners and the upstream's objects.
 
-Revision ID: 0016
+Revision ID: 0015
 Revises: 0013
 Create Date: 2026-12-02
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
+revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,455 @@
+"""The media endpoints' inbound APIs: rerank, moderations, images, audio (docs/api-media.md).
+
+JSON endpoints (``/v1/rerank``, ``/v1/moderations``, ``/v1/images/generations``,
+``/v1/audio/speech``) decode like the OpenAI API's; multipart endpoints (``/v1/images/edits``,
+``/v1/audio/transcriptions``, ``/v1/audio/translations``) are read by :class:`FormEndpoint`, which
+parses the form as it arrives with every size bounded (multipart.py) and leaves the form for
+``decode`` to check after authentication. Each request is checked field by field: unknown fields,
+wrong types and missing required fields are refused (400) naming the field. Errors are
+OpenAI-shaped, as on every ``/v1`` endpoint (Cohere-shaped on Cohere's own ``/v2/rerank``).
+Streamed answers (speech audio; transcriptions and images with ``stream: true``) are relayed as
+the upstream sends them by :class:`RelayEndpoint`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from switchboard.context import RequestContext, StreamReply
+from switchboard.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from switchboard.http import validate as v
+from switchboard.http.asgi import Receive
+from switchboard.http.endpoint import Endpoint, Responder, timing_headers
+from switchboard.http.errors import ServerShuttingDown
+from switchboard.http.media.multipart import Form, FormLimits, InvalidMultipart, read_form
+from switchboard.http.openai_api import parse_json, sse
+from switchboard.providers.media import FilePart
+
+Check = Callable[[Any], str | None]
+JSON = dict[str, Any]
+
+_FORM = "_form"  # ctx.request key: the parsed form, until decode checks it
+_FORM_ERROR = "_form_error"
+MAX_DOCUMENTS = 10_000
+MAX_SPEECH_CHARS = 4096
+
+
+def _refuse(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
+    return InvalidRequest(message, param=param, code=code)
+
+
+def _check_fields(body: Any, spec: dict[str, Check], required: tuple[str, ...]) -> JSON:
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object", code="invalid_type")
+    for key in body:
+        if key not in spec:
+            raise _refuse(f"unknown parameter '{key}'", key, "unknown_parameter")
+    for key in required:
+        if body.get(key) is None:
+            raise _refuse(f"'{key}' is required", key, "missing_required_parameter")
+    for key, value in body.items():
+        if value is None:
+            continue
+        problem = spec[key](value)
+        if problem:
+            raise _refuse(f"'{key}' {problem}", key, "invalid_type")
+    return body
+
+
+def _nonempty_string(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    return None if value.strip() else "must not be empty"
+
+
+def _any(value: Any) -> str | None:
+    return None
+
+
+def _documents(value: Any) -> str | None:
+    if not isinstance(value, list) or not value:
+        return "must be a non-empty array of strings or {\"text\": ...} objects"
+    if len(value) > MAX_DOCUMENTS:
+        return f"must hold at most {MAX_DOCUMENTS} documents"
+    for doc in value:
+        if isinstance(doc, str):
+            continue
+        if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
+            return "must hold strings or {\"text\": ...} objects"
+    return None
+
+
+def _moderation_input(value: Any) -> str | None:
+    if isinstance(value, str):
+        return None
+    if not isinstance(value, list) or not value:
+        return "must be a string, an array of strings or an array of content parts"
+    if all(isinstance(x, str) for x in value):
+        return None
+    for part in value:
+        if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
+            return "must hold strings, or objects of type 'text' or 'image_url'"
+    return None
+
+
+def _voice(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return None
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return None
+    return "must be a voice name or an object with an 'id'"
+
+
+def _max_len(limit: int) -> Check:
+    def check(value: Any) -> str | None:
+        problem = _nonempty_string(value)
+        if problem:
+            return problem
+        return None if len(value) <= limit else f"must be at most {limit} characters"
+
+    return check
+
+
+RERANK: dict[str, Check] = {
+    "model": v.string, "query": _nonempty_string, "documents": _documents,
+    "top_n": v.integer(1), "return_documents": v.boolean, "max_tokens_per_doc": v.integer(1),
+}
+MODERATIONS: dict[str, Check] = {"model": v.string, "input": _moderation_input}
+IMAGE_OPTIONS: dict[str, Check] = {
+    "model": v.string, "prompt": _nonempty_string, "n": v.integer(1, 10), "size": v.string,
+    "quality": v.string, "response_format": v.one_of("url", "b64_json"), "user": v.string,
+    "background": v.string, "output_format": v.string, "output_compression": v.integer(0, 100),
+    "stream": v.boolean, "partial_images": v.integer(0, 3),
+}
+IMAGE_GENERATIONS: dict[str, Check] = {**IMAGE_OPTIONS, "style": v.string, "moderation": v.string}
+SPEECH: dict[str, Check] = {
+    "model": v.string, "input": _max_len(MAX_SPEECH_CHARS), "voice": _voice, "instructions": v.string,
+    "response_format": v.one_of("mp3", "opus", "aac", "flac", "wav", "pcm"), "speed": v.number(0.25, 4.0),
+    "stream_format": v.one_of("audio"),
+}
+
+
+def rerank_request(body: Any) -> JSON:
+    return _check_fields(body, RERANK, ("model", "query", "documents"))
+
+
+def moderations_request(body: Any) -> JSON:
+    body = _check_fields(body, MODERATIONS, ("input",))
+    body.setdefault("model", "omni-moderation-latest")  # OpenAI's default
+    return body
+
+
+def image_generations_request(body: Any) -> JSON:
+    body = _check_fields(body, IMAGE_GENERATIONS, ("prompt",))
+    body.setdefault("model", "dall-e-2")  # OpenAI's default
+    return body
+
+
+def speech_request(body: Any) -> JSON:
+    return _check_fields(body, SPEECH, ("model", "input", "voice"))
+
+
+# -- multipart forms ------------------------------------------------------------------------------
+
+# "text" | "int" | "number" | "bool" | "file" | "files" | "list" | "object" (a text value, e.g.
+# "auto", or members sent as name[key] fields)
+FieldKind = str
+
+
+def _convert(name: str, kind: FieldKind, values: list[str | FilePart]) -> Any:
+    files = [x for x in values if isinstance(x, FilePart)]
+    texts = [x for x in values if isinstance(x, str)]
+    if kind in ("file", "files"):
+        if texts or not files:
+            raise _refuse(f"'{name}' must be a file upload", name, "invalid_type")
+        if kind == "file" and len(files) > 1:
+            raise _refuse(f"'{name}' may be sent only once", name, "invalid_value")
+        return files if kind == "files" else files[0]
+    if files:
+        raise _refuse(f"'{name}' must be a text field, not a file", name, "invalid_type")
+    if kind == "list":
+        return texts
+    if kind == "object":
+        kind = "text"
+    if len(texts) > 1:
+        raise _refuse(f"'{name}' may be sent only once", name, "invalid_value")
+    text = texts[0]
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "number":
+            return float(text)
+    except ValueError:
+        raise _refuse(f"'{name}' must be {'an integer' if kind == 'int' else 'a number'}", name,
+                      "invalid_type") from None
+    if kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise _refuse(f"'{name}' must be true or false", name, "invalid_type")
+        return text.lower() == "true"
+    return text
+
+
+def _check_form(form: Form, kinds: dict[str, FieldKind], spec: dict[str, Check], required: tuple[str, ...],
+                aliases: dict[str, str] | None = None) -> JSON:
+    out: JSON = {}
+    for raw_name, values in form.items():
+        name = (aliases or {}).get(raw_name, raw_name)
+        if name not in kinds and kinds.get(raw_name.split("[", 1)[0]) == "object":
+            # an object's members as the SDKs send them (chunking_strategy[type]=server_vad)
+            out[raw_name] = _convert(raw_name, "text", values)
+            continue
+        if name not in kinds:
+            raise _refuse(f"unknown parameter '{raw_name}'", raw_name, "unknown_parameter")
+        value = _convert(name, kinds[name], values)
+        if name in out and kinds[name] == "files":
+            out[name] = [*out[name], *value]
+        elif name in out:
+            raise _refuse(f"'{name}' may be sent only once", name, "invalid_value")
+        else:
+            out[name] = value
+    for key in required:
+        if out.get(key) is None:
+            raise _refuse(f"'{key}' is required", key, "missing_required_parameter")
+    for key, value in out.items():
+        check = spec.get(key)
+        if check is not None and (problem := check(value)):
+            raise _refuse(f"'{key}' {problem}", key, "invalid_type")
+    return out
+
+
+IMAGE_EDIT_KINDS: dict[str, FieldKind] = {
+    "image": "files", "mask": "file", "prompt": "text", "model": "text", "n": "int", "size": "text",
+    "quality": "text", "response_format": "text", "user": "text", "background": "text",
+    "input_fidelity": "text", "output_format": "text", "output_compression": "int", "stream": "bool",
+    "partial_images": "int",
+}
+MAX_EDIT_IMAGES = 16
+
+
+def image_edits_form(form: Form) -> JSON:
+    body = _check_form(form, IMAGE_EDIT_KINDS, {**IMAGE_OPTIONS, "input_fidelity": v.string},
+                       ("image", "prompt"), aliases={"image[]": "image"})
+    if len(body["image"]) > MAX_EDIT_IMAGES:
+        raise _refuse(f"'image' may hold at most {MAX_EDIT_IMAGES} images", "image")
+    body.setdefault("model", "dall-e-2")
+    return body
+
+
+TRANSCRIPTION_KINDS: dict[str, FieldKind] = {
+    "file": "file", "model": "text", "language": "text", "prompt": "text", "response_format": "text",
+    "temperature": "number", "timestamp_granularities[]": "list", "include[]": "list",
+    "chunking_strategy": "object", "stream": "bool",
+}
+TRANSCRIPTION: dict[str, Check] = {
+    "model": v.string, "response_format": v.one_of("json", "text", "srt", "verbose_json", "vtt"),
+    "temperature": v.number(0, 1),
+}
+TRANSLATION_KINDS = {k: TRANSCRIPTION_KINDS[k]
+                     for k in ("file", "model", "prompt", "response_format", "temperature")}
+
+
+def _audio_form(form: Form, kinds: dict[str, FieldKind]) -> JSON:
+    body = _check_form(form, kinds, TRANSCRIPTION, ("file", "model"))
+    seconds = wav_seconds(body["file"].head(WAV_HEADER_BYTES), body["file"].size)
+    if seconds is not None:
+        body["_audio_seconds"] = seconds
+    return body
+
+
+def transcriptions_form(form: Form) -> JSON:
+    return _audio_form(form, TRANSCRIPTION_KINDS)
+
+
+def translations_form(form: Form) -> JSON:
+    return _audio_form(form, TRANSLATION_KINDS)
+
+
+WAV_HEADER_BYTES = 64 * 1024
+
+
+def wav_seconds(data: bytes, size: int | None = None) -> float | None:
+    """The duration of a PCM WAV file from its header (the data chunk's size over the byte rate),
+    or None for anything else: the measure used when the upstream does not report seconds.
+    ``data`` is the file's start; ``size`` its whole length (the data chunk ends there at most)."""
+    total = len(data) if size is None else size
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(data):
+        kind, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        if kind == b"fmt " and size >= 16 and pos + 16 <= len(data):
+            byte_rate = struct.unpack_from("<I", data, pos + 16)[0]
+        elif kind == b"data":
+            if not byte_rate:
+                return None
+            size = min(size, total - pos - 8)
+            return round(size / byte_rate, 3)
+        pos += 8 + size + (size & 1)
+    return None
+
+
+# -- inbound APIs --------------------------------------------------------------------------------
+
+
+async def _close_files(form: Form) -> None:
+    for values in form.values():
+        for value in values:
+            if isinstance(value, FilePart):
+                value.file.close()
+
+
+class MediaInbound:
+    """A media endpoint's wire format: JSON or a form in, JSON out (raw replies pass the edge
+    as they are), OpenAI-shaped errors."""
+
+    dialect = "openai"  # no pass-through exchange is registered for media (pipeline/native.py)
+
+    def __init__(self, operation: str, check: Callable[[Any], JSON] | None = None,
+                 form: Callable[[Form], JSON] | None = None) -> None:
+        self.operation = operation
+        self._check = check
+        self._form = form
+
+    def decode(self, ctx: RequestContext) -> None:
+        if self._form is not None:
+            error = ctx.request.get(_FORM_ERROR)
+            if isinstance(error, GatewayError):
+                raise error
+            form: Form = ctx.request[_FORM]
+            ctx.after(lambda _: _close_files(form))  # the spooled uploads, once answered
+            ctx.request = self._form(form)
+        else:
+            assert self._check is not None
+            ctx.request = self._check(parse_json(ctx.body))
+        ctx.stream = ctx.request.get("stream") is True  # an SSE answer relayed as it comes
+
+    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
+        return orjson.dumps(body)
+
+    async def encode_stream(
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]], native: bool = False
+    ) -> AsyncGenerator[bytes, None]:
+        raise TypeError(f"{self.operation} does not stream")
+        yield b""  # pragma: no cover - makes this an async generator
+
+    def encode_error(self, error: GatewayError) -> bytes:
+        return orjson.dumps(error.to_openai())
+
+    def encode_stream_error(self, error: GatewayError) -> bytes:
+        return sse(error.to_openai())
+
+
+class RelayEndpoint(Endpoint):
+    """A media endpoint whose streamed answers are relayed as the upstream sent them: speech
+    audio, and the SSE of streamed transcriptions and images. The reply's chunks are
+    ``{"raw": bytes}`` (pipeline/media.py), written in order under the upstream's content type.
+    An upstream failure after the first byte becomes an SSE ``error`` event in an event stream;
+    in audio it cannot, so it is recorded and the connection dropped (the client sees an
+    incomplete answer, never a cut file passed off as whole)."""
+
+    async def _stream(self, ctx: RequestContext, result: StreamReply, out: Responder) -> None:
+        try:
+            outcome = ctx.outcome
+            outcome.status, outcome.stream, out.started = 200, True, True
+            content_type = ctx.response_headers.pop("content-type", "application/octet-stream")
+            headers = [(b"content-type", content_type.encode("latin-1")),
+                       *out.headers(ctx.response_headers), *timing_headers(ctx)]
+            await out.send({"type": "http.response.start", "status": 200, "headers": headers})
+            ctx.response_headers["content-type"] = content_type  # sent; kept for _cut_at_shutdown
+            try:
+                async for batch in result.chunks:
+                    for chunk in batch:
+                        outcome.chunks_sent += 1
+                        await out.stream_data(chunk["raw"])
+            except GatewayError as err:
+                outcome.failed(err)
+                if not content_type.startswith("text/event-stream"):
+                    raise
+                await out.stream_data(_error_event(err))
+            await out.stream_end()
+        finally:
+            await result.aclose()
+
+    async def _cut_at_shutdown(self, ctx: RequestContext, out: Responder) -> None:
+        """At shutdown an event stream ends with an ``error`` event; audio just ends (no error
+        bytes inside a file)."""
+        if not (out.started and ctx.outcome.stream):
+            await super()._cut_at_shutdown(ctx, out)
+            return
+        err = ServerShuttingDown("the server is shutting down; retry the request")
+        ctx.outcome.failed(err)
+        try:
+            if ctx.response_headers.get("content-type", "").startswith("text/event-stream"):
+                await out.stream_data(_error_event(err))
+            await out.stream_end()
+        except Exception:  # the connection may already be gone
+            return
+
+
+def _error_event(err: GatewayError) -> bytes:
+    """OpenAI's error event of the image and transcription streams."""
+    event = {"type": "error", "error": err.to_openai()["error"]}
+    return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+class CohereRerankInbound(MediaInbound):
+    """``/v2/rerank``, Cohere's own path: errors in Cohere's shape (``{"message"}``, with the
+    gateway's code and param beside it), which Cohere's SDK reads."""
+
+    def encode_error(self, error: GatewayError) -> bytes:
+        return orjson.dumps({"message": error.message, "code": error.code, "param": error.param})
+
+
+class FormEndpoint(RelayEndpoint):
+    """An endpoint whose body is multipart/form-data, parsed while it is read (multipart.py)."""
+
+    def __init__(self, *args: Any, limits: FormLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._form_limits = limits
+
+    async def _read_body(self, ctx: RequestContext, receive: Receive) -> GatewayError | None:
+        media = (ctx.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        if media != "multipart/form-data":
+            return UnsupportedMediaType(f"unsupported content type '{media[:100]}'; send multipart/form-data")
+        try:
+            form = await read_form(receive, ctx.headers.get("content-type"),
+                                   ctx.headers.get("content-length"), self._form_limits)
+        except PayloadTooLarge as err:
+            return err
+        except InvalidMultipart as err:  # answered after authentication, like malformed JSON
+            ctx.request = {_FORM_ERROR: err}
+            return None
+        except ConnectionAbortedError:
+            ctx.outcome.client_disconnected = True
+            return None
+        ctx.request = {_FORM: form}
+        return None
+
+
+RERANK_API = MediaInbound("rerank", rerank_request)
+MODERATIONS_API = MediaInbound("moderations", moderations_request)
+IMAGE_GENERATIONS_API = MediaInbound("image_generations", image_generations_request)
+IMAGE_EDITS_API = MediaInbound("image_edits", form=image_edits_form)
+TRANSCRIPTIONS_API = MediaInbound("transcriptions", form=transcriptions_form)
+TRANSLATIONS_API = MediaInbound("translations", form=translations_form)
+SPEECH_API = MediaInbound("speech", speech_request)
+
+# path -> inbound API; the app mounts each with and without the /v1 prefix. "/v2/rerank" (mounted
+# as given too) is where Cohere's own SDK posts: its ClientV2 works against the gateway unchanged.
+JSON_ROUTES: dict[str, MediaInbound] = {
+    "/rerank": RERANK_API,
+    "/v2/rerank": CohereRerankInbound("rerank", rerank_request),
+    "/moderations": MODERATIONS_API,
+    "/images/generations": IMAGE_GENERATIONS_API,
+    "/audio/speech": SPEECH_API,
+}
+FORM_ROUTES: dict[str, MediaInbound] = {
+    "/images/edits": IMAGE_EDITS_API,
+    "/audio/transcriptions": TRANSCRIPTIONS_API,
+    "/audio/translations": TRANSLATIONS_API,
+}
+OPERATIONS = frozenset(api.operation for api in (*JSON_ROUTES.values(), *FORM_ROUTES.values()))

@@ -1,0 +1,147 @@
+"""The terminal of the media operations: rerank, moderations, images, audio (docs/api-media.md).
+
+Like ``pipeline/invoke.py`` (same credentials, upstream headers and timing), but the adapter's
+answer is a :class:`~switchboard.providers.media.MediaReply`: a JSON body for the client, or raw
+bytes (audio, subtitles, text), with the usage the ledger prices (tokens and media units).
+
+A model whose catalog record has another mode (a chat model asked to rerank) is refused with 400
+before anything is sent; a model unknown to the catalog, or whose configured ``info`` does not
+set a mode, is tried.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+from switchboard.catalog import ModelInfo
+from switchboard.context import RawReply, Reply, RequestContext, Result, StreamReply
+from switchboard.errors import InvalidRequest
+from switchboard.pipeline import caller_credentials
+from switchboard.providers.media import OPERATION_NAMES, MediaReply, MediaStreamUsage
+from switchboard.providers.openai_media import SPEECH_TYPES
+from switchboard.spend.cost import Prices
+from switchboard.upstream.client import UpstreamStream
+from switchboard.upstream.request import UpstreamRequest
+
+# The catalog mode each media operation serves.
+MODES: dict[str, str] = {
+    "rerank": "rerank",
+    "moderations": "moderation",
+    "image_generations": "image_generation",
+    "image_edits": "image_generation",
+    "transcriptions": "audio_transcription",
+    "translations": "audio_transcription",
+    "speech": "audio_speech",
+}
+
+
+class WrongModelMode(InvalidRequest):
+    code = "model_mode_mismatch"
+
+
+def check_mode(operation: str, info: ModelInfo | None, name: str) -> None:
+    wanted = MODES[operation]
+    if info is None or info.mode == wanted or "mode" not in info.model_fields_set:
+        return
+    raise WrongModelMode(
+        f"the model '{name}' is a {info.mode} model; {OPERATION_NAMES[operation]} needs a model "
+        f"of mode '{wanted}'", param="model",
+    )
+
+
+# Operations whose answer is always relayed to the client as it arrives (audio bytes); the others
+# are relayed so when the request says ``stream: true`` (an event stream).
+STREAMED = frozenset({"speech"})
+
+
+class MediaTerminal:
+    """Calls the routed deployment for one media operation."""
+
+    def __init__(self, prices: Prices) -> None:
+        self._prices = prices
+
+    async def __call__(self, ctx: RequestContext) -> Result:
+        route = ctx.route
+        assert route is not None, "the route stage runs first"
+        adapter, target = route.adapter, route.target
+        check_mode(ctx.operation, self._prices.of_route(route), target.name)
+        upstream = adapter.media_request(ctx.operation, ctx.request, target)
+        if ctx.upstream_credentials is not None:
+            caller_credentials.apply(upstream, ctx.upstream_credentials)
+        if ctx.upstream_headers is not None:
+            upstream.headers = {**upstream.headers, **ctx.upstream_headers}
+        began = time.perf_counter()
+        if ctx.operation in STREAMED:  # speech: audio bytes
+            return await self._stream(ctx, upstream, began, None)
+        if ctx.request.get("stream") is True:  # transcriptions, images: the upstream's SSE as it is
+            watcher = adapter.media_stream(ctx.operation, ctx.request, target)
+            return await self._stream(ctx, upstream, began, watcher)
+        try:
+            reply = await route.client.send(upstream, route.timeout)
+        finally:
+            done = time.perf_counter()
+            ctx.upstream_seconds += done - began
+            if upstream.upload is not None:  # this attempt's multipart copy (a retry builds its own)
+                upstream.upload.close()
+        ctx.mark("upstream_done", done)
+        if reply.status >= 400:
+            failed = adapter.error(reply.status, reply.headers, reply.body, target)
+            raise caller_credentials.blamed(ctx, failed)
+        media: MediaReply = adapter.media_response(ctx.operation, reply.body, reply.headers, ctx.request,
+                                                   target)
+        ctx.usage = media.usage
+        if media.raw is not None:
+            ctx.response_headers.update(media.headers)
+            content_type = (media.content_type or "application/octet-stream").encode("latin-1")
+            return RawReply(200, [(b"content-type", content_type),
+                                  (b"content-length", str(len(media.raw)).encode())], media.raw)
+        assert media.body is not None
+        return Reply(media.body)
+
+    async def _stream(
+        self, ctx: RequestContext, upstream: UpstreamRequest, began: float, watcher: MediaStreamUsage | None
+    ) -> Result:
+        """A streamed answer relayed as it arrives (``{"raw": bytes}`` chunks, written by the edge
+        as they come, http/media): speech audio, billed per character of the input; or a media
+        SSE stream, billed by what ``watcher`` saw in it."""
+        route = ctx.route
+        assert route is not None
+        try:
+            stream = await route.client.open_stream(upstream, route.timeout)
+            failed = await stream.read_all() if stream.status >= 400 else None
+        finally:
+            ctx.upstream_seconds += time.perf_counter() - began
+            if upstream.upload is not None:
+                upstream.upload.close()
+        if failed is not None:
+            error = route.adapter.error(stream.status, stream.headers, failed, route.target)
+            raise caller_credentials.blamed(ctx, error)
+        ctx.mark("upstream_headers", time.perf_counter())
+        if watcher is None:
+            text = ctx.request.get("input")
+            ctx.usage = {"units": {"characters": len(text) if isinstance(text, str) else 0}}
+            fmt = ctx.request.get("response_format") or "mp3"
+            content_type = (stream.headers.get("content-type")
+                            or SPEECH_TYPES.get(fmt, "application/octet-stream"))
+        else:
+            content_type = stream.headers.get("content-type") or "text/event-stream"
+        ctx.response_headers["content-type"] = content_type
+        return StreamReply(_relay(ctx, stream, watcher), close=stream.close)
+
+
+async def _relay(
+    ctx: RequestContext, stream: UpstreamStream, watcher: MediaStreamUsage | None
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    try:
+        async with aclosing(stream.chunks()) as data:
+            async for piece in data:
+                if piece:
+                    if watcher is not None:
+                        watcher.feed(piece)
+                    yield [{"raw": piece}]
+    finally:  # what the stream was billed, whole or cut short
+        if watcher is not None:
+            ctx.usage = watcher.usage(ctx.operation)

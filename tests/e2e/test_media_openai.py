@@ -1,0 +1,450 @@
+"""Moderations, images and audio end to end with the openai SDK, through OpenAI and Azure
+upstreams (the mock) and an OpenAI-compatible host: the chain (key, model access, ledger with
+each call's cost per image, second or character), the upstream's view, and bad input."""
+
+from __future__ import annotations
+
+import io
+import struct
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests import ledger
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+PIXEL_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63646060f80f0000"
+    "02870180eb47ba920000000049454e44ae426082"
+)
+
+
+def wav(seconds: float, rate: int = 8000) -> bytes:
+    """A silent mono 16-bit PCM WAV file of ``seconds``."""
+    data = b"\0\0" * int(rate * seconds)
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    return (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+            + b"data" + struct.pack("<I", len(data)) + data)
+
+
+def media_config(mock: Mock) -> dict[str, Any]:
+    return {
+        "providers": [
+            {"name": "oa", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}"},
+            {"name": "az", "type": "azure", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"},
+            {"name": "oa-broken", "type": "openai", "api_base": f"{mock.url}/v1",
+             "api_key": "${UPSTREAM_KEY}",
+             "headers": {"x-mock-faults": f"rate=1;kinds=503;run={uuid.uuid4().hex[:8]}"}},
+            {"name": "gm", "type": "gemini", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"},
+            {"name": "groq", "type": "openai-compatible", "api_base": f"{mock.url}/v1",
+             "api_key": "${UPSTREAM_KEY}"},
+        ],
+        "models": [
+            {"name": "omni-moderation-latest", "provider": "oa", "model": "omni-moderation-latest",
+             "info": {"mode": "moderation"}},
+            {"name": "az-moderation", "provider": "az", "model": "moderation-deployment"},
+            {"name": "dall-e-3", "provider": "oa", "model": "dall-e-3",
+             "info": {"mode": "image_generation", "output_cost_per_image": 0.04}},
+            {"name": "az-dall-e-3", "provider": "az", "model": "dalle3-deployment",
+             "info": {"output_cost_per_image": 0.08}},
+            {"name": "imagen", "provider": "gm", "model": "imagen-4.0-generate-001",
+             "info": {"output_cost_per_image": 0.04}},
+            {"name": "gpt-image-1", "provider": "oa", "model": "gpt-image-1",
+             "info": {"mode": "image_generation", "input_cost_per_mtok": 5, "output_cost_per_mtok": 40}},
+            {"name": "whisper-1", "provider": "oa", "model": "whisper-1",
+             "info": {"mode": "audio_transcription", "input_cost_per_audio_second": 0.0001}},
+            {"name": "az-whisper", "provider": "az", "model": "whisper-deployment",
+             "info": {"input_cost_per_audio_second": 0.0001}},
+            {"name": "groq-whisper", "provider": "groq", "model": "whisper-large-v3",
+             "info": {"input_cost_per_audio_second": 0.00003}},
+            {"name": "gpt-4o-transcribe", "provider": "oa", "model": "gpt-4o-transcribe",
+             "info": {"mode": "audio_transcription", "input_cost_per_mtok": 2.5, "output_cost_per_mtok": 10}},
+            {"name": "tts-1", "provider": "oa", "model": "tts-1",
+             "info": {"mode": "audio_speech", "input_cost_per_mchar": 15}},
+            {"name": "gpt-4o-mini", "provider": "oa", "model": "gpt-4o-mini"},
+            {"name": "broken-whisper", "provider": "oa-broken", "model": "whisper-1"},
+            {"name": "broken-dall-e", "provider": "oa-broken", "model": "dall-e-3"},
+        ],
+        "router": {"num_retries": 0, "fallback_on": ["server_error"],
+                   "fallbacks": {"broken-whisper": ["whisper-1"], "broken-dall-e": ["dall-e-3"]}},
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "spend": {"flush_seconds": 0.1},
+        "server": {"max_body_bytes": 1024 * 1024},
+    }
+
+
+@pytest.fixture(scope="module")
+def setup(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
+    config = media_config(mock_upstream)
+    tmp: Path = tmp_path_factory.mktemp("media")
+    gw = start_gateway(config, tmp)
+    yield gw, ledger.database_of(config, tmp)
+    gw.process.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(setup: tuple[Gateway, str]) -> Gateway:
+    return setup[0]
+
+
+@pytest.fixture(scope="module")
+def database(setup: tuple[Gateway, str]) -> str:
+    return setup[1]
+
+
+@pytest.fixture
+def sdk(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def recorded(database: str, rid: str) -> Any:
+    return ledger.wait_for(database, {rid})[rid]
+
+
+# -- moderations ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["omni-moderation-latest", "az-moderation"])
+def test_moderations_pass_through_openai_and_azure(sdk: openai.OpenAI, database: str, model: str) -> None:
+    raw = sdk.moderations.with_raw_response.create(model=model, input=["a calm lake", "graphic violence"])
+    result = raw.parse()
+    assert [r.flagged for r in result.results] == [False, True]
+    assert result.results[1].categories.violence is True
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.status == 200 and record.model == model and record.cost_usd == 0
+    assert record.metadata["operation"] == "moderations"
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+def test_images_generate_is_priced_per_image(sdk: openai.OpenAI, database: str, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    raw = sdk.images.with_raw_response.generate(
+        model="dall-e-3", prompt=f"a lighthouse mock:capture={marker}", n=2, size="1024x1024")
+    images = raw.parse()
+    assert len(images.data) == 2 and images.data[0].url and images.data[0].url.endswith("/images/pixel.png")
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.08")
+    sent = captured(mock_upstream, marker)[0]
+    assert sent["path"] == "/v1/images/generations" and sent["body"]["n"] == 2
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.cost_usd == Decimal("0.08") and record.metadata["units"] == {"images": 2}
+
+
+def test_images_generate_through_azure_uses_the_deployment_path(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    raw = sdk.images.with_raw_response.generate(model="az-dall-e-3", prompt=f"a fox mock:capture={marker}",
+                                                response_format="b64_json")
+    assert raw.parse().data[0].b64_json
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.08")
+    sent = captured(mock_upstream, marker)[0]
+    assert sent["path"] == "/openai/deployments/dalle3-deployment/images/generations"
+    assert sent["query"].startswith("api-version=")
+
+
+def test_images_generate_through_gemini_imagen(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    raw = sdk.images.with_raw_response.generate(model="imagen", prompt=f"a wide valley mock:capture={marker}",
+                                                n=2, size="1792x1024")
+    images = raw.parse()
+    assert len(images.data) == 2 and images.data[0].b64_json
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.08")
+    sent = captured(mock_upstream, marker)[0]
+    assert sent["path"] == "/v1beta/models/imagen-4.0-generate-001:predict"
+    assert sent["body"]["parameters"] == {"sampleCount": 2, "aspectRatio": "16:9"}
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.images.generate(model="imagen", prompt="x", response_format="url")
+    assert refused.value.body["param"] == "response_format"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as no_edits:
+        sdk.images.edit(model="imagen", prompt="x", image=("p.png", PIXEL_PNG, "image/png"))
+    assert no_edits.value.body["code"] == "unsupported_operation"  # type: ignore[index]
+
+
+def test_gpt_image_is_priced_by_its_tokens(sdk: openai.OpenAI, database: str) -> None:
+    raw = sdk.images.with_raw_response.generate(model="gpt-image-1", prompt="a red bicycle")
+    images = raw.parse()
+    assert images.usage is not None and images.usage.output_tokens == 272
+    expected = (Decimal(images.usage.input_tokens) * 5 + Decimal(272) * 40) / 1_000_000
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == expected
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.prompt_tokens == images.usage.input_tokens and record.completion_tokens == 272
+
+
+def test_images_stream_partial_images_as_they_come(sdk: openai.OpenAI, database: str) -> None:
+    with sdk.images.with_streaming_response.generate(model="gpt-image-1", prompt="a red kite", stream=True,
+                                                     partial_images=2) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        rid = resp.headers["x-request-id"]
+        events = list(resp.parse())
+    assert [e.type for e in events] == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+    done = events[-1]
+    assert done.usage.output_tokens == 272  # type: ignore[union-attr]
+    record = recorded(database, rid)
+    assert record.completion_tokens == 272 and record.metadata["units"] == {"images": 1}
+    assert record.cost_usd == (Decimal(record.prompt_tokens) * 5 + Decimal(272) * 40) / 1_000_000
+
+
+def test_image_edits_stream_too(sdk: openai.OpenAI) -> None:
+    stream = sdk.images.edit(model="gpt-image-1", prompt="add a hat", image=("p.png", PIXEL_PNG, "image/png"),
+                             stream=True, partial_images=1)
+    assert [e.type for e in stream] == ["image_edit.partial_image", "image_edit.completed"]
+
+
+def test_images_edit_uploads_the_images_as_multipart(sdk: openai.OpenAI, database: str) -> None:
+    raw = sdk.images.with_raw_response.edit(
+        model="dall-e-3", image=("pixel.png", PIXEL_PNG, "image/png"), prompt="add a hat",
+        mask=("mask.png", PIXEL_PNG, "image/png"),
+    )
+    edited = raw.parse()
+    assert edited.data[0].revised_prompt == "add a hat (1 input image(s))"
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.metadata["operation"] == "image_edits" and record.cost_usd == Decimal("0.04")
+
+
+def test_images_edit_with_several_images(sdk: openai.OpenAI) -> None:
+    edited = sdk.images.edit(model="gpt-image-1", prompt="combine them",
+                             image=[("a.png", PIXEL_PNG, "image/png"), ("b.png", PIXEL_PNG, "image/png")])
+    assert edited.data[0].revised_prompt == "combine them (2 input image(s))"
+    assert edited.usage is not None and edited.usage.input_tokens_details.image_tokens == 130
+
+
+# -- audio ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["whisper-1", "az-whisper", "groq-whisper"])
+def test_transcription_of_an_upload_is_priced_per_second(
+    sdk: openai.OpenAI, database: str, model: str
+) -> None:
+    raw = sdk.audio.transcriptions.with_raw_response.create(
+        model=model, file=("speech.wav", wav(2.5), "audio/wav"), response_format="verbose_json"
+    )
+    result = raw.parse()
+    assert result.text == "mock transcribe of speech.wav" and result.duration == 2.5
+    rate = Decimal("0.00003") if model == "groq-whisper" else Decimal("0.0001")
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == rate * Decimal("2.5")
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.metadata["units"] == {"audio_seconds": 2.5}
+
+
+def test_transcription_streams_its_text_and_is_priced_by_tokens(sdk: openai.OpenAI, database: str) -> None:
+    stream = sdk.audio.transcriptions.create(model="gpt-4o-transcribe", file=("s.wav", wav(1.5), "audio/wav"),
+                                             stream=True, chunking_strategy={"type": "server_vad"})
+    events = list(stream)
+    deltas = "".join(e.delta for e in events if e.type == "transcript.text.delta")  # type: ignore[union-attr]
+    assert deltas == "mock transcribe of s.wav" and events[-1].type == "transcript.text.done"
+    rid = stream.response.headers["x-request-id"]
+    record = recorded(database, rid)
+    assert record.prompt_tokens == 15 and record.completion_tokens == 4 and record.stream
+    assert record.cost_usd == (Decimal(15) * Decimal("2.5") + Decimal(4) * 10) / 1_000_000
+
+
+def test_transcription_json_uses_the_reported_seconds(sdk: openai.OpenAI) -> None:
+    raw = sdk.audio.transcriptions.with_raw_response.create(model="whisper-1",
+                                                            file=("a.wav", wav(1.2), "audio/wav"))
+    assert raw.parse().text == "mock transcribe of a.wav"
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.0002")  # usage.seconds: 2
+
+
+@pytest.mark.parametrize(("fmt", "start"), [
+    ("text", "mock transcribe"), ("srt", "1\n00:00:00,000 --> 00:00:01,000"), ("vtt", "WEBVTT"),
+])
+def test_transcription_text_formats_pass_back(
+    sdk: openai.OpenAI, database: str, fmt: str, start: str
+) -> None:
+    raw = sdk.audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=("a.wav", wav(1.0), "audio/wav"), response_format=fmt  # type: ignore[arg-type]
+    )
+    assert raw.http_response.text.startswith(start)
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.0001")
+    # The upstream said nothing of the seconds: the WAV header's duration is billed.
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.metadata["units"] == {"audio_seconds": 1.0} and record.cost_usd == Decimal("0.0001")
+
+
+def test_seconds_nobody_measured_are_flagged_unpriced(sdk: openai.OpenAI, database: str) -> None:
+    raw = sdk.audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=("a.mp3", b"ID3 not a wav", "audio/mpeg"), response_format="text")
+    assert raw.http_response.text.startswith("mock transcribe of a.mp3")
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.unpriced is True and record.cost_usd == 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks translations deprecated
+def test_translation(sdk: openai.OpenAI) -> None:
+    result = sdk.audio.translations.create(model="whisper-1", file=("b.wav", wav(0.5), "audio/wav"))
+    assert result.text == "mock translate of b.wav"
+
+
+def test_speech_streams_the_audio_back(gw: Gateway, database: str) -> None:
+    sdk = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    text = "Hello from the gateway."
+    with sdk.audio.speech.with_streaming_response.create(model="tts-1", voice="alloy", input=text,
+                                                         response_format="wav") as resp:
+        assert resp.headers["content-type"] == "audio/wav"
+        assert "content-length" not in resp.headers  # relayed as it arrives, not buffered
+        audio = b"".join(resp.iter_bytes())
+        rid = resp.headers["x-request-id"]
+    assert len(audio) == len(text) * 64 and audio.startswith(b"wav")
+    record = recorded(database, rid)
+    assert record.metadata["units"] == {"characters": len(text)}
+    assert record.cost_usd == Decimal(len(text)) * 15 / 1_000_000
+
+
+def test_speech_cut_mid_audio_is_not_passed_off_as_whole(gw: Gateway, database: str) -> None:
+    text = "x" * 200 + " mock:disconnect_after=1"  # 14 KiB of audio; the upstream drops after 4 KiB
+    body = {"model": "tts-1", "voice": "alloy", "input": text}
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    got = b""
+    with pytest.raises(httpx.HTTPError), httpx.stream("POST", gw.base_url + "/audio/speech", json=body,
+                                                      headers=headers, timeout=30) as resp:
+        rid = resp.headers["x-request-id"]
+        assert resp.status_code == 200
+        for piece in resp.iter_bytes():
+            got += piece
+    assert 0 < len(got) < len(text) * 64
+    record = recorded(database, rid)
+    assert record.status >= 500 and record.metadata["units"] == {"characters": len(text)}
+
+
+def test_a_speech_upstream_error_is_an_openai_error(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as failed:
+        sdk.audio.speech.create(model="tts-1", voice="alloy", input="mock:status=500")
+    assert failed.value.status_code == 502
+
+
+def test_a_failing_deployment_falls_back_and_the_upload_is_sent_again(
+    sdk: openai.OpenAI, database: str
+) -> None:
+    raw = sdk.audio.transcriptions.with_raw_response.create(
+        model="broken-whisper", file=("again.wav", wav(1.5), "audio/wav"), response_format="verbose_json")
+    assert raw.parse().duration == 1.5  # the second deployment got the whole file
+    record = recorded(database, raw.headers["x-request-id"])
+    assert [a["status"] for a in record.attempts] == [503, 200]
+    assert record.model == "whisper-1" and record.metadata["units"] == {"audio_seconds": 1.5}
+    images = sdk.images.generate(model="broken-dall-e", prompt="a boat")
+    assert len(images.data) == 1
+
+
+# -- the chain and bad input ----------------------------------------------------------------------
+
+JSON_CALLS = [
+    ("/moderations", {"model": "omni-moderation-latest", "input": "hi"}),
+    ("/images/generations", {"model": "dall-e-3", "prompt": "a cat"}),
+    ("/audio/speech", {"model": "tts-1", "voice": "alloy", "input": "hi"}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), JSON_CALLS)
+def test_json_endpoints_need_a_key(gw: Gateway, path: str, body: dict[str, Any]) -> None:
+    resp = httpx.post(gw.base_url + path, json=body, timeout=10)
+    assert resp.status_code == 401 and resp.json()["error"]["type"]
+
+
+@pytest.mark.parametrize("path", ["/images/edits", "/audio/transcriptions", "/audio/translations"])
+def test_form_endpoints_need_a_key(gw: Gateway, path: str) -> None:
+    files = {"file": ("a.wav", wav(0.1), "audio/wav"), "image": ("p.png", PIXEL_PNG, "image/png")}
+    resp = httpx.post(gw.base_url + path, data={"model": "whisper-1", "prompt": "x"}, files=files, timeout=10)
+    assert resp.status_code == 401
+
+
+def test_model_access_applies(gw: Gateway) -> None:
+    key = httpx.post(f"{gw.url}/admin/v1/keys", headers=ADMIN, json={"models": ["gpt-4o-mini"]},
+                     timeout=10).json()["key"]
+    sdk = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
+    with pytest.raises(openai.PermissionDeniedError):
+        sdk.images.generate(model="dall-e-3", prompt="a cat")
+    with pytest.raises(openai.PermissionDeniedError):
+        sdk.audio.transcriptions.create(model="whisper-1", file=("a.wav", wav(0.1), "audio/wav"))
+
+
+def test_budgets_reserve_the_media_units(gw: Gateway) -> None:
+    key = httpx.post(f"{gw.url}/admin/v1/keys", headers=ADMIN, json={"models": ["*"], "max_budget_usd": 0.05},
+                     timeout=10).json()["key"]
+    sdk = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
+    with pytest.raises(openai.BadRequestError) as refused:  # 2 images at $0.04 cannot fit in $0.05
+        sdk.images.generate(model="dall-e-3", prompt="two boats", n=2)
+    assert refused.value.body["code"] == "request_exceeds_budget"  # type: ignore[index]
+    assert len(sdk.images.generate(model="dall-e-3", prompt="one boat").data) == 1
+
+
+def _post(gw: Gateway, path: str, **kwargs: Any) -> httpx.Response:
+    return httpx.post(gw.base_url + path, headers={"Authorization": f"Bearer {MASTER_KEY}",
+                                                   **kwargs.pop("headers", {})}, timeout=30, **kwargs)
+
+
+@pytest.mark.parametrize(("path", "body", "status", "param"), [
+    ("/moderations", b"{", 400, None),
+    ("/moderations", {"input": 5}, 400, "input"),
+    ("/moderations", {"model": "omni-moderation-latest"}, 400, "input"),
+    ("/moderations", {"input": "x", "extra": 1}, 400, "extra"),
+    ("/images/generations", {"model": "dall-e-3"}, 400, "prompt"),
+    ("/images/generations", {"model": "dall-e-3", "prompt": "x", "n": "2"}, 400, "n"),
+    ("/images/generations", {"model": "dall-e-3", "prompt": "x", "n": 11}, 400, "n"),
+    ("/images/generations", {"model": "dall-e-3", "prompt": "x", "response_format": "gif"}, 400,
+     "response_format"),
+    ("/images/generations", {"model": "dall-e-3", "prompt": "x", "stream": "yes"}, 400, "stream"),
+    ("/images/generations", {"model": "whisper-1", "prompt": "x"}, 400, "model"),
+    ("/images/generations", {"model": "gpt-4o-mini", "prompt": "x"}, 400, "model"),
+    ("/audio/speech", {"model": "tts-1", "input": "x"}, 400, "voice"),
+    ("/audio/speech", {"model": "tts-1", "voice": "alloy", "input": "x" * 4097}, 400, "input"),
+    ("/audio/speech", {"model": "tts-1", "voice": "alloy", "input": "x", "speed": 9}, 400, "speed"),
+    ("/audio/speech", {"model": "dall-e-3", "voice": "alloy", "input": "x"}, 400, "model"),
+])
+def test_json_bad_input(gw: Gateway, path: str, body: Any, status: int, param: str | None) -> None:
+    resp = _post(gw, path, content=body) if isinstance(body, bytes) else _post(gw, path, json=body)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"]["message"]
+    if param is not None:
+        assert resp.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(("path", "data", "files", "status", "param"), [
+    ("/audio/transcriptions", {"model": "whisper-1"}, {}, 400, "file"),
+    ("/audio/transcriptions", {}, {"file": ("a.wav", b"RIFF", "audio/wav")}, 400, "model"),
+    ("/audio/transcriptions", {"model": "whisper-1", "temperature": "hot"},
+     {"file": ("a.wav", b"x", "audio/wav")}, 400, "temperature"),
+    ("/audio/transcriptions", {"model": "whisper-1", "response_format": "mp3"},
+     {"file": ("a.wav", b"x", "audio/wav")}, 400, "response_format"),
+    ("/audio/transcriptions", {"model": "whisper-1", "file": "not a file"}, {}, 400, "file"),
+    ("/audio/transcriptions", {"model": "whisper-1", "colour": "red"},
+     {"file": ("a.wav", b"x", "audio/wav")}, 400, "colour"),
+    ("/audio/transcriptions", {"model": "tts-1"}, {"file": ("a.wav", b"x", "audio/wav")}, 400, "model"),
+    ("/audio/translations", {"model": "whisper-1", "language": "fr"},
+     {"file": ("a.wav", b"x", "audio/wav")}, 400, "language"),
+    ("/images/edits", {"model": "dall-e-3"}, {"image": ("p.png", PIXEL_PNG, "image/png")}, 400, "prompt"),
+    ("/images/edits", {"model": "dall-e-3", "prompt": "x"}, {}, 400, "image"),
+    ("/images/edits", {"model": "dall-e-3", "prompt": "x", "n": "two"},
+     {"image": ("p.png", PIXEL_PNG, "image/png")}, 400, "n"),
+    ("/audio/transcriptions", {"model": "whisper-1"},
+     {"file": ("big.wav", b"\0" * (1024 * 1024 + 10), "audio/wav")}, 413, None),
+])
+def test_form_bad_input(gw: Gateway, path: str, data: dict[str, str], files: dict[str, Any], status: int,
+                        param: str | None) -> None:
+    if not files:  # text fields only, still as multipart/form-data
+        files, data = {k: (None, v) for k, v in data.items()}, {}
+    resp = _post(gw, path, data=data, files=files)
+    assert resp.status_code == status, resp.text
+    if param is not None:
+        assert resp.json()["error"]["param"] == param
+
+
+def test_malformed_multipart_and_wrong_content_type(gw: Gateway) -> None:
+    bad = _post(gw, "/audio/transcriptions", content=b"--xyz\r\nnonsense",
+                headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_multipart"
+    wrong = _post(gw, "/audio/transcriptions", json={"model": "whisper-1"})
+    assert wrong.status_code == 415
+    many = {f"f{i}": (f"{i}.txt", b"x", "text/plain") for i in range(40)}
+    assert _post(gw, "/audio/transcriptions", files=many).status_code == 413
+    ok = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0).audio.transcriptions.create(
+        model="whisper-1", file=io.BytesIO(wav(0.2)))
+    assert ok.text.startswith("mock transcribe")
