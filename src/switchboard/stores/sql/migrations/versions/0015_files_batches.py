@@ -1,7 +1,7 @@
 """Files and batches created through the gateway: their owners and the upstream's objects.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-02
 """
 
