@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
+from tests.e2e.sdk import ask as ask_text
+from tests.e2e.sdk import tool_calls_seen
 from tests.e2e.test_provider_gemini import PIXEL, WEATHER_TOOL
 from tests.e2e.test_provider_vertex import EMAIL, write_service_account
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
@@ -72,12 +75,39 @@ def test_top_k_reaches_gemini(client: openai.OpenAI, mock_upstream: Mock) -> Non
     assert sent(mock_upstream, marker)["generationConfig"]["topK"] == 40
 
 
-def test_parallel_tool_calls_false_is_refused(client: openai.OpenAI, mock_upstream: Mock) -> None:
-    assert "parallel_tool_calls false" in refused(
-        client, "parallel_tool_calls", tools=[WEATHER_TOOL], parallel_tool_calls=False)
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", ["gemini-flash", "vertex-flash"])
+def test_parallel_tool_calls_false_keeps_the_first_call(
+    client: openai.OpenAI, mock_upstream: Mock, model: str, stream: bool
+) -> None:
+    # Gemini has no control: the mock answers with two calls, the gateway passes on the first.
     marker = new_marker()
-    ask(client, marker, tools=[LOOSE_TOOL], parallel_tool_calls=False, extra_body={"drop_params": True})
-    assert "toolConfig" not in sent(mock_upstream, marker)
+    text = f"weather? mock:parallel_calls=2 mock:capture={marker}"
+    loose = {k: v for k, v in WEATHER_TOOL["function"].items() if k != "strict"}
+    weather = {"type": "function", "function": loose}
+    request: Any = {"model": model, "tools": [weather, LOOSE_TOOL], "messages": ask_text(text)}
+    both, _ = tool_calls_seen(client, stream, **request)
+    assert both == [(0, "get_weather"), (1, "get_time")]  # without the flag, both calls
+    one, finish = tool_calls_seen(client, stream, parallel_tool_calls=False, **request)
+    assert one == [(0, "get_weather")] and finish == "tool_calls"
+    # The upstream got no control field: the request with the flag is the one without.
+    without, with_flag = (c["body"] for c in captured(mock_upstream, marker, count=2))
+    assert with_flag == without and "toolConfig" not in with_flag
+
+
+def test_disable_parallel_tool_use_keeps_the_first_call(fidelity_gateway: Gateway) -> None:
+    # Anthropic's spelling through /v1/messages, streamed as Claude Code does.
+    claude = anthropic.Anthropic(base_url=fidelity_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    tools: Any = [{"name": n, "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+                  for n in ("get_weather", "get_time")]
+    with claude.messages.stream(
+        model="gemini-flash", max_tokens=200, tools=tools,
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+        messages=[{"role": "user", "content": "weather? mock:parallel_calls=2"}],
+    ) as events:
+        message = events.get_final_message()
+    assert [b.name for b in message.content if b.type == "tool_use"] == ["get_weather"]
+    assert message.stop_reason == "tool_use"
 
 
 def test_reasoning_effort_asks_for_thoughts(client: openai.OpenAI, mock_upstream: Mock) -> None:

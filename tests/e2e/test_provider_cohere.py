@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.e2e.sdk import ask
+from tests.e2e.sdk import ask, tool_calls_seen
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 PIXEL_PNG = (
@@ -153,6 +153,23 @@ def test_streamed_tool_call_reassembles(co: openai.OpenAI) -> None:
     assert len(ids) == 1 and ids[0].startswith("get_weather_")
     assert plan == "I will use get_weather to answer."
     assert finish == "tool_calls"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_parallel_tool_calls_false_keeps_the_first_call(
+    co: openai.OpenAI, mock_upstream: Mock, stream: bool
+) -> None:
+    # Cohere has no control: the mock answers with two calls, the gateway passes on the first.
+    marker = new_marker()
+    request: Any = {"model": "command-a", "tools": [WEATHER_TOOL, TIME_TOOL],
+                    "messages": ask(f"weather? mock:parallel_calls=2 mock:capture={marker}")}
+    both, _ = tool_calls_seen(co, stream, **request)
+    assert both == [(0, "get_weather"), (1, "get_time")]  # without the flag, both calls
+    one, finish = tool_calls_seen(co, stream, parallel_tool_calls=False, **request)
+    assert one == [(0, "get_weather")] and finish == "tool_calls"
+    # The upstream got no control field: the request with the flag is the one without.
+    without, with_flag = (c["body"] for c in captured(mock_upstream, marker, count=2))
+    assert with_flag == without
 
 
 def test_named_tool_choice_offers_only_that_tool(co: openai.OpenAI) -> None:
@@ -408,7 +425,7 @@ def test_user_is_accepted_and_not_sent(co: openai.OpenAI, mock_upstream: Mock) -
 
 
 @pytest.mark.parametrize(("param", "value"), [
-    ("metadata", {"app": "demo"}), ("parallel_tool_calls", False),
+    ("metadata", {"app": "demo"}),
 ])
 def test_fields_cohere_lacks_are_refused_or_dropped_on_request(
     co: openai.OpenAI, mock_upstream: Mock, param: str, value: Any

@@ -741,6 +741,18 @@ def test_codex_cli_session(gw: Gateway, codex_model: str) -> None:
     assert events[-1]["type"] == "response.completed"
 
 
+def test_codex_gets_one_call_per_turn_from_a_model_that_makes_several(gw: Gateway) -> None:
+    # Gemini has no parallel control: with Codex's parallel_tool_calls false the gateway keeps the
+    # first of the calls the model made (mock:parallel_calls=2 makes it call both tools).
+    ask = {"type": "message", "role": "user",
+           "content": [{"type": "input_text", "text": "list the files here mock:parallel_calls=2"}]}
+    events = _codex_turn(gw, new_key(gw), "via-gemini", [*CODEX_CONTEXT[:-1], ask])
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [item["name"] for item in done if item["type"] == "function_call"] == ["shell"]
+    completed = events[-1]["response"]
+    assert [item["name"] for item in completed["output"] if item["type"] == "function_call"] == ["shell"]
+
+
 def test_codex_reasoning_is_refused_clearly_where_there_is_no_equivalent(gw: Gateway) -> None:
     body = {**_codex_body("via-openai", CODEX_CONTEXT), "model": "via-llama"}
     resp = httpx.post(f"{gw.base_url}/responses", json=body, headers=ADMIN, timeout=10)

@@ -134,13 +134,13 @@ def test_parallel_tool_calls_false_is_claudes_disable_parallel_tool_use() -> Non
     assert "additionalModelRequestFields" not in body
 
 
-def test_parallel_tool_calls_false_is_refused_for_other_models() -> None:
+def test_parallel_tool_calls_false_is_not_sent_to_other_models() -> None:
+    # Converse has no general control: the gateway keeps the first call of the reply instead.
     request: dict[str, Any] = {"messages": [user("x")], "tools": TOOLS, "parallel_tool_calls": False}
-    with pytest.raises(UnsupportedParameter) as err:
-        build(request, target(model=NOVA))
-    assert err.value.param == "parallel_tool_calls"
-    _, body, _ = build(request, target(True, NOVA))
+    _, body, _ = build(request, target(model=NOVA))
     assert "additionalModelRequestFields" not in body and body["toolConfig"]["tools"]
+    _, plain, _ = build({"messages": [user("x")], "tools": TOOLS}, target(model=NOVA))
+    assert body == plain
 
 
 def test_strictness_is_kept_per_tool() -> None:

@@ -123,6 +123,18 @@ def test_tool_call_non_stream_and_stream(mock: TestClient) -> None:
     assert seq[-1][1]["delta"]["finish_reason"] == "TOOL_CALL"
 
 
+def test_parallel_calls_directive_answers_with_several_calls(mock: TestClient) -> None:
+    other = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    request = ask("weather? mock:parallel_calls=2", tools=[TOOL, other])
+    calls = chat(mock, request).json()["message"]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == ["get_weather", "get_time"]
+    seq = events(chat(mock, {**request, "stream": True}).content)
+    starts = [(d["index"], d["delta"]["message"]["tool_calls"]["function"]["name"])
+              for n, d in seq if n == "tool-call-start"]
+    assert starts == [(0, "get_weather"), (1, "get_time")]
+    assert sorted({d["index"] for n, d in seq if n == "tool-call-delta"}) == [0, 1]
+
+
 def test_tool_choice_none_and_tool_result(mock: TestClient) -> None:
     assert chat(mock, ask("x", tools=[TOOL], tool_choice="NONE")).json()["finish_reason"] == "COMPLETE"
     messages = [

@@ -189,7 +189,6 @@ def test_user_is_accepted_and_not_sent() -> None:
 
 @pytest.mark.parametrize(("extra", "param"), [
     ({"metadata": {"app": "x"}}, "metadata"),
-    ({"tools": [TOOL], "parallel_tool_calls": False}, "parallel_tool_calls"),
 ])
 def test_fields_cohere_lacks_are_refused_not_dropped(extra: dict[str, Any], param: str) -> None:
     with pytest.raises(UnsupportedParameter) as exc:
@@ -197,6 +196,12 @@ def test_fields_cohere_lacks_are_refused_not_dropped(extra: dict[str, Any], para
     assert exc.value.param == param
     body = chat_body({"messages": ask(), **extra}, target(drop_params=True))
     assert param not in body
+
+
+def test_parallel_tool_calls_false_is_accepted_and_not_sent() -> None:
+    # Cohere has no control: the gateway keeps the first call of the reply (providers/tool_calls.py).
+    body = chat_body({"messages": ask(), "tools": [TOOL], "parallel_tool_calls": False})
+    assert body == chat_body({"messages": ask(), "tools": [TOOL]}) and body["tools"]
 
 
 @pytest.mark.parametrize(("extra", "thinking"), [

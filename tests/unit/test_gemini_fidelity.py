@@ -91,12 +91,12 @@ TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "ob
     "a": {"type": "string"}}}}}
 
 
-def test_parallel_tool_calls_false_is_refused_unless_dropped() -> None:
-    error = refused({"tools": [TOOL], "parallel_tool_calls": False})
-    assert error.param == "parallel_tool_calls" and "parallel_tool_calls false" in error.message
-    dropped = body_of({"tools": [TOOL], "parallel_tool_calls": False}, target(drop_params=True))
-    assert "toolConfig" not in dropped and dropped["tools"]
-    assert "toolConfig" not in body_of({"tools": [TOOL], "parallel_tool_calls": True})
+@pytest.mark.parametrize("kind", ["gemini", "vertex"])
+def test_parallel_tool_calls_false_is_accepted_and_not_sent(kind: str) -> None:
+    # Gemini has no control: the gateway keeps the first call of the reply (providers/tool_calls.py).
+    serial = body_of({"tools": [TOOL], "parallel_tool_calls": False}, target(kind))
+    assert serial == body_of({"tools": [TOOL]}, target(kind)) and serial["tools"]
+    assert "toolConfig" not in body_of({"tools": [TOOL], "parallel_tool_calls": True}, target(kind))
 
 
 # -- 3. thinking ---------------------------------------------------------------------------------

@@ -166,6 +166,16 @@ def test_function_call_then_answer(client: TestClient) -> None:
     assert second["candidates"][0]["content"]["parts"][0]["text"] == 'The tool returned: {"v":2}'
 
 
+def test_parallel_calls_directive_answers_with_several_calls(client: TestClient) -> None:
+    tools = [{"functionDeclarations": [{"name": "a"}, {"name": "b"}]}]
+    ask = {"role": "user", "parts": [{"text": "hi mock:parallel_calls=3"}]}
+    thinking = {"thinkingConfig": {"thinkingBudget": 512}}
+    body = post(client, {"contents": [ask], "tools": tools, "generationConfig": thinking}).json()
+    parts = body["candidates"][0]["content"]["parts"]
+    assert [p["functionCall"]["name"] for p in parts] == ["a", "b", "a"]
+    assert [("thoughtSignature" in p) for p in parts] == [True, False, False]  # the step's first only
+
+
 def test_faults_in_google_format(client: TestClient) -> None:
     limited = post(
         client, {"contents": [{"role": "user", "parts": [{"text": "mock:status=429 mock:retry_after=4"}]}]}

@@ -21,7 +21,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchboard.mock import text as T
-from switchboard.mock.common import before_answer, json_response, read_json, request_controls, stream_response
+from switchboard.mock.common import (
+    before_answer,
+    in_parallel,
+    json_response,
+    read_json,
+    request_controls,
+    stream_response,
+)
 from switchboard.mock.controls import Controls
 
 CHAT_FIELDS = frozenset({
@@ -317,13 +324,15 @@ async def chat(request: Request) -> Response:
         return fault
     await before_answer(c)
     tool = _tool_to_call(body, c)
+    tools = in_parallel(tool, [t["function"] for t in body.get("tools") or []], c) if tool else []
     if body.get("stream"):
-        return _chat_stream(body, c, tool)
+        return _chat_stream(body, c, tools)
     reply: dict[str, Any] = {"id": str(uuid.uuid4())}
     if tool:
-        call = _call(tool)
-        reply["message"] = {"role": "assistant", "tool_plan": _plan(tool), "tool_calls": [call]}
-        reply["finish_reason"], output = "TOOL_CALL", T.count_tokens(call["function"]["arguments"])
+        calls = [_call(t) for t in tools]
+        reply["message"] = {"role": "assistant", "tool_plan": _plan(tool), "tool_calls": calls}
+        reply["finish_reason"] = "TOOL_CALL"
+        output = sum(T.count_tokens(call["function"]["arguments"]) for call in calls)
     else:
         text, finish = _answer(body, c)
         content = [{"type": "text", "text": text}]
@@ -341,19 +350,23 @@ def _event(data: dict[str, Any]) -> bytes:
     return b"event: " + data["type"].encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def _tool_events(tool: dict[str, Any]) -> tuple[list[bytes], int]:
-    call = _call(tool)
-    args = call["function"]["arguments"]
+def _tool_events(tools: list[dict[str, Any]]) -> tuple[list[bytes], int]:
     events = [_event({"type": "tool-plan-delta", "delta": {"message": {"tool_plan": w}}})
-              for w in T.words(_plan(tool))]
-    start = {**call, "function": {"name": tool["name"], "arguments": ""}}
-    events.append(_event({"type": "tool-call-start", "index": 0,
-                          "delta": {"message": {"tool_calls": start}}}))
-    events.extend(_event({"type": "tool-call-delta", "index": 0,
-                          "delta": {"message": {"tool_calls": {"function": {"arguments": args[k:k + 8]}}}}})
-                  for k in range(0, len(args), 8))
-    events.append(_event({"type": "tool-call-end", "index": 0}))
-    return events, T.count_tokens(args)
+              for w in T.words(_plan(tools[0]))]
+    output = 0
+    for i, tool in enumerate(tools):
+        call = _call(tool)
+        args = call["function"]["arguments"]
+        start = {**call, "function": {"name": tool["name"], "arguments": ""}}
+        events.append(_event({"type": "tool-call-start", "index": i,
+                              "delta": {"message": {"tool_calls": start}}}))
+        fragments = (args[k:k + 8] for k in range(0, len(args), 8))
+        events.extend(_event({"type": "tool-call-delta", "index": i,
+                              "delta": {"message": {"tool_calls": {"function": {"arguments": piece}}}}})
+                      for piece in fragments)
+        events.append(_event({"type": "tool-call-end", "index": i}))
+        output += T.count_tokens(args)
+    return events, output
 
 
 def _text_events(text: str, with_logprobs: bool) -> list[bytes]:
@@ -369,12 +382,12 @@ def _text_events(text: str, with_logprobs: bool) -> list[bytes]:
     return events
 
 
-def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None) -> Response:
+def _chat_stream(body: dict[str, Any], c: Controls, tools: list[dict[str, Any]]) -> Response:
     rid = str(uuid.uuid4())
     events = [_event({"type": "message-start", "id": rid, "delta": {"message": {
         "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}})]
-    if tool:
-        tool_events, output = _tool_events(tool)
+    if tools:
+        tool_events, output = _tool_events(tools)
         events.extend(tool_events)
         finish = "TOOL_CALL"
     else:

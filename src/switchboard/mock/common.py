@@ -55,6 +55,13 @@ def request_controls(request: Request, body: Any) -> Controls:
     return controls_for(defaults, dict(request.headers), body)
 
 
+def in_parallel(first: Any, declared: list[Any], c: Controls) -> list[Any]:
+    """The tools one turn calls: ``first``, then (``parallel_calls=N``) the other declared ones
+    in turn until N calls, repeating when there are fewer tools than calls."""
+    order = [first, *(d for d in declared if d != first)]
+    return [order[k % len(order)] for k in range(max(1, c.parallel_calls))]
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:24]}"
 

@@ -14,6 +14,9 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
     disconnect_after=N   in a stream, after N chunks drop the connection
     reply=WORD_WORD      the reply text (underscores become spaces)
     tool_call=NAME       answer with a call to this tool
+    parallel_calls=N     Gemini, Cohere: answer with N tool calls at once (the chosen tool first,
+                         then the other declared tools in turn), as models without a parallel
+                         control may
     hang=1               never answer (for timeout tests); ends when the caller leaves
     capture=MARKER       record the request under MARKER (see capture.py)
 """
@@ -40,6 +43,7 @@ class Controls:
     disconnect_after: int = -1
     reply: str = ""
     tool_call: str = ""
+    parallel_calls: int = 1
     hang: int = 0
     capture: str = ""
 

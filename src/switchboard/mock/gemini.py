@@ -47,6 +47,7 @@ from starlette.routing import Route
 from switchboard.mock import text as T
 from switchboard.mock.common import (
     before_answer,
+    in_parallel,
     json_response,
     new_id,
     read_json,
@@ -399,8 +400,17 @@ def _lower_types(schema: Any) -> Any:
     return schema
 
 
+def _declarations(body: JSON) -> list[JSON]:
+    return [d for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+
+
+def _call(function: JSON) -> JSON:
+    return {"functionCall": {"name": function["name"],
+                             "args": T.arguments_for(_lower_types(function.get("parameters")))}}
+
+
 def _function_to_call(body: JSON, c: Controls) -> JSON | None:
-    decls = [d for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+    decls = _declarations(body)
     fcc = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
     mode = fcc.get("mode", "AUTO")
     last_parts = body["contents"][-1]["parts"]
@@ -446,13 +456,12 @@ def _candidates(body: JSON, c: Controls, extra: dict[str, int], model: str) -> t
             continue
         function = _function_to_call(body, c)
         if function is not None:
-            args = T.arguments_for(_lower_types(function.get("parameters")))
-            call: JSON = {"functionCall": {"name": function["name"], "args": args}}
-            if _thinking_on(body, model):
-                call["thoughtSignature"] = signature(function["name"])
-            parts = [*thought, call]
+            calls = [_call(f) for f in in_parallel(function, _declarations(body), c)]
+            if _thinking_on(body, model):  # only the first call of a step is signed
+                calls[0]["thoughtSignature"] = signature(function["name"])
+            parts = [*thought, *calls]
             out.append({"index": i, "content": {"role": "model", "parts": parts}, "finishReason": "STOP"})
-            completion += T.count_tokens(orjson.dumps(args).decode())
+            completion += sum(T.count_tokens(orjson.dumps(p["functionCall"]["args"]).decode()) for p in calls)
             continue
         text = _reply(body, c)
         if config.get("responseMimeType") == "application/json":

@@ -18,6 +18,7 @@ from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.native import exchange_for
 from switchboard.providers.base import JSON, StreamDecoder
 from switchboard.providers.embedding_encoding import apply_encoding_format
+from switchboard.providers.tool_calls import first_tool_call, serial_decoder
 from switchboard.upstream.client import UpstreamStream
 from switchboard.upstream.request import UpstreamRequest
 
@@ -48,6 +49,8 @@ class Operation:
     stream: str | None = None
     # Applied to every parsed response: canonical details no single adapter can settle.
     finish: Callable[[JSON, JSON], JSON] | None = None
+    # The same for streams: given the request and the adapter's decoder, the decoder to use.
+    wrap: Callable[[JSON, StreamDecoder], StreamDecoder] | None = None
     native = False  # the translated exchange: canonical in, canonical out
 
     def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest:
@@ -64,11 +67,15 @@ class Operation:
         if self.stream is None:
             return None
         decoder: StreamDecoder = getattr(route.adapter, self.stream)(ctx.request, route.target)
-        return decoder
+        return decoder if self.wrap is None else self.wrap(ctx.request, decoder)
 
 
 OPERATIONS: dict[str, Operation] = {
-    "chat": Operation("chat_request", "chat_response", "chat_stream"),
+    # parallel_tool_calls false: only the first tool call of a reply is kept, for providers with
+    # no control of their own (providers/tool_calls.py).
+    "chat": Operation(
+        "chat_request", "chat_response", "chat_stream", finish=first_tool_call, wrap=serial_decoder
+    ),
     "embeddings": Operation("embeddings_request", "embeddings_response", finish=apply_encoding_format),
     "completions": Operation("completions_request", "completions_response", "completions_stream"),
 }

@@ -6,7 +6,8 @@
   with a ``toolConfig`` that would let the model call tools again.
 - ``parallel_tool_calls: false``: Converse has no general control. Claude models take Anthropic's
   ``tool_choice: {type, disable_parallel_tool_use: true}`` in ``additionalModelRequestFields``
-  (its ``type`` matches ``toolConfig.toolChoice``); other families refuse it unless ``drop_params``.
+  (its ``type`` matches ``toolConfig.toolChoice``); for other families nothing is sent and the
+  gateway keeps the first tool call of the reply (``providers/tool_calls.py``).
 - ``strict`` is kept per tool (``toolSpec.strict``), so strict and loose tools can be mixed.
 - ``cache_control`` on a tool adds a ``cachePoint`` after it in ``toolConfig.tools``.
 """
@@ -19,7 +20,6 @@ from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.messages import cache_point
 from switchboard.providers.bedrock.models import is_claude
-from switchboard.providers.params import drops
 from switchboard.providers.target import Target
 
 
@@ -79,18 +79,12 @@ def _tool_spec(tool: JSON, i: int, target: Target) -> list[JSON]:
 
 def serial_tool_choice(request: JSON, config: JSON | None, target: Target) -> JSON | None:
     """``parallel_tool_calls: false`` -> Claude's ``tool_choice`` for additionalModelRequestFields,
-    or None when there is nothing to send (no tools offered, or dropped by ``drop_params``)."""
+    or None when there is nothing to send: no tools offered, or not a Claude model (the gateway
+    then enforces it on the reply)."""
     if request.get("parallel_tool_calls") is not False or config is None or not request.get("tools"):
         return None
     if not is_claude(target.model):
-        if drops(request, target):
-            return None
-        raise UnsupportedParameter(
-            f"parallel_tool_calls false is not supported by provider type 'bedrock' for model "
-            f"'{target.name}' ({target.model}): Converse can limit tool calls to one only for Claude "
-            'models; set drop_params: true on the model, or send "drop_params": true, to drop it instead',
-            param="parallel_tool_calls",
-        )
+        return None
     choice = config.get("toolChoice") or {"auto": {}}
     kind = next(iter(choice))
     anthropic: JSON = {"type": kind, "disable_parallel_tool_use": True}

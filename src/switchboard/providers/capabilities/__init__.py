@@ -94,6 +94,10 @@ Table = dict[str, Cell]
 # ``user`` through /v1/messages), so refusing it would fail those clients for nothing.
 NOT_SENT_USER = translated(note="no end-user field upstream: not sent")
 
+# ``parallel_tool_calls: false`` where the provider has no control: sent without it, and the
+# gateway keeps the first tool call of each choice in the reply (providers/tool_calls.py).
+ENFORCED = "enforced by the gateway: only the first tool call of a reply is kept"
+
 
 def seed(translates: Iterable[str], **cells: Cell) -> Table:
     """A table where the rows named in ``translates`` are translated to the field of the same

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import Table, refused, seed, translated
+from switchboard.providers.capabilities import ENFORCED, Table, refused, seed, translated
 
 _EXTRA = "additionalModelRequestFields"
 
@@ -36,7 +36,7 @@ TABLE: Table = seed(
     tool_choice_is_none=translated(note="toolConfig left out; tool calls and results in the history sent as "
                                    "text"),
     parallel_tool_calls_is_false=translated(f"{_EXTRA}.tool_choice.disable_parallel_tool_use",
-                                            "Claude models; other models refused"),
+                                            "Claude models; other models: " + ENFORCED),
     tools__strict=translated("toolConfig.tools.0.toolSpec.strict", "per tool"),
     cache_control=translated("messages.0.content.1.cachePoint", "a cachePoint block after the part (also in "
                              "system and toolConfig.tools)"),

@@ -2,7 +2,8 @@
 
 Cohere's chat request has no ``user`` or ``metadata`` field (``user`` is accepted and not sent:
 an end-user id does not change the output; ``metadata`` is refused) and no control over parallel
-tool calls; its ``strict_tools`` covers every tool of a request (mixed strictness is refused by the
+tool calls (``parallel_tool_calls: false`` is enforced by the gateway, which keeps the first call of
+a reply); its ``strict_tools`` covers every tool of a request (mixed strictness is refused by the
 adapter, a value-level check). ``thinking`` and ``reasoning_effort`` become Cohere's ``thinking``.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import NOT_SENT_USER, Table, seed, translated
+from switchboard.providers.capabilities import ENFORCED, NOT_SENT_USER, Table, seed, translated
 
 TABLE: Table = seed(
     ("max_tokens", "temperature", "seed", "tools", "tool_choice", "response_format", "logprobs",
@@ -22,6 +23,7 @@ TABLE: Table = seed(
     top_k=translated("k"),
     stop=translated("stop_sequences"),
     parallel_tool_calls=translated(note="true is Cohere's own behaviour: not sent"),
+    parallel_tool_calls_is_false=translated(note=ENFORCED),
     reasoning_effort=translated(
         "thinking", "none: disabled; minimal 512, low 1024, medium 8192 tokens; high: the model's budget"
     ),

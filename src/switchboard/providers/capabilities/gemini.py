@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import NOT_SENT_USER, Cell, Table, refused, seed, translated
+from switchboard.providers.capabilities import ENFORCED, NOT_SENT_USER, Cell, Table, refused, seed, translated
 
 _CONFIG = "generationConfig"
 _FCC = "toolConfig.functionCallingConfig"
@@ -35,7 +35,8 @@ CELLS: dict[str, Cell] = {
     "tool_choice": translated(_FCC, "mode AUTO / ANY (+ allowedFunctionNames) / NONE"),
     "tool_choice:none": translated(_FCC, "mode NONE"),
     "parallel_tool_calls": translated(note="Gemini's own behaviour: calls may come in parallel"),
-    "parallel_tool_calls:false": refused("Gemini has no control to stop parallel calls"),
+    # No control upstream: the gateway keeps the first call of each reply (providers/tool_calls.py).
+    "parallel_tool_calls:false": translated(note=ENFORCED),
     "tools.strict": translated(
         _FCC, "mode VALIDATED when every tool is strict (ANY already validates); mixed strictness refused"
     ),

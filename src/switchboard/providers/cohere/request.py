@@ -19,10 +19,11 @@ from switchboard.providers.base import JSON
 from switchboard.providers.params import drops
 from switchboard.providers.target import Target
 
-# What is refused (metadata, parallel_tool_calls false, n, logit_bias, ...) comes from the
-# capability table, capabilities/cohere.py. Cohere's v2 chat has no user or metadata field and
-# no control over parallel tool calls (it may always make several); ``user`` is accepted and not
-# sent (the body is built field by field).
+# What is refused (metadata, n, logit_bias, ...) comes from the capability table,
+# capabilities/cohere.py. Cohere's v2 chat has no user or metadata field and no control over
+# parallel tool calls (it may always make several: parallel_tool_calls false is not sent, the
+# gateway keeps the first call of the reply); ``user`` is accepted and not sent (the body is
+# built field by field).
 
 # Cohere-only fields a client may send as extra body; forwarded unchanged.
 NATIVE_FIELDS = ("k", "safety_mode", "documents", "citation_options", "priority", "strict_tools")
