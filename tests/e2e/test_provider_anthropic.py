@@ -119,7 +119,8 @@ def test_multi_turn_with_system_and_developer_messages(claude: openai.OpenAI) ->
             {"role": "user", "content": "question"},
         ],
     )
-    assert resp.choices[0].message.content == SAID + "Second question"
+    # A system message after the first turn stays where it was, as user text (providers/turns.py).
+    assert resp.choices[0].message.content == SAID + "System: Rule two. Second question"
 
 
 def test_chat_stream_matches_non_stream_and_reports_usage(claude: openai.OpenAI) -> None:
