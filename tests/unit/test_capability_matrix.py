@@ -173,6 +173,19 @@ def test_safety_settings_reach_only_google_upstreams(key: str) -> None:
         assert body == upstream_body(key, {k: v for k, v in request.items() if k != "safety_settings"})
 
 
+def test_safety_method_is_vertex_only() -> None:
+    settings = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"},
+                {"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "OFF", "method": "SEVERITY"}]
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "safety_settings": settings}
+    assert upstream_body("vertex", request)["safetySettings"] == settings
+    with pytest.raises(UnsupportedParameter) as err:
+        upstream_body("gemini", request)
+    assert err.value.param == "safety_settings[1].method"
+    assert upstream_body("gemini", request, drop_params=True)["safetySettings"] == [
+        settings[0], {"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "OFF"}]
+    assert request["safety_settings"] == settings  # the caller's request is left as it was
+
+
 @pytest.mark.parametrize("value", [{"category": "X"}, [{"category": "X"}], ["BLOCK_NONE"],
                                    [{"category": "X", "threshold": "Y", "extra": 1}]])
 def test_malformed_safety_settings_are_a_400_for_google(value: Any) -> None:

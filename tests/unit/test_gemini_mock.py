@@ -251,3 +251,6 @@ def test_safety_settings_are_checked_as_google_does(client: TestClient) -> None:
         {"category": "VIOLENCE", "threshold": "BLOCK_NONE"}]})
     assert "Unknown name" in rejected(client, {"contents": [USER], "safetySettings": [
         {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "OFF", "level": 1}]})
+    # method is a Vertex AI field: the Gemini API does not know it.
+    assert "Unknown name" in rejected(client, {"contents": [USER], "safetySettings": [
+        {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "OFF", "method": "SEVERITY"}]})
