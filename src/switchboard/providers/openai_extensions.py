@@ -12,7 +12,6 @@ own API takes, so none reaches it raw (OpenAI rejects fields it does not know):
 - tool ``is_error: true``: the content is prefixed "Error: " (OpenAI has no such flag).
 - ``document`` parts: base64 sources (PDF) become ``file`` parts (``file_data`` as a data URL),
   plain-text ones (text, content, base64 text/*) text parts (title first); URL sources are a 400.
-
 - ``safety_settings`` (Gemini's safety thresholds): removed (:func:`without_safety_settings`).
   OpenAI has no per-request thresholds; its own policies apply.
 
