@@ -171,6 +171,48 @@ def test_sampling_fields_arrive_translated(client: genai.Client, gw: Gateway, mo
     )
 
 
+_HARM, _BLOCK = types.HarmCategory, types.HarmBlockThreshold
+SAFETY = [
+    types.SafetySetting(category=_HARM.HARM_CATEGORY_HARASSMENT, threshold=_BLOCK.BLOCK_ONLY_HIGH),
+    types.SafetySetting(category=_HARM.HARM_CATEGORY_DANGEROUS_CONTENT, threshold=_BLOCK.BLOCK_NONE),
+]
+SAFETY_WIRE = [
+    {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"},
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "threshold": "BLOCK_NONE"},
+]
+
+
+def _ask_with_safety(client: genai.Client, model: str, marker: str, stream: bool) -> str:
+    config = types.GenerateContentConfig(safety_settings=SAFETY)
+    contents = f"Say hi mock:capture={marker}"
+    if stream:
+        chunks = client.models.generate_content_stream(model=model, contents=contents, config=config)
+        return "".join(c.text or "" for c in chunks)
+    return client.models.generate_content(model=model, contents=contents, config=config).text or ""
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
+def test_safety_settings_reach_a_gemini_upstream(
+    client: genai.Client, mock_upstream: Mock, stream: bool
+) -> None:
+    marker = new_marker()
+    assert "Say hi" in _ask_with_safety(client, "gem-via-gemini", marker, stream)
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["safetySettings"] == SAFETY_WIRE
+
+
+@pytest.mark.parametrize("model", ["gem-via-openai", "gem-via-anthropic", "gem-via-bedrock"])
+def test_safety_settings_are_not_sent_to_other_upstreams(
+    client: genai.Client, mock_upstream: Mock, model: str
+) -> None:
+    """The Gemini CLI sends safetySettings on every request: accepted, and not sent where the
+    provider has no per-request thresholds (OpenAI would refuse the unknown field)."""
+    marker = new_marker()
+    assert "Say hi" in _ask_with_safety(client, model, marker, stream=False)
+    [record] = captured(mock_upstream, marker)
+    assert "safety" not in orjson.dumps(record["body"]).decode().lower()
+
+
 def test_image_input(client: genai.Client, model: str) -> None:
     response = client.models.generate_content(
         model=model,

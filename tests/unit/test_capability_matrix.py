@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from switchboard.config.schema import Timeouts
-from switchboard.errors import UnsupportedParameter
+from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import capabilities, registry
 from switchboard.providers.capabilities import MISSING, at, docs, samples, table
 from switchboard.providers.capabilities.rows import REQUEST_ROWS, RESPONSE_ROWS, Row
@@ -156,3 +156,40 @@ def test_thinking_disabled_asks_for_nothing(key: str) -> None:
     body = upstream_body(key, request)
     if table(key)["thinking"].kind == "refused":
         assert "thinking" not in str(body)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_safety_settings_reach_only_google_upstreams(key: str) -> None:
+    """The Gemini CLI sends safetySettings on every request: Gemini and Vertex get them as
+    ``safetySettings``; no other upstream is sent them, in either spelling (OpenAI-shaped APIs
+    would reject or ignore the unknown field)."""
+    settings = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "safety_settings": settings}
+    body = upstream_body(key, request)
+    if key in ("gemini", "vertex"):
+        assert body["safetySettings"] == settings
+    else:
+        assert "safety" not in orjson.dumps(body).decode().lower()
+        assert body == upstream_body(key, {k: v for k, v in request.items() if k != "safety_settings"})
+
+
+def test_safety_method_is_vertex_only() -> None:
+    settings = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"},
+                {"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "OFF", "method": "SEVERITY"}]
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "safety_settings": settings}
+    assert upstream_body("vertex", request)["safetySettings"] == settings
+    with pytest.raises(UnsupportedParameter) as err:
+        upstream_body("gemini", request)
+    assert err.value.param == "safety_settings[1].method"
+    assert upstream_body("gemini", request, drop_params=True)["safetySettings"] == [
+        settings[0], {"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "OFF"}]
+    assert request["safety_settings"] == settings  # the caller's request is left as it was
+
+
+@pytest.mark.parametrize("value", [{"category": "X"}, [{"category": "X"}], ["BLOCK_NONE"],
+                                   [{"category": "X", "threshold": "Y", "extra": 1}]])
+def test_malformed_safety_settings_are_a_400_for_google(value: Any) -> None:
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "safety_settings": value}
+    with pytest.raises(InvalidRequest) as err:
+        upstream_body("gemini", request)
+    assert (err.value.param or "").startswith("safety_settings")

@@ -376,9 +376,41 @@ def test_generation_config() -> None:
         "presence_penalty": 0.5,
         "frequency_penalty": -0.5,
         "seed": 7,
+        "safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
     }
     assert out["model"] == "m"  # the path names the model
     assert "n" not in chat({"contents": [user({"text": "x"})], "generationConfig": {"candidateCount": 1}})
+
+
+def test_safety_settings_reach_the_canonical_request() -> None:
+    settings = [
+        {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"},
+        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "threshold": "BLOCK_NONE", "method": "PROBABILITY"},
+    ]
+    out = chat({"contents": [user({"text": "x"})], "safetySettings": settings})
+    assert out["safety_settings"] == settings
+    # An empty list asks for nothing; a null one is absent.
+    assert "safety_settings" not in chat({"contents": [user({"text": "x"})], "safetySettings": []})
+    assert "safety_settings" not in chat({"contents": [user({"text": "x"})], "safetySettings": None})
+    # countTokens of a whole request carries them too (the request is the same).
+    inner = {"contents": [user({"text": "x"})], "safetySettings": settings}
+    whole = count_tokens_request(orjson.dumps({"generateContentRequest": inner}), "m")
+    assert whole["safety_settings"] == settings
+
+
+@pytest.mark.parametrize(
+    ("settings", "phrase"),
+    [
+        ({"category": "X", "threshold": "Y"}, "safetySettings"),
+        ([{"category": "X"}], "safetySettings[0].threshold"),
+        ([{"category": "", "threshold": "BLOCK_NONE"}], "safetySettings[0].category"),
+        ([{"category": "X", "threshold": 3}], "safetySettings[0].threshold"),
+        ([{"category": "X", "threshold": "Y", "method": 1}], "safetySettings[0].method"),
+        ([{"category": "X", "threshold": "Y", "level": "high"}], "level"),
+    ],
+)
+def test_bad_safety_settings(settings: Any, phrase: str) -> None:
+    refused({"contents": [user({"text": "x"})], "safetySettings": settings}, phrase)
 
 
 def test_response_formats() -> None:

@@ -240,3 +240,17 @@ def test_vertex_token_flow(client: TestClient) -> None:
         headers={"authorization": f"Bearer {issued['access_token']}"},
     )
     assert ok.status_code == 200 and ok.json()["candidates"]
+
+
+def test_safety_settings_are_checked_as_google_does(client: TestClient) -> None:
+    good = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]
+    assert post(client, {"contents": [USER], "safetySettings": good}).status_code == 200
+    assert "threshold" in rejected(client, {"contents": [USER], "safetySettings": [
+        {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_SOME"}]})
+    assert "category" in rejected(client, {"contents": [USER], "safetySettings": [
+        {"category": "VIOLENCE", "threshold": "BLOCK_NONE"}]})
+    assert "Unknown name" in rejected(client, {"contents": [USER], "safetySettings": [
+        {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "OFF", "level": 1}]})
+    # method is a Vertex AI field: the Gemini API does not know it.
+    assert "Unknown name" in rejected(client, {"contents": [USER], "safetySettings": [
+        {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "OFF", "method": "SEVERITY"}]})

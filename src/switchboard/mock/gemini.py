@@ -246,6 +246,30 @@ def validate_generate(body: Any, model: str, vertex: bool = False) -> None:
     names = _tools(body.get("tools"))
     _tool_config(body.get("toolConfig"), names)
     _generation(body.get("generationConfig"))
+    _safety_settings(body.get("safetySettings"), vertex)
+
+
+# SafetySetting: https://ai.google.dev/api/generate-content#safetysetting (Vertex adds ``method``).
+_THRESHOLDS = {"HARM_BLOCK_THRESHOLD_UNSPECIFIED", "BLOCK_LOW_AND_ABOVE", "BLOCK_MEDIUM_AND_ABOVE",
+               "BLOCK_ONLY_HIGH", "BLOCK_NONE", "OFF"}
+
+
+def _safety_settings(settings: Any, vertex: bool) -> None:
+    if settings is None:
+        return
+    if not isinstance(settings, list):
+        raise Invalid("Invalid value at 'safety_settings': expected a list")
+    for i, setting in enumerate(settings):
+        where = f"safety_settings[{i}]"
+        if not isinstance(setting, dict):
+            raise Invalid(f"Invalid value at '{where}': expected an object")
+        _unknown(setting, {"category", "threshold", "method"} if vertex else {"category", "threshold"}, where)
+        category = setting.get("category")
+        if not isinstance(category, str) or not category.startswith("HARM_CATEGORY_"):
+            raise Invalid(f"Invalid value at '{where}.category' (HarmCategory), {category!r}")
+        threshold = setting.get("threshold")
+        if threshold not in _THRESHOLDS:
+            raise Invalid(f"Invalid value at '{where}.threshold' (HarmBlockThreshold), {threshold!r}")
 
 
 def _content(content: Any, where: str, roles: bool) -> None:

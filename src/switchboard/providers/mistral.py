@@ -18,6 +18,7 @@ Translation (canonical -> Mistral), beyond the identical fields:
   OpenAI or another provider) are replaced by a 9-character digest of the id, so a call and its
   result keep matching within and across requests; Mistral's own ids pass through unchanged.
 - ``user`` (no Mistral field) is accepted and not sent: an end-user id does not change the output.
+- ``safety_settings`` (Gemini's safety thresholds) are accepted and not sent: Mistral has none.
 - What Mistral lacks (``safety_identifier``, logprobs, logit_bias, ``top_k``,
   ``thinking``, ...) is refused, or dropped with ``drop_params``, from the capability table
   (``capabilities/mistral.py``). ``cache_control`` breakpoints are removed (Mistral has none);
@@ -66,7 +67,8 @@ _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream
 # field (accepted, per the capability table: an end-user id does not change the output).
 # user: no end-user field (capability table); thinking: only {"type": "disabled"} gets this far
 # (anything else is refused), which is what Mistral does without it.
-_DROPPED = ("stream_options", "drop_params", "user", "thinking")
+# safety_settings: Gemini's safety thresholds; Mistral has none per request (capability table).
+_DROPPED = ("stream_options", "drop_params", "user", "thinking", "safety_settings")
 
 _TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
 _ALPHABET = string.ascii_letters + string.digits

@@ -42,7 +42,7 @@ from switchboard.providers import capabilities, openai_media
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
-from switchboard.providers.openai_extensions import documents_and_errors, with_effort
+from switchboard.providers.openai_extensions import documents_and_errors, with_effort, without_safety_settings
 from switchboard.providers.params import drops
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent
@@ -479,7 +479,7 @@ def prepare_chat(request: JSON, preset: Preset, target: Target) -> JSON:
     if preset.tool_choices is not None and request.get("tool_choice") == "auto":
         request = {k: v for k, v in request.items() if k != "tool_choice"}  # the default; the server lacks it
     body = with_effort(capabilities.check(dict(request), target, capability_key(target)))
-    body = documents_and_errors(body, target.provider_type)
+    body = without_safety_settings(documents_and_errors(body, target.provider_type))
     _tool_choice(body, preset, target)
     _response_format(body, preset, target)
     _renamed(body, preset.renames)

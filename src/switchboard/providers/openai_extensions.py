@@ -12,8 +12,11 @@ own API takes, so none reaches it raw (OpenAI rejects fields it does not know):
 - tool ``is_error: true``: the content is prefixed "Error: " (OpenAI has no such flag).
 - ``document`` parts: base64 sources (PDF) become ``file`` parts (``file_data`` as a data URL),
   plain-text ones (text, content, base64 text/*) text parts (title first); URL sources are a 400.
+- ``safety_settings`` (Gemini's safety thresholds): removed (:func:`without_safety_settings`).
+  OpenAI has no per-request thresholds; its own policies apply.
 
-OpenAI-compatible servers get only the last two (:func:`documents_and_errors`).
+OpenAI-compatible servers get only the last three (:func:`documents_and_errors` and
+:func:`without_safety_settings`).
 
 ``top_k`` has no OpenAI equivalent and is refused through the capability table.
 """
@@ -104,9 +107,17 @@ def with_effort(request: JSON) -> JSON:
     return body
 
 
+def without_safety_settings(request: JSON) -> JSON:
+    """``request`` without ``safety_settings``: thresholds of Google's filters, which no
+    OpenAI-shaped API takes (OpenAI rejects unknown fields; other servers would ignore them)."""
+    if "safety_settings" not in request:
+        return request
+    return {k: v for k, v in request.items() if k != "safety_settings"}
+
+
 def to_openai(request: JSON, provider_type: str = "openai") -> JSON:
     """``request`` (a canonical chat request) with the extensions turned into OpenAI's fields."""
-    body = dict(with_effort(request))  # a copy: the caller's request stays as it was
+    body = dict(without_safety_settings(with_effort(request)))  # a copy: the caller's stays as it was
     if isinstance(body.get("messages"), list):
         body["messages"] = [_message(m, i, provider_type, own=True) for i, m in enumerate(body["messages"])]
     if isinstance(body.get("tools"), list):

@@ -20,7 +20,9 @@ https://ai.google.dev/api/tokens#method:-models.counttokens.
                                            -1, dynamic: left to the model)
     thinkingConfig.thinkingLevel        -> reasoning_effort (minimal, low, medium, high)
     thinkingConfig.includeThoughts      -> whether reasoning comes back as thought parts
-    safetySettings, labels, serviceTier, store, mediaResolution, enableEnhancedCivicAnswers,
+    safetySettings                      -> safety_settings (the same list; sent to gemini and
+                                           vertex upstreams, not sent elsewhere)
+    labels, serviceTier, store, mediaResolution, enableEnhancedCivicAnswers,
         toolConfig.retrievalConfig      -> checked, then not sent (docs/api-gemini.md says why)
 Built-in Google tools, cachedContent, logprobs and non-text output modalities are a 400 naming
 the field; any other field is the 400 Google answers for an unknown name.
@@ -278,15 +280,21 @@ def _generation(value: Any, out: JSON) -> bool:
     return False
 
 
-def _safety(value: Any) -> None:
-    """Safety thresholds are Google's own filters: checked here, not sent (docs/api-gemini.md)."""
+def _safety(value: Any) -> list[JSON]:
+    """Safety thresholds of Google's own filters: the canonical ``safety_settings`` (the Gemini and
+    Vertex adapters send them; other providers have no such thresholds; docs/api-gemini.md)."""
+    out: list[JSON] = []
     for i, item in enumerate(array(value, "safetySettings")):
         path = f"safetySettings[{i}]"
         setting = fields(item, path, _SAFETY, "SafetySetting")
-        string(setting.get("category"), f"{path}.category", non_empty=True)
-        string(setting.get("threshold"), f"{path}.threshold", non_empty=True)
+        entry: JSON = {
+            "category": string(setting.get("category"), f"{path}.category", non_empty=True),
+            "threshold": string(setting.get("threshold"), f"{path}.threshold", non_empty=True),
+        }
         if setting.get("method") is not None:
-            string(setting["method"], f"{path}.method")
+            entry["method"] = string(setting["method"], f"{path}.method")
+        out.append(entry)
+    return out
 
 
 # -- the request ---------------------------------------------------------------------------
@@ -314,7 +322,9 @@ def _translate(body: Any, model: str) -> Decoded:
     if request.get("generationConfig") is not None:
         include = _generation(request["generationConfig"], out)
     if request.get("safetySettings") is not None:
-        _safety(request["safetySettings"])
+        settings = _safety(request["safetySettings"])
+        if settings:
+            out["safety_settings"] = settings
     if request.get("labels") is not None and not isinstance(request["labels"], dict):
         raise fail("labels", "expected an object of strings")
     if request.get("serviceTier") is not None:

@@ -98,6 +98,11 @@ NOT_SENT_USER = translated(note="no end-user field upstream: not sent")
 # gateway keeps the first tool call of each choice in the reply (providers/tool_calls.py).
 ENFORCED = "enforced by the gateway: only the first tool call of a reply is kept"
 
+# ``safety_settings`` (Gemini's safety thresholds) where the provider has no per-request
+# thresholds: accepted and not sent. The Gemini CLI sends them on every request, so refusing them
+# would break it; the provider's own policies apply.
+NOT_SENT_SAFETY = translated(note="no per-request safety thresholds upstream: not sent")
+
 
 def seed(translates: Iterable[str], **cells: Cell) -> Table:
     """A table where the rows named in ``translates`` are translated to the field of the same

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import Table, refused, seed, translated
+from switchboard.providers.capabilities import NOT_SENT_SAFETY, Table, refused, seed, translated
 
 TABLE: Table = seed(
     ("max_tokens", "temperature", "top_p", "top_k", "tools", "thinking"),
@@ -38,6 +38,7 @@ TABLE: Table = seed(
                         "a document block as written (citations, context kept)"),
     **{"tool.is_error": translated("messages.2.content.0.is_error", "tool_result.is_error")},
     image_url__detail_is_low=refused("no resolution control; 'high' and 'auto' are the normal handling"),
+    safety_settings=NOT_SENT_SAFETY,
     reasoning=translated("choices.0.message.reasoning_content", "thinking blocks (stream: thinking_delta)"),
     reasoning__signature=translated(
         "choices.0.message.thinking_blocks", "signatures and redacted_thinking kept (stream: signature_delta)"

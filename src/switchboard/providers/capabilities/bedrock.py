@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import ENFORCED, Table, refused, seed, translated
+from switchboard.providers.capabilities import ENFORCED, NOT_SENT_SAFETY, Table, refused, seed, translated
 
 _EXTRA = "additionalModelRequestFields"
 
@@ -44,6 +44,7 @@ TABLE: Table = seed(
                         "Word, Excel: a document block (format, name, source.bytes)"),
     **{"tool.is_error": translated("messages.2.content.0.toolResult.status", "status: error")},
     image_url__detail_is_low=refused("Converse has no image resolution control"),
+    safety_settings=NOT_SENT_SAFETY,
     # Response features.
     reasoning=translated("choices.0.message.reasoning_content", "from reasoningContent blocks"),
     reasoning__signature=translated("choices.0.message.thinking_blocks", "reasoningText.signature kept; "

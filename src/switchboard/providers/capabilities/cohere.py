@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import ENFORCED, NOT_SENT_USER, Table, seed, translated
+from switchboard.providers.capabilities import (
+    ENFORCED,
+    NOT_SENT_SAFETY,
+    NOT_SENT_USER,
+    Table,
+    seed,
+    translated,
+)
 
 TABLE: Table = seed(
     ("max_tokens", "temperature", "seed", "tools", "tool_choice", "response_format", "logprobs",
@@ -35,6 +42,7 @@ TABLE: Table = seed(
                         "(a 400: no file part)"),
     **{"tool.is_error": translated(note="content prefixed 'Error: '")},
     image_url__detail_is_low=translated("messages.0.content.0.image_url.detail"),
+    safety_settings=NOT_SENT_SAFETY,
     reasoning=translated("choices.0.message.reasoning_content", "thinking content blocks"),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens"),
 )

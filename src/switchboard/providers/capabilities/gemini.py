@@ -56,6 +56,7 @@ CELLS: dict[str, Cell] = {
     "metadata": refused("the Gemini API has no metadata field"),
     "safety_identifier": refused("no equivalent"),
     "prompt_cache_key": refused("no equivalent (caching is implicit)"),
+    "safety_settings": translated("safetySettings"),
     # Response features.
     "reasoning": translated("choices.0.message.reasoning_content", "thought parts"),
     "reasoning.signature": translated(

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import NOT_SENT_USER, Table, passed, refused, seed, translated
+from switchboard.providers.capabilities import (
+    NOT_SENT_SAFETY,
+    NOT_SENT_USER,
+    Table,
+    passed,
+    refused,
+    seed,
+    translated,
+)
 
 _PASSED = (
     "max_tokens", "temperature", "top_p", "n", "stop", "tools", "parallel_tool_calls", "response_format",
@@ -29,6 +37,7 @@ TABLE: Table = seed(
                         "(a 400)"),
     **{"tool.is_error": translated(note="content prefixed 'Error: '")},
     image_url__detail_is_low=translated("messages.0.content.0.image_url.detail"),
+    safety_settings=NOT_SENT_SAFETY,
     reasoning=translated("choices.0.message.reasoning_content", "thinking chunks"),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens"),
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.providers.capabilities import Table, passed, refused, translated
+from switchboard.providers.capabilities import NOT_SENT_SAFETY, Table, passed, refused, translated
 from switchboard.providers.capabilities.rows import REQUEST_ROWS, RESPONSE_ROWS
 
 CACHE_NOTE = "OpenAI caches prefixes automatically; breakpoints removed"
@@ -22,6 +22,7 @@ _CELLS = {
     "document": translated("messages.0.content.0.text", "text documents as text parts (title first); "
                            "base64 (PDF): file parts"),
     "tool.is_error": translated(note="content prefixed 'Error: '"),
+    "safety_settings": NOT_SENT_SAFETY,
     "usage.cache_read": translated("usage.prompt_tokens_details.cached_tokens"),
     "refusal": translated("choices.0.message.refusal"),
 }

@@ -221,6 +221,14 @@ FEATURE_ROWS: tuple[Row, ...] = (
             for m in r.get("messages") or ()
         ]},
     ),
+    # Gemini's safety thresholds (canonical extension from the Gemini-format API): an empty list
+    # asks for nothing.
+    Row(
+        "safety_settings", "safety_settings", "safety_settings (Gemini safety thresholds)",
+        {"safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]},
+        lambda r: bool(r.get("safety_settings")),
+        _without("safety_settings"),
+    ),
 )
 
 REQUEST_ROWS: tuple[Row, ...] = PARAM_ROWS + FEATURE_ROWS

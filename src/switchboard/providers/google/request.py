@@ -8,7 +8,7 @@ https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference.
 Canonical ``document`` parts: text documents become text parts (title first), base64 ones
 ``inlineData`` with their media type (PDF: ``application/pdf``). A tool message with
 ``is_error: true`` (Gemini has no error flag) gets its text prefixed "Error: " in the
-``functionResponse``.
+``functionResponse``. The canonical ``safety_settings`` go as ``safetySettings``, as written.
 """
 
 from __future__ import annotations
@@ -57,10 +57,39 @@ def generate_content_body(request: JSON, target: Target) -> JSON:
     tool_config = convert_tool_choice(request.get("tool_choice"), strict_tools(request, target))
     if tool_config:
         body["toolConfig"] = tool_config
+    if request.get("safety_settings"):
+        body["safetySettings"] = safety_settings(request["safety_settings"], request, target)
     config = generation_config(request, target)
     if config:
         body["generationConfig"] = config
     return body
+
+
+def safety_settings(value: Any, request: JSON, target: Target) -> list[JSON]:
+    """The canonical ``safety_settings`` as Gemini's ``safetySettings`` (the same list): each entry
+    an object with string ``category`` and ``threshold`` (and ``method``), checked here since
+    ``/v1/chat/completions`` callers send the extension unchecked. ``method`` exists on Vertex AI
+    only: for ``gemini`` it is refused, or removed under ``drop_params``."""
+    if not isinstance(value, list):
+        raise InvalidRequest("safety_settings must be a list of {category, threshold} objects",
+                             param="safety_settings")
+    for i, item in enumerate(value):
+        if (not isinstance(item, dict) or set(item) - {"category", "threshold", "method"}
+                or not all(isinstance(item.get(k), str) and item[k] for k in ("category", "threshold"))
+                or not isinstance(item.get("method", ""), str)):
+            raise InvalidRequest(f"safety_settings[{i}] must be an object with string category and "
+                                 "threshold (and method)", param=f"safety_settings[{i}]")
+    if target.provider_type == "vertex" or not any("method" in item for item in value):
+        return value
+    if not drops(request, target):
+        i = next(i for i, item in enumerate(value) if "method" in item)
+        raise UnsupportedParameter(
+            f"safety_settings[{i}].method is not supported by provider type '{target.provider_type}' "
+            f"(model '{target.name}'): the Gemini API has no harm block method (Vertex AI has); set "
+            'drop_params: true on the model, or send "drop_params": true, to drop it instead',
+            param=f"safety_settings[{i}].method",
+        )
+    return [{k: v for k, v in item.items() if k != "method"} for item in value]
 
 
 # -- messages ------------------------------------------------------------------------------
