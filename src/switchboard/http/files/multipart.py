@@ -89,6 +89,7 @@ class MultipartReader:
         self._eof = False
         self._done = False
         self._in_part = False
+        self._name = ""  # the current part's
         self._events: deque[tuple[str, bytes | Part | Exception | None]] = deque()
         self._headers: dict[bytes, bytes] = {}
         self._header_bytes = 0
@@ -161,7 +162,8 @@ class MultipartReader:
                 self._eof = True  # the parser is left mid-state: nothing more is read
             else:
                 if self._eof and self._parser.state != MultipartState.END:
-                    self._events.append(("error", InvalidMultipart("the body ends before its closing boundary")))
+                    cut = InvalidMultipart("the body ends before its closing boundary")
+                    self._events.append(("error", cut))
         kind, value = self._events.popleft()
         if isinstance(value, GatewayError):
             raise value
@@ -183,6 +185,7 @@ class MultipartReader:
         if not isinstance(value, Part):  # the parser reports a part's headers before its data
             raise InvalidMultipart("the multipart body is malformed")
         self._in_part = True
+        self._name = value.name
         return value
 
     async def data(self) -> AsyncIterator[bytes]:
@@ -200,11 +203,11 @@ class MultipartReader:
         async for piece in self.data():
             out += piece
             if len(out) > limit:
-                raise too_large(f"a form field exceeds {limit} bytes")
+                raise too_large(f"the field '{self._name[:100]}' exceeds the limit of {limit} bytes")
         try:
             return out.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidMultipart("a form field is not UTF-8 text") from None
+            raise InvalidMultipart(f"the field '{self._name[:100]}' is not UTF-8 text") from None
 
 
 def safe_filename(name: str | None) -> str:
