@@ -1,44 +1,55 @@
 """multipart/form-data, read as it arrives and written as it is sent: an upload is never held
 whole in memory.
 
-:class:`MultipartReader` parses the ASGI body stream (RFC 7578 over RFC 2046): each part's
-headers (bounded), then its data in pieces as they come. Every byte counts against the
-body limit (413 once over it); anything that is not well-formed multipart is a 400
-``invalid_multipart``. :func:`encode` writes a new body, our own boundary, the caller's fields
-checked and the file's pieces passed through.
+:class:`MultipartReader` parses the ASGI body stream (RFC 7578 over RFC 2046) with
+python-multipart's streaming :class:`~python_multipart.multipart.MultipartParser`: each part's
+headers (bounded), then its data in pieces as they come. Every byte counts against the body limit
+(413 once over it), and so does every part against the part limit; anything that is not
+well-formed multipart is a 400 ``invalid_multipart`` (:class:`InvalidMultipart`, the one error of
+every multipart reader: the media endpoints' forms are read with this reader too). :func:`encode`
+writes a new body, our own boundary, the caller's fields checked and the file's pieces passed
+through.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from switchboard.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+
+from switchboard.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from switchboard.http.asgi import Receive
 
 MAX_HEADER_BYTES = 16 * 1024  # one part's headers
-MAX_PREAMBLE_BYTES = 64 * 1024
-_BOUNDARY = re.compile(r"""boundary=(?:"([^"]{1,70})"|([0-9A-Za-z'()+_,./:=?-]{1,70}))""", re.I)
-_PARAM = re.compile(r"""\s*([A-Za-z0-9_*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))""")
+MAX_HEADERS = 32  # header lines of one part
+MAX_PARTS = 32
+# RFC 2046 §5.1.1: 1 to 70 characters, these ones, not ending in a space
+_BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]$")
 _SAFE_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 
 
-class MalformedMultipart(InvalidRequest):
+class InvalidMultipart(InvalidRequest):
     code = "invalid_multipart"
+
+
+MalformedMultipart = InvalidMultipart
 
 
 def boundary_of(content_type: str | None) -> bytes:
     """The boundary of a multipart/form-data content type; 415 for another type, 400 without one."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media != "multipart/form-data":
-        shown = media[:100] or "none"
+    media, params = parse_options_header(content_type)
+    if media != b"multipart/form-data":
+        shown = media.decode("latin-1")[:100] or "none"
         raise UnsupportedMediaType(f"unsupported content type '{shown}'; send multipart/form-data")
-    match = _BOUNDARY.search(content_type or "")
-    if match is None:
-        raise MalformedMultipart("the multipart/form-data content type has no valid boundary")
-    return (match.group(1) or match.group(2)).encode("latin-1")
+    boundary = params.get(b"boundary", b"")
+    if not _BOUNDARY.match(boundary.decode("latin-1")):
+        raise InvalidMultipart("the multipart/form-data content type has no valid boundary")
+    return boundary
 
 
 @dataclass(slots=True)
@@ -48,65 +59,117 @@ class Part:
     content_type: str | None
 
 
-def _params(value: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for piece in value.split(";")[1:]:
-        match = _PARAM.match(piece)
-        if match:
-            quoted, plain = match.group(2), match.group(3)
-            out[match.group(1).lower()] = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else plain
-    return out
-
-
-def _part(block: bytes) -> Part:
-    headers: dict[str, str] = {}
-    for line in block.split(b"\r\n") if block else ():
-        key, sep, value = line.partition(b":")
-        if not sep or not key.strip():
-            raise MalformedMultipart("a part header is not 'Name: value'")
-        headers[key.strip().lower().decode("latin-1")] = value.strip().decode("utf-8", "replace")
-    disposition = headers.get("content-disposition")
-    if disposition is None or disposition.split(";", 1)[0].strip().lower() != "form-data":
-        raise MalformedMultipart("each part needs 'Content-Disposition: form-data; name=...'")
-    params = _params(disposition)
-    name = params.get("name")
+def _part(headers: dict[bytes, bytes]) -> Part:
+    disposition, params = parse_options_header(headers.get(b"content-disposition"))
+    if disposition != b"form-data":
+        raise InvalidMultipart("each part needs 'Content-Disposition: form-data; name=...'")
+    name = params.get(b"name", b"").decode("utf-8", "replace")
     if not name:
-        raise MalformedMultipart("a part has no name")
-    filename = params.get("filename*") or params.get("filename")
-    if filename is not None and filename.lower().startswith("utf-8''"):
-        from urllib.parse import unquote
-
-        filename = unquote(filename[7:])
-    return Part(name, filename, headers.get("content-type"))
+        raise InvalidMultipart("a part has no name")
+    filename = params.get(b"filename")
+    content_type = headers.get(b"content-type")
+    return Part(name, filename.decode("utf-8", "replace") if filename is not None else None,
+                content_type.decode("latin-1") if content_type is not None else None)
 
 
 class MultipartReader:
-    """Parts of one multipart body, read from ``receive`` with at most ``limit`` bytes in all."""
+    """Parts of one multipart body, read from ``receive`` with at most ``limit`` bytes and
+    ``max_parts`` parts in all.
 
-    def __init__(self, receive: Receive, boundary: bytes, limit: int) -> None:
+    The parser is fed one ASGI message at a time, and only when what it found in the previous
+    one (part headers, data pieces, part ends) has been taken: at most one message is buffered.
+    """
+
+    def __init__(self, receive: Receive, boundary: bytes, limit: int, max_parts: int = MAX_PARTS) -> None:
         self._receive = receive
-        self._delimiter = b"\r\n--" + boundary
-        self._buf = bytearray(b"\r\n")  # so a first boundary at the very start matches too
         self._limit = limit
+        self._max_parts = max_parts
         self._total = 0
+        self._parts = 0
         self._eof = False
         self._done = False
         self._in_part = False
+        self._name = ""  # the current part's
+        self._events: deque[tuple[str, bytes | Part | Exception | None]] = deque()
+        self._headers: dict[bytes, bytes] = {}
+        self._header_bytes = 0
+        self._field = bytearray()
+        self._value = bytearray()
+        callbacks = {"on_part_begin": self._on_part_begin, "on_header_field": self._on_header_field,
+                     "on_header_value": self._on_header_value, "on_header_end": self._on_header_end,
+                     "on_headers_finished": self._on_headers_finished, "on_part_data": self._on_part_data,
+                     "on_part_end": self._on_part_end, "on_end": self._on_end}
+        self._parser = MultipartParser(boundary, callbacks,  # type: ignore[arg-type]
+                                       max_header_count=MAX_HEADERS, max_header_size=MAX_HEADER_BYTES)
 
-    async def _fill(self) -> bool:
-        if self._eof:
-            return False
-        message = await self._receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionAbortedError("client disconnected while sending the body")
-        chunk = message.get("body", b"")
-        self._total += len(chunk)
-        if self._total > self._limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {self._limit} bytes")
-        self._buf += chunk
-        if not message.get("more_body"):
-            self._eof = True
-        return True
+    # -- the parser's callbacks: what it finds, queued in order ---------------------------------
+
+    def _on_part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > self._max_parts:
+            raise PayloadTooLarge(f"the form has more than {self._max_parts} parts")
+        self._headers = {}
+        self._header_bytes = 0
+
+    def _header_piece(self, into: bytearray, data: bytes, start: int, end: int) -> None:
+        self._header_bytes += end - start
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise InvalidMultipart(f"a part's headers exceed {MAX_HEADER_BYTES} bytes")
+        into += data[start:end]
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_piece(self._field, data, start, end)
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_piece(self._value, data, start, end)
+
+    def _on_header_end(self) -> None:
+        self._headers[bytes(self._field).lower()] = bytes(self._value).strip(b" \t")
+        self._field.clear()
+        self._value.clear()
+
+    def _on_headers_finished(self) -> None:
+        self._events.append(("part", _part(self._headers)))
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if end > start:
+            self._events.append(("data", data[start:end]))
+
+    def _on_part_end(self) -> None:
+        self._events.append(("end", None))
+
+    def _on_end(self) -> None:
+        self._events.append(("done", None))
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _event(self) -> tuple[str, bytes | Part | Exception | None]:
+        while not self._events:
+            if self._eof:
+                raise InvalidMultipart("the body ends before its closing boundary")
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ConnectionAbortedError("client disconnected while sending the body")
+            chunk = message.get("body", b"")
+            self._total += len(chunk)
+            if self._total > self._limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {self._limit} bytes")
+            self._eof = not message.get("more_body")
+            try:
+                self._parser.write(chunk)
+            except (MultipartParseError, GatewayError) as exc:  # after what came before it
+                self._events.append(("error", exc))
+                self._eof = True  # the parser is left mid-state: nothing more is read
+            else:
+                if self._eof and self._parser.state != MultipartState.END:
+                    cut = InvalidMultipart("the body ends before its closing boundary")
+                    self._events.append(("error", cut))
+        kind, value = self._events.popleft()
+        if isinstance(value, GatewayError):
+            raise value
+        if isinstance(value, MultipartParseError):
+            raise InvalidMultipart(f"the multipart body is malformed: {value}") from None
+        return kind, value
 
     async def next_part(self) -> Part | None:
         """The next part's headers (its data follows through :meth:`data`); None after the last."""
@@ -115,68 +178,36 @@ class MultipartReader:
         if self._in_part:  # the previous part's data was not read: skip it
             async for _ in self.data():
                 pass
-        buf, delimiter = self._buf, self._delimiter
-        while (i := buf.find(delimiter)) < 0:
-            if len(buf) > MAX_PREAMBLE_BYTES + len(delimiter):
-                raise MalformedMultipart("the body does not start with its boundary")
-            if not await self._fill():
-                raise MalformedMultipart("the body has no multipart boundary")
-        del buf[:i + len(delimiter)]
-        while len(buf) < 2:
-            if not await self._fill():
-                raise MalformedMultipart("the body ends after a boundary")
-        if buf[:2] == b"--":
+        kind, value = await self._event()
+        if kind == "done":
             self._done = True
             return None
-        # the boundary line's end (transport padding allowed), then the headers and a blank line
-        while (end := buf.find(b"\r\n\r\n")) < 0 and not buf.startswith(b"\r\n\r\n"):
-            if len(buf) > MAX_HEADER_BYTES:
-                raise MalformedMultipart(f"a part's headers exceed {MAX_HEADER_BYTES} bytes")
-            if not await self._fill():
-                raise MalformedMultipart("the body ends inside a part's headers")
-        line_end = buf.find(b"\r\n")
-        if buf[:line_end].strip(b" \t"):
-            raise MalformedMultipart("unexpected bytes after a boundary")
-        if buf.startswith(b"\r\n\r\n"):
-            block, rest = b"", 4
-        else:
-            block, rest = bytes(buf[line_end + 2:end]), end + 4
-        del buf[:rest]
+        if not isinstance(value, Part):  # the parser reports a part's headers before its data
+            raise InvalidMultipart("the multipart body is malformed")
         self._in_part = True
-        return _part(block)
+        self._name = value.name
+        return value
 
     async def data(self) -> AsyncIterator[bytes]:
         """The current part's data in pieces, as they arrive."""
-        buf, delimiter = self._buf, self._delimiter
-        keep = len(delimiter) - 1
-        while True:
-            i = buf.find(delimiter)
-            if i >= 0:
-                if i:
-                    piece = bytes(buf[:i])
-                    del buf[:i]
-                    self._in_part = False
-                    yield piece
+        while self._in_part:
+            kind, value = await self._event()
+            if kind == "end":
                 self._in_part = False
-                return
-            if len(buf) > keep:
-                piece = bytes(buf[:-keep])
-                del buf[:-keep]
-                yield piece
-            if not await self._fill():
-                raise MalformedMultipart("the body ends inside a part (no closing boundary)")
+            elif isinstance(value, bytes):
+                yield value
 
-    async def value(self, limit: int) -> str:
-        """The current part's data as text, at most ``limit`` bytes."""
+    async def value(self, limit: int, too_large: type[GatewayError] = InvalidMultipart) -> str:
+        """The current part's data as text, at most ``limit`` bytes (else ``too_large``)."""
         out = bytearray()
         async for piece in self.data():
             out += piece
             if len(out) > limit:
-                raise MalformedMultipart(f"a form field exceeds {limit} bytes")
+                raise too_large(f"the field '{self._name[:100]}' exceeds the limit of {limit} bytes")
         try:
             return out.decode("utf-8")
         except UnicodeDecodeError:
-            raise MalformedMultipart("a form field is not UTF-8 text") from None
+            raise InvalidMultipart(f"the field '{self._name[:100]}' is not UTF-8 text") from None
 
 
 def safe_filename(name: str | None) -> str:
