@@ -15,7 +15,7 @@ from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
-from switchboard.http.files import FileService
+from switchboard.http.files import FileService, budget_gated
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
 from switchboard.observability.alerts.evaluator import Alerts
@@ -27,6 +27,7 @@ from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.access import ModelAccessStage
 from switchboard.pipeline.attempts import AttemptStage
 from switchboard.pipeline.auth import Authenticator, AuthStage
+from switchboard.pipeline.budget_gate import BudgetGateStage
 from switchboard.pipeline.budgets import BudgetStage
 from switchboard.pipeline.caller_credentials import CallerCredentialsStage
 from switchboard.pipeline.capture import CaptureStage
@@ -55,6 +56,9 @@ from switchboard.stores.sql.keys import intersect
 
 if TYPE_CHECKING:
     from switchboard.observability.tracing import Tracing
+
+# Files and batches: limits and budgets, no model call at request time (http/files/).
+FILE_CALLS = frozenset({"files", "batches"})
 
 # Operations that call a provider, and the one that only needs the model to exist.
 MODEL_CALLS = frozenset({
@@ -162,6 +166,8 @@ class Gateway:
         return stages
 
     def operation_stages(self, operation: str) -> list[Stage]:
+        if operation in FILE_CALLS:
+            return self.files_stages()
         if operation != "count_tokens" and operation not in MODEL_CALLS:
             return []
         stages: list[Stage] = []
@@ -207,6 +213,17 @@ class Gateway:
         # Route (the model table changes at run time), checked by the stage, per attempt.
         stages.append(InlineImagesStage(self.images))
         return stages
+
+    def files_stages(self) -> list[Stage]:
+        """Files and batches (http/files/): each request counts against the caller's request
+        limits (0 tokens); an upload or a batch's creation is refused while a budget of the
+        caller is exhausted, reserving nothing (the batch's cost counts once it is recorded)."""
+        return [
+            RateLimitStage(self.settings.limits,
+                           lambda: self.stores.limiter if self.stores is not None else None,
+                           lambda: self.limit_cache),
+            BudgetGateStage(self.settings.budgets, lambda: self.budgets, budget_gated),
+        ]
 
     def rules_stage(self) -> list[Stage]:
         """Conditional and semantic routing, only when configured (nothing to pay otherwise)."""
@@ -274,7 +291,7 @@ class Gateway:
         self.health_checks.start()
         if self.metrics is not None:
             await self.metrics.start()  # the metrics.port listener, when configured
-        self.files.start(self.stores.files, self.stores.ledger)
+        self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys)
         self.responses.start()  # the purge of expired stored responses
         await encodings
         self.ready = True

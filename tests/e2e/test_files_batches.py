@@ -1,6 +1,7 @@
 """Files and batches end to end with the openai SDK: the gateway in front of the OpenAI and Azure
 mocks, every object owned by the key that created it (another key gets 404), bad input refused
-in OpenAI's error format, and a finished batch's cost in the usage ledger exactly once."""
+in OpenAI's error format, a finished batch's cost in the usage ledger and in its key's budget
+exactly once, and every request under the caller's rate limits and budgets."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ class World:
     mock: Mock
     tenant: str
     keys: dict[str, dict[str, Any]]  # name -> the created key (id, key)
+    budget: str  # the id of the "spender" key's budget
+
+    def budget_spent(self) -> Decimal:
+        resp = httpx.get(f"{self.gateway.url}/admin/v1/budgets/{self.budget}", headers=ADMIN, timeout=30)
+        assert resp.status_code == 200, resp.text
+        return Decimal(resp.json()["status"]["spent"])
 
     def sdk(self, name: str = "a") -> openai.OpenAI:
         return openai.OpenAI(base_url=self.gateway.base_url, api_key=self.keys[name]["key"], max_retries=0,
@@ -80,7 +87,14 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
             for name in ("a", "b", "c")}
     keys["narrow"] = _post(gw.url, "/admin/v1/keys", {"models": ["gpt-4o-mini"], "tenant": tenant})
     keys["azure"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": azure_tenant})
-    yield World(gw, mock_upstream, tenant, keys)
+    keys["limited"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant, "rpm_limit": 2})
+    keys["spender"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+    # Less than one small batch costs (2250 nano-USD, test_a_batch_counts_in_its_keys_budget_...).
+    resp = httpx.put(f"{gw.url}/admin/v1/budgets", headers=ADMIN, timeout=30, json={
+        "scope": "key", "subject": keys["spender"]["id"], "tenant": tenant, "max_amount": 0.000002,
+        "period": "monthly"})
+    assert resp.status_code == 200, resp.text
+    yield World(gw, mock_upstream, tenant, keys, resp.json()["id"])
     gw.process.stop()
 
 
@@ -328,3 +342,52 @@ def test_bad_batch_requests(world: World, body: dict[str, Any], param: str) -> N
                           headers={"Authorization": f"Bearer {world.keys['a']['key']}",
                                    "Content-Type": "application/json"})
     assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "invalid_json"
+
+
+def test_files_and_batches_requests_count_against_the_keys_rate_limit(world: World) -> None:
+    client = world.sdk("limited")  # rpm_limit 2
+    first = client.files.with_raw_response.list()
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    second = client.batches.with_raw_response.list()
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.files.create(file=("in.jsonl", jsonl("late")), purpose="batch")
+    assert refused.value.code == "rate_limit_exceeded"
+    headers = refused.value.response.headers
+    assert headers["x-ratelimit-scope"] == "key" and int(headers["retry-after"]) >= 1
+    assert headers["x-ratelimit-limit-requests"] == "2" and headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError):
+        client.batches.list()
+    # Another key of the same tenant is not limited by it.
+    assert world.sdk("b").files.with_raw_response.list().status_code == 200
+
+
+def test_a_batch_counts_in_its_keys_budget_and_a_spent_budget_refuses_new_ones(world: World) -> None:
+    client = world.sdk("spender")
+    first = client.files.create(file=("one.jsonl", jsonl("p")), purpose="batch")
+    second = client.files.create(file=("two.jsonl", jsonl("q")), purpose="batch")
+    assert world.budget_spent() == 0
+    batch = client.batches.create(input_file_id=first.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    assert client.batches.retrieve(batch.id).status == "completed"
+    [row] = world.wait_for_usage("spender", 1)
+    cost = Decimal(row["cost_usd"])
+    assert cost == (10 * Decimal("0.15") + 5 * Decimal("0.6")) / 1_000_000 / 2  # 2250 nano-USD
+    deadline = time.monotonic() + 20
+    while world.budget_spent() != cost and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert world.budget_spent() == cost
+    # The budget (2000 nano-USD) is spent: no new batch, no new upload; reading goes on.
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.batches.create(input_file_id=second.id, endpoint="/v1/chat/completions",
+                              completion_window="24h")
+    assert refused.value.code == "budget_exceeded"
+    assert refused.value.response.headers["x-switchboard-budget-scope"] == "key"
+    with pytest.raises(openai.RateLimitError):
+        client.files.create(file=("three.jsonl", jsonl("r")), purpose="batch")
+    assert client.batches.retrieve(batch.id).status == "completed"
+    assert {first.id, second.id} <= {f.id for f in client.files.list()}
+    # Counted once: seen again by the caller and by the poller, the spend stays the batch's cost.
+    [row] = world.wait_for_usage("spender", 2, timeout=1.5)
+    assert row["requests"] == 1 and world.budget_spent() == cost

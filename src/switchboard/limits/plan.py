@@ -57,17 +57,17 @@ def upstream(config: LimitsConfig, provider: str, values: LimitValues) -> list[L
 
 
 def plan(config: LimitsConfig, principal: Principal | None, model: str, stored: Stored) -> list[Limit]:
-    """The limits of a request by ``principal`` to ``model``, widest scope first."""
-    scopes: list[tuple[str, str, LimitValues | None]] = [
-        ("global", "all", config.global_),
-        ("model", model, config.models.get(model)),
-    ]
+    """The limits of a request by ``principal`` to ``model``, widest scope first. ``model`` is
+    empty for a request that names none (files and batches): no per-model limit applies."""
+    scopes: list[tuple[str, str, LimitValues | None]] = [("global", "all", config.global_)]
+    if model:
+        scopes.append(("model", model, config.models.get(model)))
     if principal is not None:
         tenant = principal.tenant_id
         if tenant is not None:
             scopes.append(("tenant", tenant, _merge(config.per_tenant, stored.get(("tenant", tenant)))))
-            # The tenant's own limit on this model (admin API), apart from the global one.
-            scopes.append(("tenant_model", f"{tenant}:{model}", stored.get(("model", model))))
+            if model:  # the tenant's own limit on this model (admin API), apart from the global one
+                scopes.append(("tenant_model", f"{tenant}:{model}", stored.get(("model", model))))
         if principal.team_id is not None:
             team = principal.team_id
             scopes.append(("team", f"{tenant}:{team}", _merge(config.per_team, stored.get(("team", team)))))
@@ -80,9 +80,10 @@ def plan(config: LimitsConfig, principal: Principal | None, model: str, stored: 
             if principal.rpm_limit is not None or principal.tpm_limit is not None:
                 own = LimitValues(rpm=principal.rpm_limit, tpm=principal.tpm_limit)
             scopes.append(("key", key, _merge(config.per_key, own)))
-            per_model = config.per_key_model.get(model) or config.per_key_model.get("*")
-            subject = f"{key}:{model}"
-            scopes.append(("key_model", subject, _merge(per_model, stored.get(("key_model", subject)))))
+            if model:
+                per_model = config.per_key_model.get(model) or config.per_key_model.get("*")
+                subject = f"{key}:{model}"
+                scopes.append(("key_model", subject, _merge(per_model, stored.get(("key_model", subject)))))
     burst = 1.0 + config.burst
     out: list[Limit] = []
     for scope, subject, values in scopes:

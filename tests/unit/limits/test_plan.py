@@ -36,6 +36,16 @@ def test_every_scope_in_force_applies_widest_first() -> None:
     assert tpd.window == 86_400 and tpd.key == "user:t1:u1:tpd"
 
 
+def test_a_request_naming_no_model_has_no_per_model_limit() -> None:
+    # Files and batches: the caller's own limits apply, none of a model's.
+    config = _config(**{"global": {"rpm": 1000}, "models": {"m": {"rpm": 1}}, "per_tenant": {"rpm": 100},
+                        "per_key_model": {"*": {"rpm": 5}}})
+    limits = plan(config, KEY, "", {("model", ""): LimitValues(rpm=7)})
+    assert [(x.scope, x.name, x.limit) for x in limits] == [
+        ("global", "rpm", 1000), ("tenant", "rpm", 100), ("key", "rpm", 10),
+    ]
+
+
 def test_stored_and_key_limits_replace_the_defaults_field_by_field() -> None:
     config = _config(per_team={"rpm": 50, "tpm": 9000}, per_key={"rpm": 20, "tpm": 100})
     limits = plan(config, KEY, "m", {("team", "team1"): LimitValues(rpm=3)})

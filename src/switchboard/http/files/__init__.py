@@ -2,6 +2,6 @@
 object's owner recorded and a finished batch's cost in the usage ledger (docs/api-files.md)."""
 
 from switchboard.http.files.edge import FilesEndpoint, is_files_path
-from switchboard.http.files.service import FileService
+from switchboard.http.files.service import FileService, budget_gated
 
-__all__ = ["FileService", "FilesEndpoint", "is_files_path"]
+__all__ = ["FileService", "FilesEndpoint", "budget_gated", "is_files_path"]

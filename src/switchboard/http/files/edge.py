@@ -99,6 +99,7 @@ class FilesEndpoint:
             query=query.decode("latin-1"), client=peer[0] if (peer := scope.get("client")) else "",
             deadline=started + self._deadline, action=action, object_id=object_id,
         )
+        ctx.prompt_tokens = 0  # against token limits: nothing at request time (a batch's cost comes later)
         if failure is None and not action:
             failure = (MethodNotAllowed(f"method {method} is not allowed on {path}") if routed is False
                        else unknown_url(method, path))

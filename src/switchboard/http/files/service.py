@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import parse_qs
 
+from switchboard.access.cache import principal_of
 from switchboard.access.rules import model_allowed
 from switchboard.catalog import Catalog
 from switchboard.config.schema import FilesConfig
-from switchboard.context import Principal, Reply, RequestContext, Result, StreamReply
+from switchboard.context import Principal, Reply, RequestContext, Result, Spent, StreamReply
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
 from switchboard.http.asgi import Receive
 from switchboard.http.files import multipart
@@ -32,8 +33,18 @@ from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, r
 from switchboard.http.openai_api import parse_json
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
+from switchboard.spend.budgets.book import BudgetBook
+from switchboard.spend.budgets.plan import nano
 from switchboard.spend.cost import Prices
-from switchboard.stores.protocols import BATCH, FILE, FileStore, OwnedObject, UsageLedger
+from switchboard.stores.protocols import (
+    BATCH,
+    FILE,
+    FileStore,
+    KeyStore,
+    OwnedObject,
+    UsageLedger,
+    UsageRecord,
+)
 
 log = logging.getLogger("switchboard.files")
 
@@ -62,6 +73,14 @@ class FilesContext(RequestContext):
     params: dict[str, list[str]] = field(default_factory=dict)
 
 
+# What a budget gates (pipeline/budget_gate.py): the requests that lead to a cost later.
+GATED = frozenset({"upload", "create_batch"})
+
+
+def budget_gated(ctx: RequestContext) -> bool:
+    return isinstance(ctx, FilesContext) and ctx.action in GATED
+
+
 def tenant_of(p: Principal) -> str:
     return p.tenant_id or DEFAULT_TENANT
 
@@ -80,15 +99,21 @@ class FileService:
                                    settings.max_output_bytes)
         self._store: FileStore | None = None
         self._ledger: UsageLedger | None = None
+        self._budgets: Callable[[], BudgetBook | None] = lambda: None
+        self._keys: KeyStore | None = None
         self._poller: asyncio.Task[None] | None = None
         self._settling: set[str] = set()  # batches being priced by this instance
         self.costed = 0  # batches this instance recorded in the ledger (tests, logs)
 
     # -- life --------------------------------------------------------------------------------
 
-    def start(self, store: FileStore | None, ledger: UsageLedger) -> None:
+    def start(self, store: FileStore | None, ledger: UsageLedger,
+              budgets: Callable[[], BudgetBook | None] | None = None, keys: KeyStore | None = None) -> None:
         self._store = store
         self._ledger = ledger
+        if budgets is not None:
+            self._budgets = budgets
+        self._keys = keys
         if store is not None:
             self._poller = asyncio.create_task(self._poll_forever(), name="batch-poller")
 
@@ -378,12 +403,37 @@ class FileService:
             if new:
                 self.costed += 1
                 log.info("batch %s: cost recorded in the usage ledger", owned.id)
+                await self._count_in_budgets(owned, record)
             return bool(new)
         except Exception:
             log.exception("batch %s: cost not recorded yet (retried by the poller)", owned.id)
             return False
         finally:
             self._settling.discard(owned.id)
+
+    async def _count_in_budgets(self, owned: OwnedObject, record: UsageRecord) -> None:
+        """The batch's ledger row in its owner's budgets, once: only the writer of the row (the
+        ledger keeps one per batch) counts it; a budget stage settles only model calls."""
+        book = self._budgets()
+        if book is None:
+            return
+        try:
+            principal = await self._owner(owned)
+            prompt, completion = record.prompt_tokens, record.completion_tokens
+            spent = Spent(nano(record.cost_usd), prompt + completion, prompt, completion)
+            await book.add(principal, owned.id, record.created_at, spent)
+        except Exception:  # the ledger holds it: a counter rebuilt from it (next period, restart) counts it
+            log.exception("batch %s: its cost is in the ledger but not in the budget counters", owned.id)
+
+    async def _owner(self, owned: OwnedObject) -> Principal:
+        """Who owns the batch, as its budgets see it: its key's record (with the key's own
+        budget) while the key exists, else the ids recorded with the batch."""
+        if owned.key_id is not None and self._keys is not None:
+            record = await self._keys.get(owned.tenant_id, owned.key_id)
+            if record is not None:
+                return principal_of(record)
+        return Principal(id=owned.owner, role="member", key_id=owned.key_id, tenant_id=owned.tenant_id,
+                         team_id=owned.team_id, user_id=owned.user_id)
 
     async def poll_once(self) -> int:
         """Look at the open batches (least recently seen first, a bounded number) and price those

@@ -210,6 +210,34 @@ class BudgetBook:
                 if (total - amount) * 100 < mark <= total * 100:
                     self._alert(budget, charge, percent, total)
 
+    # -- costs known only later (a batch's) ------------------------------------------------
+
+    async def exhausted(self, budgets: Sequence[Budget]) -> tuple[int, int] | None:
+        """(index, spent and reserved) of the first of ``budgets`` with nothing left in its
+        current period; None when each has room. Nothing is reserved: for a request whose cost
+        is unknown until long after it (a batch's creation, a file's upload)."""
+        charges = self.charges(budgets, [0] * len(budgets))
+        for i, (budget, charge) in enumerate(zip(budgets, charges, strict=True)):
+            usage = await self._counters.usage(charge.key)
+            if usage is None:
+                await self._load(budget, charge)
+                usage = await self._counters.usage(charge.key) or (0, 0)
+            used = usage[0] + usage[1]
+            if used >= budget.limit:
+                return i, used
+        return None
+
+    async def add(self, principal: Principal, record_id: str, at: datetime, spent: Spent) -> None:
+        """Count a cost recorded in the ledger without a reservation (a finished batch's) in the
+        budgets in force for ``principal`` whose current period holds ``at``. Call it once, by
+        whoever wrote the ledger row; a counter not loaded yet is skipped (its load reads the
+        row from the ledger)."""
+        budgets = await self.in_force(principal)
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        current = [b for b in budgets if window(b.period, b.zone, now)[0] <= at]
+        if current:
+            await self.settle(record_id, current, self.charges(current, [0] * len(current)), spent)
+
     # -- thresholds -----------------------------------------------------------------------
 
     def _alert(self, budget: Budget, charge: Charge, percent: int, total: int) -> None:
