@@ -229,6 +229,19 @@ class RequestContext:
                 log.exception("request %s: post-response callback failed", self.request_id)
 
 
+def answered_model(ctx: RequestContext, reported: Any = None) -> str:
+    """The model an inbound API names in its answer: the model id the upstream reported
+    (``reported``, from the canonical body or the stream's first chunk), else the deployment's
+    upstream model id, else the name asked for. The group that answered and its deployment are
+    in the ``x-switchboard-model`` and ``x-switchboard-deployment`` headers."""
+    if isinstance(reported, str) and reported:
+        return reported
+    if ctx.route is not None:
+        return ctx.route.target.model
+    model = ctx.request.get("model")
+    return model if isinstance(model, str) else ""
+
+
 @dataclass(slots=True)
 class Reply:
     """A complete response: canonical, or already in the client's dialect (``native``)."""

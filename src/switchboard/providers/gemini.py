@@ -8,18 +8,15 @@ Translation: ``providers/google/``. Reference: https://ai.google.dev/api
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from urllib.parse import quote
 
 from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
-from switchboard.providers import google_images
 from switchboard.providers.base import JSON
 from switchboard.providers.errors import loads_object
 from switchboard.providers.google import GoogleAdapter
 from switchboard.providers.google.embeddings import batch_embed_body, from_batch_embed, model_id
-from switchboard.providers.media import MediaReply
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
@@ -41,19 +38,6 @@ class GeminiAdapter(GoogleAdapter):
 
     def embeddings_response(self, body: bytes, target: Target) -> JSON:
         return from_batch_embed(loads_object(body), target)
-
-    # image generation on Imagen models (providers/google_images.py)
-    def media_request(self, operation: str, request: JSON, target: Target) -> UpstreamRequest:
-        if operation != "image_generations" or not google_images.is_imagen(target):
-            return super().media_request(operation, request, target)
-        return google_images.imagen_request(request, target, self.model_url)
-
-    def media_response(
-        self, operation: str, body: bytes, headers: Mapping[str, str], request: JSON, target: Target
-    ) -> MediaReply:
-        if operation != "image_generations" or not google_images.is_imagen(target):
-            return super().media_response(operation, body, headers, request, target)
-        return google_images.imagen_response(body, target)
 
 
 def _auth(config: ProviderConfig, options: BaseModel) -> UpstreamAuth:

@@ -13,25 +13,12 @@ from typing import Any
 
 import orjson
 
-from switchboard.context import RequestContext
+from switchboard.context import RequestContext, answered_model
 from switchboard.errors import GatewayError
 from switchboard.http.anthropic import passthrough, response
 from switchboard.http.anthropic.errors import error_body
 from switchboard.http.anthropic.request import messages_request
 from switchboard.http.anthropic.stream import StreamEncoder, event
-
-
-def answered_model(ctx: RequestContext, reported: Any = None) -> str:
-    """The ``model`` of the answer, named as the OpenAI API names it: the model id the upstream
-    reported (``reported``, from the canonical body or the stream's first chunk), else the
-    deployment's upstream model id, else the name asked for. The group that answered and its
-    deployment are in the ``x-switchboard-model`` and ``x-switchboard-deployment`` headers."""
-    if isinstance(reported, str) and reported:
-        return reported
-    if ctx.route is not None:
-        return ctx.route.target.model
-    model = ctx.request.get("model")
-    return model if isinstance(model, str) else ""
 
 
 class AnthropicMessages:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from switchboard.context import InboundAPI, RequestContext
+from switchboard.context import InboundAPI, RequestContext, answered_model
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.http.gemini import embeddings, errors
 from switchboard.http.gemini.request import count_tokens_request, generate_request
@@ -48,15 +48,6 @@ def path_model(ctx: RequestContext) -> str:
     return model
 
 
-def answered_model(ctx: RequestContext, reported: Any = None) -> str:
-    """``modelVersion``: the model id the upstream reported, else the deployment's, else the
-    name asked for (the group and deployment are in the x-switchboard-* headers)."""
-    if isinstance(reported, str) and reported:
-        return reported
-    if ctx.route is not None:
-        return ctx.route.target.model
-    model = ctx.request.get("model")
-    return model if isinstance(model, str) else ""
 
 
 def _remember_thoughts(ctx: RequestContext) -> None:

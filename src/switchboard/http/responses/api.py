@@ -13,25 +13,13 @@ from typing import Any
 
 import orjson
 
-from switchboard.context import RequestContext
+from switchboard.context import RequestContext, answered_model
 from switchboard.errors import GatewayError, UnsupportedParameter
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.responses.request import parse_body, translate, without_unsupported
 from switchboard.http.responses.response import JSON, from_chat, skeleton
 from switchboard.http.responses.state import Responses
 from switchboard.http.responses.stream import StreamEncoder
-
-
-def answered_model(ctx: RequestContext, reported: Any = None) -> str:
-    """The model the upstream reported, else the deployment's upstream model id, else the name
-    asked for (as the chat endpoint and the Anthropic inbound API name it)."""
-    if isinstance(reported, str) and reported:
-        return reported
-    if ctx.route is not None:
-        return ctx.route.target.model
-    model = ctx.request.get("model")
-    return model if isinstance(model, str) else ""
-
 
 # Canonical (chat) parameter -> the Responses field it came from.
 RESPONSES_PARAMS = {

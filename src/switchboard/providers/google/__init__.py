@@ -12,12 +12,14 @@ from collections.abc import Mapping
 import orjson
 
 from switchboard.errors import GatewayError
+from switchboard.providers import google_images
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.errors import loads_object
 from switchboard.providers.google.errors import google_error
 from switchboard.providers.google.request import generate_content_body
 from switchboard.providers.google.response import chat_completion
 from switchboard.providers.google.stream import GoogleStreamDecoder
+from switchboard.providers.media import MediaReply
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
@@ -55,3 +57,16 @@ class GoogleAdapter(ProviderAdapter):
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
         return google_error(status, headers, body, target)
+
+    # image generation on Imagen models (providers/google_images.py)
+    def media_request(self, operation: str, request: JSON, target: Target) -> UpstreamRequest:
+        if operation != "image_generations" or not google_images.is_imagen(target):
+            return super().media_request(operation, request, target)
+        return google_images.imagen_request(request, target, self.model_url)
+
+    def media_response(
+        self, operation: str, body: bytes, headers: Mapping[str, str], request: JSON, target: Target
+    ) -> MediaReply:
+        if operation != "image_generations" or not google_images.is_imagen(target):
+            return super().media_response(operation, body, headers, request, target)
+        return google_images.imagen_response(body, target)
