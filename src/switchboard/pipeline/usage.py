@@ -212,7 +212,7 @@ def _row(
     metadata: dict[str, Any] = {"operation": ctx.operation}
     if estimated:
         metadata["estimated"] = True
-    if units := units_of(ctx.usage):  # media units (spend/units.py): search units, images, ...
+    if ctx.usage and "units" in ctx.usage and (units := units_of(ctx.usage)):  # media units (spend/units.py)
         metadata["units"] = units
     if outcome.client_disconnected:
         metadata["client_disconnected"] = True

@@ -79,7 +79,8 @@ class Adapter(NormalisingAdapter):
         return request
 
     def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
-        body = _stream_usage(to_openai(capabilities.check(request, target), "azure"), target)
+        # A copy: _stream_usage and _post write into it, and to_openai may return the request itself.
+        body = _stream_usage(dict(to_openai(capabilities.check(request, target), "azure")), target)
         return self._post(self.chat_path, body, target, bool(body.get("stream")))
 
     def completions_request(self, request: JSON, target: Target) -> UpstreamRequest:

@@ -115,8 +115,33 @@ def without_safety_settings(request: JSON) -> JSON:
     return {k: v for k, v in request.items() if k != "safety_settings"}
 
 
+_MESSAGE_EXTENSIONS = ("reasoning_content", "thinking_blocks", "is_error")
+
+
+def _plain(request: JSON) -> bool:
+    """No canonical extension anywhere (the common case): the request goes as it is, uncopied."""
+    if "thinking" in request or "safety_settings" in request:
+        return False
+    tools = request.get("tools")
+    if isinstance(tools, list) and any(isinstance(t, dict) and "cache_control" in t for t in tools):
+        return False
+    for msg in request.get("messages") or ():
+        if not isinstance(msg, dict):
+            continue
+        if any(k in msg for k in _MESSAGE_EXTENSIONS):
+            return False
+        content = msg.get("content")
+        if isinstance(content, list) and any(
+            isinstance(p, dict) and ("cache_control" in p or documents.is_document(p)) for p in content
+        ):
+            return False
+    return True
+
+
 def to_openai(request: JSON, provider_type: str = "openai") -> JSON:
     """``request`` (a canonical chat request) with the extensions turned into OpenAI's fields."""
+    if _plain(request):
+        return request
     body = dict(without_safety_settings(with_effort(request)))  # a copy: the caller's stays as it was
     if isinstance(body.get("messages"), list):
         body["messages"] = [_message(m, i, provider_type, own=True) for i, m in enumerate(body["messages"])]

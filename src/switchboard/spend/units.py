@@ -33,7 +33,7 @@ UNIT_PRICES: dict[str, tuple[str, int]] = {
 def units_of(usage: Mapping[str, Any] | None) -> dict[str, int | float]:
     """The media units in a canonical usage (positive numbers only; booleans are not counts)."""
     raw = usage.get("units") if usage else None
-    if not isinstance(raw, Mapping):
+    if raw is None or not isinstance(raw, dict):  # None first: the common case skips the type check
         return {}
     out: dict[str, int | float] = {}
     for key in UNIT_PRICES:
@@ -49,8 +49,10 @@ def _decimal(value: float | int) -> Decimal:
 
 def with_units(price: Cost, info: ModelInfo | None, tokens: Tokens, usage: Mapping[str, Any] | None) -> Cost:
     """``price`` (the tokens' cost) plus the media units of ``usage`` at ``info``'s unit prices."""
-    units = units_of(usage)  # the common case (chat): no units, one dict lookup
-    if not units and not (usage and usage.get("unmeasured")):
+    if not usage or ("units" not in usage and "unmeasured" not in usage):
+        return price  # the common case (chat): two dict lookups
+    units = units_of(usage)
+    if not units and not usage.get("unmeasured"):
         return price
     tokens_priced = (tokens.prompt > 0 or tokens.completion > 0) and not price.unpriced
     if not units:  # units the gateway could not count (e.g. an mp3's seconds)
