@@ -8,7 +8,7 @@ from switchboard.providers.capabilities.gemini import CELLS, SAMPLES, table
 
 _VERTEX = {
     "metadata": translated("labels", "each key/value must be a valid label (lower case, <= 63 chars)"),
-    "user": translated("labels.user", "a valid label value only"),
+    "user": translated("labels.user", "when it is a valid label value; otherwise not sent"),
 }
 
 TABLE: Table = table({**CELLS, **_VERTEX})

@@ -3,7 +3,9 @@
 Labels are billing metadata with strict rules: at most 64, keys of 1-63 and values of 0-63
 lower-case letters (international letters allowed), digits, ``_`` or ``-``, keys starting with a
 letter. Metadata that breaks them cannot be sent as written: it is refused (or dropped whole under
-``drop_params``) rather than rewritten. ``user`` becomes the label ``user``.
+``drop_params``) rather than rewritten. ``user`` becomes the label ``user`` when it can be one;
+otherwise it is not sent, as on providers with no end-user field (an end-user id does not change
+the output, and clients such as Claude Code send ids no label can hold).
 Reference: https://cloud.google.com/vertex-ai/generative-ai/docs/multimodal/add-labels-to-api-calls
 """
 
@@ -66,10 +68,6 @@ def _metadata(metadata: Any, _: dict[str, str]) -> dict[str, str]:
 def _user(user: Any, taken: dict[str, str]) -> dict[str, str]:
     if not isinstance(user, str):
         raise InvalidRequest("user must be a string", param="user")
-    if "user" in taken:
-        raise UnsupportedParameter("user: metadata already has a 'user' label", param="user")
-    if len(taken) >= _MAX_LABELS:
-        raise UnsupportedParameter(f"user: Vertex AI takes at most {_MAX_LABELS} labels", param="user")
-    if not valid_value(user):
-        raise UnsupportedParameter(f"user cannot be a Vertex AI label value ({_RULE})", param="user")
+    if "user" in taken or len(taken) >= _MAX_LABELS or not valid_value(user):
+        return {}  # no room, or not a label value: not sent (see the module docstring)
     return {"user": user}
