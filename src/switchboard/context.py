@@ -168,6 +168,10 @@ class RequestContext:
     upstream_headers: dict[str, str] | None = None
     # When traces are on: the request's span and its open attempt spans (pipeline/trace.py).
     trace: Any = None
+    # What a pass-through exchange sends when the inbound API prepares it rather than forwarding
+    # ``body`` (pipeline/native.py; the Responses API: the client's request and the stored
+    # conversation it continues). None: not prepared.
+    native_body: Any = None
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed

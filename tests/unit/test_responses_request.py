@@ -173,7 +173,7 @@ def test_without_unsupported_keeps_what_the_chat_form_carries() -> None:
 
 
 def test_history_as_native_input_items() -> None:
-    from switchboard.http.responses.native import history_items
+    from switchboard.providers.openai_responses import history_items
 
     history = [
         {"role": "system", "content": "rules"},

@@ -7,6 +7,9 @@ the reply as it comes, marked ``native`` so the encoder writes it as it is. Usag
 the reply into ``ctx.usage`` in the canonical shape, so accounting is unchanged; the stages
 before the terminal still see the canonical request the inbound API decoded.
 
+The Responses API's ``responses: native`` deployments (openai, azure) are the second pair: the
+client's Responses request, continuing its stored conversation, goes as it is.
+
 The choice is made per attempt (pipeline/invoke.py asks :func:`exchange_for` for the route of
 the attempt under way): a fallback to a deployment of another provider type is translated as
 any request is.
@@ -17,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from switchboard.context import RequestContext
+from switchboard.providers import openai_responses
 from switchboard.providers.anthropic.native import NativeStream, native_message, native_request
 from switchboard.providers.base import JSON, StreamDecoder
 from switchboard.upstream.request import UpstreamRequest
@@ -30,6 +34,9 @@ class AnthropicMessages:
 
     native = True
 
+    def applies(self, route: Route) -> bool:
+        return True
+
     def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest:
         return native_request(ctx.body, ctx.headers, route.target)
 
@@ -40,13 +47,41 @@ class AnthropicMessages:
         return NativeStream(route.target)
 
 
-# (operation, the inbound API's dialect, the deployment's provider type) -> its exchange. OpenAI
-# Chat to OpenAI-type providers needs no entry: its canonical form is already that wire format.
-EXCHANGES: dict[tuple[str, str, str], AnthropicMessages] = {
+class ResponsesNative:
+    """``/v1/responses`` to a deployment marked ``responses: native`` (openai or azure;
+    providers/openai_responses.py). The Responses API prepares the body (``ctx.native_body``:
+    the client's request continuing its stored conversation)."""
+
+    native = True
+
+    def applies(self, route: Route) -> bool:
+        return route.entry is not None and route.entry.responses == "native"
+
+    def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest:
+        given, history = ctx.native_body or ({}, [])
+        return openai_responses.upstream_request(given, history, route.target, ctx.stream)
+
+    def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]:
+        return openai_responses.native_reply(body, route.target)
+
+    def decoder(self, ctx: RequestContext, route: Route) -> StreamDecoder | None:
+        return openai_responses.NativeDecoder(route.target)
+
+
+Exchange = AnthropicMessages | ResponsesNative
+
+# (operation, the inbound API's dialect, the deployment's provider type) -> its exchange, used
+# when it ``applies`` to the attempt's route. OpenAI Chat to OpenAI-type providers needs no entry:
+# its canonical form is already that wire format.
+_RESPONSES = ResponsesNative()
+EXCHANGES: dict[tuple[str, str, str], Exchange] = {
     ("chat", "anthropic", "anthropic"): AnthropicMessages(),
+    ("chat", "openai-responses", "openai"): _RESPONSES,
+    ("chat", "openai-responses", "azure"): _RESPONSES,
 }
 
 
-def exchange_for(ctx: RequestContext, route: Route) -> AnthropicMessages | None:
+def exchange_for(ctx: RequestContext, route: Route) -> Exchange | None:
     """The pass-through exchange for this attempt, or None when it must be translated."""
-    return EXCHANGES.get((ctx.operation, ctx.inbound.dialect, route.target.provider_type))
+    exchange = EXCHANGES.get((ctx.operation, ctx.inbound.dialect, route.target.provider_type))
+    return exchange if exchange is not None and exchange.applies(route) else None

@@ -29,11 +29,11 @@ import orjson
 from switchboard.config.schema import ResponsesConfig
 from switchboard.context import Principal, Reply, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, NotFound
-from switchboard.http.responses import native
 from switchboard.http.responses.request import Translated
 from switchboard.http.responses.response import JSON, assistant_messages, new_id
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.invoke import invoke as chat_invoke
+from switchboard.pipeline.native import exchange_for
 from switchboard.stores.protocols import ResponseStore, StoredResponse
 
 log = logging.getLogger("switchboard.responses")
@@ -118,13 +118,14 @@ class Responses:
         return self._calls[id(ctx)]
 
     async def invoke(self, ctx: RequestContext) -> Result:
-        """The terminal of POST /v1/responses: as is to a native deployment, else translated."""
+        """The terminal of POST /v1/responses: as is to a native deployment (the pass-through
+        exchange of pipeline/native.py), else translated; decided per attempt."""
         call = self.call(ctx)
         route = ctx.route
-        call.native = route is not None and native.is_native(route)
+        call.native = route is not None and exchange_for(ctx, route) is not None
         if call.native:
-            return await native.invoke(ctx, call.translated.body, call.history)
-        if call.refused is not None:
+            ctx.native_body = (call.translated.body, call.history)
+        elif call.refused is not None:
             raise call.refused
         return await chat_invoke(ctx)
 

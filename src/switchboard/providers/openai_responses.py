@@ -1,6 +1,7 @@
-"""Native pass-through: a deployment with ``responses: native`` (provider type openai or azure)
-receives the Responses request as the client sent it, so OpenAI-only features (built-in tools,
-file inputs, include, ...) keep working there.
+"""The OpenAI Responses API spoken natively: a deployment with ``responses: native`` (provider
+type openai or azure) receives the Responses request as the client sent it, so OpenAI-only
+features (built-in tools, file inputs, include, ...) keep working there. Pure functions; the
+exchange that sends them is pipeline/native.py's.
 
 What the gateway still does: the model becomes the deployment's upstream model; a
 ``previous_response_id`` (the gateway's own id) is replaced by the stored conversation as input
@@ -11,34 +12,20 @@ from the response (or its ``response.completed`` event) and recorded like any ot
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from switchboard.context import Reply, RequestContext, Result, StreamReply
 from switchboard.errors import UpstreamBadGateway
-from switchboard.http.responses.response import JSON
-from switchboard.pipeline import caller_credentials
+from switchboard.providers.base import JSON
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEParser
-from switchboard.upstream.client import UpstreamStream
+from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
-if TYPE_CHECKING:
-    from switchboard.routing.table import Route
-
-NATIVE_TYPES = frozenset({"openai", "azure"})
 # The first Azure OpenAI API version with the Responses API; older configured versions use it.
 AZURE_RESPONSES_VERSION = "2025-03-01-preview"
 _ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
-
-
-def is_native(route: Route) -> bool:
-    entry = route.entry
-    return entry is not None and entry.responses == "native" and route.adapter.type in NATIVE_TYPES
 
 
 def chat_usage(usage: Any) -> JSON | None:
@@ -108,11 +95,10 @@ def history_items(messages: list[JSON]) -> list[JSON]:
     return items
 
 
-def upstream_request(given: JSON, history: list[JSON], route: Route, stream: bool) -> UpstreamRequest:
+def upstream_request(given: JSON, history: list[JSON], target: Target, stream: bool) -> UpstreamRequest:
     """The request as the client sent it (``given``), continuing ``history`` (canonical messages)."""
     body = dict(given)
     body.pop("previous_response_id", None)
-    target = route.target
     body["model"] = target.model
     body["store"] = False
     if history:
@@ -122,7 +108,7 @@ def upstream_request(given: JSON, history: list[JSON], route: Route, stream: boo
         )
         body["input"] = history_items(history) + turn
     headers = {"Accept": "text/event-stream"} if stream else {}
-    if route.adapter.type == "azure":
+    if target.provider_type == "azure":
         version = max(str(getattr(target.options, "api_version", "")), AZURE_RESPONSES_VERSION)
         url = f"{target.api_base}/openai/responses?api-version={version}"
     else:
@@ -131,14 +117,14 @@ def upstream_request(given: JSON, history: list[JSON], route: Route, stream: boo
 
 
 class NativeDecoder:
-    """The upstream's typed events, each as ``{"native": event}``; usage noted at the end.
+    """The upstream's typed events, each as ``{"native": event}``; the final event's chunk also
+    carries the canonical ``usage`` (which the terminal records, as for any stream).
 
     An error event raises only after the events that preceded it in the same read were returned,
     so the client receives everything the upstream sent before failing."""
 
-    def __init__(self, ctx: RequestContext, route: Route) -> None:
-        self._ctx = ctx
-        self._route = route
+    def __init__(self, target: Target) -> None:
+        self._target = target
         self._parser = SSEParser()
         self._ended = False
         self._error: UpstreamBadGateway | None = None
@@ -152,67 +138,38 @@ class NativeDecoder:
                 continue
             obj = loads_object(event.data.encode())
             if obj is None:
-                raise invalid_body(self._route.target, "stream event")
+                raise invalid_body(self._target, "stream event")
             kind = obj.get("type")
             if kind == "error" or event.event == "error":
                 message = obj.get("message") or (obj.get("error") or {}).get("message") or "error"
-                where = f"provider '{self._route.target.provider}'"
+                where = f"provider '{self._target.provider}'"
                 self._error = UpstreamBadGateway(f"{where} failed mid-stream: {message}")
                 if not out:
                     raise self._error
                 break
+            chunk: JSON = {"native": obj}
             if kind in _ENDS:
                 self._ended = True
                 usage = chat_usage((obj.get("response") or {}).get("usage"))
                 if usage is not None:
-                    self._ctx.usage = usage
-            out.append({"native": obj})
+                    chunk["usage"] = usage
+            out.append(chunk)
         return out
 
-    def close(self) -> None:
+    def close(self) -> list[JSON]:
         if self._error is not None:
             raise self._error
         if not self._ended:
-            where = f"provider '{self._route.target.provider}'"
+            where = f"provider '{self._target.provider}'"
             raise UpstreamBadGateway(f"{where} ended the stream before it was complete")
+        return []
 
 
-async def invoke(ctx: RequestContext, given: JSON, history: list[JSON]) -> Result:
-    route = ctx.route
-    assert route is not None, "the route stage runs first"
-    adapter, target = route.adapter, route.target
-    upstream = upstream_request(given, history, route, ctx.stream)
-    if ctx.upstream_credentials is not None:
-        caller_credentials.apply(upstream, ctx.upstream_credentials)
-    if ctx.upstream_headers is not None:
-        upstream.headers = {**upstream.headers, **ctx.upstream_headers}
-    began = time.perf_counter()
-    if ctx.stream:
-        try:
-            stream = await route.client.open_stream(upstream, route.timeout)
-            failed = await stream.read_all() if stream.status >= 400 else None
-        finally:
-            ctx.upstream_seconds += time.perf_counter() - began
-        if failed is not None:
-            raise caller_credentials.blamed(ctx, adapter.error(stream.status, stream.headers, failed, target))
-        return StreamReply(_relay(stream, NativeDecoder(ctx, route)), close=stream.close)
-    try:
-        reply = await route.client.send(upstream, route.timeout)
-    finally:
-        ctx.upstream_seconds += time.perf_counter() - began
-    if reply.status >= 400:
-        raise caller_credentials.blamed(ctx, adapter.error(reply.status, reply.headers, reply.body, target))
-    obj = loads_object(reply.body)
+
+
+def native_reply(body: bytes, target: Target) -> tuple[JSON, JSON | None]:
+    """A complete Response from the upstream as ``{"native": response}``, and its canonical usage."""
+    obj = loads_object(body)
     if obj is None or not isinstance(obj.get("output"), list):
         raise invalid_body(target)
-    ctx.usage = chat_usage(obj.get("usage"))
-    return Reply({"native": obj})
-
-
-async def _relay(stream: UpstreamStream, decoder: NativeDecoder) -> AsyncGenerator[list[JSON], None]:
-    async with aclosing(stream.chunks()) as data:
-        async for piece in data:
-            batch = decoder.feed(piece)
-            if batch:
-                yield batch
-    decoder.close()
+    return {"native": obj}, chat_usage(obj.get("usage"))
