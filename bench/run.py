@@ -396,6 +396,42 @@ def compare(rows: list[Row]) -> None:
             r.added_p50_ms = r.p50_ms - d.p50_ms
 
 
+# --- the regression guard ------------------------------------------------------------------------
+#
+# Throughput drifts with the machine, so a tree is compared with a stored baseline not in
+# requests/s but as each gateway target's ratio to the minimal proxy measured in the same run (the
+# same machine, the same moment): a change that slows the hot path moves that ratio, a slower
+# machine does not.
+
+
+def proxy_ratios(rows: list[Row]) -> dict[str, float]:
+    """``"<target> <mode> c=<concurrency>"`` -> its requests/s over the minimal proxy's, same run."""
+    proxy = {(r.mode, r.concurrency): r.rps for r in rows if r.target == "minimal"}
+    return {
+        r.scenario: r.rps / proxy[(r.mode, r.concurrency)]
+        for r in rows
+        if r.target.startswith("switchboard") and proxy.get((r.mode, r.concurrency))
+    }
+
+
+def check_baseline(rows: list[Row], baseline: dict[str, float], tolerance: float) -> list[str]:
+    """The scenarios more than ``tolerance`` percent slower than the baseline, relative to the
+    minimal proxy (each printed, with the ones within it)."""
+    slower = []
+    for scenario, ratio in sorted(proxy_ratios(rows).items()):
+        before = baseline.get(scenario)
+        if not before:
+            print(f"  {scenario}: no baseline")
+            continue
+        change = (ratio / before - 1) * 100
+        verdict = "SLOWER" if change < -tolerance else "ok"
+        print(f"  {scenario}: {ratio:.3f} of the minimal proxy "
+              f"(baseline {before:.3f}, {change:+.1f} %) {verdict}")
+        if verdict != "ok":
+            slower.append(scenario)
+    return slower
+
+
 # --- reporting ----------------------------------------------------------------------------------
 
 
@@ -539,6 +575,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write machine info and results as JSON")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table for the docs")
+    parser.add_argument("--save-baseline", type=Path, metavar="FILE",
+                        help="store each gateway target's ratio to the minimal proxy, for --baseline later")
+    parser.add_argument("--baseline", type=Path, metavar="FILE",
+                        help="compare with a stored baseline; exit 1 if a scenario is more than "
+                        "--tolerance percent slower relative to the minimal proxy")
+    parser.add_argument("--tolerance", type=float, default=10.0, help="percent (default 10)")
     args = parser.parse_args(argv)
 
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -553,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
     if "direct" not in targets:
         targets.insert(0, "direct")  # the baseline every other row is compared with
+    if (args.baseline or args.save_baseline) and "minimal" not in targets:
+        targets.insert(1, "minimal")  # the yardstick of the regression guard
 
     # SIGTERM unwinds like Ctrl-C, so every `with` below stops its processes and removes its files.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -609,6 +653,15 @@ def main(argv: list[str] | None = None) -> int:
         }
         doc = {"machine": info, "settings": settings, "results": [asdict(r) for r in rows], "failed": failed}
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    if args.save_baseline:
+        args.save_baseline.write_text(json.dumps(proxy_ratios(rows), indent=2, sort_keys=True) + "\n")
+        print(f"baseline written to {args.save_baseline}")
+    if args.baseline:
+        print(f"against the baseline {args.baseline} (tolerance {args.tolerance:g} %):")
+        slower = check_baseline(rows, json.loads(args.baseline.read_text()), args.tolerance)
+        if slower:
+            print(f"SLOWER than the baseline: {', '.join(slower)}", file=sys.stderr)
+            return 1
     return 1 if failed else 0
 
 
