@@ -13,12 +13,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.catalog import CatalogConfig, ModelEntryInfo
-from switchboard.config.urls import database_url_problem, redis_url_problem
+from switchboard.config.mcp import McpConfig, McpServerConfig
+from switchboard.config.prompts import ApisConfig, PromptsConfig
+from switchboard.config.services import ServiceConfig
+from switchboard.config.urls import check_http_url, database_url_problem, redis_url_problem
 
 MIB = 1024 * 1024
 # The levels `server.log_level` accepts, most verbose first (case-insensitive).
@@ -27,19 +29,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-def check_http_url(value: str) -> str:
-    """``value`` if it is an absolute http(s) URL with a host; a ValueError saying why otherwise."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
-    except ValueError as exc:
-        raise ValueError(f"not a valid URL ({exc}): {value!r}") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        hint = f" (e.g. http://{value})" if "://" not in value else ""
-        raise ValueError(f"must be an http:// or https:// URL with a host{hint}, got {value!r}")
-    return value
 
 
 class Timeouts(_Strict):
@@ -928,6 +917,14 @@ class Settings(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     files: FilesConfig = FilesConfig()
     responses: ResponsesConfig = ResponsesConfig()
+    # The prompt registry and prompts published as APIs (docs/prompts.md).
+    prompts: PromptsConfig = PromptsConfig()
+    apis: ApisConfig = ApisConfig()
+    # Plain REST services proxied under /services/{name}/ (docs/services.md).
+    services: Annotated[list[ServiceConfig], Field(max_length=1000)] = Field(default_factory=list)
+    # The MCP gateway (docs/mcp.md): upstream servers and the /mcp endpoint's bounds.
+    mcp_servers: Annotated[list[McpServerConfig], Field(max_length=1000)] = Field(default_factory=list)
+    mcp: McpConfig = McpConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
 

@@ -71,3 +71,16 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
+
+
+def check_http_url(value: str) -> str:
+    """``value`` if it is an absolute http(s) URL with a host; a ValueError saying why otherwise."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc}): {value!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        hint = f" (e.g. http://{value})" if "://" not in value else ""
+        raise ValueError(f"must be an http:// or https:// URL with a host{hint}, got {value!r}")
+    return value

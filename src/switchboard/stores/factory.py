@@ -28,6 +28,7 @@ from switchboard.stores.memory.feed import MemoryFeed
 from switchboard.stores.memory.limits import MemoryRateLimiter
 from switchboard.stores.protocols import (
     AnalyticsStore,
+    ApiStore,
     AuditLog,
     BudgetCounters,
     BudgetStore,
@@ -39,6 +40,7 @@ from switchboard.stores.protocols import (
     KeyStore,
     LimitStore,
     LogSearch,
+    PromptStore,
     ProviderStore,
     RateLimiter,
     RequestLogStore,
@@ -107,6 +109,9 @@ class Stores:
     files: FileStore | None = None
     # Stored Responses API responses (http/responses/). Always in SQL.
     responses: ResponseStore | None = None
+    # The prompt registry and prompts published as APIs (prompts/, apis/). Always in SQL.
+    prompts: PromptStore | None = None
+    apis: ApiStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:

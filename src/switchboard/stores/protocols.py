@@ -1153,3 +1153,87 @@ class ResponseStore(Protocol):
     async def purge(self, now: datetime, limit: int = 1000) -> int:
         """Delete at most ``limit`` records expired at ``now``; how many were deleted."""
         ...
+
+
+# -- the prompt registry (prompts/, revision 0016) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    """One immutable version of a prompt. Versions count from 1 per (tenant, name); a change is
+    a new version, labels (``production``, ``staging``, any name) point at versions."""
+
+    tenant_id: str
+    name: str
+    version: int
+    # The chat messages, each ``{"role": ..., "content": <Jinja2 template text>}``.
+    messages: Sequence[Mapping[str, Any]]
+    # JSON schema of the variables (an object schema).
+    variables: Mapping[str, Any]
+    # The bound model or model group.
+    model: str
+    # Default request parameters: temperature, max_tokens, tools, response_format, ...
+    params: Mapping[str, Any] = field(default_factory=dict)
+    # JSON schema the output must satisfy (structured output); None: plain text.
+    output_schema: Mapping[str, Any] | None = None
+    description: str | None = None
+    team_id: str | None = None  # the owning team
+    created_by: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+class PromptStore(Protocol):
+    async def create_version(self, draft: PromptVersion) -> PromptVersion:
+        """Store ``draft`` as the next version of its (tenant, name) (``draft.version`` is
+        ignored); the stored version, its number assigned atomically."""
+        ...
+
+    async def get(self, tenant_id: str, name: str, *, version: int | None = None,
+                  label: str | None = None) -> PromptVersion | None:
+        """A version by number, or the one a label points at; neither: the latest."""
+        ...
+
+    async def versions(self, tenant_id: str, name: str) -> list[PromptVersion]: ...
+
+    async def labels(self, tenant_id: str, name: str) -> dict[str, int]: ...
+
+    async def set_label(self, tenant_id: str, name: str, label: str, version: int) -> None: ...
+
+
+# -- prompts published as APIs (apis/, revision 0017) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiRecord:
+    """A prompt published as ``POST /apis/{name}``. It follows a prompt ``label`` or a fixed
+    prompt ``version``; ``/apis/{name}/v{N}`` pins prompt version N."""
+
+    tenant_id: str
+    name: str
+    prompt: str
+    version: int | None = None
+    label: str | None = None
+    # draft -> published -> deprecated -> retired
+    status: str = "published"
+    description: str | None = None
+    team_id: str | None = None  # the owning team
+    require_approval: bool = False
+    successor: str | None = None  # named in Deprecation/Sunset links and the 410 of a retired API
+    sunset_at: datetime | None = None
+    # A/B split between prompt versions: [{"version": N, "percent": P}, ...]; sticky per key.
+    split: Sequence[Mapping[str, Any]] | None = None
+    # Server-side sessions (x-switchboard-session) for multi-turn APIs; None: off.
+    sessions: Mapping[str, Any] | None = None
+    created_by: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+class ApiStore(Protocol):
+    async def create(self, record: ApiRecord) -> ApiRecord: ...
+
+    async def get(self, tenant_id: str, name: str) -> ApiRecord | None: ...
+
+    async def list_apis(self, tenant_id: str) -> list[ApiRecord]: ...
+
+    async def update(self, record: ApiRecord) -> ApiRecord: ...

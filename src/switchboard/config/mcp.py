@@ -1,0 +1,95 @@
+"""Configuration of the MCP gateway (docs/mcp.md): the upstream MCP servers (``mcp_servers:``)
+and the gateway-wide bounds of the ``/mcp`` endpoint (``mcp:``).
+
+Minimal contract: each ``mcp_servers`` entry takes at least ``name`` and ``url`` (a
+streamable-HTTP MCP server); everything else has a default.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from switchboard.config.urls import check_http_url
+
+# Tool names are exposed as "<server>__<tool>": a server name cannot contain the separator.
+SERVER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+SEPARATOR = "__"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class McpOAuthConfig(_Strict):
+    """Per-user OAuth 2.1 for a server that needs it. Endpoints not given are discovered from the
+    server (protected-resource metadata, then the authorization server's metadata)."""
+
+    client_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    client_secret: SecretStr | None = None
+    authorization_url: str | None = None
+    token_url: str | None = None
+    scopes: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=50)] = Field(
+        default_factory=list)
+
+
+class McpServerConfig(_Strict):
+    name: Annotated[str, Field(pattern=SERVER_NAME)]
+    # The server's endpoint (streamable HTTP or SSE); never taken from a caller.
+    url: str | None = None
+    transport: Literal["streamable_http", "sse", "stdio"] = "streamable_http"
+    # stdio servers: the command and its environment (only when mcp.allow_stdio is true).
+    command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=100)] | None = None
+    env: Annotated[dict[str, str], Field(max_length=100)] = Field(default_factory=dict)
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    # The tenant whose callers see the server; None: every tenant.
+    tenant: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # Static credentials sent with every operation (e.g. Authorization), never shown.
+    headers: Annotated[dict[str, SecretStr], Field(max_length=32)] = Field(default_factory=dict)
+    # Per-user OAuth (each user authorizes once; tokens stored per user, encrypted).
+    oauth: McpOAuthConfig | None = None
+    # Tool-level permissions of the server itself (names as the server gives them).
+    allowed_tools: Annotated[list[str], Field(max_length=1000)] | None = None
+    denied_tools: Annotated[list[str], Field(max_length=1000)] = Field(default_factory=list)
+    # Charged to budgets per tool call (USD); per tool when named.
+    price_per_call: Annotated[float, Field(ge=0)] = 0.0
+    tool_prices: Annotated[dict[str, Annotated[float, Field(ge=0)]], Field(max_length=1000)] = Field(
+        default_factory=dict)
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 32
+    health_check_seconds: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+
+    @field_validator("name")
+    @classmethod
+    def _no_separator(cls, value: str) -> str:
+        if SEPARATOR in value:
+            raise ValueError(f"must not contain {SEPARATOR!r} (it separates server and tool names)")
+        return value
+
+    @model_validator(mode="after")
+    def _transport(self) -> McpServerConfig:
+        if self.transport == "stdio":
+            if not self.command:
+                raise ValueError("transport stdio needs a command")
+        elif self.url is None:
+            raise ValueError(f"transport {self.transport} needs a url")
+        else:
+            check_http_url(self.url)
+        return self
+
+
+class McpConfig(_Strict):
+    """Gateway-wide bounds of the MCP endpoint."""
+
+    # stdio servers run as child processes of the gateway: off unless the platform admin allows.
+    allow_stdio: bool = False
+    # How long a tools/list waits for each server before leaving it out of the answer.
+    list_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    max_argument_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    max_result_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
+    # Tool descriptions from servers are untrusted text: cut to this length.
+    max_description_chars: Annotated[int, Field(ge=64, le=100_000)] = 4096
+    # The tool loop run for chat/Responses requests naming MCP servers: at most this many steps.
+    max_tool_steps: Annotated[int, Field(ge=1, le=100)] = 8

@@ -1,0 +1,31 @@
+"""Configuration of the prompt registry (``prompts:``) and of prompts published as APIs
+(``apis:``); docs/prompts.md."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class PromptsConfig(_Strict):
+    """Bounds of templates and their rendering (a template is untrusted input)."""
+
+    max_template_chars: Annotated[int, Field(ge=64, le=10_000_000)] = 200_000
+    # A rendered prompt longer than this is refused (loops cannot blow up memory).
+    max_rendered_chars: Annotated[int, Field(ge=64, le=100_000_000)] = 1_000_000
+    # How long a resolved prompt version stays cached on the request path (changes are pushed
+    # on the change feed; this bounds staleness when a message is lost).
+    cache_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+
+class ApisConfig(_Strict):
+    """Prompts published as REST APIs (``/apis/{name}``)."""
+
+    # A model output that fails the API's output schema is asked to be repaired this many times
+    # before the caller gets a 502.
+    repair_attempts: Annotated[int, Field(ge=0, le=3)] = 1
