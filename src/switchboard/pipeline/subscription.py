@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from switchboard.access.roles import PLATFORM_ADMIN
 from switchboard.access.subscriptions import SubscriptionCache
-from switchboard.context import RequestContext, Result
+from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import PermissionDenied
 from switchboard.pipeline.chain import Handler
 
@@ -41,16 +41,23 @@ class SubscriptionStage:
         route = ctx.route
         if route is None or not route.target.require_approval:
             return await call_next(ctx)
-        principal = ctx.principal
-        if principal is not None and principal.role == PLATFORM_ADMIN:
-            return await call_next(ctx)
-        status: str | None = None
-        if principal is not None and principal.team_id is not None:
-            cache = self._cache()
-            assert cache is not None, "the gateway has started"
-            tenant = principal.tenant_id or DEFAULT_TENANT
-            status = await cache.status(tenant, principal.team_id, route.target.name)
-        if status == "approved":
-            return await call_next(ctx)
-        code, why = _REFUSALS.get(status, _REFUSALS[None])
-        raise PermissionDenied(f"the model '{route.target.name}' {why}", param="model", code=code)
+        cache = self._cache()
+        assert cache is not None, "the gateway has started"
+        await require_approved(cache, ctx.principal, route.target.name, f"the model '{route.target.name}'")
+        return await call_next(ctx)
+
+
+async def require_approved(cache: SubscriptionCache, principal: Principal | None, subject: str,
+                           shown: str) -> None:
+    """Raise 403 unless ``principal`` is a platform admin or its team's subscription to
+    ``subject`` (a model name, or "<kind>:<name>" for APIs and services) is approved."""
+    if principal is not None and principal.role == PLATFORM_ADMIN:
+        return
+    status: str | None = None
+    if principal is not None and principal.team_id is not None:
+        tenant = principal.tenant_id or DEFAULT_TENANT
+        status = await cache.status(tenant, principal.team_id, subject)
+    if status == "approved":
+        return
+    code, why = _REFUSALS.get(status, _REFUSALS[None])
+    raise PermissionDenied(f"{shown} {why}", param="model", code=code)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -36,10 +37,29 @@ Reason = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 Status = Literal["pending", "approved", "rejected", "revoked"]
 
 
+# What else than models a team can subscribe to: a kind ("api", "service") and a resolver
+# (request, tenant, name) -> whether it needs approval, None when the tenant has no such thing.
+# The subject is stored as "<kind>:<name>" (the request path checks the same string).
+Resolver = Callable[[Request, str, str], Awaitable[bool | None]]
+SUBJECT_KINDS: dict[str, Resolver] = {}
+
+
+def register_subject(kind: str, resolver: Resolver) -> None:
+    """Let teams subscribe to ``kind`` (POST body field of that name), e.g. published APIs."""
+    SUBJECT_KINDS[kind] = resolver
+
+
+def subject_of(kind: str, name: str) -> str:
+    return f"{kind}:{name}"
+
+
 class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelName = Field(description="A model that needs approval (`require_approval: true`).")
+    model: ModelName | None = Field(default=None,
+                                    description="A model that needs approval (`require_approval: true`).")
+    api: ModelName | None = Field(default=None, description="A published prompt API that needs approval.")
+    service: ModelName | None = Field(default=None, description="A REST service that needs approval.")
     team: Ident | None = Field(default=None, description="The subscribing team; default: the caller's.")
     tenant: Ident | None = Field(default=None, description="Platform admin only; default: the caller's.")
     reason: Reason | None = Field(default=None, description="Why the team needs the model.")
@@ -86,6 +106,26 @@ def _needs_approval(request: Request, model: str) -> bool | None:
     return None
 
 
+def _subject(body: SubscriptionCreate) -> tuple[str, str, str]:
+    """(kind, name, stored subject) of what the body asks for: exactly one of its fields."""
+    fields = (("model", body.model), ("api", body.api), ("service", body.service))
+    given = [(kind, name) for kind, name in fields if name is not None]
+    if len(given) != 1:
+        raise InvalidRequest("give exactly one of model, api, service", param="model",
+                             code="missing_required_parameter" if not given else "invalid_value")
+    kind, name = given[0]
+    if kind != "model" and kind not in SUBJECT_KINDS:
+        raise InvalidRequest(f"{kind}: this gateway has no {kind}s to subscribe to", param=kind,
+                             code="invalid_value")
+    return kind, name, name if kind == "model" else subject_of(kind, name)
+
+
+async def _approval(request: Request, kind: str, tenant: str, name: str) -> bool | None:
+    if kind == "model":
+        return _needs_approval(request, name)
+    return await SUBJECT_KINDS[kind](request, tenant, name)
+
+
 async def _visible(
     request: Request, access: Access, subscription_id: str, tenant: str | None
 ) -> SubscriptionRecord:
@@ -106,6 +146,7 @@ async def create_subscription(
     access: Annotated[Access, Depends(allow("subscription", "create"))],
 ) -> JSONResponse:
     services = request.app.state.services
+    kind, name, subject = _subject(body)
     tenant = access.tenant_for(body.tenant)
     team = body.team or access.principal.team_id
     if team is None:
@@ -114,30 +155,29 @@ async def create_subscription(
         )
     if not access.sees(tenant, team):
         raise NotFound(f"no team '{team}'", code="team_not_found")
-    needs = _needs_approval(request, body.model)
+    needs = await _approval(request, kind, tenant, name)
     if needs is None:
-        shown = body.model[:200]
-        raise InvalidRequest(f"model: no model '{shown}'", param="model", code="model_not_found")
+        raise InvalidRequest(f"{kind}: no {kind} '{name[:200]}'", param=kind, code=f"{kind}_not_found")
     if not needs:
         raise InvalidRequest(
-            f"model: '{body.model}' does not need approval: every key allowed to use it may call it",
-            param="model",
+            f"{kind}: '{name}' does not need approval: every key allowed to use it may call it",
+            param=kind,
             code="approval_not_required",
         )
     record = SubscriptionRecord(
-        id=_new_id(), tenant_id=tenant, team_id=team, model=body.model,
+        id=_new_id(), tenant_id=tenant, team_id=team, model=subject,
         requested_by=access.principal.id, reason=body.reason,
     )
     try:
         stored = await services.stores().subscriptions.request(record)
     except SubscriptionExists as exc:
         raise Conflict(
-            f"team '{team}' already has a {exc.existing.status} subscription to '{body.model}' "
+            f"team '{team}' already has a {exc.existing.status} subscription to '{name}' "
             f"({exc.existing.id})",
-            param="model",
+            param=kind,
             code="subscription_exists",
         ) from None
-    await services.subscriptions().changed((tenant, team, body.model))
+    await services.subscriptions().changed((tenant, team, subject))
     await audit.record(request, "subscription.request", "subscription", stored.id, after=_public(stored),
                        tenant=stored.tenant_id)
     return JSONResponse(_public(stored), status_code=201)
