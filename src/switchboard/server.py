@@ -29,6 +29,15 @@ from switchboard.stores.factory import data_dir
 _ENV = "SWITCHBOARD_SERVE"
 
 
+# Rate-limit windows, budget counters, cooldowns and cache invalidation live in the process
+# without Redis: several workers would each enforce a limit on their own (N times the limit).
+SHARED_STATE_NEEDED = (
+    "server.workers: more than 1 worker needs redis.url (rate limits, budgets, cooldowns and "
+    "cache invalidation are kept in each process without it, so every worker would enforce "
+    "them on its own); set redis.url, or run one worker per instance"
+)
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     config: str | None
@@ -58,6 +67,8 @@ def resolve_settings(opts: ServeOptions) -> Settings:
     if overrides:
         server = settings.server.model_copy(update=overrides)
         settings = settings.model_copy(update={"server": server})
+    if settings.server.workers > 1 and settings.redis is None:
+        raise ConfigError(opts.config or "(embedded default)", [SHARED_STATE_NEEDED])
     try:
         return with_secret_key(settings)
     except SecretKeyMissing as exc:

@@ -13,10 +13,12 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.e2e.sdk import ask, stream_text
 from tests.servers import (
     MASTER_KEY,
+    UPSTREAM_KEY,
     Gateway,
     Mock,
     captured,
@@ -27,6 +29,7 @@ from tests.servers import (
     start_gateway,
     start_mock,
 )
+from tests.services import RedisServer
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
@@ -66,11 +69,26 @@ def test_embedded_default_reuses_its_master_key(tmp_path: Path) -> None:
     assert keys[0] == keys[1]
 
 
-def test_both_workers_serve(mock_upstream: Mock, tmp_path: Path) -> None:
+def test_several_workers_without_redis_are_refused(mock_upstream: Mock, tmp_path: Path) -> None:
+    # In-process counters cannot be shared by workers: a limit would be enforced per worker.
+    port = free_port()
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(openai_config(mock_upstream)))
+    proc = spawn(["serve", "--config", str(path), "--port", str(port), "--workers", "2"],
+                 env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY,
+                      "SWITCHBOARD_DATA_DIR": str(tmp_path / "data")})
+    assert proc.wait_exit() == 2
+    assert "server.workers: more than 1 worker needs redis.url" in proc.output
+    with socket.socket() as sock:  # nothing listens: the gateway never started
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_both_workers_serve(mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer) -> None:
     # Request ids carry a prefix drawn once per process, so the ids clients receive tell which
     # worker answered. Concurrent requests on fresh connections reach both workers within a
-    # bounded number of rounds.
-    gw = start_gateway(openai_config(mock_upstream), tmp_path, args=["--workers", "2"])
+    # bounded number of rounds. Several workers share their counters through Redis.
+    config = {**openai_config(mock_upstream), "redis": {"url": redis_server.url}}
+    gw = start_gateway(config, tmp_path, args=["--workers", "2"])
     try:
 
         def one(i: int) -> str:

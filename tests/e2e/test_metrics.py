@@ -335,6 +335,11 @@ def test_every_model_call_carries_its_overhead_and_the_ledger_the_same(deploymen
 # -- off, and several workers -----------------------------------------------------------------
 
 
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
+    return request
+
+
 @pytest.fixture(params=["embedded", "cluster"])
 def kind(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
     return request
@@ -357,9 +362,11 @@ def test_metrics_off_answers_404_and_keeps_the_headers(
         assert gw.process.stop() == 0
 
 
-def test_two_workers_add_up(kind: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cluster", ["cluster"], indirect=["cluster"])
+def test_two_workers_add_up(cluster: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path) -> None:
+    # Several workers need Redis (the embedded default refuses them: test_lifecycle.py).
     port = free_port()  # bound by both workers: either answers, with both workers' counts
-    config = with_cluster(metrics_config(mock_upstream, port=port), kind, "workers")
+    config = with_cluster(metrics_config(mock_upstream, port=port), cluster, "workers")
     gw = start_gateway(config, tmp_path, args=["--workers", "2"])
     try:
 
