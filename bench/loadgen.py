@@ -79,7 +79,7 @@ def wrk(
     *,
     connections: int,
     duration: float,
-    cpu: int | None,
+    cpu: int | str | None,
     threads: int = 1,
 ) -> Result:
     seconds = max(1, round(duration))

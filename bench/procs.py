@@ -32,7 +32,7 @@ def can_pin() -> bool:
     return shutil.which("taskset") is not None and len(os.sched_getaffinity(0)) >= 2
 
 
-def pinned(cmd: Sequence[str], cpu: int | None) -> list[str]:
+def pinned(cmd: Sequence[str], cpu: int | str | None) -> list[str]:
     if cpu is None or not can_pin():
         return list(cmd)
     return ["taskset", "-c", str(cpu), *cmd]
@@ -79,7 +79,7 @@ class Service:
         cmd: Sequence[str],
         log_path: Path,
         *,
-        cpu: int | None = None,
+        cpu: int | str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
@@ -115,7 +115,8 @@ class Service:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def wait_ready(self, url: str, timeout: float, method: str = "GET", body: str | None = None) -> None:
+    def wait_ready(self, url: str, timeout: float, method: str = "GET", body: str | None = None,
+                   headers: Mapping[str, str] | None = None) -> None:
         """Poll ``url`` until it answers 200; fail early if the process dies."""
         deadline = time.monotonic() + timeout
         last = "no answer"
@@ -124,7 +125,7 @@ class Service:
                 code = None if self.proc is None else self.proc.returncode
                 raise RuntimeError(f"{self.name} exited (code {code}) before ready:\n{self.log_tail()}")
             try:
-                status, _, _ = http(method, url, body.encode() if body else None, timeout=2)
+                status, _, _ = http(method, url, body.encode() if body else None, headers, timeout=2)
             except OSError as exc:
                 last = str(exc)
             else:

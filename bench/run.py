@@ -1,7 +1,9 @@
 """Gateway overhead benchmark: wrk -> (gateway ->) nginx serving fixed OpenAI-format bodies.
 
-    python bench/run.py [--duration S] [--litellm] [--json out.json] [--markdown] [--profile full]
-                        [--metrics on|off]
+    python bench/run.py [--duration S] [--litellm] [--portkey] [--json out.json] [--markdown]
+                        [--profile bare|full|group|metrics|all] [--metrics on|off] [--docs]
+
+    python bench/run.py --profile all --docs   # everything, and the table in docs/benchmarks.md
 
 Every target is measured with the same request bodies, headers and wrk settings; "direct" is wrk
 straight at nginx, the baseline the gateway rows are compared with. See bench/README.md.
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +33,13 @@ import loadgen
 import upstream
 from procs import Service, can_pin, free_port, http, tool
 
-GATEWAY_CPU, LOAD_CPU = 0, 1
+ROOT = Path(__file__).resolve().parent.parent
+
+# CPUs (taskset lists): the gateway's, and the load side's (wrk, nginx, PostgreSQL, Redis).
+GATEWAY_CPU: int | str = 0
+LOAD_CPU: int | str = 1
+# Worker processes of the cluster target (several workers need Redis: the other targets run one).
+WORKERS: dict[str, int] = {}
 MASTER_KEY = "sk-bench-master-key"
 MODES = ("non-stream", "stream")
 CONCURRENCY = (1, 32)
@@ -47,14 +56,31 @@ def request_body(mode: str) -> str:
 
 
 HEADERS = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
-# The full request path (--profile full): a virtual key with RPM/TPM limits and a budget, all far
-# above what a run can reach, so every check runs and none refuses.
-FULL_KEY = {"models": ["*"], "name": "bench-full", "rpm_limit": 100_000_000, "tpm_limit": 1_000_000_000_000,
-            "max_budget_usd": 1_000_000_000}
+# The full request path (--profile full): a virtual key with an allowed-model list, RPM/TPM limits
+# and a budget, all far above what a run can reach, so every check runs and none refuses; the
+# models are groups of two deployments (routing on), the usage ledger and metrics on.
+FULL_KEY = {"models": ["bench-model", "bench-model-stream"], "name": "bench-full", "rpm_limit": 100_000_000,
+            "tpm_limit": 1_000_000_000_000, "max_budget_usd": 1_000_000_000}
 FULL_TARGET = "switchboard-full"
+# The same, in cluster mode: PostgreSQL and Redis (started by the harness on the load CPU).
+CLUSTER_TARGET = "switchboard-full-cluster"
 FULL_MAX_LOSS = 0.25  # the full path may lose at most this share of the bare path's throughput
-# Request headers per target; a target not listed uses HEADERS (the master key).
+# What the full path must reach, one worker on one core (concurrency 32; concurrency 1 added
+# latency over direct, ms).
+FULL_TARGETS = {("non-stream", FULL_TARGET): 5000.0, ("stream", FULL_TARGET): 4000.0,
+                ("non-stream", CLUSTER_TARGET): 3500.0, ("stream", CLUSTER_TARGET): 3500.0}
+ADDED_C1_MS = {"p50": 0.5, "p99": 2.0}
+# Request headers per target (or per target and mode); a target not listed uses HEADERS.
 TARGET_HEADERS: dict[str, dict[str, str]] = {}
+MODE_HEADERS: dict[tuple[str, str], dict[str, str]] = {}
+# Requests each target completed (checks, warm-ups and measured runs), and what its usage
+# ledger holds once it has stopped: nothing may be lost.
+SENT: dict[str, int] = {}
+LEDGER: dict[str, int] = {}
+# Modes a target failed to answer correctly (its other mode is still measured), and why.
+BROKEN: dict[tuple[str, str], str] = {}
+# Redis commands per request of the cluster target, by command (measured after the rounds).
+REDIS_PER_REQUEST: dict[str, dict[str, float]] = {}
 
 
 def issue_full_key(url: str) -> tuple[str, list[str]]:
@@ -75,8 +101,8 @@ def issue_full_key(url: str) -> tuple[str, list[str]]:
     raise RuntimeError(f"could not issue the full-path key: HTTP {status}: {raw[:300]!r}")
 
 
-def headers_for(target: str) -> dict[str, str]:
-    return TARGET_HEADERS.get(target, HEADERS)
+def headers_for(target: str, mode: str) -> dict[str, str]:
+    return MODE_HEADERS.get((target, mode)) or TARGET_HEADERS.get(target, HEADERS)
 
 
 # --- targets ------------------------------------------------------------------------------------
@@ -118,10 +144,10 @@ METRICS = {"on": True}
 NO_METRICS = "metrics:\n  enabled: false\n"
 
 
-def switchboard_config(base: str, group: bool = False, metrics: bool | None = None) -> str:
+def switchboard_config(base: str, group: bool = False, metrics: bool | None = None, extra: str = "") -> str:
     """The benchmark's config; ``metrics`` None: as ``--metrics`` says (on by default)."""
     on = METRICS["on"] if metrics is None else metrics
-    return _config(base, group) + ("" if on else NO_METRICS)
+    return _config(base, group) + ("" if on else NO_METRICS) + extra
 
 
 def _config(base: str, group: bool) -> str:
@@ -151,16 +177,18 @@ server:
 
 @contextlib.contextmanager
 def _gateway(
-    root: Path, base: str, name: str, group: bool = False, metrics: bool | None = None
+    root: Path, base: str, name: str, group: bool = False, metrics: bool | None = None, extra: str = ""
 ) -> Iterator[str]:
     config = root / f"{name}.yaml"
-    config.write_text(switchboard_config(base, group, metrics))
+    config.write_text(switchboard_config(base, group, metrics, extra))
     exe = shutil.which("switchboard")
     cmd = [exe] if exe else [sys.executable, "-m", "switchboard"]
     port = free_port()
-    cmd += ["serve", "--config", str(config), "--port", str(port), "--workers", "1"]
+    cmd += ["serve", "--config", str(config), "--port", str(port), "--workers", str(WORKERS.get(name, 1))]
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "SWITCHBOARD_DATA_DIR": str(root / f"{name}-data")}
+    # A shared database needs the secret that keys the API-key hashes (any fixed one here).
+    env = {**os.environ, "SWITCHBOARD_DATA_DIR": str(root / f"{name}-data"),
+           "SWITCHBOARD_SECRET_KEY": "bench-secret-key-bench-secret-key"}
     with Service(name, cmd, root / f"{name}.log", cpu=GATEWAY_CPU, env=env) as svc:
         svc.wait_ready(url + "/health/ready", timeout=30)
         yield url
@@ -173,17 +201,67 @@ def switchboard(root: Path, base: str) -> Iterator[dict[str, str]]:
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
 
 
+def _use_full_key(target: str, url: str) -> None:
+    key, dropped = issue_full_key(url)
+    if dropped:
+        print(f"{target}: the gateway does not accept {', '.join(dropped)}; key issued without",
+              file=sys.stderr)
+    TARGET_HEADERS[target] = {**HEADERS, "Authorization": f"Bearer {key}"}
+
+
 @contextlib.contextmanager
 def switchboard_full(root: Path, base: str) -> Iterator[dict[str, str]]:
-    """The full path: a second gateway, called with a virtual key that has RPM/TPM limits and a
-    budget (FULL_KEY), the ledger on."""
-    with _gateway(root, base, FULL_TARGET) as url:
-        key, dropped = issue_full_key(url)
-        if dropped:
-            print(f"{FULL_TARGET}: the gateway does not accept {', '.join(dropped)}; key issued without",
-                  file=sys.stderr)
-        TARGET_HEADERS[FULL_TARGET] = {**HEADERS, "Authorization": f"Bearer {key}"}
+    """The full path on the embedded default (SQLite, in-process state): a second gateway, called
+    with a virtual key (FULL_KEY), its models groups of two deployments, ledger and metrics on."""
+    with _gateway(root, base, FULL_TARGET, group=True) as url:
+        _use_full_key(FULL_TARGET, url)
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
+    # Stopped: the ledger's last batch is written. Count what it holds.
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(root / f"{FULL_TARGET}-data" / "switchboard.db")) as db:
+        LEDGER[FULL_TARGET] = int(db.execute("SELECT count(*) FROM usage_records").fetchone()[0])
+
+
+@contextlib.contextmanager
+def switchboard_full_cluster(root: Path, base: str) -> Iterator[dict[str, str]]:
+    """The full path in cluster mode: the same gateway on PostgreSQL and Redis."""
+    import datastores
+
+    with datastores.cluster(LOAD_CPU) as (database, redis):
+        extra = f"database:\n  url: {database}\nredis:\n  url: {redis}\n"
+        with _gateway(root, base, CLUSTER_TARGET, group=True, extra=extra) as url:
+            _use_full_key(CLUSTER_TARGET, url)
+            CLUSTER["redis"], CLUSTER["url"] = redis, url
+            yield dict.fromkeys(MODES, url + "/v1/chat/completions")
+        LEDGER[CLUSTER_TARGET] = datastores.count(database, "usage_records")
+
+
+CLUSTER: dict[str, str] = {}
+
+
+def count_redis_commands(target: str, requests: int = 2000) -> None:
+    """Redis commands per request of the cluster target: INFO commandstats around ``requests``
+    sequential requests per mode (background work during them, e.g. cache refreshes, included)."""
+    import datastores
+
+    url, redis = CLUSTER.get("url"), CLUSTER.get("redis")
+    if url is None or redis is None:
+        return
+    for mode in MODES:
+        before = datastores.redis_commands(redis)
+        body = request_body(mode).encode()
+        auth = headers_for(target, mode)
+        for _ in range(requests):
+            status, _, _ = http("POST", url + "/v1/chat/completions", body, auth)
+            if status != 200:
+                raise RuntimeError(f"{target} ({mode}): HTTP {status} while counting Redis commands")
+        SENT[target] = SENT.get(target, 0) + requests
+        after = datastores.redis_commands(redis)
+        REDIS_PER_REQUEST[mode] = {
+            name: (after[name] - before.get(name, 0)) / requests
+            for name in sorted(after) if after[name] != before.get(name, 0)
+        }
 
 
 @contextlib.contextmanager
@@ -242,6 +320,42 @@ def litellm(root: Path, base: str) -> Iterator[dict[str, str]]:
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
 
 
+def portkey_server() -> Path | None:
+    """Portkey's gateway (npm ``@portkey-ai/gateway``) installed under PORTKEY_DIR."""
+    where = Path(os.environ.get("PORTKEY_DIR", "/opt/portkey"))
+    script = where / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    return script if script.exists() else None
+
+
+def portkey_missing() -> str | None:
+    if shutil.which("node") is None:
+        return "node is not on PATH"
+    if portkey_server() is None:
+        return ("@portkey-ai/gateway is not installed under PORTKEY_DIR (npm install --prefix DIR "
+                "@portkey-ai/gateway; PORTKEY_DIR=DIR)")
+    return None
+
+
+@contextlib.contextmanager
+def portkey(root: Path, base: str) -> Iterator[dict[str, str]]:
+    """Portkey's open-source gateway on Node: the provider and upstream are named per request
+    (x-portkey-provider, x-portkey-custom-host), the upstream key sent as the caller's."""
+    port = free_port()
+    cmd = [shutil.which("node") or "node", str(portkey_server()), f"--port={port}", "--headless"]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "NODE_ENV": "production"}
+    for mode, prefix in (("non-stream", ""), ("stream", "/stream")):
+        MODE_HEADERS[("portkey", mode)] = {
+            "Authorization": "Bearer bench-key", "Content-Type": "application/json",
+            "x-portkey-provider": "openai", "x-portkey-custom-host": f"{base}{prefix}/v1",
+        }
+    with Service("portkey", cmd, root / "portkey.log", cpu=GATEWAY_CPU, env=env) as svc:
+        ready = url + "/v1/chat/completions"
+        svc.wait_ready(ready, timeout=60, method="POST", body=request_body("non-stream"),
+                       headers=MODE_HEADERS[("portkey", "non-stream")])
+        yield dict.fromkeys(MODES, url + "/v1/chat/completions")
+
+
 @contextlib.contextmanager
 def minimal(root: Path, base: str) -> Iterator[dict[str, str]]:
     """bench/minimal_proxy.py: the floor any Python proxy on this stack pays."""
@@ -273,10 +387,14 @@ STARTERS: dict[str, Starter] = {
     "minimal": minimal,
     "switchboard": switchboard,
     FULL_TARGET: switchboard_full,
+    CLUSTER_TARGET: switchboard_full_cluster,
     GROUP_TARGET: switchboard_group,
     NO_METRICS_TARGET: switchboard_nometrics,
     "litellm": litellm,
+    "portkey": portkey,
 }
+MISSING: dict[str, Callable[[], str | None]] = {"litellm": lambda: litellm_missing(),
+                                                "portkey": lambda: portkey_missing()}
 
 
 def check(url: str, mode: str, auth: dict[str, str] = HEADERS) -> None:
@@ -328,16 +446,26 @@ def measure(
     target: str, urls: dict[str, str], root: Path, args: argparse.Namespace
 ) -> list[Row]:
     rows = []
-    auth = headers_for(target)
     for mode in MODES:
-        check(urls[mode], mode, auth)
+        if (target, mode) in BROKEN:
+            continue
+        auth = headers_for(target, mode)
+        try:
+            check(urls[mode], mode, auth)
+        except RuntimeError as exc:  # one mode broken (e.g. a gateway's streaming): measure the other
+            print(f"{target} {mode} FAILED: {exc}", file=sys.stderr)
+            BROKEN[(target, mode)] = str(exc)[:300]
+            continue
+        SENT[target] = SENT.get(target, 0) + 1
         script = root / f"{target}-{mode}.lua"
         script.write_text(loadgen.lua_script(request_body(mode), auth))
         for conc in CONCURRENCY:
             opts = {"connections": conc, "cpu": LOAD_CPU}
             if args.warmup > 0:
-                loadgen.wrk(urls[mode], script, duration=args.warmup, **opts)
+                warm = loadgen.wrk(urls[mode], script, duration=args.warmup, **opts)
+                SENT[target] = SENT.get(target, 0) + warm.requests
             res = loadgen.wrk(urls[mode], script, duration=args.duration, **opts)
+            SENT[target] = SENT.get(target, 0) + res.requests
             row = Row(
                 target,
                 mode,
@@ -496,9 +624,21 @@ def table(rows: list[Row], markdown: bool) -> str:
 def verdicts(rows: list[Row]) -> list[str]:
     out = []
     bare = {(r.mode, r.concurrency): r for r in rows if r.target == "switchboard"}
+    direct = {(r.mode, r.concurrency): r for r in rows if r.target == "direct"}
     metrics_off = {(r.mode, r.concurrency): r for r in rows if r.target == NO_METRICS_TARGET}
     for r in rows:
         b = bare.get((r.mode, r.concurrency))
+        goal = FULL_TARGETS.get((r.mode, r.target))
+        if goal is not None and r.concurrency == 32:
+            out.append(f"{r.scenario}: {r.rps:,.0f} req/s (target >= {goal:,.0f}): "
+                       f"{'PASS' if r.rps >= goal else 'FAIL'}")
+        if r.target == FULL_TARGET and r.concurrency == 1 and r.added_p50_ms is not None:
+            d = direct.get((r.mode, 1))
+            added99 = r.p99_ms - d.p99_ms if d is not None else float("nan")
+            ok = r.added_p50_ms <= ADDED_C1_MS["p50"] and added99 <= ADDED_C1_MS["p99"]
+            out.append(f"{r.scenario}: {r.added_p50_ms:+.3f} ms p50, {added99:+.3f} ms p99 over direct "
+                       f"(target <= {ADDED_C1_MS['p50']} / {ADDED_C1_MS['p99']} ms): "
+                       f"{'PASS' if ok else 'FAIL'}")
         if r.target == FULL_TARGET and r.concurrency == 32 and b is not None and b.rps:
             loss = 1 - r.rps / b.rps
             ok = loss <= FULL_MAX_LOSS
@@ -543,6 +683,57 @@ def report(rows: list[Row], info: dict[str, str], args: argparse.Namespace) -> N
         print(table(rows, markdown=True))
 
 
+def extra_lines() -> list[str]:
+    """The ledger count of the full targets, and the cluster target's Redis commands per request."""
+    out = []
+    for target, stored in LEDGER.items():
+        sent = SENT.get(target, 0)
+        ok = stored >= sent
+        out.append(f"{target}: {sent:,} requests completed, {stored:,} records in the usage ledger after the "
+                   f"run (in-flight requests cut when a run ended are recorded too): "
+                   f"{'nothing lost' if ok else f'{sent - stored:,} MISSING'}")
+    for (target, mode), why in BROKEN.items():
+        out.append(f"{target} {mode}: not measured, it failed: {why}")
+    for mode, calls in REDIS_PER_REQUEST.items():
+        total = sum(calls.values())
+        detail = ", ".join(f"{name} {n:.2f}" for name, n in calls.items())
+        out.append(f"{CLUSTER_TARGET} {mode}: {total:.2f} Redis commands per request ({detail})")
+    return out
+
+
+DOCS_BEGIN, DOCS_END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
+
+
+def write_docs(rows: list[Row], info: dict[str, str], args: argparse.Namespace, argv: list[str]) -> None:
+    """Rewrite the results block of docs/benchmarks.md from this run."""
+    import re
+
+    pin = f"gateway on CPU {GATEWAY_CPU}; wrk, nginx (and PostgreSQL, Redis) on CPU {LOAD_CPU}" \
+        if can_pin() else "not pinned"
+    lines = [
+        DOCS_BEGIN,
+        f"`python bench/run.py {' '.join(argv)}` on {time.strftime('%Y-%m-%d')}:",
+        "",
+        f"- CPU: {info['cpu']}, {info['cores']} cores; {info['kernel']}; {info['python']}",
+        f"- switchboard {info['switchboard']}; nginx {info['nginx']}; wrk {info['wrk']}",
+        f"- {args.duration:g} s measured after {args.warmup:g} s warm-up per scenario, {args.rounds} "
+        f"interleaved rounds (medians); {pin}",
+        "",
+        table(rows, markdown=True),
+        "",
+        *[f"- {line}" for line in verdicts(rows) + extra_lines()],
+        DOCS_END,
+    ]
+    block = "\n".join(lines)
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text()
+    if DOCS_BEGIN not in text:
+        raise SystemExit(f"{path} has no {DOCS_BEGIN} marker")
+    text = re.sub(re.escape(DOCS_BEGIN) + ".*?" + re.escape(DOCS_END), lambda _: block, text, flags=re.S)
+    path.write_text(text)
+    print(f"results written to {path}")
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -553,21 +744,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each run")
     parser.add_argument("--litellm", action="store_true", help="also measure LiteLLM's proxy if installed")
+    parser.add_argument("--portkey", action="store_true", help="also measure Portkey's gateway if installed")
     parser.add_argument(
         "--targets",
         default="direct,minimal,switchboard",
         help="comma-separated targets among direct,minimal,switchboard,switchboard-full,switchboard-group,"
-        "switchboard-nometrics,litellm "
+        "switchboard-nometrics,switchboard-full-cluster,litellm,portkey "
         "(default: %(default)s)",
     )
     parser.add_argument(
         "--profile",
-        choices=("bare", "full", "group", "metrics"),
+        choices=("bare", "full", "group", "metrics", "all"),
         default="bare",
         help="full: also measure the full request path (a virtual key with RPM/TPM limits and a "
         "budget, target switchboard-full) against the bare path (the master key) in the same run; "
         "group: routing over a group of two deployments (target switchboard-group) against one; "
-        "metrics: the bare path with metrics off (target switchboard-nometrics) against metrics on",
+        "metrics: the bare path with metrics off (target switchboard-nometrics) against metrics on; "
+        "all: direct, minimal, the bare path, the full path embedded and in cluster mode "
+        "(PostgreSQL + Redis), LiteLLM and Portkey where installed, the ledger counted after the "
+        "run and Redis commands per request",
     )
     parser.add_argument("--metrics", choices=("on", "off"), default="on",
                         help="Prometheus metrics of the switchboard targets (default on; the "
@@ -581,13 +776,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="compare with a stored baseline; exit 1 if a scenario is more than "
                         "--tolerance percent slower relative to the minimal proxy")
     parser.add_argument("--tolerance", type=float, default=10.0, help="percent (default 10)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes of the cluster target (give it as many CPUs: --gateway-cpus)")
+    parser.add_argument("--gateway-cpus", default="0", help="taskset CPU list of the gateways (default 0)")
+    parser.add_argument("--load-cpus", default="1",
+                        help="taskset CPU list of wrk, nginx, PostgreSQL and Redis (default 1)")
+    parser.add_argument("--docs", action="store_true",
+                        help="rewrite the results table of docs/benchmarks.md (between its markers)")
     args = parser.parse_args(argv)
 
+    global GATEWAY_CPU, LOAD_CPU
+    GATEWAY_CPU, LOAD_CPU = args.gateway_cpus, args.load_cpus
+    WORKERS[CLUSTER_TARGET] = args.workers
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    if args.litellm and "litellm" not in targets:
-        targets.append("litellm")
+    if args.profile == "all":
+        targets = ["direct", "minimal", "switchboard", FULL_TARGET, CLUSTER_TARGET, "litellm", "portkey"]
+    for wanted in ("litellm", "portkey"):
+        if getattr(args, wanted) and wanted not in targets:
+            targets.append(wanted)
     METRICS["on"] = args.metrics == "on"
-    if args.profile in ("full", "group", "metrics"):
+    if args.profile in ("full", "group", "metrics") and args.profile != "all":
         extra = {"full": FULL_TARGET, "group": GROUP_TARGET, "metrics": NO_METRICS_TARGET}[args.profile]
         targets += [t for t in ("switchboard", extra) if t not in targets]
     unknown = set(targets) - STARTERS.keys()
@@ -616,9 +824,9 @@ def main(argv: list[str] | None = None) -> int:
             # interleave them, so a drift in the machine's speed hits all targets alike.
             started: dict[str, dict[str, str]] = {}
             for target in targets:
-                missing = litellm_missing() if target == "litellm" else None
+                missing = MISSING[target]() if target in MISSING else None
                 if missing:
-                    print(f"skipping litellm: {missing}")
+                    print(f"skipping {target}: {missing}")
                     continue
                 try:
                     started[target] = running.enter_context(STARTERS[target](root, base))
@@ -637,9 +845,15 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{target} FAILED: {exc}", file=sys.stderr)
                         failed.append(target)
             rows = medians(measured)
+            if CLUSTER_TARGET in started and CLUSTER_TARGET not in failed:
+                count_redis_commands(CLUSTER_TARGET)
 
     compare(rows)
     report(rows, info, args)
+    for line in extra_lines():
+        print("  " + line)
+    if args.docs:
+        write_docs(rows, info, args, argv if argv is not None else sys.argv[1:])
     if args.json:
         settings = {
             "duration_s": args.duration,
@@ -651,7 +865,8 @@ def main(argv: list[str] | None = None) -> int:
             "load_cpu": LOAD_CPU,
             "targets": TARGETS,
         }
-        doc = {"machine": info, "settings": settings, "results": [asdict(r) for r in rows], "failed": failed}
+        doc = {"machine": info, "settings": settings, "results": [asdict(r) for r in rows], "failed": failed,
+               "sent": SENT, "ledger": LEDGER, "redis_per_request": REDIS_PER_REQUEST}
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     if args.save_baseline:
         args.save_baseline.write_text(json.dumps(proxy_ratios(rows), indent=2, sort_keys=True) + "\n")

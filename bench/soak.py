@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import aiohttp
+
 from procs import Service, free_port, http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +151,8 @@ async def load(url: str, key: str, seconds: float, rate: float, pid: int, sample
                 samples.append((now - start, rss_kib(pid)))
                 minutes = (now - start) / 60
                 print(f"  {minutes:5.1f} min  rss {samples[-1][1] / 1024:7.1f} MiB  sent {tally.sent}  "
-                      f"ok {tally.ok}  cut {tally.disconnected}  errors {sum(tally.errors.values())}", flush=True)
+                      f"ok {tally.ok}  cut {tally.disconnected}  errors {sum(tally.errors.values())}",
+                      flush=True)
                 next_sample += SAMPLE_SECONDS
             due = start + n / rate
             if due > now:
@@ -230,7 +232,8 @@ def write_docs(summary: dict[str, object], chart: str, png: Path | None) -> None
         f"{tally['disconnected']:,} streams cut by the client, "
         f"{sum(tally['errors'].values()):,} errors: {tally['errors'] or 'none'}).",
         "",
-        f"RSS after the {summary['warmup_minutes']:g}-minute warm-up {summary['rss_after_warmup_mib']:.1f} MiB, "
+        f"RSS after the {summary['warmup_minutes']:g}-minute warm-up "
+        f"{summary['rss_after_warmup_mib']:.1f} MiB, "
         f"at the end {summary['rss_end_mib']:.1f} MiB: growth {summary['growth_percent']:+.2f} % "
         f"(target under {MAX_GROWTH:.0%}): **{summary['verdict']}**.",
         "",
@@ -248,7 +251,8 @@ def write_docs(summary: dict[str, object], chart: str, png: Path | None) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0, help="minutes of warm-up (default 5)")
     parser.add_argument("--rate", type=float, default=150.0, help="requests per second (default 150)")
@@ -271,9 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         with Service("mock", mock, root / "mock.log", cpu=LOAD_CPU) as upstream, \
                 Service("gateway", gateway, root / "gateway.log", cpu=GATEWAY_CPU, env=env) as gw:
             upstream.wait_ready(f"http://127.0.0.1:{mport}/_mock/stats", timeout=30)
-            gw.wait_ready(url + "/health/ready", timeout=60)
-            status, _, raw = http("POST", url + "/admin/v1/keys", json.dumps(KEY).encode(),
-                                  {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"})
+            gw.wait_ready(url + "/health/ready", timeout=300)
+            admin = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
+            status, _, raw = http("POST", url + "/admin/v1/keys", json.dumps(KEY).encode(), admin)
             if status != 201:
                 raise SystemExit(f"could not issue the key: HTTP {status} {raw[:300]!r}")
             key = json.loads(raw)["key"]
@@ -301,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     title = f"Gateway RSS, {args.rate:g} req/s mixed load, full request path"
     drawn = plot(samples, warmup, png, title)
     print(chart)
-    print(f"RSS {first / 1024:.1f} MiB after warm-up, {last / 1024:.1f} MiB at the end: {grew:+.2%} ({verdict})")
+    print(f"RSS {first / 1024:.1f} MiB after warm-up, {last / 1024:.1f} MiB at the end: "
+          f"{grew:+.2%} ({verdict})")
     print(f"results in {out}")
     if args.docs:
         write_docs(summary, chart, png if drawn else None)

@@ -124,7 +124,7 @@ http {{
 """
 
 
-def nginx(root: Path, cpu: int | None) -> tuple[Service, str]:
+def nginx(root: Path, cpu: int | str | None) -> tuple[Service, str]:
     """Return the (not yet started) nginx service and its base URL, config written under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
