@@ -46,6 +46,7 @@ from switchboard.routing.live import LiveRouting
 from switchboard.routing.prerouting import Windows
 from switchboard.routing.probes import HealthChecks
 from switchboard.routing.router import Router
+from switchboard.server_memory import MemoryTrim
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.cost import Prices
@@ -139,6 +140,8 @@ class Gateway:
         # The Responses API's calls under way and stored responses (http/responses/).
         self.responses = Responses(settings.responses,
                                    lambda: self.stores.responses if self.stores is not None else None)
+        # Freed memory handed back to the OS now and then (server_memory.py).
+        self.memory = MemoryTrim(settings.server.memory_trim_seconds)
         self.ready = False
 
     def responses_chain(self, terminal: Handler) -> Handler:
@@ -294,6 +297,7 @@ class Gateway:
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys)
         self.responses.start()  # the purge of expired stored responses
         await encodings
+        self.memory.start()
         self.ready = True
 
     async def _residency(self, tenant: str | None, team: str | None) -> frozenset[str] | None:
@@ -307,6 +311,7 @@ class Gateway:
 
     async def close(self) -> None:
         self.ready = False
+        await self.memory.close()
         if self.metrics is not None:
             await self.metrics.close()
         await self.files.close()

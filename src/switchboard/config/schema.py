@@ -276,6 +276,9 @@ class ServerConfig(_Strict):
     # The process's own log lines: text, or one JSON object per line (docs/observability.md).
     log_format: Literal["text", "json"] = "text"
     access_log: bool = False
+    # How often freed memory is handed back to the operating system (glibc's malloc_trim), so
+    # resident memory follows the load down after a burst; 0: never.
+    memory_trim_seconds: Annotated[float, Field(ge=0, le=86_400)] = 30.0
 
     @field_validator("log_level")
     @classmethod
