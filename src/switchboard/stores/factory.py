@@ -52,6 +52,7 @@ from switchboard.stores.protocols import (
     UsageLedger,
 )
 from switchboard.stores.sql.analytics import SqlAnalyticsStore
+from switchboard.stores.sql.apis import SqlApiStore
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.budgets import SqlBudgetStore
 from switchboard.stores.sql.engine import create_engine, describe, shown
@@ -243,6 +244,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         log_search=SqlLogSearch(engine),
         files=SqlFileStore(engine),
         responses=SqlResponseStore(engine),
+        apis=SqlApiStore(engine),
         _closers=closers,
     )
 

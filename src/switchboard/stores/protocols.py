@@ -1229,11 +1229,19 @@ class ApiRecord:
     updated_at: datetime = field(default_factory=utcnow)
 
 
+class ApiExists(Exception):
+    """An API of this name already exists in the tenant."""
+
+
 class ApiStore(Protocol):
-    async def create(self, record: ApiRecord) -> ApiRecord: ...
+    async def create(self, record: ApiRecord) -> ApiRecord:
+        """Store a new API; ApiExists when the tenant has one of that name."""
+        ...
 
     async def get(self, tenant_id: str, name: str) -> ApiRecord | None: ...
 
     async def list_apis(self, tenant_id: str) -> list[ApiRecord]: ...
 
-    async def update(self, record: ApiRecord) -> ApiRecord: ...
+    async def update(self, record: ApiRecord) -> ApiRecord:
+        """Replace the stored API of that (tenant, name) (``updated_at`` set now); KeyError if none."""
+        ...
