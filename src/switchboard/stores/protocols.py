@@ -155,7 +155,8 @@ def usage_record(row: Sequence[Any]) -> UsageRecord:
 
 
 # usage reporting (GET /admin/v1/usage): the ledger grouped and summed
-REPORT_FIELDS = ("tenant", "team", "key", "user", "model", "provider", "deployment", "day", "hour")
+REPORT_FIELDS = ("tenant", "team", "key", "user", "model", "provider", "deployment", "day", "hour",
+                 "api", "api_version")
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,9 @@ class UsageReportQuery:
     user_id: str | None = None
     owners: tuple[str, ...] | None = None
     max_groups: int = 10_000
+    # Calls of one prompt API (metadata.api), and of one of its prompt versions (metadata.api_version).
+    api: str | None = None
+    api_version: int | None = None
 
 
 @dataclass(frozen=True)

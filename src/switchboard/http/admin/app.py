@@ -15,6 +15,7 @@ from switchboard.config.schema import Settings
 from switchboard.http.admin import (
     alerts,
     analytics,
+    apis,
     audit,
     budgets,
     catalog,
@@ -96,4 +97,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(routing.router)
     app.include_router(alerts.router)
+    app.include_router(apis.router)
     return app
