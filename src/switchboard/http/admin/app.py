@@ -23,6 +23,7 @@ from switchboard.http.admin import (
     limits,
     logs,
     models,
+    prompts,
     providers,
     routing,
     spend,
@@ -96,4 +97,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(routing.router)
     app.include_router(alerts.router)
+    app.include_router(prompts.router)
     return app
