@@ -63,6 +63,7 @@ from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.limits import SqlLimitStore
 from switchboard.stores.sql.log_search import SqlLogSearch
 from switchboard.stores.sql.migrate import upgrade
+from switchboard.stores.sql.prompts import SqlPromptStore
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.request_log import SqlRequestLog
 from switchboard.stores.sql.responses import SqlResponseStore
@@ -244,6 +245,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         log_search=SqlLogSearch(engine),
         files=SqlFileStore(engine),
         responses=SqlResponseStore(engine),
+        prompts=SqlPromptStore(engine),
         apis=SqlApiStore(engine),
         _closers=closers,
     )

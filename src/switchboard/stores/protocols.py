@@ -1203,6 +1203,16 @@ class PromptStore(Protocol):
 
     async def set_label(self, tenant_id: str, name: str, label: str, version: int) -> None: ...
 
+    async def list_prompts(self, tenant_id: str, *, team_id: str | None = None,
+                           after: str | None = None, limit: int = 100) -> list[PromptVersion]:
+        """The latest version of each of the tenant's prompts (one team's when ``team_id``), by
+        name; ``after``: only the names after it."""
+        ...
+
+    async def all_labels(self, tenant_id: str, names: list[str]) -> dict[str, dict[str, int]]:
+        """The labels of each of ``names`` (a name without labels is absent)."""
+        ...
+
 
 # -- prompts published as APIs (apis/, revision 0017) -----------------------------------------
 
