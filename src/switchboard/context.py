@@ -172,6 +172,8 @@ class RequestContext:
     # ``body`` (pipeline/native.py; the Responses API: the client's request and the stored
     # conversation it continues). None: not prepared.
     native_body: Any = None
+    # Added to the usage record's metadata (e.g. the registry prompt used, pipeline/prompt.py).
+    usage_metadata: dict[str, Any] | None = None
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed

@@ -37,6 +37,7 @@ from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.limits import RateLimitStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.observe import ObserveStage
+from switchboard.pipeline.prompt import PromptStage
 from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.rules import RulesStage, router_embed
 from switchboard.pipeline.subscription import SubscriptionStage
@@ -140,6 +141,8 @@ class Gateway:
         self.responses = Responses(settings.responses,
                                    lambda: self.stores.responses if self.stores is not None else None)
         self.ready = False
+        # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
+        self.prompts = PromptStage(settings.prompts, lambda: self.stores)
 
     def responses_chain(self, terminal: Handler) -> Handler:
         """The chat chain with the stored conversation of ``previous_response_id`` read right
@@ -179,6 +182,7 @@ class Gateway:
             stages.append(TraceStage(self.tracing))
         stages += [
             DecodeStage(),
+            self.prompts,
             ModelAccessStage(),
             *self.rules_stage(),
             RouteStage(self.router),
@@ -343,6 +347,7 @@ class Gateway:
             await self.limit_cache.close()
             self.limit_cache = None
         await self.responses.close()
+        await self.prompts.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None
