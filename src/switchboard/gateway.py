@@ -38,6 +38,7 @@ from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.limits import RateLimitStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.observe import ObserveStage
+from switchboard.pipeline.prompt import PromptStage
 from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.rules import RulesStage, router_embed
 from switchboard.pipeline.subscription import SubscriptionStage
@@ -143,6 +144,8 @@ class Gateway:
         # Prompt API calls under way (http/apis/).
         self.api_calls = ApiCalls()
         self.ready = False
+        # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
+        self.prompts = PromptStage(settings.prompts, lambda: self.stores)
 
     def responses_chain(self, terminal: Handler) -> Handler:
         """The chat chain with the stored conversation of ``previous_response_id`` read right
@@ -154,9 +157,10 @@ class Gateway:
 
     def api_chain(self, terminal: Handler) -> Handler:
         """The chat chain of a prompt API call (POST /apis/{name}, http/apis/): the API resolved
-        and its prompt rendered in place of decoding, no key model list (the API's own access and
-        subscription govern it), the output schema checked just outside the attempts."""
-        stages = [s for s in self.stages("chat") if not isinstance(s, ModelAccessStage)]
+        and its prompt rendered in place of decoding (no prompt reference to resolve), no key
+        model list (the API's own access and subscription govern it), the output schema checked
+        just outside the attempts."""
+        stages = [s for s in self.stages("chat") if not isinstance(s, ModelAccessStage | PromptStage)]
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage))
         stages[at] = ApiStage(self.api_calls, lambda: self.stores, lambda: self.subscriptions)
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, AttemptStage))
@@ -193,6 +197,7 @@ class Gateway:
             stages.append(TraceStage(self.tracing))
         stages += [
             DecodeStage(),
+            self.prompts,
             ModelAccessStage(),
             *self.rules_stage(),
             RouteStage(self.router),
@@ -357,6 +362,7 @@ class Gateway:
             await self.limit_cache.close()
             self.limit_cache = None
         await self.responses.close()
+        await self.prompts.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

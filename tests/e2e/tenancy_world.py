@@ -104,7 +104,8 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     body = {"name": f"api-{tenant}", "tenant": tenant, "team": world.team2, "model": "gpt-4o-mini",
             "messages": [{"role": "user", "content": "Hi"}]}
     admin.ok("POST", "/admin/v1/prompts", body, status=201)
-    body = {"name": f"api-{tenant}", "prompt": f"api-{tenant}", "version": 1, "tenant": tenant, "team": world.team2}
+    body = {"name": f"api-{tenant}", "prompt": f"api-{tenant}", "version": 1, "tenant": tenant,
+            "team": world.team2}
     world.api = admin.ok("POST", "/admin/v1/apis", body, status=201)["name"]
     return world
 

@@ -66,7 +66,8 @@ class World:
         return self.admin.as_key(self.owner_key)
 
     def prompt(self, name: str, **body: Any) -> dict[str, Any]:
-        return self.as_owner().ok("POST", "/admin/v1/prompts", {**SENTIMENT, "name": name, **body}, status=201)
+        body = {**SENTIMENT, "name": name, **body}
+        return self.as_owner().ok("POST", "/admin/v1/prompts", body, status=201)
 
     def publish(self, name: str, **body: Any) -> dict[str, Any]:
         return self.as_owner().ok("POST", "/admin/v1/apis", {"name": name, **body}, status=201)
@@ -128,7 +129,8 @@ def _usage(world: World, name: str, expect: dict[str, int], timeout: float = 20.
         report = world.admin.ok("GET", "/admin/v1/usage", params={
             "tenant": world.tenant, "group_by": "api,api_version", "api": name})
         rows = {row["api_version"]: row for row in report["data"]}
-        if all(rows.get(v, {}).get("requests") == n for v, n in expect.items()) or time.monotonic() > deadline:
+        done = all(rows.get(v, {}).get("requests") == n for v, n in expect.items())
+        if done or time.monotonic() > deadline:
             return rows
         time.sleep(0.2)
 
@@ -200,9 +202,10 @@ def test_the_catalog_document_lists_the_tenants_apis_only(world: World) -> None:
     draft = unique("draft")
     world.prompt(draft)
     world.publish(draft, prompt=draft, version=1, status="draft")
-    doc = httpx.get(f"{world.url}/apis/openapi.json", headers=bearer(world.consumer_key), timeout=10).json()
+    catalog = f"{world.url}/apis/openapi.json"
+    doc = httpx.get(catalog, headers=bearer(world.consumer_key), timeout=10).json()
     assert f"/apis/{mine}" in doc["paths"] and f"/apis/{draft}" not in doc["paths"]
-    theirs = httpx.get(f"{world.url}/apis/openapi.json", headers=bearer(world.stranger_key), timeout=10).json()
+    theirs = httpx.get(catalog, headers=bearer(world.stranger_key), timeout=10).json()
     assert f"/apis/{mine}" not in theirs["paths"]
     assert httpx.get(f"{world.url}/apis/openapi.json", timeout=10).status_code == 401
     gone = httpx.get(f"{world.url}/apis/{mine}/openapi.json", headers=bearer(world.stranger_key), timeout=10)
@@ -224,7 +227,8 @@ def test_structured_output_is_schema_valid_json(world: World, model: str) -> Non
     output = resp.json()["output"]
     assert isinstance(output, dict)
     jsonschema.validate(output, schema)
-    doc = httpx.get(f"{world.url}/apis/{name}/openapi.json", headers=bearer(world.owner_key), timeout=10).json()
+    url = f"{world.url}/apis/{name}/openapi.json"
+    doc = httpx.get(url, headers=bearer(world.owner_key), timeout=10).json()
     envelope = doc["paths"][f"/apis/{name}"]["post"]["responses"]["200"]["content"]["application/json"]
     assert envelope["schema"]["properties"]["output"] == schema
 
@@ -282,7 +286,8 @@ def test_the_lifecycle_headers_and_statuses(world: World) -> None:
     assert world.patch(name, status="retired").json()["status"] == "retired"
     retired = world.call(name, {"text": "x"}, key=owner)
     assert retired.status_code == 410
-    assert retired.json()["error"]["code"] == "api_retired" and successor in retired.json()["error"]["message"]
+    error = retired.json()["error"]
+    assert error["code"] == "api_retired" and successor in error["message"]
     back = world.patch(name, status="published")
     assert back.status_code == 409 and back.json()["error"]["code"] == "invalid_transition"
     listed = world.admin.ok("GET", "/admin/v1/apis", params={"tenant": world.tenant, "status": "retired"})
@@ -358,8 +363,9 @@ def test_bad_input(world: World) -> None:
     other_tenant = world.call(name, {"text": "x", "count": 1}, key=world.stranger_key)
     assert other_tenant.status_code == 404 and other_tenant.json()["error"]["code"] == "api_not_found"
     assert world.call(name, {"text": "x", "count": 1}).status_code == 200  # approval not required
-    assert httpx.post(f"{world.url}/apis/{name}", json={"text": "x", "count": 1}, timeout=10).status_code == 401
-    assert httpx.put(f"{world.url}/apis/{name}", json={}, headers=bearer(owner), timeout=10).status_code == 404
+    url = f"{world.url}/apis/{name}"
+    assert httpx.post(url, json={"text": "x", "count": 1}, timeout=10).status_code == 401
+    assert httpx.put(url, json={}, headers=bearer(owner), timeout=10).status_code == 404
 
     # The admin API's own refusals.
     owner_admin = world.as_owner()
