@@ -162,7 +162,8 @@ class Gateway:
         just outside the attempts."""
         stages = [s for s in self.stages("chat") if not isinstance(s, ModelAccessStage | PromptStage)]
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage))
-        stages[at] = ApiStage(self.api_calls, lambda: self.stores, lambda: self.subscriptions)
+        stages[at] = ApiStage(self.api_calls, lambda: self.stores, lambda: self.subscriptions,
+                              self.prompts.cache)
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, AttemptStage))
         stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
         return build_chain(stages, terminal)

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -31,6 +31,7 @@ from switchboard.http import validate
 from switchboard.http.apis.call import ApiCall, ApiCalls, reply_text
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.subscription import require_approved
+from switchboard.prompts.cache import PromptCache
 from switchboard.prompts.templates import render, validate_variables
 from switchboard.stores import Stores
 from switchboard.stores.protocols import PromptVersion
@@ -76,10 +77,12 @@ class ApiStage:
     name = "api"
 
     def __init__(self, calls: ApiCalls, stores: Callable[[], Stores | None],
-                 subscriptions: Callable[[], SubscriptionCache | None]) -> None:
+                 subscriptions: Callable[[], SubscriptionCache | None],
+                 prompts: Callable[[], Awaitable[PromptCache]]) -> None:
         self._calls = calls
         self._stores = stores
         self._subscriptions = subscriptions
+        self._prompts = prompts  # the prompt registry's request-path cache (prompts/cache.py)
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         parsed = call_path(ctx.path)
@@ -105,16 +108,17 @@ class ApiStage:
             cache = self._subscriptions()
             assert cache is not None, "the gateway has started"
             await require_approved(cache, principal, f"api:{name}", f"the API '{name}'")
-        prompts = stores.prompts
-        if prompts is None:
+        if stores.prompts is None:
             raise NotFound(f"no API '{name}'", code="api_not_found")
+        prompts = await self._prompts()
         if pinned is not None:
-            prompt = await prompts.get(tenant, record.prompt, version=pinned)
+            prompt = await prompts.resolve(tenant, record.prompt, version=pinned)
         elif record.split:
             key = (principal.key_id or principal.id) if principal else ""
-            prompt = await prompts.get(tenant, record.prompt, version=split_version(record.split, key, name))
+            arm = split_version(record.split, key, name)
+            prompt = await prompts.resolve(tenant, record.prompt, version=arm)
         else:
-            prompt = await prompts.get(tenant, record.prompt, version=record.version, label=record.label)
+            prompt = await prompts.resolve(tenant, record.prompt, version=record.version, label=record.label)
         if prompt is None:
             shown = f"version {pinned}" if pinned is not None else "the version it serves"
             raise NotFound(f"the API '{name}' has no {shown}", code="version_not_found")
