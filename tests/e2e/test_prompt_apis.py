@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -277,7 +278,8 @@ def test_the_lifecycle_headers_and_statuses(world: World) -> None:
     assert patched.status_code == 200 and patched.json()["status"] == "deprecated"
     old = world.call(name, {"text": "x"}, key=owner)
     assert old.status_code == 200, old.text
-    assert old.headers["deprecation"].startswith("@")
+    deprecated_at = datetime.fromisoformat(patched.json()["deprecated_at"])
+    assert old.headers["deprecation"] == f"@{int(deprecated_at.timestamp())}"
     assert old.headers["sunset"] == "Tue, 01 Jan 2030 00:00:00 GMT"
     assert old.headers["link"] == f'</apis/{successor}>; rel="successor-version"'
     doc = httpx.get(f"{world.url}/apis/{name}/openapi.json", headers=bearer(owner), timeout=10).json()

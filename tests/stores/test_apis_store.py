@@ -43,11 +43,11 @@ async def test_create_get_list_update(backend: Backend) -> None:
     sunset = datetime(2027, 1, 1, tzinfo=UTC)
     split = ({"version": 1, "percent": 30}, {"version": 2, "percent": 70})
     updated = await store.update(replace(found, status="deprecated", successor="sentiment-v2",
-                                         sunset_at=sunset, split=split))
+                                         sunset_at=sunset, split=split, deprecated_at=sunset))
     assert updated.updated_at >= found.updated_at
     again = await store.get("t-apis", "sentiment")
     assert again is not None
     assert (again.status, again.successor, again.sunset_at) == ("deprecated", "sentiment-v2", sunset)
-    assert again.split == split and again.created_at == found.created_at
+    assert again.split == split and again.created_at == found.created_at and again.deprecated_at == sunset
     with pytest.raises(KeyError):
         await store.update(replace(found, name="missing"))

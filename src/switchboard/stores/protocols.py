@@ -1234,6 +1234,7 @@ class ApiRecord:
     require_approval: bool = False
     successor: str | None = None  # named in Deprecation/Sunset links and the 410 of a retired API
     sunset_at: datetime | None = None
+    deprecated_at: datetime | None = None  # when it became deprecated (the Deprecation header)
     # A/B split between prompt versions: [{"version": N, "percent": P}, ...]; sticky per key.
     split: Sequence[Mapping[str, Any]] | None = None
     # Server-side sessions (x-switchboard-session) for multi-turn APIs; None: off.

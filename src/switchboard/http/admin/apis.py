@@ -24,7 +24,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.scoping import Ident, TenantQuery
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.stores import Stores
-from switchboard.stores.protocols import ApiExists, ApiRecord, ApiStore
+from switchboard.stores.protocols import ApiExists, ApiRecord, ApiStore, utcnow
 
 router = APIRouter(prefix="/admin/v1/apis", tags=["apis"])
 
@@ -92,6 +92,7 @@ def public(record: ApiRecord) -> dict[str, Any]:
         "require_approval": record.require_approval,
         "successor": record.successor,
         "sunset_at": record.sunset_at.isoformat() if record.sunset_at else None,
+        "deprecated_at": record.deprecated_at.isoformat() if record.deprecated_at else None,
         "split": [dict(arm) for arm in record.split] if record.split else None,
         "url": f"/apis/{record.name}",
         "openapi": f"/apis/{record.name}/openapi.json",
@@ -213,6 +214,10 @@ async def update_api(
         if problem:
             raise Conflict(problem, param="status", code="invalid_transition")
         changes["status"] = body.status
+        if body.status == "deprecated":
+            changes["deprecated_at"] = utcnow()
+        elif body.status == "published":
+            changes["deprecated_at"] = None
     if "version" in given or "label" in given:
         if body.version is not None and body.label is not None:
             raise InvalidRequest("give version or label, not both", param="label", code="invalid_value")

@@ -103,7 +103,8 @@ class ApiStage:
             raise Gone(f"the API '{name}' is retired{then}", code="api_retired", headers=link)
         if record.status == "deprecated":
             ctx.response_headers.update(deprecation_headers(
-                deprecated_at=record.updated_at, sunset_at=record.sunset_at, successor_url=successor_url))
+                deprecated_at=record.deprecated_at or record.updated_at, sunset_at=record.sunset_at,
+                successor_url=successor_url))
         if record.require_approval and (principal is None or principal.team_id != record.team_id):
             cache = self._subscriptions()
             assert cache is not None, "the gateway has started"

@@ -22,7 +22,7 @@ def _record(row: sa.Row[Any]) -> ApiRecord:
         tenant_id=m["tenant_id"], name=m["name"], prompt=m["prompt"], version=m["version"],
         label=m["label"], status=m["status"], description=m["description"], team_id=m["team_id"],
         require_approval=bool(m["require_approval"]), successor=m["successor"],
-        sunset_at=from_db(m["sunset_at"]),
+        sunset_at=from_db(m["sunset_at"]), deprecated_at=from_db(m["deprecated_at"]),
         split=tuple(m["split"]) if m["split"] is not None else None,
         sessions=m["sessions"], created_by=m["created_by"], created_at=created, updated_at=updated,
     )
@@ -34,7 +34,7 @@ def _values(record: ApiRecord) -> dict[str, Any]:
         "version": record.version, "label": record.label, "status": record.status,
         "description": record.description, "team_id": record.team_id,
         "require_approval": record.require_approval, "successor": record.successor,
-        "sunset_at": to_db(record.sunset_at),
+        "sunset_at": to_db(record.sunset_at), "deprecated_at": to_db(record.deprecated_at),
         "split": [dict(arm) for arm in record.split] if record.split is not None else None,
         "sessions": dict(record.sessions) if record.sessions is not None else None,
         "created_by": record.created_by, "created_at": to_db(record.created_at),

@@ -498,6 +498,7 @@ apis = sa.Table(
     sa.Column("require_approval", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("successor", sa.String(128)),
     sa.Column("sunset_at", sa.DateTime(timezone=True)),
+    sa.Column("deprecated_at", sa.DateTime(timezone=True)),
     sa.Column("split", sa.JSON),
     sa.Column("sessions", sa.JSON),
     sa.Column("created_by", sa.String(64)),
