@@ -15,6 +15,7 @@ from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
+from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
 from switchboard.http.files import FileService, budget_gated
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
@@ -37,6 +38,7 @@ from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.limits import RateLimitStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.observe import ObserveStage
+from switchboard.pipeline.prompt import PromptStage
 from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.rules import RulesStage, router_embed
 from switchboard.pipeline.subscription import SubscriptionStage
@@ -142,7 +144,11 @@ class Gateway:
                                    lambda: self.stores.responses if self.stores is not None else None)
         # Freed memory handed back to the OS now and then (server_memory.py).
         self.memory = MemoryTrim(settings.server.memory_trim_seconds)
+        # Prompt API calls under way (http/apis/).
+        self.api_calls = ApiCalls()
         self.ready = False
+        # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
+        self.prompts = PromptStage(settings.prompts, lambda: self.stores)
 
     def responses_chain(self, terminal: Handler) -> Handler:
         """The chat chain with the stored conversation of ``previous_response_id`` read right
@@ -150,6 +156,19 @@ class Gateway:
         stages = self.stages("chat")
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage)) + 1
         stages.insert(at, HistoryStage(self.responses))
+        return build_chain(stages, terminal)
+
+    def api_chain(self, terminal: Handler) -> Handler:
+        """The chat chain of a prompt API call (POST /apis/{name}, http/apis/): the API resolved
+        and its prompt rendered in place of decoding (no prompt reference to resolve), no key
+        model list (the API's own access and subscription govern it), the output schema checked
+        just outside the attempts."""
+        stages = [s for s in self.stages("chat") if not isinstance(s, ModelAccessStage | PromptStage)]
+        at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage))
+        stages[at] = ApiStage(self.api_calls, lambda: self.stores, lambda: self.subscriptions,
+                              self.prompts.cache)
+        at = next(i for i, stage in enumerate(stages) if isinstance(stage, AttemptStage))
+        stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
         return build_chain(stages, terminal)
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
@@ -182,6 +201,7 @@ class Gateway:
             stages.append(TraceStage(self.tracing))
         stages += [
             DecodeStage(),
+            self.prompts,
             ModelAccessStage(),
             *self.rules_stage(),
             RouteStage(self.router),
@@ -348,6 +368,7 @@ class Gateway:
             await self.limit_cache.close()
             self.limit_cache = None
         await self.responses.close()
+        await self.prompts.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

@@ -63,6 +63,9 @@ class TenantWorld:
     sub2: str = ""  # team2's
     limit: str = ""  # rate limits set for team2 (generous: they never refuse anything here)
     budget: str = ""  # a budget set for team2 (generous too)
+    prompt: str = ""  # a registry prompt of team1 (its name, unique to the tenant)
+    prompt2: str = ""  # one of team2
+    api: str = ""  # a prompt published as an API by team2
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -100,6 +103,14 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     world.limit = admin.ok("PUT", "/admin/v1/limits", body)["id"]
     body = {"scope": "team", "subject": world.team2, "tenant": tenant, "max_amount": 1_000_000}
     world.budget = admin.ok("PUT", "/admin/v1/budgets", body)["id"]
+    for team in ("team1", "team2"):
+        body = {"tenant": tenant, "team": getattr(world, team), "name": f"prompt-{team}-of-{tenant}",
+                "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        setattr(world, "prompt" + ("2" if team == "team2" else ""),
+                admin.ok("POST", "/admin/v1/prompts", body, status=201)["name"])
+    body = {"name": f"api-{tenant}", "prompt": world.prompt2, "version": 1, "tenant": tenant,
+            "team": world.team2}
+    world.api = admin.ok("POST", "/admin/v1/apis", body, status=201)["name"]
     return world
 
 

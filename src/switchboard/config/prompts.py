@@ -21,6 +21,8 @@ class PromptsConfig(_Strict):
     # How long a resolved prompt version stays cached on the request path (changes are pushed
     # on the change feed; this bounds staleness when a message is lost).
     cache_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # Every loop of one render draws from this many iterations (nested loops cannot spin).
+    max_loop_iterations: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
 
 
 class ApisConfig(_Strict):
@@ -29,3 +31,5 @@ class ApisConfig(_Strict):
     # A model output that fails the API's output schema is asked to be repaired this many times
     # before the caller gets a 502.
     repair_attempts: Annotated[int, Field(ge=0, le=3)] = 1
+    # The largest request body (the variables) a call may send; larger: 413.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024

@@ -216,6 +216,8 @@ def _row(
         metadata["units"] = units
     if outcome.client_disconnected:
         metadata["client_disconnected"] = True
+    if ctx.usage_metadata:
+        metadata.update(ctx.usage_metadata)
     error = outcome.error_code if status >= 400 else None
     p = ctx.principal
     tags: tuple[str, ...] = ()
