@@ -35,7 +35,7 @@ RESTRICTED_TEAM = "mcp-restricted"
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, McpUpstream]]:
     started = {"notes": start_mcp_server("notes"), "math": start_mcp_server("math"),
-               "malformed": start_mcp_server("malformed")}
+               "malformed": start_mcp_server("malformed"), "legacy": start_mcp_server("notes", "sse")}
     yield started
     for server in started.values():
         server.process.stop()
@@ -51,6 +51,7 @@ def mcp_config(upstreams: dict[str, McpUpstream]) -> dict[str, Any]:
              "tool_prices": {"multiply": 0.5}},
             {"name": "down", "url": f"http://127.0.0.1:{free_port()}/mcp", "connect_timeout_seconds": 1},
             {"name": "bad", "url": upstreams["malformed"].url},
+            {"name": "legacy", "url": upstreams["legacy"].url, "transport": "sse"},
             {"name": "secret", "url": upstreams["math"].url, "tenant": "tenant-b"},
         ],
         "mcp": {
@@ -162,11 +163,16 @@ def test_a_virtual_key_lists_and_calls_tools_of_two_servers(deployment: Deployme
             # Descriptions are untrusted text, cut to mcp.max_description_chars.
             add_note = next(t for t in listed.tools if t.name == "notes__add_note")
             assert add_note.description is not None and len(add_note.description) <= 101
-            assert (await client.call_tool("math__add", {"a": 2, "b": 40})).structured_content == {"result": 42}
+            added = await client.call_tool("math__add", {"a": 2, "b": 40})
+            assert added.structured_content == {"result": 42}
             saved = await client.call_tool("notes__add_note", {"title": "t1", "text": "from the gateway"})
             assert text_of(saved) == "saved t1"
             read = await client.call_tool("notes__read_note", {"title": "t1"})
             assert text_of(read) == "from the gateway"
+            # A server on the older HTTP+SSE transport.
+            assert "legacy__read_note" in names
+            legacy = await client.call_tool("legacy__read_note", {"title": "welcome"})
+            assert text_of(legacy) == "hello from notes"
             # A tool that fails upstream is the tool's own error result.
             broken = await client.call_tool("notes__broken", {})
             assert broken.is_error and "broken" in text_of(broken)
@@ -214,8 +220,9 @@ def test_a_denied_tool_is_neither_listed_nor_callable(deployment: Deployment) ->
         async with session(deployment, own_key) as client:
             names = {t.name for t in (await client.list_tools()).tools}
             assert names == {"math__add"}
-            assert (await refusal(client, "math__multiply", {"a": 1, "b": 2})).error.data["code"] == "mcp_tool_denied"  # type: ignore[index]
-            assert (await refusal(client, "notes__read_note", {"title": "x"})).error.data["code"] == "mcp_tool_denied"  # type: ignore[index]
+            for name in ("math__multiply", "notes__read_note"):
+                denied = await refusal(client, name, {"a": 1, "b": 2})
+                assert denied.error.data["code"] == "mcp_tool_denied"  # type: ignore[index]
             assert (await client.call_tool("math__add", {"a": 1, "b": 1})).structured_content == {"result": 2}
 
     run(scenario())
@@ -254,14 +261,16 @@ def test_bad_tool_calls_get_clear_mcp_errors(deployment: Deployment) -> None:
     async def scenario() -> None:
         async with session(deployment, key) as client:
             unknown = await refusal(client, "math__subtract", {"a": 1})
-            assert (unknown.error.code, unknown.error.data["code"]) == (-32602, "mcp_unknown_tool")  # type: ignore[index]
+            assert unknown.error.code == -32602
+            assert unknown.error.data["code"] == "mcp_unknown_tool"  # type: ignore[index]
             nameless = await refusal(client, "no_separator", {})
             assert nameless.error.data["code"] == "mcp_unknown_tool"  # type: ignore[index]
             # Another tenant's server is indistinguishable from no server at all.
             other = await refusal(client, "secret__add", {"a": 1, "b": 2})
             assert other.error.data["code"] == "mcp_unknown_tool"  # type: ignore[index]
             invalid = await refusal(client, "math__add", {"a": "one", "b": 2})
-            assert (invalid.error.code, invalid.error.data["code"]) == (-32602, "mcp_invalid_arguments")  # type: ignore[index]
+            assert invalid.error.code == -32602
+            assert invalid.error.data["code"] == "mcp_invalid_arguments"  # type: ignore[index]
             assert "a" in invalid.error.message
             big = await refusal(client, "notes__add_note", {"title": "x", "text": "y" * 5000})
             assert big.error.data["code"] == "mcp_arguments_too_large"  # type: ignore[index]
@@ -295,7 +304,8 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
     note = deployment.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
     assert note.status_code == 202 and note.content == b""
     # Unauthenticated: 401 with a JSON-RPC-shaped body; GET (no server stream) 405.
-    anonymous = httpx.post(deployment.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=10)
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    anonymous = httpx.post(deployment.url, json=listing, timeout=10)
     assert anonymous.status_code == 401
     assert anonymous.json()["jsonrpc"] == "2.0" and anonymous.json()["error"]["code"] == -32001
     wrong = deployment.post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, key="sk-not-a-key")
@@ -320,7 +330,8 @@ def test_each_call_is_logged_metered_and_rate_limited(deployment: Deployment) ->
 
     limited = run(scenario())
     assert limited.error.code == -32029
-    assert limited.error.data["status"] == 429 and limited.error.data["code"] == "rate_limit_exceeded"  # type: ignore[index]
+    data = limited.error.data
+    assert data["status"] == 429 and data["code"] == "rate_limit_exceeded"  # type: ignore[index]
     records = deployment.records(key_id, 5)
     by_model = sorted((r["model"], r["status"]) for r in records)
     assert by_model == [("math__add", 200)] * 3 + [("math__add", 429), ("notes__read_note", 200)]
@@ -373,7 +384,8 @@ def test_a_budget_with_a_per_call_price_stops_calls_when_spent(deployment: Deplo
     async def scenario() -> MCPError:
         async with session(deployment, key) as client:
             for a in range(3):
-                assert (await client.call_tool("paid__add", {"a": a, "b": 1})).structured_content == {"result": a + 1}
+                paid = await client.call_tool("paid__add", {"a": a, "b": 1})
+                assert paid.structured_content == {"result": a + 1}
             return await refusal(client, "paid__add", {"a": 9, "b": 9})
 
     spent = run(scenario())
