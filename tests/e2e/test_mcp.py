@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.e2e.test_metrics import parse, total
-from tests.mcp_servers import McpUpstream, start_mcp_server
+from tests.mcp_servers import McpUpstream, start_mcp_server, start_mcp_servers
 from tests.servers import MASTER_KEY, Gateway, free_port, start_gateway
 from tests.services import Postgres, RedisServer
 
@@ -34,14 +34,14 @@ RESTRICTED_TEAM = "mcp-restricted"
 
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, McpUpstream]]:
-    started = {"notes": start_mcp_server("notes"), "math": start_mcp_server("math"),
-               "malformed": start_mcp_server("malformed"), "legacy": start_mcp_server("notes", "sse")}
+    started = start_mcp_servers({"notes": ("notes", "streamable-http"), "math": ("math", "streamable-http"),
+                                 "malformed": ("malformed", "streamable-http"), "legacy": ("notes", "sse")})
     yield started
     for server in started.values():
         server.process.stop()
 
 
-def mcp_config(upstreams: dict[str, McpUpstream]) -> dict[str, Any]:
+def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int) -> dict[str, Any]:
     return {
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "mcp_servers": [
@@ -53,6 +53,9 @@ def mcp_config(upstreams: dict[str, McpUpstream]) -> dict[str, Any]:
             {"name": "bad", "url": upstreams["malformed"].url},
             {"name": "legacy", "url": upstreams["legacy"].url, "transport": "sse"},
             {"name": "secret", "url": upstreams["math"].url, "tenant": "tenant-b"},
+            {"name": "narrow", "url": upstreams["notes"].url, "max_concurrency": 1, "timeout_seconds": 2},
+            # Nothing listens here until a test starts a server: down, then back.
+            {"name": "phoenix", "url": f"http://127.0.0.1:{phoenix}/mcp", "health_check_seconds": 1},
         ],
         "mcp": {
             "list_timeout_seconds": 3,
@@ -72,6 +75,7 @@ def mcp_config(upstreams: dict[str, McpUpstream]) -> dict[str, Any]:
 class Deployment:
     kind: str
     gateway: Gateway
+    phoenix: int  # the port of the server that is down until a test starts it
 
     @property
     def url(self) -> str:
@@ -107,14 +111,15 @@ class Deployment:
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def deployment(request: pytest.FixtureRequest, upstreams: dict[str, McpUpstream],
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    config = mcp_config(upstreams)
+    phoenix = free_port()
+    config = mcp_config(upstreams, phoenix)
     if request.param == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
         redis: RedisServer = request.getfixturevalue("redis_server")
         config["database"] = {"url": postgres.create_database(f"mcp_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"mcp-{request.param}"))
-    yield Deployment(request.param, gw)
+    yield Deployment(request.param, gw, phoenix)
     gw.process.stop()
 
 
@@ -252,6 +257,60 @@ def test_down_hanging_and_malformed_servers_fail_fast_and_alone(deployment: Depl
     run(scenario())
 
 
+def test_a_busy_server_fails_fast(deployment: Deployment) -> None:
+    # narrow: max_concurrency 1; a second call while one is under way is refused at once.
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            assert (await client.call_tool("narrow__read_note", {"title": "welcome"})).content
+            hang: asyncio.Task[MCPError] | None = None
+            deadline = time.monotonic() + 10
+            while True:  # until the hanging call holds the server's only slot
+                if hang is None or hang.done():  # (a call may take the slot first: then again)
+                    if hang is not None:
+                        assert (await hang).error.data["code"] == "mcp_server_busy"  # type: ignore[index]
+                    hang = asyncio.create_task(refusal(client, "narrow__hang", {}))
+                    await asyncio.sleep(0.05)
+                try:
+                    await client.call_tool("narrow__read_note", {"title": "welcome"})
+                except MCPError as busy:
+                    assert busy.error.data["code"] == "mcp_server_busy"  # type: ignore[index]
+                    break
+                assert time.monotonic() < deadline, "the server never became busy"
+            assert (await hang).error.data["code"] == "upstream_timeout"  # type: ignore[index]
+            assert (await client.call_tool("narrow__read_note", {"title": "welcome"})).content
+
+    run(scenario())
+
+
+def test_a_down_server_comes_back_after_a_success(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+
+    async def names(client: ClientSession) -> tuple[set[str], list[str]]:
+        listed = await client.list_tools()
+        return {t.name for t in listed.tools}, list((listed.meta or {}).get("switchboard/notices", []))
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            for _ in range(3):  # down after failures: left out, the others listed
+                tools, notices = await names(client)
+                assert "math__add" in tools and not any(t.startswith("phoenix__") for t in tools)
+                assert any(n.startswith("phoenix:") for n in notices)
+            server = start_mcp_server("math", port=deployment.phoenix)
+            try:
+                deadline = time.monotonic() + 20  # the health check's retry, with backoff
+                while "phoenix__add" not in (await names(client))[0]:
+                    assert time.monotonic() < deadline, "the server never came back"
+                    await asyncio.sleep(0.2)
+                added = await client.call_tool("phoenix__add", {"a": 20, "b": 22})
+                assert added.structured_content == {"result": 42}
+            finally:
+                server.process.stop()
+
+    run(scenario())
+
+
 # -- bad input -------------------------------------------------------------------------------------
 
 
@@ -339,8 +398,14 @@ def test_each_call_is_logged_metered_and_rate_limited(deployment: Deployment) ->
     assert note["provider"] == "mcp" and note["metadata"]["operation"] == "mcp"
     assert isinstance(note["latency_ms"], int)
     # Arguments and results are kept as request-log bodies (request_log.bodies: notes__*).
-    logged = httpx.get(f"{deployment.gateway.url}/admin/v1/logs", params={"request_id": note["request_id"]},
-                       headers=ADMIN, timeout=10).json()["data"][0]
+    deadline = time.monotonic() + 10
+    while True:  # the bodies are written behind the record
+        logged = httpx.get(f"{deployment.gateway.url}/admin/v1/logs", params={"request_id": note["request_id"]},
+                           headers=ADMIN, timeout=10).json()["data"][0]
+        if logged.get("request") is not None:
+            break
+        assert time.monotonic() < deadline, "the bodies never reached the request log"
+        time.sleep(0.1)
     assert "welcome" in logged["request"] and "hello from notes" in logged["response"]
 
     def counted() -> bool:

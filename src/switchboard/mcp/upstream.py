@@ -179,7 +179,8 @@ class Upstream:
                 async with asyncio.timeout(wait):
                     result = await self._request(method, params, headers)
             except TimeoutError:
-                self._failed()
+                if method != "tools/call":  # a slow tool is not a down server
+                    self._failed()
                 raise UpstreamTimeout(
                     f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
             except (aiohttp.ClientConnectionError, OSError) as exc:
