@@ -400,8 +400,9 @@ def test_each_call_is_logged_metered_and_rate_limited(deployment: Deployment) ->
     # Arguments and results are kept as request-log bodies (request_log.bodies: notes__*).
     deadline = time.monotonic() + 10
     while True:  # the bodies are written behind the record
-        logged = httpx.get(f"{deployment.gateway.url}/admin/v1/logs", params={"request_id": note["request_id"]},
-                           headers=ADMIN, timeout=10).json()["data"][0]
+        found = httpx.get(f"{deployment.gateway.url}/admin/v1/logs",
+                          params={"request_id": note["request_id"]}, headers=ADMIN, timeout=10)
+        logged = found.json()["data"][0]
         if logged.get("request") is not None:
             break
         assert time.monotonic() < deadline, "the bodies never reached the request log"

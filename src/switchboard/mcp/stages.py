@@ -4,10 +4,10 @@ A tool call runs the gateway's own stages like a model call: the tool is resolve
 (:class:`ToolStage`; an unknown tool is refused before anything else), then the record
 (:class:`ToolRecordStage`: one usage-ledger row, operation ``mcp``, model ``<server>__<tool>``,
 whatever the outcome), permissions and arguments (:class:`ToolCheckStage`: nothing is sent or
-counted against limits for a call refused there), the request log's bodies (CaptureStage), the rate limits (RateLimitStage:
-the key's rpm, and ``limits.models["<server>__<tool>"]`` as the per-tool limit), the budgets
-(:class:`ToolBudgetStage`: the server's per-call price reserved, then settled) and the terminal
-(:class:`ToolCall`: the call upstream).
+counted against limits for a call refused there), the request log's bodies (CaptureStage), the
+rate limits (RateLimitStage: the key's rpm, and ``limits.models["<server>__<tool>"]`` as the
+per-tool limit), the budgets (:class:`ToolBudgetStage`: the server's per-call price reserved,
+then settled) and the terminal (:class:`ToolCall`: the call upstream).
 
 The canonical request of a tool call (``ctx.request``) is ``{"model": "<server>__<tool>",
 "tool": Tool, "arguments": {...}, "id": <json-rpc id>}``.
