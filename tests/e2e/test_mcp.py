@@ -62,7 +62,8 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int) -> dict[str, Any
             "max_argument_bytes": 2048,
             "max_result_bytes": 65536,
             "max_description_chars": 100,
-            "permissions": {"teams": {RESTRICTED_TEAM: {"deny": ["notes__delete_*"]}}},
+            "permissions": {"teams": {RESTRICTED_TEAM: {"deny": ["notes__delete_*"]}},
+                            "roles": {"viewer": {"allow": ["*__read_note"]}}},
         },
         "limits": {"models": {"math__multiply": {"rpm": 3}}},
         "spend": {"flush_seconds": 0.1},
@@ -212,9 +213,16 @@ def test_resources_and_prompts_are_listed_read_and_got(deployment: Deployment) -
 
 
 def test_a_denied_tool_is_neither_listed_nor_callable(deployment: Deployment) -> None:
-    # A team rule (config) and a key's own lists (metadata set through the admin API).
+    # A team rule (config), a key's own lists and a team's (admin API), a role's (config).
     team_key, _ = deployment.key(team=RESTRICTED_TEAM)
-    own_key, _ = deployment.key(metadata={"mcp_tools_allow": "math__*", "mcp_tools_deny": "math__multiply"})
+    own_key, _ = deployment.key(mcp_tools={"allow": ["math__*"], "deny": ["math__multiply"]})
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/teams",
+                      json={"name": "support", "mcp_tools": {"deny": ["math__*"]}}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    team = resp.json()
+    assert team["mcp_tools"] == {"allow": None, "deny": ["math__*"]}
+    support_key, _ = deployment.key(team=team["id"])
+    viewer_key, _ = deployment.key(role="viewer")
 
     async def scenario() -> None:
         async with session(deployment, team_key) as client:
@@ -229,6 +237,24 @@ def test_a_denied_tool_is_neither_listed_nor_callable(deployment: Deployment) ->
                 denied = await refusal(client, name, {"a": 1, "b": 2})
                 assert denied.error.data["code"] == "mcp_tool_denied"  # type: ignore[index]
             assert (await client.call_tool("math__add", {"a": 1, "b": 1})).structured_content == {"result": 2}
+        async with session(deployment, support_key) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert "notes__read_note" in names and not any(n.startswith("math__") for n in names)
+            denied = await refusal(client, "math__add", {"a": 1, "b": 1})
+            assert denied.error.data["code"] == "mcp_tool_denied"  # type: ignore[index]
+        # The team's rule changes through the admin API: its keys follow.
+        resp = httpx.patch(f"{deployment.gateway.url}/admin/v1/teams/{team['id']}",
+                           json={"mcp_tools": {"deny": ["notes__*"]}}, headers=ADMIN, timeout=10)
+        assert resp.status_code == 200, resp.text
+        deadline = time.monotonic() + 10
+        async with session(deployment, support_key) as client:
+            while "math__add" not in {t.name for t in (await client.list_tools()).tools}:
+                assert time.monotonic() < deadline, "the team's new rule never applied"
+                await asyncio.sleep(0.1)
+            assert (await client.call_tool("math__add", {"a": 1, "b": 1})).structured_content == {"result": 2}
+        async with session(deployment, viewer_key) as client:  # mcp.permissions.roles.viewer
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert names and all(n.endswith("read_note") for n in names), names
 
     run(scenario())
 
