@@ -143,3 +143,29 @@ async def test_a_user_without_authorization_is_told_where_to_start_it(fake: tupl
         assert refused.value.extra == {"authorize_url": "https://gateway/mcp/oauth/f/start"}  # type: ignore[attr-defined]
     finally:
         await registry.close()
+
+
+async def test_the_gateways_own_tool_calls_run_the_stages(fake: tuple[FakeServer, str]) -> None:
+    from switchboard.http.mcp.runner import ToolRunner
+    from switchboard.mcp.stages import ToolCall, ToolCheckStage, ToolRecordStage, ToolStage
+    from switchboard.pipeline.chain import build_chain
+
+    server, url = fake
+    config = McpConfig.model_validate({"permissions": {"roles": {"viewer": {"deny": ["*"]}}}})
+    registry = Registry([McpServerConfig(name="f", url=url, health_check_seconds=0)], config, PerUser())
+    toolbox = McpToolbox(config, registry)
+    stages = [ToolStage(toolbox), ToolRecordStage(lambda: None), ToolCheckStage(toolbox)]
+    toolbox.runner = ToolRunner(build_chain(stages, ToolCall(toolbox)), 30)
+    try:
+        result = await toolbox.call_tool(user("ann"), "f__echo", {})
+        assert result["tools"][0]["name"] == "echo"  # the fake answers every request alike
+        assert server.seen[-1]["method"] == "tools/call"
+        viewer = Principal(id="k", role="viewer", tenant_id="t", user_id="ann")
+        with pytest.raises(GatewayError) as denied:
+            await toolbox.call_tool(viewer, "f__echo", {})
+        assert denied.value.code == "mcp_tool_denied"
+        with pytest.raises(GatewayError) as unknown:
+            await toolbox.call_tool(user("ann"), "f__nope", {})
+        assert unknown.value.code == "mcp_unknown_tool"
+    finally:
+        await registry.close()
