@@ -183,14 +183,14 @@ class Upstream:
         now = time.monotonic()
         if self.down and now < self.retry_at:
             raise ServerDown(f"the MCP server '{self.name}' is unavailable; try again later")
-        if self._semaphore.locked():
-            raise ServerBusy(f"the MCP server '{self.name}' is busy ({self.server.max_concurrency} calls "
-                             "under way); try again shortly")
         try:
             headers = await self.credentials.headers(self.server, principal)
         except AuthorizationRequired as required:
             raise AuthorizationNeeded(required) from None
         wait = wait if wait is not None else self.server.timeout_seconds
+        if self._semaphore.locked():  # no await between this check and taking a slot
+            raise ServerBusy(f"the MCP server '{self.name}' is busy ({self.server.max_concurrency} calls "
+                             "under way); try again shortly")
         async with self._semaphore:
             try:
                 async with asyncio.timeout(wait):
