@@ -355,6 +355,22 @@ def test_a_down_server_comes_back_after_a_success(deployment: Deployment) -> Non
     run(scenario())
 
 
+def test_a_tenants_own_server_serves_that_tenant_only(deployment: Deployment) -> None:
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", json={"id": "tenant-b"}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code in (201, 409), resp.text
+    key, _ = deployment.key(tenant="tenant-b")
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"secret__add", "math__add"} <= names  # its own server and the global ones
+            added = await client.call_tool("secret__add", {"a": 1, "b": 2})
+            assert added.structured_content == {"result": 3}
+
+    run(scenario())
+
+
 # -- bad input -------------------------------------------------------------------------------------
 
 
