@@ -17,8 +17,13 @@ from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
 from switchboard.http.files import FileService, budget_gated
+from switchboard.http.mcp import McpServer
+from switchboard.http.mcp.runner import ToolRunner
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
+from switchboard.mcp.registry import Registry as McpRegistry
+from switchboard.mcp.stages import ToolBudgetStage, ToolCall, ToolCheckStage, ToolRecordStage, ToolStage
+from switchboard.mcp.toolbox import McpToolbox
 from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.observability.metrics import Metrics
 from switchboard.observability.observers import Observer
@@ -146,6 +151,13 @@ class Gateway:
         self.memory = MemoryTrim(settings.server.memory_trim_seconds)
         # Prompt API calls under way (http/apis/).
         self.api_calls = ApiCalls()
+        # The MCP gateway (mcp/, http/mcp/): the upstream servers and the aggregated toolbox.
+        self.mcp_registry = McpRegistry(settings.mcp_servers, settings.mcp)
+        self.mcp = McpToolbox(settings.mcp, self.mcp_registry)
+        # Tool calls the gateway makes itself (the tool loop) run the same stages, metrics first.
+        observe: list[Stage] = [ObserveStage(self.observers, self.metrics)] if self.observers else []
+        self.mcp.runner = ToolRunner(build_chain([*observe, *self.mcp_stages()], ToolCall(self.mcp)),
+                                     settings.server.request_timeout_seconds)
         self.ready = False
         # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
         self.prompts = PromptStage(settings.prompts, lambda: self.stores)
@@ -248,6 +260,32 @@ class Gateway:
             BudgetGateStage(self.settings.budgets, lambda: self.budgets, budget_gated),
         ]
 
+    def mcp_stages(self) -> list[Stage]:
+        """One MCP tools/call (mcp/stages.py): the tool resolved, traces, the record, permissions
+        and arguments checked, the request log's bodies, rate limits (the key's, and
+        ``limits.models["<server>__<tool>"]`` per tool) and the per-call price on budgets."""
+        stages: list[Stage] = [ToolStage(self.mcp)]
+        if self.tracing is not None:
+            from switchboard.pipeline.trace import TraceStage
+
+            stages.append(TraceStage(self.tracing))
+        stages += [ToolRecordStage(lambda: self.usage), ToolCheckStage(self.mcp)]
+        if self.body_policies:
+            bodies = self.settings.request_log
+            stages.append(CaptureStage(self.body_policies, Redactor(bodies.redact), bodies.max_body_bytes,
+                                       lambda: self.bodies))
+        stages.append(RateLimitStage(self.settings.limits,
+                                     lambda: self.stores.limiter if self.stores is not None else None,
+                                     lambda: self.limit_cache))
+        stages.append(ToolBudgetStage(self.settings.budgets, lambda: self.budgets))
+        return stages
+
+    def mcp_chain(self) -> Handler:
+        """The /mcp endpoint: authentication, the JSON-RPC message decoded, then its method;
+        tools/call runs the mcp_stages() chain."""
+        server = McpServer(self.mcp, build_chain(self.mcp_stages(), ToolCall(self.mcp)))
+        return build_chain([*self.common_stages(), DecodeStage()], server)
+
     def rules_stage(self) -> list[Stage]:
         """Conditional and semantic routing, only when configured (nothing to pay otherwise)."""
         router = self.settings.router
@@ -316,6 +354,7 @@ class Gateway:
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys)
         self.responses.start()  # the purge of expired stored responses
+        self.mcp_registry.start()  # MCP servers' health checks
         await encodings
         self.memory.start()
         self.ready = True
@@ -369,6 +408,7 @@ class Gateway:
             self.limit_cache = None
         await self.responses.close()
         await self.prompts.close()
+        await self.mcp_registry.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

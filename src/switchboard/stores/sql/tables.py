@@ -506,3 +506,6 @@ apis = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint("tenant_id", "name"),
 )
+# MCP tool permissions of a team's or a key's callers (revision 0021): {"allow": [...], "deny": [...]}
+for _table in (teams, api_keys):
+    _table.append_column(sa.Column("mcp_tools", sa.JSON))

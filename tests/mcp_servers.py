@@ -1,0 +1,158 @@
+"""Upstream MCP servers for the tests, written with the official SDK (``MCPServer``), run as
+subprocesses: ``python -m tests.mcp_servers <kind> <port> [transport]``.
+
+Kinds: ``notes`` (tools, a resource, a resource template, a prompt; a tool that hangs, one that
+answers a large result, one that fails), ``math`` (tools), ``malformed`` (an HTTP server that
+answers every POST with JSON that is not JSON-RPC).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from tests.servers import Process, free_port
+
+
+def notes_server(name: str) -> object:
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer(name)
+    notes: dict[str, str] = {"welcome": "hello from " + name}
+
+    @server.tool(description="Add a note. " + "x" * 10_000)
+    def add_note(title: str, text: str) -> str:
+        notes[title] = text
+        return f"saved {title}"
+
+    @server.tool(description="Read a note")
+    def read_note(title: str) -> str:
+        return notes.get(title, "no such note")
+
+    @server.tool(description="Delete a note")
+    def delete_note(title: str) -> str:
+        notes.pop(title, None)
+        return f"deleted {title}"
+
+    @server.tool(description="Never answers")
+    async def hang(seconds: float = 3600) -> str:
+        await asyncio.sleep(seconds)
+        return "late"
+
+    @server.tool(description="Answers a large result")
+    def big(size: int) -> str:
+        return "b" * size
+
+    @server.tool(description="Fails")
+    def broken() -> str:
+        raise ValueError("this tool is broken")
+
+    @server.resource("note://welcome", name="welcome", description="The welcome note", mime_type="text/plain")
+    def welcome() -> str:
+        return notes["welcome"]
+
+    @server.resource("note://by-title/{title}", name="by_title", description="A note by title")
+    def by_title(title: str) -> str:
+        return notes.get(title, "no such note")
+
+    @server.prompt(description="Summarize a note")
+    def summarize(title: str) -> str:
+        return f"Summarize the note {title!r} of {name}."
+
+    return server
+
+
+def math_server(name: str) -> object:
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer(name)
+
+    @server.tool(description="Add two integers")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @server.tool(description="Multiply two integers")
+    def multiply(a: int, b: int) -> int:
+        return a * b
+
+    return server
+
+
+def malformed_app() -> object:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def handle(request: object) -> Response:
+        return JSONResponse({"not": "json-rpc"}, headers={"mcp-session-id": "x"})
+
+    return Starlette(routes=[Route("/mcp", handle, methods=["POST", "GET", "DELETE"])])
+
+
+def main() -> None:
+    kind, port = sys.argv[1], int(sys.argv[2])
+    transport = sys.argv[3] if len(sys.argv) > 3 else "streamable-http"
+    if kind == "malformed":
+        import uvicorn
+
+        uvicorn.run(malformed_app(), host="127.0.0.1", port=port, log_level="info")  # type: ignore[arg-type]
+        return
+    server = notes_server(kind) if kind.startswith("notes") else math_server(kind)
+    server.run(transport, host="127.0.0.1", port=port)  # type: ignore[attr-defined]
+
+
+@dataclass
+class McpUpstream:
+    port: int
+    process: Process
+    transport: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}" + ("/sse" if self.transport == "sse" else "/mcp")
+
+
+def _spawn(kind: str, transport: str, port: int) -> McpUpstream:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.mcp_servers", kind, str(port), transport],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )
+    return McpUpstream(port, Process(proc), transport)
+
+
+def _wait(server: McpUpstream, deadline: float) -> None:
+    while True:
+        try:
+            with httpx.Client(timeout=1) as client:
+                client.get(f"http://127.0.0.1:{server.port}/")
+            return
+        except httpx.TransportError:
+            if server.process.proc.poll() is not None:
+                raise RuntimeError(f"MCP server exited:\n{server.process.output}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"MCP server did not start:\n{server.process.output}") from None
+            time.sleep(0.1)
+
+
+def start_mcp_server(kind: str, transport: str = "streamable-http", port: int | None = None) -> McpUpstream:
+    server = _spawn(kind, transport, port or free_port())
+    _wait(server, time.monotonic() + 60)
+    return server
+
+
+def start_mcp_servers(wanted: dict[str, tuple[str, str]]) -> dict[str, McpUpstream]:
+    """Several servers started at once: {name: (kind, transport)}."""
+    servers = {name: _spawn(kind, transport, free_port()) for name, (kind, transport) in wanted.items()}
+    deadline = time.monotonic() + 60
+    for server in servers.values():
+        _wait(server, deadline)
+    return servers
+
+
+if __name__ == "__main__":
+    main()
