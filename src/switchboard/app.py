@@ -34,6 +34,7 @@ from switchboard.http.gemini import GeminiRoutes, is_gemini
 from switchboard.http.media.multipart import FormLimits
 from switchboard.http.responses import PREFIX as RESPONSES_PREFIX
 from switchboard.http.responses import STORED, ResponsesAPI
+from switchboard.http.services import ServicesEndpoint, is_services_path
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.media import MediaTerminal
@@ -90,6 +91,9 @@ class SwitchboardApp:
         self._files = FilesEndpoint(self.gateway.chain("files", self.gateway.files),
                                     self.gateway.chain("batches", self.gateway.files), self.state,
                                     deadline_seconds=settings.server.request_timeout_seconds)
+        # Plain REST services (http/services/): streamed both ways, through their own chain.
+        self._services = ServicesEndpoint(self.gateway.services_chain(), self.state,
+                                          deadline_seconds=settings.server.request_timeout_seconds)
         self.routes[("GET", "/health/live")] = self.live
         self.routes[("GET", "/health/ready")] = self.ready
         if self.gateway.metrics is not None:  # metrics.enabled: false answers 404
@@ -128,6 +132,7 @@ class SwitchboardApp:
             prices=gateway.prices,
             limit_cache=lambda: gateway.limit_cache,
             budgets=lambda: gateway.budgets,
+            services=gateway.services,
         )
         return create_admin_app(services)
 
@@ -169,6 +174,8 @@ class SwitchboardApp:
                 await handler(scope, receive, send)
             elif is_files_path(path):
                 await self._files(scope, receive, send)
+            elif is_services_path(path):
+                await self._services(scope, receive, send)
             elif path.startswith("/admin/") or path == "/docs":
                 await self._admin(scope, receive, send)
             elif self._mock is not None and path.startswith("/mock/"):
