@@ -63,6 +63,7 @@ class TenantWorld:
     sub2: str = ""  # team2's
     limit: str = ""  # rate limits set for team2 (generous: they never refuse anything here)
     budget: str = ""  # a budget set for team2 (generous too)
+    service: str = ""  # a REST service owned by team2 (its name)
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -100,6 +101,8 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     world.limit = admin.ok("PUT", "/admin/v1/limits", body)["id"]
     body = {"scope": "team", "subject": world.team2, "tenant": tenant, "max_amount": 1_000_000}
     world.budget = admin.ok("PUT", "/admin/v1/budgets", body)["id"]
+    body = {"name": f"svc-{tenant}", "url": "http://127.0.0.1:9/", "tenant": tenant, "team": world.team2}
+    world.service = admin.ok("POST", "/admin/v1/services", body, status=201)["name"]
     return world
 
 
