@@ -85,6 +85,8 @@ def services_config(mock: Mock, upstream: Upstream) -> dict[str, Any]:
         {"name": "acme-only", "url": url, "tenant": "acme"},
         {"name": "readonly", "url": url, "methods": ["GET"]},
     ]
+    # The request log keeps the bodies (and headers) of calls to "echo".
+    config["request_log"] = {"bodies": [{"model": "service:echo", "headers": True}]}
     return config
 
 
@@ -193,6 +195,13 @@ def test_a_streamed_response_is_relayed_as_it_arrives(world: World) -> None:
     assert lines == [f"line {i}" for i in range(5)]
     # The first line came long before the last: nothing was held back until the end.
     assert arrivals[-1] - arrivals[0] >= 0.5
+    # A client that leaves mid-stream stops the relay; the log says so.
+    rid = f"svc-gone-{uuid.uuid4().hex}"
+    with httpx.stream("GET", f"{world.url}/services/echo/stream?n=100&delay=0.1", timeout=30,
+                      headers={"Authorization": f"Bearer {key}", "x-request-id": rid}) as resp:
+        assert next(resp.iter_lines()) == "line 0"
+    record = _logged(world, rid)
+    assert record["metadata"].get("client_disconnected") is True and record["latency_ms"] < 5000
 
 
 def test_keys_tenants_and_unknown_services(world: World) -> None:
@@ -251,13 +260,14 @@ def test_the_services_rate_limit_per_key(world: World) -> None:
     assert world.call("GET", "/services/limited/other", world.key(new_team())).status_code == 200
 
 
-def _logged(world: World, request_id: str, timeout: float = 20.0) -> dict[str, Any]:
+def _logged(world: World, request_id: str, timeout: float = 20.0, *, bodies: bool = False) -> dict[str, Any]:
+    """The request's record once the ledger has it (and its bodies, when ``bodies``)."""
     deadline = time.monotonic() + timeout
     while True:
         resp = httpx.get(f"{world.url}/admin/v1/logs", params={"request_id": request_id}, headers=ADMIN,
                          timeout=30)
         assert resp.status_code == 200, resp.text
-        if resp.json()["data"]:
+        if resp.json()["data"] and (not bodies or resp.json()["data"][0].get("response") is not None):
             return dict(resp.json()["data"][0])
         assert time.monotonic() < deadline, f"{request_id} never reached the request log"
         time.sleep(0.1)
@@ -268,8 +278,12 @@ def test_every_call_is_in_the_request_log_and_the_usage_report(world: World) -> 
     key = world.key(team)
     rid = f"svc-log-{uuid.uuid4().hex}"
     assert world.call("POST", "/services/echo/orders", key, content=b'{"n": 1}',
-                      headers={"x-request-id": rid}).status_code == 200
-    record = _logged(world, rid)
+                      headers={"x-request-id": rid, "Content-Type": "application/json"}).status_code == 200
+    record = _logged(world, rid, bodies=True)
+    # The bodies, as the request-log policy keeps them: never a credential.
+    assert "1" in str(record["request"]) and "/base/orders" in str(record["response"])
+    assert key not in str(record)  # the caller's key: neither forwarded nor logged
+    assert record["request_headers"]["content-type"] == "application/json"
     assert record["model"] == "service:echo" and record["status"] == 200
     assert record["metadata"]["operation"] == "service"
     assert record["prompt_tokens"] == 0 and record["completion_tokens"] == 0

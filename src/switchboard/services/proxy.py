@@ -27,7 +27,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from switchboard.services.context import ServiceContext
+from switchboard.services.context import Receive, ServiceContext
 from switchboard.services.table import Service
 
 log = logging.getLogger("switchboard.services")
@@ -63,8 +63,21 @@ class _Body:
     async def chunks(self) -> AsyncIterator[bytes]:
         receive = self._ctx.receive
         assert receive is not None
-        if self._first:
-            yield self._first
+        self._ctx.body_open = True
+        kept = self._ctx.request_capture
+        try:
+            if self._first:
+                if kept is not None:
+                    kept.add(self._first)
+                yield self._first
+            async for chunk in self._rest(receive):
+                if kept is not None and not kept.truncated:
+                    kept.add(chunk)
+                yield chunk
+        finally:
+            self._ctx.body_open = False
+
+    async def _rest(self, receive: Receive) -> AsyncIterator[bytes]:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -155,6 +168,8 @@ class ServiceProxy:
                 headers["content-length"] = declared
         else:
             data = piece if piece or ctx.method not in _METHODS_WITHOUT_BODY else None
+            if ctx.request_capture is not None:
+                ctx.request_capture.add(piece)
         url = service.url(ctx.rest, ctx.raw_query)
         session = self._session or self._open()
         began = time.perf_counter()

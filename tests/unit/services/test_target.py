@@ -80,3 +80,13 @@ def test_the_upstream_url_keeps_the_services_host_whatever_the_path() -> None:
 def test_bad_service_entries_are_refused(entry: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         ServiceConfig.model_validate(entry)
+
+
+def test_service_names_are_unique_in_the_config() -> None:
+    from switchboard.config.schema import Settings
+
+    entry = {"name": "orders", "url": "http://h/"}
+    auth = {"master_key": "sk-test-master-0123456789"}
+    with pytest.raises(ValidationError, match="duplicate service name 'orders'"):
+        Settings.model_validate({"auth": auth, "services": [entry, entry]})
+    assert len(Settings.model_validate({"auth": auth, "services": [entry]}).services) == 1
