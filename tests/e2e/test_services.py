@@ -364,6 +364,7 @@ def test_size_and_time_bounds_and_the_gateway_keeps_serving(world: World) -> Non
     for _ in range(3):
         assert world.call("GET", "/services/echo/still", key).status_code == 200
     assert httpx.get(f"{world.url}/health/ready", timeout=10).status_code == 200
+    assert "Traceback" not in world.gateway.process.output
 
 
 def test_services_managed_through_the_admin_api(world: World) -> None:
