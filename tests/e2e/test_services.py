@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +96,24 @@ class World:
     gateway: Gateway
     upstream: Upstream
     canary: Upstream
+    config: dict[str, Any] = field(default_factory=dict)
+    tmp: Path | None = None
+    second: Gateway | None = None
 
     @property
     def url(self) -> str:
         return self.gateway.url
+
+    def peer(self) -> Gateway:
+        """Another instance on the same state: on a cluster a second gateway (started once);
+        embedded state is one process's, so the same gateway."""
+        if self.kind == "embedded":
+            return self.gateway
+        if self.second is None:
+            assert self.tmp is not None
+            (self.tmp / "second").mkdir()
+            self.second = start_gateway(self.config, self.tmp / "second")
+        return self.second
 
     def key(self, team: str | None = None, tenant: str | None = None, role: str | None = None) -> str:
         body: dict[str, Any] = {"models": ["gpt-4o-mini"]}
@@ -131,9 +145,13 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock, upstream: Upstrea
         redis: RedisServer = request.getfixturevalue("redis_server")
         config["database"] = {"url": postgres.create_database(f"svc_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
-    gw = start_gateway(config, tmp_path_factory.mktemp(f"services-{request.param}"))
-    yield World(request.param, gw, upstream, canary)
+    tmp = tmp_path_factory.mktemp(f"services-{request.param}")
+    gw = start_gateway(config, tmp)
+    world = World(request.param, gw, upstream, canary, config, tmp)
+    yield world
     gw.process.stop()
+    if world.second is not None:
+        world.second.process.stop()
 
 
 def new_team() -> str:
@@ -420,7 +438,37 @@ def test_services_managed_through_the_admin_api(world: World) -> None:
     assert fixed.status_code == 400 and fixed.json()["error"]["code"] == "service_configured"
 
 
-@pytest.mark.parametrize(("body", "field"), [
+def test_a_change_reaches_every_instance_within_a_second(world: World) -> None:
+    peer = world.peer()
+    name = f"moving-{uuid.uuid4().hex[:6]}"
+    key = world.key(new_team())
+    auth = {"Authorization": f"Bearer {key}"}
+
+    def on_peer() -> httpx.Response:
+        return httpx.get(f"{peer.url}/services/{name}/where", headers=auth, timeout=10)
+
+    def within_a_second(check: Any, what: str) -> None:
+        done = time.monotonic()
+        while not check(on_peer()):
+            assert time.monotonic() - done < 1.0, f"{what} did not reach the other instance within 1 s"
+            time.sleep(0.02)
+
+    assert on_peer().status_code == 404  # the other instance now knows there is no such service
+    body = {"name": name, "url": f"{world.upstream.url}/one", "headers": {"X-Version": "1"}}
+    created = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)
+    assert created.status_code == 201, created.text
+    within_a_second(lambda r: r.status_code == 200 and r.json()["path"] == "/one/where", "the creation")
+    changed = httpx.patch(f"{world.url}/admin/v1/services/{name}", headers=ADMIN, timeout=10,
+                          json={"url": f"{world.upstream.url}/two", "headers": {"X-Version": "2"}})
+    assert changed.status_code == 200, changed.text
+    within_a_second(lambda r: r.status_code == 200 and r.json()["path"] == "/two/where"
+                    and r.json()["headers"]["x-version"] == "2", "the change")
+    removed = httpx.delete(f"{world.url}/admin/v1/services/{name}", headers=ADMIN, timeout=10)
+    assert removed.status_code == 204
+    within_a_second(lambda r: r.status_code == 404, "the removal")
+
+
+@pytest.mark.parametrize(("body", "where"), [
     ({"name": "../x", "url": "http://127.0.0.1:1"}, "name"),
     ({"name": "ok", "url": "ftp://127.0.0.1/"}, "url"),
     ({"name": "ok", "url": "http://127.0.0.1:1/?q=1"}, "url"),
@@ -436,7 +484,7 @@ def test_services_managed_through_the_admin_api(world: World) -> None:
     ({"name": "ok", "url": "http://127.0.0.1:1", "surprise": True}, "surprise"),
     ({"url": "http://127.0.0.1:1"}, "name"),
 ])
-def test_bad_service_definitions_are_refused(world: World, body: dict[str, Any], field: str) -> None:
+def test_bad_service_definitions_are_refused(world: World, body: dict[str, Any], where: str) -> None:
     resp = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)
     assert resp.status_code == 400, resp.text
-    assert field in (resp.json()["error"].get("param") or "") + resp.json()["error"]["message"]
+    assert where in (resp.json()["error"].get("param") or "") + resp.json()["error"]["message"]
