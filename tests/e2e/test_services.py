@@ -184,6 +184,8 @@ def test_methods_query_and_bodies_are_proxied_with_headers_stripped_and_added(wo
         assert SERVICE_SECRET not in resp.headers.get("x-service-token", "")
     head = world.call("HEAD", "/services/echo/items/42", key)
     assert head.status_code == 200 and head.content == b""
+    big_head = world.call("HEAD", "/services/echo/big?bytes=500000", key)  # no body: no size bound
+    assert big_head.status_code == 200 and big_head.headers["content-length"] == "500000"
     # A body streamed in pieces (chunked) arrives whole.
     pieces = [bytes([65 + i % 26]) * 10_000 for i in range(6)]
     streamed = world.call("POST", "/services/echo/upload", key, content=iter(pieces))
@@ -313,6 +315,12 @@ def test_every_call_is_in_the_request_log_and_the_usage_report(world: World) -> 
     report = httpx.get(f"{world.url}/admin/v1/usage", params={"group_by": "model"}, headers=ADMIN, timeout=30)
     assert report.status_code == 200, report.text
     assert "service:echo" in report.text
+    # Metrics, as for every endpoint: the operation is "service" (flushed every few seconds).
+    deadline = time.monotonic() + 20
+    metrics = f"{world.url}/metrics"
+    while 'operation="service"' not in (text := httpx.get(metrics, headers=ADMIN, timeout=10).text):
+        assert time.monotonic() < deadline, text[-2000:]
+        time.sleep(0.2)
 
 
 def _raw(port: int, target: str, host: str | None = None) -> int:
