@@ -189,11 +189,11 @@ class ServiceProxy:
         if body is not None and body.too_large:
             resp.close()
             raise RequestTooLarge(f"request body exceeds the service's limit of {limit} bytes")
-        declared = resp.content_length if ctx.method != "HEAD" else None  # a HEAD answer has no body
-        if declared is not None and declared > settings.max_response_bytes:
+        length = resp.content_length if ctx.method != "HEAD" else None  # a HEAD answer has no body
+        if length is not None and length > settings.max_response_bytes:
             resp.close()
             raise UpstreamResponseTooLarge(
-                f"service '{service.name}' sent a response of {declared} bytes, over its limit of "
+                f"service '{service.name}' sent a response of {length} bytes, over its limit of "
                 f"{settings.max_response_bytes} bytes")
         ctx.reply_status = resp.status
         ctx.reply_headers = _relayed(resp.raw_headers)
