@@ -175,7 +175,7 @@ class Gateway:
         ]
 
     def services_chain(self) -> Handler:
-        return build_chain(self.services_stages(), self.service_proxy)  # type: ignore[arg-type]
+        return build_chain(self.services_stages(), self.service_proxy)
 
     def responses_chain(self, terminal: Handler) -> Handler:
         """The chat chain with the stored conversation of ``previous_response_id`` read right

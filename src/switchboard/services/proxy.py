@@ -18,7 +18,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from switchboard.config.services import HOP_BY_HOP
-from switchboard.context import Chunk, Result, StreamReply
+from switchboard.context import Chunk, RequestContext, Result, StreamReply
 from switchboard.errors import (
     GatewayError,
     PayloadTooLarge,
@@ -139,7 +139,8 @@ class ServiceProxy:
             await self._session.close()
             self._session = None
 
-    async def __call__(self, ctx: ServiceContext) -> Result:
+    async def __call__(self, ctx: RequestContext) -> Result:
+        assert isinstance(ctx, ServiceContext), "the services chain runs on a ServiceContext"
         service = ctx.service
         assert service is not None and ctx.receive is not None, "resolved by the service stage"
         settings = service.settings
