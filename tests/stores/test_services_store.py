@@ -48,3 +48,24 @@ async def test_create_get_list_update_delete(backend: Backend) -> None:
     assert await store.get("t1", "orders") is None
     other = await store.get("t2", "orders")
     assert other is not None  # another tenant's service is untouched
+
+
+async def test_secrets_rotate_reseals_service_headers(backend: Backend) -> None:
+    from switchboard.crypto.keyring import DecryptError, Keyring, service_header_aad
+    from switchboard.crypto.rotate import rotate_services
+
+    store = _store(backend)
+    old = Keyring.from_secrets("old-secret-0123456789abcdefghijklmnop")
+    both = Keyring.from_secrets("new-secret-0123456789abcdefghijklmnop",
+                                ["old-secret-0123456789abcdefghijklmnop"])
+    new = Keyring.from_secrets("new-secret-0123456789abcdefghijklmnop")
+    sealed = {"X-Token": old.encrypt("tok-1", service_header_aad("t1", "svc", "X-Token"))}
+    await store.create(ServiceRecord(tenant_id="t1", name="svc", spec={"url": "http://h/"}, headers=sealed))
+    await store.create(ServiceRecord(tenant_id="t1", name="bare", spec={"url": "http://h/"}))
+    with pytest.raises(DecryptError):  # the new secret alone opens nothing: nothing written
+        await rotate_services(store, new)
+    assert await rotate_services(store, both) == 1
+    assert await rotate_services(store, both) == 0  # idempotent
+    got = await store.get("t1", "svc")
+    assert got is not None
+    assert new.decrypt(got.headers["X-Token"], service_header_aad("t1", "svc", "X-Token")) == "tok-1"

@@ -14,7 +14,7 @@ from yarl import URL
 
 from switchboard.access.feedcache import FeedCache
 from switchboard.config.services import ServiceConfig, ServiceSettings
-from switchboard.crypto.keyring import DecryptError, Keyring
+from switchboard.crypto.keyring import DecryptError, Keyring, service_header_aad
 from switchboard.stores.protocols import ChangeFeed, ServiceRecord, ServiceStore
 
 log = logging.getLogger("switchboard.services")
@@ -23,9 +23,8 @@ TOPIC = "services"
 DEFAULT_TENANT = "default"
 
 
-def header_aad(tenant: str, name: str, header: str) -> str:
-    """What a stored header's seal is bound to: it opens for this service and header only."""
-    return f"service-header:{tenant}:{name}:{header.lower()}"
+# What a stored header's seal is bound to: it opens for this service and header only.
+header_aad = service_header_aad
 
 
 @dataclass(frozen=True, slots=True, eq=False)

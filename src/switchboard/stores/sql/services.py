@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,3 +70,16 @@ class SqlServiceStore:
         async with self._engine.begin() as conn:
             result = await conn.execute(query)
         return bool(result.rowcount)
+
+    async def reseal(self, headers: Callable[[ServiceRecord], Mapping[str, str]]) -> int:
+        changed = 0
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(sa.select(t))).fetchall()
+            for row in rows:
+                record = _record(row)
+                sealed = dict(headers(record))
+                if sealed != dict(record.headers):
+                    await conn.execute(sa.update(t).where(t.c.tenant_id == record.tenant_id,
+                                                          t.c.name == record.name).values(headers=sealed))
+                    changed += 1
+        return changed
