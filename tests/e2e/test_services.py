@@ -438,6 +438,21 @@ def test_services_managed_through_the_admin_api(world: World) -> None:
     dev = httpx.post(f"{world.url}/admin/v1/services", json={**body, "name": "mine"},
                      headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert dev.status_code == 403
+    # A team admin registers and manages its own team's services only.
+    team = new_team()
+    lead = {"Authorization": f"Bearer {world.key(team, role='team_admin')}"}
+    services = f"{world.url}/admin/v1/services"
+    owned = httpx.post(services, json={**body, "name": f"{name}-team"}, headers=lead, timeout=10)
+    assert owned.status_code == 201 and owned.json()["team"] == team, owned.text
+    elsewhere = httpx.post(services, json={**body, "name": f"{name}-x", "team": "other"}, headers=lead,
+                           timeout=10)
+    assert elsewhere.status_code == 400 and elsewhere.json()["error"]["code"] == "team_not_allowed"
+    moved = httpx.patch(f"{world.url}/admin/v1/services/{name}-team", json={"team": "other"}, headers=lead,
+                        timeout=10)
+    assert moved.status_code == 400 and moved.json()["error"]["code"] == "team_not_allowed"
+    assert httpx.patch(f"{world.url}/admin/v1/services/{name}", json={"rpm": 1}, headers=lead,
+                       timeout=10).status_code == 404  # not its team's
+    assert httpx.delete(f"{services}/{name}-team", headers=lead, timeout=10).status_code == 204
     deleted = httpx.delete(f"{world.url}/admin/v1/services/{name}", headers=ADMIN, timeout=10)
     assert deleted.status_code == 204
     assert world.call("GET", f"/services/{name}/things", key).status_code == 404
