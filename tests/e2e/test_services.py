@@ -9,6 +9,7 @@ on a cluster (PostgreSQL and Redis)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -167,6 +168,7 @@ def test_methods_query_and_bodies_are_proxied_with_headers_stripped_and_added(wo
             "Cookie": "gateway-session=caller-cookie", "x-api-key": "sk-caller-leak",
             "Connection": "keep-alive, X-Hop", "X-Hop": "hop-value", "X-Custom": "kept",
             "x-request-id": rid, "X-Forwarded-Host": "evil.example", "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
         })
         assert resp.status_code == 200, resp.text
         echo = resp.json()
@@ -178,6 +180,7 @@ def test_methods_query_and_bodies_are_proxied_with_headers_stripped_and_added(wo
         assert sent["x-service-token"] == SERVICE_SECRET  # the configured header
         assert sent["x-custom"] == "kept" and sent["x-request-id"] == rid
         assert sent["host"] == f"127.0.0.1:{world.upstream.port}"
+        assert sent["accept-encoding"] == "identity"  # the caller's own, not the gateway's
         # The service's answer: its own headers, less cookies; the gateway's request id.
         assert resp.headers["x-upstream"] == "echo" and "set-cookie" not in resp.headers
         assert resp.headers["x-request-id"] == rid
@@ -325,6 +328,12 @@ def test_every_call_is_in_the_request_log_and_the_usage_report(world: World) -> 
 
 def _raw(port: int, target: str, host: str | None = None) -> int:
     """The status of one request sent byte for byte (no client library to normalise it)."""
+    return _raw_reply(port, target, host)[0]
+
+
+def _raw_reply(port: int, target: str, host: str | None = None) -> tuple[int, bytes]:
+    """(status, body) of one request sent byte for byte, with no header but Host, the key and
+    Connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         request = (f"GET {target} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\n"
                    f"Authorization: Bearer {MASTER_KEY}\r\nConnection: close\r\n\r\n")
@@ -332,7 +341,8 @@ def _raw(port: int, target: str, host: str | None = None) -> int:
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
-    return int(data.split(b" ", 2)[1])
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
 
 
 def test_no_caller_can_make_the_gateway_reach_another_host(world: World) -> None:
@@ -366,6 +376,9 @@ def test_no_caller_can_make_the_gateway_reach_another_host(world: World) -> None
         assert request["path"].startswith("/base/"), request
         assert request["host"] == f"127.0.0.1:{world.upstream.port}", request
     assert world.canary.seen() == [], "another listener was contacted"
+    # Nothing the caller did not send is added: no Accept-Encoding (bodies are relayed as they are).
+    status, body = _raw_reply(world.gateway.port, "/services/echo/plain")
+    assert status == 200 and "accept-encoding" not in json.loads(body)["headers"]
 
 
 def test_size_and_time_bounds_and_the_gateway_keeps_serving(world: World) -> None:

@@ -130,7 +130,10 @@ class ServiceProxy:
                                          keepalive_timeout=4.0)
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
-            auto_decompress=False, raise_for_status=False, skip_auto_headers=("User-Agent",),
+            # Only the caller's own Accept-Encoding: a body compressed for the gateway would reach
+            # a client that never asked for it (bodies are relayed as they are).
+            auto_decompress=False, raise_for_status=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
         return self._session
 
