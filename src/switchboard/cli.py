@@ -172,13 +172,15 @@ def db_upgrade(
 def secrets_rotate(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
 ) -> None:
-    """Re-seal every stored provider credential and the API-key hashing key under the current
-    server secret (auth.secret_key), opening them with it or a previous one
-    (auth.previous_secret_keys, $SWITCHBOARD_PREVIOUS_SECRET_KEYS). One transaction; idempotent."""
+    """Re-seal every stored provider credential and the API-key hashing key (one transaction),
+    and stored REST services' headers (another, first), under the current server secret
+    (auth.secret_key), opening them with it or a previous one (auth.previous_secret_keys,
+    $SWITCHBOARD_PREVIOUS_SECRET_KEYS). Idempotent."""
     import asyncio
+    from dataclasses import replace
 
     from switchboard.crypto.keyring import DecryptError, from_settings
-    from switchboard.crypto.rotate import Rotated, rotate
+    from switchboard.crypto.rotate import Rotated, rotate, rotate_services
     from switchboard.server import ServeOptions, resolve_settings
     from switchboard.stores import StoreError, open_stores
 
@@ -193,7 +195,8 @@ def secrets_rotate(
     async def run() -> Rotated:
         stores = await open_stores(settings)
         try:
-            return await rotate(stores.providers, keyring)
+            services = await rotate_services(stores.services, keyring)  # REST services' headers
+            return replace(await rotate(stores.providers, keyring), service_headers=services)
         finally:
             await stores.close()
 
@@ -208,7 +211,8 @@ def secrets_rotate(
                   "give the secret it was sealed with in auth.previous_secret_keys")
         raise typer.Exit(1) from None
     out.print(f"re-sealed under key {done.key_id}: {done.credentials} provider credential(s), "
-              f"{done.server_secrets} server secret(s); the rest already were", markup=False)
+              f"{done.server_secrets} server secret(s), {done.service_headers} service(s)' headers; "
+              "the rest already were", markup=False)
 
 
 @app.command()

@@ -54,6 +54,15 @@ from switchboard.routing.prerouting import Windows
 from switchboard.routing.probes import HealthChecks
 from switchboard.routing.router import Router
 from switchboard.server_memory import MemoryTrim
+from switchboard.services import (
+    ServiceCaptureStage,
+    ServiceProxy,
+    ServiceRateLimitStage,
+    ServiceStage,
+    ServiceSubscriptionStage,
+    ServiceTable,
+    ServiceUsageStage,
+)
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.cost import Prices
@@ -158,9 +167,36 @@ class Gateway:
         observe: list[Stage] = [ObserveStage(self.observers, self.metrics)] if self.observers else []
         self.mcp.runner = ToolRunner(build_chain([*observe, *self.mcp_stages()], ToolCall(self.mcp)),
                                      settings.server.request_timeout_seconds)
+        # Plain REST services under /services/{name}/ (services/): the YAML's now, the stored ones
+        # looked up (and cached) once the stores are open; one pooled session to reach them.
+        self.services = ServiceTable(settings.services)
+        self.service_proxy = ServiceProxy()
         self.ready = False
         # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
         self.prompts = PromptStage(settings.prompts, lambda: self.stores)
+
+    def services_stages(self) -> list[Stage]:
+        """``/services/{name}/...``: the common stages, then which service, its subscription,
+        the caller's rate limits and the service's rpm, and the call's ledger record."""
+        stages: list[Stage] = [
+            *self.common_stages(),
+            ServiceStage(self.services),
+            ServiceSubscriptionStage(lambda: self.subscriptions),
+        ]
+        if self.body_policies:  # the request log's bodies, as for model calls
+            log = self.settings.request_log
+            stages.append(ServiceCaptureStage(self.body_policies, Redactor(log.redact), log.max_body_bytes,
+                                              lambda: self.bodies))
+        return [
+            *stages,
+            ServiceRateLimitStage(self.settings.limits,
+                                  lambda: self.stores.limiter if self.stores is not None else None,
+                                  lambda: self.limit_cache),
+            ServiceUsageStage(lambda: self.usage),
+        ]
+
+    def services_chain(self) -> Handler:
+        return build_chain(self.services_stages(), self.service_proxy)
 
     def responses_chain(self, terminal: Handler) -> Handler:
         """The chat chain with the stored conversation of ``previous_response_id`` read right
@@ -347,6 +383,7 @@ class Gateway:
             await self.oidc.start()
         await self.routing.start(self.stores.providers, self.stores.feed, keyring,
                                  overrides=self.stores.routing)
+        await self.services.start(self.stores.services, self.stores.feed, keyring)
         # Cooldowns shared through Redis when configured, else kept in this process.
         await self.router.health.start(self.stores.health, self.stores.feed)
         self.health_checks.start()
@@ -409,6 +446,8 @@ class Gateway:
         await self.responses.close()
         await self.prompts.close()
         await self.mcp_registry.close()
+        await self.services.close()
+        await self.service_proxy.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

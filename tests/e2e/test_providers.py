@@ -455,6 +455,10 @@ def test_secrets_rotate(
     provider = first.provider(api_key=UPSTREAM_KEY)
     model = first.model(provider["name"])["name"]
     assert first.sdk(api_key).chat.completions.create(model=model, messages=ask("before")).choices
+    # A stored REST service whose sealed header is the mock's key (docs/services.md).
+    service = {"name": f"svc-{uid()}", "url": f"{mock_upstream.url}/v1",
+               "headers": {"Authorization": f"Bearer {UPSTREAM_KEY}"}}
+    assert first.admin("POST", "/services", service).status_code == 201
     gw.process.stop()
 
     def works(env: dict[str, str]) -> None:
@@ -462,6 +466,9 @@ def test_secrets_rotate(
         try:
             reply = again.sdk(api_key).chat.completions.create(model=model, messages=ask("after"))
             assert reply.choices[0].message.content.endswith("You said: after")
+            listed = httpx.get(f"{again.gateway.url}/services/{service['name']}/models", timeout=10,
+                               headers={"Authorization": f"Bearer {api_key}"})
+            assert listed.status_code == 200, listed.text  # the mock took the unsealed header
         finally:
             again.gateway.process.stop()
 
@@ -478,8 +485,8 @@ def test_secrets_rotate(
         assert proc.wait_exit(60) == 0, proc.output
         return proc.output
 
-    assert "1 provider credential(s), 1 server secret(s)" in rotate()
-    assert "0 provider credential(s), 0 server secret(s)" in rotate()  # idempotent
+    assert "1 provider credential(s), 1 server secret(s), 1 service(s)' headers" in rotate()
+    assert "0 provider credential(s), 0 server secret(s), 0 service(s)' headers" in rotate()  # idempotent
     works({"SWITCHBOARD_SECRET_KEY": NEW_SECRET})  # the old secret is no longer needed
 
 

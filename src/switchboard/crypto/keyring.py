@@ -106,3 +106,8 @@ def from_settings(auth: AuthConfig) -> Keyring | None:
     return Keyring.from_secrets(
         auth.secret_key.get_secret_value(), [s.get_secret_value() for s in auth.previous_secret_keys]
     )
+
+
+def service_header_aad(tenant: str, name: str, header: str) -> str:
+    """A stored REST service's header (services/): it opens for this service and header only."""
+    return f"service-header:{tenant}:{name}:{header.lower()}"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from switchboard.crypto.keyring import Keyring, credential_aad, server_secret_aad
-from switchboard.stores.protocols import CredentialRecord, ProviderStore
+from switchboard.crypto.keyring import Keyring, credential_aad, server_secret_aad, service_header_aad
+from switchboard.stores.protocols import CredentialRecord, ProviderStore, ServiceRecord, ServiceStore
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class Rotated:
     credentials: int  # credentials re-sealed
     server_secrets: int  # server secrets (the key-hashing key) re-sealed
     key_id: str  # the current key's id
+    service_headers: int = 0  # REST services whose stored headers were re-sealed
 
 
 async def rotate(store: ProviderStore, keyring: Keyring) -> Rotated:
@@ -32,3 +33,16 @@ async def rotate(store: ProviderStore, keyring: Keyring) -> Rotated:
 
     creds, secrets = await store.reseal(credential, secret)
     return Rotated(creds, secrets, keyring.current)
+
+
+async def rotate_services(store: ServiceStore | None, keyring: Keyring) -> int:
+    """Re-seal the headers of every stored REST service (its own transaction; all or nothing);
+    how many services changed. Raises DecryptError (nothing written) like :func:`rotate`."""
+    if store is None:
+        return 0
+
+    def headers(record: ServiceRecord) -> dict[str, str]:
+        return {h: keyring.reencrypt(v, service_header_aad(record.tenant_id, record.name, h))
+                for h, v in record.headers.items()}
+
+    return await store.reseal(headers)

@@ -46,6 +46,7 @@ from switchboard.stores.protocols import (
     RequestLogStore,
     ResponseStore,
     RoutingStore,
+    ServiceStore,
     SharedCache,
     SubscriptionStore,
     TenancyStore,
@@ -68,6 +69,7 @@ from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.request_log import SqlRequestLog
 from switchboard.stores.sql.responses import SqlResponseStore
 from switchboard.stores.sql.routing import SqlRoutingStore
+from switchboard.stores.sql.services import SqlServiceStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
 from switchboard.stores.sql.tenancy import SqlTenancyStore
 from switchboard.stores.sql.urls import async_url, sqlite_path
@@ -114,6 +116,8 @@ class Stores:
     # The prompt registry and prompts published as APIs (prompts/, apis/). Always in SQL.
     prompts: PromptStore | None = None
     apis: ApiStore | None = None
+    # Plain REST services registered through the admin API (services/). Always in SQL.
+    services: ServiceStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -247,6 +251,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         responses=SqlResponseStore(engine),
         prompts=SqlPromptStore(engine),
         apis=SqlApiStore(engine),
+        services=SqlServiceStore(engine),
         _closers=closers,
     )
 

@@ -34,9 +34,11 @@ from switchboard.http.admin import (
     usage,
     users,
 )
+from switchboard.http.admin import services as services_api
 from switchboard.limits.cache import LimitCache
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
+from switchboard.services.table import ServiceTable
 from switchboard.spend.budgets.service import BudgetService
 from switchboard.spend.cost import Prices
 from switchboard.stores import Stores
@@ -64,6 +66,8 @@ class AdminServices:
     budgets: Callable[[], BudgetService | None] = field(default=lambda: None)
     # Groups, strategies and deployment state (GET/PATCH /admin/v1/routing/groups).
     router: Router | None = field(default=None)
+    # Plain REST services (services/): the YAML's and the stored ones' cache (/admin/v1/services).
+    services: ServiceTable | None = field(default=None)
 
     @property
     def hashing(self) -> bytes | None:
@@ -100,4 +104,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(prompts.router)
     app.include_router(apis.router)
+    app.include_router(services_api.router)
     return app

@@ -506,6 +506,22 @@ apis = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint("tenant_id", "name"),
 )
+
+# services (revision 0019): plain REST services registered through the admin API (services/):
+# their settings as JSON, the headers they add sealed with the credential keyring.
+services = sa.Table(
+    "services",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "name"),
+)
+
 # MCP tool permissions of a team's or a key's callers (revision 0021): {"allow": [...], "deny": [...]}
 for _table in (teams, api_keys):
     _table.append_column(sa.Column("mcp_tools", sa.JSON))
