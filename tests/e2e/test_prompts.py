@@ -201,7 +201,11 @@ def test_the_diff_between_two_versions(world: World, admin: Admin) -> None:
     same = admin.ok("GET", f"/admin/v1/prompts/{name}/diff", params={"from": 2, "to": 2})
     assert same["diff"] == "" and same["changes"] == []
     assert admin.call("GET", f"/admin/v1/prompts/{name}/diff", params={"from": 1, "to": 5}).status_code == 404
-    assert admin.call("GET", f"/admin/v1/prompts/{name}/diff", params={"from": 1}).status_code == 400
+    defaults = admin.ok("GET", f"/admin/v1/prompts/{name}/diff")  # the latest against the one before
+    assert (defaults["from"], defaults["to"]) == (1, 2) and defaults["diff"] == text
+    assert admin.ok("GET", f"/admin/v1/prompts/{name}/diff", params={"from": 1})["to"] == 2
+    for bad in ({"from": 0}, {"to": "x"}, {"from": -1, "to": 2}):
+        assert error_of(admin.call("GET", f"/admin/v1/prompts/{name}/diff", params=bad), 400)
 
 
 def test_render_shows_the_exact_messages(world: World, admin: Admin) -> None:
@@ -437,13 +441,25 @@ def test_another_tenants_prompt_is_not_found(
         assert error_of(theirs.call(method, path, body), 404)["code"] == "prompt_not_found", path
     assert name not in {p["name"] for p in theirs.ok("GET", "/admin/v1/prompts")["data"]}
     assert theirs.call("GET", f"/admin/v1/prompts/{name}", params={"tenant": a.id}).status_code == 404
-    # The same name in tenant b is its own prompt, version 1.
-    assert theirs.ok("POST", "/admin/v1/prompts", {"name": name, **SENTIMENT}, status=201)["version"] == 1
-    # Calls with b's key cannot use a's prompt by name either: they get b's.
-    with pytest.raises(openai.NotFoundError):
-        world.openai(b.keys["developer"]).chat.completions.create(
-            model="", messages=[], extra_body={"prompt": {"id": unique(), "variables": {"text": "x"}}}
+    # Calls with b's key cannot use a's prompt by name ...
+    b_client = world.openai(b.keys["developer"])
+    with pytest.raises(openai.NotFoundError) as missing:
+        b_client.chat.completions.create(
+            model="", messages=[], extra_body={"prompt": {"id": name, "variables": {"text": "x"}}}
         )
+    assert missing.value.body["code"] == "prompt_not_found"  # type: ignore[index]
+    # ... while a's own keys can.
+    mine = world.openai(a.keys["developer"]).chat.completions.create(
+        model="", messages=[], extra_body={"prompt": {"id": name, "variables": {"text": "of a"}}}
+    )
+    assert str(mine.choices[0].message.content).endswith("Classify: of a")
+    # The same name in tenant b is its own prompt, version 1, and b's calls get b's.
+    body = {"name": name, **SENTIMENT, "messages": [{"role": "user", "content": "B says {{ text }}"}]}
+    assert theirs.ok("POST", "/admin/v1/prompts", body, status=201)["version"] == 1
+    reply = b_client.chat.completions.create(
+        model="", messages=[], extra_body={"prompt": {"id": name, "variables": {"text": "hi"}}}
+    )
+    assert str(reply.choices[0].message.content).endswith("B says hi")
     # The platform admin reaches any tenant's.
     assert admin.ok("GET", f"/admin/v1/prompts/{name}", params={"tenant": a.id})["tenant"] == a.id
 
@@ -513,6 +529,20 @@ def test_moving_a_label_changes_what_calls_get(world: World) -> None:
     assert said().endswith("third x")
 
 
+def test_other_apis_keep_their_own_prompt_field(world: World) -> None:
+    # The legacy completions API's prompt is its text, not a registry reference.
+    done = world.openai().completions.create(model="gpt-3.5-turbo-instruct", prompt="plain text prompt")
+    assert done.choices[0].text
+    # count_tokens on the Messages API takes no registry prompt (as the Anthropic API refuses it).
+    resp = httpx.post(
+        f"{world.gateway.url}/v1/messages/count_tokens",
+        headers={"x-api-key": MASTER_KEY},
+        json={"model": "gpt-4o-mini", "messages": [], "prompt": {"id": "x"}},
+        timeout=30,
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
+
+
 def test_streaming_with_a_prompt(world: World) -> None:
     name = unique("stream")
     world.create(name)
@@ -568,6 +598,15 @@ def test_messages_api_with_a_prompt_translated_and_passed_through(world: World) 
             assert sent["max_tokens"] == 64 and sent["stop"] == ["STOP"]
         record = world.log(raw.headers["request-id"])
         assert record["metadata"]["prompt"] == {"name": name, "version": 1}
+    # Streamed, passed through to the Anthropic deployment.
+    with client.messages.stream(
+        model="",
+        max_tokens=64,
+        messages=[],
+        extra_body={"prompt": {"id": name, "version": 1, "variables": {"text": "streamed"}}},
+    ) as events:
+        final = events.get_final_message()
+    assert final.content[0].type == "text" and final.content[0].text.endswith("Say streamed")
     # max_tokens from the prompt when the body has none (plain HTTP: the SDK requires it).
     name = unique("anth-default")
     world.create(name, model="claude-native", max_tokens=33)
