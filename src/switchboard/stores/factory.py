@@ -40,6 +40,7 @@ from switchboard.stores.protocols import (
     KeyStore,
     LimitStore,
     LogSearch,
+    McpStore,
     PromptStore,
     ProviderStore,
     RateLimiter,
@@ -61,6 +62,7 @@ from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.limits import SqlLimitStore
 from switchboard.stores.sql.log_search import SqlLogSearch
+from switchboard.stores.sql.mcp import SqlMcpStore
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.request_log import SqlRequestLog
@@ -112,6 +114,8 @@ class Stores:
     # The prompt registry and prompts published as APIs (prompts/, apis/). Always in SQL.
     prompts: PromptStore | None = None
     apis: ApiStore | None = None
+    # MCP servers managed at run time and per-user OAuth tokens (mcp/). Always in SQL.
+    mcp: McpStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -243,6 +247,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         log_search=SqlLogSearch(engine),
         files=SqlFileStore(engine),
         responses=SqlResponseStore(engine),
+        mcp=SqlMcpStore(engine),
         _closers=closers,
     )
 
