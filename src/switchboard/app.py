@@ -31,6 +31,8 @@ from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.files import FilesEndpoint, is_files_path
 from switchboard.http.gemini import METHODS as GEMINI_METHODS
 from switchboard.http.gemini import GeminiRoutes, is_gemini
+from switchboard.http.mcp_oauth import PREFIX as MCP_OAUTH_PREFIX
+from switchboard.http.mcp_oauth import McpOAuthRoutes
 from switchboard.http.media.multipart import FormLimits
 from switchboard.http.responses import PREFIX as RESPONSES_PREFIX
 from switchboard.http.responses import STORED, ResponsesAPI
@@ -90,6 +92,9 @@ class SwitchboardApp:
         self._files = FilesEndpoint(self.gateway.chain("files", self.gateway.files),
                                     self.gateway.chain("batches", self.gateway.files), self.state,
                                     deadline_seconds=settings.server.request_timeout_seconds)
+        # Per-user OAuth for MCP servers (http/mcp_oauth.py): authorize, callback, forget.
+        self._mcp_oauth = McpOAuthRoutes(settings, lambda t: self.gateway.chain("mcp_oauth", t), self.state,
+                                         lambda: self.gateway.mcp_auth)
         self.routes[("GET", "/health/live")] = self.live
         self.routes[("GET", "/health/ready")] = self.ready
         if self.gateway.metrics is not None:  # metrics.enabled: false answers 404
@@ -128,6 +133,7 @@ class SwitchboardApp:
             prices=gateway.prices,
             limit_cache=lambda: gateway.limit_cache,
             budgets=lambda: gateway.budgets,
+            mcp=lambda: gateway.mcp_auth,
         )
         return create_admin_app(services)
 
@@ -179,6 +185,8 @@ class SwitchboardApp:
                 await self._stored_response(scope, receive, send)
             elif path.startswith(("/v1/models/", "/models/")) and scope["method"] == "GET":
                 await self._model(scope, receive, send)
+            elif path.startswith(MCP_OAUTH_PREFIX):
+                await self._mcp_oauth(scope, receive, send)
             else:
                 await self.not_routed(scope, send)
         elif kind == "lifespan":

@@ -18,6 +18,7 @@ from switchboard.crypto.server import hashing_key
 from switchboard.http.files import FileService, budget_gated
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
+from switchboard.mcp.auth import McpAuth
 from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.observability.metrics import Metrics
 from switchboard.observability.observers import Observer
@@ -139,6 +140,8 @@ class Gateway:
         # The Responses API's calls under way and stored responses (http/responses/).
         self.responses = Responses(settings.responses,
                                    lambda: self.stores.responses if self.stores is not None else None)
+        # The MCP gateway's stored servers and credentials (mcp/auth.py), opened in start().
+        self.mcp_auth: McpAuth | None = None
         self.ready = False
 
     def responses_chain(self, terminal: Handler) -> Handler:
@@ -293,6 +296,8 @@ class Gateway:
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys)
         self.responses.start()  # the purge of expired stored responses
+        self.mcp_auth = McpAuth(self.settings, self.stores, keyring)
+        await self.mcp_auth.start()
         await encodings
         self.ready = True
 
@@ -343,6 +348,9 @@ class Gateway:
             await self.limit_cache.close()
             self.limit_cache = None
         await self.responses.close()
+        if self.mcp_auth is not None:
+            await self.mcp_auth.close()
+            self.mcp_auth = None
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

@@ -119,6 +119,12 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
     "alert": {  # alert incidents (docs/observability.md)
         "read": (A, N, _, _, _),
     },
+    "mcp_server": {  # MCP servers registered at run time (docs/mcp.md); global ones: platform admin
+        "create": (A, N, _, _, _),
+        "read": (A, N, N, N, N),
+        "update": (A, N, _, _, _),
+        "delete": (A, N, _, _, _),
+    },
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -22,6 +23,7 @@ from switchboard.http.admin import (
     keys,
     limits,
     logs,
+    mcp_servers,
     models,
     providers,
     routing,
@@ -62,6 +64,8 @@ class AdminServices:
     budgets: Callable[[], BudgetService | None] = field(default=lambda: None)
     # Groups, strategies and deployment state (GET/PATCH /admin/v1/routing/groups).
     router: Router | None = field(default=None)
+    # The MCP gateway's credentials and stored servers (mcp/auth.py; None: not started).
+    mcp: Callable[[], Any] = field(default=lambda: None)
 
     @property
     def hashing(self) -> bytes | None:
@@ -96,4 +100,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(routing.router)
     app.include_router(alerts.router)
+    app.include_router(mcp_servers.router)
     return app

@@ -57,6 +57,10 @@ def _token(row: sa.Row[Any]) -> McpTokenRecord:
     )
 
 
+def _token_key(tenant_id: str, user_id: str, server: str) -> tuple[Any, ...]:
+    return (tt.c.tenant_id == tenant_id, tt.c.user_id == user_id, tt.c.server == server)
+
+
 class SqlMcpStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -114,13 +118,13 @@ class SqlMcpStore:
         return record
 
     async def get_token(self, tenant_id: str, user_id: str, server: str) -> McpTokenRecord | None:
-        stmt = sa.select(tt).where(tt.c.tenant_id == tenant_id, tt.c.user_id == user_id, tt.c.server == server)
+        stmt = sa.select(tt).where(*_token_key(tenant_id, user_id, server))
         async with self._engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
         return None if row is None else _token(row)
 
     async def put_token(self, record: McpTokenRecord) -> None:
-        key = (tt.c.tenant_id == record.tenant_id, tt.c.user_id == record.user_id, tt.c.server == record.server)
+        key = _token_key(record.tenant_id, record.user_id, record.server)
         values = {"sealed": record.sealed, "expires_at": to_db(record.expires_at),
                   "updated_at": to_db(record.updated_at)}
         async with self._engine.begin() as conn:
@@ -135,6 +139,6 @@ class SqlMcpStore:
                 await conn.execute(sa.update(tt).where(*key).values(values))
 
     async def delete_token(self, tenant_id: str, user_id: str, server: str) -> bool:
-        stmt = sa.delete(tt).where(tt.c.tenant_id == tenant_id, tt.c.user_id == user_id, tt.c.server == server)
+        stmt = sa.delete(tt).where(*_token_key(tenant_id, user_id, server))
         async with self._engine.begin() as conn:
             return bool((await conn.execute(stmt)).rowcount)
