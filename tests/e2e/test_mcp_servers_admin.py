@@ -23,7 +23,8 @@ ROTATED = "Bearer sk-mcp-rotated-" + uuid.uuid4().hex
 def config(mock: Mock) -> dict[str, Any]:
     c = openai_config(mock)
     c["mcp_servers"] = [
-        {"name": "yaml-docs", "url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": "Bearer yaml-hidden"}},
+        {"name": "yaml-docs", "url": "http://127.0.0.1:9/mcp",
+         "headers": {"Authorization": "Bearer yaml-hidden"}},
         {"name": "yaml-acme", "url": "http://127.0.0.1:9/acme", "tenant": "someone-else"},
     ]
     return c
@@ -49,8 +50,8 @@ def tenant_with_roles(admin: Admin) -> tuple[str, Admin, Admin]:
     callers = []
     for role in ("tenant_admin", "developer"):
         user = admin.ok("POST", "/admin/v1/users", {"tenant": tenant, "name": role, "role": role}, status=201)
-        key = admin.ok("POST", "/admin/v1/keys", {"tenant": tenant, "user": user["id"], "role": role, "models": ["*"]},
-                       status=201)
+        body = {"tenant": tenant, "user": user["id"], "role": role, "models": ["*"]}
+        key = admin.ok("POST", "/admin/v1/keys", body, status=201)
         callers.append(admin.as_key(key["key"]))
     return tenant, callers[0], callers[1]
 
@@ -126,7 +127,8 @@ def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gatew
     assert error(owner.call("POST", SERVERS, {"name": name, "url": "https://x.example"}), 409)["code"] == (
         "mcp_server_exists")
     assert error(owner.call("POST", SERVERS, {"name": "yaml-docs", "url": "https://x.example"}), 409)
-    assert error(owner.call("PATCH", f"{SERVERS}/yaml-docs", {"description": "x"}), 409)["code"] == "read_only"
+    readonly = error(owner.call("PATCH", f"{SERVERS}/yaml-docs", {"description": "x"}), 409)
+    assert readonly["code"] == "read_only"
     # Two tenants may each have their own server of one name; each sees only its own.
     for who in (owner, other_owner):
         who.ok("POST", SERVERS, {"name": "crm", "url": f"https://crm.example/{who.key[-6:]}"}, status=201)
@@ -156,12 +158,14 @@ def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gatew
     ({"name": "a", "url": "https://x.example", "command": ["sh"]}, "command"),
     ({"name": "a", "url": "https://x.example", "headers": {"X-Bad": "a\r\nb"}}, "headers.X-Bad"),
     ({"name": "a", "url": "https://x.example", "headers": {"Host": "evil"}}, "headers.Host"),
-    ({"name": "a", "url": "https://x.example", "oauth": {"token_url": "javascript:alert(1)"}}, "oauth.token_url"),
+    ({"name": "a", "url": "https://x.example", "oauth": {"token_url": "javascript:alert(1)"}},
+     "oauth.token_url"),
     ({"name": "a", "url": "https://x.example", "price_per_call": -1}, "price_per_call"),
     ({"name": "a", "url": "https://x.example", "max_concurrency": 0}, "max_concurrency"),
     ({"name": "a", "url": "https://x.example", "surprise": 1}, "surprise"),
 ])
-def test_bad_input_is_refused_without_echoing_secrets(gateway: Gateway, body: dict[str, Any], param: str) -> None:
+def test_bad_input_is_refused_without_echoing_secrets(gateway: Gateway, body: dict[str, Any],
+                                                      param: str) -> None:
     admin = Admin(gateway.url)
     err = error(admin.call("POST", SERVERS, body), 400)
     assert err["param"] == param, err
@@ -181,6 +185,7 @@ def test_another_tenants_server_is_404_and_not_listed(gateway: Gateway) -> None:
     assert owner.ok("GET", f"{SERVERS}/{name}")["description"] is None
     # Bad PATCH bodies too.
     assert error(owner.call("PATCH", f"{SERVERS}/{name}", {"url": None}), 400)["param"] == "url"
-    assert error(owner.call("PATCH", f"{SERVERS}/{name}", {"url": "file:///etc/passwd"}), 400)["param"] == "url"
+    bad_url = owner.call("PATCH", f"{SERVERS}/{name}", {"url": "file:///etc/passwd"})
+    assert error(bad_url, 400)["param"] == "url"
     assert error(owner.call("PATCH", f"{SERVERS}/{name}", {"name": "renamed"}), 400)["param"] == "name"
     assert SECRET_HEADER not in gateway.process.output
