@@ -29,6 +29,7 @@ from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState
 from switchboard.mcp.auth import McpAuth
 from switchboard.mcp.credentials import identity
+from switchboard.mcp.oauth import OAuthClient
 from switchboard.pipeline.chain import Handler
 
 log = logging.getLogger("switchboard.mcp")
@@ -55,11 +56,11 @@ class McpOAuthRoutes:
         self._authed = Endpoint(INBOUND, chain(self.terminal), state, max_body_bytes=None,
                                 deadline_seconds=settings.server.request_timeout_seconds)
 
-    def _auth(self) -> McpAuth:
+    def _auth(self) -> tuple[McpAuth, OAuthClient]:
         mcp = self._mcp()
-        if mcp is None:
+        if mcp is None or mcp.oauth is None:
             raise GatewayError("the MCP gateway is starting", status=503)
-        return mcp
+        return mcp, mcp.oauth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
@@ -97,19 +98,19 @@ class McpOAuthRoutes:
         return _redirect(url)
 
     async def _forget(self, principal: Principal, name: str) -> RawReply:
-        mcp = self._auth()
+        mcp, oauth = self._auth()
         tenant, user = identity(principal)
-        server = await mcp.server(tenant, name)
+        server = mcp.server(tenant, name)
         if server is None or server.oauth is None:
             raise _no_server(name)
-        deleted = await mcp.oauth.forget(server, tenant, user, name)
+        deleted = await oauth.forget(server, tenant, user, name)
         body = {"object": "mcp_authorization", "server": name, "deleted": deleted}
         return RawReply(200, [JSON_CT], orjson.dumps(body))
 
     # -- outside the chain: the ticket of a link, and the callback ---------------------------------
 
     async def _ticket(self, scope: Scope, send: Send, name: str, ticket: str) -> None:
-        mcp = self._auth()
+        mcp, _ = self._auth()
         who = mcp.tickets.open(ticket, name)
         if who is None:
             raise AuthenticationFailed("this authorization link is invalid or has expired; ask again",
@@ -120,19 +121,19 @@ class McpOAuthRoutes:
         await send_bytes(send, reply.status, reply.body, [*reply.headers[1:], *self._rid(scope)], JSON_CT)
 
     async def _callback(self, scope: Scope, send: Send) -> None:
-        mcp = self._auth()
+        mcp, oauth = self._auth()
         query = _query(scope.get("query_string", b"").decode("latin-1"))
-        pending = await mcp.oauth.pending(query.get("state", ""))  # used up, whatever follows
+        pending = await oauth.pending(query.get("state", ""))  # used up, whatever follows
         if "error" in query:
             reason = re.sub(r"[^A-Za-z0-9_.-]", "", query["error"])[:64]
             raise InvalidRequest(f"the authorization was not granted ({reason})", code="authorization_denied")
         code = query.get("code", "")
         if not code or len(code) > 4096:
             raise InvalidRequest("code: missing or invalid", param="code", code="invalid_value")
-        server = await mcp.server(pending["tenant"], pending["server"])
+        server = mcp.server(pending["tenant"], pending["server"])
         if server is None or server.oauth is None:
             raise _no_server(pending["server"])
-        await mcp.oauth.complete(server, pending, code)
+        await oauth.complete(server, pending, code)
         page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>Authorized</title></head><body>"
                 f"<p>Switchboard may now use the MCP server <b>{html.escape(server.name)}</b> "
                 "on your behalf. "
@@ -142,14 +143,14 @@ class McpOAuthRoutes:
     # -- shared ---------------------------------------------------------------------------------
 
     async def _start(self, tenant: str, user: str, name: str, base: str) -> str:
-        mcp = self._auth()
-        server = await mcp.server(tenant, name)
+        mcp, oauth = self._auth()
+        server = mcp.server(tenant, name)
         if server is None:
             raise _no_server(name)
         if server.oauth is None:
             raise InvalidRequest(f"the MCP server '{name}' does not use per-user OAuth",
                                  code="oauth_not_used")
-        return await mcp.oauth.authorize_url(server, tenant, user, base + CALLBACK)
+        return await oauth.authorize_url(server, tenant, user, base + CALLBACK)
 
     def _base(self, headers: dict[str, str]) -> str:
         """The gateway's address for the callback: mcp.public_url, else the request's Host."""

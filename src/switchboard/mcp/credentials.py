@@ -76,7 +76,8 @@ class Tickets:
 class GatewayCredentials:
     """Static headers, plus the user's OAuth access token for servers with ``oauth``."""
 
-    def __init__(self, oauth: OAuthClient | None, tickets: Tickets, public_url: str | None) -> None:
+    def __init__(self, oauth: Callable[[], OAuthClient | None], tickets: Tickets, public_url: str | None
+                 ) -> None:
         self._oauth = oauth
         self._tickets = tickets
         self._base = public_url or ""
@@ -93,8 +94,9 @@ class GatewayCredentials:
         if server.oauth is None:
             return headers
         token = None
-        if principal is not None and self._oauth is not None:
-            token = await self._oauth.access_token(server, *identity(principal))
+        oauth = self._oauth()
+        if principal is not None and oauth is not None:
+            token = await oauth.access_token(server, *identity(principal))
         if token is None:
             raise AuthorizationRequired(server.name, self.authorize_link(server.name, principal))
         headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}

@@ -2,25 +2,27 @@
 
 A stored server is kept as its settings in clear and its secrets (static headers, the OAuth
 client secret) sealed under the server secret (crypto/keyring.py), bound to the record's id. The
-request path reads them through :class:`StoredServers`: per scope (a tenant's own servers, the
-global ones), cached in process and dropped when the change feed says the scope changed, so no
-request queries the database (an entry also expires after ``TTL``: the bound on staleness when a
-feed message is lost).
+request path reads them through :class:`StoredServers`: every stored server kept in process,
+a scope (a tenant's own servers, the global ones) reloaded when the change feed says it changed,
+so no request queries the database (everything is also reloaded every ``TTL`` seconds: the
+bound on staleness when a feed message is lost). The registry (mcp/registry.py) follows it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 from pydantic import SecretStr, ValidationError
 
-from switchboard.access.feedcache import ALL, FeedCache
+from switchboard.access.feedcache import ALL
 from switchboard.config.mcp import McpServerConfig
 from switchboard.crypto.keyring import DecryptError, Keyring
-from switchboard.stores.protocols import ChangeFeed, McpServerRecord, McpStore
+from switchboard.stores.protocols import ChangeFeed, McpServerRecord, McpStore, Subscription
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -65,51 +67,90 @@ def to_config(record: McpServerRecord, headers: Mapping[str, str], client_secret
     return McpServerConfig.model_validate(fields)
 
 
+Key = tuple[str | None, str]  # (tenant, None: global; server name)
+Listener = Callable[[Mapping[Key, McpServerConfig]], Awaitable[None]]
+
+
 class StoredServers:
-    """The stored servers a tenant's callers may use: the tenant's own and the global ones."""
+    """Every stored server, in process memory: loaded at start, a scope reloaded when the change
+    feed says it changed, everything reloaded every ``reload_seconds`` (the bound on staleness
+    when a feed message is lost). The request path reads :attr:`servers` with no query."""
 
     def __init__(self, store: McpStore, feed: ChangeFeed, keyring: Callable[[], Keyring | None],
-                 *, ttl: float = TTL) -> None:
+                 listener: Listener | None = None, *, reload_seconds: float = TTL) -> None:
         self._store = store
+        self._feed = feed
         self._keyring = keyring
-        self._cache: FeedCache[str, tuple[McpServerConfig, ...]] = FeedCache(
-            TOPIC, self._load, feed, encode=lambda scope: scope, decode=lambda message: message or None,
-            ttl=ttl)
+        self._listener = listener
+        self._every = reload_seconds
+        self._lock = asyncio.Lock()
+        self._subscription: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.servers: dict[Key, McpServerConfig] = {}
+        self.loads = 0  # store queries made, for tests
 
     async def start(self) -> None:
-        await self._cache.start()
+        self._subscription = await self._feed.subscribe(TOPIC, self._on_change)
+        await self.reload(ALL)
+        self._task = asyncio.create_task(self._loop(), name="mcp-stored-servers")
 
     async def close(self) -> None:
-        await self._cache.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
 
-    async def for_tenant(self, tenant_id: str) -> list[McpServerConfig]:
-        """The global servers, then the tenant's own (names never collide: the admin API
-        refuses a name the tenant already sees)."""
-        shared = await self._cache.get(GLOBAL) or ()
-        own = await self._cache.get(tenant_id) or ()
-        return [*shared, *own]
+    def for_tenant(self, tenant_id: str | None) -> list[McpServerConfig]:
+        """The global servers, and the tenant's own."""
+        return [s for (tenant, _), s in self.servers.items() if tenant is None or tenant == tenant_id]
 
     async def changed(self, tenant_id: str | None) -> None:
-        """A server of this scope (None: a global one) was added, changed or removed."""
-        await self._cache.changed(GLOBAL if tenant_id is None else tenant_id)
+        """A server of this scope (None: a global one) was added, changed or removed here:
+        reload it now, and tell every other instance."""
+        scope = GLOBAL if tenant_id is None else tenant_id
+        await self.reload(scope)
+        await self._feed.publish(TOPIC, scope)
 
-    async def changed_all(self) -> None:
-        await self._cache.changed(ALL)
+    async def _on_change(self, topic: str, message: str) -> None:
+        await self.reload(message or ALL)
 
-    @property
-    def lookups(self) -> int:
-        return self._cache.lookups
-
-    async def _load(self, scope: str) -> tuple[McpServerConfig, ...]:
-        tenant = None if scope == GLOBAL else scope
-        records = await self._store.list_servers(tenant, with_global=False)
-        servers = []
-        for record in records:
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
             try:
-                headers, secret = unseal(self._keyring(), record)
-                servers.append(to_config(record, headers, secret))
-            except (DecryptError, ValueError, ValidationError) as exc:
-                # Never the secret: only which record and why it does not open.
-                log.warning("MCP server %r (%s) left out: its stored settings do not open (%s)",
-                            record.name, record.id, type(exc).__name__)
-        return tuple(servers)
+                await self.reload(ALL)
+            except Exception:
+                log.warning("reloading the stored MCP servers failed; keeping the ones loaded", exc_info=True)
+
+    async def reload(self, scope: str) -> None:
+        """Reload one scope (a tenant id, ``GLOBAL``) or every server (``ALL``)."""
+        async with self._lock:
+            self.loads += 1
+            if scope == ALL:
+                records = await self._store.list_servers(None, every_tenant=True)
+                kept: dict[Key, McpServerConfig] = {}
+            else:
+                tenant = None if scope == GLOBAL else scope
+                records = await self._store.list_servers(tenant, with_global=False)
+                kept = {k: v for k, v in self.servers.items() if k[0] != tenant}
+            for record in records:
+                config = self._open(record)
+                if config is not None:
+                    kept[(record.tenant_id, record.name)] = config
+            self.servers = kept
+            if self._listener is not None:
+                await self._listener(kept)
+
+    def _open(self, record: McpServerRecord) -> McpServerConfig | None:
+        try:
+            headers, secret = unseal(self._keyring(), record)
+            return to_config(record, headers, secret)
+        except (DecryptError, ValueError, ValidationError) as exc:
+            # Never the secret: only which record and why it does not open.
+            log.warning("MCP server %r (%s) left out: its stored settings do not open (%s)",
+                        record.name, record.id, type(exc).__name__)
+            return None

@@ -241,7 +241,7 @@ async def _name_taken(request: Request, store: McpStore, tenant: str | None, nam
 
 async def _changed(request: Request, tenant: str | None) -> None:
     mcp = request.app.state.services.mcp()
-    if mcp is not None:
+    if mcp is not None and mcp.stored is not None:
         await mcp.stored.changed(tenant)
     else:  # not started here: tell the instances that are
         from switchboard.mcp.stored import GLOBAL, TOPIC
