@@ -421,16 +421,17 @@ class OAuthClient:
         """The user's access token for the server, refreshed when it is about to expire; None
         when the user has not authorized (or the authorization is no longer valid)."""
         key = (tenant, user, server.name)
-        ts = await self._tokens.get(key)
-        if ts is None:
+        seen = await self._tokens.get(key)
+        if seen is None:
             return None
-        if not self._stale(ts):
-            return ts.access_token
+        if not self._stale(seen):
+            return seen.access_token
         lock = self._locks.setdefault(key, asyncio.Lock())
         try:
             async with lock:  # one refresh at a time per user and server
-                ts = await self._tokens.get(key)  # refreshed by whoever held the lock?
-                if ts is None or not self._stale(ts):
+                ts = await self._tokens.get(key)
+                if ts is None or ts.access_token != seen.access_token or not self._stale(ts):
+                    # gone, or refreshed by whoever held the lock before
                     return None if ts is None else ts.access_token
                 fresh = await self._refresh(server, key, ts)
                 return None if fresh is None else fresh.access_token
