@@ -155,8 +155,10 @@ class AuthorizationServer:
             with self._lock:
                 code = self.codes.pop(str(form.get("code", "")), None)
             verifier = str(form.get("code_verifier", ""))
-            challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-            if (code is None or challenge != code["challenge"] or form.get("redirect_uri") != code["redirect_uri"]
+            digest = hashlib.sha256(verifier.encode()).digest()
+            challenge = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+            if (code is None or challenge != code["challenge"]
+                    or form.get("redirect_uri") != code["redirect_uri"]
                     or form.get("resource") != code["resource"]):
                 return web.json_response({"error": "invalid_grant"}, status=400)
             return web.json_response(self._issue({"sub": code["sub"], "resource": code["resource"],
