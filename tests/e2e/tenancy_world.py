@@ -63,6 +63,7 @@ class TenantWorld:
     sub2: str = ""  # team2's
     limit: str = ""  # rate limits set for team2 (generous: they never refuse anything here)
     budget: str = ""  # a budget set for team2 (generous too)
+    mcp_server: str = ""  # the name of an MCP server registered for the tenant
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -100,6 +101,8 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     world.limit = admin.ok("PUT", "/admin/v1/limits", body)["id"]
     body = {"scope": "team", "subject": world.team2, "tenant": tenant, "max_amount": 1_000_000}
     world.budget = admin.ok("PUT", "/admin/v1/budgets", body)["id"]
+    body = {"name": f"mcp-{tenant}", "url": "https://mcp.example/mcp", "tenant": tenant}
+    world.mcp_server = admin.ok("POST", "/admin/v1/mcp/servers", body, status=201)["name"]
     return world
 
 
