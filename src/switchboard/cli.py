@@ -191,7 +191,7 @@ def secrets_rotate(
     async def run() -> Rotated:
         stores = await open_stores(settings)
         try:
-            return await rotate(stores.providers, keyring)
+            return await rotate(stores.providers, keyring, stores.mcp)
         finally:
             await stores.close()
 
@@ -206,7 +206,8 @@ def secrets_rotate(
                   "give the secret it was sealed with in auth.previous_secret_keys")
         raise typer.Exit(1) from None
     out.print(f"re-sealed under key {done.key_id}: {done.credentials} provider credential(s), "
-              f"{done.server_secrets} server secret(s); the rest already were", markup=False)
+              f"{done.server_secrets} server secret(s), {done.mcp_secrets} MCP server secret(s), "
+              f"{done.mcp_tokens} MCP OAuth token(s); the rest already were", markup=False)
 
 
 @app.command()

@@ -71,3 +71,30 @@ async def test_tokens_per_user_and_removed_with_their_server(backend: Backend) -
     assert await store.get_token("acme", "alice", "web") is None
     assert await store.get_token("beta", "carol", "web") is None
     assert await store.delete_server("mcp_g") is None
+
+
+async def test_secrets_rotate_reseals_server_secrets_and_tokens(backend: Backend) -> None:
+    from switchboard.crypto.keyring import Keyring
+    from switchboard.crypto.rotate import rotate
+    from switchboard.mcp.oauth import token_aad
+    from switchboard.mcp.stored import seal, server_aad
+
+    store = backend.stores.mcp
+    assert store is not None
+    old = Keyring.from_secrets("the old secret key, long enough")
+    sealed = seal(old, "mcp_r", {"Authorization": "Bearer static"}, "client-secret")
+    assert await store.create_server(McpServerRecord(id="mcp_r", name="rot", tenant_id="acme", config={},
+                                                     sealed=sealed))
+    sealed_tokens = old.encrypt("tokens", token_aad("acme", "alice", "rot"))
+    await store.put_token(McpTokenRecord("acme", "alice", "rot", sealed_tokens))
+    new = Keyring.from_secrets("the new secret key, long enough", ["the old secret key, long enough"])
+    done = await rotate(backend.stores.providers, new, store)
+    assert (done.mcp_secrets, done.mcp_tokens) == (1, 1)
+    again = await rotate(backend.stores.providers, new, store)
+    assert (again.mcp_secrets, again.mcp_tokens) == (0, 0)  # idempotent
+    record = await store.get_server("mcp_r")
+    token = await store.get_token("acme", "alice", "rot")
+    assert record is not None and record.sealed is not None and token is not None
+    only_new = Keyring.from_secrets("the new secret key, long enough")
+    assert "client-secret" in only_new.decrypt(record.sealed, server_aad("mcp_r"))
+    assert only_new.decrypt(token.sealed, token_aad("acme", "alice", "rot")) == "tokens"

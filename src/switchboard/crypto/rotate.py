@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from switchboard.crypto.keyring import Keyring, credential_aad, server_secret_aad
-from switchboard.stores.protocols import CredentialRecord, ProviderStore
+from switchboard.stores.protocols import (
+    CredentialRecord,
+    McpServerRecord,
+    McpStore,
+    McpTokenRecord,
+    ProviderStore,
+)
 
 
 @dataclass(frozen=True)
@@ -18,10 +24,13 @@ class Rotated:
     credentials: int  # credentials re-sealed
     server_secrets: int  # server secrets (the key-hashing key) re-sealed
     key_id: str  # the current key's id
+    mcp_secrets: int = 0  # MCP servers' sealed headers and OAuth client secrets re-sealed
+    mcp_tokens: int = 0  # per-user MCP OAuth tokens re-sealed
 
 
-async def rotate(store: ProviderStore, keyring: Keyring) -> Rotated:
-    """Raises DecryptError (nothing written) if a stored value opens with no key of the ring."""
+async def rotate(store: ProviderStore, keyring: Keyring, mcp: McpStore | None = None) -> Rotated:
+    """Raises DecryptError (nothing written) if a stored value opens with no key of the ring.
+    The MCP secrets (``mcp``) are a transaction of their own, after the providers'."""
 
     def credential(record: CredentialRecord) -> str:
         assert record.ciphertext is not None
@@ -31,4 +40,18 @@ async def rotate(store: ProviderStore, keyring: Keyring) -> Rotated:
         return keyring.reencrypt(sealed, server_secret_aad(name))
 
     creds, secrets = await store.reseal(credential, secret)
-    return Rotated(creds, secrets, keyring.current)
+    mcp_secrets = mcp_tokens = 0
+    if mcp is not None:
+        from switchboard.mcp.oauth import token_aad
+        from switchboard.mcp.stored import server_aad
+
+        def server(record: McpServerRecord) -> str:
+            assert record.sealed is not None
+            return keyring.reencrypt(record.sealed, server_aad(record.id))
+
+        def token(record: McpTokenRecord) -> str:
+            aad = token_aad(record.tenant_id, record.user_id, record.server)
+            return keyring.reencrypt(record.sealed, aad)
+
+        mcp_secrets, mcp_tokens = await mcp.reseal(server, token)
+    return Rotated(creds, secrets, keyring.current, mcp_secrets, mcp_tokens)

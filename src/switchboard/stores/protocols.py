@@ -1301,3 +1301,9 @@ class McpStore(Protocol):
         ...
 
     async def delete_token(self, tenant_id: str, user_id: str, server: str) -> bool: ...
+
+    async def reseal(self, server: Callable[[McpServerRecord], str],
+                     token: Callable[[McpTokenRecord], str]) -> tuple[int, int]:
+        """Re-seal every server's secrets and every token (``switchboard secrets rotate``), in one
+        transaction; how many of each changed."""
+        ...

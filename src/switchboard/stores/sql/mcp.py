@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -142,3 +143,22 @@ class SqlMcpStore:
         stmt = sa.delete(tt).where(*_token_key(tenant_id, user_id, server))
         async with self._engine.begin() as conn:
             return bool((await conn.execute(stmt)).rowcount)
+
+    async def reseal(self, server: Callable[[McpServerRecord], str],
+                     token: Callable[[McpTokenRecord], str]) -> tuple[int, int]:
+        servers = tokens = 0
+        async with self._engine.begin() as conn:
+            for row in (await conn.execute(sa.select(st).where(st.c.sealed.is_not(None)))).all():
+                record = _server(row)
+                sealed = server(record)
+                if sealed != record.sealed:
+                    await conn.execute(sa.update(st).where(st.c.id == record.id).values(sealed=sealed))
+                    servers += 1
+            for row in (await conn.execute(sa.select(tt))).all():
+                found = _token(row)
+                sealed = token(found)
+                if sealed != found.sealed:
+                    key = _token_key(found.tenant_id, found.user_id, found.server)
+                    await conn.execute(sa.update(tt).where(*key).values(sealed=sealed))
+                    tokens += 1
+        return servers, tokens
