@@ -21,7 +21,7 @@ from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
 from switchboard.mcp.auth import McpAuth
 from switchboard.mcp.registry import Registry as McpRegistry
-from switchboard.mcp.stages import ToolBudgetStage, ToolCall, ToolRecordStage, ToolStage
+from switchboard.mcp.stages import ToolBudgetStage, ToolCall, ToolCheckStage, ToolRecordStage, ToolStage
 from switchboard.mcp.toolbox import McpToolbox
 from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.observability.metrics import Metrics
@@ -236,15 +236,15 @@ class Gateway:
         ]
 
     def mcp_stages(self) -> list[Stage]:
-        """One MCP tools/call (mcp/stages.py): the tool resolved, permitted and its arguments
-        checked, then traces, the record, the request log's bodies, rate limits (the key's, and
+        """One MCP tools/call (mcp/stages.py): the tool resolved, traces, the record, permissions
+        and arguments checked, the request log's bodies, rate limits (the key's, and
         ``limits.models["<server>__<tool>"]`` per tool) and the per-call price on budgets."""
         stages: list[Stage] = [ToolStage(self.mcp)]
         if self.tracing is not None:
             from switchboard.pipeline.trace import TraceStage
 
             stages.append(TraceStage(self.tracing))
-        stages.append(ToolRecordStage(lambda: self.usage))
+        stages += [ToolRecordStage(lambda: self.usage), ToolCheckStage(self.mcp)]
         if self.body_policies:
             bodies = self.settings.request_log
             stages.append(CaptureStage(self.body_policies, Redactor(bodies.redact), bodies.max_body_bytes,

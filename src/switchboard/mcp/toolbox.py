@@ -43,6 +43,9 @@ _MAX_ITEMS = 2000  # items of one server's list kept, at most
 _CACHE_MAX = 4096
 
 
+Runner = Callable[[Principal | None, str, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
 class UnknownTool(NotFound):
     code = "mcp_unknown_tool"
 
@@ -83,7 +86,7 @@ class McpToolbox:
         self._tools: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
         self._validators: dict[tuple[str, str, int], tuple[Mapping[str, Any], Any]] = {}
         # Runs a tools/call through the gateway's stages (set by the gateway): used by call_tool.
-        self.runner: Callable[[Principal | None, str, Mapping[str, Any]], Awaitable[Mapping[str, Any]]] | None = None
+        self.runner: Runner | None = None
 
     # -- listing -----------------------------------------------------------------------------------
 
@@ -94,7 +97,7 @@ class McpToolbox:
         wait = self.config.list_timeout_seconds
 
         async def one(upstream: Upstream) -> list[dict[str, Any]]:
-            async with asyncio.timeout(wait):
+            async with asyncio.timeout(wait + 1):  # each page is bounded by ``wait`` too
                 return await fetch(upstream)
 
         results = await asyncio.gather(*(one(u) for u in upstreams), return_exceptions=True)
@@ -115,7 +118,7 @@ class McpToolbox:
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
             params = {"cursor": cursor} if cursor else None
-            result = await upstream.request(method, params, principal)
+            result = await upstream.request(method, params, principal, wait=self.config.list_timeout_seconds)
             page = result.get(key)
             if not isinstance(page, list):
                 raise GatewayError(f"'{key}' is not a list", status=502, code="mcp_malformed_reply")
@@ -169,7 +172,8 @@ class McpToolbox:
         return text if len(text) <= limit else text[:limit] + "…"
 
     async def list_prompts(self, principal: Principal | None) -> Listing:
-        found, notices = await self._gather(principal, lambda u: self._list(u, "prompts/list", "prompts", principal))
+        found, notices = await self._gather(
+            principal, lambda u: self._list(u, "prompts/list", "prompts", principal))
         items = []
         for upstream, prompts in found:
             for prompt in prompts:
@@ -187,7 +191,8 @@ class McpToolbox:
         return await self._resources(principal, "resources/list", "resources", "uri")
 
     async def list_resource_templates(self, principal: Principal | None) -> Listing:
-        return await self._resources(principal, "resources/templates/list", "resourceTemplates", "uriTemplate")
+        return await self._resources(principal, "resources/templates/list", "resourceTemplates",
+                                     "uriTemplate")
 
     async def _resources(self, principal: Principal | None, method: str, key: str, field: str) -> Listing:
         found, notices = await self._gather(principal, lambda u: self._list(u, method, key, principal))
@@ -219,8 +224,8 @@ class McpToolbox:
         contents = result.get("contents")
         if isinstance(contents, list):
             result = dict(result, contents=[
-                dict(c, uri=f"{URI_PREFIX}{server}/{c['uri']}") if isinstance(c, dict) and isinstance(c.get("uri"), str)
-                else c for c in contents])
+                dict(c, uri=f"{URI_PREFIX}{server}/{c['uri']}")
+                if isinstance(c, dict) and isinstance(c.get("uri"), str) else c for c in contents])
         return result
 
     async def get_prompt(self, principal: Principal | None, name: str,
@@ -237,24 +242,26 @@ class McpToolbox:
     # -- tools/call ----------------------------------------------------------------------------------
 
     async def resolve(self, principal: Principal | None, name: str) -> Tool:
-        """The tool ``name`` (``server__tool``) for this caller; UnknownTool when there is no such
-        tool among the servers it may use (another tenant's server included), ToolDenied when
-        it exists but this caller may not use it."""
+        """The tool ``name`` (``server__tool``) among the servers this caller may use; UnknownTool
+        when there is none (another tenant's server included). Permission is :meth:`check`'s."""
         parts = split_name(name)
         upstream = self.registry.get(parts[0], principal) if parts else None
         if parts is None or upstream is None:
             raise UnknownTool(f"unknown tool {name[:200]!r}: tools are named <server>__<tool>; "
                               "see tools/list")
         tool_name = parts[1]
-        if not self.permissions.server_permits(upstream.server, tool_name) or \
-                not self.permissions.permits(self.permissions.rules(principal), name):
-            raise ToolDenied(f"you may not use the tool {name!r}")
-        async with asyncio.timeout(self.config.list_timeout_seconds):
+        async with asyncio.timeout(self.config.list_timeout_seconds + 1):
             tools = await self.server_tools(upstream, principal)
         for tool in tools:
             if tool["name"] == tool_name:
                 return Tool(upstream, tool_name, name, tool)
         raise UnknownTool(f"unknown tool {name[:200]!r}: the server '{upstream.name}' has no such tool")
+
+    def check(self, principal: Principal | None, tool: Tool) -> None:
+        """ToolDenied unless every permission layer lets ``principal`` use ``tool``."""
+        if not self.permissions.server_permits(tool.upstream.server, tool.name) or \
+                not self.permissions.permits(self.permissions.rules(principal), tool.exposed):
+            raise ToolDenied(f"you may not use the tool {tool.exposed!r}")
 
     def check_arguments(self, tool: Tool, arguments: Any) -> None:
         """Refuse arguments larger than ``mcp.max_argument_bytes`` or failing the tool's input
@@ -303,6 +310,7 @@ class McpToolbox:
         if self.runner is not None:
             return await self.runner(principal, name, arguments)
         tool = await self.resolve(principal, name)
+        self.check(principal, tool)
         self.check_arguments(tool, arguments)
         return await self.call(tool, principal, arguments)
 

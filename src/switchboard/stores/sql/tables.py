@@ -484,3 +484,7 @@ mcp_oauth_tokens = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "user_id", "server"),
     sa.Index("ix_mcp_oauth_tokens_server", "tenant_id", "server"),
 )
+
+# MCP tool permissions of a team's or a key's callers (revision 0021): {"allow": [...], "deny": [...]}
+for _table in (teams, api_keys):
+    _table.append_column(sa.Column("mcp_tools", sa.JSON))
