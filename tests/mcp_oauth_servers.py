@@ -85,6 +85,13 @@ class AuthorizationServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
+    def withdraw(self, subject: str) -> None:
+        """The subject revokes every grant it gave (its refresh and access tokens end)."""
+        with self._lock:
+            for tokens in (self.refresh, self.access):
+                for token in [t for t, g in tokens.items() if g["sub"] == subject]:
+                    del tokens[token]
+
     def subject_of(self, refresh_token: str) -> str | None:
         with self._lock:
             grant = self.refresh.get(refresh_token)

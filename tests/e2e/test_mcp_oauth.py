@@ -234,6 +234,21 @@ def test_tokens_are_refreshed_before_they_expire_one_refresh_at_a_time(world: Wo
     assert world.auth.grants["refresh_token"] == refreshed + 1  # fresh: not refreshed again
 
 
+def test_a_refresh_the_authorization_server_refuses_asks_the_user_to_authorize_again(world: World) -> None:
+    grace_key, _ = world.user_key()
+    world.auth.lifetime = 30  # due for refresh at once
+    try:
+        assert authorize(world, "grace@idp", key=grace_key).status_code == 200
+    finally:
+        world.auth.lifetime = 3600
+    world.auth.withdraw("grace@idp")  # the user revoked the grant at the authorization server
+    error = asyncio.run(refused(world, grace_key))
+    assert "needs your authorization" in error.error.message
+    # Authorizing again works.
+    assert authorize(world, "grace@idp", key=grace_key).status_code == 200
+    assert asyncio.run(whoami(world, grace_key)) == "grace@idp"
+
+
 def test_bad_authorization_requests_get_clear_errors(world: World) -> None:
     key, _ = world.user_key()
     base = world.gateway.url
