@@ -51,6 +51,14 @@ class AuthorizationServer:
         self.issued: list[str] = []  # every token issued (access and refresh)
         self.grants: Counter[str] = Counter()  # token requests by grant type
         self.revoked: list[str] = []
+        self.hits: Counter[str] = Counter()  # requests by path
+        # For discovery tests: the PKCE methods advertised, dynamic registration offered, and a
+        # protected resource of its own at /mcp (401 with or without resource_metadata; its
+        # metadata at /.well-known/oauth-protected-resource/mcp naming ``prm_resource``).
+        self.pkce_methods: list[str] = ["S256"]
+        self.registration = False
+        self.www_authenticate = True
+        self.prm_resource: str | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -67,6 +75,10 @@ class AuthorizationServer:
             app.router.add_post("/token", self._token)
             app.router.add_post("/introspect", self._introspect)
             app.router.add_post("/revoke", self._revoke)
+            app.router.add_post("/register", self._register)
+            app.router.add_post("/mcp", self._protected)
+            app.router.add_get("/.well-known/oauth-protected-resource/mcp", self._resource_metadata)
+            app.middlewares.append(self._count)
             runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(runner.setup())
             loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
@@ -99,8 +111,31 @@ class AuthorizationServer:
 
     # -- endpoints --------------------------------------------------------------------------
 
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        with self._lock:
+            self.hits[request.path] += 1
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _protected(self, request: web.Request) -> web.Response:
+        metadata = f"{self.issuer}/.well-known/oauth-protected-resource/mcp"
+        header = f'Bearer resource_metadata="{metadata}"' if self.www_authenticate else "Bearer"
+        return web.json_response({"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": header})
+
+    async def _resource_metadata(self, request: web.Request) -> web.Response:
+        return web.json_response({"resource": self.prm_resource or f"{self.issuer}/mcp",
+                                  "authorization_servers": [self.issuer], "scopes_supported": ["notes"]})
+
+    async def _register(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if not self.registration or not body.get("redirect_uris"):
+            return web.json_response({"error": "invalid_client_metadata"}, status=400)
+        return web.json_response({"client_id": "registered-" + secrets.token_hex(4), **body}, status=201)
+
     async def _metadata(self, request: web.Request) -> web.Response:
-        return web.json_response({
+        extra = {"registration_endpoint": f"{self.issuer}/register"} if self.registration else {}
+        return web.json_response({**extra,
             "issuer": self.issuer,
             "authorization_endpoint": f"{self.issuer}/authorize",
             "token_endpoint": f"{self.issuer}/token",
@@ -108,7 +143,7 @@ class AuthorizationServer:
             "revocation_endpoint": f"{self.issuer}/revoke",
             "response_types_supported": ["code"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
-            "code_challenge_methods_supported": ["S256"],
+            "code_challenge_methods_supported": self.pkce_methods,
             "token_endpoint_auth_methods_supported": ["client_secret_basic"],
         })
 
