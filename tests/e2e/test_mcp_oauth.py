@@ -247,6 +247,14 @@ def test_a_refresh_the_authorization_server_refuses_asks_the_user_to_authorize_a
     # Authorizing again works.
     assert authorize(world, "grace@idp", key=grace_key).status_code == 200
     assert asyncio.run(whoami(world, grace_key)) == "grace@idp"
+    # A token the MCP server refuses before it is due for refresh (revoked at the authorization
+    # server): forgotten, and the user is asked to authorize again, in lists and in calls.
+    world.auth.withdraw("grace@idp")
+    assert "needs your authorization" in asyncio.run(refused(world, grace_key)).error.message
+    names, notices = asyncio.run(tools_and_notices(world, grace_key))
+    assert "whoami__whoami" not in names and any(n.startswith("whoami:") for n in notices)
+    assert authorize(world, "grace@idp", key=grace_key).status_code == 200
+    assert asyncio.run(whoami(world, grace_key)) == "grace@idp"
 
 
 def test_bad_authorization_requests_get_clear_errors(world: World) -> None:

@@ -102,3 +102,11 @@ class GatewayCredentials:
         headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    async def refused(self, server: McpServerConfig, principal: Principal | None) -> AuthorizationRequired:
+        """The server refused the user's token: forget it; the error asks for a new authorization."""
+        oauth = self._oauth()
+        if principal is not None and oauth is not None:
+            tenant, user = identity(principal)
+            await oauth.forget_local((tenant, user, server.name))
+        return AuthorizationRequired(server.name, self.authorize_link(server.name, principal))
