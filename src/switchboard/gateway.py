@@ -17,6 +17,7 @@ from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.http.files import FileService, budget_gated
 from switchboard.http.mcp import McpServer
+from switchboard.http.mcp.runner import ToolRunner
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
 from switchboard.mcp.auth import McpAuth
@@ -149,6 +150,10 @@ class Gateway:
         # The MCP gateway (mcp/, http/mcp/): the upstream servers and the aggregated toolbox.
         self.mcp_registry = McpRegistry(settings.mcp_servers, settings.mcp, self.mcp_auth.credentials)
         self.mcp = McpToolbox(settings.mcp, self.mcp_registry)
+        # Tool calls the gateway makes itself (the tool loop) run the same stages, metrics first.
+        observe: list[Stage] = [ObserveStage(self.observers, self.metrics)] if self.observers else []
+        self.mcp.runner = ToolRunner(build_chain([*observe, *self.mcp_stages()], ToolCall(self.mcp)),
+                                     settings.server.request_timeout_seconds)
         self.ready = False
 
     def responses_chain(self, terminal: Handler) -> Handler:

@@ -25,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.e2e.test_metrics import parse, total
 from tests.mcp_servers import McpUpstream, start_mcp_server, start_mcp_servers
+from tests.otlp_receiver import OtlpReceiver
 from tests.servers import MASTER_KEY, Gateway, free_port, start_gateway
 from tests.services import Postgres, RedisServer
 
@@ -41,7 +42,13 @@ def upstreams() -> Iterator[dict[str, McpUpstream]]:
         server.process.stop()
 
 
-def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def otlp() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiver) -> dict[str, Any]:
     return {
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "mcp_servers": [
@@ -69,6 +76,7 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int) -> dict[str, Any
         "spend": {"flush_seconds": 0.1},
         "request_log": {"bodies": [{"model": "notes__*"}]},
         "metrics": {},
+        "tracing": {"enabled": True, "endpoint": otlp.url, "export_interval_seconds": 0.1},
     }
 
 
@@ -110,10 +118,10 @@ class Deployment:
 
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
-def deployment(request: pytest.FixtureRequest, upstreams: dict[str, McpUpstream],
+def deployment(request: pytest.FixtureRequest, upstreams: dict[str, McpUpstream], otlp: OtlpReceiver,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     phoenix = free_port()
-    config = mcp_config(upstreams, phoenix)
+    config = mcp_config(upstreams, phoenix, otlp)
     if request.param == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
         redis: RedisServer = request.getfixturevalue("redis_server")
@@ -485,3 +493,20 @@ def test_a_budget_with_a_per_call_price_stops_calls_when_spent(deployment: Deplo
     records = deployment.records(key_id, 4)
     paid = [r for r in records if r["status"] == 200]
     assert len(paid) == 3 and all(Decimal(r["cost_usd"]) == Decimal("0.01") for r in paid)
+
+
+def test_a_tool_call_is_traced_like_a_model_call(deployment: Deployment, otlp: OtlpReceiver) -> None:
+    trace_id, parent = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "paid__multiply", "arguments": {"a": 6, "b": 7}}}
+    headers = {**ADMIN, "traceparent": f"00-{trace_id}-{parent}-01",
+               "Accept": "application/json, text/event-stream"}
+    resp = httpx.post(deployment.url, json=call, timeout=30, headers=headers)
+    assert resp.status_code == 200 and resp.json()["result"]["structuredContent"] == {"result": 42}
+    spans = otlp.trace(trace_id, count=1)
+    assert len(spans) == 1, spans
+    span = spans[0]
+    assert (span.name, span.kind, span.parent_span_id) == ("mcp paid__multiply", "server", parent)
+    assert span.attributes["gen_ai.request.model"] == "paid__multiply"
+    assert span.attributes["switchboard.cost_usd"] == 0.5  # tool_prices.multiply
+

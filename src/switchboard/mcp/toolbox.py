@@ -31,7 +31,7 @@ from switchboard.errors import GatewayError, InvalidRequest, NotFound, PayloadTo
 from switchboard.mcp.interfaces import AuthorizationRequired, Listing
 from switchboard.mcp.permissions import Permissions
 from switchboard.mcp.registry import Registry
-from switchboard.mcp.upstream import Upstream, identity
+from switchboard.mcp.upstream import AuthorizationNeeded, Upstream, identity
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -130,7 +130,10 @@ class McpToolbox:
 
     async def server_tools(self, upstream: Upstream, principal: Principal | None) -> list[dict[str, Any]]:
         """The server's tools as it lists them (for this caller's credentials), cached briefly."""
-        headers = await upstream.credentials.headers(upstream.server, principal)
+        try:
+            headers = await upstream.credentials.headers(upstream.server, principal)
+        except AuthorizationRequired as required:
+            raise AuthorizationNeeded(required) from None
         key = (upstream.name, identity(headers))
         now = time.monotonic()
         cached = self._tools.get(key)
@@ -316,8 +319,10 @@ class McpToolbox:
 
 
 def _notice(server: str, error: BaseException, wait: float) -> str:
-    if isinstance(error, AuthorizationRequired):
-        return f"{server}: needs your authorization: {error.authorize_url}"
+    if isinstance(error, AuthorizationRequired | AuthorizationNeeded):
+        url = (error.authorize_url if isinstance(error, AuthorizationRequired)
+               else error.extra["authorize_url"])
+        return f"{server}: needs your authorization: {url}"
     if isinstance(error, TimeoutError):
         return f"{server}: left out, no answer within {wait:g} s"
     if isinstance(error, GatewayError):
