@@ -157,6 +157,7 @@ def test_two_users_each_authorize_and_call_with_their_own_token(world: World) ->
     notices, error = asyncio.run(before())
     assert "needs your authorization" in error.error.message
     assert "/mcp/oauth/whoami/authorize" in error.error.message
+    assert error.error.data["authorize_url"].startswith("/mcp/oauth/whoami/authorize?ticket=")  # type: ignore[index]
     link = next(n for n in notices if n.startswith("whoami:")).split("authorization: ", 1)[1]
     assert link.startswith("/mcp/oauth/whoami/authorize?ticket=")
 

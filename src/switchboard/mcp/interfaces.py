@@ -24,7 +24,7 @@ class AuthorizationRequired(GatewayError):
         super().__init__(f"the MCP server '{server}' needs your authorization: open {authorize_url}")
         self.server = server
         self.authorize_url = authorize_url
-        self.data = {"server": server, "authorize_url": authorize_url}
+        self.extra = {"authorize_url": authorize_url}  # in the JSON-RPC error's data
 
 
 class Credentials(Protocol):

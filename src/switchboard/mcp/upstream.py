@@ -214,7 +214,7 @@ class Upstream:
                 refused = getattr(self.credentials, "refused", None)
                 if exc.code != "mcp_server_auth_failed" or self.server.oauth is None or refused is None:
                     raise
-                raise await refused(self.server, principal) from None
+                raise AuthorizationNeeded(await refused(self.server, principal)) from None
         self._succeeded()
         return result
 
