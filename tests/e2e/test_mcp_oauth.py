@@ -324,6 +324,25 @@ def test_stored_servers_serve_their_tenant_only_with_their_static_credentials(wo
         assert "unknown tool" in (await refused(world, other_key, "calc__add")).error.message
 
     asyncio.run(check())
+    # A stored server with per-user OAuth: its sealed client secret authenticates the exchange.
+    admin.ok("POST", "/admin/v1/mcp/servers", {
+        "name": "wiki", "url": world.mcp.url, "tenant": tenant,
+        "oauth": {"client_id": world.auth.client_id, "client_secret": CLIENT_SECRET}}, status=201)
+    with httpx.Client(timeout=10, follow_redirects=False) as browser:
+        start = browser.get(f"{world.gateway.url}/mcp/oauth/wiki/authorize",
+                            headers={"Authorization": f"Bearer {key}"})
+        consent = browser.get(start.headers["location"] + "&login=tenant-user@idp")
+        assert browser.get(consent.headers["location"]).status_code == 200
+        # Another tenant has no server of that name.
+        theirs = browser.get(f"{world.gateway.url}/mcp/oauth/wiki/authorize",
+                             headers={"Authorization": f"Bearer {other_key}"})
+        assert theirs.status_code == 404
+
+    async def stored_oauth() -> str:
+        async with session(world, key) as client:
+            return text_of(await client.call_tool("wiki__whoami", {}))
+
+    assert asyncio.run(stored_oauth()) == "tenant-user@idp"
     # A changed credential is used at once; a removed server is gone at once.
     admin.ok("PATCH", f"/admin/v1/mcp/servers/{name}", {"headers": {"Authorization": "Bearer wrong"}},
              params={"tenant": tenant})
