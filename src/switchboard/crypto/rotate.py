@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from switchboard.crypto.keyring import Keyring, credential_aad, server_secret_aad
+from switchboard.crypto.keyring import (
+    Keyring,
+    credential_aad,
+    mcp_server_aad,
+    mcp_token_aad,
+    server_secret_aad,
+)
 from switchboard.stores.protocols import (
     CredentialRecord,
     McpServerRecord,
@@ -42,15 +48,12 @@ async def rotate(store: ProviderStore, keyring: Keyring, mcp: McpStore | None = 
     creds, secrets = await store.reseal(credential, secret)
     mcp_secrets = mcp_tokens = 0
     if mcp is not None:
-        from switchboard.mcp.oauth import token_aad
-        from switchboard.mcp.stored import server_aad
-
         def server(record: McpServerRecord) -> str:
             assert record.sealed is not None
-            return keyring.reencrypt(record.sealed, server_aad(record.id))
+            return keyring.reencrypt(record.sealed, mcp_server_aad(record.id))
 
         def token(record: McpTokenRecord) -> str:
-            aad = token_aad(record.tenant_id, record.user_id, record.server)
+            aad = mcp_token_aad(record.tenant_id, record.user_id, record.server)
             return keyring.reencrypt(record.sealed, aad)
 
         mcp_secrets, mcp_tokens = await mcp.reseal(server, token)

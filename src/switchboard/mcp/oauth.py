@@ -38,7 +38,7 @@ import orjson
 from switchboard.access.feedcache import FeedCache
 from switchboard.config.mcp import McpConfig, McpServerConfig
 from switchboard.config.urls import check_http_url
-from switchboard.crypto.keyring import DecryptError, Keyring
+from switchboard.crypto.keyring import DecryptError, Keyring, mcp_token_aad
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.stores.protocols import ChangeFeed, McpStore, McpTokenRecord, SharedCache, utcnow
 
@@ -86,8 +86,7 @@ class TokenSet:
         return f"TokenSet(expires_at={self.expires_at}, client_id={self.client_id!r})"
 
 
-def token_aad(tenant: str, user: str, server: str) -> str:
-    return f"mcp-oauth-token:{tenant}:{user}:{server}"
+token_aad = mcp_token_aad
 
 
 def pkce_pair() -> tuple[str, str]:

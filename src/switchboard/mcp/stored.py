@@ -21,7 +21,7 @@ from pydantic import SecretStr, ValidationError
 
 from switchboard.access.feedcache import ALL
 from switchboard.config.mcp import McpServerConfig
-from switchboard.crypto.keyring import DecryptError, Keyring
+from switchboard.crypto.keyring import DecryptError, Keyring, mcp_server_aad
 from switchboard.stores.protocols import ChangeFeed, McpServerRecord, McpStore, Subscription
 
 log = logging.getLogger("switchboard.mcp")
@@ -31,8 +31,7 @@ GLOBAL = "*"  # the cache key (and feed message) of the global servers
 TTL = 30.0
 
 
-def server_aad(server_id: str) -> str:
-    return f"mcp-server:{server_id}"
+server_aad = mcp_server_aad
 
 
 def seal(keyring: Keyring, server_id: str, headers: Mapping[str, str], client_secret: str | None
