@@ -34,6 +34,8 @@ from switchboard.http.files import FilesEndpoint, is_files_path
 from switchboard.http.gemini import METHODS as GEMINI_METHODS
 from switchboard.http.gemini import GeminiRoutes, is_gemini
 from switchboard.http.mcp import MCP, McpEndpoint
+from switchboard.http.mcp_oauth import PREFIX as MCP_OAUTH_PREFIX
+from switchboard.http.mcp_oauth import McpOAuthRoutes
 from switchboard.http.media.multipart import FormLimits
 from switchboard.http.responses import PREFIX as RESPONSES_PREFIX
 from switchboard.http.responses import STORED, ResponsesAPI
@@ -101,6 +103,9 @@ class SwitchboardApp:
         docs = self._endpoint(openai_api.OpenAIJson("api_docs"), ApiDocs(lambda: self.gateway.stores),
                               reads_body=False)
         self._apis = ApiRoutes(calls, docs)
+        # Per-user OAuth for MCP servers (http/mcp_oauth.py): authorize, callback, forget.
+        self._mcp_oauth = McpOAuthRoutes(settings, lambda t: self.gateway.chain("mcp_oauth", t), self.state,
+                                         lambda: self.gateway.mcp_auth)
         # The MCP gateway (http/mcp/): POST JSON-RPC; GET and DELETE answer 405.
         self.routes[("POST", "/mcp")] = McpEndpoint(
             MCP, self.gateway.mcp_chain(), self.state, max_body_bytes=settings.server.max_body_bytes,
@@ -147,6 +152,7 @@ class SwitchboardApp:
             limit_cache=lambda: gateway.limit_cache,
             budgets=lambda: gateway.budgets,
             services=gateway.services,
+            mcp=lambda: gateway.mcp_auth,
         )
         return create_admin_app(services)
 
@@ -202,6 +208,8 @@ class SwitchboardApp:
                 await self._model(scope, receive, send)
             elif path.startswith(APIS_PREFIX) and (api := self._apis.route(scope["method"], path)):
                 await api(scope, receive, send)
+            elif path.startswith(MCP_OAUTH_PREFIX):
+                await self._mcp_oauth(scope, receive, send)
             else:
                 await self.not_routed(scope, send)
         elif kind == "lifespan":

@@ -196,7 +196,7 @@ def secrets_rotate(
         stores = await open_stores(settings)
         try:
             services = await rotate_services(stores.services, keyring)  # REST services' headers
-            return replace(await rotate(stores.providers, keyring), service_headers=services)
+            return replace(await rotate(stores.providers, keyring, stores.mcp), service_headers=services)
         finally:
             await stores.close()
 
@@ -211,7 +211,8 @@ def secrets_rotate(
                   "give the secret it was sealed with in auth.previous_secret_keys")
         raise typer.Exit(1) from None
     out.print(f"re-sealed under key {done.key_id}: {done.credentials} provider credential(s), "
-              f"{done.server_secrets} server secret(s), {done.service_headers} service(s)' headers; "
+              f"{done.server_secrets} server secret(s), {done.service_headers} service(s)' headers, "
+              f"{done.mcp_secrets} MCP server secret(s), {done.mcp_tokens} MCP OAuth token(s); "
               "the rest already were", markup=False)
 
 

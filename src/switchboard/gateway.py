@@ -21,6 +21,7 @@ from switchboard.http.mcp import McpServer
 from switchboard.http.mcp.runner import ToolRunner
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
+from switchboard.mcp.auth import McpAuth
 from switchboard.mcp.registry import Registry as McpRegistry
 from switchboard.mcp.stages import ToolBudgetStage, ToolCall, ToolCheckStage, ToolRecordStage, ToolStage
 from switchboard.mcp.toolbox import McpToolbox
@@ -160,8 +161,10 @@ class Gateway:
         self.memory = MemoryTrim(settings.server.memory_trim_seconds)
         # Prompt API calls under way (http/apis/).
         self.api_calls = ApiCalls()
+        # The MCP gateway's credentials (static, per-user OAuth) and stored servers (mcp/auth.py).
+        self.mcp_auth = McpAuth(settings)
         # The MCP gateway (mcp/, http/mcp/): the upstream servers and the aggregated toolbox.
-        self.mcp_registry = McpRegistry(settings.mcp_servers, settings.mcp)
+        self.mcp_registry = McpRegistry(settings.mcp_servers, settings.mcp, self.mcp_auth.credentials)
         self.mcp = McpToolbox(settings.mcp, self.mcp_registry)
         # Tool calls the gateway makes itself (the tool loop) run the same stages, metrics first.
         observe: list[Stage] = [ObserveStage(self.observers, self.metrics)] if self.observers else []
@@ -391,6 +394,7 @@ class Gateway:
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys)
         self.responses.start()  # the purge of expired stored responses
+        await self.mcp_auth.start(self.stores, keyring, self.mcp_registry)
         self.mcp_registry.start()  # MCP servers' health checks
         await encodings
         self.memory.start()
@@ -445,6 +449,7 @@ class Gateway:
             self.limit_cache = None
         await self.responses.close()
         await self.prompts.close()
+        await self.mcp_auth.close()
         await self.mcp_registry.close()
         await self.services.close()
         await self.service_proxy.close()

@@ -67,6 +67,7 @@ class TenantWorld:
     prompt2: str = ""  # one of team2
     api: str = ""  # a prompt published as an API by team2
     service: str = ""  # a REST service owned by team2 (its name)
+    mcp_server: str = ""  # the name of an MCP server registered for the tenant
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -114,6 +115,8 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     world.api = admin.ok("POST", "/admin/v1/apis", body, status=201)["name"]
     body = {"name": f"svc-{tenant}", "url": "http://127.0.0.1:9/", "tenant": tenant, "team": world.team2}
     world.service = admin.ok("POST", "/admin/v1/services", body, status=201)["name"]
+    body = {"name": f"mcp-{tenant}", "url": "https://mcp.example/mcp", "tenant": tenant}
+    world.mcp_server = admin.ok("POST", "/admin/v1/mcp/servers", body, status=201)["name"]
     return world
 
 

@@ -115,7 +115,8 @@ def worlds(gateway: Gateway) -> tuple[TenantWorld, TenantWorld]:
 # Bodies valid where a body is read, so an answer is about the permission or the record, not the
 # body: by method, and for the few routes that need more than an empty object.
 BODIES: dict[str, Any] = {"PATCH": {"name": "hijacked"}, "POST": {}}
-BODY_BY_SUFFIX: dict[str, Any] = {"/reject": {"reason": "probe"}}
+BODY_BY_SUFFIX: dict[str, Any] = {"/reject": {"reason": "probe"},
+                                  "/mcp/servers/{name}": {"description": "probe"}}
 
 
 def _body(route: Route) -> Any:
@@ -159,6 +160,7 @@ def _foreign_ids(other: TenantWorld) -> dict[str, str]:
         "/admin/v1/prompts": other.prompt,
         "/admin/v1/apis": other.api,
         "/admin/v1/services": other.service,
+        "/admin/v1/mcp/servers": other.mcp_server,
     }
 
 
@@ -204,7 +206,8 @@ def test_another_tenants_records_are_404_to_every_role(
 def _all_ids(world: TenantWorld) -> set[str]:
     return {world.team1, world.team2, *world.users.values(), *world.key_ids.values(), world.peer,
             world.peer_key, world.member2, world.member2_key, world.sa2, world.sa2_key, world.sub1,
-            world.sub2, world.limit, world.budget, world.prompt, world.prompt2, world.api, world.service}
+            world.sub2, world.limit, world.budget, world.prompt, world.prompt2, world.api, world.service,
+            world.mcp_server}
 
 
 # Lists that answer a summary, not pages of records (an unknown parameter is refused there).

@@ -135,6 +135,12 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
         "update": (A, N, T, _, _),
         "delete": (A, N, T, _, _),
     },
+    "mcp_server": {  # MCP servers registered at run time (docs/mcp.md); global ones: platform admin
+        "create": (A, N, _, _, _),
+        "read": (A, N, N, N, N),
+        "update": (A, N, _, _, _),
+        "delete": (A, N, _, _, _),
+    },
 }
 
 

@@ -110,6 +110,23 @@ class McpConfig(_Strict):
     max_description_chars: Annotated[int, Field(ge=64, le=100_000)] = 4096
     # The tool loop run for chat/Responses requests naming MCP servers: at most this many steps.
     max_tool_steps: Annotated[int, Field(ge=1, le=100)] = 8
+    # Per-user OAuth (docs/mcp.md, "Credentials and OAuth"). The gateway's address as users'
+    # browsers reach it: authorization servers send users back to <public_url>/mcp/oauth/callback,
+    # and "authorization required" errors link to <public_url>/mcp/oauth/<server>/authorize.
+    # None: links are relative and the callback is on the address the authorize request came to.
+    public_url: str | None = None
+    # How long an authorization started at /mcp/oauth/<server>/authorize may take to complete
+    # (also the life of the authorize link in an "authorization required" error).
+    oauth_state_seconds: Annotated[float, Field(ge=30, le=3600)] = 600.0
+    # Access tokens are refreshed this long before they expire.
+    oauth_refresh_margin_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    # Each call to an authorization server or for discovery (metadata, token exchange, refresh).
+    oauth_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value).rstrip("/")
     # Tool-level allow/deny lists by role and team (keys carry their own: docs/mcp.md).
     permissions: McpPermissions = Field(default_factory=McpPermissions)
     # How long a server's tool list (for permissions and argument validation) is reused.

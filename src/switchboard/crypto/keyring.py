@@ -99,6 +99,16 @@ def server_secret_aad(name: str) -> str:
     return f"server-secret:{name}"
 
 
+def mcp_server_aad(server_id: str) -> str:
+    """The secrets (static headers, OAuth client secret) of an MCP server stored at run time."""
+    return f"mcp-server:{server_id}"
+
+
+def mcp_token_aad(tenant: str, user: str, server: str) -> str:
+    """One user's OAuth tokens for one MCP server."""
+    return f"mcp-oauth-token:{tenant}:{user}:{server}"
+
+
 def from_settings(auth: AuthConfig) -> Keyring | None:
     """The keyring of ``auth.secret_key`` and ``auth.previous_secret_keys`` (None: no secret)."""
     if auth.secret_key is None:

@@ -9,8 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from switchboard.crypto.keyring import Keyring, credential_aad, server_secret_aad, service_header_aad
-from switchboard.stores.protocols import CredentialRecord, ProviderStore, ServiceRecord, ServiceStore
+from switchboard.crypto.keyring import (
+    Keyring,
+    credential_aad,
+    mcp_server_aad,
+    mcp_token_aad,
+    server_secret_aad,
+    service_header_aad,
+)
+from switchboard.stores.protocols import (
+    CredentialRecord,
+    McpServerRecord,
+    McpStore,
+    McpTokenRecord,
+    ProviderStore,
+    ServiceRecord,
+    ServiceStore,
+)
 
 
 @dataclass(frozen=True)
@@ -18,11 +33,14 @@ class Rotated:
     credentials: int  # credentials re-sealed
     server_secrets: int  # server secrets (the key-hashing key) re-sealed
     key_id: str  # the current key's id
+    mcp_secrets: int = 0  # MCP servers' sealed headers and OAuth client secrets re-sealed
+    mcp_tokens: int = 0  # per-user MCP OAuth tokens re-sealed
     service_headers: int = 0  # REST services whose stored headers were re-sealed
 
 
-async def rotate(store: ProviderStore, keyring: Keyring) -> Rotated:
-    """Raises DecryptError (nothing written) if a stored value opens with no key of the ring."""
+async def rotate(store: ProviderStore, keyring: Keyring, mcp: McpStore | None = None) -> Rotated:
+    """Raises DecryptError (nothing written) if a stored value opens with no key of the ring.
+    The MCP secrets (``mcp``) are a transaction of their own, after the providers'."""
 
     def credential(record: CredentialRecord) -> str:
         assert record.ciphertext is not None
@@ -32,7 +50,18 @@ async def rotate(store: ProviderStore, keyring: Keyring) -> Rotated:
         return keyring.reencrypt(sealed, server_secret_aad(name))
 
     creds, secrets = await store.reseal(credential, secret)
-    return Rotated(creds, secrets, keyring.current)
+    mcp_secrets = mcp_tokens = 0
+    if mcp is not None:
+        def server(record: McpServerRecord) -> str:
+            assert record.sealed is not None
+            return keyring.reencrypt(record.sealed, mcp_server_aad(record.id))
+
+        def token(record: McpTokenRecord) -> str:
+            aad = mcp_token_aad(record.tenant_id, record.user_id, record.server)
+            return keyring.reencrypt(record.sealed, aad)
+
+        mcp_secrets, mcp_tokens = await mcp.reseal(server, token)
+    return Rotated(creds, secrets, keyring.current, mcp_secrets, mcp_tokens)
 
 
 async def rotate_services(store: ServiceStore | None, keyring: Keyring) -> int:

@@ -8,16 +8,23 @@ from typing import Any, Protocol
 
 from switchboard.config.mcp import McpServerConfig
 from switchboard.context import Principal
+from switchboard.errors import GatewayError
 
 
-class AuthorizationRequired(Exception):
+class AuthorizationRequired(GatewayError):
     """The server needs this user's OAuth authorization first: ``authorize_url`` starts it
-    (through the gateway)."""
+    (through the gateway). A list leaves the server out with a notice; a call fails with this
+    error (its JSON-RPC ``data`` carries ``authorize_url``)."""
+
+    status = 403
+    type = "permission_error"
+    code = "mcp_authorization_required"
 
     def __init__(self, server: str, authorize_url: str) -> None:
         super().__init__(f"the MCP server '{server}' needs your authorization: open {authorize_url}")
         self.server = server
         self.authorize_url = authorize_url
+        self.extra = {"authorize_url": authorize_url}  # in the JSON-RPC error's data
 
 
 class Credentials(Protocol):

@@ -2,13 +2,15 @@
 
 A server with no ``tenant`` is global (every tenant's callers see it); one with a ``tenant``
 serves only that tenant's callers. The platform admin (the master key, no tenant) sees every
-server. Servers come from the YAML's ``mcp_servers:``; stored servers (the admin API) are added
-with :meth:`Registry.put` and removed with :meth:`Registry.drop`.
+server. Servers come from the YAML's ``mcp_servers:`` and from the admin API (mcp/stored.py
+keeps them in process and hands every change to :meth:`Registry.sync_stored`). Stored servers
+are per tenant (two tenants may each have a server of one name) or global; a caller sees the
+global ones and its tenant's (the master key's tenant is the default one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from switchboard.access.roles import PLATFORM_ADMIN
 from switchboard.config.mcp import McpConfig, McpServerConfig
@@ -23,6 +25,8 @@ class Registry:
         self.config = config
         self.credentials: Credentials = credentials or ConfigCredentials()
         self._servers: dict[str, Upstream] = {}
+        # Stored servers by (tenant, None: global; name).
+        self._stored: dict[tuple[str | None, str], Upstream] = {}
         self._started = False
         for server in servers:
             if server.transport == "stdio" and not config.allow_stdio:
@@ -44,29 +48,54 @@ class Registry:
         if upstream is not None:
             await upstream.close()
 
+    async def sync_stored(self, servers: Mapping[tuple[str | None, str], McpServerConfig]) -> None:
+        """Follow the stored servers: new ones added, changed ones replaced, removed ones closed."""
+        for key, upstream in list(self._stored.items()):
+            if servers.get(key) != upstream.server:
+                del self._stored[key]
+                await upstream.close()
+        for key, server in servers.items():
+            if key not in self._stored:
+                upstream = Upstream(server, self.config, self.credentials)
+                self._stored[key] = upstream
+                if self._started:
+                    upstream.start()
+
     def all(self) -> list[Upstream]:
-        return list(self._servers.values())
+        return [*self._servers.values(), *self._stored.values()]
 
     def visible(self, principal: Principal | None) -> list[Upstream]:
         """The servers ``principal`` may use: the global ones and its tenant's."""
-        return [u for u in self._servers.values() if _visible(u.server, principal)]
+        tenant = _tenant(principal)
+        found = [u for u in self._servers.values() if _visible(u.server, principal)]
+        return found + [u for (owner, _), u in self._stored.items() if owner is None or owner == tenant]
 
     def get(self, name: str, principal: Principal | None) -> Upstream | None:
         """The server ``name`` if ``principal`` may use it; None otherwise (another tenant's
         server is indistinguishable from one that does not exist)."""
         upstream = self._servers.get(name)
         if upstream is None or not _visible(upstream.server, principal):
-            return None
+            tenant = _tenant(principal)
+            stored = self._stored.get((tenant, name)) if tenant is not None else None
+            return stored or self._stored.get((None, name))
         return upstream
 
     def start(self) -> None:
         self._started = True
-        for upstream in self._servers.values():
+        for upstream in self.all():
             upstream.start()
 
     async def close(self) -> None:
-        for upstream in self._servers.values():
+        for upstream in self.all():
             await upstream.close()
+        self._stored.clear()
+
+
+def _tenant(principal: Principal | None) -> str | None:
+    """The tenant whose stored servers a caller sees (None: the global ones only)."""
+    if principal is None:
+        return None
+    return principal.tenant_id or "default"
 
 
 def _visible(server: McpServerConfig, principal: Principal | None) -> bool:

@@ -208,6 +208,13 @@ class Upstream:
                 self._failed()
                 raise UpstreamBadGateway(
                     f"the MCP server '{self.name}' failed: {type(exc).__name__}") from None
+            except UpstreamBadGateway as exc:
+                # A user's OAuth token the server refuses (revoked, ended early): forgotten, and
+                # the user is asked to authorize again (mcp/credentials.py).
+                refused = getattr(self.credentials, "refused", None)
+                if exc.code != "mcp_server_auth_failed" or self.server.oauth is None or refused is None:
+                    raise
+                raise AuthorizationNeeded(await refused(self.server, principal)) from None
         self._succeeded()
         return result
 

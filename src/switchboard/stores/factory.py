@@ -40,6 +40,7 @@ from switchboard.stores.protocols import (
     KeyStore,
     LimitStore,
     LogSearch,
+    McpStore,
     PromptStore,
     ProviderStore,
     RateLimiter,
@@ -63,6 +64,7 @@ from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.limits import SqlLimitStore
 from switchboard.stores.sql.log_search import SqlLogSearch
+from switchboard.stores.sql.mcp import SqlMcpStore
 from switchboard.stores.sql.migrate import upgrade
 from switchboard.stores.sql.prompts import SqlPromptStore
 from switchboard.stores.sql.providers import SqlProviderStore
@@ -118,6 +120,8 @@ class Stores:
     apis: ApiStore | None = None
     # Plain REST services registered through the admin API (services/). Always in SQL.
     services: ServiceStore | None = None
+    # MCP servers managed at run time and per-user OAuth tokens (mcp/). Always in SQL.
+    mcp: McpStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -252,6 +256,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         prompts=SqlPromptStore(engine),
         apis=SqlApiStore(engine),
         services=SqlServiceStore(engine),
+        mcp=SqlMcpStore(engine),
         _closers=closers,
     )
 

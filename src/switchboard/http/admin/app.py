@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -23,6 +24,7 @@ from switchboard.http.admin import (
     keys,
     limits,
     logs,
+    mcp_servers,
     models,
     prompts,
     providers,
@@ -68,6 +70,8 @@ class AdminServices:
     router: Router | None = field(default=None)
     # Plain REST services (services/): the YAML's and the stored ones' cache (/admin/v1/services).
     services: ServiceTable | None = field(default=None)
+    # The MCP gateway's credentials and stored servers (mcp/auth.py; None: not started).
+    mcp: Callable[[], Any] = field(default=lambda: None)
 
     @property
     def hashing(self) -> bytes | None:
@@ -105,4 +109,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(prompts.router)
     app.include_router(apis.router)
     app.include_router(services_api.router)
+    app.include_router(mcp_servers.router)
     return app

@@ -522,6 +522,38 @@ services = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "name"),
 )
 
+# -- MCP servers managed at run time (revision 0020): settings in clear, secrets sealed ---------
+# A global server's tenant_id is "*" (no tenant id has that shape), so names are unique per scope.
+
+mcp_servers = sa.Table(
+    "mcp_servers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("sealed", sa.Text),
+    sa.Column("header_names", sa.JSON, nullable=False),
+    sa.Column("created_by", sa.String(128)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_mcp_servers_tenant_name"),
+)
+
+# Per-user OAuth tokens for MCP servers, sealed; one row per (tenant, user, server name).
+mcp_oauth_tokens = sa.Table(
+    "mcp_oauth_tokens",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.String(128), nullable=False),
+    sa.Column("server", sa.String(64), nullable=False),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "user_id", "server"),
+    sa.Index("ix_mcp_oauth_tokens_server", "tenant_id", "server"),
+)
+
 # MCP tool permissions of a team's or a key's callers (revision 0021): {"allow": [...], "deny": [...]}
 for _table in (teams, api_keys):
     _table.append_column(sa.Column("mcp_tools", sa.JSON))

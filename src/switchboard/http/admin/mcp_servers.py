@@ -1,0 +1,404 @@
+"""``/admin/v1/mcp/servers``: MCP servers registered at run time, per tenant or global.
+
+A tenant admin registers servers its tenant's callers may use; the platform admin also registers
+global ones (``"global": true``), which every tenant sees. The configuration file's servers
+(``mcp_servers:``) are listed too, read-only. A name is unique among the servers a tenant sees.
+Static credential headers and the OAuth client secret are sealed under the server secret (like
+provider credentials): no answer, audit entry, log line or error shows them, only their names.
+Every change is audited and published on the change feed (mcp/stored.py), so every instance
+serves it within moments. Roles: the ``mcp_server`` rows of the permission table; another
+tenant's server is 404.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import replace
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from switchboard.access.roles import Reach
+from switchboard.config.mcp import SERVER_NAME, McpServerConfig
+from switchboard.crypto.keyring import DecryptError, Keyring
+from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.providers import routing_of
+from switchboard.http.admin.scoping import tenant_in_reach
+from switchboard.mcp.stored import seal, to_config, unseal
+from switchboard.stores.protocols import McpServerRecord, McpStore, utcnow
+
+router = APIRouter(prefix="/admin/v1/mcp/servers", tags=["mcp"])
+
+Name = Annotated[str, StringConstraints(pattern=SERVER_NAME)]
+Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$")]
+HeaderValue = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\r\n\x00]+$")]
+ToolName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Tenant = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+Scope = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")]
+TenantQuery = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$",
+                                          description="Another tenant (platform admin only)")]
+# Headers the gateway sets itself on every upstream request.
+_RESERVED_HEADERS = frozenset({"host", "content-length", "content-type", "accept", "connection",
+                               "transfer-encoding", "mcp-session-id", "mcp-protocol-version"})
+
+
+class OAuthBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    client_secret: HeaderValue | None = Field(default=None, description="Sealed; never shown.")
+    authorization_url: Url | None = None
+    token_url: Url | None = None
+    scopes: Annotated[list[Scope], Field(max_length=50)] = Field(default_factory=list)
+
+
+class ServerFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Url | None = None
+    transport: Literal["streamable_http", "sse"] | None = None
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=32)] | None = Field(
+        default=None, description="Static credential headers, sealed at rest; never shown.")
+    oauth: OAuthBody | None = Field(default=None, description="Per-user OAuth 2.1.")
+    allowed_tools: Annotated[list[ToolName], Field(max_length=1000)] | None = None
+    denied_tools: Annotated[list[ToolName], Field(max_length=1000)] | None = None
+    price_per_call: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+    tool_prices: Annotated[dict[ToolName, Annotated[float, Field(ge=0, le=1_000_000)]],
+                           Field(max_length=1000)] | None = None
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] | None = None
+    max_concurrency: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    health_check_seconds: Annotated[float, Field(ge=0, le=86_400)] | None = None
+
+
+class ServerCreate(ServerFields):
+    name: Name
+    url: Url
+    tenant: Tenant | None = Field(default=None,
+                                  description="Platform admin only; default: the caller's tenant.")
+    is_global: bool = Field(default=False, alias="global",
+                            description="Every tenant's callers see it (platform admin only).")
+
+
+class ServerUpdate(ServerFields):
+    """Fields given replace the stored ones; ``oauth: null`` turns OAuth off, ``headers: {}``
+    removes the static headers, an ``oauth`` without ``client_secret`` keeps the stored one."""
+
+
+_SETTINGS = ("url", "transport", "description", "allowed_tools", "denied_tools", "price_per_call",
+             "tool_prices", "connect_timeout_seconds", "timeout_seconds", "max_concurrency",
+             "health_check_seconds")
+
+
+def store_of(request: Request) -> McpStore:
+    store: McpStore | None = request.app.state.services.stores().mcp
+    if store is None:
+        raise GatewayError("MCP servers cannot be stored here", status=503)
+    return store
+
+
+def _keyring(request: Request) -> Keyring:
+    keyring = routing_of(request).keyring
+    if keyring is None:
+        raise GatewayError("credentials cannot be stored: no server secret (auth.secret_key)", status=503)
+    return keyring
+
+
+def _missing(name: str) -> NotFound:
+    return NotFound(f"no MCP server named '{name[:64]}'", code="mcp_server_not_found")
+
+
+def _check_url(field: str, value: str | None) -> None:
+    """An absolute http(s) URL with a host and no credentials in it (never echoed back: it may
+    hold a secret by mistake)."""
+    if value is None:
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        raise InvalidRequest(f"{field}: not a valid URL", param=field, code="invalid_url") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"{field}: must be an http:// or https:// URL with a host", param=field,
+                             code="invalid_url")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequest(f"{field}: credentials do not belong in the URL; send them as headers",
+                             param=field, code="invalid_url")
+    if re.search(r"[\s\x00-\x1f]", value):
+        raise InvalidRequest(f"{field}: not a valid URL", param=field, code="invalid_url")
+
+
+def _check(body: ServerFields) -> None:
+    _check_url("url", body.url)
+    if body.oauth is not None:
+        _check_url("oauth.authorization_url", body.oauth.authorization_url)
+        _check_url("oauth.token_url", body.oauth.token_url)
+    for name in body.headers or {}:
+        if name.lower() in _RESERVED_HEADERS:
+            raise InvalidRequest(f"headers.{name}: set by the gateway itself", param=f"headers.{name}",
+                                 code="invalid_value")
+    if len({n.lower() for n in body.headers or {}}) != len(body.headers or {}):
+        raise InvalidRequest("headers: a header is given twice", param="headers", code="invalid_value")
+
+
+def _settings(body: ServerFields, given: set[str]) -> dict[str, Any]:
+    out = {k: getattr(body, k) for k in _SETTINGS if k in given}
+    return {k: v for k, v in out.items() if v is not None or k == "description"}
+
+
+def _oauth_settings(oauth: OAuthBody | None) -> dict[str, Any] | None:
+    if oauth is None:
+        return None
+    return {"client_id": oauth.client_id, "authorization_url": oauth.authorization_url,
+            "token_url": oauth.token_url, "scopes": list(oauth.scopes)}
+
+
+def _validated(record: McpServerRecord, headers: dict[str, str], client_secret: str | None
+               ) -> McpServerConfig:
+    """400 unless the record makes a valid server (the YAML's rules)."""
+    try:
+        return to_config(record, headers, client_secret)
+    except ValidationError as err:
+        first = err.errors(include_url=False, include_input=False)[0]
+        param = ".".join(str(p) for p in first["loc"]) or "url"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if "got '" in message or 'got "' in message:  # a message quoting the value
+            message = message.split(", got ")[0]
+        raise InvalidRequest(f"{param}: {message}", param=param, code="invalid_value") from None
+
+
+def stored_public(record: McpServerRecord, has_client_secret: bool) -> dict[str, Any]:
+    c = record.config
+    oauth = c.get("oauth")
+    return {
+        "id": record.id,
+        "object": "mcp_server",
+        "name": record.name,
+        "tenant": record.tenant_id,
+        "global": record.tenant_id is None,
+        "url": c.get("url"),
+        "transport": c.get("transport", "streamable_http"),
+        "description": c.get("description"),
+        # Names only: the values are sealed and never shown.
+        "headers": sorted(record.header_names),
+        "oauth": None if oauth is None else {**oauth, "client_secret_set": has_client_secret},
+        "allowed_tools": c.get("allowed_tools"),
+        "denied_tools": c.get("denied_tools", []),
+        "price_per_call": c.get("price_per_call", 0.0),
+        "tool_prices": c.get("tool_prices", {}),
+        "connect_timeout_seconds": c.get("connect_timeout_seconds"),
+        "timeout_seconds": c.get("timeout_seconds"),
+        "max_concurrency": c.get("max_concurrency"),
+        "health_check_seconds": c.get("health_check_seconds"),
+        "source": "database",
+        "read_only": False,
+        "created_by": record.created_by,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+def config_public(s: McpServerConfig) -> dict[str, Any]:
+    oauth = None
+    if s.oauth is not None:
+        oauth = {"client_id": s.oauth.client_id, "authorization_url": s.oauth.authorization_url,
+                 "token_url": s.oauth.token_url, "scopes": list(s.oauth.scopes),
+                 "client_secret_set": s.oauth.client_secret is not None}
+    return {
+        "id": None, "object": "mcp_server", "name": s.name, "tenant": s.tenant, "global": s.tenant is None,
+        "url": s.url, "transport": s.transport, "description": s.description,
+        "headers": sorted(s.headers), "oauth": oauth, "allowed_tools": s.allowed_tools,
+        "denied_tools": list(s.denied_tools), "price_per_call": s.price_per_call,
+        "tool_prices": dict(s.tool_prices), "connect_timeout_seconds": s.connect_timeout_seconds,
+        "timeout_seconds": s.timeout_seconds, "max_concurrency": s.max_concurrency,
+        "health_check_seconds": s.health_check_seconds, "source": "config", "read_only": True,
+        "created_by": None, "created_at": None, "updated_at": None,
+    }
+
+
+def _yaml_servers(request: Request, tenant: str | None, every_tenant: bool = False) -> list[McpServerConfig]:
+    servers: list[McpServerConfig] = request.app.state.services.settings.mcp_servers
+    return [s for s in servers if every_tenant or s.tenant is None or s.tenant == tenant]
+
+
+async def _name_taken(request: Request, store: McpStore, tenant: str | None, name: str) -> bool:
+    """Whether a server of this name is already seen where the new one would be: a tenant sees
+    the global servers and its own; a global server is seen by every tenant."""
+    if any(s.name == name for s in _yaml_servers(request, tenant, every_tenant=tenant is None)):
+        return True
+    if tenant is None:
+        return any(r.name == name for r in await store.list_servers(None, every_tenant=True))
+    return any(r.name == name for r in await store.list_servers(tenant))
+
+
+async def _changed(request: Request, tenant: str | None) -> None:
+    mcp = request.app.state.services.mcp()
+    if mcp is not None and mcp.stored is not None:
+        await mcp.stored.changed(tenant)
+    else:  # not started here: tell the instances that are
+        from switchboard.mcp.stored import GLOBAL, TOPIC
+
+        await request.app.state.services.stores().feed.publish(TOPIC, GLOBAL if tenant is None else tenant)
+
+
+async def _visible(request: Request, access: Access, name: str, tenant: str | None) -> McpServerRecord:
+    """The stored server of this name the caller reaches: its tenant's own, else a global one."""
+    store = store_of(request)
+    scope = access.tenant_for(tenant)
+    record = await store.find_server(scope, name) or await store.find_server(None, name)
+    if record is None:
+        if any(s.name == name for s in _yaml_servers(request, scope)):
+            raise Conflict(f"the MCP server '{name[:64]}' is declared in the configuration file and is "
+                           "read-only here", code="read_only")
+        raise _missing(name)
+    return record
+
+
+def _may_change(access: Access, record: McpServerRecord) -> None:
+    if record.tenant_id is None and access.reach < Reach.ANY:
+        raise PermissionDenied("global MCP servers are managed by the platform admin",
+                               code="permission_denied")
+
+
+@router.get("", summary="MCP servers: the configuration file's (read-only) and the stored ones")
+async def list_servers(
+    request: Request,
+    access: Annotated[Access, Depends(allow("mcp_server", "read"))],
+    tenant: TenantQuery = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(max_length=64, description="Last name of the previous page")] = None,
+) -> dict[str, Any]:
+    scope = access.tenant_for(tenant)
+    items = [config_public(s) for s in _yaml_servers(request, scope)]
+    for record in await store_of(request).list_servers(scope):
+        items.append(stored_public(record, _has_secret(record)))
+    items.sort(key=lambda item: (item["name"], item["tenant"] or ""))
+    if after is not None:
+        items = [item for item in items if item["name"] > after]
+    page = items[:limit]
+    return {"object": "list", "data": page, "has_more": len(items) > limit,
+            "last_id": page[-1]["name"] if page else None}
+
+
+def _has_secret(record: McpServerRecord) -> bool:
+    """Whether the sealed secrets hold an OAuth client secret (a marker kept in clear)."""
+    return bool(record.config.get("_client_secret"))
+
+
+@router.get("/{name}", summary="One MCP server (its secrets by name only)")
+async def get_server(
+    name: str, request: Request, access: Annotated[Access, Depends(allow("mcp_server", "read"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    scope = access.tenant_for(tenant)
+    for s in _yaml_servers(request, scope):
+        if s.name == name:
+            return config_public(s)
+    record = await _visible(request, access, name, tenant)
+    return stored_public(record, _has_secret(record))
+
+
+@router.post("", status_code=201, summary="Register an MCP server (usable at once on every instance)")
+async def create_server(
+    body: ServerCreate, request: Request, access: Annotated[Access, Depends(allow("mcp_server", "create"))],
+) -> JSONResponse:
+    _check(body)
+    if body.is_global and (access.reach < Reach.ANY or body.tenant is not None):
+        if access.reach < Reach.ANY:
+            raise PermissionDenied("only the platform admin registers global MCP servers",
+                                   code="permission_denied")
+        raise InvalidRequest("give tenant or global, not both", param="global", code="invalid_value")
+    stores = request.app.state.services.stores()
+    tenant = None if body.is_global else await tenant_in_reach(access, stores, body.tenant)
+    store = store_of(request)
+    headers = dict(body.headers or {})
+    client_secret = body.oauth.client_secret if body.oauth else None
+    config = _settings(body, body.model_fields_set | {"url"})
+    if body.oauth is not None:
+        config["oauth"] = _oauth_settings(body.oauth)
+    if client_secret is not None:
+        config["_client_secret"] = True
+    sid = "mcp_" + secrets.token_hex(8)
+    record = McpServerRecord(id=sid, name=body.name, tenant_id=tenant, config=config,
+                             header_names=tuple(sorted(headers)), created_by=access.principal.id)
+    _validated(record, headers, client_secret)
+    if headers or client_secret is not None:
+        record = replace(record, sealed=seal(_keyring(request), sid, headers, client_secret))
+    if await _name_taken(request, store, tenant, body.name) or not await store.create_server(record):
+        raise Conflict(f"an MCP server named '{body.name}' already exists", code="mcp_server_exists")
+    public = stored_public(record, client_secret is not None)
+    await audit.record(request, "mcp_server.create", "mcp_server", record.id, after=public, tenant=tenant)
+    await _changed(request, tenant)
+    return JSONResponse(public, status_code=201)
+
+
+@router.patch("/{name}", summary="Change a stored MCP server")
+async def update_server(
+    name: str, body: ServerUpdate, request: Request,
+    access: Annotated[Access, Depends(allow("mcp_server", "update"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    _check(body)
+    old = await _visible(request, access, name, tenant)
+    _may_change(access, old)
+    given = body.model_fields_set
+    if "url" in given and body.url is None:
+        raise InvalidRequest("url: an MCP server needs a url", param="url", code="invalid_value")
+    keyring = routing_of(request).keyring
+    try:
+        headers, client_secret = unseal(keyring, old)
+    except DecryptError:
+        if "headers" not in given or "oauth" not in given:
+            raise GatewayError("the stored secrets of this server do not open with the server secret; "
+                               "give headers and oauth anew", status=409, code="sealed_unreadable") from None
+        headers, client_secret = {}, None
+    config = {**old.config, **_settings(body, given)}
+    if "headers" in given:
+        headers = dict(body.headers or {})
+    if "oauth" in given:
+        if body.oauth is None:
+            config.pop("oauth", None)
+            client_secret = None
+        else:
+            config["oauth"] = _oauth_settings(body.oauth)
+            if body.oauth.client_secret is not None:
+                client_secret = body.oauth.client_secret
+    config.pop("_client_secret", None)
+    if client_secret is not None:
+        config["_client_secret"] = True
+    new = replace(old, config=config, header_names=tuple(sorted(headers)), updated_at=utcnow())
+    _validated(new, headers, client_secret)
+    sealed = None
+    if headers or client_secret is not None:
+        sealed = seal(_keyring(request), old.id, headers, client_secret)
+    new = replace(new, sealed=sealed)
+    if not await store_of(request).update_server(new):
+        raise _missing(name)
+    before, after = stored_public(old, _has_secret(old)), stored_public(new, client_secret is not None)
+    await audit.record(request, "mcp_server.update", "mcp_server", old.id, before=before, after=after,
+                       tenant=old.tenant_id)
+    await _changed(request, old.tenant_id)
+    return after
+
+
+@router.delete("/{name}", summary="Remove a stored MCP server and every user's tokens for it")
+async def delete_server(
+    name: str, request: Request, access: Annotated[Access, Depends(allow("mcp_server", "delete"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    old = await _visible(request, access, name, tenant)
+    _may_change(access, old)
+    if await store_of(request).delete_server(old.id) is None:
+        raise _missing(name)
+    await audit.record(request, "mcp_server.delete", "mcp_server", old.id,
+                       before=stored_public(old, _has_secret(old)), tenant=old.tenant_id)
+    await _changed(request, old.tenant_id)
+    return {"id": old.id, "object": "mcp_server", "name": old.name, "deleted": True}

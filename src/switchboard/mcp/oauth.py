@@ -1,0 +1,531 @@
+"""Per-user OAuth 2.1 for MCP servers that need it (docs/mcp.md, "Credentials and OAuth").
+
+Each user authorizes once, through the gateway: ``GET /mcp/oauth/{server}/authorize`` sends the
+browser to the server's authorization server with PKCE (S256), a ``state`` bound to the user and
+short-lived (kept, sealed, in the shared cache; used once), and the ``resource`` parameter of
+RFC 8707; ``GET /mcp/oauth/callback`` exchanges the code and stores the access and refresh tokens
+per (tenant, user, server), sealed under the server secret. Tokens are refreshed before they
+expire (one refresh at a time per user and server in a process) and applied to every operation.
+
+The authorization server is found from the MCP server (RFC 9728 protected-resource metadata: the
+401's ``WWW-Authenticate: Bearer resource_metadata=...``, else ``/.well-known/
+oauth-protected-resource``), then its RFC 8414 / OpenID Connect metadata, unless the server's
+``oauth.authorization_url`` and ``oauth.token_url`` are configured. Without a configured
+``client_id`` the gateway registers itself (RFC 7591) where the authorization server offers it.
+
+Every URL called here is a registered server's or one its metadata names: never a caller's. No
+token, code, verifier or secret is ever logged or put in an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+
+from switchboard.access.feedcache import FeedCache
+from switchboard.config.mcp import McpConfig, McpServerConfig
+from switchboard.config.urls import check_http_url
+from switchboard.crypto.keyring import DecryptError, Keyring, mcp_token_aad
+from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.stores.protocols import ChangeFeed, McpStore, McpTokenRecord, SharedCache, utcnow
+
+log = logging.getLogger("switchboard.mcp")
+
+MAX_REPLY_BYTES = 256 * 1024  # metadata and token answers
+DISCOVERY_TTL = 3600.0
+TOKEN_TOPIC = "mcp-oauth-tokens"
+_STATE_PREFIX = "mcp-oauth-state:"
+_RESOURCE_METADATA = re.compile(r'resource_metadata\s*=\s*"([^"]{1,2048})"', re.I)
+
+TokenKey = tuple[str, str, str]  # (tenant, user, server)
+
+
+class OAuthFailed(GatewayError):
+    """The authorization server (or the discovery of it) failed; nothing secret in the message."""
+
+    status = 502
+    type = "api_error"
+    code = "mcp_oauth_failed"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    authorization: str
+    token: str
+    resource: str
+    scopes: tuple[str, ...]
+    revocation: str | None = None
+    registration: str | None = None
+    auth_methods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    access_token: str
+    refresh_token: str | None
+    expires_at: float | None  # epoch seconds
+    token_url: str
+    client_id: str
+    resource: str
+    revocation_url: str | None = None
+
+    def __repr__(self) -> str:  # never a token in a log line or a traceback
+        return f"TokenSet(expires_at={self.expires_at}, client_id={self.client_id!r})"
+
+
+token_aad = mcp_token_aad
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(verifier, S256 challenge) per RFC 7636."""
+    verifier = secrets.token_urlsafe(64)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _same_resource(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "", "", "")), parts.path.rstrip("/")
+
+
+def _http_url(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise OAuthFailed(f"the {what} is missing from the authorization server's metadata")
+    try:
+        return check_http_url(value)
+    except ValueError:
+        raise OAuthFailed(f"the {what} in the authorization server's metadata is not an http(s) URL"
+                          ) from None
+
+
+class OAuthClient:
+    """Discovery, the authorization code flow with PKCE, token storage and refresh."""
+
+    def __init__(self, config: McpConfig, store: McpStore, cache: SharedCache, feed: ChangeFeed,
+                 keyring: Callable[[], Keyring | None]) -> None:
+        self._config = config
+        self._store = store
+        self._cache = cache
+        self._keyring = keyring
+        self._http: aiohttp.ClientSession | None = None
+        self._discovered: dict[tuple[str, str], tuple[float, Endpoints]] = {}
+        self._registered: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        self._locks: dict[TokenKey, asyncio.Lock] = {}
+        self._tokens: FeedCache[TokenKey, TokenSet] = FeedCache(
+            TOKEN_TOPIC, self._load, feed, encode=lambda k: orjson.dumps(list(k)).decode(),
+            decode=_decode_key, ttl=60.0)
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self._config.oauth_timeout_seconds)
+        self._http = aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
+        await self._tokens.start()
+
+    async def close(self) -> None:
+        await self._tokens.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _ring(self) -> Keyring:
+        keyring = self._keyring()
+        if keyring is None:
+            raise GatewayError("per-user OAuth needs a server secret (auth.secret_key) to seal tokens with",
+                               status=503, code="mcp_oauth_unavailable")
+        return keyring
+
+    # -- HTTP, bounded ------------------------------------------------------------------------
+
+    async def _request(self, method: str, url: str, *, data: Mapping[str, str] | None = None,
+                       json: Any = None, headers: Mapping[str, str] | None = None
+                       ) -> tuple[int, Mapping[str, str], bytes]:
+        if self._http is None:
+            raise OAuthFailed("the OAuth client is not started")
+        try:
+            async with self._http.request(method, url, data=data, json=json, headers=headers,
+                                          allow_redirects=False) as resp:
+                body = await resp.content.read(MAX_REPLY_BYTES + 1)
+                if len(body) > MAX_REPLY_BYTES:
+                    raise OAuthFailed(f"an answer from {_origin(url)[0]} is larger than "
+                                      f"{MAX_REPLY_BYTES} bytes")
+                return resp.status, resp.headers, body
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise OAuthFailed(f"{_origin(url)[0]} did not answer ({type(exc).__name__})") from None
+
+    async def _json(self, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+        status, _, body = await self._request(method, url, **kw)
+        try:
+            return status, orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            return status, None
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    async def endpoints(self, server: McpServerConfig) -> Endpoints:
+        oauth = server.oauth
+        assert oauth is not None and server.url is not None
+        if oauth.authorization_url and oauth.token_url:
+            return Endpoints(oauth.authorization_url, oauth.token_url, server.url, tuple(oauth.scopes))
+        key = (server.name, server.url)
+        cached = self._discovered.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = await self._discover(server)
+        if len(self._discovered) > 10_000:
+            self._discovered.clear()
+        self._discovered[key] = (time.monotonic() + DISCOVERY_TTL, found)
+        return found
+
+    async def _discover(self, server: McpServerConfig) -> Endpoints:
+        oauth = server.oauth
+        assert oauth is not None and server.url is not None
+        prm = await self._protected_resource(server)
+        issuers = prm.get("authorization_servers")
+        if not isinstance(issuers, list) or not issuers or not isinstance(issuers[0], str):
+            raise OAuthFailed(f"the MCP server '{server.name}' names no authorization server")
+        issuer = _http_url(issuers[0], "authorization server")
+        meta = await self._as_metadata(issuer)
+        methods = meta.get("code_challenge_methods_supported")
+        if not isinstance(methods, list) or "S256" not in methods:
+            raise OAuthFailed(f"the authorization server of '{server.name}' does not support PKCE S256")
+        given = prm.get("resource")
+        resource: str = given if isinstance(given, str) else server.url
+        supported = prm.get("scopes_supported")
+        scopes = tuple(oauth.scopes) or tuple(
+            s for s in (supported if isinstance(supported, list) else ()) if isinstance(s, str))
+        auth_methods = meta.get("token_endpoint_auth_methods_supported")
+        return Endpoints(
+            authorization=oauth.authorization_url or _http_url(meta.get("authorization_endpoint"),
+                                                               "authorization endpoint"),
+            token=oauth.token_url or _http_url(meta.get("token_endpoint"), "token endpoint"),
+            resource=resource,
+            scopes=scopes[:50],
+            revocation=_http_url(meta["revocation_endpoint"], "revocation endpoint")
+            if meta.get("revocation_endpoint") else None,
+            registration=_http_url(meta["registration_endpoint"], "registration endpoint")
+            if meta.get("registration_endpoint") else None,
+            auth_methods=tuple(m for m in auth_methods if isinstance(m, str))
+            if isinstance(auth_methods, list) else (),
+        )
+
+    async def _protected_resource(self, server: McpServerConfig) -> dict[str, Any]:
+        """RFC 9728 metadata: the URL the server's 401 names, else the well-known locations."""
+        assert server.url is not None
+        candidates: list[str] = []
+        probe = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "switchboard", "version": "1"}}}
+        static = {k: v.get_secret_value() for k, v in server.headers.items()}
+        try:
+            status, headers, _ = await self._request(
+                "POST", server.url, json=probe,
+                headers={**static, "accept": "application/json, text/event-stream"})
+            if status == 401:
+                match = _RESOURCE_METADATA.search(headers.get("www-authenticate", ""))
+                if match:
+                    candidates.append(match.group(1))
+        except OAuthFailed:
+            pass  # try the well-known locations
+        origin, path = _origin(server.url)
+        if path:
+            candidates.append(f"{origin}/.well-known/oauth-protected-resource{path}")
+        candidates.append(f"{origin}/.well-known/oauth-protected-resource")
+        for url in candidates:
+            try:
+                check_http_url(url)
+                status, body = await self._json("GET", url, headers={"accept": "application/json"})
+            except (OAuthFailed, ValueError):
+                continue
+            if status == 200 and isinstance(body, dict) and body.get("authorization_servers"):
+                resource = body.get("resource")
+                if isinstance(resource, str) and not _same_resource(resource, server.url):
+                    raise OAuthFailed(f"the protected-resource metadata of '{server.name}' is for another "
+                                      "resource")
+                return body
+        raise OAuthFailed(f"no protected-resource metadata found for the MCP server '{server.name}'")
+
+    async def _as_metadata(self, issuer: str) -> dict[str, Any]:
+        origin, path = _origin(issuer)
+        candidates = [f"{origin}/.well-known/oauth-authorization-server{path}",
+                      f"{origin}/.well-known/openid-configuration{path}"]
+        if path:
+            candidates.append(f"{origin}{path}/.well-known/openid-configuration")
+        for url in candidates:
+            try:
+                status, body = await self._json("GET", url, headers={"accept": "application/json"})
+            except OAuthFailed:
+                continue
+            if status == 200 and isinstance(body, dict) and body.get("authorization_endpoint"):
+                return body
+        raise OAuthFailed(f"no authorization server metadata found at {origin}")
+
+    async def _client(self, server: McpServerConfig, endpoints: Endpoints, redirect_uri: str
+                      ) -> tuple[str, str | None]:
+        """(client id, client secret): configured, else registered (RFC 7591) once per process."""
+        oauth = server.oauth
+        assert oauth is not None
+        if oauth.client_id:
+            return oauth.client_id, oauth.client_secret.get_secret_value() if oauth.client_secret else None
+        key = (server.name, endpoints.token, redirect_uri)
+        if key in self._registered:
+            return self._registered[key]
+        if endpoints.registration is None:
+            raise OAuthFailed(f"the MCP server '{server.name}' needs an oauth.client_id (its authorization "
+                              "server offers no client registration)")
+        status, body = await self._json("POST", endpoints.registration, json={
+            "client_name": "Switchboard", "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+            "token_endpoint_auth_method": "none"})
+        if (status not in (200, 201) or not isinstance(body, dict)
+                or not isinstance(body.get("client_id"), str)):
+            raise OAuthFailed(f"the authorization server of '{server.name}' refused the client registration")
+        secret = body.get("client_secret") if isinstance(body.get("client_secret"), str) else None
+        if len(self._registered) > 10_000:
+            self._registered.clear()
+        self._registered[key] = (body["client_id"], secret)
+        return self._registered[key]
+
+    # -- the authorization code flow ----------------------------------------------------------
+
+    async def authorize_url(self, server: McpServerConfig, tenant: str, user: str, redirect_uri: str) -> str:
+        """Where to send the user's browser; the pending authorization kept for the callback."""
+        keyring = self._ring()
+        endpoints = await self.endpoints(server)
+        client_id, _ = await self._client(server, endpoints, redirect_uri)
+        verifier, challenge = pkce_pair()
+        state = secrets.token_urlsafe(32)
+        ttl = self._config.oauth_state_seconds
+        pending = {"tenant": tenant, "user": user, "server": server.name, "url": server.url,
+                   "verifier": verifier, "redirect_uri": redirect_uri, "client_id": client_id,
+                   "expires": time.time() + ttl}
+        sealed = keyring.encrypt(orjson.dumps(pending).decode(), "mcp-oauth-state")
+        await self._cache.set(_state_key(state), sealed.encode(), ttl)
+        params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+                  "code_challenge": challenge, "code_challenge_method": "S256", "state": state,
+                  "resource": endpoints.resource}
+        if endpoints.scopes:
+            params["scope"] = " ".join(endpoints.scopes)
+        sep = "&" if urlsplit(endpoints.authorization).query else "?"
+        return endpoints.authorization + sep + urlencode(params)
+
+    async def pending(self, state: str) -> dict[str, Any]:
+        """The authorization a callback's ``state`` belongs to, used up (400 when unknown,
+        expired or already used)."""
+        if not state or len(state) > 512:
+            raise InvalidRequest("state: missing or invalid", param="state", code="invalid_state")
+        key = _state_key(state)
+        raw = await self._cache.get(key)
+        if raw is None:
+            raise InvalidRequest("state: unknown, expired or already used; start the authorization again",
+                                 param="state", code="invalid_state")
+        await self._cache.delete(key)
+        try:
+            pending: dict[str, Any] = orjson.loads(self._ring().decrypt(raw.decode(), "mcp-oauth-state"))
+        except (DecryptError, orjson.JSONDecodeError, UnicodeDecodeError):
+            raise InvalidRequest("state: invalid", param="state", code="invalid_state") from None
+        if pending.get("expires", 0) < time.time():
+            raise InvalidRequest("state: expired; start the authorization again", param="state",
+                                 code="invalid_state")
+        return pending
+
+    async def complete(self, server: McpServerConfig, pending: Mapping[str, Any], code: str) -> None:
+        """Exchange the code for tokens and store them for the user who started the flow."""
+        if server.url != pending["url"]:
+            raise InvalidRequest("the MCP server changed during the authorization; start again",
+                                 param="state", code="invalid_state")
+        endpoints = await self.endpoints(server)
+        client_id = pending["client_id"]
+        secret = self._secret(server, endpoints, pending["redirect_uri"], client_id)
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": pending["redirect_uri"],
+                "code_verifier": pending["verifier"], "resource": endpoints.resource}
+        tokens = await self._token_request(server, endpoints.token, form, client_id, secret, endpoints)
+        ts = _token_set(tokens, None, endpoints, client_id)
+        await self._save(pending["tenant"], pending["user"], server.name, ts)
+
+    def _secret(self, server: McpServerConfig, endpoints: Endpoints, redirect_uri: str, client_id: str
+                ) -> str | None:
+        oauth = server.oauth
+        assert oauth is not None
+        if oauth.client_id == client_id:
+            return oauth.client_secret.get_secret_value() if oauth.client_secret else None
+        registered = self._registered.get((server.name, endpoints.token, redirect_uri))
+        return registered[1] if registered and registered[0] == client_id else None
+
+    async def _token_request(self, server: McpServerConfig, url: str, form: dict[str, str], client_id: str,
+                             secret: str | None, endpoints: Endpoints | None) -> dict[str, Any]:
+        headers = {"accept": "application/json"}
+        methods = endpoints.auth_methods if endpoints else ()
+        if secret is not None and (not methods or "client_secret_basic" in methods):
+            pair = f"{_form_quote(client_id)}:{_form_quote(secret)}".encode()
+            headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
+        else:
+            form = {**form, "client_id": client_id}
+            if secret is not None:
+                form["client_secret"] = secret
+        status, body = await self._json("POST", url, data=form, headers=headers)
+        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+            error = body.get("error") if isinstance(body, dict) else None
+            error = error if isinstance(error, str) else None
+            raise OAuthFailed(
+                f"the authorization server of '{server.name}' refused the token request"
+                + (f" ({error[:64]})" if error else f" (HTTP {status})"),
+                code="mcp_oauth_refused" if status in (400, 401) else "mcp_oauth_failed",
+            )
+        token_type = body.get("token_type", "bearer")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise OAuthFailed(f"the authorization server of '{server.name}' issued a token that is not "
+                              "a bearer token")
+        return body
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    async def _load(self, key: TokenKey) -> TokenSet | None:
+        record = await self._store.get_token(*key)
+        if record is None:
+            return None
+        try:
+            data = orjson.loads(self._ring().decrypt(record.sealed, token_aad(*key)))
+            return TokenSet(**data)
+        except (DecryptError, orjson.JSONDecodeError, TypeError):
+            log.warning("the stored OAuth tokens of a user for the MCP server %r do not open", key[2])
+            return None
+
+    async def _save(self, tenant: str, user: str, server: str, ts: TokenSet) -> None:
+        sealed = self._ring().encrypt(orjson.dumps(asdict(ts)).decode(), token_aad(tenant, user, server))
+        expires = None
+        if ts.expires_at is not None:
+            from datetime import UTC, datetime
+
+            expires = datetime.fromtimestamp(ts.expires_at, UTC)
+        await self._store.put_token(McpTokenRecord(tenant, user, server, sealed, expires, utcnow()))
+        await self._tokens.changed((tenant, user, server))
+
+    async def access_token(self, server: McpServerConfig, tenant: str, user: str) -> str | None:
+        """The user's access token for the server, refreshed when it is about to expire; None
+        when the user has not authorized (or the authorization is no longer valid)."""
+        key = (tenant, user, server.name)
+        seen = await self._tokens.get(key)
+        if seen is None:
+            return None
+        if not self._stale(seen):
+            return seen.access_token
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:  # one refresh at a time per user and server
+                ts = await self._tokens.get(key)
+                if ts is None or ts.access_token != seen.access_token or not self._stale(ts):
+                    # gone, or refreshed by whoever held the lock before
+                    return None if ts is None else ts.access_token
+                fresh = await self._refresh(server, key, ts)
+                return None if fresh is None else fresh.access_token
+        finally:
+            if not lock.locked() and len(self._locks) > 1000:
+                self._locks.pop(key, None)
+
+    def _stale(self, ts: TokenSet) -> bool:
+        margin = self._config.oauth_refresh_margin_seconds
+        return ts.expires_at is not None and time.time() >= ts.expires_at - margin
+
+    async def _refresh(self, server: McpServerConfig, key: TokenKey, ts: TokenSet) -> TokenSet | None:
+        expired = ts.expires_at is not None and time.time() >= ts.expires_at
+        if ts.refresh_token is None:
+            if expired:
+                await self.forget_local(key)
+                return None
+            return ts
+        endpoints = None
+        with contextlib.suppress(OAuthFailed):
+            endpoints = await self.endpoints(server)
+        secret = None
+        oauth = server.oauth
+        if oauth is not None and oauth.client_id == ts.client_id and oauth.client_secret is not None:
+            secret = oauth.client_secret.get_secret_value()
+        form = {"grant_type": "refresh_token", "refresh_token": ts.refresh_token, "resource": ts.resource}
+        try:
+            body = await self._token_request(server, ts.token_url, form, ts.client_id, secret, endpoints)
+        except OAuthFailed as exc:
+            if exc.code == "mcp_oauth_refused":  # the grant is gone: the user authorizes again
+                await self.forget_local(key)
+                return None
+            if not expired:
+                return ts  # still valid for a moment: use it, refresh next time
+            raise
+        fresh = _token_set(body, ts, endpoints, ts.client_id)
+        await self._save(*key, fresh)
+        return fresh
+
+    async def forget_local(self, key: TokenKey) -> bool:
+        deleted = await self._store.delete_token(*key)
+        await self._tokens.changed(key)
+        return deleted
+
+    async def forget(self, server: McpServerConfig | None, tenant: str, user: str, name: str) -> bool:
+        """Delete the user's tokens for the server, revoking the refresh token where the
+        authorization server offers revocation (RFC 7009; best effort)."""
+        key = (tenant, user, name)
+        ts = await self._tokens.get(key)
+        deleted = await self.forget_local(key)
+        if ts is not None and server is not None and ts.revocation_url:
+            token = ts.refresh_token or ts.access_token
+            try:
+                await self._request("POST", ts.revocation_url, data={
+                    "token": token, "client_id": ts.client_id,
+                    "token_type_hint": "refresh_token" if ts.refresh_token else "access_token"})
+            except OAuthFailed:
+                log.info("revoking a user's token at the authorization server of %r failed", name)
+        return deleted
+
+
+def _token_set(body: Mapping[str, Any], old: TokenSet | None, endpoints: Endpoints | None,
+               client_id: str) -> TokenSet:
+    expires_in = body.get("expires_in")
+    expires_at = None
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
+        expires_at = time.time() + float(expires_in)
+    refresh = body.get("refresh_token") if isinstance(body.get("refresh_token"), str) else None
+    if refresh is None and old is not None:
+        refresh = old.refresh_token  # not rotated: keep the one we have
+    token_url = endpoints.token if endpoints else (old.token_url if old else "")
+    resource = endpoints.resource if endpoints else (old.resource if old else "")
+    revocation = endpoints.revocation if endpoints else (old.revocation_url if old else None)
+    return TokenSet(str(body["access_token"]), refresh, expires_at, token_url, client_id, resource,
+                    revocation)
+
+
+def _form_quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _state_key(state: str) -> str:
+    return _STATE_PREFIX + hashlib.sha256(state.encode()).hexdigest()
+
+
+def _decode_key(message: str) -> TokenKey | None:
+    try:
+        value = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value):
+        return (value[0], value[1], value[2])
+    return None
+
+
+Lookup = Callable[[str, str], Awaitable[McpServerConfig | None]]

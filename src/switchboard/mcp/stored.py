@@ -1,0 +1,155 @@
+"""MCP servers registered through the admin API, as the request path sees them.
+
+A stored server is kept as its settings in clear and its secrets (static headers, the OAuth
+client secret) sealed under the server secret (crypto/keyring.py), bound to the record's id. The
+request path reads them through :class:`StoredServers`: every stored server kept in process,
+a scope (a tenant's own servers, the global ones) reloaded when the change feed says it changed,
+so no request queries the database (everything is also reloaded every ``TTL`` seconds: the
+bound on staleness when a feed message is lost). The registry (mcp/registry.py) follows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from pydantic import SecretStr, ValidationError
+
+from switchboard.access.feedcache import ALL
+from switchboard.config.mcp import McpServerConfig
+from switchboard.crypto.keyring import DecryptError, Keyring, mcp_server_aad
+from switchboard.stores.protocols import ChangeFeed, McpServerRecord, McpStore, Subscription
+
+log = logging.getLogger("switchboard.mcp")
+
+TOPIC = "mcp-servers"
+GLOBAL = "*"  # the cache key (and feed message) of the global servers
+TTL = 30.0
+
+
+server_aad = mcp_server_aad
+
+
+def seal(keyring: Keyring, server_id: str, headers: Mapping[str, str], client_secret: str | None
+         ) -> str | None:
+    """The record's secrets sealed together (None: it has none)."""
+    if not headers and client_secret is None:
+        return None
+    plain = orjson.dumps({"headers": dict(headers), "client_secret": client_secret}).decode()
+    return keyring.encrypt(plain, server_aad(server_id))
+
+
+def unseal(keyring: Keyring | None, record: McpServerRecord) -> tuple[dict[str, str], str | None]:
+    """(headers, OAuth client secret) of a record. Raises DecryptError when they do not open."""
+    if record.sealed is None:
+        return {}, None
+    if keyring is None:
+        raise DecryptError("no server secret (auth.secret_key) to open the stored secrets with")
+    data = orjson.loads(keyring.decrypt(record.sealed, server_aad(record.id)))
+    return dict(data.get("headers") or {}), data.get("client_secret")
+
+
+def to_config(record: McpServerRecord, headers: Mapping[str, str], client_secret: str | None
+              ) -> McpServerConfig:
+    """The record as the rest of the MCP gateway reads a server (the YAML's shape)."""
+    settings = {k: v for k, v in record.config.items() if not k.startswith("_")}  # markers
+    fields: dict[str, Any] = {**settings, "name": record.name, "tenant": record.tenant_id,
+                              "headers": {k: SecretStr(v) for k, v in headers.items()}}
+    oauth = fields.get("oauth")
+    if oauth is not None:
+        secret = None if client_secret is None else SecretStr(client_secret)
+        fields["oauth"] = {**oauth, "client_secret": secret}
+    return McpServerConfig.model_validate(fields)
+
+
+Key = tuple[str | None, str]  # (tenant, None: global; server name)
+Listener = Callable[[Mapping[Key, McpServerConfig]], Awaitable[None]]
+
+
+class StoredServers:
+    """Every stored server, in process memory: loaded at start, a scope reloaded when the change
+    feed says it changed, everything reloaded every ``reload_seconds`` (the bound on staleness
+    when a feed message is lost). The request path reads :attr:`servers` with no query."""
+
+    def __init__(self, store: McpStore, feed: ChangeFeed, keyring: Callable[[], Keyring | None],
+                 listener: Listener | None = None, *, reload_seconds: float = TTL) -> None:
+        self._store = store
+        self._feed = feed
+        self._keyring = keyring
+        self._listener = listener
+        self._every = reload_seconds
+        self._lock = asyncio.Lock()
+        self._subscription: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.servers: dict[Key, McpServerConfig] = {}
+        self.loads = 0  # store queries made, for tests
+
+    async def start(self) -> None:
+        self._subscription = await self._feed.subscribe(TOPIC, self._on_change)
+        await self.reload(ALL)
+        self._task = asyncio.create_task(self._loop(), name="mcp-stored-servers")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
+
+    def for_tenant(self, tenant_id: str | None) -> list[McpServerConfig]:
+        """The global servers, and the tenant's own."""
+        return [s for (tenant, _), s in self.servers.items() if tenant is None or tenant == tenant_id]
+
+    async def changed(self, tenant_id: str | None) -> None:
+        """A server of this scope (None: a global one) was added, changed or removed here:
+        reload it now, and tell every other instance."""
+        scope = GLOBAL if tenant_id is None else tenant_id
+        await self.reload(scope)
+        await self._feed.publish(TOPIC, scope)
+
+    async def _on_change(self, topic: str, message: str) -> None:
+        await self.reload(message or ALL)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            try:
+                await self.reload(ALL)
+            except Exception:
+                log.warning("reloading the stored MCP servers failed; keeping the ones loaded", exc_info=True)
+
+    async def reload(self, scope: str) -> None:
+        """Reload one scope (a tenant id, ``GLOBAL``) or every server (``ALL``)."""
+        async with self._lock:
+            self.loads += 1
+            if scope == ALL:
+                records = await self._store.list_servers(None, every_tenant=True)
+                kept: dict[Key, McpServerConfig] = {}
+            else:
+                tenant = None if scope == GLOBAL else scope
+                records = await self._store.list_servers(tenant, with_global=False)
+                kept = {k: v for k, v in self.servers.items() if k[0] != tenant}
+            for record in records:
+                config = self._open(record)
+                if config is not None:
+                    kept[(record.tenant_id, record.name)] = config
+            self.servers = kept
+            if self._listener is not None:
+                await self._listener(kept)
+
+    def _open(self, record: McpServerRecord) -> McpServerConfig | None:
+        try:
+            headers, secret = unseal(self._keyring(), record)
+            return to_config(record, headers, secret)
+        except (DecryptError, ValueError, ValidationError) as exc:
+            # Never the secret: only which record and why it does not open.
+            log.warning("MCP server %r (%s) left out: its stored settings do not open (%s)",
+                        record.name, record.id, type(exc).__name__)
+            return None

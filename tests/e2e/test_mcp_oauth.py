@@ -1,0 +1,353 @@
+"""Per-user OAuth for MCP servers and servers managed at run time, end to end: the official
+``mcp`` SDK as the client, an OAuth-protected test MCP server written with it and a small test
+authorization server (tests/mcp_oauth_servers.py). Two users of the same server each authorize
+through the gateway and call with their own token (the server answers which subject called);
+neither can use the other's; tokens are refreshed (one refresh at a time), forgotten and revoked;
+bad authorization requests get clear errors; no token reaches the gateway's log. Servers
+registered through the admin API serve their tenant's callers only, with their static
+credentials. On the embedded default and on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import httpx2
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from tests.e2e.tenancy_world import Admin
+from tests.mcp_oauth_servers import STATIC_SUBJECT, AuthorizationServer, ProtectedMcp, start_protected_mcp
+from tests.mcp_servers import McpUpstream, start_mcp_server
+from tests.servers import Gateway, start_gateway
+
+STATIC_TOKEN = "static-" + uuid.uuid4().hex
+CLIENT_SECRET = "as-client-secret-" + uuid.uuid4().hex
+NOTICES = "switchboard/notices"
+
+
+@dataclass
+class World:
+    kind: str
+    gateway: Gateway
+    auth: AuthorizationServer
+    mcp: ProtectedMcp
+    math: McpUpstream
+
+    @property
+    def admin(self) -> Admin:
+        return Admin(self.gateway.url)
+
+    def user_key(self, tenant: str = "default") -> tuple[str, str]:
+        """A key of a new user of ``tenant``: (the key, the user id)."""
+        user = self.admin.ok("POST", "/admin/v1/users", {"tenant": tenant, "name": "someone"}, status=201)
+        body = {"tenant": tenant, "user": user["id"], "models": ["*"]}
+        key = self.admin.ok("POST", "/admin/v1/keys", body, status=201)
+        return str(key["key"]), str(user["id"])
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[AuthorizationServer, ProtectedMcp, McpUpstream]]:
+    auth = AuthorizationServer(client_secret=CLIENT_SECRET).start()
+    mcp = start_protected_mcp(auth.issuer, STATIC_TOKEN)
+    auth.resource = mcp.url
+    math = start_mcp_server("math")
+    yield auth, mcp, math
+    math.process.stop()
+    mcp.process.stop()
+    auth.stop()
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def world(request: pytest.FixtureRequest, servers: tuple[AuthorizationServer, ProtectedMcp, McpUpstream],
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    auth, mcp, math = servers
+    config: dict[str, Any] = {
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "mcp_servers": [
+            {"name": "whoami", "url": mcp.url,
+             "oauth": {"client_id": auth.client_id, "client_secret": CLIENT_SECRET}},
+            {"name": "plain", "url": math.url},
+        ],
+        # Tokens live 3600 s at the authorization server; refreshed 60 s before they expire.
+        "mcp": {"list_timeout_seconds": 5},
+    }
+    if request.param == "cluster":
+        config["database"] = {"url": request.getfixturevalue("postgres").create_database(
+            f"mcpoauth_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": request.getfixturevalue("redis_server").url}
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"mcp-oauth-{request.param}"))
+    yield World(request.param, gw, auth, mcp, math)
+    gw.process.stop()
+
+
+@asynccontextmanager
+async def session(world: World, key: str) -> AsyncIterator[ClientSession]:
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+        streamable_http_client(world.gateway.url + "/mcp", http_client=http) as streams,
+        ClientSession(streams[0], streams[1]) as client,
+    ):
+        await client.initialize()
+        yield client
+
+
+def text_of(result: Any) -> str:
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+async def whoami(world: World, key: str) -> str:
+    async with session(world, key) as client:
+        result = await client.call_tool("whoami__whoami", {})
+        assert not result.is_error, text_of(result)
+        return text_of(result)
+
+
+async def tools_and_notices(world: World, key: str) -> tuple[set[str], list[str]]:
+    async with session(world, key) as client:
+        listed = await client.list_tools()
+        return {t.name for t in listed.tools}, list((listed.meta or {}).get(NOTICES, []))
+
+
+async def refused(world: World, key: str, name: str = "whoami__whoami") -> MCPError:
+    async with session(world, key) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool(name, {})
+        return caught.value
+
+
+def authorize(world: World, login: str, key: str | None = None, link: str | None = None) -> httpx.Response:
+    """The browser's steps: the gateway's authorize URL (with a key, or a link's ticket), the
+    authorization server (the user ``login`` logs in and consents), back to the gateway's callback."""
+    with httpx.Client(timeout=10, follow_redirects=False) as browser:
+        if link is not None:
+            start = browser.get(world.gateway.url + link if link.startswith("/") else link)
+        else:
+            start = browser.get(f"{world.gateway.url}/mcp/oauth/whoami/authorize",
+                                headers={"Authorization": f"Bearer {key}"})
+        assert start.status_code == 302, start.text
+        at_server = start.headers["location"]
+        assert at_server.startswith(world.auth.issuer + "/authorize?")
+        consent = browser.get(at_server + "&" + f"login={login}")
+        assert consent.status_code == 302, consent.text
+        back = consent.headers["location"]
+        assert back.startswith(world.gateway.url + "/mcp/oauth/callback?")
+        return browser.get(back)
+
+
+def test_two_users_each_authorize_and_call_with_their_own_token(world: World) -> None:
+    alice_key, _ = world.user_key()
+    bob_key, _ = world.user_key()
+
+    async def before() -> tuple[list[str], MCPError]:
+        names, notices = await tools_and_notices(world, bob_key)
+        # Unauthorized: the server is left out of the list with a notice naming the link; the
+        # other server is listed as usual.
+        assert "plain__add" in names and "whoami__whoami" not in names
+        return notices, await refused(world, alice_key)
+
+    notices, error = asyncio.run(before())
+    assert "needs your authorization" in error.error.message
+    assert "/mcp/oauth/whoami/authorize" in error.error.message
+    assert error.error.data["authorize_url"].startswith("/mcp/oauth/whoami/authorize?ticket=")  # type: ignore[index]
+    link = next(n for n in notices if n.startswith("whoami:")).split("authorization: ", 1)[1]
+    assert link.startswith("/mcp/oauth/whoami/authorize?ticket=")
+
+    # The authorize request: PKCE S256, a state, the resource (RFC 8707), the configured client.
+    with httpx.Client(timeout=10) as client:
+        start = client.get(f"{world.gateway.url}/mcp/oauth/whoami/authorize",
+                           headers={"Authorization": f"Bearer {alice_key}"})
+    assert start.status_code == 302
+    query = parse_qs(urlsplit(start.headers["location"]).query)
+    assert (query["code_challenge_method"], query["resource"], query["client_id"]) == (
+        ["S256"], [world.mcp.url], [world.auth.client_id])
+    assert query["redirect_uri"] == [world.gateway.url + "/mcp/oauth/callback"]
+
+    done = authorize(world, "alice@idp", key=alice_key)  # with her key
+    assert done.status_code == 200 and "whoami" in done.text
+    done = authorize(world, "bob@idp", link=link)  # from the link in the notice, in a browser
+    assert done.status_code == 200
+
+    async def after() -> None:
+        assert await whoami(world, alice_key) == "alice@idp"
+        assert await whoami(world, bob_key) == "bob@idp"
+        names, notices = await tools_and_notices(world, alice_key)
+        assert "whoami__whoami" in names and not any(n.startswith("whoami:") for n in notices)
+        # A third user of the same tenant has no token of theirs: never alice's or bob's.
+        carol_key, _ = world.user_key()
+        assert "needs your authorization" in (await refused(world, carol_key)).error.message
+
+    asyncio.run(after())
+    # No token, code or client secret in the gateway's log.
+    for secret in [*world.auth.issued, CLIENT_SECRET]:
+        assert secret not in world.gateway.process.output
+
+
+def test_a_user_forgets_their_authorization_and_the_token_is_revoked(world: World) -> None:
+    dave_key, _ = world.user_key()
+    erin_key, _ = world.user_key()
+    assert authorize(world, "dave@idp", key=dave_key).status_code == 200
+    assert authorize(world, "erin@idp", key=erin_key).status_code == 200
+    assert asyncio.run(whoami(world, dave_key)) == "dave@idp"
+    revoked_before = len(world.auth.revoked)
+    with httpx.Client(timeout=10) as client:
+        forgot = client.delete(f"{world.gateway.url}/mcp/oauth/whoami",
+                               headers={"Authorization": f"Bearer {dave_key}"})
+        assert forgot.status_code == 200, forgot.text
+        assert forgot.json() == {"object": "mcp_authorization", "server": "whoami", "deleted": True}
+        again = client.delete(f"{world.gateway.url}/mcp/oauth/whoami",
+                              headers={"Authorization": f"Bearer {dave_key}"})
+        assert again.json()["deleted"] is False
+    # Revoked at the authorization server (its refresh token), and unusable at the gateway.
+    assert len(world.auth.revoked) == revoked_before + 1
+    assert world.auth.subject_of(world.auth.revoked[-1]) is None
+    assert "needs your authorization" in asyncio.run(refused(world, dave_key)).error.message
+    assert asyncio.run(whoami(world, erin_key)) == "erin@idp"  # another user's is untouched
+
+
+def test_tokens_are_refreshed_before_they_expire_one_refresh_at_a_time(world: World) -> None:
+    frank_key, _ = world.user_key()
+    world.auth.lifetime = 30  # shorter than the gateway's 60 s margin: due for refresh at once
+    try:
+        assert authorize(world, "frank@idp", key=frank_key).status_code == 200
+    finally:
+        world.auth.lifetime = 3600  # the refreshed token is good for an hour
+    refreshed = world.auth.grants["refresh_token"]
+
+    async def concurrently() -> list[str]:
+        async with session(world, frank_key) as client:
+            results = await asyncio.gather(*(client.call_tool("whoami__whoami", {}) for _ in range(5)))
+            return [text_of(r) for r in results]
+
+    # Five calls at once: one refresh (the others wait for it and use its token); the old access
+    # token ended with the refresh, so the answers prove the new one is sent.
+    assert asyncio.run(concurrently()) == ["frank@idp"] * 5
+    assert world.auth.grants["refresh_token"] == refreshed + 1
+    assert asyncio.run(whoami(world, frank_key)) == "frank@idp"
+    assert world.auth.grants["refresh_token"] == refreshed + 1  # fresh: not refreshed again
+
+
+def test_a_refresh_the_authorization_server_refuses_asks_the_user_to_authorize_again(world: World) -> None:
+    grace_key, _ = world.user_key()
+    world.auth.lifetime = 30  # due for refresh at once
+    try:
+        assert authorize(world, "grace@idp", key=grace_key).status_code == 200
+    finally:
+        world.auth.lifetime = 3600
+    world.auth.withdraw("grace@idp")  # the user revoked the grant at the authorization server
+    error = asyncio.run(refused(world, grace_key))
+    assert "needs your authorization" in error.error.message
+    # Authorizing again works.
+    assert authorize(world, "grace@idp", key=grace_key).status_code == 200
+    assert asyncio.run(whoami(world, grace_key)) == "grace@idp"
+    # A token the MCP server refuses before it is due for refresh (revoked at the authorization
+    # server): forgotten, and the user is asked to authorize again, in lists and in calls.
+    world.auth.withdraw("grace@idp")
+    assert "needs your authorization" in asyncio.run(refused(world, grace_key)).error.message
+    names, notices = asyncio.run(tools_and_notices(world, grace_key))
+    assert "whoami__whoami" not in names and any(n.startswith("whoami:") for n in notices)
+    assert authorize(world, "grace@idp", key=grace_key).status_code == 200
+    assert asyncio.run(whoami(world, grace_key)) == "grace@idp"
+
+
+def test_bad_authorization_requests_get_clear_errors(world: World) -> None:
+    key, _ = world.user_key()
+    base = world.gateway.url
+    with httpx.Client(timeout=10, follow_redirects=False) as client:
+        bearer = {"Authorization": f"Bearer {key}"}
+        # No key and no ticket; a forged, and another server's ticket.
+        assert client.get(f"{base}/mcp/oauth/whoami/authorize").status_code == 401
+        forged = client.get(f"{base}/mcp/oauth/whoami/authorize", params={"ticket": "v1.abc.def"})
+        assert (forged.status_code, forged.json()["error"]["code"]) == (401, "invalid_ticket")
+        # Unknown server, a server without OAuth, another path shape, a wrong method.
+        unknown = client.get(f"{base}/mcp/oauth/nope/authorize", headers=bearer)
+        assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "mcp_server_not_found")
+        plain = client.get(f"{base}/mcp/oauth/plain/authorize", headers=bearer)
+        assert (plain.status_code, plain.json()["error"]["code"]) == (400, "oauth_not_used")
+        assert client.get(f"{base}/mcp/oauth/bad..name/authorize", headers=bearer).status_code == 404
+        assert client.post(f"{base}/mcp/oauth/whoami/authorize", headers=bearer).status_code == 405
+        assert client.delete(f"{base}/mcp/oauth/nope", headers=bearer).status_code == 404
+        # The callback: no state, an unknown state, a state used twice, a denied authorization.
+        missing = client.get(f"{base}/mcp/oauth/callback", params={"code": "x"})
+        assert (missing.status_code, missing.json()["error"]["code"]) == (400, "invalid_state")
+        made_up = client.get(f"{base}/mcp/oauth/callback", params={"code": "x", "state": "made-up"})
+        assert made_up.json()["error"]["code"] == "invalid_state"
+        start = client.get(f"{base}/mcp/oauth/whoami/authorize", headers=bearer)
+        consent = client.get(start.headers["location"] + "&login=mallory@idp")
+        back = consent.headers["location"]
+        assert client.get(back).status_code == 200
+        replay = client.get(back)
+        assert (replay.status_code, replay.json()["error"]["code"]) == (400, "invalid_state")
+        start = client.get(f"{base}/mcp/oauth/whoami/authorize", headers=bearer)
+        denied = client.get(client.get(start.headers["location"] + "&deny=1").headers["location"])
+        assert (denied.status_code, denied.json()["error"]["code"]) == (400, "authorization_denied")
+        # A code the authorization server refuses (its state is genuine).
+        start = client.get(f"{base}/mcp/oauth/whoami/authorize", headers=bearer)
+        state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+        bad_code = client.get(f"{base}/mcp/oauth/callback", params={"code": "forged", "state": state})
+        assert (bad_code.status_code, bad_code.json()["error"]["code"]) == (502, "mcp_oauth_refused")
+        huge = client.get(f"{base}/mcp/oauth/callback", params={"state": "s" * 9000})
+        assert huge.status_code == 400
+
+
+def test_stored_servers_serve_their_tenant_only_with_their_static_credentials(world: World) -> None:
+    admin = world.admin
+    tenant, other = f"t-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
+    for t in (tenant, other):
+        admin.ok("POST", "/admin/v1/tenants", {"id": t, "name": t}, status=201)
+    key, _ = world.user_key(tenant)
+    other_key, _ = world.user_key(other)
+    name = f"svc{uuid.uuid4().hex[:6]}"
+    admin.ok("POST", "/admin/v1/mcp/servers", {
+        "name": name, "url": world.mcp.url, "tenant": tenant,
+        "headers": {"Authorization": f"Bearer {STATIC_TOKEN}"}}, status=201)
+    admin.ok("POST", "/admin/v1/mcp/servers", {"name": "calc", "url": world.math.url, "tenant": tenant},
+             status=201)
+
+    async def check() -> None:
+        names, _ = await tools_and_notices(world, key)
+        assert {f"{name}__whoami", "calc__add", "plain__add"} <= names
+        async with session(world, key) as client:
+            assert text_of(await client.call_tool(f"{name}__whoami", {})) == STATIC_SUBJECT
+            assert (await client.call_tool("calc__add", {"a": 2, "b": 3})).structured_content == {"result": 5}
+        # Another tenant neither sees nor calls them.
+        names, _ = await tools_and_notices(world, other_key)
+        assert not any(n.startswith((f"{name}__", "calc__")) for n in names) and "plain__add" in names
+        assert "unknown tool" in (await refused(world, other_key, "calc__add")).error.message
+
+    asyncio.run(check())
+    # A stored server with per-user OAuth: its sealed client secret authenticates the exchange.
+    admin.ok("POST", "/admin/v1/mcp/servers", {
+        "name": "wiki", "url": world.mcp.url, "tenant": tenant,
+        "oauth": {"client_id": world.auth.client_id, "client_secret": CLIENT_SECRET}}, status=201)
+    with httpx.Client(timeout=10, follow_redirects=False) as browser:
+        start = browser.get(f"{world.gateway.url}/mcp/oauth/wiki/authorize",
+                            headers={"Authorization": f"Bearer {key}"})
+        consent = browser.get(start.headers["location"] + "&login=tenant-user@idp")
+        assert browser.get(consent.headers["location"]).status_code == 200
+        # Another tenant has no server of that name.
+        theirs = browser.get(f"{world.gateway.url}/mcp/oauth/wiki/authorize",
+                             headers={"Authorization": f"Bearer {other_key}"})
+        assert theirs.status_code == 404
+
+    async def stored_oauth() -> str:
+        async with session(world, key) as client:
+            return text_of(await client.call_tool("wiki__whoami", {}))
+
+    assert asyncio.run(stored_oauth()) == "tenant-user@idp"
+    # A changed credential is used at once; a removed server is gone at once.
+    admin.ok("PATCH", f"/admin/v1/mcp/servers/{name}", {"headers": {"Authorization": "Bearer wrong"}},
+             params={"tenant": tenant})
+    assert "refused" in asyncio.run(refused(world, key, f"{name}__whoami")).error.message
+    admin.ok("DELETE", "/admin/v1/mcp/servers/calc", params={"tenant": tenant})
+    names, _ = asyncio.run(tools_and_notices(world, key))
+    assert "calc__add" not in names
+    assert STATIC_TOKEN not in world.gateway.process.output

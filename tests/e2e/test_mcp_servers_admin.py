@@ -1,0 +1,191 @@
+"""MCP servers registered through the admin API (``/admin/v1/mcp/servers``), end to end: per
+tenant and global, the configuration file's listed read-only, static credential headers and the
+OAuth client secret never shown (answers, audit, errors, the process's log), bad input refused
+with clear errors, another tenant's server 404. On the embedded default and on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.tenancy_world import Admin
+from tests.servers import Gateway, Mock, openai_config, start_gateway
+
+SECRET_HEADER = "Bearer sk-mcp-static-" + uuid.uuid4().hex
+CLIENT_SECRET = "oauth-client-secret-" + uuid.uuid4().hex
+ROTATED = "Bearer sk-mcp-rotated-" + uuid.uuid4().hex
+
+
+def config(mock: Mock) -> dict[str, Any]:
+    c = openai_config(mock)
+    c["mcp_servers"] = [
+        {"name": "yaml-docs", "url": "http://127.0.0.1:9/mcp",
+         "headers": {"Authorization": "Bearer yaml-hidden"}},
+        {"name": "yaml-acme", "url": "http://127.0.0.1:9/acme", "tenant": "someone-else"},
+    ]
+    return c
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def gateway(request: pytest.FixtureRequest, mock_upstream: Mock,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    c = config(mock_upstream)
+    if request.param == "cluster":
+        postgres = request.getfixturevalue("postgres")
+        c["database"] = {"url": postgres.create_database(f"mcpadm_{uuid.uuid4().hex[:8]}")}
+        c["redis"] = {"url": request.getfixturevalue("redis_server").url}
+    gw = start_gateway(c, tmp_path_factory.mktemp(f"mcp-admin-{request.param}"))
+    yield gw
+    gw.process.stop()
+
+
+def tenant_with_roles(admin: Admin) -> tuple[str, Admin, Admin]:
+    """A new tenant, and admin clients for its tenant admin and one of its developers."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    admin.ok("POST", "/admin/v1/tenants", {"id": tenant, "name": tenant}, status=201)
+    callers = []
+    for role in ("tenant_admin", "developer"):
+        user = admin.ok("POST", "/admin/v1/users", {"tenant": tenant, "name": role, "role": role}, status=201)
+        body = {"tenant": tenant, "user": user["id"], "role": role, "models": ["*"]}
+        key = admin.ok("POST", "/admin/v1/keys", body, status=201)
+        callers.append(admin.as_key(key["key"]))
+    return tenant, callers[0], callers[1]
+
+
+def error(resp: httpx.Response, status: int) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    return dict(resp.json()["error"])
+
+
+SERVERS = "/admin/v1/mcp/servers"
+
+
+def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway) -> None:
+    admin = Admin(gateway.url)
+    tenant, owner, developer = tenant_with_roles(admin)
+    body = {"name": "wiki", "url": "https://wiki.example/mcp", "description": "the wiki",
+            "headers": {"Authorization": SECRET_HEADER, "X-Team": "blue"},
+            "oauth": {"client_id": "switchboard", "client_secret": CLIENT_SECRET, "scopes": ["read"]},
+            "denied_tools": ["drop_everything"], "price_per_call": 0.01, "timeout_seconds": 20}
+    created = owner.ok("POST", SERVERS, body, status=201)
+    assert (created["object"], created["name"], created["tenant"], created["global"], created["source"]) == (
+        "mcp_server", "wiki", tenant, False, "database")
+    assert created["headers"] == ["Authorization", "X-Team"]  # names only
+    assert created["oauth"] == {"client_id": "switchboard", "authorization_url": None, "token_url": None,
+                                "scopes": ["read"], "client_secret_set": True}
+    assert (created["denied_tools"], created["price_per_call"], created["timeout_seconds"]) == (
+        ["drop_everything"], 0.01, 20)
+    # The tenant's callers read it (with the global YAML server); another tenant's YAML is not there.
+    listed = developer.ok("GET", SERVERS)
+    names = {(s["name"], s["source"], s["read_only"]) for s in listed["data"]}
+    assert names == {("wiki", "database", False), ("yaml-docs", "config", True)}
+    yaml_docs = next(s for s in listed["data"] if s["name"] == "yaml-docs")
+    assert yaml_docs["headers"] == ["Authorization"] and "yaml-hidden" not in str(listed)
+    assert developer.ok("GET", f"{SERVERS}/wiki")["url"] == "https://wiki.example/mcp"
+    # A developer may not change it.
+    assert error(developer.call("PATCH", f"{SERVERS}/wiki", {"description": "x"}), 403)["code"] == (
+        "permission_denied")
+    assert error(developer.call("POST", SERVERS, {"name": "mine", "url": "https://x.example"}), 403)
+    # Changes: the URL and headers replaced, the OAuth client secret kept when not given.
+    changed = owner.ok("PATCH", f"{SERVERS}/wiki", {"url": "https://wiki2.example/mcp",
+                                                   "headers": {"Authorization": ROTATED},
+                                                   "oauth": {"client_id": "switchboard"}})
+    assert (changed["url"], changed["headers"], changed["oauth"]["client_secret_set"]) == (
+        "https://wiki2.example/mcp", ["Authorization"], True)
+    assert changed["description"] == "the wiki"
+    off = owner.ok("PATCH", f"{SERVERS}/wiki", {"oauth": None, "headers": {}})
+    assert (off["oauth"], off["headers"]) == (None, [])
+    # Every change audited, no secret in the entries.
+    audit = admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant, "resource_id": created["id"]})
+    assert [e["action"] for e in audit["data"]] == ["mcp_server.update", "mcp_server.update",
+                                                    "mcp_server.create"]
+    deleted = owner.ok("DELETE", f"{SERVERS}/wiki")
+    assert deleted == {"id": created["id"], "object": "mcp_server", "name": "wiki", "deleted": True}
+    assert error(owner.call("GET", f"{SERVERS}/wiki"), 404)["code"] == "mcp_server_not_found"
+    for text in (SECRET_HEADER, CLIENT_SECRET, ROTATED):
+        assert text not in str(audit) and text not in gateway.process.output
+
+
+def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gateway) -> None:
+    admin = Admin(gateway.url)
+    tenant, owner, _ = tenant_with_roles(admin)
+    other, other_owner, _ = tenant_with_roles(admin)
+    name = f"search-{uuid.uuid4().hex[:6]}"
+    # Only the platform admin registers a global server.
+    assert error(owner.call("POST", SERVERS, {"name": "g", "url": "https://g.example", "global": True}),
+                 403)["code"] == "permission_denied"
+    shared = admin.ok("POST", SERVERS, {"name": name, "url": "https://search.example/mcp", "global": True},
+                      status=201)
+    assert (shared["tenant"], shared["global"]) == (None, True)
+    assert name in {s["name"] for s in other_owner.ok("GET", SERVERS)["data"]}
+    # A tenant admin sees it but may not change it; nobody registers the same name beside it.
+    assert error(owner.call("DELETE", f"{SERVERS}/{name}"), 403)["code"] == "permission_denied"
+    assert error(owner.call("POST", SERVERS, {"name": name, "url": "https://x.example"}), 409)["code"] == (
+        "mcp_server_exists")
+    assert error(owner.call("POST", SERVERS, {"name": "yaml-docs", "url": "https://x.example"}), 409)
+    readonly = error(owner.call("PATCH", f"{SERVERS}/yaml-docs", {"description": "x"}), 409)
+    assert readonly["code"] == "read_only"
+    # Two tenants may each have their own server of one name; each sees only its own.
+    for who in (owner, other_owner):
+        who.ok("POST", SERVERS, {"name": "crm", "url": f"https://crm.example/{who.key[-6:]}"}, status=201)
+    assert error(owner.call("POST", SERVERS, {"name": "crm", "url": "https://crm.example"}), 409)
+    mine = owner.ok("GET", f"{SERVERS}/crm")
+    assert mine["tenant"] == tenant and mine["url"].endswith(owner.key[-6:])
+    # A global name already used by a tenant is refused.
+    assert error(admin.call("POST", SERVERS, {"name": "crm", "url": "https://crm.example", "global": True}),
+                 409)["code"] == "mcp_server_exists"
+    # The platform admin reaches a tenant's server with ?tenant=; a tenant admin never another's.
+    assert admin.ok("GET", f"{SERVERS}/crm", params={"tenant": other})["tenant"] == other
+    assert error(owner.call("GET", f"{SERVERS}/crm", params={"tenant": other}), 404)
+    assert error(owner.call("GET", SERVERS, params={"tenant": other}), 404)["code"] == "tenant_not_found"
+    admin.ok("DELETE", f"{SERVERS}/{name}")
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"name": "a", "url": "ftp://files.example/mcp"}, "url"),
+    ({"name": "a", "url": "not a url"}, "url"),
+    ({"name": "a", "url": "https://"}, "url"),
+    ({"name": "a", "url": "https://user:pw-in-url@host.example/mcp"}, "url"),
+    ({"name": "a", "url": "http://host:99999/mcp"}, "url"),
+    ({"name": "a"}, "url"),
+    ({"name": "a__b", "url": "https://x.example"}, "name"),
+    ({"name": "-a", "url": "https://x.example"}, "name"),
+    ({"name": "a", "url": "https://x.example", "transport": "stdio"}, "transport"),
+    ({"name": "a", "url": "https://x.example", "command": ["sh"]}, "command"),
+    ({"name": "a", "url": "https://x.example", "headers": {"X-Bad": "a\r\nb"}}, "headers.X-Bad"),
+    ({"name": "a", "url": "https://x.example", "headers": {"Host": "evil"}}, "headers.Host"),
+    ({"name": "a", "url": "https://x.example", "oauth": {"token_url": "javascript:alert(1)"}},
+     "oauth.token_url"),
+    ({"name": "a", "url": "https://x.example", "price_per_call": -1}, "price_per_call"),
+    ({"name": "a", "url": "https://x.example", "max_concurrency": 0}, "max_concurrency"),
+    ({"name": "a", "url": "https://x.example", "surprise": 1}, "surprise"),
+])
+def test_bad_input_is_refused_without_echoing_secrets(gateway: Gateway, body: dict[str, Any],
+                                                      param: str) -> None:
+    admin = Admin(gateway.url)
+    err = error(admin.call("POST", SERVERS, body), 400)
+    assert err["param"] == param, err
+    assert "pw-in-url" not in str(err)
+
+
+def test_another_tenants_server_is_404_and_not_listed(gateway: Gateway) -> None:
+    admin = Admin(gateway.url)
+    _, owner, _ = tenant_with_roles(admin)
+    _, intruder, _ = tenant_with_roles(admin)
+    name = f"private-{uuid.uuid4().hex[:6]}"
+    owner.ok("POST", SERVERS, {"name": name, "url": "https://private.example/mcp",
+                               "headers": {"Authorization": SECRET_HEADER}}, status=201)
+    for method, body in (("GET", None), ("PATCH", {"description": "mine now"}), ("DELETE", None)):
+        assert error(intruder.call(method, f"{SERVERS}/{name}", body), 404)["code"] == "mcp_server_not_found"
+    assert name not in {s["name"] for s in intruder.ok("GET", SERVERS)["data"]}
+    assert owner.ok("GET", f"{SERVERS}/{name}")["description"] is None
+    # Bad PATCH bodies too.
+    assert error(owner.call("PATCH", f"{SERVERS}/{name}", {"url": None}), 400)["param"] == "url"
+    bad_url = owner.call("PATCH", f"{SERVERS}/{name}", {"url": "file:///etc/passwd"})
+    assert error(bad_url, 400)["param"] == "url"
+    assert error(owner.call("PATCH", f"{SERVERS}/{name}", {"name": "renamed"}), 400)["param"] == "name"
+    assert SECRET_HEADER not in gateway.process.output

@@ -1,0 +1,151 @@
+"""Per-user OAuth pieces (mcp/oauth.py, mcp/credentials.py) against the test authorization
+server (tests/mcp_oauth_servers.py), which also plays a protected MCP server at ``/mcp``:
+discovery with and without the 401's ``resource_metadata``, refusals (another resource's
+metadata, no S256), configured endpoints (no discovery), dynamic client registration, the state
+used once, and the authorize links' tickets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import pytest_asyncio
+
+from switchboard.config.mcp import McpConfig, McpServerConfig
+from switchboard.context import Principal
+from switchboard.crypto.keyring import Keyring
+from switchboard.errors import InvalidRequest
+from switchboard.mcp.credentials import GatewayCredentials, Tickets
+from switchboard.mcp.interfaces import AuthorizationRequired
+from switchboard.mcp.oauth import OAuthClient, OAuthFailed
+from switchboard.stores.clock import ManualClock
+from switchboard.stores.memory.cache import MemoryCache
+from switchboard.stores.memory.feed import MemoryFeed
+from tests.mcp_oauth_servers import AuthorizationServer
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+KEYRING = Keyring.from_secrets("a server secret for the oauth unit tests")
+REDIRECT = "http://gateway.example/mcp/oauth/callback"
+
+
+@pytest.fixture(scope="module")
+def auth() -> Iterator[AuthorizationServer]:
+    server = AuthorizationServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def defaults(auth: AuthorizationServer) -> None:
+    auth.pkce_methods, auth.registration = ["S256"], False
+    auth.www_authenticate, auth.prm_resource = True, None
+    auth.hits.clear()
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[OAuthClient]:
+    c = OAuthClient(McpConfig(), store=None, cache=MemoryCache(ManualClock()), feed=MemoryFeed(),  # type: ignore[arg-type]
+                    keyring=lambda: KEYRING)
+    await c.start()
+    yield c
+    await c.close()
+
+
+def server(auth: AuthorizationServer, **oauth: Any) -> McpServerConfig:
+    return McpServerConfig.model_validate({"name": "wiki", "url": f"{auth.issuer}/mcp", "oauth": oauth})
+
+
+async def test_discovery_from_the_401_then_the_authorization_servers_metadata(
+        auth: AuthorizationServer, client: OAuthClient) -> None:
+    found = await client.endpoints(server(auth, client_id="c"))
+    assert (found.authorization, found.token, found.resource, found.scopes, found.revocation) == (
+        f"{auth.issuer}/authorize", f"{auth.issuer}/token", f"{auth.issuer}/mcp", ("notes",),
+        f"{auth.issuer}/revoke")
+    assert auth.hits["/mcp"] == 1 and auth.hits["/.well-known/oauth-protected-resource/mcp"] == 1
+    await client.endpoints(server(auth, client_id="c"))  # kept: no second discovery
+    assert auth.hits["/mcp"] == 1
+
+
+async def test_discovery_falls_back_to_the_well_known_location(auth: AuthorizationServer,
+                                                               client: OAuthClient) -> None:
+    auth.www_authenticate = False
+    found = await client.endpoints(server(auth, client_id="c", scopes=["wiki.read"]))
+    assert found.token == f"{auth.issuer}/token" and found.scopes == ("wiki.read",)  # configured scopes win
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"prm_resource": "https://elsewhere.example/mcp"}, "another resource"),
+    ({"pkce_methods": ["plain"]}, "PKCE S256"),
+    ({"pkce_methods": []}, "PKCE S256"),
+])
+async def test_discovery_refuses_metadata_it_cannot_trust(auth: AuthorizationServer, client: OAuthClient,
+                                                          setting: dict[str, Any], message: str) -> None:
+    for name, value in setting.items():
+        setattr(auth, name, value)
+    with pytest.raises(OAuthFailed) as failed:
+        await client.endpoints(server(auth, client_id="c"))
+    assert message in failed.value.message
+
+
+async def test_configured_endpoints_need_no_discovery(auth: AuthorizationServer, client: OAuthClient) -> None:
+    config = server(auth, client_id="c", authorization_url="https://as.example/auth",
+                    token_url="https://as.example/token")
+    url = await client.authorize_url(config, "acme", "alice", REDIRECT)
+    assert url.startswith("https://as.example/auth?") and not auth.hits
+    query = parse_qs(urlsplit(url).query)
+    assert (query["client_id"], query["redirect_uri"], query["resource"], query["code_challenge_method"]) == (
+        ["c"], [REDIRECT], [config.url], ["S256"])
+
+
+async def test_dynamic_client_registration_when_no_client_id(auth: AuthorizationServer,
+                                                             client: OAuthClient) -> None:
+    with pytest.raises(OAuthFailed) as failed:
+        await client.authorize_url(server(auth), "acme", "alice", REDIRECT)
+    assert "needs an oauth.client_id" in failed.value.message
+    auth.registration = True
+    client._discovered.clear()
+    first = parse_qs(urlsplit(await client.authorize_url(server(auth), "acme", "alice", REDIRECT)).query)
+    again = parse_qs(urlsplit(await client.authorize_url(server(auth), "acme", "bob", REDIRECT)).query)
+    assert first["client_id"][0].startswith("registered-") and again["client_id"] == first["client_id"]
+    assert auth.hits["/register"] == 1  # registered once per process
+
+
+async def test_a_state_is_used_once_and_bound_to_its_user(auth: AuthorizationServer,
+                                                          client: OAuthClient) -> None:
+    url = await client.authorize_url(server(auth, client_id="c"), "acme", "alice", REDIRECT)
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    pending = await client.pending(state)
+    assert (pending["tenant"], pending["user"], pending["server"], pending["redirect_uri"]) == (
+        "acme", "alice", "wiki", REDIRECT)
+    for bad in (state, "", "x" * 600, "made-up"):
+        with pytest.raises(InvalidRequest) as refused:
+            await client.pending(bad)
+        assert refused.value.code == "invalid_state"
+
+
+async def test_tickets_open_for_their_server_only_and_expire() -> None:
+    tickets = Tickets(lambda: KEYRING, 60)
+    ticket = tickets.issue("acme", "alice", "wiki")
+    assert ticket is not None and tickets.open(ticket, "wiki") == ("acme", "alice")
+    assert tickets.open(ticket, "other") is None
+    assert tickets.open(ticket[:-2] + "AA", "wiki") is None
+    expired = Tickets(lambda: KEYRING, -1).issue("acme", "alice", "wiki")
+    assert expired is not None and tickets.open(expired, "wiki") is None
+    assert Tickets(lambda: None, 60).issue("acme", "alice", "wiki") is None  # no server secret
+
+
+async def test_credentials_ask_for_authorization_without_a_token(auth: AuthorizationServer) -> None:
+    credentials = GatewayCredentials(lambda: None, Tickets(lambda: KEYRING, 60), "https://gw.example")
+    static = McpServerConfig.model_validate({"name": "s", "url": "https://s.example/mcp",
+                                             "headers": {"X-Api-Key": "k"}})
+    assert await credentials.headers(static, None) == {"X-Api-Key": "k"}
+    alice = Principal(id="key_1", role="developer", key_id="key_1", tenant_id="acme", user_id="alice")
+    with pytest.raises(AuthorizationRequired) as needed:
+        await credentials.headers(server(auth, client_id="c"), alice)
+    link = needed.value.authorize_url
+    assert link.startswith("https://gw.example/mcp/oauth/wiki/authorize?ticket=")
+    assert (needed.value.status, needed.value.code) == (403, "mcp_authorization_required")
+    assert Tickets(lambda: KEYRING, 60).open(link.split("ticket=")[1], "wiki") == ("acme", "alice")
