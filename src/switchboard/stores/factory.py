@@ -46,12 +46,14 @@ from switchboard.stores.protocols import (
     RequestLogStore,
     ResponseStore,
     RoutingStore,
+    SessionStore,
     SharedCache,
     SubscriptionStore,
     TenancyStore,
     UsageLedger,
 )
 from switchboard.stores.sql.analytics import SqlAnalyticsStore
+from switchboard.stores.sql.api_sessions import SqlSessionStore
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.budgets import SqlBudgetStore
 from switchboard.stores.sql.engine import create_engine, describe, shown
@@ -112,6 +114,8 @@ class Stores:
     # The prompt registry and prompts published as APIs (prompts/, apis/). Always in SQL.
     prompts: PromptStore | None = None
     apis: ApiStore | None = None
+    # Sessions of multi-turn prompt APIs (apis/sessions.py). Always in SQL.
+    api_sessions: SessionStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -243,6 +247,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         log_search=SqlLogSearch(engine),
         files=SqlFileStore(engine),
         responses=SqlResponseStore(engine),
+        api_sessions=SqlSessionStore(engine),
         _closers=closers,
     )
 
