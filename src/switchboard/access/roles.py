@@ -119,6 +119,9 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
     "alert": {  # alert incidents (docs/observability.md)
         "read": (A, N, _, _, _),
     },
+    "catalog": {  # what a developer portal lists: APIs, services, models (docs/portal.md)
+        "read": (A, N, N, N, N),
+    },
 }
 
 

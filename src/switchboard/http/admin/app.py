@@ -32,6 +32,7 @@ from switchboard.http.admin import (
     usage,
     users,
 )
+from switchboard.http.admin import portal as portal_routes
 from switchboard.limits.cache import LimitCache
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
@@ -96,4 +97,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(routing.router)
     app.include_router(alerts.router)
+    app.include_router(portal_routes.router)
     return app

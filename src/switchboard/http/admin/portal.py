@@ -1,0 +1,111 @@
+"""``/admin/v1/catalog``: what the caller's tenant may discover, for a developer portal.
+
+``GET /admin/v1/catalog``               published prompt APIs, REST services and models, each
+                                        with the caller team's subscription state; ``?kind=``,
+                                        ``?q=``, ``?after=``/``?limit=`` pages.
+``GET /admin/v1/catalog/openapi.json``  one OpenAPI 3.1 document for all of it.
+
+Any key of the tenant may read it (the ``catalog`` row of the permission table); another
+tenant's APIs and services never appear. The entries come from one source per kind
+(portal/sources.py); :func:`register_source` adds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from switchboard import __version__
+from switchboard.errors import InvalidRequest
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.scoping import TenantQuery
+from switchboard.portal import (
+    ApiSource,
+    CatalogQuery,
+    Entry,
+    ModelSource,
+    PortalCatalog,
+    ServiceSource,
+    Source,
+)
+from switchboard.portal.catalog import public
+from switchboard.portal.openapi import document
+
+router = APIRouter(prefix="/admin/v1/catalog", tags=["catalog"])
+
+# More sources, built from the admin services (e.g. services registered at run time).
+EXTRA_SOURCES: list[Callable[[Any], Source]] = []
+
+
+def register_source(factory: Callable[[Any], Source]) -> None:
+    """Add a kind to the catalog: ``factory(admin services)`` builds its source."""
+    EXTRA_SOURCES.append(factory)
+
+
+def _catalog(request: Request) -> PortalCatalog:
+    state = request.app.state
+    found: PortalCatalog | None = getattr(state, "portal_catalog", None)
+    if found is None:
+        services = state.services
+        sources: list[Source] = [
+            ApiSource(lambda: services.stores().apis, lambda: services.stores().prompts),
+            ServiceSource(lambda: services.settings.services),
+        ]
+        if services.routing is not None:
+            routing = services.routing
+            sources.append(ModelSource(lambda: routing.current))
+        sources += [factory(services) for factory in EXTRA_SOURCES]
+        found = PortalCatalog(sources, lambda: services.stores().subscriptions)
+        state.portal_catalog = found
+    return found
+
+
+Text = Annotated[str | None, Query(max_length=200, description="Text in the name, description or owner")]
+After = Annotated[str | None, Query(max_length=300, description="Last id of the previous page")]
+
+
+@router.get("", summary="What the caller's tenant may discover, with the team's subscription state")
+async def list_catalog(
+    request: Request,
+    access: Annotated[Access, Depends(allow("catalog", "read"))],
+    kind: Annotated[str | None, Query(max_length=32, description="api, service or model")] = None,
+    q: Text = None,
+    after: After = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    catalog = _catalog(request)
+    if kind is not None and kind not in catalog.kinds:
+        raise InvalidRequest(f"kind: expected one of {', '.join(catalog.kinds)}", param="kind",
+                             code="invalid_value")
+    scope = access.tenant_for(tenant)
+    page = await catalog.page(scope, access.principal, CatalogQuery(kind=kind, q=q or None, after=after,
+                                                                    limit=limit))
+    data = [public(entry, sub) for entry, sub in page.entries]
+    return {"object": "list", "data": data, "has_more": page.has_more,
+            "last_id": data[-1]["id"] if data else None}
+
+
+@router.get("/openapi.json", summary="One OpenAPI 3.1 document for the whole catalog")
+async def catalog_openapi(
+    request: Request,
+    access: Annotated[Access, Depends(allow("catalog", "read"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    catalog = _catalog(request)
+    scope = access.tenant_for(tenant)
+    entries = await catalog.entries(scope, access.principal)
+    stores = request.app.state.services.stores
+
+    async def variables(entry: Entry) -> Mapping[str, Any] | None:
+        prompts = stores().prompts
+        if prompts is None:
+            return None
+        label, version = entry.fields.get("label"), entry.fields.get("version")
+        found = await prompts.get(scope, str(entry.fields.get("prompt")), version=version,
+                                  label=label if version is None else None)
+        return None if found is None else found.variables
+
+    return await document(scope, entries, variables, __version__)

@@ -1,0 +1,112 @@
+"""One OpenAPI 3.1 document for a tenant's whole catalog (``GET /admin/v1/catalog/openapi.json``):
+each published prompt API as ``POST /apis/{name}`` (its variables as the request schema when
+the prompt registry has them), each REST service under ``/services/{name}/{path}``, and the
+models as the ``model`` of ``POST /v1/chat/completions``. A published API's own document, with
+examples, is ``GET /apis/{name}/openapi.json`` (linked from each operation)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from switchboard.portal.sources import Entry
+
+# The schema of a published API's variables, or None when it is not known here.
+Variables = Callable[[Entry], Awaitable[Mapping[str, Any] | None]]
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_ERRORS = {
+    str(status): {"description": why, "content": {"application/json": {"schema": _ERROR}}}
+    for status, why in ((400, "Invalid input"), (401, "No valid key"),
+                        (403, "Not allowed (e.g. subscription_pending)"), (404, "Not found"))
+}
+
+
+def _api_operation(entry: Entry, variables: Mapping[str, Any] | None) -> dict[str, Any]:
+    fields = entry.fields
+    description = entry.description or ""
+    deprecation = fields.get("deprecation")
+    operation: dict[str, Any] = {
+        "operationId": f"call_{entry.name}".replace("-", "_").replace(".", "_"),
+        "summary": f"Call the prompt API '{entry.name}'",
+        "description": description,
+        "tags": ["apis"],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": dict(variables) if variables is not None else {"type": "object"}}}},
+        "responses": {
+            "200": {"description": "The model's output",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiResult"}}}},
+            **_ERRORS,
+            "410": {"description": "Retired", "content": {"application/json": {"schema": _ERROR}}},
+        },
+        "externalDocs": {"url": str(fields.get("openapi")), "description": "This API's own OpenAPI document"},
+        "x-switchboard-approval-required": entry.approval_required,
+        "x-switchboard-owner": entry.owner,
+        "x-switchboard-versions": list(fields.get("versions") or []),
+    }
+    if isinstance(deprecation, Mapping) and deprecation.get("deprecated"):
+        operation["deprecated"] = True
+    if fields.get("sessions"):
+        operation["parameters"] = [{
+            "name": "x-switchboard-session", "in": "header", "required": False,
+            "description": "A session id: the API keeps this caller's conversation under it.",
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+        }]
+    return operation
+
+
+def _service_path(entry: Entry) -> dict[str, Any]:
+    operation = {
+        "summary": f"The REST service '{entry.name}'",
+        "description": entry.description or "",
+        "tags": ["services"],
+        "parameters": [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"default": {"description": "The service's answer"}, **_ERRORS},
+        "x-switchboard-approval-required": entry.approval_required,
+        "x-switchboard-owner": entry.owner,
+    }
+    return {method: {**operation, "operationId": f"{method}_{entry.name}_service".replace("-", "_")
+                     .replace(".", "_")} for method in ("get", "post", "put", "patch", "delete")}
+
+
+async def document(tenant: str, entries: Sequence[Entry], variables: Variables,
+                   version: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    models: list[str] = []
+    for entry in entries:
+        if entry.kind == "api":
+            paths[f"/apis/{entry.name}"] = {"post": _api_operation(entry, await variables(entry))}
+        elif entry.kind == "service":
+            paths[f"/services/{entry.name}/{{path}}"] = _service_path(entry)
+        elif entry.kind == "model":
+            models.append(entry.name)
+    if models:
+        paths["/v1/chat/completions"] = {"post": {
+            "operationId": "chat_completions",
+            "summary": "A chat completion from one of the catalog's models (OpenAI's API)",
+            "tags": ["models"],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["model", "messages"],
+                "properties": {"model": {"type": "string", "enum": models},
+                               "messages": {"type": "array", "items": {"type": "object"}}},
+            }}}},
+            "responses": {"200": {"description": "The completion"}, **_ERRORS},
+        }}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"Switchboard catalog of tenant '{tenant}'", "version": version},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "tags": [{"name": "apis"}, {"name": "services"}, {"name": "models"}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "ApiResult": {"type": "object", "required": ["output", "version", "usage"], "properties": {
+                    "output": {}, "version": {"type": "integer"}, "usage": {"type": "object"}}},
+                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                    "message": {"type": "string"}, "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
+            },
+        },
+    }
