@@ -25,6 +25,8 @@ from switchboard.gateway import MODEL_CALLS, Gateway
 from switchboard.http import media, openai_api
 from switchboard.http.admin import AdminBridge, AdminServices, create_admin_app
 from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
+from switchboard.http.apis import PREFIX as APIS_PREFIX
+from switchboard.http.apis import ApiDocs, ApiInbound, ApiRoutes
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
 from switchboard.http.endpoint import Endpoint, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
@@ -90,6 +92,13 @@ class SwitchboardApp:
         self._files = FilesEndpoint(self.gateway.chain("files", self.gateway.files),
                                     self.gateway.chain("batches", self.gateway.files), self.state,
                                     deadline_seconds=settings.server.request_timeout_seconds)
+        # Prompts published as REST APIs (http/apis/): POST /apis/{name}[/v{N}], their OpenAPI.
+        calls = Endpoint(ApiInbound(self.gateway.api_calls), self.gateway.api_chain(self.gateway.invoke),
+                         self.state, max_body_bytes=min(s.max_body_bytes, settings.apis.max_body_bytes),
+                         deadline_seconds=s.request_timeout_seconds, timed=True)
+        docs = self._endpoint(openai_api.OpenAIJson("api_docs"), ApiDocs(lambda: self.gateway.stores),
+                              reads_body=False)
+        self._apis = ApiRoutes(calls, docs)
         self.routes[("GET", "/health/live")] = self.live
         self.routes[("GET", "/health/ready")] = self.ready
         if self.gateway.metrics is not None:  # metrics.enabled: false answers 404
@@ -179,6 +188,8 @@ class SwitchboardApp:
                 await self._stored_response(scope, receive, send)
             elif path.startswith(("/v1/models/", "/models/")) and scope["method"] == "GET":
                 await self._model(scope, receive, send)
+            elif path.startswith(APIS_PREFIX) and (api := self._apis.route(scope["method"], path)):
+                await api(scope, receive, send)
             else:
                 await self.not_routed(scope, send)
         elif kind == "lifespan":

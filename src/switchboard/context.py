@@ -172,6 +172,9 @@ class RequestContext:
     # ``body`` (pipeline/native.py; the Responses API: the client's request and the stored
     # conversation it continues). None: not prepared.
     native_body: Any = None
+    # Extra keys for the usage record's metadata (a prompt API's name and version, http/apis/);
+    # None: none.
+    usage_metadata: dict[str, Any] | None = None
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed

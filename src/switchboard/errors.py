@@ -12,6 +12,7 @@ the boundary where they occur, never in the handlers.
     ├── PermissionDenied          403 permission_error
     ├── NotFound                  404 not_found_error
     │   └── ModelNotFound         404 not_found_error        code=model_not_found
+    ├── Gone                      410 not_found_error        code=gone (a retired prompt API)
     ├── PayloadTooLarge           413 invalid_request_error  code=request_too_large
     ├── UnsupportedMediaType      415 invalid_request_error  code=unsupported_media_type
     ├── RateLimited               429 rate_limit_error       (the gateway's own limits)
@@ -23,6 +24,7 @@ the boundary where they occur, never in the handlers.
     │   ├── UpstreamTimeout       504 timeout_error          code=upstream_timeout
     │   ├── UpstreamUnreachable   502 api_error              code=upstream_unreachable
     │   └── UpstreamResponseTooLarge 502 api_error           code=upstream_response_too_large
+    ├── InvalidModelOutput        502 api_error              code=invalid_model_output
     └── InternalError             500 api_error
 
 The error table (``ERROR_TABLE``, ``spec``) is the one place that says, per class, what a client
@@ -104,6 +106,14 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class Gone(GatewayError):
+    """What was asked for existed and was withdrawn (a retired API)."""
+
+    status = 410
+    type = "not_found_error"
+    code = "gone"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
@@ -164,6 +174,14 @@ class UpstreamUnreachable(UpstreamError):
 
 class UpstreamResponseTooLarge(UpstreamError):
     code = "upstream_response_too_large"
+
+
+class InvalidModelOutput(GatewayError):
+    """A prompt API's model answered with output its output schema refuses, repairs included."""
+
+    status = 502
+    type = "api_error"
+    code = "invalid_model_output"
 
 
 class InternalError(GatewayError):
@@ -240,6 +258,7 @@ ERROR_TABLE: dict[type[GatewayError], ErrorSpec] = dict([
     _row(PermissionDenied, "permission_error", False),
     _row(NotFound, "not_found_error", False),
     _row(ModelNotFound, "not_found_error", False),
+    _row(Gone, "not_found_error", False),
     _row(PayloadTooLarge, "request_too_large", False),
     _row(UnsupportedMediaType, "invalid_request_error", False),
     _row(RateLimited, "rate_limit_error", False),  # the gateway's own limit: no other deployment helps
@@ -251,6 +270,7 @@ ERROR_TABLE: dict[type[GatewayError], ErrorSpec] = dict([
     _row(UpstreamTimeout, "timeout_error", True),
     _row(UpstreamUnreachable, "api_error", True),
     _row(UpstreamResponseTooLarge, "api_error", True),
+    _row(InvalidModelOutput, "api_error", False),
     _row(InternalError, "api_error", False),
 ])
 

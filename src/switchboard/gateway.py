@@ -15,6 +15,7 @@ from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
+from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
 from switchboard.http.files import FileService, budget_gated
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
@@ -139,6 +140,8 @@ class Gateway:
         # The Responses API's calls under way and stored responses (http/responses/).
         self.responses = Responses(settings.responses,
                                    lambda: self.stores.responses if self.stores is not None else None)
+        # Prompt API calls under way (http/apis/).
+        self.api_calls = ApiCalls()
         self.ready = False
 
     def responses_chain(self, terminal: Handler) -> Handler:
@@ -147,6 +150,17 @@ class Gateway:
         stages = self.stages("chat")
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage)) + 1
         stages.insert(at, HistoryStage(self.responses))
+        return build_chain(stages, terminal)
+
+    def api_chain(self, terminal: Handler) -> Handler:
+        """The chat chain of a prompt API call (POST /apis/{name}, http/apis/): the API resolved
+        and its prompt rendered in place of decoding, no key model list (the API's own access and
+        subscription govern it), the output schema checked just outside the attempts."""
+        stages = [s for s in self.stages("chat") if not isinstance(s, ModelAccessStage)]
+        at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage))
+        stages[at] = ApiStage(self.api_calls, lambda: self.stores, lambda: self.subscriptions)
+        at = next(i for i, stage in enumerate(stages) if isinstance(stage, AttemptStage))
+        stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
         return build_chain(stages, terminal)
 
     def chain(self, operation: str, terminal: Handler) -> Handler:

@@ -119,6 +119,16 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
     "alert": {  # alert incidents (docs/observability.md)
         "read": (A, N, _, _, _),
     },
+    "prompt": {  # the prompt registry: versions, labels, render (docs/prompts.md)
+        "create": (A, N, T, _, _),
+        "read": (A, N, N, N, N),
+        "update": (A, N, T, _, _),
+    },
+    "api": {  # prompts published as REST APIs (docs/prompt-apis.md): the owning team manages them
+        "create": (A, N, T, _, _),
+        "read": (A, N, N, N, N),
+        "update": (A, N, T, _, _),
+    },
     "catalog": {  # what a developer portal lists: APIs, services, models (docs/portal.md)
         "read": (A, N, N, N, N),
     },

@@ -29,3 +29,5 @@ class ApisConfig(_Strict):
     # A model output that fails the API's output schema is asked to be repaired this many times
     # before the caller gets a 502.
     repair_attempts: Annotated[int, Field(ge=0, le=3)] = 1
+    # The largest request body (the variables) a call may send; larger: 413.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024

@@ -53,6 +53,7 @@ from switchboard.stores.protocols import (
     UsageLedger,
 )
 from switchboard.stores.sql.analytics import SqlAnalyticsStore
+from switchboard.stores.sql.apis import SqlApiStore
 from switchboard.stores.sql.api_sessions import SqlSessionStore
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.budgets import SqlBudgetStore
@@ -64,6 +65,7 @@ from switchboard.stores.sql.ledger import SqlUsageLedger
 from switchboard.stores.sql.limits import SqlLimitStore
 from switchboard.stores.sql.log_search import SqlLogSearch
 from switchboard.stores.sql.migrate import upgrade
+from switchboard.stores.sql.prompts import SqlPromptStore
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.request_log import SqlRequestLog
 from switchboard.stores.sql.responses import SqlResponseStore
@@ -247,6 +249,8 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         log_search=SqlLogSearch(engine),
         files=SqlFileStore(engine),
         responses=SqlResponseStore(engine),
+        prompts=SqlPromptStore(engine),
+        apis=SqlApiStore(engine),
         api_sessions=SqlSessionStore(engine),
         _closers=closers,
     )

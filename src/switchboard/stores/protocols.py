@@ -155,7 +155,8 @@ def usage_record(row: Sequence[Any]) -> UsageRecord:
 
 
 # usage reporting (GET /admin/v1/usage): the ledger grouped and summed
-REPORT_FIELDS = ("tenant", "team", "key", "user", "model", "provider", "deployment", "day", "hour")
+REPORT_FIELDS = ("tenant", "team", "key", "user", "model", "provider", "deployment", "day", "hour",
+                 "api", "api_version")
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,9 @@ class UsageReportQuery:
     user_id: str | None = None
     owners: tuple[str, ...] | None = None
     max_groups: int = 10_000
+    # Calls of one prompt API (metadata.api), and of one of its prompt versions (metadata.api_version).
+    api: str | None = None
+    api_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -1199,6 +1203,16 @@ class PromptStore(Protocol):
 
     async def set_label(self, tenant_id: str, name: str, label: str, version: int) -> None: ...
 
+    async def list_prompts(self, tenant_id: str, *, team_id: str | None = None,
+                           after: str | None = None, limit: int = 100) -> list[PromptVersion]:
+        """The latest version of each of the tenant's prompts (one team's when ``team_id``), by
+        name; ``after``: only the names after it."""
+        ...
+
+    async def all_labels(self, tenant_id: str, names: list[str]) -> dict[str, dict[str, int]]:
+        """The labels of each of ``names`` (a name without labels is absent)."""
+        ...
+
 
 # -- prompts published as APIs (apis/, revision 0017) -----------------------------------------
 
@@ -1229,14 +1243,22 @@ class ApiRecord:
     updated_at: datetime = field(default_factory=utcnow)
 
 
+class ApiExists(Exception):
+    """An API of this name already exists in the tenant."""
+
+
 class ApiStore(Protocol):
-    async def create(self, record: ApiRecord) -> ApiRecord: ...
+    async def create(self, record: ApiRecord) -> ApiRecord:
+        """Store a new API; ApiExists when the tenant has one of that name."""
+        ...
 
     async def get(self, tenant_id: str, name: str) -> ApiRecord | None: ...
 
     async def list_apis(self, tenant_id: str) -> list[ApiRecord]: ...
 
-    async def update(self, record: ApiRecord) -> ApiRecord: ...
+    async def update(self, record: ApiRecord) -> ApiRecord:
+        """Replace the stored API of that (tenant, name) (``updated_at`` set now); KeyError if none."""
+        ...
 
 
 # -- sessions of multi-turn prompt APIs (apis/sessions.py, revision 0018) ----------------------

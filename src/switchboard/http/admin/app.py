@@ -15,6 +15,7 @@ from switchboard.config.schema import Settings
 from switchboard.http.admin import (
     alerts,
     analytics,
+    apis,
     audit,
     budgets,
     catalog,
@@ -23,6 +24,7 @@ from switchboard.http.admin import (
     limits,
     logs,
     models,
+    prompts,
     providers,
     routing,
     spend,
@@ -97,5 +99,7 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(routing.router)
     app.include_router(alerts.router)
+    app.include_router(prompts.router)
+    app.include_router(apis.router)
     app.include_router(portal_routes.router)
     return app

@@ -1,8 +1,9 @@
 """``GET /admin/v1/usage``: the usage ledger grouped and summed, as JSON or CSV.
 
-Grouped by any of tenant, team, key, user, model, provider and the UTC day or hour, over a time
-range (``since`` inclusive, ``until`` exclusive; by default the 24 hours up to now), filtered by
-model, key, team and user. The database does the grouping; a report is bounded (``MAX_GROUPS``
+Grouped by any of tenant, team, key, user, model, provider, the UTC day or hour, and the prompt
+API and its version (``api``, ``api_version``), over a time range (``since`` inclusive, ``until``
+exclusive; by default the 24 hours up to now), filtered by model, key, team, user, api and
+api_version. The database does the grouping; a report is bounded (``MAX_GROUPS``
 rows, else 400 ``too_many_groups``). Who sees what follows the ``usage`` row of the permission
 table: the platform admin every tenant (or one, ``?tenant=``), a tenant admin its tenant, a team
 admin and a viewer their team, a developer its own user's and keys' calls.
@@ -29,7 +30,7 @@ router = APIRouter(prefix="/admin/v1/usage", tags=["usage"])
 MAX_GROUPS = 10_000
 DEFAULT_RANGE = timedelta(hours=24)
 PARAMETERS = frozenset({"group_by", "since", "until", "format", "model", "key", "team", "user", "tenant",
-                        "limit"})
+                        "limit", "api", "api_version"})
 METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cache_read_tokens",
            "cache_write_tokens", "reasoning_tokens", "image_input_tokens", "audio_input_tokens",
            "image_output_tokens", "audio_output_tokens", "cost_usd", "unpriced",
@@ -68,7 +69,15 @@ def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str
     """The tenant to read (None: every tenant) and the filters, narrowed to the caller's reach."""
     filters: dict[str, Any] = {"model": params.get("model"), "key_id": params.get("key"),
                                "team_id": params.get("team"), "user_id": params.get("user")}
-    return within_reach(access, params.get("tenant"), filters), filters
+    tenant = within_reach(access, params.get("tenant"), filters)
+    # Prompt APIs (docs/prompt-apis.md): the calls of one API, of one of its versions.
+    filters["api"] = params.get("api")
+    version = params.get("api_version")
+    if version is not None and not (version.isdigit() and len(version) <= 9):
+        raise InvalidRequest("api_version: expected a whole number", param="api_version",
+                             code="invalid_value")
+    filters["api_version"] = int(version) if version is not None else None
+    return tenant, filters
 
 
 def _public(row: UsageReportRow) -> dict[str, Any]:

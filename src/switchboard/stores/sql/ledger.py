@@ -214,15 +214,28 @@ def _bucket(dialect: str, name: str) -> sa.ColumnElement[Any]:
     return sa.func.strftime(sa.literal_column(f"'{_SQLITE_BUCKETS[name]}'"), t.c.created_at)
 
 
+def _metadata_key(dialect: str, name: str) -> sa.ColumnElement[Any]:
+    """The text of ``metadata.<name>`` (a prompt API's name or version), on either dialect; a
+    literal, not a parameter, for PostgreSQL's GROUP BY matching (see _bucket)."""
+    if dialect == "postgresql":
+        return sa.literal_column(f"(usage_records.metadata ->> '{name}')")
+    return sa.cast(sa.func.json_extract(t.c.metadata, sa.literal_column(f"'$.{name}'")), sa.String)
+
+
+def _group(dialect: str, name: str) -> sa.ColumnElement[Any]:
+    if name in ("day", "hour"):
+        return _bucket(dialect, name)
+    if name in ("api", "api_version"):
+        return _metadata_key(dialect, name)
+    return _GROUP_COLUMNS[name]
+
+
 def _sum(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.func.coalesce(sa.func.sum(column), 0)
 
 
 def report_statement(dialect: str, tenant_id: str | None, query: UsageReportQuery) -> sa.Select[Any]:
-    groups = [
-        (_bucket(dialect, name) if name in ("day", "hour") else _GROUP_COLUMNS[name]).label(f"g_{name}")
-        for name in query.group_by
-    ]
+    groups = [_group(dialect, name).label(f"g_{name}") for name in query.group_by]
     sums = [
         sa.func.count().label("requests"),
         _sum(sa.case((t.c.status >= 400, 1), else_=0)).label("errors"),
@@ -249,6 +262,10 @@ def report_statement(dialect: str, tenant_id: str | None, query: UsageReportQuer
                           (t.c.team_id, query.team_id), (t.c.user_id, query.user_id)):
         if value is not None:
             where.append(column == value)
+    if query.api is not None:
+        where.append(_metadata_key(dialect, "api") == query.api)
+    if query.api_version is not None:
+        where.append(_metadata_key(dialect, "api_version") == str(query.api_version))
     if query.owners is not None:
         owners = list(query.owners)
         where.append(sa.or_(t.c.user_id.in_(owners), t.c.key_id.in_(owners)))

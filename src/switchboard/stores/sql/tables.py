@@ -452,6 +452,60 @@ responses = sa.Table(
     sa.Index("ix_responses_expires", "expires_at"),
 )
 
+# -- the prompt registry (revision 0016): immutable versions per (tenant, name), and labels -------
+
+prompt_versions = sa.Table(
+    "prompt_versions",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("messages", sa.Text, nullable=False),  # JSON
+    sa.Column("variables", sa.Text, nullable=False),  # JSON schema
+    sa.Column("params", sa.Text, nullable=False),  # JSON
+    sa.Column("output_schema", sa.Text),  # JSON schema
+    sa.Column("description", sa.Text),
+    sa.Column("team_id", sa.String(64)),
+    sa.Column("created_by", sa.String(128)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "name", "version"),
+)
+
+prompt_labels = sa.Table(
+    "prompt_labels",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("label", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "name", "label"),
+)
+
+# apis (revision 0017): prompts published as REST APIs (apis/), one row per (tenant, name).
+apis = sa.Table(
+    "apis",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("prompt", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer),
+    sa.Column("label", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("team_id", sa.String(64)),
+    sa.Column("require_approval", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("successor", sa.String(128)),
+    sa.Column("sunset_at", sa.DateTime(timezone=True)),
+    sa.Column("split", sa.JSON),
+    sa.Column("sessions", sa.JSON),
+    sa.Column("created_by", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "name"),
+)
+
 
 # api_sessions (revision 0018): the history of sessions of multi-turn prompt APIs
 # (apis/sessions.py), per tenant, caller and session id; its turns as JSON text; expired rows

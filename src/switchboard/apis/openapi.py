@@ -1,0 +1,185 @@
+"""OpenAPI 3.1 documents of prompt APIs, generated from the API and its prompt version: the
+variables schema is the request body, the output schema (or the text envelope) the response,
+an example request built from the schema, bearer security, ``deprecated: true`` when deprecated.
+
+Pure: no I/O; the caller gives the APIs, their prompt versions and the server URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from switchboard.stores.protocols import ApiRecord, PromptVersion
+
+OPENAPI_VERSION = "3.1.0"
+# How deep an example is built into nested schemas.
+_MAX_DEPTH = 6
+_SAMPLES: dict[str, Any] = {"string": "text", "integer": 1, "number": 1.5, "boolean": True, "null": None}
+_FORMATS = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "email": "user@example.com",
+            "uri": "https://example.com", "uuid": "00000000-0000-4000-8000-000000000000"}
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"error": {"type": "object", "properties": {
+        "message": {"type": "string"}, "type": {"type": "string"},
+        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]},
+    }, "required": ["message", "type"]}},
+    "required": ["error"],
+}
+USAGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
+                   "total_tokens": {"type": "integer"}},
+}
+_ERRORS = {
+    "400": "Invalid variables (each invalid field named) or body",
+    "401": "Missing or invalid key",
+    "403": "The team's subscription is pending, missing or rejected",
+    "404": "No such API in the caller's tenant",
+    "410": "The API is retired (its successor named)",
+    "413": "The body is too large",
+    "502": "The model's output does not satisfy the output schema, repairs included",
+}
+
+
+def example(schema: Any, depth: int = 0) -> Any:
+    """A value satisfying the common parts of a JSON schema: its examples, default, const or
+    first enum value where given, else a sample of its type (objects: every property)."""
+    if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
+        return None
+    for key in ("const", "default"):
+        if key in schema:
+            return schema[key]
+    if isinstance(schema.get("examples"), list) and schema["examples"]:
+        return schema["examples"][0]
+    if "example" in schema:
+        return schema["example"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return example(schema[key][0], depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), kind[0] if kind else None)
+    if kind == "object" or (kind is None and "properties" in schema):
+        props = schema.get("properties") or {}
+        return {name: example(sub, depth + 1) for name, sub in props.items()}
+    if kind == "array":
+        item = example(schema.get("items"), depth + 1)
+        count = max(1, int(schema.get("minItems") or 1))
+        return [item] * min(count, 3)
+    if kind == "string":
+        if isinstance(schema.get("format"), str) and schema["format"] in _FORMATS:
+            return _FORMATS[schema["format"]]
+        return "x" * int(schema["minLength"]) if isinstance(schema.get("minLength"), int) and \
+            schema["minLength"] > 4 else "text"
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        if isinstance(low, int | float):
+            return int(low) + 1 if kind == "integer" else float(low) + 1
+        return _SAMPLES[kind]
+    return _SAMPLES.get(kind) if isinstance(kind, str) else None
+
+
+def _operation_id(name: str, suffix: str = "") -> str:
+    return "call_" + re.sub(r"[^A-Za-z0-9_]", "_", name) + suffix
+
+
+def _envelope(output: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "api": {"type": "string"},
+            "version": {"type": "integer", "description": "The prompt version that answered"},
+            "model": {"type": "string"},
+            "output": dict(output) if output is not None else {"type": "string"},
+            "usage": USAGE_SCHEMA,
+        },
+        "required": ["output", "version", "usage"],
+    }
+
+
+def _operation(record: ApiRecord, prompt: PromptVersion, *, pinned: bool) -> dict[str, Any]:
+    variables = dict(prompt.variables) if prompt.variables else {"type": "object"}
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "The model's output (parsed JSON when the API has an output schema); "
+                           "with ?stream=true, Server-Sent Events: {\"delta\"} events, then "
+                           "{\"done\": true, \"version\", \"usage\"}",
+            "content": {
+                "application/json": {"schema": _envelope(prompt.output_schema)},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        },
+    }
+    for status, why in _ERRORS.items():
+        responses[status] = {"description": why, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    operation: dict[str, Any] = {
+        "operationId": _operation_id(record.name, "_version" if pinned else ""),
+        "summary": record.description or f"Call the prompt API '{record.name}'",
+        "tags": [record.name],
+        "parameters": [{
+            "name": "stream", "in": "query", "required": False,
+            "description": "true: stream the text as Server-Sent Events",
+            "schema": {"type": "boolean", "default": False},
+        }],
+        "requestBody": {
+            "required": True,
+            "description": "The prompt's variables",
+            "content": {"application/json": {"schema": variables, "example": example(variables)}},
+        },
+        "responses": responses,
+        "security": [{"bearer": []}],
+    }
+    if pinned:
+        operation["parameters"].insert(0, {
+            "name": "version", "in": "path", "required": True,
+            "description": "A prompt version of this API", "schema": {"type": "integer", "minimum": 1},
+        })
+        operation["summary"] += " (a pinned prompt version)"
+    if record.status == "deprecated":
+        operation["deprecated"] = True
+        if record.successor:
+            operation["description"] = f"Deprecated; use /apis/{record.successor}."
+    return operation
+
+
+def paths(record: ApiRecord, prompt: PromptVersion) -> dict[str, Any]:
+    """The path items of one API: ``/apis/{name}`` and ``/apis/{name}/v{version}``."""
+    return {
+        f"/apis/{record.name}": {"post": _operation(record, prompt, pinned=False)},
+        f"/apis/{record.name}/v{{version}}": {"post": _operation(record, prompt, pinned=True)},
+    }
+
+
+def document(apis: Iterable[tuple[ApiRecord, PromptVersion]], server_url: str, *, title: str = "Prompt APIs",
+             version: str = "1", description: str | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``apis`` (each with the prompt version it serves now)."""
+    found: dict[str, Any] = {}
+    for record, prompt in apis:
+        found.update(paths(record, prompt))
+    info: dict[str, Any] = {"title": title, "version": version}
+    if description:
+        info["description"] = description
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": info,
+        "servers": [{"url": server_url}],
+        "paths": found,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "A Switchboard API key"}},
+            "schemas": {"Error": ERROR_SCHEMA},
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+def one(record: ApiRecord, prompt: PromptVersion, server_url: str) -> dict[str, Any]:
+    """The document of one API."""
+    return document([(record, prompt)], server_url, title=f"{record.name} (prompt API)",
+                    version=str(prompt.version), description=record.description)

@@ -1,0 +1,243 @@
+"""``/admin/v1/apis``: publishing prompts as REST APIs (``POST /apis/{name}``) and moving them
+along their lifecycle (draft, published, deprecated, retired); docs/prompt-apis.md.
+
+An API belongs to a tenant and its owning team; the team's admins (and the tenant's) manage it,
+everyone in the tenant reads it. It follows a prompt version or a prompt label, optionally split
+between versions. Teams subscribe to an API that needs approval like to a gated model
+(``POST /admin/v1/subscriptions {"api": name}``): the subject kind ``api`` is registered here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from switchboard.apis.lifecycle import split_problem, transition_problem
+from switchboard.errors import Conflict, InvalidRequest, NotFound
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.scoping import Ident, TenantQuery
+from switchboard.http.admin.subscriptions import register_subject
+from switchboard.stores import Stores
+from switchboard.stores.protocols import ApiExists, ApiRecord, ApiStore
+
+router = APIRouter(prefix="/admin/v1/apis", tags=["apis"])
+
+# An API's name is a URL path segment: /apis/{name}.
+ApiName = Annotated[str, StringConstraints(min_length=1, max_length=128,
+                                           pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+PromptName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Description = Annotated[str, StringConstraints(max_length=4000)]
+Version = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class SplitArm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Version
+    percent: Annotated[int, Field(ge=0, le=100)]
+
+
+Split = Annotated[list[SplitArm], Field(min_length=2, max_length=10)]
+
+
+class ApiCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ApiName = Field(description="Served at POST /apis/{name}.")
+    prompt: PromptName = Field(description="The prompt (of the same tenant) the API renders.")
+    version: Version | None = Field(default=None, description="Pin this prompt version.")
+    label: Label | None = Field(default=None, description="Follow this prompt label (e.g. production).")
+    status: Literal["draft", "published"] = "published"
+    description: Description | None = None
+    team: Ident | None = Field(default=None, description="The owning team; default: the caller's.")
+    tenant: Ident | None = Field(default=None, description="Platform admin only; default: the caller's.")
+    require_approval: bool = Field(default=False, description="Other teams need an approved subscription.")
+    successor: ApiName | None = None
+    sunset_at: AwareDatetime | None = None
+    split: Split | None = Field(default=None,
+                                description="A/B split between prompt versions, sticky per key.")
+
+
+class ApiUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["draft", "published", "deprecated", "retired"] | None = None
+    version: Version | None = None
+    label: Label | None = None
+    description: Description | None = None
+    require_approval: bool | None = None
+    successor: ApiName | None = None
+    sunset_at: AwareDatetime | None = None
+    split: Split | None = Field(default=None, description="Set a split; an empty list removes it.")
+
+
+def public(record: ApiRecord) -> dict[str, Any]:
+    return {
+        "object": "api",
+        "name": record.name,
+        "tenant": record.tenant_id,
+        "team": record.team_id,
+        "prompt": record.prompt,
+        "version": record.version,
+        "label": record.label,
+        "status": record.status,
+        "description": record.description,
+        "require_approval": record.require_approval,
+        "successor": record.successor,
+        "sunset_at": record.sunset_at.isoformat() if record.sunset_at else None,
+        "split": [dict(arm) for arm in record.split] if record.split else None,
+        "url": f"/apis/{record.name}",
+        "openapi": f"/apis/{record.name}/openapi.json",
+        "created_by": record.created_by,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+def _stores(request: Request) -> Stores:
+    stores: Stores = request.app.state.services.stores()
+    return stores
+
+
+def _apis(request: Request) -> ApiStore:
+    store = _stores(request).apis
+    assert store is not None, "the SQL stores are open"
+    return store
+
+
+async def _check_prompt(request: Request, tenant: str, prompt: str, version: int | None,
+                        label: str | None, split: list[SplitArm] | None) -> None:
+    """400 unless the prompt (and the version or label named) exists in the tenant."""
+    store = _stores(request).prompts
+    if store is None:  # no registry in this deployment: nothing to check against
+        return
+    found = await store.get(tenant, prompt, version=version, label=label)
+    if found is None:
+        what = f"version {version} of " if version is not None else f"label '{label}' of " if label else ""
+        raise InvalidRequest(f"prompt: no {what}prompt '{prompt[:128]}'", param="prompt",
+                             code="prompt_not_found")
+    for arm in split or ():
+        if await store.get(tenant, prompt, version=arm.version) is None:
+            raise InvalidRequest(f"split: prompt '{prompt[:128]}' has no version {arm.version}",
+                                 param="split", code="prompt_not_found")
+
+
+def _check_split(split: list[SplitArm] | None) -> None:
+    if split:
+        problem = split_problem([arm.model_dump() for arm in split])
+        if problem:
+            raise InvalidRequest(problem, param="split", code="invalid_split")
+
+
+async def _visible(request: Request, access: Access, name: str, tenant: str | None) -> ApiRecord:
+    scope = access.tenant_for(tenant)
+    found = await _apis(request).get(scope, name)
+    if found is None or not access.sees(found.tenant_id, found.team_id):
+        raise NotFound(f"no API '{name[:128]}'", code="api_not_found")
+    return found
+
+
+@router.post("", summary="Publish a prompt version or label as POST /apis/{name}", status_code=201)
+async def create_api(
+    request: Request, body: ApiCreate, access: Annotated[Access, Depends(allow("api", "create"))],
+) -> JSONResponse:
+    tenant = access.tenant_for(body.tenant)
+    team = body.team or access.principal.team_id
+    if team is not None and not access.sees(tenant, team):
+        raise NotFound(f"no team '{team}'", code="team_not_found")
+    if body.version is not None and body.label is not None:
+        raise InvalidRequest("give version or label, not both", param="label", code="invalid_value")
+    _check_split(body.split)
+    await _check_prompt(request, tenant, body.prompt, body.version, body.label, body.split)
+    record = ApiRecord(
+        tenant_id=tenant, name=body.name, prompt=body.prompt, version=body.version, label=body.label,
+        status=body.status, description=body.description, team_id=team,
+        require_approval=body.require_approval, successor=body.successor, sunset_at=body.sunset_at,
+        split=[arm.model_dump() for arm in body.split] if body.split else None,
+        created_by=access.principal.id,
+    )
+    try:
+        stored = await _apis(request).create(record)
+    except ApiExists:
+        raise Conflict(f"an API named '{body.name}' exists; PATCH it, or pick another name",
+                       param="name", code="api_exists") from None
+    await audit.record(request, "api.create", "api", stored.name, after=public(stored), tenant=tenant)
+    return JSONResponse(public(stored), status_code=201)
+
+
+@router.get("", summary="The APIs of the caller's tenant, by name")
+async def list_apis(
+    request: Request,
+    access: Annotated[Access, Depends(allow("api", "read"))],
+    status: Annotated[Literal["draft", "published", "deprecated", "retired"] | None, Query()] = None,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    scope = access.tenant_for(tenant)
+    found = await _apis(request).list_apis(scope)
+    data = [public(r) for r in found if access.sees(r.tenant_id, r.team_id) and status in (None, r.status)]
+    return {"object": "list", "data": data, "has_more": False}
+
+
+@router.get("/{name}", summary="One API")
+async def get_api(
+    name: str, request: Request, access: Annotated[Access, Depends(allow("api", "read"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    return public(await _visible(request, access, name, tenant))
+
+
+@router.patch("/{name}", summary="Move an API along its lifecycle, re-point it, split it")
+async def update_api(
+    name: str, request: Request, body: ApiUpdate,
+    access: Annotated[Access, Depends(allow("api", "update"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    before = await _visible(request, access, name, tenant)
+    given = body.model_fields_set
+    changes: dict[str, Any] = {}
+    if body.status is not None and body.status != before.status:
+        problem = transition_problem(before.status, body.status)
+        if problem:
+            raise Conflict(problem, param="status", code="invalid_transition")
+        changes["status"] = body.status
+    if "version" in given or "label" in given:
+        if body.version is not None and body.label is not None:
+            raise InvalidRequest("give version or label, not both", param="label", code="invalid_value")
+        changes["version"], changes["label"] = body.version, body.label
+    for field in ("description", "successor", "sunset_at"):
+        if field in given:
+            changes[field] = getattr(body, field)
+    if body.require_approval is not None:
+        changes["require_approval"] = body.require_approval
+    if "split" in given:
+        _check_split(body.split)
+        changes["split"] = [arm.model_dump() for arm in body.split] if body.split else None
+    if before.status == "retired" and changes:
+        raise Conflict("a retired API cannot change", param="status", code="invalid_transition")
+    after = replace(before, **changes)
+    if "version" in changes or "split" in changes:
+        await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,
+                            body.split if "split" in changes else None)
+    stored = await _apis(request).update(after)
+    action = f"api.{changes['status']}" if "status" in changes else "api.update"
+    await audit.record(request, action, "api", stored.name, before=public(before), after=public(stored),
+                       tenant=stored.tenant_id)
+    return public(stored)
+
+
+async def _needs_approval(request: Request, tenant: str, name: str) -> bool | None:
+    """Subscriptions to APIs: whether the tenant's API ``name`` needs approval (None: no such
+    API, or a draft or retired one nobody can subscribe to)."""
+    found = await _apis(request).get(tenant, name)
+    if found is None or found.status in ("draft", "retired"):
+        return None
+    return found.require_approval
+
+
+register_subject("api", _needs_approval)

@@ -1,0 +1,360 @@
+"""``/admin/v1/prompts``: the prompt registry (docs/prompts.md).
+
+A prompt is a tenant's, owned by a team: chat messages as Jinja2 templates, a JSON schema of
+their variables, a bound model, default parameters and an optional output schema. Saving makes a
+new immutable version (``POST`` again with the same name); labels point at versions and moving
+one is a rollback. Templates are checked when saved (syntax with its line, variables used but
+not declared); ``render`` shows the exact messages a set of variables produces.
+
+Who may do what: the ``prompt`` rows of the permission table (``access/roles.py``): every
+member of a tenant reads its prompts, team admins write their team's, tenant admins all of the
+tenant's. A prompt of another tenant is 404. Every change is audited and published on the
+change feed (the request path's cache, ``prompts/cache.py``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.prompts import templates
+from switchboard.prompts.cache import publish_change
+from switchboard.stores.protocols import PromptStore, PromptVersion
+
+router = APIRouter(prefix="/admin/v1/prompts", tags=["prompts"])
+
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Label = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Role = Literal["system", "developer", "user", "assistant"]
+
+MAX_MESSAGES = 100
+# A schema (variables, output, a tool list, a response format) as JSON, at most this long.
+MAX_SCHEMA_BYTES = 64 * 1024
+# The default parameters a prompt may carry, as the chat request names them.
+PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
+          "presence_penalty", "frequency_penalty", "tools", "tool_choice", "response_format",
+          "parallel_tool_calls", "reasoning_effort")
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    content: str = Field(description="A Jinja2 template (docs/prompts.md).")
+
+
+class PromptCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="The prompt's name; the same name again makes a new version.")
+    model: ModelName = Field(description="The bound model or model group.")
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
+    variables: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON schema (Draft 2020-12) of the variables: an object schema.",
+    )
+    output_schema: dict[str, Any] | None = Field(default=None, description="JSON schema of the output.")
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    team: Ident | None = Field(default=None, description="The owning team; default: the caller's.")
+    tenant: Ident | None = Field(default=None, description="Platform admin only; default: the caller's.")
+    # Default parameters, applied to a call that does not set them.
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    stop: Annotated[str, StringConstraints(max_length=256)] | list[
+        Annotated[str, StringConstraints(max_length=256)]] | None = Field(default=None, max_length=16)
+    seed: int | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+
+
+class LabelSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[int, Field(ge=1)]
+
+
+class RenderBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variables: dict[str, Any] = Field(default_factory=dict)
+    version: Annotated[int, Field(ge=1)] | None = None
+    label: Label | None = None
+
+
+def _settings(request: Request) -> Any:
+    return request.app.state.services.settings.prompts
+
+
+def _store(request: Request) -> PromptStore:
+    store = request.app.state.services.stores().prompts
+    assert store is not None
+    return store
+
+
+def public(version: PromptVersion, labels: dict[str, int] | None = None) -> dict[str, Any]:
+    """The version record as the API shows it (``labels``: those pointing at this version)."""
+    out: dict[str, Any] = {
+        "object": "prompt",
+        "name": version.name,
+        "version": version.version,
+        "model": version.model,
+        "messages": [dict(m) for m in version.messages],
+        "variables": dict(version.variables),
+        "params": dict(version.params),
+        "output_schema": None if version.output_schema is None else dict(version.output_schema),
+        "description": version.description,
+        "tenant": version.tenant_id,
+        "team": version.team_id,
+        "created_by": version.created_by,
+        "created_at": version.created_at.isoformat(),
+    }
+    if labels is not None:
+        out["labels"] = sorted(label for label, number in labels.items() if number == version.version)
+    return out
+
+
+def _bounded_json(field: str, value: Any) -> None:
+    if value is not None and len(orjson.dumps(value)) > MAX_SCHEMA_BYTES:
+        raise InvalidRequest(f"{field}: larger than {MAX_SCHEMA_BYTES} bytes as JSON", param=field,
+                             code="invalid_value")
+
+
+def _check(request: Request, body: PromptCreate) -> None:
+    limit = _settings(request).max_template_chars
+    total = sum(len(m.content) for m in body.messages)
+    if total > limit:
+        raise InvalidRequest(f"messages: the templates hold {total} characters, more than the "
+                             f"{limit} allowed (prompts.max_template_chars)", param="messages",
+                             code="template_too_large")
+    for field in ("variables", "output_schema", "tools", "response_format", "tool_choice"):
+        _bounded_json(field, getattr(body, field))
+    problems = templates.compile_prompt([m.model_dump() for m in body.messages], body.variables)
+    if problems:
+        raise InvalidRequest("invalid prompt: " + "; ".join(problems), param="messages",
+                             code="invalid_template")
+    if body.output_schema is not None:
+        problem = templates.check_schema(body.output_schema)
+        if problem is not None:
+            raise InvalidRequest(f"output_schema: {problem}", param="output_schema", code="invalid_value")
+
+
+async def visible(request: Request, access: Access, name: str, tenant: str | None, *,
+                  version: int | None = None, label: str | None = None) -> PromptVersion:
+    """The version asked for, 404 when there is none or it is outside the caller's reach."""
+    scope = access.tenant_for(tenant)
+    found = await _store(request).get(scope, name, version=version, label=label)
+    if found is None or not access.sees(found.tenant_id, found.team_id):
+        what = f" version {version}" if version is not None else f" label '{label}'" if label else ""
+        raise NotFound(f"no prompt '{name}'{what}", code="prompt_not_found")
+    return found
+
+
+TenantQuery = Annotated[Ident | None, Query(description="Platform admin only: another tenant.")]
+NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
+
+
+@router.post("", status_code=201, summary="Save a prompt: version 1, or the next version of its name")
+async def create_prompt(
+    body: PromptCreate,
+    request: Request,
+    access: Annotated[Access, Depends(allow("prompt", "create"))],
+) -> JSONResponse:
+    _check(request, body)
+    store = _store(request)
+    tenant = access.tenant_for(body.tenant)
+    latest = await store.get(tenant, body.name)
+    if latest is not None and not access.sees(latest.tenant_id, latest.team_id):
+        raise PermissionDenied(f"the prompt '{body.name}' belongs to team '{latest.team_id}'",
+                               code="permission_denied")
+    team = body.team or (latest.team_id if latest is not None else None) or access.principal.team_id
+    if not access.sees(tenant, team):
+        raise NotFound(f"no team '{team}'", code="team_not_found")
+    params = {k: v for k in PARAMS if (v := getattr(body, k)) is not None}
+    draft = PromptVersion(
+        tenant_id=tenant, name=body.name, version=0,
+        messages=[m.model_dump() for m in body.messages], variables=body.variables,
+        model=body.model, params=params, output_schema=body.output_schema,
+        description=body.description, team_id=team, created_by=access.principal.id,
+    )
+    stored = await store.create_version(draft)
+    await publish_change(request.app.state.services.stores().feed, tenant, body.name)
+    shown = public(stored, {})
+    await audit.record(request, "prompt.create", "prompt", f"{stored.name}@{stored.version}",
+                       after=shown, tenant=tenant)
+    return JSONResponse(shown, status_code=201)
+
+
+@router.get("", summary="The tenant's prompts: the latest version of each, with its labels")
+async def list_prompts(
+    request: Request,
+    access: Annotated[Access, Depends(allow("prompt", "read"))],
+    team: Annotated[Ident | None, Query()] = None,
+    tenant: TenantQuery = None,
+    after: Annotated[str | None, Query(max_length=64, description="Last name of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    scope = access.tenant_for(tenant)
+    store = _store(request)
+    found = await store.list_prompts(scope, team_id=team, after=after, limit=limit + 1)
+    page = [p for p in found[:limit] if access.sees(p.tenant_id, p.team_id)]
+    labels = await store.all_labels(scope, [p.name for p in page])
+    data = []
+    for p in page:
+        item = public(p)
+        item["labels"] = labels.get(p.name, {})
+        data.append(item)
+    return {"object": "list", "data": data, "has_more": len(found) > limit,
+            "last_name": found[:limit][-1].name if found[:limit] else None}
+
+
+@router.get("/{name}", summary="A prompt version: the latest, or ?version=N, or ?label=L")
+async def get_prompt(
+    name: NamePath,
+    request: Request,
+    access: Annotated[Access, Depends(allow("prompt", "read"))],
+    version: Annotated[int | None, Query(ge=1)] = None,
+    label: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    if version is not None and label is not None:
+        raise InvalidRequest("give version or label, not both", param="label", code="invalid_value")
+    found = await visible(request, access, name, tenant, version=version, label=label)
+    return public(found, await _store(request).labels(found.tenant_id, name))
+
+
+@router.get("/{name}/versions", summary="Every version of a prompt, oldest first, and its labels")
+async def list_versions(
+    name: NamePath,
+    request: Request,
+    access: Annotated[Access, Depends(allow("prompt", "read"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    latest = await visible(request, access, name, tenant)
+    store = _store(request)
+    labels = await store.labels(latest.tenant_id, name)
+    versions = await store.versions(latest.tenant_id, name)
+    return {"object": "list", "name": name, "labels": labels,
+            "data": [public(v, labels) for v in versions]}
+
+
+def _lines(version: PromptVersion) -> list[str]:
+    """The parts a diff compares, as stable text."""
+    def dump(value: Any) -> str:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+
+    out = [f"model: {version.model}"]
+    for index, message in enumerate(version.messages):
+        out.append(f"messages[{index}].role: {message.get('role')}")
+        out += [f"messages[{index}].content: {line}" for line in str(message.get("content")).split("\n")]
+    out += [f"params: {line}" for line in dump(dict(version.params)).split("\n")]
+    out += [f"variables: {line}" for line in dump(dict(version.variables)).split("\n")]
+    output = None if version.output_schema is None else dict(version.output_schema)
+    out += [f"output_schema: {line}" for line in dump(output).split("\n")]
+    out.append(f"description: {version.description or ''}")
+    return out
+
+
+def _changes(a: PromptVersion, b: PromptVersion) -> list[dict[str, Any]]:
+    """Which fields differ, with their values in each version."""
+    changes: list[dict[str, Any]] = []
+
+    def compare(path: str, before: Any, after: Any) -> None:
+        if before != after:
+            changes.append({"field": path, "from": before, "to": after})
+
+    compare("model", a.model, b.model)
+    for index in range(max(len(a.messages), len(b.messages))):
+        before = dict(a.messages[index]) if index < len(a.messages) else None
+        after = dict(b.messages[index]) if index < len(b.messages) else None
+        compare(f"messages[{index}]", before, after)
+    for key in sorted(set(a.params) | set(b.params)):
+        compare(f"params.{key}", a.params.get(key), b.params.get(key))
+    compare("variables", dict(a.variables), dict(b.variables))
+    compare("output_schema", a.output_schema and dict(a.output_schema),
+            b.output_schema and dict(b.output_schema))
+    compare("description", a.description, b.description)
+    return changes
+
+
+@router.get("/{name}/diff", summary="What changed between two versions (unified diff and fields)")
+async def diff_versions(
+    name: NamePath,
+    request: Request,
+    access: Annotated[Access, Depends(allow("prompt", "read"))],
+    from_: Annotated[int, Query(alias="from", ge=1)],
+    to: Annotated[int, Query(ge=1)],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    a = await visible(request, access, name, tenant, version=from_)
+    b = await visible(request, access, name, tenant, version=to)
+    text = "\n".join(difflib.unified_diff(_lines(a), _lines(b), f"{name}@{from_}", f"{name}@{to}",
+                                          lineterm=""))
+    return {"object": "prompt.diff", "name": name, "from": from_, "to": to, "diff": text,
+            "changes": _changes(a, b)}
+
+
+@router.put("/{name}/labels/{label}", summary="Point a label at a version (moving it back: rollback)")
+async def set_label(
+    name: NamePath,
+    label: Annotated[str, Path(pattern=NAME_PATTERN)],
+    body: LabelSet,
+    request: Request,
+    access: Annotated[Access, Depends(allow("prompt", "update"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    target = await visible(request, access, name, tenant, version=body.version)
+    store = _store(request)
+    before = await store.labels(target.tenant_id, name)
+    await store.set_label(target.tenant_id, name, label, body.version)
+    await publish_change(request.app.state.services.stores().feed, target.tenant_id, name)
+    after = await store.labels(target.tenant_id, name)
+    await audit.record(request, "prompt.label", "prompt", f"{name}:{label}",
+                       before={"label": label, "version": before.get(label)},
+                       after={"label": label, "version": body.version}, tenant=target.tenant_id)
+    return {"object": "prompt.labels", "name": name, "label": label, "version": body.version,
+            "previous": before.get(label), "labels": after}
+
+
+@router.post("/{name}/render", summary="The exact messages a set of variables produces")
+async def render_prompt(
+    name: NamePath,
+    body: RenderBody,
+    request: Request,
+    access: Annotated[Access, Depends(allow("prompt", "read"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    if body.version is not None and body.label is not None:
+        raise InvalidRequest("give version or label, not both", param="label", code="invalid_value")
+    found = await visible(request, access, name, tenant, version=body.version, label=body.label)
+    invalid = templates.validate_variables(found.variables, body.variables)
+    if invalid:
+        raise invalid_variables(invalid)
+    messages = templates.render(found, body.variables)
+    return {"object": "prompt.render", "name": name, "version": found.version, "model": found.model,
+            "messages": messages, "params": dict(found.params)}
+
+
+def invalid_variables(invalid: list[tuple[str, str]]) -> InvalidRequest:
+    """400 naming each invalid variable (``param``: the first)."""
+    named = "; ".join(f"{path or '(variables)'}: {message}" for path, message in invalid)
+    first = invalid[0][0]
+    return InvalidRequest(f"invalid variables: {named}", param=f"variables.{first}" if first else "variables",
+                          code="invalid_variables")

@@ -1,0 +1,227 @@
+"""The stages of a prompt API call (``POST /apis/{name}``), placed in the chat chain.
+
+- :class:`ApiStage` takes the place of decoding: it resolves the API in the caller's tenant
+  (another tenant's is 404), applies its lifecycle (a draft is 404, a retired one 410 naming its
+  successor, a deprecated one is served with ``Deprecation``/``Sunset``/``Link`` headers),
+  requires the team's approved subscription when the API needs approval, picks the prompt
+  version (pinned by ``/v{N}``, else the A/B split's arm for this key, else the API's version or
+  label), checks the variables against the prompt's schema (400 naming each invalid field) and
+  renders the canonical chat request. The rest of the chat chain (routing, limits, budgets,
+  usage ledger, request log, attempts) runs as for any chat call.
+- :class:`OutputStage` (just outside the attempts) checks the output against the prompt's output
+  schema and asks the model to repair an invalid answer ``apis.repair_attempts`` times, the
+  usage of every try summed into the call's; then 502 ``invalid_model_output``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator
+
+from switchboard.access.subscriptions import SubscriptionCache
+from switchboard.apis.lifecycle import deprecation_headers, split_version
+from switchboard.apis.output import output_errors, repair_messages
+from switchboard.config.prompts import ApisConfig
+from switchboard.context import Reply, RequestContext, Result
+from switchboard.errors import Gone, InvalidModelOutput, InvalidRequest, NotFound
+from switchboard.http import validate
+from switchboard.http.apis.call import ApiCall, ApiCalls, reply_text
+from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.subscription import require_approved
+from switchboard.stores import Stores
+from switchboard.stores.protocols import PromptVersion
+
+DEFAULT_TENANT = "default"
+PREFIX = "/apis/"
+# /apis/{name} and /apis/{name}/v{N}
+_CALL_PATH = re.compile(r"^/apis/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:/v([1-9][0-9]{0,5}))?$")
+MAX_FIELD_ERRORS = 20
+
+
+def call_path(path: str) -> tuple[str, int | None] | None:
+    """(API name, pinned version or None) of a call path; None when it is not one."""
+    match = _CALL_PATH.match(path)
+    if match is None:
+        return None
+    return match.group(1), int(match.group(2)) if match.group(2) else None
+
+
+def wants_stream(ctx: RequestContext) -> bool:
+    """``?stream=true`` or ``Accept: text/event-stream`` (the body stays the variables)."""
+    if "text/event-stream" in ctx.headers.get("accept", ""):
+        return True
+    return any(part.lower() in ("stream=true", "stream=1") for part in ctx.query.split("&"))
+
+
+def variable_errors(schema: Mapping[str, Any], variables: Any) -> list[tuple[str, str]]:
+    """(field, what is wrong) for every invalid field of ``variables`` (a missing required field
+    is named itself); empty when they satisfy ``schema``."""
+    found: list[tuple[str, str]] = []
+    for error in Draft202012Validator(schema).iter_errors(variables):
+        path = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            for name in error.validator_value:
+                if name not in error.instance:
+                    field = f"{path}.{name}" if path else str(name)
+                    found.append((field, "is required"))
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set((error.schema or {}).get("properties") or ())
+            for name in error.instance:
+                if name not in allowed:
+                    found.append((f"{path}.{name}" if path else str(name), "is not a variable of this API"))
+        else:
+            found.append((path or "(body)", error.message[:300]))
+    found.sort()
+    return found[:MAX_FIELD_ERRORS]
+
+
+def _render(prompt: PromptVersion, variables: dict[str, Any]) -> list[dict[str, Any]]:
+    from switchboard.prompts.templates import render  # the prompt registry's sandboxed renderer
+
+    return [dict(m) for m in render(prompt, variables)]
+
+
+def canonical_request(prompt: PromptVersion, messages: list[dict[str, Any]], stream: bool) -> dict[str, Any]:
+    """The chat request of a rendered prompt: its default parameters, its model, and structured
+    output (``response_format: json_schema``, translated by each adapter) when it has an output
+    schema."""
+    request: dict[str, Any] = {k: v for k, v in prompt.params.items()
+                               if k not in ("model", "messages", "stream", "stream_options")}
+    request["model"] = prompt.model
+    request["messages"] = messages
+    if prompt.output_schema is not None:
+        request["response_format"] = {"type": "json_schema",
+                                      "json_schema": {"name": "output", "schema": dict(prompt.output_schema)}}
+    if stream:
+        request["stream"] = True
+    return validate.chat_request(request)
+
+
+class ApiStage:
+    name = "api"
+
+    def __init__(self, calls: ApiCalls, stores: Callable[[], Stores | None],
+                 subscriptions: Callable[[], SubscriptionCache | None]) -> None:
+        self._calls = calls
+        self._stores = stores
+        self._subscriptions = subscriptions
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        parsed = call_path(ctx.path)
+        if parsed is None:
+            raise NotFound(f"no API at {ctx.path[:200]}", code="api_not_found")
+        name, pinned = parsed
+        stores = self._stores()
+        assert stores is not None and stores.apis is not None, "the gateway has started"
+        principal = ctx.principal
+        tenant = (principal.tenant_id if principal else None) or DEFAULT_TENANT
+        record = await stores.apis.get(tenant, name)
+        if record is None or record.status == "draft":
+            raise NotFound(f"no API '{name}'", code="api_not_found")
+        successor_url = f"/apis/{record.successor}" if record.successor else None
+        if record.status == "retired":
+            then = f"; use '{record.successor}' ({successor_url})" if record.successor else ""
+            link = {"link": f'<{successor_url}>; rel="successor-version"'} if successor_url else None
+            raise Gone(f"the API '{name}' is retired{then}", code="api_retired", headers=link)
+        if record.status == "deprecated":
+            ctx.response_headers.update(deprecation_headers(
+                deprecated_at=record.updated_at, sunset_at=record.sunset_at, successor_url=successor_url))
+        if record.require_approval and (principal is None or principal.team_id != record.team_id):
+            cache = self._subscriptions()
+            assert cache is not None, "the gateway has started"
+            await require_approved(cache, principal, f"api:{name}", f"the API '{name}'")
+        prompts = stores.prompts
+        if prompts is None:
+            raise NotFound(f"no API '{name}'", code="api_not_found")
+        if pinned is not None:
+            prompt = await prompts.get(tenant, record.prompt, version=pinned)
+        elif record.split:
+            key = (principal.key_id or principal.id) if principal else ""
+            prompt = await prompts.get(tenant, record.prompt, version=split_version(record.split, key, name))
+        else:
+            prompt = await prompts.get(tenant, record.prompt, version=record.version, label=record.label)
+        if prompt is None:
+            shown = f"version {pinned}" if pinned is not None else "the version it serves"
+            raise NotFound(f"the API '{name}' has no {shown}", code="version_not_found")
+        variables = _variables(ctx.body)
+        invalid = variable_errors(prompt.variables, variables)
+        if invalid:
+            listed = "; ".join(f"{field}: {why}" for field, why in invalid)
+            raise InvalidRequest(f"invalid variables: {listed}", param=invalid[0][0],
+                                 code="invalid_variables")
+        stream = wants_stream(ctx)
+        ctx.request = canonical_request(prompt, _render(prompt, variables), stream)
+        ctx.stream = stream
+        ctx.usage_metadata = {"api": name, "api_version": prompt.version}
+        ctx.response_headers["x-switchboard-api-version"] = str(prompt.version)
+        self._calls.begin(ctx, ApiCall(record, prompt, prompt.version))
+        return await call_next(ctx)
+
+
+def _variables(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc).split(":", 1)[0]
+        raise InvalidRequest(f"the request body is not valid JSON: {reason}", code="invalid_json") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("the request body must be a JSON object: the API's variables",
+                             code="invalid_variables")
+    return value
+
+
+_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _summed(before: dict[str, Any] | None, now: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not before:
+        return now
+    if not now:
+        return before
+    return {**now, **{k: int(before.get(k) or 0) + int(now.get(k) or 0) for k in _COUNTS}}
+
+
+class OutputStage:
+    name = "api_output"
+
+    def __init__(self, calls: ApiCalls, config: ApisConfig) -> None:
+        self._calls = calls
+        self._config = config
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        call = self._calls.get(ctx)
+        schema = call.schema if call is not None else None
+        if call is None or schema is None or ctx.stream:
+            return await call_next(ctx)
+        result = await call_next(ctx)
+        repairs = self._config.repair_attempts
+        used: dict[str, Any] | None = None
+        while True:
+            if not isinstance(result, Reply):
+                return result
+            text = reply_text(result.body)
+            value, errors = output_errors(text, schema)
+            if not errors:
+                call.output, call.checked = value, True
+                if used:
+                    result.body["usage"] = ctx.usage
+                return result
+            if repairs <= 0:
+                raise InvalidModelOutput(
+                    "the model's output does not satisfy the API's output schema"
+                    f"{' after repair' if used else ''}: {'; '.join(errors)}")
+            repairs -= 1
+            used = _summed(used, ctx.usage)
+            messages = [*ctx.request["messages"], *repair_messages(text, errors, schema)]
+            ctx.request = {**ctx.request, "messages": messages}
+            ctx.usage = None  # this try's own usage, summed below
+            try:
+                result = await call_next(ctx)
+            finally:
+                ctx.usage = _summed(used, ctx.usage)

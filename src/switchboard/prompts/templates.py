@@ -1,0 +1,385 @@
+"""Prompt templates: checked when saved, rendered in a sandbox with bounds (docs/prompts.md).
+
+A prompt's messages are Jinja2 templates written by tenant users, so they are untrusted code:
+
+- They run in Jinja2's ``ImmutableSandboxedEnvironment``: no attribute starting with ``_``
+  (``{{ ''.__class__ }}`` is refused), no method that mutates a value, no access to Python
+  internals. Undefined variables are errors (``StrictUndefined``), never silently empty.
+- Every loop draws from one iteration budget per render (``max_loop_iterations``), so nested
+  loops cannot spin; ``range`` is that budget's too.
+- Values cannot grow past the output bound: repetition (``*``), ``**``, ``+``, ``%`` and ``~``
+  are checked before they compute, calls and filters whose integer arguments or estimated
+  results exceed it are refused, and the output is counted as it is generated and stopped at
+  ``max_rendered_chars`` (the whole rendered prompt).
+
+:func:`compile_prompt` lists a prompt's problems at save time (syntax errors with their line,
+variables used but not declared in the variables schema, an invalid schema);
+:func:`render` produces the chat messages; :func:`validate_variables` checks values against the
+schema (JSON Schema, Draft 2020-12).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2.compiler import CodeGenerator
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from switchboard.errors import InvalidRequest
+from switchboard.stores.protocols import PromptVersion
+
+ROLES = ("system", "developer", "user", "assistant")
+# Defaults; the gateway's ``prompts:`` settings replace them (configure()).
+MAX_RENDERED_CHARS = 1_000_000
+MAX_LOOP_ITERATIONS = 100_000
+# The most problems or invalid variables reported at once.
+MAX_PROBLEMS = 20
+
+
+class RenderError(InvalidRequest):
+    """A template failed while rendering (a bound reached, a value of the wrong type, a variable
+    missing): 400 ``prompt_render_failed``."""
+
+    code = "prompt_render_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    max_rendered_chars: int = MAX_RENDERED_CHARS
+    max_loop_iterations: int = MAX_LOOP_ITERATIONS
+
+
+_bounds = Bounds()
+
+
+def configure(max_rendered_chars: int, max_loop_iterations: int) -> None:
+    """Apply the ``prompts:`` settings (called once at start-up)."""
+    global _bounds
+    _bounds = Bounds(max_rendered_chars, max_loop_iterations)
+
+
+class _TooLarge(SecurityError):
+    pass
+
+
+class _Budget:
+    __slots__ = ("chars", "iterations")
+
+    def __init__(self, bounds: Bounds) -> None:
+        self.iterations = bounds.max_loop_iterations
+        self.chars = bounds.max_rendered_chars
+
+
+_current: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("prompt_budget", default=None)
+
+
+def _limit() -> int:
+    budget = _current.get()
+    return budget.chars if budget is not None else _bounds.max_rendered_chars
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes | list | tuple | dict | set | frozenset) else 0
+
+
+def _check_size(size: int) -> None:
+    if size > _limit():
+        raise _TooLarge(f"a value of {size} characters or items exceeds what is left of the output "
+                        f"bound ({_bounds.max_rendered_chars} characters)")
+
+
+def _bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
+    """Every ``for`` loop iterates through this: one iteration budget per render."""
+    budget = _current.get()
+    for item in iterable:
+        if budget is not None:
+            budget.iterations -= 1
+            if budget.iterations < 0:
+                raise _TooLarge(f"loops ran more than {_bounds.max_loop_iterations} iterations")
+        yield item
+
+
+def _range(*args: int) -> Iterator[int]:
+    rng = range(*args)
+    if len(rng) > _bounds.max_loop_iterations:
+        raise _TooLarge(f"range of {len(rng)} exceeds the bound of {_bounds.max_loop_iterations}")
+    return _bounded_iter(rng)
+
+
+_PERCENT_SPEC = re.compile(r"%[#0\- +]*(\d*)(?:\.(\d*))?")
+_BRACE_SPEC = re.compile(r"\{[^{}:]*:([^{}]*)\}")
+_DIGITS = re.compile(r"\d+")
+
+
+def _check_format(spec: Any, style: str) -> None:
+    """A format string (``%`` or ``str.format``) with a width or precision beyond the bound."""
+    if not isinstance(spec, str):
+        return
+    if style == "%":
+        numbers = [n for m in _PERCENT_SPEC.finditer(spec) for n in m.groups() if n]
+    else:
+        numbers = [n for m in _BRACE_SPEC.finditer(spec) for n in _DIGITS.findall(m.group(1))]
+    for digits in numbers:
+        if len(digits) > 9 or int(digits) > _limit():
+            raise _TooLarge(f"a width of {digits[:12]} exceeds the bound of {_limit()}")
+
+
+def _check_args(name: str, target: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """Refuse a call or filter before it allocates more than the bound."""
+    for arg in (*args, *kwargs.values()):
+        if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > _limit():
+            raise _TooLarge(f"{name}: argument {arg} exceeds the bound of {_limit()}")
+    size = _size(target)
+    if name in ("replace",) and len(args) >= 2:
+        _check_size(size + (size + 1) * _size(args[1]))
+    elif name in ("indent",):
+        width = args[0] if args else kwargs.get("width", 4)
+        lines = target.count("\n") + 1 if isinstance(target, str) else 1
+        _check_size(size + lines * (_size(width) if isinstance(width, str) else int(width or 0)))
+    elif name in ("join",) and args and isinstance(args[0], Sequence):
+        # sep.join(items) / items|join(sep)
+        sep, items = (target, args[0]) if isinstance(target, str) else (args[0], target)
+        if isinstance(items, Sequence) and not isinstance(items, str):
+            _check_size(_size(sep) * len(items) + sum(_size(i) for i in items))
+    elif name in ("format", "format_map"):
+        _check_format(target, "%")
+        _check_format(target, "{}")
+
+
+_MAX_POWER_BITS = 4096
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset(["*", "**", "+", "%"])
+
+    def __init__(self) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        self.code_generator_class = _Generator
+        # No lipsum (it generates text of any size); range is the bounded one.
+        self.globals = {"range": _range, "dict": dict, "namespace": self.globals["namespace"]}
+        self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
+        self.filters["_sb_iter"] = _bounded_iter
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, "_sb_iter", [], [], None, None, lineno=loop.lineno)
+        return tree
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            if isinstance(left, int) and not isinstance(left, bool):
+                left, right = right, left
+            if isinstance(right, int) and _size(left):
+                _check_size(_size(left) * max(right, 0))
+        elif operator == "**":
+            if (isinstance(left, int) and isinstance(right, int) and right > 0
+                    and max(abs(left), 2).bit_length() * right > _MAX_POWER_BITS):
+                raise _TooLarge(f"{left} ** {right} is too large")
+        elif operator == "+":
+            _check_size(_size(left) + _size(right))
+        elif operator == "%":
+            _check_format(left, "%")
+        result = super().call_binop(context, operator, left, right)
+        _check_size(_size(result))
+        return result
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        name = getattr(__obj, "__name__", "")
+        # The sandbox wraps str.format in a function of its own (``__wrapped__``).
+        target = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        _check_args(name, target, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        _check_size(_size(result))
+        return result
+
+    def concat(self, parts: Iterable[Any]) -> str:
+        """The ``~`` operator, bounded."""
+        out: list[str] = []
+        total = 0
+        for part in parts:
+            text = str(part)
+            total += len(text)
+            _check_size(total)
+            out.append(text)
+        return "".join(out)
+
+
+def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        # Context- and environment-passing filters take those first; the value follows.
+        rest = [a for a in args if not isinstance(a, ImmutableSandboxedEnvironment)
+                and type(a).__name__ not in ("Context", "EvalContext")]
+        if rest:
+            _check_args(name, rest[0], rest[1:], kwargs)
+        result = function(*args, **kwargs)
+        _check_size(_size(result))
+        return result
+
+    for marker in ("jinja_pass_arg",):
+        if hasattr(function, marker):
+            setattr(bounded, marker, getattr(function, marker))
+    bounded.__name__ = name
+    return bounded
+
+
+class _Generator(CodeGenerator):
+    def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:
+        self.write("environment.concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+_env = _Sandbox()
+
+
+# -- save time ----------------------------------------------------------------------------------
+
+
+def _message_text(message: Mapping[str, Any]) -> str | None:
+    content = message.get("content")
+    return content if isinstance(content, str) else None
+
+
+def check_schema(schema: Mapping[str, Any]) -> str | None:
+    """Why ``schema`` is not a valid JSON schema (Draft 2020-12); None when it is."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(dict(schema))
+    except jsonschema.SchemaError as exc:
+        return f"not a valid JSON schema: {exc.message[:300]}"
+    return None
+
+
+def compile_prompt(messages: Sequence[Mapping[str, Any]], variables_schema: Mapping[str, Any]) -> list[str]:
+    """The problems of a prompt, each naming where (``messages[i]`` and the line, or
+    ``variables``); empty when it can be saved."""
+    problems: list[str] = []
+    declared: set[str] = set()
+    invalid = check_schema(variables_schema)
+    if invalid is not None:
+        problems.append(f"variables: {invalid}")
+    else:
+        kind = variables_schema.get("type")
+        if kind is not None and kind != "object":
+            problems.append("variables: the schema must describe an object (\"type\": \"object\")")
+        properties = variables_schema.get("properties")
+        if isinstance(properties, Mapping):
+            declared = set(properties)
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, Mapping):
+            problems.append(f"{where}: must be an object with role and content")
+            continue
+        if message.get("role") not in ROLES:
+            problems.append(f"{where}.role: must be one of {', '.join(ROLES)}")
+        text = _message_text(message)
+        if text is None:
+            problems.append(f"{where}.content: must be a string (a template)")
+            continue
+        try:
+            tree = _env.parse(text)
+        except TemplateSyntaxError as exc:
+            problems.append(f"{where} line {exc.lineno}: {exc.message}")
+            continue
+        try:
+            _env.compile(tree)
+        except TemplateError as exc:  # pragma: no cover - parse catches what compile would
+            problems.append(f"{where}: {exc}")
+            continue
+        used = meta.find_undeclared_variables(tree) - set(_env.globals)
+        for variable in sorted(used - declared):
+            problems.append(
+                f"{where} line {_line_of(tree, variable)}: variable '{variable}' is not declared "
+                "in the variables schema's properties"
+            )
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    return problems[:MAX_PROBLEMS]
+
+
+def _line_of(tree: nodes.Template, variable: str) -> int:
+    for name in tree.find_all(nodes.Name):
+        if name.name == variable and name.ctx == "load":
+            return int(name.lineno)
+    return 1
+
+
+# -- request time -------------------------------------------------------------------------------
+
+
+_templates: dict[str, Any] = {}
+_MAX_TEMPLATES = 4096
+
+
+def _template(text: str) -> Any:
+    """Compiled templates by text (compiling is the slow part; versions are immutable)."""
+    template = _templates.get(text)
+    if template is None:
+        if len(_templates) >= _MAX_TEMPLATES:
+            _templates.pop(next(iter(_templates)))
+        template = _templates[text] = _env.from_string(text)
+    return template
+
+
+def render(version: PromptVersion, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The chat messages ``version`` makes of ``variables``; :class:`RenderError` (400) when a
+    template fails or a bound is reached."""
+    budget = _Budget(_bounds)
+    token = _current.set(budget)
+    out: list[dict[str, Any]] = []
+    try:
+        for index, message in enumerate(version.messages):
+            text = _message_text(message)
+            if text is None:
+                raise RenderError(f"prompt '{version.name}' version {version.version}: "
+                                  f"messages[{index}] has no template", param="prompt")
+            parts: list[str] = []
+            try:
+                for chunk in _template(text).generate(dict(variables)):
+                    budget.chars -= len(chunk)
+                    if budget.chars < 0:
+                        raise _TooLarge(
+                            f"the rendered prompt exceeds {_bounds.max_rendered_chars} characters"
+                        )
+                    parts.append(chunk)
+            except SecurityError as exc:
+                raise RenderError(f"messages[{index}]: refused: {exc}", param="prompt") from None
+            except TemplateError as exc:
+                raise RenderError(f"messages[{index}]: {exc.message or exc}", param="prompt") from None
+            except (TypeError, ValueError, ArithmeticError, LookupError, RecursionError) as exc:
+                raise RenderError(f"messages[{index}]: {type(exc).__name__}: {str(exc)[:300]}",
+                                  param="prompt") from None
+            rendered = {k: v for k, v in message.items() if k != "content"}
+            rendered["content"] = "".join(parts)
+            out.append(rendered)
+    finally:
+        _current.reset(token)
+    return out
+
+
+def validate_variables(schema: Mapping[str, Any], variables: Any) -> list[tuple[str, str]]:
+    """(field path, message) for each way ``variables`` fails ``schema`` (JSON Schema, Draft
+    2020-12); empty when valid. A path is dotted (``items.0.name``); ``""`` is the whole."""
+    validator = jsonschema.Draft202012Validator(
+        dict(schema), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    found: list[tuple[str, str]] = []
+    for error in sorted(validator.iter_errors(variables), key=lambda e: [str(p) for p in e.absolute_path]):
+        path = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, Mapping):
+            for name in error.validator_value:
+                if name not in error.instance:
+                    found.append((f"{path}.{name}" if path else str(name), "required"))
+        else:
+            found.append((path, error.message[:300]))
+        if len(found) >= MAX_PROBLEMS:
+            break
+    return found[:MAX_PROBLEMS]
