@@ -12,10 +12,12 @@ from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier
 from switchboard.access.subscriptions import SubscriptionCache
+from switchboard.apis.sessions import SessionBook
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
+from switchboard.http.apis.sessions import SessionStage
 from switchboard.http.files import FileService, budget_gated
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
@@ -142,6 +144,8 @@ class Gateway:
                                    lambda: self.stores.responses if self.stores is not None else None)
         # Prompt API calls under way (http/apis/).
         self.api_calls = ApiCalls()
+        # Sessions of multi-turn prompt APIs (apis/sessions.py): their turns and their purge.
+        self.api_sessions = SessionBook(lambda: self.stores.api_sessions if self.stores is not None else None)
         self.ready = False
 
     def responses_chain(self, terminal: Handler) -> Handler:
@@ -159,6 +163,7 @@ class Gateway:
         stages = [s for s in self.stages("chat") if not isinstance(s, ModelAccessStage)]
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage))
         stages[at] = ApiStage(self.api_calls, lambda: self.stores, lambda: self.subscriptions)
+        stages.insert(at + 1, SessionStage(self.api_calls, self.api_sessions, self.router))
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, AttemptStage))
         stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
         return build_chain(stages, terminal)
@@ -307,6 +312,7 @@ class Gateway:
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys)
         self.responses.start()  # the purge of expired stored responses
+        self.api_sessions.start()  # the purge of expired API sessions
         await encodings
         self.ready = True
 
@@ -357,6 +363,7 @@ class Gateway:
             await self.limit_cache.close()
             self.limit_cache = None
         await self.responses.close()
+        await self.api_sessions.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

@@ -48,7 +48,7 @@ Count = Callable[[Sequence[Message]], int]
 # Bounds of an API's ``sessions`` settings, and their defaults.
 MAX_TURNS = 1000
 DEFAULT_TURNS = 50
-MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 90 * 86_400, 86_400
+MIN_TTL, MAX_TTL, DEFAULT_TTL = 1, 90 * 86_400, 86_400
 MIN_BYTES, MAX_BYTES, DEFAULT_BYTES = 1024, 16 * 1024 * 1024, 1024 * 1024
 # How often expired sessions are deleted, on every instance; and how many saves a turn tries
 # when other requests of the same session save at the same time.

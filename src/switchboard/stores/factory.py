@@ -53,8 +53,8 @@ from switchboard.stores.protocols import (
     UsageLedger,
 )
 from switchboard.stores.sql.analytics import SqlAnalyticsStore
-from switchboard.stores.sql.apis import SqlApiStore
 from switchboard.stores.sql.api_sessions import SqlSessionStore
+from switchboard.stores.sql.apis import SqlApiStore
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.budgets import SqlBudgetStore
 from switchboard.stores.sql.engine import create_engine, describe, shown

@@ -96,8 +96,8 @@ def test_no_session_header_is_no_session() -> None:
 def test_policy_settings() -> None:
     assert SessionPolicy.parse(None) is None
     assert SessionPolicy.parse({}) == SessionPolicy()
-    assert SessionPolicy.parse({"max_turns": 5, "ttl_seconds": 60}) == SessionPolicy(5, 60)
-    for bad, field in [({"max_turns": 0}, "max_turns"), ({"ttl_seconds": 10}, "ttl_seconds"),
+    assert SessionPolicy.parse({"max_turns": 5, "ttl_seconds": 1}) == SessionPolicy(5, 1)
+    for bad, field in [({"max_turns": 0}, "max_turns"), ({"ttl_seconds": 0}, "ttl_seconds"),
                        ({"max_bytes": True}, "max_bytes"), ({"max_turns": "5"}, "max_turns"),
                        ({"nope": 1}, "nope")]:
         with pytest.raises(ValueError, match=f"sessions.{field}"):
