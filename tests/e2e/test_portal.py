@@ -190,3 +190,95 @@ def test_one_openapi_document_for_the_whole_catalog(deployment: Deployment) -> N
     chat = doc["paths"]["/v1/chat/completions"]["post"]
     models = chat["requestBody"]["content"]["application/json"]["schema"]["properties"]["model"]["enum"]
     assert {"gpt-4o-mini", GATED} <= set(models)
+
+
+# -- published prompt APIs ---------------------------------------------------------------------
+
+
+def prompt(deployment: Deployment, tenant: str, team: str, name: str) -> None:
+    body = {"name": name, "tenant": tenant, "team": team, "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "Classify: {{ text }}"}],
+            "variables": {"type": "object", "properties": {"text": {"type": "string"}},
+                          "required": ["text"]}}
+    deployment.ok("POST", "/admin/v1/prompts", json=body, status=201)
+    deployment.ok("POST", "/admin/v1/prompts", json={**body, "temperature": 0.2}, status=201)
+
+
+def publish(deployment: Deployment, tenant: str, team: str, name: str, prompt_name: str,
+            **extra: Any) -> dict[str, Any]:
+    body = {"name": name, "prompt": prompt_name, "tenant": tenant, "team": team, **extra}
+    return deployment.ok("POST", "/admin/v1/apis", json=body, status=201)
+
+
+def test_published_apis_per_tenant_and_team(deployment: Deployment) -> None:
+    tenant, elsewhere = deployment.tenant(), deployment.tenant()
+    owners, consumers = deployment.team(tenant), deployment.team(tenant)
+    name = f"sentiment-{uuid.uuid4().hex[:6]}"
+    prompt(deployment, tenant, owners, name)
+    deployment.ok("PUT", f"/admin/v1/prompts/{name}/labels/production", json={"version": 2},
+                  params={"tenant": tenant})
+    publish(deployment, tenant, owners, name, name, label="production", require_approval=True,
+            description="Classifies the sentiment of a text")
+    publish(deployment, tenant, owners, f"{name}-draft", name, version=1, status="draft")
+    publish(deployment, tenant, owners, f"{name}-old", name, version=1, successor=name)
+    at = {"tenant": tenant}
+    deployment.ok("PATCH", f"/admin/v1/apis/{name}-old", json={"status": "deprecated"}, params=at)
+    publish(deployment, tenant, owners, f"{name}-gone", name, version=1)
+    deployment.ok("PATCH", f"/admin/v1/apis/{name}-gone", json={"status": "deprecated"}, params=at)
+    deployment.ok("PATCH", f"/admin/v1/apis/{name}-gone", json={"status": "retired"}, params=at)
+
+    consumer = deployment.key(tenant, consumers)
+    apis = deployment.entries(consumer, kind="api")
+    # Drafts and retired APIs are not discoverable.
+    assert set(apis) == {f"api:{name}", f"api:{name}-old"}
+    api = apis[f"api:{name}"]
+    assert (api["kind"], api["name"], api["owner"], api["description"]) == (
+        "api", name, owners, "Classifies the sentiment of a text")
+    assert (api["status"], api["label"], api["version"], api["versions"]) == (
+        "published", "production", None, [1, 2])
+    assert (api["approval_required"], api["path"], api["openapi"]) == (
+        True, f"/apis/{name}", f"/apis/{name}/openapi.json")
+    assert api["deprecation"] is None and api["subscription"] == {"status": "none", "id": None}
+    old = apis[f"api:{name}-old"]
+    assert old["status"] == "deprecated" and old["deprecation"]["successor"] == name
+    assert old["deprecation"]["deprecated"] is True and old["approval_required"] is False
+    # The text filter finds it by description too.
+    assert f"api:{name}" in deployment.entries(consumer, q="SENTIMENT of a")
+
+    # The consuming team subscribes; its state moves from pending to approved.
+    asked = deployment.ok("POST", "/admin/v1/subscriptions", consumer, json={"api": name}, status=201)
+    assert deployment.entries(consumer, kind="api")[f"api:{name}"]["subscription"] == {
+        "status": "pending", "id": asked["id"]}
+    call = deployment.call("POST", f"/apis/{name}", consumer, json={"text": "great"})
+    assert call.status_code == 403 and call.json()["error"]["code"] == "subscription_pending"
+    approver = deployment.key(tenant, role="tenant_admin")
+    deployment.ok("POST", f"/admin/v1/subscriptions/{asked['id']}/approve", approver, json={})
+    assert deployment.entries(consumer, kind="api")[f"api:{name}"]["subscription"]["status"] == "approved"
+    assert deployment.call("POST", f"/apis/{name}", consumer, json={"text": "great"}).status_code == 200
+    # A member of the team lists the team's subscriptions: the API, and its state.
+    listed = deployment.ok("GET", "/admin/v1/subscriptions", deployment.key(tenant, consumers, role="viewer"))
+    assert [(s["kind"], s["name"], s["status"]) for s in listed["data"]] == [("api", name, "approved")]
+
+    # Another tenant discovers none of it, whatever it asks.
+    stranger = deployment.key(elsewhere, deployment.team(elsewhere), role="tenant_admin")
+    assert deployment.entries(stranger, kind="api") == {}
+    assert deployment.catalog(stranger, q=name)["data"] == []
+    doc = deployment.ok("GET", "/admin/v1/catalog/openapi.json", stranger)
+    assert not any(name in path for path in doc["paths"])
+
+
+def test_the_catalog_openapi_document_describes_each_api(deployment: Deployment) -> None:
+    tenant = deployment.tenant()
+    team = deployment.team(tenant)
+    name = f"translate-{uuid.uuid4().hex[:6]}"
+    prompt(deployment, tenant, team, name)
+    publish(deployment, tenant, team, name, name, version=2, sessions={"max_turns": 5})
+    doc = deployment.ok("GET", "/admin/v1/catalog/openapi.json", deployment.key(tenant, team, role="viewer"))
+    operation = doc["paths"][f"/apis/{name}"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["text"] == {"type": "string"} and schema["required"] == ["text"]
+    assert f"/apis/{name}/v{{version}}" in doc["paths"]
+    assert operation["x-switchboard-owner"] == team
+    # The entry says the API keeps sessions.
+    entry = deployment.entries(deployment.key(tenant, team), kind="api")[f"api:{name}"]
+    assert entry["sessions"] is True and entry["version"] == 2

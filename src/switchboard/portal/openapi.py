@@ -1,6 +1,7 @@
 """One OpenAPI 3.1 document for a tenant's whole catalog (``GET /admin/v1/catalog/openapi.json``):
-each published prompt API as ``POST /apis/{name}`` (its variables as the request schema when
-the prompt registry has them), each REST service under ``/services/{name}/{path}``, and the
+each published prompt API as ``POST /apis/{name}`` and ``/apis/{name}/v{version}`` (the
+operations apis/openapi.py generates: its variables and output as schemas, examples), each REST
+service under ``/services/{name}/{path}``, and the
 models as the ``model`` of ``POST /v1/chat/completions``. A published API's own document, with
 examples, is ``GET /apis/{name}/openapi.json`` (linked from each operation)."""
 
@@ -11,8 +12,9 @@ from typing import Any
 
 from switchboard.portal.sources import Entry
 
-# The schema of a published API's variables, or None when it is not known here.
-Variables = Callable[[Entry], Awaitable[Mapping[str, Any] | None]]
+# The path items of a published API (its generated operations, apis/openapi.py), or None when
+# the version it serves is not found: then a generic operation stands for it.
+ApiPaths = Callable[[Entry], Awaitable[Mapping[str, Any] | None]]
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERRORS = {
@@ -22,7 +24,7 @@ _ERRORS = {
 }
 
 
-def _api_operation(entry: Entry, variables: Mapping[str, Any] | None) -> dict[str, Any]:
+def _api_operation(entry: Entry) -> dict[str, Any]:
     fields = entry.fields
     description = entry.description or ""
     deprecation = fields.get("deprecation")
@@ -32,7 +34,7 @@ def _api_operation(entry: Entry, variables: Mapping[str, Any] | None) -> dict[st
         "description": description,
         "tags": ["apis"],
         "requestBody": {"required": True, "content": {"application/json": {
-            "schema": dict(variables) if variables is not None else {"type": "object"}}}},
+            "schema": {"type": "object"}}}},
         "responses": {
             "200": {"description": "The model's output",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiResult"}}}},
@@ -69,13 +71,21 @@ def _service_path(entry: Entry) -> dict[str, Any]:
                      .replace(".", "_")} for method in ("get", "post", "put", "patch", "delete")}
 
 
-async def document(tenant: str, entries: Sequence[Entry], variables: Variables,
+async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,
                    version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     models: list[str] = []
     for entry in entries:
         if entry.kind == "api":
-            paths[f"/apis/{entry.name}"] = {"post": _api_operation(entry, await variables(entry))}
+            generated = await api_paths(entry)
+            if generated is None:
+                paths[f"/apis/{entry.name}"] = {"post": _api_operation(entry)}
+                continue
+            for path, item in generated.items():
+                for operation in item.values():
+                    operation["x-switchboard-approval-required"] = entry.approval_required
+                    operation["x-switchboard-owner"] = entry.owner
+                paths[path] = dict(item)
         elif entry.kind == "service":
             paths[f"/services/{entry.name}/{{path}}"] = _service_path(entry)
         elif entry.kind == "model":

@@ -18,9 +18,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from switchboard import __version__
+from switchboard.apis import openapi
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.scoping import TenantQuery
+from switchboard.http.apis.docs import serving
 from switchboard.portal import (
     ApiSource,
     CatalogQuery,
@@ -99,13 +101,14 @@ async def catalog_openapi(
     entries = await catalog.entries(scope, access.principal)
     stores = request.app.state.services.stores
 
-    async def variables(entry: Entry) -> Mapping[str, Any] | None:
-        prompts = stores().prompts
-        if prompts is None:
+    async def api_paths(entry: Entry) -> Mapping[str, Any] | None:
+        apis, prompts = stores().apis, stores().prompts
+        if apis is None or prompts is None:
             return None
-        label, version = entry.fields.get("label"), entry.fields.get("version")
-        found = await prompts.get(scope, str(entry.fields.get("prompt")), version=version,
-                                  label=label if version is None else None)
-        return None if found is None else found.variables
+        record = await apis.get(scope, entry.name)
+        prompt = await serving(prompts, record) if record is not None else None
+        if record is None or prompt is None:
+            return None
+        return openapi.paths(record, prompt)
 
-    return await document(scope, entries, variables, __version__)
+    return await document(scope, entries, api_paths, __version__)
