@@ -36,6 +36,7 @@ from switchboard.http.gemini import GeminiRoutes, is_gemini
 from switchboard.http.media.multipart import FormLimits
 from switchboard.http.responses import PREFIX as RESPONSES_PREFIX
 from switchboard.http.responses import STORED, ResponsesAPI
+from switchboard.http.services import ServicesEndpoint, is_services_path
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.media import MediaTerminal
@@ -99,6 +100,9 @@ class SwitchboardApp:
         docs = self._endpoint(openai_api.OpenAIJson("api_docs"), ApiDocs(lambda: self.gateway.stores),
                               reads_body=False)
         self._apis = ApiRoutes(calls, docs)
+        # Plain REST services (http/services/): streamed both ways, through their own chain.
+        self._services = ServicesEndpoint(self.gateway.services_chain(), self.state,
+                                          deadline_seconds=settings.server.request_timeout_seconds)
         self.routes[("GET", "/health/live")] = self.live
         self.routes[("GET", "/health/ready")] = self.ready
         if self.gateway.metrics is not None:  # metrics.enabled: false answers 404
@@ -137,6 +141,7 @@ class SwitchboardApp:
             prices=gateway.prices,
             limit_cache=lambda: gateway.limit_cache,
             budgets=lambda: gateway.budgets,
+            services=gateway.services,
         )
         return create_admin_app(services)
 
@@ -178,6 +183,8 @@ class SwitchboardApp:
                 await handler(scope, receive, send)
             elif is_files_path(path):
                 await self._files(scope, receive, send)
+            elif is_services_path(path):
+                await self._services(scope, receive, send)
             elif path.startswith("/admin/") or path == "/docs":
                 await self._admin(scope, receive, send)
             elif self._mock is not None and path.startswith("/mock/"):

@@ -49,6 +49,14 @@ from switchboard.routing.live import LiveRouting
 from switchboard.routing.prerouting import Windows
 from switchboard.routing.probes import HealthChecks
 from switchboard.routing.router import Router
+from switchboard.services import (
+    ServiceProxy,
+    ServiceRateLimitStage,
+    ServiceStage,
+    ServiceSubscriptionStage,
+    ServiceTable,
+    ServiceUsageStage,
+)
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.cost import Prices
@@ -146,7 +154,27 @@ class Gateway:
         self.api_calls = ApiCalls()
         # Sessions of multi-turn prompt APIs (apis/sessions.py): their turns and their purge.
         self.api_sessions = SessionBook(lambda: self.stores.api_sessions if self.stores is not None else None)
+        # Plain REST services under /services/{name}/ (services/): the YAML's now, the stored ones
+        # looked up (and cached) once the stores are open; one pooled session to reach them.
+        self.services = ServiceTable(settings.services)
+        self.service_proxy = ServiceProxy()
         self.ready = False
+
+    def services_stages(self) -> list[Stage]:
+        """``/services/{name}/...``: the common stages, then which service, its subscription,
+        the caller's rate limits and the service's rpm, and the call's ledger record."""
+        return [
+            *self.common_stages(),
+            ServiceStage(self.services),
+            ServiceSubscriptionStage(lambda: self.subscriptions),
+            ServiceRateLimitStage(self.settings.limits,
+                                  lambda: self.stores.limiter if self.stores is not None else None,
+                                  lambda: self.limit_cache),
+            ServiceUsageStage(lambda: self.usage),
+        ]
+
+    def services_chain(self) -> Handler:
+        return build_chain(self.services_stages(), self.service_proxy)  # type: ignore[arg-type]
 
     def responses_chain(self, terminal: Handler) -> Handler:
         """The chat chain with the stored conversation of ``previous_response_id`` read right
@@ -305,6 +333,7 @@ class Gateway:
             await self.oidc.start()
         await self.routing.start(self.stores.providers, self.stores.feed, keyring,
                                  overrides=self.stores.routing)
+        await self.services.start(self.stores.services, self.stores.feed, keyring)
         # Cooldowns shared through Redis when configured, else kept in this process.
         await self.router.health.start(self.stores.health, self.stores.feed)
         self.health_checks.start()
@@ -364,6 +393,8 @@ class Gateway:
             self.limit_cache = None
         await self.responses.close()
         await self.api_sessions.close()
+        await self.services.close()
+        await self.service_proxy.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

@@ -132,6 +132,12 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
     "catalog": {  # what a developer portal lists: APIs, services, models (docs/portal.md)
         "read": (A, N, N, N, N),
     },
+    "service": {  # plain REST services under /services/{name}/ (docs/services.md); team: its owner
+        "create": (A, N, T, _, _),
+        "read": (A, N, N, N, N),
+        "update": (A, N, T, _, _),
+        "delete": (A, N, T, _, _),
+    },
 }
 
 

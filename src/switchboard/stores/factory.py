@@ -46,6 +46,7 @@ from switchboard.stores.protocols import (
     RequestLogStore,
     ResponseStore,
     RoutingStore,
+    ServiceStore,
     SessionStore,
     SharedCache,
     SubscriptionStore,
@@ -70,6 +71,7 @@ from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.request_log import SqlRequestLog
 from switchboard.stores.sql.responses import SqlResponseStore
 from switchboard.stores.sql.routing import SqlRoutingStore
+from switchboard.stores.sql.services import SqlServiceStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
 from switchboard.stores.sql.tenancy import SqlTenancyStore
 from switchboard.stores.sql.urls import async_url, sqlite_path
@@ -118,6 +120,8 @@ class Stores:
     apis: ApiStore | None = None
     # Sessions of multi-turn prompt APIs (apis/sessions.py). Always in SQL.
     api_sessions: SessionStore | None = None
+    # Plain REST services registered through the admin API (services/). Always in SQL.
+    services: ServiceStore | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -252,6 +256,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         prompts=SqlPromptStore(engine),
         apis=SqlApiStore(engine),
         api_sessions=SqlSessionStore(engine),
+        services=SqlServiceStore(engine),
         _closers=closers,
     )
 

@@ -35,9 +35,11 @@ from switchboard.http.admin import (
     users,
 )
 from switchboard.http.admin import portal as portal_routes
+from switchboard.http.admin import services as services_api
 from switchboard.limits.cache import LimitCache
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
+from switchboard.services.table import ServiceTable
 from switchboard.spend.budgets.service import BudgetService
 from switchboard.spend.cost import Prices
 from switchboard.stores import Stores
@@ -65,6 +67,8 @@ class AdminServices:
     budgets: Callable[[], BudgetService | None] = field(default=lambda: None)
     # Groups, strategies and deployment state (GET/PATCH /admin/v1/routing/groups).
     router: Router | None = field(default=None)
+    # Plain REST services (services/): the YAML's and the stored ones' cache (/admin/v1/services).
+    services: ServiceTable | None = field(default=None)
 
     @property
     def hashing(self) -> bytes | None:
@@ -102,4 +106,5 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(prompts.router)
     app.include_router(apis.router)
     app.include_router(portal_routes.router)
+    app.include_router(services_api.router)
     return app

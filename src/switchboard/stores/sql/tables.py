@@ -525,3 +525,19 @@ api_sessions = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "owner", "api", "session_id"),
     sa.Index("ix_api_sessions_expires", "expires_at"),
 )
+
+
+# services (revision 0019): plain REST services registered through the admin API (services/):
+# their settings as JSON, the headers they add sealed with the credential keyring.
+services = sa.Table(
+    "services",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "name"),
+)

@@ -1,0 +1,249 @@
+"""``/admin/v1/services``: plain REST services proxied under ``/services/{name}/``.
+
+A service is stored for one tenant (its name unique there); its settings are those of a
+``services:`` entry (config/services.py). The headers it adds upstream are sealed with the
+provider-credential keyring (crypto/keyring.py) and never returned: their names are. Services of
+the YAML are listed too (``origin: config``) and cannot be changed here. Every change is audited
+and published on the change feed, so every instance's cache forgets the old record at once.
+What each role may do is the ``service`` rows of the permission table (``access/roles.py``); a
+team admin manages its own team's services; another tenant's service is 404.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from switchboard.access.roles import Reach
+from switchboard.config.services import (
+    SERVICE_NAME,
+    Ident,
+    Method,
+    ServiceConfig,
+    ServiceSettings,
+    ServiceTimeouts,
+    check_headers,
+)
+from switchboard.errors import Conflict, InvalidRequest, NotFound
+from switchboard.http.admin import audit
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.subscriptions import register_subject
+from switchboard.services.table import Service, ServiceTable, header_aad
+from switchboard.stores.protocols import ServiceExists, ServiceRecord, ServiceStore, utcnow
+
+router = APIRouter(prefix="/admin/v1/services", tags=["services"])
+
+NameParam = Annotated[str, Field(pattern=SERVICE_NAME)]
+TenantQuery = Annotated[Ident | None, Query(description="Platform admin only: another tenant.")]
+
+
+class ServicePatch(BaseModel):
+    """The fields to change; ``headers`` are merged (a null value removes that header)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = None
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    team: Ident | None = None
+    require_approval: bool | None = None
+    timeout_seconds: ServiceTimeouts | None = None
+    max_request_bytes: int | None = None
+    max_response_bytes: int | None = None
+    headers: Annotated[dict[str, SecretStr | None], Field(max_length=32)] | None = None
+    rpm: int | None = None
+    methods: list[Method] | None = None
+    openapi_url: str | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, SecretStr | None] | None) -> dict[str, SecretStr | None] | None:
+        if value:
+            check_headers({k: v for k, v in value.items() if v is not None})
+        return value
+
+
+def _table(request: Request) -> ServiceTable:
+    table = request.app.state.services.services
+    assert table is not None, "the gateway passes its service table"
+    return table
+
+
+def _store(request: Request) -> ServiceStore:
+    store = request.app.state.services.stores().services
+    assert store is not None, "services are stored in SQL"
+    return store
+
+
+def _spec(settings: ServiceSettings) -> dict[str, Any]:
+    return settings.model_dump(mode="json", exclude={"headers"})
+
+
+def _public(name: str, tenant: str | None, spec: dict[str, Any], headers: list[str], origin: str,
+            record: ServiceRecord | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"object": "service", "name": name, "tenant": tenant, "origin": origin,
+                           "path": f"/services/{name}/", **spec, "headers": sorted(headers)}
+    if record is not None:
+        out.update(created_by=record.created_by, created_at=record.created_at.isoformat(),
+                   updated_at=record.updated_at.isoformat())
+    return out
+
+
+def _of_record(record: ServiceRecord) -> dict[str, Any]:
+    return _public(record.name, record.tenant_id, dict(record.spec), list(record.headers), "admin", record)
+
+
+def _of_config(service: Service) -> dict[str, Any]:
+    return _public(service.name, service.tenant, _spec(service.settings), [h for h, _ in service.headers],
+                   "config")
+
+
+def _sealed(request: Request, tenant: str, name: str, headers: dict[str, str]) -> dict[str, str]:
+    if not headers:
+        return {}
+    keyring = _table(request).keyring
+    if keyring is None:
+        raise InvalidRequest("headers: storing header values needs the server secret (auth.secret_key)",
+                             param="headers", code="secret_key_required")
+    return {h: keyring.encrypt(v, header_aad(tenant, name, h)) for h, v in headers.items()}
+
+
+def _check_team(access: Access, tenant: str, team: str | None) -> None:
+    """A team admin registers and manages its own team's services only."""
+    if access.reach < Reach.TENANT and (team is None or not access.sees(tenant, team)):
+        raise InvalidRequest("team: a team admin manages its own team's services only", param="team",
+                             code="team_not_allowed")
+
+
+async def _stored(request: Request, access: Access, name: str, tenant: str | None) -> ServiceRecord:
+    scope = access.tenant_for(tenant)
+    record = await _store(request).get(scope, name) if len(name) <= 64 else None
+    if record is None or not access.sees(record.tenant_id, record.spec.get("team")):
+        if record is None and _table(request).configured(scope, name) is not None:
+            raise InvalidRequest(f"the service '{name}' is configured in the YAML and cannot be changed here",
+                                 code="service_configured")
+        raise NotFound(f"no service '{name[:64]}'", code="service_not_found")
+    return record
+
+
+@router.post("", status_code=201, summary="Register a REST service under /services/{name}/")
+async def create_service(
+    body: ServiceConfig,
+    request: Request,
+    access: Annotated[Access, Depends(allow("service", "create"))],
+) -> dict[str, Any]:
+    tenant = access.tenant_for(body.tenant)
+    team = body.team if body.team is not None or access.reach >= Reach.TENANT else access.principal.team_id
+    _check_team(access, tenant, team)
+    if _table(request).configured(tenant, body.name) is not None:
+        raise Conflict(f"a service '{body.name}' is configured in the YAML", param="name",
+                       code="service_exists")
+    settings = ServiceSettings.model_validate({**body.model_dump(exclude={"name", "tenant"}), "team": team})
+    headers = {k: v.get_secret_value() for k, v in body.headers.items()}
+    record = ServiceRecord(tenant_id=tenant, name=body.name, spec=_spec(settings),
+                           headers=_sealed(request, tenant, body.name, headers),
+                           created_by=access.principal.id)
+    try:
+        await _store(request).create(record)
+    except ServiceExists:
+        raise Conflict(f"a service '{body.name}' exists already", param="name",
+                       code="service_exists") from None
+    await _table(request).changed(tenant, body.name)
+    public = _of_record(record)
+    await audit.record(request, "service.create", "service", body.name, after=public, tenant=tenant)
+    return public
+
+
+@router.get("", summary="Services the caller's tenant sees: the YAML's and the stored ones")
+async def list_services(
+    request: Request,
+    access: Annotated[Access, Depends(allow("service", "read"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    scope = access.tenant_for(tenant)
+    configured = [_of_config(s) for s in _table(request).visible(scope)]
+    stored = [_of_record(r) for r in await _store(request).list_services(scope)]
+    data = sorted([*configured, *stored], key=lambda s: s["name"])
+    return {"object": "list", "data": data}
+
+
+@router.get("/{name}", summary="One service")
+async def get_service(
+    name: str,
+    request: Request,
+    access: Annotated[Access, Depends(allow("service", "read"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    scope = access.tenant_for(tenant)
+    configured = _table(request).configured(scope, name)
+    if configured is not None:
+        return _of_config(configured)
+    record = await _store(request).get(scope, name) if len(name) <= 64 else None
+    if record is None:
+        raise NotFound(f"no service '{name[:64]}'", code="service_not_found")
+    return _of_record(record)
+
+
+@router.patch("/{name}", summary="Change a stored service")
+async def update_service(
+    name: str,
+    body: ServicePatch,
+    request: Request,
+    access: Annotated[Access, Depends(allow("service", "update"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    record = await _stored(request, access, name, tenant)
+    before = _of_record(record)
+    changes = {k: getattr(body, k) for k in body.model_fields_set if k != "headers"}
+    spec = {**record.spec,
+            **{k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in changes.items()}}
+    try:
+        settings = ServiceSettings.model_validate(spec)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"{where}: {first['msg']}", param=where, code="invalid_value") from None
+    _check_team(access, record.tenant_id, settings.team)
+    headers = dict(record.headers)
+    for header, value in (body.headers or {}).items():
+        for existing in [h for h in headers if h.lower() == header.lower()]:
+            del headers[existing]
+        if value is not None:
+            headers.update(_sealed(request, record.tenant_id, name, {header: value.get_secret_value()}))
+    updated = ServiceRecord(tenant_id=record.tenant_id, name=name, spec=_spec(settings), headers=headers,
+                            created_by=record.created_by, created_at=record.created_at, updated_at=utcnow())
+    if await _store(request).update(updated) is None:
+        raise NotFound(f"no service '{name}'", code="service_not_found")
+    await _table(request).changed(record.tenant_id, name)
+    after = _of_record(updated)
+    await audit.record(request, "service.update", "service", name, before=before, after=after,
+                       tenant=record.tenant_id)
+    return after
+
+
+@router.delete("/{name}", status_code=204, summary="Remove a stored service")
+async def delete_service(
+    name: str,
+    request: Request,
+    access: Annotated[Access, Depends(allow("service", "delete"))],
+    tenant: TenantQuery = None,
+) -> Response:
+    record = await _stored(request, access, name, tenant)
+    await _store(request).delete(record.tenant_id, name)
+    await _table(request).changed(record.tenant_id, name)
+    await audit.record(request, "service.delete", "service", name, before=_of_record(record),
+                       tenant=record.tenant_id)
+    return Response(status_code=204)
+
+
+async def _needs_approval(request: Request, tenant: str, name: str) -> bool | None:
+    """Subscriptions to services (POST /admin/v1/subscriptions {"service": name})."""
+    table: ServiceTable | None = request.app.state.services.services
+    if table is None:
+        return None
+    service = await table.lookup(tenant, name) if len(name) <= 64 else None
+    return None if service is None else service.settings.require_approval
+
+
+register_subject("service", _needs_approval)

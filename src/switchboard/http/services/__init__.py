@@ -1,0 +1,5 @@
+"""``/services/{name}/{path}``: plain REST services behind the gateway (docs/services.md)."""
+
+from switchboard.http.services.edge import ServicesEndpoint, is_services_path
+
+__all__ = ["ServicesEndpoint", "is_services_path"]

@@ -1,0 +1,129 @@
+"""The edge of ``/services/{name}/{path}``: one ASGI handler that checks the path, builds the
+request context, runs the services chain (gateway.py ``services_stages``) and relays the
+service's answer.
+
+The body is not read here: the proxy streams it to the service as it arrives
+(``ServiceContext.receive``), and the service's body is written back as it comes, with the
+service's status and headers (services/proxy.py). Errors of the gateway's own (no key, no
+such service, limits, timeouts) are OpenAI-shaped JSON like every other endpoint's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import aclosing
+
+from switchboard.context import RawReply, Reply, StreamReply
+from switchboard.errors import GatewayError, InternalError
+from switchboard.http.asgi import Receive, Scope, Send
+from switchboard.http.endpoint import Responder, request_headers, request_id
+from switchboard.http.openai_api import OpenAIJson
+from switchboard.http.state import ServerState
+from switchboard.observability.logs import CURRENT
+from switchboard.observability.requests import log_failure
+from switchboard.pipeline.chain import Handler
+from switchboard.services.context import ServiceContext
+from switchboard.services.target import PREFIX, check_path, check_query, split
+
+log = logging.getLogger("switchboard.http")
+
+SERVICE = OpenAIJson("service")
+
+
+def is_services_path(path: str) -> bool:
+    return path.startswith(PREFIX)
+
+
+class ServicesEndpoint:
+    def __init__(self, chain: Handler, state: ServerState, *, deadline_seconds: float) -> None:
+        self._chain = chain
+        self._state = state
+        self._deadline = deadline_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        failure: GatewayError | None = None
+        try:
+            headers = request_headers(scope)
+        except GatewayError as err:
+            headers, failure = {}, err
+        rid = request_id(headers)
+        raw = scope.get("raw_path")
+        # The path as the client sent it, still percent-encoded (what is forwarded).
+        raw_path = raw.decode("latin-1").split("?", 1)[0] if raw else scope["path"]
+        name, rest, query = "", "", b""
+        if failure is None:
+            try:
+                name, rest = split(raw_path)
+                check_path(rest)
+                query = check_query(scope.get("query_string") or b"")
+            except GatewayError as err:
+                failure = err
+        ctx = ServiceContext(
+            rid, "service", SERVICE, headers, b"", started, method=scope["method"], path=scope["path"],
+            query=query.decode("latin-1"), client=peer[0] if (peer := scope.get("client")) else "",
+            deadline=started + self._deadline, service_name=name, rest=rest, raw_query=query, receive=receive,
+        )
+        ctx.prompt_tokens = 0  # against token limits: nothing
+        out = Responder(send, ctx, [(b"x-request-id", rid.encode())])
+        current = CURRENT.set((rid, None))
+        try:
+            if failure is not None:
+                await out.error(failure)
+            else:
+                await self._serve(ctx, out)
+        except ConnectionAbortedError:
+            ctx.outcome.client_disconnected = True
+            log.info("request %s: client disconnected", rid)
+        except asyncio.CancelledError:
+            if not self._state.draining:
+                raise
+        finally:
+            ctx.outcome.finished_at = time.perf_counter()
+            if ctx.post_response is not None:
+                await ctx.run_after_response()
+            if ctx.outcome.status >= 400 or ctx.outcome.client_disconnected:
+                log_failure(ctx)
+            CURRENT.reset(current)
+
+    async def _serve(self, ctx: ServiceContext, out: Responder) -> None:
+        try:
+            result = await self._chain(ctx)
+        except GatewayError as err:
+            await out.error(err)
+            return
+        except ConnectionAbortedError:
+            raise
+        except Exception:
+            log.exception("request %s: unexpected error", ctx.request_id)
+            await out.error(InternalError(f"internal error (request id {ctx.request_id})"))
+            return
+        if isinstance(result, Reply):
+            await out.body(result.status, ctx.inbound.encode(ctx, result.body), ctx.response_headers)
+        elif isinstance(result, RawReply):
+            await out.raw(result)
+        else:
+            await self._relay(ctx, result, out)
+
+    async def _relay(self, ctx: ServiceContext, result: StreamReply, out: Responder) -> None:
+        """The service's answer: its status and headers, then its body as it arrives. Cut short
+        (a timeout, the size limit), the response ends without its last chunk: the client sees
+        an incomplete body, the log why."""
+        outcome = ctx.outcome
+        try:
+            outcome.status = ctx.reply_status
+            out.started = True
+            headers = [*(ctx.reply_headers or []), *out.headers(ctx.response_headers)]
+            await out.send({"type": "http.response.start", "status": ctx.reply_status, "headers": headers})
+            async with aclosing(result.chunks) as chunks:
+                async for batch in chunks:
+                    for chunk in batch:
+                        await out.stream_data(chunk["data"])
+            await out.stream_end()
+        except GatewayError as err:
+            outcome.failed(err)
+            log.warning("request %s: service response cut: %s", ctx.request_id, err.message)
+        finally:
+            await result.aclose()

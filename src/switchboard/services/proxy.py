@@ -1,0 +1,216 @@
+"""The terminal of the services chain: forwards the call to the service and relays its answer.
+
+The request body is streamed from the client to the service as it arrives (at most the
+service's ``max_request_bytes``: a declared larger body is refused before connecting, one that
+grows past it mid-way aborts the upstream call, both 413); the response is relayed as the service
+sends it, its status and headers as they are, bar hop-by-hop headers and cookies (a declared body
+over ``max_response_bytes`` is 502 before anything is written, one that grows past it is cut).
+Redirects are relayed, never followed. Connection failures are 502, timeouts 504.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from multidict import CIMultiDict
+
+from switchboard.config.services import HOP_BY_HOP
+from switchboard.context import Chunk, Result, StreamReply
+from switchboard.errors import (
+    GatewayError,
+    PayloadTooLarge,
+    UpstreamBadGateway,
+    UpstreamResponseTooLarge,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from switchboard.services.context import ServiceContext
+from switchboard.services.table import Service
+
+log = logging.getLogger("switchboard.services")
+
+# Never forwarded from the caller: its gateway credentials and cookies, the host it named, what
+# the gateway sets itself, and forwarding headers a caller could forge.
+_DROPPED_REQUEST = HOP_BY_HOP | {
+    "host", "authorization", "x-api-key", "cookie", "cookie2", "x-request-id", "content-length",
+    "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
+    "x-real-ip", "expect",
+}
+# Never relayed to the caller: hop-by-hop headers, cookies (the caller's are not forwarded, so
+# the service's would be meaningless on the gateway's origin), and what the edge sets.
+_DROPPED_RESPONSE = HOP_BY_HOP | {"set-cookie", "set-cookie2", "x-request-id", "server", "date"}
+_METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+class RequestTooLarge(PayloadTooLarge):
+    pass
+
+
+class _Body:
+    """The client's body, read from the ASGI receive as aiohttp asks for it, bounded."""
+
+    def __init__(self, ctx: ServiceContext, first: bytes, limit: int) -> None:
+        self._ctx = ctx
+        self._first = first
+        self.total = len(first)
+        self._limit = limit
+        self.too_large = False
+        self.gone = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        receive = self._ctx.receive
+        assert receive is not None
+        if self._first:
+            yield self._first
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                raise ConnectionAbortedError("client disconnected while sending the body")
+            chunk = message.get("body", b"")
+            self.total += len(chunk)
+            if self.total > self._limit:
+                self.too_large = True
+                raise RequestTooLarge(f"request body exceeds the service's limit of {self._limit} bytes")
+            if chunk:
+                yield chunk
+            if not message.get("more_body"):
+                return
+
+
+def _forwarded(ctx: ServiceContext, service: Service) -> CIMultiDict[str]:
+    drop = set(_DROPPED_REQUEST)
+    connection = ctx.headers.get("connection")
+    if connection:  # headers the caller named hop-by-hop
+        drop.update(token.strip().lower() for token in connection.split(","))
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in ctx.headers.items():
+        if name not in drop and not name.startswith("x-switchboard-"):
+            out[name] = value
+    for name, value in service.headers:
+        out[name] = value
+    out["x-request-id"] = ctx.request_id
+    return out
+
+
+def _relayed(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    drop = set(_DROPPED_RESPONSE)
+    for name, value in raw:
+        if name.lower() == b"connection":
+            drop.update(t.strip().lower() for t in value.decode("latin-1").split(","))
+    return [(k.lower(), v) for k, v in raw if k.decode("latin-1").lower() not in drop]
+
+
+class ServiceProxy:
+    """One pooled session for every service: no cookie jar, no environment proxies, no
+    redirects, no decompression (bodies are relayed byte for byte)."""
+
+    def __init__(self, max_connections: int = 1000) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300,
+                                         keepalive_timeout=4.0)
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+            auto_decompress=False, raise_for_status=False, skip_auto_headers=("User-Agent",),
+        )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __call__(self, ctx: ServiceContext) -> Result:
+        service = ctx.service
+        assert service is not None and ctx.receive is not None, "resolved by the service stage"
+        settings = service.settings
+        limit = settings.max_request_bytes
+        declared = ctx.headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                size = -1
+            if size > limit:
+                raise RequestTooLarge(f"request body is {size} bytes; the service's limit is {limit} bytes")
+        first = await ctx.receive()
+        if first["type"] == "http.disconnect":
+            raise ConnectionAbortedError("client disconnected")
+        piece = first.get("body", b"")
+        if len(piece) > limit:
+            raise RequestTooLarge(f"request body exceeds the service's limit of {limit} bytes")
+        body: _Body | None = None
+        data: bytes | AsyncIterator[bytes] | None
+        headers = _forwarded(ctx, service)
+        if first.get("more_body"):
+            body = _Body(ctx, piece, limit)
+            data = body.chunks()
+            if declared is not None:
+                headers["content-length"] = declared
+        else:
+            data = piece if piece or ctx.method not in _METHODS_WITHOUT_BODY else None
+        url = service.url(ctx.rest, ctx.raw_query)
+        session = self._session or self._open()
+        began = time.perf_counter()
+        try:
+            resp = await session.request(ctx.method, url, data=data, headers=headers, allow_redirects=False,
+                                         timeout=service.timeout)
+        except GatewayError:
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if body is not None and body.too_large:
+                raise RequestTooLarge(f"request body exceeds the service's limit of {limit} bytes") from None
+            if body is not None and body.gone:
+                raise ConnectionAbortedError("client disconnected while sending the body") from None
+            raise _translate(service, exc) from None
+        finally:
+            ctx.upstream_seconds += time.perf_counter() - began
+        if body is not None and body.too_large:
+            resp.close()
+            raise RequestTooLarge(f"request body exceeds the service's limit of {limit} bytes")
+        if resp.content_length is not None and resp.content_length > settings.max_response_bytes:
+            resp.close()
+            raise UpstreamResponseTooLarge(
+                f"service '{service.name}' sent a response of {resp.content_length} bytes, over its limit of "
+                f"{settings.max_response_bytes} bytes")
+        ctx.reply_status = resp.status
+        ctx.reply_headers = _relayed(resp.raw_headers)
+        return StreamReply(_relay(service, resp), _closer(resp))
+
+
+def _translate(service: Service, exc: BaseException) -> GatewayError:
+    where = f"service '{service.name}'"
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(f"{where} did not answer in time")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamUnreachable(f"cannot connect to {where}")
+    return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
+
+
+def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        resp.close()
+    return close
+
+
+async def _relay(service: Service, resp: aiohttp.ClientResponse) -> AsyncGenerator[list[Chunk], None]:
+    """The body as it arrives, in chunks ``{"data": bytes}``; past the limit, cut with a 502."""
+    limit = service.settings.max_response_bytes
+    total = 0
+    try:
+        async for data in resp.content.iter_any():
+            total += len(data)
+            if total > limit:
+                raise UpstreamResponseTooLarge(
+                    f"service '{service.name}' sent more than its limit of {limit} bytes: response cut")
+            yield [{"data": data}]
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise _translate(service, exc) from None
+    finally:
+        resp.close()

@@ -1,0 +1,71 @@
+"""Plain REST services registered through the admin API, in SQL (revision 0019)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchboard.stores.protocols import ServiceExists, ServiceRecord, utcnow
+from switchboard.stores.sql.tables import services as t
+from switchboard.stores.sql.times import from_db, to_db
+
+
+def _record(row: sa.Row[Any]) -> ServiceRecord:
+    m = row._mapping
+    return ServiceRecord(
+        tenant_id=m["tenant_id"],
+        name=m["name"],
+        spec=m["spec"] or {},
+        headers=m["headers"] or {},
+        created_by=m["created_by"],
+        created_at=from_db(m["created_at"]) or utcnow(),
+        updated_at=from_db(m["updated_at"]) or utcnow(),
+    )
+
+
+class SqlServiceStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create(self, record: ServiceRecord) -> ServiceRecord:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(sa.insert(t).values(
+                    tenant_id=record.tenant_id, name=record.name, spec=dict(record.spec),
+                    headers=dict(record.headers), created_by=record.created_by,
+                    created_at=to_db(record.created_at), updated_at=to_db(record.updated_at),
+                ))
+        except IntegrityError:
+            raise ServiceExists(record.name) from None
+        return record
+
+    async def get(self, tenant_id: str, name: str) -> ServiceRecord | None:
+        query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.name == name)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _record(row) if row is not None else None
+
+    async def list_services(self, tenant_id: str | None) -> list[ServiceRecord]:
+        query = sa.select(t).order_by(t.c.tenant_id, t.c.name)
+        if tenant_id is not None:
+            query = query.where(t.c.tenant_id == tenant_id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).fetchall()
+        return [_record(r) for r in rows]
+
+    async def update(self, record: ServiceRecord) -> ServiceRecord | None:
+        query = (sa.update(t).where(t.c.tenant_id == record.tenant_id, t.c.name == record.name)
+                 .values(spec=dict(record.spec), headers=dict(record.headers),
+                         updated_at=to_db(record.updated_at)))
+        async with self._engine.begin() as conn:
+            result = await conn.execute(query)
+        return record if result.rowcount else None
+
+    async def delete(self, tenant_id: str, name: str) -> bool:
+        query = sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.name == name)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(query)
+        return bool(result.rowcount)

@@ -1,0 +1,108 @@
+"""A small HTTP service for the REST-services tests, run as its own process:
+``python tests/e2e/service_upstream.py PORT``. It records every request it sees (GET /_seen
+lists them, oldest first) and answers:
+
+- ``/stream?n=N&delay=S``: N lines, one every S seconds (chunked);
+- ``/slow?seconds=S``: after S seconds;
+- ``/big?bytes=N``: N bytes with their length declared; ``/bigchunked?bytes=N``: chunked;
+- ``/redirect?to=URL``: 302 to URL;
+- anything else: the request echoed as JSON (method, path, raw path, query, headers, body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+from typing import Any
+from urllib.parse import parse_qs
+
+import uvicorn
+
+SEEN: list[dict[str, Any]] = []
+
+
+async def _body(receive: Any) -> bytes:
+    parts = []
+    while True:
+        message = await receive()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path = scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    params = {k: v[0] for k, v in parse_qs(query).items()}
+    if path == "/_seen":
+        await _reply(send, 200, json.dumps(SEEN).encode())
+        return
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    SEEN.append({"method": scope["method"], "path": path,
+                 "raw_path": scope.get("raw_path", b"").decode("latin-1"), "query": query,
+                 "host": headers.get("host")})
+    if path.endswith("/stream"):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        for i in range(int(params.get("n", "3"))):
+            await send({"type": "http.response.body", "body": f"line {i}\n".encode(), "more_body": True})
+            await asyncio.sleep(float(params.get("delay", "0.05")))
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path.endswith("/slow"):
+        await asyncio.sleep(float(params.get("seconds", "5")))
+        await _reply(send, 200, b'{"slow": true}')
+        return
+    if path.endswith("/big") or path.endswith("/bigchunked"):
+        size = int(params.get("bytes", "1000"))
+        if path.endswith("/big"):
+            await _reply(send, 200, b"x" * size, content_type=b"application/octet-stream")
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        sent = 0
+        while sent < size:
+            piece = min(65536, size - sent)
+            await send({"type": "http.response.body", "body": b"x" * piece, "more_body": True})
+            sent += piece
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path.endswith("/redirect"):
+        await send({"type": "http.response.start", "status": 302,
+                    "headers": [(b"location", params.get("to", "/").encode()), (b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = await _body(receive)
+    echo = {
+        "method": scope["method"], "path": path, "raw_path": scope.get("raw_path", b"").decode("latin-1"),
+        "query": query, "headers": headers, "body_bytes": len(body),
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "body": body.decode("utf-8", "replace") if len(body) < 4096 else None,
+    }
+    status = int(params.get("status", "200"))
+    await _reply(send, status, json.dumps(echo).encode(), extra=[
+        (b"set-cookie", b"session=upstream-secret"), (b"x-upstream", b"echo"),
+        (b"cache-control", b"no-store"),
+    ])
+
+
+async def _reply(send: Any, status: int, body: bytes, *, content_type: bytes = b"application/json",
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+                            *(extra or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="info", access_log=False,
+                lifespan="on")

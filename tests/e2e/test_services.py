@@ -1,0 +1,427 @@
+"""Plain REST services behind the gateway, end to end with httpx (and raw sockets where a client
+library would tidy a hostile request): a test service (tests/e2e/service_upstream.py) proxied
+under ``/services/{name}/`` with virtual keys, subscriptions, rate limits and the request log;
+every way a caller might make the gateway reach another host fails; the size and time bounds
+answer 413, 502 and 504 while the gateway keeps serving; services are managed through
+``/admin/v1/services``. Every test runs on the embedded default (SQLite, in-process state) and
+on a cluster (PostgreSQL and Redis)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, Process, free_port, openai_config, start_gateway
+from tests.services import Postgres, RedisServer
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+SERVICE_SECRET = "svc-secret-token-0123456789"
+STORED_SECRET = "stored-secret-value-9876543210"
+UPSTREAM_SCRIPT = Path(__file__).with_name("service_upstream.py")
+
+
+@dataclass
+class Upstream:
+    port: int
+    process: Process
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def seen(self) -> list[dict[str, Any]]:
+        resp = httpx.get(f"{self.url}/_seen", timeout=10)
+        resp.raise_for_status()
+        return list(resp.json())
+
+
+def start_upstream() -> Upstream:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(UPSTREAM_SCRIPT), str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = Process(proc)
+    process.wait_for("Uvicorn running on")
+    return Upstream(port, process)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    up = start_upstream()
+    yield up
+    up.process.stop()
+
+
+@pytest.fixture(scope="module")
+def canary() -> Iterator[Upstream]:
+    """Another listener on this host: no request may ever reach it."""
+    up = start_upstream()
+    yield up
+    up.process.stop()
+
+
+def services_config(mock: Mock, upstream: Upstream) -> dict[str, Any]:
+    config = openai_config(mock)
+    url = upstream.url
+    config["services"] = [
+        {"name": "echo", "url": f"{url}/base", "description": "Echoes what it is sent",
+         "headers": {"X-Service-Token": SERVICE_SECRET},
+         "max_request_bytes": 65536, "max_response_bytes": 100_000,
+         "timeout_seconds": {"connect": 2, "total": 1.5}},
+        {"name": "limited", "url": url, "rpm": 3},
+        {"name": "gated", "url": url, "require_approval": True},
+        {"name": "acme-only", "url": url, "tenant": "acme"},
+        {"name": "readonly", "url": url, "methods": ["GET"]},
+    ]
+    return config
+
+
+@dataclass
+class World:
+    kind: str
+    gateway: Gateway
+    upstream: Upstream
+    canary: Upstream
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def key(self, team: str | None = None, tenant: str | None = None, role: str | None = None) -> str:
+        body: dict[str, Any] = {"models": ["gpt-4o-mini"]}
+        if tenant is not None:
+            body["tenant"] = tenant
+            ok = httpx.post(f"{self.url}/admin/v1/tenants", json={"id": tenant}, headers=ADMIN, timeout=10)
+            assert ok.status_code in (201, 409), ok.text
+        if team is not None:
+            body["team"] = team
+        if role is not None:
+            body["role"] = role
+        resp = httpx.post(f"{self.url}/admin/v1/keys", json=body, headers=ADMIN, timeout=10)
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["key"])
+
+    def call(self, method: str, path: str, key: str | None, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def world(request: pytest.FixtureRequest, mock_upstream: Mock, upstream: Upstream, canary: Upstream,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    config = services_config(mock_upstream, upstream)
+    if request.param == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"svc_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"services-{request.param}"))
+    yield World(request.param, gw, upstream, canary)
+    gw.process.stop()
+
+
+def new_team() -> str:
+    return f"team-{uuid.uuid4().hex[:8]}"
+
+
+def test_methods_query_and_bodies_are_proxied_with_headers_stripped_and_added(world: World) -> None:
+    key = world.key(new_team())
+    rid = f"svc-{uuid.uuid4().hex}"
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        payload = f'{{"method": "{method}"}}'.encode() if method != "GET" else b""
+        resp = world.call(method, "/services/echo/items/42?x=1&y=a%20b", key, content=payload, headers={
+            "Cookie": "gateway-session=caller-cookie", "x-api-key": "sk-caller-leak",
+            "Connection": "keep-alive, X-Hop", "X-Hop": "hop-value", "X-Custom": "kept",
+            "x-request-id": rid, "X-Forwarded-Host": "evil.example", "Content-Type": "application/json",
+        })
+        assert resp.status_code == 200, resp.text
+        echo = resp.json()
+        assert (echo["method"], echo["path"], echo["query"]) == (method, "/base/items/42", "x=1&y=a%20b")
+        assert echo["body"] == payload.decode()
+        sent = echo["headers"]
+        for gone in ("authorization", "cookie", "x-api-key", "x-hop", "x-forwarded-host"):
+            assert gone not in sent, (gone, sent)
+        assert sent["x-service-token"] == SERVICE_SECRET  # the configured header
+        assert sent["x-custom"] == "kept" and sent["x-request-id"] == rid
+        assert sent["host"] == f"127.0.0.1:{world.upstream.port}"
+        # The service's answer: its own headers, less cookies; the gateway's request id.
+        assert resp.headers["x-upstream"] == "echo" and "set-cookie" not in resp.headers
+        assert resp.headers["x-request-id"] == rid
+        assert SERVICE_SECRET not in resp.headers.get("x-service-token", "")
+    head = world.call("HEAD", "/services/echo/items/42", key)
+    assert head.status_code == 200 and head.content == b""
+    # A body streamed in pieces (chunked) arrives whole.
+    pieces = [bytes([65 + i % 26]) * 10_000 for i in range(6)]
+    streamed = world.call("POST", "/services/echo/upload", key, content=iter(pieces))
+    assert streamed.status_code == 200, streamed.text
+    whole = b"".join(pieces)
+    assert streamed.json()["body_bytes"] == len(whole)
+    assert streamed.json()["body_sha256"] == hashlib.sha256(whole).hexdigest()
+    # The service's own statuses are relayed as they are.
+    missing = world.call("GET", "/services/echo/nothing?status=404", key)
+    assert missing.status_code == 404 and missing.json()["path"] == "/base/nothing"
+    # A method the service does not take: 405, the service never asked.
+    assert world.call("POST", "/services/readonly/x", key, content=b"{}").status_code == 405
+    assert world.call("GET", "/services/readonly/x", key).status_code == 200
+
+
+def test_a_streamed_response_is_relayed_as_it_arrives(world: World) -> None:
+    key = world.key(new_team())
+    began = time.monotonic()
+    arrivals: list[float] = []
+    with httpx.stream("GET", f"{world.url}/services/echo/stream?n=5&delay=0.2",
+                      headers={"Authorization": f"Bearer {key}"}, timeout=30) as resp:
+        assert resp.status_code == 200
+        lines = []
+        for line in resp.iter_lines():
+            arrivals.append(time.monotonic() - began)
+            lines.append(line)
+    assert lines == [f"line {i}" for i in range(5)]
+    # The first line came long before the last: nothing was held back until the end.
+    assert arrivals[-1] - arrivals[0] >= 0.5
+
+
+def test_keys_tenants_and_unknown_services(world: World) -> None:
+    no_key = world.call("GET", "/services/echo/x", None)
+    assert no_key.status_code == 401
+    assert world.call("GET", "/services/echo/x", "sk-not-a-key").status_code == 401
+    key = world.key(new_team())
+    unknown = world.call("GET", "/services/nope/x", key)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "service_not_found"
+    # Another tenant's service does not exist for this tenant's keys; it does for that tenant's.
+    assert world.call("GET", "/services/acme-only/x", key).status_code == 404
+    acme = world.key(new_team(), tenant="acme")
+    assert world.call("GET", "/services/acme-only/x", acme).status_code == 200
+    # The master key is a platform admin of the default tenant.
+    assert world.call("GET", "/services/echo/x", MASTER_KEY).status_code == 200
+
+
+def test_a_service_that_needs_approval_serves_a_team_once_approved(world: World) -> None:
+    team = new_team()
+    key = world.key(team)
+    refused = world.call("GET", "/services/gated/x", key)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "subscription_required"
+    asked = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"service": "gated"},
+                       headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert asked.status_code == 201, asked.text
+    assert asked.json()["model"] == "service:gated" and asked.json()["status"] == "pending"
+    pending = world.call("GET", "/services/gated/x", key)
+    assert pending.status_code == 403 and pending.json()["error"]["code"] == "subscription_pending"
+    approved = httpx.post(f"{world.url}/admin/v1/subscriptions/{asked.json()['id']}/approve", headers=ADMIN,
+                          timeout=10)
+    assert approved.status_code == 200, approved.text
+    assert world.call("GET", "/services/gated/x", key).status_code == 200
+    # Another team is still refused; a service that needs no approval cannot be subscribed to.
+    assert world.call("GET", "/services/gated/x", world.key(new_team())).status_code == 403
+    needless = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"service": "echo"},
+                          headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert needless.status_code == 400 and needless.json()["error"]["code"] == "approval_not_required"
+    nothing = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"service": "acme-only"},
+                         headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert nothing.status_code == 400 and nothing.json()["error"]["code"] == "service_not_found"
+
+
+def test_the_services_rate_limit_per_key(world: World) -> None:
+    key = world.key(new_team())
+    for i in range(3):
+        resp = world.call("GET", f"/services/limited/n{i}", key)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-ratelimit-limit-requests"] == "3"
+    refused = world.call("GET", "/services/limited/again", key)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert refused.headers["x-ratelimit-scope"] == "service"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "again" not in [s["path"] for s in world.upstream.seen()][-5:]
+    # The limit is per key: another key still gets through.
+    assert world.call("GET", "/services/limited/other", world.key(new_team())).status_code == 200
+
+
+def _logged(world: World, request_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = httpx.get(f"{world.url}/admin/v1/logs", params={"request_id": request_id}, headers=ADMIN,
+                         timeout=30)
+        assert resp.status_code == 200, resp.text
+        if resp.json()["data"]:
+            return dict(resp.json()["data"][0])
+        assert time.monotonic() < deadline, f"{request_id} never reached the request log"
+        time.sleep(0.1)
+
+
+def test_every_call_is_in_the_request_log_and_the_usage_report(world: World) -> None:
+    team = new_team()
+    key = world.key(team)
+    rid = f"svc-log-{uuid.uuid4().hex}"
+    assert world.call("POST", "/services/echo/orders", key, content=b'{"n": 1}',
+                      headers={"x-request-id": rid}).status_code == 200
+    record = _logged(world, rid)
+    assert record["model"] == "service:echo" and record["status"] == 200
+    assert record["metadata"]["operation"] == "service"
+    assert record["prompt_tokens"] == 0 and record["completion_tokens"] == 0
+    assert record["team"] == team and record["provider"] == "service"
+    failed = f"svc-log-{uuid.uuid4().hex}"
+    slow = world.call("GET", "/services/echo/slow?seconds=3", key, headers={"x-request-id": failed})
+    assert slow.status_code == 504
+    assert _logged(world, failed)["status"] == 504
+    report = httpx.get(f"{world.url}/admin/v1/usage", params={"group_by": "model"}, headers=ADMIN, timeout=30)
+    assert report.status_code == 200, report.text
+    assert "service:echo" in report.text
+
+
+def _raw(port: int, target: str, host: str | None = None) -> int:
+    """The status of one request sent byte for byte (no client library to normalise it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        request = (f"GET {target} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\n"
+                   f"Authorization: Bearer {MASTER_KEY}\r\nConnection: close\r\n\r\n")
+        sock.sendall(request.encode("latin-1"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_no_caller_can_make_the_gateway_reach_another_host(world: World) -> None:
+    canary = f"127.0.0.1:{world.canary.port}"
+    rejected = [
+        "/services/echo/../_seen", "/services/echo/../../x", "/services/echo/%2e%2e/%2e%2e/x",
+        "/services/echo/%2E%2E/x", "/services/echo/.%2e/x", "/services/echo/%252e%252e/x",
+        "/services/echo/./x", "/services/echo/..;/x", f"/services/echo//{canary}/x",
+        f"/services/echo/%2f%2f{canary}/x", f"/services/echo/..%2f{canary}", "/services/echo/a%2fb",
+        "/services/echo/..\\..\\x", f"/services/echo/%5c%5c{canary}/x", "/services/echo/x%00y",
+        "/services/echo/%250a", "/services/ech%6f/x", f"/services/echo%2f..%2f{canary}/x",
+        "/services/../admin/v1/keys", f"/services//{canary}/x",
+    ]
+    before = len(world.upstream.seen())
+    for target in rejected:
+        status = _raw(world.gateway.port, target)
+        assert status in (400, 404), (target, status)
+    assert len(world.upstream.seen()) == before, "a rejected path reached the service"
+    # Accepted, but only ever at the service's own host and under its base path.
+    harmless = [
+        (f"/services/echo/@{canary}/x", None), (f"/services/echo/x?next=http://{canary}/", None),
+        (f"http://{canary}/services/echo/absolute", canary), ("/services/echo/hosted", canary),
+        (f"/services/echo/redirect?to=http://{canary}/stolen", None),
+    ]
+    for target, host in harmless:
+        status = _raw(world.gateway.port, target, host)
+        assert status in (200, 302), (target, status)
+    seen = world.upstream.seen()[before:]
+    assert len(seen) == len(harmless)
+    for request in seen:
+        assert request["path"].startswith("/base/"), request
+        assert request["host"] == f"127.0.0.1:{world.upstream.port}", request
+    assert world.canary.seen() == [], "another listener was contacted"
+
+
+def test_size_and_time_bounds_and_the_gateway_keeps_serving(world: World) -> None:
+    key = world.key(new_team())
+    big = world.call("POST", "/services/echo/upload", key, content=b"x" * 70_000)
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    # Chunked, no declared length: refused once it grows past the limit.
+    chunked = world.call("POST", "/services/echo/upload", key, content=iter([b"y" * 30_000] * 4))
+    assert chunked.status_code == 413, chunked.text
+    slow = world.call("GET", "/services/echo/slow?seconds=3", key)
+    assert slow.status_code == 504 and slow.json()["error"]["code"] == "upstream_timeout"
+    large = world.call("GET", "/services/echo/big?bytes=200000", key)
+    assert large.status_code == 502 and large.json()["error"]["code"] == "upstream_response_too_large"
+    fits = world.call("GET", "/services/echo/big?bytes=90000", key)
+    assert fits.status_code == 200 and len(fits.content) == 90_000
+    # A body with no declared length is cut at the limit: the client never gets it whole.
+    try:
+        cut = world.call("GET", "/services/echo/bigchunked?bytes=300000", key)
+        assert len(cut.content) <= 100_000 + 65536
+    except httpx.HTTPError:
+        pass
+    for _ in range(3):
+        assert world.call("GET", "/services/echo/still", key).status_code == 200
+    assert httpx.get(f"{world.url}/health/ready", timeout=10).status_code == 200
+
+
+def test_services_managed_through_the_admin_api(world: World) -> None:
+    name = f"stored-{uuid.uuid4().hex[:6]}"
+    body = {"name": name, "url": f"{world.upstream.url}/api", "description": "Stored",
+            "headers": {"X-Stored-Token": STORED_SECRET}, "rpm": 100}
+    created = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)
+    assert created.status_code == 201, created.text
+    shown = created.json()
+    assert (shown["name"], shown["origin"], shown["tenant"], shown["headers"]) == (
+        name, "admin", "default", ["X-Stored-Token"])
+    again = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)
+    assert again.status_code == 409
+    listed = httpx.get(f"{world.url}/admin/v1/services", headers=ADMIN, timeout=10)
+    assert listed.status_code == 200
+    names = {s["name"]: s for s in listed.json()["data"]}
+    assert name in names and names["echo"]["origin"] == "config" and "acme-only" not in names
+    assert STORED_SECRET not in listed.text and SERVICE_SECRET not in listed.text
+    key = world.key(new_team())
+    called = world.call("GET", f"/services/{name}/things", key)
+    assert called.status_code == 200, called.text
+    assert called.json()["path"] == "/api/things"
+    assert called.json()["headers"]["x-stored-token"] == STORED_SECRET
+    patched = httpx.patch(f"{world.url}/admin/v1/services/{name}", headers=ADMIN, timeout=10,
+                          json={"headers": {"X-Stored-Token": None, "X-Other": "v2"}, "methods": ["GET"]})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["headers"] == ["X-Other"] and patched.json()["methods"] == ["GET"]
+    after = world.call("GET", f"/services/{name}/things", key)
+    assert after.json()["headers"].get("x-other") == "v2" and "x-stored-token" not in after.json()["headers"]
+    assert world.call("POST", f"/services/{name}/things", key).status_code == 405
+    got = httpx.get(f"{world.url}/admin/v1/services/{name}", headers=ADMIN, timeout=10)
+    assert got.status_code == 200 and got.json()["rpm"] == 100
+    # Audited.
+    audit = httpx.get(f"{world.url}/admin/v1/audit", params={"resource_id": name}, headers=ADMIN, timeout=10)
+    assert {e["action"] for e in audit.json()["data"]} >= {"service.create", "service.update"}
+    # Another tenant's service: invisible to this tenant's keys and admins.
+    other = httpx.post(f"{world.url}/admin/v1/services", json={**body, "name": name, "tenant": "acme"},
+                       headers=ADMIN, timeout=10)
+    assert other.status_code == 201, other.text
+    admin = world.key(new_team(), tenant="globex", role="tenant_admin")
+    assert httpx.get(f"{world.url}/admin/v1/services/{name}", headers={"Authorization": f"Bearer {admin}"},
+                     timeout=10).status_code == 404
+    assert world.call("GET", f"/services/{name}/x", world.key(new_team(), tenant="globex")).status_code == 404
+    # A developer may not register services.
+    dev = httpx.post(f"{world.url}/admin/v1/services", json={**body, "name": "mine"},
+                     headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert dev.status_code == 403
+    deleted = httpx.delete(f"{world.url}/admin/v1/services/{name}", headers=ADMIN, timeout=10)
+    assert deleted.status_code == 204
+    assert world.call("GET", f"/services/{name}/things", key).status_code == 404
+    # The YAML's services cannot be changed here.
+    fixed = httpx.patch(f"{world.url}/admin/v1/services/echo", json={"rpm": 1}, headers=ADMIN, timeout=10)
+    assert fixed.status_code == 400 and fixed.json()["error"]["code"] == "service_configured"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"name": "../x", "url": "http://127.0.0.1:1"}, "name"),
+    ({"name": "ok", "url": "ftp://127.0.0.1/"}, "url"),
+    ({"name": "ok", "url": "http://127.0.0.1:1/?q=1"}, "url"),
+    ({"name": "ok", "url": "http://user@127.0.0.1:1/"}, "url"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "headers": {"Host": "evil"}}, "headers"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "headers": {"X-A": "a\r\nX-B: b"}}, "headers"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "headers": {"bad name": "v"}}, "headers"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "rpm": 0}, "rpm"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "methods": ["TRACE"]}, "methods"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "methods": []}, "methods"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "max_request_bytes": -1}, "max_request_bytes"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "timeout_seconds": {"total": 0}}, "timeout_seconds"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "surprise": True}, "surprise"),
+    ({"url": "http://127.0.0.1:1"}, "name"),
+])
+def test_bad_service_definitions_are_refused(world: World, body: dict[str, Any], field: str) -> None:
+    resp = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert field in (resp.json()["error"].get("param") or "") + resp.json()["error"]["message"]
