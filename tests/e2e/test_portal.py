@@ -25,7 +25,11 @@ def portal_config(mock: Mock) -> dict[str, Any]:
     config["models"] += [
         {"name": GATED, "provider": "local-openai", "model": "gpt-4o-mini", "require_approval": True},
     ]
-    config["services"] = [{"name": "weather", "url": f"{mock.url}/v1"}]
+    config["services"] = [
+        {"name": "weather", "url": f"{mock.url}/v1"},
+        # Seen by the callers of one tenant only.
+        {"name": "private-weather", "url": f"{mock.url}/v1", "tenant": "someone-else"},
+    ]
     return config
 
 
@@ -282,3 +286,38 @@ def test_the_catalog_openapi_document_describes_each_api(deployment: Deployment)
     # The entry says the API keeps sessions.
     entry = deployment.entries(deployment.key(tenant, team), kind="api")[f"api:{name}"]
     assert entry["sessions"] is True and entry["version"] == 2
+
+
+# -- REST services -----------------------------------------------------------------------------
+
+
+def test_services_registered_by_a_tenant_and_their_subscriptions(deployment: Deployment) -> None:
+    tenant, elsewhere = deployment.tenant(), deployment.tenant()
+    owners, consumers = deployment.team(tenant), deployment.team(tenant)
+    name = f"invoices-{uuid.uuid4().hex[:6]}"
+    deployment.ok("POST", "/admin/v1/services", status=201, json={
+        "name": name, "tenant": tenant, "url": "http://127.0.0.1:9/api", "description": "Invoice lookup",
+        "team": owners,
+        "require_approval": True, "openapi_url": "http://127.0.0.1:9/api/openapi.json"})
+    consumer = deployment.key(tenant, consumers)
+    services = deployment.entries(consumer, kind="service")
+    # The configured service every tenant sees, the tenant's own; not another tenant's.
+    assert set(services) == {"service:weather", f"service:{name}"}
+    entry = services[f"service:{name}"]
+    assert (entry["description"], entry["owner"], entry["approval_required"], entry["path"]) == (
+        "Invoice lookup", owners, True, f"/services/{name}/")
+    assert entry["openapi"] == "http://127.0.0.1:9/api/openapi.json"
+    assert set(deployment.entries(deployment.key(elsewhere), kind="service")) == {"service:weather"}
+    # The subscription's state, pending then approved.
+    asked = deployment.ok("POST", "/admin/v1/subscriptions", consumer, json={"service": name}, status=201)
+    state = deployment.entries(consumer, kind="service")[f"service:{name}"]["subscription"]
+    assert state == {"status": "pending", "id": asked["id"]}
+    deployment.ok("POST", f"/admin/v1/subscriptions/{asked['id']}/approve",
+                  deployment.key(tenant, role="tenant_admin"), json={})
+    state = deployment.entries(consumer, kind="service")[f"service:{name}"]["subscription"]
+    assert state == {"status": "approved", "id": asked["id"]}
+    listed = deployment.ok("GET", "/admin/v1/subscriptions", consumer)["data"]
+    assert [(s["kind"], s["name"], s["status"]) for s in listed] == [("service", name, "approved")]
+    doc = deployment.ok("GET", "/admin/v1/catalog/openapi.json", consumer)
+    assert f"/services/{name}/{{path}}" in doc["paths"]
+    assert "/services/private-weather/{path}" not in doc["paths"]

@@ -4,9 +4,9 @@ subscription state. Built from one :class:`~switchboard.portal.sources.Source` p
 new kind is one new source (docs/portal.md)."""
 
 from switchboard.portal.catalog import KINDS, CatalogPage, CatalogQuery, PortalCatalog
-from switchboard.portal.sources import ApiSource, Entry, ModelSource, ServiceSource, Source
+from switchboard.portal.sources import ApiSource, Entry, ModelSource, ServiceInfo, ServiceSource, Source
 
 __all__ = [
     "KINDS", "ApiSource", "CatalogPage", "CatalogQuery", "Entry", "ModelSource", "PortalCatalog",
-    "ServiceSource", "Source",
+    "ServiceInfo", "ServiceSource", "Source",
 ]

@@ -8,7 +8,7 @@ table); they never call an upstream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -111,43 +111,34 @@ class ApiSource:
 # -- REST services ----------------------------------------------------------------------------
 
 
-class ServiceLike(Protocol):
-    @property
-    def name(self) -> str: ...
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """What the catalog shows of a REST service (config/services.py has the rest)."""
+
+    name: str
+    description: str | None = None
+    team: str | None = None  # the owning team
+    require_approval: bool = False
+    openapi_url: str | None = None  # where the service documents itself (never fetched)
 
 
 class ServiceSource:
-    """REST services proxied under ``/services/{name}/``: the configured ones (every tenant's)
-    and, through ``extra``, those a tenant registered at run time. Optional fields
-    (``description``, ``team``/``owner``, ``require_approval``, ``tenant``) are read when the
-    service carries them; a service bound to another tenant is not listed."""
+    """REST services proxied under ``/services/{name}/`` that the tenant's callers see: the
+    configuration's (every tenant's, or the tenant's own) and those registered for the tenant
+    through the admin API, as ``services(tenant)`` lists them."""
 
     kind = "service"
 
-    def __init__(self, configured: Callable[[], Iterable[ServiceLike]],
-                 extra: Callable[[str], Any] | None = None) -> None:
-        self._configured = configured
-        self._extra = extra
+    def __init__(self, services: Callable[[str], Awaitable[Iterable[ServiceInfo]]]) -> None:
+        self._services = services
 
     async def entries(self, tenant: str, principal: Principal) -> list[Entry]:
-        services: list[Any] = list(self._configured())
-        if self._extra is not None:
-            services += list(await self._extra(tenant))
-        out = []
-        for service in services:
-            owner_tenant = getattr(service, "tenant_id", None) or getattr(service, "tenant", None)
-            if owner_tenant is not None and owner_tenant != tenant:
-                continue
-            name = service.name
-            out.append(Entry(
-                kind="service", name=name, subject=f"service:{name}",
-                description=getattr(service, "description", None),
-                owner=getattr(service, "team_id", None) or getattr(service, "team", None)
-                or getattr(service, "owner", None),
-                approval_required=bool(getattr(service, "require_approval", False)),
-                fields={"path": f"/services/{name}/"},
-            ))
-        return out
+        return [
+            Entry(kind="service", name=s.name, subject=f"service:{s.name}", description=s.description,
+                  owner=s.team, approval_required=s.require_approval,
+                  fields={"path": f"/services/{s.name}/", "openapi": s.openapi_url})
+            for s in await self._services(tenant)
+        ]
 
 
 # -- models -----------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from switchboard.portal import (
     Entry,
     ModelSource,
     PortalCatalog,
+    ServiceInfo,
     ServiceSource,
     Source,
 )
@@ -46,6 +47,27 @@ def register_source(factory: Callable[[Any], Source]) -> None:
     EXTRA_SOURCES.append(factory)
 
 
+def _info(name: str, spec: Any) -> ServiceInfo:
+    def get(key: str) -> Any:
+        return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
+
+    return ServiceInfo(name=name, description=get("description"), team=get("team"),
+                       require_approval=bool(get("require_approval")), openapi_url=get("openapi_url"))
+
+
+async def _services(services: Any, tenant: str) -> list[ServiceInfo]:
+    """The configuration's services the tenant sees, then the tenant's stored ones (a stored
+    service under a configured name is shadowed, as on the request path)."""
+    table = services.services
+    configured = table.visible(tenant) if table is not None else []
+    found = [_info(s.name, s.settings) for s in configured]
+    names = {s.name for s in configured}
+    store = services.stores().services
+    if store is not None:
+        found += [_info(r.name, r.spec) for r in await store.list_services(tenant) if r.name not in names]
+    return found
+
+
 def _catalog(request: Request) -> PortalCatalog:
     state = request.app.state
     found: PortalCatalog | None = getattr(state, "portal_catalog", None)
@@ -53,7 +75,7 @@ def _catalog(request: Request) -> PortalCatalog:
         services = state.services
         sources: list[Source] = [
             ApiSource(lambda: services.stores().apis, lambda: services.stores().prompts),
-            ServiceSource(lambda: services.settings.services),
+            ServiceSource(lambda tenant: _services(services, tenant)),
         ]
         if services.routing is not None:
             routing = services.routing
