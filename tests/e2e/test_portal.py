@@ -166,12 +166,16 @@ def test_filters_and_pages(deployment: Deployment) -> None:
 
 @pytest.mark.parametrize("params", [
     {"kind": "nope"}, {"kind": ""}, {"limit": "0"}, {"limit": "1001"}, {"limit": "ten"},
-    {"q": "x" * 201}, {"after": "x" * 301}, {"tenant": "bad tenant!"},
+    {"q": "x" * 201}, {"after": "x" * 301}, {"tenant": "bad tenant!"}, {"colour": "blue"},
+    [("kind", "api"), ("kind", "model")],
 ])
-def test_bad_query_parameters_are_400(deployment: Deployment, params: dict[str, str]) -> None:
+def test_bad_query_parameters_are_400(deployment: Deployment, params: Any) -> None:
     resp = deployment.call("GET", "/admin/v1/catalog", params=params)
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["type"] == "invalid_request_error"
+    assert resp.json()["error"]["code"] in ("invalid_value", "unknown_parameter")
+    resp = deployment.call("GET", "/admin/v1/catalog/openapi.json", params={"kind": "api"})
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "unknown_parameter"
 
 
 def test_another_tenant_is_out_of_reach(deployment: Deployment) -> None:

@@ -86,6 +86,17 @@ def _catalog(request: Request) -> PortalCatalog:
     return found
 
 
+def _known(request: Request, allowed: tuple[str, ...]) -> None:
+    """400 for a parameter the route does not take, or one given twice."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name not in allowed:
+            raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
+        if name in seen:
+            raise InvalidRequest(f"{name}: given more than once", param=name, code="invalid_value")
+        seen.add(name)
+
+
 Text = Annotated[str | None, Query(max_length=200, description="Text in the name, description or owner")]
 After = Annotated[str | None, Query(max_length=300, description="Last id of the previous page")]
 
@@ -100,6 +111,7 @@ async def list_catalog(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    _known(request, ("kind", "q", "after", "limit", "tenant"))
     catalog = _catalog(request)
     if kind is not None and kind not in catalog.kinds:
         raise InvalidRequest(f"kind: expected one of {', '.join(catalog.kinds)}", param="kind",
@@ -118,6 +130,7 @@ async def catalog_openapi(
     access: Annotated[Access, Depends(allow("catalog", "read"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    _known(request, ("tenant",))
     catalog = _catalog(request)
     scope = access.tenant_for(tenant)
     entries = await catalog.entries(scope, access.principal)
