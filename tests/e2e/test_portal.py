@@ -287,6 +287,7 @@ def test_the_catalog_openapi_document_describes_each_api(deployment: Deployment)
     assert schema["properties"]["text"] == {"type": "string"} and schema["required"] == ["text"]
     assert f"/apis/{name}/v{{version}}" in doc["paths"]
     assert operation["x-switchboard-owner"] == team
+    assert {"name": "x-switchboard-session", "in": "header"}.items() <= operation["parameters"][-1].items()
     # The entry says the API keeps sessions.
     entry = deployment.entries(deployment.key(tenant, team), kind="api")[f"api:{name}"]
     assert entry["sessions"] is True and entry["version"] == 2

@@ -16,6 +16,11 @@ from switchboard.portal.sources import Entry
 # the version it serves is not found: then a generic operation stands for it.
 ApiPaths = Callable[[Entry], Awaitable[Mapping[str, Any] | None]]
 
+SESSION_PARAMETER = {
+    "name": "x-switchboard-session", "in": "header", "required": False,
+    "description": "A session id: the API keeps this caller's conversation under it (docs/portal.md).",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+}
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERRORS = {
     str(status): {"description": why, "content": {"application/json": {"schema": _ERROR}}}
@@ -49,11 +54,7 @@ def _api_operation(entry: Entry) -> dict[str, Any]:
     if isinstance(deprecation, Mapping) and deprecation.get("deprecated"):
         operation["deprecated"] = True
     if fields.get("sessions"):
-        operation["parameters"] = [{
-            "name": "x-switchboard-session", "in": "header", "required": False,
-            "description": "A session id: the API keeps this caller's conversation under it.",
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
-        }]
+        operation["parameters"] = [SESSION_PARAMETER]
     return operation
 
 
@@ -85,6 +86,8 @@ async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,
                 for operation in item.values():
                     operation["x-switchboard-approval-required"] = entry.approval_required
                     operation["x-switchboard-owner"] = entry.owner
+                    if entry.fields.get("sessions"):
+                        operation["parameters"] = [*operation.get("parameters", []), SESSION_PARAMETER]
                 paths[path] = dict(item)
         elif entry.kind == "service":
             paths[f"/services/{entry.name}/{{path}}"] = _service_path(entry)

@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import Any
 
+from switchboard import tokens
 from switchboard.apis.sessions import (
     HEADER,
     Message,
@@ -68,12 +69,14 @@ class SessionStage:
         return size, group.deployments[0].target.model
 
     @staticmethod
-    def _trim(messages: list[Message], turns: list[list[Message]], window: int | None, upstream: str,
+    def _trim(request: dict[str, Any], turns: list[list[Message]], window: int | None, upstream: str,
               max_output: int | None) -> tuple[list[Message], int]:
-        """(the messages with the turns that fit, how many turns that is); counting tokens."""
-        system, new = split_system(messages)
+        """(the messages with the turns that fit, how many turns that is); counting tokens. The
+        new turn is counted with the rest of the request (tools, response format)."""
+        system, new = split_system(request["messages"])
         count = counter(upstream)
-        kept = fit(system, turns, room(window, count(new), max_output), count)
+        fixed = tokens.estimate({**request, "messages": new}, "chat", model=upstream)
+        kept = fit(system, turns, room(window, fixed, max_output), count)
         return [*system, *(m for turn in kept for m in turn), *new], len(kept)
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
@@ -95,7 +98,7 @@ class SessionStage:
         if turns:
             window, upstream = self._window(str(ctx.request.get("model")))
             messages, used = await asyncio.to_thread(
-                self._trim, messages, turns, window, upstream, _max_output(ctx.request))
+                self._trim, ctx.request, turns, window, upstream, _max_output(ctx.request))
             ctx.request["messages"] = messages
         else:
             used = 0
