@@ -172,8 +172,8 @@ class RequestContext:
     # ``body`` (pipeline/native.py; the Responses API: the client's request and the stored
     # conversation it continues). None: not prepared.
     native_body: Any = None
-    # Extra keys for the usage record's metadata (a prompt API's name and version, http/apis/);
-    # None: none.
+    # Added to the usage record's metadata (the registry prompt used, pipeline/prompt.py; the
+    # prompt API and version served, http/apis/).
     usage_metadata: dict[str, Any] | None = None
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:

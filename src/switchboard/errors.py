@@ -258,7 +258,7 @@ ERROR_TABLE: dict[type[GatewayError], ErrorSpec] = dict([
     _row(PermissionDenied, "permission_error", False),
     _row(NotFound, "not_found_error", False),
     _row(ModelNotFound, "not_found_error", False),
-    _row(Gone, "not_found_error", False),
+    _row(Gone, "invalid_request_error", False),
     _row(PayloadTooLarge, "request_too_large", False),
     _row(UnsupportedMediaType, "invalid_request_error", False),
     _row(RateLimited, "rate_limit_error", False),  # the gateway's own limit: no other deployment helps

@@ -40,6 +40,7 @@ from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.limits import RateLimitStage
 from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.observe import ObserveStage
+from switchboard.pipeline.prompt import PromptStage
 from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.rules import RulesStage, router_embed
 from switchboard.pipeline.subscription import SubscriptionStage
@@ -159,6 +160,8 @@ class Gateway:
         self.services = ServiceTable(settings.services)
         self.service_proxy = ServiceProxy()
         self.ready = False
+        # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
+        self.prompts = PromptStage(settings.prompts, lambda: self.stores)
 
     def services_stages(self) -> list[Stage]:
         """``/services/{name}/...``: the common stages, then which service, its subscription,
@@ -186,9 +189,10 @@ class Gateway:
 
     def api_chain(self, terminal: Handler) -> Handler:
         """The chat chain of a prompt API call (POST /apis/{name}, http/apis/): the API resolved
-        and its prompt rendered in place of decoding, no key model list (the API's own access and
-        subscription govern it), the output schema checked just outside the attempts."""
-        stages = [s for s in self.stages("chat") if not isinstance(s, ModelAccessStage)]
+        and its prompt rendered in place of decoding (no prompt reference to resolve), no key
+        model list (the API's own access and subscription govern it), the output schema checked
+        just outside the attempts."""
+        stages = [s for s in self.stages("chat") if not isinstance(s, ModelAccessStage | PromptStage)]
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage))
         stages[at] = ApiStage(self.api_calls, lambda: self.stores, lambda: self.subscriptions)
         stages.insert(at + 1, SessionStage(self.api_calls, self.api_sessions, self.router))
@@ -226,6 +230,7 @@ class Gateway:
             stages.append(TraceStage(self.tracing))
         stages += [
             DecodeStage(),
+            self.prompts,
             ModelAccessStage(),
             *self.rules_stage(),
             RouteStage(self.router),
@@ -395,6 +400,7 @@ class Gateway:
         await self.api_sessions.close()
         await self.services.close()
         await self.service_proxy.close()
+        await self.prompts.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

@@ -63,6 +63,7 @@ class TenantWorld:
     sub2: str = ""  # team2's
     limit: str = ""  # rate limits set for team2 (generous: they never refuse anything here)
     budget: str = ""  # a budget set for team2 (generous too)
+    api: str = ""  # a prompt published as an API by team2
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -100,6 +101,12 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     world.limit = admin.ok("PUT", "/admin/v1/limits", body)["id"]
     body = {"scope": "team", "subject": world.team2, "tenant": tenant, "max_amount": 1_000_000}
     world.budget = admin.ok("PUT", "/admin/v1/budgets", body)["id"]
+    body = {"name": f"api-{tenant}", "tenant": tenant, "team": world.team2, "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "Hi"}]}
+    admin.ok("POST", "/admin/v1/prompts", body, status=201)
+    body = {"name": f"api-{tenant}", "prompt": f"api-{tenant}", "version": 1, "tenant": tenant,
+            "team": world.team2}
+    world.api = admin.ok("POST", "/admin/v1/apis", body, status=201)["name"]
     return world
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from switchboard.errors import InvalidRequest
+from switchboard.prompts.reference import parse_reference
 
 Check = Callable[[Any], str | None]
 
@@ -248,8 +249,29 @@ def messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def chat_request(body: Any) -> dict[str, Any]:
     body = require_object(body)
+    if body.get("prompt") is not None:
+        return prompted_chat_request(body)
     model_name(body)
     messages(body)
+    check_fields(body, CHAT_FIELDS)
+    if body.get("stream_options") is not None and not body.get("stream"):
+        raise _fail("stream_options", "is only allowed when 'stream' is true")
+    return body
+
+
+def prompted_chat_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A chat request naming a registry prompt (docs/prompts.md): ``model`` and ``messages`` are
+    optional (an empty model is none; the messages given follow the prompt's); the prompt stage
+    (pipeline/prompt.py) completes the request. ``prompt`` becomes the parsed reference."""
+    body["prompt"] = parse_reference(body["prompt"])
+    if body.get("model") in (None, ""):
+        body.pop("model", None)
+    else:
+        model_name(body)
+    if body.get("messages") in (None, []):
+        body["messages"] = []
+    else:
+        messages(body)
     check_fields(body, CHAT_FIELDS)
     if body.get("stream_options") is not None and not body.get("stream"):
         raise _fail("stream_options", "is only allowed when 'stream' is true")

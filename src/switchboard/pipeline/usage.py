@@ -210,14 +210,14 @@ def _row(
     elapsed = time.perf_counter() - ctx.started
     first = outcome.first_byte_at if outcome.stream else None
     metadata: dict[str, Any] = {"operation": ctx.operation}
-    if ctx.usage_metadata:  # e.g. the prompt API and version served (http/apis/)
-        metadata.update(ctx.usage_metadata)
     if estimated:
         metadata["estimated"] = True
     if ctx.usage and "units" in ctx.usage and (units := units_of(ctx.usage)):  # media units (spend/units.py)
         metadata["units"] = units
     if outcome.client_disconnected:
         metadata["client_disconnected"] = True
+    if ctx.usage_metadata:
+        metadata.update(ctx.usage_metadata)
     error = outcome.error_code if status >= 400 else None
     p = ctx.principal
     tags: tuple[str, ...] = ()

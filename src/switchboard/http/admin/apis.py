@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from switchboard.apis import sessions
 from switchboard.apis.lifecycle import split_problem, transition_problem
@@ -207,13 +208,19 @@ async def get_api(
     return public(await _visible(request, access, name, tenant))
 
 
-@router.patch("/{name}", summary="Move an API along its lifecycle, re-point it, split it")
+@router.patch("/{name}", summary="Move an API along its lifecycle, re-point it, split it",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": ApiUpdate.model_json_schema()}}}})
 async def update_api(
-    name: str, request: Request, body: ApiUpdate,
+    name: str, request: Request, raw: Annotated[dict[str, Any], Body()],
     access: Annotated[Access, Depends(allow("api", "update"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    before = await _visible(request, access, name, tenant)
+    before = await _visible(request, access, name, tenant)  # another tenant's or team's: 404 first
+    try:
+        body = ApiUpdate.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
     given = body.model_fields_set
     changes: dict[str, Any] = {}
     if body.status is not None and body.status != before.status:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.pipeline.prompt import invalid_variables
 from switchboard.prompts import templates
 from switchboard.prompts.cache import publish_change
 from switchboard.stores.protocols import PromptStore, PromptVersion
@@ -346,15 +347,7 @@ async def render_prompt(
     found = await visible(request, access, name, tenant, version=body.version, label=body.label)
     invalid = templates.validate_variables(found.variables, body.variables)
     if invalid:
-        raise invalid_variables(invalid)
+        raise invalid_variables(invalid, prefix="variables")
     messages = templates.render(found, body.variables)
     return {"object": "prompt.render", "name": name, "version": found.version, "model": found.model,
             "messages": messages, "params": dict(found.params)}
-
-
-def invalid_variables(invalid: list[tuple[str, str]]) -> InvalidRequest:
-    """400 naming each invalid variable (``param``: the first)."""
-    named = "; ".join(f"{path or '(variables)'}: {message}" for path, message in invalid)
-    first = invalid[0][0]
-    return InvalidRequest(f"invalid variables: {named}", param=f"variables.{first}" if first else "variables",
-                          code="invalid_variables")

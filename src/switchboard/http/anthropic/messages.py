@@ -15,7 +15,7 @@ import orjson
 
 from switchboard.context import RequestContext, answered_model
 from switchboard.errors import GatewayError
-from switchboard.http.anthropic import passthrough, response
+from switchboard.http.anthropic import passthrough, prompt, response
 from switchboard.http.anthropic.errors import error_body
 from switchboard.http.anthropic.request import messages_request
 from switchboard.http.anthropic.stream import StreamEncoder, event
@@ -32,6 +32,11 @@ class AnthropicMessages:
         ctx.client_wants_usage = ctx.stream
         # The Anthropic SDKs read the request id from this header (``message._request_id``).
         ctx.response_headers["request-id"] = ctx.request_id
+
+    def with_prompt(self, ctx: RequestContext, rendered: list[dict[str, Any]], model: str,
+                    params: dict[str, Any]) -> None:
+        """A registry prompt merged into the request (pipeline/prompt.py)."""
+        prompt.with_prompt(ctx, rendered, model, params)
 
     def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
         if native:

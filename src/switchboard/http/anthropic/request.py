@@ -21,6 +21,8 @@ https://docs.anthropic.com/en/api/messages-count-tokens (parameters and their ra
     stream                         -> stream, with stream_options.include_usage
     thinking                       -> thinking (validated; the canonical form is Anthropic's)
     service_tier, top-level cache_control, output_config.effort -> accepted and dropped
+    prompt                         -> a registry prompt (docs/prompts.md): model, messages and
+                                      max_tokens become optional (http/anthropic/prompt.py)
 Any other top-level field is rejected, as the Anthropic API does.
 """
 
@@ -33,6 +35,7 @@ from typing import Any
 from switchboard.errors import InvalidRequest
 from switchboard.http.anthropic.content import JSON, cached, fail, messages, text_part
 from switchboard.http.openai_api import parse_json
+from switchboard.prompts.reference import parse_reference
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 MIN_THINKING_BUDGET = 1024
@@ -306,10 +309,24 @@ def _translate(body: JSON, fields: dict[str, Apply]) -> JSON:
 def messages_request(raw: bytes) -> JSON:
     """The canonical chat request for a ``POST /v1/messages`` body."""
     body = _object(parse_json(raw))
+    if body.get("prompt") is not None:
+        return _prompted(body)
     _model(body)
     max_tokens = _max_tokens(body)
     out = _translate(body, _MESSAGES)
     out["max_tokens"] = max_tokens
+    return out
+
+
+def _prompted(body: JSON) -> JSON:
+    """A request naming a registry prompt (docs/prompts.md): only the reference and the stream
+    flag for now; the prompt stage merges the prompt into the body and decodes it again
+    (http/anthropic/prompt.py), which checks everything else."""
+    out: JSON = {"prompt": parse_reference(body["prompt"])}
+    if body.get("model"):
+        out["model"] = _model(body)
+    if body.get("stream") is not None:
+        _apply_stream(body["stream"], body, out)
     return out
 
 

@@ -16,11 +16,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
 
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.apis.lifecycle import deprecation_headers, split_version
@@ -32,6 +31,7 @@ from switchboard.http import validate
 from switchboard.http.apis.call import ApiCall, ApiCalls, reply_text
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.subscription import require_approved
+from switchboard.prompts.templates import render, validate_variables
 from switchboard.stores import Stores
 from switchboard.stores.protocols import PromptVersion
 
@@ -39,7 +39,6 @@ DEFAULT_TENANT = "default"
 PREFIX = "/apis/"
 # /apis/{name} and /apis/{name}/v{N}
 _CALL_PATH = re.compile(r"^/apis/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:/v([1-9][0-9]{0,5}))?$")
-MAX_FIELD_ERRORS = 20
 
 
 def call_path(path: str) -> tuple[str, int | None] | None:
@@ -55,34 +54,6 @@ def wants_stream(ctx: RequestContext) -> bool:
     if "text/event-stream" in ctx.headers.get("accept", ""):
         return True
     return any(part.lower() in ("stream=true", "stream=1") for part in ctx.query.split("&"))
-
-
-def variable_errors(schema: Mapping[str, Any], variables: Any) -> list[tuple[str, str]]:
-    """(field, what is wrong) for every invalid field of ``variables`` (a missing required field
-    is named itself); empty when they satisfy ``schema``."""
-    found: list[tuple[str, str]] = []
-    for error in Draft202012Validator(schema).iter_errors(variables):
-        path = ".".join(str(p) for p in error.absolute_path)
-        if error.validator == "required" and isinstance(error.instance, dict):
-            for name in error.validator_value:
-                if name not in error.instance:
-                    field = f"{path}.{name}" if path else str(name)
-                    found.append((field, "is required"))
-        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = set((error.schema or {}).get("properties") or ())
-            for name in error.instance:
-                if name not in allowed:
-                    found.append((f"{path}.{name}" if path else str(name), "is not a variable of this API"))
-        else:
-            found.append((path or "(body)", error.message[:300]))
-    found.sort()
-    return found[:MAX_FIELD_ERRORS]
-
-
-def _render(prompt: PromptVersion, variables: dict[str, Any]) -> list[dict[str, Any]]:
-    from switchboard.prompts.templates import render  # the prompt registry's sandboxed renderer
-
-    return [dict(m) for m in render(prompt, variables)]
 
 
 def canonical_request(prompt: PromptVersion, messages: list[dict[str, Any]], stream: bool) -> dict[str, Any]:
@@ -148,13 +119,13 @@ class ApiStage:
             shown = f"version {pinned}" if pinned is not None else "the version it serves"
             raise NotFound(f"the API '{name}' has no {shown}", code="version_not_found")
         variables = _variables(ctx.body)
-        invalid = variable_errors(prompt.variables, variables)
+        invalid = validate_variables(prompt.variables, variables)
         if invalid:
-            listed = "; ".join(f"{field}: {why}" for field, why in invalid)
-            raise InvalidRequest(f"invalid variables: {listed}", param=invalid[0][0],
+            listed = "; ".join(f"{field or '(body)'}: {why}" for field, why in invalid)
+            raise InvalidRequest(f"invalid variables: {listed}", param=invalid[0][0] or None,
                                  code="invalid_variables")
         stream = wants_stream(ctx)
-        ctx.request = canonical_request(prompt, _render(prompt, variables), stream)
+        ctx.request = canonical_request(prompt, render(prompt, variables), stream)
         ctx.stream = stream
         ctx.usage_metadata = {"api": name, "api_version": prompt.version}
         ctx.response_headers["x-switchboard-api-version"] = str(prompt.version)

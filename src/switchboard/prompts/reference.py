@@ -1,0 +1,56 @@
+"""A chat request's reference to a registry prompt: ``{"prompt": {"id": "name", "label": "production"
+| "version": N, "variables": {...}}}`` (docs/prompts.md, "Prompts from chat").
+
+Checked by the inbound APIs while decoding (a malformed reference is 400 naming the field); the
+prompt stage (``pipeline/prompt.py``) resolves and renders it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchboard.errors import InvalidRequest
+
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+FIELDS = ("id", "label", "version", "variables")
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRef:
+    name: str
+    version: int | None = None
+    label: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+def _bad(param: str, problem: str) -> InvalidRequest:
+    return InvalidRequest(f"'{param}' {problem}", param=param, code="invalid_prompt_reference")
+
+
+def parse_reference(value: Any) -> PromptRef:
+    """The reference in a request's ``prompt`` field; 400 ``invalid_prompt_reference`` naming
+    the field when it is malformed."""
+    if not isinstance(value, dict):
+        raise _bad("prompt", "must be an object: {\"id\": name, \"label\" or \"version\", \"variables\"}")
+    for key in value:
+        if key not in FIELDS:
+            raise _bad(f"prompt.{str(key)[:60]}",
+                       f"is not a field of a prompt reference ({', '.join(FIELDS)})")
+    name = value.get("id")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise _bad("prompt.id", "must be a prompt name: 1-64 letters, digits, '_', '.' or '-'")
+    label, version = value.get("label"), value.get("version")
+    if label is not None and version is not None:
+        raise _bad("prompt.label", "and 'prompt.version' cannot both be given")
+    if label is not None and (not isinstance(label, str) or not NAME.match(label)):
+        raise _bad("prompt.label", "must be a label name: 1-64 letters, digits, '_', '.' or '-'")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
+        raise _bad("prompt.version", "must be an integer of at least 1")
+    variables = value.get("variables")
+    if variables is None:
+        variables = {}
+    if not isinstance(variables, dict):
+        raise _bad("prompt.variables", "must be an object")
+    return PromptRef(name, version, label, variables)

@@ -1,0 +1,394 @@
+"""Prompts published as REST APIs, end to end: publish a prompt label, a second team subscribes,
+is approved and calls it with its own key by plain HTTP and through the generated OpenAPI
+document, and the calls show in the usage report per API and version; structured output through
+an OpenAI and an Anthropic upstream, repaired once or refused with 502; the lifecycle's headers
+and statuses; an A/B split within binomial bounds and sticky per key; streaming; bad input.
+Every test runs on the embedded default (SQLite, in-process state) and on a cluster
+(PostgreSQL and Redis)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jsonschema
+import orjson
+import pytest
+
+from tests.e2e.tenancy_world import Admin
+from tests.servers import Gateway, Mock, openai_config, start_gateway
+
+SENTIMENT: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Classify: {{ text }}"}],
+    "variables": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+}
+MAX_BODY = 4096
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass
+class World:
+    """Tenant ``tenant``: team ``owners`` (a team admin key) publishes, team ``consumers`` (a
+    developer key) and team ``others`` call; ``stranger`` is a key of another tenant."""
+
+    gateway: Gateway
+    admin: Admin
+    tenant: str
+    owners: str
+    consumers: str
+    others: str
+    owner_key: str
+    consumer_key: str
+    other_key: str
+    stranger_key: str
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def key(self, team: str, role: str = "developer", tenant: str | None = None) -> str:
+        body = {"tenant": tenant or self.tenant, "team": team, "role": role, "models": ["gpt-4o-mini"]}
+        return str(self.admin.ok("POST", "/admin/v1/keys", body, status=201)["key"])
+
+    def as_owner(self) -> Admin:
+        return self.admin.as_key(self.owner_key)
+
+    def prompt(self, name: str, **body: Any) -> dict[str, Any]:
+        body = {**SENTIMENT, "name": name, **body}
+        return self.as_owner().ok("POST", "/admin/v1/prompts", body, status=201)
+
+    def publish(self, name: str, **body: Any) -> dict[str, Any]:
+        return self.as_owner().ok("POST", "/admin/v1/apis", {"name": name, **body}, status=201)
+
+    def patch(self, name: str, **body: Any) -> httpx.Response:
+        return self.as_owner().call("PATCH", f"/admin/v1/apis/{name}", body)
+
+    def call(self, name: str, body: Any, key: str | None = None, path: str = "", **kw: Any) -> httpx.Response:
+        headers = {**bearer(key or self.consumer_key), **kw.pop("headers", {})}
+        return httpx.post(f"{self.url}/apis/{name}{path}", json=body, headers=headers, timeout=30, **kw)
+
+    def sentiment_api(self, **api: Any) -> str:
+        """A fresh prompt (one version) published under the same name."""
+        name = unique("api")
+        self.prompt(name)
+        self.publish(name, prompt=name, version=1, **api)
+        return name
+
+
+def _config(mock: Mock) -> dict[str, Any]:
+    config = openai_config(mock)
+    config["providers"].append({"name": "anthropic-mock", "type": "anthropic", "api_base": mock.url,
+                                "api_key": "${UPSTREAM_KEY}"})
+    config["models"].append({"name": "claude", "provider": "anthropic-mock", "model": "claude-sonnet-4-5"})
+    config["apis"] = {"max_body_bytes": MAX_BODY, "repair_attempts": 1}
+    config["spend"] = {"flush_seconds": 0.2}
+    return config
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def world(request: pytest.FixtureRequest, mock_upstream: Mock,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    config = _config(mock_upstream)
+    if request.param == "cluster":
+        postgres = request.getfixturevalue("postgres")
+        config["database"] = {"url": postgres.create_database(f"apis_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": request.getfixturevalue("redis_server").url}
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"apis-{request.param}"))
+    admin = Admin(gw.url)
+    tenant, elsewhere = unique("acme"), unique("globex")
+    for t in (tenant, elsewhere):
+        admin.ok("POST", "/admin/v1/tenants", {"id": t, "name": t.upper()}, status=201)
+    teams = [admin.ok("POST", "/admin/v1/teams", {"tenant": tenant, "name": n}, status=201)["id"]
+             for n in ("owners", "consumers", "others")]
+    far = admin.ok("POST", "/admin/v1/teams", {"tenant": elsewhere, "name": "far"}, status=201)["id"]
+    w = World(gw, admin, tenant, *teams, owner_key="", consumer_key="", other_key="", stranger_key="")
+    w.owner_key = w.key(w.owners, "team_admin")
+    w.consumer_key = w.key(w.consumers)
+    w.other_key = w.key(w.others)
+    w.stranger_key = w.key(far, tenant=elsewhere)
+    yield w
+    gw.process.stop()
+
+
+def _usage(world: World, name: str, expect: dict[str, int], timeout: float = 20.0) -> dict[str, Any]:
+    """The usage report of API ``name`` by version, once it counts ``expect`` (version -> calls)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = world.admin.ok("GET", "/admin/v1/usage", params={
+            "tenant": world.tenant, "group_by": "api,api_version", "api": name})
+        rows = {row["api_version"]: row for row in report["data"]}
+        done = all(rows.get(v, {}).get("requests") == n for v, n in expect.items())
+        if done or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def test_a_published_label_is_subscribed_to_and_called_by_http_and_openapi(world: World) -> None:
+    name = unique("sentiment")
+    assert world.prompt(name)["version"] == 1
+    assert world.prompt(name, temperature=0.2)["version"] == 2
+    world.as_owner().ok("PUT", f"/admin/v1/prompts/{name}/labels/production", {"version": 2})
+    api = world.publish(name, prompt=name, label="production", require_approval=True,
+                        description="Classifies a text")
+    assert (api["name"], api["status"], api["label"], api["team"]) == (name, "published", "production",
+                                                                        world.owners)
+    # Approval: required, then pending, then approved.
+    refused = world.call(name, {"text": "great"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "subscription_required"
+    asked = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"api": name},
+                       headers=bearer(world.consumer_key), timeout=10)
+    assert asked.status_code == 201, asked.text
+    assert (asked.json()["status"], asked.json()["team"]) == ("pending", world.consumers)
+    pending = world.call(name, {"text": "great"})
+    assert pending.status_code == 403 and pending.json()["error"]["code"] == "subscription_pending"
+    world.admin.ok("POST", f"/admin/v1/subscriptions/{asked.json()['id']}/approve", {},
+                   params={"tenant": world.tenant})
+    # Plain HTTP, the label's version.
+    resp = world.call(name, {"text": "great"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["version"] == 2 and body["api"] == name and body["model"]
+    assert body["output"] == "Hello from the Switchboard mock. You said: Classify: great"
+    assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
+    assert resp.headers["x-switchboard-api-version"] == "2" and "deprecation" not in resp.headers
+    # A pinned version; the owners' own team needs no subscription; another team still does.
+    pinned = world.call(name, {"text": "pinned"}, path="/v1")
+    assert pinned.status_code == 200 and pinned.json()["version"] == 1
+    assert world.call(name, {"text": "own"}, key=world.owner_key).status_code == 200
+    assert world.call(name, {"text": "x"}, key=world.other_key).json()["error"]["code"] == \
+        "subscription_required"
+
+    # Through the generated OpenAPI document: path, method and body built from it.
+    doc = httpx.get(f"{world.url}/apis/{name}/openapi.json", headers=bearer(world.consumer_key), timeout=10)
+    assert doc.status_code == 200, doc.text
+    spec = doc.json()
+    assert spec["openapi"].startswith("3.1")
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    (path, item), *_ = [(p, i) for p, i in spec["paths"].items() if "{" not in p]
+    (method, operation), = item.items()
+    media = operation["requestBody"]["content"]["application/json"]
+    jsonschema.validate(media["example"], media["schema"])
+    url = spec["servers"][0]["url"] + path
+    generated = httpx.request(method.upper(), url, json=media["example"], headers=bearer(world.consumer_key),
+                              timeout=30)
+    assert generated.status_code == 200, generated.text
+    response_schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.validate(generated.json(), response_schema)
+    assert generated.json()["version"] == 2
+
+    # The usage report, by API and version (plain, OpenAPI and own-team calls; the pinned one).
+    rows = _usage(world, name, {"2": 3, "1": 1})
+    assert rows["2"]["requests"] == 3 and rows["1"]["requests"] == 1, rows
+    assert rows["2"]["latency_ms_avg"] is not None and rows["2"]["prompt_tokens"] > 0
+    only = world.admin.ok("GET", "/admin/v1/usage", params={"tenant": world.tenant, "api": name,
+                                                            "api_version": "1"})
+    assert only["data"][0]["requests"] == 1
+
+
+def test_the_catalog_document_lists_the_tenants_apis_only(world: World) -> None:
+    mine = world.sentiment_api()
+    draft = unique("draft")
+    world.prompt(draft)
+    world.publish(draft, prompt=draft, version=1, status="draft")
+    catalog = f"{world.url}/apis/openapi.json"
+    doc = httpx.get(catalog, headers=bearer(world.consumer_key), timeout=10).json()
+    assert f"/apis/{mine}" in doc["paths"] and f"/apis/{draft}" not in doc["paths"]
+    theirs = httpx.get(catalog, headers=bearer(world.stranger_key), timeout=10).json()
+    assert f"/apis/{mine}" not in theirs["paths"]
+    assert httpx.get(f"{world.url}/apis/openapi.json", timeout=10).status_code == 401
+    gone = httpx.get(f"{world.url}/apis/{mine}/openapi.json", headers=bearer(world.stranger_key), timeout=10)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "api_not_found"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude"])
+def test_structured_output_is_schema_valid_json(world: World, model: str) -> None:
+    schema = {"type": "object", "properties": {"label": {"type": "string", "enum": ["positive", "negative"]},
+                                               "score": {"type": "number"}},
+              "required": ["label", "score"]}
+    if model == "gpt-4o-mini":  # the mock's OpenAI answers {"answer": <text>} to any json_schema
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    name = unique("structured")
+    world.prompt(name, model=model, output_schema=schema)
+    world.publish(name, prompt=name, version=1)
+    resp = world.call(name, {"text": "great"}, key=world.owner_key)
+    assert resp.status_code == 200, resp.text
+    output = resp.json()["output"]
+    assert isinstance(output, dict)
+    jsonschema.validate(output, schema)
+    url = f"{world.url}/apis/{name}/openapi.json"
+    doc = httpx.get(url, headers=bearer(world.owner_key), timeout=10).json()
+    envelope = doc["paths"][f"/apis/{name}"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert envelope["schema"]["properties"]["output"] == schema
+
+
+def test_invalid_output_is_repaired_once_or_answered_502(world: World) -> None:
+    # The mock echoes the last user message: the repair request ("Your previous answer ...")
+    # makes an answer this pattern accepts, the first answer does not.
+    repaired = {"type": "object", "required": ["answer"],
+                "properties": {"answer": {"type": "string", "pattern": "previous answer"}}}
+    name = unique("repair")
+    world.prompt(name, output_schema=repaired)
+    world.publish(name, prompt=name, version=1)
+    resp = world.call(name, {"text": "fix me"}, key=world.owner_key)
+    assert resp.status_code == 200, resp.text
+    assert "previous answer does not satisfy" in resp.json()["output"]["answer"]
+    plain = world.sentiment_api()
+    single = world.call(plain, {"text": "fix me"}, key=world.owner_key).json()["usage"]
+    assert resp.json()["usage"]["prompt_tokens"] > single["prompt_tokens"]  # both tries counted
+
+    never = {"type": "object", "required": ["answer"],
+             "properties": {"answer": {"type": "string", "pattern": "^NEVER$"}}}
+    name = unique("unrepairable")
+    world.prompt(name, output_schema=never)
+    world.publish(name, prompt=name, version=1)
+    failed = world.call(name, {"text": "x"}, key=world.owner_key)
+    assert failed.status_code == 502
+    error = failed.json()["error"]
+    assert error["code"] == "invalid_model_output" and "answer" in error["message"]
+
+
+def test_the_lifecycle_headers_and_statuses(world: World) -> None:
+    name = world.sentiment_api(status="draft")
+    owner = world.owner_key
+    draft = world.call(name, {"text": "x"}, key=owner)
+    assert draft.status_code == 404 and draft.json()["error"]["code"] == "api_not_found"
+    bad = world.patch(name, status="deprecated")
+    assert bad.status_code == 409 and bad.json()["error"]["code"] == "invalid_transition"
+    assert world.patch(name, status="published").json()["status"] == "published"
+    live = world.call(name, {"text": "x"}, key=owner)
+    assert live.status_code == 200 and not {"deprecation", "sunset", "link"} & set(live.headers)
+    doc = httpx.get(f"{world.url}/apis/{name}/openapi.json", headers=bearer(owner), timeout=10).json()
+    assert "deprecated" not in doc["paths"][f"/apis/{name}"]["post"]
+
+    successor = world.sentiment_api()
+    patched = world.patch(name, status="deprecated", successor=successor, sunset_at="2030-01-01T00:00:00Z")
+    assert patched.status_code == 200 and patched.json()["status"] == "deprecated"
+    old = world.call(name, {"text": "x"}, key=owner)
+    assert old.status_code == 200, old.text
+    assert old.headers["deprecation"].startswith("@")
+    assert old.headers["sunset"] == "Tue, 01 Jan 2030 00:00:00 GMT"
+    assert old.headers["link"] == f'</apis/{successor}>; rel="successor-version"'
+    doc = httpx.get(f"{world.url}/apis/{name}/openapi.json", headers=bearer(owner), timeout=10).json()
+    assert doc["paths"][f"/apis/{name}"]["post"]["deprecated"] is True
+
+    assert world.patch(name, status="retired").json()["status"] == "retired"
+    retired = world.call(name, {"text": "x"}, key=owner)
+    assert retired.status_code == 410
+    error = retired.json()["error"]
+    assert error["code"] == "api_retired" and successor in error["message"]
+    back = world.patch(name, status="published")
+    assert back.status_code == 409 and back.json()["error"]["code"] == "invalid_transition"
+    listed = world.admin.ok("GET", "/admin/v1/apis", params={"tenant": world.tenant, "status": "retired"})
+    assert name in [a["name"] for a in listed["data"]]
+    # Each change is audited.
+    audit = world.admin.ok("GET", "/admin/v1/audit", params={"tenant": world.tenant, "limit": 1000})
+    actions = {e["action"] for e in audit["data"] if e.get("resource_id") == name}
+    assert {"api.create", "api.published", "api.deprecated", "api.retired"} <= actions
+
+
+def test_an_ab_split_is_within_binomial_bounds_and_sticky_per_key(world: World) -> None:
+    name = unique("split")
+    world.prompt(name)
+    world.prompt(name)
+    world.publish(name, prompt=name, version=1)
+    resp = world.patch(name, split=[{"version": 1, "percent": 50}, {"version": 2, "percent": 50}])
+    assert resp.status_code == 200, resp.text
+    keys = 40
+    seen: dict[int, int] = {1: 0, 2: 0}
+    for _ in range(keys):
+        key = world.key(world.owners)
+        first = world.call(name, {"text": "a"}, key=key).json()["version"]
+        again = world.call(name, {"text": "b"}, key=key).json()["version"]
+        assert first == again  # sticky
+        seen[first] += 1
+    # Binomial(40, 0.5): mean 20, sd 3.2; 4.4 sd either side.
+    assert 6 <= seen[1] <= 34 and seen[1] + seen[2] == keys, seen
+    # A pinned version is outside the split.
+    assert world.call(name, {"text": "p"}, key=world.owner_key, path="/v2").json()["version"] == 2
+    bad = world.patch(name, split=[{"version": 1, "percent": 50}, {"version": 2, "percent": 40}])
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_split"
+
+
+def _events(text: str) -> list[dict[str, Any]]:
+    return [orjson.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+def test_stream_true_streams_the_text(world: World) -> None:
+    name = world.sentiment_api()
+    for extra in ({"params": {"stream": "true"}}, {"headers": {"Accept": "text/event-stream"}}):
+        resp = world.call(name, {"text": "streamed words"}, key=world.owner_key, **extra)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = _events(resp.text)
+        text = "".join(e.get("delta", "") for e in events)
+        assert text == "Hello from the Switchboard mock. You said: Classify: streamed words"
+        final = events[-1]
+        assert final["done"] is True and final["version"] == 1 and final["api"] == name
+        assert final["usage"]["completion_tokens"] > 0
+
+
+def test_bad_input(world: World) -> None:
+    name = unique("strict")
+    variables = {"type": "object", "additionalProperties": False, "required": ["text", "count"],
+                 "properties": {"text": {"type": "string"}, "count": {"type": "integer"}}}
+    world.prompt(name, variables=variables, messages=[{"role": "user", "content": "{{ text }} {{ count }}"}])
+    world.publish(name, prompt=name, version=1)
+    owner = world.owner_key
+    invalid = world.call(name, {"count": "three"}, key=owner)
+    assert invalid.status_code == 400
+    error = invalid.json()["error"]
+    assert error["code"] == "invalid_variables"
+    assert "text" in error["message"] and "count" in error["message"], error
+    for body in ([1, 2], "text", 3):
+        wrong = world.call(name, body, key=owner)
+        assert wrong.status_code == 400 and "JSON object" in wrong.json()["error"]["message"]
+    garbled = httpx.post(f"{world.url}/apis/{name}", content=b"{nope", headers=bearer(owner), timeout=10)
+    assert garbled.status_code == 400 and garbled.json()["error"]["code"] == "invalid_json"
+    huge = world.call(name, {"text": "x" * (MAX_BODY + 10), "count": 1}, key=owner)
+    assert huge.status_code == 413
+    unknown = world.call(unique("nothing"), {"text": "x"}, key=owner)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "api_not_found"
+    other_tenant = world.call(name, {"text": "x", "count": 1}, key=world.stranger_key)
+    assert other_tenant.status_code == 404 and other_tenant.json()["error"]["code"] == "api_not_found"
+    assert world.call(name, {"text": "x", "count": 1}).status_code == 200  # approval not required
+    url = f"{world.url}/apis/{name}"
+    assert httpx.post(url, json={"text": "x", "count": 1}, timeout=10).status_code == 401
+    assert httpx.put(url, json={}, headers=bearer(owner), timeout=10).status_code == 404
+
+    # The admin API's own refusals.
+    owner_admin = world.as_owner()
+    for body, status, code in [
+        ({"name": unique("x"), "prompt": unique("missing"), "version": 1}, 400, "prompt_not_found"),
+        ({"name": unique("x"), "prompt": name, "version": 9}, 400, "prompt_not_found"),
+        ({"name": unique("x"), "prompt": name, "version": 1, "label": "production"}, 400, "invalid_value"),
+        ({"name": name, "prompt": name, "version": 1}, 409, "api_exists"),
+        ({"name": unique("x"), "prompt": name, "split": [{"version": 1, "percent": 100}]}, 400, None),
+        ({"name": "has/slash", "prompt": name, "version": 1}, 400, None),
+        ({"name": unique("x"), "prompt": name, "version": 1, "unknown": True}, 400, None),
+    ]:
+        resp = owner_admin.call("POST", "/admin/v1/apis", body)
+        assert resp.status_code == status, (body, resp.text)
+        if code:
+            assert resp.json()["error"]["code"] == code
+    # A developer may not publish; another tenant's API is 404 to its admin.
+    denied = world.admin.as_key(world.consumer_key).call("POST", "/admin/v1/apis",
+                                                         {"name": unique("x"), "prompt": name, "version": 1})
+    assert denied.status_code == 403
+    assert world.admin.as_key(world.stranger_key).call("GET", f"/admin/v1/apis/{name}").status_code == 404
+    # Subscribing to an API that needs no approval, or to none.
+    for api, code in ((name, "approval_not_required"), (unique("none"), "api_not_found")):
+        resp = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"api": api},
+                          headers=bearer(world.consumer_key), timeout=10)
+        assert resp.status_code == 400 and resp.json()["error"]["code"] == code
