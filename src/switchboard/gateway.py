@@ -51,6 +51,7 @@ from switchboard.routing.prerouting import Windows
 from switchboard.routing.probes import HealthChecks
 from switchboard.routing.router import Router
 from switchboard.services import (
+    ServiceCaptureStage,
     ServiceProxy,
     ServiceRateLimitStage,
     ServiceStage,
@@ -166,10 +167,17 @@ class Gateway:
     def services_stages(self) -> list[Stage]:
         """``/services/{name}/...``: the common stages, then which service, its subscription,
         the caller's rate limits and the service's rpm, and the call's ledger record."""
-        return [
+        stages: list[Stage] = [
             *self.common_stages(),
             ServiceStage(self.services),
             ServiceSubscriptionStage(lambda: self.subscriptions),
+        ]
+        if self.body_policies:  # the request log's bodies, as for model calls
+            log = self.settings.request_log
+            stages.append(ServiceCaptureStage(self.body_policies, Redactor(log.redact), log.max_body_bytes,
+                                              lambda: self.bodies))
+        return [
+            *stages,
             ServiceRateLimitStage(self.settings.limits,
                                   lambda: self.stores.limiter if self.stores is not None else None,
                                   lambda: self.limit_cache),
@@ -177,7 +185,7 @@ class Gateway:
         ]
 
     def services_chain(self) -> Handler:
-        return build_chain(self.services_stages(), self.service_proxy)  # type: ignore[arg-type]
+        return build_chain(self.services_stages(), self.service_proxy)
 
     def responses_chain(self, terminal: Handler) -> Handler:
         """The chat chain with the stored conversation of ``previous_response_id`` read right

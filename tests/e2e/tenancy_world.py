@@ -64,6 +64,7 @@ class TenantWorld:
     limit: str = ""  # rate limits set for team2 (generous: they never refuse anything here)
     budget: str = ""  # a budget set for team2 (generous too)
     api: str = ""  # a prompt published as an API by team2
+    service: str = ""  # a REST service owned by team2 (its name)
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -107,6 +108,8 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     body = {"name": f"api-{tenant}", "prompt": f"api-{tenant}", "version": 1, "tenant": tenant,
             "team": world.team2}
     world.api = admin.ok("POST", "/admin/v1/apis", body, status=201)["name"]
+    body = {"name": f"svc-{tenant}", "url": "http://127.0.0.1:9/", "tenant": tenant, "team": world.team2}
+    world.service = admin.ok("POST", "/admin/v1/services", body, status=201)["name"]
     return world
 
 

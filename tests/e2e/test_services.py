@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,8 @@ def services_config(mock: Mock, upstream: Upstream) -> dict[str, Any]:
         {"name": "acme-only", "url": url, "tenant": "acme"},
         {"name": "readonly", "url": url, "methods": ["GET"]},
     ]
+    # The request log keeps the bodies (and headers) of calls to "echo".
+    config["request_log"] = {"bodies": [{"model": "service:echo", "headers": True}]}
     return config
 
 
@@ -94,10 +96,24 @@ class World:
     gateway: Gateway
     upstream: Upstream
     canary: Upstream
+    config: dict[str, Any] = field(default_factory=dict)
+    tmp: Path | None = None
+    second: Gateway | None = None
 
     @property
     def url(self) -> str:
         return self.gateway.url
+
+    def peer(self) -> Gateway:
+        """Another instance on the same state: on a cluster a second gateway (started once);
+        embedded state is one process's, so the same gateway."""
+        if self.kind == "embedded":
+            return self.gateway
+        if self.second is None:
+            assert self.tmp is not None
+            (self.tmp / "second").mkdir()
+            self.second = start_gateway(self.config, self.tmp / "second")
+        return self.second
 
     def key(self, team: str | None = None, tenant: str | None = None, role: str | None = None) -> str:
         body: dict[str, Any] = {"models": ["gpt-4o-mini"]}
@@ -129,9 +145,13 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock, upstream: Upstrea
         redis: RedisServer = request.getfixturevalue("redis_server")
         config["database"] = {"url": postgres.create_database(f"svc_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
-    gw = start_gateway(config, tmp_path_factory.mktemp(f"services-{request.param}"))
-    yield World(request.param, gw, upstream, canary)
+    tmp = tmp_path_factory.mktemp(f"services-{request.param}")
+    gw = start_gateway(config, tmp)
+    world = World(request.param, gw, upstream, canary, config, tmp)
+    yield world
     gw.process.stop()
+    if world.second is not None:
+        world.second.process.stop()
 
 
 def new_team() -> str:
@@ -164,6 +184,8 @@ def test_methods_query_and_bodies_are_proxied_with_headers_stripped_and_added(wo
         assert SERVICE_SECRET not in resp.headers.get("x-service-token", "")
     head = world.call("HEAD", "/services/echo/items/42", key)
     assert head.status_code == 200 and head.content == b""
+    big_head = world.call("HEAD", "/services/echo/big?bytes=500000", key)  # no body: no size bound
+    assert big_head.status_code == 200 and big_head.headers["content-length"] == "500000"
     # A body streamed in pieces (chunked) arrives whole.
     pieces = [bytes([65 + i % 26]) * 10_000 for i in range(6)]
     streamed = world.call("POST", "/services/echo/upload", key, content=iter(pieces))
@@ -193,6 +215,13 @@ def test_a_streamed_response_is_relayed_as_it_arrives(world: World) -> None:
     assert lines == [f"line {i}" for i in range(5)]
     # The first line came long before the last: nothing was held back until the end.
     assert arrivals[-1] - arrivals[0] >= 0.5
+    # A client that leaves mid-stream stops the relay; the log says so.
+    rid = f"svc-gone-{uuid.uuid4().hex}"
+    with httpx.stream("GET", f"{world.url}/services/echo/stream?n=100&delay=0.1", timeout=30,
+                      headers={"Authorization": f"Bearer {key}", "x-request-id": rid}) as resp:
+        assert next(resp.iter_lines()) == "line 0"
+    record = _logged(world, rid)
+    assert record["metadata"].get("client_disconnected") is True and record["latency_ms"] < 5000
 
 
 def test_keys_tenants_and_unknown_services(world: World) -> None:
@@ -251,13 +280,14 @@ def test_the_services_rate_limit_per_key(world: World) -> None:
     assert world.call("GET", "/services/limited/other", world.key(new_team())).status_code == 200
 
 
-def _logged(world: World, request_id: str, timeout: float = 20.0) -> dict[str, Any]:
+def _logged(world: World, request_id: str, timeout: float = 20.0, *, bodies: bool = False) -> dict[str, Any]:
+    """The request's record once the ledger has it (and its bodies, when ``bodies``)."""
     deadline = time.monotonic() + timeout
     while True:
         resp = httpx.get(f"{world.url}/admin/v1/logs", params={"request_id": request_id}, headers=ADMIN,
                          timeout=30)
         assert resp.status_code == 200, resp.text
-        if resp.json()["data"]:
+        if resp.json()["data"] and (not bodies or resp.json()["data"][0].get("response") is not None):
             return dict(resp.json()["data"][0])
         assert time.monotonic() < deadline, f"{request_id} never reached the request log"
         time.sleep(0.1)
@@ -268,8 +298,12 @@ def test_every_call_is_in_the_request_log_and_the_usage_report(world: World) -> 
     key = world.key(team)
     rid = f"svc-log-{uuid.uuid4().hex}"
     assert world.call("POST", "/services/echo/orders", key, content=b'{"n": 1}',
-                      headers={"x-request-id": rid}).status_code == 200
-    record = _logged(world, rid)
+                      headers={"x-request-id": rid, "Content-Type": "application/json"}).status_code == 200
+    record = _logged(world, rid, bodies=True)
+    # The bodies, as the request-log policy keeps them: never a credential.
+    assert "1" in str(record["request"]) and "/base/orders" in str(record["response"])
+    assert key not in str(record)  # the caller's key: neither forwarded nor logged
+    assert record["request_headers"]["content-type"] == "application/json"
     assert record["model"] == "service:echo" and record["status"] == 200
     assert record["metadata"]["operation"] == "service"
     assert record["prompt_tokens"] == 0 and record["completion_tokens"] == 0
@@ -281,6 +315,12 @@ def test_every_call_is_in_the_request_log_and_the_usage_report(world: World) -> 
     report = httpx.get(f"{world.url}/admin/v1/usage", params={"group_by": "model"}, headers=ADMIN, timeout=30)
     assert report.status_code == 200, report.text
     assert "service:echo" in report.text
+    # Metrics, as for every endpoint: the operation is "service" (flushed every few seconds).
+    deadline = time.monotonic() + 20
+    metrics = f"{world.url}/metrics"
+    while 'operation="service"' not in (text := httpx.get(metrics, headers=ADMIN, timeout=10).text):
+        assert time.monotonic() < deadline, text[-2000:]
+        time.sleep(0.2)
 
 
 def _raw(port: int, target: str, host: str | None = None) -> int:
@@ -350,6 +390,7 @@ def test_size_and_time_bounds_and_the_gateway_keeps_serving(world: World) -> Non
     for _ in range(3):
         assert world.call("GET", "/services/echo/still", key).status_code == 200
     assert httpx.get(f"{world.url}/health/ready", timeout=10).status_code == 200
+    assert "Traceback" not in world.gateway.process.output
 
 
 def test_services_managed_through_the_admin_api(world: World) -> None:
@@ -405,7 +446,37 @@ def test_services_managed_through_the_admin_api(world: World) -> None:
     assert fixed.status_code == 400 and fixed.json()["error"]["code"] == "service_configured"
 
 
-@pytest.mark.parametrize(("body", "field"), [
+def test_a_change_reaches_every_instance_within_a_second(world: World) -> None:
+    peer = world.peer()
+    name = f"moving-{uuid.uuid4().hex[:6]}"
+    key = world.key(new_team())
+    auth = {"Authorization": f"Bearer {key}"}
+
+    def on_peer() -> httpx.Response:
+        return httpx.get(f"{peer.url}/services/{name}/where", headers=auth, timeout=10)
+
+    def within_a_second(check: Any, what: str) -> None:
+        done = time.monotonic()
+        while not check(on_peer()):
+            assert time.monotonic() - done < 1.0, f"{what} did not reach the other instance within 1 s"
+            time.sleep(0.02)
+
+    assert on_peer().status_code == 404  # the other instance now knows there is no such service
+    body = {"name": name, "url": f"{world.upstream.url}/one", "headers": {"X-Version": "1"}}
+    created = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)
+    assert created.status_code == 201, created.text
+    within_a_second(lambda r: r.status_code == 200 and r.json()["path"] == "/one/where", "the creation")
+    changed = httpx.patch(f"{world.url}/admin/v1/services/{name}", headers=ADMIN, timeout=10,
+                          json={"url": f"{world.upstream.url}/two", "headers": {"X-Version": "2"}})
+    assert changed.status_code == 200, changed.text
+    within_a_second(lambda r: r.status_code == 200 and r.json()["path"] == "/two/where"
+                    and r.json()["headers"]["x-version"] == "2", "the change")
+    removed = httpx.delete(f"{world.url}/admin/v1/services/{name}", headers=ADMIN, timeout=10)
+    assert removed.status_code == 204
+    within_a_second(lambda r: r.status_code == 404, "the removal")
+
+
+@pytest.mark.parametrize(("body", "where"), [
     ({"name": "../x", "url": "http://127.0.0.1:1"}, "name"),
     ({"name": "ok", "url": "ftp://127.0.0.1/"}, "url"),
     ({"name": "ok", "url": "http://127.0.0.1:1/?q=1"}, "url"),
@@ -421,7 +492,7 @@ def test_services_managed_through_the_admin_api(world: World) -> None:
     ({"name": "ok", "url": "http://127.0.0.1:1", "surprise": True}, "surprise"),
     ({"url": "http://127.0.0.1:1"}, "name"),
 ])
-def test_bad_service_definitions_are_refused(world: World, body: dict[str, Any], field: str) -> None:
+def test_bad_service_definitions_are_refused(world: World, body: dict[str, Any], where: str) -> None:
     resp = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)
     assert resp.status_code == 400, resp.text
-    assert field in (resp.json()["error"].get("param") or "") + resp.json()["error"]["message"]
+    assert where in (resp.json()["error"].get("param") or "") + resp.json()["error"]["message"]

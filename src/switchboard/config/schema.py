@@ -950,6 +950,10 @@ class Settings(_Strict):
                                      f"in group {m.name!r}")
                 deployments.add((m.name, m.deployment))
         self._check_router({m.name for m in self.models})
+        services = [s.name for s in self.services]
+        if len(services) != len(set(services)):  # REST services (docs/services.md)
+            twice = sorted({n for n in services if services.count(n) > 1})
+            raise ValueError(f"services: duplicate service name {twice[0]!r}")
         return self
 
     def _check_router(self, names: set[str]) -> None:

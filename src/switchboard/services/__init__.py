@@ -2,6 +2,7 @@
 YAML's and those registered through the admin API), the safe upstream target of a request, the
 stages of their chain and the proxy that forwards to them."""
 
+from switchboard.services.capture import ServiceCaptureStage
 from switchboard.services.context import ServiceContext
 from switchboard.services.proxy import ServiceProxy
 from switchboard.services.stages import (
@@ -14,6 +15,7 @@ from switchboard.services.table import Service, ServiceTable, header_aad
 
 __all__ = [
     "Service",
+    "ServiceCaptureStage",
     "ServiceContext",
     "ServiceProxy",
     "ServiceRateLimitStage",

@@ -15,6 +15,24 @@ if TYPE_CHECKING:
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
+class Collected:
+    """Bytes kept up to a limit; past it, only that there was more."""
+
+    __slots__ = ("data", "limit", "truncated")
+
+    def __init__(self, limit: int) -> None:
+        self.data = bytearray()
+        self.limit = limit
+        self.truncated = False
+
+    def add(self, piece: bytes) -> None:
+        room = self.limit - len(self.data)
+        if len(piece) > room:
+            self.truncated = True
+            piece = piece[:max(0, room)]
+        self.data += piece
+
+
 @dataclass(slots=True)
 class ServiceContext(RequestContext):
     """``/services/{name}/{rest}``: the service's name, the rest of the path as the caller sent
@@ -28,3 +46,7 @@ class ServiceContext(RequestContext):
     service: Service | None = None
     reply_status: int = 0
     reply_headers: list[tuple[bytes, bytes]] | None = None
+    # True while the proxy is still reading the client's body (nobody else may read receive).
+    body_open: bool = False
+    # The request body as forwarded, kept for the request log when a policy asks (capture.py).
+    request_capture: Collected | None = None

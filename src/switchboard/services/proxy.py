@@ -18,7 +18,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from switchboard.config.services import HOP_BY_HOP
-from switchboard.context import Chunk, Result, StreamReply
+from switchboard.context import Chunk, RequestContext, Result, StreamReply
 from switchboard.errors import (
     GatewayError,
     PayloadTooLarge,
@@ -27,7 +27,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from switchboard.services.context import ServiceContext
+from switchboard.services.context import Receive, ServiceContext
 from switchboard.services.table import Service
 
 log = logging.getLogger("switchboard.services")
@@ -63,8 +63,21 @@ class _Body:
     async def chunks(self) -> AsyncIterator[bytes]:
         receive = self._ctx.receive
         assert receive is not None
-        if self._first:
-            yield self._first
+        self._ctx.body_open = True
+        kept = self._ctx.request_capture
+        try:
+            if self._first:
+                if kept is not None:
+                    kept.add(self._first)
+                yield self._first
+            async for chunk in self._rest(receive):
+                if kept is not None and not kept.truncated:
+                    kept.add(chunk)
+                yield chunk
+        finally:
+            self._ctx.body_open = False
+
+    async def _rest(self, receive: Receive) -> AsyncIterator[bytes]:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -126,7 +139,8 @@ class ServiceProxy:
             await self._session.close()
             self._session = None
 
-    async def __call__(self, ctx: ServiceContext) -> Result:
+    async def __call__(self, ctx: RequestContext) -> Result:
+        assert isinstance(ctx, ServiceContext), "the services chain runs on a ServiceContext"
         service = ctx.service
         assert service is not None and ctx.receive is not None, "resolved by the service stage"
         settings = service.settings
@@ -155,6 +169,8 @@ class ServiceProxy:
                 headers["content-length"] = declared
         else:
             data = piece if piece or ctx.method not in _METHODS_WITHOUT_BODY else None
+            if ctx.request_capture is not None:
+                ctx.request_capture.add(piece)
         url = service.url(ctx.rest, ctx.raw_query)
         session = self._session or self._open()
         began = time.perf_counter()
@@ -174,10 +190,11 @@ class ServiceProxy:
         if body is not None and body.too_large:
             resp.close()
             raise RequestTooLarge(f"request body exceeds the service's limit of {limit} bytes")
-        if resp.content_length is not None and resp.content_length > settings.max_response_bytes:
+        length = resp.content_length if ctx.method != "HEAD" else None  # a HEAD answer has no body
+        if length is not None and length > settings.max_response_bytes:
             resp.close()
             raise UpstreamResponseTooLarge(
-                f"service '{service.name}' sent a response of {resp.content_length} bytes, over its limit of "
+                f"service '{service.name}' sent a response of {length} bytes, over its limit of "
                 f"{settings.max_response_bytes} bytes")
         ctx.reply_status = resp.status
         ctx.reply_headers = _relayed(resp.raw_headers)

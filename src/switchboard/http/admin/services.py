@@ -44,6 +44,8 @@ class ServicePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # A service keeps its name (the path callers use); given, it must be the same.
+    name: str | None = None
     url: str | None = None
     description: Annotated[str, Field(max_length=2000)] | None = None
     team: Ident | None = None
@@ -194,8 +196,11 @@ async def update_service(
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     record = await _stored(request, access, name, tenant)
+    if body.name is not None and body.name != name:
+        raise InvalidRequest("name: a service cannot be renamed; register it under the new name",
+                             param="name", code="invalid_value")
     before = _of_record(record)
-    changes = {k: getattr(body, k) for k in body.model_fields_set if k != "headers"}
+    changes = {k: getattr(body, k) for k in body.model_fields_set if k not in ("headers", "name")}
     spec = {**record.spec,
             **{k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in changes.items()}}
     try:

@@ -18,6 +18,7 @@ from contextlib import aclosing
 from switchboard.context import RawReply, Reply, StreamReply
 from switchboard.errors import GatewayError, InternalError
 from switchboard.http.asgi import Receive, Scope, Send
+from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.endpoint import Responder, request_headers, request_id
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState
@@ -117,13 +118,23 @@ class ServicesEndpoint:
             out.started = True
             headers = [*(ctx.reply_headers or []), *out.headers(ctx.response_headers)]
             await out.send({"type": "http.response.start", "status": ctx.reply_status, "headers": headers})
-            async with aclosing(result.chunks) as chunks:
-                async for batch in chunks:
-                    for chunk in batch:
-                        await out.stream_data(chunk["data"])
-            await out.stream_end()
+            if ctx.body_open or ctx.receive is None:  # the proxy still reads the client's body
+                await self._body(result, out)
+            else:  # a client that leaves mid-body stops the relay (and the upstream response)
+                await until_disconnect(ctx.receive, self._body(result, out))
         except GatewayError as err:
             outcome.failed(err)
             log.warning("request %s: service response cut: %s", ctx.request_id, err.message)
+        except ClientGone:
+            outcome.client_disconnected = True
+            log.info("request %s: client disconnected; service response dropped", ctx.request_id)
         finally:
             await result.aclose()
+
+    @staticmethod
+    async def _body(result: StreamReply, out: Responder) -> None:
+        async with aclosing(result.chunks) as chunks:
+            async for batch in chunks:
+                for chunk in batch:
+                    await out.stream_data(chunk["data"])
+        await out.stream_end()
