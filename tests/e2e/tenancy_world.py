@@ -65,6 +65,8 @@ class TenantWorld:
     budget: str = ""  # a budget set for team2 (generous too)
     api: str = ""  # a prompt published as an API by team2
     service: str = ""  # a REST service owned by team2 (its name)
+    prompt: str = ""  # a registry prompt of team1 (its name, unique to the tenant)
+    prompt2: str = ""  # one of team2
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -110,6 +112,11 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     world.api = admin.ok("POST", "/admin/v1/apis", body, status=201)["name"]
     body = {"name": f"svc-{tenant}", "url": "http://127.0.0.1:9/", "tenant": tenant, "team": world.team2}
     world.service = admin.ok("POST", "/admin/v1/services", body, status=201)["name"]
+    for team in ("team1", "team2"):
+        body = {"tenant": tenant, "team": getattr(world, team), "name": f"prompt-{team}-of-{tenant}",
+                "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        setattr(world, "prompt" + ("2" if team == "team2" else ""),
+                admin.ok("POST", "/admin/v1/prompts", body, status=201)["name"])
     return world
 
 

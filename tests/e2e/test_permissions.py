@@ -158,6 +158,7 @@ def _foreign_ids(other: TenantWorld) -> dict[str, str]:
         "/admin/v1/budgets": other.budget,
         "/admin/v1/apis": other.api,
         "/admin/v1/services": other.service,
+        "/admin/v1/prompts": other.prompt,
     }
 
 
@@ -171,6 +172,7 @@ def _other_team_ids(world: TenantWorld) -> dict[str, str]:
         "/admin/v1/subscriptions": world.sub2,
         "/admin/v1/apis": world.api,
         "/admin/v1/services": world.service,
+        "/admin/v1/prompts": world.prompt2,
     }
 
 
@@ -202,7 +204,8 @@ def test_another_tenants_records_are_404_to_every_role(
 def _all_ids(world: TenantWorld) -> set[str]:
     return {world.team1, world.team2, *world.users.values(), *world.key_ids.values(), world.peer,
             world.peer_key, world.member2, world.member2_key, world.sa2, world.sa2_key, world.sub1,
-            world.sub2, world.limit, world.budget, world.api, world.service}
+            world.sub2, world.limit, world.budget, world.api, world.service, world.prompt,
+            world.prompt2}
 
 
 # Lists that answer a summary, not pages of records (an unknown parameter is refused there).

@@ -201,7 +201,11 @@ def test_the_diff_between_two_versions(world: World, admin: Admin) -> None:
     same = admin.ok("GET", f"/admin/v1/prompts/{name}/diff", params={"from": 2, "to": 2})
     assert same["diff"] == "" and same["changes"] == []
     assert admin.call("GET", f"/admin/v1/prompts/{name}/diff", params={"from": 1, "to": 5}).status_code == 404
-    assert admin.call("GET", f"/admin/v1/prompts/{name}/diff", params={"from": 1}).status_code == 400
+    defaults = admin.ok("GET", f"/admin/v1/prompts/{name}/diff")  # the latest against the one before
+    assert (defaults["from"], defaults["to"]) == (1, 2) and defaults["diff"] == text
+    assert admin.ok("GET", f"/admin/v1/prompts/{name}/diff", params={"from": 1})["to"] == 2
+    for bad in ({"from": 0}, {"to": "x"}, {"from": -1, "to": 2}):
+        assert error_of(admin.call("GET", f"/admin/v1/prompts/{name}/diff", params=bad), 400)
 
 
 def test_render_shows_the_exact_messages(world: World, admin: Admin) -> None:
@@ -511,6 +515,20 @@ def test_moving_a_label_changes_what_calls_get(world: World) -> None:
     assert said().endswith("second x")  # no label or version: the latest
     world.create(name, messages=[{"role": "user", "content": "third {{ text }}"}])
     assert said().endswith("third x")
+
+
+def test_other_apis_keep_their_own_prompt_field(world: World) -> None:
+    # The legacy completions API's prompt is its text, not a registry reference.
+    done = world.openai().completions.create(model="gpt-3.5-turbo-instruct", prompt="plain text prompt")
+    assert done.choices[0].text
+    # count_tokens on the Messages API takes no registry prompt (as the Anthropic API refuses it).
+    resp = httpx.post(
+        f"{world.gateway.url}/v1/messages/count_tokens",
+        headers={"x-api-key": MASTER_KEY},
+        json={"model": "gpt-4o-mini", "messages": [], "prompt": {"id": "x"}},
+        timeout=30,
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_streaming_with_a_prompt(world: World) -> None:

@@ -5,11 +5,13 @@ tenant's latest versions listed; tenants kept apart."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
+from switchboard.prompts.cache import TOPIC, PromptCache, message_of
 from switchboard.stores.protocols import PromptStore, PromptVersion
 from tests.stores.conftest import Backend
 
@@ -133,3 +135,51 @@ async def test_versions_are_immutable_copies(backend: Backend) -> None:
     first = await store.get("t1", "frozen", version=1)
     assert first is not None and first.messages == draft.messages
     assert again.messages == [{"role": "user", "content": "v2"}]
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "not seen in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_the_request_path_cache_queries_once_and_hears_changes(backend: Backend) -> None:
+    """Resolved versions are cached per (tenant, name, reference); a save or a label move made on
+    one instance drops that prompt's entries on every instance (change feed)."""
+    store = _store(backend)
+    peer = await backend.peer()
+    assert peer.prompts is not None
+    here = PromptCache(store, backend.stores.feed, ttl=600)
+    there = PromptCache(peer.prompts, peer.feed, ttl=600)
+    await here.start()
+    await there.start()
+    try:
+        await store.create_version(_draft("cached"))
+        await store.set_label("t1", "cached", "production", 1)
+        for _ in range(5):
+            found = await there.resolve("t1", "cached", label="production")
+            assert found is not None and found.version == 1
+        assert there.lookups == 1  # one query, however many calls
+        assert await there.resolve("t1", "missing") is None
+        assert await there.resolve("t1", "missing") is None
+        assert there.lookups == 2  # "no such prompt" is cached too
+        # A new version and a label moved here: the other instance hears of it.
+        await store.create_version(_draft("cached", description="two"))
+        await store.set_label("t1", "cached", "production", 2)
+        # As the admin API does, but over the feed alone (not this process's shortcut), so on
+        # the cluster the other instance hears it from Redis.
+        await backend.stores.feed.publish(TOPIC, message_of("t1", "cached"))
+
+        async def moved() -> bool:
+            found = await there.resolve("t1", "cached", label="production")
+            return found is not None and found.version == 2
+
+        await _eventually(moved)
+        latest = await there.resolve("t1", "cached")
+        assert latest is not None and latest.description == "two"
+        # Another tenant's prompt of the same name is another entry.
+        assert await there.resolve("t2", "cached") is None
+    finally:
+        await here.close()
+        await there.close()

@@ -68,7 +68,8 @@ class PromptStage:
             self._cache = None
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        ref = ctx.request.pop("prompt", None)
+        # Chat only: the legacy completions API has a ``prompt`` of its own (the text).
+        ref = ctx.request.pop("prompt", None) if ctx.operation == "chat" else None
         if ref is not None:
             await self.apply(ctx, ref if isinstance(ref, PromptRef) else parse_reference(ref))
         return await call_next(ctx)

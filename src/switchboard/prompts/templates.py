@@ -64,6 +64,16 @@ def configure(max_rendered_chars: int, max_loop_iterations: int) -> None:
     _bounds = Bounds(max_rendered_chars, max_loop_iterations)
 
 
+class _Undefined(StrictUndefined):
+    """Strict (printing, iterating or reading from a variable that was not given fails), except
+    that it is false: ``{% if optional %}`` works for a declared variable left out."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:  # type: ignore[override]
+        return False
+
+
 class _TooLarge(SecurityError):
     pass
 
@@ -159,7 +169,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(["*", "**", "+", "%"])
 
     def __init__(self) -> None:
-        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        super().__init__(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
         self.code_generator_class = _Generator
         # No lipsum (it generates text of any size); range is the bounded one.
         self.globals = {"range": _range, "dict": dict, "namespace": self.globals["namespace"]}

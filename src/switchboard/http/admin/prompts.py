@@ -300,12 +300,15 @@ async def diff_versions(
     name: NamePath,
     request: Request,
     access: Annotated[Access, Depends(allow("prompt", "read"))],
-    from_: Annotated[int, Query(alias="from", ge=1)],
-    to: Annotated[int, Query(ge=1)],
+    from_: Annotated[int | None, Query(alias="from", ge=1, description="Default: the version before `to`")]
+    = None,
+    to: Annotated[int | None, Query(ge=1, description="Default: the latest version")] = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    a = await visible(request, access, name, tenant, version=from_)
     b = await visible(request, access, name, tenant, version=to)
+    to = b.version
+    from_ = from_ if from_ is not None else max(to - 1, 1)
+    a = await visible(request, access, name, tenant, version=from_)
     text = "\n".join(difflib.unified_diff(_lines(a), _lines(b), f"{name}@{from_}", f"{name}@{to}",
                                           lineterm=""))
     return {"object": "prompt.diff", "name": name, "from": from_, "to": to, "diff": text,
@@ -316,11 +319,14 @@ async def diff_versions(
 async def set_label(
     name: NamePath,
     label: Annotated[str, Path(pattern=NAME_PATTERN)],
-    body: LabelSet,
     request: Request,
     access: Annotated[Access, Depends(allow("prompt", "update"))],
+    body: LabelSet | None = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    if body is None:  # a prompt outside the caller's reach is 404 before the body is looked at
+        await visible(request, access, name, tenant)
+        raise InvalidRequest("version: required", param="version", code="missing_required_parameter")
     target = await visible(request, access, name, tenant, version=body.version)
     store = _store(request)
     before = await store.labels(target.tenant_id, name)

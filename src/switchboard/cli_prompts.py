@@ -1,0 +1,243 @@
+"""``switchboard prompts …``: the prompt registry through the admin API of a running gateway
+(``/admin/v1/prompts``, docs/prompts.md): save versions from a file, show them, list versions,
+diff two, move labels, and render the exact messages a set of variables produces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from switchboard.admin_client import AdminClient, AdminError
+
+prompts_app = typer.Typer(no_args_is_help=True, help="The prompt registry: create versions, show, "
+                          "list versions, diff, label and render prompts.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
+Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+Version = Annotated[int | None, typer.Option("--version", "-v", min=1, help="A version number.")]
+Label = Annotated[str | None, typer.Option("--label", "-l", help="A label (e.g. production).")]
+DEFAULT_URL = "http://127.0.0.1:4000"
+PATH = "/admin/v1/prompts"
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+def _run(url: str, key: str, method: str, path: str, body: Any = None,
+         query: dict[str, Any] | None = None) -> Any:
+    try:
+        return AdminClient(url, key).call(method, path, body, query)
+    except AdminError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _read(path: Path, what: str) -> Any:
+    """A YAML or JSON file (JSON is YAML)."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise typer.BadParameter(f"{path}: larger than {MAX_FILE_BYTES} bytes", param_hint=what)
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint=what) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"{path}: not YAML or JSON: {str(exc)[:200]}", param_hint=what) from None
+
+
+def _name(name: str) -> str:
+    return f"{PATH}/{quote(name, safe='')}"
+
+
+def _version_query(version: int | None, label: str | None) -> dict[str, Any]:
+    if version is not None and label is not None:
+        raise typer.BadParameter("give --version or --label, not both", param_hint="--label")
+    return {"version": version} if version is not None else {"label": label} if label is not None else {}
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value))
+
+
+def _print_messages(messages: list[dict[str, Any]]) -> None:
+    for message in messages:
+        out.print(f"[bold]{message.get('role')}[/]:", markup=True)
+        out.print(str(message.get("content")), markup=False)
+        out.print()
+
+
+@prompts_app.command("create")
+def create(
+    file: Annotated[Path, typer.Argument(help="YAML or JSON: the body of POST /admin/v1/prompts.")],
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Save a prompt: version 1, or the next version of its name."""
+    body = _read(file, "FILE")
+    if not isinstance(body, dict):
+        raise typer.BadParameter(f"{file}: expected a mapping (name, model, messages, variables, ...)",
+                                 param_hint="FILE")
+    saved = _run(url, key, "POST", PATH, body)
+    if as_json:
+        _print_json(saved)
+    else:
+        out.print(f"saved {saved['name']} version {saved['version']}")
+
+
+@prompts_app.command("list")
+def list_prompts(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
+    """The tenant's prompts: the latest version of each, with its labels."""
+    found = _run(url, key, "GET", PATH, query={"limit": 1000})["data"]
+    if as_json:
+        _print_json(found)
+        return
+    table = Table("name", "version", "model", "team", "labels", "description")
+    for p in found:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(p.get("labels", {}).items())) or "-"
+        table.add_row(p["name"], str(p["version"]), p["model"], p.get("team") or "-", labels,
+                      p.get("description") or "-")
+    out.print(table)
+
+
+@prompts_app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="The prompt's name.")],
+    version: Version = None,
+    label: Label = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """A version: the latest, or --version N, or --label L."""
+    found = _run(url, key, "GET", _name(name), query=_version_query(version, label))
+    if as_json:
+        _print_json(found)
+        return
+    labels = ", ".join(found.get("labels") or []) or "-"
+    out.print(f"{found['name']} version {found['version']} (labels: {labels})", markup=False)
+    out.print(f"model: {found['model']}   team: {found.get('team') or '-'}   "
+              f"created: {found['created_at']} by {found.get('created_by') or '-'}", markup=False)
+    if found.get("description"):
+        out.print(f"description: {found['description']}", markup=False)
+    if found.get("params"):
+        out.print(f"params: {json.dumps(found['params'])}", markup=False)
+    out.print(f"variables: {json.dumps(found['variables'])}", markup=False)
+    if found.get("output_schema") is not None:
+        out.print(f"output_schema: {json.dumps(found['output_schema'])}", markup=False)
+    out.print()
+    _print_messages(found["messages"])
+
+
+@prompts_app.command("versions")
+def versions(
+    name: Annotated[str, typer.Argument(help="The prompt's name.")],
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Every version of a prompt, oldest first, with the labels on each."""
+    found = _run(url, key, "GET", _name(name) + "/versions")
+    if as_json:
+        _print_json(found)
+        return
+    table = Table("version", "model", "labels", "created_at", "created_by", "description")
+    for v in found["data"]:
+        table.add_row(str(v["version"]), v["model"], ", ".join(v.get("labels") or []) or "-",
+                      v["created_at"], v.get("created_by") or "-", v.get("description") or "-")
+    out.print(table)
+
+
+@prompts_app.command("diff")
+def diff(
+    name: Annotated[str, typer.Argument(help="The prompt's name.")],
+    a: Annotated[int, typer.Argument(min=1, help="The older version.")],
+    b: Annotated[int, typer.Argument(min=1, help="The newer version.")],
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """What changed between two versions, as a unified diff."""
+    found = _run(url, key, "GET", _name(name) + "/diff", query={"from": a, "to": b})
+    if as_json:
+        _print_json(found)
+    elif found["diff"]:
+        out.print(found["diff"], markup=False)
+    else:
+        out.print(f"{name}: versions {a} and {b} are the same", markup=False)
+
+
+@prompts_app.command("label")
+def label(
+    name: Annotated[str, typer.Argument(help="The prompt's name.")],
+    label_name: Annotated[str, typer.Argument(metavar="LABEL", help="The label, e.g. production.")],
+    version: Annotated[int, typer.Argument(min=1, help="The version it points at from now on.")],
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Point a label at a version (moving it back is a rollback)."""
+    found = _run(url, key, "PUT", f"{_name(name)}/labels/{quote(label_name, safe='')}", {"version": version})
+    if as_json:
+        _print_json(found)
+        return
+    previous = found.get("previous")
+    moved = f" (was {previous})" if previous is not None else ""
+    out.print(f"{name}: {label_name} -> version {version}{moved}", markup=False)
+
+
+def _variables(pairs: list[str], file: Path | None) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if file is not None:
+        loaded = _read(file, "--vars")
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter(f"{file}: expected a mapping of variables", param_hint="--vars")
+        found.update(loaded)
+    for pair in pairs:
+        if pair.split("=", 1)[0].endswith(":"):  # NAME:=JSON
+            name, _, raw = pair.partition(":=")
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                raise typer.BadParameter(f"{pair!r}: the value after := must be JSON",
+                                         param_hint="--var") from None
+        else:
+            name, sep, value = pair.partition("=")
+            if not sep:
+                raise typer.BadParameter(f"expected NAME=VALUE or NAME:=JSON, got {pair!r}",
+                                         param_hint="--var")
+        if not name:
+            raise typer.BadParameter(f"a variable needs a name: {pair!r}", param_hint="--var")
+        found[name] = value
+    return found
+
+
+@prompts_app.command("render")
+def render(
+    name: Annotated[str, typer.Argument(help="The prompt's name.")],
+    var: Annotated[list[str] | None,
+                   typer.Option("--var", help="NAME=VALUE (a string) or NAME:=JSON (repeat).")] = None,
+    vars_file: Annotated[Path | None,
+                         typer.Option("--vars", help="A YAML or JSON file of variables.")] = None,
+    version: Version = None,
+    label: Label = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """The exact messages a set of variables produces."""
+    variables = _variables(var or [], vars_file)
+    body: dict[str, Any] = {"variables": variables, **_version_query(version, label)}
+    found = _run(url, key, "POST", _name(name) + "/render", body)
+    if as_json:
+        _print_json(found)
+        return
+    out.print(f"# {found['name']} version {found['version']}, model {found['model']}", markup=False)
+    _print_messages(found["messages"])
