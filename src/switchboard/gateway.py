@@ -12,10 +12,12 @@ from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier
 from switchboard.access.subscriptions import SubscriptionCache
+from switchboard.apis.sessions import SessionBook
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
+from switchboard.http.apis.sessions import SessionStage
 from switchboard.http.files import FileService, budget_gated
 from switchboard.http.mcp import McpServer
 from switchboard.http.mcp.runner import ToolRunner
@@ -170,6 +172,8 @@ class Gateway:
         observe: list[Stage] = [ObserveStage(self.observers, self.metrics)] if self.observers else []
         self.mcp.runner = ToolRunner(build_chain([*observe, *self.mcp_stages()], ToolCall(self.mcp)),
                                      settings.server.request_timeout_seconds)
+        # Sessions of multi-turn prompt APIs (apis/sessions.py): their turns and their purge.
+        self.api_sessions = SessionBook(lambda: self.stores.api_sessions if self.stores is not None else None)
         # Plain REST services under /services/{name}/ (services/): the YAML's now, the stored ones
         # looked up (and cached) once the stores are open; one pooled session to reach them.
         self.services = ServiceTable(settings.services)
@@ -218,6 +222,7 @@ class Gateway:
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage))
         stages[at] = ApiStage(self.api_calls, lambda: self.stores, lambda: self.subscriptions,
                               self.prompts.cache)
+        stages.insert(at + 1, SessionStage(self.api_calls, self.api_sessions, self.router))
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, AttemptStage))
         stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
         return build_chain(stages, terminal)
@@ -396,6 +401,7 @@ class Gateway:
         self.responses.start()  # the purge of expired stored responses
         await self.mcp_auth.start(self.stores, keyring, self.mcp_registry)
         self.mcp_registry.start()  # MCP servers' health checks
+        self.api_sessions.start()  # the purge of expired API sessions
         await encodings
         self.memory.start()
         self.ready = True
@@ -448,6 +454,7 @@ class Gateway:
             await self.limit_cache.close()
             self.limit_cache = None
         await self.responses.close()
+        await self.api_sessions.close()
         await self.prompts.close()
         await self.mcp_auth.close()
         await self.mcp_registry.close()

@@ -129,6 +129,9 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
         "read": (A, N, N, N, N),
         "update": (A, N, T, _, _),
     },
+    "catalog": {  # what a developer portal lists: APIs, services, models (docs/portal.md)
+        "read": (A, N, N, N, N),
+    },
     "service": {  # plain REST services under /services/{name}/ (docs/services.md); team: its owner
         "create": (A, N, T, _, _),
         "read": (A, N, N, N, N),

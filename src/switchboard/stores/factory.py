@@ -48,12 +48,14 @@ from switchboard.stores.protocols import (
     ResponseStore,
     RoutingStore,
     ServiceStore,
+    SessionStore,
     SharedCache,
     SubscriptionStore,
     TenancyStore,
     UsageLedger,
 )
 from switchboard.stores.sql.analytics import SqlAnalyticsStore
+from switchboard.stores.sql.api_sessions import SqlSessionStore
 from switchboard.stores.sql.apis import SqlApiStore
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.budgets import SqlBudgetStore
@@ -118,6 +120,8 @@ class Stores:
     # The prompt registry and prompts published as APIs (prompts/, apis/). Always in SQL.
     prompts: PromptStore | None = None
     apis: ApiStore | None = None
+    # Sessions of multi-turn prompt APIs (apis/sessions.py). Always in SQL.
+    api_sessions: SessionStore | None = None
     # Plain REST services registered through the admin API (services/). Always in SQL.
     services: ServiceStore | None = None
     # MCP servers managed at run time and per-user OAuth tokens (mcp/). Always in SQL.
@@ -255,6 +259,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         responses=SqlResponseStore(engine),
         prompts=SqlPromptStore(engine),
         apis=SqlApiStore(engine),
+        api_sessions=SqlSessionStore(engine),
         services=SqlServiceStore(engine),
         mcp=SqlMcpStore(engine),
         _closers=closers,

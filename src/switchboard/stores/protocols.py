@@ -1268,6 +1268,46 @@ class ApiStore(Protocol):
         ...
 
 
+# -- sessions of multi-turn prompt APIs (apis/sessions.py, revision 0018) ----------------------
+
+
+@dataclass(frozen=True)
+class ApiSession:
+    """The server-side history of one session of a published API: per tenant, per caller
+    (``owner``: the key's id, else the principal's) and per session id. ``turns`` are the
+    exchanges, oldest first, each a list of canonical chat messages (the user's, then the
+    reply). ``version`` counts saves (optimistic concurrency)."""
+
+    tenant_id: str
+    owner: str
+    api: str
+    session_id: str
+    turns: Sequence[Sequence[Mapping[str, Any]]]
+    expires_at: datetime
+    version: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+class SessionStore(Protocol):
+    async def get(self, tenant_id: str, owner: str, api: str, session_id: str,
+                  now: datetime | None = None) -> ApiSession | None:
+        """The session; None when missing or expired (at ``now``, default: the current time)."""
+        ...
+
+    async def save(self, session: ApiSession, expected_version: int | None) -> bool:
+        """Store ``session`` (its ``version`` is the new one): insert it when
+        ``expected_version`` is None, else replace the stored one only if it is still at
+        ``expected_version``. False when another save got there first (reload and retry)."""
+        ...
+
+    async def delete(self, tenant_id: str, owner: str, api: str, session_id: str) -> bool: ...
+
+    async def purge(self, now: datetime, limit: int = 1000) -> int:
+        """Delete at most ``limit`` sessions expired at ``now``; how many were deleted."""
+        ...
+
+
 # -- plain REST services registered through the admin API (services/, revision 0019) ----------
 
 

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from switchboard.apis import sessions
 from switchboard.apis.lifecycle import split_problem, transition_problem
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
@@ -47,6 +48,16 @@ class SplitArm(BaseModel):
 Split = Annotated[list[SplitArm], Field(min_length=2, max_length=10)]
 
 
+class SessionsBody(BaseModel):
+    """Server-side sessions (``x-switchboard-session``, docs/portal.md); absent fields default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_turns: Annotated[int, Field(ge=1, le=sessions.MAX_TURNS)] = sessions.DEFAULT_TURNS
+    ttl_seconds: Annotated[int, Field(ge=sessions.MIN_TTL, le=sessions.MAX_TTL)] = sessions.DEFAULT_TTL
+    max_bytes: Annotated[int, Field(ge=sessions.MIN_BYTES, le=sessions.MAX_BYTES)] = sessions.DEFAULT_BYTES
+
+
 class ApiCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +74,7 @@ class ApiCreate(BaseModel):
     sunset_at: AwareDatetime | None = None
     split: Split | None = Field(default=None,
                                 description="A/B split between prompt versions, sticky per key.")
+    sessions: SessionsBody | None = Field(default=None, description="Keep multi-turn sessions.")
 
 
 class ApiUpdate(BaseModel):
@@ -76,6 +88,7 @@ class ApiUpdate(BaseModel):
     successor: ApiName | None = None
     sunset_at: AwareDatetime | None = None
     split: Split | None = Field(default=None, description="Set a split; an empty list removes it.")
+    sessions: SessionsBody | None = Field(default=None, description="Keep sessions; null turns them off.")
 
 
 def public(record: ApiRecord) -> dict[str, Any]:
@@ -94,6 +107,7 @@ def public(record: ApiRecord) -> dict[str, Any]:
         "sunset_at": record.sunset_at.isoformat() if record.sunset_at else None,
         "deprecated_at": record.deprecated_at.isoformat() if record.deprecated_at else None,
         "split": [dict(arm) for arm in record.split] if record.split else None,
+        "sessions": dict(record.sessions) if record.sessions is not None else None,
         "url": f"/apis/{record.name}",
         "openapi": f"/apis/{record.name}/openapi.json",
         "created_by": record.created_by,
@@ -162,6 +176,7 @@ async def create_api(
         status=body.status, description=body.description, team_id=team,
         require_approval=body.require_approval, successor=body.successor, sunset_at=body.sunset_at,
         split=[arm.model_dump() for arm in body.split] if body.split else None,
+        sessions=body.sessions.model_dump() if body.sessions is not None else None,
         created_by=access.principal.id,
     )
     try:
@@ -230,6 +245,8 @@ async def update_api(
     if "split" in given:
         _check_split(body.split)
         changes["split"] = [arm.model_dump() for arm in body.split] if body.split else None
+    if "sessions" in given:
+        changes["sessions"] = body.sessions.model_dump() if body.sessions is not None else None
     if before.status == "retired" and changes:
         raise Conflict("a retired API cannot change", param="status", code="invalid_transition")
     after = replace(before, **changes)

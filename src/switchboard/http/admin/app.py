@@ -36,6 +36,7 @@ from switchboard.http.admin import (
     usage,
     users,
 )
+from switchboard.http.admin import portal as portal_routes
 from switchboard.http.admin import services as services_api
 from switchboard.limits.cache import LimitCache
 from switchboard.routing.live import LiveRouting
@@ -108,6 +109,7 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(prompts.router)
     app.include_router(apis.router)
+    app.include_router(portal_routes.router)
     app.include_router(services_api.router)
     app.include_router(mcp_servers.router)
     return app

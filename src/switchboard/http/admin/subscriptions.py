@@ -77,13 +77,25 @@ class Rejection(BaseModel):
     reason: Reason = Field(description="Told to the team (GET shows it).")
 
 
+def _kind_of(subject: str) -> tuple[str, str]:
+    """(kind, name) of a stored subject: "<kind>:<name>" for APIs and services, else a model."""
+    kind, sep, name = subject.partition(":")
+    if sep and kind in ("api", "service", *SUBJECT_KINDS):
+        return kind, name
+    return "model", subject
+
+
 def _public(record: SubscriptionRecord) -> dict[str, Any]:
+    kind, name = _kind_of(record.model)
     return {
         "id": record.id,
         "object": "subscription",
         "tenant": record.tenant_id,
         "team": record.team_id,
         "model": record.model,
+        # What the team subscribed to: kind (model, api, service) and name.
+        "kind": kind,
+        "name": name,
         "status": record.status,
         "reason": record.reason,
         "requested_by": record.requested_by,

@@ -507,6 +507,27 @@ apis = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "name"),
 )
 
+
+# api_sessions (revision 0018): the history of sessions of multi-turn prompt APIs
+# (apis/sessions.py), per tenant, caller and session id; its turns as JSON text; expired rows
+# are purged.
+api_sessions = sa.Table(
+    "api_sessions",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("api", sa.String(128), nullable=False),
+    sa.Column("session_id", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("turns", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "owner", "api", "session_id"),
+    sa.Index("ix_api_sessions_expires", "expires_at"),
+)
+
+
 # services (revision 0019): plain REST services registered through the admin API (services/):
 # their settings as JSON, the headers they add sealed with the credential keyring.
 services = sa.Table(

@@ -1,7 +1,7 @@
 """Plain REST services registered through the admin API.
 
 Revision ID: 0019
-Revises: 0021
+Revises: 0018
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
-down_revision = "0021"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """MCP servers managed at run time and per-user OAuth tokens for them.
 
 Revision ID: 0020
-Revises: 0015
+Revises: 0019
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020"
-down_revision = "0015"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

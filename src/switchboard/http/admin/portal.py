@@ -1,0 +1,149 @@
+"""``/admin/v1/catalog``: what the caller's tenant may discover, for a developer portal.
+
+``GET /admin/v1/catalog``               published prompt APIs, REST services and models, each
+                                        with the caller team's subscription state; ``?kind=``,
+                                        ``?q=``, ``?after=``/``?limit=`` pages.
+``GET /admin/v1/catalog/openapi.json``  one OpenAPI 3.1 document for all of it.
+
+Any key of the tenant may read it (the ``catalog`` row of the permission table); another
+tenant's APIs and services never appear. The entries come from one source per kind
+(portal/sources.py); :func:`register_source` adds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from switchboard import __version__
+from switchboard.apis import openapi
+from switchboard.errors import InvalidRequest
+from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.scoping import TenantQuery
+from switchboard.http.apis.docs import serving
+from switchboard.portal import (
+    ApiSource,
+    CatalogQuery,
+    Entry,
+    ModelSource,
+    PortalCatalog,
+    ServiceInfo,
+    ServiceSource,
+    Source,
+)
+from switchboard.portal.catalog import public
+from switchboard.portal.openapi import document
+
+router = APIRouter(prefix="/admin/v1/catalog", tags=["catalog"])
+
+# More sources, built from the admin services (e.g. services registered at run time).
+EXTRA_SOURCES: list[Callable[[Any], Source]] = []
+
+
+def register_source(factory: Callable[[Any], Source]) -> None:
+    """Add a kind to the catalog: ``factory(admin services)`` builds its source."""
+    EXTRA_SOURCES.append(factory)
+
+
+def _info(name: str, spec: Any) -> ServiceInfo:
+    def get(key: str) -> Any:
+        return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
+
+    return ServiceInfo(name=name, description=get("description"), team=get("team"),
+                       require_approval=bool(get("require_approval")), openapi_url=get("openapi_url"))
+
+
+async def _services(services: Any, tenant: str) -> list[ServiceInfo]:
+    """The configuration's services the tenant sees, then the tenant's stored ones (a stored
+    service under a configured name is shadowed, as on the request path)."""
+    table = services.services
+    configured = table.visible(tenant) if table is not None else []
+    found = [_info(s.name, s.settings) for s in configured]
+    names = {s.name for s in configured}
+    store = services.stores().services
+    if store is not None:
+        found += [_info(r.name, r.spec) for r in await store.list_services(tenant) if r.name not in names]
+    return found
+
+
+def _catalog(request: Request) -> PortalCatalog:
+    state = request.app.state
+    found: PortalCatalog | None = getattr(state, "portal_catalog", None)
+    if found is None:
+        services = state.services
+        sources: list[Source] = [
+            ApiSource(lambda: services.stores().apis, lambda: services.stores().prompts),
+            ServiceSource(lambda tenant: _services(services, tenant)),
+        ]
+        if services.routing is not None:
+            routing = services.routing
+            sources.append(ModelSource(lambda: routing.current))
+        sources += [factory(services) for factory in EXTRA_SOURCES]
+        found = PortalCatalog(sources, lambda: services.stores().subscriptions)
+        state.portal_catalog = found
+    return found
+
+
+def _known(request: Request, allowed: tuple[str, ...]) -> None:
+    """400 for a parameter the route does not take, or one given twice."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name not in allowed:
+            raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
+        if name in seen:
+            raise InvalidRequest(f"{name}: given more than once", param=name, code="invalid_value")
+        seen.add(name)
+
+
+Text = Annotated[str | None, Query(max_length=200, description="Text in the name, description or owner")]
+After = Annotated[str | None, Query(max_length=300, description="Last id of the previous page")]
+
+
+@router.get("", summary="What the caller's tenant may discover, with the team's subscription state")
+async def list_catalog(
+    request: Request,
+    access: Annotated[Access, Depends(allow("catalog", "read"))],
+    kind: Annotated[str | None, Query(max_length=32, description="api, service or model")] = None,
+    q: Text = None,
+    after: After = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    _known(request, ("kind", "q", "after", "limit", "tenant"))
+    catalog = _catalog(request)
+    if kind is not None and kind not in catalog.kinds:
+        raise InvalidRequest(f"kind: expected one of {', '.join(catalog.kinds)}", param="kind",
+                             code="invalid_value")
+    scope = access.tenant_for(tenant)
+    page = await catalog.page(scope, access.principal, CatalogQuery(kind=kind, q=q or None, after=after,
+                                                                    limit=limit))
+    data = [public(entry, sub) for entry, sub in page.entries]
+    return {"object": "list", "data": data, "has_more": page.has_more,
+            "last_id": data[-1]["id"] if data else None}
+
+
+@router.get("/openapi.json", summary="One OpenAPI 3.1 document for the whole catalog")
+async def catalog_openapi(
+    request: Request,
+    access: Annotated[Access, Depends(allow("catalog", "read"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    _known(request, ("tenant",))
+    catalog = _catalog(request)
+    scope = access.tenant_for(tenant)
+    entries = await catalog.entries(scope, access.principal)
+    stores = request.app.state.services.stores
+
+    async def api_paths(entry: Entry) -> Mapping[str, Any] | None:
+        apis, prompts = stores().apis, stores().prompts
+        if apis is None or prompts is None:
+            return None
+        record = await apis.get(scope, entry.name)
+        prompt = await serving(prompts, record) if record is not None else None
+        if record is None or prompt is None:
+            return None
+        return openapi.paths(record, prompt)
+
+    return await document(scope, entries, api_paths, __version__)

@@ -1,0 +1,125 @@
+"""One OpenAPI 3.1 document for a tenant's whole catalog (``GET /admin/v1/catalog/openapi.json``):
+each published prompt API as ``POST /apis/{name}`` and ``/apis/{name}/v{version}`` (the
+operations apis/openapi.py generates: its variables and output as schemas, examples), each REST
+service under ``/services/{name}/{path}``, and the
+models as the ``model`` of ``POST /v1/chat/completions``. A published API's own document, with
+examples, is ``GET /apis/{name}/openapi.json`` (linked from each operation)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from switchboard.portal.sources import Entry
+
+# The path items of a published API (its generated operations, apis/openapi.py), or None when
+# the version it serves is not found: then a generic operation stands for it.
+ApiPaths = Callable[[Entry], Awaitable[Mapping[str, Any] | None]]
+
+SESSION_PARAMETER = {
+    "name": "x-switchboard-session", "in": "header", "required": False,
+    "description": "A session id: the API keeps this caller's conversation under it (docs/portal.md).",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+}
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_ERRORS = {
+    str(status): {"description": why, "content": {"application/json": {"schema": _ERROR}}}
+    for status, why in ((400, "Invalid input"), (401, "No valid key"),
+                        (403, "Not allowed (e.g. subscription_pending)"), (404, "Not found"))
+}
+
+
+def _api_operation(entry: Entry) -> dict[str, Any]:
+    fields = entry.fields
+    description = entry.description or ""
+    deprecation = fields.get("deprecation")
+    operation: dict[str, Any] = {
+        "operationId": f"call_{entry.name}".replace("-", "_").replace(".", "_"),
+        "summary": f"Call the prompt API '{entry.name}'",
+        "description": description,
+        "tags": ["apis"],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"type": "object"}}}},
+        "responses": {
+            "200": {"description": "The model's output",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiResult"}}}},
+            **_ERRORS,
+            "410": {"description": "Retired", "content": {"application/json": {"schema": _ERROR}}},
+        },
+        "externalDocs": {"url": str(fields.get("openapi")), "description": "This API's own OpenAPI document"},
+        "x-switchboard-approval-required": entry.approval_required,
+        "x-switchboard-owner": entry.owner,
+        "x-switchboard-versions": list(fields.get("versions") or []),
+    }
+    if isinstance(deprecation, Mapping) and deprecation.get("deprecated"):
+        operation["deprecated"] = True
+    if fields.get("sessions"):
+        operation["parameters"] = [SESSION_PARAMETER]
+    return operation
+
+
+def _service_path(entry: Entry) -> dict[str, Any]:
+    operation = {
+        "summary": f"The REST service '{entry.name}'",
+        "description": entry.description or "",
+        "tags": ["services"],
+        "parameters": [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"default": {"description": "The service's answer"}, **_ERRORS},
+        "x-switchboard-approval-required": entry.approval_required,
+        "x-switchboard-owner": entry.owner,
+    }
+    return {method: {**operation, "operationId": f"{method}_{entry.name}_service".replace("-", "_")
+                     .replace(".", "_")} for method in ("get", "post", "put", "patch", "delete")}
+
+
+async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,
+                   version: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    models: list[str] = []
+    for entry in entries:
+        if entry.kind == "api":
+            generated = await api_paths(entry)
+            if generated is None:
+                paths[f"/apis/{entry.name}"] = {"post": _api_operation(entry)}
+                continue
+            for path, item in generated.items():
+                for operation in item.values():
+                    operation["x-switchboard-approval-required"] = entry.approval_required
+                    operation["x-switchboard-owner"] = entry.owner
+                    if entry.fields.get("sessions"):
+                        operation["parameters"] = [*operation.get("parameters", []), SESSION_PARAMETER]
+                paths[path] = dict(item)
+        elif entry.kind == "service":
+            paths[f"/services/{entry.name}/{{path}}"] = _service_path(entry)
+        elif entry.kind == "model":
+            models.append(entry.name)
+    if models:
+        paths["/v1/chat/completions"] = {"post": {
+            "operationId": "chat_completions",
+            "summary": "A chat completion from one of the catalog's models (OpenAI's API)",
+            "tags": ["models"],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["model", "messages"],
+                "properties": {"model": {"type": "string", "enum": models},
+                               "messages": {"type": "array", "items": {"type": "object"}}},
+            }}}},
+            "responses": {"200": {"description": "The completion"}, **_ERRORS},
+        }}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"Switchboard catalog of tenant '{tenant}'", "version": version},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "tags": [{"name": "apis"}, {"name": "services"}, {"name": "models"}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "ApiResult": {"type": "object", "required": ["output", "version", "usage"], "properties": {
+                    "output": {}, "version": {"type": "integer"}, "usage": {"type": "object"}}},
+                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                    "message": {"type": "string"}, "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
+            },
+        },
+    }
