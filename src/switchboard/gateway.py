@@ -18,6 +18,8 @@ from switchboard.crypto.server import hashing_key
 from switchboard.http.files import FileService, budget_gated
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
+from switchboard.mcp.interfaces import Toolbox
+from switchboard.mcp.loop import McpLoopStage, configured_servers
 from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.observability.metrics import Metrics
 from switchboard.observability.observers import Observer
@@ -139,6 +141,8 @@ class Gateway:
         # The Responses API's calls under way and stored responses (http/responses/).
         self.responses = Responses(settings.responses,
                                    lambda: self.stores.responses if self.stores is not None else None)
+        # The MCP gateway's aggregated tools (mcp/toolbox.py), used by the tool loop; None: no MCP.
+        self.toolbox: Toolbox | None = None
         self.ready = False
 
     def responses_chain(self, terminal: Handler) -> Handler:
@@ -179,6 +183,7 @@ class Gateway:
             stages.append(TraceStage(self.tracing))
         stages += [
             DecodeStage(),
+            *self.mcp_loop_stages(operation),
             ModelAccessStage(),
             *self.rules_stage(),
             RouteStage(self.router),
@@ -224,6 +229,14 @@ class Gateway:
                            lambda: self.limit_cache),
             BudgetGateStage(self.settings.budgets, lambda: self.budgets, budget_gated),
         ]
+
+    def mcp_loop_stages(self, operation: str) -> list[Stage]:
+        """Chat and Responses requests naming MCP servers in ``tools`` (mcp/loop.py): the tool
+        loop runs the rest of the chain once per model call."""
+        if operation != "chat":
+            return []
+        return [McpLoopStage(lambda: self.toolbox, configured_servers(self.settings.mcp_servers),
+                             self.settings.mcp)]
 
     def rules_stage(self) -> list[Stage]:
         """Conditional and semantic routing, only when configured (nothing to pay otherwise)."""
