@@ -93,3 +93,13 @@ class McpConfig(_Strict):
     max_description_chars: Annotated[int, Field(ge=64, le=100_000)] = 4096
     # The tool loop run for chat/Responses requests naming MCP servers: at most this many steps.
     max_tool_steps: Annotated[int, Field(ge=1, le=100)] = 8
+
+
+def check_stdio(servers: list[McpServerConfig], config: McpConfig) -> None:
+    """Refuse stdio servers unless the platform admin allowed them (a config error at start)."""
+    for i, server in enumerate(servers):
+        if server.transport == "stdio" and not config.allow_stdio:
+            raise ValueError(
+                f"mcp_servers[{i}] ({server.name!r}): stdio servers run as child processes of the gateway "
+                "and are off unless the platform admin sets mcp.allow_stdio: true"
+            )

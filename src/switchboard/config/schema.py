@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.catalog import CatalogConfig, ModelEntryInfo
-from switchboard.config.mcp import McpConfig, McpServerConfig
+from switchboard.config.mcp import McpConfig, McpServerConfig, check_stdio
 from switchboard.config.prompts import ApisConfig, PromptsConfig
 from switchboard.config.services import ServiceConfig
 from switchboard.config.urls import check_http_url, database_url_problem, redis_url_problem
@@ -950,6 +950,7 @@ class Settings(_Strict):
                                      f"in group {m.name!r}")
                 deployments.add((m.name, m.deployment))
         self._check_router({m.name for m in self.models})
+        check_stdio(self.mcp_servers, self.mcp)  # stdio MCP servers only where allowed (config/mcp.py)
         return self
 
     def _check_router(self, names: set[str]) -> None:
