@@ -31,6 +31,7 @@ from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.files import FilesEndpoint, is_files_path
 from switchboard.http.gemini import METHODS as GEMINI_METHODS
 from switchboard.http.gemini import GeminiRoutes, is_gemini
+from switchboard.http.mcp import MCP, McpEndpoint
 from switchboard.http.media.multipart import FormLimits
 from switchboard.http.responses import PREFIX as RESPONSES_PREFIX
 from switchboard.http.responses import STORED, ResponsesAPI
@@ -90,6 +91,10 @@ class SwitchboardApp:
         self._files = FilesEndpoint(self.gateway.chain("files", self.gateway.files),
                                     self.gateway.chain("batches", self.gateway.files), self.state,
                                     deadline_seconds=settings.server.request_timeout_seconds)
+        # The MCP gateway (http/mcp/): POST JSON-RPC; GET and DELETE answer 405.
+        self.routes[("POST", "/mcp")] = McpEndpoint(
+            MCP, self.gateway.mcp_chain(), self.state, max_body_bytes=settings.server.max_body_bytes,
+            deadline_seconds=settings.server.request_timeout_seconds)
         self.routes[("GET", "/health/live")] = self.live
         self.routes[("GET", "/health/ready")] = self.ready
         if self.gateway.metrics is not None:  # metrics.enabled: false answers 404

@@ -16,10 +16,13 @@ from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.http.files import FileService, budget_gated
+from switchboard.http.mcp import McpServer
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
-from switchboard.mcp.interfaces import Toolbox
-from switchboard.mcp.loop import McpLoopStage, configured_servers
+from switchboard.mcp.loop import McpLoopStage
+from switchboard.mcp.registry import Registry as McpRegistry
+from switchboard.mcp.stages import ToolBudgetStage, ToolCall, ToolRecordStage, ToolStage
+from switchboard.mcp.toolbox import McpToolbox
 from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.observability.metrics import Metrics
 from switchboard.observability.observers import Observer
@@ -141,8 +144,9 @@ class Gateway:
         # The Responses API's calls under way and stored responses (http/responses/).
         self.responses = Responses(settings.responses,
                                    lambda: self.stores.responses if self.stores is not None else None)
-        # The MCP gateway's aggregated tools (mcp/toolbox.py), used by the tool loop; None: no MCP.
-        self.toolbox: Toolbox | None = None
+        # The MCP gateway (mcp/, http/mcp/): the upstream servers and the aggregated toolbox.
+        self.mcp_registry = McpRegistry(settings.mcp_servers, settings.mcp)
+        self.mcp = McpToolbox(settings.mcp, self.mcp_registry)
         self.ready = False
 
     def responses_chain(self, terminal: Handler) -> Handler:
@@ -235,8 +239,35 @@ class Gateway:
         loop runs the rest of the chain once per model call."""
         if operation != "chat":
             return []
-        return [McpLoopStage(lambda: self.toolbox, configured_servers(self.settings.mcp_servers),
-                             self.settings.mcp)]
+        registry = self.mcp_registry
+        return [McpLoopStage(lambda: self.mcp if registry.all() else None,
+                             lambda p: {u.name: u.server for u in registry.visible(p)}, self.settings.mcp)]
+
+    def mcp_stages(self) -> list[Stage]:
+        """One MCP tools/call (mcp/stages.py): the tool resolved, permitted and its arguments
+        checked, then traces, the record, the request log's bodies, rate limits (the key's, and
+        ``limits.models["<server>__<tool>"]`` per tool) and the per-call price on budgets."""
+        stages: list[Stage] = [ToolStage(self.mcp)]
+        if self.tracing is not None:
+            from switchboard.pipeline.trace import TraceStage
+
+            stages.append(TraceStage(self.tracing))
+        stages.append(ToolRecordStage(lambda: self.usage))
+        if self.body_policies:
+            bodies = self.settings.request_log
+            stages.append(CaptureStage(self.body_policies, Redactor(bodies.redact), bodies.max_body_bytes,
+                                       lambda: self.bodies))
+        stages.append(RateLimitStage(self.settings.limits,
+                                     lambda: self.stores.limiter if self.stores is not None else None,
+                                     lambda: self.limit_cache))
+        stages.append(ToolBudgetStage(self.settings.budgets, lambda: self.budgets))
+        return stages
+
+    def mcp_chain(self) -> Handler:
+        """The /mcp endpoint: authentication, the JSON-RPC message decoded, then its method;
+        tools/call runs the mcp_stages() chain."""
+        server = McpServer(self.mcp, build_chain(self.mcp_stages(), ToolCall(self.mcp)))
+        return build_chain([*self.common_stages(), DecodeStage()], server)
 
     def rules_stage(self) -> list[Stage]:
         """Conditional and semantic routing, only when configured (nothing to pay otherwise)."""
@@ -306,6 +337,7 @@ class Gateway:
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys)
         self.responses.start()  # the purge of expired stored responses
+        self.mcp_registry.start()  # MCP servers' health checks
         await encodings
         self.ready = True
 
@@ -356,6 +388,7 @@ class Gateway:
             await self.limit_cache.close()
             self.limit_cache = None
         await self.responses.close()
+        await self.mcp_registry.close()
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

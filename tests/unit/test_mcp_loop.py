@@ -16,12 +16,20 @@ from switchboard.http import openai_api
 from switchboard.http.responses.response import from_chat
 from switchboard.http.responses.stream import StreamEncoder
 from switchboard.mcp.interfaces import Listing
-from switchboard.mcp.loop import McpLoopStage, ToolStepsExceeded, configured_servers, split_tools
+from switchboard.mcp.loop import McpLoopStage, ToolStepsExceeded, split_tools
 
 SERVERS = [
     McpServerConfig(name="files", url="http://127.0.0.1:1/mcp"),
     McpServerConfig(name="other", url="http://127.0.0.1:2/mcp", tenant="t2"),
 ]
+
+
+def configured_servers(servers: list[McpServerConfig]) -> Any:
+    def visible(principal: Principal | None) -> dict[str, McpServerConfig]:
+        tenant = principal.tenant_id if principal is not None else None
+        return {s.name: s for s in servers if s.tenant is None or s.tenant == tenant}
+
+    return visible
 
 
 class FakeToolbox:

@@ -80,6 +80,21 @@ class McpServerConfig(_Strict):
         return self
 
 
+# Tool-level permissions (docs/mcp.md, "Permissions"): patterns on the exposed names
+# ("<server>__<tool>", "github__*"); deny wins over allow.
+class McpToolRule(_Strict):
+    # None: every tool not denied; a list: only the tools matching one of its patterns.
+    allow: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=1000)] | None = None
+    deny: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=1000)] = Field(
+        default_factory=list)
+
+
+class McpPermissions(_Strict):
+    # By role (access/roles.py) and by team id: every key of the role or team is bound by the rule.
+    roles: Annotated[dict[str, McpToolRule], Field(max_length=100)] = Field(default_factory=dict)
+    teams: Annotated[dict[str, McpToolRule], Field(max_length=10_000)] = Field(default_factory=dict)
+
+
 class McpConfig(_Strict):
     """Gateway-wide bounds of the MCP endpoint."""
 
@@ -93,6 +108,10 @@ class McpConfig(_Strict):
     max_description_chars: Annotated[int, Field(ge=64, le=100_000)] = 4096
     # The tool loop run for chat/Responses requests naming MCP servers: at most this many steps.
     max_tool_steps: Annotated[int, Field(ge=1, le=100)] = 8
+    # Tool-level allow/deny lists by role and team (keys carry their own: docs/mcp.md).
+    permissions: McpPermissions = Field(default_factory=McpPermissions)
+    # How long a server's tool list (for permissions and argument validation) is reused.
+    tools_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
 
 
 def check_stdio(servers: list[McpServerConfig], config: McpConfig) -> None:

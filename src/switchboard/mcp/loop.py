@@ -402,17 +402,6 @@ _STEP_INBOUND: Any = _Canonical()
 Servers = Callable[[Principal | None], Mapping[str, McpServerConfig]]
 
 
-def configured_servers(servers: Sequence[McpServerConfig]) -> Servers:
-    """The servers of the YAML a caller may name: the global ones and its tenant's."""
-
-    def visible(principal: Principal | None) -> Mapping[str, McpServerConfig]:
-        tenant = principal.tenant_id if principal is not None else None
-        admin = principal is None or (tenant is None and principal.role == "platform_admin")
-        return {s.name: s for s in servers if s.tenant is None or admin or s.tenant == tenant}
-
-    return visible
-
-
 def _same_url(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
 

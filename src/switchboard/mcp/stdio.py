@@ -2,47 +2,57 @@
 
 Only when the platform admin allows it (``mcp.allow_stdio: true``; otherwise the configuration is
 refused at start, naming the server), and only from the YAML (a command is never taken from an
-API call). Each server is one child process, in a session (process group) of its own, started
-with the gateway and kept running by :class:`StdioServer`:
+API call). Each server is one child process, in a process group of its own, started with the
+gateway and kept running by :class:`StdioUpstream`, which the registry holds like any upstream
+(mcp/upstream.py): the same ``request()``, health and errors, so the toolbox, the ``/mcp``
+endpoint and the tool loop use a stdio server exactly as an HTTP one.
 
-- its MCP session is opened once (``initialize``) and shared by every operation, as any
-  :class:`mcp.ClientSession` is (requests are told apart by their JSON-RPC ids);
-- a process that exits (or fails to start, or to initialize within
-  ``connect_timeout_seconds``) is started again after a backoff that doubles from 0.5 s to 30 s
-  (back to 0.5 s once a process has stayed up for a minute); while it is down, operations on it
-  fail at once (``ServerDown``), so the toolbox leaves it out of lists;
-- its output is bounded: a message on stdout longer than the largest argument or result
-  (``mcp.max_argument_bytes``/``max_result_bytes``, plus 64 KiB) ends the process (a protocol
-  violation; it is restarted), and stderr is read in bounded pieces, logged a line at a time (each
-  cut to 1,000 characters, at most 100 lines a minute) with the last 20 lines kept for
-  diagnostics;
-- on shutdown its stdin is closed, then the process group is sent SIGTERM after 2 s and SIGKILL
-  2 s later.
-
-The transport (:func:`stdio_transport`) yields the same stream pair as the SDK's streamable-HTTP
-client, so a server reached over stdio is used exactly as one reached over HTTP.
+- One MCP session per process (``initialize`` once, newline-delimited JSON-RPC on
+  stdin/stdout), shared by every operation; requests are told apart by their ids. stdio has no
+  per-request headers, so a server with per-user OAuth cannot be a stdio server.
+- A process that exits (or fails to start, or to initialize within ``connect_timeout_seconds``)
+  is started again after a backoff doubling from 0.5 s to 30 s (back to 0.5 s once a process
+  stayed up a minute). While it is down, requests fail at once (``mcp_server_unavailable``) and
+  the toolbox leaves it out of lists; requests under way when it exits fail at once too.
+- Output is bounded: a message on stdout longer than the largest argument or result
+  (``mcp.max_argument_bytes``/``max_result_bytes``, plus 64 KiB) ends the process (it broke
+  the protocol; it is restarted); stderr is read in bounded pieces and logged a line at a time
+  (each cut to 1,000 characters, at most 100 lines a minute), the last 20 lines kept for
+  ``health()``.
+- Requests the server sends (sampling, elicitation, roots) are answered with an error (the
+  gateway has no client to pass them to from a child process); ``ping`` is answered.
+- On shutdown: stdin is closed, then the process group gets SIGTERM after 2 s and SIGKILL 2 s later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
-import anyio
-import mcp_types
-from mcp import ClientSession
+import orjson
 from mcp.client.stdio import get_default_environment
-from mcp.shared.message import SessionMessage
 
-from switchboard.config.mcp import McpConfig, McpServerConfig, check_stdio
+from switchboard.config.mcp import McpConfig, McpServerConfig
+from switchboard.context import Principal
+from switchboard.errors import UpstreamTimeout
+from switchboard.mcp.interfaces import Credentials
+from switchboard.mcp.upstream import (
+    CLIENT_INFO,
+    PROTOCOL_VERSION,
+    Malformed,
+    ServerBusy,
+    ServerDown,
+    Upstream,
+    _result,
+)
 
 log = logging.getLogger("switchboard.mcp.stdio")
 
@@ -54,14 +64,6 @@ STDERR_LINE_CHARS = 1000
 STDERR_LINES_PER_MINUTE = 100
 STDERR_KEPT = 20
 MESSAGE_MARGIN = 64 * 1024
-
-
-class ServerDown(Exception):
-    """The stdio server is not running (starting, restarting or stopped)."""
-
-    def __init__(self, name: str, reason: str | None) -> None:
-        super().__init__(f"the MCP server '{name}' is not available" + (f": {reason}" if reason else ""))
-        self.name = name
 
 
 def max_message_bytes(config: McpConfig) -> int:
@@ -86,12 +88,8 @@ class _Stderr:
         now = time.monotonic()
         if now - self._window >= 60.0:
             if self._dropped:
-                log.info(
-                    "mcp server %s: %d stderr line(s) not logged (over %d a minute)",
-                    self.name,
-                    self._dropped,
-                    STDERR_LINES_PER_MINUTE,
-                )
+                log.info("mcp server %s: %d stderr line(s) not logged (over %d a minute)",
+                         self.name, self._dropped, STDERR_LINES_PER_MINUTE)
             self._window, self._logged, self._dropped = now, 0, 0
         if self._logged < STDERR_LINES_PER_MINUTE:
             self._logged += 1
@@ -113,7 +111,7 @@ class _Stderr:
             self.line(pending.decode(errors="replace"))
 
 
-async def _stop(process: asyncio.subprocess.Process, grace: float = STOP_GRACE) -> None:
+async def stop_process(process: asyncio.subprocess.Process, grace: float = STOP_GRACE) -> None:
     """Close stdin, then SIGTERM and SIGKILL the process group, each after ``grace`` seconds."""
     if process.stdin is not None:
         with contextlib.suppress(Exception):
@@ -137,151 +135,178 @@ async def _stop(process: asyncio.subprocess.Process, grace: float = STOP_GRACE) 
             transport.close()
 
 
-@asynccontextmanager
-async def stdio_transport(
-    server: McpServerConfig,
-    max_bytes: int,
-    stderr: _Stderr | None = None,
-    exited: asyncio.Event | None = None,
-    started: Callable[[int], None] | None = None,
-) -> AsyncIterator[tuple[Any, Any]]:
-    """Start ``server``'s command and yield (read stream, write stream) of JSON-RPC messages, as
-    the SDK's transports do; the process is stopped when the block ends. ``exited`` is set when
-    the process's stdout ends (it exited, or was stopped for a message over ``max_bytes``)."""
-    assert server.command, "a stdio server has a command"
-    process = await asyncio.create_subprocess_exec(
-        *server.command,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=get_default_environment() | dict(server.env),
-        start_new_session=True,
-        limit=max_bytes,
-    )
-    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-    if started is not None:
-        started(process.pid)
-    stdin, stdout = process.stdin, process.stdout
-    read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
-    errors = stderr or _Stderr(server.name)
+class _Child:
+    """One running process: its pipes, the replies awaited by request id."""
 
-    async def reading() -> None:
+    def __init__(self, upstream: StdioUpstream, process: asyncio.subprocess.Process) -> None:
+        self.upstream = upstream
+        self.process = process
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.exited = asyncio.Event()
+        self.write_lock = asyncio.Lock()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        assert self.process.stdout is not None and self.process.stderr is not None
+        name = self.upstream.name
+        self.tasks = [asyncio.create_task(self._read(self.process.stdout), name=f"mcp-stdio-{name}-out"),
+                      asyncio.create_task(self.upstream.stderr.pump(self.process.stderr),
+                                          name=f"mcp-stdio-{name}-err")]
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        stdin = self.process.stdin
+        if stdin is None or self.exited.is_set():
+            raise ServerDown(f"the MCP server '{self.upstream.name}' is not running")
+        async with self.write_lock:
+            try:
+                stdin.write(orjson.dumps(message) + b"\n")
+                await stdin.drain()
+            except (ConnectionError, OSError):
+                raise ServerDown(f"the MCP server '{self.upstream.name}' stopped reading") from None
+
+    async def _read(self, stdout: asyncio.StreamReader) -> None:
+        name = self.upstream.name
+        error: Exception = ServerDown(f"the MCP server '{name}' exited")
         try:
-            async with read_send:
-                while True:
-                    try:
-                        line = await stdout.readuntil(b"\n")
-                    except asyncio.IncompleteReadError:
-                        return  # the process exited
-                    except asyncio.LimitOverrunError:
-                        log.error(
-                            "mcp server %s: a message over %d bytes; stopping the process",
-                            server.name,
-                            max_bytes,
-                        )
-                        await _stop(process, grace=0.1)  # it broke the protocol: no grace
-                        return
-                    if not line.strip():
-                        continue
-                    try:
-                        message: SessionMessage | Exception = SessionMessage(
-                            mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                        )
-                    except ValueError as exc:
-                        log.warning(
-                            "mcp server %s: a line that is not JSON-RPC: %s", server.name, str(exc)[:200]
-                        )
-                        message = exc
-                    await read_send.send(message)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            return
+            while True:
+                try:
+                    line = await stdout.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
+                    return  # the process exited
+                except asyncio.LimitOverrunError:
+                    limit = self.upstream.max_bytes
+                    log.error("mcp server %s: a message over %d bytes; stopping the process", name, limit)
+                    error = Malformed(f"the MCP server '{name}' sent a message over {limit} bytes "
+                                      "(mcp.max_result_bytes); it is restarted", code="mcp_result_too_large")
+                    await stop_process(self.process, grace=0.1)  # it broke the protocol: no grace
+                    return
+                if line.strip():
+                    await self._message(line)
         finally:
-            if exited is not None:
-                exited.set()
+            self.exited.set()
+            for future in self.pending.values():
+                if not future.done():
+                    future.set_exception(error)
+            self.pending.clear()
 
-    async def writing() -> None:
+    async def _message(self, line: bytes) -> None:
         try:
-            async with write_recv:
-                async for message in write_recv:
-                    data = message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                    stdin.write(data.encode() + b"\n")
-                    await stdin.drain()
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError, OSError):
-            await read_send.aclose()
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            log.warning("mcp server %s: a line that is not JSON on stdout (ignored)", self.upstream.name)
+            return
+        if not isinstance(message, dict):
+            return
+        method = message.get("method")
+        if method is None:  # a reply
+            future = self.pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                future.set_result(message)
+            return
+        if "id" in message:  # a request from the server
+            if method == "ping":
+                reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"], "result": {}}
+            else:
+                reply = {"jsonrpc": "2.0", "id": message["id"],
+                         "error": {"code": -32601, "message": f"{str(method)[:100]} is not available "
+                                   "through the gateway to a stdio server"}}
+            with contextlib.suppress(Exception):
+                await self.send(reply)
+        # Notifications (progress, logging, list changes): not relayed from stdio servers.
 
-    tasks = [
-        asyncio.create_task(reading(), name=f"mcp-stdio-{server.name}-out"),
-        asyncio.create_task(writing(), name=f"mcp-stdio-{server.name}-in"),
-        asyncio.create_task(errors.pump(process.stderr), name=f"mcp-stdio-{server.name}-err"),
-    ]
-    try:
-        yield read_recv, write_send
-    finally:
-        await _stop(process)
-        for task in tasks:
+    async def close(self) -> None:
+        await stop_process(self.process)
+        for task in self.tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for stream in (read_recv, write_send, read_send, write_recv):
-            await stream.aclose()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-class StdioServer:
-    """One stdio server, kept running: its shared MCP session, its state and restarts."""
+class StdioUpstream(Upstream):
+    """A stdio server as an upstream of the registry: a supervised child process and its session."""
 
-    def __init__(self, server: McpServerConfig, config: McpConfig) -> None:
-        self.server = server
-        self._max_bytes = max_message_bytes(config)
+    def __init__(self, server: McpServerConfig, config: McpConfig, credentials: Credentials) -> None:
+        super().__init__(server, config, credentials)
+        self.max_bytes = max_message_bytes(config)
         self.stderr = _Stderr(server.name)
         self.state = "stopped"  # starting | up | down | stopped
         self.last_error: str | None = None
         self.restarts = 0
-        self.pid: int | None = None
-        self._session: ClientSession | None = None
+        self._child: _Child | None = None
         self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
+        self._rpc_ids = itertools.count(1)
 
     @property
-    def name(self) -> str:
-        return self.server.name
+    def pid(self) -> int | None:
+        return self._child.process.pid if self._child is not None else None
+
+    @property
+    def down(self) -> bool:
+        return self.state != "up"
 
     def start(self) -> None:
-        if self._task is None:
+        if self._supervisor is None:
             self._closing = False
             self.state = "starting"
-            self._task = asyncio.create_task(self._supervise(), name=f"mcp-stdio-{self.name}")
+            self._supervisor = asyncio.create_task(self._supervise(), name=f"mcp-stdio-{self.name}")
 
     async def close(self) -> None:
         self._closing = True
-        task, self._task = self._task, None
+        task, self._supervisor = self._supervisor, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.state = "stopped"
 
-    async def session(self, wait: float | None = None) -> ClientSession:
-        """The server's MCP session; waits for a (re)start under way at most ``wait`` seconds
-        (default: not at all), then raises :class:`ServerDown`."""
-        session = self._session
-        if session is not None:
-            return session
-        if wait and self.state == "starting":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), wait)
-            if self._session is not None:
-                return self._session
-        raise ServerDown(self.name, self.last_error)
+    async def wait_up(self, seconds: float) -> bool:
+        """Wait at most ``seconds`` for the process to be up (tests, the CLI's health)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), seconds)
+        return self.state == "up"
 
-    def health(self) -> Mapping[str, Any]:
-        return {
-            "state": self.state,
-            "pid": self.pid,
-            "restarts": self.restarts,
-            "last_error": self.last_error,
-            "stderr": list(self.stderr.last),
-        }
+    def health(self) -> dict[str, Any]:
+        return {"state": self.state, "pid": self.pid, "restarts": self.restarts,
+                "last_error": self.last_error, "stderr": list(self.stderr.last)}
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def request(self, method: str, params: Mapping[str, Any] | None, principal: Principal | None,
+                      *, timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109 - as Upstream
+        child = self._child
+        if child is None or self.state != "up":
+            reason = f" ({self.last_error})" if self.last_error else ""
+            raise ServerDown(f"the MCP server '{self.name}' is unavailable{reason}; try again later")
+        if self._semaphore.locked():
+            raise ServerBusy(f"the MCP server '{self.name}' is busy ({self.server.max_concurrency} calls "
+                             "under way); try again shortly")
+        wait = timeout if timeout is not None else self.server.timeout_seconds
+        async with self._semaphore:
+            return await self._call(child, method, params, wait)
+
+    async def _call(self, child: _Child, method: str, params: Mapping[str, Any] | None,
+                    wait: float) -> dict[str, Any]:
+        rid = next(self._rpc_ids)
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            message["params"] = params
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        child.pending[rid] = future
+        try:
+            await child.send(message)
+            async with asyncio.timeout(wait):
+                reply = await future
+        except TimeoutError:
+            with contextlib.suppress(Exception):  # tell the server to stop working on it
+                await child.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                  "params": {"requestId": rid, "reason": "timed out"}})
+            raise UpstreamTimeout(f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
+        finally:
+            child.pending.pop(rid, None)
+        return _result(self.name, reply, rid)
+
+    # -- the process -----------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
         delay = INITIAL_BACKOFF
@@ -296,9 +321,10 @@ class StdioServer:
             except Exception as exc:
                 self.last_error = (str(exc) or type(exc).__name__)[:500]
             finally:
-                self._session = None
                 self._ready.clear()
-                self.pid = None
+                if self._child is not None:
+                    await self._child.close()
+                    self._child = None
             if self._closing:
                 break
             self.state = "down"
@@ -310,36 +336,19 @@ class StdioServer:
             delay = min(delay * 2, MAX_BACKOFF)
 
     async def _run_once(self) -> None:
-        exited = asyncio.Event()
-
-        def started(pid: int) -> None:
-            self.pid = pid
-
-        transport = stdio_transport(self.server, self._max_bytes, self.stderr, exited, started)
-        async with transport as (read, write), ClientSession(
-            read, write, read_timeout_seconds=self.server.timeout_seconds
-        ) as session:
-            await asyncio.wait_for(session.initialize(), self.server.connect_timeout_seconds)
-            self._session = session
-            self.state = "up"
-            self._ready.set()
-            log.info("mcp server %s: up", self.name)
-            await exited.wait()
-
-
-class StdioServers:
-    """The stdio servers of the configuration, started with the gateway and stopped with it."""
-
-    def __init__(self, servers: list[McpServerConfig], config: McpConfig) -> None:
-        check_stdio(servers, config)
-        self.servers = {s.name: StdioServer(s, config) for s in servers if s.transport == "stdio"}
-
-    def get(self, name: str) -> StdioServer | None:
-        return self.servers.get(name)
-
-    def start(self) -> None:
-        for server in self.servers.values():
-            server.start()
-
-    async def close(self) -> None:
-        await asyncio.gather(*(server.close() for server in self.servers.values()))
+        assert self.server.command, "a stdio server has a command"
+        process = await asyncio.create_subprocess_exec(
+            *self.server.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=get_default_environment() | dict(self.server.env),
+            start_new_session=True, limit=self.max_bytes,
+        )
+        child = self._child = _Child(self, process)
+        child.start()
+        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        await self._call(child, "initialize", params, self.server.connect_timeout_seconds)
+        await child.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        self.state = "up"
+        self.last_error = None
+        self._ready.set()
+        log.info("mcp server %s: up (pid %d)", self.name, process.pid)
+        await child.exited.wait()

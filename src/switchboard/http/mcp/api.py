@@ -1,0 +1,134 @@
+"""JSON-RPC on the wire: decoding one message, encoding replies and errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import orjson
+
+from switchboard.context import RawReply, Reply, RequestContext, StreamReply
+from switchboard.errors import GatewayError, InternalError
+from switchboard.http.endpoint import Endpoint, Responder
+
+log = logging.getLogger("switchboard.mcp")
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+# The gateway's errors as JSON-RPC codes: the spec's own where one fits (an unknown tool and bad
+# arguments are invalid params), the server-error range for the rest.
+_BY_STATUS = {
+    400: INVALID_PARAMS, 404: INVALID_PARAMS, 413: INVALID_PARAMS, 415: INVALID_REQUEST,
+    401: -32001, 403: -32003, 429: -32029, 502: -32002, 503: -32002, 504: -32004,
+}
+
+
+class RpcFailure(GatewayError):
+    """A malformed JSON-RPC message from the client."""
+
+    status = 400
+    type = "invalid_request_error"
+
+    def __init__(self, rpc_code: int, message: str, code: str) -> None:
+        super().__init__(message, code=code)
+        self.rpc_code = rpc_code
+
+
+def rpc_error(rid: Any, error: GatewayError) -> dict[str, Any]:
+    code = getattr(error, "rpc_code", None)
+    if not isinstance(code, int):
+        code = _BY_STATUS.get(error.status, INTERNAL_ERROR)
+    data: dict[str, Any] = {"status": error.status, "type": error.type, "code": error.code}
+    upstream = getattr(error, "data", None)
+    if upstream is not None:
+        data["upstream"] = upstream
+    if "retry-after" in error.headers:
+        data["retry_after"] = error.headers["retry-after"]
+    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": error.message, "data": data}}
+
+
+class McpAPI:
+    operation = "mcp"
+    dialect = "mcp"
+
+    def decode(self, ctx: RequestContext) -> None:
+        try:
+            message = orjson.loads(ctx.body)
+        except orjson.JSONDecodeError:
+            raise RpcFailure(PARSE_ERROR, "parse error: the body is not JSON", "parse_error") from None
+        if isinstance(message, list):
+            raise RpcFailure(INVALID_REQUEST, "batches are not supported: send one JSON-RPC message per "
+                             "request", "invalid_request")
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            raise RpcFailure(INVALID_REQUEST, "not a JSON-RPC 2.0 message", "invalid_request")
+        rid = message.get("id")
+        if "id" in message and (isinstance(rid, bool) or not isinstance(rid, str | int)):
+            raise RpcFailure(INVALID_REQUEST, "id must be a string or an integer", "invalid_request")
+        method = message.get("method")
+        if "method" in message:
+            if not isinstance(method, str) or not method or len(method) > 200:
+                raise RpcFailure(INVALID_REQUEST, "method must be a non-empty string", "invalid_request")
+            params = message.get("params")
+            if params is not None and not isinstance(params, dict):
+                raise RpcFailure(INVALID_PARAMS, "params must be an object", "invalid_params")
+            ctx.request = {"id": rid, "method": method, "params": params or {},
+                           "notification": "id" not in message}
+        elif "id" in message and ("result" in message or "error" in message):
+            ctx.request = {"id": rid, "method": None, "response": True, "notification": True}
+        else:
+            raise RpcFailure(INVALID_REQUEST, "a JSON-RPC request needs a method", "invalid_request")
+
+    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
+        return orjson.dumps(body) if body else b""
+
+    async def encode_stream(self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]],
+                            native: bool = False) -> AsyncGenerator[bytes, None]:
+        async for batch in batches:
+            for message in batch:
+                yield b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
+
+    def encode_error(self, error: GatewayError) -> bytes:
+        return orjson.dumps(rpc_error(None, error))
+
+    def encode_stream_error(self, error: GatewayError) -> bytes:
+        return b"event: message\ndata: " + orjson.dumps(rpc_error(None, error)) + b"\n\n"
+
+
+MCP = McpAPI()
+
+
+class McpEndpoint(Endpoint):
+    """The edge of ``/mcp``: after authentication an error is the JSON-RPC error of the request
+    (HTTP 200, as JSON-RPC over HTTP expects), while ``ctx.outcome`` keeps the gateway's status for
+    the metrics and logs."""
+
+    async def _serve(self, ctx: RequestContext, out: Responder) -> None:
+        try:
+            result = await self._chain(ctx)
+        except GatewayError as err:
+            await self._error(ctx, out, err)
+            return
+        except Exception:
+            log.exception("request %s: unexpected error", ctx.request_id)
+            await self._error(ctx, out, InternalError(f"internal error (request id {ctx.request_id})"))
+            return
+        if isinstance(result, Reply):
+            await out.body(result.status, self.inbound.encode(ctx, result.body), ctx.response_headers)
+        elif isinstance(result, StreamReply):
+            await self._stream(ctx, result, out)
+        elif isinstance(result, RawReply):
+            await out.raw(result)
+
+    async def _error(self, ctx: RequestContext, out: Responder, err: GatewayError) -> None:
+        if ctx.principal is None or err.status == 401 or isinstance(err, RpcFailure):
+            # Not authenticated, or not a JSON-RPC request: the HTTP status, a JSON-RPC body.
+            await out.error(err)
+            return
+        rid = ctx.request.get("id") if ctx.request else None
+        await out.body(200, orjson.dumps(rpc_error(rid, err)), {**ctx.response_headers, **err.headers})
+        ctx.outcome.failed(err)

@@ -1,0 +1,108 @@
+"""The methods of ``/mcp``: the terminal of its chain (after authentication and decoding)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from switchboard.context import Reply, RequestContext, Result
+from switchboard.errors import GatewayError
+from switchboard.http.mcp.api import INVALID_PARAMS, METHOD_NOT_FOUND
+from switchboard.mcp.interfaces import Listing
+from switchboard.mcp.toolbox import NOTICES, McpToolbox
+from switchboard.pipeline.chain import Handler
+
+# Protocol revisions the endpoint answers with (the initialize handshake); the newest by default.
+VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
+SERVER_INFO = {"name": "switchboard", "title": "Switchboard MCP gateway", "version": "0.1.0"}
+INSTRUCTIONS = ("Tools, resources and prompts of the MCP servers you may use, named <server>__<name> "
+                "(resources: mcp://gateway/<server>/<uri>). Servers left out of a list are named in its "
+                "_meta['switchboard/notices'].")
+# Methods recorded under their own operation label (metrics, logs); others as mcp:other.
+_KNOWN = frozenset({"initialize", "ping", "tools/list", "resources/list", "resources/templates/list",
+                    "resources/read", "prompts/list", "prompts/get", "logging/setLevel"})
+
+
+class McpServer:
+    """Answers one JSON-RPC message; ``tools/call`` goes through ``call_chain`` (mcp_stages())."""
+
+    def __init__(self, toolbox: McpToolbox, call_chain: Handler) -> None:
+        self.toolbox = toolbox
+        self._call = call_chain
+
+    async def __call__(self, ctx: RequestContext) -> Result:
+        request = ctx.request
+        method = request.get("method")
+        if request.get("notification"):
+            # Notifications (initialized, cancelled, ...) and replies to server requests: accepted.
+            ctx.operation = "mcp:notification"
+            return Reply({}, status=202)
+        assert isinstance(method, str)
+        if method == "tools/call":
+            ctx.operation = "mcp"
+            return await self._call(ctx)
+        ctx.operation = f"mcp:{method}" if method in _KNOWN else "mcp:other"
+        params: Mapping[str, Any] = request.get("params") or {}
+        principal = ctx.principal
+        result: dict[str, Any]
+        if method == "initialize":
+            asked = params.get("protocolVersion")
+            result = {
+                "protocolVersion": asked if asked in VERSIONS else VERSIONS[-1],
+                "capabilities": {"tools": {"listChanged": False}, "resources": {"subscribe": False,
+                                 "listChanged": False}, "prompts": {"listChanged": False}},
+                "serverInfo": SERVER_INFO,
+                "instructions": INSTRUCTIONS,
+            }
+        elif method in ("ping", "logging/setLevel"):
+            result = {}
+        elif method == "tools/list":
+            result = _listed("tools", await self.toolbox.list_tools(principal))
+        elif method == "resources/list":
+            result = _listed("resources", await self.toolbox.list_resources(principal))
+        elif method == "resources/templates/list":
+            result = _listed("resourceTemplates", await self.toolbox.list_resource_templates(principal))
+        elif method == "prompts/list":
+            result = _listed("prompts", await self.toolbox.list_prompts(principal))
+        elif method == "resources/read":
+            uri = params.get("uri")
+            if not isinstance(uri, str) or not uri:
+                raise _invalid("resources/read needs params.uri (a string)")
+            result = await self.toolbox.read_resource(principal, uri)
+        elif method == "prompts/get":
+            name, arguments = params.get("name"), params.get("arguments")
+            if not isinstance(name, str) or not name:
+                raise _invalid("prompts/get needs params.name (a string)")
+            if arguments is not None and not isinstance(arguments, dict):
+                raise _invalid("prompts/get params.arguments must be an object")
+            result = await self.toolbox.get_prompt(principal, name, arguments)
+        else:
+            raise _Unknown(METHOD_NOT_FOUND, f"method not found: {method[:100]}", "method_not_found")
+        return Reply({"jsonrpc": "2.0", "id": request.get("id"), "result": result})
+
+
+class _Unknown(GatewayError):
+    status = 404
+    type = "not_found_error"
+
+    def __init__(self, rpc_code: int, message: str, code: str) -> None:
+        super().__init__(message, code=code)
+        self.rpc_code = rpc_code
+
+
+def _invalid(message: str) -> GatewayError:
+    return _Params(message)
+
+
+class _Params(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_params"
+    rpc_code = INVALID_PARAMS
+
+
+def _listed(key: str, listing: Listing) -> dict[str, Any]:
+    result: dict[str, Any] = {key: list(listing.items)}
+    if listing.notices:
+        result["_meta"] = {NOTICES: list(listing.notices)}
+    return result

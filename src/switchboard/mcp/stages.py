@@ -1,0 +1,192 @@
+"""The stages of one ``tools/call`` (gateway.py ``mcp_stages()``) and its terminal.
+
+A tool call runs the gateway's own stages like a model call: the tool is resolved, permitted and
+its arguments checked first (:class:`ToolStage`: nothing is sent or counted for a call refused
+here), then the record (:class:`ToolRecordStage`: one usage-ledger row, operation ``mcp``, model
+``<server>__<tool>``), the request log's bodies (CaptureStage), the rate limits (RateLimitStage:
+the key's rpm, and ``limits.models["<server>__<tool>"]`` as the per-tool limit), the budgets
+(:class:`ToolBudgetStage`: the server's per-call price reserved, then settled) and the terminal
+(:class:`ToolCall`: the call upstream).
+
+The canonical request of a tool call (``ctx.request``) is ``{"model": "<server>__<tool>",
+"tool": Tool, "arguments": {...}, "id": <json-rpc id>}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from switchboard.config.schema import BudgetsConfig
+from switchboard.context import Reply, RequestContext, Result, Spent
+from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.mcp.toolbox import McpToolbox, Tool
+from switchboard.pipeline.budgets import BudgetExceeded, BudgetUnavailable
+from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.settle import Settlement
+from switchboard.spend.ledger import LedgerWriter
+
+log = logging.getLogger("switchboard.mcp")
+
+DEFAULT_TENANT = "default"
+PROVIDER = "mcp"
+_NANO = Decimal(10**9)
+_HOLD = 3600.0
+
+
+def price_nano(tool: Tool) -> int:
+    """The tool's per-call price in billionths of a dollar (``tool_prices``, else
+    ``price_per_call`` of its server)."""
+    server = tool.upstream.server
+    usd = server.tool_prices.get(tool.name, server.price_per_call)
+    return int((Decimal(str(usd)) * _NANO).to_integral_value(ROUND_HALF_EVEN))
+
+
+class ToolStage:
+    """Resolve ``params.name``, check permissions and arguments; fill the canonical request."""
+
+    name = "mcp_tool"
+
+    def __init__(self, toolbox: McpToolbox) -> None:
+        self._toolbox = toolbox
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        params = ctx.request.get("params")
+        if not isinstance(params, dict) or not isinstance(params.get("name"), str):
+            raise InvalidRequest("tools/call needs params.name (a string)", param="name")
+        arguments = params.get("arguments")
+        if arguments is None:
+            arguments = {}
+        tool = await self._toolbox.resolve(ctx.principal, params["name"])
+        self._toolbox.check_arguments(tool, arguments)
+        ctx.request["model"] = tool.exposed
+        ctx.request["tool"] = tool
+        ctx.request["arguments"] = arguments
+        ctx.prompt_tokens = 0  # a tool call counts 0 tokens against token limits
+        return await call_next(ctx)
+
+
+class ToolRecordStage:
+    """One usage-ledger row per tool call (the request log's row), however it ends."""
+
+    name = "mcp_record"
+
+    def __init__(self, writer: Callable[[], LedgerWriter | None]) -> None:
+        self._writer = writer
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        tool: Tool = ctx.request["tool"]
+        try:
+            result = await call_next(ctx)
+        except GatewayError as error:
+            self._record(ctx, tool, error.status, error.code, 0)
+            raise
+        except BaseException:
+            self._record(ctx, tool, 499, "cancelled", 0)
+            raise
+        body = result.body if isinstance(result, Reply) else {}
+        outcome = body.get("result") if isinstance(body, dict) else None
+        failed = isinstance(outcome, dict) and outcome.get("isError") is True
+        nano = price_nano(tool)
+        ctx.spent = Spent(nano, 0)
+        self._record(ctx, tool, 200, "tool_error" if failed else None, nano)
+        return result
+
+    def _record(self, ctx: RequestContext, tool: Tool, status: int, code: str | None, nano: int) -> None:
+        writer = self._writer()
+        if writer is None:
+            return
+        elapsed = time.perf_counter() - ctx.started
+        p = ctx.principal
+        if p is None:
+            tenant, key, team, user, tags = DEFAULT_TENANT, None, None, None, ()
+        else:
+            tenant, key, team, user, tags = (p.tenant_id or DEFAULT_TENANT, p.key_id, p.team_id, p.user_id,
+                                             p.tags)
+        metadata: dict[str, Any] = {"operation": "mcp", "server": tool.upstream.name, "tool": tool.name}
+        if code == "tool_error":
+            metadata["tool_error"] = True
+        ms = round(elapsed * 1000)
+        row = (
+            ctx.request_id, tenant, key, team, user, tool.exposed, PROVIDER, status,
+            0, 0, nano, ms, time.time_ns() // 1000 - round(elapsed * 1_000_000), metadata,
+            0, 0, 0, 0, False, None, False, code if status >= 400 else None, tool.name, tags,
+            0, 0, 0, 0, tool.upstream.name, None, None, None,
+        )
+        try:
+            writer.spool(row)
+        except Exception:  # accounting never fails the call it accounts for
+            log.exception("request %s: tool call record not written", ctx.request_id)
+
+
+class ToolBudgetStage:
+    """Reserve the tool's per-call price on every budget in force, settle it after the call."""
+
+    name = "mcp_budgets"
+
+    def __init__(self, config: BudgetsConfig, book: Callable[[], Any]) -> None:
+        self._config = config
+        self._book = book
+        self._warned = -math.inf
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        book = self._book()
+        principal = ctx.principal
+        if book is None or principal is None or principal.tenant_id is None:
+            return await call_next(ctx)
+        tool: Tool = ctx.request["tool"]
+        try:
+            budgets = book.in_force_now(principal)
+            if budgets is None:
+                budgets = await book.in_force(principal)
+            if not budgets:
+                return await call_next(ctx)
+            nano = price_nano(tool)
+            charges = book.charges(budgets, [nano if b.unit == "usd" else 0 for b in budgets])
+            reserved = await book.reserve(ctx.request_id, budgets, charges, _HOLD)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            if self._config.on_store_error == "closed":
+                raise BudgetUnavailable("budgets cannot be checked right now; try again shortly") from None
+            now = time.monotonic()
+            if now - self._warned >= 10:
+                self._warned = now
+                log.warning("budgets unavailable (%s): tool calls are admitted", type(exc).__name__)
+            return await call_next(ctx)
+        if (i := reserved.refused) is not None:
+            budget = budgets[i]
+            raise BudgetExceeded(
+                f"the {budget.scope} budget ({budget.id}, {budget.shown(budget.limit)} {budget.period}) is "
+                f"exhausted: {budget.shown(reserved.used[i])} spent or reserved, this tool call costs "
+                f"{budget.shown(charges[i].amount)}", headers={"x-switchboard-budget-scope": budget.scope})
+        try:
+            return await call_next(ctx)
+        finally:
+            settlement = Settlement()
+            settlement.book = book
+            settlement.budgets = budgets
+            settlement.charges = charges
+            ctx.after(settlement)
+
+
+class ToolCall:
+    """The terminal: the call upstream, answered as the JSON-RPC reply to the client."""
+
+    def __init__(self, toolbox: McpToolbox) -> None:
+        self._toolbox = toolbox
+
+    async def __call__(self, ctx: RequestContext) -> Result:
+        tool: Tool = ctx.request["tool"]
+        params = ctx.request.get("params") or {}
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else None
+        started = time.perf_counter()
+        try:
+            result = await self._toolbox.call(tool, ctx.principal, ctx.request["arguments"], meta)
+        finally:
+            ctx.upstream_seconds += time.perf_counter() - started
+        return Reply({"jsonrpc": "2.0", "id": ctx.request.get("id"), "result": result})

@@ -1,0 +1,511 @@
+"""A client to one upstream MCP server: a small JSON-RPC client over the gateway's aiohttp.
+
+Why not the ``mcp`` SDK's client (docs/architecture.md, "MCP gateway"): the SDK opens one
+long-lived session per connection inside anyio task groups, with the headers fixed when it
+connects; the gateway needs headers chosen per operation (per-user OAuth), a hard bound on the
+bytes it reads from a server, fail-fast concurrency, and errors of its own tree. The protocol
+part the gateway needs of a client is small: the ``initialize`` handshake (the session id it
+returns), then one POST per request whose answer is JSON or an SSE stream ending with the reply.
+
+Sessions are keyed by the identity of the credentials (a hash of the headers), so two users of a
+per-user OAuth server never share an upstream session. Transports: streamable HTTP and the older
+HTTP+SSE one (``transport: sse``: a GET stream that names the POST endpoint and carries the
+replies). Health: a server whose connections fail ``DOWN_AFTER`` times in a row is *down*; calls
+to it then fail at once until the next retry (backoff doubling up to ``MAX_BACKOFF``), and one
+success brings it back. A periodic check (``health_check_seconds``) pings it meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+import orjson
+
+from switchboard.config.mcp import McpConfig, McpServerConfig
+from switchboard.context import Principal
+from switchboard.errors import (
+    GatewayError,
+    UpstreamBadGateway,
+    UpstreamResponseTooLarge,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    UpstreamUnreachable,
+)
+from switchboard.mcp.interfaces import Credentials
+
+log = logging.getLogger("switchboard.mcp")
+
+PROTOCOL_VERSION = "2025-06-18"
+CLIENT_INFO = {"name": "switchboard", "version": "0.1.0"}
+DOWN_AFTER = 2  # consecutive connection failures before a server is down
+MAX_BACKOFF = 60.0  # seconds between two tries of a down server, at most
+_SESSIONS_MAX = 1024  # upstream sessions kept per server (one per credential identity)
+_ERROR_BYTES = 64 * 1024
+
+
+class ServerBusy(UpstreamUnavailable):
+    code = "mcp_server_busy"
+
+
+class ServerDown(UpstreamUnavailable):
+    code = "mcp_server_unavailable"
+
+
+class RpcError(GatewayError):
+    """The server answered the request with a JSON-RPC error: relayed to the caller as it is."""
+
+    status = 200
+    type = "mcp_error"
+    code = "mcp_server_error"
+
+    def __init__(self, rpc_code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.rpc_code = rpc_code
+        self.data = data
+
+
+class Malformed(UpstreamBadGateway):
+    code = "mcp_malformed_reply"
+
+
+class ConfigCredentials:
+    """The server's static ``headers`` from the configuration, the same for every caller."""
+
+    async def headers(self, server: McpServerConfig, principal: Principal | None) -> dict[str, str]:
+        return {name: value.get_secret_value() for name, value in server.headers.items()}
+
+
+def identity(headers: Mapping[str, str]) -> str:
+    """Who an upstream session belongs to: a hash of the credentials it is opened with."""
+    digest = hashlib.sha256()
+    for name in sorted(headers):
+        digest.update(name.lower().encode() + b"\0" + headers[name].encode() + b"\0")
+    return digest.hexdigest()
+
+
+class _Session:
+    __slots__ = ("id", "lock", "pending", "post_url", "reader", "ready", "response")
+
+    def __init__(self) -> None:
+        self.id: str | None = None  # Mcp-Session-Id (streamable HTTP)
+        self.ready = False
+        self.lock = asyncio.Lock()  # one initialize at a time
+        # HTTP+SSE: the endpoint the server named, the stream and its reader task, the replies
+        # awaited by request id.
+        self.post_url: str | None = None
+        self.response: aiohttp.ClientResponse | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+
+
+class Upstream:
+    """One upstream MCP server, shared by every caller allowed to use it."""
+
+    def __init__(self, server: McpServerConfig, config: McpConfig, credentials: Credentials) -> None:
+        self.server = server
+        self.config = config
+        self.credentials = credentials
+        self._semaphore = asyncio.Semaphore(server.max_concurrency)
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._http: aiohttp.ClientSession | None = None
+        self._ids = itertools.count(1)
+        # Health: consecutive connection failures, and when a down server may be tried again.
+        self.failures = 0
+        self.retry_at = 0.0
+        self._backoff = 1.0
+        self._health: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.server.name
+
+    @property
+    def down(self) -> bool:
+        return self.failures >= DOWN_AFTER
+
+    def start(self) -> None:
+        if self.server.health_check_seconds > 0 and self._health is None:
+            self._health = asyncio.create_task(self._check_loop(), name=f"mcp-health-{self.name}")
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            timeout = aiohttp.ClientTimeout(total=None, connect=self.server.connect_timeout_seconds,
+                                            sock_connect=self.server.connect_timeout_seconds)
+            connector = aiohttp.TCPConnector(limit=self.server.max_concurrency + 8, keepalive_timeout=4.0)
+            self._http = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
+                                               cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False)
+        return self._http
+
+    async def close(self) -> None:
+        if self._health is not None:
+            self._health.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._health
+            self._health = None
+        for session in self._sessions.values():
+            await _close_stream(session)
+        self._sessions.clear()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def request(self, method: str, params: Mapping[str, Any] | None, principal: Principal | None,
+                      *, timeout: float | None = None) -> dict[str, Any]:
+        """The ``result`` of one JSON-RPC request to the server on behalf of ``principal``.
+        Raises a GatewayError: RpcError for the server's own JSON-RPC error, the server being
+        down, busy, slow (``timeout``, default the server's ``timeout_seconds``) or malformed."""
+        now = time.monotonic()
+        if self.down and now < self.retry_at:
+            raise ServerDown(f"the MCP server '{self.name}' is unavailable; try again later")
+        if self._semaphore.locked():
+            raise ServerBusy(f"the MCP server '{self.name}' is busy ({self.server.max_concurrency} calls "
+                             "under way); try again shortly")
+        headers = await self.credentials.headers(self.server, principal)
+        wait = timeout if timeout is not None else self.server.timeout_seconds
+        async with self._semaphore:
+            try:
+                async with asyncio.timeout(wait):
+                    result = await self._request(method, params, headers)
+            except TimeoutError:
+                self._failed()
+                raise UpstreamTimeout(f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
+            except (aiohttp.ClientConnectionError, OSError) as exc:
+                self._failed()
+                raise UpstreamUnreachable(f"cannot reach the MCP server '{self.name}' "
+                                          f"({type(exc).__name__})") from None
+            except aiohttp.ClientError as exc:
+                self._failed()
+                raise UpstreamBadGateway(f"the MCP server '{self.name}' failed: {type(exc).__name__}") from None
+        self._succeeded()
+        return result
+
+    def _failed(self) -> None:
+        self.failures += 1
+        if self.down:
+            self.retry_at = time.monotonic() + self._backoff
+            if self.failures == DOWN_AFTER:
+                log.warning("MCP server %r is down; retrying in %.0f s", self.name, self._backoff)
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+
+    def _succeeded(self) -> None:
+        if self.down:
+            log.info("MCP server %r is back", self.name)
+        self.failures = 0
+        self._backoff = 1.0
+
+    async def _request(self, method: str, params: Mapping[str, Any] | None,
+                       headers: dict[str, str]) -> dict[str, Any]:
+        key = identity(headers)
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = _Session()
+            while len(self._sessions) > _SESSIONS_MAX:
+                _, old = self._sessions.popitem(last=False)
+                await _close_stream(old)
+        else:
+            self._sessions.move_to_end(key)
+        for attempt in range(2):
+            if not session.ready:
+                async with session.lock:
+                    if not session.ready:
+                        await self._initialize(session, headers)
+            try:
+                return await self._send(session, method, params, headers)
+            except _SessionGone:
+                session.ready = False
+                session.id = None
+                await _close_stream(session)
+                if attempt:
+                    raise Malformed(f"the MCP server '{self.name}' keeps dropping its session") from None
+        raise AssertionError("unreachable")
+
+    async def _initialize(self, session: _Session, headers: dict[str, str]) -> None:
+        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        if self.server.transport == "sse":
+            await self._open_stream(session, headers)
+        session.id = None
+        result = await self._send(session, "initialize", params, headers, initializing=True)
+        if not isinstance(result, dict):
+            raise Malformed(f"the MCP server '{self.name}' answered initialize with no result")
+        await self._notify(session, "notifications/initialized", headers)
+        session.ready = True
+
+    def _headers(self, session: _Session, headers: dict[str, str], initializing: bool) -> dict[str, str]:
+        out = {**headers, "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream"}
+        if not initializing:
+            out["MCP-Protocol-Version"] = PROTOCOL_VERSION
+        if session.id is not None:
+            out["Mcp-Session-Id"] = session.id
+        return out
+
+    async def _notify(self, session: _Session, method: str, headers: dict[str, str]) -> None:
+        body = orjson.dumps({"jsonrpc": "2.0", "method": method})
+        url = session.post_url or self._url
+        async with self._client().post(url, data=body, headers=self._headers(session, headers, False)) as resp:
+            await resp.content.read(_ERROR_BYTES)
+
+    @property
+    def _url(self) -> str:
+        assert self.server.url is not None, "HTTP transports have a url"
+        return self.server.url
+
+    async def _send(self, session: _Session, method: str, params: Mapping[str, Any] | None,
+                    headers: dict[str, str], *, initializing: bool = False) -> dict[str, Any]:
+        rid = next(self._ids)
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            message["params"] = params
+        body = orjson.dumps(message)
+        if self.server.transport == "sse":
+            return await self._send_sse(session, rid, body, headers, initializing)
+        sent = self._headers(session, headers, initializing)
+        async with self._client().post(self._url, data=body, headers=sent) as resp:
+            if resp.status == 404 and session.id is not None:
+                raise _SessionGone
+            if resp.status >= 400:
+                text = (await resp.content.read(_ERROR_BYTES)).decode(errors="replace")
+                reply = _parse_error_body(text)
+                if reply is not None:
+                    return _result(self.name, reply)
+                raise _status_error(self.name, resp.status)
+            if initializing:
+                session.id = resp.headers.get("mcp-session-id") or None
+            kind = resp.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if kind == "text/event-stream":
+                reply = await self._from_events(_events(resp, self.config.max_result_bytes), rid)
+            elif kind == "application/json":
+                data = await _read_bounded(resp, self.config.max_result_bytes, self.name)
+                reply = _loads(data, self.name)
+            else:
+                raise Malformed(f"the MCP server '{self.name}' answered with content type {kind[:60]!r}")
+        return _result(self.name, reply, rid)
+
+    async def _from_events(self, events: AsyncIterator[tuple[str, bytes]], rid: int) -> Any:
+        async for _, data in events:
+            if not data.strip():
+                continue
+            message = _loads(data, self.name)
+            if isinstance(message, dict) and message.get("id") == rid and "method" not in message:
+                return message
+            # Notifications and server requests (progress, logging, sampling): not relayed here.
+        raise Malformed(f"the MCP server '{self.name}' ended its stream without a reply")
+
+    # -- HTTP+SSE transport --------------------------------------------------------------------
+
+    async def _open_stream(self, session: _Session, headers: dict[str, str]) -> None:
+        await _close_stream(session)
+        sent = {**headers, "Accept": "text/event-stream"}
+        resp = await self._client().get(self._url, headers=sent)
+        if resp.status != 200:
+            resp.release()
+            raise _status_error(self.name, resp.status)
+        session.response = resp
+        events = _events(resp, self.config.max_result_bytes)
+        try:
+            async with asyncio.timeout(self.server.connect_timeout_seconds):
+                async for kind, data in events:
+                    if kind == "endpoint":
+                        session.post_url = self._same_origin(data.decode(errors="replace").strip())
+                        break
+                else:
+                    raise Malformed(f"the MCP server '{self.name}' named no message endpoint")
+        except BaseException:
+            await _close_stream(session)
+            raise
+        session.reader = asyncio.create_task(self._read_stream(session, events))
+
+    def _same_origin(self, endpoint: str) -> str:
+        """The server's message endpoint, only on the configured server's origin."""
+        url = urljoin(self._url, endpoint)
+        a, b = urlsplit(url), urlsplit(self._url)
+        if (a.scheme, a.netloc) != (b.scheme, b.netloc):
+            raise Malformed(f"the MCP server '{self.name}' named a message endpoint on another origin")
+        return url
+
+    async def _read_stream(self, session: _Session, events: AsyncIterator[tuple[str, bytes]]) -> None:
+        error: Exception = Malformed(f"the MCP server '{self.name}' closed its event stream")
+        try:
+            async for kind, data in events:
+                if kind != "message" or not data.strip():
+                    continue
+                try:
+                    message = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(message, dict) and "method" not in message:
+                    future = session.pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+                    if future is not None and not future.done():
+                        future.set_result(message)
+        except Exception as exc:
+            error = exc if isinstance(exc, GatewayError) else Malformed(
+                f"the MCP server '{self.name}' event stream failed: {type(exc).__name__}")
+        finally:
+            session.ready = False
+            for future in session.pending.values():
+                if not future.done():
+                    future.set_exception(error)
+            session.pending.clear()
+
+    async def _send_sse(self, session: _Session, rid: int, body: bytes, headers: dict[str, str],
+                        initializing: bool) -> dict[str, Any]:
+        if session.post_url is None or session.reader is None or session.reader.done():
+            if not initializing:
+                raise _SessionGone
+            raise Malformed(f"the MCP server '{self.name}' has no open event stream")
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        session.pending[rid] = future
+        try:
+            sent = self._headers(session, headers, initializing)
+            async with self._client().post(session.post_url, data=body, headers=sent) as resp:
+                if resp.status >= 400:
+                    raise _status_error(self.name, resp.status)
+                await resp.content.read(_ERROR_BYTES)
+            reply = await future
+        finally:
+            session.pending.pop(rid, None)
+        return _result(self.name, reply, rid)
+
+    # -- health ----------------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        try:
+            await self.request("ping", None, None, timeout=self.server.connect_timeout_seconds)
+        except Exception:
+            return False
+        return True
+
+    async def _check_loop(self) -> None:
+        every = self.server.health_check_seconds
+        while True:
+            await asyncio.sleep(every if not self.down else max(0.0, self.retry_at - time.monotonic()) + 0.01)
+            if self.server.oauth is not None:  # per-user credentials: calls tell the health
+                continue
+            if self.down and time.monotonic() < self.retry_at:
+                continue
+            await self.ping()
+
+
+class _SessionGone(Exception):
+    """The server no longer knows the session (404 with a session id): open a new one."""
+
+
+async def _close_stream(session: _Session) -> None:
+    if session.reader is not None:
+        session.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await session.reader
+        session.reader = None
+    if session.response is not None:
+        session.response.close()
+        session.response = None
+    session.post_url = None
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int, name: str) -> bytes:
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(name, limit)
+    data = await resp.content.read(limit + 1)
+    while len(data) <= limit:
+        more = await resp.content.read(limit + 1 - len(data))
+        if not more:
+            break
+        data += more
+    if len(data) > limit:
+        raise _too_large(name, limit)
+    return data
+
+
+def _too_large(name: str, limit: int) -> GatewayError:
+    return UpstreamResponseTooLarge(f"the MCP server '{name}' sent a reply larger than {limit} bytes "
+                                    "(mcp.max_result_bytes)", code="mcp_result_too_large")
+
+
+async def _lines(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+    """The body's lines (without their end), none longer than ``limit`` bytes."""
+    buffer = b""
+    async for chunk in resp.content.iter_any():
+        buffer += chunk
+        while (end := buffer.find(b"\n")) >= 0:
+            yield buffer[:end].rstrip(b"\r")
+            buffer = buffer[end + 1:]
+        if len(buffer) > limit:
+            raise _too_large(str(resp.url.host), limit)
+    if buffer:
+        yield buffer.rstrip(b"\r")
+
+
+async def _events(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[tuple[str, bytes]]:
+    """Server-sent events as (event, data), each bounded by ``limit`` bytes."""
+    kind, data = "message", bytearray()
+    async for line in _lines(resp, limit + 1024):
+        if not line:
+            if data or kind != "message":
+                yield kind, bytes(data)
+            kind, data = "message", bytearray()
+        elif line.startswith(b"data:"):
+            if data:
+                data += b"\n"
+            data += line[5:].removeprefix(b" ")
+            if len(data) > limit:
+                raise _too_large(str(resp.url.host), limit)
+        elif line.startswith(b"event:"):
+            kind = line[6:].strip().decode(errors="replace")
+    if data:
+        yield kind, bytes(data)
+
+
+def _loads(data: bytes, name: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise Malformed(f"the MCP server '{name}' sent malformed JSON") from None
+
+
+def _parse_error_body(text: str) -> dict[str, Any] | None:
+    try:
+        reply = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(reply, dict) and isinstance(reply.get("error"), dict):
+        return reply
+    return None
+
+
+def _status_error(name: str, status: int) -> GatewayError:
+    if status in (401, 403):
+        return UpstreamBadGateway(f"the MCP server '{name}' refused the gateway's credentials ({status})",
+                                  code="mcp_server_auth_failed")
+    return UpstreamBadGateway(f"the MCP server '{name}' answered HTTP {status}", code="mcp_server_error")
+
+
+def _result(name: str, reply: Any, rid: int | None = None) -> dict[str, Any]:
+    """The ``result`` of a JSON-RPC reply, or the RpcError it carries; anything else is malformed."""
+    if not isinstance(reply, dict) or reply.get("jsonrpc") != "2.0":
+        raise Malformed(f"the MCP server '{name}' sent a reply that is not JSON-RPC 2.0")
+    if rid is not None and reply.get("id") != rid and "error" not in reply:
+        raise Malformed(f"the MCP server '{name}' answered another request id")
+    error = reply.get("error")
+    if error is not None:
+        if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+            raise Malformed(f"the MCP server '{name}' sent a malformed JSON-RPC error")
+        message = error.get("message")
+        return_message = message[:2000] if isinstance(message, str) else "error"
+        raise RpcError(error["code"], f"{name}: {return_message}", error.get("data"))
+    result = reply.get("result")
+    if not isinstance(result, dict):
+        raise Malformed(f"the MCP server '{name}' sent a reply without a result object")
+    return result
