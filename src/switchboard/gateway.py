@@ -240,8 +240,10 @@ class Gateway:
         if operation != "chat":
             return []
         registry = self.mcp_registry
+        tool_chain = build_chain(self.mcp_stages(), ToolCall(self.mcp))  # each call as on /mcp
         return [McpLoopStage(lambda: self.mcp if registry.all() else None,
-                             lambda p: {u.name: u.server for u in registry.visible(p)}, self.settings.mcp)]
+                             lambda p: {u.name: u.server for u in registry.visible(p)}, self.settings.mcp,
+                             lambda: tool_chain)]
 
     def mcp_stages(self) -> list[Stage]:
         """One MCP tools/call (mcp/stages.py): the tool resolved, permitted and its arguments

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -329,6 +329,9 @@ def result_text(result: Mapping[str, Any]) -> str:
 
 def _error_of(exc: BaseException) -> JSON:
     """An ``mcp_call`` error of a call that did not produce a result."""
+    rpc_code = getattr(exc, "rpc_code", None)
+    if isinstance(exc, GatewayError) and isinstance(rpc_code, int):  # the server's JSON-RPC error
+        return {"type": "mcp_protocol_error", "code": rpc_code, "message": exc.message[:2000]}
     if isinstance(exc, GatewayError):
         return {"type": "http_error", "code": exc.status, "message": exc.message[:2000]}
     data = getattr(exc, "error", None)
@@ -340,9 +343,10 @@ def _error_of(exc: BaseException) -> JSON:
     }
 
 
-async def call_tool(
-    toolbox: Toolbox, principal: Principal | None, offered: Offered, call: JSON
-) -> tuple[JSON, str]:
+CallTool = Callable[[str, dict[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
+async def call_tool(run: CallTool, offered: Offered, call: JSON) -> tuple[JSON, str]:
     """Run one of the model's tool calls: (its ``mcp_call`` item, the text fed back)."""
     function = call.get("function") or {}
     arguments = function.get("arguments")
@@ -367,7 +371,7 @@ async def call_tool(
         item.update(status="failed", error={"type": "mcp_protocol_error", "code": -32602, "message": message})
         return item, f"Error: {message}"
     try:
-        result = await toolbox.call_tool(principal, offered.name, parsed)
+        result = await run(offered.name, parsed)
     except Exception as exc:
         item.update(status="failed", error=_error_of(exc))
         return item, f"Error: {item['error']['message']}"
@@ -399,6 +403,16 @@ class _Canonical:
 
 _STEP_INBOUND: Any = _Canonical()
 
+
+class _ToolCall:
+    """The loop's tool calls' inbound API: a tools/call message."""
+
+    operation = "mcp"
+    dialect = "mcp"
+
+
+_TOOL_INBOUND: Any = _ToolCall()
+
 Servers = Callable[[Principal | None], Mapping[str, McpServerConfig]]
 
 
@@ -417,9 +431,10 @@ def _add_usage(total: JSON, usage: Any) -> None:
 
 @dataclass(slots=True)
 class _Steps:
-    """The model calls of one loop."""
+    """The model calls and the tool calls of one loop."""
 
     subs: list[RequestContext] = field(default_factory=list)
+    tools: list[RequestContext] = field(default_factory=list)
     usage: JSON = field(default_factory=dict)
 
 
@@ -428,10 +443,20 @@ class McpLoopStage:
 
     name = "mcp_loop"
 
-    def __init__(self, toolbox: Callable[[], Toolbox | None], servers: Servers, config: McpConfig) -> None:
+    def __init__(
+        self,
+        toolbox: Callable[[], Toolbox | None],
+        servers: Servers,
+        config: McpConfig,
+        tool_chain: Callable[[], Handler | None] | None = None,
+    ) -> None:
         self._toolbox = toolbox
         self._servers = servers
         self._config = config
+        # The chain of one tools/call (gateway.py mcp_stages()): each call of the loop runs it in
+        # a context of its own (its record, request-log body, limits, budgets); None: the
+        # toolbox's own call_tool.
+        self._tool_chain = tool_chain or (lambda: None)
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         if not has_mcp_tools(ctx.request):
@@ -486,6 +511,7 @@ class McpLoopStage:
             request.pop("parallel_tool_calls", None)
         messages = list(request["messages"])
         steps = _Steps()
+        runner = self._runner(ctx, toolbox, steps)
         ctx.after(lambda _: self._finish(steps))
         limit = self._config.max_tool_steps
         body: JSON = {}
@@ -505,7 +531,7 @@ class McpLoopStage:
                 )
             messages.append({"role": "assistant", "content": message.get("content"), "tool_calls": calls})
             for call in calls:
-                item, text = await call_tool(toolbox, ctx.principal, offered[call["function"]["name"]], call)
+                item, text = await call_tool(runner, offered[call["function"]["name"]], call)
                 output.append(item)
                 messages.append({"role": "tool", "tool_call_id": call.get("id") or "", "content": text})
             if request.get("tool_choice") not in (None, "auto", "none"):
@@ -517,6 +543,56 @@ class McpLoopStage:
         if ctx.stream:
             return StreamReply(_as_stream(body))
         return Reply(body)
+
+    def _runner(self, ctx: RequestContext, toolbox: Toolbox, steps: _Steps) -> CallTool:
+        """How the loop calls a tool: through the tools/call chain in a context of its own
+        (request id ``<request id>.t<n>``), else through the toolbox."""
+        chain = self._tool_chain()
+        if chain is None:
+            return lambda name, arguments: toolbox.call_tool(ctx.principal, name, arguments)
+        counter = iter(range(1, 1_000_000))
+
+        async def run(name: str, arguments: dict[str, Any]) -> Mapping[str, Any]:
+            n = next(counter)
+            message = {
+                "jsonrpc": "2.0",
+                "id": n,
+                "method": "tools/call",
+                "params": {"name": name, "arguments": arguments},
+            }
+            sub = RequestContext(
+                f"{ctx.request_id[:120]}.t{n}",
+                "mcp",
+                _TOOL_INBOUND,
+                ctx.headers,
+                orjson.dumps(message),
+                time.perf_counter(),
+                method=ctx.method,
+                path=ctx.path,
+                client=ctx.client,
+                deadline=ctx.deadline,
+                request=message,
+                principal=ctx.principal,
+                trace=ctx.trace,
+            )
+            steps.tools.append(sub)
+            try:
+                result = await chain(sub)
+            except GatewayError as err:
+                sub.outcome.failed(err)
+                raise
+            except BaseException:
+                sub.outcome.failed(InternalError("the tool loop's tool call failed"))
+                raise
+            sub.outcome.status = 200
+            sub.outcome.finished_at = time.perf_counter()
+            body = result.body if isinstance(result, Reply) else {}
+            answer = body.get("result")
+            if not isinstance(answer, dict):
+                raise InternalError(f"internal error (request id {ctx.request_id}): a tool call, no result")
+            return answer
+
+        return run
 
     async def _step(
         self, ctx: RequestContext, call_next: Handler, request: JSON, step: int, steps: _Steps
@@ -568,7 +644,7 @@ class McpLoopStage:
         ctx.attempts = [a for sub in steps.subs for a in sub.attempts or ()] or None
         ctx.upstream_seconds += sum(sub.upstream_seconds for sub in steps.subs)
         ctx.response_headers.update(last.response_headers)
-        spent = [sub.spent for sub in steps.subs if sub.spent is not None]
+        spent = [sub.spent for sub in [*steps.subs, *steps.tools] if sub.spent is not None]
         if spent:
             ctx.spent = Spent(
                 sum(s.nano_usd for s in spent),
@@ -585,7 +661,7 @@ class McpLoopStage:
     async def _finish(self, steps: _Steps) -> None:
         """After the response: each step's own post-response work (its ledger record when not yet
         written, its request-log record, its budget settlement)."""
-        for sub in steps.subs:
+        for sub in [*steps.subs, *steps.tools]:
             if sub.outcome.status == 0:
                 sub.outcome.status = 499  # the loop was cut short (client gone)
                 sub.outcome.client_disconnected = True
