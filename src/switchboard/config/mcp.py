@@ -80,13 +80,15 @@ class McpServerConfig(_Strict):
         return self
 
 
+_Pattern = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 # Tool-level permissions (docs/mcp.md, "Permissions"): patterns on the exposed names
 # ("<server>__<tool>", "github__*"); deny wins over allow.
 class McpToolRule(_Strict):
     # None: every tool not denied; a list: only the tools matching one of its patterns.
-    allow: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=1000)] | None = None
-    deny: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=1000)] = Field(
-        default_factory=list)
+    allow: Annotated[list[_Pattern], Field(max_length=1000)] | None = None
+    deny: Annotated[list[_Pattern], Field(max_length=1000)] = Field(default_factory=list)
 
 
 class McpPermissions(_Strict):

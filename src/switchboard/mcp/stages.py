@@ -102,8 +102,9 @@ class ToolRecordStage:
             return
         elapsed = time.perf_counter() - ctx.started
         p = ctx.principal
+        tags: tuple[str, ...] = ()
         if p is None:
-            tenant, key, team, user, tags = DEFAULT_TENANT, None, None, None, ()
+            tenant, key, team, user = DEFAULT_TENANT, None, None, None
         else:
             tenant, key, team, user, tags = (p.tenant_id or DEFAULT_TENANT, p.key_id, p.team_id, p.user_id,
                                              p.tags)

@@ -43,6 +43,9 @@ _MAX_ITEMS = 2000  # items of one server's list kept, at most
 _CACHE_MAX = 4096
 
 
+Runner = Callable[[Principal | None, str, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
 class UnknownTool(NotFound):
     code = "mcp_unknown_tool"
 
@@ -83,7 +86,7 @@ class McpToolbox:
         self._tools: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
         self._validators: dict[tuple[str, str, int], tuple[Mapping[str, Any], Any]] = {}
         # Runs a tools/call through the gateway's stages (set by the gateway): used by call_tool.
-        self.runner: Callable[[Principal | None, str, Mapping[str, Any]], Awaitable[Mapping[str, Any]]] | None = None
+        self.runner: Runner | None = None
 
     # -- listing -----------------------------------------------------------------------------------
 
@@ -169,7 +172,8 @@ class McpToolbox:
         return text if len(text) <= limit else text[:limit] + "…"
 
     async def list_prompts(self, principal: Principal | None) -> Listing:
-        found, notices = await self._gather(principal, lambda u: self._list(u, "prompts/list", "prompts", principal))
+        found, notices = await self._gather(
+            principal, lambda u: self._list(u, "prompts/list", "prompts", principal))
         items = []
         for upstream, prompts in found:
             for prompt in prompts:
@@ -187,7 +191,8 @@ class McpToolbox:
         return await self._resources(principal, "resources/list", "resources", "uri")
 
     async def list_resource_templates(self, principal: Principal | None) -> Listing:
-        return await self._resources(principal, "resources/templates/list", "resourceTemplates", "uriTemplate")
+        return await self._resources(principal, "resources/templates/list", "resourceTemplates",
+                                     "uriTemplate")
 
     async def _resources(self, principal: Principal | None, method: str, key: str, field: str) -> Listing:
         found, notices = await self._gather(principal, lambda u: self._list(u, method, key, principal))
@@ -219,8 +224,8 @@ class McpToolbox:
         contents = result.get("contents")
         if isinstance(contents, list):
             result = dict(result, contents=[
-                dict(c, uri=f"{URI_PREFIX}{server}/{c['uri']}") if isinstance(c, dict) and isinstance(c.get("uri"), str)
-                else c for c in contents])
+                dict(c, uri=f"{URI_PREFIX}{server}/{c['uri']}")
+                if isinstance(c, dict) and isinstance(c.get("uri"), str) else c for c in contents])
         return result
 
     async def get_prompt(self, principal: Principal | None, name: str,

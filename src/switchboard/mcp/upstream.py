@@ -162,10 +162,10 @@ class Upstream:
     # -- requests ---------------------------------------------------------------------------
 
     async def request(self, method: str, params: Mapping[str, Any] | None, principal: Principal | None,
-                      *, timeout: float | None = None) -> dict[str, Any]:
+                      *, wait: float | None = None) -> dict[str, Any]:
         """The ``result`` of one JSON-RPC request to the server on behalf of ``principal``.
         Raises a GatewayError: RpcError for the server's own JSON-RPC error, the server being
-        down, busy, slow (``timeout``, default the server's ``timeout_seconds``) or malformed."""
+        down, busy, slow (``wait`` seconds, default the server's ``timeout_seconds``) or malformed."""
         now = time.monotonic()
         if self.down and now < self.retry_at:
             raise ServerDown(f"the MCP server '{self.name}' is unavailable; try again later")
@@ -173,21 +173,23 @@ class Upstream:
             raise ServerBusy(f"the MCP server '{self.name}' is busy ({self.server.max_concurrency} calls "
                              "under way); try again shortly")
         headers = await self.credentials.headers(self.server, principal)
-        wait = timeout if timeout is not None else self.server.timeout_seconds
+        wait = wait if wait is not None else self.server.timeout_seconds
         async with self._semaphore:
             try:
                 async with asyncio.timeout(wait):
                     result = await self._request(method, params, headers)
             except TimeoutError:
                 self._failed()
-                raise UpstreamTimeout(f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
+                raise UpstreamTimeout(
+                    f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
             except (aiohttp.ClientConnectionError, OSError) as exc:
                 self._failed()
                 raise UpstreamUnreachable(f"cannot reach the MCP server '{self.name}' "
                                           f"({type(exc).__name__})") from None
             except aiohttp.ClientError as exc:
                 self._failed()
-                raise UpstreamBadGateway(f"the MCP server '{self.name}' failed: {type(exc).__name__}") from None
+                raise UpstreamBadGateway(
+                    f"the MCP server '{self.name}' failed: {type(exc).__name__}") from None
         self._succeeded()
         return result
 
@@ -254,7 +256,8 @@ class Upstream:
     async def _notify(self, session: _Session, method: str, headers: dict[str, str]) -> None:
         body = orjson.dumps({"jsonrpc": "2.0", "method": method})
         url = session.post_url or self._url
-        async with self._client().post(url, data=body, headers=self._headers(session, headers, False)) as resp:
+        sent = self._headers(session, headers, False)
+        async with self._client().post(url, data=body, headers=sent) as resp:
             await resp.content.read(_ERROR_BYTES)
 
     @property
@@ -382,7 +385,7 @@ class Upstream:
 
     async def ping(self) -> bool:
         try:
-            await self.request("ping", None, None, timeout=self.server.connect_timeout_seconds)
+            await self.request("ping", None, None, wait=self.server.connect_timeout_seconds)
         except Exception:
             return False
         return True

@@ -1,0 +1,395 @@
+"""The MCP gateway end to end, with the official ``mcp`` SDK as the client and test servers written
+with it (tests/mcp_servers.py): tools, resources and prompts of two servers through ``/mcp`` with
+a virtual key; permissions; a down, a hanging and a malformed server; rate limits, budgets, the
+request log and metrics; bad input from the client. Every test runs on the embedded default and
+on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from tests.e2e.test_metrics import parse, total
+from tests.mcp_servers import McpUpstream, start_mcp_server
+from tests.servers import MASTER_KEY, Gateway, free_port, start_gateway
+from tests.services import Postgres, RedisServer
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+RESTRICTED_TEAM = "mcp-restricted"
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, McpUpstream]]:
+    started = {"notes": start_mcp_server("notes"), "math": start_mcp_server("math"),
+               "malformed": start_mcp_server("malformed"), "legacy": start_mcp_server("notes", "sse")}
+    yield started
+    for server in started.values():
+        server.process.stop()
+
+
+def mcp_config(upstreams: dict[str, McpUpstream]) -> dict[str, Any]:
+    return {
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "mcp_servers": [
+            {"name": "notes", "url": upstreams["notes"].url, "timeout_seconds": 2},
+            {"name": "math", "url": upstreams["math"].url},
+            {"name": "paid", "url": upstreams["math"].url, "price_per_call": 0.01,
+             "tool_prices": {"multiply": 0.5}},
+            {"name": "down", "url": f"http://127.0.0.1:{free_port()}/mcp", "connect_timeout_seconds": 1},
+            {"name": "bad", "url": upstreams["malformed"].url},
+            {"name": "legacy", "url": upstreams["legacy"].url, "transport": "sse"},
+            {"name": "secret", "url": upstreams["math"].url, "tenant": "tenant-b"},
+        ],
+        "mcp": {
+            "list_timeout_seconds": 3,
+            "max_argument_bytes": 2048,
+            "max_result_bytes": 65536,
+            "max_description_chars": 100,
+            "permissions": {"teams": {RESTRICTED_TEAM: {"deny": ["notes__delete_*"]}}},
+        },
+        "limits": {"models": {"math__multiply": {"rpm": 3}}},
+        "spend": {"flush_seconds": 0.1},
+        "request_log": {"bodies": [{"model": "notes__*"}]},
+        "metrics": {},
+    }
+
+
+@dataclass
+class Deployment:
+    kind: str
+    gateway: Gateway
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url + "/mcp"
+
+    def key(self, **body: Any) -> tuple[str, str]:
+        """A new virtual key (its secret and id)."""
+        resp = httpx.post(f"{self.gateway.url}/admin/v1/keys", json={"models": ["*"], **body}, headers=ADMIN,
+                          timeout=10)
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["key"]), str(resp.json()["id"])
+
+    def records(self, key_id: str, count: int, timeout: float = 20) -> list[dict[str, Any]]:
+        """The key's request-log records, once ``count`` of them are written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = httpx.get(f"{self.gateway.url}/admin/v1/logs", params={"key": key_id, "limit": 100},
+                             headers=ADMIN, timeout=10)
+            assert resp.status_code == 200, resp.text
+            data: list[dict[str, Any]] = resp.json()["data"]
+            if len(data) >= count:
+                return data
+            assert time.monotonic() < deadline, f"only {len(data)} records of {count}"
+            time.sleep(0.1)
+
+    def post(self, body: Any, key: str = MASTER_KEY, raw: bytes | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream",
+                   "Content-Type": "application/json"}
+        content = raw if raw is not None else json.dumps(body).encode()
+        return httpx.post(self.url, headers=headers, content=content, timeout=30)
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def deployment(request: pytest.FixtureRequest, upstreams: dict[str, McpUpstream],
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    config = mcp_config(upstreams)
+    if request.param == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"mcp_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"mcp-{request.param}"))
+    yield Deployment(request.param, gw)
+    gw.process.stop()
+
+
+@asynccontextmanager
+async def session(deployment: Deployment, key: str) -> AsyncIterator[ClientSession]:
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+        streamable_http_client(deployment.url, http_client=http) as streams,
+        ClientSession(streams[0], streams[1]) as client,
+    ):
+        await client.initialize()
+        yield client
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def text_of(result: Any) -> str:
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+async def refusal(client: ClientSession, name: str, arguments: dict[str, Any]) -> MCPError:
+    with pytest.raises(MCPError) as refused:
+        await client.call_tool(name, arguments)
+    return refused.value
+
+
+# -- listing and calling ---------------------------------------------------------------------------
+
+
+def test_a_virtual_key_lists_and_calls_tools_of_two_servers(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            listed = await client.list_tools()
+            names = {t.name for t in listed.tools}
+            assert {"notes__add_note", "notes__read_note", "math__add", "math__multiply"} <= names
+            # Another tenant's server is not listed; a down and a malformed server are left out
+            # with a notice, never failing the list.
+            assert not any(n.startswith(("secret__", "down__", "bad__")) for n in names)
+            notices = (listed.meta or {}).get("switchboard/notices", [])
+            assert any(n.startswith("down:") for n in notices), notices
+            assert any(n.startswith("bad:") for n in notices), notices
+            # Descriptions are untrusted text, cut to mcp.max_description_chars.
+            add_note = next(t for t in listed.tools if t.name == "notes__add_note")
+            assert add_note.description is not None and len(add_note.description) <= 101
+            added = await client.call_tool("math__add", {"a": 2, "b": 40})
+            assert added.structured_content == {"result": 42}
+            saved = await client.call_tool("notes__add_note", {"title": "t1", "text": "from the gateway"})
+            assert text_of(saved) == "saved t1"
+            read = await client.call_tool("notes__read_note", {"title": "t1"})
+            assert text_of(read) == "from the gateway"
+            # A server on the older HTTP+SSE transport.
+            assert "legacy__read_note" in names
+            legacy = await client.call_tool("legacy__read_note", {"title": "welcome"})
+            assert text_of(legacy) == "hello from notes"
+            # A tool that fails upstream is the tool's own error result.
+            broken = await client.call_tool("notes__broken", {})
+            assert broken.is_error and "broken" in text_of(broken)
+
+    run(scenario())
+
+
+def test_resources_and_prompts_are_listed_read_and_got(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            resources = await client.list_resources()
+            uris = {r.uri for r in resources.resources}
+            assert "mcp://gateway/notes/note://welcome" in uris
+            read = await client.read_resource("mcp://gateway/notes/note://welcome")
+            assert read.contents[0].text == "hello from notes"  # type: ignore[union-attr]
+            assert read.contents[0].uri == "mcp://gateway/notes/note://welcome"
+            templates = await client.list_resource_templates()
+            assert "mcp://gateway/notes/note://by-title/{title}" in {
+                t.uri_template for t in templates.resource_templates}
+            prompts = await client.list_prompts()
+            assert "notes__summarize" in {p.name for p in prompts.prompts}
+            got = await client.get_prompt("notes__summarize", {"title": "t9"})
+            assert "t9" in got.messages[0].content.text  # type: ignore[union-attr]
+            with pytest.raises(MCPError):
+                await client.read_resource("mcp://gateway/secret/anything")
+            with pytest.raises(MCPError):
+                await client.get_prompt("secret__summarize", {})
+
+    run(scenario())
+
+
+def test_a_denied_tool_is_neither_listed_nor_callable(deployment: Deployment) -> None:
+    # A team rule (config) and a key's own lists (metadata set through the admin API).
+    team_key, _ = deployment.key(team=RESTRICTED_TEAM)
+    own_key, _ = deployment.key(metadata={"mcp_tools_allow": "math__*", "mcp_tools_deny": "math__multiply"})
+
+    async def scenario() -> None:
+        async with session(deployment, team_key) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert "notes__delete_note" not in names and "notes__read_note" in names
+            denied = await refusal(client, "notes__delete_note", {"title": "welcome"})
+            assert denied.error.data["code"] == "mcp_tool_denied"  # type: ignore[index]
+        async with session(deployment, own_key) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert names == {"math__add"}
+            for name in ("math__multiply", "notes__read_note"):
+                denied = await refusal(client, name, {"a": 1, "b": 2})
+                assert denied.error.data["code"] == "mcp_tool_denied"  # type: ignore[index]
+            assert (await client.call_tool("math__add", {"a": 1, "b": 1})).structured_content == {"result": 2}
+
+    run(scenario())
+
+
+def test_down_hanging_and_malformed_servers_fail_fast_and_alone(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            started = time.monotonic()
+            down = await refusal(client, "down__anything", {})
+            assert down.error.data["status"] in (502, 503)  # type: ignore[index]
+            assert time.monotonic() - started < 3
+            bad = await refusal(client, "bad__anything", {})
+            assert bad.error.data["code"] == "mcp_malformed_reply"  # type: ignore[index]
+            # A hanging tool is bounded by its server's timeout (2 s); others answer meanwhile.
+            hang = asyncio.create_task(refusal(client, "notes__hang", {}))
+            await asyncio.sleep(0)
+            assert (await client.call_tool("math__add", {"a": 1, "b": 2})).structured_content == {"result": 3}
+            started = time.monotonic()
+            hung = await hang
+            assert hung.error.data["code"] == "upstream_timeout"  # type: ignore[index]
+            assert time.monotonic() - started < 5
+            assert (await client.call_tool("notes__read_note", {"title": "welcome"})).content
+
+    run(scenario())
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+
+def test_bad_tool_calls_get_clear_mcp_errors(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            unknown = await refusal(client, "math__subtract", {"a": 1})
+            assert unknown.error.code == -32602
+            assert unknown.error.data["code"] == "mcp_unknown_tool"  # type: ignore[index]
+            nameless = await refusal(client, "no_separator", {})
+            assert nameless.error.data["code"] == "mcp_unknown_tool"  # type: ignore[index]
+            # Another tenant's server is indistinguishable from no server at all.
+            other = await refusal(client, "secret__add", {"a": 1, "b": 2})
+            assert other.error.data["code"] == "mcp_unknown_tool"  # type: ignore[index]
+            invalid = await refusal(client, "math__add", {"a": "one", "b": 2})
+            assert invalid.error.code == -32602
+            assert invalid.error.data["code"] == "mcp_invalid_arguments"  # type: ignore[index]
+            assert "a" in invalid.error.message
+            big = await refusal(client, "notes__add_note", {"title": "x", "text": "y" * 5000})
+            assert big.error.data["code"] == "mcp_arguments_too_large"  # type: ignore[index]
+            huge = await refusal(client, "notes__big", {"size": 200_000})
+            assert huge.error.data["code"] == "mcp_result_too_large"  # type: ignore[index]
+            assert (await client.call_tool("notes__big", {"size": 100})).content
+
+    run(scenario())
+
+
+def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
+    parse_error = deployment.post(None, raw=b"{not json")
+    assert parse_error.status_code == 400 and parse_error.json()["error"]["code"] == -32700
+    batch = deployment.post([{"jsonrpc": "2.0", "id": 1, "method": "ping"}])
+    assert batch.status_code == 400 and batch.json()["error"]["code"] == -32600
+    no_version = deployment.post({"id": 1, "method": "ping"})
+    assert no_version.json()["error"]["code"] == -32600
+    bad_id = deployment.post({"jsonrpc": "2.0", "id": {"x": 1}, "method": "ping"})
+    assert bad_id.json()["error"]["code"] == -32600
+    bad_params = deployment.post({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": [1]})
+    assert bad_params.json()["error"]["code"] == -32602
+    unknown = deployment.post({"jsonrpc": "2.0", "id": 7, "method": "no/such"})
+    assert unknown.status_code == 200
+    assert unknown.json() == {"jsonrpc": "2.0", "id": 7, "error": {
+        "code": -32601, "message": "method not found: no/such",
+        "data": {"status": 404, "type": "not_found_error", "code": "method_not_found"}}}
+    nameless = deployment.post({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {}})
+    assert nameless.json()["error"]["code"] == -32602
+    ping = deployment.post({"jsonrpc": "2.0", "id": "p", "method": "ping"})
+    assert ping.json() == {"jsonrpc": "2.0", "id": "p", "result": {}}
+    note = deployment.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    assert note.status_code == 202 and note.content == b""
+    # Unauthenticated: 401 with a JSON-RPC-shaped body; GET (no server stream) 405.
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    anonymous = httpx.post(deployment.url, json=listing, timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["jsonrpc"] == "2.0" and anonymous.json()["error"]["code"] == -32001
+    wrong = deployment.post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, key="sk-not-a-key")
+    assert wrong.status_code == 401
+    assert httpx.get(deployment.url, headers=ADMIN, timeout=10).status_code == 405
+
+
+# -- control and records -------------------------------------------------------------------------------
+
+
+def test_each_call_is_logged_metered_and_rate_limited(deployment: Deployment) -> None:
+    key, key_id = deployment.key(rpm_limit=4)
+    before = parse(httpx.get(f"{deployment.gateway.url}/metrics", headers=ADMIN, timeout=10).text)
+
+    async def scenario() -> MCPError:
+        async with session(deployment, key) as client:
+            await client.call_tool("notes__read_note", {"title": "welcome"})
+            await client.call_tool("math__add", {"a": 1, "b": 2})
+            await client.call_tool("math__add", {"a": 3, "b": 4})
+            await client.call_tool("math__add", {"a": 5, "b": 6})
+            return await refusal(client, "math__add", {"a": 7, "b": 8})
+
+    limited = run(scenario())
+    assert limited.error.code == -32029
+    data = limited.error.data
+    assert data["status"] == 429 and data["code"] == "rate_limit_exceeded"  # type: ignore[index]
+    records = deployment.records(key_id, 5)
+    by_model = sorted((r["model"], r["status"]) for r in records)
+    assert by_model == [("math__add", 200)] * 3 + [("math__add", 429), ("notes__read_note", 200)]
+    note = next(r for r in records if r["model"] == "notes__read_note")
+    assert note["provider"] == "mcp" and note["metadata"]["operation"] == "mcp"
+    assert isinstance(note["latency_ms"], int)
+    # Arguments and results are kept as request-log bodies (request_log.bodies: notes__*).
+    logged = httpx.get(f"{deployment.gateway.url}/admin/v1/logs", params={"request_id": note["request_id"]},
+                       headers=ADMIN, timeout=10).json()["data"][0]
+    assert "welcome" in logged["request"] and "hello from notes" in logged["response"]
+
+    def counted() -> bool:
+        after = parse(httpx.get(f"{deployment.gateway.url}/metrics", headers=ADMIN, timeout=10).text)
+        calls = total(after, "switchboard_requests_total", operation="mcp") - total(
+            before, "switchboard_requests_total", operation="mcp")
+        limited = total(after, "switchboard_requests_total", operation="mcp", status="429") - total(
+            before, "switchboard_requests_total", operation="mcp", status="429")
+        return calls >= 5 and limited >= 1
+
+    deadline = time.monotonic() + 10
+    while not counted():
+        assert time.monotonic() < deadline, "tool calls never reached the metrics"
+        time.sleep(0.1)
+
+
+def test_a_per_tool_rate_limit(deployment: Deployment) -> None:
+    # limits.models["math__multiply"]: 3 per minute for everyone, whatever the key.
+    key, _ = deployment.key()
+
+    async def scenario() -> list[bool]:
+        out = []
+        async with session(deployment, key) as client:
+            for _ in range(5):
+                try:
+                    await client.call_tool("math__multiply", {"a": 2, "b": 3})
+                    out.append(True)
+                except MCPError as refused:
+                    assert refused.error.data["code"] == "rate_limit_exceeded"  # type: ignore[index]
+                    out.append(False)
+            assert (await client.call_tool("math__add", {"a": 1, "b": 1})).structured_content == {"result": 2}
+        return out
+
+    answered = run(scenario())
+    assert answered.count(True) <= 3 and answered[-1] is False
+
+
+def test_a_budget_with_a_per_call_price_stops_calls_when_spent(deployment: Deployment) -> None:
+    key, key_id = deployment.key(max_budget_usd="0.03")
+
+    async def scenario() -> MCPError:
+        async with session(deployment, key) as client:
+            for a in range(3):
+                paid = await client.call_tool("paid__add", {"a": a, "b": 1})
+                assert paid.structured_content == {"result": a + 1}
+            return await refusal(client, "paid__add", {"a": 9, "b": 9})
+
+    spent = run(scenario())
+    assert spent.error.data["code"] == "budget_exceeded"  # type: ignore[index]
+    records = deployment.records(key_id, 4)
+    paid = [r for r in records if r["status"] == 200]
+    assert len(paid) == 3 and all(Decimal(r["cost_usd"]) == Decimal("0.01") for r in paid)
