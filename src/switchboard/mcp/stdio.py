@@ -273,7 +273,7 @@ class StdioUpstream(Upstream):
     # -- requests --------------------------------------------------------------------------------
 
     async def request(self, method: str, params: Mapping[str, Any] | None, principal: Principal | None,
-                      *, timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109 - as Upstream
+                      *, wait: float | None = None) -> dict[str, Any]:
         child = self._child
         if child is None or self.state != "up":
             reason = f" ({self.last_error})" if self.last_error else ""
@@ -281,9 +281,9 @@ class StdioUpstream(Upstream):
         if self._semaphore.locked():
             raise ServerBusy(f"the MCP server '{self.name}' is busy ({self.server.max_concurrency} calls "
                              "under way); try again shortly")
-        wait = timeout if timeout is not None else self.server.timeout_seconds
+        bound = wait if wait is not None else self.server.timeout_seconds
         async with self._semaphore:
-            return await self._call(child, method, params, wait)
+            return await self._call(child, method, params, bound)
 
     async def _call(self, child: _Child, method: str, params: Mapping[str, Any] | None,
                     wait: float) -> dict[str, Any]:
