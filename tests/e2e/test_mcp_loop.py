@@ -7,6 +7,7 @@ embedded default and on PostgreSQL + Redis."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -24,7 +25,17 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.mcp_servers import McpUpstream, start_mcp_server
-from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
+from tests.servers import (
+    MASTER_KEY,
+    Gateway,
+    Mock,
+    captured,
+    free_port,
+    new_marker,
+    openai_config,
+    spawn,
+    start_gateway,
+)
 from tests.services import Postgres, RedisServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -85,6 +96,7 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
         {"name": "notes", "url": notes_server.url},
         {"name": "local", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
          "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}, "connect_timeout_seconds": 60},
+        {"name": "down", "url": f"http://127.0.0.1:{free_port()}/mcp", "connect_timeout_seconds": 1},
     ]
     config["mcp"] = {"allow_stdio": True, "max_tool_steps": STEPS}
     config["spend"] = {"flush_seconds": 0.1}
@@ -242,3 +254,39 @@ def test_a_stdio_server_is_listed_and_called(deployment: Deployment) -> None:
     call = response.output[1]
     assert call.type == "mcp_call" and call.server_label == "local" and call.name == "echo"
     assert call.output is not None and call.output.startswith("echo: ")
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+
+def cli(deployment: Deployment, *args: str, key: str = MASTER_KEY) -> tuple[int, str]:
+    proc = spawn(["mcp", *args, "--url", deployment.gateway.url, "--key", key], env={"COLUMNS": "250"})
+    code = proc.wait_exit(60)
+    return code, proc.output
+
+
+def test_the_cli_shows_servers_and_tools_and_calls_a_tool(deployment: Deployment) -> None:
+    code, output = cli(deployment, "servers", "--json")
+    assert code == 0, output
+    servers = {row["server"]: row for row in json.loads(output)}
+    assert servers["notes"]["state"] == "up" and servers["notes"]["tools"] >= 3
+    assert servers["local"]["state"] == "up"
+    assert servers["down"]["state"] == "left out" and servers["down"]["notice"]
+    # A key sees its own tools: a denied one is not listed, and cannot be called.
+    key, _ = deployment.key(metadata={"mcp_tools_deny": "notes__delete_note"})
+    code, output = cli(deployment, "tools", "--server", "notes", "--json", key=key)
+    assert code == 0, output
+    names = {t["name"] for t in json.loads(output)}
+    assert "notes__read_note" in names and "notes__delete_note" not in names
+    code, output = cli(deployment, "call", "notes__delete_note", "--arg", "title=welcome", key=key)
+    assert code == 1 and "mcp_tool_denied" in output
+    code, output = cli(deployment, "call", "local__add", "--arg", "a=2", "--arg", "b=40", key=key)
+    assert (code, output.strip()) == (0, "42")
+    code, output = cli(deployment, "call", "notes__read_note", "--json", '{"title": "welcome"}', key=key)
+    assert (code, output.strip()) == (0, "hello from notes")
+    # Bad input: a tool that fails, an unknown tool, arguments that are not key=value or not JSON.
+    code, output = cli(deployment, "call", "nope__tool")
+    assert code == 1 and "mcp_unknown_tool" in output
+    assert cli(deployment, "call", "local__add", "--arg", "a")[0] == 2
+    code, output = cli(deployment, "tools", key="sk-not-a-key")
+    assert code == 1 and "HTTP 401" in output
