@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from tests.servers import (
     MASTER_KEY,
     Gateway,
     Mock,
+    Process,
     captured,
     free_port,
     new_marker,
@@ -56,6 +59,25 @@ def notes_server() -> Iterator[McpUpstream]:
     server = start_mcp_server("notes")
     yield server
     server.process.stop()
+
+
+@pytest.fixture(scope="module")
+def extras_server() -> Iterator[str]:
+    """tests/mcp_stdio_server.py over streamable HTTP (progress, cancellation)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, STDIO_SCRIPT, "http", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    process = Process(proc)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            break
+        except httpx.TransportError:
+            assert proc.poll() is None and time.monotonic() < deadline, process.output
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/mcp"
+    process.stop()
 
 
 @dataclass
@@ -90,13 +112,14 @@ class Deployment:
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server: McpUpstream,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+               extras_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
     config["mcp_servers"] = [
         {"name": "notes", "url": notes_server.url},
         {"name": "local", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
          "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}, "connect_timeout_seconds": 60},
         {"name": "down", "url": f"http://127.0.0.1:{free_port()}/mcp", "connect_timeout_seconds": 1},
+        {"name": "extras", "url": extras_server},
     ]
     config["mcp"] = {"allow_stdio": True, "max_tool_steps": STEPS}
     config["spend"] = {"flush_seconds": 0.1}
@@ -120,13 +143,19 @@ def _wait_for_stdio(deployment: Deployment) -> None:
         time.sleep(0.2)
 
 
-async def _tool_names(deployment: Deployment, key: str) -> set[str]:
+@asynccontextmanager
+async def session(deployment: Deployment, key: str) -> AsyncIterator[ClientSession]:
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
         streamable_http_client(deployment.gateway.url + "/mcp", http_client=http) as streams,
         ClientSession(streams[0], streams[1]) as client,
     ):
         await client.initialize()
+        yield client
+
+
+async def _tool_names(deployment: Deployment, key: str) -> set[str]:
+    async with session(deployment, key) as client:
         return {t.name for t in (await client.list_tools()).tools}
 
 
@@ -290,3 +319,47 @@ def test_the_cli_shows_servers_and_tools_and_calls_a_tool(deployment: Deployment
     assert cli(deployment, "call", "local__add", "--arg", "a")[0] == 2
     code, output = cli(deployment, "tools", key="sk-not-a-key")
     assert code == 1 and "HTTP 401" in output
+
+
+# -- protocol extras on /mcp -----------------------------------------------------------------------
+
+
+def test_progress_is_relayed_from_http_and_stdio_servers(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            for name in ("extras__slow", "local__slow"):
+                seen: list[tuple[float, float | None, str | None]] = []
+
+                async def progress(value: float, total: float | None, message: str | None) -> None:
+                    seen.append((value, total, message))  # noqa: B023 - used before the next loop
+
+                result = await client.call_tool(name, {"steps": 3}, progress_callback=progress)
+                assert "".join(getattr(c, "text", "") for c in result.content) == "done"
+                assert seen == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")], (name, seen)
+            # Without a progress token, the same call is a plain reply.
+            assert not (await client.call_tool("extras__slow", {"steps": 1})).is_error
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_call_is_cancelled_upstream(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+
+    async def cancellations(client: ClientSession, server: str) -> int:
+        result = await client.call_tool(f"{server}__cancellations", {})
+        return int("".join(getattr(c, "text", "") for c in result.content))
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            for server in ("extras", "local"):
+                before = await cancellations(client, server)
+                with pytest.raises(Exception):  # noqa: B017 - the client gives up on its call
+                    await client.call_tool(f"{server}__wait", {"seconds": 60}, read_timeout_seconds=1.0)
+                deadline = time.monotonic() + 20
+                while await cancellations(client, server) == before:
+                    assert time.monotonic() < deadline, f"{server}: the call was not cancelled upstream"
+                    await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())

@@ -556,7 +556,7 @@ class McpLoopStage:
             n = next(counter)
             message = {
                 "jsonrpc": "2.0",
-                "id": n,
+                "id": f"{ctx.request_id[:120]}.t{n}",
                 "method": "tools/call",
                 "params": {"name": name, "arguments": arguments},
             }

@@ -44,6 +44,7 @@ from switchboard.config.mcp import McpConfig, McpServerConfig
 from switchboard.context import Principal
 from switchboard.errors import UpstreamTimeout
 from switchboard.mcp.interfaces import Credentials
+from switchboard.mcp.relay import Notify
 from switchboard.mcp.upstream import (
     CLIENT_INFO,
     PROTOCOL_VERSION,
@@ -52,6 +53,7 @@ from switchboard.mcp.upstream import (
     ServerDown,
     Upstream,
     _result,
+    server_request_reply,
 )
 
 log = logging.getLogger("switchboard.mcp.stdio")
@@ -142,6 +144,8 @@ class _Child:
         self.upstream = upstream
         self.process = process
         self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.progress: dict[Any, Notify] = {}  # progress token -> where its notifications go
+        self.background: set[asyncio.Task[None]] = set()
         self.exited = asyncio.Event()
         self.write_lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
@@ -163,6 +167,17 @@ class _Child:
                 await stdin.drain()
             except (ConnectionError, OSError):
                 raise ServerDown(f"the MCP server '{self.upstream.name}' stopped reading") from None
+
+    def cancel(self, rid: int, reason: str) -> None:
+        """Send ``notifications/cancelled`` for ``rid`` in the background."""
+        async def send() -> None:
+            with contextlib.suppress(Exception):
+                await self.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                 "params": {"requestId": rid, "reason": reason}})
+
+        task = asyncio.create_task(send())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def _read(self, stdout: asyncio.StreamReader) -> None:
         name = self.upstream.name
@@ -203,16 +218,17 @@ class _Child:
             if future is not None and not future.done():
                 future.set_result(message)
             return
-        if "id" in message:  # a request from the server
-            if method == "ping":
-                reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"], "result": {}}
-            else:
-                reply = {"jsonrpc": "2.0", "id": message["id"],
-                         "error": {"code": -32601, "message": f"{str(method)[:100]} is not available "
-                                   "through the gateway to a stdio server"}}
+        if "id" in message:  # a request from the server: ping answered, the rest refused
             with contextlib.suppress(Exception):
-                await self.send(reply)
-        # Notifications (progress, logging, list changes): not relayed from stdio servers.
+                await self.send(server_request_reply(message))
+            return
+        params = message.get("params")
+        if method == "notifications/progress" and isinstance(params, dict):
+            token = params.get("progressToken")
+            notify = self.progress.get(token) if isinstance(token, str | int) else None
+            if notify is not None:
+                await notify(message)
+        # Other notifications (logging, list changes): not relayed.
 
     async def close(self) -> None:
         await stop_process(self.process)
@@ -273,7 +289,7 @@ class StdioUpstream(Upstream):
     # -- requests --------------------------------------------------------------------------------
 
     async def request(self, method: str, params: Mapping[str, Any] | None, principal: Principal | None,
-                      *, wait: float | None = None) -> dict[str, Any]:
+                      *, wait: float | None = None, notify: Notify | None = None) -> dict[str, Any]:
         child = self._child
         if child is None or self.state != "up":
             reason = f" ({self.last_error})" if self.last_error else ""
@@ -283,14 +299,18 @@ class StdioUpstream(Upstream):
                              "under way); try again shortly")
         bound = wait if wait is not None else self.server.timeout_seconds
         async with self._semaphore:
-            return await self._call(child, method, params, bound)
+            return await self._call(child, method, params, bound, notify)
 
     async def _call(self, child: _Child, method: str, params: Mapping[str, Any] | None,
-                    wait: float) -> dict[str, Any]:
+                    wait: float, notify: Notify | None = None) -> dict[str, Any]:
         rid = next(self._rpc_ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
         if params is not None:
             message["params"] = params
+        meta = params.get("_meta") if params is not None else None
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if notify is not None and isinstance(token, str | int) and not isinstance(token, bool):
+            child.progress[token] = notify
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         child.pending[rid] = future
         try:
@@ -298,12 +318,15 @@ class StdioUpstream(Upstream):
             async with asyncio.timeout(wait):
                 reply = await future
         except TimeoutError:
-            with contextlib.suppress(Exception):  # tell the server to stop working on it
-                await child.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                                  "params": {"requestId": rid, "reason": "timed out"}})
+            child.cancel(rid, "timed out")  # tell the server to stop working on it
             raise UpstreamTimeout(f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
+        except asyncio.CancelledError:
+            child.cancel(rid, "cancelled by the gateway's client")
+            raise
         finally:
             child.pending.pop(rid, None)
+            if token is not None:
+                child.progress.pop(token, None)
         return _result(self.name, reply, rid)
 
     # -- the process -----------------------------------------------------------------------------
