@@ -23,12 +23,14 @@ import httpx
 import httpx2
 import openai
 import pytest
+import yaml
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import (
     MASTER_KEY,
+    UPSTREAM_KEY,
     Gateway,
     Mock,
     Process,
@@ -319,6 +321,19 @@ def test_the_cli_shows_servers_and_tools_and_calls_a_tool(deployment: Deployment
     assert cli(deployment, "call", "local__add", "--arg", "a")[0] == 2
     code, output = cli(deployment, "tools", key="sk-not-a-key")
     assert code == 1 and "HTTP 401" in output
+
+
+def test_stdio_servers_are_refused_at_start_unless_allowed(deployment: Deployment, tmp_path: Path) -> None:
+    # The same configuration without mcp.allow_stdio: the gateway does not start, naming the server.
+    config = yaml.safe_load(deployment.gateway.config_path.read_text())
+    del config["mcp"]["allow_stdio"]
+    path = tmp_path / "no-stdio.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {"SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
+    proc = spawn(["serve", "--config", str(path), "--port", str(free_port())], env=env)
+    assert proc.wait_exit(60) != 0
+    assert "mcp_servers[1] ('local')" in proc.output and "mcp.allow_stdio: true" in proc.output
+    assert "Traceback" not in proc.output
 
 
 # -- protocol extras on /mcp -----------------------------------------------------------------------
