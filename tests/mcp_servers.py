@@ -117,24 +117,41 @@ class McpUpstream:
         return f"http://127.0.0.1:{self.port}" + ("/sse" if self.transport == "sse" else "/mcp")
 
 
-def start_mcp_server(kind: str, transport: str = "streamable-http") -> McpUpstream:
-    port = free_port()
+def _spawn(kind: str, transport: str, port: int) -> McpUpstream:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.mcp_servers", kind, str(port), transport],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
     )
-    process = Process(proc)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    return McpUpstream(port, Process(proc), transport)
+
+
+def _wait(server: McpUpstream, deadline: float) -> None:
+    while True:
         try:
             with httpx.Client(timeout=1) as client:
-                client.get(f"http://127.0.0.1:{port}/")
-            return McpUpstream(port, process, transport)
+                client.get(f"http://127.0.0.1:{server.port}/")
+            return
         except httpx.TransportError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"MCP server {kind} exited:\n{process.output}") from None
+            if server.process.proc.poll() is not None:
+                raise RuntimeError(f"MCP server exited:\n{server.process.output}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"MCP server did not start:\n{server.process.output}") from None
             time.sleep(0.1)
-    raise TimeoutError(f"MCP server {kind} did not start:\n{process.output}")
+
+
+def start_mcp_server(kind: str, transport: str = "streamable-http", port: int | None = None) -> McpUpstream:
+    server = _spawn(kind, transport, port or free_port())
+    _wait(server, time.monotonic() + 60)
+    return server
+
+
+def start_mcp_servers(wanted: dict[str, tuple[str, str]]) -> dict[str, McpUpstream]:
+    """Several servers started at once: {name: (kind, transport)}."""
+    servers = {name: _spawn(kind, transport, free_port()) for name, (kind, transport) in wanted.items()}
+    deadline = time.monotonic() + 60
+    for server in servers.values():
+        _wait(server, deadline)
+    return servers
 
 
 if __name__ == "__main__":

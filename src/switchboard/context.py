@@ -67,6 +67,8 @@ class Principal:
     # Where its requests may be served (data residency): the intersection of the tenant's, the
     # team's and the key's allowed regions; None: anywhere.
     allowed_regions: frozenset[str] | None = None
+    # MCP tool permissions of the key and of its team ({"allow": [...], "deny": [...]} each).
+    mcp_tools: tuple[Mapping[str, Any], ...] = ()
 
 
 class Attempt(NamedTuple):

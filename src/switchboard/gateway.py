@@ -17,11 +17,12 @@ from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
 from switchboard.http.files import FileService, budget_gated
 from switchboard.http.mcp import McpServer
+from switchboard.http.mcp.runner import ToolRunner
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
 from switchboard.mcp.loop import McpLoopStage
 from switchboard.mcp.registry import Registry as McpRegistry
-from switchboard.mcp.stages import ToolBudgetStage, ToolCall, ToolRecordStage, ToolStage
+from switchboard.mcp.stages import ToolBudgetStage, ToolCall, ToolCheckStage, ToolRecordStage, ToolStage
 from switchboard.mcp.toolbox import McpToolbox
 from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.observability.metrics import Metrics
@@ -147,6 +148,10 @@ class Gateway:
         # The MCP gateway (mcp/, http/mcp/): the upstream servers and the aggregated toolbox.
         self.mcp_registry = McpRegistry(settings.mcp_servers, settings.mcp)
         self.mcp = McpToolbox(settings.mcp, self.mcp_registry)
+        # Tool calls the gateway makes itself (the tool loop) run the same stages, metrics first.
+        observe: list[Stage] = [ObserveStage(self.observers, self.metrics)] if self.observers else []
+        self.mcp.runner = ToolRunner(build_chain([*observe, *self.mcp_stages()], ToolCall(self.mcp)),
+                                     settings.server.request_timeout_seconds)
         self.ready = False
 
     def responses_chain(self, terminal: Handler) -> Handler:
@@ -240,21 +245,23 @@ class Gateway:
         if operation != "chat":
             return []
         registry = self.mcp_registry
-        tool_chain = build_chain(self.mcp_stages(), ToolCall(self.mcp))  # each call as on /mcp
+        # Each tool call of the loop as a tools/call on /mcp, metrics first (its ids <id>.t<n>).
+        observe: list[Stage] = [ObserveStage(self.observers, self.metrics)] if self.observers else []
+        tool_chain = build_chain([*observe, *self.mcp_stages()], ToolCall(self.mcp))
         return [McpLoopStage(lambda: self.mcp if registry.all() else None,
                              lambda p: {u.name: u.server for u in registry.visible(p)}, self.settings.mcp,
                              lambda: tool_chain)]
 
     def mcp_stages(self) -> list[Stage]:
-        """One MCP tools/call (mcp/stages.py): the tool resolved, permitted and its arguments
-        checked, then traces, the record, the request log's bodies, rate limits (the key's, and
+        """One MCP tools/call (mcp/stages.py): the tool resolved, traces, the record, permissions
+        and arguments checked, the request log's bodies, rate limits (the key's, and
         ``limits.models["<server>__<tool>"]`` per tool) and the per-call price on budgets."""
         stages: list[Stage] = [ToolStage(self.mcp)]
         if self.tracing is not None:
             from switchboard.pipeline.trace import TraceStage
 
             stages.append(TraceStage(self.tracing))
-        stages.append(ToolRecordStage(lambda: self.usage))
+        stages += [ToolRecordStage(lambda: self.usage), ToolCheckStage(self.mcp)]
         if self.body_policies:
             bodies = self.settings.request_log
             stages.append(CaptureStage(self.body_policies, Redactor(bodies.redact), bodies.max_body_bytes,

@@ -24,7 +24,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.e2e.test_metrics import parse, total
-from tests.mcp_servers import McpUpstream, start_mcp_server
+from tests.mcp_servers import McpUpstream, start_mcp_server, start_mcp_servers
+from tests.otlp_receiver import OtlpReceiver
 from tests.servers import MASTER_KEY, Gateway, free_port, start_gateway
 from tests.services import Postgres, RedisServer
 
@@ -34,14 +35,20 @@ RESTRICTED_TEAM = "mcp-restricted"
 
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, McpUpstream]]:
-    started = {"notes": start_mcp_server("notes"), "math": start_mcp_server("math"),
-               "malformed": start_mcp_server("malformed"), "legacy": start_mcp_server("notes", "sse")}
+    started = start_mcp_servers({"notes": ("notes", "streamable-http"), "math": ("math", "streamable-http"),
+                                 "malformed": ("malformed", "streamable-http"), "legacy": ("notes", "sse")})
     yield started
     for server in started.values():
         server.process.stop()
 
 
-def mcp_config(upstreams: dict[str, McpUpstream]) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def otlp() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiver) -> dict[str, Any]:
     return {
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "mcp_servers": [
@@ -53,18 +60,23 @@ def mcp_config(upstreams: dict[str, McpUpstream]) -> dict[str, Any]:
             {"name": "bad", "url": upstreams["malformed"].url},
             {"name": "legacy", "url": upstreams["legacy"].url, "transport": "sse"},
             {"name": "secret", "url": upstreams["math"].url, "tenant": "tenant-b"},
+            {"name": "narrow", "url": upstreams["notes"].url, "max_concurrency": 1, "timeout_seconds": 2},
+            # Nothing listens here until a test starts a server: down, then back.
+            {"name": "phoenix", "url": f"http://127.0.0.1:{phoenix}/mcp", "health_check_seconds": 1},
         ],
         "mcp": {
             "list_timeout_seconds": 3,
             "max_argument_bytes": 2048,
             "max_result_bytes": 65536,
             "max_description_chars": 100,
-            "permissions": {"teams": {RESTRICTED_TEAM: {"deny": ["notes__delete_*"]}}},
+            "permissions": {"teams": {RESTRICTED_TEAM: {"deny": ["notes__delete_*"]}},
+                            "roles": {"viewer": {"allow": ["*__read_note"]}}},
         },
         "limits": {"models": {"math__multiply": {"rpm": 3}}},
         "spend": {"flush_seconds": 0.1},
         "request_log": {"bodies": [{"model": "notes__*"}]},
         "metrics": {},
+        "tracing": {"enabled": True, "endpoint": otlp.url, "export_interval_seconds": 0.1},
     }
 
 
@@ -72,6 +84,7 @@ def mcp_config(upstreams: dict[str, McpUpstream]) -> dict[str, Any]:
 class Deployment:
     kind: str
     gateway: Gateway
+    phoenix: int  # the port of the server that is down until a test starts it
 
     @property
     def url(self) -> str:
@@ -105,16 +118,17 @@ class Deployment:
 
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
-def deployment(request: pytest.FixtureRequest, upstreams: dict[str, McpUpstream],
+def deployment(request: pytest.FixtureRequest, upstreams: dict[str, McpUpstream], otlp: OtlpReceiver,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    config = mcp_config(upstreams)
+    phoenix = free_port()
+    config = mcp_config(upstreams, phoenix, otlp)
     if request.param == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
         redis: RedisServer = request.getfixturevalue("redis_server")
         config["database"] = {"url": postgres.create_database(f"mcp_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"mcp-{request.param}"))
-    yield Deployment(request.param, gw)
+    yield Deployment(request.param, gw, phoenix)
     gw.process.stop()
 
 
@@ -207,9 +221,16 @@ def test_resources_and_prompts_are_listed_read_and_got(deployment: Deployment) -
 
 
 def test_a_denied_tool_is_neither_listed_nor_callable(deployment: Deployment) -> None:
-    # A team rule (config) and a key's own lists (metadata set through the admin API).
+    # A team rule (config), a key's own lists and a team's (admin API), a role's (config).
     team_key, _ = deployment.key(team=RESTRICTED_TEAM)
-    own_key, _ = deployment.key(metadata={"mcp_tools_allow": "math__*", "mcp_tools_deny": "math__multiply"})
+    own_key, _ = deployment.key(mcp_tools={"allow": ["math__*"], "deny": ["math__multiply"]})
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/teams",
+                      json={"name": "support", "mcp_tools": {"deny": ["math__*"]}}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    team = resp.json()
+    assert team["mcp_tools"] == {"allow": None, "deny": ["math__*"]}
+    support_key, _ = deployment.key(team=team["id"])
+    viewer_key, _ = deployment.key(role="viewer")
 
     async def scenario() -> None:
         async with session(deployment, team_key) as client:
@@ -224,6 +245,24 @@ def test_a_denied_tool_is_neither_listed_nor_callable(deployment: Deployment) ->
                 denied = await refusal(client, name, {"a": 1, "b": 2})
                 assert denied.error.data["code"] == "mcp_tool_denied"  # type: ignore[index]
             assert (await client.call_tool("math__add", {"a": 1, "b": 1})).structured_content == {"result": 2}
+        async with session(deployment, support_key) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert "notes__read_note" in names and not any(n.startswith("math__") for n in names)
+            denied = await refusal(client, "math__add", {"a": 1, "b": 1})
+            assert denied.error.data["code"] == "mcp_tool_denied"  # type: ignore[index]
+        # The team's rule changes through the admin API: its keys follow.
+        resp = httpx.patch(f"{deployment.gateway.url}/admin/v1/teams/{team['id']}",
+                           json={"mcp_tools": {"deny": ["notes__*"]}}, headers=ADMIN, timeout=10)
+        assert resp.status_code == 200, resp.text
+        deadline = time.monotonic() + 10
+        async with session(deployment, support_key) as client:
+            while "math__add" not in {t.name for t in (await client.list_tools()).tools}:
+                assert time.monotonic() < deadline, "the team's new rule never applied"
+                await asyncio.sleep(0.1)
+            assert (await client.call_tool("math__add", {"a": 1, "b": 1})).structured_content == {"result": 2}
+        async with session(deployment, viewer_key) as client:  # mcp.permissions.roles.viewer
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert names and all(n.endswith("read_note") for n in names), names
 
     run(scenario())
 
@@ -248,6 +287,60 @@ def test_down_hanging_and_malformed_servers_fail_fast_and_alone(deployment: Depl
             assert hung.error.data["code"] == "upstream_timeout"  # type: ignore[index]
             assert time.monotonic() - started < 5
             assert (await client.call_tool("notes__read_note", {"title": "welcome"})).content
+
+    run(scenario())
+
+
+def test_a_busy_server_fails_fast(deployment: Deployment) -> None:
+    # narrow: max_concurrency 1; a second call while one is under way is refused at once.
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            assert (await client.call_tool("narrow__read_note", {"title": "welcome"})).content
+            hang: asyncio.Task[MCPError] | None = None
+            deadline = time.monotonic() + 10
+            while True:  # until the hanging call holds the server's only slot
+                if hang is None or hang.done():  # (a call may take the slot first: then again)
+                    if hang is not None:
+                        assert (await hang).error.data["code"] == "mcp_server_busy"  # type: ignore[index]
+                    hang = asyncio.create_task(refusal(client, "narrow__hang", {}))
+                    await asyncio.sleep(0.05)
+                try:
+                    await client.call_tool("narrow__read_note", {"title": "welcome"})
+                except MCPError as busy:
+                    assert busy.error.data["code"] == "mcp_server_busy"  # type: ignore[index]
+                    break
+                assert time.monotonic() < deadline, "the server never became busy"
+            assert (await hang).error.data["code"] == "upstream_timeout"  # type: ignore[index]
+            assert (await client.call_tool("narrow__read_note", {"title": "welcome"})).content
+
+    run(scenario())
+
+
+def test_a_down_server_comes_back_after_a_success(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+
+    async def names(client: ClientSession) -> tuple[set[str], list[str]]:
+        listed = await client.list_tools()
+        return {t.name for t in listed.tools}, list((listed.meta or {}).get("switchboard/notices", []))
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            for _ in range(3):  # down after failures: left out, the others listed
+                tools, notices = await names(client)
+                assert "math__add" in tools and not any(t.startswith("phoenix__") for t in tools)
+                assert any(n.startswith("phoenix:") for n in notices)
+            server = start_mcp_server("math", port=deployment.phoenix)
+            try:
+                deadline = time.monotonic() + 20  # the health check's retry, with backoff
+                while "phoenix__add" not in (await names(client))[0]:
+                    assert time.monotonic() < deadline, "the server never came back"
+                    await asyncio.sleep(0.2)
+                added = await client.call_tool("phoenix__add", {"a": 20, "b": 22})
+                assert added.structured_content == {"result": 42}
+            finally:
+                server.process.stop()
 
     run(scenario())
 
@@ -339,8 +432,15 @@ def test_each_call_is_logged_metered_and_rate_limited(deployment: Deployment) ->
     assert note["provider"] == "mcp" and note["metadata"]["operation"] == "mcp"
     assert isinstance(note["latency_ms"], int)
     # Arguments and results are kept as request-log bodies (request_log.bodies: notes__*).
-    logged = httpx.get(f"{deployment.gateway.url}/admin/v1/logs", params={"request_id": note["request_id"]},
-                       headers=ADMIN, timeout=10).json()["data"][0]
+    deadline = time.monotonic() + 10
+    while True:  # the bodies are written behind the record
+        found = httpx.get(f"{deployment.gateway.url}/admin/v1/logs",
+                          params={"request_id": note["request_id"]}, headers=ADMIN, timeout=10)
+        logged = found.json()["data"][0]
+        if logged.get("request") is not None:
+            break
+        assert time.monotonic() < deadline, "the bodies never reached the request log"
+        time.sleep(0.1)
     assert "welcome" in logged["request"] and "hello from notes" in logged["response"]
 
     def counted() -> bool:
@@ -393,3 +493,20 @@ def test_a_budget_with_a_per_call_price_stops_calls_when_spent(deployment: Deplo
     records = deployment.records(key_id, 4)
     paid = [r for r in records if r["status"] == 200]
     assert len(paid) == 3 and all(Decimal(r["cost_usd"]) == Decimal("0.01") for r in paid)
+
+
+def test_a_tool_call_is_traced_like_a_model_call(deployment: Deployment, otlp: OtlpReceiver) -> None:
+    trace_id, parent = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "paid__multiply", "arguments": {"a": 6, "b": 7}}}
+    headers = {**ADMIN, "traceparent": f"00-{trace_id}-{parent}-01",
+               "Accept": "application/json, text/event-stream"}
+    resp = httpx.post(deployment.url, json=call, timeout=30, headers=headers)
+    assert resp.status_code == 200 and resp.json()["result"]["structuredContent"] == {"result": 42}
+    spans = otlp.trace(trace_id, count=1)
+    assert len(spans) == 1, spans
+    span = spans[0]
+    assert (span.name, span.kind, span.parent_span_id) == ("mcp paid__multiply", "server", parent)
+    assert span.attributes["gen_ai.request.model"] == "paid__multiply"
+    assert span.attributes["switchboard.cost_usd"] == 0.5  # tool_prices.multiply
+

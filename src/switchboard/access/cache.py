@@ -45,6 +45,7 @@ def principal_of(record: KeyRecord) -> Principal:
         max_budget_usd=record.max_budget_usd,
         budget_period=record.budget_period,
         allowed_regions=record.effective_regions,
+        mcp_tools=tuple(rule for rule in (record.team_mcp_tools, record.mcp_tools) if rule),
     )
 
 

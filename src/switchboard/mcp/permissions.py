@@ -5,9 +5,9 @@ exposed name (``github__*``, ``*__delete_*``):
 
 1. the server's own ``allowed_tools`` / ``denied_tools`` (patterns on the server's tool names);
 2. the caller's role: ``mcp.permissions.roles[<role>]``;
-3. the caller's team: ``mcp.permissions.teams[<team id>]``;
-4. the key itself: its metadata ``mcp_tools_allow`` / ``mcp_tools_deny`` (comma-separated
-   patterns), set when the key is created through the admin API.
+3. the caller's team: ``mcp.permissions.teams[<team id>]`` (config) and the team's own
+   ``mcp_tools`` (admin API: ``POST/PATCH /admin/v1/teams``, tenant admins);
+4. the key itself: its ``mcp_tools`` (admin API: ``POST /admin/v1/keys``).
 
 A tool is permitted only when every layer permits it: a deny anywhere wins, and each allow list
 present must match. The platform admin (master key) is bound by the server's own lists only.
@@ -22,20 +22,11 @@ from switchboard.access.roles import PLATFORM_ADMIN
 from switchboard.config.mcp import McpConfig, McpServerConfig
 from switchboard.context import Principal
 
-KEY_ALLOW = "mcp_tools_allow"
-KEY_DENY = "mcp_tools_deny"
-
 _Rule = tuple[Sequence[str] | None, Sequence[str]]
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatchcase(name, p) for p in patterns)
-
-
-def _patterns(value: object) -> list[str] | None:
-    if not isinstance(value, str):
-        return None
-    return [p.strip() for p in value.replace(" ", ",").split(",") if p.strip()]
 
 
 class Permissions:
@@ -52,10 +43,9 @@ class Permissions:
             out.append((role.allow, role.deny))
         if principal.team_id is not None and (team := self._config.teams.get(principal.team_id)) is not None:
             out.append((team.allow, team.deny))
-        meta = principal.metadata or {}
-        allow, deny = _patterns(meta.get(KEY_ALLOW)), _patterns(meta.get(KEY_DENY))
-        if allow is not None or deny:
-            out.append((allow, deny or ()))
+        for rule in principal.mcp_tools:  # the team's stored rule, then the key's
+            allow, deny = rule.get("allow"), rule.get("deny")
+            out.append((allow if isinstance(allow, list) else None, deny if isinstance(deny, list) else ()))
         return out
 
     @staticmethod

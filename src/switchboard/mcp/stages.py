@@ -1,12 +1,13 @@
 """The stages of one ``tools/call`` (gateway.py ``mcp_stages()``) and its terminal.
 
-A tool call runs the gateway's own stages like a model call: the tool is resolved, permitted and
-its arguments checked first (:class:`ToolStage`: nothing is sent or counted for a call refused
-here), then the record (:class:`ToolRecordStage`: one usage-ledger row, operation ``mcp``, model
-``<server>__<tool>``), the request log's bodies (CaptureStage), the rate limits (RateLimitStage:
-the key's rpm, and ``limits.models["<server>__<tool>"]`` as the per-tool limit), the budgets
-(:class:`ToolBudgetStage`: the server's per-call price reserved, then settled) and the terminal
-(:class:`ToolCall`: the call upstream).
+A tool call runs the gateway's own stages like a model call: the tool is resolved first
+(:class:`ToolStage`; an unknown tool is refused before anything else), then the record
+(:class:`ToolRecordStage`: one usage-ledger row, operation ``mcp``, model ``<server>__<tool>``,
+whatever the outcome), permissions and arguments (:class:`ToolCheckStage`: nothing is sent or
+counted against limits for a call refused there), the request log's bodies (CaptureStage), the
+rate limits (RateLimitStage: the key's rpm, and ``limits.models["<server>__<tool>"]`` as the
+per-tool limit), the budgets (:class:`ToolBudgetStage`: the server's per-call price reserved,
+then settled) and the terminal (:class:`ToolCall`: the call upstream).
 
 The canonical request of a tool call (``ctx.request``) is ``{"model": "<server>__<tool>",
 "tool": Tool, "arguments": {...}, "id": <json-rpc id>}``.
@@ -48,7 +49,7 @@ def price_nano(tool: Tool) -> int:
 
 
 class ToolStage:
-    """Resolve ``params.name``, check permissions and arguments; fill the canonical request."""
+    """Resolve ``params.name`` among the caller's servers; fill the canonical request."""
 
     name = "mcp_tool"
 
@@ -63,11 +64,26 @@ class ToolStage:
         if arguments is None:
             arguments = {}
         tool = await self._toolbox.resolve(ctx.principal, params["name"])
-        self._toolbox.check_arguments(tool, arguments)
         ctx.request["model"] = tool.exposed
         ctx.request["tool"] = tool
         ctx.request["arguments"] = arguments
         ctx.prompt_tokens = 0  # a tool call counts 0 tokens against token limits
+        return await call_next(ctx)
+
+
+class ToolCheckStage:
+    """Permissions (mcp/permissions.py) and the arguments (size, input schema): a call refused
+    here is recorded and nothing is sent or counted against limits and budgets."""
+
+    name = "mcp_check"
+
+    def __init__(self, toolbox: McpToolbox) -> None:
+        self._toolbox = toolbox
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        tool: Tool = ctx.request["tool"]
+        self._toolbox.check(ctx.principal, tool)
+        self._toolbox.check_arguments(tool, ctx.request["arguments"])
         return await call_next(ctx)
 
 

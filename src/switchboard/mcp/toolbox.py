@@ -32,7 +32,7 @@ from switchboard.mcp.interfaces import AuthorizationRequired, Listing
 from switchboard.mcp.permissions import Permissions
 from switchboard.mcp.registry import Registry
 from switchboard.mcp.relay import Notify
-from switchboard.mcp.upstream import Upstream, identity
+from switchboard.mcp.upstream import AuthorizationNeeded, Upstream, identity
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -98,7 +98,7 @@ class McpToolbox:
         wait = self.config.list_timeout_seconds
 
         async def one(upstream: Upstream) -> list[dict[str, Any]]:
-            async with asyncio.timeout(wait):
+            async with asyncio.timeout(wait + 1):  # each page is bounded by ``wait`` too
                 return await fetch(upstream)
 
         results = await asyncio.gather(*(one(u) for u in upstreams), return_exceptions=True)
@@ -119,7 +119,7 @@ class McpToolbox:
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
             params = {"cursor": cursor} if cursor else None
-            result = await upstream.request(method, params, principal)
+            result = await upstream.request(method, params, principal, wait=self.config.list_timeout_seconds)
             page = result.get(key)
             if not isinstance(page, list):
                 raise GatewayError(f"'{key}' is not a list", status=502, code="mcp_malformed_reply")
@@ -131,7 +131,10 @@ class McpToolbox:
 
     async def server_tools(self, upstream: Upstream, principal: Principal | None) -> list[dict[str, Any]]:
         """The server's tools as it lists them (for this caller's credentials), cached briefly."""
-        headers = await upstream.credentials.headers(upstream.server, principal)
+        try:
+            headers = await upstream.credentials.headers(upstream.server, principal)
+        except AuthorizationRequired as required:
+            raise AuthorizationNeeded(required) from None
         key = (upstream.name, identity(headers))
         now = time.monotonic()
         cached = self._tools.get(key)
@@ -243,24 +246,26 @@ class McpToolbox:
     # -- tools/call ----------------------------------------------------------------------------------
 
     async def resolve(self, principal: Principal | None, name: str) -> Tool:
-        """The tool ``name`` (``server__tool``) for this caller; UnknownTool when there is no such
-        tool among the servers it may use (another tenant's server included), ToolDenied when
-        it exists but this caller may not use it."""
+        """The tool ``name`` (``server__tool``) among the servers this caller may use; UnknownTool
+        when there is none (another tenant's server included). Permission is :meth:`check`'s."""
         parts = split_name(name)
         upstream = self.registry.get(parts[0], principal) if parts else None
         if parts is None or upstream is None:
             raise UnknownTool(f"unknown tool {name[:200]!r}: tools are named <server>__<tool>; "
                               "see tools/list")
         tool_name = parts[1]
-        if not self.permissions.server_permits(upstream.server, tool_name) or \
-                not self.permissions.permits(self.permissions.rules(principal), name):
-            raise ToolDenied(f"you may not use the tool {name!r}")
-        async with asyncio.timeout(self.config.list_timeout_seconds):
+        async with asyncio.timeout(self.config.list_timeout_seconds + 1):
             tools = await self.server_tools(upstream, principal)
         for tool in tools:
             if tool["name"] == tool_name:
                 return Tool(upstream, tool_name, name, tool)
         raise UnknownTool(f"unknown tool {name[:200]!r}: the server '{upstream.name}' has no such tool")
+
+    def check(self, principal: Principal | None, tool: Tool) -> None:
+        """ToolDenied unless every permission layer lets ``principal`` use ``tool``."""
+        if not self.permissions.server_permits(tool.upstream.server, tool.name) or \
+                not self.permissions.permits(self.permissions.rules(principal), tool.exposed):
+            raise ToolDenied(f"you may not use the tool {tool.exposed!r}")
 
     def check_arguments(self, tool: Tool, arguments: Any) -> None:
         """Refuse arguments larger than ``mcp.max_argument_bytes`` or failing the tool's input
@@ -310,13 +315,16 @@ class McpToolbox:
         if self.runner is not None:
             return await self.runner(principal, name, arguments)
         tool = await self.resolve(principal, name)
+        self.check(principal, tool)
         self.check_arguments(tool, arguments)
         return await self.call(tool, principal, arguments)
 
 
 def _notice(server: str, error: BaseException, wait: float) -> str:
-    if isinstance(error, AuthorizationRequired):
-        return f"{server}: needs your authorization: {error.authorize_url}"
+    if isinstance(error, AuthorizationRequired | AuthorizationNeeded):
+        url = (error.authorize_url if isinstance(error, AuthorizationRequired)
+               else error.extra["authorize_url"])
+        return f"{server}: needs your authorization: {url}"
     if isinstance(error, TimeoutError):
         return f"{server}: left out, no answer within {wait:g} s"
     if isinstance(error, GatewayError):

@@ -41,7 +41,7 @@ from switchboard.errors import (
     UpstreamUnavailable,
     UpstreamUnreachable,
 )
-from switchboard.mcp.interfaces import Credentials
+from switchboard.mcp.interfaces import AuthorizationRequired, Credentials
 from switchboard.mcp.relay import Notify
 
 log = logging.getLogger("switchboard.mcp")
@@ -62,10 +62,24 @@ class ServerDown(UpstreamUnavailable):
     code = "mcp_server_unavailable"
 
 
-class RpcError(GatewayError):
-    """The server answered the request with a JSON-RPC error: relayed to the caller as it is."""
+class AuthorizationNeeded(GatewayError):
+    """The server needs this user's OAuth authorization first (the Credentials said so): the
+    caller is told where to start it (``data.authorize_url``)."""
 
-    status = 200
+    status = 403
+    type = "permission_error"
+    code = "mcp_authorization_required"
+
+    def __init__(self, required: AuthorizationRequired) -> None:
+        super().__init__(str(required))
+        self.extra = {"authorize_url": required.authorize_url}
+
+
+class RpcError(GatewayError):
+    """The server answered the request with a JSON-RPC error: relayed to the caller with its own
+    code (recorded as a 502: the call failed upstream)."""
+
+    status = 502
     type = "mcp_error"
     code = "mcp_server_error"
 
@@ -170,17 +184,21 @@ class Upstream:
         now = time.monotonic()
         if self.down and now < self.retry_at:
             raise ServerDown(f"the MCP server '{self.name}' is unavailable; try again later")
-        if self._semaphore.locked():
+        try:
+            headers = await self.credentials.headers(self.server, principal)
+        except AuthorizationRequired as required:
+            raise AuthorizationNeeded(required) from None
+        wait = wait if wait is not None else self.server.timeout_seconds
+        if self._semaphore.locked():  # no await between this check and taking a slot
             raise ServerBusy(f"the MCP server '{self.name}' is busy ({self.server.max_concurrency} calls "
                              "under way); try again shortly")
-        headers = await self.credentials.headers(self.server, principal)
-        wait = wait if wait is not None else self.server.timeout_seconds
         async with self._semaphore:
             try:
                 async with asyncio.timeout(wait):
                     result = await self._request(method, params, headers, notify)
             except TimeoutError:
-                self._failed()
+                if method != "tools/call":  # a slow tool is not a down server
+                    self._failed()
                 raise UpstreamTimeout(
                     f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
             except (aiohttp.ClientConnectionError, OSError) as exc:

@@ -54,6 +54,11 @@ class KeyRecord:
     # Filled by ``get_by_hash`` only (never stored): the intersection of the tenant's, the
     # team's and the key's allowed regions, what its requests are held to; None: anywhere.
     effective_regions: frozenset[str] | None = None
+    # MCP tool permissions (revision 0021, docs/mcp.md): {"allow": [...] | None, "deny": [...]}
+    # patterns on "<server>__<tool>"; None: no list on the key. ``team_mcp_tools``: its team's,
+    # filled by ``get_by_hash`` only.
+    mcp_tools: Mapping[str, Any] | None = None
+    team_mcp_tools: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -749,6 +754,7 @@ class Team:
     created_at: datetime = field(default_factory=utcnow)
     created_by: str | None = None
     allowed_regions: list[str] | None = None  # as Tenant's, narrowing it
+    mcp_tools: Mapping[str, Any] | None = None  # MCP tool permissions (revision 0021), as the key's
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from switchboard.access import keys as keyfmt
 from switchboard.access.roles import DEFAULT_KEY_ROLE, RANK, ROLES, Reach, may_grant
+from switchboard.config.mcp import McpToolRule
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
@@ -68,6 +69,9 @@ class KeyCreate(BaseModel):
     budget_period: Period | None = Field(default=None, description="Its period; default total.")
     allowed_regions: Regions | None = Field(
         default=None, description="Regions its requests may be served in, within its team's and tenant's.")
+    mcp_tools: McpToolRule | None = Field(
+        default=None,
+        description="MCP tool permissions: {allow: [patterns] | null, deny: [patterns]} (docs/mcp.md).")
 
     @field_validator("role")
     @classmethod
@@ -143,6 +147,7 @@ def public(record: KeyRecord) -> dict[str, Any]:
         "max_budget_usd": None if record.max_budget_usd is None else float(record.max_budget_usd),
         "budget_period": record.budget_period,
         "allowed_regions": None if record.allowed_regions is None else list(record.allowed_regions),
+        "mcp_tools": None if record.mcp_tools is None else dict(record.mcp_tools),
     }
 
 
@@ -256,6 +261,7 @@ async def create_key(
         max_budget_usd=None if body.max_budget_usd is None else quantize_usd(body.max_budget_usd),
         budget_period=None if body.max_budget_usd is None else body.budget_period or "total",
         allowed_regions=None if body.allowed_regions is None else tuple(sorted(set(body.allowed_regions))),
+        mcp_tools=None if body.mcp_tools is None else body.mcp_tools.model_dump(),
     )
     await stores.keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from switchboard.access.cache import ALL
 from switchboard.access.roles import Reach
+from switchboard.config.mcp import McpToolRule
 from switchboard.errors import PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
@@ -39,6 +40,7 @@ class TeamCreate(BaseModel):
     name: Name
     tenant: Ident | None = None  # the platform admin only
     allowed_regions: Regions | None = None  # None: wherever the tenant allows
+    mcp_tools: McpToolRule | None = None  # MCP tool permissions of its keys (docs/mcp.md)
 
 
 class TeamUpdate(BaseModel):
@@ -47,6 +49,7 @@ class TeamUpdate(BaseModel):
     name: Name | None = None
     # Tenant admins and above: a team's own admins may not widen its residency policy.
     allowed_regions: Regions | None = None
+    mcp_tools: McpToolRule | None = None
 
 
 def public(team: Team) -> dict[str, Any]:
@@ -58,6 +61,7 @@ def public(team: Team) -> dict[str, Any]:
         "created_at": team.created_at.isoformat(),
         "created_by": team.created_by,
         "allowed_regions": team.allowed_regions,
+        "mcp_tools": None if team.mcp_tools is None else dict(team.mcp_tools),
     }
 
 
@@ -73,7 +77,8 @@ async def create_team(
     stores = _stores(request)
     tenant = await tenant_in_reach(access, stores, body.tenant)
     team = Team(id=new_id("team"), tenant_id=tenant, name=body.name, created_by=access.principal.id,
-                allowed_regions=regions_of(body.allowed_regions))
+                allowed_regions=regions_of(body.allowed_regions),
+                mcp_tools=None if body.mcp_tools is None else body.mcp_tools.model_dump())
     await stores.tenancy.create_team(team)
     await audit.record(request, "team.create", "team", team.id, after=public(team), tenant=tenant)
     return public(team)
@@ -118,9 +123,14 @@ async def update_team(
             raise PermissionDenied("a team's allowed regions are set by its tenant's admins",
                                    code="permission_denied")
         changes["allowed_regions"] = regions_of(body.allowed_regions)
+    if "mcp_tools" in changes:
+        if access.reach < Reach.TENANT:
+            raise PermissionDenied("a team's MCP tool permissions are set by its tenant's admins",
+                                   code="permission_denied")
+        changes["mcp_tools"] = None if body.mcp_tools is None else body.mcp_tools.model_dump()
     after = replace(before, **changes)
     await stores.tenancy.update_team(after)
-    if after.allowed_regions != before.allowed_regions:
+    if after.allowed_regions != before.allowed_regions or after.mcp_tools != before.mcp_tools:
         await request.app.state.services.key_cache().changed(ALL)  # keys hold the policy
     await audit.record(request, "team.update", "team", team_id, before=public(before), after=public(after),
                        tenant=before.tenant_id)

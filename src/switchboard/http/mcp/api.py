@@ -16,6 +16,9 @@ from switchboard.mcp.relay import RELAY, Relay
 
 log = logging.getLogger("switchboard.mcp")
 
+# Protocol revisions the endpoint speaks (the initialize handshake); the newest by default.
+VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -49,6 +52,9 @@ def rpc_error(rid: Any, error: GatewayError) -> dict[str, Any]:
     upstream = getattr(error, "data", None)
     if upstream is not None:
         data["upstream"] = upstream
+    extra = getattr(error, "extra", None)
+    if isinstance(extra, dict):
+        data.update(extra)
     if "retry-after" in error.headers:
         data["retry_after"] = error.headers["retry-after"]
     return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": error.message, "data": data}}
@@ -63,6 +69,10 @@ class McpAPI:
     dialect = "mcp"
 
     def decode(self, ctx: RequestContext) -> None:
+        version = ctx.headers.get("mcp-protocol-version")
+        if version is not None and version not in VERSIONS:
+            raise RpcFailure(INVALID_REQUEST, f"unsupported MCP-Protocol-Version {version[:40]!r}; "
+                             f"supported: {', '.join(VERSIONS)}", "unsupported_protocol_version")
         try:
             message = orjson.loads(ctx.body)
         except orjson.JSONDecodeError:

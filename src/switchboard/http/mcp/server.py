@@ -7,14 +7,12 @@ from typing import Any
 
 from switchboard.context import Reply, RequestContext, Result
 from switchboard.errors import GatewayError
-from switchboard.http.mcp.api import INVALID_PARAMS, METHOD_NOT_FOUND
+from switchboard.http.mcp.api import INVALID_PARAMS, METHOD_NOT_FOUND, VERSIONS
 from switchboard.mcp.interfaces import Listing
 from switchboard.mcp.relay import CALLS
 from switchboard.mcp.toolbox import NOTICES, McpToolbox
 from switchboard.pipeline.chain import Handler
 
-# Protocol revisions the endpoint answers with (the initialize handshake); the newest by default.
-VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
 SERVER_INFO = {"name": "switchboard", "title": "Switchboard MCP gateway", "version": "0.1.0"}
 INSTRUCTIONS = ("Tools, resources and prompts of the MCP servers you may use, named <server>__<name> "
                 "(resources: mcp://gateway/<server>/<uri>). Servers left out of a list are named in its "

@@ -61,6 +61,7 @@ def _row(record: KeyRecord) -> dict[str, Any]:
         "max_budget_nano_usd": _nano(record.max_budget_usd),
         "budget_period": record.budget_period,
         "allowed_regions": None if record.allowed_regions is None else list(record.allowed_regions),
+        "mcp_tools": None if record.mcp_tools is None else dict(record.mcp_tools),
     }
 
 
@@ -91,6 +92,7 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
         max_budget_usd=_usd(m["max_budget_nano_usd"]),
         budget_period=m["budget_period"],
         allowed_regions=None if m["allowed_regions"] is None else tuple(m["allowed_regions"]),
+        mcp_tools=m["mcp_tools"],
     )
 
 
@@ -120,7 +122,8 @@ class SqlKeyStore:
         """The key, with ``effective_regions``: its tenant's, team's and own allowed regions."""
         query = (
             sa.select(t, tenants.c.allowed_regions.label("tenant_regions"),
-                      teams.c.allowed_regions.label("team_regions"))
+                      teams.c.allowed_regions.label("team_regions"),
+                      teams.c.mcp_tools.label("team_mcp_tools"))
             .select_from(t.outerjoin(tenants, tenants.c.id == t.c.tenant_id)
                          .outerjoin(teams, sa.and_(teams.c.id == t.c.team_id,
                                                    teams.c.tenant_id == t.c.tenant_id)))
@@ -133,7 +136,7 @@ class SqlKeyStore:
         record = _record(row)
         m = row._mapping
         regions = intersect(m["tenant_regions"], m["team_regions"], record.allowed_regions)
-        return replace(record, effective_regions=regions)
+        return replace(record, effective_regions=regions, team_mcp_tools=m["team_mcp_tools"])
 
     async def get(self, tenant_id: str, key_id: str) -> KeyRecord | None:
         query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id)

@@ -451,3 +451,7 @@ responses = sa.Table(
     sa.Column("conversation", sa.Text, nullable=False),
     sa.Index("ix_responses_expires", "expires_at"),
 )
+
+# MCP tool permissions of a team's or a key's callers (revision 0021): {"allow": [...], "deny": [...]}
+for _table in (teams, api_keys):
+    _table.append_column(sa.Column("mcp_tools", sa.JSON))
