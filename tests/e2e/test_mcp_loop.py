@@ -221,7 +221,7 @@ def test_the_loop_stops_after_max_tool_steps(deployment: Deployment) -> None:
 
 
 def test_a_denied_tool_is_not_offered(deployment: Deployment) -> None:
-    key, _ = deployment.key(metadata={"mcp_tools_deny": "notes__delete_note"})
+    key, _ = deployment.key(mcp_tools={"deny": ["notes__delete_note"]})
     client = deployment.sdk(key)
     marker = new_marker()
     response = client.responses.create(model=MODEL, input=f"Tidy up mock:capture={marker}",
@@ -304,7 +304,7 @@ def test_the_cli_shows_servers_and_tools_and_calls_a_tool(deployment: Deployment
     assert servers["local"]["state"] == "up"
     assert servers["down"]["state"] == "left out" and servers["down"]["notice"]
     # A key sees its own tools: a denied one is not listed, and cannot be called.
-    key, _ = deployment.key(metadata={"mcp_tools_deny": "notes__delete_note"})
+    key, _ = deployment.key(mcp_tools={"deny": ["notes__delete_note"]})
     code, output = cli(deployment, "tools", "--server", "notes", "--json", key=key)
     assert code == 0, output
     names = {t["name"] for t in json.loads(output)}
