@@ -256,7 +256,7 @@ def _function_name(name: str, taken: set[str]) -> str:
 
 def _notice_for(label: str, notices: Sequence[str]) -> str | None:
     for notice in notices:
-        if f"'{label}'" in notice or f'"{label}"' in notice or notice.startswith(label):
+        if notice.startswith(label + ":") or f"'{label}'" in notice:
             return notice[:1000]
     return None
 

@@ -38,7 +38,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from mcp.client.stdio import get_default_environment
 
 from switchboard.config.mcp import McpConfig, McpServerConfig
 from switchboard.context import Principal
@@ -66,6 +65,15 @@ STDERR_LINE_CHARS = 1000
 STDERR_LINES_PER_MINUTE = 100
 STDERR_KEPT = 20
 MESSAGE_MARGIN = 64 * 1024
+# What a child inherits of the gateway's environment (as the MCP SDK's stdio client does); its
+# own ``env`` is added. Never the gateway's secrets.
+INHERITED = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    base = {name: value for name in INHERITED
+            if (value := os.environ.get(name)) is not None and not value.startswith("()")}
+    return base | dict(extra)
 
 
 def max_message_bytes(config: McpConfig) -> int:
@@ -362,7 +370,7 @@ class StdioUpstream(Upstream):
         assert self.server.command, "a stdio server has a command"
         process = await asyncio.create_subprocess_exec(
             *self.server.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=get_default_environment() | dict(self.server.env),
+            stderr=asyncio.subprocess.PIPE, env=child_environment(self.server.env),
             start_new_session=True, limit=self.max_bytes,
         )
         child = self._child = _Child(self, process)
