@@ -15,6 +15,7 @@ from switchboard.cli_analytics import analytics_app
 from switchboard.cli_budgets import budgets_app
 from switchboard.cli_keys import keys_app
 from switchboard.cli_logs import logs_app
+from switchboard.cli_mcp import mcp_app
 from switchboard.cli_prompts import prompts_app
 from switchboard.cli_providers import models_app, providers_app
 from switchboard.cli_routing import routing_app
@@ -43,6 +44,7 @@ app.add_typer(budgets_app, name="budgets")
 app.add_typer(routing_app, name="routing")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(prompts_app, name="prompts")
+app.add_typer(mcp_app, name="mcp")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 

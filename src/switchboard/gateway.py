@@ -24,6 +24,7 @@ from switchboard.http.mcp.runner import ToolRunner
 from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
 from switchboard.mcp.auth import McpAuth
+from switchboard.mcp.loop import McpLoopStage
 from switchboard.mcp.registry import Registry as McpRegistry
 from switchboard.mcp.stages import ToolBudgetStage, ToolCall, ToolCheckStage, ToolRecordStage, ToolStage
 from switchboard.mcp.toolbox import McpToolbox
@@ -258,6 +259,7 @@ class Gateway:
         stages += [
             DecodeStage(),
             self.prompts,
+            *self.mcp_loop_stages(operation),
             ModelAccessStage(),
             *self.rules_stage(),
             RouteStage(self.router),
@@ -303,6 +305,19 @@ class Gateway:
                            lambda: self.limit_cache),
             BudgetGateStage(self.settings.budgets, lambda: self.budgets, budget_gated),
         ]
+
+    def mcp_loop_stages(self, operation: str) -> list[Stage]:
+        """Chat and Responses requests naming MCP servers in ``tools`` (mcp/loop.py): the tool
+        loop runs the rest of the chain once per model call."""
+        if operation != "chat":
+            return []
+        registry = self.mcp_registry
+        # Each tool call of the loop as a tools/call on /mcp, metrics first (its ids <id>.t<n>).
+        observe: list[Stage] = [ObserveStage(self.observers, self.metrics)] if self.observers else []
+        tool_chain = build_chain([*observe, *self.mcp_stages()], ToolCall(self.mcp))
+        return [McpLoopStage(lambda: self.mcp if registry.all() else None,
+                             lambda p: {u.name: u.server for u in registry.visible(p)}, self.settings.mcp,
+                             lambda: tool_chain)]
 
     def mcp_stages(self) -> list[Stage]:
         """One MCP tools/call (mcp/stages.py): the tool resolved, traces, the record, permissions

@@ -119,9 +119,15 @@ def test_items_tools_and_format() -> None:
     assert len(t.items) == 8  # every item is listed by input_items, reasoning included
 
 
+def test_mcp_tools_are_kept_for_the_tool_loop() -> None:
+    tool = {"type": "mcp", "server_label": "x", "require_approval": "never"}
+    t = translate({"model": "m", "input": "x", "tools": [tool], "tool_choice": "required"})
+    assert t.request["tools"] == [tool]
+    assert t.request["tool_choice"] == "required"
+
+
 REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"tools": [{"type": "web_search_preview"}]}, "tools[0].type", "web_search_preview"),
-    ({"tools": [{"type": "mcp", "server_label": "x"}]}, "tools[0].type", "mcp"),
     ({"tools": [{"type": "image_generation"}]}, "tools[0].type", "image_generation"),
     ({"tools": [{"type": "computer_use_preview"}]}, "tools[0].type", "computer_use_preview"),
     ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type", "item_reference"),

@@ -131,3 +131,13 @@ class McpConfig(_Strict):
     permissions: McpPermissions = Field(default_factory=McpPermissions)
     # How long a server's tool list (for permissions and argument validation) is reused.
     tools_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+
+
+def check_stdio(servers: list[McpServerConfig], config: McpConfig) -> None:
+    """Refuse stdio servers unless the platform admin allowed them (a config error at start)."""
+    for i, server in enumerate(servers):
+        if server.transport == "stdio" and not config.allow_stdio:
+            raise ValueError(
+                f"mcp_servers[{i}] ({server.name!r}): stdio servers run as child processes of the gateway "
+                "and are off unless the platform admin sets mcp.allow_stdio: true"
+            )

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.catalog import CatalogConfig, ModelEntryInfo
-from switchboard.config.mcp import McpConfig, McpServerConfig
+from switchboard.config.mcp import McpConfig, McpServerConfig, check_stdio
 from switchboard.config.prompts import ApisConfig, PromptsConfig
 from switchboard.config.services import ServiceConfig
 from switchboard.config.urls import check_http_url, database_url_problem, redis_url_problem
@@ -957,6 +957,7 @@ class Settings(_Strict):
         if len(services) != len(set(services)):  # REST services (docs/services.md)
             twice = sorted({n for n in services if services.count(n) > 1})
             raise ValueError(f"services: duplicate service name {twice[0]!r}")
+        check_stdio(self.mcp_servers, self.mcp)  # stdio MCP servers only where allowed (config/mcp.py)
         return self
 
     def _check_router(self, names: set[str]) -> None:

@@ -16,6 +16,7 @@ from switchboard.access.roles import PLATFORM_ADMIN
 from switchboard.config.mcp import McpConfig, McpServerConfig
 from switchboard.context import Principal
 from switchboard.mcp.interfaces import Credentials
+from switchboard.mcp.stdio import StdioUpstream
 from switchboard.mcp.upstream import ConfigCredentials, Upstream
 
 
@@ -31,12 +32,14 @@ class Registry:
         for server in servers:
             if server.transport == "stdio" and not config.allow_stdio:
                 continue  # managed child processes only where the platform admin allows it
-            if server.transport == "stdio":
-                continue  # stdio servers are run by their own module (not in this registry yet)
-            self._servers[server.name] = Upstream(server, config, self.credentials)
+            # stdio servers: managed child processes (mcp/stdio.py), used like any upstream.
+            kind = StdioUpstream if server.transport == "stdio" else Upstream
+            self._servers[server.name] = kind(server, config, self.credentials)
 
     def put(self, server: McpServerConfig, credentials: Credentials | None = None) -> Upstream:
         """Add or replace a server (e.g. one registered through the admin API)."""
+        if server.transport == "stdio":  # a command to run: only from the YAML (mcp/stdio.py)
+            raise ValueError("stdio MCP servers are configured in the YAML only")
         upstream = Upstream(server, self.config, credentials or self.credentials)
         self._servers[server.name] = upstream
         if self._started:

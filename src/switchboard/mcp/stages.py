@@ -25,6 +25,7 @@ from typing import Any
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import Reply, RequestContext, Result, Spent
 from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.mcp.relay import CALLS, RELAY
 from switchboard.mcp.toolbox import McpToolbox, Tool
 from switchboard.pipeline.budgets import BudgetExceeded, BudgetUnavailable
 from switchboard.pipeline.chain import Handler
@@ -202,8 +203,16 @@ class ToolCall:
         params = ctx.request.get("params") or {}
         meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else None
         started = time.perf_counter()
+        relay = RELAY.get()  # progress relayed to the client (mcp/relay.py)
+        token = meta.get("progressToken") if meta is not None else None
+        if relay is not None and (isinstance(token, bool) or not isinstance(token, str | int)):
+            relay = None
+        elif relay is not None:
+            relay.token = token
         try:
-            result = await self._toolbox.call(tool, ctx.principal, ctx.request["arguments"], meta)
+            with CALLS.running(ctx.principal, ctx.request.get("id")):  # cancellable by the client
+                result = await self._toolbox.call(tool, ctx.principal, ctx.request["arguments"], meta,
+                                                  relay.notify if relay is not None else None)
         finally:
             ctx.upstream_seconds += time.perf_counter() - started
         return Reply({"jsonrpc": "2.0", "id": ctx.request.get("id"), "result": result})

@@ -31,6 +31,7 @@ from switchboard.errors import GatewayError, InvalidRequest, NotFound, PayloadTo
 from switchboard.mcp.interfaces import AuthorizationRequired, Listing
 from switchboard.mcp.permissions import Permissions
 from switchboard.mcp.registry import Registry
+from switchboard.mcp.relay import Notify
 from switchboard.mcp.upstream import AuthorizationNeeded, Upstream, identity
 
 log = logging.getLogger("switchboard.mcp")
@@ -300,12 +301,13 @@ class McpToolbox:
                                    f"{where}: {error.message[:500]}", param="arguments")
 
     async def call(self, tool: Tool, principal: Principal | None, arguments: Mapping[str, Any],
-                   meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Call the resolved tool upstream (no stages: the gateway's chain wraps this)."""
+                   meta: Mapping[str, Any] | None = None, notify: Notify | None = None) -> dict[str, Any]:
+        """Call the resolved tool upstream (no stages: the gateway's chain wraps this); the
+        server's notifications (progress) go to ``notify``."""
         params: dict[str, Any] = {"name": tool.name, "arguments": arguments}
         if meta:
             params["_meta"] = meta
-        return await tool.upstream.request("tools/call", params, principal)
+        return await tool.upstream.request("tools/call", params, principal, notify=notify)
 
     async def call_tool(self, principal: Principal | None, name: str,
                         arguments: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -42,6 +42,7 @@ from switchboard.errors import (
     UpstreamUnreachable,
 )
 from switchboard.mcp.interfaces import AuthorizationRequired, Credentials
+from switchboard.mcp.relay import Notify
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -176,7 +177,7 @@ class Upstream:
     # -- requests ---------------------------------------------------------------------------
 
     async def request(self, method: str, params: Mapping[str, Any] | None, principal: Principal | None,
-                      *, wait: float | None = None) -> dict[str, Any]:
+                      *, wait: float | None = None, notify: Notify | None = None) -> dict[str, Any]:
         """The ``result`` of one JSON-RPC request to the server on behalf of ``principal``.
         Raises a GatewayError: RpcError for the server's own JSON-RPC error, the server being
         down, busy, slow (``wait`` seconds, default the server's ``timeout_seconds``) or malformed."""
@@ -194,7 +195,7 @@ class Upstream:
         async with self._semaphore:
             try:
                 async with asyncio.timeout(wait):
-                    result = await self._request(method, params, headers)
+                    result = await self._request(method, params, headers, notify)
             except TimeoutError:
                 if method != "tools/call":  # a slow tool is not a down server
                     self._failed()
@@ -233,7 +234,7 @@ class Upstream:
         self._backoff = 1.0
 
     async def _request(self, method: str, params: Mapping[str, Any] | None,
-                       headers: dict[str, str]) -> dict[str, Any]:
+                       headers: dict[str, str], notify: Notify | None = None) -> dict[str, Any]:
         key = identity(headers)
         session = self._sessions.get(key)
         if session is None:
@@ -249,7 +250,7 @@ class Upstream:
                     if not session.ready:
                         await self._initialize(session, headers)
             try:
-                return await self._send(session, method, params, headers)
+                return await self._send(session, method, params, headers, notify=notify)
             except _SessionGone:
                 session.ready = False
                 session.id = None
@@ -291,7 +292,8 @@ class Upstream:
         return self.server.url
 
     async def _send(self, session: _Session, method: str, params: Mapping[str, Any] | None,
-                    headers: dict[str, str], *, initializing: bool = False) -> dict[str, Any]:
+                    headers: dict[str, str], *, initializing: bool = False,
+                    notify: Notify | None = None) -> dict[str, Any]:
         rid = next(self._ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
         if params is not None:
@@ -300,6 +302,15 @@ class Upstream:
         if self.server.transport == "sse":
             return await self._send_sse(session, rid, body, headers, initializing)
         sent = self._headers(session, headers, initializing)
+        try:
+            return await self._post(session, rid, body, sent, headers, initializing, notify)
+        except asyncio.CancelledError:
+            # The caller gave up (cancelled, gone, timed out): tell the server (mcp/relay.py).
+            self._cancel_upstream(session, rid, headers)
+            raise
+
+    async def _post(self, session: _Session, rid: int, body: bytes, sent: dict[str, str],
+                    headers: dict[str, str], initializing: bool, notify: Notify | None) -> dict[str, Any]:
         async with self._client().post(self._url, data=body, headers=sent) as resp:
             if resp.status == 404 and session.id is not None:
                 raise _SessionGone
@@ -313,7 +324,8 @@ class Upstream:
                 session.id = resp.headers.get("mcp-session-id") or None
             kind = resp.headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if kind == "text/event-stream":
-                reply = await self._from_events(_events(resp, self.config.max_result_bytes), rid)
+                events = _events(resp, self.config.max_result_bytes)
+                reply = await self._from_events(events, rid, notify, session, headers)
             elif kind == "application/json":
                 data = await _read_bounded(resp, self.config.max_result_bytes, self.name)
                 reply = _loads(data, self.name)
@@ -321,15 +333,49 @@ class Upstream:
                 raise Malformed(f"the MCP server '{self.name}' answered with content type {kind[:60]!r}")
         return _result(self.name, reply, rid)
 
-    async def _from_events(self, events: AsyncIterator[tuple[str, bytes]], rid: int) -> Any:
+    async def _from_events(self, events: AsyncIterator[tuple[str, bytes]], rid: int,
+                           notify: Notify | None = None, session: _Session | None = None,
+                           headers: dict[str, str] | None = None) -> Any:
         async for _, data in events:
             if not data.strip():
                 continue
             message = _loads(data, self.name)
-            if isinstance(message, dict) and message.get("id") == rid and "method" not in message:
+            if not isinstance(message, dict):
+                continue
+            if message.get("id") == rid and "method" not in message:
                 return message
-            # Notifications and server requests (progress, logging, sampling): not relayed here.
+            if "method" in message and "id" in message and session is not None and headers is not None:
+                # A request of the server's own (sampling, elicitation, roots, ping): answered here,
+                # so the server does not wait (docs/mcp.md, "What is supported").
+                await self._answer(session, headers, message)
+            elif "method" in message and notify is not None:
+                await notify(message)  # progress and other notifications, for the client
         raise Malformed(f"the MCP server '{self.name}' ended its stream without a reply")
+
+    async def _answer(self, session: _Session, headers: dict[str, str], request: dict[str, Any]) -> None:
+        reply = server_request_reply(request)
+        url = session.post_url or self._url
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.server.connect_timeout_seconds), self._client().post(
+                    url, data=orjson.dumps(reply), headers=self._headers(session, headers, False)) as resp:
+                await resp.content.read(_ERROR_BYTES)
+
+    def _cancel_upstream(self, session: _Session, rid: int, headers: dict[str, str]) -> None:
+        """Send ``notifications/cancelled`` for ``rid`` in the background (bounded)."""
+        message = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                   "params": {"requestId": rid, "reason": "cancelled by the gateway's client"}}
+        url = session.post_url or self._url
+        sent = self._headers(session, headers, False)
+
+        async def send() -> None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.server.connect_timeout_seconds), self._client().post(
+                        url, data=orjson.dumps(message), headers=sent) as resp:
+                    await resp.content.read(_ERROR_BYTES)
+
+        task = asyncio.create_task(send())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
 
     # -- HTTP+SSE transport --------------------------------------------------------------------
 
@@ -424,6 +470,20 @@ class Upstream:
             if self.down and time.monotonic() < self.retry_at:
                 continue
             await self.ping()
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def server_request_reply(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The gateway's answer to a request an upstream server sends: ``ping`` answered, the rest
+    (sampling, elicitation, roots) refused: the client behind the stateless ``/mcp`` cannot be
+    reached with a request (docs/mcp.md, "What is supported")."""
+    method = request.get("method")
+    if method == "ping":
+        return {"jsonrpc": "2.0", "id": request.get("id"), "result": {}}
+    return {"jsonrpc": "2.0", "id": request.get("id"),
+            "error": {"code": -32601, "message": f"{str(method)[:100]} is not passed through by the gateway"}}
 
 
 class _SessionGone(Exception):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
 
-from switchboard.context import RawReply, Reply, RequestContext, StreamReply
+from switchboard.context import RawReply, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, InternalError
 from switchboard.http.endpoint import Endpoint, Responder
+from switchboard.mcp.relay import RELAY, Relay
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -56,6 +58,10 @@ def rpc_error(rid: Any, error: GatewayError) -> dict[str, Any]:
     if "retry-after" in error.headers:
         data["retry_after"] = error.headers["retry-after"]
     return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": error.message, "data": data}}
+
+
+def _event(message: dict[str, Any]) -> bytes:
+    return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
 
 
 class McpAPI:
@@ -118,6 +124,9 @@ class McpEndpoint(Endpoint):
     the metrics and logs."""
 
     async def _serve(self, ctx: RequestContext, out: Responder) -> None:
+        if "text/event-stream" in ctx.headers.get("accept", ""):
+            await self._relayed(ctx, out)
+            return
         try:
             result = await self._chain(ctx)
         except GatewayError as err:
@@ -127,6 +136,61 @@ class McpEndpoint(Endpoint):
             log.exception("request %s: unexpected error", ctx.request_id)
             await self._error(ctx, out, InternalError(f"internal error (request id {ctx.request_id})"))
             return
+        await self._write(ctx, out, result)
+
+    async def _relayed(self, ctx: RequestContext, out: Responder) -> None:
+        """For a client that accepts SSE: the chain runs while what the upstream server sends for
+        the client (progress of a tools/call with a progressToken, mcp/relay.py) is written as
+        events; the reply is then the last event. Nothing relayed: a plain JSON reply."""
+        relay = Relay(None)
+        RELAY.set(relay)  # seen by the chain's task (a copy of this context)
+        task = asyncio.ensure_future(self._chain(ctx))
+        started = False
+        try:
+            while True:
+                getter = asyncio.ensure_future(relay.queue.get())
+                done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                if not started:
+                    await out.stream_start()
+                    started = True
+                await out.stream_data(_event(getter.result()))
+            while started and not relay.queue.empty():
+                await out.stream_data(_event(relay.queue.get_nowait()))
+        except BaseException:
+            task.cancel()  # the client is gone (or the server stopping): the call is cancelled
+            raise
+        try:
+            result = task.result()
+        except GatewayError as err:
+            if not started:
+                await self._error(ctx, out, err)
+                return
+            rid = ctx.request.get("id") if ctx.request else None
+            ctx.outcome.failed(err)
+            await out.stream_data(_event(rpc_error(rid, err)))
+            await out.stream_end()
+            return
+        except Exception:
+            log.exception("request %s: unexpected error", ctx.request_id)
+            internal = InternalError(f"internal error (request id {ctx.request_id})")
+            if not started:
+                await self._error(ctx, out, internal)
+                return
+            ctx.outcome.failed(internal)
+            await out.stream_data(_event(rpc_error(ctx.request.get("id") if ctx.request else None, internal)))
+            await out.stream_end()
+            return
+        if not started:
+            await self._write(ctx, out, result)
+            return
+        if isinstance(result, Reply) and result.body:
+            await out.stream_data(_event(result.body))
+        await out.stream_end()
+
+    async def _write(self, ctx: RequestContext, out: Responder, result: Result) -> None:
         if isinstance(result, Reply):
             await out.body(result.status, self.inbound.encode(ctx, result.body), ctx.response_headers)
         elif isinstance(result, StreamReply):

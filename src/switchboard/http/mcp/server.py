@@ -9,6 +9,7 @@ from switchboard.context import Reply, RequestContext, Result
 from switchboard.errors import GatewayError
 from switchboard.http.mcp.api import INVALID_PARAMS, METHOD_NOT_FOUND, VERSIONS
 from switchboard.mcp.interfaces import Listing
+from switchboard.mcp.relay import CALLS
 from switchboard.mcp.toolbox import NOTICES, McpToolbox
 from switchboard.pipeline.chain import Handler
 
@@ -34,6 +35,9 @@ class McpServer:
         if request.get("notification"):
             # Notifications (initialized, cancelled, ...) and replies to server requests: accepted.
             ctx.operation = "mcp:notification"
+            if method == "notifications/cancelled":  # the caller's own call under way here
+                cancelled = request.get("params") or {}
+                CALLS.cancel(ctx.principal, cancelled.get("requestId"))
             return Reply({}, status=202)
         assert isinstance(method, str)
         if method == "tools/call":

@@ -14,6 +14,8 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
       function_call_output {call_id, output}   -> a tool message
       reasoning                         -> dropped (never sent upstream)
     tools [{type: function, name, description, parameters, strict}] -> chat tools
+    tools [{type: mcp, server_label, ...}] -> kept as they are: the gateway's tool loop
+                                           (mcp/loop.py, docs/mcp.md) runs them
     tool_choice auto|none|required|{type: function, name} -> tool_choice
     max_output_tokens                   -> max_tokens
     temperature, top_p                  -> temperature, top_p
@@ -26,7 +28,7 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
     prompt_cache_key, service_tier, client_metadata, truncation "disabled" -> kept by the gateway (echoed,
                                            stored) and not sent upstream
 
-Built-in tools (web_search, file_search, computer_use, code_interpreter, mcp, image_generation,
+Built-in tools (web_search, file_search, computer_use, code_interpreter, image_generation,
 local_shell, custom tools) and fields with no chat equivalent (background, conversation, prompt,
 top_logprobs, max_tool_calls, truncation "auto", file inputs) answer 400 naming the feature; an
 unknown top-level field answers 400 as OpenAI does.
@@ -312,6 +314,8 @@ def _tool(tool: Any, path: str) -> JSON:
     if not isinstance(tool, dict):
         raise fail(path, f"Invalid type for '{path}': expected an object.", "invalid_type")
     kind = tool.get("type")
+    if kind == "mcp":  # a registered MCP server: the tool loop's (mcp/loop.py), validated there
+        return dict(tool)
     if kind != "function":
         if isinstance(kind, str) and (
             kind in BUILTIN_TOOLS or kind.startswith(("web_search", "computer_use"))
@@ -548,7 +552,8 @@ def translate(body: JSON) -> Translated:
     echo["tools"] = body.get("tools") or []
     echo["tool_choice"] = "auto"
     if body.get("tool_choice") is not None:
-        choice = _tool_choice(body["tool_choice"], {t["function"]["name"] for t in tools})
+        functions = {t["function"]["name"] for t in tools if t["type"] == "function"}
+        choice = _tool_choice(body["tool_choice"], functions)
         if tools:
             out["tool_choice"] = choice
         echo["tool_choice"] = body["tool_choice"]

@@ -135,7 +135,10 @@ def from_chat(body: JSON, base: JSON) -> JSON:
     choices = body.get("choices") or []
     choice = choices[0] if choices and isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
-    return finished(base, output_items(message), choice.get("finish_reason"), body.get("usage"))
+    # The gateway's tool loop (mcp/loop.py): its mcp_list_tools and mcp_call items come first.
+    loop = body.get("mcp_output")
+    output = [*loop, *output_items(message)] if isinstance(loop, list) else output_items(message)
+    return finished(base, output, choice.get("finish_reason"), body.get("usage"))
 
 
 def assistant_messages(output: list[JSON]) -> list[JSON]:

@@ -120,7 +120,9 @@ class Responses:
     async def invoke(self, ctx: RequestContext) -> Result:
         """The terminal of POST /v1/responses: as is to a native deployment (the pass-through
         exchange of pipeline/native.py), else translated; decided per attempt."""
-        call = self.call(ctx)
+        call = self._calls.get(id(ctx))
+        if call is None:  # a model call of the MCP tool loop (mcp/loop.py): the canonical request
+            return await chat_invoke(ctx)
         route = ctx.route
         call.native = route is not None and exchange_for(ctx, route) is not None
         if call.native:

@@ -66,6 +66,10 @@ class StreamEncoder:
         if isinstance(native, dict):
             return self._passed(native)
         out: list[bytes] = []
+        loop = chunk.get("mcp_output")
+        if isinstance(loop, list):  # the tool loop's items (mcp/loop.py), each complete
+            for item in loop:
+                self._done_item(item, out)
         if chunk.get("usage"):
             self._usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
@@ -121,6 +125,25 @@ class StreamEncoder:
         return b"".join(out) + self.event("response.failed", response=response)
 
     # -- items -----------------------------------------------------------------------------------
+
+    def _done_item(self, item: JSON, out: list[bytes]) -> None:
+        """An ``mcp_list_tools`` or ``mcp_call`` item of the tool loop: added, its outcome, done."""
+        self._close(out)
+        self._output.append(item)
+        index = self._index()
+        kind = item.get("type")
+        out.append(self.event("response.output_item.added", output_index=index,
+                              item={**item, "status": "in_progress"} if kind == "mcp_call" else item))
+        if kind == "mcp_list_tools":
+            outcome = "failed" if item.get("error") and not item.get("tools") else "completed"
+            out.append(self.event(f"response.mcp_list_tools.{outcome}", item_id=item["id"],
+                                  output_index=index))
+        elif kind == "mcp_call":
+            out.append(self.event("response.mcp_call_arguments.done", item_id=item["id"], output_index=index,
+                                  arguments=item.get("arguments") or "{}"))
+            outcome = "failed" if item.get("status") == "failed" else "completed"
+            out.append(self.event(f"response.mcp_call.{outcome}", item_id=item["id"], output_index=index))
+        out.append(self.event("response.output_item.done", output_index=index, item=item))
 
     def _index(self) -> int:
         return len(self._output) - 1

@@ -1,0 +1,380 @@
+"""MCP tools through the LLM endpoints (mcp/loop.py), end to end: the official ``openai`` SDK sends
+Responses and chat requests naming MCP servers; the mock upstream answers with tool calls (it calls
+an offered tool, then answers with the tool's result); the tools run on an MCP server written with
+the official SDK (streamable HTTP) and on a stdio server run by the gateway. Every test runs on the
+embedded default and on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+import pytest
+import yaml
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.mcp_servers import McpUpstream, start_mcp_server
+from tests.servers import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    Gateway,
+    Mock,
+    Process,
+    captured,
+    free_port,
+    new_marker,
+    openai_config,
+    spawn,
+    start_gateway,
+)
+from tests.services import Postgres, RedisServer
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+STDIO_SCRIPT = str(Path(__file__).parents[1] / "mcp_stdio_server.py")
+MODEL = "gpt-4o-mini"
+STEPS = 3
+
+
+def notes(*allowed: str) -> dict[str, Any]:
+    tool: dict[str, Any] = {"type": "mcp", "server_label": "notes", "require_approval": "never"}
+    if allowed:
+        tool["allowed_tools"] = list(allowed)
+    return tool
+
+
+@pytest.fixture(scope="module")
+def notes_server() -> Iterator[McpUpstream]:
+    server = start_mcp_server("notes")
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="module")
+def extras_server() -> Iterator[str]:
+    """tests/mcp_stdio_server.py over streamable HTTP (progress, cancellation)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, STDIO_SCRIPT, "http", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    process = Process(proc)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            break
+        except httpx.TransportError:
+            assert proc.poll() is None and time.monotonic() < deadline, process.output
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/mcp"
+    process.stop()
+
+
+@dataclass
+class Deployment:
+    kind: str
+    gateway: Gateway
+    mock: Mock
+    notes_url: str
+
+    def key(self, **body: Any) -> tuple[str, str]:
+        resp = httpx.post(f"{self.gateway.url}/admin/v1/keys", json={"models": ["*"], **body}, headers=ADMIN,
+                          timeout=10)
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["key"]), str(resp.json()["id"])
+
+    def sdk(self, key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0, timeout=60)
+
+    def records(self, key_id: str, count: int, timeout: float = 20) -> list[dict[str, Any]]:
+        """The key's request-log records, once ``count`` of them are written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = httpx.get(f"{self.gateway.url}/admin/v1/logs", params={"key": key_id, "limit": 100},
+                             headers=ADMIN, timeout=10)
+            assert resp.status_code == 200, resp.text
+            data: list[dict[str, Any]] = resp.json()["data"]
+            if len(data) >= count:
+                return data
+            assert time.monotonic() < deadline, f"only {len(data)} records of {count}"
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server: McpUpstream,
+               extras_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    config = openai_config(mock_upstream)
+    config["mcp_servers"] = [
+        {"name": "notes", "url": notes_server.url},
+        {"name": "local", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
+         "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}, "connect_timeout_seconds": 60},
+        {"name": "down", "url": f"http://127.0.0.1:{free_port()}/mcp", "connect_timeout_seconds": 1},
+        {"name": "extras", "url": extras_server},
+    ]
+    config["mcp"] = {"allow_stdio": True, "max_tool_steps": STEPS}
+    config["spend"] = {"flush_seconds": 0.1}
+    if request.param == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"mcploop_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"mcploop-{request.param}"))
+    deployment = Deployment(request.param, gw, mock_upstream, notes_server.url)
+    _wait_for_stdio(deployment)
+    yield deployment
+    gw.process.stop()
+
+
+def _wait_for_stdio(deployment: Deployment) -> None:
+    """The stdio server's process starts with the gateway: wait until its tools are listed."""
+    deadline = time.monotonic() + 60
+    while "local__echo" not in asyncio.run(_tool_names(deployment, MASTER_KEY)):
+        assert time.monotonic() < deadline, "the stdio server never came up"
+        time.sleep(0.2)
+
+
+@asynccontextmanager
+async def session(deployment: Deployment, key: str) -> AsyncIterator[ClientSession]:
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+        streamable_http_client(deployment.gateway.url + "/mcp", http_client=http) as streams,
+        ClientSession(streams[0], streams[1]) as client,
+    ):
+        await client.initialize()
+        yield client
+
+
+async def _tool_names(deployment: Deployment, key: str) -> set[str]:
+    async with session(deployment, key) as client:
+        return {t.name for t in (await client.list_tools()).tools}
+
+
+# -- Responses -------------------------------------------------------------------------------------
+
+
+def test_a_responses_request_runs_the_loop_and_returns_mcp_call_items(deployment: Deployment) -> None:
+    key, key_id = deployment.key()
+    client = deployment.sdk(key)
+    marker = new_marker()
+    response = client.responses.create(model=MODEL, input=f"Read a note mock:capture={marker}",
+                                       tools=[notes("read_note")])  # type: ignore[list-item]
+    kinds = [item.type for item in response.output]
+    assert kinds == ["mcp_list_tools", "mcp_call", "message"], kinds
+    listed, call, _ = response.output
+    assert listed.server_label == "notes" and [t.name for t in listed.tools] == ["read_note"]  # type: ignore[union-attr]
+    assert (call.server_label, call.name, call.status) == ("notes", "read_note", "completed")  # type: ignore[union-attr]
+    assert call.error is None  # type: ignore[union-attr]
+    assert call.output == "no such note"  # type: ignore[union-attr]
+    assert "The tool returned: no such note" in response.output_text
+    assert response.status == "completed"
+    # The model was offered the tool as a function, then given its result.
+    sent = captured(deployment.mock, marker, count=2)
+    assert [t["function"]["name"] for t in sent[0]["body"]["tools"]] == ["notes__read_note"]
+    asked, answered = sent[1]["body"]["messages"][-2:]
+    call_id = asked["tool_calls"][0]["id"]
+    assert answered == {"role": "tool", "tool_call_id": call_id, "content": "no such note"}
+    # Every step is recorded: each model call and the tool call, its own record.
+    records = deployment.records(key_id, 3)
+    ids = sorted(r["request_id"] for r in records)
+    base = ids[0].rsplit(".", 1)[0]
+    assert ids == [f"{base}.1", f"{base}.2", f"{base}.t1"], ids
+    models = {r["request_id"].rsplit(".", 1)[1]: r["model"] for r in records}
+    assert models["t1"] == "notes__read_note" and models["1"] == MODEL
+
+
+def test_a_streamed_responses_request_gets_the_items_as_events(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+    client = deployment.sdk(key)
+    tools: Any = [notes("read_note")]
+    events = list(client.responses.create(model=MODEL, input="Read a note", tools=tools, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "response.mcp_list_tools.completed" in kinds and "response.mcp_call.completed" in kinds
+    final = events[-1].response  # type: ignore[union-attr]
+    assert [i.type for i in final.output] == ["mcp_list_tools", "mcp_call", "message"]
+
+
+def test_the_loop_stops_after_max_tool_steps(deployment: Deployment) -> None:
+    key, key_id = deployment.key()
+    client = deployment.sdk(key)
+    # The mock calls the tool on every turn: the loop stops at mcp.max_tool_steps model calls.
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=MODEL, input="mock:tool_call=notes__read_note again and again",
+                                tools=[notes("read_note")])  # type: ignore[list-item]
+    assert refused.value.body["code"] == "mcp_max_tool_steps"  # type: ignore[index]
+    assert f"after {STEPS} model calls" in refused.value.body["message"]  # type: ignore[index]
+    records = deployment.records(key_id, 2 * STEPS - 1)
+    assert len([r for r in records if r["model"] == MODEL]) == STEPS
+    assert len([r for r in records if r["model"] == "notes__read_note"]) == STEPS - 1
+
+
+def test_a_denied_tool_is_not_offered(deployment: Deployment) -> None:
+    key, _ = deployment.key(mcp_tools={"deny": ["notes__delete_note"]})
+    client = deployment.sdk(key)
+    marker = new_marker()
+    response = client.responses.create(model=MODEL, input=f"Tidy up mock:capture={marker}",
+                                       tools=[notes("read_note", "delete_note")])  # type: ignore[list-item]
+    listed = response.output[0]
+    assert [t.name for t in listed.tools] == ["read_note"]  # type: ignore[union-attr]
+    offered = [t["function"]["name"] for t in captured(deployment.mock, marker)[0]["body"]["tools"]]
+    assert offered == ["notes__read_note"]
+
+
+def test_bad_mcp_tools_are_refused(deployment: Deployment) -> None:
+    client = deployment.sdk(deployment.key()[0])
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({**notes(), "server_label": "nope"}, "tools[0].server_label"),
+        ({**notes(), "server_url": "http://169.254.169.254/mcp"}, "tools[0].server_url"),
+        ({**notes(), "require_approval": "always"}, "tools[0].require_approval"),
+        ({**notes(), "headers": {"Authorization": "Bearer x"}}, "tools[0].headers"),
+        ({**notes(), "allowed_tools": "read_note"}, "tools[0].allowed_tools"),
+    ]
+    for tool, param in bad:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model=MODEL, input="hi", tools=[tool])  # type: ignore[list-item]
+        assert refused.value.body["param"] == param, refused.value.body  # type: ignore[index]
+    # The registered URL itself is accepted.
+    registered: Any = [{**notes("read_note"), "server_url": deployment.notes_url}]
+    ok = client.responses.create(model=MODEL, input="hi", tools=registered)
+    assert ok.output[1].type == "mcp_call"
+
+
+# -- chat (extension) ------------------------------------------------------------------------------
+
+
+def test_chat_completions_run_the_loop_with_the_calls_listed(deployment: Deployment) -> None:
+    client = deployment.sdk(deployment.key()[0])
+    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "read"}],
+                                           tools=[notes("read_note")])  # type: ignore[list-item]
+    assert reply.choices[0].message.content == "The tool returned: no such note"
+    assert reply.choices[0].message.tool_calls is None
+    extra = reply.model_extra or {}
+    assert [i["type"] for i in extra["mcp_output"]] == ["mcp_list_tools", "mcp_call"]
+    assert extra["mcp_output"][1]["output"] == "no such note"
+    streamed = list(client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "read"}], tools=[notes("read_note")],  # type: ignore[list-item]
+        stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == "The tool returned: no such note"
+    items = [i for c in streamed for i in (c.model_extra or {}).get("mcp_output", [])]
+    assert [i["type"] for i in items] == ["mcp_list_tools", "mcp_call"]
+
+
+# -- stdio -----------------------------------------------------------------------------------------
+
+
+def test_a_stdio_server_is_listed_and_called(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+    assert {"local__echo", "local__add"} <= asyncio.run(_tool_names(deployment, key))
+    client = deployment.sdk(key)
+    tools: Any = [{"type": "mcp", "server_label": "local", "allowed_tools": ["echo"],
+                   "require_approval": "never"}]
+    response = client.responses.create(model=MODEL, input="say it", tools=tools)
+    call = response.output[1]
+    assert call.type == "mcp_call" and call.server_label == "local" and call.name == "echo"
+    assert call.output is not None and call.output.startswith("echo: ")
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+
+def cli(deployment: Deployment, *args: str, key: str = MASTER_KEY) -> tuple[int, str]:
+    proc = spawn(["mcp", *args, "--url", deployment.gateway.url, "--key", key], env={"COLUMNS": "250"})
+    code = proc.wait_exit(60)
+    return code, proc.output
+
+
+def test_the_cli_shows_servers_and_tools_and_calls_a_tool(deployment: Deployment) -> None:
+    code, output = cli(deployment, "servers", "--json")
+    assert code == 0, output
+    servers = {row["server"]: row for row in json.loads(output)}
+    assert servers["notes"]["state"] == "up" and servers["notes"]["tools"] >= 3
+    assert servers["local"]["state"] == "up"
+    assert servers["down"]["state"] == "left out" and servers["down"]["notice"]
+    # A key sees its own tools: a denied one is not listed, and cannot be called.
+    key, _ = deployment.key(mcp_tools={"deny": ["notes__delete_note"]})
+    code, output = cli(deployment, "tools", "--server", "notes", "--json", key=key)
+    assert code == 0, output
+    names = {t["name"] for t in json.loads(output)}
+    assert "notes__read_note" in names and "notes__delete_note" not in names
+    code, output = cli(deployment, "call", "notes__delete_note", "--arg", "title=welcome", key=key)
+    assert code == 1 and "mcp_tool_denied" in output
+    code, output = cli(deployment, "call", "local__add", "--arg", "a=2", "--arg", "b=40", key=key)
+    assert (code, output.strip()) == (0, "42")
+    code, output = cli(deployment, "call", "notes__read_note", "--json", '{"title": "welcome"}', key=key)
+    assert (code, output.strip()) == (0, "hello from notes")
+    # Bad input: a tool that fails, an unknown tool, arguments that are not key=value or not JSON.
+    code, output = cli(deployment, "call", "nope__tool")
+    assert code == 1 and "mcp_unknown_tool" in output
+    assert cli(deployment, "call", "local__add", "--arg", "a")[0] == 2
+    code, output = cli(deployment, "tools", key="sk-not-a-key")
+    assert code == 1 and "HTTP 401" in output
+
+
+def test_stdio_servers_are_refused_at_start_unless_allowed(deployment: Deployment, tmp_path: Path) -> None:
+    # The same configuration without mcp.allow_stdio: the gateway does not start, naming the server.
+    config = yaml.safe_load(deployment.gateway.config_path.read_text())
+    del config["mcp"]["allow_stdio"]
+    path = tmp_path / "no-stdio.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {"SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
+    proc = spawn(["serve", "--config", str(path), "--port", str(free_port())], env=env)
+    assert proc.wait_exit(60) != 0
+    assert "mcp_servers[1] ('local')" in proc.output and "mcp.allow_stdio: true" in proc.output
+    assert "Traceback" not in proc.output
+
+
+# -- protocol extras on /mcp -----------------------------------------------------------------------
+
+
+def test_progress_is_relayed_from_http_and_stdio_servers(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            for name in ("extras__slow", "local__slow"):
+                seen: list[tuple[float, float | None, str | None]] = []
+
+                async def progress(value: float, total: float | None, message: str | None) -> None:
+                    seen.append((value, total, message))  # noqa: B023 - used before the next loop
+
+                result = await client.call_tool(name, {"steps": 3}, progress_callback=progress)
+                assert "".join(getattr(c, "text", "") for c in result.content) == "done"
+                assert seen == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")], (name, seen)
+            # Without a progress token, the same call is a plain reply.
+            assert not (await client.call_tool("extras__slow", {"steps": 1})).is_error
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_call_is_cancelled_upstream(deployment: Deployment) -> None:
+    key, _ = deployment.key()
+
+    async def cancellations(client: ClientSession, server: str) -> int:
+        result = await client.call_tool(f"{server}__cancellations", {})
+        return int("".join(getattr(c, "text", "") for c in result.content))
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            for server in ("extras", "local"):
+                before = await cancellations(client, server)
+                with pytest.raises(Exception):  # noqa: B017 - the client gives up on its call
+                    await client.call_tool(f"{server}__wait", {"seconds": 60}, read_timeout_seconds=1.0)
+                deadline = time.monotonic() + 20
+                while await cancellations(client, server) == before:
+                    assert time.monotonic() < deadline, f"{server}: the call was not cancelled upstream"
+                    await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())

@@ -1,0 +1,73 @@
+"""A small MCP server written with the official SDK, run by the gateway over stdio (or, with
+``http PORT``, over streamable HTTP): ``echo``, ``add``, ``big`` (a result of N bytes), ``crash``
+(exits the process), ``slow`` (reports progress), ``wait`` and ``cancellations`` (how many calls
+of ``wait`` were cancelled)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("stdio-test")
+cancelled: list[float] = []
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Say it back."""
+    print(f"echo called with {len(text)} characters", file=sys.stderr, flush=True)
+    return f"echo: {text}"
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+@server.tool()
+def big(size: int) -> str:
+    """A result of ``size`` characters."""
+    return "x" * size
+
+
+@server.tool()
+def crash() -> str:
+    """End the server's process."""
+    os._exit(3)
+
+
+@server.tool()
+async def slow(steps: int, ctx: Context) -> str:
+    """Report progress ``steps`` times."""
+    for i in range(steps):
+        await ctx.report_progress(i + 1, steps, f"step {i + 1}")
+        await asyncio.sleep(0.05)
+    return "done"
+
+
+@server.tool()
+async def wait(seconds: float) -> str:
+    """Wait (the test cancels it)."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        cancelled.append(seconds)
+        raise
+    return "waited"
+
+
+@server.tool()
+def cancellations() -> int:
+    """How many calls of ``wait`` were cancelled."""
+    return len(cancelled)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "http":
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))  # type: ignore[call-overload]
+    else:
+        server.run("stdio")
