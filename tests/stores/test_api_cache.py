@@ -106,7 +106,7 @@ class Rig:
 
     @property
     def total_reads(self) -> int:
-        return sum(self.apis.reads.values()) + sum(self.prompts.reads.values()) + sum(self.subs.reads.values())
+        return sum(sum(c.reads.values()) for c in (self.apis, self.prompts, self.subs))
 
     def reset(self) -> None:
         for counted in (self.apis, self.prompts, self.subs):

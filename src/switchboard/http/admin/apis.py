@@ -78,7 +78,9 @@ class ApiUpdate(BaseModel):
     require_approval: bool | None = None
     successor: ApiName | None = None
     sunset_at: AwareDatetime | None = None
-    split: Split | None = Field(default=None, description="Set a split; an empty list removes it.")
+    # Two arms or more (checked below, 400 invalid_split); an empty list (or null) removes it.
+    split: Annotated[list[SplitArm], Field(max_length=10)] | None = Field(
+        default=None, description="Set a split; an empty list (or null) removes it.")
 
 
 def public(record: ApiRecord) -> dict[str, Any]:
