@@ -12,6 +12,7 @@ from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier
 from switchboard.access.subscriptions import SubscriptionCache
+from switchboard.apis.cache import ApiCache
 from switchboard.apis.sessions import SessionBook
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
@@ -179,6 +180,7 @@ class Gateway:
         # looked up (and cached) once the stores are open; one pooled session to reach them.
         self.services = ServiceTable(settings.services)
         self.service_proxy = ServiceProxy()
+        self.api_cache: ApiCache | None = None  # their records, for the request path (apis/cache.py)
         self.ready = False
         # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
         self.prompts = PromptStage(settings.prompts, lambda: self.stores)
@@ -222,7 +224,7 @@ class Gateway:
         stages = [s for s in self.stages("chat") if not isinstance(s, ModelAccessStage | PromptStage)]
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage))
         stages[at] = ApiStage(self.api_calls, lambda: self.stores, lambda: self.subscriptions,
-                              self.prompts.cache)
+                              self.prompts.cache, lambda: self.api_cache)
         stages.insert(at + 1, SessionStage(self.api_calls, self.api_sessions, self.router))
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, AttemptStage))
         stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
@@ -374,6 +376,10 @@ class Gateway:
             await self.limit_cache.start()
         self.last_used = LastUsed(self.stores.keys, self.settings.auth.last_used_interval_seconds)
         self.last_used.start()
+        if self.stores.apis is not None:
+            ttl = self.settings.apis.cache_seconds
+            self.api_cache = ApiCache(self.stores.apis, self.stores.feed, ttl=ttl)
+            await self.api_cache.start()
         spend = self.settings.spend
         self.usage = LedgerWriter(self.stores.ledger, data_dir(self.settings) / "spool",
                                   max_bytes=spend.spool_max_bytes, flush_seconds=spend.flush_seconds,
@@ -475,6 +481,9 @@ class Gateway:
         await self.mcp_registry.close()
         await self.services.close()
         await self.service_proxy.close()
+        if self.api_cache is not None:
+            await self.api_cache.close()
+            self.api_cache = None
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

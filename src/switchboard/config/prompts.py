@@ -33,3 +33,6 @@ class ApisConfig(_Strict):
     repair_attempts: Annotated[int, Field(ge=0, le=3)] = 1
     # The largest request body (the variables) a call may send; larger: 413.
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # How long an API's record stays cached on the request path (admin changes are pushed on the
+    # change feed; this bounds staleness when a message is lost). "No such API": at most 5 s.
+    cache_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0

@@ -3,8 +3,10 @@ along their lifecycle (draft, published, deprecated, retired); docs/prompt-apis.
 
 An API belongs to a tenant and its owning team; the team's admins (and the tenant's) manage it,
 everyone in the tenant reads it. It follows a prompt version or a prompt label, optionally split
-between versions. Teams subscribe to an API that needs approval like to a gated model
-(``POST /admin/v1/subscriptions {"api": name}``): the subject kind ``api`` is registered here.
+between versions. Every change is published on the change feed, and every instance drops its
+cached record (the request path's cache, ``apis/cache.py``). Teams subscribe to an API that
+needs approval like to a gated model (``POST /admin/v1/subscriptions {"api": name}``): the
+subject kind ``api`` is registered here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from switchboard.apis import sessions
+from switchboard.apis.cache import publish_change
 from switchboard.apis.lifecycle import split_problem, transition_problem
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
@@ -87,7 +90,9 @@ class ApiUpdate(BaseModel):
     require_approval: bool | None = None
     successor: ApiName | None = None
     sunset_at: AwareDatetime | None = None
-    split: Split | None = Field(default=None, description="Set a split; an empty list removes it.")
+    # Two arms or more (checked below, 400 invalid_split); an empty list (or null) removes it.
+    split: Annotated[list[SplitArm], Field(max_length=10)] | None = Field(
+        default=None, description="Set a split; an empty list (or null) removes it.")
     sessions: SessionsBody | None = Field(default=None, description="Keep sessions; null turns them off.")
 
 
@@ -184,6 +189,7 @@ async def create_api(
     except ApiExists:
         raise Conflict(f"an API named '{body.name}' exists; PATCH it, or pick another name",
                        param="name", code="api_exists") from None
+    await publish_change(_stores(request).feed, stored.tenant_id, stored.name)  # a cached "no such API"
     await audit.record(request, "api.create", "api", stored.name, after=public(stored), tenant=tenant)
     return JSONResponse(public(stored), status_code=201)
 
@@ -254,6 +260,7 @@ async def update_api(
         await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,
                             body.split if "split" in changes else None)
     stored = await _apis(request).update(after)
+    await publish_change(_stores(request).feed, stored.tenant_id, stored.name)  # every instance's cache
     action = f"api.{changes['status']}" if "status" in changes else "api.update"
     await audit.record(request, action, "api", stored.name, before=public(before), after=public(stored),
                        tenant=stored.tenant_id)

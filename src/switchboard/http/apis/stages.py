@@ -1,13 +1,15 @@
 """The stages of a prompt API call (``POST /apis/{name}``), placed in the chat chain.
 
 - :class:`ApiStage` takes the place of decoding: it resolves the API in the caller's tenant
-  (another tenant's is 404), applies its lifecycle (a draft is 404, a retired one 410 naming its
-  successor, a deprecated one is served with ``Deprecation``/``Sunset``/``Link`` headers),
-  requires the team's approved subscription when the API needs approval, picks the prompt
-  version (pinned by ``/v{N}``, else the A/B split's arm for this key, else the API's version or
-  label), checks the variables against the prompt's schema (400 naming each invalid field) and
-  renders the canonical chat request. The rest of the chat chain (routing, limits, budgets,
-  usage ledger, request log, attempts) runs as for any chat call.
+  (another tenant's is 404; the record, the prompt version and the subscription come from
+  their request-path caches, so a call makes no database query once they are cached), applies
+  its lifecycle (a draft is 404, a retired one 410 naming its successor, a deprecated one is
+  served with ``Deprecation``/``Sunset``/``Link`` headers), requires the team's approved
+  subscription when the API needs approval, picks the prompt version (pinned by ``/v{N}``,
+  else the A/B split's arm for this key, else the API's version or label), checks the
+  variables against the prompt's schema (400 naming each invalid field) and renders the
+  canonical chat request. The rest of the chat chain (routing, limits, budgets, usage ledger,
+  request log, attempts) runs as for any chat call.
 - :class:`OutputStage` (just outside the attempts) checks the output against the prompt's output
   schema and asks the model to repair an invalid answer ``apis.repair_attempts`` times, the
   usage of every try summed into the call's; then 502 ``invalid_model_output``.
@@ -22,6 +24,7 @@ from typing import Any
 import orjson
 
 from switchboard.access.subscriptions import SubscriptionCache
+from switchboard.apis.cache import ApiCache
 from switchboard.apis.lifecycle import deprecation_headers, split_version
 from switchboard.apis.output import output_errors, repair_messages
 from switchboard.config.prompts import ApisConfig
@@ -78,22 +81,24 @@ class ApiStage:
 
     def __init__(self, calls: ApiCalls, stores: Callable[[], Stores | None],
                  subscriptions: Callable[[], SubscriptionCache | None],
-                 prompts: Callable[[], Awaitable[PromptCache]]) -> None:
+                 prompts: Callable[[], Awaitable[PromptCache]],
+                 apis: Callable[[], ApiCache | None]) -> None:
         self._calls = calls
         self._stores = stores
         self._subscriptions = subscriptions
         self._prompts = prompts  # the prompt registry's request-path cache (prompts/cache.py)
+        self._apis = apis  # the API records' request-path cache (apis/cache.py)
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         parsed = call_path(ctx.path)
         if parsed is None:
             raise NotFound(f"no API at {ctx.path[:200]}", code="api_not_found")
         name, pinned = parsed
-        stores = self._stores()
-        assert stores is not None and stores.apis is not None, "the gateway has started"
+        stores, apis = self._stores(), self._apis()
+        assert stores is not None and apis is not None, "the gateway has started"
         principal = ctx.principal
         tenant = (principal.tenant_id if principal else None) or DEFAULT_TENANT
-        record = await stores.apis.get(tenant, name)
+        record = await apis.record(tenant, name)  # cached: no database query per call
         if record is None or record.status == "draft":
             raise NotFound(f"no API '{name}'", code="api_not_found")
         successor_url = f"/apis/{record.successor}" if record.successor else None
