@@ -31,8 +31,8 @@ def asker_server(name: str) -> MCPServer:
 
     @server.tool(description="Lists the client's roots")
     async def roots(ctx: Context) -> str:
-        listed = await ctx.session.send_request(
-            ListRootsRequest(), ListRootsResult, metadata=ServerMessageMetadata(related_request_id=ctx.request_id))
+        related = ServerMessageMetadata(related_request_id=ctx.request_id)
+        listed = await ctx.session.send_request(ListRootsRequest(), ListRootsResult, metadata=related)
         return ",".join(str(root.uri) for root in listed.roots)
 
     return server

@@ -38,7 +38,8 @@ log = logging.getLogger("switchboard.mcp")
 TOPIC = "mcp.client_answers"
 PREFIX = "mcp:client-session:"
 # The methods passed through, and the client capability each needs.
-CAPABILITY = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
+CAPABILITY = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling",
+              "roots/list": "roots"}
 _ID_PREFIX = "sb-"
 
 
@@ -98,11 +99,14 @@ class ClientRequests:
 
     async def open(self, principal: Principal | None, capabilities: Any) -> str | None:
         """A new session for ``principal`` with the capabilities it declared; None without a
-        cache (not started) or a caller."""
+        cache (not started), a caller, or any of the capabilities (nothing to keep: no cache
+        entry per stateless initialize)."""
         if self._cache is None or principal is None:
             return None
         declared = capabilities if isinstance(capabilities, dict) else {}
         kept = sorted(name for name in set(CAPABILITY.values()) if isinstance(declared.get(name), dict))
+        if not kept:
+            return None
         session = secrets.token_urlsafe(24)
         record = orjson.dumps({"caller": caller(principal), "capabilities": kept})
         await self._cache.set(PREFIX + session, record, self.config.client_session_seconds)

@@ -263,7 +263,8 @@ class Upstream:
         raise AssertionError("unreachable")
 
     async def _initialize(self, session: _Session, headers: dict[str, str]) -> None:
-        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": CLIENT_CAPABILITIES, "clientInfo": CLIENT_INFO}
+        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": CLIENT_CAPABILITIES,
+                  "clientInfo": CLIENT_INFO}
         if self.server.transport == "sse":
             await self._open_stream(session, headers)
         session.id = None
