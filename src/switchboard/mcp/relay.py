@@ -10,6 +10,8 @@ supported"): progress notifications to the client, the client's cancellation to 
   id); the client's ``notifications/cancelled`` for that id (a separate POST, on the same
   instance) cancels it, and the upstream request sends ``notifications/cancelled`` to the server.
   A client that closes the connection cancels the call the same way.
+- Server requests (elicitation, sampling, roots): the Relay's ``ask`` passes them to the client
+  on the same stream when its session allows (mcp/passthrough.py).
 """
 
 from __future__ import annotations
