@@ -3,7 +3,8 @@ subprocesses: ``python -m tests.mcp_servers <kind> <port> [transport]``.
 
 Kinds: ``notes`` (tools, a resource, a resource template, a prompt; a tool that hangs, one that
 answers a large result, one that fails), ``math`` (tools), ``malformed`` (an HTTP server that
-answers every POST with JSON that is not JSON-RPC).
+answers every POST with JSON that is not JSON-RPC), ``asker`` (tools that ask the client:
+elicitation, sampling, roots).
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ def main() -> None:
         import uvicorn
 
         uvicorn.run(malformed_app(), host="127.0.0.1", port=port, log_level="info")  # type: ignore[arg-type]
+        return
+    if kind == "asker":
+        from tests.mcp_asker import asker_server
+
+        asker_server(kind).run(transport, host="127.0.0.1", port=port)  # type: ignore[attr-defined]
         return
     server = notes_server(kind) if kind.startswith("notes") else math_server(kind)
     server.run(transport, host="127.0.0.1", port=port)  # type: ignore[attr-defined]

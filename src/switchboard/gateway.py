@@ -26,6 +26,7 @@ from switchboard.http.responses import HistoryStage, Responses
 from switchboard.limits.cache import LimitCache
 from switchboard.mcp.auth import McpAuth
 from switchboard.mcp.loop import McpLoopStage
+from switchboard.mcp.passthrough import CLIENTS
 from switchboard.mcp.registry import Registry as McpRegistry
 from switchboard.mcp.stages import ToolBudgetStage, ToolCall, ToolCheckStage, ToolRecordStage, ToolStage
 from switchboard.mcp.toolbox import McpToolbox
@@ -422,6 +423,7 @@ class Gateway:
         self.responses.start()  # the purge of expired stored responses
         await self.mcp_auth.start(self.stores, keyring, self.mcp_registry)
         self.mcp_registry.start()  # MCP servers' health checks
+        await CLIENTS.start(self.settings.mcp, self.stores.cache, self.stores.feed)  # mcp/passthrough.py
         self.api_sessions.start()  # the purge of expired API sessions
         await encodings
         self.memory.start()
@@ -478,6 +480,7 @@ class Gateway:
         await self.api_sessions.close()
         await self.prompts.close()
         await self.mcp_auth.close()
+        await CLIENTS.close()
         await self.mcp_registry.close()
         await self.services.close()
         await self.service_proxy.close()

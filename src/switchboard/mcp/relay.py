@@ -10,6 +10,8 @@ supported"): progress notifications to the client, the client's cancellation to 
   id); the client's ``notifications/cancelled`` for that id (a separate POST, on the same
   instance) cancels it, and the upstream request sends ``notifications/cancelled`` to the server.
   A client that closes the connection cancels the call the same way.
+- Server requests (elicitation, sampling, roots): the Relay's ``ask`` passes them to the client
+  on the same stream when its session allows (mcp/passthrough.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from switchboard.errors import GatewayError
 
 # A message from the upstream server for the client (a notification), relayed as it comes.
 Notify = Callable[[dict[str, Any]], Awaitable[None]]
+Ask = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 MAX_QUEUED = 1000  # relayed messages waiting to be written, at most (later ones are dropped)
 
 
@@ -34,6 +37,17 @@ class Relay:
     def __init__(self, token: Any) -> None:
         self.token = token
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(MAX_QUEUED)
+        # A server's request passed to the client (mcp/passthrough.py): its answer, or None when
+        # it is not passed through; None: nothing is (no SSE stream to the client).
+        self.ask: Ask | None = None
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Queue a message of the gateway's own for the client (a server's request); False if full."""
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            return False
+        return True
 
     async def notify(self, message: dict[str, Any]) -> None:
         if message.get("method") != "notifications/progress":

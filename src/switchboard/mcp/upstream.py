@@ -42,12 +42,15 @@ from switchboard.errors import (
     UpstreamUnreachable,
 )
 from switchboard.mcp.interfaces import AuthorizationRequired, Credentials
-from switchboard.mcp.relay import Notify
+from switchboard.mcp.relay import RELAY, Notify
 
 log = logging.getLogger("switchboard.mcp")
 
 PROTOCOL_VERSION = "2025-06-18"
 CLIENT_INFO = {"name": "switchboard", "version": "0.1.0"}
+# Declared so servers may ask; passed to the gateway's client only when its session declared the
+# same (mcp/passthrough.py), refused to the server otherwise.
+CLIENT_CAPABILITIES: dict[str, Any] = {"elicitation": {}, "sampling": {}, "roots": {"listChanged": False}}
 DOWN_AFTER = 2  # consecutive connection failures before a server is down
 MAX_BACKOFF = 60.0  # seconds between two tries of a down server, at most
 _SESSIONS_MAX = 1024  # upstream sessions kept per server (one per credential identity)
@@ -260,7 +263,8 @@ class Upstream:
         raise AssertionError("unreachable")
 
     async def _initialize(self, session: _Session, headers: dict[str, str]) -> None:
-        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": CLIENT_CAPABILITIES,
+                  "clientInfo": CLIENT_INFO}
         if self.server.transport == "sse":
             await self._open_stream(session, headers)
         session.id = None
@@ -345,15 +349,20 @@ class Upstream:
             if message.get("id") == rid and "method" not in message:
                 return message
             if "method" in message and "id" in message and session is not None and headers is not None:
-                # A request of the server's own (sampling, elicitation, roots, ping): answered here,
+                # A request of the server's own (sampling, elicitation, roots, ping): answered,
                 # so the server does not wait (docs/mcp.md, "What is supported").
-                await self._answer(session, headers, message)
+                # Passed to the client when it can answer (mcp/passthrough.py), else refused.
+                relay = RELAY.get()
+                reply = await relay.ask(message) if relay is not None and relay.ask is not None else None
+                await self._answer(session, headers, message, reply)
             elif "method" in message and notify is not None:
                 await notify(message)  # progress and other notifications, for the client
         raise Malformed(f"the MCP server '{self.name}' ended its stream without a reply")
 
-    async def _answer(self, session: _Session, headers: dict[str, str], request: dict[str, Any]) -> None:
-        reply = server_request_reply(request)
+    async def _answer(self, session: _Session, headers: dict[str, str], request: dict[str, Any],
+                      reply: dict[str, Any] | None = None) -> None:
+        if reply is None:
+            reply = server_request_reply(request)
         url = session.post_url or self._url
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.server.connect_timeout_seconds), self._client().post(
@@ -476,9 +485,9 @@ _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 def server_request_reply(request: Mapping[str, Any]) -> dict[str, Any]:
-    """The gateway's answer to a request an upstream server sends: ``ping`` answered, the rest
-    (sampling, elicitation, roots) refused: the client behind the stateless ``/mcp`` cannot be
-    reached with a request (docs/mcp.md, "What is supported")."""
+    """The gateway's own answer to a request an upstream server sends: ``ping`` answered, the rest
+    (sampling, elicitation, roots) refused: used when the request cannot be passed to the client
+    (no session declaring the capability, no SSE stream; docs/mcp.md, "What is supported")."""
     method = request.get("method")
     if method == "ping":
         return {"jsonrpc": "2.0", "id": request.get("id"), "result": {}}

@@ -12,6 +12,7 @@ import orjson
 from switchboard.context import RawReply, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, InternalError
 from switchboard.http.endpoint import Endpoint, Responder
+from switchboard.mcp.passthrough import CLIENTS
 from switchboard.mcp.relay import RELAY, Relay
 
 log = logging.getLogger("switchboard.mcp")
@@ -95,7 +96,8 @@ class McpAPI:
             ctx.request = {"id": rid, "method": method, "params": params or {},
                            "notification": "id" not in message}
         elif "id" in message and ("result" in message or "error" in message):
-            ctx.request = {"id": rid, "method": None, "response": True, "notification": True}
+            ctx.request = {"id": rid, "method": None, "response": True, "notification": True,
+                           "reply": {k: message[k] for k in ("result", "error") if k in message}}
         else:
             raise RpcFailure(INVALID_REQUEST, "a JSON-RPC request needs a method", "invalid_request")
 
@@ -143,6 +145,13 @@ class McpEndpoint(Endpoint):
         the client (progress of a tools/call with a progressToken, mcp/relay.py) is written as
         events; the reply is then the last event. Nothing relayed: a plain JSON reply."""
         relay = Relay(None)
+        session = ctx.headers.get("mcp-session-id")
+
+        async def ask(request: dict[str, Any]) -> dict[str, Any] | None:
+            # A server's request, to this client when its session allows (mcp/passthrough.py).
+            return await CLIENTS.ask(ctx.principal, session, request, relay.send)
+
+        relay.ask = ask
         RELAY.set(relay)  # seen by the chain's task (a copy of this context)
         task = asyncio.ensure_future(self._chain(ctx))
         started = False

@@ -9,6 +9,7 @@ from switchboard.context import Reply, RequestContext, Result
 from switchboard.errors import GatewayError
 from switchboard.http.mcp.api import INVALID_PARAMS, METHOD_NOT_FOUND, VERSIONS
 from switchboard.mcp.interfaces import Listing
+from switchboard.mcp.passthrough import CLIENTS
 from switchboard.mcp.relay import CALLS
 from switchboard.mcp.toolbox import NOTICES, McpToolbox
 from switchboard.pipeline.chain import Handler
@@ -38,6 +39,9 @@ class McpServer:
             if method == "notifications/cancelled":  # the caller's own call under way here
                 cancelled = request.get("params") or {}
                 CALLS.cancel(ctx.principal, cancelled.get("requestId"))
+            elif request.get("response"):  # the client's answer to a server's request it was passed
+                await CLIENTS.answer(ctx.principal, ctx.headers.get("mcp-session-id"), request.get("id"),
+                                     request.get("reply") or {}, len(ctx.body))
             return Reply({}, status=202)
         assert isinstance(method, str)
         if method == "tools/call":
@@ -56,6 +60,10 @@ class McpServer:
                 "serverInfo": SERVER_INFO,
                 "instructions": INSTRUCTIONS,
             }
+            # A session for passing server requests to this client (mcp/passthrough.py); optional.
+            session = await CLIENTS.open(principal, params.get("capabilities"))
+            if session is not None:
+                ctx.response_headers["mcp-session-id"] = session
         elif method in ("ping", "logging/setLevel"):
             result = {}
         elif method == "tools/list":

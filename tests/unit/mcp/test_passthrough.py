@@ -1,0 +1,95 @@
+"""mcp/passthrough.py: sessions bound to their caller, the capability check, answers resolved
+here or through the change feed by the instance holding the request, and the bounds."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from switchboard.config.mcp import McpConfig
+from switchboard.context import Principal
+from switchboard.mcp.passthrough import AnswerTooLarge, ClientRequests
+from switchboard.stores.memory.cache import MemoryCache
+from switchboard.stores.memory.feed import MemoryFeed
+
+ALICE = Principal(id="k1", role="developer", key_id="k1", tenant_id="t1")
+BOB = Principal(id="k2", role="developer", key_id="k2", tenant_id="t1")
+SAMPLE = {"id": 1, "method": "sampling/createMessage"}
+ELICIT = {"jsonrpc": "2.0", "id": 9, "method": "elicitation/create", "params": {"message": "name?"}}
+
+
+async def started(cache: Any = None, feed: Any = None, **config: Any) -> ClientRequests:
+    clients = ClientRequests()
+    await clients.start(McpConfig(**config), cache or MemoryCache(), feed or MemoryFeed())
+    return clients
+
+
+async def test_a_session_is_bound_to_its_caller_and_its_declared_capabilities() -> None:
+    clients = await started()
+    sid = await clients.open(ALICE, {"elicitation": {}, "sampling": True, "roots": {"listChanged": True}})
+    assert sid is not None
+    assert await clients.capabilities(ALICE, sid) == {"elicitation", "roots"}
+    assert await clients.capabilities(BOB, sid) == frozenset()
+    assert await clients.capabilities(ALICE, "unknown") == frozenset()
+    assert await clients.capabilities(ALICE, None) == frozenset()
+    assert await clients.capabilities(ALICE, "x" * 200) == frozenset()
+    assert await clients.open(None, {"elicitation": {}}) is None
+    assert await clients.open(ALICE, {"experimental": {}}) is None  # nothing to keep: no session
+    assert await clients.open(ALICE, "bad") is None
+    # Not declared, no session, an unknown method: not passed (the gateway refuses).
+    assert await clients.ask(ALICE, sid, SAMPLE, lambda m: True) is None
+    assert await clients.ask(ALICE, None, ELICIT, lambda m: True) is None
+    assert await clients.ask(ALICE, sid, {"id": 1, "method": "tools/call"}, lambda m: True) is None
+    assert await clients.ask(BOB, sid, ELICIT, lambda m: True) is None
+    await clients.close()
+
+
+async def test_an_answer_on_another_instance_reaches_the_waiting_one() -> None:
+    cache, feed = MemoryCache(), MemoryFeed()  # shared, as Redis is in a cluster
+    here, there = await started(cache, feed), await started(cache, feed)
+    sid = await here.open(ALICE, {"elicitation": {}})
+    sent: list[dict[str, Any]] = []
+    waiting = asyncio.create_task(here.ask(ALICE, sid, ELICIT, lambda m: sent.append(m) or True))
+    while not sent:
+        await asyncio.sleep(0)
+    gid = sent[0]["id"]
+    assert sent[0] == {"jsonrpc": "2.0", "id": gid, "method": "elicitation/create",
+                       "params": {"message": "name?"}}
+    # Another caller's answer, or one for another session, is ignored.
+    await there.answer(BOB, sid, gid, {"result": {"action": "accept"}}, 10)
+    await there.answer(ALICE, "other", gid, {"result": {"action": "accept"}}, 10)
+    assert not waiting.done()
+    assert await there.answer(ALICE, sid, gid, {"result": {"action": "accept", "content": {"n": 1}}}, 10)
+    assert await waiting == {"jsonrpc": "2.0", "id": 9, "result": {"action": "accept", "content": {"n": 1}}}
+    # Not one of the gateway's ids: not routed.
+    assert not await there.answer(ALICE, sid, 5, {"result": {}}, 10)
+    await here.close()
+    await there.close()
+
+
+async def test_bounds_timeout_pending_and_answer_size() -> None:
+    clients = await started(client_request_timeout_seconds=0.05, max_pending_client_requests=1,
+                            max_client_answer_bytes=1024)
+    sid = await clients.open(ALICE, {"elicitation": {}})
+    timed_out = await clients.ask(ALICE, sid, ELICIT, lambda m: True)
+    assert timed_out is not None
+    assert "did not answer elicitation/create within 0.05 s" in timed_out["error"]["message"]
+    await clients.close()
+    clients = await started(client_request_timeout_seconds=30, max_pending_client_requests=1,
+                            max_client_answer_bytes=1024)
+    sid = await clients.open(ALICE, {"elicitation": {}})
+    sent: list[dict[str, Any]] = []
+    first = asyncio.create_task(clients.ask(ALICE, sid, ELICIT, lambda m: sent.append(m) or True))
+    while not sent:
+        await asyncio.sleep(0)
+    second = await clients.ask(ALICE, sid, ELICIT, lambda m: True)
+    assert second is not None and "too many requests wait" in second["error"]["message"]
+    with pytest.raises(AnswerTooLarge):
+        await clients.answer(ALICE, sid, sent[0]["id"], {"result": {}}, 5000)
+    told = await first
+    assert told is not None and "larger than 1024 bytes" in told["error"]["message"]
+    full = await clients.ask(ALICE, sid, ELICIT, lambda m: False)  # the client's stream is full
+    assert full is not None and "could not be written" in full["error"]["message"]
+    await clients.close()
