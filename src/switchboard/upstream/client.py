@@ -1,7 +1,8 @@
-"""The only outbound HTTP: one pooled keep-alive aiohttp session per provider.
+"""The only outbound HTTP to providers: pooled keep-alive connections per provider.
 
-aiohttp was measured against httpx for this path (see docs/architecture.md): it costs about
-half the CPU per proxied request. Foreign exceptions are translated to gateway errors here.
+Requests with a body in memory go through the lean HTTP/1.1 client (upstream/http1.py);
+streamed uploads through one aiohttp session per provider. See docs/architecture.md for the
+measurements behind both choices. Foreign exceptions are translated to gateway errors here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from switchboard.upstream import scrub
+from switchboard.upstream import http1, scrub
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
@@ -34,6 +35,13 @@ DEFAULT_MAX_RESPONSE_BYTES = 256 * MIB
 # Error bodies (any status >= 400, stream or not) are read up to this and cut there: enough for
 # any provider's error message, and an error never costs the memory of a full answer.
 MAX_ERROR_BYTES = 1 * MIB
+# What the upstream calls can fail with, before translation to gateway errors.
+FAILURES = (TimeoutError, aiohttp.ClientError, http1.Http1Error)
+# Methods sent without a Content-Length when they carry no body.
+_NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+# Sent unless the provider's headers or the adapter set their own.
+_DEFAULT_HEADERS = {"Accept": "*/*", "User-Agent": "switchboard"}
+Answer = http1.Response | aiohttp.ClientResponse
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
@@ -73,6 +81,16 @@ class UpstreamClient:
         self._base_headers = base  # without the stored credential: for callers' own credentials
         self._headers = {**base, **auth.headers} if isinstance(auth, StaticHeaderAuth) else base
         self._timeout = client_timeout(timeouts)
+        self._limits = timeouts
+        # The lean client's forms of the same headers, and its pools by origin; None when a
+        # configured header cannot be sent as HTTP/1.1 (aiohttp then refuses it per request).
+        self._fast: tuple[http1.Headers, http1.Headers] | None
+        try:
+            self._fast = (http1.Headers(_with_defaults(self._headers)), http1.Headers(_with_defaults(base)))
+        except http1.Http1Error:
+            self._fast = None
+        self._pools: dict[tuple[bool, str, int], http1.Pool] = {}
+        self._targets: dict[str, http1.Target | None] = {}
         self._session: aiohttp.ClientSession | None = None
         # For requests that carry the caller's own credential (same pool, no stored credential);
         # made on first use.
@@ -99,6 +117,9 @@ class UpstreamClient:
         )
 
     async def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
         if self._caller_session is not None:
             await self._caller_session.close()
             self._caller_session = None
@@ -112,13 +133,57 @@ class UpstreamClient:
         where = f"provider '{self.provider}'"
         if isinstance(exc, TimeoutError):
             return UpstreamTimeout(f"{where} did not answer in time")
-        if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc, aiohttp.ClientConnectorError | http1.ConnectFailed):
             return UpstreamUnreachable(f"cannot connect to {where}")
-        if isinstance(exc, aiohttp.ClientError):
+        if isinstance(exc, aiohttp.ClientError | http1.Http1Error):
             return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
         return exc
 
-    async def _open(self, request: UpstreamRequest, limits: Timeouts | None) -> aiohttp.ClientResponse:
+    async def _open(self, request: UpstreamRequest, limits: Timeouts | None) -> Answer:
+        if request.upload is None and self._fast is not None:
+            target = self._target(request.url)
+            if target is not None:
+                return await self._open_fast(request, target, limits or self._limits, self._fast)
+        return await self._open_aiohttp(request, limits)
+
+    async def _open_fast(
+        self,
+        request: UpstreamRequest,
+        target: http1.Target,
+        limits: Timeouts,
+        fast: tuple[http1.Headers, http1.Headers],
+    ) -> http1.Response:
+        if request.credentials is not None:  # the caller's credential, never the stored one
+            block, host = fast[1].block({**request.headers, **request.credentials})
+        else:
+            if not self._static:
+                await self.auth.apply(request)
+            block, host = fast[0].block(request.headers)
+        body = request.body
+        length = len(body) if body is not None else (None if request.method in _NO_BODY else 0)
+        head = http1.request_head(request.method, target, block, host, length)
+        pool = self._pools.get(target.origin)
+        if pool is None:
+            pool = self._pools[target.origin] = http1.Pool(target, self._max_connections, IDLE_SECONDS)
+        return await pool.request(
+            target, head, body, connect=limits.connect, read_gap=limits.first_byte, total=limits.total
+        )
+
+    def _target(self, text: str) -> http1.Target | None:
+        """Parsed once per distinct URL; None: a URL only aiohttp sends (user info in it)."""
+        try:
+            return self._targets[text]
+        except KeyError:
+            pass
+        if len(self._targets) >= _MAX_CACHED_URLS:
+            self._targets.clear()
+        url = self._url(text)
+        target = self._targets[text] = http1.Target(url) if http1.supports(url) else None
+        return target
+
+    async def _open_aiohttp(
+        self, request: UpstreamRequest, limits: Timeouts | None
+    ) -> aiohttp.ClientResponse:
         assert self._session is not None, "client not started"
         session = self._session
         if request.credentials is not None:  # the caller's credential, never the stored one
@@ -197,7 +262,7 @@ class UpstreamClient:
                         )
             finally:
                 resp.release()
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except FAILURES as exc:
             raise self.translate(exc) from None
         return UpstreamReply(resp.status, resp.headers, body)
 
@@ -205,12 +270,12 @@ class UpstreamClient:
         """Send and wait for the headers; the caller reads the body through the returned stream."""
         try:
             resp = await self._open(request, limits)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except FAILURES as exc:
             raise self.translate(exc) from None
         return UpstreamStream(self, resp, request.credentials)
 
 
-async def read_bounded(resp: aiohttp.ClientResponse, limit: int, *, cut: bool = False) -> tuple[bytes, bool]:
+async def read_bounded(resp: Answer, limit: int, *, cut: bool = False) -> tuple[bytes, bool]:
     """(the body's first ``limit`` bytes, whether that is all of it), read as it arrives into one
     growing buffer (no list of pieces to join). A body over the limit is not read further and
     its connection is closed rather than returned to the pool. Unless ``cut`` (the start of the
@@ -238,7 +303,7 @@ class UpstreamStream:
     def __init__(
         self,
         client: UpstreamClient,
-        response: aiohttp.ClientResponse,
+        response: Answer,
         credentials: dict[str, str] | None = None,
     ) -> None:
         self._client = client
@@ -252,7 +317,7 @@ class UpstreamStream:
         try:
             body, _ = await read_bounded(self.response, MAX_ERROR_BYTES, cut=True)
             return self._client.scrub(body, self._credentials)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except FAILURES as exc:
             raise self._client.translate(exc) from None
         finally:
             self.response.release()
@@ -266,8 +331,13 @@ class UpstreamStream:
         try:
             async for data in self.response.content.iter_any():
                 yield data
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except FAILURES as exc:
             raise self._client.translate(exc) from None
         finally:
             # Closing (not releasing) drops a connection whose body was not read to the end.
             self.response.close()
+
+
+def _with_defaults(headers: dict[str, str]) -> dict[str, str]:
+    present = {name.lower() for name in headers}
+    return {**{k: v for k, v in _DEFAULT_HEADERS.items() if k.lower() not in present}, **headers}

@@ -1,0 +1,547 @@
+"""A lean HTTP/1.1 client for the request path: asyncio protocols, httptools' response parser
+(C, the one uvicorn uses for requests) and a keep-alive pool per origin.
+
+Why not aiohttp here: on this path aiohttp's request and response machinery (request objects,
+payload registry, timer objects, stream readers, multidicts) cost about seven times the CPU of
+the bytes on the wire; the upstream client was the largest single cost of a proxied request
+(docs/benchmarks.md). This module does only what the gateway's upstream calls need: a body of
+known length, no redirects, no cookies, no proxies; JSON APIs answering with a length, chunked
+or until close. Anything else (streamed uploads) still goes through aiohttp (upstream/client.py).
+
+Timeouts follow aiohttp's meaning: ``connect`` bounds waiting for a pooled connection and the
+TCP/TLS set-up, ``sock_read`` the wait for the headers and every later gap between reads
+(paused reads, while the caller is slower than the upstream, do not count), ``total`` the
+whole exchange, body included. One timer per request watches all three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+# A streamed body is read from the socket up to this much ahead of the caller, then the socket
+# is paused until the caller has taken it below LOW_WATER.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+# Header names the client writes itself; a caller's or adapter's value for them is not sent.
+_OWN = frozenset({"content-length", "transfer-encoding", "connection"})
+_SSL: ssl.SSLContext | None = None
+
+
+class Http1Error(Exception):
+    """The connection failed or the upstream broke HTTP; the message names no credential."""
+
+
+class ConnectFailed(Http1Error):
+    """No connection could be opened (refused, unreachable, TLS handshake failed)."""
+
+
+class Disconnected(Http1Error):
+    """The upstream closed the connection before its answer was complete."""
+
+
+class BadResponse(Http1Error):
+    """The upstream's answer is not valid HTTP/1.1 (or not in an encoding the client reads)."""
+
+
+def _ssl_context() -> ssl.SSLContext:
+    global _SSL
+    if _SSL is None:  # built once: loading the system's CA store costs milliseconds
+        _SSL = ssl.create_default_context()
+    return _SSL
+
+
+def _check(name: str, value: str) -> None:
+    if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+        raise BadResponse(f"header {name!r} holds a character HTTP does not allow")
+
+
+class Target:
+    """One URL, parsed once: the pool it belongs to and its request line and Host header."""
+
+    __slots__ = ("host", "host_header", "origin", "port", "request_target", "tls")
+
+    def __init__(self, url: URL) -> None:
+        self.tls = url.scheme == "https"
+        self.host = url.raw_host or ""
+        self.port = url.port or (443 if self.tls else 80)
+        self.origin = (self.tls, self.host, self.port)
+        self.request_target = (url.raw_path_qs or "/").encode("ascii")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = host if url.explicit_port is None else f"{host}:{self.port}"
+
+
+def supports(url: URL) -> bool:
+    """Whether this client can send to ``url`` (else aiohttp does)."""
+    return url.scheme in ("http", "https") and bool(url.raw_host) and url.user is None
+
+
+class Headers:
+    """A fixed set of request headers (the provider's, its credential) as bytes, case-
+    insensitively overridable by each request's own."""
+
+    __slots__ = ("_block", "_items", "_names")
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        for name, value in headers.items():
+            _check(name, value)
+        self._items = {name.lower(): (name, value) for name, value in headers.items()
+                       if name.lower() not in _OWN}
+        self._names = frozenset(self._items)
+        self._block = "".join(f"{n}: {v}\r\n" for n, v in self._items.values()).encode()
+
+    def block(self, extra: Mapping[str, str] | None) -> tuple[bytes, str | None]:
+        """The header lines to send, and a Host value if the request carries its own (a
+        signature covers it)."""
+        if not extra:
+            return self._block, None
+        host = None
+        merged: dict[str, tuple[str, str]] | None = None
+        lines = []
+        for name, value in extra.items():
+            _check(name, value)
+            low = name.lower()
+            if low in _OWN:
+                continue
+            if low == "host":
+                host = value
+                continue
+            if low in self._names:
+                if merged is None:
+                    merged = dict(self._items)
+                merged[low] = (name, value)
+            else:
+                lines.append(f"{name}: {value}\r\n")
+        if merged is None:
+            return self._block + "".join(lines).encode(), host
+        base = "".join(f"{n}: {v}\r\n" for n, v in merged.values())
+        return (base + "".join(lines)).encode(), host
+
+
+class _Conn(asyncio.Protocol):
+    """One connection and the response being read on it (one at a time)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        # One parser for the connection's life: llhttp reads one message after another.
+        self._parser = httptools.HttpResponseParser(self)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._raw: list[tuple[bytes, bytes]] = []
+        self.status = 0
+        self.headers: CIMultiDictProxy[str] | None = None
+        self.keep_alive = False
+        self._until_close = False
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self.done = False
+        self.received = False
+        self._exc: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self._inflate: Any = None
+        # Timeouts of the exchange in progress (loop time).
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._read_gap = 0.0
+        self._last_read = 0.0
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        self._last_read = self._loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(BadResponse(f"invalid HTTP from upstream: {exc}"))
+        except Exception as exc:
+            self._fail(BadResponse(f"unreadable body from upstream: {type(exc).__name__}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._until_close and self.headers is not None and not self.done and exc is None:
+            self.on_message_complete()  # a body delimited by the connection's end: complete
+        elif not self.done:
+            self._error(Disconnected("upstream closed the connection before the answer was complete"))
+        self._stop_timer()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:  # 1xx interim answers (we never send Expect): wait for the real one
+            self._raw = []
+            return
+        self.status = status
+        self.keep_alive = parser.should_keep_alive()
+        headers: CIMultiDict[str] = CIMultiDict(
+            (n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw
+        )
+        self.headers = CIMultiDictProxy(headers)
+        self._until_close = "content-length" not in headers and "transfer-encoding" not in headers
+        coding = headers.get("content-encoding", "identity").strip().lower()
+        if coding in ("gzip", "x-gzip"):
+            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif coding == "deflate":
+            self._inflate = zlib.decompressobj()
+        elif coding not in ("identity", ""):
+            raise BadResponse(f"upstream sent an encoding the gateway does not read: {coding}")
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self._inflate is not None:
+            body = self._inflate.decompress(body)
+            if not body:
+                return
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.headers is None:  # the end of a 1xx interim answer
+            return
+        if self._inflate is not None:
+            rest = self._inflate.flush()
+            if rest:
+                self._chunks.append(rest)
+                self._buffered += len(rest)
+        self.done = True
+        self._stop_timer()
+        self._wake()
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _error(self, exc: BaseException) -> None:
+        if self._exc is None:
+            self._exc = exc
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_exception(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._error(exc)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- timeouts --------------------------------------------------------------------------
+
+    def start_timer(self, total: float | None, read_gap: float | None) -> None:
+        now = self._loop.time()
+        self._deadline = now + total if total else float("inf")
+        self._read_gap = read_gap or float("inf")
+        self._last_read = now
+        self._arm(now)
+
+    def _arm(self, now: float) -> None:
+        when = min(self._deadline, self._last_read + self._read_gap)
+        if when != float("inf"):
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.done or self.closed:
+            return
+        now = self._loop.time()
+        if now >= self._deadline:
+            self._fail(TimeoutError())
+            return
+        if self._paused:  # the caller is behind, not the upstream: the gap starts again
+            self._last_read = now
+        if now - self._last_read >= self._read_gap:
+            self._fail(TimeoutError())
+            return
+        self._arm(now)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def wait(self) -> None:
+        if self._exc is not None:
+            raise self._exc
+        waiter = self._waiter = self._loop.create_future()
+        await waiter
+
+    def take(self) -> bytes:
+        """Everything buffered, as one piece; resumes a paused socket."""
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self._last_read = self._loop.time()
+            self.transport.resume_reading()
+        return data
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._chunks)
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._exc
+
+    def reusable(self) -> bool:
+        return self.done and self.keep_alive and not self.closed and self._exc is None
+
+    def recycle(self) -> None:
+        self._stop_timer()
+        self._reset()
+
+
+class Response:
+    """The answer being read; the subset of aiohttp's ClientResponse the gateway uses."""
+
+    def __init__(self, pool: Pool, conn: _Conn) -> None:
+        self._pool = pool
+        self._conn: _Conn | None = conn
+        self.status = conn.status
+        assert conn.headers is not None
+        self.headers: CIMultiDictProxy[str] = conn.headers
+        length = conn.headers.get("content-length")
+        self.content_length = int(length) if length is not None and length.isdigit() else None
+        if conn._inflate is not None:
+            self.content_length = None  # the length on the wire, not of what is read
+        self.content = self  # aiohttp's ``resp.content.iter_any()``
+
+    async def read(self) -> bytes:
+        """The whole body (the caller checked its declared length)."""
+        conn = self._conn
+        assert conn is not None, "response already released"
+        parts = []
+        while True:
+            if conn.pending:
+                parts.append(conn.take())
+            if conn.done:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            await conn.wait()
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        """Each piece as it arrives (what is buffered at once, in one piece)."""
+        conn = self._conn
+        assert conn is not None, "response already released"
+        while True:
+            if conn.pending:
+                yield conn.take()
+                continue
+            if conn.done:
+                return
+            await conn.wait()
+
+    def release(self) -> None:
+        """Done with the answer: its connection goes back to the pool if it was read to the
+        end (closed otherwise)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool.put(conn)
+
+    def close(self) -> None:
+        """Drop the answer and its connection now."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            self._pool.put(conn)
+
+
+class Pool:
+    """Keep-alive connections to one origin, at most ``limit`` open at once."""
+
+    def __init__(self, target: Target, limit: int, idle_seconds: float) -> None:
+        self._tls = target.tls
+        self._host = target.host
+        self._port = target.port
+        self._limit = limit
+        self._idle_seconds = idle_seconds
+        self._idle: list[_Conn] = []
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    async def request(
+        self,
+        target: Target,
+        head: bytes,
+        body: bytes | None,
+        *,
+        connect: float | None,
+        read_gap: float | None,
+        total: float | None,
+    ) -> Response:
+        """Send one request and wait for its status and headers. A reused connection that the
+        upstream closed while idle (nothing answered) is retried once on a new one."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for attempt in (0, 1):
+            conn, reused = await self._acquire(loop, connect)
+            left = None if total is None else total - (loop.time() - start)
+            if left is not None and left <= 0:
+                self.put(conn)
+                raise TimeoutError()
+            conn.start_timer(left, read_gap)
+            assert conn.transport is not None
+            conn.transport.write(head + body if body else head)
+            try:
+                while conn.headers is None:
+                    await conn.wait()
+            except Disconnected:
+                conn.close()
+                self.put(conn)
+                if reused and not conn.received and attempt == 0:
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                self.put(conn)
+                raise
+            return Response(self, conn)
+        raise AssertionError("unreachable")
+
+    async def _acquire(self, loop: asyncio.AbstractEventLoop, connect: float | None) -> tuple[_Conn, bool]:
+        idle = self._idle
+        now = loop.time()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self._idle_seconds:
+                return conn, True
+            conn.close()
+            self._open -= 1
+        if self._open >= self._limit:
+            return await asyncio.wait_for(self._queue(loop), connect)
+        return await self._connect(loop, connect), False
+
+    async def _queue(self, loop: asyncio.AbstractEventLoop) -> tuple[_Conn, bool]:
+        while True:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif not waiter.cancelled():
+                    self._next()  # woken and then cancelled: pass the turn on
+                raise
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    return conn, True
+                self._open -= 1
+            if self._open < self._limit:
+                return await self._connect(loop, None), False
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, seconds: float | None) -> _Conn:
+        if self._closed:
+            raise ConnectFailed("client closed")
+        self._open += 1
+        try:
+            opening = loop.create_connection(
+                lambda: _Conn(loop), self._host, self._port,
+                ssl=_ssl_context() if self._tls else None,
+                server_hostname=self._host if self._tls else None,
+            )
+            _, conn = await (asyncio.wait_for(opening, seconds) if seconds else opening)
+        except (OSError, ssl.SSLError) as exc:
+            self._open -= 1
+            self._next()
+            raise ConnectFailed(f"cannot connect: {type(exc).__name__}") from None
+        except BaseException:
+            self._open -= 1
+            self._next()
+            raise
+        return conn
+
+    def put(self, conn: _Conn) -> None:
+        """Take back a connection after an exchange: kept if it can serve another."""
+        if conn.reusable() and not self._closed:
+            conn.recycle()
+            conn.idle_since = asyncio.get_running_loop().time()
+            self._idle.append(conn)
+            if self._sweeper is None:
+                self._sweeper = asyncio.get_running_loop().call_later(self._idle_seconds, self._sweep)
+        else:
+            conn.close()
+            self._open -= 1
+        self._next()
+
+    def _next(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _sweep(self) -> None:
+        """Close connections idle too long (the upstream would close them soon anyway)."""
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        keep = []
+        for conn in self._idle:
+            if conn.closed or now - conn.idle_since >= self._idle_seconds:
+                conn.close()
+                self._open -= 1
+            else:
+                keep.append(conn)
+        self._idle = keep
+        if keep:
+            self._sweeper = asyncio.get_running_loop().call_later(self._idle_seconds, self._sweep)
+        self._next()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conn in self._idle:
+            conn.close()
+        self._idle = []
+
+
+def request_head(method: str, target: Target, headers: bytes, host: str | None, length: int | None) -> bytes:
+    """The request line and headers, ready to write; ``length`` None: no body, no length."""
+    sized = b"" if length is None else b"Content-Length: %d\r\n" % length
+    host_value = target.host_header.encode("ascii") if host is None else host.encode()
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (
+        method.encode("ascii"), target.request_target, host_value, headers, sized,
+    )
