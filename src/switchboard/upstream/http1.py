@@ -377,10 +377,12 @@ class Response:
             self._pool.put(conn)
 
     def close(self) -> None:
-        """Drop the answer and its connection now."""
+        """Drop the answer now: a connection whose answer was read to the end goes back to
+        the pool, any other is closed."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            if not conn.reusable():
+                conn.close()
             self._pool.put(conn)
 
 
