@@ -38,6 +38,8 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from switchboard.http.cork import CorkedTransport
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -139,7 +141,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         over = len(self.connections) >= self.limits.max_connections
-        super().connection_made(transport)
+        # Every write of the connection coalesced per event-loop pass (http/cork.py).
+        super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
         if over:
             self.connections.discard(self)
             self._note_refusal()

@@ -1,0 +1,89 @@
+"""Coalesced writes on a client connection.
+
+uvicorn writes a response's status line and headers, each body part and the chunked
+terminator as separate socket writes; on a loopback or virtualised network each write is a
+system call that costs more than the Python that produced it. The corked transport collects
+what one pass of the event loop writes and sends it in one call at the end of the pass: a
+non-stream answer leaves in one write instead of two, a stream's parts that are ready together
+in one instead of several. Nothing waits longer than the current pass, and a pass that writes a
+lot is sent as soon as it passes FLUSH_BYTES, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+FLUSH_BYTES = 64 * 1024
+
+
+class CorkedTransport:
+    """Stands in for the connection's transport; every write on the connection goes through it,
+    so order is kept."""
+
+    __slots__ = ("_loop", "_pending", "_scheduled", "_size", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= FLUSH_BYTES:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush_soon)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        self._pending = []
+        self._size = 0
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self.transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self._size = 0
+        self.transport.abort()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        return self._size + self.transport.get_write_buffer_size()
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the transport interface, unchanged
+        return getattr(self.transport, name)
