@@ -140,7 +140,8 @@ class UpstreamClient:
         return exc
 
     async def _open(self, request: UpstreamRequest, limits: Timeouts | None) -> Answer:
-        if request.upload is None and self._fast is not None:
+        # A body in memory only; anything else (a file, an async iterable) is sent by aiohttp.
+        if request.upload is None and self._fast is not None and isinstance(request.body, bytes | None):
             target = self._target(request.url)
             if target is not None:
                 return await self._open_fast(request, target, limits or self._limits, self._fast)

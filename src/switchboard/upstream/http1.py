@@ -34,6 +34,9 @@ LOW_WATER = 64 * 1024
 # Header names the client writes itself; a caller's or adapter's value for them is not sent.
 _OWN = frozenset({"content-length", "transfer-encoding", "connection"})
 _SSL: ssl.SSLContext | None = None
+# What one network read of a compressed answer may expand to (JSON compresses about 10:1).
+MAX_INFLATE = 8 * 1024 * 1024
+_DEFLATE: Any = object()  # a deflate answer whose form (zlib or raw) is not known yet
 
 
 class Http1Error(Exception):
@@ -203,14 +206,14 @@ class _Conn(asyncio.Protocol):
         if coding in ("gzip", "x-gzip"):
             self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif coding == "deflate":
-            self._inflate = zlib.decompressobj()
+            self._inflate = _DEFLATE  # zlib-wrapped or raw: told by the first bytes
         elif coding not in ("identity", ""):
             raise BadResponse(f"upstream sent an encoding the gateway does not read: {coding}")
         self._wake()
 
     def on_body(self, body: bytes) -> None:
         if self._inflate is not None:
-            body = self._inflate.decompress(body)
+            body = self._inflated(body)
             if not body:
                 return
         self._chunks.append(body)
@@ -220,9 +223,21 @@ class _Conn(asyncio.Protocol):
             self.transport.pause_reading()
         self._wake()
 
+    def _inflated(self, body: bytes) -> bytes:
+        if self._inflate is _DEFLATE:
+            # RFC 9110's deflate is zlib-wrapped; some servers send it raw.
+            wrapped = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+            self._inflate = zlib.decompressobj() if wrapped else zlib.decompressobj(-zlib.MAX_WBITS)
+        out: bytes = self._inflate.decompress(body, MAX_INFLATE)
+        if self._inflate.unconsumed_tail:  # a compression bomb, not an API answer
+            raise BadResponse(f"a compressed piece of the answer expands past {MAX_INFLATE} bytes")
+        return out
+
     def on_message_complete(self) -> None:
         if self.headers is None:  # the end of a 1xx interim answer
             return
+        if self._inflate is _DEFLATE:  # an empty deflate body
+            self._inflate = None
         if self._inflate is not None:
             rest = self._inflate.flush()
             if rest:

@@ -1,0 +1,886 @@
+"""The lean HTTP/1.1 upstream client (upstream/http1.py) through UpstreamClient, against tiny
+upstreams on real sockets that write exact raw bytes: what goes on the wire, keep-alive and the
+pool, misbehaving upstreams, bodies by length, chunked and until close, encodings, size limits,
+timeouts, streams and error bodies scrubbed of the credential.
+
+No sleeps: the upstreams set events (or wait on queues) so the test knows what happened; the only
+small timeouts are in the tests whose subject is a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import cast
+
+import pytest
+
+from switchboard.config.schema import Timeouts
+from switchboard.errors import (
+    UpstreamBadGateway,
+    UpstreamResponseTooLarge,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from switchboard.upstream import http1
+from switchboard.upstream.auth import StaticHeaderAuth
+from switchboard.upstream.client import DEFAULT_MAX_RESPONSE_BYTES, UpstreamClient
+from switchboard.upstream.request import UpstreamRequest
+
+KEY = "sk-test-0123456789abcdefghijkl"
+# Bounds a wait the test expects to end at once (an event the upstream sets): a hang fails fast.
+SOON = 5.0
+
+
+# -- the upstream --------------------------------------------------------------------------------
+
+
+class Seen:
+    """One request as the upstream read it."""
+
+    def __init__(self, head: bytes, body: bytes) -> None:
+        self.head = head
+        self.body = body
+        lines = head.decode("latin-1").split("\r\n")
+        self.line = lines[0]
+        self.fields = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:] if line]
+
+    def values(self, name: str) -> list[str]:
+        """Every value of header ``name`` (case-insensitive), in order."""
+        return [v for n, v in self.fields if n.lower() == name.lower()]
+
+    def one(self, name: str) -> str:
+        found = self.values(name)
+        assert len(found) == 1, f"{name}: {found} in {self.head!r}"
+        return found[0]
+
+
+async def read_request(reader: asyncio.StreamReader) -> Seen | None:
+    """The next request on the connection; None at its end (nothing of a request read)."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise
+        return None
+    except ConnectionError:
+        return None
+    seen = Seen(head, b"")
+    if any(v.lower() == "chunked" for v in seen.values("transfer-encoding")):
+        body = bytearray()
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            body += await reader.readexactly(size + 2)
+            del body[len(body) - 2:]
+            if size == 0:
+                break
+        seen.body = bytes(body)
+    elif seen.values("content-length"):
+        seen.body = await reader.readexactly(int(seen.one("content-length")))
+    return seen
+
+
+class Conn:
+    """One accepted connection, as its handler sees it."""
+
+    def __init__(self, upstream: Upstream, index: int, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.upstream = upstream
+        self.index = index
+        self.reader = reader
+        self.writer = writer
+        self.requests: list[Seen] = []
+        self.eof = asyncio.Event()  # the client closed its side
+        self.finished = asyncio.Event()  # the handler is done and the connection closed
+
+    async def request(self) -> Seen | None:
+        seen = await read_request(self.reader)
+        if seen is None:
+            self.eof.set()
+        else:
+            self.requests.append(seen)
+            self.upstream.requests.append(seen)
+            self.upstream.arrived.set()
+        return seen
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def until_eof(self) -> None:
+        """Read (and drop) until the client closes the connection."""
+        try:
+            while await self.reader.read(65536):
+                pass
+        except ConnectionError:
+            pass
+        self.eof.set()
+
+
+Handler = Callable[[Conn], Awaitable[None]]
+
+
+class Upstream:
+    """A server on 127.0.0.1 handing each accepted connection to ``handler``; counts connections
+    (accepted, open at once) and keeps every request read."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self.conns: list[Conn] = []
+        self.requests: list[Seen] = []
+        self.arrived = asyncio.Event()  # set at each request (cleared by the test)
+        self.active = 0
+        self.max_active = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def accepted(self) -> int:
+        return len(self.conns)
+
+    def url(self, path: str = "/v1/chat/completions") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def __aenter__(self) -> Upstream:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(cast("asyncio.Task[None]", task))
+        conn = Conn(self, len(self.conns), reader, writer)
+        self.conns.append(conn)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await self._handler(conn)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:  # stopped at the test's end: the task ends as done, not
+            pass  # cancelled (asyncio.streams asks a cancelled one for its exception and logs)
+        finally:
+            self.active -= 1
+            writer.close()
+            conn.finished.set()
+            self._tasks.discard(cast("asyncio.Task[None]", task))
+
+
+def response(body: bytes = b'{"ok":true}', status: int = 200, reason: str = "OK",
+             headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    """A whole answer with a Content-Length."""
+    lines = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}"]
+    lines += [f"{n}: {v}" for n, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def chunked_head(status: int = 200, headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    lines = [f"HTTP/1.1 {status} X", "Transfer-Encoding: chunked", *(f"{n}: {v}" for n, v in headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def chunk(piece: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(piece), piece)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+OK = response()
+
+
+def keep_alive(answer: Callable[[Seen], bytes] | bytes = OK) -> Handler:
+    """Answer every request on the connection with ``answer``, until the client closes it."""
+
+    async def handler(conn: Conn) -> None:
+        while (seen := await conn.request()) is not None:
+            await conn.send(answer(seen) if callable(answer) else answer)
+
+    return handler
+
+
+# -- the client ----------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def upstream_client(
+    *,
+    max_connections: int = 4,
+    headers: dict[str, str] | None = None,
+    connect: float = 5.0,
+    first_byte: float = 10.0,
+    total: float = 30.0,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> AsyncIterator[UpstreamClient]:
+    """Built as routing/table.py builds a provider's client, with a static bearer credential."""
+    client = UpstreamClient(
+        "prov",
+        StaticHeaderAuth.bearer(KEY),
+        max_connections,
+        dict(headers or {}),
+        Timeouts(connect=connect, first_byte=first_byte, total=total),
+        max_response_bytes,
+    )
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def post(up: Upstream, body: bytes | None = b'{"model":"m"}', path: str = "/v1/chat/completions",
+         headers: dict[str, str] | None = None, method: str = "POST") -> UpstreamRequest:
+    return UpstreamRequest(method, up.url(path), body, dict(headers or {}))
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+# -- 1. the request on the wire ------------------------------------------------------------------
+
+
+async def test_request_line_and_headers_on_the_wire() -> None:
+    async with Upstream(keep_alive()) as up, upstream_client(
+        headers={"X-Provider": "prov-value", "OpenAI-Organization": "org-provider"}
+    ) as client:
+        body = b'{"model":"m","messages":[]}'
+        request = post(up, body, "/v1/chat/completions?api-version=2024-10-21&x=a%20b",
+                       headers={"openai-organization": "org-request", "X-Request-Only": "yes"})
+        reply = await client.send(request, None)
+
+    assert reply.status == 200 and reply.body == b'{"ok":true}'
+    [seen] = up.requests
+    assert seen.line == "POST /v1/chat/completions?api-version=2024-10-21&x=a%20b HTTP/1.1"
+    assert seen.one("host") == f"127.0.0.1:{up.port}"  # an explicit port is in the Host header
+    assert seen.one("content-length") == str(len(body)) and seen.body == body
+    assert seen.one("x-provider") == "prov-value"
+    assert seen.one("authorization") == f"Bearer {KEY}"
+    assert seen.one("content-type") == "application/json"
+    assert seen.one("accept") == "*/*"
+    assert seen.one("user-agent") == "switchboard"
+    # The request's header replaces the provider's whatever their case: sent once, its value.
+    assert seen.one("openai-organization") == "org-request"
+    assert seen.one("x-request-only") == "yes"
+    assert not seen.values("transfer-encoding")
+
+
+async def test_a_request_host_replaces_the_urls_and_bodies_decide_content_length() -> None:
+    async with Upstream(keep_alive()) as up, upstream_client(
+        headers={"Accept": "application/json", "User-Agent": "custom-agent/1"}
+    ) as client:
+        await client.send(post(up, headers={"Host": "signed.example.com"}), None)
+        await client.send(post(up, None, "/v1/models", method="GET"), None)
+        await client.send(post(up, None, "/v1/files/f-1/cancel"), None)
+        await client.send(post(up, b"", "/v1/empty", method="PUT"), None)
+
+    signed, get, empty_post, empty_put = up.requests
+    assert signed.one("host") == "signed.example.com"  # a signature covers it: its own, once
+    # The provider's own Accept and User-Agent replace the defaults (not sent as well).
+    assert signed.one("accept") == "application/json" and signed.one("user-agent") == "custom-agent/1"
+    assert get.line == "GET /v1/models HTTP/1.1"
+    assert get.values("content-length") == [] and get.body == b""
+    assert get.one("host") == f"127.0.0.1:{up.port}"
+    assert empty_post.line.startswith("POST ") and empty_post.one("content-length") == "0"
+    assert empty_put.one("content-length") == "0"
+    assert up.accepted == 1  # all on one kept-alive connection
+
+
+# -- 2. header injection -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nX-Injected: 1", "a\rX-Injected: 1"])
+async def test_a_header_value_with_cr_or_lf_is_refused_and_nothing_is_written(value: str) -> None:
+    async with Upstream(keep_alive()) as up, upstream_client() as client:
+        await client.send(post(up), None)  # a pooled connection the bad request could use
+        with pytest.raises(UpstreamBadGateway):
+            await client.send(post(up, headers={"X-Bad": value}), None)
+        with pytest.raises(UpstreamBadGateway):
+            await client.open_stream(post(up, headers={"Host": value}), None)
+        reply = await client.send(post(up, b"{}"), None)  # the client still works
+
+    assert reply.status == 200
+    # Two requests on the one connection: nothing of the refused ones reached the socket.
+    assert up.accepted == 1 and len(up.requests) == 2
+    assert all(b"X-Injected" not in seen.head and b"X-Bad" not in seen.head for seen in up.requests)
+    assert up.requests[1].body == b"{}"
+
+
+# -- 3, 4, 5. keep-alive, connections the upstream closed ----------------------------------------
+
+
+async def test_sequential_requests_share_one_kept_alive_connection() -> None:
+    async with Upstream(keep_alive()) as up, upstream_client() as client:
+        first = await client.send(post(up, b"1"), None)
+        second = await client.send(post(up, b"2"), None)
+        third = await client.send(post(up, b"3"), None)
+
+    assert first.status == second.status == third.status == 200
+    assert up.accepted == 1 and [s.body for s in up.conns[0].requests] == [b"1", b"2", b"3"]
+
+
+async def test_an_idle_connection_the_upstream_closed_is_not_used() -> None:
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:  # answers one request, then closes (its idle timeout, say)
+            await conn.request()
+            await conn.send(response(b"first"))
+        else:
+            await keep_alive(response(b"second"))(conn)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        assert (await client.send(post(up), None)).body == b"first"
+        await asyncio.wait_for(up.conns[0].finished.wait(), SOON)
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == b"second"
+    assert up.accepted == 2 and len(up.conns[1].requests) == 1
+
+
+async def test_a_reused_connection_closed_with_nothing_answered_is_retried_once_on_a_new_one() -> None:
+    # The upstream closes its idle connection just as the next request is written on it.
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.request()
+            await conn.send(response(b"first"))
+            await conn.request()  # read, never answered: closed
+        else:
+            await keep_alive(response(b"retried"))(conn)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        await client.send(post(up, b"1"), None)
+        reply = await client.send(post(up, b"2"), None)
+
+    assert reply.body == b"retried"
+    assert up.accepted == 2
+    assert [s.body for s in up.conns[0].requests] == [b"1", b"2"]
+    assert [s.body for s in up.conns[1].requests] == [b"2"]
+
+
+async def test_the_retry_after_a_closed_reused_connection_happens_once() -> None:
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.request()
+            await conn.send(response())
+        await conn.request()  # then closes, nothing answered (every connection)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        await client.send(post(up), None)
+        with pytest.raises(UpstreamBadGateway):
+            await client.send(post(up), None)
+
+    assert up.accepted == 2 and len(up.requests) == 3  # one retry, no loop
+
+
+async def test_a_fresh_connection_closed_after_the_request_is_a_bad_gateway_without_retry() -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.request()  # read, then closed with nothing sent
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway):
+            await client.send(post(up), None)
+        with pytest.raises(UpstreamBadGateway):
+            await client.open_stream(post(up), None)
+
+    assert up.accepted == 2 and len(up.requests) == 2  # one attempt each
+
+
+# -- 6. not HTTP ---------------------------------------------------------------------------------
+
+
+async def test_garbage_instead_of_http_is_a_bad_gateway_and_the_connection_is_dropped() -> None:
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.request()
+            await conn.send(b"hello\r\n\r\n")
+            await conn.until_eof()
+        else:
+            await keep_alive()(conn)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway):
+            await client.send(post(up), None)
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)  # the client closed it
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and up.accepted == 2
+
+
+# -- 7. framing and encodings --------------------------------------------------------------------
+
+
+async def test_a_chunked_answer_is_read_whole_and_the_connection_kept() -> None:
+    pieces = [b'{"id":', b'"chatcmpl-1",', b'"object":"chat.completion"}']
+
+    def answer(seen: Seen) -> bytes:
+        return chunked_head() + b"".join(chunk(p) for p in pieces) + LAST_CHUNK
+
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        first = await client.send(post(up), None)
+        second = await client.send(post(up), None)
+
+    assert first.body == second.body == b"".join(pieces)
+    assert first.headers["Transfer-Encoding"] == "chunked"
+    assert up.accepted == 1
+
+
+async def test_an_answer_delimited_by_the_connections_end() -> None:
+    body = b'{"until":"close"}' * 100
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n")
+        await conn.send(body[:700])
+        await conn.send(body[700:])  # then the connection ends: the body is complete
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        first = await client.send(post(up), None)
+        second = await client.send(post(up), None)
+
+    assert first.status == 200 and first.body == body and second.body == body
+    assert up.accepted == 2  # a closed connection is never reused
+
+
+def _deflate_raw(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode", "framing"),
+    [
+        ("gzip", gzip.compress, "length"),
+        ("gzip", gzip.compress, "chunked"),
+        ("x-gzip", gzip.compress, "length"),
+        ("deflate", zlib.compress, "length"),
+        ("deflate", zlib.compress, "chunked"),
+        ("deflate", _deflate_raw, "length"),  # raw deflate, as some servers send it
+        ("deflate", _deflate_raw, "chunked"),
+    ],
+)
+async def test_an_encoded_answer_is_decoded(
+    coding: str, encode: Callable[[bytes], bytes], framing: str
+) -> None:
+    plain = b'{"choices":[{"message":{"content":"' + b"tok " * 5000 + b'"}}]}'
+    encoded = encode(plain)
+    assert len(encoded) < len(plain) // 10
+
+    def answer(seen: Seen) -> bytes:
+        if framing == "length":
+            return response(encoded, headers=[("Content-Encoding", coding)])
+        pieces = [encoded[i:i + 97] for i in range(0, len(encoded), 97)]
+        head = chunked_head(headers=[("Content-Encoding", coding)])
+        return head + b"".join(map(chunk, pieces)) + LAST_CHUNK
+
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+        again = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == plain and again.body == plain
+    assert up.accepted == 1
+
+
+async def test_an_encoded_body_is_bounded_by_its_decoded_size() -> None:
+    plain = b"0" * 100_000
+    encoded = gzip.compress(plain)
+
+    async with Upstream(keep_alive(response(encoded, headers=[("Content-Encoding", "gzip")]))) as up, \
+            upstream_client(max_response_bytes=50_000) as client:
+        assert len(encoded) < 50_000
+        with pytest.raises(UpstreamResponseTooLarge):
+            await client.send(post(up), None)
+
+
+async def test_a_compressed_piece_that_expands_past_the_bound_is_a_bad_gateway() -> None:
+    bomb = gzip.compress(b"0" * (http1.MAX_INFLATE * 2))  # a few KiB on the wire
+
+    async with Upstream(keep_alive(response(bomb, headers=[("Content-Encoding", "gzip")]))) as up, \
+            upstream_client(max_response_bytes=http1.MAX_INFLATE * 4) as client:
+        assert len(bomb) < 64 * 1024
+        with pytest.raises(UpstreamBadGateway):
+            await client.send(post(up), None)
+
+
+async def test_an_encoding_the_client_does_not_read_is_a_bad_gateway() -> None:
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.request()
+            await conn.send(response(b"\x0b\x02\x80hello\x03", headers=[("Content-Encoding", "br")]))
+            await conn.until_eof()
+        else:
+            await keep_alive()(conn)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway):
+            await client.send(post(up), None)
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)
+        assert (await client.send(post(up), None)).status == 200
+
+    assert up.accepted == 2
+
+
+# -- 8. size limit -------------------------------------------------------------------------------
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.request()
+            # The head only: were the client to read the body, it would wait (first_byte: 10 s).
+            await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n")
+            await conn.until_eof()
+        else:
+            await keep_alive()(conn)
+
+    async with Upstream(handler) as up, upstream_client(max_response_bytes=1024) as client:
+        with pytest.raises(UpstreamResponseTooLarge):
+            await asyncio.wait_for(client.send(post(up), None), SOON)
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)  # the connection was closed
+        assert (await client.send(post(up), None)).status == 200
+
+    assert up.accepted == 2  # not reused
+
+
+async def test_a_chunked_body_growing_over_the_limit_is_refused() -> None:
+    sent_all = asyncio.Event()
+
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.request()
+            await conn.send(chunked_head() + chunk(b"a" * 600) + chunk(b"b" * 600))
+            sent_all.set()  # and never the last chunk: the client must stop by itself
+            await conn.until_eof()
+        else:
+            await keep_alive()(conn)
+
+    async with Upstream(handler) as up, upstream_client(max_response_bytes=1024) as client:
+        with pytest.raises(UpstreamResponseTooLarge):
+            await asyncio.wait_for(client.send(post(up), None), SOON)
+        assert sent_all.is_set()
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)
+        assert (await client.send(post(up), None)).status == 200
+
+    assert up.accepted == 2
+
+
+# -- 9. timeouts ---------------------------------------------------------------------------------
+
+
+async def test_an_upstream_that_never_answers_times_out_after_first_byte() -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.until_eof()
+
+    async with Upstream(handler) as up, upstream_client(first_byte=0.3, total=20) as client:
+        start = now()
+        with pytest.raises(UpstreamTimeout):
+            await client.send(post(up), None)
+        took = now() - start
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)  # the client dropped it
+
+    assert 0.3 <= took < 3.0
+
+
+async def test_per_request_timeouts_override_the_providers() -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.until_eof()
+
+    async with Upstream(handler) as up, upstream_client(first_byte=20, total=30) as client:
+        start = now()
+        with pytest.raises(UpstreamTimeout):
+            await client.send(post(up), Timeouts(connect=5, first_byte=0.3, total=10))
+        took = now() - start
+
+    assert 0.3 <= took < 3.0
+
+
+async def test_a_body_that_stalls_after_the_headers_times_out() -> None:
+    headers_sent = asyncio.Event()
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        headers_sent.set()
+        await conn.until_eof()
+
+    async with Upstream(handler) as up, upstream_client(first_byte=0.3, total=20) as client:
+        start = now()
+        with pytest.raises(UpstreamTimeout):
+            await client.send(post(up), None)
+        took = now() - start
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)
+
+    assert headers_sent.is_set() and 0.3 <= took < 3.0
+
+
+async def test_a_stream_whose_pieces_keep_coming_is_cut_at_the_total_timeout() -> None:
+    # Each piece is sent as soon as the previous one was taken: no gap near first_byte, but the
+    # whole outlasts total.
+    taken: asyncio.Queue[bool] = asyncio.Queue()
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(chunked_head(headers=[("Content-Type", "text/event-stream")]))
+        n = 0
+        while True:
+            await conn.send(chunk(b"data: %d\n\n" % n))
+            n += 1
+            if not await taken.get():
+                break
+        await conn.until_eof()
+
+    async with Upstream(handler) as up, upstream_client(first_byte=0.3, total=0.8) as client:
+        start = now()
+        stream = await client.open_stream(post(up), None)
+        assert stream.status == 200
+        got = []
+        with pytest.raises(UpstreamTimeout):
+            async for piece in stream.chunks():
+                got.append(piece)
+                taken.put_nowait(True)
+        took = now() - start
+        taken.put_nowait(False)  # the upstream stops sending and waits for the connection's end
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)  # the client closed it
+
+    assert 0.8 <= took < 3.0  # past first_byte many times over: only total ended it
+    assert len(got) > 1 and got[0] == b"data: 0\n\n"
+
+
+async def test_a_stream_that_stalls_between_pieces_times_out_after_first_byte() -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(chunked_head() + chunk(b"data: 1\n\n"))
+        await conn.until_eof()
+
+    async with Upstream(handler) as up, upstream_client(first_byte=0.3, total=20) as client:
+        stream = await client.open_stream(post(up), None)
+        got = []
+        start = now()
+        with pytest.raises(UpstreamTimeout):
+            async for piece in stream.chunks():
+                got.append(piece)
+        took = now() - start
+
+    assert got == [b"data: 1\n\n"] and 0.2 <= took < 3.0
+
+
+# -- 10. unreachable -----------------------------------------------------------------------------
+
+
+async def test_a_refused_connection_is_unreachable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with upstream_client() as client:
+        with pytest.raises(UpstreamUnreachable):
+            await client.send(UpstreamRequest("POST", f"http://127.0.0.1:{port}/v1/x", b"{}"), None)
+        with pytest.raises(UpstreamUnreachable):
+            await client.open_stream(UpstreamRequest("POST", f"http://127.0.0.1:{port}/v1/x", b"{}"), None)
+
+
+# -- 11. pool limit ------------------------------------------------------------------------------
+
+
+async def test_max_connections_one_serves_concurrent_requests_in_turn() -> None:
+    release_first = asyncio.Event()
+
+    async def handler(conn: Conn) -> None:
+        while (seen := await conn.request()) is not None:
+            if len(conn.upstream.requests) == 1:
+                await release_first.wait()  # the first answer is held: the second must wait
+            await conn.send(response(b"answer to " + seen.body))
+
+    async with Upstream(handler) as up, upstream_client(max_connections=1) as client:
+        first = asyncio.create_task(client.send(post(up, b"A"), None))
+        second = asyncio.create_task(client.send(post(up, b"B"), None))
+        await asyncio.wait_for(up.arrived.wait(), SOON)
+        # The first request is at the upstream, unanswered; the second did not get a connection.
+        assert up.accepted == 1 and len(up.requests) == 1 and not second.done()
+        release_first.set()
+        replies = await asyncio.wait_for(asyncio.gather(first, second), SOON)
+
+    assert [r.body for r in replies] == [b"answer to A", b"answer to B"]
+    assert [s.body for s in up.requests] == [b"A", b"B"]
+    assert up.accepted == 1 and up.max_active == 1
+
+
+async def test_a_request_waiting_for_a_full_pool_times_out_by_connect() -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.until_eof()  # holds the only connection
+
+    async with Upstream(handler) as up, upstream_client(max_connections=1, connect=0.3) as client:
+        held = asyncio.create_task(client.send(post(up), None))
+        await asyncio.wait_for(up.arrived.wait(), SOON)
+        start = now()
+        with pytest.raises(UpstreamTimeout):
+            await client.send(post(up), None)
+        took = now() - start
+        held.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await held
+
+    assert 0.3 <= took < 3.0 and up.accepted == 1
+
+
+# -- 12. streams ---------------------------------------------------------------------------------
+
+
+async def test_a_stream_delivers_each_piece_as_it_arrives_in_order() -> None:
+    pieces = [b"data: one\n\n", b"data: two\n\n", b"data: three\n\n", b"data: [DONE]\n\n"]
+    taken: asyncio.Queue[None] = asyncio.Queue()
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(chunked_head(headers=[("Content-Type", "text/event-stream")]))
+        for piece in pieces:
+            await conn.send(chunk(piece))
+            await taken.get()  # the next piece only once the client has this one
+        await conn.send(LAST_CHUNK)
+        await keep_alive()(conn)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        stream = await client.open_stream(post(up), None)
+        assert stream.status == 200 and stream.headers["Content-Type"] == "text/event-stream"
+        got = []
+        async for piece in stream.chunks():
+            got.append(piece)
+            taken.put_nowait(None)
+
+    assert got == pieces
+
+
+async def test_a_stream_read_to_the_end_leaves_its_connection_for_the_next_request() -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(chunked_head() + chunk(b"data: 1\n\n") + chunk(b"data: 2\n\n") + LAST_CHUNK)
+        await keep_alive()(conn)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        stream = await client.open_stream(post(up), None)
+        got = [piece async for piece in stream.chunks()]
+        reply = await client.send(post(up), None)
+
+    assert b"".join(got) == b"data: 1\n\ndata: 2\n\n" and reply.status == 200
+    # Read to its end, the stream's keep-alive connection serves the next request (as aiohttp's
+    # did: it released a connection once the body was read).
+    assert up.accepted == 1 and len(up.conns[0].requests) == 2
+
+
+async def test_closing_a_stream_early_closes_its_connection() -> None:
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.request()
+            await conn.send(chunked_head() + chunk(b"data: first\n\n"))
+            await conn.until_eof()  # the rest would never come
+        else:
+            await keep_alive()(conn)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        stream = await client.open_stream(post(up), None)
+        pieces = stream.chunks()
+        assert await pieces.__anext__() == b"data: first\n\n"
+        await stream.close()
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)  # the upstream sees the end
+        await pieces.aclose()
+        await stream.close()  # idempotent
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and up.accepted == 2
+
+
+async def test_an_error_status_on_a_stream_is_read_whole_and_scrubbed() -> None:
+    error = b'{"error":{"message":"Incorrect API key provided: Bearer ' + KEY.encode() + b'"}}'
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(chunked_head(500) + chunk(error[:20]) + chunk(error[20:]) + LAST_CHUNK)
+        await keep_alive()(conn)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        stream = await client.open_stream(post(up), None)
+        assert stream.status == 500
+        body = await stream.read_all()
+        again = await client.send(post(up), None)
+
+    assert body == b'{"error":{"message":"Incorrect API key provided: Bearer [redacted]"}}'
+    assert again.status == 200 and up.accepted == 1
+
+
+# -- 13. error bodies ----------------------------------------------------------------------------
+
+
+async def test_an_error_body_comes_back_with_the_credential_redacted() -> None:
+    error = b'{"error":{"message":"Incorrect API key provided: ' + KEY.encode() + b'","code":"invalid"}}'
+
+    async with Upstream(keep_alive(response(error, 401, "Unauthorized"))) as up, \
+            upstream_client() as client:
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 401
+    assert KEY.encode() not in reply.body
+    assert reply.body == b'{"error":{"message":"Incorrect API key provided: [redacted]","code":"invalid"}}'
+
+
+async def test_a_500_body_is_scrubbed_and_cut_at_the_error_limit() -> None:
+    error = b"internal error, key was Bearer " + KEY.encode() + b" " + b"z" * (2 * 1024 * 1024)
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(response(error, 500, "Internal Server Error"))
+        await conn.until_eof()
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 500
+    assert reply.body.startswith(b"internal error, key was Bearer [redacted] zzz")
+    # Cut at MAX_ERROR_BYTES (1 MiB), then the key replaced.
+    assert len(reply.body) == 1024 * 1024 - len(KEY) + len(b"[redacted]")
+
+
+# -- 14. interim answers -------------------------------------------------------------------------
+
+
+async def test_a_100_continue_before_the_answer_is_skipped() -> None:
+    def answer(seen: Seen) -> bytes:
+        return b"HTTP/1.1 100 Continue\r\n\r\n" + response(b'{"final":true}', headers=[("X-Final", "1")])
+
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+        again = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == b'{"final":true}'
+    assert reply.headers["X-Final"] == "1" and again.body == b'{"final":true}'
+    assert up.accepted == 1
+
+
+# -- bodies the fast path cannot send ------------------------------------------------------------
+
+
+async def test_a_body_given_as_an_async_iterable_is_sent_whole() -> None:
+    # What http/files/upstream.py's upload() hands the client for a streamed /v1/files upload.
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"--b\r\nContent-Disposition: form-data; name=purpose\r\n\r\nbatch\r\n"
+        yield b"--b--\r\n"
+
+    async with Upstream(keep_alive()) as up, upstream_client() as client:
+        request = UpstreamRequest("POST", up.url("/v1/files"), cast(bytes, parts()),
+                                  {"Content-Type": "multipart/form-data; boundary=b"})
+        reply = await client.send(request, None)
+
+    assert reply.status == 200
+    assert up.requests[0].body == (
+        b"--b\r\nContent-Disposition: form-data; name=purpose\r\n\r\nbatch\r\n--b--\r\n"
+    )
