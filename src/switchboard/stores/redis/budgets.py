@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from switchboard.stores.clock import Clock
 from switchboard.stores.protocols import Charge, Reserved
+from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.client import LUA_NOW, PREFIX
 
 _NOW = LUA_NOW + """
@@ -108,9 +109,10 @@ def counter_key(key: str) -> str:
 
 class RedisBudgetCounters:
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
+        batch = batch_for(client)  # the request path's scripts: one pipeline per pass
         self._clock = clock
-        self._reserve = client.register_script(RESERVE)
-        self._settle = client.register_script(SETTLE)
+        self._reserve = batch.script(RESERVE)
+        self._settle = batch.script(SETTLE)
         self._load = client.register_script(LOAD)
         self._usage = client.register_script(USAGE)
 

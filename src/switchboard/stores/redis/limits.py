@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from switchboard.stores.clock import Clock
 from switchboard.stores.memory.limits import slot_ms
 from switchboard.stores.protocols import LIMIT_SLOTS, Acquired, Bucket, BucketState
+from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.client import LUA_NOW, PREFIX
 
 _NOW = LUA_NOW + """
@@ -112,9 +113,10 @@ def bucket_key(key: str, g: int) -> str:
 
 class RedisRateLimiter:
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
+        batch = batch_for(client)  # the request path's scripts: one pipeline per pass
         self._clock = clock
-        self._acquire = client.register_script(ACQUIRE)
-        self._adjust = client.register_script(ADJUST)
+        self._acquire = batch.script(ACQUIRE)
+        self._adjust = batch.script(ADJUST)
 
     def _now(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * 1000))
