@@ -49,18 +49,15 @@ class ScriptBatch:
     def add(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._send)
+        if not self._queue:  # the first call of this pass: the task starts at the next pass
+            task = loop.create_task(self._run())
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
         self._queue.append((script, keys, args, future))
         return future
 
-    def _send(self) -> None:
+    async def _run(self) -> None:
         calls, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._run(calls))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def _run(self, calls: list[_Call]) -> None:
         pipe = self._client.pipeline(transaction=False)
         for script, keys, args, _ in calls:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
