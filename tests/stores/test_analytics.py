@@ -142,6 +142,16 @@ async def test_a_replayed_row_is_counted_once(backend: Backend) -> None:
     assert sum(r.requests for r in rows_now) == report[0].requests == 7
 
 
+async def test_a_fresh_batch_skips_the_lookup_and_still_counts_a_repeated_row_once(backend: Backend) -> None:
+    ledger = backend.stores.ledger
+    rows = [usage_row(r) for r in world()]
+    await ledger.append_rows(rows + rows[:1], fresh=True)  # the spool's first attempt at a batch
+    await ledger.append_rows(rows)  # then replayed (the first attempt's reply was lost)
+    days = await series(backend, interval="day")
+    assert [(r.start.day, r.requests, r.errors) for r in days] == [(1, 3, 1), (2, 1, 0)]  # tenant-a
+    assert len(await ledger.recent("tenant-a", 100)) == 4
+
+
 async def test_append_and_append_rows_count_the_same(backend: Backend) -> None:
     ledger = backend.stores.ledger
     await ledger.append([usage("x1"), usage("x2", status=429)])

@@ -329,7 +329,7 @@ class LedgerWriter:
         segment, self._current = self._current, fresh
         await asyncio.to_thread(os.fsync, segment.fd)
         try:
-            await self._store(batch)
+            await self._store(batch, fresh=True)
         except Exception as exc:
             log.warning("usage ledger: the database is unreachable (%s); %d record(s) kept in the spool",
                         type(exc).__name__, len(batch))
@@ -370,8 +370,8 @@ class LedgerWriter:
         for start in range(0, len(records), REPLAY_BATCH):
             await self._store(records[start : start + REPLAY_BATCH])
 
-    async def _store(self, records: Sequence[UsageRow]) -> None:
-        await self._ledger.append_rows(records)
+    async def _store(self, records: Sequence[UsageRow], *, fresh: bool = False) -> None:
+        await self._ledger.append_rows(records, fresh=fresh)
         self.stored += len(records)
 
     def _drop(self, segment: Segment) -> None:

@@ -510,9 +510,10 @@ class UsageLedger(Protocol):
     async def append(self, records: Sequence[UsageRecord]) -> int:
         """Store the records whose request id is new; returns how many were new."""
 
-    async def append_rows(self, rows: Sequence[UsageRow]) -> None:
+    async def append_rows(self, rows: Sequence[UsageRow], *, fresh: bool = False) -> None:
         """``append`` for rows (``USAGE_ROW``), the usage spool's fast path: idempotent by
-        request id the same way; how many were new is not counted."""
+        request id the same way; how many were new is not counted. ``fresh``: the rows were
+        never offered before (not a replay), so none can be stored already."""
 
     async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None: ...
 

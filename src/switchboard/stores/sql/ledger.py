@@ -332,13 +332,14 @@ class SqlUsageLedger:
             await self._rollups.write(conn, rollup)
         return inserted
 
-    async def append_rows(self, rows: Sequence[UsageRow]) -> None:
+    async def append_rows(self, rows: Sequence[UsageRow], *, fresh: bool = False) -> None:
         if not rows:
             return
         convert = self._convert
         values = [convert(row) for row in rows]
         async with self._engine.begin() as conn:
-            stored = await self._stored(conn, rows)
+            # A first attempt needs no lookup: only a replay can meet rows stored before.
+            stored = set() if fresh else await self._stored(conn, rows)
             await conn.exec_driver_sql(self._insert_rows, values)
             await self._rollups.write(conn, _new_rows(rows, stored))
 
