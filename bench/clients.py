@@ -1,4 +1,5 @@
-"""Upstream HTTP client comparison: CPU per request of aiohttp vs httpx for the gateway's use.
+"""Upstream HTTP client comparison: CPU per request of the gateway's own client (upstream/http1.py
+through UpstreamClient), aiohttp and httpx for the gateway's use.
 
 Each client, in its own process pinned to CPU 0 with uvloop, sends pooled keep-alive POSTs of the
 benchmark's chat body to the nginx upstream (pinned to CPU 1) with 32 requests in flight, reads
@@ -57,7 +58,30 @@ async def with_httpx(url: str, total: int, concurrency: int) -> None:
         await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
 
 
-CLIENTS = {"aiohttp": with_aiohttp, "httpx": with_httpx}
+async def with_switchboard(url: str, total: int, concurrency: int) -> None:
+    import orjson
+
+    from switchboard.config.schema import Timeouts
+    from switchboard.upstream.auth import StaticHeaderAuth
+    from switchboard.upstream.client import UpstreamClient
+    from switchboard.upstream.request import UpstreamRequest
+
+    auth = StaticHeaderAuth({"Authorization": HEADERS["Authorization"]})
+    client = UpstreamClient("bench", auth, concurrency, {}, Timeouts())
+    await client.start()
+    try:
+
+        async def worker(n: int) -> None:
+            for _ in range(n):
+                reply = await client.send(UpstreamRequest("POST", url, BODY), None)
+                orjson.loads(reply.body)
+
+        await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
+    finally:
+        await client.close()
+
+
+CLIENTS = {"switchboard": with_switchboard, "aiohttp": with_aiohttp, "httpx": with_httpx}
 
 
 def child(name: str, url: str, total: int) -> None:
@@ -100,7 +124,7 @@ def main() -> int:
                 )
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ))
                 row = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"{row['client']:8s} {row['rps']:>9,.0f} req/s  {row['cpu_us']:6.1f} us CPU/request")
+                print(f"{row['client']:12s} {row['rps']:>9,.0f} req/s  {row['cpu_us']:6.1f} us CPU/request")
     return 0
 
 

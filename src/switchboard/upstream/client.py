@@ -140,6 +140,7 @@ class UpstreamClient:
         return exc
 
     async def _open(self, request: UpstreamRequest, limits: Timeouts | None) -> Answer:
+        assert self._session is not None, "client not started"
         # A body in memory only; anything else (a file, an async iterable) is sent by aiohttp.
         if request.upload is None and self._fast is not None and isinstance(request.body, bytes | None):
             target = self._target(request.url)

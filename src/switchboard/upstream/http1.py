@@ -133,7 +133,7 @@ class _Conn(asyncio.Protocol):
     """One connection and the response being read on it (one at a time)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = self._loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -333,9 +333,8 @@ class _Conn(asyncio.Protocol):
     def pending(self) -> bool:
         return bool(self._chunks)
 
-    @property
-    def failure(self) -> BaseException | None:
-        return self._exc
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
 
     def reusable(self) -> bool:
         return self.done and self.keep_alive and not self.closed and self._exc is None
@@ -391,6 +390,12 @@ class Response:
         if conn is not None:
             self._pool.put(conn)
 
+    def __del__(self) -> None:
+        # Dropped without release() or close() (a bug elsewhere): the pool must not lose the
+        # connection's place, or it would run out of them.
+        if self._conn is not None:
+            self.close()
+
     def close(self) -> None:
         """Drop the answer now: a connection whose answer was read to the end goes back to
         the pool, any other is closed."""
@@ -438,7 +443,10 @@ class Pool:
                 raise TimeoutError()
             conn.start_timer(left, read_gap)
             assert conn.transport is not None
-            conn.transport.write(head + body if body else head)
+            try:
+                conn.transport.write(head + body if body else head)
+            except (OSError, RuntimeError):  # closed under us: as if the upstream had closed it
+                conn._error(Disconnected("the connection closed before the request was sent"))
             try:
                 while conn.headers is None:
                     await conn.wait()
@@ -460,7 +468,7 @@ class Pool:
         now = loop.time()
         while idle:
             conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self._idle_seconds:
+            if not conn.closed and now - conn.idle_since < self._idle_seconds and conn.open():
                 return conn, True
             conn.close()
             self._open -= 1
@@ -513,10 +521,11 @@ class Pool:
         """Take back a connection after an exchange: kept if it can serve another."""
         if conn.reusable() and not self._closed:
             conn.recycle()
-            conn.idle_since = asyncio.get_running_loop().time()
+            loop = conn.loop
+            conn.idle_since = loop.time()
             self._idle.append(conn)
             if self._sweeper is None:
-                self._sweeper = asyncio.get_running_loop().call_later(self._idle_seconds, self._sweep)
+                self._sweeper = loop.call_later(self._idle_seconds, self._sweep, loop)
         else:
             conn.close()
             self._open -= 1
@@ -529,10 +538,10 @@ class Pool:
                 waiter.set_result(None)
                 return
 
-    def _sweep(self) -> None:
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         """Close connections idle too long (the upstream would close them soon anyway)."""
         self._sweeper = None
-        now = asyncio.get_running_loop().time()
+        now = loop.time()
         keep = []
         for conn in self._idle:
             if conn.closed or now - conn.idle_since >= self._idle_seconds:
@@ -542,7 +551,7 @@ class Pool:
                 keep.append(conn)
         self._idle = keep
         if keep:
-            self._sweeper = asyncio.get_running_loop().call_later(self._idle_seconds, self._sweep)
+            self._sweeper = loop.call_later(self._idle_seconds, self._sweep, loop)
         self._next()
 
     def close(self) -> None:
