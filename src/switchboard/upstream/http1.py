@@ -51,6 +51,10 @@ class Disconnected(Http1Error):
     """The upstream closed the connection before its answer was complete."""
 
 
+class InvalidHeader(Http1Error):
+    """A request header that cannot be sent (a line break in it would split the request)."""
+
+
 class BadResponse(Http1Error):
     """The upstream's answer is not valid HTTP/1.1 (or not in an encoding the client reads)."""
 
@@ -64,7 +68,7 @@ def _ssl_context() -> ssl.SSLContext:
 
 def _check(name: str, value: str) -> None:
     if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-        raise BadResponse(f"header {name!r} holds a character HTTP does not allow")
+        raise InvalidHeader(f"header {name!r} holds a character HTTP does not allow")
 
 
 class Target:
