@@ -210,6 +210,21 @@ def keep_alive(answer: Callable[[Seen], bytes] | bytes = OK) -> Handler:
     return handler
 
 
+def once_then_ok(first: bytes) -> Handler:
+    """The first connection reads a request, answers ``first`` and waits for the client to
+    close it; every later one is a kept-alive upstream answering OK."""
+
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.request()
+            await conn.send(first)
+            await conn.until_eof()
+        else:
+            await keep_alive()(conn)
+
+    return handler
+
+
 # -- the client ----------------------------------------------------------------------------------
 
 
@@ -399,13 +414,7 @@ async def test_a_fresh_connection_closed_after_the_request_is_a_bad_gateway_with
 
 
 async def test_garbage_instead_of_http_is_a_bad_gateway_and_the_connection_is_dropped() -> None:
-    async def handler(conn: Conn) -> None:
-        if conn.index == 0:
-            await conn.request()
-            await conn.send(b"hello\r\n\r\n")
-            await conn.until_eof()
-        else:
-            await keep_alive()(conn)
+    handler = once_then_ok(b"hello\r\n\r\n")
 
     async with Upstream(handler) as up, upstream_client() as client:
         with pytest.raises(UpstreamBadGateway):
@@ -512,13 +521,7 @@ async def test_a_compressed_piece_that_expands_past_the_bound_is_a_bad_gateway()
 
 
 async def test_an_encoding_the_client_does_not_read_is_a_bad_gateway() -> None:
-    async def handler(conn: Conn) -> None:
-        if conn.index == 0:
-            await conn.request()
-            await conn.send(response(b"\x0b\x02\x80hello\x03", headers=[("Content-Encoding", "br")]))
-            await conn.until_eof()
-        else:
-            await keep_alive()(conn)
+    handler = once_then_ok(response(b"\x0b\x02\x80hello\x03", headers=[("Content-Encoding", "br")]))
 
     async with Upstream(handler) as up, upstream_client() as client:
         with pytest.raises(UpstreamBadGateway):
@@ -533,14 +536,8 @@ async def test_an_encoding_the_client_does_not_read_is_a_bad_gateway() -> None:
 
 
 async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
-    async def handler(conn: Conn) -> None:
-        if conn.index == 0:
-            await conn.request()
-            # The head only: were the client to read the body, it would wait (first_byte: 10 s).
-            await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n")
-            await conn.until_eof()
-        else:
-            await keep_alive()(conn)
+    # The head only: were the client to read the body, it would wait (first_byte: 10 s).
+    handler = once_then_ok(b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n")
 
     async with Upstream(handler) as up, upstream_client(max_response_bytes=1024) as client:
         with pytest.raises(UpstreamResponseTooLarge):
