@@ -168,8 +168,7 @@ class Segment:
 
 
 class LedgerWriter:
-    """Spools records on the request path (one ``write`` per event-loop pass), stores them in batches
-    behind it."""
+    """Spools records on the request path (one ``write``), stores them in batches behind it."""
 
     def __init__(
         self,
@@ -186,8 +185,6 @@ class LedgerWriter:
         self._flush_seconds = flush_seconds
         self._batch = batch
         self._pending: list[UsageRow] = []
-        self._unwritten: list[bytes] = []  # spooled lines of this event-loop pass, not yet written
-        self._write_scheduled = False
         self._current: Segment | None = None
         self._backlog: list[Segment] = []  # spooled, not yet in the database, oldest first
         self._spooled_bytes = 0  # current + backlog
@@ -209,8 +206,7 @@ class LedgerWriter:
         return self.spool(usage_row(record))
 
     def spool(self, row: UsageRow) -> bool:
-        """Spool one record given as its row (``USAGE_ROW``): the request path's call. The line
-        is written with the others of the same event-loop pass, in one ``write`` at its end."""
+        """Spool one record given as its row (``USAGE_ROW``): the request path's call."""
         segment = self._current
         line = orjson.dumps(row, option=_DUMPS_OPTIONS)
         size = len(line)
@@ -220,34 +216,22 @@ class LedgerWriter:
                 log.error("usage spool full or closed: %d usage record(s) dropped so far "
                           "(request %s)", self.dropped, row[0])
             return False
+        try:
+            written = os.write(segment.fd, line)
+            if written != size:  # a short write (a full disk, a signal): the rest of the line
+                _write_all(segment.fd, line[written:])
+        except OSError as exc:  # a full or failing disk: the request is served all the same
+            self.dropped += 1
+            log.error("usage spool write failed (%s): usage record of request %s dropped",
+                      exc.strerror or type(exc).__name__, row[0])
+            return False
         segment.size += size
         self._spooled_bytes += size
-        self._unwritten.append(line)
-        if not self._write_scheduled:
-            self._write_scheduled = True
-            asyncio.get_running_loop().call_soon(self._write_out)
         pending = self._pending
         pending.append(row)
         if len(pending) >= self._batch:
             self._wake.set()
         return True
-
-    def _write_out(self) -> None:
-        """Append the lines spooled since the last write to the current segment. Runs at the end
-        of the pass that spooled them, and before the current segment is swapped or closed."""
-        self._write_scheduled = False
-        lines, self._unwritten = self._unwritten, []
-        segment = self._current
-        if not lines or segment is None:
-            return
-        data = lines[0] if len(lines) == 1 else b"".join(lines)
-        try:
-            written = os.write(segment.fd, data)
-            if written != len(data):  # a short write (a full disk, a signal): the rest
-                _write_all(segment.fd, data[written:])
-        except OSError as exc:  # a full or failing disk: the records still go to the database
-            log.error("usage spool write failed (%s): %d usage record(s) not spooled, kept in memory "
-                      "until stored", exc.strerror or type(exc).__name__, len(lines))
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -265,7 +249,6 @@ class LedgerWriter:
         self._retry_at = 0.0
         with contextlib.suppress(Exception):
             await self.flush()
-        self._write_out()
         if self._current is not None:
             current, self._current = self._current, None
             if current.size == 0:
@@ -324,7 +307,6 @@ class LedgerWriter:
         if not self._pending or self._current is None:
             return
         fresh = Segment.create(self._dir)  # before anything is taken: a failure changes nothing
-        self._write_out()
         batch, self._pending = self._pending, []
         segment, self._current = self._current, fresh
         await asyncio.to_thread(os.fsync, segment.fd)
@@ -340,10 +322,8 @@ class LedgerWriter:
 
     async def _recover(self) -> None:
         current = self._current
-        self._write_out()
         if current is not None and current.size:
             await asyncio.to_thread(os.fsync, current.fd)
-        self._write_out()  # what was spooled meanwhile
         self._pending = []  # they are in the current segment, replayed from there
         if time.monotonic() < self._retry_at:
             return
