@@ -121,6 +121,10 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / "redis.sock"
+
     def ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
@@ -152,7 +156,8 @@ def start_redis() -> RedisServer:
     port = free_port()
     proc = subprocess.Popen(
         [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
-         "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+         "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+         "--unixsocket", str(directory / "redis.sock"), "--unixsocketperm", "700"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
     )
     server = RedisServer(port, directory, proc)

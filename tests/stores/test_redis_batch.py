@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from switchboard.stores.protocols import Bucket, Charge
@@ -22,17 +23,37 @@ from tests.services import RedisServer
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@pytest_asyncio.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+class TlsLike(Connection):
+    """Any connection class but the plain ones keeps redis-py's pipeline (as a TLS URL does)."""
+
+
+@pytest_asyncio.fixture(params=["wire", "redis-py"])
+async def client(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[Redis]:
     redis_server.flush()
-    client = Redis.from_url(redis_server.url)
+    if request.param == "wire":
+        client = Redis.from_url(redis_server.url)
+    else:
+        client = Redis(connection_pool=ConnectionPool.from_url(redis_server.url, connection_class=TlsLike))
+    assert (batch_for(client)._wire is None) == (request.param == "redis-py")
     yield client
+    await batch_for(client).close()
     await client.aclose()
 
 
 def count_pipelines(client: Redis, monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """The pipelines the client opens from now on (redis-py's own, counted, not replaced)."""
+    """The round trips the batch makes from now on (counted, not replaced): writes on its own
+    connection, or redis-py pipelines."""
     opened: list[object] = []
+    wire = batch_for(client)._wire
+    if wire is not None:
+        send = wire.call
+
+        async def sent(payload: bytes, count: int) -> list[object]:
+            opened.append(payload)
+            return await send(payload, count)
+
+        monkeypatch.setattr(wire, "call", sent)
+        return opened
     original = client.pipeline
 
     def counted(*args: object, **kwargs: object) -> object:

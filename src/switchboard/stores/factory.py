@@ -207,6 +207,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         limiter = mem_limiter
         budget_counters = MemoryBudgetCounters(clock or system_clock)
     else:
+        from switchboard.stores.redis.batch import batch_for
         from switchboard.stores.redis.budgets import RedisBudgetCounters
         from switchboard.stores.redis.cache import RedisCache
         from switchboard.stores.redis.client import connect
@@ -221,7 +222,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
             await engine.dispose()
             raise
         redis_feed = RedisFeed(client)
-        closers += [client.aclose, redis_feed.close]
+        closers += [client.aclose, redis_feed.close, batch_for(client).close]
         counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
         limiter = RedisRateLimiter(client, clock)
         budget_counters = RedisBudgetCounters(client, clock)

@@ -6,7 +6,8 @@ taken and given back, a timeout, a write, a read) and a network round trip; unde
 more than half of the cluster path's CPU (docs/benchmarks.md). Here the scripts called during
 one pass of the event loop, by every request in flight, leave together in one non-transactional
 pipeline: the same commands in the same order, each script still atomic, one round trip for
-all of them.
+all of them. The batch goes out on its own pipelined connection (stores/redis/wire.py) where
+the URL allows, else through redis-py's pipeline.
 """
 
 from __future__ import annotations
@@ -18,35 +19,42 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
-_Call = tuple[AsyncScript, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+from switchboard.stores.redis.wire import Wire, bulk, command
+
+_Call = tuple["BatchedScript", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 _BATCHES: weakref.WeakKeyDictionary[Redis, ScriptBatch] = weakref.WeakKeyDictionary()
 
 
 class BatchedScript:
     """A registered script whose calls join the current pass's pipeline."""
 
-    __slots__ = ("_batch", "_script")
+    __slots__ = ("_batch", "_head", "script")
 
     def __init__(self, batch: ScriptBatch, script: AsyncScript) -> None:
         self._batch = batch
-        self._script = script
+        self.script = script
+        self._head = bulk(["EVALSHA", script.sha])  # the same two arguments on every call
 
     def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
-        return self._batch.add(self._script, keys, args)
+        return self._batch.add(self, keys, args)
+
+    def packed(self, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
+        return command([len(keys), *keys, *args], head=self._head, head_count=2)
 
 
 class ScriptBatch:
     def __init__(self, client: Redis) -> None:
         self._client = client
+        self._wire = Wire.of(client)
         self._queue: list[_Call] = []
         self._running: set[asyncio.Task[None]] = set()  # strong references until done
 
     def script(self, text: str) -> BatchedScript:
         return BatchedScript(self, self._client.register_script(text))
 
-    def add(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
+    def add(self, script: BatchedScript, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queue:  # the first call of this pass: the task starts at the next pass
@@ -58,11 +66,8 @@ class ScriptBatch:
 
     async def _run(self) -> None:
         calls, self._queue = self._queue, []
-        pipe = self._client.pipeline(transaction=False)
-        for script, keys, args, _ in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
         try:
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._send(calls)
         except Exception as exc:  # the connection failed: every caller hears it
             for *_, future in calls:
                 if not future.done():
@@ -73,9 +78,9 @@ class ScriptBatch:
                 future.cancel()
             raise
         for (script, keys, args, future), result in zip(calls, results, strict=True):
-            if isinstance(result, NoScriptError):  # a restarted or flushed Redis: load, run alone
+            if _no_script(result):  # a restarted or flushed Redis: load, run alone
                 try:
-                    result = await script(keys=keys, args=args)
+                    result = await script.script(keys=keys, args=args)
                 except Exception as exc:
                     result = exc
             if future.done():  # the caller was cancelled meanwhile
@@ -84,6 +89,27 @@ class ScriptBatch:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+    async def _send(self, calls: list[_Call]) -> list[Any]:
+        if self._wire is not None:
+            payload = b"".join(script.packed(keys, args) for script, keys, args, _ in calls)
+            return await self._wire.call(payload, len(calls))
+        pipe = self._client.pipeline(transaction=False)
+        for script, keys, args, _ in calls:
+            pipe.evalsha(script.script.sha, len(keys), *keys, *args)
+        return await pipe.execute(raise_on_error=False)
+
+    async def close(self) -> None:
+        if self._wire is not None:
+            await self._wire.close()
+
+
+def _no_script(result: object) -> bool:
+    # redis-py's pipeline maps the error to NoScriptError; the wire hands back Redis's text.
+    return isinstance(result, NoScriptError) or (
+        isinstance(result, ResponseError) and str(result).startswith("NOSCRIPT")
+    )
 
 
 def batch_for(client: Redis) -> ScriptBatch:

@@ -1,0 +1,192 @@
+"""One pipelined Redis connection for the request path's scripts.
+
+The scripts of a loop pass leave as one write and their replies are read back in order by
+hiredis, straight from the socket. redis-py's pipeline did the same on the wire, but its Python
+side (packing each argument, a pooled connection taken and returned, a retry wrapper, a timeout
+and a reply callback per command) cost about as much CPU as the rest of the cluster path's
+Redis work together (docs/benchmarks.md). Batches of several passes may be in flight at once:
+Redis answers in order, so each batch waits for its own count of replies.
+
+Plain TCP and Unix sockets only; a TLS URL keeps redis-py's pipeline (stores/redis/batch.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, cast
+
+import hiredis
+from redis.asyncio import Redis
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
+from redis.exceptions import TimeoutError as ReplyTimeout
+
+Arg = str | bytes | int | float
+
+
+def bulk(parts: Sequence[Arg]) -> bytes:
+    """Arguments as RESP bulk strings (numbers as their decimal text, as redis-py sends them)."""
+    out = []
+    for part in parts:
+        data = part if isinstance(part, bytes) else str(part).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def command(parts: Sequence[Arg], *, head: bytes = b"", head_count: int = 0) -> bytes:
+    """One command in RESP: an array of bulk strings, after ``head`` (``head_count`` of them)."""
+    return b"*%d\r\n%b%b" % (head_count + len(parts), head, bulk(parts))
+
+
+class _Replies(asyncio.Protocol):
+    """Reads replies in order and hands each waiting batch its own count of them."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reader = hiredis.Reader(replyError=ResponseError)
+        self._waiting: deque[tuple[asyncio.Future[list[Any]], int, list[Any]]] = deque()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
+
+    def expect(self, count: int) -> asyncio.Future[list[Any]]:
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((future, count, []))
+        return future
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        try:
+            while (reply := self._reader.gets()) is not False:
+                if not self._waiting:  # a reply nobody asked for: the stream is out of step
+                    raise ConnectionError("redis sent a reply nobody was waiting for")
+                future, count, replies = self._waiting[0]
+                replies.append(reply)
+                if len(replies) == count:
+                    self._waiting.popleft()
+                    if not future.done():
+                        future.set_result(replies)
+        except Exception as exc:  # a protocol error: nothing after it can be trusted
+            if not isinstance(exc, ConnectionError):
+                exc = ConnectionError(f"redis protocol error: {exc}")
+            self.abort(exc)
+
+    def abort(self, exc: Exception) -> None:
+        self._fail(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(f"redis connection lost: {exc}" if exc else "redis closed the connection"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        while self._waiting:
+            future, _, _ = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(exc)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class Wire:
+    """Connects on first use, reconnects after a failure; every wait bounded."""
+
+    def __init__(self, *, host: str, port: int, path: str | None, username: str | None,
+                 password: str | None, db: int, connect_timeout: float, reply_timeout: float) -> None:
+        self._host, self._port, self._path = host, port, path
+        self._hello = self._handshake(username, password, db)
+        self._connect_timeout, self._reply_timeout = connect_timeout, reply_timeout
+        self._protocol: _Replies | None = None
+        self._connecting: asyncio.Task[_Replies] | None = None
+
+    @classmethod
+    def of(cls, client: Redis) -> Wire | None:
+        """The wire to this client's server, or None if redis-py must keep the connection (TLS)."""
+        pool = client.connection_pool
+        kind, kw = pool.connection_class, pool.connection_kwargs
+        if kind not in (Connection, UnixDomainSocketConnection):
+            return None
+        return cls(
+            host=kw.get("host", "localhost"),
+            port=int(kw.get("port", 6379)),
+            path=kw.get("path") if kind is UnixDomainSocketConnection else None,
+            username=kw.get("username"),
+            password=kw.get("password"),
+            db=int(kw.get("db", 0)),
+            connect_timeout=kw.get("socket_connect_timeout") or 5.0,
+            reply_timeout=kw.get("socket_timeout") or 10.0,
+        )
+
+    @staticmethod
+    def _handshake(username: str | None, password: str | None, db: int) -> list[bytes]:
+        hello = []
+        if password is not None:
+            hello.append(command(["AUTH", username, password] if username else ["AUTH", password]))
+        if db:
+            hello.append(command(["SELECT", db]))
+        return hello
+
+    async def call(self, payload: bytes, count: int) -> list[Any]:
+        """Send ``count`` commands packed in ``payload``; their replies, errors as values."""
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None or protocol.transport.is_closing():
+            protocol = await self._connected()
+        return await self._exchange(protocol, payload, count)
+
+    async def _exchange(self, protocol: _Replies, payload: bytes, count: int) -> list[Any]:
+        replies = protocol.expect(count)
+        assert protocol.transport is not None
+        protocol.transport.write(payload)
+        try:
+            async with asyncio.timeout(self._reply_timeout):
+                return await replies
+        except TimeoutError:  # the builtin (asyncio's); the stream is out of step now: start afresh
+            exc = ReplyTimeout(f"redis did not answer within {self._reply_timeout:g} s")
+            protocol.abort(exc)
+            raise exc from None
+
+    async def _connected(self) -> _Replies:
+        attempt = self._connecting
+        if attempt is None:  # batches arriving meanwhile wait for the same attempt
+            attempt = self._connecting = asyncio.ensure_future(self._connect())
+            attempt.add_done_callback(_retrieve)  # heard even if every waiter was cancelled
+        try:
+            self._protocol = await asyncio.shield(attempt)
+        finally:
+            if attempt.done() and self._connecting is attempt:
+                self._connecting = None
+        return self._protocol
+
+    async def _connect(self) -> _Replies:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                if self._path is not None:
+                    _, protocol = await loop.create_unix_connection(_Replies, self._path)
+                else:
+                    _, protocol = await loop.create_connection(_Replies, self._host, self._port)
+        except OSError as exc:  # TimeoutError included
+            where = self._path or f"{self._host}:{self._port}"
+            raise ConnectionError(f"cannot connect to redis at {where}: {exc or 'timed out'}") from None
+        if self._hello:
+            for reply in await self._exchange(protocol, b"".join(self._hello), len(self._hello)):
+                if isinstance(reply, ResponseError):
+                    protocol.abort(ConnectionError("redis refused the handshake"))
+                    raise AuthenticationError(str(reply))
+        return protocol
+
+    async def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
+            await protocol.closed

@@ -1,0 +1,176 @@
+"""The request path's own pipelined Redis connection (stores/redis/wire.py): on a real Redis
+over TCP and a Unix socket, with a user, a password and a database number; against servers that
+never answer, answer garbage or drop the connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from switchboard.stores.protocols import Bucket
+from switchboard.stores.redis.batch import batch_for
+from switchboard.stores.redis.limits import RedisRateLimiter, bucket_key, slot_ms
+from switchboard.stores.redis.wire import Wire, command
+from tests.services import RedisServer
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+BUCKET = Bucket("key:w:rpm", 100, 60, 1)
+
+
+@pytest_asyncio.fixture
+async def admin(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    redis_server.flush()
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def closing(client: Redis) -> None:
+    await batch_for(client).close()
+    await client.aclose()
+
+
+async def next_pass() -> None:
+    """Give the loop one pass (the batch of the previous pass leaves)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.call_soon(done.set_result, None)
+    await done
+
+
+async def test_commands_are_packed_as_resp_bulk_strings() -> None:
+    assert command(["SET", "k", 12, b"\x00v"]) == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n$2\r\n\x00v\r\n"
+
+
+async def test_a_unix_socket_url_uses_the_wire(redis_server: RedisServer, admin: Redis) -> None:
+    client = Redis.from_url(f"unix://{redis_server.socket_path}")
+    try:
+        assert batch_for(client)._wire is not None
+        assert (await RedisRateLimiter(client).acquire([BUCKET])).refused is None
+        assert await admin.exists(bucket_key(BUCKET.key, slot_ms(BUCKET.window)))
+    finally:
+        await closing(client)
+
+
+async def test_a_user_a_password_and_a_database_are_honoured(redis_server: RedisServer, admin: Redis) -> None:
+    await admin.execute_command("ACL", "SETUSER", "wire", "on", ">s3cret", "~*", "+@all")
+    client = Redis.from_url(f"redis://wire:s3cret@127.0.0.1:{redis_server.port}/3")
+    other_db = Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/3")
+    try:
+        assert (await RedisRateLimiter(client).acquire([BUCKET])).refused is None
+        key = bucket_key(BUCKET.key, slot_ms(BUCKET.window))
+        assert await other_db.exists(key) and not await admin.exists(key)
+    finally:
+        await closing(client)
+        await other_db.aclose()
+
+
+async def test_a_wrong_password_reaches_the_caller(redis_server: RedisServer, admin: Redis) -> None:
+    await admin.execute_command("ACL", "SETUSER", "wire2", "on", ">right", "~*", "+@all")
+    client = Redis.from_url(f"redis://wire2:wrong@127.0.0.1:{redis_server.port}/0")
+    try:
+        with pytest.raises(AuthenticationError):
+            await RedisRateLimiter(client).acquire([BUCKET])
+    finally:
+        await closing(client)
+
+
+async def test_a_script_error_reaches_its_caller_only(admin: Redis) -> None:
+    await admin.set("sb:text", "not a number")
+    batch = batch_for(admin)
+    incr = batch.script("return redis.call('INCR', KEYS[1])")
+    bad, good = await asyncio.gather(incr(["sb:text"], []), incr(["sb:n"], []), return_exceptions=True)
+    assert isinstance(bad, ResponseError) and "not an integer" in str(bad)
+    assert good == 1
+
+
+async def test_batches_of_several_passes_in_flight_get_their_own_replies(admin: Redis) -> None:
+    incr = batch_for(admin).script("return redis.call('INCR', KEYS[1])")
+
+    async def after(passes: int) -> list[object]:
+        for _ in range(passes):
+            await next_pass()
+        return list(await asyncio.gather(*(incr([f"sb:p{passes}"], []) for _ in range(3))))
+
+    results = await asyncio.gather(*(after(n) for n in range(4)))
+    assert results == [[1, 2, 3]] * 4
+
+
+async def test_a_dropped_connection_is_replaced(admin: Redis) -> None:
+    limiter = RedisRateLimiter(admin)
+    assert (await limiter.acquire([BUCKET])).refused is None
+    wire = batch_for(admin)._wire
+    assert wire is not None and wire._protocol is not None
+    lost = wire._protocol.closed
+    await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    await asyncio.wait_for(lost, 5)
+    assert (await limiter.acquire([BUCKET])).states[0].used == 2
+
+
+async def fake_redis(answer: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> tuple[asyncio.Server, int]:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await answer(writer)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_server_that_never_answers_times_out() -> None:
+    never = asyncio.Event()
+
+    async def silent(writer: asyncio.StreamWriter) -> None:
+        await never.wait()
+
+    server, port = await fake_redis(silent)
+    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3)
+    try:
+        results = await asyncio.gather(
+            *(RedisRateLimiter(client).acquire([BUCKET]) for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, RedisTimeoutError) for r in results)
+    finally:
+        never.set()
+        await closing(client)
+        server.close()
+
+
+async def test_a_garbled_reply_fails_the_batch() -> None:
+    async def garbage(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"?not resp\r\n")
+        await writer.drain()
+
+    server, port = await fake_redis(garbage)
+    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=5)
+    try:
+        with pytest.raises(RedisConnectionError, match="protocol error"):
+            await RedisRateLimiter(client).acquire([BUCKET])
+    finally:
+        await closing(client)
+        server.close()
+
+
+async def test_a_server_that_hangs_up_fails_the_batch() -> None:
+    async def hang_up(writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server, port = await fake_redis(hang_up)
+    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=5)
+    try:
+        with pytest.raises(RedisConnectionError, match=r"closed the connection|connection lost"):
+            await RedisRateLimiter(client).acquire([BUCKET])
+    finally:
+        await closing(client)
+        server.close()
+
+
+async def test_tls_keeps_redis_py() -> None:
+    assert Wire.of(Redis.from_url("rediss://127.0.0.1:6390/0")) is None
