@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from switchboard.stores.protocols import Bucket
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.limits import RedisRateLimiter, bucket_key, slot_ms
-from switchboard.stores.redis.wire import Wire, command
+from switchboard.stores.redis.wire import Wire, bulk, command
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -48,6 +48,8 @@ async def next_pass() -> None:
 
 async def test_commands_are_packed_as_resp_bulk_strings() -> None:
     assert command(["SET", "k", 12, b"\x00v"]) == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n$2\r\n\x00v\r\n"
+    for _ in range(2):  # the second time from the cache of encoded values: equal values, other types
+        assert bulk([1, 1.0, "1", "é"]) == b"$1\r\n1\r\n$3\r\n1.0\r\n$1\r\n1\r\n$2\r\n\xc3\xa9\r\n"
 
 
 async def test_a_unix_socket_url_uses_the_wire(redis_server: RedisServer, admin: Redis) -> None:

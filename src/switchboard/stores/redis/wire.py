@@ -26,12 +26,32 @@ from redis.exceptions import TimeoutError as ReplyTimeout
 Arg = str | bytes | int | float
 
 
+# Encoded arguments by value: keys, script arguments and amounts repeat from request to request.
+# Cleared when full rather than evicted one by one; only str and int (1.0 == 1 == True).
+_ENCODED: dict[str | int, bytes] = {}
+_ENCODED_MAX = 4096
+
+
+def _encode(part: Arg) -> bytes:
+    data = part if isinstance(part, bytes) else str(part).encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
 def bulk(parts: Sequence[Arg]) -> bytes:
     """Arguments as RESP bulk strings (numbers as their decimal text, as redis-py sends them)."""
     out = []
+    cache = _ENCODED
     for part in parts:
-        data = part if isinstance(part, bytes) else str(part).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        kind = type(part)
+        if kind is str or kind is int:
+            data = cache.get(part)  # type: ignore[arg-type]
+            if data is None:
+                if len(cache) >= _ENCODED_MAX:
+                    cache.clear()
+                data = cache[part] = _encode(part)  # type: ignore[index]
+        else:
+            data = _encode(part)
+        out.append(data)
     return b"".join(out)
 
 
@@ -41,21 +61,42 @@ def command(parts: Sequence[Arg], *, head: bytes = b"", head_count: int = 0) -> 
 
 
 class _Replies(asyncio.Protocol):
-    """Reads replies in order and hands each waiting batch its own count of them."""
+    """Reads replies in order and hands each waiting batch its own count of them.
 
-    def __init__(self) -> None:
+    One timer per connection, not one per batch: it fires at the oldest batch's deadline."""
+
+    def __init__(self, reply_timeout: float) -> None:
         self.transport: asyncio.Transport | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
         self._reader = hiredis.Reader(replyError=ResponseError)
-        self._waiting: deque[tuple[asyncio.Future[list[Any]], int, list[Any]]] = deque()
+        self._timeout = reply_timeout
+        self._waiting: deque[tuple[asyncio.Future[list[Any]], int, list[Any], float]] = deque()
+        self._watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
 
-    def expect(self, count: int) -> asyncio.Future[list[Any]]:
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((future, count, []))
+    def send(self, payload: bytes, count: int) -> asyncio.Future[list[Any]]:
+        """Write ``count`` commands; their replies, when all have come."""
+        future: asyncio.Future[list[Any]] = self._loop.create_future()
+        deadline = self._loop.time() + self._timeout
+        self._waiting.append((future, count, [], deadline))
+        if self._watch is None:
+            self._watch = self._loop.call_at(deadline, self._check)
+        assert self.transport is not None
+        self.transport.write(payload)
         return future
+
+    def _check(self) -> None:
+        self._watch = None
+        if not self._waiting:
+            return
+        deadline = self._waiting[0][3]
+        if self._loop.time() >= deadline:  # the stream is out of step now: start afresh
+            self.abort(ReplyTimeout(f"redis did not answer within {self._timeout:g} s"))
+        else:
+            self._watch = self._loop.call_at(deadline, self._check)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
@@ -63,7 +104,7 @@ class _Replies(asyncio.Protocol):
             while (reply := self._reader.gets()) is not False:
                 if not self._waiting:  # a reply nobody asked for: the stream is out of step
                     raise ConnectionError("redis sent a reply nobody was waiting for")
-                future, count, replies = self._waiting[0]
+                future, count, replies, _ = self._waiting[0]
                 replies.append(reply)
                 if len(replies) == count:
                     self._waiting.popleft()
@@ -85,8 +126,11 @@ class _Replies(asyncio.Protocol):
             self.closed.set_result(None)
 
     def _fail(self, exc: Exception) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         while self._waiting:
-            future, _, _ = self._waiting.popleft()
+            future, *_ = self._waiting.popleft()
             if not future.done():
                 future.set_exception(exc)
 
@@ -139,19 +183,7 @@ class Wire:
         protocol = self._protocol
         if protocol is None or protocol.transport is None or protocol.transport.is_closing():
             protocol = await self._connected()
-        return await self._exchange(protocol, payload, count)
-
-    async def _exchange(self, protocol: _Replies, payload: bytes, count: int) -> list[Any]:
-        replies = protocol.expect(count)
-        assert protocol.transport is not None
-        protocol.transport.write(payload)
-        try:
-            async with asyncio.timeout(self._reply_timeout):
-                return await replies
-        except TimeoutError:  # the builtin (asyncio's); the stream is out of step now: start afresh
-            exc = ReplyTimeout(f"redis did not answer within {self._reply_timeout:g} s")
-            protocol.abort(exc)
-            raise exc from None
+        return await protocol.send(payload, count)
 
     async def _connected(self) -> _Replies:
         attempt = self._connecting
@@ -167,17 +199,21 @@ class Wire:
 
     async def _connect(self) -> _Replies:
         loop = asyncio.get_running_loop()
+
+        def make() -> _Replies:
+            return _Replies(self._reply_timeout)
+
         try:
             async with asyncio.timeout(self._connect_timeout):
                 if self._path is not None:
-                    _, protocol = await loop.create_unix_connection(_Replies, self._path)
+                    _, protocol = await loop.create_unix_connection(make, self._path)
                 else:
-                    _, protocol = await loop.create_connection(_Replies, self._host, self._port)
+                    _, protocol = await loop.create_connection(make, self._host, self._port)
         except OSError as exc:  # TimeoutError included
             where = self._path or f"{self._host}:{self._port}"
             raise ConnectionError(f"cannot connect to redis at {where}: {exc or 'timed out'}") from None
         if self._hello:
-            for reply in await self._exchange(protocol, b"".join(self._hello), len(self._hello)):
+            for reply in await protocol.send(b"".join(self._hello), len(self._hello)):
                 if isinstance(reply, ResponseError):
                     protocol.abort(ConnectionError("redis refused the handshake"))
                     raise AuthenticationError(str(reply))
