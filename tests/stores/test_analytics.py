@@ -23,6 +23,7 @@ from switchboard.stores.protocols import (
     usage_row,
 )
 from switchboard.stores.sql.engine import create_engine
+from switchboard.stores.sql.ledger import SQLITE_CHUNK
 from switchboard.stores.sql.tables import analytics_hourly, analytics_tags_hourly
 from tests.stores.conftest import Backend
 
@@ -150,6 +151,19 @@ async def test_a_fresh_batch_skips_the_lookup_and_still_counts_a_repeated_row_on
     days = await series(backend, interval="day")
     assert [(r.start.day, r.requests, r.errors) for r in days] == [(1, 3, 1), (2, 1, 0)]  # tenant-a
     assert len(await ledger.recent("tenant-a", 100)) == 4
+
+
+async def test_a_batch_larger_than_one_insert_counts_each_row_once(backend: Backend) -> None:
+    """SQLite stores a batch in pieces of SQLITE_CHUNK rows: a key repeated across pieces is
+    stored and counted once, whether the batch is fresh or replayed."""
+    ledger = backend.stores.ledger
+    rows = [usage_row(usage(f"c{i}", minutes=i % 50)) for i in range(2 * SQLITE_CHUNK + 5)]
+    repeated = rows + [rows[3], rows[-1]]  # the same records again, in later pieces
+    await ledger.append_rows(repeated, fresh=True)
+    await ledger.append_rows(repeated)  # replayed: nothing new
+    [day] = await series(backend, interval="day")
+    assert day.requests == len(rows)
+    assert len(await ledger.recent("tenant-a", 1000)) == len(rows)
 
 
 async def test_append_and_append_rows_count_the_same(backend: Backend) -> None:
