@@ -5,6 +5,7 @@ never answer, answer garbage or drop the connection."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -110,7 +111,9 @@ async def test_a_dropped_connection_is_replaced(admin: Redis) -> None:
     limiter = RedisRateLimiter(admin)
     assert (await limiter.acquire([BUCKET])).refused is None
     wire = batch_for(admin)._wire
-    assert wire is not None and wire._protocol is not None
+    assert wire is not None and wire._protocol is not None and wire._protocol.transport is not None
+    sock = wire._protocol.transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1  # a dead peer is found when idle
     lost = wire._protocol.closed
     await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     await asyncio.wait_for(lost, 5)

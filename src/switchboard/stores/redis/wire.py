@@ -13,6 +13,7 @@ Plain TCP and Unix sockets only; a TLS URL keeps redis-py's pipeline (stores/red
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -76,6 +77,14 @@ class _Replies(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family != socket.AF_UNIX:
+            # An idle connection a middlebox dropped in silence is found before a batch is sent
+            # into it (that batch would otherwise wait out the reply timeout).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+                if hasattr(socket, option):  # Linux; elsewhere the system's defaults
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
     def send(self, payload: bytes, count: int) -> asyncio.Future[list[Any]]:
         """Write ``count`` commands; their replies, when all have come."""
