@@ -868,12 +868,14 @@ def main(argv: list[str] | None = None) -> int:
         doc = {"machine": info, "settings": settings, "results": [asdict(r) for r in rows], "failed": failed,
                "sent": SENT, "ledger": LEDGER, "redis_per_request": REDIS_PER_REQUEST}
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    # Read before --save-baseline may rewrite the same file: the check is against the old tree.
+    stored = json.loads(args.baseline.read_text()) if args.baseline else None
     if args.save_baseline:
         args.save_baseline.write_text(json.dumps(proxy_ratios(rows), indent=2, sort_keys=True) + "\n")
         print(f"baseline written to {args.save_baseline}")
-    if args.baseline:
+    if args.baseline and stored is not None:
         print(f"against the baseline {args.baseline} (tolerance {args.tolerance:g} %):")
-        slower = check_baseline(rows, json.loads(args.baseline.read_text()), args.tolerance)
+        slower = check_baseline(rows, stored, args.tolerance)
         if slower:
             print(f"SLOWER than the baseline: {', '.join(slower)}", file=sys.stderr)
             return 1

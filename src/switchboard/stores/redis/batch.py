@@ -90,7 +90,6 @@ class ScriptBatch:
             else:
                 future.set_result(result)
 
-
     async def _send(self, calls: list[_Call]) -> list[Any]:
         if self._wire is not None:
             payload = b"".join(script.packed(keys, args) for script, keys, args, _ in calls)
