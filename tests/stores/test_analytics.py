@@ -158,7 +158,7 @@ async def test_a_batch_larger_than_one_insert_counts_each_row_once(backend: Back
     stored and counted once, whether the batch is fresh or replayed."""
     ledger = backend.stores.ledger
     rows = [usage_row(usage(f"c{i}", minutes=i % 50)) for i in range(2 * SQLITE_CHUNK + 5)]
-    repeated = rows + [rows[3], rows[-1]]  # the same records again, in later pieces
+    repeated = [*rows, rows[3], rows[-1]]  # the same records again, in later pieces
     await ledger.append_rows(repeated, fresh=True)
     await ledger.append_rows(repeated)  # replayed: nothing new
     [day] = await series(backend, interval="day")
