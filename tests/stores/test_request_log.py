@@ -170,6 +170,47 @@ async def test_retention_removes_what_is_past_its_age_and_keeps_the_rest(backend
         assert done.rows_deleted == 1
 
 
+async def _until_blocked_by(backend: Backend, pid: int) -> None:
+    """Wait until another session waits for a lock ``pid`` holds."""
+    engine = _engine(backend)
+    query = sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted AND :pid = ANY(pg_blocking_pids(pid))")
+    try:
+        async with engine.connect() as conn:
+            for _ in range(500):
+                if (await conn.execute(query, {"pid": pid})).scalar_one():
+                    return
+                await conn.rollback()
+                await asyncio.sleep(0.01)  # polling pg_locks: nothing to wait on
+        raise AssertionError("no session waited for the reader's locks")
+    finally:
+        await engine.dispose()
+
+
+async def test_retention_waits_for_a_reader_of_both_tables_without_deadlock(cluster: Backend) -> None:
+    log, ledger = cluster.stores.request_log, cluster.stores.ledger
+    assert log is not None
+    await _prepare_days(cluster, 90)
+    await ledger.append([record("r90", 90)])
+    await log.append([body("b90", 90)])
+    engine = _engine(cluster)
+    try:
+        async with engine.connect() as reader:  # one transaction reading both tables, records first
+            await reader.execute(sa.text("SELECT count(*) FROM usage_records"))
+            pid = (await reader.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+            retention = asyncio.create_task(log.retain(NOW, days=30, records_days=60))
+            await _until_blocked_by(cluster, pid)
+            # The retention waits for the records, holding nothing of the bodies: their old day is
+            # already dropped and committed.
+            assert (await reader.execute(sa.text("SELECT count(*) FROM request_bodies"))).scalar_one() == 0
+            await reader.commit()
+        done = await retention
+    finally:
+        await engine.dispose()
+    assert set(done.partitions_dropped) == {partition_name("usage_records", _day(90)),
+                                            partition_name("request_bodies", _day(90))}
+    assert await ledger.get("tenant-a", "r90") is None
+
+
 async def _bodies_size(backend: Backend) -> int:
     engine = _engine(backend)
     try:

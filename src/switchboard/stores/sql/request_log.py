@@ -7,7 +7,8 @@ time; ``retain`` drops whole partitions once their day is past the retention age
 body partitions while the bodies take more than the size cap (``pg_total_relation_size``). Both
 run under a transaction-scoped advisory lock, so instances doing it at once queue up, and with a
 short lock timeout, so they never hold up the ledger's writes behind a long query: a pass that
-cannot get its locks gives up and the next one does the work. Rows the DEFAULT partition holds
+cannot get its locks gives up and the next one does the work. Each table is done in its own
+transaction, its partitioned table locked first (``_lock_parent``). Rows the DEFAULT partition holds
 past the age (a clock far off, a gateway down for days) are deleted in bounded batches.
 
 SQLite has no partitions: retention deletes by ``created_at`` range in bounded batches (each its
@@ -96,9 +97,9 @@ class SqlRequestLog:
             return []
         today = now.astimezone(UTC).date()
         created: list[str] = []
-        async with self._engine.begin() as conn:
-            await _serialize(conn)
-            for table in _PARTITIONED:
+        for table in _PARTITIONED:
+            async with self._engine.begin() as conn:  # one table a transaction: see _lock_parent
+                await _serialize(conn)
                 for ahead in range(days_ahead + 1):
                     if await _ensure_partition(conn, table, today + timedelta(days=ahead)):
                         created.append(partition_name(table, today + timedelta(days=ahead)))
@@ -130,15 +131,18 @@ class SqlRequestLog:
     ) -> RetentionDone:
         dropped: list[str] = []
         deleted = 0
-        async with self._engine.begin() as conn:
-            await _serialize(conn)
-            for table, cutoff in ages:
-                for name, day in await _day_partitions(conn, table.name):
-                    if day_start(day) + timedelta(days=1) <= cutoff:  # every row of it is past the age
+        for table, cutoff in ages:
+            async with self._engine.begin() as conn:  # one table a transaction: see _lock_parent
+                await _serialize(conn)
+                old = [name for name, day in await _day_partitions(conn, table.name)
+                       if day_start(day) + timedelta(days=1) <= cutoff]  # every row of it past the age
+                if table is b and max_bytes is not None:
+                    old += await _over_cap(conn, max_bytes, now.astimezone(UTC).date(), old)
+                if old:
+                    await _lock_parent(conn, table.name)
+                    for name in old:
                         await conn.execute(sa.text(f'DROP TABLE "{name}"'))
-                        dropped.append(name)
-            if max_bytes is not None:
-                dropped += await _cap_pg(conn, max_bytes, now.astimezone(UTC).date())
+                    dropped += old
         for table, cutoff in ages:  # strays in the DEFAULT partitions, in batches
             default = sa.table(f"{table.name}_default", sa.column("created_at"), sa.column("ctid"))
             deleted += await self._delete_batches(default, default.c.created_at, cutoff, "ctid")
@@ -207,6 +211,17 @@ async def _serialize(conn: AsyncConnection) -> None:
     await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_LOCK_ID})
 
 
+async def _lock_parent(conn: AsyncConnection, table: str) -> None:
+    """Lock the partitioned ``table`` (and so its partitions) before creating or dropping one.
+
+    Every query locks a partitioned table before its partitions; DROP TABLE of a partition locks
+    the partition and then the parent, the other way round, so a reader of the table could wait
+    on the drop while holding what the drop waits for (a deadlock PostgreSQL resolves by failing
+    the reader). Taking the parent first keeps one order; one table per transaction keeps a
+    reader of both tables from closing a cycle across them."""
+    await conn.execute(sa.text(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE'))
+
+
 async def _day_partitions(conn: AsyncConnection, table: str) -> list[tuple[str, date]]:
     """The day partitions of ``table``, oldest first (the DEFAULT one is not listed)."""
     query = sa.text(
@@ -233,6 +248,7 @@ async def _ensure_partition(conn: AsyncConnection, table: str, day: date) -> boo
     exists = (await conn.execute(sa.text("SELECT to_regclass(:name)"), {"name": name})).scalar_one()
     if exists is not None:
         return False
+    await _lock_parent(conn, table)
     start = day_start(day)
     bounds = f"FROM ('{start.isoformat()}') TO ('{(start + timedelta(days=1)).isoformat()}')"
     end = start + timedelta(days=1)
@@ -255,20 +271,21 @@ async def _ensure_partition(conn: AsyncConnection, table: str, day: date) -> boo
     return True
 
 
-async def _cap_pg(conn: AsyncConnection, max_bytes: int, today: date) -> list[str]:
-    """Drop the oldest body partitions while the bodies take more than ``max_bytes`` on disk
-    (tables, indexes and TOAST, DEFAULT partition included); today's is kept."""
+async def _over_cap(conn: AsyncConnection, max_bytes: int, today: date, dropping: list[str]) -> list[str]:
+    """The oldest body partitions to drop, besides ``dropping``, for the bodies to take at most
+    ``max_bytes`` on disk (tables, indexes and TOAST, DEFAULT partition included); today's is kept."""
     query = sa.text(
         "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_inherits i "
         "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = CAST(:parent AS regclass)"
     )
     sizes = {name: int(size) for name, size in (await conn.execute(query, {"parent": b.name})).all()}
-    total = sum(sizes.values())
-    dropped: list[str] = []
+    total = sum(size for name, size in sizes.items() if name not in dropping)
+    over: list[str] = []
     for name, day in await _day_partitions(conn, b.name):
         if total <= max_bytes or day >= today:
             break
-        await conn.execute(sa.text(f'DROP TABLE "{name}"'))
-        total -= sizes.get(name, 0)
-        dropped.append(name)
-    return dropped
+        if name not in dropping:
+            total -= sizes.get(name, 0)
+            over.append(name)
+    return over
+
