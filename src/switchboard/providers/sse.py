@@ -23,17 +23,15 @@ class SSEParser:
         buf = self._buf + data if self._buf else data
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        # One split for the whole read: a stream's read usually holds several events.
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop()
         events: list[SSEEvent] = []
-        start = 0
-        while True:
-            end = buf.find(b"\n\n", start)
-            if end < 0:
-                break
-            event = self._parse(buf[start:end])
-            if event is not None:
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:  # the usual event: one data line
+                events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
+            elif (event := self._parse(block)) is not None:
                 events.append(event)
-            start = end + 2
-        self._buf = buf[start:]
         return events
 
     @property
@@ -49,9 +47,6 @@ class SSEParser:
 
     @staticmethod
     def _parse(block: bytes) -> SSEEvent | None:
-        if block.startswith(b"data: ") and b"\n" not in block:
-            # The usual event, a single data line: no line loop needed.
-            return SSEEvent(None, block[6:].decode("utf-8", "replace"))
         name: str | None = None
         data: list[str] = []
         for raw in block.split(b"\n"):

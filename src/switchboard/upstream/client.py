@@ -160,7 +160,7 @@ class UpstreamClient:
         else:
             if not self._static:
                 await self.auth.apply(request)
-            block, host = fast[0].block(request.headers)
+            block, host = fast[0].block(request.headers, remember=self._static)
         body = request.body
         length = len(body) if body is not None else (None if request.method in _NO_BODY else 0)
         head = http1.request_head(request.method, target, block, host, length)

@@ -91,11 +91,15 @@ def supports(url: URL) -> bool:
     return url.scheme in ("http", "https") and bool(url.raw_host) and url.user is None
 
 
+# Header sets a provider's Headers remembers (see Headers.block).
+_KNOWN_HEADER_SETS = 32
+
+
 class Headers:
     """A fixed set of request headers (the provider's, its credential) as bytes, case-
     insensitively overridable by each request's own."""
 
-    __slots__ = ("_block", "_items", "_names")
+    __slots__ = ("_block", "_items", "_known", "_names")
 
     def __init__(self, headers: Mapping[str, str]) -> None:
         for name, value in headers.items():
@@ -104,12 +108,25 @@ class Headers:
                        if name.lower() not in _OWN}
         self._names = frozenset(self._items)
         self._block = "".join(f"{n}: {v}\r\n" for n, v in self._items.values()).encode()
+        self._known: dict[tuple[tuple[str, str], ...], tuple[bytes, str | None]] = {}
 
-    def block(self, extra: Mapping[str, str] | None) -> tuple[bytes, str | None]:
+    def block(self, extra: Mapping[str, str] | None, *, remember: bool = False) -> tuple[bytes, str | None]:
         """The header lines to send, and a Host value if the request carries its own (a
-        signature covers it)."""
+        signature covers it). ``remember``: the same few ``extra`` sets recur (a stream's
+        Accept), so their result is kept (a bounded few; never for a caller's credential)."""
         if not extra:
             return self._block, None
+        if not remember:
+            return self._merge(extra)
+        key = tuple(extra.items())
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= _KNOWN_HEADER_SETS:
+                self._known.clear()
+            known = self._known[key] = self._merge(extra)
+        return known
+
+    def _merge(self, extra: Mapping[str, str]) -> tuple[bytes, str | None]:
         host = None
         merged: dict[str, tuple[str, str]] | None = None
         lines = []
