@@ -432,7 +432,7 @@ ECHO_KEY = "sk-echo/SECRET+0123456789abcdefghijklmnopqrstuv"
 ECHO_ANTHROPIC_KEY = "sk-ant-echo-9876543210ZYXWVUTSRQPONMLKJIHG"
 ECHO_HEADER_TOKEN = "ctok-5566778899aabbccddeeff00"
 LIMIT = 100_000
-_DIRECTIVE = re.compile(r"\b(echo|big|chunked|bigerror)=(\d+)")
+_DIRECTIVE = re.compile(r"\b(echo|midecho|big|chunked|bigerror)=(\d+)")
 
 
 class ProviderDouble:
@@ -474,14 +474,10 @@ class ProviderDouble:
         body = await request.json()
         directives = dict(_DIRECTIVE.findall(json.dumps(body)))
         anthropic = request.path.endswith("/messages")
+        if "midecho" in directives:
+            return await self._fail_mid_stream(request, anthropic)
         if "echo" in directives:
-            sent = request.headers.get("x-api-key") or request.headers.get("Authorization", "")
-            bare = sent.removeprefix("Bearer ")
-            message = (
-                f"Incorrect API key provided: {sent}. As sent: {bare}; encoded: {quote(bare, safe='')}; "
-                f"start: {bare[:20]}...; end: ...{bare[-14:]}; "
-                f"custom: {request.headers.get('X-Custom-Token', '')}"
-            )
+            message = self._echo(request)
             if anthropic:
                 error = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
             else:
@@ -498,6 +494,38 @@ class ProviderDouble:
         await resp.prepare(request)
         for i in range(0, len(payload), 16 * 1024):
             await resp.write(payload[i:i + 16 * 1024])
+        await resp.write_eof()
+        return resp
+
+    @staticmethod
+    def _echo(request: web.Request) -> str:
+        """An error message quoting the credential the request carried, in several forms."""
+        sent = request.headers.get("x-api-key") or request.headers.get("Authorization", "")
+        bare = sent.removeprefix("Bearer ")
+        return (
+            f"Incorrect API key provided: {sent}. As sent: {bare}; encoded: {quote(bare, safe='')}; "
+            f"start: {bare[:20]}...; end: ...{bare[-14:]}; "
+            f"custom: {request.headers.get('X-Custom-Token', '')}"
+        )
+
+    async def _fail_mid_stream(self, request: web.Request, anthropic: bool) -> web.StreamResponse:
+        """A stream that starts well, then reports an error quoting the credential."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        message = self._echo(request)
+        if anthropic:
+            start = {"type": "message_start", "message": {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "double", "content": [],
+                "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 0}}}
+            error = {"type": "error", "error": {"type": "api_error", "message": message}}
+            await resp.write(f"event: message_start\ndata: {json.dumps(start)}\n\n".encode())
+            await resp.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+        else:
+            chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "double",
+                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]}
+            error = {"error": {"message": message, "type": "server_error"}}
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await resp.write(f"data: {json.dumps(error)}\n\n".encode())
         await resp.write_eof()
         return resp
 
@@ -574,6 +602,22 @@ def test_an_echoed_credential_never_reaches_the_client(
     assert_no_credential(text)
     if status != 500 or model == "echo-gpt":
         assert "[redacted]" in text  # the provider's message is still passed on, minus the key
+
+
+@pytest.mark.parametrize("model", ["echo-gpt", "echo-claude"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_a_credential_echoed_mid_stream_never_reaches_the_client(
+    careless: Gateway, model: str, path: str
+) -> None:
+    payload = {"model": model, "max_tokens": 50, "stream": True,
+               "messages": [{"role": "user", "content": "midecho=1"}]}
+    got, body = post(careless, path, payload)
+    assert got == 200, body  # the stream had started: the error is its last event
+    text = body.decode()
+    assert "error" in text
+    assert_no_credential(text)
+    assert "[redacted]" in text  # the provider's message is still passed on, minus the key
+    assert_no_credential(careless.process.output)
 
 
 def test_credentials_stay_out_of_the_gateway_log(careless: Gateway) -> None:

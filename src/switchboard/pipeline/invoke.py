@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.context import Reply, RequestContext, Result, StreamReply
+from switchboard.errors import GatewayError
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.native import exchange_for
 from switchboard.providers.base import JSON, StreamDecoder
@@ -137,13 +138,24 @@ async def _relay(
                         ctx.upstream_seconds += time.perf_counter() - began
                     _note_usage(ctx, batch)
                     yield batch
+        batch = decoder.close()
+    except GatewayError as err:  # an error event may quote what the upstream was sent
+        raise _scrubbed(err, stream) from None
     finally:
         if waiting:
             ctx.upstream_seconds += time.perf_counter() - began
-    batch = decoder.close()
     if batch:
         _note_usage(ctx, batch)
         yield batch
+
+
+def _scrubbed(err: GatewayError, stream: UpstreamStream) -> GatewayError:
+    """``err`` with the provider's credentials (and the caller's) taken out of its message."""
+    clean = stream.scrub_text(err.message)
+    if clean != err.message:
+        err.message = clean
+        err.args = (clean,)
+    return err
 
 
 def _note_usage(ctx: RequestContext, batch: list[dict[str, Any]]) -> None:

@@ -324,6 +324,10 @@ class UpstreamStream:
         finally:
             self.response.release()
 
+    def scrub_text(self, text: str) -> str:
+        """``text`` (an error the upstream reported mid-stream) with credentials redacted."""
+        return self._client.scrub(text.encode(), self._credentials).decode("utf-8", "replace")
+
     async def close(self) -> None:
         """Drop the response (and its connection) now; idempotent. Used when the stream is
         abandoned before or while it is read."""
