@@ -4,6 +4,7 @@ chains, built once."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from switchboard import catalog, tokens
@@ -17,6 +18,7 @@ from switchboard.apis.sessions import SessionBook
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import hashing_key
+from switchboard.http import cork
 from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
 from switchboard.http.apis.sessions import SessionStage
 from switchboard.http.files import FileService, budget_gated
@@ -121,6 +123,7 @@ class Gateway:
         # Each served model's prices, and the usage ledger's writer (opened in start()).
         self.prices = Prices(self.catalog, self.routing)
         self.usage: LedgerWriter | None = None
+        self._unhook_spool: Callable[[], None] = lambda: None
         # Files and batches (http/files/): their owners, and the poller that prices finished batches.
         self.files = FileService(settings.files, self.routing, self.router, self.catalog, self.prices)
         self.budgets: BudgetBook | None = None  # opened in start()
@@ -386,6 +389,7 @@ class Gateway:
                                   max_bytes=spend.spool_max_bytes, flush_seconds=spend.flush_seconds,
                                   batch=spend.flush_batch)
         await self.usage.start()
+        self._unhook_spool = cork.before_send(self.usage.write_spooled)
         request_log = self.settings.request_log
         if self.stores.request_log is not None:
             self.log_maintenance = Maintenance(self.stores.request_log, request_log.retention)
@@ -459,6 +463,7 @@ class Gateway:
         if self.alerts is not None:
             await self.alerts.close()  # notices under way, webhooks in flight (bounded)
         if self.usage is not None:
+            self._unhook_spool()
             await self.usage.close()  # the last batch; what cannot be stored stays spooled
             self.usage = None
         if self.bodies is not None:

@@ -12,9 +12,20 @@ lot is sent as soon as it passes FLUSH_BYTES, so memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 FLUSH_BYTES = 64 * 1024
+
+# Run before any corked bytes leave: the usage spool writes what this pass spooled
+# (spend/ledger.py), so an answer a client has seen is always accounted for.
+_BEFORE_SEND: list[Callable[[], None]] = []
+
+
+def before_send(hook: Callable[[], None]) -> Callable[[], None]:
+    """Run ``hook`` before every send on a corked connection; returns its remover."""
+    _BEFORE_SEND.append(hook)
+    return lambda: _BEFORE_SEND.remove(hook) if hook in _BEFORE_SEND else None
 
 
 class CorkedTransport:
@@ -51,6 +62,8 @@ class CorkedTransport:
         pending = self._pending
         if not pending:
             return
+        for hook in _BEFORE_SEND:
+            hook()
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         self._pending = []
         self._size = 0

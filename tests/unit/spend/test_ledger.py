@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from switchboard.http.cork import FLUSH_BYTES, CorkedTransport, before_send
 from switchboard.spend.ledger import LedgerWriter, decode, encode
 from switchboard.stores import Stores, UsageRecord
 from switchboard.stores.factory import open_at
@@ -113,7 +114,8 @@ async def test_records_reach_the_database_and_leave_the_spool(stores: Stores, tm
     await writer.start()
     try:
         assert all(writer.record(record(f"r{i}")) for i in range(5))
-        assert len(segments(spool)) == 1 and segments(spool)[0].stat().st_size > 0  # spooled at once
+        await end_of_pass()  # the pass's records are written together at its end
+        assert len(segments(spool)) == 1 and segments(spool)[0].stat().st_size > 0
         await writer.flush()
         assert set(await stored(stores)) == {f"r{i}" for i in range(5)}
         assert (await stored(stores))["r3"] == record("r3")
@@ -122,6 +124,69 @@ async def test_records_reach_the_database_and_leave_the_spool(stores: Stores, tm
     finally:
         await writer.close()
     assert segments(spool) == []
+
+
+async def end_of_pass() -> None:
+    """Return once the callbacks the loop had scheduled so far have run (they run in order)."""
+    loop = asyncio.get_running_loop()
+    passed = loop.create_future()
+    loop.call_soon(passed.set_result, None)
+    await passed
+
+
+class Socket:
+    """A client connection's transport: notes the spool's size when each send leaves."""
+
+    def __init__(self, spool: Path) -> None:
+        self.spool = spool
+        self.sent: list[tuple[bytes, int]] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.sent.append((data, sum(p.stat().st_size for p in segments(self.spool))))
+
+
+@pytest.mark.parametrize("size", [100, 2 * FLUSH_BYTES])
+async def test_no_answer_leaves_before_its_record_is_in_the_spool(
+    stores: Stores, tmp_path: Path, size: int
+) -> None:
+    spool = tmp_path / "spool"
+    writer = LedgerWriter(stores.ledger, spool, flush_seconds=60)
+    await writer.start()
+    unhook = before_send(writer.write_spooled)
+    try:
+        socket = Socket(spool)
+        out = CorkedTransport(socket, asyncio.get_running_loop())  # type: ignore[arg-type]
+        assert writer.record(record("r1")) and writer.record(record("r2"))
+        out.write(b"x" * size)  # large: sent at once, before the pass ends
+        await end_of_pass()
+        line = len(encode(record("r1")))
+        assert socket.sent == [(b"x" * size, 2 * line)]
+    finally:
+        unhook()
+        await writer.close()
+
+
+async def test_a_failed_spool_write_drops_that_pass_and_keeps_going(stores: Stores, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    writer = LedgerWriter(stores.ledger, spool, flush_seconds=60)
+    await writer.start()
+    try:
+        current = writer._current
+        assert current is not None
+        real, current.fd = current.fd, os.open(os.devnull, os.O_RDONLY)  # writes fail (EBADF)
+        assert writer.record(record("lost-1")) and writer.record(record("lost-2"))
+        await end_of_pass()
+        assert writer.dropped == 2
+        os.close(current.fd)
+        current.fd = real
+        assert writer.record(record("r1"))
+        await writer.flush()
+        assert set(await stored(stores)) == {"r1"}
+    finally:
+        await writer.close()
 
 
 async def test_a_dead_process_segment_is_replayed_once_and_removed(stores: Stores, tmp_path: Path) -> None:
