@@ -288,4 +288,3 @@ async def _over_cap(conn: AsyncConnection, max_bytes: int, today: date, dropping
             total -= sizes.get(name, 0)
             over.append(name)
     return over
-
