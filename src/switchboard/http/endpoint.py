@@ -138,6 +138,31 @@ class Responder:
         outcome.bytes_sent = len(reply.body)
         outcome.first_byte_at = time.perf_counter()
 
+    async def answer(self, chain: Handler) -> StreamReply | None:
+        """Run ``chain`` on this response's request and answer a complete reply, or the error it
+        raised; a stream is returned for the edge to relay its own way. A client that leaves
+        (ConnectionAbortedError) is the edge's to record."""
+        ctx = self.ctx
+        try:
+            result = await chain(ctx)
+        except GatewayError as err:
+            await self.error(err)
+            return None
+        except ConnectionAbortedError:
+            raise
+        except Exception:
+            log.exception("request %s: unexpected error", ctx.request_id)
+            await self.error(InternalError(f"internal error (request id {ctx.request_id})"))
+            return None
+        if isinstance(result, Reply):
+            body = ctx.inbound.encode(ctx, result.body, result.native)
+            await self.body(result.status, body, ctx.response_headers)
+        elif isinstance(result, RawReply):
+            await self.raw(result)
+        else:
+            return result
+        return None
+
     async def error(self, err: GatewayError) -> None:
         self.ctx.outcome.failed(err)
         body = self.ctx.inbound.encode_error(err)

@@ -15,8 +15,8 @@ import re
 import time
 from contextlib import aclosing
 
-from switchboard.context import RawReply, Reply, StreamReply
-from switchboard.errors import GatewayError, InternalError
+from switchboard.context import StreamReply
+from switchboard.errors import GatewayError
 from switchboard.http.asgi import Receive, Scope, Send, read_body
 from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.endpoint import Responder, check_content_type, request_headers, request_id
@@ -141,23 +141,9 @@ class FilesEndpoint:
             CURRENT.reset(current)
 
     async def _serve(self, ctx: FilesContext, out: Responder) -> None:
-        try:
-            result = await self._chains[ctx.operation](ctx)
-        except GatewayError as err:
-            await out.error(err)
-            return
-        except ConnectionAbortedError:
-            raise
-        except Exception:
-            log.exception("request %s: unexpected error", ctx.request_id)
-            await out.error(InternalError(f"internal error (request id {ctx.request_id})"))
-            return
-        if isinstance(result, Reply):
-            await out.body(result.status, ctx.inbound.encode(ctx, result.body), ctx.response_headers)
-        elif isinstance(result, RawReply):
-            await out.raw(result)
-        else:
-            await self._download(ctx, result, out)
+        stream = await out.answer(self._chains[ctx.operation])
+        if stream is not None:
+            await self._download(ctx, stream, out)
 
     async def _download(self, ctx: FilesContext, result: StreamReply, out: Responder) -> None:
         """A file's bytes as the upstream sends them (chunks ``{"data": bytes}``)."""

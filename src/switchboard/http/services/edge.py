@@ -15,8 +15,8 @@ import logging
 import time
 from contextlib import aclosing
 
-from switchboard.context import RawReply, Reply, StreamReply
-from switchboard.errors import GatewayError, InternalError
+from switchboard.context import StreamReply
+from switchboard.errors import GatewayError
 from switchboard.http.asgi import Receive, Scope, Send
 from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.endpoint import Responder, request_headers, request_id
@@ -90,23 +90,9 @@ class ServicesEndpoint:
             CURRENT.reset(current)
 
     async def _serve(self, ctx: ServiceContext, out: Responder) -> None:
-        try:
-            result = await self._chain(ctx)
-        except GatewayError as err:
-            await out.error(err)
-            return
-        except ConnectionAbortedError:
-            raise
-        except Exception:
-            log.exception("request %s: unexpected error", ctx.request_id)
-            await out.error(InternalError(f"internal error (request id {ctx.request_id})"))
-            return
-        if isinstance(result, Reply):
-            await out.body(result.status, ctx.inbound.encode(ctx, result.body), ctx.response_headers)
-        elif isinstance(result, RawReply):
-            await out.raw(result)
-        else:
-            await self._relay(ctx, result, out)
+        stream = await out.answer(self._chain)
+        if stream is not None:
+            await self._relay(ctx, stream, out)
 
     async def _relay(self, ctx: ServiceContext, result: StreamReply, out: Responder) -> None:
         """The service's answer: its status and headers, then its body as it arrives. Cut short
