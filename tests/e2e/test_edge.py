@@ -432,7 +432,7 @@ ECHO_KEY = "sk-echo/SECRET+0123456789abcdefghijklmnopqrstuv"
 ECHO_ANTHROPIC_KEY = "sk-ant-echo-9876543210ZYXWVUTSRQPONMLKJIHG"
 ECHO_HEADER_TOKEN = "ctok-5566778899aabbccddeeff00"
 LIMIT = 100_000
-_DIRECTIVE = re.compile(r"\b(echo|midecho|big|chunked|bigerror)=(\d+)")
+_DIRECTIVE = re.compile(r"\b(echo|midecho|failecho|big|chunked|bigerror)=(\d+)")
 
 
 class ProviderDouble:
@@ -476,6 +476,8 @@ class ProviderDouble:
         anthropic = request.path.endswith("/messages")
         if "midecho" in directives:
             return await self._fail_mid_stream(request, anthropic)
+        if "failecho" in directives:
+            return await self._failed_response(request, bool(body.get("stream")))
         if "echo" in directives:
             message = self._echo(request)
             if anthropic:
@@ -529,6 +531,22 @@ class ProviderDouble:
         await resp.write_eof()
         return resp
 
+    async def _failed_response(self, request: web.Request, stream: bool) -> web.StreamResponse:
+        """A Responses API answer with status ``failed`` whose error quotes the credential."""
+        response = {"id": "resp_1", "object": "response", "created_at": 1, "model": "double",
+                    "status": "in_progress", "output": [], "error": None}
+        failed = {**response, "status": "failed",
+                  "error": {"code": "server_error", "message": self._echo(request)}}
+        if not stream:
+            return web.json_response(failed)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for kind, body in (("response.created", response), ("response.failed", failed)):
+            event = {"type": kind, "sequence_number": 0, "response": body}
+            await resp.write(f"event: {kind}\ndata: {json.dumps(event)}\n\n".encode())
+        await resp.write_eof()
+        return resp
+
     @staticmethod
     def _completion(text: str) -> dict[str, Any]:
         return {
@@ -558,6 +576,7 @@ def careless(double: ProviderDouble, tmp_path_factory: pytest.TempPathFactory) -
         "models": [
             {"name": "echo-gpt", "provider": "echo-openai", "model": "gpt-4o-mini"},
             {"name": "echo-claude", "provider": "echo-anthropic", "model": "claude-sonnet-4-5"},
+            {"name": "echo-native", "provider": "echo-openai", "model": "gpt-4o-mini", "responses": "native"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
@@ -615,6 +634,20 @@ def test_a_credential_echoed_mid_stream_never_reaches_the_client(
     assert got == 200, body  # the stream had started: the error is its last event
     text = body.decode()
     assert "error" in text
+    assert_no_credential(text)
+    assert "[redacted]" in text  # the provider's message is still passed on, minus the key
+    assert_no_credential(careless.process.output)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_credential_in_a_failed_native_response_never_reaches_the_client(
+    careless: Gateway, stream: bool
+) -> None:
+    payload = {"model": "echo-native", "input": "failecho=1", "stream": stream}
+    got, body = post(careless, "/v1/responses", payload)
+    assert got == 200, body  # the upstream answered: a response whose status is failed
+    text = body.decode()
+    assert "response.failed" in text if stream else json.loads(text)["status"] == "failed"
     assert_no_credential(text)
     assert "[redacted]" in text  # the provider's message is still passed on, minus the key
     assert_no_credential(careless.process.output)

@@ -17,6 +17,7 @@ any request is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from switchboard.context import RequestContext
@@ -62,10 +63,21 @@ class ResponsesNative:
         return openai_responses.upstream_request(given, history, route.target, ctx.stream)
 
     def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]:
-        return openai_responses.native_reply(body, route.target)
+        return openai_responses.native_reply(body, route.target, _scrubber(ctx, route))
 
     def decoder(self, ctx: RequestContext, route: Route) -> StreamDecoder | None:
-        return openai_responses.NativeDecoder(route.target)
+        return openai_responses.NativeDecoder(route.target, _scrubber(ctx, route))
+
+
+def _scrubber(ctx: RequestContext, route: Route) -> Callable[[str], str]:
+    """Error text a reply carries with the attempt's credentials (stored and the caller's) taken
+    out, as for an error answer (upstream/client.py)."""
+    client, credentials = route.client, ctx.upstream_credentials
+
+    def scrub(text: str) -> str:
+        return client.scrub(text.encode(), credentials).decode("utf-8", "replace")
+
+    return scrub
 
 
 Exchange = AnthropicMessages | ResponsesNative

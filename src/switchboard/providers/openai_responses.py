@@ -7,11 +7,14 @@ What the gateway still does: the model becomes the deployment's upstream model; 
 ``previous_response_id`` (the gateway's own id) is replaced by the stored conversation as input
 items, and ``store`` is false upstream (the gateway keeps the state, so a conversation can move
 between native and translated deployments); the response id is the gateway's. Usage is read
-from the response (or its ``response.completed`` event) and recorded like any other call.
+from the response (or its ``response.completed`` event) and recorded like any other call. A
+failed response's error text is passed on through the caller's ``scrub`` (credentials out):
+providers quote what they were sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,6 +29,8 @@ from switchboard.upstream.request import UpstreamRequest
 # The first Azure OpenAI API version with the Responses API; older configured versions use it.
 AZURE_RESPONSES_VERSION = "2025-03-01-preview"
 _ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+Scrub = Callable[[str], str]
 
 
 def chat_usage(usage: Any) -> JSON | None:
@@ -123,8 +128,9 @@ class NativeDecoder:
     An error event raises only after the events that preceded it in the same read were returned,
     so the client receives everything the upstream sent before failing."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, scrub: Scrub) -> None:
         self._target = target
+        self._scrub = scrub
         self._parser = SSEParser()
         self._ended = False
         self._error: UpstreamBadGateway | None = None
@@ -147,6 +153,8 @@ class NativeDecoder:
                 if not out:
                     raise self._error
                 break
+            if kind == "response.failed":
+                obj["response"] = scrubbed(obj.get("response"), self._scrub)
             chunk: JSON = {"native": obj}
             if kind in _ENDS:
                 self._ended = True
@@ -167,9 +175,17 @@ class NativeDecoder:
 
 
 
-def native_reply(body: bytes, target: Target) -> tuple[JSON, JSON | None]:
+def native_reply(body: bytes, target: Target, scrub: Scrub) -> tuple[JSON, JSON | None]:
     """A complete Response from the upstream as ``{"native": response}``, and its canonical usage."""
     obj = loads_object(body)
     if obj is None or not isinstance(obj.get("output"), list):
         raise invalid_body(target)
-    return {"native": obj}, chat_usage(obj.get("usage"))
+    return {"native": scrubbed(obj, scrub)}, chat_usage(obj.get("usage"))
+
+
+def scrubbed(response: Any, scrub: Scrub) -> Any:
+    """``response`` with its error message (a failed response's) passed through ``scrub``."""
+    error = response.get("error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return {**response, "error": {**error, "message": scrub(error["message"])}}
+    return response
