@@ -153,6 +153,7 @@ class SwitchboardApp:
             budgets=lambda: gateway.budgets,
             services=gateway.services,
             mcp=lambda: gateway.mcp_auth,
+            egress=gateway.egress,
         )
         return create_admin_app(services)
 

@@ -78,6 +78,7 @@ from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores import Stores, open_stores
 from switchboard.stores.factory import data_dir
 from switchboard.stores.sql.keys import intersect
+from switchboard.upstream.egress import EgressPolicy
 
 if TYPE_CHECKING:
     from switchboard.observability.tracing import Tracing
@@ -172,7 +173,10 @@ class Gateway:
         # The MCP gateway's credentials (static, per-user OAuth) and stored servers (mcp/auth.py).
         self.mcp_auth = McpAuth(settings)
         # The MCP gateway (mcp/, http/mcp/): the upstream servers and the aggregated toolbox.
-        self.mcp_registry = McpRegistry(settings.mcp_servers, settings.mcp, self.mcp_auth.credentials)
+        # Where tenants' services and MCP servers may connect (docs/access.md, "Egress").
+        self.egress = EgressPolicy(settings.egress)
+        self.mcp_registry = McpRegistry(settings.mcp_servers, settings.mcp, self.mcp_auth.credentials,
+                                        self.egress)
         self.mcp = McpToolbox(settings.mcp, self.mcp_registry)
         # Tool calls the gateway makes itself (the tool loop) run the same stages, metrics first.
         observe: list[Stage] = [ObserveStage(self.observers, self.metrics)] if self.observers else []
@@ -183,7 +187,7 @@ class Gateway:
         # Plain REST services under /services/{name}/ (services/): the YAML's now, the stored ones
         # looked up (and cached) once the stores are open; one pooled session to reach them.
         self.services = ServiceTable(settings.services)
-        self.service_proxy = ServiceProxy()
+        self.service_proxy = ServiceProxy(self.egress)
         self.api_cache: ApiCache | None = None  # their records, for the request path (apis/cache.py)
         self.ready = False
         # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.

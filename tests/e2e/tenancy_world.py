@@ -113,7 +113,8 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     body = {"name": f"api-{tenant}", "prompt": world.prompt2, "version": 1, "tenant": tenant,
             "team": world.team2}
     world.api = admin.ok("POST", "/admin/v1/apis", body, status=201)["name"]
-    body = {"name": f"svc-{tenant}", "url": "http://127.0.0.1:9/", "tenant": tenant, "team": world.team2}
+    body = {"name": f"svc-{tenant}", "url": "http://svc.example.invalid:9/", "tenant": tenant,
+            "team": world.team2}
     world.service = admin.ok("POST", "/admin/v1/services", body, status=201)["name"]
     body = {"name": f"mcp-{tenant}", "url": "https://mcp.example/mcp", "tenant": tenant}
     world.mcp_server = admin.ok("POST", "/admin/v1/mcp/servers", body, status=201)["name"]

@@ -79,6 +79,8 @@ def world(request: pytest.FixtureRequest, servers: tuple[AuthorizationServer, Pr
         ],
         # Tokens live 3600 s at the authorization server; refreshed 60 s before they expire.
         "mcp": {"list_timeout_seconds": 5},
+        # Tenants' stored servers here are local test servers: the operator lets tenants reach them.
+        "egress": {"allowed_hosts": ["127.0.0.1"]},
     }
     if request.param == "cluster":
         config["database"] = {"url": request.getfixturevalue("postgres").create_database(

@@ -189,3 +189,25 @@ def test_another_tenants_server_is_404_and_not_listed(gateway: Gateway) -> None:
     assert error(bad_url, 400)["param"] == "url"
     assert error(owner.call("PATCH", f"{SERVERS}/{name}", {"name": "renamed"}), 400)["param"] == "name"
     assert SECRET_HEADER not in gateway.process.output
+
+
+def test_a_tenants_server_may_not_point_at_an_internal_address(gateway: Gateway) -> None:
+    """A tenant's servers reach public addresses only (docs/access.md, "Egress"): an internal
+    address in the URL is refused when registered or changed; the platform admin's global ones and
+    the default tenant's are the operator's own."""
+    admin = Admin(gateway.url)
+    _, owner, _ = tenant_with_roles(admin)
+    for url in ("http://127.0.0.1:9/mcp", "http://169.254.169.254/latest", "http://[::1]:9/mcp",
+                "http://10.0.0.8/mcp"):
+        err = error(owner.call("POST", SERVERS, {"name": "inside", "url": url}), 400)
+        assert (err["param"], err["code"]) == ("url", "upstream_address_refused"), err
+    name = f"outside-{uuid.uuid4().hex[:6]}"
+    owner.ok("POST", SERVERS, {"name": name, "url": "https://tools.example/mcp"}, status=201)
+    moved = error(owner.call("PATCH", f"{SERVERS}/{name}", {"url": "http://192.168.0.10/mcp"}), 400)
+    assert moved["code"] == "upstream_address_refused"
+    assert owner.ok("GET", f"{SERVERS}/{name}")["url"] == "https://tools.example/mcp"
+    own = f"own-{uuid.uuid4().hex[:6]}"
+    admin.ok("POST", SERVERS, {"name": own, "url": "http://127.0.0.1:9/mcp", "global": True}, status=201)
+    admin.ok("DELETE", f"{SERVERS}/{own}")
+    admin.ok("POST", SERVERS, {"name": own, "url": "http://127.0.0.1:9/mcp"}, status=201)  # default tenant
+    admin.ok("DELETE", f"{SERVERS}/{own}")

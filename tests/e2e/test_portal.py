@@ -301,8 +301,8 @@ def test_services_registered_by_a_tenant_and_their_subscriptions(deployment: Dep
     owners, consumers = deployment.team(tenant), deployment.team(tenant)
     name = f"invoices-{uuid.uuid4().hex[:6]}"
     deployment.ok("POST", "/admin/v1/services", status=201, json={
-        "name": name, "tenant": tenant, "url": "http://127.0.0.1:9/api", "description": "Invoice lookup",
-        "team": owners,
+        "name": name, "tenant": tenant, "url": "http://invoices.example.invalid:9/api",
+        "description": "Invoice lookup", "team": owners,
         "require_approval": True, "openapi_url": "http://127.0.0.1:9/api/openapi.json"})
     consumer = deployment.key(tenant, consumers)
     services = deployment.entries(consumer, kind="service")

@@ -439,10 +439,23 @@ def test_services_managed_through_the_admin_api(world: World) -> None:
     # Audited.
     audit = httpx.get(f"{world.url}/admin/v1/audit", params={"resource_id": name}, headers=ADMIN, timeout=10)
     assert {e["action"] for e in audit.json()["data"]} >= {"service.create", "service.update"}
-    # Another tenant's service: invisible to this tenant's keys and admins.
-    other = httpx.post(f"{world.url}/admin/v1/services", json={**body, "name": name, "tenant": "acme"},
-                       headers=ADMIN, timeout=10)
+    # Another tenant's service: invisible to this tenant's keys and admins. A tenant other than
+    # the default one reaches public addresses only (egress): an internal literal is refused at
+    # once, a name that resolves inward when it is called, before anything is sent.
+    refused = httpx.post(f"{world.url}/admin/v1/services", json={**body, "name": name, "tenant": "acme"},
+                         headers=ADMIN, timeout=10)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "upstream_address_refused"
+    inward = {**body, "name": name, "tenant": "acme", "url": body["url"].replace("127.0.0.1", "localhost")}
+    other = httpx.post(f"{world.url}/admin/v1/services", json=inward, headers=ADMIN, timeout=10)
     assert other.status_code == 201, other.text
+    probe = f"egress-{uuid.uuid4().hex[:8]}"
+    blocked = world.call("GET", f"/services/{name}/{probe}", world.key(new_team(), tenant="acme"))
+    assert blocked.status_code == 502 and blocked.json()["error"]["code"] == "upstream_address_refused"
+    assert "localhost" in blocked.json()["error"]["message"]
+    assert not [r for r in world.upstream.seen() if probe in r["path"]]
+    moved = httpx.patch(f"{world.url}/admin/v1/services/{name}", params={"tenant": "acme"}, headers=ADMIN,
+                        json={"url": "http://169.254.169.254/latest"}, timeout=10)
+    assert moved.status_code == 400 and moved.json()["error"]["code"] == "upstream_address_refused"
     admin = world.key(new_team(), tenant="globex", role="tenant_admin")
     assert httpx.get(f"{world.url}/admin/v1/services/{name}", headers={"Authorization": f"Bearer {admin}"},
                      timeout=10).status_code == 404
@@ -519,8 +532,37 @@ def test_a_change_reaches_every_instance_within_a_second(world: World) -> None:
     ({"name": "ok", "url": "http://127.0.0.1:1", "timeout_seconds": {"total": 0}}, "timeout_seconds"),
     ({"name": "ok", "url": "http://127.0.0.1:1", "surprise": True}, "surprise"),
     ({"url": "http://127.0.0.1:1"}, "name"),
+    ({"name": "ok", "url": "http://169.254.169.254/latest", "tenant": "acme"}, "url"),
+    ({"name": "ok", "url": "http://[::ffff:10.0.0.1]:80/", "tenant": "acme"}, "url"),
 ])
 def test_bad_service_definitions_are_refused(world: World, body: dict[str, Any], where: str) -> None:
     resp = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)
     assert resp.status_code == 400, resp.text
     assert where in (resp.json()["error"].get("param") or "") + resp.json()["error"]["message"]
+
+
+def test_the_operator_lets_tenants_reach_the_hosts_it_names(
+    mock_upstream: Mock, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    config = openai_config(mock_upstream)
+    config["egress"] = {"allowed_hosts": ["localhost"]}
+    gw = start_gateway(config, tmp_path_factory.mktemp("services-egress"))
+    try:
+        created = httpx.post(f"{gw.url}/admin/v1/tenants", json={"id": "acme"}, headers=ADMIN, timeout=10)
+        assert created.status_code == 201, created.text
+        body = {"name": "billing", "tenant": "acme", "url": upstream.url.replace("127.0.0.1", "localhost")}
+        registered = httpx.post(f"{gw.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)
+        assert registered.status_code == 201, registered.text
+        issued = httpx.post(f"{gw.url}/admin/v1/keys", json={"tenant": "acme", "models": ["*"]},
+                            headers=ADMIN, timeout=10)
+        assert issued.status_code == 201, issued.text
+        called = httpx.get(f"{gw.url}/services/billing/invoices", timeout=10,
+                           headers={"Authorization": f"Bearer {issued.json()['key']}"})
+        assert called.status_code == 200, called.text
+        assert called.json()["path"] == "/invoices"
+        # The name is allowed, not the address it has.
+        direct = {**body, "name": "direct", "url": upstream.url}
+        literal = httpx.post(f"{gw.url}/admin/v1/services", json=direct, headers=ADMIN, timeout=10)
+        assert literal.status_code == 400 and literal.json()["error"]["code"] == "upstream_address_refused"
+    finally:
+        gw.process.stop()

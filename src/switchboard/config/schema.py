@@ -10,6 +10,7 @@ see ``config.yamlfile`` and ``coerce_numbers_to_str`` below.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -297,6 +298,32 @@ class ImagesConfig(_Strict):
     timeout: Annotated[float, Field(gt=0)] = 10.0
     # Off by default so a caller cannot make the gateway reach internal addresses (SSRF).
     allow_private_networks: bool = False
+
+
+class EgressConfig(_Strict):
+    """Where upstreams that tenants register (services, MCP servers) may connect (docs/access.md,
+    "Egress"): those of any tenant but the default one reach public addresses only, so a tenant
+    admin cannot point the gateway at the cloud metadata address or an internal system."""
+
+    allow_tenant_private_networks: bool = False
+    # Reachable anyway: host names ("billing.internal", "*.corp.example") and networks
+    # ("10.20.0.0/16", "192.168.1.7").
+    allowed_hosts: Annotated[list[Annotated[str, Field(min_length=1, max_length=253,
+                                                       pattern=r"^[A-Za-z0-9.*:/\[\]_-]+$")]],
+                             Field(max_length=1000)] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not a network (address/prefix)") from None
+            elif "*" in entry.removeprefix("*."):
+                raise ValueError(f"{entry!r}: a wildcard only as the first label ('*.example.internal')")
+        return entries
 
 
 class DatabaseConfig(_Strict):
@@ -906,6 +933,7 @@ class Settings(_Strict):
     auth: AuthConfig
     server: ServerConfig = ServerConfig()
     images: ImagesConfig = ImagesConfig()
+    egress: EgressConfig = EgressConfig()
     catalog: CatalogConfig = CatalogConfig()
     database: DatabaseConfig = DatabaseConfig()
     redis: RedisConfig | None = None

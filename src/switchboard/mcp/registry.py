@@ -18,13 +18,16 @@ from switchboard.context import Principal
 from switchboard.mcp.interfaces import Credentials
 from switchboard.mcp.stdio import StdioUpstream
 from switchboard.mcp.upstream import ConfigCredentials, Upstream
+from switchboard.upstream.egress import EgressPolicy
 
 
 class Registry:
     def __init__(self, servers: Iterable[McpServerConfig], config: McpConfig,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, egress: EgressPolicy | None = None) -> None:
         self.config = config
         self.credentials: Credentials = credentials or ConfigCredentials()
+        # Where stored servers of tenants may connect; the YAML's servers are the operator's.
+        self._egress = egress
         self._servers: dict[str, Upstream] = {}
         # Stored servers by (tenant, None: global; name).
         self._stored: dict[tuple[str | None, str], Upstream] = {}
@@ -59,7 +62,8 @@ class Registry:
                 await upstream.close()
         for key, server in servers.items():
             if key not in self._stored:
-                upstream = Upstream(server, self.config, self.credentials)
+                egress = self._egress.guard(key[0]) if self._egress is not None else None
+                upstream = Upstream(server, self.config, self.credentials, egress)
                 self._stored[key] = upstream
                 if self._started:
                     upstream.start()

@@ -43,6 +43,7 @@ from switchboard.errors import (
 )
 from switchboard.mcp.interfaces import AuthorizationRequired, Credentials
 from switchboard.mcp.relay import RELAY, Notify
+from switchboard.upstream.egress import ONLY_PUBLIC, Egress, refusal
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -129,10 +130,12 @@ class _Session:
 class Upstream:
     """One upstream MCP server, shared by every caller allowed to use it."""
 
-    def __init__(self, server: McpServerConfig, config: McpConfig, credentials: Credentials) -> None:
+    def __init__(self, server: McpServerConfig, config: McpConfig, credentials: Credentials,
+                 egress: Egress | None = None) -> None:
         self.server = server
         self.config = config
         self.credentials = credentials
+        self._egress = egress  # where a tenant's server may connect (upstream/egress.py)
         self._semaphore = asyncio.Semaphore(server.max_concurrency)
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._http: aiohttp.ClientSession | None = None
@@ -159,9 +162,12 @@ class Upstream:
         if self._http is None:
             timeout = aiohttp.ClientTimeout(total=None, connect=self.server.connect_timeout_seconds,
                                             sock_connect=self.server.connect_timeout_seconds)
-            connector = aiohttp.TCPConnector(limit=self.server.max_concurrency + 8, keepalive_timeout=4.0)
+            egress = self._egress
+            connector = aiohttp.TCPConnector(limit=self.server.max_concurrency + 8, keepalive_timeout=4.0,
+                                             resolver=egress.resolver() if egress is not None else None)
             self._http = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
-                                               cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False)
+                                               cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False,
+                                               trace_configs=egress.traces() if egress is not None else None)
         return self._http
 
     async def close(self) -> None:
@@ -206,6 +212,11 @@ class Upstream:
                     f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
             except (aiohttp.ClientConnectionError, OSError) as exc:
                 self._failed()
+                refused = refusal(exc)
+                if refused is not None:
+                    raise UpstreamUnreachable(
+                        f"the MCP server '{self.name}' may not be reached: {refused}; {ONLY_PUBLIC}",
+                        code="upstream_address_refused") from None
                 raise UpstreamUnreachable(f"cannot reach the MCP server '{self.name}' "
                                           f"({type(exc).__name__})") from None
             except aiohttp.ClientError as exc:

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
-import socket
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 from switchboard.config.schema import ImagesConfig
 from switchboard.context import RequestContext, Result
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler
+from switchboard.upstream.egress import Egress, EgressRefused
 
 _TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 
@@ -39,30 +36,12 @@ def remote_image_parts(request: dict[str, Any]) -> list[dict[str, Any]]:
     return parts
 
 
-class PublicOnlyResolver(AbstractResolver):
-    """Resolves names to public addresses only. The check applies to the addresses the connection
-    will use, so a name cannot pass a check and then resolve to an internal address (rebinding)."""
-
-    def __init__(self) -> None:
-        self._inner = DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        public = [r for r in results if ipaddress.ip_address(r["host"]).is_global]
-        if not public:
-            raise OSError(f"image host '{host}' resolves only to non-public addresses")
-        return public
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
 class ImageFetcher:
     def __init__(self, config: ImagesConfig) -> None:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
+        # Callers name these URLs: public addresses only, unless the operator allows private ones.
+        self._egress = None if config.allow_private_networks else Egress()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -71,24 +50,22 @@ class ImageFetcher:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-            resolver = None if self.config.allow_private_networks else PublicOnlyResolver()
+            resolver = self._egress.resolver() if self._egress is not None else None
             connector = aiohttp.TCPConnector(resolver=resolver)
             self._session = aiohttp.ClientSession(timeout=timeout, trust_env=False, connector=connector)
         return self._session
 
     def _check_literal(self, host: str) -> None:
         """IP literals never reach the resolver, so they are checked here; names by the resolver."""
-        if self.config.allow_private_networks:
+        if self._egress is None:
             return
         try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return
-        if not address.is_global:
+            self._egress.check_host(host)
+        except EgressRefused:
             raise InvalidRequest(
                 f"image URL host '{host}' is a private address; fetching it is not allowed",
                 param="messages",
-            )
+            ) from None
 
     async def fetch(self, url: str) -> str:
         """The image at ``url`` as a data URL."""

@@ -29,6 +29,7 @@ from switchboard.errors import (
 )
 from switchboard.services.context import Receive, ServiceContext
 from switchboard.services.table import Service
+from switchboard.upstream.egress import ONLY_PUBLIC, Egress, EgressPolicy, refusal
 
 log = logging.getLogger("switchboard.services")
 
@@ -118,29 +119,35 @@ def _relayed(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
 
 
 class ServiceProxy:
-    """One pooled session for every service: no cookie jar, no environment proxies, no
-    redirects, no decompression (bodies are relayed byte for byte)."""
+    """One pooled session for the services the operator set up, one for those tenants registered
+    (their connections held to ``egress``, upstream/egress.py): no cookie jar, no environment
+    proxies, no redirects, no decompression (bodies are relayed byte for byte)."""
 
-    def __init__(self, max_connections: int = 1000) -> None:
+    def __init__(self, egress: EgressPolicy, max_connections: int = 1000) -> None:
+        self._egress = egress
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[Egress | None, aiohttp.ClientSession] = {}
 
-    def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300,
-                                         keepalive_timeout=4.0)
-        self._session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
-            # Only the caller's own Accept-Encoding: a body compressed for the gateway would reach
-            # a client that never asked for it (bodies are relayed as they are).
-            auto_decompress=False, raise_for_status=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
-        )
-        return self._session
+    def _session(self, egress: Egress | None) -> aiohttp.ClientSession:
+        session = self._sessions.get(egress)
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300,
+                                             keepalive_timeout=4.0,
+                                             resolver=egress.resolver() if egress is not None else None)
+            session = self._sessions[egress] = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+                # Only the caller's own Accept-Encoding: a body compressed for the gateway would
+                # reach a client that never asked for it (bodies are relayed as they are).
+                auto_decompress=False, raise_for_status=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                trace_configs=egress.traces() if egress is not None else None,
+            )
+        return session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
 
     async def __call__(self, ctx: RequestContext) -> Result:
         assert isinstance(ctx, ServiceContext), "the services chain runs on a ServiceContext"
@@ -175,7 +182,7 @@ class ServiceProxy:
             if ctx.request_capture is not None:
                 ctx.request_capture.add(piece)
         url = service.url(ctx.rest, ctx.raw_query)
-        session = self._session or self._open()
+        session = self._session(self._egress.guard(service.tenant) if service.origin == "admin" else None)
         began = time.perf_counter()
         try:
             resp = await session.request(ctx.method, url, data=data, headers=headers, allow_redirects=False,
@@ -206,6 +213,10 @@ class ServiceProxy:
 
 def _translate(service: Service, exc: BaseException) -> GatewayError:
     where = f"service '{service.name}'"
+    refused = refusal(exc)
+    if refused is not None:
+        return UpstreamUnreachable(f"{where} may not be reached: {refused}; {ONLY_PUBLIC}",
+                                   code="upstream_address_refused")
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"{where} did not answer in time")
     if isinstance(exc, aiohttp.ClientConnectorError):

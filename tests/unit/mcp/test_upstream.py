@@ -12,12 +12,14 @@ import pytest
 from aiohttp import web
 
 from switchboard.config.mcp import McpConfig, McpServerConfig
+from switchboard.config.schema import EgressConfig
 from switchboard.context import Principal
 from switchboard.errors import GatewayError
 from switchboard.mcp.interfaces import AuthorizationRequired
 from switchboard.mcp.registry import Registry
 from switchboard.mcp.toolbox import McpToolbox
 from switchboard.mcp.upstream import Upstream, identity
+from switchboard.upstream.egress import EgressPolicy
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -110,6 +112,35 @@ async def test_json_and_sse_answers_and_a_forgotten_session(fake: tuple[FakeServ
         assert identity({"Authorization": "a"}) != identity({"Authorization": "b"})
     finally:
         await upstream.close()
+
+
+async def test_a_tenants_stored_server_reaches_public_addresses_only(fake: tuple[FakeServer, str]) -> None:
+    """The default tenant's (and the YAML's) servers are the operator's; another tenant's may not
+    reach this machine, whether its URL names it (localhost) or its address (a stored literal)."""
+    server, url = fake
+    inward = url.replace("127.0.0.1", "localhost")
+    registry = Registry([], CONFIG, PerUser(), EgressPolicy(EgressConfig()))
+    await registry.sync_stored({
+        ("default", "own"): McpServerConfig(name="own", url=url, tenant="default", health_check_seconds=0),
+        ("acme", "named"): McpServerConfig(name="named", url=inward, tenant="acme", health_check_seconds=0),
+        ("acme", "literal"): McpServerConfig(name="literal", url=url, tenant="acme", health_check_seconds=0),
+    })
+    ann = Principal(id="key-ann", role="developer", tenant_id="acme", user_id="ann")
+    mine = Principal(id="key-me", role="developer", tenant_id="default", user_id="me")
+    try:
+        own = registry.get("own", mine)
+        assert own is not None and (await own.request("tools/list", None, mine))["tools"]
+        seen = len(server.seen)
+        for name in ("named", "literal"):
+            upstream = registry.get(name, ann)
+            assert upstream is not None
+            with pytest.raises(GatewayError) as refused:
+                await upstream.request("tools/list", None, ann)
+            assert (refused.value.status, refused.value.code) == (502, "upstream_address_refused")
+            assert "egress.allowed_hosts" in refused.value.message
+        assert len(server.seen) == seen  # nothing reached the server
+    finally:
+        await registry.close()
 
 
 @pytest.mark.parametrize("mode", ["garbage", "not-json"])

@@ -45,6 +45,7 @@ from switchboard.services.table import ServiceTable
 from switchboard.spend.budgets.service import BudgetService
 from switchboard.spend.cost import Prices
 from switchboard.stores import Stores
+from switchboard.upstream.egress import EgressPolicy
 
 
 @dataclass
@@ -59,6 +60,8 @@ class AdminServices:
     stores: Callable[[], Stores]
     key_cache: Callable[[], KeyCache]
     subscriptions: Callable[[], SubscriptionCache]
+    # Where tenants' services and MCP servers may connect: their URLs are checked at registration.
+    egress: EgressPolicy
     # The live model table (providers and models managed at run time).
     routing: LiveRouting | None = field(default=None)
     # Each served model's prices (GET /admin/v1/usage/unpriced).

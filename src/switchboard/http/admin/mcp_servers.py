@@ -318,6 +318,8 @@ async def create_server(
         raise InvalidRequest("give tenant or global, not both", param="global", code="invalid_value")
     stores = request.app.state.services.stores()
     tenant = None if body.is_global else await tenant_in_reach(access, stores, body.tenant)
+    if body.url is not None:
+        request.app.state.services.egress.check_registered(tenant, "url", body.url)
     store = store_of(request)
     headers = dict(body.headers or {})
     client_secret = body.oauth.client_secret if body.oauth else None
@@ -352,6 +354,8 @@ async def update_server(
     given = body.model_fields_set
     if "url" in given and body.url is None:
         raise InvalidRequest("url: an MCP server needs a url", param="url", code="invalid_value")
+    if body.url is not None:
+        request.app.state.services.egress.check_registered(old.tenant_id, "url", body.url)
     keyring = routing_of(request).keyring
     try:
         headers, client_secret = unseal(keyring, old)

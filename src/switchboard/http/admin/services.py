@@ -138,6 +138,7 @@ async def create_service(
     tenant = access.tenant_for(body.tenant)
     team = body.team if body.team is not None or access.reach >= Reach.TENANT else access.principal.team_id
     _check_team(access, tenant, team)
+    request.app.state.services.egress.check_registered(tenant, "url", body.url)
     if _table(request).configured(tenant, body.name) is not None:
         raise Conflict(f"a service '{body.name}' is configured in the YAML", param="name",
                        code="service_exists")
@@ -210,6 +211,7 @@ async def update_service(
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidRequest(f"{where}: {first['msg']}", param=where, code="invalid_value") from None
     _check_team(access, record.tenant_id, settings.team)
+    request.app.state.services.egress.check_registered(record.tenant_id, "url", settings.url)
     headers = dict(record.headers)
     for header, value in (body.headers or {}).items():
         for existing in [h for h in headers if h.lower() == header.lower()]:
