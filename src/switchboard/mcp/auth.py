@@ -28,7 +28,7 @@ class McpAuth:
         self.keyring = keyring
         assert stores.mcp is not None
         self.oauth = OAuthClient(self.settings.mcp, stores.mcp, stores.cache, stores.feed,
-                                 lambda: self.keyring)
+                                 lambda: self.keyring, registry.egress_for)
         await self.oauth.start()
         self.stored = StoredServers(stores.mcp, stores.feed, lambda: self.keyring, registry.sync_stored)
         await self.stored.start()

@@ -41,6 +41,7 @@ from switchboard.config.urls import check_http_url
 from switchboard.crypto.keyring import DecryptError, Keyring, mcp_token_aad
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.stores.protocols import ChangeFeed, McpStore, McpTokenRecord, SharedCache, utcnow
+from switchboard.upstream.egress import ONLY_PUBLIC, Egress, refusal
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -115,12 +116,20 @@ def _http_url(value: Any, what: str) -> str:
                           ) from None
 
 
+_ACCEPT_JSON = {"accept": "application/json"}
+
+
 class OAuthClient:
     """Discovery, the authorization code flow with PKCE, token storage and refresh."""
 
     def __init__(self, config: McpConfig, store: McpStore, cache: SharedCache, feed: ChangeFeed,
-                 keyring: Callable[[], Keyring | None]) -> None:
+                 keyring: Callable[[], Keyring | None],
+                 egress: Callable[[McpServerConfig], Egress | None] = lambda server: None) -> None:
         self._config = config
+        # Where the requests made for a server may connect: a tenant's stored server's are held
+        # to public addresses like its own connections (upstream/egress.py).
+        self._egress = egress
+        self._guarded: dict[Egress, aiohttp.ClientSession] = {}
         self._store = store
         self._cache = cache
         self._keyring = keyring
@@ -142,6 +151,9 @@ class OAuthClient:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        guarded, self._guarded = list(self._guarded.values()), {}
+        for session in guarded:
+            await session.close()
 
     def _ring(self) -> Keyring:
         keyring = self._keyring()
@@ -152,24 +164,38 @@ class OAuthClient:
 
     # -- HTTP, bounded ------------------------------------------------------------------------
 
-    async def _request(self, method: str, url: str, *, data: Mapping[str, str] | None = None,
-                       json: Any = None, headers: Mapping[str, str] | None = None
-                       ) -> tuple[int, Mapping[str, str], bytes]:
+    def _session(self, egress: Egress | None) -> aiohttp.ClientSession:
         if self._http is None:
             raise OAuthFailed("the OAuth client is not started")
+        if egress is None:
+            return self._http
+        session = self._guarded.get(egress)
+        if session is None:
+            session = self._guarded[egress] = aiohttp.ClientSession(
+                timeout=self._http.timeout, raise_for_status=False, trace_configs=egress.traces(),
+                connector=aiohttp.TCPConnector(resolver=egress.resolver()))
+        return session
+
+    async def _request(self, method: str, url: str, *, egress: Egress | None,
+                       data: Mapping[str, str] | None = None, json: Any = None,
+                       headers: Mapping[str, str] | None = None) -> tuple[int, Mapping[str, str], bytes]:
+        session = self._session(egress)
         try:
-            async with self._http.request(method, url, data=data, json=json, headers=headers,
-                                          allow_redirects=False) as resp:
+            async with session.request(method, url, data=data, json=json, headers=headers,
+                                       allow_redirects=False) as resp:
                 body = await resp.content.read(MAX_REPLY_BYTES + 1)
                 if len(body) > MAX_REPLY_BYTES:
                     raise OAuthFailed(f"an answer from {_origin(url)[0]} is larger than "
                                       f"{MAX_REPLY_BYTES} bytes")
                 return resp.status, resp.headers, body
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                raise OAuthFailed(f"{_origin(url)[0]} may not be reached: {refused}; {ONLY_PUBLIC}") from None
             raise OAuthFailed(f"{_origin(url)[0]} did not answer ({type(exc).__name__})") from None
 
-    async def _json(self, method: str, url: str, **kw: Any) -> tuple[int, Any]:
-        status, _, body = await self._request(method, url, **kw)
+    async def _json(self, method: str, url: str, *, egress: Egress | None, **kw: Any) -> tuple[int, Any]:
+        status, _, body = await self._request(method, url, egress=egress, **kw)
         try:
             return status, orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
@@ -200,7 +226,7 @@ class OAuthClient:
         if not isinstance(issuers, list) or not issuers or not isinstance(issuers[0], str):
             raise OAuthFailed(f"the MCP server '{server.name}' names no authorization server")
         issuer = _http_url(issuers[0], "authorization server")
-        meta = await self._as_metadata(issuer)
+        meta = await self._as_metadata(issuer, self._egress(server))
         methods = meta.get("code_challenge_methods_supported")
         if not isinstance(methods, list) or "S256" not in methods:
             raise OAuthFailed(f"the authorization server of '{server.name}' does not support PKCE S256")
@@ -232,9 +258,10 @@ class OAuthClient:
             "protocolVersion": "2025-06-18", "capabilities": {},
             "clientInfo": {"name": "switchboard", "version": "1"}}}
         static = {k: v.get_secret_value() for k, v in server.headers.items()}
+        egress = self._egress(server)
         try:
             status, headers, _ = await self._request(
-                "POST", server.url, json=probe,
+                "POST", server.url, egress=egress, json=probe,
                 headers={**static, "accept": "application/json, text/event-stream"})
             if status == 401:
                 match = _RESOURCE_METADATA.search(headers.get("www-authenticate", ""))
@@ -249,7 +276,7 @@ class OAuthClient:
         for url in candidates:
             try:
                 check_http_url(url)
-                status, body = await self._json("GET", url, headers={"accept": "application/json"})
+                status, body = await self._json("GET", url, egress=egress, headers=_ACCEPT_JSON)
             except (OAuthFailed, ValueError):
                 continue
             if status == 200 and isinstance(body, dict) and body.get("authorization_servers"):
@@ -260,7 +287,7 @@ class OAuthClient:
                 return body
         raise OAuthFailed(f"no protected-resource metadata found for the MCP server '{server.name}'")
 
-    async def _as_metadata(self, issuer: str) -> dict[str, Any]:
+    async def _as_metadata(self, issuer: str, egress: Egress | None) -> dict[str, Any]:
         origin, path = _origin(issuer)
         candidates = [f"{origin}/.well-known/oauth-authorization-server{path}",
                       f"{origin}/.well-known/openid-configuration{path}"]
@@ -268,7 +295,7 @@ class OAuthClient:
             candidates.append(f"{origin}{path}/.well-known/openid-configuration")
         for url in candidates:
             try:
-                status, body = await self._json("GET", url, headers={"accept": "application/json"})
+                status, body = await self._json("GET", url, egress=egress, headers=_ACCEPT_JSON)
             except OAuthFailed:
                 continue
             if status == 200 and isinstance(body, dict) and body.get("authorization_endpoint"):
@@ -288,7 +315,7 @@ class OAuthClient:
         if endpoints.registration is None:
             raise OAuthFailed(f"the MCP server '{server.name}' needs an oauth.client_id (its authorization "
                               "server offers no client registration)")
-        status, body = await self._json("POST", endpoints.registration, json={
+        status, body = await self._json("POST", endpoints.registration, egress=self._egress(server), json={
             "client_name": "Switchboard", "redirect_uris": [redirect_uri],
             "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
             "token_endpoint_auth_method": "none"})
@@ -378,7 +405,7 @@ class OAuthClient:
             form = {**form, "client_id": client_id}
             if secret is not None:
                 form["client_secret"] = secret
-        status, body = await self._json("POST", url, data=form, headers=headers)
+        status, body = await self._json("POST", url, egress=self._egress(server), data=form, headers=headers)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
             error = body.get("error") if isinstance(body, dict) else None
             error = error if isinstance(error, str) else None
@@ -484,7 +511,7 @@ class OAuthClient:
         if ts is not None and server is not None and ts.revocation_url:
             token = ts.refresh_token or ts.access_token
             try:
-                await self._request("POST", ts.revocation_url, data={
+                await self._request("POST", ts.revocation_url, egress=self._egress(server), data={
                     "token": token, "client_id": ts.client_id,
                     "token_type_hint": "refresh_token" if ts.refresh_token else "access_token"})
             except OAuthFailed:

@@ -18,7 +18,7 @@ from switchboard.context import Principal
 from switchboard.mcp.interfaces import Credentials
 from switchboard.mcp.stdio import StdioUpstream
 from switchboard.mcp.upstream import ConfigCredentials, Upstream
-from switchboard.upstream.egress import EgressPolicy
+from switchboard.upstream.egress import Egress, EgressPolicy
 
 
 class Registry:
@@ -67,6 +67,14 @@ class Registry:
                 self._stored[key] = upstream
                 if self._started:
                     upstream.start()
+
+    def egress_for(self, server: McpServerConfig) -> Egress | None:
+        """Where connections made for ``server`` (its OAuth discovery and tokens) may go: the
+        configuration file's servers anywhere, every other one as its tenant's rules say."""
+        yaml = self._servers.get(server.name)
+        if (yaml is not None and yaml.server == server) or self._egress is None:
+            return None
+        return self._egress.guard(server.tenant)
 
     def all(self) -> list[Upstream]:
         return [*self._servers.values(), *self._stored.values()]

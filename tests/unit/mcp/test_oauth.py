@@ -23,6 +23,7 @@ from switchboard.mcp.oauth import OAuthClient, OAuthFailed
 from switchboard.stores.clock import ManualClock
 from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.feed import MemoryFeed
+from switchboard.upstream.egress import Egress
 from tests.mcp_oauth_servers import AuthorizationServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -88,6 +89,25 @@ async def test_discovery_refuses_metadata_it_cannot_trust(auth: AuthorizationSer
     with pytest.raises(OAuthFailed) as failed:
         await client.endpoints(server(auth, client_id="c"))
     assert message in failed.value.message
+
+
+async def test_a_tenants_server_is_discovered_on_public_addresses_only(auth: AuthorizationServer) -> None:
+    """The requests made for a tenant's stored server follow its egress rules: the test
+    authorization server is on this machine, so discovery reaches nothing there."""
+    guarded = OAuthClient(McpConfig(), store=None, cache=MemoryCache(ManualClock()),  # type: ignore[arg-type]
+                          feed=MemoryFeed(), keyring=lambda: KEYRING, egress=lambda server: Egress())
+    await guarded.start()
+    try:
+        with pytest.raises(OAuthFailed) as failed:
+            await guarded.endpoints(server(auth, client_id="c"))
+        assert "no protected-resource metadata" in failed.value.message
+        assert not auth.hits  # refused before anything was sent
+        with pytest.raises(OAuthFailed) as refused:
+            await guarded._request("GET", f"{auth.issuer}/.well-known/oauth-authorization-server",
+                                   egress=Egress())
+        assert "may not be reached" in refused.value.message and "egress.allowed_hosts" in refused.value.message
+    finally:
+        await guarded.close()
 
 
 async def test_configured_endpoints_need_no_discovery(auth: AuthorizationServer, client: OAuthClient) -> None:

@@ -139,8 +139,15 @@ async def test_a_tenants_stored_server_reaches_public_addresses_only(fake: tuple
             assert (refused.value.status, refused.value.code) == (502, "upstream_address_refused")
             assert "egress.allowed_hosts" in refused.value.message
         assert len(server.seen) == seen  # nothing reached the server
+        # The same rules for what is done on a server's behalf (its OAuth discovery and tokens).
+        assert registry.egress_for(McpServerConfig(name="named", url=inward, tenant="acme")) is not None
+        assert registry.egress_for(McpServerConfig(name="own", url=url, tenant="default")) is None
     finally:
         await registry.close()
+    yaml = McpServerConfig(name="yaml", url=url, tenant="acme", health_check_seconds=0)
+    configured = Registry([yaml], CONFIG, PerUser(), EgressPolicy(EgressConfig()))
+    assert configured.egress_for(yaml) is None  # the configuration file's: the operator's
+    assert configured.egress_for(yaml.model_copy(update={"url": inward})) is not None  # not that one
 
 
 @pytest.mark.parametrize("mode", ["garbage", "not-json"])
