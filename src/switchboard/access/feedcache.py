@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from functools import partial
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from switchboard.stores.protocols import ChangeFeed, Subscription
 
@@ -30,6 +31,17 @@ V = TypeVar("V")
 D = TypeVar("D")
 
 ALL = "*"  # the message that drops every entry
+
+# The caches started in this process, by topic: a change published here drops their entries at
+# once, before the change feed's message comes back (Redis pub/sub takes a moment).
+_LIVE: dict[str, weakref.WeakSet[Any]] = {}
+
+
+async def publish(feed: ChangeFeed, topic: str, message: str) -> None:
+    """Tell every instance (this one included, at once) that what ``message`` names changed."""
+    for cache in list(_LIVE.get(topic, ())):
+        cache.drop(message)
+    await feed.publish(topic, message)
 
 
 @dataclass(slots=True)
@@ -74,8 +86,12 @@ class FeedCache(Generic[K, V]):
 
     async def start(self) -> None:
         self._subscription = await self._feed.subscribe(self._topic, self._on_change)
+        _LIVE.setdefault(self._topic, weakref.WeakSet()).add(self)
 
     async def close(self) -> None:
+        live = _LIVE.get(self._topic)
+        if live is not None:
+            live.discard(self)
         for task in list(self._pending.values()):
             task.cancel()
         if self._subscription is not None:

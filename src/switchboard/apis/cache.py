@@ -11,10 +11,9 @@ change feed under :data:`TOPIC`, and every instance drops that entry; entries al
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable
 
-from switchboard.access.feedcache import FeedCache
+from switchboard.access.feedcache import FeedCache, publish
 from switchboard.stores.protocols import ApiRecord, ApiStore, ChangeFeed
 
 TOPIC = "apis"
@@ -32,17 +31,9 @@ def _key_of(message: str) -> Key | None:
     return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
-# The caches started in this process: a change made here drops their entries at once, before
-# the change feed's message comes back (Redis pub/sub takes a moment).
-_LIVE: weakref.WeakSet[ApiCache] = weakref.WeakSet()
-
-
 async def publish_change(feed: ChangeFeed, tenant_id: str, name: str) -> None:
     """Tell every instance (this one included) that the tenant's API ``name`` changed."""
-    message = message_of(tenant_id, name)
-    for cache in list(_LIVE):
-        cache.drop(message)
-    await feed.publish(TOPIC, message)
+    await publish(feed, TOPIC, message_of(tenant_id, name))
 
 
 class ApiCache(FeedCache[Key, ApiRecord]):
@@ -64,14 +55,6 @@ class ApiCache(FeedCache[Key, ApiRecord]):
             TOPIC, load, feed, encode=lambda key: message_of(*key), decode=_key_of, ttl=ttl,
             negative_ttl=min(ttl, 5.0), max_entries=max_entries, clock=clock,
         )
-
-    async def start(self) -> None:
-        await super().start()
-        _LIVE.add(self)
-
-    async def close(self) -> None:
-        _LIVE.discard(self)
-        await super().close()
 
     async def record(self, tenant_id: str, name: str) -> ApiRecord | None:
         """The tenant's API ``name`` (any status); None when there is none."""

@@ -10,10 +10,9 @@ message is lost. The mechanism is :class:`~switchboard.access.feedcache.FeedCach
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable
 
-from switchboard.access.feedcache import ALL, FeedCache
+from switchboard.access.feedcache import ALL, FeedCache, publish
 from switchboard.stores.protocols import ChangeFeed, PromptStore, PromptVersion
 
 TOPIC = "prompts"
@@ -31,17 +30,9 @@ def ref_of(version: int | None, label: str | None) -> str:
     return f"v{version}" if version is not None else f"l{label}" if label is not None else ""
 
 
-# The caches started in this process: a change made here drops their entries at once, before
-# the change feed's message comes back (Redis pub/sub takes a moment).
-_LIVE: weakref.WeakSet[PromptCache] = weakref.WeakSet()
-
-
 async def publish_change(feed: ChangeFeed, tenant_id: str, name: str) -> None:
     """Tell every instance (this one included) that a prompt's versions or labels changed."""
-    message = message_of(tenant_id, name)
-    for cache in list(_LIVE):
-        cache.drop(message)
-    await feed.publish(TOPIC, message)
+    await publish(feed, TOPIC, message_of(tenant_id, name))
 
 
 class PromptCache(FeedCache[Key, PromptVersion]):
@@ -70,14 +61,6 @@ class PromptCache(FeedCache[Key, PromptVersion]):
             decode=lambda message: None, ttl=ttl, negative_ttl=min(ttl, 5.0),
             max_entries=max_entries, clock=clock,
         )
-
-    async def start(self) -> None:
-        await super().start()
-        _LIVE.add(self)
-
-    async def close(self) -> None:
-        _LIVE.discard(self)
-        await super().close()
 
     def drop(self, message: str) -> None:
         """Forget every entry of the prompt a message names (``ALL`` or unknown: everything)."""
