@@ -98,6 +98,17 @@ def check_content_type(headers: dict[str, str]) -> None:
         raise UnsupportedMediaType(f"unsupported content type '{media[:100]}'; send application/json")
 
 
+async def finish(ctx: RequestContext) -> None:
+    """Once the answer is out: the request's end, its after-response work (usage, the log), and a
+    log line when it failed or the client left."""
+    outcome = ctx.outcome
+    outcome.finished_at = time.perf_counter()
+    if ctx.post_response is not None:
+        await ctx.run_after_response()
+    if outcome.status >= 400 or outcome.client_disconnected:
+        log_failure(ctx)
+
+
 class Responder:
     """Writes one response, and records in ``ctx.outcome`` what the client was sent."""
 
@@ -246,12 +257,7 @@ class Endpoint:
             # The drain window is over and the server is stopping: tell the client plainly.
             await self._cut_at_shutdown(ctx, out)
         finally:
-            outcome = ctx.outcome
-            outcome.finished_at = time.perf_counter()
-            if ctx.post_response is not None:
-                await ctx.run_after_response()
-            if outcome.status >= 400 or outcome.client_disconnected:
-                log_failure(ctx)
+            await finish(ctx)
             CURRENT.reset(current)
 
     async def _read_body(self, ctx: RequestContext, receive: Receive) -> GatewayError | None:

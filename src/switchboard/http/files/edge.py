@@ -19,13 +19,12 @@ from switchboard.context import StreamReply
 from switchboard.errors import GatewayError
 from switchboard.http.asgi import Receive, Scope, Send, read_body
 from switchboard.http.disconnect import ClientGone, until_disconnect
-from switchboard.http.endpoint import Responder, check_content_type, request_headers, request_id
+from switchboard.http.endpoint import Responder, check_content_type, finish, request_headers, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.files.service import FilesContext, query_params
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState
 from switchboard.observability.logs import CURRENT
-from switchboard.observability.requests import log_failure
 from switchboard.pipeline.chain import Handler
 
 log = logging.getLogger("switchboard.http")
@@ -133,11 +132,7 @@ class FilesEndpoint:
             if not self._state.draining:
                 raise
         finally:
-            ctx.outcome.finished_at = time.perf_counter()
-            if ctx.post_response is not None:
-                await ctx.run_after_response()
-            if ctx.outcome.status >= 400 or ctx.outcome.client_disconnected:
-                log_failure(ctx)
+            await finish(ctx)
             CURRENT.reset(current)
 
     async def _serve(self, ctx: FilesContext, out: Responder) -> None:

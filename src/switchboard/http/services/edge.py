@@ -19,11 +19,10 @@ from switchboard.context import StreamReply
 from switchboard.errors import GatewayError
 from switchboard.http.asgi import Receive, Scope, Send
 from switchboard.http.disconnect import ClientGone, until_disconnect
-from switchboard.http.endpoint import Responder, request_headers, request_id
+from switchboard.http.endpoint import Responder, finish, request_headers, request_id
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState
 from switchboard.observability.logs import CURRENT
-from switchboard.observability.requests import log_failure
 from switchboard.pipeline.chain import Handler
 from switchboard.services.context import ServiceContext
 from switchboard.services.target import PREFIX, check_path, check_query, split
@@ -82,11 +81,7 @@ class ServicesEndpoint:
             if not self._state.draining:
                 raise
         finally:
-            ctx.outcome.finished_at = time.perf_counter()
-            if ctx.post_response is not None:
-                await ctx.run_after_response()
-            if ctx.outcome.status >= 400 or ctx.outcome.client_disconnected:
-                log_failure(ctx)
+            await finish(ctx)
             CURRENT.reset(current)
 
     async def _serve(self, ctx: ServiceContext, out: Responder) -> None:
