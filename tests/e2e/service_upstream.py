@@ -85,6 +85,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     echo = {
         "method": scope["method"], "path": path, "raw_path": scope.get("raw_path", b"").decode("latin-1"),
         "query": query, "headers": headers, "body_bytes": len(body),
+        "header_list": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
         "body_sha256": hashlib.sha256(body).hexdigest(),
         "body": body.decode("utf-8", "replace") if len(body) < 4096 else None,
     }

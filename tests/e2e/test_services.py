@@ -185,6 +185,16 @@ def test_methods_query_and_bodies_are_proxied_with_headers_stripped_and_added(wo
         assert resp.headers["x-upstream"] == "echo" and "set-cookie" not in resp.headers
         assert resp.headers["x-request-id"] == rid
         assert SERVICE_SECRET not in resp.headers.get("x-service-token", "")
+    # A repeated header reaches the service with every value in order; a configured header
+    # replaces whatever the caller sent under its name.
+    repeated = httpx.get(f"{world.url}/services/echo/multi", timeout=30, headers=[
+        ("Authorization", f"Bearer {key}"), ("X-Multi", "a"), ("X-Service-Token", "forged"), ("X-Multi", "b"),
+        ("Accept", "text/plain"), ("Accept", "application/json")])
+    assert repeated.status_code == 200, repeated.text
+    sent_list = repeated.json()["header_list"]
+    assert [v for k, v in sent_list if k == "x-multi"] == ["a", "b"]
+    assert [v for k, v in sent_list if k == "accept"] == ["text/plain", "application/json"]
+    assert [v for k, v in sent_list if k == "x-service-token"] == [SERVICE_SECRET]
     head = world.call("HEAD", "/services/echo/items/42", key)
     assert head.status_code == 200 and head.content == b""
     big_head = world.call("HEAD", "/services/echo/big?bytes=500000", key)  # no body: no size bound

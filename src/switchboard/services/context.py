@@ -42,6 +42,8 @@ class ServiceContext(RequestContext):
     service_name: str = ""
     rest: str = ""
     raw_query: bytes = b""
+    # The caller's headers as sent, repeats included (``headers`` keeps one value a name).
+    raw_headers: list[tuple[bytes, bytes]] | None = None
     receive: Receive | None = None
     service: Service | None = None
     reply_status: int = 0

@@ -101,9 +101,13 @@ def _forwarded(ctx: ServiceContext, service: Service) -> CIMultiDict[str]:
     if connection:  # headers the caller named hop-by-hop
         drop.update(token.strip().lower() for token in connection.split(","))
     out: CIMultiDict[str] = CIMultiDict()
-    for name, value in ctx.headers.items():
+    # Every value of a repeated header, in the caller's order (uvicorn gives names lower-cased).
+    raw = ctx.raw_headers if ctx.raw_headers is not None else [
+        (k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.headers.items()]
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1").lower()
         if name not in drop and not name.startswith("x-switchboard-"):
-            out[name] = value
+            out.add(name, raw_value.decode("latin-1"))
     for name, value in service.headers:
         out[name] = value
     out["x-request-id"] = ctx.request_id

@@ -65,6 +65,7 @@ class ServicesEndpoint:
             rid, "service", SERVICE, headers, b"", started, method=scope["method"], path=scope["path"],
             query=query.decode("latin-1"), client=peer[0] if (peer := scope.get("client")) else "",
             deadline=started + self._deadline, service_name=name, rest=rest, raw_query=query, receive=receive,
+            raw_headers=scope["headers"],
         )
         ctx.prompt_tokens = 0  # against token limits: nothing
         out = Responder(send, ctx, [(b"x-request-id", rid.encode())])
