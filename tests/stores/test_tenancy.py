@@ -62,6 +62,27 @@ async def test_teams_are_scoped_by_tenant(backend: Backend) -> None:
     assert await store.list_teams("acme") == [await store.get_team("acme", "team_blue")]
 
 
+async def test_only_an_empty_team_or_tenant_is_deleted(backend: Backend) -> None:
+    """The store checks emptiness in the delete itself: a member or an enabled key added after
+    the admin API counted keeps the team (or tenant)."""
+    store, keys = backend.stores.tenancy, backend.stores.keys
+    await store.create_tenant(Tenant("initech"))
+    await store.create_team(Team("team_ops", "initech"))
+    await store.create_user(User("user_pat", "initech", role="developer", team_id="team_ops"))
+    await keys.put(KeyRecord("key_ops", "hash-ops", "sk-sb-ops", "initech", team_id="team_ops"))
+    assert await store.count_members("initech") == (1, 1, 1)
+    assert await store.count_members("initech", team_id="team_ops") == (0, 1, 1)
+    assert not await store.delete_team("initech", "team_ops")
+    assert await store.delete_user("initech", "user_pat")
+    assert not await store.delete_team("initech", "team_ops")  # the enabled key still holds it
+    assert await keys.disable("initech", "key_ops")
+    assert await store.count_members("initech", team_id="team_ops") == (0, 0, 0)
+    assert not await store.delete_tenant("initech")  # its team is still there
+    assert await store.delete_team("initech", "team_ops")
+    assert await store.delete_tenant("initech")
+    assert await store.get_tenant("initech") is None
+
+
 async def test_users_and_service_accounts_filtered_paged_and_scoped(backend: Backend) -> None:
     store = backend.stores.tenancy
     await store.create_team(Team("team_a", "acme"))
@@ -88,9 +109,9 @@ async def test_users_and_service_accounts_filtered_paged_and_scoped(backend: Bac
     assert ids(await store.list_users("acme", UserQuery(role="developer"))) == ["sa_bot", "user_bob"]
     assert ids(await store.list_users("acme", UserQuery(kind="service_account"))) == ["sa_bot"]
     assert ids(await store.list_users("acme", UserQuery(after="user_ada", limit=1))) == ["user_bob"]
-    assert await store.count_members("acme") == (1, 4)
-    assert await store.count_members("acme", team_id="team_a") == (0, 3)
-    assert await store.count_members("nobody") == (0, 0)
+    assert await store.count_members("acme") == (1, 4, 0)
+    assert await store.count_members("acme", team_id="team_a") == (0, 3, 0)
+    assert await store.count_members("nobody") == (0, 0, 0)
 
     assert not await store.update_user(replace(ada, tenant_id="globex", role="tenant_admin"))
     assert await store.update_user(replace(ada, role="developer", team_id=None, email=None))

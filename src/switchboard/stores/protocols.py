@@ -800,7 +800,9 @@ class TenancyStore(Protocol):
 
     async def update_tenant(self, tenant: Tenant) -> bool: ...
 
-    async def delete_tenant(self, tenant_id: str) -> bool: ...
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        """Delete the tenant if it has no teams, users or enabled keys, checked by the delete
+        itself (one added meanwhile keeps it); False when it is not there or not empty."""
 
     async def create_team(self, team: Team) -> None: ...
 
@@ -814,10 +816,12 @@ class TenancyStore(Protocol):
 
     async def update_team(self, team: Team) -> bool: ...
 
-    async def delete_team(self, tenant_id: str, team_id: str) -> bool: ...
+    async def delete_team(self, tenant_id: str, team_id: str) -> bool:
+        """Delete the team if it has no users or enabled keys (as :meth:`delete_tenant`)."""
 
-    async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int]:
-        """How many teams and users the tenant has (with ``team_id``: 0 and that team's users)."""
+    async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int, int]:
+        """How many teams, users and enabled keys the tenant has (with ``team_id``: 0, and that
+        team's users and enabled keys)."""
 
     async def create_user(self, user: User) -> None: ...
 

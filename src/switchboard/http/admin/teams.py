@@ -143,11 +143,11 @@ async def delete_team(
 ) -> dict[str, Any]:
     stores = _stores(request)
     team = await team_in_reach(access, stores, team_id)
-    _, users = await stores.tenancy.count_members(team.tenant_id, team_id=team.id)
-    keys = [k for k in await stores.keys.list_keys(team.tenant_id) if k.enabled and k.team_id == team.id]
+    _, users, keys = await stores.tenancy.count_members(team.tenant_id, team_id=team.id)
     if users or keys:
-        raise conflict(f"the team still has {users} member(s) and {len(keys)} unrevoked key(s): "
+        raise conflict(f"the team still has {users} member(s) and {keys} unrevoked key(s): "
                        "move or delete them and revoke the keys first")
-    await stores.tenancy.delete_team(team.tenant_id, team.id)
+    if not await stores.tenancy.delete_team(team.tenant_id, team.id):  # checked again as it goes
+        raise conflict("the team gained a member or a key while it was being deleted; try again")
     await audit.record(request, "team.delete", "team", team.id, before=public(team), tenant=team.tenant_id)
     return {"id": team.id, "object": "team", "deleted": True}

@@ -128,11 +128,11 @@ async def delete_tenant(
     tenant = await _get(access, stores, tenant_id)
     if tenant.id == DEFAULT_TENANT:
         raise conflict("the default tenant cannot be deleted")
-    teams, users = await stores.tenancy.count_members(tenant.id)
-    keys = [k for k in await stores.keys.list_keys(tenant.id) if k.enabled]
+    teams, users, keys = await stores.tenancy.count_members(tenant.id)
     if teams or users or keys:
-        raise conflict(f"the tenant still has {teams} team(s), {users} user(s) and {len(keys)} "
+        raise conflict(f"the tenant still has {teams} team(s), {users} user(s) and {keys} "
                        "unrevoked key(s): delete or revoke them first")
-    await stores.tenancy.delete_tenant(tenant.id)
+    if not await stores.tenancy.delete_tenant(tenant.id):  # checked again as it goes
+        raise conflict("the tenant gained a team, a user or a key while it was being deleted; try again")
     await audit.record(request, "tenant.delete", "tenant", tenant.id, before=public(tenant), tenant=tenant.id)
     return {"id": tenant.id, "object": "tenant", "deleted": True}

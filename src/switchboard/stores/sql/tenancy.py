@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import Team, Tenant, User, UserQuery
-from switchboard.stores.sql.tables import teams, tenants, users
+from switchboard.stores.sql.tables import api_keys, teams, tenants, users
 from switchboard.stores.sql.times import from_db, to_db
 
 
@@ -84,7 +84,8 @@ class SqlTenancyStore:
         return await self._update(tenants, tenant)
 
     async def delete_tenant(self, tenant_id: str) -> bool:
-        return await self._delete(tenants, tenants.c.id == tenant_id)
+        # Emptiness is checked by the delete itself: a team, user or key added meanwhile keeps it.
+        return await self._delete(tenants, tenants.c.id == tenant_id, *_no_members(tenant_id))
 
     # teams
 
@@ -107,19 +108,25 @@ class SqlTenancyStore:
         return await self._update(teams, team, teams.c.tenant_id == team.tenant_id)
 
     async def delete_team(self, tenant_id: str, team_id: str) -> bool:
-        return await self._delete(teams, teams.c.tenant_id == tenant_id, teams.c.id == team_id)
+        return await self._delete(teams, teams.c.tenant_id == tenant_id, teams.c.id == team_id,
+                                  *_no_members(tenant_id, team_id))
 
-    async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int]:
+    async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int, int]:
         count = sa.func.count()
         user_query = sa.select(count).select_from(users).where(users.c.tenant_id == tenant_id)
+        key_query = sa.select(count).select_from(api_keys).where(api_keys.c.tenant_id == tenant_id,
+                                                                 api_keys.c.enabled.is_(True))
+        n_teams = 0
         async with self._engine.connect() as conn:
             if team_id is not None:
-                n_users = (await conn.execute(user_query.where(users.c.team_id == team_id))).scalar_one()
-                return 0, int(n_users)
-            team_query = sa.select(count).select_from(teams).where(teams.c.tenant_id == tenant_id)
-            n_teams = (await conn.execute(team_query)).scalar_one()
+                user_query = user_query.where(users.c.team_id == team_id)
+                key_query = key_query.where(api_keys.c.team_id == team_id)
+            else:
+                team_query = sa.select(count).select_from(teams).where(teams.c.tenant_id == tenant_id)
+                n_teams = (await conn.execute(team_query)).scalar_one()
             n_users = (await conn.execute(user_query)).scalar_one()
-        return int(n_teams), int(n_users)
+            n_keys = (await conn.execute(key_query)).scalar_one()
+        return int(n_teams), int(n_users), int(n_keys)
 
     # users and service accounts
 
@@ -150,3 +157,14 @@ class SqlTenancyStore:
 
     async def delete_user(self, tenant_id: str, user_id: str) -> bool:
         return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id)
+
+
+def _no_members(tenant_id: str, team_id: str | None = None) -> list[sa.ColumnElement[bool]]:
+    """The tenant (or its team) has no teams, users or enabled keys left."""
+    user = users.c.tenant_id == tenant_id
+    key = sa.and_(api_keys.c.tenant_id == tenant_id, api_keys.c.enabled.is_(True))
+    if team_id is not None:
+        return [~sa.exists().where(user, users.c.team_id == team_id),
+                ~sa.exists().where(key, api_keys.c.team_id == team_id)]
+    return [~sa.exists().where(teams.c.tenant_id == tenant_id), ~sa.exists().where(user),
+            ~sa.exists().where(key)]
