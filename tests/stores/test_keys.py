@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from switchboard.stores import KeyRecord
+from switchboard.stores import KeyQuery, KeyRecord
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -107,3 +107,36 @@ async def test_last_used_times_are_written_in_one_batch_and_never_go_back(backen
     await backend.stores.keys.put(key("key-a", enabled=False))
     stored = await backend.stores.keys.get("tenant-a", "key-a")
     assert stored is not None and stored.last_used_at == later and stored.enabled is False
+
+
+async def test_a_page_of_keys_is_filtered_scoped_and_continued_by_cursor(backend: Backend) -> None:
+    keys = backend.stores.keys
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    same = t0 + timedelta(minutes=5)  # two keys created in the same instant: the id orders them
+    for record in (
+        key("k1", "tenant-p", created_at=t0, team_id="red", user_id="ann", tags=("ci",)),
+        key("k3", "tenant-p", created_at=same, team_id="red", user_id=None, service_account_id="bot"),
+        key("k2", "tenant-p", created_at=same, team_id="blue", user_id="bob", tags=("ci", "prod")),
+        key("k4", "tenant-p", created_at=t0 + timedelta(minutes=9), team_id=None, user_id=None),
+        key("x1", "tenant-q", created_at=t0, team_id="red", user_id="ann", tags=("ci",)),
+    ):
+        await keys.put(record)
+
+    async def ids(**query: object) -> list[str]:
+        return [k.id for k in await keys.page_keys("tenant-p", KeyQuery(**query))]  # type: ignore[arg-type]
+
+    assert await ids() == ["k1", "k2", "k3", "k4"]
+    assert await ids(limit=2) == ["k1", "k2"]
+    assert await ids(after="k2", limit=1) == ["k3"]
+    assert await ids(after="k3") == ["k4"]
+    assert await ids(after="k4") == []
+    assert await ids(team_id="red") == ["k1", "k3"]
+    assert await ids(user_id="bob") == ["k2"] and await ids(service_account_id="bot") == ["k3"]
+    assert await ids(tag="ci") == ["k1", "k2"] and await ids(tag="ci", after="k1") == ["k2"]
+    assert await ids(tag="ci", limit=1) == ["k1"] and await ids(tag="none") == []
+    # The reach of the caller: one team's keys; or those owned by (or being) given ids.
+    assert await ids(team_scope="red") == ["k1", "k3"]
+    assert await ids(owners=("ann", "bot")) == ["k1", "k3"]
+    assert await ids(owners=("k4",)) == ["k4"] and await ids(owners=()) == []
+    with pytest.raises(ValueError, match="cursor"):
+        await ids(after="x1")  # another tenant's key is no cursor here

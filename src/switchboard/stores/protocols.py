@@ -306,6 +306,22 @@ class SubscriptionStore(Protocol):
         the updated record, or None when there is no such subscription in that state."""
 
 
+@dataclass(frozen=True)
+class KeyQuery:
+    """One page of a tenant's keys, oldest first (creation time, then id). The filters are
+    exact matches; ``team_scope`` and ``owners`` narrow the page to what a caller may see: the
+    keys of that team, or those owned by (user, else service account) or being one of those ids."""
+
+    team_id: str | None = None
+    user_id: str | None = None
+    service_account_id: str | None = None
+    tag: str | None = None
+    team_scope: str | None = None
+    owners: tuple[str, ...] | None = None
+    after: str | None = None  # cursor: the last id of the previous page
+    limit: int = 100
+
+
 class KeyStore(Protocol):
     async def put(self, record: KeyRecord) -> None:
         """Insert the key, or replace the record with the same id (within its tenant)."""
@@ -319,6 +335,10 @@ class KeyStore(Protocol):
         """A key by id in any tenant: for the platform admin only (ids are unique everywhere)."""
 
     async def list_keys(self, tenant_id: str) -> list[KeyRecord]: ...
+
+    async def page_keys(self, tenant_id: str, query: KeyQuery) -> list[KeyRecord]:
+        """At most ``query.limit`` keys matching it, after the cursor; ValueError for a cursor
+        that is no key of the tenant."""
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
         """False when the tenant has no such key."""

@@ -37,7 +37,7 @@ from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.scoping import Regions, TenantQuery
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
-from switchboard.stores.protocols import KeyRecord
+from switchboard.stores.protocols import KeyQuery, KeyRecord
 
 router = APIRouter(prefix="/admin/v1/keys", tags=["keys"])
 
@@ -98,6 +98,16 @@ def _visible(access: Access, record: KeyRecord) -> bool:
     owner = record.user_id or record.service_account_id
     return access.sees(record.tenant_id, record.team_id, owner) or access.sees(
         record.tenant_id, record.team_id, record.id)
+
+
+def _reach_of(access: Access) -> dict[str, Any]:
+    """:func:`_visible` as a key query's scope, so a page holds only keys within reach."""
+    p = access.principal
+    if access.reach >= Reach.TENANT:
+        return {}
+    if access.reach >= Reach.TEAM:
+        return {"team_scope": p.team_id} if p.team_id is not None else {"owners": ()}
+    return {"owners": tuple(i for i in (p.user_id, p.key_id, p.id) if i is not None)}
 
 
 async def _key_in_reach(access: Access, stores: Stores, key_id: str) -> KeyRecord:
@@ -335,18 +345,12 @@ async def list_keys(
     service_account: Annotated[str | None, Query(max_length=64)] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
-    records = [
-        r for r in await _stores(request).keys.list_keys(access.tenant_for(tenant))
-        if _visible(access, r)
-        and all(want is None or want == have for want, have in (
-            (team, r.team_id), (user, r.user_id), (service_account, r.service_account_id)))
-        and (tag is None or tag in r.tags)
-    ]
-    if after is not None:
-        ids = [r.id for r in records]
-        if after not in ids:
-            raise InvalidRequest("after: unknown cursor", param="after", code="invalid_value")
-        records = records[ids.index(after) + 1:]
+    query = KeyQuery(team_id=team, user_id=user, service_account_id=service_account, tag=tag, after=after,
+                     limit=limit + 1, **_reach_of(access))
+    try:
+        records = await _stores(request).keys.page_keys(access.tenant_for(tenant), query)
+    except ValueError:
+        raise InvalidRequest("after: unknown cursor", param="after", code="invalid_value") from None
     page = records[:limit]
     return {
         "object": "list",

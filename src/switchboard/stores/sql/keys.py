@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from switchboard.stores.protocols import KeyRecord
+from switchboard.stores.protocols import KeyQuery, KeyRecord
 from switchboard.stores.sql.budgets import from_units, to_units
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import api_keys as t
@@ -154,6 +154,31 @@ class SqlKeyStore:
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
+    async def page_keys(self, tenant_id: str, query: KeyQuery) -> list[KeyRecord]:
+        stmt = (sa.select(t).where(t.c.tenant_id == tenant_id, *_matching(query))
+                .order_by(t.c.created_at, t.c.id))
+        found: list[KeyRecord] = []
+        async with self._engine.connect() as conn:
+            if query.after is not None:
+                cursor = (await conn.execute(sa.select(t.c.created_at).where(
+                    t.c.tenant_id == tenant_id, t.c.id == query.after))).first()
+                if cursor is None:
+                    raise ValueError("unknown cursor")
+                stmt = stmt.where(sa.or_(t.c.created_at > cursor[0],
+                                         sa.and_(t.c.created_at == cursor[0], t.c.id > query.after)))
+            if query.tag is None:
+                return [_record(row) for row in await conn.execute(stmt.limit(query.limit))]
+            # Tags are a JSON list (no portable "contains"): read on until the page is full.
+            rows = await conn.stream(stmt.execution_options(yield_per=500))
+            async for row in rows:
+                record = _record(row)
+                if query.tag in record.tags:
+                    found.append(record)
+                    if len(found) >= query.limit:
+                        break
+            await rows.close()
+        return found
+
     async def touch(self, used: Mapping[str, datetime]) -> None:
         if not used:
             return
@@ -172,3 +197,18 @@ class SqlKeyStore:
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
+
+
+def _matching(query: KeyQuery) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    for column, value in ((t.c.team_id, query.team_id), (t.c.user_id, query.user_id),
+                          (t.c.service_account_id, query.service_account_id),
+                          (t.c.team_id, query.team_scope)):
+        if value is not None:
+            where.append(column == value)
+    if query.owners is not None:
+        owners = list(query.owners)
+        where.append(sa.or_(t.c.user_id.in_(owners),
+                            sa.and_(t.c.user_id.is_(None), t.c.service_account_id.in_(owners)),
+                            t.c.id.in_(owners)))
+    return where
