@@ -298,6 +298,17 @@ def test_bad_authorization_requests_get_clear_errors(world: World) -> None:
         assert (bad_code.status_code, bad_code.json()["error"]["code"]) == (502, "mcp_oauth_refused")
         huge = client.get(f"{base}/mcp/oauth/callback", params={"state": "s" * 9000})
         assert huge.status_code == 400
+        # A flow started under a forged Host sends the code to that host; brought back here
+        # from there, it is refused, and nothing is linked to the starter.
+        key, _ = world.user_key()  # one with no authorization yet
+        forged_host = {"Authorization": f"Bearer {key}", "Host": "evil.example"}
+        start = client.get(f"{base}/mcp/oauth/whoami/authorize", headers=forged_host)
+        assert "redirect_uri=http%3A%2F%2Fevil.example%2Fmcp%2Foauth%2Fcallback" in start.headers["location"]
+        elsewhere = client.get(start.headers["location"] + "&login=victim@idp").headers["location"]
+        assert elsewhere.startswith("http://evil.example/mcp/oauth/callback?")
+        brought = client.get(f"{base}/mcp/oauth/callback?{urlsplit(elsewhere).query}")
+        assert (brought.status_code, brought.json()["error"]["code"]) == (400, "redirect_mismatch")
+    assert "needs your authorization" in asyncio.run(refused(world, key)).error.message
 
 
 def test_stored_servers_serve_their_tenant_only_with_their_static_credentials(world: World) -> None:

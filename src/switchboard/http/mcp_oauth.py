@@ -124,6 +124,13 @@ class McpOAuthRoutes:
         mcp, oauth = self._auth()
         query = _query(scope.get("query_string", b"").decode("latin-1"))
         pending = await oauth.pending(query.get("state", ""))  # used up, whatever follows
+        # The code must come back to the address the flow sent the authorization server: a flow
+        # started with a forged Host sends the code elsewhere, and bringing it here from there
+        # would link someone else's account to the starter (mcp.public_url fixes the address).
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if pending.get("redirect_uri") != self._base(headers) + CALLBACK:
+            raise InvalidRequest("this authorization was started for another address of the gateway; "
+                                 "start it again from here", code="redirect_mismatch")
         if "error" in query:
             reason = re.sub(r"[^A-Za-z0-9_.-]", "", query["error"])[:64]
             raise InvalidRequest(f"the authorization was not granted ({reason})", code="authorization_denied")
