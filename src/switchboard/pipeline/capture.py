@@ -154,7 +154,10 @@ class _Capture:
         self.error: GatewayError | None = None
 
 
-class CaptureStage:
+class BodyCapture:
+    """What the capture stages of model calls and of services (services/capture.py) share: the
+    policy's decision for a caller and a subject, and the redacted text of a body or an error."""
+
     name = "capture"
 
     def __init__(self, policies: Policies, redactor: Redactor, max_body_bytes: int,
@@ -164,16 +167,36 @@ class CaptureStage:
         self._limit = max_body_bytes
         self._writer = writer
 
-    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+    def decide(self, ctx: RequestContext, subject: str) -> tuple[Keep, str, datetime] | None:
+        """What to keep of this call (None: nothing), its tenant and when it started."""
         p = ctx.principal
-        model = ctx.request.get("model")
         tenant = (p.tenant_id if p is not None else None) or DEFAULT_TENANT
-        keep = self._policies.decide(tenant, p.team_id if p else None, p.key_id if p else None,
-                                     model if isinstance(model, str) else "")
+        keep = self._policies.decide(tenant, p.team_id if p else None, p.key_id if p else None, subject)
         if keep is None:
+            return None
+        return keep, tenant, datetime.now(UTC) - timedelta(seconds=time.perf_counter() - ctx.started)
+
+    def json_text(self, raw: bytes) -> str:
+        """JSON as JSON (redacted field by field); anything else as text (redacted)."""
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return self._redactor.text(raw.decode(errors="replace"))
+        return orjson.dumps(self._redactor.json(parsed)).decode()
+
+    @staticmethod
+    def shown_error(error: GatewayError) -> dict[str, Any]:
+        return {"error": {"type": error.type, "code": error.code, "message": str(error)}}
+
+
+class CaptureStage(BodyCapture):
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        model = ctx.request.get("model")
+        decided = self.decide(ctx, model if isinstance(model, str) else "")
+        if decided is None:
             return await call_next(ctx)
-        started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - ctx.started)
-        capture = _Capture(keep, tenant, started)
+        keep = decided[0]
+        capture = _Capture(*decided)
         ctx.after(lambda c: self._after(c, capture))
         try:
             result = await call_next(ctx)
@@ -204,13 +227,12 @@ class CaptureStage:
         keep, redact, truncated = capture.keep, self._redactor, False
         request = response = None
         if keep.request:
-            request, cut_request = cut(self._json_text(ctx.body), self._limit)
+            request, cut_request = cut(self.json_text(ctx.body), self._limit)
             truncated |= cut_request
         if keep.response:
             shown: Any = None
             if capture.error is not None:
-                e = capture.error
-                shown = {"error": {"type": e.type, "code": e.code, "message": str(e)}}
+                shown = self.shown_error(capture.error)
             elif capture.stream is not None:
                 shown = capture.stream.reply()
                 truncated |= capture.stream.truncated
@@ -222,10 +244,3 @@ class CaptureStage:
         headers = redact.headers(ctx.headers) if keep.headers else None
         return RequestBody(request_id=ctx.request_id, tenant_id=capture.tenant, created_at=capture.created_at,
                            request=request, response=response, request_headers=headers, truncated=truncated)
-
-    def _json_text(self, raw: bytes) -> str:
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return self._redactor.text(raw.decode(errors="replace"))
-        return orjson.dumps(self._redactor.json(parsed)).decode()

@@ -6,23 +6,17 @@ a call the gateway refused, its error. Added to the services chain only when a p
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 import orjson
 
 from switchboard.context import Chunk, RequestContext, Result
 from switchboard.errors import GatewayError
-from switchboard.observability.redact import Redactor
-from switchboard.observability.request_log import BodyWriter, Keep, Policies
-from switchboard.pipeline.capture import cut
+from switchboard.observability.request_log import Keep
+from switchboard.pipeline.capture import BodyCapture, cut
 from switchboard.pipeline.chain import Handler, map_result
 from switchboard.services.context import Collected, ServiceContext
 from switchboard.stores.protocols import RequestBody
-
-DEFAULT_TENANT = "default"
 
 
 class _Capture:
@@ -36,26 +30,14 @@ class _Capture:
         self.error: GatewayError | None = None
 
 
-class ServiceCaptureStage:
-    name = "capture"
-
-    def __init__(self, policies: Policies, redactor: Redactor, max_body_bytes: int,
-                 writer: Callable[[], BodyWriter | None]) -> None:
-        self._policies = policies
-        self._redactor = redactor
-        self._limit = max_body_bytes
-        self._writer = writer
-
+class ServiceCaptureStage(BodyCapture):
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         assert isinstance(ctx, ServiceContext) and ctx.service is not None
-        p = ctx.principal
-        tenant = (p.tenant_id if p is not None else None) or DEFAULT_TENANT
-        keep = self._policies.decide(tenant, p.team_id if p else None, p.key_id if p else None,
-                                     ctx.service.subject)
-        if keep is None:
+        decided = self.decide(ctx, ctx.service.subject)
+        if decided is None:
             return await call_next(ctx)
-        started = datetime.now(UTC) - timedelta(seconds=time.perf_counter() - ctx.started)
-        capture = _Capture(keep, tenant, started)
+        keep = decided[0]
+        capture = _Capture(*decided)
         if keep.request:
             ctx.request_capture = Collected(self._limit)
         ctx.after(lambda c: self._after(c, capture))
@@ -86,24 +68,14 @@ class ServiceCaptureStage:
         keep, redact, truncated = capture.keep, self._redactor, False
         request = response = None
         if keep.request and ctx.request_capture is not None:
-            request, cut_request = cut(self._text(bytes(ctx.request_capture.data)), self._limit)
+            request, cut_request = cut(self.json_text(bytes(ctx.request_capture.data)), self._limit)
             truncated |= cut_request or ctx.request_capture.truncated
         if keep.response:
             if capture.error is not None:
-                e = capture.error
-                shown: Any = {"error": {"type": e.type, "code": e.code, "message": str(e)}}
-                response = orjson.dumps(redact.json(shown)).decode()
+                response = orjson.dumps(redact.json(self.shown_error(capture.error))).decode()
             elif capture.response is not None:
-                response, cut_response = cut(self._text(bytes(capture.response.data)), self._limit)
+                response, cut_response = cut(self.json_text(bytes(capture.response.data)), self._limit)
                 truncated |= cut_response or capture.response.truncated
         headers = redact.headers(ctx.headers) if keep.headers else None
         return RequestBody(request_id=ctx.request_id, tenant_id=capture.tenant, created_at=capture.created_at,
                            request=request, response=response, request_headers=headers, truncated=truncated)
-
-    def _text(self, raw: bytes) -> str:
-        """JSON as JSON (redacted field by field); anything else as text (redacted)."""
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return self._redactor.text(raw.decode(errors="replace"))
-        return orjson.dumps(self._redactor.json(parsed)).decode()
