@@ -37,6 +37,7 @@ from switchboard.observability.metrics import Metrics
 from switchboard.observability.observers import Observer
 from switchboard.observability.redact import Redactor
 from switchboard.observability.request_log import BodyWriter, Maintenance, Policies
+from switchboard.observability.rollups import RollupRetention
 from switchboard.pipeline import count_tokens, invoke
 from switchboard.pipeline.access import ModelAccessStage
 from switchboard.pipeline.attempts import AttemptStage
@@ -141,6 +142,7 @@ class Gateway:
         self.body_policies = Policies(settings.request_log.bodies)
         self.bodies: BodyWriter | None = None
         self.log_maintenance: Maintenance | None = None
+        self.rollup_retention: RollupRetention | None = None
         # Prometheus metrics (GET /metrics); None when metrics.enabled is false: nothing paid.
         self.metrics: Metrics | None = None
         if settings.metrics.enabled:
@@ -404,6 +406,10 @@ class Gateway:
                     flush_seconds=request_log.flush_seconds, batch=request_log.flush_batch,
                 )
                 self.bodies.start()
+        days = self.settings.analytics.retention_days
+        if days is not None and self.stores.analytics is not None:
+            self.rollup_retention = RollupRetention(self.stores.analytics, days)
+            self.rollup_retention.start()
         if self.stores.budgets is not None:
             self.budgets = BudgetBook(
                 self.settings.budgets, self.stores.budgets, self.stores.budget_counters, self.stores.ledger,
@@ -476,6 +482,9 @@ class Gateway:
         if self.log_maintenance is not None:
             await self.log_maintenance.close()
             self.log_maintenance = None
+        if self.rollup_retention is not None:
+            await self.rollup_retention.close()
+            self.rollup_retention = None
         if self.key_cache is not None:
             await self.key_cache.close()
             self.key_cache = None

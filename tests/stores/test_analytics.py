@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+from switchboard.observability.rollups import RollupRetention
 from switchboard.stores import UsageRecord
 from switchboard.stores.histogram import bucket_of
 from switchboard.stores.protocols import (
@@ -195,6 +196,32 @@ async def test_rebuild_recounts_a_range_from_the_ledger(backend: Backend) -> Non
     assert await series(backend, None, group_by="tag") == before
     full = await series(backend, None)
     assert sum(r.requests for r in full) == 5
+
+
+async def test_retention_deletes_the_rollups_of_older_hours_a_day_at_a_time(backend: Backend) -> None:
+    older = [usage(f"o{i}", minutes=-60 * 24 * i, tags=("old",)) for i in (3, 5, 9)]  # days back
+    await backend.stores.ledger.append([*world(), *older])
+    analytics = store(backend)
+    everything = AnalyticsQuery(since=T0 - timedelta(days=30), until=T0 + timedelta(days=30))
+    hours_before = {r.start for r in await analytics.series(None, everything)}
+    assert len(hours_before) == 6  # three old days, 10:00 and 11:00 on 06-01, 06:00 on 06-02
+    # Everything before 11:30 on 06-01 goes: the old days and the 10:00 hour (its tag rows too).
+    deleted = await analytics.purge(T0 + timedelta(minutes=75))
+    assert deleted > 4
+    left = await analytics.series(None, everything)
+    assert {r.start.isoformat() for r in left} == {"2026-06-01T11:00:00+00:00", "2026-06-02T06:00:00+00:00"}
+    tags = await analytics.series(None, replace(everything, group_by="tag"))
+    assert {r.group for r in tags} == {"eu"} and min(r.start for r in tags) >= T0
+    assert await analytics.purge(T0 + timedelta(minutes=75)) == 0  # nothing left to delete
+    assert await analytics.purge(T0 - timedelta(days=400)) == 0  # before the oldest: nothing
+
+
+async def test_the_retention_task_keeps_the_configured_days(backend: Backend) -> None:
+    await backend.stores.ledger.append(world())
+    retention = RollupRetention(store(backend), days=1)
+    assert await retention.run_once(now=T0 + timedelta(hours=12)) == 0  # everything is younger
+    assert await retention.run_once(now=DAY[1] + timedelta(days=1, hours=7)) > 0  # all older
+    assert await series(backend, None) == []
 
 
 async def test_concurrent_writers_add_up_exactly(backend: Backend) -> None:

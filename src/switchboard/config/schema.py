@@ -609,6 +609,9 @@ class AnalyticsConfig(_Strict):
     max_range_days: Annotated[int, Field(ge=1, le=3660)] = 400
     # At most this many (interval, group) points in one answer, else 400 too_many_points.
     max_points: Annotated[int, Field(ge=100, le=1_000_000)] = 20_000
+    # Rollups of hours older than this are deleted (checked at start and every hour); None:
+    # kept for ever (they are small: one row per hour and key, model and deployment used).
+    retention_days: Annotated[int, Field(ge=1, le=36_600)] | None = None
 
 
 class AlertWebhookConfig(BudgetWebhookConfig):

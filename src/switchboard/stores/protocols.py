@@ -1039,6 +1039,10 @@ class AnalyticsStore(Protocol):
         """Recompute the rollups of the whole UTC hours covering ``[since, until)`` from the
         ledger (one tenant, or every tenant); returns how many records were counted."""
 
+    async def purge(self, before: datetime) -> int:
+        """Delete the rollups of every hour that starts before ``before`` (retention); returns
+        how many rows were deleted."""
+
 
 # ---
 

@@ -33,7 +33,7 @@ from switchboard.stores.sql.tables import (
     analytics_tags_hourly,
     usage_records,
 )
-from switchboard.stores.sql.times import to_db
+from switchboard.stores.sql.times import from_db, to_db
 
 if ANALYTICS_BUCKETS != BUCKETS:  # the table's columns and the histogram's buckets must agree
     raise RuntimeError("analytics histogram columns do not match stores/histogram.py")
@@ -283,6 +283,29 @@ class SqlAnalyticsStore:
                     hour += HOUR
             hour = stop
         return counted
+
+    async def purge(self, before: datetime) -> int:
+        """Delete the rollups of the hours that start before ``before``, one day per transaction
+        (a first purge of a long history never holds the write lock for long); returns how many
+        rows went."""
+        cutoff = floor_hour(before)
+        tables = (analytics_hourly, analytics_tags_hourly)
+        known: list[datetime] = []
+        async with self._engine.connect() as conn:
+            for table in tables:
+                oldest = from_db((await conn.execute(sa.select(sa.func.min(table.c.bucket)))).scalar())
+                if oldest is not None:
+                    known.append(oldest)
+        deleted = 0
+        day = min(known, default=cutoff)
+        while day < cutoff:
+            stop = min(day + DAY, cutoff)
+            async with self._engine.begin() as conn:
+                for table in tables:
+                    result = await conn.execute(sa.delete(table).where(table.c.bucket < to_db(stop)))
+                    deleted += result.rowcount
+            day = stop
+        return deleted
 
     async def _anything(self, since: datetime, until: datetime, tenant_id: str | None) -> bool:
         """Whether the ledger or the rollups hold anything in ``[since, until)``."""
