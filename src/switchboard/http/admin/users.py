@@ -33,7 +33,7 @@ from switchboard.http.admin.scoping import (
     tenant_in_reach,
     user_in_reach,
 )
-from switchboard.stores import SERVICE_ACCOUNT, USER, Stores, User, UserQuery
+from switchboard.stores import SERVICE_ACCOUNT, USER, KeyQuery, KeyRecord, Stores, User, UserQuery
 
 Role = Literal["tenant_admin", "team_admin", "developer", "viewer"]
 assert set(Role.__args__) == set(ROLES) - {PLATFORM_ADMIN}  # type: ignore[attr-defined]
@@ -194,8 +194,7 @@ def make_router(kind: str) -> APIRouter:
         stores = _stores(request)
         user = await user_in_reach(access, stores, user_id, read_kind)
         _may_grant(access, user.role)
-        held = [k for k in await stores.keys.list_keys(user.tenant_id)
-                if k.enabled and user.id in (k.user_id, k.service_account_id)]
+        held = [k for k in await _keys_of(stores, user) if k.enabled]
         if held:
             raise conflict(f"the {what} still holds {len(held)} unrevoked key(s): revoke them first")
         await stores.tenancy.delete_user(user.tenant_id, user.id)
@@ -206,14 +205,32 @@ def make_router(kind: str) -> APIRouter:
     return router
 
 
+async def _keys_of(stores: Stores, owner: User) -> list[KeyRecord]:
+    """Every key the user or service account owns (as its user or as its service account), read
+    a page at a time rather than every key of the tenant."""
+    found: dict[str, KeyRecord] = {}
+    for as_user in (True, False):
+        after: str | None = None
+        while True:
+            query = (KeyQuery(user_id=owner.id, after=after, limit=_PAGE) if as_user
+                     else KeyQuery(service_account_id=owner.id, after=after, limit=_PAGE))
+            page = await stores.keys.page_keys(owner.tenant_id, query)
+            found.update((k.id, k) for k in page)
+            if len(page) < _PAGE:
+                break
+            after = page[-1].id
+    return sorted(found.values(), key=lambda k: (k.created_at, k.id))
+
+
+_PAGE = 500
+
+
 async def _keys_follow(request: Request, stores: Stores, before: User, after: User) -> None:
     """A user's keys follow it: moved to its new team, and never above its new role (a demoted
     user keeps no key of its former rank). Every instance drops the changed keys at once."""
     if before.team_id == after.team_id and RANK[after.role] >= RANK[before.role]:
         return
-    for key in await stores.keys.list_keys(after.tenant_id):
-        if after.id not in (key.user_id, key.service_account_id):
-            continue
+    for key in await _keys_of(stores, after):
         team = after.team_id if key.team_id == before.team_id else key.team_id
         role = after.role if RANK.get(key.role, 0) > RANK[after.role] else key.role
         if (team, role) == (key.team_id, key.role):
