@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import re
 import secrets
 import time
@@ -53,6 +54,15 @@ _SINGLE_VALUED = ("authorization", "x-api-key", "x-goog-api-key", "content-type"
 
 _ID_PREFIX = secrets.token_hex(6)
 _ID_COUNTER = itertools.count(1)
+
+
+def _new_id_prefix() -> None:
+    # A process forked after import (a preloading process manager) would repeat its parent's ids.
+    global _ID_PREFIX
+    _ID_PREFIX = secrets.token_hex(6)
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
 
 Headers = list[tuple[bytes, bytes]]
 

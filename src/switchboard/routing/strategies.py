@@ -21,6 +21,7 @@ retries' order. Definitions (docs/routing.md, "Groups and strategies"):
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 
@@ -34,6 +35,8 @@ STALE_SECONDS = 30.0
 DEFAULT_OUTPUT_TOKENS = 256
 
 rng = random.Random()
+# A process forked after import (a preloading process manager) would repeat its parent's choices.
+os.register_at_fork(after_in_child=rng.seed)
 _NEVER = float("inf")
 
 Strategy = Callable[[Group, list[Route], DeploymentStats, int, int | None], list[Route]]
