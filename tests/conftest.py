@@ -7,6 +7,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests import forkserver
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway, start_mock
 from tests.services import Postgres, RedisServer, start_postgres, start_redis
 
@@ -21,6 +22,13 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(home))
         yield home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fork_server() -> Iterator[None]:
+    """The fork server (tests/forkserver.py) ends with the session, before coverage is combined."""
+    yield
+    forkserver.shutdown()
 
 
 @pytest.fixture(scope="session")

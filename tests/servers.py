@@ -18,10 +18,14 @@ from typing import Any
 import httpx
 import yaml
 
+from tests import forkserver
+
 MASTER_KEY = "sk-test-master-key-0123456789"
 UPSTREAM_KEY = "sk-upstream-secret-key-ABCDEF"
 SECRET_KEY = "test-server-secret-0123456789abcdefghijklmnop"
 START_TIMEOUT = 30.0
+
+Child = subprocess.Popen[str] | forkserver.ForkedChild
 
 
 def free_port() -> int:
@@ -34,7 +38,7 @@ def free_port() -> int:
 class Process:
     """A child process whose combined output is collected line by line."""
 
-    proc: subprocess.Popen[str]
+    proc: Child
     lines: list[str] = field(default_factory=list)
     _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
@@ -116,23 +120,30 @@ def essential_env() -> dict[str, str]:
     }
 
 
+def launch(args: list[str], env: dict[str, str], cwd: Path | None = None) -> Child:
+    """``python -m switchboard ARGS`` with exactly ``env``; its output and errors on one pipe.
+    Through the fork server where there is one (see tests/forkserver.py)."""
+    forks = forkserver.server()
+    if forks is not None:
+        return forks.start(args, env, cwd)
+    return subprocess.Popen(
+        [sys.executable, "-m", "switchboard", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+
+
 def spawn(
     args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, *, inherit: bool = True
 ) -> Process:
     """Run ``python -m switchboard ARGS``. With ``inherit=False`` the child sees only
     :func:`essential_env` plus ``env``: what it reads from the environment is what the test set."""
     base = dict(os.environ) if inherit else essential_env()
-    full_env = {**base, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "switchboard", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-    )
-    return Process(proc)
+    return Process(launch(args, {**base, "PYTHONUNBUFFERED": "1", **(env or {})}, cwd))
 
 
 @dataclass

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from switchboard.stores.factory import open_database
 from switchboard.stores.sql.migrate import head
 from switchboard.stores.sql.urls import async_url
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, SECRET_KEY, Mock, free_port, openai_config, start_gateway
+from tests.servers import MASTER_KEY, SECRET_KEY, Child, Mock, free_port, launch, openai_config, start_gateway
 from tests.services import Postgres, RedisServer
 
 AUTH = {"auth": {"master_key": MASTER_KEY, "secret_key": SECRET_KEY}}
@@ -33,18 +31,13 @@ def write(tmp: Path, config: dict[str, Any], name: str = "switchboard.yaml") -> 
     return path
 
 
-def cli(args: list[str], tmp: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "switchboard", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "SWITCHBOARD_DATA_DIR": str(tmp / "data"), "COLUMNS": "300"},
-    )
+def cli(args: list[str], tmp: Path) -> Child:
+    return launch(args, {**os.environ, "SWITCHBOARD_DATA_DIR": str(tmp / "data"), "COLUMNS": "300"})
 
 
-def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
+def finish(proc: Child, timeout: float = 60) -> tuple[int, str]:
     output, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode is not None
     return proc.returncode, output
 
 
