@@ -11,11 +11,12 @@ without it (musl, macOS) nothing is done.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable
+
+from switchboard.background import stop_task
 
 log = logging.getLogger("switchboard")
 
@@ -59,8 +60,5 @@ class MemoryTrim:
                 log.debug("malloc_trim failed: %s", exc)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None

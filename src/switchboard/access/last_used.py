@@ -9,10 +9,10 @@ much of this bookkeeping (never a request, never accounting).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
+from switchboard.background import stop_task
 from switchboard.stores.protocols import KeyStore
 
 log = logging.getLogger("switchboard.access")
@@ -48,9 +48,6 @@ class LastUsed:
             await self.flush()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         await self.flush()

@@ -20,7 +20,6 @@ invisible and purged in batches, like stored Responses API responses), and keeps
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import Any
 import orjson
 
 from switchboard import tokens
+from switchboard.background import stop_task
 from switchboard.context import Principal
 from switchboard.errors import InvalidRequest
 from switchboard.stores.protocols import ApiSession, SessionStore
@@ -261,10 +261,7 @@ class SessionBook:
 
     async def close(self) -> None:
         task, self._purge = self._purge, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
 
 __all__ = [

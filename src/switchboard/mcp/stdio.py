@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from switchboard.background import stop_task
 from switchboard.config.mcp import McpConfig, McpServerConfig
 from switchboard.context import Principal
 from switchboard.errors import UpstreamTimeout
@@ -278,10 +279,7 @@ class StdioUpstream(Upstream):
     async def close(self) -> None:
         self._closing = True
         task, self._supervisor = self._supervisor, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         self.state = "stopped"
 
     async def wait_up(self, seconds: float) -> bool:

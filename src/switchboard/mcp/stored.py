@@ -11,7 +11,6 @@ bound on staleness when a feed message is lost). The registry (mcp/registry.py) 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -20,6 +19,7 @@ import orjson
 from pydantic import SecretStr, ValidationError
 
 from switchboard.access.feedcache import ALL
+from switchboard.background import stop_task
 from switchboard.config.mcp import McpServerConfig
 from switchboard.crypto.keyring import DecryptError, Keyring, mcp_server_aad
 from switchboard.stores.protocols import ChangeFeed, McpServerRecord, McpStore, Subscription
@@ -94,11 +94,8 @@ class StoredServers:
         self._task = asyncio.create_task(self._loop(), name="mcp-stored-servers")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None

@@ -23,7 +23,6 @@ drops the files of a worker that is gone. One worker keeps its values in memory,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import glob
 import hmac
 import logging
@@ -40,6 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from switchboard.background import stop_task
 from switchboard.config.schema import MetricsConfig
 from switchboard.context import RequestContext
 from switchboard.errors import AuthenticationFailed, GatewayError
@@ -439,11 +439,8 @@ class Metrics:
         if self._server is not None:
             await self._server.close()
             self._server = None
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        await stop_task(self._flusher)
+        self._flusher = None
         if self.multiprocess_dir is not None:
             self._active = self._streams = 0
             self.flush()  # the counts of the last requests stay, with the worker's other files

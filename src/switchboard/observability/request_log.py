@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import NamedTuple
 
+from switchboard.background import stop_task
 from switchboard.config.schema import BodyPolicy, RetentionConfig
 from switchboard.stores.protocols import RequestBody, RequestLogStore
 
@@ -150,11 +151,8 @@ class BodyWriter:
             await self.flush()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if not await self.flush() and self._queue:
             self._drop(len(self._queue), "the database failed at shutdown")
             self._queue.clear()
@@ -195,8 +193,5 @@ class Maintenance:
             await self.run_once()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None

@@ -5,10 +5,10 @@ no-op, so instances need no coordination."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
+from switchboard.background import stop_task
 from switchboard.stores.protocols import AnalyticsStore
 
 log = logging.getLogger("switchboard.analytics")
@@ -43,8 +43,5 @@ class RollupRetention:
             await asyncio.sleep(self._interval)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None

@@ -10,12 +10,12 @@ each bounded by ``timeout_seconds``. The checks start and stop with the gateway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from switchboard.background import stop_task
 from switchboard.catalog import Catalog
 from switchboard.config.schema import HealthCheckConfig
 from switchboard.errors import GatewayError, UpstreamTimeout
@@ -46,10 +46,7 @@ class HealthChecks:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
     async def _loop(self) -> None:
         while True:

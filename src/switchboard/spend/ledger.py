@@ -34,6 +34,7 @@ from pathlib import Path
 
 import orjson
 
+from switchboard.background import stop_task
 from switchboard.stores.protocols import (
     USAGE_ROW,
     UsageLedger,
@@ -267,11 +268,8 @@ class LedgerWriter:
         self._task = self._loop.create_task(self._run(), name="usage-ledger")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         self._retry_at = 0.0
         self.write_spooled()
         with contextlib.suppress(Exception):

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from switchboard.access.cache import principal_of
 from switchboard.access.rules import model_allowed
+from switchboard.background import stop_task
 from switchboard.catalog import Catalog
 from switchboard.config.schema import FilesConfig
 from switchboard.context import Principal, Reply, RequestContext, Result, Spent, StreamReply
@@ -118,11 +119,8 @@ class FileService:
             self._poller = asyncio.create_task(self._poll_forever(), name="batch-poller")
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await stop_task(self._poller)
+        self._poller = None
 
     @property
     def store(self) -> FileStore:

@@ -15,7 +15,6 @@ else is answered 404, as if it did not exist.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from switchboard.background import stop_task
 from switchboard.config.schema import ResponsesConfig
 from switchboard.context import Principal, Reply, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, NotFound
@@ -307,10 +307,7 @@ class Responses:
 
     async def close(self) -> None:
         task, self._purge = self._purge, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
 
 def _not_empty(messages: list[JSON]) -> None:

@@ -21,7 +21,6 @@ instances watch. A store that fails is logged; the evaluation goes on at the nex
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -29,6 +28,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from switchboard.background import stop_task
 from switchboard.config.schema import AlertsConfig
 from switchboard.observability.alerts.incidents import event
 from switchboard.observability.alerts.rules import Rule, by_kind, compile_rules
@@ -83,11 +83,8 @@ class Alerts:
             self._loop_task = asyncio.create_task(self._run(), name="alerts")
 
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        await stop_task(self._loop_task)
+        self._loop_task = None
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
             for task in list(self._tasks):

@@ -8,12 +8,12 @@ reconnect): whatever a message invalidates must also expire on its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from switchboard.background import stop_task
 from switchboard.stores.protocols import Callback
 from switchboard.stores.redis.client import PREFIX
 
@@ -118,10 +118,7 @@ class RedisFeed:
                 log.exception("change feed subscriber for %r failed", topic)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         self._subs.clear()
         await self._pubsub.aclose()
