@@ -107,10 +107,15 @@ class ForkedChild:
         return b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n"), None
 
 
+class ForkServerGone(RuntimeError):
+    """The server ended during the run; callers start children the plain way from then on."""
+
+
 class ForkServer:
     """The test process's end: one server per test worker, started on first use."""
 
     def __init__(self) -> None:
+        self.broken = False
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._lock = threading.Lock()
         self._proc = subprocess.Popen(
@@ -130,9 +135,18 @@ class ForkServer:
         try:
             with self._lock:
                 socket.send_fds(self._sock, [request], [write_end])
-                reply = json.loads(self._sock.recv(_MAX_MESSAGE))
+                answer = self._sock.recv(_MAX_MESSAGE)
+        except OSError as exc:
+            os.close(read_end)
+            self.broken = True
+            raise ForkServerGone(f"the fork server is gone ({exc!r})") from exc
         finally:
             os.close(write_end)
+        if not answer:  # it ended (killed, out of memory): its end of the socket closed
+            os.close(read_end)
+            self.broken = True
+            raise ForkServerGone(f"the fork server is gone (exit status {self._proc.poll()})")
+        reply = json.loads(answer)
         if "error" in reply:
             os.close(read_end)
             raise RuntimeError(f"the fork server could not start {args}: {reply['error']}")
@@ -173,7 +187,7 @@ def server() -> ForkServer | None:
                 return None
             _server = ForkServer()
             atexit.register(_server.close)
-        return _server
+        return None if _server.broken else _server
 
 
 def shutdown() -> None:

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,10 @@ class Process:
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            self._queue.put(line)
+        with self.proc.stdout:  # closed at the end of the output
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                self._queue.put(line)
         self._queue.put(None)
 
     def wait_for(self, marker: str, timeout: float = START_TIMEOUT) -> None:
@@ -125,7 +127,10 @@ def launch(args: list[str], env: dict[str, str], cwd: Path | None = None) -> Chi
     Through the fork server where there is one (see tests/forkserver.py)."""
     forks = forkserver.server()
     if forks is not None:
-        return forks.start(args, env, cwd)
+        try:
+            return forks.start(args, env, cwd)
+        except forkserver.ForkServerGone as gone:
+            warnings.warn(f"{gone}: starting processes from scratch", stacklevel=2)
     return subprocess.Popen(
         [sys.executable, "-m", "switchboard", *args],
         stdout=subprocess.PIPE,

@@ -59,3 +59,29 @@ async def test_a_close_that_is_itself_cancelled_stays_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await closer
     assert closer.cancelled()
+
+
+async def test_a_close_run_while_handling_its_own_cancellation_still_stops_quietly() -> None:
+    """A shutdown path that caught its task's cancellation on purpose (a forced exit) and then
+    closes what it holds: the earlier cancellation is not raised again from stop_task."""
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    held = asyncio.create_task(forever())
+    closed = asyncio.Event()
+
+    async def owner() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await stop_task(held)
+            closed.set()
+
+    running = asyncio.create_task(owner())
+    await started.wait()
+    running.cancel()
+    await running
+    assert closed.is_set() and held.cancelled()
