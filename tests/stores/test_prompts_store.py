@@ -183,3 +183,20 @@ async def test_the_request_path_cache_queries_once_and_hears_changes(backend: Ba
     finally:
         await here.close()
         await there.close()
+
+
+async def test_version_numbers_of_many_prompts_in_one_call(backend: Backend) -> None:
+    store = _store(backend)
+    for _ in range(3):
+        await store.create_version(_draft("sentiment"))
+    await store.create_version(_draft("summary"))
+    await store.create_version(_draft("sentiment", tenant="t2"))  # another tenant's, not counted
+    # More names than one IN list takes: the lists are read in chunks and merged.
+    asked = ["summary", "sentiment", *(f"absent_{i}" for i in range(1200))]
+    found = await store.version_numbers("t1", asked)
+    assert found["sentiment"] == [1, 2, 3]
+    assert found["summary"] == [1]
+    assert found["absent_7"] == []
+    assert len(found) == 1202
+    assert await store.version_numbers("t2", ["sentiment"]) == {"sentiment": [1]}
+    assert await store.version_numbers("t1", []) == {}

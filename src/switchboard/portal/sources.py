@@ -95,13 +95,13 @@ class ApiSource:
         if store is None:
             return []
         prompts = self._prompts()
+        shown = [r for r in await store.list_apis(tenant) if r.status in DISCOVERABLE_API_STATUSES]
+        numbers = {} if prompts is None else await prompts.version_numbers(tenant, {r.prompt for r in shown})
         out = []
-        for record in await store.list_apis(tenant):
-            if record.status not in DISCOVERABLE_API_STATUSES:
-                continue
+        for record in shown:
             versions: list[int] = []
             if prompts is not None:
-                versions = [v.version for v in await prompts.versions(tenant, record.prompt)]
+                versions = numbers.get(record.prompt, [])
             elif record.version is not None:
                 versions = [record.version]
             out.append(_api_entry(record, versions))

@@ -11,7 +11,7 @@ learns the tenant from the key record it finds.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -1233,6 +1233,11 @@ class PromptStore(Protocol):
         ...
 
     async def versions(self, tenant_id: str, name: str) -> list[PromptVersion]: ...
+
+    async def version_numbers(self, tenant_id: str, names: Iterable[str]) -> dict[str, list[int]]:
+        """The version numbers of each of ``names`` (ascending; [] for a name without one), in one
+        query rather than one per prompt."""
+        ...
 
     async def labels(self, tenant_id: str, name: str) -> dict[str, int]: ...
 

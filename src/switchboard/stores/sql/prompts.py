@@ -8,6 +8,7 @@ Labels are one row per (tenant, name, label) naming a version; moving one is an 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -23,6 +24,8 @@ from switchboard.stores.sql.times import from_db, to_db
 
 # How often a save retries after losing the race for a version number.
 _ATTEMPTS = 20
+# Names per IN list, well under SQLite's and PostgreSQL's bound parameter limits.
+_IN_CHUNK = 500
 
 
 def _json(value: Any) -> str:
@@ -108,6 +111,20 @@ class SqlPromptStore:
         query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.name == name).order_by(t.c.version)
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
+
+    async def version_numbers(self, tenant_id: str, names: Iterable[str]) -> dict[str, list[int]]:
+        wanted = sorted(set(names))
+        found: dict[str, list[int]] = {name: [] for name in wanted}
+        async with self._engine.connect() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                query = (
+                    sa.select(t.c.name, t.c.version)
+                    .where(t.c.tenant_id == tenant_id, t.c.name.in_(wanted[start:start + _IN_CHUNK]))
+                    .order_by(t.c.name, t.c.version)
+                )
+                for row in await conn.execute(query):
+                    found[row.name].append(int(row.version))
+        return found
 
     async def labels(self, tenant_id: str, name: str) -> dict[str, int]:
         query = (
