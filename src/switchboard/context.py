@@ -279,25 +279,122 @@ async def _nothing() -> None:
     return None
 
 
-@dataclass(slots=True)
+BatchMap = Callable[[list[Chunk]], list[Chunk]]
+StreamDone = Callable[[BaseException | None], None]
+
+
+class Batches:
+    """A stream's batches, with what the stages do to them applied as they pass.
+
+    A stage that acts on a stream adds a batch map and an end callback here (``pipeline.chain.
+    map_result``) instead of wrapping the stream in an async generator of its own: every layer
+    of generators costs each batch a resumption, and each generator a registration with the
+    event loop, on every streamed request. Maps run in the order they were added (the innermost
+    stage's first); a map returning an empty list drops the batch. The end callbacks run once,
+    in the same order, when the stream ends: with None when it ran to the end, with the
+    exception that ended it, or with GeneratorExit when it is closed after it started and
+    before its end. A stream closed before it started calls none of them.
+    """
+
+    __slots__ = ("_done", "_ended", "_head", "_head_maps", "_maps", "_source", "_started")
+
+    def __init__(self, source: AsyncGenerator[list[Chunk], None]) -> None:
+        self._source = source
+        self._maps: list[BatchMap] = []
+        self._done: list[StreamDone] = []
+        self._head: list[Chunk] | None = None
+        self._head_maps = 0  # how many of the maps the read-ahead batch has been through
+        self._started = False
+        self._ended = False
+
+    def add(self, batch: BatchMap | None = None, done: StreamDone | None = None) -> None:
+        if batch is not None:
+            self._maps.append(batch)
+        if done is not None:
+            self._done.append(done)
+
+    def unread(self, batch: list[Chunk]) -> None:
+        """Give back a batch read ahead (a stage that waited for the first one): the next read
+        returns it, through the maps added since."""
+        self._head = batch
+        self._head_maps = len(self._maps)
+
+    def __aiter__(self) -> Batches:
+        return self
+
+    async def __anext__(self) -> list[Chunk]:
+        head = self._head
+        if head is not None:
+            self._head = None
+            batch = self._mapped(head, self._head_maps)
+            if batch:
+                return batch
+        if self._ended:
+            raise StopAsyncIteration
+        self._started = True
+        try:
+            while True:
+                batch = self._mapped(await self._source.__anext__(), 0)
+                if batch:
+                    return batch
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+
+    def _mapped(self, batch: list[Chunk], start: int) -> list[Chunk]:
+        maps = self._maps
+        for i in range(start, len(maps)):
+            batch = maps[i](batch)
+            if not batch:
+                break
+        return batch
+
+    async def aclose(self) -> None:
+        try:
+            await self._source.aclose()
+        finally:
+            self._head = None
+            if self._started:
+                self._end(GeneratorExit())
+            self._ended = True
+
+    def _end(self, error: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        for done in self._done:
+            done(error)
+
+
 class StreamReply:
     """A canonical chunk stream, consumed at most once by the edge, and always closed.
 
     ``chunks`` yields non-empty batches: the chunks decoded from one upstream read. A stage that
-    wraps the stream iterates batches and may change, drop or add chunks within them (see
-    ``pipeline.chain.map_result``). ``close`` releases what the stream holds (the upstream
-    response) even if ``chunks`` was never started: closing a generator that has not started
-    does not run its ``finally``.
+    acts on the stream adds a map of batches to it, which may change, drop or add chunks within
+    them (see ``pipeline.chain.map_result``). ``close`` releases what the stream holds (the
+    upstream response) even if ``chunks`` was never started: closing a generator that has not
+    started does not run its ``finally``.
     """
 
-    chunks: AsyncGenerator[list[Chunk], None]
-    close: Callable[[], Awaitable[None]] = _nothing
-    closed: bool = False
-    # True when each chunk carries an upstream event already in the inbound API's wire format
-    # (its bytes under providers.base.WIRE, beside what stages may read: id, model, usage, the
-    # finish reason): the encoder writes those bytes as they are. Stages that wrap the stream
-    # keep the flag.
-    native: bool = False
+    __slots__ = ("chunks", "close", "closed", "native")
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[list[Chunk], None] | Batches,
+        close: Callable[[], Awaitable[None]] = _nothing,
+        native: bool = False,
+    ) -> None:
+        self.chunks = chunks if isinstance(chunks, Batches) else Batches(chunks)
+        self.close = close
+        self.closed = False
+        # True when each chunk carries an upstream event already in the inbound API's wire
+        # format (its bytes under providers.base.WIRE, beside what stages may read: id, model,
+        # usage, the finish reason): the encoder writes those bytes as they are. Stages that
+        # act on the stream keep the flag.
+        self.native = native
 
     async def aclose(self) -> None:
         """Close the chunks and what they read from, at once; safe to call more than once."""

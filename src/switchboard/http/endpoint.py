@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 
 from switchboard.context import (
+    Batches,
     Chunk,
     InboundAPI,
     RawReply,
@@ -326,9 +327,7 @@ class Endpoint:
             log.debug("request %s: could not send the shutdown notice", ctx.request_id)
 
 
-async def _counted(
-    ctx: RequestContext, batches: AsyncGenerator[list[Chunk], None]
-) -> AsyncGenerator[list[Chunk], None]:
+async def _counted(ctx: RequestContext, batches: Batches) -> AsyncGenerator[list[Chunk], None]:
     """Pass batches through, counting chunks; an unexpected failure becomes an InternalError the
     encoder can write, and a gateway error is recorded in the outcome."""
     outcome = ctx.outcome

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
@@ -100,49 +100,22 @@ def retry_after_seconds(error: GatewayError) -> float | None:
     return seconds if seconds >= 0 and seconds == seconds else None
 
 
-class _Primed:
-    """A stream whose first batch was read by the stage: that batch, then the rest. The router
-    hears how the stream ended, even when it is closed without being read. Nothing here is
-    retried: the client may have the first batch already."""
+class _Report:
+    """Tells the router how a primed stream ended, once. Nothing here is retried: the client
+    may have the first batch already. A stream closed before its end (read or not) was
+    abandoned."""
 
-    __slots__ = ("began", "first", "first_byte", "reply", "reported", "route", "router")
+    __slots__ = ("began", "first_byte", "route", "router")
 
-    def __init__(self, router: Router, reply: StreamReply, first: list[Chunk] | None, route: Route,
-                 began: float, first_byte: float) -> None:
+    def __init__(self, router: Router, route: Route, began: float, first_byte: float) -> None:
         self.router = router
-        self.reply = reply
-        self.first = first
         self.route = route
         self.began = began
         self.first_byte = first_byte
-        self.reported = False
 
-    def _report(self, error: GatewayError | None) -> None:
-        if not self.reported:
-            self.reported = True
-            self.router.finished(self.route, error, time.perf_counter() - self.began, self.first_byte)
-
-    async def chunks(self) -> AsyncGenerator[list[Chunk], None]:
-        error: GatewayError | None = None
-        try:
-            first, self.first = self.first, None
-            if first is not None:
-                yield first
-                async for batch in self.reply.chunks:
-                    yield batch
-        except GatewayError as exc:
-            error = exc
-            raise
-        except BaseException:
-            error = _ABANDONED
-            raise
-        finally:
-            self._report(error)
-            await self.reply.aclose()
-
-    async def close(self) -> None:
-        self._report(_ABANDONED)  # closed before it was read to the end (no-op when reported)
-        await self.reply.aclose()
+    def __call__(self, error: BaseException | None) -> None:
+        failure = error if error is None or isinstance(error, GatewayError) else _ABANDONED
+        self.router.finished(self.route, failure, time.perf_counter() - self.began, self.first_byte)
 
 
 class AttemptStage:
@@ -234,8 +207,9 @@ class AttemptStage:
     async def _primed(self, ctx: RequestContext, group: Group, route: Route, reply: StreamReply,
                       began: float) -> StreamReply:
         """The stream with its first batch already read (a failure before it is raised here)."""
+        chunks = reply.chunks
         try:
-            first: list[Chunk] | None = await anext(reply.chunks)
+            first: list[Chunk] | None = await anext(chunks)
         except StopAsyncIteration:
             first = None
         except BaseException:
@@ -243,8 +217,13 @@ class AttemptStage:
             raise
         first_byte = time.perf_counter() - began
         self._note(ctx, Attempt(route.deployment, group.name, 200, None, round(first_byte * 1000)))
-        primed = _Primed(self._router, reply, first, route, began, first_byte)
-        return StreamReply(primed.chunks(), close=primed.close, native=reply.native)
+        report = _Report(self._router, route, began, first_byte)
+        if first is None:  # it ended already
+            report(None)
+        else:
+            chunks.unread(first)
+            chunks.add(done=report)
+        return reply
 
     def _failed(self, ctx: RequestContext, group: Group, route: Route, error: GatewayError,
                 began: float) -> None:

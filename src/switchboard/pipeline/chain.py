@@ -2,17 +2,16 @@
 
 A stage is an async callable ``stage(ctx, call_next) -> Result``. It may short-circuit by
 returning without calling ``call_next`` (an auth failure raises, a cache hit returns), do work
-after ``await call_next(ctx)``, and wrap a :class:`StreamReply`'s iterator to act on chunks.
+after ``await call_next(ctx)``, and add a map to a :class:`StreamReply`'s batches to act on chunks.
 Work that must happen once the response is out (accounting, logging) is registered with
 ``ctx.after(callback)``: the edge runs it after the last byte, also on errors and disconnects.
-A stage that receives a stream and then fails must close it (``await reply.aclose()``);
-:func:`map_result` does that for the stages built on it. The chain is folded once at start-up.
+A stage that receives a stream and then fails must close it (``await reply.aclose()``); the
+edge closes every stream it was given, however it ends. The chain is folded once at start-up.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -48,35 +47,16 @@ def map_result(
     ``body`` transforms a complete reply's body (not a :class:`RawReply`'s, already encoded);
     ``batch`` transforms each batch of a stream (an empty list drops the batch); ``done`` is
     called once the reply is complete: at once for a complete reply, and when a stream ends for
-    a :class:`StreamReply`, with the exception that ended it (``None`` when it ran to the end).
-    The wrapped stream closes the inner one however it ends, so the upstream response is
-    released at once.
+    a :class:`StreamReply`, with the exception that ended it (``None`` when it ran to the end,
+    GeneratorExit when it was closed before its end); never for a stream closed before it
+    started. A stream is not wrapped: the map and the callback are added to its
+    :class:`~switchboard.context.Batches`, the same stream is returned.
     """
     if isinstance(result, StreamReply):
-        return StreamReply(_mapped(result, batch, done), close=result.aclose, native=result.native)
+        result.chunks.add(batch, done)
+        return result
     if body is not None and isinstance(result, Reply):
         result.body = body(result.body)
     if done is not None:
         done(None)
     return result
-
-
-async def _mapped(
-    inner: StreamReply,
-    batch: Callable[[list[Chunk]], list[Chunk]] | None,
-    done: Callable[[BaseException | None], None] | None,
-) -> AsyncGenerator[list[Chunk], None]:
-    error: BaseException | None = None
-    try:
-        async with aclosing(inner.chunks) as source:
-            async for item in source:
-                out = batch(item) if batch is not None else item
-                if out:
-                    yield out
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        await inner.aclose()
-        if done is not None:
-            done(error)

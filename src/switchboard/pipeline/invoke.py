@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -129,8 +128,8 @@ async def _relay(
     ended or failed before any."""
     waiting = True
     try:
-        async with aclosing(stream.chunks()) as data:
-            async for piece in data:
+        try:
+            while piece := await stream.read():
                 batch = decoder.feed(piece)
                 if batch:
                     if waiting:
@@ -138,6 +137,8 @@ async def _relay(
                         ctx.upstream_seconds += time.perf_counter() - began
                     _note_usage(ctx, batch)
                     yield batch
+        finally:
+            await stream.close()  # read to the end: its connection goes back to the pool
         batch = decoder.close()
     except GatewayError as err:  # an error event may quote what the upstream was sent
         raise _scrubbed(err, stream) from None

@@ -333,12 +333,19 @@ class UpstreamStream:
         abandoned before or while it is read."""
         self.response.close()
 
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
+    async def read(self) -> bytes:
+        """The next piece of the body as it arrives; b"" at its end. The reader closes the
+        stream when done (:meth:`close`), at the end too: closing an answer read to the end
+        returns its connection to the pool."""
         try:
-            async for data in self.response.content.iter_any():
-                yield data
+            return await self.response.content.readany()
         except FAILURES as exc:
             raise self._client.translate(exc) from None
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        try:
+            while data := await self.read():
+                yield data
         finally:
             # Closing (not releasing) drops a connection whose body was not read to the end.
             self.response.close()

@@ -394,14 +394,18 @@ class Response:
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         """Each piece as it arrives (what is buffered at once, in one piece)."""
+        while piece := await self.readany():
+            yield piece
+
+    async def readany(self) -> bytes:
+        """The next piece as it arrives (everything buffered, in one piece); b"" at the end."""
         conn = self._conn
         assert conn is not None, "response already released"
         while True:
             if conn.pending:
-                yield conn.take()
-                continue
+                return conn.take()
             if conn.done:
-                return
+                return b""
             await conn.wait()
 
     def release(self) -> None:

@@ -85,10 +85,13 @@ async def test_map_result_on_a_stream_transforms_batches_and_reports_the_end() -
         return [c for c in items if c["choices"][0]["delta"]["content"] != "drop"]
 
     result = map_result(source.reply(), batch=batch, done=ends.append)
+    assert result is not None and not isinstance(result, Reply)
     texts = [[c["choices"][0]["delta"]["content"] for c in b] async for b in result.chunks]  # type: ignore[union-attr]
     assert texts == [["a"], ["b"]]
     assert ends == [None]
+    await result.aclose()  # the edge closes every stream it was given
     assert source.closed == 1
+    assert ends == [None]  # the end is reported once
 
 
 async def test_map_result_reports_a_stream_error_and_closes_the_source() -> None:
@@ -100,8 +103,10 @@ async def test_map_result_reports_a_stream_error_and_closes_the_source() -> None
         async for b in result.chunks:  # type: ignore[union-attr]
             seen.append(b)
     assert len(seen) == 1
-    assert isinstance(ends[0], RuntimeError)
+    assert len(ends) == 1 and isinstance(ends[0], RuntimeError)
+    await result.aclose()  # type: ignore[union-attr]
     assert source.closed == 1
+    assert len(ends) == 1
 
 
 async def test_closing_a_mapped_stream_early_closes_the_source() -> None:
@@ -119,3 +124,63 @@ async def test_closing_a_stream_that_never_started_releases_its_source() -> None
     await reply.aclose()
     await reply.aclose()  # idempotent
     assert source.closed == 1
+
+
+async def test_maps_run_innermost_first_and_a_dropped_batch_skips_the_rest() -> None:
+    source = FakeStream([[chunk("a")], [chunk("b")]])
+    seen: list[str] = []
+
+    def inner(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        seen.append("inner")
+        return [] if items[0]["choices"][0]["delta"]["content"] == "a" else items
+
+    def outer(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        seen.append("outer")
+        return items
+
+    result = map_result(map_result(source.reply(), batch=inner), batch=outer)
+    batches = [b async for b in result.chunks]  # type: ignore[union-attr]
+    assert [b[0]["choices"][0]["delta"]["content"] for b in batches] == ["b"]
+    assert seen == ["inner", "inner", "outer"]
+
+
+async def test_a_batch_read_ahead_goes_through_the_maps_added_after_it() -> None:
+    # The attempts stage reads a stream's first batch before the stages outside it add theirs.
+    source = FakeStream([[chunk("a")], [chunk("b")]])
+    reply = map_result(source.reply(), batch=lambda b: [*b, chunk("inner")])
+    assert not isinstance(reply, Reply)
+    first = await anext(reply.chunks)  # type: ignore[union-attr]
+    reply.chunks.unread(first)  # type: ignore[union-attr]
+    map_result(reply, batch=lambda b: [*b, chunk("outer")])
+    texts = [[c["choices"][0]["delta"]["content"] for c in b] async for b in reply.chunks]  # type: ignore[union-attr]
+    assert texts == [["a", "inner", "outer"], ["b", "inner", "outer"]]
+
+
+async def test_the_end_is_reported_once_and_only_for_a_stream_that_started() -> None:
+    untouched, ends = FakeStream([[chunk("a")]]), []
+    never = map_result(untouched.reply(), done=ends.append)
+    await never.aclose()  # type: ignore[union-attr]
+    assert ends == [] and untouched.closed == 1
+
+    left = FakeStream([[chunk("a")], [chunk("b")]])
+    cut = map_result(left.reply(), done=ends.append)
+    await anext(cut.chunks)  # type: ignore[union-attr]
+    await cut.aclose()  # type: ignore[union-attr]
+    await cut.aclose()  # type: ignore[union-attr]
+    assert len(ends) == 1 and isinstance(ends[0], GeneratorExit)
+    with pytest.raises(StopAsyncIteration):  # closed: nothing more, even the batch not read
+        await anext(cut.chunks)  # type: ignore[union-attr]
+
+
+async def test_a_failing_map_ends_the_stream_with_its_error() -> None:
+    source, ends = FakeStream([[chunk("a")], [chunk("b")]]), []
+
+    def broken(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise ValueError("map failed")
+
+    result = map_result(source.reply(), batch=broken, done=ends.append)
+    with pytest.raises(ValueError):
+        await anext(result.chunks)  # type: ignore[union-attr]
+    assert len(ends) == 1 and isinstance(ends[0], ValueError)
+    await result.aclose()  # type: ignore[union-attr]
+    assert source.closed == 1 and len(ends) == 1
