@@ -70,6 +70,17 @@ def test_db_upgrade_without_config_creates_the_sqlite_file_in_the_data_dir(tmp_p
     assert versions(async_url(None, tmp_path / "data")) == [head()]
 
 
+@pytest.mark.parametrize("name", ["at@sign", "question?mark", "per%25cent", "space and #hash"])
+def test_a_data_dir_with_url_characters_holds_the_database_and_its_lock(name: str, tmp_path: Path) -> None:
+    data = tmp_path / name / "data"
+    rc, output = finish(launch(["db", "upgrade"], {**os.environ, "SWITCHBOARD_DATA_DIR": str(data)}))
+    assert rc == 0, output
+    # The file and its migration lock sit in the directory as named, nothing elsewhere.
+    assert sorted(p.name for p in data.iterdir()) == ["switchboard.db", "switchboard.db.lock"]
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert versions(async_url(None, data)) == [head()]
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_processes_upgrading_one_fresh_database_together_all_succeed(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest

@@ -87,7 +87,7 @@ async def _file_lock(path: Path) -> AsyncIterator[None]:
 
 async def upgrade(engine: AsyncEngine) -> str:
     """Bring the schema to the newest revision; returns the revision the database is at."""
-    db_file = sqlite_path(str(engine.url))
+    db_file = sqlite_path(engine.url)
     if db_file is not None:
         async with _file_lock(db_file.with_name(db_file.name + ".lock")), engine.connect() as conn:
             revision = await conn.run_sync(_upgrade)

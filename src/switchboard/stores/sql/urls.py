@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
+
+from sqlalchemy import URL, make_url
 
 from switchboard.config.urls import POSTGRES_SCHEMES, SQLITE_SCHEMES, database_url_problem
 from switchboard.stores.errors import StoreError
@@ -15,7 +17,8 @@ def async_url(configured: str | None, data_dir: Path) -> str:
     """``None`` is the SQLite file in the data dir; ``postgresql://`` maps to asyncpg and
     ``sqlite:///`` to aiosqlite."""
     if configured is None:
-        return f"sqlite+aiosqlite:///{data_dir / DB_FILE}"
+        # Quoted: a data dir may hold characters a URL gives a meaning to (?, #, %, @).
+        return f"sqlite+aiosqlite:///{quote(str(data_dir / DB_FILE), safe='/')}"
     if problem := database_url_problem(configured):
         raise StoreError(f"database.url: {problem}")
     scheme, rest = configured.split("://", 1)
@@ -30,8 +33,10 @@ def async_url(configured: str | None, data_dir: Path) -> str:
     return f"sqlite+aiosqlite://{rest}"
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL (as returned by ``async_url``), else None."""
-    if not url.startswith("sqlite+aiosqlite:///"):
+def sqlite_path(url: str | URL) -> Path | None:
+    """The database file of a SQLite URL (as returned by ``async_url``, or an engine's), as
+    SQLAlchemy reads it (percent-escapes decoded, the query string apart), else None."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
-    return Path(url.removeprefix("sqlite+aiosqlite:///").split("?", 1)[0])
+    return Path(parsed.database)
