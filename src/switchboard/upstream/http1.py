@@ -31,6 +31,7 @@ from yarl import URL
 # is paused until the caller has taken it below LOW_WATER.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+_INF = float("inf")
 # Header names the client writes itself; a caller's or adapter's value for them is not sent.
 _OWN = frozenset({"content-length", "transfer-encoding", "connection"})
 _SSL: ssl.SSLContext | None = None
@@ -160,6 +161,9 @@ class _Conn(asyncio.Protocol):
         self.idle_since = 0.0
         # One parser for the connection's life: llhttp reads one message after another.
         self._parser = httptools.HttpResponseParser(self)
+        # The connection's timer, kept from one exchange to the next (see _arm).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = _INF
         self._reset()
 
     def _reset(self) -> None:
@@ -176,8 +180,8 @@ class _Conn(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._inflate: Any = None
-        # Timeouts of the exchange in progress (loop time).
-        self._timer: asyncio.TimerHandle | None = None
+        # Timeouts of the exchange in progress (loop time); _timed: they are running.
+        self._timed = False
         self._deadline = 0.0
         self._read_gap = 0.0
         self._last_read = 0.0
@@ -203,7 +207,7 @@ class _Conn(asyncio.Protocol):
             self.on_message_complete()  # a body delimited by the connection's end: complete
         elif not self.done:
             self._error(Disconnected("upstream closed the connection before the answer was complete"))
-        self._stop_timer()
+        self._cancel_timer()
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -292,7 +296,7 @@ class _Conn(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
-        self._stop_timer()
+        self._cancel_timer()
         if self.transport is not None:
             self.transport.close()
 
@@ -300,24 +304,41 @@ class _Conn(asyncio.Protocol):
 
     def start_timer(self, total: float | None, read_gap: float | None) -> None:
         now = self._loop.time()
-        self._deadline = now + total if total else float("inf")
-        self._read_gap = read_gap or float("inf")
+        self._deadline = now + total if total else _INF
+        self._read_gap = read_gap or _INF
         self._last_read = now
+        self._timed = True
         self._arm(now)
 
     def _arm(self, now: float) -> None:
+        """Have the timer fire by the exchange's next deadline. A timer already set to fire
+        sooner (by an earlier exchange on this connection) is kept: when it fires it finds the
+        deadline ahead and sets itself again. Back-to-back exchanges with the same timeouts then
+        make one timer per timeout period, not one per exchange."""
         when = min(self._deadline, self._last_read + self._read_gap)
-        if when != float("inf"):
-            self._timer = self._loop.call_at(when, self._on_timer)
+        if when == _INF:
+            return
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= when:
+                return
+            timer.cancel()
+        self._timer = self._loop.call_at(when, self._on_timer)
+        self._timer_at = when
 
     def _stop_timer(self) -> None:
+        """The exchange is over: its timeouts no longer apply (the timer may stay set)."""
+        self._timed = False
+
+    def _cancel_timer(self) -> None:
+        self._timed = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.done or self.closed:
+        if not self._timed or self.done or self.closed:
             return
         now = self._loop.time()
         if now >= self._deadline:

@@ -602,6 +602,35 @@ async def test_per_request_timeouts_override_the_providers() -> None:
     assert 0.3 <= took < 3.0
 
 
+async def test_a_kept_connection_times_out_its_next_exchange_by_its_own_deadlines() -> None:
+    # The connection's timer outlives an exchange: set by a long one, it must still end a short
+    # one in time; set by a short one, it must not end a later one before that one's deadline.
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(OK)
+        await conn.request()
+        await conn.until_eof()  # the second is never answered
+
+    async with Upstream(handler) as up, upstream_client(first_byte=20, total=30) as client:
+        assert (await client.send(post(up), None)).status == 200
+        start = now()
+        with pytest.raises(UpstreamTimeout):
+            await client.send(post(up), Timeouts(connect=5, first_byte=0.3, total=10))
+        took = now() - start
+    assert up.accepted == 1 and 0.3 <= took < 3.0
+
+    async with Upstream(handler) as up, upstream_client(first_byte=0.4, total=30) as client:
+        first_start = now()
+        assert (await client.send(post(up), None)).status == 200
+        # Started a moment after the first: the timer the first set fires before this one's
+        # deadline, finds it ahead and waits on.
+        start = now()
+        with pytest.raises(UpstreamTimeout):
+            await client.send(post(up), None)
+        took, since_first = now() - start, now() - first_start
+    assert up.accepted == 1 and 0.4 <= took < 3.0 and since_first >= 0.4
+
+
 async def test_a_body_that_stalls_after_the_headers_times_out() -> None:
     headers_sent = asyncio.Event()
 
