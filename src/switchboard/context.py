@@ -323,16 +323,16 @@ class Batches:
         return self
 
     async def __anext__(self) -> list[Chunk]:
-        head = self._head
-        if head is not None:
-            self._head = None
-            batch = self._mapped(head, self._head_maps)
-            if batch:
-                return batch
         if self._ended:
             raise StopAsyncIteration
         self._started = True
         try:
+            head = self._head
+            if head is not None:
+                self._head = None
+                batch = self._mapped(head, self._head_maps)
+                if batch:
+                    return batch
             while True:
                 batch = self._mapped(await self._source.__anext__(), 0)
                 if batch:

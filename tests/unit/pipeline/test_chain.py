@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.context import Reply, RequestContext, Result
+from switchboard.context import Reply, RequestContext, Result, StreamReply
 from switchboard.pipeline.chain import Handler, build_chain, map_result
 from tests.unit.pipeline.fakes import FakeStream, chunk, context
 
@@ -77,6 +77,11 @@ async def test_map_result_on_a_complete_reply() -> None:
     assert ends == [None]
 
 
+def streamed(result: Result) -> StreamReply:
+    assert isinstance(result, StreamReply)
+    return result
+
+
 async def test_map_result_on_a_stream_transforms_batches_and_reports_the_end() -> None:
     source = FakeStream([[chunk("a")], [chunk("drop")], [chunk("b")]])
     ends: list[Any] = []
@@ -84,9 +89,8 @@ async def test_map_result_on_a_stream_transforms_batches_and_reports_the_end() -
     def batch(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [c for c in items if c["choices"][0]["delta"]["content"] != "drop"]
 
-    result = map_result(source.reply(), batch=batch, done=ends.append)
-    assert result is not None and not isinstance(result, Reply)
-    texts = [[c["choices"][0]["delta"]["content"] for c in b] async for b in result.chunks]  # type: ignore[union-attr]
+    result = streamed(map_result(source.reply(), batch=batch, done=ends.append))
+    texts = [[c["choices"][0]["delta"]["content"] for c in b] async for b in result.chunks]
     assert texts == [["a"], ["b"]]
     assert ends == [None]
     await result.aclose()  # the edge closes every stream it was given
@@ -97,22 +101,21 @@ async def test_map_result_on_a_stream_transforms_batches_and_reports_the_end() -
 async def test_map_result_reports_a_stream_error_and_closes_the_source() -> None:
     source = FakeStream([[chunk("a")]], fail=RuntimeError("upstream broke"))
     ends: list[Any] = []
-    result = map_result(source.reply(), done=ends.append)
+    result = streamed(map_result(source.reply(), done=ends.append))
     seen = []
     with pytest.raises(RuntimeError):
-        async for b in result.chunks:  # type: ignore[union-attr]
+        async for b in result.chunks:
             seen.append(b)
     assert len(seen) == 1
     assert len(ends) == 1 and isinstance(ends[0], RuntimeError)
-    await result.aclose()  # type: ignore[union-attr]
+    await result.aclose()
     assert source.closed == 1
     assert len(ends) == 1
 
 
 async def test_closing_a_mapped_stream_early_closes_the_source() -> None:
     source = FakeStream([[chunk("a")], [chunk("b")]])
-    result = map_result(source.reply(), done=lambda e: None)
-    assert not isinstance(result, Reply)
+    result = streamed(map_result(source.reply(), done=lambda e: None))
     await result.chunks.__anext__()
     await result.aclose()
     assert source.closed == 1
@@ -138,8 +141,8 @@ async def test_maps_run_innermost_first_and_a_dropped_batch_skips_the_rest() -> 
         seen.append("outer")
         return items
 
-    result = map_result(map_result(source.reply(), batch=inner), batch=outer)
-    batches = [b async for b in result.chunks]  # type: ignore[union-attr]
+    result = streamed(map_result(map_result(source.reply(), batch=inner), batch=outer))
+    batches = [b async for b in result.chunks]
     assert [b[0]["choices"][0]["delta"]["content"] for b in batches] == ["b"]
     assert seen == ["inner", "inner", "outer"]
 
@@ -147,40 +150,57 @@ async def test_maps_run_innermost_first_and_a_dropped_batch_skips_the_rest() -> 
 async def test_a_batch_read_ahead_goes_through_the_maps_added_after_it() -> None:
     # The attempts stage reads a stream's first batch before the stages outside it add theirs.
     source = FakeStream([[chunk("a")], [chunk("b")]])
-    reply = map_result(source.reply(), batch=lambda b: [*b, chunk("inner")])
-    assert not isinstance(reply, Reply)
-    first = await anext(reply.chunks)  # type: ignore[union-attr]
-    reply.chunks.unread(first)  # type: ignore[union-attr]
+    reply = streamed(map_result(source.reply(), batch=lambda b: [*b, chunk("inner")]))
+    first = await anext(reply.chunks)
+    reply.chunks.unread(first)
     map_result(reply, batch=lambda b: [*b, chunk("outer")])
-    texts = [[c["choices"][0]["delta"]["content"] for c in b] async for b in reply.chunks]  # type: ignore[union-attr]
+    texts = [[c["choices"][0]["delta"]["content"] for c in b] async for b in reply.chunks]
     assert texts == [["a", "inner", "outer"], ["b", "inner", "outer"]]
 
 
 async def test_the_end_is_reported_once_and_only_for_a_stream_that_started() -> None:
-    untouched, ends = FakeStream([[chunk("a")]]), []
-    never = map_result(untouched.reply(), done=ends.append)
-    await never.aclose()  # type: ignore[union-attr]
+    untouched = FakeStream([[chunk("a")]])
+    ends: list[Any] = []
+    never = streamed(map_result(untouched.reply(), done=ends.append))
+    await never.aclose()
     assert ends == [] and untouched.closed == 1
 
     left = FakeStream([[chunk("a")], [chunk("b")]])
-    cut = map_result(left.reply(), done=ends.append)
-    await anext(cut.chunks)  # type: ignore[union-attr]
-    await cut.aclose()  # type: ignore[union-attr]
-    await cut.aclose()  # type: ignore[union-attr]
+    cut = streamed(map_result(left.reply(), done=ends.append))
+    await anext(cut.chunks)
+    await cut.aclose()
+    await cut.aclose()
     assert len(ends) == 1 and isinstance(ends[0], GeneratorExit)
     with pytest.raises(StopAsyncIteration):  # closed: nothing more, even the batch not read
-        await anext(cut.chunks)  # type: ignore[union-attr]
+        await anext(cut.chunks)
 
 
 async def test_a_failing_map_ends_the_stream_with_its_error() -> None:
-    source, ends = FakeStream([[chunk("a")], [chunk("b")]]), []
+    source = FakeStream([[chunk("a")], [chunk("b")]])
+    ends: list[Any] = []
 
     def broken(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise ValueError("map failed")
 
-    result = map_result(source.reply(), batch=broken, done=ends.append)
+    result = streamed(map_result(source.reply(), batch=broken, done=ends.append))
     with pytest.raises(ValueError):
-        await anext(result.chunks)  # type: ignore[union-attr]
+        await anext(result.chunks)
     assert len(ends) == 1 and isinstance(ends[0], ValueError)
-    await result.aclose()  # type: ignore[union-attr]
+    await result.aclose()
     assert source.closed == 1 and len(ends) == 1
+
+
+async def test_a_map_failing_on_a_batch_read_ahead_ends_the_stream_with_its_error() -> None:
+    source = FakeStream([[chunk("a")], [chunk("b")]])
+    ends: list[Any] = []
+    reply = streamed(map_result(source.reply(), done=ends.append))
+    reply.chunks.unread(await anext(reply.chunks))
+
+    def broken(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise ValueError("map failed")
+
+    map_result(reply, batch=broken)
+    with pytest.raises(ValueError):
+        await anext(reply.chunks)
+    await reply.aclose()
+    assert len(ends) == 1 and isinstance(ends[0], ValueError)
