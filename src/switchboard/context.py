@@ -293,10 +293,11 @@ class Batches:
     stage's first); a map returning an empty list drops the batch. The end callbacks run once,
     in the same order, when the stream ends: with None when it ran to the end, with the
     exception that ended it, or with GeneratorExit when it is closed after it started and
-    before its end. A stream closed before it started calls none of them.
+    before its end; one added after the end (a stage that read ahead met it) runs at once. A
+    stream closed before it started calls none of them.
     """
 
-    __slots__ = ("_done", "_ended", "_head", "_head_maps", "_maps", "_source", "_started")
+    __slots__ = ("_done", "_ended", "_head", "_head_maps", "_maps", "_outcome", "_source", "_started")
 
     def __init__(self, source: AsyncGenerator[list[Chunk], None]) -> None:
         self._source = source
@@ -306,12 +307,16 @@ class Batches:
         self._head_maps = 0  # how many of the maps the read-ahead batch has been through
         self._started = False
         self._ended = False
+        self._outcome: BaseException | None = None
 
     def add(self, batch: BatchMap | None = None, done: StreamDone | None = None) -> None:
         if batch is not None:
             self._maps.append(batch)
         if done is not None:
-            self._done.append(done)
+            if self._ended and self._started:
+                done(self._outcome)
+            else:
+                self._done.append(done)
 
     def unread(self, batch: list[Chunk]) -> None:
         """Give back a batch read ahead (a stage that waited for the first one): the next read
@@ -365,6 +370,7 @@ class Batches:
         if self._ended:
             return
         self._ended = True
+        self._outcome = error
         for done in self._done:
             done(error)
 

@@ -217,12 +217,9 @@ class AttemptStage:
             raise
         first_byte = time.perf_counter() - began
         self._note(ctx, Attempt(route.deployment, group.name, 200, None, round(first_byte * 1000)))
-        report = _Report(self._router, route, began, first_byte)
-        if first is None:  # it ended already
-            report(None)
-        else:
+        if first is not None:
             chunks.unread(first)
-            chunks.add(done=report)
+        chunks.add(done=_Report(self._router, route, began, first_byte))  # at once if it ended
         return reply
 
     def _failed(self, ctx: RequestContext, group: Group, route: Route, error: GatewayError,

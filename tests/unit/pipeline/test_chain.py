@@ -204,3 +204,18 @@ async def test_a_map_failing_on_a_batch_read_ahead_ends_the_stream_with_its_erro
         await anext(reply.chunks)
     await reply.aclose()
     assert len(ends) == 1 and isinstance(ends[0], ValueError)
+
+
+async def test_an_end_callback_added_after_the_end_is_told_at_once() -> None:
+    # The attempts stage waits for the first batch; a stream that ends before any has ended by
+    # the time the stages outside it add their callbacks.
+    source = FakeStream([])
+    reply = source.reply()
+    with pytest.raises(StopAsyncIteration):
+        await anext(reply.chunks)
+    ends: list[Any] = []
+    map_result(reply, done=ends.append)
+    assert ends == [None]
+    assert [b async for b in reply.chunks] == []
+    await reply.aclose()
+    assert ends == [None] and source.closed == 1
