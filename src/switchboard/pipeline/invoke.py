@@ -138,7 +138,7 @@ async def _relay(
                     _note_usage(ctx, batch)
                     yield batch
         finally:
-            await stream.close()  # read to the end: its connection goes back to the pool
+            await stream.close()  # its connection back to the pool if read to the end, else dropped
         batch = decoder.close()
     except GatewayError as err:  # an error event may quote what the upstream was sent
         raise _scrubbed(err, stream) from None
