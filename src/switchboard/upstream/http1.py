@@ -399,7 +399,12 @@ class Response:
         self.content_length = int(length) if length is not None and length.isdigit() else None
         if conn._inflate is not None:
             self.content_length = None  # the length on the wire, not of what is read
-        self.content = self  # aiohttp's ``resp.content.iter_any()``
+
+    @property
+    def content(self) -> Response:
+        """aiohttp's ``resp.content.iter_any()``. A property, not an attribute: a reference to
+        itself would make every answer a cycle that only the garbage collector frees."""
+        return self
 
     async def read(self) -> bytes:
         """The whole body (the caller checked its declared length)."""

@@ -9,6 +9,7 @@ small timeouts are in the tests whose subject is a timeout."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import socket
 import zlib
@@ -343,6 +344,31 @@ async def test_sequential_requests_share_one_kept_alive_connection() -> None:
 
     assert first.status == second.status == third.status == 200
     assert up.accepted == 1 and [s.body for s in up.conns[0].requests] == [b"1", b"2", b"3"]
+
+
+async def test_an_answer_is_freed_when_dropped_without_the_garbage_collector() -> None:
+    # A reference cycle per answer would leave every request's response to the collector,
+    # whose passes stall the event loop under load.
+    async with Upstream(keep_alive()) as up, upstream_client() as client:
+        await client.send(post(up), None)  # the connection is open and pooled
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            reply = await client.send(post(up, b"1"), None)
+            stream = await client.open_stream(post(up, b"2"), None)
+            pieces = [piece async for piece in stream.chunks()]
+            await stream.close()
+            del stream
+            gc.collect()
+            cyclic = [obj for obj in gc.garbage if isinstance(obj, http1.Response)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+
+    assert reply.status == 200 and pieces == [b'{"ok":true}']
+    assert cyclic == []
 
 
 async def test_an_idle_connection_the_upstream_closed_is_not_used() -> None:
