@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import Awaitable
 from contextlib import aclosing
 
 from switchboard.context import (
@@ -305,7 +305,7 @@ class Endpoint:
         # The stream is closed on every way out: done, failed, client gone, server stopping.
         try:
             await out.stream_start()
-            chunks = _counted(ctx, result.chunks)
+            chunks = _Counted(ctx, result.chunks)
             async with aclosing(self.inbound.encode_stream(ctx, chunks, result.native)) as events:
                 async for event in events:
                     await out.stream_data(event)
@@ -327,20 +327,33 @@ class Endpoint:
             log.debug("request %s: could not send the shutdown notice", ctx.request_id)
 
 
-async def _counted(ctx: RequestContext, batches: Batches) -> AsyncGenerator[list[Chunk], None]:
+class _Counted:
     """Pass batches through, counting chunks; an unexpected failure becomes an InternalError the
-    encoder can write, and a gateway error is recorded in the outcome."""
-    outcome = ctx.outcome
-    async with aclosing(batches) as source:
+    encoder can write, and a gateway error is recorded in the outcome. An iterator, not an async
+    generator: one generator less per stream (the consumer closes the batches itself)."""
+
+    __slots__ = ("_ctx", "_source")
+
+    def __init__(self, ctx: RequestContext, source: Batches) -> None:
+        self._ctx = ctx
+        self._source = source
+
+    def __aiter__(self) -> _Counted:
+        return self
+
+    async def __anext__(self) -> list[Chunk]:
+        ctx = self._ctx
         try:
-            async for batch in source:
-                outcome.chunks_sent += len(batch)
-                yield batch
+            batch = await self._source.__anext__()
+        except StopAsyncIteration:
+            raise
         except GatewayError as err:
-            outcome.failed(err)
+            ctx.outcome.failed(err)
             raise
         except Exception:
             log.exception("request %s: unexpected error mid-stream", ctx.request_id)
             internal = InternalError(f"internal error (request id {ctx.request_id})")
-            outcome.failed(internal)
+            ctx.outcome.failed(internal)
             raise internal from None
+        ctx.outcome.chunks_sent += len(batch)
+        return batch

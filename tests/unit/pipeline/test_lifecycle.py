@@ -154,6 +154,18 @@ async def test_stream_error_midway_is_an_error_event_and_closes() -> None:
     assert (after.ctx.outcome.status, after.ctx.outcome.error_code) == (502, "upstream_unreachable")
 
 
+async def test_an_unexpected_error_midway_is_an_internal_error_event_and_closes() -> None:
+    client = Client()
+    after = After(client)
+    source = FakeStream([[chunk("a")]], fail=KeyError("a bug"))
+    await run(chain_with(after, terminal_returning(source.reply())), client)
+    assert b'"content":"a"' in client.data and b"[DONE]" not in client.data
+    assert b'"code":"internal_error"' in client.data and b"a bug" not in client.data
+    assert source.closed == 1
+    outcome = after.ctx.outcome
+    assert (outcome.status, outcome.error_code, outcome.chunks_sent) == (500, "internal_error", 1)
+
+
 async def test_client_gone_midstream_closes_the_stream_and_runs_post_work() -> None:
     client = Client()
     after = After(client)
