@@ -117,6 +117,13 @@ async def _close_delimited_send(cycle: RequestResponseCycle, message: Any) -> No
     await RequestResponseCycle.send(cycle, message)
 
 
+def _unwrap_send(cycle: RequestResponseCycle) -> None:
+    """Drop a cycle's own ``send`` wrapper (a closure or method over the cycle) once it is no
+    longer needed: left in place it makes every such request a reference cycle, freed only by
+    the garbage collector, whose passes stop the event loop."""
+    cycle.__dict__.pop("send", None)
+
+
 class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the edge's bounds (see the module docstring)."""
 
@@ -171,6 +178,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._linger_timer.cancel()
             self._linger_timer = None
         super().connection_lost(exc)
+        cycle = self.cycle
+        if cycle is not None:
+            _unwrap_send(cycle)
+            if isinstance(cycle.transport, _CloseGuard):  # it points back at this protocol
+                cycle.transport = self.transport
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -238,6 +250,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        if self.cycle is not None:
+            _unwrap_send(self.cycle)
         if self._lingering:
             return
         if self._phase == _BODY and not self.transport.is_closing():
