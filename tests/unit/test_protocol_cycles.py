@@ -124,3 +124,38 @@ async def test_a_closed_connection_leaves_nothing_to_the_garbage_collector(
 
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hello")
     assert left == []
+
+
+async def test_a_pipelined_request_whose_body_comes_later_is_answered_and_leaves_nothing_behind() -> None:
+    # The second request's head arrives with the first request, its body later: the second is
+    # queued behind the first (uvicorn runs one at a time), with the early-answer wrapper on it.
+    # The edge once took that unread body for the first request's and closed the connection
+    # after the first answer, dropping the second request unanswered.
+    first = request("1.1", "/", None) + b"first"
+    async with serving() as (served, port):
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            served.lost.clear()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(first + request("1.1", "/", None))
+            await writer.drain()
+            answers = [await asyncio.wait_for(reader.readuntil(b"first"), SOON)]
+            writer.write(b"hello")
+            await writer.drain()
+            answers.append(await asyncio.wait_for(reader.readuntil(b"hello"), SOON))
+            writer.close()
+            await asyncio.wait_for(served.lost.wait(), SOON)
+            await writer.wait_closed()
+            gc.collect()
+            left = [type(obj).__name__ for obj in gc.garbage
+                    if isinstance(obj, RequestResponseCycle | GatewayHttpProtocol)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+
+    assert [a.startswith(b"HTTP/1.1 200 OK\r\n") for a in answers] == [True, True]
+    assert answers[0].endswith(b"\r\n\r\nfirst") and answers[1].endswith(b"\r\n\r\nhello")
+    assert left == []

@@ -250,11 +250,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        if self.cycle is not None:
-            _unwrap_send(self.cycle)
+        # The current cycle is the answered request's, unless a pipelined request arrived
+        # behind it: then that one is current, queued, and the body being read is its own.
+        cycle = self.cycle
+        answered = cycle is not None and cycle.response_complete
+        if answered:
+            _unwrap_send(cycle)
         if self._lingering:
             return
-        if self._phase == _BODY and not self.transport.is_closing():
+        if answered and self._phase == _BODY and not self.transport.is_closing():
             # Answered before the request body was read: this connection cannot be reused.
             self.server_state.total_requests += 1
             self._linger(LINGER_SECONDS)
