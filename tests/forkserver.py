@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import faulthandler
 import importlib
 import io
 import json
@@ -254,6 +255,8 @@ def _run_child(request: dict[str, Any], output: int, server: socket.socket) -> N
             os.chdir(request["cwd"])
         sys.path[0] = os.getcwd()  # what ``python -m`` puts first
         _stdio()
+        # A test that gives up on a child asks it for its threads' stacks first (Process.stop).
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         sys.argv = ["switchboard", *request["args"]]
         try:
             import runpy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -104,8 +105,17 @@ class Process:
             try:
                 return self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self._dump_stacks()
                 self.proc.kill()
         return self.proc.wait()
+
+    def _dump_stacks(self) -> None:
+        """Ask a child that did not end for its threads' stacks, so the failure shows where it
+        hung (forked children print them on SIGUSR1; a plain child just ends)."""
+        if isinstance(self.proc, forkserver.ForkedChild):
+            self.proc.send_signal(signal.SIGUSR1)
+            with contextlib.suppress(TimeoutError, RuntimeError):
+                self.wait_for_all("most recent call first", timeout=5)
 
 
 # What a child needs from this process when it must not inherit the rest of the environment:
