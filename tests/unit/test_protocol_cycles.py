@@ -30,6 +30,7 @@ class Server:
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.lost = asyncio.Event()
+        self.cycles: list[type] = []  # each request's cycle class (``receive`` is its method)
         server = self
 
         class Watched(GatewayHttpProtocol):
@@ -41,6 +42,7 @@ class Server:
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.started.set()
+        self.cycles.append(type(receive.__self__))
         body = b""
         while True:
             message = await receive()

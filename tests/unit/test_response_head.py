@@ -1,0 +1,110 @@
+"""The response head the edge writes (http/cycle.py) is byte for byte uvicorn's, and refuses the
+header names and values uvicorn refuses: each case is sent through uvicorn's own request cycle
+and through the gateway's, and the bytes written, the framing decided and the error raised are
+compared. The gateway's HTTP protocol hands every request to the gateway's cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+from switchboard.http.cycle import GatewayCycle
+from tests.unit.test_protocol_cycles import exchange, request, serving
+
+DATE = (b"date", b"Thu, 03 Dec 2026 18:00:00 GMT")
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def head(
+    kind: type[RequestResponseCycle], headers: list[tuple[bytes, bytes]], *, status: int = 200,
+    method: str = "POST", keep_alive: bool = True,
+) -> tuple[bytes, tuple[Any, ...], str | None]:
+    """What a cycle of ``kind`` writes for a response start, its framing state after, and the
+    error it raised."""
+    transport = Transport()
+    logger = logging.getLogger("test")
+    cycle = kind(
+        scope={"type": "http", "method": method, "http_version": "1.1"},  # type: ignore[typeddict-item]
+        transport=transport, flow=FlowControl(transport), logger=logger, access_logger=logger,
+        access_log=False, default_headers=[DATE], message_event=asyncio.Event(),
+        expect_100_continue=False, keep_alive=keep_alive, on_response=lambda: None,
+    )
+    error = None
+    try:
+        await cycle.send({"type": "http.response.start", "status": status, "headers": headers})
+    except (RuntimeError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    state = (cycle.response_started, cycle.keep_alive, cycle.chunked_encoding, cycle.expected_content_length)
+    return transport.written, state, error
+
+
+CASES: dict[str, tuple[list[tuple[bytes, bytes]], dict[str, Any]]] = {
+    "content-length": ([(b"Content-Type", b"application/json"), (b"Content-Length", b"12")], {}),
+    "chunked declared": ([(b"transfer-encoding", b"Chunked")], {}),
+    "length unknown": ([(b"x-request-id", b"abc")], {}),
+    "length unknown, HEAD": ([(b"x-a", b"1")], {"method": "HEAD"}),
+    "204": ([], {"status": 204}),
+    "304": ([(b"etag", b'"x"')], {"status": 304}),
+    "connection close": ([(b"Connection", b"Keep-Alive, CLOSE "), (b"content-length", b"0")], {}),
+    "connection keep-alive": ([(b"connection", b"keep-alive"), (b"content-length", b"0")], {}),
+    "not keep-alive": ([(b"content-length", b"3")], {"keep_alive": False}),
+    "two lengths": ([(b"content-length", b"3"), (b"content-length", b"5")], {}),
+    "length after chunked": ([(b"transfer-encoding", b"chunked"), (b"content-length", b"5")], {}),
+    "tab and high bytes in a value": ([(b"x-note", b"a\tb \xc3\xa9 \xff"), (b"content-length", b"0")], {}),
+    "unknown status": ([(b"content-length", b"0")], {"status": 599}),
+    "space in a name": ([(b"x bad", b"1")], {}),
+    "colon in a name": ([(b"x:bad", b"1")], {}),
+    "tab in a name": ([(b"x\tbad", b"1")], {}),
+    "parenthesis in a name": ([(b"x(", b"1")], {}),
+    "DEL in a name": ([(b"x\x7f", b"1")], {}),
+    "CR LF in a value": ([(b"x-ok", b"1"), (b"x-a", b"1\r\nx-injected: 1")], {}),
+    "NUL in a value": ([(b"x-a", b"\x00")], {}),
+    "DEL in a value": ([(b"x-a", b"\x7f")], {}),
+    "bad name and bad value": ([(b"x-a", b"\n"), (b"x b", b"1")], {}),
+    "a length that is not a number": ([(b"content-length", b"ten")], {}),
+    "a length with a sign and spaces": ([(b"content-length", b" +3 ")], {}),
+    "chunked after a bad length": ([(b"content-length", b"ten"), (b"transfer-encoding", b"chunked")], {}),
+    "a bad length after chunked": ([(b"transfer-encoding", b"chunked"), (b"content-length", b"ten")], {}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_the_head_is_uvicorns(case: str) -> None:
+    headers, options = CASES[case]
+    theirs = await head(RequestResponseCycle, headers, **options)
+    ours = await head(GatewayCycle, headers, **options)
+    assert ours == theirs
+
+
+async def test_refused_headers_are_refused_before_anything_is_written() -> None:
+    written, (started, *_), error = await head(GatewayCycle, [(b"x-a", b"1\r\nx-injected: 1")])
+    assert (written, started, error) == (b"", True, "RuntimeError: Invalid HTTP header value.")
+    written, _, error = await head(GatewayCycle, [(b"x a", b"1")])
+    assert (written, error) == (b"", "RuntimeError: Invalid HTTP header name.")
+
+
+async def test_every_request_of_the_gateway_protocol_gets_the_gateway_cycle() -> None:
+    async with serving() as (served, port):
+        answer = await exchange(served, port, request("1.1", "/", None), b"hello")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 5\r\n" in answer
+    assert served.cycles == [GatewayCycle]
