@@ -69,8 +69,9 @@ def _fits_uncounted(ctx: RequestContext, group: Group, smallest: int) -> bool:
     if len(body) + max_output_tokens(ctx) > smallest or group.strategy in _COUNTING:
         return False
     headers = ctx.headers
-    return (PIN_STRATEGY not in headers and b"image" not in body and b"audio" not in body
-            and b"file" not in body and b"document" not in body)
+    # find() rather than ``in``: bytes ``in`` bytes first tries its operand as an integer.
+    return (PIN_STRATEGY not in headers and body.find(b"image") < 0 and body.find(b"audio") < 0
+            and body.find(b"file") < 0 and body.find(b"document") < 0)
 
 
 _COUNTING = frozenset({"cost", "headroom"})

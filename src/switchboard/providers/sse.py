@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Ints: ``bytes in bytes`` first tries its operand as an integer, raising and catching an error.
+_CR, _LF = ord("\r"), ord("\n")
+
 
 @dataclass(slots=True)
 class SSEEvent:
@@ -21,14 +24,14 @@ class SSEParser:
 
     def feed(self, data: bytes) -> list[SSEEvent]:
         buf = self._buf + data if self._buf else data
-        if b"\r" in buf:
+        if _CR in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         # One split for the whole read: a stream's read usually holds several events.
         blocks = buf.split(b"\n\n")
         self._buf = blocks.pop()
         events: list[SSEEvent] = []
         for block in blocks:
-            if block[:6] == b"data: " and b"\n" not in block:  # the usual event: one data line
+            if block[:6] == b"data: " and _LF not in block:  # the usual event: one data line
                 events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
             elif (event := self._parse(block)) is not None:
                 events.append(event)

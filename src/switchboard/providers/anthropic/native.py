@@ -88,6 +88,7 @@ def _is_comment(block: bytes) -> bool:
     return all(not line or line.startswith(b":") for line in block.split(b"\n"))
 
 
+_CR = ord("\r")  # an int: ``bytes in bytes`` first tries its operand as an integer, raising
 # Events whose data the stages need; every other event is relayed without being parsed.
 _READ = frozenset({"message_start", "message_delta", "message_stop", "error"})
 
@@ -112,7 +113,7 @@ class NativeStream:
 
     def feed(self, data: bytes) -> list[JSON]:
         buf = self._buf + data if self._buf else data
-        if b"\r" in buf:
+        if _CR in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         blocks = buf.split(b"\n\n")
         self._buf = blocks.pop()  # the unfinished rest ("" after a complete event)
