@@ -20,7 +20,7 @@ import asyncio
 import ssl
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any
 
 import httptools
@@ -37,6 +37,9 @@ _OWN = frozenset({"content-length", "transfer-encoding", "connection"})
 _SSL: ssl.SSLContext | None = None
 # What one network read of a compressed answer may expand to (JSON compresses about 10:1).
 MAX_INFLATE = 8 * 1024 * 1024
+# An answer's status line and headers; providers send a few KiB (nginx reads 4-8 KiB by default).
+MAX_HEAD_BYTES = 64 * 1024
+_NONE: Any = object()
 _DEFLATE: Any = object()  # a deflate answer whose form (zlib or raw) is not known yet
 
 
@@ -169,7 +172,9 @@ class _Conn(asyncio.Protocol):
     def _reset(self) -> None:
         self._raw: list[tuple[bytes, bytes]] = []
         self.status = 0
-        self.headers: CIMultiDictProxy[str] | None = None
+        self.answered = False  # the final answer's status and headers are in (not a 1xx)
+        self.length: bytes | None = None  # its Content-Length, as sent
+        self._head_bytes = 0  # read before the final answer's headers were complete
         self.keep_alive = False
         self._until_close = False
         self._chunks: deque[bytes] = deque()
@@ -197,13 +202,23 @@ class _Conn(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(BadResponse(f"invalid HTTP from upstream: {exc}"))
+            # A callback's own refusal arrives wrapped in the parser's error.
+            cause = exc.__context__
+            if not isinstance(cause, BadResponse):
+                cause = BadResponse(f"invalid HTTP from upstream: {exc}")
+            self._fail(cause)
+            return
         except Exception as exc:
             self._fail(BadResponse(f"unreadable body from upstream: {type(exc).__name__}"))
+            return
+        if not self.answered:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(BadResponse(f"the upstream's answer headers exceed {MAX_HEAD_BYTES} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._until_close and self.headers is not None and not self.done and exc is None:
+        if self._until_close and self.answered and not self.done and exc is None:
             self.on_message_complete()  # a body delimited by the connection's end: complete
         elif not self.done:
             self._error(Disconnected("upstream closed the connection before the answer was complete"))
@@ -222,18 +237,29 @@ class _Conn(asyncio.Protocol):
             return
         self.status = status
         self.keep_alive = parser.should_keep_alive()
-        headers: CIMultiDict[str] = CIMultiDict(
-            (n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw
-        )
-        self.headers = CIMultiDictProxy(headers)
-        self._until_close = "content-length" not in headers and "transfer-encoding" not in headers
-        coding = headers.get("content-encoding", "identity").strip().lower()
-        if coding in ("gzip", "x-gzip"):
+        self.answered = True
+        # Only the framing is read here; the headers' mapping is built if someone asks for it
+        # (Response.headers): on a successful call nobody does.
+        length = encoding = None
+        chunked = False
+        for name, value in self._raw:
+            name = name.lower()
+            if name == b"content-length":
+                length = value if length is None else length
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"content-encoding":
+                encoding = value if encoding is None else encoding
+        self.length = length
+        self._until_close = length is None and not chunked
+        coding = b"identity" if encoding is None else encoding.strip().lower()
+        if coding in (b"gzip", b"x-gzip"):
             self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif coding == "deflate":
+        elif coding == b"deflate":
             self._inflate = _DEFLATE  # zlib-wrapped or raw: told by the first bytes
-        elif coding not in ("identity", ""):
-            raise BadResponse(f"upstream sent an encoding the gateway does not read: {coding}")
+        elif coding not in (b"identity", b""):
+            shown = coding.decode("latin-1")
+            raise BadResponse(f"upstream sent an encoding the gateway does not read: {shown}")
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -259,7 +285,7 @@ class _Conn(asyncio.Protocol):
         return out
 
     def on_message_complete(self) -> None:
-        if self.headers is None:  # the end of a 1xx interim answer
+        if not self.answered:  # the end of a 1xx interim answer
             return
         if self._inflate is _DEFLATE:  # an empty deflate body
             self._inflate = None
@@ -386,6 +412,54 @@ class _Conn(asyncio.Protocol):
         self._reset()
 
 
+class AnswerHeaders(Mapping[str, str]):
+    """An answer's headers as a read-only, case-insensitive multidict, decoded on first use: a
+    successful call passes them along and seldom reads them."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._decoded: CIMultiDictProxy[str] | None = None
+
+    def _all(self) -> CIMultiDictProxy[str]:
+        if self._decoded is None:
+            decoded = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw)
+            self._decoded = CIMultiDictProxy(decoded)
+        return self._decoded
+
+    def __getitem__(self, name: str) -> str:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._all()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._all().get(name, default)
+
+    def getall(self, name: str, default: Any = _NONE) -> Any:
+        """Every value of ``name`` in order (multidict's)."""
+        return self._all().getall(name) if default is _NONE else self._all().getall(name, default)
+
+    def keys(self) -> KeysView[str]:
+        return self._all().keys()
+
+    def items(self) -> ItemsView[str, str]:
+        return self._all().items()
+
+    def values(self) -> ValuesView[str]:
+        return self._all().values()
+
+    def __repr__(self) -> str:
+        return f"<AnswerHeaders({list(self.items())!r})>"
+
+
 class Response:
     """The answer being read; the subset of aiohttp's ClientResponse the gateway uses."""
 
@@ -393,9 +467,9 @@ class Response:
         self._pool = pool
         self._conn: _Conn | None = conn
         self.status = conn.status
-        assert conn.headers is not None
-        self.headers: CIMultiDictProxy[str] = conn.headers
-        length = conn.headers.get("content-length")
+        assert conn.answered
+        self.headers = AnswerHeaders(conn._raw)
+        length = conn.length
         self.content_length = int(length) if length is not None and length.isdigit() else None
         if conn._inflate is not None:
             self.content_length = None  # the length on the wire, not of what is read
@@ -499,7 +573,7 @@ class Pool:
             except (OSError, RuntimeError):  # closed under us: as if the upstream had closed it
                 conn._error(Disconnected("the connection closed before the request was sent"))
             try:
-                while conn.headers is None:
+                while not conn.answered:
                     await conn.wait()
             except Disconnected:
                 conn.close()

@@ -596,6 +596,36 @@ async def test_a_chunked_body_growing_over_the_limit_is_refused() -> None:
     assert up.accepted == 2
 
 
+async def test_headers_without_end_past_the_bound_are_a_bad_gateway_at_once() -> None:
+    line = b"X-Filler: " + b"f" * 1000 + b"\r\n"
+    endless = b"HTTP/1.1 200 OK\r\n" + line * (http1.MAX_HEAD_BYTES // len(line) + 2)  # no blank line
+
+    async with Upstream(once_then_ok(endless)) as up, upstream_client(first_byte=60) as client:
+        with pytest.raises(UpstreamBadGateway):
+            await asyncio.wait_for(client.send(post(up), None), SOON)  # not at the 60 s timeout
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)
+        assert (await client.send(post(up), None)).status == 200
+
+
+async def test_headers_under_the_bound_are_read_and_looked_up_in_any_case() -> None:
+    fillers = [(f"X-Filler-{i}", "f" * 1000) for i in range(http1.MAX_HEAD_BYTES // 1100)]
+    handler = once_then_ok(response(b"{}", headers=[*fillers, ("X-Two", "a"), ("x-two", "b")]))
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == b"{}"
+    assert reply.headers["x-filler-0"] == "f" * 1000 and reply.headers["CONTENT-LENGTH"] == "2"
+    headers = reply.headers
+    assert headers.getall("X-TWO") == ["a", "b"]  # type: ignore[attr-defined]
+    assert headers.getall("x-none", []) == [] and headers.get("x-none") is None  # type: ignore[attr-defined]
+    assert "X-TWO" in headers and "x-none" not in headers and len(headers) == len(fillers) + 3
+    assert [v for k, v in headers.items() if k.lower() == "x-two"] == ["a", "b"]
+    assert list(headers)[:2] == ["Content-Length", "X-Filler-0"] and "x-two" in repr(headers).lower()
+    with pytest.raises(KeyError):
+        headers["x-none"]
+
+
 # -- 9. timeouts ---------------------------------------------------------------------------------
 
 
