@@ -6,12 +6,12 @@ whole request). The characters refused are checked per byte and independent of t
 neighbours, so one search over all the names together and one over all the values together
 refuse exactly what the 32 calls refuse, for the price of two (and a translation table makes
 each a byte-by-byte lookup, several times cheaper than the expression's per-byte matching).
-Everything else about the head
-is what uvicorn writes: the status line, its default headers first, the names lower-cased,
-``content-length`` and ``transfer-encoding`` deciding the framing, ``connection: close`` ending
-keep-alive, chunked framing when the length is unknown. The body, and anything unusual (an
-access log, a second start, a refused header, a length that is not plain digits), go to uvicorn's
-own ``send``, which then raises the error it would have raised.
+
+Everything else about the head is what uvicorn writes: the status line, its default headers
+first, the names lower-cased, ``content-length`` and ``transfer-encoding`` deciding the framing,
+``connection: close`` ending keep-alive, chunked framing when the length is unknown. The body,
+and anything unusual (an access log, a second start, a refused header, a length that is not
+plain digits), go to uvicorn's own ``send``, which then raises the error it would have raised.
 
 Relies on these uvicorn internals (0.55), to be rechecked on every uvicorn upgrade:
 ``RequestResponseCycle.send`` and the attributes it keeps (``flow``, ``disconnected``,

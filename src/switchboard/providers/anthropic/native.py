@@ -88,9 +88,10 @@ def _is_comment(block: bytes) -> bool:
     return all(not line or line.startswith(b":") for line in block.split(b"\n"))
 
 
-_CR = ord("\r")  # an int: ``bytes in bytes`` first tries its operand as an integer, raising
 # Events whose data the stages need; every other event is relayed without being parsed.
 _READ = frozenset({"message_start", "message_delta", "message_stop", "error"})
+# An int: ``bytes in bytes`` first tries its operand as an integer, raising and catching an error.
+_CR = ord("\r")
 
 
 class NativeStream:
