@@ -13,6 +13,8 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
     python bench/instructions.py --profile metrics        # Prometheus metrics on against off
     python bench/instructions.py --metrics off            # this checkout with metrics off
     python bench/instructions.py --defer-flush            # the request path alone, no database write
+    python bench/instructions.py --profile full --defer-flush --baseline bench/instructions-baseline.json
+                                                          # exit 1 if a count grew past the tolerance
 
 The gateway runs under callgrind with instrumentation off while it starts and warms up; only
 the measured requests are counted (sequential keep-alive requests to the same nginx upstream as
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -167,16 +170,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="Prometheus metrics (metrics.enabled) of the measured gateway (default on)")
     parser.add_argument("--defer-flush", action="store_true",
                         help="leave the usage ledger's database writes out of the measurement")
+    parser.add_argument("--baseline", type=Path, metavar="FILE",
+                        help="compare the counts with FILE's; exit 1 if one is more than --tolerance higher")
+    parser.add_argument("--save-baseline", type=Path, metavar="FILE", help="write the counts to FILE")
+    parser.add_argument("--tolerance", type=float, default=3.0, help="percent (default 3)")
     args = parser.parse_args(argv)
     src = args.src.resolve()
     over = False
+    counts: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="sb-instr-") as tmp:
         root = Path(tmp)
         nginx, base = upstream.nginx(root / "nginx", cpu=None)
 
         def one(mode: str, **kind: bool) -> float:
             kind.setdefault("metrics", args.metrics == "on")
-            return measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush, **kind)
+            count = measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush, **kind)
+            counts[_label(mode, **kind)] = count
+            return count
 
         with nginx:
             for mode in harness.MODES:
@@ -209,7 +219,57 @@ def main(argv: list[str] | None = None) -> int:
                 per_request = one(mode, api_key=args.api_key)
                 who = "API key" if args.api_key else "master key"
                 print(f"{mode:<11} {per_request:>12,.0f} instructions/request  ({who}, {src})", flush=True)
+    settings = {"defer_flush": args.defer_flush, "requests": args.requests, "environment": environment()}
+    if args.baseline is not None:
+        over = compare(counts, settings, json.loads(args.baseline.read_text()), args.tolerance) or over
+    if args.save_baseline is not None:
+        rounded = {label: round(count) for label, count in counts.items()}
+        args.save_baseline.write_text(json.dumps({**settings, "counts": rounded}, indent=2) + "\n")
+        print(f"baseline written to {args.save_baseline}")
     return 1 if over else 0
+
+
+def _label(mode: str, *, api_key: bool = False, full: bool = False, group: bool = False,
+           metrics: bool = True) -> str:
+    who = "full path" if full else "API key" if api_key else "master key"
+    return f"{who}{', group' if group else ''}{'' if metrics else ', metrics off'} {mode}"
+
+
+def environment() -> dict[str, str]:
+    """What the counts depend on besides the tree: the interpreter and the compiled libraries on
+    the request path. Counts from another environment are not comparable."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for name in ("uvicorn", "uvloop", "httptools", "orjson", "multidict", "aiosqlite", "sqlalchemy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+def compare(counts: dict[str, float], settings: dict[str, Any], baseline: dict[str, Any],
+            tolerance: float) -> bool:
+    """Print each count against the baseline's; True if one is over it by more than ``tolerance``
+    percent. Counts taken with other settings are refused; another environment is warned of."""
+    if baseline.get("defer_flush") != settings["defer_flush"]:
+        raise SystemExit("the baseline was counted with --defer-flush "
+                         f"{'on' if baseline.get('defer_flush') else 'off'}: measure the same way")
+    if baseline.get("environment") != settings["environment"]:
+        print(f"note: the baseline's environment differs ({baseline.get('environment')} against "
+              f"{settings['environment']}); its counts may not be comparable")
+    over = False
+    stored: dict[str, float] = baseline.get("counts", {})
+    for label, count in counts.items():
+        if label not in stored:
+            print(f"  {label}: {count:,.0f} (not in the baseline)")
+            continue
+        change = (count / stored[label] - 1) * 100
+        verdict = "MORE" if change > tolerance else "ok"
+        over = over or change > tolerance
+        print(f"  {label}: {count:,.0f} against {stored[label]:,.0f} ({change:+.1f} %) {verdict}")
+    return over
 
 
 if __name__ == "__main__":
