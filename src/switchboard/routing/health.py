@@ -106,14 +106,24 @@ class Health:
     def available(self, route: Route, now: float) -> bool:
         """Whether ``route`` may be sent a request now (sync: read on the hot path). Half-open,
         it answers True once, for the probe."""
+        return self._may_send(route, now, take=True)
+
+    def eligible(self, route: Route, now: float) -> bool:
+        """As :meth:`available`, without taking a half-open route's probe: for a plan, which
+        takes it only for the route it tries first (a route planned behind another, and never
+        tried, must not keep its probe from the next request)."""
+        return self._may_send(route, now, take=False)
+
+    def _may_send(self, route: Route, now: float, take: bool) -> bool:
         state = self._states.get((route.target.name, route.deployment))
         if state is None or not state.tripped:
             return True
         if now < state.until or now < state.probe_until:
             return False
         if self._shared is None or now < state.granted:
-            state.granted = 0.0
-            state.probe_until = now + GRANT_SECONDS
+            if take:
+                state.granted = 0.0
+                state.probe_until = now + GRANT_SECONDS
             return True
         if not state.claiming and now >= state.next_claim:
             state.claiming = True
@@ -121,10 +131,11 @@ class Health:
         return False
 
     def started(self, route: Route) -> None:
-        """A request is being sent to ``route``: if it is the probe, it is out until answered."""
+        """A request is being sent to ``route``: if it is half-open, this is its probe, out until
+        answered (a retry may reach a half-open route its plan did not take the probe for)."""
         key = (route.target.name, route.deployment)
         state = self._states.get(key)
-        if state is not None and state.tripped and state.probe_until > 0:
+        if state is not None and state.tripped and (state.probe_until > 0 or self._clock() >= state.until):
             state.probe_until = self._clock() + route.target.timeouts.total
             if self._shared is not None:
                 # The claim was short (a grant unused lapses in seconds): now it must outlast the probe.

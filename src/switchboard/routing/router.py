@@ -57,12 +57,16 @@ class Router:
         if single is not None and needs is ANYWHERE and self.health.available(single, now):
             return [single]
         fitting = prerouting.eligible(group.deployments, needs.regions, needs.tokens, self.windows)
-        eligible = [r for r in fitting if self.health.available(r, now)]
+        eligible = [r for r in fitting if self.health.eligible(r, now)]
         output = None if needs.tokens is None else max(needs.tokens - needs.prompt_tokens, 0)
         ordered = strategies.order(group, eligible, self.stats, strategy or group.strategy,
                                    needs.prompt_tokens, output)
         if not fitting and needs.tokens is not None and group.context_window_fallbacks:
             ordered = ordered + self._larger(group, needs, now)
+        if ordered:
+            # The first is tried: a half-open one's probe is taken now, so a concurrent request
+            # does not plan it too; the rest keep theirs until a retry reaches them.
+            self.health.available(ordered[0], now)
         return ordered
 
     def _larger(self, group: Group, needs: Needs, now: float) -> list[Route]:
@@ -75,7 +79,7 @@ class Router:
             if other is None or other is group:
                 continue
             fitting = prerouting.eligible(other.deployments, needs.regions, needs.tokens, self.windows)
-            eligible = [r for r in fitting if self.health.available(r, now)]
+            eligible = [r for r in fitting if self.health.eligible(r, now)]
             out += strategies.order(other, eligible, self.stats, other.strategy, needs.prompt_tokens, output)
         return out
 

@@ -54,6 +54,36 @@ def test_consecutive_failures_open_a_cooldown_then_one_probe_decides() -> None:
     assert health.state(a) == {"status": "healthy", "until": None, "recent_failures": 0}
 
 
+def test_a_plan_takes_the_probe_of_the_deployment_it_tries_first_and_leaves_the_others() -> None:
+    # Both deployments half-open: the plan tries ``a`` first (round-robin) and takes its probe;
+    # ``b``, planned behind it and not tried, keeps its own for the next request. (Taking every
+    # planned deployment's probe left ``b`` out until its grant lapsed, request after request,
+    # for as long as the strategy put it second.)
+    clock = Clock(time.monotonic() - 100)  # the cooldowns below ended long ago in real time
+    health = Health(CooldownConfig(failures=1, seconds=10), clock=clock)
+    r = router([{"name": "g", "deployment": "a"}, {"name": "g", "deployment": "b"}],
+               {"strategy": "round-robin"}, health=health)
+    g, a, b = r.group("g"), route(r, "g", "a"), route(r, "g", "b")
+    assert g is not None
+    health.failed(a, FAIL)
+    health.failed(b, FAIL)
+    clock.now = time.monotonic()
+    assert health.state(a)["status"] == health.state(b)["status"] == "half_open"
+    assert [x.deployment for x in r.plan(g)] == ["a", "b"]
+    assert [x.deployment for x in r.plan(g)] == ["b"]  # a's probe is out, b's was kept
+    assert r.plan(g) == []  # one probe each, at a time
+    # A retry reaching a half-open deployment the plan did not take the probe for makes it
+    # the probe: its answer brings it back, as for any probe.
+    clock.now = time.monotonic() - 50
+    health.failed(a, FAIL)  # the probe failed: out again, half-open again 10 s later
+    clock.now = time.monotonic()
+    assert health.eligible(a, clock.now)
+    r.started(a)
+    assert not health.eligible(a, time.monotonic())
+    r.finished(a, None, 0.1)
+    assert health.state(a)["status"] == "healthy"
+
+
 def test_a_failed_probe_cools_the_deployment_down_again() -> None:
     clock = Clock()
     health = Health(CooldownConfig(failures=1, seconds=5), clock=clock)
