@@ -436,16 +436,17 @@ class Row:
     errors: int
     rps_vs_direct: float | None = None
     added_p50_ms: float | None = None
+    round: int = 0  # the round a measurement was taken in (0: a median over rounds)
 
     @property
     def scenario(self) -> str:
         return f"{self.target} {self.mode} c={self.concurrency}"
 
 
-def measure(
-    target: str, urls: dict[str, str], root: Path, args: argparse.Namespace
-) -> list[Row]:
-    rows = []
+def prepare(target: str, urls: dict[str, str], root: Path) -> dict[str, Path]:
+    """Check each mode of ``target`` once and write its wrk script; a mode that answers wrongly is
+    left out (BROKEN) and the other one is still measured."""
+    scripts = {}
     for mode in MODES:
         if (target, mode) in BROKEN:
             continue
@@ -459,32 +460,53 @@ def measure(
         SENT[target] = SENT.get(target, 0) + 1
         script = root / f"{target}-{mode}.lua"
         script.write_text(loadgen.lua_script(request_body(mode), auth))
-        for conc in CONCURRENCY:
-            opts = {"connections": conc, "cpu": LOAD_CPU}
-            if args.warmup > 0:
-                warm = loadgen.wrk(urls[mode], script, duration=args.warmup, **opts)
-                SENT[target] = SENT.get(target, 0) + warm.requests
-            res = loadgen.wrk(urls[mode], script, duration=args.duration, **opts)
-            SENT[target] = SENT.get(target, 0) + res.requests
-            row = Row(
-                target,
-                mode,
-                conc,
-                res.rps,
-                res.p50_ms,
-                res.p90_ms,
-                res.p99_ms,
-                res.mean_ms,
-                res.requests,
-                res.errors,
-            )
-            print(
-                f"  {row.scenario:<32} {row.rps:>9,.0f} req/s  p50 {row.p50_ms:.3f} ms  "
-                f"p99 {row.p99_ms:.3f} ms" + (f"  ERRORS {row.errors}" if row.errors else ""),
-                flush=True,
-            )
-            rows.append(row)
-    return rows
+        scripts[mode] = script
+    return scripts
+
+
+def measure(
+    target: str, url: str, script: Path, mode: str, conc: int, round_no: int, args: argparse.Namespace
+) -> Row:
+    """One scenario of one target: warm up, then measure."""
+    if args.warmup > 0:
+        warm = loadgen.wrk(url, script, connections=conc, duration=args.warmup, cpu=LOAD_CPU)
+        SENT[target] = SENT.get(target, 0) + warm.requests
+    res = loadgen.wrk(url, script, connections=conc, duration=args.duration, cpu=LOAD_CPU)
+    SENT[target] = SENT.get(target, 0) + res.requests
+    row = Row(target, mode, conc, res.rps, res.p50_ms, res.p90_ms, res.p99_ms, res.mean_ms,
+              res.requests, res.errors, round=round_no)
+    print(
+        f"  {row.scenario:<40} {row.rps:>9,.0f} req/s  p50 {row.p50_ms:.3f} ms  "
+        f"p99 {row.p99_ms:.3f} ms" + (f"  ERRORS {row.errors}" if row.errors else ""),
+        flush=True,
+    )
+    return row
+
+
+def run_rounds(
+    started: dict[str, dict[str, str]], scripts: dict[str, dict[str, Path]], rounds: int,
+    failed: list[str], args: argparse.Namespace,
+) -> list[Row]:
+    """Every round measures each scenario on every target back to back (the order of the targets
+    reversed every other round), so a target and the minimal proxy it is compared with are
+    measured seconds apart, not minutes: this machine drifts by tens of percent within minutes."""
+    measured: list[Row] = []
+    for round_no in range(1, rounds + 1):
+        order = list(started) if round_no % 2 else list(reversed(started))
+        print(f"round {round_no}/{rounds}:", flush=True)
+        for mode in MODES:
+            for conc in CONCURRENCY:
+                for target in order:
+                    script = scripts[target].get(mode)
+                    if target in failed or script is None:
+                        continue
+                    try:
+                        measured.append(measure(target, started[target][mode], script, mode, conc,
+                                                round_no, args))
+                    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                        print(f"{target} FAILED: {exc}", file=sys.stderr)
+                        failed.append(target)
+    return measured
 
 
 def medians(rows: list[Row]) -> list[Row]:
@@ -527,33 +549,43 @@ def compare(rows: list[Row]) -> None:
 # --- the regression guard ------------------------------------------------------------------------
 #
 # Throughput drifts with the machine, so a tree is compared with a stored baseline not in
-# requests/s but as each gateway target's ratio to the minimal proxy measured in the same run (the
-# same machine, the same moment): a change that slows the hot path moves that ratio, a slower
-# machine does not.
+# requests/s but as each gateway target's ratio to the minimal proxy measured in the same round,
+# seconds apart (run_rounds): a change that slows the hot path moves that ratio, a slower machine
+# does not. The ratio kept is the median over the rounds of the per-round ratios, which cancels
+# the drift between rounds that a ratio of two medians would keep.
 
 
-def proxy_ratios(rows: list[Row]) -> dict[str, float]:
-    """``"<target> <mode> c=<concurrency>"`` -> its requests/s over the minimal proxy's, same run."""
-    proxy = {(r.mode, r.concurrency): r.rps for r in rows if r.target == "minimal"}
-    return {
-        r.scenario: r.rps / proxy[(r.mode, r.concurrency)]
-        for r in rows
-        if r.target.startswith("switchboard") and proxy.get((r.mode, r.concurrency))
-    }
+def round_ratios(measured: list[Row]) -> dict[str, list[float]]:
+    """``"<target> <mode> c=<concurrency>"`` -> its requests/s over the minimal proxy's in each
+    round (the same scenario, measured back to back)."""
+    proxy = {(r.round, r.mode, r.concurrency): r.rps for r in measured if r.target == "minimal"}
+    out: dict[str, list[float]] = {}
+    for r in measured:
+        yardstick = proxy.get((r.round, r.mode, r.concurrency))
+        if r.target.startswith("switchboard") and yardstick:
+            out.setdefault(r.scenario, []).append(r.rps / yardstick)
+    return out
 
 
-def check_baseline(rows: list[Row], baseline: dict[str, float], tolerance: float) -> list[str]:
+def proxy_ratios(measured: list[Row]) -> dict[str, float]:
+    """Each gateway scenario's median per-round ratio to the minimal proxy."""
+    return {scenario: statistics.median(ratios) for scenario, ratios in round_ratios(measured).items()}
+
+
+def check_baseline(measured: list[Row], baseline: dict[str, float], tolerance: float) -> list[str]:
     """The scenarios more than ``tolerance`` percent slower than the baseline, relative to the
-    minimal proxy (each printed, with the ones within it)."""
+    minimal proxy (each printed, with the ones within it and the spread over the rounds)."""
     slower = []
-    for scenario, ratio in sorted(proxy_ratios(rows).items()):
+    for scenario, ratios in sorted(round_ratios(measured).items()):
+        ratio = statistics.median(ratios)
         before = baseline.get(scenario)
         if not before:
             print(f"  {scenario}: no baseline")
             continue
         change = (ratio / before - 1) * 100
         verdict = "SLOWER" if change < -tolerance else "ok"
-        print(f"  {scenario}: {ratio:.3f} of the minimal proxy "
+        spread = f"rounds {min(ratios):.3f}..{max(ratios):.3f}"
+        print(f"  {scenario}: {ratio:.3f} of the minimal proxy, {spread} "
               f"(baseline {before:.3f}, {change:+.1f} %) {verdict}")
         if verdict != "ok":
             slower.append(scenario)
@@ -814,6 +846,7 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: taskset missing or fewer than 2 CPUs: processes are NOT pinned", file=sys.stderr)
 
     rows: list[Row] = []
+    measured: list[Row] = []
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         root = Path(tmp)
@@ -833,17 +866,10 @@ def main(argv: list[str] | None = None) -> int:
                 except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
                     print(f"{target} FAILED to start: {exc}", file=sys.stderr)
                     failed.append(target)
-            measured: list[Row] = []
-            for round_no in range(1, args.rounds + 1):
-                for target, urls in started.items():
-                    if target in failed:
-                        continue
-                    print(f"{target} (round {round_no}/{args.rounds}):", flush=True)
-                    try:
-                        measured += measure(target, urls, root, args)
-                    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-                        print(f"{target} FAILED: {exc}", file=sys.stderr)
-                        failed.append(target)
+            scripts = {target: prepare(target, urls, root) for target, urls in started.items()
+                       if target not in failed}
+            measured = run_rounds({t: u for t, u in started.items() if t in scripts}, scripts,
+                                  args.rounds, failed, args)
             rows = medians(measured)
             if CLUSTER_TARGET in started and CLUSTER_TARGET not in failed:
                 count_redis_commands(CLUSTER_TARGET)
@@ -865,17 +891,18 @@ def main(argv: list[str] | None = None) -> int:
             "load_cpu": LOAD_CPU,
             "targets": TARGETS,
         }
-        doc = {"machine": info, "settings": settings, "results": [asdict(r) for r in rows], "failed": failed,
+        doc = {"machine": info, "settings": settings, "results": [asdict(r) for r in rows],
+               "rounds": [asdict(r) for r in measured], "failed": failed,
                "sent": SENT, "ledger": LEDGER, "redis_per_request": REDIS_PER_REQUEST}
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     # Read before --save-baseline may rewrite the same file: the check is against the old tree.
     stored = json.loads(args.baseline.read_text()) if args.baseline else None
     if args.save_baseline:
-        args.save_baseline.write_text(json.dumps(proxy_ratios(rows), indent=2, sort_keys=True) + "\n")
+        args.save_baseline.write_text(json.dumps(proxy_ratios(measured), indent=2, sort_keys=True) + "\n")
         print(f"baseline written to {args.save_baseline}")
     if args.baseline and stored is not None:
         print(f"against the baseline {args.baseline} (tolerance {args.tolerance:g} %):")
-        slower = check_baseline(rows, stored, args.tolerance)
+        slower = check_baseline(measured, stored, args.tolerance)
         if slower:
             print(f"SLOWER than the baseline: {', '.join(slower)}", file=sys.stderr)
             return 1
