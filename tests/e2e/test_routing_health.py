@@ -28,6 +28,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "flaky", "deployment": "two", "provider": p, "model": "gpt-4o"},
         {"name": "fragile", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
         {"name": "fragile", "deployment": "two", "provider": p, "model": "gpt-4o"},
+        {"name": "brittle", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
+        {"name": "brittle", "deployment": "two", "provider": p, "model": "gpt-4o"},
         {"name": "flaky-shared", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
         {"name": "flaky-shared", "deployment": "two", "provider": p, "model": "gpt-4o"},
         # A group of one without fallbacks is never taken out: nowhere else to go.
@@ -45,6 +47,7 @@ def _config(mock: Mock) -> dict[str, Any]:
         "num_retries": 0,
         "context_window_fallbacks": {"tiny": ["roomy"]},
         "cooldown": {"failures": 3, "seconds": COOLDOWN},
+        "groups": {"brittle": {"num_retries": 3}},
     }
     return config
 
@@ -161,6 +164,24 @@ def test_a_failed_probe_cools_the_deployment_down_again(deployment: Deployment) 
     assert again.status_code == 503 and _error(again)["code"] == "no_healthy_deployment"
     poll(lambda: (r if (r := chat(gw, "fragile", "later")).status_code == 200 else None),
          "the deployments never came back")
+
+
+def test_a_retry_never_goes_back_to_a_deployment_its_own_failures_took_out(
+    deployment: Deployment,
+) -> None:
+    gw, mock = deployment.gateway, deployment.mock
+    # Four attempts (num_retries 3) over two deployments: two failures each, none out yet.
+    first = chat(gw, "brittle", "mock:status=500 first")
+    assert first.status_code == 502 and first.headers["x-switchboard-attempts"] == "4"
+    # The third failure of each takes it out: the retries stop there instead of sending two
+    # more requests into the cooldowns they just opened.
+    marker = new_marker()
+    second = chat(gw, "brittle", f"mock:status=500 mock:capture={marker} second")
+    assert second.status_code == 502, second.text
+    assert second.headers["x-switchboard-attempts"] == "2"
+    assert len(captured(mock, marker, count=2)) == 2
+    refused = chat(gw, "brittle", "while cooling")
+    assert refused.status_code == 503 and _error(refused)["code"] == "no_healthy_deployment"
 
 
 def test_the_one_deployment_of_a_group_without_fallbacks_keeps_its_own_errors(

@@ -298,12 +298,9 @@ class AttemptStage:
             asked = retry_after_seconds(error)
             if asked is not None and asked > self._max_retry_after:
                 avoid = [failed] if avoid is None else [*avoid, failed]
-            index += 1
-            if avoid is not None:  # the next candidate that did not ask for too long a wait
-                index = next((i for i in range(index, index + count)
-                              if not any(candidates[i % count] is r for r in avoid)), -1)
-                if index < 0:
-                    break
+            index = self._next_candidate(candidates, index + 1, avoid)
+            if index < 0:
+                break
             route = candidates[index % count]
             wait = self._backoff_for(tried)
             if asked is not None and route is failed:  # a wait within the bound
@@ -321,6 +318,20 @@ class AttemptStage:
             self._answered(ctx, group, route)
             return error, result
         return error, None
+
+    def _next_candidate(self, candidates: list[Route], start: int, avoid: list[Route] | None) -> int:
+        """The index of the first candidate from ``start`` on (wrapping around) that did not ask
+        for too long a wait and that may be sent a request now, or -1. A retry never goes to a
+        deployment cooling down (this request's own failures may just have taken it out) nor to
+        a half-open one whose probe another request holds; it takes a half-open one's probe."""
+        count = len(candidates)
+        for i in range(start, start + count):
+            route = candidates[i % count]
+            if avoid is not None and any(route is r for r in avoid):
+                continue
+            if self._router.available(route):
+                return i
+        return -1
 
     def _backoff_for(self, retry: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**(retry-1)))."""

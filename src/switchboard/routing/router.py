@@ -111,6 +111,11 @@ class Router:
             f"no healthy deployment of the model '{group.name}': every one that may serve this "
             "request is cooling down after failures", code="no_healthy_deployment")
 
+    def available(self, route: Route) -> bool:
+        """Whether ``route`` may be sent a request now (a retry's check; a half-open route's probe
+        is taken)."""
+        return self.health.available(route, time.monotonic())
+
     def started(self, route: Route, tokens: int = 0) -> None:
         """An attempt on ``route`` begins; ``tokens``: its prompt estimate (headroom)."""
         self.stats.started(route, tokens)

@@ -50,12 +50,18 @@ class FakeRouter(Router):
         self.plans = plans or {}
         self.in_flight = 0
         self.finishes: list[tuple[str, GatewayError | None]] = []
+        self.out: set[str] = set()  # deployments health keeps out (cooling down, probe held)
+        self.asked: list[str] = []  # every availability check, in order
 
     def plan(self, group: Group, needs: Needs = ANYWHERE) -> list[Any]:
         return list(self.plans.get(group.name, group.deployments))
 
     def refusal(self, group: Group, needs: Needs = ANYWHERE) -> GatewayError:
         return UpstreamUnavailable(f"nothing for {group.name}", code="no_deployment_available")
+
+    def available(self, route: Any) -> bool:
+        self.asked.append(route.deployment)
+        return route.deployment not in self.out
 
     def started(self, route: Any, tokens: int = 0) -> None:
         self.in_flight += 1

@@ -89,6 +89,38 @@ async def test_retries_cycle_through_fewer_deployments_than_attempts(clock: Cloc
     assert ctx.response_headers["x-switchboard-deployment"] == "b"
 
 
+async def test_a_retry_skips_a_deployment_health_keeps_out(clock: Clock) -> None:
+    g = group("g", [A, B, C], num_retries=3)
+    router = FakeRouter({"g": g})
+    router.out = {"b"}  # cooling down, or half-open with its probe held by another request
+    script = Script(clock, {"a": [Outcome(error=UpstreamBadGateway("boom"))]})
+    ctx = new_context(group=g, candidates=[A, B, C])
+    result = await stage(router, clock)(ctx, script)
+    assert isinstance(result, Reply) and script.calls == ["a", "c"]
+    assert router.asked == ["b", "c"]  # checked in the plan's order; the first let through is tried
+
+
+async def test_retries_stop_when_health_keeps_every_deployment_out(clock: Clock) -> None:
+    # A's failure took it out (a cooldown of one failure); B is out too: no retry goes back to A,
+    # the group's fallback is tried instead.
+    g = group("g", [A, B], num_retries=3, fallbacks=("f",))
+    router = FakeRouter({"g": g, "f": group("f", [C])})
+    script = Script(clock, {"a": [Outcome(error=UpstreamBadGateway("boom"))]})
+    ctx = new_context(group=g, candidates=[A, B])
+    router.out = {"a", "b"}
+    result = await stage(router, clock)(ctx, script)
+    assert isinstance(result, Reply) and script.calls == ["a", "c"]
+    assert ctx.response_headers["x-switchboard-model"] == "f"
+    # With no fallback, the last error is the answer.
+    alone = group("alone", [A, B], num_retries=3)
+    router = FakeRouter({"alone": alone})
+    router.out = {"a", "b"}
+    script = Script(clock, {"a": [Outcome(error=UpstreamBadGateway("boom"))]})
+    with pytest.raises(UpstreamBadGateway):
+        await stage(router, clock)(new_context(group=alone, candidates=[A, B]), script)
+    assert script.calls == ["a"]
+
+
 @pytest.mark.parametrize("error", [
     InvalidRequest("bad"), UpstreamBadGateway("bad", status=400, code="invalid_value"),
     AuthenticationFailed("no"),

@@ -84,6 +84,26 @@ def test_a_plan_takes_the_probe_of_the_deployment_it_tries_first_and_leaves_the_
     assert health.state(a)["status"] == "healthy"
 
 
+def test_a_retry_asks_the_router_and_takes_a_half_open_deployments_probe_once() -> None:
+    # The attempts stage asks Router.available before each retry: a cooling deployment is
+    # skipped, a half-open one lets one retry through (its probe), and another request's retry
+    # then finds the probe held and goes elsewhere (before, both were sent: two probes).
+    clock = Clock(time.monotonic() - 50)
+    health = Health(CooldownConfig(failures=1, seconds=10), clock=clock)
+    r, a = _one(health)
+    b = route(r, "g", "b")
+    health.failed(a, FAIL)  # 50 s ago: half-open now
+    clock.now = time.monotonic()
+    health.failed(b, FAIL)
+    assert not r.available(b)  # cooling down
+    assert health.state(a)["status"] == "half_open"
+    assert r.available(a)  # this retry is the probe
+    r.started(a)
+    assert not r.available(a)  # another request's retry: the probe is out
+    r.finished(a, None, 0.1)
+    assert r.available(a) and health.state(a)["status"] == "healthy"
+
+
 def test_a_failed_probe_cools_the_deployment_down_again() -> None:
     clock = Clock()
     health = Health(CooldownConfig(failures=1, seconds=5), clock=clock)
