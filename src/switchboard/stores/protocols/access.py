@@ -1,0 +1,196 @@
+"""API keys, the audit log of admin actions, and subscriptions to models and APIs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from switchboard.stores.protocols.clock import utcnow
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key as stored: never the key itself, only its hash and a displayable prefix."""
+
+    id: str
+    key_hash: str
+    prefix: str
+    tenant_id: str
+    team_id: str | None = None
+    user_id: str | None = None
+    role: str = "user"
+    # None: every model; otherwise only these model names.
+    allowed_models: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+    enabled: bool = True
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    name: str | None = None  # a label for people
+    created_by: str | None = None  # the principal id that issued it
+    last_used_at: datetime | None = None  # written in batches, so up to a few seconds behind
+    tags: tuple[str, ...] = ()  # short labels for people and filters
+    service_account_id: str | None = None  # the owning service account, if the owner is one
+    rpm_limit: int | None = None  # requests per minute (revision 0006); None: no limit on the key
+    tpm_limit: int | None = None  # tokens per minute
+    # The key's own budget in USD (revision 0007; stored in whole nano-USD); None: none on the key.
+    max_budget_usd: Decimal | None = None
+    budget_period: str | None = None  # one of BUDGET_PERIODS when max_budget_usd is set
+    # Data residency (revision 0009): the regions its requests may be served in; None: anywhere.
+    allowed_regions: tuple[str, ...] | None = None
+    # Filled by ``get_by_hash`` only (never stored): the intersection of the tenant's, the
+    # team's and the key's allowed regions, what its requests are held to; None: anywhere.
+    effective_regions: frozenset[str] | None = None
+    # MCP tool permissions (revision 0021, docs/mcp.md): {"allow": [...] | None, "deny": [...]}
+    # patterns on "<server>__<tool>"; None: no list on the key. ``team_mcp_tools``: its team's,
+    # filled by ``get_by_hash`` only.
+    mcp_tools: Mapping[str, Any] | None = None
+    team_mcp_tools: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One admin change: who did what to which resource, from where, before and after (secrets
+    never included). ``id`` is assigned by the store and orders entries."""
+
+    tenant_id: str
+    actor: str  # the principal id
+    actor_role: str
+    action: str  # e.g. key.create, key.revoke, key.rotate
+    resource_type: str
+    resource_id: str
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+    client: str | None = None  # the caller's address
+    request_id: str | None = None
+    at: datetime = field(default_factory=utcnow)
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    action: str | None = None
+    resource_id: str | None = None
+    actor: str | None = None
+    since: datetime | None = None
+    before_id: int | None = None  # cursor: entries older than this one
+    limit: int = 100
+
+
+# A subscription's life: pending -> approved | rejected; approved -> revoked; a rejected or
+# revoked subscription may be requested again (pending, same id).
+SUBSCRIPTION_STATUSES = ("pending", "approved", "rejected", "revoked")
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    """A team's subscription to a model that needs approval; one per (tenant, team, model)."""
+
+    id: str
+    tenant_id: str
+    team_id: str
+    model: str
+    status: str = "pending"  # one of SUBSCRIPTION_STATUSES
+    requested_by: str | None = None  # principal id
+    decided_by: str | None = None
+    reason: str | None = None  # the request's reason, then the decision's
+    created_at: datetime = field(default_factory=utcnow)  # when last requested
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionQuery:
+    status: str | None = None
+    team_id: str | None = None
+    model: str | None = None
+    after_id: str | None = None  # cursor: subscriptions after this id (ids sort by creation)
+    limit: int = 100
+
+
+class SubscriptionExists(Exception):
+    """A pending or approved subscription of this team to this model already exists."""
+
+    def __init__(self, existing: SubscriptionRecord) -> None:
+        super().__init__(existing.id)
+        self.existing = existing
+
+
+class SubscriptionStore(Protocol):
+    async def request(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        """Store ``record`` as pending. A rejected or revoked subscription of the same tenant,
+        team and model is reopened instead (its id kept, the rest from ``record``); a pending
+        or approved one raises :class:`SubscriptionExists`."""
+
+    async def get(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None: ...
+
+    async def find(self, tenant_id: str, team_id: str, model: str) -> SubscriptionRecord | None:
+        """The subscription of this team to this model (the request path's lookup, cached)."""
+
+    async def list_subscriptions(self, tenant_id: str, query: SubscriptionQuery) -> list[SubscriptionRecord]:
+        """The tenant's subscriptions matching ``query``, by id (oldest first)."""
+
+    async def decide(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        *,
+        expect: tuple[str, ...],
+        status: str,
+        decided_by: str,
+        reason: str | None,
+    ) -> SubscriptionRecord | None:
+        """Move the subscription to ``status`` if its status is one of ``expect`` (atomically);
+        the updated record, or None when there is no such subscription in that state."""
+
+
+@dataclass(frozen=True)
+class KeyQuery:
+    """One page of a tenant's keys, oldest first (creation time, then id). The filters are
+    exact matches; ``team_scope`` and ``owners`` narrow the page to what a caller may see: the
+    keys of that team, or those owned by (user, else service account) or being one of those ids."""
+
+    team_id: str | None = None
+    user_id: str | None = None
+    service_account_id: str | None = None
+    tag: str | None = None
+    team_scope: str | None = None
+    owners: tuple[str, ...] | None = None
+    after: str | None = None  # cursor: the last id of the previous page
+    limit: int = 100
+
+
+class KeyStore(Protocol):
+    async def put(self, record: KeyRecord) -> None:
+        """Insert the key, or replace the record with the same id (within its tenant)."""
+
+    async def get_by_hash(self, key_hash: str) -> KeyRecord | None:
+        """The authentication lookup. Returns disabled and expired keys too: the caller decides."""
+
+    async def get(self, tenant_id: str, key_id: str) -> KeyRecord | None: ...
+
+    async def find(self, key_id: str) -> KeyRecord | None:
+        """A key by id in any tenant: for the platform admin only (ids are unique everywhere)."""
+
+    async def list_keys(self, tenant_id: str) -> list[KeyRecord]: ...
+
+    async def page_keys(self, tenant_id: str, query: KeyQuery) -> list[KeyRecord]:
+        """At most ``query.limit`` keys matching it, after the cursor; ValueError for a cursor
+        that is no key of the tenant."""
+
+    async def disable(self, tenant_id: str, key_id: str) -> bool:
+        """False when the tenant has no such key."""
+
+    async def touch(self, used: Mapping[str, datetime]) -> None:
+        """Record when keys (by id) were last used, in one batch; a time never moves backwards."""
+
+
+class AuditLog(Protocol):
+    """Append-only: entries are added and read, never changed or removed through the gateway."""
+
+    async def append(self, entry: AuditEntry) -> int:
+        """Store the entry; returns its id."""
+
+    async def query(self, tenant_id: str, query: AuditQuery) -> list[AuditEntry]:
+        """The tenant's entries matching ``query``, newest first."""

@@ -1,0 +1,92 @@
+"""Budgets (spend/budgets/, pipeline/budgets.py, docs/budgets.md): their records and the
+counters that reserve and settle spend against them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple, Protocol
+
+from switchboard.stores.protocols.clock import utcnow
+
+BUDGET_SCOPES = ("tenant", "team", "user", "key")
+BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
+BUDGET_UNITS = ("usd", "tokens")
+
+
+@dataclass(frozen=True)
+class BudgetRecord:
+    """A budget set through the admin API on a tenant, team, user or key of a tenant. One record
+    per (tenant, scope, subject, unit, period): a key may have a daily and a monthly budget."""
+
+    id: str
+    tenant_id: str
+    scope: str  # one of BUDGET_SCOPES
+    subject: str  # the tenant, team, user or key id
+    max_amount: Decimal  # USD, or tokens (a whole number)
+    unit: str = "usd"  # one of BUDGET_UNITS
+    period: str = "monthly"  # one of BUDGET_PERIODS
+    timezone: str | None = None  # IANA name; None: budgets.timezone of the config
+    thresholds: tuple[int, ...] | None = None  # percents that fire a webhook; None: the config's
+    downgrade_model: str | None = None  # past downgrade_at percent, calls go to this model
+    downgrade_at: int | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    created_by: str | None = None
+
+
+class BudgetStore(Protocol):
+    async def put(self, record: BudgetRecord) -> tuple[BudgetRecord, BudgetRecord | None]:
+        """Insert, or replace the budget of the same (tenant, scope, subject, unit, period),
+        keeping its id and creation time. Returns what is stored now and what was before."""
+
+    async def get(self, tenant_id: str, budget_id: str) -> BudgetRecord | None: ...
+
+    async def find(self, budget_id: str) -> BudgetRecord | None:
+        """A record by id in any tenant: for the platform admin only."""
+
+    async def list_budgets(self, tenant_id: str) -> list[BudgetRecord]:
+        """The tenant's records, by scope, subject, unit and period."""
+
+    async def delete(self, tenant_id: str, budget_id: str) -> bool: ...
+
+    async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int) -> bool:
+        """True exactly once per (budget, period, threshold), whichever instance asks first:
+        a threshold's webhook fires once per crossing per period."""
+
+
+class Charge(NamedTuple):
+    """One budget in force on one request, in whole units (nano-USD, or tokens)."""
+
+    key: str  # the budget's id and period start, e.g. ``bud_1:1764547200``
+    limit: int
+    amount: int  # what this request reserves
+    ttl: float  # seconds the period's counter must live; inf: for ever (total budgets)
+
+
+class Reserved(NamedTuple):
+    """All-or-nothing, like ``Acquired``. ``used``: per charge, what was spent and reserved
+    before this request. ``missing``: charges whose counter is not loaded yet (a new period, or
+    the counter store restarted): nothing was reserved; load them from the ledger and retry."""
+
+    used: list[int]
+    refused: int | None = None
+    missing: tuple[int, ...] = ()
+
+
+class BudgetCounters(Protocol):
+    async def reserve(self, reservation: str, charges: Sequence[Charge], hold: float) -> Reserved:
+        """Check every charge and reserve its amount under ``reservation`` in all of them at once,
+        or in none. A reservation not settled within ``hold`` seconds lapses."""
+
+    async def load(self, charge: Charge, spent: int) -> None:
+        """Start a counter at ``spent`` (what the ledger holds), unless it exists already."""
+
+    async def settle(self, reservation: str, spent: Sequence[tuple[str, int]]) -> list[int]:
+        """Drop the reservation and add what was actually spent to each counter (not to one that
+        is gone: the ledger holds it); returns the counters' spent totals after (-1: gone)."""
+
+    async def usage(self, key: str) -> tuple[int, int] | None:
+        """(spent, reserved) of a counter; None when it is not loaded."""

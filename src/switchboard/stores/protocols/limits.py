@@ -1,0 +1,97 @@
+"""Rate limits (limits/, pipeline/limits.py): fixed-window counters, token buckets, and the
+limits set at run time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple, Protocol
+
+from switchboard.stores.protocols.clock import utcnow
+
+
+class Counters(Protocol):
+    async def incr(self, scope: str, name: str, *, window: float, amount: int = 1) -> int:
+        """Add ``amount`` to the counter of the current fixed window of ``window`` seconds and
+        return the new value, atomically. Counters of one ``scope`` (a tenant, a key) live
+        together, so one script can check several of them."""
+
+    async def get(self, scope: str, name: str, *, window: float) -> int: ...
+
+
+# -- token buckets and the limits set at run time -------------------------------------------------
+
+# A window is kept as this many slots; a unit taken in a slot counts until the whole slot has
+# left the window, so the count in any window of that length never exceeds what was allowed.
+LIMIT_SLOTS = 60
+
+
+class Bucket(NamedTuple):
+    """One limit applied to one request: at most ``capacity`` units in any ``window`` seconds."""
+
+    key: str  # scope and what is counted, e.g. ``key:key_1:rpm``
+    capacity: int
+    window: float
+    amount: int  # units this request takes (a negative or positive correction in ``adjust``)
+
+
+class BucketState(NamedTuple):
+    capacity: int
+    used: int  # units counted in the window, this request's included when it was admitted
+    reset: float  # seconds until the window holds nothing of what is counted now
+    slot: int  # the slot this request was counted in (for ``adjust``)
+
+
+class Acquired(NamedTuple):
+    """All-or-nothing: either every bucket took its amount, or none did (``refused`` names the
+    first bucket that had no room and ``retry_after`` says when it will have)."""
+
+    states: list[BucketState]
+    refused: int | None = None
+    retry_after: float = 0.0  # seconds; inf when the amount exceeds the capacity itself
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
+        """Check every bucket and take from all of them at once, or from none (atomically)."""
+
+    async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
+        """Add ``amount`` (negative: give back) to the slot each bucket was counted in, if that
+        slot still counts; a count never goes below zero."""
+
+
+LIMIT_SCOPES = ("tenant", "team", "user", "model", "key_model")
+
+
+@dataclass(frozen=True)
+class LimitRecord:
+    """Limits set through the admin API for one subject of a tenant: the tenant itself, one of
+    its teams or users, or its traffic to one model. One record per (tenant, scope, subject)."""
+
+    id: str
+    tenant_id: str
+    scope: str  # one of LIMIT_SCOPES
+    subject: str  # the tenant, team or user id, the model name, or "<key id>:<model>"
+    rpm: int | None = None
+    tpm: int | None = None
+    tpd: int | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    created_by: str | None = None
+
+
+class LimitStore(Protocol):
+    async def put(self, record: LimitRecord) -> tuple[LimitRecord, LimitRecord | None]:
+        """Insert, or replace the limits of the same (tenant, scope, subject), keeping its id
+        and creation time. Returns what is stored now and what was before (None: new)."""
+
+    async def get(self, tenant_id: str, limit_id: str) -> LimitRecord | None: ...
+
+    async def find(self, limit_id: str) -> LimitRecord | None:
+        """A record by id in any tenant: for the platform admin only."""
+
+    async def list_limits(self, tenant_id: str) -> list[LimitRecord]:
+        """The tenant's records, by scope and subject."""
+
+    async def delete(self, tenant_id: str, limit_id: str) -> bool: ...

@@ -1,0 +1,77 @@
+"""MCP servers managed at run time and per-user OAuth tokens (mcp/, revision 0020)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from switchboard.stores.protocols.clock import utcnow
+
+
+@dataclass(frozen=True)
+class McpServerRecord:
+    """An MCP server registered through the admin API. ``config`` holds the server's settings
+    (``McpServerConfig`` fields) without its secrets; ``sealed`` holds them (the static headers
+    and the OAuth client secret) encrypted under the server secret."""
+
+    id: str
+    name: str
+    tenant_id: str | None  # None: every tenant (the platform admin's)
+    config: Mapping[str, Any]
+    sealed: str | None = None
+    header_names: Sequence[str] = ()  # the static headers' names (their values are sealed)
+    created_by: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class McpTokenRecord:
+    """One user's OAuth tokens for one server, sealed (access and refresh token, their expiry)."""
+
+    tenant_id: str
+    user_id: str
+    server: str
+    sealed: str
+    expires_at: datetime | None = None
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+class McpStore(Protocol):
+    async def create_server(self, record: McpServerRecord) -> bool:
+        """False when the name is taken in the record's scope (its tenant, or the global ones)."""
+        ...
+
+    async def get_server(self, server_id: str) -> McpServerRecord | None: ...
+
+    async def find_server(self, tenant_id: str | None, name: str) -> McpServerRecord | None:
+        """The server of this name in exactly this scope (None: the global ones)."""
+        ...
+
+    async def list_servers(self, tenant_id: str | None, *, with_global: bool = True,
+                           every_tenant: bool = False) -> list[McpServerRecord]:
+        """A tenant's servers (and the global ones unless ``with_global`` is false); tenant None:
+        the global ones only; ``every_tenant``: all of them. Ordered by name, then id."""
+        ...
+
+    async def update_server(self, record: McpServerRecord) -> bool: ...
+
+    async def delete_server(self, server_id: str) -> McpServerRecord | None:
+        """Remove the server and every user's tokens for it; the removed record."""
+        ...
+
+    async def get_token(self, tenant_id: str, user_id: str, server: str) -> McpTokenRecord | None: ...
+
+    async def put_token(self, record: McpTokenRecord) -> None:
+        """Insert or replace the user's tokens for the server."""
+        ...
+
+    async def delete_token(self, tenant_id: str, user_id: str, server: str) -> bool: ...
+
+    async def reseal(self, server: Callable[[McpServerRecord], str],
+                     token: Callable[[McpTokenRecord], str]) -> tuple[int, int]:
+        """Re-seal every server's secrets and every token (``switchboard secrets rotate``), in one
+        transaction; how many of each changed."""
+        ...

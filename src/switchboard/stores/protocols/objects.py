@@ -1,0 +1,95 @@
+"""Files and batches (revision 0015; docs/api-files.md) and stored Responses API responses
+(http/responses/, revision 0014), owned by whoever created them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from switchboard.stores.protocols.clock import utcnow
+
+FILE = "file"
+BATCH = "batch"
+
+
+@dataclass(frozen=True)
+class OwnedObject:
+    """A file or batch created through the gateway at an upstream: who owns it, and the upstream's
+    object as last seen. ``id`` is the upstream's id, which callers use; a caller sees only the
+    objects of its own tenant and ``owner`` (its key id, else its principal id)."""
+
+    id: str
+    kind: str  # FILE | BATCH
+    provider: str  # the provider entry that holds it
+    tenant_id: str
+    owner: str
+    key_id: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    purpose: str | None = None  # a file's purpose, a batch's endpoint
+    status: str | None = None  # a batch's status as last seen
+    body: Mapping[str, Any] = field(default_factory=dict)  # the upstream's object as last seen
+    created_at: datetime = field(default_factory=utcnow)
+    costed: bool = False  # a batch whose cost is in the usage ledger
+
+
+class FileStore(Protocol):
+    async def put(self, record: OwnedObject) -> None:
+        """Record a new object (an id already recorded for ``kind`` is left as it was)."""
+
+    async def get(self, kind: str, object_id: str) -> OwnedObject | None: ...
+
+    async def list_owned(self, kind: str, tenant_id: str, owner: str, *, after: str | None = None,
+                         limit: int = 20, purpose: str | None = None) -> list[OwnedObject]:
+        """The owner's objects, newest first; ``after``: those created before that id."""
+
+    async def update(self, kind: str, object_id: str, body: Mapping[str, Any], status: str | None) -> None:
+        """The upstream's object as now seen."""
+
+    async def delete(self, kind: str, object_id: str) -> bool: ...
+
+    async def open_batches(self, limit: int) -> list[OwnedObject]:
+        """Batches not yet costed, least recently seen first (for the poller)."""
+
+    async def mark_costed(self, object_id: str) -> bool:
+        """Mark a batch's cost as recorded; True for the one call that changed it."""
+
+
+# -- stored Responses API responses (http/responses/, revision 0014) ----------------------------
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A Responses API response kept for ``previous_response_id`` and ``GET /v1/responses/{id}``.
+
+    It belongs to one caller: its tenant and its owner (the key id, else the principal's id);
+    callers other than the owner are answered "not found". ``conversation`` holds the canonical
+    chat messages up to and including this response's output (not the instructions), so a
+    request continuing it reads one row."""
+
+    id: str
+    tenant_id: str | None
+    owner: str
+    created_at: datetime
+    expires_at: datetime
+    response: Mapping[str, Any]
+    input_items: Sequence[Mapping[str, Any]]
+    conversation: Sequence[Mapping[str, Any]]
+
+
+class ResponseStore(Protocol):
+    async def put(self, record: StoredResponse) -> None:
+        """Insert ``record`` (ids are unique; a repeated id replaces nothing and raises)."""
+        ...
+
+    async def get(self, response_id: str) -> StoredResponse | None:
+        """The record, or None when there is none or it has expired."""
+        ...
+
+    async def delete(self, response_id: str) -> bool: ...
+
+    async def purge(self, now: datetime, limit: int = 1000) -> int:
+        """Delete at most ``limit`` records expired at ``now``; how many were deleted."""
+        ...

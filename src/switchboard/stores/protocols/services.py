@@ -1,0 +1,52 @@
+"""Plain REST services registered through the admin API (services/, revision 0019)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from switchboard.stores.protocols.clock import utcnow
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """A REST service proxied under ``/services/{name}/``, stored for one tenant. ``spec`` is the
+    service's settings (config/services.py ``ServiceSettings``) without its headers; ``headers``
+    maps each added header's name to its value sealed with the provider-credential keyring."""
+
+    tenant_id: str
+    name: str
+    spec: Mapping[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    created_by: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+class ServiceExists(Exception):
+    """The tenant has a service of that name already."""
+
+
+class ServiceStore(Protocol):
+    async def create(self, record: ServiceRecord) -> ServiceRecord:
+        """Store a new service; ServiceExists when the (tenant, name) is taken."""
+        ...
+
+    async def get(self, tenant_id: str, name: str) -> ServiceRecord | None: ...
+
+    async def list_services(self, tenant_id: str | None) -> list[ServiceRecord]:
+        """A tenant's services by name (None: every tenant's)."""
+        ...
+
+    async def update(self, record: ServiceRecord) -> ServiceRecord | None:
+        """Replace the spec and headers of an existing service; None when there is none."""
+        ...
+
+    async def delete(self, tenant_id: str, name: str) -> bool: ...
+
+    async def reseal(self, headers: Callable[[ServiceRecord], Mapping[str, str]]) -> int:
+        """Replace every service's sealed headers with ``headers(record)`` where they differ, in
+        one transaction (an exception from ``headers`` writes nothing); how many changed."""
+        ...

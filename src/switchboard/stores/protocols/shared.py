@@ -1,0 +1,62 @@
+"""What instances share: a cache, the change feed, and deployment health (cluster only)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
+
+
+class SharedCache(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store for ``ttl`` seconds (> 0)."""
+
+    async def delete(self, key: str) -> None: ...
+
+
+Callback = Callable[[str, str], Awaitable[None]]
+
+
+class Subscription(Protocol):
+    async def close(self) -> None: ...
+
+
+class ChangeFeed(Protocol):
+    """Tells every instance that something changed (a key, a model, a policy). At most once:
+    a message can be lost (a reconnect), so whatever it invalidates also has a short TTL."""
+
+    async def publish(self, topic: str, message: str) -> None: ...
+
+    async def subscribe(self, topic: str, callback: Callback) -> Subscription:
+        """``callback(topic, message)`` runs for every message published after this returns,
+        by any instance. Exceptions from it are logged, never propagated."""
+
+
+# -- deployment health shared by every instance (cluster only) ------------------------------
+
+
+class Failure(NamedTuple):
+    opened: bool  # this failure opened the cooldown
+    cooling_ms: int  # how long the deployment is still cooling down (0: it is not)
+
+
+class Claim(NamedTuple):
+    claimed: bool  # this instance may send the half-open probe
+    cooling_ms: int  # still cooling down (opened again elsewhere): no probe yet
+
+
+class HealthStore(Protocol):
+    """Failure streaks, cooldowns and probe claims of deployments, shared through Redis
+    (stores/redis/health.py); routing/health.py keeps the state it reads in process."""
+
+    async def failed(self, group: str, deployment: str, threshold: int, cooldown_ms: int,
+                     force: bool = False) -> Failure: ...
+
+    async def succeeded(self, group: str, deployment: str, probe: bool = False) -> None: ...
+
+    async def claim_probe(self, group: str, deployment: str, ttl_ms: int, holder: str) -> Claim: ...
+
+    async def extend_probe(self, group: str, deployment: str, ttl_ms: int, holder: str) -> bool: ...
+
+    async def cooling_ms(self, group: str, deployment: str) -> int: ...

@@ -1,0 +1,108 @@
+"""Tenancy: tenants contain teams, teams contain users (people and service accounts)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from switchboard.stores.protocols.clock import utcnow
+
+USER = "user"
+SERVICE_ACCOUNT = "service_account"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    created_by: str | None = None
+    # Data residency (revision 0009): the regions its requests may be served in; None: anywhere.
+    allowed_regions: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Team:
+    id: str  # unique across tenants
+    tenant_id: str
+    name: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    created_by: str | None = None
+    allowed_regions: list[str] | None = None  # as Tenant's, narrowing it
+    mcp_tools: Mapping[str, Any] | None = None  # MCP tool permissions (revision 0021), as the key's
+
+
+@dataclass(frozen=True)
+class User:
+    """A person, or a service account (``kind``) standing for an application."""
+
+    id: str  # unique across tenants
+    tenant_id: str
+    role: str  # one of access.roles.ROLES, never the platform admin
+    kind: str = USER
+    team_id: str | None = None
+    name: str | None = None
+    email: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    created_by: str | None = None
+
+
+@dataclass(frozen=True)
+class UserQuery:
+    team_id: str | None = None
+    role: str | None = None
+    kind: str | None = None
+    after: str | None = None  # cursor: ids greater than this one
+    limit: int = 100
+
+
+class TenancyStore(Protocol):
+    """Tenants, teams and users. Every team and user query takes the tenant, and a record of
+    another tenant is "not found"; the ``find_*`` lookups across tenants are for the platform
+    admin only. Lists are ordered by id, paged with ``after`` (the last id seen). ``create_*``
+    raise ``ValueError`` when the id is taken."""
+
+    async def create_tenant(self, tenant: Tenant) -> None: ...
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    async def list_tenants(self, *, after: str | None = None, limit: int = 100) -> list[Tenant]: ...
+
+    async def update_tenant(self, tenant: Tenant) -> bool: ...
+
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        """Delete the tenant if it has no teams, users or enabled keys, checked by the delete
+        itself (one added meanwhile keeps it); False when it is not there or not empty."""
+
+    async def create_team(self, team: Team) -> None: ...
+
+    async def get_team(self, tenant_id: str, team_id: str) -> Team | None: ...
+
+    async def find_team(self, team_id: str) -> Team | None: ...
+
+    async def list_teams(
+        self, tenant_id: str, *, after: str | None = None, limit: int = 100
+    ) -> list[Team]: ...
+
+    async def update_team(self, team: Team) -> bool: ...
+
+    async def delete_team(self, tenant_id: str, team_id: str) -> bool:
+        """Delete the team if it has no users or enabled keys (as :meth:`delete_tenant`)."""
+
+    async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int, int]:
+        """How many teams, users and enabled keys the tenant has (with ``team_id``: 0, and that
+        team's users and enabled keys)."""
+
+    async def create_user(self, user: User) -> None: ...
+
+    async def get_user(self, tenant_id: str, user_id: str) -> User | None: ...
+
+    async def find_user(self, user_id: str) -> User | None: ...
+
+    async def list_users(self, tenant_id: str, query: UserQuery) -> list[User]: ...
+
+    async def update_user(self, user: User) -> bool: ...
+
+    async def delete_user(self, tenant_id: str, user_id: str) -> bool: ...
