@@ -16,7 +16,8 @@ from switchboard.http import openai_api
 from switchboard.http.responses.response import from_chat
 from switchboard.http.responses.stream import StreamEncoder
 from switchboard.mcp.interfaces import Listing
-from switchboard.mcp.loop import McpLoopStage, ToolStepsExceeded, split_tools
+from switchboard.mcp.loop import McpLoopStage, ToolStepsExceeded
+from switchboard.mcp.tool_spec import split_tools
 
 SERVERS = [
     McpServerConfig(name="files", url="http://127.0.0.1:1/mcp"),
