@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
     model_validator,
 )
 
+from switchboard.config.base import Strict
 from switchboard.config.yamlfile import YamlFileError, read_yaml
 
 Mode = Literal[
@@ -64,12 +63,7 @@ class CatalogError(Exception):
         super().__init__("; ".join(f"{source}: {p}" for p in problems))
 
 
-class _Strict(BaseModel):
-    # Scalars in string fields are taken as written (see config.yamlfile).
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-class InfoFields(_Strict):
+class InfoFields(Strict):
     """Catalog fields that a file section, ``catalog.models`` or a model's ``info`` may set."""
 
     mode: Mode | None = None
@@ -119,7 +113,7 @@ class FileEntry(InfoFields):
     aliases: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
 
 
-class Section(_Strict):
+class Section(Strict):
     name: Annotated[str, Field(min_length=1)]
     provider_types: Annotated[list[str], Field(min_length=1)]
     source: list[str] | str | None = None
@@ -129,12 +123,12 @@ class Section(_Strict):
     models: dict[str, FileEntry] = Field(default_factory=dict)
 
 
-class CatalogFile(_Strict):
+class CatalogFile(Strict):
     version: Literal[1] = 1
     sections: list[Section] = Field(default_factory=list)
 
 
-class CatalogConfig(_Strict):
+class CatalogConfig(Strict):
     """The ``catalog`` settings key. A relative ``file`` is resolved from the working directory."""
 
     file: Path | None = None

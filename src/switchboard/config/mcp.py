@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from switchboard.config.base import Strict
 from switchboard.config.urls import check_http_url
 
 # Tool names are exposed as "<server>__<tool>": a server name cannot contain the separator.
@@ -18,11 +19,7 @@ SERVER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 SEPARATOR = "__"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-class McpOAuthConfig(_Strict):
+class McpOAuthConfig(Strict):
     """Per-user OAuth 2.1 for a server that needs it. Endpoints not given are discovered from the
     server (protected-resource metadata, then the authorization server's metadata)."""
 
@@ -34,7 +31,7 @@ class McpOAuthConfig(_Strict):
         default_factory=list)
 
 
-class McpServerConfig(_Strict):
+class McpServerConfig(Strict):
     name: Annotated[str, Field(pattern=SERVER_NAME)]
     # The server's endpoint (streamable HTTP or SSE); never taken from a caller.
     url: str | None = None
@@ -85,19 +82,19 @@ _Pattern = Annotated[str, Field(min_length=1, max_length=200)]
 
 # Tool-level permissions (docs/mcp.md, "Permissions"): patterns on the exposed names
 # ("<server>__<tool>", "github__*"); deny wins over allow.
-class McpToolRule(_Strict):
+class McpToolRule(Strict):
     # None: every tool not denied; a list: only the tools matching one of its patterns.
     allow: Annotated[list[_Pattern], Field(max_length=1000)] | None = None
     deny: Annotated[list[_Pattern], Field(max_length=1000)] = Field(default_factory=list)
 
 
-class McpPermissions(_Strict):
+class McpPermissions(Strict):
     # By role (access/roles.py) and by team id: every key of the role or team is bound by the rule.
     roles: Annotated[dict[str, McpToolRule], Field(max_length=100)] = Field(default_factory=dict)
     teams: Annotated[dict[str, McpToolRule], Field(max_length=10_000)] = Field(default_factory=dict)
 
 
-class McpConfig(_Strict):
+class McpConfig(Strict):
     """Gateway-wide bounds of the MCP endpoint."""
 
     # stdio servers run as child processes of the gateway: off unless the platform admin allows.

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from switchboard.config.base import Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-class PromptsConfig(_Strict):
+class PromptsConfig(Strict):
     """Bounds of templates and their rendering (a template is untrusted input)."""
 
     max_template_chars: Annotated[int, Field(ge=64, le=10_000_000)] = 200_000
@@ -25,7 +23,7 @@ class PromptsConfig(_Strict):
     max_loop_iterations: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
 
 
-class ApisConfig(_Strict):
+class ApisConfig(Strict):
     """Prompts published as REST APIs (``/apis/{name}``)."""
 
     # A model output that fails the API's output schema is asked to be repaired this many times

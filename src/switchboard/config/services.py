@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
+from switchboard.config.base import Strict
 from switchboard.config.urls import check_http_url
 
 MIB = 1024 * 1024
@@ -30,11 +31,7 @@ Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 METHODS: tuple[Method, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-class ServiceTimeouts(_Strict):
+class ServiceTimeouts(Strict):
     """Seconds: to open the connection, and for the whole exchange (bodies included)."""
 
     connect: Annotated[float, Field(gt=0, le=300)] = 10.0
@@ -63,7 +60,7 @@ def check_url(value: str) -> str:
     return value
 
 
-class ServiceSettings(_Strict):
+class ServiceSettings(Strict):
     """What a service is, apart from its name and tenant."""
 
     # The upstream's base URL: fixed here, never taken from a caller.

@@ -1,0 +1,149 @@
+"""Who may call: the master key, the secret that keys hashes and sealed credentials, callers'
+own provider credentials, and JWT callers from OIDC identity providers (docs/access.md).
+
+Part of the configuration schema (config/schema.py re-exports every name).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from switchboard.config.base import Strict
+from switchboard.config.urls import check_http_url
+
+# Headers that carry the caller's Switchboard key or a provider's, or that the gateway itself reads.
+_RESERVED_HEADERS = frozenset({
+    "authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "host", "content-type",
+    "content-length", "x-request-id",
+})
+
+
+class CallerCredentialsConfig(Strict):
+    """Callers sending their own provider credential (off unless enabled here and allowed by the
+    provider entry with ``allow_caller_credentials``)."""
+
+    enabled: bool = False
+    # The request header that carries the caller's provider credential.
+    header: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")] = (
+        "x-provider-authorization"
+    )
+
+    @field_validator("header")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"{value!r} is reserved (it carries a Switchboard or a provider key)")
+        return value.lower()
+
+
+# -- JWT / OIDC callers (access/oidc.py verifies; docs/access.md "JWT / OIDC callers") --------
+
+# The roles of access/roles.py, by name (this module imports nothing outside config/; a test
+# checks the two lists agree).
+RoleName = Literal["platform_admin", "tenant_admin", "team_admin", "developer", "viewer"]
+JwtAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "HS256", "HS384", "HS512",
+]
+ASYMMETRIC_JWT_ALGORITHMS: tuple[JwtAlgorithm, ...] = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+)
+HMAC_JWT_ALGORITHMS: tuple[JwtAlgorithm, ...] = ("HS256", "HS384", "HS512")
+# A claim name, or a dotted path into nested objects (``realm_access.roles``).
+ClaimPath = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s]+$")]
+ClaimValue = Annotated[str, Field(min_length=1, max_length=256)]
+TenantName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+
+
+class OidcClaimsConfig(Strict):
+    """Which claim carries what; None: not taken from the token."""
+
+    tenant: ClaimPath | None = None
+    team: ClaimPath | None = None
+    user: ClaimPath | None = "sub"
+    role: ClaimPath | None = None
+
+
+class OidcIssuerConfig(Strict):
+    """One trusted identity provider whose JWTs authenticate callers."""
+
+    issuer: Annotated[str, Field(max_length=2048)]
+    audience: Annotated[str, Field(min_length=1, max_length=512)] | Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=512)]], Field(min_length=1, max_length=20)
+    ]
+    # <issuer>/.well-known/openid-configuration names the JWKS; or give jwks_url (then used as is).
+    discovery: bool = True
+    jwks_url: Annotated[str, Field(max_length=2048)] | None = None
+    algorithms: Annotated[list[JwtAlgorithm], Field(min_length=1, max_length=13)] = Field(
+        default_factory=lambda: list(ASYMMETRIC_JWT_ALGORITHMS)
+    )
+    # Required when an HS* algorithm is listed: the HMAC secret shared with the issuer.
+    shared_secret: SecretStr | None = None
+    leeway_seconds: Annotated[float, Field(ge=0, le=300)] = 30.0
+    jwks_cache_seconds: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+    # An unknown kid refetches the JWKS at most once per this many seconds.
+    jwks_refetch_cooldown_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    http_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # A verified token is remembered (by hash) this long, at most until it expires; 0: never.
+    token_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    claims: OidcClaimsConfig = OidcClaimsConfig()
+    roles: Annotated[dict[ClaimValue, RoleName], Field(max_length=1000)] = Field(default_factory=dict)
+    # The role of a caller whose token carries no role that ``roles`` maps; None refuses it.
+    default_role: Literal["tenant_admin", "team_admin", "developer", "viewer"] | None = "developer"
+    # The tenant of every caller of this issuer, when no tenant claim is configured.
+    tenant: TenantName | None = None
+    models: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["*"]
+    )
+
+    @field_validator("issuer", "jwks_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OidcIssuerConfig:
+        if not self.discovery and self.jwks_url is None:
+            raise ValueError("jwks_url is required when discovery is false")
+        hmac_listed = [a for a in self.algorithms if a in HMAC_JWT_ALGORITHMS]
+        if hmac_listed and self.shared_secret is None:
+            raise ValueError(f"{', '.join(hmac_listed)} listed: a shared_secret is required")
+        if self.shared_secret is not None:
+            if not hmac_listed:
+                raise ValueError("shared_secret is set but no HS* algorithm is listed")
+            # RFC 7518 3.2: at least as many bytes as the hash's output (32 for HS256, 64 for HS512).
+            needed = max(int(a[2:]) // 8 for a in hmac_listed)
+            if len(self.shared_secret.get_secret_value().encode()) < needed:
+                raise ValueError(f"shared_secret must be at least {needed} bytes for {max(hmac_listed)}")
+        if self.tenant is not None and self.claims.tenant is not None:
+            raise ValueError("give either tenant (fixed) or claims.tenant, not both")
+        return self
+
+
+class AuthConfig(Strict):
+    master_key: SecretStr
+    # Keys the hashes of the gateway's API keys (and, later, the encryption of stored provider
+    # credentials). Absent: $SWITCHBOARD_SECRET_KEY, else a file generated in the data dir.
+    secret_key: SecretStr | None = None
+    # Secrets used before the current one: stored values sealed under them still open, and
+    # `switchboard secrets rotate` re-seals them under the current one. Also
+    # $SWITCHBOARD_PREVIOUS_SECRET_KEYS (comma-separated).
+    previous_secret_keys: Annotated[list[SecretStr], Field(max_length=20)] = Field(default_factory=list)
+    # How often the keys' last-used times are written (one batched statement each time).
+    last_used_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    caller_credentials: CallerCredentialsConfig = CallerCredentialsConfig()
+    # Identity providers whose JWTs are accepted as bearer tokens.
+    oidc: Annotated[list[OidcIssuerConfig], Field(max_length=20)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AuthConfig:
+        issuers = [i.issuer for i in self.oidc]
+        if len(set(issuers)) != len(issuers):
+            raise ValueError("auth.oidc: each issuer may be listed once")
+        if len(self.master_key.get_secret_value()) < 8:
+            raise ValueError("master_key must be at least 8 characters")
+        if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("secret_key must be at least 32 characters")
+        return self

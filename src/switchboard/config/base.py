@@ -1,0 +1,17 @@
+"""What every configuration section model shares.
+
+Frozen (settings are read, never changed, after start-up), unknown keys refused (a typo is an
+error, not a silently ignored setting), and scalars in string fields taken as written, so
+``api_version: 2024-10-21`` or ``version: 2.10`` stay the strings the user typed (see
+``config.yamlfile``).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+MIB = 1024 * 1024
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)

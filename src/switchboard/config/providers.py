@@ -1,0 +1,100 @@
+"""Provider and model entries: where each upstream is, its credentials, timeouts and bounds,
+and the deployments behind each model name (docs/configuration.md, docs/routing.md).
+
+Part of the configuration schema (config/schema.py re-exports every name).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from switchboard.config.base import MIB, Strict
+from switchboard.config.catalog import ModelEntryInfo
+from switchboard.config.urls import check_http_url
+
+
+class Timeouts(Strict):
+    """Seconds. ``first_byte`` bounds the wait for the response headers and every gap between
+    reads afterwards (a stalled stream); ``total`` bounds the whole exchange, stream included."""
+
+    connect: Annotated[float, Field(gt=0)] = 10.0
+    first_byte: Annotated[float, Field(gt=0)] = 120.0
+    total: Annotated[float, Field(gt=0)] = 600.0
+
+
+class TimeoutsOverride(Strict):
+    connect: Annotated[float, Field(gt=0)] | None = None
+    first_byte: Annotated[float, Field(gt=0)] | None = None
+    total: Annotated[float, Field(gt=0)] | None = None
+
+    def over(self, base: Timeouts) -> Timeouts:
+        return base.model_copy(update={k: v for k, v in self.model_dump().items() if v is not None})
+
+
+class ProviderConfig(BaseModel):
+    # Extra keys are provider-type options, checked by the provider's own options model.
+    model_config = ConfigDict(extra="allow", frozen=True, coerce_numbers_to_str=True)
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    type: Annotated[str, Field(min_length=1)]
+    api_base: str | None = None
+    # A key, or a reference to one: ``env:NAME`` or ``file:/path`` (resolved when the client is
+    # built, see crypto/refs.py). ``api_keys``: several, used in turn (one per request).
+    api_key: SecretStr | None = None
+    api_keys: Annotated[list[SecretStr], Field(max_length=100)] = Field(default_factory=list)
+    timeouts: Timeouts = Timeouts()
+    max_connections: Annotated[int, Field(ge=1)] = 512
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Bound on a non-stream response body; the largest embeddings batch (2048 inputs x 3072
+    # floats, pretty-printed JSON) is about 150 MB.
+    max_response_bytes: Annotated[int, Field(ge=1024)] = 256 * MIB
+    # Let callers send their own credential for this provider (auth.caller_credentials must be
+    # enabled too); see docs/access.md, "Caller credentials".
+    allow_caller_credentials: bool = False
+    # The provider's own limits for this deployment (requests and tokens per minute): the
+    # gateway waits up to limits.max_wait_seconds for room rather than send what it would
+    # refuse (docs/limits.md).
+    rpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
+    tpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+_DEPLOYMENT = r"^[A-Za-z0-9_.:/#@-]+$"
+
+
+class ModelConfig(Strict):
+    name: Annotated[str, Field(min_length=1)]
+    provider: Annotated[str, Field(min_length=1)]
+    model: Annotated[str, Field(min_length=1)]
+    timeouts: TimeoutsOverride | None = None
+    drop_params: bool = False
+    # Teams must subscribe, and a tenant admin approve, before their keys may call this model.
+    require_approval: bool = False
+    # Catalog overrides for this entry (limits, prices, capabilities); see docs/catalog.md.
+    info: ModelEntryInfo | None = None
+    # Several entries with the same ``name`` form a group of deployments (docs/routing.md).
+    # ``deployment`` names this one within its group (default: ``<provider>/<model>``, with
+    # ``#2``, ``#3``... when that repeats); it is what x-switchboard-deployment shows.
+    deployment: Annotated[str, Field(min_length=1, max_length=256, pattern=_DEPLOYMENT)] | None = None
+    # Where the deployment serves from, for data residency (e.g. "eu", "us-east").
+    region: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
+    # Share of the group's traffic under the weighted strategy (0: only as a fallback).
+    weight: Annotated[int, Field(ge=0, le=1_000_000)] = 1
+    tags: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=32)] = Field(
+        default_factory=list)
+    # This deployment's own requests and tokens per minute (the headroom strategy reads them).
+    rpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
+    tpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
+    # POST /v1/responses to this deployment: translated to the chat form (any provider), or sent
+    # as is ("native": providers of type openai or azure only; docs/api-responses.md).
+    responses: Literal["translate", "native"] = "translate"

@@ -1,0 +1,146 @@
+"""The process and its edges: listening, bounds on requests, the data directory and log, the
+database and Redis, remote images, tenants' egress, stored responses and files.
+
+Part of the configuration schema (config/schema.py re-exports every name).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from switchboard.config.base import MIB, Strict
+from switchboard.config.urls import database_url_problem, redis_url_problem
+
+# The levels `server.log_level` accepts, most verbose first (case-insensitive).
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 4000
+    workers: Annotated[int, Field(ge=1, le=256)] = 1
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 32 * MIB
+    # The request line and headers: size, and time from the first byte (or the connection).
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    header_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # The longest gap between two reads of a request body.
+    body_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # An idle keep-alive connection is closed after this; above common load balancers' 60 s.
+    keep_alive_seconds: Annotated[float, Field(gt=0)] = 75.0
+    # Open client connections per worker; one more is answered 503 and closed.
+    max_connections: Annotated[int, Field(ge=1)] = 10_000
+    graceful_shutdown_seconds: Annotated[float, Field(ge=0)] = 30.0
+    # On SIGTERM/SIGINT: keep serving with /health/ready at 503 this long before closing the port.
+    drain_seconds: Annotated[float, Field(ge=0)] = 0.0
+    # The whole request's deadline (retries and fallbacks stop once it has passed).
+    request_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+    data_dir: Path | None = None
+    log_level: str = "info"
+    # The process's own log lines: text, or one JSON object per line (docs/observability.md).
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = False
+    # How often freed memory is handed back to the operating system (glibc's malloc_trim), so
+    # resident memory follows the load down after a burst; 0: never.
+    memory_trim_seconds: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r} (one of: {', '.join(LOG_LEVELS)})")
+        return level
+
+
+class ImagesConfig(Strict):
+    """Remote image URLs in messages, fetched by the gateway for providers that only take inline bytes."""
+
+    fetch_remote: bool = True
+    max_bytes: Annotated[int, Field(ge=1)] = 20 * MIB
+    timeout: Annotated[float, Field(gt=0)] = 10.0
+    # Off by default so a caller cannot make the gateway reach internal addresses (SSRF).
+    allow_private_networks: bool = False
+
+
+class EgressConfig(Strict):
+    """Where upstreams that tenants register (services, MCP servers) may connect (docs/access.md,
+    "Egress"): those of any tenant but the default one reach public addresses only, so a tenant
+    admin cannot point the gateway at the cloud metadata address or an internal system."""
+
+    allow_tenant_private_networks: bool = False
+    # Reachable anyway: host names ("billing.internal", "*.corp.example") and networks
+    # ("10.20.0.0/16", "192.168.1.7").
+    allowed_hosts: Annotated[list[Annotated[str, Field(min_length=1, max_length=253,
+                                                       pattern=r"^[A-Za-z0-9.*:/\[\]_-]+$")]],
+                             Field(max_length=1000)] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not a network (address/prefix)") from None
+            elif "*" in entry.removeprefix("*."):
+                raise ValueError(f"{entry!r}: a wildcard only as the first label ('*.example.internal')")
+        return entries
+
+
+class DatabaseConfig(Strict):
+    """Absent or no ``url``: the SQLite file ``switchboard.db`` in the data dir."""
+
+    url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and (problem := database_url_problem(url.get_secret_value())):
+            raise ValueError(problem)
+        return url
+
+
+class RedisConfig(Strict):
+    """Present: counters, cache and change feed shared by every instance through Redis."""
+
+    url: SecretStr
+
+    @field_validator("url")
+    @classmethod
+    def _check(cls, url: SecretStr) -> SecretStr:
+        if problem := redis_url_problem(url.get_secret_value()):
+            raise ValueError(problem)
+        return url
+
+
+class ResponsesConfig(Strict):
+    """The Responses API's stored responses (docs/api-responses.md, "State")."""
+
+    # How long a stored response (store: true, the default) can be read and continued.
+    retention_days: Annotated[float, Field(gt=0, le=36_500)] = 30
+    # A response whose stored form (response, input items, conversation) is larger is not stored.
+    max_stored_bytes: Annotated[int, Field(ge=1024, le=1024 * MIB)] = 16 * MIB
+    # How often expired responses are deleted, on every instance.
+    purge_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
+
+
+class FilesConfig(Strict):
+    """Files and batches (/v1/files, /v1/batches; docs/api-files.md)."""
+
+    # Where a new file goes when the request names no model: the tenant's provider, else this
+    # one (a provider entry of type openai or azure); None: the request must name a model.
+    provider: str | None = None
+    tenant_providers: Annotated[dict[str, str], Field(max_length=10_000)] = Field(default_factory=dict)
+    # The largest file accepted (OpenAI's own limit is 512 MB).
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = 512 * MIB
+    # A completed batch is priced at the catalog's prices times this (the Batch API's discount).
+    batch_price_factor: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # The poller of open batches: how often, how many per round, the largest output file read.
+    poll_seconds: Annotated[float, Field(ge=1, le=86_400)] = 60.0
+    poll_batches: Annotated[int, Field(ge=1, le=1000)] = 20
+    max_output_bytes: Annotated[int, Field(ge=1024)] = 256 * MIB
