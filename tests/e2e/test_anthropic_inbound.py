@@ -283,6 +283,23 @@ def test_a_tool_error_reaches_every_upstream_as_an_error(
     assert expected in found
 
 
+def test_max_tokens_reaches_every_upstream_in_its_own_field(
+    client: anthropic.Anthropic, model: str, mock_upstream: Mock
+) -> None:
+    # OpenAI's reasoning models refuse max_tokens: the limit goes as max_completion_tokens.
+    marker = new_marker()
+    client.messages.create(model=model, max_tokens=123,
+                           messages=[{"role": "user", "content": f"hi mock:capture={marker}"}])
+    sent = upstream_body(mock_upstream, marker)
+    if model == "claude-via-openai":
+        assert sent["max_completion_tokens"] == 123 and "max_tokens" not in sent
+    elif model == "claude-via-bedrock":
+        assert sent["inferenceConfig"]["maxTokens"] == 123
+    elif model == "claude-via-gemini":
+        assert sent["generationConfig"]["maxOutputTokens"] == 123
+    else:
+        assert sent["max_tokens"] == 123
+
 def test_adaptive_thinking_goes_to_anthropic_and_is_a_clear_400_elsewhere(
     client: anthropic.Anthropic, model: str
 ) -> None:

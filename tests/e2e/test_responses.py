@@ -177,6 +177,8 @@ def test_instructions_and_items_reach_the_upstream(
     sent = json.dumps(record["body"])
     for text in ("You are terse.", "Answer in English.", "first answer", "second question"):
         assert text in sent
+    if model == "openai":  # the name OpenAI's reasoning models take too
+        assert record["body"]["max_completion_tokens"] == 200 and "max_tokens" not in record["body"]
 
 
 def test_image_input(client: openai.OpenAI, model: str, mock_upstream: Mock) -> None:

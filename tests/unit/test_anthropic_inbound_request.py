@@ -33,7 +33,7 @@ def test_minimal_request() -> None:
     assert translate() == {
         "model": "claude-x",
         "messages": [{"role": "user", "content": "hi"}],
-        "max_tokens": 64,
+        "max_completion_tokens": 64,
     }
 
 

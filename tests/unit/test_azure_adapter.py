@@ -82,6 +82,14 @@ def test_no_stream_options_for_older_versions() -> None:
     )
 
 
+def test_max_completion_tokens_by_version() -> None:
+    request = {"model": "m", "messages": [USER], "max_completion_tokens": 50}
+    assert body(ADAPTER.chat_request(dict(request), target()))["max_completion_tokens"] == 50
+    older = body(ADAPTER.chat_request(dict(request), target(api_version="2024-06-01")))
+    assert older["max_tokens"] == 50 and "max_completion_tokens" not in older
+    both = body(ADAPTER.chat_request({**request, "max_tokens": 20}, target(api_version="2024-06-01")))
+    assert both["max_tokens"] == 20 and "max_completion_tokens" not in both
+
 def test_http_images_are_left_to_azure() -> None:
     assert not ADAPTER.inline_images
 

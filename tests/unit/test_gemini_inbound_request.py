@@ -66,7 +66,7 @@ def test_snake_case_and_camel_case_are_both_read() -> None:
         "type": "image_url",
         "image_url": {"url": f"data:image/png;base64,{PNG}"},
     }
-    assert out["max_tokens"] == 10
+    assert out["max_completion_tokens"] == 10
     assert out["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     refused(
         {"contents": [user({"text": "x"})], "generationConfig": {"topP": 0.5, "top_p": 0.4}}, "given twice"
@@ -370,7 +370,7 @@ def test_generation_config() -> None:
         "temperature": 0.2,
         "top_p": 0.9,
         "top_k": 40,
-        "max_tokens": 100,
+        "max_completion_tokens": 100,
         "stop": ["a", "b"],
         "n": 2,
         "presence_penalty": 0.5,

@@ -32,7 +32,7 @@ def test_string_input_and_parameters() -> None:
         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
         "temperature": 0.2,
         "top_p": 0.5,
-        "max_tokens": 100,
+        "max_completion_tokens": 100,
         "reasoning_effort": "high",
         "user": "u1",
         "stream": True,

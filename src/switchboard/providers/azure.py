@@ -4,7 +4,8 @@ References: https://learn.microsoft.com/azure/ai-services/openai/reference (infe
 stable 2024-10-21) and
 https://learn.microsoft.com/azure/ai-services/openai/api-version-deprecation (what each version
 added: stream_options/include_usage, max_completion_tokens and parallel_tool_calls from
-2024-09-01-preview; GA in 2024-10-21).
+2024-09-01-preview; GA in 2024-10-21). For an older ``api_version`` the adapter sends
+``max_completion_tokens`` as ``max_tokens``.
 
 - ``api_base`` is ``https://<resource>.openai.azure.com``; when omitted it is built from the
   ``azure_resource`` option. The adapter adds ``/openai/deployments/<model>/<operation>``, the
@@ -37,8 +38,8 @@ from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
 DEFAULT_API_VERSION = "2024-10-21"
-# The first API version that accepts stream_options (older ones answer 400 "Unrecognized
-# request argument supplied: stream_options").
+# The first API version that accepts stream_options and max_completion_tokens (older ones
+# answer 400 "Unrecognized request argument supplied: ...").
 _STREAM_USAGE_SINCE = "2024-09-01"
 
 
@@ -58,6 +59,15 @@ def deployment_url(target: Target, path: str) -> str:
     deployment = quote(target.model, safe="")
     version = quote(_options(target).api_version, safe="")
     return f"{target.api_base}/openai/deployments/{deployment}{path}?api-version={version}"
+
+
+def _older_names(body: JSON, target: Target) -> JSON:
+    """``max_completion_tokens`` as ``max_tokens`` for an API version that predates it."""
+    if "max_completion_tokens" in body and _options(target).api_version < _STREAM_USAGE_SINCE:
+        limit = body.pop("max_completion_tokens")
+        if body.get("max_tokens") is None:
+            body["max_tokens"] = limit
+    return body
 
 
 def _stream_usage(body: JSON, target: Target) -> JSON:
@@ -81,6 +91,7 @@ class Adapter(NormalisingAdapter):
     def chat_request(self, request: JSON, target: Target) -> UpstreamRequest:
         # A copy: _stream_usage and _post write into it, and to_openai may return the request itself.
         body = _stream_usage(dict(to_openai(capabilities.check(request, target), "azure")), target)
+        _older_names(body, target)
         return self._post(self.chat_path, body, target, bool(body.get("stream")))
 
     def completions_request(self, request: JSON, target: Target) -> UpstreamRequest:

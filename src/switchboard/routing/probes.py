@@ -25,7 +25,7 @@ from switchboard.routing.table import Route
 log = logging.getLogger("switchboard.routing")
 
 CONCURRENCY = 4
-CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "ping"}], "max_completion_tokens": 1}
 EMBEDDING: dict[str, Any] = {"input": "ping"}
 
 

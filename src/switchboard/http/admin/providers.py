@@ -487,7 +487,7 @@ async def test_provider(
                     api_base=resolved.api_base, options=resolved.options, timeouts=resolved.config.timeouts,
                     drop_params=True)
     adapter = resolved.spec.adapter
-    ping = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+    ping = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_completion_tokens": 1}
     started = time.perf_counter()
     try:
         upstream = adapter.chat_request(ping, target)

@@ -314,7 +314,10 @@ def messages_request(raw: bytes) -> JSON:
     _model(body)
     max_tokens = _max_tokens(body)
     out = _translate(body, _MESSAGES)
-    out["max_tokens"] = max_tokens
+    # OpenAI's current name for the output limit: its reasoning models refuse ``max_tokens``; the
+    # adapters of servers that only know ``max_tokens`` rename it (openai-compatible presets, Azure
+    # before 2024-09-01, Mistral), the translating ones read either.
+    out["max_completion_tokens"] = max_tokens
     return out
 
 

@@ -12,7 +12,7 @@ https://ai.google.dev/api/tokens#method:-models.counttokens.
                                            (one allowed name: that function; several: tools
                                            narrowed to them), NONE "none"
     generationConfig.temperature, topP, topK, maxOutputTokens, stopSequences, candidateCount,
-        presencePenalty, frequencyPenalty, seed -> temperature, top_p, top_k, max_tokens, stop, n,
+        presencePenalty, frequencyPenalty, seed -> temperature, top_p, top_k, max_completion_tokens, stop, n,
         presence_penalty, frequency_penalty, seed
     responseMimeType application/json   -> response_format json_object, or json_schema with
                                            responseSchema (converted) / responseJsonSchema
@@ -239,7 +239,7 @@ def _generation(value: Any, out: JSON) -> bool:
     if config.get("topK") is not None:
         out["top_k"] = integer(config["topK"], f"{path}.topK", 1)
     if config.get("maxOutputTokens") is not None:
-        out["max_tokens"] = integer(config["maxOutputTokens"], f"{path}.maxOutputTokens", 1)
+        out["max_completion_tokens"] = integer(config["maxOutputTokens"], f"{path}.maxOutputTokens", 1)
     if config.get("candidateCount") is not None:
         n = integer(config["candidateCount"], f"{path}.candidateCount", 1, 8)
         if n > 1:

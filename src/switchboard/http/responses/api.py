@@ -25,6 +25,7 @@ from switchboard.http.responses.stream import StreamEncoder
 RESPONSES_PARAMS = {
     "reasoning_effort": "reasoning.effort",
     "max_tokens": "max_output_tokens",
+    "max_completion_tokens": "max_output_tokens",
     "response_format": "text.format",
     "messages": "input",
     "tool_choice": "tool_choice",

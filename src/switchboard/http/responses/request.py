@@ -17,7 +17,7 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
     tools [{type: mcp, server_label, ...}] -> kept as they are: the gateway's tool loop
                                            (mcp/loop.py, docs/mcp.md) runs them
     tool_choice auto|none|required|{type: function, name} -> tool_choice
-    max_output_tokens                   -> max_tokens
+    max_output_tokens                   -> max_completion_tokens
     temperature, top_p                  -> temperature, top_p
     text.format json_schema|json_object -> response_format
     reasoning.effort                    -> reasoning_effort
@@ -544,7 +544,7 @@ def translate(body: JSON) -> Translated:
                 "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16.",
                 "integer_below_min_value",
             )
-        out["max_tokens"] = max_output
+        out["max_completion_tokens"] = max_output  # the name every OpenAI model takes
     echo["max_output_tokens"] = max_output
     tools = _tools(body["tools"]) if body.get("tools") is not None else []
     if tools:
