@@ -300,6 +300,23 @@ def test_max_tokens_reaches_every_upstream_in_its_own_field(
     else:
         assert sent["max_tokens"] == 123
 
+def test_unsigned_thinking_from_another_provider_is_left_out_of_a_translated_replay(
+    client: anthropic.Anthropic, model: str, mock_upstream: Mock
+) -> None:
+    # /v1/messages answers from Gemini or OpenAI-compatible reasoners carry thinking blocks with
+    # an empty signature; a later turn on a translated Claude (Bedrock) must not send them back.
+    if model == "claude-via-anthropic":
+        return  # passed through untranslated: the client's body as sent
+    marker = new_marker()
+    message = client.messages.create(model=model, max_tokens=100, messages=[
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": ""},
+                                          {"type": "text", "text": "hello"}]},
+        {"role": "user", "content": f"again mock:capture={marker}"},
+    ])
+    assert message.stop_reason == "end_turn"
+    assert "hmm" not in str(upstream_body(mock_upstream, marker))
+
 def test_adaptive_thinking_goes_to_anthropic_and_is_a_clear_400_elsewhere(
     client: anthropic.Anthropic, model: str
 ) -> None:

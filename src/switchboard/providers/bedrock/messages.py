@@ -228,7 +228,9 @@ def _assistant_blocks(msg: JSON, i: int) -> list[JSON]:
 
 
 def _reasoning_blocks(thinking: Any, i: int) -> list[JSON]:
-    """Canonical ``thinking_blocks`` -> ReasoningContentBlocks, text and signature as they came."""
+    """Canonical ``thinking_blocks`` -> ReasoningContentBlocks, text and signature as they came.
+    Unsigned blocks (reasoning another provider produced, e.g. a Gemini answer through
+    /v1/messages) are left out: Bedrock refuses a reasoning block whose signature it did not make."""
     if thinking is None:
         return []
     param = f"messages[{i}].thinking_blocks"
@@ -239,8 +241,9 @@ def _reasoning_blocks(thinking: Any, i: int) -> list[JSON]:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "thinking" and isinstance(block.get("thinking"), str) \
                 and isinstance(block.get("signature"), str):
-            text: JSON = {"text": block["thinking"], "signature": block["signature"]}
-            blocks.append({"reasoningContent": {"reasoningText": text}})
+            if block["signature"]:
+                text: JSON = {"text": block["thinking"], "signature": block["signature"]}
+                blocks.append({"reasoningContent": {"reasoningText": text}})
         elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
             blocks.append({"reasoningContent": {"redactedContent": block["data"]}})
         else:
