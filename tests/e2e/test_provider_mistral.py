@@ -108,6 +108,14 @@ def test_max_completion_tokens_becomes_max_tokens(mi: openai.OpenAI) -> None:
     assert resp.choices[0].finish_reason == "length"
 
 
+def test_defaults_sent_explicitly_are_not_refused(mi: openai.OpenAI) -> None:
+    # Clients that serialise every default send these; Mistral refuses the keys themselves (422).
+    resp = mi.chat.completions.create(
+        model="mistral-small", messages=ask("hi"), logprobs=False, top_logprobs=0, store=False, n=1,
+        extra_body={"service_tier": None, "modalities": None},
+    )
+    assert resp.choices[0].finish_reason == "stop"
+
 def test_safe_prompt_option_is_accepted(mi: openai.OpenAI) -> None:
     resp = mi.chat.completions.create(model="mistral-safe", messages=ask("be safe"))
     assert resp.choices[0].message.content == SAID + "be safe"

@@ -158,6 +158,21 @@ def test_thinking_disabled_asks_for_nothing(key: str) -> None:
         assert "thinking" not in str(body)
 
 
+NEUTRAL = {"logprobs": False, "top_logprobs": 0, "store": False, "n": 1, "service_tier": None,
+           "modalities": None, "audio": None, "logit_bias": None, "seed": None}
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_neutral_values_of_refused_fields_are_not_sent(key: str) -> None:
+    """Clients that serialise defaults send logprobs false, n 1, nulls: never a 400, and a
+    provider that refuses the field is not sent the key (Mistral answers 422 to the key itself)."""
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **NEUTRAL}
+    body = upstream_body(key, request)
+    cells = table(key)
+    for name in NEUTRAL:
+        if cells[name].kind == "refused":
+            assert name not in body, (key, name)
+
 @pytest.mark.parametrize("key", KEYS)
 def test_safety_settings_reach_only_google_upstreams(key: str) -> None:
     """The Gemini CLI sends safetySettings on every request: Gemini and Vertex get them as

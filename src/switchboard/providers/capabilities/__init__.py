@@ -190,9 +190,13 @@ def check(request: dict[str, Any], target: Target, key: str | None = None) -> di
     400 naming the first one. Features the provider translates or passes are left alone.
 
     ``key`` names the table when it is not the provider type's own (e.g. a preset's). Only the
-    refused rows are looked at, so a provider that refuses nothing pays nothing per request."""
+    refused rows are looked at, so a provider that refuses nothing pays nothing per request.
+    A refused key sent with a value that asks for nothing (``logprobs: false``, ``n: 1``, null) is
+    removed: it means the default, which the provider gives without it."""
     for row in _refused(key or target.provider_type):
         if not row.present(request):
+            if row.idle(request):
+                request = row.drop(request)
             continue
         if not drops(request, target):
             raise UnsupportedParameter(

@@ -30,6 +30,13 @@ def _given(name: str) -> Callable[[JSON], bool]:
     return present
 
 
+def _has(name: str) -> Callable[[JSON], bool]:
+    def there(request: JSON) -> bool:
+        return name in request
+
+    return there
+
+
 def _without(name: str) -> Callable[[JSON], JSON]:
     def drop(request: JSON) -> JSON:
         return {k: v for k, v in request.items() if k != name}
@@ -45,10 +52,13 @@ class Row:
     example: JSON  # merged into a minimal chat request by the matrix test
     present: Callable[[JSON], bool] = field(default=lambda _r: False)
     drop: Callable[[JSON], JSON] = field(default=lambda r: r)
+    # The request carries the row's key with a value that asks for nothing (``present`` false):
+    # a strict server refuses the key itself (Mistral: "Extra inputs are not permitted").
+    idle: Callable[[JSON], bool] = field(default=lambda _r: False)
 
 
 def _param(name: str, example: Any) -> Row:
-    return Row(name, name, f"parameter '{name}'", {name: example}, _given(name), _without(name))
+    return Row(name, name, f"parameter '{name}'", {name: example}, _given(name), _without(name), _has(name))
 
 
 def _messages(request: JSON) -> Iterator[JSON]:
