@@ -74,12 +74,21 @@ def arguments_for(parameters: Any) -> dict[str, Any]:
         return {}
     props = parameters.get("properties") or {}
     required = parameters.get("required") or list(props)
-    samples = {"string": "Paris", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
+    samples = {"string": "Paris", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {},
+               "null": None}
     out: dict[str, Any] = {}
     for name in required:
         spec = props.get(name) or {}
         if isinstance(spec.get("enum"), list) and spec["enum"]:
             out[name] = spec["enum"][0]
         else:
-            out[name] = samples.get(spec.get("type", "string"), "Paris")
+            out[name] = samples.get(_first_type(spec.get("type", "string")), "Paris")
     return out
+
+
+def _first_type(kind: Any) -> Any:
+    """A union (``["string", "null"]``, how strict schemas mark an optional field): its first
+    non-null type."""
+    if isinstance(kind, list):
+        return next((k for k in kind if k != "null" and isinstance(k, str)), "null")
+    return kind if isinstance(kind, str) else "string"
