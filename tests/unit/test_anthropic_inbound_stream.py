@@ -177,6 +177,63 @@ def test_text_then_two_tool_calls() -> None:
     assert events[12][1]["delta"]["stop_reason"] == "tool_use"
 
 
+def _blocks_in_order(events: list[Event]) -> list[tuple[str, str]]:
+    """Each block's name and arguments, checking every delta lands in the open block."""
+    open_index, blocks = None, []
+    for name, data in events:
+        if name == "content_block_start":
+            assert open_index is None
+            open_index = data["index"]
+            blocks.append([data["content_block"].get("name", ""), ""])
+        elif name == "content_block_delta":
+            assert data["index"] == open_index, "a delta to a block that is not open"
+            blocks[-1][1] += data["delta"].get("partial_json", "")
+        elif name == "content_block_stop":
+            assert data["index"] == open_index
+            open_index = None
+    return [(n, a) for n, a in blocks]
+
+
+def test_interleaved_parallel_tool_calls_never_delta_a_closed_block() -> None:
+    # Some OpenAI-compatible servers start every call before sending any arguments.
+    events = run([
+        chunk(tool_delta(0, "call_a", "get_weather")),
+        chunk(tool_delta(1, "call_b", "get_time")),
+        chunk(tool_delta(0, args='{"city":')),
+        chunk(tool_delta(1, args='{"tz":')),
+        chunk(tool_delta(0, args='"Paris"}')),
+        chunk(tool_delta(1, args='"CET"}')),
+        chunk(finish="tool_calls"),
+        usage_chunk(),
+    ])
+    assert _blocks_in_order(events) == [("get_weather", '{"city":"Paris"}'), ("get_time", '{"tz":"CET"}')]
+    starts = [d for n, d in events if n == "content_block_start"]
+    assert [s["content_block"]["id"] for s in starts] == ["call_a", "call_b"]
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_sequential_tool_calls_stream_as_they_come() -> None:
+    # A call whose arguments are complete is closed when the next one starts (not held).
+    events = run([
+        chunk(tool_delta(0, "call_a", "f", '{"x":1}')),
+        chunk(tool_delta(1, "call_b", "g")),
+        chunk(tool_delta(1, args='{"y":')),
+    ])
+    assert names(events)[1:] == ["content_block_start", "ping", "content_block_delta", "content_block_stop",
+                                 "content_block_start", "content_block_delta", "content_block_stop",
+                                 "message_delta", "message_stop"]
+
+
+def test_held_calls_are_flushed_before_text_that_follows() -> None:
+    events = run([
+        chunk(tool_delta(0, "call_a", "f")),
+        chunk(tool_delta(1, "call_b", "g", '{"y":2}')),
+        chunk(tool_delta(0, args='{"x":1}')),
+        chunk({"content": "done"}),
+        chunk(finish="stop"),
+    ])
+    assert _blocks_in_order(events) == [("f", '{"x":1}'), ("g", '{"y":2}'), ("", "")]
+
 def test_tool_call_only_starts_at_index_zero() -> None:
     events = run(
         [

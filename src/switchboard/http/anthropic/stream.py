@@ -5,7 +5,9 @@ Reference: https://docs.anthropic.com/en/docs/build-with-claude/streaming. The s
     message_start         the message with empty content; usage.input_tokens is 0 here because
                           OpenAI-shaped upstreams report usage only at the end of the stream
     content_block_start   index 0, 1, ... in order; thinking blocks (from reasoning_content and
-                          thinking_blocks deltas), a text block, then one per tool call
+                          thinking_blocks deltas), a text block, then one per tool call (a
+                          call that starts while the open one's arguments are incomplete is
+                          held and sent whole after it: no delta follows a block's stop)
     ping                  once, after the first content_block_start (as the API does)
     content_block_delta   thinking_delta {thinking} | signature_delta {signature} |
                           text_delta {text} | input_json_delta {partial_json}
@@ -48,14 +50,19 @@ def event(name: str, **fields: Any) -> bytes:
 class StreamEncoder:
     """The state of one stream: the open block, the tool calls seen, the finish and the usage."""
 
-    __slots__ = ("_blocks", "_finish", "_model", "_open", "_pinged", "_refusal", "_saw_text", "_saw_tool",
-                 "_stop_sequence", "_tool_blocks", "_usage")
+    __slots__ = ("_blocks", "_finish", "_held", "_live", "_live_args", "_model", "_open", "_pinged",
+                 "_refusal", "_saw_text", "_saw_tool", "_stop_sequence", "_tool_blocks", "_usage")
 
     def __init__(self, model: str) -> None:
         self._model = model
         self._blocks = 0  # content blocks started so far; the next one gets this index
         self._open: str | None = None  # "text" or "tool_use" while a block is open
         self._tool_blocks: dict[int, int] = {}
+        # The tool call streaming into the open block (its position and arguments so far), and
+        # calls that started before its arguments were complete, held whole until it is done.
+        self._live: int | None = None
+        self._live_args: list[str] = []
+        self._held: dict[int, tuple[JSON, list[str]]] = {}
         self._finish: Any = None
         self._usage: Any = None
         self._saw_tool = False
@@ -98,11 +105,13 @@ class StreamEncoder:
             if choice.get("finish_reason"):
                 self._finish = choice["finish_reason"]
                 self._stop_sequence = choice.get("stop_sequence")
+                self._flush_held(out)
                 self._close(out)
         return b"".join(out)
 
     def end(self) -> bytes:
         out: list[bytes] = []
+        self._flush_held(out)
         self._close(out)
         refused = self._refusal and not self._saw_text
         reason = stop_reason(self._finish, self._saw_tool, refused, self._stop_sequence)
@@ -113,7 +122,10 @@ class StreamEncoder:
         return b"".join(out)
 
     def _start_block(self, block: JSON, out: list[bytes]) -> int:
+        if self._held and block["type"] != "tool_use":
+            self._flush_held(out)
         self._close(out)
+        self._live = None
         index = self._blocks
         self._blocks += 1
         self._open = block["type"]
@@ -167,20 +179,56 @@ class StreamEncoder:
     def _tool_call(self, call: JSON, out: list[bytes]) -> None:
         position = call.get("index", 0)
         function = obj(call.get("function"))
+        arguments = function.get("arguments")
+        arguments = arguments if isinstance(arguments, str) else ""
+        if position in self._held:
+            self._held[position][1].append(arguments)
+            return
         index = self._tool_blocks.get(position)
         if index is None:
-            call_id = call.get("id")
-            block: JSON = {
-                "type": "tool_use",
-                "id": call_id if isinstance(call_id, str) and call_id else tool_use_id(),
-                "name": function.get("name") or "",
-                "input": {},
-            }
+            self._saw_tool = True
+            block = self._tool_block(call, function)
+            if self._held or self._unfinished_live():
+                # Anthropic streams one block at a time and never a delta after a block's stop:
+                # a call that starts while the open one's arguments are incomplete (upstreams that
+                # interleave parallel calls) waits, whole, until the open one is done.
+                self._held[position] = (block, [arguments])
+                return
             index = self._start_block(block, out)
             self._tool_blocks[position] = index
-            self._saw_tool = True
-        # Upstreams send tool calls one after another; a late delta for an earlier call still
-        # goes to that call's block index, which the SDKs accumulate correctly.
-        arguments = function.get("arguments")
-        if isinstance(arguments, str) and arguments:
+            self._live, self._live_args = position, []
+        if position == self._live:
+            self._live_args.append(arguments)
+        # A delta for a call whose block was already closed (text came in between) still goes to
+        # that call's index, which the SDKs accumulate correctly.
+        if arguments:
             self._delta(index, {"type": "input_json_delta", "partial_json": arguments}, out)
+
+    def _tool_block(self, call: JSON, function: JSON) -> JSON:
+        call_id = call.get("id")
+        return {
+            "type": "tool_use",
+            "id": call_id if isinstance(call_id, str) and call_id else tool_use_id(),
+            "name": function.get("name") or "",
+            "input": {},
+        }
+
+    def _unfinished_live(self) -> bool:
+        """The open block is a tool call whose arguments are not yet a whole JSON value."""
+        if self._live is None or self._open != "tool_use":
+            return False
+        try:
+            orjson.loads("".join(self._live_args))
+        except orjson.JSONDecodeError:
+            return True
+        return False
+
+    def _flush_held(self, out: list[bytes]) -> None:
+        """The held calls, each as a whole block, after the open one."""
+        held, self._held = self._held, {}
+        for position, (block, parts) in held.items():
+            index = self._start_block(block, out)
+            self._tool_blocks[position] = index
+            arguments = "".join(parts)
+            if arguments:
+                self._delta(index, {"type": "input_json_delta", "partial_json": arguments}, out)
