@@ -25,3 +25,23 @@ def test_a_reservation_costs_what_the_tokens_cost_rounded_up(
     quoted = units * times if over == 1 else -(-units // over)
     assert quoted == cost(info, Tokens(input=prompt, output=output)).nano_usd_up
     assert stage._quote(info) == stage._quote(info)  # kept per record
+
+
+@pytest.mark.parametrize(("write_5m", "write_1h", "dearest"), [
+    (None, None, 3.0), (3.75, None, 3.75), (3.75, 6.0, 6.0), (1.0, None, 3.0),
+])
+def test_a_prompt_token_is_reserved_at_its_dearest_price(
+    write_5m: float | None, write_1h: float | None, dearest: float
+) -> None:
+    # Whether the provider writes the prompt to a cache is known only from the answer: a prompt
+    # billed as a cache write must still fit in what was reserved.
+    info = ModelInfo(model="m", provider_types=("anthropic",), input_cost_per_mtok=3.0,
+                     output_cost_per_mtok=15.0, cache_write_5m_cost_per_mtok=write_5m,
+                     cache_write_1h_cost_per_mtok=write_1h)
+    stage = BudgetStage(BudgetsConfig(), lambda: None, None, None)  # type: ignore[arg-type]
+    _, per_input, _, times, over = stage._quote(info)
+    prompt = 20_003
+    quoted = prompt * per_input * times if over == 1 else -(-(prompt * per_input) // over)
+    assert quoted == round(prompt * dearest * 1000)  # nano-USD
+    for written in (Tokens(cache_write_5m=prompt), Tokens(cache_write_1h=prompt), Tokens(input=prompt)):
+        assert cost(info, written).nano_usd_up <= quoted

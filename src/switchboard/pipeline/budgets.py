@@ -52,6 +52,9 @@ _QUOTES_MAX = 4096
 _Quote = tuple[ModelInfo, int, int, int, int]
 
 
+# One prompt token, each way it can be billed (the dearest is reserved).
+_PROMPT_TOKEN = (Tokens(input=1), Tokens(cache_write_5m=1), Tokens(cache_write_1h=1))
+
 class BudgetExceeded(GatewayError):
     status = 429
     type = "insufficient_quota"
@@ -145,8 +148,11 @@ class BudgetStage:
 
     def _quote(self, info: ModelInfo) -> _Quote:
         """The catalog record's input and output prices per token, from ``spend.cost`` (a cost
-        is linear in the tokens), and how its units become nano-USD: worked out once per record."""
-        per_input = cost(info, Tokens(input=1))
+        is linear in the tokens), and how its units become nano-USD: worked out once per record.
+        A prompt token is priced at the dearest way it can be billed: written to a cache costs
+        more than plain input (1.25x for five minutes, 2x for an hour on Claude), and whether the
+        provider writes the prompt to a cache is known only from the answer."""
+        per_input = max((cost(info, tokens) for tokens in _PROMPT_TOKEN), key=lambda c: c.units)
         per_output = cost(info, Tokens(output=1))
         if per_input.exponent != per_output.exponent:  # not expected: one scale per record
             scale = max(per_input.exponent, per_output.exponent)
