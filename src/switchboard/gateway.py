@@ -286,6 +286,10 @@ class Gateway:
             bodies = self.settings.request_log
             stages.append(CaptureStage(self.body_policies, Redactor(bodies.redact), bodies.max_body_bytes,
                                        lambda: self.bodies))
+        # Cost and the usage ledger: one record per request, the attempts in it; before the limits
+        # and budgets, so a request they refuse is recorded too (with its error, no attempts).
+        refuse = self.settings.spend.refuse_unpriced
+        stages.append(UsageStage(self.prices, lambda: self.usage, refuse_unpriced=refuse))
         stages.append(RateLimitStage(
             self.settings.limits,
             lambda: self.stores.limiter if self.stores is not None else None,
@@ -293,9 +297,6 @@ class Gateway:
         ))
         # Budgets: reserve before the call, settle after it (the usage stage records the cost).
         stages.append(BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing))
-        # Cost and the usage ledger: one record per request, the attempts in it.
-        refuse = self.settings.spend.refuse_unpriced
-        stages.append(UsageStage(self.prices, lambda: self.usage, refuse_unpriced=refuse))
         # Retries and fallbacks: the stages after this one run once per attempt.
         stages.append(AttemptStage(self.router, self.settings.router))
         if self.tracing is not None:  # a child span per attempt, its traceparent sent upstream

@@ -165,6 +165,14 @@ def test_a_request_larger_than_the_whole_budget_is_a_400(pair: Pair) -> None:
         pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL)
     body: Any = refused.value.body
     assert body["code"] == "request_exceeds_budget" and "lower max_tokens" in body["message"]
+    # The refusal is in the request log, with its error and no attempts.
+    rid = refused.value.response.headers["x-request-id"]
+    deadline = time.monotonic() + 20
+    while not (found := pair.admin("GET", f"/admin/v1/logs?request_id={rid}").json()["data"]):
+        assert time.monotonic() < deadline, f"{rid} never reached the request log"
+        time.sleep(0.1)
+    assert found[0]["status"] == 400 and found[0]["error_code"] == "request_exceeds_budget"
+    assert found[0]["attempts"] is None
     # Nothing was reserved: a smaller request still fits.
     reply = pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), model=PRICED, max_tokens=2)
     assert reply.usage is not None and reply.usage.completion_tokens == 2

@@ -126,6 +126,30 @@ def test_an_rpm_limit_of_60_holds_across_instances(pair: Pair) -> None:
         assert exc.response.headers["x-ratelimit-remaining-requests"] == "0"
 
 
+def _logged(pair: Pair, request_id: str) -> dict[str, Any]:
+    """The request log's record of one request, once the ledger has it (written behind the response)."""
+    deadline = time.monotonic() + 20
+    while True:
+        resp = pair.admin("GET", f"/admin/v1/logs?request_id={request_id}")
+        assert resp.status_code == 200, resp.text
+        if resp.json()["data"]:
+            return dict(resp.json()["data"][0])
+        assert time.monotonic() < deadline, f"{request_id} never reached the request log"
+        time.sleep(0.1)
+
+
+def test_a_refused_request_is_in_the_ledger_with_its_error(pair: Pair) -> None:
+    key = pair.key(rpm_limit=1)
+    client = pair.sdk(key["key"])
+    answered = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=ask("one"))
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask("two"))
+    record = _logged(pair, refused.value.response.headers["x-request-id"])
+    assert record["status"] == 429 and record["error_code"] == "rate_limit_exceeded"
+    assert record["attempts"] is None and record["key"] == key["id"]
+    assert float(record["cost_usd"]) == 0
+    assert _logged(pair, answered.headers["x-request-id"])["status"] == 200
+
 def test_a_tpm_limit_is_counted_in_tokens(pair: Pair) -> None:
     key = pair.key(tpm_limit=1000)["key"]
     # Each request reserves its prompt estimate + max_tokens (100) and is corrected to the

@@ -1,6 +1,6 @@
 """Budgets: reserve a request's most it can cost on every budget in force, settle it after.
 
-Runs after the rate limits and before the usage stage. Before the upstream call, the estimated
+Runs after the usage stage and the rate limits. Before the upstream call, the estimated
 maximum cost (prompt tokens at the input price plus the most output the call can produce —
 ``max_tokens``, else the model's output limit — at the output price) is reserved against every
 budget that applies (tenant, team, user, key) at once, or against none: concurrent requests
