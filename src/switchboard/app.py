@@ -117,7 +117,15 @@ class SwitchboardApp:
         self.routes[("GET", "/health/ready")] = self.ready
         if self.gateway.metrics is not None:  # metrics.enabled: false answers 404
             self.routes[("GET", "/metrics")] = self.metrics
-        self._paths = {path for _, path in self.routes}
+        # The methods each path answers, for a 405's Allow header; HEAD is answered wherever GET
+        # is (uvicorn sends the head without the body), as uptime checkers use it.
+        self._allowed: dict[str, list[str]] = {}
+        for method, path in self.routes:
+            self._allowed.setdefault(path, []).append(method)
+        for path, methods in self._allowed.items():
+            if "GET" in methods:
+                self.routes[("HEAD", path)] = self.routes[("GET", path)]
+                methods.append("HEAD")
         self._mock: ASGIApp | None = None
         if settings.builtin_mock:
             from switchboard.mock.app import create_mock_app
@@ -248,12 +256,15 @@ class SwitchboardApp:
 
     # -- outside the chain: health probes and unrouted requests ------------------------------
 
-    async def _json(self, scope: Scope, send: Send, status: int, body: object) -> None:
+    async def _json(self, scope: Scope, send: Send, status: int, body: object,
+                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
         rid = request_id({k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]})
-        await send_bytes(send, status, orjson.dumps(body), [(b"x-request-id", rid.encode())], JSON_CT)
+        extra = [(b"x-request-id", rid.encode()), *(headers or ())]
+        await send_bytes(send, status, orjson.dumps(body), extra, JSON_CT)
 
-    async def _error(self, scope: Scope, send: Send, err: GatewayError) -> None:
-        await self._json(scope, send, err.status, err.to_openai())
+    async def _error(self, scope: Scope, send: Send, err: GatewayError,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        await self._json(scope, send, err.status, err.to_openai(), headers)
 
     async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._json(scope, send, 200, {"status": "ok"})
@@ -276,8 +287,10 @@ class SwitchboardApp:
 
     async def not_routed(self, scope: Scope, send: Send) -> None:
         method, path = scope["method"], scope["path"]
-        if path in self._paths:
-            await self._error(scope, send, MethodNotAllowed(f"method {method} is not allowed on {path}"))
+        allowed = self._allowed.get(path)
+        if allowed is not None:
+            await self._error(scope, send, MethodNotAllowed(f"method {method} is not allowed on {path}"),
+                              [(b"allow", ", ".join(sorted(allowed)).encode())])
         else:
             await self._error(scope, send, unknown_url(method, path))
 

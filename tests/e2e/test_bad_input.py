@@ -212,7 +212,23 @@ def test_declared_length_over_limit_is_rejected_before_body(gateway: Gateway) ->
 
 
 def test_wrong_method_is_405(http: httpx.Client) -> None:
-    check_error_body(http.get("/chat/completions", headers=AUTH), 405, None)
+    resp = http.get("/chat/completions", headers=AUTH)
+    check_error_body(resp, 405, None)
+    assert resp.headers["allow"] == "POST"  # RFC 9110: a 405 names the methods the path answers
+    assert http.delete(f"{gateway_url(http)}/health/live").headers["allow"] == "GET, HEAD"
+
+
+def gateway_url(http: httpx.Client) -> str:
+    return str(http.base_url).removesuffix("/").removesuffix("/v1")
+
+
+def test_head_answers_where_get_does(http: httpx.Client) -> None:
+    # Uptime checkers probe with HEAD: the GET's status and head, no body.
+    resp = http.head(f"{gateway_url(http)}/health/live")
+    assert resp.status_code == 200 and resp.content == b""
+    assert resp.headers["content-type"].startswith("application/json") and "x-request-id" in resp.headers
+    # The connection is still in step.
+    assert http.get(f"{gateway_url(http)}/health/live").json() == {"status": "ok"}
 
 
 def test_unknown_path_is_404(http: httpx.Client) -> None:
