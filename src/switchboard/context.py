@@ -90,6 +90,10 @@ class Spent(NamedTuple):
     completion: int = 0
 
 
+# The status recorded for a client that left before an answer was sent (nginx's convention).
+CLIENT_CLOSED = 499
+
+
 @dataclass(slots=True)
 class Outcome:
     """What the client was sent, filled in by the edge as it writes the response."""
@@ -108,6 +112,13 @@ class Outcome:
         self.status = error.status
         self.error_code = error.code
         self.error_type = error.type
+
+    def recorded_status(self) -> int:
+        """The status the ledger, the metrics and the failure log record: what was sent, or 499
+        for a client that left a non-stream request (or before any status was sent)."""
+        if not self.status or (self.client_disconnected and not self.stream):
+            return CLIENT_CLOSED
+        return self.status
 
 
 AfterResponse = Callable[["RequestContext"], Awaitable[None]]

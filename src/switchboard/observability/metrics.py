@@ -82,7 +82,6 @@ MAX_SERIES = 4096  # label sets whose children are kept; beyond, looked up per r
 MAX_OTHER_CODES = 64  # error codes outside the error tree given a label of their own
 _CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
-CLIENT_CLOSED = 499  # the status recorded for a client that left before any was sent
 
 
 class Table(Protocol):
@@ -303,9 +302,7 @@ class Metrics:
         outcome = ctx.outcome
         if outcome.stream:  # the edge set it writing the StreamReply stream_began() counted
             self._streams -= 1
-        status = outcome.status or CLIENT_CLOSED
-        if outcome.client_disconnected and not outcome.stream:
-            status = CLIENT_CLOSED
+        status = outcome.recorded_status()
         attempts = ctx.attempts
         route = ctx.route
         if attempts:

@@ -33,7 +33,7 @@ def failure_fields(ctx: RequestContext) -> dict[str, object]:
         "method": ctx.method,
         "path": ctx.path,
         "operation": ctx.operation,
-        "status": outcome.status,
+        "status": outcome.recorded_status(),  # as the ledger and the metrics record it
         "code": outcome.error_code or "-",
     }
     if isinstance(model, str):
@@ -57,7 +57,7 @@ def failure_fields(ctx: RequestContext) -> dict[str, object]:
 def log_failure(ctx: RequestContext) -> None:
     """Log a request whose outcome is a failure (the caller checks: status >= 400 or client gone)."""
     outcome = ctx.outcome
-    level = logging.WARNING if outcome.status >= 500 else logging.INFO
+    level = logging.WARNING if outcome.status >= 500 else logging.INFO  # a client gone: INFO
     if not log.isEnabledFor(level):
         return
     line = " ".join(f"{k}={_value(v)}" for k, v in failure_fields(ctx).items())
