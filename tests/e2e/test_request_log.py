@@ -193,6 +193,27 @@ def test_a_refused_request_is_logged_with_its_error(logged: Logged) -> None:
     assert PATTERN_SECRET not in (stored.request or "")
 
 
+def test_a_request_id_sent_twice_lists_each_record_once_with_its_own_body(logged: Logged) -> None:
+    # Callers (and proxies that retry) may reuse X-Request-Id: two records, each with its own body.
+    rid = f"reqlog-{uuid.uuid4().hex}"
+    for word in ("first", "second"):
+        logged.sdk(logged.logged_key).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"{word} call"}],
+            extra_headers={"x-request-id": rid})
+    deadline = time.monotonic() + 20
+    while True:
+        resp = httpx.get(f"{logged.gateway.url}/admin/v1/logs", headers=ADMIN, timeout=10,
+                         params={"request_id": rid, "include_bodies": "true"})
+        assert resp.status_code == 200, resp.text
+        listed = resp.json()["data"]
+        if len(listed) >= 2 and all("request" in r for r in listed):
+            break
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.1)
+    assert len(listed) == 2
+    asked = sorted(json.loads(r["request"])["messages"][0]["content"] for r in listed)
+    assert asked == ["first call", "second call"]
+
 def test_an_embeddings_reply_is_kept_without_its_vectors(logged: Logged) -> None:
     rid = f"reqlog-{uuid.uuid4().hex}"
     logged.sdk(logged.logged_key).embeddings.create(

@@ -98,6 +98,23 @@ def _conditions(dialect: str, tenant_id: str | None, q: LogQuery) -> list[sa.Col
     return where
 
 
+def _apart(dialect: str, a: sa.ColumnElement[Any], c: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """How far apart two timestamps are (seconds on PostgreSQL, days on SQLite: only compared)."""
+    if dialect == "postgresql":
+        return sa.func.abs(sa.extract("epoch", a - c))
+    return sa.func.abs(sa.func.julianday(a) - sa.func.julianday(c))
+
+
+def _nearer_record(dialect: str) -> sa.Exists:
+    """Another record of the body's request id is nearer in time to it than the joined one."""
+    other = u.alias("other")
+    return sa.exists().where(
+        other.c.request_id == b.c.request_id, other.c.tenant_id == b.c.tenant_id,
+        other.c.created_at != u.c.created_at,
+        _apart(dialect, other.c.created_at, b.c.created_at) < _apart(dialect, u.c.created_at, b.c.created_at),
+    )
+
+
 def search_statement(dialect: str, tenant_id: str | None, q: LogQuery) -> sa.Select[Any]:
     columns: list[Any] = [u]
     source: sa.FromClause = u
@@ -109,6 +126,9 @@ def search_statement(dialect: str, tenant_id: str | None, q: LogQuery) -> sa.Sel
         seconds = int(BODY_SLACK.total_seconds())
         slack: sa.ColumnElement[Any] = sa.literal_column(f"interval '{seconds} seconds'")
         on = sa.and_(on, b.c.created_at >= u.c.created_at - slack, b.c.created_at <= u.c.created_at + slack)
+    # A caller may send the same X-Request-Id twice: each body then joins only the record
+    # nearest to it in time, not every record of that id.
+    on = sa.and_(on, ~_nearer_record(dialect))
     if q.text is not None:
         source = u.join(b, on)
     elif q.include_bodies:
