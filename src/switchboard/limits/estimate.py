@@ -13,14 +13,15 @@ from switchboard.context import RequestContext
 
 
 def max_output_tokens(ctx: RequestContext) -> int:
-    """The output the caller allows (``max_completion_tokens`` or ``max_tokens``), 0 if unset:
-    like OpenAI, a request counts prompt + max_tokens against its token limits until its real
-    usage is known."""
+    """The output the caller allows (``max_completion_tokens`` or ``max_tokens``, times ``n``
+    choices), 0 if unset: like OpenAI, a request counts prompt + max_tokens x n against its token
+    limits until its real usage is known."""
     request = ctx.request
     for name in ("max_completion_tokens", "max_tokens"):
         value = request.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+            n = request.get("n")
+            return value * n if type(n) is int and n > 1 else value
     return 0
 
 
