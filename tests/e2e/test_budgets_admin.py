@@ -185,6 +185,8 @@ TEAM = "<team>"  # replaced by a real team id
      "invalid_value", "timezone"),
     ({"scope": "team", "subject": TEAM, "max_amount": 1, "timezone": "Z" * 65}, 400, "invalid_value",
      "timezone"),
+    ({"scope": "team", "subject": TEAM, "max_amount": 1, "timezone": "localtime"}, 400, "invalid_value",
+     "timezone"),
     ({"scope": "team", "subject": TEAM, "max_amount": 1, "thresholds": [0]}, 400, "invalid_value",
      "thresholds[0]"),
     ({"scope": "team", "subject": TEAM, "max_amount": 1, "thresholds": [50, 101]}, 400, "invalid_value",

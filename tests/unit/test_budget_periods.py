@@ -49,6 +49,12 @@ def test_unknown_zone_is_a_value_error_naming_it(name: str) -> None:
         zone(name)
 
 
+def test_the_hosts_own_zone_is_refused() -> None:
+    # 'localtime' resolves to whatever each host has: instances would reset budgets apart.
+    with pytest.raises(ValueError, match="host's own zone"):
+        zone("localtime")
+
+
 # -- UTC: the plain cases -----------------------------------------------------------------------
 
 

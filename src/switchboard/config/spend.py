@@ -76,6 +76,9 @@ def check_timezone(name: str) -> str:
 
     if not 1 <= len(name) <= 64:
         raise ValueError(f"unknown time zone {name[:64]!r}: a name has 1 to 64 characters")
+    if name.lower() == "localtime":  # the host's zone, which instances need not share
+        raise ValueError("'localtime' is the host's own zone, which may differ between instances: "
+                         "name an IANA zone ('UTC', 'Europe/Paris')")
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
