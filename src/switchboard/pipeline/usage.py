@@ -6,7 +6,8 @@ priced when ``spend.refuse_unpriced`` is set. After it:
 - a complete reply: the cost goes into ``x-switchboard-cost-usd`` and its record is spooled
   before the response is written, so a client that got an answer always has a record;
 - a stream: the record is spooled when the upstream's stream has ended, before the client's
-  final event (a header cannot carry the cost of a stream);
+  final event (a header cannot carry the cost of a stream); estimated as below if it ended with
+  only a usage so far (Anthropic's message_start, no message_delta);
 - anything else (an error, a stream the client abandoned, a cut at shutdown): the record is
   spooled after the response, with the status the client got and the tokens actually produced;
   when the upstream's final usage never came, the tokens are estimated with the offline counter
@@ -179,8 +180,12 @@ class UsageStage:
 
             def ended(error: BaseException | None) -> None:
                 if error is None:
-                    done = split(ctx.usage)
-                    self._spool(ctx, call, 200, done, with_units(cost(info, done), info, done, ctx.usage))
+                    # Ended without its final usage but with a usage so far (Anthropic's
+                    # message_stop with no message_delta): estimated, as a cut stream is.
+                    cut = ctx.usage is None and ctx.partial_usage is not None
+                    done = _cut_short(ctx, call) if cut else split(ctx.usage)
+                    price = with_units(cost(info, done), info, done, ctx.usage)
+                    self._spool(ctx, call, 200, done, price, estimated=cut)
 
             return map_result(result, batch=relayed, done=ended)
         return result

@@ -75,9 +75,10 @@ def target() -> Any:
     return SimpleNamespace(name="claude", provider="anth", model="claude-x", provider_type="anthropic")
 
 
-async def run(decoder: Any, events: list[bytes], fail: bool = False) -> tuple[RequestContext, Writer]:
+async def run(decoder: Any, events: list[bytes], fail: bool = False, to_end: bool = False
+              ) -> tuple[RequestContext, Writer]:
     """Each event one upstream read; the client reads every batch, then the stream is cut: the
-    upstream fails (``fail``) or the client leaves."""
+    upstream fails (``fail``) or the client leaves; or (``to_end``) it ends as the upstream's did."""
     ctx = RequestContext("rid-1", "chat", MESSAGES, {}, b"{}", time.perf_counter())
     ctx.route = SimpleNamespace(target=target(), deployment="d", entry=None)  # type: ignore[assignment]
     ctx.stream = True
@@ -91,6 +92,8 @@ async def run(decoder: Any, events: list[bytes], fail: bool = False) -> tuple[Re
             yield batch
         if fail:
             raise UpstreamBadGateway("the upstream failed mid-stream")
+        if to_end and (batch := decoder.close()):
+            yield batch
 
     async def terminal(c: RequestContext) -> Result:
         return StreamReply(relay(), native=True)
@@ -101,13 +104,14 @@ async def run(decoder: Any, events: list[bytes], fail: bool = False) -> tuple[Re
     try:
         for _ in events:
             await anext(result.chunks)
-        if fail:
-            await anext(result.chunks)
+        if fail or to_end:
+            async for _ in result.chunks:
+                pass
     except UpstreamBadGateway:
         assert fail
     await result.aclose()
     ctx.outcome.status, ctx.outcome.stream = 200, True
-    ctx.outcome.client_disconnected = not fail
+    ctx.outcome.client_disconnected = not (fail or to_end)
     await ctx.run_after_response()
     return ctx, writer
 
@@ -140,6 +144,14 @@ def test_once_message_delta_came_its_usage_is_final() -> None:
     [row] = writer.rows
     assert (row[PROMPT], row[COMPLETION]) == (13, 40)
     assert "estimated" not in row[METADATA] and ctx.spent is not None and not ctx.spent.estimated
+
+
+def test_a_stream_that_ends_without_its_final_usage_is_estimated_too() -> None:
+    stop = sse("message_stop", {})  # message_delta never came: the decoder accepts the end
+    _, writer = asyncio.run(run(NativeStream(target()), [*anthropic_events(final=False), stop], to_end=True))
+    [row] = writer.rows
+    assert (row[PROMPT], row[COMPLETION], row[METADATA]["estimated"]) == (13, relayed_tokens(), True)
+    assert "client_disconnected" not in row[METADATA]
 
 
 def test_a_responses_stream_cut_before_its_final_event_is_estimated() -> None:
