@@ -88,6 +88,7 @@ class Spent(NamedTuple):
     tokens: int  # prompt + completion
     prompt: int = 0  # the input and output tokens as recorded (metrics count them)
     completion: int = 0
+    estimated: bool = False  # not the upstream's final usage: a cut stream's estimate
 
 
 # The status recorded for a client that left before an answer was sent (nginx's convention).
@@ -156,7 +157,11 @@ class RequestContext:
     # What the client asked for, kept before adapters touch the request.
     stream: bool = False
     client_wants_usage: bool = False
+    # The call's usage (a stream's: its final usage event's), in the canonical shape.
     usage: dict[str, Any] | None = None
+    # A stream's usage so far, before its final usage event (Anthropic's message_start): what a
+    # stream cut before that event is estimated from (pipeline/usage.py).
+    partial_usage: dict[str, Any] | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     # The caller's own provider credential as upstream headers (pipeline/caller_credentials.py);
     # None: the provider's stored credential is used.

@@ -11,8 +11,8 @@ import pytest
 from switchboard.config.schema import Timeouts
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
 from switchboard.providers.anthropic import AnthropicOptions
-from switchboard.providers.anthropic.native import NativeStream, native_message, native_request
-from switchboard.providers.base import WIRE
+from switchboard.providers.anthropic.native import NativeStream, native_message, native_request, output_text
+from switchboard.providers.base import OUTPUT, PARTIAL, WIRE
 from switchboard.providers.target import Target
 
 
@@ -165,10 +165,37 @@ def test_stream_events_relayed_byte_for_byte_with_usage_and_finish() -> None:
     assert chunks[0]["id"] == "msg_1" and chunks[0]["model"] == "claude-x"
     assert chunks[0]["usage"]["prompt_tokens"] == 13
     assert chunks[0]["usage"]["prompt_tokens_details"]["cached_tokens"] == 10
+    assert chunks[0][PARTIAL] is True  # the usage so far: the call's comes with message_delta
     last_usage = chunks[5]["usage"]
     assert (last_usage["prompt_tokens"], last_usage["completion_tokens"]) == (13, 9)
+    assert PARTIAL not in chunks[5]
     assert chunks[5]["choices"] == [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]
-    assert all(set(c) == {WIRE} for c in chunks[1:5])  # content events are not parsed
+    # Content events are not parsed: those carrying output are marked, their bytes kept as is.
+    assert all(set(c) == {WIRE, OUTPUT} and c[OUTPUT] is c[WIRE] for c in chunks[1:4])
+    assert set(chunks[4]) == {WIRE}  # content_block_stop
+
+
+def test_the_output_of_marked_events_is_read_only_when_asked() -> None:
+    tool = [
+        sse("content_block_start", {"index": 1, "content_block": {
+            "type": "tool_use", "id": "tu_1", "name": "get_weather", "input": {}}}),
+        *(sse("content_block_delta", {"index": 1, "delta": {"type": "input_json_delta", "partial_json": p}})
+          for p in ('{"city', '": "Paris"}')),
+    ]
+    text = [
+        sse("content_block_start", {"index": 2, "content_block": {"type": "text", "text": ""}}),
+        sse("content_block_delta", {"index": 2, "delta": {"type": "text_delta", "text": "Sunny."}}),
+    ]
+    stream = NativeStream(target())
+    chunks = stream.feed(START + b"".join(BLOCK) + b"".join(tool) + b"".join(text))
+    outputs = [c[OUTPUT] for c in chunks if OUTPUT in c]
+    # Thinking, tool name and input, text; a signature is not output.
+    assert "".join(output_text(o) for o in outputs) == 'hmget_weather{"city": "Paris"}Sunny.'
+    assert output_text(b"event: content_block_delta\ndata: {nope\n\n") == ""
+    unnamed = b"data: " + orjson.dumps({"type": "content_block_delta", "index": 0,
+                                        "delta": {"type": "text_delta", "text": "x"}}) + b"\n\n"
+    [chunk] = NativeStream(target()).feed(unnamed)
+    assert output_text(chunk[OUTPUT]) == "x"
 
 
 def test_crlf_and_comments() -> None:

@@ -16,7 +16,7 @@ from switchboard.context import Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.native import exchange_for
-from switchboard.providers.base import JSON, StreamDecoder
+from switchboard.providers.base import JSON, PARTIAL, StreamDecoder
 from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.providers.tool_calls import first_tool_call, serial_decoder
 from switchboard.upstream.client import UpstreamStream
@@ -161,5 +161,8 @@ def _scrubbed(err: GatewayError, stream: UpstreamStream) -> GatewayError:
 
 def _note_usage(ctx: RequestContext, batch: list[dict[str, Any]]) -> None:
     for chunk in batch:
-        if chunk.get("usage"):
-            ctx.usage = chunk["usage"]
+        if usage := chunk.get("usage"):
+            if PARTIAL in chunk:  # the usage so far: a stream cut now is estimated from it
+                ctx.partial_usage = usage
+            else:
+                ctx.usage = usage

@@ -6,12 +6,19 @@ priced when ``spend.refuse_unpriced`` is set. After it:
 - a complete reply: the cost goes into ``x-switchboard-cost-usd`` and its record is spooled
   before the response is written, so a client that got an answer always has a record;
 - a stream: the record is spooled when the upstream's stream has ended, before the client's
-  final event (a header cannot carry the cost of a stream);
+  final event (a header cannot carry the cost of a stream); estimated as below if it ended with
+  only a usage so far (Anthropic's message_start, no message_delta);
 - anything else (an error, a stream the client abandoned, a cut at shutdown): the record is
   spooled after the response, with the status the client got and the tokens actually produced;
-  when the upstream never reported usage, the tokens are estimated with the offline counter
-  (``switchboard.tokens``): the prompt as limits and budgets estimate it, the output from the
-  text relayed to the client; the record says so (``metadata.estimated``).
+  when the upstream's final usage never came, the tokens are estimated with the offline counter
+  (``switchboard.tokens``): the prompt as the upstream reported it so far (Anthropic's
+  message_start), else as limits and budgets estimate it, the output from the text relayed to
+  the client (or the upstream's count so far, if larger); the record says so
+  (``metadata.estimated``), and so does ``ctx.spent``, which the rate limits settle to.
+
+A translated stream's text is read from its canonical chunks; a same-dialect stream's from what
+its decoder marked as output (``providers.base.OUTPUT``): kept as it passes, and Anthropic's
+unparsed events parsed only when an estimate needs them.
 
 Spooling is one local ``write`` (``spend/ledger.py``); the database is written behind it. The
 record is built straight from the context as the ledger's row (``USAGE_ROW``), its cost in whole
@@ -41,6 +48,8 @@ from switchboard.context import (
 )
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
+from switchboard.providers.anthropic.native import output_text
+from switchboard.providers.base import OUTPUT
 from switchboard.spend.cost import Cost, Prices, Tokens, cost, format_nano_usd, is_unpriced, split
 from switchboard.spend.ledger import LedgerWriter
 from switchboard.spend.units import units_of, with_units
@@ -66,11 +75,20 @@ class _Call:
 
     def __init__(self, info: ModelInfo | None) -> None:
         self.info = info
-        self.text: list[str] = []  # what a stream relayed to the client, for an estimate
+        # What a stream relayed to the client, for an estimate: text, or a same-dialect event's
+        # bytes to read only then (providers.base.OUTPUT).
+        self.text: list[str | bytes] = []
         self.done = False  # the record was spooled
 
 
-def _relayed_text(batch: list[Chunk], out: list[str]) -> None:
+def _relayed_output(batch: list[Chunk], out: list[str | bytes]) -> None:
+    """A same-dialect stream's output, as its decoder marked it: kept, not read."""
+    for chunk in batch:
+        if (output := chunk.get(OUTPUT)) is not None:
+            out.append(output)
+
+
+def _relayed_text(batch: list[Chunk], out: list[str | bytes]) -> None:
     for chunk in batch:
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
@@ -89,20 +107,35 @@ def _relayed_text(batch: list[Chunk], out: list[str]) -> None:
                 out.append(text)
 
 
-def _estimate(ctx: RequestContext, call: _Call) -> Tokens:
-    """The tokens of a call whose usage never came, with the offline counter."""
+def _estimated_prompt(ctx: RequestContext, call: _Call) -> int:
+    """The prompt's tokens as limits and budgets estimated them, with the offline counter."""
+    try:
+        return ctx.prompt_tokens_estimate(call.info)
+    except Exception:  # a request the counter cannot read: its size, ~4 bytes a token
+        return -(-len(ctx.body) // 4)
+
+
+def _estimated_output(ctx: RequestContext, call: _Call) -> int:
+    """The tokens of the text relayed to the client, with the offline counter."""
     route = ctx.route
     model = call.info.model if call.info is not None else (route.target.model if route else "")
-    try:
-        prompt = ctx.prompt_tokens_estimate(call.info)
-    except Exception:  # a request the counter cannot read: its size, ~4 bytes a token
-        prompt = -(-len(ctx.body) // 4)
-    text = "".join(call.text)
+    text = "".join(t if isinstance(t, str) else output_text(t) for t in call.text)
     encoding = tokens.encoding_for(model)
     output = tokens.count_text(text, encoding or "o200k_base")
     if encoding is None:
         output = math.ceil(output * tokens.OTHER_PROVIDER_FACTOR)
-    return Tokens(input=prompt, output=output)
+    return output
+
+
+def _cut_short(ctx: RequestContext, call: _Call) -> Tokens:
+    """The tokens of a stream cut before its final usage: the prompt as the upstream reported it
+    so far (exact, with its cache reads and writes), else estimated; the output the larger of
+    the upstream's count so far and the estimate from the text relayed."""
+    so_far = split(ctx.partial_usage)
+    output = max(_estimated_output(ctx, call), so_far.output)
+    if so_far.prompt:
+        return so_far._replace(output=output)
+    return so_far._replace(input=_estimated_prompt(ctx, call), output=output)
 
 
 class UsageStage:
@@ -139,15 +172,20 @@ class UsageStage:
             self._spool(ctx, call, result.status, counted, price)
             return result
         if isinstance(result, StreamReply):
+            collect = _relayed_output if result.native else _relayed_text
 
             def relayed(batch: list[Chunk]) -> list[Chunk]:
-                _relayed_text(batch, call.text)
+                collect(batch, call.text)
                 return batch
 
             def ended(error: BaseException | None) -> None:
                 if error is None:
-                    done = split(ctx.usage)
-                    self._spool(ctx, call, 200, done, with_units(cost(info, done), info, done, ctx.usage))
+                    # Ended without its final usage but with a usage so far (Anthropic's
+                    # message_stop with no message_delta): estimated, as a cut stream is.
+                    cut = ctx.usage is None and ctx.partial_usage is not None
+                    done = _cut_short(ctx, call) if cut else split(ctx.usage)
+                    price = with_units(cost(info, done), info, done, ctx.usage)
+                    self._spool(ctx, call, 200, done, price, estimated=cut)
 
             return map_result(result, batch=relayed, done=ended)
         return result
@@ -171,10 +209,10 @@ class UsageStage:
         estimated = False
         if ctx.usage:
             counted = split(ctx.usage)
-        elif call.text:
-            # The upstream's usage never came (the client left, the stream broke): what was
-            # produced, estimated from the text relayed, and the prompt as it was estimated.
-            counted = _estimate(ctx, call)
+        elif call.text or ctx.partial_usage:
+            # The upstream's final usage never came (the client left, the stream broke): what
+            # was produced, estimated from the text relayed and the usage so far.
+            counted = _cut_short(ctx, call)
             estimated = True
         else:
             counted = Tokens()
@@ -188,7 +226,7 @@ class UsageStage:
         call.done = True
         prompt, completion = counted.prompt, counted.completion
         nano = price.nano_usd
-        ctx.spent = Spent(nano, prompt + completion, prompt, completion)
+        ctx.spent = Spent(nano, prompt + completion, prompt, completion, estimated)
         writer = self._writer()
         if writer is None:
             return

@@ -21,6 +21,16 @@ JSON = dict[str, Any]
 # In a same-dialect stream (StreamReply.native), the key of a chunk holding one upstream event's
 # bytes, to be written to the client as they are.
 WIRE = "wire"
+# In a stream's chunk: its ``usage`` is the usage so far (Anthropic's message_start: the prompt
+# and one output token), not the call's. The usage stage counts it only for a stream cut before
+# its final usage (pipeline/invoke.py keeps it apart from ``ctx.usage``).
+PARTIAL = "partial"
+# In a same-dialect stream's chunk: the output its event carries (a text, thinking or tool-input
+# delta), kept by the usage stage to estimate a stream cut before its final usage. A ``str`` is
+# the text itself (a decoder that parsed the event anyway); ``bytes`` is an Anthropic event that
+# was relayed unparsed, read only if such an estimate is needed
+# (providers/anthropic/native.py, ``output_text``).
+OUTPUT = "output"
 
 
 class UnsupportedOperation(InvalidRequest):

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from switchboard.errors import UpstreamBadGateway
-from switchboard.providers.base import JSON
+from switchboard.providers.base import JSON, OUTPUT
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEParser
 from switchboard.providers.target import Target
@@ -29,6 +29,13 @@ from switchboard.upstream.request import UpstreamRequest
 # The first Azure OpenAI API version with the Responses API; older configured versions use it.
 AZURE_RESPONSES_VERSION = "2025-03-01-preview"
 _ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# Events whose ``delta`` is output (text, refusal, reasoning, tool input): kept under OUTPUT, to
+# estimate the output of a stream cut before its final event.
+_DELTAS = frozenset({
+    "response.output_text.delta", "response.refusal.delta", "response.reasoning_text.delta",
+    "response.reasoning_summary_text.delta", "response.function_call_arguments.delta",
+    "response.custom_tool_call_input.delta",
+})
 
 Scrub = Callable[[str], str]
 
@@ -123,7 +130,8 @@ def upstream_request(given: JSON, history: list[JSON], target: Target, stream: b
 
 class NativeDecoder:
     """The upstream's typed events, each as ``{"native": event}``; the final event's chunk also
-    carries the canonical ``usage`` (which the terminal records, as for any stream).
+    carries the canonical ``usage`` (which the terminal records, as for any stream), an output
+    delta's chunk its text under ``OUTPUT`` (for the estimate of a stream cut before its end).
 
     An error event raises only after the events that preceded it in the same read were returned,
     so the client receives everything the upstream sent before failing."""
@@ -156,7 +164,9 @@ class NativeDecoder:
             if kind == "response.failed":
                 obj["response"] = scrubbed(obj.get("response"), self._scrub)
             chunk: JSON = {"native": obj}
-            if kind in _ENDS:
+            if kind in _DELTAS and isinstance(delta := obj.get("delta"), str):
+                chunk[OUTPUT] = delta
+            elif kind in _ENDS:
                 self._ended = True
                 usage = chat_usage((obj.get("response") or {}).get("usage"))
                 if usage is not None:

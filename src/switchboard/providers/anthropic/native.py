@@ -6,6 +6,8 @@ rewritten to the deployment's upstream id and the gateway's own fields removed, 
 upstream's reply comes back as it came. This module builds that request, checks the reply, and
 splits a stream into its events, reading only what accounting needs (usage, in the canonical
 shape providers/anthropic/response.py gives it) and what the stages note (id, model, finish).
+The events carrying output are marked, unparsed, so the output of a stream cut before its usage
+came can be estimated (``output_text``, read then only).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import orjson
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
 from switchboard.providers.anthropic.request import MESSAGES_PATH, options_of, request_headers
 from switchboard.providers.anthropic.response import finish_reason, stream_error, usage
-from switchboard.providers.base import JSON, WIRE
+from switchboard.providers.base import JSON, OUTPUT, PARTIAL, WIRE
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import GATEWAY_PARAMS
 from switchboard.providers.target import Target
@@ -90,14 +92,18 @@ def _is_comment(block: bytes) -> bool:
 
 # Events whose data the stages need; every other event is relayed without being parsed.
 _READ = frozenset({"message_start", "message_delta", "message_stop", "error"})
+# Events carrying output (text, thinking, tool name and input): marked with OUTPUT, not parsed.
+_OUTPUT = frozenset({"content_block_start", "content_block_delta"})
 # An int: ``bytes in bytes`` first tries its operand as an integer, raising and catching an error.
 _CR = ord("\r")
 
 
 class NativeStream:
     """Anthropic SSE, relayed event by event: each chunk holds one whole event's bytes under
-    ``WIRE``. message_start adds the id, model and usage so far; message_delta the cumulative
-    usage and the finish reason (canonical names, for the stages). An ``error`` event raises the
+    ``WIRE``. message_start adds the id, model and usage so far (marked ``PARTIAL``: the call's
+    usage is message_delta's); message_delta the cumulative usage and the finish reason (canonical
+    names, for the stages); the content block events their bytes again under ``OUTPUT``, for an
+    estimate should the stream be cut before message_delta. An ``error`` event raises the
     adapter's stream error (after the events before it were returned), which the inbound API
     writes as its own error event; a stream that ends before the message did is an error too.
     Implements the StreamDecoder protocol (providers/base.py)."""
@@ -145,15 +151,20 @@ class NativeStream:
         return out
 
     def _chunk(self, block: bytes) -> JSON:
-        chunk: JSON = {WIRE: block + b"\n\n"}
+        wire = block + b"\n\n"
+        chunk: JSON = {WIRE: wire}
         name = _event_name(block)
         if name is not None and name not in _READ:
+            if name in _OUTPUT:
+                chunk[OUTPUT] = wire
             return chunk
         obj = _event_data(block)
         if obj is None:
             raise invalid_body(self._target, "stream event")
         kind = obj.get("type") or name
-        if kind == "message_start":
+        if kind in _OUTPUT:  # an event without its ``event:`` line
+            chunk[OUTPUT] = wire
+        elif kind == "message_start":
             self._message_start(obj, chunk)
         elif kind == "message_delta":
             self._message_delta(obj, chunk)
@@ -176,6 +187,7 @@ class NativeStream:
             if isinstance(message.get(key), str):
                 chunk[key] = message[key]
         chunk["usage"] = usage(self._usage)
+        chunk[PARTIAL] = True  # the prompt and the first output token only
 
     def _message_delta(self, obj: JSON, chunk: JSON) -> None:
         self._merge_usage(obj.get("usage"))
@@ -184,3 +196,18 @@ class NativeStream:
         self._finished = True
         chunk["choices"] = [{"index": 0, "delta": {}, "finish_reason": finish_reason(stop)}]
         chunk["usage"] = usage(self._usage)
+
+
+def output_text(event: bytes) -> str:
+    """The output a content block event (marked ``OUTPUT`` by :class:`NativeStream`) carries: a
+    delta's text, thinking or tool input, a block start's text or tool name and input; what a
+    translated stream relays as content, reasoning and tool calls. Read only to estimate a cut
+    stream's output, so the relay never parses these events."""
+    obj = _event_data(event.rstrip(b"\n"))
+    part = (obj.get("delta") or obj.get("content_block")) if obj is not None else None
+    if not isinstance(part, dict):
+        return ""
+    pieces = [part.get(key) for key in ("text", "thinking", "partial_json", "name")]
+    text = "".join(p for p in pieces if isinstance(p, str))
+    given = part.get("input")  # a tool_use block's input, when it came whole
+    return text + orjson.dumps(given).decode() if isinstance(given, dict) and given else text
