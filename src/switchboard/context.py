@@ -69,6 +69,9 @@ class Principal:
     allowed_regions: frozenset[str] | None = None
     # MCP tool permissions of the key and of its team ({"allow": [...], "deny": [...]} each).
     mcp_tools: tuple[Mapping[str, Any], ...] = ()
+    # The first key id of the key's rotation chain; None: ``key_id``. The key's budgets and rate
+    # limits are counted under it, so a rotated key keeps what its predecessors spent.
+    key_lineage: str | None = None
 
 
 class Attempt(NamedTuple):

@@ -311,6 +311,8 @@ def test_listing_pages_newest_first(pair: Pair) -> None:
     ({"limit": "many"}, "invalid_value", "limit"),
     ({"since": "yesterday"}, "invalid_value", "since"),
     ({"since": "2026-12-01T00:00:00"}, "invalid_value", "since"),  # no time zone
+    ({"since": "9999-12-31T23:59:59-23:59"}, "invalid_value", "since"),  # past year 9999 in UTC
+    ({"since": "0001-01-01T00:00:00+23:59"}, "invalid_value", "since"),  # before year 1 in UTC
     ({"rule": "r" * 65}, "invalid_value", "rule"),
     ({"tenant": "t" * 65}, "invalid_value", "tenant"),
     ({"before": "i" * 65}, "invalid_value", "before"),

@@ -322,6 +322,54 @@ def test_counters_are_rebuilt_from_the_ledger_when_redis_loses_them(pair: Pair) 
         client.chat.completions.create(messages=ask(LONG), **CALL)
 
 
+def _over_budget(client: openai.OpenAI) -> str:
+    """The refusal of a request past its key's budget: its message."""
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    body: Any = refused.value.body
+    assert body["code"] == "budget_exceeded"
+    assert refused.value.response.headers["x-switchboard-budget-scope"] == "key"
+    return str(body["message"])
+
+
+def test_a_rotated_key_keeps_its_own_budget_even_when_it_rotates_itself(pair: Pair) -> None:
+    old = pair.key(max_budget_usd=0.03)  # in total: three calls
+    for _ in range(3):
+        pair.sdk(old["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+    assert "key budget" in _over_budget(pair.sdk(old["key"]))
+    # A developer key may rotate itself: its successor has what is left, nothing.
+    resp = httpx.post(f"{pair.first.url}/admin/v1/keys/{old['id']}/rotate", json={"grace_seconds": 600},
+                      headers={"Authorization": f"Bearer {old['key']}"}, timeout=10)
+    assert resp.status_code == 201, resp.text
+    new = resp.json()
+    assert new["lineage"] == old["id"] and new["max_budget_usd"] == 0.03
+    assert "key budget" in _over_budget(pair.sdk(new["key"], on=pair.second))
+    assert "key budget" in _over_budget(pair.sdk(old["key"]))  # still in its grace period
+    newer = pair.admin("POST", f"/admin/v1/keys/{new['id']}/rotate", {"grace_seconds": 0}).json()
+    assert "key budget" in _over_budget(pair.sdk(newer["key"]))
+
+
+def test_a_budget_set_on_a_key_follows_it_through_rotations(pair: Pair) -> None:
+    old = pair.key()
+    budget = pair.budget(scope="key", subject=old["id"], max_amount=0.02, period="daily")
+    for _ in range(2):
+        pair.sdk(old["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+    assert budget["id"] in _over_budget(pair.sdk(old["key"]))
+    new = pair.admin("POST", f"/admin/v1/keys/{old['id']}/rotate", {"grace_seconds": 0}).json()
+    assert budget["id"] in _over_budget(pair.sdk(new["key"], on=pair.second))
+    assert Decimal(pair.status(budget["id"])["spent"]) == Decimal("0.02")
+    # Naming the successor sets the same budget: a key's budgets are held under its lineage.
+    raised = pair.budget(scope="key", subject=new["id"], max_amount=0.03, period="daily")
+    assert (raised["id"], raised["subject"]) == (budget["id"], old["id"])
+    pair.sdk(new["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+    assert budget["id"] in _over_budget(pair.sdk(new["key"]))
+    until(lambda: pair.ledger(old["id"])["requests"] == 2 and pair.ledger(new["id"])["requests"] == 1)
+    if pair.redis is not None:
+        pair.redis.flush()  # Redis restarted empty: counters rebuilt from the ledger, the whole chain's
+    assert Decimal(pair.status(budget["id"])["spent"]) == Decimal("0.03")
+    assert budget["id"] in _over_budget(pair.sdk(new["key"], on=pair.second))
+
+
 def test_each_threshold_fires_one_signed_webhook_per_period(pair: Pair) -> None:
     key = pair.key()
     budget = pair.budget(scope="key", subject=key["id"], max_amount=0.04, period="monthly",

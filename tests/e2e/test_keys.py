@@ -199,6 +199,10 @@ def _in(seconds: float) -> str:
         ({"models": ["m"], "expires_at": "2020-01-01T00:00:00Z"}, "expires_at", "invalid_value"),
         ({"models": ["m"], "expires_at": "2999-01-01T00:00:00"}, "expires_at", "invalid_value"),
         ({"models": ["m"], "expires_at": "soon"}, "expires_at", "invalid_value"),
+        # Past year 9999 once in UTC: no store holds it.
+        ({"models": ["m"], "expires_at": "9999-12-31T23:59:59-23:59"}, "expires_at", "invalid_value"),
+        ({"models": ["m"], "metadata": {"rotated_to": "key_x"}}, "metadata", "invalid_value"),
+        ({"models": ["m"], "metadata": {"rotated_from": "key_x"}}, "metadata", "invalid_value"),
         ({"models": ["m"], "metadata": {f"k{i}": i for i in range(51)}}, "metadata", "invalid_value"),
         ({"models": ["m"], "metadata": {"k": {"nested": 1}}}, "metadata.k", "invalid_value"),
         ({"models": ["m" * 201]}, "models[0]", "invalid_value"),
@@ -325,6 +329,57 @@ def test_rotation_without_grace_and_of_revoked_keys(deployment: Deployment) -> N
     assert missing.status_code == 404
 
 
+def _rotate(deployment: Deployment, key_id: str, grace_seconds: int = 600) -> httpx.Response:
+    url = f"{deployment.gateway.url}/admin/v1/keys/{key_id}/rotate"
+    return httpx.post(url, json={"grace_seconds": grace_seconds}, headers=ADMIN, timeout=10)
+
+
+def _refused(resp: httpx.Response, code: str) -> str:
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", code)
+    return str(error["message"])
+
+
+def test_an_expired_key_is_not_rotated(deployment: Deployment) -> None:
+    created = deployment.key(["*"], expires_at=_in(1))
+    deadline = time.monotonic() + 10
+    auth = {"Authorization": f"Bearer {created['key']}"}
+    while httpx.get(f"{deployment.gateway.base_url}/models", headers=auth, timeout=10).status_code != 401:
+        assert time.monotonic() < deadline, "the key outlived its expiry"
+    assert "expired" in _refused(_rotate(deployment, created["id"]), "key_expired")
+    # No successor was issued.
+    keys = httpx.get(f"{deployment.gateway.url}/admin/v1/keys", params={"limit": 1000}, headers=ADMIN).json()
+    assert not [k for k in keys["data"] if k["metadata"].get("rotated_from") == created["id"]]
+
+
+@pytest.mark.parametrize("grace_seconds", [0, 600])
+def test_a_key_already_rotated_is_not_rotated_again(deployment: Deployment, grace_seconds: int) -> None:
+    old = deployment.key(["*"])
+    new = _rotate(deployment, old["id"], grace_seconds).json()
+    # Retired (at once, or still in its grace period): only its successor may be rotated.
+    message = _refused(_rotate(deployment, old["id"]), "key_rotated")
+    assert new["id"] in message
+    newer = _rotate(deployment, new["id"])
+    assert newer.status_code == 201, newer.text
+    assert newer.json()["lineage"] == old["id"] == new["lineage"]
+    assert old["lineage"] == old["id"]
+
+
+def test_a_rotated_key_starts_unused(deployment: Deployment) -> None:
+    old = deployment.key(["*"])
+    assert deployment.sdk(old["key"]).models.list().data
+    url = f"{deployment.gateway.url}/admin/v1/keys/{old['id']}"
+    deadline = time.monotonic() + 10
+    while (used := httpx.get(url, headers=ADMIN, timeout=10).json()["last_used_at"]) is None:
+        assert time.monotonic() < deadline, "last_used_at was not written within 10 s"
+    new = _rotate(deployment, old["id"]).json()
+    assert new["last_used_at"] is None
+    shown = httpx.get(f"{deployment.gateway.url}/admin/v1/keys/{new['id']}", headers=ADMIN, timeout=10).json()
+    assert shown["last_used_at"] is None
+    assert httpx.get(url, headers=ADMIN, timeout=10).json()["last_used_at"] == used
+
+
 def test_last_used_time_is_recorded_in_batches(deployment: Deployment) -> None:
     created = deployment.key(["gpt-4o-mini"])
     assert created["last_used_at"] is None
@@ -367,7 +422,8 @@ def test_every_key_change_is_audited_without_secrets(deployment: Deployment) -> 
 @pytest.mark.parametrize(
     ("params", "param"),
     [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"since": "2026-01-01T00:00:00"}, "since"),
-     ({"before": "x"}, "before"), ({"action": "a" * 129}, "action")],
+     ({"before": "x"}, "before"), ({"action": "a" * 129}, "action"),
+     ({"since": "9999-12-31T23:59:59-23:59"}, "since"), ({"since": "0001-01-01T00:00:00+23:59"}, "since")],
 )
 def test_bad_audit_queries_are_400(deployment: Deployment, params: dict[str, Any], param: str) -> None:
     resp = httpx.get(f"{deployment.gateway.url}/admin/v1/audit", headers=ADMIN, params=params, timeout=10)

@@ -218,6 +218,29 @@ def test_a_key_by_model_limit_set_through_the_admin_api(pair: Pair) -> None:
     assert pair.sdk(created["key"]).embeddings.create(model="text-embedding-3-small", input="x").data
 
 
+def test_a_rotated_key_keeps_its_limits_and_their_windows(pair: Pair) -> None:
+    old = pair.key(rpm_limit=3)
+    body = {"scope": "key_model", "key": old["id"], "model": "gpt-4o-mini", "rpm": 1}
+    limit = pair.admin("PUT", "/admin/v1/limits", body).json()
+    assert pair.sdk(old["key"]).chat.completions.create(model="gpt-4o-mini", messages=ask("1")).choices
+    resp = pair.admin("POST", f"/admin/v1/keys/{old['id']}/rotate", {"grace_seconds": 600})
+    assert resp.status_code == 201, resp.text
+    new = resp.json()
+    # The limit set on the old key's id holds its successor, in the same minute's window.
+    with pytest.raises(openai.RateLimitError) as refused:
+        pair.sdk(new["key"], pair.second).chat.completions.create(model="gpt-4o-mini", messages=ask("2"))
+    _check_refusal(refused.value, "key_model")
+    # The key's own 3 a minute are shared by the old key and its successor: two more, not three.
+    for client in (pair.sdk(new["key"]), pair.sdk(old["key"], pair.second)):
+        assert client.embeddings.create(model="text-embedding-3-small", input="x").data
+    with pytest.raises(openai.RateLimitError) as refused:
+        pair.sdk(new["key"]).embeddings.create(model="text-embedding-3-small", input="x")
+    _check_refusal(refused.value, "key")
+    # Naming the successor sets the same record.
+    again = pair.admin("PUT", "/admin/v1/limits", {**body, "key": new["id"], "rpm": 2}).json()
+    assert (again["id"], again["subject"]) == (limit["id"], f"{old['id']}:gpt-4o-mini")
+
+
 def _wait_for(check: Any, what: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():

@@ -379,11 +379,17 @@ def test_bad_input(world: World) -> None:
         ({"name": unique("x"), "prompt": name, "split": [{"version": 1, "percent": 100}]}, 400, None),
         ({"name": "has/slash", "prompt": name, "version": 1}, 400, None),
         ({"name": unique("x"), "prompt": name, "version": 1, "unknown": True}, 400, None),
+        # Past year 9999 once in UTC: no store holds it.
+        ({"name": unique("x"), "prompt": name, "version": 1, "sunset_at": "9999-12-31T23:59:59-23:59"},
+         400, "invalid_value"),
     ]:
         resp = owner_admin.call("POST", "/admin/v1/apis", body)
         assert resp.status_code == status, (body, resp.text)
         if code:
             assert resp.json()["error"]["code"] == code
+    late = owner_admin.call("PATCH", f"/admin/v1/apis/{name}", {"sunset_at": "9999-12-31T23:59:59-23:59"})
+    assert late.status_code == 400, late.text
+    assert (late.json()["error"]["code"], late.json()["error"]["param"]) == ("invalid_value", "sunset_at")
     # A developer may not publish; another tenant's API is 404 to its admin.
     denied = world.admin.as_key(world.consumer_key).call("POST", "/admin/v1/apis",
                                                          {"name": unique("x"), "prompt": name, "version": 1})

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 
 from switchboard.stores import KeyQuery, KeyRecord
+from switchboard.stores.factory import open_database
+from switchboard.stores.sql.keys import SqlKeyStore
+from switchboard.stores.sql.migrate import _config
+from switchboard.stores.sql.tables import api_keys
+from switchboard.stores.sql.urls import async_url
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -47,6 +55,16 @@ async def test_optional_fields_and_other_time_zones(backend: Backend) -> None:
     assert got is not None
     assert got.allowed_models is None and got.team_id is None and got.metadata == {}
     assert got.expires_at == plus_two and got.expires_at.tzinfo == UTC
+
+
+async def test_a_rotated_key_keeps_the_lineage_of_its_chain(backend: Backend) -> None:
+    first, second = key("key-root"), key("key-next", lineage_id="key-root")
+    for record in (first, second):
+        await backend.stores.keys.put(record)
+    got = await backend.stores.keys.get_by_hash(second.key_hash)
+    assert got is not None and (got.lineage_id, got.lineage) == ("key-root", "key-root")
+    root = await backend.stores.keys.get("tenant-a", "key-root")
+    assert root is not None and (root.lineage_id, root.lineage) == (None, "key-root")
 
 
 async def test_every_query_but_the_hash_lookup_is_scoped_to_the_tenant(backend: Backend) -> None:
@@ -140,3 +158,40 @@ async def test_a_page_of_keys_is_filtered_scoped_and_continued_by_cursor(backend
     assert await ids(owners=("k4",)) == ["k4"] and await ids(owners=()) == []
     with pytest.raises(ValueError, match="cursor"):
         await ids(after="x1")  # another tenant's key is no cursor here
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return async_url(None, tmp_path / "data")
+    return async_url(request.getfixturevalue("fresh_database_url"), tmp_path)
+
+
+async def test_revision_0022_makes_every_existing_key_its_own_lineage(fresh_url: str) -> None:
+    engine, _ = await open_database(fresh_url)
+
+    def migrate(conn: sa.Connection, target: str) -> None:
+        if target == "0021":
+            command.downgrade(_config(conn), target)
+        else:
+            command.upgrade(_config(conn), target)
+
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(migrate, "0021")
+            await conn.commit()
+            # A key and its successor stored before lineages existed.
+            successions = {"key-old": {"rotated_to": "key-new"}, "key-new": {"rotated_from": "key-old"}}
+            for key_id, metadata in successions.items():
+                await conn.execute(sa.insert(api_keys).values(
+                    id=key_id, key_hash=f"hash-{key_id}", prefix="sk-sb-x", tenant_id="t", role="developer",
+                    enabled=True, metadata=metadata, created_at=datetime.now(UTC)))
+            await conn.run_sync(migrate, "head")
+            await conn.commit()
+        store = SqlKeyStore(engine)
+        for key_id in ("key-old", "key-new"):
+            read = await store.get("t", key_id)
+            # What each spent, and the budgets and limits set on its id, stay its own.
+            assert read is not None and read.lineage == key_id
+    finally:
+        await engine.dispose()

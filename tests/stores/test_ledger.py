@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from switchboard.stores import UsageRecord
+from switchboard.stores import KeyRecord, UsageRecord
 from switchboard.stores.protocols import usage_row
 from tests.stores.conftest import Backend
 
@@ -132,3 +132,25 @@ async def test_many_rows_in_one_append(backend: Backend) -> None:
     await ledger.append_rows(rows[:700])
     assert len(await ledger.recent("tenant-a", limit=5000)) == 1500
     assert await ledger.total("tenant-a", "user", "user-1", T0, "usd") == Decimal(sum(range(1500))) / nano
+
+
+async def test_a_keys_total_counts_every_key_of_its_lineage(backend: Backend) -> None:
+    """A key's budget is held under its lineage (its rotation chain's first key): rebuilt from
+    the ledger, it counts what every key of the chain spent, and only in its tenant."""
+    keys = backend.stores.keys
+    for record in (KeyRecord("key-a", "h-a", "sk-sb-a", "tenant-a"),
+                   KeyRecord("key-b", "h-b", "sk-sb-b", "tenant-a", lineage_id="key-a"),
+                   KeyRecord("key-c", "h-c", "sk-sb-c", "tenant-a", lineage_id="key-a"),
+                   KeyRecord("key-d", "h-d", "sk-sb-d", "tenant-a")):
+        await keys.put(record)
+    cost = Decimal("0.000000001")
+    await backend.stores.ledger.append([
+        usage("l-a", key_id="key-a", cost_usd=cost), usage("l-b", key_id="key-b", cost_usd=2 * cost),
+        usage("l-c", key_id="key-c", cost_usd=4 * cost), usage("l-d", key_id="key-d", cost_usd=8 * cost),
+        usage("l-x", tenant="tenant-b", key_id="key-b", cost_usd=16 * cost),
+    ])
+    ledger = backend.stores.ledger
+    assert await ledger.total("tenant-a", "key", "key-a", T0, "usd") == 7 * cost
+    assert await ledger.total("tenant-a", "key", "key-a", T0, "tokens") == 3 * (12 + 34)
+    assert await ledger.total("tenant-a", "key", "key-d", T0, "usd") == 8 * cost
+    assert await ledger.total("tenant-b", "key", "key-a", T0, "usd") == 0

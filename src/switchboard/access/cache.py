@@ -46,6 +46,7 @@ def principal_of(record: KeyRecord) -> Principal:
         budget_period=record.budget_period,
         allowed_regions=record.effective_regions,
         mcp_tools=tuple(rule for rule in (record.team_mcp_tools, record.mcp_tools) if rule),
+        key_lineage=record.lineage,
     )
 
 

@@ -75,7 +75,9 @@ def plan(config: LimitsConfig, principal: Principal | None, model: str, stored: 
             user = principal.user_id
             scopes.append(("user", f"{tenant}:{user}", _merge(config.per_user, stored.get(("user", user)))))
         if principal.key_id is not None:
-            key = principal.key_id
+            # The key's lineage (the first key of its rotation chain): a rotated key keeps its
+            # windows and the key_model limits set on its predecessor.
+            key = principal.key_lineage or principal.key_id
             own = None
             if principal.rpm_limit is not None or principal.tpm_limit is not None:
                 own = LimitValues(rpm=principal.rpm_limit, tpm=principal.tpm_limit)

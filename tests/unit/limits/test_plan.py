@@ -54,6 +54,16 @@ def test_stored_and_key_limits_replace_the_defaults_field_by_field() -> None:
     ]
 
 
+def test_a_rotated_key_is_counted_under_its_lineage() -> None:
+    # The successor of key_1 (rotated): the same buckets, and the key_model limit set on key_1.
+    rotated = Principal(id="key_9", role="developer", key_id="key_9", tenant_id="t1", rpm_limit=10,
+                        key_lineage="key_1")
+    limits = plan(_config(), rotated, "m", {("key_model", "key_1:m"): LimitValues(rpm=2)})
+    assert [(x.key, x.limit) for x in limits] == [("key:key_1:rpm", 10), ("key_model:key_1:m:rpm", 2)]
+    assert [x.key for x in plan(_config(), KEY, "m", {("key_model", "key_1:m"): LimitValues(rpm=2)})] == [
+        "key:key_1:rpm", "key_model:key_1:m:rpm"]
+
+
 def test_no_limits_means_an_empty_plan_and_burst_adds_room() -> None:
     assert plan(_config(), Principal(id="key_2", key_id="key_2", tenant_id="t1"), "m", {}) == []
     assert plan(_config(), Principal(id="master"), "m", {}) == []

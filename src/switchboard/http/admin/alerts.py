@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.access.roles import Reach
 from switchboard.errors import GatewayError
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.scoping import UtcTime
 from switchboard.observability.alerts.incidents import public
 from switchboard.stores.protocols import IncidentQuery
 
@@ -28,7 +29,7 @@ class AlertsQuery(BaseModel):
     state: Literal["open", "resolved"] | None = None
     kind: Literal["error_rate", "latency", "breaker", "budget"] | None = None
     rule: str | None = Field(default=None, min_length=1, max_length=64)
-    since: AwareDatetime | None = None
+    since: UtcTime | None = None
     before: str | None = Field(default=None, min_length=1, max_length=64,
                                description="Cursor: the incidents after this one (last_id of a page)")
     limit: int = Field(default=100, ge=1, le=1000)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from switchboard.apis import sessions
 from switchboard.apis.cache import publish_change
@@ -25,7 +25,7 @@ from switchboard.apis.lifecycle import split_problem, transition_problem
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.scoping import Ident, TenantQuery
+from switchboard.http.admin.scoping import Ident, TenantQuery, UtcTime
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.stores import Stores
 from switchboard.stores.protocols import ApiExists, ApiRecord, ApiStore, utcnow
@@ -74,7 +74,7 @@ class ApiCreate(BaseModel):
     tenant: Ident | None = Field(default=None, description="Platform admin only; default: the caller's.")
     require_approval: bool = Field(default=False, description="Other teams need an approved subscription.")
     successor: ApiName | None = None
-    sunset_at: AwareDatetime | None = None
+    sunset_at: UtcTime | None = None
     split: Split | None = Field(default=None,
                                 description="A/B split between prompt versions, sticky per key.")
     sessions: SessionsBody | None = Field(default=None, description="Keep multi-turn sessions.")
@@ -89,7 +89,7 @@ class ApiUpdate(BaseModel):
     description: Description | None = None
     require_approval: bool | None = None
     successor: ApiName | None = None
-    sunset_at: AwareDatetime | None = None
+    sunset_at: UtcTime | None = None
     # Two arms or more (checked below, 400 invalid_split); an empty list (or null) removes it.
     split: Annotated[list[SplitArm], Field(max_length=10)] | None = Field(
         default=None, description="Set a split; an empty list (or null) removes it.")

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime
 
 from switchboard.context import Principal
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.scoping import UtcTime
 from switchboard.stores.protocols import AuditEntry, AuditQuery
 
 router = APIRouter(prefix="/admin/v1/audit", tags=["audit"])
@@ -72,7 +72,7 @@ async def list_entries(
     action: Filter = None,
     resource_id: Filter = None,
     actor: Filter = None,
-    since: AwareDatetime | None = None,
+    since: UtcTime | None = None,
     before: Annotated[int | None, Query(ge=1, description="Cursor: entries older than this id.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     tenant: Annotated[

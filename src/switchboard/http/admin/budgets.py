@@ -197,6 +197,7 @@ async def _subject(body: BudgetSet, tenant: str, stores: Stores) -> str:
         key = await stores.keys.get(tenant, subject)
         if key is None or not key.enabled:  # a revoked key spends nothing more
             raise NotFound(f"no key with id '{subject[:64]}'", code="key_not_found")
+        return key.lineage  # held for the whole rotation chain: a rotated key keeps it
     return subject
 
 

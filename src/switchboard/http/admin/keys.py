@@ -5,8 +5,9 @@ Minimal contract (other tools depend on it): ``POST /admin/v1/keys`` with ``{"mo
 ``max_budget_usd``, ``budget_period``) answers 201 with the new
 key's ``id`` and ``key`` (shown this once, never again); ``GET /admin/v1/keys`` lists keys
 without their secrets; ``DELETE /admin/v1/keys/{id}`` revokes. Rotation
-(``POST /admin/v1/keys/{id}/rotate``) issues a new key with the same settings and lets the old
-one work for a grace period. Every change is published on the
+(``POST /admin/v1/keys/{id}/rotate``) issues a new key with the same settings and the same
+lineage (its budgets, spend and limits carry on) and lets the old one work for a grace period;
+a revoked, expired or already rotated key is not rotated (400). Every change is published on the
 change feed, so every instance stops (or starts) accepting the key at once.
 
 Scoping: every route sees only the keys within the caller's reach (``access/roles.py``): a key
@@ -25,7 +26,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from switchboard.access import keys as keyfmt
 from switchboard.access.roles import DEFAULT_KEY_ROLE, RANK, ROLES, Reach, may_grant
@@ -35,7 +36,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
-from switchboard.http.admin.scoping import Regions, TenantQuery
+from switchboard.http.admin.scoping import Regions, TenantQuery, UtcTime
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
 
@@ -46,6 +47,8 @@ Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@=/-]+$")]
 Role = Annotated[str, StringConstraints(max_length=32)]
 MetaValue = Annotated[str, StringConstraints(max_length=1000)] | int | float | bool | None
+# Metadata the gateway writes on rotation: a retired key is known by ROTATED_TO.
+ROTATED_FROM, ROTATED_TO = "rotated_from", "rotated_to"
 
 
 class KeyCreate(BaseModel):
@@ -57,7 +60,7 @@ class KeyCreate(BaseModel):
     name: Name | None = None
     team: Ident | None = None
     user: Ident | None = None
-    expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339 with a time zone.")
+    expires_at: UtcTime | None = Field(default=None, description="RFC 3339 with a time zone.")
     metadata: Annotated[dict[Name, MetaValue], Field(max_length=50)] = Field(default_factory=dict)
     role: Role | None = Field(default=None, description="Default developer; at most the creator's role.")
     service_account: Ident | None = None
@@ -85,6 +88,14 @@ class KeyCreate(BaseModel):
     def _future(cls, value: datetime | None) -> datetime | None:
         if value is not None and value <= datetime.now(UTC):
             raise ValueError("must be in the future")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _not_the_gateways(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in (ROTATED_FROM, ROTATED_TO):
+            if name in value:
+                raise ValueError(f"'{name}' is set by the gateway when a key is rotated")
         return value
 
 
@@ -158,6 +169,7 @@ def public(record: KeyRecord) -> dict[str, Any]:
         "budget_period": record.budget_period,
         "allowed_regions": None if record.allowed_regions is None else list(record.allowed_regions),
         "mcp_tools": None if record.mcp_tools is None else dict(record.mcp_tools),
+        "lineage": record.lineage,
     }
 
 
@@ -288,6 +300,19 @@ class KeyRotate(BaseModel):
     )
 
 
+def _rotatable(old: KeyRecord, now: datetime) -> None:
+    """Only a live key is rotated: a successor of a revoked, expired or already replaced key
+    would bring back a key its owner had done with (or give a second live successor)."""
+    if not old.enabled:
+        raise InvalidRequest("a revoked or disabled key cannot be rotated", code="key_disabled")
+    successor = old.metadata.get(ROTATED_TO)
+    if successor is not None:
+        raise InvalidRequest(f"the key was already rotated (to '{successor}'): rotate that key instead",
+                             code="key_rotated")
+    if old.expires_at is not None and old.expires_at <= now:
+        raise InvalidRequest("an expired key cannot be rotated", code="key_expired")
+
+
 @router.post("/{key_id}/rotate", status_code=201, summary="Replace a key after a grace period")
 async def rotate_key(
     key_id: str,
@@ -302,9 +327,8 @@ async def rotate_key(
     store = _stores(request).keys
     old = await _key_in_reach(access, _stores(request), key_id)
     _outranks(access, old)
-    if not old.enabled:
-        raise InvalidRequest("a revoked or disabled key cannot be rotated", code="key_disabled")
     now = datetime.now(UTC)
+    _rotatable(old, now)
     grace_end = now + timedelta(seconds=(body or KeyRotate()).grace_seconds)
     key = keyfmt.new_key()
     new = replace(
@@ -314,12 +338,14 @@ async def rotate_key(
         prefix=keyfmt.prefix_of(key),
         created_at=now,
         created_by=principal.id,
-        metadata={**old.metadata, "rotated_from": old.id},
+        last_used_at=None,
+        metadata={**old.metadata, ROTATED_FROM: old.id},
+        lineage_id=old.lineage,  # its budgets, spend and limits carry on
     )
     retired = replace(
         old,
         expires_at=min(old.expires_at, grace_end) if old.expires_at else grace_end,
-        metadata={**old.metadata, "rotated_to": new.id},
+        metadata={**old.metadata, ROTATED_TO: new.id},
     )
     await store.put(new)
     await store.put(retired)

@@ -89,9 +89,10 @@ async def _subject(body: LimitSet, tenant: str, stores: Stores) -> str:
         if subject is not None or body.key is None or body.model is None:
             raise InvalidRequest("a key_model limit names the key and the model (no subject)",
                                  param="subject", code="invalid_value")
-        if await stores.keys.get(tenant, body.key) is None:
+        key = await stores.keys.get(tenant, body.key)
+        if key is None:
             raise NotFound(f"no key with id '{body.key[:64]}'", code="key_not_found")
-        return f"{body.key}:{body.model}"
+        return f"{key.lineage}:{body.model}"  # held for the whole rotation chain
     if body.scope == "tenant":
         if subject is not None and subject != tenant:
             raise InvalidRequest("subject: a tenant limit's subject is the tenant itself", param="subject",

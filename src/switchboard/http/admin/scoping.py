@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, GatewayError, NotFound
@@ -25,6 +26,19 @@ Regions = Annotated[list[Region], Field(max_length=100)]
 def regions_of(value: list[str] | None) -> list[str] | None:
     """A policy as stored: sorted, each region once; None stays None (anywhere)."""
     return None if value is None else sorted(set(value))
+
+
+def in_utc(value: datetime) -> datetime:
+    """The time in UTC. Near the ends of the calendar an offset can carry it past year 9999 or
+    before year 1, which no store can hold: refused as a bad value, not a crash when stored."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range: in UTC it must fall within the years 1 to 9999") from None
+
+
+# An RFC 3339 time with a zone (AwareDatetime), as UTC; out of range is a 400 naming the field.
+UtcTime = Annotated[AwareDatetime, AfterValidator(in_utc)]
 Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 After = Annotated[str | None, Query(max_length=64, description="Last id of the previous page")]

@@ -2,7 +2,8 @@
 
 Every budget in scope applies: the tenant's, the team's, the user's (a team key that belongs to
 a user counts against that user's budgets too) and the key's (its own ``max_budget_usd`` and
-those set on it through the admin API). A request must fit in all of them, so the most
+those set on it through the admin API, held under its lineage: the first key of its rotation
+chain, so a rotation does not reset them). A request must fit in all of them, so the most
 restrictive decides (docs/budgets.md, "Precedence").
 
 USD is counted in whole nano-dollars (10**-9 USD, the ledger's unit), tokens as tokens, so the
@@ -22,7 +23,7 @@ from switchboard.spend.budgets.periods import zone
 from switchboard.stores.protocols import BudgetRecord
 
 NANO = Decimal(10**9)
-KEY_BUDGET_PREFIX = "key:"  # the id of a key's own budget: key:<key id>
+KEY_BUDGET_PREFIX = "key:"  # the id of a key's own budget: key:<key lineage>
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,27 +75,32 @@ _KEY_BUDGETS: dict[tuple[str, str, Decimal, str | None, int], Budget] = {}
 _KEY_BUDGETS_MAX = 10_000
 
 
+def key_subject(principal: Principal) -> str | None:
+    """What a key's budgets are held under: its lineage, the first key id of its rotation chain,
+    so a rotated key carries on with what its predecessors spent."""
+    return principal.key_lineage or principal.key_id
+
+
 def of_key(principal: Principal, config: BudgetsConfig) -> Budget | None:
     """The key's own budget (POST /admin/v1/keys ``max_budget_usd``, ``budget_period``), built
     once per key and kept (bounded): the request path asks on every call."""
-    if principal.max_budget_usd is None or principal.key_id is None or principal.tenant_id is None:
+    subject = key_subject(principal)
+    if principal.max_budget_usd is None or subject is None or principal.tenant_id is None:
         return None
-    cache_key = (principal.key_id, principal.tenant_id, principal.max_budget_usd, principal.budget_period,
-                 id(config))
+    cache_key = (subject, principal.tenant_id, principal.max_budget_usd, principal.budget_period, id(config))
     budget = _KEY_BUDGETS.get(cache_key)
     if budget is None:
         if len(_KEY_BUDGETS) >= _KEY_BUDGETS_MAX:
             _KEY_BUDGETS.clear()
-        budget = _KEY_BUDGETS[cache_key] = _key_budget(principal, config)
+        budget = _KEY_BUDGETS[cache_key] = _key_budget(principal, subject, config)
     return budget
 
 
-def _key_budget(principal: Principal, config: BudgetsConfig) -> Budget:
-    assert principal.key_id is not None and principal.tenant_id is not None
-    assert principal.max_budget_usd is not None
+def _key_budget(principal: Principal, subject: str, config: BudgetsConfig) -> Budget:
+    assert principal.tenant_id is not None and principal.max_budget_usd is not None
     return Budget(
-        id=KEY_BUDGET_PREFIX + principal.key_id, tenant_id=principal.tenant_id, scope="key",
-        subject=principal.key_id, unit="usd", limit=nano(principal.max_budget_usd),
+        id=KEY_BUDGET_PREFIX + subject, tenant_id=principal.tenant_id, scope="key",
+        subject=subject, unit="usd", limit=nano(principal.max_budget_usd),
         period=principal.budget_period or "total", zone=zone(config.timezone),
         thresholds=tuple(config.thresholds),
     )
@@ -107,7 +113,7 @@ def in_force(principal: Principal, stored: Stored, config: BudgetsConfig) -> lis
         return []
     out: list[Budget] = []
     subjects = (("tenant", tenant), ("team", principal.team_id), ("user", principal.user_id),
-                ("key", principal.key_id))
+                ("key", key_subject(principal)))
     for scope, subject in subjects:
         if subject is not None:
             out.extend(stored.get((scope, subject), ()))

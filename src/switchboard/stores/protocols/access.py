@@ -48,6 +48,13 @@ class KeyRecord:
     # filled by ``get_by_hash`` only.
     mcp_tools: Mapping[str, Any] | None = None
     team_mcp_tools: Mapping[str, Any] | None = None
+    # The first key id of its rotation chain (revision 0022); None: the key's own id. Its
+    # budgets, spend and rate limits are held under it, so a rotation does not reset them.
+    lineage_id: str | None = None
+
+    @property
+    def lineage(self) -> str:
+        return self.lineage_id or self.id
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ class BudgetRecord:
     id: str
     tenant_id: str
     scope: str  # one of BUDGET_SCOPES
-    subject: str  # the tenant, team, user or key id
+    subject: str  # the tenant, team or user id, or a key's lineage (the first key of its rotation chain)
     max_amount: Decimal  # USD, or tokens (a whole number)
     unit: str = "usd"  # one of BUDGET_UNITS
     period: str = "monthly"  # one of BUDGET_PERIODS

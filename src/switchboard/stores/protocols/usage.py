@@ -178,7 +178,8 @@ class UsageLedger(Protocol):
     async def total(self, tenant_id: str, scope: str, subject: str, since: datetime, unit: str) -> Decimal:
         """What the ledger holds for one budget since ``since``: the cost in USD (``unit``
         "usd") or prompt + completion tokens ("tokens") of the records of the tenant (scope
-        "tenant"), or of its team, user or key ``subject``. Rebuilds budget counters."""
+        "tenant"), or of its team, user or key ``subject`` (a key's: every key of the lineage
+        ``subject``, its rotation chain). Rebuilds budget counters."""
 
     async def report(self, tenant_id: str | None, query: UsageReportQuery) -> list[UsageReportRow]:
         """The records grouped and summed in the database, ordered by the group values. Tenant

@@ -62,6 +62,7 @@ def _row(record: KeyRecord) -> dict[str, Any]:
         "budget_period": record.budget_period,
         "allowed_regions": None if record.allowed_regions is None else list(record.allowed_regions),
         "mcp_tools": None if record.mcp_tools is None else dict(record.mcp_tools),
+        "lineage_id": record.lineage,
     }
 
 
@@ -93,6 +94,8 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
         budget_period=m["budget_period"],
         allowed_regions=None if m["allowed_regions"] is None else tuple(m["allowed_regions"]),
         mcp_tools=m["mcp_tools"],
+        # None for a key that is its own lineage, as the record was made (KeyRecord.lineage).
+        lineage_id=None if m["lineage_id"] == m["id"] else m["lineage_id"],
     )
 
 

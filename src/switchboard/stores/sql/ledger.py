@@ -32,6 +32,7 @@ from switchboard.stores.protocols import (
 )
 from switchboard.stores.sql.analytics import Rollup, RollupWriter
 from switchboard.stores.sql.dialect import insert
+from switchboard.stores.sql.tables import api_keys
 from switchboard.stores.sql.tables import usage_records as t
 from switchboard.stores.sql.times import from_db, to_db
 
@@ -396,8 +397,13 @@ class SqlUsageLedger:
     async def total(self, tenant_id: str, scope: str, subject: str, since: datetime, unit: str) -> Decimal:
         column = _SCOPE_COLUMNS[scope]
         amount = t.c.cost_nano_usd if unit == "usd" else t.c.prompt_tokens + t.c.completion_tokens
+        match = column == subject
+        if scope == "key":  # a key's subject is its lineage: every key of its rotation chain
+            chain = sa.select(api_keys.c.id).where(api_keys.c.tenant_id == tenant_id,
+                                                   api_keys.c.lineage_id == subject)
+            match = sa.or_(match, column.in_(chain))
         query = sa.select(sa.func.coalesce(sa.func.sum(amount), 0)).where(
-            t.c.tenant_id == tenant_id, t.c.created_at >= to_db(since), column == subject)
+            t.c.tenant_id == tenant_id, t.c.created_at >= to_db(since), match)
         async with self._engine.connect() as conn:
             value = int((await conn.execute(query)).scalar_one())
         return Decimal(value) / NANO if unit == "usd" else Decimal(value)

@@ -578,3 +578,8 @@ mcp_oauth_tokens = sa.Table(
 # MCP tool permissions of a team's or a key's callers (revision 0021): {"allow": [...], "deny": [...]}
 for _table in (teams, api_keys):
     _table.append_column(sa.Column("mcp_tools", sa.JSON))
+
+# A key's lineage (revision 0022): the first key id of its rotation chain, which its budgets,
+# spend and rate limits are held under (itself for a key never rotated).
+api_keys.append_column(sa.Column("lineage_id", sa.String(64)))
+sa.Index("ix_api_keys_tenant_lineage", api_keys.c.tenant_id, api_keys.c.lineage_id)
