@@ -85,7 +85,12 @@ class Pair:
         resp = self.admin("GET", f"/admin/v1/usage?key={key_id}")
         assert resp.status_code == 200, resp.text
         rows = resp.json()["data"]
-        return rows[0] if rows else {"requests": 0, "cost_usd": "0.000000"}
+        return rows[0] if rows else {"requests": 0, "errors": 0, "cost_usd": "0.000000"}
+
+    def answered(self, key_id: str) -> int:
+        """The key's requests in the ledger that were answered (refusals are recorded too)."""
+        row = self.ledger(key_id)
+        return int(row["requests"]) - int(row["errors"])
 
 
 def until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -154,7 +159,9 @@ def test_a_one_dollar_key_budget_admits_100_of_200_concurrent_cent_requests(pair
         assert body["code"] == "budget_exceeded" and "key budget" in body["message"]
         assert exc.response.headers["x-switchboard-budget-scope"] == "key"
         assert int(exc.response.headers["retry-after"]) >= 1  # the next month
-    total = until(lambda: (row := pair.ledger(key["id"]))["requests"] == ok + 1 and row)
+    # Every request is in the ledger, each refusal as an error that cost nothing.
+    total = until(lambda: (row := pair.ledger(key["id"]))["requests"] == 201 and row)
+    assert total["errors"] == len(refused)
     assert Decimal(total["cost_usd"]) <= Decimal("1.00")
     assert Decimal(total["cost_usd"]) == Decimal("0.01") * (ok + 1)
 
@@ -363,7 +370,7 @@ def test_a_budget_set_on_a_key_follows_it_through_rotations(pair: Pair) -> None:
     assert (raised["id"], raised["subject"]) == (budget["id"], old["id"])
     pair.sdk(new["key"]).chat.completions.create(messages=ask(LONG), **CALL)
     assert budget["id"] in _over_budget(pair.sdk(new["key"]))
-    until(lambda: pair.ledger(old["id"])["requests"] == 2 and pair.ledger(new["id"])["requests"] == 1)
+    until(lambda: pair.answered(old["id"]) == 2 and pair.answered(new["id"]) == 1)
     if pair.redis is not None:
         pair.redis.flush()  # Redis restarted empty: counters rebuilt from the ledger, the whole chain's
     assert Decimal(pair.status(budget["id"])["spent"]) == Decimal("0.03")
