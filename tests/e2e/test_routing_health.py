@@ -302,7 +302,7 @@ def test_active_health_checks_take_a_failing_deployment_out_before_any_client_se
 ) -> None:
     # Without a single client request, each upstream receives the tiny checks.
     bad_checks = captured(checked.mock, checked.bad, count=2, outcome="completed", timeout=10)
-    assert len(bad_checks) >= 2 and all(r["body"]["max_tokens"] == 1 for r in bad_checks)
+    assert len(bad_checks) >= 2 and all(r["body"]["max_completion_tokens"] == 1 for r in bad_checks)
     assert {r["status"] for r in bad_checks if r["outcome"] == "completed"} == {500}
     good_checks = captured(checked.mock, checked.good, count=2, outcome="completed", timeout=10)
     assert len(good_checks) >= 2
