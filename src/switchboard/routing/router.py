@@ -127,7 +127,9 @@ class Router:
         if error is None:
             self.health.succeeded(route)
         elif self.may_cool_down(route):
-            self.health.failed(route, error)
+            self.health.failed(route, error)  # an error that does not count frees a probe's slot
+        else:
+            self.health.released(route)
 
     def may_cool_down(self, route: Route) -> bool:
         """Whether failures may take ``route`` out: not the one deployment of a group without
