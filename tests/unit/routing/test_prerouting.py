@@ -120,6 +120,14 @@ async def test_the_route_stage_computes_needs_only_where_they_matter() -> None:
     assert refused.value.code == "context_length_exceeded"
 
 
+async def test_a_context_window_fallback_answers_under_its_own_group_name() -> None:
+    r = _sized()
+    ctx, reached = await _served(r, "small", Principal(id="k"), "word " * 200)
+    assert [(d.target.name, d.deployment) for d in reached] == [("large", "l")]
+    assert ctx.response_headers["x-switchboard-model"] == "large"  # was "small"
+    assert [(a.group, a.deployment) for a in ctx.attempts or ()] == [("large", "l")]
+
+
 def _unsized(strategy: str, **policy: Any) -> Router:
     """Two priced deployments whose context windows nobody knows (not in the catalog), routed
     as the gateway routes them (the live table, the catalog's windows)."""
