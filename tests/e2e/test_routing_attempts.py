@@ -55,6 +55,9 @@ def attempts_config(mock: Mock) -> dict[str, Any]:
         _faulty(mock, "always-400", "rate=1;kinds=400"),
         _faulty(mock, "refuses", "rate=1;kinds=content_policy"),
         _faulty(mock, "hangs", "rate=1;kinds=timeout", first_byte=0.5, total=5),
+        # Its model's window is smaller than anybody knows: every request is too long for it.
+        {"name": "too-long", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}",
+         "headers": {"x-mock-status": "400", "x-mock-error-code": "context_length_exceeded"}},
     ]
     config["models"] += [
         _model("flaky", "half-broken", "flaky-a", 100), _model("flaky", "local-openai", "flaky-b"),
@@ -69,6 +72,9 @@ def attempts_config(mock: Mock) -> dict[str, Any]:
         _model("careful", "refuses", "careful-a"),
         _model("stuck", "hangs", "stuck-a"),
         _model("steady", "local-openai", "steady-a"), _model("steady", "local-openai", "steady-b"),
+        _model("cramped", "too-long", "cramped-a"),
+        _model("spacious", "local-openai", "spacious-a"),
+        {**_model("narrow", "local-openai", "narrow-a"), "info": {"context_window": 50}},
     ]
     config["router"] = {
         "num_retries": 2,
@@ -76,6 +82,7 @@ def attempts_config(mock: Mock) -> dict[str, Any]:
         "fallbacks": {"primary": ["second", "third"], "picky": ["third"], "careful": ["third"],
                       "stuck": ["third"]},
         "fallback_on": ["rate_limit", "server_error", "content_policy"],  # not timeout
+        "context_window_fallbacks": {"cramped": ["spacious"], "narrow": ["spacious"]},
         "groups": {"primary": {"num_retries": 0}, "second": {"num_retries": 0},
                    "stuck": {"num_retries": 10}},
         "aliases": {"flaky-alias": "flaky"},
@@ -264,6 +271,44 @@ def test_a_content_policy_refusal_falls_back(deployment: Deployment) -> None:
         model="careful", messages=ask("a refused prompt"))
     assert raw.parse().choices[0].message.content
     assert _routing(raw.headers) == ("third", "third-a", 2)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_an_upstream_context_window_error_goes_to_the_context_window_fallback(
+    deployment: Deployment, stream: bool,
+) -> None:
+    # The window of cramped's model is unknown to the catalog: only the upstream can say the
+    # request is too long. Its context_window_fallbacks answer, as LiteLLM's do.
+    create = deployment.sdk().chat.completions.with_raw_response.create
+    raw = create(model="cramped", messages=ask("a long story"), stream=stream)
+    if stream:
+        assert any(c.choices and c.choices[0].delta.content for c in raw.parse())
+    else:
+        assert raw.parse().choices[0].message.content
+    assert _routing(raw.headers) == ("spacious", "spacious-a", 2)
+    record = deployment.record(raw.headers["x-request-id"])
+    assert record.status == 200 and record.model == "spacious" and record.deployment == "spacious-a"
+    assert [(a["group"], a["deployment"], a["status"], a["code"]) for a in record.attempts or ()] == [
+        ("cramped", "cramped-a", 400, "context_length_exceeded"), ("spacious", "spacious-a", 200, None)]
+
+
+def test_a_request_too_long_for_the_group_answers_under_the_larger_groups_name(
+    deployment: Deployment,
+) -> None:
+    # Pre-routing sends it to the context-window fallback at once (50 tokens cannot hold 100
+    # of output): the header, the ledger's model and its attempt all name that group.
+    raw = deployment.sdk().chat.completions.with_raw_response.create(
+        model="narrow", messages=ask("hi"), max_tokens=100)
+    assert raw.parse().choices[0].message.content
+    assert _routing(raw.headers) == ("spacious", "spacious-a", 1)
+    record = deployment.record(raw.headers["x-request-id"])
+    assert record.model == "spacious" and record.deployment == "spacious-a"
+    assert [(a["group"], a["deployment"]) for a in record.attempts or ()] == [("spacious", "spacious-a")]
+    client = anthropic.Anthropic(base_url=deployment.gateway.url, api_key=MASTER_KEY, max_retries=0)
+    message = client.messages.with_raw_response.create(
+        model="narrow", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
+    assert message.parse().content
+    assert _routing(message.headers) == ("spacious", "spacious-a", 1)
 
 
 def test_an_alias_answers_under_its_group_name(deployment: Deployment) -> None:

@@ -49,6 +49,10 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             dep("cost", "cost-cheap", info={"input_cost_per_mtok": 0.1, "output_cost_per_mtok": 0.4}),
             dep("cost", "cost-unpriced"),
             dep("room", "room-small", rpm=3), dep("room", "room-large", rpm=100_000),
+            # Models no catalog knows (no context window): the strategies still count tokens.
+            dep("tokens", "tok-in-cheap", info={"input_cost_per_mtok": 1, "output_cost_per_mtok": 100}),
+            dep("tokens", "tok-out-cheap", info={"input_cost_per_mtok": 50, "output_cost_per_mtok": 1}),
+            dep("tight", "tight-a", tpm=50), dep("tight", "tight-b", tpm=40),
             {"name": "single", "provider": "mock", "model": "gpt-4o-mini"},
             dep("canary", "can-a"), dep("canary", "can-b"),
         ],
@@ -66,6 +70,8 @@ def routing_config(mock: Mock) -> dict[str, Any]:
                 "lat": {"strategy": "latency"},
                 "cost": {"strategy": "cost"},
                 "room": {"strategy": "headroom"},
+                "tokens": {"strategy": "cost"},
+                "tight": {"strategy": "headroom"},
             },
         },
     }
@@ -172,6 +178,26 @@ def test_headroom_stops_choosing_a_deployment_whose_rpm_is_used_up(deployment: D
     got = Counter(served_by(deployment.sdk, "room") for _ in range(40))
     # room-small takes at most its 3 requests per minute (6 if a minute ends during the test).
     assert got["room-small"] <= 6 and got["room-large"] >= 34, got
+
+
+def test_cost_prices_the_requests_own_tokens_where_no_context_window_is_known(deployment: Deployment) -> None:
+    # Neither model has a known window: the tokens were not counted and every request was
+    # priced as an empty prompt with 256 tokens out (tok-out-cheap, always).
+    create = deployment.sdk.chat.completions.with_raw_response.create
+    for _ in range(3):
+        raw = create(model="tokens", messages=ask("word " * 80), max_tokens=1)
+        assert raw.headers["x-switchboard-deployment"] == "tok-in-cheap"
+        raw = create(model="tokens", messages=ask("hi"), max_tokens=1000)
+        assert raw.headers["x-switchboard-deployment"] == "tok-out-cheap"
+
+
+def test_headroom_counts_what_it_sent_where_no_context_window_is_known(deployment: Deployment) -> None:
+    # tpm 50 and 40, about 35 tokens a request: the first goes to tight-a, which then has less
+    # room left than tight-b. Uncounted, tight-a took every request.
+    served = [served_by(deployment.sdk, "tight", "word " * 30) for _ in range(4)]
+    assert set(served) == {"tight-a", "tight-b"}, served
+    state = deployment.admin("GET", f"{GROUPS}/tight").json()
+    assert sum(d["state"]["tokens_this_minute"] for d in state["deployments"]) > 0
 
 
 # -- pinning ---------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "brittle", "deployment": "two", "provider": p, "model": "gpt-4o"},
         {"name": "flaky-shared", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
         {"name": "flaky-shared", "deployment": "two", "provider": p, "model": "gpt-4o"},
+        # Pinned one deployment at a time, to probe a chosen one.
+        {"name": "probed", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
+        {"name": "probed", "deployment": "two", "provider": p, "model": "gpt-4o"},
         # A group of one without fallbacks is never taken out: nowhere else to go.
         {"name": "lonely", "provider": p, "model": "gpt-4o-mini"},
         # Context windows from the entries' catalog overrides.
@@ -47,7 +50,7 @@ def _config(mock: Mock) -> dict[str, Any]:
         "num_retries": 0,
         "context_window_fallbacks": {"tiny": ["roomy"]},
         "cooldown": {"failures": 3, "seconds": COOLDOWN},
-        "groups": {"brittle": {"num_retries": 3}},
+        "groups": {"brittle": {"num_retries": 3}, "probed": {"allow_pinning": True}},
     }
     return config
 
@@ -59,9 +62,11 @@ class Deployment:
     mock: Mock
 
 
-def chat(gw: Gateway, model: str, text: str, **extra: Any) -> httpx.Response:
+def chat(gw: Gateway, model: str, text: str, headers: dict[str, str] | None = None,
+         timeout: float = 30, **extra: Any) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
-    return httpx.post(f"{gw.base_url}/chat/completions", json=body, headers=ADMIN, timeout=30)
+    return httpx.post(f"{gw.base_url}/chat/completions", json=body, headers={**ADMIN, **(headers or {})},
+                      timeout=timeout)
 
 
 def _cluster(mock: Mock, postgres: Postgres, redis: RedisServer) -> dict[str, Any]:
@@ -230,6 +235,63 @@ def test_a_request_no_deployment_can_hold_is_a_400_naming_the_limit(deployment: 
     assert chat(gw, "tiny-alone", "small enough").status_code == 200  # still serving
 
 
+def _pinned(gw: Gateway, deployment: str, text: str, timeout: float = 30) -> httpx.Response:
+    return chat(gw, "probed", text, {"x-switchboard-deployment": deployment}, timeout)
+
+
+def _half_open_probe(gw: Gateway, deployment: str, send: Callable[[], httpx.Response | None]) -> None:
+    """Take ``deployment`` of ``probed`` out (three failures), then repeat ``send`` (a pinned
+    request) until it is the half-open probe: ``send`` returns None while refused with a 503."""
+    for _ in range(3):
+        assert _pinned(gw, deployment, "mock:status=500 failing").status_code == 502
+    assert _pinned(gw, deployment, "while cooling").status_code == 503
+    poll(send, f"{deployment} was never probed")
+
+
+def _served_again(gw: Gateway, deployment: str) -> None:
+    """The next requests reach ``deployment`` within a few seconds (well within its cooldown
+    seconds and a claim's lapse, far from the probe's 600 s timeout)."""
+    def answered() -> httpx.Response | None:
+        resp = _pinned(gw, deployment, "are you back?")
+        if resp.status_code == 503:
+            assert _error(resp)["code"] == "no_healthy_deployment"
+            return None
+        return resp
+
+    assert poll(answered, f"{deployment} took no traffic after its probe", deadline=4).status_code == 200
+    assert _pinned(gw, deployment, "and again").status_code == 200  # healthy: full traffic
+
+
+def test_a_probe_answered_with_the_callers_400_leaves_the_deployment_probed_again(
+    deployment: Deployment,
+) -> None:
+    # The caller's 400 says nothing of the deployment: its probe slot was kept until the probe's
+    # timeout (600 s), so the deployment took no traffic for ten minutes.
+    gw = deployment.gateway
+
+    def bad_request() -> httpx.Response | None:
+        resp = _pinned(gw, "one", "mock:status=400 a bad request")
+        return None if resp.status_code == 503 else resp
+
+    _half_open_probe(gw, "one", bad_request)
+    _served_again(gw, "one")
+
+
+def test_a_probe_the_client_hung_up_on_leaves_the_deployment_probed_again(deployment: Deployment) -> None:
+    gw = deployment.gateway
+
+    def abandoned() -> httpx.Response | None:
+        try:
+            resp = _pinned(gw, "two", "mock:latency_ms=3000 slow", timeout=0.5)
+        except httpx.ReadTimeout:
+            return httpx.Response(499)  # the probe was sent and the client left
+        assert resp.status_code == 503, resp.text
+        return None
+
+    _half_open_probe(gw, "two", abandoned)
+    _served_again(gw, "two")
+
+
 @pytest.fixture(scope="module")
 def two_instances(
     mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer,
@@ -302,7 +364,7 @@ def test_active_health_checks_take_a_failing_deployment_out_before_any_client_se
 ) -> None:
     # Without a single client request, each upstream receives the tiny checks.
     bad_checks = captured(checked.mock, checked.bad, count=2, outcome="completed", timeout=10)
-    assert len(bad_checks) >= 2 and all(r["body"]["max_tokens"] == 1 for r in bad_checks)
+    assert len(bad_checks) >= 2 and all(r["body"]["max_completion_tokens"] == 1 for r in bad_checks)
     assert {r["status"] for r in bad_checks if r["outcome"] == "completed"} == {500}
     good_checks = captured(checked.mock, checked.good, count=2, outcome="completed", timeout=10)
     assert len(good_checks) >= 2

@@ -53,6 +53,19 @@ async def test_only_the_holder_extends_a_probe_claim_and_an_unused_one_lapses(cl
     assert (await here.claim_probe("g", "p", 200, "here")) == (False, 0)
 
 
+async def test_only_the_holder_releases_a_probe_claim_and_then_anyone_may_claim(cluster: Backend) -> None:
+    here = cluster.stores.health
+    there = (await cluster.peer()).health
+    assert here is not None and there is not None
+    assert (await here.claim_probe("g", "r", 60_000, "here")) == (True, 0)
+    assert await here.extend_probe("g", "r", 600_000, "here")  # the probe is out
+    assert not await there.release_probe("g", "r", "there")  # not its claim
+    assert (await there.claim_probe("g", "r", 60_000, "there")) == (False, 0)
+    assert await here.release_probe("g", "r", "here")  # the probe ended saying nothing
+    assert (await there.claim_probe("g", "r", 60_000, "there")) == (True, 0)  # at once
+    assert not await here.release_probe("g", "r", "here")  # no longer its claim
+
+
 async def test_an_answer_resets_the_streak_but_not_a_cooldown(cluster: Backend) -> None:
     health = cluster.stores.health
     assert health is not None

@@ -14,9 +14,10 @@ wait moves on to another deployment at once, and when there is none the group is
 crosses the request's deadline (``ctx.deadline``): a wait that would is not taken, and the
 request fails with its last error. Once a group is done on an error class in
 ``router.fallback_on``, its ``fallbacks`` are tried in order, each planned like the first group
-(deployments out of region or cooling down are never tried); an empty plan is skipped. The last
-error is what the client gets; when nothing could be attempted at all, the primary group's
-refusal.
+(deployments out of region or cooling down are never tried); an empty plan is skipped. A group
+done on an upstream ``context_window`` error (the request is too long for the deployment) tries
+its ``context_window_fallbacks`` the same way instead. The last error is what the client gets;
+when nothing could be attempted at all, the primary group's refusal.
 
 Streams: the first batch of a stream is read here, before the stream is returned, so a stream
 that fails before its first byte (an error status, a dropped connection, an error event, a
@@ -24,9 +25,9 @@ first-byte timeout) is retried like any failure; the edge writes nothing before 
 returns. Once a batch has been returned nothing is retried: a failure mid-stream reaches the
 client as the stream's error event.
 
-Every answer carries ``x-switchboard-model`` (the group that answered), ``x-switchboard-deployment``
-and ``x-switchboard-attempts``; an error, the last deployment tried. ``ctx.attempts`` lists every
-attempt for the usage ledger.
+Every answer carries ``x-switchboard-model`` (the group of the deployment that answered),
+``x-switchboard-deployment`` and ``x-switchboard-attempts``; an error, the last deployment tried.
+``ctx.attempts`` lists every attempt for the usage ledger, each with its deployment's group.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ class AttemptStage:
         config = config if config is not None else RouterConfig()
         self._retry_on = frozenset(config.retry.on)
         self._fallback_on = frozenset(config.fallback_on)
+        # A context-window fallback that fails moves on to the next (larger) one on these.
+        self._larger_on = self._fallback_on | {"context_window"}
         self._backoff = config.retry.backoff_seconds
         self._max_backoff = config.retry.max_backoff_seconds
         self._max_retry_after = config.retry.max_retry_after_seconds
@@ -152,13 +155,14 @@ class AttemptStage:
         try:
             result = await call_next(ctx)
             if type(result) is StreamReply:
-                result = await self._primed(ctx, group, route, result, began)
+                result = await self._primed(ctx, route, result, began)
             else:
                 seconds = time.perf_counter() - began
                 router.finished(route, None, seconds)
-                ctx.attempts = [Attempt(route.deployment, group.name, 200, None, int(seconds * 1000 + 0.5))]
+                ctx.attempts = [Attempt(route.deployment, route.target.name, 200, None,
+                                        int(seconds * 1000 + 0.5))]
         except GatewayError as error:
-            self._failed(ctx, group, route, error, began)
+            self._failed(ctx, route, error, began)
             failure = error
         except BaseException:
             router.finished(route, _ABANDONED, time.perf_counter() - began)
@@ -166,12 +170,12 @@ class AttemptStage:
         if failure is not None:
             return await self._after_failure(ctx, call_next, group, candidates, failure, 1)
         headers = ctx.response_headers
-        headers[MODEL_HEADER] = group.name
+        headers[MODEL_HEADER] = route.target.name  # a context-window fallback's own group
         headers[DEPLOYMENT_HEADER] = route.deployment
         headers[ATTEMPTS_HEADER] = "1"
         return result
 
-    async def _attempt(self, ctx: RequestContext, call_next: Handler, group: Group, route: Route,
+    async def _attempt(self, ctx: RequestContext, call_next: Handler, route: Route,
                        bounded: bool) -> Result:
         """One try of ``route``: the rest of the chain, and a stream's first batch."""
         ctx.route = route
@@ -183,17 +187,17 @@ class AttemptStage:
                 async with asyncio.timeout(max(0.0, ctx.deadline - began)):
                     result = await call_next(ctx)
                     if isinstance(result, StreamReply):
-                        result = await self._primed(ctx, group, route, result, began)
+                        result = await self._primed(ctx, route, result, began)
             else:
                 result = await call_next(ctx)
                 if isinstance(result, StreamReply):
-                    result = await self._primed(ctx, group, route, result, began)
+                    result = await self._primed(ctx, route, result, began)
         except GatewayError as error:
-            self._failed(ctx, group, route, error, began)
+            self._failed(ctx, route, error, began)
             raise
         except TimeoutError:
             late = DeadlinePassed("the request's deadline passed before a deployment answered")
-            self._failed(ctx, group, route, late, began)
+            self._failed(ctx, route, late, began)
             raise late from None
         except BaseException:
             router.finished(route, _ABANDONED, time.perf_counter() - began)
@@ -201,10 +205,10 @@ class AttemptStage:
         if not isinstance(result, StreamReply):
             seconds = time.perf_counter() - began
             router.finished(route, None, seconds)
-            self._note(ctx, Attempt(route.deployment, group.name, 200, None, round(seconds * 1000)))
+            self._note(ctx, Attempt(route.deployment, route.target.name, 200, None, round(seconds * 1000)))
         return result
 
-    async def _primed(self, ctx: RequestContext, group: Group, route: Route, reply: StreamReply,
+    async def _primed(self, ctx: RequestContext, route: Route, reply: StreamReply,
                       began: float) -> StreamReply:
         """The stream with its first batch already read (a failure before it is raised here)."""
         chunks = reply.chunks
@@ -216,18 +220,17 @@ class AttemptStage:
             await reply.aclose()
             raise
         first_byte = time.perf_counter() - began
-        self._note(ctx, Attempt(route.deployment, group.name, 200, None, round(first_byte * 1000)))
+        self._note(ctx, Attempt(route.deployment, route.target.name, 200, None, round(first_byte * 1000)))
         if first is not None:
             chunks.unread(first)
         chunks.add(done=_Report(self._router, route, began, first_byte))  # at once if it ended
         return reply
 
-    def _failed(self, ctx: RequestContext, group: Group, route: Route, error: GatewayError,
-                began: float) -> None:
+    def _failed(self, ctx: RequestContext, route: Route, error: GatewayError, began: float) -> None:
         seconds = time.perf_counter() - began
         self._router.finished(route, error, seconds)
         ms = round(seconds * 1000)
-        self._note(ctx, Attempt(route.deployment, group.name, error.status, error.code, ms))
+        self._note(ctx, Attempt(route.deployment, route.target.name, error.status, error.code, ms))
 
     @staticmethod
     def _note(ctx: RequestContext, attempt: Attempt) -> None:
@@ -237,42 +240,34 @@ class AttemptStage:
             ctx.attempts.append(attempt)
 
     @staticmethod
-    def _answered(ctx: RequestContext, group: Group, route: Route) -> None:
+    def _answered(ctx: RequestContext, route: Route) -> None:
+        """The routing headers of an answer: labelled with the group the deployment belongs to
+        (a plan may hold a context-window fallback's deployments after the group's own)."""
         headers = ctx.response_headers
-        headers[MODEL_HEADER] = group.name
+        headers[MODEL_HEADER] = route.target.name
         headers[DEPLOYMENT_HEADER] = route.deployment
         headers[ATTEMPTS_HEADER] = str(len(ctx.attempts)) if ctx.attempts else "1"
 
     async def _after_failure(self, ctx: RequestContext, call_next: Handler, group: Group,
                              candidates: list[Route], error: GatewayError | None, tried: int) -> Result:
-        """The rest of the primary group's attempts after the first failed, then its fallbacks."""
+        """The rest of the primary group's attempts after the first failed, then its fallbacks:
+        ``context_window_fallbacks`` when the upstream said the request is too long for its
+        context window, else ``fallbacks`` on the classes of ``router.fallback_on``."""
         try:
             if error is not None:
                 error, answered = await self._retries(ctx, call_next, group, candidates, error, tried)
                 if answered is not None:
                     return answered
             if error is None or error_class(error) in self._fallback_on:
-                needs = ctx.needs or ANYWHERE
-                for name in group.fallbacks:
-                    fallback = self._router.group(name)
-                    if fallback is None or fallback is group:
-                        continue
-                    plan = self._router.plan(fallback, needs)
-                    if not plan:
-                        continue
-                    if time.perf_counter() >= ctx.deadline:
-                        break
-                    try:
-                        result = await self._attempt(ctx, call_next, fallback, plan[0], True)
-                    except GatewayError as failure:
-                        error, answered = await self._retries(ctx, call_next, fallback, plan, failure, 1)
-                        if answered is not None:
-                            return answered
-                        if error_class(error) not in self._fallback_on:
-                            break
-                        continue
-                    self._answered(ctx, fallback, plan[0])
-                    return result
+                error, answered = await self._chain(ctx, call_next, group, group.fallbacks,
+                                                    self._fallback_on, error)
+                if answered is not None:
+                    return answered
+            elif error_class(error) == "context_window" and group.context_window_fallbacks:
+                error, answered = await self._chain(ctx, call_next, group, group.context_window_fallbacks,
+                                                    self._larger_on, error)
+                if answered is not None:
+                    return answered
             if error is None:
                 raise self._router.refusal(group, ctx.needs or ANYWHERE)
             raise error
@@ -283,6 +278,36 @@ class AttemptStage:
                 headers[MODEL_HEADER] = attempts[-1].group
                 headers[DEPLOYMENT_HEADER] = attempts[-1].deployment
                 headers[ATTEMPTS_HEADER] = str(len(attempts))
+
+    async def _chain(self, ctx: RequestContext, call_next: Handler, group: Group, names: tuple[str, ...],
+                     go_on: frozenset[str], error: GatewayError | None,
+                     ) -> tuple[GatewayError | None, Result | None]:
+        """``group``'s fallback groups ``names`` in order, each planned like the first group and
+        retried within itself, until one answers (error, the answer) or one fails with a class
+        outside ``go_on`` (the last error, None). A group this request already tried (a
+        context-window fallback planned with the group's own deployments) is not tried again."""
+        needs = ctx.needs or ANYWHERE
+        for name in names:
+            fallback = self._router.group(name)
+            if fallback is None or fallback is group or _tried(ctx, fallback.name):
+                continue
+            plan = self._router.plan(fallback, needs)
+            if not plan:
+                continue
+            if time.perf_counter() >= ctx.deadline:
+                break
+            try:
+                result = await self._attempt(ctx, call_next, plan[0], True)
+            except GatewayError as failure:
+                error, answered = await self._retries(ctx, call_next, fallback, plan, failure, 1)
+                if answered is not None:
+                    return error, answered
+                if error_class(error) not in go_on:
+                    break
+                continue
+            self._answered(ctx, plan[0])
+            return error, result
+        return error, None
 
     async def _retries(self, ctx: RequestContext, call_next: Handler, group: Group,
                        candidates: list[Route], error: GatewayError, tried: int,
@@ -311,11 +336,11 @@ class AttemptStage:
                 await self._sleep(wait)
             tried += 1
             try:
-                result = await self._attempt(ctx, call_next, group, route, True)
+                result = await self._attempt(ctx, call_next, route, True)
             except GatewayError as failure:
                 error = failure
                 continue
-            self._answered(ctx, group, route)
+            self._answered(ctx, route)
             return error, result
         return error, None
 
@@ -339,3 +364,7 @@ class AttemptStage:
             return 0.0
         ceiling = min(self._max_backoff, self._backoff * (2 ** (retry - 1)))
         return ceiling * self._random()
+
+
+def _tried(ctx: RequestContext, group: str) -> bool:
+    return any(a.group == group for a in ctx.attempts or ())

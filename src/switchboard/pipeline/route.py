@@ -12,7 +12,7 @@ from switchboard.context import RequestContext, Result
 from switchboard.errors import ModelNotFound
 from switchboard.limits.estimate import max_output_tokens
 from switchboard.pipeline.chain import Handler
-from switchboard.routing.groups import Group
+from switchboard.routing.groups import TOKEN_STRATEGIES, Group
 from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY, pinned
 from switchboard.routing.router import ANYWHERE, Needs, Router
 from switchboard.routing.table import Route
@@ -48,17 +48,39 @@ class RouteStage:
         return await call_next(ctx)
 
     def _needs(self, ctx: RequestContext, group: Group) -> Needs:
-        """The caller's allowed regions, and the tokens the request needs of a context window:
-        counted only when some deployment of the group has a known window."""
+        """The caller's allowed regions, and the tokens the request needs: counted when some
+        deployment of the group has a known context window, or when the strategy ranks by them
+        (cost, headroom); a group without either pays nothing for this."""
         principal = ctx.principal
         regions = principal.allowed_regions if principal is not None else None
         windows = self._router.windows
         smallest = windows.smallest(group) if windows is not None else None
-        if smallest is None or _fits_uncounted(ctx, group, smallest):
+        if smallest is None:
+            if not _ranks_by_tokens(ctx, group):
+                return ANYWHERE if regions is None else Needs(regions)
+            prompt, output = self._count(ctx, group)
+            return Needs(regions, None, prompt, output)  # no window to check
+        if _fits_uncounted(ctx, group, smallest):
             return ANYWHERE if regions is None else Needs(regions)
+        prompt, output = self._count(ctx, group)
+        return Needs(regions, prompt + (output or 0), prompt, output)
+
+    @staticmethod
+    def _count(ctx: RequestContext, group: Group) -> tuple[int, int | None]:
+        """The prompt estimate and the output bound (None: the request gives none)."""
         ctx.route = group.deployments[0]  # the prompt is counted with its encoding
-        prompt = ctx.prompt_tokens_estimate()
-        return Needs(regions, prompt + max_output_tokens(ctx), prompt)
+        return ctx.prompt_tokens_estimate(), max_output_tokens(ctx) or None
+
+
+def _ranks_by_tokens(ctx: RequestContext, group: Group) -> bool:
+    """Whether the strategy that will order ``group`` for this request needs the token count:
+    cost or headroom, the group's or a caller's pin (where the group allows pins), over more
+    than one deployment (a group of one is never ordered)."""
+    if group.ranks_by_tokens:
+        return True
+    return (group.allow_pinning and len(group.deployments) > 1
+            and ctx.headers.get(PIN_STRATEGY) in TOKEN_STRATEGIES)
+
 
 def _fits_uncounted(ctx: RequestContext, group: Group, smallest: int) -> bool:
     """Whether the request surely fits every known window without counting its tokens: a text
@@ -66,15 +88,13 @@ def _fits_uncounted(ctx: RequestContext, group: Group, smallest: int) -> bool:
     images, audio, files and documents stand for more tokens than their bytes, so are counted.
     Not for strategies that need the count (cost, headroom) nor for pins, which may name one."""
     body = ctx.body
-    if len(body) + max_output_tokens(ctx) > smallest or group.strategy in _COUNTING:
+    if len(body) + max_output_tokens(ctx) > smallest or group.strategy in TOKEN_STRATEGIES:
         return False
     headers = ctx.headers
     # find() rather than ``in``: bytes ``in`` bytes first tries its operand as an integer.
     return (PIN_STRATEGY not in headers and body.find(b"image") < 0 and body.find(b"audio") < 0
             and body.find(b"file") < 0 and body.find(b"document") < 0)
 
-
-_COUNTING = frozenset({"cost", "headroom"})
 
 
 def _first(candidates: list[Route], deployment: str) -> list[Route]:

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from switchboard.config.schema import RouterConfig
 from switchboard.routing.table import Route
 
+# Strategies that rank a group's deployments by the request's tokens (the route stage counts
+# them for these whether or not a context window is known).
+TOKEN_STRATEGIES = frozenset({"cost", "headroom"})
+
 
 @dataclass(frozen=True, slots=True)
 class Group:
@@ -32,11 +36,16 @@ class Group:
     prices: tuple[tuple[float, float] | None, ...] = ()
     # Weight by deployment name (the strategies' lookup).
     weight_of: Mapping[str, int] = field(default_factory=dict)
+    # Ordered by a strategy that needs the request's tokens (cost, headroom): precomputed, as the
+    # route stage reads it on every request.
+    ranks_by_tokens: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if not self.weight_of:
             object.__setattr__(self, "weight_of", {r.deployment: w for r, w in zip(
                 self.deployments, self.weights, strict=True)})
+        object.__setattr__(self, "ranks_by_tokens",
+                           self.strategy in TOKEN_STRATEGIES and len(self.deployments) > 1)
 
     @property
     def single(self) -> Route | None:

@@ -168,10 +168,23 @@ class Health:
                 and not any(s[2] for s in state.window)):
             del self._states[key]
 
+    def released(self, route: Route) -> None:
+        """An attempt on ``route`` ended saying nothing about it (a caller's error, the client
+        gone, the deadline, a check never sent): a half-open probe's slot goes to the next
+        request at once, instead of staying taken until the probe's timeout."""
+        key = (route.target.name, route.deployment)
+        state = self._states.get(key)
+        if state is None or not state.probe_until:
+            return  # the common case: not half-open, or no probe out
+        state.probe_until = state.granted = 0.0
+        if self._shared is not None:
+            self._spawn(self._release(key))
+
     def failed(self, route: Route, error: GatewayError) -> None:
         """``route`` failed with ``error``; only the classes in ``cooldown.on`` count (a caller's
-        bad request says nothing about the deployment)."""
+        bad request says nothing about the deployment: a probe ending so frees its slot)."""
         if error_class(error) not in self._on:
+            self.released(route)
             return
         key = (route.target.name, route.deployment)
         state = self._states.get(key)
@@ -311,6 +324,14 @@ class Health:
         ms = int((GRANT_SECONDS + route.target.timeouts.total) * 1000)
         try:
             await self._shared.extend_probe(key[0], key[1], ms, self._holder)
+        except Exception as exc:
+            self._unreachable(exc)
+
+    async def _release(self, key: Key) -> None:
+        if self._shared is None:
+            return
+        try:
+            await self._shared.release_probe(key[0], key[1], self._holder)
         except Exception as exc:
             self._unreachable(exc)
 

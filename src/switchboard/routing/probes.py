@@ -1,6 +1,7 @@
 """Active health checks (``router.health_checks``, off by default): every ``interval_seconds``
 each deployment gets a tiny request (a one-token chat, or a one-word embedding for embedding
-models), and its outcome is reported to the router (health, statistics) as a request's would be.
+models), and its outcome is reported to the router (health, statistics) as a request's would be:
+started and finished alike, so it is in flight while it runs and leaves the count as it found it.
 
 A deployment cooling down is not checked (its cooldown runs its course); a half-open one is
 checked only when the check may be its probe. At most :data:`CONCURRENCY` checks run at once,
@@ -27,6 +28,16 @@ log = logging.getLogger("switchboard.routing")
 CONCURRENCY = 4
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "ping"}], "max_completion_tokens": 1}
 EMBEDDING: dict[str, Any] = {"input": "ping"}
+
+
+class CheckNotAnswered(GatewayError):
+    """A check ended without an answer for a reason not the deployment's (the gateway stopping):
+    class "gateway", so it counts as no failure and frees a half-open probe's slot."""
+
+    code = "check_not_answered"
+
+
+_NOT_ANSWERED = CheckNotAnswered("the health check ended without an answer")
 
 
 class HealthChecks:
@@ -72,22 +83,33 @@ class HealthChecks:
 
     async def _check(self, route: Route) -> None:
         async with self._slots:
-            self._health.started(route)
-            began = time.perf_counter()
             try:
                 build, request = self._request(route)
                 upstream = getattr(route.adapter, build)(request, route.target)
+            except Exception:  # an adapter that cannot build the check: say nothing of health
+                log.warning("health check of %s of %s could not be sent", route.deployment,
+                            route.target.name, exc_info=True)
+                self._health.released(route)  # a half-open one's probe goes to the next request
+                return
+            # Started and finished through the router alike: the check is in flight in the
+            # statistics while it runs, and leaves the real requests' count as it found it.
+            self._router.started(route)
+            began = time.perf_counter()
+            error: GatewayError | None = None
+            try:
                 reply = await asyncio.wait_for(route.client.send(upstream, route.timeout),
                                                self.config.timeout_seconds)
                 if reply.status >= 400:
                     raise route.adapter.error(reply.status, reply.headers, reply.body, route.target)
             except TimeoutError:
-                error: GatewayError = UpstreamTimeout("the health check timed out")
-                self._router.finished(route, error, time.perf_counter() - began)
+                error = UpstreamTimeout("the health check timed out")
             except GatewayError as failed:
-                self._router.finished(route, failed, time.perf_counter() - began)
-            except Exception:  # an adapter that cannot build the check: say nothing of health
-                log.warning("health check of %s of %s could not be sent", route.deployment,
+                error = failed
+            except Exception:  # not the deployment's doing: counts as nothing
+                log.warning("health check of %s of %s failed in the gateway", route.deployment,
                             route.target.name, exc_info=True)
-            else:
-                self._router.finished(route, None, time.perf_counter() - began)
+                error = _NOT_ANSWERED
+            except BaseException:  # the gateway stopping: the books balanced all the same
+                self._router.finished(route, _NOT_ANSWERED, time.perf_counter() - began)
+                raise
+            self._router.finished(route, error, time.perf_counter() - began)

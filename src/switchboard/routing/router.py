@@ -29,6 +29,7 @@ class Needs(NamedTuple):
     regions: frozenset[str] | None = None  # where it may be served (data residency); None: anywhere
     tokens: int | None = None  # prompt plus the output bound, for context windows; None: unchecked
     prompt_tokens: int = 0  # the prompt estimate, for the cost and headroom strategies
+    output_tokens: int | None = None  # the request's output bound (cost); None: not given
 
 
 ANYWHERE = Needs()
@@ -58,9 +59,8 @@ class Router:
             return [single]
         fitting = prerouting.eligible(group.deployments, needs.regions, needs.tokens, self.windows)
         eligible = [r for r in fitting if self.health.eligible(r, now)]
-        output = None if needs.tokens is None else max(needs.tokens - needs.prompt_tokens, 0)
         ordered = strategies.order(group, eligible, self.stats, strategy or group.strategy,
-                                   needs.prompt_tokens, output)
+                                   needs.prompt_tokens, needs.output_tokens)
         if not fitting and needs.tokens is not None and group.context_window_fallbacks:
             ordered = ordered + self._larger(group, needs, now)
         if ordered:
@@ -73,14 +73,14 @@ class Router:
         """A request that fits none of ``group``'s context windows: the deployments of its
         ``context_window_fallbacks`` that it fits, group by group in order."""
         out: list[Route] = []
-        output = None if needs.tokens is None else max(needs.tokens - needs.prompt_tokens, 0)
         for name in group.context_window_fallbacks:
             other = self.group(name)
             if other is None or other is group:
                 continue
             fitting = prerouting.eligible(other.deployments, needs.regions, needs.tokens, self.windows)
             eligible = [r for r in fitting if self.health.eligible(r, now)]
-            out += strategies.order(other, eligible, self.stats, other.strategy, needs.prompt_tokens, output)
+            out += strategies.order(other, eligible, self.stats, other.strategy, needs.prompt_tokens,
+                                    needs.output_tokens)
         return out
 
     def refusal(self, group: Group, needs: Needs = ANYWHERE) -> GatewayError:
@@ -127,7 +127,9 @@ class Router:
         if error is None:
             self.health.succeeded(route)
         elif self.may_cool_down(route):
-            self.health.failed(route, error)
+            self.health.failed(route, error)  # an error that does not count frees a probe's slot
+        else:
+            self.health.released(route)
 
     def may_cool_down(self, route: Route) -> bool:
         """Whether failures may take ``route`` out: not the one deployment of a group without

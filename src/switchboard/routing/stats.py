@@ -24,8 +24,8 @@ RECENT_ERRORS = 20
 class Deployment:
     """One deployment's counters. Latencies in seconds; None until the first sample."""
 
-    __slots__ = ("errors", "finished", "first_byte", "in_flight", "last_finished", "last_sample", "minute",
-                 "minute_requests", "minute_tokens", "total")
+    __slots__ = ("errors", "finished", "first_byte", "in_flight", "last_finished", "last_sample",
+                 "last_started", "minute", "minute_requests", "minute_tokens", "total")
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -36,6 +36,7 @@ class Deployment:
         self.total: float | None = None
         self.last_sample = 0.0  # monotonic time of the last latency sample (0: never)
         self.last_finished = 0.0  # ... of the last request that ended, failed or not (0: never)
+        self.last_started = 0.0  # ... of the last request sent (0: never)
         self.errors: deque[tuple[float, str]] = deque(maxlen=RECENT_ERRORS)  # (unix time, code)
         self.minute = 0  # the minute (monotonic // 60) the two counters below are for
         self.minute_requests = 0
@@ -76,7 +77,8 @@ class DeploymentStats:
         """A request to ``route`` is being sent, with ``tokens`` (the prompt estimate)."""
         d = self.of(route)
         d.in_flight += 1
-        minute = int(self._clock() // 60)
+        now = d.last_started = self._clock()
+        minute = int(now // 60)
         if minute != d.minute:
             d.minute, d.minute_requests, d.minute_tokens = minute, 0, 0
         d.minute_requests += 1

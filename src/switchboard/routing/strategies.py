@@ -12,6 +12,7 @@ retries' order. Definitions (docs/routing.md, "Groups and strategies"):
   never tried, or not tried for :data:`STALE_SECONDS`, is tried first once; one tried lately
   that never answered goes after those that did; otherwise, with probability :data:`EXPLORE`, a
   random other deployment goes first, so a slow deployment that recovered is measured again.
+  A request sent counts as a try from its start (one still in flight is not explored again).
 - ``cost``: lowest estimated price first (input price x prompt tokens + output price x expected
   output tokens, from each deployment's catalog record); unpriced deployments last.
 - ``headroom``: most tokens per minute left first (``tpm`` minus the tokens this instance sent
@@ -96,9 +97,11 @@ def latency(group: Group, eligible: list[Route], stats: DeploymentStats, prompt:
     measured: list[tuple[float, Route]] = []
     for r in eligible:
         d = stats.peek(r)
-        if d is None or now - max(d.last_sample, d.last_finished) > STALE_SECONDS:
+        # Tried: sent a request (one still in flight counts, so a slow first answer is not
+        # waited for by every request meanwhile), or had one end.
+        if d is None or now - max(d.last_started, d.last_finished) > STALE_SECONDS:
             unmeasured.append(r)  # never tried, or not for a while: try it (again)
-        else:  # tried lately and never answered: after the others
+        else:  # tried lately and never answered (or not yet): after the others
             measured.append((_NEVER if d.first_byte is None else d.first_byte, r))
     measured.sort(key=lambda fr: fr[0])
     ranked = [r for _, r in measured]

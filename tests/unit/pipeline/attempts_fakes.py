@@ -33,13 +33,17 @@ class Clock:
         self.now += seconds
 
 
-def route(name: str) -> Any:
-    return SimpleNamespace(deployment=name)
+def route(name: str, group: str = "g") -> Any:
+    """A deployment named ``name`` of the group ``group`` (what labels its attempts)."""
+    return SimpleNamespace(deployment=name, target=SimpleNamespace(name=group))
 
 
-def group(name: str, deployments: list[Any], num_retries: int = 2, fallbacks: tuple[str, ...] = ()) -> Group:
+def group(name: str, deployments: list[Any], num_retries: int = 2, fallbacks: tuple[str, ...] = (),
+          larger: tuple[str, ...] = ()) -> Group:
+    """``larger``: the group's context_window_fallbacks."""
     return Group(name=name, deployments=tuple(deployments), weights=tuple(1 for _ in deployments),
-                 strategy="weighted", num_retries=num_retries, allow_pinning=False, fallbacks=fallbacks)
+                 strategy="weighted", num_retries=num_retries, allow_pinning=False, fallbacks=fallbacks,
+                 context_window_fallbacks=larger)
 
 
 class FakeRouter(Router):

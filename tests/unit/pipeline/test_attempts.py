@@ -30,6 +30,7 @@ from switchboard.settings.loader import ConfigError, validate
 from tests.unit.pipeline.attempts_fakes import Clock, FakeRouter, Outcome, Script, group, new_context, route
 
 A, B, C = route("a"), route("b"), route("c")
+FB, FC = route("b", "f"), route("c", "f")  # the same names in a fallback group "f"
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ async def test_retries_stop_when_health_keeps_every_deployment_out(clock: Clock)
     # A's failure took it out (a cooldown of one failure); B is out too: no retry goes back to A,
     # the group's fallback is tried instead.
     g = group("g", [A, B], num_retries=3, fallbacks=("f",))
-    router = FakeRouter({"g": g, "f": group("f", [C])})
+    router = FakeRouter({"g": g, "f": group("f", [FC])})
     script = Script(clock, {"a": [Outcome(error=UpstreamBadGateway("boom"))]})
     ctx = new_context(group=g, candidates=[A, B])
     router.out = {"a", "b"}
@@ -127,7 +128,7 @@ async def test_retries_stop_when_health_keeps_every_deployment_out(clock: Clock)
 ])
 async def test_a_callers_error_is_neither_retried_nor_fallen_back(clock: Clock, error: GatewayError) -> None:
     g = group("g", [A, B], fallbacks=("f",))
-    f = group("f", [C])
+    f = group("f", [FC])
     script = Script(clock, {"a": [Outcome(error=error)]})
     ctx = new_context(group=g, candidates=[A, B])
     with pytest.raises(GatewayError) as caught:
@@ -179,8 +180,8 @@ async def test_a_wait_that_would_cross_the_deadline_is_not_taken(clock: Clock) -
 
 async def test_fallbacks_are_tried_in_order_and_empty_plans_skipped(clock: Clock) -> None:
     g = group("g", [A], num_retries=0, fallbacks=("empty", "f1", "f2"))
-    groups = {"g": g, "empty": group("empty", [route("e")]), "f1": group("f1", [B], num_retries=1),
-              "f2": group("f2", [C])}
+    groups = {"g": g, "empty": group("empty", [route("e", "empty")]),
+              "f1": group("f1", [route("b", "f1")], num_retries=1), "f2": group("f2", [route("c", "f2")])}
     router = FakeRouter(groups, plans={"empty": []})
     down = [Outcome(error=UpstreamTimeout("slow")) for _ in range(2)]
     script = Script(clock, {"a": [Outcome(error=UpstreamBadGateway("x"))], "b": down})
@@ -193,7 +194,7 @@ async def test_fallbacks_are_tried_in_order_and_empty_plans_skipped(clock: Clock
 
 async def test_fallbacks_only_on_their_classes(clock: Clock) -> None:
     g = group("g", [A], num_retries=0, fallbacks=("f",))
-    router = FakeRouter({"g": g, "f": group("f", [B])})
+    router = FakeRouter({"g": g, "f": group("f", [FB])})
     script = Script(clock, {"a": [Outcome(error=UpstreamTimeout("slow"))]})
     ctx = new_context(group=g, candidates=[A])
     with pytest.raises(UpstreamTimeout):
@@ -206,9 +207,68 @@ async def test_fallbacks_only_on_their_classes(clock: Clock) -> None:
     assert script.calls == ["a", "b"]
 
 
+def too_long() -> UpstreamBadGateway:
+    """An upstream's 400 saying the request exceeds the model's context window."""
+    return UpstreamBadGateway("too long", status=400, code="context_length_exceeded")
+
+
+async def test_an_upstream_context_window_error_goes_to_the_context_window_fallbacks(clock: Clock) -> None:
+    # The catalog's window was wrong (or unknown): the upstream said the request is too long.
+    # Not retried in the group; the larger groups are tried in order, not the ordinary chain.
+    g = group("g", [A, B], fallbacks=("f",), larger=("big", "bigger"))
+    big, bigger = route("b", "big"), route("c", "bigger")
+    groups = {"g": g, "f": group("f", [FC]), "big": group("big", [big]), "bigger": group("bigger", [bigger])}
+    script = Script(clock, {"a": [Outcome(error=too_long())], "b": [Outcome(error=too_long())]})
+    ctx = new_context(group=g, candidates=[A, B])
+    result = await stage(FakeRouter(groups), clock)(ctx, script)
+    assert isinstance(result, Reply) and script.calls == ["a", "b", "c"]
+    assert ctx.response_headers["x-switchboard-model"] == "bigger"
+    assert [(a.group, a.deployment, a.status) for a in ctx.attempts or ()] == [
+        ("g", "a", 400), ("big", "b", 400), ("bigger", "c", 200)]
+    # Without context_window_fallbacks the caller gets the upstream's error, after one attempt.
+    plain = group("plain", [A, B], fallbacks=("f",))
+    script = Script(clock, {"a": [Outcome(error=too_long())]})
+    ctx = new_context(group=plain, candidates=[A, B])
+    with pytest.raises(UpstreamBadGateway) as caught:
+        await stage(FakeRouter({"plain": plain, "f": group("f", [FC])}), clock)(ctx, script)
+    assert caught.value.code == "context_length_exceeded" and script.calls == ["a"]
+
+
+async def test_a_context_window_fallback_failing_otherwise_ends_the_chain(clock: Clock) -> None:
+    g = group("g", [A], larger=("big", "bigger"))
+    groups = {"g": g, "big": group("big", [route("b", "big")], num_retries=0),
+              "bigger": group("bigger", [route("c", "bigger")])}
+    refused = InvalidRequest("bad")
+    refused.from_upstream = True  # an upstream 400 of another kind: the caller's, not the size
+    script = Script(clock, {"a": [Outcome(error=too_long())], "b": [Outcome(error=refused)]})
+    with pytest.raises(InvalidRequest):
+        await stage(FakeRouter(groups), clock)(new_context(group=g, candidates=[A]), script)
+    assert script.calls == ["a", "b"]
+
+
+async def test_each_attempt_and_the_answer_name_the_group_of_their_deployment(clock: Clock) -> None:
+    # A request too long for every deployment of ``g`` is planned with its context-window
+    # fallback's deployments: the answer is that group's, and so are its attempts.
+    g = group("g", [A], num_retries=1, larger=("big",))
+    big, big2 = route("b", "big"), route("c", "big")
+    groups = {"g": g, "big": group("big", [big, big2])}
+    ctx = new_context(group=g, candidates=[big])
+    await stage(FakeRouter(groups), clock)(ctx, Script(clock, {}))
+    assert ctx.response_headers["x-switchboard-model"] == "big"
+    assert [(a.group, a.deployment) for a in ctx.attempts or ()] == [("big", "b")]
+    # The same on a retry, and for a stream.
+    script = Script(clock, {"b": [Outcome(stream=True, fail_before_first=True)], "c": [Outcome(stream=True)]})
+    ctx = new_context(group=g, candidates=[big, big2], stream=True)
+    result = await stage(FakeRouter(groups), clock)(ctx, script)
+    assert isinstance(result, StreamReply)
+    await result.aclose()
+    assert ctx.response_headers["x-switchboard-model"] == "big"
+    assert [(a.group, a.deployment) for a in ctx.attempts or ()] == [("big", "b"), ("big", "c")]
+
+
 async def test_no_candidate_and_no_fallback_is_the_groups_refusal(clock: Clock) -> None:
     g = group("g", [A], fallbacks=("f",))
-    router = FakeRouter({"g": g, "f": group("f", [B])}, plans={"f": []})
+    router = FakeRouter({"g": g, "f": group("f", [FB])}, plans={"f": []})
     script = Script(clock, {})
     with pytest.raises(GatewayError) as caught:
         await stage(router, clock)(new_context(group=g, candidates=[]), script)
@@ -321,7 +381,7 @@ async def test_a_stream_closed_unread_is_reported_finished(clock: Clock) -> None
 
 async def test_a_retry_is_cut_at_the_deadline_and_nothing_more_is_tried() -> None:
     g = group("g", [A, B], num_retries=2, fallbacks=("f",))
-    router = FakeRouter({"g": g, "f": group("f", [C])})
+    router = FakeRouter({"g": g, "f": group("f", [FC])})
     calls: list[str] = []
 
     async def chain(ctx: object) -> Reply:

@@ -68,7 +68,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     names = [f"g{i}" for i in range(n_groups)]
     groups, plans, script = {}, {}, {}
     for i, name in enumerate(names):
-        deployments = [route(f"{name}-d{j}") for j in range(draw(st.integers(1, 3)))]
+        deployments = [route(f"{name}-d{j}", name) for j in range(draw(st.integers(1, 3)))]
         groups[name] = group(name, deployments, num_retries=draw(st.integers(0, 3)),
                              fallbacks=tuple(names[i + 1:]) if i == 0 else ())
         plans[name] = draw(st.permutations(deployments).flatmap(

@@ -20,7 +20,7 @@ from switchboard.pipeline.attempts import AttemptStage
 from switchboard.pipeline.chain import map_result
 from switchboard.pipeline.native import AnthropicMessages, exchange_for
 from switchboard.providers.base import WIRE
-from tests.unit.pipeline.attempts_fakes import FakeRouter, group
+from tests.unit.pipeline.attempts_fakes import FakeRouter
 
 
 def ctx(inbound: Any = MESSAGES) -> RequestContext:
@@ -28,7 +28,7 @@ def ctx(inbound: Any = MESSAGES) -> RequestContext:
 
 
 def route(provider_type: str) -> Any:
-    return SimpleNamespace(deployment="d", target=SimpleNamespace(provider_type=provider_type))
+    return SimpleNamespace(deployment="d", target=SimpleNamespace(name="g", provider_type=provider_type))
 
 
 def test_only_anthropic_messages_to_an_anthropic_deployment_is_passed_through() -> None:
@@ -52,7 +52,7 @@ def test_stages_that_wrap_a_stream_keep_the_flag() -> None:
         wrapped = map_result(native, batch=lambda b: b)
         assert isinstance(wrapped, StreamReply) and wrapped.native
         stage = AttemptStage(FakeRouter({}))
-        primed = await stage._primed(ctx(), group("g", []), route("anthropic"), wrapped, 0.0)
+        primed = await stage._primed(ctx(), route("anthropic"), wrapped, 0.0)
         assert primed.native
         assert [b async for b in primed.chunks] == [[{WIRE: b"event: ping\n\n"}]]
         plain = map_result(StreamReply(_batches([{"choices": []}])), batch=lambda b: b)

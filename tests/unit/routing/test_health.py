@@ -17,6 +17,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from switchboard.pipeline.attempts import AttemptAbandoned, DeadlinePassed
 from switchboard.routing.health import Health
 from switchboard.routing.router import Router
 from switchboard.routing.table import Route
@@ -127,6 +128,56 @@ def test_a_probe_let_through_but_never_sent_frees_the_slot() -> None:
     assert health.available(a, clock.now)  # planned, but another answered
     assert not health.available(a, clock.now + 1)
     assert health.available(a, clock.now + 5)
+
+
+NEUTRAL = [
+    pytest.param(UpstreamError("bad", status=400), id="upstream-400"),  # the caller's, per the upstream
+    pytest.param(UpstreamError("no such thing", status=404), id="upstream-404"),
+    pytest.param(UpstreamError("policy", status=400, code="content_policy_violation"), id="content-policy"),
+    pytest.param(UpstreamError("too long", status=400, code="context_length_exceeded"), id="context-window"),
+    pytest.param(AttemptAbandoned("the client closed the request"), id="client-gone"),
+    pytest.param(DeadlinePassed("the request's deadline passed"), id="deadline"),
+]
+
+
+@pytest.mark.parametrize("outcome", NEUTRAL)
+def test_a_probe_that_ends_saying_nothing_of_the_deployment_frees_the_slot_at_once(
+    outcome: GatewayError,
+) -> None:
+    # The probe's slot used to stay taken until the probe's total timeout (600 s by default)
+    # after such an ending: the deployment took no traffic for ten minutes, not ``seconds``.
+    clock = Clock()
+    health = Health(CooldownConfig(failures=1, seconds=5), clock=clock)
+    r, a = _one(health)
+    r.started(a)
+    r.finished(a, FAIL, 0.1)
+    clock.now += 5
+    assert health.available(a, clock.now)  # the probe
+    r.started(a)
+    assert not health.available(a, clock.now)
+    r.finished(a, outcome, 0.1)
+    assert health.state(a)["status"] == "half_open"  # no answer yet: still half-open...
+    assert health.available(a, clock.now)  # ... and the next request is the probe
+    r.started(a)
+    assert not health.available(a, clock.now)  # one at a time still
+    r.finished(a, None, 0.1)
+    assert health.state(a)["status"] == "healthy"
+
+
+def test_a_probe_of_the_one_deployment_that_may_not_cool_down_is_freed_too() -> None:
+    # A cooldown adopted for a deployment the router never takes out (a group of one): an
+    # ending that counts as nothing still goes to Health, which frees the probe.
+    clock = Clock()
+    health = Health(CooldownConfig(failures=1, seconds=5), clock=clock)
+    r = router([{"name": "solo"}], health=health)
+    solo = r.group("solo")
+    assert solo is not None and solo.single is not None and not r.may_cool_down(solo.single)
+    health.failed(solo.single, FAIL)
+    clock.now += 5
+    assert health.available(solo.single, clock.now)
+    r.started(solo.single)
+    r.finished(solo.single, AttemptAbandoned("gone"), 0.1)
+    assert health.available(solo.single, clock.now)
 
 
 def test_a_success_resets_the_streak() -> None:

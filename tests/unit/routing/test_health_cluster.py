@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from switchboard.config.schema import CooldownConfig
-from switchboard.errors import UpstreamUnavailable
+from switchboard.errors import UpstreamError, UpstreamUnavailable
 from switchboard.routing.health import Health
 from switchboard.routing.table import Route
 from switchboard.stores.protocols import Claim, Failure
@@ -23,6 +23,7 @@ from tests.services import RedisServer
 from tests.unit.routing.health_world import route, router
 
 FAIL = UpstreamUnavailable("down")
+BAD_REQUEST = UpstreamError("the caller's bad request", status=400)
 DEADLINE = 3.0
 
 
@@ -117,6 +118,25 @@ async def test_one_instance_at_a_time_probes_and_its_answer_reaches_every_instan
     assert other.state(a)["status"] == "healthy"
 
 
+async def test_a_probe_that_ends_saying_nothing_releases_its_claim_to_every_instance(pair: Pair) -> None:
+    # The probe's holder extends its claim to the probe's whole timeout once it is sent; a
+    # probe ending in a caller's 400 (or the client leaving) kept that claim, so no instance
+    # could probe for ten minutes. Now its holder drops it and any instance probes at once.
+    first, second = await pair(CooldownConfig(failures=1, seconds=0.3))
+    a = _deployment()
+    first.failed(a, FAIL)
+    await _until(lambda: not second.available(a, time.monotonic()), "the other instance never saw it")
+    await _until(lambda: first.available(a, time.monotonic()), "no probe was granted", deadline=DEADLINE)
+    first.started(a)  # the probe is sent: its claim now outlasts it
+    await _until(lambda: not first._tasks, "the claim was never extended")
+    assert not second.available(a, time.monotonic())
+    first.failed(a, BAD_REQUEST)
+    await _until(lambda: second.available(a, time.monotonic()), "the claim was never released")
+    second.started(a)
+    second.succeeded(a)
+    await _until(lambda: first.state(a)["status"] == "healthy", "the recovery never reached the other")
+
+
 class _Down:
     """A Redis that cannot be reached."""
 
@@ -131,6 +151,9 @@ class _Down:
         raise ConnectionError("redis is down")
 
     async def extend_probe(self, group: str, deployment: str, ttl_ms: int, holder: str) -> bool:
+        raise ConnectionError("redis is down")
+
+    async def release_probe(self, group: str, deployment: str, holder: str) -> bool:
         raise ConnectionError("redis is down")
 
     async def cooling_ms(self, group: str, deployment: str) -> int:

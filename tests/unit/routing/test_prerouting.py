@@ -15,12 +15,13 @@ from switchboard.errors import GatewayError, UpstreamUnavailable
 from switchboard.pipeline.attempts import AttemptStage
 from switchboard.pipeline.chain import build_chain
 from switchboard.pipeline.route import RouteStage
-from switchboard.routing.prerouting import in_regions
+from switchboard.routing.prerouting import Windows, in_regions
 from switchboard.routing.router import Needs, Router
 from switchboard.routing.table import Route
 from switchboard.stores.sql.keys import intersect
 from tests.unit.pipeline.fakes import context
 from tests.unit.routing.health_world import route, router
+from tests.unit.routing.world import table
 
 FAIL = UpstreamUnavailable("down")
 
@@ -90,7 +91,7 @@ def test_deployments_too_small_are_dropped_and_larger_groups_planned() -> None:
 
 
 async def _served(r: Router, model: str, principal: Principal, content: str = "hi",
-                  **extra: Any) -> tuple[RequestContext, list[Route]]:
+                  headers: dict[str, str] | None = None, **extra: Any) -> tuple[RequestContext, list[Route]]:
     reached: list[Route] = []
 
     async def terminal(ctx: RequestContext) -> Result:
@@ -99,7 +100,8 @@ async def _served(r: Router, model: str, principal: Principal, content: str = "h
         return Reply({"ok": True})
 
     chain = build_chain([RouteStage(r), AttemptStage(r)], terminal)
-    ctx = context(request={"model": model, "messages": [{"role": "user", "content": content}], **extra})
+    messages = [{"role": "user", "content": content}]
+    ctx = context(headers=headers, request={"model": model, "messages": messages, **extra})
     ctx.body = json.dumps(ctx.request).encode()  # as received: its size bounds the prompt
     ctx.principal = principal
     await chain(ctx)
@@ -116,6 +118,49 @@ async def test_the_route_stage_computes_needs_only_where_they_matter() -> None:
     with pytest.raises(GatewayError) as refused:
         await _served(r, "mixed", Principal(id="k"), "word " * 2000)
     assert refused.value.code == "context_length_exceeded"
+
+
+async def test_a_context_window_fallback_answers_under_its_own_group_name() -> None:
+    r = _sized()
+    ctx, reached = await _served(r, "small", Principal(id="k"), "word " * 200)
+    assert [(d.target.name, d.deployment) for d in reached] == [("large", "l")]
+    assert ctx.response_headers["x-switchboard-model"] == "large"  # was "small"
+    assert [(a.group, a.deployment) for a in ctx.attempts or ()] == [("large", "l")]
+
+
+def _unsized(strategy: str, **policy: Any) -> Router:
+    """Two priced deployments whose context windows nobody knows (not in the catalog), routed
+    as the gateway routes them (the live table, the catalog's windows)."""
+    live = table([
+        {"name": "g", "deployment": "in-cheap", "model": "house-model-a", "tpm": 50,
+         "info": {"input_cost_per_mtok": 1, "output_cost_per_mtok": 100}},
+        {"name": "g", "deployment": "out-cheap", "model": "house-model-b", "tpm": 40,
+         "info": {"input_cost_per_mtok": 50, "output_cost_per_mtok": 1}},
+    ], {"groups": {"g": {"strategy": strategy, **policy}}})
+    return Router(live, windows=Windows(live.catalog))
+
+
+async def test_cost_and_headroom_count_the_tokens_even_where_no_window_is_known() -> None:
+    # Without a known window the route stage used to count nothing: cost priced every request
+    # as an empty prompt with 256 tokens out, headroom never saw a token sent.
+    r = _unsized("cost")
+    assert r.windows is not None and r.windows.smallest(r.group("g")) is None  # type: ignore[arg-type]
+    ctx, reached = await _served(r, "g", Principal(id="k"), "word " * 80, max_tokens=1)
+    assert ctx.needs is not None and ctx.needs.prompt_tokens > 80 and ctx.needs.output_tokens == 1
+    assert ctx.needs.tokens is None  # no window to check
+    assert [d.deployment for d in reached] == ["in-cheap"]
+    _, reached = await _served(r, "g", Principal(id="k"), "hi", max_tokens=1000)
+    assert [d.deployment for d in reached] == ["out-cheap"]
+    r = _unsized("headroom")
+    served = [(await _served(r, "g", Principal(id="k"), "word " * 30))[1][0].deployment for _ in range(4)]
+    assert set(served) == {"in-cheap", "out-cheap"}, served  # 50 and 40 tpm: ~35 tokens each
+    # A caller's pinned strategy needs the count as well (where the group allows pins).
+    r = _unsized("weighted", allow_pinning=True)
+    pin = {"x-switchboard-strategy": "cost"}
+    ctx, _ = await _served(r, "g", Principal(id="k"), "word " * 80, headers=pin)
+    assert ctx.needs is not None and ctx.needs.prompt_tokens > 80
+    ctx, _ = await _served(r, "g", Principal(id="k"), "word " * 80)
+    assert ctx.needs is not None and ctx.needs.prompt_tokens == 0  # weighted: nothing counted
 
 
 # -- the property: no request ever reaches a deployment outside its allowed regions -----------

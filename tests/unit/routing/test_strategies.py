@@ -173,6 +173,31 @@ def test_latency_after_the_slow_one_recovers_it_is_tried_again_and_preferred() -
     assert within(tail.count("steady"), len(tail), strategies.EXPLORE), Counter(tail)
 
 
+def test_latency_explores_an_unmeasured_deployment_once_not_for_every_request_until_it_answers() -> None:
+    # A slow deployment never measured gets one request; while that one is in flight the others
+    # go to the measured deployment (before, every request did, for as long as it took).
+    clock = Clock()
+    r = router_of([{"name": "g", "deployment": d} for d in ("fast", "slow")], {"strategy": "latency"}, clock)
+    g = r.group("g")
+    assert g is not None
+    by = {d.deployment: d for d in g.deployments}
+    _feed(r, by["fast"], 0.1, 1)
+    firsts: list[str] = []
+    for _ in range(50):
+        first = r.plan(g, Needs())[0]
+        firsts.append(first.deployment)
+        r.started(first)
+        if first is by["fast"]:
+            r.finished(first, None, 0.1)  # slow's first request is still under way
+        clock.t += 0.1
+    assert firsts[0] == "slow"  # explored, once
+    assert within(firsts[1:].count("slow"), 49, strategies.EXPLORE), Counter(firsts)
+    # In flight for longer than the staleness bound: explored again, once.
+    clock.t += strategies.STALE_SECONDS + 1
+    _feed(r, by["fast"], 0.1, 1)
+    assert r.plan(g, Needs())[0].deployment == "slow"
+
+
 def test_latency_tries_a_deployment_again_once_its_measurement_is_stale() -> None:
     clock = Clock()
     r = router_of([{"name": "g", "deployment": d} for d in ("a", "b")], {"strategy": "latency"}, clock)
@@ -216,9 +241,10 @@ def test_cost_chooses_the_lowest_estimated_price_for_the_requests_tokens() -> No
     g = r.group("g")
     assert g is not None
     # A long prompt, a short answer: input price dominates (0.5*1000+10*10 < 1*1000+2*10).
-    assert {names(r.plan(g, Needs(tokens=1010, prompt_tokens=1000)))[0] for _ in range(200)} == {"cheap-in"}
+    long_prompt = Needs(tokens=1010, prompt_tokens=1000, output_tokens=10)
+    assert {names(r.plan(g, long_prompt))[0] for _ in range(200)} == {"cheap-in"}
     # A short prompt, a long answer: output price dominates.
-    plan = names(r.plan(g, Needs(tokens=1100, prompt_tokens=100)))
+    plan = names(r.plan(g, Needs(tokens=1100, prompt_tokens=100, output_tokens=1000)))
     assert plan == ["cheap-out", "cheap-in", "unpriced"]  # unpriced last
     # No output bound: the default expected output (256 tokens) is priced.
     assert names(r.plan(g, Needs(prompt_tokens=100)))[0] == "cheap-out"

@@ -4,10 +4,10 @@ cooldown's end, and the half-open probe's claim, in Redis.
 A deployment is a hash ``sb:hc:{hc}:<group>\\x1f<deployment>`` holding ``streak`` (failures in a
 row, over every instance) and ``until`` (the cooldown's end, ms); its probe claim is the key
 ``...:probe`` holding the claiming instance's id, set with NX and a short TTL (extended by its
-holder alone once the probe is sent), so one instance at a time probes it and a claim its holder
-never used lapses within seconds. Every key carries
-the same hash tag. Time is the Redis server's, so every instance agrees on the cooldown's end;
-tests may pass a clock.
+holder alone once the probe is sent), so one instance at a time probes it, a claim its holder
+never used lapses within seconds, and a probe that ended saying nothing about the deployment
+has its claim dropped by its holder. Every key carries the same hash tag. Time is the Redis
+server's, so every instance agrees on the cooldown's end; tests may pass a clock.
 """
 
 from __future__ import annotations
@@ -65,6 +65,14 @@ end
 return 0
 """
 
+# ARGV: holder. Drops the claim only when ``holder`` still holds it. Returns 0/1.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 
 class RedisHealth:
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
@@ -73,6 +81,7 @@ class RedisHealth:
         self._fail = client.register_script(FAIL)
         self._claim = client.register_script(CLAIM)
         self._extend = client.register_script(EXTEND)
+        self._release = client.register_script(RELEASE)
 
     def _now(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * 1000))
@@ -112,6 +121,12 @@ class RedisHealth:
         """Keep ``holder``'s claim ``ttl_ms`` longer (the probe is out); False if it lost it."""
         key = self._key(group, deployment) + ":probe"
         return bool(int(await self._extend(keys=[key], args=[holder, ttl_ms])))
+
+    async def release_probe(self, group: str, deployment: str, holder: str) -> bool:
+        """Drop ``holder``'s claim (its probe ended saying nothing about the deployment), so
+        any instance may probe at once; False if it did not hold it."""
+        key = self._key(group, deployment) + ":probe"
+        return bool(int(await self._release(keys=[key], args=[holder])))
 
     async def cooling_ms(self, group: str, deployment: str) -> int:
         """How long the deployment is still cooling down (0: it is not)."""
