@@ -236,6 +236,18 @@ def test_a_stream_the_client_abandons_is_recorded_with_what_was_produced(deploym
     assert 0 < record.completion_tokens < 10 and record.prompt_tokens > 0 and record.cost_usd > 0
 
 
+def test_a_request_the_client_leaves_records_the_attempt_under_way(deployment: Deployment) -> None:
+    rid = f"left-{uuid.uuid4().hex}"
+    body = {"model": "gpt-4o-mini", "messages": ask("mock:latency_ms=3000 slow")}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up while the upstream thinks
+        httpx.post(f"{deployment.gateway.base_url}/chat/completions", json=body,
+                   headers={**ADMIN, "x-request-id": rid}, timeout=0.5)
+    record = deployment.wait_for({rid})[rid]
+    assert record.status == 499
+    [attempt] = record.attempts or [None]
+    assert attempt is not None and attempt["status"] == 499 and attempt["code"] == "client_closed"
+    assert attempt["group"] == "gpt-4o-mini" and attempt["ms"] >= 400
+
 def test_anthropic_clients_get_the_cost_header_too(deployment: Deployment) -> None:
     body = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": ask("hello from anthropic")}
     resp = httpx.post(f"{deployment.gateway.url}/v1/messages", headers={"x-api-key": MASTER_KEY}, json=body,

@@ -40,7 +40,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from switchboard.config.schema import RouterConfig
-from switchboard.context import Attempt, Chunk, RequestContext, Result, StreamReply
+from switchboard.context import CLIENT_CLOSED, Attempt, Chunk, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, UpstreamTimeout, error_class
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import ANYWHERE, Router
@@ -165,7 +165,7 @@ class AttemptStage:
             self._failed(ctx, route, error, began)
             failure = error
         except BaseException:
-            router.finished(route, _ABANDONED, time.perf_counter() - began)
+            self._abandoned(ctx, route, began)
             raise
         if failure is not None:
             return await self._after_failure(ctx, call_next, group, candidates, failure, 1)
@@ -200,7 +200,7 @@ class AttemptStage:
             self._failed(ctx, route, late, began)
             raise late from None
         except BaseException:
-            router.finished(route, _ABANDONED, time.perf_counter() - began)
+            self._abandoned(ctx, route, began)
             raise
         if not isinstance(result, StreamReply):
             seconds = time.perf_counter() - began
@@ -231,6 +231,14 @@ class AttemptStage:
         self._router.finished(route, error, seconds)
         ms = round(seconds * 1000)
         self._note(ctx, Attempt(route.deployment, route.target.name, error.status, error.code, ms))
+
+    def _abandoned(self, ctx: RequestContext, route: Route, began: float) -> None:
+        """An attempt cut before its answer (the client left, the server is stopping): it counts
+        for nothing in health, and the record names it, as the attempt that was under way."""
+        seconds = time.perf_counter() - began
+        self._router.finished(route, _ABANDONED, seconds)
+        self._note(ctx, Attempt(route.deployment, route.target.name, CLIENT_CLOSED, "client_closed",
+                                round(seconds * 1000)))
 
     @staticmethod
     def _note(ctx: RequestContext, attempt: Attempt) -> None:
