@@ -595,7 +595,7 @@ def test_messages_api_with_a_prompt_translated_and_passed_through(world: World) 
                 {"role": "system", "content": "System for hi"},
                 {"role": "user", "content": "Say hi"},
             ]
-            assert sent["max_tokens"] == 64 and sent["stop"] == ["STOP"]
+            assert sent["max_completion_tokens"] == 64 and sent["stop"] == ["STOP"]
         record = world.log(raw.headers["request-id"])
         assert record["metadata"]["prompt"] == {"name": name, "version": 1}
     # Streamed, passed through to the Anthropic deployment.
