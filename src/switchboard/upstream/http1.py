@@ -354,7 +354,7 @@ class _Conn(asyncio.Protocol):
         end = self._end = now + total if total else _INF
         gap = self._read_gap = read_gap or _INF
         head = now + gap  # the whole head within the read gap
-        self._deadline = head if head < end else end  # not min(): a call costs more
+        self._deadline = head if head < end else end  # not min(): see _arm
         self._last_read = now
         self._timed = True
         self._arm(now)
@@ -364,7 +364,9 @@ class _Conn(asyncio.Protocol):
         sooner (by an earlier exchange on this connection) is kept: when it fires it finds the
         deadline ahead and sets itself again. Back-to-back exchanges with the same timeouts then
         make one timer per timeout period, not one per exchange."""
-        when = min(self._deadline, self._last_read + self._read_gap)
+        when = self._last_read + self._read_gap
+        if self._deadline < when:  # not min(): a builtin's call costs several times the compare
+            when = self._deadline
         if when == _INF:
             return
         timer = self._timer
