@@ -13,6 +13,7 @@ from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
 from switchboard.providers.anthropic import AnthropicOptions
 from switchboard.providers.anthropic.native import NativeStream, native_message, native_request, output_text
 from switchboard.providers.base import OUTPUT, PARTIAL, WIRE
+from switchboard.providers.sse import MAX_EVENT_BYTES
 from switchboard.providers.target import Target
 
 
@@ -202,6 +203,23 @@ def test_crlf_and_comments() -> None:
     stream = NativeStream(target())
     chunks = stream.feed(b": keep-alive\r\n\r\n" + START.replace(b"\n", b"\r\n"))
     assert len(chunks) == 1 and chunks[0][WIRE] == START
+
+
+def test_a_crlf_split_between_reads_ends_one_line_not_the_event() -> None:
+    stream = NativeStream(target())
+    wire = START.replace(b"\n", b"\r\n")
+    cr = wire.index(b"\r\n") + 1  # after the event line's CR, before its LF
+    assert stream.feed(wire[:cr]) == []
+    [chunk] = stream.feed(wire[cr:])
+    assert chunk[WIRE] == START and chunk["id"] == "msg_1"
+
+
+def test_an_event_that_never_ends_is_refused_past_the_bound() -> None:
+    stream = NativeStream(target())
+    stream.feed(b"event: content_block_delta\ndata: {\"text\":\"")
+    with pytest.raises(UpstreamBadGateway, match="provider 'anth' sent a stream event longer than 16 MiB"):
+        for _ in range(MAX_EVENT_BYTES // 65536 + 1):
+            stream.feed(b"y" * 65536)
 
 
 def test_error_event_after_good_events_is_raised_on_the_next_call() -> None:

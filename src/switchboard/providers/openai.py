@@ -44,7 +44,7 @@ class OpenAIStreamDecoder:
     __slots__ = ("_done", "_error", "_finished", "_parser", "_target")
 
     def __init__(self, target: Target) -> None:
-        self._parser = SSEParser()
+        self._parser = SSEParser(target.provider)
         self._target = target
         self._done = False
         self._finished = False  # a finish_reason was seen

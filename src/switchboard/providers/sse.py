@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from switchboard.errors import UpstreamBadGateway
+
 # Ints: ``bytes in bytes`` first tries its operand as an integer, raising and catching an error.
 _CR, _LF = ord("\r"), ord("\n")
+# The most one unfinished event may hold. Real events are far smaller (a partial image's base64
+# is a few MiB); an upstream that never ends its event is refused here instead of being buffered
+# until the total timeout (docs/architecture.md#time-bounds).
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+# An unfinished event up to this long is joined to the next read and searched again with it
+# (cheaper than a bytearray's bookkeeping for the usual event cut in two); a longer one is not.
+_RESCAN = 16 * 1024
 
 
 @dataclass(slots=True)
@@ -14,21 +23,97 @@ class SSEEvent:
     data: str
 
 
-class SSEParser:
+class SSEBlocks:
+    """Cuts a byte stream into SSE blocks (the text between blank lines), line ends (CRLF, CR,
+    LF) normalised to LF, in time linear in the bytes fed. The unfinished block a read ends with
+    is kept as bytes; up to _RESCAN of them (an event cut between two reads) are joined to the
+    next read and split again with it; a longer one becomes a bytearray that later reads are
+    appended to, searching only their own bytes (and the one before them) for the blank line."""
+
+    __slots__ = ("_buf", "_cr", "_provider")
+
+    def __init__(self, provider: str | None = None) -> None:
+        self._buf = b""  # a bytearray while a long event is gathered (_long)
+        self._cr = False  # the last read ended in CR: a LF starting the next ends the same line
+        self._provider = provider
+
+    def blocks(self, data: bytes) -> list[bytes]:
+        """The blocks ``data`` completes, in order."""
+        if self._cr:
+            self._cr = False
+            if data[:1] == b"\n":
+                data = data[1:]
+        if _CR in data:
+            self._cr = data[-1] == _CR
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._buf
+        if not buf:  # one split for the whole read: a stream's read usually holds several events
+            blocks = data.split(b"\n\n")
+            self._buf = blocks.pop()
+        elif len(buf) <= _RESCAN:  # an event cut between two reads: joined and split again
+            blocks = (buf + data).split(b"\n\n")
+            self._buf = blocks.pop()
+        else:
+            blocks = self._long(data)
+        return blocks
+
+    def _long(self, data: bytes) -> list[bytes]:
+        """``blocks`` for a long unfinished event: appended to in place, only the new bytes
+        searched for its end."""
+        buf = self._buf
+        if buf.__class__ is bytes:
+            buf = self._buf = bytearray(buf)  # type: ignore[assignment]  # see __init__
+        start = len(buf) - 1
+        buf += data
+        if buf.find(b"\n\n", start) < 0:
+            if len(buf) > MAX_EVENT_BYTES:
+                raise self._too_large()
+            return []
+        blocks = bytes(buf).split(b"\n\n")
+        self._buf = blocks.pop()
+        return blocks
+
+    def rest(self) -> bytes:
+        """The bytes of an unfinished block (at the stream's end), taken out."""
+        rest, self._buf = self._buf, b""
+        return bytes(rest)
+
+    @property
+    def pending(self) -> bool:
+        """True when bytes of an unfinished event are buffered."""
+        return bool(self._buf.strip())
+
+    def _too_large(self) -> UpstreamBadGateway:
+        self._buf = b""
+        where = "the upstream" if self._provider is None else f"provider '{self._provider}'"
+        mib = MAX_EVENT_BYTES // (1024 * 1024)
+        return UpstreamBadGateway(f"{where} sent a stream event longer than {mib} MiB without ending it")
+
+
+class SSEParser(SSEBlocks):
     """Splits a byte stream into events as they complete (WHATWG rules for data/event lines)."""
 
-    __slots__ = ("_buf",)
-
-    def __init__(self) -> None:
-        self._buf = b""
+    __slots__ = ()
 
     def feed(self, data: bytes) -> list[SSEEvent]:
-        buf = self._buf + data if self._buf else data
-        if _CR in buf:
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        # One split for the whole read: a stream's read usually holds several events.
-        blocks = buf.split(b"\n\n")
-        self._buf = blocks.pop()
+        # SSEBlocks.blocks inlined (the same lines): it runs once per network read of every
+        # stream, where a call costs more than the rest of it.
+        if self._cr:
+            self._cr = False
+            if data[:1] == b"\n":
+                data = data[1:]
+        if _CR in data:
+            self._cr = data[-1] == _CR
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._buf
+        if not buf:  # one split for the whole read: a stream's read usually holds several events
+            blocks = data.split(b"\n\n")
+            self._buf = blocks.pop()
+        elif len(buf) <= _RESCAN:  # an event cut between two reads: joined and split again
+            blocks = (buf + data).split(b"\n\n")
+            self._buf = blocks.pop()
+        else:
+            blocks = self._long(data)
         events: list[SSEEvent] = []
         for block in blocks:
             if block[:6] == b"data: " and _LF not in block:  # the usual event: one data line
@@ -36,11 +121,6 @@ class SSEParser:
             elif (event := self._parse(block)) is not None:
                 events.append(event)
         return events
-
-    @property
-    def pending(self) -> bool:
-        """True when bytes of an unfinished event are buffered."""
-        return bool(self._buf.strip())
 
     def flush(self) -> list[SSEEvent]:
         """Parse a final event not followed by a blank line (some servers omit it)."""

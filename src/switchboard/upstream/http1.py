@@ -8,10 +8,17 @@ the bytes on the wire; the upstream client was the largest single cost of a prox
 known length, no redirects, no cookies, no proxies; JSON APIs answering with a length, chunked
 or until close. Anything else (streamed uploads) still goes through aiohttp (upstream/client.py).
 
-Timeouts follow aiohttp's meaning: ``connect`` bounds waiting for a pooled connection and the
-TCP/TLS set-up, ``sock_read`` the wait for the headers and every later gap between reads
-(paused reads, while the caller is slower than the upstream, do not count), ``total`` the
-whole exchange, body included. One timer per request watches all three.
+Timeouts: ``connect`` bounds waiting for a pooled connection and the TCP/TLS set-up, the read
+timeout (the provider's ``first_byte``) the whole response head, from the request's sending
+to the end of the final answer's headers, and then every gap between reads of the body (paused
+reads, while the caller is slower than the upstream, do not count), ``total`` the whole
+exchange, body included. One timer per connection watches all three.
+
+An exchange sees only bytes that arrive after its request was written: bytes on a connection
+with no exchange in progress (idle in the pool, or after the answer was complete) are an
+unsolicited answer (a stray second response, a 408 before an idle close) and break the
+connection, which is closed and never handed out again. Otherwise the next request on it would
+be given that answer, and every later caller the one before it.
 """
 
 from __future__ import annotations
@@ -185,9 +192,13 @@ class _Conn(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._inflate: Any = None
-        # Timeouts of the exchange in progress (loop time); _timed: they are running.
+        # Timeouts of the exchange in progress (loop time). _timed: an exchange is in progress
+        # (its request written, its answer not complete); bytes at any other time are unsolicited.
+        # _deadline: the head's (start + read gap, within the total) until the headers are in,
+        # then _end, the total's.
         self._timed = False
         self._deadline = 0.0
+        self._end = 0.0
         self._read_gap = 0.0
         self._last_read = 0.0
 
@@ -197,6 +208,9 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if not self._timed:
+            self._fail(BadResponse("unsolicited answer on a connection with no request in progress"))
+            return
         self.received = True
         self._last_read = self._loop.time()
         try:
@@ -226,6 +240,11 @@ class _Conn(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        # A second message in the read that completed the answer (or after it): unsolicited.
+        if self.done:
+            raise BadResponse("unsolicited answer after the end of the one requested")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
 
@@ -238,6 +257,7 @@ class _Conn(asyncio.Protocol):
         self.status = status
         self.keep_alive = parser.should_keep_alive()
         self.answered = True
+        self._deadline = self._end  # the head is in: from now the read gap and the total bound it
         # Only the framing is read here; the headers' mapping is built if someone asks for it
         # (Response.headers): on a successful call nobody does.
         length = encoding = None
@@ -329,9 +349,12 @@ class _Conn(asyncio.Protocol):
     # -- timeouts --------------------------------------------------------------------------
 
     def start_timer(self, total: float | None, read_gap: float | None) -> None:
+        """The exchange starts (its request is written next): its timeouts run from now."""
         now = self._loop.time()
-        self._deadline = now + total if total else _INF
-        self._read_gap = read_gap or _INF
+        end = self._end = now + total if total else _INF
+        gap = self._read_gap = read_gap or _INF
+        head = now + gap  # the whole head within the read gap
+        self._deadline = head if head < end else end  # not min(): see _arm
         self._last_read = now
         self._timed = True
         self._arm(now)
@@ -341,7 +364,9 @@ class _Conn(asyncio.Protocol):
         sooner (by an earlier exchange on this connection) is kept: when it fires it finds the
         deadline ahead and sets itself again. Back-to-back exchanges with the same timeouts then
         make one timer per timeout period, not one per exchange."""
-        when = min(self._deadline, self._last_read + self._read_gap)
+        when = self._last_read + self._read_gap
+        if self._deadline < when:  # not min(): a builtin's call costs several times the compare
+            when = self._deadline
         if when == _INF:
             return
         timer = self._timer

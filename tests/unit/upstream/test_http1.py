@@ -28,7 +28,7 @@ from switchboard.errors import (
 )
 from switchboard.upstream import http1
 from switchboard.upstream.auth import StaticHeaderAuth
-from switchboard.upstream.client import DEFAULT_MAX_RESPONSE_BYTES, UpstreamClient
+from switchboard.upstream.client import DEFAULT_MAX_RESPONSE_BYTES, IDLE_SECONDS, UpstreamClient
 from switchboard.upstream.request import UpstreamRequest
 
 KEY = "sk-test-0123456789abcdefghijkl"
@@ -451,6 +451,115 @@ async def test_garbage_instead_of_http_is_a_bad_gateway_and_the_connection_is_dr
     assert reply.status == 200 and up.accepted == 2
 
 
+# -- 6b. unsolicited answers: bytes no request asked for break the connection -------------------
+
+
+class FakeTransport:
+    """What _Conn uses of an asyncio transport, recording what it was told."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def write(self, data: bytes) -> None:
+        pass
+
+
+def open_conn() -> tuple[http1._Conn, FakeTransport]:
+    conn = http1._Conn(asyncio.get_running_loop())
+    transport = FakeTransport()
+    conn.connection_made(cast(asyncio.Transport, transport))
+    return conn, transport
+
+
+async def test_bytes_on_an_idle_connection_break_it() -> None:
+    conn, transport = open_conn()
+    conn.data_received(response(b"stray"))  # no request was written
+
+    assert conn.closed and transport.closed and not conn.answered
+    assert not conn.reusable()
+
+
+async def test_a_second_answer_in_the_read_that_ends_the_first_breaks_the_connection() -> None:
+    conn, transport = open_conn()
+    conn.start_timer(30, 10)  # the request is written
+    conn.data_received(response(b"mine") + response(b"stray"))
+
+    # The answer asked for is whole and unchanged; the connection goes no further.
+    assert conn.done and conn.status == 200 and conn.take() == b"mine"
+    assert [name for name, _ in conn._raw] == [b"Content-Length"]
+    assert conn.closed and transport.closed and not conn.reusable()
+
+
+async def test_bytes_after_the_answer_is_complete_break_the_connection() -> None:
+    conn, transport = open_conn()
+    conn.start_timer(30, 10)
+    conn.data_received(response(b"mine"))
+    assert conn.done and conn.reusable()
+    conn.data_received(b"HTTP/1.1 408 Request Timeout\r\n")  # before the caller released it
+
+    assert conn.take() == b"mine" and conn.closed and transport.closed and not conn.reusable()
+
+
+STRAYS = {
+    "a second whole answer": response(b"stray answer"),
+    "a 408 before an idle close": response(b'{"error":"idle"}', 408, "Request Timeout"),
+    "part of an answer": b"HTTP/1.1 200 OK\r\nContent-Le",
+}
+
+
+@pytest.mark.parametrize("stray", STRAYS.values(), ids=STRAYS.keys())
+async def test_an_answer_arriving_on_an_idle_pooled_connection_is_never_given_to_a_request(
+    stray: bytes,
+) -> None:
+    idle = asyncio.Event()  # the first answer is read and its connection is back in the pool
+
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.request()
+            await conn.send(response(b"first"))
+            await idle.wait()
+            await conn.send(stray)
+            await conn.until_eof()  # the client must close it
+        else:
+            await keep_alive(lambda seen: response(b"answer to " + seen.body))(conn)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        assert (await client.send(post(up, b"0"), None)).body == b"first"
+        idle.set()
+        # Closed at once, not by the pool's sweep of connections idle for IDLE_SECONDS.
+        await asyncio.wait_for(up.conns[0].eof.wait(), IDLE_SECONDS / 2)
+        replies = [await client.send(post(up, b"%d" % i), None) for i in (1, 2, 3)]
+
+    assert [r.body for r in replies] == [b"answer to 1", b"answer to 2", b"answer to 3"]
+    assert up.accepted == 2 and len(up.conns[0].requests) == 1
+
+
+async def test_a_second_answer_sent_with_the_first_is_dropped_with_its_connection() -> None:
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.request()
+            await conn.send(response(b"first") + response(b"stray answer"))
+            await conn.until_eof()
+        else:
+            await keep_alive(lambda seen: response(b"answer to " + seen.body))(conn)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        first = await client.send(post(up, b"0"), None)
+        await asyncio.wait_for(up.conns[0].eof.wait(), IDLE_SECONDS / 2)  # not by the idle sweep
+        second = await client.send(post(up, b"1"), None)
+        stream = await client.open_stream(post(up, b"2"), None)
+        streamed = b"".join([piece async for piece in stream.chunks()])
+
+    assert first.body == b"first" and second.body == b"answer to 1" and streamed == b"answer to 2"
+    assert up.accepted == 2
+
+
 # -- 7. framing and encodings --------------------------------------------------------------------
 
 
@@ -685,6 +794,46 @@ async def test_a_kept_connection_times_out_its_next_exchange_by_its_own_deadline
             await client.send(post(up), None)
         took, since_first = now() - start, now() - first_start
     assert up.accepted == 1 and 0.4 <= took < 3.0 and since_first >= 0.4
+
+
+async def test_headers_trickled_line_by_line_time_out_after_first_byte() -> None:
+    # Each header line comes well within first_byte of the last, but the head never ends:
+    # first_byte bounds the whole head, not only the gap between its reads.
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        for _ in range(200):  # the trickle is the subject: a line every 0.05 s, for at most 10 s
+            await asyncio.sleep(0.05)
+            await conn.send(b"X-Slow: 1\r\n")
+
+    async with Upstream(handler) as up, upstream_client(first_byte=0.5, total=20) as client:
+        start = now()
+        with pytest.raises(UpstreamTimeout):
+            await client.send(post(up), None)
+        took = now() - start
+        stream_start = now()
+        with pytest.raises(UpstreamTimeout):
+            await client.open_stream(post(up), None)
+        stream_took = now() - stream_start
+
+    assert 0.5 <= took < 3.0 and 0.5 <= stream_took < 3.0
+
+
+async def test_a_body_slower_than_first_byte_in_all_but_its_gaps_is_read() -> None:
+    # After the head, first_byte bounds only the gaps: a body whose whole takes longer is read.
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(chunked_head())
+        for i in range(8):  # 8 pieces 0.1 s apart: 0.8 s in all, over first_byte (0.4 s)
+            await conn.send(chunk(b"%d" % i))
+            await asyncio.sleep(0.1)
+        await conn.send(LAST_CHUNK)
+        await keep_alive()(conn)
+
+    async with Upstream(handler) as up, upstream_client(first_byte=0.4, total=20) as client:
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == b"01234567"
 
 
 async def test_a_body_that_stalls_after_the_headers_times_out() -> None:

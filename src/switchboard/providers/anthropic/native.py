@@ -23,6 +23,7 @@ from switchboard.providers.anthropic.response import finish_reason, stream_error
 from switchboard.providers.base import JSON, OUTPUT, PARTIAL, WIRE
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import GATEWAY_PARAMS
+from switchboard.providers.sse import SSEBlocks
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
@@ -94,8 +95,6 @@ def _is_comment(block: bytes) -> bool:
 _READ = frozenset({"message_start", "message_delta", "message_stop", "error"})
 # Events carrying output (text, thinking, tool name and input): marked with OUTPUT, not parsed.
 _OUTPUT = frozenset({"content_block_start", "content_block_delta"})
-# An int: ``bytes in bytes`` first tries its operand as an integer, raising and catching an error.
-_CR = ord("\r")
 
 
 class NativeStream:
@@ -108,26 +107,21 @@ class NativeStream:
     writes as its own error event; a stream that ends before the message did is an error too.
     Implements the StreamDecoder protocol (providers/base.py)."""
 
-    __slots__ = ("_buf", "_done", "_failure", "_finished", "_target", "_usage")
+    __slots__ = ("_blocks", "_done", "_failure", "_finished", "_target", "_usage")
 
     def __init__(self, target: Target) -> None:
         self._target = target
-        self._buf = b""
+        self._blocks = SSEBlocks(target.provider)
         self._usage: JSON = {}
         self._finished = False  # message_delta seen
         self._done = False  # message_stop seen
         self._failure: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
-        buf = self._buf + data if self._buf else data
-        if _CR in buf:
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        blocks = buf.split(b"\n\n")
-        self._buf = blocks.pop()  # the unfinished rest ("" after a complete event)
-        return self._run(blocks)
+        return self._run(self._blocks.blocks(data))
 
     def close(self) -> list[JSON]:
-        rest, self._buf = self._buf.strip(b"\n"), b""
+        rest = self._blocks.rest().strip(b"\n")
         out = self._run([rest] if rest else [])
         if self._failure is not None:
             raise self._failure

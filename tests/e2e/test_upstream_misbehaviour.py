@@ -1,0 +1,107 @@
+"""An upstream that breaks HTTP or SSE in ways a well-behaved server library never would (tests/
+raw_upstream.py): what a caller sees, and that the next caller is not affected.
+
+- an answer nobody asked for (a stray second response, a 408 on an idle connection) must never
+  reach a caller: the connection it came on is dropped, each later caller gets its own answer;
+- a response head trickled line by line is bounded by ``first_byte``, not by ``total``;
+- a stream event that never ends is refused with a 502 once it passes its bound, instead of
+  being buffered (and re-scanned) until ``total``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from switchboard.upstream.client import IDLE_SECONDS
+from tests.raw_upstream import RawUpstream
+from tests.servers import MASTER_KEY, Gateway, start_gateway
+
+FIRST_BYTE = 1.0
+TOTAL = 20.0
+
+
+@pytest.fixture(scope="module")
+def raw() -> Iterator[RawUpstream]:
+    upstream = RawUpstream()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = {
+        "providers": [{
+            "name": "raw", "type": "openai", "api_base": raw.url, "api_key": "sk-raw-upstream-key",
+            "timeouts": {"connect": 2, "first_byte": FIRST_BYTE, "total": TOTAL},
+        }],
+        "models": [{"name": name, "provider": "raw", "model": name}
+                   for name in ("echo", "stray", "408", "headhang", "endless")],
+        "router": {"num_retries": 0},
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    gw = start_gateway(config, tmp_path_factory.mktemp("raw-upstream"))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture
+def client(gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=60)
+
+
+def ask(client: openai.OpenAI, model: str, text: str) -> str | None:
+    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}])
+    return reply.choices[0].message.content
+
+
+def assert_error(exc: openai.APIStatusError, status: int, code: str) -> None:
+    assert exc.status_code == status
+    error = exc.response.json()["error"]
+    assert error["code"] == code and error["message"], error
+
+
+@pytest.mark.parametrize("model", ["stray", "408"])
+def test_an_answer_nobody_asked_for_never_reaches_a_caller(
+    client: openai.OpenAI, raw: RawUpstream, model: str
+) -> None:
+    raw.dropped.clear()
+    dropped = raw.dropped_count
+    assert ask(client, model, f"{model} question") == f"echo:{model} question"
+    # The gateway drops the connection as soon as the unasked answer arrives (not when its idle
+    # sweep would have, after IDLE_SECONDS).
+    assert raw.dropped.wait(IDLE_SECONDS / 2) and raw.dropped_count == dropped + 1
+    for i in range(3):  # each later caller gets the answer to its own question
+        assert ask(client, "echo", f"question {i} of user {i}") == f"echo:question {i} of user {i}"
+    assert raw.requests[-4:] == [f"{model}:{model} question"] + [
+        f"echo:question {i} of user {i}" for i in range(3)]
+
+
+def test_a_head_trickled_line_by_line_times_out_after_first_byte(client: openai.OpenAI) -> None:
+    for stream in (False, True):
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as exc:
+            if stream:
+                list(client.chat.completions.create(
+                    model="headhang", messages=[{"role": "user", "content": "hi"}], stream=True))
+            else:
+                ask(client, "headhang", "hi")
+        took = time.monotonic() - started
+        assert_error(exc.value, 504, "upstream_timeout")
+        assert FIRST_BYTE <= took < TOTAL / 2, took
+    assert ask(client, "echo", "still there?") == "echo:still there?"
+
+
+def test_a_stream_event_that_never_ends_is_a_502_long_before_total(client: openai.OpenAI) -> None:
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as exc:
+        list(client.chat.completions.create(
+            model="endless", messages=[{"role": "user", "content": "hi"}], stream=True))
+    took = time.monotonic() - started
+    assert_error(exc.value, 502, "upstream_error")
+    assert "longer than 16 MiB" in exc.value.response.json()["error"]["message"]
+    assert took < TOTAL / 2, took
+    assert ask(client, "echo", "still there?") == "echo:still there?"

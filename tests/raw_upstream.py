@@ -1,0 +1,143 @@
+"""A misbehaving OpenAI-shaped upstream on raw sockets, for e2e tests of the gateway's upstream
+client: it writes exact bytes, including ones no HTTP server library would (an answer nobody
+asked for, a head that never ends, a stream event that never ends).
+
+It runs its own event loop in a thread. The request's ``model`` picks the behaviour:
+
+- ``echo``: answers ``echo:<the last message's text>`` (keep-alive);
+- ``stray``: answers like ``echo``, then writes a second whole 200 answer nobody asked for;
+- ``408``: answers like ``echo``, then writes a ``408 Request Timeout`` (what some servers send
+  on an idle keep-alive connection before closing it), and keeps the connection open;
+- ``headhang``: sends the status line, then one header line every 0.1 s, never ending the head;
+- ``endless``: a stream whose one event starts and never ends (64 KiB pieces without a blank
+  line), until the gateway closes the connection.
+
+After ``stray`` and ``408`` the connection is read until the gateway closes it, which sets
+``dropped`` (the number of such connections the gateway closed is ``dropped_count``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+from tests.servers import free_port
+
+_PIECE = b"A" * 65536
+_MAX_ENDLESS = 1024  # pieces (64 MiB): the gateway should have closed long before
+
+
+def _answer(text: str, status: str = "200 OK") -> bytes:
+    body = json.dumps({
+        "id": "chatcmpl-raw", "object": "chat.completion", "created": 1, "model": "raw",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }).encode()
+    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class RawUpstream:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests: list[str] = []  # the model and text of each request read, in order
+        self.dropped = threading.Event()
+        self.dropped_count = 0
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(started,), daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise TimeoutError("the raw upstream did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        )
+        started.set()
+        self._loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (request := await self._read(reader)) is not None:
+                if not await self._behave(request, reader, writer):
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _read(self, reader: asyncio.StreamReader) -> dict[str, Any] | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        length = 0
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        request: dict[str, Any] = json.loads(await reader.readexactly(length)) if length else {}
+        return request
+
+    async def _behave(self, request: dict[str, Any], reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
+        """Answer ``request``; False: the connection is done."""
+        model = str(request.get("model"))
+        text = str(request["messages"][-1]["content"]) if request.get("messages") else ""
+        self.requests.append(f"{model}:{text}")
+        if model in ("echo", "stray", "408"):
+            writer.write(_answer(f"echo:{text}"))
+            await writer.drain()
+            if model == "echo":
+                return True
+            # The answer asked for is out; what follows was asked for by no request.
+            stray = _answer("STRAY ANSWER") if model == "stray" else _answer("idle", "408 Request Timeout")
+            writer.write(stray)
+            await writer.drain()
+            while await reader.read(65536):  # whatever the gateway sends, until it closes
+                pass
+            self.dropped_count += 1
+            self.dropped.set()
+            return False
+        if model == "headhang":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+            for _ in range(600):  # the trickle is the behaviour: a line every 0.1 s, for at most 60 s
+                await writer.drain()
+                await asyncio.sleep(0.1)
+                writer.write(b"X-Slow: 1\r\n")
+            return False
+        if model == "endless":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            writer.write(_chunk(b'data: {"id":"chatcmpl-raw","object":"chat.completion.chunk","choices":'
+                                b'[{"index":0,"delta":{"content":"'))
+            for _ in range(_MAX_ENDLESS):
+                writer.write(_chunk(_PIECE))
+                await writer.drain()
+            return False
+        writer.write(_answer(f"unknown model {model}", "404 Not Found"))
+        await writer.drain()
+        return True

@@ -1,0 +1,104 @@
+"""The SSE parser (providers/sse.py): events cut the same whatever the reads, line ends of any
+kind, and an event that never ends bounded."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from switchboard.errors import UpstreamBadGateway
+from switchboard.providers.sse import MAX_EVENT_BYTES, SSEBlocks, SSEEvent, SSEParser
+
+STREAM = (
+    b"event: start\ndata: {\"a\":1}\n\n"
+    b": a keep-alive comment\n\n"
+    b"data: line one\ndata: line two\n\n"
+    b"data: {\"b\":2}\n\n"
+    b"data: [DONE]\n\n"
+)
+EVENTS = [
+    SSEEvent("start", '{"a":1}'),
+    SSEEvent(None, "line one\nline two"),
+    SSEEvent(None, '{"b":2}'),
+    SSEEvent(None, "[DONE]"),
+]
+
+
+def parse(pieces: list[bytes]) -> list[SSEEvent]:
+    parser = SSEParser("prov")
+    events = [event for piece in pieces for event in parser.feed(piece)]
+    return events + parser.flush()
+
+
+def cut(data: bytes, *at: int) -> list[bytes]:
+    bounds = [0, *at, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
+def test_every_two_way_split_gives_the_events_of_the_whole(ending: bytes) -> None:
+    data = STREAM.replace(b"\n", ending)
+    assert parse([data]) == EVENTS
+    for at in range(1, len(data)):
+        assert parse(cut(data, at)) == EVENTS, at
+
+
+def test_one_byte_reads_give_the_events_of_the_whole() -> None:
+    data = STREAM.replace(b"\n", b"\r\n")
+    assert parse([data[i:i + 1] for i in range(len(data))]) == EVENTS
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_long_events_over_many_reads_give_the_events_of_the_whole(ending: bytes) -> None:
+    # Events far longer than a read (gathered in place, only new bytes searched), between short
+    # ones, cut at every kind of place: inside a line end, inside the blank line, just after it.
+    long = "x" * 100_000
+    data = f"data: a\n\ndata: {long}\ndata: {long}\n\ndata: b\n\nevent: e\ndata: {long}\n\n".encode()
+    data = data.replace(b"\n", ending)
+    want = [SSEEvent(None, "a"), SSEEvent(None, f"{long}\n{long}"), SSEEvent(None, "b"), SSEEvent("e", long)]
+    for size in (1000, 4095, 65536):
+        pieces = [data[i:i + size] for i in range(0, len(data), size)]
+        assert parse(pieces) == want, size
+        splitter = SSEBlocks()  # what the Anthropic pass-through uses: the same blocks
+        blocks = [block for piece in pieces for block in splitter.blocks(piece)]
+        assert blocks == [b"data: a", f"data: {long}\ndata: {long}".encode(), b"data: b",
+                          f"event: e\ndata: {long}".encode()], size
+        assert splitter.rest() == b""
+
+
+def test_a_crlf_split_between_reads_inside_an_event_does_not_end_it() -> None:
+    # The CR ends one read and the LF starts the next: one line end, not a blank line.
+    assert parse([b"data: a\r", b"\ndata: b\r\n\r\n"]) == [SSEEvent(None, "a\nb")]
+    assert parse([b"data: a\r", b"\n", b"\r\n"]) == [SSEEvent(None, "a")]
+    # Two CRs across reads are a blank line (CR alone ends a line).
+    assert parse([b"data: a\r", b"\rdata: b\r\r"]) == [SSEEvent(None, "a"), SSEEvent(None, "b")]
+
+
+def test_a_final_event_without_a_blank_line_is_flushed() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: one\n\ndata: tw") == [SSEEvent(None, "one")]
+    assert parser.pending
+    assert parser.feed(b"o\n") == []
+    assert parser.flush() == [SSEEvent(None, "two")] and not parser.pending
+
+
+def test_an_event_that_never_ends_is_refused_past_the_bound() -> None:
+    parser = SSEParser("prov")
+    assert parser.feed(b'data: {"id":"x","content":"') == []
+    piece = b"A" * 65536
+    with pytest.raises(UpstreamBadGateway) as refused:
+        for _ in range(MAX_EVENT_BYTES // len(piece) + 1):
+            assert parser.feed(piece) == []
+    assert refused.value.status == 502 and refused.value.code == "upstream_error"
+    assert str(refused.value) == "provider 'prov' sent a stream event longer than 16 MiB without ending it"
+    assert not parser.pending  # what it held is freed
+
+
+def test_an_event_just_under_the_bound_is_read() -> None:
+    parser = SSEParser()
+    body = b"x" * (MAX_EVENT_BYTES - 16)
+    pieces = cut(b"data: " + body + b"\n\ndata: next\n\n", *range(65536, MAX_EVENT_BYTES, 65536))
+    events = [event for piece in pieces for event in parser.feed(piece)]
+    assert [len(e.data) for e in events] == [len(body), 4]
+
