@@ -37,9 +37,10 @@ def routing_config(mock: Mock) -> dict[str, Any]:
     def dep(group: str, name: str, provider: str = "mock", **extra: Any) -> dict[str, Any]:
         return {"name": group, "provider": provider, "model": name, "deployment": name, **extra}
 
+    claude = {"name": "mock-claude", "type": "anthropic", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"}
     return {
         "providers": [provider("mock"), provider("mock-slow", **{"x-mock-latency-ms": "250"}),
-                      provider("mock-slower", **{"x-mock-latency-ms": "600"})],
+                      provider("mock-slower", **{"x-mock-latency-ms": "600"}), claude],
         "models": [
             dep("grp", "grp-a", weight=1), dep("grp", "grp-b", weight=3),
             dep("rr", "rr-a"), dep("rr", "rr-b"), dep("rr", "rr-c"),
@@ -55,6 +56,8 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             dep("tight", "tight-a", tpm=50), dep("tight", "tight-b", tpm=40),
             {"name": "single", "provider": "mock", "model": "gpt-4o-mini"},
             dep("canary", "can-a"), dep("canary", "can-b"),
+            # One name over two providers: Anthropic has no logprobs, OpenAI has.
+            dep("mixed", "claude-haiku-4-5", "mock-claude"), dep("mixed", "gpt-4o-mini"),
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "router": {
@@ -72,6 +75,7 @@ def routing_config(mock: Mock) -> dict[str, Any]:
                 "room": {"strategy": "headroom"},
                 "tokens": {"strategy": "cost"},
                 "tight": {"strategy": "headroom"},
+                "mixed": {"strategy": "round-robin"},
             },
         },
     }
@@ -459,3 +463,20 @@ def test_a_split_changed_on_one_instance_is_honoured_by_the_other(
     while not on_second.admin("GET", SPLITS).json()["data"][0]["overridden"]:
         assert time.monotonic() - done < 2.0, "the split did not reach the other instance within 2 s"
     assert {served_by(on_second.sdk, "canary") for _ in range(30)} == {"can-a"}
+
+
+def test_a_group_mixing_providers_answers_a_parameter_where_it_exists(deployment: Deployment) -> None:
+    # Round robin starts every other request on the deployment that cannot give logprobs: the
+    # gateway's refusal there is not the answer, the other deployment is.
+    attempts = []
+    for _ in range(4):
+        raw = deployment.sdk.chat.completions.with_raw_response.create(
+            model="mixed", messages=[{"role": "user", "content": "hi"}], logprobs=True)
+        assert raw.headers["x-switchboard-deployment"] == "gpt-4o-mini"
+        attempts.append(raw.headers["x-switchboard-attempts"])
+    assert sorted(set(attempts)) == ["1", "2"]
+    # Without the parameter both deployments serve, in turn.
+    served = {deployment.sdk.chat.completions.with_raw_response.create(
+        model="mixed", messages=[{"role": "user", "content": "hi"}]).headers["x-switchboard-deployment"]
+        for _ in range(2)}
+    assert served == {"claude-haiku-4-5", "gpt-4o-mini"}

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 from switchboard.config.schema import RouterConfig
 from switchboard.context import CLIENT_CLOSED, Attempt, Chunk, RequestContext, Result, StreamReply
-from switchboard.errors import GatewayError, UpstreamTimeout, error_class
+from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamTimeout, error_class
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import ANYWHERE, Router
 
@@ -262,8 +262,13 @@ class AttemptStage:
         ``context_window_fallbacks`` when the upstream said the request is too long for its
         context window, else ``fallbacks`` on the classes of ``router.fallback_on``."""
         try:
+            at = tried - 1  # the candidate that just failed
+            if isinstance(error, UnsupportedParameter) and len(candidates) > 1:
+                error, answered, tried, at = await self._elsewhere(ctx, call_next, candidates, error, tried)
+                if answered is not None:
+                    return answered
             if error is not None:
-                error, answered = await self._retries(ctx, call_next, group, candidates, error, tried)
+                error, answered = await self._retries(ctx, call_next, group, candidates, error, tried, at)
                 if answered is not None:
                     return answered
             if error is None or error_class(error) in self._fallback_on:
@@ -286,6 +291,33 @@ class AttemptStage:
                 headers[MODEL_HEADER] = attempts[-1].group
                 headers[DEPLOYMENT_HEADER] = attempts[-1].deployment
                 headers[ATTEMPTS_HEADER] = str(len(attempts))
+
+    async def _elsewhere(self, ctx: RequestContext, call_next: Handler, candidates: list[Route],
+                         refusal: UnsupportedParameter, tried: int,
+                         ) -> tuple[GatewayError, Result | None, int, int]:
+        """The group's other deployments after one refused a parameter it cannot translate: a
+        group mixing providers answers where the feature exists, not by luck of the pick. The
+        refusal is the gateway's own (nothing was sent), so each is tried at once; when every
+        one refuses, the first refusal stands. Another error ends this and goes on as a failed
+        attempt of that deployment: (the error, the answer or None, the attempts so far, the
+        index of the candidate that failed last)."""
+        count = len(candidates)
+        first = (tried - 1) % count
+        for step in range(1, count):
+            index = (first + step) % count
+            route = candidates[index]
+            if not self._router.available(route) or time.perf_counter() >= ctx.deadline:
+                continue
+            tried += 1
+            try:
+                result = await self._attempt(ctx, call_next, route, True)
+            except UnsupportedParameter:
+                continue
+            except GatewayError as failure:
+                return failure, None, tried, index
+            self._answered(ctx, route)
+            return refusal, result, tried, index
+        return refusal, None, tried, first
 
     async def _chain(self, ctx: RequestContext, call_next: Handler, group: Group, names: tuple[str, ...],
                      go_on: frozenset[str], error: GatewayError | None,
@@ -318,13 +350,14 @@ class AttemptStage:
         return error, None
 
     async def _retries(self, ctx: RequestContext, call_next: Handler, group: Group,
-                       candidates: list[Route], error: GatewayError, tried: int,
+                       candidates: list[Route], error: GatewayError, tried: int, at: int | None = None,
                        ) -> tuple[GatewayError, Result | None]:
-        """Retries within ``group`` after ``tried`` attempts, the last failing with ``error``:
-        (the last error, None) when the group is done, or (error, the answer)."""
+        """Retries within ``group`` after ``tried`` attempts, the last (``candidates[at]``, by
+        default the tried-th) failing with ``error``: (the last error, None) when the group is
+        done, or (error, the answer)."""
         allowed = group.num_retries + 1
         count = len(candidates)
-        index = tried - 1  # the candidate that just failed
+        index = tried - 1 if at is None else at  # the candidate that just failed
         avoid: list[Route] | None = None  # deployments that asked for too long a wait
         while tried < allowed and error_class(error) in self._retry_on:
             failed = candidates[index % count]

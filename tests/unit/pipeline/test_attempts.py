@@ -20,6 +20,7 @@ from switchboard.errors import (
     AuthenticationFailed,
     GatewayError,
     InvalidRequest,
+    UnsupportedParameter,
     UpstreamBadGateway,
     UpstreamRateLimited,
     UpstreamTimeout,
@@ -135,6 +136,39 @@ async def test_a_callers_error_is_neither_retried_nor_fallen_back(clock: Clock, 
         await stage(FakeRouter({"g": g, "f": f}), clock)(ctx, script)
     assert caught.value is error and script.calls == ["a"]
 
+
+async def test_a_deployment_refusing_a_parameter_passes_the_request_on(clock: Clock) -> None:
+    # A group mixing providers: the gateway's own refusal (nothing was sent) is not the answer.
+    g = group("g", [A, B, C], num_retries=0)
+    refused = UnsupportedParameter("logprobs is not supported", param="logprobs")
+    script = Script(clock, {"a": [Outcome(error=refused)]})
+    ctx = new_context(group=g, candidates=[A, B, C])
+    result = await stage(FakeRouter({"g": g}), clock)(ctx, script)
+    assert isinstance(result, Reply) and result.body == {"deployment": "b"}
+    assert script.calls == ["a", "b"] and clock.sleeps == []
+    assert [(a.deployment, a.status) for a in ctx.attempts or ()] == [("a", 400), ("b", 200)]
+    assert ctx.response_headers["x-switchboard-deployment"] == "b"
+
+
+async def test_when_every_deployment_refuses_the_first_refusal_stands(clock: Clock) -> None:
+    g = group("g", [A, B], fallbacks=("f",))
+    f = group("f", [FC])
+    first = UnsupportedParameter("a refuses", param="logprobs")
+    script = Script(clock, {"a": [Outcome(error=first)],
+                            "b": [Outcome(error=UnsupportedParameter("b refuses", param="logprobs"))]})
+    ctx = new_context(group=g, candidates=[A, B])
+    with pytest.raises(UnsupportedParameter) as caught:
+        await stage(FakeRouter({"g": g, "f": f}), clock)(ctx, script)
+    assert caught.value is first and script.calls == ["a", "b"]  # a caller's error: no fallback
+
+
+async def test_a_server_error_after_a_refusal_goes_on_as_a_retry(clock: Clock) -> None:
+    g = group("g", [A, B, C], num_retries=3)
+    script = Script(clock, {"a": [Outcome(error=UnsupportedParameter("no", param="logprobs"))],
+                            "b": [Outcome(error=UpstreamBadGateway("down"))]})
+    ctx = new_context(group=g, candidates=[A, B, C])
+    result = await stage(FakeRouter({"g": g}), clock)(ctx, script)
+    assert isinstance(result, Reply) and script.calls == ["a", "b", "c"]
 
 async def test_retry_after_is_waited_for_on_the_same_deployment(clock: Clock) -> None:
     g = group("g", [A])
