@@ -789,6 +789,15 @@ def test_upstream_server_error(client: anthropic.Anthropic, model: str) -> None:
     assert info.value.body["error"]["type"] == "api_error"
 
 
+def test_upstream_413_is_request_too_large(client: anthropic.Anthropic, model: str) -> None:
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.messages.create(
+            model=model, max_tokens=20, messages=[{"role": "user", "content": "mock:status=413"}]
+        )
+    assert info.value.status_code == 413
+    assert info.value.body["error"]["type"] == "request_too_large"
+
+
 def test_upstream_overloaded(client: anthropic.Anthropic, model: str) -> None:
     with pytest.raises(anthropic.InternalServerError) as info:
         client.messages.create(

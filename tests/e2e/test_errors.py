@@ -86,6 +86,20 @@ def test_upstream_404_passes_through(client: openai.OpenAI) -> None:
     assert "injected error 404" in exc.value.message
 
 
+def test_upstream_413_is_the_callers_request_too_large(client: openai.OpenAI) -> None:
+    # The upstream's body says server_error (the mock's type for a status outside its table), but a
+    # 413 is the caller's request being too large, whatever the upstream calls it.
+    with pytest.raises(openai.APIStatusError) as exc:
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=413"))
+    assert_error(exc.value, 413, "invalid_request_error", "request_too_large")
+    assert "injected error 413" in exc.value.message
+    with pytest.raises(openai.APIStatusError) as exc:  # the upstream's own code is kept
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask("mock:status=413 mock:error_code=payload_too_big")
+        )
+    assert_error(exc.value, 413, "invalid_request_error", "payload_too_big")
+
+
 def test_upstream_5xx_is_502(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as exc:
         client.chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=500"))

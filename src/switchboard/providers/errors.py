@@ -7,6 +7,9 @@ Adapters extract (message, type, code, param) from their provider's error body a
     401, 403               -> 502 api_error, code upstream_authentication_failed (a gateway
                               configuration problem; the credential is never echoed)
     429                    -> 429 rate_limit_error, Retry-After carried over
+    413                    -> 413 invalid_request_error, the provider's code or
+                              request_too_large (the caller's request is too large, whatever
+                              type the provider gave it)
     other 4xx              -> same status, the provider's message, type and code
     408, 504               -> 504 timeout_error
     503, 529               -> 503 api_error, code upstream_overloaded
@@ -68,6 +71,8 @@ def upstream_error(
         return UpstreamBadGateway(f"{where} cancelled the request: {text}")
     if status in (503, 529):
         return UpstreamUnavailable(f"{where} is overloaded: {text}", headers=carried)
+    if status == 413:  # the caller's request: never a server_error, whatever the body said
+        type, code = "invalid_request_error", code or "request_too_large"
     if 400 <= status < 500:
         error = GatewayError(
             text,
