@@ -242,6 +242,15 @@ def test_pins_are_refused_where_not_allowed_and_bad_pins_are_400(deployment: Dep
 # -- admin API and CLI -------------------------------------------------------------------------
 
 
+def test_recent_errors_name_an_upstream_error_without_a_code(deployment: Deployment) -> None:
+    with pytest.raises(openai.NotFoundError):  # the mock's 404: type invalid_request_error, no code
+        served_by(deployment.sdk, "single", "mock:status=404")
+    listed = deployment.admin("GET", f"{GROUPS}/single")
+    assert listed.status_code == 200, listed.text
+    errors = listed.json()["deployments"][0]["state"]["recent_errors"]
+    assert errors[-1]["code"] == "invalid_request_error"
+
+
 def test_groups_are_listed_with_each_deployments_state(deployment: Deployment) -> None:
     client = deployment.sdk
     served_by(client, "single")

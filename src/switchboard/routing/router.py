@@ -123,7 +123,10 @@ class Router:
 
     def finished(self, route: Route, error: GatewayError | None, seconds: float,
                  first_byte: float | None = None) -> None:
-        self.stats.finished(route, error is None, seconds, first_byte, None if error is None else error.code)
+        # An error without a code (an upstream 4xx whose body gave none) is named by its type,
+        # which the status gives when the body did not: "not_found_error", not "error".
+        self.stats.finished(route, error is None, seconds, first_byte,
+                            None if error is None else error.code or error.type)
         if error is None:
             self.health.succeeded(route)
         elif self.may_cool_down(route):

@@ -87,7 +87,8 @@ class DeploymentStats:
     def finished(self, route: Route, ok: bool, seconds: float, first_byte: float | None,
                  code: str | None = None) -> None:
         """It ended: answered (``ok``) or failed (with the error's ``code``), after ``seconds``,
-        its first byte after ``first_byte`` seconds (streams; None otherwise)."""
+        its first byte after ``first_byte`` seconds (streams; None otherwise). The router
+        passes an error's code, else its type."""
         d = self.of(route)
         if d.in_flight > 0:
             d.in_flight -= 1

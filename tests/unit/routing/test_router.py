@@ -88,6 +88,21 @@ def test_statistics_keep_bounded_recent_errors_and_never_go_below_zero_in_flight
     assert r.stats.state(g.deployments[1])["latency_ms"] is None
 
 
+def test_recent_errors_name_an_error_without_a_code_by_its_type() -> None:
+    r = router_of(TWO)
+    g = r.group("g")
+    assert g is not None
+    a = g.deployments[0]
+    adapter, target = a.adapter, a.target
+    for status, body in ((404, b'{"error": {"message": "no such thing"}}'),  # type by status
+                         (400, b'{"error": {"message": "bad", "type": "invalid_request_error"}}'),
+                         (422, b"not json")):
+        r.started(a)
+        r.finished(a, adapter.error(status, {}, body, target), 0.01)
+    codes = [e["code"] for e in r.stats.state(a)["recent_errors"]]
+    assert codes == ["not_found_error", "invalid_request_error", "invalid_request_error"]
+
+
 def test_the_strategy_pinned_in_a_plan_replaces_the_groups() -> None:
     r = router_of([{"name": "g", "deployment": d, "weight": w} for d, w in (("a", 0), ("b", 1))])
     g = r.group("g")
