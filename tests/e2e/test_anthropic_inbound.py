@@ -814,6 +814,19 @@ def test_upstream_error_before_stream_starts(client: anthropic.Anthropic, model:
         )
 
 
+@pytest.mark.parametrize("model", ["claude-via-openai", "claude-via-anthropic"])  # mocks with stream_json
+def test_stream_answered_200_with_a_json_error_is_that_error(client: anthropic.Anthropic, model: str) -> None:
+    # A translated stream and a pass-through one (pipeline/native.py): the error in the body.
+    with pytest.raises(anthropic.RateLimitError) as info:
+        client.messages.create(model=model, max_tokens=20, stream=True, messages=[
+            {"role": "user", "content": "mock:status=429 mock:stream_json=1"}])
+    assert info.value.body["error"]["type"] == "rate_limit_error"
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.create(model=model, max_tokens=20, stream=True, messages=[
+            {"role": "user", "content": "mock:status=400 mock:stream_json=1"}])
+    assert bad.value.body["error"] == {"type": "invalid_request_error", "message": "mock: injected error 400"}
+
+
 def test_upstream_failure_mid_stream(client: anthropic.Anthropic, model: str) -> None:
     received: list[str] = []
     with pytest.raises(anthropic.APIStatusError) as info:

@@ -186,6 +186,44 @@ def test_stream_error_before_first_byte_is_http_error(client: openai.OpenAI) -> 
     assert exc.value.response.headers["retry-after"] == "1"
 
 
+@pytest.mark.parametrize(
+    ("directives", "status", "type_", "code"),
+    [
+        ("mock:status=400 mock:error_code=context_length_exceeded", 400, "invalid_request_error",
+         "context_length_exceeded"),
+        # the status the body's type stands for: the mock's 404 says invalid_request_error
+        ("mock:status=404", 400, "invalid_request_error", None),
+        ("mock:status=429", 429, "rate_limit_error", "rate_limit_exceeded"),
+        ("mock:status=500", 502, "api_error", "upstream_error"),
+    ],
+)
+def test_stream_answered_200_with_a_json_error_is_that_error(
+    client: openai.OpenAI, mock_upstream: Mock, directives: str, status: int, type_: str, code: str | None
+) -> None:
+    # Some servers (and proxies) answer a stream request's failure with status 200 and the JSON
+    # error body: the client gets the error the same body would be with its status, not a 502
+    # about a cut stream, and it is retried as that error would be.
+    marker = new_marker()
+    with pytest.raises(openai.APIStatusError) as exc:
+        list(client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask(f"{directives} mock:stream_json=1 mock:capture={marker}"),
+            stream=True))
+    assert_error(exc.value, status, type_, code)
+    assert f"injected error {directives.split()[0][12:]}" in exc.value.message
+    assert "before it was complete" not in exc.value.message
+    attempts = int(exc.value.response.headers["x-switchboard-attempts"])
+    assert attempts == (1 if status < 500 and status != 429 else 3)
+    assert len(captured(mock_upstream, marker, count=attempts)) == attempts
+
+
+def test_stream_answered_with_a_whole_json_answer_is_a_clear_502(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        list(client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask("mock:stream_json=1"), stream=True))
+    assert_error(exc.value, 502, "api_error", "upstream_error")
+    assert "JSON body instead of an event stream" in exc.value.message
+
+
 def test_credentials_never_in_gateway_output(mock_upstream: Mock, tmp_path: Path) -> None:
     # A gateway of its own, stopped before the check, so its whole output (every request's lines
     # and the shutdown) is collected and no other test's traffic is mixed in.

@@ -38,6 +38,7 @@ from starlette.routing import Route
 from switchboard.mock import text as T
 from switchboard.mock.common import (
     before_answer,
+    error_as_json,
     json_response,
     new_id,
     read_json,
@@ -651,11 +652,11 @@ async def messages(request: Request) -> Response:
         return error(400, str(exc))
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:
-        return fault
+        return error_as_json(c, body, fault)
     await before_answer(c)
     reply = answer(body, c)
     used = usage(body, _output_tokens(reply))
-    if body.get("stream"):
+    if body.get("stream") and not c.stream_json:
         return stream_response(c, stream_events(body, reply, used), lambda: _stream_failure(c))
     return json_response(_message(body, reply, used), headers={"request-id": new_id("req_")})
 

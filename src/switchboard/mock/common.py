@@ -107,6 +107,14 @@ def stream_response(
     return StreamingResponse(paced(controls, events, error_event), media_type=media_type)
 
 
+def error_as_json(controls: Controls, body: Any, fault: Response) -> Response:
+    """``fault`` (an injected error answer), or with ``stream_json=1`` on a stream request the
+    same body with status 200, as servers that fail a stream in a JSON body do."""
+    if controls.stream_json and isinstance(body, dict) and body.get("stream"):
+        fault.status_code = 200
+    return fault
+
+
 async def before_answer(controls: Controls) -> None:
     """Wait as the controls ask. A caller that leaves ends the wait (see capture.MockMiddleware)."""
     if controls.hang:

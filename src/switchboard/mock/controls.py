@@ -19,6 +19,10 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          control may
     hang=1               never answer (for timeout tests); ends when the caller leaves
     capture=MARKER       record the request under MARKER (see capture.py)
+    stream_json=1        OpenAI chat, Anthropic messages: answer a stream request with status 200
+                         and a JSON body instead of events: the error body of status=N when
+                         given (as some servers and proxies do), else the whole non-stream answer
+                         (an upstream that ignores stream: true)
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Controls:
     parallel_calls: int = 1
     hang: int = 0
     capture: str = ""
+    stream_json: int = 0
 
     def merged(self, values: dict[str, str]) -> Controls:
         changes: dict[str, Any] = {}

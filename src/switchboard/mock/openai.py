@@ -22,6 +22,7 @@ from switchboard.mock import responses as native_responses
 from switchboard.mock import text as T
 from switchboard.mock.common import (
     before_answer,
+    error_as_json,
     json_response,
     new_id,
     now,
@@ -155,11 +156,11 @@ async def chat(request: Request) -> Response:
         return problem
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:
-        return fault
+        return error_as_json(c, body, fault)
     await before_answer(c)
     tool = _tool_to_call(body, c)
     n = body.get("n") or 1
-    if body.get("stream"):
+    if body.get("stream") and not c.stream_json:
         return _chat_stream(body, c, tool, n)
     choices, completion = [], 0
     for i in range(n):

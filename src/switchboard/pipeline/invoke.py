@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.context import Reply, RequestContext, Result, StreamReply
-from switchboard.errors import GatewayError
+from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.native import exchange_for
-from switchboard.providers.base import JSON, PARTIAL, StreamDecoder
+from switchboard.providers.base import JSON, PARTIAL, ProviderAdapter, StreamDecoder
 from switchboard.providers.embedding_encoding import apply_encoding_format
+from switchboard.providers.target import Target
 from switchboard.providers.tool_calls import first_tool_call, serial_decoder
 from switchboard.upstream.client import UpstreamStream
 from switchboard.upstream.request import UpstreamRequest
@@ -98,13 +99,18 @@ async def invoke(ctx: RequestContext) -> Result:
     if decoder is not None:
         try:
             stream = await route.client.open_stream(upstream, route.timeout)
-            failed = await stream.read_all() if stream.status >= 400 else None
+            # An error status, or JSON where events were asked for: an error body, never relayed.
+            failed = await stream.read_all() if stream.status >= 400 or stream.is_json else None
         except BaseException:
             ctx.upstream_seconds += time.perf_counter() - began
             raise
         if failed is not None:
             ctx.upstream_seconds += time.perf_counter() - began
-            raise caller_credentials.blamed(ctx, adapter.error(stream.status, stream.headers, failed, target))
+            if stream.status >= 400:
+                error = adapter.error(stream.status, stream.headers, failed, target)
+            else:
+                error = _json_instead_of_events(adapter, stream, failed, target)
+            raise caller_credentials.blamed(ctx, error)
         ctx.mark("upstream_headers", time.perf_counter())
         return StreamReply(_relay(ctx, stream, decoder, began), close=stream.close, native=exchange.native)
     try:
@@ -148,6 +154,21 @@ async def _relay(
     if batch:
         _note_usage(ctx, batch)
         yield batch
+
+
+def _json_instead_of_events(
+    adapter: ProviderAdapter, stream: UpstreamStream, body: bytes, target: Target
+) -> GatewayError:
+    """The error for a stream request answered 2xx with a JSON body (its credentials already
+    scrubbed): the error it reports, as the adapter maps that body on an error status, else a
+    502 saying what came instead of the stream."""
+    error = adapter.answer_error(stream.headers, body, target)
+    if error is not None:
+        return error
+    return UpstreamBadGateway(
+        f"provider '{target.provider}' answered a stream request with a JSON body instead of an "
+        "event stream (an upstream that does not stream, or ignored \"stream\": true)"
+    )
 
 
 def _scrubbed(err: GatewayError, stream: UpstreamStream) -> GatewayError:

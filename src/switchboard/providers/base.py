@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.providers.errors import error_object, error_status
 from switchboard.providers.media import OPERATION_NAMES, MediaReply, MediaStreamUsage
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
@@ -112,3 +113,12 @@ class ProviderAdapter:
     # errors
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
         raise NotImplementedError
+
+    def answer_error(self, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError | None:
+        """The error a JSON body answered with status 200 reports (a stream request answered
+        with JSON instead of events), as :meth:`error` maps that body at the status its type or
+        code stands for; None when the body is no error object."""
+        err = error_object(body)
+        if err is None:
+            return None
+        return self.error(error_status(err), headers, body, target)

@@ -87,5 +87,45 @@ def upstream_error(
     return UpstreamBadGateway(f"{where} failed with HTTP {status}: {text}")
 
 
+# The HTTP status an error's type or code stands for (OpenAI's and Anthropic's names), for an
+# error that came in an answer whose own status was 200 (a stream request answered with JSON).
+_STATUS_BY_NAME = {
+    "invalid_request_error": 400, "context_length_exceeded": 400, "authentication_error": 401,
+    "invalid_api_key": 401, "billing_error": 402, "permission_error": 403, "not_found_error": 404,
+    "model_not_found": 404, "request_too_large": 413, "rate_limit_error": 429,
+    "rate_limit_exceeded": 429, "insufficient_quota": 429, "requests": 429, "tokens": 429,
+    "server_error": 500, "api_error": 500, "timeout_error": 504, "overloaded_error": 529,
+}
+
+
+def error_object(body: bytes) -> dict[str, Any] | None:
+    """The error a JSON body reports: its ``error`` member (an object or a string, as a one-key
+    object), or the body itself when it says ``"object": "error"`` (vLLM, Mistral); None when
+    the body is no error."""
+    obj = loads_object(body)
+    if obj is None:
+        return None
+    err = obj.get("error")
+    if isinstance(err, dict) and err:
+        return err
+    if isinstance(err, str) and err:
+        return {"message": err}
+    return obj if obj.get("object") == "error" else None
+
+
+def error_status(err: dict[str, Any]) -> int:
+    """The HTTP status an error object stands for: its numeric ``code`` (some hosts put the
+    status there), else what its ``type`` or ``code`` names, else 502."""
+    code = err.get("code")
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and 400 <= code <= 599:
+        return code
+    for name in (err.get("type"), code):
+        if isinstance(name, str) and (status := _STATUS_BY_NAME.get(name)) is not None:
+            return status
+    return 502
+
+
 def invalid_body(target: Target, what: str = "response") -> UpstreamBadGateway:
     return UpstreamBadGateway(f"provider '{target.provider}' sent an invalid {what}")

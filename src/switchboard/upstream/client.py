@@ -324,6 +324,14 @@ class UpstreamStream:
         finally:
             self.response.release()
 
+    @property
+    def is_json(self) -> bool:
+        """Whether the answer is JSON (``application/json``, ``*/*+json``), not the event stream
+        a stream request asked for: some servers, and proxies in front of them, answer a stream
+        request's failure with a JSON error body and status 200."""
+        media = self.response.content_type
+        return media == "application/json" or media.endswith("+json")
+
     def scrub_text(self, text: str) -> str:
         """``text`` (an error the upstream reported mid-stream) with credentials redacted."""
         return self._client.scrub(text.encode(), self._credentials).decode("utf-8", "replace")

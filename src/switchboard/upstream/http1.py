@@ -181,6 +181,7 @@ class _Conn(asyncio.Protocol):
         self.status = 0
         self.answered = False  # the final answer's status and headers are in (not a 1xx)
         self.length: bytes | None = None  # its Content-Length, as sent
+        self.media: bytes | None = None  # its Content-Type, as sent
         self._head_bytes = 0  # read before the final answer's headers were complete
         self.keep_alive = False
         self._until_close = False
@@ -260,7 +261,7 @@ class _Conn(asyncio.Protocol):
         self._deadline = self._end  # the head is in: from now the read gap and the total bound it
         # Only the framing is read here; the headers' mapping is built if someone asks for it
         # (Response.headers): on a successful call nobody does.
-        length = encoding = None
+        length = encoding = media = None
         chunked = False
         for name, value in self._raw:
             name = name.lower()
@@ -270,7 +271,10 @@ class _Conn(asyncio.Protocol):
                 chunked = True
             elif name == b"content-encoding":
                 encoding = value if encoding is None else encoding
+            elif name == b"content-type":  # read here, in the loop already lowering the names
+                media = value if media is None else media
         self.length = length
+        self.media = media
         self._until_close = length is None and not chunked
         coding = b"identity" if encoding is None else encoding.strip().lower()
         if coding in (b"gzip", b"x-gzip"):
@@ -498,6 +502,15 @@ class Response:
         self.content_length = int(length) if length is not None and length.isdigit() else None
         if conn._inflate is not None:
             self.content_length = None  # the length on the wire, not of what is read
+        self._media = conn.media
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lowercase, without parameters (aiohttp's ``content_type``)."""
+        media = self._media
+        if media is None:
+            return "application/octet-stream"
+        return media.split(b";", 1)[0].strip().lower().decode("latin-1")
 
     @property
     def content(self) -> Response:

@@ -1115,3 +1115,20 @@ async def test_a_body_given_as_an_async_iterable_is_sent_whole() -> None:
     assert up.requests[0].body == (
         b"--b\r\nContent-Disposition: form-data; name=purpose\r\n\r\nbatch\r\n--b--\r\n"
     )
+
+
+@pytest.mark.parametrize(("headers", "media", "is_json"), [
+    ([("Content-Type", "text/event-stream; charset=utf-8")], "text/event-stream", False),
+    ([("content-type", "Application/JSON; charset=utf-8")], "application/json", True),
+    ([("Content-Type", "application/problem+json")], "application/problem+json", True),
+    ([], "application/octet-stream", False),  # aiohttp's answer for a missing header
+])
+async def test_a_streams_content_type_says_whether_it_is_json(
+    headers: list[tuple[str, str]], media: str, is_json: bool
+) -> None:
+    async with Upstream(keep_alive(response(b"{}", headers=headers))) as up, upstream_client() as client:
+        stream = await client.open_stream(post(up), None)
+        try:
+            assert (stream.response.content_type, stream.is_json) == (media, is_json)
+        finally:
+            await stream.close()

@@ -66,6 +66,9 @@ class AnthropicAdapter(ProviderAdapter):
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
         return response.error(status, headers, body, target)
 
+    def answer_error(self, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError | None:
+        return response.answer_error(headers, body, target)
+
 
 def _auth(config: ProviderConfig, options: BaseModel) -> UpstreamAuth:
     key = config.api_key.get_secret_value() if config.api_key else None

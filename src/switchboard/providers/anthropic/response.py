@@ -192,6 +192,14 @@ def error(status: int, headers: Mapping[str, str], body: bytes, target: Target) 
     return _gateway_error(status, headers, kind, message, target)
 
 
+def answer_error(headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError | None:
+    """An error body answered with status 200: mapped at the status its type stands for."""
+    kind, message = _error_fields(loads_object(body))
+    if kind is None and message is None:
+        return None
+    return _gateway_error(STATUS_BY_TYPE.get(kind or "", 502), headers, kind, message, target)
+
+
 def stream_error(obj: Mapping[str, Any], target: Target) -> GatewayError:
     """An ``event: error`` inside a stream that had started with HTTP 200."""
     kind, message = _error_fields(obj)

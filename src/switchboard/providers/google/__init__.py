@@ -15,7 +15,7 @@ from switchboard.errors import GatewayError
 from switchboard.providers import google_images
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.errors import loads_object
-from switchboard.providers.google.errors import google_error
+from switchboard.providers.google.errors import error_object, from_error_object, google_error
 from switchboard.providers.google.request import generate_content_body
 from switchboard.providers.google.response import chat_completion
 from switchboard.providers.google.stream import GoogleStreamDecoder
@@ -57,6 +57,10 @@ class GoogleAdapter(ProviderAdapter):
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
         return google_error(status, headers, body, target)
+
+    def answer_error(self, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError | None:
+        err = error_object(body)  # status 0: the error's own code or status name says it
+        return from_error_object(err, 0, headers, target) if err else None
 
     # image generation on Imagen models (providers/google_images.py)
     def media_request(self, operation: str, request: JSON, target: Target) -> UpstreamRequest:
