@@ -224,6 +224,35 @@ def test_stream_answered_with_a_whole_json_answer_is_a_clear_502(client: openai.
     assert "JSON body instead of an event stream" in exc.value.message
 
 
+def test_a_stream_event_over_the_providers_configured_bound_is_refused(
+    mock_upstream: Mock, tmp_path: Path
+) -> None:
+    config = openai_config(mock_upstream)
+    config["providers"].append({"name": "tight", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+                                "api_key": "${UPSTREAM_KEY}", "max_event_bytes": 128 * 1024})
+    # Upstream models the catalog does not know: no context window refuses the long prompts.
+    config["models"] += [{"name": "tight-model", "provider": "tight", "model": "mock-long"},
+                         {"name": "roomy-model", "provider": "local-openai", "model": "mock-long"}]
+    gw = start_gateway(config, tmp_path)
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=60)
+
+        def streamed(model: str, size: int) -> str:
+            # One word of ``size`` letters: one event of about that many bytes.
+            stream = client.chat.completions.create(
+                model=model, messages=ask(f"mock:reply={'A' * size}"), stream=True)
+            return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+        assert streamed("tight-model", 100_000) == "A" * 100_000  # under its bound
+        assert streamed("roomy-model", 2_000_000) == "A" * 2_000_000  # under the default 16 MiB
+        with pytest.raises(openai.APIError) as exc:  # over its bound: the documented 502 error
+            streamed("tight-model", 2_000_000)  # read in pieces (the client pauses at 256 KiB)
+        assert (exc.value.type, exc.value.code) == ("api_error", "upstream_error")
+        assert "provider 'tight' sent a stream event longer than 131072 bytes" in exc.value.message
+    finally:
+        gw.process.stop()
+
+
 def test_credentials_never_in_gateway_output(mock_upstream: Mock, tmp_path: Path) -> None:
     # A gateway of its own, stopped before the check, so its whole output (every request's lines
     # and the shutdown) is collected and no other test's traffic is mixed in.

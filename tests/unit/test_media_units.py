@@ -172,7 +172,7 @@ def test_stream_usage_of_images_and_transcripts() -> None:
         return b"event: x\ndata: " + orjson.dumps(obj) + b"\n\n"
 
     usage = {"input_tokens": 10, "output_tokens": 272, "input_tokens_details": {"image_tokens": 4}}
-    images = openai_media.StreamUsage({})
+    images = openai_media.StreamUsage({}, target())
     raw = (event({"type": "image_generation.partial_image", "b64_json": "x"})
            + event({"type": "image_generation.completed", "usage": usage}) * 2)
     for i in range(0, len(raw), 7):  # events split across reads
@@ -182,11 +182,11 @@ def test_stream_usage_of_images_and_transcripts() -> None:
         "prompt_tokens_details": {"image_tokens": 8}, "completion_tokens_details": {"image_tokens": 544},
         "units": {"images": 2},
     }
-    cut = openai_media.StreamUsage({"_audio_seconds": 2.0})
+    cut = openai_media.StreamUsage({"_audio_seconds": 2.0}, target())
     cut.feed(event({"type": "transcript.text.delta", "delta": "hel"}))
     assert cut.usage("transcriptions") == {"units": {"audio_seconds": 2.0}}  # no usage came: the upload's
-    done = openai_media.StreamUsage({})
+    done = openai_media.StreamUsage({}, target())
     done.feed(event({"type": "transcript.text.done", "text": "hi",
                      "usage": {"type": "tokens", "input_tokens": 7, "output_tokens": 2}}))
     assert done.usage("transcriptions") == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
-    assert openai_media.StreamUsage({}).usage("transcriptions") == {"unmeasured": "audio_seconds"}
+    assert openai_media.StreamUsage({}, target()).usage("transcriptions") == {"unmeasured": "audio_seconds"}

@@ -50,6 +50,10 @@ class ProviderConfig(BaseModel):
     # Bound on a non-stream response body; the largest embeddings batch (2048 inputs x 3072
     # floats, pretty-printed JSON) is about 150 MB.
     max_response_bytes: Annotated[int, Field(ge=1024)] = 256 * MIB
+    # Bound on one unfinished stream event (providers/sse.py); a streamed image's base64 may
+    # need more than the default. At least 64 KiB (events below 16 KiB are never measured),
+    # at most 1 GiB.
+    max_event_bytes: Annotated[int, Field(ge=64 * 1024, le=1024 * MIB)] = 16 * MIB
     # Let callers send their own credential for this provider (auth.caller_credentials must be
     # enabled too); see docs/access.md, "Caller credentials".
     allow_caller_credentials: bool = False

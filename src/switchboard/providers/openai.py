@@ -44,7 +44,7 @@ class OpenAIStreamDecoder:
     __slots__ = ("_done", "_error", "_finished", "_parser", "_target")
 
     def __init__(self, target: Target) -> None:
-        self._parser = SSEParser(target.provider)
+        self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._target = target
         self._done = False
         self._finished = False  # a finish_reason was seen
@@ -183,7 +183,7 @@ class OpenAIAdapter(ProviderAdapter):
     def media_stream(self, operation: str, request: JSON, target: Target) -> MediaStreamUsage:
         if operation not in openai_media.STREAMS or operation not in self.media_operations:
             return super().media_stream(operation, request, target)
-        return openai_media.StreamUsage(request)
+        return openai_media.StreamUsage(request, target)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
         obj = loads_object(body) or {}

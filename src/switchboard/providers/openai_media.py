@@ -209,8 +209,8 @@ class StreamUsage:
 
     __slots__ = ("_images", "_parser", "_request", "_tokens")
 
-    def __init__(self, request: JSON) -> None:
-        self._parser = SSEParser()
+    def __init__(self, request: JSON, target: Target) -> None:
+        self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._request = request
         self._images = 0
         self._tokens: JSON = {}

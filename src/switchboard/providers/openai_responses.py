@@ -139,7 +139,7 @@ class NativeDecoder:
     def __init__(self, target: Target, scrub: Scrub) -> None:
         self._target = target
         self._scrub = scrub
-        self._parser = SSEParser(target.provider)
+        self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._ended = False
         self._error: UpstreamBadGateway | None = None
 

@@ -8,10 +8,12 @@ from switchboard.errors import UpstreamBadGateway
 
 # Ints: ``bytes in bytes`` first tries its operand as an integer, raising and catching an error.
 _CR, _LF = ord("\r"), ord("\n")
-# The most one unfinished event may hold. Real events are far smaller (a partial image's base64
-# is a few MiB); an upstream that never ends its event is refused here instead of being buffered
-# until the total timeout (docs/architecture.md#time-bounds).
+# The most one unfinished event may hold, by default (providers[].max_event_bytes sets it per
+# provider). Real events are far smaller (a partial image's base64 is a few MiB); an upstream
+# that never ends its event is refused here instead of being buffered until the total timeout
+# (docs/architecture.md#time-bounds). Only an event longer than _RESCAN is measured.
 MAX_EVENT_BYTES = 16 * 1024 * 1024
+_MIB = 1024 * 1024
 # An unfinished event up to this long is joined to the next read and searched again with it
 # (cheaper than a bytearray's bookkeeping for the usual event cut in two); a longer one is not.
 _RESCAN = 16 * 1024
@@ -30,12 +32,13 @@ class SSEBlocks:
     next read and split again with it; a longer one becomes a bytearray that later reads are
     appended to, searching only their own bytes (and the one before them) for the blank line."""
 
-    __slots__ = ("_buf", "_cr", "_provider")
+    __slots__ = ("_buf", "_cr", "_max", "_provider")
 
-    def __init__(self, provider: str | None = None) -> None:
+    def __init__(self, provider: str | None = None, max_bytes: int = MAX_EVENT_BYTES) -> None:
         self._buf = b""  # a bytearray while a long event is gathered (_long)
         self._cr = False  # the last read ended in CR: a LF starting the next ends the same line
         self._provider = provider
+        self._max = max_bytes
 
     def blocks(self, data: bytes) -> list[bytes]:
         """The blocks ``data`` completes, in order."""
@@ -66,7 +69,7 @@ class SSEBlocks:
         start = len(buf) - 1
         buf += data
         if buf.find(b"\n\n", start) < 0:
-            if len(buf) > MAX_EVENT_BYTES:
+            if len(buf) > self._max:
                 raise self._too_large()
             return []
         blocks = bytes(buf).split(b"\n\n")
@@ -86,8 +89,10 @@ class SSEBlocks:
     def _too_large(self) -> UpstreamBadGateway:
         self._buf = b""
         where = "the upstream" if self._provider is None else f"provider '{self._provider}'"
-        mib = MAX_EVENT_BYTES // (1024 * 1024)
-        return UpstreamBadGateway(f"{where} sent a stream event longer than {mib} MiB without ending it")
+        limit = self._max
+        size = f"{limit // _MIB} MiB" if limit % _MIB == 0 else f"{limit} bytes"
+        return UpstreamBadGateway(f"{where} sent a stream event longer than {size} without ending it "
+                                  "(providers[].max_event_bytes)")
 
 
 class SSEParser(SSEBlocks):

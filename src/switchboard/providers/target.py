@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.config.schema import Timeouts
+from switchboard.providers.sse import MAX_EVENT_BYTES
 
 
 @dataclass(slots=True, frozen=True)
@@ -25,3 +26,6 @@ class Target:
     # The provider deployment's own limits per minute (providers[].rpm / tpm); None: none.
     rpm: int | None = None
     tpm: int | None = None
+    # The most one unfinished stream event may hold (providers[].max_event_bytes): handed to
+    # each stream's SSE parser when it is made, never looked up per event.
+    max_event_bytes: int = MAX_EVENT_BYTES

@@ -87,6 +87,7 @@ def make_route(
         allow_caller_credentials=p.allow_caller_credentials,
         rpm=p.rpm,
         tpm=p.tpm,
+        max_event_bytes=p.max_event_bytes,
     )
     adapter = resolved.spec.adapter
     override = timeouts if m.timeouts else None

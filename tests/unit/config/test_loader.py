@@ -156,3 +156,24 @@ def test_providers_resolved_once_and_route_timeouts_are_config_values(
     first = client._client_timeout(quick)
     assert client._client_timeout(quick) is first  # built once, not per request
     assert (first.sock_read, first.total, first.sock_connect) == (0.5, 600.0, 10.0)
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    (0, "greater than or equal to 65536"), (-1, "greater than or equal to 65536"),
+    (2**40, "less than or equal to 1073741824"), ("lots", "valid integer")])
+def test_max_event_bytes_is_bounded(value: Any, problem: str) -> None:
+    cfg = _config(api_base="http://127.0.0.1:9/v1")
+    cfg["providers"][0]["max_event_bytes"] = value
+    with pytest.raises(ConfigError) as exc:
+        validate(cfg, "cfg.yaml", env={})
+    [line] = exc.value.problems
+    assert line.startswith("providers[0].max_event_bytes:") and problem in line, line
+
+
+def test_max_event_bytes_reaches_the_routes_target() -> None:
+    cfg = _config(api_base="http://127.0.0.1:9/v1")
+    settings = validate(cfg, "cfg.yaml", env={})
+    assert build_routes(settings, build_clients(settings))[0].target.max_event_bytes == 16 * 1024 * 1024
+    cfg["providers"][0]["max_event_bytes"] = 65536
+    settings = validate(cfg, "cfg.yaml", env={})
+    assert build_routes(settings, build_clients(settings))[0].target.max_event_bytes == 65536

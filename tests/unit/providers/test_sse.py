@@ -91,8 +91,24 @@ def test_an_event_that_never_ends_is_refused_past_the_bound() -> None:
         for _ in range(MAX_EVENT_BYTES // len(piece) + 1):
             assert parser.feed(piece) == []
     assert refused.value.status == 502 and refused.value.code == "upstream_error"
-    assert str(refused.value) == "provider 'prov' sent a stream event longer than 16 MiB without ending it"
+    assert str(refused.value) == ("provider 'prov' sent a stream event longer than 16 MiB without ending it "
+                                  "(providers[].max_event_bytes)")
     assert not parser.pending  # what it held is freed
+
+
+@pytest.mark.parametrize("splitter", [SSEParser, SSEBlocks])
+def test_the_bound_is_the_one_given(splitter: type[SSEBlocks]) -> None:
+    bound = 100_000
+    parser = splitter("prov", bound)
+    long = b"data: " + b"A" * (bound - 10) + b"\n\n"  # under the bound, cut across reads: passes
+    for i in range(0, len(long), 30_000):
+        out = parser.feed(long[i:i + 30_000]) if isinstance(parser, SSEParser) else parser.blocks(
+            long[i:i + 30_000])
+    assert len(out) == 1 and not parser.pending
+    with pytest.raises(UpstreamBadGateway) as refused:  # over it, unfinished: refused
+        for _ in range(5):
+            parser.blocks(b"A" * 30_000)
+    assert str(refused.value).startswith("provider 'prov' sent a stream event longer than 100000 bytes")
 
 
 def test_an_event_just_under_the_bound_is_read() -> None:

@@ -111,7 +111,7 @@ class NativeStream:
 
     def __init__(self, target: Target) -> None:
         self._target = target
-        self._blocks = SSEBlocks(target.provider)
+        self._blocks = SSEBlocks(target.provider, target.max_event_bytes)
         self._usage: JSON = {}
         self._finished = False  # message_delta seen
         self._done = False  # message_stop seen

@@ -44,7 +44,7 @@ class AnthropicStreamDecoder:
                  "_parser", "_target", "_tools", "_usage")
 
     def __init__(self, target: Target) -> None:
-        self._parser = SSEParser(target.provider)
+        self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._target = target
         self._id = ""
         self._model = target.model

@@ -44,7 +44,7 @@ class CohereStreamDecoder:
     __slots__ = ("_created", "_ended", "_error", "_id", "_parser", "_role_sent", "_target", "_tool_index")
 
     def __init__(self, target: Target) -> None:
-        self._parser = SSEParser(target.provider)
+        self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._target = target
         self._id = ""
         self._created = int(time.time())

@@ -46,7 +46,7 @@ class GoogleStreamDecoder:
     __slots__ = ("_candidates", "_created", "_error", "_id", "_model", "_parser", "_target", "_usage")
 
     def __init__(self, target: Target) -> None:
-        self._parser = SSEParser(target.provider)
+        self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._target = target
         self._candidates: dict[int, _Candidate] = {}
         self._id: str | None = None
