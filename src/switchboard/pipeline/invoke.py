@@ -99,8 +99,10 @@ async def invoke(ctx: RequestContext) -> Result:
     if decoder is not None:
         try:
             stream = await route.client.open_stream(upstream, route.timeout)
-            # An error status, or JSON where events were asked for: an error body, never relayed.
-            failed = await stream.read_all() if stream.status >= 400 or stream.is_json else None
+            if stream.status >= 400:
+                failed: bytes | None = await stream.read_all()
+            else:  # JSON where events were asked for is an error body, never relayed
+                failed = await stream.json_body() if stream.is_json else None
         except BaseException:
             ctx.upstream_seconds += time.perf_counter() - began
             raise

@@ -313,6 +313,7 @@ class UpstreamStream:
         self.response = response
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
+        self._held = b""  # the start of the body, read to tell a JSON answer from events
 
     async def read_all(self) -> bytes:
         """The body of an error answer, cut at MAX_ERROR_BYTES, credentials scrubbed."""
@@ -332,6 +333,29 @@ class UpstreamStream:
         media = self.response.content_type
         return media == "application/json" or media.endswith("+json")
 
+    async def json_body(self) -> bytes | None:
+        """For an answer labelled JSON: its body (cut at MAX_ERROR_BYTES, credentials scrubbed)
+        if it is JSON, else None with what was read held for :meth:`read`. Servers and proxies
+        exist that label a real event stream ``application/json``; those keep streaming."""
+        start = b""
+        try:
+            while not start.lstrip() and (piece := await self.response.content.readany()):
+                start += piece
+                if len(start) > MAX_ERROR_BYTES:
+                    break
+        except FAILURES as exc:
+            raise self._client.translate(exc) from None
+        if start.lstrip()[:1] not in (b"{", b"[", b""):
+            self._held = start
+            return None
+        try:
+            rest, _ = await read_bounded(self.response, max(0, MAX_ERROR_BYTES - len(start)), cut=True)
+        except FAILURES as exc:
+            raise self._client.translate(exc) from None
+        finally:
+            self.response.release()
+        return self._client.scrub((start + rest)[:MAX_ERROR_BYTES], self._credentials)
+
     def scrub_text(self, text: str) -> str:
         """``text`` (an error the upstream reported mid-stream) with credentials redacted."""
         return self._client.scrub(text.encode(), self._credentials).decode("utf-8", "replace")
@@ -345,6 +369,9 @@ class UpstreamStream:
         """The next piece of the body as it arrives; b"" at its end. The reader closes the
         stream when done (:meth:`close`), at the end too: closing an answer read to the end
         returns its connection to the pool."""
+        if self._held:
+            held, self._held = self._held, b""
+            return held
         try:
             return await self.response.content.readany()
         except FAILURES as exc:

@@ -1132,3 +1132,26 @@ async def test_a_streams_content_type_says_whether_it_is_json(
             assert (stream.response.content_type, stream.is_json) == (media, is_json)
         finally:
             await stream.close()
+
+
+async def test_an_event_stream_labelled_json_keeps_streaming_from_its_first_byte() -> None:
+    # Some servers and proxies label a real event stream application/json: what was read to
+    # tell it from a JSON body is handed on first, then the rest as it arrives.
+    events = b'data: {"a":1}\n\ndata: [DONE]\n\n'
+    answer = response(events, headers=[("Content-Type", "application/json")])
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        stream = await client.open_stream(post(up), None)
+        assert stream.is_json
+        assert await stream.json_body() is None
+        assert b"".join([piece async for piece in stream.chunks()]) == events
+
+
+async def test_a_json_body_on_a_stream_is_read_whole_and_scrubbed() -> None:
+    body = b'  {"error": {"message": "bad key sk-secret", "type": "invalid_request_error"}}'
+    answer = response(body, headers=[("Content-Type", "application/json")])
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        request = post(up)
+        request.credentials = {"Authorization": "sk-secret"}
+        stream = await client.open_stream(request, None)
+        got = await stream.json_body()
+    assert got is not None and b"sk-secret" not in got and b"invalid_request_error" in got
