@@ -193,6 +193,20 @@ def test_thought_signature_survives_a_tool_loop_through_v1_messages(
     assert first_sent["contents"][0]["parts"][0]["text"].startswith("Weather in Rome?")
 
 
+def test_an_untyped_tool_property_is_sent_with_a_type(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Gemini refuses a property without a type (the mock too); JSON Schema reads it as any value.
+    tool: Any = {"type": "function", "function": {"name": "remember", "parameters": {
+        "type": "object", "properties": {"key": {"type": "string"}, "value": {"description": "anything"},
+                                         "extra": {}}}}}
+    marker = new_marker()
+    reply = ask(client, marker, tools=[tool])
+    assert reply.choices[0].finish_reason == "tool_calls"
+    declaration = sent(mock_upstream, marker)["tools"][0]["functionDeclarations"][0]
+    assert declaration["parameters"]["properties"] == {
+        "key": {"type": "STRING"}, "value": {"type": "STRING", "description": "anything"},
+        "extra": {"type": "STRING"}}
+
+
 def test_strict_tools_ask_for_validated_calls(client: openai.OpenAI, mock_upstream: Mock) -> None:
     marker = new_marker()
     ask(client, marker, tools=[WEATHER_TOOL])
