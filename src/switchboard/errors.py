@@ -220,6 +220,17 @@ ANTHROPIC_TYPE_BY_STATUS: dict[int, str] = {
 }
 
 
+def name_as_sent(error: GatewayError, names: dict[str, str]) -> None:
+    """Name ``error``'s parameter the way the caller's API spells it (``names``: canonical name ->
+    the inbound API's). Requests are checked, and OpenAI-shaped upstreams answer, in the canonical
+    (OpenAI) form, so a refusal names ``'stop'`` where an Anthropic caller sent ``stop_sequences``.
+    The quoted name in the message is replaced too. Runs on the error path only."""
+    given = names.get(error.param) if error.param else None
+    if given is not None:
+        error.message = error.message.replace(f"'{error.param}'", f"'{given}'")
+        error.param = given
+
+
 def anthropic_type(status: int) -> str:
     """The Anthropic error ``type`` of a client status."""
     found = ANTHROPIC_TYPE_BY_STATUS.get(status)

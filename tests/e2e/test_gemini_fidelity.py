@@ -3,6 +3,7 @@ API receives (read back from the mock's captures), or a clear 400 naming what ha
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import anthropic
 import openai
 import pytest
 
+from switchboard.mock.gemini import signature
 from tests.e2e.sdk import ask as ask_text
 from tests.e2e.sdk import tool_calls_seen
 from tests.e2e.test_provider_gemini import PIXEL, WEATHER_TOOL
@@ -153,6 +155,56 @@ def test_thought_signature_survives_a_tool_round_trip(client: openai.OpenAI, moc
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="gemini-flash", messages=messages, tools=[WEATHER_TOOL])
     assert "thought signature" in str(info.value)
+
+
+def claude_turn(claude: anthropic.Anthropic, stream: bool, **params: Any) -> Any:
+    if not stream:
+        return claude.messages.create(**params)
+    with claude.messages.stream(**params) as events:
+        return events.get_final_message()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_thought_signature_survives_a_tool_loop_through_v1_messages(
+    fidelity_gateway: Gateway, mock_upstream: Mock, stream: bool
+) -> None:
+    # Claude Code's loop against Gemini 3: the tool_use id it replays is all it keeps of a call,
+    # so the model's own signature must come back from it (not the skip value).
+    claude = anthropic.Anthropic(base_url=fidelity_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    marker = new_marker()
+    tools: Any = [{"name": "get_weather", "input_schema": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}]
+    messages: list[Any] = [{"role": "user", "content": f"Weather in Rome? mock:capture={marker}"}]
+    params: Any = {"model": "gemini-3", "max_tokens": 200, "tools": tools}
+    first = claude_turn(claude, stream, messages=messages, **params)
+    call = next(b for b in first.content if b.type == "tool_use")
+    assert re.fullmatch(r"[a-zA-Z0-9_-]+", call.id)
+    result = {"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}
+    messages += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+                 {"role": "user", "content": [result]}]
+    final = claude_turn(claude, stream, messages=messages, **params)
+    assert final.content[0].text == 'The tool returned: {"result":"sunny"}'
+    first_sent, replay = (c["body"] for c in captured(mock_upstream, marker, count=2))
+    replayed = [p for p in replay["contents"][1]["parts"] if "functionCall" in p]
+    assert [p["thoughtSignature"] for p in replayed] == [signature("get_weather")]
+    # The canonical call id went upstream, the same in the call and in its answer.
+    response = replay["contents"][2]["parts"][0]["functionResponse"]
+    assert response["name"] == "get_weather" and "sunny" in str(response["response"])
+    assert first_sent["contents"][0]["parts"][0]["text"].startswith("Weather in Rome?")
+
+
+def test_an_untyped_tool_property_is_sent_with_a_type(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Gemini refuses a property without a type (the mock too); JSON Schema reads it as any value.
+    tool: Any = {"type": "function", "function": {"name": "remember", "parameters": {
+        "type": "object", "properties": {"key": {"type": "string"}, "value": {"description": "anything"},
+                                         "extra": {}}}}}
+    marker = new_marker()
+    reply = ask(client, marker, tools=[tool])
+    assert reply.choices[0].finish_reason == "tool_calls"
+    declaration = sent(mock_upstream, marker)["tools"][0]["functionDeclarations"][0]
+    assert declaration["parameters"]["properties"] == {
+        "key": {"type": "STRING"}, "value": {"type": "STRING", "description": "anything"},
+        "extra": {"type": "STRING"}}
 
 
 def test_strict_tools_ask_for_validated_calls(client: openai.OpenAI, mock_upstream: Mock) -> None:

@@ -73,3 +73,14 @@ def test_embeddings_and_completions(client: TestClient) -> None:
         headers={"api-key": KEY},
     )
     assert cmp.json()["choices"][0]["text"].endswith("You said: x")
+
+
+@pytest.mark.parametrize("path", [f"{PATH}?api-version=2024-10-21", "/v1/chat/completions"])
+def test_more_than_four_stop_sequences_are_refused_like_openai(client: TestClient, path: str) -> None:
+    headers = {"api-key": KEY, "Authorization": f"Bearer {KEY}"}
+    body = {**CHAT, "model": "gpt-4o-mini", "stop": ["a", "b", "c", "d", "e"]}
+    resp = client.post(path, json=body, headers=headers)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "stop"
+    assert resp.json()["error"]["code"] == "array_above_max_length"
+    assert client.post(path, json={**body, "stop": body["stop"][:4]}, headers=headers).status_code == 200

@@ -355,7 +355,7 @@ def test_schema_cleaning() -> None:
             "opt": {"type": "STRING", "nullable": True},
             "tags": {"type": "ARRAY", "items": {"type": "STRING"}, "maxItems": 3},
             "fixed": {"type": "STRING", "enum": ["x"]},
-            "codes": {},
+            "codes": {"type": "INTEGER"},
             "merged": {
                 "type": "OBJECT",
                 "properties": {"a": {"type": "STRING"}, "b": {"type": "BOOLEAN"}},
@@ -364,6 +364,36 @@ def test_schema_cleaning() -> None:
         },
         "required": ["unit"],
     }
+
+
+def test_untyped_nodes_get_a_type_gemini_accepts() -> None:
+    # Gemini refuses a nested node without a type (unless it is an anyOf); JSON Schema reads one
+    # as "any value", which a string can carry.
+    schema = {
+        "type": "object",
+        "properties": {
+            "anything": {"description": "anything"},
+            "empty": {},
+            "list": {"type": "array", "items": {}},
+            "flags": {"enum": [True, False]},
+            "ratio": {"enum": [0.5, 1]},
+            "mixed": {"enum": ["a", 1]},
+            "maybe": {"anyOf": [{}, {"type": "null"}]},
+            "union": {"anyOf": [{"type": "string"}, {}]},
+        },
+    }
+    assert clean_schema(schema)["properties"] == {
+        "anything": {"type": "STRING", "description": "anything"},
+        "empty": {"type": "STRING"},
+        "list": {"type": "ARRAY", "items": {"type": "STRING"}},
+        "flags": {"type": "BOOLEAN"},
+        "ratio": {"type": "NUMBER"},
+        "mixed": {"type": "STRING"},
+        "maybe": {"type": "STRING", "nullable": True},
+        "union": {"anyOf": [{"type": "STRING"}, {"type": "STRING"}]},
+    }
+    # The root is left as it is: a tool without arguments sends no parameters at all.
+    assert clean_schema({}) == {}
 
 
 def test_recursive_schema_terminates() -> None:

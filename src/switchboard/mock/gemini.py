@@ -360,6 +360,9 @@ def _schema(schema: Any, where: str) -> None:
     if "type" in schema and str(schema["type"]).upper() not in _TYPES:
         raise Invalid(f"Invalid value at '{where}.type' (type.googleapis.com/google.ai.generativelanguage."
                       "v1beta.Type)")
+    if "type" not in schema and "anyOf" not in schema:
+        raise Invalid(f"* GenerateContentRequest.{where}.type: must be specified when not using one_of, "
+                      "any_of or all_of fields\n")
     props = schema.get("properties")
     if props is not None:
         if not props:

@@ -120,6 +120,11 @@ def validate_chat(body: Any) -> Response | None:
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
         return error(400, "'messages' must be a non-empty array of objects", param="messages")
+    stop = body.get("stop")
+    if isinstance(stop, list) and len(stop) > 4:  # OpenAI's (and Azure's) maximum
+        message = (f"Invalid 'stop': array too long. Expected an array with maximum length 4, but got an "
+                   f"array with length {len(stop)} instead.")
+        return error(400, message, code="array_above_max_length", param="stop")
     return None
 
 

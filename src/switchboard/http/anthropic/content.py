@@ -11,9 +11,12 @@ Mapping (the canonical extensions are in docs/providers.md, "Canonical extension
     document block              -> document part ``{type: document, document: {source, title,
                                    context, citations}}`` carried as written (not Files API ones)
     cache_control on a block    -> ``cache_control`` on the part made from it
-    tool_use (assistant)        -> assistant ``tool_calls`` (input -> JSON arguments string)
-    tool_result (user)          -> a ``role: tool`` message each, placed before the rest of that
-                                   user turn so they directly follow the assistant's tool calls;
+    tool_use (assistant)        -> assistant ``tool_calls`` (input -> JSON arguments string); an id
+                                   carrying a Gemini thought signature (tool_ids.py) -> the plain
+                                   id + ``extra_content.google.thought_signature``
+    tool_result (user)          -> a ``role: tool`` message each (with the plain call id), placed
+                                   before the rest of that user turn so they directly follow the
+                                   assistant's tool calls;
                                    ``is_error`` -> ``is_error: true``; documents in a result
                                    become text; images move to the user message that follows
                                    (tool messages carry text only)
@@ -31,6 +34,7 @@ from typing import Any
 import orjson
 
 from switchboard.errors import InvalidRequest
+from switchboard.http.anthropic import tool_ids
 
 JSON = dict[str, Any]
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -183,7 +187,8 @@ def _tool_result(block: JSON, path: str) -> tuple[JSON, list[JSON]]:
     content = block.get("content", "")
     images: list[JSON] = []
     text = _tool_result_text(content, path, images)
-    message: JSON = {"role": "tool", "tool_call_id": tool_use_id, "content": text}
+    call_id, _ = tool_ids.inbound(tool_use_id)
+    message: JSON = {"role": "tool", "tool_call_id": call_id, "content": text}
     marked = _breakpoint(block, content)
     if marked is not None:
         # The breakpoint (on the result or a block inside it) rides on a content part, so the
@@ -237,7 +242,11 @@ def _tool_call(block: JSON, path: str) -> JSON:
     if not isinstance(tool_input, dict):
         raise fail(f"{path}.input", "Input should be an object")
     arguments = orjson.dumps(tool_input).decode()
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    plain_id, signature = tool_ids.inbound(call_id)
+    call: JSON = {"id": plain_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    if signature is not None:
+        call["extra_content"] = {"google": {"thought_signature": signature}}
+    return call
 
 
 def _user_turn(blocks: list[Any], path: str) -> tuple[list[JSON], list[str]]:

@@ -14,11 +14,14 @@ from typing import Any
 import orjson
 
 from switchboard.context import RequestContext, answered_model
-from switchboard.errors import GatewayError
+from switchboard.errors import GatewayError, name_as_sent
 from switchboard.http.anthropic import passthrough, prompt, response
 from switchboard.http.anthropic.errors import error_body
 from switchboard.http.anthropic.request import messages_request
 from switchboard.http.anthropic.stream import StreamEncoder, event
+
+# Canonical parameters an error may name, as this API calls them (request.py maps them in).
+CALLER_PARAMS = {"stop": "stop_sequences"}
 
 
 class AnthropicMessages:
@@ -71,6 +74,7 @@ class AnthropicMessages:
         yield encoder.end()
 
     def encode_error(self, error: GatewayError) -> bytes:
+        name_as_sent(error, CALLER_PARAMS)
         return orjson.dumps(error_body(error))
 
     def encode_stream_error(self, error: GatewayError) -> bytes:

@@ -8,7 +8,8 @@ Reference: https://docs.anthropic.com/en/api/messages (the response object).
                                                upstream signs nothing)
     choices[0].message.content (or refusal) -> one text block
     choices[0].message.tool_calls           -> tool_use blocks {id, name, input}; arguments that are
-                                               not a JSON object are kept as {"_raw_arguments": "..."}
+                                               not a JSON object are kept as {"_raw_arguments": "..."};
+                                               a Gemini thought signature rides in the id (tool_ids.py)
     finish_reason stop / length / tool_calls / content_filter
                                             -> stop_reason end_turn / max_tokens / tool_use / refusal;
                                                message.refusal (with no content) -> refusal
@@ -26,6 +27,8 @@ import secrets
 from typing import Any
 
 import orjson
+
+from switchboard.http.anthropic import tool_ids
 
 JSON = dict[str, Any]
 
@@ -113,12 +116,17 @@ def _text(message: JSON) -> str:
     return refusal if isinstance(refusal, str) else ""
 
 
+def block_id(call: JSON) -> str:
+    """The tool_use id of a canonical call (a new one when it has none), carrying its signature."""
+    call_id = call.get("id")
+    return tool_ids.outbound(call_id if isinstance(call_id, str) and call_id else tool_use_id(), call)
+
+
 def tool_use_block(call: JSON) -> JSON:
     function = obj(call.get("function"))
-    call_id = call.get("id")
     return {
         "type": "tool_use",
-        "id": call_id if isinstance(call_id, str) and call_id else tool_use_id(),
+        "id": block_id(call),
         "name": function.get("name") or "",
         "input": tool_input(function.get("arguments")),
     }

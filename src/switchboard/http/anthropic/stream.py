@@ -32,12 +32,12 @@ import orjson
 
 from switchboard.http.anthropic.response import (
     JSON,
+    block_id,
     matched_sequence,
     message_id,
     obj,
     stop_reason,
     thinking_block,
-    tool_use_id,
     usage,
 )
 
@@ -205,10 +205,10 @@ class StreamEncoder:
             self._delta(index, {"type": "input_json_delta", "partial_json": arguments}, out)
 
     def _tool_block(self, call: JSON, function: JSON) -> JSON:
-        call_id = call.get("id")
+        # A call's first delta holds its id and (Gemini) its signature, which rides in the id.
         return {
             "type": "tool_use",
-            "id": call_id if isinstance(call_id, str) and call_id else tool_use_id(),
+            "id": block_id(call),
             "name": function.get("name") or "",
             "input": {},
         }

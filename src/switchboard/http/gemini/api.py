@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from switchboard.context import InboundAPI, RequestContext, answered_model
-from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.errors import GatewayError, InvalidRequest, name_as_sent
 from switchboard.http.gemini import embeddings, errors
 from switchboard.http.gemini.request import count_tokens_request, generate_request
 from switchboard.http.gemini.response import count_tokens_response, generate_content_response
@@ -26,6 +26,9 @@ PREFIXES = ("/v1beta/models/", "/v1/models/")
 # A model name as it may appear in the path: gateway model names may hold dots, colons (the
 # method is after the last one), slashes and @; nothing that needs escaping.
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+~-]{0,255}$")
+
+# Canonical parameters an error may name, as this API calls them (request.py maps them in).
+CALLER_PARAMS = {"stop": "generationConfig.stopSequences"}
 
 # thinkingConfig.includeThoughts of the requests under way that asked for it, by context.
 _THOUGHTS: dict[int, bool] = {}
@@ -70,6 +73,7 @@ class _GoogleErrors:
     dialect = "gemini"
 
     def encode_error(self, error: GatewayError) -> bytes:
+        name_as_sent(error, CALLER_PARAMS)
         return errors.encode_error(error)
 
     def encode_stream_error(self, error: GatewayError) -> bytes:

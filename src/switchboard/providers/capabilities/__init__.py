@@ -182,7 +182,10 @@ def at(obj: Any, path: str) -> Any:
 @cache
 def _refused(key: str) -> tuple[Row, ...]:
     cells = table(key)
-    return tuple(row for row in REQUEST_ROWS if cells[row.name].kind == "refused")
+    return tuple(
+        row for row in REQUEST_ROWS
+        if cells[row.name].kind == "refused" and not (row.within and cells[row.within].kind == "refused")
+    )
 
 
 def check(request: dict[str, Any], target: Target, key: str | None = None) -> dict[str, Any]:

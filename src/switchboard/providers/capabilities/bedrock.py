@@ -22,6 +22,8 @@ TABLE: Table = seed(
     top_p=translated("inferenceConfig.topP"),
     stop=translated("inferenceConfig.stopSequences", "Claude: also asks for additionalModelResponseFields"
                     ".stop_sequence"),
+    stop_is_more_than_4=translated("inferenceConfig.stopSequences"),
+    stop_is_more_than_5=translated("inferenceConfig.stopSequences"),
     tools=translated("toolConfig.tools.0.toolSpec"),
     tool_choice=translated("toolConfig.toolChoice"),
     parallel_tool_calls=translated(note="true is Converse's default"),

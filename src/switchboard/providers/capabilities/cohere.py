@@ -16,6 +16,7 @@ from switchboard.providers.capabilities import (
     NOT_SENT_SAFETY,
     NOT_SENT_USER,
     Table,
+    refused,
     seed,
     translated,
 )
@@ -29,6 +30,8 @@ TABLE: Table = seed(
     top_p=translated("p", "clamped to 0.01-0.99"),
     top_k=translated("k"),
     stop=translated("stop_sequences"),
+    stop_is_more_than_4=translated("stop_sequences"),
+    stop_is_more_than_5=refused("Cohere documents at most 5; drop_params keeps the first 5"),
     parallel_tool_calls=translated(note="true is Cohere's own behaviour: not sent"),
     parallel_tool_calls_is_false=translated(note=ENFORCED),
     reasoning_effort=translated(

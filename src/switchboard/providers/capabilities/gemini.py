@@ -21,6 +21,9 @@ CELLS: dict[str, Cell] = {
     "top_k": translated(f"{_CONFIG}.topK"),
     "n": translated(f"{_CONFIG}.candidateCount"),
     "stop": translated(f"{_CONFIG}.stopSequences"),
+    "stop:more_than_4": translated(f"{_CONFIG}.stopSequences"),
+    # GenerationConfig.stopSequences: "up to 5" (the mock refuses more, as does the inbound API).
+    "stop:more_than_5": refused("the Gemini API documents at most 5; drop_params keeps the first 5"),
     "seed": translated(f"{_CONFIG}.seed"),
     "presence_penalty": translated(f"{_CONFIG}.presencePenalty"),
     "frequency_penalty": translated(f"{_CONFIG}.frequencyPenalty"),

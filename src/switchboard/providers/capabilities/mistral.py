@@ -18,7 +18,8 @@ from switchboard.providers.capabilities import (
 )
 
 _PASSED = (
-    "max_tokens", "temperature", "top_p", "n", "stop", "tools", "parallel_tool_calls", "response_format",
+    "max_tokens", "temperature", "top_p", "n", "stop", "stop:more_than_4", "stop:more_than_5", "tools",
+    "parallel_tool_calls", "response_format",
     "presence_penalty", "frequency_penalty", "prediction", "reasoning_effort", "prompt_cache_key", "metadata",
     "tool_choice:none", "parallel_tool_calls:false", "tools.strict",
 )

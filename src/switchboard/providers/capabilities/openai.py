@@ -12,11 +12,15 @@ from switchboard.providers.capabilities import NOT_SENT_SAFETY, Table, passed, r
 from switchboard.providers.capabilities.rows import REQUEST_ROWS, RESPONSE_ROWS
 
 CACHE_NOTE = "OpenAI caches prefixes automatically; breakpoints removed"
+STOP_NOTE = "OpenAI takes at most 4; drop_params keeps the first 4"
 THINKING_NOTE = "budget ≤1024 low, ≤8192 medium, else high; disabled: not sent"
 
 # Cells that are not "passed" (the rest of the request rows) or "not reported" (response rows).
 _CELLS = {
     "top_k": refused("no equivalent"),
+    # OpenAI's documented maximum (Azure's too); /v1/chat/completions refuses more at the edge.
+    "stop:more_than_4": refused(STOP_NOTE),
+    "stop:more_than_5": refused(STOP_NOTE),
     "thinking": translated("reasoning_effort", THINKING_NOTE),
     "cache_control": translated(note=CACHE_NOTE),
     "document": translated("messages.0.content.0.text", "text documents as text parts (title first); "

@@ -22,6 +22,9 @@ _BASE: dict[str, Cell] = {
     "cache_control": passed("the server judges; OpenRouter forwards breakpoints"),
     "thinking": translated("reasoning_effort", THINKING_NOTE),
     "reasoning": translated("choices.0.message.reasoning_content", "from reasoning_content or reasoning"),
+    # OpenAI's limit of 4 is not every server's: vLLM, Ollama, ... take more.
+    "stop:more_than_4": passed("the server judges"),
+    "stop:more_than_5": passed("the server judges"),
 }
 
 _MAX_TOKENS = {"max_completion_tokens": translated("max_tokens")}

@@ -55,6 +55,9 @@ class Row:
     # The request carries the row's key with a value that asks for nothing (``present`` false):
     # a strict server refuses the key itself (Mistral: "Extra inputs are not permitted").
     idle: Callable[[JSON], bool] = field(default=lambda _r: False)
+    # A row every use of this one also uses (more than 5 stop sequences are more than 4): where
+    # that row is refused, it is refused first, so this one is not tested per request.
+    within: str = ""
 
 
 def _param(name: str, example: Any) -> Row:
@@ -158,8 +161,29 @@ PARAM_ROWS: tuple[Row, ...] = (
     _param("thinking", {"type": "enabled", "budget_tokens": 2048}),
 )
 
+def _stop_limit(limit: int, within: str = "") -> Row:
+    """More ``stop`` sequences than ``limit``, a provider's documented maximum (OpenAI and Azure 4,
+    the Gemini API and Cohere 5). Other inbound APIs allow more (Anthropic's stop_sequences), and
+    the upstream's 400 would name a field the caller never sent. Dropping keeps the first ones."""
+
+    def present(request: JSON) -> bool:
+        stop = request.get("stop")
+        return isinstance(stop, list) and len(stop) > limit
+
+    return Row(
+        f"stop:more_than_{limit}", "stop", f"'stop' with more than {limit} sequences",
+        {"stop": [f"STOP{i}" for i in range(limit + 1)]},
+        present,
+        lambda r: {**r, "stop": r["stop"][:limit]},
+        within=within,
+    )
+
+
 # Sub-features: a value or a nested field that means something a plain "is the key there" misses.
 FEATURE_ROWS: tuple[Row, ...] = (
+    # The smaller limit first: a request over both is refused naming the one a provider has.
+    _stop_limit(4),
+    _stop_limit(5, within="stop:more_than_4"),
     Row(
         "tool_choice:none", "tool_choice", "tool_choice 'none'",
         {"tools": _EXAMPLES["tools"], "tool_choice": "none"},

@@ -7,6 +7,8 @@ from switchboard.providers.capabilities import Table, translated
 from switchboard.providers.capabilities.gemini import CELLS, SAMPLES, table
 
 _VERTEX = {
+    # Not the Gemini API's 5: Vertex AI's errors give its range as 1 to 16 stop sequences.
+    "stop:more_than_5": translated("generationConfig.stopSequences", "Vertex AI takes up to 16"),
     "metadata": translated("labels", "each key/value must be a valid label (lower case, <= 63 chars)"),
     "user": translated("labels.user", "when it is a valid label value; otherwise not sent"),
 }

@@ -5,6 +5,13 @@ Gemini rejects unknown schema keys (``additionalProperties``, ``$schema``, ``$re
 are rewritten here: local ``$ref``s are inlined, ``allOf`` merged, ``oneOf`` read as ``anyOf``,
 ``["T", "null"]`` types become ``nullable``, and every key outside the subset is dropped.
 
+Gemini also refuses a nested node without a ``type`` unless it is an ``anyOf`` ("type: must be
+specified when not using one_of, any_of or all_of fields"; Vertex AI: "schema didn't specify the
+schema type field"). In JSON Schema such a node (``{}``, ``{"description": ...}``) takes any
+value, which the subset cannot say: it becomes the type of its enum values when it has some, else
+``STRING``, the one type any value can be written in. The root is left alone (the parameters of a
+tool without arguments are left out, see request.py).
+
 Reference: https://ai.google.dev/api/caching#Schema (fields) and
 https://cloud.google.com/vertex-ai/docs/reference/rest/v1/Schema (the same subset on Vertex).
 """
@@ -90,6 +97,8 @@ def _clean(node: Any, defs: JSON, depth: int) -> JSON:
     _enum(node, out)
     _format(node, out)
     _children(node, out, defs, depth)
+    if depth and "type" not in out and "anyOf" not in out:
+        out["type"] = _value_type(node)
     return out
 
 
@@ -108,6 +117,20 @@ def _enum(node: JSON, out: JSON) -> None:
     if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
         out["enum"] = values
         out.setdefault("type", "STRING")
+
+
+def _value_type(node: JSON) -> str:
+    """The type of an untyped node: its enum (or const) values' when they share one (Gemini enums
+    hold strings only, so those values were dropped), else STRING."""
+    values = [node["const"]] if "const" in node else node.get("enum")
+    if isinstance(values, list) and values:
+        if all(isinstance(v, bool) for v in values):
+            return "BOOLEAN"
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return "INTEGER"
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            return "NUMBER"
+    return "STRING"
 
 
 def _format(node: JSON, out: JSON) -> None:
