@@ -312,6 +312,36 @@ def test_past_the_threshold_requests_go_to_the_cheaper_model(pair: Pair) -> None
     assert raw.headers["x-switchboard-cost-usd"] == "0.001000"
 
 
+def test_a_downgraded_request_counts_against_the_cheaper_models_limits(pair: Pair) -> None:
+    key = pair.key()
+    budget = {"scope": "key", "subject": key["id"], "max_amount": 0.04, "period": "total"}
+    pair.budget(**budget, downgrade={"model": CHEAP, "at_percent": 50})
+    for model, rpm in ((PRICED, 4), (CHEAP, 1)):
+        resp = pair.admin("PUT", "/admin/v1/limits", {"scope": "key_model", "key": key["id"], "model": model,
+                                                      "rpm": rpm})
+        assert resp.status_code == 200, resp.text
+    create = pair.sdk(key["key"]).chat.completions.with_raw_response.create
+    for left in (3, 2):  # PRICED's own 4 a minute
+        raw = create(messages=ask(LONG), **CALL)
+        assert "x-switchboard-budget-downgrade" not in raw.headers
+        assert raw.headers["x-ratelimit-remaining-requests"] == str(left)
+    # Sent to CHEAP: its limit (1 a minute) counts this request, PRICED's does not.
+    raw = create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
+    assert raw.headers["x-ratelimit-limit-requests"] == "1"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as refused:  # CHEAP's minute is used up
+        create(messages=ask(LONG), **CALL)
+    assert refused.value.response.headers["x-ratelimit-scope"] == "key_model"
+    assert refused.value.response.headers["x-ratelimit-limit-requests"] == "1"
+    # Without the downgrade, PRICED has the two requests it served counted, not the others.
+    pair.budget(**{**budget, "max_amount": 1})
+    raw = create(messages=ask(LONG), **CALL)
+    assert "x-switchboard-budget-downgrade" not in raw.headers
+    assert raw.headers["x-ratelimit-limit-requests"] == "4"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "1"
+
+
 def test_counters_are_rebuilt_from_the_ledger_when_redis_loses_them(pair: Pair) -> None:
     key = pair.key()
     budget = pair.budget(scope="key", subject=key["id"], max_amount=0.05, period="weekly")

@@ -523,3 +523,45 @@ def test_bad_provider_limits_are_400(pair: Pair, value: Any) -> None:
                                                       "rpm": value})
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["param"] == "rpm" or "rpm" in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("fault", ["fail_after", "disconnect_after"])
+def test_a_stream_the_upstream_breaks_holds_the_tokens_it_is_billed_for(pair: Pair, fault: str) -> None:
+    # A translated stream that fails after relaying output (an error event, or the connection
+    # dropped) is recorded and budgeted with an estimate of what it produced: the key's token
+    # limit settles to that same estimate, instead of giving the whole reservation back.
+    key = pair.key(tpm_limit=1_000_000)
+    budget = pair.admin("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "unit": "tokens",
+                                                     "max_amount": 1_000_000, "period": "daily"})
+    assert budget.status_code == 200, budget.text
+
+    def settled() -> bool:  # the budget settles in the same callback, after the token limits
+        status = pair.admin("GET", f"/admin/v1/budgets/{budget.json()['id']}").json()["status"]
+        return bool(status["reserved"] == 0)
+
+    client = pair.sdk(key["key"])
+
+    def probe() -> tuple[int, int]:
+        """The tokens left in the key's minute after this call's reservation, and its usage."""
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=ask("probe"), max_tokens=50)
+        usage = raw.parse().usage
+        assert usage is not None
+        return int(raw.headers["x-ratelimit-remaining-tokens"]), usage.total_tokens
+
+    before, probed = probe()
+    _wait_for(settled, "the probe was not settled")
+    received, request_id = [], f"broken-{uuid.uuid4().hex}"
+    with pytest.raises(openai.APIError):
+        for chunk in client.chat.completions.create(
+                model="gpt-4o-mini", messages=ask(f"mock:reply={'_'.join(['word'] * 100)} mock:{fault}=40"),
+                max_tokens=1000, stream=True, extra_headers={"x-request-id": request_id}):
+            received += [c.delta.content for c in chunk.choices if c.delta.content]
+    assert len(received) > 20  # output was produced before the failure
+    _wait_for(settled, "the broken stream was not settled")
+    after, _ = probe()
+    record = _logged(pair, request_id)
+    assert record["metadata"].get("estimated") is True
+    cut = record["prompt_tokens"] + record["completion_tokens"]
+    assert record["completion_tokens"] > 20
+    assert before - after == probed + cut  # the broken stream holds what it was recorded with

@@ -66,6 +66,20 @@ async def test_only_the_holder_releases_a_probe_claim_and_then_anyone_may_claim(
     assert not await here.release_probe("g", "r", "here")  # no longer its claim
 
 
+async def test_an_older_probe_of_the_same_instance_cannot_free_a_newer_claim(cluster: Backend) -> None:
+    here = cluster.stores.health
+    there = (await cluster.peer()).health
+    assert here is not None and there is not None
+    assert (await here.claim_probe("g", "s", 60_000, "here:1")) == (True, 0)
+    # The same instance asks anew for a newer probe: the claim passes to its token.
+    assert (await here.claim_probe("g", "s", 60_000, "here:2")) == (True, 0)
+    assert not await here.release_probe("g", "s", "here:1")  # the older probe's late release
+    assert not await here.extend_probe("g", "s", 60_000, "here:1")
+    assert (await there.claim_probe("g", "s", 60_000, "there:1")) == (False, 0)  # still held
+    assert await here.release_probe("g", "s", "here:2")
+    assert (await there.claim_probe("g", "s", 60_000, "there:1")) == (True, 0)
+
+
 async def test_an_answer_resets_the_streak_but_not_a_cooldown(cluster: Backend) -> None:
     health = cluster.stores.health
     assert health is not None

@@ -188,8 +188,9 @@ def test_health_tells_its_listeners_of_cooldowns_and_recoveries() -> None:
         health.failed(a, UpstreamUnavailable("down"))
     assert heard == [("g", "a", True)]
     clock.now += 11
-    assert health.available(a, clock.now)  # the probe
-    health.succeeded(a)
+    probe = health.take(a, clock.now)  # the probe
+    assert probe
+    health.succeeded(a, probe)
     assert heard == [("g", "a", True), ("g", "a", False)]
 
 

@@ -77,6 +77,14 @@ def write_rate_headers(
             headers[reset_name] = duration(reset)
 
 
+def clear_rate_headers(headers: MutableMapping[str, str]) -> None:
+    """Take out the headers ``write_rate_headers`` put in (the limits they describe were given
+    back: the request went to another model)."""
+    for names in _NAMES.values():
+        for name in names:
+            headers.pop(name, None)
+
+
 def rate_headers(
     limits: Sequence[Limit], states: Sequence[BucketState], plan: HeaderPlan | None = None
 ) -> dict[str, str]:

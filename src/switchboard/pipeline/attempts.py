@@ -25,6 +25,11 @@ first-byte timeout) is retried like any failure; the edge writes nothing before 
 returns. Once a batch has been returned nothing is retried: a failure mid-stream reaches the
 client as the stream's error event.
 
+Before each attempt the router is asked whether its deployment may be sent to now
+(``Router.take``): a deployment another request's probe holds, or cooling down since the plan,
+is passed over; a half-open one's probe goes to the attempt that sends it, whose token it passes
+to the router with its outcome (only the probe's outcome decides the deployment's health).
+
 Every answer carries ``x-switchboard-model`` (the group of the deployment that answered),
 ``x-switchboard-deployment`` and ``x-switchboard-attempts``; an error, the last deployment tried.
 ``ctx.attempts`` lists every attempt for the usage ledger, each with its deployment's group.
@@ -47,6 +52,7 @@ from switchboard.routing.router import ANYWHERE, Router
 
 if TYPE_CHECKING:
     from switchboard.routing.groups import Group
+    from switchboard.routing.health import Probe
     from switchboard.routing.table import Route
 
 MODEL_HEADER = "x-switchboard-model"
@@ -106,17 +112,20 @@ class _Report:
     may have the first batch already. A stream closed before its end (read or not) was
     abandoned."""
 
-    __slots__ = ("began", "first_byte", "route", "router")
+    __slots__ = ("began", "first_byte", "probe", "route", "router")
 
-    def __init__(self, router: Router, route: Route, began: float, first_byte: float) -> None:
+    def __init__(self, router: Router, route: Route, began: float, first_byte: float,
+                 probe: Probe | None) -> None:
         self.router = router
         self.route = route
         self.began = began
         self.first_byte = first_byte
+        self.probe = probe
 
     def __call__(self, error: BaseException | None) -> None:
         failure = error if error is None or isinstance(error, GatewayError) else _ABANDONED
-        self.router.finished(self.route, failure, time.perf_counter() - self.began, self.first_byte)
+        self.router.finished(self.route, failure, time.perf_counter() - self.began, self.first_byte,
+                             self.probe)
 
 
 class AttemptStage:
@@ -147,25 +156,31 @@ class AttemptStage:
         # The first attempt, inline (no deadline of its own: the upstream's timeouts bound it):
         # the common case is one attempt that answers.
         route = candidates[0]
-        ctx.route = route
         router = self._router
-        router.started(route, ctx.needs.prompt_tokens if ctx.needs is not None else 0)
+        probe = router.take(route)
+        if probe is False:  # another request's probe holds it, or it cooled down since the plan
+            candidates, probe = self._sendable(candidates[1:])
+            if not candidates:
+                return await self._after_failure(ctx, call_next, group, [], None, 0)
+            route = candidates[0]
+        ctx.route = route
+        router.started(route, ctx.needs.prompt_tokens if ctx.needs is not None else 0, probe)
         began = time.perf_counter()
         failure: GatewayError | None = None
         try:
             result = await call_next(ctx)
             if type(result) is StreamReply:
-                result = await self._primed(ctx, route, result, began)
+                result = await self._primed(ctx, route, result, began, probe)
             else:
                 seconds = time.perf_counter() - began
-                router.finished(route, None, seconds)
+                router.finished(route, None, seconds, None, probe)
                 ctx.attempts = [Attempt(route.deployment, route.target.name, 200, None,
                                         int(seconds * 1000 + 0.5))]
         except GatewayError as error:
-            self._failed(ctx, route, error, began)
+            self._failed(ctx, route, error, began, probe)
             failure = error
         except BaseException:
-            self._abandoned(ctx, route, began)
+            self._abandoned(ctx, route, began, probe)
             raise
         if failure is not None:
             return await self._after_failure(ctx, call_next, group, candidates, failure, 1)
@@ -175,41 +190,51 @@ class AttemptStage:
         headers[ATTEMPTS_HEADER] = "1"
         return result
 
+    def _sendable(self, candidates: list[Route]) -> tuple[list[Route], Probe | None]:
+        """``candidates`` from the first that may be sent to now on, and what ``take`` gave it
+        (empty: none may)."""
+        for i, route in enumerate(candidates):
+            probe = self._router.take(route)
+            if probe is not False:
+                return candidates[i:], probe
+        return [], None
+
     async def _attempt(self, ctx: RequestContext, call_next: Handler, route: Route,
-                       bounded: bool) -> Result:
-        """One try of ``route``: the rest of the chain, and a stream's first batch."""
+                       bounded: bool, probe: Probe | None) -> Result:
+        """One try of ``route`` (taken: ``probe`` is what ``Router.take`` gave it): the rest of
+        the chain, and a stream's first batch."""
         ctx.route = route
         router = self._router
-        router.started(route, ctx.needs.prompt_tokens if ctx.needs is not None else 0)
+        router.started(route, ctx.needs.prompt_tokens if ctx.needs is not None else 0, probe)
         began = time.perf_counter()
         try:
             if bounded and ctx.deadline != _NEVER:  # a retry: never past the request's deadline
                 async with asyncio.timeout(max(0.0, ctx.deadline - began)):
                     result = await call_next(ctx)
                     if isinstance(result, StreamReply):
-                        result = await self._primed(ctx, route, result, began)
+                        result = await self._primed(ctx, route, result, began, probe)
             else:
                 result = await call_next(ctx)
                 if isinstance(result, StreamReply):
-                    result = await self._primed(ctx, route, result, began)
+                    result = await self._primed(ctx, route, result, began, probe)
         except GatewayError as error:
-            self._failed(ctx, route, error, began)
+            self._failed(ctx, route, error, began, probe)
             raise
         except TimeoutError:
             late = DeadlinePassed("the request's deadline passed before a deployment answered")
-            self._failed(ctx, route, late, began)
+            self._failed(ctx, route, late, began, probe)
             raise late from None
         except BaseException:
-            self._abandoned(ctx, route, began)
+            self._abandoned(ctx, route, began, probe)
             raise
         if not isinstance(result, StreamReply):
             seconds = time.perf_counter() - began
-            router.finished(route, None, seconds)
+            router.finished(route, None, seconds, None, probe)
             self._note(ctx, Attempt(route.deployment, route.target.name, 200, None, round(seconds * 1000)))
         return result
 
     async def _primed(self, ctx: RequestContext, route: Route, reply: StreamReply,
-                      began: float) -> StreamReply:
+                      began: float, probe: Probe | None) -> StreamReply:
         """The stream with its first batch already read (a failure before it is raised here)."""
         chunks = reply.chunks
         try:
@@ -223,20 +248,21 @@ class AttemptStage:
         self._note(ctx, Attempt(route.deployment, route.target.name, 200, None, round(first_byte * 1000)))
         if first is not None:
             chunks.unread(first)
-        chunks.add(done=_Report(self._router, route, began, first_byte))  # at once if it ended
+        chunks.add(done=_Report(self._router, route, began, first_byte, probe))  # at once if it ended
         return reply
 
-    def _failed(self, ctx: RequestContext, route: Route, error: GatewayError, began: float) -> None:
+    def _failed(self, ctx: RequestContext, route: Route, error: GatewayError, began: float,
+                probe: Probe | None) -> None:
         seconds = time.perf_counter() - began
-        self._router.finished(route, error, seconds)
+        self._router.finished(route, error, seconds, None, probe)
         ms = round(seconds * 1000)
         self._note(ctx, Attempt(route.deployment, route.target.name, error.status, error.code, ms))
 
-    def _abandoned(self, ctx: RequestContext, route: Route, began: float) -> None:
+    def _abandoned(self, ctx: RequestContext, route: Route, began: float, probe: Probe | None) -> None:
         """An attempt cut before its answer (the client left, the server is stopping): it counts
         for nothing in health, and the record names it, as the attempt that was under way."""
         seconds = time.perf_counter() - began
-        self._router.finished(route, _ABANDONED, seconds)
+        self._router.finished(route, _ABANDONED, seconds, None, probe)
         self._note(ctx, Attempt(route.deployment, route.target.name, CLIENT_CLOSED, "client_closed",
                                 round(seconds * 1000)))
 
@@ -306,11 +332,11 @@ class AttemptStage:
         for step in range(1, count):
             index = (first + step) % count
             route = candidates[index]
-            if not self._router.available(route) or time.perf_counter() >= ctx.deadline:
+            if time.perf_counter() >= ctx.deadline or (probe := self._router.take(route)) is False:
                 continue
             tried += 1
             try:
-                result = await self._attempt(ctx, call_next, route, True)
+                result = await self._attempt(ctx, call_next, route, True, probe)
             except UnsupportedParameter:
                 continue
             except GatewayError as failure:
@@ -336,8 +362,11 @@ class AttemptStage:
                 continue
             if time.perf_counter() >= ctx.deadline:
                 break
+            plan, probe = self._sendable(plan)
+            if not plan:
+                continue
             try:
-                result = await self._attempt(ctx, call_next, plan[0], True)
+                result = await self._attempt(ctx, call_next, plan[0], True, probe)
             except GatewayError as failure:
                 error, answered = await self._retries(ctx, call_next, fallback, plan, failure, 1)
                 if answered is not None:
@@ -364,7 +393,7 @@ class AttemptStage:
             asked = retry_after_seconds(error)
             if asked is not None and asked > self._max_retry_after:
                 avoid = [failed] if avoid is None else [*avoid, failed]
-            index = self._next_candidate(candidates, index + 1, avoid)
+            index, probe = self._next_candidate(candidates, index + 1, avoid)
             if index < 0:
                 break
             route = candidates[index % count]
@@ -372,12 +401,13 @@ class AttemptStage:
             if asked is not None and route is failed:  # a wait within the bound
                 wait = max(wait, asked)
             if time.perf_counter() + wait >= ctx.deadline:
+                self._router.health.released(route, probe)  # not sent: a probe taken goes on
                 break  # a wait that would cross the deadline is not taken
             if wait > 0:
                 await self._sleep(wait)
             tried += 1
             try:
-                result = await self._attempt(ctx, call_next, route, True)
+                result = await self._attempt(ctx, call_next, route, True, probe)
             except GatewayError as failure:
                 error = failure
                 continue
@@ -385,19 +415,21 @@ class AttemptStage:
             return error, result
         return error, None
 
-    def _next_candidate(self, candidates: list[Route], start: int, avoid: list[Route] | None) -> int:
+    def _next_candidate(self, candidates: list[Route], start: int, avoid: list[Route] | None,
+                        ) -> tuple[int, Probe | None]:
         """The index of the first candidate from ``start`` on (wrapping around) that did not ask
-        for too long a wait and that may be sent a request now, or -1. A retry never goes to a
-        deployment cooling down (this request's own failures may just have taken it out) nor to
-        a half-open one whose probe another request holds; it takes a half-open one's probe."""
+        for too long a wait and that may be sent a request now, or -1, and what ``take`` gave
+        it. A retry never goes to a deployment cooling down (this request's own failures may
+        just have taken it out) nor to a half-open one whose probe another request holds; it
+        takes a half-open one's probe."""
         count = len(candidates)
         for i in range(start, start + count):
             route = candidates[i % count]
             if avoid is not None and any(route is r for r in avoid):
                 continue
-            if self._router.available(route):
-                return i
-        return -1
+            if (probe := self._router.take(route)) is not False:
+                return i, probe
+        return -1, None
 
     def _backoff_for(self, retry: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**(retry-1)))."""

@@ -9,7 +9,10 @@ when the request alone is larger than the budget). Once the response is out (a s
 has ended), the reservation is settled to the cost the usage stage recorded (``ctx.spent``);
 a call that failed or never started settles to what it cost, often nothing. Past a budget's
 ``downgrade_at`` percent, the request goes to its cheaper ``downgrade_model`` and the response
-says so in ``x-switchboard-budget-downgrade``. See docs/budgets.md.
+says so in ``x-switchboard-budget-downgrade``: the reservation is given back and ``Rerouted``
+raised, so that the rate-limit stage around this one takes the cheaper model's limits instead
+of the requested one's and runs this stage again, which then reserves for the cheaper model
+(one downgrade per request). See docs/budgets.md.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from switchboard.config.schema import BudgetsConfig
 from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.limits import Rerouted
 from switchboard.pipeline.settle import Settlement
 from switchboard.routing.router import Table
 from switchboard.spend.budgets.book import BudgetBook
@@ -107,8 +111,10 @@ class BudgetStage:
             if reserved.refused is None:
                 for budget in budgets:
                     if budget.downgrade_model is not None:
-                        charges = await self._maybe_downgrade(ctx, book, budgets, charges, reserved, hold)
+                        await self._maybe_downgrade(ctx, book, budgets, charges, reserved)
                         break
+        except Rerouted:
+            raise
         except Exception as exc:
             return await self._unavailable(ctx, call_next, exc)
         if (i := reserved.refused) is not None:
@@ -169,11 +175,14 @@ class BudgetStage:
 
     async def _maybe_downgrade(
         self, ctx: RequestContext, book: BudgetBook, budgets: Sequence[Budget], charges: list[Charge],
-        reserved: Reserved, hold: float,
-    ) -> list[Charge]:
-        """Past a budget's ``downgrade_at``, swap to its cheaper model and reserve for that one."""
+        reserved: Reserved,
+    ) -> None:
+        """Past a budget's ``downgrade_at``, give the reservation back, swap to its cheaper model
+        and raise ``Rerouted``: the limits and this stage run again for that model."""
         route = ctx.route
         assert route is not None
+        if DOWNGRADE_HEADER in ctx.response_headers:  # this is the rerouted request's second pass
+            return
         for budget, used in zip(budgets, reserved.used, strict=True):
             if budget.downgrade_model is None or budget.downgrade_at is None:
                 continue
@@ -182,21 +191,13 @@ class BudgetStage:
             cheaper = self._table.current.routes.get(budget.downgrade_model)
             if cheaper is None or cheaper is route:
                 continue
-            await book.settle(ctx.request_id, budgets, charges, None)  # release, then reserve again
+            await book.settle(ctx.request_id, budgets, charges, None)  # released: reserved again below
             ctx.route = cheaper
             ctx.candidates = [cheaper]  # the cheaper model only: no retry may go back
             ctx.group = self._table.current.groups.get(budget.downgrade_model, ctx.group)
             ctx.prompt_tokens = None  # counted again for the cheaper model's tokenizer
             ctx.response_headers[DOWNGRADE_HEADER] = f"{route.target.name} -> {cheaper.target.name}"
-            info = self._prices.of_route(cheaper)
-            if len(ctx.body) > LARGE_BODY_BYTES:
-                await ctx.count_prompt_tokens(info)
-            again = book.charges(budgets, self._amounts(ctx, info, budgets))
-            second = await book.reserve(ctx.request_id, budgets, again, hold)
-            if second.refused is not None:
-                raise _refusal(budgets[second.refused], again[second.refused], second.used[second.refused])
-            return again
-        return charges
+            raise Rerouted(budget.downgrade_model)
 
     async def _unavailable(self, ctx: RequestContext, call_next: Handler, exc: Exception) -> Result:
         if isinstance(exc, GatewayError):

@@ -8,6 +8,11 @@ the token buckets to the usage the provider reported (a failed call with no usag
 tokens back). The OpenAI-style headers of the most restrictive limits go on every response
 (streams: on the response start); a refusal is 429 ``rate_limit_exceeded`` with ``Retry-After``
 and the scope in the message and in ``x-ratelimit-scope``.
+
+The limits are those of the model the request is sent to. When the budget stage (after this
+one) sends it to a cheaper model, it raises ``Rerouted``: this stage gives back what it took for
+the requested model and takes the cheaper model's limits instead, then runs the rest again. A
+request that is not rerouted pays nothing for this (a ``try`` costs nothing until it catches).
 """
 
 from __future__ import annotations
@@ -16,25 +21,35 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from switchboard.config.schema import LimitsConfig, LimitValues
 from switchboard.context import LARGE_BODY_BYTES, Principal, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
 from switchboard.limits.cache import LimitCache
 from switchboard.limits.estimate import max_output_tokens
-from switchboard.limits.headers import duration, header_plan, write_rate_headers
+from switchboard.limits.headers import clear_rate_headers, duration, header_plan, write_rate_headers
 from switchboard.limits.plan import TOKENS, UPSTREAM, Limit, Stored, plan, upstream
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.settle import Settlement
 from switchboard.providers.target import Target
-from switchboard.stores.protocols import Acquired, Bucket, RateLimiter
+from switchboard.stores.protocols import Acquired, Bucket, BucketState, RateLimiter
 
 log = logging.getLogger("switchboard.limits")
 
 _EMPTY: Stored = {}
 _WARN_EVERY = 10.0  # seconds between two warnings about an unreachable limiter
 _PLANS_MAX = 10_000  # (caller, model) plans kept; cleared when full
+
+
+class Rerouted(Exception):  # a signal between two stages, not an error
+    """Raised by a stage after this one (the budget stage's downgrade) that sent the request to
+    ``model`` instead of the model it asked for, before anything went upstream: its limits are
+    taken again, for ``model``."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self.model = model
 
 
 class LimiterUnavailable(GatewayError):
@@ -79,10 +94,15 @@ class RateLimitStage:
         self._plans: dict[tuple[str | None, str, int], _PlanEntry] = {}
         self._warned = -math.inf
 
-    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+    async def __call__(self, ctx: RequestContext, call_next: Handler, model: str | None = None) -> Result:
+        """``model``: the model the request was rerouted to (``Rerouted``); None: the one it names."""
         limiter = self._limiter()
         if limiter is None:
-            return await call_next(ctx)
+            try:
+                return await call_next(ctx)
+            except Rerouted:
+                pass
+            return await call_next(ctx)  # rerouted: no limits for the other model either
         principal = ctx.principal
         try:
             # The limits the caller's tenant set through the admin API (cached).
@@ -91,7 +111,7 @@ class RateLimitStage:
             if tenant is not None and (cache := self._stored()) is not None:
                 cached = cache.peek(tenant)
                 stored = cached if cached is not None else await cache.get(tenant)
-            planned = self._plan(ctx, stored)
+            planned = self._plan(ctx, stored, model)
             if planned is None:
                 limits: list[Limit] = []
             else:
@@ -116,36 +136,46 @@ class RateLimitStage:
         except Exception as exc:  # the limiter's store (Redis, the database) is unreachable
             return await self._unavailable(ctx, call_next, exc)
         if not limits:
-            return await call_next(ctx)
+            try:
+                return await call_next(ctx)
+            except Rerouted as rerouted:
+                model = rerouted.model
+            return await self(ctx, call_next, model)  # nothing taken here: the other model's limits
         assert planned is not None
         states = acquired.states
         if (refused := acquired.refused) is not None:
             raise _refusal(limits[refused], buckets[refused], acquired)
         write_rate_headers(ctx.response_headers, limits, states, planned.headers)
-        if not tokens:
-            return await call_next(ctx)
         try:
             return await call_next(ctx)
+        except Rerouted as rerouted:
+            model = rerouted.model
+            tokens = 0  # given back below: nothing of this model's to settle after the response
         finally:
-            # Settled with the budgets, in one callback after the response (pipeline/settle.py).
-            callbacks = ctx.post_response
-            settlement = callbacks[-1] if callbacks else None
-            if type(settlement) is not Settlement:
-                settlement = Settlement()
-                ctx.after(settlement)
-            settlement.limiter = limiter
-            settlement.buckets = buckets
-            settlement.states = states
-            settlement.indexes = planned.token_indexes
-            settlement.reserved = tokens
+            if tokens:
+                # Settled with the budgets, in one callback after the response (pipeline/settle.py).
+                callbacks = ctx.post_response
+                settlement = callbacks[-1] if callbacks else None
+                if type(settlement) is not Settlement:
+                    settlement = Settlement()
+                    ctx.after(settlement)
+                settlement.limiter = limiter
+                settlement.buckets = buckets
+                settlement.states = states
+                settlement.indexes = planned.token_indexes
+                settlement.reserved = tokens
+        await _give_back(ctx, limiter, buckets, states)
+        return await self(ctx, call_next, model)  # the limits of the model it is sent to
 
-    def _plan(self, ctx: RequestContext, stored: Stored) -> _Planned | None:
-        """The limits of this caller on this model (and its provider's own), kept while the
-        caller's record, the tenant's stored limits and the route's target are the same objects
-        (the caches and the model table hand out the same ones until a change). None: no limit."""
+    def _plan(self, ctx: RequestContext, stored: Stored, model: str | None) -> _Planned | None:
+        """The limits of this caller on ``model`` (None: the one the request names) and those of
+        its route's provider, kept while the caller's record, the tenant's stored limits and the
+        route's target are the same objects (the caches and the model table hand out the same
+        ones until a change). None: no limit."""
         principal = ctx.principal
-        model = ctx.request.get("model")
-        model = model if isinstance(model, str) else ""
+        if model is None:
+            named = ctx.request.get("model")
+            model = named if isinstance(named, str) else ""
         target = ctx.route.target if ctx.route is not None else None
         # The target's identity is part of the key: a model served by several deployments keeps
         # one plan per deployment (the entry keeps its target alive, so an id is not reused).
@@ -194,7 +224,23 @@ class RateLimitStage:
                         "admitted" if self._config.on_store_error == "open" else "refused")
         if self._config.on_store_error == "closed":
             raise LimiterUnavailable("rate limits cannot be checked right now; try again shortly")
-        return await call_next(ctx)
+        try:
+            return await call_next(ctx)
+        except Rerouted:
+            pass
+        return await call_next(ctx)  # rerouted: admitted without limits, as the first model was
+
+
+async def _give_back(ctx: RequestContext, limiter: RateLimiter, buckets: list[Bucket],
+                     states: Sequence[BucketState]) -> None:
+    """The request was rerouted before it was sent: what it took is given back, in the slots it
+    was taken in, and the headers that described it are taken out."""
+    clear_rate_headers(ctx.response_headers)
+    try:
+        await limiter.adjust([tuple.__new__(Bucket, (*b[:3], -b.amount)) for b in buckets],
+                             [s.slot for s in states])
+    except Exception as exc:  # held until its window passes, as a failed correction is
+        log.warning("rate limiter: giving back a rerouted request's limits failed (%s)", type(exc).__name__)
 
 
 def _refusal(limit: Limit, bucket: Bucket, acquired: Acquired) -> GatewayError:

@@ -8,19 +8,25 @@ of at least ``min_requests`` requests within ``window_seconds``, of the error cl
 one request at a time is let through (the probe); its answer brings the deployment back, its
 failure cools it down again.
 
-``available`` is read on every routed request and never waits: it reads the state this process
-keeps. With Redis (stores/redis/health.py) failures are also counted there (the streak spans
-every instance), a cooldown opened by any instance is published on the change feed's
-``health`` topic and adopted by every other at once, and the half-open probe is claimed with
-SET NX so one instance at a time sends it. A request that answers costs nothing in Redis unless
-the deployment has failed since its last answer. If Redis is unreachable the bookkeeping goes
-on in this process alone: health never fails a request.
+``take`` is asked before every attempt and never waits: it reads the state this process keeps.
+Half-open, it hands the probe to one attempt as a token (a ``Probe``): only the attempt holding
+it makes the deployment's probe, so only its ``started``, ``succeeded``, ``failed`` and
+``released`` count as the probe's; an attempt without it (one sent before the breaker opened)
+decides nothing and frees nothing. With Redis (stores/redis/health.py) failures are also
+counted there (the streak spans every instance), a cooldown opened by any instance is published
+on the change feed's ``health`` topic and adopted by every other at once, and the half-open
+probe is claimed with SET NX so one instance at a time sends it; the claim holds the probe's
+token, so only its attempt extends or drops it (a late release of an older probe cannot free a
+newer claim). A request that answers costs nothing in Redis unless the deployment has failed
+since its last answer. If Redis is unreachable the bookkeeping goes on in this process alone:
+health never fails a request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -28,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -48,6 +54,10 @@ CLAIM_RETRY_SECONDS = 0.25
 WARN_SECONDS = 60.0
 
 Key = tuple[str, str]
+# What ``take`` answers: None, the deployment is closed (send freely); False, it may not be sent
+# now (cooling down, or another attempt holds its probe); a token, this attempt is its probe.
+Probe = str
+Taken = Probe | Literal[False] | None
 # Told of a deployment's cooldown opening (True) and of its recovery (False): (group,
 # deployment, cooling down). Called on the event loop; must be quick and must not raise.
 Listener = Callable[[str, str, bool], None]
@@ -59,7 +69,9 @@ class _State:
     tripped: bool = False  # cooling down, or half-open once ``until`` has passed
     until: float = 0.0  # the cooldown's end (this process's monotonic clock)
     probe_until: float = 0.0  # half-open: a probe is out until then
+    probe: Probe | None = None  # the token of the attempt holding the probe
     granted: float = 0.0  # cluster: this instance holds the probe claim until then
+    claim: Probe | None = None  # cluster: the token that claim is held under
     claiming: bool = False
     next_claim: float = 0.0
     dirty: bool = False  # failed since its last answer (the shared streak needs a reset)
@@ -79,8 +91,10 @@ class Health:
         self._subscription: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned = -WARN_SECONDS
-        # This instance's name on a probe claim in Redis: only the holder may extend it.
+        # This instance's name, the start of its probes' tokens (``<holder>:<n>``, one per
+        # probe): a probe claim in Redis holds its token, so only that probe extends or drops it.
         self._holder = uuid.uuid4().hex
+        self._probes = itertools.count(1)
         # Who hears of cooldowns and recoveries (the alerts); an empty list costs nothing.
         self.listeners: list[Listener] = []
 
@@ -103,46 +117,69 @@ class Health:
 
     # -- the request path ------------------------------------------------------------------
 
-    def available(self, route: Route, now: float) -> bool:
-        """Whether ``route`` may be sent a request now (sync: read on the hot path). Half-open,
-        it answers True once, for the probe."""
-        return self._may_send(route, now, take=True)
+    def take(self, route: Route, now: float | None = None) -> Taken:
+        """Whether ``route`` may be sent an attempt now (sync: asked before every attempt). None:
+        closed, send it; False: not now; a ``Probe``: half-open, and this attempt is its probe,
+        the token to pass to ``started`` and to the outcome. ``now``: ``time.monotonic()``, read
+        only for a deployment that is out."""
+        state = self._states.get((route.target.name, route.deployment))
+        if state is None or not state.tripped:
+            return None
+        if now is None:
+            now = time.monotonic()
+        if now < state.until or now < state.probe_until:
+            return False
+        if self._shared is None:
+            probe = self._token()
+        elif self._won(route, state, now) and state.claim is not None:
+            probe = state.claim  # the claim this instance won in Redis
+        else:
+            return False
+        state.granted, state.claim = 0.0, None
+        state.probe = probe
+        state.probe_until = now + GRANT_SECONDS  # to be sent within this, else another may go
+        return probe
 
     def eligible(self, route: Route, now: float) -> bool:
-        """As :meth:`available`, without taking a half-open route's probe: for a plan, which
-        takes it only for the route it tries first (a route planned behind another, and never
-        tried, must not keep its probe from the next request)."""
-        return self._may_send(route, now, take=False)
-
-    def _may_send(self, route: Route, now: float, take: bool) -> bool:
+        """Whether ``route`` may be planned: as :meth:`take`, without taking a half-open route's
+        probe (the attempt that sends it takes it; a route planned and never tried must not keep
+        its probe from the next request)."""
         state = self._states.get((route.target.name, route.deployment))
         if state is None or not state.tripped:
             return True
         if now < state.until or now < state.probe_until:
             return False
-        if self._shared is None or now < state.granted:
-            if take:
-                state.granted = 0.0
-                state.probe_until = now + GRANT_SECONDS
+        return self._shared is None or self._won(route, state, now)
+
+    def _won(self, route: Route, state: _State, now: float) -> bool:
+        """Cluster, half-open: whether this instance holds the probe's claim in Redis; if not,
+        it asks for it in the background (answered by a later request)."""
+        if now < state.granted and state.claim is not None:
             return True
         if not state.claiming and now >= state.next_claim:
             state.claiming = True
             self._spawn(self._claim((route.target.name, route.deployment), state, route))
         return False
 
-    def started(self, route: Route) -> None:
-        """A request is being sent to ``route``: if it is half-open, this is its probe, out until
-        answered (a retry may reach a half-open route its plan did not take the probe for)."""
+    def _token(self) -> Probe:
+        return f"{self._holder}:{next(self._probes)}"
+
+    def started(self, route: Route, probe: Probe | None) -> None:
+        """An attempt is being sent to ``route``; ``probe``: its token when it took the probe,
+        which is then out until answered (else the grant would lapse in seconds)."""
+        if probe is None:
+            return  # the common case: not a probe
         key = (route.target.name, route.deployment)
         state = self._states.get(key)
-        if state is not None and state.tripped and (state.probe_until > 0 or self._clock() >= state.until):
-            state.probe_until = self._clock() + route.target.timeouts.total
-            if self._shared is not None:
-                # The claim was short (a grant unused lapses in seconds): now it must outlast the probe.
-                self._spawn(self._extend(key, route))
+        if state is None or state.probe != probe:
+            return  # no longer its probe: the deployment recovered, or cooled down again
+        state.probe_until = self._clock() + route.target.timeouts.total
+        if self._shared is not None:
+            # The claim was short (a grant unused lapses in seconds): now it must outlast the probe.
+            self._spawn(self._extend(key, route, probe))
 
-    def succeeded(self, route: Route) -> None:
-        """``route`` answered."""
+    def succeeded(self, route: Route, probe: Probe | None = None) -> None:
+        """``route`` answered; ``probe``: the attempt's token, if it took one."""
         key = (route.target.name, route.deployment)
         state = self._states.get(key)
         if state is None:
@@ -150,14 +187,15 @@ class Health:
                 return  # the common case: nothing to count
             state = self._states[key] = _State()
         now = self._clock()
-        probe = state.tripped and now >= state.until
-        if probe:
+        if probe is not None and state.tripped and probe == state.probe:
             log.info("deployment %s of %s is healthy again", key[1], key[0])
             del self._states[key]
             self._tell(key, False)
             if self._shared is not None:
                 self._spawn(self._recovered(key))
             return
+        # Not the probe (an attempt sent before the breaker opened): its answer is counted, but
+        # only the probe's brings the deployment back.
         state.streak = 0
         self._count(state, now, failed=False)
         if state.dirty:
@@ -168,36 +206,41 @@ class Health:
                 and not any(s[2] for s in state.window)):
             del self._states[key]
 
-    def released(self, route: Route) -> None:
+    def released(self, route: Route, probe: Probe | None) -> None:
         """An attempt on ``route`` ended saying nothing about it (a caller's error, the client
-        gone, the deadline, a check never sent): a half-open probe's slot goes to the next
-        request at once, instead of staying taken until the probe's timeout."""
+        gone, the deadline, a check never sent), or was never sent: when it held the half-open
+        probe, the probe goes to the next request at once, instead of staying taken until its
+        timeout. Another attempt's ending frees nothing."""
+        if probe is None:
+            return  # the common case: not a probe
         key = (route.target.name, route.deployment)
         state = self._states.get(key)
-        if state is None or not state.probe_until:
-            return  # the common case: not half-open, or no probe out
-        state.probe_until = state.granted = 0.0
+        if state is None or state.probe != probe:
+            return
+        state.probe = None
+        state.probe_until = 0.0
         if self._shared is not None:
-            self._spawn(self._release(key))
+            self._spawn(self._release(key, probe))
 
-    def failed(self, route: Route, error: GatewayError) -> None:
-        """``route`` failed with ``error``; only the classes in ``cooldown.on`` count (a caller's
-        bad request says nothing about the deployment: a probe ending so frees its slot)."""
+    def failed(self, route: Route, error: GatewayError, probe: Probe | None = None) -> None:
+        """``route`` failed with ``error``; ``probe``: the attempt's token, if it took one. Only
+        the classes in ``cooldown.on`` count (a caller's bad request says nothing about the
+        deployment: a probe ending so frees its slot)."""
         if error_class(error) not in self._on:
-            self.released(route)
+            self.released(route, probe)
             return
         key = (route.target.name, route.deployment)
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = _State()
         now = self._clock()
-        if state.tripped and now < state.until:
-            return  # already out (a request sent before the cooldown opened)
-        probe = state.tripped
+        if state.tripped and (now < state.until or probe is None or probe != state.probe):
+            return  # already out, or half-open and not the probe (sent before the breaker opened)
+        probe_failed = state.tripped
         state.streak += 1
         state.dirty = True
         rate = self._count(state, now, failed=True)
-        trip = probe or rate or state.streak >= self.config.failures
+        trip = probe_failed or rate or state.streak >= self.config.failures
         if trip:
             self._open(key, state, now, self.config.seconds)
         if self._shared is not None:
@@ -236,6 +279,7 @@ class Health:
         state.tripped = True
         state.until = max(state.until, now + seconds)
         state.probe_until = state.granted = 0.0
+        state.probe = state.claim = None  # an attempt holding the old probe decides nothing now
         state.streak = 0
 
     def _prune(self, state: _State, now: float) -> None:
@@ -318,20 +362,20 @@ class Health:
             return
         await self._publish(key, 0)
 
-    async def _extend(self, key: Key, route: Route) -> None:
+    async def _extend(self, key: Key, route: Route, probe: Probe) -> None:
         if self._shared is None:
             return
         ms = int((GRANT_SECONDS + route.target.timeouts.total) * 1000)
         try:
-            await self._shared.extend_probe(key[0], key[1], ms, self._holder)
+            await self._shared.extend_probe(key[0], key[1], ms, probe)
         except Exception as exc:
             self._unreachable(exc)
 
-    async def _release(self, key: Key) -> None:
+    async def _release(self, key: Key, probe: Probe) -> None:
         if self._shared is None:
             return
         try:
-            await self._shared.release_probe(key[0], key[1], self._holder)
+            await self._shared.release_probe(key[0], key[1], probe)
         except Exception as exc:
             self._unreachable(exc)
 
@@ -339,18 +383,20 @@ class Health:
         try:
             if self._shared is None:
                 return
+            # The claim holds the token of the probe it is for: ``<this instance>:<n>``.
+            token = self._token()
             try:
-                claim = await self._shared.claim_probe(key[0], key[1], int(GRANT_SECONDS * 1000),
-                                                       self._holder)
+                claim = await self._shared.claim_probe(key[0], key[1], int(GRANT_SECONDS * 1000), token)
             except Exception as exc:
                 self._unreachable(exc)
-                state.granted = self._clock() + GRANT_SECONDS  # probe on this instance's say
+                # Probe on this instance's say.
+                state.granted, state.claim = self._clock() + GRANT_SECONDS, token
                 return
             now = self._clock()
             if claim.cooling_ms > 0:
                 self._open(key, state, now, claim.cooling_ms / 1000)
             elif claim.claimed:
-                state.granted = now + GRANT_SECONDS
+                state.granted, state.claim = now + GRANT_SECONDS, token
             else:
                 state.next_claim = now + CLAIM_RETRY_SECONDS
         finally:

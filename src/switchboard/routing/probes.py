@@ -20,6 +20,7 @@ from switchboard.background import stop_task
 from switchboard.catalog import Catalog
 from switchboard.config.schema import HealthCheckConfig
 from switchboard.errors import GatewayError, UpstreamTimeout
+from switchboard.routing.health import Probe
 from switchboard.routing.router import Router
 from switchboard.routing.table import Route
 
@@ -70,8 +71,8 @@ class HealthChecks:
     async def check_all(self) -> None:
         """One round: every deployment that may be checked now, a few at a time."""
         now = time.monotonic()
-        due = [r for r in self._routes() if self._health.available(r, now)]
-        await asyncio.gather(*(self._check(r) for r in due))
+        due = [(r, p) for r in self._routes() if (p := self._health.take(r, now)) is not False]
+        await asyncio.gather(*(self._check(r, p) for r, p in due))
 
     def _request(self, route: Route) -> tuple[str, dict[str, Any]]:
         entry = route.entry
@@ -81,7 +82,8 @@ class HealthChecks:
             return "embeddings_request", {"model": route.target.name, **EMBEDDING}
         return "chat_request", {"model": route.target.name, **CHAT}
 
-    async def _check(self, route: Route) -> None:
+    async def _check(self, route: Route, probe: Probe | None) -> None:
+        """One check of ``route``; ``probe``: a half-open route's probe, which the check is."""
         async with self._slots:
             try:
                 build, request = self._request(route)
@@ -89,11 +91,11 @@ class HealthChecks:
             except Exception:  # an adapter that cannot build the check: say nothing of health
                 log.warning("health check of %s of %s could not be sent", route.deployment,
                             route.target.name, exc_info=True)
-                self._health.released(route)  # a half-open one's probe goes to the next request
+                self._health.released(route, probe)  # a half-open one's probe goes to the next request
                 return
             # Started and finished through the router alike: the check is in flight in the
             # statistics while it runs, and leaves the real requests' count as it found it.
-            self._router.started(route)
+            self._router.started(route, 0, probe)
             began = time.perf_counter()
             error: GatewayError | None = None
             try:
@@ -110,6 +112,6 @@ class HealthChecks:
                             route.target.name, exc_info=True)
                 error = _NOT_ANSWERED
             except BaseException:  # the gateway stopping: the books balanced all the same
-                self._router.finished(route, _NOT_ANSWERED, time.perf_counter() - began)
+                self._router.finished(route, _NOT_ANSWERED, time.perf_counter() - began, None, probe)
                 raise
-            self._router.finished(route, error, time.perf_counter() - began)
+            self._router.finished(route, error, time.perf_counter() - began, None, probe)

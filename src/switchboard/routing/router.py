@@ -2,7 +2,9 @@
 which its deployments are tried, and what each attempt reports back (statistics, health).
 
 The route stage (pipeline/route.py) asks for a plan; the attempts stage (pipeline/attempts.py)
-walks it, reporting every attempt here, and asks for a fallback group's plan when it runs out.
+walks it, taking each deployment it sends to (``take``: a half-open one's probe goes to that
+attempt, whichever place a pin or a split gave it in the plan), reporting every attempt here,
+and asks for a fallback group's plan when it runs out.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import NamedTuple, Protocol
 from switchboard.errors import GatewayError, InvalidRequest, PermissionDenied, UpstreamUnavailable
 from switchboard.routing import prerouting, strategies
 from switchboard.routing.groups import Group
-from switchboard.routing.health import Health
+from switchboard.routing.health import Health, Probe, Taken
 from switchboard.routing.live import Snapshot
 from switchboard.routing.stats import DeploymentStats
 from switchboard.routing.table import Route
@@ -55,7 +57,7 @@ class Router:
         instead of the group's."""
         now = time.monotonic()
         single = group.single
-        if single is not None and needs is ANYWHERE and self.health.available(single, now):
+        if single is not None and needs is ANYWHERE and self.health.eligible(single, now):
             return [single]
         fitting = prerouting.eligible(group.deployments, needs.regions, needs.tokens, self.windows)
         eligible = [r for r in fitting if self.health.eligible(r, now)]
@@ -63,10 +65,8 @@ class Router:
                                    needs.prompt_tokens, needs.output_tokens)
         if not fitting and needs.tokens is not None and group.context_window_fallbacks:
             ordered = ordered + self._larger(group, needs, now)
-        if ordered:
-            # The first is tried: a half-open one's probe is taken now, so a concurrent request
-            # does not plan it too; the rest keep theirs until a retry reaches them.
-            self.health.available(ordered[0], now)
+        # No probe is taken here: the attempt that sends to a half-open deployment takes it
+        # (``take``), so a pin or a split sending elsewhere leaves it to the next request.
         return ordered
 
     def _larger(self, group: Group, needs: Needs, now: float) -> list[Route]:
@@ -111,28 +111,30 @@ class Router:
             f"no healthy deployment of the model '{group.name}': every one that may serve this "
             "request is cooling down after failures", code="no_healthy_deployment")
 
-    def available(self, route: Route) -> bool:
-        """Whether ``route`` may be sent a request now (a retry's check; a half-open route's probe
-        is taken)."""
-        return self.health.available(route, time.monotonic())
+    def take(self, route: Route) -> Taken:
+        """Whether an attempt may be sent to ``route`` now, asked right before it is: None (yes),
+        False (no: cooling down, or another attempt holds its probe), or a half-open route's
+        probe token, this attempt's to pass to ``started`` and ``finished``."""
+        return self.health.take(route)  # the clock is read only for a deployment that is out
 
-    def started(self, route: Route, tokens: int = 0) -> None:
-        """An attempt on ``route`` begins; ``tokens``: its prompt estimate (headroom)."""
+    def started(self, route: Route, tokens: int = 0, probe: Probe | None = None) -> None:
+        """An attempt on ``route`` begins; ``tokens``: its prompt estimate (headroom); ``probe``:
+        what ``take`` gave it."""
         self.stats.started(route, tokens)
-        self.health.started(route)
+        self.health.started(route, probe)
 
     def finished(self, route: Route, error: GatewayError | None, seconds: float,
-                 first_byte: float | None = None) -> None:
+                 first_byte: float | None = None, probe: Probe | None = None) -> None:
         # An error without a code (an upstream 4xx whose body gave none) is named by its type,
         # which the status gives when the body did not: "not_found_error", not "error".
         self.stats.finished(route, error is None, seconds, first_byte,
                             None if error is None else error.code or error.type)
         if error is None:
-            self.health.succeeded(route)
+            self.health.succeeded(route, probe)
         elif self.may_cool_down(route):
-            self.health.failed(route, error)  # an error that does not count frees a probe's slot
+            self.health.failed(route, error, probe)  # an error that does not count frees a probe's slot
         else:
-            self.health.released(route)
+            self.health.released(route, probe)
 
     def may_cool_down(self, route: Route) -> bool:
         """Whether failures may take ``route`` out: not the one deployment of a group without

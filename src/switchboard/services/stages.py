@@ -100,8 +100,8 @@ class ServiceRateLimitStage(RateLimitStage):
         super().__init__(config, limiter, stored)
         self._service_plans: dict[tuple[str | None, str], tuple[Any, Stored, Service, _Planned | None]] = {}
 
-    def _plan(self, ctx: RequestContext, stored: Stored) -> _Planned | None:
-        service = _service_ctx(ctx).service
+    def _plan(self, ctx: RequestContext, stored: Stored, model: str | None) -> _Planned | None:
+        service = _service_ctx(ctx).service  # no model: never rerouted
         assert service is not None
         principal = ctx.principal
         key = (principal.id if principal is not None else None, service.name)

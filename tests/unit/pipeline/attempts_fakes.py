@@ -11,6 +11,7 @@ from typing import Any
 from switchboard.context import Chunk, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, UpstreamUnavailable
 from switchboard.routing.groups import Group
+from switchboard.routing.health import Probe, Taken
 from switchboard.routing.router import ANYWHERE, Needs, Router
 from tests.unit.pipeline.fakes import context
 
@@ -56,6 +57,7 @@ class FakeRouter(Router):
         self.finishes: list[tuple[str, GatewayError | None]] = []
         self.out: set[str] = set()  # deployments health keeps out (cooling down, probe held)
         self.asked: list[str] = []  # every availability check, in order
+        self.cool_on_failure = False  # a failed deployment is kept out from then on
 
     def plan(self, group: Group, needs: Needs = ANYWHERE) -> list[Any]:
         return list(self.plans.get(group.name, group.deployments))
@@ -63,17 +65,19 @@ class FakeRouter(Router):
     def refusal(self, group: Group, needs: Needs = ANYWHERE) -> GatewayError:
         return UpstreamUnavailable(f"nothing for {group.name}", code="no_deployment_available")
 
-    def available(self, route: Any) -> bool:
+    def take(self, route: Any) -> Taken:
         self.asked.append(route.deployment)
-        return route.deployment not in self.out
+        return False if route.deployment in self.out else None
 
-    def started(self, route: Any, tokens: int = 0) -> None:
+    def started(self, route: Any, tokens: int = 0, probe: Probe | None = None) -> None:
         self.in_flight += 1
 
     def finished(self, route: Any, error: GatewayError | None, seconds: float,
-                 first_byte: float | None = None) -> None:
+                 first_byte: float | None = None, probe: Probe | None = None) -> None:
         self.in_flight -= 1
         self.finishes.append((route.deployment, error))
+        if error is not None and self.cool_on_failure:
+            self.out.add(route.deployment)
 
 
 @dataclass

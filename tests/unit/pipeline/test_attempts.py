@@ -99,7 +99,20 @@ async def test_a_retry_skips_a_deployment_health_keeps_out(clock: Clock) -> None
     ctx = new_context(group=g, candidates=[A, B, C])
     result = await stage(router, clock)(ctx, script)
     assert isinstance(result, Reply) and script.calls == ["a", "c"]
-    assert router.asked == ["b", "c"]  # checked in the plan's order; the first let through is tried
+    assert router.asked == ["a", "b", "c"]  # checked in the plan's order; the first let through is tried
+
+
+async def test_a_first_candidate_health_keeps_out_since_the_plan_is_passed_over(clock: Clock) -> None:
+    # Planned, then taken by another request (a half-open deployment's probe) before this one's
+    # first attempt: never sent without its probe, the next candidate is tried at once.
+    g = group("g", [A, B])
+    router = FakeRouter({"g": g})
+    router.out = {"a"}
+    script = Script(clock, {})
+    ctx = new_context(group=g, candidates=[A, B])
+    result = await stage(router, clock)(ctx, script)
+    assert isinstance(result, Reply) and script.calls == ["b"]
+    assert router.asked == ["a", "b"] and router.finishes == [("b", None)]
 
 
 async def test_retries_stop_when_health_keeps_every_deployment_out(clock: Clock) -> None:
@@ -109,14 +122,14 @@ async def test_retries_stop_when_health_keeps_every_deployment_out(clock: Clock)
     router = FakeRouter({"g": g, "f": group("f", [FC])})
     script = Script(clock, {"a": [Outcome(error=UpstreamBadGateway("boom"))]})
     ctx = new_context(group=g, candidates=[A, B])
-    router.out = {"a", "b"}
+    router.out, router.cool_on_failure = {"b"}, True
     result = await stage(router, clock)(ctx, script)
     assert isinstance(result, Reply) and script.calls == ["a", "c"]
     assert ctx.response_headers["x-switchboard-model"] == "f"
     # With no fallback, the last error is the answer.
     alone = group("alone", [A, B], num_retries=3)
     router = FakeRouter({"alone": alone})
-    router.out = {"a", "b"}
+    router.out, router.cool_on_failure = {"b"}, True
     script = Script(clock, {"a": [Outcome(error=UpstreamBadGateway("boom"))]})
     with pytest.raises(UpstreamBadGateway):
         await stage(router, clock)(new_context(group=alone, candidates=[A, B]), script)

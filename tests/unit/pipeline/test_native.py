@@ -52,7 +52,7 @@ def test_stages_that_wrap_a_stream_keep_the_flag() -> None:
         wrapped = map_result(native, batch=lambda b: b)
         assert isinstance(wrapped, StreamReply) and wrapped.native
         stage = AttemptStage(FakeRouter({}))
-        primed = await stage._primed(ctx(), route("anthropic"), wrapped, 0.0)
+        primed = await stage._primed(ctx(), route("anthropic"), wrapped, 0.0, None)
         assert primed.native
         assert [b async for b in primed.chunks] == [[{WIRE: b"event: ping\n\n"}]]
         plain = map_result(StreamReply(_batches([{"choices": []}])), batch=lambda b: b)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from switchboard.config.schema import CooldownConfig
+from switchboard.context import Reply, RequestContext
 from switchboard.errors import (
     GatewayError,
     InvalidRequest,
@@ -17,10 +18,12 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from switchboard.pipeline.attempts import AttemptAbandoned, DeadlinePassed
+from switchboard.pipeline.attempts import AttemptAbandoned, AttemptStage, DeadlinePassed
 from switchboard.routing.health import Health
-from switchboard.routing.router import Router
+from switchboard.routing.pinning import PIN_DEPLOYMENT, pinned
+from switchboard.routing.router import ANYWHERE, Router
 from switchboard.routing.table import Route
+from tests.unit.pipeline.attempts_fakes import new_context
 from tests.unit.routing.health_world import Clock, route, router
 
 FAIL = UpstreamUnavailable("down")
@@ -37,29 +40,30 @@ def test_consecutive_failures_open_a_cooldown_then_one_probe_decides() -> None:
     _, a = _one(health)
     for _ in range(2):
         health.failed(a, FAIL)
-    assert health.available(a, clock.now)
+    assert health.take(a, clock.now) is None  # closed: sent, no probe
     health.failed(a, FAIL)
-    assert not health.available(a, clock.now)
+    assert health.take(a, clock.now) is False
     assert health.state(a)["status"] == "cooling_down"
     assert health.state(a)["until"] is not None
     clock.now += 9.9
-    assert not health.available(a, clock.now)
+    assert health.take(a, clock.now) is False
     clock.now += 0.2
     assert health.state(a)["status"] == "half_open"
-    assert health.available(a, clock.now)  # the probe
-    health.started(a)
-    assert not health.available(a, clock.now)  # one at a time
-    assert not health.available(a, clock.now + 5)
-    health.succeeded(a)
-    assert health.available(a, clock.now)
+    probe = health.take(a, clock.now)
+    assert isinstance(probe, str)  # this attempt is the probe
+    health.started(a, probe)
+    assert health.take(a, clock.now) is False  # one at a time
+    assert health.take(a, clock.now + 5) is False
+    health.succeeded(a, probe)
+    assert health.take(a, clock.now) is None
     assert health.state(a) == {"status": "healthy", "until": None, "recent_failures": 0}
 
 
-def test_a_plan_takes_the_probe_of_the_deployment_it_tries_first_and_leaves_the_others() -> None:
-    # Both deployments half-open: the plan tries ``a`` first (round-robin) and takes its probe;
-    # ``b``, planned behind it and not tried, keeps its own for the next request. (Taking every
-    # planned deployment's probe left ``b`` out until its grant lapsed, request after request,
-    # for as long as the strategy put it second.)
+def test_a_plan_takes_no_probe_the_attempt_that_sends_takes_it() -> None:
+    # Both deployments half-open: the plan lists both and takes neither probe; the attempt that
+    # sends to one takes its probe, and the other keeps its own for the next request. (The plan
+    # used to take the probe of the deployment it put first, held unused when a pin or a split
+    # then sent the request elsewhere.)
     clock = Clock(time.monotonic() - 100)  # the cooldowns below ended long ago in real time
     health = Health(CooldownConfig(failures=1, seconds=10), clock=clock)
     r = router([{"name": "g", "deployment": "a"}, {"name": "g", "deployment": "b"}],
@@ -71,24 +75,21 @@ def test_a_plan_takes_the_probe_of_the_deployment_it_tries_first_and_leaves_the_
     clock.now = time.monotonic()
     assert health.state(a)["status"] == health.state(b)["status"] == "half_open"
     assert [x.deployment for x in r.plan(g)] == ["a", "b"]
+    assert [x.deployment for x in r.plan(g)] == ["b", "a"]  # nothing was taken
+    probe = r.take(a)
+    assert probe
     assert [x.deployment for x in r.plan(g)] == ["b"]  # a's probe is out, b's was kept
+    assert r.take(b)
     assert r.plan(g) == []  # one probe each, at a time
-    # A retry reaching a half-open deployment the plan did not take the probe for makes it
-    # the probe: its answer brings it back, as for any probe.
-    clock.now = time.monotonic() - 50
-    health.failed(a, FAIL)  # the probe failed: out again, half-open again 10 s later
-    clock.now = time.monotonic()
-    assert health.eligible(a, clock.now)
-    r.started(a)
-    assert not health.eligible(a, time.monotonic())
-    r.finished(a, None, 0.1)
+    r.started(a, 0, probe)
+    r.finished(a, None, 0.1, None, probe)
     assert health.state(a)["status"] == "healthy"
 
 
-def test_a_retry_asks_the_router_and_takes_a_half_open_deployments_probe_once() -> None:
-    # The attempts stage asks Router.available before each retry: a cooling deployment is
-    # skipped, a half-open one lets one retry through (its probe), and another request's retry
-    # then finds the probe held and goes elsewhere (before, both were sent: two probes).
+def test_a_retry_takes_a_half_open_deployments_probe_once() -> None:
+    # The attempts stage asks Router.take before each retry: a cooling deployment is skipped, a
+    # half-open one lets one retry through (its probe), and another request's retry then finds
+    # the probe held and goes elsewhere.
     clock = Clock(time.monotonic() - 50)
     health = Health(CooldownConfig(failures=1, seconds=10), clock=clock)
     r, a = _one(health)
@@ -96,13 +97,14 @@ def test_a_retry_asks_the_router_and_takes_a_half_open_deployments_probe_once() 
     health.failed(a, FAIL)  # 50 s ago: half-open now
     clock.now = time.monotonic()
     health.failed(b, FAIL)
-    assert not r.available(b)  # cooling down
+    assert r.take(b) is False  # cooling down
     assert health.state(a)["status"] == "half_open"
-    assert r.available(a)  # this retry is the probe
-    r.started(a)
-    assert not r.available(a)  # another request's retry: the probe is out
-    r.finished(a, None, 0.1)
-    assert r.available(a) and health.state(a)["status"] == "healthy"
+    probe = r.take(a)  # this retry is the probe
+    assert probe
+    r.started(a, 0, probe)
+    assert r.take(a) is False  # another request's retry: the probe is out
+    r.finished(a, None, 0.1, None, probe)
+    assert r.take(a) is None and health.state(a)["status"] == "healthy"
 
 
 def test_a_failed_probe_cools_the_deployment_down_again() -> None:
@@ -111,12 +113,13 @@ def test_a_failed_probe_cools_the_deployment_down_again() -> None:
     _, a = _one(health)
     health.failed(a, UpstreamTimeout("slow"))
     clock.now += 5
-    assert health.available(a, clock.now)
-    health.started(a)
-    health.failed(a, UpstreamBadGateway("still broken", status=500))
-    assert not health.available(a, clock.now)
-    assert not health.available(a, clock.now + 4.9)
-    assert health.available(a, clock.now + 5)
+    probe = health.take(a, clock.now)
+    assert probe
+    health.started(a, probe)
+    health.failed(a, UpstreamBadGateway("still broken", status=500), probe)
+    assert health.take(a, clock.now) is False
+    assert health.take(a, clock.now + 4.9) is False
+    assert health.take(a, clock.now + 5)
 
 
 def test_a_probe_let_through_but_never_sent_frees_the_slot() -> None:
@@ -125,9 +128,9 @@ def test_a_probe_let_through_but_never_sent_frees_the_slot() -> None:
     _, a = _one(health)
     health.failed(a, FAIL)
     clock.now += 1
-    assert health.available(a, clock.now)  # planned, but another answered
-    assert not health.available(a, clock.now + 1)
-    assert health.available(a, clock.now + 5)
+    assert health.take(a, clock.now)  # taken, but never sent
+    assert health.take(a, clock.now + 1) is False
+    assert health.take(a, clock.now + 5)
 
 
 NEUTRAL = [
@@ -152,16 +155,49 @@ def test_a_probe_that_ends_saying_nothing_of_the_deployment_frees_the_slot_at_on
     r.started(a)
     r.finished(a, FAIL, 0.1)
     clock.now += 5
-    assert health.available(a, clock.now)  # the probe
-    r.started(a)
-    assert not health.available(a, clock.now)
-    r.finished(a, outcome, 0.1)
+    probe = health.take(a, clock.now)  # the probe
+    assert probe
+    r.started(a, 0, probe)
+    assert health.take(a, clock.now) is False
+    r.finished(a, outcome, 0.1, None, probe)
     assert health.state(a)["status"] == "half_open"  # no answer yet: still half-open...
-    assert health.available(a, clock.now)  # ... and the next request is the probe
-    r.started(a)
-    assert not health.available(a, clock.now)  # one at a time still
-    r.finished(a, None, 0.1)
+    again = health.take(a, clock.now)  # ... and the next request is the probe
+    assert again
+    r.started(a, 0, again)
+    assert health.take(a, clock.now) is False  # one at a time still
+    r.finished(a, None, 0.1, None, again)
     assert health.state(a)["status"] == "healthy"
+
+
+def test_only_the_attempt_holding_the_probe_frees_it_or_decides_it() -> None:
+    # Attempts sent before the breaker opened, ending while the deployment is half-open: one
+    # ending saying nothing freed the probe's slot though another attempt held it (two probes
+    # out at once), and any answer or failure was taken as the probe's.
+    clock = Clock()
+    health = Health(CooldownConfig(failures=1, seconds=5), clock=clock)
+    r, a = _one(health)
+    for _ in range(3):
+        r.started(a)  # older requests, in flight
+    r.started(a)
+    r.finished(a, FAIL, 0.1)  # opens the breaker
+    clock.now += 5
+    probe = health.take(a, clock.now)
+    assert probe
+    r.started(a, 0, probe)
+    r.finished(a, UpstreamError("bad", status=400), 0.1)  # an older one ends saying nothing
+    assert health.take(a, clock.now) is False  # the probe is still out: no second one
+    r.finished(a, FAIL, 0.1)  # an older one fails: not the probe's result
+    assert health.state(a)["status"] == "half_open"
+    r.finished(a, None, 0.1)  # an older one answers: not the probe's result either
+    assert health.state(a)["status"] == "half_open" and health.take(a, clock.now) is False
+    r.finished(a, UpstreamError("bad", status=400), 0.1, None, probe)  # the probe ends saying nothing
+    newer = health.take(a, clock.now)
+    assert newer and newer != probe
+    r.started(a, 0, newer)
+    health.released(a, probe)  # a late release of the older probe frees nothing
+    assert health.take(a, clock.now) is False
+    r.finished(a, FAIL, 0.1, None, newer)  # the probe's failure decides
+    assert health.state(a)["status"] == "cooling_down"
 
 
 def test_a_probe_of_the_one_deployment_that_may_not_cool_down_is_freed_too() -> None:
@@ -174,10 +210,11 @@ def test_a_probe_of_the_one_deployment_that_may_not_cool_down_is_freed_too() -> 
     assert solo is not None and solo.single is not None and not r.may_cool_down(solo.single)
     health.failed(solo.single, FAIL)
     clock.now += 5
-    assert health.available(solo.single, clock.now)
-    r.started(solo.single)
-    r.finished(solo.single, AttemptAbandoned("gone"), 0.1)
-    assert health.available(solo.single, clock.now)
+    probe = health.take(solo.single, clock.now)
+    assert probe
+    r.started(solo.single, 0, probe)
+    r.finished(solo.single, AttemptAbandoned("gone"), 0.1, None, probe)
+    assert health.take(solo.single, clock.now)
 
 
 def test_a_success_resets_the_streak() -> None:
@@ -187,7 +224,7 @@ def test_a_success_resets_the_streak() -> None:
     for _ in range(5):
         health.failed(a, FAIL)
         health.succeeded(a)
-    assert health.available(a, clock.now)
+    assert health.take(a, clock.now) is None
     assert health.state(a)["recent_failures"] == 5
 
 
@@ -202,7 +239,7 @@ def test_failures_outside_the_configured_classes_do_not_count(error: GatewayErro
     health = Health(CooldownConfig(failures=1), clock=clock)
     _, a = _one(health)
     health.failed(a, error)
-    assert health.available(a, clock.now)
+    assert health.take(a, clock.now) is None
     assert health.state(a)["status"] == "healthy"
 
 
@@ -217,18 +254,18 @@ def test_a_failure_rate_within_the_window_opens_a_cooldown() -> None:
             health.failed(a, FAIL)
         else:
             health.succeeded(a)
-    assert health.available(a, clock.now)
+    assert health.eligible(a, clock.now)
     clock.now += 20  # the window moves on: those are forgotten
     for _ in range(6):
         health.succeeded(a)
     for _ in range(3):
         health.failed(a, FAIL)
-    assert health.available(a, clock.now)  # 3 of 9
+    assert health.eligible(a, clock.now)  # 3 of 9
     health.failed(a, FAIL)  # 4 of 10: under 50 %
-    assert health.available(a, clock.now)
+    assert health.eligible(a, clock.now)
     health.failed(a, FAIL)
     health.failed(a, FAIL)  # 6 of 12
-    assert not health.available(a, clock.now)
+    assert not health.eligible(a, clock.now)
 
 
 def test_the_router_plans_around_a_cooling_deployment_and_refuses_with_503_naming_the_group() -> None:
@@ -263,4 +300,32 @@ def test_the_one_deployment_of_a_group_without_fallbacks_is_never_taken_out() ->
     assert r.plan(solo) == [solo.single]
     # With a fallback, taking it out sends requests there at once.
     assert r.plan(backed) == []
-    assert r.health.available(backed.single, time.monotonic() + 61)
+    assert r.health.eligible(backed.single, time.monotonic() + 61)
+
+
+async def test_a_pinned_request_takes_the_probe_of_the_deployment_it_is_sent_to() -> None:
+    # Both deployments half-open, the request pinned to the one the plan puts second: the plan
+    # used to take the first one's probe (held unused while the request went elsewhere) and send
+    # the pinned one without taking its probe (a second probe could go out at once).
+    clock = Clock(time.monotonic() - 100)
+    health = Health(CooldownConfig(failures=1, seconds=10), clock=clock)
+    r = router([{"name": "g", "deployment": "a"}, {"name": "g", "deployment": "b"}],
+               {"strategy": "round-robin", "allow_pinning": True}, health=health)
+    g, a, b = r.group("g"), route(r, "g", "a"), route(r, "g", "b")
+    assert g is not None
+    health.failed(a, FAIL)
+    health.failed(b, FAIL)
+    clock.now = time.monotonic()
+    candidates = pinned(r, g, ANYWHERE, {PIN_DEPLOYMENT: "b"})
+    assert candidates == [b]
+    assert health.eligible(a, time.monotonic())  # nothing taken for a, which is not sent
+    held: list[bool] = []
+
+    async def upstream(ctx: RequestContext) -> Reply:
+        held.append(health.take(b, time.monotonic()) is False)  # b's probe is out: this one
+        return Reply({"ok": True})
+
+    await AttemptStage(r)(new_context(group=g, candidates=candidates), upstream)
+    assert held == [True]
+    assert health.state(b)["status"] == "healthy"  # the probe's answer decided
+    assert health.state(a)["status"] == "half_open" and health.take(a, time.monotonic())

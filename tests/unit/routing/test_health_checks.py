@@ -74,7 +74,7 @@ async def test_a_check_that_cannot_be_built_leaves_the_probe_to_the_next_request
 
     monkeypatch.setattr(a.adapter, "chat_request", broken)
     await _checks(r, a).check_all()  # took the probe, then could not send it
-    assert r.health.available(a, time.monotonic())  # the next request probes at once
+    assert r.health.take(a, time.monotonic())  # the next request probes at once
     d = r.stats.peek(a)
     assert d is not None and d.in_flight == 0
 
@@ -94,9 +94,9 @@ async def test_a_check_stopped_with_the_gateway_balances_the_books_and_frees_the
     await sent.wait()
     d = r.stats.peek(a)
     assert d is not None and d.in_flight == 1
-    assert not r.health.available(a, time.monotonic())  # the check is the probe
+    assert r.health.take(a, time.monotonic()) is False  # the check is the probe
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert d.in_flight == 0
-    assert r.health.available(a, time.monotonic())
+    assert r.health.take(a, time.monotonic())

@@ -63,6 +63,14 @@ def _deployment() -> Route:
     return route(r, "g", "a")
 
 
+def _took(health: Health, a: Route, taken: list[str]) -> bool:
+    """Whether ``health`` gave ``a``'s probe to an attempt now (its token kept in ``taken``)."""
+    probe = health.take(a, time.monotonic())
+    if probe:
+        taken.append(probe)
+    return bool(probe)
+
+
 async def _until(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> float:
     """Poll ``condition`` until true; the seconds it took (fails after ``deadline``)."""
     start = time.monotonic()
@@ -77,8 +85,8 @@ async def test_a_cooldown_opened_by_one_instance_is_seen_by_the_other_within_a_s
     a = _deployment()
     for _ in range(3):
         first.failed(a, FAIL)
-    assert not first.available(a, time.monotonic())
-    took = await _until(lambda: not second.available(a, time.monotonic()), "the other instance never saw it")
+    assert not first.eligible(a, time.monotonic())
+    took = await _until(lambda: not second.eligible(a, time.monotonic()), "the other instance never saw it")
     assert took < 1.0
     assert second.state(a)["status"] == "cooling_down"
 
@@ -91,30 +99,30 @@ async def test_the_failure_streak_spans_instances(pair: Pair) -> None:
     # Nothing is awaited by the caller: the reports run in the background.
     await _until(lambda: not first._tasks, "the failures were never reported")
     second.failed(a, FAIL)  # the third failure, on the other instance
-    await _until(lambda: not first.available(a, time.monotonic()), "the streak did not open the cooldown")
-    await _until(lambda: not second.available(a, time.monotonic()), "the streak did not open the cooldown")
+    await _until(lambda: not first.eligible(a, time.monotonic()), "the streak did not open the cooldown")
+    await _until(lambda: not second.eligible(a, time.monotonic()), "the streak did not open the cooldown")
 
 
 async def test_one_instance_at_a_time_probes_and_its_answer_reaches_every_instance(pair: Pair) -> None:
     first, second = await pair(CooldownConfig(failures=1, seconds=0.3))
     a = _deployment()
     first.failed(a, FAIL)
-    await _until(lambda: not second.available(a, time.monotonic()), "the other instance never saw it")
-    granted: list[Health] = []
+    await _until(lambda: not second.eligible(a, time.monotonic()), "the other instance never saw it")
+    granted: list[tuple[Health, str]] = []
     end = time.monotonic() + 1.5
     while time.monotonic() < end:
         for health in (first, second):
-            if health.available(a, time.monotonic()):
-                granted.append(health)
-                health.started(a)
+            if probe := health.take(a, time.monotonic()):
+                granted.append((health, probe))
+                health.started(a, probe)
         await asyncio.sleep(0.01)
     assert len(granted) == 1, "exactly one probe across both instances"
-    prober = granted[0]
+    prober, probe = granted[0]
     other = second if prober is first else first
-    assert not other.available(a, time.monotonic())
-    prober.succeeded(a)
-    assert prober.available(a, time.monotonic())
-    await _until(lambda: other.available(a, time.monotonic()), "the recovery never reached the other")
+    assert other.take(a, time.monotonic()) is False
+    prober.succeeded(a, probe)
+    assert prober.take(a, time.monotonic()) is None
+    await _until(lambda: other.take(a, time.monotonic()) is None, "the recovery never reached the other")
     assert other.state(a)["status"] == "healthy"
 
 
@@ -125,16 +133,37 @@ async def test_a_probe_that_ends_saying_nothing_releases_its_claim_to_every_inst
     first, second = await pair(CooldownConfig(failures=1, seconds=0.3))
     a = _deployment()
     first.failed(a, FAIL)
-    await _until(lambda: not second.available(a, time.monotonic()), "the other instance never saw it")
-    await _until(lambda: first.available(a, time.monotonic()), "no probe was granted", deadline=DEADLINE)
-    first.started(a)  # the probe is sent: its claim now outlasts it
+    await _until(lambda: not second.eligible(a, time.monotonic()), "the other instance never saw it")
+    taken: list[str] = []
+    await _until(lambda: _took(first, a, taken), "no probe was granted", deadline=DEADLINE)
+    first.started(a, taken[0])  # the probe is sent: its claim now outlasts it
     await _until(lambda: not first._tasks, "the claim was never extended")
-    assert not second.available(a, time.monotonic())
-    first.failed(a, BAD_REQUEST)
-    await _until(lambda: second.available(a, time.monotonic()), "the claim was never released")
-    second.started(a)
-    second.succeeded(a)
+    assert second.take(a, time.monotonic()) is False
+    first.failed(a, BAD_REQUEST, taken[0])
+    await _until(lambda: _took(second, a, taken), "the claim was never released")
+    second.started(a, taken[1])
+    second.succeeded(a, taken[1])
     await _until(lambda: first.state(a)["status"] == "healthy", "the recovery never reached the other")
+
+
+async def test_an_older_attempt_ending_saying_nothing_leaves_the_probes_claim(pair: Pair) -> None:
+    # An attempt sent before the breaker opened, ending in a caller's 400 on the instance that
+    # holds the probe, dropped that instance's claim: another instance then sent a second probe.
+    first, second = await pair(CooldownConfig(failures=1, seconds=0.3))
+    a = _deployment()
+    first.failed(a, FAIL)
+    await _until(lambda: not second.eligible(a, time.monotonic()), "the other instance never saw it")
+    taken: list[str] = []
+    await _until(lambda: _took(first, a, taken), "no probe was granted", deadline=DEADLINE)
+    first.started(a, taken[0])
+    first.failed(a, BAD_REQUEST)  # the older attempt: no probe of its own
+    await _until(lambda: not first._tasks, "the claim was never extended")
+    await _until(lambda: second.state(a)["status"] == "half_open", "the other is not half-open")
+    assert second.take(a, time.monotonic()) is False  # asks Redis for the claim...
+    await _until(lambda: not second._tasks, "the claim was never asked for")
+    assert second.take(a, time.monotonic()) is False  # ... refused: the probe holds it
+    first.succeeded(a, taken[0])
+    await _until(lambda: second.take(a, time.monotonic()) is None, "the recovery never reached the other")
 
 
 class _Down:
@@ -166,12 +195,13 @@ async def test_an_unreachable_redis_leaves_the_state_in_this_process() -> None:
     a = _deployment()
     health.failed(a, FAIL)
     health.failed(a, FAIL)
-    assert not health.available(a, time.monotonic())
+    assert not health.eligible(a, time.monotonic())
     await _until(lambda: not health._tasks, "the reports never ended")
     # Half-open: the claim fails, the probe is granted on this instance's own say.
-    await _until(lambda: health.available(a, time.monotonic()), "no probe without redis")
-    health.started(a)
-    health.succeeded(a)
+    taken: list[str] = []
+    await _until(lambda: _took(health, a, taken), "no probe without redis")
+    health.started(a, taken[0])
+    health.succeeded(a, taken[0])
     assert health.state(a)["status"] == "healthy"
     await _until(lambda: not health._tasks, "the reports never ended")
     await health.close()

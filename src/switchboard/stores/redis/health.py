@@ -1,13 +1,15 @@
 """Deployment health shared by every instance (routing/health.py): consecutive failures, the
 cooldown's end, and the half-open probe's claim, in Redis.
 
-A deployment is a hash ``sb:hc:{hc}:<group>\\x1f<deployment>`` holding ``streak`` (failures in a
-row, over every instance) and ``until`` (the cooldown's end, ms); its probe claim is the key
-``...:probe`` holding the claiming instance's id, set with NX and a short TTL (extended by its
-holder alone once the probe is sent), so one instance at a time probes it, a claim its holder
-never used lapses within seconds, and a probe that ended saying nothing about the deployment
-has its claim dropped by its holder. Every key carries the same hash tag. Time is the Redis
-server's, so every instance agrees on the cooldown's end; tests may pass a clock.
+A deployment is a hash ``sb:hc:{hc}:<group>\\x1f<deployment>`` holding ``streak`` (failures in
+a row, over every instance) and ``until`` (the cooldown's end, ms); its probe claim is the key
+``...:probe`` holding the probe's token (``<instance id>:<n>``, one per probe), set with NX and
+a short TTL (extended by its holder alone once the probe is sent), so one instance at a time
+probes it, a claim its holder never used lapses within seconds, and a probe that ended saying
+nothing about the deployment has its claim dropped by its holder; a late release or extension
+by an older probe of the same instance does not touch a newer claim. Every key carries the same
+hash tag. Time is the Redis server's, so every instance agrees on the cooldown's end; tests may
+pass a clock.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ redis.call('PEXPIRE', KEYS[1], """ + str(IDLE_MS) + """)
 return {0, 0}
 """
 
-# ARGV: now, probe ttl ms, holder. Returns {claimed (0/1), cooling ms}. The holder's own claim
-# is granted again (it asked, then sent nothing in time, and asks anew).
+# ARGV: now, probe ttl ms, holder (a probe's token, ``<instance>:<n>``). Returns {claimed (0/1),
+# cooling ms}. A claim of the same instance is taken over by the new token (it asked, then sent
+# nothing in time, and asks anew: its own probe out would not ask).
 CLAIM = LUA_NOW + """
 local untilms = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
 if untilms > now then
@@ -50,8 +53,10 @@ end
 if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', tonumber(ARGV[2])) then
   return {1, 0}
 end
-if redis.call('GET', KEYS[2]) == ARGV[3] then
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
+local held = redis.call('GET', KEYS[2])
+local instance = string.match(ARGV[3], '^[^:]*:') or ARGV[3]
+if held and (held == ARGV[3] or string.sub(held, 1, #instance) == instance) then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', tonumber(ARGV[2]))
   return {1, 0}
 end
 return {0, 0}
@@ -111,8 +116,9 @@ class RedisHealth:
             await pipe.execute()
 
     async def claim_probe(self, group: str, deployment: str, ttl_ms: int, holder: str) -> Claim:
-        """Claim the half-open probe for ``holder``: one holder at a time, for ``ttl_ms`` at most
-        unless the holder extends it once the probe is really sent (:meth:`extend_probe`)."""
+        """Claim the half-open probe for ``holder`` (a probe's token, ``<instance>:<n>``): one
+        holder at a time, for ``ttl_ms`` at most unless the holder extends it once the probe is
+        really sent (:meth:`extend_probe`). A claim of the same instance passes to ``holder``."""
         key = self._key(group, deployment)
         claimed, ms = await self._claim(keys=[key, key + ":probe"], args=[self._now(), ttl_ms, holder])
         return Claim(bool(int(claimed)), int(ms))
