@@ -75,6 +75,8 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiv
                             "roles": {"viewer": {"allow": ["*__read_note"]}}},
         },
         "limits": {"models": {"math__multiply": {"rpm": 3}}},
+        # The tenants' own servers (registered in a test) run on this host too.
+        "egress": {"allow_tenant_private_networks": True},
         "spend": {"flush_seconds": 0.1},
         "request_log": {"bodies": [{"model": "notes__*"}]},
         "metrics": {},
@@ -367,6 +369,38 @@ def test_a_tenants_own_server_serves_that_tenant_only(deployment: Deployment) ->
             assert {"secret__add", "math__add"} <= names  # its own server and the global ones
             added = await client.call_tool("secret__add", {"a": 1, "b": 2})
             assert added.structured_content == {"result": 3}
+
+    run(scenario())
+
+
+def test_two_tenants_servers_of_one_name_keep_their_own_tools(deployment: Deployment,
+                                                                upstreams: dict[str, McpUpstream]) -> None:
+    """Each tenant registers a server named ``srv`` (notes for one, math for the other): each
+    lists and calls its own server's tools, whichever listed first (the tool lists are cached)."""
+    first, second = (f"t-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    keys = {}
+    for tenant, server in ((first, "notes"), (second, "math")):
+        resp = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", json={"id": tenant}, headers=ADMIN,
+                          timeout=10)
+        assert resp.status_code == 201, resp.text
+        resp = httpx.post(f"{deployment.gateway.url}/admin/v1/mcp/servers", headers=ADMIN, timeout=10,
+                          json={"name": "srv", "url": upstreams[server].url, "tenant": tenant})
+        assert resp.status_code == 201, resp.text
+        keys[tenant], _ = deployment.key(tenant=tenant)
+
+    async def listed(tenant: str) -> set[str]:
+        async with session(deployment, keys[tenant]) as client:
+            return {t.name for t in (await client.list_tools()).tools if t.name.startswith("srv__")}
+
+    async def scenario() -> None:
+        assert "srv__add_note" in await listed(first)
+        assert await listed(second) == {"srv__add", "srv__multiply"}
+        assert "srv__multiply" not in await listed(first)
+        async with session(deployment, keys[second]) as client:
+            added = await client.call_tool("srv__add", {"a": 1, "b": 2})
+            assert added.structured_content == {"result": 3}
+            refused = await refusal(client, "srv__read_note", {"title": "welcome"})
+            assert "no such tool" in refused.error.message
 
     run(scenario())
 

@@ -83,8 +83,9 @@ class McpToolbox:
         self.config = config
         self.registry = registry
         self.permissions = Permissions(config)
-        # (server, credential identity) -> (expires, the server's tools)
-        self._tools: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
+        # (server key, credential identity) -> (expires, the server's tools); see _server_key
+        self._tools: dict[tuple[tuple[str | None, str, str | None], str],
+                          tuple[float, list[dict[str, Any]]]] = {}
         self._validators: dict[tuple[str, str, int], tuple[Mapping[str, Any], Any]] = {}
         # Runs a tools/call through the gateway's stages (set by the gateway): used by call_tool.
         self.runner: Runner | None = None
@@ -135,7 +136,7 @@ class McpToolbox:
             headers = await upstream.credentials.headers(upstream.server, principal)
         except AuthorizationRequired as required:
             raise AuthorizationNeeded(required) from None
-        key = (upstream.name, identity(headers))
+        key = (_server_key(upstream), identity(headers))
         now = time.monotonic()
         cached = self._tools.get(key)
         if cached is not None and cached[0] > now:
@@ -318,6 +319,13 @@ class McpToolbox:
         self.check(principal, tool)
         self.check_arguments(tool, arguments)
         return await self.call(tool, principal, arguments)
+
+
+def _server_key(upstream: Upstream) -> tuple[str | None, str, str | None]:
+    """What tells one server's tool list from another's: two tenants may each have a server of
+    one name, and a changed URL is another server, so the name alone would share lists."""
+    server = upstream.server
+    return server.tenant, server.name, server.url
 
 
 def _notice(server: str, error: BaseException, wait: float) -> str:
