@@ -3,6 +3,7 @@ variables against their schema, and the reference a chat request makes (prompts/
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -162,3 +163,61 @@ def test_a_reference() -> None:
         "p", None, "production", {"a": 1}
     )
     assert parse_reference({"id": "p", "version": 3}) == PromptRef("p", 3, None, {})
+
+
+_BIG = "{% set a = 'x' * 1000000 %}"  # one value at the output bound (the default, 1,000,000)
+_REFS = "{% set b = [" + ", ".join(["a"] * 100) + "] %}"  # 100 references to it: 100 MB as text
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        _BIG + "{% set b = [a] * 100 %}",  # repetition sized by content, not by item count
+        _BIG + _REFS + "{{ b }}",  # printing a container
+        _BIG + _REFS + "{{ b ~ '' }}",
+        _BIG + _REFS + "{{ b|string|length }}",
+        _BIG + _REFS + "{{ b|tojson|length }}",
+        _BIG + _REFS + "{{ b|join|length }}",  # join with no separator
+        _BIG + _REFS + "{{ b|map('upper')|list|length }}",  # a lazy filter's items together
+        _BIG + _REFS + "{{ ('%s' % (b,))|length }}",
+        _BIG + "{{ ('{0}' * 100).format(a)|length }}",  # one argument printed by many fields
+        _BIG + "{{ ('%(a)s' * 100)|format(a=a)|length }}",
+        "{{ ('{0:>999999}' * 100).format('')|length }}",  # widths each allowed, their sum is not
+        "{{ ('%(a)999999s' * 100)|format(a='')|length }}",
+        "{{ (('%999999s' * 100) % (('',) * 100))|length }}",
+        "{{ ('{:{}}' * 50).format('', 999999, '', 999999)|length }}",
+        "{% set a = 'x' * 300000 %}{% set d = dict(x=a) %}{{ [" + ", ".join(["d"] * 50) + "] }}",
+        "{% set a = 'x' * 300000 %}{% set d = namespace(x=a) %}{{ [" + ", ".join(["d"] * 50) + "] }}",
+    ],
+)
+def test_a_value_is_bounded_by_its_content_before_it_is_built(template: str) -> None:
+    """Many references to one large string are weighed as the text they make: refused with the
+    render failure before that text is allocated (the peak stays near the one large string)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(RenderError) as refused:
+            render(version(template), {"text": "t"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.code == "prompt_render_failed" and refused.value.status == 400
+    assert "exceeds" in refused.value.message
+    assert peak < 8_000_000, peak
+
+
+def test_containers_within_the_bound_still_print_join_and_format() -> None:
+    template = ("{% set b = ['ab'] * 3 %}{{ b }}|{{ b|join }}|{{ b|join('-') }}|{{ b|map('upper')|join }}|"
+                "{{ '{:>5}{}'.format('x', b|length) }}|{{ '%3s%s'|format('y', 1) }}|{{ dict(k=b) }}")
+    assert render(version(template), {"text": "t"})[0]["content"] == (
+        "['ab', 'ab', 'ab']|ababab|ab-ab-ab|ABABAB|    x3|  y1|{'k': ['ab', 'ab', 'ab']}")
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise MemoryError
+
+
+def test_running_out_of_memory_is_the_render_failure() -> None:
+    with pytest.raises(RenderError) as refused:
+        render(version("{{ text }}"), {"text": _Unprintable()})
+    assert refused.value.code == "prompt_render_failed" and "MemoryError" in refused.value.message

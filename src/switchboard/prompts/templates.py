@@ -10,7 +10,9 @@ A prompt's messages are Jinja2 templates written by tenant users, so they are un
 - Values cannot grow past the output bound: repetition (``*``), ``**``, ``+``, ``%`` and ``~``
   are checked before they compute, calls and filters whose integer arguments or estimated
   results exceed it are refused, and the output is counted as it is generated and stopped at
-  ``max_rendered_chars`` (the whole rendered prompt).
+  ``max_rendered_chars`` (the whole rendered prompt). Values are weighed by content (the text
+  they print, :func:`_weight`), so many references to one large string cannot be printed,
+  joined, mapped or formatted into text far past the bound.
 
 :func:`compile_prompt` lists a prompt's problems at save time (syntax errors with their line,
 variables used but not declared in the variables schema, an invalid schema);
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import string
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,7 @@ import jsonschema
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.utils import Namespace
 
 from switchboard.errors import InvalidRequest
 from switchboard.stores.protocols import PromptVersion
@@ -94,14 +98,66 @@ def _limit() -> int:
     return budget.chars if budget is not None else _bounds.max_rendered_chars
 
 
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, str | bytes | list | tuple | dict | set | frozenset) else 0
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+_OTHER_WEIGHT = 64  # what str() of any other object is counted as (a generator, the loop)
+
+
+def _weight(value: Any) -> int:
+    """About the characters ``str(value)`` has, by content: a list holding one large string n
+    times weighs n times that string, not n. The walk stops once past what is left of the
+    bound, so it costs at most that many steps (every item counts at least one character)."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if not isinstance(value, _CONTAINERS) and not isinstance(value, Namespace):
+        return _scalar_weight(value)
+    limit = _limit()
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            total += len(item) + 4  # quotes and a separator, as repr() prints them
+        elif isinstance(item, dict):
+            total += 2
+            stack += item.keys()
+            stack += item.values()
+        elif isinstance(item, _CONTAINERS):
+            total += 2
+            stack += item
+        elif isinstance(item, Namespace):  # printed with its attributes
+            total += 14
+            stack.append(item._Namespace__attrs)
+        else:
+            total += _scalar_weight(item) + 2
+        if total > limit:
+            return total
+    return total
+
+
+def _scalar_weight(value: Any) -> int:
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return value.bit_length() * 3 // 10 + 2  # decimal digits and a sign
+    if isinstance(value, float):
+        return 24
+    return _OTHER_WEIGHT
 
 
 def _check_size(size: int) -> None:
     if size > _limit():
-        raise _TooLarge(f"a value of {size} characters or items exceeds what is left of the output "
+        raise _TooLarge(f"a value of about {size} characters exceeds what is left of the output "
                         f"bound ({_bounds.max_rendered_chars} characters)")
+
+
+def _bounded_stream(items: Iterator[Any]) -> Iterator[Any]:
+    """A lazy filter's result (map, select, ...): its items together stay within the bound, so
+    ``big|map('upper')|list`` stops before it builds every item."""
+    total = 0
+    for item in items:
+        total += _weight(item)
+        _check_size(total)
+        yield item
 
 
 def _bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
@@ -122,22 +178,76 @@ def _range(*args: int) -> Iterator[int]:
     return _bounded_iter(rng)
 
 
-_PERCENT_SPEC = re.compile(r"%[#0\- +]*(\d*)(?:\.(\d*))?")
-_BRACE_SPEC = re.compile(r"\{[^{}:]*:([^{}]*)\}")
+_PERCENT_FIELD = re.compile(r"%(?:\(([^)]*)\))?[#0\- +]*(\*|\d*)(?:\.(\*|\d*))?[hlL]?(.)", re.S)
 _DIGITS = re.compile(r"\d+")
+_formatter = string.Formatter()
 
 
-def _check_format(spec: Any, style: str) -> None:
-    """A format string (``%`` or ``str.format``) with a width or precision beyond the bound."""
+def _number(digits: str) -> int:
+    if len(digits) > 9:
+        raise _TooLarge(f"a width of {digits[:12]} exceeds the bound of {_limit()}")
+    return int(digits)
+
+
+def _percent_weight(spec: str, values: Any) -> int:
+    """About the length of ``spec % values``: its text, each field's width and precision
+    (summed, so many fields of an allowed width are counted together) and the value it prints."""
+    positional = iter(values) if isinstance(values, tuple) else iter((values,))
+    total = len(spec)
+    for key, width, precision, kind in _PERCENT_FIELD.findall(spec):
+        if kind == "%":
+            continue
+        for part in (width, precision):
+            if part == "*":
+                taken = next(positional, 0)
+                total += abs(taken) if isinstance(taken, int) else 0
+            elif part:
+                total += _number(part)
+        if key and isinstance(values, Mapping):
+            total += _weight(values.get(key))
+        elif not key:
+            total += _weight(next(positional, None))
+    return total
+
+
+def _brace_weight(spec: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> int:
+    """About the length of ``spec.format(*args, **kwargs)``, counted like :func:`_percent_weight`;
+    a width given by an argument (``{0:{1}}``) counts as the largest integer argument."""
+    total = len(spec)
+    auto = 0
+    widest = max((abs(v) for v in (*args, *kwargs.values()) if isinstance(v, int)), default=0)
+    try:
+        fields = list(_formatter.parse(spec))
+    except ValueError:
+        return total  # the call itself fails with the reason
+    for _, field, format_spec, _ in fields:
+        if field is None:
+            continue
+        head = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if head == "":
+            head, auto = str(auto), auto + 1
+        value = (args[int(head)] if int(head) < len(args) else None) if head.isdigit() else kwargs.get(head)
+        total += _weight(value) + sum(_number(d) for d in _DIGITS.findall(format_spec or ""))
+        if format_spec and "{" in format_spec:
+            total += widest
+    return total
+
+
+def _check_format(name: str, spec: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """``format``: the ``format`` filter (``spec % args``) or ``str.format``/``format_map``."""
     if not isinstance(spec, str):
         return
-    if style == "%":
-        numbers = [n for m in _PERCENT_SPEC.finditer(spec) for n in m.groups() if n]
-    else:
-        numbers = [n for m in _BRACE_SPEC.finditer(spec) for n in _DIGITS.findall(m.group(1))]
-    for digits in numbers:
-        if len(digits) > 9 or int(digits) > _limit():
-            raise _TooLarge(f"a width of {digits[:12]} exceeds the bound of {_limit()}")
+    if name == "format_map":
+        mapping = args[0] if args and isinstance(args[0], Mapping) else {}
+        _check_size(_brace_weight(spec, (), mapping))
+        return
+    _check_size(max(_percent_weight(spec, dict(kwargs) or tuple(args)), _brace_weight(spec, args, kwargs)))
+
+
+# Filters that turn their value into text: a container is weighed before it is.
+_TEXT_FILTERS = frozenset(["capitalize", "center", "e", "escape", "forceescape", "indent", "lower",
+                           "pprint", "safe", "string", "striptags", "title", "tojson", "trim", "truncate",
+                           "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr"])
 
 
 def _check_args(name: str, target: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
@@ -145,21 +255,32 @@ def _check_args(name: str, target: Any, args: Sequence[Any], kwargs: Mapping[str
     for arg in (*args, *kwargs.values()):
         if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > _limit():
             raise _TooLarge(f"{name}: argument {arg} exceeds the bound of {_limit()}")
-    size = _size(target)
-    if name in ("replace",) and len(args) >= 2:
-        _check_size(size + (size + 1) * _size(args[1]))
-    elif name in ("indent",):
+    if name == "replace" and len(args) >= 2:
+        size = _weight(target)
+        _check_size(size + (size + 1) * _weight(args[1]))
+    elif name == "indent":
         width = args[0] if args else kwargs.get("width", 4)
         lines = target.count("\n") + 1 if isinstance(target, str) else 1
-        _check_size(size + lines * (_size(width) if isinstance(width, str) else int(width or 0)))
-    elif name in ("join",) and args and isinstance(args[0], Sequence):
-        # sep.join(items) / items|join(sep)
-        sep, items = (target, args[0]) if isinstance(target, str) else (args[0], target)
-        if isinstance(items, Sequence) and not isinstance(items, str):
-            _check_size(_size(sep) * len(items) + sum(_size(i) for i in items))
+        _check_size(_weight(target) + lines * (_weight(width) if isinstance(width, str) else int(width or 0)))
+    elif name == "join":
+        _check_join(target, args, kwargs)
     elif name in ("format", "format_map"):
-        _check_format(target, "%")
-        _check_format(target, "{}")
+        _check_format(name, target, args, kwargs)
+    elif name in _TEXT_FILTERS and not isinstance(target, str):
+        _check_size(_weight(target))
+
+
+def _check_join(target: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """``sep.join(items)`` or ``items|join(sep)`` (no separator: an empty one)."""
+    if isinstance(target, str):
+        sep, items = target, args[0] if args else ()
+    else:
+        sep, items = (args[0] if args else kwargs.get("d", "")), target
+    if isinstance(items, Sequence | Set | Mapping) and not isinstance(items, str):
+        total = _weight(sep) * len(items)
+        for item in items:
+            total += _weight(item)
+            _check_size(total)
 
 
 _MAX_POWER_BITS = 4096
@@ -169,7 +290,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(["*", "**", "+", "%"])
 
     def __init__(self) -> None:
-        super().__init__(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
+        super().__init__(undefined=_Undefined, autoescape=False, keep_trailing_newline=True,
+                         finalize=_printed)
         self.code_generator_class = _Generator
         # No lipsum (it generates text of any size); range is the bounded one.
         self.globals = {"range": _range, "dict": dict, "namespace": self.globals["namespace"]}
@@ -186,18 +308,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if operator == "*":
             if isinstance(left, int) and not isinstance(left, bool):
                 left, right = right, left
-            if isinstance(right, int) and _size(left):
-                _check_size(_size(left) * max(right, 0))
+            if isinstance(right, int) and isinstance(left, str | list | tuple):
+                _check_size(_weight(left) * max(right, 0))
         elif operator == "**":
             if (isinstance(left, int) and isinstance(right, int) and right > 0
                     and max(abs(left), 2).bit_length() * right > _MAX_POWER_BITS):
                 raise _TooLarge(f"{left} ** {right} is too large")
         elif operator == "+":
-            _check_size(_size(left) + _size(right))
-        elif operator == "%":
-            _check_format(left, "%")
+            _check_size(_weight(left) + _weight(right))
+        elif operator == "%" and isinstance(left, str):
+            _check_size(_percent_weight(left, right))
         result = super().call_binop(context, operator, left, right)
-        _check_size(_size(result))
+        _check_size(_weight(result))
         return result
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
@@ -206,7 +328,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         target = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
         _check_args(name, target, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
-        _check_size(_size(result))
+        _check_size(_weight(result))
         return result
 
     def concat(self, parts: Iterable[Any]) -> str:
@@ -214,11 +336,20 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         out: list[str] = []
         total = 0
         for part in parts:
+            if not isinstance(part, str):
+                _check_size(total + _weight(part))  # before str() builds it
             text = str(part)
             total += len(text)
             _check_size(total)
             out.append(text)
         return "".join(out)
+
+
+def _printed(value: Any) -> Any:
+    """Every ``{{ value }}``: a container is weighed before it is printed (str() builds it)."""
+    if not isinstance(value, str):
+        _check_size(_weight(value))
+    return value
 
 
 def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -229,7 +360,9 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
         if rest:
             _check_args(name, rest[0], rest[1:], kwargs)
         result = function(*args, **kwargs)
-        _check_size(_size(result))
+        if isinstance(result, Iterator):
+            return _bounded_stream(result)
+        _check_size(_weight(result))
         return result
 
     for marker in ("jinja_pass_arg",):
@@ -364,7 +497,7 @@ def render(version: PromptVersion, variables: Mapping[str, Any]) -> list[dict[st
                 raise RenderError(f"messages[{index}]: refused: {exc}", param="prompt") from None
             except TemplateError as exc:
                 raise RenderError(f"messages[{index}]: {exc.message or exc}", param="prompt") from None
-            except (TypeError, ValueError, ArithmeticError, LookupError, RecursionError) as exc:
+            except (TypeError, ValueError, ArithmeticError, LookupError, RecursionError, MemoryError) as exc:
                 raise RenderError(f"messages[{index}]: {type(exc).__name__}: {str(exc)[:300]}",
                                   param="prompt") from None
             rendered = {k: v for k, v in message.items() if k != "content"}
