@@ -214,6 +214,21 @@ def test_methods_query_and_bodies_are_proxied_with_headers_stripped_and_added(wo
     assert world.call("GET", "/services/readonly/x", key).status_code == 200
 
 
+def test_the_callers_key_never_reaches_the_service_whichever_header_carried_it(world: World) -> None:
+    """The gateway reads a caller's key from Authorization, x-api-key or x-goog-api-key: the
+    service sees none of them, the one that authenticated the call included."""
+    key = world.key(new_team())
+    for header in ("x-api-key", "x-goog-api-key"):
+        resp = httpx.get(f"{world.url}/services/echo/hello", headers={header: key}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        sent = resp.json()["headers"]
+        assert not {"authorization", "x-api-key", "x-goog-api-key"} & set(sent), (header, sent)
+        assert key not in resp.text
+    # Sent beside Authorization, the other key headers are dropped too.
+    resp = world.call("GET", "/services/echo/hello", key, headers={"x-goog-api-key": "sk-caller-leak"})
+    assert resp.status_code == 200 and "sk-caller-leak" not in resp.text, resp.text
+
+
 def test_a_streamed_response_is_relayed_as_it_arrives(world: World) -> None:
     key = world.key(new_team())
     began = time.monotonic()

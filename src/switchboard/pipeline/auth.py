@@ -21,6 +21,10 @@ from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import AuthenticationFailed
 from switchboard.pipeline.chain import Handler
 
+# Every header a caller's gateway key is read from (presented_key): what forwards a caller's
+# headers upstream (services/proxy.py) drops all of them.
+KEY_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
+
 
 def presented_key(headers: dict[str, str]) -> str | None:
     """The key from ``Authorization: Bearer …``, Anthropic's ``x-api-key`` or Google's

@@ -27,6 +27,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from switchboard.pipeline.auth import KEY_HEADERS
 from switchboard.services.context import Receive, ServiceContext
 from switchboard.services.table import Service
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, EgressPolicy, refusal
@@ -35,8 +36,8 @@ log = logging.getLogger("switchboard.services")
 
 # Never forwarded from the caller: its gateway credentials and cookies, the host it named, what
 # the gateway sets itself, and forwarding headers a caller could forge.
-_DROPPED_REQUEST = HOP_BY_HOP | {
-    "host", "authorization", "x-api-key", "cookie", "cookie2", "x-request-id", "content-length",
+_DROPPED_REQUEST = HOP_BY_HOP | KEY_HEADERS | {
+    "host", "cookie", "cookie2", "x-request-id", "content-length",
     "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
     "x-real-ip", "expect",
 }
