@@ -1,8 +1,9 @@
 """Prompts published as REST APIs, end to end: publish a prompt label, a second team subscribes,
 is approved and calls it with its own key by plain HTTP and through the generated OpenAPI
 document, and the calls show in the usage report per API and version; structured output through
-an OpenAI and an Anthropic upstream, repaired once or refused with 502; the lifecycle's headers
-and statuses; an A/B split within binomial bounds and sticky per key; streaming; bad input.
+an OpenAI and an Anthropic upstream, repaired or refused with 502 (every try's usage counted
+once); the lifecycle's headers and statuses; an A/B split within binomial bounds and sticky per
+key; streaming; bad input.
 Every test runs on the embedded default (SQLite, in-process state) and on a cluster
 (PostgreSQL and Redis)."""
 
@@ -21,7 +22,7 @@ import orjson
 import pytest
 
 from tests.e2e.tenancy_world import Admin
-from tests.servers import Gateway, Mock, openai_config, start_gateway
+from tests.servers import UPSTREAM_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
 
 SENTIMENT: dict[str, Any] = {
     "model": "gpt-4o-mini",
@@ -93,7 +94,7 @@ def _config(mock: Mock) -> dict[str, Any]:
     config["providers"].append({"name": "anthropic-mock", "type": "anthropic", "api_base": mock.url,
                                 "api_key": "${UPSTREAM_KEY}"})
     config["models"].append({"name": "claude", "provider": "anthropic-mock", "model": "claude-sonnet-4-5"})
-    config["apis"] = {"max_body_bytes": MAX_BODY, "repair_attempts": 1}
+    config["apis"] = {"max_body_bytes": MAX_BODY, "repair_attempts": 2}
     config["spend"] = {"flush_seconds": 0.2}
     return config
 
@@ -258,6 +259,46 @@ def test_invalid_output_is_repaired_once_or_answered_502(world: World) -> None:
     assert failed.status_code == 502
     error = failed.json()["error"]
     assert error["code"] == "invalid_model_output" and "answer" in error["message"]
+
+
+def _tries_usage(mock: Mock, marker: str, tries: int) -> dict[str, int]:
+    """The usage of each upstream try recorded under ``marker``, summed: each body replayed on the
+    mock as the gateway sent it (the mock counts tokens by the request, the same every time)."""
+    sent = captured(mock, marker, count=tries, outcome="completed")
+    assert len(sent) == tries, sent
+    total = {"prompt_tokens": 0, "completion_tokens": 0}
+    for record in sent:
+        again = httpx.post(mock.url + record["path"], json=record["body"], timeout=30,
+                           headers={"Authorization": f"Bearer {UPSTREAM_KEY}"})
+        assert again.status_code == 200, again.text
+        for field in total:
+            total[field] += again.json()["usage"][field]
+    return total
+
+
+def test_the_usage_of_every_repair_try_is_counted_once(world: World, mock_upstream: Mock) -> None:
+    """Two repairs (apis.repair_attempts: 2): the reply's usage and the ledger's are the sum of
+    the three tries, each once, whether the last try satisfies the schema or not."""
+    # The mock answers with the last user message. Only the third try's (the second repair
+    # request) quotes a previous repair request, so only it has the phrase twice; the
+    # pattern's own text (in the schema the repair requests show) does not match itself.
+    third = {"type": "object", "required": ["answer"], "properties": {"answer": {
+        "type": "string", "pattern": "Y[o]ur previous answer[\\s\\S]*Y[o]ur previous answer"}}}
+    never = {"type": "object", "required": ["answer"],
+             "properties": {"answer": {"type": "string", "pattern": "^NEVER$"}}}
+    for schema, status in ((third, 200), (never, 502)):
+        name, marker = unique("tries"), new_marker()
+        world.prompt(name, output_schema=schema)
+        world.publish(name, prompt=name, version=1)
+        resp = world.call(name, {"text": f"mock:capture={marker}"}, key=world.owner_key)
+        assert resp.status_code == status, resp.text
+        expected = _tries_usage(mock_upstream, marker, 3)
+        if status == 200:
+            usage = resp.json()["usage"]
+            assert {k: usage[k] for k in expected} == expected
+            assert usage["total_tokens"] == sum(expected.values())
+        row = _usage(world, name, {"1": 1})["1"]
+        assert {k: row[k] for k in expected} == expected, row
 
 
 def test_the_lifecycle_headers_and_statuses(world: World) -> None:

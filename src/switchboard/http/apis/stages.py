@@ -182,7 +182,7 @@ class OutputStage:
             return await call_next(ctx)
         result = await call_next(ctx)
         repairs = self._config.repair_attempts
-        used: dict[str, Any] | None = None
+        repaired = False
         while True:
             if not isinstance(result, Reply):
                 return result
@@ -190,15 +190,16 @@ class OutputStage:
             value, errors = output_errors(text, schema)
             if not errors:
                 call.output, call.checked = value, True
-                if used:
+                if repaired:
                     result.body["usage"] = ctx.usage
                 return result
             if repairs <= 0:
                 raise InvalidModelOutput(
                     "the model's output does not satisfy the API's output schema"
-                    f"{' after repair' if used else ''}: {'; '.join(errors)}")
+                    f"{' after repair' if repaired else ''}: {'; '.join(errors)}")
             repairs -= 1
-            used = _summed(used, ctx.usage)
+            repaired = True
+            used = ctx.usage  # every try so far, summed once (the finally below keeps it so)
             messages = [*ctx.request["messages"], *repair_messages(text, errors, schema)]
             ctx.request = {**ctx.request, "messages": messages}
             ctx.usage = None  # this try's own usage, summed below
