@@ -235,6 +235,28 @@ def test_structured_output_is_schema_valid_json(world: World, model: str) -> Non
     assert envelope["schema"]["properties"]["output"] == schema
 
 
+def test_operation_ids_are_unique_when_names_differ_only_in_punctuation(world: World) -> None:
+    """``p.x``, ``p-x`` and ``p_x`` (and an API named ``p_x_version`` beside ``p_x``'s pinned
+    operation) would make one id: each document's ids are unique, and the same on every fetch."""
+    base = f"p{uuid.uuid4().hex[:8]}"
+    prompt = unique("ids")
+    world.prompt(prompt)
+    names = [f"{base}.x", f"{base}-x", f"{base}_x", f"{base}_x_version"]
+    for name in names:
+        world.publish(name, prompt=prompt, version=1)
+
+    def operation_ids(url: str) -> list[str]:
+        doc = httpx.get(url, headers=bearer(world.owner_key), timeout=10)
+        assert doc.status_code == 200, doc.text
+        return [op["operationId"] for path, item in doc.json()["paths"].items() if base in path
+                for op in item.values()]
+
+    for url in (f"{world.url}/apis/openapi.json", f"{world.url}/admin/v1/catalog/openapi.json"):
+        ids = operation_ids(url)
+        assert len(ids) == 2 * len(names) and len(set(ids)) == len(ids), ids
+        assert operation_ids(url) == ids
+
+
 def test_invalid_output_is_repaired_once_or_answered_502(world: World) -> None:
     # The mock echoes the last user message: the repair request ("Your previous answer ...")
     # makes an answer this pattern accepts, the first answer does not.

@@ -7,6 +7,7 @@ Pure: no I/O; the caller gives the APIs, their prompt versions and the server UR
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -88,6 +89,24 @@ def _operation_id(name: str, suffix: str = "") -> str:
     return "call_" + re.sub(r"[^A-Za-z0-9_]", "_", name) + suffix
 
 
+def unique_operation_ids(paths: Mapping[str, Any]) -> None:
+    """Make the operationIds of ``paths`` unique, as OpenAPI requires: names differing only in
+    ``.``, ``-`` and ``_`` (or an API named ``x_version`` beside ``x``'s pinned operation) make
+    one id. Every operation sharing an id gets a suffix from a hash of its method and path, so
+    the ids do not depend on the order of the paths and change only when a collision comes or
+    goes."""
+    seen: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and isinstance(operation.get("operationId"), str):
+                seen.setdefault(operation["operationId"], []).append((f"{method} {path}", operation))
+    for shared in seen.values():
+        if len(shared) > 1:
+            for where, operation in shared:
+                digest = hashlib.sha256(where.encode()).hexdigest()[:8]
+                operation["operationId"] = f"{operation['operationId']}_{digest}"
+
+
 def _envelope(output: Mapping[str, Any] | None) -> dict[str, Any]:
     return {
         "type": "object",
@@ -162,6 +181,7 @@ def document(apis: Iterable[tuple[ApiRecord, PromptVersion]], server_url: str, *
     found: dict[str, Any] = {}
     for record, prompt in apis:
         found.update(paths(record, prompt))
+    unique_operation_ids(found)
     info: dict[str, Any] = {"title": title, "version": version}
     if description:
         info["description"] = description

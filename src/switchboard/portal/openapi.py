@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from switchboard.apis.openapi import unique_operation_ids
 from switchboard.portal.sources import Entry
 
 # The path items of a published API (its generated operations, apis/openapi.py), or None when
@@ -105,6 +106,7 @@ async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,
             }}}},
             "responses": {"200": {"description": "The completion"}, **_ERRORS},
         }}
+    unique_operation_ids(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": f"Switchboard catalog of tenant '{tenant}'", "version": version},
