@@ -257,6 +257,37 @@ def test_operation_ids_are_unique_when_names_differ_only_in_punctuation(world: W
         assert operation_ids(url) == ids
 
 
+def _request_body(world: World, name: str) -> dict[str, Any]:
+    doc = httpx.get(f"{world.url}/apis/{name}/openapi.json", headers=bearer(world.owner_key), timeout=10)
+    return dict(doc.json()["paths"][f"/apis/{name}"]["post"]["requestBody"]["content"]["application/json"])
+
+
+def test_the_documented_example_is_accepted(world: World) -> None:
+    """The request example satisfies the variables schema (lengths, bounds, a simple pattern),
+    so posting it back is a 200; a pattern the builder cannot satisfy gets no example."""
+    variables = {"type": "object", "required": ["text", "n"], "properties": {
+        "text": {"type": "string", "maxLength": 2},
+        "n": {"type": "integer", "minimum": 0, "maximum": 0},
+        "code": {"type": "string", "pattern": "^[0-9]{3}$"},
+        "score": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "tags": {"type": "array", "items": {"type": "string", "minLength": 6}, "maxItems": 1},
+    }}
+    name = unique("example")
+    world.prompt(name, variables=variables, messages=[
+        {"role": "user", "content": "{{ text }} {{ n }} {{ code }} {{ score }} {{ tags }}"}])
+    world.publish(name, prompt=name, version=1)
+    body = _request_body(world, name)
+    jsonschema.validate(body["example"], variables)
+    resp = world.call(name, body["example"], key=world.owner_key)
+    assert resp.status_code == 200, resp.text
+
+    odd = {"type": "object", "properties": {"text": {"type": "string", "pattern": "^zz[0-9]q$"}}}
+    name = unique("noexample")
+    world.prompt(name, variables=odd)
+    world.publish(name, prompt=name, version=1)
+    assert "example" not in _request_body(world, name)
+
+
 def test_invalid_output_is_repaired_once_or_answered_502(world: World) -> None:
     # The mock echoes the last user message: the repair request ("Your previous answer ...")
     # makes an answer this pattern accepts, the first answer does not.

@@ -95,6 +95,17 @@ def test_output_errors() -> None:
         "fixed": {"const": 7}, "given": {"type": "string", "examples": ["hello"]},
     }},
     {"type": "object"},
+    {"type": "object", "properties": {  # upper bounds and simple patterns
+        "text": {"type": "string", "maxLength": 2},
+        "n": {"type": "integer", "minimum": 0, "maximum": 0},
+        "below": {"type": "number", "exclusiveMaximum": 0},
+        "between": {"type": "integer", "exclusiveMinimum": 5, "exclusiveMaximum": 7},
+        "range": {"type": "number", "minimum": 2.5, "maximum": 3},
+        "sized": {"type": "string", "minLength": 7, "maxLength": 8},
+        "digits": {"type": "string", "pattern": "^[0-9]{3}$"},
+        "lower": {"type": "string", "pattern": "^[a-z]+$"},
+        "few": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+    }},
 ])
 def test_examples_satisfy_their_schema(schema: dict[str, Any]) -> None:
     jsonschema.validate(openapi.example(schema), schema)

@@ -8,9 +8,12 @@ Pure: no I/O; the caller gives the APIs, their prompt versions and the server UR
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import jsonschema
 
 from switchboard.stores.protocols import ApiRecord, PromptVersion
 
@@ -47,7 +50,8 @@ _ERRORS = {
 
 def example(schema: Any, depth: int = 0) -> Any:
     """A value satisfying the common parts of a JSON schema: its examples, default, const or
-    first enum value where given, else a sample of its type (objects: every property)."""
+    first enum value where given, else a sample of its type (objects: every property) within
+    its bounds (lengths, minimum and maximum, a simple pattern)."""
     if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
         return None
     for key in ("const", "default"):
@@ -70,19 +74,66 @@ def example(schema: Any, depth: int = 0) -> Any:
         return {name: example(sub, depth + 1) for name, sub in props.items()}
     if kind == "array":
         item = example(schema.get("items"), depth + 1)
-        count = max(1, int(schema.get("minItems") or 1))
-        return [item] * min(count, 3)
+        count = max(1, _int(schema.get("minItems")) or 1)
+        most = _int(schema.get("maxItems"))
+        return [item] * min(count, 3, most if most is not None else 3)
     if kind == "string":
-        if isinstance(schema.get("format"), str) and schema["format"] in _FORMATS:
-            return _FORMATS[schema["format"]]
-        return "x" * int(schema["minLength"]) if isinstance(schema.get("minLength"), int) and \
-            schema["minLength"] > 4 else "text"
+        return _string(schema)
     if kind in ("integer", "number"):
-        low = schema.get("minimum", schema.get("exclusiveMinimum"))
-        if isinstance(low, int | float):
-            return int(low) + 1 if kind == "integer" else float(low) + 1
-        return _SAMPLES[kind]
+        return _number(schema, kind)
     return _SAMPLES.get(kind) if isinstance(kind, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# Tried in turn when a string schema has a pattern "text" does not match.
+_PATTERN_SAMPLES = ("text", "x", "X", "Text", "TEXT", "1", "123", "x1", "text-1", "text_1", "a.b")
+
+
+def _string(schema: Mapping[str, Any]) -> str:
+    low, high = _int(schema.get("minLength")) or 0, _int(schema.get("maxLength"))
+    if isinstance(schema.get("format"), str) and schema["format"] in _FORMATS:
+        return _FORMATS[schema["format"]]
+    candidates = list(_PATTERN_SAMPLES) if isinstance(schema.get("pattern"), str) else ["text"]
+    for candidate in candidates:
+        sample = candidate * -(-low // len(candidate)) if len(candidate) < low else candidate
+        sample = sample[:high] if high is not None else sample
+        if len(sample) >= low and _matches(schema.get("pattern"), sample):
+            return sample
+    return candidates[0]  # a pattern none of the samples match: the caller leaves the example out
+
+
+def _matches(pattern: Any, text: str) -> bool:
+    if not isinstance(pattern, str):
+        return True
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return False
+
+
+def _number(schema: Mapping[str, Any], kind: str) -> int | float:
+    """The type's sample (or one above the minimum), moved inside the bounds."""
+    def bound(key: str) -> float | None:
+        value = schema.get(key)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    low, high = bound("minimum"), bound("maximum")
+    above, below = bound("exclusiveMinimum"), bound("exclusiveMaximum")
+    step = 1 if kind == "integer" else 0.5
+    if above is not None and (low is None or above >= low):
+        low = math.floor(above) + 1 if kind == "integer" else above + step
+    if below is not None and (high is None or below <= high):
+        high = math.ceil(below) - 1 if kind == "integer" else below - step
+    if kind == "integer":
+        low = math.ceil(low) if low is not None else None
+        high = math.floor(high) if high is not None else None
+    value: float = _SAMPLES[kind] if low is None else low + 1
+    if high is not None and value > high:
+        value = high if low is None or high >= low else low
+    return int(value) if kind == "integer" else float(value)
 
 
 def _operation_id(name: str, suffix: str = "") -> str:
@@ -149,7 +200,7 @@ def _operation(record: ApiRecord, prompt: PromptVersion, *, pinned: bool) -> dic
         "requestBody": {
             "required": True,
             "description": "The prompt's variables",
-            "content": {"application/json": {"schema": variables, "example": example(variables)}},
+            "content": {"application/json": _body(variables)},
         },
         "responses": responses,
         "security": [{"bearer": []}],
@@ -165,6 +216,20 @@ def _operation(record: ApiRecord, prompt: PromptVersion, *, pinned: bool) -> dic
         if record.successor:
             operation["description"] = f"Deprecated; use /apis/{record.successor}."
     return operation
+
+
+def _body(variables: dict[str, Any]) -> dict[str, Any]:
+    """The request body's media type: the schema, and an example when one satisfies it (posting
+    the documented example must work; a schema the builder cannot satisfy gets none)."""
+    body: dict[str, Any] = {"schema": variables}
+    sample = example(variables)
+    try:
+        valid = not any(jsonschema.Draft202012Validator(variables).iter_errors(sample))
+    except (jsonschema.SchemaError, re.error, TypeError):
+        valid = False
+    if valid:
+        body["example"] = sample
+    return body
 
 
 def paths(record: ApiRecord, prompt: PromptVersion) -> dict[str, Any]:
