@@ -102,7 +102,10 @@ class ToolRecordStage:
         except GatewayError as error:
             self._record(ctx, tool, error.status, error.code, 0)
             raise
-        except BaseException:
+        except Exception:  # a fault of the gateway's: the caller is answered 500
+            self._record(ctx, tool, 500, "internal_error", 0)
+            raise
+        except BaseException:  # cancelled: the caller left or the gateway is stopping
             self._record(ctx, tool, 499, "cancelled", 0)
             raise
         body = result.body if isinstance(result, Reply) else {}

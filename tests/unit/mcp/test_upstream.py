@@ -207,3 +207,36 @@ async def test_the_gateways_own_tool_calls_run_the_stages(fake: tuple[FakeServer
         assert unknown.value.code == "mcp_unknown_tool"
     finally:
         await registry.close()
+
+
+class _Rows:
+    """A ledger writer's spool: the rows the stage hands it."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+
+    def spool(self, row: tuple[Any, ...]) -> None:
+        self.rows.append(row)
+
+
+async def test_a_fault_in_a_tool_call_is_recorded_as_500_not_cancelled(fake: tuple[FakeServer, str]) -> None:
+    from switchboard.http.mcp.runner import ToolRunner
+    from switchboard.mcp.stages import ToolRecordStage, ToolStage
+    from switchboard.pipeline.chain import build_chain
+
+    async def broken(ctx: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    _, url = fake
+    config = McpConfig()
+    registry = Registry([McpServerConfig(name="f", url=url, health_check_seconds=0)], config, PerUser())
+    toolbox = McpToolbox(config, registry)
+    spool = _Rows()
+    toolbox.runner = ToolRunner(build_chain([ToolStage(toolbox), ToolRecordStage(lambda: spool)], broken), 30)
+    try:
+        with pytest.raises(RuntimeError):
+            await toolbox.call_tool(user("ann"), "f__echo", {})
+    finally:
+        await registry.close()
+    (row,) = spool.rows
+    assert (row[7], row[21]) == (500, "internal_error")
