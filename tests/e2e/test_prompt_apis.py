@@ -472,6 +472,8 @@ def test_bad_input(world: World) -> None:
         ({"name": name, "prompt": name, "version": 1}, 409, "api_exists"),
         ({"name": unique("x"), "prompt": name, "split": [{"version": 1, "percent": 100}]}, 400, None),
         ({"name": "has/slash", "prompt": name, "version": 1}, 400, None),
+        # GET /apis/openapi.json is the tenant's catalog document, not an API's.
+        ({"name": "openapi.json", "prompt": name, "version": 1}, 400, "reserved_name"),
         ({"name": unique("x"), "prompt": name, "version": 1, "unknown": True}, 400, None),
         # Past year 9999 once in UTC: no store holds it.
         ({"name": unique("x"), "prompt": name, "version": 1, "sunset_at": "9999-12-31T23:59:59-23:59"},

@@ -35,6 +35,8 @@ router = APIRouter(prefix="/admin/v1/apis", tags=["apis"])
 # An API's name is a URL path segment: /apis/{name}.
 ApiName = Annotated[str, StringConstraints(min_length=1, max_length=128,
                                            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+# Names whose /apis/{name} path is the gateway's own (http/apis/docs.py, CATALOG_PATH).
+_RESERVED = frozenset({"openapi.json"})
 PromptName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Description = Annotated[str, StringConstraints(max_length=4000)]
@@ -174,6 +176,9 @@ async def create_api(
         raise NotFound(f"no team '{team}'", code="team_not_found")
     if body.version is not None and body.label is not None:
         raise InvalidRequest("give version or label, not both", param="label", code="invalid_value")
+    if body.name in _RESERVED:
+        raise InvalidRequest(f"the name '{body.name}' is reserved: GET /apis/{body.name} is the catalog "
+                             "document of the tenant's APIs", param="name", code="reserved_name")
     _check_split(body.split)
     await _check_prompt(request, tenant, body.prompt, body.version, body.label, body.split)
     record = ApiRecord(
