@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from switchboard.config.schema import RouterConfig
 from switchboard.context import CLIENT_CLOSED, Attempt, Chunk, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamTimeout, error_class
+from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import ANYWHERE, Router
 
@@ -331,7 +332,7 @@ class AttemptStage:
             fallback = self._router.group(name)
             if fallback is None or fallback is group or _tried(ctx, fallback.name):
                 continue
-            plan = self._router.plan(fallback, needs)
+            plan = caller_credentials.usable(ctx, self._router.plan(fallback, needs))
             if not plan:
                 continue
             if time.perf_counter() >= ctx.deadline:
