@@ -125,8 +125,11 @@ class AttemptStage:
 
     def __init__(self, router: Router, config: RouterConfig | None = None,
                  rng: random.Random | None = None,
-                 sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+                 sleep: Callable[[float], Awaitable[None]] | None = None,
+                 gate: Callable[[RequestContext, Group], Awaitable[bool]] | None = None) -> None:
         self._router = router
+        # May the caller use a fallback group (pipeline/subscription.py GroupGate)? None: every one.
+        self._gate = gate
         config = config if config is not None else RouterConfig()
         self._retry_on = frozenset(config.retry.on)
         self._fallback_on = frozenset(config.fallback_on)
@@ -331,6 +334,8 @@ class AttemptStage:
         for name in names:
             fallback = self._router.group(name)
             if fallback is None or fallback is group or _tried(ctx, fallback.name):
+                continue
+            if self._gate is not None and not await self._gate(ctx, fallback):
                 continue
             plan = caller_credentials.usable(ctx, self._router.plan(fallback, needs))
             if not plan:
