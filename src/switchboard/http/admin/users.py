@@ -236,7 +236,9 @@ async def _keys_follow(request: Request, stores: Stores, before: User, after: Us
         if (team, role) == (key.team_id, key.role):
             continue
         changed = replace(key, team_id=team, role=role)
-        await stores.keys.put(changed)
+        # Only these two columns: a whole-record write could undo a concurrent revoke.
+        if not await stores.keys.reassign(key.tenant_id, key.id, team, role):
+            continue
         await request.app.state.services.key_cache().changed(key.key_hash)
         await audit.record(request, "key.update", "api_key", key.id, before=keys.public(key),
                            after=keys.public(changed), tenant=key.tenant_id)
