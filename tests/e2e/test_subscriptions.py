@@ -416,3 +416,18 @@ def test_a_fallback_is_served_only_where_the_key_may_use_it(deployment: Deployme
     assert deployment.decide(sub["id"], "approve").status_code == 200
     assert served_by(client, "down-to-gated") == GATED
     assert served_by(deployment.sdk(MASTER_KEY), "down-to-gated") == GATED  # never held back
+
+
+def test_a_model_added_at_run_time_that_needs_approval_can_be_subscribed_to(deployment: Deployment) -> None:
+    name = f"gated-stored-{uuid.uuid4().hex[:6]}"
+    created = httpx.post(f"{deployment.gateway.url}/admin/v1/models", headers=ADMIN, timeout=10, json={
+        "name": name, "provider": "local-openai", "model": "gpt-4o-mini", "require_approval": True})
+    assert created.status_code == 201, created.text
+    key = deployment.team_key(new_team(), [name])
+    client = deployment.sdk(key)
+    assert refusal(client, name) == "subscription_required"
+    asked = deployment.subscribe(key, model=name)
+    assert asked.status_code == 201, asked.text
+    assert (asked.json()["status"], asked.json()["model"]) == ("pending", name)
+    assert deployment.decide(asked.json()["id"], "approve").status_code == 200
+    assert client.chat.completions.create(model=name, messages=ask("stored and approved")).choices

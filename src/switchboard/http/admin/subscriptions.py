@@ -111,11 +111,19 @@ def _new_id() -> str:
 
 
 def _needs_approval(request: Request, model: str) -> bool | None:
-    """Whether the model needs approval; None when the deployment has no such model."""
-    for m in request.app.state.services.settings.models:
-        if m.name == model:
-            return bool(m.require_approval)
-    return None
+    """Whether the model needs approval; None when the deployment has no such model. Read from
+    the live model table (the YAML's models and those added at run time), as the subscription
+    stage reads it; an alias is no model of its own."""
+    routing = request.app.state.services.routing
+    if routing is None:  # no live table: the configured models
+        for m in request.app.state.services.settings.models:
+            if m.name == model:
+                return bool(m.require_approval)
+        return None
+    group = routing.current.groups.get(model)
+    if group is None or group.name != model:
+        return None
+    return any(route.target.require_approval for route in group.deployments)
 
 
 def _subject(body: SubscriptionCreate) -> tuple[str, str, str]:
