@@ -5,6 +5,7 @@ what a tenant's audit log shows, and that bad input is a 400 that names the fiel
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import openai
@@ -368,3 +369,21 @@ def test_the_command_line_manages_tenants_teams_and_users(
     assert code == 1 and "tenant_not_found" in output
     code, output = cli(gateway, "teams", "update", "team_x")
     assert code == 2 and "nothing to change" in output
+
+
+def test_a_deleted_tenants_id_is_never_given_to_a_new_tenant(admin: Admin) -> None:
+    # A tenant with data of its own: a rate limit and audit entries, set by its admin.
+    tenant = f"gone-{uuid.uuid4().hex[:8]}"
+    admin.ok("POST", "/admin/v1/tenants", {"id": tenant, "name": "Old customer"}, status=201)
+    key = admin.ok("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant, "role": "tenant_admin"},
+                   status=201)
+    admin.as_key(key["key"]).ok("PUT", "/admin/v1/limits", {"scope": "tenant", "rpm": 5})
+    admin.ok("DELETE", f"/admin/v1/keys/{key['id']}")
+    admin.ok("DELETE", f"/admin/v1/tenants/{tenant}")
+    # The id stays retired: a new customer cannot inherit the old one's limits, prompts, audit.
+    again = admin.call("POST", "/admin/v1/tenants", {"id": tenant, "name": "New customer"})
+    assert error(again, 409)["code"] == "tenant_id_retired"
+    assert error(admin.call("GET", f"/admin/v1/tenants/{tenant}"), 404)["code"] == "tenant_not_found"
+    issued = admin.call("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+    assert error(issued, 404)["code"] == "tenant_not_found"
+    assert admin.as_key(key["key"]).call("GET", "/admin/v1/limits").status_code == 401
