@@ -291,6 +291,11 @@ def test_keys_and_audit_are_scoped_to_the_tenant(
         ("GET", "/admin/v1/keys?tag=" + "x" * 65, None, "tag", "invalid_value"),
         ("GET", "/admin/v1/keys?tenant=a%2Fb", None, "tenant", "invalid_value"),
         ("PATCH", "/admin/v1/users/x", {"role": 3}, "role", "invalid_value"),
+        # Fields required on creation cannot be cleared.
+        ("PATCH", "/admin/v1/teams/x", {"name": None}, "name", "invalid_value"),
+        ("PATCH", "/admin/v1/users/x", {"name": None}, "name", "invalid_value"),
+        ("PATCH", "/admin/v1/users/x", {"role": None}, "role", "invalid_value"),
+        ("PATCH", "/admin/v1/service-accounts/x", {"name": None}, "name", "invalid_value"),
     ],
 )
 def test_bad_input_is_400_naming_the_field(

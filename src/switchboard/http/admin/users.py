@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from switchboard.access.roles import DEVELOPER, PLATFORM_ADMIN, RANK, ROLES, TEAM_ADMIN, Reach, may_grant
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
@@ -56,6 +56,14 @@ class UserUpdate(BaseModel):
     email: Email | None = None
     role: Role | None = None
     team: Ident | None = None
+
+    @field_validator("name", "role")
+    @classmethod
+    def _given(cls, value: object) -> object:
+        # Left out: unchanged. Given: it must be a value; these fields are required on creation.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
 
 def public(user: User) -> dict[str, Any]:
