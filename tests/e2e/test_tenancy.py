@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.e2e.tenancy_world import Admin, TenantWorld, build_world, deployment_fixture
+from tests.e2e.tenancy_world import GATED, Admin, TenantWorld, build_world, deployment_fixture
 from tests.servers import MASTER_KEY, Gateway, spawn
 
 gateway = deployment_fixture("gateway")
@@ -392,3 +392,16 @@ def test_a_deleted_tenants_id_is_never_given_to_a_new_tenant(admin: Admin) -> No
     issued = admin.call("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
     assert error(issued, 404)["code"] == "tenant_not_found"
     assert admin.as_key(key["key"]).call("GET", "/admin/v1/limits").status_code == 401
+
+
+def test_a_subscription_names_a_team_of_the_tenant(
+    admin: Admin, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    a, b = worlds
+    tenant_admin = a.caller(admin, "tenant_admin")
+    for team in ("team_doesnotexist", b.team1):  # none, or another tenant's
+        resp = tenant_admin.call("POST", "/admin/v1/subscriptions", {"model": GATED, "team": team})
+        assert error(resp, 404)["code"] == "team_not_found"
+    # A team of its own tenant is subscribed as before.
+    mine = tenant_admin.call("POST", "/admin/v1/subscriptions", {"model": GATED, "team": a.team2})
+    assert mine.status_code in (201, 409), mine.text  # the world already asked for team2

@@ -126,6 +126,15 @@ def _needs_approval(request: Request, model: str) -> bool | None:
     return any(route.target.require_approval for route in group.deployments)
 
 
+async def _team_known(request: Request, access: Access, tenant: str, team: str) -> bool:
+    """A team named for a subscription must be one of the tenant's, as for keys, users and
+    limits. The caller's own team passes without a record (a key's or a token's team may have
+    none), and the platform admin names teams by id as it does when issuing keys."""
+    if team == access.principal.team_id or access.reach >= Reach.ANY:
+        return True
+    return await request.app.state.services.stores().tenancy.get_team(tenant, team) is not None
+
+
 def _subject(body: SubscriptionCreate) -> tuple[str, str, str]:
     """(kind, name, stored subject) of what the body asks for: exactly one of its fields."""
     fields = (("model", body.model), ("api", body.api), ("service", body.service))
@@ -173,7 +182,7 @@ async def create_subscription(
         raise InvalidRequest(
             "team: required (this key belongs to no team)", param="team", code="team_required"
         )
-    if not access.sees(tenant, team):
+    if not access.sees(tenant, team) or not await _team_known(request, access, tenant, team):
         raise NotFound(f"no team '{team}'", code="team_not_found")
     needs = await _approval(request, kind, tenant, name)
     if needs is None:
