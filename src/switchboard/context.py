@@ -166,8 +166,9 @@ class RequestContext:
     # stream cut before that event is estimated from (pipeline/usage.py).
     partial_usage: dict[str, Any] | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
-    # The caller's own provider credential as upstream headers (pipeline/caller_credentials.py);
-    # None: the provider's stored credential is used.
+    # The caller's own provider credential (pipeline/caller_credentials.py); None: the provider's
+    # stored credential is used. upstream_credentials: as the current attempt's upstream headers.
+    caller_credential: str | None = None
     upstream_credentials: dict[str, str] | None = None
     outcome: Outcome = field(default_factory=Outcome)
     # Named moments of the request (perf_counter()), e.g. "upstream_headers"; created on first use.

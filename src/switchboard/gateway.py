@@ -55,7 +55,7 @@ from switchboard.pipeline.observe import ObserveStage
 from switchboard.pipeline.prompt import PromptStage
 from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.rules import RulesStage, router_embed
-from switchboard.pipeline.subscription import SubscriptionStage
+from switchboard.pipeline.subscription import GroupGate, SubscriptionStage
 from switchboard.pipeline.usage import UsageStage
 from switchboard.routing.health import Health
 from switchboard.routing.live import LiveRouting
@@ -298,7 +298,8 @@ class Gateway:
         # Budgets: reserve before the call, settle after it (the usage stage records the cost).
         stages.append(BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing))
         # Retries and fallbacks: the stages after this one run once per attempt.
-        stages.append(AttemptStage(self.router, self.settings.router))
+        stages.append(AttemptStage(self.router, self.settings.router,
+                                   gate=GroupGate(lambda: self.subscriptions)))
         if self.tracing is not None:  # a child span per attempt, its traceparent sent upstream
             from switchboard.pipeline.trace import AttemptSpanStage
 

@@ -25,6 +25,7 @@ from tests.servers import (
     Gateway,
     Mock,
     captured,
+    free_port,
     new_marker,
     openai_config,
     start_gateway,
@@ -63,6 +64,17 @@ def byo_config(mock: Mock, by_key: Mock, by_oauth: Mock) -> dict[str, Any]:
          "aws_secret_access_key": "${UPSTREAM_KEY}", "aws_region": "us-east-1",
          "allow_caller_credentials": True},
     ]
+    # Opted-in providers nothing listens for: their groups fall back (or retry) elsewhere.
+    for name in ("byo-dead-fallback", "byo-dead-mixed", "byo-dead-anthropic"):
+        config["providers"].append({"name": name, "type": "openai", "api_base": f"http://127.0.0.1:{free_port()}/v1",
+                                    **allow})
+    config["models"] += [
+        {"name": "byo-down", "provider": "byo-dead-fallback", "model": "gpt-4o-mini"},
+        {"name": "byo-mixed", "provider": "byo-dead-mixed", "model": "gpt-4o-mini"},
+        {"name": "byo-mixed", "provider": "locked-openai", "model": "gpt-4o-mini"},
+        {"name": "byo-down-to-claude", "provider": "byo-dead-anthropic", "model": "gpt-4o-mini"},
+    ]
+    config["router"] = {"fallbacks": {"byo-down": ["locked-gpt"], "byo-down-to-claude": ["byo-claude"]}}
     config["models"] += [
         {"name": "byo-gpt", "provider": "byo-openai", "model": "gpt-4o-mini"},
         {"name": "byo-claude", "provider": "byo-anthropic", "model": "claude-sonnet-4-5"},
@@ -239,3 +251,41 @@ def test_the_credential_is_never_logged_or_echoed(deployment: Deployment) -> Non
     log = deployment.gateway.process.output
     for secret in (CALLER_KEY, WRONG_CALLER_KEY, CALLER_OAUTH, CALLER_KEY[:16], WRONG_CALLER_KEY[-16:]):
         assert secret not in log
+
+
+def test_a_fallback_never_gets_the_callers_credential_unless_its_provider_opted_in(
+    deployment: Deployment, caller_mocks: tuple[Mock, Mock]
+) -> None:
+    # byo-down's provider is unreachable; its fallback locked-gpt did not opt in (and its upstream
+    # would accept the caller's key): it is left out, and the caller gets the primary's failure.
+    with pytest.raises(openai.APIStatusError) as err:
+        deployment.sdk(CALLER_KEY).chat.completions.with_raw_response.create(
+            model="byo-down", messages=ask("fall back"))
+    assert err.value.status_code == 502, err.value.body
+    assert err.value.response.headers["x-switchboard-model"] == "byo-down"
+    # Without a caller credential the same fallback serves with the provider's stored key, as always.
+    assert refused(deployment.sdk(), "byo-down")[0] == 502  # locked-openai's upstream refuses the stored key
+
+
+def test_a_retry_never_sends_the_callers_credential_to_a_deployment_that_did_not_opt_in(
+    deployment: Deployment,
+) -> None:
+    # byo-mixed: an opted-in deployment that is down and one whose provider did not opt in.
+    for _ in range(4):
+        with pytest.raises(openai.APIStatusError) as err:
+            deployment.sdk(CALLER_KEY).chat.completions.create(model="byo-mixed", messages=ask("retry"))
+        assert err.value.status_code in (502, 503), err.value.body
+        tried = err.value.response.headers.get("x-switchboard-deployment")  # none once it cools down
+        assert tried is None or tried.startswith("byo-dead-mixed/"), tried
+
+
+def test_a_fallback_gets_the_credential_in_its_own_providers_form(
+    deployment: Deployment, caller_mocks: tuple[Mock, Mock]
+) -> None:
+    by_key, _ = caller_mocks
+    marker = new_marker()
+    reply = deployment.sdk(CALLER_KEY).chat.completions.with_raw_response.create(
+        model="byo-down-to-claude", messages=ask(f"to anthropic mock:capture={marker}"))
+    assert reply.headers["x-switchboard-model"] == "byo-claude"
+    headers = upstream_saw(by_key, marker)
+    assert headers["x-api-key"] == "<redacted>" and "authorization" not in headers

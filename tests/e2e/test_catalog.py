@@ -109,6 +109,26 @@ def test_cost_helper_prices_a_real_call(sdk: openai.OpenAI) -> None:
 # -- GET /admin/models -----------------------------------------------------------------------
 
 
+def test_model_listings_show_a_key_only_the_models_it_may_use(catalog_gateway: Gateway) -> None:
+    created = httpx.post(f"{catalog_gateway.url}/admin/v1/keys", json={"models": ["gpt-4o-mini", "house"]},
+                         headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30)
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    # /admin/models names providers and upstream ids: the platform admin's.
+    for query in ("", "?all=1"):
+        refused = _admin(catalog_gateway, key, query)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["type"] == "permission_error"
+    headers = {"Authorization": f"Bearer {key}"}
+    listed = httpx.get(f"{catalog_gateway.url}/admin/v1/models", headers=headers, timeout=30)
+    assert listed.status_code == 200, listed.text
+    assert [m["name"] for m in listed.json()["data"]] == ["gpt-4o-mini", "house"]
+    shown = httpx.get(f"{catalog_gateway.url}/admin/v1/models/house", headers=headers, timeout=30)
+    assert shown.status_code == 200, shown.text
+    hidden = httpx.get(f"{catalog_gateway.url}/admin/v1/models/mystery", headers=headers, timeout=30)
+    assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "model_not_found"
+
+
 def test_admin_models_lists_configured_models_with_records(catalog_gateway: Gateway) -> None:
     resp = _admin(catalog_gateway)
     assert resp.status_code == 200

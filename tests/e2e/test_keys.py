@@ -5,6 +5,7 @@ taking effect on a second instance."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -429,3 +430,40 @@ def test_bad_audit_queries_are_400(deployment: Deployment, params: dict[str, Any
     resp = httpx.get(f"{deployment.gateway.url}/admin/v1/audit", headers=ADMIN, params=params, timeout=10)
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["param"] == param
+
+
+async def _together(*calls: tuple[str, str, dict[str, Any] | None]) -> list[httpx.Response]:
+    """The admin calls ``(method, url, body)``, sent at the same time."""
+    async with httpx.AsyncClient(headers=ADMIN, timeout=30) as client:
+        return list(await asyncio.gather(*(client.request(m, u, json=b) for m, u, b in calls)))
+
+
+def _successors(deployment: Deployment, key_id: str) -> list[dict[str, Any]]:
+    listed = httpx.get(f"{deployment.gateway.url}/admin/v1/keys", params={"limit": 1000}, headers=ADMIN,
+                       timeout=10).json()["data"]
+    return [k for k in listed if k["metadata"].get("rotated_from") == key_id]
+
+
+def test_of_concurrent_rotations_exactly_one_wins(deployment: Deployment) -> None:
+    for _ in range(3):
+        old = deployment.key(["*"])
+        url = f"{deployment.gateway.url}/admin/v1/keys/{old['id']}/rotate"
+        answers = asyncio.run(_together(*[("POST", url, {"grace_seconds": 600})] * 4))
+        assert sorted(r.status_code for r in answers) == [201, 400, 400, 400], [r.text for r in answers]
+        assert all(r.json()["error"]["code"] == "key_rotated" for r in answers if r.status_code == 400)
+        (winner,) = [r.json() for r in answers if r.status_code == 201]
+        assert [k["id"] for k in _successors(deployment, old["id"])] == [winner["id"]]
+
+
+def test_a_revoke_racing_a_rotation_stands(deployment: Deployment) -> None:
+    for _ in range(5):
+        old = deployment.key(["*"])
+        url = f"{deployment.gateway.url}/admin/v1/keys/{old['id']}"
+        rotated, revoked = asyncio.run(_together(("POST", f"{url}/rotate", {"grace_seconds": 3600}),
+                                                 ("DELETE", url, None)))
+        assert revoked.status_code == 200, revoked.text
+        assert rotated.status_code == 201 or rotated.json()["error"]["code"] == "key_disabled", rotated.text
+        assert httpx.get(url, headers=ADMIN, timeout=10).json()["enabled"] is False
+        with pytest.raises(openai.AuthenticationError) as refused:
+            deployment.sdk(old["key"]).chat.completions.create(model="gpt-4o-mini", messages=ask("x"))
+        assert refused.value.body["code"] == "key_disabled"  # type: ignore[index]

@@ -34,7 +34,11 @@ def gated_config(mock: Mock) -> dict[str, Any]:
         {"name": GATED, "provider": "local-openai", "model": "gpt-4o-mini", "require_approval": True},
         {"name": "gated-embeddings", "provider": "local-openai", "model": "text-embedding-3-small",
          "require_approval": True},
+        # Unreachable: each falls back to a model of its own.
+        {"name": "down-to-gated", "provider": "nowhere", "model": "gpt-4o-mini"},
+        {"name": "down-to-open", "provider": "nowhere", "model": "gpt-4o-mini"},
     ]
+    config["router"] = {"fallbacks": {"down-to-gated": [GATED], "down-to-open": ["gpt-4o-mini"]}}
     return config
 
 
@@ -385,3 +389,45 @@ def refusal_or_none(client: openai.OpenAI) -> str | None:
     except openai.PermissionDeniedError as denied:
         return str(denied.body["code"])  # type: ignore[index]
     return None
+
+
+def served_by(client: openai.OpenAI, model: str) -> str | None:
+    """The group that answered a chat call to ``model``, or None when it failed."""
+    try:
+        reply = client.chat.completions.with_raw_response.create(model=model, messages=ask("fall back"))
+    except openai.APIStatusError as failed:
+        assert failed.status_code in (502, 503), failed.body  # the unreachable primary's failure
+        return None
+    return reply.headers["x-switchboard-model"]
+
+
+def test_a_fallback_is_served_only_where_the_key_may_use_it(deployment: Deployment) -> None:
+    # A fallback group passes the same checks as the model asked for: the key's models...
+    narrow = deployment.sdk(deployment.team_key(new_team(), ["down-to-gated", "down-to-open"]))
+    assert served_by(narrow, "down-to-open") is None
+    wide = deployment.sdk(deployment.team_key(new_team(), ["down-to-open", "gpt-4o-mini"]))
+    assert served_by(wide, "down-to-open") == "gpt-4o-mini"
+    # ... and the team's approved subscription to a model that needs one.
+    key = deployment.team_key(new_team(), ["down-to-gated", GATED])
+    client = deployment.sdk(key)
+    assert served_by(client, "down-to-gated") is None
+    sub = deployment.subscribe(key).json()
+    assert served_by(client, "down-to-gated") is None  # pending
+    assert deployment.decide(sub["id"], "approve").status_code == 200
+    assert served_by(client, "down-to-gated") == GATED
+    assert served_by(deployment.sdk(MASTER_KEY), "down-to-gated") == GATED  # never held back
+
+
+def test_a_model_added_at_run_time_that_needs_approval_can_be_subscribed_to(deployment: Deployment) -> None:
+    name = f"gated-stored-{uuid.uuid4().hex[:6]}"
+    created = httpx.post(f"{deployment.gateway.url}/admin/v1/models", headers=ADMIN, timeout=10, json={
+        "name": name, "provider": "local-openai", "model": "gpt-4o-mini", "require_approval": True})
+    assert created.status_code == 201, created.text
+    key = deployment.team_key(new_team(), [name])
+    client = deployment.sdk(key)
+    assert refusal(client, name) == "subscription_required"
+    asked = deployment.subscribe(key, model=name)
+    assert asked.status_code == 201, asked.text
+    assert (asked.json()["status"], asked.json()["model"]) == ("pending", name)
+    assert deployment.decide(asked.json()["id"], "approve").status_code == 200
+    assert client.chat.completions.create(model=name, messages=ask("stored and approved")).choices

@@ -5,13 +5,14 @@ what a tenant's audit log shows, and that bad input is a 400 that names the fiel
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import openai
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.e2e.tenancy_world import Admin, TenantWorld, build_world, deployment_fixture
+from tests.e2e.tenancy_world import GATED, Admin, TenantWorld, build_world, deployment_fixture
 from tests.servers import MASTER_KEY, Gateway, spawn
 
 gateway = deployment_fixture("gateway")
@@ -290,6 +291,11 @@ def test_keys_and_audit_are_scoped_to_the_tenant(
         ("GET", "/admin/v1/keys?tag=" + "x" * 65, None, "tag", "invalid_value"),
         ("GET", "/admin/v1/keys?tenant=a%2Fb", None, "tenant", "invalid_value"),
         ("PATCH", "/admin/v1/users/x", {"role": 3}, "role", "invalid_value"),
+        # Fields required on creation cannot be cleared.
+        ("PATCH", "/admin/v1/teams/x", {"name": None}, "name", "invalid_value"),
+        ("PATCH", "/admin/v1/users/x", {"name": None}, "name", "invalid_value"),
+        ("PATCH", "/admin/v1/users/x", {"role": None}, "role", "invalid_value"),
+        ("PATCH", "/admin/v1/service-accounts/x", {"name": None}, "name", "invalid_value"),
     ],
 )
 def test_bad_input_is_400_naming_the_field(
@@ -368,3 +374,34 @@ def test_the_command_line_manages_tenants_teams_and_users(
     assert code == 1 and "tenant_not_found" in output
     code, output = cli(gateway, "teams", "update", "team_x")
     assert code == 2 and "nothing to change" in output
+
+
+def test_a_deleted_tenants_id_is_never_given_to_a_new_tenant(admin: Admin) -> None:
+    # A tenant with data of its own: a rate limit and audit entries, set by its admin.
+    tenant = f"gone-{uuid.uuid4().hex[:8]}"
+    admin.ok("POST", "/admin/v1/tenants", {"id": tenant, "name": "Old customer"}, status=201)
+    key = admin.ok("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant, "role": "tenant_admin"},
+                   status=201)
+    admin.as_key(key["key"]).ok("PUT", "/admin/v1/limits", {"scope": "tenant", "rpm": 5})
+    admin.ok("DELETE", f"/admin/v1/keys/{key['id']}")
+    admin.ok("DELETE", f"/admin/v1/tenants/{tenant}")
+    # The id stays retired: a new customer cannot inherit the old one's limits, prompts, audit.
+    again = admin.call("POST", "/admin/v1/tenants", {"id": tenant, "name": "New customer"})
+    assert error(again, 409)["code"] == "tenant_id_retired"
+    assert error(admin.call("GET", f"/admin/v1/tenants/{tenant}"), 404)["code"] == "tenant_not_found"
+    issued = admin.call("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+    assert error(issued, 404)["code"] == "tenant_not_found"
+    assert admin.as_key(key["key"]).call("GET", "/admin/v1/limits").status_code == 401
+
+
+def test_a_subscription_names_a_team_of_the_tenant(
+    admin: Admin, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    a, b = worlds
+    tenant_admin = a.caller(admin, "tenant_admin")
+    for team in ("team_doesnotexist", b.team1):  # none, or another tenant's
+        resp = tenant_admin.call("POST", "/admin/v1/subscriptions", {"model": GATED, "team": team})
+        assert error(resp, 404)["code"] == "team_not_found"
+    # A team of its own tenant is subscribed as before.
+    mine = tenant_admin.call("POST", "/admin/v1/subscriptions", {"model": GATED, "team": a.team2})
+    assert mine.status_code in (201, 409), mine.text  # the world already asked for team2

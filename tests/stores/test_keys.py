@@ -67,6 +67,36 @@ async def test_a_rotated_key_keeps_the_lineage_of_its_chain(backend: Backend) ->
     assert root is not None and (root.lineage_id, root.lineage) == (None, "key-root")
 
 
+async def test_rotate_retires_a_live_key_once_and_never_a_revoked_one(backend: Backend) -> None:
+    keys = backend.stores.keys
+    old = key("key-old")
+    await keys.put(old)
+    ends = datetime(2027, 1, 1, tzinfo=UTC)
+    first, second = key("key-s1", lineage_id="key-old"), key("key-s2", lineage_id="key-old")
+    assert await keys.rotate(old, first, ends) is True
+    assert await keys.rotate(old, second, ends) is False  # from the same stale read: refused
+    assert await keys.get("tenant-a", "key-s2") is None
+    retired = await keys.get("tenant-a", "key-old")
+    assert retired is not None and retired.enabled and retired.expires_at == ends
+    assert retired.metadata == {**old.metadata, "rotated_to": "key-s1"}
+    revoked = key("key-revoked")
+    await keys.put(revoked)
+    assert await keys.disable("tenant-a", "key-revoked")
+    assert await keys.rotate(revoked, key("key-s3"), ends) is False
+    after = await keys.get("tenant-a", "key-revoked")
+    assert after is not None and after.enabled is False and after.expires_at == revoked.expires_at
+
+
+async def test_reassign_changes_only_the_team_and_role(backend: Backend) -> None:
+    keys = backend.stores.keys
+    await keys.put(key("key-r"))
+    assert await keys.disable("tenant-a", "key-r")
+    assert await keys.reassign("tenant-a", "key-r", "team-2", "developer") is True
+    got = await keys.get("tenant-a", "key-r")
+    assert got is not None and (got.team_id, got.role, got.enabled) == ("team-2", "developer", False)
+    assert await keys.reassign("tenant-b", "key-r", None, "viewer") is False
+
+
 async def test_every_query_but_the_hash_lookup_is_scoped_to_the_tenant(backend: Backend) -> None:
     keys = backend.stores.keys
     await keys.put(key("a1", "tenant-a"))

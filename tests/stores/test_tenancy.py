@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from switchboard.stores import KeyRecord, Team, Tenant, User, UserQuery
+from switchboard.stores.protocols.tenancy import TenantIdRetired
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -34,6 +35,9 @@ async def test_the_default_tenant_exists_and_tenants_round_trip(backend: Backend
     rest = await store.list_tenants(after=first[-1].id, limit=10)
     assert [t.id for t in first + rest] == ["acme", "b-1", "b-2", "b-3", "default"]
     assert await store.delete_tenant("b-2") and not await store.delete_tenant("b-2")
+    assert await store.get_tenant("b-2") is None
+    with pytest.raises(TenantIdRetired):  # its data is still filed under the id
+        await store.create_tenant(Tenant("b-2", name="someone else"))
     assert await store.get_tenant("b-2") is None
 
 

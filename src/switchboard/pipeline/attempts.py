@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 from switchboard.config.schema import RouterConfig
 from switchboard.context import CLIENT_CLOSED, Attempt, Chunk, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamTimeout, error_class
+from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import ANYWHERE, Router
 
@@ -133,8 +134,11 @@ class AttemptStage:
 
     def __init__(self, router: Router, config: RouterConfig | None = None,
                  rng: random.Random | None = None,
-                 sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+                 sleep: Callable[[float], Awaitable[None]] | None = None,
+                 gate: Callable[[RequestContext, Group], Awaitable[bool]] | None = None) -> None:
         self._router = router
+        # May the caller use a fallback group (pipeline/subscription.py GroupGate)? None: every one.
+        self._gate = gate
         config = config if config is not None else RouterConfig()
         self._retry_on = frozenset(config.retry.on)
         self._fallback_on = frozenset(config.fallback_on)
@@ -357,7 +361,9 @@ class AttemptStage:
             fallback = self._router.group(name)
             if fallback is None or fallback is group or _tried(ctx, fallback.name):
                 continue
-            plan = self._router.plan(fallback, needs)
+            if self._gate is not None and not await self._gate(ctx, fallback):
+                continue
+            plan = caller_credentials.usable(ctx, self._router.plan(fallback, needs))
             if not plan:
                 continue
             if time.perf_counter() >= ctx.deadline:

@@ -9,18 +9,28 @@ deployment's account without knowing. The header is taken out of the request her
 later (logs, the admin bridge, the upstream request) ever sees it; the provider gets the
 credential in its own auth header only, and error bodies are scrubbed of it
 (``upstream/client.py``). Limits, budgets and logging apply as for any other call.
+
+The decision is per deployment: a request with a caller credential is planned only on
+deployments whose provider opted in and can take one (the group's own candidates here, each
+fallback group's plan in the attempt stage), so a retry or fallback never sends it elsewhere.
+Each attempt formats it for its own provider type (``attach``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from switchboard.config.schema import CallerCredentialsConfig
 from switchboard.context import RequestContext, Result
 from switchboard.errors import AuthenticationFailed, InvalidRequest, UpstreamAuthFailed
 from switchboard.pipeline.chain import Handler
+from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
+
+if TYPE_CHECKING:
+    from switchboard.routing.table import Route
 
 # Claude subscription (Claude Code) OAuth access tokens; API keys are sk-ant-api…
 ANTHROPIC_OAUTH_PREFIX = "sk-ant-oat"
@@ -69,6 +79,45 @@ def apply(upstream: UpstreamRequest, credentials: dict[str, str]) -> None:
     upstream.credentials = merged
 
 
+def accepts(target: Target) -> bool:
+    """May a deployment of ``target`` be sent a caller's credential?"""
+    return target.allow_caller_credentials and target.provider_type in FORMS
+
+
+def usable(ctx: RequestContext, plan: list[Route]) -> list[Route]:
+    """``plan`` without the deployments that may not be sent the request's caller credential
+    (all of it when the request carries none)."""
+    if ctx.caller_credential is None:
+        return plan
+    return [route for route in plan if accepts(route.target)]
+
+
+def attach(ctx: RequestContext, route: Route, upstream: UpstreamRequest) -> None:
+    """Make this attempt's ``upstream`` request carry the caller's credential in the form of
+    ``route``'s provider type. The plan holds only deployments that accept it; the check here
+    keeps a credential from ever leaving for one that does not, whatever planned the attempt."""
+    credential = ctx.caller_credential
+    assert credential is not None
+    target = route.target
+    if not accepts(target):
+        raise _refusal(target)
+    ctx.upstream_credentials = FORMS[target.provider_type](credential)
+    apply(upstream, ctx.upstream_credentials)
+
+
+def _refusal(target: Target) -> InvalidRequest:
+    if target.provider_type not in FORMS:
+        return InvalidRequest(
+            f"the model '{target.name}' is served by a {target.provider_type} provider, which cannot "
+            "use a credential sent by the caller",
+            code="caller_credentials_unsupported",
+        )
+    return InvalidRequest(
+        f"the provider of the model '{target.name}' does not accept credentials from callers",
+        code="caller_credentials_disabled",
+    )
+
+
 def blamed(ctx: RequestContext, error: Exception) -> Exception:
     """The error for the caller: when the provider refused the credential the caller sent, that
     is the caller's to fix (401 ``caller_credentials_rejected``), not the gateway's (502)."""
@@ -100,19 +149,10 @@ class CallerCredentialsStage:
             )
         route = ctx.route
         assert route is not None, "the route stage runs first"
-        target = route.target
-        form = FORMS.get(target.provider_type)
-        if form is None:
-            raise InvalidRequest(
-                f"the model '{target.name}' is served by a {target.provider_type} provider, which cannot "
-                "use a credential sent by the caller",
-                code="caller_credentials_unsupported",
-            )
-        if not target.allow_caller_credentials:
-            raise InvalidRequest(
-                f"the provider of the model '{target.name}' does not accept credentials from callers",
-                code="caller_credentials_disabled",
-            )
+        group = ctx.group
+        fit = [r for r in (group.deployments if group is not None else (route,)) if accepts(r.target)]
+        if not fit:
+            raise _refusal(route.target)
         credential = _SCHEME.sub("", value.strip())
         if not _CREDENTIAL.match(credential):
             raise InvalidRequest(
@@ -120,5 +160,10 @@ class CallerCredentialsStage:
                 "optionally after 'Bearer ')",
                 code="invalid_caller_credentials",
             )
-        ctx.upstream_credentials = form(credential)
+        ctx.caller_credential = credential
+        # Only the group's deployments that accept it are tried (pipeline/attempts.py).
+        if ctx.candidates is not None:
+            ctx.candidates = usable(ctx, ctx.candidates)
+        if not accepts(route.target):
+            ctx.route = ctx.candidates[0] if ctx.candidates else fit[0]
         return await call_next(ctx)

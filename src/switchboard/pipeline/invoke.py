@@ -88,8 +88,8 @@ async def invoke(ctx: RequestContext) -> Result:
     exchange: Exchange = exchange_for(ctx, route) or OPERATIONS[ctx.operation]
     adapter, target = route.adapter, route.target
     upstream = exchange.request(ctx, route)
-    if ctx.upstream_credentials is not None:
-        caller_credentials.apply(upstream, ctx.upstream_credentials)
+    if ctx.caller_credential is not None:
+        caller_credentials.attach(ctx, route, upstream)
     if ctx.upstream_headers is not None:  # e.g. the attempt's traceparent (pipeline/trace.py)
         upstream.headers = {**upstream.headers, **ctx.upstream_headers}
     # Time inside the upstream exchange (ctx.upstream_seconds, every attempt summed): the

@@ -69,8 +69,8 @@ class MediaTerminal:
         adapter, target = route.adapter, route.target
         check_mode(ctx.operation, self._prices.of_route(route), target.name)
         upstream = adapter.media_request(ctx.operation, ctx.request, target)
-        if ctx.upstream_credentials is not None:
-            caller_credentials.apply(upstream, ctx.upstream_credentials)
+        if ctx.caller_credential is not None:
+            caller_credentials.attach(ctx, route, upstream)
         if ctx.upstream_headers is not None:
             upstream.headers = {**upstream.headers, **ctx.upstream_headers}
         began = time.perf_counter()

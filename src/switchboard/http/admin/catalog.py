@@ -47,7 +47,7 @@ def whole_catalog(catalog: Catalog) -> dict[str, Any]:
 
 @router.get("/admin/models", summary="The configured models and their catalog records")
 async def models(
-    request: Request, access: Annotated[Access, Depends(allow("model", "read"))], all: str | None = None
+    request: Request, access: Annotated[Access, Depends(allow("provider", "read"))], all: str | None = None
 ) -> dict[str, Any]:
     services = request.app.state.services
     if all is not None and all.lower() in _TRUE:

@@ -39,6 +39,7 @@ from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.scoping import Regions, TenantQuery, UtcTime
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
+from switchboard.stores.protocols.access import ROTATED_TO
 
 router = APIRouter(prefix="/admin/v1/keys", tags=["keys"])
 
@@ -48,7 +49,7 @@ Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[
 Role = Annotated[str, StringConstraints(max_length=32)]
 MetaValue = Annotated[str, StringConstraints(max_length=1000)] | int | float | bool | None
 # Metadata the gateway writes on rotation: a retired key is known by ROTATED_TO.
-ROTATED_FROM, ROTATED_TO = "rotated_from", "rotated_to"
+ROTATED_FROM = "rotated_from"
 
 
 class KeyCreate(BaseModel):
@@ -347,8 +348,12 @@ async def rotate_key(
         expires_at=min(old.expires_at, grace_end) if old.expires_at else grace_end,
         metadata={**old.metadata, ROTATED_TO: new.id},
     )
-    await store.put(new)
-    await store.put(retired)
+    assert retired.expires_at is not None
+    if not await store.rotate(old, new, retired.expires_at):
+        # A revoke or another rotation landed since the read: say which, as for a key read so.
+        now_stored = await store.get(old.tenant_id, old.id)
+        _rotatable(now_stored or replace(old, enabled=False), now)
+        raise InvalidRequest("the key changed while it was being rotated: try again", code="key_rotated")
     await services.key_cache().changed(old.key_hash)
     await services.key_cache().changed(new.key_hash)
     await audit.record(request, "key.rotate", "api_key", old.id, before=public(old), after=public(retired),

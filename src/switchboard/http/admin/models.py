@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from switchboard.access.rules import model_allowed
 from switchboard.config.catalog import ModelEntryInfo
 from switchboard.config.schema import ModelConfig
 from switchboard.errors import Conflict, InvalidRequest, NotFound
@@ -128,6 +129,9 @@ async def list_models(
     state = await store_of(request).load()
     items = [config_public(m) for m in routing.settings.models]
     items += [stored_public(m) for m in state.models if not routing.is_static_model(m.name)]
+    allowed = access.principal.allowed_models  # a key sees the models it may use, as in the catalog
+    if allowed is not None:
+        items = [item for item in items if model_allowed(item["name"], allowed)]
     items.sort(key=lambda item: item["name"])
     if after is not None:
         items = [item for item in items if item["name"] > after]
@@ -160,6 +164,8 @@ async def create_model(
 async def get_model(
     name: str, request: Request, access: Annotated[Access, Depends(allow("model", "read"))]
 ) -> dict[str, Any]:
+    if not model_allowed(name, access.principal.allowed_models):
+        raise _missing(name)  # as if it did not exist: names do not leak
     routing = routing_of(request)
     for m in routing.settings.models:
         if m.name == name:

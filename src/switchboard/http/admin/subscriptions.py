@@ -111,11 +111,28 @@ def _new_id() -> str:
 
 
 def _needs_approval(request: Request, model: str) -> bool | None:
-    """Whether the model needs approval; None when the deployment has no such model."""
-    for m in request.app.state.services.settings.models:
-        if m.name == model:
-            return bool(m.require_approval)
-    return None
+    """Whether the model needs approval; None when the deployment has no such model. Read from
+    the live model table (the YAML's models and those added at run time), as the subscription
+    stage reads it; an alias is no model of its own."""
+    routing = request.app.state.services.routing
+    if routing is None:  # no live table: the configured models
+        for m in request.app.state.services.settings.models:
+            if m.name == model:
+                return bool(m.require_approval)
+        return None
+    group = routing.current.groups.get(model)
+    if group is None or group.name != model:
+        return None
+    return any(route.target.require_approval for route in group.deployments)
+
+
+async def _team_known(request: Request, access: Access, tenant: str, team: str) -> bool:
+    """A team named for a subscription must be one of the tenant's, as for keys, users and
+    limits. The caller's own team passes without a record (a key's or a token's team may have
+    none), and the platform admin names teams by id as it does when issuing keys."""
+    if team == access.principal.team_id or access.reach >= Reach.ANY:
+        return True
+    return await request.app.state.services.stores().tenancy.get_team(tenant, team) is not None
 
 
 def _subject(body: SubscriptionCreate) -> tuple[str, str, str]:
@@ -165,7 +182,7 @@ async def create_subscription(
         raise InvalidRequest(
             "team: required (this key belongs to no team)", param="team", code="team_required"
         )
-    if not access.sees(tenant, team):
+    if not access.sees(tenant, team) or not await _team_known(request, access, tenant, team):
         raise NotFound(f"no team '{team}'", code="team_not_found")
     needs = await _approval(request, kind, tenant, name)
     if needs is None:

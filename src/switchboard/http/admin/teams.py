@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from switchboard.access.cache import ALL
 from switchboard.access.roles import Reach
@@ -50,6 +50,14 @@ class TeamUpdate(BaseModel):
     # Tenant admins and above: a team's own admins may not widen its residency policy.
     allowed_regions: Regions | None = None
     mcp_tools: McpToolRule | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _given(cls, value: object) -> object:
+        # Left out: unchanged. Given: it must be a value; these fields are required on creation.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
 
 def public(team: Team) -> dict[str, Any]:

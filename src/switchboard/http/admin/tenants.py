@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict
 
 from switchboard.access.cache import ALL
 from switchboard.access.roles import Reach
-from switchboard.errors import NotFound, PermissionDenied
+from switchboard.errors import Conflict, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import DEFAULT_TENANT, Access, allow
 from switchboard.http.admin.scoping import After, Ident, Limit, Name, Regions, conflict, page, regions_of
 from switchboard.stores import Stores, Tenant
+from switchboard.stores.protocols.tenancy import TenantIdRetired
 
 router = APIRouter(prefix="/admin/v1/tenants", tags=["tenants"])
 
@@ -67,6 +68,9 @@ async def create_tenant(
                     allowed_regions=regions_of(body.allowed_regions))
     try:
         await _stores(request).tenancy.create_tenant(tenant)
+    except TenantIdRetired:
+        raise Conflict(f"the id '{body.id}' was a deleted tenant's and is not reused (its data is "
+                       "still filed under it): choose another", code="tenant_id_retired") from None
     except ValueError:
         raise conflict(f"the tenant '{body.id}' exists already") from None
     await audit.record(request, "tenant.create", "tenant", tenant.id, after=public(tenant), tenant=tenant.id)

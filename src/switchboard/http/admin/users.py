@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from switchboard.access.roles import DEVELOPER, PLATFORM_ADMIN, RANK, ROLES, TEAM_ADMIN, Reach, may_grant
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
@@ -56,6 +56,14 @@ class UserUpdate(BaseModel):
     email: Email | None = None
     role: Role | None = None
     team: Ident | None = None
+
+    @field_validator("name", "role")
+    @classmethod
+    def _given(cls, value: object) -> object:
+        # Left out: unchanged. Given: it must be a value; these fields are required on creation.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
 
 def public(user: User) -> dict[str, Any]:
@@ -236,7 +244,9 @@ async def _keys_follow(request: Request, stores: Stores, before: User, after: Us
         if (team, role) == (key.team_id, key.role):
             continue
         changed = replace(key, team_id=team, role=role)
-        await stores.keys.put(changed)
+        # Only these two columns: a whole-record write could undo a concurrent revoke.
+        if not await stores.keys.reassign(key.tenant_id, key.id, team, role):
+            continue
         await request.app.state.services.key_cache().changed(key.key_hash)
         await audit.record(request, "key.update", "api_key", key.id, before=keys.public(key),
                            after=keys.public(changed), tenant=key.tenant_id)

@@ -168,6 +168,10 @@ class KeyQuery:
     limit: int = 100
 
 
+# The metadata entry naming a rotated key's successor (KeyStore.rotate).
+ROTATED_TO = "rotated_to"
+
+
 class KeyStore(Protocol):
     async def put(self, record: KeyRecord) -> None:
         """Insert the key, or replace the record with the same id (within its tenant)."""
@@ -188,6 +192,16 @@ class KeyStore(Protocol):
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
         """False when the tenant has no such key."""
+
+    async def rotate(self, old: KeyRecord, successor: KeyRecord, expires_at: datetime) -> bool:
+        """Retire ``old`` (its expiry brought to ``expires_at``, ``rotated_to`` set in its
+        metadata) and insert ``successor``, at once and only if ``old`` is still enabled and not
+        rotated: of concurrent rotations one wins, and a revoke that landed first stands. False
+        (nothing written) when the key is no longer rotatable."""
+
+    async def reassign(self, tenant_id: str, key_id: str, team_id: str | None, role: str) -> bool:
+        """Set only the key's team and role (the rest of the record, ``enabled`` included, as
+        stored); False when the tenant has no such key."""
 
     async def touch(self, used: Mapping[str, datetime]) -> None:
         """Record when keys (by id) were last used, in one batch; a time never moves backwards."""

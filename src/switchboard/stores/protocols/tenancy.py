@@ -23,6 +23,10 @@ class Tenant:
     allowed_regions: list[str] | None = None
 
 
+class TenantIdRetired(ValueError):
+    """The id was a deleted tenant's: its data is still filed under it, so it is not reused."""
+
+
 @dataclass(frozen=True)
 class Team:
     id: str  # unique across tenants
@@ -64,7 +68,8 @@ class TenancyStore(Protocol):
     admin only. Lists are ordered by id, paged with ``after`` (the last id seen). ``create_*``
     raise ``ValueError`` when the id is taken."""
 
-    async def create_tenant(self, tenant: Tenant) -> None: ...
+    async def create_tenant(self, tenant: Tenant) -> None:
+        """ValueError when the id is taken; TenantIdRetired when a deleted tenant had it."""
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
 
@@ -74,7 +79,8 @@ class TenancyStore(Protocol):
 
     async def delete_tenant(self, tenant_id: str) -> bool:
         """Delete the tenant if it has no teams, users or enabled keys, checked by the delete
-        itself (one added meanwhile keeps it); False when it is not there or not empty."""
+        itself (one added meanwhile keeps it); False when it is not there or not empty. The id
+        is retired with it: no tenant is ever created with it again."""
 
     async def create_team(self, team: Team) -> None: ...
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import KeyQuery, KeyRecord
+from switchboard.stores.protocols.access import ROTATED_TO
 from switchboard.stores.sql.budgets import from_units, to_units
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import api_keys as t
@@ -197,6 +198,29 @@ class SqlKeyStore:
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
         stmt = sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id).values(enabled=False)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def rotate(self, old: KeyRecord, successor: KeyRecord, expires_at: datetime) -> bool:
+        # Compare-and-set: the row is retired only while enabled and not rotated (a concurrent
+        # revoke or rotation fails this WHERE, PostgreSQL re-checking it once the row is
+        # free), and only the columns the rotation owns are written.
+        retire = (
+            sa.update(t)
+            .where(t.c.tenant_id == old.tenant_id, t.c.id == old.id, t.c.enabled.is_(True),
+                   t.c.metadata[ROTATED_TO].as_string().is_(None))
+            .values(expires_at=to_db(expires_at), metadata={**old.metadata, ROTATED_TO: successor.id})
+        )
+        async with self._engine.begin() as conn:
+            if (await conn.execute(retire)).rowcount != 1:
+                return False
+            await conn.execute(sa.insert(t).values(_row(successor)))
+        return True
+
+    async def reassign(self, tenant_id: str, key_id: str, team_id: str | None, role: str) -> bool:
+        stmt = (sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id)
+                .values(team_id=team_id, role=role))
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)

@@ -178,6 +178,14 @@ tenants = sa.Table(
     sa.Column("created_by", sa.String(64)),
 )
 
+# Ids of deleted tenants, never reused (revision 0023).
+retired_tenants = sa.Table(
+    "retired_tenants",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 teams = sa.Table(
     "teams",
     metadata,

@@ -14,7 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import Team, Tenant, User, UserQuery
-from switchboard.stores.sql.tables import api_keys, teams, tenants, users
+from switchboard.stores.protocols.clock import utcnow
+from switchboard.stores.protocols.tenancy import TenantIdRetired
+from switchboard.stores.sql.tables import api_keys, retired_tenants, teams, tenants, users
 from switchboard.stores.sql.times import from_db, to_db
 
 
@@ -70,7 +72,15 @@ class SqlTenancyStore:
     # tenants
 
     async def create_tenant(self, tenant: Tenant) -> None:
-        await self._insert(tenants, tenant)
+        # A deleted tenant's id is never reused: its data is still filed under it.
+        retired = sa.select(retired_tenants.c.id).where(retired_tenants.c.id == tenant.id)
+        try:
+            async with self._engine.begin() as conn:
+                if (await conn.execute(retired)).first() is not None:
+                    raise TenantIdRetired(tenant.id)
+                await conn.execute(sa.insert(tenants).values(_row(tenant)))
+        except IntegrityError:
+            raise ValueError(f"the id {tenant.id!r} is taken") from None
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         found = await self._one(sa.select(tenants).where(tenants.c.id == tenant_id))
@@ -85,7 +95,14 @@ class SqlTenancyStore:
 
     async def delete_tenant(self, tenant_id: str) -> bool:
         # Emptiness is checked by the delete itself: a team, user or key added meanwhile keeps it.
-        return await self._delete(tenants, tenants.c.id == tenant_id, *_no_members(tenant_id))
+        # The id is retired in the same transaction.
+        delete = sa.delete(tenants).where(tenants.c.id == tenant_id, *_no_members(tenant_id))
+        async with self._engine.begin() as conn:
+            if not (await conn.execute(delete)).rowcount:
+                return False
+            retire = sa.insert(retired_tenants).values(id=tenant_id, deleted_at=to_db(utcnow()))
+            await conn.execute(retire)
+        return True
 
     # teams
 
