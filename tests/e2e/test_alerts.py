@@ -2,9 +2,10 @@
 sharing PostgreSQL and Redis, traffic split across both): a deployment whose error rate or
 latency crosses its rule's threshold fires one signed ``alert.firing`` at a local receiver, and
 one ``alert.resolved`` once it recovers; a delivery that fails is retried with the same event
-id; a breaker trip and a budget threshold fire too, and a breaker incident a restart left open
-is resolved; two instances open one incident and send one event; ``GET /admin/v1/alerts`` lists
-incidents, a tenant admin only its tenant's budget ones."""
+id; a stream that fails after its first byte counts as a failure; a breaker trip and a budget
+threshold fire too, and a breaker incident a restart left open is resolved; two instances open
+one incident and send one event; ``GET /admin/v1/alerts`` lists incidents, a tenant admin only
+its tenant's budget ones."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
     config["models"] += [
         {"name": "wobbly", "provider": P, "model": "gpt-4o-mini"},
         {"name": "sluggish", "provider": P, "model": "gpt-4o-mini"},
+        {"name": "streamy", "provider": P, "model": "gpt-4o-mini"},
         # A short total timeout: with Redis, a half-open probe's claim lasts 5 s plus that.
         {"name": "tripping", "deployment": "one", "provider": P, "model": "gpt-4o-mini", **SHORT},
         {"name": "tripping", "deployment": "two", "provider": P, "model": "gpt-4o", **SHORT},
@@ -60,6 +62,8 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
              "window_seconds": 60, "min_requests": 4},
             {"name": "sluggish-p50", "kind": "latency", "group": "slug*", "threshold": 150,
              "percentile": "p50", "window_seconds": 60, "min_requests": 3, "webhooks": ["oncall"]},
+            {"name": "streamy-errors", "kind": "error_rate", "group": "streamy", "threshold": 0.5,
+             "window_seconds": 60, "min_requests": 3},
             {"name": "breakers", "kind": "breaker", "group": "tripping"},
             {"name": "budget-full", "kind": "budget", "thresholds": [100], "scopes": ["key"]},
         ],
@@ -215,6 +219,20 @@ def test_latency_rule_fires_and_resolves(pair: Pair) -> None:
     (done,) = delivered(pair, "sluggish-p50", "alert.resolved").values()
     assert done["data"]["incident_id"] == event["data"]["incident_id"]
     assert len(distinct(events(pair, "sluggish-p50"))) == 2
+
+
+def test_streams_failing_after_their_first_byte_count_as_failures(pair: Pair) -> None:
+    for i in range(3):
+        for gw in pair.both:
+            body = {"model": "streamy", "stream": True,
+                    "messages": [{"role": "user", "content": f"mock:fail_after=1 broken {i}"}]}
+            with httpx.stream("POST", f"{gw.base_url}/chat/completions", json=body, headers=ADMIN,
+                              timeout=30) as resp:
+                assert resp.status_code == 200  # the first byte answered; the error event follows
+                assert "upstream_error" in resp.read().decode()
+    (event,) = delivered(pair, "streamy-errors", "alert.firing").values()
+    assert event["data"]["subject"] == "streamy/local-openai/gpt-4o-mini"
+    assert event["data"]["value"] == 1.0 and event["data"]["details"]["failures"] >= 3
 
 
 def test_a_breaker_trip_fires_and_its_recovery_resolves(pair: Pair) -> None:
