@@ -182,6 +182,22 @@ def test_counters_match_the_requests_sent(deployment: Deployment) -> None:
     assert total(delta.after, "switchboard_streams_in_flight") == 0
 
 
+def test_admin_errors_are_counted_and_logged_with_their_code(deployment: Deployment) -> None:
+    delta = Delta(deployment)
+    url = deployment.gateway.url
+    resp = httpx.get(f"{url}/admin/v1/logs", params={"limit": 0}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_value"
+    missing = f"key_{uuid.uuid4().hex}"
+    resp = httpx.get(f"{url}/admin/v1/keys/{missing}", headers=ADMIN, timeout=10)
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "key_not_found"
+    name = "switchboard_requests_total"
+    delta.settle(name, 1, operation="admin", status="404", code="key_not_found")
+    assert delta(name, operation="admin", status="400", code="invalid_value") == 1
+    assert delta(name, operation="admin", status_class="4xx", code="") == 0
+    line = deployment.gateway.process.wait_for_all("request failed", f"path=/admin/v1/keys/{missing}")
+    assert "status=404 code=key_not_found" in line
+
+
 def test_retries_fallbacks_and_a_deployment_cooling_down(deployment: Deployment) -> None:
     delta = Delta(deployment)
     create = deployment.sdk().chat.completions.with_raw_response.create
