@@ -292,6 +292,10 @@ def test_the_cli_prints_a_table_and_json(world: World) -> None:
     assert tags == {"alpha": 5, "shared": 5, "beta": 2}
     proc = spawn(["analytics", "show", "--group-by", "colour", *common])
     assert proc.wait_exit(60) == 1 and "invalid_group_by" in proc.output and "Traceback" not in proc.output
+    # Brackets in the server's message (or in a group's name) are printed, not read as markup.
+    proc = spawn(["analytics", "show", "--interval", "day", "--tz", "[/bad]", *common])
+    assert proc.wait_exit(60) == 1, proc.output
+    assert "invalid_timezone" in proc.output and "[/bad]" in proc.output and "Traceback" not in proc.output
 
 
 async def _replay(database: str, records: list[UsageRecord]) -> None:
