@@ -182,6 +182,16 @@ def test_counters_match_the_requests_sent(deployment: Deployment) -> None:
     assert total(delta.after, "switchboard_streams_in_flight") == 0
 
 
+def test_a_stream_the_client_left_before_its_first_chunk_is_labelled_a_stream(deployment: Deployment) -> None:
+    delta = Delta(deployment)
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": ask("mock:latency_ms=3000 slow stream")}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up before the stream began
+        httpx.post(f"{deployment.gateway.base_url}/chat/completions", json=body, headers=ADMIN, timeout=0.5)
+    name = "switchboard_requests_total"
+    delta.settle(name, 1, model="gpt-4o-mini", status="499")
+    assert delta(name, model="gpt-4o-mini", status="499", stream="true") == 1
+
+
 def test_admin_errors_are_counted_and_logged_with_their_code(deployment: Deployment) -> None:
     delta = Delta(deployment)
     url = deployment.gateway.url

@@ -314,8 +314,10 @@ class Metrics:
         provider = route.target.provider if route is not None and group else ""
         code = outcome.error_code
         key: tuple[object, ...] = (
-            self._model(ctx), group, deployment, provider, ctx.operation, outcome.stream, status,
-            "" if code is None or status < 400 else self._code(code),
+            # The stream label: a stream reply was written, or the client asked for one (as the
+            # ledger records it) and left, or the request failed, before it began.
+            self._model(ctx), group, deployment, provider, ctx.operation, outcome.stream or ctx.stream,
+            status, "" if code is None or status < 400 else self._code(code),
         )
         if self._extra:
             key = (*key, *self._extras(ctx))
