@@ -345,6 +345,13 @@ def test_bad_alert_queries_are_400(pair: Pair, params: dict[str, Any], code: str
     assert pair.admin("GET", "/admin/v1/alerts").status_code == 200  # still serving
 
 
+def test_a_parameter_given_twice_is_a_400(pair: Pair) -> None:
+    resp = httpx.get(f"{pair.first.url}/admin/v1/alerts?limit=1&limit=2", headers=ADMIN, timeout=10)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_value", "limit")
+
+
 @pytest.mark.parametrize(("change", "problem"), [
     ({"rules": [{"name": "r", "kind": "breaker", "webhooks": ["pager"]}]},
      "alerts: rules[0].webhooks: unknown webhook 'pager' (known: oncall)"),
