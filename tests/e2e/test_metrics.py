@@ -273,6 +273,7 @@ def test_only_the_master_key_and_the_metrics_key_read_metrics(deployment: Deploy
     assert deployment.scrape(METRICS_KEY)
     resp = httpx.get(url, headers={"x-request-id": "scrape-1"}, timeout=10)
     assert resp.status_code == 401 and resp.headers["x-request-id"] == "scrape-1"
+    assert resp.headers["www-authenticate"].startswith("Bearer ")
     assert resp.json()["error"]["type"] == "authentication_error"
     assert resp.json()["error"]["code"] == "missing_api_key"
     api_key = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,
@@ -293,7 +294,8 @@ def test_the_metrics_port_serves_without_a_key(deployment: Deployment) -> None:
     assert resp.status_code == 200
     assert ("switchboard_requests_in_flight", frozenset()) in parse(resp.text)
     assert httpx.get(f"{base}/other", timeout=10).status_code == 404
-    assert httpx.post(f"{base}/metrics", timeout=10).status_code == 405
+    refused = httpx.post(f"{base}/metrics", timeout=10)
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
     # Garbage, and a head far too long: the connection is answered 400 or closed, nothing more.
     for junk in (b"NONSENSE\r\n\r\n", b"GET /metrics HTTP/1.1\r\nx: " + b"a" * 20_000 + b"\r\n\r\n"):
         with socket.create_connection(("127.0.0.1", deployment.metrics_port), timeout=10) as s:

@@ -471,9 +471,13 @@ class Metrics:
             error = AuthenticationFailed(
                 "missing key: send 'Authorization: Bearer <master key or metrics.key>'"
                 if missing else "invalid key for /metrics", code="missing_api_key" if missing else None)
-            await _send(send, 401, orjson.dumps(error.to_openai()), b"application/json", extra)
+            await _send(send, 401, orjson.dumps(error.to_openai()), b"application/json",
+                        [*extra, CHALLENGE])  # RFC 9110: a 401 names the scheme it takes
             return
         await _send(send, 200, self.exposition(), CONTENT_TYPE, extra)
+
+
+CHALLENGE = (b"www-authenticate", b'Bearer realm="switchboard metrics"')
 
 
 async def _send(send: Send, status: int, body: bytes, content_type: bytes,
