@@ -16,8 +16,10 @@ import rich.markup
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from switchboard.admin_client import AdminClient, AdminError
+from switchboard.cli_logs import printable
 from switchboard.config.schema import Settings
 from switchboard.settings.loader import ConfigError, load
 
@@ -71,14 +73,23 @@ def show(
     try:
         answer: dict[str, Any] = AdminClient(url, key).call("GET", "/admin/v1/analytics", query=query)
     except AdminError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(Text.assemble(("error: ", "bold red"), printable(str(exc))))  # the server's words
         raise typer.Exit(1) from None
     if as_json:
         out.print_json(json.dumps(answer))
         return
-    table = Table(answer["group_by"] or "", *COLUMNS, title=f"analytics {answer['from']} .. {answer['to']}")
+    print_table(answer)
+
+
+def print_table(answer: dict[str, Any]) -> None:
+    """One row per series and the totals; every value a plain Text (a group's name, a user id
+    from a JWT, may hold brackets that Rich would read as markup)."""
+    table = Table(title=Text(f"analytics {answer['from']} .. {answer['to']}"))
+    for column in (Text(answer["group_by"] or ""), *COLUMNS):
+        table.add_column(column)
     for series in answer["series"]:
-        table.add_row("-" if series["group"] is None else str(series["group"]), *_cells(series["totals"]))
+        group = "-" if series["group"] is None else str(series["group"])
+        table.add_row(Text(printable(group)), *_cells(series["totals"]))
     if answer["group_by"] is not None:
         table.add_row("total", *_cells(answer["totals"]))
     out.print(table)

@@ -165,6 +165,7 @@ class Gateway:
                 self.observers.append(self.alerts.observer)
             if self.alerts.watches_breakers:
                 self.router.health.listeners.append(self.alerts.breaker)
+                self.alerts.tripped = self.router.tripped
         # The Responses API's calls under way and stored responses (http/responses/).
         self.responses = Responses(settings.responses,
                                    lambda: self.stores.responses if self.stores is not None else None)

@@ -2,8 +2,10 @@
 sharing PostgreSQL and Redis, traffic split across both): a deployment whose error rate or
 latency crosses its rule's threshold fires one signed ``alert.firing`` at a local receiver, and
 one ``alert.resolved`` once it recovers; a delivery that fails is retried with the same event
-id; a breaker trip and a budget threshold fire too; two instances open one incident and send one
-event; ``GET /admin/v1/alerts`` lists incidents, a tenant admin only its tenant's budget ones."""
+id; a stream that fails after its first byte counts as a failure; a breaker trip and a budget
+threshold fire too, and a breaker incident a restart left open is resolved; two instances open
+one incident and send one event; ``GET /admin/v1/alerts`` lists incidents, a tenant admin only
+its tenant's budget ones."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
     config["models"] += [
         {"name": "wobbly", "provider": P, "model": "gpt-4o-mini"},
         {"name": "sluggish", "provider": P, "model": "gpt-4o-mini"},
+        {"name": "streamy", "provider": P, "model": "gpt-4o-mini"},
         # A short total timeout: with Redis, a half-open probe's claim lasts 5 s plus that.
         {"name": "tripping", "deployment": "one", "provider": P, "model": "gpt-4o-mini", **SHORT},
         {"name": "tripping", "deployment": "two", "provider": P, "model": "gpt-4o", **SHORT},
@@ -59,6 +62,8 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
              "window_seconds": 60, "min_requests": 4},
             {"name": "sluggish-p50", "kind": "latency", "group": "slug*", "threshold": 150,
              "percentile": "p50", "window_seconds": 60, "min_requests": 3, "webhooks": ["oncall"]},
+            {"name": "streamy-errors", "kind": "error_rate", "group": "streamy", "threshold": 0.5,
+             "window_seconds": 60, "min_requests": 3},
             {"name": "breakers", "kind": "breaker", "group": "tripping"},
             {"name": "budget-full", "kind": "budget", "thresholds": [100], "scopes": ["key"]},
         ],
@@ -216,6 +221,20 @@ def test_latency_rule_fires_and_resolves(pair: Pair) -> None:
     assert len(distinct(events(pair, "sluggish-p50"))) == 2
 
 
+def test_streams_failing_after_their_first_byte_count_as_failures(pair: Pair) -> None:
+    for i in range(3):
+        for gw in pair.both:
+            body = {"model": "streamy", "stream": True,
+                    "messages": [{"role": "user", "content": f"mock:fail_after=1 broken {i}"}]}
+            with httpx.stream("POST", f"{gw.base_url}/chat/completions", json=body, headers=ADMIN,
+                              timeout=30) as resp:
+                assert resp.status_code == 200  # the first byte answered; the error event follows
+                assert "upstream_error" in resp.read().decode()
+    (event,) = delivered(pair, "streamy-errors", "alert.firing").values()
+    assert event["data"]["subject"] == "streamy/local-openai/gpt-4o-mini"
+    assert event["data"]["value"] == 1.0 and event["data"]["details"]["failures"] >= 3
+
+
 def test_a_breaker_trip_fires_and_its_recovery_resolves(pair: Pair) -> None:
     def all_out() -> bool:
         return chat(pair.first, "tripping", "mock:status=500 failing").status_code == 503
@@ -326,6 +345,13 @@ def test_bad_alert_queries_are_400(pair: Pair, params: dict[str, Any], code: str
     assert pair.admin("GET", "/admin/v1/alerts").status_code == 200  # still serving
 
 
+def test_a_parameter_given_twice_is_a_400(pair: Pair) -> None:
+    resp = httpx.get(f"{pair.first.url}/admin/v1/alerts?limit=1&limit=2", headers=ADMIN, timeout=10)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_value", "limit")
+
+
 @pytest.mark.parametrize(("change", "problem"), [
     ({"rules": [{"name": "r", "kind": "breaker", "webhooks": ["pager"]}]},
      "alerts: rules[0].webhooks: unknown webhook 'pager' (known: oncall)"),
@@ -344,3 +370,50 @@ def test_a_bad_alerts_section_stops_the_server_with_one_clear_line(
     assert f"{path}: {problem}" in proc.output and "Traceback" not in proc.output
     assert HOOK_SECRET not in proc.output
     assert pair.admin("GET", "/admin/v1/alerts").status_code == 200  # the running gateway is unaffected
+
+
+def test_a_breaker_incident_outlives_no_restart_and_a_later_trip_fires_again(
+    pair: Pair, mock_upstream: Mock, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The cooldown lives in memory (or in Redis, for its seconds): a restart loses the
+    recovery notice. The incidents are resolved once the deployments are seen back, and a new
+    trip opens new incidents with their own ``alert.firing``."""
+    with WebhookReceiver() as hooks:
+        config = openai_config(mock_upstream)
+        config["models"] += [{"name": "fragile", "deployment": name, "provider": P, "model": "gpt-4o-mini",
+                              **SHORT} for name in ("one", "two")]
+        config["router"] = {"num_retries": 0, "cooldown": {"failures": 2, "seconds": 1.0}}
+        config["alerts"] = {"evaluate_seconds": 0.2,
+                            "webhooks": {"oncall": {"url": hooks.url, "secret": HOOK_SECRET}},
+                            "rules": [{"name": "fragile-breaker", "kind": "breaker", "group": "fragile"}]}
+        if pair.kind == "cluster":
+            postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+            config["database"] = {"url": postgres.create_database(f"alerts_{uuid.uuid4().hex[:8]}")}
+            config["redis"] = {"url": redis.url}
+        watched = Pair(pair.kind, (gw := start_gateway(config, tmp_path)), gw, hooks, config)
+
+        def trip() -> None:
+            until(lambda: chat(watched.first, "fragile", "mock:status=500 failing").status_code == 503,
+                  "'fragile' never cooled down")
+
+        try:
+            trip()
+            first = delivered(watched, "fragile-breaker", "alert.firing", count=2)
+            gw.process.stop()  # before the probes: nothing will tell of the recoveries
+            gw = watched.first = watched.second = start_gateway(config, tmp_path)
+            for _ in range(2):
+                assert chat(gw, "fragile", "are you there?").status_code == 200
+            resolved = delivered(watched, "fragile-breaker", "alert.resolved", count=2)
+            opened = {e["data"]["incident_id"] for e in first.values()}
+            assert {e["data"]["incident_id"] for e in resolved.values()} == opened
+            trip()
+            firing = delivered(watched, "fragile-breaker", "alert.firing", count=4)
+            again = {e["data"]["incident_id"] for e in firing.values()} - opened
+            assert len(again) == 2
+            listed = watched.alerts(rule="fragile-breaker")
+            assert sorted((i["state"], i["subject"]) for i in listed) == [
+                ("open", "fragile/one"), ("open", "fragile/two"),
+                ("resolved", "fragile/one"), ("resolved", "fragile/two")]
+            assert {i["id"] for i in listed if i["state"] == "open"} == again
+        finally:
+            gw.process.stop()

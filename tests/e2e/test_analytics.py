@@ -178,6 +178,29 @@ def test_totals_equal_the_usage_report_exactly(world: World) -> None:
     assert total["cost_usd"] == series["gpt-4o-mini"]["cost_usd"]  # house-model is unpriced: 0
 
 
+def test_totals_grouped_by_tag_count_each_record_once_untagged_included(world: World) -> None:
+    a, b = world.tenants
+    url = world.deployment.gateway.url
+    plain = _post(url, "/admin/v1/keys", {"models": ["*"], "tenant": b})  # a key without tags
+    world.deployment.wait_for({_call(world.deployment, plain["key"], "gpt-4o-mini")}, tenant=b)
+    whole = world.analytics(tenant=b)
+    span = {"from": whole["from"], "to": whole["to"]}
+    by_tag = world.analytics(tenant=b, group_by="tag", **span)
+    assert {s["group"]: s["totals"]["requests"] for s in by_tag["series"]} == {"shared": 2}
+    assert whole["totals"]["requests"] == 3 and by_tag["totals"] == whole["totals"]
+    usage = httpx.get(f"{url}/admin/v1/usage", headers=ADMIN, timeout=30,
+                      params={"tenant": b, "since": span["from"], "until": span["to"]})
+    assert usage.status_code == 200, usage.text
+    (row,) = usage.json()["data"]
+    assert (row["requests"], row["cost_usd"]) == (3, by_tag["totals"]["cost_usd"])
+    # A record counts under each of its key's tags in the series, once in the totals.
+    whole = world.analytics(tenant=a, **span)
+    by_tag = world.analytics(tenant=a, group_by="tag", **span)
+    assert sum(s["totals"]["requests"] for s in by_tag["series"]) == 12
+    assert by_tag["totals"] == whole["totals"] and whole["totals"]["requests"] == 7
+    assert world.analytics(tenant=a, group_by="tag", tag="alpha", **span)["totals"]["requests"] == 5
+
+
 def nearest_rank(values: list[int], q: float) -> int:
     ordered = sorted(values)
     return ordered[max(math.ceil(q * len(ordered)), 1) - 1]
@@ -269,6 +292,10 @@ def test_the_cli_prints_a_table_and_json(world: World) -> None:
     assert tags == {"alpha": 5, "shared": 5, "beta": 2}
     proc = spawn(["analytics", "show", "--group-by", "colour", *common])
     assert proc.wait_exit(60) == 1 and "invalid_group_by" in proc.output and "Traceback" not in proc.output
+    # Brackets in the server's message (or in a group's name) are printed, not read as markup.
+    proc = spawn(["analytics", "show", "--interval", "day", "--tz", "[/bad]", *common])
+    assert proc.wait_exit(60) == 1, proc.output
+    assert "invalid_timezone" in proc.output and "[/bad]" in proc.output and "Traceback" not in proc.output
 
 
 async def _replay(database: str, records: list[UsageRecord]) -> None:

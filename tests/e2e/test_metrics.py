@@ -182,6 +182,32 @@ def test_counters_match_the_requests_sent(deployment: Deployment) -> None:
     assert total(delta.after, "switchboard_streams_in_flight") == 0
 
 
+def test_a_stream_the_client_left_before_its_first_chunk_is_labelled_a_stream(deployment: Deployment) -> None:
+    delta = Delta(deployment)
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": ask("mock:latency_ms=3000 slow stream")}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up before the stream began
+        httpx.post(f"{deployment.gateway.base_url}/chat/completions", json=body, headers=ADMIN, timeout=0.5)
+    name = "switchboard_requests_total"
+    delta.settle(name, 1, model="gpt-4o-mini", status="499")
+    assert delta(name, model="gpt-4o-mini", status="499", stream="true") == 1
+
+
+def test_admin_errors_are_counted_and_logged_with_their_code(deployment: Deployment) -> None:
+    delta = Delta(deployment)
+    url = deployment.gateway.url
+    resp = httpx.get(f"{url}/admin/v1/logs", params={"limit": 0}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_value"
+    missing = f"key_{uuid.uuid4().hex}"
+    resp = httpx.get(f"{url}/admin/v1/keys/{missing}", headers=ADMIN, timeout=10)
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "key_not_found"
+    name = "switchboard_requests_total"
+    delta.settle(name, 1, operation="admin", status="404", code="key_not_found")
+    assert delta(name, operation="admin", status="400", code="invalid_value") == 1
+    assert delta(name, operation="admin", status_class="4xx", code="") == 0
+    line = deployment.gateway.process.wait_for_all("request failed", f"path=/admin/v1/keys/{missing}")
+    assert "status=404 code=key_not_found" in line
+
+
 def test_retries_fallbacks_and_a_deployment_cooling_down(deployment: Deployment) -> None:
     delta = Delta(deployment)
     create = deployment.sdk().chat.completions.with_raw_response.create
@@ -247,6 +273,7 @@ def test_only_the_master_key_and_the_metrics_key_read_metrics(deployment: Deploy
     assert deployment.scrape(METRICS_KEY)
     resp = httpx.get(url, headers={"x-request-id": "scrape-1"}, timeout=10)
     assert resp.status_code == 401 and resp.headers["x-request-id"] == "scrape-1"
+    assert resp.headers["www-authenticate"].startswith("Bearer ")
     assert resp.json()["error"]["type"] == "authentication_error"
     assert resp.json()["error"]["code"] == "missing_api_key"
     api_key = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,
@@ -267,7 +294,8 @@ def test_the_metrics_port_serves_without_a_key(deployment: Deployment) -> None:
     assert resp.status_code == 200
     assert ("switchboard_requests_in_flight", frozenset()) in parse(resp.text)
     assert httpx.get(f"{base}/other", timeout=10).status_code == 404
-    assert httpx.post(f"{base}/metrics", timeout=10).status_code == 405
+    refused = httpx.post(f"{base}/metrics", timeout=10)
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
     # Garbage, and a head far too long: the connection is answered 400 or closed, nothing more.
     for junk in (b"NONSENSE\r\n\r\n", b"GET /metrics HTTP/1.1\r\nx: " + b"a" * 20_000 + b"\r\n\r\n"):
         with socket.create_connection(("127.0.0.1", deployment.metrics_port), timeout=10) as s:

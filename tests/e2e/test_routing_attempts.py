@@ -340,6 +340,11 @@ def test_a_stream_failing_after_its_first_byte_is_not_retried(deployment: Deploy
     assert len(requests) == 1
     record = deployment.record(raw.headers["x-request-id"])
     assert len(record.attempts or ()) == 1 and record.deployment in ("steady-a", "steady-b")
+    # The attempt answered its first byte, then failed: it is recorded with the stream's error,
+    # as the record is (the alert rules count it as a failure of its deployment).
+    (attempt,) = record.attempts or ()
+    assert record.status >= 500 and record.error_code
+    assert (attempt["status"], attempt["code"]) == (record.status, record.error_code)
 
 
 # -- headers and the Anthropic API -------------------------------------------------------------

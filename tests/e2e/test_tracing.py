@@ -184,6 +184,21 @@ def test_a_stream_span_ends_with_the_stream(deployment: Deployment) -> None:
     _no_text(spans, "one two three")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_is_traced_as_closed_with_its_499(deployment: Deployment, stream: bool) -> None:
+    trace_id, _, header = _traceparent()
+    body = {"model": "gpt-4o-mini", "stream": stream, "messages": ask("mock:latency_ms=3000 slow")}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up before any answer
+        httpx.post(f"{deployment.gateway.base_url}/chat/completions", json=body, timeout=0.5,
+                   headers={"Authorization": f"Bearer {MASTER_KEY}", "traceparent": header})
+    spans = deployment.otlp.trace(trace_id, count=2)
+    server, client = _one(spans, "server"), _one(spans, "client")
+    assert client.status == "error" and client.attributes["error.type"] == "closed"
+    assert server.attributes["http.response.status_code"] == 499
+    assert server.attributes["error.type"] == "closed"
+    assert server.status == "unset"  # not the gateway's failure
+
+
 def test_embeddings_completions_and_messages_are_named_by_their_operation(deployment: Deployment) -> None:
     client = deployment.sdk()
     trace_id, _, header = _traceparent()

@@ -4,6 +4,8 @@ resolved at their period's end, the health listener hook, stable event ids."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -246,3 +248,42 @@ async def test_two_instances_one_incident_one_event_and_no_flapping(stores: Stor
         finally:
             await first.close()
             await second.close()
+
+
+async def test_a_breaker_incident_whose_recovery_went_unheard_is_resolved_by_the_sweep(
+    stores: Stores, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(time.time())
+    out = {("g", "d"): True}
+
+    async def tripped(group: str, deployment: str) -> bool:
+        return out.get((group, deployment), False)
+
+    alerts = Alerts(_config("http://127.0.0.1:9/hook", {"name": "b", "kind": "breaker"}), clock=clock)
+    alerts.tripped = tripped
+    await alerts.start(_store(stores))
+    try:
+        alerts.breaker("g", "d", True)
+        await asyncio.gather(*alerts._tasks)
+        (opened,) = await _store(stores).open_incidents()
+        clock.now += 600
+        await alerts.evaluate()  # still out: left open
+        assert len(await _store(stores).open_incidents()) == 1
+        # Tripped again while the incident is open (e.g. another instance heard it first): the
+        # open one is the current one, seen holding now, so the sweep leaves it for two ticks.
+        with caplog.at_level(logging.DEBUG, "switchboard.alerts"):
+            alerts.breaker("g", "d", True)
+            await asyncio.gather(*alerts._tasks)
+        assert "alert b for g/d: open already, kept" in caplog.text
+        (kept,) = await _store(stores).open_incidents()
+        assert kept.id == opened.id and kept.last_seen_at == datetime.fromtimestamp(clock.now, UTC)
+        out[("g", "d")] = False  # the cooldown was lost (a restart): no recovery notice comes
+        await alerts.evaluate()
+        assert len(await _store(stores).open_incidents()) == 1  # seen holding this tick: not settled
+        clock.now += 120
+        await alerts.evaluate()
+        assert await _store(stores).open_incidents() == []
+        (done,) = await _store(stores).query(IncidentQuery(rule="b"))
+        assert (done.id, done.state, done.resolved_value) == (opened.id, "resolved", 0.0)
+    finally:
+        await alerts.close()

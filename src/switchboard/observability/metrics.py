@@ -314,8 +314,10 @@ class Metrics:
         provider = route.target.provider if route is not None and group else ""
         code = outcome.error_code
         key: tuple[object, ...] = (
-            self._model(ctx), group, deployment, provider, ctx.operation, outcome.stream, status,
-            "" if code is None or status < 400 else self._code(code),
+            # The stream label: a stream reply was written, or the client asked for one (as the
+            # ledger records it) and left, or the request failed, before it began.
+            self._model(ctx), group, deployment, provider, ctx.operation, outcome.stream or ctx.stream,
+            status, "" if code is None or status < 400 else self._code(code),
         )
         if self._extra:
             key = (*key, *self._extras(ctx))
@@ -469,9 +471,13 @@ class Metrics:
             error = AuthenticationFailed(
                 "missing key: send 'Authorization: Bearer <master key or metrics.key>'"
                 if missing else "invalid key for /metrics", code="missing_api_key" if missing else None)
-            await _send(send, 401, orjson.dumps(error.to_openai()), b"application/json", extra)
+            await _send(send, 401, orjson.dumps(error.to_openai()), b"application/json",
+                        [*extra, CHALLENGE])  # RFC 9110: a 401 names the scheme it takes
             return
         await _send(send, 200, self.exposition(), CONTENT_TYPE, extra)
+
+
+CHALLENGE = (b"www-authenticate", b'Bearer realm="switchboard metrics"')
 
 
 async def _send(send: Send, status: int, body: bytes, content_type: bytes,

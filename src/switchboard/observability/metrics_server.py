@@ -52,9 +52,10 @@ class MetricsServer:
             async with asyncio.timeout(HEAD_SECONDS):
                 head = await reader.readuntil(b"\r\n\r\n")
             status, body, content_type = self._answer(head)
-            writer.write(b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+            allow = b"allow: GET, HEAD\r\n" if status == 405 else b""  # RFC 9110: a 405 names them
+            writer.write(b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s"
                          b"cache-control: no-store\r\nconnection: close\r\n\r\n"
-                         % (status, _REASONS[status], content_type, len(body)))
+                         % (status, _REASONS[status], content_type, len(body), allow))
             if not head.startswith(b"HEAD "):
                 writer.write(body)
             async with asyncio.timeout(HEAD_SECONDS):

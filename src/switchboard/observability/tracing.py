@@ -14,6 +14,7 @@ OpenTelemetry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -212,8 +213,8 @@ def error_type(error: BaseException) -> str:
     """A low-cardinality name for what went wrong: the gateway's error code, else the class."""
     if isinstance(error, GatewayError) and error.code:
         return error.code
-    if isinstance(error, GeneratorExit):
-        return "closed"
+    if isinstance(error, (GeneratorExit, asyncio.CancelledError, ConnectionAbortedError)):
+        return "closed"  # cut before its end: a stream closed, the client gone (the task cancelled)
     return type(error).__name__
 
 

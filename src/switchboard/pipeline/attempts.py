@@ -111,22 +111,27 @@ def retry_after_seconds(error: GatewayError) -> float | None:
 class _Report:
     """Tells the router how a primed stream ended, once. Nothing here is retried: the client
     may have the first batch already. A stream closed before its end (read or not) was
-    abandoned."""
+    abandoned. A stream that ended with an error has its attempt (noted as answered at its
+    first byte) take the error's status and code: the ledger and the alert rules read it."""
 
-    __slots__ = ("began", "first_byte", "probe", "route", "router")
+    __slots__ = ("began", "ctx", "first_byte", "probe", "route", "router")
 
     def __init__(self, router: Router, route: Route, began: float, first_byte: float,
-                 probe: Probe | None) -> None:
+                 probe: Probe | None, ctx: RequestContext) -> None:
         self.router = router
         self.route = route
         self.began = began
         self.first_byte = first_byte
         self.probe = probe
+        self.ctx = ctx
 
     def __call__(self, error: BaseException | None) -> None:
         failure = error if error is None or isinstance(error, GatewayError) else _ABANDONED
         self.router.finished(self.route, failure, time.perf_counter() - self.began, self.first_byte,
                              self.probe)
+        attempts = self.ctx.attempts
+        if error is not None and failure is error and attempts:  # the stream's own error
+            attempts[-1] = attempts[-1]._replace(status=failure.status, code=failure.code)
 
 
 class AttemptStage:
@@ -252,7 +257,7 @@ class AttemptStage:
         self._note(ctx, Attempt(route.deployment, route.target.name, 200, None, round(first_byte * 1000)))
         if first is not None:
             chunks.unread(first)
-        chunks.add(done=_Report(self._router, route, began, first_byte, probe))  # at once if it ended
+        chunks.add(done=_Report(self._router, route, began, first_byte, probe, ctx))  # at once if it ended
         return reply
 
     def _failed(self, ctx: RequestContext, route: Route, error: GatewayError, began: float,

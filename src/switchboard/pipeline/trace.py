@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from switchboard.context import Chunk, Reply, RequestContext, Result, StreamReply
+from switchboard.context import CLIENT_CLOSED, Chunk, Reply, RequestContext, Result, StreamReply
 from switchboard.observability import logs
 from switchboard.observability.tracing import (
     Context,
@@ -101,8 +101,9 @@ async def _end_request(ctx: RequestContext) -> None:
         if isinstance(model, str) and model:
             span.update_name(f"{operation_name(ctx.operation)} {model[:256]}")
         outcome = ctx.outcome
-        if outcome.status >= 500:
-            span.set_status(Status(StatusCode.ERROR, outcome.error_code or str(outcome.status)))
+        status = outcome.recorded_status()
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR, outcome.error_code or str(status)))
     span.end()
 
 
@@ -114,10 +115,12 @@ def _request_attributes(ctx: RequestContext) -> dict[str, Any]:
         "http.request.method": ctx.method,
         "url.path": ctx.path,
     }
-    if outcome.status:
-        found["http.response.status_code"] = outcome.status
-    if outcome.status >= 400:
-        found["error.type"] = outcome.error_code or str(outcome.status)
+    status = outcome.recorded_status()  # 499 for a client that left, as the ledger and the metrics
+    found["http.response.status_code"] = status
+    if status == CLIENT_CLOSED:
+        found["error.type"] = "closed"
+    elif status >= 400:
+        found["error.type"] = outcome.error_code or str(status)
     if outcome.client_disconnected:
         found["switchboard.client_disconnected"] = True
     request = ctx.request

@@ -263,6 +263,22 @@ class Health:
                     "recent_failures": failures}
         return {"status": "half_open", "until": None, "recent_failures": failures}
 
+    async def tripped(self, route: Route) -> bool:
+        """Whether ``route`` is out of traffic: cooling down or half-open here, or (Redis)
+        cooling down on any instance. Not on the request path: the alerts' breaker sweep."""
+        key = (route.target.name, route.deployment)
+        state = self._states.get(key)
+        if state is not None and state.tripped:
+            return True
+        shared = self._shared
+        if shared is None:
+            return False
+        try:
+            return await shared.cooling_ms(*key) > 0
+        except Exception as exc:
+            self._unreachable(exc)
+            return True  # unknown: as if still out
+
     # -- this process's bookkeeping --------------------------------------------------------
 
     def _tell(self, key: Key, tripped: bool) -> None:

@@ -51,6 +51,15 @@ class Router:
     def group(self, name: str) -> Group | None:
         return self._table.current.groups.get(name)
 
+    async def tripped(self, group: str, deployment: str) -> bool:
+        """Whether ``deployment`` of ``group`` is in the model table and out of traffic (cooling
+        down or half-open): the alerts resolve a breaker incident whose recovery went unheard."""
+        found = self.group(group)
+        for route in found.deployments if found is not None else ():
+            if route.target.name == group and route.deployment == deployment:
+                return await self.health.tripped(route)
+        return False
+
     def plan(self, group: Group, needs: Needs = ANYWHERE, strategy: str | None = None) -> list[Route]:
         """``group``'s deployments that may serve a request, in the order to try them; empty
         when none may (then :meth:`refusal` says why). ``strategy``: a caller's pinned one

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from switchboard.access.roles import Reach
 from switchboard.errors import GatewayError
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import UtcTime
 from switchboard.observability.alerts.incidents import public
 from switchboard.stores.protocols import IncidentQuery
@@ -37,12 +38,16 @@ class AlertsQuery(BaseModel):
                                description="One tenant's incidents (platform admin only)")
 
 
+ALLOWED = frozenset(AlertsQuery.model_fields)
+
+
 @router.get("", summary="Alert incidents, open and recent, newest first")
 async def list_incidents(
     request: Request,
     access: Annotated[Access, Depends(allow("alert", "read"))],
     params: Annotated[AlertsQuery, Query()],
 ) -> dict[str, Any]:
+    query_params(request, ALLOWED)  # a repeated parameter is a 400, as on logs and analytics
     store = request.app.state.services.stores().incidents
     if store is None:
         raise GatewayError("alert incidents are not available", status=503, code="alerts_unavailable")

@@ -41,6 +41,10 @@ class AdminBridge:
         }
         captured = _Captured()
         await self._app(scope, _replay(ctx.body), captured.send)
+        state = scope["state"]
+        if "error_code" in state:  # an error answer (http/admin/errors.py): named as the edge's are
+            ctx.outcome.error_code = state["error_code"]
+            ctx.outcome.error_type = state.get("error_type")
         return RawReply(captured.status, captured.headers, b"".join(captured.body))
 
 

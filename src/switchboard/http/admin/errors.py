@@ -22,6 +22,15 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
+def _error(request: Request, status: int, body: dict[str, Any]) -> Response:
+    """The error answer; its code and type are left in the request's state for the bridge
+    (http/admin/bridge.py), so the metrics and the failure log name them as for any error."""
+    error = body["error"]
+    request.state.error_code = error.get("code")
+    request.state.error_type = error.get("type")
+    return _json(status, body)
+
+
 # Names pydantic adds to a location for the member of a union that failed (``metadata.k.str``).
 _UNION_TAG = re.compile(r"^(?:constrained-)?(?:str|int|float|bool|none|list|dict)$|\[")
 
@@ -46,22 +55,22 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     body = {"error": {"message": f"{param}: {message}" if param else message,
                       "type": "invalid_request_error", "param": param,
                       "code": _CODES.get(str(first.get("type")), "invalid_value")}}
-    return _json(400, body)
+    return _error(request, 400, body)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     method, path = request.method, request.url.path
     if exc.status_code == 404:
-        return _json(404, unknown_url(method, path).to_openai())
+        return _error(request, 404, unknown_url(method, path).to_openai())
     if exc.status_code == 405:
-        return _json(405, MethodNotAllowed(f"method {method} is not allowed on {path}").to_openai())
-    return _json(exc.status_code, GatewayError(str(exc.detail), status=exc.status_code).to_openai())
+        return _error(request, 405, MethodNotAllowed(f"method {method} is not allowed on {path}").to_openai())
+    return _error(request, exc.status_code, GatewayError(str(exc.detail), status=exc.status_code).to_openai())
 
 
 async def gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    response = _json(exc.status, exc.to_openai())
+    response = _error(request, exc.status, exc.to_openai())
     for name, value in exc.headers.items():
         response.headers[name] = value
     return response

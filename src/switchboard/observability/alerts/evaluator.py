@@ -9,7 +9,10 @@
   quiet), by whichever instance notices first.
 - ``breaker``: routing/health.py tells of a deployment's cooldown opening (the incident opens)
   and of its recovery, the half-open probe answering (resolved). With Redis every instance
-  hears both; the store lets one open and one resolve.
+  hears both; the store lets one open and one resolve. The recovery notice never comes when the
+  cooldown was lost (a restart, the deployment removed): each evaluation also resolves an open
+  breaker incident, settled for two evaluations, whose deployment is no longer out
+  (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at).
 - ``budget``: the budget book tells of a threshold's first crossing in a period (claimed once
   across instances already); the incident is resolved when the period ends.
 
@@ -24,7 +27,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +42,10 @@ from switchboard.stores.protocols import Incident, IncidentStore
 log = logging.getLogger("switchboard.alerts")
 
 MAX_TASKS = 1000  # breaker and budget notices under way at once; beyond, dropped and logged
+
+# Whether a deployment (group, deployment) is in the model table and out of traffic (cooling
+# down or half-open, on any instance): routing/router.py.
+Tripped = Callable[[str, str], Awaitable[bool]]
 
 
 def _utc(ts: float) -> datetime:
@@ -66,6 +73,8 @@ class Alerts:
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned = 0.0
+        # Set by the gateway when a breaker rule exists; None: breaker incidents are not swept.
+        self.tripped: Tripped | None = None
 
     @property
     def watches_breakers(self) -> bool:
@@ -142,7 +151,11 @@ class Alerts:
         )
         opened = await self._store.open(incident)
         if opened is None:
-            return  # open already: another instance (or an earlier tick) sent its event
+            # Open already (another instance, an earlier tick, a trip before a restart): that
+            # incident is the current one, its event sent; the condition was seen holding now.
+            log.debug("alert %s for %s: open already, kept", rule.name, subject)
+            await self._store.touch(rule.name, subject, now)
+            return
         log.warning("alert %s firing for %s: %g (threshold %s)", rule.name, subject, value,
                     "-" if opened.threshold is None else f"{opened.threshold:g}")
         self._send(rule, opened)
@@ -247,6 +260,17 @@ class Alerts:
                 quiet = timedelta(seconds=2 * configured.window_seconds)
                 if (incident.last_seen_at or incident.started_at) + quiet <= at:
                     await self._resolve(configured, subject, None)  # nobody saw it hold for two windows
+            elif (configured.kind == "breaker" and self._settled(incident, at)
+                  and not await self._out(incident)):
+                await self._resolve(configured, subject, 0.0)  # its recovery notice was lost
+
+    async def _out(self, incident: Incident) -> bool:
+        """Whether a breaker incident's deployment is still out of traffic (True when unknown)."""
+        details = incident.details or {}
+        group, deployment = details.get("group"), details.get("deployment")
+        if self.tripped is None or not isinstance(group, str) or not isinstance(deployment, str):
+            return True
+        return await self.tripped(group, deployment)
 
     def _settled(self, incident: Incident, at: datetime) -> bool:
         """No instance saw the condition hold in its last two evaluations: an instance whose own
