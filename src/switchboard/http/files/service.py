@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from switchboard.access.cache import principal_of
 from switchboard.access.rules import model_allowed
+from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.background import stop_task
 from switchboard.catalog import Catalog
 from switchboard.config.schema import FilesConfig
@@ -29,6 +30,7 @@ from switchboard.context import Principal, Reply, RequestContext, Result, Spent,
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
 from switchboard.http.asgi import Receive
 from switchboard.http.files import multipart
+from switchboard.http.files.batch_access import BatchAccess
 from switchboard.http.files.costing import BatchPricer
 from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
 from switchboard.http.openai_api import parse_json
@@ -98,6 +100,7 @@ class FileService:
         self._router = router
         self._pricer = BatchPricer(catalog, routing, prices, settings.batch_price_factor,
                                    settings.max_output_bytes)
+        self._access = BatchAccess(routing, settings.max_upload_bytes)
         self._store: FileStore | None = None
         self._ledger: UsageLedger | None = None
         self._budgets: Callable[[], BudgetBook | None] = lambda: None
@@ -109,8 +112,11 @@ class FileService:
     # -- life --------------------------------------------------------------------------------
 
     def start(self, store: FileStore | None, ledger: UsageLedger,
-              budgets: Callable[[], BudgetBook | None] | None = None, keys: KeyStore | None = None) -> None:
+              budgets: Callable[[], BudgetBook | None] | None = None, keys: KeyStore | None = None,
+              subscriptions: Callable[[], SubscriptionCache | None] | None = None) -> None:
         self._store = store
+        if subscriptions is not None:
+            self._access.use(subscriptions)
         self._ledger = ledger
         if budgets is not None:
             self._budgets = budgets
@@ -298,6 +304,8 @@ class FileService:
             raise InvalidRequest("'metadata' must be at most 16 string pairs (keys up to 64 characters, "
                                  "values up to 512)", param="metadata", code="invalid_value")
         owned, upstream = await self._owned(FILE, source, p, param="input_file_id")
+        # Its lines run as written: a caller with scoped model access may not reach past it.
+        await self._access.check(p, upstream, owned.id, str(endpoint))
         obj = await upstream.call("POST", "/batches", {**body, "input_file_id": owned.id})
         await self._own(BATCH, obj, upstream, p, str(endpoint))
         return Reply(obj)
