@@ -93,3 +93,31 @@ def test_approval_only_models_need_the_teams_subscription_in_a_batch_too(world: 
     assert _batch(every, jsonl("gpt-4o-mini", "o1-pro")).status == "validating"
     # The master key is never held back.
     assert _batch(world.sdk(MASTER_KEY), jsonl("gpt-4o")).status == "validating"
+
+
+def test_a_rotated_key_keeps_its_files_batches_and_stored_responses(world: World) -> None:
+    created = world.key(["gpt-4o-mini"])
+    old = world.sdk(created["key"])
+    source = old.files.create(file=("in.jsonl", jsonl("gpt-4o-mini")), purpose="batch")
+    batch = old.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                               completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    response = old.responses.create(model="gpt-4o-mini", input="mock:reply=remembered")
+    rotated = httpx.post(f"{world.gateway.url}/admin/v1/keys/{created['id']}/rotate", headers=ADMIN,
+                         json={"grace_seconds": 0}, timeout=30)
+    assert rotated.status_code == 201, rotated.text
+    new = world.sdk(rotated.json()["key"])
+    assert new.files.retrieve(source.id).id == source.id
+    assert source.id in [f.id for f in new.files.list()]
+    done = new.batches.retrieve(batch.id)
+    assert done.status == "completed" and done.output_file_id
+    assert new.files.content(done.output_file_id).content
+    assert batch.id in [b.id for b in new.batches.list()]
+    assert new.responses.retrieve(response.id).output_text == "remembered"
+    follow = new.responses.create(model="gpt-4o-mini", input="again", previous_response_id=response.id)
+    assert follow.status == "completed"
+    # Still nobody else's: another key of the same tenant sees none of it.
+    other = world.sdk(world.key(["gpt-4o-mini"])["key"])
+    with pytest.raises(openai.NotFoundError):
+        other.files.retrieve(source.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(response.id)

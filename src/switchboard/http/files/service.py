@@ -89,7 +89,7 @@ def tenant_of(p: Principal) -> str:
 
 
 def owner_of(p: Principal) -> str:
-    return p.key_id or p.id
+    return p.owner
 
 
 class FileService:
@@ -439,7 +439,8 @@ class FileService:
             if record is not None:
                 return principal_of(record)
         return Principal(id=owned.owner, role="member", key_id=owned.key_id, tenant_id=owned.tenant_id,
-                         team_id=owned.team_id, user_id=owned.user_id)
+                         team_id=owned.team_id, user_id=owned.user_id,
+                         key_lineage=owned.owner if owned.key_id is not None else None)
 
     async def poll_once(self) -> int:
         """Look at the open batches (least recently seen first, a bounded number) and price those
