@@ -316,6 +316,14 @@ def test_speech_cut_mid_audio_is_not_passed_off_as_whole(gw: Gateway, database: 
     assert 0 < len(got) < len(text) * 64
     record = recorded(database, rid)
     assert record.status >= 500 and record.metadata["units"] == {"characters": len(text)}
+    # Handled, not crashed: no traceback. The client saw the drop only once the gateway was done
+    # with the request; a failure logged after it marks where to look up to.
+    later = httpx.post(gw.base_url + "/audio/speech", headers=headers, timeout=30,
+                       json={"model": "tts-1", "voice": "alloy", "input": "mock:status=500"})
+    gw.process.wait_for_all(later.headers["x-request-id"], "request failed")
+    logged = gw.process.output
+    assert f"request_id={rid}" in logged
+    assert "Exception in ASGI application" not in logged and "Traceback" not in logged
 
 
 def test_a_speech_upstream_error_is_an_openai_error(sdk: openai.OpenAI) -> None:
