@@ -121,3 +121,22 @@ def test_a_rotated_key_keeps_its_files_batches_and_stored_responses(world: World
         other.files.retrieve(source.id)
     with pytest.raises(openai.NotFoundError):
         other.responses.retrieve(response.id)
+
+
+def test_batch_output_files_are_listed_whole_and_stay_deleted(world: World) -> None:
+    client = world.sdk(world.key(["gpt-4o-mini"])["key"])
+    source = client.files.create(file=("in.jsonl", jsonl("gpt-4o-mini", "gpt-4o-mini")), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    done = client.batches.retrieve(batch.id)
+    assert done.status == "completed" and done.output_file_id
+    [listed] = client.files.list(purpose="batch_output").data
+    content = client.files.content(done.output_file_id).content
+    assert listed.id == done.output_file_id and listed.object == "file"
+    assert listed.bytes == len(content) and listed.created_at > 0 and listed.filename
+    assert listed.model_dump() == client.files.retrieve(listed.id).model_dump()
+    # Deleted by its owner, it is not put back by the next look at the batch.
+    assert client.files.delete(listed.id).deleted
+    assert client.batches.retrieve(batch.id).output_file_id == listed.id
+    assert client.files.list(purpose="batch_output").data == []
+    assert [f.id for f in client.files.list()] == [source.id]

@@ -361,17 +361,20 @@ class FileService:
         ))
 
     async def _seen(self, owned: OwnedObject, upstream: Upstream, obj: dict[str, Any]) -> None:
-        """A batch as the upstream now shows it; its output and error files become its owner's."""
-        status = obj.get("status") if isinstance(obj.get("status"), str) else None
-        await self.store.update(BATCH, owned.id, obj, status)
+        """A batch as the upstream now shows it; its output and error files become its owner's
+        the first time they appear (``owned.body`` is the batch as last seen): a file its owner
+        has deleted since is not put back."""
         for name in ("output_file_id", "error_file_id"):
             file_id = obj.get(name)
-            if isinstance(file_id, str) and _ID.match(file_id):
+            if isinstance(file_id, str) and _ID.match(file_id) and owned.body.get(name) != file_id:
                 await self.store.put(OwnedObject(
                     id=file_id, kind=FILE, provider=owned.provider, tenant_id=owned.tenant_id,
                     owner=owned.owner, key_id=owned.key_id, team_id=owned.team_id, user_id=owned.user_id,
-                    purpose="batch_output", body={"id": file_id, "object": "file", "purpose": "batch_output"},
+                    purpose="batch_output", body=await _file_object(upstream, file_id),
                 ))
+        # Recorded after its files: a failure above leaves them new for the next look.
+        status = obj.get("status") if isinstance(obj.get("status"), str) else None
+        await self.store.update(BATCH, owned.id, obj, status)
 
     async def _page(self, kind: str, ctx: FilesContext, p: Principal, purpose: str | None) -> dict[str, Any]:
         raw = _first(ctx.params.get("limit")) or "20"
@@ -472,6 +475,16 @@ class FileService:
                 await self.poll_once()
             except Exception:
                 log.exception("batch poll failed")
+
+
+async def _file_object(upstream: Upstream, file_id: str) -> dict[str, Any]:
+    """A batch's output file as the upstream describes it (listed with every field a file
+    object has); the bare id when that fails: the owner can still fetch it, which refreshes it."""
+    try:
+        return await upstream.call("GET", object_path("files", file_id))
+    except GatewayError as exc:
+        log.warning("batch output file %s: not described yet: %s", file_id, exc.message)
+        return {"id": file_id, "object": "file", "purpose": "batch_output"}
 
 
 def _first(values: list[str] | None) -> str | None:
