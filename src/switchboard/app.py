@@ -118,7 +118,8 @@ class SwitchboardApp:
         if self.gateway.metrics is not None:  # metrics.enabled: false answers 404
             self.routes[("GET", "/metrics")] = self.metrics
         # The methods each path answers, for a 405's Allow header; HEAD is answered wherever GET
-        # is (uvicorn sends the head without the body), as uptime checkers use it.
+        # is (uvicorn sends the head without the body), as uptime checkers use it: here for the
+        # exact paths, in __call__ and the files edge for the paths with a parameter.
         self._allowed: dict[str, list[str]] = {}
         for method, path in self.routes:
             self._allowed.setdefault(path, []).append(method)
@@ -211,9 +212,9 @@ class SwitchboardApp:
                 await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
             elif is_gemini(scope["method"], path):
                 await self._gemini(scope, receive, send)
-            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in ("GET", "DELETE"):
+            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in ("GET", "DELETE", "HEAD"):
                 await self._stored_response(scope, receive, send)
-            elif path.startswith(("/v1/models/", "/models/")) and scope["method"] == "GET":
+            elif path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
                 await self._model(scope, receive, send)
             elif path.startswith(APIS_PREFIX) and (api := self._apis.route(scope["method"], path)):
                 await api(scope, receive, send)

@@ -53,7 +53,9 @@ PREFIXES = ("/v1/files", "/v1/batches", "/files", "/batches")
 
 def match(method: str, path: str) -> tuple[str, str] | bool | None:
     """(action, object id) for a routed request; False when the path exists for another method;
-    None when no route has the path."""
+    None when no route has the path. HEAD is answered as GET (the server sends no body)."""
+    if method == "HEAD":
+        method = "GET"
     known = False
     for m, pattern, action in _ROUTES:
         found = pattern.match(path)

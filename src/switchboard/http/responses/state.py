@@ -233,7 +233,7 @@ class Responses:
 
     async def retrieve(self, ctx: RequestContext) -> Result:
         parts = self._parts(ctx)
-        if ctx.method == "GET" and len(parts) == 2 and parts[1] == "input_items":
+        if ctx.method != "DELETE" and len(parts) == 2 and parts[1] == "input_items":  # GET, HEAD
             return await self.input_items(ctx, parts[0])
         if len(parts) != 1:
             raise NotFound(f"Unknown URL: {ctx.method} {ctx.path[:200]}", code="unknown_url")
