@@ -288,12 +288,25 @@ class SwitchboardApp:
 
     async def not_routed(self, scope: Scope, send: Send) -> None:
         method, path = scope["method"], scope["path"]
-        allowed = self._allowed.get(path)
+        allowed = self._allowed.get(path) or _allowed_by_prefix(path)
         if allowed is not None:
             await self._error(scope, send, MethodNotAllowed(f"method {method} is not allowed on {path}"),
                               [(b"allow", ", ".join(sorted(allowed)).encode())])
         else:
             await self._error(scope, send, unknown_url(method, path))
+
+
+def _allowed_by_prefix(path: str) -> list[str] | None:
+    """The methods of a path with a parameter (a stored response, a model), for a 405."""
+    if path.startswith(RESPONSES_PREFIX):
+        parts = path.removeprefix("/v1").removeprefix("/responses/").split("/")
+        if len(parts) == 1 and parts[0]:
+            return ["DELETE", "GET", "HEAD"]
+        if len(parts) == 2 and parts[0] and parts[1] == "input_items":
+            return ["GET", "HEAD"]
+    elif path.startswith(("/v1/models/", "/models/")):
+        return ["GET", "HEAD"]
+    return None
 
 
 def create_app(settings: Settings) -> SwitchboardApp:

@@ -244,6 +244,17 @@ def test_head_answers_where_get_does_on_routes_with_a_parameter(http: httpx.Clie
     assert http.head("/responses/resp_none", headers=AUTH).status_code == 404
 
 
+def test_a_wrong_method_on_a_path_with_a_parameter_is_405(http: httpx.Client) -> None:
+    # (POST under /v1/models/ is Gemini's native API: another method there.)
+    for method, path, allow in (("POST", "/responses/resp_x", "DELETE, GET, HEAD"),
+                                ("PUT", "/responses/resp_x/input_items", "GET, HEAD"),
+                                ("DELETE", "/models/gpt-4o-mini", "GET, HEAD")):
+        resp = http.request(method, path, headers=JSON, content=b"{}")
+        check_error_body(resp, 405, None)
+        assert resp.json()["error"]["code"] == "method_not_allowed" and resp.headers["allow"] == allow, path
+    check_error_body(http.post("/responses/resp_x/nope", headers=JSON, content=b"{}"), 404, None)
+
+
 def test_unknown_path_is_404(http: httpx.Client) -> None:
     check_error_body(http.post("/nope", headers=JSON, content=b"{}"), 404, None)
 

@@ -156,6 +156,11 @@ def test_imagen_translation() -> None:
     }
     with pytest.raises(GatewayError, match="quality"):
         google_images.imagen_request({"prompt": "x", "quality": "hd"}, vertex, VERTEX.adapter.model_url)
+    for field, value in (("n", 5), ("response_format", "url"), ("output_format", "gif"), ("size", "big"),
+                         ("size", "0x10")):
+        with pytest.raises(GatewayError) as refused:
+            google_images.imagen_request({"prompt": "x", field: value}, vertex, VERTEX.adapter.model_url)
+        assert (refused.value.param, refused.value.code) == (field, "invalid_value")
     with pytest.raises(GatewayError):  # not an Imagen model: no image generation on Vertex
         gemini = Target("g", "gemini-2.5-pro", "vx", "vertex", "https://v", options, Timeouts())
         VERTEX.adapter.media_request("image_generations", {"prompt": "x"}, gemini)

@@ -167,7 +167,7 @@ class FileService:
                     fields[part.name] = await reader.value(MAX_FIELD_BYTES)
                     continue
                 if file_part is not None:
-                    raise InvalidRequest("send one file per upload", param="file")
+                    raise InvalidRequest("send one file per upload", param="file", code="duplicate_parameter")
                 if part.filename is None:
                     raise multipart.MalformedMultipart("the 'file' part must be a file (with a filename)")
                 file_part = part
@@ -533,9 +533,11 @@ async def _rest(reader: multipart.MultipartReader, limit: int) -> AsyncIterator[
             raise PayloadTooLarge(f"the file exceeds the limit of {limit} bytes")
         yield piece
     while (part := await reader.next_part()) is not None:
-        if part.name not in _FORM_FIELDS or part.name == "file":
-            raise InvalidRequest(f"unexpected form field '{part.name[:100]}' after the file",
-                                 param=part.name[:100])
+        if part.name == "file":
+            raise InvalidRequest("send one file per upload", param="file", code="duplicate_parameter")
+        if part.name not in _FORM_FIELDS:
+            raise InvalidRequest(f"unknown form field '{part.name[:100]}'", param=part.name[:100],
+                                 code="unknown_parameter")
         await reader.value(MAX_FIELD_BYTES)
 
 
