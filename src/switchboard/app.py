@@ -118,7 +118,8 @@ class SwitchboardApp:
         if self.gateway.metrics is not None:  # metrics.enabled: false answers 404
             self.routes[("GET", "/metrics")] = self.metrics
         # The methods each path answers, for a 405's Allow header; HEAD is answered wherever GET
-        # is (uvicorn sends the head without the body), as uptime checkers use it.
+        # is (uvicorn sends the head without the body), as uptime checkers use it: here for the
+        # exact paths, in __call__ and the files edge for the paths with a parameter.
         self._allowed: dict[str, list[str]] = {}
         for method, path in self.routes:
             self._allowed.setdefault(path, []).append(method)
@@ -211,9 +212,9 @@ class SwitchboardApp:
                 await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
             elif is_gemini(scope["method"], path):
                 await self._gemini(scope, receive, send)
-            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in ("GET", "DELETE"):
+            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in ("GET", "DELETE", "HEAD"):
                 await self._stored_response(scope, receive, send)
-            elif path.startswith(("/v1/models/", "/models/")) and scope["method"] == "GET":
+            elif path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
                 await self._model(scope, receive, send)
             elif path.startswith(APIS_PREFIX) and (api := self._apis.route(scope["method"], path)):
                 await api(scope, receive, send)
@@ -287,12 +288,25 @@ class SwitchboardApp:
 
     async def not_routed(self, scope: Scope, send: Send) -> None:
         method, path = scope["method"], scope["path"]
-        allowed = self._allowed.get(path)
+        allowed = self._allowed.get(path) or _allowed_by_prefix(path)
         if allowed is not None:
             await self._error(scope, send, MethodNotAllowed(f"method {method} is not allowed on {path}"),
                               [(b"allow", ", ".join(sorted(allowed)).encode())])
         else:
             await self._error(scope, send, unknown_url(method, path))
+
+
+def _allowed_by_prefix(path: str) -> list[str] | None:
+    """The methods of a path with a parameter (a stored response, a model), for a 405."""
+    if path.startswith(RESPONSES_PREFIX):
+        parts = path.removeprefix("/v1").removeprefix("/responses/").split("/")
+        if len(parts) == 1 and parts[0]:
+            return ["DELETE", "GET", "HEAD"]
+        if len(parts) == 2 and parts[0] and parts[1] == "input_items":
+            return ["GET", "HEAD"]
+    elif path.startswith(("/v1/models/", "/models/")):
+        return ["GET", "HEAD"]
+    return None
 
 
 def create_app(settings: Settings) -> SwitchboardApp:

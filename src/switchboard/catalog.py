@@ -224,12 +224,20 @@ def stripped(key: str) -> Iterator[str]:
             return
 
 
+# What may follow a catalog id for its price to apply: dates and release tags only. Anything
+# else names another model (o1-pro is not o1, gpt-4o-mini-search is not gpt-4o-mini) or another
+# version (claude-opus-4-9 is not claude-opus-4), often at another price.
+_TAG = r"(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{2}-\d{4}|\d{3,4}|latest|preview|exp|v1)"
+_VERSION_TAIL = re.compile(rf"{_TAG}(?:[-_.:@/](?:{_TAG}|\d{{1,2}}))*")
+
+
 def _prefix_of(key: str, candidate: str) -> bool:
-    """``candidate`` names ``key``'s family: a variant follows, not another version number."""
+    """``candidate`` is ``key`` with a date or release tag after it (in a form the suffix rules
+    do not strip: another separator, several tags), not another model of its family."""
     n = len(candidate)
     if len(key) <= n + 1 or not key.startswith(candidate) or key[n] not in _SEPARATORS:
         return False
-    return not key[n + 1].isdigit()
+    return _VERSION_TAIL.fullmatch(key, n + 1) is not None
 
 
 # -- the catalog -----------------------------------------------------------------------------

@@ -73,6 +73,13 @@ class Principal:
     # limits are counted under it, so a rotated key keeps what its predecessors spent.
     key_lineage: str | None = None
 
+    @property
+    def owner(self) -> str:
+        """Who owns what this caller creates (files, batches, stored responses): the key's
+        lineage, so a rotated key keeps its objects (a lineage starts at the first key's id, so
+        rows recorded under a key id still match), else the principal's id."""
+        return self.key_lineage or self.key_id or self.id
+
 
 class Attempt(NamedTuple):
     """One try of one deployment (pipeline/attempts.py): recorded in the usage ledger."""

@@ -436,7 +436,8 @@ class Gateway:
         self.health_checks.start()
         if self.metrics is not None:
             await self.metrics.start()  # the metrics.port listener, when configured
-        self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys)
+        self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys,
+                         lambda: self.subscriptions)
         self.responses.start()  # the purge of expired stored responses
         await self.mcp_auth.start(self.stores, keyring, self.mcp_registry)
         self.mcp_registry.start()  # MCP servers' health checks

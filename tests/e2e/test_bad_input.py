@@ -231,6 +231,30 @@ def test_head_answers_where_get_does(http: httpx.Client) -> None:
     assert http.get(f"{gateway_url(http)}/health/live").json() == {"status": "ok"}
 
 
+def test_head_answers_where_get_does_on_routes_with_a_parameter(http: httpx.Client) -> None:
+    body = orjson.dumps({"model": "gpt-4o-mini", "input": "hi"})
+    stored = http.post("/responses", headers=JSON, content=body)
+    assert stored.status_code == 200, stored.text
+    rid = stored.json()["id"]
+    for path in ("/models/gpt-4o-mini", f"/responses/{rid}", f"/responses/{rid}/input_items", "/files",
+                 "/batches", "/responses/resp_none"):
+        got, head = http.get(path, headers=AUTH), http.head(path, headers=AUTH)
+        assert (head.status_code, head.content) == (got.status_code, b""), path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    assert http.head("/responses/resp_none", headers=AUTH).status_code == 404
+
+
+def test_a_wrong_method_on_a_path_with_a_parameter_is_405(http: httpx.Client) -> None:
+    # (POST under /v1/models/ is Gemini's native API: another method there.)
+    for method, path, allow in (("POST", "/responses/resp_x", "DELETE, GET, HEAD"),
+                                ("PUT", "/responses/resp_x/input_items", "GET, HEAD"),
+                                ("DELETE", "/models/gpt-4o-mini", "GET, HEAD")):
+        resp = http.request(method, path, headers=JSON, content=b"{}")
+        check_error_body(resp, 405, None)
+        assert resp.json()["error"]["code"] == "method_not_allowed" and resp.headers["allow"] == allow, path
+    check_error_body(http.post("/responses/resp_x/nope", headers=JSON, content=b"{}"), 404, None)
+
+
 def test_unknown_path_is_404(http: httpx.Client) -> None:
     check_error_body(http.post("/nope", headers=JSON, content=b"{}"), 404, None)
 

@@ -282,6 +282,9 @@ def _upload(world: World, body: bytes, content_type: str) -> httpx.Response:
 
 
 FORM = "multipart/form-data; boundary=zzz"
+PURPOSE = b"--zzz\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+COLOUR = b"--zzz\r\nContent-Disposition: form-data; name=\"colour\"\r\n\r\nred\r\n"
+FILE_PART = b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{}\r\n"
 
 
 @pytest.mark.parametrize(("body", "content_type", "status", "code"), [
@@ -295,11 +298,24 @@ FORM = "multipart/form-data; boundary=zzz"
     (b"{}", "application/json", 415, "unsupported_media_type"),
     (b"--zzz\r\nContent-Disposition: form-data; name=\"colour\"\r\n\r\nred\r\n--zzz--\r\n", FORM, 400,
      "unknown_parameter"),
+    # After a file that is being piped on (the fields came first), and before it (the file kept).
+    (PURPOSE + FILE_PART + FILE_PART + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
+    (FILE_PART + FILE_PART + PURPOSE + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
+    (PURPOSE + FILE_PART + COLOUR + b"--zzz--\r\n", FORM, 400, "unknown_parameter"),
 ])
 def test_malformed_uploads(world: World, body: bytes, content_type: str, status: int, code: str) -> None:
     resp = _upload(world, body, content_type)
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["code"] == code
+
+
+def test_a_wrong_method_is_405_naming_the_methods(world: World) -> None:
+    headers = {"Authorization": f"Bearer {world.keys['a']['key']}"}
+    for path, allow in (("/files", "GET, HEAD, POST"), ("/files/file-x", "DELETE, GET, HEAD"),
+                        ("/batches/batch_x/cancel", "POST")):
+        resp = httpx.put(world.gateway.base_url + path, headers=headers, timeout=30)
+        assert resp.status_code == 405 and resp.headers["allow"] == allow, (path, resp.text)
+        assert resp.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_oversized_and_unknown_purpose(world: World) -> None:

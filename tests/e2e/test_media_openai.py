@@ -65,7 +65,8 @@ def media_config(mock: Mock) -> dict[str, Any]:
             {"name": "groq-whisper", "provider": "groq", "model": "whisper-large-v3",
              "info": {"input_cost_per_audio_second": 0.00003}},
             {"name": "gpt-4o-transcribe", "provider": "oa", "model": "gpt-4o-transcribe",
-             "info": {"mode": "audio_transcription", "input_cost_per_mtok": 2.5, "output_cost_per_mtok": 10}},
+             "info": {"mode": "audio_transcription", "input_cost_per_mtok": 2.5,
+                      "input_audio_cost_per_mtok": 6, "output_cost_per_mtok": 10}},
             {"name": "tts-1", "provider": "oa", "model": "tts-1",
              "info": {"mode": "audio_speech", "input_cost_per_mchar": 15}},
             {"name": "gpt-4o-mini", "provider": "oa", "model": "gpt-4o-mini"},
@@ -244,7 +245,9 @@ def test_transcription_streams_its_text_and_is_priced_by_tokens(sdk: openai.Open
     rid = stream.response.headers["x-request-id"]
     record = recorded(database, rid)
     assert record.prompt_tokens == 15 and record.completion_tokens == 4 and record.stream
-    assert record.cost_usd == (Decimal(15) * Decimal("2.5") + Decimal(4) * 10) / 1_000_000
+    # Its input is audio (usage.input_token_details.audio_tokens): priced at the audio rate.
+    assert record.audio_input_tokens == 15
+    assert record.cost_usd == (Decimal(15) * 6 + Decimal(4) * 10) / 1_000_000
 
 
 def test_transcription_json_uses_the_reported_seconds(sdk: openai.OpenAI) -> None:
@@ -313,6 +316,14 @@ def test_speech_cut_mid_audio_is_not_passed_off_as_whole(gw: Gateway, database: 
     assert 0 < len(got) < len(text) * 64
     record = recorded(database, rid)
     assert record.status >= 500 and record.metadata["units"] == {"characters": len(text)}
+    # Handled, not crashed: no traceback. The client saw the drop only once the gateway was done
+    # with the request; a failure logged after it marks where to look up to.
+    later = httpx.post(gw.base_url + "/audio/speech", headers=headers, timeout=30,
+                       json={"model": "tts-1", "voice": "alloy", "input": "mock:status=500"})
+    gw.process.wait_for_all(later.headers["x-request-id"], "request failed")
+    logged = gw.process.output
+    assert f"request_id={rid}" in logged
+    assert "Exception in ASGI application" not in logged and "Traceback" not in logged
 
 
 def test_a_speech_upstream_error_is_an_openai_error(sdk: openai.OpenAI) -> None:

@@ -41,8 +41,9 @@ def test_titan_rejects_several_inputs_with_a_clear_400() -> None:
 
 
 def test_token_arrays_are_rejected() -> None:
-    with pytest.raises(InvalidRequest, match="token arrays"):
+    with pytest.raises(InvalidRequest, match="token arrays") as refused:
         build({"input": [1, 2, 3]}, TITAN)
+    assert refused.value.code == "invalid_value"
 
 
 def test_cohere_batches_and_input_type() -> None:

@@ -99,7 +99,11 @@ def test_known_prices() -> None:
         ("vertex", "claude-haiku-4-5@20251001", None, None),  # Claude is not listed for vertex
         ("vertex", "gemini-2.5-flash-preview-05-20", "gemini-2.5-flash", "base"),
         ("mistral", "mistral-medium-latest", "mistral-medium-2508", "base"),  # newest snapshot
-        ("openai", "gpt-4o-mini-search-preview-2025-03-11", "gpt-4o-mini", "prefix"),
+        ("openai", "gpt-4o_2024-08-06", "gpt-4o", "prefix"),  # a date after another separator
+        ("openai", "gpt-4o-2024-08-06:preview-02", "gpt-4o", "prefix"),
+        ("openai", "o1-pro", None, None),  # another model, ten times o1's price
+        ("openai", "o1-pro-2025-03-19", None, None),
+        ("openai", "gpt-4o-mini-search-preview-2025-03-11", None, None),  # not gpt-4o-mini
         ("anthropic", "claude-opus-4-9", None, None),  # another version is not a variant
         ("openai", "gpt-4.7", None, None),
         ("openai", "ft:gpt-4o-mini:acme::abc123", None, None),  # fine-tunes are priced differently

@@ -11,6 +11,7 @@ import pytest
 
 from switchboard.config.schema import Timeouts
 from switchboard.errors import (
+    InvalidRequest,
     UpstreamAuthFailed,
     UpstreamBadGateway,
     UpstreamRateLimited,
@@ -292,7 +293,8 @@ def test_embeddings_request_and_response() -> None:
 
 
 def test_embeddings_refuse_token_arrays() -> None:
-    with pytest.raises(Exception, match="token arrays"):
+    with pytest.raises(InvalidRequest, match="token arrays") as refused:
         SPEC.adapter.embeddings_request({"model": "e", "input": [[1, 2]]}, TARGET)
+    assert (refused.value.param, refused.value.code) == ("input", "invalid_value")
     with pytest.raises(UpstreamBadGateway):
         SPEC.adapter.embeddings_response(b'{"embeddings": [{}]}', TARGET)

@@ -120,6 +120,20 @@ def test_openai_image_usage_becomes_canonical() -> None:
                            "completion_tokens_details": {"image_tokens": 272}, "units": {"images": 1}}
 
 
+def test_transcription_token_usage_keeps_its_audio_tokens() -> None:
+    # OpenAI's transcription usage spells it input_token_details (images: input_tokens_details).
+    usage = {"type": "tokens", "input_tokens": 30, "output_tokens": 4, "total_tokens": 34,
+             "input_token_details": {"text_tokens": 0, "audio_tokens": 30}}
+    body = orjson.dumps({"text": "hi", "usage": usage})
+    reply = openai_media.parse("transcriptions", body, {}, {"_audio_seconds": 3.0}, target())
+    assert reply.usage is not None and reply.usage["prompt_tokens_details"] == {"audio_tokens": 30}
+    stream = openai_media.StreamUsage({}, target())
+    done = {"type": "transcript.text.done", "text": "hi", "usage": usage}
+    stream.feed(b"data: " + orjson.dumps(done) + b"\n\n")
+    assert stream.usage("transcriptions") == {"prompt_tokens": 30, "completion_tokens": 4, "total_tokens": 34,
+                                              "prompt_tokens_details": {"audio_tokens": 30}}
+
+
 def test_private_request_notes_are_not_sent_upstream() -> None:
     up = openai_media.build("moderations", {"input": "x", "_audio_seconds": 3}, target(), "http://up/v1/m")
     assert orjson.loads(up.body or b"") == {"input": "x", "model": "upstream-model"}
@@ -142,6 +156,11 @@ def test_imagen_translation() -> None:
     }
     with pytest.raises(GatewayError, match="quality"):
         google_images.imagen_request({"prompt": "x", "quality": "hd"}, vertex, VERTEX.adapter.model_url)
+    for field, value in (("n", 5), ("response_format", "url"), ("output_format", "gif"), ("size", "big"),
+                         ("size", "0x10")):
+        with pytest.raises(GatewayError) as refused:
+            google_images.imagen_request({"prompt": "x", field: value}, vertex, VERTEX.adapter.model_url)
+        assert (refused.value.param, refused.value.code) == (field, "invalid_value")
     with pytest.raises(GatewayError):  # not an Imagen model: no image generation on Vertex
         gemini = Target("g", "gemini-2.5-pro", "vx", "vertex", "https://v", options, Timeouts())
         VERTEX.adapter.media_request("image_generations", {"prompt": "x"}, gemini)

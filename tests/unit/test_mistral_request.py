@@ -335,7 +335,7 @@ def test_embeddings_body() -> None:
 def test_embeddings_token_arrays_refused() -> None:
     with pytest.raises(InvalidRequest) as exc:
         embeddings_body({"model": "e", "input": [[1, 2, 3]]}, TARGET)
-    assert exc.value.param == "input"
+    assert (exc.value.param, exc.value.code) == ("input", "invalid_value")
 
 
 def test_legacy_completions_unsupported() -> None:

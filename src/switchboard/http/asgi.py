@@ -13,6 +13,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_CT = (b"content-type", b"application/json")
+# A private ASGI message the gateway's server understands (http/cycle.py): end a response that
+# cannot be finished (its upstream failed mid-body) by closing the connection without the body's
+# end, so the client sees it incomplete.
+ABORT = "switchboard.http.abort"
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),

@@ -33,6 +33,8 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
+from switchboard.http.asgi import ABORT
+
 
 def _table(refused: re.Pattern[bytes]) -> bytes:
     """A translation table mapping each byte ``refused`` matches to NUL and every other to 1."""
@@ -49,8 +51,11 @@ class GatewayCycle(RequestResponseCycle):
 
     def send(self, message: Any) -> Coroutine[Any, Any, None]:
         # A plain function handing back a coroutine: the body's sends pay no extra frame.
-        if message["type"] == "http.response.start" and not self.response_started and not self.access_log:
+        kind = message["type"]
+        if kind == "http.response.start" and not self.response_started and not self.access_log:
             return self._start(message)
+        if kind == ABORT:
+            return abort(self)
         return RequestResponseCycle.send(self, message)
 
     async def _start(self, message: Any) -> None:
@@ -100,3 +105,12 @@ class GatewayCycle(RequestResponseCycle):
             content.append(b"transfer-encoding: chunked\r\n")
         content.append(b"\r\n")
         self.transport.write(b"".join(content))
+
+
+async def abort(cycle: RequestResponseCycle) -> None:
+    """Close the connection (what was written is flushed first) with the response unfinished.
+    Marked disconnected: uvicorn then writes nothing more and does not report the unfinished
+    response as the application's error."""
+    cycle.keep_alive = False
+    cycle.disconnected = True
+    cycle.transport.close()

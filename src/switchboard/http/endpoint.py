@@ -32,6 +32,7 @@ from switchboard.context import (
 )
 from switchboard.errors import GatewayError, InternalError, InvalidRequest, UnsupportedMediaType
 from switchboard.http.asgi import (
+    ABORT,
     JSON_CT,
     SSE_HEADERS,
     Receive,
@@ -212,6 +213,10 @@ class Responder:
 
     def stream_end(self) -> Awaitable[None]:
         return self.send({"type": "http.response.body", "body": b""})
+
+    def abort(self) -> Awaitable[None]:
+        """Drop the connection mid-body: a stream that cannot be finished is not ended as if whole."""
+        return self.send({"type": ABORT})
 
 
 class Endpoint:

@@ -38,8 +38,9 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from switchboard.http.asgi import ABORT
 from switchboard.http.cork import CorkedTransport
-from switchboard.http.cycle import GatewayCycle
+from switchboard.http.cycle import GatewayCycle, abort
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -104,6 +105,9 @@ async def _close_delimited_send(cycle: RequestResponseCycle, message: Any) -> No
     """``send`` for an HTTP/1.0 request: a reply without a Content-Length is written as it comes
     (no chunked framing, which HTTP/1.0 lacks) and ends when the connection closes (uvicorn
     closes 1.0 connections after every reply)."""
+    if message["type"] == ABORT:
+        await abort(cycle)
+        return
     if message["type"] == "http.response.start" and not cycle.response_started:
         names = {name.lower() for name, _ in message.get("headers", ())}
         no_body = cycle.scope["method"] == "HEAD" or message["status"] in (204, 304)

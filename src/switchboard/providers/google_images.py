@@ -40,9 +40,10 @@ def _ratio(size: str) -> str:
     try:
         width, height = (int(x) for x in size.lower().split("x", 1))
     except ValueError:
-        raise InvalidRequest(f"'size' must be WIDTHxHEIGHT, not {size[:40]!r}", param="size") from None
+        raise InvalidRequest(f"'size' must be WIDTHxHEIGHT, not {size[:40]!r}", param="size",
+                             code="invalid_value") from None
     if width <= 0 or height <= 0:
-        raise InvalidRequest("'size' must be positive", param="size")
+        raise InvalidRequest("'size' must be positive", param="size", code="invalid_value")
     wanted = width / height
     return min(RATIOS, key=lambda name: abs(RATIOS[name] - wanted))
 
@@ -50,21 +51,24 @@ def _ratio(size: str) -> str:
 def imagen_request(request: JSON, target: Target, model_url: Callable[[Target, str], str]) -> UpstreamRequest:
     if request.get("response_format") == "url":
         raise InvalidRequest(f"the model '{target.name}' (Imagen) returns images as b64_json only; "
-                             "leave 'response_format' unset or send 'b64_json'", param="response_format")
+                             "leave 'response_format' unset or send 'b64_json'", param="response_format",
+                             code="invalid_value")
     for key in _UNSUPPORTED:
         if request.get(key) is not None:
             raise InvalidRequest(f"'{key}' is not supported by Imagen (model '{target.name}')", param=key,
                                  code="unsupported_parameter")
     n = request.get("n") or 1
     if n > 4:
-        raise InvalidRequest("Imagen makes at most 4 images per request ('n' 1 to 4)", param="n")
+        raise InvalidRequest("Imagen makes at most 4 images per request ('n' 1 to 4)", param="n",
+                             code="invalid_value")
     parameters: JSON = {"sampleCount": n}
     if isinstance(request.get("size"), str) and request["size"] != "auto":
         parameters["aspectRatio"] = _ratio(request["size"])
     fmt = request.get("output_format")
     if fmt is not None:
         if fmt not in MIME:
-            raise InvalidRequest("'output_format' must be 'png' or 'jpeg' for Imagen", param="output_format")
+            raise InvalidRequest("'output_format' must be 'png' or 'jpeg' for Imagen", param="output_format",
+                                 code="invalid_value")
         parameters["outputOptions"] = {"mimeType": MIME[fmt]}
     body = {"instances": [{"prompt": request["prompt"]}], "parameters": parameters}
     return UpstreamRequest("POST", model_url(target, "predict"), orjson.dumps(body), dict(_HEADERS))

@@ -83,8 +83,8 @@ class Options(ProviderOptions):
 # --------------------------------------------------------------------------- request
 
 
-def _unsupported_value(what: str, param: str) -> InvalidRequest:
-    return InvalidRequest(f"{what} is not supported by provider type 'mistral'", param=param)
+def _unsupported_value(what: str, param: str, code: str | None = None) -> InvalidRequest:
+    return InvalidRequest(f"{what} is not supported by provider type 'mistral'", param=param, code=code)
 
 
 def tool_call_id(value: str) -> str:
@@ -352,7 +352,8 @@ def embeddings_body(request: JSON, target: Target) -> JSON:
     """``dimensions`` -> ``output_dimension``; ``user`` is dropped; token arrays are refused."""
     inputs = request.get("input")
     if isinstance(inputs, list) and inputs and not isinstance(inputs[0], str):
-        raise _unsupported_value("token arrays as embedding input", "input")
+        # A value of a parameter Mistral has: invalid_value, as the other providers answer it.
+        raise _unsupported_value("token arrays as embedding input", "input", "invalid_value")
     out: JSON = {"model": target.model, "input": inputs}
     if request.get("dimensions") is not None:
         out["output_dimension"] = request["dimensions"]

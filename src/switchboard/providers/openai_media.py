@@ -65,8 +65,9 @@ def _count(value: Any) -> int:
 
 
 def _token_usage(usage: Any) -> JSON:
-    """OpenAI's image and audio usage ({input_tokens, output_tokens, input_tokens_details}) in
-    the canonical form; output tokens of images and speech are billed as image/audio units."""
+    """OpenAI's image and audio usage ({input_tokens, output_tokens, and the input's details:
+    ``input_tokens_details`` for images, ``input_token_details`` for transcriptions}) in the
+    canonical form; output tokens of images and speech are billed as image/audio units."""
     if not isinstance(usage, Mapping):
         return {}
     prompt, completion = _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
@@ -74,7 +75,7 @@ def _token_usage(usage: Any) -> JSON:
         return {}
     out: JSON = {"prompt_tokens": prompt, "completion_tokens": completion,
                  "total_tokens": prompt + completion}
-    details = usage.get("input_tokens_details")
+    details = usage.get("input_tokens_details") or usage.get("input_token_details")
     if isinstance(details, Mapping):
         pd = {}
         if image := _count(details.get("image_tokens")):
@@ -233,9 +234,9 @@ class StreamUsage:
             for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
                 if key in usage:
                     self._tokens[key] = self._tokens.get(key, 0) + usage[key]
-            if image := (usage.get("prompt_tokens_details") or {}).get("image_tokens"):
+            for kind, n in (usage.get("prompt_tokens_details") or {}).items():  # image, audio
                 details = self._tokens.setdefault("prompt_tokens_details", {})
-                details["image_tokens"] = details.get("image_tokens", 0) + image
+                details[kind] = details.get(kind, 0) + n
 
     def usage(self, operation: str) -> JSON:
         usage = dict(self._tokens)

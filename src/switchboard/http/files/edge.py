@@ -53,7 +53,9 @@ PREFIXES = ("/v1/files", "/v1/batches", "/files", "/batches")
 
 def match(method: str, path: str) -> tuple[str, str] | bool | None:
     """(action, object id) for a routed request; False when the path exists for another method;
-    None when no route has the path."""
+    None when no route has the path. HEAD is answered as GET (the server sends no body)."""
+    if method == "HEAD":
+        method = "GET"
     known = False
     for m, pattern, action in _ROUTES:
         found = pattern.match(path)
@@ -62,6 +64,14 @@ def match(method: str, path: str) -> tuple[str, str] | bool | None:
                 return action, found.group(1) if found.groups() else ""
             known = True
     return False if known else None
+
+
+def allowed(path: str) -> str:
+    """The methods ``path`` answers, for a 405's Allow header."""
+    methods = {m for m, pattern, _ in _ROUTES if pattern.match(path)}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def is_files_path(path: str) -> bool:
@@ -100,7 +110,8 @@ class FilesEndpoint:
         )
         ctx.prompt_tokens = 0  # against token limits: nothing at request time (a batch's cost comes later)
         if failure is None and not action:
-            failure = (MethodNotAllowed(f"method {method} is not allowed on {path}") if routed is False
+            failure = (MethodNotAllowed(f"method {method} is not allowed on {path}",
+                                        headers={"allow": allowed(path)}) if routed is False
                        else unknown_url(method, path))
         out = Responder(send, ctx, [(b"x-request-id", rid.encode())])
         current = CURRENT.set((rid, None))

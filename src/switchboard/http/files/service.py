@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from switchboard.access.cache import principal_of
 from switchboard.access.rules import model_allowed
+from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.background import stop_task
 from switchboard.catalog import Catalog
 from switchboard.config.schema import FilesConfig
@@ -29,6 +30,7 @@ from switchboard.context import Principal, Reply, RequestContext, Result, Spent,
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
 from switchboard.http.asgi import Receive
 from switchboard.http.files import multipart
+from switchboard.http.files.batch_access import BatchAccess
 from switchboard.http.files.costing import BatchPricer
 from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
 from switchboard.http.openai_api import parse_json
@@ -87,7 +89,7 @@ def tenant_of(p: Principal) -> str:
 
 
 def owner_of(p: Principal) -> str:
-    return p.key_id or p.id
+    return p.owner
 
 
 class FileService:
@@ -98,6 +100,7 @@ class FileService:
         self._router = router
         self._pricer = BatchPricer(catalog, routing, prices, settings.batch_price_factor,
                                    settings.max_output_bytes)
+        self._access = BatchAccess(routing, settings.max_upload_bytes)
         self._store: FileStore | None = None
         self._ledger: UsageLedger | None = None
         self._budgets: Callable[[], BudgetBook | None] = lambda: None
@@ -109,8 +112,11 @@ class FileService:
     # -- life --------------------------------------------------------------------------------
 
     def start(self, store: FileStore | None, ledger: UsageLedger,
-              budgets: Callable[[], BudgetBook | None] | None = None, keys: KeyStore | None = None) -> None:
+              budgets: Callable[[], BudgetBook | None] | None = None, keys: KeyStore | None = None,
+              subscriptions: Callable[[], SubscriptionCache | None] | None = None) -> None:
         self._store = store
+        if subscriptions is not None:
+            self._access.use(subscriptions)
         self._ledger = ledger
         if budgets is not None:
             self._budgets = budgets
@@ -161,7 +167,7 @@ class FileService:
                     fields[part.name] = await reader.value(MAX_FIELD_BYTES)
                     continue
                 if file_part is not None:
-                    raise InvalidRequest("send one file per upload", param="file")
+                    raise InvalidRequest("send one file per upload", param="file", code="duplicate_parameter")
                 if part.filename is None:
                     raise multipart.MalformedMultipart("the 'file' part must be a file (with a filename)")
                 file_part = part
@@ -298,6 +304,8 @@ class FileService:
             raise InvalidRequest("'metadata' must be at most 16 string pairs (keys up to 64 characters, "
                                  "values up to 512)", param="metadata", code="invalid_value")
         owned, upstream = await self._owned(FILE, source, p, param="input_file_id")
+        # Its lines run as written: a caller with scoped model access may not reach past it.
+        await self._access.check(p, upstream, owned.id, str(endpoint))
         obj = await upstream.call("POST", "/batches", {**body, "input_file_id": owned.id})
         await self._own(BATCH, obj, upstream, p, str(endpoint))
         return Reply(obj)
@@ -353,17 +361,20 @@ class FileService:
         ))
 
     async def _seen(self, owned: OwnedObject, upstream: Upstream, obj: dict[str, Any]) -> None:
-        """A batch as the upstream now shows it; its output and error files become its owner's."""
-        status = obj.get("status") if isinstance(obj.get("status"), str) else None
-        await self.store.update(BATCH, owned.id, obj, status)
+        """A batch as the upstream now shows it; its output and error files become its owner's
+        the first time they appear (``owned.body`` is the batch as last seen): a file its owner
+        has deleted since is not put back."""
         for name in ("output_file_id", "error_file_id"):
             file_id = obj.get(name)
-            if isinstance(file_id, str) and _ID.match(file_id):
+            if isinstance(file_id, str) and _ID.match(file_id) and owned.body.get(name) != file_id:
                 await self.store.put(OwnedObject(
                     id=file_id, kind=FILE, provider=owned.provider, tenant_id=owned.tenant_id,
                     owner=owned.owner, key_id=owned.key_id, team_id=owned.team_id, user_id=owned.user_id,
-                    purpose="batch_output", body={"id": file_id, "object": "file", "purpose": "batch_output"},
+                    purpose="batch_output", body=await _file_object(upstream, file_id),
                 ))
+        # Recorded after its files: a failure above leaves them new for the next look.
+        status = obj.get("status") if isinstance(obj.get("status"), str) else None
+        await self.store.update(BATCH, owned.id, obj, status)
 
     async def _page(self, kind: str, ctx: FilesContext, p: Principal, purpose: str | None) -> dict[str, Any]:
         raw = _first(ctx.params.get("limit")) or "20"
@@ -431,7 +442,8 @@ class FileService:
             if record is not None:
                 return principal_of(record)
         return Principal(id=owned.owner, role="member", key_id=owned.key_id, tenant_id=owned.tenant_id,
-                         team_id=owned.team_id, user_id=owned.user_id)
+                         team_id=owned.team_id, user_id=owned.user_id,
+                         key_lineage=owned.owner if owned.key_id is not None else None)
 
     async def poll_once(self) -> int:
         """Look at the open batches (least recently seen first, a bounded number) and price those
@@ -463,6 +475,16 @@ class FileService:
                 await self.poll_once()
             except Exception:
                 log.exception("batch poll failed")
+
+
+async def _file_object(upstream: Upstream, file_id: str) -> dict[str, Any]:
+    """A batch's output file as the upstream describes it (listed with every field a file
+    object has); the bare id when that fails: the owner can still fetch it, which refreshes it."""
+    try:
+        return await upstream.call("GET", object_path("files", file_id))
+    except GatewayError as exc:
+        log.warning("batch output file %s: not described yet: %s", file_id, exc.message)
+        return {"id": file_id, "object": "file", "purpose": "batch_output"}
 
 
 def _first(values: list[str] | None) -> str | None:
@@ -511,9 +533,11 @@ async def _rest(reader: multipart.MultipartReader, limit: int) -> AsyncIterator[
             raise PayloadTooLarge(f"the file exceeds the limit of {limit} bytes")
         yield piece
     while (part := await reader.next_part()) is not None:
-        if part.name not in _FORM_FIELDS or part.name == "file":
-            raise InvalidRequest(f"unexpected form field '{part.name[:100]}' after the file",
-                                 param=part.name[:100])
+        if part.name == "file":
+            raise InvalidRequest("send one file per upload", param="file", code="duplicate_parameter")
+        if part.name not in _FORM_FIELDS:
+            raise InvalidRequest(f"unknown form field '{part.name[:100]}'", param=part.name[:100],
+                                 code="unknown_parameter")
         await reader.value(MAX_FIELD_BYTES)
 
 

@@ -16,6 +16,7 @@ from switchboard.errors import (
     UpstreamAuthFailed,
     UpstreamBadGateway,
     UpstreamRateLimited,
+    UpstreamTimeout,
     UpstreamUnavailable,
 )
 from switchboard.routing.live import LiveRouting
@@ -94,9 +95,12 @@ class Upstream:
             failure = UpstreamAuthFailed(f"{where} refused the gateway's credentials")
         elif status == 429:
             failure = UpstreamRateLimited(message or f"{where} is rate limiting")
+        elif status in (408, 504):  # as for model calls (api.md): the upstream timed out
+            failure = UpstreamTimeout(f"{where} timed out ({status})")
+        elif status in (503, 529):
+            failure = UpstreamUnavailable(f"{where} is overloaded ({status})")
         elif status >= 500:
-            failure = UpstreamUnavailable(f"{where} failed ({status})") if status == 503 else \
-                UpstreamBadGateway(f"{where} failed ({status})")
+            failure = UpstreamBadGateway(f"{where} failed ({status})")
         else:
             failure = GatewayError(message or f"{where} refused the request ({status})", status=status,
                                    code=code, param=param,

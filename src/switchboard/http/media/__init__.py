@@ -368,7 +368,8 @@ class RelayEndpoint(Endpoint):
             except GatewayError as err:
                 outcome.failed(err)
                 if not content_type.startswith("text/event-stream"):
-                    raise
+                    await out.abort()  # recorded and logged as failed; no traceback
+                    return
                 await out.stream_data(_error_event(err))
             await out.stream_end()
         finally:

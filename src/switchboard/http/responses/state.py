@@ -8,8 +8,8 @@ post-response callback stores it (``store`` defaults to true): the write is off 
 path. Until that write is done the response is held in memory (``pending``), so a client that
 continues it at once finds it on this instance.
 
-Stored responses belong to the caller's tenant and owner (key id, else principal id); anyone
-else is answered 404, as if it did not exist.
+Stored responses belong to the caller's tenant and owner (the key's lineage, so a rotated key
+keeps them, else the principal id); anyone else is answered 404, as if it did not exist.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ MAX_ID = 64
 def owner_of(principal: Principal | None) -> tuple[str | None, str]:
     if principal is None:
         return None, ""
-    return principal.tenant_id, principal.key_id or principal.id
+    return principal.tenant_id, principal.owner
 
 
 @dataclass(slots=True)
@@ -233,7 +233,7 @@ class Responses:
 
     async def retrieve(self, ctx: RequestContext) -> Result:
         parts = self._parts(ctx)
-        if ctx.method == "GET" and len(parts) == 2 and parts[1] == "input_items":
+        if ctx.method != "DELETE" and len(parts) == 2 and parts[1] == "input_items":  # GET, HEAD
             return await self.input_items(ctx, parts[0])
         if len(parts) != 1:
             raise NotFound(f"Unknown URL: {ctx.method} {ctx.path[:200]}", code="unknown_url")

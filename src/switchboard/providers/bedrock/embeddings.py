@@ -40,7 +40,8 @@ def family(target: Target) -> str:
 def _texts(value: Any) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not all(isinstance(x, str) for x in items):
-        raise InvalidRequest("provider type 'bedrock' embeds text only, not token arrays", param="input")
+        raise InvalidRequest("provider type 'bedrock' embeds text only, not token arrays", param="input",
+                             code="invalid_value")
     return list(items)
 
 

@@ -25,6 +25,7 @@ def texts(request: JSON, target: Target) -> list[str]:
             f"provider type '{target.provider_type}' embeds text only: 'input' must be a string or an "
             "array of strings (token arrays are not supported)",
             param="input",
+            code="invalid_value",
         )
     return items
 

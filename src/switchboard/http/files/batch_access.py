@@ -1,0 +1,140 @@
+"""Which models a batch may run.
+
+A batch's lines go upstream as written, each naming the provider's own model id, so the model
+access a chat request gets from the chain (the key's model list, its regions, subscription
+approval) is checked here instead: when a caller's access is scoped, every line of the input
+file is read once when the batch is created, and a line asking for a model the caller may not
+use refuses the whole batch (403, naming the line). An unscoped caller (the master key, a key
+with ``*`` and no regions, when no model of the provider needs approval) pays nothing: no read.
+
+A line's ``body.model`` is matched as the pricer matches it (``costing.BatchPricer.info``): the
+deployments of this provider whose upstream id it is; it is allowed when the caller may use one
+of those deployments' served models. An upstream id that no served model names is allowed only
+to an unscoped caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from switchboard.access.roles import PLATFORM_ADMIN
+from switchboard.access.rules import model_allowed
+from switchboard.access.subscriptions import SubscriptionCache
+from switchboard.context import Principal
+from switchboard.errors import GatewayError, InvalidRequest, PermissionDenied
+from switchboard.http.files.costing import OutputTooLarge, lines
+from switchboard.http.files.upstream import Upstream, object_path
+from switchboard.pipeline.subscription import require_approved
+from switchboard.routing.live import LiveRouting
+from switchboard.routing.prerouting import in_regions
+from switchboard.routing.table import Route
+
+PARAM = "input_file_id"
+
+
+class BatchAccess:
+    def __init__(self, routing: LiveRouting, max_bytes: int) -> None:
+        self._routing = routing
+        self._max_bytes = max_bytes  # the input file is at most an upload's size
+        self._subscriptions: Callable[[], SubscriptionCache | None] = lambda: None
+
+    def use(self, subscriptions: Callable[[], SubscriptionCache | None]) -> None:
+        self._subscriptions = subscriptions  # built when the stores open
+
+    def scoped(self, p: Principal, routes: list[Route]) -> bool:
+        """Whether ``p`` may not use every model of this provider's deployments (``routes``)."""
+        if not _unscoped(p):
+            return True
+        return p.role != PLATFORM_ADMIN and any(r.target.require_approval for r in routes)
+
+    async def check(self, p: Principal, upstream: Upstream, file_id: str, endpoint: str) -> None:
+        """Refuse (400/403, naming the line) an input file with a line ``p`` may not run."""
+        routes = [r for r in self._routing.all_routes() if r.target.provider == upstream.provider]
+        if not self.scoped(p, routes):
+            return
+        decided: dict[str, None] = {}  # upstream ids already allowed: most lines repeat one
+        stream = await upstream.open(object_path("files", file_id, "/content"))
+        try:
+            number = 0
+            async for line in lines(stream.chunks(), self._max_bytes):
+                number += 1
+                model = _model_of(line, number, endpoint)
+                if model not in decided:
+                    await self._allowed(p, routes, model, number)
+                    decided[model] = None
+        except OutputTooLarge as exc:
+            raise InvalidRequest(f"the input file cannot be checked: {exc}", param=PARAM,
+                                 code="invalid_value") from None
+        finally:
+            await stream.close()
+
+    async def _allowed(self, p: Principal, routes: list[Route], model: str, number: int) -> None:
+        serving = [r for r in routes if r.target.model == model]
+        shown = model[:200]
+        if not serving:
+            if _unscoped(p):
+                return  # only approval-only models are held back from such a caller
+            raise PermissionDenied(f"line {number} of the input file asks for the model '{shown}', "
+                                   f"which you may not use{self._hint(p, routes, model)}", param=PARAM,
+                                   code="model_not_allowed")
+        usable = [r for r in serving if model_allowed(r.target.name, p.allowed_models)]
+        if not usable:
+            raise PermissionDenied(f"line {number} of the input file asks for the model '{shown}', "
+                                   "which you may not use", param=PARAM, code="model_not_allowed")
+        placed = [r for r in usable if in_regions(r, p.allowed_regions)]
+        if not placed:
+            raise PermissionDenied(f"line {number} of the input file asks for the model '{shown}', which "
+                                   "cannot be served in the regions this key is allowed", param=PARAM,
+                                   code="region_not_allowed")
+        if any(not r.target.require_approval for r in placed):
+            return
+        cache = self._subscriptions()
+        if cache is None:
+            raise GatewayError("subscriptions are not loaded yet", status=503, code="unavailable")
+        refusal: PermissionDenied | None = None
+        for route in placed:
+            try:
+                await require_approved(cache, p, route.target.name, f"the model '{route.target.name}'")
+                return
+            except PermissionDenied as exc:
+                refusal = refusal or exc
+        assert refusal is not None
+        raise PermissionDenied(f"line {number} of the input file: {refusal.message}", param=PARAM,
+                               code=refusal.code)
+
+    @staticmethod
+    def _hint(p: Principal, routes: list[Route], model: str) -> str:
+        """A served model's name in place of its upstream id: the upstream id is what runs."""
+        for r in routes:
+            if r.target.name == model and model_allowed(model, p.allowed_models):
+                return f" (a batch line names the upstream model: '{r.target.model[:200]}')"
+        return ""
+
+
+def _unscoped(p: Principal) -> bool:
+    """Every model anywhere: no model list (or ``*`` in it), no regions."""
+    models = p.allowed_models
+    return (models is None or "*" in models) and p.allowed_regions is None
+
+
+def _model_of(line: bytes, number: int, endpoint: str) -> str:
+    """The model a request line asks for; its url must be the batch's endpoint."""
+    try:
+        obj: Any = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        obj = None
+    body = obj.get("body") if isinstance(obj, dict) else None
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"line {number} of the input file is not a request object with a 'body'",
+                             param=PARAM, code="invalid_value")
+    if obj.get("url") != endpoint:
+        raise InvalidRequest(f"line {number} of the input file is for another endpoint than the batch's "
+                             f"'{endpoint}'", param=PARAM, code="invalid_value")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest(f"line {number} of the input file names no model", param=PARAM,
+                             code="invalid_value")
+    return model

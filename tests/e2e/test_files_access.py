@@ -1,0 +1,142 @@
+"""Files and batches and the key's access, on the embedded database and on a cluster
+(PostgreSQL and Redis): a batch runs only models its key may use, and the objects a key
+created stay its own across a rotation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+
+
+@dataclass
+class World:
+    gateway: Gateway
+
+    def key(self, models: list[str]) -> dict[str, Any]:
+        resp = httpx.post(f"{self.gateway.url}/admin/v1/keys", json={"models": models}, headers=ADMIN,
+                          timeout=30)
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+    def sdk(self, key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0, timeout=30)
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def world(request: pytest.FixtureRequest, mock_upstream: Mock,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    config = openai_config(mock_upstream)
+    config["models"] += [
+        {"name": "gated", "provider": "local-openai", "model": "gpt-4o", "require_approval": True},
+        {"name": "cheap", "provider": "local-openai", "model": "gpt-4.1-nano"},
+    ]
+    config["files"] = {"provider": "local-openai"}
+    if request.param == "cluster":
+        postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"files_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"files-access-{request.param}"))
+    yield World(gw)
+    gw.process.stop()
+
+
+def jsonl(*models: str, url: str = "/v1/chat/completions") -> bytes:
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": url,
+              "body": {"model": m, "messages": [{"role": "user", "content": "hi"}]}}
+             for i, m in enumerate(models)]
+    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+
+
+def _batch(client: openai.OpenAI, data: bytes) -> Any:
+    source = client.files.create(file=("in.jsonl", data), purpose="batch")
+    return client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                 completion_window="24h", metadata={"mock_gets_to_complete": "100"})
+
+
+def test_a_batch_runs_only_models_its_key_may_use(world: World) -> None:
+    narrow = world.sdk(world.key(["gpt-4o-mini", "cheap"])["key"])
+    assert _batch(narrow, jsonl("gpt-4o-mini", "gpt-4.1-nano", "gpt-4o-mini")).status == "validating"
+    # A model the key may not use, on any line: the whole batch is refused, naming the line.
+    for models, shown in ((("gpt-4o-mini", "o1-pro"), "o1-pro"), (("gpt-4o",), "gpt-4o")):
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            _batch(narrow, jsonl(*models))
+        assert refused.value.code == "model_not_allowed" and refused.value.param == "input_file_id"
+        assert f"line {len(models)} " in refused.value.message and f"'{shown}'" in refused.value.message
+    # A line runs the upstream id it names: a served name that is not one says which to use.
+    with pytest.raises(openai.PermissionDeniedError) as alias:
+        _batch(narrow, jsonl("cheap"))
+    assert "'gpt-4.1-nano'" in alias.value.message
+    # Every line must be for the batch's endpoint and name a model.
+    for data in (jsonl("gpt-4o-mini", url="/v1/embeddings"), b'{"custom_id": "x", "body": {}}\n', b"nope\n"):
+        with pytest.raises(openai.BadRequestError) as bad:
+            _batch(narrow, data)
+        assert bad.value.code == "invalid_value" and "line 1 " in bad.value.message
+
+
+def test_approval_only_models_need_the_teams_subscription_in_a_batch_too(world: World) -> None:
+    every = world.sdk(world.key(["*"])["key"])
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        _batch(every, jsonl("gpt-4o-mini", "gpt-4o"))
+    assert refused.value.code == "subscription_required" and "line 2" in refused.value.message
+    # Unscoped otherwise: a key with every model may name what the gateway does not serve.
+    assert _batch(every, jsonl("gpt-4o-mini", "o1-pro")).status == "validating"
+    # The master key is never held back.
+    assert _batch(world.sdk(MASTER_KEY), jsonl("gpt-4o")).status == "validating"
+
+
+def test_a_rotated_key_keeps_its_files_batches_and_stored_responses(world: World) -> None:
+    created = world.key(["gpt-4o-mini"])
+    old = world.sdk(created["key"])
+    source = old.files.create(file=("in.jsonl", jsonl("gpt-4o-mini")), purpose="batch")
+    batch = old.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                               completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    response = old.responses.create(model="gpt-4o-mini", input="mock:reply=remembered")
+    rotated = httpx.post(f"{world.gateway.url}/admin/v1/keys/{created['id']}/rotate", headers=ADMIN,
+                         json={"grace_seconds": 0}, timeout=30)
+    assert rotated.status_code == 201, rotated.text
+    new = world.sdk(rotated.json()["key"])
+    assert new.files.retrieve(source.id).id == source.id
+    assert source.id in [f.id for f in new.files.list()]
+    done = new.batches.retrieve(batch.id)
+    assert done.status == "completed" and done.output_file_id
+    assert new.files.content(done.output_file_id).content
+    assert batch.id in [b.id for b in new.batches.list()]
+    assert new.responses.retrieve(response.id).output_text == "remembered"
+    follow = new.responses.create(model="gpt-4o-mini", input="again", previous_response_id=response.id)
+    assert follow.status == "completed"
+    # Still nobody else's: another key of the same tenant sees none of it.
+    other = world.sdk(world.key(["gpt-4o-mini"])["key"])
+    with pytest.raises(openai.NotFoundError):
+        other.files.retrieve(source.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(response.id)
+
+
+def test_batch_output_files_are_listed_whole_and_stay_deleted(world: World) -> None:
+    client = world.sdk(world.key(["gpt-4o-mini"])["key"])
+    source = client.files.create(file=("in.jsonl", jsonl("gpt-4o-mini", "gpt-4o-mini")), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    done = client.batches.retrieve(batch.id)
+    assert done.status == "completed" and done.output_file_id
+    [listed] = client.files.list(purpose="batch_output").data
+    content = client.files.content(done.output_file_id).content
+    assert listed.id == done.output_file_id and listed.object == "file"
+    assert listed.bytes == len(content) and listed.created_at > 0 and listed.filename
+    assert listed.model_dump() == client.files.retrieve(listed.id).model_dump()
+    # Deleted by its owner, it is not put back by the next look at the batch.
+    assert client.files.delete(listed.id).deleted
+    assert client.batches.retrieve(batch.id).output_file_id == listed.id
+    assert client.files.list(purpose="batch_output").data == []
+    assert [f.id for f in client.files.list()] == [source.id]
