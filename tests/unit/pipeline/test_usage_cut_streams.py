@@ -24,6 +24,7 @@ from switchboard.pipeline.settle import Settlement
 from switchboard.pipeline.usage import UsageStage
 from switchboard.providers.anthropic.native import NativeStream
 from switchboard.providers.openai_responses import NativeDecoder
+from switchboard.providers.sse import MAX_EVENT_BYTES
 from switchboard.stores.protocols import Bucket, BucketState
 
 INFO = ModelInfo(model="claude-x", provider_types=("anthropic",), input_cost_per_mtok=1.0,
@@ -72,7 +73,8 @@ def responses_events() -> list[bytes]:
 
 
 def target() -> Any:
-    return SimpleNamespace(name="claude", provider="anth", model="claude-x", provider_type="anthropic")
+    return SimpleNamespace(name="claude", provider="anth", model="claude-x", provider_type="anthropic",
+                           max_event_bytes=MAX_EVENT_BYTES)
 
 
 async def run(decoder: Any, events: list[bytes], fail: bool = False, to_end: bool = False
