@@ -194,3 +194,20 @@ def test_shared_database_without_a_secret_refuses_to_serve(tmp_path: Path) -> No
     assert proc.proc.returncode == 2, proc.output
     assert "auth.secret_key: required with a shared database" in proc.output
     assert "Traceback" not in proc.output
+
+
+def test_master_key_read_from_a_file_reference(tmp_path: Path) -> None:
+    """The Docker-secrets pattern: `master_key: file:/run/secrets/...` is the file's content."""
+    key_file = tmp_path / "master_key_secret"
+    key_file.write_text("sk-from-a-secret-file\n")
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    path = _config(tmp_path, text.replace("sk-test-master-key-123", f"file:{key_file}"))
+    port = free_port()
+    proc = spawn(["serve", "--config", str(path), "--port", str(port)],
+                 env={"SWITCHBOARD_DATA_DIR": str(tmp_path / "data")})
+    try:
+        proc.wait_for("Application startup complete")
+        assert _models_status(port, "sk-from-a-secret-file") == 200
+        assert _models_status(port, f"file:{key_file}") == 401
+    finally:
+        assert proc.stop() == 0

@@ -79,6 +79,7 @@ def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Se
         raise ConfigError(source, ["(top level): expected a mapping of keys to values"])
     problems: list[str] = []
     data = interpolate(data, os.environ if env is None else env, (), problems)
+    data = _resolve_auth_refs(data, env, problems)
     if problems:
         raise ConfigError(source, problems)
     try:
@@ -93,6 +94,37 @@ def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Se
     if problems:
         raise ConfigError(source, problems)
     return settings
+
+
+def _resolve_auth_refs(
+    data: dict[str, Any], env: Mapping[str, str] | None, problems: list[str]
+) -> dict[str, Any]:
+    """``auth``'s secrets with ``env:NAME`` / ``file:/path`` references replaced by what they name,
+    as for a provider's ``api_key``. Resolved once, before the schema, so the length checks see
+    the secret and a reference is never used as a (guessable) key itself."""
+    auth = data.get("auth")
+    if not isinstance(auth, dict):
+        return data
+    auth = dict(auth)
+    for key in ("master_key", "secret_key"):
+        if key in auth:
+            auth[key] = _resolved(auth[key], f"auth.{key}", env, problems)
+    previous = auth.get("previous_secret_keys")
+    if isinstance(previous, list):
+        auth["previous_secret_keys"] = [
+            _resolved(v, f"auth.previous_secret_keys[{i}]", env, problems) for i, v in enumerate(previous)
+        ]
+    return {**data, "auth": auth}
+
+
+def _resolved(value: Any, path: str, env: Mapping[str, str] | None, problems: list[str]) -> Any:
+    if not isinstance(value, str) or not refs.is_ref(value):
+        return value
+    try:
+        return refs.resolve(value, env)
+    except refs.RefError as exc:
+        problems.append(f"{path}: {exc}")
+        return value
 
 
 def _credential_problems(provider: ProviderConfig, env: Mapping[str, str] | None) -> list[str]:

@@ -66,3 +66,27 @@ def test_previous_secrets_from_the_config_and_the_environment(tmp_path: Path) ->
     assert [s.get_secret_value() for s in merged.auth.previous_secret_keys] == [old_a, old_b]
     unchanged = with_secret_key(configured, env={})
     assert unchanged.auth.previous_secret_keys == configured.auth.previous_secret_keys
+
+
+def test_auth_secrets_may_be_env_or_file_references(tmp_path: Path) -> None:
+    """Like a provider's api_key: the Docker-secrets pattern gives the file's content, not its path."""
+    (tmp_path / "master").write_text("master-from-a-file\n")
+    (tmp_path / "secret").write_text("s" * 40)
+    auth = {"master_key": f"file:{tmp_path / 'master'}", "secret_key": f"file:{tmp_path / 'secret'}",
+            "previous_secret_keys": ["env:OLD_SECRET"]}
+    got = validate({**BASE, "auth": auth}, "test.yaml", env={"OLD_SECRET": "o" * 32}).auth
+    assert got.master_key.get_secret_value() == "master-from-a-file"
+    assert got.secret_key is not None and got.secret_key.get_secret_value() == "s" * 40
+    assert [s.get_secret_value() for s in got.previous_secret_keys] == ["o" * 32]
+
+
+def test_auth_references_that_do_not_resolve_are_config_errors(tmp_path: Path) -> None:
+    auth = {"master_key": "env:NO_SUCH_VAR", "secret_key": f"file:{tmp_path / 'missing'}",
+            "previous_secret_keys": ["file:relative"]}
+    with pytest.raises(ConfigError) as err:
+        validate({**BASE, "auth": auth}, "test.yaml", env={})
+    assert err.value.problems == [
+        "auth.master_key: environment variable NO_SUCH_VAR is not set",
+        f"auth.secret_key: cannot read {tmp_path / 'missing'}: No such file or directory",
+        "auth.previous_secret_keys[0]: file: references need an absolute path",
+    ]
