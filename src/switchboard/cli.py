@@ -22,7 +22,7 @@ from switchboard.cli_routing import routing_app
 from switchboard.cli_tenancy import service_accounts_app, teams_app, tenants_app, users_app
 from switchboard.cli_usage import usage
 from switchboard.config.schema import Settings
-from switchboard.settings.loader import ConfigError, load
+from switchboard.settings.loader import ConfigError, load, serving_problems
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Switchboard, a self-hosted LLM gateway.")
 config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
@@ -128,6 +128,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to 
     """Validate a config file; exit 0 when valid, 2 with every problem listed otherwise."""
     try:
         settings = load(file)
+        problems = serving_problems(settings)
+        if problems:
+            raise ConfigError(str(file), problems)
     except ConfigError as exc:
         _fail_config(exc)
         return

@@ -22,20 +22,11 @@ from switchboard.observability.logs import configure as configure_logs
 from switchboard.observability.logs import uvicorn_log_config
 from switchboard.observability.metrics import MULTIPROC_ENV
 from switchboard.settings.embedded import embedded_settings
-from switchboard.settings.loader import ConfigError, load
+from switchboard.settings.loader import ConfigError, load, serving_problems
 from switchboard.settings.secret import SecretKeyMissing, with_secret_key
 from switchboard.stores.factory import data_dir
 
 _ENV = "SWITCHBOARD_SERVE"
-
-
-# Rate-limit windows, budget counters, cooldowns and cache invalidation live in the process
-# without Redis: several workers would each enforce a limit on their own (N times the limit).
-SHARED_STATE_NEEDED = (
-    "server.workers: more than 1 worker needs redis.url (rate limits, budgets, cooldowns and "
-    "cache invalidation are kept in each process without it, so every worker would enforce "
-    "them on its own); set redis.url, or run one worker per instance"
-)
 
 
 @dataclass(frozen=True)
@@ -67,8 +58,9 @@ def resolve_settings(opts: ServeOptions) -> Settings:
     if overrides:
         server = settings.server.model_copy(update=overrides)
         settings = settings.model_copy(update={"server": server})
-    if settings.server.workers > 1 and settings.redis is None:
-        raise ConfigError(opts.config or "(embedded default)", [SHARED_STATE_NEEDED])
+    problems = serving_problems(settings)
+    if problems:
+        raise ConfigError(opts.config or "(embedded default)", problems)
     try:
         return with_secret_key(settings)
     except SecretKeyMissing as exc:

@@ -185,15 +185,28 @@ def test_key_from_environment_not_printed_and_quickstart_works(tmp_path: Path, h
         assert proc.stop() == 0
 
 
+def _check_and_serve_refuse(path: Path, expected: str) -> None:
+    """`config check` and `serve` agree: both exit 2 with the same line."""
+    serve = ["serve", "--config", str(path), "--port", str(free_port())]
+    for args in (["config", "check", str(path)], serve):
+        proc = spawn(args, inherit=False)
+        proc.proc.wait(60)
+        assert proc.proc.returncode == 2, (args, proc.output)
+        assert f"{path}: {expected}" in proc.output, (args, proc.output)
+        assert "Traceback" not in proc.output
+
+
 def test_shared_database_without_a_secret_refuses_to_serve(tmp_path: Path) -> None:
     """Instances sharing PostgreSQL must share the secret that keys the API-key hashes."""
     text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
     path = _config(tmp_path, text + "database:\n  url: postgresql://sb@127.0.0.1:9/sb\n")
-    proc = spawn(["serve", "--config", str(path), "--port", str(free_port())], inherit=False)
-    proc.proc.wait(60)
-    assert proc.proc.returncode == 2, proc.output
-    assert "auth.secret_key: required with a shared database" in proc.output
-    assert "Traceback" not in proc.output
+    _check_and_serve_refuse(path, "auth.secret_key: required with a shared database")
+
+
+def test_several_workers_without_redis_fail_the_check_too(tmp_path: Path) -> None:
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    path = _config(tmp_path, text + "  workers: 4\n")
+    _check_and_serve_refuse(path, "server.workers: more than 1 worker needs redis.url")
 
 
 def test_master_key_read_from_a_file_reference(tmp_path: Path) -> None:

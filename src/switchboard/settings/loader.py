@@ -18,6 +18,7 @@ from switchboard.config.schema import ProviderConfig, Settings
 from switchboard.config.yamlfile import YamlFileError, read_yaml
 from switchboard.crypto import refs
 from switchboard.providers.registry import check_provider, providers
+from switchboard.settings.secret import secret_problem
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -151,6 +152,27 @@ def _catalog_type_problems(settings: Settings) -> list[str]:
     if data is not None:
         # The file's shape was checked by the schema; what is left are its provider types.
         problems.extend(f"catalog: file {settings.catalog.file}: {p}" for p in file_problems(data, known))
+    return problems
+
+
+# Rate-limit windows, budget counters, cooldowns and cache invalidation live in the process
+# without Redis: several workers would each enforce a limit on their own (N times the limit).
+SHARED_STATE_NEEDED = (
+    "server.workers: more than 1 worker needs redis.url (rate limits, budgets, cooldowns and "
+    "cache invalidation are kept in each process without it, so every worker would enforce "
+    "them on its own); set redis.url, or run one worker per instance"
+)
+
+
+def serving_problems(settings: Settings, env: Mapping[str, str] | None = None) -> list[str]:
+    """What a valid file still lacks to be served: checked by `serve` and by `config check`
+    alike, so a config that passes the check starts."""
+    problems = []
+    if settings.server.workers > 1 and settings.redis is None:
+        problems.append(SHARED_STATE_NEEDED)
+    secret = secret_problem(settings, os.environ if env is None else env)
+    if secret:
+        problems.append(secret)
     return problems
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -51,6 +52,21 @@ def read_or_create(path: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def secret_problem(settings: Settings, env: Mapping[str, str]) -> str | None:
+    """Why the secret cannot be had (None when it is configured, in ``env``, or may be generated)."""
+    if settings.auth.secret_key is not None:
+        return None
+    value = env.get(ENV)
+    if value:
+        return None if len(value) >= 32 else f"{ENV} must be at least 32 characters"
+    if _shared_database(settings):
+        return (
+            f"auth.secret_key: required with a shared database (set it, or {ENV}), so that "
+            "every instance hashes the gateway's API keys alike"
+        )
+    return None
+
+
 def with_secret_key(settings: Settings, env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
     previous = [v.strip() for v in env.get(PREVIOUS_ENV, "").split(",") if v.strip()]
@@ -63,15 +79,9 @@ def with_secret_key(settings: Settings, env: dict[str, str] | None = None) -> Se
         settings = settings.model_copy(update={"auth": auth})
     if settings.auth.secret_key is not None:
         return settings
-    value = env.get(ENV)
-    if not value:
-        if _shared_database(settings):
-            raise SecretKeyMissing(
-                f"auth.secret_key: required with a shared database (set it, or {ENV}), so that "
-                "every instance hashes the gateway's API keys alike"
-            )
-        value = read_or_create((settings.server.data_dir or data_dir(env)) / SECRET_FILE)
-    elif len(value) < 32:
-        raise SecretKeyMissing(f"{ENV} must be at least 32 characters")
+    problem = secret_problem(settings, env)
+    if problem:
+        raise SecretKeyMissing(problem)
+    value = env.get(ENV) or read_or_create((settings.server.data_dir or data_dir(env)) / SECRET_FILE)
     auth = settings.auth.model_copy(update={"secret_key": SecretStr(value)})
     return settings.model_copy(update={"auth": auth})

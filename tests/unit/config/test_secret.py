@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from switchboard.config.schema import Settings
-from switchboard.settings.loader import ConfigError, validate
+from switchboard.settings.loader import ConfigError, serving_problems, validate
 from switchboard.settings.secret import SECRET_FILE, SecretKeyMissing, read_or_create, with_secret_key
 
 BASE = {"auth": {"master_key": "sk-master-key-for-tests"}}
@@ -46,6 +46,11 @@ def test_configured_or_environment_secret_wins(tmp_path: Path) -> None:
 
 def test_a_shared_database_needs_a_given_secret(tmp_path: Path) -> None:
     shared = settings(tmp_path, database={"url": "postgresql://u@db.internal/sb"})
+    assert serving_problems(shared, env={}) == [
+        "auth.secret_key: required with a shared database (set it, or SWITCHBOARD_SECRET_KEY), "
+        "so that every instance hashes the gateway's API keys alike"
+    ]
+    assert serving_problems(shared, env={"SWITCHBOARD_SECRET_KEY": "e" * 32}) == []
     with pytest.raises(SecretKeyMissing, match=r"auth\.secret_key: required with a shared database"):
         with_secret_key(shared, env={})
     with pytest.raises(SecretKeyMissing, match="at least 32"):
