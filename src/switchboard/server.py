@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from switchboard.app import SwitchboardApp, create_app
-from switchboard.config.schema import Settings
+from switchboard.config.schema import ServerConfig, Settings
 from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
 from switchboard.observability.logs import uvicorn_log_config
@@ -56,8 +57,7 @@ def resolve_settings(opts: ServeOptions) -> Settings:
         if v is not None
     }
     if overrides:
-        server = settings.server.model_copy(update=overrides)
-        settings = settings.model_copy(update={"server": server})
+        settings = settings.model_copy(update={"server": _overridden(settings.server, overrides)})
     problems = serving_problems(settings)
     if problems:
         raise ConfigError(opts.config or "(embedded default)", problems)
@@ -65,6 +65,16 @@ def resolve_settings(opts: ServeOptions) -> Settings:
         return with_secret_key(settings)
     except SecretKeyMissing as exc:
         raise ConfigError(opts.config or "(embedded default)", [str(exc)]) from None
+
+
+def _overridden(server: ServerConfig, overrides: dict[str, Any]) -> ServerConfig:
+    """``server`` with the command line's values, validated as if the file had them (model_copy
+    would take --port 70000 as given, and the socket would wrap it to 4464)."""
+    try:
+        return ServerConfig.model_validate({**server.model_dump(), **overrides})
+    except ValidationError as err:
+        problems = [f"--{e['loc'][0]}: {e['msg']}" for e in err.errors(include_url=False)]
+        raise ConfigError("command line", problems) from None
 
 
 def app_factory() -> SwitchboardApp:

@@ -224,3 +224,26 @@ def test_master_key_read_from_a_file_reference(tmp_path: Path) -> None:
         assert _models_status(port, f"file:{key_file}") == 401
     finally:
         assert proc.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--port", "70000"], "command line: --port: Input should be less than or equal to 65535"),
+        (["--workers", "300"], "command line: --workers: Input should be less than or equal to 256"),
+    ],
+)
+def test_command_line_overrides_are_validated_like_the_file(
+    tmp_path: Path, extra: list[str], expected: str
+) -> None:
+    path = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info"))
+    proc = _run(["serve", "--config", str(path), *extra])
+    assert proc.proc.returncode == 2, proc.output
+    assert expected in proc.output
+    assert "Uvicorn running" not in proc.output
+
+
+def test_embedded_default_refuses_port_zero(tmp_path: Path) -> None:
+    proc = _run(["serve", "--port", "0"], env={"SWITCHBOARD_DATA_DIR": str(tmp_path)})
+    assert proc.proc.returncode == 2, proc.output
+    assert "(embedded default): --port: 0 (any free port) cannot be used" in proc.output

@@ -16,9 +16,10 @@ from typing import Literal
 
 from switchboard.config.paths import data_dir
 from switchboard.config.schema import Settings
-from switchboard.settings.loader import validate
+from switchboard.settings.loader import ConfigError, validate
 
 KEY_FILE = "master_key"
+SOURCE = "(embedded default)"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ def master_key(env: dict[str, str] | None = None) -> MasterKey:
 
 
 def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -> Settings:
+    if port == 0:
+        # The demo model's upstream is the built-in mock on this very port, so it must be known.
+        raise ConfigError(SOURCE, ["--port: 0 (any free port) cannot be used by the embedded default, "
+                                   "whose built-in mock upstream is reached on the gateway's own port"])
     env = dict(os.environ) if env is None else env
     directory = data_dir(env)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -66,4 +71,4 @@ def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -
         "server": {"host": host, "port": port, "data_dir": str(directory)},
         "builtin_mock": True,
     }
-    return validate(data, "(embedded default)", env={})
+    return validate(data, SOURCE, env={})
