@@ -48,12 +48,13 @@ def interpolate(value: Any, env: Mapping[str, str], loc: tuple[Any, ...], proble
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]
+            value = env.get(name)
             if default is not None:
-                return default
-            problems.append(f"{_path(loc)}: environment variable {name} is not set")
-            return ""
+                # As in POSIX shells and docker compose: ":-" covers a variable set but empty too.
+                return value or default
+            if value is None:
+                problems.append(f"{_path(loc)}: environment variable {name} is not set")
+            return value or ""
 
         return _ENV_REF.sub(sub, value)
     if isinstance(value, dict):
