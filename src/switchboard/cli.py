@@ -255,4 +255,10 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    from switchboard.admin_client import AdminError
+
+    try:
+        app()
+    except AdminError as exc:  # raised outside a command's own handling (see admin_client.Answer)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(1) from None
