@@ -247,3 +247,30 @@ def test_embedded_default_refuses_port_zero(tmp_path: Path) -> None:
     proc = _run(["serve", "--port", "0"], env={"SWITCHBOARD_DATA_DIR": str(tmp_path)})
     assert proc.proc.returncode == 2, proc.output
     assert "(embedded default): --port: 0 (any free port) cannot be used" in proc.output
+
+
+def test_an_unusable_data_directory_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    config = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info"))
+    for args in (["serve"], ["serve", "--config", str(config)]):
+        env = {"SWITCHBOARD_DATA_DIR": str(afile)}
+        proc = spawn([*args, "--port", str(free_port())], env=env, inherit=False)
+        assert proc.wait_exit(60) == 1, proc.output
+        assert proc.output.strip() == f"error: cannot use the data directory {afile}: Not a directory"
+
+
+def test_embedded_default_on_an_ipv6_address(tmp_path: Path) -> None:
+    """The built-in mock's api_base brackets the address, so the demo model answers."""
+    port = free_port()
+    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_MASTER_KEY": "sk-v6-master-key"}
+    proc = spawn(["serve", "--host", "::1", "--port", str(port)], env=env)
+    try:
+        proc.wait_for("Application startup complete")
+        assert f"on http://[::1]:{port}/v1" in proc.output
+        resp = httpx.post(f"http://[::1]:{port}/v1/chat/completions",
+                          headers={"Authorization": "Bearer sk-v6-master-key"},
+                          json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+        assert resp.status_code == 200, resp.text
+    finally:
+        assert proc.stop() == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from switchboard.config.paths import data_dir
+from switchboard.config.paths import DataDirError, data_dir, ensure_dir
 from switchboard.config.schema import Settings
 
 SECRET_FILE = "secret_key"
@@ -35,10 +35,17 @@ def read_or_create(path: Path) -> str:
     """The secret in ``path``, generated first if there is none. Several processes starting
     together agree: the file appears whole (written aside, then linked into place) or not at all."""
     try:
+        return _read_or_create(path)
+    except OSError as exc:
+        raise DataDirError(path.parent, exc) from None
+
+
+def _read_or_create(path: Path) -> str:
+    try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_dir(path.parent)
     aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
