@@ -16,6 +16,15 @@ class AdminError(Exception):
     """The gateway refused, or could not be reached; the message says which and why."""
 
 
+class Answer(dict[str, Any]):
+    """A JSON object the gateway answered. A field it lacks is an AdminError, not a KeyError: the
+    server at --url is not the gateway (a proxy, another service) or not this version of it.
+    ``cli.main`` prints it as one line, wherever the command reads the answer."""
+
+    def __missing__(self, key: str) -> Any:
+        raise AdminError(f"the answer has no {key!r} field: is --url the gateway (and of this version)?")
+
+
 class AdminClient:
     def __init__(self, url: str, key: str) -> None:
         self.url = url.rstrip("/")
@@ -32,12 +41,16 @@ class AdminClient:
             request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:  # noqa: S310
-                return json.loads(resp.read() or b"null")
+                raw = resp.read()
         except urllib.error.HTTPError as exc:
             raise AdminError(f"HTTP {exc.code}: {_message(exc.read())}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise AdminError(f"cannot reach the gateway at {self.url}: {reason}") from None
+        try:
+            return json.loads(raw or b"null", object_hook=Answer)
+        except ValueError:
+            raise AdminError(f"{self.url} did not answer JSON: is --url the gateway?") from None
 
     def list_all(self, path: str, query: dict[str, Any] | None = None, limit: int = 100) -> list[Any]:
         """Every item of a paged admin list (``limit``/``after``, ``has_more``/``last_id``)."""
@@ -83,5 +96,5 @@ def _message(raw: bytes) -> str:
         error = json.loads(raw)["error"]
         code = f" ({error['code']})" if error.get("code") else ""
         return f"{error['message']}{code}"
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):  # not the gateway's error shape
         return raw[:300].decode("utf-8", "replace") or "(no body)"

@@ -22,7 +22,7 @@ from switchboard.cli_routing import routing_app
 from switchboard.cli_tenancy import service_accounts_app, teams_app, tenants_app, users_app
 from switchboard.cli_usage import usage
 from switchboard.config.schema import Settings
-from switchboard.settings.loader import ConfigError, load
+from switchboard.settings.loader import ConfigError, load, serving_problems
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Switchboard, a self-hosted LLM gateway.")
 config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
@@ -82,7 +82,7 @@ def serve(
     """Start the gateway. Without --config it runs the embedded default with a demo model."""
     from switchboard.server import ServeOptions, resolve_settings
     from switchboard.server import serve as run
-    from switchboard.settings.embedded import master_key
+    from switchboard.settings.embedded import master_key, url_host
 
     opts = ServeOptions(str(config) if config else None, host, port, workers)
     # Before the settings: they read the key file this creates on the first start.
@@ -94,8 +94,7 @@ def serve(
         return
     _open_stores_or_exit(settings)
     s = settings.server
-    shown_host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
-    base = f"http://{shown_host}:{s.port}"
+    base = f"http://{url_host(s.host)}:{s.port}"
     models = ", ".join(m.name for m in settings.models) or "(none)"
     if s.log_format == "json":  # every line of the process is a JSON object, the banner too
         from switchboard.observability.logs import configure as configure_logs
@@ -128,6 +127,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to 
     """Validate a config file; exit 0 when valid, 2 with every problem listed otherwise."""
     try:
         settings = load(file)
+        problems = serving_problems(settings)
+        if problems:
+            raise ConfigError(str(file), problems)
     except ConfigError as exc:
         _fail_config(exc)
         return
@@ -252,4 +254,13 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    from switchboard.admin_client import AdminError
+    from switchboard.config.paths import DataDirError
+
+    try:
+        app()
+    # An answer that is not the gateway's (see admin_client.Answer), a data directory that cannot
+    # be used: one line, as for the other failures met at run time.
+    except (AdminError, DataDirError) as exc:
+        err.print(f"[bold red]error:[/] {rich.markup.escape(str(exc))}", highlight=False)
+        raise SystemExit(1) from None

@@ -14,28 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from switchboard.app import SwitchboardApp, create_app
-from switchboard.config.schema import Settings
+from switchboard.config.schema import ServerConfig, Settings
 from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
 from switchboard.observability.logs import uvicorn_log_config
 from switchboard.observability.metrics import MULTIPROC_ENV
 from switchboard.settings.embedded import embedded_settings
-from switchboard.settings.loader import ConfigError, load
+from switchboard.settings.loader import ConfigError, load, serving_problems
 from switchboard.settings.secret import SecretKeyMissing, with_secret_key
 from switchboard.stores.factory import data_dir
 
 _ENV = "SWITCHBOARD_SERVE"
-
-
-# Rate-limit windows, budget counters, cooldowns and cache invalidation live in the process
-# without Redis: several workers would each enforce a limit on their own (N times the limit).
-SHARED_STATE_NEEDED = (
-    "server.workers: more than 1 worker needs redis.url (rate limits, budgets, cooldowns and "
-    "cache invalidation are kept in each process without it, so every worker would enforce "
-    "them on its own); set redis.url, or run one worker per instance"
-)
 
 
 @dataclass(frozen=True)
@@ -65,14 +57,24 @@ def resolve_settings(opts: ServeOptions) -> Settings:
         if v is not None
     }
     if overrides:
-        server = settings.server.model_copy(update=overrides)
-        settings = settings.model_copy(update={"server": server})
-    if settings.server.workers > 1 and settings.redis is None:
-        raise ConfigError(opts.config or "(embedded default)", [SHARED_STATE_NEEDED])
+        settings = settings.model_copy(update={"server": _overridden(settings.server, overrides)})
+    problems = serving_problems(settings)
+    if problems:
+        raise ConfigError(opts.config or "(embedded default)", problems)
     try:
         return with_secret_key(settings)
     except SecretKeyMissing as exc:
         raise ConfigError(opts.config or "(embedded default)", [str(exc)]) from None
+
+
+def _overridden(server: ServerConfig, overrides: dict[str, Any]) -> ServerConfig:
+    """``server`` with the command line's values, validated as if the file had them (model_copy
+    would take --port 70000 as given, and the socket would wrap it to 4464)."""
+    try:
+        return ServerConfig.model_validate({**server.model_dump(), **overrides})
+    except ValidationError as err:
+        problems = [f"--{e['loc'][0]}: {e['msg']}" for e in err.errors(include_url=False)]
+        raise ConfigError("command line", problems) from None
 
 
 def app_factory() -> SwitchboardApp:

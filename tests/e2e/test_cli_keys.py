@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import openai
+import pytest
 
 from tests.servers import MASTER_KEY, Gateway, free_port, spawn
 
@@ -71,3 +75,56 @@ def test_errors_are_one_line_and_exit_1(gateway: Gateway) -> None:
     nowhere = Gateway(free_port(), gateway.process, gateway.config_path)
     code, output = keys(nowhere, "list")
     assert code == 1 and "cannot reach the gateway" in output
+
+
+class _NotTheGateway(BaseHTTPRequestHandler):
+    """Whatever --url reached instead: a proxy's login page, a service with its own error shape,
+    one whose JSON lacks the gateway's fields. The path picks which."""
+
+    ANSWERS: ClassVar[dict[str, tuple[int, str, bytes]]] = {
+        "/html": (200, "text/html", b"<html><body>Sign in</body></html>"),
+        "/odd-error": (401, "application/json", b'{"error": "nope"}'),
+        "/odd-json": (200, "application/json", b'{"data": "x"}'),
+    }
+
+    def do_GET(self) -> None:
+        prefix = "/" + self.path.split("/")[1]
+        status, ctype, body = self.ANSWERS[prefix]
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def not_the_gateway() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotTheGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("args", "where", "expected"),
+    [
+        (["keys", "list"], "/html", "did not answer JSON: is --url the gateway?"),
+        (["keys", "list"], "/odd-error", 'HTTP 401: {"error": "nope"}'),
+        (["usage"], "/odd-json", "the answer has no 'group_by' field: is --url the gateway"),
+    ],
+)
+def test_a_url_that_is_not_the_gateway_is_one_line_and_exit_1(
+    not_the_gateway: str, args: list[str], where: str, expected: str
+) -> None:
+    proc = spawn([*args, "--url", not_the_gateway + where, "--key", "x"], env={"COLUMNS": "250"})
+    code = proc.wait_exit(60)
+    assert code == 1, proc.output
+    assert expected in proc.output
+    assert "Traceback" not in proc.output and len(proc.output.strip().splitlines()) == 1

@@ -185,12 +185,92 @@ def test_key_from_environment_not_printed_and_quickstart_works(tmp_path: Path, h
         assert proc.stop() == 0
 
 
+def _check_and_serve_refuse(path: Path, expected: str) -> None:
+    """`config check` and `serve` agree: both exit 2 with the same line."""
+    serve = ["serve", "--config", str(path), "--port", str(free_port())]
+    for args in (["config", "check", str(path)], serve):
+        proc = spawn(args, inherit=False)
+        proc.proc.wait(60)
+        assert proc.proc.returncode == 2, (args, proc.output)
+        assert f"{path}: {expected}" in proc.output, (args, proc.output)
+        assert "Traceback" not in proc.output
+
+
 def test_shared_database_without_a_secret_refuses_to_serve(tmp_path: Path) -> None:
     """Instances sharing PostgreSQL must share the secret that keys the API-key hashes."""
     text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
     path = _config(tmp_path, text + "database:\n  url: postgresql://sb@127.0.0.1:9/sb\n")
-    proc = spawn(["serve", "--config", str(path), "--port", str(free_port())], inherit=False)
-    proc.proc.wait(60)
+    _check_and_serve_refuse(path, "auth.secret_key: required with a shared database")
+
+
+def test_several_workers_without_redis_fail_the_check_too(tmp_path: Path) -> None:
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    path = _config(tmp_path, text + "  workers: 4\n")
+    _check_and_serve_refuse(path, "server.workers: more than 1 worker needs redis.url")
+
+
+def test_master_key_read_from_a_file_reference(tmp_path: Path) -> None:
+    """The Docker-secrets pattern: `master_key: file:/run/secrets/...` is the file's content."""
+    key_file = tmp_path / "master_key_secret"
+    key_file.write_text("sk-from-a-secret-file\n")
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    path = _config(tmp_path, text.replace("sk-test-master-key-123", f"file:{key_file}"))
+    port = free_port()
+    proc = spawn(["serve", "--config", str(path), "--port", str(port)],
+                 env={"SWITCHBOARD_DATA_DIR": str(tmp_path / "data")})
+    try:
+        proc.wait_for("Application startup complete")
+        assert _models_status(port, "sk-from-a-secret-file") == 200
+        assert _models_status(port, f"file:{key_file}") == 401
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--port", "70000"], "command line: --port: Input should be less than or equal to 65535"),
+        (["--workers", "300"], "command line: --workers: Input should be less than or equal to 256"),
+    ],
+)
+def test_command_line_overrides_are_validated_like_the_file(
+    tmp_path: Path, extra: list[str], expected: str
+) -> None:
+    path = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info"))
+    proc = _run(["serve", "--config", str(path), *extra])
     assert proc.proc.returncode == 2, proc.output
-    assert "auth.secret_key: required with a shared database" in proc.output
-    assert "Traceback" not in proc.output
+    assert expected in proc.output
+    assert "Uvicorn running" not in proc.output
+
+
+def test_embedded_default_refuses_port_zero(tmp_path: Path) -> None:
+    proc = _run(["serve", "--port", "0"], env={"SWITCHBOARD_DATA_DIR": str(tmp_path)})
+    assert proc.proc.returncode == 2, proc.output
+    assert "(embedded default): --port: 0 (any free port) cannot be used" in proc.output
+
+
+def test_an_unusable_data_directory_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    config = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info"))
+    for args in (["serve"], ["serve", "--config", str(config)]):
+        env = {"SWITCHBOARD_DATA_DIR": str(afile)}
+        proc = spawn([*args, "--port", str(free_port())], env=env, inherit=False)
+        assert proc.wait_exit(60) == 1, proc.output
+        assert proc.output.strip() == f"error: cannot use the data directory {afile}: Not a directory"
+
+
+def test_embedded_default_on_an_ipv6_address(tmp_path: Path) -> None:
+    """The built-in mock's api_base brackets the address, so the demo model answers."""
+    port = free_port()
+    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_MASTER_KEY": "sk-v6-master-key"}
+    proc = spawn(["serve", "--host", "::1", "--port", str(port)], env=env)
+    try:
+        proc.wait_for("Application startup complete")
+        assert f"on http://[::1]:{port}/v1" in proc.output
+        resp = httpx.post(f"http://[::1]:{port}/v1/chat/completions",
+                          headers={"Authorization": "Bearer sk-v6-master-key"},
+                          json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+        assert resp.status_code == 200, resp.text
+    finally:
+        assert proc.stop() == 0

@@ -4,6 +4,7 @@ ends what is left with a clear error."""
 
 from __future__ import annotations
 
+import os
 import signal
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.services import RedisServer
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
@@ -137,3 +139,46 @@ def test_second_sigint_ends_streams_with_an_error_event(mock_upstream: Mock, tmp
     gw.process.proc.wait(30)
     assert gw.process.output.count("cut short by server shutdown") == 1
     assert "Traceback" not in gw.process.output
+
+
+def test_repeated_sigterm_keeps_draining_and_sigint_forces(mock_upstream: Mock, tmp_path: Path) -> None:
+    """With --workers a SIGTERM to the process group reaches each worker twice (directly and from
+    uvicorn's parent): one signal was sent, so the drain goes on. A SIGINT still stops at once."""
+    config = openai_config(mock_upstream, drain_seconds=60, graceful_shutdown_seconds=0.5)
+    gw = start_gateway(config, tmp_path)
+    gw.process.proc.send_signal(signal.SIGTERM)
+    gw.process.wait_for("draining for 60.0 s")
+    gw.process.proc.send_signal(signal.SIGTERM)
+    gw.process.wait_for("already draining")
+    assert httpx.get(f"{gw.url}/health/ready", timeout=5).json() == {"status": "draining"}
+    assert httpx.get(f"{gw.base_url}/models", headers=AUTH, timeout=5).status_code == 200
+    gw.process.proc.send_signal(signal.SIGINT)
+    assert gw.process.proc.wait(30) == 0
+
+
+def _signal_group(gw: Gateway, sig: int) -> None:
+    """What killpg does (systemd's KillMode=control-group, a terminal's Ctrl-C): the signal to
+    uvicorn's parent and to each of its children, sent directly (the test's process group is
+    shared with other tests, so it is not signalled)."""
+    pid = gw.process.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for target in (pid, *map(int, children)):
+        os.kill(target, sig)
+
+
+def test_sigterm_to_the_process_group_drains_every_worker(
+    mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config = {**openai_config(mock_upstream, drain_seconds=60, graceful_shutdown_seconds=0.5),
+              "redis": {"url": redis_server.url}}
+    gw = start_gateway(config, tmp_path, args=["--workers", "2"])
+    gw.process.wait_for("Application startup complete")  # the second worker's handlers are in place
+    _signal_group(gw, signal.SIGTERM)
+    for _ in range(2):  # each worker: its own SIGTERM, then the parent's copy
+        gw.process.wait_for("already draining")
+    for _ in range(4):  # fresh connections, so both workers are likely asked
+        with httpx.Client(timeout=5) as http:
+            assert http.get(f"{gw.url}/health/ready").json() == {"status": "draining"}
+            assert http.get(f"{gw.base_url}/models", headers=AUTH).status_code == 200
+    _signal_group(gw, signal.SIGINT)  # a second Ctrl-C: stop now
+    assert gw.process.proc.wait(30) == 0

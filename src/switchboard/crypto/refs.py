@@ -44,7 +44,7 @@ def resolve(value: str, env: Mapping[str, str] | None = None) -> str:
         name = value[4:]
         found = (os.environ if env is None else env).get(name)
         if not found:
-            raise RefError(f"environment variable {name} is not set")
+            raise RefError(f"environment variable {name} is {'empty' if found == '' else 'not set'}")
         return found
     path = Path(value[5:])
     try:

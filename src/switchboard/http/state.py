@@ -1,7 +1,8 @@
 """Process-wide serving state the edge reads: whether the server is draining.
 
 Draining starts with the first SIGTERM or SIGINT: ``/health/ready`` answers 503 so load balancers
-stop sending new traffic, requests keep being served for ``server.drain_seconds``, then the ASGI
+stop sending new traffic, requests keep being served for ``server.drain_seconds`` (a SIGINT ends
+that at once, a repeated SIGTERM does not), then the ASGI
 server stops accepting and gives in-flight requests ``server.graceful_shutdown_seconds``. A
 request still running after that is ended with the inbound API's error (``server_shutting_down``).
 """
@@ -22,25 +23,39 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class ServerState:
     def __init__(self) -> None:
         self.draining = False
+        # Between the first signal and the end of drain_seconds.
+        self._in_drain = False
         self._previous: dict[int, Any] = {}
 
     def install_signal_handlers(self, drain_seconds: float) -> None:
         """Wrap the ASGI server's handlers: mark draining at once, hand the signal on after
-        ``drain_seconds`` (a second signal is handed on at once). Call from the event loop's
-        thread, after the server installed its own handlers (lifespan start-up)."""
+        ``drain_seconds``. During the drain a SIGINT is handed on at once and a repeated SIGTERM
+        does nothing: with --workers, a SIGTERM sent to the process group (systemd, a terminal,
+        ``tini -g``) reaches each worker twice, directly and forwarded by uvicorn's parent, and
+        the operator sent one. Call from the event loop's thread, after the server installed its
+        own handlers (lifespan start-up)."""
         loop = asyncio.get_running_loop()
+
+        def stop(signum: int) -> None:
+            self._in_drain = False
+            self._previous[signum](signum, None)
 
         def handler(signum: int, frame: FrameType | None) -> None:
             previous = self._previous.get(signum)
             if not callable(previous):
                 return
+            if self._in_drain and signum == signal.SIGTERM:
+                log.info("already draining; SIGINT stops at once")
+                return
             if self.draining or drain_seconds <= 0:
                 self.draining = True
+                self._in_drain = False
                 previous(signum, frame)
                 return
             self.draining = True
+            self._in_drain = True
             log.info("draining for %.1f s before shutting down", drain_seconds)
-            loop.call_soon_threadsafe(loop.call_later, drain_seconds, previous, signum, None)
+            loop.call_soon_threadsafe(loop.call_later, drain_seconds, stop, signum)
 
         for sig in _SIGNALS:
             try:

@@ -8,17 +8,19 @@ provider keys and no network.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from switchboard.config.paths import data_dir
+from switchboard.config.paths import DataDirError, data_dir, ensure_dir
 from switchboard.config.schema import Settings
-from switchboard.settings.loader import validate
+from switchboard.settings.loader import ConfigError, validate
 
 KEY_FILE = "master_key"
+SOURCE = "(embedded default)"
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,14 @@ def master_key(env: dict[str, str] | None = None) -> MasterKey:
     env = dict(os.environ) if env is None else env
     if env.get("SWITCHBOARD_MASTER_KEY"):
         return MasterKey(env["SWITCHBOARD_MASTER_KEY"], "environment")
-    directory = data_dir(env)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = directory / KEY_FILE
+    directory = ensure_dir(data_dir(env))
+    try:
+        return _key_file(directory / KEY_FILE)
+    except OSError as exc:
+        raise DataDirError(directory, exc) from None
+
+
+def _key_file(path: Path) -> MasterKey:
     key = "sk-sb-" + secrets.token_urlsafe(24)
     try:
         # Created 0600 before anything is written, so the key is never readable by others.
@@ -49,14 +56,26 @@ def master_key(env: dict[str, str] | None = None) -> MasterKey:
     return MasterKey(key, "generated", path)
 
 
+def url_host(host: str) -> str:
+    """How the gateway reaches itself on ``host``, as a URL's host (an IPv6 literal in brackets)."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    try:
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host  # a name
+
+
 def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -> Settings:
+    if port == 0:
+        # The demo model's upstream is the built-in mock on this very port, so it must be known.
+        raise ConfigError(SOURCE, ["--port: 0 (any free port) cannot be used by the embedded default, "
+                                   "whose built-in mock upstream is reached on the gateway's own port"])
     env = dict(os.environ) if env is None else env
-    directory = data_dir(env)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    loopback = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    directory = ensure_dir(data_dir(env))
     data = {
         "providers": [
-            {"name": "builtin-mock", "type": "openai", "api_base": f"http://{loopback}:{port}/mock/v1"}
+            {"name": "builtin-mock", "type": "openai", "api_base": f"http://{url_host(host)}:{port}/mock/v1"}
         ],
         "models": [
             {"name": "demo", "provider": "builtin-mock", "model": "mock-gpt"},
@@ -66,4 +85,4 @@ def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -
         "server": {"host": host, "port": port, "data_dir": str(directory)},
         "builtin_mock": True,
     }
-    return validate(data, "(embedded default)", env={})
+    return validate(data, SOURCE, env={})

@@ -18,6 +18,7 @@ from switchboard.config.schema import ProviderConfig, Settings
 from switchboard.config.yamlfile import YamlFileError, read_yaml
 from switchboard.crypto import refs
 from switchboard.providers.registry import check_provider, providers
+from switchboard.settings.secret import secret_problem
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -47,12 +48,13 @@ def interpolate(value: Any, env: Mapping[str, str], loc: tuple[Any, ...], proble
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]
+            value = env.get(name)
             if default is not None:
-                return default
-            problems.append(f"{_path(loc)}: environment variable {name} is not set")
-            return ""
+                # As in POSIX shells and docker compose: ":-" covers a variable set but empty too.
+                return value or default
+            if value is None:
+                problems.append(f"{_path(loc)}: environment variable {name} is not set")
+            return value or ""
 
         return _ENV_REF.sub(sub, value)
     if isinstance(value, dict):
@@ -79,6 +81,7 @@ def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Se
         raise ConfigError(source, ["(top level): expected a mapping of keys to values"])
     problems: list[str] = []
     data = interpolate(data, os.environ if env is None else env, (), problems)
+    data = _resolve_auth_refs(data, env, problems)
     if problems:
         raise ConfigError(source, problems)
     try:
@@ -93,6 +96,37 @@ def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Se
     if problems:
         raise ConfigError(source, problems)
     return settings
+
+
+def _resolve_auth_refs(
+    data: dict[str, Any], env: Mapping[str, str] | None, problems: list[str]
+) -> dict[str, Any]:
+    """``auth``'s secrets with ``env:NAME`` / ``file:/path`` references replaced by what they name,
+    as for a provider's ``api_key``. Resolved once, before the schema, so the length checks see
+    the secret and a reference is never used as a (guessable) key itself."""
+    auth = data.get("auth")
+    if not isinstance(auth, dict):
+        return data
+    auth = dict(auth)
+    for key in ("master_key", "secret_key"):
+        if key in auth:
+            auth[key] = _resolved(auth[key], f"auth.{key}", env, problems)
+    previous = auth.get("previous_secret_keys")
+    if isinstance(previous, list):
+        auth["previous_secret_keys"] = [
+            _resolved(v, f"auth.previous_secret_keys[{i}]", env, problems) for i, v in enumerate(previous)
+        ]
+    return {**data, "auth": auth}
+
+
+def _resolved(value: Any, path: str, env: Mapping[str, str] | None, problems: list[str]) -> Any:
+    if not isinstance(value, str) or not refs.is_ref(value):
+        return value
+    try:
+        return refs.resolve(value, env)
+    except refs.RefError as exc:
+        problems.append(f"{path}: {exc}")
+        return value
 
 
 def _credential_problems(provider: ProviderConfig, env: Mapping[str, str] | None) -> list[str]:
@@ -119,6 +153,27 @@ def _catalog_type_problems(settings: Settings) -> list[str]:
     if data is not None:
         # The file's shape was checked by the schema; what is left are its provider types.
         problems.extend(f"catalog: file {settings.catalog.file}: {p}" for p in file_problems(data, known))
+    return problems
+
+
+# Rate-limit windows, budget counters, cooldowns and cache invalidation live in the process
+# without Redis: several workers would each enforce a limit on their own (N times the limit).
+SHARED_STATE_NEEDED = (
+    "server.workers: more than 1 worker needs redis.url (rate limits, budgets, cooldowns and "
+    "cache invalidation are kept in each process without it, so every worker would enforce "
+    "them on its own); set redis.url, or run one worker per instance"
+)
+
+
+def serving_problems(settings: Settings, env: Mapping[str, str] | None = None) -> list[str]:
+    """What a valid file still lacks to be served: checked by `serve` and by `config check`
+    alike, so a config that passes the check starts."""
+    problems = []
+    if settings.server.workers > 1 and settings.redis is None:
+        problems.append(SHARED_STATE_NEEDED)
+    secret = secret_problem(settings, os.environ if env is None else env)
+    if secret:
+        problems.append(secret)
     return problems
 
 

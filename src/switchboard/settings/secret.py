@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import SecretStr
 
-from switchboard.config.paths import data_dir
+from switchboard.config.paths import DataDirError, data_dir, ensure_dir
 from switchboard.config.schema import Settings
 
 SECRET_FILE = "secret_key"
@@ -34,10 +35,17 @@ def read_or_create(path: Path) -> str:
     """The secret in ``path``, generated first if there is none. Several processes starting
     together agree: the file appears whole (written aside, then linked into place) or not at all."""
     try:
+        return _read_or_create(path)
+    except OSError as exc:
+        raise DataDirError(path.parent, exc) from None
+
+
+def _read_or_create(path: Path) -> str:
+    try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_dir(path.parent)
     aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -49,6 +57,21 @@ def read_or_create(path: Path) -> str:
     finally:
         aside.unlink()
     return path.read_text(encoding="utf-8").strip()
+
+
+def secret_problem(settings: Settings, env: Mapping[str, str]) -> str | None:
+    """Why the secret cannot be had (None when it is configured, in ``env``, or may be generated)."""
+    if settings.auth.secret_key is not None:
+        return None
+    value = env.get(ENV)
+    if value:
+        return None if len(value) >= 32 else f"{ENV} must be at least 32 characters"
+    if _shared_database(settings):
+        return (
+            f"auth.secret_key: required with a shared database (set it, or {ENV}), so that "
+            "every instance hashes the gateway's API keys alike"
+        )
+    return None
 
 
 def with_secret_key(settings: Settings, env: dict[str, str] | None = None) -> Settings:
@@ -63,15 +86,9 @@ def with_secret_key(settings: Settings, env: dict[str, str] | None = None) -> Se
         settings = settings.model_copy(update={"auth": auth})
     if settings.auth.secret_key is not None:
         return settings
-    value = env.get(ENV)
-    if not value:
-        if _shared_database(settings):
-            raise SecretKeyMissing(
-                f"auth.secret_key: required with a shared database (set it, or {ENV}), so that "
-                "every instance hashes the gateway's API keys alike"
-            )
-        value = read_or_create((settings.server.data_dir or data_dir(env)) / SECRET_FILE)
-    elif len(value) < 32:
-        raise SecretKeyMissing(f"{ENV} must be at least 32 characters")
+    problem = secret_problem(settings, env)
+    if problem:
+        raise SecretKeyMissing(problem)
+    value = env.get(ENV) or read_or_create((settings.server.data_dir or data_dir(env)) / SECRET_FILE)
     auth = settings.auth.model_copy(update={"secret_key": SecretStr(value)})
     return settings.model_copy(update={"auth": auth})

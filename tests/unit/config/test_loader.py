@@ -177,3 +177,18 @@ def test_max_event_bytes_reaches_the_routes_target() -> None:
     cfg["providers"][0]["max_event_bytes"] = 65536
     settings = validate(cfg, "cfg.yaml", env={})
     assert build_routes(settings, build_clients(settings))[0].target.max_event_bytes == 65536
+
+
+def test_a_default_covers_a_variable_set_but_empty() -> None:
+    """`${PORT:-4000}` with PORT= (as compose passes `PORT: ${PORT}`) is 4000, as in a shell."""
+    data = {"providers": [{"name": "p", "type": "openai", "api_base": "${BASE:-http://127.0.0.1:9001/v1}"}],
+            "models": [{"name": "m", "provider": "p", "model": "m"}],
+            "auth": {"master_key": "${MK}"}, "server": {"port": "${PORT:-4000}"}}
+    env = {"PORT": "", "BASE": "", "MK": "set-and-long-enough"}
+    settings = validate(data, "test.yaml", env=env)
+    assert settings.server.port == 4000
+    assert str(settings.providers[0].api_base) == "http://127.0.0.1:9001/v1"
+    # Without a default a variable is used as set, empty included; unset is the error.
+    with pytest.raises(ConfigError) as err:
+        validate(data, "test.yaml", env={"PORT": "4100"})
+    assert err.value.problems == ["auth.master_key: environment variable MK is not set"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from switchboard.config.schema import Settings
-from switchboard.settings.loader import ConfigError, validate
+from switchboard.settings.loader import ConfigError, serving_problems, validate
 from switchboard.settings.secret import SECRET_FILE, SecretKeyMissing, read_or_create, with_secret_key
 
 BASE = {"auth": {"master_key": "sk-master-key-for-tests"}}
@@ -46,6 +46,11 @@ def test_configured_or_environment_secret_wins(tmp_path: Path) -> None:
 
 def test_a_shared_database_needs_a_given_secret(tmp_path: Path) -> None:
     shared = settings(tmp_path, database={"url": "postgresql://u@db.internal/sb"})
+    assert serving_problems(shared, env={}) == [
+        "auth.secret_key: required with a shared database (set it, or SWITCHBOARD_SECRET_KEY), "
+        "so that every instance hashes the gateway's API keys alike"
+    ]
+    assert serving_problems(shared, env={"SWITCHBOARD_SECRET_KEY": "e" * 32}) == []
     with pytest.raises(SecretKeyMissing, match=r"auth\.secret_key: required with a shared database"):
         with_secret_key(shared, env={})
     with pytest.raises(SecretKeyMissing, match="at least 32"):
@@ -66,3 +71,27 @@ def test_previous_secrets_from_the_config_and_the_environment(tmp_path: Path) ->
     assert [s.get_secret_value() for s in merged.auth.previous_secret_keys] == [old_a, old_b]
     unchanged = with_secret_key(configured, env={})
     assert unchanged.auth.previous_secret_keys == configured.auth.previous_secret_keys
+
+
+def test_auth_secrets_may_be_env_or_file_references(tmp_path: Path) -> None:
+    """Like a provider's api_key: the Docker-secrets pattern gives the file's content, not its path."""
+    (tmp_path / "master").write_text("master-from-a-file\n")
+    (tmp_path / "secret").write_text("s" * 40)
+    auth = {"master_key": f"file:{tmp_path / 'master'}", "secret_key": f"file:{tmp_path / 'secret'}",
+            "previous_secret_keys": ["env:OLD_SECRET"]}
+    got = validate({**BASE, "auth": auth}, "test.yaml", env={"OLD_SECRET": "o" * 32}).auth
+    assert got.master_key.get_secret_value() == "master-from-a-file"
+    assert got.secret_key is not None and got.secret_key.get_secret_value() == "s" * 40
+    assert [s.get_secret_value() for s in got.previous_secret_keys] == ["o" * 32]
+
+
+def test_auth_references_that_do_not_resolve_are_config_errors(tmp_path: Path) -> None:
+    auth = {"master_key": "env:NO_SUCH_VAR", "secret_key": f"file:{tmp_path / 'missing'}",
+            "previous_secret_keys": ["file:relative"]}
+    with pytest.raises(ConfigError) as err:
+        validate({**BASE, "auth": auth}, "test.yaml", env={})
+    assert err.value.problems == [
+        "auth.master_key: environment variable NO_SUCH_VAR is not set",
+        f"auth.secret_key: cannot read {tmp_path / 'missing'}: No such file or directory",
+        "auth.previous_secret_keys[0]: file: references need an absolute path",
+    ]

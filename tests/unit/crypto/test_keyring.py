@@ -46,6 +46,8 @@ def test_references_and_masks(tmp_path: Path) -> None:
     assert refs.resolve("env:MY_KEY", {"MY_KEY": "sk-from-env"}) == "sk-from-env"
     with pytest.raises(refs.RefError, match="MY_KEY is not set"):
         refs.resolve("env:MY_KEY", {})
+    with pytest.raises(refs.RefError, match="MY_KEY is empty"):
+        refs.resolve("env:MY_KEY", {"MY_KEY": ""})
     key_file = tmp_path / "key"
     key_file.write_text("sk-from-file\n")
     assert refs.resolve(f"file:{key_file}") == "sk-from-file"
