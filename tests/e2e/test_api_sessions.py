@@ -127,6 +127,25 @@ def test_two_turns_are_remembered_and_another_key_sees_nothing(deployment: Deplo
     assert len(sent(mock_upstream, marker)) == 2
 
 
+def test_a_rotated_key_keeps_its_sessions(deployment: Deployment, mock_upstream: Mock) -> None:
+    api = deployment.api(sessions={"max_turns": 10})
+    created = deployment.admin.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)
+    session = unique("rotated")
+    first = deployment.say(api, created["key"], "my name is Ada", session)
+    assert first.status_code == 200, first.text
+    rotated = deployment.admin.ok("POST", f"/admin/v1/keys/{created['id']}/rotate",
+                                  {"grace_seconds": 0}, status=201)
+    # The successor continues the conversation its predecessor started.
+    marker = new_marker()
+    again = deployment.say(api, rotated["key"], f"what is my name? mock:capture={marker}", session)
+    assert again.status_code == 200, again.text
+    assert again.headers[TURNS] == "1"
+    assert [(m["role"], m["content"]) for m in sent(mock_upstream, marker)][:2] == [
+        ("system", "Be brief."), ("user", "my name is Ada")]
+    # Still nobody else's: another key of the tenant gets an empty session under the same id.
+    assert deployment.say(api, deployment.key(), "who am I?", session).headers[TURNS] == "0"
+
+
 def test_history_is_trimmed_to_the_model_context_window(deployment: Deployment, mock_upstream: Mock) -> None:
     api = deployment.api(model=TINY, max_tokens=40, sessions={"max_turns": 50})
     key, session = deployment.key(), unique("long")

@@ -2,7 +2,8 @@
 ``/v1/responses`` to a ``responses: native`` one, relayed as the upstream sent them. A stream the
 client leaves, or the upstream breaks, before its final usage event is recorded with the output
 estimated from the text relayed (docs/spend.md, "A stream the client abandons"), flagged
-``estimated``, as a translated stream is; the budget and the key's token limit settle to that
+``estimated``, as a translated stream is (whose prompt, from an anthropic upstream, is the one
+its message_start reported too); the budget and the key's token limit settle to that
 record. On the embedded default and on a cluster (PostgreSQL + Redis)."""
 
 from __future__ import annotations
@@ -135,6 +136,31 @@ def test_a_messages_stream_the_upstream_breaks_is_billed_for_what_was_relayed(wo
     record = world.record(request_id)
     assert record.metadata.get("estimated") is True
     assert record.completion_tokens == claude_estimate("".join(received))  # exactly what was relayed
+
+
+# -- a translated stream: an OpenAI client to the anthropic deployment ---------------------------
+
+
+def test_a_translated_stream_the_upstream_breaks_keeps_the_prompt_the_upstream_reported(world: World) -> None:
+    messages = [{"role": "user", "content": f"mock:reply={LONG} mock:fail_after={FAIL_AFTER}"}]
+    client = world.openai()
+    # The same request answered whole: the prompt tokens the upstream counts for it (the mock
+    # counts words, not the gateway's offline estimate), as its message_start reports them too.
+    whole = client.chat.completions.create(model="claude-native", max_tokens=1000, messages=messages)
+    assert whole.usage is not None
+    request_id, received, usages = rid(), [], []
+    with pytest.raises(openai.APIError):
+        for chunk in client.chat.completions.create(
+                model="claude-native", max_tokens=1000, stream=True, messages=messages,
+                stream_options={"include_usage": True}, extra_headers={"x-request-id": request_id}):
+            received += [c.delta.content for c in chunk.choices if c.delta.content]
+            usages += [chunk.usage] if chunk.usage is not None else []
+    assert len(received) > FAIL_AFTER // 2
+    assert usages == []  # the usage so far is the gateway's; a client gets only the final one
+    record = world.record(request_id)
+    assert record.metadata.get("estimated") is True
+    assert record.prompt_tokens == whole.usage.prompt_tokens
+    assert record.completion_tokens == claude_estimate("".join(received))
 
 
 # -- the Responses API to a native deployment -----------------------------------------------------

@@ -182,3 +182,26 @@ def test_sigterm_to_the_process_group_drains_every_worker(
             assert http.get(f"{gw.base_url}/models", headers=AUTH).status_code == 200
     _signal_group(gw, signal.SIGINT)  # a second Ctrl-C: stop now
     assert gw.process.proc.wait(30) == 0
+
+
+def test_sigterm_drops_a_speech_stream_so_a_cut_file_is_never_passed_off_as_whole(
+        mock_upstream: Mock, tmp_path: Path) -> None:
+    config = openai_config(mock_upstream, drain_seconds=1, graceful_shutdown_seconds=0.5)
+    config["models"].append({"name": "tts-1", "provider": "local-openai", "model": "tts-1",
+                             "info": {"mode": "audio_speech"}})
+    gw = start_gateway(config, tmp_path)
+    text = "x" * 3000 + " mock:chunk_delay_ms=100"  # 47 pieces of 4 KiB, one every 100 ms
+    body = {"model": "tts-1", "voice": "alloy", "input": text}
+    got = b""
+    # The audio outlives drain + grace: the connection is dropped, not ended as a whole file.
+    with pytest.raises(httpx.HTTPError), httpx.stream("POST", f"{gw.base_url}/audio/speech", json=body,
+                                                      headers=AUTH, timeout=30) as resp:
+        assert resp.status_code == 200
+        for piece in resp.iter_bytes():
+            if not got:
+                gw.process.proc.send_signal(signal.SIGTERM)
+            got += piece
+    assert 0 < len(got) < len(text) * 64
+    assert gw.process.proc.wait(30) == 0
+    assert gw.process.output.count("cut short by server shutdown") == 1
+    assert "Traceback" not in gw.process.output

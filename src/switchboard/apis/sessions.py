@@ -1,10 +1,11 @@
 """Sessions for multi-turn prompt APIs: server-side history behind ``x-switchboard-session``.
 
 A published API that enables sessions (``ApiRecord.sessions``, e.g. ``{"max_turns": 50,
-"ttl_seconds": 86400}``) keeps, per tenant, per caller (the key's id, else the principal's id)
-and per session id, the turns of the conversation: each turn the user message(s) the prompt
-rendered and the model's reply. Another caller sending the same session id gets a new, empty
-session of its own: a session id is never a way into someone else's history.
+"ttl_seconds": 86400}``) keeps, per tenant, per caller (the key's lineage, so a rotated key
+keeps its sessions; else the principal's id) and per session id, the turns of the
+conversation: each turn the user message(s) the prompt rendered and the model's reply. Another
+caller sending the same session id gets a new, empty session of its own: a session id is never
+a way into someone else's history.
 
 On a call, the stored turns go between the prompt's system messages and the new user turn,
 trimmed by the context-window policy (:func:`fit`): the system messages and the most recent
@@ -105,10 +106,12 @@ def session_id(headers: Mapping[str, str]) -> str | None:
 
 
 def owner_of(principal: Principal | None) -> tuple[str, str]:
-    """(tenant, caller) a session belongs to: the key's id, else the principal's id."""
+    """(tenant, caller) a session belongs to: the key's lineage (``Principal.owner``), so a
+    rotated key continues its sessions; a lineage starts at the first key's id, so sessions
+    stored under a key id before still match."""
     if principal is None:
         return DEFAULT_TENANT, ""
-    return principal.tenant_id or DEFAULT_TENANT, principal.key_id or principal.id
+    return principal.tenant_id or DEFAULT_TENANT, principal.owner
 
 
 # -- the context-window policy ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from switchboard.context import Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.native import exchange_for
-from switchboard.providers.base import JSON, PARTIAL, ProviderAdapter, StreamDecoder
+from switchboard.providers.base import JSON, PARTIAL, WIRE, ProviderAdapter, StreamDecoder
 from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.providers.target import Target
 from switchboard.providers.tool_calls import first_tool_call, serial_decoder
@@ -187,5 +187,7 @@ def _note_usage(ctx: RequestContext, batch: list[dict[str, Any]]) -> None:
         if usage := chunk.get("usage"):
             if PARTIAL in chunk:  # the usage so far: a stream cut now is estimated from it
                 ctx.partial_usage = usage
+                if WIRE not in chunk:  # a translated chunk: the usage so far is never the client's
+                    del chunk["usage"], chunk[PARTIAL]
             else:
                 ctx.usage = usage

@@ -13,6 +13,7 @@ the upstream sends them by :class:`RelayEndpoint`.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
@@ -36,6 +37,8 @@ _FORM = "_form"  # ctx.request key: the parsed form, until decode checks it
 _FORM_ERROR = "_form_error"
 MAX_DOCUMENTS = 10_000
 MAX_SPEECH_CHARS = 4096
+
+log = logging.getLogger("switchboard.http")
 
 
 def _refuse(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
@@ -376,16 +379,20 @@ class RelayEndpoint(Endpoint):
             await result.aclose()
 
     async def _cut_at_shutdown(self, ctx: RequestContext, out: Responder) -> None:
-        """At shutdown an event stream ends with an ``error`` event; audio just ends (no error
-        bytes inside a file)."""
+        """At shutdown an event stream ends with an ``error`` event; audio has no room for error
+        bytes, so its connection is dropped, as on an upstream failure mid-audio: a cut file is
+        never ended as if whole."""
         if not (out.started and ctx.outcome.stream):
             await super()._cut_at_shutdown(ctx, out)
             return
         err = ServerShuttingDown("the server is shutting down; retry the request")
+        log.warning("request %s: cut short by server shutdown", ctx.request_id)
         ctx.outcome.failed(err)
         try:
-            if ctx.response_headers.get("content-type", "").startswith("text/event-stream"):
-                await out.stream_data(_error_event(err))
+            if not ctx.response_headers.get("content-type", "").startswith("text/event-stream"):
+                await out.abort()
+                return
+            await out.stream_data(_error_event(err))
             await out.stream_end()
         except Exception:  # the connection may already be gone
             return

@@ -25,7 +25,7 @@ import orjson
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.anthropic.request import JSON_TOOL
 from switchboard.providers.anthropic.response import finish_reason, stop_sequence, stream_error, usage
-from switchboard.providers.base import JSON
+from switchboard.providers.base import JSON, PARTIAL
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEEvent, SSEParser
 from switchboard.providers.target import Target
@@ -107,7 +107,12 @@ class AnthropicStreamDecoder:
         self._id = str(message.get("id") or "")
         self._model = str(message.get("model") or self._model)
         self._merge_usage(message.get("usage"))
-        out.append(self._chunk({"role": "assistant", "content": ""}))
+        chunk = self._chunk({"role": "assistant", "content": ""})
+        # The prompt as the upstream counted it: a stream cut before message_delta is estimated
+        # from it (pipeline/invoke.py takes it off the chunk before the client sees it).
+        chunk["usage"] = usage(self._usage)
+        chunk[PARTIAL] = True
+        out.append(chunk)
 
     def _block_start(self, obj: JSON, out: list[JSON]) -> None:
         block = _object(obj.get("content_block"))
