@@ -29,6 +29,11 @@ from switchboard.settings.secret import SecretKeyMissing, with_secret_key
 from switchboard.stores.factory import data_dir
 
 _ENV = "SWITCHBOARD_SERVE"
+# How long uvicorn's parent waits for a replacement worker's start-up (opening the stores,
+# migrations under a lock) during a SIGHUP rolling restart; its default of 5 s aborts the restart
+# on a busy host. Health pings are answered by a thread of the worker, so this does not slow the
+# detection of a dead one.
+WORKER_READY_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,8 @@ def serve(settings: Settings) -> None:
         os.environ[_ENV] = str(handoff)
         try:
             uvicorn.run(
-                "switchboard.server:app_factory", factory=True, workers=settings.server.workers, **options
+                "switchboard.server:app_factory", factory=True, workers=settings.server.workers,
+                timeout_worker_healthcheck=WORKER_READY_SECONDS, **options,
             )
         finally:
             handoff.unlink(missing_ok=True)

@@ -187,6 +187,37 @@ def test_respawned_worker_serves_the_settings_the_parent_validated(
     assert not list((tmp_path / "data").glob(".serve-settings-*"))
 
 
+def test_sighup_with_workers_replaces_them_with_the_same_settings(
+    mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # uvicorn's parent answers SIGHUP with a rolling restart: each old worker drains as on
+    # SIGTERM (the stream in flight finishes), and the new ones run the settings of the start.
+    config = {**openai_config(mock_upstream), "redis": {"url": redis_server.url}}
+    gw = start_gateway(config, tmp_path, args=["--workers", "2"])
+    try:
+        parent = gw.process.proc.pid
+        _poll(lambda: len(_workers(parent)) == 2, "two workers")
+        before = _workers(parent)
+        edited = {**config, "models": [{**m, "name": f"renamed-{m['name']}"} for m in config["models"]]}
+        gw.config_path.write_text(yaml.safe_dump(edited))
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        stream = iter(client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask("mock:chunk_delay_ms=100 mock:reply=" + "_".join(["x"] * 20)),
+            stream=True,
+        ))
+        first = next(stream)
+        os.kill(parent, signal.SIGHUP)
+        text = "".join(c.choices[0].delta.content or "" for c in [first, *stream] if c.choices)
+        assert text == " ".join(["x"] * 20)
+        _poll(lambda: not _workers(parent) & before and len(_workers(parent)) == 2, "replaced workers")
+        with httpx.Client(timeout=30) as http:
+            resp = http.post(f"{gw.base_url}/chat/completions", headers=AUTH,
+                             json={"model": "gpt-4o-mini", "messages": ask("after the restart")})
+        assert resp.status_code == 200, resp.text
+    finally:
+        assert gw.process.stop() == 0
+
+
 def test_sigterm_lets_inflight_stream_finish_and_stops_accepting(mock_upstream: Mock, tmp_path: Path) -> None:
     gw = start_gateway(openai_config(mock_upstream), tmp_path)
     client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0)
