@@ -218,6 +218,21 @@ def test_sighup_with_workers_replaces_them_with_the_same_settings(
         assert gw.process.stop() == 0
 
 
+def test_a_server_secret_that_does_not_open_the_database_is_one_line_and_exit_1(
+    mock_upstream: Mock, tmp_path: Path
+) -> None:
+    gw = start_gateway(openai_config(mock_upstream), tmp_path)  # seals its hashing key
+    assert gw.process.stop() == 0
+    proc = spawn(["serve", "--config", str(gw.config_path), "--port", str(free_port())], env={
+        "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY,
+        "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
+        "SWITCHBOARD_SECRET_KEY": "another-server-secret-0123456789abcdefghijkl",
+    })
+    assert proc.wait_exit() == 1
+    assert proc.output.count("previous_secret_keys") == 1, proc.output
+    assert "Traceback" not in proc.output and "Uvicorn running" not in proc.output
+
+
 def test_sigterm_lets_inflight_stream_finish_and_stops_accepting(mock_upstream: Mock, tmp_path: Path) -> None:
     gw = start_gateway(openai_config(mock_upstream), tmp_path)
     client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0)
