@@ -77,7 +77,7 @@ def _overridden(server: ServerConfig, overrides: dict[str, Any]) -> ServerConfig
 
 
 def write_handoff(settings: Settings) -> Path:
-    """The validated settings, secrets resolved, in a 0600 file in the (0700) data directory for
+    """The validated settings, secrets resolved, in a 0600 file in the data directory (created 0700) for
     the workers to read. A worker the supervisor restarts (a crash, an OOM kill, SIGHUP) then runs
     exactly what the parent checked, never a config file or ``env:``/``file:`` reference edited
     since. Not the environment: MCP stdio servers and other children must not inherit secrets."""
