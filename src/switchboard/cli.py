@@ -119,7 +119,7 @@ def serve(
             "add a real provider: write a config file (see docs/configuration.md) and run "
             "'switchboard serve --config switchboard.yaml'"
         )
-    run(opts, settings)
+    run(settings)
 
 
 @config_app.command("check")

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from switchboard import catalog, tokens
-from switchboard.access import keys as keyfmt
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier
@@ -17,7 +16,7 @@ from switchboard.apis.cache import ApiCache
 from switchboard.apis.sessions import SessionBook
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
-from switchboard.crypto.server import hashing_key
+from switchboard.crypto.server import configured_hashing_key
 from switchboard.http import cork
 from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
 from switchboard.http.apis.sessions import SessionStage
@@ -375,11 +374,10 @@ class Gateway:
         encodings = asyncio.create_task(asyncio.to_thread(tokens.preload))
         self.stores = await open_stores(self.settings)
         keyring = crypto_keyring.from_settings(self.settings.auth)
-        secret = self.settings.auth.secret_key
-        if keyring is not None and secret is not None:
-            initial = keyfmt.hashing_key(secret.get_secret_value())
-            self.hashing = await hashing_key(self.stores.providers, keyring, initial)
-            self.authenticator.use_hashing_key(self.hashing)
+        hashing = await configured_hashing_key(self.stores.providers, self.settings.auth)
+        if hashing is not None:
+            self.hashing = hashing
+            self.authenticator.use_hashing_key(hashing)
         self.key_cache = KeyCache(self.stores.keys, self.stores.feed)
         await self.key_cache.start()
         self.subscriptions = SubscriptionCache(self.stores.subscriptions, self.stores.feed)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
+import pickle
 import resource
 import shutil
 import signal
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ from switchboard.settings.secret import SecretKeyMissing, with_secret_key
 from switchboard.stores.factory import data_dir
 
 _ENV = "SWITCHBOARD_SERVE"
+# How long uvicorn's parent waits for a replacement worker's start-up (opening the stores,
+# migrations under a lock) during a SIGHUP rolling restart; its default of 5 s aborts the restart
+# on a busy host. Health pings are answered by a thread of the worker, so this does not slow the
+# detection of a dead one.
+WORKER_READY_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -36,13 +42,6 @@ class ServeOptions:
     host: str | None
     port: int | None
     workers: int | None
-
-    def dumps(self) -> str:
-        return json.dumps(self.__dict__)
-
-    @classmethod
-    def loads(cls, text: str) -> ServeOptions:
-        return cls(**json.loads(text))
 
 
 def resolve_settings(opts: ServeOptions) -> Settings:
@@ -77,9 +76,30 @@ def _overridden(server: ServerConfig, overrides: dict[str, Any]) -> ServerConfig
         raise ConfigError("command line", problems) from None
 
 
+def write_handoff(settings: Settings) -> Path:
+    """The validated settings, secrets resolved, in a 0600 file in the data directory (created 0700) for
+    the workers to read. A worker the supervisor restarts (a crash, an OOM kill, SIGHUP) then runs
+    exactly what the parent checked, never a config file or ``env:``/``file:`` reference edited
+    since. Not the environment: MCP stdio servers and other children must not inherit secrets."""
+    directory = data_dir(settings)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".serve-settings-", dir=directory)  # mode 0600
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump(settings, f)
+    return Path(name)
+
+
+def read_handoff(path: str) -> Settings:
+    # Written by this user's parent process into a directory only this user can write.
+    with open(path, "rb") as f:
+        settings = pickle.load(f)  # noqa: S301
+    assert isinstance(settings, Settings)
+    return settings
+
+
 def app_factory() -> SwitchboardApp:
-    """Entry point for worker processes: rebuilds the settings from what the parent was given."""
-    settings = resolve_settings(ServeOptions.loads(os.environ[_ENV]))
+    """Entry point for worker processes: the settings the parent validated and handed over."""
+    settings = read_handoff(os.environ[_ENV])
     configure_logs(settings.server.log_level, settings.server.log_format)
     configure_edge(settings)
     return create_app(settings)
@@ -153,7 +173,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def serve(opts: ServeOptions, settings: Settings) -> None:
+def serve(settings: Settings) -> None:
     configure_logs(settings.server.log_level, settings.server.log_format)
     configure_edge(settings)
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exiting 0 then tells process
@@ -161,12 +181,17 @@ def serve(opts: ServeOptions, settings: Settings) -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     options = uvicorn_options(settings)
     if settings.server.workers > 1:
-        # Worker processes import the factory and rebuild the same settings.
-        os.environ[_ENV] = opts.dumps()
         if settings.metrics.enabled:
             os.environ[MULTIPROC_ENV] = str(metrics_dir(settings))
-        uvicorn.run(
-            "switchboard.server:app_factory", factory=True, workers=settings.server.workers, **options
-        )
+        handoff = write_handoff(settings)
+        # Worker processes import the factory, which loads these settings (the variable is a path).
+        os.environ[_ENV] = str(handoff)
+        try:
+            uvicorn.run(
+                "switchboard.server:app_factory", factory=True, workers=settings.server.workers,
+                timeout_worker_healthcheck=WORKER_READY_SECONDS, **options,
+            )
+        finally:
+            handoff.unlink(missing_ok=True)
     else:
         uvicorn.run(create_app(settings), **options)

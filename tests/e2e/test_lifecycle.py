@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
 import stat
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -114,6 +116,121 @@ def test_both_workers_serve(mock_upstream: Mock, tmp_path: Path, redis_server: R
         assert len(prefixes) == 2, f"only one worker answered: {prefixes}"
     finally:
         assert gw.process.stop() == 0
+
+
+def _workers(parent: int) -> set[int]:
+    """The uvicorn worker processes under ``parent`` (multiprocessing's spawned children; the
+    resource tracker is a child too, and is left out)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == parent and b"spawn_main" in cmdline:
+            pids.add(int(entry.name))
+    return pids
+
+
+def _poll(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout}s"
+        time.sleep(0.05)  # polling interval of a condition with a deadline, not synchronisation
+
+
+def test_respawned_worker_serves_the_settings_the_parent_validated(
+    mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # A worker the supervisor restarts (crash, OOM kill) must not read the config file again:
+    # an edit made since the start would make workers behind one port disagree.
+    config = {**openai_config(mock_upstream), "redis": {"url": redis_server.url}}
+    gw = start_gateway(config, tmp_path, args=["--workers", "2"])
+    try:
+        _poll(lambda: len(_workers(gw.process.proc.pid)) == 2, "two workers")
+        before = _workers(gw.process.proc.pid)
+        _poll(lambda: gw.process.output.count("Application startup complete") == 2, "two started workers")
+        edited = {**config, "models": [{**m, "name": f"renamed-{m['name']}"} for m in config["models"]]}
+        gw.config_path.write_text(yaml.safe_dump(edited))
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        _poll(lambda: len(_workers(gw.process.proc.pid) - before) == 1, "respawned worker")
+        _poll(lambda: gw.process.output.count("Application startup complete") == 3, "respawned worker up")
+
+        def one(i: int) -> tuple[str, int]:
+            with httpx.Client(timeout=30) as http:  # a connection of its own: any worker
+                resp = http.post(
+                    f"{gw.base_url}/chat/completions",
+                    json={"model": "gpt-4o-mini", "messages": ask(f"respawn {i}")},
+                    headers=AUTH,
+                )
+            return resp.headers.get("x-request-id", "")[:12], resp.status_code
+
+        statuses: dict[str, set[int]] = {}
+        with ThreadPoolExecutor(8) as pool:
+            for attempt in range(20):
+                for prefix, status in pool.map(one, range(attempt * 8, attempt * 8 + 8)):
+                    statuses.setdefault(prefix, set()).add(status)
+                if len(statuses) > 1:
+                    break
+        assert len(statuses) == 2, f"only one worker answered: {statuses}"
+        assert all(s == {200} for s in statuses.values()), statuses
+        assert "ConfigError" not in gw.process.output
+        # The handed-over settings hold secrets: readable by the owner only, removed at exit.
+        (handoff,) = (tmp_path / "data").glob(".serve-settings-*")
+        assert stat.S_IMODE(handoff.stat().st_mode) == 0o600
+    finally:
+        assert gw.process.stop() == 0
+    assert not list((tmp_path / "data").glob(".serve-settings-*"))
+
+
+def test_sighup_with_workers_replaces_them_with_the_same_settings(
+    mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # uvicorn's parent answers SIGHUP with a rolling restart: each old worker drains as on
+    # SIGTERM (the stream in flight finishes), and the new ones run the settings of the start.
+    config = {**openai_config(mock_upstream), "redis": {"url": redis_server.url}}
+    gw = start_gateway(config, tmp_path, args=["--workers", "2"])
+    try:
+        parent = gw.process.proc.pid
+        _poll(lambda: len(_workers(parent)) == 2, "two workers")
+        before = _workers(parent)
+        edited = {**config, "models": [{**m, "name": f"renamed-{m['name']}"} for m in config["models"]]}
+        gw.config_path.write_text(yaml.safe_dump(edited))
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        stream = iter(client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask("mock:chunk_delay_ms=100 mock:reply=" + "_".join(["x"] * 20)),
+            stream=True,
+        ))
+        first = next(stream)
+        os.kill(parent, signal.SIGHUP)
+        text = "".join(c.choices[0].delta.content or "" for c in [first, *stream] if c.choices)
+        assert text == " ".join(["x"] * 20)
+        _poll(lambda: not _workers(parent) & before and len(_workers(parent)) == 2, "replaced workers")
+        with httpx.Client(timeout=30) as http:
+            resp = http.post(f"{gw.base_url}/chat/completions", headers=AUTH,
+                             json={"model": "gpt-4o-mini", "messages": ask("after the restart")})
+        assert resp.status_code == 200, resp.text
+    finally:
+        assert gw.process.stop() == 0
+
+
+def test_a_server_secret_that_does_not_open_the_database_is_one_line_and_exit_1(
+    mock_upstream: Mock, tmp_path: Path
+) -> None:
+    gw = start_gateway(openai_config(mock_upstream), tmp_path)  # seals its hashing key
+    assert gw.process.stop() == 0
+    proc = spawn(["serve", "--config", str(gw.config_path), "--port", str(free_port())], env={
+        "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY,
+        "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
+        "SWITCHBOARD_SECRET_KEY": "another-server-secret-0123456789abcdefghijkl",
+    })
+    assert proc.wait_exit() == 1
+    assert proc.output.count("previous_secret_keys") == 1, proc.output
+    assert "Traceback" not in proc.output and "Uvicorn running" not in proc.output
 
 
 def test_sigterm_lets_inflight_stream_finish_and_stops_accepting(mock_upstream: Mock, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,4 +205,42 @@ def test_sigterm_drops_a_speech_stream_so_a_cut_file_is_never_passed_off_as_whol
     assert 0 < len(got) < len(text) * 64
     assert gw.process.proc.wait(30) == 0
     assert gw.process.output.count("cut short by server shutdown") == 1
+    assert "Traceback" not in gw.process.output
+
+
+def _logged(gw: Gateway, request_id: str, timeout: float = 20.0) -> dict[str, object]:
+    """The request's usage record once the ledger has it (written behind the response)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = httpx.get(f"{gw.url}/admin/v1/logs", params={"request_id": request_id}, headers=AUTH,
+                         timeout=10)
+        assert resp.status_code == 200, resp.text
+        if resp.json()["data"]:
+            return dict(resp.json()["data"][0])
+        assert time.monotonic() < deadline, f"{request_id} never reached the request log"
+        time.sleep(0.1)  # polling interval of a condition with a deadline
+
+
+def test_sighup_is_ignored_and_the_inflight_stream_finishes_and_is_recorded(
+    mock_upstream: Mock, tmp_path: Path
+) -> None:
+    # There is no reload; SIGHUP (logrotate, a closed terminal) must not drop requests in flight.
+    gw = start_gateway(openai_config(mock_upstream), tmp_path)
+    client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    words = [f"w{i}" for i in range(20)]  # 2 s of stream: still running when the signal lands
+    prompt = f"mock:chunk_delay_ms=100 mock:reply={'_'.join(words)}"
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=ask(prompt), stream=True
+    )
+    chunks = iter(raw.parse())
+    first = next(chunks)
+    gw.process.proc.send_signal(signal.SIGHUP)
+    gw.process.wait_for("SIGHUP ignored")
+    rest = list(chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in [first, *rest] if c.choices)
+    assert text == " ".join(words), text
+    assert [c for c in rest if c.choices][-1].choices[0].finish_reason == "stop"
+    assert _logged(gw, raw.headers["x-request-id"])["status"] == 200
+    assert _ready(gw) == 200  # still serving
+    assert gw.process.stop() == 0
     assert "Traceback" not in gw.process.output

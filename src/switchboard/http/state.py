@@ -5,6 +5,7 @@ stop sending new traffic, requests keep being served for ``server.drain_seconds`
 that at once, a repeated SIGTERM does not), then the ASGI
 server stops accepting and gives in-flight requests ``server.graceful_shutdown_seconds``. A
 request still running after that is ended with the inbound API's error (``server_shutting_down``).
+SIGHUP is logged and ignored (see ``_ignore_hup``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from typing import Any
 log = logging.getLogger("switchboard.http")
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _ignore_hup(signum: int, frame: FrameType | None) -> None:
+    """SIGHUP's default action ends the process at once, dropping in-flight requests and their
+    usage records. There is no in-place reload (settings are fixed at start), so a serving process
+    ignores it: a logrotate hook or a closed terminal must not stop the gateway. With --workers,
+    uvicorn's parent handles SIGHUP by replacing the workers one by one (each old one drains as on
+    SIGTERM), with the settings validated at start."""
+    log.warning("SIGHUP ignored: there is no configuration reload; restart the gateway to apply "
+                "a changed config")
 
 
 class ServerState:
@@ -57,10 +68,11 @@ class ServerState:
             log.info("draining for %.1f s before shutting down", drain_seconds)
             loop.call_soon_threadsafe(loop.call_later, drain_seconds, stop, signum)
 
-        for sig in _SIGNALS:
+        wanted_handlers: dict[int, Any] = {**dict.fromkeys(_SIGNALS, handler), signal.SIGHUP: _ignore_hup}
+        for sig, wanted in wanted_handlers.items():
             try:
                 self._previous[sig] = signal.getsignal(sig)
-                signal.signal(sig, handler)
+                signal.signal(sig, wanted)
             except ValueError:  # not the main thread (an embedded server): leave signals alone
                 return
 
