@@ -141,8 +141,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to 
 def _open_stores_or_exit(settings: Settings | None, upgrade_only: bool = False) -> None:
     import asyncio
 
+    from switchboard.gateway import check_serving
     from switchboard.stores import StoreError
-    from switchboard.stores.factory import check_stores, upgrade_database
+    from switchboard.stores.factory import upgrade_database
 
     try:
         if upgrade_only:
@@ -150,7 +151,7 @@ def _open_stores_or_exit(settings: Settings | None, upgrade_only: bool = False) 
             out.print(f"{database}: schema at revision {revision} (the newest)", markup=False)
         else:
             assert settings is not None
-            asyncio.run(check_stores(settings))
+            asyncio.run(check_serving(settings))
     except StoreError as exc:
         err.print(f"[bold red]cannot open the stores:[/] {rich.markup.escape(str(exc))}")
         raise typer.Exit(1) from None

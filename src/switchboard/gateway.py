@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from switchboard import catalog, tokens
+from switchboard.access import keys as keyfmt
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier
@@ -16,7 +17,7 @@ from switchboard.apis.cache import ApiCache
 from switchboard.apis.sessions import SessionBook
 from switchboard.config.schema import Settings
 from switchboard.crypto import keyring as crypto_keyring
-from switchboard.crypto.server import configured_hashing_key
+from switchboard.crypto.server import SecretsUnavailable, hashing_key
 from switchboard.http import cork
 from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
 from switchboard.http.apis.sessions import SessionStage
@@ -75,7 +76,7 @@ from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.cost import Prices
 from switchboard.spend.ledger import LedgerWriter
-from switchboard.stores import Stores, open_stores
+from switchboard.stores import StoreError, Stores, open_stores
 from switchboard.stores.factory import data_dir
 from switchboard.stores.sql.keys import intersect
 from switchboard.upstream.egress import EgressPolicy
@@ -92,6 +93,30 @@ MODEL_CALLS = frozenset({
     # media (http/media, pipeline/media.py)
     "rerank", "moderations", "image_generations", "image_edits", "transcriptions", "translations", "speech",
 })
+
+
+async def configured_hashing_key(stores: Stores, settings: Settings) -> bytes | None:
+    """The key-hashing key the configured secrets open (None without a server secret); raises
+    SecretsUnavailable when they do not open the stored one."""
+    auth = settings.auth
+    keyring = crypto_keyring.from_settings(auth)
+    if keyring is None or auth.secret_key is None:
+        return None
+    initial = keyfmt.hashing_key(auth.secret_key.get_secret_value())
+    return await hashing_key(stores.providers, keyring, initial)
+
+
+async def check_serving(settings: Settings) -> None:
+    """The stores open (migrations applied, servers reachable) and the server secret opens the
+    stored key-hashing key: ``serve`` refuses to start with one clear line instead of failing
+    inside each worker's lifespan."""
+    stores = await open_stores(settings)
+    try:
+        await configured_hashing_key(stores, settings)
+    except SecretsUnavailable as exc:
+        raise StoreError(str(exc)) from None
+    finally:
+        await stores.close()
 
 
 class Gateway:
@@ -374,7 +399,7 @@ class Gateway:
         encodings = asyncio.create_task(asyncio.to_thread(tokens.preload))
         self.stores = await open_stores(self.settings)
         keyring = crypto_keyring.from_settings(self.settings.auth)
-        hashing = await configured_hashing_key(self.stores.providers, self.settings.auth)
+        hashing = await configured_hashing_key(self.stores, self.settings)
         if hashing is not None:
             self.hashing = hashing
             self.authenticator.use_hashing_key(hashing)

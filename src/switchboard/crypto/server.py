@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 
-from switchboard.access import keys as keyfmt
-from switchboard.config.schema import AuthConfig
-from switchboard.crypto.keyring import DecryptError, Keyring, from_settings, server_secret_aad
+from switchboard.crypto.keyring import DecryptError, Keyring, server_secret_aad
 from switchboard.stores.protocols import ProviderStore
 
 HASHING_KEY = "api_key_hashing"
@@ -38,11 +36,3 @@ async def hashing_key(store: ProviderStore, keyring: Keyring, initial: bytes) ->
             "(or SWITCHBOARD_PREVIOUS_SECRET_KEYS) and run `switchboard secrets rotate`"
         ) from None
 
-
-async def configured_hashing_key(store: ProviderStore, auth: AuthConfig) -> bytes | None:
-    """The key-hashing key that ``auth``'s secrets open (None without a server secret); raises
-    SecretsUnavailable when they do not open the stored one."""
-    keyring = from_settings(auth)
-    if keyring is None or auth.secret_key is None:
-        return None
-    return await hashing_key(store, keyring, keyfmt.hashing_key(auth.secret_key.get_secret_value()))

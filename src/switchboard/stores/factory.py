@@ -274,18 +274,3 @@ async def upgrade_database(settings: Settings | None) -> tuple[str, str]:
     await engine.dispose()
     return shown(url), revision
 
-
-async def check_stores(settings: Settings) -> None:
-    """Open and close the stores once: migrations applied, every server reachable, the server
-    secret opens the stored key-hashing key. Lets ``serve`` refuse to start with one clear line
-    instead of failing inside each worker's lifespan."""
-    # Imported here: crypto.server uses the store protocols, which import this module.
-    from switchboard.crypto.server import SecretsUnavailable, configured_hashing_key
-
-    stores = await open_stores(settings)
-    try:
-        await configured_hashing_key(stores.providers, settings.auth)
-    except SecretsUnavailable as exc:
-        raise StoreError(str(exc)) from None
-    finally:
-        await stores.close()
