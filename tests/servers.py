@@ -56,8 +56,16 @@ class Process:
                 self._queue.put(line)
         self._queue.put(None)
 
+    def wait_serving(self, workers: int = 1) -> None:
+        """Block until the gateway accepts connections. One worker binds its socket only after
+        the application's start-up ("Uvicorn running on" follows "Application startup
+        complete"); several workers share a socket the supervisor bound before starting them."""
+        self.wait_for("Application startup complete")
+        if workers == 1:
+            self.wait_for("Uvicorn running on")
+
     def wait_for(self, marker: str, timeout: float = START_TIMEOUT) -> None:
-        """Block until a line containing ``marker`` is printed (the server is listening)."""
+        """Block until a line containing ``marker`` is printed."""
         while True:
             try:
                 line = self._queue.get(timeout=timeout)
@@ -234,7 +242,8 @@ def start_gateway(
             **(env or {}),
         },
     )
-    process.wait_for("Application startup complete")
+    workers = (args or [])[(args or []).index("--workers") + 1] if "--workers" in (args or []) else None
+    process.wait_serving(int(workers or (config.get("server") or {}).get("workers") or 1))
     return Gateway(port, process, path)
 
 

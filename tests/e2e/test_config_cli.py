@@ -70,7 +70,7 @@ def test_log_level_is_case_insensitive(tmp_path: Path) -> None:
     port = free_port()
     proc = spawn(["serve", "--config", str(path), "--port", str(port)])
     try:
-        proc.wait_for("Application startup complete")
+        proc.wait_serving()
         assert httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200
     finally:
         assert proc.stop() == 0
@@ -137,7 +137,7 @@ def _readme_key(env: dict[str, str]) -> str:
 def _serve(env: dict[str, str]) -> tuple[Process, int]:
     port = free_port()
     proc = spawn(["serve", "--port", str(port)], env=env)
-    proc.wait_for("Application startup complete")
+    proc.wait_serving()
     return proc, port
 
 
@@ -219,7 +219,7 @@ def test_master_key_read_from_a_file_reference(tmp_path: Path) -> None:
     proc = spawn(["serve", "--config", str(path), "--port", str(port)],
                  env={"SWITCHBOARD_DATA_DIR": str(tmp_path / "data")})
     try:
-        proc.wait_for("Application startup complete")
+        proc.wait_serving()
         assert _models_status(port, "sk-from-a-secret-file") == 200
         assert _models_status(port, f"file:{key_file}") == 401
     finally:
@@ -266,7 +266,7 @@ def test_embedded_default_on_an_ipv6_address(tmp_path: Path) -> None:
     env = {"SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_MASTER_KEY": "sk-v6-master-key"}
     proc = spawn(["serve", "--host", "::1", "--port", str(port)], env=env)
     try:
-        proc.wait_for("Application startup complete")
+        proc.wait_serving()
         assert f"on http://[::1]:{port}/v1" in proc.output
         resp = httpx.post(f"http://[::1]:{port}/v1/chat/completions",
                           headers={"Authorization": "Bearer sk-v6-master-key"},

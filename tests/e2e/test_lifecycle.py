@@ -42,7 +42,7 @@ def test_embedded_default_serves_demo_model(tmp_path: Path) -> None:
     env = {"SWITCHBOARD_DATA_DIR": str(tmp_path / "data")}
     proc = spawn(["serve", "--port", str(port)], env=env, inherit=False)
     try:
-        proc.wait_for("Application startup complete")
+        proc.wait_serving()
         key_file = tmp_path / "data" / "master_key"
         key = key_file.read_text().strip()
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -65,7 +65,7 @@ def test_embedded_default_reuses_its_master_key(tmp_path: Path) -> None:
     keys = []
     for _ in range(2):
         proc = spawn(["serve", "--port", str(free_port())], env=env, inherit=False)
-        proc.wait_for("Application startup complete")
+        proc.wait_serving()
         proc.stop()
         keys.append((tmp_path / "master_key").read_text())
     assert keys[0] == keys[1]
