@@ -76,6 +76,9 @@ def _overridden(server: ServerConfig, overrides: dict[str, Any]) -> ServerConfig
         raise ConfigError("command line", problems) from None
 
 
+_HANDOFF_PREFIX = ".serve-settings-"
+
+
 def write_handoff(settings: Settings) -> Path:
     """The validated settings, secrets resolved, in a 0600 file in the data directory (created 0700) for
     the workers to read. A worker the supervisor restarts (a crash, an OOM kill, SIGHUP) then runs
@@ -83,10 +86,30 @@ def write_handoff(settings: Settings) -> Path:
     since. Not the environment: MCP stdio servers and other children must not inherit secrets."""
     directory = data_dir(settings)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".serve-settings-", dir=directory)  # mode 0600
+    _remove_orphaned_handoffs(directory)
+    fd, name = tempfile.mkstemp(prefix=f"{_HANDOFF_PREFIX}{os.getpid()}-", dir=directory)  # mode 0600
     with os.fdopen(fd, "wb") as f:
         pickle.dump(settings, f)
     return Path(name)
+
+
+def _remove_orphaned_handoffs(directory: Path) -> None:
+    """A parent killed outright (SIGKILL, power loss) leaves its hand-off behind, secrets and
+    all: remove those whose parent process is gone."""
+    for path in directory.glob(f"{_HANDOFF_PREFIX}*"):
+        pid = path.name.removeprefix(_HANDOFF_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: not ours to judge
+        return True
+    return True
 
 
 def read_handoff(path: str) -> Settings:

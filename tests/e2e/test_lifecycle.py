@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import stat
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -142,14 +143,27 @@ def _poll(condition: Callable[[], bool], what: str, timeout: float = 30) -> None
         time.sleep(0.05)  # polling interval of a condition with a deadline, not synchronisation
 
 
+def _exited_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
 def test_respawned_worker_serves_the_settings_the_parent_validated(
     mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     # A worker the supervisor restarts (crash, OOM kill) must not read the config file again:
     # an edit made since the start would make workers behind one port disagree.
     config = {**openai_config(mock_upstream), "redis": {"url": redis_server.url}}
+    # Hand-offs a parent killed outright left behind: removed at the next start.
+    orphans = [tmp_path / "data" / f".serve-settings-{pid}-x" for pid in (_exited_pid(), "oldformat")]
+    (tmp_path / "data").mkdir(mode=0o700)
+    for orphan in orphans:
+        orphan.write_bytes(b"secrets")
     gw = start_gateway(config, tmp_path, args=["--workers", "2"])
     try:
+        assert not any(orphan.exists() for orphan in orphans)
         _poll(lambda: len(_workers(gw.process.proc.pid)) == 2, "two workers")
         before = _workers(gw.process.proc.pid)
         _poll(lambda: gw.process.output.count("Application startup complete") == 2, "two started workers")
