@@ -97,6 +97,73 @@ async def test_reassign_changes_only_the_team_and_role(backend: Backend) -> None
     assert await keys.reassign("tenant-b", "key-r", None, "viewer") is False
 
 
+async def test_update_writes_only_the_fields_named_from_a_current_read(backend: Backend) -> None:
+    keys = backend.stores.keys
+    await keys.put(key("key-u"))
+    read = await keys.get("tenant-a", "key-u")
+    assert read is not None and (read.revision, read.updated_at, read.blocked) == (0, None, False)
+    at = datetime(2026, 5, 1, 8, 30, 0, 250000, tzinfo=UTC)
+    # Fields not named are not written, whatever the record passed holds.
+    changed = replace(read, allowed_models=("one",), blocked_by_role="tenant_admin", name="ignored",
+                      team_id="team-x", updated_at=at)
+    assert await keys.update(changed, {"allowed_models", "blocked_by_role"}) is True
+    got = await keys.get_by_hash("hash-key-u")
+    assert got is not None and (got.allowed_models, got.blocked_by_role, got.blocked) == (
+        ("one",), "tenant_admin", True)
+    assert (got.name, got.team_id, got.enabled) == (read.name, read.team_id, True)
+    assert (got.revision, got.updated_at) == (1, at)
+    # From the older read: refused, nothing written.
+    assert await keys.update(replace(read, name="stale"), {"name"}) is False
+    assert await keys.update(replace(got, name=None, blocked_by_role=None), {"name", "blocked_by_role"})
+    final = await keys.get("tenant-a", "key-u")
+    assert final is not None and (final.name, final.blocked, final.revision) == (None, False, 2)
+    with pytest.raises(ValueError, match="team_id"):
+        await keys.update(replace(final, team_id="team-x"), {"team_id"})
+    # Another tenant's key of the same id is not this one.
+    assert await keys.update(replace(final, tenant_id="tenant-b", name="x"), {"name"}) is False
+
+
+async def test_a_revoked_or_rotated_key_is_never_updated(backend: Backend) -> None:
+    keys = backend.stores.keys
+    await keys.put(key("key-gone"))
+    assert await keys.disable("tenant-a", "key-gone")
+    revoked = await keys.get("tenant-a", "key-gone")
+    assert revoked is not None and revoked.revision == 1 and revoked.updated_at is not None
+    # Even from a current read, and even to unblock it: a revoke is final.
+    assert await keys.update(replace(revoked, blocked_by_role=None), {"blocked_by_role"}) is False
+    assert await keys.update(replace(revoked, enabled=True, name="x"), {"name"}) is False
+    still = await keys.get("tenant-a", "key-gone")
+    assert still is not None and still.enabled is False and still.name == revoked.name
+    old = key("key-was")
+    await keys.put(old)
+    assert await keys.rotate(old, key("key-is", lineage_id="key-was"), datetime(2027, 1, 1, tzinfo=UTC))
+    retired = await keys.get("tenant-a", "key-was")
+    assert retired is not None
+    assert await keys.update(replace(retired, expires_at=None), {"expires_at"}) is False
+
+
+async def test_a_rotation_from_a_read_older_than_an_update_or_of_a_blocked_key_fails(
+    backend: Backend,
+) -> None:
+    keys = backend.stores.keys
+    ends = datetime(2027, 1, 1, tzinfo=UTC)
+    await keys.put(key("key-n"))
+    read = await keys.get("tenant-a", "key-n")
+    assert read is not None
+    assert await keys.update(replace(read, allowed_models=("narrow",)), {"allowed_models"})
+    # The successor would have carried the models read before the change: refused.
+    assert await keys.rotate(read, key("key-n2", lineage_id="key-n"), ends) is False
+    assert await keys.get("tenant-a", "key-n2") is None
+    current = await keys.get("tenant-a", "key-n")
+    assert current is not None
+    blocked = replace(current, blocked_by_role="developer")
+    assert await keys.update(blocked, {"blocked_by_role"})
+    fresh = await keys.get("tenant-a", "key-n")
+    assert fresh is not None and fresh.blocked
+    assert await keys.rotate(fresh, key("key-n3", lineage_id="key-n"), ends) is False
+    assert await keys.get("tenant-a", "key-n3") is None
+
+
 async def test_every_query_but_the_hash_lookup_is_scoped_to_the_tenant(backend: Backend) -> None:
     keys = backend.stores.keys
     await keys.put(key("a1", "tenant-a"))
@@ -223,5 +290,35 @@ async def test_revision_0022_makes_every_existing_key_its_own_lineage(fresh_url:
             read = await store.get("t", key_id)
             # What each spent, and the budgets and limits set on its id, stay its own.
             assert read is not None and read.lineage == key_id
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0024_leaves_revoked_keys_revoked_and_none_blocked(fresh_url: str) -> None:
+    engine, _ = await open_database(fresh_url)
+
+    def migrate(conn: sa.Connection, target: str) -> None:
+        if target == "0023":
+            command.downgrade(_config(conn), target)
+        else:
+            command.upgrade(_config(conn), target)
+
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(migrate, "0023")
+            await conn.commit()
+            for key_id, enabled in (("key-live", True), ("key-revoked", False)):
+                await conn.execute(sa.insert(api_keys).values(
+                    id=key_id, key_hash=f"hash-{key_id}", prefix="sk-sb-x", tenant_id="t", role="developer",
+                    enabled=enabled, metadata={}, created_at=datetime.now(UTC), lineage_id=key_id))
+            await conn.run_sync(migrate, "head")
+            await conn.commit()
+        store = SqlKeyStore(engine)
+        live, revoked = await store.get("t", "key-live"), await store.get("t", "key-revoked")
+        assert live is not None and (live.enabled, live.blocked, live.revision, live.updated_at) == (
+            True, False, 0, None)
+        assert revoked is not None and (revoked.enabled, revoked.blocked) == (False, False)
+        # Still final: a change does not bring it back.
+        assert await store.update(replace(revoked, name="back"), {"name"}) is False
     finally:
         await engine.dispose()

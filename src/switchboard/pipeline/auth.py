@@ -2,9 +2,10 @@
 
 The master key is checked first, in constant time, with no I/O. Otherwise a key of the gateway's
 shape is hashed and looked up through the key cache (a store query only for a key not seen
-lately); revoked, disabled and expired keys are refused with their own codes. Last, when
-``auth.oidc`` lists identity providers, a token of a JWT's shape (three dot-separated segments)
-is verified as one (``access/oidc.py``); a key of neither shape is an invalid API key.
+lately); revoked and blocked keys (``key_disabled``) and expired ones (``key_expired``) are
+refused with their own codes. Last, when ``auth.oidc`` lists identity providers, a token of a
+JWT's shape (three dot-separated segments) is verified as one (``access/oidc.py``); a key of
+neither shape is an invalid API key.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ class Authenticator:
             raise AuthenticationFailed("invalid API key")
         record = cached.record
         if not record.enabled:
-            raise AuthenticationFailed("this API key has been revoked or disabled", code="key_disabled")
+            raise AuthenticationFailed("this API key has been revoked", code="key_disabled")
+        if record.blocked:  # reversible, unlike a revoke: same code, so clients treat both alike
+            raise AuthenticationFailed("this API key is blocked", code="key_disabled")
         if record.expires_at is not None and record.expires_at.timestamp() <= self._clock():
             raise AuthenticationFailed("this API key has expired", code="key_expired")
         if self._last_used is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -25,6 +25,8 @@ class KeyRecord:
     # None: every model; otherwise only these model names.
     allowed_models: tuple[str, ...] | None = None
     expires_at: datetime | None = None
+    # False once revoked, for good: nothing sets it back (KeyStore.update refuses a revoked key).
+    # A reversible stop is ``blocked_by_role`` below.
     enabled: bool = True
     metadata: Mapping[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
@@ -51,10 +53,22 @@ class KeyRecord:
     # The first key id of its rotation chain (revision 0022); None: the key's own id. Its
     # budgets, spend and rate limits are held under it, so a rotation does not reset them.
     lineage_id: str | None = None
+    # Blocked (revision 0024): the role of whoever blocked it, which only that role or a higher
+    # one may lift; None: not blocked. A blocked key is refused like a revoked one, but stays
+    # the owner's unrevoked key and can be unblocked.
+    blocked_by_role: str | None = None
+    # Counts the writes to its settings (update, revoke, rotation, its owner moved): the
+    # compare-and-set token of KeyStore.update and KeyStore.rotate. ``updated_at``: the last one.
+    revision: int = 0
+    updated_at: datetime | None = None
 
     @property
     def lineage(self) -> str:
         return self.lineage_id or self.id
+
+    @property
+    def blocked(self) -> bool:
+        return self.blocked_by_role is not None
 
 
 @dataclass(frozen=True)
@@ -171,6 +185,11 @@ class KeyQuery:
 # The metadata entry naming a rotated key's successor (KeyStore.rotate).
 ROTATED_TO = "rotated_to"
 
+# What KeyStore.update may change: a key's owner, role, secret, lineage, limits and budget are
+# fixed (limits and budgets have their own endpoints).
+MUTABLE_KEY_FIELDS = frozenset({"name", "allowed_models", "expires_at", "metadata", "tags", "blocked_by_role",
+                                "allowed_regions", "mcp_tools"})
+
 
 class KeyStore(Protocol):
     async def put(self, record: KeyRecord) -> None:
@@ -191,17 +210,24 @@ class KeyStore(Protocol):
         that is no key of the tenant."""
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
-        """False when the tenant has no such key."""
+        """Revoke the key, for good; False when the tenant has no such key."""
+
+    async def update(self, record: KeyRecord, fields: Collection[str]) -> bool:
+        """Write ``fields`` (of MUTABLE_KEY_FIELDS) of ``record``, with its ``updated_at``, to the
+        stored key of its tenant and id, the rest as stored, and count one more revision. Only if
+        the stored key is still at ``record.revision``, not revoked and not rotated: a change
+        made since the read (a revoke above all) stands. False (nothing written) otherwise."""
 
     async def rotate(self, old: KeyRecord, successor: KeyRecord, expires_at: datetime) -> bool:
         """Retire ``old`` (its expiry brought to ``expires_at``, ``rotated_to`` set in its
-        metadata) and insert ``successor``, at once and only if ``old`` is still enabled and not
-        rotated: of concurrent rotations one wins, and a revoke that landed first stands. False
-        (nothing written) when the key is no longer rotatable."""
+        metadata) and insert ``successor``, at once and only if ``old`` is still as read (its
+        ``revision``), enabled, not blocked and not rotated: of concurrent rotations one wins, a
+        revoke that landed first stands, and an update that landed first is not lost on the
+        successor. False (nothing written) when the key is no longer rotatable or changed."""
 
     async def reassign(self, tenant_id: str, key_id: str, team_id: str | None, role: str) -> bool:
         """Set only the key's team and role (the rest of the record, ``enabled`` included, as
-        stored); False when the tenant has no such key."""
+        stored; one more revision); False when the tenant has no such key."""
 
     async def touch(self, used: Mapping[str, datetime]) -> None:
         """Record when keys (by id) were last used, in one batch; a time never moves backwards."""

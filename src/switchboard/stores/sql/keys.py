@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import KeyQuery, KeyRecord
-from switchboard.stores.protocols.access import ROTATED_TO
+from switchboard.stores.protocols.access import MUTABLE_KEY_FIELDS, ROTATED_TO
+from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.sql.budgets import from_units, to_units
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import api_keys as t
@@ -64,6 +65,9 @@ def _row(record: KeyRecord) -> dict[str, Any]:
         "allowed_regions": None if record.allowed_regions is None else list(record.allowed_regions),
         "mcp_tools": None if record.mcp_tools is None else dict(record.mcp_tools),
         "lineage_id": record.lineage,
+        "blocked_by_role": record.blocked_by_role,
+        "revision": record.revision,
+        "updated_at": to_db(record.updated_at),
     }
 
 
@@ -97,7 +101,15 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
         mcp_tools=m["mcp_tools"],
         # None for a key that is its own lineage, as the record was made (KeyRecord.lineage).
         lineage_id=None if m["lineage_id"] == m["id"] else m["lineage_id"],
+        blocked_by_role=m["blocked_by_role"],
+        revision=int(m["revision"]),
+        updated_at=from_db(m["updated_at"]),
     )
+
+
+# Every write to a key's settings counts a revision (KeyRecord.revision): a write made from an
+# older read compares it and fails.
+_NEXT = {"revision": t.c.revision + 1}
 
 
 class SqlKeyStore:
@@ -197,10 +209,29 @@ class SqlKeyStore:
             await conn.execute(stmt, rows)
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
-        stmt = sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id).values(enabled=False)
+        stmt = (sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id)
+                .values(enabled=False, updated_at=to_db(utcnow()), **_NEXT))
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
+
+    async def update(self, record: KeyRecord, fields: Collection[str]) -> bool:
+        unknown = set(fields) - MUTABLE_KEY_FIELDS
+        if unknown:
+            raise ValueError(f"not changeable on a key: {sorted(unknown)}")
+        row = _row(record)
+        # Compare-and-set on the revision read: a revoke, rotation, move or update since then
+        # fails this WHERE (PostgreSQL re-checking it once the row is free), and so does a
+        # revoked or rotated key whatever its revision: neither ever comes back.
+        stmt = (
+            sa.update(t)
+            .where(t.c.tenant_id == record.tenant_id, t.c.id == record.id, t.c.revision == record.revision,
+                   t.c.enabled.is_(True), t.c.metadata[ROTATED_TO].as_string().is_(None))
+            .values({**{name: row[name] for name in fields}, "updated_at": row["updated_at"], **_NEXT})
+        )
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return result.rowcount == 1
 
     async def rotate(self, old: KeyRecord, successor: KeyRecord, expires_at: datetime) -> bool:
         # Compare-and-set: the row is retired only while enabled and not rotated (a concurrent
@@ -208,9 +239,11 @@ class SqlKeyStore:
         # free), and only the columns the rotation owns are written.
         retire = (
             sa.update(t)
-            .where(t.c.tenant_id == old.tenant_id, t.c.id == old.id, t.c.enabled.is_(True),
+            .where(t.c.tenant_id == old.tenant_id, t.c.id == old.id, t.c.revision == old.revision,
+                   t.c.enabled.is_(True), t.c.blocked_by_role.is_(None),
                    t.c.metadata[ROTATED_TO].as_string().is_(None))
-            .values(expires_at=to_db(expires_at), metadata={**old.metadata, ROTATED_TO: successor.id})
+            .values(expires_at=to_db(expires_at), metadata={**old.metadata, ROTATED_TO: successor.id},
+                    updated_at=to_db(successor.created_at), **_NEXT)
         )
         async with self._engine.begin() as conn:
             if (await conn.execute(retire)).rowcount != 1:
@@ -220,7 +253,7 @@ class SqlKeyStore:
 
     async def reassign(self, tenant_id: str, key_id: str, team_id: str | None, role: str) -> bool:
         stmt = (sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id)
-                .values(team_id=team_id, role=role))
+                .values(team_id=team_id, role=role, updated_at=to_db(utcnow()), **_NEXT))
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
