@@ -83,6 +83,9 @@ class AdminClient:
     def show_key(self, key_id: str) -> Any:
         return self.call("GET", f"/admin/v1/keys/{quote(key_id, safe='')}")
 
+    def update_key(self, key_id: str, body: dict[str, Any]) -> Any:
+        return self.call("PATCH", f"/admin/v1/keys/{quote(key_id, safe='')}", body)
+
     def revoke_key(self, key_id: str) -> Any:
         return self.call("DELETE", f"/admin/v1/keys/{quote(key_id, safe='')}")
 

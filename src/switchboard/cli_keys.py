@@ -12,7 +12,7 @@ from rich.table import Table
 
 from switchboard.admin_client import AdminClient, AdminError
 
-keys_app = typer.Typer(no_args_is_help=True, help="Issue, list, show, revoke and rotate API keys.")
+keys_app = typer.Typer(no_args_is_help=True, help="Issue, list, show, update, revoke and rotate API keys.")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -118,6 +118,54 @@ def list_keys(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) ->
 def show(key_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """One key, without its secret."""
     _show([_run(lambda: _client(url, key).show_key(key_id))], as_json)
+
+
+@keys_app.command("update")
+def update(
+    key_id: str,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="A model name or * pattern (repeat; replaces the list).")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
+    clear_name: Annotated[bool, typer.Option("--clear-name", help="Remove the label.")] = False,
+    expires_at: Annotated[str | None, typer.Option(help="RFC 3339 time with a zone.")] = None,
+    no_expiry: Annotated[bool, typer.Option("--no-expiry", help="Never expires.")] = False,
+    metadata: Annotated[list[str] | None, typer.Option(
+        help="NAME=VALUE (repeat; replaces every entry).")] = None,
+    clear_metadata: Annotated[bool, typer.Option("--clear-metadata", help="Remove every entry.")] = False,
+    tag: Annotated[list[str] | None, typer.Option(
+        "--tag", help="A label (repeat; replaces the tags).")] = None,
+    clear_tags: Annotated[bool, typer.Option("--clear-tags", help="Remove every tag.")] = False,
+    region: Annotated[list[str] | None, typer.Option(
+        "--region", help="A region its requests may be served in (repeat; replaces the list).")] = None,
+    any_region: Annotated[bool, typer.Option(
+        "--any-region", help="No list of its own (its team's and tenant's still apply).")] = False,
+    block: Annotated[bool | None, typer.Option(
+        "--block/--unblock", help="Refuse the key until unblocked (revoking is final; this is not).")] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Change a key in place; its secret stays. Only the options given change."""
+    body: dict[str, Any] = {}
+    for field, value, clear, flag in (
+        ("name", name, clear_name, "--clear-name"), ("expires_at", expires_at, no_expiry, "--no-expiry"),
+        ("metadata", _metadata(metadata) if metadata else None, clear_metadata, "--clear-metadata"),
+        ("tags", tag, clear_tags, "--clear-tags"), ("allowed_regions", region, any_region, "--any-region"),
+    ):
+        if value is not None and clear:
+            raise typer.BadParameter(f"give either a value or {flag}, not both", param_hint=flag)
+        if value is not None:
+            body[field] = value
+        elif clear:
+            body[field] = {"metadata": {}, "tags": []}.get(field)
+    if model:
+        body["models"] = model
+    if block is not None:
+        body["enabled"] = not block
+    if not body:
+        raise typer.BadParameter("nothing to change: give at least one option (see --help)")
+    updated = _run(lambda: _client(url, key).update_key(key_id, body))
+    _show([updated], as_json)
 
 
 @keys_app.command("revoke")

@@ -64,6 +64,44 @@ def test_create_with_limits_and_a_budget(gateway: Gateway) -> None:
     assert code == 1 and "HTTP 400" in output and "max_budget_usd" in output
 
 
+def test_update_changes_a_key_in_place(gateway: Gateway) -> None:
+    code, output = keys(gateway, "create", "-m", "gpt-4o-mini", "--name", "before", "--tag", "a",
+                        "--expires-at", "2999-01-01T00:00:00Z", "--json")
+    assert code == 0, output
+    created = as_json(output)
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=created["key"], max_retries=0)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+
+    code, output = keys(gateway, "update", created["id"], "-m", "text-embedding-3-small", "--name", "after",
+                        "--no-expiry", "--metadata", "owner=ops", "--clear-tags", "--json")
+    assert code == 0, output
+    [updated] = as_json(output)
+    assert (updated["models"], updated["name"]) == (["text-embedding-3-small"], "after")
+    assert updated["expires_at"] is None
+    assert (updated["metadata"], updated["tags"], updated["id"]) == ({"owner": "ops"}, [], created["id"])
+    with pytest.raises(openai.PermissionDeniedError):  # the same key, now for other models
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert client.embeddings.create(model="text-embedding-3-small", input="x").data
+
+    code, table = keys(gateway, "update", created["id"], "--block")
+    assert code == 0 and created["id"] in table and "False" in table
+    with pytest.raises(openai.AuthenticationError):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    code, output = keys(gateway, "update", created["id"], "--unblock", "--json")
+    assert code == 0 and as_json(output)[0]["enabled"] is True
+    assert client.embeddings.create(model="text-embedding-3-small", input="x").data
+
+    code, output = keys(gateway, "update", created["id"])
+    assert code == 2 and "nothing to change" in output
+    code, output = keys(gateway, "update", created["id"], "--name", "x", "--clear-name")
+    assert code == 2 and "--clear-name" in output
+    code, output = keys(gateway, "update", created["id"], "--expires-at", "2020-01-01T00:00:00Z")
+    assert code == 1 and "HTTP 400" in output and "expires_at" in output
+    keys(gateway, "revoke", created["id"])
+    code, output = keys(gateway, "update", created["id"], "--unblock")
+    assert code == 1 and "key_revoked" in output and "Traceback" not in output
+
+
 def test_errors_are_one_line_and_exit_1(gateway: Gateway) -> None:
     code, output = keys(gateway, "list", key="wrong-key")
     assert code == 1 and "HTTP 401" in output and "invalid_api_key" in output

@@ -232,7 +232,12 @@ def test_admin_schema_and_docs(deployment: Deployment) -> None:
     spec = httpx.get(f"{deployment.gateway.url}/admin/v1/openapi.json", headers=ADMIN, timeout=10)
     assert spec.status_code == 200
     paths = spec.json()["paths"]
-    assert {"post", "get"} <= set(paths["/admin/v1/keys"]) and "delete" in paths["/admin/v1/keys/{key_id}"]
+    assert {"post", "get"} <= set(paths["/admin/v1/keys"])
+    assert {"get", "patch", "delete"} <= set(paths["/admin/v1/keys/{key_id}"])
+    # A change lists what may change; the fields it refuses by name are not offered.
+    changeable = set(spec.json()["components"]["schemas"]["KeyUpdate"]["properties"])
+    assert {"models", "name", "expires_at", "enabled", "allowed_regions"} <= changeable
+    assert not changeable & {"team", "user", "tenant", "role", "rpm_limit", "max_budget_usd"}
     docs = httpx.get(f"{deployment.gateway.url}/docs", headers=ADMIN, timeout=10)
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert httpx.get(f"{deployment.gateway.url}/admin/v1/openapi.json", timeout=10).status_code == 401
@@ -279,6 +284,42 @@ def test_revocation_reaches_the_other_instance_within_a_second(
         assert time.monotonic() - done < 1.0, "the revocation did not reach the second instance within 1 s"
     assert time.monotonic() - done < 1.0
     assert status.json()["error"]["code"] == "key_disabled"
+
+
+def test_a_key_change_reaches_the_other_instance_within_a_second(
+    two_instances: tuple[Gateway, Gateway],
+) -> None:
+    first, second = two_instances
+    created = httpx.post(f"{first.url}/admin/v1/keys", json={"models": ["gpt-4o-mini"]}, headers=ADMIN,
+                         timeout=10).json()
+    auth = {"Authorization": f"Bearer {created['key']}"}
+    chat = {"model": "gpt-4o-mini", "messages": ask("x"), "max_tokens": 5}
+    embed = {"model": "text-embedding-3-small", "input": "x"}
+
+    def on_second(path: str, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(f"{second.base_url}/{path}", json=body, headers=auth, timeout=10)
+
+    assert on_second("chat/completions", chat).status_code == 200  # seen (and cached) there
+    assert on_second("embeddings", embed).status_code == 403
+
+    def changed_on_first(body: dict[str, Any]) -> float:
+        resp = httpx.patch(f"{first.url}/admin/v1/keys/{created['id']}", json=body, headers=ADMIN, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return time.monotonic()
+
+    done = changed_on_first({"models": ["text-embedding-3-small"]})
+    while (refused := on_second("chat/completions", chat)).status_code != 403:
+        assert time.monotonic() - done < 1.0, "the models change did not reach the second instance within 1 s"
+    assert refused.json()["error"]["code"] == "model_not_allowed"
+    assert on_second("embeddings", embed).status_code == 200
+
+    done = changed_on_first({"enabled": False})
+    while (blocked := on_second("embeddings", embed)).status_code != 401:
+        assert time.monotonic() - done < 1.0, "the block did not reach the second instance within 1 s"
+    assert blocked.json()["error"]["code"] == "key_disabled"
+    done = changed_on_first({"enabled": True})
+    while on_second("embeddings", embed).status_code != 200:
+        assert time.monotonic() - done < 1.0, "the unblock did not reach the second instance within 1 s"
 
 
 def test_a_key_issued_on_one_instance_works_on_the_other(two_instances: tuple[Gateway, Gateway]) -> None:

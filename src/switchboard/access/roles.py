@@ -69,6 +69,7 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
         "read": (A, N, T, S, T),
         "rotate": (A, N, T, S, _),
         "revoke": (A, N, T, S, _),
+        "update": (A, N, T, S, _),  # models only within the caller's own (http/admin/keys.py)
     },
     "provider": {  # upstream providers and their credentials: shared by the platform
         "create": (A, _, _, _, _),

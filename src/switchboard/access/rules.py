@@ -18,3 +18,21 @@ def model_allowed(model: str, allowed: tuple[str, ...] | None) -> bool:
         return True
     exact, patterns = _rule(allowed)
     return model in exact or any(fnmatchcase(model, pattern) for pattern in patterns)
+
+
+def within(entry: str, allowed: tuple[str, ...] | None) -> bool:
+    """Whether every model the name or pattern ``entry`` allows is also allowed by ``allowed``:
+    what a caller may grant is at most what it may use. A pattern is within a pattern only when
+    that is certain: the same pattern, or ``<prefix>*`` where ``entry`` starts with that prefix
+    (``gpt-4o*`` is within ``gpt-*``; ``*-mini`` is within ``*`` only)."""
+    if allowed is None:
+        return True
+    if "*" not in entry:
+        return model_allowed(entry, allowed)
+    if entry in allowed:
+        return True
+    for pattern in allowed:
+        prefix = pattern[:-1]
+        if pattern.endswith("*") and not any(c in prefix for c in "*?[") and entry.startswith(prefix):
+            return True
+    return False

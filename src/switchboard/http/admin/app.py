@@ -21,6 +21,7 @@ from switchboard.http.admin import (
     budgets,
     catalog,
     errors,
+    key_update,
     keys,
     limits,
     logs,
@@ -94,6 +95,7 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     errors.install(app)
     app.include_router(catalog.router)
     app.include_router(keys.router)
+    app.include_router(key_update.router)
     app.include_router(audit.router)
     app.include_router(limits.router)
     app.include_router(budgets.router)

@@ -15,7 +15,9 @@ from switchboard.errors import GatewayError
 from switchboard.http.errors import MethodNotAllowed, unknown_url
 
 _CODES = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter",
-          "json_invalid": "invalid_json", "model_attributes_type": "invalid_json"}
+          "json_invalid": "invalid_json", "model_attributes_type": "invalid_json",
+          # a field that exists but may not be changed (PATCH /admin/v1/keys/{id})
+          "immutable_parameter": "immutable_parameter"}
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:

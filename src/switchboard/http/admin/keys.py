@@ -1,4 +1,5 @@
-"""``/admin/v1/keys``: issue, list and revoke the gateway's API keys.
+"""``/admin/v1/keys``: issue, list and revoke the gateway's API keys (changing one in place,
+``PATCH``, is key_update.py).
 
 Minimal contract (other tools depend on it): ``POST /admin/v1/keys`` with ``{"models": [...]}``
 (optional ``team``, ``user``, ``expires_at``, ``metadata``, ``name``, ``rpm_limit``, ``tpm_limit``,
@@ -12,7 +13,8 @@ change feed, so every instance stops (or starts) accepting the key at once.
 
 Scoping: every route sees only the keys within the caller's reach (``access/roles.py``): a key
 out of reach answers 404 ``key_not_found``. A created key's role must be one the creator may
-grant; team admins issue keys for their team only, developers for themselves only. A named
+grant, and its models ones the creator may use itself (:func:`grantable`); team admins issue keys
+for their team only, developers for themselves only. A named
 ``user``/``service_account``/``team`` must exist in the tenant and be within reach, except for the
 platform admin, who may name owners that have no record (as before tenancy existed).
 """
@@ -26,10 +28,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from switchboard.access import keys as keyfmt
 from switchboard.access.roles import DEFAULT_KEY_ROLE, RANK, ROLES, Reach, may_grant
+from switchboard.access.rules import within
 from switchboard.config.mcp import McpToolRule
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
@@ -52,30 +55,50 @@ MetaValue = Annotated[str, StringConstraints(max_length=1000)] | int | float | b
 ROTATED_FROM = "rotated_from"
 
 
+def _future(value: datetime) -> datetime:
+    if value <= datetime.now(UTC):
+        raise ValueError("must be in the future")
+    return value
+
+
+def _not_the_gateways(value: dict[str, Any]) -> dict[str, Any]:
+    for name in (ROTATED_FROM, ROTATED_TO):
+        if name in value:
+            raise ValueError(f"'{name}' is set by the gateway when a key is rotated")
+    return value
+
+
+# The settings a key is issued with and may later be changed to (key_update.py): one definition,
+# so both validate alike.
+Models = Annotated[list[Name], Field(min_length=1, max_length=1000)]
+Expiry = Annotated[UtcTime, AfterValidator(_future)]
+Metadata = Annotated[dict[Name, MetaValue], Field(max_length=50), AfterValidator(_not_the_gateways)]
+Tags = Annotated[list[Tag], Field(max_length=20)]
+MODELS_DOC = "Model names or `*` patterns the key may use; `[\"*\"]` for every model."
+EXPIRY_DOC = "RFC 3339 with a time zone, in the future."
+REGIONS_DOC = "Regions its requests may be served in, within its team's and tenant's."
+MCP_TOOLS_DOC = "MCP tool permissions: {allow: [patterns] | null, deny: [patterns]} (docs/mcp.md)."
+
+
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    models: Annotated[list[Name], Field(min_length=1, max_length=1000)] = Field(
-        description="Model names or `*` patterns the key may use; `[\"*\"]` for every model."
-    )
+    models: Models = Field(description=MODELS_DOC)
     name: Name | None = None
     team: Ident | None = None
     user: Ident | None = None
-    expires_at: UtcTime | None = Field(default=None, description="RFC 3339 with a time zone.")
-    metadata: Annotated[dict[Name, MetaValue], Field(max_length=50)] = Field(default_factory=dict)
+    expires_at: Expiry | None = Field(default=None, description=EXPIRY_DOC)
+    metadata: Metadata = Field(default_factory=dict)
     role: Role | None = Field(default=None, description="Default developer; at most the creator's role.")
     service_account: Ident | None = None
-    tags: Annotated[list[Tag], Field(max_length=20)] = Field(default_factory=list)
+    tags: Tags = Field(default_factory=list)
     tenant: Ident | None = Field(default=None, description="Another tenant (platform admin only).")
     rpm_limit: RpmLimit | None = Field(default=None, description="Requests per minute (docs/limits.md).")
     tpm_limit: TokenLimit | None = Field(default=None, description="Tokens per minute (docs/limits.md).")
     max_budget_usd: UsdAmount | None = Field(default=None, description="The key's own budget in USD.")
     budget_period: Period | None = Field(default=None, description="Its period; default total.")
-    allowed_regions: Regions | None = Field(
-        default=None, description="Regions its requests may be served in, within its team's and tenant's.")
-    mcp_tools: McpToolRule | None = Field(
-        default=None,
-        description="MCP tool permissions: {allow: [patterns] | null, deny: [patterns]} (docs/mcp.md).")
+    allowed_regions: Regions | None = Field(default=None, description=REGIONS_DOC)
+    mcp_tools: McpToolRule | None = Field(default=None, description=MCP_TOOLS_DOC)
 
     @field_validator("role")
     @classmethod
@@ -84,23 +107,17 @@ class KeyCreate(BaseModel):
             raise ValueError("must be one of " + ", ".join(ROLES))
         return value
 
-    @field_validator("expires_at")
-    @classmethod
-    def _future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value <= datetime.now(UTC):
-            raise ValueError("must be in the future")
-        return value
 
-    @field_validator("metadata")
-    @classmethod
-    def _not_the_gateways(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in (ROTATED_FROM, ROTATED_TO):
-            if name in value:
-                raise ValueError(f"'{name}' is set by the gateway when a key is rotated")
-        return value
+def stored_regions(value: list[str] | None) -> tuple[str, ...] | None:
+    """A key's regions as stored: sorted, each once; None (anywhere within its team's) stays."""
+    return None if value is None else tuple(sorted(set(value)))
 
 
-def _stores(request: Request) -> Stores:
+def stored_tools(rule: McpToolRule | None) -> dict[str, Any] | None:
+    return None if rule is None else rule.model_dump()
+
+
+def stores_of(request: Request) -> Stores:
     stores: Stores = request.app.state.services.stores()
     return stores
 
@@ -122,7 +139,7 @@ def _reach_of(access: Access) -> dict[str, Any]:
     return {"owners": tuple(i for i in (p.user_id, p.key_id, p.id) if i is not None)}
 
 
-async def _key_in_reach(access: Access, stores: Stores, key_id: str) -> KeyRecord:
+async def key_in_reach(access: Access, stores: Stores, key_id: str) -> KeyRecord:
     if access.reach >= Reach.ANY:
         record = await stores.keys.find(key_id)
     else:
@@ -132,16 +149,28 @@ async def _key_in_reach(access: Access, stores: Stores, key_id: str) -> KeyRecor
     return record
 
 
-def _denied(message: str) -> PermissionDenied:
+def denied(message: str) -> PermissionDenied:
     return PermissionDenied(message, code="permission_denied")
 
 
-def _outranks(access: Access, record: KeyRecord) -> None:
-    """Rotating a key issues one of the same role, and revoking it disarms someone: neither is
-    for a caller whose role is below the key's (it may see the key, not act on it)."""
+def outranks(access: Access, record: KeyRecord) -> None:
+    """Rotating a key issues one of the same role, and revoking, blocking or changing it disarms
+    someone: none is for a caller whose role is below the key's (it may see the key, not act on
+    it)."""
     if not may_grant(access.principal.role, record.role):
         role = access.principal.role
-        raise _denied(f"the role '{role}' may not act on a key with the role '{record.role}'")
+        raise denied(f"the role '{role}' may not act on a key with the role '{record.role}'")
+
+
+def grantable(access: Access, models: list[str]) -> None:
+    """A caller gives a key (issued or changed) only models it may use itself: a key limited to
+    some models cannot hand out others (the master key and unlimited callers may name any)."""
+    own = access.principal.allowed_models
+    for i, entry in enumerate(models):
+        if not within(entry, own):
+            raise PermissionDenied(
+                f"models[{i}]: '{entry[:200]}' is beyond the models the caller may use itself "
+                f"({', '.join(own or ())[:500]})", param=f"models[{i}]", code="permission_denied")
 
 
 def public(record: KeyRecord) -> dict[str, Any]:
@@ -156,7 +185,8 @@ def public(record: KeyRecord) -> dict[str, Any]:
         "team": record.team_id,
         "user": record.user_id,
         "role": record.role,
-        "enabled": record.enabled,
+        "enabled": record.enabled and not record.blocked,  # false: revoked, or blocked
+        "revoked": not record.enabled,
         "expires_at": record.expires_at.isoformat() if record.expires_at else None,
         "created_at": record.created_at.isoformat(),
         "created_by": record.created_by,
@@ -171,6 +201,7 @@ def public(record: KeyRecord) -> dict[str, Any]:
         "allowed_regions": None if record.allowed_regions is None else list(record.allowed_regions),
         "mcp_tools": None if record.mcp_tools is None else dict(record.mcp_tools),
         "lineage": record.lineage,
+        "updated_at": record.updated_at.isoformat() if record.updated_at else None,
     }
 
 
@@ -191,7 +222,7 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         raise InvalidRequest("name either a user or a service account", param="service_account",
                              code="invalid_value")
     if body.role is not None and not may_grant(p.role, body.role):
-        raise _denied(f"the role '{p.role}' may not issue keys with the role '{body.role}'")
+        raise denied(f"the role '{p.role}' may not issue keys with the role '{body.role}'")
     tenant = access.tenant_for(body.tenant)
     if platform and body.tenant is None:
         # The platform admin names owners by id, which are unique across tenants: the key
@@ -208,7 +239,7 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
     team = body.team
     if access.reach <= Reach.SELF:  # developers: keys for themselves only
         if p.user_id is None:
-            raise _denied("only a key that belongs to a user or a service account may issue keys")
+            raise denied("only a key that belongs to a user or a service account may issue keys")
         if named is not None and named != p.user_id:
             raise NotFound(f"no such owner '{named[:64]}'", code=kind_code)
         if team is not None and team != p.team_id:
@@ -216,7 +247,7 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         named, team = p.user_id, p.team_id
     elif access.reach == Reach.TEAM:  # team admins: keys of their team only
         if p.team_id is None:
-            raise _denied("only a key that belongs to a team may issue keys for it")
+            raise denied("only a key that belongs to a team may issue keys for it")
         if team is not None and team != p.team_id:
             raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
         team = p.team_id
@@ -241,7 +272,7 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         team = team or user.team_id
         if RANK[role] > RANK[user.role]:
             if body.role is not None:
-                raise _denied(f"a key may not have a role above its owner's ('{user.role}')")
+                raise denied(f"a key may not have a role above its owner's ('{user.role}')")
             role = user.role
         if user.kind == SERVICE_ACCOUNT:
             return _Owner(tenant, team, None, user.id, role)
@@ -261,8 +292,9 @@ async def create_key(
     if body.budget_period is not None and body.max_budget_usd is None:
         raise InvalidRequest("budget_period: a period needs max_budget_usd", param="budget_period",
                              code="invalid_value")
-    stores = _stores(request)
+    stores = stores_of(request)
     owner = await _owner(body, access, stores)
+    grantable(access, body.models)
     key = keyfmt.new_key()
     record = KeyRecord(
         id="key_" + secrets.token_hex(8),
@@ -283,8 +315,8 @@ async def create_key(
         tpm_limit=body.tpm_limit,
         max_budget_usd=None if body.max_budget_usd is None else quantize_usd(body.max_budget_usd),
         budget_period=None if body.max_budget_usd is None else body.budget_period or "total",
-        allowed_regions=None if body.allowed_regions is None else tuple(sorted(set(body.allowed_regions))),
-        mcp_tools=None if body.mcp_tools is None else body.mcp_tools.model_dump(),
+        allowed_regions=stored_regions(body.allowed_regions),
+        mcp_tools=stored_tools(body.mcp_tools),
     )
     await stores.keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere
@@ -305,7 +337,9 @@ def _rotatable(old: KeyRecord, now: datetime) -> None:
     """Only a live key is rotated: a successor of a revoked, expired or already replaced key
     would bring back a key its owner had done with (or give a second live successor)."""
     if not old.enabled:
-        raise InvalidRequest("a revoked or disabled key cannot be rotated", code="key_disabled")
+        raise InvalidRequest("a revoked key cannot be rotated", code="key_disabled")
+    if old.blocked:
+        raise InvalidRequest("a blocked key cannot be rotated: unblock it first", code="key_disabled")
     successor = old.metadata.get(ROTATED_TO)
     if successor is not None:
         raise InvalidRequest(f"the key was already rotated (to '{successor}'): rotate that key instead",
@@ -325,9 +359,9 @@ async def rotate_key(
     if services.hashing is None:
         raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
     principal = access.principal
-    store = _stores(request).keys
-    old = await _key_in_reach(access, _stores(request), key_id)
-    _outranks(access, old)
+    store = stores_of(request).keys
+    old = await key_in_reach(access, stores_of(request), key_id)
+    outranks(access, old)
     now = datetime.now(UTC)
     _rotatable(old, now)
     grace_end = now + timedelta(seconds=(body or KeyRotate()).grace_seconds)
@@ -342,11 +376,14 @@ async def rotate_key(
         last_used_at=None,
         metadata={**old.metadata, ROTATED_FROM: old.id},
         lineage_id=old.lineage,  # its budgets, spend and limits carry on
+        revision=0,
+        updated_at=None,
     )
     retired = replace(
         old,
         expires_at=min(old.expires_at, grace_end) if old.expires_at else grace_end,
         metadata={**old.metadata, ROTATED_TO: new.id},
+        updated_at=now,
     )
     assert retired.expires_at is not None
     if not await store.rotate(old, new, retired.expires_at):
@@ -379,7 +416,7 @@ async def list_keys(
     query = KeyQuery(team_id=team, user_id=user, service_account_id=service_account, tag=tag, after=after,
                      limit=limit + 1, **_reach_of(access))
     try:
-        records = await _stores(request).keys.page_keys(access.tenant_for(tenant), query)
+        records = await stores_of(request).keys.page_keys(access.tenant_for(tenant), query)
     except ValueError:
         raise InvalidRequest("after: unknown cursor", param="after", code="invalid_value") from None
     page = records[:limit]
@@ -395,7 +432,7 @@ async def list_keys(
 async def get_key(
     key_id: str, request: Request, access: Annotated[Access, Depends(allow("key", "read"))]
 ) -> dict[str, Any]:
-    return public(await _key_in_reach(access, _stores(request), key_id))
+    return public(await key_in_reach(access, stores_of(request), key_id))
 
 
 @router.delete("/{key_id}", summary="Revoke a key: it stops working on every instance")
@@ -403,9 +440,9 @@ async def revoke_key(
     key_id: str, request: Request, access: Annotated[Access, Depends(allow("key", "revoke"))]
 ) -> dict[str, Any]:
     services = request.app.state.services
-    store = _stores(request).keys
-    record = await _key_in_reach(access, _stores(request), key_id)
-    _outranks(access, record)
+    store = stores_of(request).keys
+    record = await key_in_reach(access, stores_of(request), key_id)
+    outranks(access, record)
     tenant = record.tenant_id
     if not await store.disable(tenant, key_id):
         raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
