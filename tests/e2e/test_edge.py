@@ -47,8 +47,9 @@ def edge(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def serving(gw: Gateway) -> Gateway:
-    """uvicorn reports the application's start-up before it listens: wait for the listening."""
-    gw.process.wait_for("Uvicorn running on")
+    """A gateway that listens: start_gateway already waited for "Uvicorn running on" (waiting
+    for it again would wait for a line already read)."""
+    assert any("Uvicorn running on" in line for line in gw.process.lines), gw.process.output
     return gw
 
 
