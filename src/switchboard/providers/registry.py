@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.spec import ProviderSpec
+from switchboard.upstream.userinfo import UrlCredential, split_userinfo
 
 _MODULES: tuple[str, ...] = (
     "openai",
@@ -45,7 +46,9 @@ class ResolvedProvider:
     config: ProviderConfig
     spec: ProviderSpec
     options: BaseModel  # the provider type's own options model
-    api_base: str  # without a trailing slash
+    api_base: str  # without a trailing slash, and without user info (taken out as ``url_credential``)
+    # The base URL's user info, sent as ``Authorization: Basic`` (upstream/userinfo.py).
+    url_credential: UrlCredential | None = None
 
     @property
     def name(self) -> str:
@@ -62,7 +65,8 @@ def resolve(config: ProviderConfig) -> ResolvedProvider:
     options = spec.options.model_validate(config.options)
     api_base = spec.api_base(config, options)
     assert api_base is not None, "checked when the config was loaded"
-    return ResolvedProvider(config, spec, options, api_base)
+    api_base, url_credential = split_userinfo(api_base)
+    return ResolvedProvider(config, spec, options, api_base, url_credential)
 
 
 def check_provider(config: ProviderConfig) -> list[str]:
