@@ -209,6 +209,39 @@ def test_several_workers_without_redis_fail_the_check_too(tmp_path: Path) -> Non
     _check_and_serve_refuse(path, "server.workers: more than 1 worker needs redis.url")
 
 
+def test_a_redaction_pattern_is_checked_as_serve_runs_it_and_named_by_its_index(tmp_path: Path) -> None:
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    patterns = "['(?i)password=\\S+', '(\\d+)-\\1', '<(unclosed']"
+    path = _config(tmp_path, text + f"request_log:\n  bodies: [{{}}]\n  redact:\n    patterns: {patterns}\n")
+    _check_and_serve_refuse(path, "request_log.redact.patterns[2]: not a valid regular expression "
+                                  "(missing ), unterminated subpattern at position 1): '<(unclosed'")
+    # Without the broken one, what the check accepts (an inline flag, a backreference), serve runs.
+    path.write_text(path.read_text().replace(", '<(unclosed'", ""))
+    check = _run(["config", "check", str(path)])
+    assert check.proc.returncode == 0, check.output
+    port = free_port()
+    proc = spawn(["serve", "--config", str(path), "--port", str(port)])
+    try:
+        proc.wait_serving()
+        assert httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200
+    finally:
+        assert proc.stop() == 0
+
+
+def test_user_info_in_api_base_with_a_key_sent_in_authorization_fails_check_and_serve(tmp_path: Path) -> None:
+    """Both would be sent in Authorization: refused before any request can fail on it."""
+    text = MINIMAL.format(api_base="http://proxyuser:PROXYPASS4455667788@127.0.0.1:9/v1", log_level="info")
+    path = _config(tmp_path, text)
+    _check_and_serve_refuse(path, "providers[0].api_base: its user info (user:password@) is sent as "
+                                  "Authorization: Basic, and a provider of type openai sends its credential "
+                                  "in Authorization; a request carries one Authorization header: remove "
+                                  "the user info or the other credential")
+    # A provider sending its key in a header of its own takes both.
+    path.write_text(text.replace("type: openai", "type: anthropic"))
+    check = _run(["config", "check", str(path)])
+    assert check.proc.returncode == 0, check.output
+
+
 def test_master_key_read_from_a_file_reference(tmp_path: Path) -> None:
     """The Docker-secrets pattern: `master_key: file:/run/secrets/...` is the file's content."""
     key_file = tmp_path / "master_key_secret"

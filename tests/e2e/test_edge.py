@@ -5,6 +5,7 @@ a normal request must still succeed."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import json
 import re
@@ -13,10 +14,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import openai
 import orjson
 import pytest
@@ -47,8 +50,9 @@ def edge(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def serving(gw: Gateway) -> Gateway:
-    """uvicorn reports the application's start-up before it listens: wait for the listening."""
-    gw.process.wait_for("Uvicorn running on")
+    """A gateway that listens: start_gateway already waited for "Uvicorn running on" (waiting
+    for it again would wait for a line already read)."""
+    assert any("Uvicorn running on" in line for line in gw.process.lines), gw.process.output
     return gw
 
 
@@ -431,6 +435,9 @@ def test_idle_connections_cannot_hold_the_server(capped: Gateway) -> None:
 ECHO_KEY = "sk-echo/SECRET+0123456789abcdefghijklmnopqrstuv"
 ECHO_ANTHROPIC_KEY = "sk-ant-echo-9876543210ZYXWVUTSRQPONMLKJIHG"
 ECHO_HEADER_TOKEN = "ctok-5566778899aabbccddeeff00"
+# User info in a provider's api_base (a proxy's credential), sent as Authorization: Basic.
+PROXY_USER, PROXY_PASSWORD = "proxyuser", "PROXYPASS4455667788"
+PROXY_BASIC = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
 LIMIT = 100_000
 _DIRECTIVE = re.compile(r"\b(echo|midecho|failecho|big|chunked|bigerror)=(\d+)")
 
@@ -504,11 +511,17 @@ class ProviderDouble:
         """An error message quoting the credential the request carried, in several forms."""
         sent = request.headers.get("x-api-key") or request.headers.get("Authorization", "")
         bare = sent.removeprefix("Bearer ")
-        return (
+        message = (
             f"Incorrect API key provided: {sent}. As sent: {bare}; encoded: {quote(bare, safe='')}; "
             f"start: {bare[:20]}...; end: ...{bare[-14:]}; "
             f"custom: {request.headers.get('X-Custom-Token', '')}"
         )
+        basic = request.headers.get("Authorization", "")
+        if basic.startswith("Basic "):  # and a proxy's credential, as sent and as it decodes
+            decoded = base64.b64decode(basic[6:]).decode()
+            message += f"; authorization: {basic}; user and password: {decoded}; " \
+                       f"password: {decoded.partition(':')[2]}"
+        return message
 
     async def _fail_mid_stream(self, request: web.Request, anthropic: bool) -> web.StreamResponse:
         """A stream that starts well, then reports an error quoting the credential."""
@@ -572,17 +585,28 @@ def careless(double: ProviderDouble, tmp_path_factory: pytest.TempPathFactory) -
              "headers": {"X-Custom-Token": ECHO_HEADER_TOKEN}, "max_response_bytes": LIMIT},
             {"name": "echo-anthropic", "type": "anthropic", "api_base": double.url,
              "api_key": ECHO_ANTHROPIC_KEY},
+            # User info in api_base: alone, and with a key the provider sends in its own header.
+            {"name": "echo-proxy", "type": "openai-compatible", "api_base": f"{proxied(double)}/v1"},
+            {"name": "echo-proxy-anthropic", "type": "anthropic", "api_base": proxied(double),
+             "api_key": ECHO_ANTHROPIC_KEY},
         ],
         "models": [
             {"name": "echo-gpt", "provider": "echo-openai", "model": "gpt-4o-mini"},
             {"name": "echo-claude", "provider": "echo-anthropic", "model": "claude-sonnet-4-5"},
             {"name": "echo-native", "provider": "echo-openai", "model": "gpt-4o-mini", "responses": "native"},
+            {"name": "echo-proxied", "provider": "echo-proxy", "model": "gpt-4o-mini"},
+            {"name": "echo-proxied-claude", "provider": "echo-proxy-anthropic", "model": "claude-sonnet-4-5"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "request_log": {"bodies": [{"model": "echo-proxied*"}], "flush_seconds": 0.1},
     }
     gw = serving(start_gateway(config, tmp_path_factory.mktemp("careless")))
     yield gw
     gw.process.stop()
+
+
+def proxied(double: ProviderDouble) -> str:
+    return f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{double.port}"
 
 
 def post(gw: Gateway, path: str, payload: dict[str, Any]) -> tuple[int, bytes]:
@@ -600,7 +624,8 @@ def post(gw: Gateway, path: str, payload: dict[str, Any]) -> tuple[int, bytes]:
 
 
 def assert_no_credential(text: str) -> None:
-    for key in (ECHO_KEY, ECHO_ANTHROPIC_KEY, ECHO_HEADER_TOKEN):
+    for key in (ECHO_KEY, ECHO_ANTHROPIC_KEY, ECHO_HEADER_TOKEN, PROXY_PASSWORD, PROXY_BASIC,
+                f"{PROXY_USER}:{PROXY_PASSWORD}"):
         for form in (key, quote(key, safe="")):
             leaked = [form[i:i + 12] for i in range(len(form) - 11) if form[i:i + 12] in text]
             assert not leaked, f"credential fragments {leaked} in {text[:500]}"
@@ -651,6 +676,62 @@ def test_a_credential_in_a_failed_native_response_never_reaches_the_client(
     assert_no_credential(text)
     assert "[redacted]" in text  # the provider's message is still passed on, minus the key
     assert_no_credential(careless.process.output)
+
+
+def _logged_response(gw: Gateway, request_id: str) -> str:
+    """The response body the request log stored for a request (polled: it is written behind it)."""
+    deadline = time.monotonic() + 20
+    while True:
+        found = httpx.get(f"{gw.url}/admin/v1/logs", params={"request_id": request_id},
+                          headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30).json()["data"]
+        if found and found[0].get("response") is not None:
+            return str(found[0]["response"])
+        assert time.monotonic() < deadline, f"no stored body for {request_id}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("model", ["echo-proxied", "echo-proxied-claude"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_user_info_in_api_base_is_sent_as_basic_and_scrubbed_like_a_key(
+    careless: Gateway, model: str, stream: bool
+) -> None:
+    rid = f"proxied-{uuid.uuid4().hex}"
+    resp = httpx.post(f"{careless.url}/v1/chat/completions", timeout=30,
+                      headers={"Authorization": f"Bearer {MASTER_KEY}", "X-Request-Id": rid},
+                      json={"model": model, "max_tokens": 50, "stream": stream,
+                            "messages": [{"role": "user", "content": "echo=400"}]})
+    assert resp.status_code == 400, resp.text
+    # The proxy got its credential (with the provider's own key, when it has one in its header).
+    assert "authorization: Basic [redacted]" in resp.text
+    if model == "echo-proxied-claude":
+        assert "Incorrect API key provided: [redacted]" in resp.text
+    assert_no_credential(resp.text)
+    assert_no_credential(_logged_response(careless, rid))
+    assert_no_credential(careless.process.output)
+
+
+def test_a_stored_provider_with_user_info_is_scrubbed_in_calls_and_in_its_test(
+    careless: Gateway, double: ProviderDouble
+) -> None:
+    admin = {"Authorization": f"Bearer {MASTER_KEY}"}
+    name = f"stored-proxy-{uuid.uuid4().hex[:8]}"
+    created = httpx.post(f"{careless.url}/admin/v1/providers", headers=admin, timeout=30,
+                         json={"name": name, "type": "openai", "api_base": f"{proxied(double)}/v1"})
+    assert created.status_code == 201, created.text
+    assert created.json()["api_base"] == f"http://{PROXY_USER}:[hidden]@127.0.0.1:{double.port}/v1"
+    model = httpx.post(f"{careless.url}/admin/v1/models", headers=admin, timeout=30,
+                       json={"name": name, "provider": name, "model": "gpt-4o-mini"})
+    assert model.status_code == 201, model.text
+    status, body = post(careless, "/v1/chat/completions",
+                        {"model": name, "messages": [{"role": "user", "content": "echo=400"}]})
+    assert status == 400 and "authorization: Basic [redacted]" in body.decode(), body
+    assert_no_credential(body.decode())
+    # The connection test sends the model named: the upstream echoes the credential back.
+    tested = httpx.post(f"{careless.url}/admin/v1/providers/{name}/test", headers=admin, timeout=30,
+                        json={"model": "echo=400"})
+    assert tested.status_code == 200 and tested.json()["ok"] is False, tested.text
+    assert "[redacted]" in tested.json()["error"]
+    assert_no_credential(tested.text)
 
 
 def test_credentials_stay_out_of_the_gateway_log(careless: Gateway) -> None:

@@ -260,6 +260,62 @@ def test_each_role_sees_only_its_reach(world: World) -> None:
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "permission_denied"
 
 
+def _rotate(url: str, key: dict[str, Any]) -> dict[str, Any]:
+    """The key rotated by itself (a developer may rotate its own key), the old one retired now."""
+    resp = httpx.post(f"{url}/admin/v1/keys/{key['id']}/rotate", json={"grace_seconds": 0},
+                      headers={"Authorization": f"Bearer {key['key']}"}, timeout=30)
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
+
+
+def _by_key(url: str, path: str, caller: str) -> dict[str, int]:
+    resp = httpx.get(f"{url}/admin/v1/{path}", params={"group_by": "key"},
+                     headers={"Authorization": f"Bearer {caller}"}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    if path == "usage":
+        return {row["key"]: row["requests"] for row in resp.json()["data"]}
+    return {s["group"]: s["totals"]["requests"] for s in resp.json()["series"]}
+
+
+def test_a_rotated_developer_key_keeps_its_history_and_sees_no_other(deployment: Deployment) -> None:  # noqa: F811
+    """Rotation replaces a key's secret, not its history: a developer key without a user, rotated
+    twice, reads the requests of its whole rotation chain in the log, the usage report and
+    analytics; another developer key of the tenant, and a key of another tenant, read only theirs."""
+    url = deployment.gateway.url
+    tenants = (f"rot-{uuid.uuid4().hex[:6]}", f"rot-{uuid.uuid4().hex[:6]}")
+    for tenant in tenants:
+        _post(url, "/admin/v1/tenants", {"id": tenant, "name": tenant})
+    first = _post(url, "/admin/v1/keys", {"models": ["*"], "tenant": tenants[0]})
+    peer = _post(url, "/admin/v1/keys", {"models": ["*"], "tenant": tenants[0]})
+    stranger = _post(url, "/admin/v1/keys", {"models": ["*"], "tenant": tenants[1]})
+    assert first["role"] == "developer" and first["user"] is None and first["team"] is None
+    calls = {"first": call(deployment, first["key"], "gpt-4o-mini", "before rotating")}
+    second = _rotate(url, first)
+    calls["second"] = call(deployment, second["key"], "gpt-4o-mini", "after one rotation")
+    third = _rotate(url, second)
+    calls["third"] = call(deployment, third["key"], "gpt-4o-mini", "after two rotations")
+    calls["peer"] = call(deployment, peer["key"], "gpt-4o-mini", "a peer's")
+    calls["stranger"] = call(deployment, stranger["key"], "gpt-4o-mini", "another tenant's")
+    for rid in calls.values():
+        lookup(url, rid)
+    chain = {first["id"]: 1, second["id"]: 1, third["id"]: 1}
+
+    def logs(caller: str) -> set[str]:
+        resp = httpx.get(f"{url}/admin/v1/logs", headers={"Authorization": f"Bearer {caller}"}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        return {r["request_id"] for r in resp.json()["data"]}
+
+    assert logs(third["key"]) == {calls["first"], calls["second"], calls["third"]}
+    assert _by_key(url, "usage", third["key"]) == chain
+    assert _by_key(url, "analytics", third["key"]) == chain
+    # Nothing of another key, in the tenant or outside it, and nothing of the chain for them.
+    assert logs(peer["key"]) == {calls["peer"]}
+    assert _by_key(url, "usage", peer["key"]) == {peer["id"]: 1}
+    assert _by_key(url, "analytics", peer["key"]) == {peer["id"]: 1}
+    assert logs(stranger["key"]) == {calls["stranger"]}
+    assert _by_key(url, "usage", stranger["key"]) == {stranger["id"]: 1}
+
+
 @pytest.mark.parametrize(("params", "code"), [
     ({"cursor": "not-a-cursor"}, "invalid_cursor"),
     ({"cursor": "WyJ4IiwgInkiXQ"}, "invalid_cursor"),  # base64 of ["x", "y"]

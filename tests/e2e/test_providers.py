@@ -511,3 +511,58 @@ def test_stored_entries_take_part_in_approval_and_caller_credentials(deployment:
     other = deployment.model(closed["name"])["name"]
     refused = httpx.post(url, headers=headers, json={"model": other, "messages": ask("x")}, timeout=30)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "caller_credentials_disabled"
+
+
+def _with_user_info(url: str) -> str:
+    return url.replace("http://", "http://proxyuser:PROXYPASS4455667788@", 1)
+
+
+def test_user_info_in_api_base_never_travels_with_a_key_sent_in_authorization(deployment: Deployment) -> None:
+    """User info in api_base is sent as Authorization: Basic. A key the provider sends in
+    Authorization as well cannot go with it: refused with a 400 naming api_base, however the two
+    meet; a key in a header of its own goes with it; a caller's own credential replaces it. No
+    path is a 500, and the server keeps serving."""
+    base = _with_user_info(f"{deployment.mock.url}/v1")
+
+    def refused(resp: httpx.Response) -> None:
+        assert resp.status_code == 400, resp.text
+        error = resp.json()["error"]
+        assert (error["code"], error["param"], error["type"]) == ("invalid_value", "api_base",
+                                                                  "invalid_request_error"), error
+        assert error["message"].startswith("api_base: its user info (user:password@) is sent as "
+                                           "Authorization: Basic, and a provider of type openai sends its "
+                                           "credential in Authorization"), error
+        assert "PROXYPASS4455667788" not in resp.text and UPSTREAM_KEY not in resp.text
+
+    for key in ({"api_key": UPSTREAM_KEY}, {"api_key_ref": "env:UPSTREAM_KEY"}):
+        refused(deployment.admin("POST", "/providers", {"name": f"ui-{uid()}", "type": "openai",
+                                                        "api_base": base, **key}))
+    # Without a key it is a provider (the upstream is called with the user info as Basic).
+    keyless = deployment.provider(api_base=base)
+    assert keyless["api_base"] == _with_user_info(f"{deployment.mock.url}/v1").replace(
+        "PROXYPASS4455667788", "[hidden]")
+    refused(deployment.admin("POST", f"/providers/{keyless['name']}/credentials", {"api_key": UPSTREAM_KEY}))
+    model = deployment.model(keyless["name"])["name"]
+    unauthorized = deployment.chat(model)  # the mock wants its key as a Bearer: a clean refusal
+    assert unauthorized.status_code == 502, unauthorized.text
+    assert unauthorized.json()["error"]["code"] == "upstream_authentication_failed"
+    tested = deployment.admin("POST", f"/providers/{keyless['name']}/test")
+    assert tested.status_code == 200 and tested.json()["ok"] is False and tested.json()["status"] == 401
+    # A provider with a key may not take user info later.
+    keyed = deployment.provider(api_key=UPSTREAM_KEY)
+    refused(deployment.admin("PATCH", f"/providers/{keyed['name']}", {"api_base": base}))
+    assert deployment.chat(deployment.model(keyed["name"])["name"]).status_code == 200
+    # A caller's own credential, sent in Authorization, replaces the user info for its request.
+    own = deployment.provider(api_base=base, allow_caller_credentials=True)
+    mine = httpx.post(f"{deployment.gateway.base_url}/chat/completions", timeout=30,
+                      headers={**ADMIN, "x-provider-authorization": UPSTREAM_KEY},
+                      json={"model": deployment.model(own["name"])["name"], "messages": ask("mine")})
+    assert mine.status_code == 200, mine.text
+    # A provider sending its key in a header of its own (Anthropic's x-api-key) takes both.
+    anthropic = deployment.provider(type="anthropic", api_base=_with_user_info(deployment.mock.url),
+                                    api_key=UPSTREAM_KEY)
+    claude = deployment.model(anthropic["name"], model="claude-sonnet-4-5")["name"]
+    reply = httpx.post(f"{deployment.gateway.base_url}/chat/completions", headers=ADMIN, timeout=30,
+                       json={"model": claude, "messages": ask("through the proxy")})
+    assert reply.status_code == 200, reply.text
+    assert deployment.chat("gpt-4o-mini").status_code == 200

@@ -40,6 +40,7 @@ PATH_SECRET = "alice-internal-name"
 HEADER_SECRET = "hdr-value-55aa21"
 SECRETS = (PATTERN_SECRET, FIELD_SECRET, PATH_SECRET, HEADER_SECRET)
 MAX_BODY = 2048
+REDACTED = "[REDACTED]"
 
 
 @dataclass
@@ -108,7 +109,8 @@ def logged(
         "redact": {
             "headers": ["X-Customer-Secret"],
             "fields": ["user", "messages.name"],
-            "patterns": [r"SECRET-\d{6}"],
+            # Each pattern runs as it does alone: an inline flag, a backreference to its own group.
+            "patterns": [r"SECRET-\d{6}", r"(\d{3})-\d{2}-\d{4}", r"<(\w+)>[^<]*</\1>", r"(?i)passw0rd=\S+"],
         },
         "retention": {"days": 30, "records_days": 60, "interval_seconds": 0.3},
         "flush_seconds": 0.1,
@@ -154,6 +156,16 @@ def test_a_policy_keeps_its_keys_bodies_redacted_and_not_another_keys(logged: Lo
     # The other key's request has its usage record, and no body (the writer keeps the order of
     # requests, and the logged one after it is stored).
     assert asyncio.run(_get_body(logged.database, other)) is None
+
+
+def test_each_pattern_redacts_as_it_does_on_its_own(logged: Logged) -> None:
+    rid = _chat(logged, logged.logged_key, "ssn 123-45-6789, <pin>4242</pin> and PassW0rd=hunter2 stay out")
+    stored = logged.body(rid)
+    expected = f"ssn {REDACTED}, {REDACTED} and {REDACTED} stay out"
+    assert json.loads(stored.request or "")["messages"][0]["content"] == expected
+    assert json.loads(stored.response or "")["choices"][0]["message"]["content"].endswith(expected)
+    for secret in ("123-45-6789", "4242", "hunter2"):
+        assert secret not in (stored.request or "") + (stored.response or "")
 
 
 def test_a_long_body_is_cut_at_the_size_limit(logged: Logged) -> None:

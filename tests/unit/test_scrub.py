@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import quote
 
 from cryptography.hazmat.primitives import serialization
@@ -13,6 +14,7 @@ from switchboard.upstream.client import UpstreamClient
 from switchboard.upstream.google_auth import ServiceAccountAuth, service_account_from_info
 from switchboard.upstream.scrub import MARKER, forms, header_secrets, redact
 from switchboard.upstream.sigv4 import Credentials, SigV4Auth
+from switchboard.upstream.userinfo import UrlCredential, split_userinfo
 
 KEY = "sk-proj-Abc/def+GHI0123456789xyzXYZ"
 
@@ -94,3 +96,20 @@ def test_client_scrubs_the_auth_and_the_custom_headers() -> None:
     )
     out = client.scrub(f"key {KEY} and ctok-0011223344".encode())
     assert out == b"key [redacted] and [redacted]"
+
+
+def test_user_info_leaves_the_url_and_is_scrubbed_in_every_form() -> None:
+    url, credential = split_userinfo("https://proxy%40corp:p%3Ass-0123456789@host:8443/v1?x=1")
+    assert url == "https://host:8443/v1?x=1" and credential is not None
+    assert (credential.user, credential.password) == ("proxy@corp", "p:ss-0123456789")
+    token = base64.b64encode(b"proxy@corp:p:ss-0123456789").decode()
+    assert credential.headers == {"Authorization": f"Basic {token}"}
+    assert "0123456789" not in repr(credential)
+    assert split_userinfo("http://host/v1") == ("http://host/v1", None)
+    assert split_userinfo("http://TOKEN-abcdef012345@host")[1] == UrlCredential("TOKEN-abcdef012345", None)
+    # Scrubbed with the provider's key: the Basic value, user:password, the password.
+    client = UpstreamClient("p", StaticHeaderAuth.header("x-api-key", KEY), 10, {}, Timeouts(),
+                            url_credential=credential)
+    echoed = f"sent Basic {token}, i.e. proxy@corp:p:ss-0123456789 (password p:ss-0123456789), key {KEY}"
+    assert client.scrub(echoed.encode()) == (
+        b"sent Basic [redacted], i.e. [redacted] (password [redacted]), key [redacted]")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.base import MIB, Strict
 from switchboard.config.spend import BudgetWebhookConfig, Percent
@@ -98,6 +98,28 @@ class BodyPolicy(Strict):
 _FieldName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
 
 
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """A redaction pattern compiled exactly as the request log runs it: on its own (a pattern's
+    inline flags, group numbers and group names are its own), so the configuration check
+    accepts what the gateway can start with. ValueError saying why a pattern is refused."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc}): {pattern!r}") from None
+    if compiled.match(""):
+        raise ValueError(f"matches the empty string, so it would redact nothing useful: {pattern!r}")
+    return compiled
+
+
+def _compiles(pattern: str) -> str:
+    compile_pattern(pattern)
+    return pattern
+
+
+# Checked one by one, so a refused pattern is named by its index (request_log.redact.patterns[2]).
+_RedactPattern = Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_LENGTH), AfterValidator(_compiles)]
+
+
 class RedactConfig(Strict):
     """Applied to a body before it leaves the request: nothing unredacted is queued or stored."""
 
@@ -108,20 +130,9 @@ class RedactConfig(Strict):
     # are walked through): the value is replaced by "[REDACTED]".
     fields: Annotated[list[_FieldName], Field(max_length=128)] = Field(default_factory=list)
     # Regular expressions (Python syntax) searched in every string value; each match is replaced.
-    patterns: Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_LENGTH)]],
-                        Field(max_length=MAX_REDACT_PATTERNS)] = Field(default_factory=list)
-
-    @field_validator("patterns")
-    @classmethod
-    def _compiles(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                compiled = re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression ({exc}): {pattern!r}") from None
-            if compiled.match(""):
-                raise ValueError(f"matches the empty string, so it would redact nothing useful: {pattern!r}")
-        return value
+    # Each runs on its own (compile_pattern), as written.
+    patterns: Annotated[list[_RedactPattern], Field(max_length=MAX_REDACT_PATTERNS)] = Field(
+        default_factory=list)
 
 
 class RetentionConfig(Strict):

@@ -52,6 +52,7 @@ from switchboard.config.observability import (  # noqa: F401 (re-exported)
     RequestLogConfig,
     RetentionConfig,
     TracingConfig,
+    compile_pattern,
 )
 from switchboard.config.prompts import ApisConfig, PromptsConfig
 from switchboard.config.providers import (  # noqa: F401 (re-exported)

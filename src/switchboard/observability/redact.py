@@ -8,6 +8,8 @@ it leaves the request, so the write queue and the database only ever hold redact
 - fields: a name without a dot is a JSON key at any depth (``ssn``); a dotted name is a path from
   the top (``messages.content``), lists walked through; the whole value becomes ``[REDACTED]``;
 - patterns: searched in every string value left (keys are kept); each match becomes
+  ``[REDACTED]``. Each pattern runs on its own, as ``config check`` compiled it (inline flags,
+  group numbers and names are the pattern's own); matches of several that overlap become one
   ``[REDACTED]``.
 """
 
@@ -17,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from switchboard.config.schema import ALWAYS_REDACTED_HEADERS, RedactConfig
+from switchboard.config.schema import ALWAYS_REDACTED_HEADERS, RedactConfig, compile_pattern
 
 REDACTED = "[REDACTED]"
 
@@ -34,14 +36,31 @@ class Redactor:
                 for part in name.split("."):
                     node = node.setdefault(part, {})
                 node[""] = True
-        self._pattern = re.compile("|".join(f"(?:{p})" for p in config.patterns)) if config.patterns else None
+        # Not joined into one alternation: a pattern's (?i) or \1 would mean something else there.
+        self._patterns: tuple[re.Pattern[str], ...] = tuple(compile_pattern(p) for p in config.patterns)
 
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         return {name: REDACTED if name.lower() in self._headers else self.text(value)
                 for name, value in headers.items()}
 
     def text(self, value: str) -> str:
-        return value if self._pattern is None else self._pattern.sub(REDACTED, value)
+        if not self._patterns:
+            return value
+        # Every pattern's matches in the original text (one pass each; an empty match hides
+        # nothing), merged where they overlap, then replaced in one rebuild.
+        spans = sorted(m.span() for p in self._patterns for m in p.finditer(value) if m.end() > m.start())
+        if not spans:
+            return value
+        out: list[str] = []
+        pos = 0
+        for start, end in spans:
+            if start < pos:  # overlaps the previous replacement: extend it
+                pos = max(pos, end)
+                continue
+            out += (value[pos:start], REDACTED)
+            pos = end
+        out.append(value[pos:])
+        return "".join(out)
 
     def json(self, value: Any) -> Any:
         """A redacted copy of a parsed JSON value (the input is left as it was)."""

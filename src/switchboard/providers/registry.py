@@ -7,10 +7,12 @@ import importlib
 from dataclasses import dataclass
 from functools import cache
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.spec import ProviderSpec
+from switchboard.upstream.auth import StaticHeaderAuth
+from switchboard.upstream.userinfo import UrlCredential, split_userinfo
 
 _MODULES: tuple[str, ...] = (
     "openai",
@@ -45,7 +47,9 @@ class ResolvedProvider:
     config: ProviderConfig
     spec: ProviderSpec
     options: BaseModel  # the provider type's own options model
-    api_base: str  # without a trailing slash
+    api_base: str  # without a trailing slash, and without user info (taken out as ``url_credential``)
+    # The base URL's user info, sent as ``Authorization: Basic`` (upstream/userinfo.py).
+    url_credential: UrlCredential | None = None
 
     @property
     def name(self) -> str:
@@ -62,11 +66,14 @@ def resolve(config: ProviderConfig) -> ResolvedProvider:
     options = spec.options.model_validate(config.options)
     api_base = spec.api_base(config, options)
     assert api_base is not None, "checked when the config was loaded"
-    return ResolvedProvider(config, spec, options, api_base)
+    api_base, url_credential = split_userinfo(api_base)
+    return ResolvedProvider(config, spec, options, api_base, url_credential)
 
 
-def check_provider(config: ProviderConfig) -> list[str]:
-    """Problems with one provider entry, as ``key: message`` lines (empty when valid)."""
+def check_provider(config: ProviderConfig, keyed: bool | None = None) -> list[str]:
+    """Problems with one provider entry, as ``key: message`` lines (empty when valid).
+    ``keyed``: whether the provider has a key (None: its own ``api_key``/``api_keys`` say; a
+    stored provider's credentials are kept apart from its entry)."""
     specs = providers()
     spec = specs.get(config.type)
     if spec is None:
@@ -80,6 +87,30 @@ def check_provider(config: ProviderConfig) -> list[str]:
             msg = "unknown key" if e["type"] == "extra_forbidden" else str(e["msg"])
             problems.append(f"{key}: {msg.removeprefix('Value error, ')}")
         return problems
-    if spec.api_base(config, options) is None:
+    api_base = spec.api_base(config, options)
+    if api_base is None:
         problems.append("api_base: required for this provider type")
+    elif split_userinfo(api_base)[1] is not None:
+        if keyed is None:
+            keyed = config.api_key is not None or bool(config.api_keys)
+        clash = _authorization_clash(config, spec, options, keyed)
+        if clash is not None:
+            problems.append(
+                f"api_base: its user info (user:password@) is sent as Authorization: Basic, and {clash}; "
+                "a request carries one Authorization header: remove the user info or the other credential")
     return problems
+
+
+def _authorization_clash(
+    config: ProviderConfig, spec: ProviderSpec, options: BaseModel, keyed: bool
+) -> str | None:
+    """What else of the provider would be sent in ``Authorization`` (None: nothing), judged
+    from the scheme its credential builds (a placeholder key stands for a real one)."""
+    if any(name.lower() == "authorization" for name in config.headers):
+        return "its headers set Authorization"
+    key = SecretStr("placeholder-key") if keyed else None
+    auth = spec.make_auth(config.model_copy(update={"api_key": key, "api_keys": []}), options)
+    # Not a fixed header: a token or a signature made per request, in Authorization.
+    if not isinstance(auth, StaticHeaderAuth) or any(n.lower() == "authorization" for n in auth.headers):
+        return f"a provider of type {config.type} sends its credential in Authorization"
+    return None

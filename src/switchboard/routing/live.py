@@ -311,7 +311,7 @@ class LiveRouting:
                 continue
             try:
                 config = provider_config(record)
-                problems = registry.check_provider(config)
+                problems = registry.check_provider(config, bool(mine))
                 if problems:
                     raise ValueError("; ".join(problems))
                 resolved = registry.resolve(config)

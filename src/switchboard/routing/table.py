@@ -58,7 +58,8 @@ def make_client(resolved: ResolvedProvider, keys: list[str]) -> UpstreamClient:
         auth = resolved.spec.make_auth(with_key(keys[0] if keys else None), resolved.options)
     else:
         auth = RotatingAuth([resolved.spec.make_auth(with_key(k), resolved.options) for k in keys])
-    return UpstreamClient(p.name, auth, p.max_connections, dict(p.headers), p.timeouts, p.max_response_bytes)
+    return UpstreamClient(p.name, auth, p.max_connections, dict(p.headers), p.timeouts, p.max_response_bytes,
+                          resolved.url_credential)
 
 
 def build_clients(

@@ -23,6 +23,7 @@ from switchboard.errors import (
 from switchboard.upstream import http1, scrub
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
+from switchboard.upstream.userinfo import UrlCredential
 
 _MAX_CACHED_URLS = 4096
 # How long an idle pooled connection is kept. Shorter than the 5 s after which uvicorn (vLLM,
@@ -69,6 +70,7 @@ class UpstreamClient:
         headers: dict[str, str],
         timeouts: Timeouts,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        url_credential: UrlCredential | None = None,
     ) -> None:
         self.provider = provider
         self.auth = auth
@@ -77,9 +79,13 @@ class UpstreamClient:
         # Fixed credentials become session headers, so requests skip a per-call auth step.
         self._static = isinstance(auth, StaticHeaderAuth)
         # Every provider API takes JSON bodies; adapters' own request headers override these.
-        base = {"Content-Type": "application/json", **headers}
+        # The base URL's user info is a header of the provider's like any other (sent with a
+        # caller's own credential too: it opens the way to the upstream, such as a proxy's);
+        # a credential in Authorization replaces it (the registry refuses configs where one would).
+        basic = url_credential.headers if url_credential is not None else {}
+        base = _over({"Content-Type": "application/json", **basic}, headers)
         self._base_headers = base  # without the stored credential: for callers' own credentials
-        self._headers = {**base, **auth.headers} if isinstance(auth, StaticHeaderAuth) else base
+        self._headers = _over(base, auth.headers) if isinstance(auth, StaticHeaderAuth) else base
         self._timeout = client_timeout(timeouts)
         self._limits = timeouts
         # The lean client's forms of the same headers, and its pools by origin; None when a
@@ -101,6 +107,8 @@ class UpstreamClient:
         # Credentials fixed for the client's life, in every form scrubbing looks for; schemes
         # whose credentials change (access tokens) are asked again at each scrub.
         self._fixed_secrets = scrub.header_secrets(headers) + (auth.secrets() if self._static else [])
+        if url_credential is not None:
+            self._fixed_secrets += url_credential.secrets()
         self._needles = scrub.forms(self._fixed_secrets)
 
     async def start(self) -> None:
@@ -384,6 +392,12 @@ class UpstreamStream:
         finally:
             # Closing (not releasing) drops a connection whose body was not read to the end.
             self.response.close()
+
+
+def _over(base: dict[str, str], headers: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``headers`` set over it, names compared case-insensitively."""
+    names = {name.lower() for name in headers}
+    return {**{k: v for k, v in base.items() if k.lower() not in names}, **headers}
 
 
 def _with_defaults(headers: dict[str, str]) -> dict[str, str]:

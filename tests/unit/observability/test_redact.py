@@ -54,6 +54,17 @@ def test_patterns_replace_matches_in_every_string_value_and_leave_keys_and_numbe
     assert Redactor(RedactConfig()).json(body) == body
 
 
+def test_each_pattern_runs_as_it_does_alone_and_overlapping_matches_become_one() -> None:
+    # Inline global flags, backreferences and a group name used by two patterns: each pattern's
+    # own (joined into one regex they would crash the start or point at another's group).
+    redactor = Redactor(RedactConfig(patterns=[
+        r"(\d{3})-\d{2}-\d{4}", r"<(\w+)>[^<]*</\1>", r"(?i)password=\S+", r"(?P<n>ab)c", r"(?P<n>cd)e",
+    ]))
+    text = "ssn 123-45-6789, <pw>hunter2</pw>, PassWord=x1 and abcde"
+    assert redactor.text(text) == f"ssn {REDACTED}, {REDACTED}, {REDACTED} and {REDACTED}"
+    assert redactor.text("<a>b</c> nothing here") == "<a>b</c> nothing here"
+
+
 def test_a_path_ending_inside_another_redacts_the_shorter_one_whole() -> None:
     redactor = Redactor(RedactConfig(fields=["a.b.c", "a.b"]))
     assert redactor.json({"a": {"b": {"c": 1, "d": 2}}}) == {"a": {"b": REDACTED}}
@@ -118,8 +129,9 @@ def _problems(request_log: Any) -> list[str]:
 
 
 @pytest.mark.parametrize(("request_log", "expected"), [
-    ({"redact": {"patterns": ["(unclosed"]}}, "request_log.redact.patterns: not a valid regular expression"),
-    ({"redact": {"patterns": ["a*"]}}, "request_log.redact.patterns: matches the empty string"),
+    ({"redact": {"patterns": ["(unclosed"]}},
+     "request_log.redact.patterns[0]: not a valid regular expression"),
+    ({"redact": {"patterns": ["ok", "a*"]}}, "request_log.redact.patterns[1]: matches the empty string"),
     ({"redact": {"patterns": ["x" * 513]}}, "request_log.redact.patterns[0]: String should have at most 512"),
     ({"redact": {"patterns": [f"p{n}" for n in range(33)]}},
      "request_log.redact.patterns: List should have at most 32"),

@@ -42,6 +42,7 @@ from switchboard.routing.live import LiveRouting, provider_config
 from switchboard.stores.protocols import CredentialRecord, ProviderRecord, ProviderStore, utcnow
 from switchboard.upstream import scrub
 from switchboard.upstream.client import UpstreamClient
+from switchboard.upstream.userinfo import split_userinfo
 
 router = APIRouter(prefix="/admin/v1/providers", tags=["providers"])
 
@@ -256,8 +257,10 @@ def _check_fields(body: ProviderFields) -> None:
                              code="invalid_value")
 
 
-def validate_record(record: ProviderRecord) -> None:
-    """400 unless the record makes a valid provider of a registered type."""
+def validate_record(record: ProviderRecord, keyed: bool) -> None:
+    """400 unless the record makes a valid provider of a registered type (``keyed``: with the
+    credentials it has or is given: user info in api_base may not go with one sent in
+    Authorization)."""
     known = registry.providers()
     if record.type not in known:
         raise InvalidRequest(
@@ -273,7 +276,7 @@ def validate_record(record: ProviderRecord) -> None:
             f"options.{loc}")
         message = str(first["msg"]).removeprefix("Value error, ")
         raise InvalidRequest(f"{param}: {message}", param=param, code="invalid_value") from None
-    problems = registry.check_provider(config)
+    problems = registry.check_provider(config, keyed)
     if problems:
         key, _, message = problems[0].partition(": ")
         param = key if key == "api_base" else f"options.{key}"
@@ -350,7 +353,7 @@ async def create_provider(
                             max_connections=body.max_connections,
                             allow_caller_credentials=bool(body.allow_caller_credentials),
                             rpm=body.rpm, tpm=body.tpm)
-    validate_record(record)
+    validate_record(record, body.api_key is not None or body.api_key_ref is not None)
     if routing.is_static_provider(body.name):
         raise Conflict(f"a provider named '{body.name}' is declared in the configuration file")
     cred = None
@@ -399,11 +402,11 @@ async def update_provider(
     if "allow_caller_credentials" in given:
         changes["allow_caller_credentials"] = bool(body.allow_caller_credentials)
     new = replace(old, **changes)
-    validate_record(new)
     store = store_of(request)
+    creds = await store.credentials(name)
+    validate_record(new, bool(creds))
     if not await store.update_provider(new):
         raise provider_missing(name)
-    creds = await store.credentials(name)
     before, after = stored_public(old, creds), stored_public(new, creds)
     await audit.record(request, "provider.update", "provider", name, before=before, after=after)
     await routing_of(request).changed()
@@ -436,6 +439,8 @@ async def add_credential(
     access: Annotated[Access, Depends(allow("provider", "update"))],
 ) -> JSONResponse:
     record = await stored_or_404(request, name)
+    if record.api_base is not None and split_userinfo(record.api_base)[1] is not None:
+        validate_record(record, True)  # the key may clash with the user info, sent in Authorization
     cred = seal_credential(request, name, body.api_key, body.ref, body.label)
     store = store_of(request)
     await store.add_credential(cred)

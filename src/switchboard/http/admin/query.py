@@ -53,7 +53,9 @@ def rfc3339(name: str, value: str | None) -> datetime | None:
 def within_reach(access: Access, tenant: str | None, filters: dict[str, Any]) -> str | None:
     """The tenant to read (None: every tenant, the platform admin only), with ``filters``
     narrowed in place to the caller's reach: a team role reads its own team (another team named
-    is 404), a developer the records of its user and keys (``filters["owners"]``)."""
+    is 404), a developer the records of its user and key (``filters["owners"]``) and of every
+    key of its key's rotation chain (``owner_lineage``): rotation replaces a key's secret, not
+    its history, as its budgets carry on."""
     if access.reach >= Reach.ANY:
         return tenant
     scoped = access.tenant_for(tenant)
@@ -67,4 +69,6 @@ def within_reach(access: Access, tenant: str | None, filters: dict[str, Any]) ->
             filters["owners"] = ()  # no team: nothing to see
     elif access.reach == Reach.SELF:
         filters["owners"] = tuple(dict.fromkeys(v for v in (p.user_id, p.key_id, p.id) if v))
+        if p.key_id is not None:
+            filters["owner_lineage"] = p.key_lineage or p.key_id
     return scoped

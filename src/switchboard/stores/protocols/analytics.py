@@ -16,7 +16,8 @@ ANALYTICS_INTERVALS = ("hour", "day")
 class AnalyticsQuery:
     """Rollup hours with ``since <= bucket < until`` (whole UTC hours), summed per ``interval``
     (the hour, or the UTC day it is in) and per value of ``group_by`` (None: one series).
-    ``owners``: only rows whose user or key is one of these. A ``tag`` (filter or group) reads
+    ``owners``: only rows whose user or key is one of these, or, with ``owner_lineage``, whose
+    key is of that key lineage (rotation chain). A ``tag`` (filter or group) reads
     the per-tag rollup, which has no model, deployment or provider: those filters do not apply
     to it (``ValueError``). At most ``max_rows`` rows, else ``TooManyGroups``."""
 
@@ -32,6 +33,7 @@ class AnalyticsQuery:
     user_id: str | None = None
     tag: str | None = None
     owners: tuple[str, ...] | None = None
+    owner_lineage: str | None = None
     max_rows: int = 100_000
 
 

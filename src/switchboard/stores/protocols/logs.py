@@ -68,7 +68,8 @@ class LogQuery:
     None: unbounded) matching every filter given, newest first by (created_at, request_id).
 
     ``status`` is one status, ``status_class`` a class (5: 500-599); ``owners``: only records
-    whose user or key is one of these (a caller who sees only its own). ``text``: words that
+    whose user or key is one of these (a caller who sees only its own), or, with
+    ``owner_lineage``, whose key is of that key lineage (rotation chain). ``text``: words that
     must all occur in the stored request or response body (PostgreSQL: full-text words;
     SQLite: substrings, case-insensitive for ASCII). ``before``: the cursor, (created_at,
     request_id) of the last record of the previous page; only older records follow."""
@@ -91,6 +92,7 @@ class LogQuery:
     max_cost_usd: Decimal | None = None
     text: str | None = None
     owners: tuple[str, ...] | None = None
+    owner_lineage: str | None = None
     before: tuple[datetime, str] | None = None
     limit: int = 50
     include_bodies: bool = False

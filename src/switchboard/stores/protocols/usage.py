@@ -118,7 +118,8 @@ REPORT_FIELDS = ("tenant", "team", "key", "user", "model", "provider", "deployme
 class UsageReportQuery:
     """Records with ``since <= created_at < until``, grouped by ``group_by`` (names from
     ``REPORT_FIELDS``; none: one total row). ``owners``: only records whose user or key is one of
-    these (a caller who sees only its own). At most ``max_groups`` rows, else ``TooManyGroups``."""
+    these (a caller who sees only its own), or, with ``owner_lineage``, whose key is of that key
+    lineage (rotation chain). At most ``max_groups`` rows, else ``TooManyGroups``."""
 
     since: datetime
     until: datetime
@@ -128,6 +129,7 @@ class UsageReportQuery:
     team_id: str | None = None
     user_id: str | None = None
     owners: tuple[str, ...] | None = None
+    owner_lineage: str | None = None
     max_groups: int = 10_000
     # Calls of one prompt API (metadata.api), and of one of its prompt versions (metadata.api_version).
     api: str | None = None

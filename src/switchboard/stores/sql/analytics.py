@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from switchboard.stores.histogram import BUCKETS, bucket_of
 from switchboard.stores.protocols import AnalyticsQuery, AnalyticsRow, TooManyGroups, UsageRow
 from switchboard.stores.sql.dialect import insert
+from switchboard.stores.sql.owners import owned
 from switchboard.stores.sql.tables import (
     ANALYTICS_BUCKETS,
     ANALYTICS_MEASURES,
@@ -228,8 +229,7 @@ def series_statement(dialect: str, tenant_id: str | None, query: AnalyticsQuery)
         if value is not None:
             where.append(table.c[name] == value)
     if query.owners is not None:
-        owners = list(query.owners)
-        where.append(sa.or_(table.c.user_id.in_(owners), table.c.key_id.in_(owners)))
+        where.append(owned(table.c.user_id, table.c.key_id, tenant_id, query.owners, query.owner_lineage))
     sums = [sa.func.sum(table.c[name]).label(name) for name in COLUMNS]
     return (sa.select(*groups, *sums).where(*where).group_by(*groups)
             .order_by(*(g.asc() for g in groups)).limit(query.max_rows + 1))

@@ -32,6 +32,7 @@ from switchboard.stores.protocols import (
 )
 from switchboard.stores.sql.analytics import Rollup, RollupWriter
 from switchboard.stores.sql.dialect import insert
+from switchboard.stores.sql.owners import owned
 from switchboard.stores.sql.tables import api_keys
 from switchboard.stores.sql.tables import usage_records as t
 from switchboard.stores.sql.times import from_db, to_db
@@ -267,8 +268,7 @@ def report_statement(dialect: str, tenant_id: str | None, query: UsageReportQuer
     if query.api_version is not None:
         where.append(_metadata_key(dialect, "api_version") == str(query.api_version))
     if query.owners is not None:
-        owners = list(query.owners)
-        where.append(sa.or_(t.c.user_id.in_(owners), t.c.key_id.in_(owners)))
+        where.append(owned(t.c.user_id, t.c.key_id, tenant_id, query.owners, query.owner_lineage))
     stmt = sa.select(*groups, *sums).where(*where)
     if groups:
         stmt = stmt.group_by(*groups).order_by(*(g.asc().nulls_first() for g in groups))

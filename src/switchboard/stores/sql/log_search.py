@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import LogBody, LogEntry, LogPage, LogQuery
 from switchboard.stores.sql.ledger import _record
+from switchboard.stores.sql.owners import owned
 from switchboard.stores.sql.tables import BODY_TEXT_SQL
 from switchboard.stores.sql.tables import request_bodies as b
 from switchboard.stores.sql.tables import usage_records as u
@@ -77,8 +78,7 @@ def _conditions(dialect: str, tenant_id: str | None, q: LogQuery) -> list[sa.Col
     if q.max_cost_usd is not None:
         where.append(u.c.cost_nano_usd <= _nano(q.max_cost_usd, ROUND_FLOOR))
     if q.owners is not None:
-        owners = list(q.owners)
-        where.append(sa.or_(u.c.user_id.in_(owners), u.c.key_id.in_(owners)))
+        where.append(owned(u.c.user_id, u.c.key_id, tenant_id, q.owners, q.owner_lineage))
     if q.text is not None:
         where.append(_text(dialect, q.text))
         # The bodies' own time and tenant too, so the database can narrow the bodies by their
