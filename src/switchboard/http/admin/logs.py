@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, Request
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.query import query_params, rfc3339, within_reach
+from switchboard.http.admin.text_input import problem_with
 from switchboard.spend.cost import format_usd
 from switchboard.stores.protocols import LogEntry, LogQuery
 
@@ -101,7 +102,9 @@ def decode_cursor(value: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         at, request_id = json.loads(raw)
-        if isinstance(at, str) and isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID:
+        # The request id goes to the database as given: text it could not hold is not a cursor.
+        if (isinstance(at, str) and isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID
+                and problem_with(request_id) is None):
             parsed = datetime.fromisoformat(at)
             if parsed.tzinfo is not None:
                 return parsed.astimezone(UTC), request_id

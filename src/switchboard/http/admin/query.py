@@ -1,6 +1,7 @@
-"""Query-string reading shared by the admin API's read-only reports (usage, analytics, logs):
-known parameters only, each once and bounded, RFC 3339 times, and the caller's reach applied to
-the tenant and owner filters the same way everywhere."""
+"""Query-string reading shared by the admin API's read-only reports (usage, analytics, logs,
+audit, alerts): known parameters only, each once and bounded, RFC 3339 times, and the caller's
+reach applied to the tenant and owner filters the same way everywhere. (Text no store can hold,
+a NUL, is refused before any route runs, for every admin route: text_input.py.)"""
 
 from __future__ import annotations
 
