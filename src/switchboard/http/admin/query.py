@@ -19,6 +19,9 @@ from switchboard.http.admin.authz import Access
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 MAX_VALUE = 256  # characters of any one parameter
+# The databases' integer columns: a number past them is a 400, never an error of the driver.
+MAX_INT = 2**31 - 1  # INTEGER (32 bits in PostgreSQL)
+MAX_BIGINT = 2**63 - 1  # BIGINT, and any SQLite integer
 
 
 def query_params(request: Request, allowed: Collection[str], *, nonblank: bool = False) -> dict[str, str]:
