@@ -112,6 +112,7 @@ class Outcome:
     status: int = 0
     error_code: str | None = None
     error_type: str | None = None
+    error_message: str | None = None  # the error's message as sent (a stream's last event)
     stream: bool = False
     bytes_sent: int = 0
     chunks_sent: int = 0  # canonical chunks written (streams)
@@ -123,6 +124,7 @@ class Outcome:
         self.status = error.status
         self.error_code = error.code
         self.error_type = error.type
+        self.error_message = error.message
 
     def recorded_status(self) -> int:
         """The status the ledger, the metrics and the failure log record: what was sent, or 499

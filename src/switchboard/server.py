@@ -161,11 +161,9 @@ def _raise_fd_limit(wanted: int) -> None:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     s = settings.server
-    options: dict[str, Any] = {}
-    if (log_config := uvicorn_log_config(s.log_level, s.log_format)) is not None:
-        options["log_config"] = log_config  # JSON lines; text keeps uvicorn's own format
     return {
-        **options,
+        # JSON lines, or uvicorn's own text format; the access log's credentials redacted either way.
+        "log_config": uvicorn_log_config(s.log_level, s.log_format),
         "host": s.host,
         "port": s.port,
         "loop": "uvloop",

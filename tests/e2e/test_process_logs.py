@@ -2,7 +2,8 @@
 process writes (the gateway's loggers, uvicorn's start-up and access log) is one JSON object with
 time, level, logger and message, and the lines about a request carry its id (and its trace id
 when traces are on); the text format keeps its shape and gains ``request_id=``. No line carries
-the prompt or a credential. Every test runs on the embedded default (SQLite) and on a cluster
+the prompt or a credential, not even a key a caller put in the query string of any path (the
+access log line shows ``key=[REDACTED]``). Every test runs on the embedded default (SQLite) and on a cluster
 (PostgreSQL + Redis)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import orjson
 import pytest
@@ -109,7 +111,7 @@ def text_gateway(
     kind: str, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     model = _fragile()
-    config = _config(mock_upstream, kind, request, model)
+    config = _config(mock_upstream, kind, request, model, access_log=True)
     gw = start_gateway(config, tmp_path_factory.mktemp(f"plogs-text-{kind}"))
     yield Deployment(kind, gw, model)
     gw.process.stop()
@@ -179,6 +181,35 @@ def test_text_lines_keep_their_shape_and_gain_the_request_id(text_gateway: Deplo
     assert "INFO:     Application startup complete.\n" in process.lines
     assert not any(line.lstrip().startswith("{") for line in process.lines)
     assert all("marmalade" not in line for line in process.lines)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_access_log_line_holds_a_key_given_in_the_query(kind: str, log_format: str,
+                                                          request: pytest.FixtureRequest) -> None:
+    """A key in ``?key=`` (Google's API takes one there) is redacted from the access log on every
+    path, not only on the Gemini paths that read it: a caller trying Google's shape elsewhere,
+    the name percent-encoded, a credential-like parameter of the gateway's own (``ticket``)."""
+    d: Deployment = request.getfixturevalue(f"{log_format}_gateway")
+    url, secret = d.gateway.url, f"sk-in-the-url-{uuid.uuid4().hex}"
+    auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+    chat = {"model": "gpt-4o-mini", "messages": ask("hi")}
+    sent: list[tuple[str, str, dict[str, Any] | None, dict[str, str] | None]] = [
+        ("GET", "/v1beta/models?key={s}&n={m}", None, None),
+        ("POST", "/v1/chat/completions?key={s}&n={m}", chat, auth),
+        ("POST", "/v1/chat/completions?n={m}&KEY={s}", chat, None),
+        ("POST", "/v1beta/models/gpt-4o-mini:generateContent?%6Bey={s}&n={m}",
+         {"contents": [{"parts": [{"text": "hi"}]}]}, None),
+        ("GET", "/admin/v1/keys?n={m}&key={s}", None, auth),
+        ("GET", "/mcp/oauth/some-server/authorize?ticket={s}&n={m}", None, None),
+    ]
+    for method, path, body, headers in sent:
+        marker = f"m{uuid.uuid4().hex[:8]}"  # the request's own: its line carries it
+        target = path.format(s=secret, m=marker)
+        httpx.request(method, url + target, json=body, headers=headers, timeout=30)
+        line = d.gateway.process.wait_for_all(f"n={marker}", "HTTP/1.1")
+        assert secret not in line and "=[REDACTED]" in line, line
+        assert target.split("?")[0] in line  # the rest of the line as it was
+    assert all(secret not in line for line in d.gateway.process.lines)
 
 
 def test_unknown_log_format_is_a_config_error(kind: str, mock_upstream: Mock, tmp_path: Path,

@@ -127,6 +127,16 @@ def test_the_minimal_contract_saves_versions(admin: Admin) -> None:
     assert one["version"] == 1 and one["params"] == {}
     missing = admin.call("GET", f"/admin/v1/prompts/{name}", params={"version": 3})
     assert error_of(missing, 404)["code"] == "prompt_not_found"
+    # A version past the database's integer column is a bad value, wherever it is given.
+    for method, path, body, params, param in (
+        ("GET", f"/admin/v1/prompts/{name}", None, {"version": 2**31}, "version"),
+        ("GET", f"/admin/v1/prompts/{name}/diff", None, {"to": 2**31}, "to"),
+        ("GET", f"/admin/v1/prompts/{name}/diff", None, {"from": 2**63, "to": 1}, "from"),
+        ("PUT", f"/admin/v1/prompts/{name}/labels/x", {"version": 2**31}, None, "version"),
+        ("POST", f"/admin/v1/prompts/{name}/render", {"version": 10**20}, None, "version"),
+    ):
+        bad = error_of(admin.call(method, path, body, params=params), 400)
+        assert (bad["code"], bad["param"]) == ("invalid_value", param), bad
     assert admin.call("GET", f"/admin/v1/prompts/{unique()}").status_code == 404
 
 
@@ -168,7 +178,7 @@ def test_labels_versions_rollback_and_the_list(world: World, admin: Admin) -> No
     both = admin.call("GET", f"/admin/v1/prompts/{name}", params={"label": "production", "version": 1})
     assert error_of(both, 400)["param"] == "label"
     # Every change is audited.
-    entries = admin.ok("GET", "/admin/v1/audit", params={"resource_type": "prompt", "limit": 1000})["data"]
+    entries = admin.ok("GET", "/admin/v1/audit", params={"limit": 1000})["data"]
     actions = {(e["action"], e["resource_id"]) for e in entries}
     assert ("prompt.create", f"{name}@1") in actions and ("prompt.label", f"{name}:production") in actions
 
@@ -646,6 +656,7 @@ def test_chat_bad_input_in_each_apis_format(world: World) -> None:
         ({"id": "bad name"}, "prompt.id"),
         ({"id": name, "label": "production", "version": 1}, "prompt.label"),
         ({"id": name, "version": "1"}, "prompt.version"),
+        ({"id": name, "version": 2**31}, "prompt.version"),  # past the database's integer column
         ({"id": name, "variables": ["x"]}, "prompt.variables"),
         ({"id": name, "extra": 1}, "prompt.extra"),
     ):

@@ -1,9 +1,9 @@
 """The request log's bodies and retention, end to end: a policy keeps one key's request and
 response bodies and not another's; headers, fields and patterns are redacted before anything is
 stored (and never reach the process's log); long bodies are cut; a stream is stored as the
-message it assembled to; retention removes records and bodies past their age (whole partitions
-dropped on PostgreSQL). Every test runs on the embedded default (SQLite) and on a cluster
-(PostgreSQL + Redis)."""
+message it assembled to (with its error when it broke off); retention removes records and
+bodies past their age (whole partitions dropped on PostgreSQL). Every test runs on the embedded
+default (SQLite) and on a cluster (PostgreSQL + Redis)."""
 
 from __future__ import annotations
 
@@ -191,6 +191,28 @@ def test_a_stream_is_stored_as_the_message_it_assembled_to(logged: Logged) -> No
     assert choice["message"]["content"].endswith("You said: streamed [REDACTED]")
     assert response["usage"]["completion_tokens"] > 0
     assert json.loads(stored.request or "")["stream"] is True
+
+
+def test_a_stream_that_fails_midway_is_logged_with_its_error(logged: Logged) -> None:
+    """As a refused request's entry has its error, a stream that broke off after it began has
+    the error its client got last, beside the part that was relayed (which is kept too)."""
+    rid = f"reqlog-{uuid.uuid4().hex}"
+    relayed = []
+    messages = [{"role": "user", "content": f"breaks {PATTERN_SECRET} mock:fail_after=2"}]
+    stream = logged.sdk(logged.logged_key).chat.completions.create(
+        model="gpt-4o-mini", messages=messages, stream=True, extra_headers={"x-request-id": rid})
+    with pytest.raises(openai.APIError) as failed:
+        for chunk in stream:
+            relayed.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+    seen = failed.value.body
+    assert isinstance(seen, dict) and seen["message"] and seen["type"], seen
+    assert "".join(relayed)  # the stream began before it failed
+    record = ledger.wait_for(logged.database, {rid})[rid]
+    assert record.status == 502 and record.error_code == seen["code"]
+    response = json.loads(logged.body(rid).response or "")
+    assert response["object"] == "chat.completion"
+    assert response["choices"][0]["message"]["content"] == "".join(relayed)
+    assert response["error"] == {"type": seen["type"], "code": seen["code"], "message": seen["message"]}
 
 
 def test_a_refused_request_is_logged_with_its_error(logged: Logged) -> None:

@@ -18,18 +18,25 @@ in places (a pooled upstream connection keeps the one it was opened in).
   those of libraries (the root logger, warnings and above) are JSON too.
 
 Nothing here adds content: what a line says is what its logger wrote, and no logger of the
-gateway writes a credential or a prompt.
+gateway writes a credential or a prompt. uvicorn's access log line names the request target,
+query string included, whatever the path: the value of every query parameter that carries a
+credential by convention (``?key=``, as Google's API takes one, ``ticket``, ``access_token``...)
+is replaced with ``[REDACTED]`` in it, in both formats (:class:`AccessLogRedaction`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
+from uvicorn.config import LOGGING_CONFIG
 
 # (request id, trace id or None) of the request being handled; None outside requests.
 CURRENT: ContextVar[tuple[str, str | None] | None] = ContextVar("switchboard_request", default=None)
@@ -85,6 +92,39 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+# Query parameters whose value is a credential by convention. Compared by decoded, lower-cased
+# name (``%6Bey`` is ``key``), on every path: a caller may put one where the gateway does not
+# read it (``/v1/chat/completions?key=``), and the line must not keep it there either.
+CREDENTIAL_PARAMS = frozenset({"key", "api_key", "api-key", "apikey", "access_token", "token",
+                               "ticket", "code"})
+REDACTED = "[REDACTED]"
+_SEPARATORS = re.compile(r"([&;])")
+
+
+def redact_target(target: str) -> str:
+    """A request target (``/path?query``) with each credential parameter's value redacted."""
+    path, mark, query = target.partition("?")
+    if not mark:
+        return target
+    parts = _SEPARATORS.split(query)  # separators kept, at the odd indexes
+    for i in range(0, len(parts), 2):
+        name = parts[i].partition("=")[0]
+        if unquote_plus(name).strip().lower() in CREDENTIAL_PARAMS:
+            parts[i] = f"{name}={REDACTED}"
+    return f"{path}?{''.join(parts)}"
+
+
+class AccessLogRedaction(logging.Filter):
+    """On uvicorn's access logger: the request target among the line's arguments (the one with a
+    query string) with its credentials redacted, before any formatter sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_target(a) if isinstance(a, str) and "?" in a else a
+                                for a in record.args)
+        return True
+
+
 def formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
@@ -126,15 +166,21 @@ def configure(level: str, log_format: str = "text") -> None:
         logging.captureWarnings(True)
 
 
-def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any] | None:
-    """uvicorn's logging config for ``log_format``; None: uvicorn's own (the text format)."""
+def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any]:
+    """uvicorn's logging config for ``log_format`` (``text``: uvicorn's own), its access log
+    line redacted (:class:`AccessLogRedaction`)."""
+    redaction = {"()": f"{__name__}.AccessLogRedaction"}
     if log_format != "json":
-        return None
+        config = copy.deepcopy(LOGGING_CONFIG)
+        config["filters"] = {"credentials": redaction}
+        config["loggers"]["uvicorn.access"]["filters"] = ["credentials"]
+        return config
     name = f"{__name__}.JsonFormatter"
     return {
         "version": 1,
         "disable_existing_loggers": False,  # keep the switchboard loggers configured above
         "formatters": {"json": {"()": name}},
+        "filters": {"credentials": redaction},
         "handlers": {
             "default": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
             "access": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
@@ -142,6 +188,7 @@ def uvicorn_log_config(level: str, log_format: str) -> dict[str, Any] | None:
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn.error": {"level": level.upper()},
-            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False,
+                               "filters": ["credentials"]},
         },
     }

@@ -9,7 +9,9 @@ policy selects it keeps, as the policy says:
   size); for a stream, one message assembled from what was
   relayed (the text, reasoning and tool calls of each choice, the finish reason and the usage,
   shaped as a non-stream reply with ``"object": "chat.completion"`` or ``"text_completion"``),
-  collected up to ``max_body_bytes``; for an error, the error (type, code, message);
+  collected up to ``max_body_bytes``, and for a stream that failed after it started, beside what
+  was relayed, the error its client got as the last event (``"error"``); for an error, the
+  error (type, code, message);
 - the request's headers.
 
 Everything is redacted (observability/redact.py) and cut to ``max_body_bytes`` at a UTF-8
@@ -188,6 +190,12 @@ class BodyCapture:
     def shown_error(error: GatewayError) -> dict[str, Any]:
         return {"error": {"type": error.type, "code": error.code, "message": str(error)}}
 
+    @staticmethod
+    def outcome_error(ctx: RequestContext) -> dict[str, Any]:
+        """The error the edge sent (ctx.outcome), in the form of :meth:`shown_error`'s."""
+        o = ctx.outcome
+        return {"type": o.error_type, "code": o.error_code, "message": o.error_message}
+
 
 class CaptureStage(BodyCapture):
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
@@ -236,6 +244,8 @@ class CaptureStage(BodyCapture):
             elif capture.stream is not None:
                 shown = capture.stream.reply()
                 truncated |= capture.stream.truncated
+                if ctx.outcome.error_type is not None:  # it broke off: why, as its client was told
+                    shown["error"] = self.outcome_error(ctx)
             elif capture.reply is not None:
                 shown = capture.reply
             if shown is not None:

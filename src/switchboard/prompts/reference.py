@@ -15,6 +15,9 @@ from switchboard.errors import InvalidRequest
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 FIELDS = ("id", "label", "version", "variables")
+# Versions are stored in an INTEGER column (32 bits in PostgreSQL): a larger one is no version,
+# refused here rather than failing in the database driver.
+MAX_VERSION = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +49,9 @@ def parse_reference(value: Any) -> PromptRef:
         raise _bad("prompt.label", "and 'prompt.version' cannot both be given")
     if label is not None and (not isinstance(label, str) or not NAME.match(label)):
         raise _bad("prompt.label", "must be a label name: 1-64 letters, digits, '_', '.' or '-'")
-    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
-        raise _bad("prompt.version", "must be an integer of at least 1")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)
+                                or not 1 <= version <= MAX_VERSION):
+        raise _bad("prompt.version", f"must be an integer from 1 to {MAX_VERSION}")
     variables = value.get("variables")
     if variables is None:
         variables = {}

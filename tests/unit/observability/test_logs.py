@@ -68,13 +68,38 @@ def test_text_line_in_a_request_gains_its_ids_once(in_request: None) -> None:
     assert traceback[-1] == "ValueError: bad"
 
 
-def test_uvicorn_config_only_for_json() -> None:
-    assert logs.uvicorn_log_config("info", "text") is None
+def test_uvicorn_config_per_format_redacts_the_access_log() -> None:
+    text = logs.uvicorn_log_config("info", "text")
+    assert text["formatters"]["access"]["()"] == "uvicorn.logging.AccessFormatter"  # uvicorn's own line
     config = logs.uvicorn_log_config("debug", "json")
-    assert config is not None and config["disable_existing_loggers"] is False
+    assert config["disable_existing_loggers"] is False
     assert config["loggers"]["uvicorn"]["level"] == "DEBUG"
     module, _, name = config["formatters"]["json"]["()"].rpartition(".")
     assert getattr(importlib.import_module(module), name) is logs.JsonFormatter
+    for each in (text, config):
+        assert each["loggers"]["uvicorn.access"]["filters"] == ["credentials"]
+        module, _, name = each["filters"]["credentials"]["()"].rpartition(".")
+        assert getattr(importlib.import_module(module), name) is logs.AccessLogRedaction
+
+
+@pytest.mark.parametrize(("target", "shown"), [
+    ("/v1/models", "/v1/models"),
+    ("/v1/chat/completions?key=sk-1", "/v1/chat/completions?key=[REDACTED]"),
+    ("/v1beta/models?pageSize=5&key=sk-1&alt=json", "/v1beta/models?pageSize=5&key=[REDACTED]&alt=json"),
+    ("/x?%6Bey=sk-1", "/x?%6Bey=[REDACTED]"),  # the name compared decoded
+    ("/x?KEY=sk-1;ticket=t-2", "/x?KEY=[REDACTED];ticket=[REDACTED]"),
+    ("/x?key", "/x?key=[REDACTED]"),
+    ("/x?monkey=1&keys=2&a=key", "/x?monkey=1&keys=2&a=key"),  # only the names themselves
+])
+def test_credential_query_parameters_are_redacted(target: str, shown: str) -> None:
+    assert logs.redact_target(target) == shown
+
+
+def test_the_access_log_filter_redacts_the_target_argument() -> None:
+    line = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                             ("127.0.0.1:5000", "GET", "/v1beta/models?key=sk-secret", "1.1", 404), None)
+    assert logs.AccessLogRedaction().filter(line) is True
+    assert line.getMessage() == '127.0.0.1:5000 - "GET /v1beta/models?key=[REDACTED] HTTP/1.1" 404'
 
 
 def test_configure_replaces_its_own_handler() -> None:

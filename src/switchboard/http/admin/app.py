@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from switchboard import __version__
 from switchboard.access.cache import KeyCache
@@ -39,6 +39,7 @@ from switchboard.http.admin import (
 )
 from switchboard.http.admin import portal as portal_routes
 from switchboard.http.admin import services as services_api
+from switchboard.http.admin.text_input import refuse_unstorable_text
 from switchboard.limits.cache import LimitCache
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
@@ -90,6 +91,8 @@ def create_admin_app(services: AdminServices) -> FastAPI:
         openapi_url="/admin/v1/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # Every route, before its own checks: no NUL or unpaired surrogate in any text it takes.
+        dependencies=[Depends(refuse_unstorable_text)],
     )
     app.state.services = services
     errors.install(app)

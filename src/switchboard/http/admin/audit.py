@@ -7,15 +7,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from switchboard.context import Principal
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import MAX_BIGINT, query_params
 from switchboard.http.admin.scoping import UtcTime
 from switchboard.stores.protocols import AuditEntry, AuditQuery
 
 router = APIRouter(prefix="/admin/v1/audit", tags=["audit"])
 DEFAULT_TENANT = "default"
-Filter = Annotated[str | None, Query(max_length=128)]
+Filter = Annotated[str, StringConstraints(max_length=128)]
 
 
 async def record(
@@ -65,24 +67,38 @@ def _public(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
+class AuditParams(BaseModel):
+    """The query string: a parameter not listed here is a 400, as on logs, usage and alerts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Filter | None = None
+    resource_id: Filter | None = None
+    actor: Filter | None = None
+    since: UtcTime | None = None
+    # Entry ids are the database's 64-bit integers: a larger cursor is a 400, not a driver error.
+    before: int | None = Field(default=None, ge=1, le=MAX_BIGINT,
+                               description="Cursor: entries older than this id (last_id of a page).")
+    limit: int = Field(default=100, ge=1, le=1000)
+    tenant: str | None = Field(default=None, max_length=64,
+                               description="Another tenant's log (platform admin only)")
+
+
+ALLOWED = frozenset(AuditParams.model_fields)
+
+
 @router.get("", summary="Admin changes, newest first")
 async def list_entries(
     request: Request,
     access: Annotated[Access, Depends(allow("audit", "read"))],
-    action: Filter = None,
-    resource_id: Filter = None,
-    actor: Filter = None,
-    since: UtcTime | None = None,
-    before: Annotated[int | None, Query(ge=1, description="Cursor: entries older than this id.")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    tenant: Annotated[
-        str | None, Query(max_length=64, description="Another tenant's log (platform admin only)")
-    ] = None,
+    params: Annotated[AuditParams, Query()],
 ) -> dict[str, Any]:
-    query = AuditQuery(action=action, resource_id=resource_id, actor=actor, since=since,
-                       before_id=before, limit=limit + 1)
+    query_params(request, ALLOWED)  # a repeated parameter is a 400, as on logs and alerts
+    limit = params.limit
+    query = AuditQuery(action=params.action, resource_id=params.resource_id, actor=params.actor,
+                       since=params.since, before_id=params.before, limit=limit + 1)
     store = request.app.state.services.stores().audit
-    entries = await store.query(access.tenant_for(tenant), query)
+    entries = await store.query(access.tenant_for(params.tenant), query)
     page = entries[:limit]
     return {
         "object": "list",

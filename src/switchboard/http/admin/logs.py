@@ -27,7 +27,8 @@ from fastapi import APIRouter, Depends, Request
 
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.query import query_params, rfc3339, within_reach
+from switchboard.http.admin.query import MAX_INT, query_params, rfc3339, within_reach
+from switchboard.http.admin.text_input import problem_with
 from switchboard.spend.cost import format_usd
 from switchboard.stores.protocols import LogEntry, LogQuery
 
@@ -37,7 +38,6 @@ DEFAULT_RANGE = timedelta(hours=24)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 MAX_REQUEST_ID = 128
-MAX_INT = 2**31 - 1  # the ledger's integer columns
 MAX_USD = Decimal(10**9)
 TEXT = ("request_id", "tenant", "team", "key", "user", "model", "deployment", "provider",
         "error_code", "q")
@@ -101,7 +101,9 @@ def decode_cursor(value: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         at, request_id = json.loads(raw)
-        if isinstance(at, str) and isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID:
+        # The request id goes to the database as given: text it could not hold is not a cursor.
+        if (isinstance(at, str) and isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID
+                and problem_with(request_id) is None):
             parsed = datetime.fromisoformat(at)
             if parsed.tzinfo is not None:
                 return parsed.astimezone(UTC), request_id

@@ -28,6 +28,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.pipeline.prompt import invalid_variables
 from switchboard.prompts import templates
 from switchboard.prompts.cache import publish_change
+from switchboard.prompts.reference import MAX_VERSION
 from switchboard.stores.protocols import PromptStore, PromptVersion
 
 router = APIRouter(prefix="/admin/v1/prompts", tags=["prompts"])
@@ -38,6 +39,8 @@ Label = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Role = Literal["system", "developer", "user", "assistant"]
+# A version number (a larger one than the column holds is a 400, not an error of the driver).
+VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 MAX_MESSAGES = 100
 # A schema (variables, output, a tool list, a response format) as JSON, at most this long.
@@ -89,14 +92,14 @@ class PromptCreate(BaseModel):
 class LabelSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: Annotated[int, Field(ge=1)]
+    version: VersionNumber
 
 
 class RenderBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     variables: dict[str, Any] = Field(default_factory=dict)
-    version: Annotated[int, Field(ge=1)] | None = None
+    version: VersionNumber | None = None
     label: Label | None = None
 
 
@@ -231,7 +234,7 @@ async def get_prompt(
     name: NamePath,
     request: Request,
     access: Annotated[Access, Depends(allow("prompt", "read"))],
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
     label: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
@@ -300,9 +303,10 @@ async def diff_versions(
     name: NamePath,
     request: Request,
     access: Annotated[Access, Depends(allow("prompt", "read"))],
-    from_: Annotated[int | None, Query(alias="from", ge=1, description="Default: the version before `to`")]
+    from_: Annotated[int | None, Query(alias="from", ge=1, le=MAX_VERSION,
+                                       description="Default: the version before `to`")]
     = None,
-    to: Annotated[int | None, Query(ge=1, description="Default: the latest version")] = None,
+    to: Annotated[int | None, Query(ge=1, le=MAX_VERSION, description="Default: the latest version")] = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     b = await visible(request, access, name, tenant, version=to)

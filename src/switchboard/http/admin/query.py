@@ -1,6 +1,7 @@
-"""Query-string reading shared by the admin API's read-only reports (usage, analytics, logs):
-known parameters only, each once and bounded, RFC 3339 times, and the caller's reach applied to
-the tenant and owner filters the same way everywhere."""
+"""Query-string reading shared by the admin API's read-only reports (usage, analytics, logs,
+audit, alerts): known parameters only, each once and bounded, RFC 3339 times, and the caller's
+reach applied to the tenant and owner filters the same way everywhere. (Text no store can hold,
+a NUL, is refused before any route runs, for every admin route: text_input.py.)"""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from switchboard.http.admin.authz import Access
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 MAX_VALUE = 256  # characters of any one parameter
+# The databases' integer columns: a number past them is a 400, never an error of the driver.
+MAX_INT = 2**31 - 1  # INTEGER (32 bits in PostgreSQL)
+MAX_BIGINT = 2**63 - 1  # BIGINT, and any SQLite integer
 
 
 def query_params(request: Request, allowed: Collection[str], *, nonblank: bool = False) -> dict[str, str]:
