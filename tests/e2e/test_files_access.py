@@ -140,3 +140,22 @@ def test_batch_output_files_are_listed_whole_and_stay_deleted(world: World) -> N
     assert client.batches.retrieve(batch.id).output_file_id == listed.id
     assert client.files.list(purpose="batch_output").data == []
     assert [f.id for f in client.files.list()] == [source.id]
+
+
+def test_text_no_stored_id_can_hold_is_refused_or_not_found(world: World) -> None:
+    """A NUL byte cannot be compared in PostgreSQL: the ids and filters of files and stored
+    responses that would hold one are answered as the API answers any bad or unknown value."""
+    key = world.key(["gpt-4o-mini"])["key"]
+    auth = {"Authorization": f"Bearer {key}"}
+    base = world.gateway.base_url
+    listed = httpx.get(f"{base}/files", params={"purpose": "batch\x00"}, headers=auth, timeout=30)
+    assert listed.status_code == 400, listed.text
+    assert listed.json()["error"]["param"] == "purpose"
+    plain = httpx.get(f"{base}/files", params={"purpose": "batch"}, headers=auth, timeout=30)
+    assert plain.status_code == 200, plain.text
+    for path in ("/responses/resp_%00", "/responses/resp_%00/input_items"):
+        resp = httpx.get(f"{base}{path}", headers=auth, timeout=30)
+        assert resp.status_code == 404, (path, resp.text)
+    with pytest.raises(openai.BadRequestError) as refused:
+        world.sdk(key).responses.create(model="gpt-4o-mini", input="hi", previous_response_id="resp_\x00")
+    assert refused.value.code == "previous_response_not_found"

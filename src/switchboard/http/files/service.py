@@ -60,6 +60,7 @@ MAX_FIELD_BYTES = 4096
 MULTIPART_OVERHEAD = 64 * 1024  # the form's own bytes around the file, within the body limit
 SPOOL_IN_MEMORY = 1024 * 1024
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,256}$")
+_PURPOSE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # a filter; stored purposes are cut to 64
 _FORM_FIELDS = frozenset({"file", "purpose", "model", "expires_after[anchor]", "expires_after[seconds]"})
 _BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata",
                            "output_expires_after"})
@@ -239,6 +240,8 @@ class FileService:
 
     async def _list_files(self, ctx: FilesContext, p: Principal) -> Result:
         purpose = _first(ctx.params.get("purpose"))
+        if purpose is not None and not _PURPOSE.match(purpose):
+            raise InvalidRequest("'purpose' is not a purpose", param="purpose", code="invalid_value")
         return Reply(await self._page(FILE, ctx, p, purpose))
 
     async def _get_file(self, ctx: FilesContext, p: Principal) -> Result:

@@ -180,8 +180,8 @@ class Responses:
 
     async def find(self, response_id: str, principal: Principal | None) -> StoredResponse | None:
         """The caller's stored response ``response_id``; None when missing, expired or another's."""
-        if not response_id or len(response_id) > MAX_ID:
-            return None
+        if not response_id or len(response_id) > MAX_ID or "\x00" in response_id:
+            return None  # no stored id holds a NUL (PostgreSQL could not even compare one)
         record = self.pending.get(response_id)
         if record is None:
             store = self._store()
