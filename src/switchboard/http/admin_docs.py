@@ -2,9 +2,9 @@
 
 - ``GET /docs``: the page. It is served without credentials (a browser cannot send a bearer
   header when it navigates, and the page holds no data), and loads only this gateway's own
-  files: Swagger UI's script and style, shipped in the package (``switchboard/data/swagger-ui``)
-  and served under ``/docs/assets/``, and the start script below. Its Content-Security-Policy
-  keeps it to them.
+  files: Swagger UI's script and style, from the installed ``swagger-ui-py`` package (its
+  ``swagger_ui/static``; only the files, none of its framework glue) and served under
+  ``/docs/assets/``, and the start script below. Its Content-Security-Policy keeps it to them.
 - ``GET /admin/v1/openapi.json``: the admin API's OpenAPI document, public too. It describes
   the API (the same for every install of this version) and nothing of its state; it declares the
   bearer scheme, so Swagger UI's "Authorize" takes an admin key and "Try it out" sends it. Those
@@ -83,11 +83,11 @@ _ASSET_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"
 
 @cache
 def _asset(name: str) -> bytes:
-    """A packaged file, read once (the bundle is some 1.7 MB)."""
+    """A packaged file, read once (the bundle is some 1.5 MB)."""
     packaged = _FILES[name][0]
     if packaged is None:
         return _START
-    return resources.files("switchboard").joinpath(f"data/swagger-ui/{packaged}").read_bytes()
+    return resources.files("swagger_ui").joinpath(f"static/{packaged}").read_bytes()
 
 
 class AdminDocs:
