@@ -49,7 +49,8 @@ def notes_server(name: str) -> object:
     def big(size: int) -> str:
         return "b" * size
 
-    @server.tool(description="Fails")
+    # Text that looks like Rich markup: the CLI prints it as written.
+    @server.tool(description="Fails [/always] [bold]loudly[/bold]")
     def broken() -> str:
         raise ValueError("this tool is broken")
 

@@ -3,7 +3,8 @@
 The router is a dict lookup on (method, path): the hot path pays no regex or middleware stack.
 Every API endpoint is an :class:`Endpoint` running its operation's stage chain, so what a stage
 does (authentication today; access rules, limits and logging next) applies to all of them.
-Only the health probes and the built-in mock answer outside the chain.
+Only the health probes, the admin API's docs page and OpenAPI document (public) and the
+built-in mock answer outside the chain.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from fastapi import FastAPI
 
 from switchboard.access.cache import KeyCache
 from switchboard.access.subscriptions import SubscriptionCache
@@ -22,8 +24,9 @@ from switchboard.config.schema import Settings
 from switchboard.context import InboundAPI
 from switchboard.errors import GatewayError
 from switchboard.gateway import MODEL_CALLS, Gateway
-from switchboard.http import media, openai_api
+from switchboard.http import admin_docs, media, openai_api
 from switchboard.http.admin import AdminBridge, AdminServices, create_admin_app
+from switchboard.http.admin_docs import AdminDocs
 from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
 from switchboard.http.apis import PREFIX as APIS_PREFIX
 from switchboard.http.apis import ApiDocs, ApiInbound, ApiRoutes
@@ -91,7 +94,13 @@ class SwitchboardApp:
                                    else self.gateway.invoke, reads_body=True)
             for method, inbound in GEMINI_METHODS.items()
         })
-        self._admin = self._endpoint(openai_api.ADMIN, AdminBridge(self._admin_app()), reads_body=True)
+        admin_app = self._admin_app()
+        self._admin = self._endpoint(openai_api.ADMIN, AdminBridge(admin_app), reads_body=True)
+        # The admin API's interactive docs and OpenAPI document: public, for a browser
+        # (http/admin_docs.py); the calls made from them go through the chain above.
+        self._docs = AdminDocs(admin_app.openapi)
+        self.routes[("GET", admin_docs.PAGE)] = self._docs.page
+        self.routes[("GET", admin_docs.SPEC)] = self._docs.spec
         # Files and batches: their own edge (uploads are streamed), through the same chains.
         self._files = FilesEndpoint(self.gateway.chain("files", self.gateway.files),
                                     self.gateway.chain("batches", self.gateway.files), self.state,
@@ -133,7 +142,7 @@ class SwitchboardApp:
 
             self._mock = create_mock_app()
 
-    def _admin_app(self) -> object:
+    def _admin_app(self) -> FastAPI:
         gateway = self.gateway
 
         def stores() -> Stores:
@@ -206,8 +215,10 @@ class SwitchboardApp:
                 await self._files(scope, receive, send)
             elif is_services_path(path):
                 await self._services(scope, receive, send)
-            elif path.startswith("/admin/") or path == "/docs":
+            elif path.startswith("/admin/"):
                 await self._admin(scope, receive, send)
+            elif path.startswith(admin_docs.ASSETS) and scope["method"] in ("GET", "HEAD"):
+                await self._docs.asset(scope, receive, send)
             elif self._mock is not None and path.startswith("/mock/"):
                 await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
             elif is_gemini(scope["method"], path):
@@ -304,7 +315,7 @@ def _allowed_by_prefix(path: str) -> list[str] | None:
             return ["DELETE", "GET", "HEAD"]
         if len(parts) == 2 and parts[0] and parts[1] == "input_items":
             return ["GET", "HEAD"]
-    elif path.startswith(("/v1/models/", "/models/")):
+    elif path.startswith(("/v1/models/", "/models/", admin_docs.ASSETS)):
         return ["GET", "HEAD"]
     return None
 

@@ -6,9 +6,7 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
-import rich.markup
 import typer
-from rich.console import Console
 
 from switchboard import __version__
 from switchboard.cli_analytics import analytics_app
@@ -16,6 +14,7 @@ from switchboard.cli_budgets import budgets_app
 from switchboard.cli_keys import keys_app
 from switchboard.cli_logs import logs_app
 from switchboard.cli_mcp import mcp_app
+from switchboard.cli_output import err, error, line, out
 from switchboard.cli_prompts import prompts_app
 from switchboard.cli_providers import models_app, providers_app
 from switchboard.cli_routing import routing_app
@@ -45,8 +44,6 @@ app.add_typer(routing_app, name="routing")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(mcp_app, name="mcp")
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
 
 
 def _print_version(value: bool) -> None:
@@ -66,9 +63,9 @@ def _options(
 
 
 def _fail_config(exc: ConfigError) -> None:
-    err.print(f"[bold red]invalid configuration[/] ({len(exc.problems)} problem(s)):")
+    err.print(line(("invalid configuration", "bold red"), f" ({len(exc.problems)} problem(s)):"))
     for problem in exc.problems:
-        err.print(f"  {exc.source}: {problem}", markup=False)
+        err.print(line(f"  {exc.source}: {problem}"))
     raise typer.Exit(2)
 
 
@@ -104,15 +101,15 @@ def serve(
         banner.info("Switchboard %s on %s/v1 (%d worker(s))", __version__, base, s.workers)
         banner.info("models: %s", models)
     else:
-        out.print(f"[bold]Switchboard {__version__}[/] on {base}/v1  ({s.workers} worker(s))")
-        out.print(f"models: {models}")
+        out.print(line((f"Switchboard {__version__}", "bold"), f" on {base}/v1  ({s.workers} worker(s))"))
+        out.print(line(f"models: {models}"))
     if key is not None:
-        out.print(f"embedded default: data in {s.data_dir}")
+        out.print(line(f"embedded default: data in {s.data_dir}"))
         # The key is shown once, when it is created; after that, say where it is.
         if key.origin == "generated":
-            out.print(f"master key (Bearer), generated and saved in {key.path}: {key.value}", markup=False)
+            out.print(line(f"master key (Bearer), generated and saved in {key.path}: {key.value}"))
         elif key.origin == "file":
-            out.print(f"master key (Bearer): in {key.path}", markup=False)
+            out.print(line(f"master key (Bearer): in {key.path}"))
         else:
             out.print("master key (Bearer): the value of SWITCHBOARD_MASTER_KEY")
         out.print(
@@ -133,9 +130,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to 
     except ConfigError as exc:
         _fail_config(exc)
         return
-    out.print(
-        f"{file}: OK ({len(settings.providers)} provider(s), {len(settings.models)} model(s))", markup=False
-    )
+    out.print(line(f"{file}: OK ({len(settings.providers)} provider(s), {len(settings.models)} model(s))"))
 
 
 def _open_stores_or_exit(settings: Settings | None, upgrade_only: bool = False) -> None:
@@ -148,12 +143,12 @@ def _open_stores_or_exit(settings: Settings | None, upgrade_only: bool = False) 
     try:
         if upgrade_only:
             database, revision = asyncio.run(upgrade_database(settings))
-            out.print(f"{database}: schema at revision {revision} (the newest)", markup=False)
+            out.print(line(f"{database}: schema at revision {revision} (the newest)"))
         else:
             assert settings is not None
             asyncio.run(check_serving(settings))
     except StoreError as exc:
-        err.print(f"[bold red]cannot open the stores:[/] {rich.markup.escape(str(exc))}")
+        err.print(line(("cannot open the stores:", "bold red"), f" {exc}"))
         raise typer.Exit(1) from None
 
 
@@ -208,17 +203,16 @@ def secrets_rotate(
     try:
         done = asyncio.run(run())
     except StoreError as exc:
-        err.print(f"[bold red]cannot open the stores:[/] {rich.markup.escape(str(exc))}")
+        err.print(line(("cannot open the stores:", "bold red"), f" {exc}"))
         raise typer.Exit(1) from None
     except DecryptError as exc:
-        reason = rich.markup.escape(str(exc))
-        err.print(f"[bold red]nothing rotated:[/] a stored secret does not open ({reason}); "
-                  "give the secret it was sealed with in auth.previous_secret_keys")
+        err.print(line(("nothing rotated:", "bold red"), f" a stored secret does not open ({exc}); "
+                       "give the secret it was sealed with in auth.previous_secret_keys"))
         raise typer.Exit(1) from None
-    out.print(f"re-sealed under key {done.key_id}: {done.credentials} provider credential(s), "
+    out.print(line(f"re-sealed under key {done.key_id}: {done.credentials} provider credential(s), "
               f"{done.server_secrets} server secret(s), {done.service_headers} service(s)' headers, "
               f"{done.mcp_secrets} MCP server secret(s), {done.mcp_tokens} MCP OAuth token(s); "
-              "the rest already were", markup=False)
+              "the rest already were"))
 
 
 @app.command()
@@ -237,7 +231,7 @@ def mock(
     from switchboard.mock.controls import Controls
 
     controls = Controls(latency_ms=latency_ms, ttft_ms=ttft_ms, chunk_delay_ms=chunk_delay_ms)
-    out.print(f"Switchboard mock upstream on http://{host}:{port} (OpenAI base: http://{host}:{port}/v1)")
+    out.print(line(f"Switchboard mock upstream on http://{host}:{port} (OpenAI base: http://{host}:{port}/v1)"))
     uvicorn.run(
         create_mock_app(controls, api_key),
         host=host,
@@ -263,5 +257,5 @@ def main() -> None:
     # An answer that is not the gateway's (see admin_client.Answer), a data directory that cannot
     # be used: one line, as for the other failures met at run time.
     except (AdminError, DataDirError) as exc:
-        err.print(f"[bold red]error:[/] {rich.markup.escape(str(exc))}", highlight=False)
+        error(exc)
         raise SystemExit(1) from None

@@ -12,20 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import rich.markup
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_logs import printable
+from switchboard.cli_output import err, error, line, out, printable
 from switchboard.config.schema import Settings
 from switchboard.settings.loader import ConfigError, load
 
 analytics_app = typer.Typer(no_args_is_help=True, help="Work with the analytics rollups.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
@@ -73,7 +69,7 @@ def show(
     try:
         answer: dict[str, Any] = AdminClient(url, key).call("GET", "/admin/v1/analytics", query=query)
     except AdminError as exc:
-        err.print(Text.assemble(("error: ", "bold red"), printable(str(exc))))  # the server's words
+        error(exc)  # the server's words
         raise typer.Exit(1) from None
     if as_json:
         out.print_json(json.dumps(answer))
@@ -127,9 +123,9 @@ def rebuild(
         try:
             settings = load(config)
         except ConfigError as exc:
-            err.print(f"[bold red]invalid configuration[/] ({len(exc.problems)} problem(s)):")
+            err.print(line(("invalid configuration", "bold red"), f" ({len(exc.problems)} problem(s)):"))
             for problem in exc.problems:
-                err.print(f"  {exc.source}: {problem}", markup=False)
+                err.print(line(f"  {exc.source}: {problem}"))
             raise typer.Exit(2) from None
 
     from switchboard.stores import StoreError
@@ -146,7 +142,7 @@ def rebuild(
     try:
         counted = asyncio.run(run())
     except StoreError as exc:
-        err.print(f"[bold red]cannot open the stores:[/] {rich.markup.escape(str(exc))}")
+        err.print(line(("cannot open the stores:", "bold red"), f" {exc}"))
         raise typer.Exit(1) from None
-    out.print(f"rebuilt the analytics rollups from {start:%Y-%m-%dT%H:00:00Z}: {counted} record(s) counted",
-              markup=False)
+    out.print(line(f"rebuilt the analytics rollups from {start:%Y-%m-%dT%H:00:00Z}: "
+                   f"{counted} record(s) counted"))

@@ -9,13 +9,9 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from switchboard.admin_client import AdminClient, AdminError
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from switchboard.cli_output import error, line, out, table
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key.")]
@@ -56,7 +52,7 @@ def _run(call: Callable[[], Any]) -> Any:
     try:
         return call()
     except AdminError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        error(exc)
         raise typer.Exit(1) from None
 
 
@@ -64,10 +60,7 @@ def _show(budgets: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(budgets))
         return
-    table = Table(*COLUMNS)
-    for budget in budgets:
-        table.add_row(*("-" if (v := cell(budget)) is None else str(v) for cell in COLUMNS.values()))
-    out.print(table)
+    out.print(table(COLUMNS, ([column(budget) for column in COLUMNS.values()] for budget in budgets)))
 
 
 def _one(budget_id: str) -> str:
@@ -134,4 +127,4 @@ def delete(budget_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJso
     if as_json:
         out.print_json(json.dumps(result))
     else:
-        out.print(f"deleted {budget_id}", markup=False)
+        out.print(line(f"deleted {budget_id}"))

@@ -7,14 +7,11 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from switchboard.admin_client import AdminClient, AdminError
+from switchboard.cli_output import error, line, out, table
 
 keys_app = typer.Typer(no_args_is_help=True, help="Issue, list, show, update, revoke and rotate API keys.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
@@ -31,26 +28,15 @@ def _run(call: Any) -> Any:
     try:
         return call()
     except AdminError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        error(exc)
         raise typer.Exit(1) from None
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return str(value)
 
 
 def _show(keys: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(keys))
         return
-    table = Table(*COLUMNS)
-    for key in keys:
-        table.add_row(*(_cell(key.get(column)) for column in COLUMNS))
-    out.print(table)
+    out.print(table(COLUMNS, ([key.get(column) for column in COLUMNS] for key in keys)))
 
 
 def _metadata(pairs: list[str]) -> dict[str, str]:
@@ -105,7 +91,7 @@ def create(
         out.print_json(json.dumps(created))
         return
     _show([created], as_json=False)
-    out.print(f"key (shown once, keep it now): {created['key']}", markup=False)
+    out.print(f"key (shown once, keep it now): {created['key']}")
 
 
 @keys_app.command("list")
@@ -175,7 +161,7 @@ def revoke(key_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson =
     if as_json:
         out.print_json(json.dumps(result))
     else:
-        out.print(f"revoked {key_id}", markup=False)
+        out.print(line(f"revoked {key_id}"))
 
 
 @keys_app.command("rotate")
@@ -192,5 +178,5 @@ def rotate(
         out.print_json(json.dumps(rotated))
         return
     _show([rotated], as_json=False)
-    out.print(f"new key (shown once): {rotated['key']}", markup=False)
-    out.print(f"the old key works until {rotated['previous_expires_at']}", markup=False)
+    out.print(f"new key (shown once): {rotated['key']}")
+    out.print(f"the old key works until {rotated['previous_expires_at']}")

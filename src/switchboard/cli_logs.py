@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import json
 import time
-import unicodedata
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from switchboard.admin_client import AdminClient, AdminError
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from switchboard.cli_output import err, error, line, out, printable, table
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
@@ -40,25 +36,14 @@ COLUMNS = ("created_at", "request_id", "tenant", "key", "model", "deployment", "
 logs_app = typer.Typer(help="Search and tail the request log.", no_args_is_help=False)
 
 
-def printable(value: Any) -> str:
-    """A value as text a terminal shows as is: control characters (an escape sequence in a
-    logged prompt, say) become visible escapes; newlines and tabs stay."""
-    text = "-" if value is None else value if isinstance(value, str) else json.dumps(value)
-    if all(c in "\n\t" or unicodedata.category(c) != "Cc" for c in text):
-        return text
-    return "".join(c if c in "\n\t" or unicodedata.category(c) != "Cc" else f"\\x{ord(c):02x}" for c in text)
-
-
 def _fail(exc: AdminError) -> typer.Exit:
-    err.print(Text.assemble(("error: ", "bold red"), printable(str(exc))))
+    error(exc)
     return typer.Exit(1)
 
 
 def _table(records: list[dict[str, Any]], title: str | None = None) -> Table:
-    table = Table(*COLUMNS, title=title)
-    for record in records:
-        table.add_row(*(Text(printable(record.get(c))) for c in COLUMNS))
-    return table
+    rows = ([Text(printable(record.get(c))) for c in COLUMNS] for record in records)
+    return table(COLUMNS, rows, title=title)
 
 
 @logs_app.callback(invoke_without_command=True)
@@ -119,7 +104,7 @@ def logs(
         return
     out.print(_table(page["data"], title=f"request log {page.get('from') or ''} .. {page.get('to') or ''}"))
     if page.get("has_more"):
-        out.print(Text(f"more: --cursor {page['next_cursor']}"))
+        out.print(line(f"more: --cursor {page['next_cursor']}"))
 
 
 def _time(text: str) -> datetime:
@@ -185,22 +170,20 @@ def show(
     except AdminError as exc:
         raise _fail(exc) from None
     if not page["data"]:
-        err.print(Text(f"no request '{printable(request_id)}' in the log (or not within your reach)"))
+        err.print(line(f"no request '{request_id}' in the log (or not within your reach)"))
         raise typer.Exit(1)
     record = page["data"][0]
     if as_json:
         out.print_json(json.dumps(record))
         return
-    table = Table("field", "value", show_header=False)
-    for name, value in record.items():
-        if name not in ("request", "response", "request_headers", "object"):
-            table.add_row(Text(name), Text(printable(value)))
-    out.print(table)
+    fields = ((name, Text(printable(value))) for name, value in record.items()
+              if name not in ("request", "response", "request_headers", "object"))
+    out.print(table(("field", "value"), fields, show_header=False))
     for name in ("request_headers", "request", "response"):
         if record.get(name) is None:
             continue
         out.print(Text(name, style="bold"))
-        out.print(Text(printable(_pretty(record[name]))))
+        out.print(line(_pretty(record[name])))
     if "request" not in record:
         out.print(Text("(no body stored for this request)"))
 

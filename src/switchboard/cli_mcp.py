@@ -17,11 +17,8 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from switchboard.cli_output import err, error, line, out, table
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="A Switchboard key (its tools).")]
@@ -135,7 +132,7 @@ def _run(call: Callable[[], Any]) -> Any:
     try:
         return call()
     except McpFailure as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        error(exc)
         raise typer.Exit(1) from None
 
 
@@ -161,10 +158,8 @@ def servers(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> N
     if as_json:
         out.print_json(json.dumps(data))
         return
-    table = Table("server", "state", "tools", "notice")
-    for row in data:
-        table.add_row(row["server"], row["state"], str(row["tools"]), row["notice"] or "")
-    out.print(table)
+    out.print(table(("server", "state", "tools", "notice"),
+                    ((row["server"], row["state"], row["tools"], row["notice"] or "") for row in data)))
 
 
 @mcp_app.command("tools")
@@ -183,13 +178,13 @@ def tools(
     if as_json:
         out.print_json(json.dumps(listed))
         return
-    table = Table("name", "description")
+    rows = []
     for tool in listed:
         description = str(tool.get("description") or "").replace("\n", " ")
-        table.add_row(str(tool.get("name")), description[:100] + ("…" if len(description) > 100 else ""))
-    out.print(table)
+        rows.append((str(tool.get("name")), description[:100] + ("…" if len(description) > 100 else "")))
+    out.print(table(("name", "description"), rows))
     for notice in notices:
-        err.print(f"[yellow]left out:[/] {notice}", highlight=False)
+        err.print(line(("left out:", "yellow"), f" {notice}"))
 
 
 def _value(text: str) -> Any:
@@ -217,16 +212,16 @@ def call(
         try:
             parsed = json.loads(arguments)
         except ValueError as exc:
-            err.print(f"[bold red]error:[/] --json is not JSON: {exc}")
+            error(f"--json is not JSON: {exc}")
             raise typer.Exit(2) from None
         if not isinstance(parsed, dict):
-            err.print("[bold red]error:[/] --json must be a JSON object")
+            error("--json must be a JSON object")
             raise typer.Exit(2)
         given.update(parsed)
     for item in arg or ():
         field, sep, value = item.partition("=")
         if not sep or not field:
-            err.print(f"[bold red]error:[/] --arg {item!r}: expected key=value")
+            error(f"--arg {item!r}: expected key=value")
             raise typer.Exit(2)
         given[field] = _value(value)
     client = McpClient(url, key)
@@ -236,7 +231,7 @@ def call(
     else:
         for block in result.get("content") or ():
             if isinstance(block, dict) and block.get("type") == "text":
-                out.print(block.get("text", ""), markup=False)
+                out.print(line(str(block.get("text", ""))))
             else:
                 out.print_json(json.dumps(block))
         if not result.get("content") and result.get("structuredContent") is not None:

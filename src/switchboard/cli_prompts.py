@@ -11,15 +11,12 @@ from urllib.parse import quote
 
 import typer
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 from switchboard.admin_client import AdminClient, AdminError
+from switchboard.cli_output import error, line, out, table
 
 prompts_app = typer.Typer(no_args_is_help=True, help="The prompt registry: create versions, show, "
                           "list versions, diff, label and render prompts.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key.")]
@@ -36,7 +33,7 @@ def _run(url: str, key: str, method: str, path: str, body: Any = None,
     try:
         return AdminClient(url, key).call(method, path, body, query)
     except AdminError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        error(exc)
         raise typer.Exit(1) from None
 
 
@@ -68,8 +65,8 @@ def _print_json(value: Any) -> None:
 
 def _print_messages(messages: list[dict[str, Any]]) -> None:
     for message in messages:
-        out.print(f"[bold]{message.get('role')}[/]:", markup=True)
-        out.print(str(message.get("content")), markup=False)
+        out.print(line((str(message.get("role")), "bold"), ":"))
+        out.print(line(str(message.get("content"))))
         out.print()
 
 
@@ -89,7 +86,7 @@ def create(
     if as_json:
         _print_json(saved)
     else:
-        out.print(f"saved {saved['name']} version {saved['version']}")
+        out.print(line(f"saved {saved['name']} version {saved['version']}"))
 
 
 @prompts_app.command("list")
@@ -99,12 +96,10 @@ def list_prompts(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False)
     if as_json:
         _print_json(found)
         return
-    table = Table("name", "version", "model", "team", "labels", "description")
-    for p in found:
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(p.get("labels", {}).items())) or "-"
-        table.add_row(p["name"], str(p["version"]), p["model"], p.get("team") or "-", labels,
-                      p.get("description") or "-")
-    out.print(table)
+    out.print(table(("name", "version", "model", "team", "labels", "description"), (
+        (p["name"], p["version"], p["model"], p.get("team"),
+         [f"{k}={v}" for k, v in sorted(p.get("labels", {}).items())], p.get("description") or None)
+        for p in found)))
 
 
 @prompts_app.command("show")
@@ -122,16 +117,16 @@ def show(
         _print_json(found)
         return
     labels = ", ".join(found.get("labels") or []) or "-"
-    out.print(f"{found['name']} version {found['version']} (labels: {labels})", markup=False)
-    out.print(f"model: {found['model']}   team: {found.get('team') or '-'}   "
-              f"created: {found['created_at']} by {found.get('created_by') or '-'}", markup=False)
+    out.print(line(f"{found['name']} version {found['version']} (labels: {labels})"))
+    out.print(line(f"model: {found['model']}   team: {found.get('team') or '-'}   "
+              f"created: {found['created_at']} by {found.get('created_by') or '-'}"))
     if found.get("description"):
-        out.print(f"description: {found['description']}", markup=False)
+        out.print(line(f"description: {found['description']}"))
     if found.get("params"):
-        out.print(f"params: {json.dumps(found['params'])}", markup=False)
-    out.print(f"variables: {json.dumps(found['variables'])}", markup=False)
+        out.print(line(f"params: {json.dumps(found['params'])}"))
+    out.print(line(f"variables: {json.dumps(found['variables'])}"))
     if found.get("output_schema") is not None:
-        out.print(f"output_schema: {json.dumps(found['output_schema'])}", markup=False)
+        out.print(line(f"output_schema: {json.dumps(found['output_schema'])}"))
     out.print()
     _print_messages(found["messages"])
 
@@ -148,11 +143,10 @@ def versions(
     if as_json:
         _print_json(found)
         return
-    table = Table("version", "model", "labels", "created_at", "created_by", "description")
-    for v in found["data"]:
-        table.add_row(str(v["version"]), v["model"], ", ".join(v.get("labels") or []) or "-",
-                      v["created_at"], v.get("created_by") or "-", v.get("description") or "-")
-    out.print(table)
+    out.print(table(("version", "model", "labels", "created_at", "created_by", "description"), (
+        (v["version"], v["model"], v.get("labels"), v["created_at"], v.get("created_by") or None,
+         v.get("description") or None)
+        for v in found["data"])))
 
 
 @prompts_app.command("diff")
@@ -169,9 +163,9 @@ def diff(
     if as_json:
         _print_json(found)
     elif found["diff"]:
-        out.print(found["diff"], markup=False)
+        out.print(line(found["diff"]))
     else:
-        out.print(f"{name}: versions {a} and {b} are the same", markup=False)
+        out.print(line(f"{name}: versions {a} and {b} are the same"))
 
 
 @prompts_app.command("label")
@@ -190,7 +184,7 @@ def label(
         return
     previous = found.get("previous")
     moved = f" (was {previous})" if previous is not None else ""
-    out.print(f"{name}: {label_name} -> version {version}{moved}", markup=False)
+    out.print(line(f"{name}: {label_name} -> version {version}{moved}"))
 
 
 def _variables(pairs: list[str], file: Path | None) -> dict[str, Any]:
@@ -239,5 +233,5 @@ def render(
     if as_json:
         _print_json(found)
         return
-    out.print(f"# {found['name']} version {found['version']}, model {found['model']}", markup=False)
+    out.print(line(f"# {found['name']} version {found['version']}, model {found['model']}"))
     _print_messages(found["messages"])

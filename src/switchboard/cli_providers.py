@@ -11,15 +11,12 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from switchboard.admin_client import AdminClient, AdminError
+from switchboard.cli_output import error, out, table
 
 providers_app = typer.Typer(no_args_is_help=True, help="List, add, change, test and remove providers.")
 models_app = typer.Typer(no_args_is_help=True, help="List, add, change and remove models.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
@@ -34,26 +31,22 @@ def _run(call: Any) -> Any:
     try:
         return call()
     except AdminError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        error(exc)
         raise typer.Exit(1) from None
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
+def _cell(value: Any) -> Any:
+    """A credential shows by its mask."""
     if isinstance(value, list):
-        return ", ".join(str(v.get("mask", v)) if isinstance(v, dict) else str(v) for v in value) or "-"
-    return str(value)
+        return [v.get("mask", v) if isinstance(v, dict) else v for v in value]
+    return value
 
 
 def _show(rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
-    out.print(table)
+    out.print(table(columns, ([_cell(row.get(column)) for column in columns] for row in rows)))
 
 
 def _pairs(pairs: list[str] | None, hint: str) -> dict[str, Any]:

@@ -10,13 +10,9 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from switchboard.admin_client import AdminClient, AdminError
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from switchboard.cli_output import error, line, out, table
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key.")]
@@ -57,7 +53,7 @@ def _run(call: Callable[[], Any]) -> Any:
     try:
         return call()
     except AdminError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        error(exc)
         raise typer.Exit(1) from None
 
 
@@ -78,11 +74,8 @@ def groups(
     if as_json:
         out.print_json(json.dumps(data))
         return
-    table = Table(*COLUMNS)
-    for g in data:
-        for d in g["deployments"]:
-            table.add_row(*("-" if (v := cell(g, d)) is None else str(v) for cell in COLUMNS.values()))
-    out.print(table)
+    rows = ([column(g, d) for column in COLUMNS.values()] for g in data for d in g["deployments"])
+    out.print(table(COLUMNS, rows))
 
 
 @routing_app.command("weight")
@@ -109,7 +102,7 @@ def weight(
         out.print_json(json.dumps(d))
         return
     shown = f"{d['weight']}" + ("" if d["weight_overridden"] else " (configured)")
-    out.print(f"{group} / {d['name']}: weight {shown}")
+    out.print(line(f"{group} / {d['name']}: weight {shown}"))
 
 
 SPLITS = "/admin/v1/routing/splits"
@@ -122,13 +115,10 @@ def splits(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> No
     if as_json:
         out.print_json(json.dumps(data))
         return
-    table = Table("split", "model", "sticky", "arm", "kind", "percent", "configured")
-    for s in data:
-        for arm in s["arms"]:
-            table.add_row(s["name"], s["model"], s["sticky"], arm["name"], arm["kind"],
-                          f"{arm['percent']:g}" + ("*" if s["overridden"] else ""),
-                          f"{arm['configured_percent']:g}")
-    out.print(table)
+    out.print(table(("split", "model", "sticky", "arm", "kind", "percent", "configured"), (
+        (s["name"], s["model"], s["sticky"], arm["name"], arm["kind"],
+         f"{arm['percent']:g}" + ("*" if s["overridden"] else ""), f"{arm['configured_percent']:g}")
+        for s in data for arm in s["arms"])))
 
 
 @routing_app.command("split")
@@ -160,4 +150,4 @@ def split(
         out.print_json(json.dumps(s))
         return
     shown = ", ".join(f"{a['name']} {a['percent']:g} %" for a in s["arms"])
-    out.print(f"{s['name']}: {shown}" + ("" if s["overridden"] else " (configured)"))
+    out.print(line(f"{s['name']}: {shown}" + ("" if s["overridden"] else " (configured)")))

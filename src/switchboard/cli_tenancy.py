@@ -10,13 +10,9 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from switchboard.admin_client import AdminClient, AdminError
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from switchboard.cli_output import error, line, out, table
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key.")]
@@ -37,7 +33,7 @@ def _run(call: Callable[[], Any]) -> Any:
     try:
         return call()
     except AdminError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        error(exc)
         raise typer.Exit(1) from None
 
 
@@ -45,10 +41,7 @@ def _show(items: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool) 
     if as_json:
         out.print_json(json.dumps(items))
         return
-    table = Table(*columns)
-    for item in items:
-        table.add_row(*("-" if item.get(c) is None else str(item.get(c)) for c in columns))
-    out.print(table)
+    out.print(table(columns, ([item.get(c) for c in columns] for item in items)))
 
 
 def _given(**fields: Any) -> dict[str, Any]:
@@ -85,7 +78,7 @@ class _Resource:
         if as_json:
             out.print_json(json.dumps(result))
         else:
-            out.print(f"deleted {ident}", markup=False)
+            out.print(line(f"deleted {ident}"))
 
 
 # -- tenants ------------------------------------------------------------------------------------

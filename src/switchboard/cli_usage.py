@@ -8,13 +8,9 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from switchboard.admin_client import AdminClient, AdminError
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from switchboard.cli_output import error, out, table
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
@@ -48,7 +44,7 @@ def usage(
     try:
         report: dict[str, Any] = AdminClient(url, key).call("GET", "/admin/v1/usage", query=query)
     except AdminError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        error(exc)
         raise typer.Exit(1) from None
     # Here, not at the top: the admin app's modules take a second to import, and every other
     # command would pay for it.
@@ -60,7 +56,5 @@ def usage(
     elif as_csv:
         sys.stdout.write(to_csv(columns, report["data"]))
     else:
-        table = Table(*columns, title=f"usage {report['since']} .. {report['until']}")
-        for row in report["data"]:
-            table.add_row(*("-" if row.get(c) is None else str(row.get(c)) for c in columns))
-        out.print(table)
+        out.print(table(columns, ([row.get(c) for c in columns] for row in report["data"]),
+                        title=f"usage {report['since']} .. {report['until']}"))

@@ -400,3 +400,7 @@ def test_the_budgets_cli(gateway: Gateway) -> None:
     code, output = budgets(gateway, "set", "--scope", "team", "--subject", team, "--max", "3",
                            "--downgrade-model", "m")
     assert code == 2 and "--downgrade-at" in output
+    # The server's message repeats the name given: printed as written, not read as Rich markup.
+    code, output = budgets(gateway, "set", "--scope", "team", "--subject", team, "--max", "3",
+                           "--downgrade-model", "[/m] [bold]x", "--downgrade-at", "50")
+    assert code == 1 and "no model '[/m] [bold]x' is served" in output and "Traceback" not in output, output

@@ -102,6 +102,16 @@ def test_update_changes_a_key_in_place(gateway: Gateway) -> None:
     assert code == 1 and "key_revoked" in output and "Traceback" not in output
 
 
+def test_names_that_look_like_rich_markup_are_printed_as_written(gateway: Gateway) -> None:
+    name = "[/k] app [bold]x[/bold]"
+    code, output = keys(gateway, "create", "-m", "[bold]gpt-*", "--name", name)
+    assert code == 0 and name in output and "[bold]gpt-*" in output and "Traceback" not in output, output
+    key_id = next(k["id"] for k in as_json(keys(gateway, "list", "--json")[1]) if k["name"] == name)
+    for args in (("list",), ("show", key_id)):
+        code, output = keys(gateway, *args)
+        assert code == 0 and name in output and "Traceback" not in output, (args, output)
+
+
 def test_errors_are_one_line_and_exit_1(gateway: Gateway) -> None:
     code, output = keys(gateway, "list", key="wrong-key")
     assert code == 1 and "HTTP 401" in output and "invalid_api_key" in output

@@ -150,3 +150,22 @@ def test_render_and_label_errors(gateway: Gateway) -> None:
     assert code == 2 and "not both" in output
     code, output = prompts(gateway, "label", name, "production", "7")
     assert code == 1 and "HTTP 404" in output
+
+
+MARKUP = "[bold red]desc[/] [/oops] [bold]x"
+
+
+def test_text_that_looks_like_rich_markup_is_printed_as_written(gateway: Gateway) -> None:
+    """A description or a template is other people's text: nothing in it is read as Rich
+    markup (a closing tag that matches nothing used to crash every listing of the tenant)."""
+    name = _saved(gateway, description=MARKUP,
+                  messages=[{"role": "user", "content": "[/x] [bold]{{ text }}[/bold]"}])
+    for args in (("list",), ("versions", name), ("show", name)):
+        code, output = prompts(gateway, *args)
+        assert code == 0, (args, output)
+        assert MARKUP in output and "Traceback" not in output, (args, output)
+    code, output = prompts(gateway, "render", name, "--var", "text=[/y]")
+    assert code == 0 and "[/x] [bold][/y][/bold]" in output, output
+    # An error that repeats what the user gave is shown as written too.
+    code, output = prompts(gateway, "show", "[/nope]")
+    assert code == 1 and "HTTP 404" in output and "[/nope]" in output and "Traceback" not in output, output

@@ -315,6 +315,15 @@ def test_the_cli_shows_servers_and_tools_and_calls_a_tool(deployment: Deployment
     assert (code, output.strip()) == (0, "42")
     code, output = cli(deployment, "call", "notes__read_note", "--json", '{"title": "welcome"}', key=key)
     assert (code, output.strip()) == (0, "hello from notes")
+    # What a server says (a tool's description, its result) is printed as written, never read
+    # as Rich markup.
+    code, output = cli(deployment, "tools", "--server", "notes", key=key)
+    assert code == 0 and "Fails [/always] [bold]loudly[/bold]" in output, output
+    title = f"markup-{uuid.uuid4().hex[:6]}"
+    assert cli(deployment, "call", "notes__add_note", "--arg", f"title={title}", "--arg", "text=[/n] [bold]x",
+               key=key)[0] == 0
+    code, output = cli(deployment, "call", "notes__read_note", "--arg", f"title={title}", key=key)
+    assert (code, output.strip()) == (0, "[/n] [bold]x")
     # Bad input: a tool that fails, an unknown tool, arguments that are not key=value or not JSON.
     code, output = cli(deployment, "call", "nope__tool")
     assert code == 1 and "mcp_unknown_tool" in output

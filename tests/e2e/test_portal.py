@@ -303,7 +303,8 @@ def test_services_registered_by_a_tenant_and_their_subscriptions(deployment: Dep
     deployment.ok("POST", "/admin/v1/services", status=201, json={
         "name": name, "tenant": tenant, "url": "http://invoices.example.invalid:9/api",
         "description": "Invoice lookup", "team": owners,
-        "require_approval": True, "openapi_url": "http://127.0.0.1:9/api/openapi.json"})
+        "require_approval": True, "openapi_url": "http://127.0.0.1:9/api/openapi.json",
+        "methods": ["GET", "HEAD"]})
     consumer = deployment.key(tenant, consumers)
     services = deployment.entries(consumer, kind="service")
     # The configured service every tenant sees, the tenant's own; not another tenant's.
@@ -312,6 +313,7 @@ def test_services_registered_by_a_tenant_and_their_subscriptions(deployment: Dep
     assert (entry["description"], entry["owner"], entry["approval_required"], entry["path"]) == (
         "Invoice lookup", owners, True, f"/services/{name}/")
     assert entry["openapi"] == "http://127.0.0.1:9/api/openapi.json"
+    assert entry["methods"] == ["GET", "HEAD"]
     assert set(deployment.entries(deployment.key(elsewhere), kind="service")) == {"service:weather"}
     # The subscription's state, pending then approved.
     asked = deployment.ok("POST", "/admin/v1/subscriptions", consumer, json={"service": name}, status=201)
@@ -324,5 +326,6 @@ def test_services_registered_by_a_tenant_and_their_subscriptions(deployment: Dep
     listed = deployment.ok("GET", "/admin/v1/subscriptions", consumer)["data"]
     assert [(s["kind"], s["name"], s["status"]) for s in listed] == [("service", name, "approved")]
     doc = deployment.ok("GET", "/admin/v1/catalog/openapi.json", consumer)
-    assert f"/services/{name}/{{path}}" in doc["paths"]
+    # Only the methods the service takes (any other is 405).
+    assert set(doc["paths"][f"/services/{name}/{{path}}"]) == {"get", "head"}
     assert "/services/private-weather/{path}" not in doc["paths"]

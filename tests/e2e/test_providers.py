@@ -415,6 +415,10 @@ def test_the_command_line(deployment: Deployment) -> None:
                        "--model", "gpt-4o-mini")
     assert code == 0 and f"{name}-model" in output, output
     assert deployment.chat(f"{name}-model").status_code == 200
+    # A label is free text, printed as written (never read as Rich markup).
+    code, output = cli(deployment, "providers", "add-credential", name, "--ref", "env:UPSTREAM_KEY",
+                       "--label", "[/c] [bold]backup")
+    assert code == 0 and "[/c] [bold]backup" in output and "Traceback" not in output, output
     code, output = cli(deployment, "providers", "list")
     assert code == 0 and name in output and "local-openai" in output and "sk-…CDEF" in output
     assert UPSTREAM_KEY not in output

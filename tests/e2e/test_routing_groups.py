@@ -29,6 +29,9 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 GROUPS = "/admin/v1/routing/groups"
 
 
+MARKUP_NAME = "[/odd] [bold]x"
+
+
 def routing_config(mock: Mock) -> dict[str, Any]:
     def provider(name: str, **headers: str) -> dict[str, Any]:
         return {"name": name, "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}",
@@ -55,6 +58,8 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             dep("tokens", "tok-out-cheap", info={"input_cost_per_mtok": 50, "output_cost_per_mtok": 1}),
             dep("tight", "tight-a", tpm=50), dep("tight", "tight-b", tpm=40),
             {"name": "single", "provider": "mock", "model": "gpt-4o-mini"},
+            # A name that looks like Rich markup: the CLI (and the serve banner) print it as written.
+            {"name": MARKUP_NAME, "provider": "mock", "model": "odd-upstream"},
             dep("canary", "can-a"), dep("canary", "can-b"),
             # One name over two providers: Anthropic has no logprobs, OpenAI has.
             dep("mixed", "claude-haiku-4-5", "mock-claude"), dep("mixed", "gpt-4o-mini"),
@@ -349,6 +354,7 @@ def test_the_cli_lists_groups_and_sets_a_weight(deployment: Deployment) -> None:
     code, out = routing_cli(deployment.gateway, "groups")
     assert code == 0, out
     assert "grp-a" in out and "round-robin" in out and "healthy" in out
+    assert MARKUP_NAME in out and "Traceback" not in out, out
     code, out = routing_cli(deployment.gateway, "weight", "grp", "grp-a", "4")
     assert code == 0 and "weight 4" in out, out
     try:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -370,13 +371,44 @@ def _raw_reply(port: int, target: str, host: str | None = None) -> tuple[int, by
     return int(head.split(b" ", 2)[1]), body
 
 
+def test_the_catalog_documents_each_services_methods_and_a_generated_client_reaches_its_paths(
+        world: World) -> None:
+    key = world.key(new_team())
+    resp = world.call("GET", "/admin/v1/catalog/openapi.json", key)
+    assert resp.status_code == 200, resp.text
+    paths = resp.json()["paths"]
+    # Only the methods the service takes are documented; all seven by default.
+    assert set(paths["/services/readonly/{path}"]) == {"get"}
+    assert set(paths["/services/echo/{path}"]) == {"get", "head", "post", "put", "patch", "delete", "options"}
+    catalog = world.call("GET", "/admin/v1/catalog", key, params={"kind": "service"}).json()["data"]
+    assert {e["name"]: e["methods"] for e in catalog}["readonly"] == ["GET"]
+    # An undocumented method is the 405 it always was.
+    assert world.call("POST", "/services/readonly/x", key).status_code == 405
+    # A client generated from the document fills {path} as one parameter, its slashes encoded;
+    # the service sees a plain multi-segment path under its base path.
+    for template, method in (("/services/echo/{path}", "post"), ("/services/readonly/{path}", "get")):
+        operation = paths[template][method]
+        assert [p["name"] for p in operation["parameters"]] == ["path"]
+        target = template.replace("{path}", quote("v2/orders/42", safe=""))
+        assert "%2F" in target
+        answer = world.call(method.upper(), f"{target}?expand=items", key)
+        assert answer.status_code == 200, answer.text
+        echo = answer.json()
+        base = "/base" if template.startswith("/services/echo") else ""
+        assert (echo["path"], echo["raw_path"], echo["query"]) == (
+            f"{base}/v2/orders/42", f"{base}/v2/orders/42", "expand=items")
+
+
 def test_no_caller_can_make_the_gateway_reach_another_host(world: World) -> None:
     canary = f"127.0.0.1:{world.canary.port}"
     rejected = [
         "/services/echo/../_seen", "/services/echo/../../x", "/services/echo/%2e%2e/%2e%2e/x",
         "/services/echo/%2E%2E/x", "/services/echo/.%2e/x", "/services/echo/%252e%252e/x",
         "/services/echo/./x", "/services/echo/..;/x", f"/services/echo//{canary}/x",
-        f"/services/echo/%2f%2f{canary}/x", f"/services/echo/..%2f{canary}", "/services/echo/a%2fb",
+        f"/services/echo/%2f%2f{canary}/x", f"/services/echo/..%2f{canary}", "/services/echo/a%252fb",
+        # An encoded slash is a slash, and checked as one.
+        "/services/echo/a%2F..%2F..%2F_seen", f"/services/echo/x%2F%2e%2e%2F%2e%2e%2F{canary}",
+        f"/services/echo/%2F%2F{canary}/x", "/services/echo/a%2F%2Fb",
         "/services/echo/..\\..\\x", f"/services/echo/%5c%5c{canary}/x", "/services/echo/x%00y",
         "/services/echo/%250a", "/services/ech%6f/x", f"/services/echo%2f..%2f{canary}/x",
         "/services/../admin/v1/keys", f"/services//{canary}/x",

@@ -376,6 +376,38 @@ def test_the_command_line_manages_tenants_teams_and_users(
     assert code == 2 and "nothing to change" in output
 
 
+MARKUP_NAMES = ("ops [/team]", "[bold]x[/bold]")
+
+
+def test_the_command_line_prints_names_that_look_like_rich_markup_as_written(
+        gateway: Gateway, admin: Admin) -> None:
+    """Names are other people's text: a closing tag that matches nothing used to crash every
+    listing, and ``[bold]`` was styled instead of shown."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    admin.ok("POST", "/admin/v1/tenants", json={"id": tenant, "name": "[/t] corp"}, status=201)
+    teams = [admin.ok("POST", "/admin/v1/teams", json={"tenant": tenant, "name": name}, status=201)["id"]
+             for name in MARKUP_NAMES]
+    user = admin.ok("POST", "/admin/v1/users", status=201, json={
+        "tenant": tenant, "name": "[/u] Lin", "role": "developer", "team": teams[0]})["id"]
+    bot = admin.ok("POST", "/admin/v1/service-accounts", status=201, json={
+        "tenant": tenant, "name": "[red]deployer[/]", "team": teams[1]})["id"]
+    shown = {
+        ("tenants", "list"): ["[/t] corp"],
+        ("tenants", "show", tenant): ["[/t] corp"],
+        ("teams", "list", "--tenant", tenant): list(MARKUP_NAMES),
+        ("teams", "show", teams[0]): [MARKUP_NAMES[0]],
+        ("users", "list", "--tenant", tenant): ["[/u] Lin", "[red]deployer[/]"],
+        ("users", "show", user): ["[/u] Lin"],
+        ("service-accounts", "list", "--tenant", tenant): ["[red]deployer[/]"],
+        ("service-accounts", "show", bot): ["[red]deployer[/]"],
+    }
+    for args, names in shown.items():
+        code, output = cli(gateway, *args)
+        assert code == 0 and "Traceback" not in output, (args, output)
+        for name in names:
+            assert name in output, (args, name, output)
+
+
 def test_a_deleted_tenants_id_is_never_given_to_a_new_tenant(admin: Admin) -> None:
     # A tenant with data of its own: a rate limit and audit entries, set by its admin.
     tenant = f"gone-{uuid.uuid4().hex[:8]}"

@@ -1,7 +1,7 @@
 """One OpenAPI 3.1 document for a tenant's whole catalog (``GET /admin/v1/catalog/openapi.json``):
 each published prompt API as ``POST /apis/{name}`` and ``/apis/{name}/v{version}`` (the
 operations apis/openapi.py generates: its variables and output as schemas, examples), each REST
-service under ``/services/{name}/{path}``, and the
+service under ``/services/{name}/{path}`` with the methods it takes, and the
 models as the ``model`` of ``POST /v1/chat/completions``. A published API's own document, with
 examples, is ``GET /apis/{name}/openapi.json`` (linked from each operation)."""
 
@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from switchboard.apis.openapi import unique_operation_ids
+from switchboard.config.services import METHODS
 from switchboard.portal.sources import Entry
 
 # The path items of a published API (its generated operations, apis/openapi.py), or None when
@@ -59,18 +60,33 @@ def _api_operation(entry: Entry) -> dict[str, Any]:
     return operation
 
 
+# An OpenAPI path parameter holds no '/', so generated clients send a multi-segment path with
+# its slashes encoded: the gateway takes %2F as '/' (services/target.py), which this says.
+SERVICE_PATH_PARAMETER = {
+    "name": "path", "in": "path", "required": True,
+    "description": ("The path below the service's base URL, one or more segments (`v2/orders/42`). "
+                    "Its slashes may be sent encoded (`v2%2Forders%2F42`, as generated clients do): "
+                    "the gateway forwards them as slashes (docs/services.md)."),
+    "schema": {"type": "string"},
+    "examples": {"segments": {"value": "v2/orders/42"}},
+}
+
+
 def _service_path(entry: Entry) -> dict[str, Any]:
+    """The service's path item: one operation per method it takes (another is 405), HEAD and
+    OPTIONS included when it takes them."""
     operation = {
         "summary": f"The REST service '{entry.name}'",
         "description": entry.description or "",
         "tags": ["services"],
-        "parameters": [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [SERVICE_PATH_PARAMETER],
         "responses": {"default": {"description": "The service's answer"}, **_ERRORS},
         "x-switchboard-approval-required": entry.approval_required,
         "x-switchboard-owner": entry.owner,
     }
+    methods = [m.lower() for m in METHODS if m in (entry.fields.get("methods") or METHODS)]
     return {method: {**operation, "operationId": f"{method}_{entry.name}_service".replace("-", "_")
-                     .replace(".", "_")} for method in ("get", "post", "put", "patch", "delete")}
+                     .replace(".", "_")} for method in methods}
 
 
 async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,

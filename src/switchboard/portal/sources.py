@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from switchboard.access.rules import model_allowed
+from switchboard.config.services import METHODS
 from switchboard.context import Principal
 from switchboard.routing.live import Snapshot
 from switchboard.stores.protocols import ApiRecord, ApiStore, PromptStore
@@ -120,6 +121,7 @@ class ServiceInfo:
     team: str | None = None  # the owning team
     require_approval: bool = False
     openapi_url: str | None = None  # where the service documents itself (never fetched)
+    methods: tuple[str, ...] = METHODS  # what callers may send; another method is 405
 
 
 class ServiceSource:
@@ -136,7 +138,8 @@ class ServiceSource:
         return [
             Entry(kind="service", name=s.name, subject=f"service:{s.name}", description=s.description,
                   owner=s.team, approval_required=s.require_approval,
-                  fields={"path": f"/services/{s.name}/", "openapi": s.openapi_url})
+                  fields={"path": f"/services/{s.name}/", "openapi": s.openapi_url,
+                          "methods": list(s.methods)})
             for s in await self._services(tenant)
         ]
 

@@ -2,9 +2,13 @@
 the upstream host or leave the service's base path.
 
 The path after ``/services/{name}`` is taken as the client sent it (``raw_path``, still
-percent-encoded) and forwarded unchanged, once checked: no dot segment (``..``, ``.``, in any
-encoding, with ``;`` parameters), no encoded slash or backslash, no backslash, no empty segment
-(``//host``), no control character, bounded length. The URL is then built from the service's
+percent-encoded) and forwarded unchanged, once checked, but for one thing: a ``%2F`` is taken as
+the ``/`` it encodes, since clients generated from an OpenAPI document (the catalog's documents
+``{path}`` as one parameter) must encode the slashes of a multi-segment path. That is done
+first, and the check then runs on the result, so an encoded slash can do no more than a plain
+one: no dot segment (``..``, ``.``, in any encoding, with ``;`` parameters), no slash encoded
+twice (``%252F``), no encoded backslash, no backslash, no empty segment (``//host``), no control
+character, bounded length. The URL is then built from the service's
 own scheme, host and port and this path (``Service.url``), never parsed from a string a caller
 shaped, so an ``@``, an absolute-form target or a ``Host`` header changes nothing.
 """
@@ -25,6 +29,7 @@ _NAME = re.compile(SERVICE_NAME)
 _RAW_PATH = re.compile(r"^[!$&'()*+,\-./0-9:;=@A-Z_a-z~%]*$")
 _RAW_QUERY = re.compile(rb"^[!$&'()*+,\-./0-9:;=?@A-Z_a-z~%\[\]|{}^`\"<>]*$")
 _ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_ENCODED_SLASH = re.compile(r"%2[Ff]")
 
 
 class UnsafePath(InvalidRequest):
@@ -53,7 +58,11 @@ def _decoded(segment: str) -> bytes:
 
 
 def check_path(rest: str) -> str:
-    """``rest`` if it is safe to append to the service's base path (see the module), else 400."""
+    """``rest``, its ``%2F`` taken as slashes, if that is safe to append to the service's base
+    path (see the module), else 400."""
+    # A '/' cannot be part of an escape, so this makes no new one: every escape left was the
+    # caller's, and everything below checks the path that will be forwarded.
+    rest = _ENCODED_SLASH.sub("/", rest)
     if len(rest) > MAX_PATH:
         raise UnsafePath(f"the service path is over {MAX_PATH} characters")
     if rest and not rest.startswith("/"):

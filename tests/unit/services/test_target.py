@@ -19,9 +19,20 @@ def test_ordinary_paths_pass_unchanged(rest: str) -> None:
     assert check_path(rest) == rest
 
 
+@pytest.mark.parametrize(("rest", "forwarded"), [
+    ("/v2%2Forders%2F42", "/v2/orders/42"), ("/a%2fb/c", "/a/b/c"), ("/a%2Fb%2F", "/a/b/"),
+    ("/a%2Fb%2Cc", "/a/b%2Cc"), ("/100%25%2Fx", "/100%25/x"),
+])
+def test_an_encoded_slash_is_forwarded_as_a_slash(rest: str, forwarded: str) -> None:
+    assert check_path(rest) == forwarded
+
+
 @pytest.mark.parametrize("rest", [
     "/..", "/../x", "/a/../../x", "/.", "/./x", "/%2e%2e/x", "/%2E%2E/x", "/.%2e/x", "/%252e%252e/x",
-    "/%25252e%25252e/x", "/..;/x", "/.;x=1/y", "//evil.example/x", "/a//b", "/a%2fb", "/a%2Fb", "/%252f",
+    "/%25252e%25252e/x", "/..;/x", "/.;x=1/y", "//evil.example/x", "/a//b", "/%252f", "/a%252Fb",
+    # An encoded slash is a slash: it cannot make a dot segment or an empty one pass.
+    "/a%2F..%2F..%2Fx", "/a%2f%2e%2e%2fx", "/x%2F.%2Fy", "/%2F%2Fevil.example/x", "/%2Fevil", "/a%2F%2Fb",
+    "/a%2F..;%2Fx", "/a%2F%252e%252e%2Fx", "/%2%2F", "/a%2F%5cb",
     "/a\\b", "/%5c%5cevil", "/x%00", "/x%0d%0aHost:%20evil", "/x%7f", "/bad%zz", "/bad%", "x",
     "/a b", "/a#b", "/" + "a" * 9000,
 ])

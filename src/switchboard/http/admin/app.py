@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from switchboard import __version__
 from switchboard.access.cache import KeyCache
@@ -85,15 +86,18 @@ class AdminServices:
 
 
 def create_admin_app(services: AdminServices) -> FastAPI:
+    # The OpenAPI document and the docs page are served outside the admin chain, without a key
+    # (http/admin_docs.py): not by FastAPI, whose page loads Swagger UI from a CDN.
     app = FastAPI(
         title="Switchboard admin API",
         version=__version__,
-        openapi_url="/admin/v1/openapi.json",
-        docs_url="/docs",
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
         # Every route, before its own checks: no NUL or unpaired surrogate in any text it takes.
         dependencies=[Depends(refuse_unstorable_text)],
     )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.services = services
     errors.install(app)
     app.include_router(catalog.router)
@@ -121,3 +125,19 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(services_api.router)
     app.include_router(mcp_servers.router)
     return app
+
+
+BEARER = {"type": "http", "scheme": "bearer",
+          "description": "An admin key (the master key, or a key whose role may make the call): "
+                         "`Authorization: Bearer <key>`"}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the bearer scheme every route takes declared (Swagger UI's
+    "Authorize" then sends the key on "Try it out")."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schema.setdefault("components", {})["securitySchemes"] = {"bearer": BEARER}
+        schema["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema

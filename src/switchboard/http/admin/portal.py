@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from switchboard import __version__
 from switchboard.apis import openapi
+from switchboard.config.services import METHODS
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.scoping import TenantQuery
@@ -51,8 +52,10 @@ def _info(name: str, spec: Any) -> ServiceInfo:
     def get(key: str) -> Any:
         return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
 
+    methods = get("methods")
     return ServiceInfo(name=name, description=get("description"), team=get("team"),
-                       require_approval=bool(get("require_approval")), openapi_url=get("openapi_url"))
+                       require_approval=bool(get("require_approval")), openapi_url=get("openapi_url"),
+                       methods=tuple(methods) if methods else METHODS)
 
 
 async def _services(services: Any, tenant: str) -> list[ServiceInfo]:

@@ -51,13 +51,13 @@ class ServicesEndpoint:
             headers, failure = {}, err
         rid = request_id(headers)
         raw = scope.get("raw_path")
-        # The path as the client sent it, still percent-encoded (what is forwarded).
+        # The path as the client sent it, still percent-encoded (what is forwarded, once checked).
         raw_path = raw.decode("latin-1").split("?", 1)[0] if raw else scope["path"]
         name, rest, query = "", "", b""
         if failure is None:
             try:
                 name, rest = split(raw_path)
-                check_path(rest)
+                rest = check_path(rest)
                 query = check_query(scope.get("query_string") or b"")
             except GatewayError as err:
                 failure = err
