@@ -138,6 +138,20 @@ class RedisServer:
             s.sendall(b"FLUSHALL\r\n")
             assert s.recv(16).startswith(b"+OK")
 
+    def shut_down_keeping_data(self) -> None:
+        """Stop the server with its data saved on disk (as a Redis with persistence, or one
+        failed over, comes back with it): ``restart`` loads it on the same port."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"SHUTDOWN SAVE\r\n")
+            s.recv(16)  # nothing, or an error: the server closes the connection as it exits
+        self.proc.wait(10)
+
+    def restart(self) -> None:
+        """Start the server again on its port and directory (with what it saved there)."""
+        assert self.proc.poll() is not None, "the server is still running"
+        self.proc = _spawn_redis(self.port, self.directory)
+        _wait_redis(self)
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -148,23 +162,22 @@ class RedisServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_redis() -> RedisServer:
+def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         raise RuntimeError("redis-server not found (apt-get install redis-server)")
-    directory = Path(tempfile.mkdtemp(prefix="sb-redis-"))
-    port = free_port()
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
          "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
          "--unixsocket", str(directory / "redis.sock"), "--unixsocketperm", "700"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
     )
-    server = RedisServer(port, directory, proc)
 
+
+def _wait_redis(server: RedisServer) -> None:
     def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {server.proc.returncode}")
         return server.ping()
 
     try:
@@ -172,4 +185,11 @@ def start_redis() -> RedisServer:
     except BaseException:
         server.stop()
         raise
+
+
+def start_redis() -> RedisServer:
+    directory = Path(tempfile.mkdtemp(prefix="sb-redis-"))
+    port = free_port()
+    server = RedisServer(port, directory, _spawn_redis(port, directory))
+    _wait_redis(server)
     return server

@@ -8,6 +8,7 @@ clear 400."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -475,5 +476,92 @@ def test_when_redis_is_down_the_budget_policy_decides(
         assert client.chat.completions.create(messages=ask(LONG), **CALL).choices
     finally:
         for gw in gateways:
+            gw.process.stop()
+        redis.stop()
+
+
+def _in_flight(client: openai.OpenAI) -> tuple[list[threading.Thread], dict[str, Any]]:
+    """A slow call (600 tokens reserved by the key's token limit, a few used) and a slow stream,
+    each in a thread: what they answered lands in the dict."""
+    answers: dict[str, Any] = {}
+
+    def call() -> None:
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask(f"{LONG} mock:latency_ms=3000"), max_tokens=600)
+        answers["call"] = reply.usage.total_tokens if reply.usage is not None else None
+
+    def stream() -> None:
+        chunks = client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask(f"{LONG} mock:chunk_delay_ms=300"), max_tokens=10,
+            stream=True, stream_options={"include_usage": True})
+        answers["stream"] = [c.usage.total_tokens for c in chunks if c.usage is not None]
+
+    threads = [threading.Thread(target=call), threading.Thread(target=stream)]
+    for thread in threads:
+        thread.start()
+    return threads, answers
+
+
+def _fits(client: openai.OpenAI) -> bool:
+    """Another 600 tokens fit the key's 1000 a minute only if the slow call's reservation of
+    600 was corrected to the few tokens it used."""
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask("f"), max_tokens=600)
+    except openai.RateLimitError:
+        return False
+    return True
+
+
+def test_calls_ending_while_redis_is_down_are_settled_once_it_is_back(
+    pair: Pair, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Their settlement was tried once and dropped: the reservations held the budget until they
+    # lapsed (11 minutes), what the calls cost was never counted (the ledger had it), and the
+    # token limit kept the whole estimate for its minute.
+    if pair.kind == "embedded":
+        # Embedded counters live in the process: a settlement cannot fail; the calls count.
+        key = pair.key(tpm_limit=1000)
+        budget = pair.budget(scope="key", subject=key["id"], unit="tokens", max_amount=100_000)
+        threads, answers = _in_flight(pair.sdk(key["key"]))
+        for thread in threads:
+            thread.join(30)
+        assert answers["call"] and answers["stream"]
+        row = until(lambda: (r := pair.ledger(key["id"]))["requests"] == 2 and r)
+        settled = until(lambda: (st := pair.status(budget["id"]))["reserved"] == 0 and st)
+        assert settled["spent"] == row["prompt_tokens"] + row["completion_tokens"]
+        assert _fits(pair.sdk(key["key"]))
+        return
+    postgres: Postgres = request.getfixturevalue("postgres")
+    redis = start_redis()  # our own, so stopping it leaves the shared one alone
+    gw: Gateway | None = None
+    try:
+        config = _config(mock_upstream, pair.hooks)
+        config["database"] = {"url": postgres.create_database(f"budgets_blip_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+        gw = start_gateway(config, tmp_path_factory.mktemp("budgets-blip"))
+        one = Pair("cluster", gw, gw, pair.hooks, redis)
+        key = one.key(tpm_limit=1000)
+        budget = one.budget(scope="key", subject=key["id"], unit="tokens", max_amount=100_000)
+        client = one.sdk(key["key"])
+        first = client.chat.completions.create(model="gpt-4o-mini", messages=ask(LONG), max_tokens=20)
+        assert first.usage is not None
+        until(lambda: one.status(budget["id"])["spent"] == first.usage.total_tokens)  # type: ignore[union-attr]
+        threads, answers = _in_flight(client)
+        # Both reserved (prompt + max_tokens each), and under way upstream: Redis goes away.
+        until(lambda: one.status(budget["id"])["reserved"] >= 610)
+        redis.shut_down_keeping_data()
+        for thread in threads:
+            thread.join(30)
+        # The client saw nothing of it: both answered in full while Redis was down.
+        assert answers["call"] and answers["stream"], answers
+        redis.restart()  # with the counters as they were: both reservations held, nothing spent
+        row = until(lambda: (r := one.ledger(key["id"]))["requests"] == 3 and r)
+        ledger = row["prompt_tokens"] + row["completion_tokens"]
+        assert ledger == first.usage.total_tokens + answers["call"] + answers["stream"][0]
+        settled = until(lambda: (st := one.status(budget["id"]))["reserved"] == 0 and st, timeout=30)
+        assert settled["spent"] == ledger
+        assert until(lambda: _fits(client))  # well within the minute of the slow call
+    finally:
+        if gw is not None:
             gw.process.stop()
         redis.stop()

@@ -35,6 +35,11 @@ def _config(mock: Mock) -> dict[str, Any]:
         # Pinned one deployment at a time, to probe a chosen one.
         {"name": "probed", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
         {"name": "probed", "deployment": "two", "provider": p, "model": "gpt-4o"},
+        # Taken out whole, then served again by single requests after the cooldown (a cluster).
+        {"name": "revived", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
+        {"name": "revived", "deployment": "two", "provider": p, "model": "gpt-4o"},
+        {"name": "rejoined", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
+        {"name": "rejoined", "deployment": "two", "provider": p, "model": "gpt-4o"},
         # A group of one without fallbacks is never taken out: nowhere else to go.
         {"name": "lonely", "provider": p, "model": "gpt-4o-mini"},
         # Context windows from the entries' catalog overrides.
@@ -50,7 +55,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         "num_retries": 0,
         "context_window_fallbacks": {"tiny": ["roomy"]},
         "cooldown": {"failures": 3, "seconds": COOLDOWN},
-        "groups": {"brittle": {"num_retries": 3}, "probed": {"allow_pinning": True}},
+        "groups": {"brittle": {"num_retries": 3}, "probed": {"allow_pinning": True},
+                   "rejoined": {"allow_pinning": True}},
     }
     return config
 
@@ -321,6 +327,72 @@ def test_a_cooldown_opened_on_one_instance_is_seen_by_the_other_within_a_second(
     resp = poll(refused, "the other instance never saw the cooldown", deadline=1.0)
     assert time.monotonic() - opened < 1.0
     assert _error(resp)["code"] == "no_healthy_deployment"
+
+
+@pytest.fixture(scope="module")
+def quick_pair(
+    mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two instances sharing Redis, with the short cooldown: half-open within seconds."""
+    config = _cluster(mock_upstream, postgres, redis_server)
+    first = start_gateway(config, tmp_path_factory.mktemp("health-quick-a"))
+    second = start_gateway(config, tmp_path_factory.mktemp("health-quick-b"))
+    yield first, second
+    first.process.stop()
+    second.process.stop()
+
+
+def _states(gw: Gateway, group: str) -> dict[str, str]:
+    """This instance's view of ``group``: each deployment's health status."""
+    resp = httpx.get(f"{gw.url}/admin/v1/routing/groups/{group}", headers=ADMIN, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return {d["name"]: d["state"]["status"] for d in resp.json()["deployments"]}
+
+
+def _until_states(gateways: tuple[Gateway, ...], group: str, wanted: dict[str, str], what: str,
+                  deadline: float = 10.0) -> None:
+    """Poll the admin view of every one of ``gateways`` until ``group`` shows ``wanted``."""
+    poll(lambda: httpx.Response(200) if all(
+        {d: s for d, s in _states(gw, group).items() if d in wanted} == wanted for gw in gateways) else None,
+        what, deadline)
+
+
+def test_a_group_taken_out_whole_is_served_by_the_first_request_after_its_cooldown(
+    quick_pair: tuple[Gateway, Gateway],
+) -> None:
+    # Each instance used to answer the first request after the cooldown with a 503, only asking
+    # Redis for the probe in the background; its claim lapsed after 5 s, so at one request per
+    # more than 5 s the group stayed out for good although the upstream was fine again.
+    first, second = quick_pair
+    _exhaust(first, "revived")
+    out = {"one": "half_open", "two": "half_open"}
+    _until_states(quick_pair, "revived", out, "the cooldowns never ended", deadline=COOLDOWN + 10)
+    # One request, on the instance that saw none of the failures: it is the probe, and answers.
+    resp = chat(second, "revived", "anyone back?")
+    assert resp.status_code == 200, resp.text
+    probed = resp.headers["x-switchboard-deployment"]
+    # Its answer closed the breaker on both instances.
+    _until_states(quick_pair, "revived", {probed: "healthy"}, "the probe's answer was not shared")
+    # And a single request on the other instance is served at once as well.
+    again = chat(first, "revived", "and here?")
+    assert again.status_code == 200, again.text
+
+
+def test_a_half_open_deployment_beside_a_healthy_one_is_probed_by_a_single_pinned_request(
+    quick_pair: tuple[Gateway, Gateway],
+) -> None:
+    first, second = quick_pair
+    pin = {"x-switchboard-deployment": "one"}
+    for _ in range(3):
+        assert chat(first, "rejoined", "mock:status=500 failing", pin).status_code == 502
+    _until_states(quick_pair, "rejoined", {"one": "half_open"}, "the cooldown never ended",
+                  deadline=COOLDOWN + 10)
+    resp = chat(second, "rejoined", "one, are you back?", pin)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["x-switchboard-deployment"] == "one"
+    _until_states(quick_pair, "rejoined", {"one": "healthy", "two": "healthy"},
+                  "the deployment never rejoined the rotation")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """BudgetCounters contract: reservations all-or-nothing across budgets, exact under concurrency
 and across instances, settled exactly, lapsing when never settled; a counter that is not loaded
-says so and reserves nothing."""
+says so and reserves nothing; a settlement tried again after a failed try counts once."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 
 from switchboard.stores.clock import ManualClock
 from switchboard.stores.memory.budgets import MemoryBudgetCounters
-from switchboard.stores.protocols import Charge
+from switchboard.stores.protocols import Again, Charge
+from switchboard.stores.redis.budgets import counter_key
+from switchboard.stores.redis.client import connect
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -63,6 +65,50 @@ async def test_settling_a_counter_that_is_gone_leaves_it_to_the_ledger(backend: 
     assert await counters.usage("gone:0") is None
 
 
+async def test_a_settlement_tried_again_while_its_reservation_is_held_counts_once(backend: Backend) -> None:
+    counters = backend.stores.budget_counters
+    c = charge("again:0", DOLLAR, 5 * CENT)
+    await counters.load(c, 0)
+    assert (await counters.reserve("r1", [c], 60)).refused is None
+    # The first try failed before reaching the counters: the next one settles.
+    assert await counters.settle("r1", [("again:0", CENT)], Again(2, 60)) == [CENT]
+    # That one's answer was lost: tried again, it finds the reservation gone within its hold.
+    assert await counters.settle("r1", [("again:0", CENT)], Again(3, 60)) == [-1]
+    assert await counters.usage("again:0") == (CENT, 0)
+
+
+async def test_a_settlement_tried_again_after_its_reservation_lapsed_still_counts(backend: Backend) -> None:
+    # Redis was down for longer than the reservation's hold: the reservation lapsed unsettled,
+    # and what the call cost is added when Redis answers again.
+    counters = backend.stores.budget_counters
+    c = charge("lapsed:0", DOLLAR, 5 * CENT)
+    await counters.load(c, 2 * CENT)
+    assert (await counters.reserve("r1", [c], 30)).refused is None
+    backend.clock.advance(31)
+    assert await counters.usage("lapsed:0") == (2 * CENT, 0)  # lapsed, and swept
+    assert await counters.settle("r1", [("lapsed:0", CENT)], Again(31, 30)) == [3 * CENT]
+    assert await counters.usage("lapsed:0") == (3 * CENT, 0)
+
+
+async def test_a_settlement_tried_again_skips_a_counter_reloaded_from_the_ledger(cluster: Backend) -> None:
+    # Redis lost the counter while the call ran and it was loaded again from the ledger, which
+    # holds the call: adding it again would count it twice.
+    counters = cluster.stores.budget_counters
+    c = charge("reloaded:0", DOLLAR, 5 * CENT)
+    await counters.load(c, 0)
+    assert (await counters.reserve("r1", [c], 30)).refused is None
+    assert cluster.redis is not None
+    client = await connect(cluster.redis)
+    try:
+        await client.delete(counter_key("reloaded:0"))
+    finally:
+        await client.aclose()
+    cluster.clock.advance(40)
+    await counters.load(c, CENT)  # the ledger, the call included
+    assert await counters.settle("r1", [("reloaded:0", CENT)], Again(40, 30)) == [-1]
+    assert await counters.usage("reloaded:0") == (CENT, 0)
+
+
 async def test_200_concurrent_reservations_on_two_instances_never_overshoot(backend: Backend) -> None:
     peer = await backend.peer()
     both = [backend.stores.budget_counters, peer.budget_counters]
@@ -96,3 +142,14 @@ async def test_a_period_counter_expires_with_its_ttl_in_memory() -> None:
     clock.advance(101)
     assert await counters.usage("day:0") is None
     assert (await counters.reserve("r", [charge("day:0", DOLLAR, 1)], 10)).missing == (0,)
+
+
+async def test_a_settlement_tried_again_skips_a_counter_loaded_since_in_memory() -> None:
+    clock = ManualClock()
+    counters = MemoryBudgetCounters(clock)
+    await counters.load(charge("day:0", DOLLAR, 0, ttl=100), 0)
+    assert (await counters.reserve("r1", [charge("day:0", DOLLAR, CENT)], 30)).refused is None
+    clock.advance(101)  # gone, and loaded again from the ledger, the call included
+    await counters.load(charge("day:0", DOLLAR, 0, ttl=100), CENT)
+    assert await counters.settle("r1", [("day:0", CENT)], Again(101, 30)) == [-1]
+    assert await counters.usage("day:0") == (CENT, 0)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import pytest
 
 from switchboard.stores.protocols import Bucket, LimitRecord
+from switchboard.stores.redis.limits import RedisRateLimiter
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -114,3 +118,28 @@ async def test_idle_buckets_are_forgotten_in_memory() -> None:
     clock.advance(62)
     assert (await limiter.acquire([rpm("key:0:rpm", 5)])).states[0].used == 1  # the window moved on
     assert len(limiter._windows) == 1  # only the bucket just used is left
+
+
+async def test_a_correction_redis_did_not_take_is_made_once_it_answers(cluster: Backend) -> None:
+    # A call ending while Redis was down lost its token correction: the whole estimate stayed
+    # counted for the window.
+    limiter = cluster.stores.limiter
+    assert isinstance(limiter, RedisRateLimiter)
+    taken = await limiter.acquire([rpm("key:down:tpm", 1000, 800)])
+    real = limiter._adjust
+    failures = 2
+
+    def flaky(keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("redis is down")
+        return real(keys=keys, args=args)
+
+    limiter._adjust = flaky  # type: ignore[assignment]
+    await limiter.adjust([rpm("key:down:tpm", 1000, -700)], [taken.states[0].slot])  # no error
+    deadline = time.monotonic() + 10
+    while (await limiter.acquire([rpm("key:down:tpm", 1000, 0)])).states[0].used != 100:
+        assert time.monotonic() < deadline, "the correction was never made"
+        await asyncio.sleep(0.05)
+    assert failures == 0 and len(limiter.pending) == 0

@@ -1,12 +1,15 @@
-"""stop_task: a background task is cancelled and awaited; the caller's own cancellation is kept."""
+"""stop_task: a background task is cancelled and awaited; the caller's own cancellation is kept.
+Retries: work tried again with backoff until its store answers, bounded."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from switchboard.background import stop_task
+from switchboard.background import Retries, stop_task
 
 
 async def test_a_running_task_is_cancelled_and_has_ended() -> None:
@@ -85,3 +88,71 @@ async def test_a_close_run_while_handling_its_own_cancellation_still_stops_quiet
     running.cancel()
     await running
     assert closed.is_set() and held.cancelled()
+
+
+# -- Retries: work tried again until its store answers -----------------------------------------
+
+
+class _Store:
+    """A store that fails while ``down``; what it was asked to do, in order."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.done: list[str] = []
+        self.tries = 0
+
+    def work(self, name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            self.tries += 1
+            if self.down:
+                raise ConnectionError("down")
+            self.done.append(name)
+        return run
+
+
+async def _until(condition: Callable[[], bool], what: str, deadline: float = 5.0) -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, what
+        await asyncio.sleep(0.01)
+
+
+async def test_waiting_work_is_done_once_its_store_answers_again() -> None:
+    store = _Store()
+    retries = Retries("settlements", limit=10, max_age=60, first=0.01, most=0.05)
+    for name in ("a", "b", "c"):
+        retries.add(store.work(name), name)
+    await _until(lambda: store.tries >= 4, "never tried again")
+    # While the store is down each pass stops at the first failure: one call per backoff.
+    assert store.done == [] and len(retries) == 3
+    store.down = False
+    await _until(lambda: len(retries) == 0, "never done")
+    assert sorted(store.done) == ["a", "b", "c"]
+    await retries.close()
+
+
+async def test_work_that_keeps_failing_does_not_hold_up_the_rest() -> None:
+    store = _Store()
+    store.down = False
+
+    async def poison() -> None:
+        raise ValueError("never works")
+
+    retries = Retries("settlements", limit=10, max_age=0.3, first=0.01, most=0.02)
+    retries.add(poison, "poison")
+    retries.add(store.work("b"), "b")
+    await _until(lambda: store.done == ["b"], "the next piece was held up")
+    await _until(lambda: len(retries) == 0, "the failing piece was kept past its age")
+    assert retries.dropped == 1
+    await retries.close()
+
+
+async def test_the_oldest_is_dropped_beyond_the_bound_and_close_tries_once_more() -> None:
+    store = _Store()
+    retries = Retries("settlements", limit=2, max_age=60, first=10, most=10)
+    for name in ("a", "b", "c"):
+        retries.add(store.work(name), name)
+    assert len(retries) == 2 and retries.dropped == 1
+    store.down = False
+    await retries.close()  # long before the first retry is due: the last pass does it
+    assert store.done == ["b", "c"] and len(retries) == 0

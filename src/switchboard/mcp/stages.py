@@ -168,6 +168,7 @@ class ToolBudgetStage:
                 return await call_next(ctx)
             nano = price_nano(tool)
             charges = book.charges(budgets, [nano if b.unit == "usd" else 0 for b in budgets])
+            reserved_at = time.monotonic()
             reserved = await book.reserve(ctx.request_id, budgets, charges, _HOLD)
         except GatewayError:
             raise
@@ -192,6 +193,7 @@ class ToolBudgetStage:
             settlement.book = book
             settlement.budgets = budgets
             settlement.charges = charges
+            settlement.reserved_at, settlement.hold = reserved_at, _HOLD
             ctx.after(settlement)
 
 

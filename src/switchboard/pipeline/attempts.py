@@ -368,6 +368,8 @@ class AttemptStage:
                 continue
             if self._gate is not None and not await self._gate(ctx, fallback):
                 continue
+            if (claims := self._router.claims(fallback)) is not None:
+                await claims  # a half-open deployment of it may be this request's probe
             plan = caller_credentials.usable(ctx, self._router.plan(fallback, needs))
             if not plan:
                 continue

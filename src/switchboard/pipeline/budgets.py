@@ -106,6 +106,7 @@ class BudgetStage:
         charges = book.charges(budgets, self._amounts(ctx, info, budgets))
         remaining = ctx.deadline - time.perf_counter()
         hold = _HOLD_UNBOUNDED if math.isinf(remaining) or remaining <= 0 else remaining + _HOLD_MARGIN
+        reserved_at = time.monotonic()
         try:
             reserved = await book.reserve(ctx.request_id, budgets, charges, hold)
             if reserved.refused is None:
@@ -128,6 +129,7 @@ class BudgetStage:
             settlement.book = book
             settlement.budgets = budgets
             settlement.charges = charges
+            settlement.reserved_at, settlement.hold = reserved_at, hold
             ctx.after(settlement)
 
     def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget]) -> list[int]:

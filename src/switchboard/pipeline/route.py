@@ -33,6 +33,11 @@ class RouteStage:
                 f"the model '{shown}' does not exist or you do not have access to it", param="model"
             )
         ctx.group = group
+        # A deployment whose cooldown has just ended, in a cluster: its probe claimed in Redis
+        # first, so this request may be the probe (None when nothing is out: no wait).
+        claims = self._router.claims(group)
+        if claims is not None:
+            await claims
         ctx.needs = self._needs(ctx, group)
         headers = ctx.headers
         if PIN_DEPLOYMENT in headers or PIN_STRATEGY in headers:

@@ -15,7 +15,9 @@ The budget stage registers the settlement after its ``call_next`` (so it runs af
 stage's own callback, once the cost is known); the rate-limit stage, around it, then adds its
 part to that same settlement (the last callback registered) rather than registering a second
 callback, or registers one of its own when no budget applies. Each part fails on its
-own: a store error is logged and the other part still settles.
+own: a store error is logged and the other part still settles. Neither is lost to a store that
+does not answer for a while (Redis down as the call ends): the budget settlement waits in the
+budget book and the token correction in the limiter, each tried again until Redis answers.
 """
 
 from __future__ import annotations
@@ -35,7 +37,18 @@ log = logging.getLogger("switchboard.settle")
 class Settlement:
     """What one request settles after its response; called once, as a post-response callback."""
 
-    __slots__ = ("book", "buckets", "budgets", "charges", "indexes", "limiter", "reserved", "states")
+    __slots__ = (
+        "book",
+        "buckets",
+        "budgets",
+        "charges",
+        "hold",
+        "indexes",
+        "limiter",
+        "reserved",
+        "reserved_at",
+        "states",
+    )
 
     def __init__(self) -> None:
         self.limiter: RateLimiter | None = None
@@ -46,6 +59,8 @@ class Settlement:
         self.book: BudgetBook | None = None
         self.budgets: Sequence[Budget] = ()
         self.charges: Sequence[Charge] = ()
+        self.reserved_at = 0.0  # time.monotonic() as the budgets were reserved
+        self.hold = 0.0  # the seconds that reservation holds
 
     async def __call__(self, ctx: RequestContext) -> None:
         limiter = self.limiter
@@ -68,9 +83,6 @@ class Settlement:
                 except Exception as exc:
                     log.warning("rate limiter: correcting a token reservation failed (%s)",
                                 type(exc).__name__)
-        if self.book is not None:
-            try:
-                await self.book.settle(ctx.request_id, self.budgets, self.charges, ctx.spent)
-            except Exception as exc:  # the reservation lapses at its hold time
-                log.warning("request %s: settling its budget reservation failed (%s)", ctx.request_id,
-                            type(exc).__name__)
+        if self.book is not None:  # tried again in the background if Redis does not answer
+            await self.book.settle_surely(ctx.request_id, self.budgets, self.charges, ctx.spent,
+                                          self.reserved_at, self.hold)

@@ -17,9 +17,12 @@ counted there (the streak spans every instance), a cooldown opened by any instan
 on the change feed's ``health`` topic and adopted by every other at once, and the half-open
 probe is claimed with SET NX so one instance at a time sends it; the claim holds the probe's
 token, so only its attempt extends or drops it (a late release of an older probe cannot free a
-newer claim). A request that answers costs nothing in Redis unless the deployment has failed
-since its last answer. If Redis is unreachable the bookkeeping goes on in this process alone:
-health never fails a request.
+newer claim). The request that finds a deployment half-open with no claim held here waits for
+that claim (``claims``, one Redis call, before it is planned), so it may be the probe itself:
+an idle instance does not need a second request within the claim's 5 s to ever probe. A
+request that answers costs nothing in Redis unless the deployment has failed since its last
+answer; a request finding no deployment out costs nothing either. If Redis is unreachable the
+bookkeeping goes on in this process alone: health never fails a request.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -50,6 +53,9 @@ TOPIC = "health"
 GRANT_SECONDS = 5.0
 # Cluster: how often an instance asks again for a probe another instance holds.
 CLAIM_RETRY_SECONDS = 0.25
+# Cluster: the most a request waits for a probe's claim (one Redis call); a Redis that does not
+# answer by then leaves the request to the deployments it may use without one.
+CLAIM_WAIT_SECONDS = 0.5
 # At most one warning about an unreachable Redis per this many seconds.
 WARN_SECONDS = 60.0
 
@@ -72,7 +78,7 @@ class _State:
     probe: Probe | None = None  # the token of the attempt holding the probe
     granted: float = 0.0  # cluster: this instance holds the probe claim until then
     claim: Probe | None = None  # cluster: the token that claim is held under
-    claiming: bool = False
+    claiming: asyncio.Task[None] | None = None  # cluster: the claim being asked for in Redis
     next_claim: float = 0.0
     dirty: bool = False  # failed since its last answer (the shared streak needs a reset)
     # Per second of the window: [second, answered, failed].
@@ -151,15 +157,55 @@ class Health:
             return False
         return self._shared is None or self._won(route, state, now)
 
+    def claims(self, routes: Iterable[Route]) -> Awaitable[None] | None:
+        """Cluster: the claims in Redis of the half-open deployments among ``routes`` whose probe
+        no attempt holds and this instance has no claim on, asked for now so that the request
+        about to be planned may be their probe (``eligible`` and ``take`` read only this
+        process's state). None, nothing to wait for: embedded, or no deployment is out (the
+        common case, answered without a clock read), or every claim is held or asked for too
+        recently. Otherwise an awaitable that ends when the claims are answered, after
+        :data:`CLAIM_WAIT_SECONDS` at most; a request cancelled meanwhile leaves them running."""
+        states = self._states
+        if self._shared is None or not states:
+            return None
+        now = time.monotonic()
+        asked: list[asyncio.Task[None]] | None = None
+        for route in routes:
+            state = states.get((route.target.name, route.deployment))
+            if (state is None or not state.tripped or now < state.until or now < state.probe_until
+                    or (now < state.granted and state.claim is not None)):
+                continue
+            task = state.claiming
+            if task is None:
+                if now < state.next_claim:
+                    continue  # another instance holds it: asked a moment ago
+                task = self._ask(route, state)
+                if task is None:
+                    continue
+            asked = [task] if asked is None else [*asked, task]
+        return None if asked is None else _answered(asked)
+
     def _won(self, route: Route, state: _State, now: float) -> bool:
         """Cluster, half-open: whether this instance holds the probe's claim in Redis; if not,
-        it asks for it in the background (answered by a later request)."""
+        it asks for it in the background, for a later request (the request path asks through
+        ``claims`` before planning, so this is for one whose claim did not answer in time)."""
         if now < state.granted and state.claim is not None:
             return True
-        if not state.claiming and now >= state.next_claim:
-            state.claiming = True
-            self._spawn(self._claim((route.target.name, route.deployment), state, route))
+        if state.claiming is None and now >= state.next_claim:
+            self._ask(route, state)
         return False
+
+    def _ask(self, route: Route, state: _State) -> asyncio.Task[None] | None:
+        """Start asking Redis for ``route``'s probe claim (one request at a time per deployment)."""
+        try:
+            task = asyncio.get_running_loop().create_task(
+                self._claim((route.target.name, route.deployment), state, route))
+        except RuntimeError:  # no loop (a sync caller): nothing to ask
+            return None
+        state.claiming = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def _token(self) -> Probe:
         return f"{self._holder}:{next(self._probes)}"
@@ -416,7 +462,7 @@ class Health:
             else:
                 state.next_claim = now + CLAIM_RETRY_SECONDS
         finally:
-            state.claiming = False
+            state.claiming = None
 
     async def _message(self, topic: str, message: str) -> None:
         try:
@@ -433,3 +479,9 @@ class Health:
             return
         state = self._states.setdefault(key, _State())
         self._open(key, state, self._clock(), ms / 1000)
+
+
+async def _answered(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for claims being asked (shared by every request waiting for them), within bounds:
+    ``asyncio.wait`` neither cancels them at its timeout nor when the waiter is cancelled."""
+    await asyncio.wait(tasks, timeout=CLAIM_WAIT_SECONDS)

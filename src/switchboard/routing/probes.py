@@ -70,8 +70,12 @@ class HealthChecks:
 
     async def check_all(self) -> None:
         """One round: every deployment that may be checked now, a few at a time."""
+        routes = self._routes()
+        claims = self._health.claims(routes)  # cluster: a half-open one's check may be its probe
+        if claims is not None:
+            await claims
         now = time.monotonic()
-        due = [(r, p) for r in self._routes() if (p := self._health.take(r, now)) is not False]
+        due = [(r, p) for r in routes if (p := self._health.take(r, now)) is not False]
         await asyncio.gather(*(self._check(r, p) for r, p in due))
 
     def _request(self, route: Route) -> tuple[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ and asks for a fallback group's plan when it runs out.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Iterator
 from typing import NamedTuple, Protocol
 
 from switchboard.errors import GatewayError, InvalidRequest, PermissionDenied, UpstreamUnavailable
@@ -59,6 +60,21 @@ class Router:
             if route.target.name == group and route.deployment == deployment:
                 return await self.health.tripped(route)
         return False
+
+    def claims(self, group: Group) -> Awaitable[None] | None:
+        """Cluster: what to await before planning ``group`` so that a half-open deployment of it
+        (or of its context-window fallbacks, planned with it) may be this request's probe
+        (Health.claims); None, the common case: nothing is out, nothing to wait for."""
+        if not group.context_window_fallbacks:
+            return self.health.claims(group.deployments)
+        return self.health.claims(self._with_larger(group))  # walked only when something is out
+
+    def _with_larger(self, group: Group) -> Iterator[Route]:
+        yield from group.deployments
+        for name in group.context_window_fallbacks:
+            other = self.group(name)
+            if other is not None:
+                yield from other.deployments
 
     def plan(self, group: Group, needs: Needs = ANYWHERE, strategy: str | None = None) -> list[Route]:
         """``group``'s deployments that may serve a request, in the order to try them; empty

@@ -225,6 +225,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         closers += [client.aclose, redis_feed.close, batch_for(client).close]
         counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
         limiter = RedisRateLimiter(client, clock)
+        closers.append(limiter.close)  # first: its waiting corrections, while Redis is open
         budget_counters = RedisBudgetCounters(client, clock)
         health = RedisHealth(client, clock)
     log.info(

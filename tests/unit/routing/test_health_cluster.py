@@ -166,6 +166,33 @@ async def test_an_older_attempt_ending_saying_nothing_leaves_the_probes_claim(pa
     await _until(lambda: second.take(a, time.monotonic()) is None, "the recovery never reached the other")
 
 
+async def test_the_first_request_after_a_cooldown_waits_for_the_claim_and_is_the_probe(pair: Pair) -> None:
+    # The request finding the cooldown over only started the claim in the background and was
+    # refused; the claim lapsed after 5 s, so an instance seeing one request per more than 5 s
+    # never probed. Now the request awaits the claim first (one Redis call) and takes the probe.
+    first, second = await pair(CooldownConfig(failures=1, seconds=0.3))
+    a = _deployment()
+    b = route(router([{"name": "g", "deployment": "a"}, {"name": "g", "deployment": "b"}]), "g", "b")
+    assert first.claims([a, b]) is None  # nothing out: nothing to wait for
+    first.failed(a, FAIL)
+    await _until(lambda: second.state(a)["status"] == "half_open", "the other never saw the cooldown end")
+    await _until(lambda: first.state(a)["status"] == "half_open", "the cooldown never ended")
+    claims = second.claims([a, b])
+    assert claims is not None
+    await claims
+    probe = second.take(a, time.monotonic())
+    assert probe, "the request that waited for the claim is the probe"
+    second.started(a, probe)
+    # The other instance asks too, and is refused while that probe is out.
+    other = first.claims([a, b])
+    assert other is not None
+    await other
+    assert first.take(a, time.monotonic()) is False
+    second.succeeded(a, probe)
+    await _until(lambda: first.take(a, time.monotonic()) is None, "the recovery never reached the other")
+    assert first.claims([a, b]) is None
+
+
 class _Down:
     """A Redis that cannot be reached."""
 

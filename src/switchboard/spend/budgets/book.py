@@ -9,6 +9,9 @@
 - ``settle`` replaces the reservation with what the call actually cost. A settlement that
   carries a budget across one of its thresholds claims that threshold for the period in the
   database (exactly once across instances) and sends the signed webhook, off the request path.
+  ``settle_surely`` is the one a finished call uses: a settlement the counters cannot take now
+  (Redis down) waits in this process and is tried again until they answer (bounded: see
+  ``PENDING_MAX``), counted at most once (``Again``), so a counter does not stay below the ledger.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from switchboard.access.feedcache import FeedCache
+from switchboard.background import Retries
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import Principal, Spent
 from switchboard.spend.budgets.periods import counter_key, counter_ttl, window
 from switchboard.spend.budgets.plan import Budget, Stored, in_force, nano, of_record, usd_of
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.stores.protocols import (
+    Again,
     BudgetCounters,
     BudgetRecord,
     BudgetStore,
@@ -47,6 +52,10 @@ _IN_FORCE_MAX = 10_000  # callers whose budgets are kept; cleared when full
 _NONE: Stored = {}
 _MISSING: Any = object()
 _LEDGER_READY_WAIT = 10.0  # seconds a first load waits for the spool's replay at start-up
+# Settlements the counters could not take, waiting to be tried again: at most this many, for at
+# most this long (a counter outlives its period by two days; a day of outage is past repair).
+PENDING_MAX = 50_000
+PENDING_MAX_AGE = 86_400.0
 
 
 class BudgetBook:
@@ -77,6 +86,7 @@ class BudgetBook:
         # counter may expire)
         self._periods: dict[tuple[str, str, str], tuple[str, float, float]] = {}
         self._alerts: set[asyncio.Task[None]] = set()
+        self.pending = Retries("budget settlements", PENDING_MAX, PENDING_MAX_AGE)
         # Told of every threshold event this instance fires (the alerts' budget rules), with
         # the event as the webhook gets it. Must be quick and must not raise.
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -86,6 +96,7 @@ class BudgetBook:
         await self._webhooks.start()
 
     async def close(self) -> None:
+        await self.pending.close()  # one last try for the settlements still waiting (bounded)
         if self._alerts:
             await asyncio.wait(list(self._alerts), timeout=5.0)
         for task in [*self._alerts, *self._loading.values()]:
@@ -194,14 +205,16 @@ class BudgetBook:
         await self._counters.load(charge, spent)
 
     async def settle(
-        self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None
+        self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None,
+        again: Again | None = None,
     ) -> None:
-        """Replace the reservation with what was spent (nothing when the call cost nothing)."""
+        """Replace the reservation with what was spent (nothing when the call cost nothing), in
+        one try: a store error is raised. ``again``: a try after one that failed."""
         pairs: list[tuple[str, int]] = []
         for budget, charge in zip(budgets, charges, strict=True):
             amount = 0 if spent is None else spent.nano_usd if budget.unit == "usd" else spent.tokens
             pairs.append((charge.key, amount))
-        totals = await self._counters.settle(reservation, pairs)
+        totals = await self._counters.settle(reservation, pairs, again)
         for budget, charge, (_, amount), total in zip(budgets, charges, pairs, totals, strict=True):
             if total < 0 or amount <= 0:
                 continue
@@ -209,6 +222,27 @@ class BudgetBook:
                 mark = budget.limit * percent
                 if (total - amount) * 100 < mark <= total * 100:
                     self._alert(budget, charge, percent, total)
+
+    async def settle_surely(
+        self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None,
+        reserved_at: float, hold: float,
+    ) -> None:
+        """``settle``, and when the counters cannot be reached, again in the background until
+        they answer (never raises). ``reserved_at``: ``time.monotonic()`` just before the
+        reservation was made; ``hold``: its hold, seconds. The tries after a failed one say so
+        (``Again``): the failed one may have been made, and the call must count once."""
+        try:
+            await self.settle(reservation, budgets, charges, spent)
+            return
+        except Exception as exc:
+            log.warning("request %s: settling its budget reservation failed (%s); trying again until "
+                        "the counters answer", reservation, type(exc).__name__)
+
+        async def again() -> None:
+            age = time.monotonic() - reserved_at
+            await self.settle(reservation, budgets, charges, spent, Again(age, hold))
+
+        self.pending.add(again, f"request {reservation}: its budget settlement")
 
     # -- costs known only later (a batch's) ------------------------------------------------
 
@@ -236,7 +270,8 @@ class BudgetBook:
         now = datetime.fromtimestamp(self._clock(), UTC)
         current = [b for b in budgets if window(b.period, b.zone, now)[0] <= at]
         if current:
-            await self.settle(record_id, current, self.charges(current, [0] * len(current)), spent)
+            await self.settle_surely(record_id, current, self.charges(current, [0] * len(current)), spent,
+                                     time.monotonic(), 0.0)
 
     # -- thresholds -----------------------------------------------------------------------
 

@@ -12,17 +12,18 @@ import math
 from collections.abc import Sequence
 
 from switchboard.stores.clock import Clock, system_clock
-from switchboard.stores.protocols import Charge, Reserved
+from switchboard.stores.protocols import Again, Charge, Reserved
 
 SWEEP_EVERY = 10_000  # reservations between two sweeps of expired counters
 
 
 class _Counter:
-    __slots__ = ("expires", "held", "lapse", "reserved", "spent")
+    __slots__ = ("expires", "held", "lapse", "loaded", "reserved", "spent")
 
-    def __init__(self, spent: int, expires: float) -> None:
+    def __init__(self, spent: int, expires: float, loaded: float) -> None:
         self.spent = spent
         self.expires = expires
+        self.loaded = loaded  # when it was loaded from the ledger
         self.held: dict[str, tuple[int, float]] = {}  # reservation -> (amount, lapses at)
         self.reserved = 0  # the sum of the amounts held
         self.lapse = math.inf  # no reservation lapses before this instant
@@ -87,9 +88,12 @@ class MemoryBudgetCounters:
     async def load(self, charge: Charge, spent: int) -> None:
         now = self._clock()
         if self._live(charge.key, now) is None:
-            self._counters[charge.key] = _Counter(spent, now + charge.ttl)
+            self._counters[charge.key] = _Counter(spent, now + charge.ttl, now)
 
-    async def settle(self, reservation: str, spent: Sequence[tuple[str, int]]) -> list[int]:
+    async def settle(self, reservation: str, spent: Sequence[tuple[str, int]],
+                     again: Again | None = None) -> list[int]:
+        # A settlement here cannot fail, so is never tried again; ``again`` is honoured as in
+        # Redis all the same (the contract is one).
         now = self._clock()
         out: list[int] = []
         for key, amount in spent:
@@ -100,6 +104,11 @@ class MemoryBudgetCounters:
             held = counter.held.pop(reservation, None)
             if held is not None:
                 counter.reserved -= held[0]
+            elif again is not None:
+                reserved = now - again.age
+                if now < reserved + again.hold or counter.loaded > reserved:
+                    out.append(-1)  # settled by the earlier try, or loaded from the ledger since
+                    continue
             counter.spent += amount
             out.append(counter.spent)
         return out

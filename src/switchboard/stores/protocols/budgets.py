@@ -76,6 +76,13 @@ class Reserved(NamedTuple):
     missing: tuple[int, ...] = ()
 
 
+class Again(NamedTuple):
+    """A settlement tried again: how long ago (seconds) its reservation was made, and its hold."""
+
+    age: float
+    hold: float
+
+
 class BudgetCounters(Protocol):
     async def reserve(self, reservation: str, charges: Sequence[Charge], hold: float) -> Reserved:
         """Check every charge and reserve its amount under ``reservation`` in all of them at once,
@@ -84,9 +91,14 @@ class BudgetCounters(Protocol):
     async def load(self, charge: Charge, spent: int) -> None:
         """Start a counter at ``spent`` (what the ledger holds), unless it exists already."""
 
-    async def settle(self, reservation: str, spent: Sequence[tuple[str, int]]) -> list[int]:
+    async def settle(self, reservation: str, spent: Sequence[tuple[str, int]],
+                     again: Again | None = None) -> list[int]:
         """Drop the reservation and add what was actually spent to each counter (not to one that
-        is gone: the ledger holds it); returns the counters' spent totals after (-1: gone)."""
+        is gone: the ledger holds it); returns the counters' spent totals after (-1: nothing
+        added). ``again``: this settlement was tried before and that try failed, so it may or
+        may not have been made; it is then added at most once: only while the reservation is
+        still held, or once it lapsed unsettled in a counter loaded before it was made (a
+        counter loaded since was read from the ledger, which holds the call)."""
 
     async def usage(self, key: str) -> tuple[int, int] | None:
         """(spent, reserved) of a counter; None when it is not loaded."""

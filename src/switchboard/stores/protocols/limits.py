@@ -58,7 +58,8 @@ class RateLimiter(Protocol):
 
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
         """Add ``amount`` (negative: give back) to the slot each bucket was counted in, if that
-        slot still counts; a count never goes below zero."""
+        slot still counts; a count never goes below zero. A store that cannot make it now
+        (Redis down) makes it once it can, while the slot still counts: not the caller's to retry."""
 
 
 LIMIT_SCOPES = ("tenant", "team", "user", "model", "key_model")

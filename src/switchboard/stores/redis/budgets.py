@@ -4,11 +4,14 @@ budgets and concurrent requests cannot overshoot one.
 
 A counter is a hash ``sb:bg:{bg}:<budget id>:<period start>`` holding ``s`` (spent, whole
 units: nano-USD or tokens) and one field per reservation in flight, ``r:<request id>`` =
-``<amount>|<lapses at, ms>``. Settling deletes the reservation and adds what was spent; a
-reservation whose process died lapses at its time. A counter that does not exist has not been
-loaded (a new period, or Redis restarted): the script says so and reserves nothing, the caller
-loads it from the ledger (``load``: set only if absent) and tries again. Every key carries the
-same hash tag, so one script may touch all of them on a Redis Cluster too.
+``<amount>|<lapses at, ms>``, and ``l``, when it was loaded (ms). Settling deletes the
+reservation and adds what was spent; a reservation whose process died lapses at its time. A
+settlement tried again after a failed try (``SETTLE_AGAIN``: that try may have been made, its
+answer lost) adds only while the reservation is still there, or when it lapsed unsettled in a
+counter loaded before it was made, so it counts once. A counter that does not exist has not
+been loaded (a new period, or Redis restarted): the script says so and reserves nothing, the
+caller loads it from the ledger (``load``: set only if absent) and tries again. Every key
+carries the same hash tag, so one script may touch all of them on a Redis Cluster too.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from switchboard.stores.clock import Clock
-from switchboard.stores.protocols import Charge, Reserved
+from switchboard.stores.protocols import Again, Charge, Reserved
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.client import LUA_NOW, PREFIX
 
@@ -31,7 +34,7 @@ local function used(key)
   for j = 1, #raw, 2 do
     if raw[j] == 's' then
       spent = tonumber(raw[j + 1])
-    else
+    elseif raw[j] ~= 'l' then
       local amount, untilms = string.match(raw[j + 1], '^(%-?%d+)|(%d+)$')
       if amount == nil or tonumber(untilms) <= now then
         stale[#stale + 1] = raw[j]
@@ -88,10 +91,32 @@ end
 return out
 """
 
-# ARGV: spent, ttl ms (0: none). Starts the counter unless it exists.
-LOAD = """
-if redis.call('HSETNX', KEYS[1], 's', ARGV[1]) == 1 and tonumber(ARGV[2]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+# ARGV: now ('' = server time), reservation id, age ms (how long ago it was reserved), hold ms,
+# then per key: amount spent. Returns the spent totals (-1: nothing added).
+SETTLE_AGAIN = LUA_NOW + """
+local field = 'r:' .. ARGV[2]
+local reserved = now - tonumber(ARGV[3])
+local lapsed = now >= reserved + tonumber(ARGV[4])
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then
+    out[i] = -1
+  elseif redis.call('HDEL', key, field) == 1 then
+    out[i] = redis.call('HINCRBY', key, 's', ARGV[4 + i])
+  elseif lapsed and tonumber(redis.call('HGET', key, 'l') or '0') <= reserved then
+    out[i] = redis.call('HINCRBY', key, 's', ARGV[4 + i])
+  else
+    out[i] = -1
+  end
+end
+return out
+"""
+
+# ARGV: now ('' = server time), spent, ttl ms (0: none). Starts the counter unless it exists.
+LOAD = LUA_NOW + """
+if redis.call('HSETNX', KEYS[1], 's', ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[1], 'l', now)
+  if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 end
 return 0
 """
@@ -113,6 +138,7 @@ class RedisBudgetCounters:
         self._clock = clock
         self._reserve = batch.script(RESERVE)
         self._settle = batch.script(SETTLE)
+        self._settle_again = client.register_script(SETTLE_AGAIN)  # rare: not batched
         self._load = client.register_script(LOAD)
         self._usage = client.register_script(USAGE)
 
@@ -132,13 +158,19 @@ class RedisBudgetCounters:
 
     async def load(self, charge: Charge, spent: int) -> None:
         ttl = 0 if math.isinf(charge.ttl) else max(1, math.ceil(charge.ttl * 1000))
-        await self._load(keys=[counter_key(charge.key)], args=[spent, ttl])
+        await self._load(keys=[counter_key(charge.key)], args=[self._now(), spent, ttl])
 
-    async def settle(self, reservation: str, spent: Sequence[tuple[str, int]]) -> list[int]:
+    async def settle(self, reservation: str, spent: Sequence[tuple[str, int]],
+                     again: Again | None = None) -> list[int]:
         if not spent:
             return []
         keys = [counter_key(k) for k, _ in spent]
-        raw = await self._settle(keys=keys, args=[reservation, *(a for _, a in spent)])
+        if again is None:
+            raw = await self._settle(keys=keys, args=[reservation, *(a for _, a in spent)])
+        else:
+            age, hold = max(0, math.ceil(again.age * 1000)), max(0, math.ceil(again.hold * 1000))
+            raw = await self._settle_again(
+                keys=keys, args=[self._now(), reservation, age, hold, *(a for _, a in spent)])
         return [int(v) for v in raw]
 
     async def usage(self, key: str) -> tuple[int, int] | None:

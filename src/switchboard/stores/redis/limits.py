@@ -5,16 +5,21 @@ The algorithm is the in-memory one (``stores/memory/limits.py``): each bucket is
 index -> units under ``sb:rl:{rl}:<key>:<slot ms>``; slots older than the window are deleted as
 they are read. Every key carries the same hash tag, so one script may touch all of them on a
 Redis Cluster too. Time is the Redis server's (``TIME``), so every instance agrees on the
-window; tests may pass a clock.
+window; tests may pass a clock. A correction (``adjust``) Redis does not take, because it is
+down as a call ends, waits in this process and is tried again until Redis answers, for as long
+as its slot still counts (``Retries``): the tokens a stream used are not lost to a short outage.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from switchboard.background import Retries
 from switchboard.stores.clock import Clock
 from switchboard.stores.memory.limits import slot_ms
 from switchboard.stores.protocols import LIMIT_SLOTS, Acquired, Bucket, BucketState
@@ -107,6 +112,13 @@ return 0
 """
 
 
+log = logging.getLogger("switchboard.limits")
+
+# Corrections waiting for Redis: at most this many (each matters only while its slot counts).
+PENDING_MAX = 10_000
+_WARN_SECONDS = 60.0
+
+
 def bucket_key(key: str, g: int) -> str:
     return f"{PREFIX}rl:{{rl}}:{key}:{g}"
 
@@ -117,6 +129,8 @@ class RedisRateLimiter:
         self._clock = clock
         self._acquire = batch.script(ACQUIRE)
         self._adjust = batch.script(ADJUST)
+        self.pending = Retries("rate-limit corrections", PENDING_MAX, max_age=86_400.0)
+        self._warned = -_WARN_SECONDS
 
     def _now(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * 1000))
@@ -143,11 +157,35 @@ class RedisRateLimiter:
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
         keys: list[str] = []
         args: list[int | str] = [self._now(), LIMIT_SLOTS]
+        window = 0.0
         for b, index in zip(buckets, slots, strict=True):
             if b.amount == 0:
                 continue
             g = slot_ms(b.window)
             keys.append(bucket_key(b.key, g))
             args += [g, b.amount, index]
-        if keys:
+            window = max(window, b.window)
+        if not keys:
+            return
+        try:
             await self._adjust(keys=keys, args=args)
+            return
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._warned >= _WARN_SECONDS:
+                self._warned = now
+                log.warning("rate limiter: a token correction failed (%s); trying again until redis "
+                            "answers", type(exc).__name__)
+        # Tried again with the same slots (the script skips one that no longer counts); once the
+        # window has passed there is nothing left to correct. A failed try may have been made:
+        # a correction may then count twice, for one window at most.
+        until = time.monotonic() + window
+
+        async def again() -> None:
+            if time.monotonic() < until:
+                await self._adjust(keys=keys, args=[self._now(), *args[1:]])
+
+        self.pending.add(again, "a rate-limit token correction")
+
+    async def close(self) -> None:
+        await self.pending.close()
