@@ -101,7 +101,8 @@ def list_prompts(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False)
         return
     table = Table("name", "version", "model", "team", "labels", "description")
     for p in found:
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(p.get("labels", {}).items())) or "-"
+        # Every label of the prompt, those on older versions too (``labels``: the latest's only).
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(p.get("prompt_labels", {}).items())) or "-"
         table.add_row(p["name"], str(p["version"]), p["model"], p.get("team") or "-", labels,
                       p.get("description") or "-")
     out.print(table)

@@ -97,7 +97,10 @@ def test_label_rollback_versions_and_list(gateway: Gateway) -> None:
     assert code == 0 and "production" in output and "gpt-4o" in output
     code, output = prompts(gateway, "list", "--json")
     listed = {p["name"]: p for p in json.loads(output)}
-    assert code == 0 and listed[name]["labels"] == {"production": 1} and listed[name]["version"] == 2
+    assert code == 0 and listed[name]["prompt_labels"] == {"production": 1} and listed[name]["version"] == 2
+    assert listed[name]["labels"] == []  # none on the latest version
+    code, output = prompts(gateway, "list")
+    assert code == 0 and "production=1" in output
 
 
 def test_diff_and_render(gateway: Gateway, tmp_path: Path) -> None:

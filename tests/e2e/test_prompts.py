@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,8 +149,11 @@ def test_labels_versions_rollback_and_the_list(world: World, admin: Admin) -> No
     assert [v["version"] for v in versions["data"]] == [1, 2, 3]
     assert versions["labels"] == {"production": 1, "staging": 3}
     assert [v["labels"] for v in versions["data"]] == [["production"], [], ["staging"]]
+    # A prompt in the list has the shape of one version: the labels on it, and every label.
     listed = {p["name"]: p for p in admin.ok("GET", "/admin/v1/prompts", params={"limit": 1000})["data"]}
-    assert listed[name]["version"] == 3 and listed[name]["labels"] == {"production": 1, "staging": 3}
+    assert listed[name]["version"] == 3 and listed[name]["labels"] == ["staging"]
+    assert listed[name]["prompt_labels"] == {"production": 1, "staging": 3}
+    assert shown["prompt_labels"] == {"production": 1, "staging": 3}
     # A label on a version that does not exist; a label name out of bounds; both version and label.
     assert (
         error_of(admin.call("PUT", f"/admin/v1/prompts/{name}/labels/x", {"version": 9}), 404)["code"]
@@ -167,6 +171,21 @@ def test_labels_versions_rollback_and_the_list(world: World, admin: Admin) -> No
     assert error_of(admin.call("PUT", f"/admin/v1/prompts/{name}/labels/x", {}), 400)
     both = admin.call("GET", f"/admin/v1/prompts/{name}", params={"label": "production", "version": 1})
     assert error_of(both, 400)["param"] == "label"
+    # Ten moves at once: each answer and audit entry names the version it replaced, so they
+    # form one history ending at the label's final version.
+    raced = unique("raced")
+    for _ in range(10):
+        world.create(raced)
+    with ThreadPoolExecutor(10) as pool:
+        moves = list(pool.map(lambda n: world.label(raced, "production", n), range(1, 11)))
+    final = admin.ok("GET", f"/admin/v1/prompts/{raced}", params={"label": "production"})["version"]
+    previous = [m["previous"] for m in moves]
+    assert previous.count(None) == 1
+    assert sorted(p for p in previous if p) == sorted(set(range(1, 11)) - {final})
+    audited = admin.ok("GET", "/admin/v1/audit", params={"resource_type": "prompt", "limit": 1000})["data"]
+    history = [(e["before"]["version"], e["after"]["version"]) for e in audited
+               if e["resource_id"] == f"{raced}:production"]
+    assert sorted(history, key=str) == sorted(((m["previous"], m["version"]) for m in moves), key=str)
     # Every change is audited.
     entries = admin.ok("GET", "/admin/v1/audit", params={"resource_type": "prompt", "limit": 1000})["data"]
     actions = {(e["action"], e["resource_id"]) for e in entries}

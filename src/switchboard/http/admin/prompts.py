@@ -111,7 +111,8 @@ def _store(request: Request) -> PromptStore:
 
 
 def public(version: PromptVersion, labels: dict[str, int] | None = None) -> dict[str, Any]:
-    """The version record as the API shows it (``labels``: those pointing at this version)."""
+    """The version record as the API shows it: ``labels`` are those pointing at this version,
+    ``prompt_labels`` every label of the prompt with the version it points at."""
     out: dict[str, Any] = {
         "object": "prompt",
         "name": version.name,
@@ -129,6 +130,7 @@ def public(version: PromptVersion, labels: dict[str, int] | None = None) -> dict
     }
     if labels is not None:
         out["labels"] = sorted(label for label, number in labels.items() if number == version.version)
+        out["prompt_labels"] = dict(sorted(labels.items()))
     return out
 
 
@@ -197,7 +199,7 @@ async def create_prompt(
     )
     stored = await store.create_version(draft)
     await publish_change(request.app.state.services.stores().feed, tenant, body.name)
-    shown = public(stored, {})
+    shown = public(stored, await store.labels(tenant, body.name))  # none on it yet: the prompt's
     await audit.record(request, "prompt.create", "prompt", f"{stored.name}@{stored.version}",
                        after=shown, tenant=tenant)
     return JSONResponse(shown, status_code=201)
@@ -219,9 +221,7 @@ async def list_prompts(
     labels = await store.all_labels(scope, [p.name for p in page])
     data = []
     for p in page:
-        item = public(p)
-        item["labels"] = labels.get(p.name, {})
-        data.append(item)
+        data.append(public(p, labels.get(p.name, {})))
     return {"object": "list", "data": data, "has_more": len(found) > limit,
             "last_name": found[:limit][-1].name if found[:limit] else None}
 
@@ -329,15 +329,15 @@ async def set_label(
         raise InvalidRequest("version: required", param="version", code="missing_required_parameter")
     target = await visible(request, access, name, tenant, version=body.version)
     store = _store(request)
-    before = await store.labels(target.tenant_id, name)
-    await store.set_label(target.tenant_id, name, label, body.version)
+    # Read in the move itself: concurrent moves each get the version they replaced.
+    previous = await store.set_label(target.tenant_id, name, label, body.version)
     await publish_change(request.app.state.services.stores().feed, target.tenant_id, name)
     after = await store.labels(target.tenant_id, name)
     await audit.record(request, "prompt.label", "prompt", f"{name}:{label}",
-                       before={"label": label, "version": before.get(label)},
+                       before={"label": label, "version": previous},
                        after={"label": label, "version": body.version}, tenant=target.tenant_id)
     return {"object": "prompt.labels", "name": name, "label": label, "version": body.version,
-            "previous": before.get(label), "labels": after}
+            "previous": previous, "labels": after}
 
 
 @router.post("/{name}/render", summary="The exact messages a set of variables produces")
