@@ -423,7 +423,8 @@ def _events(text: str) -> list[dict[str, Any]]:
 
 def test_stream_true_streams_the_text(world: World) -> None:
     name = world.sentiment_api()
-    for extra in ({"params": {"stream": "true"}}, {"headers": {"Accept": "text/event-stream"}}):
+    for extra in ({"params": {"stream": "true"}}, {"params": {"stream": "1"}},
+                  {"headers": {"Accept": "text/event-stream"}}):
         resp = world.call(name, {"text": "streamed words"}, key=world.owner_key, **extra)
         assert resp.status_code == 200, resp.text
         assert resp.headers["content-type"].startswith("text/event-stream")
@@ -433,6 +434,14 @@ def test_stream_true_streams_the_text(world: World) -> None:
         final = events[-1]
         assert final["done"] is True and final["version"] == 1 and final["api"] == name
         assert final["usage"]["completion_tokens"] > 0
+    plain = world.call(name, {"text": "x"}, key=world.owner_key, params={"stream": "False"})
+    assert plain.status_code == 200 and plain.headers["content-type"].startswith("application/json")
+    # The documents declare stream a boolean: another value is refused, not read as false.
+    for odd in ("maybe", "", "yes"):
+        refused = world.call(name, {"text": "x"}, key=world.owner_key, params={"stream": odd})
+        assert refused.status_code == 400, (odd, refused.text)
+        error = refused.json()["error"]
+        assert (error["param"], error["code"]) == ("stream", "invalid_value")
 
 
 def test_bad_input(world: World) -> None:
