@@ -221,3 +221,33 @@ def test_running_out_of_memory_is_the_render_failure() -> None:
     with pytest.raises(RenderError) as refused:
         render(version("{{ text }}"), {"text": _Unprintable()})
     assert refused.value.code == "prompt_render_failed" and "MemoryError" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"properties": {"a": {"$ref": "https://schemas.test/a.json"}}},
+         "/properties/a: $ref 'https://schemas.test/a.json' is not a JSON pointer within the schema"),
+        ({"properties": {"a": {"$ref": "#/$defs/missing"}}},
+         "/properties/a: $ref '#/$defs/missing' points at nothing"),
+        ({"$id": "https://schemas.test/s", "type": "object"}, "(the root): $id is not supported"),
+        ({"properties": {"a": {"$anchor": "here"}}}, "/properties/a: $anchor is not supported"),
+        ({"properties": {"a": {"$dynamicRef": "#meta"}}}, "/properties/a: $dynamicRef is not supported"),
+    ],
+)
+def test_references_must_point_within_the_schema(schema: dict[str, Any], problem: str) -> None:
+    problems = compile_prompt([{"role": "user", "content": "hi"}], {"type": "object", **schema})
+    assert len(problems) == 1 and problems[0].startswith(f"variables: {problem}"), problems
+
+
+def test_local_references_validate_and_nothing_is_fetched() -> None:
+    schema = {"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}, "self": {"$ref": "#"}},
+              "$defs": {"a": {"type": "string", "minLength": 2}, "a/b~c": {"type": "integer"}}}
+    assert compile_prompt([{"role": "user", "content": "{{ a }}"}], schema) == []
+    assert compile_prompt([], {**schema, "properties": {"b": {"$ref": "#/$defs/a~1b~0c"}}}) == []
+    assert validate_variables(schema, {"a": "ab", "self": {"a": "cd"}}) == []
+    assert validate_variables(schema, {"a": "x"}) == [("a", "'x' is too short")]
+    # A schema saved before references were checked: one error, never a fetch (port 9: discard).
+    stored = {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:9/a.json"}}}
+    [(where, why)] = validate_variables(stored, {"a": 1})
+    assert where == "" and "resolves nowhere" in why

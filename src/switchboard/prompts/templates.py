@@ -17,7 +17,7 @@ A prompt's messages are Jinja2 templates written by tenant users, so they are un
 :func:`compile_prompt` lists a prompt's problems at save time (syntax errors with their line,
 variables used but not declared in the variables schema, an invalid schema);
 :func:`render` produces the chat messages; :func:`validate_variables` checks values against the
-schema (JSON Schema, Draft 2020-12).
+schema (JSON Schema, Draft 2020-12, references within the schema only: apis/schemas.py).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Namespace
 
+from switchboard.apis import schemas
 from switchboard.errors import InvalidRequest
 from switchboard.stores.protocols import PromptVersion
 
@@ -393,12 +393,9 @@ def _message_text(message: Mapping[str, Any]) -> str | None:
 
 
 def check_schema(schema: Mapping[str, Any]) -> str | None:
-    """Why ``schema`` is not a valid JSON schema (Draft 2020-12); None when it is."""
-    try:
-        jsonschema.Draft202012Validator.check_schema(dict(schema))
-    except jsonschema.SchemaError as exc:
-        return f"not a valid JSON schema: {exc.message[:300]}"
-    return None
+    """Why ``schema`` is not a usable JSON schema (Draft 2020-12, references within it only);
+    None when it is."""
+    return schemas.check_schema(schema)
 
 
 def compile_prompt(messages: Sequence[Mapping[str, Any]], variables_schema: Mapping[str, Any]) -> list[str]:
@@ -511,14 +508,13 @@ def render(version: PromptVersion, variables: Mapping[str, Any]) -> list[dict[st
 def validate_variables(schema: Mapping[str, Any], variables: Any) -> list[tuple[str, str]]:
     """(field path, message) for each way ``variables`` fails ``schema`` (JSON Schema, Draft
     2020-12); empty when valid. A path is dotted (``items.0.name``); ``""`` is the whole."""
-    validator = jsonschema.Draft202012Validator(
-        dict(schema), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
     found: list[tuple[str, str]] = []
-    for error in sorted(validator.iter_errors(variables), key=lambda e: [str(p) for p in e.absolute_path]):
+    ordered = sorted(schemas.errors(schema, variables, formats=True),
+                     key=lambda e: [str(p) for p in e.absolute_path])
+    for error in ordered:
         path = ".".join(str(p) for p in error.absolute_path)
         if error.validator == "required" and isinstance(error.instance, Mapping):
-            for name in error.validator_value:
+            for name in error.validator_value if isinstance(error.validator_value, list) else ():
                 if name not in error.instance:
                     found.append((f"{path}.{name}" if path else str(name), "required"))
         else:
