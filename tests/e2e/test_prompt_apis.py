@@ -24,8 +24,18 @@ import referencing
 import referencing.jsonschema
 from referencing.exceptions import Unresolvable
 
+from tests.e2e.sdk import served_during
 from tests.e2e.tenancy_world import Admin
-from tests.servers import UPSTREAM_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
+from tests.servers import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    Gateway,
+    Mock,
+    captured,
+    new_marker,
+    openai_config,
+    start_gateway,
+)
 
 SENTIMENT: dict[str, Any] = {
     "model": "gpt-4o-mini",
@@ -368,6 +378,20 @@ def test_examples_are_bounded_whatever_the_schema_asks(world: World) -> None:
         for path, doc in _documents(world, name).items():
             for item in (i for p, i in doc["paths"].items() if p.startswith(f"/apis/{name}")):
                 assert "example" not in item["post"]["requestBody"]["content"]["application/json"], path
+
+
+def test_a_costly_render_is_refused_and_the_gateway_keeps_serving(world: World) -> None:
+    """A prompt whose render time a caller chooses (a macro calling itself twice, the depth a
+    variable) is refused at prompts.max_render_seconds; /v1/models is answered meanwhile."""
+    name = unique("bomb")
+    world.prompt(name, variables={"type": "object", "properties": {"depth": {"type": "integer"}}}, messages=[
+        {"role": "user", "content": "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}"
+                                    "{% endmacro %}Depth {{ f(depth) }}"}])
+    world.publish(name, prompt=name, version=1)
+    resp, took, served = served_during(lambda: world.call(name, {"depth": 40}), world.url, MASTER_KEY)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "prompt_render_failed"
+    assert took < 10 and served >= 1, (took, served)
 
 
 def test_invalid_output_is_repaired_once_or_answered_502(world: World) -> None:

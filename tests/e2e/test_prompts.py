@@ -18,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.sdk import served_during
 from tests.e2e.tenancy_world import Admin
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
 
@@ -329,6 +330,54 @@ def test_the_sandbox_refuses_internals_and_bounds_loops_and_output(world: World,
         assert error["code"] == "prompt_render_failed", (template, error)
         expected = "unsafe" if template in escapes else "refused"
         assert expected in error["message"] or "undefined" in error["message"], (template, error)
+
+
+# A macro calling itself twice, as deep as the caller asks: no loop, no output, 2^depth calls.
+RECURSION = ("{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
+             "Depth {{ f(depth) }}")
+# Costly work per iteration (a scan of a large string), little output, within the loop budget.
+COSTLY_LOOP = "{% for i in range(k) %}{{ x.count('ab') }}{% endfor %}"
+BOMB_VARIABLES = {"type": "object", "properties": {
+    "depth": {"type": "integer"}, "x": {"type": "string"}, "k": {"type": "integer"}}}
+
+
+def test_a_costly_render_stops_at_its_deadline_while_others_are_served(world: World, admin: Admin) -> None:
+    """Templates that cost time within every other bound are refused once they run past
+    prompts.max_render_seconds (1 s by default), and they run off the event loop: /v1/models
+    is answered while they run."""
+    name = unique("bomb")
+    world.create(name, variables=BOMB_VARIABLES, messages=[{"role": "user", "content": RECURSION}])
+    world.create(name, variables=BOMB_VARIABLES, messages=[{"role": "user", "content": COSTLY_LOOP}])
+    for version, variables in ((1, {"depth": 40}), (2, {"x": "a" * 900_000, "k": 100_000})):
+        def render(version: int = version, variables: dict[str, Any] = variables) -> httpx.Response:
+            return admin.call("POST", f"/admin/v1/prompts/{name}/render",
+                              {"variables": variables, "version": version})
+
+        resp, took, served = served_during(render, world.gateway.url, MASTER_KEY)
+        error = error_of(resp, 400)
+        assert error["code"] == "prompt_render_failed", error
+        assert "refused" in error["message"], error
+        assert took < 10, f"version {version} answered after {took:.1f} s"
+        assert served >= 1, f"no /v1/models answer while version {version} rendered ({took:.1f} s)"
+    # The costly loop stays within the loop budget: the deadline stops it.
+    assert "the render took longer than 1 s" in error["message"], error
+    # From chat, the same refusal.
+    with pytest.raises(openai.BadRequestError) as refused:
+        world.openai().chat.completions.create(model="", messages=[], extra_body={
+            "prompt": {"id": name, "version": 1, "variables": {"depth": 40}}})
+    assert refused.value.body["code"] == "prompt_render_failed"  # type: ignore[index]
+
+
+def test_recursion_is_bounded_by_the_loop_budget_and_its_depth(world: World, admin: Admin) -> None:
+    name = unique("recursion")
+    world.create(name, variables=BOMB_VARIABLES, messages=[{"role": "user", "content": RECURSION}])
+    deep = "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(depth) }}"
+    world.create(name, variables=BOMB_VARIABLES, messages=[{"role": "user", "content": deep}])
+    path = f"/admin/v1/prompts/{name}/render"
+    shallow = admin.ok("POST", path, {"variables": {"depth": 3}, "version": 1})
+    assert shallow["messages"][0]["content"] == "Depth "
+    too_deep = admin.call("POST", path, {"variables": {"depth": 500}, "version": 2})
+    assert "nested more than 64 deep" in error_of(too_deep, 400)["message"]
 
 
 def test_bounds_on_every_field(admin: Admin) -> None:

@@ -140,7 +140,7 @@ def _bounded_json(field: str, value: Any) -> None:
                              code="invalid_value")
 
 
-def _check(request: Request, body: PromptCreate) -> None:
+async def _check(request: Request, body: PromptCreate) -> None:
     limit = _settings(request).max_template_chars
     total = sum(len(m.content) for m in body.messages)
     if total > limit:
@@ -149,7 +149,7 @@ def _check(request: Request, body: PromptCreate) -> None:
                              code="template_too_large")
     for field in ("variables", "output_schema", "tools", "response_format", "tool_choice"):
         _bounded_json(field, getattr(body, field))
-    problems = templates.compile_prompt([m.model_dump() for m in body.messages], body.variables)
+    problems = await templates.check_prompt([m.model_dump() for m in body.messages], body.variables)
     if problems:
         raise InvalidRequest("invalid prompt: " + "; ".join(problems), param="messages",
                              code="invalid_template")
@@ -180,7 +180,7 @@ async def create_prompt(
     request: Request,
     access: Annotated[Access, Depends(allow("prompt", "create"))],
 ) -> JSONResponse:
-    _check(request, body)
+    await _check(request, body)
     store = _store(request)
     tenant = access.tenant_for(body.tenant)
     latest = await store.get(tenant, body.name)
@@ -354,6 +354,6 @@ async def render_prompt(
     invalid = templates.validate_variables(found.variables, body.variables)
     if invalid:
         raise invalid_variables(invalid, prefix="variables")
-    messages = templates.render(found, body.variables)
+    messages = await templates.render_async(found, body.variables)
     return {"object": "prompt.render", "name": name, "version": found.version, "model": found.model,
             "messages": messages, "params": dict(found.params)}

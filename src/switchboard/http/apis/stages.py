@@ -36,7 +36,7 @@ from switchboard.http.apis.call import ApiCall, ApiCalls, reply_text
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.subscription import require_approved
 from switchboard.prompts.cache import PromptCache
-from switchboard.prompts.templates import render, validate_variables
+from switchboard.prompts.templates import render_async, validate_variables
 from switchboard.stores import Stores
 from switchboard.stores.protocols import PromptVersion
 
@@ -145,7 +145,7 @@ class ApiStage:
             listed = "; ".join(f"{field or '(body)'}: {why}" for field, why in invalid)
             raise InvalidRequest(f"invalid variables: {listed}", param=invalid[0][0] or None,
                                  code="invalid_variables")
-        ctx.request = canonical_request(prompt, render(prompt, variables), stream)
+        ctx.request = canonical_request(prompt, await render_async(prompt, variables), stream)
         ctx.stream = stream
         ctx.usage_metadata = {"api": name, "api_version": prompt.version}
         ctx.response_headers["x-switchboard-api-version"] = str(prompt.version)
