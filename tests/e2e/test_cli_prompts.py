@@ -37,6 +37,8 @@ def gateway(
     request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     config = openai_config(mock_upstream)
+    # A prompt's bound model must be served: the second version of each prompt here uses this one.
+    config["models"].append({"name": "gpt-4o", "provider": "local-openai", "model": "gpt-4o"})
     if request.param == "cluster":
         postgres = request.getfixturevalue("postgres")
         config["database"] = {"url": postgres.create_database(f"cli_prompts_{uuid.uuid4().hex[:8]}")}

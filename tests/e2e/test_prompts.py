@@ -295,7 +295,8 @@ def test_template_errors_name_the_message_and_line(admin: Admin) -> None:
         in error_of(admin.call("POST", "/admin/v1/prompts", body), 400)["message"]
     )
     body["variables"] = {"type": "array"}
-    assert error_of(admin.call("POST", "/admin/v1/prompts", body), 400)["code"] == "invalid_template"
+    error = error_of(admin.call("POST", "/admin/v1/prompts", body), 400)
+    assert (error["code"], error["param"]) == ("invalid_template", "variables"), error
     assert admin.call("GET", f"/admin/v1/prompts/{body['name']}").status_code == 404  # nothing saved
 
 
@@ -378,6 +379,55 @@ def test_recursion_is_bounded_by_the_loop_budget_and_its_depth(world: World, adm
     assert shallow["messages"][0]["content"] == "Depth "
     too_deep = admin.call("POST", path, {"variables": {"depth": 500}, "version": 2})
     assert "nested more than 64 deep" in error_of(too_deep, 400)["message"]
+
+
+def test_template_loading_and_deep_nesting_are_refused_when_saved(admin: Admin) -> None:
+    body = {**SENTIMENT, "name": unique("load")}
+    for statement in ("{% include 'other' %}", "{% import 'other' as o %}", "{% from 'o' import m %}",
+                      "{% extends 'base' %}"):
+        body["messages"] = [{"role": "user", "content": f"Hi\n{statement}{{{{ text }}}}"}]
+        error = error_of(admin.call("POST", "/admin/v1/prompts", body), 400)
+        assert error["code"] == "invalid_template" and error["param"] == "messages", error
+        assert "messages[0] line 2:" in error["message"] and "cannot load other templates" in error["message"]
+    body["messages"] = [{"role": "user", "content": "{{ " + "(" * 500 + "text" + ")" * 500 + " }}"}]
+    error = error_of(admin.call("POST", "/admin/v1/prompts", body), 400)
+    assert error["code"] == "invalid_template" and "nested too deeply" in error["message"], error
+    assert admin.call("GET", f"/admin/v1/prompts/{body['name']}").status_code == 404  # nothing saved
+
+
+def test_the_bound_model_must_be_served(admin: Admin) -> None:
+    error = error_of(admin.call("POST", "/admin/v1/prompts",
+                                {**SENTIMENT, "name": unique(), "model": "nonexistent-model"}), 400)
+    assert (error["code"], error["param"]) == ("model_not_found", "model"), error
+    assert "nonexistent-model" in error["message"]
+    assert admin.ok("POST", "/admin/v1/prompts", {**SENTIMENT, "name": unique(), "model": "claude-native"},
+                    status=201)["model"] == "claude-native"
+
+
+def test_schema_references_stay_within_the_schema(world: World, admin: Admin) -> None:
+    """A $ref is a JSON pointer within the schema: the gateway fetches no URL a tenant gives,
+    and a pointer to nothing is refused when saved, not when called."""
+    def refused(**change: Any) -> dict[str, Any]:
+        body = {**SENTIMENT, "name": unique(), **change}
+        return error_of(admin.call("POST", "/admin/v1/prompts", body), 400)
+
+    remote = {"type": "object", "properties": {"text": {"$ref": f"{world.mock.url}/schema.json"}}}
+    error = refused(variables=remote)
+    assert error["param"] == "variables" and "not a JSON pointer within the schema" in error["message"], error
+    dangling = {"type": "object", "properties": {"text": {"$ref": "#/$defs/missing"}}}
+    assert "points at nothing" in refused(variables=dangling)["message"]
+    assert "$id is not supported" in refused(variables={**SENTIMENT["variables"], "$id": "https://x.test/s"})[
+        "message"]
+    error = refused(output_schema={"type": "object", "properties": {"a": {"$ref": "https://x.test/s"}}})
+    assert error["param"] == "output_schema", error
+    local = {"type": "object", "properties": {"text": {"$ref": "#/$defs/text"}}, "required": ["text"],
+             "$defs": {"text": {"type": "string", "minLength": 2}}}
+    name = unique("refs")
+    world.create(name, variables=local)
+    short = admin.call("POST", f"/admin/v1/prompts/{name}/render", {"variables": {"text": "a"}})
+    assert error_of(short, 400)["code"] == "invalid_variables"
+    rendered = admin.ok("POST", f"/admin/v1/prompts/{name}/render", {"variables": {"text": "ab"}})
+    assert rendered["messages"][0]["content"] == "Classify: ab"
 
 
 def test_bounds_on_every_field(admin: Admin) -> None:

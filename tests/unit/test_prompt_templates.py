@@ -312,6 +312,26 @@ async def test_a_slow_render_leaves_the_event_loop(short_deadline: float) -> Non
     assert quick == [{"role": "user", "content": "quick!"}]
 
 
+# -- what saving refuses ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "statement"),
+    [("{% include 'x' %}", "include"), ("{% import 'x' as y %}", "import"),
+     ("{% from 'x' import y %}", "from ... import"), ("{% extends 'x' %}", "extends")],
+)
+def test_loading_other_templates_is_refused_when_saved(content: str, statement: str) -> None:
+    problems = compile_prompt([{"role": "user", "content": "{{ text }}\n" + content}], SCHEMA)
+    assert problems == [f"messages[0] line 2: {{% {statement} %}} is not supported: a prompt's templates "
+                        "cannot load other templates (use a macro)"]
+
+
+def test_deep_nesting_is_a_problem_not_a_crash() -> None:
+    problems = compile_prompt([{"role": "user", "content": "{{ " + "(" * 400 + "text" + ")" * 400 + " }}"}],
+                              SCHEMA)
+    assert problems == ["messages[0]: expressions or blocks are nested too deeply"]
+
+
 @pytest.mark.parametrize(
     ("schema", "problem"),
     [

@@ -21,11 +21,11 @@ A prompt's messages are Jinja2 templates written by tenant users, so they are un
   joined, mapped or formatted into text far past the bound.
 
 :func:`compile_prompt` lists a prompt's problems at save time (syntax errors with their line,
-variables used but not declared in the variables schema, an invalid schema; :func:`check_prompt`
-runs it off the event loop for large templates, whose compiling takes seconds); :func:`render`
-produces the chat messages (:func:`render_async` on the request path); :func:`validate_variables`
-checks values against the schema (JSON Schema, Draft 2020-12, references within the schema only:
-apis/schemas.py).
+variables used but not declared in the variables schema, statements that load other templates,
+an invalid schema; :func:`check_prompt` runs it off the event loop for large templates, whose
+compiling takes seconds); :func:`render` produces the chat messages (:func:`render_async` on the
+request path); :func:`validate_variables` checks values against the schema (JSON Schema, Draft
+2020-12, references within the schema only: apis/schemas.py).
 """
 
 from __future__ import annotations
@@ -474,6 +474,12 @@ def check_schema(schema: Mapping[str, Any]) -> str | None:
     return schemas.check_schema(schema)
 
 
+# Statements that load another template: a prompt's templates have no loader, so they would
+# fail at every render.
+_LOADING = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from ... import",
+            nodes.Extends: "extends"}
+
+
 def compile_prompt(messages: Sequence[Mapping[str, Any]], variables_schema: Mapping[str, Any]) -> list[str]:
     """The problems of a prompt, each naming where (``messages[i]`` and the line, or
     ``variables``); empty when it can be saved."""
@@ -502,15 +508,21 @@ def compile_prompt(messages: Sequence[Mapping[str, Any]], variables_schema: Mapp
             continue
         try:
             tree = _env.parse(text)
+            _env.compile(tree)
+            used = meta.find_undeclared_variables(tree) - set(_env.globals)
         except TemplateSyntaxError as exc:
             problems.append(f"{where} line {exc.lineno}: {exc.message}")
             continue
-        try:
-            _env.compile(tree)
         except TemplateError as exc:  # pragma: no cover - parse catches what compile would
             problems.append(f"{where}: {exc}")
             continue
-        used = meta.find_undeclared_variables(tree) - set(_env.globals)
+        except RecursionError:  # the parser and compiler recurse into nested expressions
+            problems.append(f"{where}: expressions or blocks are nested too deeply")
+            continue
+        for kind_of, statement in _LOADING.items():
+            for node in tree.find_all(kind_of):
+                problems.append(f"{where} line {node.lineno}: {{% {statement} %}} is not supported: "
+                                "a prompt's templates cannot load other templates (use a macro)")
         for variable in sorted(used - declared):
             problems.append(
                 f"{where} line {_line_of(tree, variable)}: variable '{variable}' is not declared "

@@ -151,12 +151,28 @@ async def _check(request: Request, body: PromptCreate) -> None:
         _bounded_json(field, getattr(body, field))
     problems = await templates.check_prompt([m.model_dump() for m in body.messages], body.variables)
     if problems:
-        raise InvalidRequest("invalid prompt: " + "; ".join(problems), param="messages",
+        param = "variables" if problems[0].startswith("variables") else "messages"
+        raise InvalidRequest("invalid prompt: " + "; ".join(problems), param=param,
                              code="invalid_template")
     if body.output_schema is not None:
         problem = templates.check_schema(body.output_schema)
         if problem is not None:
             raise InvalidRequest(f"output_schema: {problem}", param="output_schema", code="invalid_value")
+    if not _served(request, body.model):
+        raise InvalidRequest(f"model: no model '{body.model}' is served (GET /v1/models lists them)",
+                             param="model", code="model_not_found")
+
+
+def _served(request: Request, model: str) -> bool:
+    """Whether a call may name ``model``: a model or group of the live table (aliases included,
+    as /v1/models lists them), or a name a routing rule or semantic router answers to."""
+    services = request.app.state.services
+    router = services.settings.router
+    if any(r.model == model for r in router.rules) or any(s.model == model for s in router.semantic):
+        return True
+    if services.routing is None:  # no live table: the configured models
+        return any(m.name == model for m in services.settings.models) or model in router.aliases
+    return model in services.routing.current.groups
 
 
 async def visible(request: Request, access: Access, name: str, tenant: str | None, *,
