@@ -96,9 +96,10 @@ def list_prompts(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False)
     if as_json:
         _print_json(found)
         return
+    # Every label of the prompt, those on older versions too (``labels``: the latest's only).
     out.print(table(("name", "version", "model", "team", "labels", "description"), (
         (p["name"], p["version"], p["model"], p.get("team"),
-         [f"{k}={v}" for k, v in sorted(p.get("labels", {}).items())], p.get("description") or None)
+         [f"{k}={v}" for k, v in sorted(p.get("prompt_labels", {}).items())], p.get("description") or None)
         for p in found)))
 
 

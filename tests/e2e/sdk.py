@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
 
 
 def ask(text: str) -> list[dict[str, Any]]:
@@ -30,3 +37,31 @@ def tool_calls_seen(client: Any, stream: bool, **kwargs: Any) -> tuple[list[tupl
     deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
     named = [(tc.index, tc.function.name) for tc in deltas if tc.function and tc.function.name]
     return named, (finish_reasons(chunks) or [None])[-1]
+
+
+def served_during(slow: Callable[[], T], url: str, key: str, after: float = 0.3) -> tuple[T, float, int]:
+    """Run ``slow`` (a request) in a thread while polling ``GET {url}/v1/models``: its result, how
+    long it took, and how many ``/v1/models`` answers asked at least ``after`` seconds into it
+    (well into its work) came back while it was still running."""
+    timing: list[float] = []
+
+    def timed() -> T:
+        began = time.monotonic()
+        try:
+            return slow()
+        finally:
+            timing.append(time.monotonic() - began)
+
+    served = 0
+    with ThreadPoolExecutor(1) as pool:
+        start = time.monotonic()
+        future = pool.submit(timed)
+        while not future.done():
+            asked = time.monotonic()
+            models = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=120)
+            assert models.status_code == 200, models.text
+            if asked - start >= after and not future.done():
+                served += 1
+            time.sleep(0.02)  # the poll's pace
+        result = future.result()
+    return result, timing[0], served

@@ -37,6 +37,8 @@ def gateway(
     request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     config = openai_config(mock_upstream)
+    # A prompt's bound model must be served: the second version of each prompt here uses this one.
+    config["models"].append({"name": "gpt-4o", "provider": "local-openai", "model": "gpt-4o"})
     if request.param == "cluster":
         postgres = request.getfixturevalue("postgres")
         config["database"] = {"url": postgres.create_database(f"cli_prompts_{uuid.uuid4().hex[:8]}")}
@@ -97,7 +99,10 @@ def test_label_rollback_versions_and_list(gateway: Gateway) -> None:
     assert code == 0 and "production" in output and "gpt-4o" in output
     code, output = prompts(gateway, "list", "--json")
     listed = {p["name"]: p for p in json.loads(output)}
-    assert code == 0 and listed[name]["labels"] == {"production": 1} and listed[name]["version"] == 2
+    assert code == 0 and listed[name]["prompt_labels"] == {"production": 1} and listed[name]["version"] == 2
+    assert listed[name]["labels"] == []  # none on the latest version
+    code, output = prompts(gateway, "list")
+    assert code == 0 and "production=1" in output
 
 
 def test_diff_and_render(gateway: Gateway, tmp_path: Path) -> None:

@@ -20,9 +20,22 @@ import httpx
 import jsonschema
 import orjson
 import pytest
+import referencing
+import referencing.jsonschema
+from referencing.exceptions import Unresolvable
 
+from tests.e2e.sdk import served_during
 from tests.e2e.tenancy_world import Admin
-from tests.servers import UPSTREAM_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
+from tests.servers import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    Gateway,
+    Mock,
+    captured,
+    new_marker,
+    openai_config,
+    start_gateway,
+)
 
 SENTIMENT: dict[str, Any] = {
     "model": "gpt-4o-mini",
@@ -288,6 +301,99 @@ def test_the_documented_example_is_accepted(world: World) -> None:
     assert "example" not in _request_body(world, name)
 
 
+def _documents(world: World, name: str) -> dict[str, dict[str, Any]]:
+    """The three documents that describe API ``name``: its own, the tenant's APIs, the catalog."""
+    found = {}
+    for path in (f"/apis/{name}/openapi.json", "/apis/openapi.json", "/admin/v1/catalog/openapi.json"):
+        resp = httpx.get(f"{world.url}{path}", headers=bearer(world.consumer_key), timeout=30)
+        assert resp.status_code == 200, (path, resp.text[:300])
+        assert len(resp.content) < 1_000_000, (path, len(resp.content))
+        found[path] = resp.json()
+    return found
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for value in node.values() for r in _refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in _refs(value)]
+    return []
+
+
+def _unresolved(doc: dict[str, Any]) -> list[str]:
+    """The references of ``doc`` that point at nothing in it."""
+    resource = referencing.jsonschema.DRAFT202012.create_resource(doc)
+    resolver = referencing.Registry().with_resource("urn:doc", resource).resolver("urn:doc")
+    bad = []
+    for ref in _refs(doc):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            bad.append(ref)
+    return bad
+
+
+def test_schema_references_resolve_in_every_document(world: World) -> None:
+    """Variables and output schemas with $defs (one recursive): every $ref of the generated
+    documents resolves in that document, and the example built through them is accepted."""
+    variables = {"type": "object", "required": ["ref", "tree"],
+                 "properties": {"ref": {"$ref": "#/$defs/thing"}, "tree": {"$ref": "#/$defs/node"}},
+                 "$defs": {"thing": {"type": "string", "minLength": 2},
+                           "node": {"type": "object", "properties": {
+                               "label": {"type": "string"},
+                               "children": {"type": "array", "maxItems": 0,
+                                            "items": {"$ref": "#/$defs/node"}}}}}}
+    output = {"type": "object", "properties": {"answer": {"$ref": "#/$defs/answer"}},
+              "$defs": {"answer": {"type": "string"}}}
+    name = unique("rich.api")
+    world.prompt(name, variables=variables, output_schema=output,
+                 messages=[{"role": "user", "content": "{{ ref }} {{ tree }}"}])
+    world.publish(name, prompt=name, version=1)
+    docs = _documents(world, name)
+    for path, doc in docs.items():
+        refs = _refs(doc)
+        assert any("api." in ref for ref in refs), path
+        assert _unresolved(doc) == [], path
+    own = docs[f"/apis/{name}/openapi.json"]
+    assert own["components"]["schemas"][f"api.{name}.variables"]["$defs"]["thing"]["minLength"] == 2
+    example = own["paths"][f"/apis/{name}"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert len(example["ref"]) >= 2
+    assert world.call(name, example, key=world.owner_key).status_code == 200
+
+
+def test_examples_are_bounded_whatever_the_schema_asks(world: World) -> None:
+    """A minLength of 200 million, or arrays of arrays of wide objects, give no example rather
+    than a document of hundreds of megabytes; the document stays small in every view."""
+    wide = {"type": "object",
+            "properties": {f"p{i}": {"type": "string", "minLength": 900} for i in range(60)}}
+    nested: dict[str, Any] = wide
+    for _ in range(3):  # 27 copies of 60 strings of 900 characters, in each operation
+        nested = {"type": "array", "minItems": 3, "items": nested}
+    for variables in ({"type": "object", "properties": {"t": {"type": "string", "minLength": 200_000_000}}},
+                      {"type": "object", "properties": {"t": nested}}):
+        name = unique("big")
+        world.prompt(name, variables=variables, messages=[{"role": "user", "content": "{{ t }}"}])
+        world.publish(name, prompt=name, version=1)
+        for path, doc in _documents(world, name).items():
+            for item in (i for p, i in doc["paths"].items() if p.startswith(f"/apis/{name}")):
+                assert "example" not in item["post"]["requestBody"]["content"]["application/json"], path
+
+
+def test_a_costly_render_is_refused_and_the_gateway_keeps_serving(world: World) -> None:
+    """A prompt whose render time a caller chooses (a macro calling itself twice, the depth a
+    variable) is refused at prompts.max_render_seconds; /v1/models is answered meanwhile."""
+    name = unique("bomb")
+    world.prompt(name, variables={"type": "object", "properties": {"depth": {"type": "integer"}}}, messages=[
+        {"role": "user", "content": "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}"
+                                    "{% endmacro %}Depth {{ f(depth) }}"}])
+    world.publish(name, prompt=name, version=1)
+    resp, took, served = served_during(lambda: world.call(name, {"depth": 40}), world.url, MASTER_KEY)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "prompt_render_failed"
+    assert took < 10 and served >= 1, (took, served)
+
+
 def test_invalid_output_is_repaired_once_or_answered_502(world: World) -> None:
     # The mock echoes the last user message: the repair request ("Your previous answer ...")
     # makes an answer this pattern accepts, the first answer does not.
@@ -423,7 +529,8 @@ def _events(text: str) -> list[dict[str, Any]]:
 
 def test_stream_true_streams_the_text(world: World) -> None:
     name = world.sentiment_api()
-    for extra in ({"params": {"stream": "true"}}, {"headers": {"Accept": "text/event-stream"}}):
+    for extra in ({"params": {"stream": "true"}}, {"params": {"stream": "1"}},
+                  {"headers": {"Accept": "text/event-stream"}}):
         resp = world.call(name, {"text": "streamed words"}, key=world.owner_key, **extra)
         assert resp.status_code == 200, resp.text
         assert resp.headers["content-type"].startswith("text/event-stream")
@@ -433,6 +540,14 @@ def test_stream_true_streams_the_text(world: World) -> None:
         final = events[-1]
         assert final["done"] is True and final["version"] == 1 and final["api"] == name
         assert final["usage"]["completion_tokens"] > 0
+    plain = world.call(name, {"text": "x"}, key=world.owner_key, params={"stream": "False"})
+    assert plain.status_code == 200 and plain.headers["content-type"].startswith("application/json")
+    # The documents declare stream a boolean: another value is refused, not read as false.
+    for odd in ("maybe", "", "yes"):
+        refused = world.call(name, {"text": "x"}, key=world.owner_key, params={"stream": odd})
+        assert refused.status_code == 400, (odd, refused.text)
+        error = refused.json()["error"]
+        assert (error["param"], error["code"]) == ("stream", "invalid_value")
 
 
 def test_bad_input(world: World) -> None:

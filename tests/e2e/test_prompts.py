@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.sdk import served_during
 from tests.e2e.tenancy_world import Admin
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
 
@@ -158,8 +160,11 @@ def test_labels_versions_rollback_and_the_list(world: World, admin: Admin) -> No
     assert [v["version"] for v in versions["data"]] == [1, 2, 3]
     assert versions["labels"] == {"production": 1, "staging": 3}
     assert [v["labels"] for v in versions["data"]] == [["production"], [], ["staging"]]
+    # A prompt in the list has the shape of one version: the labels on it, and every label.
     listed = {p["name"]: p for p in admin.ok("GET", "/admin/v1/prompts", params={"limit": 1000})["data"]}
-    assert listed[name]["version"] == 3 and listed[name]["labels"] == {"production": 1, "staging": 3}
+    assert listed[name]["version"] == 3 and listed[name]["labels"] == ["staging"]
+    assert listed[name]["prompt_labels"] == {"production": 1, "staging": 3}
+    assert shown["prompt_labels"] == {"production": 1, "staging": 3}
     # A label on a version that does not exist; a label name out of bounds; both version and label.
     assert (
         error_of(admin.call("PUT", f"/admin/v1/prompts/{name}/labels/x", {"version": 9}), 404)["code"]
@@ -177,6 +182,21 @@ def test_labels_versions_rollback_and_the_list(world: World, admin: Admin) -> No
     assert error_of(admin.call("PUT", f"/admin/v1/prompts/{name}/labels/x", {}), 400)
     both = admin.call("GET", f"/admin/v1/prompts/{name}", params={"label": "production", "version": 1})
     assert error_of(both, 400)["param"] == "label"
+    # Ten moves at once: each answer and audit entry names the version it replaced, so they
+    # form one history ending at the label's final version.
+    raced = unique("raced")
+    for _ in range(10):
+        world.create(raced)
+    with ThreadPoolExecutor(10) as pool:
+        moves = list(pool.map(lambda n: world.label(raced, "production", n), range(1, 11)))
+    final = admin.ok("GET", f"/admin/v1/prompts/{raced}", params={"label": "production"})["version"]
+    previous = [m["previous"] for m in moves]
+    assert previous.count(None) == 1
+    assert sorted(p for p in previous if p) == sorted(set(range(1, 11)) - {final})
+    audited = admin.ok("GET", "/admin/v1/audit", params={"resource_type": "prompt", "limit": 1000})["data"]
+    history = [(e["before"]["version"], e["after"]["version"]) for e in audited
+               if e["resource_id"] == f"{raced}:production"]
+    assert sorted(history, key=str) == sorted(((m["previous"], m["version"]) for m in moves), key=str)
     # Every change is audited.
     entries = admin.ok("GET", "/admin/v1/audit", params={"limit": 1000})["data"]
     actions = {(e["action"], e["resource_id"]) for e in entries}
@@ -285,7 +305,8 @@ def test_template_errors_name_the_message_and_line(admin: Admin) -> None:
         in error_of(admin.call("POST", "/admin/v1/prompts", body), 400)["message"]
     )
     body["variables"] = {"type": "array"}
-    assert error_of(admin.call("POST", "/admin/v1/prompts", body), 400)["code"] == "invalid_template"
+    error = error_of(admin.call("POST", "/admin/v1/prompts", body), 400)
+    assert (error["code"], error["param"]) == ("invalid_template", "variables"), error
     assert admin.call("GET", f"/admin/v1/prompts/{body['name']}").status_code == 404  # nothing saved
 
 
@@ -320,6 +341,103 @@ def test_the_sandbox_refuses_internals_and_bounds_loops_and_output(world: World,
         assert error["code"] == "prompt_render_failed", (template, error)
         expected = "unsafe" if template in escapes else "refused"
         assert expected in error["message"] or "undefined" in error["message"], (template, error)
+
+
+# A macro calling itself twice, as deep as the caller asks: no loop, no output, 2^depth calls.
+RECURSION = ("{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
+             "Depth {{ f(depth) }}")
+# Costly work per iteration (a scan of a large string), little output, within the loop budget.
+COSTLY_LOOP = "{% for i in range(k) %}{{ x.count('ab') }}{% endfor %}"
+BOMB_VARIABLES = {"type": "object", "properties": {
+    "depth": {"type": "integer"}, "x": {"type": "string"}, "k": {"type": "integer"}}}
+
+
+def test_a_costly_render_stops_at_its_deadline_while_others_are_served(world: World, admin: Admin) -> None:
+    """Templates that cost time within every other bound are refused once they run past
+    prompts.max_render_seconds (1 s by default), and they run off the event loop: /v1/models
+    is answered while they run."""
+    name = unique("bomb")
+    world.create(name, variables=BOMB_VARIABLES, messages=[{"role": "user", "content": RECURSION}])
+    world.create(name, variables=BOMB_VARIABLES, messages=[{"role": "user", "content": COSTLY_LOOP}])
+    for version, variables in ((1, {"depth": 40}), (2, {"x": "a" * 900_000, "k": 100_000})):
+        def render(version: int = version, variables: dict[str, Any] = variables) -> httpx.Response:
+            return admin.call("POST", f"/admin/v1/prompts/{name}/render",
+                              {"variables": variables, "version": version})
+
+        resp, took, served = served_during(render, world.gateway.url, MASTER_KEY)
+        error = error_of(resp, 400)
+        assert error["code"] == "prompt_render_failed", error
+        assert "refused" in error["message"], error
+        assert took < 10, f"version {version} answered after {took:.1f} s"
+        assert served >= 1, f"no /v1/models answer while version {version} rendered ({took:.1f} s)"
+    # The costly loop stays within the loop budget: the deadline stops it.
+    assert "the render took longer than 1 s" in error["message"], error
+    # From chat, the same refusal.
+    with pytest.raises(openai.BadRequestError) as refused:
+        world.openai().chat.completions.create(model="", messages=[], extra_body={
+            "prompt": {"id": name, "version": 1, "variables": {"depth": 40}}})
+    assert refused.value.body["code"] == "prompt_render_failed"  # type: ignore[index]
+
+
+def test_recursion_is_bounded_by_the_loop_budget_and_its_depth(world: World, admin: Admin) -> None:
+    name = unique("recursion")
+    world.create(name, variables=BOMB_VARIABLES, messages=[{"role": "user", "content": RECURSION}])
+    deep = "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(depth) }}"
+    world.create(name, variables=BOMB_VARIABLES, messages=[{"role": "user", "content": deep}])
+    path = f"/admin/v1/prompts/{name}/render"
+    shallow = admin.ok("POST", path, {"variables": {"depth": 3}, "version": 1})
+    assert shallow["messages"][0]["content"] == "Depth "
+    too_deep = admin.call("POST", path, {"variables": {"depth": 500}, "version": 2})
+    assert "nested more than 64 deep" in error_of(too_deep, 400)["message"]
+
+
+def test_template_loading_and_deep_nesting_are_refused_when_saved(admin: Admin) -> None:
+    body = {**SENTIMENT, "name": unique("load")}
+    for statement in ("{% include 'other' %}", "{% import 'other' as o %}", "{% from 'o' import m %}",
+                      "{% extends 'base' %}"):
+        body["messages"] = [{"role": "user", "content": f"Hi\n{statement}{{{{ text }}}}"}]
+        error = error_of(admin.call("POST", "/admin/v1/prompts", body), 400)
+        assert error["code"] == "invalid_template" and error["param"] == "messages", error
+        assert "messages[0] line 2:" in error["message"] and "cannot load other templates" in error["message"]
+    body["messages"] = [{"role": "user", "content": "{{ " + "(" * 500 + "text" + ")" * 500 + " }}"}]
+    error = error_of(admin.call("POST", "/admin/v1/prompts", body), 400)
+    assert error["code"] == "invalid_template" and "nested too deeply" in error["message"], error
+    assert admin.call("GET", f"/admin/v1/prompts/{body['name']}").status_code == 404  # nothing saved
+
+
+def test_the_bound_model_must_be_served(admin: Admin) -> None:
+    error = error_of(admin.call("POST", "/admin/v1/prompts",
+                                {**SENTIMENT, "name": unique(), "model": "nonexistent-model"}), 400)
+    assert (error["code"], error["param"]) == ("model_not_found", "model"), error
+    assert "nonexistent-model" in error["message"]
+    assert admin.ok("POST", "/admin/v1/prompts", {**SENTIMENT, "name": unique(), "model": "claude-native"},
+                    status=201)["model"] == "claude-native"
+
+
+def test_schema_references_stay_within_the_schema(world: World, admin: Admin) -> None:
+    """A $ref is a JSON pointer within the schema: the gateway fetches no URL a tenant gives,
+    and a pointer to nothing is refused when saved, not when called."""
+    def refused(**change: Any) -> dict[str, Any]:
+        body = {**SENTIMENT, "name": unique(), **change}
+        return error_of(admin.call("POST", "/admin/v1/prompts", body), 400)
+
+    remote = {"type": "object", "properties": {"text": {"$ref": f"{world.mock.url}/schema.json"}}}
+    error = refused(variables=remote)
+    assert error["param"] == "variables" and "not a JSON pointer within the schema" in error["message"], error
+    dangling = {"type": "object", "properties": {"text": {"$ref": "#/$defs/missing"}}}
+    assert "points at nothing" in refused(variables=dangling)["message"]
+    assert "$id is not supported" in refused(variables={**SENTIMENT["variables"], "$id": "https://x.test/s"})[
+        "message"]
+    error = refused(output_schema={"type": "object", "properties": {"a": {"$ref": "https://x.test/s"}}})
+    assert error["param"] == "output_schema", error
+    local = {"type": "object", "properties": {"text": {"$ref": "#/$defs/text"}}, "required": ["text"],
+             "$defs": {"text": {"type": "string", "minLength": 2}}}
+    name = unique("refs")
+    world.create(name, variables=local)
+    short = admin.call("POST", f"/admin/v1/prompts/{name}/render", {"variables": {"text": "a"}})
+    assert error_of(short, 400)["code"] == "invalid_variables"
+    rendered = admin.ok("POST", f"/admin/v1/prompts/{name}/render", {"variables": {"text": "ab"}})
+    assert rendered["messages"][0]["content"] == "Classify: ab"
 
 
 def test_bounds_on_every_field(admin: Admin) -> None:

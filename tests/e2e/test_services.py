@@ -598,6 +598,18 @@ def test_bad_service_definitions_are_refused(world: World, body: dict[str, Any],
     assert where in (resp.json()["error"].get("param") or "") + resp.json()["error"]["message"]
 
 
+def test_a_refused_header_is_named_once(world: World) -> None:
+    body = {"name": "ok", "url": "http://127.0.0.1:1", "headers": {"Connection": "close"}}
+    created = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)
+    patched = httpx.patch(f"{world.url}/admin/v1/services/echo", json={"headers": {"Connection": "close"}},
+                          headers=ADMIN, timeout=10)
+    for resp in (created, patched):
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["param"] == "headers"
+        assert resp.json()["error"]["message"] == (
+            "headers: 'Connection' is set by the gateway and cannot be configured"), resp.text
+
+
 def test_the_operator_lets_tenants_reach_the_hosts_it_names(
     mock_upstream: Mock, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

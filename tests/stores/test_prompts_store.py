@@ -81,18 +81,32 @@ async def test_labels_point_at_versions_and_move(backend: Backend) -> None:
         await store.create_version(_draft("labelled"))
     assert await store.labels("t1", "labelled") == {}
     assert await store.get("t1", "labelled", label="production") is None
-    await store.set_label("t1", "labelled", "production", 2)
-    await store.set_label("t1", "labelled", "staging", 3)
+    assert await store.set_label("t1", "labelled", "production", 2) is None  # new: nothing before
+    assert await store.set_label("t1", "labelled", "staging", 3) is None
     assert await store.labels("t1", "labelled") == {"production": 2, "staging": 3}
     found = await store.get("t1", "labelled", label="production")
     assert found is not None and found.version == 2
-    await store.set_label("t1", "labelled", "production", 1)  # rollback
+    assert await store.set_label("t1", "labelled", "production", 1) == 2  # rollback
+    assert await store.set_label("t1", "labelled", "production", 1) == 1  # to where it is
     found = await store.get("t1", "labelled", label="production")
     assert found is not None and found.version == 1
     assert await store.labels("t1", "labelled") == {"production": 1, "staging": 3}
     # Setting the same label at once from two places leaves one row.
     await asyncio.gather(*(store.set_label("t1", "labelled", "canary", n) for n in (1, 2, 3)))
     assert (await store.labels("t1", "labelled"))["canary"] in (1, 2, 3)
+
+
+async def test_concurrent_label_moves_each_report_the_version_they_replaced(backend: Backend) -> None:
+    store = _store(backend)
+    for _ in range(10):
+        await store.create_version(_draft("raced"))
+    moves = list(range(1, 11))
+    previous = await asyncio.gather(*(store.set_label("t1", "raced", "production", n) for n in moves))
+    final = (await store.labels("t1", "raced"))["production"]
+    # One history: one move created the label, every other replaced the version a single other
+    # move had set, and only the last move's version was replaced by none.
+    assert previous.count(None) == 1
+    assert sorted(p for p in previous if p is not None) == sorted(set(moves) - {final})
 
 
 async def test_tenants_are_apart(backend: Backend) -> None:

@@ -3,14 +3,24 @@ variables against their schema, and the reference a chat request makes (prompts/
 
 from __future__ import annotations
 
+import asyncio
+import time
 import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from switchboard.errors import InvalidRequest
+from switchboard.prompts import templates
 from switchboard.prompts.reference import PromptRef, parse_reference
-from switchboard.prompts.templates import RenderError, compile_prompt, render, validate_variables
+from switchboard.prompts.templates import (
+    RenderError,
+    compile_prompt,
+    render,
+    render_async,
+    validate_variables,
+)
 from switchboard.stores.protocols import PromptVersion
 
 SCHEMA = {
@@ -221,3 +231,147 @@ def test_running_out_of_memory_is_the_render_failure() -> None:
     with pytest.raises(RenderError) as refused:
         render(version("{{ text }}"), {"text": _Unprintable()})
     assert refused.value.code == "prompt_render_failed" and "MemoryError" in refused.value.message
+
+
+# -- time ---------------------------------------------------------------------------------------
+
+TWICE = "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(n) }}"
+COSTLY = "{% for i in items %}{{ text.count('ab') }}{% endfor %}"
+
+
+def _defaults() -> None:
+    templates.configure(templates.MAX_RENDERED_CHARS, templates.MAX_LOOP_ITERATIONS,
+                        templates.MAX_RENDER_SECONDS)
+
+
+@pytest.fixture
+def short_deadline() -> Iterator[float]:
+    templates.configure(templates.MAX_RENDERED_CHARS, templates.MAX_LOOP_ITERATIONS, 0.2)
+    yield 0.2
+    _defaults()
+
+
+@pytest.fixture
+def small_budget() -> Iterator[int]:
+    templates.configure(templates.MAX_RENDERED_CHARS, 1000, 60)
+    yield 1000
+    _defaults()
+
+
+@pytest.mark.parametrize(
+    ("template", "variables"),
+    [
+        (COSTLY, {"text": "a" * 900_000, "items": ["x"] * 50_000}),  # within the loop budget
+        ("{% for x in [n] recursive %}{% if x > 0 %}{{ loop([x - 1, x - 1]) }}{% endif %}{% endfor %}",
+         {"text": "t", "n": 16}),  # a recursive loop, within the budget: 2^17 calls take longer
+    ],
+)
+def test_a_render_stops_at_its_deadline(short_deadline: float, template: str,
+                                        variables: dict[str, Any]) -> None:
+    began = time.monotonic()
+    with pytest.raises(RenderError) as refused:
+        render(version(template), variables)
+    assert "the render took longer than 0.2 s (prompts.max_render_seconds)" in refused.value.message
+    assert time.monotonic() - began < 0.2 + 0.5
+
+
+def test_calls_into_template_code_draw_from_the_loop_budget(small_budget: int) -> None:
+    with pytest.raises(RenderError) as refused:
+        render(version(TWICE), {"text": "t", "n": 30})
+    assert f"loops and macro calls ran more than {small_budget} iterations" in refused.value.message
+    assert render(version(TWICE + "done"), {"text": "t", "n": 8})[0]["content"] == "done"  # 511 calls
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(n) }}",
+        "{% for x in [n] recursive %}{% if x > 0 %}{{ loop([x - 1]) }}{% endif %}{% endfor %}",
+        "{% block b %}{{ self.b() }}{% endblock %}",
+    ],
+)
+def test_calls_into_template_code_nest_at_most_so_deep(template: str) -> None:
+    with pytest.raises(RenderError) as refused:
+        render(version(template), {"text": "t", "n": 1000})
+    assert f"nested more than {templates.MAX_CALL_DEPTH} deep" in refused.value.message
+
+
+async def test_a_slow_render_leaves_the_event_loop(short_deadline: float) -> None:
+    """Past a few milliseconds, a render finishes in a worker thread: the loop keeps turning."""
+    costly = {"text": "a" * 900_000, "items": ["x"] * 50_000}
+    task = asyncio.ensure_future(render_async(version(COSTLY), costly))
+    turns = 0
+    while not task.done():
+        turns += 1
+        await asyncio.sleep(0.005)
+    with pytest.raises(RenderError) as refused:
+        task.result()
+    assert "took longer" in refused.value.message
+    assert turns >= 5, turns
+    quick = await render_async(version("{{ text }}!"), {"text": "quick"})
+    assert quick == [{"role": "user", "content": "quick!"}]
+
+
+# -- what saving refuses ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "statement"),
+    [("{% include 'x' %}", "include"), ("{% import 'x' as y %}", "import"),
+     ("{% from 'x' import y %}", "from ... import"), ("{% extends 'x' %}", "extends")],
+)
+def test_loading_other_templates_is_refused_when_saved(content: str, statement: str) -> None:
+    problems = compile_prompt([{"role": "user", "content": "{{ text }}\n" + content}], SCHEMA)
+    assert problems == [f"messages[0] line 2: {{% {statement} %}} is not supported: a prompt's templates "
+                        "cannot load other templates (use a macro)"]
+
+
+def test_deep_nesting_is_a_problem_not_a_crash() -> None:
+    problems = compile_prompt([{"role": "user", "content": "{{ " + "(" * 400 + "text" + ")" * 400 + " }}"}],
+                              SCHEMA)
+    assert problems == ["messages[0]: expressions or blocks are nested too deeply"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"properties": {"a": {"$ref": "https://schemas.test/a.json"}}},
+         "/properties/a: $ref 'https://schemas.test/a.json' is not a JSON pointer within the schema"),
+        ({"properties": {"a": {"$ref": "#/$defs/missing"}}},
+         "/properties/a: $ref '#/$defs/missing' points at nothing"),
+        ({"$id": "https://schemas.test/s", "type": "object"}, "(the root): $id is not supported"),
+        ({"properties": {"a": {"$anchor": "here"}}}, "/properties/a: $anchor is not supported"),
+        ({"properties": {"a": {"$dynamicRef": "#meta"}}}, "/properties/a: $dynamicRef is not supported"),
+    ],
+)
+def test_references_must_point_within_the_schema(schema: dict[str, Any], problem: str) -> None:
+    problems = compile_prompt([{"role": "user", "content": "hi"}], {"type": "object", **schema})
+    assert len(problems) == 1 and problems[0].startswith(f"variables: {problem}"), problems
+
+
+def test_local_references_validate_and_nothing_is_fetched() -> None:
+    schema = {"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}, "self": {"$ref": "#"}},
+              "$defs": {"a": {"type": "string", "minLength": 2}, "a/b~c": {"type": "integer"}}}
+    assert compile_prompt([{"role": "user", "content": "{{ a }}"}], schema) == []
+    assert compile_prompt([], {**schema, "properties": {"b": {"$ref": "#/$defs/a~1b~0c"}}}) == []
+    assert validate_variables(schema, {"a": "ab", "self": {"a": "cd"}}) == []
+    assert validate_variables(schema, {"a": "x"}) == [("a", "'x' is too short")]
+    # A schema saved before references were checked: one error, never a fetch (port 9: discard).
+    stored = {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:9/a.json"}}}
+    [(where, why)] = validate_variables(stored, {"a": 1})
+    assert where == "" and "resolves nowhere" in why
+
+
+async def test_large_templates_compile_off_the_event_loop_and_outside_the_deadline(
+        short_deadline: float) -> None:
+    """Compiling 200,000 characters of template takes seconds: saving checks it in a worker
+    thread, and a render compiles it there before its deadline starts."""
+    big = "{{ text }}" * 20_000
+    check = asyncio.ensure_future(templates.check_prompt([{"role": "user", "content": big}], SCHEMA))
+    turns = 0
+    while not check.done():
+        turns += 1
+        await asyncio.sleep(0.005)
+    assert check.result() == [] and turns >= 5, turns
+    rendered = await render_async(version(big + "!"), {"text": "a"})
+    assert rendered[0]["content"] == "a" * 20_000 + "!"

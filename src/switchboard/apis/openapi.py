@@ -2,24 +2,38 @@
 variables schema is the request body, the output schema (or the text envelope) the response,
 an example request built from the schema, bearer security, ``deprecated: true`` when deprecated.
 
+A schema with references (``$ref: "#/$defs/thing"``, pointers within it, apis/schemas.py) is
+not embedded where it is used, since its pointers would then resolve against the document: it
+goes to ``components/schemas/api.<name>.variables`` (or ``.output``), its pointers rewritten to
+point there, and the operation refers to it. A schema without references is embedded as it is.
+
+The example is bounded (``MAX_EXAMPLE_CHARS`` as JSON): a schema asking for more (a huge
+``minLength``) gets no example rather than one nobody could post.
+
 Pure: no I/O; the caller gives the APIs, their prompt versions and the server URL.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 
+from switchboard.apis import schemas as jsonschemas
 from switchboard.stores.protocols import ApiRecord, PromptVersion
 
 OPENAPI_VERSION = "3.1.0"
-# How deep an example is built into nested schemas.
+# How deep an example is built into nested schemas (references followed included).
 _MAX_DEPTH = 6
+# The largest example, as JSON characters; a string sample is never built longer than this.
+MAX_EXAMPLE_CHARS = 8192
+COMPONENTS = "#/components/schemas/"
 _SAMPLES: dict[str, Any] = {"string": "text", "integer": 1, "number": 1.5, "boolean": True, "null": None}
 _FORMATS = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "email": "user@example.com",
             "uri": "https://example.com", "uuid": "00000000-0000-4000-8000-000000000000"}
@@ -48,12 +62,45 @@ _ERRORS = {
 }
 
 
-def example(schema: Any, depth: int = 0) -> Any:
+# The most schema nodes one example is built from: references can point at a part that refers
+# to another several times, which would grow without this.
+_MAX_NODES = 10_000
+
+
+class _Exhausted(Exception):
+    """The example's node budget ran out (a signal, not an error)."""
+
+
+# What a part past the depth bound gives (a recursive schema): an optional property or an
+# array item of that kind is left out.
+_DEEP = object()
+
+
+def example(schema: Any) -> Any:
     """A value satisfying the common parts of a JSON schema: its examples, default, const or
     first enum value where given, else a sample of its type (objects: every property) within
-    its bounds (lengths, minimum and maximum, a simple pattern)."""
-    if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
+    its bounds (lengths, minimum and maximum, a simple pattern); local references followed.
+    None when the schema is too large to build one from."""
+    try:
+        found = _example(schema, 0, schema, [_MAX_NODES])
+    except _Exhausted:
         return None
+    return None if found is _DEEP else found
+
+
+def _example(schema: Any, depth: int, root: Any, left: list[int]) -> Any:
+    if depth > _MAX_DEPTH:
+        return _DEEP
+    if not isinstance(schema, Mapping):
+        return None
+    left[0] -= 1
+    if left[0] < 0:
+        raise _Exhausted
+    if jsonschemas.is_local(schema.get("$ref")):
+        try:
+            return _example(jsonschemas.pointed(root, schema["$ref"]), depth + 1, root, left)
+        except KeyError:
+            return None
     for key in ("const", "default"):
         if key in schema:
             return schema[key]
@@ -65,15 +112,21 @@ def example(schema: Any, depth: int = 0) -> Any:
         return schema["enum"][0]
     for key in ("anyOf", "oneOf", "allOf"):
         if isinstance(schema.get(key), list) and schema[key]:
-            return example(schema[key][0], depth + 1)
+            return _example(schema[key][0], depth + 1, root, left)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), kind[0] if kind else None)
     if kind == "object" or (kind is None and "properties" in schema):
         props = schema.get("properties") or {}
-        return {name: example(sub, depth + 1) for name, sub in props.items()}
+        listed = schema.get("required")
+        required = listed if isinstance(listed, list) else []
+        built = {name: _example(sub, depth + 1, root, left) for name, sub in props.items()}
+        return {name: None if value is _DEEP else value for name, value in built.items()
+                if value is not _DEEP or name in required}
     if kind == "array":
-        item = example(schema.get("items"), depth + 1)
+        item = _example(schema.get("items"), depth + 1, root, left)
+        if item is _DEEP:
+            return []
         count = max(1, _int(schema.get("minItems")) or 1)
         most = _int(schema.get("maxItems"))
         return [item] * min(count, 3, most if most is not None else 3)
@@ -97,6 +150,8 @@ def _string(schema: Mapping[str, Any]) -> str:
     if isinstance(schema.get("format"), str) and schema["format"] in _FORMATS:
         return _FORMATS[schema["format"]]
     candidates = list(_PATTERN_SAMPLES) if isinstance(schema.get("pattern"), str) else ["text"]
+    if low > MAX_EXAMPLE_CHARS:
+        return candidates[0]  # too short: the schema gets no example
     for candidate in candidates:
         sample = candidate * -(-low // len(candidate)) if len(candidate) < low else candidate
         sample = sample[:high] if high is not None else sample
@@ -172,15 +227,42 @@ def _envelope(output: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _operation(record: ApiRecord, prompt: PromptVersion, *, pinned: bool) -> dict[str, Any]:
+def _carried(schema: Mapping[str, Any], component: str, found: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` as an operation holds it: itself when it has no reference, else a reference to
+    ``components/schemas/<component>``, where it is added to ``found`` with its local pointers
+    rewritten to point there."""
+    if not any("$ref" in node for _, node in jsonschemas.subschemas(schema)):
+        return dict(schema)
+    moved = copy.deepcopy(dict(schema))
+    base = COMPONENTS + component.replace("~", "~0").replace("/", "~1")
+    for _, node in jsonschemas.subschemas(moved):
+        ref = node.get("$ref")
+        if jsonschemas.is_local(ref):
+            node["$ref"] = base + ref[1:]
+    found[component] = moved
+    return {"$ref": base}
+
+
+@dataclass
+class ApiOperations:
+    """The path items of one API and the component schemas they refer to."""
+
+    paths: dict[str, Any]
+    schemas: dict[str, Any] = field(default_factory=dict)
+
+
+def _operation(record: ApiRecord, prompt: PromptVersion, found: dict[str, Any], *,
+               pinned: bool) -> dict[str, Any]:
     variables = dict(prompt.variables) if prompt.variables else {"type": "object"}
+    output = None if prompt.output_schema is None else _carried(
+        prompt.output_schema, f"api.{record.name}.output", found)
     responses: dict[str, Any] = {
         "200": {
             "description": "The model's output (parsed JSON when the API has an output schema); "
                            "with ?stream=true, Server-Sent Events: {\"delta\"} events, then "
                            "{\"done\": true, \"version\", \"usage\"}",
             "content": {
-                "application/json": {"schema": _envelope(prompt.output_schema)},
+                "application/json": {"schema": _envelope(output)},
                 "text/event-stream": {"schema": {"type": "string"}},
             },
         },
@@ -200,7 +282,7 @@ def _operation(record: ApiRecord, prompt: PromptVersion, *, pinned: bool) -> dic
         "requestBody": {
             "required": True,
             "description": "The prompt's variables",
-            "content": {"application/json": _body(variables)},
+            "content": {"application/json": _body(variables, f"api.{record.name}.variables", found)},
         },
         "responses": responses,
         "security": [{"bearer": []}],
@@ -218,13 +300,16 @@ def _operation(record: ApiRecord, prompt: PromptVersion, *, pinned: bool) -> dic
     return operation
 
 
-def _body(variables: dict[str, Any]) -> dict[str, Any]:
+def _body(variables: dict[str, Any], component: str, found: dict[str, Any]) -> dict[str, Any]:
     """The request body's media type: the schema, and an example when one satisfies it (posting
-    the documented example must work; a schema the builder cannot satisfy gets none)."""
-    body: dict[str, Any] = {"schema": variables}
+    the documented example must work; a schema the builder cannot satisfy, or whose example
+    would be larger than ``MAX_EXAMPLE_CHARS``, gets none)."""
+    body: dict[str, Any] = {"schema": _carried(variables, component, found)}
     sample = example(variables)
+    if _size(sample) > MAX_EXAMPLE_CHARS:
+        return body
     try:
-        valid = not any(jsonschema.Draft202012Validator(variables).iter_errors(sample))
+        valid = not any(jsonschemas.errors(variables, sample))
     except (jsonschema.SchemaError, re.error, TypeError):
         valid = False
     if valid:
@@ -232,20 +317,49 @@ def _body(variables: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def paths(record: ApiRecord, prompt: PromptVersion) -> dict[str, Any]:
-    """The path items of one API: ``/apis/{name}`` and ``/apis/{name}/v{version}``."""
-    return {
-        f"/apis/{record.name}": {"post": _operation(record, prompt, pinned=False)},
-        f"/apis/{record.name}/v{{version}}": {"post": _operation(record, prompt, pinned=True)},
+def _size(value: Any) -> int:
+    """About the characters of ``value`` as JSON, counted until past ``MAX_EXAMPLE_CHARS``: an
+    example repeats shared parts (``[item] * 3`` nested), so its JSON can be far larger than the
+    objects built."""
+    total = 0
+    stack = [value]
+    while stack and total <= MAX_EXAMPLE_CHARS:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, Mapping):
+            total += 2
+            for key, sub in item.items():
+                total += len(str(key)) + 4
+                stack.append(sub)
+        elif isinstance(item, list | tuple):
+            total += 2 + len(item)
+            stack += item
+        else:
+            total += len(str(item)) if isinstance(item, int | float) else 5
+    return total
+
+
+def operations(record: ApiRecord, prompt: PromptVersion) -> ApiOperations:
+    """The path items of one API (``/apis/{name}`` and ``/apis/{name}/v{version}``) and the
+    component schemas they refer to."""
+    found: dict[str, Any] = {}
+    paths = {
+        f"/apis/{record.name}": {"post": _operation(record, prompt, found, pinned=False)},
+        f"/apis/{record.name}/v{{version}}": {"post": _operation(record, prompt, found, pinned=True)},
     }
+    return ApiOperations(paths, found)
 
 
 def document(apis: Iterable[tuple[ApiRecord, PromptVersion]], server_url: str, *, title: str = "Prompt APIs",
              version: str = "1", description: str | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``apis`` (each with the prompt version it serves now)."""
     found: dict[str, Any] = {}
+    components: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for record, prompt in apis:
-        found.update(paths(record, prompt))
+        generated = operations(record, prompt)
+        found.update(generated.paths)
+        components.update(generated.schemas)
     unique_operation_ids(found)
     info: dict[str, Any] = {"title": title, "version": version}
     if description:
@@ -258,7 +372,7 @@ def document(apis: Iterable[tuple[ApiRecord, PromptVersion]], server_url: str, *
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "A Switchboard API key"}},
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": components,
         },
         "security": [{"bearer": []}],
     }

@@ -10,6 +10,8 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from switchboard.apis import schemas
+
 # Errors shown to the model (and in the 502) at most; each message bounded.
 MAX_ERRORS = 10
 MAX_ERROR_CHARS = 300
@@ -41,8 +43,7 @@ def output_errors(text: str, schema: Mapping[str, Any]) -> tuple[Any, list[str]]
         value = orjson.loads(stripped)
     except orjson.JSONDecodeError as exc:
         return None, [f"not valid JSON: {str(exc)[:MAX_ERROR_CHARS]}"]
-    validator = Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    errors = sorted(schemas.errors(schema, value), key=lambda e: [str(p) for p in e.absolute_path])
     return value, [f"{_where(e.absolute_path)}: {e.message[:MAX_ERROR_CHARS]}" for e in errors[:MAX_ERRORS]]
 
 

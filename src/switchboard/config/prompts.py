@@ -19,8 +19,11 @@ class PromptsConfig(Strict):
     # How long a resolved prompt version stays cached on the request path (changes are pushed
     # on the change feed; this bounds staleness when a message is lost).
     cache_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    # Every loop of one render draws from this many iterations (nested loops cannot spin).
+    # Every loop iteration and macro call of one render draws from this many (nested loops and
+    # recursion cannot spin).
     max_loop_iterations: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    # A render still running after this long is refused (costly work within the other bounds).
+    max_render_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
 
 
 class ApisConfig(Strict):

@@ -42,11 +42,11 @@ def check_headers(headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
     """Header names that are HTTP tokens and not reserved; values without control characters."""
     for name, value in headers.items():
         if not _TOKEN.match(name):
-            raise ValueError(f"headers: {name[:64]!r} is not a valid header name")
+            raise ValueError(f"{name[:64]!r} is not a valid header name")
         if name.lower() in RESERVED_HEADERS:
-            raise ValueError(f"headers: {name!r} is set by the gateway and cannot be configured")
+            raise ValueError(f"{name!r} is set by the gateway and cannot be configured")
         if _BAD_VALUE.search(value.get_secret_value()) or len(value.get_secret_value()) > 8192:
-            raise ValueError(f"headers: the value of {name!r} has control characters or is over 8192 "
+            raise ValueError(f"the value of {name!r} has control characters or is over 8192 "
                              "characters")
     return headers
 

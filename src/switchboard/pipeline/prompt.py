@@ -46,7 +46,8 @@ class PromptStage:
         self._stores = stores
         self._cache: PromptCache | None = None
         self._lock = asyncio.Lock()
-        templates.configure(settings.max_rendered_chars, settings.max_loop_iterations)
+        templates.configure(settings.max_rendered_chars, settings.max_loop_iterations,
+                            settings.max_render_seconds)
 
     async def cache(self) -> PromptCache:
         """The cache, started on the first request naming a prompt."""
@@ -89,7 +90,7 @@ class PromptStage:
         invalid = templates.validate_variables(version.variables, ref.variables)
         if invalid:
             raise invalid_variables(invalid)
-        rendered = templates.render(version, ref.variables)
+        rendered = await templates.render_async(version, ref.variables)
         merge = getattr(ctx.inbound, "with_prompt", None)
         if merge is not None:
             merge(ctx, rendered, version.model, dict(version.params))

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from switchboard.apis.openapi import unique_operation_ids
+from switchboard.apis.openapi import ApiOperations, unique_operation_ids
 from switchboard.config.services import METHODS
 from switchboard.portal.sources import Entry
 
-# The path items of a published API (its generated operations, apis/openapi.py), or None when
-# the version it serves is not found: then a generic operation stands for it.
-ApiPaths = Callable[[Entry], Awaitable[Mapping[str, Any] | None]]
+# The path items of a published API and the component schemas they refer to (its generated
+# operations, apis/openapi.py), or None when the version it serves is not found: then a generic
+# operation stands for it.
+ApiPaths = Callable[[Entry], Awaitable[ApiOperations | None]]
 
 SESSION_PARAMETER = {
     "name": "x-switchboard-session", "in": "header", "required": False,
@@ -92,6 +93,7 @@ def _service_path(entry: Entry) -> dict[str, Any]:
 async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,
                    version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
+    carried: dict[str, Any] = {}  # the APIs' schemas with references (api.<name>.variables)
     models: list[str] = []
     for entry in entries:
         if entry.kind == "api":
@@ -99,7 +101,8 @@ async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,
             if generated is None:
                 paths[f"/apis/{entry.name}"] = {"post": _api_operation(entry)}
                 continue
-            for path, item in generated.items():
+            carried.update(generated.schemas)
+            for path, item in generated.paths.items():
                 for operation in item.values():
                     operation["x-switchboard-approval-required"] = entry.approval_required
                     operation["x-switchboard-owner"] = entry.owner
@@ -138,6 +141,7 @@ async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,
                 "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
                     "message": {"type": "string"}, "type": {"type": "string"},
                     "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
+                **carried,
             },
         },
     }

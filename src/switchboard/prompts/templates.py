@@ -5,8 +5,14 @@ A prompt's messages are Jinja2 templates written by tenant users, so they are un
 - They run in Jinja2's ``ImmutableSandboxedEnvironment``: no attribute starting with ``_``
   (``{{ ''.__class__ }}`` is refused), no method that mutates a value, no access to Python
   internals. Undefined variables are errors (``StrictUndefined``), never silently empty.
-- Every loop draws from one iteration budget per render (``max_loop_iterations``), so nested
-  loops cannot spin; ``range`` is that budget's too.
+- Every loop iteration and every call into template code (a macro, a recursive loop, a block)
+  draws from one budget per render (``max_loop_iterations``), so nested loops and recursion
+  cannot spin; ``range`` is that budget's too. Such calls nest at most ``MAX_CALL_DEPTH`` deep.
+- A render has a deadline (``max_render_seconds``), checked at every step the sandbox sees
+  (each loop iteration, call, filter, operator and printed value): costly work within the
+  other bounds stops there. A render still running after ``INLINE_SECONDS`` leaves the event
+  loop: :func:`render_async` starts it again in a worker thread (renders are pure), so a slow
+  template delays its own caller, not every request.
 - Values cannot grow past the output bound: repetition (``*``), ``**``, ``+``, ``%`` and ``~``
   are checked before they compute, calls and filters whose integer arguments or estimated
   results exceed it are refused, and the output is counted as it is generated and stopped at
@@ -15,26 +21,32 @@ A prompt's messages are Jinja2 templates written by tenant users, so they are un
   joined, mapped or formatted into text far past the bound.
 
 :func:`compile_prompt` lists a prompt's problems at save time (syntax errors with their line,
-variables used but not declared in the variables schema, an invalid schema);
-:func:`render` produces the chat messages; :func:`validate_variables` checks values against the
-schema (JSON Schema, Draft 2020-12).
+variables used but not declared in the variables schema, statements that load other templates,
+an invalid schema; :func:`check_prompt` runs it off the event loop for large templates, whose
+compiling takes seconds); :func:`render` produces the chat messages (:func:`render_async` on the
+request path); :func:`validate_variables` checks values against the schema (JSON Schema, Draft
+2020-12, references within the schema only: apis/schemas.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import re
 import string
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.compiler import CodeGenerator
+from jinja2.runtime import BlockReference, LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Namespace
 
+from switchboard.apis import schemas
 from switchboard.errors import InvalidRequest
 from switchboard.stores.protocols import PromptVersion
 
@@ -42,6 +54,17 @@ ROLES = ("system", "developer", "user", "assistant")
 # Defaults; the gateway's ``prompts:`` settings replace them (configure()).
 MAX_RENDERED_CHARS = 1_000_000
 MAX_LOOP_ITERATIONS = 100_000
+MAX_RENDER_SECONDS = 1.0
+# Calls into template code (macros, recursive loops, blocks) nested deeper than this are refused
+# (well before Python's own recursion limit).
+MAX_CALL_DEPTH = 64
+# A typical render takes tens of microseconds on the event loop; one still running after this
+# long is started again in a worker thread (render_async).
+INLINE_SECONDS = 0.005
+# A template longer than this that is not compiled yet is compiled in the worker thread.
+INLINE_COMPILE_CHARS = 20_000
+# Worker threads for slow renders: few, as they share the interpreter lock with the event loop.
+RENDER_THREADS = 2
 # The most problems or invalid variables reported at once.
 MAX_PROBLEMS = 20
 
@@ -57,15 +80,17 @@ class RenderError(InvalidRequest):
 class Bounds:
     max_rendered_chars: int = MAX_RENDERED_CHARS
     max_loop_iterations: int = MAX_LOOP_ITERATIONS
+    max_render_seconds: float = MAX_RENDER_SECONDS
 
 
 _bounds = Bounds()
 
 
-def configure(max_rendered_chars: int, max_loop_iterations: int) -> None:
+def configure(max_rendered_chars: int, max_loop_iterations: int,
+              max_render_seconds: float = MAX_RENDER_SECONDS) -> None:
     """Apply the ``prompts:`` settings (called once at start-up)."""
     global _bounds
-    _bounds = Bounds(max_rendered_chars, max_loop_iterations)
+    _bounds = Bounds(max_rendered_chars, max_loop_iterations, max_render_seconds)
 
 
 class _Undefined(StrictUndefined):
@@ -82,15 +107,46 @@ class _TooLarge(SecurityError):
     pass
 
 
-class _Budget:
-    __slots__ = ("chars", "iterations")
+class _Offload(Exception):
+    """An inline render ran past :data:`INLINE_SECONDS`: finish it in a worker thread."""
 
-    def __init__(self, bounds: Bounds) -> None:
+
+class _Budget:
+    __slots__ = ("chars", "deadline", "depth", "iterations", "stop_at")
+
+    def __init__(self, bounds: Bounds, inline: bool) -> None:
         self.iterations = bounds.max_loop_iterations
         self.chars = bounds.max_rendered_chars
+        self.depth = 0
+        now = time.monotonic()
+        self.deadline = now + bounds.max_render_seconds
+        # The first moment something must be done: hand over to a thread, or fail.
+        self.stop_at = min(self.deadline, now + INLINE_SECONDS) if inline else self.deadline
+
+    def tick(self) -> None:
+        """Every step the sandbox sees: past the deadline the render fails."""
+        if time.monotonic() > self.stop_at:
+            if time.monotonic() > self.deadline:
+                raise _TooLarge(f"the render took longer than {_bounds.max_render_seconds:g} s "
+                                "(prompts.max_render_seconds)")
+            raise _Offload
+
+    def step(self) -> None:
+        """A loop iteration or a call into template code."""
+        self.iterations -= 1
+        if self.iterations < 0:
+            raise _TooLarge(f"loops and macro calls ran more than {_bounds.max_loop_iterations} "
+                            "iterations (prompts.max_loop_iterations)")
+        self.tick()
 
 
 _current: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("prompt_budget", default=None)
+
+
+def _tick() -> None:
+    budget = _current.get()
+    if budget is not None:
+        budget.tick()
 
 
 def _limit() -> int:
@@ -155,6 +211,7 @@ def _bounded_stream(items: Iterator[Any]) -> Iterator[Any]:
     ``big|map('upper')|list`` stops before it builds every item."""
     total = 0
     for item in items:
+        _tick()
         total += _weight(item)
         _check_size(total)
         yield item
@@ -165,9 +222,7 @@ def _bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
     budget = _current.get()
     for item in iterable:
         if budget is not None:
-            budget.iterations -= 1
-            if budget.iterations < 0:
-                raise _TooLarge(f"loops ran more than {_bounds.max_loop_iterations} iterations")
+            budget.step()
         yield item
 
 
@@ -305,6 +360,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return tree
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _tick()
         if operator == "*":
             if isinstance(left, int) and not isinstance(left, bool):
                 left, right = right, left
@@ -323,16 +379,34 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return result
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        budget = _current.get()
+        if budget is not None:
+            if isinstance(__obj, Macro | LoopContext | BlockReference):
+                budget.step()  # template code: recursion counts like loop iterations
+                if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level
+                    args = (_bounded_iter(args[0]), *args[1:])
+            else:
+                budget.tick()
         name = getattr(__obj, "__name__", "")
         # The sandbox wraps str.format in a function of its own (``__wrapped__``).
         target = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
         _check_args(name, target, args, kwargs)
-        result = super().call(__context, __obj, *args, **kwargs)
+        if budget is None:
+            result = super().call(__context, __obj, *args, **kwargs)
+        else:
+            budget.depth += 1
+            if budget.depth > MAX_CALL_DEPTH:
+                raise _TooLarge(f"calls nested more than {MAX_CALL_DEPTH} deep")
+            try:
+                result = super().call(__context, __obj, *args, **kwargs)
+            finally:
+                budget.depth -= 1
         _check_size(_weight(result))
         return result
 
     def concat(self, parts: Iterable[Any]) -> str:
         """The ``~`` operator, bounded."""
+        _tick()
         out: list[str] = []
         total = 0
         for part in parts:
@@ -347,6 +421,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
 def _printed(value: Any) -> Any:
     """Every ``{{ value }}``: a container is weighed before it is printed (str() builds it)."""
+    _tick()
     if not isinstance(value, str):
         _check_size(_weight(value))
     return value
@@ -354,6 +429,7 @@ def _printed(value: Any) -> Any:
 
 def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     def bounded(*args: Any, **kwargs: Any) -> Any:
+        _tick()
         # Context- and environment-passing filters take those first; the value follows.
         rest = [a for a in args if not isinstance(a, ImmutableSandboxedEnvironment)
                 and type(a).__name__ not in ("Context", "EvalContext")]
@@ -393,12 +469,15 @@ def _message_text(message: Mapping[str, Any]) -> str | None:
 
 
 def check_schema(schema: Mapping[str, Any]) -> str | None:
-    """Why ``schema`` is not a valid JSON schema (Draft 2020-12); None when it is."""
-    try:
-        jsonschema.Draft202012Validator.check_schema(dict(schema))
-    except jsonschema.SchemaError as exc:
-        return f"not a valid JSON schema: {exc.message[:300]}"
-    return None
+    """Why ``schema`` is not a usable JSON schema (Draft 2020-12, references within it only);
+    None when it is."""
+    return schemas.check_schema(schema)
+
+
+# Statements that load another template: a prompt's templates have no loader, so they would
+# fail at every render.
+_LOADING = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from ... import",
+            nodes.Extends: "extends"}
 
 
 def compile_prompt(messages: Sequence[Mapping[str, Any]], variables_schema: Mapping[str, Any]) -> list[str]:
@@ -429,15 +508,21 @@ def compile_prompt(messages: Sequence[Mapping[str, Any]], variables_schema: Mapp
             continue
         try:
             tree = _env.parse(text)
+            _env.compile(tree)
+            used = meta.find_undeclared_variables(tree) - set(_env.globals)
         except TemplateSyntaxError as exc:
             problems.append(f"{where} line {exc.lineno}: {exc.message}")
             continue
-        try:
-            _env.compile(tree)
         except TemplateError as exc:  # pragma: no cover - parse catches what compile would
             problems.append(f"{where}: {exc}")
             continue
-        used = meta.find_undeclared_variables(tree) - set(_env.globals)
+        except RecursionError:  # the parser and compiler recurse into nested expressions
+            problems.append(f"{where}: expressions or blocks are nested too deeply")
+            continue
+        for kind_of, statement in _LOADING.items():
+            for node in tree.find_all(kind_of):
+                problems.append(f"{where} line {node.lineno}: {{% {statement} %}} is not supported: "
+                                "a prompt's templates cannot load other templates (use a macro)")
         for variable in sorted(used - declared):
             problems.append(
                 f"{where} line {_line_of(tree, variable)}: variable '{variable}' is not declared "
@@ -467,39 +552,61 @@ def _template(text: str) -> Any:
     template = _templates.get(text)
     if template is None:
         if len(_templates) >= _MAX_TEMPLATES:
-            _templates.pop(next(iter(_templates)))
+            _templates.pop(next(iter(_templates)), None)
         template = _templates[text] = _env.from_string(text)
     return template
 
 
-def render(version: PromptVersion, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _failure(index: int, exc: BaseException) -> RenderError:
+    if isinstance(exc, SecurityError):
+        return RenderError(f"messages[{index}]: refused: {exc}", param="prompt")
+    if isinstance(exc, TemplateError):
+        return RenderError(f"messages[{index}]: {exc.message or exc}", param="prompt")
+    return RenderError(f"messages[{index}]: {type(exc).__name__}: {str(exc)[:300]}", param="prompt")
+
+
+_FAILURES = (SecurityError, TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
+             RecursionError, MemoryError)
+
+
+def render(version: PromptVersion, variables: Mapping[str, Any], *,
+           inline: bool = False) -> list[dict[str, Any]]:
     """The chat messages ``version`` makes of ``variables``; :class:`RenderError` (400) when a
-    template fails or a bound is reached."""
-    budget = _Budget(_bounds)
+    template fails or a bound is reached. ``inline``: :func:`render_async`'s first attempt,
+    given up (``_Offload``) once it runs past :data:`INLINE_SECONDS`, or at once when a large
+    template is not compiled yet. Compiling (once per template text) is not part of the render's
+    time: the deadline starts after it."""
+    compiled: list[Any] = []
+    for index, message in enumerate(version.messages):
+        text = _message_text(message)
+        if text is None:
+            raise RenderError(f"prompt '{version.name}' version {version.version}: "
+                              f"messages[{index}] has no template", param="prompt")
+        if inline and len(text) > INLINE_COMPILE_CHARS and text not in _templates:
+            raise _Offload
+        try:
+            compiled.append(_template(text))
+        except _FAILURES as exc:
+            raise _failure(index, exc) from None
+    budget = _Budget(_bounds, inline)
     token = _current.set(budget)
     out: list[dict[str, Any]] = []
     try:
-        for index, message in enumerate(version.messages):
-            text = _message_text(message)
-            if text is None:
-                raise RenderError(f"prompt '{version.name}' version {version.version}: "
-                                  f"messages[{index}] has no template", param="prompt")
+        for index, (message, template) in enumerate(zip(version.messages, compiled, strict=True)):
             parts: list[str] = []
             try:
-                for chunk in _template(text).generate(dict(variables)):
+                for chunk in template.generate(dict(variables)):
+                    budget.tick()
                     budget.chars -= len(chunk)
                     if budget.chars < 0:
                         raise _TooLarge(
                             f"the rendered prompt exceeds {_bounds.max_rendered_chars} characters"
                         )
                     parts.append(chunk)
-            except SecurityError as exc:
-                raise RenderError(f"messages[{index}]: refused: {exc}", param="prompt") from None
-            except TemplateError as exc:
-                raise RenderError(f"messages[{index}]: {exc.message or exc}", param="prompt") from None
-            except (TypeError, ValueError, ArithmeticError, LookupError, RecursionError, MemoryError) as exc:
-                raise RenderError(f"messages[{index}]: {type(exc).__name__}: {str(exc)[:300]}",
-                                  param="prompt") from None
+            except _Offload:
+                raise
+            except _FAILURES as exc:
+                raise _failure(index, exc) from None
             rendered = {k: v for k, v in message.items() if k != "content"}
             rendered["content"] = "".join(parts)
             out.append(rendered)
@@ -508,17 +615,48 @@ def render(version: PromptVersion, variables: Mapping[str, Any]) -> list[dict[st
     return out
 
 
+_workers: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _workers
+    if _workers is None:
+        _workers = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="prompt-render")
+    return _workers
+
+
+async def render_async(version: PromptVersion, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """:func:`render` for the request path: on the event loop while it is quick (almost every
+    render), else started again in a worker thread, where it runs until its deadline while the
+    loop serves other requests."""
+    try:
+        return render(version, variables, inline=True)
+    except _Offload:
+        pass
+    return await asyncio.get_running_loop().run_in_executor(_pool(), render, version, variables)
+
+
+async def check_prompt(messages: Sequence[Mapping[str, Any]],
+                       variables_schema: Mapping[str, Any]) -> list[str]:
+    """:func:`compile_prompt` for a request handler: large templates (compiling 200,000
+    characters takes seconds) are checked in a worker thread, off the event loop."""
+    size = sum(len(text) for m in messages if isinstance(m, Mapping) and (text := _message_text(m)))
+    if size <= INLINE_COMPILE_CHARS:
+        return compile_prompt(messages, variables_schema)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_pool(), compile_prompt, messages, variables_schema)
+
+
 def validate_variables(schema: Mapping[str, Any], variables: Any) -> list[tuple[str, str]]:
     """(field path, message) for each way ``variables`` fails ``schema`` (JSON Schema, Draft
     2020-12); empty when valid. A path is dotted (``items.0.name``); ``""`` is the whole."""
-    validator = jsonschema.Draft202012Validator(
-        dict(schema), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
     found: list[tuple[str, str]] = []
-    for error in sorted(validator.iter_errors(variables), key=lambda e: [str(p) for p in e.absolute_path]):
+    ordered = sorted(schemas.errors(schema, variables, formats=True),
+                     key=lambda e: [str(p) for p in e.absolute_path])
+    for error in ordered:
         path = ".".join(str(p) for p in error.absolute_path)
         if error.validator == "required" and isinstance(error.instance, Mapping):
-            for name in error.validator_value:
+            for name in error.validator_value if isinstance(error.validator_value, list) else ():
                 if name not in error.instance:
                     found.append((f"{path}.{name}" if path else str(name), "required"))
         else:

@@ -139,7 +139,7 @@ async def catalog_openapi(
     entries = await catalog.entries(scope, access.principal)
     stores = request.app.state.services.stores
 
-    async def api_paths(entry: Entry) -> Mapping[str, Any] | None:
+    async def api_paths(entry: Entry) -> openapi.ApiOperations | None:
         apis, prompts = stores().apis, stores().prompts
         if apis is None or prompts is None:
             return None
@@ -147,6 +147,6 @@ async def catalog_openapi(
         prompt = await serving(prompts, record) if record is not None else None
         if record is None or prompt is None:
             return None
-        return openapi.paths(record, prompt)
+        return openapi.operations(record, prompt)
 
     return await document(scope, entries, api_paths, __version__)

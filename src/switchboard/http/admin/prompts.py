@@ -114,7 +114,8 @@ def _store(request: Request) -> PromptStore:
 
 
 def public(version: PromptVersion, labels: dict[str, int] | None = None) -> dict[str, Any]:
-    """The version record as the API shows it (``labels``: those pointing at this version)."""
+    """The version record as the API shows it: ``labels`` are those pointing at this version,
+    ``prompt_labels`` every label of the prompt with the version it points at."""
     out: dict[str, Any] = {
         "object": "prompt",
         "name": version.name,
@@ -132,6 +133,7 @@ def public(version: PromptVersion, labels: dict[str, int] | None = None) -> dict
     }
     if labels is not None:
         out["labels"] = sorted(label for label, number in labels.items() if number == version.version)
+        out["prompt_labels"] = dict(sorted(labels.items()))
     return out
 
 
@@ -141,7 +143,7 @@ def _bounded_json(field: str, value: Any) -> None:
                              code="invalid_value")
 
 
-def _check(request: Request, body: PromptCreate) -> None:
+async def _check(request: Request, body: PromptCreate) -> None:
     limit = _settings(request).max_template_chars
     total = sum(len(m.content) for m in body.messages)
     if total > limit:
@@ -150,14 +152,30 @@ def _check(request: Request, body: PromptCreate) -> None:
                              code="template_too_large")
     for field in ("variables", "output_schema", "tools", "response_format", "tool_choice"):
         _bounded_json(field, getattr(body, field))
-    problems = templates.compile_prompt([m.model_dump() for m in body.messages], body.variables)
+    problems = await templates.check_prompt([m.model_dump() for m in body.messages], body.variables)
     if problems:
-        raise InvalidRequest("invalid prompt: " + "; ".join(problems), param="messages",
+        param = "variables" if problems[0].startswith("variables") else "messages"
+        raise InvalidRequest("invalid prompt: " + "; ".join(problems), param=param,
                              code="invalid_template")
     if body.output_schema is not None:
         problem = templates.check_schema(body.output_schema)
         if problem is not None:
             raise InvalidRequest(f"output_schema: {problem}", param="output_schema", code="invalid_value")
+    if not _served(request, body.model):
+        raise InvalidRequest(f"model: no model '{body.model}' is served (GET /v1/models lists them)",
+                             param="model", code="model_not_found")
+
+
+def _served(request: Request, model: str) -> bool:
+    """Whether a call may name ``model``: a model or group of the live table (aliases included,
+    as /v1/models lists them), or a name a routing rule or semantic router answers to."""
+    services = request.app.state.services
+    router = services.settings.router
+    if any(r.model == model for r in router.rules) or any(s.model == model for s in router.semantic):
+        return True
+    if services.routing is None:  # no live table: the configured models
+        return any(m.name == model for m in services.settings.models) or model in router.aliases
+    return model in services.routing.current.groups
 
 
 async def visible(request: Request, access: Access, name: str, tenant: str | None, *,
@@ -181,7 +199,7 @@ async def create_prompt(
     request: Request,
     access: Annotated[Access, Depends(allow("prompt", "create"))],
 ) -> JSONResponse:
-    _check(request, body)
+    await _check(request, body)
     store = _store(request)
     tenant = access.tenant_for(body.tenant)
     latest = await store.get(tenant, body.name)
@@ -200,7 +218,7 @@ async def create_prompt(
     )
     stored = await store.create_version(draft)
     await publish_change(request.app.state.services.stores().feed, tenant, body.name)
-    shown = public(stored, {})
+    shown = public(stored, await store.labels(tenant, body.name))  # none on it yet: the prompt's
     await audit.record(request, "prompt.create", "prompt", f"{stored.name}@{stored.version}",
                        after=shown, tenant=tenant)
     return JSONResponse(shown, status_code=201)
@@ -222,9 +240,7 @@ async def list_prompts(
     labels = await store.all_labels(scope, [p.name for p in page])
     data = []
     for p in page:
-        item = public(p)
-        item["labels"] = labels.get(p.name, {})
-        data.append(item)
+        data.append(public(p, labels.get(p.name, {})))
     return {"object": "list", "data": data, "has_more": len(found) > limit,
             "last_name": found[:limit][-1].name if found[:limit] else None}
 
@@ -333,15 +349,15 @@ async def set_label(
         raise InvalidRequest("version: required", param="version", code="missing_required_parameter")
     target = await visible(request, access, name, tenant, version=body.version)
     store = _store(request)
-    before = await store.labels(target.tenant_id, name)
-    await store.set_label(target.tenant_id, name, label, body.version)
+    # Read in the move itself: concurrent moves each get the version they replaced.
+    previous = await store.set_label(target.tenant_id, name, label, body.version)
     await publish_change(request.app.state.services.stores().feed, target.tenant_id, name)
     after = await store.labels(target.tenant_id, name)
     await audit.record(request, "prompt.label", "prompt", f"{name}:{label}",
-                       before={"label": label, "version": before.get(label)},
+                       before={"label": label, "version": previous},
                        after={"label": label, "version": body.version}, tenant=target.tenant_id)
     return {"object": "prompt.labels", "name": name, "label": label, "version": body.version,
-            "previous": before.get(label), "labels": after}
+            "previous": previous, "labels": after}
 
 
 @router.post("/{name}/render", summary="The exact messages a set of variables produces")
@@ -358,6 +374,6 @@ async def render_prompt(
     invalid = templates.validate_variables(found.variables, body.variables)
     if invalid:
         raise invalid_variables(invalid, prefix="variables")
-    messages = templates.render(found, body.variables)
+    messages = await templates.render_async(found, body.variables)
     return {"object": "prompt.render", "name": name, "version": found.version, "model": found.model,
             "messages": messages, "params": dict(found.params)}

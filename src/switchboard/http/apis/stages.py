@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -35,7 +36,7 @@ from switchboard.http.apis.call import ApiCall, ApiCalls, reply_text
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.subscription import require_approved
 from switchboard.prompts.cache import PromptCache
-from switchboard.prompts.templates import render, validate_variables
+from switchboard.prompts.templates import render_async, validate_variables
 from switchboard.stores import Stores
 from switchboard.stores.protocols import PromptVersion
 
@@ -53,11 +54,20 @@ def call_path(path: str) -> tuple[str, int | None] | None:
     return match.group(1), int(match.group(2)) if match.group(2) else None
 
 
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
 def wants_stream(ctx: RequestContext) -> bool:
-    """``?stream=true`` or ``Accept: text/event-stream`` (the body stays the variables)."""
-    if "text/event-stream" in ctx.headers.get("accept", ""):
-        return True
-    return any(part.lower() in ("stream=true", "stream=1") for part in ctx.query.split("&"))
+    """``?stream=true`` or ``Accept: text/event-stream`` (the body stays the variables). The
+    documents declare ``stream`` a boolean: another value is 400, never read as false."""
+    asked = False
+    for key, value in parse_qsl(ctx.query, keep_blank_values=True):
+        if key == "stream":
+            if value.lower() not in _BOOLEANS:
+                raise InvalidRequest(f"stream: expected true or false, not '{value[:64]}'", param="stream",
+                                     code="invalid_value")
+            asked = _BOOLEANS[value.lower()]
+    return asked or "text/event-stream" in ctx.headers.get("accept", "")
 
 
 def canonical_request(prompt: PromptVersion, messages: list[dict[str, Any]], stream: bool) -> dict[str, Any]:
@@ -128,14 +138,14 @@ class ApiStage:
         if prompt is None:
             shown = f"version {pinned}" if pinned is not None else "the version it serves"
             raise NotFound(f"the API '{name}' has no {shown}", code="version_not_found")
+        stream = wants_stream(ctx)
         variables = _variables(ctx.body)
         invalid = validate_variables(prompt.variables, variables)
         if invalid:
             listed = "; ".join(f"{field or '(body)'}: {why}" for field, why in invalid)
             raise InvalidRequest(f"invalid variables: {listed}", param=invalid[0][0] or None,
                                  code="invalid_variables")
-        stream = wants_stream(ctx)
-        ctx.request = canonical_request(prompt, render(prompt, variables), stream)
+        ctx.request = canonical_request(prompt, await render_async(prompt, variables), stream)
         ctx.stream = stream
         ctx.usage_metadata = {"api": name, "api_version": prompt.version}
         ctx.response_headers["x-switchboard-api-version"] = str(prompt.version)

@@ -55,7 +55,10 @@ class PromptStore(Protocol):
 
     async def labels(self, tenant_id: str, name: str) -> dict[str, int]: ...
 
-    async def set_label(self, tenant_id: str, name: str, label: str, version: int) -> None: ...
+    async def set_label(self, tenant_id: str, name: str, label: str, version: int) -> int | None:
+        """Point ``label`` at ``version``; the version it pointed at just before (None: it is
+        new), read atomically with the move, so concurrent moves each get the one they replaced."""
+        ...
 
     async def list_prompts(self, tenant_id: str, *, team_id: str | None = None,
                            after: str | None = None, limit: int = 100) -> list[PromptVersion]:

@@ -3,7 +3,8 @@
 Versions are immutable rows keyed (tenant, name, version). The next number is the largest plus
 one, inserted under the primary key: when two saves of one name race, one insert fails on the
 key and retries with the number after the winner's, so no number is taken twice or skipped.
-Labels are one row per (tenant, name, label) naming a version; moving one is an update.
+Labels are one row per (tenant, name, label) naming a version; moving one is a compare and set
+on the version read before it, so each move learns the version it replaced.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from switchboard.stores.sql.times import from_db, to_db
 
 # How often a save retries after losing the race for a version number.
 _ATTEMPTS = 20
+# How often a label move retries after another move changed the label between its read and
+# its write (each round, one of the racing moves wins).
+_LABEL_ATTEMPTS = 100
 # Names per IN list, well under SQLite's and PostgreSQL's bound parameter limits.
 _IN_CHUNK = 500
 
@@ -135,22 +139,28 @@ class SqlPromptStore:
         async with self._engine.connect() as conn:
             return {row.label: int(row.version) for row in await conn.execute(query)}
 
-    async def set_label(self, tenant_id: str, name: str, label: str, version: int) -> None:
+    async def set_label(self, tenant_id: str, name: str, label: str, version: int) -> int | None:
         now = to_db(utcnow())
         where = (lt.c.tenant_id == tenant_id, lt.c.name == name, lt.c.label == label)
-        update = sa.update(lt).where(*where).values(version=version, updated_at=now)
-        for _ in range(2):
+        current = sa.select(lt.c.version).where(*where)
+        for _ in range(_LABEL_ATTEMPTS):
+            async with self._engine.connect() as conn:
+                previous = (await conn.execute(current)).scalar()
+            if previous is None:
+                try:
+                    async with self._engine.begin() as conn:
+                        await conn.execute(sa.insert(lt).values(
+                            tenant_id=tenant_id, name=name, label=label, version=version, updated_at=now
+                        ))
+                    return None
+                except IntegrityError:  # set at the same moment by another call: read it again
+                    continue
+            # Compare and set: only if the label still points where it was read.
+            moved = (sa.update(lt).where(*where, lt.c.version == previous)
+                     .values(version=version, updated_at=now))
             async with self._engine.begin() as conn:
-                if (await conn.execute(update)).rowcount:
-                    return
-            try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(sa.insert(lt).values(
-                        tenant_id=tenant_id, name=name, label=label, version=version, updated_at=now
-                    ))
-                return
-            except IntegrityError:  # set at the same moment by another call: update it
-                continue
+                if (await conn.execute(moved)).rowcount:
+                    return int(previous)
         raise StoreError(f"prompt '{name}': label '{label}' could not be set, try again")
 
     async def list_prompts(self, tenant_id: str, *, team_id: str | None = None,

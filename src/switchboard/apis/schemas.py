@@ -1,0 +1,122 @@
+"""The JSON schemas of prompts (their variables and output, Draft 2020-12): what is checked when
+one is saved, validators that never fetch anything, and the walk over a schema's subschemas the
+OpenAPI generator uses to carry its references (apis/openapi.py).
+
+A schema is tenant input. A ``$ref`` may only point inside the schema itself, with a JSON
+pointer (``#``, ``#/$defs/thing``): a remote reference would make the gateway fetch a URL a
+tenant chose (jsonschema retrieves them unless told otherwise), and a reference by ``$id``,
+``$anchor`` or ``$dynamicRef`` could not be carried into the generated documents, which move
+the schema and rewrite its pointers to where it sits in them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeGuard
+from urllib.parse import unquote
+
+import jsonschema
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+
+# An empty registry: a reference to anything outside the schema is unresolvable, never fetched.
+_NOTHING: Registry[Any] = Registry()
+MAX_MESSAGE_CHARS = 300
+
+# Where Draft 2020-12 (and the drafts before it, which jsonschema still reads) holds subschemas.
+_ONE = ("items", "additionalItems", "additionalProperties", "unevaluatedItems", "unevaluatedProperties",
+        "contains", "propertyNames", "not", "if", "then", "else", "contentSchema")
+_MANY = ("allOf", "anyOf", "oneOf", "prefixItems")
+_NAMED = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies")
+# Keywords that name or find a schema other than by its place in this one.
+_UNSUPPORTED = ("$id", "$anchor", "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor")
+
+
+def _token(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+def subschemas(schema: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every subschema of ``schema`` (itself first) with its JSON pointer, by keyword: the
+    values of ``const``, ``enum``, ``default`` or ``examples`` are data, never walked."""
+    stack: list[tuple[str, Any]] = [("", schema)]
+    while stack:
+        where, node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        yield where, node
+        for key in _ONE:
+            if key in node:
+                stack.append((f"{where}/{key}", node[key]))
+        for key in _MANY:
+            if isinstance(node.get(key), list):
+                stack += [(f"{where}/{key}/{i}", sub) for i, sub in enumerate(node[key])]
+        if isinstance(node.get("items"), list):  # the older array form
+            stack += [(f"{where}/items/{i}", sub) for i, sub in enumerate(node["items"])]
+        for key in _NAMED:
+            if isinstance(node.get(key), dict):
+                stack += [(f"{where}/{key}/{_token(str(name))}", sub) for name, sub in node[key].items()]
+
+
+def pointed(schema: Mapping[str, Any], ref: str) -> Any:
+    """What the local reference ``ref`` (``#`` or ``#/a/b``) points at in ``schema``; a
+    KeyError when it points at nothing."""
+    if ref == "#":
+        return schema
+    node: Any = schema
+    for raw in unquote(ref[2:]).split("/"):
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise KeyError(ref)
+    return node
+
+
+def is_local(ref: Any) -> TypeGuard[str]:
+    return isinstance(ref, str) and (ref == "#" or ref.startswith("#/"))
+
+
+def check_schema(schema: Mapping[str, Any]) -> str | None:
+    """Why ``schema`` is not a usable JSON schema (Draft 2020-12); None when it is. Beyond the
+    metaschema: every ``$ref`` is a JSON pointer within the schema that points at something."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(dict(schema))
+    except jsonschema.SchemaError as exc:
+        return f"not a valid JSON schema: {exc.message[:MAX_MESSAGE_CHARS]}"
+    for where, node in subschemas(schema):
+        shown = where or "(the root)"
+        for key in _UNSUPPORTED:
+            if key in node:
+                return (f"{shown}: {key} is not supported; refer to a part of the schema with a "
+                        "JSON pointer ($ref: \"#/$defs/name\")")
+        ref = node.get("$ref")
+        if ref is None:
+            continue
+        if not is_local(ref):
+            return (f"{shown}: $ref '{str(ref)[:200]}' is not a JSON pointer within the schema "
+                    "(\"#/$defs/name\"); the gateway fetches no other schema")
+        try:
+            pointed(schema, ref)
+        except KeyError:
+            return f"{shown}: $ref '{ref[:200]}' points at nothing in the schema"
+    return None
+
+
+def validator(schema: Mapping[str, Any], *, formats: bool = False) -> jsonschema.Draft202012Validator:
+    """A validator of ``schema`` that resolves references within it only (``formats``: checks
+    ``format`` too)."""
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER if formats else None
+    return jsonschema.Draft202012Validator(dict(schema), registry=_NOTHING, format_checker=checker)
+
+
+def errors(schema: Mapping[str, Any], value: Any, *,
+           formats: bool = False) -> Iterator[jsonschema.ValidationError]:
+    """The ways ``value`` fails ``schema``. A schema saved before references were checked may
+    hold one that resolves nowhere: that is one error at the root, never a fetch."""
+    try:
+        yield from validator(schema, formats=formats).iter_errors(value)
+    except Unresolvable as exc:
+        yield jsonschema.ValidationError(f"the schema has a $ref that resolves nowhere: {str(exc)[:200]}")
