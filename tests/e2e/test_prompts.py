@@ -193,7 +193,8 @@ def test_labels_versions_rollback_and_the_list(world: World, admin: Admin) -> No
     previous = [m["previous"] for m in moves]
     assert previous.count(None) == 1
     assert sorted(p for p in previous if p) == sorted(set(range(1, 11)) - {final})
-    audited = admin.ok("GET", "/admin/v1/audit", params={"resource_type": "prompt", "limit": 1000})["data"]
+    label = f"{raced}:production"
+    audited = admin.ok("GET", "/admin/v1/audit", params={"resource_id": label, "limit": 1000})["data"]
     history = [(e["before"]["version"], e["after"]["version"]) for e in audited
                if e["resource_id"] == f"{raced}:production"]
     assert sorted(history, key=str) == sorted(((m["previous"], m["version"]) for m in moves), key=str)
