@@ -24,6 +24,8 @@ from typing import Any
 import jsonschema
 import orjson
 from jsonschema.exceptions import best_match
+from referencing import Registry as SchemaRegistry
+from referencing.exceptions import Unresolvable
 
 from switchboard.config.mcp import SEPARATOR, McpConfig
 from switchboard.context import Principal
@@ -61,6 +63,9 @@ class InvalidArguments(InvalidRequest):
 
 class ArgumentsTooLarge(PayloadTooLarge):
     code = "mcp_arguments_too_large"
+
+
+_NO_FETCH: SchemaRegistry[Any] = SchemaRegistry()
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +291,9 @@ class McpToolbox:
             try:
                 cls = jsonschema.validators.validator_for(schema)
                 cls.check_schema(schema)
-                validator = cls(schema)
+                # An empty registry: a server's schema may point anywhere (``$ref`` to a URL);
+                # the gateway never fetches what a reference names.
+                validator = cls(schema, registry=_NO_FETCH)
             except Exception:  # a server's broken schema: nothing to validate against
                 validator = None
             if len(self._validators) >= _CACHE_MAX:
@@ -295,7 +302,10 @@ class McpToolbox:
         validator = entry[1]
         if validator is None:
             return
-        error = best_match(validator.iter_errors(arguments))
+        try:
+            error = best_match(validator.iter_errors(arguments))
+        except Unresolvable:  # a reference outside the schema: the server checks what it names
+            return
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
             raise InvalidArguments(f"arguments do not match the input schema of {tool.exposed!r} at "
