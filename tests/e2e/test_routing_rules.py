@@ -38,6 +38,10 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 {"name": "translate", "model": "auto", "when": {"last_user_matches": "(?i)\\btranslate\\b"},
                  "to": "big"},
                 {"name": "fallthrough", "model": "auto", "to": "small"},
+                # YAML booleans (the file is written by yaml.safe_dump: `stream: true`).
+                {"name": "streamed", "model": "flags", "when": {"params": {"stream": True}}, "to": "big"},
+                {"name": "unstored", "model": "flags", "when": {"params": {"store": False}}, "to": "coder"},
+                {"name": "plain", "model": "flags", "to": "small"},
             ],
             "splits": [
                 {"name": "ab", "model": "ab-test", "sticky": "key",
@@ -89,6 +93,21 @@ def test_header_rule(gw: Gateway) -> None:
 def test_metadata_rule(gw: Gateway) -> None:
     assert routed(gw, metadata={"project": "atlas"})[1] == "big (rule project)"
     assert routed(gw, metadata={"project": "other"})[1] == "small (rule fallthrough)"
+
+
+def test_boolean_param_rules_written_in_yaml(gw: Gateway) -> None:
+    assert routed(gw, model="flags", store=False)[1] == "coder (rule unstored)"
+    assert routed(gw, model="flags", store=True)[1] == "small (rule plain)"
+    stream = sdk(gw).chat.completions.with_raw_response.create(model="flags", messages=ASK, stream=True)
+    assert stream.headers["x-switchboard-route"] == "big (rule streamed)"
+    assert {chunk.model for chunk in stream.parse()} == {"gpt-4o"}
+    body = {"model": "flags", "max_tokens": 10, "stream": True, "messages": ASK}
+    with httpx.stream("POST", f"{gw.url}/v1/messages", json=body, timeout=30,
+                      headers={"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"}) as resp:
+        assert resp.status_code == 200 and resp.headers["x-switchboard-route"] == "big (rule streamed)"
+    responses = sdk(gw).responses.with_raw_response.create(model="flags", input="hello", stream=True)
+    assert responses.headers["x-switchboard-route"] == "big (rule streamed)"
+    assert [e.type for e in responses.parse()][-1] == "response.completed"
 
 
 def test_key_tag_rule_and_access_to_the_target(gw: Gateway) -> None:
