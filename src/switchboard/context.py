@@ -157,6 +157,9 @@ class RequestContext:
     group: Group | None = None
     candidates: list[Route] | None = None
     needs: Needs | None = None  # what the serving deployment must offer (regions, context)
+    # Why the plan is empty when no other group may serve the request either (a pinned
+    # deployment outside the caller's regions or too small): the attempts stage raises it as is.
+    refusal: GatewayError | None = None
     # A deployment of the group to try first (a split's arm), and tags for the usage record
     # (pipeline/rules.py).
     prefer_deployment: str | None = None

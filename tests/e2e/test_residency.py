@@ -37,6 +37,9 @@ def _config(mock: Mock) -> dict[str, Any]:
          "region": "eu-west"},
         {"name": "embedder", "deployment": "us", "provider": p, "model": "text-embedding-3-large",
          "region": "us-east"},
+        # Pinnable, with a fallback outside eu-west: a pin refused for residency is not its to serve.
+        {"name": "pinnable", "deployment": "eu", "provider": p, "model": "gpt-4o-mini", "region": "eu-west"},
+        {"name": "pinnable", "deployment": "us", "provider": p, "model": "gpt-4o", "region": "us-east"},
         # Files: the eu deployment's provider is Azure (the mock's /openai/files), the us one's
         # OpenAI (/v1/files), so the path says where a file's bytes went.
         {"name": "filed", "deployment": "eu", "provider": "azure-eu", "model": "gpt-4o-mini",
@@ -47,7 +50,8 @@ def _config(mock: Mock) -> dict[str, Any]:
                                 "api_key": "${UPSTREAM_KEY}"})
     config["files"] = {"provider": "azure-eu"}
     config["router"] = {
-        "num_retries": 0, "fallbacks": {"sturdy": ["us-only"]},
+        "num_retries": 0, "fallbacks": {"sturdy": ["us-only"], "pinnable": ["us-only"]},
+        "groups": {"pinnable": {"allow_pinning": True}},
         "cooldown": {"failures": 2, "seconds": 60},
         "semantic": [{"model": "smart", "embedding_model": "embedder", "threshold": -1, "default": "anywhere",
                       "routes": [{"to": "anywhere", "examples": ["hello there"]}]}],
@@ -274,6 +278,27 @@ def test_semantic_routing_embeds_the_callers_text_only_inside_its_regions(deploy
     # Nowhere to embed it: the semantic choice falls back to its default, still in region.
     us = deployment.key(allowed_regions=["ap-south"])
     _refused(deployment.chat(us, "smart", "hello"))
+
+
+def test_a_pin_outside_the_callers_regions_is_refused_and_never_served_by_a_fallback(
+    deployment: Deployment,
+) -> None:
+    us = deployment.key(allowed_regions=["us-east"])
+    eu = deployment.key(allowed_regions=["eu-west"])
+    body = {"model": "pinnable", "messages": [{"role": "user", "content": "x"}]}
+    for key, pin, region in ((us, "eu", "us-east"), (eu, "us", "eu-west")):
+        marker = new_marker()
+        body["messages"] = [{"role": "user", "content": f"mock:capture={marker} pinned"}]
+        resp = httpx.post(f"{deployment.gateway.base_url}/chat/completions", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {key}", "x-switchboard-deployment": pin})
+        error = _refused(resp)
+        assert f"deployment '{pin}'" in error["message"] and region in error["message"], error
+        # Neither the pinned deployment nor the group's fallback (us-only) was sent anything.
+        assert captured(deployment.mock, marker, timeout=0.5) == []
+    # A pin inside the regions is served as usual.
+    pinned = httpx.post(f"{deployment.gateway.base_url}/chat/completions", json=body, timeout=30,
+                        headers={"Authorization": f"Bearer {us}", "x-switchboard-deployment": "us"})
+    assert pinned.status_code == 200 and pinned.headers["x-switchboard-deployment"] == "us", pinned.text
 
 
 def _upload(deployment: Deployment, key: str, text: str, model: str | None) -> httpx.Response:

@@ -13,7 +13,7 @@ from switchboard.errors import ModelNotFound
 from switchboard.limits.estimate import max_output_tokens
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.groups import TOKEN_STRATEGIES, Group
-from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY, pinned
+from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY, pinned, unfit_pin
 from switchboard.routing.router import ANYWHERE, Needs, Router
 from switchboard.routing.table import Route
 
@@ -37,6 +37,8 @@ class RouteStage:
         headers = ctx.headers
         if PIN_DEPLOYMENT in headers or PIN_STRATEGY in headers:
             candidates = pinned(self._router, group, ctx.needs, headers)
+            if not candidates:  # refused outright, without fallbacks, when it may never serve
+                ctx.refusal = unfit_pin(self._router, group, ctx.needs, headers)
         else:
             candidates = self._router.plan(group, ctx.needs)
         if ctx.prefer_deployment is not None:

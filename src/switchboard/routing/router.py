@@ -115,6 +115,19 @@ class Router:
             f"no healthy deployment of the model '{group.name}': every one that may serve this "
             "request is cooling down after failures", code="no_healthy_deployment")
 
+    def unfit(self, route: Route, needs: Needs = ANYWHERE) -> GatewayError | None:
+        """Why ``route`` may never serve this request, whatever its health: 403
+        ``region_not_allowed`` outside the caller's regions, 400 ``context_length_exceeded``
+        when its context window is too small; None when it may (it may still be cooling down)."""
+        what = f"the deployment '{route.deployment}' of the model '{route.target.name}'"
+        if not prerouting.in_regions(route, needs.regions):
+            return prerouting.outside_regions(what, needs.regions)
+        if not prerouting.fits(route, needs.tokens, self.windows):
+            assert needs.tokens is not None and self.windows is not None  # else it fits
+            size = self.windows(route) or 0
+            return prerouting.too_large(needs.tokens, f"the context window of {what}", size)
+        return None
+
     def take(self, route: Route) -> Taken:
         """Whether an attempt may be sent to ``route`` now, asked right before it is: None (yes),
         False (no: cooling down, or another attempt holds its probe), or a half-open route's
