@@ -160,6 +160,10 @@ class RequestContext:
     # Why the plan is empty when no other group may serve the request either (a pinned
     # deployment outside the caller's regions or too small): the attempts stage raises it as is.
     refusal: GatewayError | None = None
+    # The caller's ``metadata`` object where its inbound API keeps it out of the canonical request
+    # (Responses: echoed and stored, never sent upstream; Anthropic: only ``user_id``, sent as
+    # ``user``), for the routing rules' ``metadata`` condition; None: the canonical request's own.
+    request_metadata: Mapping[str, Any] | None = None
     # A deployment of the group to try first (a split's arm), and tags for the usage record
     # (pipeline/rules.py).
     prefer_deployment: str | None = None

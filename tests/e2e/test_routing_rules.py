@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -32,6 +33,8 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "rules": [
                 {"name": "premium", "model": "auto", "when": {"headers": {"X-Tier": "premium"}}, "to": "big"},
                 {"name": "project", "model": "auto", "when": {"metadata": {"project": "atlas"}}, "to": "big"},
+                # Anthropic's metadata holds only user_id.
+                {"name": "bot", "model": "auto", "when": {"metadata": {"user_id": "bot-7"}}, "to": "coder"},
                 {"name": "beta-keys", "model": "auto", "when": {"key_tags": ["beta"]}, "to": "coder"},
                 {"name": "json", "model": "auto", "when": {"params": {"temperature": 0}}, "to": "coder"},
                 {"name": "long", "model": "small", "when": {"prompt_tokens": {"min": 200}}, "to": "big"},
@@ -93,6 +96,24 @@ def test_header_rule(gw: Gateway) -> None:
 def test_metadata_rule(gw: Gateway) -> None:
     assert routed(gw, metadata={"project": "atlas"})[1] == "big (rule project)"
     assert routed(gw, metadata={"project": "other"})[1] == "small (rule fallthrough)"
+
+
+def test_metadata_rule_on_the_responses_and_messages_apis(gw: Gateway) -> None:
+    def responses(metadata: dict[str, str]) -> tuple[str, str]:
+        raw = sdk(gw).responses.with_raw_response.create(model="auto", input="hello", metadata=metadata)
+        return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+
+    assert responses({"project": "atlas"}) == ("gpt-4o", "big (rule project)")
+    assert responses({"project": "other"}) == ("gpt-4o-mini", "small (rule fallthrough)")
+    client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+    def messages(user: str) -> str:
+        raw = client.messages.with_raw_response.create(model="auto", max_tokens=10, messages=ASK,
+                                                       metadata={"user_id": user})
+        return raw.headers.get("x-switchboard-route", "")
+
+    assert messages("bot-7") == "coder (rule bot)"
+    assert messages("someone") == "small (rule fallthrough)"
 
 
 def test_boolean_param_rules_written_in_yaml(gw: Gateway) -> None:
