@@ -164,6 +164,10 @@ class RequestContext:
     # (Responses: echoed and stored, never sent upstream; Anthropic: only ``user_id``, sent as
     # ``user``), for the routing rules' ``metadata`` condition; None: the canonical request's own.
     request_metadata: Mapping[str, Any] | None = None
+    # The gateway added to the prompt what the client's body does not hold (a stored conversation,
+    # a registry prompt, a prompt API's template, session turns): the body's size then says
+    # nothing of the prompt's, and the route stage counts its tokens (pipeline/route.py).
+    expanded: bool = False
     # A deployment of the group to try first (a split's arm), and tags for the usage record
     # (pipeline/rules.py).
     prefer_deployment: str | None = None

@@ -38,6 +38,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         # A group of one without fallbacks is never taken out: nowhere else to go.
         {"name": "lonely", "provider": p, "model": "gpt-4o-mini"},
         # Context windows from the entries' catalog overrides.
+        # Small's window holds a short request's whole body, so such a request is not counted
+        # unless the gateway adds to its prompt (a stored conversation, a registry prompt).
         {"name": "sized", "deployment": "small", "provider": p, "model": "gpt-4o-mini",
          "info": {"context_window": 150}},
         {"name": "sized", "deployment": "large", "provider": p, "model": "gpt-4o",
@@ -234,6 +236,38 @@ def test_a_request_no_deployment_can_hold_is_a_400_naming_the_limit(deployment: 
     assert "60 tokens" in error["message"] and "'tiny-alone'" in error["message"]
     assert captured(mock, marker, timeout=0.5) == []
     assert chat(gw, "tiny-alone", "small enough").status_code == 200  # still serving
+
+
+def test_a_continued_responses_conversation_is_counted_whole(deployment: Deployment) -> None:
+    gw = deployment.gateway
+    first = httpx.post(f"{gw.base_url}/responses", json={"model": "sized", "input": "word " * 200},
+                       headers=ADMIN, timeout=30)
+    assert first.status_code == 200 and first.headers["x-switchboard-deployment"] == "large", first.text
+    # Each turn's own body is tiny; what is sent holds the stored conversation: too long for small.
+    served = set()
+    for i in range(10):
+        turn = {"model": "sized", "input": f"and {i}?", "previous_response_id": first.json()["id"]}
+        resp = httpx.post(f"{gw.base_url}/responses", headers=ADMIN, timeout=30, json=turn)
+        assert resp.status_code == 200, resp.text
+        served.add(resp.headers["x-switchboard-deployment"])
+    assert served == {"large"}
+
+
+def test_a_registry_prompt_is_counted_whole(deployment: Deployment) -> None:
+    gw = deployment.gateway
+    name = f"long-{uuid.uuid4().hex[:8]}"
+    created = httpx.post(f"{gw.url}/admin/v1/prompts", headers=ADMIN, timeout=30, json={
+        "name": name, "model": "sized",
+        "messages": [{"role": "system", "content": "word " * 200}, {"role": "user", "content": "{{ q }}"}],
+        "variables": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}})
+    assert created.status_code == 201, created.text
+    served = set()
+    for _ in range(10):
+        resp = httpx.post(f"{gw.base_url}/chat/completions", headers=ADMIN, timeout=30,
+                          json={"prompt": {"id": name, "variables": {"q": "hi"}}})
+        assert resp.status_code == 200, resp.text
+        served.add(resp.headers["x-switchboard-deployment"])
+    assert served == {"large"}
 
 
 def test_a_pinned_deployment_too_small_for_the_request_is_a_400(deployment: Deployment) -> None:

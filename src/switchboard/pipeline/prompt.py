@@ -90,6 +90,7 @@ class PromptStage:
         if invalid:
             raise invalid_variables(invalid)
         rendered = templates.render(version, ref.variables)
+        ctx.expanded = True
         merge = getattr(ctx.inbound, "with_prompt", None)
         if merge is not None:
             merge(ctx, rendered, version.model, dict(version.params))

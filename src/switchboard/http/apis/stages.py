@@ -136,6 +136,7 @@ class ApiStage:
                                  code="invalid_variables")
         stream = wants_stream(ctx)
         ctx.request = canonical_request(prompt, render(prompt, variables), stream)
+        ctx.expanded = True  # the body holds the variables, not the prompt
         ctx.stream = stream
         ctx.usage_metadata = {"api": name, "api_version": prompt.version}
         ctx.response_headers["x-switchboard-api-version"] = str(prompt.version)
