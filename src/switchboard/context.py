@@ -159,6 +159,17 @@ class RequestContext:
     group: Group | None = None
     candidates: list[Route] | None = None
     needs: Needs | None = None  # what the serving deployment must offer (regions, context)
+    # Why the plan is empty when no other group may serve the request either (a pinned
+    # deployment outside the caller's regions or too small): the attempts stage raises it as is.
+    refusal: GatewayError | None = None
+    # The caller's ``metadata`` object where its inbound API keeps it out of the canonical request
+    # (Responses: echoed and stored, never sent upstream; Anthropic: only ``user_id``, sent as
+    # ``user``), for the routing rules' ``metadata`` condition; None: the canonical request's own.
+    request_metadata: Mapping[str, Any] | None = None
+    # The gateway added to the prompt what the client's body does not hold (a stored conversation,
+    # a registry prompt, a prompt API's template, session turns): the body's size then says
+    # nothing of the prompt's, and the route stage counts its tokens (pipeline/route.py).
+    expanded: bool = False
     # A deployment of the group to try first (a split's arm), and tags for the usage record
     # (pipeline/rules.py).
     prefer_deployment: str | None = None

@@ -307,3 +307,49 @@ def test_embedded_default_on_an_ipv6_address(tmp_path: Path) -> None:
         assert resp.status_code == 200, resp.text
     finally:
         assert proc.stop() == 0
+
+
+ROUTING = """
+providers:
+  - {name: up-a, type: openai, api_base: "http://127.0.0.1:9/v1", api_key: sk-upstream}
+models:
+  - {name: dup, provider: up-a, model: gpt-4o-mini}
+  - {name: dup, provider: up-a, model: gpt-4o-mini}
+  - {name: big, provider: up-a, model: gpt-4o}
+  - {name: mini, provider: up-a, model: gpt-4o-mini, deployment: mini}
+  - {name: mini, provider: up-a, model: gpt-4o, deployment: main}
+auth:
+  master_key: sk-test-master-key-123
+router:
+"""
+
+
+@pytest.mark.parametrize(("router", "expected"), [
+    ("  rules: [{name: r, model: auto, when: {prompt_tokens: {min: 5000, max: 100}}, to: big}]",
+     "router.rules[0].when.prompt_tokens: min (5000) is more than max (100): no prompt could match"),
+    ("  rules: [{name: r1, model: auto, to: big}, {name: r1, model: other, to: big}]",
+     "router.rules[1].name: 'r1' is the name of router.rules[0] already"),
+    ("  semantic:\n"
+     "    - {model: smart, embedding_model: big, routes: [{to: big, examples: [a]}]}\n"
+     "    - {model: smart, embedding_model: big, routes: [{to: dup, examples: [b]}]}",
+     "router.semantic[1].model: 'smart' has a semantic router already (router.semantic[0])"),
+    ("  splits: [{name: s, model: mini, arms: [{deployment: mini, percent: 10},"
+     " {deployment: main, percent: 80}, {deployment: mini, percent: 10}]}]",
+     "router.splits[0]: arms[2]: 'mini' is an arm of this split already"),
+])
+def test_contradictory_or_duplicate_routing_entries_fail_the_check(
+    tmp_path: Path, router: str, expected: str
+) -> None:
+    path = _config(tmp_path, ROUTING + router + "\n")
+    proc = _run(["config", "check", str(path)])
+    assert proc.proc.returncode == 2, proc.output
+    assert f"{path}: {expected}" in proc.output
+    assert "Traceback" not in proc.output
+
+
+def test_a_split_arm_may_name_a_numbered_default_deployment(tmp_path: Path) -> None:
+    split = ("  splits: [{name: s, model: dup, arms: [{deployment: up-a/gpt-4o-mini, percent: 50},"
+             " {deployment: 'up-a/gpt-4o-mini#2', percent: 50}]}]\n")
+    proc = _run(["config", "check", str(_config(tmp_path, ROUTING + split))])
+    assert proc.proc.returncode == 0, proc.output
+    assert "OK (1 provider(s), 5 model(s))" in proc.output

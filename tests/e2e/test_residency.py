@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.oidc_provider import IdentityProvider
@@ -36,9 +37,21 @@ def _config(mock: Mock) -> dict[str, Any]:
          "region": "eu-west"},
         {"name": "embedder", "deployment": "us", "provider": p, "model": "text-embedding-3-large",
          "region": "us-east"},
+        # Pinnable, with a fallback outside eu-west: a pin refused for residency is not its to serve.
+        {"name": "pinnable", "deployment": "eu", "provider": p, "model": "gpt-4o-mini", "region": "eu-west"},
+        {"name": "pinnable", "deployment": "us", "provider": p, "model": "gpt-4o", "region": "us-east"},
+        # Files: the eu deployment's provider is Azure (the mock's /openai/files), the us one's
+        # OpenAI (/v1/files), so the path says where a file's bytes went.
+        {"name": "filed", "deployment": "eu", "provider": "azure-eu", "model": "gpt-4o-mini",
+         "region": "eu-west"},
+        {"name": "filed", "deployment": "us", "provider": p, "model": "gpt-4o", "region": "us-east"},
     ]
+    config["providers"].append({"name": "azure-eu", "type": "azure", "api_base": mock.url,
+                                "api_key": "${UPSTREAM_KEY}"})
+    config["files"] = {"provider": "azure-eu"}
     config["router"] = {
-        "num_retries": 0, "fallbacks": {"sturdy": ["us-only"]},
+        "num_retries": 0, "fallbacks": {"sturdy": ["us-only"], "pinnable": ["us-only"]},
+        "groups": {"pinnable": {"allow_pinning": True}},
         "cooldown": {"failures": 2, "seconds": 60},
         "semantic": [{"model": "smart", "embedding_model": "embedder", "threshold": -1, "default": "anywhere",
                       "routes": [{"to": "anywhere", "examples": ["hello there"]}]}],
@@ -265,3 +278,62 @@ def test_semantic_routing_embeds_the_callers_text_only_inside_its_regions(deploy
     # Nowhere to embed it: the semantic choice falls back to its default, still in region.
     us = deployment.key(allowed_regions=["ap-south"])
     _refused(deployment.chat(us, "smart", "hello"))
+
+
+def test_a_pin_outside_the_callers_regions_is_refused_and_never_served_by_a_fallback(
+    deployment: Deployment,
+) -> None:
+    us = deployment.key(allowed_regions=["us-east"])
+    eu = deployment.key(allowed_regions=["eu-west"])
+    body = {"model": "pinnable", "messages": [{"role": "user", "content": "x"}]}
+    for key, pin, region in ((us, "eu", "us-east"), (eu, "us", "eu-west")):
+        marker = new_marker()
+        body["messages"] = [{"role": "user", "content": f"mock:capture={marker} pinned"}]
+        resp = httpx.post(f"{deployment.gateway.base_url}/chat/completions", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {key}", "x-switchboard-deployment": pin})
+        error = _refused(resp)
+        assert f"deployment '{pin}'" in error["message"] and region in error["message"], error
+        # Neither the pinned deployment nor the group's fallback (us-only) was sent anything.
+        assert captured(deployment.mock, marker, timeout=0.5) == []
+    # A pin inside the regions is served as usual.
+    pinned = httpx.post(f"{deployment.gateway.base_url}/chat/completions", json=body, timeout=30,
+                        headers={"Authorization": f"Bearer {us}", "x-switchboard-deployment": "us"})
+    assert pinned.status_code == 200 and pinned.headers["x-switchboard-deployment"] == "us", pinned.text
+
+
+def _upload(deployment: Deployment, key: str, text: str, model: str | None) -> httpx.Response:
+    data = {"purpose": "batch", **({"model": model} if model else {})}
+    return httpx.post(f"{deployment.gateway.base_url}/files", data=data, timeout=30,
+                      files={"file": ("in.jsonl", text.encode())},
+                      headers={"Authorization": f"Bearer {key}"})
+
+
+def test_a_file_is_uploaded_only_inside_the_callers_regions(deployment: Deployment) -> None:
+    us = deployment.key(allowed_regions=["us-east"])
+    marker = new_marker()
+    line = {"custom_id": "r0", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": f"mock:capture={marker}"}]}}
+    uploaded = _upload(deployment, us, json.dumps(line) + "\n", "filed")
+    assert uploaded.status_code == 200, uploaded.text
+    # The us deployment's provider got it (OpenAI's path), never the eu one's (Azure's).
+    assert [r["path"] for r in captured(deployment.mock, marker)] == ["/v1/files"]
+    # So the key can run a batch on it: every line inside its regions.
+    batch = openai.OpenAI(base_url=deployment.gateway.base_url, api_key=us, max_retries=0).batches.create(
+        input_file_id=uploaded.json()["id"], endpoint="/v1/chat/completions", completion_window="24h")
+    assert batch.status == "validating"
+    # Nowhere to put it: refused as a chat request is, and nothing reaches any provider.
+    for key in (deployment.key(allowed_regions=[]), deployment.key(allowed_regions=["ap-south"])):
+        marker = new_marker()
+        error = _refused(_upload(deployment, key, f"mock:capture={marker}\n", "filed"))
+        assert "'filed'" in error["message"] and error["param"] == "model", error
+        assert captured(deployment.mock, marker, timeout=0.5) == []
+    # Without a model: the configured files provider, whose deployments are all in eu-west.
+    marker = new_marker()
+    error = _refused(_upload(deployment, us, f"mock:capture={marker}\n", None))
+    assert "'azure-eu'" in error["message"] and "us-east" in error["message"], error
+    assert captured(deployment.mock, marker, timeout=0.5) == []
+    # Without a model the configured provider takes it, for a key inside its deployments' regions.
+    marker = new_marker()
+    eu = deployment.key(allowed_regions=["eu-west"])
+    assert _upload(deployment, eu, f"mock:capture={marker}\n", None).status_code == 200
+    assert [r["path"] for r in captured(deployment.mock, marker)] == ["/openai/files"]

@@ -61,6 +61,9 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             # A name that looks like Rich markup: the CLI (and the serve banner) print it as written.
             {"name": MARKUP_NAME, "provider": "mock", "model": "odd-upstream"},
             dep("canary", "can-a"), dep("canary", "can-b"),
+            # Unnamed twice: mock/gpt-4o-mini and mock/gpt-4o-mini#2, the names pins and splits use.
+            {"name": "twin", "provider": "mock", "model": "gpt-4o-mini"},
+            {"name": "twin", "provider": "mock", "model": "gpt-4o-mini"},
             # One name over two providers: Anthropic has no logprobs, OpenAI has.
             dep("mixed", "claude-haiku-4-5", "mock-claude"), dep("mixed", "gpt-4o-mini"),
         ],
@@ -70,7 +73,10 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             "aliases": {"grp-alias": "grp"},
             "splits": [{"name": "can", "model": "canary", "sticky": "none",
                         "arms": [{"deployment": "can-a", "percent": 50},
-                                 {"deployment": "can-b", "percent": 50}]}],
+                                 {"deployment": "can-b", "percent": 50}]},
+                       {"name": "tw", "model": "twin", "sticky": "none",
+                        "arms": [{"deployment": "mock/gpt-4o-mini", "percent": 50},
+                                 {"deployment": "mock/gpt-4o-mini#2", "percent": 50}]}],
             "groups": {
                 "grp": {"allow_pinning": True},
                 "rr": {"strategy": "round-robin"},
@@ -81,6 +87,7 @@ def routing_config(mock: Mock) -> dict[str, Any]:
                 "tokens": {"strategy": "cost"},
                 "tight": {"strategy": "headroom"},
                 "mixed": {"strategy": "round-robin"},
+                "twin": {"allow_pinning": True},
             },
         },
     }
@@ -377,7 +384,8 @@ SPLITS = "/admin/v1/routing/splits"
 
 def test_a_split_changed_at_run_time_is_served_at_once_audited_and_reset(deployment: Deployment) -> None:
     listed = deployment.admin("GET", SPLITS).json()["data"]
-    assert [(s["name"], s["model"], s["overridden"]) for s in listed] == [("can", "canary", False)]
+    assert [(s["name"], s["model"], s["overridden"]) for s in listed] == [
+        ("can", "canary", False), ("tw", "twin", False)]
     assert [(a["name"], a["kind"], a["percent"]) for a in listed[0]["arms"]] == [
         ("can-a", "deployment", 50), ("can-b", "deployment", 50)]
     try:
@@ -411,6 +419,31 @@ def test_bad_split_bodies_are_400(deployment: Deployment, body: Any, code: str) 
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["code"] == code, resp.text
     assert deployment.admin("GET", SPLITS).json()["data"][0]["overridden"] is False
+
+
+def test_an_arm_named_twice_in_the_body_is_400(deployment: Deployment) -> None:
+    # JSON keeps the last of a repeated key: the body still names can-a twice.
+    raw = b'{"percents": {"can-a": 10, "can-b": 80, "can-a": 10}}'
+    resp = deployment.admin("PUT", f"{SPLITS}/can", content=raw,
+                            headers={**ADMIN, "content-type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert (resp.json()["error"]["code"], resp.json()["error"]["param"]) == ("invalid_arms", "percents")
+    assert deployment.admin("GET", SPLITS).json()["data"][0]["overridden"] is False
+
+
+def test_a_numbered_default_deployment_is_a_split_arm_a_pin_and_a_share(deployment: Deployment) -> None:
+    second = "mock/gpt-4o-mini#2"
+    pin = {"x-switchboard-deployment": second}
+    assert {served_by(deployment.sdk, "twin", headers=pin) for _ in range(5)} == {second}
+    split = deployment.admin("GET", SPLITS).json()["data"][1]
+    assert [a["name"] for a in split["arms"]] == ["mock/gpt-4o-mini", second]
+    try:
+        shares = {"percents": {"mock/gpt-4o-mini": 0, second: 100}}
+        changed = deployment.admin("PUT", f"{SPLITS}/tw", json=shares)
+        assert changed.status_code == 200, changed.text
+        assert {served_by(deployment.sdk, "twin") for _ in range(10)} == {second}
+    finally:
+        assert deployment.admin("DELETE", f"{SPLITS}/tw").status_code == 200
 
 
 def test_unknown_splits_are_404_and_splits_are_the_platform_admins(deployment: Deployment) -> None:

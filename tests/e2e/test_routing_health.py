@@ -43,8 +43,10 @@ def _config(mock: Mock) -> dict[str, Any]:
         # A group of one without fallbacks is never taken out: nowhere else to go.
         {"name": "lonely", "provider": p, "model": "gpt-4o-mini"},
         # Context windows from the entries' catalog overrides.
+        # Small's window holds a short request's whole body, so such a request is not counted
+        # unless the gateway adds to its prompt (a stored conversation, a registry prompt).
         {"name": "sized", "deployment": "small", "provider": p, "model": "gpt-4o-mini",
-         "info": {"context_window": 60}},
+         "info": {"context_window": 150}},
         {"name": "sized", "deployment": "large", "provider": p, "model": "gpt-4o",
          "info": {"context_window": 100_000}},
         {"name": "tiny", "provider": p, "model": "gpt-4o-mini", "info": {"context_window": 60}},
@@ -56,7 +58,7 @@ def _config(mock: Mock) -> dict[str, Any]:
         "context_window_fallbacks": {"tiny": ["roomy"]},
         "cooldown": {"failures": 3, "seconds": COOLDOWN},
         "groups": {"brittle": {"num_retries": 3}, "probed": {"allow_pinning": True},
-                   "rejoined": {"allow_pinning": True}},
+                   "rejoined": {"allow_pinning": True}, "sized": {"allow_pinning": True}},
     }
     return config
 
@@ -239,6 +241,59 @@ def test_a_request_no_deployment_can_hold_is_a_400_naming_the_limit(deployment: 
     assert "60 tokens" in error["message"] and "'tiny-alone'" in error["message"]
     assert captured(mock, marker, timeout=0.5) == []
     assert chat(gw, "tiny-alone", "small enough").status_code == 200  # still serving
+
+
+def test_a_continued_responses_conversation_is_counted_whole(deployment: Deployment) -> None:
+    gw = deployment.gateway
+    first = httpx.post(f"{gw.base_url}/responses", json={"model": "sized", "input": "word " * 200},
+                       headers=ADMIN, timeout=30)
+    assert first.status_code == 200 and first.headers["x-switchboard-deployment"] == "large", first.text
+    # Each turn's own body is tiny; what is sent holds the stored conversation: too long for small.
+    served = set()
+    for i in range(10):
+        turn = {"model": "sized", "input": f"and {i}?", "previous_response_id": first.json()["id"]}
+        resp = httpx.post(f"{gw.base_url}/responses", headers=ADMIN, timeout=30, json=turn)
+        assert resp.status_code == 200, resp.text
+        served.add(resp.headers["x-switchboard-deployment"])
+    assert served == {"large"}
+
+
+def test_a_registry_prompt_is_counted_whole(deployment: Deployment) -> None:
+    gw = deployment.gateway
+    name = f"long-{uuid.uuid4().hex[:8]}"
+    created = httpx.post(f"{gw.url}/admin/v1/prompts", headers=ADMIN, timeout=30, json={
+        "name": name, "model": "sized",
+        "messages": [{"role": "system", "content": "word " * 200}, {"role": "user", "content": "{{ q }}"}],
+        "variables": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}})
+    assert created.status_code == 201, created.text
+    served = set()
+    for _ in range(10):
+        resp = httpx.post(f"{gw.base_url}/chat/completions", headers=ADMIN, timeout=30,
+                          json={"prompt": {"id": name, "variables": {"q": "hi"}}})
+        assert resp.status_code == 200, resp.text
+        served.add(resp.headers["x-switchboard-deployment"])
+    assert served == {"large"}
+
+
+def test_a_pinned_deployment_too_small_for_the_request_is_a_400(deployment: Deployment) -> None:
+    gw, mock = deployment.gateway, deployment.mock
+    pin = {"x-switchboard-deployment": "small"}
+    marker = new_marker()
+    resp = chat(gw, "sized", f"mock:capture={marker} short", pin, max_tokens=200)
+    assert resp.status_code == 400, resp.text
+    error = _error(resp)
+    assert (error["type"], error["code"]) == ("invalid_request_error", "context_length_exceeded")
+    assert "'small'" in error["message"] and "150 tokens" in error["message"], error
+    body = {"model": "sized", "max_tokens": 200,
+            "messages": [{"role": "user", "content": f"mock:capture={marker}"}]}
+    message = httpx.post(f"{gw.url}/v1/messages", json=body, timeout=30,
+                         headers={**ADMIN, **pin, "anthropic-version": "2023-06-01"})
+    assert message.status_code == 400, message.text
+    assert message.json()["error"]["type"] == "invalid_request_error"
+    assert captured(mock, marker, timeout=0.5) == []
+    # A request that fits is served by the pinned deployment.
+    fits = chat(gw, "sized", "short", pin, max_tokens=5)
+    assert fits.status_code == 200 and fits.headers["x-switchboard-deployment"] == "small", fits.text
 
 
 def _pinned(gw: Gateway, deployment: str, text: str, timeout: float = 30) -> httpx.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -32,12 +33,18 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "rules": [
                 {"name": "premium", "model": "auto", "when": {"headers": {"X-Tier": "premium"}}, "to": "big"},
                 {"name": "project", "model": "auto", "when": {"metadata": {"project": "atlas"}}, "to": "big"},
+                # Anthropic's metadata holds only user_id.
+                {"name": "bot", "model": "auto", "when": {"metadata": {"user_id": "bot-7"}}, "to": "coder"},
                 {"name": "beta-keys", "model": "auto", "when": {"key_tags": ["beta"]}, "to": "coder"},
                 {"name": "json", "model": "auto", "when": {"params": {"temperature": 0}}, "to": "coder"},
                 {"name": "long", "model": "small", "when": {"prompt_tokens": {"min": 200}}, "to": "big"},
                 {"name": "translate", "model": "auto", "when": {"last_user_matches": "(?i)\\btranslate\\b"},
                  "to": "big"},
                 {"name": "fallthrough", "model": "auto", "to": "small"},
+                # YAML booleans (the file is written by yaml.safe_dump: `stream: true`).
+                {"name": "streamed", "model": "flags", "when": {"params": {"stream": True}}, "to": "big"},
+                {"name": "unstored", "model": "flags", "when": {"params": {"store": False}}, "to": "coder"},
+                {"name": "plain", "model": "flags", "to": "small"},
             ],
             "splits": [
                 {"name": "ab", "model": "ab-test", "sticky": "key",
@@ -89,6 +96,39 @@ def test_header_rule(gw: Gateway) -> None:
 def test_metadata_rule(gw: Gateway) -> None:
     assert routed(gw, metadata={"project": "atlas"})[1] == "big (rule project)"
     assert routed(gw, metadata={"project": "other"})[1] == "small (rule fallthrough)"
+
+
+def test_metadata_rule_on_the_responses_and_messages_apis(gw: Gateway) -> None:
+    def responses(metadata: dict[str, str]) -> tuple[str, str]:
+        raw = sdk(gw).responses.with_raw_response.create(model="auto", input="hello", metadata=metadata)
+        return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+
+    assert responses({"project": "atlas"}) == ("gpt-4o", "big (rule project)")
+    assert responses({"project": "other"}) == ("gpt-4o-mini", "small (rule fallthrough)")
+    client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+    def messages(user: str) -> str:
+        raw = client.messages.with_raw_response.create(model="auto", max_tokens=10, messages=ASK,
+                                                       metadata={"user_id": user})
+        return raw.headers.get("x-switchboard-route", "")
+
+    assert messages("bot-7") == "coder (rule bot)"
+    assert messages("someone") == "small (rule fallthrough)"
+
+
+def test_boolean_param_rules_written_in_yaml(gw: Gateway) -> None:
+    assert routed(gw, model="flags", store=False)[1] == "coder (rule unstored)"
+    assert routed(gw, model="flags", store=True)[1] == "small (rule plain)"
+    stream = sdk(gw).chat.completions.with_raw_response.create(model="flags", messages=ASK, stream=True)
+    assert stream.headers["x-switchboard-route"] == "big (rule streamed)"
+    assert {chunk.model for chunk in stream.parse()} == {"gpt-4o"}
+    body = {"model": "flags", "max_tokens": 10, "stream": True, "messages": ASK}
+    with httpx.stream("POST", f"{gw.url}/v1/messages", json=body, timeout=30,
+                      headers={"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"}) as resp:
+        assert resp.status_code == 200 and resp.headers["x-switchboard-route"] == "big (rule streamed)"
+    responses = sdk(gw).responses.with_raw_response.create(model="flags", input="hello", stream=True)
+    assert responses.headers["x-switchboard-route"] == "big (rule streamed)"
+    assert [e.type for e in responses.parse()][-1] == "response.completed"
 
 
 def test_key_tag_rule_and_access_to_the_target(gw: Gateway) -> None:

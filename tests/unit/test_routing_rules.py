@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from switchboard.config.schema import RoutingRule, SemanticRouter, Split
+from switchboard.config.yamlfile import parse_yaml
 from switchboard.routing.rules import Rules, last_user_text
 from switchboard.routing.semantic import SemanticChooser, cosine, unit
 from switchboard.routing.splits import SplitChooser
@@ -205,3 +206,18 @@ def test_two_splits_on_one_model_are_refused() -> None:
     with pytest.raises(ConfigError) as info:
         validate(_config(splits=[split, {**split, "name": "t"}]), "test", env={})
     assert "has a split already" in str(info.value)
+
+
+def test_yaml_booleans_in_params_are_booleans_not_integers() -> None:
+    text = ("providers: [{name: p, type: openai, api_base: 'http://127.0.0.1:9/v1', api_key: k}]\n"
+            "models: [{name: a, provider: p, model: m}]\n"
+            "auth: {master_key: sk-test-master-key-0123456789}\n"
+            "router:\n"
+            "  rules:\n"
+            "    - {model: auto, when: {params: {stream: true, n: 2, top_p: 0.5}}, to: a}\n")
+    settings = validate(parse_yaml(text), "test", env={})
+    params = settings.router.rules[0].when.params
+    assert [(type(v), v) for v in params.values()] == [(bool, True), (int, 2), (float, 0.5)]
+    r = Rules(settings.router.rules)
+    assert choose(r, stream=True, n=2, top_p=0.5) == "a"
+    assert choose(r, stream=1, n=2, top_p=0.5) is None  # true is not 1

@@ -102,3 +102,23 @@ class ModelConfig(Strict):
     # POST /v1/responses to this deployment: translated to the chat form (any provider), or sent
     # as is ("native": providers of type openai or azure only; docs/api-responses.md).
     responses: Literal["translate", "native"] = "translate"
+
+
+def deployment_names(entries: list[ModelConfig]) -> list[str]:
+    """Each entry's deployment name: its own, else ``<provider>/<model>``, with ``#2``, ``#3``...
+    when that repeats within its group. The model table, pins, the admin API and the split check
+    all name deployments by it."""
+    taken = {(m.name, m.deployment) for m in entries if m.deployment is not None}
+    names: list[str] = []
+    for m in entries:
+        if m.deployment is not None:
+            names.append(m.deployment)
+            continue
+        base = name = f"{m.provider}/{m.model}"
+        n = 1
+        while (m.name, name) in taken:
+            n += 1
+            name = f"{base}#{n}"
+        taken.add((m.name, name))
+        names.append(name)
+    return names

@@ -71,6 +71,12 @@ class TokenRange(Strict):
     min: Annotated[int, Field(ge=0)] | None = None
     max: Annotated[int, Field(ge=0)] | None = None
 
+    @model_validator(mode="after")
+    def _ordered(self) -> TokenRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is more than max ({self.max}): no prompt could match")
+        return self
+
 
 _Short = Annotated[str, Field(min_length=1, max_length=256)]
 _Tag = Annotated[str, Field(min_length=1, max_length=64)]
@@ -164,6 +170,14 @@ class Split(Strict):
 
     @model_validator(mode="after")
     def _hundred(self) -> Split:
+        seen: set[str] = set()
+        for i, arm in enumerate(self.arms):
+            label = arm.to if arm.to is not None else str(arm.deployment)
+            # An arm's share is set by its name (the admin API, the tags): each is named once.
+            if label in seen:
+                raise ValueError(f"arms[{i}]: {label!r} is an arm of this split already (name each group "
+                                 "or deployment once)")
+            seen.add(label)
         total = sum(arm.percent for arm in self.arms)
         if abs(total - 100) > 1e-6:
             raise ValueError(f"the arms' percents add up to {total:g}, not 100")

@@ -60,6 +60,7 @@ from switchboard.config.providers import (  # noqa: F401 (re-exported)
     ProviderConfig,
     Timeouts,
     TimeoutsOverride,
+    deployment_names,
 )
 from switchboard.config.routing import (  # noqa: F401 (re-exported)
     ERROR_CLASSES,
@@ -181,10 +182,22 @@ class Settings(Strict):
         for name in r.groups:
             if name not in names:
                 raise ValueError(f"router.groups.{name}: unknown model group")
+        named: dict[str, int] = {}
         for i, rule in enumerate(r.rules):
             if rule.to not in known:
                 raise ValueError(f"router.rules[{i}].to: unknown model group {rule.to!r}")
+            # The name x-switchboard-route shows: two rules sharing one could not be told apart.
+            name = rule.name or f"rules[{i}]"
+            if name in named:
+                raise ValueError(f"router.rules[{i}].name: {name!r} is the name of "
+                                 f"router.rules[{named[name]}] already (each rule's name is unique)")
+            named[name] = i
+        semantic: dict[str, int] = {}
         for i, sem in enumerate(r.semantic):
+            if sem.model in semantic:
+                raise ValueError(f"router.semantic[{i}].model: {sem.model!r} has a semantic router already "
+                                 f"(router.semantic[{semantic[sem.model]}]); one per model")
+            semantic[sem.model] = i
             targets = [sem.embedding_model, *(route.to for route in sem.routes)]
             for target in targets + ([sem.default] if sem.default else []):
                 if target not in known:
@@ -193,13 +206,14 @@ class Settings(Strict):
 
     def _check_splits(self, known: set[str]) -> None:
         split_models: set[str] = set()
+        all_names = deployment_names(self.models) if self.router.splits else []
         for i, split in enumerate(self.router.splits):
             if split.model in split_models:
                 raise ValueError(f"router.splits[{i}].model: {split.model!r} has a split already")
             split_models.add(split.model)
             group = self.router.aliases.get(split.model, split.model)
-            # Deployment names as the table names them (explicit, else <provider>/<model>).
-            names = {m.deployment or f"{m.provider}/{m.model}" for m in self.models if m.name == group}
+            # Deployment names as the table names them (explicit, else <provider>/<model>[#n]).
+            names = {name for m, name in zip(self.models, all_names, strict=True) if m.name == group}
             for arm in split.arms:
                 if arm.to is not None and arm.to not in known:
                     raise ValueError(f"router.splits[{i}]: unknown model group {arm.to!r}")

@@ -10,6 +10,11 @@ Two departures from ``yaml.safe_load``, both so that a file means what it looks 
   config models opt in with pydantic's ``coerce_numbers_to_str``, which reads that text through
   ``str()``. A boolean is carried as an ``int`` (0 or 1) because ``bool`` cannot be subclassed;
   pydantic turns it back into ``True``/``False`` for bool fields.
+
+A value no field type converts (a field typed ``Any``, such as a routing rule's ``params``)
+would keep these carriers, and a boolean would then compare as the integer it carries: every
+config model turns them back into plain ``bool``, ``int`` and ``float`` once validated
+(:func:`plain`, applied by ``config.base.Strict``), so ``true`` is ``True`` and never ``1``.
 """
 
 from __future__ import annotations
@@ -59,6 +64,29 @@ class ScalarBool(ScalarInt):
 
     def __repr__(self) -> str:
         return repr(bool(self))
+
+
+def plain(value: Any) -> Any:
+    """``value`` with this loader's scalars as the plain ``bool``, ``int`` and ``float`` they
+    stand for, through lists, tuples and mappings (keys too); anything else as it is. The
+    containers are rebuilt only when they hold such a scalar."""
+    if isinstance(value, ScalarBool):
+        return bool(value)
+    if isinstance(value, ScalarInt):
+        return int(value)
+    if isinstance(value, ScalarFloat):
+        return float(value)
+    if isinstance(value, dict):
+        items = [(plain(k), plain(v)) for k, v in value.items()]
+        if any(k is not k0 or v is not v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+            return dict(items)
+        return value
+    if isinstance(value, list | tuple):
+        converted = [plain(v) for v in value]
+        if any(v is not v0 for v, v0 in zip(converted, value, strict=True)):
+            return converted if isinstance(value, list) else tuple(converted)
+        return value
+    return value
 
 
 class _Loader(yaml.SafeLoader):

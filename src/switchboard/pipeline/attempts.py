@@ -161,6 +161,8 @@ class AttemptStage:
         if group is None or candidates is None:  # not routed (nothing to try but the route)
             return await call_next(ctx)
         if not candidates:
+            if ctx.refusal is not None:  # a pin its deployment may never serve: no fallback
+                raise ctx.refusal
             return await self._after_failure(ctx, call_next, group, [], None, 0)
         # The first attempt, inline (no deadline of its own: the upstream's timeouts bound it):
         # the common case is one attempt that answers.

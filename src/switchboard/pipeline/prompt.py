@@ -91,6 +91,7 @@ class PromptStage:
         if invalid:
             raise invalid_variables(invalid)
         rendered = await templates.render_async(version, ref.variables)
+        ctx.expanded = True
         merge = getattr(ctx.inbound, "with_prompt", None)
         if merge is not None:
             merge(ctx, rendered, version.model, dict(version.params))

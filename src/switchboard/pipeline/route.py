@@ -13,7 +13,7 @@ from switchboard.errors import ModelNotFound
 from switchboard.limits.estimate import max_output_tokens
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.groups import TOKEN_STRATEGIES, Group
-from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY, pinned
+from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY, pinned, unfit_pin
 from switchboard.routing.router import ANYWHERE, Needs, Router
 from switchboard.routing.table import Route
 
@@ -42,6 +42,8 @@ class RouteStage:
         headers = ctx.headers
         if PIN_DEPLOYMENT in headers or PIN_STRATEGY in headers:
             candidates = pinned(self._router, group, ctx.needs, headers)
+            if not candidates:  # refused outright, without fallbacks, when it may never serve
+                ctx.refusal = unfit_pin(self._router, group, ctx.needs, headers)
         else:
             candidates = self._router.plan(group, ctx.needs)
         if ctx.prefer_deployment is not None:
@@ -91,15 +93,17 @@ def _fits_uncounted(ctx: RequestContext, group: Group, smallest: int) -> bool:
     """Whether the request surely fits every known window without counting its tokens: a text
     token is at least one byte of the body, whose JSON also outweighs the per-message tokens;
     images, audio, files and documents stand for more tokens than their bytes, so are counted.
-    Not for strategies that need the count (cost, headroom) nor for pins, which may name one."""
+    Only when the body is the whole prompt: not once the gateway added to it (a stored
+    conversation, a registry prompt). Not for strategies that need the count (cost, headroom)
+    nor for a strategy pin."""
     body = ctx.body
-    if len(body) + max_output_tokens(ctx) > smallest or group.strategy in TOKEN_STRATEGIES:
+    if (ctx.expanded or len(body) + max_output_tokens(ctx) > smallest
+            or group.strategy in TOKEN_STRATEGIES):
         return False
     headers = ctx.headers
     # find() rather than ``in``: bytes ``in`` bytes first tries its operand as an integer.
     return (PIN_STRATEGY not in headers and body.find(b"image") < 0 and body.find(b"audio") < 0
             and body.find(b"file") < 0 and body.find(b"document") < 0)
-
 
 
 def _first(candidates: list[Route], deployment: str) -> list[Route]:

@@ -41,7 +41,8 @@ class RulesStage:
         why = ""
         if self._rules.applies(model):
             tags = ctx.principal.tags if ctx.principal is not None else ()
-            rule = self._rules.choose(model, ctx.headers, ctx.request, tags, ctx.prompt_tokens_estimate)
+            rule = self._rules.choose(model, ctx.headers, ctx.request, tags, ctx.prompt_tokens_estimate,
+                                      ctx.request_metadata)
             if rule is not None:
                 chosen, why = rule.to, f"rule {rule.name}"
         if chosen is None:

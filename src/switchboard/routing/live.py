@@ -30,7 +30,14 @@ from pydantic import ValidationError
 
 from switchboard.catalog import Catalog
 from switchboard.config.catalog import ModelEntryInfo
-from switchboard.config.schema import ModelConfig, ProviderConfig, RouterConfig, Settings, TimeoutsOverride
+from switchboard.config.schema import (
+    ModelConfig,
+    ProviderConfig,
+    RouterConfig,
+    Settings,
+    TimeoutsOverride,
+    deployment_names,
+)
 from switchboard.crypto import refs
 from switchboard.crypto.keyring import DecryptError, Keyring, credential_aad
 from switchboard.providers import registry
@@ -40,7 +47,6 @@ from switchboard.routing.splits import SplitChooser
 from switchboard.routing.table import (
     Route,
     build_clients,
-    deployment_names,
     make_client,
     make_route,
     resolve_providers,

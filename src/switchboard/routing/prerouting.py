@@ -4,6 +4,9 @@ cooling down (routing/health.py, checked by the router).
 
 A deployment without a ``region`` is outside every restricted policy. A deployment whose
 catalog record has no context window is assumed large enough.
+
+The refusals a request meets when nothing may serve it are built here too, so every path that
+chooses a deployment (the router, a pin, a file upload) answers them alike.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from switchboard.catalog import Catalog
+from switchboard.errors import InvalidRequest, PermissionDenied
 from switchboard.routing.groups import Group
 from switchboard.routing.table import Route
 
@@ -38,6 +42,21 @@ def eligible(deployments: tuple[Route, ...], regions: frozenset[str] | None, nee
     if regions is None and needed_tokens is None:
         return list(deployments)
     return [r for r in deployments if in_regions(r, regions) and fits(r, needed_tokens, window)]
+
+
+def outside_regions(what: str, regions: frozenset[str] | None, param: str | None = None,
+                    hint: str = "") -> PermissionDenied:
+    """403 ``region_not_allowed``: ``what`` (the model 'x', a pinned deployment...) has no
+    deployment inside the caller's ``regions``."""
+    shown = ", ".join(sorted(regions or ())) or "none"
+    return PermissionDenied(f"{what} cannot be served in the regions this key is allowed ({shown}){hint}",
+                            param=param, code="region_not_allowed")
+
+
+def too_large(needed: int, what: str, largest: int) -> InvalidRequest:
+    """400 ``context_length_exceeded``: the request needs more tokens than ``what`` holds."""
+    return InvalidRequest(f"this request needs {needed} tokens (prompt and max_tokens), more than {what} "
+                          f"({largest} tokens)", param="messages", code="context_length_exceeded")
 
 
 class Windows:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Iterator
 from typing import NamedTuple, Protocol
 
-from switchboard.errors import GatewayError, InvalidRequest, PermissionDenied, UpstreamUnavailable
+from switchboard.errors import GatewayError, UpstreamUnavailable
 from switchboard.routing import prerouting, strategies
 from switchboard.routing.groups import Group
 from switchboard.routing.health import Health, Probe, Taken
@@ -120,21 +120,29 @@ class Router:
                 chain.append(other)
         allowed = [r for g in chain for r in g.deployments if prerouting.in_regions(r, needs.regions)]
         if not allowed:
-            regions = ", ".join(sorted(needs.regions or ()))
-            return PermissionDenied(
-                f"the model '{group.name}' cannot be served in the regions this key is allowed "
-                f"({regions or 'none'})", code="region_not_allowed")
+            return prerouting.outside_regions(f"the model '{group.name}'", needs.regions)
         if needs.tokens is not None and self.windows is not None:
             sizes = [self.windows(r) for r in allowed]
             if all(size is not None and size < needs.tokens for size in sizes):
                 largest = max(size for size in sizes if size is not None)
-                return InvalidRequest(
-                    f"this request needs {needs.tokens} tokens (prompt and max_tokens), more than "
-                    f"the largest context window of the model '{group.name}' ({largest} tokens)",
-                    param="messages", code="context_length_exceeded")
+                return prerouting.too_large(needs.tokens, f"the largest context window of the model "
+                                            f"'{group.name}'", largest)
         return UpstreamUnavailable(
             f"no healthy deployment of the model '{group.name}': every one that may serve this "
             "request is cooling down after failures", code="no_healthy_deployment")
+
+    def unfit(self, route: Route, needs: Needs = ANYWHERE) -> GatewayError | None:
+        """Why ``route`` may never serve this request, whatever its health: 403
+        ``region_not_allowed`` outside the caller's regions, 400 ``context_length_exceeded``
+        when its context window is too small; None when it may (it may still be cooling down)."""
+        what = f"the deployment '{route.deployment}' of the model '{route.target.name}'"
+        if not prerouting.in_regions(route, needs.regions):
+            return prerouting.outside_regions(what, needs.regions)
+        if not prerouting.fits(route, needs.tokens, self.windows):
+            assert needs.tokens is not None and self.windows is not None  # else it fits
+            size = self.windows(route) or 0
+            return prerouting.too_large(needs.tokens, f"the context window of {what}", size)
+        return None
 
     def take(self, route: Route) -> Taken:
         """Whether an attempt may be sent to ``route`` now, asked right before it is: None (yes),

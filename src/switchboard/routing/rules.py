@@ -61,20 +61,24 @@ class Rules:
         request: Mapping[str, Any],
         key_tags: tuple[str, ...],
         prompt_tokens: Callable[[], int],
+        metadata: Mapping[str, Any] | None = None,
     ) -> Rule | None:
+        """The first rule that matches; ``metadata``: the caller's metadata object where the
+        canonical request does not carry it (None: the request's ``metadata``)."""
         for rule in self._rules:
             if (rule.model == "*" or rule.model == model) and _matches(rule, headers, request, key_tags,
-                                                                       prompt_tokens):
+                                                                       prompt_tokens, metadata):
                 return rule
         return None
 
 
 def _matches(rule: Rule, headers: Mapping[str, str], request: Mapping[str, Any], key_tags: tuple[str, ...],
-             prompt_tokens: Callable[[], int]) -> bool:
+             prompt_tokens: Callable[[], int], metadata: Mapping[str, Any] | None) -> bool:
     if any(headers.get(name) != value for name, value in rule.headers):
         return False
     if rule.metadata:
-        metadata = request.get("metadata")
+        if metadata is None:
+            metadata = request.get("metadata")
         if not isinstance(metadata, Mapping) or any(metadata.get(k) != v for k, v in rule.metadata):
             return False
     if rule.key_tags and not rule.key_tags.issubset(key_tags):

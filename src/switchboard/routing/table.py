@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from switchboard.config.schema import ModelConfig, ProviderConfig, Settings, Timeouts
+from switchboard.config.schema import ModelConfig, ProviderConfig, Settings, Timeouts, deployment_names
 from switchboard.crypto import refs
 from switchboard.providers import registry
 from switchboard.providers.base import ProviderAdapter
@@ -94,25 +94,6 @@ def make_route(
     override = timeouts if m.timeouts else None
     return Route(target, adapter, client, override, adapter.needs_inline_images(target),
                  deployment or m.deployment or f"{m.provider}/{m.model}", m)
-
-
-def deployment_names(entries: list[ModelConfig]) -> list[str]:
-    """Each entry's deployment name: its own, else ``<provider>/<model>``, with ``#2``, ``#3``...
-    when that repeats within its group."""
-    taken = {(m.name, m.deployment) for m in entries if m.deployment is not None}
-    names: list[str] = []
-    for m in entries:
-        if m.deployment is not None:
-            names.append(m.deployment)
-            continue
-        base = name = f"{m.provider}/{m.model}"
-        n = 1
-        while (m.name, name) in taken:
-            n += 1
-            name = f"{base}#{n}"
-        taken.add((m.name, name))
-        names.append(name)
-    return names
 
 
 def build_routes(

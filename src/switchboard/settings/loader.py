@@ -21,6 +21,9 @@ from switchboard.providers.registry import check_provider, providers
 from switchboard.settings.secret import secret_problem
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# A whole-file check's message that starts with the key path it is about ("router.rules[1].name:
+# ..."): shown as it is, not after "(top level):".
+_OWN_PATH = re.compile(r"^[a-z_][\w.\[\]-]*: ")
 
 
 class ConfigError(Exception):
@@ -70,7 +73,7 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
         msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        problems.append(f"{_path(tuple(e['loc']))}: {msg}")
+        problems.append(msg if not e["loc"] and _OWN_PATH.match(msg) else f"{_path(tuple(e['loc']))}: {msg}")
     return problems
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.config.yamlfile import YamlFileError, parse_yaml, read_yaml
+from switchboard.config.yamlfile import YamlFileError, parse_yaml, plain, read_yaml
 
 
 def test_duplicate_key_names_the_line_and_the_key(tmp_path: Path) -> None:
@@ -42,3 +42,13 @@ def test_scalars_keep_their_text_and_their_value() -> None:
     assert data["i"] == 31 and str(data["i"]) == "0x1F"
     assert data["b"] == 1 and bool(data["b"]) is True and str(data["b"]) == "yes"
     assert data["n"] is None and data["q"] == "7"
+
+
+def test_plain_turns_the_carriers_back_into_plain_values() -> None:
+    data = parse_yaml("a: {b: [true, 0x1F, 2.10, off], c: text}\n7: yes\n")
+    made = plain(data)
+    assert made == {"a": {"b": [True, 31, 2.1, False], "c": "text"}, 7: True}
+    assert [type(v) for v in made["a"]["b"]] == [bool, int, float, bool]
+    assert [type(k) for k in made] == [str, int]
+    untouched = {"x": ["y"]}
+    assert plain(untouched) is untouched  # nothing to convert: nothing rebuilt

@@ -17,6 +17,7 @@ Deployment names may hold ``/`` (``<provider>/<model>``), so the PATCH path is s
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -212,7 +213,7 @@ async def set_split(
 ) -> dict[str, Any]:
     split, chooser = _split(request, name)
     arms = labels(split)
-    if set(body.percents) != set(arms):
+    if set(body.percents) != set(arms) or _repeated(await request.body()):
         raise InvalidRequest(f"percents: name every arm of the split exactly once ({', '.join(arms)})",
                              param="percents", code="invalid_arms")
     total = sum(body.percents.values())
@@ -220,6 +221,23 @@ async def set_split(
         raise InvalidRequest(f"percents: the shares add up to {total:g}, not 100", param="percents",
                              code="invalid_percents")
     return await _store_split(request, split, chooser, body.percents)
+
+
+def _repeated(raw: bytes) -> bool:
+    """Whether the body names a key twice, an arm of ``percents`` above all (parsed JSON keeps
+    only the last, which would hide the repetition)."""
+    twice = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal twice
+        twice = twice or len({k for k, _ in items}) < len(items)
+        return dict(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)  # valid JSON already: the body model took it
+    except ValueError:
+        return False
+    return twice
 
 
 @router.delete("/splits/{name}", summary="Back to the configured shares, on every instance")

@@ -30,6 +30,9 @@ class AnthropicMessages:
 
     def decode(self, ctx: RequestContext) -> None:
         ctx.request = messages_request(ctx.body)
+        user = ctx.request.get("user")  # only ever metadata.user_id: Anthropic has no ``user``
+        if isinstance(user, str):  # the routing rules' metadata condition sees it as sent
+            ctx.request_metadata = {"user_id": user}
         ctx.stream = bool(ctx.request.get("stream"))
         # Anthropic streams always carry usage (message_start / message_delta).
         ctx.client_wants_usage = ctx.stream

@@ -100,6 +100,7 @@ class SessionStage:
             messages, used = await asyncio.to_thread(
                 self._trim, ctx.request, turns, window, upstream, _max_output(ctx.request))
             ctx.request["messages"] = messages
+            ctx.expanded = True
         else:
             used = 0
         ctx.response_headers[HEADER] = sid

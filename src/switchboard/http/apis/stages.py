@@ -146,6 +146,7 @@ class ApiStage:
             raise InvalidRequest(f"invalid variables: {listed}", param=invalid[0][0] or None,
                                  code="invalid_variables")
         ctx.request = canonical_request(prompt, await render_async(prompt, variables), stream)
+        ctx.expanded = True  # the body holds the variables, not the prompt
         ctx.stream = stream
         ctx.usage_metadata = {"api": name, "api_version": prompt.version}
         ctx.response_headers["x-switchboard-api-version"] = str(prompt.version)

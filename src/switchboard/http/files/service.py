@@ -34,6 +34,7 @@ from switchboard.http.files.batch_access import BatchAccess
 from switchboard.http.files.costing import BatchPricer
 from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
 from switchboard.http.openai_api import parse_json
+from switchboard.routing import prerouting
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
 from switchboard.spend.budgets.book import BudgetBook
@@ -209,8 +210,12 @@ class FileService:
         return Reply(obj)
 
     def _choose(self, ctx: FilesContext, p: Principal, model: str | None) -> Upstream:
-        """The provider of a new file: the named model's (an OpenAI or Azure deployment of it),
-        else the tenant's configured one, else ``files.provider``."""
+        """The provider of a new file: the named model's (its first OpenAI or Azure deployment
+        inside the caller's regions), else the tenant's configured one, else ``files.provider``
+        (a provider with a deployment inside them). The file's content goes there: a caller held
+        to regions is refused (403 ``region_not_allowed``) rather than sent elsewhere, as a chat
+        request is."""
+        regions = p.allowed_regions
         model = model or ctx.headers.get(MODEL_HEADER) or _first(ctx.params.get("model"))
         if model:
             if p.allowed_models is not None and not model_allowed(model, p.allowed_models):
@@ -220,11 +225,14 @@ class FileService:
             if group is None:
                 raise NotFound(f"the model '{model[:200]}' does not exist or you do not have access to it",
                                param="model", code="model_not_found")
-            for route in group.deployments:
-                if route.target.provider_type in FILE_TYPES:
-                    found = resolve(self._routing, route.target.provider)
-                    if found is not None:
-                        return found
+            filing = tuple(r for r in group.deployments if r.target.provider_type in FILE_TYPES)
+            placed = prerouting.eligible(filing, regions, None)
+            if filing and not placed:
+                raise prerouting.outside_regions(f"the model '{model[:200]}'", regions, param="model")
+            for route in placed:
+                found = resolve(self._routing, route.target.provider)
+                if found is not None:
+                    return found
             raise InvalidRequest(f"the model '{model[:200]}' has no OpenAI or Azure deployment; files and "
                                  "batches go to one", param="model", code="unsupported_model")
         name = self.settings.tenant_providers.get(tenant_of(p)) or self.settings.provider
@@ -236,6 +244,12 @@ class FileService:
         if found is None:
             raise GatewayError(f"the files provider '{name}' is not an OpenAI or Azure provider that is "
                                "configured", status=503, code="files_provider_unavailable")
+        # A provider is where its deployments are: inside the regions when one of them is.
+        routes = self._routing.all_routes() if regions is not None else []
+        if regions is not None and not any(prerouting.in_regions(r, regions) for r in routes
+                                           if r.target.provider == name):
+            raise prerouting.outside_regions(f"the files provider '{name}'", regions, param="model",
+                                             hint="; name a model served in them (the form field 'model')")
         return found
 
     async def _list_files(self, ctx: FilesContext, p: Principal) -> Result:

@@ -52,6 +52,8 @@ class ResponsesAPI:
             translated = translate(without_unsupported(body))
             translated.body = body
         ctx.request = translated.request
+        if body.get("metadata") is not None:  # kept by the gateway, seen by the routing rules
+            ctx.request_metadata = translated.echo["metadata"]
         ctx.stream = bool(translated.request.get("stream"))
         ctx.client_wants_usage = ctx.stream  # response.completed carries usage
         self.responses.begin(ctx, translated).refused = refused

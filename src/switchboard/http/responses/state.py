@@ -204,6 +204,7 @@ class Responses:
                 code="previous_response_not_found",
             )
         call.history = [dict(m) for m in record.conversation]
+        ctx.expanded = True
         messages = ctx.request["messages"]
         at = (
             1
