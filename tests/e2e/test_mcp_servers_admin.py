@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.e2e.tenancy_world import Admin
-from tests.servers import Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, spawn, start_gateway
 
 SECRET_HEADER = "Bearer sk-mcp-static-" + uuid.uuid4().hex
 CLIENT_SECRET = "oauth-client-secret-" + uuid.uuid4().hex
@@ -153,6 +155,7 @@ def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gatew
     ({"name": "a", "url": "http://host:99999/mcp"}, "url"),
     ({"name": "a"}, "url"),
     ({"name": "a__b", "url": "https://x.example"}, "name"),
+    ({"name": "math_", "url": "https://x.example"}, "name"),  # "math___add" reads as math, "_add"
     ({"name": "-a", "url": "https://x.example"}, "name"),
     ({"name": "a", "url": "https://x.example", "transport": "stdio"}, "transport"),
     ({"name": "a", "url": "https://x.example", "command": ["sh"]}, "command"),
@@ -211,3 +214,21 @@ def test_a_tenants_server_may_not_point_at_an_internal_address(gateway: Gateway)
     admin.ok("DELETE", f"{SERVERS}/{own}")
     admin.ok("POST", SERVERS, {"name": own, "url": "http://127.0.0.1:9/mcp"}, status=201)  # default tenant
     admin.ok("DELETE", f"{SERVERS}/{own}")
+
+
+
+@pytest.mark.parametrize("name", ["notes_", "a__b"])
+def test_a_server_name_that_would_make_tool_names_ambiguous_is_refused(gateway: Gateway, name: str) -> None:
+    """``notes_`` would expose ``notes___read``, read back as tool ``_read`` of ``notes``."""
+    err = error(Admin(gateway.url).call("POST", SERVERS, {"name": name, "url": "https://x.example/mcp"}), 400)
+    assert (err["param"], err["code"]) == ("name", "invalid_value"), err
+    assert "end with '_'" in err["message"]
+
+
+def test_config_check_refuses_a_server_name_ending_with_an_underscore(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+                                    "mcp_servers": [{"name": "notes_", "url": "http://127.0.0.1:9/mcp"}]}))
+    proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY})
+    assert proc.wait_exit(60) == 2
+    assert "mcp_servers" in proc.output and "end with '_'" in proc.output, proc.output

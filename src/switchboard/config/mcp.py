@@ -14,9 +14,19 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from switchboard.config.base import Strict
 from switchboard.config.urls import check_http_url
 
-# Tool names are exposed as "<server>__<tool>": a server name cannot contain the separator.
+# Tool names are exposed as "<server>__<tool>": a server name neither contains the separator nor
+# ends with "_", so the first "__" of an exposed name is always where the server's name ends
+# (a server "notes_" would expose "notes___t", read back as server "notes", tool "_t").
 SERVER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 SEPARATOR = "__"
+
+
+def server_name_problem(name: str) -> str | None:
+    """Why ``name`` (already matching SERVER_NAME) cannot name a server; None when it can."""
+    if SEPARATOR in name or name.endswith("_"):
+        return (f"must not contain {SEPARATOR!r} nor end with '_' (tools are exposed as "
+                "<server>__<tool>: the first '__' must end the server's name)")
+    return None
 
 
 class McpOAuthConfig(Strict):
@@ -61,8 +71,9 @@ class McpServerConfig(Strict):
     @field_validator("name")
     @classmethod
     def _no_separator(cls, value: str) -> str:
-        if SEPARATOR in value:
-            raise ValueError(f"must not contain {SEPARATOR!r} (it separates server and tool names)")
+        problem = server_name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from switchboard.access.roles import Reach
-from switchboard.config.mcp import SERVER_NAME, McpServerConfig
+from switchboard.config.mcp import SERVER_NAME, McpServerConfig, server_name_problem
 from switchboard.crypto.keyring import DecryptError, Keyring
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
@@ -35,7 +35,14 @@ from switchboard.stores.protocols import McpServerRecord, McpStore, utcnow
 
 router = APIRouter(prefix="/admin/v1/mcp/servers", tags=["mcp"])
 
-Name = Annotated[str, StringConstraints(pattern=SERVER_NAME)]
+def _server_name(value: str) -> str:
+    problem = server_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Name = Annotated[str, StringConstraints(pattern=SERVER_NAME), AfterValidator(_server_name)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$")]
 HeaderValue = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\r\n\x00]+$")]
