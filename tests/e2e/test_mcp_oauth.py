@@ -126,14 +126,15 @@ async def refused(world: World, key: str, name: str = "whoami__whoami") -> MCPEr
         return caught.value
 
 
-def authorize(world: World, login: str, key: str | None = None, link: str | None = None) -> httpx.Response:
+def authorize(world: World, login: str, key: str | None = None, link: str | None = None,
+              server: str = "whoami") -> httpx.Response:
     """The browser's steps: the gateway's authorize URL (with a key, or a link's ticket), the
     authorization server (the user ``login`` logs in and consents), back to the gateway's callback."""
     with httpx.Client(timeout=10, follow_redirects=False) as browser:
         if link is not None:
             start = browser.get(world.gateway.url + link if link.startswith("/") else link)
         else:
-            start = browser.get(f"{world.gateway.url}/mcp/oauth/whoami/authorize",
+            start = browser.get(f"{world.gateway.url}/mcp/oauth/{server}/authorize",
                                 headers={"Authorization": f"Bearer {key}"})
         assert start.status_code == 302, start.text
         at_server = start.headers["location"]
@@ -364,3 +365,56 @@ def test_stored_servers_serve_their_tenant_only_with_their_static_credentials(wo
     names, _ = asyncio.run(tools_and_notices(world, key))
     assert "calc__add" not in names
     assert STATIC_TOKEN not in world.gateway.process.output
+
+
+def test_a_stored_servers_new_url_or_client_drops_every_users_tokens(world: World) -> None:
+    """Tokens are issued for one resource (the server's URL) by one authorization server and
+    client: when a tenant admin moves the server or changes its client, every user's tokens for
+    it are deleted (audited), never sent to the new URL, and each user authorizes again."""
+    admin = world.admin
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    admin.ok("POST", "/admin/v1/tenants", {"id": tenant, "name": tenant}, status=201)
+    key, _ = world.user_key(tenant)
+    name = f"moving{uuid.uuid4().hex[:6]}"
+    path, scope = f"/admin/v1/mcp/servers/{name}", {"tenant": tenant}
+    oauth = {"client_id": world.auth.client_id, "client_secret": CLIENT_SECRET}
+    admin.ok("POST", "/admin/v1/mcp/servers", {"name": name, "url": world.mcp.url, "tenant": tenant,
+                                               "oauth": oauth}, status=201)
+
+    async def call(tool: str, arguments: dict[str, Any]) -> str:
+        async with session(world, key) as client:
+            return text_of(await client.call_tool(f"{name}__{tool}", arguments))
+
+    def must_authorize(tool: str, arguments: dict[str, Any]) -> None:
+        async def attempt() -> MCPError:
+            async with session(world, key) as client:
+                with pytest.raises(MCPError) as caught:
+                    await client.call_tool(f"{name}__{tool}", arguments)
+                return caught.value
+
+        error = asyncio.run(attempt())
+        assert error.error.data["code"] == "mcp_authorization_required", error.error  # type: ignore[index]
+
+    def deleted_audits() -> list[dict[str, Any]]:
+        found = admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant,
+                                                           "action": "mcp_server.tokens_deleted"})
+        return list(found["data"])
+
+    assert authorize(world, "mover@idp", key=key, server=name).status_code == 200
+    assert asyncio.run(call("whoami", {})) == "mover@idp"
+    admin.ok("PATCH", path, {"description": "still the same server"}, params=scope)  # kept
+    assert asyncio.run(call("whoami", {})) == "mover@idp" and deleted_audits() == []
+    # Moved to another server (one that would accept any bearer token): nothing is sent there.
+    admin.ok("PATCH", path, {"url": world.math.url}, params=scope)
+    must_authorize("add", {"a": 1, "b": 2})
+    entry = deleted_audits()[0]
+    assert entry["after"] == {"name": name, "tokens_deleted": 1, "reason": "its url changed"}
+    # Back where it was: the old token is gone for good; authorizing again works.
+    admin.ok("PATCH", path, {"url": world.mcp.url}, params=scope)
+    must_authorize("whoami", {})
+    assert authorize(world, "mover@idp", key=key, server=name).status_code == 200
+    assert asyncio.run(call("whoami", {})) == "mover@idp"
+    # Another client of the authorization server: the tokens go as well.
+    admin.ok("PATCH", path, {"oauth": {**oauth, "client_id": "another-client"}}, params=scope)
+    must_authorize("whoami", {})
+    assert deleted_audits()[0]["after"]["reason"] == "its oauth settings changed"

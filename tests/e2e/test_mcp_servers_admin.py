@@ -101,10 +101,13 @@ def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway)
     assert changed["description"] == "the wiki"
     off = owner.ok("PATCH", f"{SERVERS}/wiki", {"oauth": None, "headers": {}})
     assert (off["oauth"], off["headers"]) == (None, [])
-    # Every change audited, no secret in the entries.
+    # Every change audited, no secret in the entries; a new URL, and OAuth turned off, each
+    # deleted the users' OAuth tokens for it (none here).
     audit = admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant, "resource_id": created["id"]})
-    assert [e["action"] for e in audit["data"]] == ["mcp_server.update", "mcp_server.update",
-                                                    "mcp_server.create"]
+    assert [e["action"] for e in audit["data"]] == [
+        "mcp_server.tokens_deleted", "mcp_server.update", "mcp_server.tokens_deleted", "mcp_server.update",
+        "mcp_server.create"]
+    assert audit["data"][2]["after"] == {"name": "wiki", "tokens_deleted": 0, "reason": "its url changed"}
     deleted = owner.ok("DELETE", f"{SERVERS}/wiki")
     assert deleted == {"id": created["id"], "object": "mcp_server", "name": "wiki", "deleted": True}
     assert error(owner.call("GET", f"{SERVERS}/wiki"), 404)["code"] == "mcp_server_not_found"

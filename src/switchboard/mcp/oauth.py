@@ -134,8 +134,10 @@ class OAuthClient:
         self._cache = cache
         self._keyring = keyring
         self._http: aiohttp.ClientSession | None = None
-        self._discovered: dict[tuple[str, str], tuple[float, Endpoints]] = {}
-        self._registered: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        # By the server's identity (_server_key): a server whose URL or OAuth settings change is
+        # discovered and registered anew, never with what was found for its old settings.
+        self._discovered: dict[tuple[Any, ...], tuple[float, Endpoints]] = {}
+        self._registered: dict[tuple[Any, ...], tuple[str, str | None]] = {}
         self._locks: dict[TokenKey, asyncio.Lock] = {}
         self._tokens: FeedCache[TokenKey, TokenSet] = FeedCache(
             TOKEN_TOPIC, self._load, feed, encode=lambda k: orjson.dumps(list(k)).decode(),
@@ -208,7 +210,7 @@ class OAuthClient:
         assert oauth is not None and server.url is not None
         if oauth.authorization_url and oauth.token_url:
             return Endpoints(oauth.authorization_url, oauth.token_url, server.url, tuple(oauth.scopes))
-        key = (server.name, server.url)
+        key = _server_key(server)
         cached = self._discovered.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -309,7 +311,7 @@ class OAuthClient:
         assert oauth is not None
         if oauth.client_id:
             return oauth.client_id, oauth.client_secret.get_secret_value() if oauth.client_secret else None
-        key = (server.name, endpoints.token, redirect_uri)
+        key = (*_server_key(server), endpoints.token, redirect_uri)
         if key in self._registered:
             return self._registered[key]
         if endpoints.registration is None:
@@ -391,7 +393,7 @@ class OAuthClient:
         assert oauth is not None
         if oauth.client_id == client_id:
             return oauth.client_secret.get_secret_value() if oauth.client_secret else None
-        registered = self._registered.get((server.name, endpoints.token, redirect_uri))
+        registered = self._registered.get((*_server_key(server), endpoints.token, redirect_uri))
         return registered[1] if registered and registered[0] == client_id else None
 
     async def _token_request(self, server: McpServerConfig, url: str, form: dict[str, str], client_id: str,
@@ -449,6 +451,14 @@ class OAuthClient:
         key = (tenant, user, server.name)
         seen = await self._tokens.get(key)
         if seen is None:
+            return None
+        if not _issued_for(server, seen):
+            # Issued for the server's old URL or by its old authorization server or client (the
+            # server was changed; the admin API deletes them then, this is for a changed YAML):
+            # never sent to the new one. The user authorizes again.
+            log.info("a user's OAuth tokens for the MCP server %r were issued for its old settings; "
+                     "forgotten", server.name)
+            await self.forget_local(key)
             return None
         if not self._stale(seen):
             return seen.access_token
@@ -533,6 +543,24 @@ def _token_set(body: Mapping[str, Any], old: TokenSet | None, endpoints: Endpoin
     revocation = endpoints.revocation if endpoints else (old.revocation_url if old else None)
     return TokenSet(str(body["access_token"]), refresh, expires_at, token_url, client_id, resource,
                     revocation)
+
+
+def _server_key(server: McpServerConfig) -> tuple[Any, ...]:
+    oauth = server.oauth
+    settings = (None,) if oauth is None else (oauth.client_id, oauth.authorization_url, oauth.token_url,
+                                              tuple(oauth.scopes))
+    return (server.tenant, server.name, server.url, *settings)
+
+
+def _issued_for(server: McpServerConfig, ts: TokenSet) -> bool:
+    """Whether stored tokens belong to the server as it is now configured: issued for its URL
+    (the resource, RFC 8707) by its configured client and token endpoint."""
+    oauth = server.oauth
+    if oauth is None or server.url is None or not _same_resource(ts.resource, server.url):
+        return False
+    if oauth.client_id is not None and ts.client_id != oauth.client_id:
+        return False
+    return oauth.token_url is None or ts.token_url == oauth.token_url
 
 
 def _form_quote(value: str) -> str:

@@ -19,10 +19,11 @@ from switchboard.crypto.keyring import Keyring
 from switchboard.errors import InvalidRequest
 from switchboard.mcp.credentials import GatewayCredentials, Tickets
 from switchboard.mcp.interfaces import AuthorizationRequired
-from switchboard.mcp.oauth import OAuthClient, OAuthFailed
+from switchboard.mcp.oauth import OAuthClient, OAuthFailed, TokenSet
 from switchboard.stores.clock import ManualClock
 from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.feed import MemoryFeed
+from switchboard.stores.protocols import McpTokenRecord
 from switchboard.upstream.egress import Egress
 from tests.mcp_oauth_servers import AuthorizationServer
 
@@ -170,3 +171,44 @@ async def test_credentials_ask_for_authorization_without_a_token(auth: Authoriza
     assert link.startswith("https://gw.example/mcp/oauth/wiki/authorize?ticket=")
     assert (needed.value.status, needed.value.code) == (403, "mcp_authorization_required")
     assert Tickets(lambda: KEYRING, 60).open(link.split("ticket=")[1], "wiki") == ("acme", "alice")
+
+
+class _TokenRows:
+    """The token half of an McpStore, in memory."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str, str], McpTokenRecord] = {}
+
+    async def get_token(self, tenant: str, user: str, server: str) -> McpTokenRecord | None:
+        return self.rows.get((tenant, user, server))
+
+    async def put_token(self, record: McpTokenRecord) -> None:
+        self.rows[(record.tenant_id, record.user_id, record.server)] = record
+
+    async def delete_token(self, tenant: str, user: str, server: str) -> bool:
+        return self.rows.pop((tenant, user, server), None) is not None
+
+
+async def test_tokens_issued_for_a_servers_old_url_or_client_are_never_sent() -> None:
+    """A server whose configuration changed (its URL, its client, its token endpoint: e.g. the
+    YAML edited between two starts) does not get the tokens issued for the old one."""
+    store = _TokenRows()
+    c = OAuthClient(McpConfig(), store=store, cache=MemoryCache(ManualClock()), feed=MemoryFeed(),  # type: ignore[arg-type]
+                    keyring=lambda: KEYRING)
+    await c.start()
+
+    def wiki(url: str = "https://wiki.example/mcp", client_id: str = "c",
+             token_url: str = "https://as.example/token") -> McpServerConfig:
+        return McpServerConfig.model_validate({"name": "wiki", "url": url, "oauth": {
+            "client_id": client_id, "authorization_url": "https://as.example/auth", "token_url": token_url}})
+
+    try:
+        for changed in (wiki(url="https://elsewhere.example/mcp"), wiki(client_id="d"),
+                        wiki(token_url="https://other-as.example/token")):
+            issued = TokenSet("at-1", None, None, "https://as.example/token", "c", "https://wiki.example/mcp/")
+            await c._save("acme", "alice", "wiki", issued)
+            assert await c.access_token(wiki(), "acme", "alice") == "at-1"  # the same resource
+            assert await c.access_token(changed, "acme", "alice") is None
+            assert store.rows == {}  # forgotten: the user authorizes again
+    finally:
+        await c.close()

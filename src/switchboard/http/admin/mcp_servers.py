@@ -6,14 +6,17 @@ global ones (``"global": true``), which every tenant sees. The configuration fil
 Static credential headers and the OAuth client secret are sealed under the server secret (like
 provider credentials): no answer, audit entry, log line or error shows them, only their names.
 Every change is audited and published on the change feed (mcp/stored.py), so every instance
-serves it within moments. Roles: the ``mcp_server`` rows of the permission table; another
-tenant's server is 404.
+serves it within moments. A change of a server's URL or of its OAuth authorization server or
+client deletes every user's tokens for it (audited as ``mcp_server.tokens_deleted``): tokens
+issued for one resource are never sent to another. Roles: the ``mcp_server`` rows of the
+permission table; another tenant's server is 404.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -22,6 +25,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from switchboard.access.feedcache import ALL, publish
 from switchboard.access.roles import Reach
 from switchboard.config.mcp import SERVER_NAME, McpServerConfig, server_name_problem
 from switchboard.crypto.keyring import DecryptError, Keyring
@@ -30,6 +34,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.providers import routing_of
 from switchboard.http.admin.scoping import tenant_in_reach
+from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import seal, to_config, unseal
 from switchboard.stores.protocols import McpServerRecord, McpStore, utcnow
 
@@ -396,8 +401,31 @@ async def update_server(
     before, after = stored_public(old, _has_secret(old)), stored_public(new, client_secret is not None)
     await audit.record(request, "mcp_server.update", "mcp_server", old.id, before=before, after=after,
                        tenant=old.tenant_id)
+    uses_oauth = bool(old.config.get("oauth") or new.config.get("oauth"))
+    if uses_oauth and _token_audience(old.config) != _token_audience(new.config):
+        await _forget_tokens(request, old, _token_audience(old.config)[0] != _token_audience(new.config)[0])
     await _changed(request, old.tenant_id)
     return after
+
+
+def _token_audience(config: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What users' OAuth tokens for a server were issued for and by: its URL (the token's
+    resource) and the authorization server and client that issued them."""
+    oauth = config.get("oauth") or {}
+    return (config.get("url"), oauth.get("client_id"), oauth.get("authorization_url"),
+            oauth.get("token_url"), bool(config.get("oauth")))
+
+
+async def _forget_tokens(request: Request, record: McpServerRecord, moved: bool) -> None:
+    """The server now lives elsewhere or answers to another authorization server or client:
+    every user's tokens for it are deleted (never sent to the new URL), on every instance, and
+    each user authorizes again."""
+    deleted = await store_of(request).delete_tokens(record.tenant_id, record.name)
+    await publish(request.app.state.services.stores().feed, TOKEN_TOPIC, ALL)
+    reason = "its url changed" if moved else "its oauth settings changed"
+    await audit.record(request, "mcp_server.tokens_deleted", "mcp_server", record.id,
+                       after={"name": record.name, "tokens_deleted": deleted, "reason": reason},
+                       tenant=record.tenant_id)
 
 
 @router.delete("/{name}", summary="Remove a stored MCP server and every user's tokens for it")
