@@ -123,9 +123,10 @@ class McpConfig(Strict):
     # and "authorization required" errors link to <public_url>/mcp/oauth/<server>/authorize.
     # None: links are relative and the callback is on the address the authorize request came to.
     public_url: str | None = None
-    # How long an authorization started at /mcp/oauth/<server>/authorize may take to complete
-    # (also the life of the authorize link in an "authorization required" error).
+    # How long an authorization confirmed at /mcp/oauth/<server>/authorize may take to complete.
     oauth_state_seconds: Annotated[float, Field(ge=30, le=3600)] = 600.0
+    # The life of the link in an "authorization required" error (its ticket, used once).
+    oauth_ticket_seconds: Annotated[float, Field(ge=30, le=3600)] = 300.0
     # Access tokens are refreshed this long before they expire.
     oauth_refresh_margin_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
     # Each call to an authorization server or for discovery (metadata, token exchange, refresh).
