@@ -472,6 +472,25 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
     assert bad_id.json()["error"]["code"] == -32600
     bad_params = deployment.post({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": [1]})
     assert bad_params.json()["error"]["code"] == -32602
+    # An error in a message whose id could be read answers that id (null only when it cannot).
+    known = deployment.post({"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": [1]})
+    assert (known.status_code, known.json()["id"], known.json()["error"]["code"]) == (400, 7, -32602)
+    no_method = deployment.post({"jsonrpc": "2.0", "id": "m", "method": ""})
+    assert (no_method.json()["id"], no_method.json()["error"]["code"]) == ("m", -32600)
+    assert deployment.post({"jsonrpc": "2.0", "id": 5}).json()["id"] == 5
+    assert bad_id.json()["id"] is None
+    # Integer ids of any size (JSON-RPC allows any number) are answered exactly as written.
+    for wide in (b"123456789012345678901234567890", b"-9223372036854775809", b"18446744073709551615"):
+        answered = deployment.post(None, raw=b'{"jsonrpc": "2.0", "id": ' + wide + b', "method": "ping"}')
+        assert answered.status_code == 200
+        assert answered.content == b'{"jsonrpc":"2.0","id":' + wide + b',"result":{}}'
+    call = (b'{"jsonrpc":"2.0","id":99999999999999999999999,"method":"tools/call",'
+            b'"params":{"name":"math__add","arguments":{"a":1,"b":2}}}')
+    added = deployment.post(None, raw=call)
+    assert b'"id":99999999999999999999999,' in added.content
+    assert added.json()["result"]["structuredContent"] == {"result": 3}
+    fraction = deployment.post(None, raw=b'{"jsonrpc": "2.0", "id": 1.5, "method": "ping"}')
+    assert fraction.json()["error"]["code"] == -32600
     unknown = deployment.post({"jsonrpc": "2.0", "id": 7, "method": "no/such"})
     assert unknown.status_code == 200
     assert unknown.json() == {"jsonrpc": "2.0", "id": 7, "error": {
@@ -479,6 +498,7 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
         "data": {"status": 404, "type": "not_found_error", "code": "method_not_found"}}}
     nameless = deployment.post({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {}})
     assert nameless.json()["error"]["code"] == -32602
+    assert nameless.json()["error"]["data"]["code"] == "invalid_params"  # data carries the gateway's code
     ping = deployment.post({"jsonrpc": "2.0", "id": "p", "method": "ping"})
     assert ping.json() == {"jsonrpc": "2.0", "id": "p", "result": {}}
     note = deployment.post({"jsonrpc": "2.0", "method": "notifications/initialized"})

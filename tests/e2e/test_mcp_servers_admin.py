@@ -162,6 +162,11 @@ def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gatew
     ({"name": "-a", "url": "https://x.example"}, "name"),
     ({"name": "a", "url": "https://x.example", "transport": "stdio"}, "transport"),
     ({"name": "a", "url": "https://x.example", "command": ["sh"]}, "command"),
+    ({"name": "a", "url": "http://2130706433:21401/mcp"}, "url"),  # 127.0.0.1, as a decimal
+    ({"name": "a", "url": "http://0x7f000001/mcp"}, "url"),
+    ({"name": "a", "url": "http://127.1/mcp"}, "url"),
+    ({"name": "a", "url": "https://x.example", "oauth": {"token_url": "http://0177.0.0.1/token"}},
+     "oauth.token_url"),
     ({"name": "a", "url": "https://x.example", "headers": {"X-Bad": "a\r\nb"}}, "headers.X-Bad"),
     ({"name": "a", "url": "https://x.example", "headers": {"Host": "evil"}}, "headers.Host"),
     ({"name": "a", "url": "https://x.example", "oauth": {"token_url": "javascript:alert(1)"}},
@@ -235,3 +240,35 @@ def test_config_check_refuses_a_server_name_ending_with_an_underscore(tmp_path: 
     proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY})
     assert proc.wait_exit(60) == 2
     assert "mcp_servers" in proc.output and "end with '_'" in proc.output, proc.output
+
+
+@pytest.mark.parametrize(("body", "param", "code"), [
+    ({"transport": "stdio", "command": ["sh", "-c", "id"]}, "command", "unknown_parameter"),
+    ({"command": ["sh"]}, "command", "unknown_parameter"),
+    ({"env": {"A": "b"}}, "env", "unknown_parameter"),
+    ({"transport": "stdio"}, "transport", "invalid_value"),
+])
+def test_stdio_servers_are_refused_with_the_documented_codes(gateway: Gateway, body: dict[str, Any],
+                                                             param: str, code: str) -> None:
+    """stdio servers come from the configuration file only (docs/api.md): ``command`` and ``env``
+    are parameters the API does not know, ``transport: stdio`` a value it does not take."""
+    body = {"name": "a", "url": "https://x.example/mcp", **body}
+    err = error(Admin(gateway.url).call("POST", SERVERS, body), 400)
+    assert (err["param"], err["code"]) == (param, code), err
+    assert "configuration file only" in err["message"]
+
+
+def test_an_ipv4_address_in_a_shorthand_form_is_refused_for_every_tenant(gateway: Gateway) -> None:
+    """``http://2130706433/`` is 127.0.0.1 to a resolver: refused at registration (the default
+    tenant's too, where nothing else would hold it), as ``invalid_url`` naming the field."""
+    admin = Admin(gateway.url)
+    _, owner, _ = tenant_with_roles(admin)
+    for caller in (admin, owner):
+        err = error(caller.call("POST", SERVERS, {"name": "dec", "url": "http://2130706433:21401/mcp"}), 400)
+        assert (err["param"], err["code"]) == ("url", "invalid_url")
+        assert "four decimal numbers" in err["message"]
+    name = f"dotted-{uuid.uuid4().hex[:6]}"
+    admin.ok("POST", SERVERS, {"name": name, "url": "http://127.0.0.1:21401/mcp"}, status=201)
+    moved = error(admin.call("PATCH", f"{SERVERS}/{name}", {"url": "http://0x7f.1:21401/mcp"}), 400)
+    assert (moved["param"], moved["code"]) == ("url", "invalid_url")
+    admin.ok("DELETE", f"{SERVERS}/{name}")

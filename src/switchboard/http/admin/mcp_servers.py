@@ -23,11 +23,22 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from switchboard.access.feedcache import ALL, publish
 from switchboard.access.roles import Reach
 from switchboard.config.mcp import SERVER_NAME, McpServerConfig, server_name_problem
+from switchboard.config.urls import ipv4_shorthand
 from switchboard.crypto.keyring import DecryptError, Keyring
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
@@ -71,11 +82,32 @@ class OAuthBody(BaseModel):
     scopes: Annotated[list[Scope], Field(max_length=50)] = Field(default_factory=list)
 
 
+def _refuse(code: str, why: str) -> Any:
+    def refuse(value: Any) -> Any:
+        raise PydanticCustomError(code, why)
+
+    return BeforeValidator(refuse)
+
+
+_YAML_ONLY = ("stdio servers (a command the gateway runs) are declared in the configuration file only "
+              "(mcp_servers:, with mcp.allow_stdio), never through the API")
+
+
+def _not_stdio(value: Any) -> Any:
+    if value == "stdio":
+        raise PydanticCustomError("invalid_value",
+                                  _YAML_ONLY + "; the API registers 'streamable_http' or 'sse'")
+    return value
+
+
 class ServerFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Named first, so a body with both reports these: the API knows no such parameter.
+    command: SkipJsonSchema[Annotated[Any, _refuse("unknown_parameter", _YAML_ONLY)]] = None
+    env: SkipJsonSchema[Annotated[Any, _refuse("unknown_parameter", _YAML_ONLY)]] = None
     url: Url | None = None
-    transport: Literal["streamable_http", "sse"] | None = None
+    transport: Annotated[Literal["streamable_http", "sse"] | None, BeforeValidator(_not_stdio)] = None
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=32)] | None = Field(
         default=None, description="Static credential headers, sealed at rest; never shown.")
@@ -143,6 +175,12 @@ def _check_url(field: str, value: str | None) -> None:
                              code="invalid_url")
     if parts.username is not None or parts.password is not None:
         raise InvalidRequest(f"{field}: credentials do not belong in the URL; send them as headers",
+                             param=field, code="invalid_url")
+    if ipv4_shorthand(parts.hostname):
+        # Never contacted as written (aiohttp refuses some forms) and not what the egress rules
+        # read as an address: the one form every check agrees on is asked for instead.
+        raise InvalidRequest(f"{field}: the host is an IPv4 address in a decimal, hexadecimal, octal or "
+                             "shortened form; write it as four decimal numbers (e.g. 127.0.0.1)",
                              param=field, code="invalid_url")
     if re.search(r"[\s\x00-\x1f]", value):
         raise InvalidRequest(f"{field}: not a valid URL", param=field, code="invalid_url")
