@@ -3,7 +3,8 @@ subprocesses: ``python -m tests.mcp_servers <kind> <port> [transport]``.
 
 Kinds: ``notes`` (tools, a resource, a resource template, a prompt; a tool that hangs, one that
 answers a large result, one that fails), ``math`` (tools), ``malformed`` (an HTTP server that
-answers every POST with JSON that is not JSON-RPC), ``asker`` (tools that ask the client:
+answers every POST with JSON that is not JSON-RPC), ``cutting`` (a tool whose reply breaks off
+mid-stream, another that answers), ``asker`` (tools that ask the client:
 elicitation, sampling, roots).
 """
 
@@ -96,13 +97,51 @@ def malformed_app() -> object:
     return Starlette(routes=[Route("/mcp", handle, methods=["POST", "GET", "DELETE"])])
 
 
+def cutting_app() -> object:
+    """A streamable-HTTP server whose tool ``midclose`` breaks its reply off: half an SSE event is
+    sent, then the connection closes. Its tool ``echo`` answers."""
+    from collections.abc import AsyncIterator
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    tools = [{"name": name, "description": name, "inputSchema": {"type": "object"}}
+             for name in ("midclose", "echo")]
+
+    async def cut() -> AsyncIterator[bytes]:
+        yield b'event: message\ndata: {"jsonrpc": "2.0", "id": '
+        raise RuntimeError("the reply breaks off here")
+
+    async def handle(request: Request) -> Response:
+        message = await request.json()
+        rid, method = message.get("id"), message.get("method")
+        if rid is None:
+            return Response(status_code=202)
+        result: dict[str, object] = {}
+        if method == "initialize":
+            result = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                      "serverInfo": {"name": "cutting", "version": "1"}}
+        elif method == "tools/list":
+            result = {"tools": tools}
+        elif method == "tools/call" and message["params"]["name"] == "midclose":
+            return StreamingResponse(cut(), media_type="text/event-stream")
+        elif method == "tools/call":
+            result = {"content": [{"type": "text", "text": "echoed"}], "isError": False}
+        return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": result})
+
+    return Starlette(routes=[Route("/mcp", handle, methods=["POST"])])
+
+
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     transport = sys.argv[3] if len(sys.argv) > 3 else "streamable-http"
-    if kind == "malformed":
+    if kind in ("malformed", "cutting"):
         import uvicorn
 
-        uvicorn.run(malformed_app(), host="127.0.0.1", port=port, log_level="info")  # type: ignore[arg-type]
+        app = malformed_app() if kind == "malformed" else cutting_app()
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")  # type: ignore[arg-type]
         return
     if kind == "asker":
         from tests.mcp_asker import asker_server

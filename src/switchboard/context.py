@@ -69,6 +69,11 @@ class Principal:
     allowed_regions: frozenset[str] | None = None
     # MCP tool permissions of the key and of its team ({"allow": [...], "deny": [...]} each).
     mcp_tools: tuple[Mapping[str, Any], ...] = ()
+    # The key's own rule of those (None: none): a key this caller issues or changes through the
+    # admin API gets no wider one (access/tool_rules.py).
+    key_mcp_tools: Mapping[str, Any] | None = None
+    # The key's visible prefix (sk-sb-…), shown where a person must recognise the key.
+    key_prefix: str | None = None
     # The first key id of the key's rotation chain; None: ``key_id``. The key's budgets and rate
     # limits are counted under it, so a rotated key keeps what its predecessors spent.
     key_lineage: str | None = None

@@ -294,3 +294,36 @@ def test_a_block_is_lifted_only_by_its_role_or_above(world: World, gateway: Gate
     # A developer lifts its own block.
     dev.ok("PATCH", path, {"enabled": False})
     assert dev.ok("PATCH", path, {"enabled": True})["enabled"] is True
+
+
+def test_a_key_restricted_to_some_mcp_tools_does_not_lift_its_restriction(world: World, gateway: Gateway
+                                                                           ) -> None:
+    master = Admin(gateway.url)
+    rule = {"allow": ["notes__*", "math__*"], "deny": ["notes__delete_*"]}
+    restricted = _key(master, ["*"], tenant=world.tenant, user=world.users["dev"], mcp_tools=rule)
+    holder, path = Admin(gateway.url, restricted["key"]), f"/admin/v1/keys/{restricted['id']}"
+    # Changing its own key: no list at all, every tool, or the denied tools allowed again.
+    for body, param in (({"mcp_tools": None}, "mcp_tools"),
+                        ({"mcp_tools": {"allow": ["*"], "deny": []}}, "mcp_tools.allow[0]"),
+                        ({"mcp_tools": {"allow": ["notes__*"]}}, "mcp_tools.deny"),
+                        ({"mcp_tools": {"allow": None, "deny": ["notes__delete_*"]}}, "mcp_tools.allow")):
+        error = _error(holder.call("PATCH", path, body), 403, "permission_denied")
+        assert error["param"] == param, error
+    assert master.ok("GET", path)["mcp_tools"] == rule
+    # Issuing a key: without a rule it gets the issuer's; a wider one is refused, a narrower taken.
+    issued = holder.ok("POST", "/admin/v1/keys", {"models": ["*"], "name": "second"}, status=201)
+    assert issued["mcp_tools"] == rule
+    for wider in (None, {"allow": ["*"]}, {"deny": ["notes__delete_*"]}):
+        body = {"models": ["*"], "mcp_tools": wider}
+        if wider is None:  # an explicit null: the issuer's rule as well
+            assert holder.ok("POST", "/admin/v1/keys", body, status=201)["mcp_tools"] == rule
+            continue
+        _error(holder.call("POST", "/admin/v1/keys", body), 403, "permission_denied")
+    narrower = {"allow": ["math__*"], "deny": []}
+    assert holder.ok("POST", "/admin/v1/keys", {"models": ["*"], "mcp_tools": narrower}, status=201)[
+        "mcp_tools"] == narrower
+    # Narrowing its own key is allowed; the master key (and callers without a rule) are not bound.
+    assert holder.ok("PATCH", path, {"mcp_tools": narrower})["mcp_tools"] == narrower
+    assert master.ok("PATCH", path, {"mcp_tools": None})["mcp_tools"] is None
+    free = Admin(gateway.url, world.keys["dev"])
+    assert free.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)["mcp_tools"] is None

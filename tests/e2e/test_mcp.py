@@ -36,7 +36,8 @@ RESTRICTED_TEAM = "mcp-restricted"
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, McpUpstream]]:
     started = start_mcp_servers({"notes": ("notes", "streamable-http"), "math": ("math", "streamable-http"),
-                                 "malformed": ("malformed", "streamable-http"), "legacy": ("notes", "sse")})
+                                 "malformed": ("malformed", "streamable-http"), "legacy": ("notes", "sse"),
+                                 "cutting": ("cutting", "streamable-http")})
     yield started
     for server in started.values():
         server.process.stop()
@@ -60,6 +61,7 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiv
              "tool_prices": {"multiply": 0.5}},
             {"name": "down", "url": f"http://127.0.0.1:{free_port()}/mcp", "connect_timeout_seconds": 1},
             {"name": "bad", "url": upstreams["malformed"].url},
+            {"name": "cutting", "url": upstreams["cutting"].url},
             {"name": "legacy", "url": upstreams["legacy"].url, "transport": "sse"},
             {"name": "secret", "url": upstreams["math"].url, "tenant": "tenant-b"},
             {"name": "narrow", "url": upstreams["notes"].url, "max_concurrency": 1, "timeout_seconds": 2},
@@ -303,6 +305,28 @@ def test_down_hanging_and_malformed_servers_fail_fast_and_alone(deployment: Depl
     run(scenario())
 
 
+def test_a_tool_whose_reply_breaks_off_fails_alone(deployment: Deployment) -> None:
+    """A reply cut mid-stream fails that call (``mcp_malformed_reply``, a documented code); it
+    does not make the server down for everyone: its other tools still answer, its tools are
+    still listed, however often a caller repeats the broken call."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            for _ in range(3):
+                cut = await refusal(client, "cutting__midclose", {})
+                assert cut.error.code == -32002
+                assert cut.error.data["code"] == "mcp_malformed_reply", cut.error  # type: ignore[index]
+                assert "'cutting'" in cut.error.message
+            assert text_of(await client.call_tool("cutting__echo", {})) == "echoed"
+            listed = await client.list_tools()
+            assert "cutting__echo" in {t.name for t in listed.tools}
+            notices = (listed.meta or {}).get("switchboard/notices", [])
+            assert not any(n.startswith("cutting:") for n in notices), notices
+
+    run(scenario())
+
+
 def test_a_busy_server_fails_fast(deployment: Deployment) -> None:
     # narrow: max_concurrency 1; a second call while one is under way is refused at once.
     key, _ = deployment.key()
@@ -429,6 +453,9 @@ def test_bad_tool_calls_get_clear_mcp_errors(deployment: Deployment) -> None:
             assert big.error.data["code"] == "mcp_arguments_too_large"  # type: ignore[index]
             huge = await refusal(client, "notes__big", {"size": 200_000})
             assert huge.error.data["code"] == "mcp_result_too_large"  # type: ignore[index]
+            # The server's configured name (never its host) and the configured bound.
+            assert huge.error.message == (
+                "the MCP server 'notes' sent a reply larger than 65536 bytes (mcp.max_result_bytes)")
             assert (await client.call_tool("notes__big", {"size": 100})).content
 
     run(scenario())
@@ -445,6 +472,25 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
     assert bad_id.json()["error"]["code"] == -32600
     bad_params = deployment.post({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": [1]})
     assert bad_params.json()["error"]["code"] == -32602
+    # An error in a message whose id could be read answers that id (null only when it cannot).
+    known = deployment.post({"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": [1]})
+    assert (known.status_code, known.json()["id"], known.json()["error"]["code"]) == (400, 7, -32602)
+    no_method = deployment.post({"jsonrpc": "2.0", "id": "m", "method": ""})
+    assert (no_method.json()["id"], no_method.json()["error"]["code"]) == ("m", -32600)
+    assert deployment.post({"jsonrpc": "2.0", "id": 5}).json()["id"] == 5
+    assert bad_id.json()["id"] is None
+    # Integer ids of any size (JSON-RPC allows any number) are answered exactly as written.
+    for wide in (b"123456789012345678901234567890", b"-9223372036854775809", b"18446744073709551615"):
+        answered = deployment.post(None, raw=b'{"jsonrpc": "2.0", "id": ' + wide + b', "method": "ping"}')
+        assert answered.status_code == 200
+        assert answered.content == b'{"jsonrpc":"2.0","id":' + wide + b',"result":{}}'
+    call = (b'{"jsonrpc":"2.0","id":99999999999999999999999,"method":"tools/call",'
+            b'"params":{"name":"math__add","arguments":{"a":1,"b":2}}}')
+    added = deployment.post(None, raw=call)
+    assert b'"id":99999999999999999999999,' in added.content
+    assert added.json()["result"]["structuredContent"] == {"result": 3}
+    fraction = deployment.post(None, raw=b'{"jsonrpc": "2.0", "id": 1.5, "method": "ping"}')
+    assert fraction.json()["error"]["code"] == -32600
     unknown = deployment.post({"jsonrpc": "2.0", "id": 7, "method": "no/such"})
     assert unknown.status_code == 200
     assert unknown.json() == {"jsonrpc": "2.0", "id": 7, "error": {
@@ -452,6 +498,7 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
         "data": {"status": 404, "type": "not_found_error", "code": "method_not_found"}}}
     nameless = deployment.post({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {}})
     assert nameless.json()["error"]["code"] == -32602
+    assert nameless.json()["error"]["data"]["code"] == "invalid_params"  # data carries the gateway's code
     ping = deployment.post({"jsonrpc": "2.0", "id": "p", "method": "ping"})
     assert ping.json() == {"jsonrpc": "2.0", "id": "p", "result": {}}
     note = deployment.post({"jsonrpc": "2.0", "method": "notifications/initialized"})

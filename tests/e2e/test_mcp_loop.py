@@ -26,6 +26,7 @@ import pytest
 import yaml
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import (
@@ -123,7 +124,8 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
         {"name": "down", "url": f"http://127.0.0.1:{free_port()}/mcp", "connect_timeout_seconds": 1},
         {"name": "extras", "url": extras_server},
     ]
-    config["mcp"] = {"allow_stdio": True, "max_tool_steps": STEPS}
+    # Results are bounded below the stdio message bound (max_argument_bytes 1 MiB + 64 KiB).
+    config["mcp"] = {"allow_stdio": True, "max_tool_steps": STEPS, "max_result_bytes": 65536}
     config["spend"] = {"flush_seconds": 0.1}
     if request.param == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
@@ -285,6 +287,26 @@ def test_a_stdio_server_is_listed_and_called(deployment: Deployment) -> None:
     call = response.output[1]
     assert call.type == "mcp_call" and call.server_label == "local" and call.name == "echo"
     assert call.output is not None and call.output.startswith("echo: ")
+
+
+def test_a_stdio_servers_result_is_bounded_by_max_result_bytes(deployment: Deployment) -> None:
+    """As for an HTTP server: a reply over mcp.max_result_bytes fails its call, naming the server
+    and the configured bound; the process stays up and serves the next call."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("local__big", {"size": 100_000})
+            assert refused.value.error.data["code"] == "mcp_result_too_large"  # type: ignore[index]
+            assert refused.value.error.message == (
+                "the MCP server 'local' sent a reply larger than 65536 bytes (mcp.max_result_bytes)")
+            small = await client.call_tool("local__big", {"size": 100})
+            assert not small.is_error and "x" * 100 in str(small.content)
+            echoed = await client.call_tool("local__echo", {"text": "still up"})
+            assert "echo: still up" in str(echoed.content)
+
+    asyncio.run(scenario())
 
 
 # -- CLI -------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ credentials. On the embedded default and on PostgreSQL + Redis."""
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -126,17 +128,45 @@ async def refused(world: World, key: str, name: str = "whoami__whoami") -> MCPEr
         return caught.value
 
 
-def authorize(world: World, login: str, key: str | None = None, link: str | None = None) -> httpx.Response:
-    """The browser's steps: the gateway's authorize URL (with a key, or a link's ticket), the
-    authorization server (the user ``login`` logs in and consents), back to the gateway's callback."""
+_HIDDEN = re.compile(r'<input type="hidden" name="(ticket|csrf)" value="([^"]*)">')
+
+
+def link_of(world: World, key: str, server: str = "whoami") -> str:
+    """The caller's authorization link, as ``GET /mcp/oauth/{server}/authorize`` with its key
+    answers it (the same the errors carry)."""
+    with httpx.Client(timeout=10, follow_redirects=False) as client:
+        start = client.get(f"{world.gateway.url}/mcp/oauth/{server}/authorize",
+                           headers={"Authorization": f"Bearer {key}"})
+    assert start.status_code == 302, start.text
+    assert start.json()["authorize_url"] == start.headers["location"]
+    return str(start.headers["location"])
+
+
+def open_link(world: World, browser: httpx.Client, link: str) -> tuple[httpx.Response, dict[str, str]]:
+    """A link opened in a browser: the confirmation page, and its form's fields."""
+    page = browser.get(world.gateway.url + link if link.startswith("/") else link)
+    assert page.status_code == 200, page.text
+    return page, {name: html.unescape(value) for name, value in _HIDDEN.findall(page.text)}
+
+
+def confirm(world: World, browser: httpx.Client, key: str | None = None, link: str | None = None,
+            server: str = "whoami", host: str | None = None) -> str:
+    """The browser's steps at the gateway: the link (the key's, or given), its confirmation page,
+    the confirmation. The authorization server's URL the browser is sent to."""
+    page, fields = open_link(world, browser, link or link_of(world, str(key), server))
+    headers = {"Host": host} if host else {}
+    done = browser.post(str(page.url.join("authorize").copy_with(query=None)), data=fields, headers=headers)
+    assert done.status_code == 303, done.text
+    return str(done.headers["location"])
+
+
+def authorize(world: World, login: str, key: str | None = None, link: str | None = None,
+              server: str = "whoami") -> httpx.Response:
+    """The browser's steps: the gateway's authorization link (the key's, or a link from an error
+    or a notice) and its confirmation, the authorization server (the user ``login`` logs in and
+    consents), back to the gateway's callback."""
     with httpx.Client(timeout=10, follow_redirects=False) as browser:
-        if link is not None:
-            start = browser.get(world.gateway.url + link if link.startswith("/") else link)
-        else:
-            start = browser.get(f"{world.gateway.url}/mcp/oauth/whoami/authorize",
-                                headers={"Authorization": f"Bearer {key}"})
-        assert start.status_code == 302, start.text
-        at_server = start.headers["location"]
+        at_server = confirm(world, browser, key, link, server)
         assert at_server.startswith(world.auth.issuer + "/authorize?")
         consent = browser.get(at_server + "&" + f"login={login}")
         assert consent.status_code == 302, consent.text
@@ -164,11 +194,8 @@ def test_two_users_each_authorize_and_call_with_their_own_token(world: World) ->
     assert link.startswith("/mcp/oauth/whoami/authorize?ticket=")
 
     # The authorize request: PKCE S256, a state, the resource (RFC 8707), the configured client.
-    with httpx.Client(timeout=10) as client:
-        start = client.get(f"{world.gateway.url}/mcp/oauth/whoami/authorize",
-                           headers={"Authorization": f"Bearer {alice_key}"})
-    assert start.status_code == 302
-    query = parse_qs(urlsplit(start.headers["location"]).query)
+    with httpx.Client(timeout=10, follow_redirects=False) as browser:
+        query = parse_qs(urlsplit(confirm(world, browser, alice_key)).query)
     assert (query["code_challenge_method"], query["resource"], query["client_id"]) == (
         ["S256"], [world.mcp.url], [world.auth.client_id])
     assert query["redirect_uri"] == [world.gateway.url + "/mcp/oauth/callback"]
@@ -275,25 +302,26 @@ def test_bad_authorization_requests_get_clear_errors(world: World) -> None:
         plain = client.get(f"{base}/mcp/oauth/plain/authorize", headers=bearer)
         assert (plain.status_code, plain.json()["error"]["code"]) == (400, "oauth_not_used")
         assert client.get(f"{base}/mcp/oauth/bad..name/authorize", headers=bearer).status_code == 404
-        assert client.post(f"{base}/mcp/oauth/whoami/authorize", headers=bearer).status_code == 405
+        assert client.put(f"{base}/mcp/oauth/whoami/authorize", headers=bearer).status_code == 405
+        assert client.post(f"{base}/mcp/oauth/whoami", headers=bearer).status_code == 405
         assert client.delete(f"{base}/mcp/oauth/nope", headers=bearer).status_code == 404
+        # A confirmation without a ticket (a key does not stand for one).
+        nothing = client.post(f"{base}/mcp/oauth/whoami/authorize", headers=bearer)
+        assert (nothing.status_code, nothing.json()["error"]["code"]) == (401, "invalid_ticket")
         # The callback: no state, an unknown state, a state used twice, a denied authorization.
         missing = client.get(f"{base}/mcp/oauth/callback", params={"code": "x"})
         assert (missing.status_code, missing.json()["error"]["code"]) == (400, "invalid_state")
         made_up = client.get(f"{base}/mcp/oauth/callback", params={"code": "x", "state": "made-up"})
         assert made_up.json()["error"]["code"] == "invalid_state"
-        start = client.get(f"{base}/mcp/oauth/whoami/authorize", headers=bearer)
-        consent = client.get(start.headers["location"] + "&login=mallory@idp")
+        consent = client.get(confirm(world, client, key) + "&login=mallory@idp")
         back = consent.headers["location"]
         assert client.get(back).status_code == 200
         replay = client.get(back)
         assert (replay.status_code, replay.json()["error"]["code"]) == (400, "invalid_state")
-        start = client.get(f"{base}/mcp/oauth/whoami/authorize", headers=bearer)
-        denied = client.get(client.get(start.headers["location"] + "&deny=1").headers["location"])
+        denied = client.get(client.get(confirm(world, client, key) + "&deny=1").headers["location"])
         assert (denied.status_code, denied.json()["error"]["code"]) == (400, "authorization_denied")
         # A code the authorization server refuses (its state is genuine).
-        start = client.get(f"{base}/mcp/oauth/whoami/authorize", headers=bearer)
-        state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+        state = parse_qs(urlsplit(confirm(world, client, key)).query)["state"][0]
         bad_code = client.get(f"{base}/mcp/oauth/callback", params={"code": "forged", "state": state})
         assert (bad_code.status_code, bad_code.json()["error"]["code"]) == (502, "mcp_oauth_refused")
         huge = client.get(f"{base}/mcp/oauth/callback", params={"state": "s" * 9000})
@@ -301,10 +329,9 @@ def test_bad_authorization_requests_get_clear_errors(world: World) -> None:
         # A flow started under a forged Host sends the code to that host; brought back here
         # from there, it is refused, and nothing is linked to the starter.
         key, _ = world.user_key()  # one with no authorization yet
-        forged_host = {"Authorization": f"Bearer {key}", "Host": "evil.example"}
-        start = client.get(f"{base}/mcp/oauth/whoami/authorize", headers=forged_host)
-        assert "redirect_uri=http%3A%2F%2Fevil.example%2Fmcp%2Foauth%2Fcallback" in start.headers["location"]
-        elsewhere = client.get(start.headers["location"] + "&login=victim@idp").headers["location"]
+        started = confirm(world, client, key, host="evil.example")
+        assert "redirect_uri=http%3A%2F%2Fevil.example%2Fmcp%2Foauth%2Fcallback" in started
+        elsewhere = client.get(started + "&login=victim@idp").headers["location"]
         assert elsewhere.startswith("http://evil.example/mcp/oauth/callback?")
         brought = client.get(f"{base}/mcp/oauth/callback?{urlsplit(elsewhere).query}")
         assert (brought.status_code, brought.json()["error"]["code"]) == (400, "redirect_mismatch")
@@ -342,9 +369,7 @@ def test_stored_servers_serve_their_tenant_only_with_their_static_credentials(wo
         "name": "wiki", "url": world.mcp.url, "tenant": tenant,
         "oauth": {"client_id": world.auth.client_id, "client_secret": CLIENT_SECRET}}, status=201)
     with httpx.Client(timeout=10, follow_redirects=False) as browser:
-        start = browser.get(f"{world.gateway.url}/mcp/oauth/wiki/authorize",
-                            headers={"Authorization": f"Bearer {key}"})
-        consent = browser.get(start.headers["location"] + "&login=tenant-user@idp")
+        consent = browser.get(confirm(world, browser, key, server="wiki") + "&login=tenant-user@idp")
         assert browser.get(consent.headers["location"]).status_code == 200
         # Another tenant has no server of that name.
         theirs = browser.get(f"{world.gateway.url}/mcp/oauth/wiki/authorize",
@@ -364,3 +389,108 @@ def test_stored_servers_serve_their_tenant_only_with_their_static_credentials(wo
     names, _ = asyncio.run(tools_and_notices(world, key))
     assert "calc__add" not in names
     assert STATIC_TOKEN not in world.gateway.process.output
+
+
+def test_a_stored_servers_new_url_or_client_drops_every_users_tokens(world: World) -> None:
+    """Tokens are issued for one resource (the server's URL) by one authorization server and
+    client: when a tenant admin moves the server or changes its client, every user's tokens for
+    it are deleted (audited), never sent to the new URL, and each user authorizes again."""
+    admin = world.admin
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    admin.ok("POST", "/admin/v1/tenants", {"id": tenant, "name": tenant}, status=201)
+    key, _ = world.user_key(tenant)
+    name = f"moving{uuid.uuid4().hex[:6]}"
+    path, scope = f"/admin/v1/mcp/servers/{name}", {"tenant": tenant}
+    oauth = {"client_id": world.auth.client_id, "client_secret": CLIENT_SECRET}
+    admin.ok("POST", "/admin/v1/mcp/servers", {"name": name, "url": world.mcp.url, "tenant": tenant,
+                                               "oauth": oauth}, status=201)
+
+    async def call(tool: str, arguments: dict[str, Any]) -> str:
+        async with session(world, key) as client:
+            return text_of(await client.call_tool(f"{name}__{tool}", arguments))
+
+    def must_authorize(tool: str, arguments: dict[str, Any]) -> None:
+        async def attempt() -> MCPError:
+            async with session(world, key) as client:
+                with pytest.raises(MCPError) as caught:
+                    await client.call_tool(f"{name}__{tool}", arguments)
+                return caught.value
+
+        error = asyncio.run(attempt())
+        assert error.error.data["code"] == "mcp_authorization_required", error.error  # type: ignore[index]
+
+    def deleted_audits() -> list[dict[str, Any]]:
+        found = admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant,
+                                                           "action": "mcp_server.tokens_deleted"})
+        return list(found["data"])
+
+    assert authorize(world, "mover@idp", key=key, server=name).status_code == 200
+    assert asyncio.run(call("whoami", {})) == "mover@idp"
+    admin.ok("PATCH", path, {"description": "still the same server"}, params=scope)  # kept
+    assert asyncio.run(call("whoami", {})) == "mover@idp" and deleted_audits() == []
+    # Moved to another server (one that would accept any bearer token): nothing is sent there.
+    admin.ok("PATCH", path, {"url": world.math.url}, params=scope)
+    must_authorize("add", {"a": 1, "b": 2})
+    entry = deleted_audits()[0]
+    assert entry["after"] == {"name": name, "tokens_deleted": 1, "reason": "its url changed"}
+    # Back where it was: the old token is gone for good; authorizing again works.
+    admin.ok("PATCH", path, {"url": world.mcp.url}, params=scope)
+    must_authorize("whoami", {})
+    assert authorize(world, "mover@idp", key=key, server=name).status_code == 200
+    assert asyncio.run(call("whoami", {})) == "mover@idp"
+    # Another client of the authorization server: the tokens go as well.
+    admin.ok("PATCH", path, {"oauth": {**oauth, "client_id": "another-client"}}, params=scope)
+    must_authorize("whoami", {})
+    assert deleted_audits()[0]["after"]["reason"] == "its oauth settings changed"
+
+
+def test_a_link_passed_to_another_user_never_links_their_account(world: World) -> None:
+    """Bob sends Alice his authorization link, or the authorization server's URL it led him to
+    (docs/mcp.md, "The browser step"): the link's page says it is Bob's connection and starts
+    nothing by itself; a confirmation not made on that page in that browser is refused; the
+    authorization completes only in the browser that confirmed it; a link is used once."""
+    bob_key, bob = world.user_key()
+    link = asyncio.run(refused(world, bob_key)).error.data["authorize_url"]  # type: ignore[index]
+    bob_prefix = bob_key[:10]
+    base = world.gateway.url
+
+    with httpx.Client(timeout=10, follow_redirects=False) as alices_browser:
+        page, fields = open_link(world, alices_browser, link)
+        # Whose connection it is, to which server; a page that cannot be framed or cached.
+        assert bob in page.text and "whoami" in page.text and bob_prefix in page.text
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        cookie = page.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/mcp/oauth" in cookie
+        # The same form posted from elsewhere (another browser, or another site's form in hers,
+        # which cannot read the page): refused, and the link is not spent.
+        with httpx.Client(timeout=10, follow_redirects=False) as elsewhere:
+            forged = elsewhere.post(f"{base}/mcp/oauth/whoami/authorize", data=fields)
+            assert (forged.status_code, forged.json()["error"]["code"]) == (403, "invalid_consent")
+            _, own_fields = open_link(world, elsewhere, link)  # a page of its own: another cookie
+            crossed = alices_browser.post(f"{base}/mcp/oauth/whoami/authorize", data=own_fields)
+            assert (crossed.status_code, crossed.json()["error"]["code"]) == (403, "invalid_consent")
+        # Alice closes the page: nothing was started, nothing is linked.
+    assert "needs your authorization" in asyncio.run(refused(world, bob_key)).error.message
+
+    # Bob confirms in his own browser and sends Alice the authorization server's URL.
+    with httpx.Client(timeout=10, follow_redirects=False) as bobs_browser:
+        at_server = confirm(world, bobs_browser, link=link)
+        # The link is spent: its page and a second confirmation are refused.
+        again = bobs_browser.get(base + link)
+        assert (again.status_code, again.json()["error"]["code"]) == (401, "invalid_ticket")
+        assert "used" in again.json()["error"]["message"]
+        replayed = bobs_browser.post(f"{base}/mcp/oauth/whoami/authorize", data=fields)
+        assert replayed.json()["error"]["code"] == "invalid_ticket"
+    with httpx.Client(timeout=10, follow_redirects=False) as alices_browser:
+        back = alices_browser.get(at_server + "&login=alice@idp").headers["location"]
+        linked = alices_browser.get(back)  # her login comes back in her browser, not Bob's
+        assert (linked.status_code, linked.json()["error"]["code"]) == (400, "browser_mismatch")
+    assert "needs your authorization" in asyncio.run(refused(world, bob_key)).error.message
+
+    # Bob completing his own authorization in his own browser works, and says whose it is.
+    with httpx.Client(timeout=10, follow_redirects=False) as bobs_browser:
+        at_server = confirm(world, bobs_browser, bob_key)
+        done = bobs_browser.get(bobs_browser.get(at_server + "&login=bob@idp").headers["location"])
+        assert done.status_code == 200 and bob in done.text
+    assert asyncio.run(whoami(world, bob_key)) == "bob@idp"

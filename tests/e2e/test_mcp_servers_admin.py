@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.e2e.tenancy_world import Admin
-from tests.servers import Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, spawn, start_gateway
 
 SECRET_HEADER = "Bearer sk-mcp-static-" + uuid.uuid4().hex
 CLIENT_SECRET = "oauth-client-secret-" + uuid.uuid4().hex
@@ -99,10 +101,13 @@ def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway)
     assert changed["description"] == "the wiki"
     off = owner.ok("PATCH", f"{SERVERS}/wiki", {"oauth": None, "headers": {}})
     assert (off["oauth"], off["headers"]) == (None, [])
-    # Every change audited, no secret in the entries.
+    # Every change audited, no secret in the entries; a new URL, and OAuth turned off, each
+    # deleted the users' OAuth tokens for it (none here).
     audit = admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant, "resource_id": created["id"]})
-    assert [e["action"] for e in audit["data"]] == ["mcp_server.update", "mcp_server.update",
-                                                    "mcp_server.create"]
+    assert [e["action"] for e in audit["data"]] == [
+        "mcp_server.tokens_deleted", "mcp_server.update", "mcp_server.tokens_deleted", "mcp_server.update",
+        "mcp_server.create"]
+    assert audit["data"][2]["after"] == {"name": "wiki", "tokens_deleted": 0, "reason": "its url changed"}
     deleted = owner.ok("DELETE", f"{SERVERS}/wiki")
     assert deleted == {"id": created["id"], "object": "mcp_server", "name": "wiki", "deleted": True}
     assert error(owner.call("GET", f"{SERVERS}/wiki"), 404)["code"] == "mcp_server_not_found"
@@ -153,9 +158,15 @@ def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gatew
     ({"name": "a", "url": "http://host:99999/mcp"}, "url"),
     ({"name": "a"}, "url"),
     ({"name": "a__b", "url": "https://x.example"}, "name"),
+    ({"name": "math_", "url": "https://x.example"}, "name"),  # "math___add" reads as math, "_add"
     ({"name": "-a", "url": "https://x.example"}, "name"),
     ({"name": "a", "url": "https://x.example", "transport": "stdio"}, "transport"),
     ({"name": "a", "url": "https://x.example", "command": ["sh"]}, "command"),
+    ({"name": "a", "url": "http://2130706433:21401/mcp"}, "url"),  # 127.0.0.1, as a decimal
+    ({"name": "a", "url": "http://0x7f000001/mcp"}, "url"),
+    ({"name": "a", "url": "http://127.1/mcp"}, "url"),
+    ({"name": "a", "url": "https://x.example", "oauth": {"token_url": "http://0177.0.0.1/token"}},
+     "oauth.token_url"),
     ({"name": "a", "url": "https://x.example", "headers": {"X-Bad": "a\r\nb"}}, "headers.X-Bad"),
     ({"name": "a", "url": "https://x.example", "headers": {"Host": "evil"}}, "headers.Host"),
     ({"name": "a", "url": "https://x.example", "oauth": {"token_url": "javascript:alert(1)"}},
@@ -211,3 +222,53 @@ def test_a_tenants_server_may_not_point_at_an_internal_address(gateway: Gateway)
     admin.ok("DELETE", f"{SERVERS}/{own}")
     admin.ok("POST", SERVERS, {"name": own, "url": "http://127.0.0.1:9/mcp"}, status=201)  # default tenant
     admin.ok("DELETE", f"{SERVERS}/{own}")
+
+
+
+@pytest.mark.parametrize("name", ["notes_", "a__b"])
+def test_a_server_name_that_would_make_tool_names_ambiguous_is_refused(gateway: Gateway, name: str) -> None:
+    """``notes_`` would expose ``notes___read``, read back as tool ``_read`` of ``notes``."""
+    err = error(Admin(gateway.url).call("POST", SERVERS, {"name": name, "url": "https://x.example/mcp"}), 400)
+    assert (err["param"], err["code"]) == ("name", "invalid_value"), err
+    assert "end with '_'" in err["message"]
+
+
+def test_config_check_refuses_a_server_name_ending_with_an_underscore(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+                                    "mcp_servers": [{"name": "notes_", "url": "http://127.0.0.1:9/mcp"}]}))
+    proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY})
+    assert proc.wait_exit(60) == 2
+    assert "mcp_servers" in proc.output and "end with '_'" in proc.output, proc.output
+
+
+@pytest.mark.parametrize(("body", "param", "code"), [
+    ({"transport": "stdio", "command": ["sh", "-c", "id"]}, "command", "unknown_parameter"),
+    ({"command": ["sh"]}, "command", "unknown_parameter"),
+    ({"env": {"A": "b"}}, "env", "unknown_parameter"),
+    ({"transport": "stdio"}, "transport", "invalid_value"),
+])
+def test_stdio_servers_are_refused_with_the_documented_codes(gateway: Gateway, body: dict[str, Any],
+                                                             param: str, code: str) -> None:
+    """stdio servers come from the configuration file only (docs/api.md): ``command`` and ``env``
+    are parameters the API does not know, ``transport: stdio`` a value it does not take."""
+    body = {"name": "a", "url": "https://x.example/mcp", **body}
+    err = error(Admin(gateway.url).call("POST", SERVERS, body), 400)
+    assert (err["param"], err["code"]) == (param, code), err
+    assert "configuration file only" in err["message"]
+
+
+def test_an_ipv4_address_in_a_shorthand_form_is_refused_for_every_tenant(gateway: Gateway) -> None:
+    """``http://2130706433/`` is 127.0.0.1 to a resolver: refused at registration (the default
+    tenant's too, where nothing else would hold it), as ``invalid_url`` naming the field."""
+    admin = Admin(gateway.url)
+    _, owner, _ = tenant_with_roles(admin)
+    for caller in (admin, owner):
+        err = error(caller.call("POST", SERVERS, {"name": "dec", "url": "http://2130706433:21401/mcp"}), 400)
+        assert (err["param"], err["code"]) == ("url", "invalid_url")
+        assert "four decimal numbers" in err["message"]
+    name = f"dotted-{uuid.uuid4().hex[:6]}"
+    admin.ok("POST", SERVERS, {"name": name, "url": "http://127.0.0.1:21401/mcp"}, status=201)
+    moved = error(admin.call("PATCH", f"{SERVERS}/{name}", {"url": "http://0x7f.1:21401/mcp"}), 400)
+    assert (moved["param"], moved["code"]) == ("url", "invalid_url")
+    admin.ok("DELETE", f"{SERVERS}/{name}")

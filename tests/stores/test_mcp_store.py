@@ -73,6 +73,29 @@ async def test_tokens_per_user_and_removed_with_their_server(backend: Backend) -
     assert await store.delete_server("mcp_g") is None
 
 
+async def test_a_servers_tokens_are_deleted_while_it_stays(backend: Backend) -> None:
+    """What a changed URL or OAuth client does (the server is kept, its users' tokens go): a
+    tenant's server's, within its tenant; a global server's, in every tenant without a server of
+    its own of that name."""
+    store = backend.stores.mcp
+    assert store is not None
+    assert await store.create_server(server("mcp_dt", "notes", "acme"))
+    assert await store.create_server(server("mcp_dg", "maps", None))
+    assert await store.create_server(server("mcp_do", "maps", "gamma"))  # gamma's own "maps"
+    for tenant, user, name in (("acme", "alice", "notes"), ("acme", "bob", "notes"), ("beta", "dan", "notes"),
+                               ("acme", "alice", "maps"), ("beta", "dan", "maps"), ("gamma", "eve", "maps")):
+        await store.put_token(McpTokenRecord(tenant, user, name, f"sealed-{tenant}-{user}-{name}"))
+    assert await store.delete_tokens("acme", "notes") == 2
+    assert await store.get_token("acme", "alice", "notes") is None
+    assert await store.get_token("beta", "dan", "notes") is not None  # another tenant's server
+    assert await store.delete_tokens(None, "maps") == 2
+    assert await store.get_token("acme", "alice", "maps") is None
+    assert await store.get_token("beta", "dan", "maps") is None
+    assert await store.get_token("gamma", "eve", "maps") is not None  # its own server's
+    assert await store.delete_tokens("acme", "notes") == 0
+    assert await store.get_server("mcp_dt") is not None and await store.get_server("mcp_dg") is not None
+
+
 async def test_secrets_rotate_reseals_server_secrets_and_tokens(backend: Backend) -> None:
     from switchboard.crypto.keyring import Keyring
     from switchboard.crypto.rotate import rotate

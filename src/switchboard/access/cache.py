@@ -46,6 +46,8 @@ def principal_of(record: KeyRecord) -> Principal:
         budget_period=record.budget_period,
         allowed_regions=record.effective_regions,
         mcp_tools=tuple(rule for rule in (record.team_mcp_tools, record.mcp_tools) if rule),
+        key_mcp_tools=record.mcp_tools,
+        key_prefix=record.prefix,
         key_lineage=record.lineage,
     )
 

@@ -14,9 +14,19 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from switchboard.config.base import Strict
 from switchboard.config.urls import check_http_url
 
-# Tool names are exposed as "<server>__<tool>": a server name cannot contain the separator.
+# Tool names are exposed as "<server>__<tool>": a server name neither contains the separator nor
+# ends with "_", so the first "__" of an exposed name is always where the server's name ends
+# (a server "notes_" would expose "notes___t", read back as server "notes", tool "_t").
 SERVER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 SEPARATOR = "__"
+
+
+def server_name_problem(name: str) -> str | None:
+    """Why ``name`` (already matching SERVER_NAME) cannot name a server; None when it can."""
+    if SEPARATOR in name or name.endswith("_"):
+        return (f"must not contain {SEPARATOR!r} nor end with '_' (tools are exposed as "
+                "<server>__<tool>: the first '__' must end the server's name)")
+    return None
 
 
 class McpOAuthConfig(Strict):
@@ -61,8 +71,9 @@ class McpServerConfig(Strict):
     @field_validator("name")
     @classmethod
     def _no_separator(cls, value: str) -> str:
-        if SEPARATOR in value:
-            raise ValueError(f"must not contain {SEPARATOR!r} (it separates server and tool names)")
+        problem = server_name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -112,9 +123,10 @@ class McpConfig(Strict):
     # and "authorization required" errors link to <public_url>/mcp/oauth/<server>/authorize.
     # None: links are relative and the callback is on the address the authorize request came to.
     public_url: str | None = None
-    # How long an authorization started at /mcp/oauth/<server>/authorize may take to complete
-    # (also the life of the authorize link in an "authorization required" error).
+    # How long an authorization confirmed at /mcp/oauth/<server>/authorize may take to complete.
     oauth_state_seconds: Annotated[float, Field(ge=30, le=3600)] = 600.0
+    # The life of the link in an "authorization required" error (its ticket, used once).
+    oauth_ticket_seconds: Annotated[float, Field(ge=30, le=3600)] = 300.0
     # Access tokens are refreshed this long before they expire.
     oauth_refresh_margin_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
     # Each call to an authorization server or for discovery (metadata, token exchange, refresh).

@@ -6,6 +6,8 @@ URL to its async driver.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from urllib.parse import SplitResult, urlsplit
 
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
@@ -71,6 +73,25 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
+
+
+_NUMERIC_LABEL = re.compile(r"^(?:0[xX][0-9A-Fa-f]*|[0-9]+)$")
+
+
+def ipv4_shorthand(host: str) -> bool:
+    """Whether ``host`` is an IPv4 address written other than as four decimal numbers: decimal
+    (``2130706433``), hexadecimal (``0x7f000001``), octal (``0177.0.0.1``) or shortened
+    (``127.1``). Browsers and resolvers read these as addresses (a host whose last label is a
+    number is an IPv4 address, WHATWG URL), address checks that parse only the dotted-quad form
+    do not; and aiohttp refuses some outright."""
+    labels = host.rstrip(".").split(".")
+    if not labels or not _NUMERIC_LABEL.match(labels[-1]):
+        return False
+    try:
+        ipaddress.IPv4Address(host.rstrip("."))
+    except ValueError:
+        return True
+    return False
 
 
 def check_http_url(value: str) -> str:

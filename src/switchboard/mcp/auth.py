@@ -21,7 +21,7 @@ class McpAuth:
         self.keyring: Keyring | None = crypto_keyring.from_settings(settings.auth)
         self.stored: StoredServers | None = None  # opened in start()
         self.oauth: OAuthClient | None = None  # opened in start()
-        self.tickets = Tickets(lambda: self.keyring, settings.mcp.oauth_state_seconds)
+        self.tickets = Tickets(lambda: self.keyring, settings.mcp.oauth_ticket_seconds)
         self.credentials = GatewayCredentials(lambda: self.oauth, self.tickets, settings.mcp.public_url)
 
     async def start(self, stores: Stores, keyring: Keyring | None, registry: Registry) -> None:

@@ -8,8 +8,10 @@ for another (tokens are keyed by tenant, user and server).
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -44,23 +46,40 @@ class StaticCredentials:
         return static_headers(server)
 
 
+@dataclass(frozen=True)
+class Ticket:
+    """Whose authorization a link starts, for which server; ``nonce`` makes it single-use (the
+    confirmation spends it: mcp/oauth.py ``spend_ticket``)."""
+
+    tenant: str
+    user: str
+    server: str
+    nonce: str
+    expires: float  # epoch seconds
+    key_prefix: str | None = None  # the key that asked, shown on the confirmation page
+
+
 class Tickets:
-    """Short-lived, sealed links that start one user's authorization for one server from a
-    browser (which holds no Switchboard key): ``/mcp/oauth/<server>/authorize?ticket=...``."""
+    """Short-lived, sealed, single-use links that start one user's authorization for one server
+    from a browser (which holds no Switchboard key): ``/mcp/oauth/<server>/authorize?ticket=...``.
+    The link opens a confirmation page naming that user (http/mcp_consent.py): whoever is sent
+    someone else's link sees whose account it would be linked to."""
 
     def __init__(self, keyring: Callable[[], Keyring | None], ttl: float) -> None:
         self._keyring = keyring
         self._ttl = ttl
 
-    def issue(self, tenant: str, user: str, server: str) -> str | None:
+    def issue(self, tenant: str, user: str, server: str, key_prefix: str | None = None) -> str | None:
         keyring = self._keyring()
         if keyring is None:
             return None
-        plain = orjson.dumps({"t": tenant, "u": user, "s": server, "e": time.time() + self._ttl}).decode()
+        plain = orjson.dumps({"t": tenant, "u": user, "s": server, "e": time.time() + self._ttl,
+                              "n": secrets.token_urlsafe(16), "p": key_prefix}).decode()
         return keyring.encrypt(plain, _TICKET_AAD)
 
-    def open(self, ticket: str, server: str) -> tuple[str, str] | None:
-        """(tenant, user) of a valid ticket for ``server``; None otherwise."""
+    def open(self, ticket: str, server: str) -> Ticket | None:
+        """The valid (unexpired, genuine) ticket for ``server``; None otherwise. Whether it was
+        used already is the shared cache's to say."""
         keyring = self._keyring()
         if keyring is None or len(ticket) > 2048:
             return None
@@ -70,7 +89,11 @@ class Tickets:
             return None
         if not isinstance(data, dict) or data.get("s") != server or float(data.get("e", 0)) < time.time():
             return None
-        return str(data["t"]), str(data["u"])
+        nonce, prefix = data.get("n"), data.get("p")
+        if not isinstance(nonce, str):
+            return None
+        return Ticket(str(data["t"]), str(data["u"]), server, nonce, float(data["e"]),
+                      prefix if isinstance(prefix, str) else None)
 
 
 class GatewayCredentials:
@@ -86,7 +109,7 @@ class GatewayCredentials:
         link = f"{self._base}/mcp/oauth/{quote(server, safe='')}/authorize"
         if principal is None:
             return link
-        ticket = self._tickets.issue(*identity(principal), server)
+        ticket = self._tickets.issue(*identity(principal), server, principal.key_prefix)
         return link if ticket is None else f"{link}?ticket={ticket}"
 
     async def headers(self, server: McpServerConfig, principal: Principal | None) -> dict[str, str]:

@@ -1,11 +1,13 @@
 """Per-user OAuth 2.1 for MCP servers that need it (docs/mcp.md, "Credentials and OAuth").
 
-Each user authorizes once, through the gateway: ``GET /mcp/oauth/{server}/authorize`` sends the
-browser to the server's authorization server with PKCE (S256), a ``state`` bound to the user and
-short-lived (kept, sealed, in the shared cache; used once), and the ``resource`` parameter of
-RFC 8707; ``GET /mcp/oauth/callback`` exchanges the code and stores the access and refresh tokens
-per (tenant, user, server), sealed under the server secret. Tokens are refreshed before they
-expire (one refresh at a time per user and server in a process) and applied to every operation.
+Each user authorizes once, through the gateway: the confirmation of the user's authorization
+link (http/mcp_oauth.py, http/mcp_consent.py) sends the browser to the server's authorization
+server with PKCE (S256), a ``state`` bound to the user and to that browser and short-lived (kept,
+sealed, in the shared cache; used once), and the ``resource`` parameter of RFC 8707;
+``GET /mcp/oauth/callback`` exchanges the code and stores the access and refresh tokens per
+(tenant, user, server), sealed under the server secret. Links are spent once (``spend_ticket``).
+Tokens are refreshed before they expire (one refresh at a time per user and server in a
+process) and applied to every operation.
 
 The authorization server is found from the MCP server (RFC 9728 protected-resource metadata: the
 401's ``WWW-Authenticate: Bearer resource_metadata=...``, else ``/.well-known/
@@ -49,6 +51,7 @@ MAX_REPLY_BYTES = 256 * 1024  # metadata and token answers
 DISCOVERY_TTL = 3600.0
 TOKEN_TOPIC = "mcp-oauth-tokens"
 _STATE_PREFIX = "mcp-oauth-state:"
+_TICKET_PREFIX = "mcp-oauth-ticket-used:"
 _RESOURCE_METADATA = re.compile(r'resource_metadata\s*=\s*"([^"]{1,2048})"', re.I)
 
 TokenKey = tuple[str, str, str]  # (tenant, user, server)
@@ -134,8 +137,10 @@ class OAuthClient:
         self._cache = cache
         self._keyring = keyring
         self._http: aiohttp.ClientSession | None = None
-        self._discovered: dict[tuple[str, str], tuple[float, Endpoints]] = {}
-        self._registered: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        # By the server's identity (_server_key): a server whose URL or OAuth settings change is
+        # discovered and registered anew, never with what was found for its old settings.
+        self._discovered: dict[tuple[Any, ...], tuple[float, Endpoints]] = {}
+        self._registered: dict[tuple[Any, ...], tuple[str, str | None]] = {}
         self._locks: dict[TokenKey, asyncio.Lock] = {}
         self._tokens: FeedCache[TokenKey, TokenSet] = FeedCache(
             TOKEN_TOPIC, self._load, feed, encode=lambda k: orjson.dumps(list(k)).decode(),
@@ -208,7 +213,7 @@ class OAuthClient:
         assert oauth is not None and server.url is not None
         if oauth.authorization_url and oauth.token_url:
             return Endpoints(oauth.authorization_url, oauth.token_url, server.url, tuple(oauth.scopes))
-        key = (server.name, server.url)
+        key = _server_key(server)
         cached = self._discovered.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -309,7 +314,7 @@ class OAuthClient:
         assert oauth is not None
         if oauth.client_id:
             return oauth.client_id, oauth.client_secret.get_secret_value() if oauth.client_secret else None
-        key = (server.name, endpoints.token, redirect_uri)
+        key = (*_server_key(server), endpoints.token, redirect_uri)
         if key in self._registered:
             return self._registered[key]
         if endpoints.registration is None:
@@ -330,8 +335,11 @@ class OAuthClient:
 
     # -- the authorization code flow ----------------------------------------------------------
 
-    async def authorize_url(self, server: McpServerConfig, tenant: str, user: str, redirect_uri: str) -> str:
-        """Where to send the user's browser; the pending authorization kept for the callback."""
+    async def authorize_url(self, server: McpServerConfig, tenant: str, user: str, redirect_uri: str, *,
+                            browser: str) -> str:
+        """Where to send the user's browser; the pending authorization kept for the callback,
+        bound to ``browser`` (a digest of the cookie of the browser that confirmed it: the
+        callback completes in that browser only)."""
         keyring = self._ring()
         endpoints = await self.endpoints(server)
         client_id, _ = await self._client(server, endpoints, redirect_uri)
@@ -340,7 +348,7 @@ class OAuthClient:
         ttl = self._config.oauth_state_seconds
         pending = {"tenant": tenant, "user": user, "server": server.name, "url": server.url,
                    "verifier": verifier, "redirect_uri": redirect_uri, "client_id": client_id,
-                   "expires": time.time() + ttl}
+                   "browser": browser, "expires": time.time() + ttl}
         sealed = keyring.encrypt(orjson.dumps(pending).decode(), "mcp-oauth-state")
         await self._cache.set(_state_key(state), sealed.encode(), ttl)
         params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
@@ -350,6 +358,18 @@ class OAuthClient:
             params["scope"] = " ".join(endpoints.scopes)
         sep = "&" if urlsplit(endpoints.authorization).query else "?"
         return endpoints.authorization + sep + urlencode(params)
+
+    async def ticket_used(self, nonce: str) -> bool:
+        return await self._cache.get(_ticket_key(nonce)) is not None
+
+    async def spend_ticket(self, nonce: str, expires: float) -> bool:
+        """Mark an authorization link used (in the shared cache, for its remaining life); False
+        when it already was: a link starts one authorization."""
+        key = _ticket_key(nonce)
+        if await self._cache.get(key) is not None:
+            return False
+        await self._cache.set(key, b"1", max(1.0, expires - time.time() + 1.0))
+        return True
 
     async def pending(self, state: str) -> dict[str, Any]:
         """The authorization a callback's ``state`` belongs to, used up (400 when unknown,
@@ -391,7 +411,7 @@ class OAuthClient:
         assert oauth is not None
         if oauth.client_id == client_id:
             return oauth.client_secret.get_secret_value() if oauth.client_secret else None
-        registered = self._registered.get((server.name, endpoints.token, redirect_uri))
+        registered = self._registered.get((*_server_key(server), endpoints.token, redirect_uri))
         return registered[1] if registered and registered[0] == client_id else None
 
     async def _token_request(self, server: McpServerConfig, url: str, form: dict[str, str], client_id: str,
@@ -449,6 +469,14 @@ class OAuthClient:
         key = (tenant, user, server.name)
         seen = await self._tokens.get(key)
         if seen is None:
+            return None
+        if not _issued_for(server, seen):
+            # Issued for the server's old URL or by its old authorization server or client (the
+            # server was changed; the admin API deletes them then, this is for a changed YAML):
+            # never sent to the new one. The user authorizes again.
+            log.info("a user's OAuth tokens for the MCP server %r were issued for its old settings; "
+                     "forgotten", server.name)
+            await self.forget_local(key)
             return None
         if not self._stale(seen):
             return seen.access_token
@@ -535,6 +563,24 @@ def _token_set(body: Mapping[str, Any], old: TokenSet | None, endpoints: Endpoin
                     revocation)
 
 
+def _server_key(server: McpServerConfig) -> tuple[Any, ...]:
+    oauth = server.oauth
+    settings = (None,) if oauth is None else (oauth.client_id, oauth.authorization_url, oauth.token_url,
+                                              tuple(oauth.scopes))
+    return (server.tenant, server.name, server.url, *settings)
+
+
+def _issued_for(server: McpServerConfig, ts: TokenSet) -> bool:
+    """Whether stored tokens belong to the server as it is now configured: issued for its URL
+    (the resource, RFC 8707) by its configured client and token endpoint."""
+    oauth = server.oauth
+    if oauth is None or server.url is None or not _same_resource(ts.resource, server.url):
+        return False
+    if oauth.client_id is not None and ts.client_id != oauth.client_id:
+        return False
+    return oauth.token_url is None or ts.token_url == oauth.token_url
+
+
 def _form_quote(value: str) -> str:
     from urllib.parse import quote
 
@@ -543,6 +589,10 @@ def _form_quote(value: str) -> str:
 
 def _state_key(state: str) -> str:
     return _STATE_PREFIX + hashlib.sha256(state.encode()).hexdigest()
+
+
+def _ticket_key(nonce: str) -> str:
+    return _TICKET_PREFIX + hashlib.sha256(nonce.encode()).hexdigest()
 
 
 def _decode_key(message: str) -> TokenKey | None:

@@ -59,7 +59,8 @@ class ToolStage:
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         params = ctx.request.get("params")
         if not isinstance(params, dict) or not isinstance(params.get("name"), str):
-            raise InvalidRequest("tools/call needs params.name (a string)", param="name")
+            raise InvalidRequest("tools/call needs params.name (a string)", param="name",
+                                 code="invalid_params")
         arguments = params.get("arguments")
         if arguments is None:
             arguments = {}

@@ -14,11 +14,12 @@ endpoint and the tool loop use a stdio server exactly as an HTTP one.
   is started again after a backoff doubling from 0.5 s to 30 s (back to 0.5 s once a process
   stayed up a minute). While it is down, requests fail at once (``mcp_server_unavailable``) and
   the toolbox leaves it out of lists; requests under way when it exits fail at once too.
-- Output is bounded: a message on stdout longer than the largest argument or result
-  (``mcp.max_argument_bytes``/``max_result_bytes``, plus 64 KiB) ends the process (it broke
-  the protocol; it is restarted); stderr is read in bounded pieces and logged a line at a time
-  (each cut to 1,000 characters, at most 100 lines a minute), the last 20 lines kept for
-  ``health()``.
+- Output is bounded: a reply larger than ``mcp.max_result_bytes`` fails its call with
+  ``mcp_result_too_large``, as from an HTTP server (the process stays up); a message on stdout
+  longer than the largest argument or result (``mcp.max_argument_bytes``/``max_result_bytes``,
+  plus 64 KiB) ends the process (it broke the protocol; it is restarted); stderr is read in
+  bounded pieces and logged a line at a time (each cut to 1,000 characters, at most 100 lines a
+  minute), the last 20 lines kept for ``health()``.
 - Requests the server sends (sampling, elicitation, roots) are answered with an error (the
   gateway has no client to pass them to from a child process); ``ping`` is answered.
 - On shutdown: stdin is closed, then the process group gets SIGTERM after 2 s and SIGKILL 2 s later.
@@ -54,6 +55,7 @@ from switchboard.mcp.upstream import (
     Upstream,
     _result,
     server_request_reply,
+    too_large,
 )
 
 log = logging.getLogger("switchboard.mcp.stdio")
@@ -200,8 +202,9 @@ class _Child:
                 except asyncio.LimitOverrunError:
                     limit = self.upstream.max_bytes
                     log.error("mcp server %s: a message over %d bytes; stopping the process", name, limit)
-                    error = Malformed(f"the MCP server '{name}' sent a message over {limit} bytes "
-                                      "(mcp.max_result_bytes); it is restarted", code="mcp_result_too_large")
+                    error = Malformed(f"the MCP server '{name}' sent a message over {limit} bytes (the "
+                                      "larger of mcp.max_argument_bytes and mcp.max_result_bytes, plus "
+                                      "64 KiB); it is restarted", code="mcp_result_too_large")
                     await stop_process(self.process, grace=0.1)  # it broke the protocol: no grace
                     return
                 if line.strip():
@@ -225,7 +228,11 @@ class _Child:
         if method is None:  # a reply
             future = self.pending.pop(message.get("id"), None)  # type: ignore[arg-type]
             if future is not None and not future.done():
-                future.set_result(message)
+                limit = self.upstream.config.max_result_bytes
+                if len(line.rstrip(b"\r\n")) > limit:  # bounded as an HTTP server's reply is
+                    future.set_exception(too_large(self.upstream.name, limit))
+                else:
+                    future.set_result(message)
             return
         if "id" in message:  # a request from the server: ping answered, the rest refused
             with contextlib.suppress(Exception):

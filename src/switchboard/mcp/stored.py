@@ -145,7 +145,15 @@ class StoredServers:
         try:
             headers, secret = unseal(self._keyring(), record)
             return to_config(record, headers, secret)
-        except (DecryptError, ValueError, ValidationError) as exc:
+        except ValidationError as exc:
+            # Stored before a rule it breaks (a name ending with "_"): the rule, never a value.
+            first = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(p) for p in first["loc"])
+            log.warning("MCP server %r (%s) left out: its stored settings are no longer valid (%s: %s); "
+                        "remove it and register it again", record.name, record.id, where,
+                        str(first["msg"]).removeprefix("Value error, "))
+            return None
+        except (DecryptError, ValueError) as exc:
             # Never the secret: only which record and why it does not open.
             log.warning("MCP server %r (%s) left out: its stored settings do not open (%s)",
                         record.name, record.id, type(exc).__name__)

@@ -1,7 +1,8 @@
 """The aggregated toolbox: tools, resources and prompts of every server a caller may use.
 
-Names: a tool or prompt ``t`` of server ``s`` is exposed as ``s__t`` (server names cannot
-contain ``__``; the first ``__`` separates). A resource URI ``u`` of server ``s`` is exposed as
+Names: a tool or prompt ``t`` of server ``s`` is exposed as ``s__t`` (server names neither
+contain ``__`` nor end with ``_``, so the first ``__`` is where the server's name ends, whatever
+the tool's name: ``s___t`` is tool ``_t`` of ``s``). A resource URI ``u`` of server ``s`` is exposed as
 ``mcp://gateway/s/u`` (and templates the same way), so two servers' URIs never collide.
 
 Lists are gathered from the servers in parallel, each bounded by ``mcp.list_timeout_seconds``:
@@ -79,6 +80,7 @@ class Tool:
 
 
 def split_name(name: str) -> tuple[str, str] | None:
+    # Unambiguous: no server name holds "__" or ends with "_" (config/mcp.py server_name_problem).
     server, sep, item = name.partition(SEPARATOR)
     return (server, item) if sep and server and item else None
 

@@ -12,7 +12,9 @@ per-user OAuth server never share an upstream session. Transports: streamable HT
 HTTP+SSE one (``transport: sse``: a GET stream that names the POST endpoint and carries the
 replies). Health: a server whose connections fail ``DOWN_AFTER`` times in a row is *down*; calls
 to it then fail at once until the next retry (backoff doubling up to ``MAX_BACKOFF``), and one
-success brings it back. A periodic check (``health_check_seconds``) pings it meanwhile.
+success brings it back. A tool call counts only when the server cannot be reached: a reply that
+breaks off is that call's failure (``mcp_malformed_reply``), not the server's. A periodic check
+(``health_check_seconds``) pings it meanwhile.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ DOWN_AFTER = 2  # consecutive connection failures before a server is down
 MAX_BACKOFF = 60.0  # seconds between two tries of a down server, at most
 _SESSIONS_MAX = 1024  # upstream sessions kept per server (one per credential identity)
 _ERROR_BYTES = 64 * 1024
+_LINE_SLACK = 1024  # an SSE line holds an event's data and its field name
 
 
 class ServerBusy(UpstreamUnavailable):
@@ -211,18 +214,23 @@ class Upstream:
                 raise UpstreamTimeout(
                     f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
             except (aiohttp.ClientConnectionError, OSError) as exc:
-                self._failed()
+                if _server_failed(exc, method):
+                    self._failed()
                 refused = refusal(exc)
                 if refused is not None:
                     raise UpstreamUnreachable(
                         f"the MCP server '{self.name}' may not be reached: {refused}; {ONLY_PUBLIC}",
                         code="upstream_address_refused") from None
-                raise UpstreamUnreachable(f"cannot reach the MCP server '{self.name}' "
-                                          f"({type(exc).__name__})") from None
+                if isinstance(exc, aiohttp.ClientConnectorError) or method != "tools/call":
+                    raise UpstreamUnreachable(f"cannot reach the MCP server '{self.name}' "
+                                              f"({type(exc).__name__})") from None
+                raise Malformed(f"the MCP server '{self.name}' broke off its reply to this call "
+                                f"({type(exc).__name__})") from None
             except aiohttp.ClientError as exc:
-                self._failed()
-                raise UpstreamBadGateway(
-                    f"the MCP server '{self.name}' failed: {type(exc).__name__}") from None
+                # The server was reached and its reply broke (cut mid-body, not HTTP): that
+                # reply's fault, not a sign the server is down for everyone.
+                raise Malformed(f"the MCP server '{self.name}' sent a broken reply "
+                                f"({type(exc).__name__})") from None
             except UpstreamBadGateway as exc:
                 # A user's OAuth token the server refuses (revoked, ended early): forgotten, and
                 # the user is asked to authorize again (mcp/credentials.py).
@@ -339,7 +347,7 @@ class Upstream:
                 session.id = resp.headers.get("mcp-session-id") or None
             kind = resp.headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if kind == "text/event-stream":
-                events = _events(resp, self.config.max_result_bytes)
+                events = _events(resp, self.config.max_result_bytes, self.name)
                 reply = await self._from_events(events, rid, notify, session, headers)
             elif kind == "application/json":
                 data = await _read_bounded(resp, self.config.max_result_bytes, self.name)
@@ -407,7 +415,7 @@ class Upstream:
             resp.release()
             raise _status_error(self.name, resp.status)
         session.response = resp
-        events = _events(resp, self.config.max_result_bytes)
+        events = _events(resp, self.config.max_result_bytes, self.name)
         try:
             async with asyncio.timeout(self.server.connect_timeout_seconds):
                 async for kind, data in events:
@@ -495,6 +503,19 @@ class Upstream:
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
+def _server_failed(exc: BaseException, method: str) -> bool:
+    """Whether a connection error counts towards the server being *down* (for every caller).
+    The gateway's own operations (initialize, lists, ping) count every connection error; a tool
+    call only when the server could not be reached at all (connect refused, no route, a process
+    that died is refused its next connection): one tool whose reply breaks off mid-way, which
+    any caller can set off, leaves the server and its other tools up."""
+    if method != "tools/call":
+        return True
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return True
+    return isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientOSError)
+
+
 def server_request_reply(request: Mapping[str, Any]) -> dict[str, Any]:
     """The gateway's own answer to a request an upstream server sends: ``ping`` answered, the rest
     (sampling, elicitation, roots) refused: used when the request cannot be passed to the client
@@ -525,7 +546,7 @@ async def _close_stream(session: _Session) -> None:
 async def _read_bounded(resp: aiohttp.ClientResponse, limit: int, name: str) -> bytes:
     declared = resp.content_length
     if declared is not None and declared > limit:
-        raise _too_large(name, limit)
+        raise too_large(name, limit)
     data = await resp.content.read(limit + 1)
     while len(data) <= limit:
         more = await resp.content.read(limit + 1 - len(data))
@@ -533,33 +554,34 @@ async def _read_bounded(resp: aiohttp.ClientResponse, limit: int, name: str) -> 
             break
         data += more
     if len(data) > limit:
-        raise _too_large(name, limit)
+        raise too_large(name, limit)
     return data
 
 
-def _too_large(name: str, limit: int) -> GatewayError:
+def too_large(name: str, limit: int) -> GatewayError:
     return UpstreamResponseTooLarge(f"the MCP server '{name}' sent a reply larger than {limit} bytes "
                                     "(mcp.max_result_bytes)", code="mcp_result_too_large")
 
 
-async def _lines(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
-    """The body's lines (without their end), none longer than ``limit`` bytes."""
+async def _lines(resp: aiohttp.ClientResponse, limit: int, name: str) -> AsyncIterator[bytes]:
+    """The body's lines (without their end), none longer than an event's data may be
+    (``limit``, mcp.max_result_bytes) plus room for its field name."""
     buffer = b""
     async for chunk in resp.content.iter_any():
         buffer += chunk
         while (end := buffer.find(b"\n")) >= 0:
             yield buffer[:end].rstrip(b"\r")
             buffer = buffer[end + 1:]
-        if len(buffer) > limit:
-            raise _too_large(str(resp.url.host), limit)
+        if len(buffer) > limit + _LINE_SLACK:
+            raise too_large(name, limit)  # the configured bound and the server's name, never its host
     if buffer:
         yield buffer.rstrip(b"\r")
 
 
-async def _events(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[tuple[str, bytes]]:
-    """Server-sent events as (event, data), each bounded by ``limit`` bytes."""
+async def _events(resp: aiohttp.ClientResponse, limit: int, name: str) -> AsyncIterator[tuple[str, bytes]]:
+    """Server-sent events of the server ``name`` as (event, data), each bounded by ``limit`` bytes."""
     kind, data = "message", bytearray()
-    async for line in _lines(resp, limit + 1024):
+    async for line in _lines(resp, limit, name):
         if not line:
             if data or kind != "message":
                 yield kind, bytes(data)
@@ -569,7 +591,7 @@ async def _events(resp: aiohttp.ClientResponse, limit: int) -> AsyncIterator[tup
                 data += b"\n"
             data += line[5:].removeprefix(b" ")
             if len(data) > limit:
-                raise _too_large(str(resp.url.host), limit)
+                raise too_large(name, limit)
         elif line.startswith(b"event:"):
             kind = line[6:].strip().decode(errors="replace")
     if data:

@@ -12,6 +12,7 @@ from switchboard.config.mcp import McpConfig, McpServerConfig
 
 @pytest.mark.parametrize("server", [
     {"name": "a__b", "url": "https://x.example/mcp"},  # the separator in a server name
+    {"name": "notes_", "url": "https://x.example/mcp"},  # "notes___t" would read as notes, "_t"
     {"name": "", "url": "https://x.example/mcp"},
     {"name": "ok"},  # streamable HTTP needs a url
     {"name": "ok", "url": "ftp://x.example/mcp"},

@@ -6,6 +6,7 @@ used once, and the authorize links' tickets."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,10 +20,11 @@ from switchboard.crypto.keyring import Keyring
 from switchboard.errors import InvalidRequest
 from switchboard.mcp.credentials import GatewayCredentials, Tickets
 from switchboard.mcp.interfaces import AuthorizationRequired
-from switchboard.mcp.oauth import OAuthClient, OAuthFailed
+from switchboard.mcp.oauth import OAuthClient, OAuthFailed, TokenSet
 from switchboard.stores.clock import ManualClock
 from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.feed import MemoryFeed
+from switchboard.stores.protocols import McpTokenRecord
 from switchboard.upstream.egress import Egress
 from tests.mcp_oauth_servers import AuthorizationServer
 
@@ -114,7 +116,7 @@ async def test_a_tenants_server_is_discovered_on_public_addresses_only(auth: Aut
 async def test_configured_endpoints_need_no_discovery(auth: AuthorizationServer, client: OAuthClient) -> None:
     config = server(auth, client_id="c", authorization_url="https://as.example/auth",
                     token_url="https://as.example/token")
-    url = await client.authorize_url(config, "acme", "alice", REDIRECT)
+    url = await client.authorize_url(config, "acme", "alice", REDIRECT, browser="b")
     assert url.startswith("https://as.example/auth?") and not auth.hits
     query = parse_qs(urlsplit(url).query)
     assert (query["client_id"], query["redirect_uri"], query["resource"], query["code_challenge_method"]) == (
@@ -124,23 +126,25 @@ async def test_configured_endpoints_need_no_discovery(auth: AuthorizationServer,
 async def test_dynamic_client_registration_when_no_client_id(auth: AuthorizationServer,
                                                              client: OAuthClient) -> None:
     with pytest.raises(OAuthFailed) as failed:
-        await client.authorize_url(server(auth), "acme", "alice", REDIRECT)
+        await client.authorize_url(server(auth), "acme", "alice", REDIRECT, browser="b")
     assert "needs an oauth.client_id" in failed.value.message
     auth.registration = True
     client._discovered.clear()
-    first = parse_qs(urlsplit(await client.authorize_url(server(auth), "acme", "alice", REDIRECT)).query)
-    again = parse_qs(urlsplit(await client.authorize_url(server(auth), "acme", "bob", REDIRECT)).query)
+    first = parse_qs(urlsplit(await client.authorize_url(server(auth), "acme", "alice", REDIRECT,
+                                                         browser="b")).query)
+    again = parse_qs(urlsplit(await client.authorize_url(server(auth), "acme", "bob", REDIRECT,
+                                                         browser="b")).query)
     assert first["client_id"][0].startswith("registered-") and again["client_id"] == first["client_id"]
     assert auth.hits["/register"] == 1  # registered once per process
 
 
 async def test_a_state_is_used_once_and_bound_to_its_user(auth: AuthorizationServer,
                                                           client: OAuthClient) -> None:
-    url = await client.authorize_url(server(auth, client_id="c"), "acme", "alice", REDIRECT)
+    url = await client.authorize_url(server(auth, client_id="c"), "acme", "alice", REDIRECT, browser="b")
     state = parse_qs(urlsplit(url).query)["state"][0]
     pending = await client.pending(state)
-    assert (pending["tenant"], pending["user"], pending["server"], pending["redirect_uri"]) == (
-        "acme", "alice", "wiki", REDIRECT)
+    kept = [pending[k] for k in ("tenant", "user", "server", "redirect_uri", "browser")]
+    assert kept == ["acme", "alice", "wiki", REDIRECT, "b"]
     for bad in (state, "", "x" * 600, "made-up"):
         with pytest.raises(InvalidRequest) as refused:
             await client.pending(bad)
@@ -149,8 +153,12 @@ async def test_a_state_is_used_once_and_bound_to_its_user(auth: AuthorizationSer
 
 async def test_tickets_open_for_their_server_only_and_expire() -> None:
     tickets = Tickets(lambda: KEYRING, 60)
-    ticket = tickets.issue("acme", "alice", "wiki")
-    assert ticket is not None and tickets.open(ticket, "wiki") == ("acme", "alice")
+    ticket = tickets.issue("acme", "alice", "wiki", "sk-sb-abcd")
+    opened = tickets.open(ticket or "", "wiki")
+    assert opened is not None
+    assert (opened.tenant, opened.user, opened.key_prefix) == ("acme", "alice", "sk-sb-abcd")
+    again = tickets.open(tickets.issue("acme", "alice", "wiki") or "", "wiki")
+    assert again is not None and again.nonce != opened.nonce  # each link is spent on its own
     assert tickets.open(ticket, "other") is None
     assert tickets.open(ticket[:-2] + "AA", "wiki") is None
     expired = Tickets(lambda: KEYRING, -1).issue("acme", "alice", "wiki")
@@ -169,4 +177,53 @@ async def test_credentials_ask_for_authorization_without_a_token(auth: Authoriza
     link = needed.value.authorize_url
     assert link.startswith("https://gw.example/mcp/oauth/wiki/authorize?ticket=")
     assert (needed.value.status, needed.value.code) == (403, "mcp_authorization_required")
-    assert Tickets(lambda: KEYRING, 60).open(link.split("ticket=")[1], "wiki") == ("acme", "alice")
+    opened = Tickets(lambda: KEYRING, 60).open(link.split("ticket=")[1], "wiki")
+    assert opened is not None and (opened.tenant, opened.user) == ("acme", "alice")
+
+
+class _TokenRows:
+    """The token half of an McpStore, in memory."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str, str], McpTokenRecord] = {}
+
+    async def get_token(self, tenant: str, user: str, server: str) -> McpTokenRecord | None:
+        return self.rows.get((tenant, user, server))
+
+    async def put_token(self, record: McpTokenRecord) -> None:
+        self.rows[(record.tenant_id, record.user_id, record.server)] = record
+
+    async def delete_token(self, tenant: str, user: str, server: str) -> bool:
+        return self.rows.pop((tenant, user, server), None) is not None
+
+
+async def test_tokens_issued_for_a_servers_old_url_or_client_are_never_sent() -> None:
+    """A server whose configuration changed (its URL, its client, its token endpoint: e.g. the
+    YAML edited between two starts) does not get the tokens issued for the old one."""
+    store = _TokenRows()
+    c = OAuthClient(McpConfig(), store=store, cache=MemoryCache(ManualClock()), feed=MemoryFeed(),  # type: ignore[arg-type]
+                    keyring=lambda: KEYRING)
+    await c.start()
+
+    def wiki(url: str = "https://wiki.example/mcp", client_id: str = "c",
+             token_url: str = "https://as.example/token") -> McpServerConfig:
+        return McpServerConfig.model_validate({"name": "wiki", "url": url, "oauth": {
+            "client_id": client_id, "authorization_url": "https://as.example/auth", "token_url": token_url}})
+
+    try:
+        for changed in (wiki(url="https://elsewhere.example/mcp"), wiki(client_id="d"),
+                        wiki(token_url="https://other-as.example/token")):
+            issued = TokenSet("at-1", None, None, "https://as.example/token", "c", "https://wiki.example/mcp/")
+            await c._save("acme", "alice", "wiki", issued)
+            assert await c.access_token(wiki(), "acme", "alice") == "at-1"  # the same resource
+            assert await c.access_token(changed, "acme", "alice") is None
+            assert store.rows == {}  # forgotten: the user authorizes again
+    finally:
+        await c.close()
+
+
+async def test_a_ticket_is_spent_once(client: OAuthClient) -> None:
+    assert not await client.ticket_used("n1")
+    assert await client.spend_ticket("n1", time.time() + 60)
+    assert await client.ticket_used("n1") and not await client.spend_ticket("n1", time.time() + 60)
+    assert await client.spend_ticket("n2", time.time() + 60)  # another link

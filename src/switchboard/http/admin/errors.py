@@ -17,7 +17,9 @@ from switchboard.http.errors import MethodNotAllowed, unknown_url
 _CODES = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter",
           "json_invalid": "invalid_json", "model_attributes_type": "invalid_json",
           # a field that exists but may not be changed (PATCH /admin/v1/keys/{id})
-          "immutable_parameter": "immutable_parameter"}
+          "immutable_parameter": "immutable_parameter",
+          # a field of the configuration file's that the API does not take (mcp servers' command)
+          "unknown_parameter": "unknown_parameter"}
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:

@@ -13,8 +13,10 @@ good), and only that role or a higher one may lift it. A revoked or rotated key 
 at all (400 ``key_revoked`` / ``key_rotated``), and the write is a compare-and-set on the
 key's revision, so a revoke racing an update always stands.
 
-Who may: whoever may issue or revoke the key (within reach, not below its role), and models only
-within the caller's own (:func:`keys.grantable`, as when issuing). Like a revoke, the change is
+Who may: whoever may issue or revoke the key (within reach, not below its role), models only
+within the caller's own (:func:`keys.grantable`, as when issuing), and MCP tool rules only within
+the caller's key's own (:func:`keys.tools_grantable`: a key restricted by an admin does not lift
+its own restriction; ``null`` is refused to such a caller). Like a revoke, the change is
 published on the change feed: every instance uses the new settings from its next request.
 """
 
@@ -53,6 +55,7 @@ from switchboard.http.admin.keys import (
     stored_regions,
     stored_tools,
     stores_of,
+    tools_grantable,
 )
 from switchboard.http.admin.scoping import Regions
 from switchboard.stores.protocols import KeyRecord
@@ -189,6 +192,8 @@ async def update_key(
         outranks(access, before)
         if body.models is not None:
             grantable(access, body.models)
+        if "mcp_tools" in body.model_fields_set:
+            tools_grantable(access, stored_tools(body.mcp_tools))
         _changeable(before, body)
         after, fields = _changed(access, before, body)
         if not fields:

@@ -13,8 +13,9 @@ change feed, so every instance stops (or starts) accepting the key at once.
 
 Scoping: every route sees only the keys within the caller's reach (``access/roles.py``): a key
 out of reach answers 404 ``key_not_found``. A created key's role must be one the creator may
-grant, and its models ones the creator may use itself (:func:`grantable`); team admins issue keys
-for their team only, developers for themselves only. A named
+grant, its models ones the creator may use itself (:func:`grantable`), and its MCP tool rule
+within the creator's key's own (:func:`tools_grantable`; without one it gets the creator's); team
+admins issue keys for their team only, developers for themselves only. A named
 ``user``/``service_account``/``team`` must exist in the tenant and be within reach, except for the
 platform admin, who may name owners that have no record (as before tenancy existed).
 """
@@ -22,6 +23,7 @@ platform admin, who may name owners that have no record (as before tenancy exist
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -31,6 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from switchboard.access import keys as keyfmt
+from switchboard.access import tool_rules
 from switchboard.access.roles import DEFAULT_KEY_ROLE, RANK, ROLES, Reach, may_grant
 from switchboard.access.rules import within
 from switchboard.config.mcp import McpToolRule
@@ -173,6 +176,23 @@ def grantable(access: Access, models: list[str]) -> None:
                 f"({', '.join(own or ())[:500]})", param=f"models[{i}]", code="permission_denied")
 
 
+def tools_grantable(access: Access, rule: Mapping[str, Any] | None) -> None:
+    """A caller gives a key (issued or changed) MCP tool permissions only within its own key's:
+    a key an admin restricted cannot lift its restriction by changing itself or issuing another
+    (the master key and callers whose key has no rule may give any)."""
+    found = tool_rules.beyond(rule, access.principal.key_mcp_tools)
+    if found is not None:
+        where, why = found
+        param = f"mcp_tools.{where}" if where else "mcp_tools"
+        raise PermissionDenied(f"{param}: {why}", param=param, code="permission_denied")
+
+
+def inherited_tools(access: Access) -> dict[str, Any] | None:
+    """The MCP tool rule of a key issued without one: the issuer's own, when it has one."""
+    own = access.principal.key_mcp_tools
+    return dict(own) if tool_rules.restricts(own) and own is not None else None
+
+
 def public(record: KeyRecord) -> dict[str, Any]:
     """A key as the API shows it: never the key or its hash."""
     return {
@@ -295,6 +315,8 @@ async def create_key(
     stores = stores_of(request)
     owner = await _owner(body, access, stores)
     grantable(access, body.models)
+    mcp_tools = stored_tools(body.mcp_tools) if body.mcp_tools is not None else inherited_tools(access)
+    tools_grantable(access, mcp_tools)
     key = keyfmt.new_key()
     record = KeyRecord(
         id="key_" + secrets.token_hex(8),
@@ -316,7 +338,7 @@ async def create_key(
         max_budget_usd=None if body.max_budget_usd is None else quantize_usd(body.max_budget_usd),
         budget_period=None if body.max_budget_usd is None else body.budget_period or "total",
         allowed_regions=stored_regions(body.allowed_regions),
-        mcp_tools=stored_tools(body.mcp_tools),
+        mcp_tools=mcp_tools,
     )
     await stores.keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere

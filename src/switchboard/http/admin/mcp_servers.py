@@ -6,36 +6,59 @@ global ones (``"global": true``), which every tenant sees. The configuration fil
 Static credential headers and the OAuth client secret are sealed under the server secret (like
 provider credentials): no answer, audit entry, log line or error shows them, only their names.
 Every change is audited and published on the change feed (mcp/stored.py), so every instance
-serves it within moments. Roles: the ``mcp_server`` rows of the permission table; another
-tenant's server is 404.
+serves it within moments. A change of a server's URL or of its OAuth authorization server or
+client deletes every user's tokens for it (audited as ``mcp_server.tokens_deleted``): tokens
+issued for one resource are never sent to another. Roles: the ``mcp_server`` rows of the
+permission table; another tenant's server is 404.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
+from switchboard.access.feedcache import ALL, publish
 from switchboard.access.roles import Reach
-from switchboard.config.mcp import SERVER_NAME, McpServerConfig
+from switchboard.config.mcp import SERVER_NAME, McpServerConfig, server_name_problem
+from switchboard.config.urls import ipv4_shorthand
 from switchboard.crypto.keyring import DecryptError, Keyring
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.providers import routing_of
 from switchboard.http.admin.scoping import tenant_in_reach
+from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import seal, to_config, unseal
 from switchboard.stores.protocols import McpServerRecord, McpStore, utcnow
 
 router = APIRouter(prefix="/admin/v1/mcp/servers", tags=["mcp"])
 
-Name = Annotated[str, StringConstraints(pattern=SERVER_NAME)]
+def _server_name(value: str) -> str:
+    problem = server_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Name = Annotated[str, StringConstraints(pattern=SERVER_NAME), AfterValidator(_server_name)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$")]
 HeaderValue = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\r\n\x00]+$")]
@@ -59,11 +82,32 @@ class OAuthBody(BaseModel):
     scopes: Annotated[list[Scope], Field(max_length=50)] = Field(default_factory=list)
 
 
+def _refuse(code: str, why: str) -> Any:
+    def refuse(value: Any) -> Any:
+        raise PydanticCustomError(code, why)
+
+    return BeforeValidator(refuse)
+
+
+_YAML_ONLY = ("stdio servers (a command the gateway runs) are declared in the configuration file only "
+              "(mcp_servers:, with mcp.allow_stdio), never through the API")
+
+
+def _not_stdio(value: Any) -> Any:
+    if value == "stdio":
+        raise PydanticCustomError("invalid_value",
+                                  _YAML_ONLY + "; the API registers 'streamable_http' or 'sse'")
+    return value
+
+
 class ServerFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Named first, so a body with both reports these: the API knows no such parameter.
+    command: SkipJsonSchema[Annotated[Any, _refuse("unknown_parameter", _YAML_ONLY)]] = None
+    env: SkipJsonSchema[Annotated[Any, _refuse("unknown_parameter", _YAML_ONLY)]] = None
     url: Url | None = None
-    transport: Literal["streamable_http", "sse"] | None = None
+    transport: Annotated[Literal["streamable_http", "sse"] | None, BeforeValidator(_not_stdio)] = None
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=32)] | None = Field(
         default=None, description="Static credential headers, sealed at rest; never shown.")
@@ -131,6 +175,12 @@ def _check_url(field: str, value: str | None) -> None:
                              code="invalid_url")
     if parts.username is not None or parts.password is not None:
         raise InvalidRequest(f"{field}: credentials do not belong in the URL; send them as headers",
+                             param=field, code="invalid_url")
+    if ipv4_shorthand(parts.hostname):
+        # Never contacted as written (aiohttp refuses some forms) and not what the egress rules
+        # read as an address: the one form every check agrees on is asked for instead.
+        raise InvalidRequest(f"{field}: the host is an IPv4 address in a decimal, hexadecimal, octal or "
+                             "shortened form; write it as four decimal numbers (e.g. 127.0.0.1)",
                              param=field, code="invalid_url")
     if re.search(r"[\s\x00-\x1f]", value):
         raise InvalidRequest(f"{field}: not a valid URL", param=field, code="invalid_url")
@@ -389,8 +439,31 @@ async def update_server(
     before, after = stored_public(old, _has_secret(old)), stored_public(new, client_secret is not None)
     await audit.record(request, "mcp_server.update", "mcp_server", old.id, before=before, after=after,
                        tenant=old.tenant_id)
+    uses_oauth = bool(old.config.get("oauth") or new.config.get("oauth"))
+    if uses_oauth and _token_audience(old.config) != _token_audience(new.config):
+        await _forget_tokens(request, old, _token_audience(old.config)[0] != _token_audience(new.config)[0])
     await _changed(request, old.tenant_id)
     return after
+
+
+def _token_audience(config: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What users' OAuth tokens for a server were issued for and by: its URL (the token's
+    resource) and the authorization server and client that issued them."""
+    oauth = config.get("oauth") or {}
+    return (config.get("url"), oauth.get("client_id"), oauth.get("authorization_url"),
+            oauth.get("token_url"), bool(config.get("oauth")))
+
+
+async def _forget_tokens(request: Request, record: McpServerRecord, moved: bool) -> None:
+    """The server now lives elsewhere or answers to another authorization server or client:
+    every user's tokens for it are deleted (never sent to the new URL), on every instance, and
+    each user authorizes again."""
+    deleted = await store_of(request).delete_tokens(record.tenant_id, record.name)
+    await publish(request.app.state.services.stores().feed, TOKEN_TOPIC, ALL)
+    reason = "its url changed" if moved else "its oauth settings changed"
+    await audit.record(request, "mcp_server.tokens_deleted", "mcp_server", record.id,
+                       after={"name": record.name, "tokens_deleted": deleted, "reason": reason},
+                       tenant=record.tenant_id)
 
 
 @router.delete("/{name}", summary="Remove a stored MCP server and every user's tokens for it")

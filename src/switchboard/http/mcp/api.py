@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -35,14 +36,16 @@ _BY_STATUS = {
 
 
 class RpcFailure(GatewayError):
-    """A malformed JSON-RPC message from the client."""
+    """A malformed JSON-RPC message from the client; ``rid`` its id when that could be read
+    (JSON-RPC answers ``null`` only when it cannot)."""
 
     status = 400
     type = "invalid_request_error"
 
-    def __init__(self, rpc_code: int, message: str, code: str) -> None:
+    def __init__(self, rpc_code: int, message: str, code: str, rid: Any = None) -> None:
         super().__init__(message, code=code)
         self.rpc_code = rpc_code
+        self.rid = rid
 
 
 def rpc_error(rid: Any, error: GatewayError) -> dict[str, Any]:
@@ -59,6 +62,18 @@ def rpc_error(rid: Any, error: GatewayError) -> dict[str, Any]:
     if "retry-after" in error.headers:
         data["retry_after"] = error.headers["retry-after"]
     return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": error.message, "data": data}}
+
+
+def _wide_integer(body: bytes) -> orjson.Fragment | None:
+    """The message's id, when it is an integer literal too wide for 64 bits (JSON-RPC allows any
+    number): kept as written, answered as written. None for a real fraction or exponent."""
+    try:
+        value = json.loads(body).get("id")
+    except (ValueError, AttributeError, RecursionError):  # ValueError: over int_max_str_digits too
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return orjson.Fragment(str(value).encode())
+    return None
 
 
 def _event(message: dict[str, Any]) -> bytes:
@@ -84,22 +99,24 @@ class McpAPI:
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             raise RpcFailure(INVALID_REQUEST, "not a JSON-RPC 2.0 message", "invalid_request")
         rid = message.get("id")
-        if "id" in message and (isinstance(rid, bool) or not isinstance(rid, str | int)):
+        if isinstance(rid, float):  # orjson reads an integer beyond 64 bits as a float
+            rid = _wide_integer(ctx.body)
+        if "id" in message and (isinstance(rid, bool) or not isinstance(rid, str | int | orjson.Fragment)):
             raise RpcFailure(INVALID_REQUEST, "id must be a string or an integer", "invalid_request")
         method = message.get("method")
         if "method" in message:
             if not isinstance(method, str) or not method or len(method) > 200:
-                raise RpcFailure(INVALID_REQUEST, "method must be a non-empty string", "invalid_request")
+                raise RpcFailure(INVALID_REQUEST, "method must be a non-empty string", "invalid_request", rid)
             params = message.get("params")
             if params is not None and not isinstance(params, dict):
-                raise RpcFailure(INVALID_PARAMS, "params must be an object", "invalid_params")
+                raise RpcFailure(INVALID_PARAMS, "params must be an object", "invalid_params", rid)
             ctx.request = {"id": rid, "method": method, "params": params or {},
                            "notification": "id" not in message}
         elif "id" in message and ("result" in message or "error" in message):
             ctx.request = {"id": rid, "method": None, "response": True, "notification": True,
                            "reply": {k: message[k] for k in ("result", "error") if k in message}}
         else:
-            raise RpcFailure(INVALID_REQUEST, "a JSON-RPC request needs a method", "invalid_request")
+            raise RpcFailure(INVALID_REQUEST, "a JSON-RPC request needs a method", "invalid_request", rid)
 
     def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
         return orjson.dumps(body) if body else b""
@@ -111,10 +128,10 @@ class McpAPI:
                 yield b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
 
     def encode_error(self, error: GatewayError) -> bytes:
-        return orjson.dumps(rpc_error(None, error))
+        return orjson.dumps(rpc_error(getattr(error, "rid", None), error))
 
     def encode_stream_error(self, error: GatewayError) -> bytes:
-        return b"event: message\ndata: " + orjson.dumps(rpc_error(None, error)) + b"\n\n"
+        return _event(rpc_error(getattr(error, "rid", None), error))
 
 
 MCP = McpAPI()

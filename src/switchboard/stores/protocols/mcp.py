@@ -70,6 +70,12 @@ class McpStore(Protocol):
 
     async def delete_token(self, tenant_id: str, user_id: str, server: str) -> bool: ...
 
+    async def delete_tokens(self, tenant_id: str | None, server: str) -> int:
+        """Every user's tokens for the server of this name in this scope (None: the global one,
+        whose tokens are those of every tenant without a server of its own of that name); how
+        many were deleted."""
+        ...
+
     async def reseal(self, server: Callable[[McpServerRecord], str],
                      token: Callable[[McpTokenRecord], str]) -> tuple[int, int]:
         """Re-seal every server's secrets and every token (``switchboard secrets rotate``), in one

@@ -62,6 +62,16 @@ def _token_key(tenant_id: str, user_id: str, server: str) -> tuple[Any, ...]:
     return (tt.c.tenant_id == tenant_id, tt.c.user_id == user_id, tt.c.server == server)
 
 
+def _tokens_of(tenant_id: str | None, server: str) -> sa.Delete:
+    """Deletes the users' tokens of a server: a tenant's own, or a global one's (every tenant's,
+    except those of tenants with a server of their own of that name)."""
+    tokens = sa.delete(tt).where(tt.c.server == server)
+    if tenant_id is not None:
+        return tokens.where(tt.c.tenant_id == tenant_id)
+    owned = sa.select(st.c.tenant_id).where(st.c.name == server, st.c.tenant_id != GLOBAL)
+    return tokens.where(tt.c.tenant_id.not_in(owned))
+
+
 class SqlMcpStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -109,14 +119,12 @@ class SqlMcpStore:
                 return None
             record = _server(row)
             await conn.execute(sa.delete(st).where(st.c.id == server_id))
-            tokens = sa.delete(tt).where(tt.c.server == record.name)
-            if record.tenant_id is not None:
-                tokens = tokens.where(tt.c.tenant_id == record.tenant_id)
-            else:  # a tenant's own server of that name keeps its users' tokens
-                owned = sa.select(st.c.tenant_id).where(st.c.name == record.name)
-                tokens = tokens.where(tt.c.tenant_id.not_in(owned))
-            await conn.execute(tokens)
+            await conn.execute(_tokens_of(record.tenant_id, record.name))
         return record
+
+    async def delete_tokens(self, tenant_id: str | None, server: str) -> int:
+        async with self._engine.begin() as conn:
+            return int((await conn.execute(_tokens_of(tenant_id, server))).rowcount or 0)
 
     async def get_token(self, tenant_id: str, user_id: str, server: str) -> McpTokenRecord | None:
         stmt = sa.select(tt).where(*_token_key(tenant_id, user_id, server))
