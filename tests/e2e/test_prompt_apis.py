@@ -611,3 +611,17 @@ def test_bad_input(world: World) -> None:
         resp = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"api": api},
                           headers=bearer(world.consumer_key), timeout=10)
         assert resp.status_code == 400 and resp.json()["error"]["code"] == code
+
+
+def test_a_pattern_that_backtracks_without_end_is_refused_not_run(world: World) -> None:
+    """A tenant's `pattern` against a caller's value: matched with a bounded engine."""
+    name = unique("patterned")
+    variables = {"type": "object", "required": ["text"],
+                 "properties": {"text": {"type": "string", "pattern": "^(a|a)*$"}}}
+    world.prompt(name, variables=variables, messages=[{"role": "user", "content": "{{ text }}"}])
+    world.publish(name, prompt=name, version=1)
+    refused = world.call(name, {"text": "a" * 40 + "!"}, key=world.owner_key)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_variables" and "took longer than" in error["message"], error
+    assert world.call(name, {"text": "aaaa"}, key=world.owner_key).status_code == 200

@@ -16,12 +16,17 @@ from typing import Any, TypeGuard
 from urllib.parse import unquote
 
 import jsonschema
+import regex
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
 # An empty registry: a reference to anything outside the schema is unresolvable, never fetched.
 _NOTHING: Registry[Any] = Registry()
 MAX_MESSAGE_CHARS = 300
+# A ``pattern`` is tenant input matched against caller input: Python's ``re`` can backtrack for
+# hours (``^(a|a)*$``) holding the interpreter lock, so no deadline or thread would help. The
+# ``regex`` engine avoids most such blow-ups and stops at a timeout.
+PATTERN_SECONDS = 0.1
 
 # Where Draft 2020-12 (and the drafts before it, which jsonschema still reads) holds subschemas.
 _ONE = ("items", "additionalItems", "additionalProperties", "unevaluatedItems", "unevaluatedProperties",
@@ -105,11 +110,34 @@ def check_schema(schema: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]) -> Iterator[
+        jsonschema.ValidationError]:
+    """The ``pattern`` keyword, with a bounded match (see PATTERN_SECONDS)."""
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        found = regex.search(pattern, instance, timeout=PATTERN_SECONDS)
+    except TimeoutError:
+        yield jsonschema.ValidationError(f"matching the pattern {pattern[:100]!r} took longer than "
+                                         f"{PATTERN_SECONDS} s")
+        return
+    except regex.error as exc:
+        yield jsonschema.ValidationError(f"the pattern {pattern[:100]!r} is not a regular expression: {exc}")
+        return
+    if found is None:
+        yield jsonschema.ValidationError(f"{instance[:100]!r} does not match {pattern[:100]!r}")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
 def validator(schema: Mapping[str, Any], *, formats: bool = False) -> jsonschema.Draft202012Validator:
     """A validator of ``schema`` that resolves references within it only (``formats``: checks
-    ``format`` too)."""
+    ``format`` too) and bounds every ``pattern`` match."""
     checker = jsonschema.Draft202012Validator.FORMAT_CHECKER if formats else None
-    return jsonschema.Draft202012Validator(dict(schema), registry=_NOTHING, format_checker=checker)
+    built: jsonschema.Draft202012Validator = _Validator(dict(schema), registry=_NOTHING,
+                                                        format_checker=checker)
+    return built
 
 
 def errors(schema: Mapping[str, Any], value: Any, *,
