@@ -57,3 +57,37 @@ async def test_cluster_cache_is_shared_by_instances(cluster: Backend) -> None:
     assert await peer.cache.get("shared") == b"v"
     await peer.cache.delete("shared")
     assert await cluster.stores.cache.get("shared") is None
+
+
+async def test_add_stores_only_when_absent_and_take_removes(backend: Backend) -> None:
+    cache = backend.stores.cache
+    assert await cache.add("once", b"first", ttl=60) is True
+    assert await cache.add("once", b"second", ttl=60) is False
+    assert await cache.get("once") == b"first"
+    assert await cache.take("once") == b"first"
+    assert await cache.take("once") is None
+    assert await cache.get("once") is None
+    # Once the entry has expired, the key may be added again.
+    assert await cache.add("brief", b"v", ttl=0.2) is True
+    backend.clock.advance(0.25)
+    assert await eventually_missing(backend, "brief")
+    assert await cache.add("brief", b"w", ttl=60) is True
+    with pytest.raises(ValueError):
+        await cache.add("k", b"v", ttl=0)
+
+
+async def test_racing_adds_and_takes_have_one_winner(backend: Backend) -> None:
+    cache = backend.stores.cache
+    added = await asyncio.gather(*(cache.add("race", str(i).encode(), ttl=60) for i in range(20)))
+    assert added.count(True) == 1
+    taken = await asyncio.gather(*(cache.take("race") for _ in range(20)))
+    assert [v for v in taken if v is not None] == [str(added.index(True)).encode()]
+
+
+async def test_cluster_add_and_take_are_atomic_across_instances(cluster: Backend) -> None:
+    peer = await cluster.peer()
+    mine, theirs = await asyncio.gather(cluster.stores.cache.add("ticket", b"a", ttl=60),
+                                        peer.cache.add("ticket", b"b", ttl=60))
+    assert sorted([mine, theirs]) == [False, True]
+    got = await asyncio.gather(cluster.stores.cache.take("ticket"), peer.cache.take("ticket"))
+    assert sorted(got, key=lambda v: v is None) == [b"a" if mine else b"b", None]

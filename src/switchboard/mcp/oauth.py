@@ -365,23 +365,18 @@ class OAuthClient:
     async def spend_ticket(self, nonce: str, expires: float) -> bool:
         """Mark an authorization link used (in the shared cache, for its remaining life); False
         when it already was: a link starts one authorization."""
-        key = _ticket_key(nonce)
-        if await self._cache.get(key) is not None:
-            return False
-        await self._cache.set(key, b"1", max(1.0, expires - time.time() + 1.0))
-        return True
+        # One atomic set-if-absent: two confirmations racing on one link cannot both pass.
+        return await self._cache.add(_ticket_key(nonce), b"1", max(1.0, expires - time.time() + 1.0))
 
     async def pending(self, state: str) -> dict[str, Any]:
         """The authorization a callback's ``state`` belongs to, used up (400 when unknown,
         expired or already used)."""
         if not state or len(state) > 512:
             raise InvalidRequest("state: missing or invalid", param="state", code="invalid_state")
-        key = _state_key(state)
-        raw = await self._cache.get(key)
+        raw = await self._cache.take(_state_key(state))  # atomic: two callbacks cannot both use it
         if raw is None:
             raise InvalidRequest("state: unknown, expired or already used; start the authorization again",
                                  param="state", code="invalid_state")
-        await self._cache.delete(key)
         try:
             pending: dict[str, Any] = orjson.loads(self._ring().decrypt(raw.decode(), "mcp-oauth-state"))
         except (DecryptError, orjson.JSONDecodeError, UnicodeDecodeError):

@@ -34,5 +34,17 @@ class MemoryCache:
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
 
+    # No ``await`` inside either: atomic on the event loop.
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        if await self.get(key) is not None:
+            return False
+        await self.set(key, value, ttl)
+        return True
+
+    async def take(self, key: str) -> bytes | None:
+        value = await self.get(key)
+        self._data.pop(key, None)
+        return value
+
     async def close(self) -> None:
         self._data.clear()

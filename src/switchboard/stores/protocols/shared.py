@@ -14,6 +14,13 @@ class SharedCache(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Store for ``ttl`` seconds only when ``key`` holds nothing; True when stored. Atomic
+        across instances: of callers racing on one key, exactly one gets True (single-use marks)."""
+
+    async def take(self, key: str) -> bytes | None:
+        """The value, removed in the same step: of callers racing on one key, one gets it."""
+
 
 Callback = Callable[[str, str], Awaitable[None]]
 

@@ -23,3 +23,17 @@ class RedisCache:
 
     async def delete(self, key: str) -> None:
         await self._client.delete(PREFIX + "cache:" + key)
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        if ttl <= 0:
+            raise ValueError("ttl must be > 0 seconds")
+        stored = await self._client.set(PREFIX + "cache:" + key, value, px=max(1, round(ttl * 1000)), nx=True)
+        return bool(stored)
+
+    async def take(self, key: str) -> bytes | None:
+        # GET and DEL in one MULTI/EXEC (GETDEL needs Redis 6.2; this works on any version).
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.get(PREFIX + "cache:" + key)
+            pipe.delete(PREFIX + "cache:" + key)
+            value, _ = await pipe.execute()
+        return value.encode() if isinstance(value, str) else value
