@@ -625,3 +625,22 @@ def test_a_pattern_that_backtracks_without_end_is_refused_not_run(world: World) 
     error = refused.json()["error"]
     assert error["code"] == "invalid_variables" and "took longer than" in error["message"], error
     assert world.call(name, {"text": "aaaa"}, key=world.owner_key).status_code == 200
+
+
+def test_property_name_patterns_are_bounded_and_unevaluated_beside_them_refused(world: World) -> None:
+    """patternProperties match a caller's property names: bounded like `pattern`; the keyword
+    that would match them unbounded (unevaluatedProperties) is refused when the prompt is saved."""
+    name = unique("named")
+    variables = {"type": "object", "patternProperties": {"^(a|a)*$": {"type": "string"}}}
+    world.prompt(name, variables=variables, messages=[{"role": "user", "content": "hi"}])
+    world.publish(name, prompt=name, version=1)
+    refused = world.call(name, {"a" * 40 + "!": "v"}, key=world.owner_key)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_variables" and "took longer than" in error["message"], error
+    assert world.call(name, {"aaaa": "v"}, key=world.owner_key).status_code == 200
+    resp = world.as_owner().call("POST", "/admin/v1/prompts", {
+        **SENTIMENT, "name": unique("unevaluated"),
+        "variables": {"type": "object", "patternProperties": {"^x": {}}, "unevaluatedProperties": False}})
+    assert resp.status_code == 400, resp.text
+    assert "unevaluatedProperties is not supported" in resp.json()["error"]["message"]

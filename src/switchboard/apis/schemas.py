@@ -91,6 +91,9 @@ def check_schema(schema: Mapping[str, Any]) -> str | None:
         jsonschema.Draft202012Validator.check_schema(dict(schema))
     except jsonschema.SchemaError as exc:
         return f"not a valid JSON schema: {exc.message[:MAX_MESSAGE_CHARS]}"
+    if matches_unbounded(schema):
+        return ("unevaluatedProperties is not supported in a schema with patternProperties (their "
+                "patterns would be matched unbounded); use additionalProperties")
     for where, node in subschemas(schema):
         shown = where or "(the root)"
         for key in _UNSUPPORTED:
@@ -128,7 +131,82 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Mapping[str, A
         yield jsonschema.ValidationError(f"{instance[:100]!r} does not match {pattern[:100]!r}")
 
 
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+class _PatternFailed(Exception):
+    """A property-name pattern that could not be matched: the value fails with this message."""
+
+
+def _search(pattern: str, text: str) -> bool:
+    """A bounded ``re.search`` for the keywords that match property names (patternProperties,
+    and additionalProperties, which skips the names they match)."""
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_SECONDS) is not None
+    except TimeoutError:
+        raise _PatternFailed(f"matching the pattern {pattern[:100]!r} took longer than "
+                             f"{PATTERN_SECONDS} s") from None
+    except regex.error as exc:
+        raise _PatternFailed(f"the pattern {pattern[:100]!r} is not a regular expression: {exc}") from None
+
+
+def _pattern_properties(validator: Any, patterns: Mapping[str, Any], instance: Any,
+                        schema: Mapping[str, Any]) -> Iterator[jsonschema.ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for name, value in instance.items():
+            try:
+                matched = _search(pattern, name)
+            except _PatternFailed as exc:
+                yield jsonschema.ValidationError(str(exc))
+                return
+            if matched:
+                yield from validator.descend(value, subschema, path=name, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, additional: Any, instance: Any,
+                           schema: Mapping[str, Any]) -> Iterator[jsonschema.ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    named = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    try:
+        extras = [name for name in instance
+                  if name not in named and not any(_search(p, name) for p in patterns)]
+    except _PatternFailed as exc:
+        yield jsonschema.ValidationError(str(exc))
+        return
+    if validator.is_type(additional, "object"):
+        for name in extras:
+            yield from validator.descend(instance[name], additional, path=name)
+    elif not additional and extras:
+        shown = ", ".join(repr(name) for name in sorted(extras))[:MAX_MESSAGE_CHARS]
+        if patterns:
+            yield jsonschema.ValidationError(f"{shown}: not allowed (no such property, and no "
+                                             "patternProperties pattern matches)")
+        else:
+            yield jsonschema.ValidationError(f"Additional properties are not allowed ({shown} unexpected)")
+
+
+_BOUNDED = {"pattern": _pattern, "patternProperties": _pattern_properties,
+            "additionalProperties": _additional_properties}
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, _BOUNDED)
+_bounded_classes: dict[type, type] = {}
+
+
+def matches_unbounded(schema: Mapping[str, Any]) -> bool:
+    """Whether validating ``schema`` would match patterns unbounded: ``unevaluatedProperties``
+    beside ``patternProperties`` (jsonschema finds the evaluated names with Python's ``re``)."""
+    nodes = [node for _, node in subschemas(schema)]
+    return (any("patternProperties" in node for node in nodes)
+            and any("unevaluatedProperties" in node for node in nodes))
+
+
+def bounded(cls: type) -> Any:
+    """``cls`` (a jsonschema validator class, any draft) with every pattern match bounded as
+    here: for schemas of other origins checked against caller input (MCP tools' inputSchema)."""
+    found = _bounded_classes.get(cls)
+    if found is None:
+        found = _bounded_classes[cls] = jsonschema.validators.extend(cls, _BOUNDED)
+    return found
 
 
 def validator(schema: Mapping[str, Any], *, formats: bool = False) -> jsonschema.Draft202012Validator:

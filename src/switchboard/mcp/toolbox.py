@@ -28,6 +28,7 @@ from jsonschema.exceptions import best_match
 from referencing import Registry as SchemaRegistry
 from referencing.exceptions import Unresolvable
 
+from switchboard.apis.schemas import bounded, matches_unbounded
 from switchboard.config.mcp import SEPARATOR, McpConfig
 from switchboard.context import Principal
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
@@ -294,8 +295,10 @@ class McpToolbox:
                 cls = jsonschema.validators.validator_for(schema)
                 cls.check_schema(schema)
                 # An empty registry: a server's schema may point anywhere (``$ref`` to a URL);
-                # the gateway never fetches what a reference names.
-                validator = cls(schema, registry=_NO_FETCH)
+                # the gateway never fetches what a reference names. Its patterns are matched
+                # against caller input under a timeout (a server's ``^(a|a)*$`` would hold the
+                # gateway otherwise).
+                validator = None if matches_unbounded(schema) else bounded(cls)(schema, registry=_NO_FETCH)
             except Exception:  # a server's broken schema: nothing to validate against
                 validator = None
             if len(self._validators) >= _CACHE_MAX:

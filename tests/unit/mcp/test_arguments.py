@@ -45,3 +45,22 @@ def test_a_reference_within_the_schema_is_checked(no_fetch: list[str]) -> None:
     with pytest.raises(InvalidArguments, match="notes__add"):
         toolbox.check_arguments(_tool(schema), {"x": "one"})
     assert no_fetch == []
+
+
+def test_a_servers_pattern_is_matched_under_a_timeout() -> None:
+    """A server's ``pattern`` (or ``patternProperties``) against a caller's argument: bounded, so
+    one that backtracks without end refuses the call instead of holding the gateway."""
+    toolbox = McpToolbox(McpConfig(), registry=None)  # type: ignore[arg-type]
+    slow = "^(a|a)*$"
+    value = "a" * 40 + "!"
+    draft7 = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+              "properties": {"x": {"type": "string", "pattern": slow}}}
+    with pytest.raises(InvalidArguments, match="took longer than"):
+        toolbox.check_arguments(_tool(draft7), {"x": value})
+    toolbox.check_arguments(_tool(draft7), {"x": "aaaa"})
+    named = {"type": "object", "patternProperties": {slow: {"type": "string"}}}
+    with pytest.raises(InvalidArguments, match="took longer than"):
+        toolbox.check_arguments(_tool(named), {value: "v"})
+    # unevaluatedProperties beside patternProperties would match unbounded: left to the server.
+    unevaluated = {"type": "object", "patternProperties": {slow: {}}, "unevaluatedProperties": False}
+    toolbox.check_arguments(_tool(unevaluated), {value: "v"})
