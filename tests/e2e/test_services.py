@@ -591,6 +591,8 @@ def test_a_change_reaches_every_instance_within_a_second(world: World) -> None:
     ({"url": "http://127.0.0.1:1"}, "name"),
     ({"name": "ok", "url": "http://169.254.169.254/latest", "tenant": "acme"}, "url"),
     ({"name": "ok", "url": "http://[::ffff:10.0.0.1]:80/", "tenant": "acme"}, "url"),
+    ({"name": "ok", "url": "http://2130706433:1/"}, "url"),  # 127.0.0.1 as one decimal number
+    ({"name": "ok", "url": "http://127.1:1/"}, "url"),
 ])
 def test_bad_service_definitions_are_refused(world: World, body: dict[str, Any], where: str) -> None:
     resp = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)

@@ -104,4 +104,8 @@ def check_http_url(value: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         hint = f" (e.g. http://{value})" if "://" not in value else ""
         raise ValueError(f"must be an http:// or https:// URL with a host{hint}, got {value!r}")
+    if ipv4_shorthand(parts.hostname):
+        # Not what address checks (egress rules) read as an address: the one form all agree on.
+        raise ValueError(f"the host of {value!r} is an IPv4 address in a decimal, hexadecimal, octal or "
+                         "shortened form; write it as four decimal numbers (e.g. 127.0.0.1)")
     return value

@@ -89,6 +89,8 @@ def _config(**provider: Any) -> dict[str, Any]:
         ("http:///v1", "must be an http:// or https:// URL with a host"),
         ("http://h:99999/v1", "not a valid URL"),
         (5, "must be an http:// or https:// URL with a host"),
+        ("http://2130706433:9001/v1", "the host of 'http://2130706433:9001/v1' is an IPv4 address in"),
+        ("http://0x7f.1/v1", "the host of 'http://0x7f.1/v1' is an IPv4 address"),
     ],
 )
 def test_api_base_must_be_an_http_url(api_base: Any, problem: str) -> None:
