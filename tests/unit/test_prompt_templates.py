@@ -375,3 +375,19 @@ async def test_large_templates_compile_off_the_event_loop_and_outside_the_deadli
     assert check.result() == [] and turns >= 5, turns
     rendered = await render_async(version(big + "!"), {"text": "a"})
     assert rendered[0]["content"] == "a" * 20_000 + "!"
+
+
+async def test_slow_renders_beyond_the_bound_are_refused_at_once(
+        short_deadline: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slow renders handed to the worker threads are bounded: one more is 503, not a wait of
+    minutes; the count goes down as the threads finish, so later renders run again."""
+    monkeypatch.setattr(templates, "MAX_WAITING_RENDERS", 2)
+    costly = {"text": "a" * 900_000, "items": ["x"] * 50_000}
+    results = await asyncio.gather(*(render_async(version(COSTLY), costly) for _ in range(4)),
+                                   return_exceptions=True)
+    busy = [r for r in results if isinstance(r, templates.RenderBusy)]
+    assert len(busy) == 2 and busy[0].status == 503 and busy[0].headers == {"retry-after": "1"}
+    assert all(isinstance(r, RenderError) for r in results if r not in busy)
+    assert templates._waiting == 0
+    with pytest.raises(RenderError, match="took longer"):
+        await render_async(version(COSTLY), costly)

@@ -34,6 +34,7 @@ import asyncio
 import contextvars
 import re
 import string
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +48,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Namespace
 
 from switchboard.apis import schemas
-from switchboard.errors import InvalidRequest
+from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.stores.protocols import PromptVersion
 
 ROLES = ("system", "developer", "user", "assistant")
@@ -65,8 +66,19 @@ INLINE_SECONDS = 0.005
 INLINE_COMPILE_CHARS = 20_000
 # Worker threads for slow renders: few, as they share the interpreter lock with the event loop.
 RENDER_THREADS = 2
+# Slow renders handed to those threads at once (running or waiting for one): each may run for
+# its deadline, so beyond this a burst of them would wait for minutes; one more is refused at
+# once (503 prompt_render_busy) and the caller tries again.
+MAX_WAITING_RENDERS = 16
 # The most problems or invalid variables reported at once.
 MAX_PROBLEMS = 20
+
+
+class RenderBusy(GatewayError):
+    """Too many slow renders already under way: 503, try again shortly."""
+
+    status = 503
+    code = "prompt_render_busy"
 
 
 class RenderError(InvalidRequest):
@@ -616,6 +628,23 @@ def render(version: PromptVersion, variables: Mapping[str, Any], *,
 
 
 _workers: ThreadPoolExecutor | None = None
+_waiting = 0  # renders handed to the pool and not finished there (see MAX_WAITING_RENDERS)
+_waiting_lock = threading.Lock()
+
+
+def _done_waiting() -> None:
+    global _waiting
+    with _waiting_lock:
+        _waiting -= 1
+
+
+def _in_thread(version: PromptVersion, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # Counted until the thread is done, not until its caller stops waiting (a caller that went
+    # away leaves the render running to its deadline).
+    try:
+        return render(version, variables)
+    finally:
+        _done_waiting()
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -629,11 +658,22 @@ async def render_async(version: PromptVersion, variables: Mapping[str, Any]) -> 
     """:func:`render` for the request path: on the event loop while it is quick (almost every
     render), else started again in a worker thread, where it runs until its deadline while the
     loop serves other requests."""
+    global _waiting
     try:
         return render(version, variables, inline=True)
     except _Offload:
         pass
-    return await asyncio.get_running_loop().run_in_executor(_pool(), render, version, variables)
+    with _waiting_lock:
+        if _waiting >= MAX_WAITING_RENDERS:
+            raise RenderBusy(f"{MAX_WAITING_RENDERS} slow prompt renders are under way already; try again "
+                             "shortly", headers={"retry-after": "1"})
+        _waiting += 1
+    try:
+        future = asyncio.get_running_loop().run_in_executor(_pool(), _in_thread, version, variables)
+    except BaseException:
+        _done_waiting()
+        raise
+    return await future
 
 
 async def check_prompt(messages: Sequence[Mapping[str, Any]],
