@@ -66,7 +66,16 @@ class ProviderConfig(BaseModel):
     @field_validator("api_base")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
+        if value is None:
+            return None
+        check_http_url(value)
+        if "?" in value or "#" in value:
+            # The adapter appends its path (/chat/completions) to the base: a query would end up
+            # before it and every call would miss (404); a key in it would sit in every URL.
+            raise ValueError("a base URL takes no query string or fragment (the adapter appends its "
+                             "path after it); send credentials as api_key or headers, and an API "
+                             "version as the provider's option")
+        return value
 
     @property
     def options(self) -> dict[str, Any]:

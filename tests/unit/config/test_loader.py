@@ -91,6 +91,8 @@ def _config(**provider: Any) -> dict[str, Any]:
         (5, "must be an http:// or https:// URL with a host"),
         ("http://2130706433:9001/v1", "the host of 'http://2130706433:9001/v1' is an IPv4 address in"),
         ("http://0x7f.1/v1", "the host of 'http://0x7f.1/v1' is an IPv4 address"),
+        ("http://127.0.0.1:9001/v1?key=abc", "a base URL takes no query string or fragment"),
+        ("http://127.0.0.1:9001/v1#x", "a base URL takes no query string or fragment"),
     ],
 )
 def test_api_base_must_be_an_http_url(api_base: Any, problem: str) -> None:
