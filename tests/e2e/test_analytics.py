@@ -251,6 +251,9 @@ def test_each_role_sees_only_its_reach(world: World) -> None:
     ({"group_by": "model,key"}, "invalid_group_by"),
     ({"from": "yesterday"}, "invalid_time"),
     ({"to": "2026-06-01T00:00:00"}, "invalid_time"),  # no zone
+    # Outside the times the answer can name: not answered as another range (1970, 9000).
+    ({"from": "0001-01-01T00:00:00Z", "to": "0001-01-01T05:00:00Z"}, "invalid_time"),
+    ({"from": "9999-12-31T00:00:00Z", "to": "9999-12-31T23:59:59Z"}, "invalid_time"),
     ({"from": "2026-06-02T00:00:00Z", "to": "2026-06-01T00:00:00Z"}, "invalid_time_range"),
     ({"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "range_too_large"),
     ({"colour": "red"}, "unknown_parameter"),
