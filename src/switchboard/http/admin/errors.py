@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -14,11 +13,6 @@ from starlette.responses import Response
 
 from switchboard.errors import GatewayError
 from switchboard.http.errors import MethodNotAllowed, unknown_url
-from switchboard.stores.unavailable import UNAVAILABLE, unavailable
-
-log = logging.getLogger("switchboard.http")
-
-STORE_RETRY_AFTER = "5"  # seconds: a database restart or a Redis failover takes a few
 
 _CODES = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter",
           "json_invalid": "invalid_json", "model_attributes_type": "invalid_json",
@@ -86,22 +80,7 @@ async def gateway_error(request: Request, exc: Exception) -> Response:
     return response
 
 
-async def store_unavailable(request: Request, exc: Exception) -> Response:
-    """A store that cannot be reached (the database down, Redis failing over): a 503 the caller
-    can retry, and one warning line instead of a traceback."""
-    if not unavailable(exc):
-        raise exc  # a fault of the query or the code: the edge answers 500 and logs it
-    request_id = getattr(request.state, "request_id", "-")
-    log.warning("request %s: %s %s: a store is unreachable (%s)", request_id, request.method,
-                request.url.path, type(exc).__name__)
-    error = GatewayError("the database or Redis cannot be reached right now; try again shortly",
-                         status=503, code="store_unavailable", headers={"retry-after": STORE_RETRY_AFTER})
-    return await gateway_error(request, error)
-
-
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(GatewayError, gateway_error)
-    for cls in UNAVAILABLE:
-        app.add_exception_handler(cls, store_unavailable)
