@@ -144,5 +144,6 @@ def rebuild(
     except StoreError as exc:
         err.print(line(("cannot open the stores:", "bold red"), f" {exc}"))
         raise typer.Exit(1) from None
-    out.print(line(f"rebuilt the analytics rollups from {start:%Y-%m-%dT%H:00:00Z}: "
+    # The year written with four digits: strftime's %Y does not pad years before 1000.
+    out.print(line(f"rebuilt the analytics rollups from {start.year:04d}-{start:%m-%dT%H}:00:00Z: "
                    f"{counted} record(s) counted"))

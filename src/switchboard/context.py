@@ -145,7 +145,7 @@ AfterResponse = Callable[["RequestContext"], Awaitable[None]]
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
-    operation: str  # chat | embeddings | completions | count_tokens | models | model | admin
+    operation: str  # chat | embeddings | completions | media calls | count_tokens | admin | mcp | ...
     inbound: InboundAPI
     headers: dict[str, str]
     body: bytes

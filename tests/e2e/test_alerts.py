@@ -322,6 +322,21 @@ def test_listing_pages_newest_first(pair: Pair) -> None:
     assert all(i["state"] == "open" for i in pair.alerts(state="open"))
 
 
+def test_a_cursor_outside_the_callers_list_is_a_400(pair: Pair) -> None:
+    for i in range(4):
+        for gw in pair.both:
+            chat(gw, "wobbly", f"mock:status=500 failing for the cursor {i}")
+    platform = until(lambda: pair.alerts(rule="wobbly-errors"), "no wobbly incident")[0]
+    # The platform admin pages on from it; a tenant admin, whose list it is not in, may not.
+    assert pair.admin("GET", "/admin/v1/alerts", params={"before": platform["id"]}).status_code == 200
+    admin = _tenant_admin(pair, f"cursor-{uuid.uuid4().hex[:6]}")
+    resp = pair.admin("GET", "/admin/v1/alerts", params={"before": platform["id"]}, key=admin)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"] == {
+        "message": "before: not an incident of this list (pass the last_id of the previous page)",
+        "type": "invalid_request_error", "param": "before", "code": "invalid_cursor"}
+
+
 @pytest.mark.parametrize(("params", "code", "param"), [
     ({"state": "bogus"}, "invalid_value", "state"),
     ({"kind": "weather"}, "invalid_value", "kind"),
@@ -335,6 +350,7 @@ def test_listing_pages_newest_first(pair: Pair) -> None:
     ({"rule": "r" * 65}, "invalid_value", "rule"),
     ({"tenant": "t" * 65}, "invalid_value", "tenant"),
     ({"before": "i" * 65}, "invalid_value", "before"),
+    ({"before": "inc_not_one_of_ours"}, "invalid_cursor", "before"),  # not "no more incidents"
     ({"severity": "high"}, "unknown_parameter", "severity"),
 ])
 def test_bad_alert_queries_are_400(pair: Pair, params: dict[str, Any], code: str, param: str) -> None:
@@ -357,6 +373,10 @@ def test_a_parameter_given_twice_is_a_400(pair: Pair) -> None:
      "alerts: rules[0].webhooks: unknown webhook 'pager' (known: oncall)"),
     ({"rules": [{"name": "r", "kind": "error_rate", "threshold": 2}]},
      "alerts.rules[0]: threshold: an error rate is a share of requests, 0 < threshold <= 1, got 2"),
+    # No resolver takes it: refused here rather than failing every delivery at run time.
+    ({"webhooks": {"oncall": {"url": "http://hooks example.com/x", "secret": HOOK_SECRET}}},
+     "alerts.webhooks.oncall.url: the host of 'http://hooks example.com/x' contains a space or a "
+     "control character"),
 ])
 def test_a_bad_alerts_section_stops_the_server_with_one_clear_line(
     pair: Pair, tmp_path: Path, change: dict[str, Any], problem: str

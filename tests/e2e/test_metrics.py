@@ -182,6 +182,22 @@ def test_counters_match_the_requests_sent(deployment: Deployment) -> None:
     assert total(delta.after, "switchboard_streams_in_flight") == 0
 
 
+def test_a_stream_failing_after_its_first_chunk_counts_its_first_token(deployment: Deployment) -> None:
+    delta = Delta(deployment)
+    client = deployment.sdk()
+    with pytest.raises(openai.APIError):  # the error event after two chunks
+        list(client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                            messages=ask("mock:fail_after=2 tell me more")))
+    delta.settle("switchboard_requests_total", 1, model="gpt-4o-mini", stream="true", status="502")
+    assert delta("switchboard_time_to_first_token_seconds_count", group="gpt-4o-mini") == 1
+    # A stream refused before it began (an error body, no chunk) has no first token.
+    delta = Delta(deployment)
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="gpt-4o-mini", stream=True, messages=ask("mock:status=500"))
+    delta.settle("switchboard_requests_total", 1, model="gpt-4o-mini", stream="true", status_class="5xx")
+    assert delta("switchboard_time_to_first_token_seconds_count", group="gpt-4o-mini") == 0
+
+
 def test_a_stream_the_client_left_before_its_first_chunk_is_labelled_a_stream(deployment: Deployment) -> None:
     delta = Delta(deployment)
     body = {"model": "gpt-4o-mini", "stream": True, "messages": ask("mock:latency_ms=3000 slow stream")}

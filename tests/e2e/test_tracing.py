@@ -317,6 +317,25 @@ def test_a_collector_that_is_down_fails_no_request(
     assert "Traceback" not in gw.process.output
 
 
+def test_a_key_in_the_collectors_query_string_is_never_logged(mock_upstream: Mock, tmp_path: Path) -> None:
+    secret = "otlp-query-secret-0123456789"
+    config = openai_config(mock_upstream)
+    # A timeout long enough for a retry: the first failure is logged as a transient error.
+    config["tracing"] = {"enabled": True, "export_interval_seconds": 0.1, "timeout_seconds": 5,
+                         "endpoint": f"http://127.0.0.1:{free_port()}/v1/traces?api_key={secret}&x=1"}
+    gw = start_gateway(config, tmp_path)
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        assert client.chat.completions.create(model="gpt-4o-mini", messages=ask("traced")).choices
+        # The collector is down: the exporter says so, naming the URL without its query string.
+        line = gw.process.wait_for_all("encountered while exporting", "/v1/traces?[REDACTED]")
+        assert secret not in line
+    finally:
+        assert gw.process.stop(timeout=30) == 0
+    gw.process.wait_exit()
+    assert secret not in gw.process.output
+
+
 @pytest.mark.parametrize("kind", ["embedded", "cluster"])
 def test_config_errors_name_the_tracing_key(kind: str, tmp_path: Path, mock_upstream: Mock) -> None:
     cases = {

@@ -104,6 +104,9 @@ def check_http_url(value: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         hint = f" (e.g. http://{value})" if "://" not in value else ""
         raise ValueError(f"must be an http:// or https:// URL with a host{hint}, got {value!r}")
+    if any(ch.isspace() or not ch.isprintable() for ch in parts.hostname):
+        # urlsplit takes it, no resolver does: every call to it would fail at run time instead.
+        raise ValueError(f"the host of {value!r} contains a space or a control character")
     if ipv4_shorthand(parts.hostname):
         # Not what address checks (egress rules) read as an address: the one form all agree on.
         raise ValueError(f"the host of {value!r} is an IPv4 address in a decimal, hexadecimal, octal or "

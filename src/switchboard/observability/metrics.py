@@ -334,7 +334,9 @@ class Metrics:
         if series.overhead is not None and split is not None:
             series.overhead.observe(split[0])
             series.upstream.observe(split[1])  # type: ignore[union-attr]  # set with overhead
-        if series.ttft is not None and outcome.first_byte_at is not None and status < 400:
+        # A stream that began: its first chunk went out then, even if it failed later (its
+        # status is then the error's); an error answered instead of a stream has no first token.
+        if series.ttft is not None and outcome.stream and outcome.first_byte_at is not None:
             series.ttft.observe(outcome.first_byte_at - ctx.started)
         spent = ctx.spent
         if spent is not None:

@@ -33,6 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from switchboard.config.schema import TracingConfig
 from switchboard.errors import GatewayError
+from switchboard.observability import otel_redact
 
 log = logging.getLogger("switchboard.tracing")
 
@@ -79,6 +80,7 @@ class Tracing:
             shutdown_on_exit=False,  # the gateway shuts it down (flushes) when it closes
         )
         if exporter is None:
+            otel_redact.install(config.endpoint)  # its query string never in an export warning
             exporter = OTLPSpanExporter(
                 endpoint=config.endpoint, headers=dict(config.headers), timeout=config.timeout_seconds,
             )

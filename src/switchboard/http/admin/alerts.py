@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.access.roles import Reach
-from switchboard.errors import GatewayError
+from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import UtcTime
@@ -54,6 +54,13 @@ async def list_incidents(
     # The platform admin: every incident (the platform's and every tenant's), or one tenant's.
     # Anyone else: their own tenant's (naming another is a 404).
     tenant = params.tenant if access.reach >= Reach.ANY else access.tenant_for(params.tenant)
+    if params.before is not None:
+        # A cursor names an incident of this list: an unknown one (or one outside the caller's
+        # reach, never said to exist) would silently read as "no more incidents".
+        cursor = await store.get(params.before)
+        if cursor is None or (tenant is not None and cursor.tenant_id != tenant):
+            raise InvalidRequest("before: not an incident of this list (pass the last_id of the "
+                                 "previous page)", param="before", code="invalid_cursor")
     query = IncidentQuery(tenant_id=tenant, state=params.state, kind=params.kind, rule=params.rule,
                           since=params.since, before_id=params.before, limit=params.limit + 1)
     found = await store.query(query)

@@ -67,8 +67,8 @@ def _ceil_hour(value: datetime) -> datetime:
 
 def _range(params: dict[str, str], max_days: int) -> tuple[datetime, datetime]:
     """``from`` and ``to`` widened to whole UTC hours (the rollups' resolution)."""
-    to = _ceil_hour(rfc3339("to", params.get("to")) or datetime.now(UTC))
-    since = rfc3339("from", params.get("from"))
+    to = _ceil_hour(rfc3339("to", params.get("to"), clamp=False) or datetime.now(UTC))
+    since = rfc3339("from", params.get("from"), clamp=False)
     start = to - DEFAULT_RANGE if since is None else _floor_hour(since)
     if start > to:
         raise InvalidRequest("from: after to", param="from", code="invalid_time_range")

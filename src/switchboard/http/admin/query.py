@@ -40,14 +40,20 @@ def query_params(request: Request, allowed: Collection[str], *, nonblank: bool =
     return found
 
 
-def rfc3339(name: str, value: str | None) -> datetime | None:
-    """An RFC 3339 time with a zone, in UTC and clamped to [EARLIEST, LATEST]; None if absent."""
+def rfc3339(name: str, value: str | None, *, clamp: bool = True) -> datetime | None:
+    """An RFC 3339 time with a zone, in UTC and clamped to [EARLIEST, LATEST]; None if absent.
+    ``clamp=False``: a time outside that range is a 400 (an answer that names the range it
+    covered must not name another one than asked)."""
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
         if parsed.tzinfo is not None:
-            return max(min(parsed.astimezone(UTC), LATEST), EARLIEST)
+            parsed = parsed.astimezone(UTC)
+            if not clamp and not EARLIEST <= parsed <= LATEST:
+                raise InvalidRequest(f"{name}: outside {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} (UTC)",
+                                     param=name, code="invalid_time")
+            return max(min(parsed, LATEST), EARLIEST)
     except (ValueError, OverflowError):
         pass
     raise InvalidRequest(f"{name}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
