@@ -26,10 +26,11 @@ PIXEL_PNG = bytes.fromhex(
 )
 
 
-def wav(seconds: float, rate: int = 8000) -> bytes:
-    """A silent mono 16-bit PCM WAV file of ``seconds``."""
+def wav(seconds: float, rate: int = 8000, byte_rate: int | None = None) -> bytes:
+    """A silent mono 16-bit PCM WAV file of ``seconds`` (``byte_rate``: the header's field, as
+    written by whoever made the file; a decoder does not read it)."""
     data = b"\0\0" * int(rate * seconds)
-    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2 if byte_rate is None else byte_rate, 2, 16)
     return (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
             + b"data" + struct.pack("<I", len(data)) + data)
 
@@ -271,6 +272,18 @@ def test_transcription_text_formats_pass_back(
     # The upstream said nothing of the seconds: the WAV header's duration is billed.
     record = recorded(database, raw.headers["x-request-id"])
     assert record.metadata["units"] == {"audio_seconds": 1.0} and record.cost_usd == Decimal("0.0001")
+
+
+def test_a_wav_header_claiming_another_byte_rate_is_billed_its_real_length(
+    sdk: openai.OpenAI, database: str
+) -> None:
+    # 3 s of 8 kHz 16-bit audio whose header says 100 times the bytes per second it holds.
+    raw = sdk.audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=("a.wav", wav(3.0, byte_rate=1_600_000), "audio/wav"), response_format="text")
+    assert raw.http_response.text.startswith("mock transcribe of a.wav")
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.0003")
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.metadata["units"] == {"audio_seconds": 3.0} and record.unpriced is False
 
 
 def test_seconds_nobody_measured_are_flagged_unpriced(sdk: openai.OpenAI, database: str) -> None:
