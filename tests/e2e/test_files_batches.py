@@ -283,6 +283,7 @@ def _upload(world: World, body: bytes, content_type: str) -> httpx.Response:
 
 FORM = "multipart/form-data; boundary=zzz"
 PURPOSE = b"--zzz\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+MODEL = b"--zzz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-mini\r\n"
 COLOUR = b"--zzz\r\nContent-Disposition: form-data; name=\"colour\"\r\n\r\nred\r\n"
 FILE_PART = b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{}\r\n"
 
@@ -302,11 +303,17 @@ FILE_PART = b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\
     (PURPOSE + FILE_PART + FILE_PART + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
     (FILE_PART + FILE_PART + PURPOSE + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
     (PURPOSE + FILE_PART + COLOUR + b"--zzz--\r\n", FORM, 400, "unknown_parameter"),
+    # A field given before the piped file and again after it, or twice after it.
+    (PURPOSE + FILE_PART + PURPOSE + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
+    (PURPOSE + MODEL + FILE_PART + MODEL + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
+    (PURPOSE + FILE_PART + MODEL + MODEL + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
 ])
 def test_malformed_uploads(world: World, body: bytes, content_type: str, status: int, code: str) -> None:
+    before = {f.id for f in world.sdk("a").files.list()}
     resp = _upload(world, body, content_type)
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["code"] == code
+    assert {f.id for f in world.sdk("a").files.list()} == before  # nothing was kept
 
 
 def test_a_wrong_method_is_405_naming_the_methods(world: World) -> None:

@@ -191,7 +191,7 @@ class FileService:
             sent += [(k, v) for k, v in fields.items() if k.startswith("expires_after")]
             boundary_out = multipart.new_boundary()
             failure: list[BaseException] = []
-            data = _from_file(spooled) if spooled is not None else _rest(reader, limit)
+            data = _from_file(spooled) if spooled is not None else _rest(reader, limit, set(fields))
             form = multipart.encode(boundary_out, sent, multipart.safe_filename(file_part.filename),
                                     multipart.safe_content_type(file_part.content_type), data)
             body = _watched(form, failure)
@@ -540,9 +540,11 @@ async def _from_file(spooled: IO[bytes]) -> AsyncIterator[bytes]:
         yield piece
 
 
-async def _rest(reader: multipart.MultipartReader, limit: int) -> AsyncIterator[bytes]:
+async def _rest(reader: multipart.MultipartReader, limit: int, given: set[str]) -> AsyncIterator[bytes]:
     """The file part's data as it arrives, then the rest of the form checked (fields after the
-    file are not sent on): a caller's error found meanwhile stops the upload."""
+    file are not sent on): a caller's error found meanwhile stops the upload. ``given``: the
+    fields before the file; one of them again is refused as it is before the file, since the
+    value sent on would not be the last one the caller wrote."""
     total = 0
     async for piece in reader.data():
         total += len(piece)
@@ -555,6 +557,10 @@ async def _rest(reader: multipart.MultipartReader, limit: int) -> AsyncIterator[
         if part.name not in _FORM_FIELDS:
             raise InvalidRequest(f"unknown form field '{part.name[:100]}'", param=part.name[:100],
                                  code="unknown_parameter")
+        if part.name in given:
+            raise InvalidRequest(f"the form field '{part.name}' is given twice", param=part.name,
+                                 code="duplicate_parameter")
+        given.add(part.name)
         await reader.value(MAX_FIELD_BYTES)
 
 
