@@ -124,6 +124,20 @@ def test_file_lifecycle(world: World) -> None:
     assert created.id not in [f.id for f in client.files.list()]
 
 
+def test_files_are_listed_in_the_order_asked(world: World) -> None:
+    client = world.sdk("c")
+    ids = [client.files.create(file=(f"f{i}.jsonl", b"{}\n"), purpose="user_data").id for i in range(3)]
+    assert [f.id for f in client.files.list(purpose="user_data")] == ids[::-1]  # newest first
+    assert [f.id for f in client.files.list(purpose="user_data", order="desc")] == ids[::-1]
+    # Oldest first, in pages of one: the SDK follows last_id with after=.
+    assert [f.id for f in client.files.list(purpose="user_data", order="asc", limit=1)] == ids
+    first = client.files.list(purpose="user_data", order="asc", limit=2)
+    assert [f.id for f in first.data] == ids[:2] and first.has_more is True
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.files.list(order="sideways")  # type: ignore[arg-type]
+    assert bad.value.param == "order" and bad.value.code == "invalid_value"
+
+
 def test_a_large_file_goes_through_whole_and_fields_may_follow_it(world: World) -> None:
     # Not every client sends the fields first: here the file comes before purpose.
     data = bytes(range(256)) * 200  # 51 KiB, binary

@@ -402,9 +402,13 @@ class FileService:
         after = _first(ctx.params.get("after"))
         if after is not None and not _ID.match(after):
             raise InvalidRequest("'after' is not an id", param="after", code="invalid_value")
+        # OpenAI's files list takes an order (the SDK's files.list(order=...)); its batches list does not.
+        order = _first(ctx.params.get("order")) if kind == FILE else None
+        if order not in (None, "asc", "desc"):
+            raise InvalidRequest("'order' must be 'asc' or 'desc'", param="order", code="invalid_value")
         limit = int(raw)
         rows = await self.store.list_owned(kind, tenant_of(p), owner_of(p), after=after, limit=limit + 1,
-                                           purpose=purpose)
+                                           purpose=purpose, newest_first=order != "asc")
         data = [dict(r.body) for r in rows[:limit]]
         return {"object": "list", "data": data, "has_more": len(rows) > limit,
                 "first_id": data[0].get("id") if data else None,
