@@ -84,7 +84,7 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     for t in (tenant, azure_tenant):
         _post(gw.url, "/admin/v1/tenants", {"id": t, "name": t})
     keys = {name: _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
-            for name in ("a", "b", "c")}
+            for name in ("a", "b", "c", "d")}
     keys["narrow"] = _post(gw.url, "/admin/v1/keys", {"models": ["gpt-4o-mini"], "tenant": tenant})
     keys["azure"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": azure_tenant})
     keys["limited"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant, "rpm_limit": 2})
@@ -136,6 +136,16 @@ def test_files_are_listed_in_the_order_asked(world: World) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
         client.files.list(order="sideways")  # type: ignore[arg-type]
     assert bad.value.param == "order" and bad.value.code == "invalid_value"
+
+
+def test_an_expiry_openai_takes_is_passed_on(world: World) -> None:
+    client = world.sdk("d")
+    created = client.files.create(file=("e.jsonl", jsonl("x")), purpose="batch",
+                                  expires_after={"anchor": "created_at", "seconds": 3600})
+    expiry = {"anchor": "created_at", "seconds": 2_592_000}
+    batch = client.batches.create(input_file_id=created.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", extra_body={"output_expires_after": expiry})
+    assert batch.input_file_id == created.id
 
 
 def test_a_large_file_goes_through_whole_and_fields_may_follow_it(world: World) -> None:
@@ -298,6 +308,10 @@ def _upload(world: World, body: bytes, content_type: str) -> httpx.Response:
 FORM = "multipart/form-data; boundary=zzz"
 PURPOSE = b"--zzz\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
 MODEL = b"--zzz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-mini\r\n"
+def field(name: str, value: str) -> bytes:
+    return f'--zzz\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+
+
 COLOUR = b"--zzz\r\nContent-Disposition: form-data; name=\"colour\"\r\n\r\nred\r\n"
 FILE_PART = b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{}\r\n"
 
@@ -321,6 +335,15 @@ FILE_PART = b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\
     (PURPOSE + FILE_PART + PURPOSE + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
     (PURPOSE + MODEL + FILE_PART + MODEL + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
     (PURPOSE + FILE_PART + MODEL + MODEL + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
+    # An expiry OpenAI would refuse, or half of one, before or after the file.
+    (PURPOSE + field("expires_after[anchor]", "whenever") + field("expires_after[seconds]", "3600")
+     + FILE_PART + b"--zzz--\r\n", FORM, 400, "invalid_value"),
+    (PURPOSE + field("expires_after[anchor]", "created_at") + field("expires_after[seconds]", "-5")
+     + FILE_PART + b"--zzz--\r\n", FORM, 400, "invalid_value"),
+    (PURPOSE + field("expires_after[anchor]", "created_at") + FILE_PART + b"--zzz--\r\n", FORM, 400,
+     "missing_required_parameter"),
+    (PURPOSE + FILE_PART + field("expires_after[seconds]", "soon") + b"--zzz--\r\n", FORM, 400,
+     "invalid_value"),
 ])
 def test_malformed_uploads(world: World, body: bytes, content_type: str, status: int, code: str) -> None:
     before = {f.id for f in world.sdk("a").files.list()}
@@ -369,6 +392,12 @@ def test_oversized_and_unknown_purpose(world: World) -> None:
      "x"),
     ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
       "metadata": {"k": 1}}, "metadata"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+      "output_expires_after": "soon"}, "output_expires_after"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+      "output_expires_after": {"anchor": "created_at", "seconds": 60}}, "output_expires_after.seconds"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+      "output_expires_after": {"anchor": "now", "seconds": 3600}}, "output_expires_after.anchor"),
 ])
 def test_bad_batch_requests(world: World, body: dict[str, Any], param: str) -> None:
     resp = httpx.post(f"{world.gateway.base_url}/batches", json=body, timeout=30,

@@ -32,6 +32,7 @@ from switchboard.http.asgi import Receive
 from switchboard.http.files import multipart
 from switchboard.http.files.batch_access import BatchAccess
 from switchboard.http.files.costing import BatchPricer
+from switchboard.http.files.expiry import EXPIRY_FIELDS, check_output_expiry, checked_field
 from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
 from switchboard.http.openai_api import parse_json
 from switchboard.routing import prerouting
@@ -166,7 +167,7 @@ class FileService:
                     if part.name in fields:
                         raise InvalidRequest(f"the form field '{part.name}' is given twice", param=part.name,
                                              code="duplicate_parameter")
-                    fields[part.name] = await reader.value(MAX_FIELD_BYTES)
+                    fields[part.name] = checked_field(part.name, await reader.value(MAX_FIELD_BYTES))
                     continue
                 if file_part is not None:
                     raise InvalidRequest("send one file per upload", param="file", code="duplicate_parameter")
@@ -186,6 +187,11 @@ class FileService:
             if purpose not in PURPOSES:
                 raise InvalidRequest(f"unknown purpose '{purpose[:100]}'; expected one of "
                                      f"{', '.join(sorted(PURPOSES))}", param="purpose", code="invalid_value")
+            expiry = [name for name in EXPIRY_FIELDS if name in fields]
+            if len(expiry) == 1:  # both or neither, before the file (fields after it are not sent)
+                missing = next(name for name in EXPIRY_FIELDS if name not in fields)
+                raise InvalidRequest(f"'{expiry[0]}' needs '{missing}' too, before the file", param=missing,
+                                     code="missing_required_parameter")
             upstream = self._choose(ctx, p, fields.get("model"))
             sent = [("purpose", purpose)]
             sent += [(k, v) for k, v in fields.items() if k.startswith("expires_after")]
@@ -314,6 +320,9 @@ class FileService:
         if window != "24h":
             raise InvalidRequest("'completion_window' must be '24h'", param="completion_window",
                                  code="invalid_value")
+        expiry = body.get("output_expires_after")
+        if expiry is not None:
+            check_output_expiry(expiry)
         metadata = body.get("metadata")
         if metadata is not None and (not isinstance(metadata, dict) or len(metadata) > 16 or not all(
                 isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
@@ -565,7 +574,7 @@ async def _rest(reader: multipart.MultipartReader, limit: int, given: set[str]) 
             raise InvalidRequest(f"the form field '{part.name}' is given twice", param=part.name,
                                  code="duplicate_parameter")
         given.add(part.name)
-        await reader.value(MAX_FIELD_BYTES)
+        checked_field(part.name, await reader.value(MAX_FIELD_BYTES))
 
 
 async def _watched(body: AsyncIterator[bytes], failure: list[BaseException]) -> AsyncIterator[bytes]:
