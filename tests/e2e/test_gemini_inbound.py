@@ -465,6 +465,8 @@ def test_no_or_wrong_key_is_401_in_google_format(
     assert resp.status_code == 401
     error = resp.json()["error"]
     assert error["code"] == 401 and error["status"] == "UNAUTHENTICATED" and error["message"]
+    if not headers and not url_key:  # the hint names what a Gemini client sends
+        assert "x-goog-api-key" in error["message"] and "Authorization" not in error["message"]
 
 
 def test_sdk_sees_a_client_error_without_key(gw: Gateway) -> None:
