@@ -286,6 +286,28 @@ def test_a_wav_header_claiming_another_byte_rate_is_billed_its_real_length(
     assert record.metadata["units"] == {"audio_seconds": 3.0} and record.unpriced is False
 
 
+def test_a_form_field_name_cannot_smuggle_a_second_model_upstream(gw: Gateway) -> None:
+    # A quote in a member's name would close it in the upstream's form and name 'model' again.
+    boundary = "b0undary"
+    parts = [('name="model"', b"whisper-1"),
+             ('name="chunking_strategy[x]\\"; name=\\"model"', b"gpt-4o-transcribe"),
+             ('name="file"; filename="a.wav"\r\nContent-Type: audio/wav', wav(0.1))]
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n".encode()
+                    + value + b"\r\n" for disposition, value in parts) + f"--{boundary}--\r\n".encode()
+    resp = httpx.post(f"{gw.base_url}/audio/transcriptions", content=body, timeout=30,
+                      headers={"Authorization": f"Bearer {MASTER_KEY}",
+                               "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "unknown_parameter" and error["param"].startswith("chunking_strategy[x]")
+    # The members the SDKs send pass, and the server keeps serving.
+    ok = httpx.post(f"{gw.base_url}/audio/transcriptions", timeout=30,
+                    headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                    data={"model": "whisper-1", "chunking_strategy[type]": "server_vad"},
+                    files={"file": ("a.wav", wav(0.1), "audio/wav")})
+    assert ok.status_code == 200, ok.text
+
+
 def test_seconds_nobody_measured_are_flagged_unpriced(sdk: openai.OpenAI, database: str) -> None:
     raw = sdk.audio.transcriptions.with_raw_response.create(
         model="whisper-1", file=("a.mp3", b"ID3 not a wav", "audio/mpeg"), response_format="text")

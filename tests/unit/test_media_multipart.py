@@ -116,6 +116,22 @@ def test_form_checks_convert_types_and_name_the_field() -> None:
     assert getattr(failed.value, "param", None) == "n"
 
 
+def test_a_member_name_cannot_name_another_upstream_field() -> None:
+    audio = FilePart.of("a.wav", "audio/wav", b"RIFF")
+    forged = 'chunking_strategy[x]"; name="model'
+    with pytest.raises(Exception, match="unknown parameter") as refused:
+        transcriptions_form({"file": [audio], "model": ["whisper-1"], forged: ["gpt-4o-transcribe"]})
+    assert getattr(refused.value, "code", None) == "unknown_parameter"
+    # The writer escapes quotes and line breaks in names as browsers do, whatever reaches it.
+    body, _, _ = multipart({"model": "whisper-1", forged: "x", 'a\r\nb': "y",
+                                       "file": FilePart.of('q"\r\n.wav', "audio/wav\r\nX-A: 1", b"RIFF")})
+    text = body.read().decode()
+    assert 'name="chunking_strategy[x]%22; name=%22model"' in text
+    assert 'name="a%0D%0Ab"' in text and 'filename="q%22%0D%0A.wav"' in text
+    assert "Content-Type: audio/wavX-A: 1\r\n" in text
+    assert text.count('name="model"') == 1
+
+
 def test_wav_seconds() -> None:
     assert wav_seconds(wav(2.0)) == 2.0
     data = wav(3.0)

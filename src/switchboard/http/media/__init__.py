@@ -14,6 +14,7 @@ the upstream sends them by :class:`RelayEndpoint`.
 from __future__ import annotations
 
 import logging
+import re
 import struct
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
@@ -196,17 +197,25 @@ def _convert(name: str, kind: FieldKind, values: list[str | FilePart]) -> Any:
     return text
 
 
+# An object's member as a form field: chunking_strategy[type], chunking_strategy[prefix_padding_ms].
+_MEMBER = re.compile(r"^[a-z_]{1,64}\[[A-Za-z0-9_]{1,64}\]$")
+
+
 def _check_form(form: Form, kinds: dict[str, FieldKind], spec: dict[str, Check], required: tuple[str, ...],
                 aliases: dict[str, str] | None = None) -> JSON:
     out: JSON = {}
     for raw_name, values in form.items():
         name = (aliases or {}).get(raw_name, raw_name)
-        if name not in kinds and kinds.get(raw_name.split("[", 1)[0]) == "object":
+        # Only a member name of plain characters is passed on: the name is written into the
+        # upstream's form, where a quote would let it name another field (a second 'model').
+        if (name not in kinds and _MEMBER.match(raw_name)
+                and kinds.get(raw_name.split("[", 1)[0]) == "object"):
             # an object's members as the SDKs send them (chunking_strategy[type]=server_vad)
             out[raw_name] = _convert(raw_name, "text", values)
             continue
         if name not in kinds:
-            raise _refuse(f"unknown parameter '{raw_name}'", raw_name, "unknown_parameter")
+            shown = raw_name[:100]
+            raise _refuse(f"unknown parameter '{shown}'", shown, "unknown_parameter")
         value = _convert(name, kinds[name], values)
         if name in out and kinds[name] == "files":
             out[name] = [*out[name], *value]
