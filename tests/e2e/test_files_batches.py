@@ -77,6 +77,8 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
                                 "api_key": "${UPSTREAM_KEY}",
                                 "headers": {"x-mock-faults": "rate=1;kinds=503"}})
     config["models"].append({"name": "flaky-model", "provider": "flaky", "model": "gpt-4o-mini"})
+    config["models"].append({"name": "native-mini", "provider": "local-openai", "model": "gpt-4o-mini",
+                             "responses": "native"})
     tenant, azure_tenant = f"files-{uuid.uuid4().hex[:6]}", f"azure-{uuid.uuid4().hex[:6]}"
     config["files"] = {"provider": "local-openai", "tenant_providers": {azure_tenant: "az"},
                        "max_upload_bytes": MAX_UPLOAD, "poll_seconds": 1}
@@ -285,6 +287,39 @@ def test_another_key_sees_nothing_of_it(world: World) -> None:
     with pytest.raises(openai.NotFoundError):
         admin.files.retrieve(f.id)
     assert owner.files.retrieve(f.id).id == f.id  # still there for its owner
+
+
+def test_a_model_request_may_name_only_the_callers_own_files(world: World) -> None:
+    # A file id in a chat or Responses request makes the upstream read that file: another key's
+    # (or tenant's) is 404 there too, before anything is sent.
+    owner, other = world.sdk("a"), world.sdk("b")
+    mine = owner.files.create(file=("notes.txt", b"private notes"), purpose="user_data").id
+
+    def chat(client: openai.OpenAI, marker: str) -> Any:
+        return client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": [
+            {"type": "text", "text": f"summarise mock:capture={marker}"},
+            {"type": "file", "file": {"file_id": mine}}]}])
+
+    def respond(client: openai.OpenAI, marker: str) -> Any:
+        return client.responses.create(model="native-mini", input=[{"role": "user", "content": [
+            {"type": "input_text", "text": f"summarise mock:capture={marker}"},
+            {"type": "input_file", "file_id": mine}]}])
+
+    for call, param in ((chat, "messages[0].content[1].file.file_id"),
+                        (respond, "input[0].content[1].file_id")):
+        marker = new_marker()
+        with pytest.raises(openai.NotFoundError) as refused:
+            call(other, marker)
+        assert refused.value.code == "not_found" and refused.value.param == param
+        assert mine in refused.value.message
+        assert captured(world.mock, marker, timeout=0.5) == []  # nothing reached the upstream
+        marker = new_marker()
+        call(owner, marker)  # the owner's own file goes through
+        [sent] = captured(world.mock, marker)
+        assert mine in orjson.dumps(sent["body"]).decode()
+    with pytest.raises(openai.NotFoundError):
+        world.sdk("azure").chat.completions.create(model="gpt-4o-mini", messages=[
+            {"role": "user", "content": [{"type": "file", "file": {"file_id": "file-nobody-uploaded"}}]}])
 
 
 def test_no_key_is_401(world: World) -> None:

@@ -359,6 +359,11 @@ class FileService:
 
     # -- ownership ---------------------------------------------------------------------------
 
+    async def check_owned(self, file_id: str, p: Principal, param: str) -> None:
+        """404 unless ``file_id`` is one of the caller's files, as ``GET /v1/files/{id}`` answers:
+        for a model request naming a file (http/files/references.py)."""
+        await self._owned(FILE, file_id, p, param=param)
+
     async def _owned(self, kind: str, object_id: str, p: Principal,
                      param: str | None = None) -> tuple[OwnedObject, Upstream]:
         """The caller's own object and its provider; 404 for anything else (another key's too)."""
