@@ -34,8 +34,8 @@ from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
 from switchboard.http.endpoint import Endpoint, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.files import FilesEndpoint, is_files_path
+from switchboard.http.gemini import GEMINI_ONLY_PREFIX, GeminiRoutes, is_gemini
 from switchboard.http.gemini import METHODS as GEMINI_METHODS
-from switchboard.http.gemini import GeminiRoutes, is_gemini
 from switchboard.http.mcp import MCP, McpEndpoint
 from switchboard.http.mcp_oauth import PREFIX as MCP_OAUTH_PREFIX
 from switchboard.http.mcp_oauth import McpOAuthRoutes
@@ -231,6 +231,8 @@ class SwitchboardApp:
                 await api(scope, receive, send)
             elif path.startswith(MCP_OAUTH_PREFIX):
                 await self._mcp_oauth(scope, receive, send)
+            elif path.startswith(GEMINI_ONLY_PREFIX):  # no other API answers there
+                await self._gemini.not_served(scope, send)
             else:
                 await self.not_routed(scope, send)
         elif kind == "lifespan":

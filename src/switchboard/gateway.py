@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from switchboard import catalog, tokens
 from switchboard.access import keys as keyfmt
@@ -16,12 +16,14 @@ from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.apis.cache import ApiCache
 from switchboard.apis.sessions import SessionBook
 from switchboard.config.schema import Settings
+from switchboard.context import RequestContext
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import SecretsUnavailable, hashing_key
 from switchboard.http import cork
 from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
 from switchboard.http.apis.sessions import SessionStage
 from switchboard.http.files import FileService, budget_gated
+from switchboard.http.files.references import FileReferenceStage
 from switchboard.http.mcp import McpServer
 from switchboard.http.mcp.runner import ToolRunner
 from switchboard.http.responses import HistoryStage, Responses
@@ -249,6 +251,9 @@ class Gateway:
         stages = self.stages("chat")
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage)) + 1
         stages.insert(at, HistoryStage(self.responses))
+        # The Responses request's own file parts too: a native deployment receives them as written.
+        at = next(i for i, stage in enumerate(stages) if isinstance(stage, FileReferenceStage))
+        stages[at] = FileReferenceStage(self.files, self._responses_input)
         return build_chain(stages, terminal)
 
     def api_chain(self, terminal: Handler) -> Handler:
@@ -264,6 +269,9 @@ class Gateway:
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, AttemptStage))
         stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
         return build_chain(stages, terminal)
+
+    def _responses_input(self, ctx: RequestContext) -> Any:
+        return self.responses.call(ctx).translated.body.get("input")
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
         """The stage chain of one operation around its terminal handler, folded once."""
@@ -295,6 +303,7 @@ class Gateway:
             stages.append(TraceStage(self.tracing))
         stages += [
             DecodeStage(),
+            *([FileReferenceStage(self.files)] if operation == "chat" else []),
             self.prompts,
             *self.mcp_loop_stages(operation),
             ModelAccessStage(),

@@ -77,6 +77,8 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
                                 "api_key": "${UPSTREAM_KEY}",
                                 "headers": {"x-mock-faults": "rate=1;kinds=503"}})
     config["models"].append({"name": "flaky-model", "provider": "flaky", "model": "gpt-4o-mini"})
+    config["models"].append({"name": "native-mini", "provider": "local-openai", "model": "gpt-4o-mini",
+                             "responses": "native"})
     tenant, azure_tenant = f"files-{uuid.uuid4().hex[:6]}", f"azure-{uuid.uuid4().hex[:6]}"
     config["files"] = {"provider": "local-openai", "tenant_providers": {azure_tenant: "az"},
                        "max_upload_bytes": MAX_UPLOAD, "poll_seconds": 1}
@@ -84,7 +86,7 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     for t in (tenant, azure_tenant):
         _post(gw.url, "/admin/v1/tenants", {"id": t, "name": t})
     keys = {name: _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
-            for name in ("a", "b", "c")}
+            for name in ("a", "b", "c", "d")}
     keys["narrow"] = _post(gw.url, "/admin/v1/keys", {"models": ["gpt-4o-mini"], "tenant": tenant})
     keys["azure"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": azure_tenant})
     keys["limited"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant, "rpm_limit": 2})
@@ -122,6 +124,30 @@ def test_file_lifecycle(world: World) -> None:
     with pytest.raises(openai.NotFoundError):
         client.files.retrieve(created.id)
     assert created.id not in [f.id for f in client.files.list()]
+
+
+def test_files_are_listed_in_the_order_asked(world: World) -> None:
+    client = world.sdk("c")
+    ids = [client.files.create(file=(f"f{i}.jsonl", b"{}\n"), purpose="user_data").id for i in range(3)]
+    assert [f.id for f in client.files.list(purpose="user_data")] == ids[::-1]  # newest first
+    assert [f.id for f in client.files.list(purpose="user_data", order="desc")] == ids[::-1]
+    # Oldest first, in pages of one: the SDK follows last_id with after=.
+    assert [f.id for f in client.files.list(purpose="user_data", order="asc", limit=1)] == ids
+    first = client.files.list(purpose="user_data", order="asc", limit=2)
+    assert [f.id for f in first.data] == ids[:2] and first.has_more is True
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.files.list(order="sideways")  # type: ignore[arg-type]
+    assert bad.value.param == "order" and bad.value.code == "invalid_value"
+
+
+def test_an_expiry_openai_takes_is_passed_on(world: World) -> None:
+    client = world.sdk("d")
+    created = client.files.create(file=("e.jsonl", jsonl("x")), purpose="batch",
+                                  expires_after={"anchor": "created_at", "seconds": 3600})
+    expiry = {"anchor": "created_at", "seconds": 2_592_000}
+    batch = client.batches.create(input_file_id=created.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", extra_body={"output_expires_after": expiry})
+    assert batch.input_file_id == created.id
 
 
 def test_a_large_file_goes_through_whole_and_fields_may_follow_it(world: World) -> None:
@@ -263,6 +289,39 @@ def test_another_key_sees_nothing_of_it(world: World) -> None:
     assert owner.files.retrieve(f.id).id == f.id  # still there for its owner
 
 
+def test_a_model_request_may_name_only_the_callers_own_files(world: World) -> None:
+    # A file id in a chat or Responses request makes the upstream read that file: another key's
+    # (or tenant's) is 404 there too, before anything is sent.
+    owner, other = world.sdk("a"), world.sdk("b")
+    mine = owner.files.create(file=("notes.txt", b"private notes"), purpose="user_data").id
+
+    def chat(client: openai.OpenAI, marker: str) -> Any:
+        return client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": [
+            {"type": "text", "text": f"summarise mock:capture={marker}"},
+            {"type": "file", "file": {"file_id": mine}}]}])
+
+    def respond(client: openai.OpenAI, marker: str) -> Any:
+        return client.responses.create(model="native-mini", input=[{"role": "user", "content": [
+            {"type": "input_text", "text": f"summarise mock:capture={marker}"},
+            {"type": "input_file", "file_id": mine}]}])
+
+    for call, param in ((chat, "messages[0].content[1].file.file_id"),
+                        (respond, "input[0].content[1].file_id")):
+        marker = new_marker()
+        with pytest.raises(openai.NotFoundError) as refused:
+            call(other, marker)
+        assert refused.value.code == "not_found" and refused.value.param == param
+        assert mine in refused.value.message
+        assert captured(world.mock, marker, timeout=0.5) == []  # nothing reached the upstream
+        marker = new_marker()
+        call(owner, marker)  # the owner's own file goes through
+        [sent] = captured(world.mock, marker)
+        assert mine in orjson.dumps(sent["body"]).decode()
+    with pytest.raises(openai.NotFoundError):
+        world.sdk("azure").chat.completions.create(model="gpt-4o-mini", messages=[
+            {"role": "user", "content": [{"type": "file", "file": {"file_id": "file-nobody-uploaded"}}]}])
+
+
 def test_no_key_is_401(world: World) -> None:
     base = world.gateway.base_url
     for method, path in (("GET", "/files"), ("GET", "/files/file-x"), ("GET", "/batches"),
@@ -283,6 +342,11 @@ def _upload(world: World, body: bytes, content_type: str) -> httpx.Response:
 
 FORM = "multipart/form-data; boundary=zzz"
 PURPOSE = b"--zzz\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+MODEL = b"--zzz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-mini\r\n"
+def field(name: str, value: str) -> bytes:
+    return f'--zzz\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+
+
 COLOUR = b"--zzz\r\nContent-Disposition: form-data; name=\"colour\"\r\n\r\nred\r\n"
 FILE_PART = b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{}\r\n"
 
@@ -302,11 +366,26 @@ FILE_PART = b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\
     (PURPOSE + FILE_PART + FILE_PART + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
     (FILE_PART + FILE_PART + PURPOSE + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
     (PURPOSE + FILE_PART + COLOUR + b"--zzz--\r\n", FORM, 400, "unknown_parameter"),
+    # A field given before the piped file and again after it, or twice after it.
+    (PURPOSE + FILE_PART + PURPOSE + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
+    (PURPOSE + MODEL + FILE_PART + MODEL + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
+    (PURPOSE + FILE_PART + MODEL + MODEL + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
+    # An expiry OpenAI would refuse, or half of one, before or after the file.
+    (PURPOSE + field("expires_after[anchor]", "whenever") + field("expires_after[seconds]", "3600")
+     + FILE_PART + b"--zzz--\r\n", FORM, 400, "invalid_value"),
+    (PURPOSE + field("expires_after[anchor]", "created_at") + field("expires_after[seconds]", "-5")
+     + FILE_PART + b"--zzz--\r\n", FORM, 400, "invalid_value"),
+    (PURPOSE + field("expires_after[anchor]", "created_at") + FILE_PART + b"--zzz--\r\n", FORM, 400,
+     "missing_required_parameter"),
+    (PURPOSE + FILE_PART + field("expires_after[seconds]", "soon") + b"--zzz--\r\n", FORM, 400,
+     "invalid_value"),
 ])
 def test_malformed_uploads(world: World, body: bytes, content_type: str, status: int, code: str) -> None:
+    before = {f.id for f in world.sdk("a").files.list()}
     resp = _upload(world, body, content_type)
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["code"] == code
+    assert {f.id for f in world.sdk("a").files.list()} == before  # nothing was kept
 
 
 def test_a_wrong_method_is_405_naming_the_methods(world: World) -> None:
@@ -348,6 +427,12 @@ def test_oversized_and_unknown_purpose(world: World) -> None:
      "x"),
     ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
       "metadata": {"k": 1}}, "metadata"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+      "output_expires_after": "soon"}, "output_expires_after"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+      "output_expires_after": {"anchor": "created_at", "seconds": 60}}, "output_expires_after.seconds"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+      "output_expires_after": {"anchor": "now", "seconds": 3600}}, "output_expires_after.anchor"),
 ])
 def test_bad_batch_requests(world: World, body: dict[str, Any], param: str) -> None:
     resp = httpx.post(f"{world.gateway.base_url}/batches", json=body, timeout=30,

@@ -465,6 +465,8 @@ def test_no_or_wrong_key_is_401_in_google_format(
     assert resp.status_code == 401
     error = resp.json()["error"]
     assert error["code"] == 401 and error["status"] == "UNAUTHENTICATED" and error["message"]
+    if not headers and not url_key:  # the hint names what a Gemini client sends
+        assert "x-goog-api-key" in error["message"] and "Authorization" not in error["message"]
 
 
 def test_sdk_sees_a_client_error_without_key(gw: Gateway) -> None:
@@ -568,6 +570,30 @@ def test_bad_requests_answer_in_google_format(
     assert error["code"] == status
     assert error["status"] == {400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}[status]
     assert phrase in error["message"]
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/v1beta/models", 404),  # listing models: not served
+    ("GET", "/v1beta/models/gem-via-openai", 404),
+    ("POST", "/v1beta/cachedContents", 404),
+    ("POST", "/v1beta/files", 404),
+    ("GET", "/v1beta/models/gem-via-openai:generateContent", 405),
+    ("PUT", "/v1beta/models/gem-via-openai:streamGenerateContent", 405),
+])
+def test_what_is_not_served_under_v1beta_answers_in_google_format(
+    gw: Gateway, key: str, method: str, path: str, status: int
+) -> None:
+    resp = httpx.request(method, f"{gw.url}{path}", headers={"x-goog-api-key": key}, timeout=10)
+    assert resp.status_code == status, resp.text
+    assert set(resp.json()) == {"error"}
+    error = resp.json()["error"]
+    assert error["code"] == status and error["status"] == "NOT_FOUND" and error["message"]
+    if status == 405:
+        assert resp.headers["allow"] == "POST"
+    # OpenAI's model read under /v1/models/ is not Gemini's to answer.
+    openai_read = httpx.get(f"{gw.url}/v1/models/gem-via-openai", headers={"Authorization": f"Bearer {key}"},
+                            timeout=10)
+    assert openai_read.status_code == 200 and openai_read.json()["object"] == "model"
 
 
 def test_malformed_json_and_content_type(gw: Gateway, key: str) -> None:

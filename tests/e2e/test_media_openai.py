@@ -26,10 +26,11 @@ PIXEL_PNG = bytes.fromhex(
 )
 
 
-def wav(seconds: float, rate: int = 8000) -> bytes:
-    """A silent mono 16-bit PCM WAV file of ``seconds``."""
+def wav(seconds: float, rate: int = 8000, byte_rate: int | None = None) -> bytes:
+    """A silent mono 16-bit PCM WAV file of ``seconds`` (``byte_rate``: the header's field, as
+    written by whoever made the file; a decoder does not read it)."""
     data = b"\0\0" * int(rate * seconds)
-    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2 if byte_rate is None else byte_rate, 2, 16)
     return (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
             + b"data" + struct.pack("<I", len(data)) + data)
 
@@ -271,6 +272,40 @@ def test_transcription_text_formats_pass_back(
     # The upstream said nothing of the seconds: the WAV header's duration is billed.
     record = recorded(database, raw.headers["x-request-id"])
     assert record.metadata["units"] == {"audio_seconds": 1.0} and record.cost_usd == Decimal("0.0001")
+
+
+def test_a_wav_header_claiming_another_byte_rate_is_billed_its_real_length(
+    sdk: openai.OpenAI, database: str
+) -> None:
+    # 3 s of 8 kHz 16-bit audio whose header says 100 times the bytes per second it holds.
+    raw = sdk.audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=("a.wav", wav(3.0, byte_rate=1_600_000), "audio/wav"), response_format="text")
+    assert raw.http_response.text.startswith("mock transcribe of a.wav")
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.0003")
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.metadata["units"] == {"audio_seconds": 3.0} and record.unpriced is False
+
+
+def test_a_form_field_name_cannot_smuggle_a_second_model_upstream(gw: Gateway) -> None:
+    # A quote in a member's name would close it in the upstream's form and name 'model' again.
+    boundary = "b0undary"
+    parts = [('name="model"', b"whisper-1"),
+             ('name="chunking_strategy[x]\\"; name=\\"model"', b"gpt-4o-transcribe"),
+             ('name="file"; filename="a.wav"\r\nContent-Type: audio/wav', wav(0.1))]
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n".encode()
+                    + value + b"\r\n" for disposition, value in parts) + f"--{boundary}--\r\n".encode()
+    resp = httpx.post(f"{gw.base_url}/audio/transcriptions", content=body, timeout=30,
+                      headers={"Authorization": f"Bearer {MASTER_KEY}",
+                               "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "unknown_parameter" and error["param"].startswith("chunking_strategy[x]")
+    # The members the SDKs send pass, and the server keeps serving.
+    ok = httpx.post(f"{gw.base_url}/audio/transcriptions", timeout=30,
+                    headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                    data={"model": "whisper-1", "chunking_strategy[type]": "server_vad"},
+                    files={"file": ("a.wav", wav(0.1), "audio/wav")})
+    assert ok.status_code == 200, ok.text
 
 
 def test_seconds_nobody_measured_are_flagged_unpriced(sdk: openai.OpenAI, database: str) -> None:

@@ -608,6 +608,20 @@ def test_native_function_call_round_trip(client: openai.OpenAI, native: str) -> 
     assert "18 degrees" in second.output_text
 
 
+def test_background_mode_is_refused_on_native_deployments_too(
+    client: openai.OpenAI, native: str, mock_upstream: Mock
+) -> None:
+    # The upstream would get store: false (the gateway keeps the state), and the gateway has no
+    # queued response to poll or cancel: refused before anything is sent.
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=native, input=f"later mock:capture={marker}", background=True)
+    assert refused.value.param == "background" and refused.value.code == "unsupported_parameter"
+    assert captured(mock_upstream, marker, timeout=0.5) == []
+    # The server keeps serving, and background: false is the default.
+    assert "now" in client.responses.create(model=native, input="now", background=False).output_text
+
+
 def test_native_only_features_are_refused_when_translated(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model="via-openai", input="x", tools=[{"type": "web_search_preview"}])

@@ -58,6 +58,10 @@ async def test_listing_shows_only_the_owners_objects_newest_first_in_pages(backe
     assert [r.id for r in page] == ["file-4", "file-3"]
     rest = await store.list_owned(FILE, "acme", "key-a", after="file-3", limit=10)
     assert [r.id for r in rest] == ["file-2", "file-1", "file-0"]
+    oldest = await store.list_owned(FILE, "acme", "key-a", limit=2, newest_first=False)
+    assert [r.id for r in oldest] == ["file-0", "file-1"]
+    later = await store.list_owned(FILE, "acme", "key-a", after="file-1", limit=10, newest_first=False)
+    assert [r.id for r in later] == ["file-2", "file-3", "file-4"]
     batch_files = await store.list_owned(FILE, "acme", "key-a", purpose="batch")
     assert [r.id for r in batch_files] == ["file-3", "file-1"]
     # Another owner's id as a cursor gives nothing (it is not the caller's).

@@ -42,9 +42,9 @@ def receiver(body: bytes, piece: int = 7) -> Any:
     return receive
 
 
-def wav(seconds: float, rate: int = 8000) -> bytes:
+def wav(seconds: float, rate: int = 8000, byte_rate: int | None = None, encoding: int = 1) -> bytes:
     data = b"\0\0" * int(rate * seconds)
-    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    fmt = struct.pack("<HHIIHH", encoding, 1, rate, rate * 2 if byte_rate is None else byte_rate, 2, 16)
     return (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
             + b"data" + struct.pack("<I", len(data)) + data)
 
@@ -116,9 +116,35 @@ def test_form_checks_convert_types_and_name_the_field() -> None:
     assert getattr(failed.value, "param", None) == "n"
 
 
+def test_a_member_name_cannot_name_another_upstream_field() -> None:
+    audio = FilePart.of("a.wav", "audio/wav", b"RIFF")
+    forged = 'chunking_strategy[x]"; name="model'
+    with pytest.raises(Exception, match="unknown parameter") as refused:
+        transcriptions_form({"file": [audio], "model": ["whisper-1"], forged: ["gpt-4o-transcribe"]})
+    assert getattr(refused.value, "code", None) == "unknown_parameter"
+    # The writer escapes quotes and line breaks in names as browsers do, whatever reaches it.
+    body, _, _ = multipart({"model": "whisper-1", forged: "x", 'a\r\nb': "y",
+                                       "file": FilePart.of('q"\r\n.wav', "audio/wav\r\nX-A: 1", b"RIFF")})
+    text = body.read().decode()
+    assert 'name="chunking_strategy[x]%22; name=%22model"' in text
+    assert 'name="a%0D%0Ab"' in text and 'filename="q%22%0D%0A.wav"' in text
+    assert "Content-Type: audio/wavX-A: 1\r\n" in text
+    assert text.count('name="model"') == 1
+
+
 def test_wav_seconds() -> None:
     assert wav_seconds(wav(2.0)) == 2.0
     data = wav(3.0)
     assert wav_seconds(data[:100], len(data)) == 3.0  # from the header and the file's size
     assert wav_seconds(b"ID3not a wav") is None
     assert wav_seconds(b"RIFF\0\0\0\0WAVEdata\0\0\0\0") is None  # no fmt chunk
+
+
+def test_wav_seconds_ignore_the_byte_rate_field_players_ignore() -> None:
+    # The byte-rate field is the caller's to write: the duration is what a decoder plays.
+    assert wav_seconds(wav(3.0, byte_rate=1_600_000)) == 3.0
+    assert wav_seconds(wav(3.0, byte_rate=0xFFFFFFF0)) == 3.0
+    assert wav_seconds(wav(3.0, byte_rate=0)) == 3.0
+    # A compressed encoding (0x55: MP3 in a WAV) has no fixed sample size: not measured.
+    assert wav_seconds(wav(3.0, encoding=0x55)) is None
+    assert wav_seconds(wav(3.0)[:30] + b"\0" * 6, 100) is None  # a fmt chunk cut short

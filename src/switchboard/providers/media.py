@@ -98,15 +98,17 @@ def multipart(fields: JSON) -> tuple[IO[bytes], str, int]:
     repeated fields (names such as ``image[]`` kept as given), other values text."""
     boundary = "switchboard-" + secrets.token_hex(12)
     out = spooled()
-    for name, value in fields.items():
+    for raw_name, value in fields.items():
+        name = _escaped(raw_name)
         for item in value if isinstance(value, list) else [value]:
             if item is None:
                 continue
             out.write(f"--{boundary}\r\n".encode())
             if isinstance(item, FilePart):
-                filename = item.filename.replace('"', "%22").replace("\r", "").replace("\n", "")
+                filename = _escaped(item.filename)
+                kind = item.content_type.replace("\r", "").replace("\n", "")
                 out.write((f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                           f"Content-Type: {item.content_type}\r\n\r\n").encode())
+                           f"Content-Type: {kind}\r\n\r\n").encode())
                 for piece in item.chunks():
                     out.write(piece)
             else:
@@ -117,6 +119,12 @@ def multipart(fields: JSON) -> tuple[IO[bytes], str, int]:
     size = out.tell()
     out.seek(0)
     return out, f"multipart/form-data; boundary={boundary}", size
+
+
+def _escaped(value: str) -> str:
+    """A field or file name inside its quotes, as browsers write it (the HTML standard's
+    multipart/form-data encoding): a quote or a line break cannot end the name early."""
+    return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _text(value: Any) -> str:

@@ -32,6 +32,7 @@ from switchboard.http.asgi import Receive
 from switchboard.http.files import multipart
 from switchboard.http.files.batch_access import BatchAccess
 from switchboard.http.files.costing import BatchPricer
+from switchboard.http.files.expiry import EXPIRY_FIELDS, check_output_expiry, checked_field
 from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
 from switchboard.http.openai_api import parse_json
 from switchboard.routing import prerouting
@@ -166,7 +167,7 @@ class FileService:
                     if part.name in fields:
                         raise InvalidRequest(f"the form field '{part.name}' is given twice", param=part.name,
                                              code="duplicate_parameter")
-                    fields[part.name] = await reader.value(MAX_FIELD_BYTES)
+                    fields[part.name] = checked_field(part.name, await reader.value(MAX_FIELD_BYTES))
                     continue
                 if file_part is not None:
                     raise InvalidRequest("send one file per upload", param="file", code="duplicate_parameter")
@@ -186,12 +187,17 @@ class FileService:
             if purpose not in PURPOSES:
                 raise InvalidRequest(f"unknown purpose '{purpose[:100]}'; expected one of "
                                      f"{', '.join(sorted(PURPOSES))}", param="purpose", code="invalid_value")
+            expiry = [name for name in EXPIRY_FIELDS if name in fields]
+            if len(expiry) == 1:  # both or neither, before the file (fields after it are not sent)
+                missing = next(name for name in EXPIRY_FIELDS if name not in fields)
+                raise InvalidRequest(f"'{expiry[0]}' needs '{missing}' too, before the file", param=missing,
+                                     code="missing_required_parameter")
             upstream = self._choose(ctx, p, fields.get("model"))
             sent = [("purpose", purpose)]
             sent += [(k, v) for k, v in fields.items() if k.startswith("expires_after")]
             boundary_out = multipart.new_boundary()
             failure: list[BaseException] = []
-            data = _from_file(spooled) if spooled is not None else _rest(reader, limit)
+            data = _from_file(spooled) if spooled is not None else _rest(reader, limit, set(fields))
             form = multipart.encode(boundary_out, sent, multipart.safe_filename(file_part.filename),
                                     multipart.safe_content_type(file_part.content_type), data)
             body = _watched(form, failure)
@@ -314,6 +320,9 @@ class FileService:
         if window != "24h":
             raise InvalidRequest("'completion_window' must be '24h'", param="completion_window",
                                  code="invalid_value")
+        expiry = body.get("output_expires_after")
+        if expiry is not None:
+            check_output_expiry(expiry)
         metadata = body.get("metadata")
         if metadata is not None and (not isinstance(metadata, dict) or len(metadata) > 16 or not all(
                 isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
@@ -349,6 +358,11 @@ class FileService:
         return Reply(obj)
 
     # -- ownership ---------------------------------------------------------------------------
+
+    async def check_owned(self, file_id: str, p: Principal, param: str) -> None:
+        """404 unless ``file_id`` is one of the caller's files, as ``GET /v1/files/{id}`` answers:
+        for a model request naming a file (http/files/references.py)."""
+        await self._owned(FILE, file_id, p, param=param)
 
     async def _owned(self, kind: str, object_id: str, p: Principal,
                      param: str | None = None) -> tuple[OwnedObject, Upstream]:
@@ -402,9 +416,13 @@ class FileService:
         after = _first(ctx.params.get("after"))
         if after is not None and not _ID.match(after):
             raise InvalidRequest("'after' is not an id", param="after", code="invalid_value")
+        # OpenAI's files list takes an order (the SDK's files.list(order=...)); its batches list does not.
+        order = _first(ctx.params.get("order")) if kind == FILE else None
+        if order not in (None, "asc", "desc"):
+            raise InvalidRequest("'order' must be 'asc' or 'desc'", param="order", code="invalid_value")
         limit = int(raw)
         rows = await self.store.list_owned(kind, tenant_of(p), owner_of(p), after=after, limit=limit + 1,
-                                           purpose=purpose)
+                                           purpose=purpose, newest_first=order != "asc")
         data = [dict(r.body) for r in rows[:limit]]
         return {"object": "list", "data": data, "has_more": len(rows) > limit,
                 "first_id": data[0].get("id") if data else None,
@@ -540,9 +558,11 @@ async def _from_file(spooled: IO[bytes]) -> AsyncIterator[bytes]:
         yield piece
 
 
-async def _rest(reader: multipart.MultipartReader, limit: int) -> AsyncIterator[bytes]:
+async def _rest(reader: multipart.MultipartReader, limit: int, given: set[str]) -> AsyncIterator[bytes]:
     """The file part's data as it arrives, then the rest of the form checked (fields after the
-    file are not sent on): a caller's error found meanwhile stops the upload."""
+    file are not sent on): a caller's error found meanwhile stops the upload. ``given``: the
+    fields before the file; one of them again is refused as it is before the file, since the
+    value sent on would not be the last one the caller wrote."""
     total = 0
     async for piece in reader.data():
         total += len(piece)
@@ -555,7 +575,11 @@ async def _rest(reader: multipart.MultipartReader, limit: int) -> AsyncIterator[
         if part.name not in _FORM_FIELDS:
             raise InvalidRequest(f"unknown form field '{part.name[:100]}'", param=part.name[:100],
                                  code="unknown_parameter")
-        await reader.value(MAX_FIELD_BYTES)
+        if part.name in given:
+            raise InvalidRequest(f"the form field '{part.name}' is given twice", param=part.name,
+                                 code="duplicate_parameter")
+        given.add(part.name)
+        checked_field(part.name, await reader.value(MAX_FIELD_BYTES))
 
 
 async def _watched(body: AsyncIterator[bytes], failure: list[BaseException]) -> AsyncIterator[bytes]:

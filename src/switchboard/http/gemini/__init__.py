@@ -4,6 +4,6 @@ for the field mapping and its limits.
 """
 
 from switchboard.http.gemini.api import METHODS, GeminiGenerate
-from switchboard.http.gemini.routes import GeminiRoutes, is_gemini
+from switchboard.http.gemini.routes import GEMINI_ONLY_PREFIX, GeminiRoutes, is_gemini
 
-__all__ = ["METHODS", "GeminiGenerate", "GeminiRoutes", "is_gemini"]
+__all__ = ["GEMINI_ONLY_PREFIX", "METHODS", "GeminiGenerate", "GeminiRoutes", "is_gemini"]

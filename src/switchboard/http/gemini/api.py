@@ -74,6 +74,8 @@ class _GoogleErrors:
 
     def encode_error(self, error: GatewayError) -> bytes:
         name_as_sent(error, CALLER_PARAMS)
+        if error.code == "missing_api_key":  # the hint in the way Gemini clients send a key
+            error.message = "missing API key: send it as 'x-goog-api-key: <key>' (or '?key=<key>' in the URL)"
         return errors.encode_error(error)
 
     def encode_stream_error(self, error: GatewayError) -> bytes:

@@ -11,14 +11,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
-from switchboard.errors import NotFound
+from switchboard.errors import GatewayError, NotFound
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, header_dict, send_bytes
 from switchboard.http.endpoint import request_id
+from switchboard.http.errors import MethodNotAllowed
 from switchboard.http.gemini.api import PREFIXES, split_path
 from switchboard.http.gemini.errors import encode_error
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _CREDENTIALS = (b"authorization", b"x-api-key", b"x-goog-api-key")
+
+
+# Only the Gemini API lives under /v1beta/ (/v1/models/... is shared with OpenAI's model reads).
+GEMINI_ONLY_PREFIX = "/v1beta/"
 
 
 def is_gemini(method: str, path: str) -> bool:
@@ -54,7 +59,26 @@ class GeminiRoutes:
             return
         shown = method if len(method) <= 60 else method[:60] + "..."
         known = ", ".join(self._endpoints)
-        err = NotFound(f"method '{shown}' is not served for Gemini models; the methods are: {known}",
-                       code="unknown_url")
-        rid = request_id(header_dict(scope))
-        await send_bytes(send, err.status, encode_error(err), [(b"x-request-id", rid.encode())], JSON_CT)
+        await _answer(scope, send, NotFound(f"method '{shown}' is not served for Gemini models; the methods "
+                                            f"are: {known}", code="unknown_url"))
+
+    async def not_served(self, scope: Scope, send: Send) -> None:
+        """Anything else under ``/v1beta/`` (a GET of a method, listing models, files, caches...):
+        answered in Google's error shape, which is what a Gemini client reads there."""
+        _, method = split_path(scope["path"])
+        if method in self._endpoints:
+            await _answer(scope, send, MethodNotAllowed(f"{method} is called with POST"),
+                          [(b"allow", b"POST")])
+            return
+        known = ", ".join(self._endpoints)
+        shown = scope["path"][:200]
+        await _answer(scope, send, NotFound(
+            f"{scope['method']} {shown} is not served: the Gemini API here is POST "
+            f"/v1beta/models/{{model}}:{{method}}, the methods being {known}", code="unknown_url"))
+
+
+async def _answer(scope: Scope, send: Send, err: GatewayError,
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    rid = request_id(header_dict(scope))
+    await send_bytes(send, err.status, encode_error(err), [(b"x-request-id", rid.encode()), *(headers or ())],
+                     JSON_CT)

@@ -14,6 +14,7 @@ the upstream sends them by :class:`RelayEndpoint`.
 from __future__ import annotations
 
 import logging
+import re
 import struct
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
@@ -196,17 +197,25 @@ def _convert(name: str, kind: FieldKind, values: list[str | FilePart]) -> Any:
     return text
 
 
+# An object's member as a form field: chunking_strategy[type], chunking_strategy[prefix_padding_ms].
+_MEMBER = re.compile(r"^[a-z_]{1,64}\[[A-Za-z0-9_]{1,64}\]$")
+
+
 def _check_form(form: Form, kinds: dict[str, FieldKind], spec: dict[str, Check], required: tuple[str, ...],
                 aliases: dict[str, str] | None = None) -> JSON:
     out: JSON = {}
     for raw_name, values in form.items():
         name = (aliases or {}).get(raw_name, raw_name)
-        if name not in kinds and kinds.get(raw_name.split("[", 1)[0]) == "object":
+        # Only a member name of plain characters is passed on: the name is written into the
+        # upstream's form, where a quote would let it name another field (a second 'model').
+        if (name not in kinds and _MEMBER.match(raw_name)
+                and kinds.get(raw_name.split("[", 1)[0]) == "object"):
             # an object's members as the SDKs send them (chunking_strategy[type]=server_vad)
             out[raw_name] = _convert(raw_name, "text", values)
             continue
         if name not in kinds:
-            raise _refuse(f"unknown parameter '{raw_name}'", raw_name, "unknown_parameter")
+            shown = raw_name[:100]
+            raise _refuse(f"unknown parameter '{shown}'", shown, "unknown_parameter")
         value = _convert(name, kinds[name], values)
         if name in out and kinds[name] == "files":
             out[name] = [*out[name], *value]
@@ -274,18 +283,30 @@ def translations_form(form: Form) -> JSON:
 WAV_HEADER_BYTES = 64 * 1024
 
 
+# WAV encodings whose samples have a fixed size: PCM, IEEE float, A-law, mu-law, extensible.
+_FIXED_SIZE_WAV = frozenset({1, 3, 6, 7, 0xFFFE})
+
+
 def wav_seconds(data: bytes, size: int | None = None) -> float | None:
-    """The duration of a PCM WAV file from its header (the data chunk's size over the byte rate),
-    or None for anything else: the measure used when the upstream does not report seconds.
-    ``data`` is the file's start; ``size`` its whole length (the data chunk ends there at most)."""
+    """The duration of a PCM WAV file from its header (the data chunk's size over the bytes a
+    player consumes per second), or None for anything else: the measure billed when the upstream
+    does not report seconds. ``data`` is the file's start; ``size`` its whole length (the data
+    chunk ends there at most).
+
+    The rate is the sample rate times the channels times the sample size, what a decoder plays:
+    the header's own byte-rate field is redundant, unused by decoders and set at will by whoever
+    wrote the file, so it would let a caller bill a minute of audio as a second."""
     total = len(data) if size is None else size
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
     pos, byte_rate = 12, 0
     while pos + 8 <= len(data):
         kind, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        if kind == b"fmt " and size >= 16 and pos + 16 <= len(data):
-            byte_rate = struct.unpack_from("<I", data, pos + 16)[0]
+        if kind == b"fmt " and size >= 16 and pos + 24 <= len(data):
+            encoding, channels, rate = struct.unpack_from("<HHI", data, pos + 8)
+            bits = struct.unpack_from("<H", data, pos + 22)[0]
+            if encoding in _FIXED_SIZE_WAV:
+                byte_rate = rate * channels * ((bits + 7) // 8)
         elif kind == b"data":
             if not byte_rate:
                 return None

@@ -477,7 +477,11 @@ def _kept(body: JSON) -> None:
         if body.get(name) is not None and not isinstance(body[name], bool):
             raise fail(name, f"Invalid type for '{name}': expected a boolean.", "invalid_type")
     if body.get("background"):
-        raise unsupported("background", "background mode")
+        # Refused on every deployment, native ones too: the gateway keeps each response's state
+        # and answers it within its request (a native upstream gets store: false, which OpenAI's
+        # background mode refuses), so there is no queued response to poll or cancel.
+        raise fail("background", "background mode is not supported by the gateway: every response is "
+                   "answered within its request; send it without 'background'", "unsupported_parameter")
     truncation = body.get("truncation")
     if truncation not in (None, "disabled"):
         if truncation == "auto":

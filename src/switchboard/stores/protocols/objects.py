@@ -42,8 +42,10 @@ class FileStore(Protocol):
     async def get(self, kind: str, object_id: str) -> OwnedObject | None: ...
 
     async def list_owned(self, kind: str, tenant_id: str, owner: str, *, after: str | None = None,
-                         limit: int = 20, purpose: str | None = None) -> list[OwnedObject]:
-        """The owner's objects, newest first; ``after``: those created before that id."""
+                         limit: int = 20, purpose: str | None = None,
+                         newest_first: bool = True) -> list[OwnedObject]:
+        """The owner's objects, newest first (else oldest first); ``after``: those that come
+        after that id in that order."""
 
     async def update(self, kind: str, object_id: str, body: Mapping[str, Any], status: str | None) -> None:
         """The upstream's object as now seen."""

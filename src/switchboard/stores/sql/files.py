@@ -49,7 +49,8 @@ class SqlFileStore:
         return None if row is None else _record(row)
 
     async def list_owned(self, kind: str, tenant_id: str, owner: str, *, after: str | None = None,
-                         limit: int = 20, purpose: str | None = None) -> list[OwnedObject]:
+                         limit: int = 20, purpose: str | None = None,
+                         newest_first: bool = True) -> list[OwnedObject]:
         where = [t.c.kind == kind, t.c.tenant_id == tenant_id, t.c.owner == owner]
         if purpose is not None:
             where.append(t.c.purpose == purpose)
@@ -60,9 +61,15 @@ class SqlFileStore:
                 ))).first()
                 if cursor is None:
                     return []
-                where.append(sa.or_(t.c.created_at < cursor[0],
-                                    sa.and_(t.c.created_at == cursor[0], t.c.id < after)))
-            query = sa.select(t).where(*where).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
+                if newest_first:
+                    where.append(sa.or_(t.c.created_at < cursor[0],
+                                        sa.and_(t.c.created_at == cursor[0], t.c.id < after)))
+                else:
+                    where.append(sa.or_(t.c.created_at > cursor[0],
+                                        sa.and_(t.c.created_at == cursor[0], t.c.id > after)))
+            order = ((t.c.created_at.desc(), t.c.id.desc()) if newest_first
+                     else (t.c.created_at.asc(), t.c.id.asc()))
+            query = sa.select(t).where(*where).order_by(*order).limit(limit)
             return [_record(row) for row in await conn.execute(query)]
 
     async def update(self, kind: str, object_id: str, body: Mapping[str, Any], status: str | None) -> None:

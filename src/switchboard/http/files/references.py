@@ -1,0 +1,83 @@
+"""Files named by id inside a model request: only the caller's own.
+
+A chat completion's ``file`` part (``{"type": "file", "file": {"file_id"}}``) and a Responses
+request's ``input_file`` / ``input_image`` part with a ``file_id`` make the upstream read a file
+of the gateway's own account there, whoever uploaded it. ``/v1/files`` answers another caller's
+file id 404 as if it did not exist (docs/api-files.md); a request naming one is refused the same
+way, before anything is sent. Requests that name no file (nearly all) cost a walk over their
+content parts and no read; each named file is one primary-key read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from switchboard.context import RequestContext, Result
+from switchboard.errors import InvalidRequest
+from switchboard.http.files.service import FileService
+from switchboard.pipeline.chain import Handler
+
+MAX_NAMED = 64  # distinct file ids one request may name (each is a read)
+
+
+def _chat_files(messages: Any) -> Iterator[tuple[str, str]]:
+    """(file id, param) of the canonical messages' ``file`` parts."""
+    if not isinstance(messages, list):
+        return
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            if isinstance(part, dict) and part.get("type") == "file" and isinstance(part.get("file"), dict):
+                file_id = part["file"].get("file_id")
+                if file_id is not None:
+                    yield file_id, f"messages[{i}].content[{j}].file.file_id"
+
+
+def _responses_files(items: Any) -> Iterator[tuple[str, str]]:
+    """(file id, param) of a Responses request's input parts (``input_file``, ``input_image``)."""
+    if not isinstance(items, list):
+        return
+    for i, item in enumerate(items):
+        content = item.get("content") if isinstance(item, dict) else None
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            if isinstance(part, dict) and part.get("file_id") is not None:
+                yield part["file_id"], f"input[{i}].content[{j}].file_id"
+
+
+class FileReferenceStage:
+    """After decoding: every file id the request names is the caller's, else 404 ``not_found``.
+    ``raw_input``: the Responses request's own ``input`` (its file parts reach a native
+    deployment as written, not through the canonical messages)."""
+
+    name = "file_references"
+
+    def __init__(self, files: FileService,
+                 raw_input: Callable[[RequestContext], Any] | None = None) -> None:
+        self._files = files
+        self._raw_input = raw_input
+
+    async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
+        named = list(_chat_files(ctx.request.get("messages")))
+        if self._raw_input is not None:
+            named += _responses_files(self._raw_input(ctx))
+        if named:
+            await self._check(ctx, named)
+        return await call_next(ctx)
+
+    async def _check(self, ctx: RequestContext, named: list[tuple[str, str]]) -> None:
+        assert ctx.principal is not None  # after authentication
+        seen: set[str] = set()
+        for file_id, param in named:
+            if not isinstance(file_id, str):
+                continue  # the request's own validation names a wrong type
+            if file_id not in seen:
+                if len(seen) == MAX_NAMED:
+                    raise InvalidRequest(f"a request may name at most {MAX_NAMED} files", param=param,
+                                         code="invalid_value")
+                seen.add(file_id)
+                await self._files.check_owned(file_id, ctx.principal, param)
