@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.e2e.sdk import ask, stream_text
+from switchboard.access.oidc import issuer_tag
 from tests.oidc_provider import BAD, IdentityProvider, bad_tokens, new_key
 from tests.servers import Gateway, Mock, free_port, openai_config, spawn, start_gateway
 from tests.services import Postgres, RedisServer
@@ -119,6 +120,7 @@ def deployment(
         config["redis"] = {"url": redis.url}
     down_issuer = f"http://127.0.0.1:{free_port()}/nobody"
     config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer)
+    config["files"] = {"provider": "local-openai"}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))
     deployment = Deployment(request.param, gw, down_issuer)
     yield deployment
@@ -168,12 +170,13 @@ def test_roles_and_tenants_from_claims_decide_the_admin_api(
     created = deployment.admin("POST", "/keys", acme_admin, json={"models": ["gpt-4o-mini"], "name": "ci"})
     assert created.status_code == 201, created.text
     key = created.json()
-    assert (key["tenant"], key["created_by"]) == ("acme", "oidc:kc-alice")
+    alice = f"oidc:{issuer_tag(idp.issuer)}:kc-alice"
+    assert (key["tenant"], key["created_by"]) == ("acme", alice)
     # The audit log records the JWT caller with its role, in its tenant.
     audit = deployment.admin("GET", "/audit", acme_admin, params={"resource_id": key["id"]})
     assert audit.status_code == 200, audit.text
     [entry] = audit.json()["data"]
-    assert (entry["actor"], entry["actor_role"]) == ("oidc:kc-alice", "tenant_admin")
+    assert (entry["actor"], entry["actor_role"]) == (alice, "tenant_admin")
     assert entry["action"] == "key.create"
     # Another tenant's admin sees neither the key nor its audit entry.
     globex_admin = idp.token(sub="kc-bob", **person(roles=("sb-admin",), tenant="globex"))
@@ -223,6 +226,24 @@ def test_jwt_callers_manage_the_tenant_their_claims_name(
     assert (own.json()["tenant"], own.json()["team"], own.json()["user"]) == ("initech", "t-9", "erin")
     other = deployment.admin("POST", "/keys", dev, json={"models": ["*"], "user": user.json()["id"]})
     assert _code(other) == (404, "user_not_found")
+
+
+def test_the_same_subject_at_two_issuers_owns_nothing_of_the_other(
+    deployment: Deployment, idp: IdentityProvider, partner: IdentityProvider
+) -> None:
+    """``sub`` is unique only within its issuer: two providers' "sam" in one tenant are two
+    callers, and neither sees the other's files."""
+    sub = f"sam-{uuid.uuid4().hex[:6]}"
+    staff = deployment.sdk(idp.token(sub=sub, **person(tenant="partners")))
+    contractor = deployment.sdk(partner.token(sub=sub))
+    mine = staff.files.create(file=("in.jsonl", b'{"secret": "payroll"}\n'), purpose="batch")
+    theirs = contractor.files.create(file=("in.jsonl", b'{"x": 1}\n'), purpose="batch")
+    assert [f.id for f in staff.files.list()] == [mine.id]
+    assert [f.id for f in contractor.files.list()] == [theirs.id]
+    with pytest.raises(openai.NotFoundError):
+        contractor.files.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        contractor.files.content(mine.id)
 
 
 @pytest.mark.parametrize("name", BAD)

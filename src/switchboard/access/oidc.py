@@ -103,6 +103,9 @@ class _Issuer:
         self.algorithms = frozenset(config.algorithms)
         self.secret = config.shared_secret.get_secret_value().encode() if config.shared_secret else None
         self.models = None if config.models == ["*"] else tuple(config.models)
+        # A subject is unique only within its issuer (OIDC: iss + sub), so callers' ids carry
+        # the issuer: "alice" of one provider never owns what "alice" of another created.
+        self.tag = issuer_tag(config.issuer)
         self._jwks_uri = config.jwks_url
         self._keys: dict[str, dict[str, Any]] = {}
         self._unnamed: list[dict[str, Any]] = []
@@ -425,7 +428,8 @@ class OidcVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise TokenRefused("token_claims_invalid", "the token lacks the 'sub' claim")
-        principal_id = "oidc:" + _bounded(sub, PRINCIPAL_ID_MAX - len("oidc:"))
+        prefix = f"oidc:{issuer.tag}:"
+        principal_id = prefix + _bounded(sub, PRINCIPAL_ID_MAX - len(prefix))
         tenant = config.tenant
         if mapping.tenant is not None:
             tenant = _mapped(claims, mapping.tenant, "tenant", _IDENT, required=True)
@@ -457,6 +461,11 @@ class OidcVerifier:
                 "the token carries no role this gateway maps", code="token_role_not_mapped"
             )
         return config.default_role
+
+
+def issuer_tag(issuer: str) -> str:
+    """A short stable name of an issuer for callers' ids: 8 hex digits of its URL's SHA-256."""
+    return hashlib.sha256(issuer.encode()).hexdigest()[:8]
 
 
 def _bounded(value: str, limit: int) -> str:

@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from switchboard.access import roles
-from switchboard.access.oidc import OidcVerifier, claim, looks_like_jwt
+from switchboard.access.oidc import OidcVerifier, claim, issuer_tag, looks_like_jwt
 from switchboard.config.schema import AuthConfig, OidcIssuerConfig, RoleName
 from switchboard.errors import GatewayError
 from switchboard.pipeline.auth import Authenticator
@@ -77,7 +77,7 @@ async def refused(v: OidcVerifier, token: str) -> GatewayError:
 async def test_a_token_becomes_the_principal_its_claims_say(idp: IdentityProvider) -> None:
     async with verifier(issuer_config(idp)) as v:
         principal = await v.verify(idp.token(**person(sub="f81d4fae-7dec")))
-    assert principal.id == "oidc:f81d4fae-7dec"
+    assert principal.id == f"oidc:{issuer_tag(idp.issuer)}:f81d4fae-7dec"
     mapped = (principal.tenant_id, principal.team_id, principal.user_id)
     assert mapped == ("acme", "team-a", "alice@acme.test")
     assert principal.role == "developer" and principal.key_id is None
@@ -115,7 +115,21 @@ async def test_a_long_subject_gets_a_bounded_stable_id(idp: IdentityProvider) ->
     async with verifier(issuer_config(idp, claims={})) as v:
         first = await v.verify(idp.token(sub="s" * 300))
         second = await v.verify(idp.token(sub="s" * 300, jti="other"))
-    assert first.id == second.id and first.id.startswith("oidc:~") and len(first.id) <= 64
+    tag = issuer_tag(idp.issuer)
+    assert first.id == second.id and first.id.startswith(f"oidc:{tag}:~") and len(first.id) <= 64
+
+
+async def test_the_same_subject_of_two_issuers_is_two_callers(idp: IdentityProvider) -> None:
+    """``sub`` is unique only within its issuer: ids (owners of files, batches, sessions) differ."""
+    other = IdentityProvider(realm="/realms/other").start()
+    try:
+        async with verifier(issuer_config(idp), issuer_config(other)) as v:
+            first = await v.verify(idp.token(**person(sub="alice")))
+            second = await v.verify(other.token(**person(sub="alice")))
+    finally:
+        other.stop()
+    assert first.id != second.id
+    assert first.id.endswith(":alice") and second.id.endswith(":alice")
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "EdDSA", "PS256"])
