@@ -116,14 +116,12 @@ def _needs_approval(request: Request, model: str) -> bool | None:
     stage reads it; an alias is no model of its own."""
     routing = request.app.state.services.routing
     if routing is None:  # no live table: the configured models
-        for m in request.app.state.services.settings.models:
-            if m.name == model:
-                return bool(m.require_approval)
-        return None
+        flags = [m.require_approval for m in request.app.state.services.settings.models if m.name == model]
+        return any(flags) if flags else None  # any deployment of the group: as the stage decides
     group = routing.current.groups.get(model)
     if group is None or group.name != model:
         return None
-    return any(route.target.require_approval for route in group.deployments)
+    return group.require_approval
 
 
 async def _team_known(request: Request, access: Access, tenant: str, team: str) -> bool:
