@@ -74,6 +74,7 @@ class IdentityProvider:
         self.keys: list[SigningKey] = [new_key(alg)]
         self.hits: Counter[str] = Counter()
         self.down = False  # answer 503 to everything
+        self.delay = 0.0  # seconds to wait before answering (a provider that hangs)
         self.jwks_body: bytes | None = None  # served instead of the keys' JWKS when set
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +133,10 @@ class IdentityProvider:
     async def _jwks(self, request: web.Request) -> web.Response:
         with self._lock:
             self.hits["jwks"] += 1
+            delay = self.delay
+        if delay:
+            await asyncio.sleep(delay)
+        with self._lock:
             if self.down:
                 return web.json_response({"error": "down"}, status=503)
             if self.jwks_body is not None:

@@ -13,7 +13,8 @@ Bounds, so neither callers nor a slow identity provider can hurt the gateway:
   for it. A token naming a ``kid`` the cached set lacks
   refetches it at most once per ``jwks_refetch_cooldown_seconds`` (key rotation: the new key is
   found; a made-up kid costs the provider nothing more); a failed fetch is retried at most every
-  few seconds, and the keys last fetched stay in use meanwhile.
+  few seconds, and the keys last fetched stay in use meanwhile. Once keys are held, an expired
+  set is refetched in the background: no caller waits on a slow provider for keys it has.
 - Keys from the JWKS are never used as HMAC secrets (HS* verifies with ``shared_secret`` only),
   a key must fit the algorithm (RSA for RS*/PS*, the matching EC curve for ES*, OKP for EdDSA),
   and URLs in a token's header (``jku``, ``x5u``) are ignored.
@@ -124,7 +125,13 @@ class _Issuer:
         now = self._clock()
         stale = self._fetched_at is None or now - self._fetched_at >= self.config.jwks_cache_seconds
         if stale and self._may_fetch(now, 0.0):
-            await self._refresh()
+            if self._fetched_at is None:
+                await self._refresh()  # no keys yet: nothing to verify with until it answers
+            else:
+                # Keys held: refresh in the background and verify with them meanwhile, so a
+                # provider that hangs costs callers nothing (a withdrawn key drops its tokens
+                # once the fetch lands; an unknown kid below still waits for it).
+                self._start_fetch()
         if self._fetched_at is None:
             raise OidcUnavailable(
                 f"the identity provider {self.config.issuer} could not be reached for its signing keys"

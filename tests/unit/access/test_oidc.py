@@ -4,10 +4,12 @@ provider, and the verified-token cache."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, get_args
 
@@ -259,9 +261,38 @@ async def test_an_unreachable_provider(idp: IdentityProvider) -> None:
             idp.down = True
             clock.now += 601
             assert (await v.verify(idp.token(jti="later", **person()))).tenant_id == "acme"
-            assert issuer.fetches == 3
+            await until(lambda: issuer.fetches == 3)  # the refetch, in the background
     finally:
         idp.down = False
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_expired_key_set_is_refetched_without_holding_callers(idp: IdentityProvider) -> None:
+    """A provider that hangs once the keys are held: tokens are still verified at once with the
+    keys held, while one refetch runs in the background (bounded by its timeout)."""
+    clock = Clock(1000.0)
+    config = issuer_config(idp, http_timeout_seconds=3, jwks_refetch_cooldown_seconds=1)
+    async with verifier(config, monotonic=clock) as v:
+        assert (await v.verify(idp.token(**person()))).tenant_id == "acme"
+        issuer = v.issuer(idp.issuer)
+        assert issuer is not None and issuer.fetches == 1
+        idp.delay = 4.0
+        try:
+            clock.now += 601  # past jwks_cache_seconds
+            started = time.monotonic()
+            for i in range(5):
+                assert (await v.verify(idp.token(jti=f"t{i}", **person()))).tenant_id == "acme"
+            assert time.monotonic() - started < 1.0
+            await until(lambda: issuer.fetches == 2)  # one refetch for all of them
+            assert issuer.fetches == 2
+        finally:
+            idp.delay = 0.0
 
 
 def _jwks_with(*keys: dict[str, Any]) -> bytes:
