@@ -23,7 +23,7 @@ import yaml
 from tests.e2e.sdk import ask, stream_text
 from switchboard.access.oidc import issuer_tag
 from tests.oidc_provider import BAD, IdentityProvider, bad_tokens, new_key
-from tests.servers import Gateway, Mock, free_port, openai_config, spawn, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, spawn, start_gateway
 from tests.services import Postgres, RedisServer
 
 COOLDOWN = 2.0  # jwks_refetch_cooldown_seconds of the Keycloak-style issuer
@@ -244,6 +244,30 @@ def test_the_same_subject_at_two_issuers_owns_nothing_of_the_other(
         contractor.files.retrieve(mine.id)
     with pytest.raises(openai.NotFoundError):
         contractor.files.content(mine.id)
+
+
+def test_a_team_claim_naming_another_tenants_team_is_refused(
+    deployment: Deployment, idp: IdentityProvider
+) -> None:
+    """A token's team need not have a record, but one of another tenant would let its caller
+    file users, keys and subscriptions of its tenant under that team: refused, 401."""
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    tenant = f"globex-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", headers=master, timeout=10,
+                      json={"id": tenant, "name": "Globex"})
+    assert made.status_code == 201, made.text
+    team = httpx.post(f"{deployment.gateway.url}/admin/v1/teams", headers=master, timeout=10,
+                      json={"name": "search", "tenant": tenant}).json()["id"]
+    lead = idp.token(sub="kc-mallory", **person(roles=("sb-team-admin",), team=team))  # tenant acme
+    for resp in (deployment.models(lead),
+                 deployment.admin("POST", "/users", lead, json={"name": "x", "role": "developer"}),
+                 deployment.admin("POST", "/keys", lead, json={"models": ["gpt-4o-mini"]})):
+        assert _code(resp) == (401, "token_claims_invalid"), resp.text
+    # The same team with its own tenant's claim is that team's admin.
+    own = idp.token(sub="kc-grace", **person(roles=("sb-team-admin",), team=team, tenant=tenant))
+    key = deployment.admin("POST", "/keys", own, json={"models": ["gpt-4o-mini"]})
+    assert key.status_code == 201 and (key.json()["tenant"], key.json()["team"]) == (tenant, team)
+    assert deployment.serving(idp)
 
 
 @pytest.mark.parametrize("name", BAD)

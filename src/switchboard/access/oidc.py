@@ -344,7 +344,8 @@ class OidcVerifier:
         self._http: aiohttp.ClientSession | None = None
         self.verifications = 0  # signatures checked, for tests and metrics
         # The residency policy of a tenant and team (the intersection of their allowed regions),
-        # set once the stores are open; read with each token verified and cached with it.
+        # set once the stores are open; read with each token verified and cached with it. It
+        # raises TokenRefused for a team claim that names another tenant's team.
         self.regions: Callable[[str | None, str | None], Awaitable[frozenset[str] | None]] | None = None
 
     def issuer(self, name: str) -> _Issuer | None:
