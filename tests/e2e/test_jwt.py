@@ -281,6 +281,13 @@ def test_each_bad_token_gets_its_code_and_the_server_keeps_serving(
     assert deployment.serving(idp)
 
 
+def test_a_token_that_expires_beyond_any_clock_is_served(deployment: Deployment, idp: IdentityProvider) -> None:
+    """An ``exp`` past a float's range is a valid (very distant) time, not a crash."""
+    resp = deployment.models(idp.token(exp=10**400, **person()))
+    assert resp.status_code == 200, resp.text
+    assert [m["id"] for m in resp.json()["data"]] == ["gpt-4o-mini", "text-embedding-3-small"]
+
+
 def test_a_token_whose_role_maps_to_nothing_is_403(deployment: Deployment, idp: IdentityProvider) -> None:
     with pytest.raises(openai.PermissionDeniedError) as denied:
         deployment.sdk(idp.token(**person(roles=("sb-unknown",)))).models.list()

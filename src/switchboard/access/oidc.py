@@ -422,12 +422,21 @@ class OidcVerifier:
                 leeway=config.leeway_seconds,
                 options={"require": ["exp", "iss", "aud"]},
             )
+        except jwt.DecodeError as exc:
+            if isinstance(exc, jwt.InvalidSignatureError):
+                raise _refusal(exc) from None
+            # The token parsed above and its signature verified: what PyJWT could not read
+            # is a time claim (exp, nbf) that is not a number.
+            raise TokenRefused("token_claims_invalid", "the token's 'exp' or 'nbf' claim is not a number") from None
         except jwt.PyJWTError as exc:
             raise _refusal(exc) from None
         principal = self._principal(issuer, claims)
         if self.regions is not None:
             principal.allowed_regions = await self.regions(principal.tenant_id, principal.team_id)
-        until = min(float(claims["exp"]), self._clock() + config.token_cache_seconds)
+        until = self._clock() + config.token_cache_seconds
+        exp = claims["exp"]
+        if exp < until:  # compared as is: an exp beyond a float's range is simply far away
+            until = float(exp)
         return principal, until
 
     def _principal(self, issuer: _Issuer, claims: dict[str, Any]) -> Principal:
