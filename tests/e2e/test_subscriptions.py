@@ -333,6 +333,11 @@ def test_bad_decisions_and_queries_are_400(deployment: Deployment) -> None:
     for params, param in bad_queries:
         resp = httpx.get(deployment.subs, headers=ADMIN, params=params, timeout=10)
         cases.append((resp, param, "invalid_value"))
+    # A misspelt filter or one given twice is not ignored (that would list what was not asked).
+    misspelt = httpx.get(deployment.subs, headers=ADMIN, params={"statuss": "approved"}, timeout=10)
+    cases.append((misspelt, "statuss", "unknown_parameter"))
+    twice = httpx.get(f"{deployment.subs}?status=approved&status=pending", headers=ADMIN, timeout=10)
+    cases.append((twice, "status", "invalid_value"))
     for resp, param, code in cases:
         assert resp.status_code == 400, resp.text
         assert (resp.json()["error"]["param"], resp.json()["error"]["code"]) == (param, code)
