@@ -478,7 +478,9 @@ class Gateway:
             return None
         group = await self.stores.tenancy.find_team(team) if team is not None else None
         if group is not None and group.tenant_id != (tenant or "default"):
-            raise TokenRefused("token_claims_invalid", "the token's team claim names a team of another tenant")
+            raise TokenRefused(
+                "token_claims_invalid", "the token's team claim names a team of another tenant"
+            )
         if tenant is None:
             return None
         found = await self.stores.tenancy.get_tenant(tenant)

@@ -20,8 +20,8 @@ import openai
 import pytest
 import yaml
 
-from tests.e2e.sdk import ask, stream_text
 from switchboard.access.oidc import issuer_tag
+from tests.e2e.sdk import ask, stream_text
 from tests.oidc_provider import BAD, IdentityProvider, bad_tokens, new_key
 from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, spawn, start_gateway
 from tests.services import Postgres, RedisServer
@@ -281,7 +281,9 @@ def test_each_bad_token_gets_its_code_and_the_server_keeps_serving(
     assert deployment.serving(idp)
 
 
-def test_a_token_that_expires_beyond_any_clock_is_served(deployment: Deployment, idp: IdentityProvider) -> None:
+def test_a_token_that_expires_beyond_any_clock_is_served(
+    deployment: Deployment, idp: IdentityProvider
+) -> None:
     """An ``exp`` past a float's range is a valid (very distant) time, not a crash."""
     resp = deployment.models(idp.token(exp=10**400, **person()))
     assert resp.status_code == 200, resp.text

@@ -427,7 +427,9 @@ class OidcVerifier:
                 raise _refusal(exc) from None
             # The token parsed above and its signature verified: what PyJWT could not read
             # is a time claim (exp, nbf) that is not a number.
-            raise TokenRefused("token_claims_invalid", "the token's 'exp' or 'nbf' claim is not a number") from None
+            raise TokenRefused(
+                "token_claims_invalid", "the token's 'exp' or 'nbf' claim is not a number"
+            ) from None
         except jwt.PyJWTError as exc:
             raise _refusal(exc) from None
         principal = self._principal(issuer, claims)
