@@ -46,7 +46,16 @@ def partner() -> Iterator[IdentityProvider]:
     provider.stop()
 
 
-def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: str) -> list[dict[str, Any]]:
+@pytest.fixture(scope="module")
+def slow() -> Iterator[IdentityProvider]:
+    """A provider whose key set expires every second: the test makes it hang."""
+    provider = IdentityProvider(realm="/slow").start()
+    yield provider
+    provider.stop()
+
+
+def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: str,
+                slow: IdentityProvider) -> list[dict[str, Any]]:
     return [
         {
             "issuer": idp.issuer,
@@ -71,6 +80,8 @@ def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: s
         },
         # An identity provider nobody answers for.
         {"issuer": down_issuer, "audience": "switchboard", "http_timeout_seconds": 2},
+        {"issuer": slow.issuer, "audience": "switchboard", "tenant": "slowpoke", "jwks_cache_seconds": 1,
+         "http_timeout_seconds": 3, "token_cache_seconds": 0},
     ]
 
 
@@ -110,6 +121,7 @@ def deployment(
     mock_upstream: Mock,
     idp: IdentityProvider,
     partner: IdentityProvider,
+    slow: IdentityProvider,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
@@ -119,7 +131,7 @@ def deployment(
         config["database"] = {"url": postgres.create_database(f"jwt_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
     down_issuer = f"http://127.0.0.1:{free_port()}/nobody"
-    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer)
+    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow)
     config["files"] = {"provider": "local-openai"}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))
     deployment = Deployment(request.param, gw, down_issuer)
@@ -311,6 +323,29 @@ def test_an_unreachable_identity_provider_is_503(deployment: Deployment, idp: Id
         resp = deployment.models(token)
         assert _code(resp) == (503, "oidc_unavailable"), resp.text
     assert deployment.serving(idp)
+
+
+def test_a_hanging_provider_does_not_hold_up_callers_whose_keys_are_held(
+    deployment: Deployment, slow: IdentityProvider
+) -> None:
+    """Once the keys are held, an expired key set is refetched in the background: new tokens
+    are answered at once with the keys held, however long the provider takes."""
+    assert deployment.models(slow.token(jti=uuid.uuid4().hex)).status_code == 200
+    fetches = slow.jwks_fetches
+    slow.delay = 5.0
+    try:
+        deadline = time.monotonic() + 15
+        while slow.jwks_fetches == fetches:  # until a refetch of the expired set is under way
+            assert time.monotonic() < deadline, "the key set was never refetched"
+            started = time.monotonic()
+            resp = deployment.models(slow.token(jti=uuid.uuid4().hex))
+            assert resp.status_code == 200, resp.text
+            assert time.monotonic() - started < 1.5
+        started = time.monotonic()
+        assert deployment.models(slow.token(jti=uuid.uuid4().hex)).status_code == 200
+        assert time.monotonic() - started < 1.5
+    finally:
+        slow.delay = 0.0
 
 
 def test_made_up_key_ids_do_not_hammer_the_identity_provider(
