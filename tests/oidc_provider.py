@@ -74,6 +74,7 @@ class IdentityProvider:
         self.keys: list[SigningKey] = [new_key(alg)]
         self.hits: Counter[str] = Counter()
         self.down = False  # answer 503 to everything
+        self.delay = 0.0  # seconds to wait before answering (a provider that hangs)
         self.jwks_body: bytes | None = None  # served instead of the keys' JWKS when set
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +133,10 @@ class IdentityProvider:
     async def _jwks(self, request: web.Request) -> web.Response:
         with self._lock:
             self.hits["jwks"] += 1
+            delay = self.delay
+        if delay:
+            await asyncio.sleep(delay)
+        with self._lock:
             if self.down:
                 return web.json_response({"error": "down"}, status=503)
             if self.jwks_body is not None:
@@ -237,6 +242,8 @@ def bad_tokens(idp: IdentityProvider, person: dict[str, Any]) -> dict[str, tuple
         "unusable tenant": (idp.token(**{**person, "tenant": "a b"}), "token_claims_invalid"),
         "no sub": (idp.token(sub=None, **person), "token_claims_invalid"),
         "no exp": (idp.token(exp=None, **person), "token_claims_invalid"),
+        "exp not a number": (idp.token(exp="tomorrow", **person), "token_claims_invalid"),
+        "nbf not a number": (idp.token(nbf=[1], **person), "token_claims_invalid"),
         "no user claim": (idp.token(**{**person, "preferred_username": None}), "token_claims_invalid"),
     }
 
@@ -245,5 +252,5 @@ BAD = [
     "bad signature", "tampered payload", "wrong issuer", "no issuer", "wrong audience", "no audience",
     "expired", "not yet valid", "alg none", "alg NONE with kid", "RS256 to HS256 confusion",
     "alg not fitting the key", "unknown kid", "malformed", "not json", "oversized", "no tenant claim",
-    "unusable tenant", "no sub", "no exp", "no user claim",
+    "unusable tenant", "no sub", "no exp", "exp not a number", "nbf not a number", "no user claim",
 ]

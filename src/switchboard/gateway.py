@@ -11,7 +11,7 @@ from switchboard import catalog, tokens
 from switchboard.access import keys as keyfmt
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
-from switchboard.access.oidc import OidcVerifier
+from switchboard.access.oidc import OidcVerifier, TokenRefused
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.apis.cache import ApiCache
 from switchboard.apis.sessions import SessionBook
@@ -481,11 +481,18 @@ class Gateway:
 
     async def _residency(self, tenant: str | None, team: str | None) -> frozenset[str] | None:
         """A token caller's residency policy: its tenant's and team's allowed regions (keys
-        carry theirs with the key record)."""
-        if self.stores is None or tenant is None:
+        carry theirs with the key record). A team claim naming another tenant's team is refused
+        here, once per token: the caller would otherwise file records of its tenant under it."""
+        if self.stores is None:
+            return None
+        group = await self.stores.tenancy.find_team(team) if team is not None else None
+        if group is not None and group.tenant_id != (tenant or "default"):
+            raise TokenRefused(
+                "token_claims_invalid", "the token's team claim names a team of another tenant"
+            )
+        if tenant is None:
             return None
         found = await self.stores.tenancy.get_tenant(tenant)
-        group = await self.stores.tenancy.get_team(tenant, team) if team is not None else None
         return intersect(found.allowed_regions if found else None, group.allowed_regions if group else None)
 
     async def close(self) -> None:

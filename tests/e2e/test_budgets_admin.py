@@ -246,6 +246,12 @@ def test_bad_budget_requests_beyond_the_body(deployment: Gateway) -> None:
     for query in ({"scope": "galaxy"}, {"tenant": "x" * 65}):
         resp = admin(gw, "GET", "/admin/v1/budgets", params=query)
         assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_value"
+    # A filter the list does not take, or one given twice, is not ignored.
+    for path, param, code in (("/admin/v1/budgets?subject=team-x", "subject", "unknown_parameter"),
+                              ("/admin/v1/budgets?scope=team&scope=key", "scope", "invalid_value")):
+        resp = admin(gw, "GET", path)
+        assert resp.status_code == 400, resp.text
+        assert (resp.json()["error"]["param"], resp.json()["error"]["code"]) == (param, code)
     resp = admin(gw, "GET", "/admin/v1/budgets/" + "b" * 300)
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "budget_not_found"
     _serves(gw)

@@ -20,9 +20,10 @@ import openai
 import pytest
 import yaml
 
+from switchboard.access.oidc import issuer_tag
 from tests.e2e.sdk import ask, stream_text
 from tests.oidc_provider import BAD, IdentityProvider, bad_tokens, new_key
-from tests.servers import Gateway, Mock, free_port, openai_config, spawn, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, spawn, start_gateway
 from tests.services import Postgres, RedisServer
 
 COOLDOWN = 2.0  # jwks_refetch_cooldown_seconds of the Keycloak-style issuer
@@ -45,7 +46,16 @@ def partner() -> Iterator[IdentityProvider]:
     provider.stop()
 
 
-def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: str) -> list[dict[str, Any]]:
+@pytest.fixture(scope="module")
+def slow() -> Iterator[IdentityProvider]:
+    """A provider whose key set expires every second: the test makes it hang."""
+    provider = IdentityProvider(realm="/slow").start()
+    yield provider
+    provider.stop()
+
+
+def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: str,
+                slow: IdentityProvider) -> list[dict[str, Any]]:
     return [
         {
             "issuer": idp.issuer,
@@ -70,6 +80,8 @@ def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: s
         },
         # An identity provider nobody answers for.
         {"issuer": down_issuer, "audience": "switchboard", "http_timeout_seconds": 2},
+        {"issuer": slow.issuer, "audience": "switchboard", "tenant": "slowpoke", "jwks_cache_seconds": 1,
+         "http_timeout_seconds": 3, "token_cache_seconds": 0},
     ]
 
 
@@ -109,6 +121,7 @@ def deployment(
     mock_upstream: Mock,
     idp: IdentityProvider,
     partner: IdentityProvider,
+    slow: IdentityProvider,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
@@ -118,7 +131,8 @@ def deployment(
         config["database"] = {"url": postgres.create_database(f"jwt_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
     down_issuer = f"http://127.0.0.1:{free_port()}/nobody"
-    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer)
+    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow)
+    config["files"] = {"provider": "local-openai"}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))
     deployment = Deployment(request.param, gw, down_issuer)
     yield deployment
@@ -168,12 +182,13 @@ def test_roles_and_tenants_from_claims_decide_the_admin_api(
     created = deployment.admin("POST", "/keys", acme_admin, json={"models": ["gpt-4o-mini"], "name": "ci"})
     assert created.status_code == 201, created.text
     key = created.json()
-    assert (key["tenant"], key["created_by"]) == ("acme", "oidc:kc-alice")
+    alice = f"oidc:{issuer_tag(idp.issuer)}:kc-alice"
+    assert (key["tenant"], key["created_by"]) == ("acme", alice)
     # The audit log records the JWT caller with its role, in its tenant.
     audit = deployment.admin("GET", "/audit", acme_admin, params={"resource_id": key["id"]})
     assert audit.status_code == 200, audit.text
     [entry] = audit.json()["data"]
-    assert (entry["actor"], entry["actor_role"]) == ("oidc:kc-alice", "tenant_admin")
+    assert (entry["actor"], entry["actor_role"]) == (alice, "tenant_admin")
     assert entry["action"] == "key.create"
     # Another tenant's admin sees neither the key nor its audit entry.
     globex_admin = idp.token(sub="kc-bob", **person(roles=("sb-admin",), tenant="globex"))
@@ -225,6 +240,48 @@ def test_jwt_callers_manage_the_tenant_their_claims_name(
     assert _code(other) == (404, "user_not_found")
 
 
+def test_the_same_subject_at_two_issuers_owns_nothing_of_the_other(
+    deployment: Deployment, idp: IdentityProvider, partner: IdentityProvider
+) -> None:
+    """``sub`` is unique only within its issuer: two providers' "sam" in one tenant are two
+    callers, and neither sees the other's files."""
+    sub = f"sam-{uuid.uuid4().hex[:6]}"
+    staff = deployment.sdk(idp.token(sub=sub, **person(tenant="partners")))
+    contractor = deployment.sdk(partner.token(sub=sub))
+    mine = staff.files.create(file=("in.jsonl", b'{"secret": "payroll"}\n'), purpose="batch")
+    theirs = contractor.files.create(file=("in.jsonl", b'{"x": 1}\n'), purpose="batch")
+    assert [f.id for f in staff.files.list()] == [mine.id]
+    assert [f.id for f in contractor.files.list()] == [theirs.id]
+    with pytest.raises(openai.NotFoundError):
+        contractor.files.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        contractor.files.content(mine.id)
+
+
+def test_a_team_claim_naming_another_tenants_team_is_refused(
+    deployment: Deployment, idp: IdentityProvider
+) -> None:
+    """A token's team need not have a record, but one of another tenant would let its caller
+    file users, keys and subscriptions of its tenant under that team: refused, 401."""
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    tenant = f"globex-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", headers=master, timeout=10,
+                      json={"id": tenant, "name": "Globex"})
+    assert made.status_code == 201, made.text
+    team = httpx.post(f"{deployment.gateway.url}/admin/v1/teams", headers=master, timeout=10,
+                      json={"name": "search", "tenant": tenant}).json()["id"]
+    lead = idp.token(sub="kc-mallory", **person(roles=("sb-team-admin",), team=team))  # tenant acme
+    for resp in (deployment.models(lead),
+                 deployment.admin("POST", "/users", lead, json={"name": "x", "role": "developer"}),
+                 deployment.admin("POST", "/keys", lead, json={"models": ["gpt-4o-mini"]})):
+        assert _code(resp) == (401, "token_claims_invalid"), resp.text
+    # The same team with its own tenant's claim is that team's admin.
+    own = idp.token(sub="kc-grace", **person(roles=("sb-team-admin",), team=team, tenant=tenant))
+    key = deployment.admin("POST", "/keys", own, json={"models": ["gpt-4o-mini"]})
+    assert key.status_code == 201 and (key.json()["tenant"], key.json()["team"]) == (tenant, team)
+    assert deployment.serving(idp)
+
+
 @pytest.mark.parametrize("name", BAD)
 def test_each_bad_token_gets_its_code_and_the_server_keeps_serving(
     deployment: Deployment, idp: IdentityProvider, name: str
@@ -234,6 +291,15 @@ def test_each_bad_token_gets_its_code_and_the_server_keeps_serving(
     assert _code(resp) == (401, code), resp.text
     assert resp.json()["error"]["type"] == "authentication_error"
     assert deployment.serving(idp)
+
+
+def test_a_token_that_expires_beyond_any_clock_is_served(
+    deployment: Deployment, idp: IdentityProvider
+) -> None:
+    """An ``exp`` past a float's range is a valid (very distant) time, not a crash."""
+    resp = deployment.models(idp.token(exp=10**400, **person()))
+    assert resp.status_code == 200, resp.text
+    assert [m["id"] for m in resp.json()["data"]] == ["gpt-4o-mini", "text-embedding-3-small"]
 
 
 def test_a_token_whose_role_maps_to_nothing_is_403(deployment: Deployment, idp: IdentityProvider) -> None:
@@ -257,6 +323,29 @@ def test_an_unreachable_identity_provider_is_503(deployment: Deployment, idp: Id
         resp = deployment.models(token)
         assert _code(resp) == (503, "oidc_unavailable"), resp.text
     assert deployment.serving(idp)
+
+
+def test_a_hanging_provider_does_not_hold_up_callers_whose_keys_are_held(
+    deployment: Deployment, slow: IdentityProvider
+) -> None:
+    """Once the keys are held, an expired key set is refetched in the background: new tokens
+    are answered at once with the keys held, however long the provider takes."""
+    assert deployment.models(slow.token(jti=uuid.uuid4().hex)).status_code == 200
+    fetches = slow.jwks_fetches
+    slow.delay = 5.0
+    try:
+        deadline = time.monotonic() + 15
+        while slow.jwks_fetches == fetches:  # until a refetch of the expired set is under way
+            assert time.monotonic() < deadline, "the key set was never refetched"
+            started = time.monotonic()
+            resp = deployment.models(slow.token(jti=uuid.uuid4().hex))
+            assert resp.status_code == 200, resp.text
+            assert time.monotonic() - started < 1.5
+        started = time.monotonic()
+        assert deployment.models(slow.token(jti=uuid.uuid4().hex)).status_code == 200
+        assert time.monotonic() - started < 1.5
+    finally:
+        slow.delay = 0.0
 
 
 def test_made_up_key_ids_do_not_hammer_the_identity_provider(

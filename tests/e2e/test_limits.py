@@ -323,6 +323,16 @@ def test_bad_limit_records_are_refused(pair: Pair, body: dict[str, Any], status:
     assert client.chat.completions.create(model="gpt-4o-mini", messages=ask("ok")).choices
 
 
+@pytest.mark.parametrize(("query", "param", "code"), [
+    ("subject=team-x", "subject", "unknown_parameter"),
+    ("scope=team&scope=user", "scope", "invalid_value"),
+])
+def test_a_limits_list_filter_it_does_not_take_is_400(pair: Pair, query: str, param: str, code: str) -> None:
+    resp = pair.admin("GET", f"/admin/v1/limits?{query}")
+    assert resp.status_code == 400, resp.text
+    assert (resp.json()["error"]["param"], resp.json()["error"]["code"]) == (param, code)
+
+
 def test_when_redis_is_down_the_policy_decides(
     pair: Pair, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

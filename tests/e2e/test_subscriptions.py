@@ -26,6 +26,7 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 # tenant_admin role; then: a key created with {"role": "tenant_admin"}.
 APPROVER = ADMIN
 GATED = "gated-model"
+MIXED = "mixed-approval"
 
 
 def gated_config(mock: Mock) -> dict[str, Any]:
@@ -37,6 +38,10 @@ def gated_config(mock: Mock) -> dict[str, Any]:
         # Unreachable: each falls back to a model of its own.
         {"name": "down-to-gated", "provider": "nowhere", "model": "gpt-4o-mini"},
         {"name": "down-to-open", "provider": "nowhere", "model": "gpt-4o-mini"},
+        # Deployments that disagree: the ungated one always routed first (the other's weight 0).
+        {"name": MIXED, "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "open"},
+        {"name": MIXED, "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "gated",
+         "require_approval": True, "weight": 0},
     ]
     config["router"] = {"fallbacks": {"down-to-gated": [GATED], "down-to-open": ["gpt-4o-mini"]}}
     return config
@@ -328,6 +333,11 @@ def test_bad_decisions_and_queries_are_400(deployment: Deployment) -> None:
     for params, param in bad_queries:
         resp = httpx.get(deployment.subs, headers=ADMIN, params=params, timeout=10)
         cases.append((resp, param, "invalid_value"))
+    # A misspelt filter or one given twice is not ignored (that would list what was not asked).
+    misspelt = httpx.get(deployment.subs, headers=ADMIN, params={"statuss": "approved"}, timeout=10)
+    cases.append((misspelt, "statuss", "unknown_parameter"))
+    twice = httpx.get(f"{deployment.subs}?status=approved&status=pending", headers=ADMIN, timeout=10)
+    cases.append((twice, "status", "invalid_value"))
     for resp, param, code in cases:
         assert resp.status_code == 400, resp.text
         assert (resp.json()["error"]["param"], resp.json()["error"]["code"]) == (param, code)
@@ -431,3 +441,21 @@ def test_a_model_added_at_run_time_that_needs_approval_can_be_subscribed_to(depl
     assert (asked.json()["status"], asked.json()["model"]) == ("pending", name)
     assert deployment.decide(asked.json()["id"], "approve").status_code == 200
     assert client.chat.completions.create(model=name, messages=ask("stored and approved")).choices
+
+
+def test_a_model_needs_approval_when_any_of_its_deployments_does(deployment: Deployment) -> None:
+    """Whichever deployment is routed first, the answer is the model's: refused until approved,
+    and the catalog says so too."""
+    key = deployment.team_key(new_team(), [MIXED])
+    client = deployment.sdk(key)
+    assert {refusal(client, MIXED) for _ in range(3)} == {"subscription_required"}
+    catalog = httpx.get(f"{deployment.gateway.url}/admin/v1/catalog", params={"kind": "model"},
+                        headers=bearer(key), timeout=10)
+    assert [(e["name"], e["approval_required"]) for e in catalog.json()["data"]] == [(MIXED, True)]
+    sub = deployment.subscribe(key, model=MIXED)
+    assert sub.status_code == 201, sub.text
+    assert refusal(client, MIXED) == "subscription_pending"
+    assert deployment.decide(sub.json()["id"], "approve").status_code == 200
+    reply = client.chat.completions.with_raw_response.create(model=MIXED, messages=ask("mixed"))
+    assert reply.headers["x-switchboard-deployment"] == "open"
+    assert reply.parse().choices[0].message.content.endswith("mixed")

@@ -290,6 +290,13 @@ def test_keys_and_audit_are_scoped_to_the_tenant(
         ("GET", "/admin/v1/audit?tenant=" + "x" * 65, None, "tenant", "invalid_value"),
         ("GET", "/admin/v1/keys?tag=" + "x" * 65, None, "tag", "invalid_value"),
         ("GET", "/admin/v1/keys?tenant=a%2Fb", None, "tenant", "invalid_value"),
+        # A misspelt or repeated filter is not ignored: the list would show what was not asked.
+        ("GET", "/admin/v1/keys?usr=someone", None, "usr", "unknown_parameter"),
+        ("GET", "/admin/v1/keys?user=a&user=b", None, "user", "invalid_value"),
+        ("GET", "/admin/v1/users?teem=x", None, "teem", "unknown_parameter"),
+        ("GET", "/admin/v1/service-accounts?role=viewer&role=developer", None, "role", "invalid_value"),
+        ("GET", "/admin/v1/teams?limit=1&limit=2", None, "limit", "invalid_value"),
+        ("GET", "/admin/v1/tenants?page=2", None, "page", "unknown_parameter"),
         ("PATCH", "/admin/v1/users/x", {"role": 3}, "role", "invalid_value"),
         # Fields required on creation cannot be cleared.
         ("PATCH", "/admin/v1/teams/x", {"name": None}, "name", "invalid_value"),

@@ -13,7 +13,8 @@ Bounds, so neither callers nor a slow identity provider can hurt the gateway:
   for it. A token naming a ``kid`` the cached set lacks
   refetches it at most once per ``jwks_refetch_cooldown_seconds`` (key rotation: the new key is
   found; a made-up kid costs the provider nothing more); a failed fetch is retried at most every
-  few seconds, and the keys last fetched stay in use meanwhile.
+  few seconds, and the keys last fetched stay in use meanwhile. Once keys are held, an expired
+  set is refetched in the background: no caller waits on a slow provider for keys it has.
 - Keys from the JWKS are never used as HMAC secrets (HS* verifies with ``shared_secret`` only),
   a key must fit the algorithm (RSA for RS*/PS*, the matching EC curve for ES*, OKP for EdDSA),
   and URLs in a token's header (``jku``, ``x5u``) are ignored.
@@ -103,6 +104,9 @@ class _Issuer:
         self.algorithms = frozenset(config.algorithms)
         self.secret = config.shared_secret.get_secret_value().encode() if config.shared_secret else None
         self.models = None if config.models == ["*"] else tuple(config.models)
+        # A subject is unique only within its issuer (OIDC: iss + sub), so callers' ids carry
+        # the issuer: "alice" of one provider never owns what "alice" of another created.
+        self.tag = issuer_tag(config.issuer)
         self._jwks_uri = config.jwks_url
         self._keys: dict[str, dict[str, Any]] = {}
         self._unnamed: list[dict[str, Any]] = []
@@ -121,7 +125,13 @@ class _Issuer:
         now = self._clock()
         stale = self._fetched_at is None or now - self._fetched_at >= self.config.jwks_cache_seconds
         if stale and self._may_fetch(now, 0.0):
-            await self._refresh()
+            if self._fetched_at is None:
+                await self._refresh()  # no keys yet: nothing to verify with until it answers
+            else:
+                # Keys held: refresh in the background and verify with them meanwhile, so a
+                # provider that hangs costs callers nothing (a withdrawn key drops its tokens
+                # once the fetch lands; an unknown kid below still waits for it).
+                self._start_fetch()
         if self._fetched_at is None:
             raise OidcUnavailable(
                 f"the identity provider {self.config.issuer} could not be reached for its signing keys"
@@ -334,7 +344,8 @@ class OidcVerifier:
         self._http: aiohttp.ClientSession | None = None
         self.verifications = 0  # signatures checked, for tests and metrics
         # The residency policy of a tenant and team (the intersection of their allowed regions),
-        # set once the stores are open; read with each token verified and cached with it.
+        # set once the stores are open; read with each token verified and cached with it. It
+        # raises TokenRefused for a team claim that names another tenant's team.
         self.regions: Callable[[str | None, str | None], Awaitable[frozenset[str] | None]] | None = None
 
     def issuer(self, name: str) -> _Issuer | None:
@@ -411,12 +422,23 @@ class OidcVerifier:
                 leeway=config.leeway_seconds,
                 options={"require": ["exp", "iss", "aud"]},
             )
+        except jwt.DecodeError as exc:
+            if isinstance(exc, jwt.InvalidSignatureError):
+                raise _refusal(exc) from None
+            # The token parsed above and its signature verified: what PyJWT could not read
+            # is a time claim (exp, nbf) that is not a number.
+            raise TokenRefused(
+                "token_claims_invalid", "the token's 'exp' or 'nbf' claim is not a number"
+            ) from None
         except jwt.PyJWTError as exc:
             raise _refusal(exc) from None
         principal = self._principal(issuer, claims)
         if self.regions is not None:
             principal.allowed_regions = await self.regions(principal.tenant_id, principal.team_id)
-        until = min(float(claims["exp"]), self._clock() + config.token_cache_seconds)
+        until = self._clock() + config.token_cache_seconds
+        exp = claims["exp"]
+        if exp < until:  # compared as is: an exp beyond a float's range is simply far away
+            until = float(exp)
         return principal, until
 
     def _principal(self, issuer: _Issuer, claims: dict[str, Any]) -> Principal:
@@ -425,7 +447,8 @@ class OidcVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise TokenRefused("token_claims_invalid", "the token lacks the 'sub' claim")
-        principal_id = "oidc:" + _bounded(sub, PRINCIPAL_ID_MAX - len("oidc:"))
+        prefix = f"oidc:{issuer.tag}:"
+        principal_id = prefix + _bounded(sub, PRINCIPAL_ID_MAX - len(prefix))
         tenant = config.tenant
         if mapping.tenant is not None:
             tenant = _mapped(claims, mapping.tenant, "tenant", _IDENT, required=True)
@@ -457,6 +480,11 @@ class OidcVerifier:
                 "the token carries no role this gateway maps", code="token_role_not_mapped"
             )
         return config.default_role
+
+
+def issuer_tag(issuer: str) -> str:
+    """A short stable name of an issuer for callers' ids: 8 hex digits of its URL's SHA-256."""
+    return hashlib.sha256(issuer.encode()).hexdigest()[:8]
 
 
 def _bounded(value: str, limit: int) -> str:

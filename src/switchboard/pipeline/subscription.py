@@ -52,7 +52,13 @@ class SubscriptionStage:
         if candidates and group is not None and candidates[-1].target.name != group.name:
             await self._other_groups(ctx, group, candidates)  # rare: a request too long for the group
         route = ctx.route
-        if route is None or not route.target.require_approval:
+        if route is None:
+            return await call_next(ctx)
+        # The group decides, not the deployment routed first: a group whose deployments
+        # disagree would otherwise serve an unsubscribed team whenever an ungated one is picked.
+        own_group = group is not None and route.target.name == group.name
+        gated = group.require_approval if own_group and group is not None else route.target.require_approval
+        if not gated:
             return await call_next(ctx)
         cache = self._cache()
         assert cache is not None, "the gateway has started"
@@ -68,7 +74,8 @@ class SubscriptionStage:
         for route in candidates:
             name = route.target.name
             if name not in verdicts:
-                verdicts[name] = await gate.permits(ctx, name, route.target.require_approval)
+                gated = any(r.target.require_approval for r in candidates if r.target.name == name)
+                verdicts[name] = await gate.permits(ctx, name, gated)
             if verdicts[name]:
                 kept.append(route)
         ctx.candidates = kept
@@ -84,8 +91,7 @@ class GroupGate:
         self._cache = cache  # built when the stores open, after the chains are folded
 
     async def __call__(self, ctx: RequestContext, group: Group) -> bool:
-        gated = any(route.target.require_approval for route in group.deployments)
-        return await self.permits(ctx, group.name, gated)
+        return await self.permits(ctx, group.name, group.require_approval)
 
     async def permits(self, ctx: RequestContext, name: str, gated: bool) -> bool:
         principal = ctx.principal

@@ -178,7 +178,7 @@ class ModelSource:
             }
             out.append(Entry(
                 kind="model", name=name, subject=name, description=None, owner=None,
-                approval_required=bool(target.require_approval) if target is not None else False,
+                approval_required=group is not None and group.require_approval,
                 fields=fields,
             ))
         return out

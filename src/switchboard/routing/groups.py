@@ -39,6 +39,10 @@ class Group:
     # Ordered by a strategy that needs the request's tokens (cost, headroom): precomputed, as the
     # route stage reads it on every request.
     ranks_by_tokens: bool = field(init=False, default=False)
+    # A team needs an approved subscription when any deployment asks for one: whichever
+    # deployment the strategy or a retry picks, the answer is the same (and a gated deployment
+    # is never reached through an ungated one of its group).
+    require_approval: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if not self.weight_of:
@@ -46,6 +50,8 @@ class Group:
                 self.deployments, self.weights, strict=True)})
         object.__setattr__(self, "ranks_by_tokens",
                            self.strategy in TOKEN_STRATEGIES and len(self.deployments) > 1)
+        object.__setattr__(self, "require_approval",
+                           any(route.target.require_approval for route in self.deployments))
 
     @property
     def single(self) -> Route | None:

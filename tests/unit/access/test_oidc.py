@@ -4,10 +4,12 @@ provider, and the verified-token cache."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, get_args
 
@@ -16,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from switchboard.access import roles
-from switchboard.access.oidc import OidcVerifier, claim, looks_like_jwt
+from switchboard.access.oidc import OidcVerifier, claim, issuer_tag, looks_like_jwt
 from switchboard.config.schema import AuthConfig, OidcIssuerConfig, RoleName
 from switchboard.errors import GatewayError
 from switchboard.pipeline.auth import Authenticator
@@ -77,7 +79,7 @@ async def refused(v: OidcVerifier, token: str) -> GatewayError:
 async def test_a_token_becomes_the_principal_its_claims_say(idp: IdentityProvider) -> None:
     async with verifier(issuer_config(idp)) as v:
         principal = await v.verify(idp.token(**person(sub="f81d4fae-7dec")))
-    assert principal.id == "oidc:f81d4fae-7dec"
+    assert principal.id == f"oidc:{issuer_tag(idp.issuer)}:f81d4fae-7dec"
     mapped = (principal.tenant_id, principal.team_id, principal.user_id)
     assert mapped == ("acme", "team-a", "alice@acme.test")
     assert principal.role == "developer" and principal.key_id is None
@@ -115,7 +117,21 @@ async def test_a_long_subject_gets_a_bounded_stable_id(idp: IdentityProvider) ->
     async with verifier(issuer_config(idp, claims={})) as v:
         first = await v.verify(idp.token(sub="s" * 300))
         second = await v.verify(idp.token(sub="s" * 300, jti="other"))
-    assert first.id == second.id and first.id.startswith("oidc:~") and len(first.id) <= 64
+    tag = issuer_tag(idp.issuer)
+    assert first.id == second.id and first.id.startswith(f"oidc:{tag}:~") and len(first.id) <= 64
+
+
+async def test_the_same_subject_of_two_issuers_is_two_callers(idp: IdentityProvider) -> None:
+    """``sub`` is unique only within its issuer: ids (owners of files, batches, sessions) differ."""
+    other = IdentityProvider(realm="/realms/other").start()
+    try:
+        async with verifier(issuer_config(idp), issuer_config(other)) as v:
+            first = await v.verify(idp.token(**person(sub="alice")))
+            second = await v.verify(other.token(**person(sub="alice")))
+    finally:
+        other.stop()
+    assert first.id != second.id
+    assert first.id.endswith(":alice") and second.id.endswith(":alice")
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "EdDSA", "PS256"])
@@ -245,9 +261,38 @@ async def test_an_unreachable_provider(idp: IdentityProvider) -> None:
             idp.down = True
             clock.now += 601
             assert (await v.verify(idp.token(jti="later", **person()))).tenant_id == "acme"
-            assert issuer.fetches == 3
+            await until(lambda: issuer.fetches == 3)  # the refetch, in the background
     finally:
         idp.down = False
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_expired_key_set_is_refetched_without_holding_callers(idp: IdentityProvider) -> None:
+    """A provider that hangs once the keys are held: tokens are still verified at once with the
+    keys held, while one refetch runs in the background (bounded by its timeout)."""
+    clock = Clock(1000.0)
+    config = issuer_config(idp, http_timeout_seconds=3, jwks_refetch_cooldown_seconds=1)
+    async with verifier(config, monotonic=clock) as v:
+        assert (await v.verify(idp.token(**person()))).tenant_id == "acme"
+        issuer = v.issuer(idp.issuer)
+        assert issuer is not None and issuer.fetches == 1
+        idp.delay = 4.0
+        try:
+            clock.now += 601  # past jwks_cache_seconds
+            started = time.monotonic()
+            for i in range(5):
+                assert (await v.verify(idp.token(jti=f"t{i}", **person()))).tenant_id == "acme"
+            assert time.monotonic() - started < 1.0
+            await until(lambda: issuer.fetches == 2)  # one refetch for all of them
+            assert issuer.fetches == 2
+        finally:
+            idp.delay = 0.0
 
 
 def _jwks_with(*keys: dict[str, Any]) -> bytes:

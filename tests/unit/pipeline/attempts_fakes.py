@@ -36,7 +36,7 @@ class Clock:
 
 def route(name: str, group: str = "g") -> Any:
     """A deployment named ``name`` of the group ``group`` (what labels its attempts)."""
-    return SimpleNamespace(deployment=name, target=SimpleNamespace(name=group))
+    return SimpleNamespace(deployment=name, target=SimpleNamespace(name=group, require_approval=False))
 
 
 def group(name: str, deployments: list[Any], num_retries: int = 2, fallbacks: tuple[str, ...] = (),

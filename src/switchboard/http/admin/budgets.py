@@ -33,6 +33,7 @@ from switchboard.config.schema import check_timezone
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import TenantQuery, new_id
 from switchboard.stores import Stores
 from switchboard.stores.protocols import BUDGET_PERIODS, BUDGET_SCOPES, BUDGET_UNITS, BudgetRecord
@@ -251,6 +252,7 @@ async def list_budgets(
     tenant: TenantQuery = None,
     scope: Annotated[Scope | None, Query()] = None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant", "scope"))  # a misspelt or repeated filter is a 400, not ignored
     stores = _stores(request)
     assert stores.budgets is not None
     records = await stores.budgets.list_budgets(access.tenant_for(tenant))

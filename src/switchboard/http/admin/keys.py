@@ -42,6 +42,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
+from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import Regions, TenantQuery, UtcTime
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
@@ -435,6 +436,8 @@ async def list_keys(
     service_account: Annotated[str | None, Query(max_length=64)] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
+    # A misspelt or repeated filter would list (and invite acting on) keys nobody asked for.
+    query_params(request, ("limit", "after", "tenant", "team", "user", "service_account", "tag"))
     query = KeyQuery(team_id=team, user_id=user, service_account_id=service_account, tag=tag, after=after,
                      limit=limit + 1, **_reach_of(access))
     try:

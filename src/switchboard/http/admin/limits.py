@@ -21,6 +21,7 @@ from switchboard.access.roles import Reach
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import TenantQuery, new_id
 from switchboard.stores import Stores
 from switchboard.stores.protocols import LIMIT_SCOPES, LimitRecord
@@ -152,6 +153,7 @@ async def list_limits(
     tenant: TenantQuery = None,
     scope: Annotated[Scope | None, Query()] = None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant", "scope"))  # a misspelt or repeated filter is a 400, not ignored
     stores = _stores(request)
     assert stores.limits is not None
     records = await stores.limits.list_limits(access.tenant_for(tenant))

@@ -23,6 +23,7 @@ from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import query_params
 from switchboard.stores.protocols import (
     SubscriptionExists,
     SubscriptionQuery,
@@ -116,14 +117,12 @@ def _needs_approval(request: Request, model: str) -> bool | None:
     stage reads it; an alias is no model of its own."""
     routing = request.app.state.services.routing
     if routing is None:  # no live table: the configured models
-        for m in request.app.state.services.settings.models:
-            if m.name == model:
-                return bool(m.require_approval)
-        return None
+        flags = [m.require_approval for m in request.app.state.services.settings.models if m.name == model]
+        return any(flags) if flags else None  # any deployment of the group: as the stage decides
     group = routing.current.groups.get(model)
     if group is None or group.name != model:
         return None
-    return any(route.target.require_approval for route in group.deployments)
+    return group.require_approval
 
 
 async def _team_known(request: Request, access: Access, tenant: str, team: str) -> bool:
@@ -166,6 +165,7 @@ async def _visible(
 
 
 TenantQuery = Annotated[Ident | None, Query(description="Platform admin only: another tenant.")]
+_LIST_PARAMS = frozenset({"status", "team", "model", "tenant", "after", "limit"})
 
 
 @router.post("", status_code=201, summary="Subscribe a team to a model that needs approval (pending)")
@@ -223,6 +223,8 @@ async def list_subscriptions(
     after: Annotated[str | None, Query(max_length=64, description="Last id of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
+    # A misspelt or repeated filter would otherwise list what the caller did not ask for.
+    query_params(request, _LIST_PARAMS)
     scope = access.tenant_for(tenant)
     if access.reach < Reach.TENANT:  # a team's members see their own team's subscriptions only
         own = access.principal.team_id

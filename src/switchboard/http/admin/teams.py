@@ -15,6 +15,7 @@ from switchboard.config.mcp import McpToolRule
 from switchboard.errors import PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
     After,
     Ident,
@@ -100,6 +101,7 @@ async def list_teams(
     limit: Limit = 100,
     after: After = None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant", "limit", "after"))  # a misspelt or repeated one is a 400
     stores = _stores(request)
     tenant_id = await tenant_in_reach(access, stores, tenant)
     if access.reach >= Reach.TENANT:

@@ -14,6 +14,7 @@ from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import DEFAULT_TENANT, Access, allow
+from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import After, Ident, Limit, Name, Regions, conflict, page, regions_of
 from switchboard.stores import Stores, Tenant
 from switchboard.stores.protocols.tenancy import TenantIdRetired
@@ -84,6 +85,7 @@ async def list_tenants(
     limit: Limit = 100,
     after: After = None,
 ) -> dict[str, Any]:
+    query_params(request, ("limit", "after"))  # a misspelt or repeated one is a 400
     stores = _stores(request)
     if access.reach >= Reach.ANY:
         found = await stores.tenancy.list_tenants(after=after, limit=limit + 1)

@@ -19,6 +19,7 @@ from switchboard.access.roles import DEVELOPER, PLATFORM_ADMIN, RANK, ROLES, TEA
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit, keys
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
     After,
     Email,
@@ -151,6 +152,7 @@ def make_router(kind: str) -> APIRouter:
         limit: Limit = 100,
         after: After = None,
     ) -> dict[str, Any]:
+        query_params(request, ("tenant", "team", "role", "kind", "limit", "after"))  # no filter ignored
         stores = _stores(request)
         tenant_id = await tenant_in_reach(access, stores, tenant)
         p = access.principal

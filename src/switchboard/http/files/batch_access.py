@@ -48,7 +48,12 @@ class BatchAccess:
         """Whether ``p`` may not use every model of this provider's deployments (``routes``)."""
         if not _unscoped(p):
             return True
-        return p.role != PLATFORM_ADMIN and any(r.target.require_approval for r in routes)
+        return p.role != PLATFORM_ADMIN and any(self._gated(r) for r in routes)
+
+    def _gated(self, route: Route) -> bool:
+        """Whether ``route``'s model needs approval: its group's answer, as for a chat call."""
+        group = self._routing.current.groups.get(route.target.name)
+        return group.require_approval if group is not None else route.target.require_approval
 
     async def check(self, p: Principal, upstream: Upstream, file_id: str, endpoint: str) -> None:
         """Refuse (400/403, naming the line) an input file with a line ``p`` may not run."""
@@ -89,7 +94,7 @@ class BatchAccess:
             raise PermissionDenied(f"line {number} of the input file asks for the model '{shown}', which "
                                    "cannot be served in the regions this key is allowed", param=PARAM,
                                    code="region_not_allowed")
-        if any(not r.target.require_approval for r in placed):
+        if any(not self._gated(r) for r in placed):
             return
         cache = self._subscriptions()
         if cache is None:
