@@ -34,7 +34,45 @@ and whether it came from an upstream or from the gateway itself; docs/api.md pri
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
+
+# The official OpenAI and Anthropic SDKs retry a 429 (and a 5xx) on their own, twice by default,
+# after its Retry-After, and the Anthropic SDK waits however long that is. An error that cannot
+# succeed sooner than this says ``x-should-retry: false``, which both SDKs obey (they raise at
+# once), rather than leave its caller asleep for the day or the month a limit or budget has left.
+RETRY_SOON_SECONDS = 120
+SHOULD_RETRY = "x-should-retry"
+
+
+def retry_hint(headers: dict[str, str]) -> dict[str, str]:
+    """An error's ``headers``, with ``x-should-retry: false`` added when the wait they ask for
+    (``retry-after-ms``, else ``Retry-After`` in seconds or as a date, as the SDKs read them) is
+    longer than ``RETRY_SOON_SECONDS``. Error path only."""
+    if SHOULD_RETRY in headers:
+        return headers
+    seconds = math.nan
+    if (ms := headers.get("retry-after-ms")) is not None:
+        seconds = _number(ms) / 1000
+    if math.isnan(seconds) and (value := headers.get("retry-after")) is not None:
+        seconds = _number(value)
+        if math.isnan(seconds):
+            try:
+                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+            except (TypeError, ValueError):
+                return headers
+    if seconds > RETRY_SOON_SECONDS:
+        return {**headers, SHOULD_RETRY: "false"}
+    return headers
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 class GatewayError(Exception):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -184,6 +185,47 @@ def test_a_request_larger_than_the_whole_budget_is_a_400(pair: Pair) -> None:
     # Nothing was reserved: a smaller request still fits.
     reply = pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), model=PRICED, max_tokens=2)
     assert reply.usage is not None and reply.usage.completion_tokens == 2
+
+
+def test_an_exhausted_budget_tells_the_sdks_not_to_retry(pair: Pair) -> None:
+    """The SDKs retry a 429 by themselves, the Anthropic one after however long Retry-After says
+    (here: until the month ends): an exhausted budget says x-should-retry: false, so both raise
+    at once, and a total budget (no Retry-After) is not retried for nothing either."""
+    monthly = pair.key()
+    pair.budget(scope="key", subject=monthly["id"], max_amount=0.01, period="monthly")
+    pair.sdk(monthly["key"]).chat.completions.create(messages=ask(LONG), **CALL)  # spends it all
+    raw = httpx.post(f"{pair.first.url}/v1/messages", timeout=10,
+                     headers={"x-api-key": monthly["key"], "anthropic-version": "2023-06-01"},
+                     json={"model": PRICED, "max_tokens": 5, "messages": ask(LONG)})
+    assert raw.status_code == 429 and raw.json()["error"]["type"] == "rate_limit_error"
+    assert int(raw.headers["retry-after"]) > 120 and raw.headers["x-should-retry"] == "false"
+    # The Anthropic SDK with its default retries raises at once (it would otherwise sleep for weeks).
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        sdk = anthropic.Anthropic(base_url=pair.first.url, api_key=monthly["key"], timeout=10)
+        try:
+            sdk.messages.create(model=PRICED, max_tokens=5, messages=ask(LONG))
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(20)
+    assert outcome and isinstance(outcome[0], anthropic.RateLimitError), outcome
+    # A total budget: no Retry-After, and the openai SDK's own retries (2) do not happen.
+    total = pair.key()
+    pair.budget(scope="key", subject=total["id"], max_amount=0.01, period="total")
+    pair.sdk(total["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+    sent: list[int] = []
+    counting = httpx.Client(event_hooks={"response": [lambda r: sent.append(r.status_code)]})
+    retrying = openai.OpenAI(base_url=pair.first.base_url, api_key=total["key"], max_retries=2, timeout=30,
+                             http_client=counting)
+    with pytest.raises(openai.RateLimitError) as refused:
+        retrying.chat.completions.create(messages=ask(LONG), **CALL)
+    assert "retry-after" not in refused.value.response.headers
+    assert refused.value.response.headers["x-should-retry"] == "false"
+    assert sent == [429]
 
 
 def test_max_tokens_beyond_the_models_limit_is_a_400_under_a_budget(pair: Pair) -> None:

@@ -124,6 +124,7 @@ def test_an_rpm_limit_of_60_holds_across_instances(pair: Pair) -> None:
         _check_refusal(exc, "key")
         assert exc.response.headers["x-ratelimit-limit-requests"] == "60"
         assert exc.response.headers["x-ratelimit-remaining-requests"] == "0"
+        assert "x-should-retry" not in exc.response.headers  # a minute's wait: the SDK may retry
 
 
 def _logged(pair: Pair, request_id: str) -> dict[str, Any]:
@@ -479,6 +480,9 @@ def test_a_daily_token_limit_set_for_a_user(pair: Pair) -> None:
     assert refused is not None and used <= 300
     _check_refusal(refused, "user", window=86_400)
     assert "per day" in refused.body["message"]  # type: ignore[index]
+    # Room comes back in hours: the SDKs are told not to retry (the Anthropic SDK would sleep).
+    assert int(refused.response.headers["retry-after"]) > 120
+    assert refused.response.headers["x-should-retry"] == "false"
 
 
 def test_a_streams_reservation_is_corrected_to_its_usage_at_its_end(pair: Pair) -> None:

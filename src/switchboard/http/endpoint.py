@@ -30,7 +30,7 @@ from switchboard.context import (
     StreamReply,
     milliseconds,
 )
-from switchboard.errors import GatewayError, InternalError, InvalidRequest, UnsupportedMediaType
+from switchboard.errors import GatewayError, InternalError, InvalidRequest, UnsupportedMediaType, retry_hint
 from switchboard.http.asgi import (
     ABORT,
     JSON_CT,
@@ -189,7 +189,7 @@ class Responder:
     async def error(self, err: GatewayError) -> None:
         self.ctx.outcome.failed(err)
         body = self.ctx.inbound.encode_error(err)
-        await self.body(err.status, body, {**self.ctx.response_headers, **err.headers})
+        await self.body(err.status, body, {**self.ctx.response_headers, **retry_hint(err.headers)})
 
     # The stream writes return the ASGI send's awaitable instead of being coroutines themselves:
     # one coroutine less per event on the hot path. Bytes count as sent once handed over.

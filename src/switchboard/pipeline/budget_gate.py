@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import RequestContext, Result
-from switchboard.errors import GatewayError
+from switchboard.errors import SHOULD_RETRY, GatewayError
 from switchboard.pipeline.budgets import SCOPE_HEADER, BudgetExceeded, BudgetUnavailable
 from switchboard.pipeline.chain import Handler
 from switchboard.spend.budgets.book import BudgetBook
@@ -69,5 +69,7 @@ def refusal(budget: Budget, used: int) -> GatewayError:
     _, end = window(budget.period, budget.zone, datetime.now(UTC))
     if end is not None:
         headers["retry-after"] = str(max(1, math.ceil((end - datetime.now(UTC)).total_seconds())))
+    else:  # a total budget never comes back: an SDK's retry cannot pass (see errors.retry_hint)
+        headers[SHOULD_RETRY] = "false"
     where = f"the {budget.scope} budget ({budget.id}, {budget.shown(budget.limit)} {budget.period})"
     return BudgetExceeded(f"{where} is exhausted: {budget.shown(used)} spent or reserved", headers=headers)

@@ -27,7 +27,7 @@ from switchboard import tokens
 from switchboard.catalog import ModelInfo
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
-from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.errors import SHOULD_RETRY, GatewayError, InvalidRequest
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.limits import Rerouted
 from switchboard.pipeline.settle import Settlement
@@ -237,6 +237,8 @@ def _refusal(budget: Budget, charge: Charge, used: int) -> GatewayError:
     _, end = window(budget.period, budget.zone, datetime.now(UTC))
     if end is not None:
         headers["retry-after"] = str(max(1, math.ceil((end - datetime.now(UTC)).total_seconds())))
+    else:  # a total budget never comes back: an SDK's retry cannot pass (see errors.retry_hint)
+        headers[SHOULD_RETRY] = "false"
     return BudgetExceeded(
         f"{where} is exhausted: {budget.shown(used)} spent or reserved, this request may cost up to "
         f"{budget.shown(charge.amount)}", headers=headers,
