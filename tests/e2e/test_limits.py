@@ -324,6 +324,23 @@ def test_bad_limit_records_are_refused(pair: Pair, body: dict[str, Any], status:
     assert client.chat.completions.create(model="gpt-4o-mini", messages=ask("ok")).choices
 
 
+@pytest.mark.parametrize("scope", ["model", "key_model"])
+def test_a_limit_on_a_model_that_is_not_served_is_refused(pair: Pair, scope: str) -> None:
+    """A typo in the model name would make a limit that never applies: it is refused."""
+    body: dict[str, Any] = {"scope": scope, "rpm": 1}
+    if scope == "model":
+        body["subject"], param = "gpt4o-mini", "subject"
+    else:
+        body["key"], body["model"], param = pair.key()["id"], "gpt4o-mini", "model"
+    resp = pair.admin("PUT", "/admin/v1/limits", body)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error == {"message": f"{param}: no model 'gpt4o-mini' is served (GET /v1/models lists them)",
+                     "type": "invalid_request_error", "param": param, "code": "model_not_found"}
+    listed = pair.admin("GET", f"/admin/v1/limits?scope={scope}").json()["data"]
+    assert not [x for x in listed if x["subject"].endswith("gpt4o-mini")]
+
+
 @pytest.mark.parametrize(("query", "param", "code"), [
     ("subject=team-x", "subject", "unknown_parameter"),
     ("scope=team&scope=user", "scope", "invalid_value"),

@@ -129,6 +129,13 @@ async def set_limits(
                              code="invalid_value")
     stores = _stores(request)
     assert stores.limits is not None
+    # A limit on a model no caller can name would never apply: a typo is refused, not kept.
+    model, param = (body.subject, "subject") if body.scope == "model" else (body.model, "model")
+    routing = request.app.state.services.routing
+    if (body.scope in ("model", "key_model") and model is not None and routing is not None
+            and model not in routing.current.routes):
+        raise InvalidRequest(f"{param}: no model '{model[:256]}' is served (GET /v1/models lists them)",
+                             param=param, code="model_not_found")
     tenant = access.tenant_for(body.tenant)
     platform = access.reach >= Reach.ANY
     if platform and tenant != access.tenant and await stores.tenancy.get_tenant(tenant) is None:
