@@ -485,6 +485,9 @@ def test_a_batch_counts_in_its_keys_budget_and_a_spent_budget_refuses_new_ones(w
                               completion_window="24h")
     assert refused.value.code == "budget_exceeded"
     assert refused.value.response.headers["x-switchboard-budget-scope"] == "key"
+    # Not before the month ends: the SDKs are told not to retry (they would sleep until then).
+    until_then = int(refused.value.response.headers["retry-after"])
+    assert (refused.value.response.headers.get("x-should-retry") == "false") is (until_then > 120)
     with pytest.raises(openai.RateLimitError):
         client.files.create(file=("three.jsonl", jsonl("r")), purpose="batch")
     assert client.batches.retrieve(batch.id).status == "completed"
