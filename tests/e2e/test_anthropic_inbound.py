@@ -7,6 +7,7 @@ the tests that reach an upstream run once per provider type (``PROVIDERS``), the
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -778,6 +779,29 @@ def test_upstream_rate_limit(client: anthropic.Anthropic, model: str) -> None:
         )
     assert info.value.body["error"]["type"] == "rate_limit_error"
     assert info.value.response.headers["retry-after"] == "7"
+
+
+def test_an_upstream_429_asking_for_an_hour_is_not_retried_by_the_sdk(
+    client: anthropic.Anthropic, model: str
+) -> None:
+    """The SDK sleeps however long Retry-After says before a retry: a wait longer than two minutes
+    comes with x-should-retry: false, and the SDK (with its retries on) raises at once."""
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.with_options(max_retries=2).messages.create(
+                model=model, max_tokens=20,
+                messages=[{"role": "user", "content": "mock:status=429 mock:retry_after=3600"}])
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(20)
+    assert outcome and isinstance(outcome[0], anthropic.RateLimitError), outcome
+    assert outcome[0].response.headers["retry-after"] == "3600"
+    assert outcome[0].response.headers["x-should-retry"] == "false"
 
 
 def test_upstream_server_error(client: anthropic.Anthropic, model: str) -> None:
