@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -187,12 +188,21 @@ def test_a_request_larger_than_the_whole_budget_is_a_400(pair: Pair) -> None:
     assert reply.usage is not None and reply.usage.completion_tokens == 2
 
 
+def _zone_far_from_month_end() -> str:
+    """UTC, unless its month ends within ten minutes: then UTC+14, whose month ended 14 hours
+    ago (a Retry-After until the month's end is then long, whenever the test runs)."""
+    now = datetime.now(UTC)
+    ends = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return "UTC" if ends - now > timedelta(minutes=10) else "Etc/GMT-14"
+
+
 def test_an_exhausted_budget_tells_the_sdks_not_to_retry(pair: Pair) -> None:
     """The SDKs retry a 429 by themselves, the Anthropic one after however long Retry-After says
     (here: until the month ends): an exhausted budget says x-should-retry: false, so both raise
     at once, and a total budget (no Retry-After) is not retried for nothing either."""
     monthly = pair.key()
-    pair.budget(scope="key", subject=monthly["id"], max_amount=0.01, period="monthly")
+    pair.budget(scope="key", subject=monthly["id"], max_amount=0.01, period="monthly",
+                timezone=_zone_far_from_month_end())
     pair.sdk(monthly["key"]).chat.completions.create(messages=ask(LONG), **CALL)  # spends it all
     raw = httpx.post(f"{pair.first.url}/v1/messages", timeout=10,
                      headers={"x-api-key": monthly["key"], "anthropic-version": "2023-06-01"},
