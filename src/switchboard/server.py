@@ -10,6 +10,8 @@ import resource
 import shutil
 import signal
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ _ENV = "SWITCHBOARD_SERVE"
 # on a busy host. Health pings are answered by a thread of the worker, so this does not slow the
 # detection of a dead one.
 WORKER_READY_SECONDS = 30
+# How often a worker checks that uvicorn's parent is still there (see _watch_parent).
+PARENT_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,24 @@ def app_factory() -> SwitchboardApp:
     settings = read_handoff(os.environ[_ENV])
     configure_logs(settings.server.log_level, settings.server.log_format)
     configure_edge(settings)
+    _watch_parent(os.getppid())
     return create_app(settings)
+
+
+def _watch_parent(parent: int) -> None:
+    """Stop this worker, as on SIGTERM (drain, grace, usage records stored), once uvicorn's parent
+    is gone. A parent killed outright (SIGKILL, OOM) leaves its workers re-parented and still
+    serving the shared port, with nothing to restart or stop them and the next start refused with
+    "address already in use". A thread polling getppid() costs nothing on the request path."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        logging.getLogger("switchboard").warning(
+            "the supervising process %d is gone; this worker shuts down", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="switchboard-parent-watch", daemon=True).start()
 
 
 def configure_edge(settings: Settings) -> None:

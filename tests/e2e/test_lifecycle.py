@@ -201,6 +201,33 @@ def test_respawned_worker_serves_the_settings_the_parent_validated(
     assert not list((tmp_path / "data").glob(".serve-settings-*"))
 
 
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_their_parent_is_killed_outright(
+    mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # A parent SIGKILLed (OOM killer, kill -9) must not leave its workers serving the port with no
+    # supervisor: they drain and exit, and the port is free for the next start.
+    config = {**openai_config(mock_upstream), "redis": {"url": redis_server.url}}
+    gw = start_gateway(config, tmp_path, args=["--workers", "2"])
+    parent = gw.process.proc.pid
+    _poll(lambda: len(_workers(parent)) == 2, "two workers")
+    workers = _workers(parent)
+    os.kill(parent, signal.SIGKILL)
+    gw.process.proc.wait(30)
+    _poll(lambda: not any(_running(pid) for pid in workers), "workers exiting")
+    gone = f"the supervising process {parent} is gone"
+    _poll(lambda: gw.process.output.count(gone) == 2, "both workers saying why they stop")
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", gw.port), timeout=5):
+        pass
+
+
 def test_sighup_with_workers_replaces_them_with_the_same_settings(
     mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
 ) -> None:
