@@ -77,7 +77,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default 1).")] = None,
 ) -> None:
     """Start the gateway. Without --config it runs the embedded default with a demo model."""
-    from switchboard.server import ServeOptions, resolve_settings
+    from switchboard.server import ServeOptions, listen_problem, resolve_settings
     from switchboard.server import serve as run
     from switchboard.settings.embedded import master_key, url_host
 
@@ -89,6 +89,10 @@ def serve(
     except ConfigError as exc:
         _fail_config(exc)
         return
+    problem = listen_problem(settings.server.host, settings.server.port)
+    if problem:
+        error(problem)
+        raise typer.Exit(1)
     _open_stores_or_exit(settings)
     s = settings.server
     base = f"http://{url_host(s.host)}:{s.port}"
@@ -181,7 +185,7 @@ def secrets_rotate(
 
     from switchboard.crypto.keyring import DecryptError, from_settings
     from switchboard.crypto.rotate import Rotated, rotate, rotate_services
-    from switchboard.server import ServeOptions, resolve_settings
+    from switchboard.server import ServeOptions, listen_problem, resolve_settings
     from switchboard.stores import StoreError, open_stores
 
     try:

@@ -9,6 +9,7 @@ import pickle
 import resource
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -68,6 +69,26 @@ def resolve_settings(opts: ServeOptions) -> Settings:
         return with_secret_key(settings)
     except SecretKeyMissing as exc:
         raise ConfigError(opts.config or "(embedded default)", [str(exc)]) from None
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (taken, an unknown name), or None. Tried before
+    anything starts, with the socket options uvicorn uses, so that a port in use is one line and
+    exit 1 instead of uvicorn's error after the application has started, and exit 3."""
+    if port == 0:
+        return None
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _overridden(server: ServerConfig, overrides: dict[str, Any]) -> ServerConfig:

@@ -477,6 +477,28 @@ def test_serve_with_invalid_config_exits_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in proc.output
 
 
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(
+    mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer, workers: list[str]
+) -> None:
+    # As for an unreachable database: said before anything starts, not uvicorn's error and exit 3.
+    config = {**openai_config(mock_upstream), "redis": {"url": redis_server.url}}
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = spawn(["serve", "--config", str(path), "--port", str(port), *workers], env={
+            "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY,
+            "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
+        })
+        assert proc.wait_exit(30) == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in proc.output
+    assert "Application startup" not in proc.output
+    assert "Traceback" not in proc.output
+
+
 def test_config_check_never_prints_the_secrets_it_resolves(tmp_path: Path) -> None:
     # The children inherit nothing: the secret can reach them only through the env given here.
     secret = "sk-very-secret-upstream-value"
