@@ -222,10 +222,11 @@ def secrets_rotate(
 @app.command()
 def mock(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9001,
-    latency_ms: Annotated[float, typer.Option(help="Delay before each answer.")] = 0.0,
-    ttft_ms: Annotated[float, typer.Option(help="Delay before the first stream chunk.")] = 0.0,
-    chunk_delay_ms: Annotated[float, typer.Option(help="Delay between stream chunks.")] = 0.0,
+    # Bounded: the socket would take 99999 as 34463, and a negative delay means nothing.
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 9001,
+    latency_ms: Annotated[float, typer.Option(min=0, max=3_600_000, help="Delay before each answer.")] = 0.0,
+    ttft_ms: Annotated[float, typer.Option(min=0, max=3_600_000, help="Delay before the first stream chunk.")] = 0.0,
+    chunk_delay_ms: Annotated[float, typer.Option(min=0, max=3_600_000, help="Delay between stream chunks.")] = 0.0,
     api_key: Annotated[str | None, typer.Option(help="Require this key, as each provider sends it.")] = None,
 ) -> None:
     """Run the mock upstream that speaks the providers' wire formats, for development and tests."""

@@ -385,6 +385,18 @@ def test_mock_reports_expected_faults_without_tracebacks() -> None:
     assert out.count("mock: ending 1 unfinished request(s) at shutdown") == 1
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--port", "99999"], "Input should be less than or equal to 65535"),
+    (["--latency-ms", "-5"], "Input should be greater than or equal to 0"),
+])
+def test_mock_refuses_out_of_range_options(args: list[str], expected: str) -> None:
+    # 99999 would be taken by the socket as 34463: refused, as serve refuses it.
+    proc = spawn(["mock", *args], inherit=False)
+    assert proc.wait_exit(30) == 2
+    assert expected in proc.output
+    assert "Uvicorn running" not in proc.output
+
+
 def test_config_check_accepts_minimal_form(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(MINIMAL)
