@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -77,7 +77,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default 1).")] = None,
 ) -> None:
     """Start the gateway. Without --config it runs the embedded default with a demo model."""
-    from switchboard.server import ServeOptions, resolve_settings
+    from switchboard.server import ServeOptions, listen_problem, resolve_settings
     from switchboard.server import serve as run
     from switchboard.settings.embedded import master_key, url_host
 
@@ -89,6 +89,10 @@ def serve(
     except ConfigError as exc:
         _fail_config(exc)
         return
+    problem = listen_problem(settings.server.host, settings.server.port)
+    if problem:
+        error(problem)
+        raise typer.Exit(1)
     _open_stores_or_exit(settings)
     s = settings.server
     base = f"http://{url_host(s.host)}:{s.port}"
@@ -215,13 +219,18 @@ def secrets_rotate(
               "the rest already were"))
 
 
+def _delay(help_text: str) -> Any:
+    return typer.Option(min=0, max=3_600_000, help=help_text)  # at most an hour
+
+
 @app.command()
 def mock(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9001,
-    latency_ms: Annotated[float, typer.Option(help="Delay before each answer.")] = 0.0,
-    ttft_ms: Annotated[float, typer.Option(help="Delay before the first stream chunk.")] = 0.0,
-    chunk_delay_ms: Annotated[float, typer.Option(help="Delay between stream chunks.")] = 0.0,
+    # Bounded: the socket would take 99999 as 34463, and a negative delay means nothing.
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 9001,
+    latency_ms: Annotated[float, _delay("Delay before each answer.")] = 0.0,
+    ttft_ms: Annotated[float, _delay("Delay before the first stream chunk.")] = 0.0,
+    chunk_delay_ms: Annotated[float, _delay("Delay between stream chunks.")] = 0.0,
     api_key: Annotated[str | None, typer.Option(help="Require this key, as each provider sends it.")] = None,
 ) -> None:
     """Run the mock upstream that speaks the providers' wire formats, for development and tests."""

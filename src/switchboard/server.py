@@ -9,7 +9,10 @@ import pickle
 import resource
 import shutil
 import signal
+import socket
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,8 @@ _ENV = "SWITCHBOARD_SERVE"
 # on a busy host. Health pings are answered by a thread of the worker, so this does not slow the
 # detection of a dead one.
 WORKER_READY_SECONDS = 30
+# How often a worker checks that uvicorn's parent is still there (see _watch_parent).
+PARENT_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,26 @@ def resolve_settings(opts: ServeOptions) -> Settings:
         return with_secret_key(settings)
     except SecretKeyMissing as exc:
         raise ConfigError(opts.config or "(embedded default)", [str(exc)]) from None
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (taken, an unknown name), or None. Tried before
+    anything starts, with the socket options uvicorn uses, so that a port in use is one line and
+    exit 1 instead of uvicorn's error after the application has started, and exit 3."""
+    if port == 0:
+        return None
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _overridden(server: ServerConfig, overrides: dict[str, Any]) -> ServerConfig:
@@ -125,7 +150,24 @@ def app_factory() -> SwitchboardApp:
     settings = read_handoff(os.environ[_ENV])
     configure_logs(settings.server.log_level, settings.server.log_format)
     configure_edge(settings)
+    _watch_parent(os.getppid())
     return create_app(settings)
+
+
+def _watch_parent(parent: int) -> None:
+    """Stop this worker, as on SIGTERM (drain, grace, usage records stored), once uvicorn's parent
+    is gone. A parent killed outright (SIGKILL, OOM) leaves its workers re-parented and still
+    serving the shared port, with nothing to restart or stop them and the next start refused with
+    "address already in use". A thread polling getppid() costs nothing on the request path."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        logging.getLogger("switchboard").warning(
+            "the supervising process %d is gone; this worker shuts down", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="switchboard-parent-watch", daemon=True).start()
 
 
 def configure_edge(settings: Settings) -> None:

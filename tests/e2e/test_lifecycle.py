@@ -201,6 +201,33 @@ def test_respawned_worker_serves_the_settings_the_parent_validated(
     assert not list((tmp_path / "data").glob(".serve-settings-*"))
 
 
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_their_parent_is_killed_outright(
+    mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # A parent SIGKILLed (OOM killer, kill -9) must not leave its workers serving the port with no
+    # supervisor: they drain and exit, and the port is free for the next start.
+    config = {**openai_config(mock_upstream), "redis": {"url": redis_server.url}}
+    gw = start_gateway(config, tmp_path, args=["--workers", "2"])
+    parent = gw.process.proc.pid
+    _poll(lambda: len(_workers(parent)) == 2, "two workers")
+    workers = _workers(parent)
+    os.kill(parent, signal.SIGKILL)
+    gw.process.proc.wait(30)
+    _poll(lambda: not any(_running(pid) for pid in workers), "workers exiting")
+    gone = f"the supervising process {parent} is gone"
+    _poll(lambda: gw.process.output.count(gone) == 2, "both workers saying why they stop")
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", gw.port), timeout=5):
+        pass
+
+
 def test_sighup_with_workers_replaces_them_with_the_same_settings(
     mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -358,6 +385,18 @@ def test_mock_reports_expected_faults_without_tracebacks() -> None:
     assert out.count("mock: ending 1 unfinished request(s) at shutdown") == 1
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--port", "99999"], "Input should be less than or equal to 65535"),
+    (["--latency-ms", "-5"], "Input should be greater than or equal to 0"),
+])
+def test_mock_refuses_out_of_range_options(args: list[str], expected: str) -> None:
+    # 99999 would be taken by the socket as 34463: refused, as serve refuses it.
+    proc = spawn(["mock", *args], inherit=False)
+    assert proc.wait_exit(30) == 2
+    assert expected in proc.output
+    assert "Uvicorn running" not in proc.output
+
+
 def test_config_check_accepts_minimal_form(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(MINIMAL)
@@ -406,6 +445,15 @@ auth:
             None,
             "models[0].timeouts.total: Input should be greater than 0",
         ),
+        # A bound set to infinity is no bound: a trickling client held for ever, a drain never ending.
+        (MINIMAL + "server: {header_timeout_seconds: .inf}\n", None,
+         "server.header_timeout_seconds: Input should be less than or equal to 86400"),
+        (MINIMAL + "server: {drain_seconds: .inf}\n", None,
+         "server.drain_seconds: Input should be less than or equal to 86400"),
+        (MINIMAL + "server: {keep_alive_seconds: 1e300}\n", None,
+         "server.keep_alive_seconds: Input should be less than or equal to 86400"),
+        (MINIMAL.replace("    api_key: ${UPSTREAM_KEY}", "    api_key: k\n    timeouts: {total: .inf}"), None,
+         "providers[0].timeouts.total: Input should be less than or equal to 86400"),
         ("providers: [\n", None, "invalid YAML"),
         ("- just\n- a list\n", None, "(top level): expected a mapping"),
     ],
@@ -438,6 +486,28 @@ def test_serve_with_invalid_config_exits_cleanly(tmp_path: Path) -> None:
     proc = spawn(["serve", "--config", str(path), "--port", str(free_port())], inherit=False)
     assert proc.wait_exit(30) == 2
     assert "auth.master_key: Field required" in proc.output
+    assert "Traceback" not in proc.output
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(
+    mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer, workers: list[str]
+) -> None:
+    # As for an unreachable database: said before anything starts, not uvicorn's error and exit 3.
+    config = {**openai_config(mock_upstream), "redis": {"url": redis_server.url}}
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = spawn(["serve", "--config", str(path), "--port", str(port), *workers], env={
+            "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY,
+            "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
+        })
+        assert proc.wait_exit(30) == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in proc.output
+    assert "Application startup" not in proc.output
     assert "Traceback" not in proc.output
 
 

@@ -142,6 +142,25 @@ def test_second_sigint_ends_streams_with_an_error_event(mock_upstream: Mock, tmp
     assert "Traceback" not in gw.process.output
 
 
+def test_sigint_during_the_drain_skips_drain_and_grace(mock_upstream: Mock, tmp_path: Path) -> None:
+    """A SIGINT after the first signal stops at once: the stream in flight is ended with the
+    API's error event now, not after the drain or the grace period (each a minute here)."""
+    config = openai_config(mock_upstream, drain_seconds=60, graceful_shutdown_seconds=60)
+    gw = start_gateway(config, tmp_path)
+    chunks = _long_stream(gw)  # 20 s of words
+    next(chunks)
+    gw.process.proc.send_signal(signal.SIGTERM)
+    gw.process.wait_for("draining for 60.0 s")
+    gw.process.proc.send_signal(signal.SIGINT)
+    with pytest.raises(openai.APIError) as err:
+        for _ in chunks:
+            pass
+    assert "shutting down" in str(err.value.message)
+    assert gw.process.proc.wait(30) == 0
+    assert gw.process.output.count("cut short by server shutdown") == 1
+    assert "Traceback" not in gw.process.output
+
+
 def test_repeated_sigterm_keeps_draining_and_sigint_forces(mock_upstream: Mock, tmp_path: Path) -> None:
     """With --workers a SIGTERM to the process group reaches each worker twice (directly and from
     uvicorn's parent): one signal was sent, so the drain goes on. A SIGINT still stops at once."""

@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from switchboard.config.yamlfile import plain
 
 MIB = 1024 * 1024
+# The longest wait a time bound of the server or a provider may be set to (a day): `.inf` or
+# 1e300 would turn a bound into none (a trickling client held for ever, a drain never ending).
+MAX_SECONDS = 86_400
 
 
 class Strict(BaseModel):

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from switchboard.config.base import MIB, Strict
+from switchboard.config.base import MAX_SECONDS, MIB, Strict
 from switchboard.config.catalog import ModelEntryInfo
 from switchboard.config.urls import check_http_url
 
@@ -19,15 +19,15 @@ class Timeouts(Strict):
     """Seconds. ``first_byte`` bounds the wait for the response headers and every gap between
     reads afterwards (a stalled stream); ``total`` bounds the whole exchange, stream included."""
 
-    connect: Annotated[float, Field(gt=0)] = 10.0
-    first_byte: Annotated[float, Field(gt=0)] = 120.0
-    total: Annotated[float, Field(gt=0)] = 600.0
+    connect: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 10.0
+    first_byte: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 120.0
+    total: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 600.0
 
 
 class TimeoutsOverride(Strict):
-    connect: Annotated[float, Field(gt=0)] | None = None
-    first_byte: Annotated[float, Field(gt=0)] | None = None
-    total: Annotated[float, Field(gt=0)] | None = None
+    connect: Annotated[float, Field(gt=0, le=MAX_SECONDS)] | None = None
+    first_byte: Annotated[float, Field(gt=0, le=MAX_SECONDS)] | None = None
+    total: Annotated[float, Field(gt=0, le=MAX_SECONDS)] | None = None
 
     def over(self, base: Timeouts) -> Timeouts:
         return base.model_copy(update={k: v for k, v in self.model_dump().items() if v is not None})

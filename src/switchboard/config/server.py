@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from switchboard.config.base import MIB, Strict
+from switchboard.config.base import MAX_SECONDS, MIB, Strict
 from switchboard.config.urls import database_url_problem, redis_url_problem
 
 # The levels `server.log_level` accepts, most verbose first (case-insensitive).
@@ -26,18 +26,18 @@ class ServerConfig(Strict):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 32 * MIB
     # The request line and headers: size, and time from the first byte (or the connection).
     max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
-    header_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    header_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 30.0
     # The longest gap between two reads of a request body.
-    body_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 30.0
     # An idle keep-alive connection is closed after this; above common load balancers' 60 s.
-    keep_alive_seconds: Annotated[float, Field(gt=0)] = 75.0
+    keep_alive_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 75.0
     # Open client connections per worker; one more is answered 503 and closed.
     max_connections: Annotated[int, Field(ge=1)] = 10_000
-    graceful_shutdown_seconds: Annotated[float, Field(ge=0)] = 30.0
+    graceful_shutdown_seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 30.0
     # On SIGTERM/SIGINT: keep serving with /health/ready at 503 this long before closing the port.
-    drain_seconds: Annotated[float, Field(ge=0)] = 0.0
+    drain_seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 0.0
     # The whole request's deadline (retries and fallbacks stop once it has passed).
-    request_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 600.0
     data_dir: Path | None = None
     log_level: str = "info"
     # The process's own log lines: text, or one JSON object per line (docs/observability.md).

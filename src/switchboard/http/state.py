@@ -48,6 +48,8 @@ class ServerState:
         loop = asyncio.get_running_loop()
 
         def stop(signum: int) -> None:
+            if not self._in_drain:  # a SIGINT ended the drain already
+                return
             self._in_drain = False
             self._previous[signum](signum, None)
 
@@ -59,6 +61,10 @@ class ServerState:
                 log.info("already draining; SIGINT stops at once")
                 return
             if self.draining or drain_seconds <= 0:
+                if self._in_drain:
+                    # uvicorn forces its exit (no grace) on a SIGINT that finds it already
+                    # stopping; during the drain it has not been told yet, so tell it twice.
+                    previous(signum, frame)
                 self.draining = True
                 self._in_drain = False
                 previous(signum, frame)
