@@ -109,6 +109,9 @@ class RedisConfig(Strict):
     """Present: counters, cache and change feed shared by every instance through Redis."""
 
     url: SecretStr
+    # The longest an admin change waits to tell the other instances (change feed publish): the
+    # change is stored first, and they catch up by their caches' TTL if the message is lost.
+    publish_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 1.0
 
     @field_validator("url")
     @classmethod

@@ -177,14 +177,17 @@ async def open_database(url: str) -> tuple[AsyncEngine, str]:
 
 async def open_stores(settings: Settings, *, clock: Clock | None = None) -> Stores:
     redis = settings.redis
-    return await open_at(
-        database_url(settings), None if redis is None else redis.url.get_secret_value(), clock=clock
-    )
+    if redis is None:
+        return await open_at(database_url(settings), None, clock=clock)
+    return await open_at(database_url(settings), redis.url.get_secret_value(), clock=clock,
+                         publish_timeout=redis.publish_timeout_seconds)
 
 
-async def open_at(database: str, redis_url: str | None, *, clock: Clock | None = None) -> Stores:
+async def open_at(database: str, redis_url: str | None, *, clock: Clock | None = None,
+                  publish_timeout: float | None = None) -> Stores:
     """The stores on a database URL (as ``async_url`` returns it) and an optional Redis URL.
-    ``clock`` replaces the time source of the in-memory stores and of the Redis counters."""
+    ``clock`` replaces the time source of the in-memory stores and of the Redis counters;
+    ``publish_timeout`` bounds a change-feed publish on Redis (its default when None)."""
     engine, revision = await open_database(database)
     closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
     keys, ledger, audit = SqlKeyStore(engine), SqlUsageLedger(engine), SqlAuditLog(engine)
@@ -221,7 +224,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         except StoreError:
             await engine.dispose()
             raise
-        redis_feed = RedisFeed(client)
+        redis_feed = RedisFeed(client) if publish_timeout is None else RedisFeed(client, publish_timeout)
         closers += [client.aclose, redis_feed.close, batch_for(client).close]
         counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
         limiter = RedisRateLimiter(client, clock)
