@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.config.paths import data_dir as default_data_dir
 from switchboard.config.schema import Settings
+from switchboard.stores.checks import Probe, StoreChecks
 from switchboard.stores.clock import Clock, system_clock
 from switchboard.stores.errors import StoreError
 from switchboard.stores.memory.budgets import MemoryBudgetCounters
@@ -59,7 +61,7 @@ from switchboard.stores.sql.api_sessions import SqlSessionStore
 from switchboard.stores.sql.apis import SqlApiStore
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.budgets import SqlBudgetStore
-from switchboard.stores.sql.engine import create_engine, describe, shown
+from switchboard.stores.sql.engine import create_engine, describe, ping, shown
 from switchboard.stores.sql.files import SqlFileStore
 from switchboard.stores.sql.incidents import SqlIncidentStore
 from switchboard.stores.sql.keys import SqlKeyStore
@@ -126,6 +128,8 @@ class Stores:
     services: ServiceStore | None = None
     # MCP servers managed at run time and per-user OAuth tokens (mcp/). Always in SQL.
     mcp: McpStore | None = None
+    # Whether the database (and Redis) answer, for /health/ready (stores/checks.py).
+    checks: StoreChecks = field(default_factory=lambda: StoreChecks({}))
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -197,6 +201,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     limiter: RateLimiter
     budget_counters: BudgetCounters
     health: HealthStore | None = None
+    probes: dict[str, Probe] = {"database": partial(ping, engine)}
     if redis_url is None:
         mem_counters, mem_cache, mem_feed = (
             MemoryCounters(clock or system_clock),
@@ -231,6 +236,9 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         closers.append(limiter.close)  # first: its waiting corrections, while Redis is open
         budget_counters = RedisBudgetCounters(client, clock)
         health = RedisHealth(client, clock)
+        probes["redis"] = client.ping
+    checks = StoreChecks(probes)
+    closers.append(checks.close)  # first: a check under way, while the stores are open
     log.info(
         "database %s at revision %s; counters, cache and change feed %s",
         shown(database),
@@ -267,6 +275,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         api_sessions=SqlSessionStore(engine),
         services=SqlServiceStore(engine),
         mcp=SqlMcpStore(engine),
+        checks=checks,
         _closers=closers,
     )
 
