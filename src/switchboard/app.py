@@ -47,6 +47,7 @@ from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.media import MediaTerminal
 from switchboard.stores import Stores
+from switchboard.stores.checks import DOWN
 
 log = logging.getLogger("switchboard")
 
@@ -286,9 +287,15 @@ class SwitchboardApp:
     async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.state.draining:
             await self._json(scope, send, 503, {"status": "draining"})
-        elif self.gateway.ready:
+        elif self.gateway.ready and self.gateway.stores is not None:
             models = len(self.gateway.routing.current.routes)
-            await self._json(scope, send, 200, {"status": "ready", "models": models})
+            checks = await self.gateway.stores.checks.results()  # cached ~1 s, bounded
+            strict = self.settings.server.ready_requires_stores or _strict(scope["query_string"])
+            if strict and DOWN in checks.values():
+                await self._json(scope, send, 503, {"status": "unavailable", "models": models,
+                                                    "checks": checks})
+            else:
+                await self._json(scope, send, 200, {"status": "ready", "models": models, "checks": checks})
         else:
             await self._json(scope, send, 503, {"status": "starting"})
 
@@ -307,6 +314,12 @@ class SwitchboardApp:
                               [(b"allow", ", ".join(sorted(allowed)).encode())])
         else:
             await self._error(scope, send, unknown_url(method, path))
+
+
+def _strict(query: bytes) -> bool:
+    """``?strict=1`` (or ``true``) on /health/ready: a store down makes it 503. Other
+    parameters are ignored, as probes may add their own."""
+    return bool(query) and any(part in (b"strict=1", b"strict=true") for part in query.split(b"&"))
 
 
 def _allowed_by_prefix(path: str) -> list[str] | None:

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_output import err, error, line, out, printable
+from switchboard.cli_output import err, error, line, out, printable, table
 from switchboard.config.schema import Settings
 from switchboard.settings.loader import ConfigError, load
 
@@ -80,15 +79,12 @@ def show(
 def print_table(answer: dict[str, Any]) -> None:
     """One row per series and the totals; every value a plain Text (a group's name, a user id
     from a JWT, may hold brackets that Rich would read as markup)."""
-    table = Table(title=Text(f"analytics {answer['from']} .. {answer['to']}"))
-    for column in (Text(answer["group_by"] or ""), *COLUMNS):
-        table.add_column(column)
-    for series in answer["series"]:
-        group = "-" if series["group"] is None else str(series["group"])
-        table.add_row(Text(printable(group)), *_cells(series["totals"]))
+    rows = [[Text(printable("-" if series["group"] is None else str(series["group"]))),
+             *_cells(series["totals"])] for series in answer["series"]]
     if answer["group_by"] is not None:
-        table.add_row("total", *_cells(answer["totals"]))
-    out.print(table)
+        rows.append(["total", *_cells(answer["totals"])])
+    out.print(table((Text(answer["group_by"] or ""), *COLUMNS), rows,
+                    title=f"analytics {answer['from']} .. {answer['to']}"))
 
 
 def _time(name: str, value: str) -> datetime:

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -44,12 +44,79 @@ def cell(value: Any) -> Text:
     return Text(printable(text))
 
 
-def table(columns: Iterable[str], rows: Iterable[Iterable[Any]], *, title: str | None = None,
+def _widest_line(text: Text) -> int:
+    return max((Text(line).cell_len for line in text.plain.split("\n")), default=0)
+
+
+def fit_widths(natural: list[int], minimum: list[int], room: int) -> list[int] | None:
+    """Column widths within ``room``: each column's natural width, the widest cut first, none
+    below its minimum (its header's width); None when even the minimums do not fit."""
+    if sum(minimum) > room:
+        return None
+    widths = list(natural)
+    excess = sum(widths) - room
+    while excess > 0:
+        widest = max((i for i, w in enumerate(widths) if w > minimum[i]), key=lambda i: widths[i])
+        cut = min(excess, widths[widest] - minimum[widest],
+                  max(1, widths[widest] - max((w for i, w in enumerate(widths) if i != widest), default=0)))
+        widths[widest] -= cut
+        excess -= cut
+    return widths
+
+
+class FittedTable(Table):
+    """A table that keeps every header whole in the terminal's width (``COLUMNS``).
+
+    Rich shrinks a table that is too wide column by column, headers included, down to one
+    letter and an ellipsis: at 80 columns a usage report read ``m… r… e…``. This one narrows
+    only what is wider than its header (cells fold onto more lines, so an id stays whole to copy),
+    and when even the headers side by side do not fit, shows each row as a block of
+    ``header  value`` lines instead."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        room = options.max_width - (3 * len(self.columns) + 1)  # borders and padding of each column
+        headers = [_widest_line(c.header) if isinstance(c.header, Text) else len(str(c.header))
+                   for c in self.columns]
+        natural = [max([h, *(_widest_line(x) if isinstance(x, Text) else len(str(x)) for x in c.cells)])
+                   for h, c in zip(headers, self.columns, strict=True)]
+        if sum(natural) <= room:
+            yield from super().__rich_console__(console, options)
+            return
+        widths = fit_widths(natural, headers, room)
+        if widths is None:
+            yield from self._records()
+            return
+        for column, width in zip(self.columns, widths, strict=True):
+            column.width = width
+        try:
+            yield from super().__rich_console__(console, options)
+        finally:
+            for column in self.columns:
+                column.width = None
+
+    def _records(self) -> RenderResult:
+        """Each row as a two-column block, the headers down its left side."""
+        if self.title is not None:
+            yield self.title
+        rows = list(zip(*(list(c.cells) for c in self.columns), strict=True))
+        if not rows:
+            yield Text("(none)")
+        for row in rows:
+            block = Table(show_header=False)
+            block.add_column(no_wrap=True)
+            block.add_column(overflow="fold")
+            for column, value in zip(self.columns, row, strict=True):
+                block.add_row(column.header, value)
+            yield block
+
+
+def table(columns: Iterable[str | Text], rows: Iterable[Iterable[Any]], *, title: str | None = None,
           show_header: bool = True) -> Table:
-    """A table whose headers, title and cells are all plain text (see :func:`cell`)."""
-    built = Table(title=Text(printable(title)) if title is not None else None, show_header=show_header)
+    """A table whose headers, title and cells are all plain text (see :func:`cell`), its headers
+    whole at any terminal width (see :class:`FittedTable`)."""
+    built = FittedTable(title=Text(printable(title)) if title is not None else None, show_header=show_header)
     for column in columns:
-        built.add_column(Text(column))
+        built.add_column(column if isinstance(column, Text) else Text(column), overflow="fold")
     for row in rows:
         built.add_row(*(c if isinstance(c, Text) else cell(c) for c in row))
     return built

@@ -211,14 +211,25 @@ def test_decisions_need_a_tenant_admin_and_the_right_state(deployment: Deploymen
 def test_teams_and_tenants_see_only_their_own(deployment: Deployment) -> None:
     team_a, team_b = new_team(), new_team()
     key_a, key_b = deployment.team_key(team_a), deployment.team_key(team_b)
+    team_admin_b = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", headers=ADMIN, timeout=10,
+                              json={"models": ["*"], "team": team_b, "role": "team_admin"}).json()["key"]
     sub_a = deployment.subscribe(key_a).json()
     assert deployment.subscribe(key_b).status_code == 201
     # Team B neither reads nor lists team A's subscription, nor subscribes for team A.
     assert httpx.get(f"{deployment.subs}/{sub_a['id']}", headers=bearer(key_b), timeout=10).status_code == 404
     listed = httpx.get(deployment.subs, headers=bearer(key_b), params={"limit": 1000}, timeout=10).json()
     assert {s["team"] for s in listed["data"]} == {team_b}
-    other = httpx.get(deployment.subs, headers=bearer(key_b), params={"team": team_a}, timeout=10).json()
-    assert other["data"] == []
+    # Naming team A is 404, as the usage report answers a team role naming another team.
+    other = httpx.get(deployment.subs, headers=bearer(key_b), params={"team": team_a}, timeout=10)
+    assert other.status_code == 404 and other.json()["error"]["code"] == "team_not_found"
+    usage = httpx.get(f"{deployment.gateway.url}/admin/v1/usage", headers=bearer(team_admin_b),
+                      params={"team": team_a}, timeout=10)
+    assert usage.status_code == 404 and usage.json()["error"]["code"] == "team_not_found"
+    for_admin_b = httpx.get(deployment.subs, headers=bearer(team_admin_b), params={"team": team_a},
+                            timeout=10)
+    assert for_admin_b.status_code == 404 and for_admin_b.json()["error"]["code"] == "team_not_found"
+    own = httpx.get(deployment.subs, headers=bearer(team_admin_b), params={"team": team_b}, timeout=10)
+    assert own.status_code == 200 and {s["team"] for s in own.json()["data"]} == {team_b}
     for_a = deployment.subscribe(key_b, team=team_a)
     assert for_a.status_code == 404 and for_a.json()["error"]["code"] == "team_not_found"
     # A subscription in another tenant is invisible from this one, to a team and to its admin.

@@ -66,3 +66,49 @@ def test_the_usage_table_shows_model_names_as_written(monkeypatch: pytest.Monkey
     assert result.exit_code == 0, result.output
     for name in MARKUP:
         assert name in captured.get(), captured.get()
+
+
+# -- tables at the terminal's width: every header whole, cells folded, else one block per row
+
+
+def _printed(built: Any, width: int) -> list[str]:
+    console = Console(width=width, highlight=False, markup=False)
+    with console.capture() as captured:
+        console.print(built)
+    return captured.get().splitlines()
+
+
+def _cells_of(lines: list[str]) -> set[str]:
+    return {part.strip() for text in lines for part in text.replace("┃", "│").split("│")}
+
+
+def test_fit_widths_cuts_the_widest_first_never_below_a_header() -> None:
+    assert cli_output.fit_widths([40, 5, 10], [2, 5, 8], 30) == [15, 5, 10]
+    assert cli_output.fit_widths([40, 30, 5], [2, 20, 5], 40) == [15, 20, 5]
+    assert cli_output.fit_widths([10, 10], [8, 8], 15) is None
+    assert cli_output.fit_widths([3, 4], [3, 4], 10) == [3, 4]
+
+
+def test_a_narrowed_table_keeps_every_header_and_id_whole() -> None:
+    columns = ["id", "name", "created_at", "created_by"]
+    ident = "key_0123456789abcdef0123"
+    rows = [[ident, "a rather long descriptive name", "2026-12-04T17:10:43.409895+00:00", "master"]]
+    lines = _printed(cli_output.table(columns, rows), 60)
+    assert all(len(text) <= 60 for text in lines)
+    assert set(columns) <= _cells_of(lines[:3])  # the header row, one line
+    first_column = "".join(text.split("│")[1].strip() for text in lines if text.startswith("│"))
+    assert first_column == ident  # folded onto lines of its column, never cut with an ellipsis
+    assert "…" not in "".join(lines)
+
+
+def test_a_table_whose_headers_cannot_fit_shows_a_block_per_row() -> None:
+    columns = ["model", "requests", "completion_tokens", "cache_write_tokens", "image_output_tokens",
+               "audio_output_tokens", "latency_ms_avg"]
+    rows = [["gpt-4o-mini", 3, 16, 0, 0, 0, 2.5], ["gpt-4o", 1, 2, 0, 0, 0, None]]
+    lines = _printed(cli_output.table(columns, rows, title="usage"), 80)
+    assert lines[0].strip() == "usage" and all(len(text) <= 80 for text in lines)
+    found = [[part.strip() for part in text.split("│")[1:3]] for text in lines if "│" in text]
+    expected = [[c, "-" if v is None else str(v)] for row in rows for c, v in zip(columns, row, strict=True)]
+    assert found == expected
+    # Wide enough, the same table is one table with a header row.
+    assert set(columns) <= _cells_of(_printed(cli_output.table(columns, rows), 200)[:3])

@@ -36,6 +36,9 @@ class ServerConfig(Strict):
     graceful_shutdown_seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 30.0
     # On SIGTERM/SIGINT: keep serving with /health/ready at 503 this long before closing the port.
     drain_seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 0.0
+    # /health/ready answers 503 while the database or Redis does not answer (by default it
+    # only reports them: model calls are still served, fail-open or closed per feature).
+    ready_requires_stores: bool = False
     # The whole request's deadline (retries and fallbacks stop once it has passed).
     request_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 600.0
     data_dir: Path | None = None
@@ -109,6 +112,9 @@ class RedisConfig(Strict):
     """Present: counters, cache and change feed shared by every instance through Redis."""
 
     url: SecretStr
+    # The longest an admin change waits to tell the other instances (change feed publish): the
+    # change is stored first, and they catch up by their caches' TTL if the message is lost.
+    publish_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 1.0
 
     @field_validator("url")
     @classmethod

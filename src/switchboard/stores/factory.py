@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.config.paths import data_dir as default_data_dir
 from switchboard.config.schema import Settings
+from switchboard.stores.checks import Probe, StoreChecks
 from switchboard.stores.clock import Clock, system_clock
 from switchboard.stores.errors import StoreError
 from switchboard.stores.memory.budgets import MemoryBudgetCounters
@@ -59,7 +61,7 @@ from switchboard.stores.sql.api_sessions import SqlSessionStore
 from switchboard.stores.sql.apis import SqlApiStore
 from switchboard.stores.sql.audit import SqlAuditLog
 from switchboard.stores.sql.budgets import SqlBudgetStore
-from switchboard.stores.sql.engine import create_engine, describe, shown
+from switchboard.stores.sql.engine import create_engine, describe, ping, shown
 from switchboard.stores.sql.files import SqlFileStore
 from switchboard.stores.sql.incidents import SqlIncidentStore
 from switchboard.stores.sql.keys import SqlKeyStore
@@ -126,6 +128,8 @@ class Stores:
     services: ServiceStore | None = None
     # MCP servers managed at run time and per-user OAuth tokens (mcp/). Always in SQL.
     mcp: McpStore | None = None
+    # Whether the database (and Redis) answer, for /health/ready (stores/checks.py).
+    checks: StoreChecks = field(default_factory=lambda: StoreChecks({}))
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:
@@ -177,14 +181,17 @@ async def open_database(url: str) -> tuple[AsyncEngine, str]:
 
 async def open_stores(settings: Settings, *, clock: Clock | None = None) -> Stores:
     redis = settings.redis
-    return await open_at(
-        database_url(settings), None if redis is None else redis.url.get_secret_value(), clock=clock
-    )
+    if redis is None:
+        return await open_at(database_url(settings), None, clock=clock)
+    return await open_at(database_url(settings), redis.url.get_secret_value(), clock=clock,
+                         publish_timeout=redis.publish_timeout_seconds)
 
 
-async def open_at(database: str, redis_url: str | None, *, clock: Clock | None = None) -> Stores:
+async def open_at(database: str, redis_url: str | None, *, clock: Clock | None = None,
+                  publish_timeout: float | None = None) -> Stores:
     """The stores on a database URL (as ``async_url`` returns it) and an optional Redis URL.
-    ``clock`` replaces the time source of the in-memory stores and of the Redis counters."""
+    ``clock`` replaces the time source of the in-memory stores and of the Redis counters;
+    ``publish_timeout`` bounds a change-feed publish on Redis (its default when None)."""
     engine, revision = await open_database(database)
     closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
     keys, ledger, audit = SqlKeyStore(engine), SqlUsageLedger(engine), SqlAuditLog(engine)
@@ -194,6 +201,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     limiter: RateLimiter
     budget_counters: BudgetCounters
     health: HealthStore | None = None
+    probes: dict[str, Probe] = {"database": partial(ping, engine)}
     if redis_url is None:
         mem_counters, mem_cache, mem_feed = (
             MemoryCounters(clock or system_clock),
@@ -221,13 +229,16 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         except StoreError:
             await engine.dispose()
             raise
-        redis_feed = RedisFeed(client)
+        redis_feed = RedisFeed(client) if publish_timeout is None else RedisFeed(client, publish_timeout)
         closers += [client.aclose, redis_feed.close, batch_for(client).close]
         counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
         limiter = RedisRateLimiter(client, clock)
         closers.append(limiter.close)  # first: its waiting corrections, while Redis is open
         budget_counters = RedisBudgetCounters(client, clock)
         health = RedisHealth(client, clock)
+        probes["redis"] = client.ping
+    checks = StoreChecks(probes)
+    closers.append(checks.close)  # first: a check under way, while the stores are open
     log.info(
         "database %s at revision %s; counters, cache and change feed %s",
         shown(database),
@@ -264,6 +275,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         api_sessions=SqlSessionStore(engine),
         services=SqlServiceStore(engine),
         mcp=SqlMcpStore(engine),
+        checks=checks,
         _closers=closers,
     )
 

@@ -15,7 +15,7 @@ from switchboard.errors import GatewayError
 from switchboard.http.errors import MethodNotAllowed, unknown_url
 
 _CODES = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter",
-          "json_invalid": "invalid_json", "model_attributes_type": "invalid_json",
+          "json_invalid": "invalid_json",
           # a field that exists but may not be changed (PATCH /admin/v1/keys/{id})
           "immutable_parameter": "immutable_parameter",
           # a field of the configuration file's that the API does not take (mcp servers' command)
@@ -49,9 +49,26 @@ def _param(loc: tuple[Any, ...]) -> str | None:
     return out or None
 
 
+def _body_error(first: dict[str, Any]) -> dict[str, Any] | None:
+    """The error of a body that is not a JSON object at all, in the model API's words
+    (http/validate.py): pydantic's names it by a position (``[1]``) or as a field type."""
+    kind, loc = first.get("type"), tuple(first.get("loc", ()))
+    if kind == "json_invalid":  # loc ("body", <offset>): the offset is no parameter
+        reason = (first.get("ctx") or {}).get("error")
+        message = "the request body is not valid JSON" + (f": {reason}" if reason else "")
+    elif kind == "model_attributes_type" and loc == ("body",):  # [], 3, "x", null
+        message = "the request body must be a JSON object"
+    else:
+        return None
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                      "code": "invalid_json"}}
+
+
 async def validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"type": "invalid", "msg": "invalid request", "loc": ()}
+    if (whole := _body_error(first)) is not None:
+        return _error(request, 400, whole)
     param = _param(tuple(first.get("loc", ())))
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":

@@ -228,7 +228,10 @@ async def list_subscriptions(
     scope = access.tenant_for(tenant)
     if access.reach < Reach.TENANT:  # a team's members see their own team's subscriptions only
         own = access.principal.team_id
-        if own is None or (team is not None and team != own):
+        if team is not None and team != own:
+            # Another team is out of reach: 404, as the usage report, analytics and logs answer.
+            raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+        if own is None:
             return {"object": "list", "data": [], "has_more": False, "last_id": None}
         team = own
     query = SubscriptionQuery(status=status, team_id=team, model=model, after_id=after, limit=limit + 1)

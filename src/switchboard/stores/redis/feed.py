@@ -21,6 +21,10 @@ log = logging.getLogger("switchboard.stores")
 
 CHANNEL = PREFIX + "feed:"
 SUBSCRIBE_TIMEOUT = 10.0
+# How long a publish may wait for Redis (redis.publish_timeout_seconds). The change is already
+# stored when it is published and the others catch up by their caches' TTL, so an admin answer
+# must not wait the client's 10 s socket timeout for a Redis that accepts and never replies.
+PUBLISH_TIMEOUT = 1.0
 
 
 class _RedisSubscription:
@@ -34,8 +38,9 @@ class _RedisSubscription:
 
 
 class RedisFeed:
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, publish_timeout: float = PUBLISH_TIMEOUT) -> None:
         self._client = client
+        self._publish_timeout = publish_timeout
         self._pubsub = client.pubsub()
         self._subs: dict[str, list[_RedisSubscription]] = {}
         self._confirmed: dict[str, asyncio.Future[None]] = {}
@@ -46,7 +51,14 @@ class RedisFeed:
         """Best effort, like the feed itself: a change already stored is not refused because the
         other instances cannot be told right now (they catch up within their caches' TTL)."""
         try:
-            await self._client.publish(CHANNEL + topic, message.encode())
+            # A timeout cancels the command; redis-py then drops that connection (its reply may
+            # still come), so the pool never hands out one with a reply pending.
+            async with asyncio.timeout(self._publish_timeout):
+                await self._client.publish(CHANNEL + topic, message.encode())
+        except TimeoutError:
+            log.warning("change feed: redis did not answer a publish on %r within %.1fs; other "
+                        "instances apply the change when their cached copy expires", topic,
+                        self._publish_timeout)
         except (RedisError, OSError) as exc:
             log.warning("change feed: publishing on %r failed (%s); other instances apply the change "
                         "when their cached copy expires", topic, type(exc).__name__)

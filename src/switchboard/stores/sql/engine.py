@@ -36,6 +36,12 @@ def create_engine(url: str) -> AsyncEngine:
     )
 
 
+async def ping(engine: AsyncEngine) -> None:
+    """One trivial query (``SELECT 1``): raises when the database does not answer it."""
+    async with engine.connect() as conn:
+        await conn.execute(sa.text("SELECT 1"))
+
+
 def describe(exc: BaseException) -> str:
     """One line for a connection failure, without the driver's stack of wrappers."""
     orig = getattr(exc, "orig", None) or exc.__cause__ or exc

@@ -1,0 +1,71 @@
+"""Whether the stores answer, for ``/health/ready`` (docs/api.md, "Health").
+
+Each store is asked one trivial question (``SELECT 1``, a Redis ``PING``) bounded by ``timeout``
+seconds: a store that accepts connections and never answers is "down" after that long, not after
+its driver's own timeouts. The answers are kept for ``max_age`` seconds and one check runs at a
+time however many probes ask, so a load balancer polling every instance often costs each store
+at most one round trip a second. Nothing on the model path reads this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from switchboard.background import stop_task
+
+log = logging.getLogger("switchboard.stores")
+
+OK, DOWN = "ok", "down"
+TIMEOUT = 1.0
+MAX_AGE = 1.0
+
+Probe = Callable[[], Awaitable[object]]
+
+
+class StoreChecks:
+    def __init__(self, probes: Mapping[str, Probe], *, timeout: float = TIMEOUT, max_age: float = MAX_AGE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._probes = dict(probes)
+        self._timeout = timeout
+        self._max_age = max_age
+        self._clock = clock
+        self._last: dict[str, str] = {}
+        self._checked_at = float("-inf")
+        self._pending: asyncio.Task[dict[str, str]] | None = None
+
+    async def results(self) -> dict[str, str]:
+        """``{store: "ok" | "down"}`` in the order the stores were given, at most ``max_age`` old."""
+        if self._clock() - self._checked_at < self._max_age:
+            return self._last
+        if self._pending is None:
+            # The check is a task of its own, so a probe that disconnects does not cancel it for
+            # the others waiting on it.
+            self._pending = asyncio.get_running_loop().create_task(self._check())
+        return await asyncio.shield(self._pending)
+
+    async def _check(self) -> dict[str, str]:
+        try:
+            answers = await asyncio.gather(*(self._ask(probe) for probe in self._probes.values()))
+            results = dict(zip(self._probes, answers, strict=True))
+            for name, state in results.items():
+                if self._last.get(name, OK) != state:  # log changes only, not every probe
+                    log.warning("store check: %s is %s", name, "down" if state == DOWN else "answering again")
+            self._last, self._checked_at = results, self._clock()
+            return results
+        finally:
+            self._pending = None
+
+    async def _ask(self, probe: Probe) -> str:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await probe()
+        except Exception:  # unreachable, refused, timed out, an error answer: all mean down
+            return DOWN
+        return OK
+
+    async def close(self) -> None:
+        await stop_task(self._pending)
+        self._pending = None

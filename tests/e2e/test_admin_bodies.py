@@ -1,0 +1,47 @@
+"""Admin bodies that are not a JSON object: valid JSON of another kind (``[]``, ``3``, ``null``)
+is refused saying the body must be a JSON object, malformed JSON saying it is not valid JSON,
+both 400 ``invalid_json`` with no parameter named (the model API's words and code); a field that
+should be an object and is not is ``invalid_value`` naming the field. Parsing is the admin
+app's, whatever the backend: the embedded default suffices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"}
+ROUTES = [("POST", "/admin/v1/keys"), ("PATCH", "/admin/v1/keys/key_0123456789abcdef"),
+          ("POST", "/admin/v1/teams"), ("PUT", "/admin/v1/limits"), ("PUT", "/admin/v1/budgets"),
+          ("POST", "/admin/v1/providers"), ("POST", "/admin/v1/subscriptions")]
+
+
+def _send(gw: Gateway, method: str, path: str, raw: bytes) -> dict[str, Any]:
+    resp = httpx.request(method, gw.url + path, content=raw, headers=ADMIN, timeout=10)
+    assert resp.status_code == 400, resp.text
+    error: dict[str, Any] = resp.json()["error"]
+    return error
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("raw", [b"[]", b"[1, 2]", b"3", b'"text"', b"null", b"true"])
+def test_a_body_that_is_not_an_object(gateway: Gateway, method: str, path: str, raw: bytes) -> None:
+    assert _send(gateway, method, path, raw) == {
+        "message": "the request body must be a JSON object", "type": "invalid_request_error",
+        "param": None, "code": "invalid_json"}
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_malformed_json_names_no_parameter(gateway: Gateway, method: str, path: str) -> None:
+    error = _send(gateway, method, path, b'{"models": ')
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "invalid_json", None)
+    assert error["message"].startswith("the request body is not valid JSON")
+
+
+def test_a_field_that_is_not_an_object_is_an_invalid_value(gateway: Gateway) -> None:
+    body = b'{"scope": "tenant", "max_amount": 1, "downgrade": []}'
+    error = _send(gateway, "PUT", "/admin/v1/budgets", body)
+    assert (error["code"], error["param"]) == ("invalid_value", "downgrade")

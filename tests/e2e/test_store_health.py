@@ -1,0 +1,153 @@
+"""Stores that do not answer: a cluster whose Redis hangs (accepts connections, never answers)
+stores admin changes and answers them within the change feed's publish bound, one warning each;
+/health/ready reports each store's state, and answers 503 for one down only when asked to.
+(The admin API while the database is down: test_store_outage.py.)"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.services import Postgres, RedisServer, start_postgres, start_redis
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+
+
+@dataclass
+class Cluster:
+    gateway: Gateway
+    redis: RedisServer
+
+    def hang_redis(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, nothing is ever answered."""
+        self.redis.proc.send_signal(signal.SIGSTOP)
+
+    def resume_redis(self) -> None:
+        self.redis.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def cluster(postgres: Postgres, mock_upstream: Mock, tmp_path: Path) -> Iterator[Cluster]:
+    redis = start_redis()  # our own: stopping it leaves the session's Redis alone
+    config = openai_config(mock_upstream)
+    config["database"] = {"url": postgres.create_database(f"outage_{uuid.uuid4().hex[:8]}")}
+    config["redis"] = {"url": redis.url}
+    gateway = start_gateway(config, tmp_path)
+    try:
+        yield Cluster(gateway, redis)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+        gateway.process.stop()
+        redis.stop()
+
+
+def _timed(method: str, url: str, body: object = None) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    resp = httpx.request(method, url, json=body, headers=ADMIN, timeout=30)
+    return resp, time.monotonic() - started
+
+
+def test_admin_changes_answer_within_the_publish_bound_while_redis_hangs(cluster: Cluster) -> None:
+    keys = f"{cluster.gateway.url}/admin/v1/keys"
+    cluster.hang_redis()
+    created, took = _timed("POST", keys, {"models": ["*"]})
+    assert created.status_code == 201, created.text
+    assert took < 3  # redis.publish_timeout_seconds (1 s), not the 10 s socket timeout
+    key_id = created.json()["id"]
+    changed, took = _timed("PATCH", f"{keys}/{key_id}", {"models": ["gpt-4o-mini"]})
+    assert changed.status_code == 200, changed.text
+    assert took < 3
+    deleted, took = _timed("DELETE", f"{keys}/{key_id}")
+    assert deleted.status_code == 200, deleted.text
+    assert took < 3
+    # Stored all the same, and each change logged one warning naming the bound.
+    warnings = [line for line in cluster.gateway.process.lines
+                if "change feed: redis did not answer a publish" in line]
+    assert len(warnings) == 3, warnings
+    assert "within 1.0s" in warnings[0]
+    cluster.resume_redis()
+    revoked = httpx.get(f"{cluster.gateway.url}/v1/models", timeout=10,
+                        headers={"Authorization": f"Bearer {created.json()['key']}"})
+    assert revoked.status_code == 401
+
+
+# -- /health/ready: each store's state in the body; 503 for one down only when asked
+
+
+def _ready(gw: Gateway, query: str = "") -> httpx.Response:
+    started = time.monotonic()
+    resp = httpx.get(f"{gw.url}/health/ready{query}", timeout=10)
+    assert time.monotonic() - started < 3  # a hung store costs a probe at most its 1 s check
+    return resp
+
+
+def _until(check: Callable[[], httpx.Response], wanted: Callable[[dict[str, Any]], bool], what: str,
+           deadline: float = 10.0) -> httpx.Response:
+    """Probe until the answer is as wanted (the stores' state is at most a second old)."""
+    end = time.monotonic() + deadline
+    while True:
+        resp = check()
+        if wanted(resp.json()):
+            return resp
+        assert time.monotonic() < end, f"{what}: {resp.status_code} {resp.text}"
+
+
+def test_ready_reports_the_embedded_database(gateway: Gateway) -> None:
+    for query in ("", "?strict=1"):
+        resp = _ready(gateway, query)
+        assert resp.status_code == 200
+        body = resp.json()
+        assert (body["status"], body["checks"]) == ("ready", {"database": "ok"})
+        assert body["models"] > 0
+
+
+def test_ready_reports_a_hung_redis_and_refuses_only_when_strict(cluster: Cluster) -> None:
+    gw = cluster.gateway
+    up = _ready(gw, "?strict=1")
+    assert up.status_code == 200
+    assert up.json()["checks"] == {"database": "ok", "redis": "ok"}
+    cluster.hang_redis()
+    down = _until(lambda: _ready(gw), lambda b: b["checks"]["redis"] == "down", "redis reported down")
+    assert down.status_code == 200 and down.json()["status"] == "ready"  # the default: reported only
+    assert down.json()["checks"]["database"] == "ok"
+    strict = _ready(gw, "?strict=1")
+    assert strict.status_code == 503
+    assert strict.json()["status"] == "unavailable"
+    assert strict.json()["checks"] == {"database": "ok", "redis": "down"}
+    assert any("store check: redis is down" in line for line in gw.process.lines)
+    cluster.resume_redis()
+    back = _until(lambda: _ready(gw, "?strict=1"), lambda b: b["checks"]["redis"] == "ok", "redis back")
+    assert back.status_code == 200 and back.json()["status"] == "ready"
+
+
+def test_ready_requires_stores_turns_a_database_down_into_503(
+    redis_server: RedisServer, mock_upstream: Mock, tmp_path: Path
+) -> None:
+    postgres = start_postgres()  # our own, so stopping it leaves the session's alone
+    started: list[Gateway] = []
+    try:
+        config = openai_config(mock_upstream, ready_requires_stores=True)
+        config["database"] = {"url": postgres.create_database("ready")}
+        config["redis"] = {"url": redis_server.url}
+        gw = start_gateway(config, tmp_path)
+        started.append(gw)
+        assert _ready(gw).json()["checks"] == {"database": "ok", "redis": "ok"}
+        postgres.stop()
+        down = _until(lambda: _ready(gw), lambda b: b["checks"]["database"] == "down", "database down")
+        assert down.status_code == 503  # no ?strict needed: the configuration asks for it
+        assert down.json() == {"status": "unavailable", "models": down.json()["models"],
+                               "checks": {"database": "down", "redis": "ok"}}
+        assert _ready(gw, "?strict=0").status_code == 503
+    finally:
+        for each in started:
+            each.process.stop()
+        postgres.stop()

@@ -1,0 +1,68 @@
+"""StoreChecks (/health/ready): one check at a time however many probes ask, its answers kept for
+a second, and a store that never answers reported down after the timeout."""
+
+from __future__ import annotations
+
+import asyncio
+
+from switchboard.stores.checks import StoreChecks
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_concurrent_probes_share_one_check_and_its_answer_is_kept_a_second() -> None:
+    calls = 0
+    release = asyncio.Event()
+
+    async def database() -> None:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+
+    clock = Clock()
+    checks = StoreChecks({"database": database}, clock=clock)
+    waiting = [asyncio.create_task(checks.results()) for _ in range(20)]
+    release.set()
+    assert await asyncio.gather(*waiting) == [{"database": "ok"}] * 20
+    assert calls == 1
+    clock.now += 0.5
+    assert await checks.results() == {"database": "ok"} and calls == 1
+    clock.now += 0.6
+    assert await checks.results() == {"database": "ok"} and calls == 2
+
+
+async def test_a_store_that_never_answers_or_fails_is_down_the_others_ok() -> None:
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    async def refuses() -> None:
+        raise ConnectionRefusedError
+
+    async def answers() -> str:
+        return "PONG"
+
+    checks = StoreChecks({"database": answers, "redis": hangs, "other": refuses}, timeout=0.05)
+    assert await checks.results() == {"database": "ok", "redis": "down", "other": "down"}
+    await checks.close()
+
+
+async def test_a_probe_that_leaves_does_not_cancel_the_check_for_the_others() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await release.wait()
+
+    checks = StoreChecks({"database": slow})
+    first = asyncio.create_task(checks.results())
+    second = asyncio.create_task(checks.results())
+    await started.wait()  # both wait on the one check
+    first.cancel()
+    release.set()
+    assert await second == {"database": "ok"}
