@@ -429,6 +429,19 @@ def test_embed_content_single(gw: Gateway, key: str) -> None:
     assert len(resp.json()["embedding"]["values"]) == 8
 
 
+def test_embed_content_refuses_a_chat_model(gw: Gateway, key: str) -> None:
+    # gemini-2.5-flash is served by gpt-4o-mini, a chat model in the catalog: never sent.
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/gemini-2.5-flash:embedContent",
+        json={"content": {"parts": [{"text": "one text"}]}},
+        headers={"x-goog-api-key": key},
+        timeout=10,
+    )
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and "is a chat model" in error["message"]
+
+
 # -- keys ----------------------------------------------------------------------------------------
 
 
