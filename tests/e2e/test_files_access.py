@@ -124,6 +124,25 @@ def test_a_batch_line_may_name_only_the_callers_own_files(world: World) -> None:
                 assert _batch(client, _naming(mine, url, escaped), url).status == "validating"
 
 
+def test_a_responses_batch_line_may_not_name_objects_of_the_provider_account(world: World) -> None:
+    # A batch runs on the gateway's credential, in the account every caller shares: a line naming
+    # a conversation, prompt or vector store (by id: anyone's) refuses the batch, naming the line.
+    url = "/v1/responses"
+    for client in (world.sdk(world.key(["gpt-4o-mini"])["key"]), world.sdk(MASTER_KEY)):
+        for extra, param in (({"conversation": "conv_1"}, "conversation"),
+                             ({"prompt": {"id": "pmpt_1"}}, "prompt"),
+                             ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]},
+                              "tools[0].vector_store_ids")):
+            line = {"custom_id": "r1", "method": "POST", "url": url,
+                    "body": {"model": "gpt-4o-mini", "input": "hi", **extra}}
+            with pytest.raises(openai.BadRequestError) as refused:
+                _batch(client, jsonl("gpt-4o-mini", url=url) + orjson.dumps(line) + b"\n", url)
+            assert refused.value.code == "unsupported_parameter" and refused.value.param == "input_file_id"
+            assert f"line 2 of the input file: '{param}' names " in refused.value.message
+        # A plain Responses line is fine.
+        assert _batch(client, jsonl("gpt-4o-mini", url=url), url).status == "validating"
+
+
 def test_approval_only_models_need_the_teams_subscription_in_a_batch_too(world: World) -> None:
     every = world.sdk(world.key(["*"])["key"])
     with pytest.raises(openai.PermissionDeniedError) as refused:

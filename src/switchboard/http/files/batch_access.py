@@ -14,9 +14,12 @@ to an unscoped caller.
 The files a line names in its content parts (a chat ``file`` part, a Responses ``input_file`` or
 ``input_image`` with a ``file_id``) would be read by the upstream from the gateway's own account,
 whoever uploaded them: they must be the caller's own, as for a single request
-(references.py), else the batch is refused (404, naming the line). So the input file is read
-for every caller; only a line that can name a file (its bytes hold ``file_id`` or a JSON escape
-that could spell it) is parsed for that.
+(references.py), else the batch is refused (404, naming the line). A Responses line may not
+name a conversation, prompt or vector store either: a batch runs on the gateway's credential,
+in the provider account every caller shares (400, naming the line; http/responses/request.py,
+``account_object``). So the input file is read for every caller; only a line that can name
+such a thing (its bytes hold one of the keys, or a JSON escape that could spell one) is parsed
+for that.
 """
 
 from __future__ import annotations
@@ -30,16 +33,21 @@ from switchboard.access.roles import PLATFORM_ADMIN
 from switchboard.access.rules import model_allowed
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.context import Principal
-from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter
 from switchboard.http.files.costing import OutputTooLarge, lines
 from switchboard.http.files.named import chat_files, responses_files
 from switchboard.http.files.upstream import Upstream, object_path
+from switchboard.http.responses.request import account_object
 from switchboard.pipeline.subscription import require_approved
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.prerouting import in_regions
 from switchboard.routing.table import Route
 
 PARAM = "input_file_id"
+RESPONSES = "/v1/responses"
+# Keys whose presence makes a line worth parsing for what it names (escaped keys: ``\\u``).
+_NAMING_KEYS = (b"file_id", b"\\u")
+_ACCOUNT_KEYS = (b'"conversation"', b'"prompt"', b'"vector_store_ids"')
 MAX_NAMED = 64  # distinct file ids one line may name, as one request (references.py)
 
 # ``check_owned(file_id, principal, param)``: 404 unless the file is the caller's (service.py).
@@ -78,7 +86,7 @@ class BatchAccess:
             number = 0
             async for line in lines(stream.chunks(), self._max_bytes):
                 number += 1
-                if not scoped and not _may_name_files(line):
+                if not scoped and not _may_name(line, endpoint):
                     continue  # nothing to check: not even parsed
                 body = _body_of(line, number, endpoint)
                 if scoped:
@@ -86,6 +94,8 @@ class BatchAccess:
                     if model not in decided:
                         await self._allowed(p, routes, model, number)
                         decided[model] = None
+                if endpoint == RESPONSES:
+                    _check_account_objects(body, number)
                 await _check_files(p, body, number, owned, owns)
         except OutputTooLarge as exc:
             raise InvalidRequest(f"the input file cannot be checked: {exc}", param=PARAM,
@@ -142,11 +152,27 @@ def _unscoped(p: Principal) -> bool:
     return (models is None or "*" in models) and p.allowed_regions is None
 
 
-def _may_name_files(line: bytes) -> bool:
-    """Whether a line can name a file: only with the key ``file_id``, written as it is or with a
-    ``\\u`` escape (``file\\u005fid``; no other JSON escape stands for a letter or ``_``). Most
-    lines have neither and are not parsed for it."""
-    return b"file_id" in line or b"\\u" in line
+def _may_name(line: bytes, endpoint: str) -> bool:
+    """Whether a line can name a file (the key ``file_id``, written as it is or with a ``\\u``
+    escape: no other JSON escape stands for a letter or ``_``) or, for the Responses endpoint, an
+    object of the provider account. Most lines cannot and are not parsed for it."""
+    if any(key in line for key in _NAMING_KEYS):
+        return True
+    return endpoint == RESPONSES and any(key in line for key in _ACCOUNT_KEYS)
+
+
+def _check_account_objects(body: dict[str, Any], number: int) -> None:
+    """A batch runs on the gateway's own credential, in the account every caller shares: a
+    Responses line may not name a conversation, prompt or vector store there (by id, another
+    caller's as well), as a single request may not without the caller's credential."""
+    found = account_object(body)
+    if found is not None:
+        param, what = found
+        raise UnsupportedParameter(
+            f"line {number} of the input file: '{param}' names {what} of the provider account the "
+            "gateway shares among all its callers, which it neither creates nor keeps apart per "
+            "caller; a batch runs on the gateway's credential, so its lines may not use it",
+            param=PARAM)
 
 
 async def _check_files(p: Principal, body: dict[str, Any], number: int, owned: set[str],

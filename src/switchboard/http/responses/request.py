@@ -604,20 +604,29 @@ def translate(body: JSON) -> Translated:
 _ACCOUNT_FIELDS = {"conversation": "a conversation", "prompt": "a prompt template"}
 
 
-def account_objects(body: JSON) -> UnsupportedParameter | None:
-    """The refusal of a request naming objects of the upstream account (``conversation``,
-    ``prompt``, a ``file_search`` tool's ``vector_store_ids``), or None. The gateway neither
-    creates nor keeps such objects apart per caller, so one caller could use another's by its
-    id: a native deployment serves them only with the caller's own provider credential (its own
-    account). Read only for requests the chat form cannot carry (translate refused them)."""
-    found = [(name, what) for name, what in _ACCOUNT_FIELDS.items() if body.get(name) is not None]
+def account_object(body: JSON) -> tuple[str, str] | None:
+    """The first field of a Responses body naming objects of the upstream account (``conversation``,
+    ``prompt``, a ``file_search`` tool's ``vector_store_ids``) as (param, what it names), or None."""
+    for name, what in _ACCOUNT_FIELDS.items():
+        if body.get(name) is not None:
+            return name, what
     tools = body.get("tools")
-    if isinstance(tools, list):
-        found += [(f"tools[{i}].vector_store_ids", "vector stores") for i, tool in enumerate(tools)
-                  if isinstance(tool, dict) and tool.get("vector_store_ids") is not None]
-    if not found:
+    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+        if isinstance(tool, dict) and tool.get("vector_store_ids") is not None:
+            return f"tools[{i}].vector_store_ids", "vector stores"
+    return None
+
+
+def account_objects(body: JSON) -> UnsupportedParameter | None:
+    """The refusal of a request naming objects of the upstream account, or None. The gateway
+    neither creates nor keeps such objects apart per caller, so one caller could use another's
+    by its id: a native deployment serves them only with the caller's own provider credential
+    (its own account). Read only for requests the chat form cannot carry (translate refused
+    them)."""
+    found = account_object(body)
+    if found is None:
         return None
-    param, what = found[0]
+    param, what = found
     return UnsupportedParameter(
         f"'{param}' names {what} of the provider account the gateway shares among all its callers, "
         "which it neither creates nor keeps apart per caller: it is accepted only with your own "
