@@ -68,7 +68,8 @@ class SwitchboardApp:
         self.state = ServerState()
         self.routes: dict[tuple[str, str], ASGIApp] = {}
         for path, inbound in _OPENAI_PATHS.items():
-            endpoint = self._endpoint(inbound, self.gateway.invoke, reads_body=True)
+            terminal = self.gateway.model_terminal(inbound.operation)
+            endpoint = self._endpoint(inbound, terminal, reads_body=True)
             self.routes[("POST", "/v1" + path)] = endpoint
             self.routes[("POST", path)] = endpoint
         self.routes[("POST", "/v1/messages")] = self._endpoint(MESSAGES, self.gateway.invoke, reads_body=True)
@@ -92,7 +93,7 @@ class SwitchboardApp:
         # Gemini API: POST /v1beta/models/{model}:{method} (and /v1/...), routed by prefix.
         self._gemini = GeminiRoutes({
             method: self._endpoint(inbound, self.gateway.count_tokens if inbound.operation == "count_tokens"
-                                   else self.gateway.invoke, reads_body=True)
+                                   else self.gateway.model_terminal(inbound.operation), reads_body=True)
             for method, inbound in GEMINI_METHODS.items()
         })
         admin_app = self._admin_app()

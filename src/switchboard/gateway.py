@@ -50,6 +50,7 @@ from switchboard.pipeline.caller_credentials import CallerCredentialsStage
 from switchboard.pipeline.capture import CaptureStage
 from switchboard.pipeline.chain import Handler, Stage, build_chain
 from switchboard.pipeline.decode import DecodeStage
+from switchboard.pipeline.embeddings import EmbeddingsTerminal
 from switchboard.pipeline.images import ImageFetcher, InlineImagesStage
 from switchboard.pipeline.limits import RateLimitStage
 from switchboard.pipeline.models import ModelDirectory
@@ -159,6 +160,7 @@ class Gateway:
         self.hashing: bytes | None = None
         # Terminal handlers, named so the app can pair them with their endpoints.
         self.invoke: Handler = invoke.invoke
+        self.embed: Handler = EmbeddingsTerminal(self.prices)  # invoke, for embedding models only
         self.count_tokens: Handler = count_tokens.count_tokens
         self.stores: Stores | None = None  # opened in start(): they connect to databases
         # What watches finished requests (observability/observers.py): metrics, alerts.
@@ -272,6 +274,10 @@ class Gateway:
 
     def _responses_input(self, ctx: RequestContext) -> Any:
         return self.responses.call(ctx).translated.body.get("input")
+
+    def model_terminal(self, operation: str) -> Handler:
+        """The terminal of a model call's operation: the embeddings one checks the model's mode."""
+        return self.embed if operation == "embeddings" else self.invoke
 
     def chain(self, operation: str, terminal: Handler) -> Handler:
         """The stage chain of one operation around its terminal handler, folded once."""

@@ -81,6 +81,8 @@ def byo_config(mock: Mock, by_key: Mock, by_oauth: Mock) -> dict[str, Any]:
         {"name": "byo-claude-oauth", "provider": "byo-anthropic-oauth", "model": "claude-sonnet-4-5"},
         {"name": "locked-gpt", "provider": "locked-openai", "model": "gpt-4o-mini"},
         {"name": "byo-bedrock", "provider": "byo-bedrock", "model": "amazon.titan-text-express-v1"},
+        {"name": "byo-native", "provider": "byo-openai", "model": "gpt-4o-mini", "responses": "native"},
+        {"name": "native-gpt", "provider": "local-openai", "model": "gpt-4o-mini", "responses": "native"},
     ]
     config["auth"]["caller_credentials"] = {"enabled": True}
     return config
@@ -195,6 +197,43 @@ def refused(client: openai.OpenAI, model: str) -> tuple[int, str]:
     with pytest.raises(openai.APIStatusError) as err:
         client.chat.completions.create(model=model, messages=ask("x"))
     return err.value.status_code, str(err.value.body["code"])  # type: ignore[index]
+
+
+# Responses fields naming objects of the provider account, and the param each is refused with.
+ACCOUNT_FIELDS: list[tuple[dict[str, Any], str]] = [
+    ({"conversation": "conv_someone_elses"}, "conversation"),
+    ({"conversation": {"id": "conv_someone_elses"}}, "conversation"),
+    ({"prompt": {"id": "pmpt_someone_elses", "version": "2"}}, "prompt"),
+    ({"tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}},
+                {"type": "file_search", "vector_store_ids": ["vs_someone_elses"]}]},
+     "tools[1].vector_store_ids"),
+]
+
+
+def test_a_native_response_names_account_objects_only_with_the_callers_credential(
+    deployment: Deployment, mock_upstream: Mock, caller_mocks: tuple[Mock, Mock]
+) -> None:
+    # On the gateway's credential, a conversation, prompt or vector store id would be read in the
+    # account every caller shares: refused before anything is sent, saying why.
+    by_key, _ = caller_mocks
+    for extra, param in ACCOUNT_FIELDS:
+        marker = new_marker()
+        with pytest.raises(openai.BadRequestError) as err:
+            deployment.sdk().responses.create(model="native-gpt", input=f"hi mock:capture={marker}",
+                                              **extra)  # type: ignore[call-overload]
+        assert err.value.code == "unsupported_parameter" and err.value.param == param
+        assert "provider credential" in err.value.message and f"'{param}'" in err.value.message
+        assert captured(mock_upstream, marker, timeout=0.5) == []
+        # With the caller's own credential the account is the caller's: sent as written.
+        marker = new_marker()
+        reply = deployment.sdk(CALLER_KEY).responses.create(
+            model="byo-native", input=f"hi mock:capture={marker}", **extra)  # type: ignore[call-overload]
+        assert reply.status == "completed"
+        [seen] = captured(by_key, marker, outcome="completed")
+        assert all(seen["body"][name] == value for name, value in extra.items())
+    # A native request naming none of them is served on the gateway's credential as always.
+    assert deployment.sdk().responses.create(model="native-gpt", input="hi",
+                                             tools=[{"type": "web_search"}]).status == "completed"
 
 
 def test_refused_where_not_allowed_or_not_possible(deployment: Deployment) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import openai
+import pytest
+
+from tests.servers import Mock, captured, new_marker
 
 
 def test_embeddings_default_base64_decoded_by_sdk(client: openai.OpenAI) -> None:
@@ -19,6 +22,31 @@ def test_embeddings_float_and_dimensions(client: openai.OpenAI) -> None:
     )
     assert len(resp.data[0].embedding) == 16
     assert all(-1.0 <= x <= 1.0 for x in resp.data[0].embedding)
+
+
+def test_embeddings_refuse_a_model_the_catalog_knows_as_another_mode(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # gpt-4o-mini is a chat model in the catalog: its provider would be sent an embeddings call.
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model="gpt-4o-mini", input=f"hello mock:capture={marker}")
+    assert refused.value.code == "model_mode_mismatch" and refused.value.param == "model"
+    assert refused.value.message.endswith(
+        "the model 'gpt-4o-mini' is a chat model; embeddings needs a model of mode 'embedding'")
+    assert captured(mock_upstream, marker, timeout=0.5) == []  # nothing was sent
+
+
+def test_embeddings_pass_unknown_fields_through_as_chat_does(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # Like /v1/chat/completions: an OpenAI-type upstream gets the fields the gateway does not
+    # know (and judges them); the gateway's own drop_params is never sent.
+    marker = new_marker()
+    client.embeddings.create(model="text-embedding-3-small", input=f"hello mock:capture={marker}",
+                             extra_body={"vendor_extension": {"kept": True}, "drop_params": True})
+    [seen] = captured(mock_upstream, marker)
+    assert seen["body"]["vendor_extension"] == {"kept": True} and "drop_params" not in seen["body"]
 
 
 async def test_async_embeddings(aclient: openai.AsyncOpenAI) -> None:

@@ -23,9 +23,9 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 class World:
     gateway: Gateway
 
-    def key(self, models: list[str]) -> dict[str, Any]:
-        resp = httpx.post(f"{self.gateway.url}/admin/v1/keys", json={"models": models}, headers=ADMIN,
-                          timeout=30)
+    def key(self, models: list[str], tenant: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"models": models} if tenant is None else {"models": models, "tenant": tenant}
+        resp = httpx.post(f"{self.gateway.url}/admin/v1/keys", json=body, headers=ADMIN, timeout=30)
         assert resp.status_code == 201, resp.text
         return dict(resp.json())
 
@@ -58,10 +58,26 @@ def jsonl(*models: str, url: str = "/v1/chat/completions") -> bytes:
     return b"".join(orjson.dumps(line) + b"\n" for line in lines)
 
 
-def _batch(client: openai.OpenAI, data: bytes) -> Any:
+def _batch(client: openai.OpenAI, data: bytes, endpoint: str = "/v1/chat/completions") -> Any:
     source = client.files.create(file=("in.jsonl", data), purpose="batch")
-    return client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+    return client.batches.create(input_file_id=source.id, endpoint=endpoint,  # type: ignore[arg-type]
                                  completion_window="24h", metadata={"mock_gets_to_complete": "100"})
+
+
+def _naming(file_id: str, url: str, escaped: bool = False) -> bytes:
+    """Two request lines, the second naming ``file_id`` in a content part (its key written with a
+    JSON escape when ``escaped``)."""
+    if url == "/v1/responses":
+        part: dict[str, Any] = {"type": "input_file", "file_id": file_id}
+        body: dict[str, Any] = {"model": "gpt-4o-mini", "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "summarise"}, part]}]}
+    else:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "summarise"}, {"type": "file", "file": {"file_id": file_id}}]}]}
+    named = orjson.dumps({"custom_id": "r1", "method": "POST", "url": url, "body": body})
+    if escaped:
+        named = named.replace(b'"file_id"', b'"file\\u005fid"')
+    return jsonl("gpt-4o-mini", url=url) + named + b"\n"
 
 
 def test_a_batch_runs_only_models_its_key_may_use(world: World) -> None:
@@ -82,6 +98,49 @@ def test_a_batch_runs_only_models_its_key_may_use(world: World) -> None:
         with pytest.raises(openai.BadRequestError) as bad:
             _batch(narrow, data)
         assert bad.value.code == "invalid_value" and "line 1 " in bad.value.message
+
+
+def test_a_batch_line_may_name_only_the_callers_own_files(world: World) -> None:
+    # A file named inside a line is read by the upstream from the gateway's account: another
+    # tenant's (or key's) is 404 as for a single request, naming the line, for every caller.
+    tenant = f"t-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(f"{world.gateway.url}/admin/v1/tenants", json={"id": tenant, "name": tenant},
+                      headers=ADMIN, timeout=30)
+    assert made.status_code == 201, made.text
+    theirs = world.sdk(world.key(["*"], tenant)["key"]).files.create(
+        file=("notes.txt", b"private notes"), purpose="user_data").id
+    narrow, master = world.sdk(world.key(["gpt-4o-mini"])["key"]), world.sdk(MASTER_KEY)
+    for client in (narrow, master):
+        mine = client.files.create(file=("mine.txt", b"my notes"), purpose="user_data").id
+        for url, where in (("/v1/chat/completions", "messages[0].content[1].file.file_id"),
+                           ("/v1/responses", "input[0].content[1].file_id")):
+            for escaped in (False, True):
+                with pytest.raises(openai.NotFoundError) as refused:
+                    _batch(client, _naming(theirs, url, escaped), url)
+                assert refused.value.code == "not_found" and refused.value.param == "input_file_id"
+                shown = f"line 2 of the input file ({where}): No such File object: {theirs}"
+                assert shown in refused.value.message
+                # The caller's own file is fine.
+                assert _batch(client, _naming(mine, url, escaped), url).status == "validating"
+
+
+def test_a_responses_batch_line_may_not_name_objects_of_the_provider_account(world: World) -> None:
+    # A batch runs on the gateway's credential, in the account every caller shares: a line naming
+    # a conversation, prompt or vector store (by id: anyone's) refuses the batch, naming the line.
+    url = "/v1/responses"
+    for client in (world.sdk(world.key(["gpt-4o-mini"])["key"]), world.sdk(MASTER_KEY)):
+        for extra, param in (({"conversation": "conv_1"}, "conversation"),
+                             ({"prompt": {"id": "pmpt_1"}}, "prompt"),
+                             ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]},
+                              "tools[0].vector_store_ids")):
+            line = {"custom_id": "r1", "method": "POST", "url": url,
+                    "body": {"model": "gpt-4o-mini", "input": "hi", **extra}}
+            with pytest.raises(openai.BadRequestError) as refused:
+                _batch(client, jsonl("gpt-4o-mini", url=url) + orjson.dumps(line) + b"\n", url)
+            assert refused.value.code == "unsupported_parameter" and refused.value.param == "input_file_id"
+            assert f"line 2 of the input file: '{param}' names " in refused.value.message
+        # A plain Responses line is fine.
+        assert _batch(client, jsonl("gpt-4o-mini", url=url), url).status == "validating"
 
 
 def test_approval_only_models_need_the_teams_subscription_in_a_batch_too(world: World) -> None:

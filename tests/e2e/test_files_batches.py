@@ -258,6 +258,36 @@ def test_a_finished_batch_is_priced_once_in_the_ledger(world: World) -> None:
     assert rows[0]["cost_usd"] == row["cost_usd"]
 
 
+@pytest.mark.parametrize(("data", "errors"), [
+    (b"just some notes\nnot JSON at all\n", [("invalid_json_line", 1, None), ("invalid_json_line", 2, None)]),
+    (b"\n\n", [("empty_file", None, None)]),
+    (b"[1, 2]\n" + jsonl("fine")
+     + b'{"custom_id": "x", "method": "POST", "url": "/v1/embeddings", "body": {}}\n'
+     + b'{"custom_id": "y", "method": "POST", "url": "/v1/chat/completions", "body": "hi"}\n'
+     + b'{"custom_id": "z", "url": "/v1/chat/completions", "body": {}}\n',
+     [("invalid_json_line", 1, None), ("invalid_url", 3, "url"), ("invalid_value", 4, "body"),
+      ("missing_required_parameter", 5, "method")]),
+], ids=["not-jsonl", "empty", "bad-lines"])
+def test_a_batch_whose_input_is_not_request_lines_fails_as_openai_fails_it(
+    world: World, data: bytes, errors: list[tuple[str, int | None, str | None]]
+) -> None:
+    # The upstream validates the input file while the batch is validating: the batch fails with
+    # the bad lines in its errors, and every later look says so (never a 500).
+    key = _post(world.gateway.url, "/admin/v1/keys", {"models": ["*"], "tenant": world.tenant})["key"]
+    client = openai.OpenAI(base_url=world.gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    source = client.files.create(file=("notes.txt", data), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    assert batch.status == "validating"
+    for _ in range(2):
+        failed = client.batches.retrieve(batch.id)
+        assert failed.status == "failed" and failed.failed_at and failed.output_file_id is None
+        assert failed.errors is not None and failed.errors.data is not None
+        assert [(e.code, e.line, e.param) for e in failed.errors.data] == errors
+        assert all(e.message for e in failed.errors.data)
+    assert client.batches.list().data[0].status == "failed"
+
+
 def test_the_poller_prices_a_batch_nobody_looks_at(world: World) -> None:
     client = world.sdk("b")
     source = client.files.create(file=("in.jsonl", jsonl("p")), purpose="batch")

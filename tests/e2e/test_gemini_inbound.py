@@ -254,6 +254,47 @@ def test_generate_content_stream(client: genai.Client, model: str) -> None:
     assert all(c.model_version == upstream_model(model) for c in chunks)
 
 
+@pytest.mark.parametrize(
+    ("method", "extra", "where"),
+    [
+        ("generateContent",
+         {"safetySettings": [{"category": "HARM_CATEGORY_HARRASMENT", "threshold": "BLOCK_NONE"}]},
+         "safetySettings[0].category"),
+        ("generateContent",
+         {"safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_SOME"}]},
+         "safetySettings[0].threshold"),
+        ("generateContent", {"generationConfig": {"mediaResolution": "HIGH"}},
+         "generationConfig.mediaResolution"),
+        ("generateContent", {"serviceTier": "cheapest"}, "serviceTier"),
+        ("streamGenerateContent?alt=sse", {"serviceTier": "FLEX"}, "serviceTier"),
+        ("embedContent", {"taskType": "SEARCH"}, "taskType"),
+    ],
+)
+def test_enum_values_google_does_not_define_are_400(
+    gw: Gateway, key: str, mock_upstream: Mock, method: str, extra: dict[str, Any], where: str
+) -> None:
+    # Read but not sent on (or sent only to Google): a misspelt value is Google's 400 on every
+    # provider, never silently accepted; nothing reaches the upstream.
+    marker = new_marker()
+    content = {"parts": [{"text": f"hi mock:capture={marker}"}]}
+    body = {"content": content} if method == "embedContent" else {"contents": [content]}
+    model = "text-embedding-3-small" if method == "embedContent" else "gem-via-openai"
+    resp = httpx.post(f"{gw.url}/v1beta/models/{model}:{method}", json={**body, **extra},
+                      headers={"x-goog-api-key": key}, timeout=10)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and error["code"] == 400
+    assert f"Invalid value at '{where}' (TYPE_ENUM)" in error["message"]
+    assert captured(mock_upstream, marker, timeout=0.5) == []
+    # Google's own values go through.
+    good = {"safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "OFF"}],
+            "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_LOW"}, "serviceTier": "flex"}
+    ok = httpx.post(f"{gw.url}/v1beta/models/gem-via-openai:generateContent",
+                    json={"contents": [{"parts": [{"text": "hi"}]}], **good},
+                    headers={"x-goog-api-key": key}, timeout=10)
+    assert ok.status_code == 200, ok.text
+
+
 def test_stream_without_alt_sse_is_refused(gw: Gateway, key: str) -> None:
     resp = httpx.post(
         f"{gw.url}/v1beta/models/gem-via-openai:streamGenerateContent",
@@ -427,6 +468,19 @@ def test_embed_content_single(gw: Gateway, key: str) -> None:
     )
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["embedding"]["values"]) == 8
+
+
+def test_embed_content_refuses_a_chat_model(gw: Gateway, key: str) -> None:
+    # gemini-2.5-flash is served by gpt-4o-mini, a chat model in the catalog: never sent.
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/gemini-2.5-flash:embedContent",
+        json={"content": {"parts": [{"text": "one text"}]}},
+        headers={"x-goog-api-key": key},
+        timeout=10,
+    )
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and "is a chat model" in error["message"]
 
 
 # -- keys ----------------------------------------------------------------------------------------

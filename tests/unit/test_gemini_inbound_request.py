@@ -401,12 +401,20 @@ def test_safety_settings_reach_the_canonical_request() -> None:
 @pytest.mark.parametrize(
     ("settings", "phrase"),
     [
-        ({"category": "X", "threshold": "Y"}, "safetySettings"),
-        ([{"category": "X"}], "safetySettings[0].threshold"),
+        ({"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}, "safetySettings"),
+        ([{"category": "HARM_CATEGORY_HARASSMENT"}], "safetySettings[0].threshold"),
         ([{"category": "", "threshold": "BLOCK_NONE"}], "safetySettings[0].category"),
-        ([{"category": "X", "threshold": 3}], "safetySettings[0].threshold"),
-        ([{"category": "X", "threshold": "Y", "method": 1}], "safetySettings[0].method"),
-        ([{"category": "X", "threshold": "Y", "level": "high"}], "level"),
+        ([{"category": "HARM_CATEGORY_HARASSMENT", "threshold": 3}], "safetySettings[0].threshold"),
+        ([{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE", "method": 1}],
+         "safetySettings[0].method"),
+        ([{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE", "level": "high"}], "level"),
+        # Google's enum values only, by their exact names.
+        ([{"category": "HARM_CATEGORY_NOPE", "threshold": "BLOCK_NONE"}],
+         "Invalid value at 'safetySettings[0].category' (TYPE_ENUM)"),
+        ([{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "block_none"}],
+         "Invalid value at 'safetySettings[0].threshold' (TYPE_ENUM)"),
+        ([{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE", "method": "LOUDNESS"}],
+         "Invalid value at 'safetySettings[0].method' (TYPE_ENUM)"),
     ],
 )
 def test_bad_safety_settings(settings: Any, phrase: str) -> None:
@@ -463,6 +471,7 @@ def test_response_formats() -> None:
         ({"thinkingConfig": {"thinkingBudget": 10, "thinkingLevel": "LOW"}}, "cannot both"),
         ({"thinkingConfig": {"thinkingLevel": "EXTREME"}}, "TYPE_ENUM"),
         ({"thinkingConfig": {"thinkingBudget": -2}}, "out of range"),
+        ({"mediaResolution": "MEDIA_RESOLUTION_SHARP"}, "'generationConfig.mediaResolution' (TYPE_ENUM)"),
         ({"tempperature": 1}, "Unknown name \"tempperature\" at 'generationConfig'"),
     ],
 )
@@ -501,7 +510,7 @@ def test_thinking_config(thinking: dict[str, Any], canonical: dict[str, Any], in
         ({"contents": [{"role": "user", "parts": []}]}, "at least one part"),
         ({"contents": [user({"text": "x"})], "cachedContent": "cachedContents/1"}, "context caches"),
         (
-            {"contents": [user({"text": "x"})], "safetySettings": [{"category": "X"}]},
+            {"contents": [user({"text": "x"})], "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT"}]},
             "safetySettings[0].threshold",
         ),
         (
@@ -509,6 +518,15 @@ def test_thinking_config(thinking: dict[str, Any], canonical: dict[str, Any], in
             "only text parts",
         ),
         ({"contents": [user({"text": "x"})], "whatever": 1}, 'Unknown name "whatever"'),
+        ({"contents": [user({"text": "x"})], "serviceTier": "gold"}, "'serviceTier' (TYPE_ENUM)"),
+        (
+            {"contents": [user({"text": "x", "mediaResolution": {"level": "MEDIA_RESOLUTION_TINY"}})]},
+            "'contents[0].parts[0].mediaResolution.level' (TYPE_ENUM)",
+        ),
+        (
+            {"contents": [user({"text": "x", "mediaResolution": {"level": "MEDIA_RESOLUTION_LOW", "x": 1}})]},
+            'Unknown name "x"',
+        ),
     ],
 )
 def test_bad_bodies(body: Any, phrase: str) -> None:
@@ -548,7 +566,8 @@ def test_count_tokens_requests() -> None:
 def test_embedding_requests() -> None:
     assert embed_request(
         orjson.dumps(
-            {"content": {"parts": [{"text": "a"}, {"text": "b"}]}, "taskType": "X", "outputDimensionality": 8}
+            {"content": {"parts": [{"text": "a"}, {"text": "b"}]}, "taskType": "RETRIEVAL_QUERY",
+             "outputDimensionality": 8}
         ),
         "e",
     ) == {"model": "e", "input": ["a\nb"], "encoding_format": "float", "dimensions": 8}
@@ -581,6 +600,8 @@ def test_embedding_requests() -> None:
             "only text",
         ),
         ({"requests": [{"content": {"parts": [{"text": ""}]}}]}, "some text"),
+        ({"requests": [{"content": {"parts": [{"text": "a"}]}, "taskType": "retrieval_query"}]},
+         r"'requests\[0\].taskType' \(TYPE_ENUM\)"),
     ]:
         with pytest.raises(InvalidRequest, match=phrase):
             batch_embed_request(orjson.dumps(body), "e")

@@ -12,6 +12,11 @@ every line of the input file (``{"custom_id", "method", "url", "body"}``) as the
 and writes the output file, one line per request with the response's ``usage``: ``prompt_tokens``
 10 + the line's number (from 0), ``completion_tokens`` 5, unless the request body's
 ``metadata.mock_prompt_tokens`` / ``mock_completion_tokens`` say otherwise.
+
+A batch's input file is validated on the batch's first GET (OpenAI validates while the batch is
+``validating``): an empty file, or any line that is not a request object for the batch's
+endpoint, fails the batch (``status: failed``, ``failed_at``, and ``errors`` listing each bad
+line with its code, message, param and line number), as OpenAI does; nothing is answered.
 """
 
 from __future__ import annotations
@@ -196,12 +201,72 @@ async def create_batch(request: Request) -> Response:
     return json_response(batch)
 
 
+MAX_ERRORS = 100  # bad lines listed in a failed batch's errors
+
+
+def _line_error(number: int, line: bytes, endpoint: str) -> dict[str, Any] | None:
+    """What OpenAI's validation says of one input line, or None when it is a request it runs."""
+    def err(code: str, message: str, param: str | None = None) -> dict[str, Any]:
+        return {"code": code, "message": message, "param": param, "line": number}
+
+    try:
+        request = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return err("invalid_json_line", "This line is not parseable as valid JSON.")
+    if not isinstance(request, dict):
+        return err("invalid_json_line", "This line is not a JSON object.")
+    for name in ("custom_id", "method", "url", "body"):
+        if request.get(name) is None:
+            return err("missing_required_parameter", f"Missing required parameter: '{name}'.", name)
+    if not isinstance(request["custom_id"], str):
+        return err("invalid_value", "'custom_id' must be a string.", "custom_id")
+    if request["method"] != "POST":
+        return err("invalid_value", "Only the POST method is supported.", "method")
+    if request["url"] != endpoint:
+        return err("invalid_url", f"The URL provided for this request does not match the batch endpoint "
+                   f"{endpoint}.", "url")
+    if not isinstance(request["body"], dict):
+        return err("invalid_value", "'body' must be a JSON object.", "body")
+    return None
+
+
+def _validation_errors(source: _File | None, endpoint: str) -> list[dict[str, Any]]:
+    """The errors of a batch's input file (empty: it is valid)."""
+    if source is None:
+        return [{"code": "invalid_file", "message": "The input file no longer exists.",
+                 "param": "input_file_id", "line": None}]
+    errors = []
+    for number, line in enumerate(source.data.splitlines(), 1):
+        if line.strip() and (problem := _line_error(number, line, endpoint)) is not None:
+            errors.append(problem)
+            if len(errors) == MAX_ERRORS:
+                break
+    if not errors and not source.data.strip():
+        errors.append({"code": "empty_file", "message": "The batch input file is empty.", "param": None,
+                       "line": None})
+    return errors
+
+
+def _fail(batch: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+    batch.update(status="failed", failed_at=now(), errors={"object": "list", "data": errors},
+                 request_counts={"total": 0, "completed": 0, "failed": 0})
+
+
+def _count(meta: Any, name: str, default: int) -> int:
+    """A mock usage directive of a request's metadata; its default when absent or not a count."""
+    value = meta.get(name) if isinstance(meta, dict) else None
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
 def _answer(n: int, line: bytes, model_default: str) -> bytes:
-    request = orjson.loads(line)
-    body = request.get("body") or {}
-    meta = body.get("metadata") or {}
-    prompt = int(meta.get("mock_prompt_tokens", 10 + n))
-    completion = int(meta.get("mock_completion_tokens", 5))
+    request = orjson.loads(line)  # validated before (_line_error): a request object with a body
+    body = request["body"]
+    meta = body.get("metadata")
+    prompt = _count(meta, "mock_prompt_tokens", 10 + n)
+    completion = _count(meta, "mock_completion_tokens", 5)
     model = body.get("model") or model_default
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     message = {"role": "assistant", "content": "mock batch answer"}
@@ -214,7 +279,10 @@ def _answer(n: int, line: bytes, model_default: str) -> bytes:
 
 
 def _complete(files: dict[str, _File], batch: dict[str, Any]) -> None:
-    source = files[batch["input_file_id"]]
+    source = files.get(batch["input_file_id"])
+    if source is None:  # deleted while the batch ran
+        _fail(batch, _validation_errors(None, batch["endpoint"]))
+        return
     lines = [line for line in source.data.splitlines() if line.strip()]
     output = b"\n".join(_answer(n, line, "gpt-4o-mini") for n, line in enumerate(lines)) + b"\n"
     out = _File(new_id("file-"), "batch_output.jsonl", "batch_output", output)
@@ -240,11 +308,11 @@ async def get_batch(request: Request) -> Response:
         return b
     batch = b.body
     b.gets += 1
-    if batch["status"] in ("validating", "in_progress"):
-        try:
-            needed = int((batch.get("metadata") or {}).get("mock_gets_to_complete", 2))
-        except ValueError:
-            needed = 2
+    if batch["status"] == "validating" and (
+            errors := _validation_errors(_files(request).get(batch["input_file_id"]), batch["endpoint"])):
+        _fail(batch, errors)
+    elif batch["status"] in ("validating", "in_progress"):
+        needed = _count(batch.get("metadata"), "mock_gets_to_complete", 2)
         if request.headers.get("x-mock-batch-complete") == "1" or b.gets >= needed:
             _complete(_files(request), batch)
         else:

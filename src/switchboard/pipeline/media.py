@@ -43,13 +43,15 @@ class WrongModelMode(InvalidRequest):
 
 
 def check_mode(operation: str, info: ModelInfo | None, name: str) -> None:
-    wanted = MODES[operation]
+    require_mode(info, name, MODES[operation], OPERATION_NAMES[operation])
+
+
+def require_mode(info: ModelInfo | None, name: str, wanted: str, what: str) -> None:
+    """400 when the catalog knows the model (``info`` sets its mode) as one of another mode."""
     if info is None or info.mode == wanted or "mode" not in info.model_fields_set:
         return
-    raise WrongModelMode(
-        f"the model '{name}' is a {info.mode} model; {OPERATION_NAMES[operation]} needs a model "
-        f"of mode '{wanted}'", param="model",
-    )
+    raise WrongModelMode(f"the model '{name}' is a {info.mode} model; {what} needs a model of mode "
+                         f"'{wanted}'", param="model")
 
 
 # Operations whose answer is always relayed to the client as it arrives (audio bytes); the others

@@ -1,21 +1,30 @@
-"""Which models a batch may run.
+"""What a batch's lines may name: models the caller may use, files that are the caller's.
 
 A batch's lines go upstream as written, each naming the provider's own model id, so the model
 access a chat request gets from the chain (the key's model list, its regions, subscription
 approval) is checked here instead: when a caller's access is scoped, every line of the input
 file is read once when the batch is created, and a line asking for a model the caller may not
-use refuses the whole batch (403, naming the line). An unscoped caller (the master key, a key
-with ``*`` and no regions, when no model of the provider needs approval) pays nothing: no read.
+use refuses the whole batch (403, naming the line).
 
 A line's ``body.model`` is matched as the pricer matches it (``costing.BatchPricer.info``): the
 deployments of this provider whose upstream id it is; it is allowed when the caller may use one
 of those deployments' served models. An upstream id that no served model names is allowed only
 to an unscoped caller.
+
+The files a line names in its content parts (a chat ``file`` part, a Responses ``input_file`` or
+``input_image`` with a ``file_id``) would be read by the upstream from the gateway's own account,
+whoever uploaded them: they must be the caller's own, as for a single request
+(references.py), else the batch is refused (404, naming the line). A Responses line may not
+name a conversation, prompt or vector store either: a batch runs on the gateway's credential,
+in the provider account every caller shares (400, naming the line; http/responses/request.py,
+``account_object``). So the input file is read for every caller; only a line that can name
+such a thing (its bytes hold one of the keys, or a JSON escape that could spell one) is parsed
+for that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -24,15 +33,25 @@ from switchboard.access.roles import PLATFORM_ADMIN
 from switchboard.access.rules import model_allowed
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.context import Principal
-from switchboard.errors import GatewayError, InvalidRequest, PermissionDenied
+from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter
 from switchboard.http.files.costing import OutputTooLarge, lines
+from switchboard.http.files.named import chat_files, responses_files
 from switchboard.http.files.upstream import Upstream, object_path
+from switchboard.http.responses.request import account_object
 from switchboard.pipeline.subscription import require_approved
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.prerouting import in_regions
 from switchboard.routing.table import Route
 
 PARAM = "input_file_id"
+RESPONSES = "/v1/responses"
+# Keys whose presence makes a line worth parsing for what it names (escaped keys: ``\\u``).
+_NAMING_KEYS = (b"file_id", b"\\u")
+_ACCOUNT_KEYS = (b'"conversation"', b'"prompt"', b'"vector_store_ids"')
+MAX_NAMED = 64  # distinct file ids one line may name, as one request (references.py)
+
+# ``check_owned(file_id, principal, param)``: 404 unless the file is the caller's (service.py).
+OwnsFile = Callable[[str, Principal, str], Awaitable[None]]
 
 
 class BatchAccess:
@@ -55,21 +74,29 @@ class BatchAccess:
         group = self._routing.current.groups.get(route.target.name)
         return group.require_approval if group is not None else route.target.require_approval
 
-    async def check(self, p: Principal, upstream: Upstream, file_id: str, endpoint: str) -> None:
-        """Refuse (400/403, naming the line) an input file with a line ``p`` may not run."""
+    async def check(self, p: Principal, upstream: Upstream, file_id: str, endpoint: str,
+                    owns: OwnsFile) -> None:
+        """Refuse (400/403/404, naming the line) an input file with a line ``p`` may not run."""
         routes = [r for r in self._routing.all_routes() if r.target.provider == upstream.provider]
-        if not self.scoped(p, routes):
-            return
+        scoped = self.scoped(p, routes)
         decided: dict[str, None] = {}  # upstream ids already allowed: most lines repeat one
+        owned: set[str] = set()  # file ids already found the caller's
         stream = await upstream.open(object_path("files", file_id, "/content"))
         try:
             number = 0
             async for line in lines(stream.chunks(), self._max_bytes):
                 number += 1
-                model = _model_of(line, number, endpoint)
-                if model not in decided:
-                    await self._allowed(p, routes, model, number)
-                    decided[model] = None
+                if not scoped and not _may_name(line, endpoint):
+                    continue  # nothing to check: not even parsed
+                body = _body_of(line, number, endpoint)
+                if scoped:
+                    model = _model_of(body, number)
+                    if model not in decided:
+                        await self._allowed(p, routes, model, number)
+                        decided[model] = None
+                if endpoint == RESPONSES:
+                    _check_account_objects(body, number)
+                await _check_files(p, body, number, owned, owns)
         except OutputTooLarge as exc:
             raise InvalidRequest(f"the input file cannot be checked: {exc}", param=PARAM,
                                  code="invalid_value") from None
@@ -125,8 +152,49 @@ def _unscoped(p: Principal) -> bool:
     return (models is None or "*" in models) and p.allowed_regions is None
 
 
-def _model_of(line: bytes, number: int, endpoint: str) -> str:
-    """The model a request line asks for; its url must be the batch's endpoint."""
+def _may_name(line: bytes, endpoint: str) -> bool:
+    """Whether a line can name a file (the key ``file_id``, written as it is or with a ``\\u``
+    escape: no other JSON escape stands for a letter or ``_``) or, for the Responses endpoint, an
+    object of the provider account. Most lines cannot and are not parsed for it."""
+    if any(key in line for key in _NAMING_KEYS):
+        return True
+    return endpoint == RESPONSES and any(key in line for key in _ACCOUNT_KEYS)
+
+
+def _check_account_objects(body: dict[str, Any], number: int) -> None:
+    """A batch runs on the gateway's own credential, in the account every caller shares: a
+    Responses line may not name a conversation, prompt or vector store there (by id, another
+    caller's as well), as a single request may not without the caller's credential."""
+    found = account_object(body)
+    if found is not None:
+        param, what = found
+        raise UnsupportedParameter(
+            f"line {number} of the input file: '{param}' names {what} of the provider account the "
+            "gateway shares among all its callers, which it neither creates nor keeps apart per "
+            "caller; a batch runs on the gateway's credential, so its lines may not use it",
+            param=PARAM)
+
+
+async def _check_files(p: Principal, body: dict[str, Any], number: int, owned: set[str],
+                       owns: OwnsFile) -> None:
+    """404 naming the line unless every file its body names is the caller's."""
+    named = [*chat_files(body.get("messages")), *responses_files(body.get("input"))]
+    if len({file_id for file_id, _ in named if isinstance(file_id, str)}) > MAX_NAMED:
+        raise InvalidRequest(f"line {number} of the input file names more than {MAX_NAMED} files",
+                             param=PARAM, code="invalid_value")
+    for file_id, where in named:
+        if not isinstance(file_id, str) or file_id in owned:
+            continue  # not an id: the upstream refuses the line, no file is read
+        try:
+            await owns(file_id, p, PARAM)
+        except NotFound as exc:
+            raise NotFound(f"line {number} of the input file ({where}): {exc.message}", param=PARAM,
+                           code="not_found") from None
+        owned.add(file_id)
+
+
+def _body_of(line: bytes, number: int, endpoint: str) -> dict[str, Any]:
+    """A request line's body; the line must be a request object for the batch's endpoint."""
     try:
         obj: Any = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -138,6 +206,11 @@ def _model_of(line: bytes, number: int, endpoint: str) -> str:
     if obj.get("url") != endpoint:
         raise InvalidRequest(f"line {number} of the input file is for another endpoint than the batch's "
                              f"'{endpoint}'", param=PARAM, code="invalid_value")
+    return body
+
+
+def _model_of(body: dict[str, Any], number: int) -> str:
+    """The model a request line asks for."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest(f"line {number} of the input file names no model", param=PARAM,

@@ -10,43 +10,16 @@ content parts and no read; each named file is one primary-key read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from switchboard.context import RequestContext, Result
 from switchboard.errors import InvalidRequest
+from switchboard.http.files.named import chat_files, responses_files
 from switchboard.http.files.service import FileService
 from switchboard.pipeline.chain import Handler
 
 MAX_NAMED = 64  # distinct file ids one request may name (each is a read)
-
-
-def _chat_files(messages: Any) -> Iterator[tuple[str, str]]:
-    """(file id, param) of the canonical messages' ``file`` parts."""
-    if not isinstance(messages, list):
-        return
-    for i, message in enumerate(messages):
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
-            continue
-        for j, part in enumerate(content):
-            if isinstance(part, dict) and part.get("type") == "file" and isinstance(part.get("file"), dict):
-                file_id = part["file"].get("file_id")
-                if file_id is not None:
-                    yield file_id, f"messages[{i}].content[{j}].file.file_id"
-
-
-def _responses_files(items: Any) -> Iterator[tuple[str, str]]:
-    """(file id, param) of a Responses request's input parts (``input_file``, ``input_image``)."""
-    if not isinstance(items, list):
-        return
-    for i, item in enumerate(items):
-        content = item.get("content") if isinstance(item, dict) else None
-        if not isinstance(content, list):
-            continue
-        for j, part in enumerate(content):
-            if isinstance(part, dict) and part.get("file_id") is not None:
-                yield part["file_id"], f"input[{i}].content[{j}].file_id"
 
 
 class FileReferenceStage:
@@ -62,9 +35,9 @@ class FileReferenceStage:
         self._raw_input = raw_input
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        named = list(_chat_files(ctx.request.get("messages")))
+        named = list(chat_files(ctx.request.get("messages")))
         if self._raw_input is not None:
-            named += _responses_files(self._raw_input(ctx))
+            named += responses_files(self._raw_input(ctx))
         if named:
             await self._check(ctx, named)
         return await call_next(ctx)

@@ -330,8 +330,9 @@ class FileService:
             raise InvalidRequest("'metadata' must be at most 16 string pairs (keys up to 64 characters, "
                                  "values up to 512)", param="metadata", code="invalid_value")
         owned, upstream = await self._owned(FILE, source, p, param="input_file_id")
-        # Its lines run as written: a caller with scoped model access may not reach past it.
-        await self._access.check(p, upstream, owned.id, str(endpoint))
+        # Its lines run as written: a caller with scoped model access may not reach past it, and
+        # no caller may have the upstream read another's file.
+        await self._access.check(p, upstream, owned.id, str(endpoint), self.check_owned)
         obj = await upstream.call("POST", "/batches", {**body, "input_file_id": owned.id})
         await self._own(BATCH, obj, upstream, p, str(endpoint))
         return Reply(obj)

@@ -29,12 +29,15 @@ from urllib.parse import urlsplit
 import orjson
 
 from switchboard.errors import InvalidRequest
+from switchboard.http.gemini.enums import PART_MEDIA_RESOLUTIONS
 from switchboard.http.gemini.fields import (
     JSON,
     array,
     boolean,
+    enum,
     fail,
     fields,
+    integer,
     string,
     unsupported,
 )
@@ -55,6 +58,16 @@ _AUDIO = {
     "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/mp3": "mp3", "audio/mpeg": "mp3",
 }
 _GOOGLE_FILES = ("generativelanguage.googleapis.com",)
+_MEDIA_RESOLUTION = frozenset({"level", "numTokens"})
+
+
+def _media_resolution(value: Any, path: str) -> None:
+    """A part's ``mediaResolution`` (Gemini 3): checked, not sent (a hint of Google's tokenizer)."""
+    setting = fields(value, path, _MEDIA_RESOLUTION, "PartMediaResolution")
+    if setting.get("level") is not None:
+        enum(setting["level"], f"{path}.level", PART_MEDIA_RESOLUTIONS)
+    if setting.get("numTokens") is not None:
+        integer(setting["numTokens"], f"{path}.numTokens", 1)
 
 
 def _base64(value: Any, path: str) -> str:
@@ -156,6 +169,8 @@ class Contents:
             boolean(part["thought"], f"{path}.thought")
         if part.get("thoughtSignature") is not None:
             string(part["thoughtSignature"], f"{path}.thoughtSignature")
+        if part.get("mediaResolution") is not None:
+            _media_resolution(part["mediaResolution"], f"{path}.mediaResolution")
         return kind, part
 
     def _user(self, parts: list[Any], i: int) -> None:

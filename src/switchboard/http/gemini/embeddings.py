@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest
-from switchboard.http.gemini.fields import JSON, array, fail, fields, integer, string, unsupported
+from switchboard.http.gemini.enums import TASK_TYPES
+from switchboard.http.gemini.fields import JSON, array, enum, fail, fields, integer, string, unsupported
 from switchboard.http.openai_api import parse_json
 
 _EMBED = frozenset({
@@ -52,9 +53,11 @@ def _one(value: Any, path: str, model: str) -> tuple[str, int | None]:
         raise InvalidRequest(f"{path}.content is required" if path else "content is required",
                              param=f"{path}.content" if path else "content")
     text = _text(request["content"], f"{path}.content" if path else "content")
-    for key in ("taskType", "title", "mimeType"):
+    for key in ("title", "mimeType"):
         if request.get(key) is not None:
             string(request[key], f"{path}.{key}" if path else key)
+    if request.get("taskType") is not None:
+        enum(request["taskType"], f"{path}.taskType" if path else "taskType", TASK_TYPES)
     dims = None
     if request.get("outputDimensionality") is not None:
         key = f"{path}.outputDimensionality" if path else "outputDimensionality"

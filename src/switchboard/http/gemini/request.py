@@ -36,6 +36,13 @@ from typing import Any
 
 from switchboard.errors import InvalidRequest
 from switchboard.http.gemini.content import contents, system_text
+from switchboard.http.gemini.enums import (
+    HARM_BLOCK_METHODS,
+    HARM_BLOCK_THRESHOLDS,
+    HARM_CATEGORIES,
+    MEDIA_RESOLUTIONS,
+    SERVICE_TIERS,
+)
 from switchboard.http.gemini.fields import (
     JSON,
     array,
@@ -274,7 +281,7 @@ def _generation(value: Any, out: JSON) -> bool:
     if config.get("enableEnhancedCivicAnswers") is not None:
         boolean(config["enableEnhancedCivicAnswers"], f"{path}.enableEnhancedCivicAnswers")
     if config.get("mediaResolution") is not None:
-        string(config["mediaResolution"], f"{path}.mediaResolution")
+        enum(config["mediaResolution"], f"{path}.mediaResolution", MEDIA_RESOLUTIONS)
     if config.get("thinkingConfig") is not None:
         return _thinking(config["thinkingConfig"], out)
     return False
@@ -288,11 +295,11 @@ def _safety(value: Any) -> list[JSON]:
         path = f"safetySettings[{i}]"
         setting = fields(item, path, _SAFETY, "SafetySetting")
         entry: JSON = {
-            "category": string(setting.get("category"), f"{path}.category", non_empty=True),
-            "threshold": string(setting.get("threshold"), f"{path}.threshold", non_empty=True),
+            "category": enum(setting.get("category"), f"{path}.category", HARM_CATEGORIES),
+            "threshold": enum(setting.get("threshold"), f"{path}.threshold", HARM_BLOCK_THRESHOLDS),
         }
         if setting.get("method") is not None:
-            entry["method"] = string(setting["method"], f"{path}.method")
+            entry["method"] = enum(setting["method"], f"{path}.method", HARM_BLOCK_METHODS)
         out.append(entry)
     return out
 
@@ -328,7 +335,7 @@ def _translate(body: Any, model: str) -> Decoded:
     if request.get("labels") is not None and not isinstance(request["labels"], dict):
         raise fail("labels", "expected an object of strings")
     if request.get("serviceTier") is not None:
-        string(request["serviceTier"], "serviceTier")
+        enum(request["serviceTier"], "serviceTier", SERVICE_TIERS)
     if request.get("store") is not None:
         boolean(request["store"], "store")
     return Decoded(out, include)

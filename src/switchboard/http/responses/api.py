@@ -16,7 +16,7 @@ import orjson
 from switchboard.context import RequestContext, answered_model
 from switchboard.errors import GatewayError, UnsupportedParameter
 from switchboard.http.openai_api import OpenAIJson
-from switchboard.http.responses.request import parse_body, translate, without_unsupported
+from switchboard.http.responses.request import account_objects, parse_body, translate, without_unsupported
 from switchboard.http.responses.response import JSON, from_chat, skeleton
 from switchboard.http.responses.state import Responses
 from switchboard.http.responses.stream import StreamEncoder
@@ -43,12 +43,13 @@ class ResponsesAPI:
 
     def decode(self, ctx: RequestContext) -> None:
         body = parse_body(ctx.body)
-        refused: UnsupportedParameter | None = None
+        refused = shared = None
         try:
             translated = translate(body)
         except UnsupportedParameter as err:
-            # Only a native deployment can serve it: refused (the invoke terminal) unless routed to one.
-            refused = err
+            # Only a native deployment can serve it: refused (the invoke terminal) unless routed to one,
+            # and there only with the caller's own credential if it names objects of the account.
+            refused, shared = err, account_objects(body)
             translated = translate(without_unsupported(body))
             translated.body = body
         ctx.request = translated.request
@@ -56,7 +57,8 @@ class ResponsesAPI:
             ctx.request_metadata = translated.echo["metadata"]
         ctx.stream = bool(translated.request.get("stream"))
         ctx.client_wants_usage = ctx.stream  # response.completed carries usage
-        self.responses.begin(ctx, translated).refused = refused
+        call = self.responses.begin(ctx, translated)
+        call.refused, call.shared = refused, shared
 
     def _base(self, ctx: RequestContext, model: str) -> JSON:
         call = self.responses.call(ctx)

@@ -598,6 +598,43 @@ def translate(body: JSON) -> Translated:
     return Translated(out, turn, items, echo, store is not False, previous, body)
 
 
+# Fields that name objects kept in the provider's account (OpenAI's Conversations, the prompts of
+# its dashboard, vector stores): a native deployment would read (and, for a conversation, append
+# to) them in the account the gateway's stored credential opens, which every caller shares.
+_ACCOUNT_FIELDS = {"conversation": "a conversation", "prompt": "a prompt template"}
+
+
+def account_object(body: JSON) -> tuple[str, str] | None:
+    """The first field of a Responses body naming objects of the upstream account (``conversation``,
+    ``prompt``, a ``file_search`` tool's ``vector_store_ids``) as (param, what it names), or None."""
+    for name, what in _ACCOUNT_FIELDS.items():
+        if body.get(name) is not None:
+            return name, what
+    tools = body.get("tools")
+    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+        if isinstance(tool, dict) and tool.get("vector_store_ids") is not None:
+            return f"tools[{i}].vector_store_ids", "vector stores"
+    return None
+
+
+def account_objects(body: JSON) -> UnsupportedParameter | None:
+    """The refusal of a request naming objects of the upstream account, or None. The gateway
+    neither creates nor keeps such objects apart per caller, so one caller could use another's
+    by its id: a native deployment serves them only with the caller's own provider credential
+    (its own account). Read only for requests the chat form cannot carry (translate refused
+    them)."""
+    found = account_object(body)
+    if found is None:
+        return None
+    param, what = found
+    return UnsupportedParameter(
+        f"'{param}' names {what} of the provider account the gateway shares among all its callers, "
+        "which it neither creates nor keeps apart per caller: it is accepted only with your own "
+        "provider credential (caller credentials); send the request without it",
+        param=param,
+    )
+
+
 def _supported_part(part: Any) -> bool:
     if not isinstance(part, dict):
         return True

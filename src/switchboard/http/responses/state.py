@@ -60,6 +60,9 @@ class Call:
     response: JSON | None = None  # the Response object sent, once complete
     # Why a translated deployment cannot serve it (a feature only native deployments have).
     refused: GatewayError | None = None
+    # Why a native deployment cannot serve it on the gateway's own credential (it names objects of
+    # the provider account: request.account_objects).
+    shared: GatewayError | None = None
     native: bool = False  # the attempt under way went to a native deployment
 
 
@@ -126,6 +129,8 @@ class Responses:
         route = ctx.route
         call.native = route is not None and exchange_for(ctx, route) is not None
         if call.native:
+            if call.shared is not None and ctx.caller_credential is None:
+                raise call.shared
             ctx.native_body = (call.translated.body, call.history)
         elif call.refused is not None:
             raise call.refused
