@@ -266,7 +266,7 @@ def test_generate_content_stream(client: genai.Client, model: str) -> None:
         ("generateContent", {"generationConfig": {"mediaResolution": "HIGH"}},
          "generationConfig.mediaResolution"),
         ("generateContent", {"serviceTier": "cheapest"}, "serviceTier"),
-        ("streamGenerateContent?alt=sse", {"serviceTier": "FLEX"}, "serviceTier"),
+        ("streamGenerateContent?alt=sse", {"serviceTier": "FLEXIBLE"}, "serviceTier"),
         ("embedContent", {"taskType": "SEARCH"}, "taskType"),
     ],
 )
@@ -288,7 +288,7 @@ def test_enum_values_google_does_not_define_are_400(
     assert captured(mock_upstream, marker, timeout=0.5) == []
     # Google's own values go through.
     good = {"safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "OFF"}],
-            "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_LOW"}, "serviceTier": "flex"}
+            "generationConfig": {"mediaResolution": "MEDIA_RESOLUTION_LOW"}, "serviceTier": "FLEX"}
     ok = httpx.post(f"{gw.url}/v1beta/models/gem-via-openai:generateContent",
                     json={"contents": [{"parts": [{"text": "hi"}]}], **good},
                     headers={"x-goog-api-key": key}, timeout=10)

@@ -6,7 +6,8 @@ Sources: the Gemini API reference (https://ai.google.dev/api/generate-content: H
 HarmBlockThreshold, MediaResolution, ServiceTier; https://ai.google.dev/api/embeddings:
 TaskType) and Vertex AI's (HarmBlockMethod, the image and jailbreak categories,
 CODE_RETRIEVAL_QUERY), since safety settings reach ``vertex`` upstreams too; the values are the
-google-genai SDK's. Enum names are case-sensitive, as Google's parser takes them.
+google-genai SDK's. Enum names are case-sensitive, as Google's parser takes them (``serviceTier``
+aside: the SDK sends it lower case and its REST spelling is not pinned, so any case passes).
 """
 
 from __future__ import annotations

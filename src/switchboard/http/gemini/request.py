@@ -335,7 +335,10 @@ def _translate(body: Any, model: str) -> Decoded:
     if request.get("labels") is not None and not isinstance(request["labels"], dict):
         raise fail("labels", "expected an object of strings")
     if request.get("serviceTier") is not None:
-        enum(request["serviceTier"], "serviceTier", SERVICE_TIERS)
+        # The SDK's enum is case-insensitive and sends lower case; Google's REST reference does
+        # not pin the spelling, so any case of a known tier passes (the field is not sent on).
+        tier = request["serviceTier"]
+        enum(tier.lower() if isinstance(tier, str) else tier, "serviceTier", SERVICE_TIERS)
     if request.get("store") is not None:
         boolean(request["store"], "store")
     return Decoded(out, include)
