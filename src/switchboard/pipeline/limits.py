@@ -1,13 +1,15 @@
 """Rate limits: requests and tokens per minute (and tokens per day) at every scope in force.
 
 Runs after routing, so a request refused for another reason (no such model, not allowed) takes
-nothing. One call to the limiter checks and takes from every applicable bucket at once (all or
-nothing): the request counts 1 against each requests limit and its estimate (prompt estimate +
-``max_tokens``) against each token limit. After the response, a post-response callback corrects
-the token buckets to the usage the provider reported (a failed call with no usage gives its
-tokens back). The OpenAI-style headers of the most restrictive limits go on every response
-(streams: on the response start); a refusal is 429 ``rate_limit_exceeded`` with ``Retry-After``
-and the scope in the message and in ``x-ratelimit-scope``.
+nothing; a request a later stage refuses before it is sent (a budget: ``spares_limits`` on the
+error) gives back what it took here. One call to the limiter checks and takes from every
+applicable bucket at once (all or nothing): the request counts 1 against each requests limit and
+its estimate (prompt estimate + ``max_tokens``) against each token limit. After the response, a
+post-response callback corrects the token buckets to the usage the provider reported (a failed
+call with no usage gives its tokens back). The OpenAI-style headers of the most restrictive
+limits go on every response (streams: on the response start); a refusal is 429
+``rate_limit_exceeded`` with ``Retry-After`` and the scope in the message and in
+``x-ratelimit-scope``.
 
 The limits are those of the model the request is sent to. When the budget stage (after this
 one) sends it to a cheaper model, it raises ``Rerouted``: this stage gives back what it took for
@@ -28,7 +30,13 @@ from switchboard.context import LARGE_BODY_BYTES, Principal, RequestContext, Res
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
 from switchboard.limits.cache import LimitCache
 from switchboard.limits.estimate import max_output_tokens
-from switchboard.limits.headers import clear_rate_headers, duration, header_plan, write_rate_headers
+from switchboard.limits.headers import (
+    HeaderPlan,
+    clear_rate_headers,
+    duration,
+    header_plan,
+    write_rate_headers,
+)
 from switchboard.limits.plan import TOKENS, UPSTREAM, Limit, Stored, plan, upstream
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.settle import Settlement
@@ -151,6 +159,14 @@ class RateLimitStage:
         except Rerouted as rerouted:
             model = rerouted.model
             tokens = 0  # given back below: nothing of this model's to settle after the response
+        except GatewayError as exc:
+            if not exc.spares_limits:
+                raise
+            # Refused by a later stage (a budget) before anything went upstream: the request does
+            # not count. One more limiter call, on this refusal only.
+            tokens = 0
+            await _give_back(ctx, limiter, buckets, states, (limits, planned.headers))
+            raise
         finally:
             if tokens:
                 # Settled with the budgets, in one callback after the response (pipeline/settle.py).
@@ -232,15 +248,24 @@ class RateLimitStage:
 
 
 async def _give_back(ctx: RequestContext, limiter: RateLimiter, buckets: list[Bucket],
-                     states: Sequence[BucketState]) -> None:
-    """The request was rerouted before it was sent: what it took is given back, in the slots it
-    was taken in, and the headers that described it are taken out."""
-    clear_rate_headers(ctx.response_headers)
+                     states: Sequence[BucketState], shown: tuple[list[Limit], HeaderPlan] | None = None
+                     ) -> None:
+    """The request was not sent: what it took is given back, in the slots it was taken in.
+    Rerouted (``shown`` None): the headers that described it are taken out, the other model's
+    replace them. Refused by a later stage (``shown``: its limits and header plan): the headers
+    say what is left without it."""
+    headers = ctx.response_headers
+    clear_rate_headers(headers)
+    if shown is not None:
+        left = [s._replace(used=s.used - b.amount, reset=s.reset if s.used > b.amount else 0.0)
+                for b, s in zip(buckets, states, strict=True)]
+        write_rate_headers(headers, shown[0], left, shown[1])
     try:
         await limiter.adjust([tuple.__new__(Bucket, (*b[:3], -b.amount)) for b in buckets],
                              [s.slot for s in states])
     except Exception as exc:  # held until its window passes, as a failed correction is
-        log.warning("rate limiter: giving back a rerouted request's limits failed (%s)", type(exc).__name__)
+        log.warning("rate limiter: giving back the limits of a request that was not sent failed (%s)",
+                    type(exc).__name__)
 
 
 def _refusal(limit: Limit, bucket: Bucket, acquired: Acquired) -> GatewayError:
