@@ -192,6 +192,36 @@ def test_headers_count_down_on_every_response_and_stream(pair: Pair) -> None:
         assert "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices)
 
 
+RATE_HEADERS = tuple(f"x-ratelimit-{what}-{kind}" for what in ("limit", "remaining", "reset")
+                     for kind in ("requests", "tokens"))
+
+
+def test_a_refusal_carries_every_rate_limit_header(pair: Pair) -> None:
+    """As OpenAI does, a 429 carries the requests and the tokens headers whichever limit
+    refused it, the refusing one at 0 and the other as it stands (the refusal took nothing)."""
+    key = pair.key(rpm_limit=1, tpm_limit=100_000)["key"]
+    ok = pair.sdk(key).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=ask("one"), max_tokens=20)
+    assert all(name in ok.headers for name in RATE_HEADERS)
+    with pytest.raises(openai.RateLimitError) as by_requests:
+        pair.sdk(key, pair.second).chat.completions.create(model="gpt-4o-mini", messages=ask("two"))
+    h = by_requests.value.response.headers
+    assert all(name in h for name in RATE_HEADERS), dict(h)
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("1", "0")
+    assert h["x-ratelimit-limit-tokens"] == "100000"
+    assert 99_000 < int(h["x-ratelimit-remaining-tokens"]) < 100_000
+    assert h["x-ratelimit-reset-requests"].endswith("s") and h["x-ratelimit-reset-tokens"].endswith("s")
+    key = pair.key(rpm_limit=10, tpm_limit=1000)["key"]
+    pair.sdk(key).chat.completions.create(model="gpt-4o-mini", messages=ask("one"), max_tokens=900)
+    with pytest.raises(openai.RateLimitError) as by_tokens:
+        pair.sdk(key, pair.second).chat.completions.create(
+            model="gpt-4o-mini", messages=ask("two"), max_tokens=990)
+    h = by_tokens.value.response.headers
+    assert all(name in h for name in RATE_HEADERS), dict(h)
+    assert (h["x-ratelimit-limit-tokens"], h["x-ratelimit-remaining-tokens"]) == ("1000", "0")
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("10", "9")
+
+
 def test_limits_per_key_and_model(pair: Pair) -> None:
     first, other = pair.key()["key"], pair.key()["key"]
     client = pair.sdk(first)

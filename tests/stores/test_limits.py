@@ -41,6 +41,9 @@ async def test_a_refused_request_takes_from_no_bucket(backend: Backend) -> None:
     assert (await limiter.acquire([wide, narrow])).refused is None
     refused = await limiter.acquire([wide, narrow])
     assert refused.refused == 1  # the key's bucket had no room for 300 more
+    # Every bucket's state as it stands, for the refusal's headers: nothing was taken.
+    assert [(s.capacity, s.used) for s in refused.states] == [(1000, 300), (500, 300)]
+    assert all(0 < s.reset <= 61 for s in refused.states)
     # The tenant's bucket was not charged for the refused request: 700 still fit.
     state = await limiter.acquire([rpm("tenant:t:tpm", 1000, 700)])
     assert state.refused is None and state.states[0].used == 1000

@@ -138,7 +138,7 @@ class RateLimitStage:
                         buckets[i] = tuple.__new__(Bucket, (key, capacity, window, tokens))
                 acquired = await limiter.acquire(buckets)
                 if acquired.refused is not None and planned.waits:
-                    acquired = await self._wait(ctx, limiter, limits, buckets, acquired)
+                    acquired = await self._wait(ctx, limiter, planned, buckets, acquired)
         except GatewayError:
             raise
         except Exception as exc:  # the limiter's store (Redis, the database) is unreachable
@@ -152,7 +152,7 @@ class RateLimitStage:
         assert planned is not None
         states = acquired.states
         if (refused := acquired.refused) is not None:
-            raise _refusal(limits[refused], buckets[refused], acquired)
+            raise _refusal(limits, refused, buckets[refused], acquired, planned.headers)
         write_rate_headers(ctx.response_headers, limits, states, planned.headers)
         try:
             return await call_next(ctx)
@@ -209,11 +209,12 @@ class RateLimitStage:
         return planned
 
     async def _wait(
-        self, ctx: RequestContext, limiter: RateLimiter, limits: list[Limit], buckets: list[Bucket],
+        self, ctx: RequestContext, limiter: RateLimiter, planned: _Planned, buckets: list[Bucket],
         acquired: Acquired,
     ) -> Acquired:
         """While only a provider's own limit lacks room, wait for it and take again (all or
         nothing, so nothing is held while waiting), up to ``max_wait_seconds``."""
+        limits = planned.limits
         started = time.monotonic()
         while True:
             refused = acquired.refused
@@ -224,10 +225,12 @@ class RateLimitStage:
             if acquired.retry_after > allowed:
                 retry = max(1, math.ceil(acquired.retry_after))
                 limit = limits[refused]
+                headers = {"retry-after": str(retry), "x-ratelimit-scope": UPSTREAM}
+                if acquired.states:  # the caller's own limits, as a success would show them
+                    write_rate_headers(headers, limits, acquired.states, planned.headers)
                 raise RateLimited(
                     f"the provider's limit for this deployment ({limit.limit} {limit.kind} per minute) is "
-                    f"reached; try again in {retry} s", code="upstream_rate_limited",
-                    headers={"retry-after": str(retry), "x-ratelimit-scope": UPSTREAM},
+                    f"reached; try again in {retry} s", code="upstream_rate_limited", headers=headers,
                 )
             await asyncio.sleep(acquired.retry_after)
             acquired = await limiter.acquire(buckets)
@@ -268,7 +271,9 @@ async def _give_back(ctx: RequestContext, limiter: RateLimiter, buckets: list[Bu
                     type(exc).__name__)
 
 
-def _refusal(limit: Limit, bucket: Bucket, acquired: Acquired) -> GatewayError:
+def _refusal(limits: list[Limit], refused: int, bucket: Bucket, acquired: Acquired, plan: HeaderPlan
+             ) -> GatewayError:
+    limit = limits[refused]
     unit = "requests" if limit.kind != TOKENS else "tokens"
     per = "day" if limit.name == "tpd" else "minute"
     if math.isinf(acquired.retry_after):
@@ -278,14 +283,16 @@ def _refusal(limit: Limit, bucket: Bucket, acquired: Acquired) -> GatewayError:
             headers={"x-ratelimit-scope": limit.scope},
         )
     retry = max(1, math.ceil(acquired.retry_after))
+    headers = {"retry-after": str(retry), "x-ratelimit-scope": limit.scope}
+    # Every kind's headers, as a success would carry them (from the states the limiter read while
+    # refusing: nothing taken); the refusing limit's stand for its kind.
+    if acquired.states:
+        write_rate_headers(headers, limits, acquired.states, plan)
+    headers[f"x-ratelimit-limit-{unit}"] = str(limit.capacity)
+    headers[f"x-ratelimit-remaining-{unit}"] = "0"
+    headers[f"x-ratelimit-reset-{unit}"] = duration(acquired.retry_after)
     return RateLimited(
         f"rate limit reached for the {limit.scope} ({limit.name}): {limit.limit} {unit} per {per}; "
         f"try again in {retry} s",
-        headers={
-            "retry-after": str(retry),
-            "x-ratelimit-scope": limit.scope,
-            f"x-ratelimit-limit-{unit}": str(limit.capacity),
-            f"x-ratelimit-remaining-{unit}": "0",
-            f"x-ratelimit-reset-{unit}": duration(acquired.retry_after),
-        },
+        headers=headers,
     )

@@ -91,7 +91,9 @@ class MemoryRateLimiter:
                 window.live(current)
             if window.total + amount > capacity:
                 retry = _retry(window.slots, window.total, buckets[n], g, now)
-                return Acquired([], refused=n, retry_after=retry)
+                # Refused: every bucket's state as it stands (nothing taken), for the headers.
+                states = [] if math.isinf(retry) else self._states(buckets, now)
+                return Acquired(states, refused=n, retry_after=retry)
             seen.append((window, current, g))
         out: list[BucketState] = []
         for (window, current, g), (_, capacity, _, amount) in zip(seen, buckets, strict=True):
@@ -108,6 +110,22 @@ class MemoryRateLimiter:
             reset = 0.0 if newest is None else ((newest + LIMIT_SLOTS + 1) * g - now) / 1000
             out.append(tuple.__new__(BucketState, (capacity, window.total, reset, current)))
         return tuple.__new__(Acquired, (out, None, 0.0))
+
+    def _states(self, buckets: Sequence[Bucket], now: int) -> list[BucketState]:
+        """Each bucket's state without taking anything (a refused request's headers)."""
+        out: list[BucketState] = []
+        for key, capacity, span, _ in buckets:
+            g = slot_ms(span)
+            current = now // g
+            window = self._windows.get((key, g))
+            if window is None:
+                out.append(BucketState(capacity, 0, 0.0, current))
+                continue
+            window.live(current)
+            newest = window.newest()
+            reset = 0.0 if newest is None else ((newest + LIMIT_SLOTS + 1) * g - now) / 1000
+            out.append(BucketState(capacity, window.total, reset, current))
+        return out
 
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
         now = int(self._clock() * 1000)
