@@ -29,9 +29,13 @@ def duration(seconds: float) -> str:
 
 
 # Resets of a minute or more are written in whole seconds: formatted once per second of reset,
-# not per request (a minute's window resets 60 or 61 s ahead on almost every request).
+# not per request.
 _WHOLE: dict[int, str] = {}
 _WHOLE_MAX = 4096
+# Shorter ones keep their milliseconds; the limiters give a reset in whole milliseconds, and a
+# minute's window resets between 59 and 60 s ahead on almost every request, so about a thousand
+# texts cover them: each formatted once (formatting a float is some 15 times a dict look-up).
+_SHORT: dict[float, str] = {}
 
 # Per kind, the header names and the indexes of the caller's limits of that kind (not the
 # provider's): worked out once per plan of limits (the stage keeps plans), then each request only
@@ -70,11 +74,16 @@ def write_rate_headers(
         capacity, used, reset, _ = states[i]
         headers[limit_name] = str(capacity)
         headers[remaining_name] = str(capacity - used) if used < capacity else "0"
-        if reset >= 60:  # the usual case: whole seconds, formatted once per second of reset
+        if reset >= 60:  # whole seconds, formatted once per second of reset
             text = _WHOLE.get(math.ceil(reset))
             headers[reset_name] = text if text is not None else duration(reset)
         else:
-            headers[reset_name] = duration(reset)
+            text = _SHORT.get(reset)
+            if text is None:
+                if len(_SHORT) >= _WHOLE_MAX:
+                    _SHORT.clear()
+                text = _SHORT[reset] = duration(reset)
+            headers[reset_name] = text
 
 
 def clear_rate_headers(headers: MutableMapping[str, str]) -> None:
