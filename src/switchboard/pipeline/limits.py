@@ -33,9 +33,9 @@ from switchboard.limits.estimate import max_output_tokens
 from switchboard.limits.headers import (
     HeaderPlan,
     clear_rate_headers,
-    duration,
     header_plan,
     write_rate_headers,
+    write_refused,
 )
 from switchboard.limits.plan import TOKENS, UPSTREAM, Limit, Stored, plan, upstream
 from switchboard.pipeline.chain import Handler
@@ -69,16 +69,21 @@ class LimiterUnavailable(GatewayError):
 class _Planned:
     """The limits of one (caller, model, provider), with what each request derives from them."""
 
-    __slots__ = ("buckets", "headers", "limits", "token_indexes", "waits")
+    __slots__ = ("anthropic", "buckets", "headers", "limits", "token_indexes", "waits")
 
     def __init__(self, limits: list[Limit]) -> None:
         self.limits = limits
         self.headers = header_plan(limits)
+        self.anthropic = header_plan(limits, anthropic=True)  # Anthropic's headers as well
         self.token_indexes = tuple(i for i, x in enumerate(limits) if x.kind == TOKENS)
         # What a request takes, one unit of each requests limit; the token limits' amounts are
         # filled in per request (``take``).
         self.buckets = [Bucket(x.key, x.capacity, x.window, 1) for x in limits]
         self.waits = any(x.scope == UPSTREAM for x in limits)  # a provider's limit: may wait
+
+    def shown(self, ctx: RequestContext) -> HeaderPlan:
+        """The headers this request's answer carries: Anthropic's too on its Messages API."""
+        return self.anthropic if ctx.inbound.dialect == "anthropic" else self.headers
 
 
 _PlanEntry = tuple[Principal | None, Stored, Target | None, _Planned | None]
@@ -152,8 +157,8 @@ class RateLimitStage:
         assert planned is not None
         states = acquired.states
         if (refused := acquired.refused) is not None:
-            raise _refusal(limits, refused, buckets[refused], acquired, planned.headers)
-        write_rate_headers(ctx.response_headers, limits, states, planned.headers)
+            raise _refusal(limits, refused, buckets[refused], acquired, planned.shown(ctx))
+        write_rate_headers(ctx.response_headers, limits, states, planned.shown(ctx))
         try:
             return await call_next(ctx)
         except Rerouted as rerouted:
@@ -165,7 +170,7 @@ class RateLimitStage:
             # Refused by a later stage (a budget) before anything went upstream: the request does
             # not count. One more limiter call, on this refusal only.
             tokens = 0
-            await _give_back(ctx, limiter, buckets, states, (limits, planned.headers))
+            await _give_back(ctx, limiter, buckets, states, (limits, planned.shown(ctx)))
             raise
         finally:
             if tokens:
@@ -227,7 +232,7 @@ class RateLimitStage:
                 limit = limits[refused]
                 headers = {"retry-after": str(retry), "x-ratelimit-scope": UPSTREAM}
                 if acquired.states:  # the caller's own limits, as a success would show them
-                    write_rate_headers(headers, limits, acquired.states, planned.headers)
+                    write_rate_headers(headers, limits, acquired.states, planned.shown(ctx))
                 raise RateLimited(
                     f"the provider's limit for this deployment ({limit.limit} {limit.kind} per minute) is "
                     f"reached; try again in {retry} s", code="upstream_rate_limited", headers=headers,
@@ -288,9 +293,8 @@ def _refusal(limits: list[Limit], refused: int, bucket: Bucket, acquired: Acquir
     # refusing: nothing taken); the refusing limit's stand for its kind.
     if acquired.states:
         write_rate_headers(headers, limits, acquired.states, plan)
-    headers[f"x-ratelimit-limit-{unit}"] = str(limit.capacity)
-    headers[f"x-ratelimit-remaining-{unit}"] = "0"
-    headers[f"x-ratelimit-reset-{unit}"] = duration(acquired.retry_after)
+    anthropic = any(names is not None for _, _, names in plan)
+    write_refused(headers, unit, limit.capacity, acquired.retry_after, anthropic)
     return RateLimited(
         f"rate limit reached for the {limit.scope} ({limit.name}): {limit.limit} {unit} per {per}; "
         f"try again in {retry} s",
