@@ -81,6 +81,10 @@ class GatewayError(Exception):
     code: str | None = None
     # Reported by (or about) a provider rather than decided by the gateway; see error_class().
     from_upstream: bool = False
+    # A refusal by a stage after the rate limits and before anything went upstream (a budget):
+    # the rate-limit stage gives back what the request took, so a refused request does not use
+    # up its caller's window (pipeline/limits.py).
+    spares_limits: bool = False
 
     def __init__(
         self,

@@ -395,6 +395,33 @@ def test_a_downgraded_request_counts_against_the_cheaper_models_limits(pair: Pai
     assert raw.headers["x-ratelimit-remaining-requests"] == "1"
 
 
+def test_a_request_a_budget_refuses_does_not_use_up_the_rate_limit(pair: Pair) -> None:
+    """The rate limits run before the budgets: a request the budget refuses gives back the
+    request it took from the caller's RPM window (and its token reservation), so a caller whose
+    budget is spent does not also exhaust its rate limit by retrying."""
+    key = pair.key(rpm_limit=2, tpm_limit=100_000)
+    budget = {"scope": "key", "subject": key["id"], "max_amount": 0.01, "period": "total"}
+    pair.budget(**budget)
+    raw = pair.sdk(key["key"]).chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-ratelimit-remaining-requests"] == "1"  # the budget is spent now
+    for on in (pair.first, pair.second, pair.first, pair.second):
+        with pytest.raises(openai.RateLimitError) as refused:
+            pair.sdk(key["key"], on).chat.completions.create(messages=ask(LONG), **CALL)
+        body: Any = refused.value.body
+        assert body["code"] == "budget_exceeded"
+        headers = refused.value.response.headers
+        # The refusal describes the window without itself: still one request left.
+        assert headers["x-ratelimit-limit-requests"] == "2"
+        assert headers["x-ratelimit-remaining-requests"] == "1"
+        assert int(headers["x-ratelimit-remaining-tokens"]) > 99_000
+    pair.budget(**{**budget, "max_amount": 1})
+    raw = pair.sdk(key["key"]).chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-ratelimit-remaining-requests"] == "0"  # the second of two, not the sixth
+    with pytest.raises(openai.RateLimitError) as limited:
+        pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+    assert limited.value.response.headers["x-ratelimit-scope"] == "key"
+
+
 def test_counters_are_rebuilt_from_the_ledger_when_redis_loses_them(pair: Pair) -> None:
     key = pair.key()
     budget = pair.budget(scope="key", subject=key["id"], max_amount=0.05, period="weekly")

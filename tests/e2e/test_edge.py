@@ -24,6 +24,7 @@ import openai
 import orjson
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, start_gateway
 
@@ -44,6 +45,8 @@ def edge(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Itera
         body_timeout_seconds=TICK,
         keep_alive_seconds=TICK,
     )
+    config["metrics"] = {}  # what the edge's failures are counted as
+    config["files"] = {"provider": "local-openai"}  # an upload's body is read by its terminal
     gw = serving(start_gateway(config, tmp_path_factory.mktemp("edge")))
     yield gw
     gw.process.stop()
@@ -232,6 +235,57 @@ def test_a_body_shorter_than_content_length_gets_408(edge: Gateway) -> None:
     assert time.monotonic() - started < 10 * TICK
     assert status == 408
     assert error_code(body) == "request_timeout"
+    assert_healthy(edge)
+
+
+def _failure_lines(gw: Gateway, path: str, after: int) -> list[str]:
+    """The "request failed" log lines for ``path`` since line ``after``, once one is there (it is
+    written after the answer)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = [line for line in gw.process.lines[after:]
+                 if "request failed" in line and f"path={path} " in line]
+        if found:
+            return found
+        assert time.monotonic() < deadline, gw.process.output
+        time.sleep(0.05)
+
+
+def _requests_counted(gw: Gateway, **labels: str) -> float:
+    text = httpx.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10).text
+    wanted = set(labels.items())
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "switchboard_requests_total" and wanted <= set(sample.labels.items()))
+
+
+def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway) -> None:
+    """The connection answers 408 when a body stops arriving; the request's log line, the
+    metrics and the ledger record that 408, not a client that left (499)."""
+    seen = len(edge.process.lines)
+    sock = connect(edge)
+    sock.sendall(request_head("POST", "/v1/chat/completions", length=len(CHAT) + 100) + CHAT)
+    assert split_response(read_until_closed(sock, deadline=10 * TICK))[0] == 408
+    [line] = _failure_lines(edge, "/v1/chat/completions", seen)
+    assert "status=408 code=request_timeout" in line and "client_disconnected" not in line
+    # An upload, whose body its terminal reads inside the chain: the metrics count it too.
+    before = _requests_counted(edge, operation="files", status="408")
+    seen = len(edge.process.lines)
+    boundary = "sb-edge-boundary"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n{{}}").encode()
+    sock = connect(edge)
+    head = request_head("POST", "/v1/files",
+                        extra=f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                        f"Content-Length: {len(part) + 1000}\r\n")
+    sock.sendall(head + part)
+    assert split_response(read_until_closed(sock, deadline=10 * TICK))[0] == 408
+    [line] = _failure_lines(edge, "/v1/files", seen)
+    assert "status=408 code=request_timeout" in line and "client_disconnected" not in line
+    deadline = time.monotonic() + 10
+    while _requests_counted(edge, operation="files", status="408") != before + 1:
+        assert time.monotonic() < deadline, "the upload's 408 was never counted"
+        time.sleep(0.05)
     assert_healthy(edge)
 
 

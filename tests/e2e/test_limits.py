@@ -11,8 +11,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -109,8 +111,8 @@ def _check_refusal(exc: openai.RateLimitError, scope: str, window: int = 60) -> 
     assert body["code"] == "rate_limit_exceeded" and body["type"] == "rate_limit_error"
     assert f"the {scope}" in body["message"]
     retry = exc.response.headers["retry-after"]
-    # Units come back one window after they were taken, at most one slot (1/60) later.
-    assert retry.isdigit() and 1 <= int(retry) <= window + window // 60 + 1
+    # Units come back within one window of being taken: a refusal never asks for longer.
+    assert retry.isdigit() and 1 <= int(retry) <= window
     assert exc.response.headers["x-ratelimit-scope"] == scope
 
 
@@ -190,6 +192,78 @@ def test_headers_count_down_on_every_response_and_stream(pair: Pair) -> None:
             model="gpt-4o-mini", messages=ask("streamed"), stream=True) as stream:
         assert stream.headers["x-ratelimit-remaining-requests"] == "6"
         assert "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices)
+
+
+RATE_HEADERS = tuple(f"x-ratelimit-{what}-{kind}" for what in ("limit", "remaining", "reset")
+                     for kind in ("requests", "tokens"))
+
+
+def test_a_refusal_carries_every_rate_limit_header(pair: Pair) -> None:
+    """As OpenAI does, a 429 carries the requests and the tokens headers whichever limit
+    refused it, the refusing one at 0 and the other as it stands (the refusal took nothing)."""
+    key = pair.key(rpm_limit=1, tpm_limit=100_000)["key"]
+    ok = pair.sdk(key).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=ask("one"), max_tokens=20)
+    assert all(name in ok.headers for name in RATE_HEADERS)
+    assert not [name for name in ok.headers if name.startswith("anthropic-ratelimit-")]  # Messages API only
+    with pytest.raises(openai.RateLimitError) as by_requests:
+        pair.sdk(key, pair.second).chat.completions.create(model="gpt-4o-mini", messages=ask("two"))
+    h = by_requests.value.response.headers
+    assert all(name in h for name in RATE_HEADERS), dict(h)
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("1", "0")
+    assert h["x-ratelimit-limit-tokens"] == "100000"
+    assert 99_000 < int(h["x-ratelimit-remaining-tokens"]) < 100_000
+    assert h["x-ratelimit-reset-requests"].endswith("s") and h["x-ratelimit-reset-tokens"].endswith("s")
+    key = pair.key(rpm_limit=10, tpm_limit=1000)["key"]
+    pair.sdk(key).chat.completions.create(model="gpt-4o-mini", messages=ask("one"), max_tokens=900)
+    with pytest.raises(openai.RateLimitError) as by_tokens:
+        pair.sdk(key, pair.second).chat.completions.create(
+            model="gpt-4o-mini", messages=ask("two"), max_tokens=990)
+    h = by_tokens.value.response.headers
+    assert all(name in h for name in RATE_HEADERS), dict(h)
+    assert (h["x-ratelimit-limit-tokens"], h["x-ratelimit-remaining-tokens"]) == ("1000", "0")
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("10", "9")
+
+
+ANTHROPIC_HEADERS = tuple(f"anthropic-ratelimit-{kind}-{what}" for kind in ("requests", "tokens")
+                          for what in ("limit", "remaining", "reset"))
+
+
+def _reset_at(headers: Any, kind: str) -> datetime:
+    """An Anthropic reset header: an RFC 3339 time in UTC."""
+    value = headers[f"anthropic-ratelimit-{kind}-reset"]
+    assert value.endswith("Z"), value
+    at = datetime.fromisoformat(value)
+    assert at.utcoffset() == timedelta(0)
+    return at
+
+
+def test_the_messages_api_carries_anthropics_rate_limit_headers_too(pair: Pair) -> None:
+    """/v1/messages answers with Anthropic's rate-limit headers (resets as RFC 3339 times), on
+    success and on a 429, beside the OpenAI-style ones."""
+    key = pair.key(rpm_limit=1, tpm_limit=100_000)["key"]
+    sdks = [anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=30)
+            for gw in (pair.first, pair.second)]
+    before = datetime.now(UTC).replace(microsecond=0)
+    raw = sdks[0].messages.with_raw_response.create(model="gpt-4o-mini", max_tokens=20, messages=ask("one"))
+    h = raw.headers
+    assert all(name in h for name in (*ANTHROPIC_HEADERS, *RATE_HEADERS)), dict(h)
+    assert h["anthropic-ratelimit-requests-limit"] == "1"
+    assert h["anthropic-ratelimit-requests-remaining"] == "0"
+    assert h["anthropic-ratelimit-tokens-limit"] == "100000"
+    assert h["anthropic-ratelimit-tokens-remaining"] == h["x-ratelimit-remaining-tokens"]
+    for kind in ("requests", "tokens"):  # the window empties again within the minute
+        assert before < _reset_at(h, kind) <= datetime.now(UTC) + timedelta(seconds=61)
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        sdks[1].messages.create(model="gpt-4o-mini", max_tokens=20, messages=ask("two"))
+    h = refused.value.response.headers
+    assert all(name in h for name in (*ANTHROPIC_HEADERS, *RATE_HEADERS)), dict(h)
+    assert h["anthropic-ratelimit-requests-limit"] == "1"
+    assert h["anthropic-ratelimit-requests-remaining"] == "0"
+    assert 99_000 < int(h["anthropic-ratelimit-tokens-remaining"]) < 100_000
+    # Room is back by the reset time, and Retry-After says the same wait.
+    back = _reset_at(h, "requests")
+    assert before < back <= datetime.now(UTC) + timedelta(seconds=int(h["retry-after"]) + 1)
 
 
 def test_limits_per_key_and_model(pair: Pair) -> None:

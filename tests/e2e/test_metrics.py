@@ -182,6 +182,25 @@ def test_counters_match_the_requests_sent(deployment: Deployment) -> None:
     assert total(delta.after, "switchboard_streams_in_flight") == 0
 
 
+def test_a_request_refused_by_validation_is_counted_under_the_model_it_named(deployment: Deployment) -> None:
+    """A 400 from validation names the model its body named when the configuration knows it;
+    an unknown name is ``other``, never a label of its own."""
+    delta = Delta(deployment)
+    client = deployment.sdk()
+    unknown = f"no-such-model-{uuid.uuid4().hex}"
+    for model in ("gpt-4o-mini", unknown):
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model=model, messages=ask("x"), temperature=7)
+    bad = httpx.post(f"{deployment.gateway.base_url}/chat/completions", content=b'{"model": "gpt-4o-mini",',
+                     headers={**ADMIN, "content-type": "application/json"}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    name = "switchboard_requests_total"
+    delta.settle(name, 1, model="gpt-4o-mini", status="400")
+    assert delta(name, model="other", status="400", status_class="4xx") == 1
+    assert delta(name, model="", status="400", code="invalid_json") == 1  # nothing could be read
+    assert not any(unknown in str(labels) for _, labels in delta.after)
+
+
 def test_a_stream_failing_after_its_first_chunk_counts_its_first_token(deployment: Deployment) -> None:
     delta = Delta(deployment)
     client = deployment.sdk()

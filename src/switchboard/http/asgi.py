@@ -17,6 +17,10 @@ JSON_CT = (b"content-type", b"application/json")
 # cannot be finished (its upstream failed mid-body) by closing the connection without the body's
 # end, so the client sees it incomplete.
 ABORT = "switchboard.http.abort"
+# Put on a request's scope by the connection (http/protocol.py) when it answered 408 itself
+# because the body stopped arriving; the value is the reason it gave. The application's next
+# receive() reports a disconnect, which the endpoint then records as that 408, not as a 499.
+BODY_TIMED_OUT = "switchboard.body_timed_out"
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),

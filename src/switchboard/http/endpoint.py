@@ -33,6 +33,7 @@ from switchboard.context import (
 from switchboard.errors import GatewayError, InternalError, InvalidRequest, UnsupportedMediaType, retry_hint
 from switchboard.http.asgi import (
     ABORT,
+    BODY_TIMED_OUT,
     JSON_CT,
     SSE_HEADERS,
     Receive,
@@ -110,11 +111,18 @@ def check_content_type(headers: dict[str, str]) -> None:
         raise UnsupportedMediaType(f"unsupported content type '{media[:100]}'; send application/json")
 
 
-async def finish(ctx: RequestContext) -> None:
+async def finish(ctx: RequestContext, scope: Scope) -> None:
     """Once the answer is out: the request's end, its after-response work (usage, the log), and a
     log line when it failed or the client left."""
     outcome = ctx.outcome
     outcome.finished_at = time.perf_counter()
+    if outcome.client_disconnected and (why := scope.get(BODY_TIMED_OUT)) is not None:
+        # Not a client that left: the connection answered 408 when the body stopped arriving
+        # (http/protocol.py), and the ledger, the metrics and the log record that answer.
+        outcome.client_disconnected = False
+        outcome.status = 408
+        outcome.error_type, outcome.error_code, outcome.error_message = (
+            "invalid_request_error", "request_timeout", why)
     if ctx.post_response is not None:
         await ctx.run_after_response()
     if outcome.status >= 400 or outcome.client_disconnected:
@@ -273,7 +281,7 @@ class Endpoint:
             # The drain window is over and the server is stopping: tell the client plainly.
             await self._cut_at_shutdown(ctx, out)
         finally:
-            await finish(ctx)
+            await finish(ctx, scope)
             CURRENT.reset(current)
 
     async def _read_body(self, ctx: RequestContext, receive: Receive) -> GatewayError | None:

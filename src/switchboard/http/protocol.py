@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from switchboard.http.asgi import ABORT
+from switchboard.http.asgi import ABORT, BODY_TIMED_OUT
 from switchboard.http.cork import CorkedTransport
 from switchboard.http.cycle import GatewayCycle, abort
 
@@ -350,6 +350,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         answered = cycle is not None and cycle.scope is self.scope and cycle.response_started
         if cycle is not None and cycle.scope is self.scope:
+            if not answered:  # the 408 below is the answer: the endpoint records it as such
+                self.scope[BODY_TIMED_OUT] = why  # type: ignore[literal-required]  # a key of ours
             cycle.disconnected = True  # the application's receive() now reports a disconnect
             cycle.message_event.set()
         self.logger.info("connection closed: %s", why)

@@ -63,12 +63,14 @@ class BudgetExceeded(GatewayError):
     status = 429
     type = "insufficient_quota"
     code = "budget_exceeded"
+    spares_limits = True
 
 
 class BudgetUnavailable(GatewayError):
     status = 503
     type = "api_error"
     code = "budget_unavailable"
+    spares_limits = True
 
 
 class BudgetStage:
@@ -220,20 +222,24 @@ def _check_output(ctx: RequestContext, limit: int) -> None:
     if not isinstance(asked, int):
         asked = ctx.request.get("max_tokens")
     if isinstance(asked, int) and asked > limit:
-        raise InvalidRequest(
+        refused = InvalidRequest(
             f"max_tokens is {asked}, more than the model's output limit of {limit} tokens",
             param="max_tokens", code="max_tokens_too_large",
         )
+        refused.spares_limits = True
+        raise refused
 
 
 def _refusal(budget: Budget, charge: Charge, used: int) -> GatewayError:
     where = f"the {budget.scope} budget ({budget.id}, {budget.shown(budget.limit)} {budget.period})"
     headers = {SCOPE_HEADER: budget.scope}
     if charge.amount > budget.limit:
-        return InvalidRequest(
+        refused = InvalidRequest(
             f"this request may cost up to {budget.shown(charge.amount)}, more than {where} allows; "
             "lower max_tokens", code="request_exceeds_budget", headers=headers,
         )
+        refused.spares_limits = True
+        return refused
     _, end = window(budget.period, budget.zone, datetime.now(UTC))
     if end is not None:
         headers["retry-after"] = str(max(1, math.ceil((end - datetime.now(UTC)).total_seconds())))

@@ -1,13 +1,15 @@
 """Rate limits: requests and tokens per minute (and tokens per day) at every scope in force.
 
 Runs after routing, so a request refused for another reason (no such model, not allowed) takes
-nothing. One call to the limiter checks and takes from every applicable bucket at once (all or
-nothing): the request counts 1 against each requests limit and its estimate (prompt estimate +
-``max_tokens``) against each token limit. After the response, a post-response callback corrects
-the token buckets to the usage the provider reported (a failed call with no usage gives its
-tokens back). The OpenAI-style headers of the most restrictive limits go on every response
-(streams: on the response start); a refusal is 429 ``rate_limit_exceeded`` with ``Retry-After``
-and the scope in the message and in ``x-ratelimit-scope``.
+nothing; a request a later stage refuses before it is sent (a budget: ``spares_limits`` on the
+error) gives back what it took here. One call to the limiter checks and takes from every
+applicable bucket at once (all or nothing): the request counts 1 against each requests limit and
+its estimate (prompt estimate + ``max_tokens``) against each token limit. After the response, a
+post-response callback corrects the token buckets to the usage the provider reported (a failed
+call with no usage gives its tokens back). The OpenAI-style headers of the most restrictive
+limits go on every response (streams: on the response start); a refusal is 429
+``rate_limit_exceeded`` with ``Retry-After`` and the scope in the message and in
+``x-ratelimit-scope``.
 
 The limits are those of the model the request is sent to. When the budget stage (after this
 one) sends it to a cheaper model, it raises ``Rerouted``: this stage gives back what it took for
@@ -28,7 +30,13 @@ from switchboard.context import LARGE_BODY_BYTES, Principal, RequestContext, Res
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
 from switchboard.limits.cache import LimitCache
 from switchboard.limits.estimate import max_output_tokens
-from switchboard.limits.headers import clear_rate_headers, duration, header_plan, write_rate_headers
+from switchboard.limits.headers import (
+    HeaderPlan,
+    clear_rate_headers,
+    header_plan,
+    write_rate_headers,
+    write_refused,
+)
 from switchboard.limits.plan import TOKENS, UPSTREAM, Limit, Stored, plan, upstream
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.settle import Settlement
@@ -61,16 +69,21 @@ class LimiterUnavailable(GatewayError):
 class _Planned:
     """The limits of one (caller, model, provider), with what each request derives from them."""
 
-    __slots__ = ("buckets", "headers", "limits", "token_indexes", "waits")
+    __slots__ = ("anthropic", "buckets", "headers", "limits", "token_indexes", "waits")
 
     def __init__(self, limits: list[Limit]) -> None:
         self.limits = limits
         self.headers = header_plan(limits)
+        self.anthropic = header_plan(limits, anthropic=True)  # Anthropic's headers as well
         self.token_indexes = tuple(i for i, x in enumerate(limits) if x.kind == TOKENS)
         # What a request takes, one unit of each requests limit; the token limits' amounts are
         # filled in per request (``take``).
         self.buckets = [Bucket(x.key, x.capacity, x.window, 1) for x in limits]
         self.waits = any(x.scope == UPSTREAM for x in limits)  # a provider's limit: may wait
+
+    def shown(self, ctx: RequestContext) -> HeaderPlan:
+        """The headers this request's answer carries: Anthropic's too on its Messages API."""
+        return self.anthropic if ctx.inbound.dialect == "anthropic" else self.headers
 
 
 _PlanEntry = tuple[Principal | None, Stored, Target | None, _Planned | None]
@@ -130,7 +143,7 @@ class RateLimitStage:
                         buckets[i] = tuple.__new__(Bucket, (key, capacity, window, tokens))
                 acquired = await limiter.acquire(buckets)
                 if acquired.refused is not None and planned.waits:
-                    acquired = await self._wait(ctx, limiter, limits, buckets, acquired)
+                    acquired = await self._wait(ctx, limiter, planned, buckets, acquired)
         except GatewayError:
             raise
         except Exception as exc:  # the limiter's store (Redis, the database) is unreachable
@@ -144,13 +157,21 @@ class RateLimitStage:
         assert planned is not None
         states = acquired.states
         if (refused := acquired.refused) is not None:
-            raise _refusal(limits[refused], buckets[refused], acquired)
-        write_rate_headers(ctx.response_headers, limits, states, planned.headers)
+            raise _refusal(limits, refused, buckets[refused], acquired, planned.shown(ctx))
+        write_rate_headers(ctx.response_headers, limits, states, planned.shown(ctx))
         try:
             return await call_next(ctx)
         except Rerouted as rerouted:
             model = rerouted.model
             tokens = 0  # given back below: nothing of this model's to settle after the response
+        except GatewayError as exc:
+            if not exc.spares_limits:
+                raise
+            # Refused by a later stage (a budget) before anything went upstream: the request does
+            # not count. One more limiter call, on this refusal only.
+            tokens = 0
+            await _give_back(ctx, limiter, buckets, states, (limits, planned.shown(ctx)))
+            raise
         finally:
             if tokens:
                 # Settled with the budgets, in one callback after the response (pipeline/settle.py).
@@ -193,11 +214,12 @@ class RateLimitStage:
         return planned
 
     async def _wait(
-        self, ctx: RequestContext, limiter: RateLimiter, limits: list[Limit], buckets: list[Bucket],
+        self, ctx: RequestContext, limiter: RateLimiter, planned: _Planned, buckets: list[Bucket],
         acquired: Acquired,
     ) -> Acquired:
         """While only a provider's own limit lacks room, wait for it and take again (all or
         nothing, so nothing is held while waiting), up to ``max_wait_seconds``."""
+        limits = planned.limits
         started = time.monotonic()
         while True:
             refused = acquired.refused
@@ -208,10 +230,12 @@ class RateLimitStage:
             if acquired.retry_after > allowed:
                 retry = max(1, math.ceil(acquired.retry_after))
                 limit = limits[refused]
+                headers = {"retry-after": str(retry), "x-ratelimit-scope": UPSTREAM}
+                if acquired.states:  # the caller's own limits, as a success would show them
+                    write_rate_headers(headers, limits, acquired.states, planned.shown(ctx))
                 raise RateLimited(
                     f"the provider's limit for this deployment ({limit.limit} {limit.kind} per minute) is "
-                    f"reached; try again in {retry} s", code="upstream_rate_limited",
-                    headers={"retry-after": str(retry), "x-ratelimit-scope": UPSTREAM},
+                    f"reached; try again in {retry} s", code="upstream_rate_limited", headers=headers,
                 )
             await asyncio.sleep(acquired.retry_after)
             acquired = await limiter.acquire(buckets)
@@ -232,18 +256,29 @@ class RateLimitStage:
 
 
 async def _give_back(ctx: RequestContext, limiter: RateLimiter, buckets: list[Bucket],
-                     states: Sequence[BucketState]) -> None:
-    """The request was rerouted before it was sent: what it took is given back, in the slots it
-    was taken in, and the headers that described it are taken out."""
-    clear_rate_headers(ctx.response_headers)
+                     states: Sequence[BucketState], shown: tuple[list[Limit], HeaderPlan] | None = None
+                     ) -> None:
+    """The request was not sent: what it took is given back, in the slots it was taken in.
+    Rerouted (``shown`` None): the headers that described it are taken out, the other model's
+    replace them. Refused by a later stage (``shown``: its limits and header plan): the headers
+    say what is left without it."""
+    headers = ctx.response_headers
+    clear_rate_headers(headers)
+    if shown is not None:
+        left = [s._replace(used=s.used - b.amount, reset=s.reset if s.used > b.amount else 0.0)
+                for b, s in zip(buckets, states, strict=True)]
+        write_rate_headers(headers, shown[0], left, shown[1])
     try:
         await limiter.adjust([tuple.__new__(Bucket, (*b[:3], -b.amount)) for b in buckets],
                              [s.slot for s in states])
     except Exception as exc:  # held until its window passes, as a failed correction is
-        log.warning("rate limiter: giving back a rerouted request's limits failed (%s)", type(exc).__name__)
+        log.warning("rate limiter: giving back the limits of a request that was not sent failed (%s)",
+                    type(exc).__name__)
 
 
-def _refusal(limit: Limit, bucket: Bucket, acquired: Acquired) -> GatewayError:
+def _refusal(limits: list[Limit], refused: int, bucket: Bucket, acquired: Acquired, plan: HeaderPlan
+             ) -> GatewayError:
+    limit = limits[refused]
     unit = "requests" if limit.kind != TOKENS else "tokens"
     per = "day" if limit.name == "tpd" else "minute"
     if math.isinf(acquired.retry_after):
@@ -253,14 +288,15 @@ def _refusal(limit: Limit, bucket: Bucket, acquired: Acquired) -> GatewayError:
             headers={"x-ratelimit-scope": limit.scope},
         )
     retry = max(1, math.ceil(acquired.retry_after))
+    headers = {"retry-after": str(retry), "x-ratelimit-scope": limit.scope}
+    # Every kind's headers, as a success would carry them (from the states the limiter read while
+    # refusing: nothing taken); the refusing limit's stand for its kind.
+    if acquired.states:
+        write_rate_headers(headers, limits, acquired.states, plan)
+    anthropic = any(names is not None for _, _, names in plan)
+    write_refused(headers, unit, limit.capacity, acquired.retry_after, anthropic)
     return RateLimited(
         f"rate limit reached for the {limit.scope} ({limit.name}): {limit.limit} {unit} per {per}; "
         f"try again in {retry} s",
-        headers={
-            "retry-after": str(retry),
-            "x-ratelimit-scope": limit.scope,
-            f"x-ratelimit-limit-{unit}": str(limit.capacity),
-            f"x-ratelimit-remaining-{unit}": "0",
-            f"x-ratelimit-reset-{unit}": duration(acquired.retry_after),
-        },
+        headers=headers,
     )

@@ -80,7 +80,7 @@ async def test_reply_spans_and_attributes() -> None:
 
     ctx = ctx_for({"traceparent": f"00-{TRACE_ID}-{PARENT}-01"})
     await world.chain(answer)(ctx)
-    await finish(ctx)
+    await finish(ctx, {})
     server, client = sorted(world.spans(), key=lambda s: s.kind != SpanKind.SERVER)
     assert server.kind == SpanKind.SERVER and client.kind == SpanKind.CLIENT
     assert server.name == "chat claude" and client.name == "chat claude-x"
@@ -111,7 +111,7 @@ async def test_each_attempt_is_a_child_and_a_failure_is_an_error() -> None:
 
     ctx = ctx_for()
     await world.chain(answer, attempts=2)(ctx)
-    await finish(ctx)
+    await finish(ctx, {})
     spans = world.spans()
     server = next(s for s in spans if s.kind == SpanKind.SERVER)
     first, second = sorted((s for s in spans if s.kind == SpanKind.CLIENT), key=lambda s: s.start_time or 0)
@@ -132,7 +132,7 @@ async def test_sampled_out_exports_nothing_but_still_propagates() -> None:
 
     ctx = ctx_for()
     await world.chain(answer)(ctx)
-    await finish(ctx)
+    await finish(ctx, {})
     assert world.spans() == []
     assert logs.CURRENT.get() is None
     (sent,) = world.sent
@@ -147,7 +147,7 @@ async def test_a_callers_unsampled_trace_is_not_recorded() -> None:
 
     ctx = ctx_for({"traceparent": f"00-{TRACE_ID}-{PARENT}-00"})
     await world.chain(answer)(ctx)
-    await finish(ctx)
+    await finish(ctx, {})
     assert world.spans() == []
     assert world.sent[0] is not None and TRACE_ID in world.sent[0]["traceparent"]
 
@@ -161,7 +161,7 @@ async def test_an_invalid_traceparent_starts_a_new_trace(header: str) -> None:
 
     ctx = ctx_for({"traceparent": header})
     await world.chain(answer)(ctx)
-    await finish(ctx)
+    await finish(ctx, {})
     server = next(s for s in world.spans() if s.kind == SpanKind.SERVER)
     assert server.parent is None and f"{server.context.trace_id:032x}" != TRACE_ID
 
@@ -190,7 +190,7 @@ async def test_a_stream_span_ends_with_the_stream() -> None:
     assert world.spans() == []  # nothing ends before the stream does
     batches = [batch async for batch in result.chunks]
     assert len(batches) == 2
-    await finish(ctx)
+    await finish(ctx, {})
     client = next(s for s in world.spans() if s.kind == SpanKind.CLIENT)
     assert client.attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert client.attributes["gen_ai.response.id"] == "c1"

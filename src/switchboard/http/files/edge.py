@@ -143,7 +143,7 @@ class FilesEndpoint:
             if not self._state.draining:
                 raise
         finally:
-            await finish(ctx)
+            await finish(ctx, scope)
             CURRENT.reset(current)
 
     async def _serve(self, ctx: FilesContext, out: Responder) -> None:

@@ -45,7 +45,9 @@ class BucketState(NamedTuple):
 
 class Acquired(NamedTuple):
     """All-or-nothing: either every bucket took its amount, or none did (``refused`` names the
-    first bucket that had no room and ``retry_after`` says when it will have)."""
+    first bucket that had no room and ``retry_after`` says when it will have). A refusal's
+    ``states`` are every bucket's as it stands, nothing taken (for the refusal's headers); empty
+    when the amount exceeds a capacity itself."""
 
     states: list[BucketState]
     refused: int | None = None

@@ -31,10 +31,14 @@ local n = tonumber(ARGV[2])
 """
 
 # ARGV: now ('' = server time), slots, then per bucket: slot ms, capacity, amount.
-# Returns {refused index (0 = none), retry ms (-1 = never), then per bucket used, reset ms, slot}.
+# Returns {refused index (0 = none), retry ms (-1 = never), then per bucket used, reset ms, slot}:
+# a refusal takes nothing and its states are the buckets' as they stand (none when the amount
+# exceeds a capacity itself).
 ACQUIRE = _NOW + """
 local live = {}
 local used = {}
+local refused = 0
+local retry = 0
 for i, key in ipairs(KEYS) do
   local g = tonumber(ARGV[3 * i])
   local cap = tonumber(ARGV[3 * i + 1])
@@ -47,7 +51,7 @@ for i, key in ipairs(KEYS) do
   for j = 1, #raw, 2 do
     local idx = tonumber(raw[j])
     local v = tonumber(raw[j + 1])
-    if idx < cur - n then
+    if idx <= cur - n then
       stale[#stale + 1] = raw[j]
     else
       slots[#slots + 1] = {idx, v}
@@ -55,25 +59,28 @@ for i, key in ipairs(KEYS) do
     end
   end
   if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  if total + amount > cap then
+  if refused == 0 and total + amount > cap then
     if amount > cap then return {i, -1} end
     table.sort(slots, function(a, b) return a[1] < b[1] end)
     local freed = 0
+    retry = g
     for _, s in ipairs(slots) do
       freed = freed + s[2]
       if total - freed + amount <= cap then
-        return {i, math.max(1, (s[1] + n + 1) * g - now)}
+        retry = math.max(1, (s[1] + n) * g - now)
+        break
       end
     end
-    return {i, g}
+    refused = i
   end
   live[i] = slots
   used[i] = total
 end
-local out = {0, 0}
+local out = {refused, retry}
 for i, key in ipairs(KEYS) do
   local g = tonumber(ARGV[3 * i])
-  local amount = tonumber(ARGV[3 * i + 2])
+  local amount = 0
+  if refused == 0 then amount = tonumber(ARGV[3 * i + 2]) end
   local cur = math.floor(now / g)
   local newest = nil
   for _, s in ipairs(live[i]) do
@@ -85,7 +92,7 @@ for i, key in ipairs(KEYS) do
     if amount > 0 and (newest == nil or cur > newest) then newest = cur end
   end
   local reset = 0
-  if newest ~= nil then reset = (newest + n + 1) * g - now end
+  if newest ~= nil then reset = (newest + n) * g - now end
   out[#out + 1] = used[i] + amount
   out[#out + 1] = reset
   out[#out + 1] = cur
@@ -99,7 +106,7 @@ for i, key in ipairs(KEYS) do
   local g = tonumber(ARGV[3 * i])
   local amount = tonumber(ARGV[3 * i + 1])
   local idx = tonumber(ARGV[3 * i + 2])
-  if idx >= math.floor(now / g) - n then
+  if idx > math.floor(now / g) - n then
     local v = redis.call('HINCRBY', key, idx, amount)
     if v <= 0 then
       redis.call('HDEL', key, idx)
@@ -145,13 +152,13 @@ class RedisRateLimiter:
             keys.append(bucket_key(b.key, g))
             args += [g, b.capacity, b.amount]
         raw = [int(v) for v in await self._acquire(keys=keys, args=args)]
-        if raw[0]:
-            retry = math.inf if raw[1] < 0 else raw[1] / 1000
-            return Acquired([], refused=raw[0] - 1, retry_after=retry)
         states = [
             BucketState(b.capacity, raw[2 + 3 * i], raw[3 + 3 * i] / 1000, raw[4 + 3 * i])
             for i, b in enumerate(buckets)
-        ]
+        ] if len(raw) > 2 else []
+        if raw[0]:
+            retry = math.inf if raw[1] < 0 else raw[1] / 1000
+            return Acquired(states, refused=raw[0] - 1, retry_after=retry)
         return Acquired(states)
 
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
