@@ -33,12 +33,11 @@ def duration(seconds: float) -> str:
 
 
 # Resets of a minute or more are written in whole seconds: formatted once per second of reset,
-# not per request.
+# not per request (a minute's window resets 60 or 61 s ahead on almost every request).
 _WHOLE: dict[int, str] = {}
 _WHOLE_MAX = 4096
-# Shorter ones keep their milliseconds; the limiters give a reset in whole milliseconds, and a
-# minute's window resets between 59 and 60 s ahead on almost every request, so about a thousand
-# texts cover them: each formatted once (formatting a float is some 15 times a dict look-up).
+# Shorter ones keep their milliseconds; the limiters give a reset in whole milliseconds, so each
+# text is formatted once (formatting a float is some 15 times a dict look-up).
 _SHORT: dict[float, str] = {}
 
 # Anthropic's resets are times, written in whole seconds (rounded up: room is back by then), each

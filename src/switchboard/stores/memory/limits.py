@@ -2,9 +2,7 @@
 
 The same sliding-window algorithm as the Redis script (``stores/redis/limits.py``): a window of
 W seconds is kept as ``LIMIT_SLOTS`` slots of W/60; what a request takes is counted in the
-current slot, and the window is the current slot and the 59 before it: a slot stops counting one
-window after it began, so a unit comes back within W of being taken (between W - W/60 and W),
-never later, and a refusal's Retry-After is never more than the window. Check-and-take over every
+current slot, and a slot counts until all of it has left the window. Check-and-take over every
 bucket has no ``await`` inside, so it is atomic on the event loop.
 """
 
@@ -45,7 +43,7 @@ class _Window:
         cutoff = current - LIMIT_SLOTS
         while slots:
             first = next(iter(slots))
-            if first > cutoff:
+            if first >= cutoff:
                 break
             self.total -= slots.pop(first)
         return slots
@@ -89,7 +87,7 @@ class MemoryRateLimiter:
             window = windows.get((key, g))
             if window is None:
                 window = windows[(key, g)] = _Window()
-            elif window.slots and next(iter(window.slots)) <= current - LIMIT_SLOTS:
+            elif window.slots and next(iter(window.slots)) < current - LIMIT_SLOTS:
                 window.live(current)
             if window.total + amount > capacity:
                 retry = _retry(window.slots, window.total, buckets[n], g, now)
@@ -109,7 +107,7 @@ class MemoryRateLimiter:
                     slots[current] = slots.get(current, 0) + amount
                     window.total += amount
                 newest = window.newest()
-            reset = 0.0 if newest is None else ((newest + LIMIT_SLOTS) * g - now) / 1000
+            reset = 0.0 if newest is None else ((newest + LIMIT_SLOTS + 1) * g - now) / 1000
             out.append(tuple.__new__(BucketState, (capacity, window.total, reset, current)))
         return tuple.__new__(Acquired, (out, None, 0.0))
 
@@ -125,7 +123,7 @@ class MemoryRateLimiter:
                 continue
             window.live(current)
             newest = window.newest()
-            reset = 0.0 if newest is None else ((newest + LIMIT_SLOTS) * g - now) / 1000
+            reset = 0.0 if newest is None else ((newest + LIMIT_SLOTS + 1) * g - now) / 1000
             out.append(BucketState(capacity, window.total, reset, current))
         return out
 
@@ -135,13 +133,13 @@ class MemoryRateLimiter:
         for (key, _, span, amount), index in zip(buckets, slots, strict=True):
             g = slot_ms(span)
             current = now // g
-            if index <= current - LIMIT_SLOTS:
+            if index < current - LIMIT_SLOTS:
                 continue  # that slot no longer counts
             window = windows.get((key, g))
             if window is None:
                 window = windows[(key, g)] = _Window()
             live = window.slots
-            if live and next(iter(live)) <= current - LIMIT_SLOTS:
+            if live and next(iter(live)) < current - LIMIT_SLOTS:
                 window.live(current)
             old = live.get(index, 0)
             new = old + amount
@@ -162,5 +160,5 @@ def _retry(slots: dict[int, int], used: int, bucket: Bucket, g: int, now: int) -
     for index in sorted(slots):
         freed += slots[index]
         if used - freed + bucket.amount <= bucket.capacity:
-            return max(0.001, ((index + LIMIT_SLOTS) * g - now) / 1000)
+            return max(0.001, ((index + LIMIT_SLOTS + 1) * g - now) / 1000)
     return g / 1000

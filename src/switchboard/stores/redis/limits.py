@@ -51,7 +51,7 @@ for i, key in ipairs(KEYS) do
   for j = 1, #raw, 2 do
     local idx = tonumber(raw[j])
     local v = tonumber(raw[j + 1])
-    if idx <= cur - n then
+    if idx < cur - n then
       stale[#stale + 1] = raw[j]
     else
       slots[#slots + 1] = {idx, v}
@@ -67,7 +67,7 @@ for i, key in ipairs(KEYS) do
     for _, s in ipairs(slots) do
       freed = freed + s[2]
       if total - freed + amount <= cap then
-        retry = math.max(1, (s[1] + n) * g - now)
+        retry = math.max(1, (s[1] + n + 1) * g - now)
         break
       end
     end
@@ -92,7 +92,7 @@ for i, key in ipairs(KEYS) do
     if amount > 0 and (newest == nil or cur > newest) then newest = cur end
   end
   local reset = 0
-  if newest ~= nil then reset = (newest + n) * g - now end
+  if newest ~= nil then reset = (newest + n + 1) * g - now end
   out[#out + 1] = used[i] + amount
   out[#out + 1] = reset
   out[#out + 1] = cur
@@ -106,7 +106,7 @@ for i, key in ipairs(KEYS) do
   local g = tonumber(ARGV[3 * i])
   local amount = tonumber(ARGV[3 * i + 1])
   local idx = tonumber(ARGV[3 * i + 2])
-  if idx > math.floor(now / g) - n then
+  if idx >= math.floor(now / g) - n then
     local v = redis.call('HINCRBY', key, idx, amount)
     if v <= 0 then
       redis.call('HDEL', key, idx)
