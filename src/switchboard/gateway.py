@@ -253,9 +253,9 @@ class Gateway:
         stages = self.stages("chat")
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage)) + 1
         stages.insert(at, HistoryStage(self.responses))
-        # The Responses request's own file parts too: a native deployment receives them as written.
+        # The Responses request's own file ids too: a native deployment receives them as written.
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, FileReferenceStage))
-        stages[at] = FileReferenceStage(self.files, self._responses_input)
+        stages[at] = FileReferenceStage(self.files, self._responses_body)
         return build_chain(stages, terminal)
 
     def api_chain(self, terminal: Handler) -> Handler:
@@ -272,8 +272,8 @@ class Gateway:
         stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
         return build_chain(stages, terminal)
 
-    def _responses_input(self, ctx: RequestContext) -> Any:
-        return self.responses.call(ctx).translated.body.get("input")
+    def _responses_body(self, ctx: RequestContext) -> Any:
+        return self.responses.call(ctx).translated.body
 
     def model_terminal(self, operation: str) -> Handler:
         """The terminal of a model call's operation: the embeddings one checks the model's mode."""
