@@ -21,6 +21,7 @@ from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import SecretsUnavailable, hashing_key
 from switchboard.http import cork
 from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
+from switchboard.http.apis.docs import DocumentCache
 from switchboard.http.apis.sessions import SessionStage
 from switchboard.http.files import FileService, budget_gated
 from switchboard.http.files.references import FileReferenceStage
@@ -220,6 +221,7 @@ class Gateway:
         self.services = ServiceTable(settings.services)
         self.service_proxy = ServiceProxy(self.egress)
         self.api_cache: ApiCache | None = None  # their records, for the request path (apis/cache.py)
+        self.api_documents: DocumentCache | None = None  # their OpenAPI documents (http/apis/docs.py)
         self.ready = False
         # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
         self.prompts = PromptStage(settings.prompts, lambda: self.stores)
@@ -431,6 +433,9 @@ class Gateway:
             ttl = self.settings.apis.cache_seconds
             self.api_cache = ApiCache(self.stores.apis, self.stores.feed, ttl=ttl)
             await self.api_cache.start()
+            stores = self.stores
+            self.api_documents = DocumentCache(self.stores.apis, stores.prompts, stores.feed, ttl=ttl)
+            await self.api_documents.start()
         spend = self.settings.spend
         self.usage = LedgerWriter(self.stores.ledger, data_dir(self.settings) / "spool",
                                   max_bytes=spend.spool_max_bytes, flush_seconds=spend.flush_seconds,
@@ -554,6 +559,9 @@ class Gateway:
         if self.api_cache is not None:
             await self.api_cache.close()
             self.api_cache = None
+        if self.api_documents is not None:
+            await self.api_documents.close()
+            self.api_documents = None
         if self.stores is not None:
             await self.stores.close()
             self.stores = None
