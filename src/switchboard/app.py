@@ -174,6 +174,7 @@ class SwitchboardApp:
             services=gateway.services,
             mcp=lambda: gateway.mcp_auth,
             egress=gateway.egress,
+            catalog_cache=lambda: gateway.catalog_cache,
         )
         return create_admin_app(services)
 

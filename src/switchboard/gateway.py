@@ -61,6 +61,7 @@ from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.rules import RulesStage, router_embed
 from switchboard.pipeline.subscription import GroupGate, SubscriptionStage
 from switchboard.pipeline.usage import UsageStage
+from switchboard.portal.cache import CatalogCache
 from switchboard.routing.health import Health
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.prerouting import Windows
@@ -222,6 +223,7 @@ class Gateway:
         self.service_proxy = ServiceProxy(self.egress)
         self.api_cache: ApiCache | None = None  # their records, for the request path (apis/cache.py)
         self.api_documents: DocumentCache | None = None  # their OpenAPI documents (http/apis/docs.py)
+        self.catalog_cache: CatalogCache | None = None  # the portal catalog's store reads (portal/cache.py)
         self.ready = False
         # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
         self.prompts = PromptStage(settings.prompts, lambda: self.stores)
@@ -436,6 +438,8 @@ class Gateway:
             stores = self.stores
             self.api_documents = DocumentCache(self.stores.apis, stores.prompts, stores.feed, ttl=ttl)
             await self.api_documents.start()
+            self.catalog_cache = CatalogCache(stores.feed, ttl=ttl)
+            await self.catalog_cache.start()
         spend = self.settings.spend
         self.usage = LedgerWriter(self.stores.ledger, data_dir(self.settings) / "spool",
                                   max_bytes=spend.spool_max_bytes, flush_seconds=spend.flush_seconds,
@@ -562,6 +566,9 @@ class Gateway:
         if self.api_documents is not None:
             await self.api_documents.close()
             self.api_documents = None
+        if self.catalog_cache is not None:
+            await self.catalog_cache.close()
+            self.catalog_cache = None
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

@@ -1,8 +1,9 @@
 """The request path of ``POST /apis/{name}`` makes no store read once the API is cached
 (apis/cache.py): the API record, its prompt version and the caller's subscription come from
 caches kept honest over the change feed; nor do the APIs' OpenAPI documents once built
-(http/apis/docs.py). Reads are counted on a wrapper of the real stores (SQLite
-or PostgreSQL, Redis feed on the cluster). Both backends."""
+(http/apis/docs.py), nor the portal catalog's APIs once read (portal/cache.py). Reads are
+counted on a wrapper of the real stores (SQLite or PostgreSQL, Redis feed on the cluster). Both
+backends."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from switchboard.context import Principal, Reply, RequestContext, Result
 from switchboard.errors import Gone, NotFound
 from switchboard.http.apis import ApiCalls, ApiInbound, ApiStage
 from switchboard.http.apis.docs import CATALOG, DocumentCache
+from switchboard.portal import ApiSource
+from switchboard.portal.cache import CatalogCache, TenantSource
 from switchboard.prompts.cache import TOPIC as PROMPTS
 from switchboard.prompts.cache import PromptCache
 from switchboard.stores.protocols import (
@@ -311,5 +314,40 @@ async def test_the_openapi_documents_are_read_once_and_follow_every_change(backe
         await _eventually(retired)
         with pytest.raises(Gone):
             await cache.document(tenant, "docs", "http://a.example")
+    finally:
+        await cache.close()
+
+
+async def test_the_portal_catalog_reads_a_tenants_apis_once_until_a_change(backend: Backend) -> None:
+    """``GET /admin/v1/catalog`` (any key of the tenant) lists the tenant's APIs from the store:
+    read once per tenant (portal/cache.py), again only after a change of the tenant is heard."""
+    tenant = f"t_{backend.kind}_6"
+    await _world(backend, tenant, "listed")
+    stores = backend.stores
+    assert stores.apis is not None and stores.prompts is not None
+    apis, prompts = Counted(stores.apis), Counted(stores.prompts)
+    source = ApiSource(lambda: cast(ApiStore, apis), lambda: cast(PromptStore, prompts))
+    peer = await backend.peer()
+    cache = CatalogCache(peer.feed, ttl=600)
+    await cache.start()
+    listed = TenantSource(source.kind, source.listed, lambda: cache)
+    try:
+        for key in ("key_a", "key_b", "key_a"):
+            principal = Principal(id=key, role="viewer", key_id=key, tenant_id=tenant, team_id="consumers")
+            [entry] = await listed.entries(tenant, principal)
+            assert entry.name == "listed" and entry.fields["versions"] == [1]
+        assert dict(apis.reads) == {"list_apis": 1} and dict(prompts.reads) == {"version_numbers": 1}
+        # Another tenant's change is not this tenant's: still kept.
+        await stores.feed.publish(PROMPTS, message_of(f"{tenant}_other", "listed"))
+        # A new version of the prompt, heard over the feed alone (Redis on the cluster).
+        await stores.prompts.create_version(_prompt("listed", tenant))
+        await stores.feed.publish(PROMPTS, message_of(tenant, "listed"))
+
+        async def two_versions() -> bool:
+            [entry] = await listed.entries(tenant, principal)
+            return bool(entry.fields["versions"] == [1, 2])
+
+        await _eventually(two_versions)
+        assert apis.reads["list_apis"] == 2
     finally:
         await cache.close()

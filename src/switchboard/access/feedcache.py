@@ -150,10 +150,11 @@ class FeedCache(Generic[K, V]):
             self._entries.pop(key, None)
 
     async def changed(self, key: K) -> None:
-        """The record of ``key`` changed here: forget it now, and tell every other instance."""
+        """The record of ``key`` changed here: forget it now (with every other cache of this
+        process hearing the topic), and tell every other instance."""
         message = self._encode(key)
         self.drop(message)
-        await self._feed.publish(self._topic, message)
+        await publish(self._feed, self._topic, message)
 
     async def _on_change(self, topic: str, message: str) -> None:
         self.drop(message)
