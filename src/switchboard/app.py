@@ -111,7 +111,7 @@ class SwitchboardApp:
         calls = Endpoint(ApiInbound(self.gateway.api_calls), self.gateway.api_chain(self.gateway.invoke),
                          self.state, max_body_bytes=min(s.max_body_bytes, settings.apis.max_body_bytes),
                          deadline_seconds=s.request_timeout_seconds, timed=True)
-        docs = self._endpoint(openai_api.OpenAIJson("api_docs"), ApiDocs(lambda: self.gateway.stores),
+        docs = self._endpoint(openai_api.OpenAIJson("api_docs"), ApiDocs(lambda: self.gateway.api_documents),
                               reads_body=False)
         self._apis = ApiRoutes(calls, docs)
         # Per-user OAuth for MCP servers (http/mcp_oauth.py): authorize, callback, forget.
@@ -174,6 +174,7 @@ class SwitchboardApp:
             services=gateway.services,
             mcp=lambda: gateway.mcp_auth,
             egress=gateway.egress,
+            catalog_cache=lambda: gateway.catalog_cache,
         )
         return create_admin_app(services)
 

@@ -21,6 +21,7 @@ from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import SecretsUnavailable, hashing_key
 from switchboard.http import cork
 from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
+from switchboard.http.apis.docs import DocumentCache
 from switchboard.http.apis.sessions import SessionStage
 from switchboard.http.files import FileService, budget_gated
 from switchboard.http.files.references import FileReferenceStage
@@ -60,6 +61,7 @@ from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.rules import RulesStage, router_embed
 from switchboard.pipeline.subscription import GroupGate, SubscriptionStage
 from switchboard.pipeline.usage import UsageStage
+from switchboard.portal.cache import CatalogCache
 from switchboard.routing.health import Health
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.prerouting import Windows
@@ -220,6 +222,8 @@ class Gateway:
         self.services = ServiceTable(settings.services)
         self.service_proxy = ServiceProxy(self.egress)
         self.api_cache: ApiCache | None = None  # their records, for the request path (apis/cache.py)
+        self.api_documents: DocumentCache | None = None  # their OpenAPI documents (http/apis/docs.py)
+        self.catalog_cache: CatalogCache | None = None  # the portal catalog's store reads (portal/cache.py)
         self.ready = False
         # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
         self.prompts = PromptStage(settings.prompts, lambda: self.stores)
@@ -253,9 +257,9 @@ class Gateway:
         stages = self.stages("chat")
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage)) + 1
         stages.insert(at, HistoryStage(self.responses))
-        # The Responses request's own file parts too: a native deployment receives them as written.
+        # The Responses request's own file ids too: a native deployment receives them as written.
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, FileReferenceStage))
-        stages[at] = FileReferenceStage(self.files, self._responses_input)
+        stages[at] = FileReferenceStage(self.files, self._responses_body)
         return build_chain(stages, terminal)
 
     def api_chain(self, terminal: Handler) -> Handler:
@@ -272,8 +276,8 @@ class Gateway:
         stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
         return build_chain(stages, terminal)
 
-    def _responses_input(self, ctx: RequestContext) -> Any:
-        return self.responses.call(ctx).translated.body.get("input")
+    def _responses_body(self, ctx: RequestContext) -> Any:
+        return self.responses.call(ctx).translated.body
 
     def model_terminal(self, operation: str) -> Handler:
         """The terminal of a model call's operation: the embeddings one checks the model's mode."""
@@ -431,6 +435,11 @@ class Gateway:
             ttl = self.settings.apis.cache_seconds
             self.api_cache = ApiCache(self.stores.apis, self.stores.feed, ttl=ttl)
             await self.api_cache.start()
+            stores = self.stores
+            self.api_documents = DocumentCache(self.stores.apis, stores.prompts, stores.feed, ttl=ttl)
+            await self.api_documents.start()
+            self.catalog_cache = CatalogCache(stores.feed, ttl=ttl)
+            await self.catalog_cache.start()
         spend = self.settings.spend
         self.usage = LedgerWriter(self.stores.ledger, data_dir(self.settings) / "spool",
                                   max_bytes=spend.spool_max_bytes, flush_seconds=spend.flush_seconds,
@@ -554,6 +563,12 @@ class Gateway:
         if self.api_cache is not None:
             await self.api_cache.close()
             self.api_cache = None
+        if self.api_documents is not None:
+            await self.api_documents.close()
+            self.api_documents = None
+        if self.catalog_cache is not None:
+            await self.catalog_cache.close()
+            self.catalog_cache = None
         if self.stores is not None:
             await self.stores.close()
             self.stores = None

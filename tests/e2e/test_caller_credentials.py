@@ -207,6 +207,7 @@ ACCOUNT_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}},
                 {"type": "file_search", "vector_store_ids": ["vs_someone_elses"]}]},
      "tools[1].vector_store_ids"),
+    ({"tools": [{"type": "code_interpreter", "container": "cntr_someone_elses"}]}, "tools[0].container"),
 ]
 
 
@@ -234,6 +235,36 @@ def test_a_native_response_names_account_objects_only_with_the_callers_credentia
     # A native request naming none of them is served on the gateway's credential as always.
     assert deployment.sdk().responses.create(model="native-gpt", input="hi",
                                              tools=[{"type": "web_search"}]).status == "completed"
+
+
+def test_a_native_response_references_stored_items_only_with_the_callers_credential(
+    deployment: Deployment, mock_upstream: Mock, caller_mocks: tuple[Mock, Mock]
+) -> None:
+    # An item_reference names an item stored upstream: on the gateway's credential that can only
+    # be one of the shared account's (the gateway stores nothing there: store is false), so it is
+    # refused, naming the item; the caller's own account may hold it.
+    by_key, _ = caller_mocks
+
+    def items(marker: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": f"hi mock:capture={marker}"},
+                {"type": "item_reference", "id": "msg_someone_elses"}]
+
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as err:
+        deployment.sdk().responses.create(model="native-gpt", input=items(marker))  # type: ignore[arg-type]
+    assert err.value.code == "unsupported_parameter" and err.value.param == "input[1]"
+    assert "'input[1]' names an item of the provider account" in err.value.message
+    assert "provider credential" in err.value.message
+    assert captured(mock_upstream, marker, timeout=0.5) == []
+    marker = new_marker()
+    reply = deployment.sdk(CALLER_KEY).responses.create(model="byo-native", input=items(marker))  # type: ignore[arg-type]
+    assert reply.status == "completed"
+    [seen] = captured(by_key, marker, outcome="completed")
+    assert seen["body"]["input"][1] == {"type": "item_reference", "id": "msg_someone_elses"}
+    # A code interpreter asked to create its own container is no object of the account.
+    reply = deployment.sdk().responses.create(model="native-gpt", input="hi", tools=[
+        {"type": "code_interpreter", "container": {"type": "auto"}}])
+    assert reply.status == "completed"
 
 
 def test_refused_where_not_allowed_or_not_possible(deployment: Deployment) -> None:

@@ -14,7 +14,7 @@ import openai
 import orjson
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 
@@ -22,6 +22,7 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 @dataclass
 class World:
     gateway: Gateway
+    mock: Mock
 
     def key(self, models: list[str], tenant: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"models": models} if tenant is None else {"models": models, "tenant": tenant}
@@ -40,6 +41,7 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
     config["models"] += [
         {"name": "gated", "provider": "local-openai", "model": "gpt-4o", "require_approval": True},
         {"name": "cheap", "provider": "local-openai", "model": "gpt-4.1-nano"},
+        {"name": "native-mini", "provider": "local-openai", "model": "gpt-4o-mini", "responses": "native"},
     ]
     config["files"] = {"provider": "local-openai"}
     if request.param == "cluster":
@@ -47,7 +49,7 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
         config["database"] = {"url": postgres.create_database(f"files_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"files-access-{request.param}"))
-    yield World(gw)
+    yield World(gw, mock_upstream)
     gw.process.stop()
 
 
@@ -132,7 +134,11 @@ def test_a_responses_batch_line_may_not_name_objects_of_the_provider_account(wor
         for extra, param in (({"conversation": "conv_1"}, "conversation"),
                              ({"prompt": {"id": "pmpt_1"}}, "prompt"),
                              ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]},
-                              "tools[0].vector_store_ids")):
+                              "tools[0].vector_store_ids"),
+                             ({"tools": [{"type": "code_interpreter", "container": "cntr_1"}]},
+                              "tools[0].container"),
+                             ({"input": [{"role": "user", "content": "hi"},
+                                         {"type": "item_reference", "id": "msg_1"}]}, "input[1]")):
             line = {"custom_id": "r1", "method": "POST", "url": url,
                     "body": {"model": "gpt-4o-mini", "input": "hi", **extra}}
             with pytest.raises(openai.BadRequestError) as refused:
@@ -141,6 +147,98 @@ def test_a_responses_batch_line_may_not_name_objects_of_the_provider_account(wor
             assert f"line 2 of the input file: '{param}' names " in refused.value.message
         # A plain Responses line is fine.
         assert _batch(client, jsonl("gpt-4o-mini", url=url), url).status == "validating"
+
+
+def _their_file(world: World) -> str:
+    """A file of another tenant's key."""
+    tenant = f"t-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(f"{world.gateway.url}/admin/v1/tenants", json={"id": tenant, "name": tenant},
+                      headers=ADMIN, timeout=30)
+    assert made.status_code == 201, made.text
+    return world.sdk(world.key(["*"], tenant)["key"]).files.create(
+        file=("notes.txt", b"private notes"), purpose="user_data").id
+
+
+def _tool_file_requests(file_id: str, marker: str) -> list[tuple[dict[str, Any], str]]:
+    """Native Responses requests naming ``file_id`` outside the input's content parts, with the
+    path of the id in each."""
+    text = {"role": "user", "content": f"look mock:capture={marker}"}
+    return [
+        ({"input": [text], "tools": [{"type": "code_interpreter",
+                                      "container": {"type": "auto", "file_ids": [file_id]}}]},
+         "tools[0].container.file_ids[0]"),
+        ({"input": [text], "tools": [{"type": "image_generation", "input_image_mask": {"file_id": file_id}}]},
+         "tools[0].input_image_mask.file_id"),
+        ({"input": [{"type": "function_call", "call_id": "c1", "name": "shot", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1",
+                     "output": [{"type": "input_image", "file_id": file_id}]}, text]},
+         "input[1].output[0].file_id"),
+    ]
+
+
+def test_a_native_responses_request_names_only_the_callers_own_files_in_tools_and_outputs(
+        world: World) -> None:
+    # A code interpreter's container files, an image mask and a tool output's image are read by
+    # the upstream from the gateway's account: another tenant's file is 404 naming where, before
+    # anything is sent; the caller's own goes through as written.
+    theirs = _their_file(world)
+    client = world.sdk(world.key(["*"])["key"])
+    mine = client.files.create(file=("mine.txt", b"my notes"), purpose="user_data").id
+    for index in range(len(_tool_file_requests("", ""))):
+        marker = new_marker()
+        body, param = _tool_file_requests(theirs, marker)[index]
+        with pytest.raises(openai.NotFoundError) as refused:
+            client.responses.create(model="native-mini", **body)
+        assert refused.value.code == "not_found" and refused.value.param == param
+        assert f"No such File object: {theirs}" in refused.value.message
+        assert captured(world.mock, marker, timeout=0.5) == []
+        marker = new_marker()
+        body, _ = _tool_file_requests(mine, marker)[index]
+        assert client.responses.create(model="native-mini", **body).status == "completed"
+        [sent] = captured(world.mock, marker)
+        assert all(sent["body"][name] == value for name, value in body.items())  # as written
+
+
+def test_a_responses_batch_line_may_name_only_the_callers_own_files_in_its_tools(world: World) -> None:
+    theirs, url = _their_file(world), "/v1/responses"
+    client = world.sdk(world.key(["gpt-4o-mini"])["key"])
+    mine = client.files.create(file=("mine.txt", b"my notes"), purpose="user_data").id
+    for file_id in (theirs, mine):
+        for body, where in _tool_file_requests(file_id, "m"):
+            line = {"custom_id": "r1", "method": "POST", "url": url, "body": {"model": "gpt-4o-mini", **body}}
+            data = jsonl("gpt-4o-mini", url=url) + orjson.dumps(line) + b"\n"
+            if file_id == mine:
+                assert _batch(client, data, url).status == "validating"
+                continue
+            with pytest.raises(openai.NotFoundError) as refused:
+                _batch(client, data, url)
+            assert refused.value.param == "input_file_id"
+            shown = f"line 2 of the input file ({where}): No such File object: {theirs}"
+            assert shown in refused.value.message
+
+
+def test_a_batch_names_at_most_1000_distinct_files(world: World) -> None:
+    # Each named file is a read of its record: the ids are counted (and bounded) before any is
+    # read, so ids that exist nowhere are refused for their number, not looked up.
+    client = world.sdk(world.key(["gpt-4o-mini"])["key"])
+
+    def line(n: int, ids: range) -> bytes:
+        parts = [{"type": "file", "file": {"file_id": f"file-n{i}"}} for i in ids]
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": parts}]}
+        return orjson.dumps({"custom_id": f"r{n}", "method": "POST", "url": "/v1/chat/completions",
+                             "body": body})
+
+    lines = [line(n, range(n * 50, n * 50 + 50)) for n in range(20)]  # 1,000 distinct ids
+    lines.append(line(20, range(0, 50)))  # the same ids again: not counted twice
+    with pytest.raises(openai.NotFoundError) as unknown:  # 1,000: each is read, the first is not found
+        _batch(client, b"\n".join(lines) + b"\n")
+    assert "line 1 of the input file (messages[0].content[0].file.file_id)" in unknown.value.message
+    lines.append(line(21, range(1000, 1001)))
+    with pytest.raises(openai.BadRequestError) as refused:
+        _batch(client, b"\n".join(lines) + b"\n")
+    assert refused.value.code == "invalid_value" and refused.value.param == "input_file_id"
+    assert "line 22 of the input file: the lines of a batch may name at most 1000 distinct files" in (
+        refused.value.message)
 
 
 def test_approval_only_models_need_the_teams_subscription_in_a_batch_too(world: World) -> None:

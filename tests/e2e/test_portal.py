@@ -329,3 +329,46 @@ def test_services_registered_by_a_tenant_and_their_subscriptions(deployment: Dep
     # Only the methods the service takes (any other is 405).
     assert set(doc["paths"][f"/services/{name}/{{path}}"]) == {"get", "head"}
     assert "/services/private-weather/{path}" not in doc["paths"]
+
+
+def test_the_catalog_follows_every_change_of_its_apis_and_services(deployment: Deployment) -> None:
+    # What the catalog reads from the database is kept per tenant once read (any key may ask):
+    # each change to the tenant's APIs, prompts and services is in the next answer all the same.
+    tenant = deployment.tenant()
+    team = deployment.team(tenant)
+    reader = deployment.key(tenant, team, role="viewer")
+    name = f"follow-{uuid.uuid4().hex[:6]}"
+    prompt(deployment, tenant, team, name)
+    assert f"api:{name}" not in deployment.entries(reader)  # read (and kept) before it exists
+    assert f"/apis/{name}" not in deployment.ok("GET", "/admin/v1/catalog/openapi.json", reader)["paths"]
+    publish(deployment, tenant, team, name, name, version=1)
+    assert deployment.entries(reader, kind="api")[f"api:{name}"]["version"] == 1
+    doc = deployment.ok("GET", "/admin/v1/catalog/openapi.json", reader)
+    assert f"/apis/{name}" in doc["paths"]
+    at = {"tenant": tenant}
+    deployment.ok("PATCH", f"/admin/v1/apis/{name}", json={"description": "Now described"}, params=at)
+    assert deployment.entries(reader, kind="api")[f"api:{name}"]["description"] == "Now described"
+    # A new prompt version is a new pinnable version of the API.
+    body = {"name": name, "tenant": tenant, "team": team, "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "Say {{ text }}"}],
+            "variables": {"type": "object", "properties": {"text": {"type": "string"}}}}
+    deployment.ok("POST", "/admin/v1/prompts", json=body, status=201)
+    assert deployment.entries(reader, kind="api")[f"api:{name}"]["versions"] == [1, 2, 3]
+    # The API following a label: the document describes the version the label names, when moved too.
+    deployment.ok("PUT", f"/admin/v1/prompts/{name}/labels/live", json={"version": 1}, params=at)
+    deployment.ok("PATCH", f"/admin/v1/apis/{name}", json={"label": "live"}, params=at)
+    required = doc["paths"][f"/apis/{name}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert required["required"] == ["text"]
+    deployment.ok("PUT", f"/admin/v1/prompts/{name}/labels/live", json={"version": 3}, params=at)
+    moved = deployment.ok("GET", "/admin/v1/catalog/openapi.json", reader)["paths"][f"/apis/{name}"]
+    assert "required" not in moved["post"]["requestBody"]["content"]["application/json"]["schema"]
+    # A service registered for the tenant appears; a retired API leaves.
+    service = f"svc-{uuid.uuid4().hex[:6]}"
+    deployment.ok("POST", "/admin/v1/services", status=201, json={
+        "name": service, "tenant": tenant, "url": "http://svc.example.invalid:9/api", "team": team})
+    assert f"service:{service}" in deployment.entries(reader, kind="service")
+    paths = deployment.ok("GET", "/admin/v1/catalog/openapi.json", reader)["paths"]
+    assert f"/services/{service}/{{path}}" in paths
+    deployment.ok("PATCH", f"/admin/v1/apis/{name}", json={"status": "retired"}, params=at)
+    assert f"api:{name}" not in deployment.entries(reader)
+    assert f"/apis/{name}" not in deployment.ok("GET", "/admin/v1/catalog/openapi.json", reader)["paths"]

@@ -187,3 +187,41 @@ def test_approval_reaches_the_next_call(cluster: Cluster) -> None:
     assert cluster.call(name, key=cluster.owner_key).status_code == 200
     cluster.patch(name, require_approval=False)
     assert cluster.next_call(name, lambda r: r.status_code == 200).json()["api"] == name
+
+
+def test_the_openapi_documents_follow_every_change(cluster: Cluster) -> None:
+    # The documents are open to any key of the tenant and kept in memory once built: an API or
+    # prompt change made through another gateway is in the next document all the same.
+    def document(path: str) -> httpx.Response:
+        return httpx.get(f"{cluster.calls.url}{path}", timeout=30,
+                         headers={"Authorization": f"Bearer {cluster.consumer_key}"})
+
+    def next_document(path: str, until: Callable[[httpx.Response], bool]) -> httpx.Response:
+        changed = time.monotonic()
+        while not until(resp := document(path)):
+            assert time.monotonic() - changed < SEEN_WITHIN, \
+                f"the change did not reach the serving gateway: {resp.status_code} {resp.text}"
+        return resp
+
+    name = cluster.api()
+    own, catalog = f"/apis/{name}/openapi.json", "/apis/openapi.json"
+    assert document(own).json()["info"]["version"] == "1"
+    assert f"/apis/{name}" in document(catalog).json()["paths"]
+    cluster.patch(name, version=2, description="Sentiment, v2")
+    moved = next_document(own, lambda r: r.json()["info"]["version"] == "2").json()
+    assert moved["info"]["description"] == "Sentiment, v2"
+    # A label the API follows, moved: a prompt change.
+    cluster.as_owner().ok("PUT", f"/admin/v1/prompts/{name}/labels/stable", {"version": 2})
+    cluster.patch(name, label="stable")
+    assert document(own).json()["info"]["version"] == "2"
+    cluster.as_owner().ok("PUT", f"/admin/v1/prompts/{name}/labels/stable", {"version": 1})
+    next_document(own, lambda r: r.json()["info"]["version"] == "1")
+    # A new API joins the catalog; a retired one leaves it and its document is 410.
+    late = unique("late")
+    cluster.prompt(late)
+    cluster.publish(late, prompt=late, version=1)
+    next_document(catalog, lambda r: f"/apis/{late}" in r.json()["paths"])
+    cluster.patch(name, status="retired")
+    gone = next_document(own, lambda r: r.status_code != 200)
+    assert gone.status_code == 410 and gone.json()["error"]["code"] == "api_retired"
+    next_document(catalog, lambda r: f"/apis/{name}" not in r.json()["paths"])

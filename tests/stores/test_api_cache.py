@@ -1,7 +1,9 @@
 """The request path of ``POST /apis/{name}`` makes no store read once the API is cached
 (apis/cache.py): the API record, its prompt version and the caller's subscription come from
-caches kept honest over the change feed. Reads are counted on a wrapper of the real stores (SQLite
-or PostgreSQL, Redis feed on the cluster). Both backends."""
+caches kept honest over the change feed; nor do the APIs' OpenAPI documents once built
+(http/apis/docs.py), nor the portal catalog's APIs once read (portal/cache.py). Reads are
+counted on a wrapper of the real stores (SQLite or PostgreSQL, Redis feed on the cluster). Both
+backends."""
 
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ from switchboard.apis.cache import TOPIC, ApiCache, message_of, publish_change
 from switchboard.context import Principal, Reply, RequestContext, Result
 from switchboard.errors import Gone, NotFound
 from switchboard.http.apis import ApiCalls, ApiInbound, ApiStage
+from switchboard.http.apis.docs import CATALOG, DocumentCache
+from switchboard.portal import ApiSource
+from switchboard.portal.cache import CatalogCache, TenantSource
+from switchboard.prompts.cache import TOPIC as PROMPTS
 from switchboard.prompts.cache import PromptCache
 from switchboard.stores.protocols import (
     ApiRecord,
@@ -253,3 +259,95 @@ async def test_entries_expire_after_their_ttl(backend: Backend) -> None:
         assert rig.apis.reads["get"] == 2
     finally:
         await rig.close()
+
+
+async def test_the_openapi_documents_are_read_once_and_follow_every_change(backend: Backend) -> None:
+    """``GET /apis/openapi.json`` and ``/apis/{name}/openapi.json`` are open to any key of the
+    tenant: each document is built once (one read of the APIs and of each served prompt) and
+    served from memory after, until an API or prompt change of the tenant is heard."""
+    tenant = f"t_{backend.kind}_5"
+    await _world(backend, tenant, "docs")
+    stores = backend.stores
+    assert stores.apis is not None and stores.prompts is not None
+    apis, prompts = Counted(stores.apis), Counted(stores.prompts)
+    # Another instance of the cluster hears the changes published here over Redis.
+    peer = await backend.peer()
+    cache = DocumentCache(cast(ApiStore, apis), cast(PromptStore, prompts), peer.feed, ttl=600)
+    await cache.start()
+    try:
+        for host in ("http://a.example", "http://b.example", "http://a.example"):
+            catalog = await cache.document(tenant, CATALOG, host)
+            one = await cache.document(tenant, "docs", host)
+            assert catalog["servers"] == [{"url": host}] == one["servers"]
+            assert "/apis/docs" in catalog["paths"] and one["info"]["version"] == "1"
+        assert dict(apis.reads) == {"list_apis": 1, "get": 1} and dict(prompts.reads) == {"get": 2}
+        for _ in range(2):
+            with pytest.raises(NotFound):
+                await cache.document(tenant, "nothing-here", "http://a.example")
+        assert apis.reads["get"] == 2
+
+        # A prompt change (a label the API follows, moved) reaches both documents.
+        await stores.prompts.create_version(_prompt("docs", tenant))
+        await stores.prompts.set_label(tenant, "docs", "stable", 2)
+        record = await stores.apis.get(tenant, "docs")
+        assert record is not None
+        await stores.apis.update(replace(record, version=None, label="stable", description="Sentiment"))
+        # The feed alone (not this process's shortcut), so on the cluster it travels over Redis.
+        await stores.feed.publish(PROMPTS, message_of(tenant, "docs"))
+
+        async def follows_the_label() -> bool:
+            found = await cache.document(tenant, "docs", "http://a.example")
+            return bool(found["info"]["version"] == "2")
+
+        await _eventually(follows_the_label)
+        described = await cache.document(tenant, "docs", "http://a.example")
+        assert described["info"]["description"] == "Sentiment"
+        # An API change (retired) reaches both: the catalog leaves it out, its own document is 410.
+        stored = await stores.apis.get(tenant, "docs")
+        assert stored is not None
+        await stores.apis.update(replace(stored, status="retired"))
+        await publish_change(stores.feed, tenant, "docs")
+
+        async def retired() -> bool:
+            return "/apis/docs" not in (await cache.document(tenant, CATALOG, "http://a.example"))["paths"]
+
+        await _eventually(retired)
+        with pytest.raises(Gone):
+            await cache.document(tenant, "docs", "http://a.example")
+    finally:
+        await cache.close()
+
+
+async def test_the_portal_catalog_reads_a_tenants_apis_once_until_a_change(backend: Backend) -> None:
+    """``GET /admin/v1/catalog`` (any key of the tenant) lists the tenant's APIs from the store:
+    read once per tenant (portal/cache.py), again only after a change of the tenant is heard."""
+    tenant = f"t_{backend.kind}_6"
+    await _world(backend, tenant, "listed")
+    stores = backend.stores
+    assert stores.apis is not None and stores.prompts is not None
+    apis, prompts = Counted(stores.apis), Counted(stores.prompts)
+    source = ApiSource(lambda: cast(ApiStore, apis), lambda: cast(PromptStore, prompts))
+    peer = await backend.peer()
+    cache = CatalogCache(peer.feed, ttl=600)
+    await cache.start()
+    listed = TenantSource(source.kind, source.listed, lambda: cache)
+    try:
+        for key in ("key_a", "key_b", "key_a"):
+            principal = Principal(id=key, role="viewer", key_id=key, tenant_id=tenant, team_id="consumers")
+            [entry] = await listed.entries(tenant, principal)
+            assert entry.name == "listed" and entry.fields["versions"] == [1]
+        assert dict(apis.reads) == {"list_apis": 1} and dict(prompts.reads) == {"version_numbers": 1}
+        # Another tenant's change is not this tenant's: still kept.
+        await stores.feed.publish(PROMPTS, message_of(f"{tenant}_other", "listed"))
+        # A new version of the prompt, heard over the feed alone (Redis on the cluster).
+        await stores.prompts.create_version(_prompt("listed", tenant))
+        await stores.feed.publish(PROMPTS, message_of(tenant, "listed"))
+
+        async def two_versions() -> bool:
+            [entry] = await listed.entries(tenant, principal)
+            return bool(entry.fields["versions"] == [1, 2])
+
+        await _eventually(two_versions)
+        assert apis.reads["list_apis"] == 2
+    finally:
+        await cache.close()

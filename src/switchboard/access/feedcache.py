@@ -54,7 +54,8 @@ class FeedCache(Generic[K, V]):
     """``load(key)`` results by key; None (nothing found) is cached for ``negative_ttl``.
 
     ``encode`` turns a key into its change-feed message and ``decode`` back (None: a message this
-    version does not understand, which drops every entry to be safe)."""
+    version does not understand, which drops every entry to be safe). ``also``: more topics
+    whose messages are handed to :meth:`drop` (for values built from records of several kinds)."""
 
     def __init__(
         self,
@@ -68,8 +69,10 @@ class FeedCache(Generic[K, V]):
         negative_ttl: float | None = None,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        also: tuple[str, ...] = (),
     ) -> None:
         self._topic = topic
+        self._topics = (topic, *also)
         self._load = load
         self._feed = feed
         self._encode = encode
@@ -81,22 +84,24 @@ class FeedCache(Generic[K, V]):
         self._entries: dict[K, _Entry[V]] = {}
         self._pending: dict[K, asyncio.Task[V | None]] = {}
         self._generation = 0
-        self._subscription: Subscription | None = None
+        self._subscriptions: list[Subscription] = []
         self.lookups = 0  # store queries made, for tests and metrics
 
     async def start(self) -> None:
-        self._subscription = await self._feed.subscribe(self._topic, self._on_change)
-        _LIVE.setdefault(self._topic, weakref.WeakSet()).add(self)
+        for topic in self._topics:
+            self._subscriptions.append(await self._feed.subscribe(topic, self._on_change))
+            _LIVE.setdefault(topic, weakref.WeakSet()).add(self)
 
     async def close(self) -> None:
-        live = _LIVE.get(self._topic)
-        if live is not None:
-            live.discard(self)
+        for topic in self._topics:
+            live = _LIVE.get(topic)
+            if live is not None:
+                live.discard(self)
         for task in list(self._pending.values()):
             task.cancel()
-        if self._subscription is not None:
-            await self._subscription.close()
-            self._subscription = None
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            await subscription.close()
 
     def peek(self, key: K, default: D) -> V | D | None:
         """The cached value if its entry is fresh (None: nothing found), else ``default``; no
@@ -145,10 +150,11 @@ class FeedCache(Generic[K, V]):
             self._entries.pop(key, None)
 
     async def changed(self, key: K) -> None:
-        """The record of ``key`` changed here: forget it now, and tell every other instance."""
+        """The record of ``key`` changed here: forget it now (with every other cache of this
+        process hearing the topic), and tell every other instance."""
         message = self._encode(key)
         self.drop(message)
-        await self._feed.publish(self._topic, message)
+        await publish(self._feed, self._topic, message)
 
     async def _on_change(self, topic: str, message: str) -> None:
         self.drop(message)

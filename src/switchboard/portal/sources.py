@@ -92,6 +92,10 @@ class ApiSource:
         self._prompts = prompts
 
     async def entries(self, tenant: str, principal: Principal) -> list[Entry]:
+        return await self.listed(tenant)
+
+    async def listed(self, tenant: str) -> list[Entry]:
+        """The entries: the tenant's alone, whoever asks (so they can be kept per tenant)."""
         store = self._apis()
         if store is None:
             return []
@@ -135,6 +139,10 @@ class ServiceSource:
         self._services = services
 
     async def entries(self, tenant: str, principal: Principal) -> list[Entry]:
+        return await self.listed(tenant)
+
+    async def listed(self, tenant: str) -> list[Entry]:
+        """The entries: the tenant's alone, whoever asks (so they can be kept per tenant)."""
         return [
             Entry(kind="service", name=s.name, subject=f"service:{s.name}", description=s.description,
                   owner=s.team, approval_required=s.require_approval,

@@ -42,6 +42,7 @@ from switchboard.http.admin import portal as portal_routes
 from switchboard.http.admin import services as services_api
 from switchboard.http.admin.text_input import refuse_unstorable_text
 from switchboard.limits.cache import LimitCache
+from switchboard.portal.cache import CatalogCache
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
 from switchboard.services.table import ServiceTable
@@ -79,6 +80,8 @@ class AdminServices:
     services: ServiceTable | None = field(default=None)
     # The MCP gateway's credentials and stored servers (mcp/auth.py; None: not started).
     mcp: Callable[[], Any] = field(default=lambda: None)
+    # What the portal catalog reads from the store, per tenant (portal/cache.py; None: not started).
+    catalog_cache: Callable[[], CatalogCache | None] = field(default=lambda: None)
 
     @property
     def hashing(self) -> bytes | None:

@@ -12,6 +12,7 @@ tenant's APIs and services never appear. The entries come from one source per ki
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
@@ -34,6 +35,7 @@ from switchboard.portal import (
     ServiceSource,
     Source,
 )
+from switchboard.portal.cache import TenantSource
 from switchboard.portal.catalog import public
 from switchboard.portal.openapi import document
 
@@ -76,9 +78,12 @@ def _catalog(request: Request) -> PortalCatalog:
     found: PortalCatalog | None = getattr(state, "portal_catalog", None)
     if found is None:
         services = state.services
+        apis = ApiSource(lambda: services.stores().apis, lambda: services.stores().prompts)
+        stored = ServiceSource(lambda tenant: _services(services, tenant))
+        # Both list the tenant's own, whoever asks: read once per tenant (portal/cache.py).
         sources: list[Source] = [
-            ApiSource(lambda: services.stores().apis, lambda: services.stores().prompts),
-            ServiceSource(lambda tenant: _services(services, tenant)),
+            TenantSource(apis.kind, apis.listed, services.catalog_cache),
+            TenantSource(stored.kind, stored.listed, services.catalog_cache),
         ]
         if services.routing is not None:
             routing = services.routing
@@ -137,16 +142,24 @@ async def catalog_openapi(
     catalog = _catalog(request)
     scope = access.tenant_for(tenant)
     entries = await catalog.entries(scope, access.principal)
-    stores = request.app.state.services.stores
+    services = request.app.state.services
 
-    async def api_paths(entry: Entry) -> openapi.ApiOperations | None:
-        apis, prompts = stores().apis, stores().prompts
+    async def operations(tenant: str, name: str) -> openapi.ApiOperations | None:
+        apis, prompts = services.stores().apis, services.stores().prompts
         if apis is None or prompts is None:
             return None
-        record = await apis.get(scope, entry.name)
+        record = await apis.get(tenant, name)
         prompt = await serving(prompts, record) if record is not None else None
         if record is None or prompt is None:
             return None
         return openapi.operations(record, prompt)
+
+    async def api_paths(entry: Entry) -> openapi.ApiOperations | None:
+        cache = services.catalog_cache()
+        if cache is None:
+            return await operations(scope, entry.name)
+        cache.use("operations", operations)
+        # A copy: the document adds the catalog's own fields to the operations.
+        return copy.deepcopy(await cache.value(scope, "operations", entry.name))
 
     return await document(scope, entries, api_paths, __version__)

@@ -11,15 +11,17 @@ deployments of this provider whose upstream id it is; it is allowed when the cal
 of those deployments' served models. An upstream id that no served model names is allowed only
 to an unscoped caller.
 
-The files a line names in its content parts (a chat ``file`` part, a Responses ``input_file`` or
-``input_image`` with a ``file_id``) would be read by the upstream from the gateway's own account,
-whoever uploaded them: they must be the caller's own, as for a single request
-(references.py), else the batch is refused (404, naming the line). A Responses line may not
-name a conversation, prompt or vector store either: a batch runs on the gateway's credential,
-in the provider account every caller shares (400, naming the line; http/responses/request.py,
-``account_object``). So the input file is read for every caller; only a line that can name
-such a thing (its bytes hold one of the keys, or a JSON escape that could spell one) is parsed
-for that.
+The files a line names (a chat ``file`` part; a Responses ``input_file`` or ``input_image``
+with a ``file_id``, a tool output's, a ``code_interpreter`` tool's ``container.file_ids``, an
+``image_generation`` tool's ``input_image_mask.file_id``: named.py) would be read by the
+upstream from the gateway's own account, whoever uploaded them: they must be the caller's own,
+as for a single request (references.py), else the batch is refused (404, naming the line). Each
+distinct file is one read: a line may name at most 64, a batch at most 1,000 (400). A Responses
+line may not name a conversation, prompt, vector store, container or stored item either: a
+batch runs on the gateway's credential, in the provider account every caller shares (400,
+naming the line; http/responses/request.py, ``account_object``). So the input file is read for
+every caller; only a line that can name such a thing (its bytes hold one of the keys, or a JSON
+escape that could spell one) is parsed for that.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ PARAM = "input_file_id"
 RESPONSES = "/v1/responses"
 # Keys whose presence makes a line worth parsing for what it names (escaped keys: ``\\u``).
 _NAMING_KEYS = (b"file_id", b"\\u")
-_ACCOUNT_KEYS = (b'"conversation"', b'"prompt"', b'"vector_store_ids"')
+_ACCOUNT_KEYS = (b'"conversation"', b'"prompt"', b'"vector_store_ids"', b'"container"', b'"item_reference"')
 MAX_NAMED = 64  # distinct file ids one line may name, as one request (references.py)
+MAX_BATCH_NAMED = 1_000  # distinct file ids all the lines of one batch may name (each is a read)
 
 # ``check_owned(file_id, principal, param)``: 404 unless the file is the caller's (service.py).
 OwnsFile = Callable[[str, Principal, str], Awaitable[None]]
@@ -80,7 +83,7 @@ class BatchAccess:
         routes = [r for r in self._routing.all_routes() if r.target.provider == upstream.provider]
         scoped = self.scoped(p, routes)
         decided: dict[str, None] = {}  # upstream ids already allowed: most lines repeat one
-        owned: set[str] = set()  # file ids already found the caller's
+        named: dict[str, tuple[int, str]] = {}  # file id -> where it is first named (line, path)
         stream = await upstream.open(object_path("files", file_id, "/content"))
         try:
             number = 0
@@ -96,12 +99,13 @@ class BatchAccess:
                         decided[model] = None
                 if endpoint == RESPONSES:
                     _check_account_objects(body, number)
-                await _check_files(p, body, number, owned, owns)
+                _collect_files(body, number, named)
         except OutputTooLarge as exc:
             raise InvalidRequest(f"the input file cannot be checked: {exc}", param=PARAM,
                                  code="invalid_value") from None
         finally:
             await stream.close()
+        await _check_files(p, named, owns)
 
     async def _allowed(self, p: Principal, routes: list[Route], model: str, number: int) -> None:
         serving = [r for r in routes if r.target.model == model]
@@ -175,22 +179,31 @@ def _check_account_objects(body: dict[str, Any], number: int) -> None:
             param=PARAM)
 
 
-async def _check_files(p: Principal, body: dict[str, Any], number: int, owned: set[str],
-                       owns: OwnsFile) -> None:
-    """404 naming the line unless every file its body names is the caller's."""
-    named = [*chat_files(body.get("messages")), *responses_files(body.get("input"))]
-    if len({file_id for file_id, _ in named if isinstance(file_id, str)}) > MAX_NAMED:
+def _collect_files(body: dict[str, Any], number: int, named: dict[str, tuple[int, str]]) -> None:
+    """Add the file ids a line's body names to ``named`` (where each is first named). Bounded
+    before any is read: at most MAX_NAMED per line, MAX_BATCH_NAMED in the whole batch (400)."""
+    found = [*chat_files(body.get("messages")), *responses_files(body)]
+    if len({file_id for file_id, _ in found if isinstance(file_id, str)}) > MAX_NAMED:
         raise InvalidRequest(f"line {number} of the input file names more than {MAX_NAMED} files",
                              param=PARAM, code="invalid_value")
-    for file_id, where in named:
-        if not isinstance(file_id, str) or file_id in owned:
+    for file_id, where in found:
+        if not isinstance(file_id, str) or file_id in named:
             continue  # not an id: the upstream refuses the line, no file is read
+        if len(named) == MAX_BATCH_NAMED:
+            raise InvalidRequest(f"line {number} of the input file: the lines of a batch may name at most "
+                                 f"{MAX_BATCH_NAMED} distinct files", param=PARAM, code="invalid_value")
+        named[file_id] = (number, where)
+
+
+async def _check_files(p: Principal, named: dict[str, tuple[int, str]], owns: OwnsFile) -> None:
+    """404 naming the line and path unless every file the lines name is the caller's: one read
+    of each distinct file, in the order the lines name them."""
+    for file_id, (number, where) in named.items():
         try:
             await owns(file_id, p, PARAM)
         except NotFound as exc:
             raise NotFound(f"line {number} of the input file ({where}): {exc.message}", param=PARAM,
                            code="not_found") from None
-        owned.add(file_id)
 
 
 def _body_of(line: bytes, number: int, endpoint: str) -> dict[str, Any]:

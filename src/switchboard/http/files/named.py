@@ -1,5 +1,5 @@
-"""The file ids a model request names in its content parts, with the path of each: read by the
-check of a single request (references.py) and of a batch's input lines (batch_access.py)."""
+"""The file ids a model request names, with the path of each: read by the check of a single
+request (references.py) and of a batch's input lines (batch_access.py)."""
 
 from __future__ import annotations
 
@@ -22,14 +22,46 @@ def chat_files(messages: Any) -> Iterator[tuple[str, str]]:
                     yield file_id, f"messages[{i}].content[{j}].file.file_id"
 
 
-def responses_files(items: Any) -> Iterator[tuple[str, str]]:
-    """(file id, param) of a Responses request's input parts (``input_file``, ``input_image``)."""
+def responses_files(body: Any) -> Iterator[tuple[str, str]]:
+    """(file id, param) of a Responses request body: its input items' parts and its tools.
+    A native deployment passes them all on as written, to be read in the upstream account."""
+    if not isinstance(body, dict):
+        return
+    yield from _input_files(body.get("input"))
+    yield from _tool_files(body.get("tools"))
+
+
+def _input_files(items: Any) -> Iterator[tuple[str, str]]:
+    """Parts with a ``file_id`` in an item's ``content`` (``input_file``, ``input_image``) or in
+    a tool output (a ``function_call_output``'s parts, a ``computer_call_output``'s screenshot)."""
     if not isinstance(items, list):
         return
     for i, item in enumerate(items):
-        content = item.get("content") if isinstance(item, dict) else None
-        if not isinstance(content, list):
+        if not isinstance(item, dict):
             continue
-        for j, part in enumerate(content):
-            if isinstance(part, dict) and part.get("file_id") is not None:
-                yield part["file_id"], f"input[{i}].content[{j}].file_id"
+        for key in ("content", "output"):
+            parts = item.get(key)
+            if isinstance(parts, dict) and parts.get("file_id") is not None:
+                yield parts["file_id"], f"input[{i}].{key}.file_id"
+            elif isinstance(parts, list):
+                for j, part in enumerate(parts):
+                    if isinstance(part, dict) and part.get("file_id") is not None:
+                        yield part["file_id"], f"input[{i}].{key}[{j}].file_id"
+
+
+def _tool_files(tools: Any) -> Iterator[tuple[str, str]]:
+    """A ``code_interpreter`` tool's ``container.file_ids`` (copied into the container it
+    creates) and an ``image_generation`` tool's ``input_image_mask.file_id``."""
+    if not isinstance(tools, list):
+        return
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            continue
+        container = tool.get("container")
+        if isinstance(container, dict) and isinstance(container.get("file_ids"), list):
+            for k, file_id in enumerate(container["file_ids"]):
+                if file_id is not None:
+                    yield file_id, f"tools[{i}].container.file_ids[{k}]"
+        mask = tool.get("input_image_mask")
+        if isinstance(mask, dict) and mask.get("file_id") is not None:
+            yield mask["file_id"], f"tools[{i}].input_image_mask.file_id"

@@ -1,8 +1,10 @@
 """Files named by id inside a model request: only the caller's own.
 
-A chat completion's ``file`` part (``{"type": "file", "file": {"file_id"}}``) and a Responses
-request's ``input_file`` / ``input_image`` part with a ``file_id`` make the upstream read a file
-of the gateway's own account there, whoever uploaded it. ``/v1/files`` answers another caller's
+A chat completion's ``file`` part (``{"type": "file", "file": {"file_id"}}``) and the file ids
+of a Responses request (an ``input_file`` / ``input_image`` part's ``file_id``, a tool output's,
+a ``code_interpreter`` tool's ``container.file_ids``, an ``image_generation`` tool's
+``input_image_mask.file_id``: named.py) make the upstream read a file of the gateway's own
+account there, whoever uploaded it. ``/v1/files`` answers another caller's
 file id 404 as if it did not exist (docs/api-files.md); a request naming one is refused the same
 way, before anything is sent. Requests that name no file (nearly all) cost a walk over their
 content parts and no read; each named file is one primary-key read.
@@ -24,20 +26,20 @@ MAX_NAMED = 64  # distinct file ids one request may name (each is a read)
 
 class FileReferenceStage:
     """After decoding: every file id the request names is the caller's, else 404 ``not_found``.
-    ``raw_input``: the Responses request's own ``input`` (its file parts reach a native
-    deployment as written, not through the canonical messages)."""
+    ``raw_body``: the Responses request as the client sent it (its input parts and tools reach a
+    native deployment as written, not through the canonical messages)."""
 
     name = "file_references"
 
     def __init__(self, files: FileService,
-                 raw_input: Callable[[RequestContext], Any] | None = None) -> None:
+                 raw_body: Callable[[RequestContext], Any] | None = None) -> None:
         self._files = files
-        self._raw_input = raw_input
+        self._raw_body = raw_body
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         named = list(chat_files(ctx.request.get("messages")))
-        if self._raw_input is not None:
-            named += responses_files(self._raw_input(ctx))
+        if self._raw_body is not None:
+            named += responses_files(self._raw_body(ctx))
         if named:
             await self._check(ctx, named)
         return await call_next(ctx)

@@ -599,21 +599,37 @@ def translate(body: JSON) -> Translated:
 
 
 # Fields that name objects kept in the provider's account (OpenAI's Conversations, the prompts of
-# its dashboard, vector stores): a native deployment would read (and, for a conversation, append
-# to) them in the account the gateway's stored credential opens, which every caller shares.
+# its dashboard, vector stores, code interpreter containers, stored items): a native deployment
+# would read (and, for a conversation, append to) them in the account the gateway's stored
+# credential opens, which every caller shares.
 _ACCOUNT_FIELDS = {"conversation": "a conversation", "prompt": "a prompt template"}
 
 
 def account_object(body: JSON) -> tuple[str, str] | None:
     """The first field of a Responses body naming objects of the upstream account (``conversation``,
-    ``prompt``, a ``file_search`` tool's ``vector_store_ids``) as (param, what it names), or None."""
+    ``prompt``, a ``file_search`` tool's ``vector_store_ids``, a ``code_interpreter`` tool's
+    container id, an ``item_reference`` input item) as (param, what it names), or None.
+
+    An ``item_reference`` names an item stored upstream. The gateway keeps every response it
+    serves itself (a native deployment gets ``store: false``), so no item of the caller's is ever
+    stored there: the id can only be one of the shared account's. The caller's own earlier turns
+    are continued with ``previous_response_id`` instead."""
     for name, what in _ACCOUNT_FIELDS.items():
         if body.get(name) is not None:
             return name, what
     tools = body.get("tools")
     for i, tool in enumerate(tools if isinstance(tools, list) else ()):
-        if isinstance(tool, dict) and tool.get("vector_store_ids") is not None:
+        if not isinstance(tool, dict):
+            continue
+        if tool.get("vector_store_ids") is not None:
             return f"tools[{i}].vector_store_ids", "vector stores"
+        container = tool.get("container")  # an id; an object asks for a new container
+        if tool.get("type") == "code_interpreter" and not isinstance(container, dict | None):
+            return f"tools[{i}].container", "a container"
+    items = body.get("input")
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        if isinstance(item, dict) and item.get("type") == "item_reference":
+            return f"input[{i}]", "an item"
     return None
 
 
