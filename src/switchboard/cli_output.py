@@ -71,9 +71,13 @@ class FittedTable(Table):
     letter and an ellipsis: at 80 columns a usage report read ``m… r… e…``. This one narrows
     only what is wider than its header (cells fold onto more lines, so an id stays whole to copy),
     and when even the headers side by side do not fit, shows each row as a block of
-    ``header  value`` lines instead."""
+    ``header  value`` lines instead. A table with no rows is its title and ``(none)`` at any
+    width (an empty frame of headers would read as output cut short)."""
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self.row_count:
+            yield from self._records()
+            return
         room = options.max_width - (3 * len(self.columns) + 1)  # borders and padding of each column
         headers = [_widest_line(c.header) if isinstance(c.header, Text) else len(str(c.header))
                    for c in self.columns]
