@@ -48,9 +48,20 @@ def _widest_line(text: Text) -> int:
     return max((Text(line).cell_len for line in text.plain.split("\n")), default=0)
 
 
+def _longest_word(text: Text) -> int:
+    """The narrowest a header can be: it wraps between words, never inside one."""
+    return max((Text(word).cell_len for word in text.plain.split()), default=0)
+
+
+def header_text(name: str) -> str:
+    """A column name as a table header: words separated by spaces (``cache read tokens``, not
+    ``cache_read_tokens``), so it can wrap between them. JSON and CSV keep the field names."""
+    return name.replace("_", " ")
+
+
 def fit_widths(natural: list[int], minimum: list[int], room: int) -> list[int] | None:
     """Column widths within ``room``: each column's natural width, the widest cut first, none
-    below its minimum (its header's width); None when even the minimums do not fit."""
+    below its minimum (its header's longest word); None when even the minimums do not fit."""
     if sum(minimum) > room:
         return None
     widths = list(natural)
@@ -65,24 +76,34 @@ def fit_widths(natural: list[int], minimum: list[int], room: int) -> list[int] |
 
 
 class FittedTable(Table):
-    """A table that keeps every header whole in the terminal's width (``COLUMNS``).
+    """A table that keeps every header word whole in the terminal's width (``COLUMNS``).
 
     Rich shrinks a table that is too wide column by column, headers included, down to one
-    letter and an ellipsis: at 80 columns a usage report read ``m… r… e…``. This one narrows
-    only what is wider than its header (cells fold onto more lines, so an id stays whole to copy),
-    and when even the headers side by side do not fit, shows each row as a block of
-    ``header  value`` lines instead."""
+    letter and an ellipsis: at 80 columns a usage report read ``m… r… e…``. This one narrows a
+    column no further than its header's longest word: a header wraps between its words, and
+    cells fold onto more lines (so an id stays whole to copy). Only when even the longest words
+    side by side do not fit does it show each row as a block of ``header  value`` lines instead.
+    A table with no rows is its title and ``(none)`` at any width (an empty frame of headers
+    would read as output cut short)."""
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self.row_count:
+            yield from self._records()
+            return
         room = options.max_width - (3 * len(self.columns) + 1)  # borders and padding of each column
-        headers = [_widest_line(c.header) if isinstance(c.header, Text) else len(str(c.header))
-                   for c in self.columns]
-        natural = [max([h, *(_widest_line(x) if isinstance(x, Text) else len(str(x)) for x in c.cells)])
-                   for h, c in zip(headers, self.columns, strict=True)]
+        headers = [c.header if isinstance(c.header, Text) else Text(str(c.header)) for c in self.columns]
+        cells = [max((_widest_line(x) if isinstance(x, Text) else len(str(x)) for x in c.cells), default=0)
+                 for c in self.columns]
+        words = [_longest_word(h) for h in headers]
+        natural = [max(_widest_line(h), w) for h, w in zip(headers, cells, strict=True)]
         if sum(natural) <= room:
             yield from super().__rich_console__(console, options)
             return
-        widths = fit_widths(natural, headers, room)
+        # Headers wrap first, so that every value stays on one line; only then are values folded.
+        whole_values = [max(w, c) for w, c in zip(words, cells, strict=True)]
+        widths = fit_widths(natural, whole_values, room)
+        if widths is None:
+            widths = fit_widths(whole_values, words, room)
         if widths is None:
             yield from self._records()
             return
@@ -112,11 +133,14 @@ class FittedTable(Table):
 
 def table(columns: Iterable[str | Text], rows: Iterable[Iterable[Any]], *, title: str | None = None,
           show_header: bool = True) -> Table:
-    """A table whose headers, title and cells are all plain text (see :func:`cell`), its headers
-    whole at any terminal width (see :class:`FittedTable`)."""
+    """A table whose headers, title and cells are all plain text (see :func:`cell`), its header
+    words whole at any terminal width (see :class:`FittedTable`; a name's underscores are shown
+    as spaces, :func:`header_text`)."""
     built = FittedTable(title=Text(printable(title)) if title is not None else None, show_header=show_header)
     for column in columns:
-        built.add_column(column if isinstance(column, Text) else Text(column), overflow="fold")
+        name = column.plain if isinstance(column, Text) else column
+        built.add_column(Text(header_text(name), style=column.style if isinstance(column, Text) else ""),
+                         overflow="fold")
     for row in rows:
         built.add_row(*(c if isinstance(c, Text) else cell(c) for c in row))
     return built

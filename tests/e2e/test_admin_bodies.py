@@ -1,5 +1,6 @@
 """Admin bodies that are not a JSON object: valid JSON of another kind (``[]``, ``3``, ``null``)
-is refused saying the body must be a JSON object, malformed JSON saying it is not valid JSON,
+is refused saying the body must be a JSON object, malformed JSON saying it is not valid JSON, an
+empty body saying it is empty,
 both 400 ``invalid_json`` with no parameter named (the model API's words and code); a field that
 should be an object and is not is ``invalid_value`` naming the field. Parsing is the admin
 app's, whatever the backend: the embedded default suffices."""
@@ -31,6 +32,20 @@ def _send(gw: Gateway, method: str, path: str, raw: bytes) -> dict[str, Any]:
 def test_a_body_that_is_not_an_object(gateway: Gateway, method: str, path: str, raw: bytes) -> None:
     assert _send(gateway, method, path, raw) == {
         "message": "the request body must be a JSON object", "type": "invalid_request_error",
+        "param": None, "code": "invalid_json"}
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("content_type", ["application/json", None])
+def test_an_empty_body_says_so(gateway: Gateway, method: str, path: str, content_type: str | None) -> None:
+    """Not pydantic's bare "Field required" with no parameter: what is wrong and what to send."""
+    headers = {"Authorization": ADMIN["Authorization"]}
+    if content_type is not None:
+        headers["content-type"] = content_type
+    resp = httpx.request(method, gateway.url + path, headers=headers, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"] == {
+        "message": "the request body is empty; send a JSON object", "type": "invalid_request_error",
         "param": None, "code": "invalid_json"}
 
 

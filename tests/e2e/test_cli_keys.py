@@ -133,6 +133,7 @@ class _NotTheGateway(BaseHTTPRequestHandler):
         "/html": (200, "text/html", b"<html><body>Sign in</body></html>"),
         "/odd-error": (401, "application/json", b'{"error": "nope"}'),
         "/odd-json": (200, "application/json", b'{"data": "x"}'),
+        "/empty": (200, "application/json", b'{"object": "list", "data": [], "has_more": false}'),
     }
 
     def do_GET(self) -> None:
@@ -176,3 +177,15 @@ def test_a_url_that_is_not_the_gateway_is_one_line_and_exit_1(
     assert code == 1, proc.output
     assert expected in proc.output
     assert "Traceback" not in proc.output and len(proc.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("columns", ["60", "250"])
+@pytest.mark.parametrize("command", [["keys", "list"], ["budgets", "list"], ["prompts", "list"],
+                                     ["tenants", "list"]])
+def test_an_empty_list_says_none_at_any_width(not_the_gateway: str, command: list[str], columns: str) -> None:
+    """Nothing to list is ``(none)`` for every list command, in a narrow terminal or a wide one
+    (not a frame of headers in one and a word in the other)."""
+    proc = spawn([*command, "--url", not_the_gateway + "/empty", "--key", "x"], env={"COLUMNS": columns})
+    code = proc.wait_exit(60)
+    assert code == 0, proc.output
+    assert proc.output.strip() == "(none)", proc.output

@@ -38,7 +38,7 @@ def test_a_table_and_json_with_filters(world: World) -> None:
     assert code == 0, output
     for name in ("plain", "slow", "failed", "house", "team"):
         assert world.calls[name] in output
-    assert world.calls["b"] not in output and "cost_usd" in output and "house-model" in output
+    assert world.calls["b"] not in output and "cost usd" in output and "house-model" in output
     code, output = cli(world, "--tenant", world.tenants[0], "--model", "house-model", "--json")
     assert code == 0, output
     page: dict[str, Any] = json.loads(output)

@@ -1,7 +1,9 @@
 """The CLI's tables in an 80-column terminal (COLUMNS=80), against a running gateway: every
-column header is printed whole on one line (Rich used to squeeze a usage report to ``m… r…``),
-no line is wider than the terminal, and ids stay whole to copy. A table that fits is a table;
-one whose headers cannot fit side by side shows each row as a block of ``header  value``."""
+word of every column header is printed whole (Rich used to squeeze a usage report to ``m… r…``;
+headers show their words separated by spaces and wrap between them), no line is wider than the
+terminal, and ids stay whole to copy. A table that fits is a table; one whose header words cannot
+fit side by side shows each row as a block of ``header  value``. At 200 columns the usage report
+(16 columns) is a table."""
 
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 WIDTH = 80
 
 
-def _run(gateway: Gateway, *args: str) -> list[str]:
-    proc = spawn([*args, "--url", gateway.url, "--key", MASTER_KEY], env={"COLUMNS": str(WIDTH)})
+def _run(gateway: Gateway, *args: str, width: int = WIDTH) -> list[str]:
+    proc = spawn([*args, "--url", gateway.url, "--key", MASTER_KEY], env={"COLUMNS": str(width)})
     code = proc.wait_exit(60)
     assert code == 0, proc.output
     return proc.output.splitlines()
@@ -33,6 +35,12 @@ def _run(gateway: Gateway, *args: str) -> list[str]:
 
 def _cells(lines: Iterable[str]) -> set[str]:
     return {part.strip() for text in lines for part in text.replace("┃", "│").split("│")}
+
+
+def _missing_words(headers: Iterable[str], lines: Iterable[str]) -> set[str]:
+    """The words of the headers (between spaces or underscores) not printed whole."""
+    printed = {word for part in _cells(lines) for word in part.split()}
+    return {word for header in headers for word in header.replace("_", " ").split()} - printed
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +71,20 @@ def test_every_header_is_printed_whole_at_80_columns(
 ) -> None:
     lines = _run(gateway, *args)
     assert all(len(text) <= WIDTH for text in lines), "\n".join(lines)
-    missing = set(headers) - _cells(lines)
-    assert not missing, "\n".join(lines)
+    assert not _missing_words(headers, lines), "\n".join(lines)
     assert "…" not in "\n".join(lines)
+
+
+def test_the_usage_report_is_a_table_at_200_columns(gateway: Gateway, budget_id: str) -> None:
+    """Its 16 headers side by side need more than 200 columns: they wrap between their words
+    instead of every row turning into a block."""
+    lines = _run(gateway, "usage", width=200)
+    text = "\n".join(lines)
+    assert all(len(line) <= 200 for line in lines), text
+    tops = [line[0] for line in lines if line[:1] in ("┏", "┌")]
+    assert tops == ["┏"], text  # one table with a header row, no blocks
+    assert not _missing_words(("model", *METRICS), lines), text
+    assert "gpt-4o-mini" in _cells(lines) and "…" not in text
 
 
 def test_a_budget_id_is_whole_to_copy(gateway: Gateway, budget_id: str) -> None:

@@ -5,16 +5,22 @@ with clear errors, another tenant's server 404. On the embedded default and on P
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 import yaml
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from tests.e2e.tenancy_world import Admin
+from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, spawn, start_gateway
 
 SECRET_HEADER = "Bearer sk-mcp-static-" + uuid.uuid4().hex
@@ -217,12 +223,68 @@ def test_a_tenants_server_may_not_point_at_an_internal_address(gateway: Gateway)
     moved = error(owner.call("PATCH", f"{SERVERS}/{name}", {"url": "http://192.168.0.10/mcp"}), 400)
     assert moved["code"] == "upstream_address_refused"
     assert owner.ok("GET", f"{SERVERS}/{name}")["url"] == "https://tools.example/mcp"
+    # A tenant admin of the default tenant is not the operator: held to the same rules.
+    lead = admin.as_key(admin.ok("POST", "/admin/v1/keys", {"role": "tenant_admin", "models": ["*"]},
+                                 status=201)["key"])
+    for url in ("http://127.0.0.1:9/mcp", "http://169.254.169.254/latest"):
+        err = error(lead.call("POST", SERVERS, {"name": "inside", "url": url}), 400)
+        assert (err["param"], err["code"]) == ("url", "upstream_address_refused"), err
+    named = f"named-{uuid.uuid4().hex[:6]}"
+    lead.ok("POST", SERVERS, {"name": named, "url": "http://localhost:9/mcp"}, status=201)  # a name: later
+    err = error(lead.call("PATCH", f"{SERVERS}/{named}", {"url": "http://10.0.0.8/mcp"}), 400)
+    assert err["code"] == "upstream_address_refused"
+    admin.ok("PATCH", f"{SERVERS}/{named}", {"url": "http://10.0.0.8/mcp"})  # now the operator's
+    lead.ok("PATCH", f"{SERVERS}/{named}", {"description": "kept"})  # the URL, and its rules, kept
+    lead.ok("DELETE", f"{SERVERS}/{named}")
     own = f"own-{uuid.uuid4().hex[:6]}"
     admin.ok("POST", SERVERS, {"name": own, "url": "http://127.0.0.1:9/mcp", "global": True}, status=201)
     admin.ok("DELETE", f"{SERVERS}/{own}")
     admin.ok("POST", SERVERS, {"name": own, "url": "http://127.0.0.1:9/mcp"}, status=201)  # default tenant
     admin.ok("DELETE", f"{SERVERS}/{own}")
 
+
+
+@pytest.fixture(scope="module")
+def math_server() -> Iterator[McpUpstream]:
+    server = start_mcp_server("math")
+    yield server
+    server.process.stop()
+
+
+def test_a_server_a_default_tenant_admin_registers_reaches_public_addresses_only(
+        gateway: Gateway, math_server: McpUpstream) -> None:
+    """A tenant admin of the default tenant is not the operator (docs/access.md, "Egress"): its
+    server at a name resolving to this machine is refused when called, before anything is sent;
+    the same server registered by the platform admin is the operator's own and serves."""
+    admin = Admin(gateway.url)
+    lead = admin.as_key(admin.ok("POST", "/admin/v1/keys", {"role": "tenant_admin", "models": ["*"]},
+                                 status=201)["key"])
+    caller = admin.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)["key"]
+    inward = math_server.url.replace("127.0.0.1", "localhost")
+    theirs, ours = (f"m{uuid.uuid4().hex[:6]}" for _ in range(2))
+    literal = error(lead.call("POST", SERVERS, {"name": theirs, "url": math_server.url}), 400)
+    assert (literal["param"], literal["code"]) == ("url", "upstream_address_refused"), literal
+    assert lead.ok("POST", SERVERS, {"name": theirs, "url": inward}, status=201)["tenant"] == "default"
+    assert admin.ok("POST", SERVERS, {"name": ours, "url": inward}, status=201)["tenant"] == "default"
+
+    async def scenario() -> None:
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {caller}"}, timeout=30) as http,
+            streamable_http_client(gateway.url + "/mcp", http_client=http) as streams,
+            ClientSession(streams[0], streams[1]) as client,
+        ):
+            await client.initialize()
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool(f"{theirs}__add", {"a": 1, "b": 2})
+            assert refused.value.error.data["code"] == "upstream_address_refused"  # type: ignore[index]
+            added = await client.call_tool(f"{ours}__add", {"a": 1, "b": 2})
+            assert added.structured_content == {"result": 3}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for name in (theirs, ours):
+            admin.call("DELETE", f"{SERVERS}/{name}")
 
 
 @pytest.mark.parametrize("name", ["notes_", "a__b"])

@@ -522,10 +522,12 @@ def test_services_managed_through_the_admin_api(world: World) -> None:
                      headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert dev.status_code == 403
     # A team admin registers and manages its own team's services only.
+    # (Not the operator: held to public addresses, a name is judged when called.)
     team = new_team()
     lead = {"Authorization": f"Bearer {world.key(team, role='team_admin')}"}
     services = f"{world.url}/admin/v1/services"
-    owned = httpx.post(services, json={**body, "name": f"{name}-team"}, headers=lead, timeout=10)
+    owned = httpx.post(services, json={**inward, "name": f"{name}-team", "tenant": None}, headers=lead,
+                       timeout=10)
     assert owned.status_code == 201 and owned.json()["team"] == team, owned.text
     elsewhere = httpx.post(services, json={**body, "name": f"{name}-x", "team": "other"}, headers=lead,
                            timeout=10)
@@ -542,6 +544,49 @@ def test_services_managed_through_the_admin_api(world: World) -> None:
     # The YAML's services cannot be changed here.
     fixed = httpx.patch(f"{world.url}/admin/v1/services/echo", json={"rpm": 1}, headers=ADMIN, timeout=10)
     assert fixed.status_code == 400 and fixed.json()["error"]["code"] == "service_configured"
+
+
+def test_a_default_tenant_admin_is_not_the_operator_and_reaches_public_addresses_only(world: World) -> None:
+    """Only what a platform admin registers (or last points elsewhere) for the default tenant is
+    exempt from the egress rules; a tenant admin of the default tenant is held to them like any
+    other tenant's: an internal literal refused at once, a name resolving inward when called."""
+    services = f"{world.url}/admin/v1/services"
+    lead = {"Authorization": f"Bearer {world.key(role='tenant_admin')}"}
+    caller = world.key(new_team())
+    name = f"inside-{uuid.uuid4().hex[:6]}"
+    for url in (f"{world.upstream.url}/api", "http://169.254.169.254/latest/meta-data/", "http://[::1]:9/"):
+        refused = httpx.post(services, json={"name": name, "url": url}, headers=lead, timeout=10)
+        assert refused.status_code == 400, refused.text
+        err = refused.json()["error"]
+        assert (err["code"], err["param"], err["type"]) == ("upstream_address_refused", "url",
+                                                            "invalid_request_error"), err
+    inward = {"name": name, "url": f"{world.upstream.url.replace('127.0.0.1', 'localhost')}/api"}
+    created = httpx.post(services, json=inward, headers=lead, timeout=10)
+    assert created.status_code == 201 and created.json()["tenant"] == "default", created.text
+    probe = f"egress-{uuid.uuid4().hex[:8]}"
+    blocked = world.call("GET", f"/services/{name}/{probe}", caller)
+    assert blocked.status_code == 502, blocked.text
+    assert blocked.json()["error"]["code"] == "upstream_address_refused"
+    assert not [r for r in world.upstream.seen() if probe in r["path"]]
+    # A change that keeps the URL keeps its rules, whoever makes it.
+    assert httpx.patch(f"{services}/{name}", json={"rpm": 50}, headers=ADMIN, timeout=10).status_code == 200
+    assert world.call("GET", f"/services/{name}/{probe}", caller).status_code == 502
+    # The platform admin points it at the same host: now the operator's own.
+    moved = httpx.patch(f"{services}/{name}", json={"url": f"{world.upstream.url}/api"}, headers=ADMIN,
+                        timeout=10)
+    assert moved.status_code == 200, moved.text
+    called = world.call("GET", f"/services/{name}/{probe}", caller)
+    assert called.status_code == 200 and called.json()["path"] == f"/api/{probe}", called.text
+    # ... which the tenant admin may change but not keep inward.
+    kept = httpx.patch(f"{services}/{name}", json={"description": "kept"}, headers=lead, timeout=10)
+    assert kept.status_code == 200 and world.call("GET", f"/services/{name}/x", caller).status_code == 200
+    back = httpx.patch(f"{services}/{name}", json={"url": f"{world.upstream.url}/other"}, headers=lead,
+                       timeout=10)
+    assert back.status_code == 400 and back.json()["error"]["code"] == "upstream_address_refused"
+    renamed = httpx.patch(f"{services}/{name}", json={"url": inward["url"] + "2"}, headers=lead, timeout=10)
+    assert renamed.status_code == 200, renamed.text
+    assert world.call("GET", f"/services/{name}/{probe}", caller).status_code == 502
+    assert httpx.delete(f"{services}/{name}", headers=lead, timeout=10).status_code == 204
 
 
 def test_a_change_reaches_every_instance_within_a_second(world: World) -> None:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,41 @@ def test_admin_changes_answer_within_the_publish_bound_while_redis_hangs(cluster
     revoked = httpx.get(f"{cluster.gateway.url}/v1/models", timeout=10,
                         headers={"Authorization": f"Bearer {created.json()['key']}"})
     assert revoked.status_code == 401
+
+
+def test_budgets_answer_without_a_status_within_a_second_while_redis_hangs(cluster: Cluster) -> None:
+    """Each budget's live status reads its counters in Redis: bounded (1 s), then null as when
+    Redis is down, and once per list, not once per budget; after Redis answers again the status
+    is back, the counters rebuilt from the ledger."""
+    budgets = f"{cluster.gateway.url}/admin/v1/budgets"
+    teams = []
+    for _ in range(10):
+        created, _ = _timed("POST", f"{cluster.gateway.url}/admin/v1/teams", {"name": uuid.uuid4().hex[:8]})
+        assert created.status_code == 201, created.text
+        teams.append(created.json()["id"])
+    for team in teams[:9]:
+        set_, _ = _timed("PUT", budgets, {"scope": "team", "subject": team, "max_amount": "5"})
+        assert set_.status_code == 200 and set_.json()["status"] is not None, set_.text
+    cluster.hang_redis()
+    set_, took = _timed("PUT", budgets, {"scope": "team", "subject": teams[9], "max_amount": "7.5"})
+    assert set_.status_code == 200, set_.text
+    assert set_.json()["status"] is None and Decimal(str(set_.json()["max_amount"])) == Decimal("7.5")
+    assert took < 4  # the publish bound (1 s) and the status bound (1 s), not the 10 s socket timeout
+    listed, took = _timed("GET", budgets)
+    assert listed.status_code == 200, listed.text
+    mine = [b for b in listed.json()["data"] if b["subject"] in teams]
+    assert len(mine) == 10 and all(b["status"] is None for b in mine)
+    assert took < 3  # one bound for the whole list (10 budgets, read 8 at a time)
+    one, took = _timed("GET", f"{budgets}/{set_.json()['id']}")
+    assert one.status_code == 200 and one.json()["status"] is None
+    assert took < 3
+    warned = "no status (the counters did not answer in time)"
+    assert any(warned in line for line in cluster.gateway.process.lines)
+    cluster.resume_redis()
+    back = httpx.get(f"{budgets}/{set_.json()['id']}", headers=ADMIN, timeout=30)
+    assert back.status_code == 200, back.text
+    status = back.json()["status"]
+    assert Decimal(status["spent"]) == 0 and Decimal(status["remaining"]) == Decimal("7.5"), status
 
 
 # -- /health/ready: each store's state in the body; 503 for one down only when asked

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from switchboard.stores import StoreError
 from switchboard.stores.factory import open_at, open_database
 from switchboard.stores.sql import tables
-from switchboard.stores.sql.migrate import head
+from switchboard.stores.sql.migrate import _config, head
 from switchboard.stores.sql.urls import async_url
 from tests.servers import free_port
 from tests.services import Postgres
@@ -95,3 +97,31 @@ async def test_postgresql_url_options_reach_the_driver(postgres: Postgres, tmp_p
     await stores.close()
     with pytest.raises(StoreError, match="unsupported URL option"):
         await open_database(async_url(postgres.url + "?frobnicate=1", tmp_path))
+
+
+async def test_services_and_mcp_servers_stored_before_0025_stay_egress_exempt(fresh_url: str) -> None:
+    """Revision 0025 marks who set each URL; records from before it count as the platform admin's
+    (the default tenant's keep reaching what they reached: the documented upgrade note)."""
+    engine, _ = await open_database(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(_config(c), "0024"))
+            # Written as the code of revision 0024 wrote them: no by_platform_admin column.
+            now = datetime.now(UTC)
+            await conn.execute(sa.insert(tables.services).values(
+                tenant_id="default", name="old", spec={"url": "http://127.0.0.1:9/"}, headers={},
+                created_at=now, updated_at=now))
+            await conn.execute(sa.insert(tables.mcp_servers).values(
+                id="mcp_old", tenant_id="default", name="old", config={"url": "http://127.0.0.1:9/"},
+                header_names=[], created_at=now, updated_at=now))
+    finally:
+        await engine.dispose()
+    engine, revision = await open_database(fresh_url)
+    try:
+        assert revision == head()
+        async with engine.connect() as conn:
+            flags = [(await conn.execute(sa.select(t.c.by_platform_admin))).scalars().all()
+                     for t in (tables.services, tables.mcp_servers)]
+    finally:
+        await engine.dispose()
+    assert flags == [[True], [True]]

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from switchboard import cli_output, cli_usage
 from switchboard.cli import app
+from switchboard.http.admin.usage import METRICS
 
 MARKUP = ("[/oops]", "[bold]x[/bold]", "[bold red]desc[/] [/x]", "[link=http://x]y[/link]")
 
@@ -68,7 +69,8 @@ def test_the_usage_table_shows_model_names_as_written(monkeypatch: pytest.Monkey
         assert name in captured.get(), captured.get()
 
 
-# -- tables at the terminal's width: every header whole, cells folded, else one block per row
+# -- tables at the terminal's width: every header word whole, headers wrapped before cells are
+# folded, else one block per row
 
 
 def _printed(built: Any, width: int) -> list[str]:
@@ -80,6 +82,21 @@ def _printed(built: Any, width: int) -> list[str]:
 
 def _cells_of(lines: list[str]) -> set[str]:
     return {part.strip() for text in lines for part in text.replace("┃", "│").split("│")}
+
+
+def _header_lines(lines: list[str]) -> list[str]:
+    """The lines of a table's header row (it may wrap onto several)."""
+    return [text for text in lines[:lines.index(next(t for t in lines if t.startswith("┡")))]
+            if text.startswith("┃")]
+
+
+def _words_of(lines: list[str]) -> set[str]:
+    return {word for part in _cells_of(lines) for word in part.split()}
+
+
+def _header_words(columns: list[str]) -> set[str]:
+    """The words a header shows: its name's parts between spaces or underscores."""
+    return {word for column in columns for word in column.replace("_", " ").split()}
 
 
 def test_fit_widths_cuts_the_widest_first_never_below_a_header() -> None:
@@ -95,20 +112,40 @@ def test_a_narrowed_table_keeps_every_header_and_id_whole() -> None:
     rows = [[ident, "a rather long descriptive name", "2026-12-04T17:10:43.409895+00:00", "master"]]
     lines = _printed(cli_output.table(columns, rows), 60)
     assert all(len(text) <= 60 for text in lines)
-    assert set(columns) <= _cells_of(lines[:3])  # the header row, one line
+    assert _header_words(columns) <= _words_of(_header_lines(lines))  # each word whole
     first_column = "".join(text.split("│")[1].strip() for text in lines if text.startswith("│"))
     assert first_column == ident  # folded onto lines of its column, never cut with an ellipsis
     assert "…" not in "".join(lines)
 
 
-def test_a_table_whose_headers_cannot_fit_shows_a_block_per_row() -> None:
+def test_a_table_whose_header_words_cannot_fit_shows_a_block_per_row() -> None:
     columns = ["model", "requests", "completion_tokens", "cache_write_tokens", "image_output_tokens",
                "audio_output_tokens", "latency_ms_avg"]
     rows = [["gpt-4o-mini", 3, 16, 0, 0, 0, 2.5], ["gpt-4o", 1, 2, 0, 0, 0, None]]
-    lines = _printed(cli_output.table(columns, rows, title="usage"), 80)
-    assert lines[0].strip() == "usage" and all(len(text) <= 80 for text in lines)
+    lines = _printed(cli_output.table(columns, rows, title="usage"), 60)
+    assert lines[0].strip() == "usage" and all(len(text) <= 60 for text in lines)
     found = [[part.strip() for part in text.split("│")[1:3]] for text in lines if "│" in text]
-    expected = [[c, "-" if v is None else str(v)] for row in rows for c, v in zip(columns, row, strict=True)]
+    expected = [[c.replace("_", " "), "-" if v is None else str(v)]
+                for row in rows for c, v in zip(columns, row, strict=True)]
     assert found == expected
-    # Wide enough, the same table is one table with a header row.
-    assert set(columns) <= _cells_of(_printed(cli_output.table(columns, rows), 200)[:3])
+    # At 80 columns the headers wrap between their words: one table, each value on one line.
+    lines = _printed(cli_output.table(columns, rows), 80)
+    assert all(len(text) <= 80 for text in lines) and len(_header_lines(lines)) > 1
+    assert _header_words(columns) <= _words_of(_header_lines(lines))
+    assert [text.count("│") for text in lines if text.startswith("│")] == [len(columns) + 1] * 2
+    assert {"gpt-4o-mini", "gpt-4o", "2.5"} <= _cells_of(lines)
+    # Wide enough, one header line, the words still separated by spaces.
+    wide = _printed(cli_output.table(columns, rows), 200)
+    assert len(_header_lines(wide)) == 1 and "completion tokens" in _cells_of(wide)
+
+
+def test_a_usage_report_is_a_table_at_200_columns() -> None:
+    """Sixteen columns whose headers side by side would need some 230 columns: they wrap."""
+    columns = ["model", *METRICS]
+    rows = [["gpt-4o-mini", 3, 0, 16, 123, 0, 0, 0, 0, 0, 0, 0, "0.000123", False, 2.5, 1.2]]
+    lines = _printed(cli_output.table(columns, rows, title="usage"), 200)
+    assert all(len(text) <= 200 for text in lines)
+    assert sum(text.startswith("┏") for text in lines) == 1  # one table, not a block per row
+    assert _header_words(columns) <= _words_of(_header_lines(lines))
+    assert {"gpt-4o-mini", "0.000123", "False"} <= _cells_of(lines)  # every value on one line
+    assert "…" not in "".join(lines)

@@ -10,7 +10,7 @@ global ones and its tenant's (the master key's tenant is the default one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 
 from switchboard.access.roles import PLATFORM_ADMIN
 from switchboard.config.mcp import McpConfig, McpServerConfig
@@ -19,6 +19,8 @@ from switchboard.mcp.interfaces import Credentials
 from switchboard.mcp.stdio import StdioUpstream
 from switchboard.mcp.upstream import ConfigCredentials, Upstream
 from switchboard.upstream.egress import Egress, EgressPolicy
+
+Key = tuple[str | None, str]  # a stored server: (tenant, None: global; name)
 
 
 class Registry:
@@ -30,7 +32,7 @@ class Registry:
         self._egress = egress
         self._servers: dict[str, Upstream] = {}
         # Stored servers by (tenant, None: global; name).
-        self._stored: dict[tuple[str | None, str], Upstream] = {}
+        self._stored: dict[Key, Upstream] = {}
         self._started = False
         for server in servers:
             if server.transport == "stdio" and not config.allow_stdio:
@@ -54,27 +56,40 @@ class Registry:
         if upstream is not None:
             await upstream.close()
 
-    async def sync_stored(self, servers: Mapping[tuple[str | None, str], McpServerConfig]) -> None:
-        """Follow the stored servers: new ones added, changed ones replaced, removed ones closed."""
+    async def sync_stored(self, servers: Mapping[Key, McpServerConfig],
+                          by_platform_admin: Set[Key] = frozenset()) -> None:
+        """Follow the stored servers: new ones added, changed ones replaced, removed ones closed.
+        ``by_platform_admin``: the keys of those a platform admin registered or last pointed
+        elsewhere (the default tenant's are then the operator's own, upstream/egress.py)."""
         for key, upstream in list(self._stored.items()):
-            if servers.get(key) != upstream.server:
+            moved = upstream.egress is not self._guard(key, by_platform_admin)
+            if servers.get(key) != upstream.server or moved:
                 del self._stored[key]
                 await upstream.close()
         for key, server in servers.items():
             if key not in self._stored:
-                egress = self._egress.guard(key[0]) if self._egress is not None else None
+                egress = self._guard(key, by_platform_admin)
                 upstream = Upstream(server, self.config, self.credentials, egress)
                 self._stored[key] = upstream
                 if self._started:
                     upstream.start()
 
+    def _guard(self, key: Key, by_platform_admin: Set[Key]) -> Egress | None:
+        if self._egress is None:
+            return None
+        return self._egress.guard(key[0], by_platform_admin=key in by_platform_admin)
+
     def egress_for(self, server: McpServerConfig) -> Egress | None:
         """Where connections made for ``server`` (its OAuth discovery and tokens) may go: the
-        configuration file's servers anywhere, every other one as its tenant's rules say."""
+        configuration file's servers anywhere, a stored one where its own connections may go
+        (one not followed yet: as its tenant's rules say for a server a tenant admin registered)."""
         yaml = self._servers.get(server.name)
         if (yaml is not None and yaml.server == server) or self._egress is None:
             return None
-        return self._egress.guard(server.tenant)
+        stored = self._stored.get((server.tenant, server.name))
+        if stored is not None and stored.server == server:
+            return stored.egress
+        return self._egress.guard(server.tenant, by_platform_admin=False)
 
     def all(self) -> list[Upstream]:
         return [*self._servers.values(), *self._stored.values()]

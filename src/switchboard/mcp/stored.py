@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Set
 from typing import Any
 
 import orjson
@@ -67,7 +67,8 @@ def to_config(record: McpServerRecord, headers: Mapping[str, str], client_secret
 
 
 Key = tuple[str | None, str]  # (tenant, None: global; server name)
-Listener = Callable[[Mapping[Key, McpServerConfig]], Awaitable[None]]
+# Told every server, and which of them a platform admin registered or last pointed elsewhere.
+Listener = Callable[[Mapping[Key, McpServerConfig], Set[Key]], Awaitable[None]]
 
 
 class StoredServers:
@@ -86,6 +87,8 @@ class StoredServers:
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self.servers: dict[Key, McpServerConfig] = {}
+        # The servers a platform admin registered or last pointed elsewhere (upstream/egress.py).
+        self.by_platform_admin: frozenset[Key] = frozenset()
         self.loads = 0  # store queries made, for tests
 
     async def start(self) -> None:
@@ -129,17 +132,21 @@ class StoredServers:
             if scope == ALL:
                 records = await self._store.list_servers(None, every_tenant=True)
                 kept: dict[Key, McpServerConfig] = {}
+                flagged: set[Key] = set()
             else:
                 tenant = None if scope == GLOBAL else scope
                 records = await self._store.list_servers(tenant, with_global=False)
                 kept = {k: v for k, v in self.servers.items() if k[0] != tenant}
+                flagged = {k for k in self.by_platform_admin if k[0] != tenant}
             for record in records:
                 config = self._open(record)
                 if config is not None:
                     kept[(record.tenant_id, record.name)] = config
-            self.servers = kept
+                    if record.by_platform_admin:
+                        flagged.add((record.tenant_id, record.name))
+            self.servers, self.by_platform_admin = kept, frozenset(flagged)
             if self._listener is not None:
-                await self._listener(kept)
+                await self._listener(kept, self.by_platform_admin)
 
     def _open(self, record: McpServerRecord) -> McpServerConfig | None:
         try:

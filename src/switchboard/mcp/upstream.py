@@ -154,6 +154,11 @@ class Upstream:
         return self.server.name
 
     @property
+    def egress(self) -> Egress | None:
+        """Where this server's connections may go (None: anywhere)."""
+        return self._egress
+
+    @property
     def down(self) -> bool:
         return self.failures >= DOWN_AFTER
 

@@ -187,7 +187,9 @@ class ServiceProxy:
             if ctx.request_capture is not None:
                 ctx.request_capture.add(piece)
         url = service.url(ctx.rest, ctx.raw_query)
-        session = self._session(self._egress.guard(service.tenant) if service.origin == "admin" else None)
+        guard = (self._egress.guard(service.tenant, by_platform_admin=service.by_platform_admin)
+                 if service.origin == "admin" else None)
+        session = self._session(guard)
         began = time.perf_counter()
         try:
             resp = await session.request(ctx.method, url, data=data, headers=headers, allow_redirects=False,

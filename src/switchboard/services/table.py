@@ -43,6 +43,8 @@ class Service:
     timeout: aiohttp.ClientTimeout
     # Why the service cannot be called (a sealed header that does not open); None: it can.
     broken: str | None = None
+    # A stored one: a platform admin registered it or last changed its URL (upstream/egress.py).
+    by_platform_admin: bool = False
 
     @property
     def subject(self) -> str:
@@ -57,14 +59,14 @@ class Service:
 
 
 def build(name: str, tenant: str | None, settings: ServiceSettings, origin: str,
-          headers: dict[str, str], broken: str | None = None) -> Service:
+          headers: dict[str, str], broken: str | None = None, by_platform_admin: bool = False) -> Service:
     url = URL(settings.url)
     assert url.host is not None and url.port is not None, "checked by the settings"
     base = url.raw_path.rstrip("/")
     t = settings.timeout_seconds
     timeout = aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_connect=t.connect)
     return Service(name, tenant, settings, origin, url.scheme, url.raw_host or url.host, url.port, base,
-                   tuple(headers.items()), timeout, broken)
+                   tuple(headers.items()), timeout, broken, by_platform_admin)
 
 
 def from_config(config: ServiceConfig) -> Service:
@@ -93,7 +95,7 @@ def from_record(record: ServiceRecord, keyring: Keyring | None) -> Service:
         broken = "its stored settings are invalid"
     if broken is not None:
         log.error("service %s/%s cannot be called: %s", record.tenant_id, record.name, broken)
-    return build(record.name, record.tenant_id, settings, "admin", headers, broken)
+    return build(record.name, record.tenant_id, settings, "admin", headers, broken, record.by_platform_admin)
 
 
 def _encode(key: tuple[str, str]) -> str:

@@ -28,9 +28,9 @@ from switchboard.errors import InvalidRequest
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-ONLY_PUBLIC = ("upstreams registered for a tenant reach public addresses only, unless the operator "
-               "allows the host (egress.allowed_hosts)")
-# The platform's own tenant: what it registers is the operator's, like the YAML's.
+ONLY_PUBLIC = ("upstreams registered by a tenant or team admin, or for a tenant other than the default "
+               "one, reach public addresses only, unless the operator allows the host (egress.allowed_hosts)")
+# The platform's own tenant: what a platform admin registers there is the operator's, like the YAML's.
 DEFAULT_TENANT = "default"
 
 
@@ -122,17 +122,19 @@ class EgressPolicy:
         self._open = config.allow_tenant_private_networks
         self._egress = Egress(config.allowed_hosts)
 
-    def guard(self, tenant: str | None) -> Egress | None:
+    def guard(self, tenant: str | None, *, by_platform_admin: bool) -> Egress | None:
         """The rules for an upstream registered through the admin API for ``tenant`` (None:
-        a global one, the platform admin's); None when it may connect anywhere."""
-        if self._open or tenant is None or tenant == DEFAULT_TENANT:
+        a global one, the platform admin's); None when it may connect anywhere. Only what a
+        platform admin registered (or last pointed elsewhere) for the default tenant is the
+        operator's own: a tenant or team admin of the default tenant is not the operator."""
+        if self._open or tenant is None or (tenant == DEFAULT_TENANT and by_platform_admin):
             return None
         return self._egress
 
-    def check_registered(self, tenant: str | None, field: str, url: str) -> None:
+    def check_registered(self, tenant: str | None, field: str, url: str, *, by_platform_admin: bool) -> None:
         """At registration, refuse at once a URL whose host is an IP literal the tenant's upstreams
         may not reach; names are judged on every connection, once resolved."""
-        egress = self.guard(tenant)
+        egress = self.guard(tenant, by_platform_admin=by_platform_admin)
         if egress is None:
             return
         try:

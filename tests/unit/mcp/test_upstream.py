@@ -115,33 +115,43 @@ async def test_json_and_sse_answers_and_a_forgotten_session(fake: tuple[FakeServ
 
 
 async def test_a_tenants_stored_server_reaches_public_addresses_only(fake: tuple[FakeServer, str]) -> None:
-    """The default tenant's (and the YAML's) servers are the operator's; another tenant's may not
-    reach this machine, whether its URL names it (localhost) or its address (a stored literal)."""
+    """The default tenant's servers a platform admin registered (and the YAML's) are the
+    operator's; another tenant's, and those a tenant admin of the default tenant registered, may
+    not reach this machine, whether the URL names it (localhost) or its address (a stored literal)."""
     server, url = fake
     inward = url.replace("127.0.0.1", "localhost")
     registry = Registry([], CONFIG, PerUser(), EgressPolicy(EgressConfig()))
+    own = McpServerConfig(name="own", url=url, tenant="default", health_check_seconds=0)
+    delegated = McpServerConfig(name="delegated", url=inward, tenant="default", health_check_seconds=0)
     await registry.sync_stored({
-        ("default", "own"): McpServerConfig(name="own", url=url, tenant="default", health_check_seconds=0),
+        ("default", "own"): own,
+        ("default", "delegated"): delegated,
         ("acme", "named"): McpServerConfig(name="named", url=inward, tenant="acme", health_check_seconds=0),
         ("acme", "literal"): McpServerConfig(name="literal", url=url, tenant="acme", health_check_seconds=0),
-    })
+    }, {("default", "own"), ("acme", "named")})
     ann = Principal(id="key-ann", role="developer", tenant_id="acme", user_id="ann")
     mine = Principal(id="key-me", role="developer", tenant_id="default", user_id="me")
     try:
-        own = registry.get("own", mine)
-        assert own is not None and (await own.request("tools/list", None, mine))["tools"]
+        found = registry.get("own", mine)
+        assert found is not None and (await found.request("tools/list", None, mine))["tools"]
         seen = len(server.seen)
-        for name in ("named", "literal"):
-            upstream = registry.get(name, ann)
+        for name, caller in (("named", ann), ("literal", ann), ("delegated", mine)):
+            upstream = registry.get(name, caller)
             assert upstream is not None
             with pytest.raises(GatewayError) as refused:
-                await upstream.request("tools/list", None, ann)
+                await upstream.request("tools/list", None, caller)
             assert (refused.value.status, refused.value.code) == (502, "upstream_address_refused")
             assert "egress.allowed_hosts" in refused.value.message
         assert len(server.seen) == seen  # nothing reached the server
         # The same rules for what is done on a server's behalf (its OAuth discovery and tokens).
         assert registry.egress_for(McpServerConfig(name="named", url=inward, tenant="acme")) is not None
-        assert registry.egress_for(McpServerConfig(name="own", url=url, tenant="default")) is None
+        assert registry.egress_for(own) is None
+        assert registry.egress_for(delegated) is not None
+        # A platform admin points the delegated server elsewhere: from then on it is the operator's.
+        await registry.sync_stored({("default", "delegated"): delegated}, {("default", "delegated")})
+        moved = registry.get("delegated", mine)
+        assert moved is not None and (await moved.request("tools/list", None, mine))["tools"]
+        assert registry.egress_for(delegated) is None
     finally:
         await registry.close()
     yaml = McpServerConfig(name="yaml", url=url, tenant="acme", health_check_seconds=0)

@@ -56,19 +56,26 @@ async def test_a_name_is_judged_on_what_it_resolves_to() -> None:
     await allowed.close()
 
 
-def test_only_tenants_other_than_the_default_one_are_guarded() -> None:
+def test_only_what_the_platform_admin_registered_for_the_default_tenant_is_exempt() -> None:
     policy = EgressPolicy(EgressConfig())
-    assert policy.guard(None) is None and policy.guard("default") is None
-    assert isinstance(policy.guard("acme"), Egress)
-    assert EgressPolicy(EgressConfig(allow_tenant_private_networks=True)).guard("acme") is None
-    policy.check_registered("default", "url", "http://127.0.0.1:9/")
-    policy.check_registered("acme", "url", "http://localhost:9/")  # a name: judged when called
-    policy.check_registered("acme", "url", "https://api.example.com/")
-    with pytest.raises(InvalidRequest) as refused:
-        policy.check_registered("acme", "url", "http://[::1]:9/")
-    error = refused.value
-    assert (error.status, error.code, error.param) == (400, "upstream_address_refused", "url")
-    assert "egress.allowed_hosts" in error.message
+    assert policy.guard(None, by_platform_admin=True) is None
+    assert policy.guard("default", by_platform_admin=True) is None
+    # A tenant or team admin of the default tenant is not the operator.
+    assert isinstance(policy.guard("default", by_platform_admin=False), Egress)
+    assert isinstance(policy.guard("acme", by_platform_admin=True), Egress)
+    assert isinstance(policy.guard("acme", by_platform_admin=False), Egress)
+    opened = EgressPolicy(EgressConfig(allow_tenant_private_networks=True))
+    assert opened.guard("acme", by_platform_admin=False) is None
+    assert opened.guard("default", by_platform_admin=False) is None
+    policy.check_registered("default", "url", "http://127.0.0.1:9/", by_platform_admin=True)
+    policy.check_registered("acme", "url", "http://localhost:9/", by_platform_admin=False)  # a name: later
+    policy.check_registered("acme", "url", "https://api.example.com/", by_platform_admin=False)
+    for tenant, by_platform_admin in (("acme", True), ("default", False)):
+        with pytest.raises(InvalidRequest) as refused:
+            policy.check_registered(tenant, "url", "http://[::1]:9/", by_platform_admin=by_platform_admin)
+        error = refused.value
+        assert (error.status, error.code, error.param) == (400, "upstream_address_refused", "url")
+        assert "egress.allowed_hosts" in error.message
 
 
 @pytest.mark.parametrize("entry", ["10.0.0.0/33", "not/a/network", "a*.example", "*.*.example", "",

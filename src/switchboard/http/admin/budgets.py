@@ -137,14 +137,21 @@ def public(record: BudgetRecord) -> dict[str, Any]:
     }
 
 
-async def shown(request: Request, record: BudgetRecord) -> dict[str, Any]:
+async def shown(request: Request, record: BudgetRecord, unanswered: asyncio.Event | None = None
+                ) -> dict[str, Any]:
     """The budget and its current period's status: null when budgets are not running, or when
-    the counters cannot be read right now (the budget itself is read from the database)."""
+    the counters cannot be read right now or in time (the budget itself is read from the
+    database). ``unanswered``, shared by the budgets of one answer, is set at the first read that
+    timed out: the others are then null at once, so a hung Redis costs a list one bound."""
     service = request.app.state.services.budgets()
     status = None
-    if service is not None:
+    if service is not None and not (unanswered is not None and unanswered.is_set()):
         try:
             status = await service.status(record)
+        except TimeoutError:
+            log.warning("budget %s: no status (the counters did not answer in time)", record.id)
+            if unanswered is not None:
+                unanswered.set()
         except Exception as exc:
             log.warning("budget %s: no status (%s)", record.id, type(exc).__name__)
     return {**public(record), "status": status}
@@ -259,10 +266,11 @@ async def list_budgets(
     wanted = [r for r in records if scope is None or r.scope == scope]
     # Each status may rebuild a counter from the ledger: a few at a time, not the whole list.
     gate = asyncio.Semaphore(STATUS_CONCURRENCY)
+    unanswered = asyncio.Event()
 
     async def one(record: BudgetRecord) -> dict[str, Any]:
         async with gate:
-            return await shown(request, record)
+            return await shown(request, record, unanswered)
 
     return {"object": "list", "data": list(await asyncio.gather(*(one(r) for r in wanted)))}
 

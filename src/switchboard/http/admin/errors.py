@@ -50,14 +50,17 @@ def _param(loc: tuple[Any, ...]) -> str | None:
 
 
 def _body_error(first: dict[str, Any]) -> dict[str, Any] | None:
-    """The error of a body that is not a JSON object at all, in the model API's words
-    (http/validate.py): pydantic's names it by a position (``[1]``) or as a field type."""
+    """The error of a body that is not a JSON object at all (or is empty), in the model API's
+    words (http/validate.py): pydantic's names it by a position (``[1]``), as a field type, or
+    as a required field with no name."""
     kind, loc = first.get("type"), tuple(first.get("loc", ()))
     if kind == "json_invalid":  # loc ("body", <offset>): the offset is no parameter
         reason = (first.get("ctx") or {}).get("error")
         message = "the request body is not valid JSON" + (f": {reason}" if reason else "")
     elif kind == "model_attributes_type" and loc == ("body",):  # [], 3, "x", null
         message = "the request body must be a JSON object"
+    elif kind == "missing" and loc == ("body",):  # no body at all: pydantic's bare "Field required"
+        message = "the request body is empty; send a JSON object"
     else:
         return None
     return {"error": {"message": message, "type": "invalid_request_error", "param": None,

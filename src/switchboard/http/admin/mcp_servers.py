@@ -36,7 +36,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from switchboard.access.feedcache import ALL, publish
-from switchboard.access.roles import Reach
+from switchboard.access.roles import PLATFORM_ADMIN, Reach
 from switchboard.config.mcp import SERVER_NAME, McpServerConfig, server_name_problem
 from switchboard.config.urls import ipv4_shorthand
 from switchboard.crypto.keyring import DecryptError, Keyring
@@ -368,8 +368,12 @@ async def create_server(
         raise InvalidRequest("give tenant or global, not both", param="global", code="invalid_value")
     stores = request.app.state.services.stores()
     tenant = None if body.is_global else await tenant_in_reach(access, stores, body.tenant)
+    # Only the operator's own servers of the default tenant are exempt from the egress rules
+    # (upstream/egress.py); a tenant or team admin of the default tenant is not the operator.
+    by_platform_admin = access.principal.role == PLATFORM_ADMIN
     if body.url is not None:
-        request.app.state.services.egress.check_registered(tenant, "url", body.url)
+        request.app.state.services.egress.check_registered(tenant, "url", body.url,
+                                                           by_platform_admin=by_platform_admin)
     store = store_of(request)
     headers = dict(body.headers or {})
     client_secret = body.oauth.client_secret if body.oauth else None
@@ -380,7 +384,8 @@ async def create_server(
         config["_client_secret"] = True
     sid = "mcp_" + secrets.token_hex(8)
     record = McpServerRecord(id=sid, name=body.name, tenant_id=tenant, config=config,
-                             header_names=tuple(sorted(headers)), created_by=access.principal.id)
+                             header_names=tuple(sorted(headers)), created_by=access.principal.id,
+                             by_platform_admin=by_platform_admin)
     _validated(record, headers, client_secret)
     if headers or client_secret is not None:
         record = replace(record, sealed=seal(_keyring(request), sid, headers, client_secret))
@@ -404,8 +409,13 @@ async def update_server(
     given = body.model_fields_set
     if "url" in given and body.url is None:
         raise InvalidRequest("url: an MCP server needs a url", param="url", code="invalid_value")
+    # Whoever points the server elsewhere decides its egress rules from then on (as at creation);
+    # a change that keeps the URL keeps the rules it was registered under.
+    moved = body.url is not None and body.url != old.config.get("url")
+    by_platform_admin = access.principal.role == PLATFORM_ADMIN if moved else old.by_platform_admin
     if body.url is not None:
-        request.app.state.services.egress.check_registered(old.tenant_id, "url", body.url)
+        request.app.state.services.egress.check_registered(old.tenant_id, "url", body.url,
+                                                           by_platform_admin=by_platform_admin)
     keyring = routing_of(request).keyring
     try:
         headers, client_secret = unseal(keyring, old)
@@ -428,7 +438,8 @@ async def update_server(
     config.pop("_client_secret", None)
     if client_secret is not None:
         config["_client_secret"] = True
-    new = replace(old, config=config, header_names=tuple(sorted(headers)), updated_at=utcnow())
+    new = replace(old, config=config, header_names=tuple(sorted(headers)), updated_at=utcnow(),
+                  by_platform_admin=by_platform_admin)
     _validated(new, headers, client_secret)
     sealed = None
     if headers or client_secret is not None:

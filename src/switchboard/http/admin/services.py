@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from switchboard.access.roles import Reach
+from switchboard.access.roles import PLATFORM_ADMIN, Reach
 from switchboard.config.services import (
     SERVICE_NAME,
     Ident,
@@ -118,6 +118,13 @@ def _check_team(access: Access, tenant: str, team: str | None) -> None:
                              code="team_not_allowed")
 
 
+def _by_platform_admin(access: Access) -> bool:
+    """Whether the caller is the operator (the master key, a platform_admin key or token): only
+    what it points at stays exempt from the egress rules in the default tenant
+    (upstream/egress.py); a tenant or team admin of the default tenant is not the operator."""
+    return access.principal.role == PLATFORM_ADMIN
+
+
 async def _stored(request: Request, access: Access, name: str, tenant: str | None) -> ServiceRecord:
     scope = access.tenant_for(tenant)
     record = await _store(request).get(scope, name) if len(name) <= 64 else None
@@ -138,7 +145,9 @@ async def create_service(
     tenant = access.tenant_for(body.tenant)
     team = body.team if body.team is not None or access.reach >= Reach.TENANT else access.principal.team_id
     _check_team(access, tenant, team)
-    request.app.state.services.egress.check_registered(tenant, "url", body.url)
+    by_platform_admin = _by_platform_admin(access)
+    request.app.state.services.egress.check_registered(tenant, "url", body.url,
+                                                       by_platform_admin=by_platform_admin)
     if _table(request).configured(tenant, body.name) is not None:
         raise Conflict(f"a service '{body.name}' is configured in the YAML", param="name",
                        code="service_exists")
@@ -146,7 +155,7 @@ async def create_service(
     headers = {k: v.get_secret_value() for k, v in body.headers.items()}
     record = ServiceRecord(tenant_id=tenant, name=body.name, spec=_spec(settings),
                            headers=_sealed(request, tenant, body.name, headers),
-                           created_by=access.principal.id)
+                           created_by=access.principal.id, by_platform_admin=by_platform_admin)
     try:
         await _store(request).create(record)
     except ServiceExists:
@@ -211,7 +220,12 @@ async def update_service(
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidRequest(f"{where}: {first['msg']}", param=where, code="invalid_value") from None
     _check_team(access, record.tenant_id, settings.team)
-    request.app.state.services.egress.check_registered(record.tenant_id, "url", settings.url)
+    # Whoever points the service elsewhere decides its egress rules from then on; a change that
+    # keeps the URL keeps the rules the URL was registered under.
+    moved = settings.url != record.spec.get("url")
+    by_platform_admin = _by_platform_admin(access) if moved else record.by_platform_admin
+    request.app.state.services.egress.check_registered(record.tenant_id, "url", settings.url,
+                                                       by_platform_admin=by_platform_admin)
     headers = dict(record.headers)
     for header, value in (body.headers or {}).items():
         for existing in [h for h in headers if h.lower() == header.lower()]:
@@ -219,7 +233,8 @@ async def update_service(
         if value is not None:
             headers.update(_sealed(request, record.tenant_id, name, {header: value.get_secret_value()}))
     updated = ServiceRecord(tenant_id=record.tenant_id, name=name, spec=_spec(settings), headers=headers,
-                            created_by=record.created_by, created_at=record.created_at, updated_at=utcnow())
+                            created_by=record.created_by, created_at=record.created_at, updated_at=utcnow(),
+                            by_platform_admin=by_platform_admin)
     if await _store(request).update(updated) is None:
         raise NotFound(f"no service '{name}'", code="service_not_found")
     await _table(request).changed(record.tenant_id, name)

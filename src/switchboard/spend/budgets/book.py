@@ -52,6 +52,9 @@ _IN_FORCE_MAX = 10_000  # callers whose budgets are kept; cleared when full
 _NONE: Stored = {}
 _MISSING: Any = object()
 _LEDGER_READY_WAIT = 10.0  # seconds a first load waits for the spool's replay at start-up
+# How long the admin API's status waits for a counter read: a hung Redis (connections accepted,
+# never answered) would otherwise hold the answer for redis-py's 10 s socket timeout.
+STATUS_READ_SECONDS = 1.0
 # Settlements the counters could not take, waiting to be tried again: at most this many, for at
 # most this long (a counter outlives its period by two days; a day of outage is past repair).
 PENDING_MAX = 50_000
@@ -319,10 +322,12 @@ class BudgetBook:
         now = datetime.fromtimestamp(self._clock(), UTC)
         start, end = window(budget.period, budget.zone, now)
         charge = Charge(counter_key(budget.id, start), budget.limit, 0, counter_ttl(end, now))
-        usage = await self._counters.usage(charge.key)
+        usage = await self._usage_now(charge.key)
         if usage is None:
+            # The rebuild from the ledger is not bounded here: it runs shielded, so a status
+            # given up on still leaves the counter rebuilt for the next read.
             await self._load(budget, charge)
-            usage = await self._counters.usage(charge.key) or (0, 0)
+            usage = await self._usage_now(charge.key) or (0, 0)
         spent, reserved = usage
         return {
             "period_start": start.isoformat(),
@@ -332,6 +337,13 @@ class BudgetBook:
             "remaining": _amount(budget, max(0, budget.limit - spent - reserved)),
             "percent_used": round(spent * 100 / budget.limit, 2) if budget.limit else 100.0,
         }
+
+
+    async def _usage_now(self, key: str) -> tuple[int, int] | None:
+        """A counter's usage, or TimeoutError after ``STATUS_READ_SECONDS``. The timeout cancels
+        the command; redis-py then drops that connection, so no reply is left pending on one."""
+        async with asyncio.timeout(STATUS_READ_SECONDS):
+            return await self._counters.usage(key)
 
 
 def _amount(budget: Budget, units: int) -> str | int:

@@ -15,4 +15,5 @@ class BudgetService(Protocol):
     async def status(self, record: BudgetRecord) -> dict[str, Any]:
         """The budget's current period: ``period_start``, ``period_end`` (ISO 8601, UTC; None
         for a total budget), ``spent``, ``reserved`` and ``remaining`` (strings of USD for a
-        USD budget, integers for a token budget), ``percent_used``."""
+        USD budget, integers for a token budget), ``percent_used``. TimeoutError when the
+        counters do not answer within a short bound (about a second)."""

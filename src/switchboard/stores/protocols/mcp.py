@@ -14,7 +14,8 @@ from switchboard.stores.protocols.clock import utcnow
 class McpServerRecord:
     """An MCP server registered through the admin API. ``config`` holds the server's settings
     (``McpServerConfig`` fields) without its secrets; ``sealed`` holds them (the static headers
-    and the OAuth client secret) encrypted under the server secret."""
+    and the OAuth client secret) encrypted under the server secret. ``by_platform_admin``: as for
+    services (stores/protocols/services.py), revision 0025."""
 
     id: str
     name: str
@@ -25,6 +26,7 @@ class McpServerRecord:
     created_by: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    by_platform_admin: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,10 @@ from switchboard.stores.protocols.clock import utcnow
 class ServiceRecord:
     """A REST service proxied under ``/services/{name}/``, stored for one tenant. ``spec`` is the
     service's settings (config/services.py ``ServiceSettings``) without its headers; ``headers``
-    maps each added header's name to its value sealed with the provider-credential keyring."""
+    maps each added header's name to its value sealed with the provider-credential keyring.
+    ``by_platform_admin``: a platform admin registered it or last changed its URL, which exempts a
+    record of the ``default`` tenant from the egress rules (upstream/egress.py); false, the safe
+    side, unless the admin API says so (revision 0025)."""
 
     tenant_id: str
     name: str
@@ -23,6 +26,7 @@ class ServiceRecord:
     created_by: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    by_platform_admin: bool = False
 
 
 class ServiceExists(Exception):
@@ -41,7 +45,8 @@ class ServiceStore(Protocol):
         ...
 
     async def update(self, record: ServiceRecord) -> ServiceRecord | None:
-        """Replace the spec and headers of an existing service; None when there is none."""
+        """Replace the spec, headers and ``by_platform_admin`` of an existing service; None when
+        there is none."""
         ...
 
     async def delete(self, tenant_id: str, name: str) -> bool: ...

@@ -32,6 +32,7 @@ def _server_row(r: McpServerRecord) -> dict[str, Any]:
         "created_by": r.created_by,
         "created_at": to_db(r.created_at),
         "updated_at": to_db(r.updated_at),
+        "by_platform_admin": r.by_platform_admin,
     }
 
 
@@ -47,6 +48,7 @@ def _server(row: sa.Row[Any]) -> McpServerRecord:
         created_by=m["created_by"],
         created_at=from_db(m["created_at"]) or utcnow(),
         updated_at=from_db(m["updated_at"]) or utcnow(),
+        by_platform_admin=bool(m["by_platform_admin"]),
     )
 
 

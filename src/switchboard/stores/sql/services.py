@@ -24,6 +24,7 @@ def _record(row: sa.Row[Any]) -> ServiceRecord:
         created_by=m["created_by"],
         created_at=from_db(m["created_at"]) or utcnow(),
         updated_at=from_db(m["updated_at"]) or utcnow(),
+        by_platform_admin=bool(m["by_platform_admin"]),
     )
 
 
@@ -38,6 +39,7 @@ class SqlServiceStore:
                     tenant_id=record.tenant_id, name=record.name, spec=dict(record.spec),
                     headers=dict(record.headers), created_by=record.created_by,
                     created_at=to_db(record.created_at), updated_at=to_db(record.updated_at),
+                    by_platform_admin=record.by_platform_admin,
                 ))
         except IntegrityError:
             raise ServiceExists(record.name) from None
@@ -60,7 +62,7 @@ class SqlServiceStore:
     async def update(self, record: ServiceRecord) -> ServiceRecord | None:
         query = (sa.update(t).where(t.c.tenant_id == record.tenant_id, t.c.name == record.name)
                  .values(spec=dict(record.spec), headers=dict(record.headers),
-                         updated_at=to_db(record.updated_at)))
+                         updated_at=to_db(record.updated_at), by_platform_admin=record.by_platform_admin))
         async with self._engine.begin() as conn:
             result = await conn.execute(query)
         return record if result.rowcount else None

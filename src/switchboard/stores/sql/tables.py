@@ -538,6 +538,8 @@ api_sessions = sa.Table(
 
 # services (revision 0019): plain REST services registered through the admin API (services/):
 # their settings as JSON, the headers they add sealed with the credential keyring.
+# by_platform_admin (revision 0025): a platform admin registered it or last changed its URL (the
+# default tenant's egress exemption, upstream/egress.py).
 services = sa.Table(
     "services",
     metadata,
@@ -548,11 +550,13 @@ services = sa.Table(
     sa.Column("created_by", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("by_platform_admin", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.PrimaryKeyConstraint("tenant_id", "name"),
 )
 
 # -- MCP servers managed at run time (revision 0020): settings in clear, secrets sealed ---------
 # A global server's tenant_id is "*" (no tenant id has that shape), so names are unique per scope.
+# by_platform_admin (revision 0025): as for services above.
 
 mcp_servers = sa.Table(
     "mcp_servers",
@@ -566,6 +570,7 @@ mcp_servers = sa.Table(
     sa.Column("created_by", sa.String(128)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("by_platform_admin", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.UniqueConstraint("tenant_id", "name", name="uq_mcp_servers_tenant_name"),
 )
 
