@@ -8,7 +8,7 @@ nothing for a tenant other than ``default``, whose records are held to public ad
 
 Revision ID: 0025
 Revises: 0024
-Create Date: 2026-12-12
+Create Date: 2026-12-04
 """
 
 from __future__ import annotations
