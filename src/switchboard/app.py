@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,7 +32,7 @@ from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
 from switchboard.http.apis import PREFIX as APIS_PREFIX
 from switchboard.http.apis import ApiDocs, ApiInbound, ApiRoutes
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
-from switchboard.http.endpoint import Endpoint, request_id
+from switchboard.http.endpoint import Endpoint, count_refused, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.files import FilesEndpoint, is_files_path
 from switchboard.http.gemini import GEMINI_ONLY_PREFIX, GeminiRoutes, is_gemini
@@ -65,7 +66,9 @@ class SwitchboardApp:
     def __init__(self, settings: Settings, gateway: Gateway | None = None) -> None:
         self.settings = settings
         self.gateway = gateway or Gateway(settings)
-        self.state = ServerState()
+        # With metrics on, what the edge refuses before a chain runs is counted too.
+        metrics = self.gateway.metrics
+        self.state = ServerState(metrics.observe_unserved if metrics is not None else None)
         self.routes: dict[tuple[str, str], ASGIApp] = {}
         for path, inbound in _OPENAI_PATHS.items():
             terminal = self.gateway.model_terminal(inbound.operation)
@@ -95,7 +98,7 @@ class SwitchboardApp:
             method: self._endpoint(inbound, self.gateway.count_tokens if inbound.operation == "count_tokens"
                                    else self.gateway.model_terminal(inbound.operation), reads_body=True)
             for method, inbound in GEMINI_METHODS.items()
-        })
+        }, self.state)
         admin_app = self._admin_app()
         self._admin = self._endpoint(openai_api.ADMIN, AdminBridge(admin_app), reads_body=True)
         # The admin API's interactive docs and OpenAPI document: public, for a browser
@@ -309,13 +312,16 @@ class SwitchboardApp:
         await metrics.respond(scope["headers"], send, [(b"x-request-id", rid.encode())])
 
     async def not_routed(self, scope: Scope, send: Send) -> None:
+        started = time.perf_counter()
         method, path = scope["method"], scope["path"]
         allowed = self._allowed.get(path) or _allowed_by_prefix(path)
         if allowed is not None:
-            await self._error(scope, send, MethodNotAllowed(f"method {method} is not allowed on {path}"),
-                              [(b"allow", ", ".join(sorted(allowed)).encode())])
+            err: GatewayError = MethodNotAllowed(f"method {method} is not allowed on {path}")
+            await self._error(scope, send, err, [(b"allow", ", ".join(sorted(allowed)).encode())])
         else:
-            await self._error(scope, send, unknown_url(method, path))
+            err = unknown_url(method, path)
+            await self._error(scope, send, err)
+        count_refused(self.state, scope, started, err)
 
 
 def _strict(query: bytes) -> bool:

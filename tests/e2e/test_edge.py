@@ -300,6 +300,90 @@ def test_a_chunked_body_that_stops_gets_408(edge: Gateway) -> None:
     assert_healthy(edge)
 
 
+def _samples(gw: Gateway) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = httpx.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10).text
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def _sum(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def test_requests_refused_before_their_chain_are_counted(edge: Gateway) -> None:
+    """What the edge refuses before the stages run (a repeated header, 415, 413, a body that
+    stops (408) or a client gone while sending it (499), an unknown URL, a wrong method) is in
+    switchboard_requests_total like any other answer: its operation when the path names one, no
+    model, the status and code sent; the path never becomes a label."""
+    before = _samples(edge)
+    head = "Host: gateway\r\n"
+    cases: list[tuple[bytes, int]] = [
+        # A repeated single-valued header: 400 duplicate_header.
+        (f"POST /v1/chat/completions HTTP/1.1\r\n{head}Authorization: Bearer {MASTER_KEY}\r\n"
+         f"Authorization: Bearer {MASTER_KEY}\r\nContent-Type: application/json\r\n"
+         f"Content-Length: {len(CHAT)}\r\n\r\n".encode() + CHAT, 400),
+        # Not JSON: 415.
+        (request_head("POST", "/v1/embeddings", extra=f"Content-Type: text/plain\r\n"
+                      f"Content-Length: {len(CHAT)}\r\n") + CHAT, 415),
+        # Declared over server.max_body_bytes: 413 before the body is read.
+        (request_head("POST", "/v1/chat/completions", length=2 * MIB), 413),
+    ]
+    for raw, status in cases:
+        sock = connect(edge)
+        sock.sendall(raw)
+        assert split_response(read_until_closed(sock, deadline=10 * TICK))[0] == status
+        sock.close()
+    # A body that stops: the connection answers 408.
+    sock = connect(edge)
+    sock.sendall(request_head("POST", "/v1/chat/completions", length=len(CHAT) + 100) + CHAT)
+    assert split_response(read_until_closed(sock, deadline=10 * TICK))[0] == 408
+    # A client that leaves while sending its body: 499, nothing answered.
+    seen = len(edge.process.lines)
+    sock = connect(edge)
+    sock.sendall(request_head("POST", "/v1/completions", length=len(CHAT) + 100) + CHAT[:10])
+    sock.close()
+    _failure_lines(edge, "/v1/completions", seen)  # its log line is written once it is counted
+    # Routed nowhere, or not for this method.
+    missing = f"/v1/no-such-thing-{uuid.uuid4().hex}"
+    auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+    with httpx.Client(base_url=edge.url, headers=auth, timeout=10) as http:
+        assert http.get(missing).status_code == 404
+        assert http.get("/v1/chat/completions").status_code == 405
+        assert http.post("/v1beta/models/gpt-4o-mini:noSuchMethod", json={}).status_code == 404
+        assert http.get("/v1beta/models/gpt-4o-mini:generateContent").status_code == 405
+        assert http.delete("/v1/batches").status_code == 405  # the files and batches edge
+        assert http.get("/services/no%20such%20name/x").status_code == 404  # the services edge
+
+    name = "switchboard_requests_total"
+    expected = [
+        ({"operation": "chat", "status": "400", "code": "duplicate_header"}, 1),
+        ({"operation": "embeddings", "status": "415", "code": "unsupported_media_type"}, 1),
+        ({"operation": "chat", "status": "413", "code": "request_too_large"}, 1),
+        ({"operation": "chat", "status": "408", "code": "request_timeout"}, 1),
+        ({"operation": "completions", "status": "499", "code": ""}, 1),
+        ({"operation": "", "status": "404", "code": "unknown_url"}, 2),  # one of them Gemini's
+        ({"operation": "", "status": "405", "code": "method_not_allowed"}, 2),
+        ({"operation": "batches", "status": "405", "code": "method_not_allowed"}, 1),
+        ({"operation": "service", "status": "404", "code": "service_not_found"}, 1),
+    ]
+    deadline = time.monotonic() + 10
+    while True:
+        after = _samples(edge)
+        moved = [_sum(after, name, **labels) - _sum(before, name, **labels) for labels, _ in expected]
+        if moved == [n for _, n in expected] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert moved == [n for _, n in expected], list(zip(expected, moved, strict=True))
+    # None names a model, a route or a caller; the unknown path is no label.
+    for labels, _ in expected:
+        assert _sum(after, name, model="", group="", deployment="", **labels) == _sum(after, name, **labels)
+    assert _sum(after, "switchboard_request_duration_seconds_count", operation="", status_class="4xx") >= 4
+    assert not any(missing in str(labels) for _, labels in after)
+    assert _sum(after, "switchboard_requests_in_flight") == 0
+    assert_healthy(edge)
+
+
 def test_an_idle_keep_alive_connection_is_closed(edge: Gateway) -> None:
     sock = connect(edge)
     sock.sendall(request_head("GET", "/health/live"))

@@ -44,7 +44,8 @@ from switchboard.http.asgi import (
 )
 from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.errors import ServerShuttingDown
-from switchboard.http.state import ServerState
+from switchboard.http.openai_api import OpenAIJson
+from switchboard.http.state import ServerState, Unserved
 from switchboard.observability.logs import CURRENT
 from switchboard.observability.requests import log_failure
 from switchboard.pipeline.chain import Handler
@@ -54,6 +55,9 @@ log = logging.getLogger("switchboard.http")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Headers whose repetition is ambiguous: which key, which body type, which id counts.
 _SINGLE_VALUED = ("authorization", "x-api-key", "x-goog-api-key", "content-type", "x-request-id")
+
+# The inbound API of a request no endpoint took (count_refused): only its context needs one.
+_UNROUTED = OpenAIJson("")
 
 _ID_PREFIX = secrets.token_hex(6)
 _ID_COUNTER = itertools.count(1)
@@ -111,9 +115,10 @@ def check_content_type(headers: dict[str, str]) -> None:
         raise UnsupportedMediaType(f"unsupported content type '{media[:100]}'; send application/json")
 
 
-async def finish(ctx: RequestContext, scope: Scope) -> None:
+async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = None) -> None:
     """Once the answer is out: the request's end, its after-response work (usage, the log), and a
-    log line when it failed or the client left."""
+    log line when it failed or the client left. ``unserved`` (the server state's, metrics on)
+    counts a request whose chain never ran."""
     outcome = ctx.outcome
     outcome.finished_at = time.perf_counter()
     if outcome.client_disconnected and (why := scope.get(BODY_TIMED_OUT)) is not None:
@@ -125,8 +130,28 @@ async def finish(ctx: RequestContext, scope: Scope) -> None:
             "invalid_request_error", "request_timeout", why)
     if ctx.post_response is not None:
         await ctx.run_after_response()
+    elif unserved is not None:
+        # With metrics on, the observe stage is the first of every chain and registers the first
+        # callback at once: none registered means the edge refused the request before its chain
+        # (413, 415, a repeated header, 408, 499), and only this counts it. Error path only.
+        unserved(ctx)
     if outcome.status >= 400 or outcome.client_disconnected:
         log_failure(ctx)
+
+
+def count_refused(state: ServerState, scope: Scope, started: float, err: GatewayError,
+                  operation: str = "") -> None:
+    """Count a request refused before any endpoint took it (an unknown URL, a method the path
+    does not answer) as the endpoints count theirs: its operation when known, no model, the
+    error's status and code. No log line, as before: a scanner's 404s are not worth one each."""
+    unserved = state.unserved
+    if unserved is None:
+        return
+    ctx = RequestContext("", operation, _UNROUTED, {}, b"", started, method=scope["method"],
+                         path=scope["path"])
+    ctx.outcome.failed(err)
+    ctx.outcome.finished_at = time.perf_counter()
+    unserved(ctx)
 
 
 class Responder:
@@ -281,7 +306,7 @@ class Endpoint:
             # The drain window is over and the server is stopping: tell the client plainly.
             await self._cut_at_shutdown(ctx, out)
         finally:
-            await finish(ctx, scope)
+            await finish(ctx, scope, self._state.unserved)
             CURRENT.reset(current)
 
     async def _read_body(self, ctx: RequestContext, receive: Receive) -> GatewayError | None:

@@ -1,4 +1,5 @@
-"""Process-wide serving state the edge reads: whether the server is draining.
+"""Process-wide serving state the edge reads: whether the server is draining, and who counts the
+requests it refuses before their stage chain runs (the metrics, when on).
 
 Draining starts with the first SIGTERM or SIGINT: ``/health/ready`` answers 503 so load balancers
 stop sending new traffic, requests keep being served for ``server.drain_seconds`` (a SIGINT ends
@@ -13,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
+
+from switchboard.context import RequestContext
 
 log = logging.getLogger("switchboard.http")
 
@@ -31,9 +35,17 @@ def _ignore_hup(signum: int, frame: FrameType | None) -> None:
                 "a changed config")
 
 
+# Counts a request the edge answered without running its stage chain (docs/observability.md).
+Unserved = Callable[[RequestContext], None]
+
+
 class ServerState:
-    def __init__(self) -> None:
+    def __init__(self, unserved: Unserved | None = None) -> None:
         self.draining = False
+        # With metrics on, a request refused before its chain (413, 415, a repeated header, its
+        # body timed out or its client gone while sending it; an unknown URL or method) is handed
+        # here, as the chain's observe stage would have: nothing else would count it.
+        self.unserved = unserved
         # Between the first signal and the end of drain_seconds.
         self._in_drain = False
         self._previous: dict[int, Any] = {}

@@ -356,6 +356,13 @@ class Metrics:
             series.dirty = True
             self._dirty.append(series)
 
+    def observe_unserved(self, ctx: RequestContext) -> None:
+        """A request the edge answered without running its chain (http/endpoint.py: refused
+        before it, or routed nowhere): counted as every other, with what it has (no model or
+        route, no caller). It never entered the in-flight gauge, which ``observe`` leaves."""
+        self._active += 1
+        self.observe(ctx)
+
     def flush(self) -> None:
         """Hand what was counted since the last flush to prometheus-client (and, with several
         workers, to this worker's files): before every scrape, and every second with workers."""

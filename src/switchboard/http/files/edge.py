@@ -143,7 +143,7 @@ class FilesEndpoint:
             if not self._state.draining:
                 raise
         finally:
-            await finish(ctx, scope)
+            await finish(ctx, scope, self._state.unserved)
             CURRENT.reset(current)
 
     async def _serve(self, ctx: FilesContext, out: Responder) -> None:

@@ -8,15 +8,17 @@ an access log line; it counts only when no other credential header is present.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
 from switchboard.errors import GatewayError, NotFound
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, header_dict, send_bytes
-from switchboard.http.endpoint import request_id
+from switchboard.http.endpoint import count_refused, request_id
 from switchboard.http.errors import MethodNotAllowed
 from switchboard.http.gemini.api import PREFIXES, split_path
 from switchboard.http.gemini.errors import encode_error
+from switchboard.http.state import ServerState
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _CREDENTIALS = (b"authorization", b"x-api-key", b"x-goog-api-key")
@@ -47,8 +49,9 @@ def move_query_key(scope: Scope) -> None:
 
 
 class GeminiRoutes:
-    def __init__(self, endpoints: Mapping[str, ASGIApp]) -> None:
+    def __init__(self, endpoints: Mapping[str, ASGIApp], state: ServerState) -> None:
         self._endpoints = dict(endpoints)
+        self._state = state  # who counts the requests refused here (the metrics, when on)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         move_query_key(scope)
@@ -57,28 +60,31 @@ class GeminiRoutes:
         if endpoint is not None:
             await endpoint(scope, receive, send)
             return
+        started = time.perf_counter()
         shown = method if len(method) <= 60 else method[:60] + "..."
         known = ", ".join(self._endpoints)
-        await _answer(scope, send, NotFound(f"method '{shown}' is not served for Gemini models; the methods "
-                                            f"are: {known}", code="unknown_url"))
+        await self._answer(scope, send, started, NotFound(
+            f"method '{shown}' is not served for Gemini models; the methods are: {known}",
+            code="unknown_url"))
 
     async def not_served(self, scope: Scope, send: Send) -> None:
         """Anything else under ``/v1beta/`` (a GET of a method, listing models, files, caches...):
         answered in Google's error shape, which is what a Gemini client reads there."""
+        started = time.perf_counter()
         _, method = split_path(scope["path"])
         if method in self._endpoints:
-            await _answer(scope, send, MethodNotAllowed(f"{method} is called with POST"),
-                          [(b"allow", b"POST")])
+            await self._answer(scope, send, started, MethodNotAllowed(f"{method} is called with POST"),
+                               [(b"allow", b"POST")])
             return
         known = ", ".join(self._endpoints)
         shown = scope["path"][:200]
-        await _answer(scope, send, NotFound(
+        await self._answer(scope, send, started, NotFound(
             f"{scope['method']} {shown} is not served: the Gemini API here is POST "
             f"/v1beta/models/{{model}}:{{method}}, the methods being {known}", code="unknown_url"))
 
-
-async def _answer(scope: Scope, send: Send, err: GatewayError,
-                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    rid = request_id(header_dict(scope))
-    await send_bytes(send, err.status, encode_error(err), [(b"x-request-id", rid.encode()), *(headers or ())],
-                     JSON_CT)
+    async def _answer(self, scope: Scope, send: Send, started: float, err: GatewayError,
+                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        rid = request_id(header_dict(scope))
+        await send_bytes(send, err.status, encode_error(err),
+                         [(b"x-request-id", rid.encode()), *(headers or ())], JSON_CT)
+        count_refused(self._state, scope, started, err)

@@ -82,7 +82,7 @@ class ServicesEndpoint:
             if not self._state.draining:
                 raise
         finally:
-            await finish(ctx, scope)
+            await finish(ctx, scope, self._state.unserved)
             CURRENT.reset(current)
 
     async def _serve(self, ctx: ServiceContext, out: Responder) -> None:
