@@ -201,6 +201,36 @@ def test_a_request_refused_by_validation_is_counted_under_the_model_it_named(dep
     assert not any(unknown in str(labels) for _, labels in delta.after)
 
 
+@pytest.mark.parametrize("deployment", ["embedded"], indirect=True)  # no state involved
+def test_a_gemini_request_refused_by_validation_is_counted_under_the_model_of_its_url(
+    deployment: Deployment,
+) -> None:
+    """The Gemini API names the model in the URL (/v1beta/models/{model}:{method}): its 400s count
+    under it when the configuration knows it, whatever the body (even one that is not JSON);
+    an unknown name is ``other``, never a label of its own."""
+    delta = Delta(deployment)
+    unknown = f"no-such-model-{uuid.uuid4().hex}"
+    base = f"{deployment.gateway.url}/v1beta/models"
+    key = {"x-goog-api-key": MASTER_KEY}
+    with httpx.Client(headers=key, timeout=10) as http:
+        refused = [
+            http.post(f"{base}/gpt-4o-mini:generateContent", json={"contents": "not a list"}),
+            http.post(f"{base}/gpt-4o-mini:streamGenerateContent", json={"contents": []}),  # no ?alt=sse
+            http.post(f"{base}/gpt-4o-mini:generateContent", content=b"{not json",
+                      headers={"content-type": "application/json"}),
+            http.post(f"{base}/text-embedding-3-small:embedContent", json={"content": {"parts": []}}),
+            http.post(f"{base}/{unknown}:generateContent", json={"contents": "not a list"}),
+        ]
+    assert [r.status_code for r in refused] == [400] * 5, [r.text for r in refused]
+    name = "switchboard_requests_total"
+    delta.settle(name, 3, model="gpt-4o-mini", status="400")
+    assert delta(name, model="gpt-4o-mini", operation="chat", status="400", status_class="4xx") == 3
+    assert delta(name, model="text-embedding-3-small", operation="embeddings", status="400") == 1
+    assert delta(name, model="other", operation="chat", status="400") == 1
+    assert delta(name, model="", status="400") == 0
+    assert not any(unknown in str(labels) for _, labels in delta.after)
+
+
 def test_a_stream_failing_after_its_first_chunk_counts_its_first_token(deployment: Deployment) -> None:
     delta = Delta(deployment)
     client = deployment.sdk()

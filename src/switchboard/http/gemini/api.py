@@ -51,6 +51,12 @@ def path_model(ctx: RequestContext) -> str:
     return model
 
 
+def refused(ctx: RequestContext, model: str) -> None:
+    """The body was refused: the metrics and the failure log still name the URL's model, as
+    they name a chat body's (pipeline/decode.py; the metrics only if it is a configured one)."""
+    if not ctx.request:
+        ctx.request = {"model": model}
+
 
 
 def _remember_thoughts(ctx: RequestContext) -> None:
@@ -92,10 +98,14 @@ class GeminiGenerate(_GoogleErrors):
 
     def decode(self, ctx: RequestContext) -> None:
         model = path_model(ctx)
-        if self._stream and "sse" not in parse_qs(ctx.query).get("alt", ()):
-            raise InvalidRequest("streamGenerateContent is served as server-sent events only: add "
-                                 "'?alt=sse' to the URL", param="alt")
-        decoded = generate_request(ctx.body, model, self._stream)
+        try:
+            if self._stream and "sse" not in parse_qs(ctx.query).get("alt", ()):
+                raise InvalidRequest("streamGenerateContent is served as server-sent events only: add "
+                                     "'?alt=sse' to the URL", param="alt")
+            decoded = generate_request(ctx.body, model, self._stream)
+        except GatewayError:
+            refused(ctx, model)
+            raise
         ctx.request = decoded.request
         ctx.stream = self._stream
         ctx.client_wants_usage = self._stream
@@ -137,7 +147,12 @@ class _Json(_GoogleErrors):
         self._answer = answer
 
     def decode(self, ctx: RequestContext) -> None:
-        ctx.request = self._decode(ctx.body, path_model(ctx))
+        model = path_model(ctx)
+        try:
+            ctx.request = self._decode(ctx.body, model)
+        except GatewayError:
+            refused(ctx, model)
+            raise
 
     def encode(self, ctx: RequestContext, body: JSON, native: bool = False) -> bytes:
         return orjson.dumps(self._answer(body))
