@@ -6,9 +6,11 @@ cluster (PostgreSQL and Redis)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -141,6 +143,45 @@ def test_a_team_sees_its_subscription_state_move_from_pending_to_approved(deploy
     listed = deployment.ok("GET", "/admin/v1/subscriptions", key)["data"]
     assert [(s["id"], s["status"], s["kind"], s["name"]) for s in listed] == [
         (asked["id"], "revoked", "model", GATED)]
+
+
+def test_an_approval_shows_in_the_catalog_of_another_instance_within_a_second(
+    mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Two instances of a cluster: each keeps the team's subscriptions for its catalog (no query
+    per request), and an approval made through one shows in the other's catalog within a
+    second, through the change feed: the cache would keep the old state for minutes."""
+    config = cluster_config(mock_upstream, postgres, redis_server)
+    config["apis"] = {"cache_seconds": 300}  # only the change feed can explain a change seen
+    database = config["database"]["url"].rsplit("/", 1)[1]
+    (tmp_path / "here").mkdir()
+    (tmp_path / "there").mkdir()
+    here = Deployment("cluster", start_gateway(config, tmp_path / "here"))
+    there = Deployment("cluster", start_gateway(config, tmp_path / "there"))
+    try:
+        tenant = here.tenant()
+        team = here.team(tenant)
+        key, approver = here.key(tenant, team), here.key(tenant, role="tenant_admin")
+        asked = here.ok("POST", "/admin/v1/subscriptions", key, json={"model": GATED}, status=201)
+
+        def state(deployment: Deployment) -> dict[str, Any]:
+            return dict(deployment.entries(key, kind="model")[f"model:{GATED}"]["subscription"])
+
+        assert state(there) == {"status": "pending", "id": asked["id"]}
+        # Kept there: a change written behind the gateway's back (no change-feed message) is
+        # not seen until the entry expires.
+        postgres.psql(f"UPDATE subscriptions SET status = 'rejected' WHERE id = '{asked['id']}'", database)
+        assert state(there)["status"] == "pending"
+        postgres.psql(f"UPDATE subscriptions SET status = 'pending' WHERE id = '{asked['id']}'", database)
+        here.ok("POST", f"/admin/v1/subscriptions/{asked['id']}/approve", approver, json={})
+        assert state(here) == {"status": "approved", "id": asked["id"]}  # at once where it was made
+        approved = time.monotonic()
+        while (seen := state(there)["status"]) != "approved":
+            assert time.monotonic() - approved < 1.0, f"still {seen} on the other instance after 1 s"
+            time.sleep(0.02)
+    finally:
+        here.gateway.process.stop()
+        there.gateway.process.stop()
 
 
 def test_filters_and_pages(deployment: Deployment) -> None:

@@ -2,12 +2,18 @@
 
 ``GET /admin/v1/catalog`` and ``GET /admin/v1/catalog/openapi.json`` are open to any key of the
 tenant, and their prompt APIs (the API records, their prompts' versions and, for the document,
-each API's generated operations) and the REST services registered for the tenant come from the
-store. Each part is read once per tenant and kept until a change to the tenant's APIs, prompts
-or services arrives on the change feed (topics ``apis``, ``prompts``, ``services``), which drops
-everything of that tenant on every instance; entries also expire after ``ttl``, the bound on
-staleness when a message is lost. The caller team's subscription state on each entry is read per
-request (it is the team's, and changes when an admin decides).
+each API's generated operations), the REST services registered for the tenant and the caller
+team's subscriptions come from the store. Each part is read once per tenant (the subscriptions
+once per team) and kept until a change to the tenant's APIs, prompts, services or subscriptions
+arrives on the change feed (topics ``apis``, ``prompts``, ``services``, ``subscriptions``: the
+last is the one the request path's subscription cache hears), which drops everything of that
+tenant on every instance; entries also expire after ``ttl``, the bound on staleness when a
+message is lost.
+
+The request path's own subscription cache (access/subscriptions.py) is not used: it keeps one
+status per (tenant, team, subject), filled as calls ask, without the subscription's id, and a
+page of the catalog needs the state of each of its entries: read through it, a page would cost a
+query per entry instead of one per team, and fill it with subjects the team never calls.
 
 The gateway owns the cache (started and closed with the stores); the admin API's catalog
 registers what each part is read with (:meth:`CatalogCache.use`).
@@ -20,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from switchboard.access.feedcache import ALL, FeedCache
+from switchboard.access.subscriptions import TOPIC as SUBSCRIPTIONS
 from switchboard.apis.cache import TOPIC as APIS
 from switchboard.context import Principal
 from switchboard.portal.sources import Entry
@@ -27,13 +34,15 @@ from switchboard.prompts.cache import TOPIC as PROMPTS
 from switchboard.services.table import TOPIC as SERVICES
 from switchboard.stores.protocols import ChangeFeed
 
-Key = tuple[str, str, str]  # tenant, part (a source's kind, or "operations"), name ("" for a list)
+# tenant, part (a source's kind, "operations" or "subscriptions"), name ("" for a list; the team)
+Key = tuple[str, str, str]
 Loader = Callable[[str, str], Awaitable[Any]]  # (tenant, name) -> the part's value
 
 
 def tenant_of(message: str) -> str | None:
-    """The tenant a change message names: ``<tenant>\\x1f<name>`` (APIs, prompts) or
-    ``<tenant>\\t<name>`` (services); None for ``ALL`` or a message this version cannot read."""
+    """The tenant a change message names: ``<tenant>\\x1f<name>`` (APIs, prompts),
+    ``<tenant>\\x1f<team>\\x1f<subject>`` (subscriptions) or ``<tenant>\\t<name>`` (services);
+    None for ``ALL`` or a message this version cannot read."""
     for sep in ("\x1f", "\t"):
         tenant, found, _ = message.partition(sep)
         if found:
@@ -54,7 +63,7 @@ class CatalogCache(FeedCache[Key, Any]):
 
         super().__init__(APIS, load, feed, encode=lambda key: f"{key[0]}\x1f{key[2]}",
                          decode=lambda message: None, ttl=ttl, max_entries=max_entries, clock=clock,
-                         also=(PROMPTS, SERVICES))
+                         also=(PROMPTS, SERVICES, SUBSCRIPTIONS))
 
     def use(self, part: str, loader: Loader) -> None:
         """Read ``part`` with ``loader`` (the first registered stays: the catalog registers it

@@ -1,5 +1,6 @@
 """The catalog: every source's entries for the caller's tenant, the caller team's subscription
-state on each, filtered by kind and text and paged by id."""
+state on each, filtered by kind and text and paged by id. The team's subscriptions are kept in the
+catalog's cache (portal/cache.py) when there is one, dropped by every subscription change."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.context import Principal
+from switchboard.portal.cache import SUBSCRIPTIONS, CatalogCache
 from switchboard.portal.sources import Entry, Source
 from switchboard.stores.protocols import SubscriptionQuery, SubscriptionRecord, SubscriptionStore
 
@@ -32,19 +34,29 @@ class CatalogPage:
 
 
 class PortalCatalog:
-    def __init__(self, sources: Sequence[Source],
-                 subscriptions: Callable[[], SubscriptionStore]) -> None:
+    def __init__(self, sources: Sequence[Source], subscriptions: Callable[[], SubscriptionStore],
+                 cache: Callable[[], CatalogCache | None] = lambda: None) -> None:
         self.sources = list(sources)
         self._subscriptions = subscriptions
+        self._cache = cache
 
     @property
     def kinds(self) -> list[str]:
         return [s.kind for s in self.sources]
 
     async def team_subscriptions(self, tenant: str, team: str | None) -> dict[str, SubscriptionRecord]:
-        """The team's subscriptions by subject (one per subject)."""
+        """The team's subscriptions by subject (one per subject), from the cache when there is
+        one (the returned dict is then shared: read it, never change it)."""
         if team is None:
             return {}
+        cache = self._cache()
+        if cache is None:  # not started: read as it is
+            return await self._read_subscriptions(tenant, team)
+        cache.use(SUBSCRIPTIONS, self._read_subscriptions)
+        found: dict[str, SubscriptionRecord] = await cache.value(tenant, SUBSCRIPTIONS, team)
+        return found
+
+    async def _read_subscriptions(self, tenant: str, team: str) -> dict[str, SubscriptionRecord]:
         store = self._subscriptions()
         out: dict[str, SubscriptionRecord] = {}
         after: str | None = None

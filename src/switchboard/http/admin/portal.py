@@ -89,7 +89,7 @@ def _catalog(request: Request) -> PortalCatalog:
             routing = services.routing
             sources.append(ModelSource(lambda: routing.current))
         sources += [factory(services) for factory in EXTRA_SOURCES]
-        found = PortalCatalog(sources, lambda: services.stores().subscriptions)
+        found = PortalCatalog(sources, lambda: services.stores().subscriptions, services.catalog_cache)
         state.portal_catalog = found
     return found
 
