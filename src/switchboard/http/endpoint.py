@@ -139,16 +139,14 @@ async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = 
         log_failure(ctx)
 
 
-def count_refused(state: ServerState, scope: Scope, started: float, err: GatewayError,
-                  operation: str = "") -> None:
+def count_refused(state: ServerState, scope: Scope, started: float, err: GatewayError) -> None:
     """Count a request refused before any endpoint took it (an unknown URL, a method the path
-    does not answer) as the endpoints count theirs: its operation when known, no model, the
-    error's status and code. No log line, as before: a scanner's 404s are not worth one each."""
+    does not answer) as the endpoints count theirs: no operation, no model, the error's status
+    and code. No log line, as before: a scanner's 404s are not worth one each."""
     unserved = state.unserved
     if unserved is None:
         return
-    ctx = RequestContext("", operation, _UNROUTED, {}, b"", started, method=scope["method"],
-                         path=scope["path"])
+    ctx = RequestContext("", "", _UNROUTED, {}, b"", started, method=scope["method"], path=scope["path"])
     ctx.outcome.failed(err)
     ctx.outcome.finished_at = time.perf_counter()
     unserved(ctx)
