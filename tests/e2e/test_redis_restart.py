@@ -10,6 +10,7 @@ change-feed warning per outage, not one per retry."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -164,3 +165,49 @@ def test_everything_recovers_after_redis_is_killed_and_restarted_empty(pair: Pai
         assert len(lost) == 1, gw.process.output  # one warning per outage, not one per retry
         assert any("change feed: listening again after" in line for line in gw.process.lines)
         assert "Traceback" not in gw.process.output
+
+
+def test_calls_in_flight_when_redis_dies_warn_once_and_are_counted_once_it_is_back(pair: Pair) -> None:
+    """Calls under way when Redis is killed answer normally; their settlements fail together and
+    the log says so once, not once per call. Redis comes back empty: the budget's counter is
+    rebuilt from the ledger, which holds those calls, and the settlements waiting in the
+    instance do not count them a second time."""
+    key = pair.key()
+    made = pair.admin("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "unit": "tokens",
+                                                    "max_amount": 100_000})
+    assert made.status_code == 200, made.text
+    budget = made.json()["id"]
+
+    def status() -> dict[str, Any]:
+        return dict(pair.admin("GET", f"/admin/v1/budgets/{budget}").json()["status"] or {})
+
+    slow = {"model": "gpt-4o-mini", "max_tokens": 50,
+            "messages": [{"role": "user", "content": "hi mock:latency_ms=2500"}]}
+    answers: list[int] = []
+
+    def call() -> None:
+        answers.append(httpx.post(f"{pair.first.base_url}/chat/completions", json=slow, timeout=30,
+                                  headers={"Authorization": f"Bearer {key['key']}"}).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    _until(lambda: status().get("reserved", 0) >= 4 * 51, "the four calls were not all reserved")
+    pair.kill_redis()
+    for thread in threads:
+        thread.join(30)
+    assert answers == [200] * 4  # the callers saw nothing of it
+    pair.redis.restart()
+
+    def settled() -> bool:
+        rows = pair.admin("GET", f"/admin/v1/usage?key={key['id']}").json()["data"]
+        if not rows or rows[0]["requests"] != 4:
+            return False
+        st = status()
+        return bool(st) and st["reserved"] == 0 and st["spent"] == rows[0]["prompt_tokens"] + rows[0][
+            "completion_tokens"]
+
+    _until(settled, "the counter does not hold what the ledger says", timeout=30)
+    lines = pair.first.process.lines
+    failed = [line for line in lines if "settling its budget reservation failed" in line]
+    assert len(failed) == 1, "".join(lines)
