@@ -140,6 +140,8 @@ def test_a_database_restart_costs_model_calls_a_clear_503_at_most_and_nothing_in
         assert output.count("a store is unreachable (") == 1, output
         assert output.count("reloading the model table failed") == 1, output
         assert output.count("recording the keys' last-used times failed") == 1, output
+        assert output.count("usage ledger: the database is") == 1, output
+        assert "usage ledger: spooled records replayed into the database" in output
         assert "unexpected error" not in output and "Traceback" not in output
     finally:
         pg.stop()
