@@ -25,6 +25,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -197,7 +198,7 @@ class LedgerWriter:
         self._spooled_bytes = 0  # current + backlog
         self._retry_at = 0.0
         self._backoff = 0.5
-        self._warned_at = 0.0  # when the database's absence was last reported
+        self._warned_at = -math.inf  # when the database's absence was last reported
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one flush at a time (the task's, or close()'s)
         # Set once the segments left by earlier runs have been looked at (and replayed if the
