@@ -1,16 +1,21 @@
 """The admin API while the database is down (cluster mode): reads such as the alerts and the
 analytics answer a clear ``503 store_unavailable`` with ``Retry-After`` (one warning line, no
-traceback) while model calls keep being served, and answer again once the database is back."""
+traceback) while model calls keep being served, and answer again once the database is back.
+A model call whose key must be read from the database gets the same 503 (not a 500 with a
+traceback per request), and everything answered meanwhile reaches the usage ledger."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import openai
+import pytest
 
-from tests.servers import MASTER_KEY, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer, _pg_bin, start_postgres
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -20,6 +25,18 @@ READS = ("/admin/v1/alerts", "/admin/v1/analytics", "/admin/v1/keys")
 def _pg_ctl(pg: Postgres, *args: str) -> None:
     subprocess.run([*pg._as_user, _pg_bin("pg_ctl"), "-D", str(pg.directory / "data"), *args],
                    check=True, capture_output=True, timeout=60)
+
+
+def _pg_start(pg: Postgres) -> None:
+    options = f"-p {pg.port} -c listen_addresses=127.0.0.1 -k {pg.directory} -c fsync=off"
+    _pg_ctl(pg, "-o", options, "-l", str(pg.directory / "log"), "-w", "start")
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
 
 
 def test_admin_reads_answer_503_while_the_database_is_down(
@@ -47,8 +64,7 @@ def test_admin_reads_answer_503_while_the_database_is_down(
                 "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "still there?"}]})
             assert chat.status_code == 200  # the request path does not need the database
 
-            options = f"-p {pg.port} -c listen_addresses=127.0.0.1 -k {pg.directory} -c fsync=off"
-            _pg_ctl(pg, "-o", options, "-l", str(pg.directory / "log"), "-w", "start")
+            _pg_start(pg)
             deadline = time.monotonic() + 30
             while httpx.get(gw.url + "/admin/v1/alerts", headers=ADMIN, timeout=10).status_code != 200:
                 assert time.monotonic() < deadline, "the admin API did not come back with the database"
@@ -58,5 +74,74 @@ def test_admin_reads_answer_503_while_the_database_is_down(
         gw.process.wait_exit()
         assert "a store is unreachable (ConnectionRefusedError)" in gw.process.output
         assert "unexpected error" not in gw.process.output and "Traceback" not in gw.process.output
+    finally:
+        pg.stop()
+
+
+def _sdk(gw: Gateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
+
+
+def _ask(client: openai.OpenAI) -> str:
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    return reply.id
+
+
+def _ledger_count(gw: Gateway, key_id: str) -> int:
+    rows = httpx.get(f"{gw.url}/admin/v1/usage?key={key_id}", headers=ADMIN, timeout=10).json()["data"]
+    return int(rows[0]["requests"]) if rows else 0
+
+
+def test_a_database_restart_costs_model_calls_a_clear_503_at_most_and_nothing_in_the_ledger(
+    mock_upstream: Mock, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    pg = start_postgres()  # its own server: the test restarts it
+    try:
+        config = openai_config(mock_upstream)
+        config["database"] = {"url": pg.create_database("restart")}
+        config["redis"] = {"url": redis_server.url}
+        config["auth"]["last_used_interval_seconds"] = 0.5  # written (and failing) often
+        gw = start_gateway(config, tmp_path)
+        try:
+            keys = [httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,
+                               timeout=10).json() for _ in range(2)]
+            seen, unseen = (_sdk(gw, k["key"]) for k in keys)
+            _ask(seen)  # its record is in the key cache now; the other key's is not
+            _pg_ctl(pg, "stop", "-m", "fast", "-w")  # every pooled connection dies with it
+
+            for _ in range(3):  # a key the gateway must read from the database: a clear 503
+                with pytest.raises(openai.APIStatusError) as refused:
+                    _ask(unseen)
+                assert refused.value.status_code == 503
+                assert refused.value.response.headers["retry-after"] == "5"
+                assert refused.value.body == {
+                    "message": "the database or Redis cannot be reached right now; try again shortly",
+                    "type": "api_error", "param": None, "code": "store_unavailable"}
+            during = [_ask(seen) for _ in range(3)]  # a cached key is served: spooled for the ledger
+            # The background work keeps failing meanwhile: the periodic reload of the model table
+            # (every 10 s), the keys' last-used times (every 0.5 s here).
+            gw.process.wait_for_all("reloading the model table failed", timeout=20)
+
+            _pg_start(pg)
+            ready = f"{gw.url}/health/ready"
+            _until(lambda: httpx.get(ready, timeout=10).json()["checks"]["database"] == "ok",
+                   "/health/ready did not see the database back")
+            assert _ask(unseen) and _ask(seen)  # read from the database again, no restart needed
+            assert httpx.get(f"{gw.url}/admin/v1/keys", headers=ADMIN, timeout=10).status_code == 200
+            # Every call answered is in the ledger: those of the outage replayed from the spool.
+            _until(lambda: _ledger_count(gw, keys[0]["id"]) == 1 + len(during) + 1,
+                   "the ledger lacks calls answered while the database was down")
+            assert _ledger_count(gw, keys[1]["id"]) == 1
+        finally:
+            gw.process.stop()
+        gw.process.wait_exit()
+        output = gw.process.output
+        # One warning each for the outage, not one per request or per try, and no traceback.
+        assert output.count("a store is unreachable (") == 1, output
+        assert output.count("reloading the model table failed") == 1, output
+        assert output.count("recording the keys' last-used times failed") == 1, output
+        assert output.count("usage ledger: the database is") == 1, output
+        assert "usage ledger: spooled records replayed into the database" in output
+        assert "unexpected error" not in output and "Traceback" not in output
     finally:
         pg.stop()

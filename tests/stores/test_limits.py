@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from switchboard.stores.protocols import Bucket, LimitRecord
+from switchboard.limits.cache import TOPIC as LIMITS_TOPIC
+from switchboard.limits.cache import LimitCache
+from switchboard.stores.protocols import EVERYTHING, Bucket, LimitRecord
 from switchboard.stores.redis.limits import RedisRateLimiter
 from tests.stores.conftest import Backend
 
@@ -146,3 +148,29 @@ async def test_a_correction_redis_did_not_take_is_made_once_it_answers(cluster: 
         assert time.monotonic() < deadline, "the correction was never made"
         await asyncio.sleep(0.05)
     assert failures == 0 and len(limiter.pending) == 0
+
+
+async def test_the_stored_limits_cache_forgets_every_tenant_when_the_feed_says_everything(
+    backend: Backend,
+) -> None:
+    """A change feed that reconnected hands its subscribers EVERYTHING (what was published while
+    it was away is lost): every tenant's limits are read again, not kept until they expire."""
+    stores = backend.stores
+    assert stores.limits is not None
+    cache = LimitCache(stores.limits, stores.feed)
+    await cache.start()
+    try:
+        assert await cache.get("t1") == {} and await cache.get("t2") == {}
+        # Changed with no message on the feed (as when it is lost): the cached copies stand.
+        await stores.limits.put(LimitRecord("lim_e1", "t1", "team", "team-a", rpm=5))
+        await stores.limits.put(LimitRecord("lim_e2", "t2", "team", "team-a", rpm=7))
+        assert await cache.get("t1") == {}
+        await stores.feed.publish(LIMITS_TOPIC, EVERYTHING)
+        deadline = time.monotonic() + 5
+        while not await cache.get("t1"):  # over Redis the message takes a moment
+            assert time.monotonic() < deadline, "the cache kept its copy"
+            await asyncio.sleep(0.01)
+        assert (await cache.get("t1"))[("team", "team-a")].rpm == 5
+        assert (await cache.get("t2"))[("team", "team-a")].rpm == 7
+    finally:
+        await cache.close()

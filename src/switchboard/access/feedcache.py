@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from switchboard.stores.protocols import ChangeFeed, Subscription
+from switchboard.stores.protocols import EVERYTHING, ChangeFeed, Subscription
 
 log = logging.getLogger("switchboard.access")
 
@@ -30,7 +30,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 D = TypeVar("D")
 
-ALL = "*"  # the message that drops every entry
+ALL = EVERYTHING  # the message that drops every entry (also sent by a feed that reconnected)
 
 # The caches started in this process, by topic: a change published here drops their entries at
 # once, before the change feed's message comes back (Redis pub/sub takes a moment).

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from switchboard.background import stop_task
 from switchboard.stores.protocols import KeyStore
+from switchboard.stores.unavailable import OutageLog
 
 log = logging.getLogger("switchboard.access")
 
@@ -24,6 +25,8 @@ class LastUsed:
         self._interval = interval
         self._noted: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
+        # A database restart: one warning, not a traceback every interval.
+        self._outage = OutageLog(log, "recording the keys' last-used times")
 
     def note(self, key_id: str) -> None:
         self._noted[key_id] = datetime.now(UTC)
@@ -34,10 +37,12 @@ class LastUsed:
             return
         try:
             await self._store.touch(batch)
-        except Exception:
-            log.warning("could not record last-used times of %d key(s); retrying", len(batch), exc_info=True)
+        except Exception as exc:
+            self._outage.failed(exc, f"; {len(batch)} key(s) kept for the next try")
             for key_id, when in batch.items():  # keep them for the next round, newest wins
                 self._noted.setdefault(key_id, when)
+            return
+        self._outage.succeeded()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="key-last-used")

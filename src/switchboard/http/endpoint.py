@@ -43,7 +43,7 @@ from switchboard.http.asgi import (
     read_body,
 )
 from switchboard.http.disconnect import ClientGone, until_disconnect
-from switchboard.http.errors import ServerShuttingDown
+from switchboard.http.errors import UNEXPECTED, ServerShuttingDown
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState, Unserved
 from switchboard.observability.logs import CURRENT
@@ -204,9 +204,8 @@ class Responder:
             return None
         except ConnectionAbortedError:
             raise
-        except Exception:
-            log.exception("request %s: unexpected error", ctx.request_id)
-            await self.error(InternalError(f"internal error (request id {ctx.request_id})"))
+        except Exception as exc:
+            await self.error(UNEXPECTED.error(ctx.request_id, exc))
             return None
         if isinstance(result, Reply):
             body = ctx.inbound.encode(ctx, result.body, result.native)
@@ -325,9 +324,8 @@ class Endpoint:
         except GatewayError as err:
             await out.error(err)
             return
-        except Exception:
-            log.exception("request %s: unexpected error", ctx.request_id)
-            await out.error(InternalError(f"internal error (request id {ctx.request_id})"))
+        except Exception as exc:
+            await out.error(UNEXPECTED.error(ctx.request_id, exc))
             return
         if isinstance(result, Reply):
             body = self.inbound.encode(ctx, result.body, result.native)

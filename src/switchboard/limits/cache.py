@@ -16,7 +16,7 @@ from functools import partial
 
 from switchboard.config.schema import LimitValues
 from switchboard.limits.plan import Stored
-from switchboard.stores.protocols import ChangeFeed, LimitRecord, LimitStore, Subscription
+from switchboard.stores.protocols import EVERYTHING, ChangeFeed, LimitRecord, LimitStore, Subscription
 
 TOPIC = "limits"
 
@@ -87,8 +87,12 @@ class LimitCache:
             task.exception()  # retrieved: a failed read is the caller's error, not a warning
 
     def drop(self, tenant_id: str) -> None:
+        """Forget a tenant's limits (``EVERYTHING``: every tenant's, the feed reconnected)."""
         self._generation += 1
-        self._entries.pop(tenant_id, None)
+        if tenant_id == EVERYTHING:
+            self._entries.clear()
+        else:
+            self._entries.pop(tenant_id, None)
 
     async def changed(self, tenant_id: str) -> None:
         """A tenant's limits changed here: forget them now, and tell every other instance."""

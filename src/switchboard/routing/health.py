@@ -44,7 +44,7 @@ import orjson
 from switchboard.config.schema import CooldownConfig
 from switchboard.errors import GatewayError, error_class
 from switchboard.routing.table import Route
-from switchboard.stores.protocols import ChangeFeed, HealthStore, Subscription
+from switchboard.stores.protocols import EVERYTHING, ChangeFeed, HealthStore, Subscription
 
 log = logging.getLogger("switchboard.routing")
 
@@ -465,6 +465,8 @@ class Health:
             state.claiming = None
 
     async def _message(self, topic: str, message: str) -> None:
+        if message == EVERYTHING:  # the feed reconnected: the cooldowns held here end on their own
+            return
         try:
             data = orjson.loads(message)
             key = (str(data["g"]), str(data["d"]))

@@ -61,6 +61,7 @@ from switchboard.stores.protocols import (
     RoutingStore,
     Subscription,
 )
+from switchboard.stores.unavailable import OutageLog
 from switchboard.upstream.client import UpstreamClient
 
 log = logging.getLogger("switchboard.routing")
@@ -259,12 +260,16 @@ class LiveRouting:
                 return
 
     async def _every(self, seconds: float) -> None:
+        # The database restarting: one warning for the outage, not a traceback every period.
+        outage = OutageLog(log, "reloading the model table")
         while True:
             await asyncio.sleep(seconds)
             try:
                 await self.reload()
-            except Exception:
-                log.warning("reloading the model table failed; the current one stays", exc_info=True)
+            except Exception as exc:
+                outage.failed(exc, "; the current one stays")
+            else:
+                outage.succeeded()
 
     # -- building ------------------------------------------------------------------------
 

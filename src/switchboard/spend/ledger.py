@@ -25,6 +25,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -49,6 +50,9 @@ log = logging.getLogger("switchboard.spend")
 SUFFIX = ".spool"
 REPLAY_BATCH = 500
 _MAX_BACKOFF = 5.0
+# While the database stays unreachable, how often the spool's growth is reported (the outage's
+# first failure is reported at once): a restart of the database is one warning, not one per try.
+_STILL_WARN_SECONDS = 60.0
 
 
 # The spool's line, since 2026-12: the record's row (``USAGE_ROW``) as a JSON array. Lines written
@@ -194,6 +198,7 @@ class LedgerWriter:
         self._spooled_bytes = 0  # current + backlog
         self._retry_at = 0.0
         self._backoff = 0.5
+        self._warned_at = -math.inf  # when the database's absence was last reported
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one flush at a time (the task's, or close()'s)
         # Set once the segments left by earlier runs have been looked at (and replayed if the
@@ -341,6 +346,7 @@ class LedgerWriter:
         except Exception as exc:
             log.warning("usage ledger: the database is unreachable (%s); %d record(s) kept in the spool",
                         type(exc).__name__, len(batch))
+            self._warned_at = time.monotonic()
             self._backlog.append(segment)
             self._retry_at = time.monotonic() + self._backoff
             return
@@ -363,8 +369,12 @@ class LedgerWriter:
             except Exception as exc:
                 self._retry_at = time.monotonic() + self._backoff
                 self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
-                log.warning("usage ledger: the database is still unreachable (%s); %d byte(s) spooled",
-                            type(exc).__name__, self._spooled_bytes)
+                if time.monotonic() - self._warned_at >= _STILL_WARN_SECONDS:
+                    self._warned_at = time.monotonic()
+                    log.warning("usage ledger: the database is still unreachable (%s); %d byte(s) spooled",
+                                type(exc).__name__, self._spooled_bytes)
+                else:
+                    log.debug("usage ledger: the database is still unreachable (%s)", type(exc).__name__)
                 return
             self._backlog.pop(0)
             await self._drop(segment)

@@ -9,7 +9,9 @@ loaded cannot be raised, and importing redis-py alone loads OpenTelemetry's SDK.
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 
 import sqlalchemy.exc
 
@@ -43,3 +45,31 @@ def unavailable(exc: BaseException) -> bool:
         return (exc.connection_invalidated or _driver_error(exc.orig)
                 or "database is locked" in str(exc.orig))
     return _driver_error(exc)
+
+
+class OutageLog:
+    """How background work on a store (a periodic reload, a batched write) logs its failures:
+    one warning when the store stops answering, one line when it answers again, debug lines in
+    between, so a database restart does not print a traceback every few seconds. A failure that
+    is not a store out of reach is a fault of the code and keeps its traceback each time."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._log = logger
+        self._what = what
+        self._since: float | None = None  # when the store stopped answering, until it answers
+
+    def failed(self, exc: BaseException, then: str = "") -> None:
+        """``then``: what happens meanwhile, appended to the warning (``"; ..."``)."""
+        if not unavailable(exc):
+            self._log.warning("%s failed%s", self._what, then, exc_info=exc)
+        elif self._since is None:
+            self._since = time.monotonic()
+            self._log.warning("%s failed: the database or Redis is unreachable (%s)%s", self._what,
+                              type(exc).__name__, then)
+        else:
+            self._log.debug("%s failed again (%s)", self._what, type(exc).__name__)
+
+    def succeeded(self) -> None:
+        if self._since is not None:
+            self._log.info("%s works again after %.1f s", self._what, time.monotonic() - self._since)
+            self._since = None

@@ -6,13 +6,12 @@ import logging
 from typing import Any
 
 from switchboard.context import RawReply, RequestContext, Result
-from switchboard.errors import GatewayError, PermissionDenied
+from switchboard.errors import PermissionDenied
 from switchboard.http.asgi import Message, Receive, Scope
+from switchboard.http.errors import StoreUnavailable
 from switchboard.stores.unavailable import unavailable
 
 log = logging.getLogger("switchboard.http")
-
-STORE_RETRY_AFTER = "5"  # seconds: a database restart or a Redis failover takes a few
 
 ASGIApp = Any  # an ASGI callable (typed loosely: FastAPI's own signature differs in detail)
 
@@ -55,9 +54,7 @@ class AdminBridge:
             # retry, and one warning line instead of a traceback.
             log.warning("request %s: %s %s: a store is unreachable (%s)", ctx.request_id, ctx.method,
                         ctx.path, type(exc).__name__)
-            raise GatewayError("the database or Redis cannot be reached right now; try again shortly",
-                               status=503, code="store_unavailable",
-                               headers={"retry-after": STORE_RETRY_AFTER}) from None
+            raise StoreUnavailable() from None
         state = scope["state"]
         if "error_code" in state:  # an error answer (http/admin/errors.py): named as the edge's are
             ctx.outcome.error_code = state["error_code"]

@@ -59,6 +59,9 @@ STATUS_READ_SECONDS = 1.0
 # most this long (a counter outlives its period by two days; a day of outage is past repair).
 PENDING_MAX = 50_000
 PENDING_MAX_AGE = 86_400.0
+# Seconds between two warnings about settlements that failed: when Redis dies under load every
+# call in flight fails to settle at once, and one line says so rather than one per call.
+SETTLE_WARN_SECONDS = 10.0
 
 
 class BudgetBook:
@@ -90,6 +93,7 @@ class BudgetBook:
         self._periods: dict[tuple[str, str, str], tuple[str, float, float]] = {}
         self._alerts: set[asyncio.Task[None]] = set()
         self.pending = Retries("budget settlements", PENDING_MAX, PENDING_MAX_AGE)
+        self._settle_warned = -math.inf
         # Told of every threshold event this instance fires (the alerts' budget rules), with
         # the event as the webhook gets it. Must be quick and must not raise.
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -238,8 +242,12 @@ class BudgetBook:
             await self.settle(reservation, budgets, charges, spent)
             return
         except Exception as exc:
-            log.warning("request %s: settling its budget reservation failed (%s); trying again until "
-                        "the counters answer", reservation, type(exc).__name__)
+            now = time.monotonic()
+            if now - self._settle_warned >= SETTLE_WARN_SECONDS:
+                self._settle_warned = now
+                log.warning("request %s: settling its budget reservation failed (%s); it and the others "
+                            "failing meanwhile are tried again until the counters answer", reservation,
+                            type(exc).__name__)
 
         async def again() -> None:
             age = time.monotonic() - reserved_at

@@ -110,6 +110,7 @@ from switchboard.stores.protocols.services import (
     ServiceStore,
 )
 from switchboard.stores.protocols.shared import (
+    EVERYTHING,
     Callback,
     ChangeFeed,
     Claim,
@@ -147,6 +148,7 @@ __all__ = [
     "BUDGET_PERIODS",
     "BUDGET_SCOPES",
     "BUDGET_UNITS",
+    "EVERYTHING",
     "FILE",
     "LIMIT_SCOPES",
     "LIMIT_SLOTS",

@@ -24,6 +24,11 @@ class SharedCache(Protocol):
 
 Callback = Callable[[str, str], Awaitable[None]]
 
+# The message that says anything of a topic may have changed: drop (or reload) everything. Sent
+# by a change feed to its subscribers when it may have lost messages (it reconnected), and by
+# whoever changes everything at once.
+EVERYTHING = "*"
+
 
 class Subscription(Protocol):
     async def close(self) -> None: ...
@@ -31,7 +36,9 @@ class Subscription(Protocol):
 
 class ChangeFeed(Protocol):
     """Tells every instance that something changed (a key, a model, a policy). At most once:
-    a message can be lost (a reconnect), so whatever it invalidates also has a short TTL."""
+    a message can be lost (a reconnect), so whatever it invalidates also has a short TTL. A feed
+    that reconnected hands each subscriber ``EVERYTHING`` once it hears its topic again, since
+    what was published meanwhile is lost."""
 
     async def publish(self, topic: str, message: str) -> None: ...
 

@@ -3,18 +3,26 @@
 ``subscribe`` returns once Redis has confirmed the subscription, so a message published by any
 instance after that is delivered. Pub/sub is at most once (nothing is replayed after a
 reconnect): whatever a message invalidates must also expire on its own.
+
+When the connection is lost (Redis restarted, failed over, a dropped connection), the reader
+tries again at least every second; redis-py reconnects and subscribes again. What was published
+meanwhile is lost, so once Redis confirms a topic again its subscribers are handed
+``EVERYTHING``: they drop what they hold, and a change made while this process was not
+listening (a key revoked elsewhere) is read from the database at once rather than when a cached
+copy expires. One warning when the connection is lost, one line when it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from switchboard.background import stop_task
-from switchboard.stores.protocols import Callback
+from switchboard.stores.protocols import EVERYTHING, Callback
 from switchboard.stores.redis.client import PREFIX
 
 log = logging.getLogger("switchboard.stores")
@@ -25,6 +33,10 @@ SUBSCRIBE_TIMEOUT = 10.0
 # stored when it is published and the others catch up by their caches' TTL, so an admin answer
 # must not wait the client's 10 s socket timeout for a Redis that accepts and never replies.
 PUBLISH_TIMEOUT = 1.0
+# While Redis cannot be reached the reader tries again this often at most (doubling from 0.1 s):
+# what is published before it listens again is lost, so it must not sleep long past the moment
+# Redis is back. A refused connection costs next to nothing.
+RECONNECT_MOST = 1.0
 
 
 class _RedisSubscription:
@@ -46,6 +58,7 @@ class RedisFeed:
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._lost_at: float | None = None  # when the connection was lost, until it is back
 
     async def publish(self, topic: str, message: str) -> None:
         """Best effort, like the feed itself: a change already stored is not refused because the
@@ -100,14 +113,24 @@ class RedisFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # redis-py reconnects and re-subscribes on the next read; messages sent meanwhile are lost.
-                log.warning("change feed: redis read failed (%s); retrying in %.1fs", exc, backoff)
+                # redis-py reconnects and re-subscribes on the next read; messages sent meanwhile
+                # are lost (made up for when the subscriptions are confirmed again: _dispatch).
+                self._lost(exc)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, RECONNECT_MOST)
                 continue
             backoff = 0.1
             if message is not None:
                 await self._dispatch(message)
+
+    def _lost(self, exc: Exception) -> None:
+        """One warning per outage; the tries that fail while it lasts are debug lines."""
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
+            log.warning("change feed: lost its redis connection (%s); reconnecting. Changes published "
+                        "meanwhile are missed: cached copies are dropped once it listens again", exc)
+        else:
+            log.debug("change feed: redis still unreachable (%s)", exc)
 
     async def _dispatch(self, message: dict[str, object]) -> None:
         raw_channel = message.get("channel")
@@ -115,13 +138,25 @@ class RedisFeed:
         kind = message.get("type")
         if kind == "subscribe":
             confirmed = self._confirmed.pop(channel, None)
-            if confirmed is not None and not confirmed.done():
-                confirmed.set_result(None)
+            if confirmed is not None:  # the first subscription: subscribe() waits for it
+                if not confirmed.done():
+                    confirmed.set_result(None)
+                return
+            # Subscribed again after a reconnect: what was published while this process was not
+            # listening is lost, so the topic's subscribers drop everything they hold.
+            if self._lost_at is not None:
+                log.info("change feed: listening again after %.1f s without redis; cached copies "
+                         "dropped", time.monotonic() - self._lost_at)
+                self._lost_at = None
+            await self._deliver(channel, EVERYTHING)
             return
         if kind != "message":
             return
         data = message.get("data")
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+        await self._deliver(channel, text)
+
+    async def _deliver(self, channel: str, text: str) -> None:
         topic = channel.removeprefix(CHANNEL)
         for sub in list(self._subs.get(channel, ())):
             try:
