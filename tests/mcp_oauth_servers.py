@@ -6,8 +6,11 @@ the official SDK (its ``token_verifier`` support), run as a subprocess:
 The authorization server serves RFC 8414 metadata, ``/authorize`` (no login page: the test names
 the user who "logs in" with ``login=<subject>``; ``deny=1`` refuses), ``/token`` (authorization
 code with PKCE S256 and refresh token grants, refresh tokens rotated, the client authenticated
-with HTTP Basic), ``/introspect`` (RFC 7662, for the MCP server) and ``/revoke`` (RFC 7009). It
-records every token it issues, so a test can assert none reaches the gateway's log.
+with HTTP Basic), ``/introspect`` (RFC 7662, for the MCP server) and ``/revoke`` (RFC 7009: the
+client authenticated as at ``/token``, or a registered public client by its id; every request
+recorded in ``revocations``, those it accepted in ``revoked``; it can be made to fail or to hold
+its answers). It records every token it issues, so a test can assert none reaches the gateway's
+log.
 
 The MCP server requires a bearer token: one the authorization server issued for it (checked by
 introspection, its ``resource`` included), or the fixed static token (subject ``static-client``).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
 import subprocess
@@ -37,6 +41,15 @@ from tests.servers import Process, free_port
 STATIC_SUBJECT = "static-client"
 
 
+@dataclass(frozen=True)
+class Revocation:
+    """A revocation request the authorization server received."""
+
+    token: str
+    hint: str  # its token_type_hint
+    authenticated: bool  # the client authenticated (or a registered public client named itself)
+
+
 class AuthorizationServer:
     def __init__(self, client_id: str = "switchboard", client_secret: str = "as-client-secret") -> None:
         self.port = free_port()
@@ -50,7 +63,12 @@ class AuthorizationServer:
         self.refresh: dict[str, dict[str, Any]] = {}
         self.issued: list[str] = []  # every token issued (access and refresh)
         self.grants: Counter[str] = Counter()  # token requests by grant type
-        self.revoked: list[str] = []
+        self.revoked: list[str] = []  # the tokens revoked (accepted requests)
+        self.revocations: list[Revocation] = []  # every revocation request, in order
+        self.revocation_status: int | None = None  # answer every revocation with this instead
+        self._held: asyncio.Event | None = None  # set: revocations wait until released
+        self._registered: set[str] = set()  # dynamically registered (public) clients
+        self._revocations_changed = threading.Condition()
         self.hits: Counter[str] = Counter()  # requests by path
         # For discovery tests: the PKCE methods advertised, dynamic registration offered, and a
         # protected resource of its own at /mcp (401 with or without resource_metadata; its
@@ -104,6 +122,30 @@ class AuthorizationServer:
                 for token in [t for t, g in tokens.items() if g["sub"] == subject]:
                     del tokens[token]
 
+    def hold_revocations(self) -> None:
+        """Revocation requests are not answered until :meth:`release_revocations` (30 s at most)."""
+        assert self._loop is not None
+        self._held = asyncio.Event()
+
+    def release_revocations(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(held.set)
+
+    def wait_revocations(self, count: int, timeout: float = 15.0) -> list[Revocation]:
+        """The first ``count`` revocation requests, once they arrived (answered or not)."""
+        with self._revocations_changed:
+            if not self._revocations_changed.wait_for(lambda: len(self.revocations) >= count, timeout):
+                raise AssertionError(f"the authorization server got {len(self.revocations)} revocation "
+                                     f"request(s) within {timeout} s, expected {count}")
+            return list(self.revocations[:count])
+
+    def tokens_of(self, subject: str) -> set[str]:
+        """The subject's refresh and access tokens still valid here."""
+        with self._lock:
+            return {t for tokens in (self.refresh, self.access) for t, g in tokens.items()
+                    if g["sub"] == subject}
+
     def subject_of(self, refresh_token: str) -> str | None:
         with self._lock:
             grant = self.refresh.get(refresh_token)
@@ -131,7 +173,10 @@ class AuthorizationServer:
         body = await request.json()
         if not self.registration or not body.get("redirect_uris"):
             return web.json_response({"error": "invalid_client_metadata"}, status=400)
-        return web.json_response({"client_id": "registered-" + secrets.token_hex(4), **body}, status=201)
+        client_id = "registered-" + secrets.token_hex(4)
+        with self._lock:
+            self._registered.add(client_id)
+        return web.json_response({"client_id": client_id, **body}, status=201)
 
     async def _metadata(self, request: web.Request) -> web.Response:
         extra = {"registration_endpoint": f"{self.issuer}/register"} if self.registration else {}
@@ -228,6 +273,18 @@ class AuthorizationServer:
     async def _revoke(self, request: web.Request) -> web.Response:
         form = await request.post()
         token = str(form.get("token", ""))
+        authenticated = self._client_ok(request) or str(form.get("client_id", "")) in self._registered
+        with self._revocations_changed:
+            self.revocations.append(Revocation(token, str(form.get("token_type_hint", "")), authenticated))
+            self._revocations_changed.notify_all()
+        held = self._held
+        if held is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(held.wait(), 30)
+        if self.revocation_status is not None:
+            return web.json_response({"error": "temporarily_unavailable"}, status=self.revocation_status)
+        if not authenticated:
+            return web.json_response({"error": "invalid_client"}, status=401)
         with self._lock:
             self.revoked.append(token)
             grant = self.refresh.pop(token, None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -220,26 +221,36 @@ def test_two_users_each_authorize_and_call_with_their_own_token(world: World) ->
         assert secret not in world.gateway.process.output
 
 
-def test_a_user_forgets_their_authorization_and_the_token_is_revoked(world: World) -> None:
+def test_a_user_forgets_their_authorization_and_the_tokens_are_revoked(world: World) -> None:
     dave_key, _ = world.user_key()
     erin_key, _ = world.user_key()
     assert authorize(world, "dave@idp", key=dave_key).status_code == 200
     assert authorize(world, "erin@idp", key=erin_key).status_code == 200
     assert asyncio.run(whoami(world, dave_key)) == "dave@idp"
-    revoked_before = len(world.auth.revoked)
-    with httpx.Client(timeout=10) as client:
-        forgot = client.delete(f"{world.gateway.url}/mcp/oauth/whoami",
-                               headers={"Authorization": f"Bearer {dave_key}"})
-        assert forgot.status_code == 200, forgot.text
-        assert forgot.json() == {"object": "mcp_authorization", "server": "whoami", "deleted": True}
-        again = client.delete(f"{world.gateway.url}/mcp/oauth/whoami",
-                              headers={"Authorization": f"Bearer {dave_key}"})
-        assert again.json()["deleted"] is False
-    # Revoked at the authorization server (its refresh token), and unusable at the gateway.
-    assert len(world.auth.revoked) == revoked_before + 1
-    assert world.auth.subject_of(world.auth.revoked[-1]) is None
-    assert "needs your authorization" in asyncio.run(refused(world, dave_key)).error.message
+    daves = world.auth.tokens_of("dave@idp")
+    before = len(world.auth.revocations)
+    world.auth.hold_revocations()  # the authorization server is slow to answer: nobody waits for it
+    try:
+        with httpx.Client(timeout=10) as client:
+            forgot = client.delete(f"{world.gateway.url}/mcp/oauth/whoami",
+                                   headers={"Authorization": f"Bearer {dave_key}"})
+            assert forgot.status_code == 200, forgot.text
+            assert forgot.json() == {"object": "mcp_authorization", "server": "whoami", "deleted": True}
+            world.auth.wait_revocations(before + 1)  # asked, not answered yet
+            assert "needs your authorization" in asyncio.run(refused(world, dave_key)).error.message
+            again = client.delete(f"{world.gateway.url}/mcp/oauth/whoami",
+                                  headers={"Authorization": f"Bearer {dave_key}"})
+            assert again.json()["deleted"] is False
+    finally:
+        world.auth.release_revocations()
+    # The refresh token, then the access token, revoked with the client's credentials.
+    revocations = world.auth.wait_revocations(before + 2)[before:]
+    assert [r.hint for r in revocations] == ["refresh_token", "access_token"]
+    assert all(r.authenticated for r in revocations)
+    assert {r.token for r in revocations} == daves
+    assert world.auth.tokens_of("dave@idp") == set()
     assert asyncio.run(whoami(world, erin_key)) == "erin@idp"  # another user's is untouched
+    assert len(world.auth.revocations) == before + 2  # nothing else: the second unlink had no tokens
 
 
 def test_tokens_are_refreshed_before_they_expire_one_refresh_at_a_time(world: World) -> None:
@@ -442,6 +453,71 @@ def test_a_stored_servers_new_url_or_client_drops_every_users_tokens(world: Worl
     admin.ok("PATCH", path, {"oauth": {**oauth, "client_id": "another-client"}}, params=scope)
     must_authorize("whoami", {})
     assert deleted_audits()[0]["after"]["reason"] == "its oauth settings changed"
+
+
+def stored_oauth_server(world: World, tenant: str) -> str:
+    """A stored server (of a new tenant) for the protected MCP server; its name."""
+    world.admin.ok("POST", "/admin/v1/tenants", {"id": tenant, "name": tenant}, status=201)
+    name = f"rev{uuid.uuid4().hex[:6]}"
+    oauth = {"client_id": world.auth.client_id, "client_secret": CLIENT_SECRET}
+    world.admin.ok("POST", "/admin/v1/mcp/servers", {"name": name, "url": world.mcp.url, "tenant": tenant,
+                                                     "oauth": oauth}, status=201)
+    return name
+
+
+def test_every_users_tokens_deleted_by_a_server_change_or_removal_are_revoked(world: World) -> None:
+    """Tokens a server's new URL or client makes unusable, and those of a removed server, are
+    revoked at the authorization server that issued them (its metadata offers revocation), in
+    the background: the admin's answer never waits for the authorization server."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    name = stored_oauth_server(world, tenant)
+    path, scope = f"/admin/v1/mcp/servers/{name}", {"tenant": tenant}
+    users = {f"u{n}-{uuid.uuid4().hex[:4]}@idp": world.user_key(tenant)[0] for n in range(2)}
+    for login, key in users.items():
+        assert authorize(world, login, key=key, server=name).status_code == 200
+    issued = set().union(*(world.auth.tokens_of(login) for login in users))
+    assert len(issued) == 4
+    before = len(world.auth.revocations)
+    world.auth.hold_revocations()
+    try:
+        started = time.monotonic()
+        world.admin.ok("PATCH", path, {"url": world.math.url}, params=scope)
+        assert time.monotonic() - started < 5  # answered while the authorization server holds
+        world.auth.wait_revocations(before + 1)
+    finally:
+        world.auth.release_revocations()
+    revocations = world.auth.wait_revocations(before + 4)[before:]
+    assert {r.token for r in revocations} == issued and all(r.authenticated for r in revocations)
+    assert all(world.auth.tokens_of(login) == set() for login in users)
+    # Removed: the tokens authorized since are revoked too.
+    world.admin.ok("PATCH", path, {"url": world.mcp.url}, params=scope)
+    login, key = next(iter(users.items()))
+    assert authorize(world, login, key=key, server=name).status_code == 200
+    again = world.auth.tokens_of(login)
+    world.admin.ok("DELETE", path, params=scope)
+    revocations = world.auth.wait_revocations(before + 6)[before + 4:]
+    assert {r.token for r in revocations} == again and world.auth.tokens_of(login) == set()
+
+
+def test_a_revocation_the_authorization_server_refuses_is_one_warning(world: World) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    name = stored_oauth_server(world, tenant)
+    key, _ = world.user_key(tenant)
+    assert authorize(world, "refused@idp", key=key, server=name).status_code == 200
+    world.auth.revocation_status = 503
+    try:
+        with httpx.Client(timeout=10) as client:
+            forgot = client.delete(f"{world.gateway.url}/mcp/oauth/{name}",
+                                   headers={"Authorization": f"Bearer {key}"})
+        assert forgot.status_code == 200 and forgot.json()["deleted"] is True, forgot.text
+        line = world.gateway.process.wait_for_all("revoking OAuth tokens", f"'{name}'", timeout=15)
+    finally:
+        world.auth.revocation_status = None
+    assert "WARNING" in line and "2 of 2 failed" in line and "HTTP 503" in line, line
+    warned = [ln for ln in world.gateway.process.lines if "revoking OAuth tokens" in ln and f"'{name}'" in ln]
+    assert len(warned) == 1
+    for token in world.auth.issued:  # no token in the warning
+        assert token not in line
 
 
 def test_a_link_passed_to_another_user_never_links_their_account(world: World) -> None:

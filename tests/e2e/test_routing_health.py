@@ -40,6 +40,9 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "revived", "deployment": "two", "provider": p, "model": "gpt-4o"},
         {"name": "rejoined", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
         {"name": "rejoined", "deployment": "two", "provider": p, "model": "gpt-4o"},
+        # Out on one instance while another (re)starts.
+        {"name": "restarted", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
+        {"name": "restarted", "deployment": "two", "provider": p, "model": "gpt-4o"},
         # A group of one without fallbacks is never taken out: nowhere else to go.
         {"name": "lonely", "provider": p, "model": "gpt-4o-mini"},
         # Context windows from the entries' catalog overrides.
@@ -58,7 +61,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         "context_window_fallbacks": {"tiny": ["roomy"]},
         "cooldown": {"failures": 3, "seconds": COOLDOWN},
         "groups": {"brittle": {"num_retries": 3}, "probed": {"allow_pinning": True},
-                   "rejoined": {"allow_pinning": True}, "sized": {"allow_pinning": True}},
+                   "rejoined": {"allow_pinning": True}, "sized": {"allow_pinning": True},
+                   "restarted": {"allow_pinning": True}},
     }
     return config
 
@@ -382,6 +386,30 @@ def test_a_cooldown_opened_on_one_instance_is_seen_by_the_other_within_a_second(
     resp = poll(refused, "the other instance never saw the cooldown", deadline=1.0)
     assert time.monotonic() - opened < 1.0
     assert _error(resp)["code"] == "no_healthy_deployment"
+
+
+def test_an_instance_restarted_during_a_cooldown_sends_the_deployment_nothing(
+    two_instances: tuple[Gateway, Gateway], mock_upstream: Mock, postgres: Postgres,
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The cooldown was announced on the change feed before the new instance listened: it used
+    # to send the deployment requests until one failed and Redis said it was out.
+    first, _ = two_instances
+    pin = {"x-switchboard-deployment": "one"}
+    for _ in range(3):
+        assert chat(first, "restarted", "mock:status=500 failing", pin).status_code == 502
+    _until_states((first,), "restarted", {"one": "cooling_down"}, "the cooldown never opened")
+    config = _cluster(mock_upstream, postgres, redis_server)
+    config["router"]["cooldown"]["seconds"] = 30
+    restarted = start_gateway(config, tmp_path_factory.mktemp("health-restarted"))
+    try:
+        assert _states(restarted, "restarted") == {"one": "cooling_down", "two": "healthy"}
+        for n in range(6):
+            resp = chat(restarted, "restarted", f"who answers {n}?")
+            assert resp.status_code == 200, resp.text
+            assert resp.headers["x-switchboard-deployment"] == "two"
+    finally:
+        restarted.process.stop()
 
 
 @pytest.fixture(scope="module")

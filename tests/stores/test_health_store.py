@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import pytest
 from redis.asyncio import Redis
@@ -90,6 +91,27 @@ async def test_an_answer_resets_the_streak_but_not_a_cooldown(cluster: Backend) 
     await health.succeeded("g", "e")  # a request sent before the cooldown answered
     assert await health.cooling_ms("g", "e") == 1000
     assert await health.cooling_ms("g", "other") == 0
+
+
+async def test_the_deployments_out_are_listed_for_an_instance_that_starts(cluster: Backend) -> None:
+    here = cluster.stores.health
+    there = (await cluster.peer()).health
+    assert here is not None and there is not None
+    group = f"out-{uuid.uuid4().hex[:8]}"
+
+    def mine(out: dict[tuple[str, str], int]) -> dict[str, int]:
+        return {d: ms for (g, d), ms in out.items() if g == group}
+
+    await here.failed(group, "streak", 3, 5000)  # failing, not out
+    assert (await here.failed(group, "cold", 1, 5000)).opened
+    assert (await here.failed(group, "warm", 1, 2000)).opened
+    assert mine(await there.out()) == {"cold": 5000, "warm": 2000}
+    cluster.clock.advance(3)
+    assert mine(await there.out()) == {"cold": 2000, "warm": 0}  # warm is half-open
+    await there.succeeded(group, "warm", probe=True)  # its probe answered: back
+    assert mine(await here.out()) == {"cold": 2000}
+    await there.succeeded(group, "cold")  # an answer that is not the probe's: still out
+    assert mine(await here.out()) == {"cold": 2000}
 
 
 async def test_embedded_stores_keep_health_in_the_process(backend: Backend) -> None:

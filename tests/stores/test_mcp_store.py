@@ -85,14 +85,19 @@ async def test_a_servers_tokens_are_deleted_while_it_stays(backend: Backend) -> 
     for tenant, user, name in (("acme", "alice", "notes"), ("acme", "bob", "notes"), ("beta", "dan", "notes"),
                                ("acme", "alice", "maps"), ("beta", "dan", "maps"), ("gamma", "eve", "maps")):
         await store.put_token(McpTokenRecord(tenant, user, name, f"sealed-{tenant}-{user}-{name}"))
-    assert await store.delete_tokens("acme", "notes") == 2
+    deleted = await store.delete_tokens("acme", "notes")
+    # The records deleted, sealed as stored: revoked at the authorization server afterwards.
+    assert sorted((t.tenant_id, t.user_id, t.server, t.sealed) for t in deleted) == [
+        ("acme", "alice", "notes", "sealed-acme-alice-notes"),
+        ("acme", "bob", "notes", "sealed-acme-bob-notes")]
     assert await store.get_token("acme", "alice", "notes") is None
     assert await store.get_token("beta", "dan", "notes") is not None  # another tenant's server
-    assert await store.delete_tokens(None, "maps") == 2
+    assert {(t.tenant_id, t.user_id) for t in await store.delete_tokens(None, "maps")} == {
+        ("acme", "alice"), ("beta", "dan")}
     assert await store.get_token("acme", "alice", "maps") is None
     assert await store.get_token("beta", "dan", "maps") is None
     assert await store.get_token("gamma", "eve", "maps") is not None  # its own server's
-    assert await store.delete_tokens("acme", "notes") == 0
+    assert await store.delete_tokens("acme", "notes") == []
     assert await store.get_server("mcp_dt") is not None and await store.get_server("mcp_dg") is not None
 
 

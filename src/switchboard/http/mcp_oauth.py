@@ -10,7 +10,8 @@
   ``state`` bound to the user and to this browser, ``resource``).
 - ``GET /mcp/oauth/callback``: where the authorization server sends the browser back; in the
   browser that confirmed only, exchanges the code and stores the tokens for that user.
-- ``DELETE /mcp/oauth/{server}``: forget (and revoke where offered) the caller's tokens.
+- ``DELETE /mcp/oauth/{server}``: forget the caller's tokens (revoked where the authorization
+  server offers it, in the background: the answer does not wait).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ class McpOAuthRoutes:
         server = mcp.server(tenant, name)
         if server is None or server.oauth is None:
             raise _no_server(name)
-        deleted = await oauth.forget(server, tenant, user, name)
+        deleted = await oauth.forget(server, tenant, user)  # revoked in the background
         body = {"object": "mcp_authorization", "server": name, "deleted": deleted}
         return RawReply(200, [JSON_CT], orjson.dumps(body))
 

@@ -15,6 +15,10 @@ oauth-protected-resource``), then its RFC 8414 / OpenID Connect metadata, unless
 ``oauth.authorization_url`` and ``oauth.token_url`` are configured. Without a configured
 ``client_id`` the gateway registers itself (RFC 7591) where the authorization server offers it.
 
+Tokens the gateway forgets (a user unlinks the server; an admin change deletes every user's) are
+revoked at the authorization server where its metadata offers revocation (RFC 7009), in the
+background (mcp/revocation.py).
+
 Every URL called here is a registered server's or one its metadata names: never a caller's. No
 token, code, verifier or secret is ever logged or put in an error.
 """
@@ -29,7 +33,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -42,6 +46,7 @@ from switchboard.config.mcp import McpConfig, McpServerConfig
 from switchboard.config.urls import check_http_url
 from switchboard.crypto.keyring import DecryptError, Keyring, mcp_token_aad
 from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.mcp.revocation import Revocation, RevocationFailed, Revoker
 from switchboard.stores.protocols import ChangeFeed, McpStore, McpTokenRecord, SharedCache, utcnow
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, refusal
 
@@ -145,6 +150,7 @@ class OAuthClient:
         self._tokens: FeedCache[TokenKey, TokenSet] = FeedCache(
             TOKEN_TOPIC, self._load, feed, encode=lambda k: orjson.dumps(list(k)).decode(),
             decode=_decode_key, ttl=60.0)
+        self.revoker = Revoker(self._revoke)
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self._config.oauth_timeout_seconds)
@@ -152,6 +158,7 @@ class OAuthClient:
         await self._tokens.start()
 
     async def close(self) -> None:
+        await self.revoker.close()  # before the sessions its requests use
         await self._tokens.close()
         if self._http is not None:
             await self._http.close()
@@ -411,15 +418,7 @@ class OAuthClient:
 
     async def _token_request(self, server: McpServerConfig, url: str, form: dict[str, str], client_id: str,
                              secret: str | None, endpoints: Endpoints | None) -> dict[str, Any]:
-        headers = {"accept": "application/json"}
-        methods = endpoints.auth_methods if endpoints else ()
-        if secret is not None and (not methods or "client_secret_basic" in methods):
-            pair = f"{_form_quote(client_id)}:{_form_quote(secret)}".encode()
-            headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
-        else:
-            form = {**form, "client_id": client_id}
-            if secret is not None:
-                form["client_secret"] = secret
+        headers, form = _client_auth(client_id, secret, endpoints.auth_methods if endpoints else (), form)
         status, body = await self._json("POST", url, egress=self._egress(server), data=form, headers=headers)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
             error = body.get("error") if isinstance(body, dict) else None
@@ -439,13 +438,15 @@ class OAuthClient:
 
     async def _load(self, key: TokenKey) -> TokenSet | None:
         record = await self._store.get_token(*key)
-        if record is None:
-            return None
+        return None if record is None else self._open(record)
+
+    def _open(self, record: McpTokenRecord) -> TokenSet | None:
         try:
-            data = orjson.loads(self._ring().decrypt(record.sealed, token_aad(*key)))
+            data = orjson.loads(self._ring().decrypt(
+                record.sealed, token_aad(record.tenant_id, record.user_id, record.server)))
             return TokenSet(**data)
         except (DecryptError, orjson.JSONDecodeError, TypeError):
-            log.warning("the stored OAuth tokens of a user for the MCP server %r do not open", key[2])
+            log.warning("the stored OAuth tokens of a user for the MCP server %r do not open", record.server)
             return None
 
     async def _save(self, tenant: str, user: str, server: str, ts: TokenSet) -> None:
@@ -525,21 +526,69 @@ class OAuthClient:
         await self._tokens.changed(key)
         return deleted
 
-    async def forget(self, server: McpServerConfig | None, tenant: str, user: str, name: str) -> bool:
-        """Delete the user's tokens for the server, revoking the refresh token where the
-        authorization server offers revocation (RFC 7009; best effort)."""
-        key = (tenant, user, name)
-        ts = await self._tokens.get(key)
+    async def forget(self, server: McpServerConfig, tenant: str, user: str) -> bool:
+        """Delete the user's tokens for the server; they are revoked at the authorization server
+        where it offers revocation (RFC 7009), in the background: the caller answers at once."""
+        key = (tenant, user, server.name)
+        # The stored tokens, not this instance's cached copy: another instance may have refreshed
+        # them since (a rotated refresh token is the one to revoke).
+        ts = await self._load(key)
         deleted = await self.forget_local(key)
-        if ts is not None and server is not None and ts.revocation_url:
-            token = ts.refresh_token or ts.access_token
-            try:
-                await self._request("POST", ts.revocation_url, egress=self._egress(server), data={
-                    "token": token, "client_id": ts.client_id,
-                    "token_type_hint": "refresh_token" if ts.refresh_token else "access_token"})
-            except OAuthFailed:
-                log.info("revoking a user's token at the authorization server of %r failed", name)
+        if ts is not None:
+            revocation = self._revocation(server, ts, self._egress(server))
+            if revocation is not None:
+                self.revoker.revoke(server.name, [revocation])
         return deleted
+
+    def revoke_deleted(self, server: McpServerConfig, records: Sequence[McpTokenRecord],
+                       egress: Egress | None) -> None:
+        """Revoke, in the background, every user's tokens deleted from the store for ``server``
+        (as it was configured when they were issued: its client and secret; ``egress``, where
+        requests made for it may go). Returns at once; the tokens are opened in the task."""
+        if records:
+            self.revoker.revoke(server.name, self._revocations(server, records, egress))
+
+    def _revocations(self, server: McpServerConfig, records: Sequence[McpTokenRecord],
+                     egress: Egress | None) -> Iterator[Revocation]:
+        for record in records:
+            ts = self._open(record) if self._keyring() is not None else None
+            revocation = None if ts is None else self._revocation(server, ts, egress)
+            if revocation is not None:
+                yield revocation
+
+    def _revocation(self, server: McpServerConfig, ts: TokenSet, egress: Egress | None) -> Revocation | None:
+        """What revoking ``ts`` takes; None where its authorization server offers no revocation
+        (its metadata named no ``revocation_endpoint``, or none was read: configured endpoints)."""
+        if not ts.revocation_url:
+            return None
+        oauth = server.oauth
+        secret = None
+        if oauth is not None and oauth.client_id == ts.client_id and oauth.client_secret is not None:
+            secret = oauth.client_secret.get_secret_value()
+        # The client authenticates as at the token endpoint: its methods as last discovered.
+        found = self._discovered.get(_server_key(server))
+        tokens = [(ts.refresh_token, "refresh_token")] if ts.refresh_token else []
+        tokens.append((ts.access_token, "access_token"))
+        return Revocation(ts.revocation_url, ts.client_id, secret, found[1].auth_methods if found else (),
+                          egress, tuple(tokens))
+
+    async def _revoke(self, revocation: Revocation, token: str, hint: str) -> None:
+        """One revocation request (RFC 7009 section 2.1); raises RevocationFailed."""
+        headers, form = _client_auth(revocation.client_id, revocation.secret, revocation.auth_methods,
+                                     {"token": token, "token_type_hint": hint})
+        try:
+            status, body = await self._json("POST", revocation.url, egress=revocation.egress, data=form,
+                                            headers=headers)
+        except OAuthFailed as exc:
+            raise RevocationFailed(exc.message) from None
+        if status == 200:
+            return
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error[:64] if isinstance(error, str) else None
+        if hint == "access_token" and error == "unsupported_token_type":
+            return  # it revokes refresh tokens only: the access token ends when it expires
+        raise RevocationFailed(f"{_origin(revocation.url)[0]} answered HTTP {status}"
+                               + (f" ({error})" if error else ""))
 
 
 def _token_set(body: Mapping[str, Any], old: TokenSet | None, endpoints: Endpoints | None,
@@ -556,6 +605,22 @@ def _token_set(body: Mapping[str, Any], old: TokenSet | None, endpoints: Endpoin
     revocation = endpoints.revocation if endpoints else (old.revocation_url if old else None)
     return TokenSet(str(body["access_token"]), refresh, expires_at, token_url, client_id, resource,
                     revocation)
+
+
+def _client_auth(client_id: str, secret: str | None, methods: tuple[str, ...], form: dict[str, str]
+                 ) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers, form) of a request to the authorization server as the client: HTTP Basic with
+    a secret unless the server's methods exclude it (``client_secret_basic`` is the default,
+    RFC 8414), else the client's id (and secret) in the form."""
+    headers = {"accept": "application/json"}
+    if secret is not None and (not methods or "client_secret_basic" in methods):
+        pair = f"{_form_quote(client_id)}:{_form_quote(secret)}".encode()
+        headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
+        return headers, form
+    form = {**form, "client_id": client_id}
+    if secret is not None:
+        form["client_secret"] = secret
+    return headers, form
 
 
 def _server_key(server: McpServerConfig) -> tuple[Any, ...]:

@@ -14,7 +14,8 @@ it makes the deployment's probe, so only its ``started``, ``succeeded``, ``faile
 ``released`` count as the probe's; an attempt without it (one sent before the breaker opened)
 decides nothing and frees nothing. With Redis (stores/redis/health.py) failures are also
 counted there (the streak spans every instance), a cooldown opened by any instance is published
-on the change feed's ``health`` topic and adopted by every other at once, and the half-open
+on the change feed's ``health`` topic and adopted by every other at once (an instance that
+starts reads the deployments out from Redis once, ``_adopt``), and the half-open
 probe is claimed with SET NX so one instance at a time sends it; the claim holds the probe's
 token, so only its attempt extends or drops it (a late release of an older probe cannot free a
 newer claim). The request that finds a deployment half-open with no claim held here waits for
@@ -110,6 +111,32 @@ class Health:
         if shared is not None and feed is not None:
             self._feed = feed
             self._subscription = await feed.subscribe(TOPIC, self._message)
+        if shared is not None:
+            # Subscribed first, so no cooldown opened meanwhile is missed between the two.
+            await self._adopt(shared)
+
+    async def _adopt(self, shared: HealthStore) -> None:
+        """Take on the deployments the other instances have out of traffic: the feed told them
+        before this process listened, and each would otherwise get one failing request from
+        here (its failure's Redis answer saying it is out). Read once, at start: the request
+        path stays without Redis calls. Redis unreachable: this process starts on its own."""
+        try:
+            out = await shared.out()
+        except Exception as exc:
+            self._unreachable(exc)
+            return
+        now = self._clock()
+        for key, ms in out.items():
+            state = self._states.setdefault(key, _State())
+            if not state.tripped:
+                self._tell(key, True)
+            # ms 0: half-open, as on every instance that saw the cooldown (a probe first).
+            state.tripped = True
+            state.until = max(state.until, now + ms / 1000)
+        if out:
+            cooling = sum(1 for ms in out.values() if ms > 0)
+            log.info("%d deployment(s) out of traffic on the other instances: %d cooling down, %d "
+                     "half-open", len(out), cooling, len(out) - cooling)
 
     async def close(self) -> None:
         if self._subscription is not None:

@@ -21,6 +21,7 @@ from switchboard.errors import InvalidRequest
 from switchboard.mcp.credentials import GatewayCredentials, Tickets
 from switchboard.mcp.interfaces import AuthorizationRequired
 from switchboard.mcp.oauth import OAuthClient, OAuthFailed, TokenSet
+from switchboard.mcp.revocation import CONCURRENCY, GIVE_UP, Revocation, RevocationFailed, Revoker
 from switchboard.stores.clock import ManualClock
 from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.feed import MemoryFeed
@@ -227,3 +228,56 @@ async def test_a_ticket_is_spent_once(client: OAuthClient) -> None:
     assert await client.spend_ticket("n1", time.time() + 60)
     assert await client.ticket_used("n1") and not await client.spend_ticket("n1", time.time() + 60)
     assert await client.spend_ticket("n2", time.time() + 60)  # another link
+
+
+# -- revocation (RFC 7009), in the background -------------------------------------------------------
+
+
+def _grant(auth: AuthorizationServer, n: int, egress: Egress | None = None) -> Revocation:
+    return Revocation(f"{auth.issuer}/revoke", auth.client_id, auth.client_secret, ("client_secret_basic",),
+                      egress, ((f"rt-{n}", "refresh_token"), (f"at-{n}", "access_token")))
+
+
+async def test_a_revocation_is_bounded_by_the_oauth_timeout(auth: AuthorizationServer) -> None:
+    c = OAuthClient(McpConfig(oauth_timeout_seconds=0.3), store=None,  # type: ignore[arg-type]
+                    cache=MemoryCache(ManualClock()), feed=MemoryFeed(), keyring=lambda: KEYRING)
+    await c.start()
+    auth.hold_revocations()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RevocationFailed) as failed:
+            await c._revoke(_grant(auth, 1), "rt-1", "refresh_token")
+        assert time.monotonic() - started < 2
+        assert "did not answer" in str(failed.value) and "rt-1" not in str(failed.value)
+    finally:
+        auth.release_revocations()
+        await c.close()
+
+
+async def test_a_revocation_follows_the_servers_egress_rules(auth: AuthorizationServer,
+                                                             client: OAuthClient) -> None:
+    with pytest.raises(RevocationFailed) as refused:
+        await client._revoke(_grant(auth, 2, Egress()), "rt-2", "refresh_token")
+    assert "may not be reached" in str(refused.value)
+    assert not auth.hits  # refused before anything was sent
+
+
+async def test_a_batch_the_authorization_server_fails_is_given_up_with_one_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sent: list[str] = []
+
+    async def down(revocation: Revocation, token: str, hint: str) -> None:
+        sent.append(token)
+        raise RevocationFailed("https://as.example did not answer (TimeoutError)")
+
+    revoker = Revoker(down)
+    auth = AuthorizationServer()  # not started: only its issuer's name is used
+    with caplog.at_level("WARNING", logger="switchboard.mcp"):
+        revoker.revoke("wiki", (_grant(auth, n) for n in range(50)))
+        await revoker.wait()
+    assert GIVE_UP <= len(sent) < GIVE_UP + CONCURRENCY  # not the 100 tokens, a timeout each
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "'wiki'" in warnings[0] and "the rest were not tried" in warnings[0]
+    assert "did not answer (TimeoutError)" in warnings[0]
+    assert not any(token in warnings[0] for token in sent)

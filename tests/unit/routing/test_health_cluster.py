@@ -91,6 +91,43 @@ async def test_a_cooldown_opened_by_one_instance_is_seen_by_the_other_within_a_s
     assert second.state(a)["status"] == "cooling_down"
 
 
+async def test_an_instance_started_later_takes_on_the_cooldowns_and_half_open_deployments(
+        pair: Pair, redis_server: RedisServer) -> None:
+    # An instance that starts hears nothing of the cooldowns the feed announced before: it used
+    # to send each deployment out of traffic one request (failing) before Redis told it.
+    first, _ = await pair(CooldownConfig(failures=1, seconds=30))
+    quick = router([{"name": "q", "deployment": "a"}, {"name": "q", "deployment": "b"}])
+    a, q = _deployment(), route(quick, "q", "a")
+    first.failed(a, FAIL)
+    first.failed(q, FAIL, None)
+    await _until(lambda: not first._tasks, "the failures were never reported")
+    client = await connect(redis_server.url)
+    try:
+        # q's cooldown ended a moment ago, no probe has answered: half-open everywhere.
+        await client.hset(RedisHealth._key("q", "a"), "until", "1")
+        later = Health(CooldownConfig(failures=1, seconds=30))
+        await later.start(RedisHealth(client), None)
+        try:
+            assert later.state(a)["status"] == "cooling_down"
+            assert later.take(a, time.monotonic()) is False
+            assert later.state(q)["status"] == "half_open"
+            assert later.state(route(quick, "q", "b"))["status"] == "healthy"
+            # The half-open one goes to a single probe, claimed in Redis as on every instance.
+            waiting = later.claims([q])
+            assert waiting is not None
+            await waiting
+            probe = later.take(q, time.monotonic())
+            assert probe
+            later.started(q, probe)
+            later.succeeded(q, probe)
+            await _until(lambda: not later._tasks, "the recovery was never reported")
+            assert await RedisHealth(client).out() == {("g", "a"): pytest.approx(30_000, abs=2_000)}
+        finally:
+            await later.close()
+    finally:
+        await client.aclose()
+
+
 async def test_the_failure_streak_spans_instances(pair: Pair) -> None:
     first, second = await pair(CooldownConfig(failures=3, seconds=30))
     a = _deployment()
@@ -213,6 +250,9 @@ class _Down:
         raise ConnectionError("redis is down")
 
     async def cooling_ms(self, group: str, deployment: str) -> int:
+        raise ConnectionError("redis is down")
+
+    async def out(self) -> dict[tuple[str, str], int]:
         raise ConnectionError("redis is down")
 
 

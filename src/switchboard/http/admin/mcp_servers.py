@@ -8,12 +8,15 @@ provider credentials): no answer, audit entry, log line or error shows them, onl
 Every change is audited and published on the change feed (mcp/stored.py), so every instance
 serves it within moments. A change of a server's URL or of its OAuth authorization server or
 client deletes every user's tokens for it (audited as ``mcp_server.tokens_deleted``): tokens
-issued for one resource are never sent to another. Roles: the ``mcp_server`` rows of the
+issued for one resource are never sent to another. Deleted tokens (those too of a removed
+server) are revoked at the authorization server where it offers revocation, in the background
+(mcp/revocation.py): the answer does not wait for it. Roles: the ``mcp_server`` rows of the
 permission table; another tenant's server is 404.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Mapping
@@ -47,7 +50,9 @@ from switchboard.http.admin.providers import routing_of
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import seal, to_config, unseal
-from switchboard.stores.protocols import McpServerRecord, McpStore, utcnow
+from switchboard.stores.protocols import McpServerRecord, McpStore, McpTokenRecord, utcnow
+
+log = logging.getLogger("switchboard.mcp")
 
 router = APIRouter(prefix="/admin/v1/mcp/servers", tags=["mcp"])
 
@@ -424,6 +429,7 @@ async def update_server(
             raise GatewayError("the stored secrets of this server do not open with the server secret; "
                                "give headers and oauth anew", status=409, code="sealed_unreadable") from None
         headers, client_secret = {}, None
+    issuer = _as_configured(old, headers, client_secret)  # whose tokens any deleted below are
     config = {**old.config, **_settings(body, given)}
     if "headers" in given:
         headers = dict(body.headers or {})
@@ -452,7 +458,8 @@ async def update_server(
                        tenant=old.tenant_id)
     uses_oauth = bool(old.config.get("oauth") or new.config.get("oauth"))
     if uses_oauth and _token_audience(old.config) != _token_audience(new.config):
-        await _forget_tokens(request, old, _token_audience(old.config)[0] != _token_audience(new.config)[0])
+        await _forget_tokens(request, old, _token_audience(old.config)[0] != _token_audience(new.config)[0],
+                             issuer)
     await _changed(request, old.tenant_id)
     return after
 
@@ -465,16 +472,47 @@ def _token_audience(config: Mapping[str, Any]) -> tuple[Any, ...]:
             oauth.get("token_url"), bool(config.get("oauth")))
 
 
-async def _forget_tokens(request: Request, record: McpServerRecord, moved: bool) -> None:
+async def _forget_tokens(request: Request, record: McpServerRecord, moved: bool,
+                         issuer: McpServerConfig | None) -> None:
     """The server now lives elsewhere or answers to another authorization server or client:
     every user's tokens for it are deleted (never sent to the new URL), on every instance, and
-    each user authorizes again."""
+    each user authorizes again. They are revoked where they were issued (``issuer``: the server
+    as it was)."""
     deleted = await store_of(request).delete_tokens(record.tenant_id, record.name)
     await publish(request.app.state.services.stores().feed, TOKEN_TOPIC, ALL)
     reason = "its url changed" if moved else "its oauth settings changed"
     await audit.record(request, "mcp_server.tokens_deleted", "mcp_server", record.id,
-                       after={"name": record.name, "tokens_deleted": deleted, "reason": reason},
+                       after={"name": record.name, "tokens_deleted": len(deleted), "reason": reason},
                        tenant=record.tenant_id)
+    _revoke(request, record, issuer, deleted)
+
+
+def _as_configured(record: McpServerRecord, headers: Mapping[str, str], client_secret: str | None
+                   ) -> McpServerConfig | None:
+    """The stored server as its users' tokens were issued for it (its OAuth client and secret),
+    to revoke them; None if it has no OAuth or no longer makes a valid server."""
+    if not record.config.get("oauth"):
+        return None
+    try:
+        return to_config(record, headers, client_secret)
+    except ValidationError:
+        return None
+
+
+def _revoke(request: Request, record: McpServerRecord, issuer: McpServerConfig | None,
+            tokens: list[McpTokenRecord]) -> None:
+    """Revoke deleted tokens at the authorization server, in the background (mcp/revocation.py),
+    from where the server's own requests may go (its egress rules as registered)."""
+    if not tokens or issuer is None:
+        return
+    mcp = request.app.state.services.mcp()
+    if mcp is None or mcp.oauth is None:  # not started here (never once the admin API serves)
+        log.warning("%d OAuth token(s) of the MCP server %r were deleted without being revoked: the MCP "
+                    "gateway is not started", len(tokens), record.name)
+        return
+    egress = request.app.state.services.egress.guard(record.tenant_id,
+                                                     by_platform_admin=record.by_platform_admin)
+    mcp.oauth.revoke_deleted(issuer, tokens, egress)
 
 
 @router.delete("/{name}", summary="Remove a stored MCP server and every user's tokens for it")
@@ -484,8 +522,18 @@ async def delete_server(
 ) -> dict[str, Any]:
     old = await _visible(request, access, name, tenant)
     _may_change(access, old)
-    if await store_of(request).delete_server(old.id) is None:
+    issuer = None
+    if old.config.get("oauth"):
+        try:
+            issuer = _as_configured(old, *unseal(routing_of(request).keyring, old))
+        except DecryptError:  # the client secret is lost: revoked without it, as a public client
+            issuer = _as_configured(old, {}, None)
+    store = store_of(request)
+    # Taken first, to revoke them (the removal deletes any stored meanwhile, unrevoked).
+    tokens = await store.delete_tokens(old.tenant_id, old.name) if issuer is not None else []
+    if await store.delete_server(old.id) is None:
         raise _missing(name)
+    _revoke(request, old, issuer, tokens)
     await audit.record(request, "mcp_server.delete", "mcp_server", old.id,
                        before=stored_public(old, _has_secret(old)), tenant=old.tenant_id)
     await _changed(request, old.tenant_id)

@@ -72,10 +72,10 @@ class McpStore(Protocol):
 
     async def delete_token(self, tenant_id: str, user_id: str, server: str) -> bool: ...
 
-    async def delete_tokens(self, tenant_id: str | None, server: str) -> int:
-        """Every user's tokens for the server of this name in this scope (None: the global one,
-        whose tokens are those of every tenant without a server of its own of that name); how
-        many were deleted."""
+    async def delete_tokens(self, tenant_id: str | None, server: str) -> list[McpTokenRecord]:
+        """Delete every user's tokens for the server of this name in this scope (None: the global
+        one, whose tokens are those of every tenant without a server of its own of that name);
+        the records deleted (to revoke them at the authorization server)."""
         ...
 
     async def reseal(self, server: Callable[[McpServerRecord], str],

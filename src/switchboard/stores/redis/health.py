@@ -10,6 +10,11 @@ nothing about the deployment has its claim dropped by its holder; a late release
 by an older probe of the same instance does not touch a newer claim. Every key carries the same
 hash tag. Time is the Redis server's, so every instance agrees on the cooldown's end; tests may
 pass a clock.
+
+The deployments out of traffic are also listed in the set ``sb:hc:{hc}:out`` (``<group>\x1f
+<deployment>``; added when a cooldown opens, removed by the probe's answer), so an instance that
+starts reads them in two round trips (:meth:`RedisHealth.out`) instead of scanning every key,
+and learns what the others heard on the change feed before it started.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from switchboard.stores.redis.client import LUA_NOW, PREFIX
 
 # The hash of a deployment whose failures are not counted any more expires after this.
 IDLE_MS = 3_600_000
+# The deployments out of traffic (cooling down or half-open), for an instance that starts.
+OUT = f"{PREFIX}hc:{{hc}}:out"
 
-# ARGV: now, threshold, cooldown ms, force (1: open now). Returns {opened (0/1), cooling ms}.
+# KEYS: the hash, its probe claim, the set of deployments out. ARGV: now, threshold, cooldown
+# ms, force (1: open now), the set's member. Returns {opened (0/1), cooling ms}.
 FAIL = LUA_NOW + """
 local threshold = tonumber(ARGV[2])
 local ms = tonumber(ARGV[3])
@@ -36,6 +44,8 @@ if streak >= threshold or ARGV[4] == '1' then
   redis.call('HSET', KEYS[1], 'until', now + ms, 'streak', 0)
   redis.call('DEL', KEYS[2])
   redis.call('PEXPIRE', KEYS[1], ms + """ + str(IDLE_MS) + """)
+  redis.call('SADD', KEYS[3], ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], ms + """ + str(IDLE_MS) + """)
   return {1, ms}
 end
 redis.call('PEXPIRE', KEYS[1], """ + str(IDLE_MS) + """)
@@ -93,15 +103,16 @@ class RedisHealth:
 
     @staticmethod
     def _key(group: str, deployment: str) -> str:
-        return f"{PREFIX}hc:{{hc}}:{group}\x1f{deployment}"
+        return f"{PREFIX}hc:{{hc}}:{_member(group, deployment)}"
 
     async def failed(self, group: str, deployment: str, threshold: int, cooldown_ms: int,
                      force: bool = False) -> Failure:
         """Count a failure; the cooldown opens when the streak reaches ``threshold`` (or at once
         with ``force``: a failed probe, a failure rate seen by one instance)."""
         key = self._key(group, deployment)
-        opened, ms = await self._fail(keys=[key, key + ":probe"],
-                                      args=[self._now(), threshold, cooldown_ms, "1" if force else "0"])
+        opened, ms = await self._fail(keys=[key, key + ":probe", OUT],
+                                      args=[self._now(), threshold, cooldown_ms, "1" if force else "0",
+                                            _member(group, deployment)])
         return Failure(bool(int(opened)), int(ms))
 
     async def succeeded(self, group: str, deployment: str, probe: bool = False) -> None:
@@ -113,6 +124,7 @@ class RedisHealth:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(key, "streak", "until")
             pipe.delete(key + ":probe")
+            pipe.srem(OUT, _member(group, deployment))
             await pipe.execute()
 
     async def claim_probe(self, group: str, deployment: str, ttl_ms: int, holder: str) -> Claim:
@@ -139,8 +151,44 @@ class RedisHealth:
         raw = await self._redis.hget(self._key(group, deployment), "until")
         if raw is None:
             return 0
-        now = int(self._clock() * 1000) if self._clock is not None else None
-        if now is None:
-            seconds, micros = await self._redis.time()
-            now = int(seconds) * 1000 + int(micros) // 1000
-        return max(0, int(raw) - now)
+        return max(0, int(raw) - await self._server_ms())
+
+    async def out(self) -> dict[tuple[str, str], int]:
+        """Every deployment out of traffic, by (group, deployment): how long it is still cooling
+        down in ms, 0 when half-open (its cooldown is over and no probe has answered yet). Read
+        once, by an instance that starts. Members whose deployment is back (its hash expired, or a
+        probe's answer was lost) are dropped from the set."""
+        # Bytes from this client (decode_responses off); names as written by _member.
+        members = sorted(_text(m) for m in await self._redis.smembers(OUT))
+        if not members:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.hget(f"{PREFIX}hc:{{hc}}:{member}", "until")
+            untils = await pipe.execute()
+        now = await self._server_ms()
+        found: dict[tuple[str, str], int] = {}
+        stale: list[str] = []
+        for member, until in zip(members, untils, strict=True):
+            group, sep, deployment = member.partition("\x1f")
+            if until is None or not sep:
+                stale.append(member)
+                continue
+            found[(group, deployment)] = max(0, int(until) - now)
+        if stale:
+            await self._redis.srem(OUT, *stale)
+        return found
+
+    async def _server_ms(self) -> int:
+        if self._clock is not None:
+            return int(self._clock() * 1000)
+        seconds, micros = await self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _member(group: str, deployment: str) -> str:
+    return f"{group}\x1f{deployment}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

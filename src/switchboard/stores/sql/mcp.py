@@ -124,9 +124,11 @@ class SqlMcpStore:
             await conn.execute(_tokens_of(record.tenant_id, record.name))
         return record
 
-    async def delete_tokens(self, tenant_id: str | None, server: str) -> int:
+    async def delete_tokens(self, tenant_id: str | None, server: str) -> list[McpTokenRecord]:
+        # RETURNING (PostgreSQL, SQLite 3.35+): what was deleted, in the same statement, so the
+        # caller can revoke exactly those at the authorization server.
         async with self._engine.begin() as conn:
-            return int((await conn.execute(_tokens_of(tenant_id, server))).rowcount or 0)
+            return [_token(row) for row in await conn.execute(_tokens_of(tenant_id, server).returning(tt))]
 
     async def get_token(self, tenant_id: str, user_id: str, server: str) -> McpTokenRecord | None:
         stmt = sa.select(tt).where(*_token_key(tenant_id, user_id, server))
