@@ -422,12 +422,14 @@ class Gateway:
         if hashing is not None:
             self.hashing = hashing
             self.authenticator.use_hashing_key(hashing)
-        self.key_cache = KeyCache(self.stores.keys, self.stores.feed)
+        stale = self.settings.database.stale_while_unreachable_seconds
+        self.key_cache = KeyCache(self.stores.keys, self.stores.feed, stale_if_error=stale)
         await self.key_cache.start()
-        self.subscriptions = SubscriptionCache(self.stores.subscriptions, self.stores.feed)
+        self.subscriptions = SubscriptionCache(self.stores.subscriptions, self.stores.feed,
+                                               stale_if_error=stale)
         await self.subscriptions.start()
         if self.stores.limits is not None:
-            self.limit_cache = LimitCache(self.stores.limits, self.stores.feed)
+            self.limit_cache = LimitCache(self.stores.limits, self.stores.feed, stale_if_error=stale)
             await self.limit_cache.start()
         self.last_used = LastUsed(self.stores.keys, self.settings.auth.last_used_interval_seconds)
         self.last_used.start()
@@ -464,7 +466,7 @@ class Gateway:
             self.budgets = BudgetBook(
                 self.settings.budgets, self.stores.budgets, self.stores.budget_counters, self.stores.ledger,
                 self.stores.feed, WebhookSender(self.settings.budgets.webhook),
-                ledger_ready=self.usage.recovered,
+                ledger_ready=self.usage.recovered, stale_if_error=stale,
             )
             await self.budgets.start()
             if self.alerts is not None and self.alerts.watches_budgets:

@@ -121,6 +121,14 @@ def test_a_database_restart_costs_model_calls_a_clear_503_at_most_and_nothing_in
             # The background work keeps failing meanwhile: the periodic reload of the model table
             # (every 10 s), the keys' last-used times (every 0.5 s here).
             gw.process.wait_for_all("reloading the model table failed", timeout=20)
+            # Past its cache entry's 10 s the cached key keeps working: its record as last read
+            # is served while the database cannot be read (auth.key_cache_stale_seconds).
+            deadline = time.monotonic() + 30
+            while "records read before are served" not in gw.process.output:
+                during.append(_ask(seen))
+                assert time.monotonic() < deadline, "the cached key's entry never expired"
+                time.sleep(0.2)
+            during.append(_ask(seen))
 
             _pg_start(pg)
             ready = f"{gw.url}/health/ready"
@@ -141,6 +149,7 @@ def test_a_database_restart_costs_model_calls_a_clear_503_at_most_and_nothing_in
         assert output.count("reloading the model table failed") == 1, output
         assert output.count("recording the keys' last-used times failed") == 1, output
         assert output.count("usage ledger: the database is") == 1, output
+        assert output.count("reading keys from the store failed") == 1, output
         assert "usage ledger: spooled records replayed into the database" in output
         assert "unexpected error" not in output and "Traceback" not in output
     finally:

@@ -170,3 +170,83 @@ async def test_a_lookup_racing_an_invalidation_is_not_cached(backend: Backend) -
     assert (await lookup).record == record  # type: ignore[union-attr]
     assert (await cache.get(record.key_hash)).record == record  # type: ignore[union-attr]
     assert cache.lookups == 2  # the raced answer was not kept
+
+
+class Outage:
+    """The real key store, cut off on demand as a database that stopped answering is (the
+    driver's refused connection); the end-to-end restart is in tests/e2e/test_store_outage.py."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.down: BaseException | None = None
+
+    async def get_by_hash(self, key_hash: str) -> KeyRecord | None:
+        if self.down is not None:
+            raise self.down
+        return await self.store.get_by_hash(key_hash)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_cached_key_outlives_its_entry_while_the_store_cannot_be_read(backend: Backend) -> None:
+    store, clock = Outage(backend.stores.keys), Clock()
+    cache = KeyCache(store, backend.stores.feed, clock=clock, stale_if_error=60)  # type: ignore[arg-type]
+    _, record = await issued(backend, id="key_stale")
+    unknown = keys.key_hash("sk-sb-" + "Q" * 48, keys.hashing_key(SECRET))
+    try:
+        assert (await cache.get(record.key_hash)).record == record  # type: ignore[union-attr]
+        assert await cache.get(unknown) is None
+        store.down = ConnectionRefusedError("the database is down")
+        clock.now += 11  # both entries expired (10 s, 5 s)
+        assert (await cache.get(record.key_hash)).record == record  # type: ignore[union-attr]
+        assert cache.lookups == 3
+        # Asked again at most once a second meanwhile, not on every request.
+        assert (await cache.get(record.key_hash)).record == record  # type: ignore[union-attr]
+        assert cache.lookups == 3
+        clock.now += 1.5
+        assert (await cache.get(record.key_hash)).record == record  # type: ignore[union-attr]
+        assert cache.lookups == 4
+        # "No such key" is not held over: the store decides that once it answers.
+        with pytest.raises(ConnectionRefusedError):
+            await cache.get(unknown)
+        # Not past the bound: ten seconds of TTL and sixty of grace after the record was read.
+        clock.now += 60
+        with pytest.raises(ConnectionRefusedError):
+            await cache.get(record.key_hash)
+        # The store answers again: read afresh, and a later outage has its own grace.
+        store.down = None
+        assert (await cache.get(record.key_hash)).record == record  # type: ignore[union-attr]
+        store.down = ConnectionRefusedError("down again")
+        clock.now += 30
+        assert (await cache.get(record.key_hash)).record == record  # type: ignore[union-attr]
+    finally:
+        await cache.close()
+
+
+async def test_only_an_unreachable_store_and_an_entry_still_held_allow_a_stale_key(backend: Backend) -> None:
+    store, clock = Outage(backend.stores.keys), Clock()
+    cache = KeyCache(store, backend.stores.feed, clock=clock, stale_if_error=60)  # type: ignore[arg-type]
+    without = KeyCache(store, backend.stores.feed, clock=clock)  # type: ignore[arg-type]
+    _, record = await issued(backend, id="key_strict")
+    try:
+        for each in (cache, without):
+            await each.get(record.key_hash)
+        clock.now += 11
+        store.down = ValueError("a fault of the code, not an outage")
+        with pytest.raises(ValueError):
+            await cache.get(record.key_hash)
+        store.down = ConnectionRefusedError("the database is down")
+        with pytest.raises(ConnectionRefusedError):  # no grace configured: refused at once
+            await without.get(record.key_hash)
+        cache.drop(record.key_hash)  # a change heard on the feed: the record is gone, not stale
+        with pytest.raises(ConnectionRefusedError):
+            await cache.get(record.key_hash)
+    finally:
+        await cache.close()
+        await without.close()

@@ -4,7 +4,7 @@ The request path makes no database query for a key it has seen: records (and "no
 are cached. Every change to a key (created, revoked, disabled, rotated) is published on the
 change feed and drops that entry on every instance; entries also expire after ``ttl`` seconds
 ("no such key" after ``negative_ttl``), the bound on staleness when a message is lost. The
-mechanism (single flight, generation guard) is :class:`~switchboard.access.feedcache.FeedCache`.
+mechanism (single flight, generation guard) is :class:`~switchboard.stores.feedcache.FeedCache`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from switchboard.access.feedcache import ALL, FeedCache
 from switchboard.context import Principal
+from switchboard.stores.feedcache import ALL, FeedCache
 from switchboard.stores.protocols import ChangeFeed, KeyRecord, KeyStore
 
 TOPIC = "keys"
@@ -64,6 +64,7 @@ class KeyCache(FeedCache[str, CachedKey]):
         negative_ttl: float = 5.0,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        stale_if_error: float = 0.0,
     ) -> None:
         async def load(key_hash: str) -> CachedKey | None:
             record = await store.get_by_hash(key_hash)
@@ -71,7 +72,7 @@ class KeyCache(FeedCache[str, CachedKey]):
 
         super().__init__(
             TOPIC, load, feed, encode=_same, decode=_same, ttl=ttl, negative_ttl=negative_ttl,
-            max_entries=max_entries, clock=clock,
+            max_entries=max_entries, clock=clock, stale_if_error=stale_if_error,
         )
 
 

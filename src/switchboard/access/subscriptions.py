@@ -4,7 +4,7 @@ A call to a model that needs approval makes no database query once its team's st
 (including "no subscription"). Every change (requested, approved, rejected, revoked) is
 published on the change feed under :data:`TOPIC` and drops that entry on every instance;
 entries also expire after ``ttl`` seconds, the bound on staleness when a message is lost. The
-mechanism is :class:`~switchboard.access.feedcache.FeedCache`, as for keys.
+mechanism is :class:`~switchboard.stores.feedcache.FeedCache`, as for keys.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from switchboard.access.feedcache import FeedCache
+from switchboard.stores.feedcache import FeedCache
 from switchboard.stores.protocols import ChangeFeed, SubscriptionStore
 
 TOPIC = "subscriptions"
@@ -41,6 +41,7 @@ class SubscriptionCache(FeedCache[Key, str]):
         ttl: float = 10.0,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        stale_if_error: float = 0.0,
     ) -> None:
         async def load(key: Key) -> str | None:
             record = await store.find(*key)
@@ -48,7 +49,7 @@ class SubscriptionCache(FeedCache[Key, str]):
 
         super().__init__(
             TOPIC, load, feed, encode=lambda key: message_of(*key), decode=_key_of, ttl=ttl,
-            max_entries=max_entries, clock=clock,
+            max_entries=max_entries, clock=clock, stale_if_error=stale_if_error,
         )
 
     async def status(self, tenant_id: str, team_id: str, model: str) -> str | None:

@@ -5,7 +5,7 @@ including "there is no such API" (cached more briefly). Every admin change to an
 status, version or label, split, successor, sunset, approval) publishes (tenant, name) on the
 change feed under :data:`TOPIC`, and every instance drops that entry; entries also expire after
 ``apis.cache_seconds``, the bound on staleness when a message is lost. The mechanism is
-:class:`~switchboard.access.feedcache.FeedCache`, as for prompt versions (prompts/cache.py).
+:class:`~switchboard.stores.feedcache.FeedCache`, as for prompt versions (prompts/cache.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from switchboard.access.feedcache import FeedCache, publish
+from switchboard.stores.feedcache import FeedCache, publish
 from switchboard.stores.protocols import ApiRecord, ApiStore, ChangeFeed
 
 TOPIC = "apis"

@@ -99,6 +99,10 @@ class DatabaseConfig(Strict):
     """Absent or no ``url``: the SQLite file ``switchboard.db`` in the data dir."""
 
     url: SecretStr | None = None
+    # While the database cannot be read, the request path keeps using what it read before (keys,
+    # subscriptions, limits and budgets set through the admin API) this long past the end of its
+    # cache entries, rather than refusing every caller whose records expired; 0: not at all.
+    stale_while_unreachable_seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 300.0
 
     @field_validator("url")
     @classmethod

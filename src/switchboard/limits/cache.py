@@ -3,20 +3,19 @@
 The request path makes no database query: a tenant's records are read once and kept for ``ttl``
 seconds. Every change is published on the change feed (topic ``limits``, the tenant id), and
 every instance drops that tenant's entry when the message arrives; the TTL bounds staleness
-when a message is lost. A read that races with an invalidation is not cached (a generation
-counter), as in ``access/cache.py``.
+when a message is lost. The mechanism (single flight, generation guard, what is served while
+the database cannot be read) is :class:`~switchboard.stores.feedcache.FeedCache`, as for keys.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
-from functools import partial
 
 from switchboard.config.schema import LimitValues
 from switchboard.limits.plan import Stored
-from switchboard.stores.protocols import EVERYTHING, ChangeFeed, LimitRecord, LimitStore, Subscription
+from switchboard.stores.feedcache import FeedCache
+from switchboard.stores.protocols import ChangeFeed, LimitRecord, LimitStore
 
 TOPIC = "limits"
 
@@ -25,7 +24,9 @@ def values_of(record: LimitRecord) -> LimitValues:
     return LimitValues(rpm=record.rpm, tpm=record.tpm, tpd=record.tpd)
 
 
-class LimitCache:
+class LimitCache(FeedCache[str, Stored]):
+    """A tenant's stored limits by (scope, subject); a tenant with none has an empty mapping."""
+
     def __init__(
         self,
         store: LimitStore,
@@ -33,71 +34,21 @@ class LimitCache:
         *,
         ttl: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        stale_if_error: float = 0.0,
     ) -> None:
-        self._store = store
-        self._feed = feed
-        self._ttl = ttl
-        self._clock = clock
-        self._entries: dict[str, tuple[Stored, float]] = {}
-        self._pending: dict[str, asyncio.Task[Stored]] = {}
-        self._generation = 0
-        self._subscription: Subscription | None = None
-        self.lookups = 0  # store queries made, for tests
+        async def load(tenant_id: str) -> Stored:
+            return {(r.scope, r.subject): values_of(r) for r in await store.list_limits(tenant_id)}
 
-    async def start(self) -> None:
-        self._subscription = await self._feed.subscribe(TOPIC, self._on_change)
+        super().__init__(TOPIC, load, feed, encode=_same, decode=_same, ttl=ttl, clock=clock,
+                         stale_if_error=stale_if_error)
 
-    async def close(self) -> None:
-        for task in list(self._pending.values()):
-            task.cancel()
-        if self._subscription is not None:
-            await self._subscription.close()
-            self._subscription = None
+    async def limits(self, tenant_id: str) -> Stored:
+        """The tenant's limits: cached, else read (one query however many ask at once)."""
+        cached = self.peek(tenant_id, None)
+        if cached is None:
+            cached = await self.get(tenant_id)
+        return {} if cached is None else cached
 
-    def peek(self, tenant_id: str) -> Stored | None:
-        """The tenant's limits if they are cached and fresh, without waiting; None otherwise."""
-        entry = self._entries.get(tenant_id)
-        if entry is not None and entry[1] > self._clock():
-            return entry[0]
-        return None
 
-    async def get(self, tenant_id: str) -> Stored:
-        entry = self._entries.get(tenant_id)
-        if entry is not None and entry[1] > self._clock():
-            return entry[0]
-        task = self._pending.get(tenant_id)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._lookup(tenant_id))
-            self._pending[tenant_id] = task
-            task.add_done_callback(partial(self._finished, tenant_id))
-        return await asyncio.shield(task)
-
-    async def _lookup(self, tenant_id: str) -> Stored:
-        generation = self._generation
-        self.lookups += 1
-        records = await self._store.list_limits(tenant_id)
-        stored = {(r.scope, r.subject): values_of(r) for r in records}
-        if generation == self._generation:
-            self._entries[tenant_id] = (stored, self._clock() + self._ttl)
-        return stored
-
-    def _finished(self, tenant_id: str, task: asyncio.Task[Stored]) -> None:
-        self._pending.pop(tenant_id, None)
-        if not task.cancelled():
-            task.exception()  # retrieved: a failed read is the caller's error, not a warning
-
-    def drop(self, tenant_id: str) -> None:
-        """Forget a tenant's limits (``EVERYTHING``: every tenant's, the feed reconnected)."""
-        self._generation += 1
-        if tenant_id == EVERYTHING:
-            self._entries.clear()
-        else:
-            self._entries.pop(tenant_id, None)
-
-    async def changed(self, tenant_id: str) -> None:
-        """A tenant's limits changed here: forget them now, and tell every other instance."""
-        self.drop(tenant_id)
-        await self._feed.publish(TOPIC, tenant_id)
-
-    async def _on_change(self, topic: str, message: str) -> None:
-        self.drop(message)
+def _same(message: str) -> str:
+    return message

@@ -41,12 +41,12 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from switchboard.access.feedcache import FeedCache
 from switchboard.config.mcp import McpConfig, McpServerConfig
 from switchboard.config.urls import check_http_url
 from switchboard.crypto.keyring import DecryptError, Keyring, mcp_token_aad
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.mcp.revocation import Revocation, RevocationFailed, Revoker
+from switchboard.stores.feedcache import FeedCache
 from switchboard.stores.protocols import ChangeFeed, McpStore, McpTokenRecord, SharedCache, utcnow
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, refusal
 

@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 from pydantic import SecretStr, ValidationError
 
-from switchboard.access.feedcache import ALL
 from switchboard.background import stop_task
 from switchboard.config.mcp import McpServerConfig
 from switchboard.crypto.keyring import DecryptError, Keyring, mcp_server_aad
+from switchboard.stores.feedcache import ALL
 from switchboard.stores.protocols import ChangeFeed, McpServerRecord, McpStore, Subscription
 
 log = logging.getLogger("switchboard.mcp")

@@ -122,8 +122,7 @@ class RateLimitStage:
             stored = _EMPTY
             tenant = principal.tenant_id if principal is not None else None
             if tenant is not None and (cache := self._stored()) is not None:
-                cached = cache.peek(tenant)
-                stored = cached if cached is not None else await cache.get(tenant)
+                stored = await cache.limits(tenant)
             planned = self._plan(ctx, stored, model)
             if planned is None:
                 limits: list[Limit] = []

@@ -25,13 +25,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from switchboard.access.feedcache import ALL, FeedCache
 from switchboard.access.subscriptions import TOPIC as SUBSCRIPTIONS
 from switchboard.apis.cache import TOPIC as APIS
 from switchboard.context import Principal
 from switchboard.portal.sources import Entry
 from switchboard.prompts.cache import TOPIC as PROMPTS
 from switchboard.services.table import TOPIC as SERVICES
+from switchboard.stores.feedcache import ALL, FeedCache
 from switchboard.stores.protocols import ChangeFeed
 
 # tenant, part (a source's kind, "operations" or "subscriptions"), name ("" for a list; the team)

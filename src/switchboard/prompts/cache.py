@@ -4,7 +4,7 @@ A call naming a prompt (``{"prompt": {"id": ..., "label": ...}}``) makes no data
 that (tenant, name, version or label) is resolved. Saving a version or moving a label publishes
 (tenant, name) on the change feed under :data:`TOPIC`, and every instance drops every entry of
 that prompt; entries also expire after ``prompts.cache_seconds``, the bound on staleness when a
-message is lost. The mechanism is :class:`~switchboard.access.feedcache.FeedCache`.
+message is lost. The mechanism is :class:`~switchboard.stores.feedcache.FeedCache`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from switchboard.access.feedcache import ALL, FeedCache, publish
+from switchboard.stores.feedcache import ALL, FeedCache, publish
 from switchboard.stores.protocols import ChangeFeed, PromptStore, PromptVersion
 
 TOPIC = "prompts"

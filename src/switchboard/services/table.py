@@ -1,7 +1,7 @@
 """The live table of services: the YAML's (``services:``, fixed for the process) and those
 registered through the admin API (stored per tenant, their headers sealed), the stored ones
 cached in process and dropped on every instance through the change feed: no database query per
-request for a service seen lately (``access/feedcache.py``)."""
+request for a service seen lately (``stores/feedcache.py``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import aiohttp
 from pydantic import ValidationError
 from yarl import URL
 
-from switchboard.access.feedcache import FeedCache
 from switchboard.config.services import ServiceConfig, ServiceSettings
 from switchboard.crypto.keyring import DecryptError, Keyring, service_header_aad
+from switchboard.stores.feedcache import FeedCache
 from switchboard.stores.protocols import ChangeFeed, ServiceRecord, ServiceStore
 
 log = logging.getLogger("switchboard.services")

@@ -38,7 +38,6 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from switchboard.access.feedcache import ALL, publish
 from switchboard.access.roles import PLATFORM_ADMIN, Reach
 from switchboard.config.mcp import SERVER_NAME, McpServerConfig, server_name_problem
 from switchboard.config.urls import ipv4_shorthand
@@ -50,6 +49,7 @@ from switchboard.http.admin.providers import routing_of
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import seal, to_config, unseal
+from switchboard.stores.feedcache import ALL, publish
 from switchboard.stores.protocols import McpServerRecord, McpStore, McpTokenRecord, utcnow
 
 log = logging.getLogger("switchboard.mcp")

@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.access.feedcache import ALL, FeedCache
 from switchboard.apis import openapi
 from switchboard.apis.cache import TOPIC as APIS_TOPIC
 from switchboard.apis.lifecycle import SERVED
 from switchboard.context import Reply, RequestContext, Result
 from switchboard.errors import GatewayError, Gone, NotFound
 from switchboard.prompts.cache import TOPIC as PROMPTS_TOPIC
+from switchboard.stores.feedcache import ALL, FeedCache
 from switchboard.stores.protocols import ApiRecord, ApiStore, ChangeFeed, PromptStore, PromptVersion
 
 DEFAULT_TENANT = "default"

@@ -1,6 +1,6 @@
 """The running budgets: which are in force, reservations and their settlement, thresholds.
 
-- The budgets set through the admin API are cached per tenant (``access/feedcache.py``: change
+- The budgets set through the admin API are cached per tenant (``stores/feedcache.py``: change
   feed plus TTL), so the request path reads no database.
 - ``reserve`` puts a request's estimated maximum cost on every budget in force at once, or on
   none (``BudgetCounters``: in this process, or one Lua script in Redis). A counter that is not
@@ -26,13 +26,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from switchboard.access.feedcache import FeedCache
 from switchboard.background import Retries
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import Principal, Spent
 from switchboard.spend.budgets.periods import counter_key, counter_ttl, window
 from switchboard.spend.budgets.plan import Budget, Stored, in_force, nano, of_record, usd_of
 from switchboard.spend.budgets.webhooks import WebhookSender
+from switchboard.stores.feedcache import FeedCache
 from switchboard.stores.protocols import (
     Again,
     BudgetCounters,
@@ -76,6 +76,7 @@ class BudgetBook:
         *,
         ledger_ready: asyncio.Event | None = None,
         clock: Callable[[], float] = time.time,
+        stale_if_error: float = 0.0,
     ) -> None:
         self.config = config
         self._store = store
@@ -85,7 +86,8 @@ class BudgetBook:
         self._ledger_ready = ledger_ready
         self._clock = clock
         self._cache: FeedCache[str, Stored] = FeedCache(
-            TOPIC, self._load_tenant, feed, encode=str, decode=str, negative_ttl=10.0)
+            TOPIC, self._load_tenant, feed, encode=str, decode=str, negative_ttl=10.0,
+            stale_if_error=stale_if_error)
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._in_force: dict[str, tuple[Principal, Stored, list[Budget]]] = {}
         # (budget, period, zone) -> (its counter's key, the period's end as a timestamp, when the

@@ -9,6 +9,11 @@ its TTL: the bound on staleness when a message is lost.
 One store query per key at a time, however many requests ask (single flight). A lookup that
 races with an invalidation does not cache what it read (a generation counter), so a revoked
 record cannot be put back by a read that started before the revocation.
+
+``stale_if_error``: while the store cannot be reached (stores/unavailable.py), a record whose
+entry expired less than that long ago is served as it was rather than failing every request for
+it. Nothing can change in a store that cannot be written, and a change published on the feed
+still drops the entry, so only what the TTL guards against (a lost message) waits longer.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from functools import partial
 from typing import Any, Generic, TypeVar
 
 from switchboard.stores.protocols import EVERYTHING, ChangeFeed, Subscription
+from switchboard.stores.unavailable import OutageLog, unavailable
 
 log = logging.getLogger("switchboard.access")
 
@@ -44,10 +50,15 @@ async def publish(feed: ChangeFeed, topic: str, message: str) -> None:
     await feed.publish(topic, message)
 
 
+# While a stale record is served, the store is asked again at most this often per key.
+STALE_RETRY_SECONDS = 1.0
+
+
 @dataclass(slots=True)
 class _Entry(Generic[V]):
     value: V | None
     expires: float
+    stale_until: float = 0.0  # while the store is unreachable, served until then
 
 
 class FeedCache(Generic[K, V]):
@@ -70,6 +81,7 @@ class FeedCache(Generic[K, V]):
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
         also: tuple[str, ...] = (),
+        stale_if_error: float = 0.0,
     ) -> None:
         self._topic = topic
         self._topics = (topic, *also)
@@ -80,6 +92,8 @@ class FeedCache(Generic[K, V]):
         self._ttl = ttl
         self._negative_ttl = ttl if negative_ttl is None else negative_ttl
         self._max = max_entries
+        self._stale_if_error = stale_if_error
+        self._outage = OutageLog(log, f"reading {topic} from the store")
         self._clock = clock
         self._entries: dict[K, _Entry[V]] = {}
         self._pending: dict[K, asyncio.Task[V | None]] = {}
@@ -127,13 +141,39 @@ class FeedCache(Generic[K, V]):
     async def _lookup(self, key: K) -> V | None:
         generation = self._generation
         self.lookups += 1
-        value = await self._load(key)
+        try:
+            value = await self._load(key)
+        except Exception as exc:
+            stale = self._stale(key, exc, generation)
+            if stale is None:
+                raise
+            self._outage.failed(exc, f"; records read before are served up to {self._stale_if_error:g} s "
+                                     "past their expiry meanwhile")
+            return stale
+        self._outage.succeeded()
         if generation == self._generation:  # no invalidation arrived meanwhile
             if len(self._entries) >= self._max and key not in self._entries:
                 del self._entries[next(iter(self._entries))]  # the oldest entry
-            ttl = self._ttl if value is not None else self._negative_ttl
-            self._entries[key] = _Entry(value, self._clock() + ttl)
+            now = self._clock()
+            if value is None:
+                self._entries[key] = _Entry(value, now + self._negative_ttl)
+            else:
+                self._entries[key] = _Entry(value, now + self._ttl, now + self._ttl + self._stale_if_error)
         return value
+
+    def _stale(self, key: K, exc: Exception, generation: int) -> V | None:
+        """The expired record of ``key`` when the store could not be reached and the record may
+        still be served (``stale_if_error``); kept a moment longer so that requests for it do
+        not each wait on the store."""
+        entry = self._entries.get(key)
+        if (entry is None or entry.value is None or generation != self._generation
+                or not unavailable(exc)):
+            return None
+        now = self._clock()
+        if now >= entry.stale_until:
+            return None
+        entry.expires = min(now + STALE_RETRY_SECONDS, entry.stale_until)
+        return entry.value
 
     def _finished(self, key: K, task: asyncio.Task[V | None]) -> None:
         self._pending.pop(key, None)
