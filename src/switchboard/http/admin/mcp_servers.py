@@ -51,6 +51,7 @@ from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import seal, to_config, unseal
 from switchboard.stores.protocols import McpServerRecord, McpStore, McpTokenRecord, utcnow
+from switchboard.upstream.egress import OPERATOR, egress_rule
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -255,6 +256,8 @@ def stored_public(record: McpServerRecord, has_client_secret: bool) -> dict[str,
         "health_check_seconds": c.get("health_check_seconds"),
         "source": "database",
         "read_only": False,
+        # Read-only: whoever registered the record or last changed its URL decides it (docs/access.md).
+        "egress": egress_rule(record.tenant_id, by_platform_admin=record.by_platform_admin),
         "created_by": record.created_by,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
@@ -275,6 +278,7 @@ def config_public(s: McpServerConfig) -> dict[str, Any]:
         "tool_prices": dict(s.tool_prices), "connect_timeout_seconds": s.connect_timeout_seconds,
         "timeout_seconds": s.timeout_seconds, "max_concurrency": s.max_concurrency,
         "health_check_seconds": s.health_check_seconds, "source": "config", "read_only": True,
+        "egress": OPERATOR,  # the configuration file is the operator's: never held back
         "created_by": None, "created_at": None, "updated_at": None,
     }
 
