@@ -84,7 +84,7 @@ def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway)
         "mcp_server", "wiki", tenant, False, "database")
     assert created["headers"] == ["Authorization", "X-Team"]  # names only
     assert created["oauth"] == {"client_id": "switchboard", "authorization_url": None, "token_url": None,
-                                "scopes": ["read"], "client_secret_set": True}
+                                "revocation_url": None, "scopes": ["read"], "client_secret_set": True}
     assert (created["denied_tools"], created["price_per_call"], created["timeout_seconds"]) == (
         ["drop_everything"], 0.01, 20)
     # The tenant's callers read it (with the global YAML server); another tenant's YAML is not there.
@@ -177,6 +177,10 @@ def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gatew
     ({"name": "a", "url": "https://x.example", "headers": {"Host": "evil"}}, "headers.Host"),
     ({"name": "a", "url": "https://x.example", "oauth": {"token_url": "javascript:alert(1)"}},
      "oauth.token_url"),
+    ({"name": "a", "url": "https://x.example", "oauth": {"revocation_url": "ftp://as.example/revoke"}},
+     "oauth.revocation_url"),
+    ({"name": "a", "url": "https://x.example", "oauth": {"revocation_url": "http://0x7f000001/revoke"}},
+     "oauth.revocation_url"),
     ({"name": "a", "url": "https://x.example", "price_per_call": -1}, "price_per_call"),
     ({"name": "a", "url": "https://x.example", "max_concurrency": 0}, "max_concurrency"),
     ({"name": "a", "url": "https://x.example", "surprise": 1}, "surprise"),
@@ -338,6 +342,18 @@ def test_config_check_refuses_a_server_name_ending_with_an_underscore(tmp_path: 
     proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY})
     assert proc.wait_exit(60) == 2
     assert "mcp_servers" in proc.output and "end with '_'" in proc.output, proc.output
+
+
+def test_config_check_refuses_a_revocation_url_no_request_could_go_to(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    oauth = {"authorization_url": "https://as.example/authorize", "token_url": "https://as.example/token",
+             "revocation_url": "as.example/revoke"}
+    path.write_text(yaml.safe_dump({"auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+                                    "mcp_servers": [{"name": "notes", "url": "https://notes.example/mcp",
+                                                     "oauth": oauth}]}))
+    proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY})
+    assert proc.wait_exit(60) == 2
+    assert "revocation_url" in proc.output and "http://" in proc.output, proc.output
 
 
 @pytest.mark.parametrize(("body", "param", "code"), [

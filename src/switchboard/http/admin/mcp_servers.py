@@ -85,6 +85,8 @@ class OAuthBody(BaseModel):
     client_secret: HeaderValue | None = Field(default=None, description="Sealed; never shown.")
     authorization_url: Url | None = None
     token_url: Url | None = None
+    revocation_url: Url | None = Field(
+        default=None, description="RFC 7009 revocation endpoint; else the authorization server's metadata's.")
     scopes: Annotated[list[Scope], Field(max_length=50)] = Field(default_factory=list)
 
 
@@ -197,6 +199,7 @@ def _check(body: ServerFields) -> None:
     if body.oauth is not None:
         _check_url("oauth.authorization_url", body.oauth.authorization_url)
         _check_url("oauth.token_url", body.oauth.token_url)
+        _check_url("oauth.revocation_url", body.oauth.revocation_url)
     for name in body.headers or {}:
         if name.lower() in _RESERVED_HEADERS:
             raise InvalidRequest(f"headers.{name}: set by the gateway itself", param=f"headers.{name}",
@@ -214,7 +217,8 @@ def _oauth_settings(oauth: OAuthBody | None) -> dict[str, Any] | None:
     if oauth is None:
         return None
     return {"client_id": oauth.client_id, "authorization_url": oauth.authorization_url,
-            "token_url": oauth.token_url, "scopes": list(oauth.scopes)}
+            "token_url": oauth.token_url, "revocation_url": oauth.revocation_url,
+            "scopes": list(oauth.scopes)}
 
 
 def _validated(record: McpServerRecord, headers: dict[str, str], client_secret: str | None
@@ -245,7 +249,9 @@ def stored_public(record: McpServerRecord, has_client_secret: bool) -> dict[str,
         "description": c.get("description"),
         # Names only: the values are sealed and never shown.
         "headers": sorted(record.header_names),
-        "oauth": None if oauth is None else {**oauth, "client_secret_set": has_client_secret},
+        # revocation_url: absent from records stored before it existed.
+        "oauth": None if oauth is None else {"revocation_url": None, **oauth,
+                                             "client_secret_set": has_client_secret},
         "allowed_tools": c.get("allowed_tools"),
         "denied_tools": c.get("denied_tools", []),
         "price_per_call": c.get("price_per_call", 0.0),
@@ -268,7 +274,8 @@ def config_public(s: McpServerConfig) -> dict[str, Any]:
     oauth = None
     if s.oauth is not None:
         oauth = {"client_id": s.oauth.client_id, "authorization_url": s.oauth.authorization_url,
-                 "token_url": s.oauth.token_url, "scopes": list(s.oauth.scopes),
+                 "token_url": s.oauth.token_url, "revocation_url": s.oauth.revocation_url,
+                 "scopes": list(s.oauth.scopes),
                  "client_secret_set": s.oauth.client_secret is not None}
     return {
         "id": None, "object": "mcp_server", "name": s.name, "tenant": s.tenant, "global": s.tenant is None,
