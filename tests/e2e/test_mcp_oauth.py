@@ -33,6 +33,7 @@ from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import Gateway, start_gateway
 
 STATIC_TOKEN = "static-" + uuid.uuid4().hex
+PINNED_TENANT = "pinned-" + uuid.uuid4().hex[:6]  # the tenant of the YAML's server with set endpoints
 CLIENT_SECRET = "as-client-secret-" + uuid.uuid4().hex
 NOTICES = "switchboard/notices"
 
@@ -69,6 +70,13 @@ def servers() -> Iterator[tuple[AuthorizationServer, ProtectedMcp, McpUpstream]]
     auth.stop()
 
 
+def configured_oauth(auth: AuthorizationServer) -> dict[str, Any]:
+    """OAuth settings naming every endpoint of the test authorization server, revocation too."""
+    return {"client_id": auth.client_id, "client_secret": CLIENT_SECRET,
+            "authorization_url": f"{auth.issuer}/authorize", "token_url": f"{auth.issuer}/token",
+            "revocation_url": f"{auth.issuer}/revoke"}
+
+
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def world(request: pytest.FixtureRequest, servers: tuple[AuthorizationServer, ProtectedMcp, McpUpstream],
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -79,6 +87,8 @@ def world(request: pytest.FixtureRequest, servers: tuple[AuthorizationServer, Pr
             {"name": "whoami", "url": mcp.url,
              "oauth": {"client_id": auth.client_id, "client_secret": CLIENT_SECRET}},
             {"name": "plain", "url": math.url},
+            # Endpoints configured: no metadata is read, revocation is where it says.
+            {"name": "pinned", "url": mcp.url, "tenant": PINNED_TENANT, "oauth": configured_oauth(auth)},
         ],
         # Tokens live 3600 s at the authorization server; refreshed 60 s before they expire.
         "mcp": {"list_timeout_seconds": 5},
@@ -497,6 +507,49 @@ def test_every_users_tokens_deleted_by_a_server_change_or_removal_are_revoked(wo
     world.admin.ok("DELETE", path, params=scope)
     revocations = world.auth.wait_revocations(before + 6)[before + 4:]
     assert {r.token for r in revocations} == again and world.auth.tokens_of(login) == set()
+
+
+def test_with_configured_endpoints_tokens_are_revoked_at_the_configured_revocation_url(world: World) -> None:
+    """``authorization_url`` and ``token_url`` configured: no metadata is read, so the tokens a
+    user unlinks (a YAML server) or a removal deletes (a stored one) are revoked at
+    ``oauth.revocation_url`` (docs/mcp.md, "Revocation")."""
+    created = world.admin.call("POST", "/admin/v1/tenants", {"id": PINNED_TENANT, "name": PINNED_TENANT})
+    assert created.status_code in (201, 409), created.text
+    key, _ = world.user_key(PINNED_TENANT)
+    login = f"pinned-{uuid.uuid4().hex[:6]}@idp"
+    assert authorize(world, login, key=key, server="pinned").status_code == 200
+    issued = world.auth.tokens_of(login)
+    assert len(issued) == 2
+    before = len(world.auth.revocations)
+    with httpx.Client(timeout=10) as client:
+        forgot = client.delete(f"{world.gateway.url}/mcp/oauth/pinned",
+                               headers={"Authorization": f"Bearer {key}"})
+    assert forgot.status_code == 200 and forgot.json()["deleted"] is True, forgot.text
+    revocations = world.auth.wait_revocations(before + 2)[before:]
+    assert [r.hint for r in revocations] == ["refresh_token", "access_token"]
+    assert {r.token for r in revocations} == issued and all(r.authenticated for r in revocations)
+    assert world.auth.tokens_of(login) == set()
+    # Stored through the admin API: shown in its answers, used when the server is removed.
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    world.admin.ok("POST", "/admin/v1/tenants", {"id": tenant, "name": tenant}, status=201)
+    name = f"pin{uuid.uuid4().hex[:6]}"
+    path, scope = f"/admin/v1/mcp/servers/{name}", {"tenant": tenant}
+    body = {"name": name, "url": world.mcp.url, "tenant": tenant, "oauth": configured_oauth(world.auth)}
+    stored = world.admin.ok("POST", "/admin/v1/mcp/servers", body, status=201)
+    revoke_url = f"{world.auth.issuer}/revoke"
+    assert stored["oauth"]["revocation_url"] == revoke_url
+    pinned = world.admin.ok("GET", "/admin/v1/mcp/servers/pinned", params={"tenant": PINNED_TENANT})
+    assert pinned["oauth"]["revocation_url"] == revoke_url
+    users = {f"p{n}-{uuid.uuid4().hex[:4]}@idp": world.user_key(tenant)[0] for n in range(2)}
+    for login, key in users.items():
+        assert authorize(world, login, key=key, server=name).status_code == 200
+    issued = set().union(*(world.auth.tokens_of(login) for login in users))
+    assert len(issued) == 4
+    before = len(world.auth.revocations)
+    world.admin.ok("DELETE", path, params=scope)
+    revocations = world.auth.wait_revocations(before + 4)[before:]
+    assert {r.token for r in revocations} == issued and all(r.authenticated for r in revocations)
+    assert all(world.auth.tokens_of(login) == set() for login in users)
 
 
 def test_a_revocation_the_authorization_server_refuses_is_one_warning(world: World) -> None:

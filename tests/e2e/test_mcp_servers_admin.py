@@ -84,7 +84,7 @@ def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway)
         "mcp_server", "wiki", tenant, False, "database")
     assert created["headers"] == ["Authorization", "X-Team"]  # names only
     assert created["oauth"] == {"client_id": "switchboard", "authorization_url": None, "token_url": None,
-                                "scopes": ["read"], "client_secret_set": True}
+                                "revocation_url": None, "scopes": ["read"], "client_secret_set": True}
     assert (created["denied_tools"], created["price_per_call"], created["timeout_seconds"]) == (
         ["drop_everything"], 0.01, 20)
     # The tenant's callers read it (with the global YAML server); another tenant's YAML is not there.
@@ -177,6 +177,10 @@ def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gatew
     ({"name": "a", "url": "https://x.example", "headers": {"Host": "evil"}}, "headers.Host"),
     ({"name": "a", "url": "https://x.example", "oauth": {"token_url": "javascript:alert(1)"}},
      "oauth.token_url"),
+    ({"name": "a", "url": "https://x.example", "oauth": {"revocation_url": "ftp://as.example/revoke"}},
+     "oauth.revocation_url"),
+    ({"name": "a", "url": "https://x.example", "oauth": {"revocation_url": "http://0x7f000001/revoke"}},
+     "oauth.revocation_url"),
     ({"name": "a", "url": "https://x.example", "price_per_call": -1}, "price_per_call"),
     ({"name": "a", "url": "https://x.example", "max_concurrency": 0}, "max_concurrency"),
     ({"name": "a", "url": "https://x.example", "surprise": 1}, "surprise"),
@@ -244,6 +248,42 @@ def test_a_tenants_server_may_not_point_at_an_internal_address(gateway: Gateway)
 
 
 
+def test_every_answer_shows_whose_egress_rules_a_server_follows(gateway: Gateway) -> None:
+    """``egress`` (read-only): ``operator`` for the configuration file's servers, global ones and
+    what the platform admin registered or last pointed elsewhere in the default tenant;
+    ``public_only`` for a default-tenant admin's and every other tenant's (docs/access.md)."""
+    admin = Admin(gateway.url)
+    _, owner, _ = tenant_with_roles(admin)
+    lead = admin.as_key(admin.ok("POST", "/admin/v1/keys", {"role": "tenant_admin", "models": ["*"]},
+                                 status=201)["key"])
+    theirs, ours, shared, acme = (f"e{uuid.uuid4().hex[:6]}" for _ in range(4))
+    made = {theirs: lead.ok("POST", SERVERS, {"name": theirs, "url": "https://a.example/mcp"}, status=201),
+            ours: admin.ok("POST", SERVERS, {"name": ours, "url": "https://b.example/mcp"}, status=201),
+            shared: admin.ok("POST", SERVERS, {"name": shared, "url": "https://c.example/mcp",
+                                               "global": True}, status=201),
+            acme: owner.ok("POST", SERVERS, {"name": acme, "url": "https://d.example/mcp"}, status=201)}
+    assert {n: s["egress"] for n, s in made.items()} == {
+        theirs: "public_only", ours: "operator", shared: "operator", acme: "public_only"}
+    listed = {s["name"]: s["egress"] for s in admin.ok("GET", SERVERS, params={"limit": 1000})["data"]}
+    assert {n: listed[n] for n in (theirs, ours, shared, "yaml-docs")} == {
+        theirs: "public_only", ours: "operator", shared: "operator", "yaml-docs": "operator"}
+    assert lead.ok("GET", f"{SERVERS}/yaml-docs")["egress"] == "operator"
+    # A change that keeps the URL keeps the rules; a new URL takes those of whoever set it.
+    assert admin.ok("PATCH", f"{SERVERS}/{theirs}", {"description": "x"})["egress"] == "public_only"
+    assert admin.ok("PATCH", f"{SERVERS}/{theirs}", {"url": "https://e.example/mcp"})["egress"] == "operator"
+    assert lead.ok("GET", f"{SERVERS}/{theirs}")["egress"] == "operator"
+    assert lead.ok("PATCH", f"{SERVERS}/{ours}", {"url": "https://f.example/mcp"})["egress"] == "public_only"
+    # Not a field anyone sets.
+    assert error(admin.call("PATCH", f"{SERVERS}/{ours}", {"egress": "operator"}), 400)["param"] == "egress"
+    audit = admin.ok("GET", "/admin/v1/audit", params={"resource_id": admin.ok(
+        "GET", f"{SERVERS}/{ours}")["id"]})
+    update = next(e for e in audit["data"] if e["action"] == "mcp_server.update")
+    assert (update["before"]["egress"], update["after"]["egress"]) == ("operator", "public_only")
+    for name in (theirs, ours, shared):
+        admin.ok("DELETE", f"{SERVERS}/{name}")
+    owner.ok("DELETE", f"{SERVERS}/{acme}")
+
+
 @pytest.fixture(scope="module")
 def math_server() -> Iterator[McpUpstream]:
     server = start_mcp_server("math")
@@ -302,6 +342,18 @@ def test_config_check_refuses_a_server_name_ending_with_an_underscore(tmp_path: 
     proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY})
     assert proc.wait_exit(60) == 2
     assert "mcp_servers" in proc.output and "end with '_'" in proc.output, proc.output
+
+
+def test_config_check_refuses_a_revocation_url_no_request_could_go_to(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    oauth = {"authorization_url": "https://as.example/authorize", "token_url": "https://as.example/token",
+             "revocation_url": "as.example/revoke"}
+    path.write_text(yaml.safe_dump({"auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+                                    "mcp_servers": [{"name": "notes", "url": "https://notes.example/mcp",
+                                                     "oauth": oauth}]}))
+    proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY})
+    assert proc.wait_exit(60) == 2
+    assert "revocation_url" in proc.output and "http://" in proc.output, proc.output
 
 
 @pytest.mark.parametrize(("body", "param", "code"), [

@@ -589,6 +589,46 @@ def test_a_default_tenant_admin_is_not_the_operator_and_reaches_public_addresses
     assert httpx.delete(f"{services}/{name}", headers=lead, timeout=10).status_code == 204
 
 
+def test_every_answer_shows_whose_egress_rules_a_service_follows(world: World) -> None:
+    """``egress`` (read-only): ``operator`` for the configuration file's services and what the
+    platform admin registered or last pointed elsewhere in the default tenant; ``public_only``
+    for a default-tenant admin's and every other tenant's (docs/access.md, "Egress")."""
+    services = f"{world.url}/admin/v1/services"
+    lead = {"Authorization": f"Bearer {world.key(role='tenant_admin')}"}
+    theirs, ours, acme = (f"egress-{uuid.uuid4().hex[:6]}" for _ in range(3))
+    public = f"{world.upstream.url.replace('127.0.0.1', 'localhost')}/api"
+    made = {theirs: httpx.post(services, json={"name": theirs, "url": public}, headers=lead, timeout=10),
+            ours: httpx.post(services, json={"name": ours, "url": public}, headers=ADMIN, timeout=10),
+            acme: httpx.post(services, json={"name": acme, "url": public, "tenant": "acme"}, headers=ADMIN,
+                             timeout=10)}
+    assert all(r.status_code == 201 for r in made.values()), [r.text for r in made.values()]
+    assert {n: r.json()["egress"] for n, r in made.items()} == {
+        theirs: "public_only", ours: "operator", acme: "public_only"}
+    listed = httpx.get(services, headers=lead, timeout=10).json()["data"]
+    assert {s["name"]: s["egress"] for s in listed if s["name"] in (theirs, ours, "echo")} == {
+        theirs: "public_only", ours: "operator", "echo": "operator"}
+    assert httpx.get(f"{services}/{acme}", params={"tenant": "acme"}, headers=ADMIN,
+                     timeout=10).json()["egress"] == "public_only"
+    # A change that keeps the URL keeps the rules; a new URL takes those of whoever set it.
+    kept = httpx.patch(f"{services}/{theirs}", json={"rpm": 5}, headers=ADMIN, timeout=10)
+    assert kept.status_code == 200 and kept.json()["egress"] == "public_only", kept.text
+    moved = httpx.patch(f"{services}/{theirs}", json={"url": public + "2"}, headers=ADMIN, timeout=10)
+    assert moved.status_code == 200 and moved.json()["egress"] == "operator", moved.text
+    assert httpx.get(f"{services}/{theirs}", headers=lead, timeout=10).json()["egress"] == "operator"
+    back = httpx.patch(f"{services}/{ours}", json={"url": public + "3"}, headers=lead, timeout=10)
+    assert back.status_code == 200 and back.json()["egress"] == "public_only", back.text
+    # Not a field anyone sets.
+    refused = httpx.patch(f"{services}/{ours}", json={"egress": "operator"}, headers=ADMIN, timeout=10)
+    assert refused.status_code == 400, refused.text
+    audit = httpx.get(f"{world.url}/admin/v1/audit", params={"resource_id": ours}, headers=ADMIN, timeout=10)
+    update = next(e for e in audit.json()["data"] if e["action"] == "service.update")
+    assert (update["before"]["egress"], update["after"]["egress"]) == ("operator", "public_only")
+    for name in (theirs, ours):
+        assert httpx.delete(f"{services}/{name}", headers=ADMIN, timeout=10).status_code == 204
+    assert httpx.delete(f"{services}/{acme}", params={"tenant": "acme"}, headers=ADMIN,
+                        timeout=10).status_code == 204
+
+
 def test_a_change_reaches_every_instance_within_a_second(world: World) -> None:
     peer = world.peer()
     name = f"moving-{uuid.uuid4().hex[:6]}"

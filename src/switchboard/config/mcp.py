@@ -31,14 +31,25 @@ def server_name_problem(name: str) -> str | None:
 
 class McpOAuthConfig(Strict):
     """Per-user OAuth 2.1 for a server that needs it. Endpoints not given are discovered from the
-    server (protected-resource metadata, then the authorization server's metadata)."""
+    server (protected-resource metadata, then the authorization server's metadata).
+    ``revocation_url`` (RFC 7009) is where forgotten tokens are revoked: with both
+    ``authorization_url`` and ``token_url`` given no metadata is read, so without it they are
+    deleted but not revoked; given, it is used in place of the metadata's endpoint."""
 
     client_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     client_secret: SecretStr | None = None
     authorization_url: str | None = None
     token_url: str | None = None
+    revocation_url: str | None = None
     scopes: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=50)] = Field(
         default_factory=list)
+
+    @field_validator("revocation_url")
+    @classmethod
+    def _revocation_url(cls, value: str | None) -> str | None:
+        # Called in the background, long after the configuration was read: a URL no request
+        # could go to is refused now rather than logged as a failure then.
+        return None if value is None else check_http_url(value)
 
 
 class McpServerConfig(Strict):

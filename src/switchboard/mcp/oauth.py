@@ -16,8 +16,8 @@ oauth-protected-resource``), then its RFC 8414 / OpenID Connect metadata, unless
 ``client_id`` the gateway registers itself (RFC 7591) where the authorization server offers it.
 
 Tokens the gateway forgets (a user unlinks the server; an admin change deletes every user's) are
-revoked at the authorization server where its metadata offers revocation (RFC 7009), in the
-background (mcp/revocation.py).
+revoked at the authorization server where its metadata offers revocation (RFC 7009), or at the
+configured ``oauth.revocation_url``, in the background (mcp/revocation.py).
 
 Every URL called here is a registered server's or one its metadata names: never a caller's. No
 token, code, verifier or secret is ever logged or put in an error.
@@ -219,7 +219,9 @@ class OAuthClient:
         oauth = server.oauth
         assert oauth is not None and server.url is not None
         if oauth.authorization_url and oauth.token_url:
-            return Endpoints(oauth.authorization_url, oauth.token_url, server.url, tuple(oauth.scopes))
+            # No metadata is read: revocation is where the configuration says, if it says.
+            return Endpoints(oauth.authorization_url, oauth.token_url, server.url, tuple(oauth.scopes),
+                             revocation=oauth.revocation_url)
         key = _server_key(server)
         cached = self._discovered.get(key)
         if cached is not None and cached[0] > time.monotonic():
@@ -254,8 +256,8 @@ class OAuthClient:
             token=oauth.token_url or _http_url(meta.get("token_endpoint"), "token endpoint"),
             resource=resource,
             scopes=scopes[:50],
-            revocation=_http_url(meta["revocation_endpoint"], "revocation endpoint")
-            if meta.get("revocation_endpoint") else None,
+            revocation=oauth.revocation_url or (_http_url(meta["revocation_endpoint"], "revocation endpoint")
+                                                if meta.get("revocation_endpoint") else None),
             registration=_http_url(meta["registration_endpoint"], "registration endpoint")
             if meta.get("registration_endpoint") else None,
             auth_methods=tuple(m for m in auth_methods if isinstance(m, str))
@@ -558,10 +560,13 @@ class OAuthClient:
 
     def _revocation(self, server: McpServerConfig, ts: TokenSet, egress: Egress | None) -> Revocation | None:
         """What revoking ``ts`` takes; None where its authorization server offers no revocation
-        (its metadata named no ``revocation_endpoint``, or none was read: configured endpoints)."""
-        if not ts.revocation_url:
-            return None
+        (no ``oauth.revocation_url`` is configured, and its metadata named no
+        ``revocation_endpoint`` or none was read: configured endpoints). The configured URL
+        comes first: it holds for tokens issued before it was set, too."""
         oauth = server.oauth
+        url = (oauth.revocation_url if oauth is not None else None) or ts.revocation_url
+        if not url:
+            return None
         secret = None
         if oauth is not None and oauth.client_id == ts.client_id and oauth.client_secret is not None:
             secret = oauth.client_secret.get_secret_value()
@@ -569,7 +574,7 @@ class OAuthClient:
         found = self._discovered.get(_server_key(server))
         tokens = [(ts.refresh_token, "refresh_token")] if ts.refresh_token else []
         tokens.append((ts.access_token, "access_token"))
-        return Revocation(ts.revocation_url, ts.client_id, secret, found[1].auth_methods if found else (),
+        return Revocation(url, ts.client_id, secret, found[1].auth_methods if found else (),
                           egress, tuple(tokens))
 
     async def _revoke(self, revocation: Revocation, token: str, hint: str) -> None:
@@ -626,7 +631,7 @@ def _client_auth(client_id: str, secret: str | None, methods: tuple[str, ...], f
 def _server_key(server: McpServerConfig) -> tuple[Any, ...]:
     oauth = server.oauth
     settings = (None,) if oauth is None else (oauth.client_id, oauth.authorization_url, oauth.token_url,
-                                              tuple(oauth.scopes))
+                                              oauth.revocation_url, tuple(oauth.scopes))
     return (server.tenant, server.name, server.url, *settings)
 
 

@@ -4,8 +4,9 @@ A user's tokens are deleted when the user unlinks a server (``DELETE /mcp/oauth/
 for every user at once, when an admin change makes them unusable (the server's URL, its
 authorization server or client changed, the server removed). Deleted here, they would stay
 valid at the authorization server until they expire, a refresh token often for months. Where
-the authorization server's metadata named a ``revocation_endpoint`` (kept with the tokens when
-they were issued), the gateway asks it to revoke the refresh token, then the access token.
+the server's ``oauth.revocation_url`` is configured, or else the authorization server's metadata
+named a ``revocation_endpoint`` (kept with the tokens when they were issued), the gateway asks it
+to revoke the refresh token, then the access token.
 
 Best effort and never on an answer's path: each batch (one user's tokens, or every user's of one
 server) is a background task, and the caller answers at once. Bounded: every request as every

@@ -32,6 +32,24 @@ ONLY_PUBLIC = ("upstreams registered by a tenant or team admin, or for a tenant 
                "one, reach public addresses only, unless the operator allows the host (egress.allowed_hosts)")
 # The platform's own tenant: what a platform admin registers there is the operator's, like the YAML's.
 DEFAULT_TENANT = "default"
+# How the admin API names the rules a registered upstream follows (its "egress" field).
+OPERATOR = "operator"
+PUBLIC_ONLY = "public_only"
+
+
+def operators_own(tenant: str | None, *, by_platform_admin: bool) -> bool:
+    """Whether an upstream registered through the admin API for ``tenant`` (None: a global one,
+    the platform admin's) is the operator's own, exempt from the rules: only what a platform
+    admin registered (or last pointed elsewhere) for the default tenant is; a tenant or team
+    admin of the default tenant is not the operator."""
+    return tenant is None or (tenant == DEFAULT_TENANT and by_platform_admin)
+
+
+def egress_rule(tenant: str | None, *, by_platform_admin: bool) -> str:
+    """The rules a registered upstream follows, as admins read them: :data:`OPERATOR` (any
+    address) or :data:`PUBLIC_ONLY` (public addresses, plus the operator's ``egress:``
+    exceptions, which apply to every such upstream and so are not repeated per record)."""
+    return OPERATOR if operators_own(tenant, by_platform_admin=by_platform_admin) else PUBLIC_ONLY
 
 
 class EgressRefused(OSError):
@@ -124,10 +142,9 @@ class EgressPolicy:
 
     def guard(self, tenant: str | None, *, by_platform_admin: bool) -> Egress | None:
         """The rules for an upstream registered through the admin API for ``tenant`` (None:
-        a global one, the platform admin's); None when it may connect anywhere. Only what a
-        platform admin registered (or last pointed elsewhere) for the default tenant is the
-        operator's own: a tenant or team admin of the default tenant is not the operator."""
-        if self._open or tenant is None or (tenant == DEFAULT_TENANT and by_platform_admin):
+        a global one, the platform admin's); None when it may connect anywhere (the operator's
+        own, :func:`operators_own`, or every one when the operator opened private networks)."""
+        if self._open or operators_own(tenant, by_platform_admin=by_platform_admin):
             return None
         return self._egress
 

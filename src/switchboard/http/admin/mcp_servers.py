@@ -51,6 +51,7 @@ from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import seal, to_config, unseal
 from switchboard.stores.feedcache import ALL, publish
 from switchboard.stores.protocols import McpServerRecord, McpStore, McpTokenRecord, utcnow
+from switchboard.upstream.egress import OPERATOR, egress_rule
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -84,6 +85,8 @@ class OAuthBody(BaseModel):
     client_secret: HeaderValue | None = Field(default=None, description="Sealed; never shown.")
     authorization_url: Url | None = None
     token_url: Url | None = None
+    revocation_url: Url | None = Field(
+        default=None, description="RFC 7009 revocation endpoint; else the authorization server's metadata's.")
     scopes: Annotated[list[Scope], Field(max_length=50)] = Field(default_factory=list)
 
 
@@ -196,6 +199,7 @@ def _check(body: ServerFields) -> None:
     if body.oauth is not None:
         _check_url("oauth.authorization_url", body.oauth.authorization_url)
         _check_url("oauth.token_url", body.oauth.token_url)
+        _check_url("oauth.revocation_url", body.oauth.revocation_url)
     for name in body.headers or {}:
         if name.lower() in _RESERVED_HEADERS:
             raise InvalidRequest(f"headers.{name}: set by the gateway itself", param=f"headers.{name}",
@@ -213,7 +217,8 @@ def _oauth_settings(oauth: OAuthBody | None) -> dict[str, Any] | None:
     if oauth is None:
         return None
     return {"client_id": oauth.client_id, "authorization_url": oauth.authorization_url,
-            "token_url": oauth.token_url, "scopes": list(oauth.scopes)}
+            "token_url": oauth.token_url, "revocation_url": oauth.revocation_url,
+            "scopes": list(oauth.scopes)}
 
 
 def _validated(record: McpServerRecord, headers: dict[str, str], client_secret: str | None
@@ -244,7 +249,9 @@ def stored_public(record: McpServerRecord, has_client_secret: bool) -> dict[str,
         "description": c.get("description"),
         # Names only: the values are sealed and never shown.
         "headers": sorted(record.header_names),
-        "oauth": None if oauth is None else {**oauth, "client_secret_set": has_client_secret},
+        # revocation_url: absent from records stored before it existed.
+        "oauth": None if oauth is None else {"revocation_url": None, **oauth,
+                                             "client_secret_set": has_client_secret},
         "allowed_tools": c.get("allowed_tools"),
         "denied_tools": c.get("denied_tools", []),
         "price_per_call": c.get("price_per_call", 0.0),
@@ -255,6 +262,8 @@ def stored_public(record: McpServerRecord, has_client_secret: bool) -> dict[str,
         "health_check_seconds": c.get("health_check_seconds"),
         "source": "database",
         "read_only": False,
+        # Read-only: whoever registered the record or last changed its URL decides it (docs/access.md).
+        "egress": egress_rule(record.tenant_id, by_platform_admin=record.by_platform_admin),
         "created_by": record.created_by,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
@@ -265,7 +274,8 @@ def config_public(s: McpServerConfig) -> dict[str, Any]:
     oauth = None
     if s.oauth is not None:
         oauth = {"client_id": s.oauth.client_id, "authorization_url": s.oauth.authorization_url,
-                 "token_url": s.oauth.token_url, "scopes": list(s.oauth.scopes),
+                 "token_url": s.oauth.token_url, "revocation_url": s.oauth.revocation_url,
+                 "scopes": list(s.oauth.scopes),
                  "client_secret_set": s.oauth.client_secret is not None}
     return {
         "id": None, "object": "mcp_server", "name": s.name, "tenant": s.tenant, "global": s.tenant is None,
@@ -275,6 +285,7 @@ def config_public(s: McpServerConfig) -> dict[str, Any]:
         "tool_prices": dict(s.tool_prices), "connect_timeout_seconds": s.connect_timeout_seconds,
         "timeout_seconds": s.timeout_seconds, "max_concurrency": s.max_concurrency,
         "health_check_seconds": s.health_check_seconds, "source": "config", "read_only": True,
+        "egress": OPERATOR,  # the configuration file is the operator's: never held back
         "created_by": None, "created_at": None, "updated_at": None,
     }
 

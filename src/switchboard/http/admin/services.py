@@ -32,6 +32,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.services.table import Service, ServiceTable, header_aad
 from switchboard.stores.protocols import ServiceExists, ServiceRecord, ServiceStore, utcnow
+from switchboard.upstream.egress import OPERATOR, egress_rule
 
 router = APIRouter(prefix="/admin/v1/services", tags=["services"])
 
@@ -83,9 +84,10 @@ def _spec(settings: ServiceSettings) -> dict[str, Any]:
 
 
 def _public(name: str, tenant: str | None, spec: dict[str, Any], headers: list[str], origin: str,
-            record: ServiceRecord | None = None) -> dict[str, Any]:
+            egress: str, record: ServiceRecord | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"object": "service", "name": name, "tenant": tenant, "origin": origin,
-                           "path": f"/services/{name}/", **spec, "headers": sorted(headers)}
+                           "path": f"/services/{name}/", **spec, "headers": sorted(headers),
+                           "egress": egress}
     if record is not None:
         out.update(created_by=record.created_by, created_at=record.created_at.isoformat(),
                    updated_at=record.updated_at.isoformat())
@@ -93,12 +95,16 @@ def _public(name: str, tenant: str | None, spec: dict[str, Any], headers: list[s
 
 
 def _of_record(record: ServiceRecord) -> dict[str, Any]:
-    return _public(record.name, record.tenant_id, dict(record.spec), list(record.headers), "admin", record)
+    # Read-only: whoever registered the record or last changed its URL decides it (docs/access.md).
+    egress = egress_rule(record.tenant_id, by_platform_admin=record.by_platform_admin)
+    return _public(record.name, record.tenant_id, dict(record.spec), list(record.headers), "admin", egress,
+                   record)
 
 
 def _of_config(service: Service) -> dict[str, Any]:
+    # The configuration file is the operator's: its services are never held back.
     return _public(service.name, service.tenant, _spec(service.settings), [h for h, _ in service.headers],
-                   "config")
+                   "config", OPERATOR)
 
 
 def _sealed(request: Request, tenant: str, name: str, headers: dict[str, str]) -> dict[str, str]:
