@@ -19,19 +19,27 @@ import sqlalchemy.exc
 # for a client that left.
 _SOCKET = (ConnectionRefusedError, ConnectionResetError, BrokenPipeError)
 # (module, class names): connection lost or refused, "connection is closed", Redis unreachable.
+# PostgreSQL answering that it cannot take connections yet or any more (starting up, shutting
+# down, out of connection slots) is as unreachable as a refused connect.
 _DRIVERS = (
-    ("asyncpg.exceptions", ("PostgresConnectionError", "InterfaceError")),
+    ("asyncpg.exceptions", ("PostgresConnectionError", "InterfaceError", "CannotConnectNowError",
+                            "AdminShutdownError", "CrashShutdownError", "TooManyConnectionsError")),
     ("redis.exceptions", ("ConnectionError", "TimeoutError")),
 )
 
 
 def _driver_error(exc: BaseException | None) -> bool:
-    if isinstance(exc, _SOCKET):
-        return True
-    for module_name, names in _DRIVERS:
-        module = sys.modules.get(module_name)
-        if module is not None and isinstance(exc, tuple(getattr(module, n) for n in names)):
+    # SQLAlchemy's asyncpg adapter raises its own error "from" the driver's: look down the chain.
+    for _ in range(4):
+        if exc is None:
+            return False
+        if isinstance(exc, _SOCKET):
             return True
+        for module_name, names in _DRIVERS:
+            module = sys.modules.get(module_name)
+            if module is not None and isinstance(exc, tuple(getattr(module, n) for n in names)):
+                return True
+        exc = exc.__cause__
     return False
 
 
