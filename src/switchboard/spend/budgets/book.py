@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from switchboard.access.feedcache import FeedCache
@@ -33,6 +34,7 @@ from switchboard.context import Principal, Spent
 from switchboard.spend.budgets.periods import counter_key, counter_ttl, window
 from switchboard.spend.budgets.plan import Budget, Stored, in_force, nano, of_record, usd_of
 from switchboard.spend.budgets.webhooks import WebhookSender
+from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores.protocols import (
     Again,
     BudgetCounters,
@@ -52,6 +54,9 @@ _IN_FORCE_MAX = 10_000  # callers whose budgets are kept; cleared when full
 _NONE: Stored = {}
 _MISSING: Any = object()
 _LEDGER_READY_WAIT = 10.0  # seconds a first load waits for the spool's replay at start-up
+# Beyond the ledger writers' flush interval, how long a batch of records takes to be stored: a
+# counter rebuilt after Redis lost its data waits that long after the loss was first noticed.
+_STORE_SECONDS = 1.0
 # How long the admin API's status waits for a counter read: a hung Redis (connections accepted,
 # never answered) would otherwise hold the answer for redis-py's 10 s socket timeout.
 STATUS_READ_SECONDS = 1.0
@@ -75,6 +80,7 @@ class BudgetBook:
         webhooks: WebhookSender,
         *,
         ledger_ready: asyncio.Event | None = None,
+        writer: LedgerWriter | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -83,6 +89,7 @@ class BudgetBook:
         self._ledger = ledger
         self._webhooks = webhooks
         self._ledger_ready = ledger_ready
+        self._writer = writer
         self._clock = clock
         self._cache: FeedCache[str, Stored] = FeedCache(
             TOPIC, self._load_tenant, feed, encode=str, decode=str, negative_ttl=10.0)
@@ -206,10 +213,35 @@ class BudgetBook:
         if self._ledger_ready is not None and not self._ledger_ready.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ledger_ready.wait(), _LEDGER_READY_WAIT)
+        await self._others_stored()
         start, _ = window(budget.period, budget.zone, datetime.fromtimestamp(self._clock(), UTC))
-        total = await self._ledger.total(budget.tenant_id, budget.scope, budget.subject, start, budget.unit)
+        if self._writer is None:
+            total = await self._total(budget, start)
+        else:
+            # This instance's calls whose records are still in its writer (the last flush
+            # interval's; all of them while the database was down) are read too: stored first,
+            # and none stored during the read, so each counts once. Raises when they cannot be
+            # stored: a counter missing them would let the budget be overspent.
+            async with self._writer.all_stored():
+                total = await self._total(budget, start)
         spent = nano(total) if budget.unit == "usd" else int(total)
         await self._counters.load(charge, spent)
+
+    async def _total(self, budget: Budget, start: datetime) -> Decimal:
+        return await self._ledger.total(budget.tenant_id, budget.scope, budget.subject, start, budget.unit)
+
+    async def _others_stored(self) -> None:
+        """After the counters lost their data (Redis restarted empty), wait until the other
+        instances' ledger writers have stored the calls that ended before the loss was noticed
+        (one flush interval, plus the time to store): their settlements went to the lost counter,
+        or wait to be tried again and then leave a counter rebuilt since alone (``Again``), so
+        the ledger is what counts them. Only the first rebuilds after a loss wait."""
+        if self._writer is None:
+            return
+        ago = await self._counters.lost_ago()
+        wait = self._writer.flush_seconds + _STORE_SECONDS
+        if ago is not None and ago < wait:
+            await asyncio.sleep(wait - ago)
 
     async def settle(
         self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None,
