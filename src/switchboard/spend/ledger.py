@@ -28,7 +28,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -36,7 +36,6 @@ from pathlib import Path
 import orjson
 
 from switchboard.background import stop_task
-from switchboard.stores.errors import StoreError
 from switchboard.stores.protocols import (
     USAGE_ROW,
     UsageLedger,
@@ -290,20 +289,16 @@ class LedgerWriter:
             segment.release()
         self._backlog = []
 
-    @contextlib.asynccontextmanager
-    async def all_stored(self) -> AsyncIterator[None]:
-        """Everything this process spooled so far stored in the database, and nothing else stored
-        until the block ends: a read of the ledger inside it holds each of this process's records
-        exactly once (a budget counter rebuilt from it). Raises when they cannot all be stored
-        (the database is down): a read then would miss some. Tries at once, whatever the backoff
-        after an outage says: this is rare (a counter rebuilt), and worth a try."""
+    async def store_all(self) -> bool:
+        """Store everything this process spooled so far now (a budget counter about to be
+        rebuilt from the ledger reads it all); False when some of it could not be stored (the
+        database is down), and waits in the spool. Tries at once, whatever the backoff after an
+        outage says: this is rare (a counter rebuilt), and worth a try."""
         async with self._lock:
             self.write_spooled()
             self._retry_at = 0.0
             await self._flush()
-            if self._backlog:
-                raise StoreError("usage records are waiting in the spool for the database")
-            yield
+            return not self._backlog
 
     @property
     def flush_seconds(self) -> float:

@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from switchboard.access.feedcache import FeedCache
@@ -215,20 +214,16 @@ class BudgetBook:
                 await asyncio.wait_for(self._ledger_ready.wait(), _LEDGER_READY_WAIT)
         await self._others_stored()
         start, _ = window(budget.period, budget.zone, datetime.fromtimestamp(self._clock(), UTC))
-        if self._writer is None:
-            total = await self._total(budget, start)
-        else:
-            # This instance's calls whose records are still in its writer (the last flush
-            # interval's; all of them while the database was down) are read too: stored first,
-            # and none stored during the read, so each counts once. Raises when they cannot be
-            # stored: a counter missing them would let the budget be overspent.
-            async with self._writer.all_stored():
-                total = await self._total(budget, start)
+        # This instance's calls whose records are still in its writer (the last flush interval's;
+        # all of them after the database was down) are stored first, so the read holds them.
+        if self._writer is not None and not await self._writer.store_all():
+            # The database is down (the read below fails too), or refuses the spooled records:
+            # the counter is then rebuilt from what it holds, as the ledger's own readers see it.
+            log.warning("budget %s: its counter is rebuilt while usage records wait in this instance's "
+                        "spool; it misses those calls", budget.id)
+        total = await self._ledger.total(budget.tenant_id, budget.scope, budget.subject, start, budget.unit)
         spent = nano(total) if budget.unit == "usd" else int(total)
         await self._counters.load(charge, spent)
-
-    async def _total(self, budget: Budget, start: datetime) -> Decimal:
-        return await self._ledger.total(budget.tenant_id, budget.scope, budget.subject, start, budget.unit)
 
     async def _others_stored(self) -> None:
         """After the counters lost their data (Redis restarted empty), wait until the other
