@@ -13,8 +13,8 @@ been loaded (a new period, or Redis restarted): the script says so and reserves 
 caller loads it from the ledger (``load``: set only if absent) and tries again. A marker key,
 set the first time a counter is rebuilt after Redis lost its data, says since when it has been
 back (``lost_ago``): a rebuild waits for the other instances' ledger writers to store the calls
-that ended before. Every key
-carries the same hash tag, so one script may touch all of them on a Redis Cluster too.
+that ended before. Every key carries the same hash tag, so one script may touch all of them on
+a Redis Cluster too.
 """
 
 from __future__ import annotations
