@@ -466,7 +466,7 @@ class Gateway:
             self.budgets = BudgetBook(
                 self.settings.budgets, self.stores.budgets, self.stores.budget_counters, self.stores.ledger,
                 self.stores.feed, WebhookSender(self.settings.budgets.webhook),
-                ledger_ready=self.usage.recovered, stale_if_error=stale,
+                ledger_ready=self.usage.recovered, writer=self.usage, stale_if_error=stale,
             )
             await self.budgets.start()
             if self.alerts is not None and self.alerts.watches_budgets:

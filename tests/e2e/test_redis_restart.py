@@ -27,6 +27,7 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 # How long Redis stays down: long enough for a reconnecting client's backoff to grow (the
 # outage being simulated, not a wait for something to happen).
 OUTAGE_SECONDS = 4.0
+LEDGER_FLUSH_SECONDS = 5.0
 
 
 @dataclass
@@ -51,10 +52,25 @@ class Pair:
 
 @pytest.fixture
 def pair(postgres: Postgres, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    yield from _pair(postgres, mock_upstream, tmp_path_factory)
+
+
+@pytest.fixture
+def slow_ledger_pair(postgres: Postgres, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[Pair]:
+    """A pair whose ledger writers store their records every LEDGER_FLUSH_SECONDS: a call's
+    record stays in its instance's writer long enough to see what a counter rebuilt meanwhile
+    does with it."""
+    yield from _pair(postgres, mock_upstream, tmp_path_factory, spend={"flush_seconds": LEDGER_FLUSH_SECONDS})
+
+
+def _pair(postgres: Postgres, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory,
+          **extra: Any) -> Iterator[Pair]:
     redis = start_redis()  # our own: killing it leaves the session's Redis alone
     config = openai_config(mock_upstream)
     config["database"] = {"url": postgres.create_database(f"restart_{uuid.uuid4().hex[:8]}")}
     config["redis"] = {"url": redis.url}
+    config.update(extra)
     started: list[Gateway] = []
     try:
         for name in ("a", "b"):
@@ -211,3 +227,43 @@ def test_calls_in_flight_when_redis_dies_warn_once_and_are_counted_once_it_is_ba
     lines = pair.first.process.lines
     failed = [line for line in lines if "settling its budget reservation failed" in line]
     assert len(failed) == 1, "".join(lines)
+
+
+def test_a_counter_rebuilt_right_after_redis_lost_its_data_holds_the_calls_not_yet_stored(
+        slow_ledger_pair: Pair) -> None:
+    """Calls that ended on both instances just before Redis lost its data: settled into the lost
+    counter, their ledger records still in their instances' writers. A status read at once
+    rebuilds the counter from the ledger with both calls in it (this instance's stored before
+    the read, the other's waited for), and counts neither a second time once they are stored."""
+    pair = slow_ledger_pair
+    key = pair.key()
+    made = pair.admin("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "unit": "tokens",
+                                                    "max_amount": 100_000})
+    assert made.status_code == 200, made.text
+    budget = made.json()["id"]
+
+    def status() -> dict[str, Any]:
+        answer = pair.admin("GET", f"/admin/v1/budgets/{budget}")
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json()["status"] or {})
+
+    assert status()["spent"] == 0  # the counter exists before Redis loses it
+    used = 0
+    for gw in (pair.first, pair.second):
+        answer = _chat(gw, key["key"])
+        assert answer.status_code == 200, answer.text
+        used += answer.json()["usage"]["total_tokens"]
+    assert status()["spent"] == used
+    pair.kill_redis()
+    pair.redis.restart()  # empty: the counter is gone
+
+    rebuilt = status()  # on the first instance: rebuilt from the ledger now
+    assert rebuilt["spent"] == used, rebuilt
+    assert rebuilt["reserved"] == 0
+    assert _ledger(pair, key["id"]) == 2  # the first instance's record was stored for the rebuild
+
+    third = _chat(pair.second, key["key"])  # counted once more, on a counter that holds the others
+    assert third.status_code == 200, third.text
+    used += third.json()["usage"]["total_tokens"]
+    _until(lambda: _ledger(pair, key["id"]) == 3, "the ledger does not hold the three calls")
+    assert status()["spent"] == used

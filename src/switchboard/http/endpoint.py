@@ -30,7 +30,7 @@ from switchboard.context import (
     StreamReply,
     milliseconds,
 )
-from switchboard.errors import GatewayError, InternalError, InvalidRequest, UnsupportedMediaType, retry_hint
+from switchboard.errors import GatewayError, InvalidRequest, UnsupportedMediaType, retry_hint
 from switchboard.http.asgi import (
     ABORT,
     BODY_TIMED_OUT,
@@ -362,8 +362,9 @@ class Endpoint:
 
 
 class _Counted:
-    """Pass batches through, counting chunks; an unexpected failure becomes an InternalError the
-    encoder can write, and a gateway error is recorded in the outcome. An iterator, not an async
+    """Pass batches through, counting chunks; any other failure becomes a gateway error the
+    encoder can write (``Unexpected.mid_stream``: an InternalError for a fault of the code), and
+    the error is recorded in the outcome. An iterator, not an async
     generator: one generator less per stream (the consumer closes the batches itself)."""
 
     __slots__ = ("_ctx", "_source")
@@ -384,10 +385,10 @@ class _Counted:
         except GatewayError as err:
             ctx.outcome.failed(err)
             raise
-        except Exception:
-            log.exception("request %s: unexpected error mid-stream", ctx.request_id)
-            internal = InternalError(f"internal error (request id {ctx.request_id})")
-            ctx.outcome.failed(internal)
-            raise internal from None
+        except Exception as exc:
+            # A handled cause is one warning line, a fault of the code keeps its traceback.
+            failure = UNEXPECTED.mid_stream(ctx.request_id, exc)
+            ctx.outcome.failed(failure)
+            raise failure from None
         ctx.outcome.chunks_sent += len(batch)
         return batch

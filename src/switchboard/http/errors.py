@@ -3,17 +3,25 @@ at shutdown, or for a store that cannot be reached."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 
-from switchboard.errors import GatewayError, InternalError, NotFound
+import aiohttp
+
+from switchboard.errors import GatewayError, InternalError, NotFound, UpstreamBadGateway
 from switchboard.stores.unavailable import unavailable
+from switchboard.upstream.http1 import Http1Error
 
 log = logging.getLogger("switchboard.http")
 
 STORE_RETRY_AFTER = "5"  # seconds: a database restart or a Redis failover takes a few
 _STORE_WARN_EVERY = 10.0  # seconds between two warnings about a store the request path lacks
+# A connection to a provider lost while its answer was being read, reaching the edge as the
+# client library raised it: once a stream has started, the open connection is the provider's.
+_UPSTREAM_LOST = (aiohttp.ClientError, Http1Error, ConnectionResetError, BrokenPipeError,
+                  asyncio.IncompleteReadError)
 
 
 class MethodNotAllowed(GatewayError):
@@ -70,5 +78,33 @@ class Unexpected:
         log.error("request %s: unexpected error", request_id, exc_info=exc)
         return InternalError(f"internal error (request id {request_id})")
 
+    def mid_stream(self, request_id: str, exc: Exception) -> GatewayError:
+        """``error`` for a stream that failed after its response started. A cause the gateway
+        handles (a gateway error, a provider's connection lost, a store out of reach; alone or
+        grouped by a task group) is one warning line: the failed request's own line says the
+        rest. Anything else is a fault of the code, logged with its traceback."""
+        cause = _handled(exc)
+        if cause is None:
+            log.error("request %s: unexpected error mid-stream", request_id, exc_info=exc)
+            return InternalError(f"internal error (request id {request_id})")
+        if isinstance(cause, GatewayError):
+            return cause
+        if isinstance(cause, _UPSTREAM_LOST):
+            log.warning("request %s: the stream failed: the connection to the provider was lost (%s)",
+                        request_id, type(cause).__name__)
+            return UpstreamBadGateway(f"the connection to the provider was lost ({type(cause).__name__})")
+        return self.error(request_id, cause)  # a store out of reach: its warning, every 10 s
+
 
 UNEXPECTED = Unexpected()
+
+
+def _handled(exc: Exception) -> Exception | None:
+    """The first cause the gateway handles in ``exc`` (itself, or the leaves of an exception
+    group when every one of them is such a cause); None when any is not."""
+    if isinstance(exc, ExceptionGroup):
+        causes = [_handled(inner) for inner in exc.exceptions]
+        return None if any(c is None for c in causes) else causes[0]
+    if isinstance(exc, (GatewayError, *_UPSTREAM_LOST)) or unavailable(exc):
+        return exc
+    return None

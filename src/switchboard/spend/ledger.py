@@ -289,6 +289,21 @@ class LedgerWriter:
             segment.release()
         self._backlog = []
 
+    async def store_all(self) -> bool:
+        """Store everything this process spooled so far now (a budget counter about to be
+        rebuilt from the ledger reads it all); False when some of it could not be stored (the
+        database is down), and waits in the spool. Tries at once, whatever the backoff after an
+        outage says: this is rare (a counter rebuilt), and worth a try."""
+        async with self._lock:
+            self.write_spooled()
+            self._retry_at = 0.0
+            await self._flush()
+            return not self._backlog
+
+    @property
+    def flush_seconds(self) -> float:
+        return self._flush_seconds
+
     @property
     def healthy(self) -> bool:
         """Everything spooled so far has reached the database, as far as this writer knows."""

@@ -4,15 +4,21 @@ the response on every way out, and streams closed on every exit path."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
+import redis.exceptions
 
 from switchboard.context import Reply, RequestContext, Result
 from switchboard.errors import RateLimited, UpstreamUnreachable
 from switchboard.http import disconnect
+from switchboard.http.errors import UNEXPECTED
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler, build_chain, map_result
+from switchboard.upstream.http1 import Disconnected
 from tests.unit.pipeline.fakes import Client, FakeStream, chunk, endpoint, run, terminal_returning
 
 
@@ -164,6 +170,64 @@ async def test_an_unexpected_error_midway_is_an_internal_error_event_and_closes(
     assert source.closed == 1
     outcome = after.ctx.outcome
     assert (outcome.status, outcome.error_code, outcome.chunks_sent) == (500, "internal_error", 1)
+
+
+async def test_an_unexpected_error_midway_is_logged_with_its_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    source = FakeStream([[chunk("a")]], fail=KeyError("a bug"))
+    with caplog.at_level(logging.WARNING, "switchboard"):
+        await run(chain_with(After(client := Client()), terminal_returning(source.reply())), client)
+    (record,) = [r for r in caplog.records if r.name == "switchboard.http"]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "unexpected error mid-stream" in record.getMessage()
+
+
+@pytest.mark.parametrize("fail", [
+    ConnectionResetError(104, "Connection reset by peer"),
+    aiohttp.ClientPayloadError("Response payload is not completed"),
+    Disconnected("upstream closed the connection before the answer was complete"),
+])
+async def test_a_provider_connection_lost_midway_is_one_warning_without_traceback(
+        caplog: pytest.LogCaptureFixture, fail: Exception) -> None:
+    client = Client()
+    after = After(client)
+    source = FakeStream([[chunk("a")]], fail=fail)
+    with caplog.at_level(logging.DEBUG, "switchboard"):
+        await run(chain_with(after, terminal_returning(source.reply())), client)
+    assert b'"content":"a"' in client.data and b'"code":"upstream_error"' in client.data
+    assert b"[DONE]" not in client.data and source.closed == 1
+    assert (after.ctx.outcome.status, after.ctx.outcome.error_code) == (502, "upstream_error")
+    (record,) = [r for r in caplog.records if r.name == "switchboard.http"]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert f"connection to the provider was lost ({type(fail).__name__})" in record.getMessage()
+
+
+async def test_a_store_out_of_reach_midway_is_one_warning_without_traceback(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(UNEXPECTED, "_warned", -math.inf)  # an earlier test's warning does not hide it
+    client = Client()
+    after = After(client)
+    source = FakeStream([[chunk("a")]], fail=redis.exceptions.ConnectionError("Connection refused"))
+    with caplog.at_level(logging.DEBUG, "switchboard"):
+        await run(chain_with(after, terminal_returning(source.reply())), client)
+    assert b'"code":"store_unavailable"' in client.data and source.closed == 1
+    assert (after.ctx.outcome.status, after.ctx.outcome.error_code) == (503, "store_unavailable")
+    (record,) = [r for r in caplog.records if r.name == "switchboard.http"]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "a store is unreachable (ConnectionError)" in record.getMessage()
+
+
+async def test_a_gateway_error_in_a_task_group_midway_is_its_error_event_without_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = Client()
+    after = After(client)
+    group = ExceptionGroup("tasks", [UpstreamUnreachable("gone"), ConnectionResetError()])
+    source = FakeStream([[chunk("a")]], fail=group)
+    with caplog.at_level(logging.DEBUG, "switchboard"):
+        await run(chain_with(after, terminal_returning(source.reply())), client)
+    assert b'"code":"upstream_unreachable"' in client.data and source.closed == 1
+    assert (after.ctx.outcome.status, after.ctx.outcome.error_code) == (502, "upstream_unreachable")
+    assert not [r for r in caplog.records if r.name == "switchboard.http"]
 
 
 async def test_client_gone_midstream_closes_the_stream_and_runs_post_work() -> None:

@@ -126,6 +126,19 @@ async def test_records_reach_the_database_and_leave_the_spool(stores: Stores, tm
     assert segments(spool) == []
 
 
+async def test_store_all_stores_what_is_spooled_at_once(stores: Stores, tmp_path: Path) -> None:
+    """What a budget counter's rebuild relies on: once it returns, every record spooled so far
+    is in the database, here long before the next flush."""
+    writer = LedgerWriter(stores.ledger, tmp_path / "spool", flush_seconds=60)
+    await writer.start()
+    try:
+        assert writer.record(record("now-1")) and writer.record(record("now-2"))
+        assert await writer.store_all()
+        assert {"now-1", "now-2"} <= set(await stored(stores)) and writer.healthy
+    finally:
+        await writer.close()
+
+
 async def end_of_pass() -> None:
     """Return once the callbacks the loop had scheduled so far have run (they run in order)."""
     loop = asyncio.get_running_loop()

@@ -32,6 +32,7 @@ from switchboard.context import Principal, Spent
 from switchboard.spend.budgets.periods import counter_key, counter_ttl, window
 from switchboard.spend.budgets.plan import Budget, Stored, in_force, nano, of_record, usd_of
 from switchboard.spend.budgets.webhooks import WebhookSender
+from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores.feedcache import FeedCache
 from switchboard.stores.protocols import (
     Again,
@@ -52,6 +53,9 @@ _IN_FORCE_MAX = 10_000  # callers whose budgets are kept; cleared when full
 _NONE: Stored = {}
 _MISSING: Any = object()
 _LEDGER_READY_WAIT = 10.0  # seconds a first load waits for the spool's replay at start-up
+# Beyond the ledger writers' flush interval, how long a batch of records takes to be stored: a
+# counter rebuilt after Redis lost its data waits that long after the loss was first noticed.
+_STORE_SECONDS = 1.0
 # How long the admin API's status waits for a counter read: a hung Redis (connections accepted,
 # never answered) would otherwise hold the answer for redis-py's 10 s socket timeout.
 STATUS_READ_SECONDS = 1.0
@@ -75,6 +79,7 @@ class BudgetBook:
         webhooks: WebhookSender,
         *,
         ledger_ready: asyncio.Event | None = None,
+        writer: LedgerWriter | None = None,
         clock: Callable[[], float] = time.time,
         stale_if_error: float = 0.0,
     ) -> None:
@@ -84,6 +89,7 @@ class BudgetBook:
         self._ledger = ledger
         self._webhooks = webhooks
         self._ledger_ready = ledger_ready
+        self._writer = writer
         self._clock = clock
         self._cache: FeedCache[str, Stored] = FeedCache(
             TOPIC, self._load_tenant, feed, encode=str, decode=str, negative_ttl=10.0,
@@ -208,10 +214,31 @@ class BudgetBook:
         if self._ledger_ready is not None and not self._ledger_ready.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ledger_ready.wait(), _LEDGER_READY_WAIT)
+        await self._others_stored()
         start, _ = window(budget.period, budget.zone, datetime.fromtimestamp(self._clock(), UTC))
+        # This instance's calls whose records are still in its writer (the last flush interval's;
+        # all of them after the database was down) are stored first, so the read holds them.
+        if self._writer is not None and not await self._writer.store_all():
+            # The database is down (the read below fails too), or refuses the spooled records:
+            # the counter is then rebuilt from what it holds, as the ledger's own readers see it.
+            log.warning("budget %s: its counter is rebuilt while usage records wait in this instance's "
+                        "spool; it misses those calls", budget.id)
         total = await self._ledger.total(budget.tenant_id, budget.scope, budget.subject, start, budget.unit)
         spent = nano(total) if budget.unit == "usd" else int(total)
         await self._counters.load(charge, spent)
+
+    async def _others_stored(self) -> None:
+        """After the counters lost their data (Redis restarted empty), wait until the other
+        instances' ledger writers have stored the calls that ended before the loss was noticed
+        (one flush interval, plus the time to store): their settlements went to the lost counter,
+        or wait to be tried again and then leave a counter rebuilt since alone (``Again``), so
+        the ledger is what counts them. Only the first rebuilds after a loss wait."""
+        if self._writer is None:
+            return
+        ago = await self._counters.lost_ago()
+        wait = self._writer.flush_seconds + _STORE_SECONDS
+        if ago is not None and ago < wait:
+            await asyncio.sleep(wait - ago)
 
     async def settle(
         self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None,

@@ -102,3 +102,8 @@ class BudgetCounters(Protocol):
 
     async def usage(self, key: str) -> tuple[int, int] | None:
         """(spent, reserved) of a counter; None when it is not loaded."""
+
+    async def lost_ago(self) -> float | None:
+        """Seconds since the counters were first found to have lost their data (the counter
+        store restarted empty), by any instance; the first call after such a loss notices it and
+        answers 0. None when they live in this process only (lost only with it)."""

@@ -10,8 +10,11 @@ settlement tried again after a failed try (``SETTLE_AGAIN``: that try may have b
 answer lost) adds only while the reservation is still there, or when it lapsed unsettled in a
 counter loaded before it was made, so it counts once. A counter that does not exist has not
 been loaded (a new period, or Redis restarted): the script says so and reserves nothing, the
-caller loads it from the ledger (``load``: set only if absent) and tries again. Every key
-carries the same hash tag, so one script may touch all of them on a Redis Cluster too.
+caller loads it from the ledger (``load``: set only if absent) and tries again. A marker key,
+set the first time a counter is rebuilt after Redis lost its data, says since when it has been
+back (``lost_ago``): a rebuild waits for the other instances' ledger writers to store the calls
+that ended before. Every key carries the same hash tag, so one script may touch all of them on
+a Redis Cluster too.
 """
 
 from __future__ import annotations
@@ -121,6 +124,18 @@ end
 return 0
 """
 
+# KEYS: the marker. ARGV: now ('' = server time). Returns ms since the marker was set (0: just
+# now, by this call): the marker is set the first time it is found absent, i.e. the first time
+# after Redis lost its data that an instance rebuilds a counter.
+LOST = LUA_NOW + """
+local at = redis.call('GET', KEYS[1])
+if not at then
+  redis.call('SET', KEYS[1], string.format('%d', now))
+  return 0
+end
+return math.max(0, now - tonumber(at))
+"""
+
 USAGE = _NOW + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 local spent, held = used(KEYS[1])
@@ -132,6 +147,10 @@ def counter_key(key: str) -> str:
     return f"{PREFIX}bg:{{bg}}:{key}"
 
 
+# Set once in a Redis that has not lost its data (a counter's key always has a colon in it).
+LOST_MARKER = counter_key("since")
+
+
 class RedisBudgetCounters:
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
         batch = batch_for(client)  # the request path's scripts: one pipeline per pass
@@ -141,6 +160,7 @@ class RedisBudgetCounters:
         self._settle_again = client.register_script(SETTLE_AGAIN)  # rare: not batched
         self._load = client.register_script(LOAD)
         self._usage = client.register_script(USAGE)
+        self._lost = client.register_script(LOST)
 
     def _now(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * 1000))
@@ -172,6 +192,9 @@ class RedisBudgetCounters:
             raw = await self._settle_again(
                 keys=keys, args=[self._now(), reservation, age, hold, *(a for _, a in spent)])
         return [int(v) for v in raw]
+
+    async def lost_ago(self) -> float | None:
+        return int(await self._lost(keys=[LOST_MARKER], args=[self._now()])) / 1000
 
     async def usage(self, key: str) -> tuple[int, int] | None:
         spent, held = (int(v) for v in await self._usage(keys=[counter_key(key)], args=[self._now()]))

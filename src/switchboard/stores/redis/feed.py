@@ -10,6 +10,13 @@ meanwhile is lost, so once Redis confirms a topic again its subscribers are hand
 ``EVERYTHING``: they drop what they hold, and a change made while this process was not
 listening (a key revoked elsewhere) is read from the database at once rather than when a cached
 copy expires. One warning when the connection is lost, one line when it is back.
+
+A connection can also die silently (a network path or a NAT entry dropped, no reset sent): the
+socket then just stays quiet, as a feed with nothing published does. So after ``PING_AFTER``
+seconds without a word from Redis the reader sends a PING on the subscriber connection, and when
+no answer has come ``PONG_WITHIN`` seconds later it drops the connection and takes the reconnect
+path above. A dead subscriber is noticed within about ``PING_AFTER + PONG_WITHIN + 1`` seconds,
+at the cost of one PING per ``PING_AFTER`` seconds of silence per process.
 """
 
 from __future__ import annotations
@@ -37,6 +44,12 @@ PUBLISH_TIMEOUT = 1.0
 # what is published before it listens again is lost, so it must not sleep long past the moment
 # Redis is back. A refused connection costs next to nothing.
 RECONNECT_MOST = 1.0
+# Seconds without any message from Redis after which the reader checks the connection with a
+# PING, and seconds its answer may take before the connection is taken for dead (redis-py's own
+# health check sends a PING too, but never waits for its answer).
+PING_AFTER = 2.0
+PONG_WITHIN = 2.0
+PING_MESSAGE = b"switchboard-feed"
 
 
 class _RedisSubscription:
@@ -59,6 +72,8 @@ class RedisFeed:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lost_at: float | None = None  # when the connection was lost, until it is back
+        self._heard = time.monotonic()  # when Redis last said anything on the connection
+        self._pinged: float | None = None  # when a PING went out, until something comes back
 
     async def publish(self, topic: str, message: str) -> None:
         """Best effort, like the feed itself: a change already stored is not refused because the
@@ -109,6 +124,7 @@ class RedisFeed:
                 await self._wake.wait()
                 continue
             try:
+                await self._check()
                 message = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
@@ -116,12 +132,32 @@ class RedisFeed:
                 # redis-py reconnects and re-subscribes on the next read; messages sent meanwhile
                 # are lost (made up for when the subscriptions are confirmed again: _dispatch).
                 self._lost(exc)
+                self._pinged = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RECONNECT_MOST)
                 continue
             backoff = 0.1
             if message is not None:
-                await self._dispatch(message)
+                self._heard = time.monotonic()
+                self._pinged = None
+                await self._dispatch(message)  # a PONG is a message of its own, not dispatched
+
+    async def _check(self) -> None:
+        """PING a connection quiet for ``PING_AFTER`` seconds; drop it (raising, for the
+        reconnect path) when that PING has gone unanswered for ``PONG_WITHIN`` seconds."""
+        now = time.monotonic()
+        if self._pinged is None:
+            if now - self._heard >= PING_AFTER:
+                # Bounded: a write can block too when the other side stopped reading.
+                async with asyncio.timeout(PONG_WITHIN):
+                    await self._pubsub.ping(PING_MESSAGE)
+                self._pinged = now
+        elif now - self._pinged >= PONG_WITHIN:
+            connection = self._pubsub.connection
+            if connection is not None:
+                await connection.disconnect()  # the next read connects and subscribes again
+            self._heard = now
+            raise ConnectionError(f"no answer to a PING within {PONG_WITHIN:.0f} s")
 
     def _lost(self, exc: Exception) -> None:
         """One warning per outage; the tries that fail while it lasts are debug lines."""
