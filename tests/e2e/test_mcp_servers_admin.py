@@ -344,16 +344,17 @@ def test_config_check_refuses_a_server_name_ending_with_an_underscore(tmp_path: 
     assert "mcp_servers" in proc.output and "end with '_'" in proc.output, proc.output
 
 
-def test_config_check_refuses_a_revocation_url_no_request_could_go_to(tmp_path: Path) -> None:
+@pytest.mark.parametrize("field", ["authorization_url", "token_url", "revocation_url"])
+def test_config_check_refuses_an_oauth_url_no_request_could_go_to(tmp_path: Path, field: str) -> None:
     path = tmp_path / "config.yaml"
     oauth = {"authorization_url": "https://as.example/authorize", "token_url": "https://as.example/token",
-             "revocation_url": "as.example/revoke"}
+             "revocation_url": "https://as.example/revoke", field: "as.example/endpoint"}
     path.write_text(yaml.safe_dump({"auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
                                     "mcp_servers": [{"name": "notes", "url": "https://notes.example/mcp",
                                                      "oauth": oauth}]}))
     proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY})
     assert proc.wait_exit(60) == 2
-    assert "revocation_url" in proc.output and "http://" in proc.output, proc.output
+    assert field in proc.output and "http://" in proc.output, proc.output
 
 
 @pytest.mark.parametrize(("body", "param", "code"), [

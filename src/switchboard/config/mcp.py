@@ -44,11 +44,11 @@ class McpOAuthConfig(Strict):
     scopes: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=50)] = Field(
         default_factory=list)
 
-    @field_validator("revocation_url")
+    @field_validator("authorization_url", "token_url", "revocation_url")
     @classmethod
-    def _revocation_url(cls, value: str | None) -> str | None:
-        # Called in the background, long after the configuration was read: a URL no request
-        # could go to is refused now rather than logged as a failure then.
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        # Used long after the configuration was read (a user's sign-in, a refresh, a revocation
+        # in the background): a URL no request could go to is refused now, as the admin API does.
         return None if value is None else check_http_url(value)
 
 
