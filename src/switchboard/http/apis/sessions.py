@@ -34,6 +34,7 @@ from switchboard.errors import InvalidRequest
 from switchboard.http.apis.call import ApiCalls, reply_text
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import Router
+from switchboard.stores.unavailable import OutageLog
 
 log = logging.getLogger("switchboard.apis.sessions")
 
@@ -57,6 +58,8 @@ class SessionStage:
         self._calls = calls
         self._book = book
         self._router = router
+        # The database or Redis out of reach: one warning for the outage, not a traceback a turn.
+        self._outage = OutageLog(log, "storing session turns")
 
     def _window(self, model: str) -> tuple[int | None, str]:
         """The smallest context window of the group ``model`` (None: unknown), and the upstream
@@ -124,8 +127,10 @@ class SessionStage:
             return
         try:
             await self._book.append(ctx.principal, api, sid, turn, policy)
-        except Exception:
-            log.exception("storing a turn of a session of API %r failed", api)
+        except Exception as exc:
+            self._outage.failed(exc, f" (API {api!r}); the answers are served, their turns not kept")
+            return
+        self._outage.succeeded()
 
     async def _relay(self, ctx: RequestContext, inner: StreamReply, api: str, sid: str,
                      new: list[Message], policy: SessionPolicy) -> AsyncGenerator[list[Chunk], None]:
