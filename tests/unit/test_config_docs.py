@@ -11,6 +11,7 @@ import re
 import typing
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel
 
 from switchboard.config.schema import Settings
@@ -53,3 +54,192 @@ def test_every_configuration_key_is_documented() -> None:
     missing = [path for path, key in _keys(Settings, "", set())
                if not re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", text)]
     assert missing == [], f"configuration keys not named in docs/configuration.md: {missing}"
+
+
+# --- Documented defaults --------------------------------------------------------------------
+#
+# Each `| key | type | default | meaning |` table of docs/configuration.md is parsed, each row
+# mapped to its schema field (the section heading names the Settings field; a row's key is the
+# dotted path below it) and the default column compared with the field's default, wherever it
+# is a plain literal: a number (with an optional KiB/MiB/GiB unit and a parenthesised note), a
+# boolean, a string in backticks, a YAML list or mapping, `none`/`absent` (None) or `required`.
+
+_UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+_NUMBER = re.compile(r"`?(-?\d[\d,]*(?:\.\d+)?)`?(?: (KiB|MiB|GiB))?(?: \(.*\))?")
+_REQUIRED = object()
+_PROSE = object()  # a default told in words: not compared, listed in _PROSE_DEFAULTS
+
+# Rows whose default is said in words (or depends on something else), with the reason.
+_PROSE_DEFAULTS = {
+    "providers.api_base": "per provider type",
+    "models.timeouts": "the provider's timeouts",
+    "models.deployment": "derived from provider and model",
+    "auth.oidc.algorithms": "every asymmetric algorithm",
+    "server.data_dir": "$SWITCHBOARD_DATA_DIR, else ~/.switchboard, resolved at start",
+    "redis.url": "required only when the redis section is present",
+    "mcp_servers.url": "required for the HTTP transports only",
+    "mcp_servers.allowed_tools": "all (no restriction)",
+    "mcp_servers.command": "required for stdio only",
+    "services.methods": "all methods",
+    "alerts.rules.thresholds": "all thresholds",
+    "alerts.rules.scopes": "all scopes",
+    "alerts.rules.webhooks": "every webhook",
+    "alerts.rules.threshold": "required for some kinds, refused for others",
+    "router.health_checks": "off, and the interval and timeout of the nested keys",
+}
+
+# Rows that are not one schema field (a family of keys, a type's own options), by first key.
+_UNMAPPED_ROWS = {
+    "providers.*type options*": "each provider type's own options, checked by the type",
+    "alerts.webhooks.<name>.url": "a row summarising the receivers' keys, as budgets.webhook",
+    "mcp_servers.oauth": "sections described in words below the table and in mcp.md",
+    "mcp.permissions.roles.<role>": "entries of mappings, with no default of their own",
+    "router.groups.<name>": "an entry of a mapping, with no default of its own",
+}
+
+
+def _literal(cell: str) -> object:
+    """A default cell as a Python value, or _PROSE when it is not a plain literal."""
+    cell = cell.strip()
+    if cell == "required":  # "required (stdio)" is a condition, told in words
+        return _REQUIRED
+    word = cell.strip("`").split(" (")[0]
+    if word in ("none", "absent", "null"):
+        return None
+    if word in ("true", "false"):
+        return word == "true"
+    if m := _NUMBER.fullmatch(cell):
+        number = float(m[1].replace(",", "")) * _UNITS.get(m[2] or "", 1)
+        return int(number) if number.is_integer() else number
+    if re.fullmatch(r"`[^`]+`", cell):
+        value = yaml.safe_load(cell[1:-1]) if cell[1] in "[{" else cell[1:-1]
+        return value
+    return _PROSE
+
+
+def _row_keys(cell: str) -> list[str]:
+    """The dotted keys of a key cell: "`a`, `b`" are two, "`x[].a`, `.b`" are x.a and x.b."""
+    names = re.findall(r"`([^`]+)`", cell) or [cell.strip()]
+    keys: list[str] = []
+    for name in names:
+        name = name.replace("[]", "")
+        if name.startswith(".") and keys:
+            name = keys[0].rsplit(".", 1)[0] + name
+        keys.append(name)
+    return keys
+
+
+def _sections() -> list[tuple[str, int, list[str]]]:
+    """(heading, index of the table within it, row cells) for every defaults table."""
+    found: list[tuple[str, int, list[str]]] = []
+    heading, index, header, fenced = "", 0, False, False
+    for line in (DOCS / "configuration.md").read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif fenced:
+            continue  # a YAML comment is no heading
+        elif line.startswith("#"):
+            heading, index, header = line.lstrip("# "), 0, False
+        elif line.startswith("| key | type | default | meaning |"):
+            header = True
+        elif line.startswith("| key |"):
+            raise AssertionError(f"configuration.md, {heading}: a key table without a default column")
+        elif header and line.startswith("|---"):
+            continue
+        elif header and line.startswith("|"):
+            cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])  # `a` \| `b` is one cell
+            found.append((heading, index, [c.strip() for c in cells]))
+        elif header:
+            header, index = False, index + 1
+    return found
+
+
+def _section_prefix(heading: str, index: int) -> str:
+    """The Settings path a table's keys hang from (`auth.oidc[]`: auth.oidc)."""
+    names = [n.replace("[]", "") for n in re.findall(r"`([^`]+)`", heading)]
+    if heading == "`mcp_servers` and `mcp`":
+        return "mcp_servers" if index == 0 else "mcp"
+    assert len(names) == 1, f"configuration.md: cannot tell the section of {heading!r}"
+    return names[0]
+
+
+def _field(path: str) -> typing.Any:
+    """The pydantic field at a dotted path (`<name>` steps into a mapping's values)."""
+    model: type[BaseModel] = Settings
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        if part.startswith("<"):
+            continue
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        field = fields[part]
+        if i == len(parts) - 1:
+            return field
+        (model,) = _models_in(field.annotation)[:1]
+    raise AssertionError(path)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return _plain(value.model_dump(by_alias=True))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return getattr(value, "value", value)
+
+
+def _documented_defaults() -> list[tuple[str, object, str]]:
+    """(dotted path, the documented default, the cell as written), one per key of every row."""
+    rows = []
+    for heading, index, cells in _sections():
+        assert len(cells) == 4, f"configuration.md, {heading}: a row of {len(cells)} cells: {cells}"
+        prefix = _section_prefix(heading, index)
+        keys = _row_keys(cells[0])
+        if f"{prefix}.{keys[0]}" in _UNMAPPED_ROWS:
+            rows.append((f"{prefix}.{keys[0]}", _PROSE, cells[2]))
+            continue
+        defaults = [cells[2]]
+        if len(keys) > 1 and len(parts := cells[2].split(", ")) == len(keys):
+            defaults = parts  # `a`, `b` | `1`, `2`: one default each
+        for i, key in enumerate(keys):
+            cell = defaults[i] if len(defaults) > 1 else defaults[0]
+            rows.append((f"{prefix}.{key}", _literal(cell), cell))
+    return rows
+
+
+def test_the_defaults_tables_are_found() -> None:
+    paths = {path for path, _, _ in _documented_defaults()}
+    assert {"server.port", "providers.timeouts.connect", "auth.oidc.leeway_seconds", "mcp.public_url",
+            "request_log.bodies.team", "router.retry.max_backoff_seconds"} <= paths
+    assert len(paths) > 240  # every table, auth's included
+
+
+def test_every_documented_default_is_the_schema_default() -> None:
+    wrong, prose = [], []
+    for path, documented, cell in _documented_defaults():
+        if path in _UNMAPPED_ROWS:
+            continue
+        if documented is _PROSE:
+            _field(path)  # the row is still a key of the schema
+            prose.append(path)
+            continue
+        field = _field(path)
+        if documented is _REQUIRED:
+            if not field.is_required():
+                wrong.append(f"{path}: documented required, schema default {field.get_default()!r}")
+            continue
+        if field.is_required():
+            wrong.append(f"{path}: documented {cell}, schema: required")
+            continue
+        actual = _plain(field.get_default(call_default_factory=True))
+        if isinstance(documented, dict) and isinstance(actual, dict):
+            actual = {k: actual.get(k) for k in documented}  # the keys the row names
+        if _plain(documented) != actual:
+            wrong.append(f"{path}: documented {cell}, schema default {actual!r}")
+    assert wrong == [], "docs/configuration.md defaults disagree with the schema:\n" + "\n".join(wrong)
+    assert sorted(prose) == sorted(_PROSE_DEFAULTS), "defaults in words not (or no longer) allow-listed"
+
+
+def test_the_allow_listed_rows_exist() -> None:
+    documented = {path for path, _, _ in _documented_defaults()}
+    assert set(_UNMAPPED_ROWS) <= documented
