@@ -80,3 +80,20 @@ def test_every_relative_link_resolves(page: Path) -> None:
         elif fragment and where.suffix == ".md" and fragment not in _anchors(where):
             broken.append(f"{page.name}:{number}: {target}: no heading #{fragment} in {where.name}")
     assert broken == [], "\n".join(broken)
+
+
+def test_every_page_is_listed_in_the_readme_or_reached_from_it() -> None:
+    """A page nothing links to is one nobody finds: README.md links every page of docs/, and
+    they reach the rest (docs/providers/*.md from providers.md)."""
+    readme = {(ROOT / target.partition("#")[0]).resolve() for _, target in _links(ROOT / "README.md")}
+    top = sorted((ROOT / "docs").glob("*.md"))
+    assert [p.name for p in top if p not in readme] == [], "docs/ pages README.md does not link"
+    reached, todo = set(readme), list(readme)
+    while todo:
+        page = todo.pop()
+        for _, target in _links(page) if page.suffix == ".md" and page.is_file() else []:
+            linked = (page.parent / target.partition("#")[0]).resolve() if target[0] != "#" else page
+            if linked not in reached:
+                reached.add(linked)
+                todo.append(linked)
+    assert [str(p.relative_to(ROOT)) for p in PAGES if p not in reached and p.name != "README.md"] == []
