@@ -67,12 +67,29 @@ def _sources() -> dict[str, ast.Module]:
     return {str(path.relative_to(SRC)): ast.parse(path.read_text()) for path in SRC.rglob("*.py")}
 
 
+def _code_positions(tree: ast.Module) -> dict[str, int]:
+    """The module's own helpers taking a ``code`` argument: name -> its position in a call."""
+    positions = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names = [a.arg for a in node.args.args]
+            if "code" in names:
+                positions[node.name] = names.index("code") - (names[0] in ("self", "cls"))
+    return positions
+
+
 def _raised(tree: ast.Module) -> set[str]:
-    """Codes an error is given: ``code="..."`` in a call, ``code = "..."`` in a class body."""
+    """Codes an error is given: ``code="..."`` in a call, a code passed by position to one of
+    the module's helpers (``fail(param, message, "invalid_type")``), ``code = "..."`` in a class
+    body."""
     found: set[str] = set()
+    helpers = _code_positions(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             found |= {text for kw in node.keywords if kw.arg == "code" and (text := _text(kw.value))}
+            at = helpers.get(getattr(node.func, "id", getattr(node.func, "attr", "")), len(node.args))
+            if at < len(node.args) and (text := _text(node.args[at])):
+                found.add(text)
         elif isinstance(node, ast.ClassDef):
             for statement in node.body:
                 target: ast.expr
