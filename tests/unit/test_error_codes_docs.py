@@ -68,13 +68,20 @@ def _sources() -> dict[str, ast.Module]:
 
 
 def _code_positions(tree: ast.Module) -> dict[str, int]:
-    """The module's own helpers taking a ``code`` argument: name -> its position in a call."""
+    """The module's own helpers and error classes taking a ``code`` argument: name -> its
+    position in a call (a class by its ``__init__``)."""
     positions = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             names = [a.arg for a in node.args.args]
             if "code" in names:
                 positions[node.name] = names.index("code") - (names[0] in ("self", "cls"))
+        elif isinstance(node, ast.ClassDef):
+            for init in node.body:
+                if isinstance(init, ast.FunctionDef) and init.name == "__init__":
+                    names = [a.arg for a in init.args.args]
+                    if "code" in names:
+                        positions[node.name] = names.index("code") - 1
     return positions
 
 
