@@ -29,6 +29,9 @@ class ServerConfig(Strict):
     header_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 30.0
     # The longest gap between two reads of a request body.
     body_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 30.0
+    # A client that takes none of its answer for this long (its connection's buffers stay full)
+    # is cut off: it cannot hold a connection, an upstream call and their buffers forever.
+    send_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 60.0
     # An idle keep-alive connection is closed after this; above common load balancers' 60 s.
     keep_alive_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 75.0
     # Open client connections per worker; one more is answered 503 and closed.

@@ -8,6 +8,10 @@ uvicorn does not do by itself:
   measured exactly once the headers are complete;
 - the request body must keep arriving: a gap between body reads longer than the body timeout
   ends the request (408 when nothing was answered yet);
+- the answer must keep leaving: once the connection's write buffer is full (uvicorn then holds
+  the application's next send until it drains, so nothing more is buffered), a client that takes
+  none of it for the send timeout is cut off (the connection aborted, its buffers dropped), so
+  a reader that stopped cannot hold the connection, the upstream call and their memory forever;
 - at most ``max_connections`` connections per worker; one past the cap is answered 503 and closed;
 - an answer sent before the request body was read (413, 431, 503) says ``connection: close`` and
   is followed by a bounded lingering close, as nginx does: the rest of the request is read and
@@ -19,8 +23,9 @@ uvicorn does not do by itself:
 Every refusal is an OpenAI-shaped JSON error. Relies on these uvicorn internals (0.54), to be
 rechecked on every uvicorn upgrade: the ``HttpToolsProtocol`` methods ``connection_made``,
 ``connection_lost``, ``data_received``, ``on_headers_complete``, ``on_body``,
-``on_message_complete``, ``on_response_complete`` and ``send_400_response`` (overridden, each
-calling the original except the last) and its attributes ``cycle``, ``flow``, ``connections``,
+``on_message_complete``, ``on_response_complete``, ``pause_writing``, ``resume_writing`` and
+``send_400_response`` (overridden, each calling the original except the last) and its attributes
+``cycle``, ``flow``, ``connections``,
 ``headers``, ``scope``, ``parser``, ``transport``, ``loop``, ``logger``, ``server_state``; and
 ``RequestResponseCycle.send`` (wrapped for HTTP/1.0, and for a body that spans reads) with the
 cycle's ``transport``, ``keep_alive``, ``chunked_encoding``, ``expected_content_length``,
@@ -30,7 +35,10 @@ cycle's ``transport``, ``keep_alive``, ``chunked_encoding``, ``expected_content_
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
 import sys
+import termios
 from dataclasses import dataclass
 from types import MethodType
 from typing import Any
@@ -65,6 +73,7 @@ class EdgeLimits:
     max_header_bytes: int = 64 * KIB
     header_timeout: float = 30.0
     body_timeout: float = 30.0
+    send_timeout: float = 60.0
     max_connections: int = 10_000
 
 
@@ -148,6 +157,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._linger_timer: asyncio.TimerHandle | None = None
         self._linger_left = 0
         self._lingering = False
+        self._send_timer: asyncio.TimerHandle | None = None
+        self._unsent = 0  # what the client had not taken when the send timer was last set
 
     # Connection
 
@@ -182,6 +193,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._linger_timer is not None:
             self._linger_timer.cancel()
             self._linger_timer = None
+        self._cancel_send_timer()
         super().connection_lost(exc)
         cycle = self.cycle
         if cycle is not None:
@@ -210,6 +222,66 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._body_seen = self.loop.time()
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
             self._close_if_answered_early()
+
+    # Write flow control
+
+    def pause_writing(self) -> None:
+        # The transport's buffer is over its high-water mark: uvicorn's send now waits for it to
+        # drain before writing more. Only a stalled or slow reader gets here, so this path (and
+        # its system call) costs the common path nothing.
+        super().pause_writing()
+        if self._send_timer is None:
+            self._unsent = self._unsent_bytes()
+            self._send_timer = self.loop.call_later(self.limits.send_timeout, self._send_timeout)
+
+    def resume_writing(self) -> None:
+        self._cancel_send_timer()
+        super().resume_writing()
+
+    def _unsent_bytes(self) -> int:
+        """What the client has not taken yet: the transport's buffer and the kernel's send queue
+        (unsent or unacknowledged; Linux's SIOCOUTQ). The transport's buffer alone moves only
+        when the kernel wants more, which for a slow reader of a large kernel buffer can be
+        minutes apart even though the client keeps reading."""
+        unsent = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                unsent += struct.unpack("i", queued)[0]
+            except (OSError, AttributeError, ValueError):  # not a socket it can ask, or closed
+                pass
+        return unsent
+
+    def _send_timeout(self) -> None:
+        self._send_timer = None
+        if not self.flow.write_paused:
+            return
+        timeout = self.limits.send_timeout
+        unsent = self._unsent_bytes()
+        if unsent < self._unsent:  # it took some: slow, not stalled; it gets another period
+            self._unsent = unsent
+            self._send_timer = self.loop.call_later(timeout, self._send_timeout)
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the application's receive() now reports a disconnect
+            cycle.message_event.set()
+        peer = f"{self.client[0]}:{self.client[1]} " if self.client else ""
+        self.logger.info("connection %sclosed: the client took none of the answer for %g s "
+                         "(server.send_timeout_seconds)", peer, timeout)
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        self._cancel_timers()
+        # Aborted, not closed: a close would wait, without end, for the client to take what is
+        # buffered for it (a keep-alive or lingering close included).
+        self.transport.abort()
+
+    def _cancel_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
 
     # Parser callbacks
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, ItemsView, Iterator, KeysView, Mapping, ValuesView
@@ -38,6 +39,12 @@ from yarl import URL
 # is paused until the caller has taken it below LOW_WATER.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+# The most one read of a streamed body hands the caller (readany). A stream's piece is decoded
+# into a batch of events that is held, as dicts and their encoding (some five times the piece's
+# bytes), for as long as the client takes to accept it; a fast upstream's reads of up to 256 KiB
+# (and what piled up behind a slow client) are handed over in pieces of this size instead.
+MAX_PIECE = 64 * 1024
+_WHOLE = sys.maxsize
 _INF = float("inf")
 # Header names the client writes itself; a caller's or adapter's value for them is not sent.
 _OWN = frozenset({"content-length", "transfer-encoding", "connection"})
@@ -414,13 +421,26 @@ class _Conn(asyncio.Protocol):
         waiter = self._waiter = self._loop.create_future()
         await waiter
 
-    def take(self) -> bytes:
-        """Everything buffered, as one piece; resumes a paused socket."""
+    def take(self, limit: int = _WHOLE) -> bytes:
+        """What is buffered, as one piece of at most ``limit`` bytes (at least one byte);
+        resumes a paused socket once the rest is below LOW_WATER."""
         chunks = self._chunks
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
-        if self._paused and self.transport is not None and not self.closed:
+        first = chunks[0]
+        if len(chunks) == 1 and len(first) <= limit:  # the common case: one read, taken whole
+            data = chunks.popleft()
+        elif len(first) > limit:  # a read larger than a piece: cut into pieces, each copied once
+            chunks.popleft()
+            chunks.extendleft(reversed([first[i:i + limit] for i in range(limit, len(first), limit)]))
+            data = first[:limit]
+        else:
+            parts = [chunks.popleft()]
+            size = len(first)
+            while chunks and size + len(chunks[0]) <= limit:
+                size += len(chunks[0])
+                parts.append(chunks.popleft())
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._buffered -= len(data)
+        if self._paused and self._buffered <= LOW_WATER and self.transport is not None and not self.closed:
             self._paused = False
             self._last_read = self._loop.time()
             self.transport.resume_reading()
@@ -531,17 +551,18 @@ class Response:
             await conn.wait()
 
     async def iter_any(self) -> AsyncIterator[bytes]:
-        """Each piece as it arrives (what is buffered at once, in one piece)."""
+        """Each piece as it arrives (see :meth:`readany`)."""
         while piece := await self.readany():
             yield piece
 
     async def readany(self) -> bytes:
-        """The next piece as it arrives (everything buffered, in one piece); b"" at the end."""
+        """The next piece as it arrives (what is buffered, in one piece of at most MAX_PIECE
+        bytes); b"" at the end."""
         conn = self._conn
         assert conn is not None, "response already released"
         while True:
             if conn.pending:
-                return conn.take()
+                return conn.take(MAX_PIECE)
             if conn.done:
                 return b""
             await conn.wait()

@@ -470,6 +470,41 @@ class FakeTransport:
         pass
 
 
+class PausableTransport(FakeTransport):
+    """A FakeTransport that also records whether reading is paused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+async def test_a_streamed_body_is_handed_over_in_bounded_pieces_and_read_at_the_callers_pace() -> None:
+    """A fast upstream's big reads (and what piled up while the caller was slow) come out in
+    pieces of at most MAX_PIECE: each becomes a batch of events held until the client takes it.
+    The socket is paused past HIGH_WATER and resumed only once the rest is below LOW_WATER."""
+    conn = http1._Conn(asyncio.get_running_loop())
+    transport = PausableTransport()
+    conn.connection_made(cast(asyncio.Transport, transport))
+    conn.start_timer(30, 10)
+    body = bytes(range(256)) * (1200 * 4)  # 1.2 MiB: well past HIGH_WATER
+    conn.data_received(chunked_head() + chunk(body[:300_000]))
+    conn.data_received(chunk(body[300_000:]) + b"0\r\n\r\n")
+    assert transport.paused and conn.done
+    pieces = []
+    while conn.pending:
+        pieces.append(conn.take(http1.MAX_PIECE))
+        if conn._buffered > http1.LOW_WATER:
+            assert transport.paused
+    assert b"".join(pieces) == body
+    assert max(map(len, pieces)) == http1.MAX_PIECE and not transport.paused
+
+
 def open_conn() -> tuple[http1._Conn, FakeTransport]:
     conn = http1._Conn(asyncio.get_running_loop())
     transport = FakeTransport()

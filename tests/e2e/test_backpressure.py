@@ -1,0 +1,288 @@
+"""Back-pressure at the edge: a client that reads slowly or not at all, in front of an upstream
+that writes as fast as it can. The gateway must stop reading the upstream while the client's
+connection is full (so neither the upstream's bytes nor the gateway's memory pile up), and must
+cut off a client that takes nothing for ``server.send_timeout_seconds``, dropping the upstream
+call with it.
+
+The clients are raw sockets with a small receive buffer that send a request and never read;
+the upstream (a test double on a free port) streams without end and counts what it managed to
+write: without back-pressure it would write gigabytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aiohttp import web
+
+from tests.servers import MASTER_KEY, Gateway, free_port, start_gateway
+
+MIB = 1024 * 1024
+CHUNK = ("data: " + json.dumps({
+    "id": "chatcmpl-bp", "object": "chat.completion.chunk", "created": 1, "model": "bp",
+    "choices": [{"index": 0, "delta": {"content": "words of text " * 30}, "finish_reason": None}],
+}) + "\n\n").encode()
+SSE_BLOCK = CHUNK * 32
+RAW_BLOCK = b"\0" * 65536
+ENDLESS = 16 * 1024 * MIB  # what an upstream writes at most: far more than any bound below
+# What the upstream may manage to write to one stalled request: the kernel's socket buffers on
+# both of the gateway's connections (several MiB each on loopback) and the gateway's own few
+# hundred KiB. Without back-pressure it writes without end.
+BYTES_PER_STALLED = 32 * MIB
+STALLED = 200
+# The gateway's resident memory per stalled stream, measured about 2 MiB (a stalled chat stream
+# held some 5.5 MiB before its upstream pieces were bounded); and a margin for the process.
+RSS_PER_STALLED = 3 * MIB
+RSS_SLACK = 64 * MIB
+SEND_TIMEOUT = 1.0
+
+
+class EndlessUpstream:
+    """Streams without end: chat events, speech audio, a service's body. Counts the bytes it
+    wrote and the answers it started and finished (a finished one: its connection was dropped)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.written = 0
+        self.started = 0
+        self.finished = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._runner: web.AppRunner | None = None
+        threading.Thread(target=self._run, daemon=True).start()
+        if not self._ready.wait(10):
+            raise TimeoutError("the endless upstream did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/audio/speech", self._speech)
+        app.router.add_get("/svc/{tail:.*}", self._service)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        async def cleanup() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _endless(self, request: web.Request, content_type: str, block: bytes) -> web.StreamResponse:
+        if request.can_read_body:
+            await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
+        await resp.prepare(request)
+        self.started += 1
+        try:
+            for _ in range(ENDLESS // len(block)):
+                await resp.write(block)
+                self.written += len(block)
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the gateway dropped the connection
+        finally:
+            self.finished += 1
+        return resp
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._endless(request, "text/event-stream", SSE_BLOCK)
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        return await self._endless(request, "audio/mpeg", RAW_BLOCK)
+
+    async def _service(self, request: web.Request) -> web.StreamResponse:
+        return await self._endless(request, "application/octet-stream", RAW_BLOCK)
+
+
+def config(upstream: EndlessUpstream, send_timeout: float) -> dict[str, object]:
+    return {
+        "providers": [{"name": "fast", "type": "openai", "api_base": f"{upstream.url}/v1",
+                       "api_key": "sk-bp"}],
+        "models": [
+            {"name": "fast-chat", "provider": "fast", "model": "bp"},
+            {"name": "fast-tts", "provider": "fast", "model": "tts-1",
+             "info": {"mode": "audio_speech", "input_cost_per_mchar": 15}},
+        ],
+        "services": [{"name": "bulk", "url": f"{upstream.url}/svc", "max_response_bytes": 1024 * MIB,
+                      "timeout_seconds": {"connect": 5, "total": 3600}}],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "server": {"send_timeout_seconds": send_timeout, "max_connections": 4 * STALLED},
+    }
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[EndlessUpstream]:
+    server = EndlessUpstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def patient(upstream: EndlessUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway that waits long for a stalled client: what it holds meanwhile is measured."""
+    gw = start_gateway(config(upstream, 600), tmp_path_factory.mktemp("patient"))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture(scope="module")
+def impatient(upstream: EndlessUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = start_gateway(config(upstream, SEND_TIMEOUT), tmp_path_factory.mktemp("impatient"))
+    yield gw
+    gw.process.stop()
+
+
+def request(kind: str) -> bytes:
+    auth = f"Authorization: Bearer {MASTER_KEY}\r\n"
+    if kind == "service":
+        return f"GET /services/bulk/download HTTP/1.1\r\nHost: gateway\r\n{auth}\r\n".encode()
+    if kind == "chat":
+        path, body = "/v1/chat/completions", {"model": "fast-chat", "stream": True,
+                                              "messages": [{"role": "user", "content": "hi"}]}
+    else:
+        path, body = "/v1/audio/speech", {"model": "fast-tts", "voice": "alloy", "input": "hi"}
+    data = json.dumps(body).encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: gateway\r\n{auth}Content-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n")
+    return head.encode() + data
+
+
+def stalled_client(gw: Gateway, kind: str) -> socket.socket:
+    """A client that asks for ``kind`` and then reads nothing (a small receive buffer, so the
+    gateway's connection fills soon)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", gw.port))
+    sock.sendall(request(kind))
+    return sock
+
+
+def rss(gw: Gateway) -> int:
+    for line in Path(f"/proc/{gw.process.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def wait_for(condition: object, what: str, deadline: float = 60.0) -> None:
+    end = time.monotonic() + deadline
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < end, f"not within {deadline} s: {what}"
+        time.sleep(0.1)
+
+
+def idle(upstream: EndlessUpstream) -> None:
+    """Until the upstream no longer writes for earlier tests (their calls dropped or paused), so
+    that what it writes from now on is this test's."""
+    settled(upstream)
+
+
+def settled(upstream: EndlessUpstream, deadline: float = 120.0) -> None:
+    """Until the upstream can write no more (every stream paused by the gateway): its count
+    unchanged over a second. Fails if it keeps writing past the deadline."""
+    end = time.monotonic() + deadline
+    last = -1
+    while upstream.written != last:
+        assert time.monotonic() < end, f"the upstream is still writing after {deadline} s"
+        last = upstream.written
+        time.sleep(1.0)
+
+
+def closed_by_server(sock: socket.socket, deadline: float = 30.0) -> bool:
+    """Whether the server ends the connection: what it had sent is read and dropped (at most
+    the buffers' worth; an answer that goes on without end fails), then EOF or a reset."""
+    sock.settimeout(deadline)
+    got = 0
+    try:
+        while piece := sock.recv(1 << 20):
+            got += len(piece)
+            if got > BYTES_PER_STALLED:
+                return False  # still streaming: not cut off
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def chat_works(gw: Gateway) -> None:
+    """The gateway still answers (the stream is cut by its client after the first bytes)."""
+    body = {"model": "fast-chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {MASTER_KEY}"}) as resp:
+        assert resp.status_code == 200
+        first = next(resp.iter_lines())
+        assert first.startswith("data: ") and "chatcmpl-bp" in first
+
+
+@pytest.mark.parametrize("kind", ["chat", "speech", "service"])
+def test_a_client_that_reads_nothing_stops_the_upstream_and_is_cut_off(
+    impatient: Gateway, upstream: EndlessUpstream, kind: str
+) -> None:
+    idle(upstream)
+    started, finished, written = upstream.started, upstream.finished, upstream.written
+    sock = stalled_client(impatient, kind)
+    try:
+        wait_for(lambda: upstream.started > started, "the upstream call")
+        # Cut off after the send timeout, its connection closed by the server...
+        peer = f"127.0.0.1:{sock.getsockname()[1]} "
+        line = impatient.process.wait_for_all(peer, "took none of the answer", timeout=30)
+        assert "server.send_timeout_seconds" in line
+        assert closed_by_server(sock)
+    finally:
+        sock.close()
+    # ...and the upstream call dropped with it, having written what the buffers hold, not more.
+    wait_for(lambda: upstream.finished > finished, "the upstream connection dropped")
+    assert upstream.written - written < BYTES_PER_STALLED
+    chat_works(impatient)
+
+
+def test_a_slow_reader_is_not_cut_off(impatient: Gateway, upstream: EndlessUpstream) -> None:
+    """A client that keeps taking its answer, slower than the upstream writes it, keeps its
+    connection for many send timeouts: the timeout is for a client that takes nothing."""
+    sock = stalled_client(impatient, "service")
+    try:
+        got, end = 0, time.monotonic() + 8 * SEND_TIMEOUT
+        sock.settimeout(10)
+        while time.monotonic() < end:
+            piece = sock.recv(4096)
+            assert piece, "the server closed the connection of a client still reading"
+            got += len(piece)
+            time.sleep(0.05)  # this client's pace: some 80 KiB/s, far below the upstream's
+        assert got > 4096
+    finally:
+        sock.close()
+
+
+def test_many_stalled_streams_hold_bounded_memory(patient: Gateway, upstream: EndlessUpstream) -> None:
+    chat_works(patient)  # the first request's one-time costs are not counted below
+    idle(upstream)
+    before_rss, started, written = rss(patient), upstream.started, upstream.written
+    socks = [stalled_client(patient, "chat") for _ in range(STALLED)]
+    try:
+        wait_for(lambda: upstream.started - started >= STALLED, "every stream's upstream call", 120)
+        settled(upstream)
+        grown = rss(patient) - before_rss
+        per_stream = (upstream.written - written) / STALLED
+        assert per_stream < BYTES_PER_STALLED, f"{per_stream / MIB:.1f} MiB written per stalled stream"
+        assert grown < STALLED * RSS_PER_STALLED + RSS_SLACK, f"resident memory grew {grown / MIB:.0f} MiB"
+    finally:
+        for sock in socks:
+            sock.close()
