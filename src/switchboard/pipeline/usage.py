@@ -68,17 +68,51 @@ class ModelUnpriced(InvalidRequest):
     code = "model_unpriced"
 
 
+# Of a stream's output, at most this much (characters of text, or bytes of same-dialect events)
+# is kept for an estimate; beyond it only its size is counted and the estimate scaled. Bounds
+# both the memory a long stream holds and the counting done on the event loop when it is cut
+# (the offline counter takes ~0.3 s a million characters).
+KEPT_MAX = 256 * 1024
+_CHECK_EVERY = 64  # pieces collected between two looks at the size kept
+
+
 class _Call:
     """One request's accounting state."""
 
-    __slots__ = ("done", "info", "text")
+    __slots__ = ("checked", "done", "dropped", "info", "kept", "text")
 
     def __init__(self, info: ModelInfo | None) -> None:
         self.info = info
         # What a stream relayed to the client, for an estimate: text, or a same-dialect event's
         # bytes to read only then (providers.base.OUTPUT).
         self.text: list[str | bytes] = []
+        self.kept = 0  # the size of text[:checked]
+        self.checked = 0
+        self.dropped = 0  # the size of what was relayed past KEPT_MAX and not kept
         self.done = False  # the record was spooled
+
+    def collect(self, batch: list[Chunk], collect: Callable[[list[Chunk], list[str | bytes]], None]) -> None:
+        """Keep a relayed batch's output (``collect`` reads it), within KEPT_MAX."""
+        if self.dropped:  # past KEPT_MAX: only the size is counted from here on
+            rest: list[str | bytes] = []
+            collect(batch, rest)
+            self.dropped += sum(len(t) for t in rest)
+            return
+        collect(batch, self.text)
+        if len(self.text) - self.checked >= _CHECK_EVERY:
+            self.bound()
+
+    def bound(self) -> None:
+        """Keep at most KEPT_MAX of the output; count the size of the rest."""
+        text = self.text
+        for i in range(self.checked, len(text)):
+            size = len(text[i])
+            if self.kept + size > KEPT_MAX:
+                self.dropped += sum(len(t) for t in text[i:])
+                del text[i:]
+                break
+            self.kept += size
+        self.checked = len(text)
 
 
 def _relayed_output(batch: list[Chunk], out: list[str | bytes]) -> None:
@@ -119,9 +153,12 @@ def _estimated_output(ctx: RequestContext, call: _Call) -> int:
     """The tokens of the text relayed to the client, with the offline counter."""
     route = ctx.route
     model = call.info.model if call.info is not None else (route.target.model if route else "")
+    call.bound()
     text = "".join(t if isinstance(t, str) else output_text(t) for t in call.text)
     encoding = tokens.encoding_for(model)
     output = tokens.count_text(text, encoding or "o200k_base")
+    if call.dropped and call.kept:  # what was not kept counts at the rate of what was
+        output = math.ceil(output * (call.kept + call.dropped) / call.kept)
     if encoding is None:
         output = math.ceil(output * tokens.OTHER_PROVIDER_FACTOR)
     return output
@@ -175,7 +212,7 @@ class UsageStage:
             collect = _relayed_output if result.native else _relayed_text
 
             def relayed(batch: list[Chunk]) -> list[Chunk]:
-                collect(batch, call.text)
+                call.collect(batch, collect)
                 return batch
 
             def ended(error: BaseException | None) -> None:
