@@ -102,10 +102,13 @@ class SwitchboardApp:
         admin_app = self._admin_app()
         self._admin = self._endpoint(openai_api.ADMIN, AdminBridge(admin_app), reads_body=True)
         # The admin API's interactive docs and OpenAPI document: public, for a browser
-        # (http/admin_docs.py); the calls made from them go through the chain above.
-        self._docs = AdminDocs(admin_app.openapi)
-        self.routes[("GET", admin_docs.PAGE)] = self._docs.page
-        self.routes[("GET", admin_docs.SPEC)] = self._docs.spec
+        # (http/admin_docs.py); the calls made from them go through the chain above. Turned
+        # off, the page is not served and the document is an admin API route needing a key.
+        self._docs: AdminDocs | None = None
+        if settings.server.public_docs:
+            self._docs = AdminDocs(admin_app.openapi)
+            self.routes[("GET", admin_docs.PAGE)] = self._docs.page
+            self.routes[("GET", admin_docs.SPEC)] = self._docs.spec
         # Files and batches: their own edge (uploads are streamed), through the same chains.
         self._files = FilesEndpoint(self.gateway.chain("files", self.gateway.files),
                                     self.gateway.chain("batches", self.gateway.files), self.state,
@@ -223,7 +226,8 @@ class SwitchboardApp:
                 await self._services(scope, receive, send)
             elif path.startswith("/admin/"):
                 await self._admin(scope, receive, send)
-            elif path.startswith(admin_docs.ASSETS) and scope["method"] in ("GET", "HEAD"):
+            elif (self._docs is not None and path.startswith(admin_docs.ASSETS)
+                  and scope["method"] in ("GET", "HEAD")):
                 await self._docs.asset(scope, receive, send)
             elif self._mock is not None and path.startswith("/mock/"):
                 await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
@@ -314,7 +318,7 @@ class SwitchboardApp:
     async def not_routed(self, scope: Scope, send: Send) -> None:
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
-        allowed = self._allowed.get(path) or _allowed_by_prefix(path)
+        allowed = self._allowed.get(path) or _allowed_by_prefix(path, docs=self._docs is not None)
         if allowed is not None:
             err: GatewayError = MethodNotAllowed(f"method {method} is not allowed on {path}")
             await self._error(scope, send, err, [(b"allow", ", ".join(sorted(allowed)).encode())])
@@ -330,7 +334,7 @@ def _strict(query: bytes) -> bool:
     return bool(query) and any(part in (b"strict=1", b"strict=true") for part in query.split(b"&"))
 
 
-def _allowed_by_prefix(path: str) -> list[str] | None:
+def _allowed_by_prefix(path: str, *, docs: bool) -> list[str] | None:
     """The methods of a path with a parameter (a stored response, a model), for a 405."""
     if path.startswith(RESPONSES_PREFIX):
         parts = path.removeprefix("/v1").removeprefix("/responses/").split("/")
@@ -338,7 +342,7 @@ def _allowed_by_prefix(path: str) -> list[str] | None:
             return ["DELETE", "GET", "HEAD"]
         if len(parts) == 2 and parts[0] and parts[1] == "input_items":
             return ["GET", "HEAD"]
-    elif path.startswith(("/v1/models/", "/models/", admin_docs.ASSETS)):
+    elif path.startswith(("/v1/models/", "/models/")) or (docs and path.startswith(admin_docs.ASSETS)):
         return ["GET", "HEAD"]
     return None
 

@@ -6,13 +6,14 @@ with the key Swagger UI's "Authorize" takes works. Stateless: the embedded defau
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 
 CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 
@@ -107,3 +108,46 @@ def test_nothing_else_is_served_there(gateway: Gateway, method: str, target: str
     reply, _, body = data.partition(b"\r\n\r\n")
     assert int(reply.split(b" ", 2)[1]) == status, (target, reply, body)
     assert b'"error"' in body
+
+
+@pytest.fixture(scope="module")
+def private_docs(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = openai_config(mock_upstream, public_docs=False)
+    gw = start_gateway(config, tmp_path_factory.mktemp("private-docs"))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.mark.parametrize(("method", "target"), [
+    ("GET", "/docs"),
+    ("HEAD", "/docs"),
+    ("GET", "/docs/assets/swagger-ui-bundle.js"),
+    ("GET", "/docs/assets/start.js"),
+    ("POST", "/docs/assets/start.js"),  # not a 405: nothing is there
+])
+def test_with_public_docs_off_the_page_is_not_served(private_docs: Gateway, method: str, target: str) -> None:
+    resp = httpx.request(method, f"{private_docs.url}{target}", timeout=10)
+    assert resp.status_code == 404, (target, resp.status_code)
+    if method != "HEAD":
+        assert resp.json()["error"]["code"] == "unknown_url"
+
+
+def test_with_public_docs_off_the_document_needs_a_key(private_docs: Gateway) -> None:
+    refused = httpx.get(f"{private_docs.url}/admin/v1/openapi.json", timeout=10)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "missing_api_key"
+    spec = f"{private_docs.url}/admin/v1/openapi.json"
+    wrong = httpx.get(spec, headers={"Authorization": "Bearer sk-nope"}, timeout=10)
+    assert wrong.status_code == 401
+    doc = httpx.get(f"{private_docs.url}/admin/v1/openapi.json",
+                    headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    assert doc.status_code == 200, doc.text
+    assert doc.json()["openapi"].startswith("3.1") and "/admin/v1/keys" in doc.json()["paths"]
+    assert "/admin/v1/openapi.json" not in doc.json()["paths"]
+    # A key of the lowest role reads it too: it describes the API, not its state.
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    viewer = httpx.post(f"{private_docs.url}/admin/v1/keys", headers=master,
+                        json={"name": "docs-viewer", "role": "viewer", "models": ["*"]}, timeout=10)
+    assert viewer.status_code in (200, 201), viewer.text
+    seen = httpx.get(f"{private_docs.url}/admin/v1/openapi.json",
+                     headers={"Authorization": f"Bearer {viewer.json()['key']}"}, timeout=10)
+    assert seen.status_code == 200 and seen.json() == doc.json()

@@ -42,6 +42,9 @@ class ServerConfig(Strict):
     # /health/ready answers 503 while the database or Redis does not answer (by default it
     # only reports them: model calls are still served, fail-open or closed per feature).
     ready_requires_stores: bool = False
+    # /docs (Swagger UI) and /admin/v1/openapi.json served without a key; off: no page, and
+    # the document needs a key like the rest of the admin API.
+    public_docs: bool = True
     # The whole request's deadline (retries and fallbacks stop once it has passed).
     request_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 600.0
     data_dir: Path | None = None

@@ -90,7 +90,8 @@ class AdminServices:
 
 def create_admin_app(services: AdminServices) -> FastAPI:
     # The OpenAPI document and the docs page are served outside the admin chain, without a key
-    # (http/admin_docs.py): not by FastAPI, whose page loads Swagger UI from a CDN.
+    # (http/admin_docs.py): not by FastAPI, whose page loads Swagger UI from a CDN. With
+    # server.public_docs off, the document is the route below, behind the chain.
     app = FastAPI(
         title="Switchboard admin API",
         version=__version__,
@@ -127,6 +128,13 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(portal_routes.router)
     app.include_router(services_api.router)
     app.include_router(mcp_servers.router)
+
+    @app.get("/admin/v1/openapi.json", include_in_schema=False)
+    async def openapi_document() -> dict[str, Any]:
+        # Reached only with server.public_docs off (otherwise the gateway answers this path
+        # before the admin chain, without a key): then any valid key may read it.
+        return app.openapi()
+
     return app
 
 
