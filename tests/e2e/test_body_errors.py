@@ -4,7 +4,7 @@ Valid JSON of another kind (``[]``, ``"x"``, ``3``), malformed JSON and an empty
 refused with 400 and the same words everywhere; the OpenAI-shaped endpoints (model API, media,
 batches, Responses, prompt APIs, admin API) also name the same code, ``invalid_json``, and no
 ``param``. The Anthropic and Gemini APIs write the same message in their own error shapes, and
-Cohere's rerank in its own. MCP answers JSON-RPC's own errors (test_mcp.py). Parsing happens
+Cohere's rerank in its own. MCP answers JSON-RPC's own errors, and keeps them. Parsing happens
 before any state is read: the embedded default suffices."""
 
 from __future__ import annotations
@@ -116,3 +116,20 @@ def test_an_empty_body_calls_a_prompt_api_without_variables(gateway: Gateway) ->
     answer = httpx.post(f"{gateway.url}/apis/{API}", content=b"", headers=AUTH, timeout=30)
     assert answer.status_code == 200, answer.text
     assert answer.json()["version"] == 1 and answer.json()["output"], answer.text
+
+
+# MCP answers in JSON-RPC's own shape (HTTP 400, id null): not JSON is a parse error, JSON that is
+# not a message (an array is a batch, which it does not take) an invalid request.
+MCP_CASES = [(b"[]", -32600, "invalid_request"), (b'"x"', -32600, "invalid_request"),
+             (b"3", -32600, "invalid_request"), (b'{"jsonrpc": ', -32700, "parse_error"),
+             (b"", -32700, "parse_error")]
+
+
+@pytest.mark.parametrize(("raw", "rpc", "code"), MCP_CASES, ids=NAMES)
+def test_mcp_answers_json_rpc_errors(gateway: Gateway, raw: bytes, rpc: int, code: str) -> None:
+    headers = {**AUTH, "Accept": "application/json, text/event-stream"}
+    answer = httpx.post(f"{gateway.url}/mcp", content=raw, headers=headers, timeout=30)
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert (body["jsonrpc"], body["id"], body["error"]["code"]) == ("2.0", None, rpc)
+    assert body["error"]["data"]["code"] == code
