@@ -12,6 +12,7 @@ from switchboard.access import keys as keyfmt
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier, TokenRefused
+from switchboard.access.residency import ResidencyCache
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.apis.cache import ApiCache
 from switchboard.apis.sessions import SessionBook
@@ -83,7 +84,6 @@ from switchboard.spend.cost import Prices
 from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores import StoreError, Stores, open_stores
 from switchboard.stores.factory import data_dir
-from switchboard.stores.sql.keys import intersect
 from switchboard.upstream.egress import EgressPolicy
 
 if TYPE_CHECKING:
@@ -135,6 +135,7 @@ class Gateway:
             self.oidc,
         )
         self.key_cache: KeyCache | None = None
+        self.residency: ResidencyCache | None = None  # token callers' tenants and teams
         self.last_used: LastUsed | None = None
         self.subscriptions: SubscriptionCache | None = None
         self.limit_cache: LimitCache | None = None  # limits set through the admin API
@@ -425,6 +426,9 @@ class Gateway:
         stale = self.settings.database.stale_while_unreachable_seconds
         self.key_cache = KeyCache(self.stores.keys, self.stores.feed, stale_if_error=stale)
         await self.key_cache.start()
+        if self.oidc is not None:
+            self.residency = ResidencyCache(self.stores.tenancy, self.stores.feed, stale_if_error=stale)
+            await self.residency.start()
         self.subscriptions = SubscriptionCache(self.stores.subscriptions, self.stores.feed,
                                                stale_if_error=stale)
         await self.subscriptions.start()
@@ -500,17 +504,16 @@ class Gateway:
         """A token caller's residency policy: its tenant's and team's allowed regions (keys
         carry theirs with the key record). A team claim naming another tenant's team is refused
         here, once per token: the caller would otherwise file records of its tenant under it."""
-        if self.stores is None:
+        if self.residency is None:
             return None
-        group = await self.stores.tenancy.find_team(team) if team is not None else None
-        if group is not None and group.tenant_id != (tenant or "default"):
+        # Cached (access/residency.py): served as last read while the database cannot be read.
+        found = await self.residency.get((tenant, team))
+        assert found is not None  # the loader always answers a Residency
+        if found.team_tenant is not None and found.team_tenant != (tenant or "default"):
             raise TokenRefused(
                 "token_claims_invalid", "the token's team claim names a team of another tenant"
             )
-        if tenant is None:
-            return None
-        found = await self.stores.tenancy.get_tenant(tenant)
-        return intersect(found.allowed_regions if found else None, group.allowed_regions if group else None)
+        return found.regions
 
     async def close(self) -> None:
         self.ready = False
@@ -548,6 +551,9 @@ class Gateway:
         if self.key_cache is not None:
             await self.key_cache.close()
             self.key_cache = None
+        if self.residency is not None:
+            await self.residency.close()
+            self.residency = None
         if self.subscriptions is not None:
             await self.subscriptions.close()
             self.subscriptions = None

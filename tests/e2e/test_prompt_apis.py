@@ -564,7 +564,9 @@ def test_bad_input(world: World) -> None:
     assert "text" in error["message"] and "count" in error["message"], error
     for body in ([1, 2], "text", 3):
         wrong = world.call(name, body, key=owner)
-        assert wrong.status_code == 400 and "JSON object" in wrong.json()["error"]["message"]
+        assert wrong.status_code == 400
+        assert (wrong.json()["error"]["code"], wrong.json()["error"]["message"]) == (
+            "invalid_json", "the request body must be a JSON object")
     garbled = httpx.post(f"{world.url}/apis/{name}", content=b"{nope", headers=bearer(owner), timeout=10)
     assert garbled.status_code == 400 and garbled.json()["error"]["code"] == "invalid_json"
     huge = world.call(name, {"text": "x" * (MAX_BODY + 10), "count": 1}, key=owner)

@@ -2,24 +2,30 @@
 analytics answer a clear ``503 store_unavailable`` with ``Retry-After`` (one warning line, no
 traceback) while model calls keep being served, and answer again once the database is back.
 A model call whose key must be read from the database gets the same 503 (not a 500 with a
-traceback per request), and everything answered meanwhile reaches the usage ledger."""
+traceback per request), and everything answered meanwhile reaches the usage ledger. JWT callers
+are treated as key callers: one whose tenant and team were read before is served, a new token of
+it included, and one whose were not gets the same 503."""
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from tests.oidc_provider import IdentityProvider
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer, _pg_bin, start_postgres
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 READS = ("/admin/v1/alerts", "/admin/v1/analytics", "/admin/v1/keys")
+UNAVAILABLE = {"message": "the database or Redis cannot be reached right now; try again shortly",
+               "type": "api_error", "param": None, "code": "store_unavailable"}
 
 
 def _pg_ctl(pg: Postgres, *args: str) -> None:
@@ -30,6 +36,14 @@ def _pg_ctl(pg: Postgres, *args: str) -> None:
 def _pg_start(pg: Postgres) -> None:
     options = f"-p {pg.port} -c listen_addresses=127.0.0.1 -k {pg.directory} -c fsync=off"
     _pg_ctl(pg, "-o", options, "-l", str(pg.directory / "log"), "-w", "start")
+
+
+def _cluster(mock: Mock, redis: RedisServer, pg: Postgres, database: str) -> dict[str, Any]:
+    """The config of a gateway on its own database of ``pg`` (which the test stops) and Redis."""
+    config = openai_config(mock)
+    config["database"] = {"url": pg.create_database(database)}
+    config["redis"] = {"url": redis.url}
+    return config
 
 
 def _until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -44,9 +58,7 @@ def test_admin_reads_answer_503_while_the_database_is_down(
 ) -> None:
     pg = start_postgres()  # its own server: the test stops it
     try:
-        config = openai_config(mock_upstream)
-        config["database"] = {"url": pg.create_database("outage")}
-        config["redis"] = {"url": redis_server.url}
+        config = _cluster(mock_upstream, redis_server, pg, "outage")
         config["alerts"] = {"rules": [{"name": "breakers", "kind": "breaker"}]}
         gw = start_gateway(config, tmp_path)
         try:
@@ -97,9 +109,7 @@ def test_a_database_restart_costs_model_calls_a_clear_503_at_most_and_nothing_in
 ) -> None:
     pg = start_postgres()  # its own server: the test restarts it
     try:
-        config = openai_config(mock_upstream)
-        config["database"] = {"url": pg.create_database("restart")}
-        config["redis"] = {"url": redis_server.url}
+        config = _cluster(mock_upstream, redis_server, pg, "restart")
         config["auth"]["last_used_interval_seconds"] = 0.5  # written (and failing) often
         gw = start_gateway(config, tmp_path)
         try:
@@ -152,5 +162,67 @@ def test_a_database_restart_costs_model_calls_a_clear_503_at_most_and_nothing_in
         assert output.count("reading keys from the store failed") == 1, output
         assert "usage ledger: spooled records replayed into the database" in output
         assert "unexpected error" not in output and "Traceback" not in output
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[IdentityProvider]:
+    provider = IdentityProvider(realm="/realms/outage").start()
+    yield provider
+    provider.stop()
+
+
+def _jwt(idp: IdentityProvider, tenant: str, team: str, **claims: Any) -> str:
+    return idp.token(tenant=tenant, team=team, realm_access={"roles": ["sb-dev"]}, **claims)
+
+
+def test_a_known_jwt_caller_is_served_and_an_unknown_one_gets_a_clear_503(
+    mock_upstream: Mock, redis_server: RedisServer, idp: IdentityProvider, tmp_path: Path
+) -> None:
+    pg = start_postgres()  # its own server: the test stops it
+    try:
+        config = _cluster(mock_upstream, redis_server, pg, "jwt_outage")
+        config["auth"]["oidc"] = [{
+            "issuer": idp.issuer, "audience": "switchboard",
+            "claims": {"tenant": "tenant", "team": "team", "role": "realm_access.roles"},
+            "roles": {"sb-dev": "developer"}, "models": ["gpt-4o-mini"],
+        }]
+        gw = start_gateway(config, tmp_path)
+        try:
+            known = _jwt(idp, "acme", "team-a", sub="alice")
+            assert _ask(_sdk(gw, known))  # the tenant and team are read now
+            _pg_ctl(pg, "stop", "-m", "fast", "-w")  # every pooled connection dies with it
+
+            assert _ask(_sdk(gw, known))  # the verified token, as cached
+            # A new token of the same tenant and team (another user, a refreshed token) is
+            # verified again: the tenant and team read before are used meanwhile.
+            for user in ("bob", "carol"):
+                assert _ask(_sdk(gw, _jwt(idp, "acme", "team-a", sub=user)))
+            # Past the cache entry's 10 s as well: served as last read, the store asked again at
+            # most once a second.
+            deadline = time.monotonic() + 30
+            while "reading tenancy from the store failed" not in gw.process.output:
+                fresh = _jwt(idp, "acme", "team-a", sub=f"user-{time.monotonic_ns()}")
+                assert _ask(_sdk(gw, fresh))
+                assert time.monotonic() < deadline, "the tenant's entry never expired"
+                time.sleep(0.2)
+            assert _ask(_sdk(gw, _jwt(idp, "acme", "team-a", sub="erin")))
+
+            # A tenant, or a team, never read: nothing to go by, a clear 503, not a 500.
+            for tenant, team in (("globex", "team-a"), ("acme", "team-z")):
+                started = time.monotonic()
+                with pytest.raises(openai.APIStatusError) as refused:
+                    _ask(_sdk(gw, _jwt(idp, tenant, team, sub="dave")))
+                assert time.monotonic() - started < 10
+                assert refused.value.status_code == 503, refused.value.body
+                assert refused.value.response.headers["retry-after"] == "5"
+                assert refused.value.body == UNAVAILABLE
+        finally:
+            gw.process.stop()
+        gw.process.wait_exit()
+        output = gw.process.output
+        assert "unexpected error" not in output and "Traceback" not in output, output
+        assert output.count("reading tenancy from the store failed") == 1, output
     finally:
         pg.stop()

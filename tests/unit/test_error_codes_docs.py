@@ -7,17 +7,25 @@ that never reach a client, listed below with the reason. The class table names e
 ``ERROR_TABLE`` with its code.
 
 Codes a provider adapter gives an upstream's error (``content_filter`` for Cohere's 498, ...) are
-the "upstream 4xx" row's "upstream's" and are listed per provider in docs/providers.md; the
-admin API, MCP, services, files and prompt APIs have their codes on their own pages.
+the "upstream 4xx" row's "upstream's" and are listed per provider in docs/providers.md.
+
+The admin API, MCP, services, files and prompt APIs have their codes on their own pages
+(``SURFACES``), checked both ways too. The Anthropic and Gemini APIs answer the model API's
+errors (their modules are in ``MODEL_API``) in shapes without a code: their pages' tables of
+statuses and error types (Anthropic) or status names (Gemini) are checked against the mapping.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
-from switchboard.errors import ERROR_TABLE
+import pytest
+
+from switchboard.errors import ANTHROPIC_TYPE_BY_STATUS, ERROR_TABLE, anthropic_type
+from switchboard.http.gemini.errors import status_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "switchboard"
@@ -63,6 +71,7 @@ def _documented() -> set[str]:
            {code for row in _rows(7) for code in _codes(row[4])}
 
 
+@functools.cache
 def _sources() -> dict[str, ast.Module]:
     return {str(path.relative_to(SRC)): ast.parse(path.read_text()) for path in SRC.rglob("*.py")}
 
@@ -155,3 +164,111 @@ def test_the_class_table_names_each_class_with_its_code() -> None:
             assert row[1] == str(by_name[name].status), f"{name}: status {row[1]} in the docs"
         named |= set(classes)
     assert set(by_name) - named == set(UNNAMED_CLASSES)
+
+
+# The other surfaces, each with the modules that answer on it and the pages that document it.
+# A code is documented on a page when it is in backticks there (in a table row, after its
+# status, or in the text); docs/api.md's error tables count for every surface, since their
+# general rows (`invalid_value`, `unknown_url`, `store_unavailable`...) apply to all of them. The
+# admin API's routes are documented with the feature they manage, so its pages are several.
+SURFACES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "admin API": (("http/admin/",),
+                  ("api.md", "access.md", "budgets.md", "limits.md", "routing.md", "providers.md",
+                   "prompts.md", "prompt-apis.md", "services.md", "mcp.md", "observability.md")),
+    "MCP": (("http/mcp/", "http/mcp_oauth.py", "http/mcp_consent.py", "mcp/"), ("mcp.md",)),
+    "services": (("http/services/", "services/"), ("services.md",)),
+    "files and batches": (("http/files/",), ("api-files.md",)),
+    "prompt APIs": (("http/apis/", "apis/"), ("prompt-apis.md",)),
+}
+
+_SPAN = re.compile(r"`([^`\n]+)`")
+_WORD = re.compile(r"[a-z][a-z0-9_]*")
+# Where a page names a code it answers: after its HTTP status (`404 api_not_found`, 409
+# `api_exists`, 400 `invalid_type` / `invalid_value`), or in a JSON-RPC error table's row.
+_ANSWERED = (re.compile(r"`[45]\d\d ([a-z][a-z0-9_]*)`"),
+             re.compile(r"\b[45]\d\d ((?:`[a-z][a-z0-9_]*`(?: / |, | or )?)+)"),
+             re.compile(r"\| -32\d{3}(?: / -32\d{3})* \| ((?:`[a-z][a-z0-9_]*`(?: / )?)+)"))
+
+
+def _page(name: str) -> str:
+    return (ROOT / "docs" / name).read_text()
+
+
+def _named_on(pages: tuple[str, ...]) -> set[str]:
+    """Every word in backticks on the pages."""
+    return {word for page in pages for span in _SPAN.findall(_page(page)) for word in _WORD.findall(span)}
+
+
+def _answered_on(pages: tuple[str, ...]) -> set[str]:
+    """The codes the pages say a request is answered with."""
+    return {word for page in pages for pattern in _ANSWERED for found in pattern.findall(_page(page))
+            for word in _WORD.findall(found)}
+
+
+def _formatted(tree: ast.Module) -> list[re.Pattern[str]]:
+    """The f-strings of a module as patterns (``f"{kind}_not_found"``: ``[a-z_]+_not_found``):
+    a code built from a name is documented by its instances."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            parts = [re.escape(v.value) if isinstance(v, ast.Constant) else "[a-z_]+" for v in node.values]
+            out.append(re.compile("".join(parts)))
+    return out
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_every_code_documented_for_a_surface_is_one_it_answers(surface: str) -> None:
+    gateway = [tree for path, tree in _sources().items() if not path.startswith("mock/")]
+    strings = set().union(*(_strings(tree) for tree in gateway))
+    patterns = [p for tree in gateway for p in _formatted(tree)]
+    _, pages = SURFACES[surface]
+    unknown = sorted(code for code in _answered_on(pages) - strings
+                     if not any(p.fullmatch(code) for p in patterns))
+    assert unknown == [], f"{', '.join(pages)} name error codes the source never produces: {unknown}"
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_every_code_of_a_surface_is_documented_on_its_pages(surface: str) -> None:
+    modules, pages = SURFACES[surface]
+    raised: dict[str, str] = {}
+    for path, tree in _sources().items():
+        if path.startswith(modules):
+            raised |= {code: path for code in _raised(tree)}
+    documented = _named_on(pages) | _documented()
+    undocumented = {code: path for code, path in sorted(raised.items()) if code not in documented}
+    assert undocumented == {}, f"{surface}: error codes missing from {', '.join(pages)}: {undocumented}"
+
+
+def _status_rows(page: str, section: str) -> dict[int, str]:
+    """A page's table of statuses and the name each is answered with (the first backticked
+    word of the row's second cell): ``| 500, 502 | `api_error` | ...`` -> {500: ..., 502: ...}."""
+    text = _page(page).split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[int, str] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) >= 2 and (name := _SPAN.search(cells[1])):
+            for status in re.findall(r"\b[1-5]\d\d\b", re.sub(r"\([^)]*\)", "", cells[0])):
+                rows[int(status)] = name.group(1)
+    return rows
+
+
+# The statuses a client of the Anthropic or Gemini API can be answered with: those of the error
+# classes but 409 and 410 (admin and prompt-API conflicts and retirements, never a model call),
+# and 405 (a method a path does not answer).
+_MODEL_STATUSES = {row.status for row in ERROR_TABLE.values()} - {409, 410} | {405}
+
+
+def test_the_anthropic_error_types_are_those_answered() -> None:
+    rows = _status_rows("api-anthropic.md", "Errors")
+    assert {s: anthropic_type(s) for s in rows} == rows
+    # Each status with a type of its own has a row (529 is Anthropic's own "overloaded": the
+    # gateway answers 503); the other 4xx share the 400 row ("and other 4xx"), every 5xx is named.
+    assert set(rows) >= set(ANTHROPIC_TYPE_BY_STATUS) - {529}
+    server_side = {s for s in _MODEL_STATUSES if s >= 500}
+    assert set(rows) >= server_side, sorted(server_side - set(rows))
+
+
+def test_the_gemini_error_statuses_are_those_answered() -> None:
+    rows = _status_rows("api-gemini.md", "Errors")
+    assert {s: status_name(s) for s in rows} == rows
+    assert set(rows) >= _MODEL_STATUSES, sorted(_MODEL_STATUSES - set(rows))

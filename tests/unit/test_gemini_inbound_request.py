@@ -503,7 +503,7 @@ def test_thinking_config(thinking: dict[str, Any], canonical: dict[str, Any], in
     "body, phrase",
     [
         (b"{nope", "not valid JSON"),
-        (b"[]", "(body)"),
+        (b"[]", "must be a JSON object"),
         ({}, "contents is not specified"),
         ({"contents": []}, "contents is not specified"),
         ({"contents": [{"role": "system", "parts": [{"text": "x"}]}]}, "valid role"),

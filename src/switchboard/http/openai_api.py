@@ -16,12 +16,19 @@ _DONE = b"data: [DONE]\n\n"
 
 def parse_json(body: bytes) -> Any:
     if not body:
-        raise InvalidRequest("the request body is empty; expected a JSON object", code="invalid_json")
+        raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         reason = str(exc).split(":", 1)[0]
         raise InvalidRequest(f"the request body is not valid JSON: {reason}", code="invalid_json") from None
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """The body of a JSON-body endpoint, which must be an object. Every such endpoint (model
+    API, media, batches, Responses, Anthropic, Gemini) refuses other JSON (``[]``, ``3``,
+    ``"x"``) as it refuses malformed JSON: ``400 invalid_json`` with no ``param``."""
+    return validate.require_object(parse_json(body))
 
 
 def sse(data: dict[str, Any]) -> bytes:

@@ -76,9 +76,7 @@ class CatalogCache(FeedCache[Key, Any]):
         if tenant is None:
             super().drop(ALL)
             return
-        self._generation += 1
-        for key in [k for k in self._entries if k[0] == tenant]:
-            self._entries.pop(key, None)
+        self.drop_where(lambda key: key[0] == tenant)
 
     async def value(self, tenant: str, part: str, name: str = "") -> Any:
         return await self.get((tenant, part, name))

@@ -68,9 +68,8 @@ class PromptCache(FeedCache[Key, PromptVersion]):
         if message == ALL or len(parts) != 2:
             super().drop(ALL)
             return
-        self._generation += 1
-        for key in [k for k in self._entries if (k[0], k[1]) == (parts[0], parts[1])]:
-            self._entries.pop(key, None)
+        tenant, name = parts
+        self.drop_where(lambda key: (key[0], key[1]) == (tenant, name))
 
     async def resolve(self, tenant_id: str, name: str, *, version: int | None = None,
                       label: str | None = None) -> PromptVersion | None:

@@ -189,6 +189,14 @@ class FeedCache(Generic[K, V]):
         else:
             self._entries.pop(key, None)
 
+    def drop_where(self, matches: Callable[[K], bool]) -> None:
+        """Forget every entry whose key ``matches``: for a cache whose messages name a group of
+        keys (all of a tenant's, every reference of one prompt) rather than one. A lookup under
+        way meanwhile does not cache what it read, as after :meth:`drop`."""
+        self._generation += 1
+        for key in [k for k in self._entries if matches(k)]:
+            del self._entries[key]
+
     async def changed(self, key: K) -> None:
         """The record of ``key`` changed here: forget it now (with every other cache of this
         process hearing the topic), and tell every other instance."""

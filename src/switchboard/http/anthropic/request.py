@@ -32,9 +32,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from switchboard.errors import InvalidRequest
 from switchboard.http.anthropic.content import JSON, cached, fail, messages, text_part
-from switchboard.http.openai_api import parse_json
+from switchboard.http.openai_api import parse_object
 from switchboard.prompts.reference import parse_reference
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -278,12 +277,6 @@ _MESSAGES: dict[str, Apply] = {
 }
 
 
-def _object(body: Any) -> JSON:
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return body
-
-
 def _translate(body: JSON, fields: dict[str, Apply]) -> JSON:
     model = _model(body)
     for key in body:
@@ -308,7 +301,7 @@ def _translate(body: JSON, fields: dict[str, Apply]) -> JSON:
 
 def messages_request(raw: bytes) -> JSON:
     """The canonical chat request for a ``POST /v1/messages`` body."""
-    body = _object(parse_json(raw))
+    body = parse_object(raw)
     if body.get("prompt") is not None:
         return _prompted(body)
     _model(body)
@@ -335,4 +328,4 @@ def _prompted(body: JSON) -> JSON:
 
 def count_tokens_request(raw: bytes) -> JSON:
     """The canonical chat request for a ``POST /v1/messages/count_tokens`` body (no max_tokens)."""
-    return _translate(_object(parse_json(raw)), _COMMON)
+    return _translate(parse_object(raw), _COMMON)

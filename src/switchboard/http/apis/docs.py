@@ -133,9 +133,7 @@ class DocumentCache(FeedCache[Key, Document]):
         if message == ALL or len(parts) != 2:
             super().drop(ALL)
             return
-        self._generation += 1
-        for key in [k for k in self._entries if k[0] == parts[0]]:
-            self._entries.pop(key, None)
+        self.drop_where(lambda key: key[0] == parts[0])
 
     async def document(self, tenant_id: str, name: str, server_url: str) -> dict[str, Any]:
         """The document of the tenant's API ``name`` (CATALOG: of all its APIs), for a caller

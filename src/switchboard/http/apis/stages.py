@@ -22,8 +22,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.apis.cache import ApiCache
 from switchboard.apis.lifecycle import deprecation_headers, split_version
@@ -33,6 +31,7 @@ from switchboard.context import Reply, RequestContext, Result
 from switchboard.errors import Gone, InvalidModelOutput, InvalidRequest, NotFound
 from switchboard.http import validate
 from switchboard.http.apis.call import ApiCall, ApiCalls, reply_text
+from switchboard.http.openai_api import parse_object
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.subscription import require_approved
 from switchboard.prompts.cache import PromptCache
@@ -155,17 +154,11 @@ class ApiStage:
 
 
 def _variables(body: bytes) -> dict[str, Any]:
+    """The API's variables by name. No body is none (an API may take no variables); other JSON
+    than an object is refused as on every JSON-body endpoint (``invalid_json``)."""
     if not body.strip():
         return {}
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        reason = str(exc).split(":", 1)[0]
-        raise InvalidRequest(f"the request body is not valid JSON: {reason}", code="invalid_json") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("the request body must be a JSON object: the API's variables",
-                             code="invalid_variables")
-    return value
+    return parse_object(body)
 
 
 _COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")

@@ -34,7 +34,7 @@ from switchboard.http.files.batch_access import BatchAccess
 from switchboard.http.files.costing import BatchPricer
 from switchboard.http.files.expiry import EXPIRY_FIELDS, check_output_expiry, checked_field
 from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
-from switchboard.http.openai_api import parse_json
+from switchboard.http.openai_api import parse_object
 from switchboard.routing import prerouting
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
@@ -302,9 +302,7 @@ class FileService:
     # -- batches -----------------------------------------------------------------------------
 
     async def _create_batch(self, ctx: FilesContext, p: Principal) -> Result:
-        body = parse_json(ctx.body)
-        if not isinstance(body, dict):
-            raise InvalidRequest("the request body must be a JSON object", code="invalid_type")
+        body = parse_object(ctx.body)
         for name in body:
             if name not in _BATCH_FIELDS:
                 raise InvalidRequest(f"unknown parameter '{str(name)[:100]}'", param=str(name)[:100],

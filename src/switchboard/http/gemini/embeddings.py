@@ -17,7 +17,7 @@ from typing import Any
 from switchboard.errors import InvalidRequest
 from switchboard.http.gemini.enums import TASK_TYPES
 from switchboard.http.gemini.fields import JSON, array, enum, fail, fields, integer, string, unsupported
-from switchboard.http.openai_api import parse_json
+from switchboard.http.openai_api import parse_object
 
 _EMBED = frozenset({
     "model", "content", "taskType", "title", "outputDimensionality", "autoTruncate", "mimeType",
@@ -73,12 +73,12 @@ def _canonical(model: str, texts: list[str], dims: int | None) -> JSON:
 
 
 def embed_request(raw: bytes, model: str) -> JSON:
-    text, dims = _one(parse_json(raw), "", model)
+    text, dims = _one(parse_object(raw), "", model)
     return _canonical(model, [text], dims)
 
 
 def batch_embed_request(raw: bytes, model: str) -> JSON:
-    body = fields(parse_json(raw), "", _BATCH, "BatchEmbedContentsRequest")
+    body = fields(parse_object(raw), "", _BATCH, "BatchEmbedContentsRequest")
     requests = array(body.get("requests") if body.get("requests") is not None else [], "requests")
     if not requests:
         raise fail("requests", "must hold at least one request")

@@ -57,7 +57,7 @@ from switchboard.http.gemini.fields import (
     unsupported,
 )
 from switchboard.http.gemini.schema import json_schema, plain_json_schema
-from switchboard.http.openai_api import parse_json
+from switchboard.http.openai_api import parse_object
 
 _REQUEST = frozenset({
     "model", "contents", "systemInstruction", "tools", "toolConfig", "safetySettings", "generationConfig",
@@ -346,7 +346,7 @@ def _translate(body: Any, model: str) -> Decoded:
 
 def generate_request(raw: bytes, model: str, stream: bool) -> Decoded:
     """The canonical chat request for a ``generateContent`` / ``streamGenerateContent`` body."""
-    decoded = _translate(parse_json(raw), model)
+    decoded = _translate(parse_object(raw), model)
     if stream:
         decoded.request["stream"] = True
         decoded.request["stream_options"] = {"include_usage": True}
@@ -356,7 +356,7 @@ def generate_request(raw: bytes, model: str, stream: bool) -> Decoded:
 def count_tokens_request(raw: bytes, model: str) -> JSON:
     """The canonical chat request whose prompt ``countTokens`` counts: ``contents``, or a whole
     ``generateContentRequest`` (system instruction and tools count too)."""
-    body = fields(parse_json(raw), "", _COUNT, "CountTokensRequest")
+    body = fields(parse_object(raw), "", _COUNT, "CountTokensRequest")
     if body.get("contents") is not None and body.get("generateContentRequest") is not None:
         raise InvalidRequest("contents and generateContentRequest are mutually exclusive", param="contents")
     if body.get("generateContentRequest") is not None:

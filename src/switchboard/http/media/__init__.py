@@ -28,7 +28,7 @@ from switchboard.http.asgi import Receive
 from switchboard.http.endpoint import Endpoint, Responder, timing_headers
 from switchboard.http.errors import ServerShuttingDown
 from switchboard.http.media.multipart import Form, FormLimits, InvalidMultipart, read_form
-from switchboard.http.openai_api import parse_json, sse
+from switchboard.http.openai_api import parse_object, sse
 from switchboard.providers.media import FilePart
 
 Check = Callable[[Any], str | None]
@@ -46,9 +46,7 @@ def _refuse(message: str, param: str, code: str = "invalid_value") -> InvalidReq
     return InvalidRequest(message, param=param, code=code)
 
 
-def _check_fields(body: Any, spec: dict[str, Check], required: tuple[str, ...]) -> JSON:
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object", code="invalid_type")
+def _check_fields(body: JSON, spec: dict[str, Check], required: tuple[str, ...]) -> JSON:
     for key in body:
         if key not in spec:
             raise _refuse(f"unknown parameter '{key}'", key, "unknown_parameter")
@@ -348,7 +346,7 @@ class MediaInbound:
             ctx.request = self._form(form)
         else:
             assert self._check is not None
-            ctx.request = self._check(parse_json(ctx.body))
+            ctx.request = self._check(parse_object(ctx.body))
         ctx.stream = ctx.request.get("stream") is True  # an SSE answer relayed as it comes
 
     def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:

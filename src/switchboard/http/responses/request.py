@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.http.openai_api import parse_json
+from switchboard.http.openai_api import parse_object
 
 JSON = dict[str, Any]
 
@@ -505,10 +505,7 @@ def check_fields(body: JSON) -> None:
 
 
 def parse_body(raw: bytes) -> JSON:
-    body = parse_json(raw)
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
-    return body
+    return parse_object(raw)
 
 
 def translate(body: JSON) -> Translated:
