@@ -199,6 +199,7 @@ def refused(client: openai.OpenAI, model: str) -> tuple[int, str]:
     return err.value.status_code, str(err.value.body["code"])  # type: ignore[index]
 
 
+EMPTY_ZIP = "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="
 # Responses fields naming objects of the provider account, and the param each is refused with.
 ACCOUNT_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"conversation": "conv_someone_elses"}, "conversation"),
@@ -208,6 +209,22 @@ ACCOUNT_FIELDS: list[tuple[dict[str, Any], str]] = [
                 {"type": "file_search", "vector_store_ids": ["vs_someone_elses"]}]},
      "tools[1].vector_store_ids"),
     ({"tools": [{"type": "code_interpreter", "container": "cntr_someone_elses"}]}, "tools[0].container"),
+    # The shell tool's hosted container: an existing one by id, skills uploaded to the account,
+    # and an environment type the gateway does not know (it may name an object).
+    ({"tools": [{"type": "shell", "environment": {"type": "container_reference",
+                                                  "container_id": "cntr_someone_elses"}}]},
+     "tools[0].environment.container_id"),
+    ({"tools": [{"type": "shell", "environment": {
+        "type": "container_auto", "skills": [
+            {"type": "inline", "name": "n", "description": "d",
+             "source": {"type": "base64", "media_type": "application/zip", "data": EMPTY_ZIP}},
+            {"type": "skill_reference", "skill_id": "skill_someone_elses"}]}}]},
+     "tools[0].environment.skills[1]"),
+    ({"tools": [{"type": "shell", "environment": {"type": "container_snapshot", "snapshot_id": "snap_1"}}]},
+     "tools[0].environment"),
+    ({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}},
+                {"type": "shell", "environment": {"type": "container_reference", "container_id": "cntr_x"}}]},
+     "tools[1].environment.container_id"),
 ]
 
 
@@ -232,9 +249,21 @@ def test_a_native_response_names_account_objects_only_with_the_callers_credentia
         assert reply.status == "completed"
         [seen] = captured(by_key, marker, outcome="completed")
         assert all(seen["body"][name] == value for name, value in extra.items())
-    # A native request naming none of them is served on the gateway's credential as always.
-    assert deployment.sdk().responses.create(model="native-gpt", input="hi",
-                                             tools=[{"type": "web_search"}]).status == "completed"
+    # A native request naming none of them is served on the gateway's credential as always: a
+    # shell tool in a new container (with inline skills) or on the caller's machine, a computer.
+    for tools in ([{"type": "web_search"}],
+                  [{"type": "shell", "environment": {"type": "container_auto", "memory_limit": "4g"}}],
+                  [{"type": "shell", "environment": {
+                      "type": "local", "skills": [{"name": "n", "description": "d", "path": "/skills/n"}]}}],
+                  [{"type": "shell"}],
+                  [{"type": "computer_use_preview", "environment": "browser", "display_width": 1024,
+                    "display_height": 768}]):
+        marker = new_marker()
+        reply = deployment.sdk().responses.create(model="native-gpt", input=f"hi mock:capture={marker}",
+                                                  tools=tools)  # type: ignore[arg-type]
+        assert reply.status == "completed"
+        [seen] = captured(mock_upstream, marker, outcome="completed")
+        assert seen["body"]["tools"] == tools
 
 
 def test_a_native_response_references_stored_items_only_with_the_callers_credential(
@@ -261,6 +290,15 @@ def test_a_native_response_references_stored_items_only_with_the_callers_credent
     assert reply.status == "completed"
     [seen] = captured(by_key, marker, outcome="completed")
     assert seen["body"]["input"][1] == {"type": "item_reference", "id": "msg_someone_elses"}
+    # Tools loaded by a tool search are tools of the request: the same objects are refused there.
+    loaded = [{"role": "user", "content": "hi"},
+              {"type": "tool_search_output", "call_id": "ts1", "execution": "client", "tools": [
+                  {"type": "shell",
+                   "environment": {"type": "container_reference", "container_id": "cntr_x"}}]}]
+    with pytest.raises(openai.BadRequestError) as err:
+        deployment.sdk().responses.create(model="native-gpt", input=loaded)  # type: ignore[arg-type]
+    assert err.value.code == "unsupported_parameter"
+    assert err.value.param == "input[1].tools[0].environment.container_id"
     # A code interpreter asked to create its own container is no object of the account.
     reply = deployment.sdk().responses.create(model="native-gpt", input="hi", tools=[
         {"type": "code_interpreter", "container": {"type": "auto"}}])

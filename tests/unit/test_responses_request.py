@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from switchboard.errors import InvalidRequest
-from switchboard.http.responses.request import translate
+from switchboard.http.responses.request import account_object, translate
 
 
 def test_string_input_and_parameters() -> None:
@@ -208,3 +208,32 @@ def test_history_as_native_input_items() -> None:
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "c1", "output": "42"},
     ]
+
+
+@pytest.mark.parametrize(("tools", "found"), [
+    ([{"type": "shell", "environment": {"type": "container_reference", "container_id": "cntr_1"}}],
+     ("tools[0].environment.container_id", "a container")),
+    ([{"type": "shell", "environment": {"type": "container_auto",
+                                        "skills": [{"type": "skill_reference", "skill_id": "skill_1"}]}}],
+     ("tools[0].environment.skills[0]", "a skill")),
+    ([{"type": "shell", "environment": {"type": "container_snapshot"}}],
+     ("tools[0].environment", "a container of unknown type 'container_snapshot' (it may be an object)")),
+    ([{"type": "code_interpreter", "container": {"type": "auto", "container_id": "cntr_1"}}],
+     ("tools[0].container.container_id", "a container")),
+    ([{"type": "code_interpreter", "container": "cntr_1"}], ("tools[0].container", "a container")),
+    ([{"type": "shell", "environment": {"type": ["container_auto"]}}],
+     ("tools[0].environment", "a container of unknown type '['container_auto']' (it may be an object)")),
+    # A new container, the caller's machine, a computer's system: nothing of the account.
+    ([{"type": "shell", "environment": {"type": "container_auto", "file_ids": ["file-1"],
+                                        "skills": [{"type": "inline", "name": "n"}]}}], None),
+    ([{"type": "shell", "environment": {"type": "local", "skills": [{"name": "n", "path": "/p"}]}}], None),
+    ([{"type": "shell"}, {"type": "code_interpreter", "container": {"type": "auto"}}], None),
+    ([{"type": "computer_use_preview", "environment": "browser"}], None),
+])
+def test_account_objects_of_tools(tools: list[dict[str, Any]], found: tuple[str, str] | None) -> None:
+    assert account_object({"model": "m", "input": "hi", "tools": tools}) == found
+    # The same tools loaded by a tool search are refused at their place in the input.
+    loaded = account_object({"model": "m", "input": [
+        {"role": "user", "content": "hi"},
+        {"type": "tool_search_output", "execution": "client", "tools": tools}]})
+    assert loaded == (None if found is None else (found[0].replace("tools[", "input[1].tools[", 1), found[1]))

@@ -5,7 +5,9 @@ on it. A watcher task on every request is a noticeable share of a fast request's
 watcher is started only once a request has been running for ``WATCH_AFTER`` seconds: quick
 requests pay for one timer, and a client that leaves a long request or a stream is noticed
 within that delay.
-The watcher then cancels the request task, which closes the upstream response.
+The watcher then cancels the request task, which closes the upstream response. A request that
+is sending a body (a stream, any answer relayed as it arrives) learns sooner: its next send of a
+body part once the connection is gone raises ClientGone (http/cycle.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ WATCH_AFTER = 0.25
 
 
 class ClientGone(Exception):
-    """The client disconnected; nothing more can be sent."""
+    """The client disconnected; nothing more can be sent. Raised by ``until_disconnect`` and by
+    the send of a body part on a gone connection."""
 
 
 class _Watch:

@@ -48,7 +48,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from switchboard.http.asgi import ABORT, BODY_TIMED_OUT
 from switchboard.http.cork import CorkedTransport
-from switchboard.http.cycle import GatewayCycle, abort
+from switchboard.http.cycle import GatewayCycle, abort, gone
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -117,6 +117,8 @@ async def _close_delimited_send(cycle: RequestResponseCycle, message: Any) -> No
     if message["type"] == ABORT:
         await abort(cycle)
         return
+    if cycle.disconnected and message.get("more_body", False):
+        await gone()  # as GatewayCycle.send: the relay stops at once
     if message["type"] == "http.response.start" and not cycle.response_started:
         names = {name.lower() for name, _ in message.get("headers", ())}
         no_body = cycle.scope["method"] == "HEAD" or message["status"] in (204, 304)

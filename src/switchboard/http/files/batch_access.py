@@ -12,12 +12,13 @@ of those deployments' served models. An upstream id that no served model names i
 to an unscoped caller.
 
 The files a line names (a chat ``file`` part; a Responses ``input_file`` or ``input_image``
-with a ``file_id``, a tool output's, a ``code_interpreter`` tool's ``container.file_ids``, an
-``image_generation`` tool's ``input_image_mask.file_id``: named.py) would be read by the
+with a ``file_id``, a tool output's, a ``code_interpreter`` tool's ``container.file_ids``, a
+``shell`` tool's ``environment.file_ids``, an ``image_generation`` tool's
+``input_image_mask.file_id``: named.py) would be read by the
 upstream from the gateway's own account, whoever uploaded them: they must be the caller's own,
 as for a single request (references.py), else the batch is refused (404, naming the line). Each
 distinct file is one read: a line may name at most 64, a batch at most 1,000 (400). A Responses
-line may not name a conversation, prompt, vector store, container or stored item either: a
+line may not name a conversation, prompt, vector store, container, skill or stored item either: a
 batch runs on the gateway's credential, in the provider account every caller shares (400,
 naming the line; http/responses/request.py, ``account_object``). So the input file is read for
 every caller; only a line that can name such a thing (its bytes hold one of the keys, or a JSON
@@ -49,7 +50,8 @@ PARAM = "input_file_id"
 RESPONSES = "/v1/responses"
 # Keys whose presence makes a line worth parsing for what it names (escaped keys: ``\\u``).
 _NAMING_KEYS = (b"file_id", b"\\u")
-_ACCOUNT_KEYS = (b'"conversation"', b'"prompt"', b'"vector_store_ids"', b'"container"', b'"item_reference"')
+_ACCOUNT_KEYS = (b'"conversation"', b'"prompt"', b'"vector_store_ids"', b'"container"', b'"environment"',
+                 b'"item_reference"')
 MAX_NAMED = 64  # distinct file ids one line may name, as one request (references.py)
 MAX_BATCH_NAMED = 1_000  # distinct file ids all the lines of one batch may name (each is a read)
 

@@ -28,17 +28,20 @@ def responses_files(body: Any) -> Iterator[tuple[str, str]]:
     if not isinstance(body, dict):
         return
     yield from _input_files(body.get("input"))
-    yield from _tool_files(body.get("tools"))
+    yield from _tool_files(body.get("tools"), "tools")
 
 
 def _input_files(items: Any) -> Iterator[tuple[str, str]]:
     """Parts with a ``file_id`` in an item's ``content`` (``input_file``, ``input_image``) or in
-    a tool output (a ``function_call_output``'s parts, a ``computer_call_output``'s screenshot)."""
+    a tool output (a ``function_call_output``'s parts, a ``computer_call_output``'s screenshot),
+    and the files of the tools a ``tool_search_output`` loads."""
     if not isinstance(items, list):
         return
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             continue
+        if item.get("type") == "tool_search_output":  # tools loaded into the request
+            yield from _tool_files(item.get("tools"), f"input[{i}].tools")
         for key in ("content", "output"):
             parts = item.get(key)
             if isinstance(parts, dict) and parts.get("file_id") is not None:
@@ -49,19 +52,21 @@ def _input_files(items: Any) -> Iterator[tuple[str, str]]:
                         yield part["file_id"], f"input[{i}].{key}[{j}].file_id"
 
 
-def _tool_files(tools: Any) -> Iterator[tuple[str, str]]:
-    """A ``code_interpreter`` tool's ``container.file_ids`` (copied into the container it
-    creates) and an ``image_generation`` tool's ``input_image_mask.file_id``."""
+def _tool_files(tools: Any, where: str) -> Iterator[tuple[str, str]]:
+    """The ``file_ids`` of a tool's new container (copied into it): a ``code_interpreter``'s
+    ``container``, a ``shell`` tool's ``environment`` (``container_auto``), whatever the tool's
+    type; and an ``image_generation`` tool's ``input_image_mask.file_id``."""
     if not isinstance(tools, list):
         return
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
             continue
-        container = tool.get("container")
-        if isinstance(container, dict) and isinstance(container.get("file_ids"), list):
-            for k, file_id in enumerate(container["file_ids"]):
-                if file_id is not None:
-                    yield file_id, f"tools[{i}].container.file_ids[{k}]"
+        for key in ("container", "environment"):
+            container = tool.get(key)
+            if isinstance(container, dict) and isinstance(container.get("file_ids"), list):
+                for k, file_id in enumerate(container["file_ids"]):
+                    if file_id is not None:
+                        yield file_id, f"{where}[{i}].{key}.file_ids[{k}]"
         mask = tool.get("input_image_mask")
         if isinstance(mask, dict) and mask.get("file_id") is not None:
-            yield mask["file_id"], f"tools[{i}].input_image_mask.file_id"
+            yield mask["file_id"], f"{where}[{i}].input_image_mask.file_id"

@@ -2,12 +2,13 @@
 
 A chat completion's ``file`` part (``{"type": "file", "file": {"file_id"}}``) and the file ids
 of a Responses request (an ``input_file`` / ``input_image`` part's ``file_id``, a tool output's,
-a ``code_interpreter`` tool's ``container.file_ids``, an ``image_generation`` tool's
-``input_image_mask.file_id``: named.py) make the upstream read a file of the gateway's own
-account there, whoever uploaded it. ``/v1/files`` answers another caller's
-file id 404 as if it did not exist (docs/api-files.md); a request naming one is refused the same
-way, before anything is sent. Requests that name no file (nearly all) cost a walk over their
-content parts and no read; each named file is one primary-key read.
+a ``code_interpreter`` tool's ``container.file_ids``, a ``shell`` tool's
+``environment.file_ids``, an ``image_generation`` tool's ``input_image_mask.file_id``: named.py)
+make the upstream read a file of the gateway's own account there, whoever uploaded it.
+``/v1/files`` answers another caller's file id 404 as if it did not exist (docs/api-files.md); a
+request naming one is refused the same way, before anything is sent. Requests that name no file
+(nearly all) cost a walk over their content parts and no read; each named file is one
+primary-key read.
 """
 
 from __future__ import annotations
