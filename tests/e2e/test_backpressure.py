@@ -11,28 +11,18 @@ write: without back-pressure it would write gigabytes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from aiohttp import web
 
-from tests.servers import MASTER_KEY, Gateway, free_port, start_gateway
+from tests.endless_upstream import MIB, EndlessUpstream
+from tests.servers import MASTER_KEY, Gateway, start_gateway
 
-MIB = 1024 * 1024
-CHUNK = ("data: " + json.dumps({
-    "id": "chatcmpl-bp", "object": "chat.completion.chunk", "created": 1, "model": "bp",
-    "choices": [{"index": 0, "delta": {"content": "words of text " * 30}, "finish_reason": None}],
-}) + "\n\n").encode()
-SSE_BLOCK = CHUNK * 32
-RAW_BLOCK = b"\0" * 65536
-ENDLESS = 16 * 1024 * MIB  # what an upstream writes at most: far more than any bound below
 # What the upstream may manage to write to one stalled request: the kernel's socket buffers on
 # both of the gateway's connections (several MiB each on loopback) and the gateway's own few
 # hundred KiB. Without back-pressure it writes without end.
@@ -45,86 +35,8 @@ RSS_SLACK = 64 * MIB
 SEND_TIMEOUT = 1.0
 
 
-class EndlessUpstream:
-    """Streams without end: chat events, speech audio, a service's body. Counts the bytes it
-    wrote and the answers it started and finished (a finished one: its connection was dropped)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.written = 0
-        self.started = 0
-        self.finished = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._runner: web.AppRunner | None = None
-        threading.Thread(target=self._run, daemon=True).start()
-        if not self._ready.wait(10):
-            raise TimeoutError("the endless upstream did not start")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/v1/audio/speech", self._speech)
-        app.router.add_get("/svc/{tail:.*}", self._service)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    def stop(self) -> None:
-        async def cleanup() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    async def _endless(self, request: web.Request, content_type: str, block: bytes) -> web.StreamResponse:
-        if request.can_read_body:
-            await request.read()
-        resp = web.StreamResponse(headers={"Content-Type": content_type})
-        await resp.prepare(request)
-        self.started += 1
-        try:
-            for _ in range(ENDLESS // len(block)):
-                await resp.write(block)
-                self.written += len(block)
-        except (ConnectionError, asyncio.CancelledError):
-            pass  # the gateway dropped the connection
-        finally:
-            self.finished += 1
-        return resp
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._endless(request, "text/event-stream", SSE_BLOCK)
-
-    async def _speech(self, request: web.Request) -> web.StreamResponse:
-        return await self._endless(request, "audio/mpeg", RAW_BLOCK)
-
-    async def _service(self, request: web.Request) -> web.StreamResponse:
-        return await self._endless(request, "application/octet-stream", RAW_BLOCK)
-
-
 def config(upstream: EndlessUpstream, send_timeout: float) -> dict[str, object]:
-    return {
-        "providers": [{"name": "fast", "type": "openai", "api_base": f"{upstream.url}/v1",
-                       "api_key": "sk-bp"}],
-        "models": [
-            {"name": "fast-chat", "provider": "fast", "model": "bp"},
-            {"name": "fast-tts", "provider": "fast", "model": "tts-1",
-             "info": {"mode": "audio_speech", "input_cost_per_mchar": 15}},
-        ],
-        "services": [{"name": "bulk", "url": f"{upstream.url}/svc", "max_response_bytes": 1024 * MIB,
-                      "timeout_seconds": {"connect": 5, "total": 3600}}],
-        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
-        "server": {"send_timeout_seconds": send_timeout, "max_connections": 4 * STALLED},
-    }
+    return upstream.config(server={"send_timeout_seconds": send_timeout, "max_connections": 4 * STALLED})
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +141,7 @@ def chat_works(gw: Gateway) -> None:
                       headers={"Authorization": f"Bearer {MASTER_KEY}"}) as resp:
         assert resp.status_code == 200
         first = next(resp.iter_lines())
-        assert first.startswith("data: ") and "chatcmpl-bp" in first
+        assert first.startswith("data: ") and "chatcmpl-endless" in first
 
 
 @pytest.mark.parametrize("kind", ["chat", "speech", "service"])

@@ -12,27 +12,17 @@ client left (and the little its own receive buffer then takes), not buffers fill
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from aiohttp import web
 
-from tests.servers import MASTER_KEY, Gateway, free_port, start_gateway
+from tests.endless_upstream import MIB, EndlessUpstream
+from tests.servers import MASTER_KEY, Gateway, start_gateway
 
-MIB = 1024 * 1024
-CHUNK = ("data: " + json.dumps({
-    "id": "chatcmpl-gone", "object": "chat.completion.chunk", "created": 1, "model": "gone",
-    "choices": [{"index": 0, "delta": {"content": "words of text " * 30}, "finish_reason": None}],
-}) + "\n\n").encode()
-SSE_BLOCK = CHUNK * 32
-RAW_BLOCK = b"\0" * 65536
-ENDLESS = 4096 * MIB  # what the upstream writes at most: far more than the bound below
 # What the upstream may still write once the client has closed: what the gateway reads before
 # its next write to the client fails (measured up to some 0.9 MiB: a read or two, and its socket
 # buffer refilled). With the disconnect watcher alone a fast upstream wrote 38 MiB (chat) to
@@ -41,104 +31,16 @@ AFTER_CLOSE = 4 * MIB
 DEADLINE = 30.0
 
 
-class FastUpstream:
-    """Writes chat events, speech audio, a file's content and a service's body without end, as
-    fast as the gateway reads them. ``written`` counts its bytes; ``ended`` is set each time an
-    answer stops because its connection was closed."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.written = 0
-        self.ended = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._runner: web.AppRunner | None = None
-        threading.Thread(target=self._run, daemon=True).start()
-        if not self._ready.wait(10):
-            raise TimeoutError("the upstream did not start")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/v1/audio/speech", self._speech)
-        app.router.add_post("/v1/files", self._upload)
-        app.router.add_get("/v1/files/{id}/content", self._content)
-        app.router.add_get("/svc/{tail:.*}", self._service)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    def stop(self) -> None:
-        async def cleanup() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    async def _endless(self, request: web.Request, content_type: str, block: bytes) -> web.StreamResponse:
-        if request.can_read_body:
-            await request.read()
-        resp = web.StreamResponse(headers={"Content-Type": content_type})
-        await resp.prepare(request)
-        sock = request.transport.get_extra_info("socket") if request.transport else None
-        if sock is not None:  # little in flight: what it writes is what the gateway reads
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-        try:
-            for _ in range(ENDLESS // len(block)):
-                await resp.write(block)
-                self.written += len(block)
-        except (ConnectionError, asyncio.CancelledError):
-            self.ended.set()  # the gateway closed the connection
-        return resp
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._endless(request, "text/event-stream", SSE_BLOCK)
-
-    async def _speech(self, request: web.Request) -> web.StreamResponse:
-        return await self._endless(request, "audio/mpeg", RAW_BLOCK)
-
-    async def _content(self, request: web.Request) -> web.StreamResponse:
-        return await self._endless(request, "application/octet-stream", RAW_BLOCK)
-
-    async def _service(self, request: web.Request) -> web.StreamResponse:
-        return await self._endless(request, "application/octet-stream", RAW_BLOCK)
-
-    async def _upload(self, request: web.Request) -> web.Response:
-        await request.read()
-        return web.json_response({"id": "file-gone1", "object": "file", "bytes": 3, "created_at": 1,
-                                  "filename": "a.jsonl", "purpose": "batch", "status": "processed"})
-
-
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FastUpstream]:
-    server = FastUpstream()
+def upstream() -> Iterator[EndlessUpstream]:
+    server = EndlessUpstream(send_buffer=65536)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def gateway(upstream: FastUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = {
-        "providers": [{"name": "fast", "type": "openai", "api_base": f"{upstream.url}/v1",
-                       "api_key": "sk-gone"}],
-        "models": [
-            {"name": "fast-chat", "provider": "fast", "model": "gone"},
-            {"name": "fast-tts", "provider": "fast", "model": "tts-1",
-             "info": {"mode": "audio_speech", "input_cost_per_mchar": 15}},
-        ],
-        "files": {"provider": "fast"},
-        "services": [{"name": "bulk", "url": f"{upstream.url}/svc", "max_response_bytes": 1024 * MIB,
-                      "timeout_seconds": {"connect": 5, "total": 3600}}],
-        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
-    }
+def gateway(upstream: EndlessUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = upstream.config()
     gw = start_gateway(config, tmp_path_factory.mktemp("gone"))
     yield gw
     gw.process.stop()
@@ -181,20 +83,20 @@ def read_first_bytes(sock: socket.socket) -> bytes:
 
 @pytest.mark.parametrize("kind", ["chat", "speech", "file", "service"])
 def test_a_client_that_leaves_stops_the_upstream_at_once(
-    gateway: Gateway, upstream: FastUpstream, kind: str
+    gateway: Gateway, upstream: EndlessUpstream, kind: str
 ) -> None:
     leave_early(gateway, upstream, kind, "1.1")
 
 
 @pytest.mark.parametrize("kind", ["chat", "speech"])
 def test_an_http10_client_that_leaves_stops_the_upstream_at_once(
-    gateway: Gateway, upstream: FastUpstream, kind: str
+    gateway: Gateway, upstream: EndlessUpstream, kind: str
 ) -> None:
     """HTTP/1.0 has its own send (a reply without a length ends at the close): the same stop."""
     leave_early(gateway, upstream, kind, "1.0")
 
 
-def leave_early(gateway: Gateway, upstream: FastUpstream, kind: str, version: str) -> None:
+def leave_early(gateway: Gateway, upstream: EndlessUpstream, kind: str, version: str) -> None:
     """Ask for ``kind``, read its first bytes and close; the upstream must be dropped at once."""
     file_id = upload(gateway) if kind == "file" else ""
     rid = f"gone-{kind}-{uuid.uuid4().hex[:8]}"
@@ -220,7 +122,9 @@ def leave_early(gateway: Gateway, upstream: FastUpstream, kind: str, version: st
     assert "Traceback" not in gateway.process.output  # an expected end, not an error
 
 
-def test_the_gateway_still_streams_to_a_client_that_stays(gateway: Gateway, upstream: FastUpstream) -> None:
+def test_the_gateway_still_streams_to_a_client_that_stays(
+    gateway: Gateway, upstream: EndlessUpstream
+) -> None:
     """A client that keeps reading gets its stream: the stop is for a client that left."""
     sock = socket.create_connection(("127.0.0.1", gateway.port))
     try:
@@ -230,7 +134,7 @@ def test_the_gateway_still_streams_to_a_client_that_stays(gateway: Gateway, upst
             piece = sock.recv(1 << 20)
             assert piece, "the stream ended early"
             got += piece
-        assert got.count(b"chatcmpl-gone") > 1000
+        assert got.count(b"chatcmpl-endless") > 1000
     finally:
         sock.close()
 
