@@ -40,6 +40,7 @@ from switchboard.http.admin import (
 )
 from switchboard.http.admin import portal as portal_routes
 from switchboard.http.admin import services as services_api
+from switchboard.http.admin.authz import allow
 from switchboard.http.admin.text_input import refuse_unstorable_text
 from switchboard.limits.cache import LimitCache
 from switchboard.portal.cache import CatalogCache
@@ -129,10 +130,11 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(services_api.router)
     app.include_router(mcp_servers.router)
 
-    @app.get("/admin/v1/openapi.json", include_in_schema=False)
+    @app.get("/admin/v1/openapi.json", include_in_schema=False,
+             dependencies=[Depends(allow("catalog", "read"))])
     async def openapi_document() -> dict[str, Any]:
         # Reached only with server.public_docs off (otherwise the gateway answers this path
-        # before the admin chain, without a key): then any valid key may read it.
+        # before the admin chain, without a key): then any role may read it, as the catalog.
         return app.openapi()
 
     return app
