@@ -7,6 +7,7 @@ one, refused by the other within a bounded wait). Tenants are kept apart, bad in
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
@@ -20,7 +21,7 @@ import openai
 import pytest
 
 from tests.oidc_provider import IdentityProvider
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, spawn, start_gateway
 
 PATH = "/admin/v1/token-revocations"
 PROPAGATION = 2.0  # seconds another instance may take (the change feed; a lost message: the 10 s reload)
@@ -271,3 +272,28 @@ def test_a_huge_body_or_id_is_refused_cleanly(pair: Pair) -> None:
     assert resp.status_code in (400, 413)
     assert pair.call("GET", PATH, params={"user": "u" * 2000}).status_code == 400
 
+
+def _cli(pair: Pair, *args: str) -> tuple[int, str]:
+    proc = spawn(["tokens", *args, "--url", pair.first.url, "--key", MASTER_KEY], env={"COLUMNS": "250"})
+    code = proc.wait_exit(60)
+    return code, proc.output
+
+
+def test_the_tokens_cli(pair: Pair) -> None:
+    user = _user()
+    code, output = _cli(pair, "revoke", user, "--tenant", "acme", "--reason", "lost laptop", "--json")
+    assert code == 0, output
+    [made] = json.loads(output)
+    assert (made["user"], made["tenant"], made["block"], made["reason"]) == (
+        user, "acme", False, "lost laptop")
+    earlier = pair.token(user, iat=int(time.time()) - 5)
+    assert _code(pair.models(earlier, pair.first)) == (401, "token_revoked")
+    code, table = _cli(pair, "list", "--tenant", "acme", "--user", user)
+    assert code == 0 and made["id"] in table and "lost laptop" in table, table
+    code, output = _cli(pair, "unrevoke", made["id"])
+    assert code == 0 and f"lifted {made['id']}" in output
+    assert pair.models(pair.token(user, iat=int(time.time()) - 5), pair.first).status_code == 200
+    code, output = _cli(pair, "unrevoke", made["id"])
+    assert code == 1 and "token_revocation_not_found" in output and "Traceback" not in output
+    code, output = _cli(pair, "revoke", user, "--not-before", "tomorrow")
+    assert code == 1 and "not_before" in output and "invalid_value" in output
