@@ -178,6 +178,7 @@ class SwitchboardApp:
             router=gateway.router,
             prices=gateway.prices,
             limit_cache=lambda: gateway.limit_cache,
+            token_revocations=lambda: gateway.token_revocations,
             budgets=lambda: gateway.budgets,
             services=gateway.services,
             mcp=lambda: gateway.mcp_auth,

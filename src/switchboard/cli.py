@@ -19,6 +19,7 @@ from switchboard.cli_prompts import prompts_app
 from switchboard.cli_providers import models_app, providers_app
 from switchboard.cli_routing import routing_app
 from switchboard.cli_tenancy import service_accounts_app, teams_app, tenants_app, users_app
+from switchboard.cli_tokens import tokens_app
 from switchboard.cli_usage import usage
 from switchboard.config.schema import Settings
 from switchboard.settings.loader import ConfigError, load, serving_problems
@@ -44,6 +45,7 @@ app.add_typer(routing_app, name="routing")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(tokens_app, name="tokens")
 
 
 def _print_version(value: bool) -> None:

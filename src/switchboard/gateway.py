@@ -13,6 +13,7 @@ from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier, TokenRefused
 from switchboard.access.residency import ResidencyCache
+from switchboard.access.revocations import TokenRevocations
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.apis.cache import ApiCache
 from switchboard.apis.sessions import SessionBook
@@ -139,6 +140,8 @@ class Gateway:
         self.last_used: LastUsed | None = None
         self.subscriptions: SubscriptionCache | None = None
         self.limit_cache: LimitCache | None = None  # limits set through the admin API
+        # JWT callers an admin cut off, in memory (only with identity providers configured).
+        self.token_revocations: TokenRevocations | None = None
         self.images = ImageFetcher(settings.images)
         # Model limits, capabilities and prices, with the config's overrides applied.
         self.catalog = catalog.build(settings)
@@ -480,6 +483,10 @@ class Gateway:
         self.authenticator.attach(self.key_cache, self.last_used)
         if self.oidc is not None:
             self.oidc.regions = self._residency
+            if self.stores.token_revocations is not None:
+                self.token_revocations = TokenRevocations()
+                await self.token_revocations.start(self.stores.token_revocations, self.stores.feed)
+                self.oidc.revocations = self.token_revocations
             await self.oidc.start()
         await self.routing.start(self.stores.providers, self.stores.feed, keyring,
                                  overrides=self.stores.routing)
@@ -527,6 +534,9 @@ class Gateway:
         await self.images.close()
         if self.oidc is not None:
             await self.oidc.close()
+        if self.token_revocations is not None:
+            await self.token_revocations.close()
+            self.token_revocations = None
         if self.last_used is not None:
             await self.last_used.close()  # the last batch, before the stores close
             self.last_used = None

@@ -68,6 +68,7 @@ class TenantWorld:
     api: str = ""  # a prompt published as an API by team2
     service: str = ""  # a REST service owned by team2 (its name)
     mcp_server: str = ""  # the name of an MCP server registered for the tenant
+    token_revocation: str = ""  # a JWT caller of the tenant cut off (its id)
 
     def caller(self, admin: Admin, role: str) -> Admin:
         return admin if role == ROLES[0] else admin.as_key(self.keys[role])
@@ -118,6 +119,8 @@ def build_world(admin: Admin, tenant: str) -> TenantWorld:
     world.service = admin.ok("POST", "/admin/v1/services", body, status=201)["name"]
     body = {"name": f"mcp-{tenant}", "url": "https://mcp.example/mcp", "tenant": tenant}
     world.mcp_server = admin.ok("POST", "/admin/v1/mcp/servers", body, status=201)["name"]
+    body = {"user": f"jwt-caller-of-{tenant}", "tenant": tenant}
+    world.token_revocation = admin.ok("POST", "/admin/v1/token-revocations", body, status=201)["id"]
     return world
 
 

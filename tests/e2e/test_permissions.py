@@ -161,6 +161,7 @@ def _foreign_ids(other: TenantWorld) -> dict[str, str]:
         "/admin/v1/apis": other.api,
         "/admin/v1/services": other.service,
         "/admin/v1/mcp/servers": other.mcp_server,
+        "/admin/v1/token-revocations": other.token_revocation,
     }
 
 
@@ -207,7 +208,7 @@ def _all_ids(world: TenantWorld) -> set[str]:
     return {world.team1, world.team2, *world.users.values(), *world.key_ids.values(), world.peer,
             world.peer_key, world.member2, world.member2_key, world.sa2, world.sa2_key, world.sub1,
             world.sub2, world.limit, world.budget, world.prompt, world.prompt2, world.api, world.service,
-            world.mcp_server}
+            world.mcp_server, world.token_revocation}
 
 
 # Lists that answer a summary, not pages of records (an unknown parameter is refused there).

@@ -21,6 +21,9 @@ Bounds, so neither callers nor a slow identity provider can hurt the gateway:
 - A verified token is remembered by its SHA-256 in a bounded LRU until it expires or for
   ``token_cache_seconds``, whichever is first, so the request path does not verify a signature
   per request.
+
+A token of a user an admin revoked (``access/revocations.py``, kept in memory) is refused with
+``token_revoked``, a remembered one included: the check follows the cache.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import jwt
 import orjson
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
+from switchboard.access.revocations import TokenRevocations
 from switchboard.access.roles import RANK
 from switchboard.config.schema import HMAC_JWT_ALGORITHMS, OidcIssuerConfig, check_http_url
 from switchboard.context import Principal
@@ -87,6 +91,7 @@ class _FetchError(Exception):
 class _Verified:
     principal: Principal
     until: float  # wall-clock time
+    iat: float | None  # when it was issued (None: no iat), for revocations
 
 
 class _Issuer:
@@ -347,6 +352,8 @@ class OidcVerifier:
         # set once the stores are open; read with each token verified and cached with it. It
         # raises TokenRefused for a team claim that names another tenant's team.
         self.regions: Callable[[str | None, str | None], Awaitable[frozenset[str] | None]] | None = None
+        # The users an admin cut off (set once the stores are open): checked after the cache.
+        self.revocations: TokenRevocations | None = None
 
     def issuer(self, name: str) -> _Issuer | None:
         return self._issuers.get(name)
@@ -377,19 +384,25 @@ class OidcVerifier:
     async def verify(self, token: str) -> Principal:
         digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         hit = self._verified.get(digest)
-        if hit is not None:
-            if hit.until > self._clock():
-                self._verified.move_to_end(digest)
-                return hit.principal
+        if hit is not None and hit.until <= self._clock():
             del self._verified[digest]
-        principal, until = await self._verify(token)
-        if until > self._clock():
-            if len(self._verified) >= self._max:
-                self._verified.popitem(last=False)
-            self._verified[digest] = _Verified(principal, until)
-        return principal
+            hit = None
+        if hit is not None:
+            self._verified.move_to_end(digest)
+        else:
+            hit = await self._verify(token)
+            if hit.until > self._clock():
+                if len(self._verified) >= self._max:
+                    self._verified.popitem(last=False)
+                self._verified[digest] = hit
+        revocations = self.revocations
+        if revocations is not None and revocations.by_user:  # nothing to pay while none exists
+            refusal = revocations.refusal(hit.principal, hit.iat)
+            if refusal is not None:
+                raise TokenRefused("token_revoked", refusal)
+        return hit.principal
 
-    async def _verify(self, token: str) -> tuple[Principal, float]:
+    async def _verify(self, token: str) -> _Verified:
         if len(token) > MAX_TOKEN_CHARS:
             raise TokenRefused("token_malformed", f"the token is longer than {MAX_TOKEN_CHARS} characters")
         try:
@@ -439,7 +452,7 @@ class OidcVerifier:
         exp = claims["exp"]
         if exp < until:  # compared as is: an exp beyond a float's range is simply far away
             until = float(exp)
-        return principal, until
+        return _Verified(principal, until, _issued_at(claims.get("iat")))
 
     def _principal(self, issuer: _Issuer, claims: dict[str, Any]) -> Principal:
         config = issuer.config
@@ -455,7 +468,7 @@ class OidcVerifier:
         team = None if mapping.team is None else _mapped(claims, mapping.team, "team", _IDENT, required=False)
         user = None if mapping.user is None else _mapped(claims, mapping.user, "user", _USER, required=True)
         if user is not None:
-            user = _bounded(user, 64)  # the stores' user column
+            user = mapped_user(user)
         return Principal(
             id=principal_id,
             role=self._role(config, claims),
@@ -482,9 +495,25 @@ class OidcVerifier:
         return config.default_role
 
 
+def _issued_at(iat: Any) -> float | None:
+    """``iat`` as a float (PyJWT refused one that is not a number, or in the future); an integer
+    too far in the past for a float is as good as minus infinity."""
+    if not isinstance(iat, int | float) or isinstance(iat, bool):
+        return None
+    try:
+        return float(iat)
+    except OverflowError:
+        return float("-inf")
+
+
 def issuer_tag(issuer: str) -> str:
     """A short stable name of an issuer for callers' ids: 8 hex digits of its URL's SHA-256."""
     return hashlib.sha256(issuer.encode()).hexdigest()[:8]
+
+
+def mapped_user(value: str) -> str:
+    """A user claim's value as the caller's user id: bounded to the stores' user column (64)."""
+    return _bounded(value, 64)
 
 
 def _bounded(value: str, limit: int) -> str:

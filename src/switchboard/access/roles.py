@@ -145,6 +145,13 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
         "update": (A, N, _, _, _),
         "delete": (A, N, _, _, _),
     },
+    # JWT callers cut off before their tokens expire (docs/access.md). Not team admins: the user
+    # need not have a record, so nothing says which team it is in.
+    "token_revocation": {
+        "create": (A, N, _, _, _),
+        "read": (A, N, _, _, _),
+        "delete": (A, N, _, _, _),
+    },
 }
 
 

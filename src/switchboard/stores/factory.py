@@ -54,6 +54,7 @@ from switchboard.stores.protocols import (
     SharedCache,
     SubscriptionStore,
     TenancyStore,
+    TokenRevocationStore,
     UsageLedger,
 )
 from switchboard.stores.sql.analytics import SqlAnalyticsStore
@@ -74,6 +75,7 @@ from switchboard.stores.sql.prompts import SqlPromptStore
 from switchboard.stores.sql.providers import SqlProviderStore
 from switchboard.stores.sql.request_log import SqlRequestLog
 from switchboard.stores.sql.responses import SqlResponseStore
+from switchboard.stores.sql.revocations import SqlTokenRevocationStore
 from switchboard.stores.sql.routing import SqlRoutingStore
 from switchboard.stores.sql.services import SqlServiceStore
 from switchboard.stores.sql.subscriptions import SqlSubscriptionStore
@@ -128,6 +130,8 @@ class Stores:
     services: ServiceStore | None = None
     # MCP servers managed at run time and per-user OAuth tokens (mcp/). Always in SQL.
     mcp: McpStore | None = None
+    # JWT callers cut off by an admin (access/revocations.py keeps them in memory). Always in SQL.
+    token_revocations: TokenRevocationStore | None = None
     # Whether the database (and Redis) answer, for /health/ready (stores/checks.py).
     checks: StoreChecks = field(default_factory=lambda: StoreChecks({}))
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
@@ -275,6 +279,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         api_sessions=SqlSessionStore(engine),
         services=SqlServiceStore(engine),
         mcp=SqlMcpStore(engine),
+        token_revocations=SqlTokenRevocationStore(engine),
         checks=checks,
         _closers=closers,
     )

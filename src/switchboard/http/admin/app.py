@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from switchboard import __version__
 from switchboard.access.cache import KeyCache
+from switchboard.access.revocations import TokenRevocations
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.catalog import Catalog
 from switchboard.config.schema import Settings
@@ -35,6 +36,7 @@ from switchboard.http.admin import (
     subscriptions,
     teams,
     tenants,
+    token_revocations,
     usage,
     users,
 )
@@ -73,6 +75,8 @@ class AdminServices:
     prices: Prices | None = field(default=None)
     # Limits set through /admin/v1/limits, cached for the request path (None: not started).
     limit_cache: Callable[[], LimitCache | None] = field(default=lambda: None)
+    # JWT callers cut off, in memory (access/revocations.py; None: no identity provider or not started).
+    token_revocations: Callable[[], TokenRevocations | None] = field(default=lambda: None)
     # The running budgets (spend/budgets/): cache invalidation and live status (None: not started).
     budgets: Callable[[], BudgetService | None] = field(default=lambda: None)
     # Groups, strategies and deployment state (GET/PATCH /admin/v1/routing/groups).
@@ -129,6 +133,7 @@ def create_admin_app(services: AdminServices) -> FastAPI:
     app.include_router(portal_routes.router)
     app.include_router(services_api.router)
     app.include_router(mcp_servers.router)
+    app.include_router(token_revocations.router)
 
     @app.get("/admin/v1/openapi.json", include_in_schema=False,
              dependencies=[Depends(allow("catalog", "read"))])

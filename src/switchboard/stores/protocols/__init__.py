@@ -104,6 +104,10 @@ from switchboard.stores.protocols.providers import (
     RoutingStore,
     SplitOverride,
 )
+from switchboard.stores.protocols.revocations import (
+    TokenRevocation,
+    TokenRevocationStore,
+)
 from switchboard.stores.protocols.services import (
     ServiceExists,
     ServiceRecord,
@@ -229,6 +233,8 @@ __all__ = [
     "Team",
     "TenancyStore",
     "Tenant",
+    "TokenRevocation",
+    "TokenRevocationStore",
     "TooManyGroups",
     "UsageLedger",
     "UsageRecord",

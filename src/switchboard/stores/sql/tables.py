@@ -602,3 +602,21 @@ sa.Index("ix_api_keys_tenant_lineage", api_keys.c.tenant_id, api_keys.c.lineage_
 api_keys.append_column(sa.Column("blocked_by_role", sa.String(32)))
 api_keys.append_column(sa.Column("revision", sa.BigInteger, nullable=False, server_default="0"))
 api_keys.append_column(sa.Column("updated_at", sa.DateTime(timezone=True)))
+
+# Token revocations (revision 0026): a JWT caller cut off by an admin before its tokens expire;
+# one row per (tenant, user), the user being the caller's mapped user id (no record needed).
+token_revocations = sa.Table(
+    "token_revocations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("block", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.String(500)),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(64)),
+    sa.Column("created_by_role", sa.String(32), nullable=False),
+    sa.UniqueConstraint("tenant_id", "user_id", name="uq_token_revocations_tenant_user"),
+)

@@ -1,0 +1,144 @@
+"""Token revocations in memory: the JWT callers an admin cut off, for the request path.
+
+The set is small (one record per revoked tenant user), so every instance keeps all of it and the
+request path makes no store query: with no revocation the check costs a truthiness test, with
+some a dict lookup. It is read at start, read again on this instance at once when an admin
+changes it here, and on every other instance when the change feed's ``token_revocations``
+message arrives (or the feed reconnected: it may have missed one), typically within
+milliseconds. The feed is at most once, so every instance also reads it every
+:data:`RELOAD_SECONDS`: the bound on staleness when a message is lost. The periodic read also
+deletes the records whose ``expires_at`` has passed, so the table does not grow forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from switchboard.access.roles import RANK
+from switchboard.background import stop_task
+from switchboard.context import Principal
+from switchboard.stores.protocols import ChangeFeed, Subscription, TokenRevocation, TokenRevocationStore
+from switchboard.stores.unavailable import OutageLog
+
+log = logging.getLogger("switchboard.access")
+
+TOPIC = "token_revocations"
+RELOAD_SECONDS = 10.0
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """What the request path needs of one record, in epoch seconds."""
+
+    not_before: float
+    block: bool
+    expires: float  # inf: never
+    rank: int  # the rank of the role that revoked: tokens of a higher role are not affected
+
+
+def revoked_of(record: TokenRevocation) -> Revoked:
+    expires = float("inf") if record.expires_at is None else record.expires_at.timestamp()
+    return Revoked(record.not_before.timestamp(), record.block, expires, RANK.get(record.created_by_role, 0))
+
+
+def subject(principal: Principal) -> tuple[str, str]:
+    """The (tenant, user) a JWT caller is revoked by: its mapped user id (its principal id when
+    the issuer maps no user claim)."""
+    return principal.tenant_id or DEFAULT_TENANT, principal.user_id or principal.id
+
+
+class TokenRevocations:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        # Read by the request path: replaced whole on each reload, never changed in place.
+        self.by_user: dict[tuple[str, str], Revoked] = {}
+        self._store: TokenRevocationStore | None = None
+        self._feed: ChangeFeed | None = None
+        self._subscription: Subscription | None = None
+        self._periodic: asyncio.Task[None] | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self._again = False
+        self._lock = asyncio.Lock()
+        self.reloads = 0  # reads of the store, for tests and metrics
+
+    def refusal(self, principal: Principal, iat: float | None) -> str | None:
+        """Why the token of ``principal`` issued at ``iat`` is refused (None: it is not). Called
+        only when :attr:`by_user` is not empty."""
+        found = self.by_user.get(subject(principal))
+        if found is None or found.expires <= self._clock() or RANK.get(principal.role, 0) > found.rank:
+            return None
+        if found.block:
+            return "an admin has blocked this user's tokens"
+        if iat is None or iat < found.not_before:
+            return "this token was revoked by an admin; sign in again for a new one"
+        return None
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def start(self, store: TokenRevocationStore, feed: ChangeFeed,
+                    reload_seconds: float = RELOAD_SECONDS) -> None:
+        self._store, self._feed = store, feed
+        self._subscription = await feed.subscribe(TOPIC, self._on_message)
+        await self.reload()
+        self._periodic = asyncio.get_running_loop().create_task(self._every(reload_seconds))
+
+    async def close(self) -> None:
+        for task in (self._periodic, self._reloading):
+            await stop_task(task)
+        self._periodic = self._reloading = None
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
+
+    async def changed(self) -> None:
+        """A revocation changed here: read them now (so this instance applies it before the
+        admin's answer), and tell every other instance."""
+        await self.reload()
+        if self._feed is not None:
+            await self._feed.publish(TOPIC, "changed")
+
+    async def _on_message(self, topic: str, message: str) -> None:
+        # Never wait for the database inside the feed's listener: the reload runs on its own,
+        # once more if another message came meanwhile.
+        if self._reloading is not None and not self._reloading.done():
+            self._again = True
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self._reload_until_settled())
+
+    async def _reload_until_settled(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("reading the token revocations failed; the current ones stay")
+            if not self._again:
+                return
+
+    async def _every(self, seconds: float) -> None:
+        outage = OutageLog(log, "reading the token revocations")
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                assert self._store is not None
+                await self._store.purge_expired(datetime.now(UTC))
+                await self.reload()
+            except Exception as exc:
+                outage.failed(exc, "; the current ones stay")
+            else:
+                outage.succeeded()
+
+    async def reload(self) -> None:
+        """Read every revocation that applies and swap in the new set."""
+        if self._store is None:
+            return
+        async with self._lock:
+            records = await self._store.active(datetime.now(UTC))
+            self.by_user = {(r.tenant_id, r.user_id): revoked_of(r) for r in records}
+            self.reloads += 1

@@ -1,0 +1,99 @@
+"""Token revocations in SQL: one row per (tenant, user). The request path never reads this
+table: ``access/revocations.py`` keeps every row that applies in memory, reloaded when the change
+feed says so and periodically."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchboard.stores.protocols import TokenRevocation
+from switchboard.stores.sql.tables import token_revocations as t
+from switchboard.stores.sql.times import from_db, to_db
+
+
+def _record(row: sa.Row[Any]) -> TokenRevocation:
+    m = row._mapping
+    not_before, created = from_db(m["not_before"]), from_db(m["created_at"])
+    assert not_before is not None and created is not None
+    return TokenRevocation(
+        id=m["id"], tenant_id=m["tenant_id"], user_id=m["user_id"], not_before=not_before,
+        block=bool(m["block"]), reason=m["reason"], expires_at=from_db(m["expires_at"]),
+        created_at=created, created_by=m["created_by"], created_by_role=m["created_by_role"],
+    )
+
+
+class SqlTokenRevocationStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def put(self, record: TokenRevocation) -> tuple[TokenRevocation, TokenRevocation | None]:
+        try:
+            return await self._put(record)
+        except IntegrityError:  # created by someone else meanwhile: now it is a replacement
+            return await self._put(record)
+
+    async def _put(self, record: TokenRevocation) -> tuple[TokenRevocation, TokenRevocation | None]:
+        values = {
+            "not_before": to_db(record.not_before), "block": record.block, "reason": record.reason,
+            "expires_at": to_db(record.expires_at), "created_at": to_db(record.created_at),
+            "created_by": record.created_by, "created_by_role": record.created_by_role,
+        }
+        where = (t.c.tenant_id == record.tenant_id, t.c.user_id == record.user_id)
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(sa.select(t).where(*where).with_for_update())).first()
+            before = None if row is None else _record(row)
+            if before is None:
+                await conn.execute(sa.insert(t).values(
+                    id=record.id, tenant_id=record.tenant_id, user_id=record.user_id, **values))
+                return record, None
+            await conn.execute(sa.update(t).where(t.c.id == before.id).values(**values))
+        return replace(record, id=before.id), before
+
+    async def get(self, tenant_id: str, revocation_id: str) -> TokenRevocation | None:
+        return await self._one(sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id == revocation_id))
+
+    async def find(self, revocation_id: str) -> TokenRevocation | None:
+        return await self._one(sa.select(t).where(t.c.id == revocation_id))
+
+    async def _one(self, query: sa.Select[Any]) -> TokenRevocation | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _record(row)
+
+    async def list_revocations(self, tenant_id: str, *, user_id: str | None = None, after: str | None = None,
+                               limit: int = 100) -> list[TokenRevocation]:
+        query = sa.select(t).where(t.c.tenant_id == tenant_id)
+        if user_id is not None:
+            query = query.where(t.c.user_id == user_id)
+        if after is not None:
+            query = query.where(t.c.id > after)
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in await conn.execute(query.order_by(t.c.id).limit(limit))]
+
+    async def count(self, tenant_id: str) -> int:
+        query = sa.select(sa.func.count()).select_from(t).where(t.c.tenant_id == tenant_id)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def active(self, now: datetime) -> list[TokenRevocation]:
+        query = sa.select(t).where(sa.or_(t.c.expires_at.is_(None), t.c.expires_at > to_db(now)))
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in await conn.execute(query)]
+
+    async def purge_expired(self, now: datetime) -> int:
+        stmt = sa.delete(t).where(t.c.expires_at.is_not(None), t.c.expires_at <= to_db(now))
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return int(result.rowcount or 0)
+
+    async def delete(self, tenant_id: str, revocation_id: str) -> bool:
+        stmt = sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.id == revocation_id)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
