@@ -5,7 +5,9 @@ service's ``max_request_bytes``: a declared larger body is refused before connec
 grows past it mid-way aborts the upstream call, both 413); the response is relayed as the service
 sends it, its status and headers as they are, bar hop-by-hop headers and cookies (a declared body
 over ``max_response_bytes`` is 502 before anything is written, one that grows past it is cut).
-Redirects are relayed, never followed. Connection failures are 502, timeouts 504.
+Redirects are relayed, never followed. Connection failures are 502, timeouts 504. An error
+answer (4xx, 5xx) of a service with credentials among its headers is read whole (cut at 1 MiB)
+and relayed with them scrubbed: a service may echo what it was sent.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from switchboard.errors import (
 from switchboard.pipeline.auth import KEY_HEADERS
 from switchboard.services.context import Receive, ServiceContext
 from switchboard.services.table import Service
+from switchboard.upstream import scrub
+from switchboard.upstream.client import MAX_ERROR_BYTES, read_bounded
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, EgressPolicy, refusal
 
 log = logging.getLogger("switchboard.services")
@@ -213,6 +217,13 @@ class ServiceProxy:
             raise UpstreamResponseTooLarge(
                 f"service '{service.name}' sent a response of {length} bytes, over its limit of "
                 f"{settings.max_response_bytes} bytes")
+        if resp.status >= 400 and service.secrets and ctx.method != "HEAD":
+            # An error may echo what it was sent: the service's own credentials go no further.
+            error = await _scrubbed_error(service, resp)
+            ctx.reply_status = resp.status
+            ctx.reply_headers = [*(h for h in _relayed(resp.raw_headers) if h[0] != b"content-length"),
+                                 (b"content-length", b"%d" % len(error))]
+            return StreamReply(_whole(error), _closer(resp))
         ctx.reply_status = resp.status
         ctx.reply_headers = _relayed(resp.raw_headers)
         return StreamReply(_relay(service, resp), _closer(resp))
@@ -229,6 +240,22 @@ def _translate(service: Service, exc: BaseException) -> GatewayError:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamUnreachable(f"cannot connect to {where}")
     return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
+
+
+async def _scrubbed_error(service: Service, resp: aiohttp.ClientResponse) -> bytes:
+    """An error answer's body (cut at MAX_ERROR_BYTES, as providers' are), with every credential
+    among the service's headers replaced by ``[redacted]`` (upstream/scrub.py)."""
+    limit = min(MAX_ERROR_BYTES, service.settings.max_response_bytes)
+    try:
+        body, _ = await read_bounded(resp, limit, cut=True)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        resp.close()
+        raise _translate(service, exc) from None
+    return scrub.redact(body, list(service.secrets))
+
+
+async def _whole(body: bytes) -> AsyncGenerator[list[Chunk], None]:
+    yield [{"data": body}]
 
 
 def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
