@@ -249,6 +249,10 @@ def test_a_service_error_echoing_its_credential_is_scrubbed_for_caller_and_log(w
     assert "/base/login" in str(record["response"])
     failing = world.call("GET", "/services/echo/x?status=503", key)
     assert failing.status_code == 503 and SERVICE_SECRET not in failing.text
+    # A compressed error is inflated to be scrubbed, and relayed so (no Content-Encoding left).
+    packed = world.call("GET", "/services/echo/x?status=403&gzip=1", key, headers={"Accept-Encoding": "gzip"})
+    assert packed.status_code == 403 and "content-encoding" not in packed.headers
+    assert packed.json()["headers"]["x-service-token"] == "[redacted]" and SERVICE_SECRET not in packed.text
     # A service without credentials among its headers: its errors are relayed as they came.
     plain = world.call("GET", "/services/limited/x?status=400", key)
     assert plain.status_code == 400 and plain.json()["path"] == "/x"
