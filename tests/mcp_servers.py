@@ -4,8 +4,8 @@ subprocesses: ``python -m tests.mcp_servers <kind> <port> [transport]``.
 Kinds: ``notes`` (tools, a resource, a resource template, a prompt; a tool that hangs, one that
 answers a large result, one that fails), ``math`` (tools), ``malformed`` (an HTTP server that
 answers every POST with JSON that is not JSON-RPC), ``cutting`` (a tool whose reply breaks off
-mid-stream, another that answers), ``asker`` (tools that ask the client:
-elicitation, sampling, roots).
+mid-stream, another that answers, one that refuses with the Authorization it was sent),
+``asker`` (tools that ask the client: elicitation, sampling, roots).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def cutting_app() -> object:
     from starlette.routing import Route
 
     tools = [{"name": name, "description": name, "inputSchema": {"type": "object"}}
-             for name in ("midclose", "echo")]
+             for name in ("midclose", "echo", "leaky")]
 
     async def cut() -> AsyncIterator[bytes]:
         yield b'event: message\ndata: {"jsonrpc": "2.0", "id": '
@@ -127,6 +127,12 @@ def cutting_app() -> object:
             result = {"tools": tools}
         elif method == "tools/call" and message["params"]["name"] == "midclose":
             return StreamingResponse(cut(), media_type="text/event-stream")
+        elif method == "tools/call" and message["params"]["name"] == "leaky":
+            # Refuses with what it was sent, as "Incorrect API key provided: ..." answers do.
+            sent = request.headers.get("authorization", "")
+            error = {"code": -32001, "message": f"Incorrect credentials provided: {sent}",
+                     "data": {"received": sent, "tail": sent[-14:]}}
+            return JSONResponse({"jsonrpc": "2.0", "id": rid, "error": error}, status_code=401)
         elif method == "tools/call":
             result = {"content": [{"type": "text", "text": "echoed"}], "isError": False}
         return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": result})

@@ -186,7 +186,7 @@ def secrets_rotate(
     from dataclasses import replace
 
     from switchboard.crypto.keyring import DecryptError, from_settings
-    from switchboard.crypto.rotate import Rotated, rotate, rotate_services
+    from switchboard.crypto.rotate import Rotated, audit_entry, rotate, rotate_services
     from switchboard.server import ServeOptions, resolve_settings
     from switchboard.stores import StoreError, open_stores
 
@@ -202,7 +202,10 @@ def secrets_rotate(
         stores = await open_stores(settings)
         try:
             services = await rotate_services(stores.services, keyring)  # REST services' headers
-            return replace(await rotate(stores.providers, keyring, stores.mcp), service_headers=services)
+            done = replace(await rotate(stores.providers, keyring, stores.mcp), service_headers=services)
+            if done.changed:  # an admin change like any other: in the audit log (a rerun is none)
+                await stores.audit.append(audit_entry(done))
+            return done
         finally:
             await stores.close()
 

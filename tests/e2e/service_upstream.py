@@ -6,12 +6,14 @@ lists them, oldest first) and answers:
 - ``/slow?seconds=S``: after S seconds;
 - ``/big?bytes=N``: N bytes with their length declared; ``/bigchunked?bytes=N``: chunked;
 - ``/redirect?to=URL``: 302 to URL;
-- anything else: the request echoed as JSON (method, path, raw path, query, headers, body).
+- anything else: the request echoed as JSON (method, path, raw path, query, headers, body), with
+  the status ``?status=N`` and gzip-compressed with ``?gzip=1``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 import sys
@@ -90,10 +92,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         "body": body.decode("utf-8", "replace") if len(body) < 4096 else None,
     }
     status = int(params.get("status", "200"))
-    await _reply(send, status, json.dumps(echo).encode(), extra=[
-        (b"set-cookie", b"session=upstream-secret"), (b"x-upstream", b"echo"),
-        (b"cache-control", b"no-store"),
-    ])
+    extra = [(b"set-cookie", b"session=upstream-secret"), (b"x-upstream", b"echo"),
+             (b"cache-control", b"no-store")]
+    data = json.dumps(echo).encode()
+    if "gzip" in params:  # ?gzip=1: the echo compressed, as a server honouring Accept-Encoding sends it
+        data = gzip.compress(data)
+        extra.append((b"content-encoding", b"gzip"))
+    await _reply(send, status, data, extra=extra)
 
 
 async def _reply(send: Any, status: int, body: bytes, *, content_type: bytes = b"application/json",

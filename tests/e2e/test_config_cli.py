@@ -242,6 +242,25 @@ def test_user_info_in_api_base_with_a_key_sent_in_authorization_fails_check_and_
     assert check.proc.returncode == 0, check.output
 
 
+@pytest.mark.parametrize(("api_base", "expected"), [
+    ("http://ops:PROXYPASS4455667788@127.0.0.1:99999/v1?key=QUERYKEY4455667788",
+     "not a valid URL (Port out of range 0-65535): 'http://[redacted]@127.0.0.1:99999/v1?[redacted]'"),
+    ("ftp://ops:PROXYPASS4455667788@127.0.0.1/v1",
+     "must be an http:// or https:// URL with a host, got 'ftp://[redacted]@127.0.0.1/v1'"),
+    ("ops:PROXYPASS4455667788@127.0.0.1:9/v1",
+     "must be an http:// or https:// URL with a host (e.g. http://[redacted]@127.0.0.1:9/v1)"),
+])
+def test_a_bad_url_is_named_without_its_credentials(tmp_path: Path, api_base: str, expected: str) -> None:
+    """A URL's user info and query string may hold a password or a key: the problem names the
+    URL without them, in `config check` and `serve` output alike."""
+    path = _config(tmp_path, MINIMAL.format(api_base=f"'{api_base}'", log_level="info"))
+    _check_and_serve_refuse(path, f"providers[0].api_base: {expected}")
+    serve = ["serve", "--config", str(path), "--port", str(free_port())]
+    for args in (["config", "check", str(path)], serve):
+        proc = _run(args)
+        assert "PROXYPASS" not in proc.output and "QUERYKEY" not in proc.output, proc.output
+
+
 def test_master_key_read_from_a_file_reference(tmp_path: Path) -> None:
     """The Docker-secrets pattern: `master_key: file:/run/secrets/...` is the file's content."""
     key_file = tmp_path / "master_key_secret"

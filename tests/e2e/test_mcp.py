@@ -31,6 +31,7 @@ from tests.services import Postgres, RedisServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 RESTRICTED_TEAM = "mcp-restricted"
+CUTTING_SECRET = "mcp-cutting-secret-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,8 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiv
              "tool_prices": {"multiply": 0.5}},
             {"name": "down", "url": f"http://127.0.0.1:{free_port()}/mcp", "connect_timeout_seconds": 1},
             {"name": "bad", "url": upstreams["malformed"].url},
-            {"name": "cutting", "url": upstreams["cutting"].url},
+            {"name": "cutting", "url": upstreams["cutting"].url,
+             "headers": {"Authorization": f"Bearer {CUTTING_SECRET}"}},
             {"name": "legacy", "url": upstreams["legacy"].url, "transport": "sse"},
             {"name": "secret", "url": upstreams["math"].url, "tenant": "tenant-b"},
             {"name": "narrow", "url": upstreams["notes"].url, "max_concurrency": 1, "timeout_seconds": 2},
@@ -325,6 +327,25 @@ def test_a_tool_whose_reply_breaks_off_fails_alone(deployment: Deployment) -> No
             assert not any(n.startswith("cutting:") for n in notices), notices
 
     run(scenario())
+
+
+def test_a_server_error_echoing_its_credential_reaches_nobody(deployment: Deployment) -> None:
+    """A server refusing a call with the credential it was sent (message and data) has it
+    replaced by [redacted] before the error reaches the caller, the request log or a log line."""
+    key, key_id = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            refused = await refusal(client, "cutting__leaky", {})
+            assert refused.error.code == -32001
+            assert "Incorrect credentials provided: Bearer [redacted]" in refused.error.message
+            assert refused.error.data["upstream"] == {  # type: ignore[index]
+                "received": "Bearer [redacted]", "tail": "[redacted]"}
+
+    run(scenario())
+    records = deployment.records(key_id, 1)
+    assert CUTTING_SECRET[-14:] not in json.dumps(records) and "cutting__leaky" in json.dumps(records)
+    assert CUTTING_SECRET[:14] not in deployment.gateway.process.output
 
 
 def test_a_busy_server_fails_fast(deployment: Deployment) -> None:

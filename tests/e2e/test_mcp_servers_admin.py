@@ -26,6 +26,8 @@ from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, spawn, start
 SECRET_HEADER = "Bearer sk-mcp-static-" + uuid.uuid4().hex
 CLIENT_SECRET = "oauth-client-secret-" + uuid.uuid4().hex
 ROTATED = "Bearer sk-mcp-rotated-" + uuid.uuid4().hex
+URL_PASSWORD = "yaml-url-password-" + uuid.uuid4().hex[:8]
+URL_TOKEN = "yaml-url-token-" + uuid.uuid4().hex[:8]
 
 
 def config(mock: Mock) -> dict[str, Any]:
@@ -34,6 +36,8 @@ def config(mock: Mock) -> dict[str, Any]:
         {"name": "yaml-docs", "url": "http://127.0.0.1:9/mcp",
          "headers": {"Authorization": "Bearer yaml-hidden"}},
         {"name": "yaml-acme", "url": "http://127.0.0.1:9/acme", "tenant": "someone-else"},
+        # Credentials in the URL itself (user info, a ?token= some hosted servers take).
+        {"name": "yaml-url-secrets", "url": f"http://ops:{URL_PASSWORD}@127.0.0.1:9/mcp?token={URL_TOKEN}&v=2"},
     ]
     return c
 
@@ -90,7 +94,8 @@ def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway)
     # The tenant's callers read it (with the global YAML server); another tenant's YAML is not there.
     listed = developer.ok("GET", SERVERS)
     names = {(s["name"], s["source"], s["read_only"]) for s in listed["data"]}
-    assert names == {("wiki", "database", False), ("yaml-docs", "config", True)}
+    assert names == {("wiki", "database", False), ("yaml-docs", "config", True),
+                     ("yaml-url-secrets", "config", True)}
     yaml_docs = next(s for s in listed["data"] if s["name"] == "yaml-docs")
     assert yaml_docs["headers"] == ["Authorization"] and "yaml-hidden" not in str(listed)
     assert developer.ok("GET", f"{SERVERS}/wiki")["url"] == "https://wiki.example/mcp"
@@ -191,6 +196,30 @@ def test_bad_input_is_refused_without_echoing_secrets(gateway: Gateway, body: di
     err = error(admin.call("POST", SERVERS, body), 400)
     assert err["param"] == param, err
     assert "pw-in-url" not in str(err)
+
+
+def test_credentials_in_a_servers_url_are_never_shown(gateway: Gateway) -> None:
+    """A URL's password and its credential query parameters (``?token=``, ``?key=``...) are
+    masked in every answer, to every role: the server's other settings show as they are."""
+    admin = Admin(gateway.url)
+    _, owner, developer = tenant_with_roles(admin)
+    for who in (admin, owner, developer):
+        listed = who.call("GET", SERVERS)
+        assert listed.status_code == 200, listed.text
+        assert URL_PASSWORD not in listed.text and URL_TOKEN not in listed.text
+        (shown,) = [s for s in listed.json()["data"] if s["name"] == "yaml-url-secrets"]
+        assert shown["url"] == "http://ops:[hidden]@127.0.0.1:9/mcp?token=[REDACTED]&v=2"
+        one = who.call("GET", f"{SERVERS}/yaml-url-secrets")
+        assert one.status_code == 200 and one.json()["url"] == shown["url"], one.text
+    # A stored server's URL (no user info allowed there) the same way.
+    name = f"q-{uuid.uuid4().hex[:6]}"
+    created = owner.ok("POST", SERVERS, {"name": name, "url": f"https://q.example/mcp?api_key={URL_TOKEN}"},
+                       status=201)
+    assert created["url"] == "https://q.example/mcp?api_key=[REDACTED]"
+    assert URL_TOKEN not in developer.call("GET", f"{SERVERS}/{name}").text
+    audit = admin.call("GET", "/admin/v1/audit",
+                       params={"tenant": created["tenant"], "resource_id": created["id"]})
+    assert audit.status_code == 200 and URL_TOKEN not in audit.text, audit.text
 
 
 def test_another_tenants_server_is_404_and_not_listed(gateway: Gateway) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -279,3 +280,19 @@ def test_dropped_connection_mid_stream_raises_in_sdk(sdk: openai.OpenAI) -> None
     with pytest.raises(openai.APIError) as exc:
         list(stream)
     assert "bedrock-mock" in exc.value.message
+
+
+def test_the_admin_api_shows_no_aws_credential(bedrock_gateway: Gateway) -> None:
+    """The access key id, the secret and the session token are credentials (scrubbed from
+    upstream errors as such): a provider's admin answer hides every one of them."""
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    one = httpx.get(f"{bedrock_gateway.url}/admin/v1/providers/bedrock-session", headers=headers, timeout=10)
+    assert one.status_code == 200, one.text
+    options = one.json()["options"]
+    assert options["aws_region"] == "us-east-1"
+    for name in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
+        assert options[name] == "[hidden]", (name, options)
+    listed = httpx.get(f"{bedrock_gateway.url}/admin/v1/providers", headers=headers, timeout=10)
+    assert listed.status_code == 200, listed.text
+    for text in ("AKIDTEST", UPSTREAM_KEY, "FwoGZXIvYXdzEXAMPLETOKEN"):
+        assert text not in one.text and text not in listed.text

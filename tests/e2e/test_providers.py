@@ -468,7 +468,7 @@ def test_secrets_rotate(
     assert first.admin("POST", "/services", service).status_code == 201
     gw.process.stop()
 
-    def works(env: dict[str, str]) -> None:
+    def works(env: dict[str, str], rotations: int = 0) -> None:
         again = Deployment(kind, start_gateway(config, tmp_path, env=env), mock_upstream, tmp_path)
         try:
             reply = again.sdk(api_key).chat.completions.create(model=model, messages=ask("after"))
@@ -476,6 +476,16 @@ def test_secrets_rotate(
             listed = httpx.get(f"{again.gateway.url}/services/{service['name']}/models", timeout=10,
                                headers={"Authorization": f"Bearer {api_key}"})
             assert listed.status_code == 200, listed.text  # the mock took the unsealed header
+            # Each rotation that re-sealed something is an admin change in the audit log.
+            audit = again.admin("GET", "/audit?action=secrets.rotate")
+            assert audit.status_code == 200, audit.text
+            entries = audit.json()["data"]
+            assert len(entries) == rotations, entries
+            for entry in entries:
+                assert (entry["actor"], entry["actor_role"], entry["resource_type"]) == (
+                    "cli", "platform_admin", "server_secret")
+                assert entry["after"]["credentials"] == 1 and entry["after"]["service_headers"] == 1
+                assert OLD_SECRET not in audit.text and NEW_SECRET not in audit.text
         finally:
             again.gateway.process.stop()
 
@@ -494,7 +504,7 @@ def test_secrets_rotate(
 
     assert "1 provider credential(s), 1 server secret(s), 1 service(s)' headers" in rotate()
     assert "0 provider credential(s), 0 server secret(s), 0 service(s)' headers" in rotate()  # idempotent
-    works({"SWITCHBOARD_SECRET_KEY": NEW_SECRET})  # the old secret is no longer needed
+    works({"SWITCHBOARD_SECRET_KEY": NEW_SECRET}, rotations=1)  # the old secret is no longer needed
 
 
 def test_stored_entries_take_part_in_approval_and_caller_credentials(deployment: Deployment) -> None:

@@ -230,6 +230,36 @@ def test_the_callers_key_never_reaches_the_service_whichever_header_carried_it(w
     assert resp.status_code == 200 and "sk-caller-leak" not in resp.text, resp.text
 
 
+def test_a_service_error_echoing_its_credential_is_scrubbed_for_caller_and_log(world: World) -> None:
+    """A service answering an error with what it was sent (as "Incorrect API key provided: ..."
+    answers do) gets its configured credential replaced by [redacted], in the answer and in the
+    request log's copy; a success is relayed byte for byte."""
+    key = world.key(new_team())
+    rid = f"svc-echoed-{uuid.uuid4().hex}"
+    denied = world.call("POST", "/services/echo/login?status=401", key, content=b'{"n": 1}',
+                        headers={"x-request-id": rid, "Content-Type": "application/json"})
+    assert denied.status_code == 401, denied.text
+    assert SERVICE_SECRET not in denied.text and SERVICE_SECRET[:14] not in denied.text
+    echoed = denied.json()  # still the service's JSON, its length declared for the new body
+    assert echoed["headers"]["x-service-token"] == "[redacted]" and echoed["path"] == "/base/login"
+    assert denied.headers["content-length"] == str(len(denied.content))
+    assert denied.headers["x-upstream"] == "echo" and "set-cookie" not in denied.headers
+    record = _logged(world, rid, bodies=True)
+    assert record["status"] == 401 and SERVICE_SECRET not in json.dumps(record)
+    assert "/base/login" in str(record["response"])
+    failing = world.call("GET", "/services/echo/x?status=503", key)
+    assert failing.status_code == 503 and SERVICE_SECRET not in failing.text
+    # A compressed error is inflated to be scrubbed, and relayed so (no Content-Encoding left).
+    packed = world.call("GET", "/services/echo/x?status=403&gzip=1", key, headers={"Accept-Encoding": "gzip"})
+    assert packed.status_code == 403 and "content-encoding" not in packed.headers
+    assert packed.json()["headers"]["x-service-token"] == "[redacted]" and SERVICE_SECRET not in packed.text
+    # A service without credentials among its headers: its errors are relayed as they came.
+    plain = world.call("GET", "/services/limited/x?status=400", key)
+    assert plain.status_code == 400 and plain.json()["path"] == "/x"
+    ok = world.call("GET", "/services/echo/x", key)  # a success is the service's own business
+    assert ok.status_code == 200 and ok.json()["headers"]["x-service-token"] == SERVICE_SECRET
+
+
 def test_a_streamed_response_is_relayed_as_it_arrives(world: World) -> None:
     key = world.key(new_team())
     began = time.monotonic()

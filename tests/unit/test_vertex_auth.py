@@ -193,6 +193,8 @@ async def _test_refreshed_five_minutes_before_expiry(endpoint: TokenEndpoint) ->
         assert await bearer(auth) == "Bearer tok-1"
         clock.now += 2
         assert await bearer(auth) == "Bearer tok-2"
+        # A request sent with the old token may still be answering: both are scrubbed from errors.
+        assert {"tok-1", "tok-2"} <= set(auth.secrets())
     finally:
         await auth.close()
 

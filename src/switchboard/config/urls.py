@@ -94,21 +94,37 @@ def ipv4_shorthand(host: str) -> bool:
     return False
 
 
+# A URL's user info (``user:password@``) and query string, wherever a URL is written: both may
+# hold a credential (a provider's base URL with a proxy's password, a webhook's ``?token=``).
+_USERINFO = re.compile(r"^([^:/?#]*://)?[^/?#]*@")
+_QUERY = re.compile(r"\?[^#]*")
+
+
+def shown_url(value: str) -> str:
+    """``value`` fit for an error message or a log line: its user info and query string, which
+    may hold credentials, replaced by ``[redacted]`` (the rest says which URL is meant)."""
+    without = _USERINFO.sub(lambda m: f"{m.group(1) or ''}[redacted]@", value, count=1)
+    return _QUERY.sub("?[redacted]", without, count=1)
+
+
 def check_http_url(value: str) -> str:
-    """``value`` if it is an absolute http(s) URL with a host; a ValueError saying why otherwise."""
+    """``value`` if it is an absolute http(s) URL with a host; a ValueError saying why otherwise
+    (never quoting its user info or query string: config check output and error answers would
+    carry a password or token)."""
+    shown = shown_url(value)
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
     except ValueError as exc:
-        raise ValueError(f"not a valid URL ({exc}): {value!r}") from None
+        raise ValueError(f"not a valid URL ({exc}): {shown!r}") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        hint = f" (e.g. http://{value})" if "://" not in value else ""
-        raise ValueError(f"must be an http:// or https:// URL with a host{hint}, got {value!r}")
+        hint = f" (e.g. http://{shown})" if "://" not in value else ""
+        raise ValueError(f"must be an http:// or https:// URL with a host{hint}, got {shown!r}")
     if any(ch.isspace() or not ch.isprintable() for ch in parts.hostname):
         # urlsplit takes it, no resolver does: every call to it would fail at run time instead.
-        raise ValueError(f"the host of {value!r} contains a space or a control character")
+        raise ValueError(f"the host of {shown!r} contains a space or a control character")
     if ipv4_shorthand(parts.hostname):
         # Not what address checks (egress rules) read as an address: the one form all agree on.
-        raise ValueError(f"the host of {value!r} is an IPv4 address in a decimal, hexadecimal, octal or "
+        raise ValueError(f"the host of {shown!r} is an IPv4 address in a decimal, hexadecimal, octal or "
                          "shortened form; write it as four decimal numbers (e.g. 127.0.0.1)")
     return value

@@ -7,7 +7,7 @@ nothing. Idempotent: what is already under the current key is left as it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from switchboard.crypto.keyring import (
     Keyring,
@@ -18,6 +18,7 @@ from switchboard.crypto.keyring import (
     service_header_aad,
 )
 from switchboard.stores.protocols import (
+    AuditEntry,
     CredentialRecord,
     McpServerRecord,
     McpStore,
@@ -36,6 +37,24 @@ class Rotated:
     mcp_secrets: int = 0  # MCP servers' sealed headers and OAuth client secrets re-sealed
     mcp_tokens: int = 0  # per-user MCP OAuth tokens re-sealed
     service_headers: int = 0  # REST services whose stored headers were re-sealed
+
+    @property
+    def changed(self) -> bool:
+        return any((self.credentials, self.server_secrets, self.mcp_secrets, self.mcp_tokens,
+                    self.service_headers))
+
+
+# Who ran it, as the audit log names the command line: whoever holds the database and the
+# server secrets, the operator.
+CLI_ACTOR = "cli"
+CLI_ROLE = "platform_admin"
+
+
+def audit_entry(done: Rotated) -> AuditEntry:
+    """The audit entry of a rotation that re-sealed something (in the default tenant's log, with
+    the platform's other changes): the key now sealing, and the counts; never a secret."""
+    return AuditEntry(tenant_id="default", actor=CLI_ACTOR, actor_role=CLI_ROLE, action="secrets.rotate",
+                      resource_type="server_secret", resource_id=done.key_id, after=asdict(done))
 
 
 async def rotate(store: ProviderStore, keyring: Keyring, mcp: McpStore | None = None) -> Rotated:

@@ -45,6 +45,7 @@ from switchboard.errors import (
 )
 from switchboard.mcp.interfaces import AuthorizationRequired, Credentials
 from switchboard.mcp.relay import RELAY, Notify
+from switchboard.upstream import scrub
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, refusal
 
 log = logging.getLogger("switchboard.mcp")
@@ -236,6 +237,8 @@ class Upstream:
                 # reply's fault, not a sign the server is down for everyone.
                 raise Malformed(f"the MCP server '{self.name}' sent a broken reply "
                                 f"({type(exc).__name__})") from None
+            except RpcError as exc:
+                raise _scrubbed(exc, headers) from None
             except UpstreamBadGateway as exc:
                 # A user's OAuth token the server refuses (revoked, ended early): forgotten, and
                 # the user is asked to authorize again (mcp/credentials.py).
@@ -618,6 +621,23 @@ def _parse_error_body(text: str) -> dict[str, Any] | None:
     if isinstance(reply, dict) and isinstance(reply.get("error"), dict):
         return reply
     return None
+
+
+def _scrubbed(error: RpcError, headers: Mapping[str, str]) -> RpcError:
+    """``error`` (the server's own JSON-RPC error) with every credential it was sent (configured
+    headers, a user's OAuth token) replaced by ``[redacted]`` in its message and data: a server
+    may echo what it was sent, and both reach the caller and the logs."""
+    needles = scrub.forms(scrub.header_secrets(headers))
+    if not needles:
+        return error
+    message = scrub.redact(error.message.encode(), needles).decode("utf-8", "replace")
+    data = error.data
+    if data is not None:
+        try:
+            data = orjson.loads(scrub.redact(orjson.dumps(data), needles))
+        except orjson.JSONDecodeError:  # a redaction that cut through an escape: drop the data
+            data = None
+    return RpcError(error.rpc_code, message, data)
 
 
 def _status_error(name: str, status: int) -> GatewayError:

@@ -5,13 +5,17 @@ service's ``max_request_bytes``: a declared larger body is refused before connec
 grows past it mid-way aborts the upstream call, both 413); the response is relayed as the service
 sends it, its status and headers as they are, bar hop-by-hop headers and cookies (a declared body
 over ``max_response_bytes`` is 502 before anything is written, one that grows past it is cut).
-Redirects are relayed, never followed. Connection failures are 502, timeouts 504.
+Redirects are relayed, never followed. Connection failures are 502, timeouts 504. An error
+answer (4xx, 5xx) of a service with credentials among its headers is read whole (cut at 1 MiB;
+a gzip or deflate one inflated) and relayed with them scrubbed: a service may echo what it was
+sent.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -30,6 +34,8 @@ from switchboard.errors import (
 from switchboard.pipeline.auth import KEY_HEADERS
 from switchboard.services.context import Receive, ServiceContext
 from switchboard.services.table import Service
+from switchboard.upstream import scrub
+from switchboard.upstream.client import MAX_ERROR_BYTES, read_bounded
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, EgressPolicy, refusal
 
 log = logging.getLogger("switchboard.services")
@@ -213,6 +219,15 @@ class ServiceProxy:
             raise UpstreamResponseTooLarge(
                 f"service '{service.name}' sent a response of {length} bytes, over its limit of "
                 f"{settings.max_response_bytes} bytes")
+        if resp.status >= 400 and service.secrets and ctx.method != "HEAD":
+            # An error may echo what it was sent: the service's own credentials go no further.
+            error, inflated = await _scrubbed_error(service, resp)
+            # Its length is the scrubbed body's; a body inflated to be scrubbed goes out as such.
+            dropped = (b"content-length", b"content-encoding") if inflated else (b"content-length",)
+            ctx.reply_status = resp.status
+            ctx.reply_headers = [*(h for h in _relayed(resp.raw_headers) if h[0] not in dropped),
+                                 (b"content-length", b"%d" % len(error))]
+            return StreamReply(_whole(error), _closer(resp))
         ctx.reply_status = resp.status
         ctx.reply_headers = _relayed(resp.raw_headers)
         return StreamReply(_relay(service, resp), _closer(resp))
@@ -229,6 +244,38 @@ def _translate(service: Service, exc: BaseException) -> GatewayError:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamUnreachable(f"cannot connect to {where}")
     return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
+
+
+async def _scrubbed_error(service: Service, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """An error answer's body (cut at MAX_ERROR_BYTES, as providers' are), with every credential
+    among the service's headers replaced by ``[redacted]`` (upstream/scrub.py), and whether it
+    was inflated for that (bodies are relayed as sent, compressed too: a gzip or deflate error
+    body is inflated to be scrubbed; other encodings cannot be, and go as they came)."""
+    limit = min(MAX_ERROR_BYTES, service.settings.max_response_bytes)
+    try:
+        body, _ = await read_bounded(resp, limit, cut=True)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        resp.close()
+        raise _translate(service, exc) from None
+    plain = _inflated(body, resp.headers.get("content-encoding", ""), limit)
+    return scrub.redact(body if plain is None else plain, list(service.secrets)), plain is not None
+
+
+def _inflated(body: bytes, encoding: str, limit: int) -> bytes | None:
+    """``body`` decompressed (at most ``limit`` bytes) if ``encoding`` is gzip or deflate (zlib
+    or raw) and it decompresses, else None."""
+    if encoding.strip().lower() not in ("gzip", "x-gzip", "deflate"):
+        return None
+    for wbits in (zlib.MAX_WBITS | 32, -zlib.MAX_WBITS):  # gzip or zlib header; raw deflate
+        try:
+            return zlib.decompressobj(wbits).decompress(body, limit)
+        except zlib.error:
+            continue
+    return None
+
+
+async def _whole(body: bytes) -> AsyncGenerator[list[Chunk], None]:
+    yield [{"data": body}]
 
 
 def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:

@@ -16,6 +16,7 @@ from switchboard.config.services import ServiceConfig, ServiceSettings
 from switchboard.crypto.keyring import DecryptError, Keyring, service_header_aad
 from switchboard.stores.feedcache import FeedCache
 from switchboard.stores.protocols import ChangeFeed, ServiceRecord, ServiceStore
+from switchboard.upstream import scrub
 
 log = logging.getLogger("switchboard.services")
 
@@ -45,6 +46,9 @@ class Service:
     broken: str | None = None
     # A stored one: a platform admin registered it or last changed its URL (upstream/egress.py).
     by_platform_admin: bool = False
+    # The credentials among ``headers`` in every form an error body may echo them in, computed
+    # once here (upstream/scrub.py); empty: the service's answers are relayed untouched.
+    secrets: tuple[bytes, ...] = ()
 
     @property
     def subject(self) -> str:
@@ -66,7 +70,8 @@ def build(name: str, tenant: str | None, settings: ServiceSettings, origin: str,
     t = settings.timeout_seconds
     timeout = aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_connect=t.connect)
     return Service(name, tenant, settings, origin, url.scheme, url.raw_host or url.host, url.port, base,
-                   tuple(headers.items()), timeout, broken, by_platform_admin)
+                   tuple(headers.items()), timeout, broken, by_platform_admin,
+                   tuple(scrub.forms(scrub.header_secrets(headers))))
 
 
 def from_config(config: ServiceConfig) -> Service:

@@ -126,6 +126,9 @@ class ServiceAccountAuth:
         self._session: aiohttp.ClientSession | None = None
         self._lock: asyncio.Lock | None = None
         self._token: str | None = None
+        # The token before the current one: a request sent with it may still be answering (a
+        # stream outlives a refresh), and its error may echo it.
+        self._previous: str | None = None
         self._expires_at = 0.0
         self._refreshes = 0  # refreshes finished, so a waiter can tell one ran while it waited
         self._failure: UpstreamAuthFailed | None = None
@@ -143,8 +146,7 @@ class ServiceAccountAuth:
 
     def secrets(self) -> list[str]:
         held = [*self._account.key_material]
-        if self._token is not None:
-            held.append(self._token)
+        held += [t for t in (self._token, self._previous) if t is not None]
         return held
 
     def _fresh(self) -> str | None:
@@ -167,7 +169,8 @@ class ServiceAccountAuth:
                 # The refresh this caller waited for failed: share its outcome, don't retry at once.
                 raise UpstreamAuthFailed(self._failure.message)
             try:
-                self._token, self._expires_at = await self._refresh()
+                token, self._expires_at = await self._refresh()
+                self._previous, self._token = self._token, token
             except UpstreamAuthFailed as exc:
                 # (A cancelled refresh counts as none: whoever waited tries again itself.)
                 self._failure, self._refreshes = exc, self._refreshes + 1

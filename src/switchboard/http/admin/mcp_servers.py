@@ -45,7 +45,7 @@ from switchboard.crypto.keyring import DecryptError, Keyring
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.providers import routing_of
+from switchboard.http.admin.providers import routing_of, shown_url
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import seal, to_config, unseal
@@ -244,7 +244,7 @@ def stored_public(record: McpServerRecord, has_client_secret: bool) -> dict[str,
         "name": record.name,
         "tenant": record.tenant_id,
         "global": record.tenant_id is None,
-        "url": c.get("url"),
+        "url": shown_url(c.get("url")),
         "transport": c.get("transport", "streamable_http"),
         "description": c.get("description"),
         # Names only: the values are sealed and never shown.
@@ -279,7 +279,7 @@ def config_public(s: McpServerConfig) -> dict[str, Any]:
                  "client_secret_set": s.oauth.client_secret is not None}
     return {
         "id": None, "object": "mcp_server", "name": s.name, "tenant": s.tenant, "global": s.tenant is None,
-        "url": s.url, "transport": s.transport, "description": s.description,
+        "url": shown_url(s.url), "transport": s.transport, "description": s.description,
         "headers": sorted(s.headers), "oauth": oauth, "allowed_tools": s.allowed_tools,
         "denied_tools": list(s.denied_tools), "price_per_call": s.price_per_call,
         "tool_prices": dict(s.tool_prices), "connect_timeout_seconds": s.connect_timeout_seconds,

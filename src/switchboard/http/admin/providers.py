@@ -36,6 +36,7 @@ from switchboard.crypto.keyring import credential_aad
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.observability.logs import redact_target
 from switchboard.providers import registry
 from switchboard.providers.target import Target
 from switchboard.routing.live import LiveRouting, provider_config
@@ -59,7 +60,8 @@ MAX_OPTIONS_BYTES = 16 * 1024
 
 # Credentials belong in credentials (sealed), not in headers or options stored in clear.
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|passw|signature|cookie|session|credential", re.I)
-_SECRET_OPTION = re.compile(r"secret|token|passw", re.I)
+# An AWS access key id is half a credential (and scrubbed from errors as one): hidden like the rest.
+_SECRET_OPTION = re.compile(r"secret|token|passw|access_key|api_key|private_key", re.I)
 # ProviderConfig's own fields: an option of that name would shadow them.
 _RESERVED = frozenset(ProviderConfig.model_fields) | {"options"}
 
@@ -153,16 +155,18 @@ def provider_missing(name: str) -> NotFound:
     return NotFound(f"no provider named '{name[:128]}'", code="provider_not_found")
 
 
-def _shown_url(url: str | None) -> str | None:
-    """A base URL as shown: a password in it (``https://user:secret@host``) masked."""
+def shown_url(url: str | None) -> str | None:
+    """A URL as the admin API shows it (a provider's base URL, an MCP server's): a password in
+    it (``https://user:secret@host``) masked, and the value of each query parameter named as a
+    credential (``?key=``, ``?token=``..., as the access log redacts them) too."""
     if url is None:
         return None
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:[hidden]@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:[hidden]@{host}" + (f":{parts.port}" if parts.port else "")
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return redact_target(url) if parts.query else url
 
 
 def _masked_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +195,7 @@ def stored_public(record: ProviderRecord, creds: list[CredentialRecord]) -> dict
         "name": record.name,
         "object": "provider",
         "type": record.type,
-        "api_base": _shown_url(record.api_base),
+        "api_base": shown_url(record.api_base),
         "options": _masked_options(dict(record.options)),
         "headers": dict(record.headers),
         "timeouts": None if record.timeouts is None else dict(record.timeouts),
@@ -220,7 +224,7 @@ def config_public(p: ProviderConfig) -> dict[str, Any]:
         "name": p.name,
         "object": "provider",
         "type": p.type,
-        "api_base": _shown_url(p.api_base),
+        "api_base": shown_url(p.api_base),
         "options": _masked_options(p.options),
         "headers": _masked_headers(dict(p.headers)),
         "timeouts": p.timeouts.model_dump(),
