@@ -61,7 +61,7 @@ class SqlAuditLog:
 
 def query_statement(tenant_id: str, query: AuditQuery) -> sa.Select[Any]:
     """A tenant's entries matching ``query``, newest first: through (tenant_id, id), or
-    (tenant_id, resource_id, id) for one resource's (revision 0026)."""
+    (tenant_id, resource_id, id) for one resource's (revision 0027)."""
     stmt = sa.select(t).where(t.c.tenant_id == tenant_id)
     if query.action is not None:
         stmt = stmt.where(t.c.action == query.action)

@@ -13,7 +13,7 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(128), nullable=False),
     sa.Column("prefix", sa.String(32), nullable=False),
     sa.Column("name", sa.String(200)),
-    # indexed with created_at and id (revision 0026), below
+    # indexed with created_at and id (revision 0027), below
     sa.Column("tenant_id", sa.String(64), nullable=False),
     sa.Column("team_id", sa.String(64)),
     sa.Column("user_id", sa.String(64)),
@@ -604,7 +604,7 @@ api_keys.append_column(sa.Column("blocked_by_role", sa.String(32)))
 api_keys.append_column(sa.Column("revision", sa.BigInteger, nullable=False, server_default="0"))
 api_keys.append_column(sa.Column("updated_at", sa.DateTime(timezone=True)))
 
-# Indexes for admin lists (revision 0026). A tenant's keys are listed oldest first by (created_at,
+# Indexes for admin lists (revision 0027). A tenant's keys are listed oldest first by (created_at,
 # id), a page at a time: this index returns a page without sorting all of the tenant's keys, and
 # replaces the index on tenant_id alone (ix_api_keys_tenant_id, revision 0001), its prefix. The
 # audit log read for one resource (?resource_id=) finds its entries without reading every entry

@@ -11,8 +11,8 @@ the tenant newest first to find that resource's; ``ix_audit_log_tenant_resource`
 Plain CREATE INDEX inside the migration's transaction: writes to these two tables (key creation,
 admin changes) wait while the indexes are built, which takes seconds even for a million rows.
 
-Revision ID: 0026
-Revises: 0025
+Revision ID: 0027
+Revises: 0026
 Create Date: 2026-12-04
 """
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0026"
-down_revision = "0025"
+revision = "0027"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 
