@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,11 @@ from alembic import command
 
 from switchboard.stores import StoreError
 from switchboard.stores.factory import open_at, open_database
+from switchboard.stores.protocols import AuditQuery
 from switchboard.stores.sql import tables
+from switchboard.stores.sql.engine import create_engine
 from switchboard.stores.sql.migrate import _config, head
-from switchboard.stores.sql.urls import async_url
+from switchboard.stores.sql.urls import async_url, sqlite_path
 from tests.servers import free_port
 from tests.services import Postgres
 
@@ -125,3 +128,88 @@ async def test_services_and_mcp_servers_stored_before_0025_stay_egress_exempt(fr
     finally:
         await engine.dispose()
     assert flags == [[True], [True]]
+
+
+# Rows of the main tables, as the newest code writes them; at an older revision only the columns
+# that revision has are written (what the code of that time wrote).
+_AT = datetime.now(UTC).replace(microsecond=0)
+_LEDGER_AGES = (0, 10, 200)  # days: today's partition, a backfilled day, the DEFAULT partition
+_OLD_ROWS: dict[str, list[dict[str, object]]] = {
+    "tenants": [dict(id="acme", name="Acme", created_at=_AT, created_by="master", allowed_regions=["eu"])],
+    "teams": [dict(id="team_a", tenant_id="acme", name="Team A", created_at=_AT)],
+    "users": [dict(id="user_a", tenant_id="acme", kind="user", role="developer", team_id="team_a",
+                   name="Ann", email="ann@example.com", created_at=_AT)],
+    "api_keys": [dict(id="key_a", key_hash="h" * 64, prefix="sk-sb-abc", name="ci", tenant_id="acme",
+                      team_id="team_a", user_id="user_a", role="developer", allowed_models=["gpt-4o"],
+                      enabled=True, metadata={"owner": "ann"}, created_at=_AT, tags=["ci"], rpm_limit=10,
+                      tpm_limit=1000, max_budget_nano_usd=5 * 10**9, budget_period="daily")],
+    "providers": [dict(name="oai", type="openai", api_base="http://127.0.0.1:9/v1", options={}, headers={},
+                       max_connections=5, allow_caller_credentials=False, created_at=_AT, updated_at=_AT,
+                       rpm=7, tpm=700)],
+    "usage_records": [dict(request_id=f"req_{days}", tenant_id="acme", key_id="key_a", team_id="team_a",
+                           user_id="user_a", model="gpt-4o", provider="oai", status=200, prompt_tokens=3,
+                           completion_tokens=4, cost_nano_usd=1234, latency_ms=9, metadata={},
+                           created_at=_AT - timedelta(days=days, hours=1), tags=["ci"],
+                           deployment="oai/gpt-4o")
+                      for days in _LEDGER_AGES],
+    "audit_log": [dict(tenant_id="acme", at=_AT, actor="master", actor_role="platform_admin",
+                       action="key.create", resource_type="key", resource_id="key_a", after={"name": "ci"})],
+    "request_bodies": [dict(request_id="req_0", created_at=_AT - timedelta(hours=1), tenant_id="acme",
+                            request='{"q": "hello"}', response='{"a": "hi"}', request_headers={},
+                            truncated=False)],
+}
+
+
+def _write_old_rows(conn: sa.Connection) -> None:
+    schema = sa.MetaData()
+    schema.reflect(conn)
+    for name, rows in _OLD_ROWS.items():
+        if name in schema.tables:
+            table = schema.tables[name]
+            conn.execute(sa.insert(table), [{k: v for k, v in row.items() if k in table.c} for row in rows])
+
+
+@pytest.mark.parametrize("revision", ["0009", "0010", "0018", "0024"])
+async def test_a_database_of_an_older_revision_upgrades_with_its_rows(fresh_url: str, revision: str) -> None:
+    """A database an older Switchboard made and filled (0009: before the ledger was partitioned)
+    is brought to head at start, its rows kept and read by the stores as before."""
+    if (db_file := sqlite_path(fresh_url)) is not None:
+        db_file.parent.mkdir(parents=True)
+    engine = create_engine(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(_config(c), revision))
+            await conn.run_sync(_write_old_rows)
+    finally:
+        await engine.dispose()
+    stores = await open_at(fresh_url, None)  # as serve does: migrations applied, then the stores
+    try:
+        assert stores.revision == head()
+        key = await stores.keys.get("acme", "key_a")
+        assert key is not None and (key.name, key.team_id, key.tags, key.metadata, key.lineage) == (
+            "ci", "team_a", ("ci",), {"owner": "ann"}, "key_a")
+        assert (key.rpm_limit, key.tpm_limit, key.enabled, key.blocked) == (10, 1000, True, False)
+        tenant = await stores.tenancy.get_tenant("acme")
+        team = await stores.tenancy.get_team("acme", "team_a")
+        assert tenant is not None and (tenant.name, tenant.allowed_regions) == ("Acme", ["eu"])
+        assert team is not None and team.name == "Team A"
+        user = await stores.tenancy.get_user("acme", "user_a")
+        assert user is not None and user.email == "ann@example.com"
+        provider = await stores.providers.get_provider("oai")
+        assert provider is not None and (provider.api_base, provider.rpm, provider.tpm) == (
+            "http://127.0.0.1:9/v1", 7, 700)
+        for days in _LEDGER_AGES:
+            record = await stores.ledger.get("acme", f"req_{days}")
+            assert record is not None, days
+            assert (record.cost_usd, record.created_at, record.deployment) == (
+                Decimal("0.000001234"), _AT - timedelta(days=days, hours=1), "oai/gpt-4o")
+        newest_first = [r.request_id for r in await stores.ledger.recent("acme")]
+        assert newest_first == [f"req_{days}" for days in _LEDGER_AGES]
+        entries = await stores.audit.query("acme", AuditQuery(resource_id="key_a"))
+        assert [(e.action, e.after) for e in entries] == [("key.create", {"name": "ci"})]
+        assert stores.request_log is not None
+        body = await stores.request_log.get("acme", "req_0")
+        if revision >= "0010":  # the request log's bodies exist from 0010 on
+            assert body is not None and (body.request, body.response) == ('{"q": "hello"}', '{"a": "hi"}')
+    finally:
+        await stores.close()

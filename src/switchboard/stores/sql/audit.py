@@ -55,17 +55,22 @@ class SqlAuditLog:
             return int(result.scalar_one())
 
     async def query(self, tenant_id: str, query: AuditQuery) -> list[AuditEntry]:
-        stmt = sa.select(t).where(t.c.tenant_id == tenant_id)
-        if query.action is not None:
-            stmt = stmt.where(t.c.action == query.action)
-        if query.resource_id is not None:
-            stmt = stmt.where(t.c.resource_id == query.resource_id)
-        if query.actor is not None:
-            stmt = stmt.where(t.c.actor == query.actor)
-        if query.since is not None:
-            stmt = stmt.where(t.c.at >= to_db(query.since))
-        if query.before_id is not None:
-            stmt = stmt.where(t.c.id < query.before_id)
-        stmt = stmt.order_by(t.c.id.desc()).limit(query.limit)
         async with self._engine.connect() as conn:
-            return [_entry(row) for row in await conn.execute(stmt)]
+            return [_entry(row) for row in await conn.execute(query_statement(tenant_id, query))]
+
+
+def query_statement(tenant_id: str, query: AuditQuery) -> sa.Select[Any]:
+    """A tenant's entries matching ``query``, newest first: through (tenant_id, id), or
+    (tenant_id, resource_id, id) for one resource's (revision 0027)."""
+    stmt = sa.select(t).where(t.c.tenant_id == tenant_id)
+    if query.action is not None:
+        stmt = stmt.where(t.c.action == query.action)
+    if query.resource_id is not None:
+        stmt = stmt.where(t.c.resource_id == query.resource_id)
+    if query.actor is not None:
+        stmt = stmt.where(t.c.actor == query.actor)
+    if query.since is not None:
+        stmt = stmt.where(t.c.at >= to_db(query.since))
+    if query.before_id is not None:
+        stmt = stmt.where(t.c.id < query.before_id)
+    return stmt.order_by(t.c.id.desc()).limit(query.limit)

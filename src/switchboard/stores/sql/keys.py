@@ -171,17 +171,16 @@ class SqlKeyStore:
             return [_record(row) for row in await conn.execute(query)]
 
     async def page_keys(self, tenant_id: str, query: KeyQuery) -> list[KeyRecord]:
-        stmt = (sa.select(t).where(t.c.tenant_id == tenant_id, *_matching(query))
-                .order_by(t.c.created_at, t.c.id))
         found: list[KeyRecord] = []
         async with self._engine.connect() as conn:
+            after: datetime | None = None
             if query.after is not None:
                 cursor = (await conn.execute(sa.select(t.c.created_at).where(
                     t.c.tenant_id == tenant_id, t.c.id == query.after))).first()
                 if cursor is None:
                     raise ValueError("unknown cursor")
-                stmt = stmt.where(sa.or_(t.c.created_at > cursor[0],
-                                         sa.and_(t.c.created_at == cursor[0], t.c.id > query.after)))
+                after = cursor[0]
+            stmt = page_statement(tenant_id, query, after)
             if query.tag is None:
                 return [_record(row) for row in await conn.execute(stmt.limit(query.limit))]
             # Tags are a JSON list (no portable "contains"): read on until the page is full.
@@ -257,6 +256,18 @@ class SqlKeyStore:
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
+
+
+def page_statement(tenant_id: str, query: KeyQuery, after: datetime | None) -> sa.Select[Any]:
+    """A tenant's keys matching ``query`` in (created_at, id) order; with ``after`` (the creation
+    time, as stored, of the cursor key ``query.after``) only those after the cursor."""
+    stmt = sa.select(t).where(t.c.tenant_id == tenant_id, *_matching(query)).order_by(t.c.created_at, t.c.id)
+    if query.after is not None and after is not None:
+        # The plain bound first: it starts the (tenant_id, created_at, id) index scan at the
+        # cursor (the OR alone does not), so a page reads a page, not every key before it.
+        later = sa.or_(t.c.created_at > after, sa.and_(t.c.created_at == after, t.c.id > query.after))
+        stmt = stmt.where(t.c.created_at >= after, later)
+    return stmt
 
 
 def _matching(query: KeyQuery) -> list[sa.ColumnElement[bool]]:

@@ -13,7 +13,8 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(128), nullable=False),
     sa.Column("prefix", sa.String(32), nullable=False),
     sa.Column("name", sa.String(200)),
-    sa.Column("tenant_id", sa.String(64), nullable=False, index=True),
+    # indexed with created_at and id (revision 0027), below
+    sa.Column("tenant_id", sa.String(64), nullable=False),
     sa.Column("team_id", sa.String(64)),
     sa.Column("user_id", sa.String(64)),
     sa.Column("role", sa.String(32), nullable=False),
@@ -620,3 +621,11 @@ token_revocations = sa.Table(
     sa.Column("created_by_role", sa.String(32), nullable=False),
     sa.UniqueConstraint("tenant_id", "user_id", name="uq_token_revocations_tenant_user"),
 )
+
+# Indexes for admin lists (revision 0027). A tenant's keys are listed oldest first by (created_at,
+# id), a page at a time: this index returns a page without sorting all of the tenant's keys, and
+# replaces the index on tenant_id alone (ix_api_keys_tenant_id, revision 0001), its prefix. The
+# audit log read for one resource (?resource_id=) finds its entries without reading every entry
+# of the tenant.
+sa.Index("ix_api_keys_tenant_created", api_keys.c.tenant_id, api_keys.c.created_at, api_keys.c.id)
+sa.Index("ix_audit_log_tenant_resource", audit_log.c.tenant_id, audit_log.c.resource_id, audit_log.c.id)
