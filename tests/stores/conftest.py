@@ -74,3 +74,12 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     b = await _backend("cluster", request, tmp_path)
     yield b
     await b.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a database not yet created or migrated: a SQLite file, or a new PostgreSQL
+    database."""
+    if request.param == "sqlite":
+        return async_url(None, tmp_path / "data")
+    return async_url(request.getfixturevalue("fresh_database_url"), tmp_path)

@@ -8,7 +8,6 @@ import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +16,6 @@ from alembic import command
 from switchboard.stores.factory import open_database
 from switchboard.stores.protocols import BudgetRecord, BudgetStore, KeyRecord
 from switchboard.stores.sql.migrate import _config
-from switchboard.stores.sql.urls import async_url
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -144,13 +142,6 @@ async def test_a_keys_own_budget_round_trips(backend: Backend) -> None:
     await keys.put(replace(record, max_budget_usd=None, budget_period=None))
     read = await keys.get("t1", "key_b1")
     assert read is not None and (read.max_budget_usd, read.budget_period) == (None, None)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return async_url(None, tmp_path / "data")
-    return async_url(request.getfixturevalue("fresh_database_url"), tmp_path)
 
 
 async def test_revision_0007_downgrades_and_upgrades_again(fresh_url: str) -> None:

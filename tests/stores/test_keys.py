@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +14,6 @@ from switchboard.stores.factory import open_database
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.migrate import _config
 from switchboard.stores.sql.tables import api_keys
-from switchboard.stores.sql.urls import async_url
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -255,13 +253,6 @@ async def test_a_page_of_keys_is_filtered_scoped_and_continued_by_cursor(backend
     assert await ids(owners=("k4",)) == ["k4"] and await ids(owners=()) == []
     with pytest.raises(ValueError, match="cursor"):
         await ids(after="x1")  # another tenant's key is no cursor here
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return async_url(None, tmp_path / "data")
-    return async_url(request.getfixturevalue("fresh_database_url"), tmp_path)
 
 
 async def test_revision_0022_makes_every_existing_key_its_own_lineage(fresh_url: str) -> None:

@@ -26,13 +26,6 @@ from tests.services import Postgres
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return async_url(None, tmp_path / "data")
-    return async_url(request.getfixturevalue("fresh_database_url"), tmp_path)
-
-
 async def schema(url: str) -> tuple[list[str], list[str]]:
     engine, _ = await open_database(url)
     try:

@@ -24,7 +24,6 @@ from switchboard.stores.protocols import RequestBody
 from switchboard.stores.sql.engine import create_engine
 from switchboard.stores.sql.migrate import _config
 from switchboard.stores.sql.request_log import partition_name
-from switchboard.stores.sql.urls import async_url
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -241,13 +240,6 @@ async def test_the_size_cap_drops_the_oldest_days_first_and_never_today(backend:
     assert [await log.get("tenant-a", b) is not None for b in ids] == [False, True, True, True]
     await log.retain(NOW, days=30, max_bytes=1)  # far over: every day but today's
     assert [await log.get("tenant-a", b) is not None for b in ids] == [False, False, False, True]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return async_url(None, tmp_path / "data")
-    return async_url(request.getfixturevalue("fresh_database_url"), tmp_path)
 
 
 async def test_the_migration_keeps_the_records_a_ledger_already_has(fresh_url: str) -> None:

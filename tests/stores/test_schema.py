@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import warnings
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,16 +24,8 @@ from switchboard.stores.protocols import AuditQuery, KeyQuery
 from switchboard.stores.sql import tables
 from switchboard.stores.sql.audit import query_statement
 from switchboard.stores.sql.keys import page_statement
-from switchboard.stores.sql.urls import async_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return async_url(None, tmp_path / "data")
-    return async_url(request.getfixturevalue("fresh_database_url"), tmp_path)
 
 
 def _declared_here(dialect: str) -> Any:
