@@ -21,6 +21,7 @@ import openai
 import pytest
 import yaml
 
+from switchboard.observability.tracing import MAX_ATTRIBUTE_CHARS
 from tests.e2e.sdk import ask
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.servers import (
@@ -228,6 +229,32 @@ def test_embeddings_completions_and_messages_are_named_by_their_operation(deploy
     attempt = _one(spans, "client").attributes
     assert attempt["gen_ai.request.max_tokens"] == 20
     assert attempt["gen_ai.usage.output_tokens"] == message.usage.output_tokens
+
+
+@pytest.mark.parametrize("deployment", ["embedded"], indirect=True)  # no state involved
+def test_a_callers_long_strings_are_cut_on_the_span(deployment: Deployment) -> None:
+    """What a caller writes reaches a span cut to a bounded length, so a flood of long names
+    cannot make each queued span tens of kilobytes: the Gemini API's model is in the URL (the
+    request line may be up to the header limit, 64 KiB), a chat body's model is any string."""
+    long_name = "m" * 30_000
+    trace_id, _, header = _traceparent()
+    resp = httpx.post(f"{deployment.gateway.url}/v1beta/models/{long_name}:generateContent",
+                      headers={"x-goog-api-key": MASTER_KEY, "traceparent": header},
+                      json={"contents": [{"parts": [{"text": "hi"}]}]}, timeout=30)
+    assert resp.status_code == 400, resp.text
+    (server,) = deployment.otlp.trace(trace_id, count=1)
+    path = server.attributes["url.path"]
+    assert path.startswith("/v1beta/models/mmm") and len(path) == MAX_ATTRIBUTE_CHARS
+    assert server.attributes["http.response.status_code"] == 400
+
+    trace_id, _, header = _traceparent()
+    with pytest.raises(openai.NotFoundError):
+        deployment.sdk().chat.completions.create(model=long_name, messages=ask("hi"),
+                                                 extra_headers={"traceparent": header})
+    (server,) = deployment.otlp.trace(trace_id, count=1)
+    assert server.name == f"chat {long_name[:256]}"
+    assert server.attributes["gen_ai.request.model"] == long_name[:256]
+    assert all(len(v) <= MAX_ATTRIBUTE_CHARS for v in server.attributes.values() if isinstance(v, str))
 
 
 def test_a_keys_tenant_is_on_the_span_and_a_refused_call_is_traced(deployment: Deployment) -> None:

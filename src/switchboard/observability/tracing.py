@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, format_trace_id
@@ -67,6 +67,11 @@ _REQUEST_PARAMS: tuple[tuple[str, str], ...] = (
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
+# The longest string attribute a span keeps (cut beyond): some carry what a caller wrote (the
+# URL's path, which holds the Gemini API's model name, is bounded only by the 64 KiB header
+# limit), and up to ``max_queue_size`` spans wait in memory for export.
+MAX_ATTRIBUTE_CHARS = 1024
+
 
 class Tracing:
     """The tracer of one gateway process and its export pipeline (a bounded queue drained by a
@@ -78,6 +83,7 @@ class Tracing:
             sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
             resource=Resource.create({"service.name": config.service_name}),
             shutdown_on_exit=False,  # the gateway shuts it down (flushes) when it closes
+            span_limits=SpanLimits(max_attribute_length=MAX_ATTRIBUTE_CHARS),
         )
         if exporter is None:
             otel_redact.install(config.endpoint)  # its query string never in an export warning
