@@ -1,9 +1,10 @@
 """Admin bodies that are not a JSON object: valid JSON of another kind (``[]``, ``3``, ``null``)
 is refused saying the body must be a JSON object, malformed JSON saying it is not valid JSON, an
-empty body saying it is empty,
-both 400 ``invalid_json`` with no parameter named (the model API's words and code); a field that
-should be an object and is not is ``invalid_value`` naming the field. Parsing is the admin
-app's, whatever the backend: the embedded default suffices."""
+empty body saying it is empty, a body nested deeper than the parser goes saying so (it was
+FastAPI's bare 400 ``api_error`` with no code), all 400 ``invalid_json`` with no parameter
+named (the model API's words and code); a field that should be an object and is not is
+``invalid_value`` naming the field. Parsing is the admin app's, whatever the backend: the
+embedded default suffices."""
 
 from __future__ import annotations
 
@@ -60,3 +61,13 @@ def test_a_field_that_is_not_an_object_is_an_invalid_value(gateway: Gateway) -> 
     body = b'{"scope": "tenant", "max_amount": 1, "downgrade": []}'
     error = _send(gateway, "PUT", "/admin/v1/budgets", body)
     assert (error["code"], error["param"]) == ("invalid_value", "downgrade")
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("raw", [b"[" * 5000 + b"]" * 5000,
+                                 b'{"models": ["*"], "metadata": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001])
+def test_a_body_nested_too_deep_is_invalid_json(gateway: Gateway, method: str, path: str, raw: bytes) -> None:
+    assert _send(gateway, method, path, raw) == {
+        "message": "the request body is not valid JSON: depth limit exceeded",
+        "type": "invalid_request_error", "param": None, "code": "invalid_json"}
+    assert httpx.get(gateway.url + "/admin/v1/keys", headers=ADMIN, timeout=10).status_code == 200

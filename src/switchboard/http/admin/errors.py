@@ -82,9 +82,23 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return _error(request, 400, body)
 
 
+def _unparsable_body(exc: HTTPException) -> dict[str, Any] | None:
+    """FastAPI's own 400 for a body its JSON parser gave up on with something else than a
+    decode error (Python's parser recurses: a body nested deeper than its stack allows raises a
+    RecursionError), in the words of any other unparsable body: ``invalid_json``, as the model
+    API says it (its parser stops at the same depth), not a bare 400 ``api_error``."""
+    if exc.status_code != 400 or exc.__cause__ is None:
+        return None
+    reason = ": depth limit exceeded" if isinstance(exc.__cause__, RecursionError) else ""
+    return {"error": {"message": f"the request body is not valid JSON{reason}",
+                      "type": "invalid_request_error", "param": None, "code": "invalid_json"}}
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     method, path = request.method, request.url.path
+    if (whole := _unparsable_body(exc)) is not None:
+        return _error(request, 400, whole)
     if exc.status_code == 404:
         return _error(request, 404, unknown_url(method, path).to_openai())
     if exc.status_code == 405:
