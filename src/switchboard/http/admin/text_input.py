@@ -1,16 +1,23 @@
-"""Text no admin route accepts: a NUL character (U+0000) or an unpaired surrogate, anywhere.
+"""Text and numbers no admin route accepts: a NUL character (U+0000) or an unpaired surrogate,
+anywhere, and in a JSON body a number that is not finite or an integer past 64 bits.
 
-PostgreSQL text holds neither (a query or a write carrying one fails in the driver, which would
-be a 500), and SQLite's ``LIKE`` stops at a NUL (``q=%00x`` would match every record), so both
-are refused up front, the same on either backend: a 400 ``invalid_value`` naming the parameter.
+PostgreSQL text holds neither character (a query or a write carrying one fails in the driver,
+which would be a 500), and SQLite's ``LIKE`` stops at a NUL (``q=%00x`` would match every
+record), so both are refused up front, the same on either backend: a 400 ``invalid_value``
+naming the parameter. The JSON parser the admin app uses (Python's) also reads ``NaN``,
+``Infinity`` and ``1e309`` (as infinity), which JSON does not have, and integers of any size;
+written back as JSON (a key's metadata, a prompt's parameters and schemas, a provider's
+options) they failed (orjson refuses integers past 64 bits, a JSON column a NaN): a 500,
+wherever such a number was nested. So they are refused here too, by the same walk.
 One check for every route (installed as an application-wide dependency, app.py), so a new route
 or filter is covered without thinking of it: the query string (names and values), the path's
-parameters and every string of a JSON body (its keys too). It runs before the route's own
-checks; a body that is not JSON is left to the route to refuse.
+parameters and every string and number of a JSON body (its keys too). It runs before the
+route's own checks; a body that is not JSON is left to the route to refuse.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from typing import Any
@@ -21,6 +28,8 @@ from switchboard.errors import InvalidRequest
 
 _BAD = re.compile("[\x00\ud800-\udfff]")
 MAX_SHOWN = 64  # characters of a parameter's name in an error
+# The integers every store can hold: a BIGINT column, and orjson's range for a JSON one.
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
 
 
 def problem_with(text: str) -> str | None:
@@ -33,6 +42,16 @@ def problem_with(text: str) -> str | None:
     return "must be valid Unicode (an unpaired surrogate)"
 
 
+def number_problem(value: float) -> str | None:
+    """Why no store can hold the JSON number ``value`` (None: it can). ``bool`` is an int to
+    Python, and always fits."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number (JSON has no NaN or Infinity; 1e309 is out of range)"
+    if isinstance(value, int) and not MIN_INT <= value <= MAX_INT:
+        return "must be an integer from -2^63 to 2^63-1"
+    return None
+
+
 def _refuse(param: str, problem: str) -> InvalidRequest:
     shown = _BAD.sub("?", param)[:MAX_SHOWN] or "?"
     return InvalidRequest(f"{shown}: {problem}", param=shown, code="invalid_value")
@@ -40,13 +59,18 @@ def _refuse(param: str, problem: str) -> InvalidRequest:
 
 def _in_json(body: Any) -> tuple[str, str] | None:
     """The first (param, problem) of a parsed JSON body, its param named as validation errors
-    name one (``metadata.k``, ``messages[0].content``), outer fields first. Iterative: a body as
-    deep as the JSON parser allows does not exhaust the stack here."""
+    name one (``metadata.k``, ``messages[0].content``), outer fields first: a string or a key
+    no store can hold, or a number. Iterative: a body as deep as the JSON parser allows does not
+    exhaust the stack here."""
     pending: deque[tuple[str, Any]] = deque([("", body)])
     while pending:
         path, value = pending.popleft()
         if isinstance(value, str):
             problem = problem_with(value)
+            if problem is not None:
+                return path or "body", problem
+        elif isinstance(value, int | float):
+            problem = number_problem(value)
             if problem is not None:
                 return path or "body", problem
         elif isinstance(value, dict):
@@ -61,7 +85,7 @@ def _in_json(body: Any) -> tuple[str, str] | None:
     return None
 
 
-async def refuse_unstorable_text(request: Request) -> None:
+async def refuse_unstorable_input(request: Request) -> None:
     """The admin application's dependency: a 400 for the first bad parameter, else nothing."""
     for name, value in request.query_params.multi_items():
         problem = problem_with(name) or problem_with(value)
