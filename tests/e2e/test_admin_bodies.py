@@ -3,11 +3,13 @@ is refused saying the body must be a JSON object, malformed JSON saying it is no
 empty body saying it is empty, a body nested deeper than the parser goes saying so (it was
 FastAPI's bare 400 ``api_error`` with no code), all 400 ``invalid_json`` with no parameter
 named (the model API's words and code); a field that should be an object and is not is
-``invalid_value`` naming the field. Parsing is the admin app's, whatever the backend: the
-embedded default suffices."""
+``invalid_value`` naming the field, as is a time given as a number (times are RFC 3339 text).
+Parsing is the admin app's, whatever the backend: the embedded default suffices."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 import httpx
@@ -71,3 +73,35 @@ def test_a_body_nested_too_deep_is_invalid_json(gateway: Gateway, method: str, p
         "message": "the request body is not valid JSON: depth limit exceeded",
         "type": "invalid_request_error", "param": None, "code": "invalid_json"}
     assert httpx.get(gateway.url + "/admin/v1/keys", headers=ADMIN, timeout=10).status_code == 200
+
+
+def _created(gw: Gateway, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = httpx.post(gw.url + path, json=body, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    created: dict[str, Any] = resp.json()
+    return created
+
+
+@pytest.mark.parametrize("number", [1893456000, 1893456000.5, -62135596800, 253402300799000, 0, True])
+def test_a_time_is_rfc3339_text_never_a_number(gateway: Gateway, number: Any) -> None:
+    """A number was read as a Unix time, in seconds or, past 2e10, in milliseconds:
+    ``sunset_at: -62135596800`` (year 1 in seconds) became 1968, ``expires_at: 1893456000`` 2030."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    _created(gateway, "/admin/v1/prompts", {"name": name, "model": "gpt-4o-mini",
+                                             "messages": [{"role": "user", "content": "hi"}]})
+    _created(gateway, "/admin/v1/apis", {"name": name, "prompt": name})
+    key = _created(gateway, "/admin/v1/keys", {"models": ["*"]})["id"]
+    for method, path, body, param in [
+        ("POST", "/admin/v1/keys", {"models": ["*"], "expires_at": number}, "expires_at"),
+        ("PATCH", f"/admin/v1/keys/{key}", {"expires_at": number}, "expires_at"),
+        ("POST", "/admin/v1/apis", {"name": f"{name}-2", "prompt": name, "sunset_at": number}, "sunset_at"),
+        ("PATCH", f"/admin/v1/apis/{name}", {"sunset_at": number}, "sunset_at"),
+    ]:
+        error = _send(gateway, method, path, json.dumps(body).encode())
+        expected = f"{param}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z"
+        assert error == {"message": expected, "type": "invalid_request_error", "param": param,
+                         "code": "invalid_value"}, (path, error)
+    # The same time as text is taken.
+    later = httpx.patch(f"{gateway.url}/admin/v1/apis/{name}", json={"sunset_at": "2030-01-01T00:00:00Z"},
+                        headers=ADMIN, timeout=10)
+    assert later.status_code == 200 and later.json()["sunset_at"] == "2030-01-01T00:00:00+00:00", later.text
