@@ -31,7 +31,8 @@ def _send(gw: Gateway, method: str, path: str, raw: bytes) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-@pytest.mark.parametrize("raw", [b"[]", b"[1, 2]", b"3", b'"text"', b"null", b"true"])
+@pytest.mark.parametrize("raw", [b"[]", b"[1, 2]", b"3", b'"text"', b"null", b"true", b"NaN", b"1e309",
+                                 b"100000000000000000000"])
 def test_a_body_that_is_not_an_object(gateway: Gateway, method: str, path: str, raw: bytes) -> None:
     assert _send(gateway, method, path, raw) == {
         "message": "the request body must be a JSON object", "type": "invalid_request_error",

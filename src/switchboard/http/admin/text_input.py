@@ -69,10 +69,10 @@ def _in_json(body: Any) -> tuple[str, str] | None:
             problem = problem_with(value)
             if problem is not None:
                 return path or "body", problem
-        elif isinstance(value, int | float):
+        elif isinstance(value, int | float) and path:  # a bare number is no object: the route's
             problem = number_problem(value)
             if problem is not None:
-                return path or "body", problem
+                return path, problem
         elif isinstance(value, dict):
             for key, item in value.items():
                 here = f"{path}.{key}" if path else str(key)
