@@ -106,3 +106,16 @@ def test_a_time_is_rfc3339_text_never_a_number(gateway: Gateway, number: Any) ->
     later = httpx.patch(f"{gateway.url}/admin/v1/apis/{name}", json={"sunset_at": "2030-01-01T00:00:00Z"},
                         headers=ADMIN, timeout=10)
     assert later.status_code == 200 and later.json()["sunset_at"] == "2030-01-01T00:00:00+00:00", later.text
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/admin/v1/keys/"), ("POST", "/admin/v1/tenants/"),
+                                              ("GET", "/admin/v1/budgets/"), ("DELETE", "/admin/v1/limits/")])
+def test_a_trailing_slash_is_an_unknown_url_not_a_redirect(gateway: Gateway, method: str, path: str) -> None:
+    """It was an empty 307 to the same path without the slash, on whatever host the Host header
+    named."""
+    resp = httpx.request(method, gateway.url + path, json={}, timeout=10,
+                         headers={**ADMIN, "Host": "elsewhere.example"})
+    assert resp.status_code == 404, resp.text
+    assert "location" not in resp.headers
+    assert resp.json()["error"] == {"message": f"unknown request URL: {method} {path}",
+                                    "type": "not_found_error", "param": None, "code": "unknown_url"}

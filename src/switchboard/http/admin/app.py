@@ -97,6 +97,9 @@ def create_admin_app(services: AdminServices) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # A path with a trailing slash is an unknown URL (404 unknown_url), as on the model API:
+        # Starlette's default answers it with an empty 307 to the Host header's host.
+        redirect_slashes=False,
         # Every route, before its own checks: no NUL or unpaired surrogate in any text it takes, no
         # NaN, infinity or integer past 64 bits in its JSON body.
         dependencies=[Depends(refuse_unstorable_input)],
