@@ -39,7 +39,8 @@ def _error(request: Request, status: int, body: dict[str, Any]) -> Response:
 _UNION_TAG = re.compile(r"^(?:constrained-)?(?:str|int|float|bool|none|list|dict)$|\[")
 
 
-def _param(loc: tuple[Any, ...]) -> str | None:
+def param_of(loc: tuple[Any, ...]) -> str | None:
+    """A validation error's location as the error's ``param``: ``metadata.k``, ``split[0].percent``."""
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     while len(parts) > 1 and _UNION_TAG.search(parts[-1]):
         parts.pop()
@@ -72,7 +73,7 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     first = exc.errors()[0] if exc.errors() else {"type": "invalid", "msg": "invalid request", "loc": ()}
     if (whole := _body_error(first)) is not None:
         return _error(request, 400, whole)
-    param = _param(tuple(first.get("loc", ())))
+    param = param_of(tuple(first.get("loc", ())))
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
         message = "unknown field"
