@@ -119,3 +119,16 @@ def test_a_trailing_slash_is_an_unknown_url_not_a_redirect(gateway: Gateway, met
     assert "location" not in resp.headers
     assert resp.json()["error"] == {"message": f"unknown request URL: {method} {path}",
                                     "type": "not_found_error", "param": None, "code": "unknown_url"}
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize(("encoding", "reason"), [
+    ("utf-16", "str is not valid UTF-8"), ("utf-32", "str is not valid UTF-8"),
+    ("utf-8-sig", "UTF-8 byte order mark (BOM) is not supported")])
+def test_a_body_not_in_utf8_is_invalid_json(gateway: Gateway, method: str, path: str, encoding: str,
+                                           reason: str) -> None:
+    """Python's parser read UTF-16, UTF-32 and a byte order mark, which the model API refuses."""
+    raw = json.dumps({"models": ["*"], "name": "x"}).encode(encoding)
+    assert _send(gateway, method, path, raw) == {
+        "message": f"the request body is not valid JSON: {reason}", "type": "invalid_request_error",
+        "param": None, "code": "invalid_json"}

@@ -108,15 +108,23 @@ def _in_json(body: Any) -> tuple[str, str] | None:
     return None
 
 
+def _not_utf8(encoding: str) -> InvalidRequest:
+    """A JSON body in UTF-16 or 32, or after a byte order mark: Python's parser reads them, the
+    model API's (orjson) does not, and JSON is UTF-8 (RFC 8259); refused in the model API's words."""
+    reason = "UTF-8 byte order mark (BOM) is not supported" if encoding == "utf-8-sig" else (
+        "str is not valid UTF-8")
+    return InvalidRequest(f"the request body is not valid JSON: {reason}", code="invalid_json")
+
+
 def _may_hold_bad(raw: bytes) -> bool:
     """Whether a body's bytes may hold what the walk refuses. UTF-8 JSON can only write a NUL
     or an unpaired surrogate as an escape (or a surrogate as its three bytes), and a number no
     store holds with 19 digits or more, a 3-digit exponent, ``NaN`` or ``Infinity``: a body
     without any of these (nearly every one) skips the walk; one with them (an escaped accent, a
-    long number in a string) is walked, so the search may err only on that side. Another
-    encoding (UTF-16, which the parser detects) is always walked."""
-    return (json.detect_encoding(raw) != "utf-8" or any(mark in raw for mark in _MARKS)
-            or _LONG_DIGITS.search(raw) is not None or _BIG_EXPONENT.search(raw) is not None)
+    long number in a string) is walked, so the search may err only on that side. The body is
+    UTF-8 (another encoding is refused before)."""
+    return (any(mark in raw for mark in _MARKS) or _LONG_DIGITS.search(raw) is not None
+            or _BIG_EXPONENT.search(raw) is not None)
 
 
 async def refuse_unstorable_input(request: Request) -> None:
@@ -132,7 +140,10 @@ async def refuse_unstorable_input(request: Request) -> None:
     content_type = request.headers.get("content-type", "").lower()
     if (content_type and "json" not in content_type) or not await request.body():
         return  # no JSON body: whatever the route reads instead is its own to check
-    if not _may_hold_bad(await request.body()):
+    raw = await request.body()
+    if (encoding := json.detect_encoding(raw)) != "utf-8":
+        raise _not_utf8(encoding)
+    if not _may_hold_bad(raw):
         return
     try:
         body = await request.json()  # cached: FastAPI parsed a route's JSON body so before us
