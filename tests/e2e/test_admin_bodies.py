@@ -1,12 +1,15 @@
 """Admin bodies that are not a JSON object: valid JSON of another kind (``[]``, ``3``, ``null``)
 is refused saying the body must be a JSON object, malformed JSON saying it is not valid JSON, an
-empty body saying it is empty,
-both 400 ``invalid_json`` with no parameter named (the model API's words and code); a field that
-should be an object and is not is ``invalid_value`` naming the field. Parsing is the admin
-app's, whatever the backend: the embedded default suffices."""
+empty body saying it is empty, a body nested deeper than the parser goes saying so (it was
+FastAPI's bare 400 ``api_error`` with no code), all 400 ``invalid_json`` with no parameter
+named (the model API's words and code); a field that should be an object and is not is
+``invalid_value`` naming the field, as is a time given as a number (times are RFC 3339 text).
+Parsing is the admin app's, whatever the backend: the embedded default suffices."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 import httpx
@@ -28,7 +31,8 @@ def _send(gw: Gateway, method: str, path: str, raw: bytes) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-@pytest.mark.parametrize("raw", [b"[]", b"[1, 2]", b"3", b'"text"', b"null", b"true"])
+@pytest.mark.parametrize("raw", [b"[]", b"[1, 2]", b"3", b'"text"', b"null", b"true", b"NaN", b"1e309",
+                                 b"100000000000000000000"])
 def test_a_body_that_is_not_an_object(gateway: Gateway, method: str, path: str, raw: bytes) -> None:
     assert _send(gateway, method, path, raw) == {
         "message": "the request body must be a JSON object", "type": "invalid_request_error",
@@ -60,3 +64,71 @@ def test_a_field_that_is_not_an_object_is_an_invalid_value(gateway: Gateway) -> 
     body = b'{"scope": "tenant", "max_amount": 1, "downgrade": []}'
     error = _send(gateway, "PUT", "/admin/v1/budgets", body)
     assert (error["code"], error["param"]) == ("invalid_value", "downgrade")
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("raw", [b"[" * 5000 + b"]" * 5000,
+                                 b'{"models": ["*"], "metadata": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001])
+def test_a_body_nested_too_deep_is_invalid_json(gateway: Gateway, method: str, path: str, raw: bytes) -> None:
+    assert _send(gateway, method, path, raw) == {
+        "message": "the request body is not valid JSON: depth limit exceeded",
+        "type": "invalid_request_error", "param": None, "code": "invalid_json"}
+    assert httpx.get(gateway.url + "/admin/v1/keys", headers=ADMIN, timeout=10).status_code == 200
+
+
+def _created(gw: Gateway, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = httpx.post(gw.url + path, json=body, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    created: dict[str, Any] = resp.json()
+    return created
+
+
+@pytest.mark.parametrize("number", [1893456000, 1893456000.5, -62135596800, 253402300799000, 0, True])
+def test_a_time_is_rfc3339_text_never_a_number(gateway: Gateway, number: Any) -> None:
+    """A number was read as a Unix time, in seconds or, past 2e10, in milliseconds:
+    ``sunset_at: -62135596800`` (year 1 in seconds) became 1968, ``expires_at: 1893456000`` 2030."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    _created(gateway, "/admin/v1/prompts", {"name": name, "model": "gpt-4o-mini",
+                                             "messages": [{"role": "user", "content": "hi"}]})
+    _created(gateway, "/admin/v1/apis", {"name": name, "prompt": name})
+    key = _created(gateway, "/admin/v1/keys", {"models": ["*"]})["id"]
+    for method, path, body, param in [
+        ("POST", "/admin/v1/keys", {"models": ["*"], "expires_at": number}, "expires_at"),
+        ("PATCH", f"/admin/v1/keys/{key}", {"expires_at": number}, "expires_at"),
+        ("POST", "/admin/v1/apis", {"name": f"{name}-2", "prompt": name, "sunset_at": number}, "sunset_at"),
+        ("PATCH", f"/admin/v1/apis/{name}", {"sunset_at": number}, "sunset_at"),
+    ]:
+        error = _send(gateway, method, path, json.dumps(body).encode())
+        expected = f"{param}: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z"
+        assert error == {"message": expected, "type": "invalid_request_error", "param": param,
+                         "code": "invalid_value"}, (path, error)
+    # The same time as text is taken.
+    later = httpx.patch(f"{gateway.url}/admin/v1/apis/{name}", json={"sunset_at": "2030-01-01T00:00:00Z"},
+                        headers=ADMIN, timeout=10)
+    assert later.status_code == 200 and later.json()["sunset_at"] == "2030-01-01T00:00:00+00:00", later.text
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/admin/v1/keys/"), ("POST", "/admin/v1/tenants/"),
+                                              ("GET", "/admin/v1/budgets/"), ("DELETE", "/admin/v1/limits/")])
+def test_a_trailing_slash_is_an_unknown_url_not_a_redirect(gateway: Gateway, method: str, path: str) -> None:
+    """It was an empty 307 to the same path without the slash, on whatever host the Host header
+    named."""
+    resp = httpx.request(method, gateway.url + path, json={}, timeout=10,
+                         headers={**ADMIN, "Host": "elsewhere.example"})
+    assert resp.status_code == 404, resp.text
+    assert "location" not in resp.headers
+    assert resp.json()["error"] == {"message": f"unknown request URL: {method} {path}",
+                                    "type": "not_found_error", "param": None, "code": "unknown_url"}
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize(("encoding", "reason"), [
+    ("utf-16", "str is not valid UTF-8"), ("utf-32", "str is not valid UTF-8"),
+    ("utf-8-sig", "UTF-8 byte order mark (BOM) is not supported")])
+def test_a_body_not_in_utf8_is_invalid_json(gateway: Gateway, method: str, path: str, encoding: str,
+                                           reason: str) -> None:
+    """Python's parser read UTF-16, UTF-32 and a byte order mark, which the model API refuses."""
+    raw = json.dumps({"models": ["*"], "name": "x"}).encode(encoding)
+    assert _send(gateway, method, path, raw) == {
+        "message": f"the request body is not valid JSON: {reason}", "type": "invalid_request_error",
+        "param": None, "code": "invalid_json"}

@@ -3,7 +3,10 @@ NUL character (U+0000) in a query parameter of any list or search (logs, usage, 
 audit, keys, alerts, tenancy...), in a cursor, in a path segment or in a string of a JSON body,
 and an unpaired surrogate in a body. PostgreSQL cannot store or compare either (it answered
 500); SQLite's LIKE stopped at the NUL, so ``q=%00word`` matched every record. The gateway
-keeps serving, and nothing is written. On the embedded default (SQLite) and a cluster
+keeps serving, and nothing is written. Likewise a number no store can write back: NaN,
+Infinity or 1e309 (which Python's JSON parser reads), or an integer past 64 bits, nested in a
+free-form field (a key's metadata, a prompt's schemas or parameters, a provider's options) was
+a 500; it is a 400 naming the field. On the embedded default (SQLite) and a cluster
 (PostgreSQL + Redis)."""
 
 from __future__ import annotations
@@ -113,3 +116,52 @@ def test_the_refusal_names_no_more_than_the_parameter(deployment: Deployment) ->
     params: dict[str, Any] = {"model": "gpt-4o-mini", "q": f"x{NUL}"}
     message = refused(get(deployment, "/admin/v1/logs", params), "q")
     assert message == "q: must not contain a NUL character (U+0000)"
+
+
+# (path, body with NUM where the number goes, param): free-form fields, where only the walk
+# over the whole body sees the number, and typed ones.
+PROMPT = '{"name": "NAME", "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], '
+NUMBER_CASES = [
+    ("/admin/v1/keys", '{"models": ["*"], "metadata": {"a": NUM}}', "metadata.a"),
+    ("/admin/v1/prompts", PROMPT + '"variables": {"type": "object", "properties": {"a": {"maximum": NUM}}}}',
+     "variables.properties.a.maximum"),
+    ("/admin/v1/prompts", PROMPT + '"output_schema": {"type": "object", "maxProperties": NUM}}',
+     "output_schema.maxProperties"),
+    ("/admin/v1/prompts", PROMPT + '"tools": [{"type": "function", "function": {"name": "f", '
+                                   '"parameters": {"maximum": NUM}}}]}',
+     "tools[0].function.parameters.maximum"),
+    ("/admin/v1/prompts", PROMPT + '"seed": NUM}', "seed"),
+    ("/admin/v1/providers", '{"name": "NAME", "type": "openai", "options": {"o": NUM}}', "options.o"),
+    ("/admin/v1/tenants", '{"id": "NAME", "name": "n", "allowed_regions": [NUM]}', "allowed_regions[0]"),
+]
+NUMBERS = ["NaN", "Infinity", "-Infinity", "1e309", "-1e400", str(2**63), str(-(2**63) - 1), str(10**20)]
+
+
+@pytest.mark.parametrize(("path", "template", "param"), NUMBER_CASES,
+                         ids=[f"{p}:{param}" for p, _, param in NUMBER_CASES])
+def test_a_number_no_store_can_hold_is_a_400_naming_the_field(deployment: Deployment, path: str,  # noqa: F811
+                                                              template: str, param: str) -> None:
+    def body(number: str) -> str:
+        return template.replace("NAME", f"num-{uuid.uuid4().hex[:8]}").replace("NUM", number)
+
+    for number in NUMBERS:
+        message = refused(_post(deployment, path, body(number)), param)
+        assert message.startswith(f"{param}: must be "), message
+    # The edges of the range are numbers like any other: the route takes or refuses them itself.
+    for number in (str(2**63 - 1), str(-(2**63)), "1.7976931348623157e308"):
+        resp = _post(deployment, path, body(number))
+        assert resp.status_code in (201, 400), resp.text
+        if resp.status_code == 400:
+            assert "must be an integer from" not in resp.text and "finite" not in resp.text
+    assert get(deployment, "/admin/v1/keys").status_code == 200  # still serving
+
+
+def test_what_only_looks_suspect_is_stored_as_sent(deployment: Deployment) -> None:  # noqa: F811
+    """Bodies are walked only when their bytes may hold something refused (an escape, a long
+    number, NaN...): those that merely look so are stored as sent."""
+    meta = {"accent": "\u00e9t\u00e9", "emoji": "\U0001F600", "long": "12345678901234567890", "word": "NaN",
+            "exp": "1e309", "big": 2**63 - 1}
+    # json.dumps writes the accent and the emoji as \u escapes.
+    created = _post(deployment, "/admin/v1/keys", json.dumps({"models": ["*"], "metadata": meta}))
+    assert created.status_code == 201, created.text
+    assert created.json()["metadata"] == meta

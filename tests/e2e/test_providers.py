@@ -315,6 +315,15 @@ def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deploymen
          "invalid_value", "drop_params"),
         ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "info": {"nope": 1}},
          "invalid_value", "info.nope"),
+        # A number where text goes is a wrong type (the YAML reads it as text), and a list's item
+        # is named as in any other error.
+        ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "info": {"as_of": 2026}},
+         "invalid_value", "info.as_of"),
+        ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x",
+                             "info": {"base_model": 4}}, "invalid_value", "info.base_model"),
+        ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x",
+                             "info": {"capabilities": ["tools", "telepathy"]}},
+         "invalid_value", "info.capabilities[1]"),
     ]
     for method, path, body, code, param in cases:
         resp = deployment.admin(method, path, body)

@@ -708,6 +708,11 @@ def test_a_change_reaches_every_instance_within_a_second(world: World) -> None:
     ({"name": "ok", "url": "http://[::ffff:10.0.0.1]:80/", "tenant": "acme"}, "url"),
     ({"name": "ok", "url": "http://2130706433:1/"}, "url"),  # 127.0.0.1 as one decimal number
     ({"name": "ok", "url": "http://127.1:1/"}, "url"),
+    # A number where text goes is a wrong type, not text (the YAML's reading of it).
+    ({"name": 2024, "url": "http://127.0.0.1:1"}, "name"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "description": 5}, "description"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "team": -1}, "team"),
+    ({"name": "ok", "url": "http://127.0.0.1:1", "headers": {"X-A": 1}}, "headers"),
 ])
 def test_bad_service_definitions_are_refused(world: World, body: dict[str, Any], where: str) -> None:
     resp = httpx.post(f"{world.url}/admin/v1/services", json=body, headers=ADMIN, timeout=10)

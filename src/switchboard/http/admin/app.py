@@ -43,7 +43,7 @@ from switchboard.http.admin import (
 from switchboard.http.admin import portal as portal_routes
 from switchboard.http.admin import services as services_api
 from switchboard.http.admin.authz import allow
-from switchboard.http.admin.text_input import refuse_unstorable_text
+from switchboard.http.admin.text_input import refuse_unstorable_input
 from switchboard.limits.cache import LimitCache
 from switchboard.portal.cache import CatalogCache
 from switchboard.routing.live import LiveRouting
@@ -103,8 +103,12 @@ def create_admin_app(services: AdminServices) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
-        # Every route, before its own checks: no NUL or unpaired surrogate in any text it takes.
-        dependencies=[Depends(refuse_unstorable_text)],
+        # A path with a trailing slash is an unknown URL (404 unknown_url), as on the model API:
+        # Starlette's default answers it with an empty 307 to the Host header's host.
+        redirect_slashes=False,
+        # Every route, before its own checks: no NUL or unpaired surrogate in any text it takes, no
+        # NaN, infinity or integer past 64 bits in its JSON body.
+        dependencies=[Depends(refuse_unstorable_input)],
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.services = services

@@ -39,7 +39,8 @@ def _error(request: Request, status: int, body: dict[str, Any]) -> Response:
 _UNION_TAG = re.compile(r"^(?:constrained-)?(?:str|int|float|bool|none|list|dict)$|\[")
 
 
-def _param(loc: tuple[Any, ...]) -> str | None:
+def param_of(loc: tuple[Any, ...]) -> str | None:
+    """A validation error's location as the error's ``param``: ``metadata.k``, ``split[0].percent``."""
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     while len(parts) > 1 and _UNION_TAG.search(parts[-1]):
         parts.pop()
@@ -72,7 +73,7 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     first = exc.errors()[0] if exc.errors() else {"type": "invalid", "msg": "invalid request", "loc": ()}
     if (whole := _body_error(first)) is not None:
         return _error(request, 400, whole)
-    param = _param(tuple(first.get("loc", ())))
+    param = param_of(tuple(first.get("loc", ())))
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
         message = "unknown field"
@@ -82,9 +83,23 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return _error(request, 400, body)
 
 
+def _unparsable_body(exc: HTTPException) -> dict[str, Any] | None:
+    """FastAPI's own 400 for a body its JSON parser gave up on with something else than a
+    decode error (Python's parser recurses: a body nested deeper than its stack allows raises a
+    RecursionError), in the words of any other unparsable body: ``invalid_json``, as the model
+    API says it (its parser stops at the same depth), not a bare 400 ``api_error``."""
+    if exc.status_code != 400 or exc.__cause__ is None:
+        return None
+    reason = ": depth limit exceeded" if isinstance(exc.__cause__, RecursionError) else ""
+    return {"error": {"message": f"the request body is not valid JSON{reason}",
+                      "type": "invalid_request_error", "param": None, "code": "invalid_json"}}
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     method, path = request.method, request.url.path
+    if (whole := _unparsable_body(exc)) is not None:
+        return _error(request, 400, whole)
     if exc.status_code == 404:
         return _error(request, 404, unknown_url(method, path).to_openai())
     if exc.status_code == 405:

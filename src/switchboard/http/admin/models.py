@@ -22,6 +22,7 @@ from switchboard.config.schema import ModelConfig
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
 from switchboard.routing.live import model_config
 from switchboard.stores.protocols import ModelRecord, utcnow
@@ -63,14 +64,22 @@ def _timeouts(body: TimeoutsBody | None) -> dict[str, float] | None:
     return {k: v for k, v in body.model_dump().items() if v is not None} or None
 
 
+class InfoBody(ModelEntryInfo):
+    """``models[].info``, as JSON. The YAML's model reads a number as text (``as_of: 2026``
+    unquoted); JSON says what it means, so a number where text goes is a wrong type here, as on
+    every other admin route."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=False)
+
+
 def _info(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
     try:
-        return ModelEntryInfo.model_validate(value).model_dump(mode="json", exclude_unset=True)
+        return InfoBody.model_validate(value).model_dump(mode="json", exclude_unset=True)
     except ValidationError as err:
         first = err.errors(include_url=False, include_input=False)[0]
-        loc = ".".join(["info", *(str(p) for p in first["loc"])])
+        loc = param_of(("info", *first["loc"])) or "info"  # info.capabilities[0], as elsewhere
         message = "unknown field" if first["type"] == "extra_forbidden" else str(first["msg"])
         raise InvalidRequest(f"{loc}: {message}", param=loc, code="invalid_value") from None
 

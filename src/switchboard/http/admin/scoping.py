@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 
 from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, GatewayError, NotFound
@@ -37,8 +37,17 @@ def in_utc(value: datetime) -> datetime:
         raise ValueError("out of range: in UTC it must fall within the years 1 to 9999") from None
 
 
+def as_text(value: Any) -> Any:
+    """A time is given as text. Pydantic would also take a JSON number, as a Unix time in seconds
+    or, past 2e10, in milliseconds (``-62135596800``, meant as year 1, read as 1968), so a wrong
+    type turned into a date nobody asked for instead of a 400."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z")
+
+
 # An RFC 3339 time with a zone (AwareDatetime), as UTC; out of range is a 400 naming the field.
-UtcTime = Annotated[AwareDatetime, AfterValidator(in_utc)]
+UtcTime = Annotated[AwareDatetime, BeforeValidator(as_text), AfterValidator(in_utc)]
 Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 After = Annotated[str | None, Query(max_length=64, description="Last id of the previous page")]

@@ -40,6 +40,15 @@ NameParam = Annotated[str, Field(pattern=SERVICE_NAME)]
 TenantQuery = Annotated[Ident | None, Query(description="Platform admin only: another tenant.")]
 
 
+class ServiceCreate(ServiceConfig):
+    """A ``services:`` entry, as JSON. The YAML's model reads a number as text, as YAML writes
+    ``name: 2024`` or a header value ``1`` unquoted; JSON says what it means, so a number where
+    text goes (``"description": 5``, a header's value) is a wrong type here, as on every other
+    admin route."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=False)
+
+
 class ServicePatch(BaseModel):
     """The fields to change; ``headers`` are merged (a null value removes that header)."""
 
@@ -144,7 +153,7 @@ async def _stored(request: Request, access: Access, name: str, tenant: str | Non
 
 @router.post("", status_code=201, summary="Register a REST service under /services/{name}/")
 async def create_service(
-    body: ServiceConfig,
+    body: ServiceCreate,
     request: Request,
     access: Annotated[Access, Depends(allow("service", "create"))],
 ) -> dict[str, Any]:
