@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_output import err, error, line, out, printable, table
+from switchboard.admin_client import AdminClient
+from switchboard.cli_output import err, line, out, printable, run_admin, table
 from switchboard.config.schema import Settings
 from switchboard.settings.loader import ConfigError, load
 
@@ -65,11 +65,8 @@ def show(
         ("from", since), ("to", until), ("interval", interval), ("group_by", group_by), ("model", model),
         ("deployment", deployment), ("provider", provider), ("team", team), ("key", key_id),
         ("user", user), ("tag", tag), ("tenant", tenant), ("tz", tz)) if value}
-    try:
-        answer: dict[str, Any] = AdminClient(url, key).call("GET", "/admin/v1/analytics", query=query)
-    except AdminError as exc:
-        error(exc)  # the server's words
-        raise typer.Exit(1) from None
+    answer: dict[str, Any] = run_admin(
+        lambda: AdminClient(url, key).call("GET", "/admin/v1/analytics", query=query))
     if as_json:
         out.print_json(json.dumps(answer))
         return

@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import typer
 
-from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_output import error, line, out, table
+from switchboard.admin_client import AdminClient
+from switchboard.cli_output import line, out, print_records, run_admin
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key.")]
@@ -48,21 +48,6 @@ COLUMNS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def _run(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except AdminError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
-
-
-def _show(budgets: list[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
-        out.print_json(json.dumps(budgets))
-        return
-    out.print(table(COLUMNS, ([column(budget) for column in COLUMNS.values()] for budget in budgets)))
-
-
 def _one(budget_id: str) -> str:
     return f"{PATH}/{quote(budget_id, safe='')}"
 
@@ -77,7 +62,8 @@ def list_budgets(
 ) -> None:
     """The budgets of the caller's tenant (or of --tenant), each with its current period."""
     query = {name: value for name, value in (("tenant", tenant), ("scope", scope)) if value is not None}
-    _show(_run(lambda: AdminClient(url, key).call("GET", PATH, query=query))["data"], as_json)
+    budgets = run_admin(lambda: AdminClient(url, key).call("GET", PATH, query=query))["data"]
+    print_records(budgets, COLUMNS, as_json)
 
 
 @budgets_app.command("set")
@@ -111,19 +97,19 @@ def set_budget(
         body["thresholds"] = threshold
     if downgrade_model is not None:
         body["downgrade"] = {"model": downgrade_model, "at_percent": downgrade_at}
-    _show([_run(lambda: AdminClient(url, key).call("PUT", PATH, body))], as_json)
+    print_records([run_admin(lambda: AdminClient(url, key).call("PUT", PATH, body))], COLUMNS, as_json)
 
 
 @budgets_app.command("show")
 def show(budget_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """One budget and its current period."""
-    _show([_run(lambda: AdminClient(url, key).call("GET", _one(budget_id)))], as_json)
+    print_records([run_admin(lambda: AdminClient(url, key).call("GET", _one(budget_id)))], COLUMNS, as_json)
 
 
 @budgets_app.command("delete")
 def delete(budget_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """Remove a budget."""
-    result = _run(lambda: AdminClient(url, key).call("DELETE", _one(budget_id)))
+    result = run_admin(lambda: AdminClient(url, key).call("DELETE", _one(budget_id)))
     if as_json:
         out.print_json(json.dumps(result))
     else:

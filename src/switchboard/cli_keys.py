@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_output import error, line, out, table
+from switchboard.admin_client import AdminClient
+from switchboard.cli_output import line, out, print_records, run_admin
 
 keys_app = typer.Typer(no_args_is_help=True, help="Issue, list, show, update, revoke and rotate API keys.")
 
@@ -22,21 +22,6 @@ COLUMNS = ("id", "prefix", "name", "models", "tenant", "team", "user", "role", "
 
 def _client(url: str, key: str) -> AdminClient:
     return AdminClient(url, key)
-
-
-def _run(call: Any) -> Any:
-    try:
-        return call()
-    except AdminError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
-
-
-def _show(keys: list[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
-        out.print_json(json.dumps(keys))
-        return
-    out.print(table(COLUMNS, ([key.get(column) for column in COLUMNS] for key in keys)))
 
 
 def _metadata(pairs: list[str]) -> dict[str, str]:
@@ -86,24 +71,24 @@ def create(
         body["tags"] = tag
     if region:
         body["allowed_regions"] = region
-    created = _run(lambda: _client(url, key).create_key(body))
+    created = run_admin(lambda: _client(url, key).create_key(body))
     if as_json:
         out.print_json(json.dumps(created))
         return
-    _show([created], as_json=False)
+    print_records([created], COLUMNS, False)
     out.print(f"key (shown once, keep it now): {created['key']}")
 
 
 @keys_app.command("list")
 def list_keys(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """Every key of the tenant, without secrets."""
-    _show(_run(lambda: _client(url, key).list_keys()), as_json)
+    print_records(run_admin(lambda: _client(url, key).list_keys()), COLUMNS, as_json)
 
 
 @keys_app.command("show")
 def show(key_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """One key, without its secret."""
-    _show([_run(lambda: _client(url, key).show_key(key_id))], as_json)
+    print_records([run_admin(lambda: _client(url, key).show_key(key_id))], COLUMNS, as_json)
 
 
 @keys_app.command("update")
@@ -150,14 +135,14 @@ def update(
         body["enabled"] = not block
     if not body:
         raise typer.BadParameter("nothing to change: give at least one option (see --help)")
-    updated = _run(lambda: _client(url, key).update_key(key_id, body))
-    _show([updated], as_json)
+    updated = run_admin(lambda: _client(url, key).update_key(key_id, body))
+    print_records([updated], COLUMNS, as_json)
 
 
 @keys_app.command("revoke")
 def revoke(key_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """Revoke a key: every instance refuses it within a second."""
-    result = _run(lambda: _client(url, key).revoke_key(key_id))
+    result = run_admin(lambda: _client(url, key).revoke_key(key_id))
     if as_json:
         out.print_json(json.dumps(result))
     else:
@@ -173,10 +158,10 @@ def rotate(
     as_json: AsJson = False,
 ) -> None:
     """A new key in place of this one; the old one works for the grace period."""
-    rotated = _run(lambda: _client(url, key).rotate_key(key_id, grace_seconds))
+    rotated = run_admin(lambda: _client(url, key).rotate_key(key_id, grace_seconds))
     if as_json:
         out.print_json(json.dumps(rotated))
         return
-    _show([rotated], as_json=False)
+    print_records([rotated], COLUMNS, False)
     out.print(f"new key (shown once): {rotated['key']}")
     out.print(f"the old key works until {rotated['previous_expires_at']}")

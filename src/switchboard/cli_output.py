@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
+import typer
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
+
+from switchboard.admin_client import AdminError
+
+T = TypeVar("T")
+Record = dict[str, Any]
+# A table's columns: field names read from each record, or headers with how to compute the cell.
+Columns = Sequence[str] | Mapping[str, Callable[[Record], Any]]
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -154,3 +162,25 @@ def line(*parts: str | tuple[str, str]) -> Text:
 def error(message: Any, console: Console | None = None) -> None:
     """``error: <message>`` on standard error, the message as written (often the server's words)."""
     (console or err).print(line(("error: ", "bold red"), str(message)))
+
+
+def run_admin(call: Callable[[], T]) -> T:
+    """What ``call`` returns; when the admin API refuses (or no gateway answers), the
+    command prints ``error: <message>`` and exits with status 1."""
+    try:
+        return call()
+    except AdminError as exc:
+        error(exc)
+        raise typer.Exit(1) from None
+
+
+def print_records(records: list[Record], columns: Columns, as_json: bool) -> None:
+    """``records`` as JSON (as they came) or as a table of ``columns``."""
+    if as_json:
+        out.print_json(json.dumps(records))
+        return
+    if isinstance(columns, Mapping):
+        rows = ([value(record) for value in columns.values()] for record in records)
+    else:
+        rows = ([record.get(column) for column in columns] for record in records)
+    out.print(table(columns, rows))

@@ -12,8 +12,8 @@ from urllib.parse import quote
 import typer
 import yaml
 
-from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_output import error, line, out, table
+from switchboard.admin_client import AdminClient
+from switchboard.cli_output import line, out, run_admin, table
 
 prompts_app = typer.Typer(no_args_is_help=True, help="The prompt registry: create versions, show, "
                           "list versions, diff, label and render prompts.")
@@ -30,11 +30,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 
 def _run(url: str, key: str, method: str, path: str, body: Any = None,
          query: dict[str, Any] | None = None) -> Any:
-    try:
-        return AdminClient(url, key).call(method, path, body, query)
-    except AdminError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
+    return run_admin(lambda: AdminClient(url, key).call(method, path, body, query))
 
 
 def _read(path: Path, what: str) -> Any:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
 
-from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_output import error, out, table
+from switchboard.admin_client import AdminClient
+from switchboard.cli_output import print_records, run_admin
 
 providers_app = typer.Typer(no_args_is_help=True, help="List, add, change, test and remove providers.")
 models_app = typer.Typer(no_args_is_help=True, help="List, add, change and remove models.")
@@ -27,14 +28,6 @@ PROVIDER_COLUMNS = ("name", "type", "api_base", "credentials", "source")
 MODEL_COLUMNS = ("name", "provider", "model", "require_approval", "source")
 
 
-def _run(call: Any) -> Any:
-    try:
-        return call()
-    except AdminError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
-
-
 def _cell(value: Any) -> Any:
     """A credential shows by its mask."""
     if isinstance(value, list):
@@ -42,11 +35,13 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _masked(column: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: _cell(row.get(column))
+
+
 def _show(rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool) -> None:
-    if as_json:
-        out.print_json(json.dumps(rows))
-        return
-    out.print(table(columns, ([_cell(row.get(column)) for column in columns] for row in rows)))
+    # In a table a credential shows by its mask; JSON has the records as they came.
+    print_records(rows, {column: _masked(column) for column in columns}, as_json)
 
 
 def _pairs(pairs: list[str] | None, hint: str) -> dict[str, Any]:
@@ -91,13 +86,13 @@ def _name(name: str) -> str:
 @providers_app.command("list")
 def providers_list(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """Every provider: the configuration file's (read-only) and the stored ones."""
-    _show(_run(lambda: _list(AdminClient(url, key), "/admin/v1/providers")), PROVIDER_COLUMNS, as_json)
+    _show(run_admin(lambda: _list(AdminClient(url, key), "/admin/v1/providers")), PROVIDER_COLUMNS, as_json)
 
 
 @providers_app.command("show")
 def providers_show(name: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """One provider; its credentials by mask only."""
-    record = _run(lambda: AdminClient(url, key).call("GET", f"/admin/v1/providers/{_name(name)}"))
+    record = run_admin(lambda: AdminClient(url, key).call("GET", f"/admin/v1/providers/{_name(name)}"))
     _show([record], (*PROVIDER_COLUMNS, "options", "headers", "max_connections"), as_json)
 
 
@@ -129,7 +124,7 @@ def providers_add(
         body["api_key"] = _secret_from_stdin()
     if ref is not None:
         body["api_key_ref"] = ref
-    record = _run(lambda: AdminClient(url, key).call("POST", "/admin/v1/providers", body))
+    record = run_admin(lambda: AdminClient(url, key).call("POST", "/admin/v1/providers", body))
     _show([record], PROVIDER_COLUMNS, as_json)
 
 
@@ -154,14 +149,15 @@ def providers_update(
         body["headers"] = _pairs(header, "--header")
     if max_connections is not None:
         body["max_connections"] = max_connections
-    record = _run(lambda: AdminClient(url, key).call("PATCH", f"/admin/v1/providers/{_name(name)}", body))
+    path = f"/admin/v1/providers/{_name(name)}"
+    record = run_admin(lambda: AdminClient(url, key).call("PATCH", path, body))
     _show([record], PROVIDER_COLUMNS, as_json)
 
 
 @providers_app.command("remove")
 def providers_remove(name: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """Remove a stored provider and its credentials (refused while a model uses it)."""
-    done = _run(lambda: AdminClient(url, key).call("DELETE", f"/admin/v1/providers/{_name(name)}"))
+    done = run_admin(lambda: AdminClient(url, key).call("DELETE", f"/admin/v1/providers/{_name(name)}"))
     _show([done], ("name", "deleted"), as_json)
 
 
@@ -175,7 +171,8 @@ def providers_test(
 ) -> None:
     """Test connection: one small real call with the provider's credential. Exit 1 if it failed."""
     body = {"model": model} if model else None
-    result = _run(lambda: AdminClient(url, key).call("POST", f"/admin/v1/providers/{_name(name)}/test", body))
+    path = f"/admin/v1/providers/{_name(name)}/test"
+    result = run_admin(lambda: AdminClient(url, key).call("POST", path, body))
     _show([result], ("ok", "status", "latency_ms", "error"), as_json)
     if not result.get("ok"):
         raise typer.Exit(1)
@@ -198,7 +195,7 @@ def providers_add_credential(
     if ref is not None:
         body["ref"] = ref
     path = f"/admin/v1/providers/{_name(name)}/credentials"
-    added = _run(lambda: AdminClient(url, key).call("POST", path, body))
+    added = run_admin(lambda: AdminClient(url, key).call("POST", path, body))
     _show([added], ("id", "kind", "mask", "label"), as_json)
 
 
@@ -208,7 +205,7 @@ def providers_remove_credential(
 ) -> None:
     """Remove one credential of a stored provider."""
     path = f"/admin/v1/providers/{_name(name)}/credentials/{_name(credential_id)}"
-    _show([_run(lambda: AdminClient(url, key).call("DELETE", path))], ("id", "deleted"), as_json)
+    _show([run_admin(lambda: AdminClient(url, key).call("DELETE", path))], ("id", "deleted"), as_json)
 
 
 # -- models -------------------------------------------------------------------------------
@@ -217,13 +214,13 @@ def providers_remove_credential(
 @models_app.command("list")
 def models_list(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """Every model: the configuration file's (read-only) and the stored ones."""
-    _show(_run(lambda: _list(AdminClient(url, key), "/admin/v1/models")), MODEL_COLUMNS, as_json)
+    _show(run_admin(lambda: _list(AdminClient(url, key), "/admin/v1/models")), MODEL_COLUMNS, as_json)
 
 
 @models_app.command("show")
 def models_show(name: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """One model entry."""
-    record = _run(lambda: AdminClient(url, key).call("GET", f"/admin/v1/models/{_name(name)}"))
+    record = run_admin(lambda: AdminClient(url, key).call("GET", f"/admin/v1/models/{_name(name)}"))
     _show([record], (*MODEL_COLUMNS, "drop_params", "timeouts"), as_json)
 
 
@@ -241,7 +238,7 @@ def models_add(
     """Add a model; callable at once on every instance."""
     body = {"name": name, "provider": provider, "model": model, "drop_params": drop_params,
             "require_approval": require_approval}
-    added = _run(lambda: AdminClient(url, key).call("POST", "/admin/v1/models", body))
+    added = run_admin(lambda: AdminClient(url, key).call("POST", "/admin/v1/models", body))
     _show([added], MODEL_COLUMNS, as_json)
 
 
@@ -261,11 +258,11 @@ def models_update(
              "require_approval": require_approval}
     body = {k: v for k, v in given.items() if v is not None}
     path = f"/admin/v1/models/{_name(name)}"
-    _show([_run(lambda: AdminClient(url, key).call("PATCH", path, body))], MODEL_COLUMNS, as_json)
+    _show([run_admin(lambda: AdminClient(url, key).call("PATCH", path, body))], MODEL_COLUMNS, as_json)
 
 
 @models_app.command("remove")
 def models_remove(name: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """Remove a stored model."""
-    done = _run(lambda: AdminClient(url, key).call("DELETE", f"/admin/v1/models/{_name(name)}"))
+    done = run_admin(lambda: AdminClient(url, key).call("DELETE", f"/admin/v1/models/{_name(name)}"))
     _show([done], ("name", "deleted"), as_json)

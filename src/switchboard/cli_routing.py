@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import typer
 
-from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_output import error, line, out, table
+from switchboard.admin_client import AdminClient
+from switchboard.cli_output import line, out, run_admin, table
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key.")]
@@ -49,14 +49,6 @@ COLUMNS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
 }
 
 
-def _run(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except AdminError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
-
-
 @routing_app.command("groups")
 def groups(
     name: Annotated[str | None, typer.Argument(help="Only this group (or alias).")] = None,
@@ -68,9 +60,9 @@ def groups(
     (* marks a weight set at run time)."""
     client = AdminClient(url, key)
     if name is None:
-        data = _run(lambda: client.call("GET", PATH))["data"]
+        data = run_admin(lambda: client.call("GET", PATH))["data"]
     else:
-        data = [_run(lambda: client.call("GET", f"{PATH}/{quote(name, safe='/')}"))]
+        data = [run_admin(lambda: client.call("GET", f"{PATH}/{quote(name, safe='/')}"))]
     if as_json:
         out.print_json(json.dumps(data))
         return
@@ -97,7 +89,7 @@ def weight(
         except ValueError:
             raise typer.BadParameter("a whole number or 'reset'", param_hint="VALUE") from None
     path = f"{PATH}/{quote(group, safe='/')}/deployments/{quote(deployment, safe='/')}"
-    d = _run(lambda: AdminClient(url, key).call("PATCH", path, body={"weight": new}))
+    d = run_admin(lambda: AdminClient(url, key).call("PATCH", path, body={"weight": new}))
     if as_json:
         out.print_json(json.dumps(d))
         return
@@ -111,7 +103,7 @@ SPLITS = "/admin/v1/routing/splits"
 @routing_app.command("splits")
 def splits(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """Every canary or A/B split with each arm's current share (* marks shares set at run time)."""
-    data = _run(lambda: AdminClient(url, key).call("GET", SPLITS))["data"]
+    data = run_admin(lambda: AdminClient(url, key).call("GET", SPLITS))["data"]
     if as_json:
         out.print_json(json.dumps(data))
         return
@@ -134,7 +126,7 @@ def split(
     path = f"{SPLITS}/{quote(name, safe='')}"
     client = AdminClient(url, key)
     if shares == ["reset"]:
-        s = _run(lambda: client.call("DELETE", path))
+        s = run_admin(lambda: client.call("DELETE", path))
     else:
         percents: dict[str, float] = {}
         for share in shares:
@@ -145,7 +137,7 @@ def split(
                 sep = ""
             if not sep or not arm:
                 raise typer.BadParameter(f"{share!r}: expected ARM=PERCENT", param_hint="SHARES")
-        s = _run(lambda: client.call("PUT", path, body={"percents": percents}))
+        s = run_admin(lambda: client.call("PUT", path, body={"percents": percents}))
     if as_json:
         out.print_json(json.dumps(s))
         return

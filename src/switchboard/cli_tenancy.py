@@ -5,14 +5,13 @@ What the key given may do is what the gateway's permission table says (docs/acce
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
 
-from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_output import error, line, out, table
+from switchboard.admin_client import AdminClient
+from switchboard.cli_output import line, out, print_records, run_admin
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key.")]
@@ -27,21 +26,6 @@ DEFAULT_URL = "http://127.0.0.1:4000"
 TENANT_COLUMNS = ("id", "name", "created_at", "created_by")
 TEAM_COLUMNS = ("id", "tenant", "name", "created_at")
 USER_COLUMNS = ("id", "object", "tenant", "team", "role", "name", "email")
-
-
-def _run(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except AdminError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
-
-
-def _show(items: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool) -> None:
-    if as_json:
-        out.print_json(json.dumps(items))
-        return
-    out.print(table(columns, ([item.get(c) for c in columns] for item in items)))
 
 
 def _given(**fields: Any) -> dict[str, Any]:
@@ -59,22 +43,25 @@ class _Resource:
         return f"{self.path}/{quote(ident, safe='')}"
 
     def list(self, url: str, key: str, query: dict[str, Any], as_json: bool) -> None:
-        _show(_run(lambda: AdminClient(url, key).list_all(self.path, query)), self.columns, as_json)
+        found = run_admin(lambda: AdminClient(url, key).list_all(self.path, query))
+        print_records(found, self.columns, as_json)
 
     def create(self, url: str, key: str, body: dict[str, Any], as_json: bool) -> None:
-        _show([_run(lambda: AdminClient(url, key).call("POST", self.path, body))], self.columns, as_json)
+        created = run_admin(lambda: AdminClient(url, key).call("POST", self.path, body))
+        print_records([created], self.columns, as_json)
 
     def show(self, url: str, key: str, ident: str, as_json: bool) -> None:
-        _show([_run(lambda: AdminClient(url, key).call("GET", self.one(ident)))], self.columns, as_json)
+        found = run_admin(lambda: AdminClient(url, key).call("GET", self.one(ident)))
+        print_records([found], self.columns, as_json)
 
     def update(self, url: str, key: str, ident: str, body: dict[str, Any], as_json: bool) -> None:
         if not body:
             raise typer.BadParameter("nothing to change: give at least one option")
-        changed = _run(lambda: AdminClient(url, key).call("PATCH", self.one(ident), body))
-        _show([changed], self.columns, as_json)
+        changed = run_admin(lambda: AdminClient(url, key).call("PATCH", self.one(ident), body))
+        print_records([changed], self.columns, as_json)
 
     def delete(self, url: str, key: str, ident: str, as_json: bool) -> None:
-        result = _run(lambda: AdminClient(url, key).call("DELETE", self.one(ident)))
+        result = run_admin(lambda: AdminClient(url, key).call("DELETE", self.one(ident)))
         if as_json:
             out.print_json(json.dumps(result))
         else:

@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import typer
 
-from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_output import error, line, out, table
+from switchboard.admin_client import AdminClient
+from switchboard.cli_output import line, out, print_records, run_admin
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key.")]
@@ -36,21 +36,6 @@ COLUMNS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def _run(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except AdminError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
-
-
-def _show(records: list[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
-        out.print_json(json.dumps(records))
-        return
-    out.print(table(COLUMNS, ([column(record) for column in COLUMNS.values()] for record in records)))
-
-
 @tokens_app.command("revoke")
 def revoke(
     user: Annotated[str, typer.Argument(help="The JWT caller's user id (the issuer's user claim).")],
@@ -71,7 +56,7 @@ def revoke(
                         ("tenant", tenant)):
         if value is not None:
             body[name] = value
-    _show([_run(lambda: AdminClient(url, key).call("POST", PATH, body))], as_json)
+    print_records([run_admin(lambda: AdminClient(url, key).call("POST", PATH, body))], COLUMNS, as_json)
 
 
 @tokens_app.command("list")
@@ -84,14 +69,14 @@ def list_revocations(
 ) -> None:
     """The token revocations of the caller's tenant (or of --tenant)."""
     query = {name: value for name, value in (("tenant", tenant), ("user", user)) if value is not None}
-    _show(_run(lambda: AdminClient(url, key).list_all(PATH, query)), as_json)
+    print_records(run_admin(lambda: AdminClient(url, key).list_all(PATH, query)), COLUMNS, as_json)
 
 
 @tokens_app.command("unrevoke")
 def unrevoke(revocation_id: str, url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """Lift a revocation: the user's tokens work again."""
     path = f"{PATH}/{quote(revocation_id, safe='')}"
-    result = _run(lambda: AdminClient(url, key).call("DELETE", path))
+    result = run_admin(lambda: AdminClient(url, key).call("DELETE", path))
     if as_json:
         out.print_json(json.dumps(result))
     else:

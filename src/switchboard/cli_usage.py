@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from switchboard.admin_client import AdminClient, AdminError
-from switchboard.cli_output import error, out, table
+from switchboard.admin_client import AdminClient
+from switchboard.cli_output import out, run_admin, table
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
@@ -41,11 +41,8 @@ def usage(
     query = {name: value for name, value in (
         ("group_by", group_by), ("since", since), ("until", until), ("model", model), ("key", key_id),
         ("team", team), ("user", user), ("tenant", tenant)) if value}
-    try:
-        report: dict[str, Any] = AdminClient(url, key).call("GET", "/admin/v1/usage", query=query)
-    except AdminError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
+    report: dict[str, Any] = run_admin(
+        lambda: AdminClient(url, key).call("GET", "/admin/v1/usage", query=query))
     # Here, not at the top: the admin app's modules take a second to import, and every other
     # command would pay for it.
     from switchboard.http.admin.usage import METRICS, to_csv

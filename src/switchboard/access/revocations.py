@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from switchboard.access.roles import RANK
-from switchboard.background import stop_task
 from switchboard.context import Principal
-from switchboard.stores.protocols import ChangeFeed, Subscription, TokenRevocation, TokenRevocationStore
-from switchboard.stores.unavailable import OutageLog
+from switchboard.stores.protocols import ChangeFeed, TokenRevocation, TokenRevocationStore
+from switchboard.stores.reloader import Reloader
 
 log = logging.getLogger("switchboard.access")
 
@@ -59,11 +58,8 @@ class TokenRevocations:
         # Read by the request path: replaced whole on each reload, never changed in place.
         self.by_user: dict[tuple[str, str], Revoked] = {}
         self._store: TokenRevocationStore | None = None
-        self._feed: ChangeFeed | None = None
-        self._subscription: Subscription | None = None
-        self._periodic: asyncio.Task[None] | None = None
-        self._reloading: asyncio.Task[None] | None = None
-        self._again = False
+        self._reloader = Reloader(TOPIC, self.reload, log, "reading the token revocations",
+                                  "the current ones stay", every=self._purge_and_reload)
         self._lock = asyncio.Lock()
         self.reloads = 0  # reads of the store, for tests and metrics
 
@@ -83,56 +79,22 @@ class TokenRevocations:
 
     async def start(self, store: TokenRevocationStore, feed: ChangeFeed,
                     reload_seconds: float = RELOAD_SECONDS) -> None:
-        self._store, self._feed = store, feed
-        self._subscription = await feed.subscribe(TOPIC, self._on_message)
-        await self.reload()
-        self._periodic = asyncio.get_running_loop().create_task(self._every(reload_seconds))
+        self._store = store
+        await self._reloader.start(feed, reload_seconds)
 
     async def close(self) -> None:
-        for task in (self._periodic, self._reloading):
-            await stop_task(task)
-        self._periodic = self._reloading = None
-        if self._subscription is not None:
-            await self._subscription.close()
-            self._subscription = None
+        await self._reloader.close()
 
     async def changed(self) -> None:
         """A revocation changed here: read them now (so this instance applies it before the
         admin's answer), and tell every other instance."""
+        await self._reloader.changed()
+
+    async def _purge_and_reload(self) -> None:
+        # The periodic pass also deletes what expired, so the table does not grow forever.
+        assert self._store is not None
+        await self._store.purge_expired(datetime.now(UTC))
         await self.reload()
-        if self._feed is not None:
-            await self._feed.publish(TOPIC, "changed")
-
-    async def _on_message(self, topic: str, message: str) -> None:
-        # Never wait for the database inside the feed's listener: the reload runs on its own,
-        # once more if another message came meanwhile.
-        if self._reloading is not None and not self._reloading.done():
-            self._again = True
-            return
-        self._reloading = asyncio.get_running_loop().create_task(self._reload_until_settled())
-
-    async def _reload_until_settled(self) -> None:
-        while True:
-            self._again = False
-            try:
-                await self.reload()
-            except Exception:
-                log.exception("reading the token revocations failed; the current ones stay")
-            if not self._again:
-                return
-
-    async def _every(self, seconds: float) -> None:
-        outage = OutageLog(log, "reading the token revocations")
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                assert self._store is not None
-                await self._store.purge_expired(datetime.now(UTC))
-                await self.reload()
-            except Exception as exc:
-                outage.failed(exc, "; the current ones stay")
-            else:
-                outage.succeeded()
 
     async def reload(self) -> None:
         """Read every revocation that applies and swap in the new set."""

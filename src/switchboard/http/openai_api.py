@@ -83,7 +83,8 @@ class OpenAIInbound:
 
 
 class OpenAIJson:
-    """Bodiless OpenAI-style endpoints (``/v1/models``, ``/admin/*``): JSON out, OpenAI errors."""
+    """Bodiless OpenAI-style endpoints (``/v1/models``, ``/admin/*``): JSON out, OpenAI errors.
+    The media endpoints add their decoding (http/media)."""
 
     dialect = "openai"
 

@@ -190,12 +190,7 @@ class ToolBudgetStage:
         try:
             return await call_next(ctx)
         finally:
-            settlement = Settlement()
-            settlement.book = book
-            settlement.budgets = budgets
-            settlement.charges = charges
-            settlement.reserved_at, settlement.hold = reserved_at, _HOLD
-            ctx.after(settlement)
+            ctx.after(Settlement.of_budgets(book, budgets, charges, reserved_at, _HOLD))
 
 
 class ToolCall:

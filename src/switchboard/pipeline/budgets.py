@@ -127,12 +127,7 @@ class BudgetStage:
         finally:
             # Registered now, after the usage stage's own callback: it runs once the cost is known;
             # the rate-limit stage adds its own part to it (pipeline/settle.py).
-            settlement = Settlement()
-            settlement.book = book
-            settlement.budgets = budgets
-            settlement.charges = charges
-            settlement.reserved_at, settlement.hold = reserved_at, hold
-            ctx.after(settlement)
+            ctx.after(Settlement.of_budgets(book, budgets, charges, reserved_at, hold))
 
     def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget]) -> list[int]:
         """The most this request can cost, per budget: nano-USD or tokens. Refuses a request

@@ -62,6 +62,17 @@ class Settlement:
         self.reserved_at = 0.0  # time.monotonic() as the budgets were reserved
         self.hold = 0.0  # the seconds that reservation holds
 
+    @classmethod
+    def of_budgets(cls, book: BudgetBook, budgets: Sequence[Budget], charges: Sequence[Charge],
+                   reserved_at: float, hold: float) -> Settlement:
+        """The settlement of a budget reservation (the rate-limit stage may add its part)."""
+        settlement = cls()
+        settlement.book = book
+        settlement.budgets = budgets
+        settlement.charges = charges
+        settlement.reserved_at, settlement.hold = reserved_at, hold
+        return settlement
+
     async def __call__(self, ctx: RequestContext) -> None:
         limiter = self.limiter
         if limiter is not None:

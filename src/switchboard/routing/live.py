@@ -17,7 +17,6 @@ immutable :class:`Snapshot` swapped atomically when the stored ones change.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -59,9 +58,8 @@ from switchboard.stores.protocols import (
     ProviderStore,
     RoutingState,
     RoutingStore,
-    Subscription,
 )
-from switchboard.stores.unavailable import OutageLog
+from switchboard.stores.reloader import Reloader
 from switchboard.upstream.client import UpstreamClient
 
 log = logging.getLogger("switchboard.routing")
@@ -153,13 +151,10 @@ class LiveRouting:
         self._stored: dict[str, _Built] = {}
         self._store: ProviderStore | None = None
         self._overrides: RoutingStore | None = None
-        self._feed: ChangeFeed | None = None
         self._keyring: Keyring | None = None
-        self._subscription: Subscription | None = None
+        self._reloader = Reloader(TOPIC, self.reload, log, "reloading the model table",
+                                  "the current one stays")
         self._lock = asyncio.Lock()
-        self._reloading: asyncio.Task[None] | None = None
-        self._again = False
-        self._periodic: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._retired: set[UpstreamClient] = set()
         self._version: str | None = None
@@ -209,25 +204,14 @@ class LiveRouting:
                     overrides: RoutingStore | None = None) -> None:
         for client in self._static_clients.values():
             await client.start()
-        self._store, self._feed, self._keyring = store, feed, keyring
+        self._store, self._keyring = store, keyring
         self._overrides = overrides
         if store is None:
             return
-        if feed is not None:
-            self._subscription = await feed.subscribe(TOPIC, self._on_message)
-        await self.reload()
-        self._periodic = asyncio.get_running_loop().create_task(self._every(reload_seconds))
+        await self._reloader.start(feed, reload_seconds)
 
     async def close(self) -> None:
-        for task in (self._periodic, self._reloading):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        self._periodic = self._reloading = None
-        if self._subscription is not None:
-            await self._subscription.close()
-            self._subscription = None
+        await self._reloader.close()
         for task in list(self._closing):
             task.cancel()
         clients = [*self._static_clients.values(), *(b.client for b in self._stored.values()), *self._retired]
@@ -238,38 +222,7 @@ class LiveRouting:
 
     async def changed(self) -> None:
         """The stored state changed here: rebuild now, and tell every other instance."""
-        await self.reload()
-        if self._feed is not None:
-            await self._feed.publish(TOPIC, "changed")
-
-    async def _on_message(self, topic: str, message: str) -> None:
-        # Never wait for the database inside the feed's listener: the reload runs on its own.
-        if self._reloading is not None and not self._reloading.done():
-            self._again = True
-            return
-        self._reloading = asyncio.get_running_loop().create_task(self._reload_until_settled())
-
-    async def _reload_until_settled(self) -> None:
-        while True:
-            self._again = False
-            try:
-                await self.reload()
-            except Exception:
-                log.exception("reloading the model table failed; the current one stays")
-            if not self._again:
-                return
-
-    async def _every(self, seconds: float) -> None:
-        # The database restarting: one warning for the outage, not a traceback every period.
-        outage = OutageLog(log, "reloading the model table")
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await self.reload()
-            except Exception as exc:
-                outage.failed(exc, "; the current one stays")
-            else:
-                outage.succeeded()
+        await self._reloader.changed()
 
     # -- building ------------------------------------------------------------------------
 

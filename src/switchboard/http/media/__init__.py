@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -28,7 +28,7 @@ from switchboard.http.asgi import Receive
 from switchboard.http.endpoint import Endpoint, Responder, timing_headers
 from switchboard.http.errors import ServerShuttingDown
 from switchboard.http.media.multipart import Form, FormLimits, InvalidMultipart, read_form
-from switchboard.http.openai_api import parse_object, sse
+from switchboard.http.openai_api import OpenAIJson, parse_object
 from switchboard.providers.media import FilePart
 
 Check = Callable[[Any], str | None]
@@ -324,15 +324,15 @@ async def _close_files(form: Form) -> None:
                 value.file.close()
 
 
-class MediaInbound:
+class MediaInbound(OpenAIJson):
     """A media endpoint's wire format: JSON or a form in, JSON out (raw replies pass the edge
-    as they are), OpenAI-shaped errors."""
+    as they are), OpenAI-shaped errors (the encoders of :class:`OpenAIJson`)."""
 
     dialect = "openai"  # no pass-through exchange is registered for media (pipeline/native.py)
 
     def __init__(self, operation: str, check: Callable[[Any], JSON] | None = None,
                  form: Callable[[Form], JSON] | None = None) -> None:
-        self.operation = operation
+        super().__init__(operation)
         self._check = check
         self._form = form
 
@@ -348,21 +348,6 @@ class MediaInbound:
             assert self._check is not None
             ctx.request = self._check(parse_object(ctx.body))
         ctx.stream = ctx.request.get("stream") is True  # an SSE answer relayed as it comes
-
-    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
-        return orjson.dumps(body)
-
-    async def encode_stream(
-        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]], native: bool = False
-    ) -> AsyncGenerator[bytes, None]:
-        raise TypeError(f"{self.operation} does not stream")
-        yield b""  # pragma: no cover - makes this an async generator
-
-    def encode_error(self, error: GatewayError) -> bytes:
-        return orjson.dumps(error.to_openai())
-
-    def encode_stream_error(self, error: GatewayError) -> bytes:
-        return sse(error.to_openai())
 
 
 class RelayEndpoint(Endpoint):
