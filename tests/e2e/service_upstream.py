@@ -6,6 +6,7 @@ lists them, oldest first) and answers:
 - ``/slow?seconds=S``: after S seconds;
 - ``/big?bytes=N``: N bytes with their length declared; ``/bigchunked?bytes=N``: chunked;
 - ``/redirect?to=URL``: 302 to URL;
+- ``/binary?word=W``: bytes that are not text (NULs, invalid UTF-8) around the word W;
 - anything else: the request echoed as JSON (method, path, raw path, query, headers, body), with
   the status ``?status=N`` and gzip-compressed with ``?gzip=1``.
 """
@@ -77,6 +78,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": b"x" * piece, "more_body": True})
             sent += piece
         await send({"type": "http.response.body", "body": b""})
+        return
+    if path.endswith("/binary"):
+        await _body(receive)
+        word = params.get("word", "binary").encode()
+        await _reply(send, 200, b"\x89PNG\x00\x00\x01" + word + b"\x00\xff\xfe tail",
+                     content_type=b"application/octet-stream")
         return
     if path.endswith("/redirect"):
         await send({"type": "http.response.start", "status": 302,

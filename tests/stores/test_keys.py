@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from switchboard.access.last_used import LastUsed
 from switchboard.stores import KeyQuery, KeyRecord
 from switchboard.stores.factory import open_database
 from switchboard.stores.sql.keys import SqlKeyStore
@@ -220,6 +221,27 @@ async def test_last_used_times_are_written_in_one_batch_and_never_go_back(backen
     await backend.stores.keys.put(key("key-a", enabled=False))
     stored = await backend.stores.keys.get("tenant-a", "key-a")
     assert stored is not None and stored.last_used_at == later and stored.enabled is False
+
+
+async def test_a_last_used_time_the_database_refuses_does_not_hold_up_the_others(backend: Backend) -> None:
+    """The batched writer of last-used times (access/last_used.py): an id PostgreSQL refuses (a
+    NUL character) is dropped, not kept for the next round with the batch, so the other keys'
+    times are written now and the next round's too."""
+    await backend.stores.keys.put(key("key-a"))
+    await backend.stores.keys.put(key("key-b", key_hash="hash-b"))
+    writer = LastUsed(backend.stores.keys)
+    writer.note("key-a")
+    writer.note("key\x00bad")
+    await writer.flush()
+    first = {r.id: r.last_used_at for r in await backend.stores.keys.list_keys("tenant-a")}
+    assert first["key-a"] is not None and first["key-b"] is None
+    writer.note("key-b")
+    await writer.flush()
+    second = {r.id: r.last_used_at for r in await backend.stores.keys.list_keys("tenant-a")}
+    assert second["key-b"] is not None and second["key-a"] == first["key-a"]
+    await writer.flush()  # nothing is left over to write
+    stored = await backend.stores.keys.get("tenant-a", "key-a")
+    assert stored == replace(key("key-a"), last_used_at=first["key-a"])
 
 
 async def test_a_page_of_keys_is_filtered_scoped_and_continued_by_cursor(backend: Backend) -> None:

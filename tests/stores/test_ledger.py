@@ -154,3 +154,35 @@ async def test_a_keys_total_counts_every_key_of_its_lineage(backend: Backend) ->
     assert await ledger.total("tenant-a", "key", "key-a", T0, "tokens") == 3 * (12 + 34)
     assert await ledger.total("tenant-a", "key", "key-d", T0, "usd") == 8 * cost
     assert await ledger.total("tenant-b", "key", "key-a", T0, "usd") == 0
+
+
+async def test_rows_the_database_refuses_as_they_are_are_stored_made_storable(backend: Backend) -> None:
+    """A batch the database (or its driver) refuses for what it holds is stored with every row
+    made storable: NUL characters and unpaired surrogates replaced by U+FFFD, text cut to its
+    column, integers capped to their column's range; rows storable as they were are unchanged,
+    nothing of the batch is lost, and a replay stores nothing twice."""
+    ledger = backend.stores.ledger
+    huge = usage("huge", prompt_tokens=3_000_000_000)
+    plain = usage("plain")
+    await ledger.append_rows([usage_row(huge), usage_row(plain)])
+    assert await ledger.get("tenant-a", "plain") == plain
+    stored_huge = await ledger.get("tenant-a", "huge")
+    assert stored_huge is not None
+    # PostgreSQL's column is 32-bit: capped; SQLite's integers hold it as it is.
+    assert stored_huge.prompt_tokens == (2**31 - 1 if backend.kind == "cluster" else 3_000_000_000)
+
+    # Refused by every backend (an integer past 64 bits, an unpaired surrogate cannot even be
+    # sent; PostgreSQL refuses the NUL characters and the over-long text too).
+    odd = usage("odd", model="m\x00" + "x" * 300, user_id="u\x00", upstream_model="up\ud800",
+                tags=("t\x00ag",), metadata={"k\x00": "v\x00", "n": 2**70})
+    other = usage("other")
+    await ledger.append_rows([usage_row(odd), usage_row(other)])
+    assert await ledger.get("tenant-a", "other") == other
+    stored = await ledger.get("tenant-a", "odd")
+    assert stored is not None
+    assert stored.model == "m\ufffd" + "x" * 254 and stored.user_id == "u\ufffd"
+    assert stored.upstream_model is not None and stored.upstream_model.startswith("up\ufffd")
+    assert stored.tags == ("t\ufffdag",)
+    assert stored.metadata == {"k\ufffd": "v\ufffd", "n": 2**63 - 1}
+    await ledger.append_rows([usage_row(odd), usage_row(huge), usage_row(plain)])  # a replay
+    assert len(await ledger.recent("tenant-a")) == 4

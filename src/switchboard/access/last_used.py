@@ -3,17 +3,21 @@
 Authentication notes the key id (a dict assignment); a background task of the gateway writes
 what was noted every ``interval`` seconds in one statement, and once more at shutdown. So
 ``last_used_at`` lags by at most the interval (plus the write), and a crash loses at most that
-much of this bookkeeping (never a request, never accounting).
+much of this bookkeeping (never a request, never accounting). A batch the database refuses for
+what it holds (stores/refused.py) is not kept for the next round, which would fail it again
+forever: the keys it accepts are written, the ones it refuses dropped and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from switchboard.background import stop_task
 from switchboard.stores.protocols import KeyStore
+from switchboard.stores.refused import isolate, kind
 from switchboard.stores.unavailable import OutageLog
 
 log = logging.getLogger("switchboard.access")
@@ -36,13 +40,19 @@ class LastUsed:
         if not batch:
             return
         try:
-            await self._store.touch(batch)
+            refused = await isolate(self._touch, list(batch.items()))
         except Exception as exc:
             self._outage.failed(exc, f"; {len(batch)} key(s) kept for the next try")
             for key_id, when in batch.items():  # keep them for the next round, newest wins
                 self._noted.setdefault(key_id, when)
             return
         self._outage.succeeded()
+        for (key_id, _), error in refused:
+            log.warning("the last-used time of key %r was refused by the database (%s); not recorded",
+                        key_id[:64], kind(error))
+
+    async def _touch(self, used: Sequence[tuple[str, datetime]]) -> None:
+        await self._store.touch(dict(used))
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="key-last-used")

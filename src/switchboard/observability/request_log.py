@@ -5,8 +5,11 @@
 - ``BodyWriter``: a bounded in-memory queue of bodies, already redacted, written in batches by a
   background task (``RequestLogStore.append``) and flushed at shutdown. Under pressure (queue
   full, database failing) bodies are dropped, counted and logged at most once a minute: a body is
-  a diagnostic, never worth slowing or failing a request for. The usage record itself does not go
-  through here: it is the usage ledger's, spooled to disk and never dropped (spend/ledger.py).
+  a diagnostic, never worth slowing or failing a request for. A batch the database refuses for
+  its data (stores/refused.py) is not retried as a whole: its other bodies are stored, the ones
+  refused are dropped, counted and logged once per reason, and the queue moves on. The usage
+  record itself does not go through here: it is the usage ledger's, spooled to disk and never
+  dropped (spend/ledger.py).
 - ``Maintenance``: day partitions made ahead of time (at start and every
   ``retention.interval_seconds``), then retention (``RequestLogStore.prepare`` / ``retain``).
 """
@@ -26,6 +29,7 @@ from typing import NamedTuple
 from switchboard.background import stop_task
 from switchboard.config.schema import BodyPolicy, RetentionConfig
 from switchboard.stores.protocols import RequestBody, RequestLogStore
+from switchboard.stores.refused import isolate, kind
 
 log = logging.getLogger("switchboard.request_log")
 
@@ -33,6 +37,8 @@ log = logging.getLogger("switchboard.request_log")
 _MEMO_MAX = 10_000
 # Drops are logged at most this often (seconds).
 DROP_LOG_INTERVAL = 60.0
+# Reasons for refused bodies logged (each once); beyond this many, no new reason is logged.
+_KINDS_MAX = 64
 # Partitions kept ready after today's (the migration makes the same).
 DAYS_AHEAD = 2
 
@@ -94,6 +100,8 @@ class BodyWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0  # bodies never stored, since start
+        self.refused = 0  # of which the database refused for their data
+        self._refused_kinds: set[str] = set()  # the reasons already logged
         self._unreported = 0
         self._reported_at = float("-inf")
 
@@ -127,7 +135,7 @@ class BodyWriter:
             count = min(self._batch, len(self._queue))
             batch = [self._queue.popleft() for _ in range(count)]
             try:
-                await self._store.append(batch)
+                refused = await isolate(self._store.append, batch)
             except Exception as exc:
                 room = self._max - len(self._queue)
                 self._queue.extendleft(reversed(batch[:room]))
@@ -138,7 +146,23 @@ class BodyWriter:
                                 type(exc).__name__)
                     self._reported_at = time.monotonic()
                 return False
+            if refused:
+                self._refuse(refused)
         return True
+
+    def _refuse(self, refused: list[tuple[RequestBody, BaseException]]) -> None:
+        """Bodies the database will never take (after the rest of their batch was stored):
+        dropped and counted; each reason is logged once, with the first request it hit."""
+        self.dropped += len(refused)
+        self.refused += len(refused)
+        for body, exc in refused:
+            why = kind(exc)
+            if why in self._refused_kinds or len(self._refused_kinds) >= _KINDS_MAX:
+                continue
+            self._refused_kinds.add(why)
+            log.warning("request log: the database refused the bodies of request %s (%s); dropped "
+                        "(its usage record is kept). Bodies refused for this reason are dropped and "
+                        "counted without another line", body.request_id, why)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="request-log-writer")

@@ -39,6 +39,15 @@ from switchboard.stores.protocols import RequestBody
 DEFAULT_TENANT = "default"  # as the usage record's (pipeline/usage.py)
 
 
+def storable_text(raw: bytes) -> str:
+    """A body that is not JSON as text every store holds: bytes that are not UTF-8, and NUL
+    characters (a binary answer's; PostgreSQL's text refuses them, SQLite's LIKE stops at them),
+    become U+FFFD, which the log search's full text takes for a word break, so the words around
+    them are still found."""
+    text = raw.decode(errors="replace")
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def cut(text: str, limit: int) -> tuple[str, bool]:
     """``text`` within ``limit`` UTF-8 bytes, cut at a character boundary; whether it was cut."""
     if len(text) <= limit // 4:  # fast path: even four bytes a character fit
@@ -179,11 +188,12 @@ class BodyCapture:
         return keep, tenant, datetime.now(UTC) - timedelta(seconds=time.perf_counter() - ctx.started)
 
     def json_text(self, raw: bytes) -> str:
-        """JSON as JSON (redacted field by field); anything else as text (redacted)."""
+        """JSON as JSON (redacted field by field; a NUL in a string stays the escape ``\\u0000``);
+        anything else as text (redacted), its bytes that are not text shown as U+FFFD."""
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return self._redactor.text(raw.decode(errors="replace"))
+            return self._redactor.text(storable_text(raw))
         return orjson.dumps(self._redactor.json(parsed)).decode()
 
     @staticmethod

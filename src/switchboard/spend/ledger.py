@@ -16,6 +16,13 @@ idempotent: a record written twice is stored once.
 The spool is bounded (``spend.spool_max_bytes``); when it is full (the database has been down a
 long time), new records are dropped, counted and logged: the gateway keeps serving. See
 docs/spend.md.
+
+A batch the database refuses for what it holds rather than for being down (stores/refused.py) is
+not retried as a whole, which would hold up every record behind it: the ledger stores it with
+its values made storable (stores/sql/ledger.py), and the records refused even so are isolated
+(the rest of the batch is stored) and written, fsync'd, to a segment of their own that this
+process keeps locked and does not replay (``held``). They are never dropped: the error log says
+which requests they are, and the next start replays that segment like any other left behind.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import math
 import os
@@ -44,6 +52,7 @@ from switchboard.stores.protocols import (
     usage_record,
     usage_row,
 )
+from switchboard.stores.refused import isolate, kind
 
 log = logging.getLogger("switchboard.spend")
 
@@ -105,6 +114,11 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _append_synced(fd: int, data: bytes) -> None:
+    _write_all(fd, data)
+    os.fsync(fd)
 
 
 class Segment:
@@ -205,6 +219,8 @@ class LedgerWriter:
         # database answered).
         self.recovered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._held: Segment | None = None  # records the database refused, kept for the next start
+        self.held = 0  # records written to it by this process
         self.dropped = 0  # records lost because the spool was full
         self.stored = 0  # records written to the database by this process (replays included)
 
@@ -288,6 +304,9 @@ class LedgerWriter:
         for segment in self._backlog:
             segment.release()
         self._backlog = []
+        if self._held is not None:  # replayed at the next start
+            held, self._held = self._held, None
+            held.release()
 
     async def store_all(self) -> bool:
         """Store everything this process spooled so far now (a budget counter about to be
@@ -402,8 +421,30 @@ class LedgerWriter:
             await self._store(records[start : start + REPLAY_BATCH])
 
     async def _store(self, records: Sequence[UsageRow], *, fresh: bool = False) -> None:
-        await self._ledger.append_rows(records, fresh=fresh)
-        self.stored += len(records)
+        """Store a batch; an outage raises (the caller keeps the batch in the spool and retries).
+        Records the database refuses for their data are held (:meth:`_hold`), the rest stored."""
+        refused = await isolate(functools.partial(self._ledger.append_rows, fresh=fresh), records)
+        self.stored += len(records) - len(refused)
+        if refused:
+            await self._hold(refused)
+
+    async def _hold(self, refused: list[tuple[UsageRow, BaseException]]) -> None:
+        """Keep records the database refused, as they were spooled, in this process's held
+        segment (fsync'd before the segment their batch came from is removed), and say so."""
+        data = b"".join(encode_row(row) for row, _ in refused)
+        if self._held is None:
+            self._held = await asyncio.to_thread(Segment.create, self._dir)
+        held = self._held
+        await asyncio.to_thread(_append_synced, held.fd, data)
+        held.size += len(data)
+        self._spooled_bytes += len(data)
+        self.held += len(refused)
+        reasons = sorted({kind(exc) for _, exc in refused})
+        log.error("usage ledger: the database refused %d usage record(s) even with their values made "
+                  "storable (request %s; %s). They are kept in the spool, %s, not dropped, and replayed "
+                  "at the next start; %d held by this process so far",
+                  len(refused), ", ".join(str(row[0]) for row, _ in refused[:10]), "; ".join(reasons),
+                  held.path.name, self.held)
 
     async def _drop(self, segment: Segment) -> None:
         self._spooled_bytes -= segment.size

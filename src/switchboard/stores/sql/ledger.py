@@ -8,10 +8,18 @@ function per dialect, none of SQLAlchemy's per-row parameter processing. It stor
 
 Both update the analytics rollups (stores/sql/analytics.py) in the same transaction, counting
 only the records they actually inserted.
+
+A batch the database refuses for its data (stores/refused.py: a NUL character PostgreSQL's text
+cannot hold, a name longer than its column, a count past its column's range, say from an
+upstream's answer) is stored again once with every row made storable (``storable_row``: NUL
+characters and unpaired surrogates become U+FFFD, text is cut to its column's length, integers
+capped to their column's range) and a warning naming the records changed. Rows that are already
+storable are unchanged by it, so nothing is paid for them on the common path.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -30,12 +38,15 @@ from switchboard.stores.protocols import (
     UsageRow,
     usage_row,
 )
+from switchboard.stores.refused import kind, refused
 from switchboard.stores.sql.analytics import Rollup, RollupWriter
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.owners import owned
 from switchboard.stores.sql.tables import api_keys
 from switchboard.stores.sql.tables import usage_records as t
 from switchboard.stores.sql.times import from_db, to_db
+
+log = logging.getLogger("switchboard.spend")
 
 # The column a budget's scope is recorded in (the tenant's is the tenant itself).
 _SCOPE_COLUMNS = {"tenant": t.c.tenant_id, "team": t.c.team_id, "user": t.c.user_id, "key": t.c.key_id}
@@ -136,6 +147,73 @@ def _insert_rows_sql(engine: AsyncEngine) -> tuple[str, Callable[[UsageRow], tup
     if tuple(compiled.positiontup or ()) != USAGE_ROW:  # the converters follow USAGE_ROW's order
         raise RuntimeError(f"unexpected parameter order: {compiled.positiontup}")
     return compiled.string, _postgres_value if engine.dialect.name == "postgresql" else _sqlite_value
+
+
+# -- rows the database refuses as they are ----------------------------------------------------
+
+_INT32 = 2**31 - 1
+_INT64 = 2**63 - 1
+
+
+def _column_kinds() -> tuple[tuple[int, str, int | None], ...]:
+    """(position in USAGE_ROW, "text" | "int" | "json", the text's length or the int's bound)
+    of every column ``storable_row`` may have to change."""
+    kinds: list[tuple[int, str, int | None]] = []
+    for index, name in enumerate(USAGE_ROW):
+        column_type = t.c[name].type
+        if isinstance(column_type, sa.String):
+            kinds.append((index, "text", column_type.length))
+        elif isinstance(column_type, sa.BigInteger):
+            kinds.append((index, "int", _INT64))
+        elif isinstance(column_type, sa.Integer):
+            kinds.append((index, "int", _INT32))
+        elif isinstance(column_type, sa.JSON):
+            kinds.append((index, "json", None))
+    return tuple(kinds)
+
+
+_KINDS = _column_kinds()
+
+
+def _text(value: str, length: int | None) -> str:
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # an unpaired surrogate: no driver can send it
+        value = value.encode(errors="surrogatepass").decode(errors="replace")
+    return value if length is None else value[:length]
+
+
+def _json(value: Any) -> Any:
+    """A JSON value with its strings (keys too) made storable and its integers within 64 bits."""
+    if isinstance(value, str):
+        return _text(value, None)
+    if isinstance(value, dict):
+        return {_text(k, None) if isinstance(k, str) else k: _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):  # a list stays a list, the tags' tuple a tuple
+        return type(value)(_json(v) for v in value)
+    if type(value) is int:
+        return max(-_INT64 - 1, min(_INT64, value))
+    return value
+
+
+def storable_row(row: UsageRow) -> UsageRow:
+    """``row`` as every dialect stores it: NUL characters and unpaired surrogates replaced by
+    U+FFFD, text cut to its column's length, integers capped to their column's range (in the
+    JSON columns too). A row that is storable already comes back equal."""
+    out = list(row)
+    for index, form, bound in _KINDS:
+        value = out[index]
+        if value is None:
+            continue
+        if form == "text" and isinstance(value, str):
+            out[index] = _text(value, bound)
+        elif form == "int" and type(value) is int and bound is not None:
+            out[index] = max(-bound - 1, min(bound, value))
+        elif form == "json":
+            out[index] = _json(value)
+    return tuple(out)
 
 
 def _micros(value: datetime) -> int:
@@ -341,6 +419,24 @@ class SqlUsageLedger:
     async def append_rows(self, rows: Sequence[UsageRow], *, fresh: bool = False) -> None:
         if not rows:
             return
+        try:
+            await self._append_rows(rows, fresh)
+        except Exception as exc:
+            if not refused(exc):
+                raise
+            # Refused for what it holds: once more with every row made storable (the failed
+            # transaction stored nothing). Still refused: raised, for the writer to isolate.
+            clean = [storable_row(row) for row in rows]
+            changed = [row[0] for row, made in zip(rows, clean, strict=True) if made != row]
+            if not changed:
+                raise
+            await self._append_rows(clean, fresh)
+            log.warning("usage ledger: %d record(s) stored with values their columns could not hold "
+                        "as they were (NUL characters and unpaired surrogates replaced by U+FFFD, text "
+                        "cut to its column, integers capped): request %s; the database said %s",
+                        len(changed), ", ".join(map(str, changed[:10])), kind(exc))
+
+    async def _append_rows(self, rows: Sequence[UsageRow], fresh: bool) -> None:
         convert, step = self._convert, self._chunk or len(rows)
         rollup = Rollup()
         async with self._engine.begin() as conn:
