@@ -629,3 +629,9 @@ token_revocations = sa.Table(
 # of the tenant.
 sa.Index("ix_api_keys_tenant_created", api_keys.c.tenant_id, api_keys.c.created_at, api_keys.c.id)
 sa.Index("ix_audit_log_tenant_resource", audit_log.c.tenant_id, audit_log.c.resource_id, audit_log.c.id)
+
+# The audit log read by actor and by time (revision 0028): one actor's entries newest first
+# without reading the others', and the first entry id of a period, which bounds a newest-first
+# read of ?since= to the period (stores/sql/audit.py).
+sa.Index("ix_audit_log_tenant_actor", audit_log.c.tenant_id, audit_log.c.actor, audit_log.c.id)
+sa.Index("ix_audit_log_tenant_at", audit_log.c.tenant_id, audit_log.c.at, audit_log.c.id)
