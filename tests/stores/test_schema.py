@@ -21,9 +21,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from switchboard.stores.factory import open_database
-from switchboard.stores.protocols import AuditQuery, KeyQuery
-from switchboard.stores.sql import tables
+from switchboard.stores.protocols import AuditQuery, IncidentQuery, KeyQuery
+from switchboard.stores.sql import incidents, tables
 from switchboard.stores.sql.audit import query_statement
+from switchboard.stores.sql.files import list_statement
 from switchboard.stores.sql.keys import page_statement
 from switchboard.stores.sql.ledger import total_statement
 
@@ -134,6 +135,15 @@ def _lists() -> dict[str, tuple[sa.Select[Any], str]]:
             query_statement("acme", AuditQuery(resource_id="key_x")), "ix_audit_log_tenant_resource"),
         "one actor's audit entries": (
             query_statement("acme", AuditQuery(actor="alice")), "ix_audit_log_tenant_actor"),
+        "a tenant's incidents, a later page": (
+            incidents.query_statement(IncidentQuery(tenant_id="acme", before_id="inc_x")),
+            "ix_alert_incidents_tenant_started"),
+        "an owner's files, a later page": (
+            list_statement("file", "acme", "key_a", None, True, "file_x", _NOW).limit(20),
+            "ix_owned_objects_owner"),
+        "an owner's batches oldest first, a later page": (
+            list_statement("batch", "acme", "key_a", None, False, "batch_x", _NOW).limit(20),
+            "ix_owned_objects_owner"),
     }
 
 
@@ -141,6 +151,9 @@ def _lists() -> dict[str, tuple[sa.Select[Any], str]]:
 # condition (PostgreSQL: "Index Cond: ... <=", SQLite: the column's range in the SEARCH).
 _LATER_PAGES = {
     "a tenant's keys, a later page": r"Index Cond: .*created_at >=|created_at>\?",
+    "a tenant's incidents, a later page": r"Index Cond: .*started_at <=|started_at<\?",
+    "an owner's files, a later page": r"Index Cond: .*created_at <=|created_at<\?",
+    "an owner's batches oldest first, a later page": r"Index Cond: .*created_at >=|created_at>\?",
 }
 
 

@@ -388,7 +388,8 @@ alert_incidents = sa.Table(
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
     sa.Column("resolved_value", sa.Float),
     sa.Index("ix_alert_incidents_started", "started_at"),
-    sa.Index("ix_alert_incidents_tenant_started", "tenant_id", "started_at"),
+    # with id (revision 0028): a page in (started_at, id) order straight from the index
+    sa.Index("ix_alert_incidents_tenant_started", "tenant_id", "started_at", "id"),
 )
 
 alert_open = sa.Table(
@@ -440,7 +441,8 @@ owned_objects = sa.Table(
     sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("costed", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.PrimaryKeyConstraint("kind", "id"),
-    sa.Index("ix_owned_objects_owner", "kind", "tenant_id", "owner", "created_at"),
+    # with id (revision 0028): a page in (created_at, id) order straight from the index
+    sa.Index("ix_owned_objects_owner", "kind", "tenant_id", "owner", "created_at", "id"),
     sa.Index("ix_owned_objects_open", "kind", "costed", "seen_at"),
 )
 
