@@ -5,6 +5,7 @@ answers a caller only from the rows it owns; the batch poller reads the batches 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,25 +52,16 @@ class SqlFileStore:
     async def list_owned(self, kind: str, tenant_id: str, owner: str, *, after: str | None = None,
                          limit: int = 20, purpose: str | None = None,
                          newest_first: bool = True) -> list[OwnedObject]:
-        where = [t.c.kind == kind, t.c.tenant_id == tenant_id, t.c.owner == owner]
-        if purpose is not None:
-            where.append(t.c.purpose == purpose)
         async with self._engine.connect() as conn:
+            at: datetime | None = None
             if after is not None:
                 cursor = (await conn.execute(sa.select(t.c.created_at).where(
                     t.c.kind == kind, t.c.id == after, t.c.tenant_id == tenant_id, t.c.owner == owner,
                 ))).first()
                 if cursor is None:
                     return []
-                if newest_first:
-                    where.append(sa.or_(t.c.created_at < cursor[0],
-                                        sa.and_(t.c.created_at == cursor[0], t.c.id < after)))
-                else:
-                    where.append(sa.or_(t.c.created_at > cursor[0],
-                                        sa.and_(t.c.created_at == cursor[0], t.c.id > after)))
-            order = ((t.c.created_at.desc(), t.c.id.desc()) if newest_first
-                     else (t.c.created_at.asc(), t.c.id.asc()))
-            query = sa.select(t).where(*where).order_by(*order).limit(limit)
+                at = cursor[0]
+            query = list_statement(kind, tenant_id, owner, purpose, newest_first, after, at).limit(limit)
             return [_record(row) for row in await conn.execute(query)]
 
     async def update(self, kind: str, object_id: str, body: Mapping[str, Any], status: str | None) -> None:
@@ -95,3 +87,25 @@ class SqlFileStore:
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
+
+
+def list_statement(kind: str, tenant_id: str, owner: str, purpose: str | None, newest_first: bool,
+                   after: str | None, at: datetime | None) -> sa.Select[Any]:
+    """An owner's objects of ``kind`` in (created_at, id) order; with ``after`` (its creation
+    time, as stored, ``at``) only those after that cursor."""
+    where = [t.c.kind == kind, t.c.tenant_id == tenant_id, t.c.owner == owner]
+    if purpose is not None:
+        where.append(t.c.purpose == purpose)
+    if after is not None and at is not None:
+        # The plain bound first: it starts the (kind, tenant_id, owner, created_at) index scan at
+        # the cursor (the OR alone does not), so a later page reads a page, not every object
+        # before it.
+        if newest_first:
+            where += [t.c.created_at <= at,
+                      sa.or_(t.c.created_at < at, sa.and_(t.c.created_at == at, t.c.id < after))]
+        else:
+            where += [t.c.created_at >= at,
+                      sa.or_(t.c.created_at > at, sa.and_(t.c.created_at == at, t.c.id > after))]
+    order = ((t.c.created_at.desc(), t.c.id.desc()) if newest_first
+             else (t.c.created_at.asc(), t.c.id.asc()))
+    return sa.select(t).where(*where).order_by(*order)

@@ -90,22 +90,28 @@ class SqlIncidentStore:
         return None if row is None else _incident(row)
 
     async def query(self, query: IncidentQuery) -> list[Incident]:
-        stmt = sa.select(t)
-        if query.tenant_id is not None:
-            mine = t.c.tenant_id == query.tenant_id
-            stmt = stmt.where(sa.or_(mine, t.c.tenant_id.is_(None)) if query.platform else mine)
-        if query.state is not None:
-            stmt = stmt.where(t.c.state == query.state)
-        if query.kind is not None:
-            stmt = stmt.where(t.c.kind == query.kind)
-        if query.rule is not None:
-            stmt = stmt.where(t.c.rule == query.rule)
-        if query.since is not None:
-            stmt = stmt.where(t.c.started_at >= to_db(query.since))
-        if query.before_id is not None:  # after the cursor in (started_at, id) order, newest first
-            cursor = sa.select(t.c.started_at).where(t.c.id == query.before_id).scalar_subquery()
-            stmt = stmt.where(sa.or_(t.c.started_at < cursor,
-                                     sa.and_(t.c.started_at == cursor, t.c.id < query.before_id)))
-        stmt = stmt.order_by(t.c.started_at.desc(), t.c.id.desc()).limit(query.limit)
         async with self._engine.connect() as conn:
-            return [_incident(row) for row in await conn.execute(stmt)]
+            return [_incident(row) for row in await conn.execute(query_statement(query))]
+
+
+def query_statement(query: IncidentQuery) -> sa.Select[Any]:
+    """The incidents matching ``query``, newest first in (started_at, id) order."""
+    stmt = sa.select(t)
+    if query.tenant_id is not None:
+        mine = t.c.tenant_id == query.tenant_id
+        stmt = stmt.where(sa.or_(mine, t.c.tenant_id.is_(None)) if query.platform else mine)
+    if query.state is not None:
+        stmt = stmt.where(t.c.state == query.state)
+    if query.kind is not None:
+        stmt = stmt.where(t.c.kind == query.kind)
+    if query.rule is not None:
+        stmt = stmt.where(t.c.rule == query.rule)
+    if query.since is not None:
+        stmt = stmt.where(t.c.started_at >= to_db(query.since))
+    if query.before_id is not None:  # after the cursor in (started_at, id) order, newest first
+        cursor = sa.select(t.c.started_at).where(t.c.id == query.before_id).scalar_subquery()
+        # The plain bound first: it starts the started_at index scan at the cursor (the OR
+        # alone does not), so a later page reads a page, not every incident after it.
+        older = sa.or_(t.c.started_at < cursor, sa.and_(t.c.started_at == cursor, t.c.id < query.before_id))
+        stmt = stmt.where(t.c.started_at <= cursor, older)
+    return stmt.order_by(t.c.started_at.desc(), t.c.id.desc()).limit(query.limit)
