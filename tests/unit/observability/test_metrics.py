@@ -5,6 +5,7 @@ that died mid-request in multiprocess mode."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -231,6 +232,24 @@ def test_the_writers_are_read_when_scraped() -> None:
     ledger.stored = 8
     assert total(m, "switchboard_ledger_stored_records_total") == 8
     assert not any(name.startswith("switchboard_request_log_") for name, _ in samples(m))
+
+
+def test_the_docs_table_names_every_metric_exported() -> None:
+    """docs/observability.md's table and the metrics made (every writer watched) name the same."""
+    m, _ = make()
+    ledger = SimpleNamespace(pending_records=0, oldest_pending_at=None, spooled_bytes=0, stored=0, held=0,
+                             dropped=0, dropped_full=0)
+    bodies = SimpleNamespace(pending=0, drops={"queue_full": 0})
+    last_used = SimpleNamespace(pending=0, failed_writes=0, refused=0)
+    m.watch(ledger, bodies, last_used)  # type: ignore[arg-type]
+    made = set()
+    for family in m.registry.collect():
+        made.add(f"{family.name}_total" if family.type == "counter" else family.name)
+    page = (Path(__file__).parents[3] / "docs" / "observability.md").read_text()
+    table = page.split("| metric | type | labels | what |", 1)[1].split("\n\n", 1)[0]
+    documented = {name for row in table.splitlines()[2:]
+                  for name in re.findall(r"`(switchboard_[a-z_]+)`", row.split("|")[1])}
+    assert documented == made
 
 
 class _UpstreamDown(GatewayError):
