@@ -495,6 +495,8 @@ class Gateway:
         await self.router.health.start(self.stores.health, self.stores.feed)
         self.health_checks.start()
         if self.metrics is not None:
+            # The background writers' queues, spool and drops, read at each scrape.
+            self.metrics.watch(self.usage, self.bodies, self.last_used)
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys,
                          lambda: self.subscriptions)

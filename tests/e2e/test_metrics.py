@@ -487,6 +487,17 @@ def test_two_workers_add_up(cluster: pytest.FixtureRequest, mock_upstream: Mock,
 
         # Neither worker served them all: only the sum over both workers' files reaches ``sent``.
         poll(lambda: scrape() == sent, f"the scrapes never added up to {sent}")
+
+        def writers() -> tuple[float, float, float]:
+            with httpx.Client(timeout=10) as http:
+                samples = parse(http.get(f"{gw.url}/metrics", headers=ADMIN).text)
+            pending = [v for (n, _), v in samples.items() if n == "switchboard_ledger_pending_records"]
+            assert len(pending) == 1  # one sample for the live workers together, no pid label
+            return (total(samples, "switchboard_ledger_stored_records_total"), pending[0],
+                    total(samples, "switchboard_ledger_oldest_pending_seconds"))
+
+        # The usage records each worker stored add up the same way; none is left pending.
+        poll(lambda: writers() == (sent, 0, 0), f"the stored usage records never added up to {sent}")
         with ThreadPoolExecutor(4) as pool:
             assert list(pool.map(lambda _: scrape(), range(8))) == [sent] * 8
             metrics_port = f"http://127.0.0.1:{port}/metrics"

@@ -29,11 +29,18 @@ class LastUsed:
         self._interval = interval
         self._noted: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
+        self.failed_writes = 0  # writes that failed (the database unreachable): kept, retried
+        self.refused = 0  # keys whose time the database refused: not recorded
         # A database restart: one warning, not a traceback every interval.
         self._outage = OutageLog(log, "recording the keys' last-used times")
 
     def note(self, key_id: str) -> None:
         self._noted[key_id] = datetime.now(UTC)
+
+    @property
+    def pending(self) -> int:
+        """Keys whose last use is noted and not yet written."""
+        return len(self._noted)
 
     async def flush(self) -> None:
         batch, self._noted = self._noted, {}
@@ -42,11 +49,13 @@ class LastUsed:
         try:
             refused = await isolate(self._touch, list(batch.items()))
         except Exception as exc:
+            self.failed_writes += 1
             self._outage.failed(exc, f"; {len(batch)} key(s) kept for the next try")
             for key_id, when in batch.items():  # keep them for the next round, newest wins
                 self._noted.setdefault(key_id, when)
             return
         self._outage.succeeded()
+        self.refused += len(refused)
         for (key_id, _), error in refused:
             log.warning("the last-used time of key %r was refused by the database (%s); not recorded",
                         key_id[:64], kind(error))

@@ -23,6 +23,7 @@ drops the files of a worker that is gone. One worker keeps its values in memory,
 from __future__ import annotations
 
 import asyncio
+import functools
 import glob
 import hmac
 import logging
@@ -178,6 +179,133 @@ class _Series:
         self.input = self.output = self.cost = 0
 
 
+class LedgerHealth(Protocol):
+    """What the metrics read of the usage ledger's writer (spend/ledger.py) at scrape time."""
+
+    @property
+    def pending_records(self) -> int: ...
+    @property
+    def oldest_pending_at(self) -> float | None: ...
+    @property
+    def spooled_bytes(self) -> int: ...
+    @property
+    def stored(self) -> int: ...
+    @property
+    def held(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def dropped_full(self) -> int: ...
+
+
+class BodiesHealth(Protocol):
+    """What the metrics read of the request log's body writer (observability/request_log.py)."""
+
+    @property
+    def pending(self) -> int: ...
+    @property
+    def drops(self) -> dict[str, int]: ...
+
+
+class LastUsedHealth(Protocol):
+    """What the metrics read of the keys' last-used writer (access/last_used.py)."""
+
+    @property
+    def pending(self) -> int: ...
+    @property
+    def failed_writes(self) -> int: ...
+    @property
+    def refused(self) -> int: ...
+
+
+class _Total:
+    """A counter child fed from a running total another object keeps (a writer's count since
+    start): each flush adds what it grew by since the last one, so the writer counts in plain
+    Python and prometheus-client (its lock, its files) is touched at scrape time only."""
+
+    __slots__ = ("child", "read", "seen")
+
+    def __init__(self, child: Counter, read: Callable[[], int]) -> None:
+        self.child = child
+        self.read = read
+        self.seen = 0
+
+    def flush(self) -> None:
+        now = self.read()
+        if now > self.seen:
+            self.child.inc(now - self.seen)
+        self.seen = now
+
+
+class WriterMetrics:
+    """The background writers' health (docs/observability.md, "Background writers"), read from
+    the writers at each flush. With several workers each worker's values go to its files like
+    the rest: the gauges add up live workers (the oldest record's age: the largest), so records
+    a dead worker left in the spool count again once the next start claims them."""
+
+    def __init__(self, registry: CollectorRegistry | None, ledger: LedgerHealth | None,
+                 bodies: BodiesHealth | None, last_used: LastUsedHealth | None) -> None:
+        self._gauges: list[tuple[Gauge, Callable[[], float]]] = []
+        self._totals: list[_Total] = []
+        if ledger is not None:
+            self._gauge(Gauge("switchboard_ledger_pending_records",
+                              "Usage records spooled and not yet in the database",
+                              registry=registry, multiprocess_mode="livesum"),
+                        lambda: ledger.pending_records)
+            self._gauge(Gauge("switchboard_ledger_oldest_pending_seconds",
+                              "Age of the oldest usage record not yet in the database (0: none)",
+                              registry=registry, multiprocess_mode="livemax"),
+                        lambda: _age(ledger.oldest_pending_at))
+            self._gauge(Gauge("switchboard_ledger_spool_bytes",
+                              "Size of the usage spool (records not yet stored and held ones)",
+                              registry=registry, multiprocess_mode="livesum"),
+                        lambda: ledger.spooled_bytes)
+            self._total(Counter("switchboard_ledger_stored_records", "Usage records stored in the database",
+                                registry=registry), lambda: ledger.stored)
+            self._total(Counter("switchboard_ledger_held_records",
+                                "Usage records the database refused, kept in the spool for the next start",
+                                registry=registry), lambda: ledger.held)
+            dropped = Counter("switchboard_ledger_dropped_records", "Usage records lost", ("reason",),
+                              registry=registry)
+            self._total(dropped.labels("spool_full"), lambda: ledger.dropped_full)
+            self._total(dropped.labels("spool_write_failed"), lambda: ledger.dropped - ledger.dropped_full)
+        if bodies is not None:
+            self._gauge(Gauge("switchboard_request_log_pending_bodies",
+                              "Request-log bodies queued, not yet written",
+                              registry=registry, multiprocess_mode="livesum"),
+                        lambda: bodies.pending)
+            dropped = Counter("switchboard_request_log_bodies_dropped", "Request-log bodies never stored",
+                              ("reason",), registry=registry)
+            for reason in bodies.drops:
+                self._total(dropped.labels(reason), functools.partial(bodies.drops.__getitem__, reason))
+        if last_used is not None:
+            self._gauge(Gauge("switchboard_key_last_used_pending", "Keys whose last use is not yet written",
+                              registry=registry, multiprocess_mode="livesum"),
+                        lambda: last_used.pending)
+            self._total(Counter("switchboard_key_last_used_failed_writes",
+                                "Writes of the keys' last-used times that failed (kept, retried)",
+                                registry=registry), lambda: last_used.failed_writes)
+            self._total(Counter("switchboard_key_last_used_refused",
+                                "Keys whose last-used time the database refused (not recorded)",
+                                registry=registry), lambda: last_used.refused)
+
+    def _gauge(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        self._gauges.append((gauge, read))
+
+    def _total(self, child: Counter, read: Callable[[], int]) -> None:
+        self._totals.append(_Total(child, read))
+
+    def flush(self) -> None:
+        for gauge, read in self._gauges:
+            gauge.set(read())
+        for total in self._totals:
+            total.flush()
+
+
+def _age(at: float | None) -> float:
+    return 0.0 if at is None else max(0.0, time.time() - at)
+
+
 class HealthCollector:
     """Each deployment's cooldown state, read from routing/health.py when scraped."""
 
@@ -218,6 +346,7 @@ class Metrics:
         self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
         # Multiprocess: values live in files; a scrape reads every worker's through the collector.
         registry = None if self.multiprocess_dir else CollectorRegistry(auto_describe=True)
+        self._values = registry  # where metrics made later (the writers') keep their values
         extra = tuple(EXTRA_LABELS[name] for name in self._extra)
         route = ROUTE_LABELS
         self.requests = Counter(
@@ -273,6 +402,12 @@ class Metrics:
         self._active = 0  # requests in flight
         self._streams = 0  # streams in flight
         self._flusher: asyncio.Task[None] | None = None
+        self._writers: WriterMetrics | None = None
+
+    def watch(self, ledger: LedgerHealth | None, bodies: BodiesHealth | None = None,
+              last_used: LastUsedHealth | None = None) -> None:
+        """Export the background writers' health (the gateway calls it once they are made)."""
+        self._writers = WriterMetrics(self._values, ledger, bodies, last_used)
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -371,6 +506,8 @@ class Metrics:
         dirty, self._dirty = self._dirty, []
         for series in dirty:
             series.flush()
+        if self._writers is not None:
+            self._writers.flush()
 
     def _model(self, ctx: RequestContext) -> str:
         """The requested model name when it is one the configuration knows, else ``other``."""

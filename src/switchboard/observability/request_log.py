@@ -41,6 +41,10 @@ DROP_LOG_INTERVAL = 60.0
 _KINDS_MAX = 64
 # Partitions kept ready after today's (the migration makes the same).
 DAYS_AHEAD = 2
+# Why bodies were dropped (``BodyWriter.drops``; the metrics' ``reason`` label): the queue was
+# full, the database failed (an outage: no room left to keep them, or at shutdown), or the
+# database refused them for what they hold.
+DROP_REASONS = ("queue_full", "database_failed", "refused")
 
 
 class Keep(NamedTuple):
@@ -101,6 +105,7 @@ class BodyWriter:
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0  # bodies never stored, since start
         self.refused = 0  # of which the database refused for their data
+        self.drops = dict.fromkeys(DROP_REASONS, 0)  # the same by reason, read by the metrics
         self._refused_kinds: set[str] = set()  # the reasons already logged
         self._unreported = 0
         self._reported_at = float("-inf")
@@ -108,14 +113,15 @@ class BodyWriter:
     def put(self, body: RequestBody) -> None:
         """Queue a body (redacted already); dropped and counted when the queue is full."""
         if len(self._queue) >= self._max:
-            self._drop(1, "the write queue is full")
+            self._drop(1, "queue_full", "the write queue is full")
             return
         self._queue.append(body)
         if len(self._queue) >= self._batch:
             self._wake.set()
 
-    def _drop(self, count: int, why: str) -> None:
+    def _drop(self, count: int, reason: str, why: str) -> None:
         self.dropped += count
+        self.drops[reason] += count
         self._unreported += count
         now = time.monotonic()
         if now - self._reported_at >= DROP_LOG_INTERVAL:
@@ -140,7 +146,7 @@ class BodyWriter:
                 room = self._max - len(self._queue)
                 self._queue.extendleft(reversed(batch[:room]))
                 if count > room:
-                    self._drop(count - room, f"the database failed: {type(exc).__name__}")
+                    self._drop(count - room, "database_failed", f"the database failed: {type(exc).__name__}")
                 if time.monotonic() - self._reported_at >= DROP_LOG_INTERVAL:
                     log.warning("request log: could not store %d bodies (%s); retrying", count,
                                 type(exc).__name__)
@@ -155,6 +161,7 @@ class BodyWriter:
         dropped and counted; each reason is logged once, with the first request it hit."""
         self.dropped += len(refused)
         self.refused += len(refused)
+        self.drops["refused"] += len(refused)
         for body, exc in refused:
             why = kind(exc)
             if why in self._refused_kinds or len(self._refused_kinds) >= _KINDS_MAX:
@@ -178,7 +185,7 @@ class BodyWriter:
         await stop_task(self._task)
         self._task = None
         if not await self.flush() and self._queue:
-            self._drop(len(self._queue), "the database failed at shutdown")
+            self._drop(len(self._queue), "database_failed", "the database failed at shutdown")
             self._queue.clear()
 
 

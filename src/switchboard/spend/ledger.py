@@ -116,20 +116,42 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _lines(path: Path) -> int:
+    """The complete lines of a file: the records of a spool segment (a cut last line is none)."""
+    count = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
+
+
+def _created_at(path: Path) -> float:
+    """When a segment was created (its name's nanoseconds), else its file's last change."""
+    try:
+        return int(path.name.split("-")[1]) / 1e9
+    except (IndexError, ValueError):
+        return path.stat().st_mtime
+
+
 def _append_synced(fd: int, data: bytes) -> None:
     _write_all(fd, data)
     os.fsync(fd)
 
 
 class Segment:
-    """One spool file, open and locked by this process until its records are in the database."""
+    """One spool file, open and locked by this process until its records are in the database.
 
-    __slots__ = ("fd", "path", "size")
+    ``records`` and ``first_at`` (the wall-clock time its first record was written) are what the
+    metrics read of it (``LedgerWriter.pending_records``, ``oldest_pending_at``)."""
 
-    def __init__(self, path: Path, fd: int, size: int = 0) -> None:
+    __slots__ = ("fd", "first_at", "path", "records", "size")
+
+    def __init__(self, path: Path, fd: int, size: int = 0, records: int = 0, first_at: float = 0.0) -> None:
         self.path = path
         self.fd = fd
         self.size = size
+        self.records = records
+        self.first_at = first_at
 
     @classmethod
     def create(cls, directory: Path) -> Segment:
@@ -162,7 +184,9 @@ class Segment:
         if not path.exists():  # replayed and removed by another process meanwhile
             os.close(fd)
             return None
-        return cls(path, fd, os.fstat(fd).st_size)
+        # Its lines are counted (start-up only, in a thread) so the metrics say how many records
+        # wait; its oldest record is at most as old as the segment, named after its creation.
+        return cls(path, fd, os.fstat(fd).st_size, _lines(path), _created_at(path))
 
     def rows(self) -> Iterator[UsageRow]:
         """The records in the file; a line cut short by a crash, or not valid, is skipped."""
@@ -219,9 +243,11 @@ class LedgerWriter:
         # database answered).
         self.recovered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._storing: Segment | None = None  # the segment whose batch is being stored
         self._held: Segment | None = None  # records the database refused, kept for the next start
         self.held = 0  # records written to it by this process
-        self.dropped = 0  # records lost because the spool was full
+        self.dropped = 0  # records lost: the spool was full (or closed), or its disk failed
+        self.dropped_full = 0  # of which the spool was full or closed
         self.stored = 0  # records written to the database by this process (replays included)
 
     # -- the request path -------------------------------------------------------------------
@@ -241,6 +267,7 @@ class LedgerWriter:
         size = len(line)
         if self._current is None or self._spooled_bytes + size > self._max_bytes:
             self.dropped += 1
+            self.dropped_full += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("usage spool full or closed: %d usage record(s) dropped so far "
                           "(request %s)", self.dropped, row[0])
@@ -275,6 +302,9 @@ class LedgerWriter:
                       exc.strerror or type(exc).__name__, len(unwritten), unwritten[0][0][0])
             return
         segment.size += size
+        if not segment.records:
+            segment.first_at = time.time()
+        segment.records += len(unwritten)
         pending = self._pending
         pending.extend(row for row, _ in unwritten)
         if len(pending) >= self._batch:
@@ -322,6 +352,33 @@ class LedgerWriter:
     @property
     def flush_seconds(self) -> float:
         return self._flush_seconds
+
+    @property
+    def spooled_bytes(self) -> int:
+        """The spool's size: records not yet stored and the records held."""
+        return self._spooled_bytes
+
+    def _unstored(self) -> Iterator[Segment]:
+        yield from self._backlog
+        if self._storing is not None:
+            yield self._storing
+        if self._current is not None:
+            yield self._current
+
+    @property
+    def pending_records(self) -> int:
+        """Records spooled and not yet in the database (the held ones aside): read by the metrics
+        at scrape time, a sum over the segments waiting (one, or one per retry of an outage)."""
+        return len(self._unwritten) + sum(segment.records for segment in self._unstored())
+
+    @property
+    def oldest_pending_at(self) -> float | None:
+        """The wall-clock time the oldest record not yet in the database was spooled (None: none;
+        a record spooled in this loop pass and not yet written is as good as now)."""
+        oldest = min((s.first_at for s in self._unstored() if s.records), default=None)
+        if oldest is None and self._unwritten:
+            return time.time()
+        return oldest
 
     @property
     def healthy(self) -> bool:
@@ -374,16 +431,20 @@ class LedgerWriter:
         fresh = Segment.create(self._dir)  # before anything is taken: a failure changes nothing
         batch, self._pending = self._pending, []
         segment, self._current = self._current, fresh
-        await asyncio.to_thread(os.fsync, segment.fd)
+        self._storing = segment  # its records still count as pending while they are stored
         try:
-            await self._store(batch, fresh=True)
-        except Exception as exc:
-            log.warning("usage ledger: the database is unreachable (%s); %d record(s) kept in the spool",
-                        type(exc).__name__, len(batch))
-            self._warned_at = time.monotonic()
-            self._backlog.append(segment)
-            self._retry_at = time.monotonic() + self._backoff
-            return
+            await asyncio.to_thread(os.fsync, segment.fd)
+            try:
+                await self._store(batch, fresh=True)
+            except Exception as exc:
+                log.warning("usage ledger: the database is unreachable (%s); %d record(s) kept in the spool",
+                            type(exc).__name__, len(batch))
+                self._warned_at = time.monotonic()
+                self._backlog.append(segment)
+                self._retry_at = time.monotonic() + self._backoff
+                return
+        finally:
+            self._storing = None
         await self._drop(segment)
 
     async def _recover(self) -> None:

@@ -5,6 +5,7 @@ that died mid-request in multiprocess mode."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -201,6 +202,54 @@ def test_cooling_down_is_read_when_scraped() -> None:
     for _ in range(3):  # router.cooldown's default: three failures in a row
         health.failed(table.route, _UpstreamDown("down"))
     assert total(m, "switchboard_deployment_cooling_down", group="gpt", deployment="gpt-a") == 1
+
+
+def test_the_writers_are_read_when_scraped() -> None:
+    """Their counts since start become counters (added by what they grew between scrapes),
+    their queues gauges; a writer not running (no body policy) exports nothing."""
+    m, _ = make()
+    ledger = SimpleNamespace(pending_records=0, oldest_pending_at=None, spooled_bytes=0, stored=0, held=0,
+                             dropped=0, dropped_full=0)
+    last_used = SimpleNamespace(pending=0, failed_writes=0, refused=0)
+    m.watch(ledger, None, last_used)  # type: ignore[arg-type]
+    assert total(m, "switchboard_ledger_pending_records") == 0
+    assert total(m, "switchboard_ledger_oldest_pending_seconds") == 0
+    assert total(m, "switchboard_ledger_dropped_records_total", reason="spool_full") == 0
+    ledger.pending_records, ledger.oldest_pending_at, ledger.spooled_bytes = 7, time.time() - 30, 900
+    ledger.stored, ledger.held, ledger.dropped, ledger.dropped_full = 5, 1, 3, 2
+    last_used.pending, last_used.failed_writes, last_used.refused = 2, 4, 1
+    for _ in range(2):  # scraped twice: counted once
+        assert total(m, "switchboard_ledger_pending_records") == 7
+        assert 30 <= total(m, "switchboard_ledger_oldest_pending_seconds") < 40
+        assert total(m, "switchboard_ledger_spool_bytes") == 900
+        assert total(m, "switchboard_ledger_stored_records_total") == 5
+        assert total(m, "switchboard_ledger_held_records_total") == 1
+        assert total(m, "switchboard_ledger_dropped_records_total", reason="spool_full") == 2
+        assert total(m, "switchboard_ledger_dropped_records_total", reason="spool_write_failed") == 1
+        assert total(m, "switchboard_key_last_used_pending") == 2
+        assert total(m, "switchboard_key_last_used_failed_writes_total") == 4
+        assert total(m, "switchboard_key_last_used_refused_total") == 1
+    ledger.stored = 8
+    assert total(m, "switchboard_ledger_stored_records_total") == 8
+    assert not any(name.startswith("switchboard_request_log_") for name, _ in samples(m))
+
+
+def test_the_docs_table_names_every_metric_exported() -> None:
+    """docs/observability.md's table and the metrics made (every writer watched) name the same."""
+    m, _ = make()
+    ledger = SimpleNamespace(pending_records=0, oldest_pending_at=None, spooled_bytes=0, stored=0, held=0,
+                             dropped=0, dropped_full=0)
+    bodies = SimpleNamespace(pending=0, drops={"queue_full": 0})
+    last_used = SimpleNamespace(pending=0, failed_writes=0, refused=0)
+    m.watch(ledger, bodies, last_used)  # type: ignore[arg-type]
+    made = set()
+    for family in m.registry.collect():
+        made.add(f"{family.name}_total" if family.type == "counter" else family.name)
+    page = (Path(__file__).parents[3] / "docs" / "observability.md").read_text()
+    table = page.split("| metric | type | labels | what |", 1)[1].split("\n\n", 1)[0]
+    documented = {name for row in table.splitlines()[2:]
+                  for name in re.findall(r"`(switchboard_[a-z_]+)`", row.split("|")[1])}
+    assert documented == made
 
 
 class _UpstreamDown(GatewayError):

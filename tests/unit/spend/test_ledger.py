@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,6 +21,7 @@ from switchboard.http.cork import FLUSH_BYTES, CorkedTransport, before_send
 from switchboard.spend.ledger import LedgerWriter, decode, encode
 from switchboard.stores import Stores, UsageRecord
 from switchboard.stores.factory import open_at
+from switchboard.stores.protocols import UsageRow
 from switchboard.stores.sql.urls import async_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -258,3 +260,49 @@ async def test_a_full_spool_drops_and_counts_and_keeps_going(stores: Stores, tmp
 async def test_a_writer_that_is_not_started_drops(stores: Stores, tmp_path: Path) -> None:
     writer = LedgerWriter(stores.ledger, tmp_path / "spool")
     assert writer.record(record("r1")) is False and writer.dropped == 1
+
+
+class Outage:
+    """The ledger, unreachable until ``down`` is cleared."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.ledger = stores.ledger
+        self.down = True
+
+    async def append_rows(self, rows: Sequence[UsageRow], *, fresh: bool = False) -> None:
+        if self.down:
+            raise ConnectionRefusedError("the database is down")
+        await self.ledger.append_rows(rows, fresh=fresh)
+
+
+async def test_pending_records_and_their_age_cover_the_spool_a_previous_run_left(
+    stores: Stores, tmp_path: Path
+) -> None:
+    """What the metrics read: records spooled and not stored (a dead run's segment counted from
+    its creation, the name's nanoseconds; this run's own from their first write), 0 once stored."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    created = time.time() - 120
+    left = spool / f"usage-{int(created * 1e9):020d}-1.spool"
+    left.write_bytes(b"".join(encode(record(rid)) for rid in ("left-1", "left-2")) + b'["cut')
+    outage = Outage(stores)
+    writer = LedgerWriter(outage, spool, flush_seconds=60)  # type: ignore[arg-type]
+    assert writer.pending_records == 0 and writer.oldest_pending_at is None
+    await writer.start()
+    try:
+        await asyncio.wait_for(writer.recovered.wait(), 10)
+        assert writer.pending_records == 2  # the cut line is no record
+        assert writer.oldest_pending_at == pytest.approx(created, abs=1e-3)
+        assert writer.record(record("new-1")) and writer.record(record("new-2"))
+        assert writer.pending_records == 4  # spooled in this pass, not yet written: pending too
+        await end_of_pass()
+        await writer.flush()  # fails: kept
+        assert writer.pending_records == 4 and writer.spooled_bytes > 0
+        assert writer.oldest_pending_at == pytest.approx(created, abs=1e-3)
+        outage.down = False
+        assert await writer.store_all()
+        assert set(await stored(stores)) >= {"left-1", "left-2", "new-1", "new-2"}
+        assert writer.pending_records == 0 and writer.oldest_pending_at is None
+        assert writer.stored == 4 and writer.held == 0 and writer.dropped == 0
+    finally:
+        await writer.close()
