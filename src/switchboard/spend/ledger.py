@@ -433,7 +433,7 @@ class LedgerWriter:
         segment, self._current = self._current, fresh
         self._storing = segment  # its records still count as pending while they are stored
         try:
-            await asyncio.to_thread(os.fsync, segment.fd)
+            await self._sync(segment)
             try:
                 await self._store(batch, fresh=True)
             except Exception as exc:
@@ -447,10 +447,21 @@ class LedgerWriter:
             self._storing = None
         await self._drop(segment)
 
+    async def _sync(self, segment: Segment) -> None:
+        """Make a segment durable. A failure is logged, not raised: its records are still in
+        the file (the page cache) and in memory, so they are stored or kept for a retry as
+        usual (raising here left the segment outside both, unretried until the next start); only
+        their survival of a machine crash before they are stored is not assured."""
+        try:
+            await asyncio.to_thread(os.fsync, segment.fd)
+        except OSError as exc:
+            log.error("usage ledger: the spool segment %s could not be synced to disk (%s); its "
+                      "records are stored or retried as usual", segment.path.name, exc)
+
     async def _recover(self) -> None:
         current = self._current
         if current is not None and current.size:
-            await asyncio.to_thread(os.fsync, current.fd)
+            await self._sync(current)
         self._pending = []  # they are in the current segment, replayed from there
         if time.monotonic() < self._retry_at:
             return

@@ -204,6 +204,32 @@ async def test_a_failed_spool_write_drops_that_pass_and_keeps_going(stores: Stor
         await writer.close()
 
 
+async def test_a_segment_that_cannot_be_synced_is_still_stored(
+    stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk that refuses fsync (EIO) costs the records' crash safety, not the records: they
+    are stored from memory in the same pass (they were left unretried until the next start)."""
+    writer = LedgerWriter(stores.ledger, tmp_path / "spool", flush_seconds=60)
+    await writer.start()
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    try:
+        assert writer.record(record("unsynced-1")) and writer.record(record("unsynced-2"))
+        await end_of_pass()
+        monkeypatch.setattr(os, "fsync", failing)
+        await writer.flush()
+        monkeypatch.setattr(os, "fsync", real_fsync)
+        assert {"unsynced-1", "unsynced-2"} <= set(await stored(stores))
+        assert writer.stored == 2 and writer.dropped == 0
+        assert "could not be synced" in caplog.text
+    finally:
+        monkeypatch.setattr(os, "fsync", real_fsync)
+        await writer.close()
+
+
 async def test_a_dead_process_segment_is_replayed_once_and_removed(stores: Stores, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
