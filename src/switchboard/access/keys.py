@@ -71,7 +71,7 @@ def new_key(hashing: bytes) -> str:
 
 def checks_out(key: str, checking: bytes) -> bool:
     """Whether the check at the end of ``key`` (of the gateway's shape) is right: false for a
-    made-up key and for a key issued before the check existed. About a microsecond; constant
+    made-up key and for a key issued before the check existed. A microsecond or two; constant
     time in the check's value, so it cannot be found a character at a time."""
     signed, check = key[:-CHECK], key[-CHECK:]
     return hmac.compare_digest(check.encode("utf-8", "surrogateescape"), _check(signed, checking))
