@@ -182,7 +182,7 @@ async def test_a_database_of_an_older_revision_upgrades_with_its_rows(fresh_url:
         assert key is not None and (key.name, key.team_id, key.tags, key.metadata, key.lineage) == (
             "ci", "team_a", ("ci",), {"owner": "ann"}, "key_a")
         assert (key.rpm_limit, key.tpm_limit, key.enabled, key.blocked) == (10, 1000, True, False)
-        # Issued before keys had a check (0028): counted, so made-up keys are still looked up.
+        # Issued before keys had a check (0029): counted, so made-up keys are still looked up.
         assert not key.checked and await stores.keys.count_unchecked(datetime.now(UTC)) == 1
         tenant = await stores.tenancy.get_tenant("acme")
         team = await stores.tenancy.get_team("acme", "team_a")

@@ -61,7 +61,7 @@ class KeyRecord:
     # compare-and-set token of KeyStore.update and KeyStore.rotate. ``updated_at``: the last one.
     revision: int = 0
     updated_at: datetime | None = None
-    # Issued with a check at its end (revision 0028, access/keys.py); False: a key from before,
+    # Issued with a check at its end (revision 0029, access/keys.py); False: a key from before,
     # which the request path looks up even when its check fails.
     checked: bool = False
 

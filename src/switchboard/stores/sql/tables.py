@@ -630,7 +630,7 @@ token_revocations = sa.Table(
 sa.Index("ix_api_keys_tenant_created", api_keys.c.tenant_id, api_keys.c.created_at, api_keys.c.id)
 sa.Index("ix_audit_log_tenant_resource", audit_log.c.tenant_id, audit_log.c.resource_id, audit_log.c.id)
 
-# Keys with a check (revision 0028): true for a key issued with one (access/keys.py), false for
+# Keys with a check (revision 0029): true for a key issued with one (access/keys.py), false for
 # the keys issued before (and by an instance not yet upgraded: the default), counted at start and
 # periodically through the index (access/unchecked.py).
 api_keys.append_column(sa.Column("checked", sa.Boolean, nullable=False, server_default=sa.false()))

@@ -7,8 +7,8 @@ before (false), and so is a key inserted by an instance not yet upgraded (the co
 so it keeps working during a rolling upgrade. The index finds the unchecked keys (the start-up
 and periodic count) without reading the others.
 
-Revision ID: 0028
-Revises: 0027
+Revision ID: 0029
+Revises: 0028
 Create Date: 2026-12-04
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0028"
-down_revision = "0027"
+revision = "0029"
+down_revision = "0028"
 branch_labels = None
 depends_on = None
 
