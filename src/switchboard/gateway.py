@@ -15,6 +15,7 @@ from switchboard.access.oidc import OidcVerifier, TokenRefused
 from switchboard.access.residency import ResidencyCache
 from switchboard.access.revocations import TokenRevocations
 from switchboard.access.subscriptions import SubscriptionCache
+from switchboard.access.unchecked import UncheckedKeys
 from switchboard.apis.cache import ApiCache
 from switchboard.apis.sessions import SessionBook
 from switchboard.config.schema import Settings
@@ -136,6 +137,7 @@ class Gateway:
             self.oidc,
         )
         self.key_cache: KeyCache | None = None
+        self.unchecked_keys: UncheckedKeys | None = None
         self.residency: ResidencyCache | None = None  # token callers' tenants and teams
         self.last_used: LastUsed | None = None
         self.subscriptions: SubscriptionCache | None = None
@@ -429,6 +431,8 @@ class Gateway:
         stale = self.settings.database.stale_while_unreachable_seconds
         self.key_cache = KeyCache(self.stores.keys, self.stores.feed, stale_if_error=stale)
         await self.key_cache.start()
+        self.unchecked_keys = UncheckedKeys()  # keys from before the check: made-up keys looked up?
+        await self.unchecked_keys.start(self.stores.keys, self.stores.feed)
         if self.oidc is not None:
             self.residency = ResidencyCache(self.stores.tenancy, self.stores.feed, stale_if_error=stale)
             await self.residency.start()
@@ -480,7 +484,7 @@ class Gateway:
                 self.budgets.listeners.append(self.alerts.budget_crossed)
         if self.alerts is not None:
             await self.alerts.start(self.stores.incidents)
-        self.authenticator.attach(self.key_cache, self.last_used)
+        self.authenticator.attach(self.key_cache, self.last_used, self.unchecked_keys)
         if self.oidc is not None:
             self.oidc.regions = self._residency
             if self.stores.token_revocations is not None:
@@ -560,6 +564,9 @@ class Gateway:
         if self.rollup_retention is not None:
             await self.rollup_retention.close()
             self.rollup_retention = None
+        if self.unchecked_keys is not None:
+            await self.unchecked_keys.close()
+            self.unchecked_keys = None
         if self.key_cache is not None:
             await self.key_cache.close()
             self.key_cache = None

@@ -4,6 +4,7 @@ cache spares the store a query for a key already seen, and the change feed inval
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,9 +13,10 @@ import pytest
 
 from switchboard.access import keys
 from switchboard.access.cache import KeyCache
+from switchboard.access.unchecked import UncheckedKeys
 from switchboard.errors import AuthenticationFailed
 from switchboard.pipeline.auth import Authenticator
-from switchboard.stores import KeyRecord, KeyStore
+from switchboard.stores import KeyRecord, KeyStore, Stores
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -23,14 +25,24 @@ MASTER = "sk-master-key-for-tests"
 SECRET = "s" * 40
 
 
-async def issued(backend: Backend, **fields: object) -> tuple[str, KeyRecord]:
-    key = keys.new_key()
+HASHING = keys.hashing_key(SECRET)
+
+
+def made_up() -> str:
+    """A key of the gateway's shape, random to the end, as an attacker or an old version makes."""
+    return keys.PREFIX + secrets.token_urlsafe(48)[: keys.VISIBLE + keys.RANDOM]
+
+
+async def issued(backend: Backend, *, legacy: bool = False, **fields: object) -> tuple[str, KeyRecord]:
+    """A key stored as the admin API issues it (``legacy``: as a version before the check did)."""
+    key = made_up() if legacy else keys.new_key(HASHING)
     record = KeyRecord(
         id=f"key_{keys.prefix_of(key)[-8:]}",
-        key_hash=keys.key_hash(key, keys.hashing_key(SECRET)),
+        key_hash=keys.key_hash(key, HASHING),
         prefix=keys.prefix_of(key),
         tenant_id="tenant-a",
         allowed_models=("gpt-4o-mini",),
+        checked=not legacy,
     )
     record = replace(record, **fields)  # type: ignore[arg-type]
     await backend.stores.keys.put(record)
@@ -50,7 +62,7 @@ async def authenticator(backend: Backend) -> tuple[Authenticator, KeyCache]:
 
 
 async def test_key_shape() -> None:
-    key = keys.new_key()
+    key = keys.new_key(HASHING)
     assert key.startswith("sk-sb-") and len(key) == keys.LENGTH and keys.looks_like_key(key)
     assert keys.prefix_of(key) == key[:14]
     for bad in ["", "sk-sb-", key[:-1], key + "x", "sk-xx-" + key[6:]]:
@@ -59,6 +71,16 @@ async def test_key_shape() -> None:
     hashing = keys.hashing_key(SECRET)
     assert keys.key_hash(key, hashing) == keys.key_hash(key, hashing)
     assert keys.key_hash(key, hashing) != keys.key_hash(key, keys.hashing_key(SECRET + "x"))
+    # The check: right for the key as issued, wrong for any other hashing key, any change of a
+    # character and a key random to the end.
+    checking = keys.checking_key(hashing)
+    assert keys.checks_out(key, checking)
+    assert not keys.checks_out(key, keys.checking_key(keys.hashing_key(SECRET + "x")))
+    for i in range(len(keys.PREFIX), keys.LENGTH):
+        changed = key[:i] + ("A" if key[i] != "A" else "B") + key[i + 1:]
+        assert not keys.checks_out(changed, checking), i
+    assert sum(keys.checks_out(made_up(), checking) for _ in range(1000)) == 0
+    assert len({keys.new_key(hashing) for _ in range(100)}) == 100
 
 
 async def test_a_seen_key_costs_no_store_query(backend: Backend) -> None:
@@ -114,6 +136,72 @@ async def test_malformed_keys_never_reach_the_store(backend: Backend) -> None:
         assert (await auth.authenticate(bearer(MASTER))).role == "platform_admin"
     finally:
         await cache.close()
+
+
+async def checked_authenticator(stores: Stores) -> tuple[Authenticator, KeyCache, UncheckedKeys]:
+    """An authenticator as the gateway's: the key cache, and the count of keys without a check."""
+    cache = KeyCache(stores.keys, stores.feed)
+    await cache.start()
+    unchecked = UncheckedKeys()
+    await unchecked.start(stores.keys, stores.feed)
+    auth = Authenticator(MASTER, SECRET)
+    auth.attach(cache, unchecked=unchecked)
+    return auth, cache, unchecked
+
+
+async def test_made_up_keys_cost_no_store_query(backend: Backend) -> None:
+    key, record = await issued(backend)
+    await issued(backend, legacy=True, id="key_revoked", enabled=False)
+    await issued(backend, legacy=True, id="key_gone", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    auth, cache, unchecked = await checked_authenticator(backend.stores)
+    try:
+        assert unchecked.live == 0  # the keys from before are revoked or expired
+        for _ in range(1000):
+            with pytest.raises(AuthenticationFailed) as err:
+                await auth.authenticate(bearer(made_up()))
+            assert err.value.code == "invalid_api_key"
+        assert cache.lookups == 0 and cache.peek(record.key_hash, "none cached") == "none cached"
+        assert (await auth.authenticate(bearer(key))).key_id == record.id
+        assert cache.lookups == 1
+        # A key with the right check that is no key (deleted, or of another database) is looked up.
+        with pytest.raises(AuthenticationFailed):
+            await auth.authenticate(bearer(keys.new_key(HASHING)))
+        assert cache.lookups == 2
+    finally:
+        await unchecked.close()
+        await cache.close()
+
+
+async def test_keys_from_before_the_check_are_looked_up_while_one_is_live(backend: Backend) -> None:
+    """A key issued before the check (random to the end) keeps working; while one is live, a
+    made-up key is looked up as before, on every instance, and once the last is revoked (on
+    another instance) not any more."""
+    old, record = await issued(backend, legacy=True, id="key_old")
+    here, here_cache, here_unchecked = await checked_authenticator(backend.stores)
+    there, there_cache, there_unchecked = await checked_authenticator(await backend.peer())
+    try:
+        assert here_unchecked.live == there_unchecked.live == 1
+        for auth, cache in ((here, here_cache), (there, there_cache)):
+            assert (await auth.authenticate(bearer(old))).key_id == record.id
+            with pytest.raises(AuthenticationFailed):
+                await auth.authenticate(bearer(made_up()))
+            assert cache.lookups == 2
+        await backend.stores.keys.disable("tenant-a", record.id)
+        await here_cache.changed(record.key_hash)  # as the admin API does
+        deadline = time.monotonic() + 1.0
+        while here_unchecked.live or there_unchecked.live:
+            assert time.monotonic() < deadline, "the revocation did not lower the count within 1 s"
+            await asyncio.sleep(0.01)  # the count is read by the feed's listener
+        for auth in (here, there):
+            # The revoked key is now one more key without a check: refused unread, as made up.
+            for key in (old, made_up()):
+                with pytest.raises(AuthenticationFailed) as err:
+                    await auth.authenticate(bearer(key))
+                assert err.value.code == "invalid_api_key"
+        assert (here_cache.lookups, there_cache.lookups) == (2, 2)
+    finally:
+        for closing in (here_unchecked, there_unchecked, here_cache, there_cache):
+            await closing.close()
 
 
 async def test_a_change_reaches_every_cache_through_the_feed(backend: Backend) -> None:

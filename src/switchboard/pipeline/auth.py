@@ -2,22 +2,27 @@
 
 The master key is checked first, in constant time, with no I/O. Otherwise a key of the gateway's
 shape is hashed and looked up through the key cache (a store query only for a key not seen
-lately); revoked and blocked keys (``key_disabled``) and expired ones (``key_expired``) are
-refused with their own codes. Last, when ``auth.oidc`` lists identity providers, a token of a
-JWT's shape (three dot-separated segments) is verified as one (``access/oidc.py``); a key of
-neither shape is an invalid API key.
+lately). A key not in the cache is looked up only if its check is right (access/keys.py) or
+keys from before the check are still live (access/unchecked.py): a made-up key is refused with
+no query and no cache entry, and a cached key pays nothing for the check. Revoked and blocked
+keys (``key_disabled``) and expired ones (``key_expired``) are refused with their own codes.
+Last, when ``auth.oidc`` lists identity providers, a token of a JWT's shape (three
+dot-separated segments) is verified as one (``access/oidc.py``); a key of neither shape is an
+invalid API key.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
+from typing import cast
 
 from switchboard.access import keys
-from switchboard.access.cache import KeyCache
+from switchboard.access.cache import CachedKey, KeyCache
 from switchboard.access.last_used import LastUsed
 from switchboard.access.oidc import OidcVerifier, looks_like_jwt
 from switchboard.access.roles import PLATFORM_ADMIN
+from switchboard.access.unchecked import UncheckedKeys
 from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import AuthenticationFailed
 from switchboard.pipeline.chain import Handler
@@ -25,6 +30,8 @@ from switchboard.pipeline.chain import Handler
 # Every header a caller's gateway key is read from (presented_key): what forwards a caller's
 # headers upstream (services/proxy.py) drops all of them.
 KEY_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
+
+_MISS = object()  # KeyCache.peek: nothing fresh cached for the key
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -47,19 +54,27 @@ class Authenticator:
         self._master = master_key.encode()
         self._oidc = oidc
         self._admin = Principal(id="master", role=PLATFORM_ADMIN)
-        self._hashing = keys.hashing_key(secret_key) if secret_key else None
+        self._hashing: bytes | None = None
+        self._checking = b""
+        if secret_key:
+            self.use_hashing_key(keys.hashing_key(secret_key))
         self._keys: KeyCache | None = None
         self._last_used: LastUsed | None = None
+        self._unchecked: UncheckedKeys | None = None
         self._clock = time.time
 
     def use_hashing_key(self, hashing: bytes) -> None:
         """The key-hashing key as stored in the database (see crypto/server.py)."""
         self._hashing = hashing
+        self._checking = keys.checking_key(hashing)
 
-    def attach(self, cache: KeyCache, last_used: LastUsed | None = None) -> None:
-        """Start accepting API keys (the stores are open)."""
+    def attach(self, cache: KeyCache, last_used: LastUsed | None = None,
+               unchecked: UncheckedKeys | None = None) -> None:
+        """Start accepting API keys (the stores are open). Without ``unchecked`` every key not
+        cached is looked up, as if keys without a check were live."""
         self._keys = cache
         self._last_used = last_used
+        self._unchecked = unchecked
 
     async def authenticate(self, headers: dict[str, str]) -> Principal:
         key = presented_key(headers)
@@ -77,7 +92,18 @@ class Authenticator:
         if self._keys is None or self._hashing is None:
             raise AuthenticationFailed("invalid API key")
         # The lookup is by keyed hash: equal hashes mean equal keys, nothing to compare further.
-        cached = await self._keys.get(keys.key_hash(key, self._hashing))
+        digest = keys.key_hash(key, self._hashing)
+        found = self._keys.peek(digest, _MISS)
+        if found is not _MISS:
+            cached = cast("CachedKey | None", found)
+        else:
+            # Not cached: a key whose check fails is made up, unless keys from before the check
+            # are live (those have none). Refused here it costs no query and takes no cache
+            # entry, so made-up keys neither load the database nor push valid keys out.
+            unchecked = self._unchecked
+            if unchecked is not None and not unchecked.live and not keys.checks_out(key, self._checking):
+                raise AuthenticationFailed("invalid API key")
+            cached = await self._keys.get(digest)
         if cached is None:
             raise AuthenticationFailed("invalid API key")
         record = cached.record

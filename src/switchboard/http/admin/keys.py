@@ -318,7 +318,7 @@ async def create_key(
     grantable(access, body.models)
     mcp_tools = stored_tools(body.mcp_tools) if body.mcp_tools is not None else inherited_tools(access)
     tools_grantable(access, mcp_tools)
-    key = keyfmt.new_key()
+    key = keyfmt.new_key(services.hashing)
     record = KeyRecord(
         id="key_" + secrets.token_hex(8),
         key_hash=keyfmt.key_hash(key, services.hashing),
@@ -340,6 +340,7 @@ async def create_key(
         budget_period=None if body.max_budget_usd is None else body.budget_period or "total",
         allowed_regions=stored_regions(body.allowed_regions),
         mcp_tools=mcp_tools,
+        checked=True,
     )
     await stores.keys.put(record)
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere
@@ -388,7 +389,7 @@ async def rotate_key(
     now = datetime.now(UTC)
     _rotatable(old, now)
     grace_end = now + timedelta(seconds=(body or KeyRotate()).grace_seconds)
-    key = keyfmt.new_key()
+    key = keyfmt.new_key(services.hashing)
     new = replace(
         old,
         id="key_" + secrets.token_hex(8),
@@ -401,6 +402,7 @@ async def rotate_key(
         lineage_id=old.lineage,  # its budgets, spend and limits carry on
         revision=0,
         updated_at=None,
+        checked=True,  # the successor of a key from before the check has one
     )
     retired = replace(
         old,

@@ -61,6 +61,9 @@ class KeyRecord:
     # compare-and-set token of KeyStore.update and KeyStore.rotate. ``updated_at``: the last one.
     revision: int = 0
     updated_at: datetime | None = None
+    # Issued with a check at its end (revision 0029, access/keys.py); False: a key from before,
+    # which the request path looks up even when its check fails.
+    checked: bool = False
 
     @property
     def lineage(self) -> str:
@@ -199,6 +202,10 @@ class KeyStore(Protocol):
         """The authentication lookup. Returns disabled and expired keys too: the caller decides."""
 
     async def get(self, tenant_id: str, key_id: str) -> KeyRecord | None: ...
+
+    async def count_unchecked(self, now: datetime) -> int:
+        """How many keys without a check (``checked`` false) may still authenticate: not revoked
+        and not expired at ``now`` (a blocked key counts: it can be unblocked)."""
 
     async def find(self, key_id: str) -> KeyRecord | None:
         """A key by id in any tenant: for the platform admin only (ids are unique everywhere)."""

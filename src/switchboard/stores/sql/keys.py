@@ -68,6 +68,7 @@ def _row(record: KeyRecord) -> dict[str, Any]:
         "blocked_by_role": record.blocked_by_role,
         "revision": record.revision,
         "updated_at": to_db(record.updated_at),
+        "checked": record.checked,
     }
 
 
@@ -104,6 +105,7 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
         blocked_by_role=m["blocked_by_role"],
         revision=int(m["revision"]),
         updated_at=from_db(m["updated_at"]),
+        checked=bool(m["checked"]),
     )
 
 
@@ -159,6 +161,14 @@ class SqlKeyStore:
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
+
+    async def count_unchecked(self, now: datetime) -> int:
+        # Through ix_api_keys_checked: only the keys from before the check are read.
+        live = sa.or_(t.c.expires_at.is_(None), t.c.expires_at > to_db(now))
+        query = sa.select(sa.func.count()).select_from(t).where(
+            t.c.checked == sa.false(), t.c.enabled.is_(True), live)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def find(self, key_id: str) -> KeyRecord | None:
         async with self._engine.connect() as conn:

@@ -637,3 +637,9 @@ sa.Index("ix_audit_log_tenant_resource", audit_log.c.tenant_id, audit_log.c.reso
 # read of ?since= to the period (stores/sql/audit.py).
 sa.Index("ix_audit_log_tenant_actor", audit_log.c.tenant_id, audit_log.c.actor, audit_log.c.id)
 sa.Index("ix_audit_log_tenant_at", audit_log.c.tenant_id, audit_log.c.at, audit_log.c.id)
+
+# Keys with a check (revision 0029): true for a key issued with one (access/keys.py), false for
+# the keys issued before (and by an instance not yet upgraded: the default), counted at start and
+# periodically through the index (access/unchecked.py).
+api_keys.append_column(sa.Column("checked", sa.Boolean, nullable=False, server_default=sa.false()))
+sa.Index("ix_api_keys_checked", api_keys.c.checked)
