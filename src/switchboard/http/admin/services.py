@@ -29,6 +29,7 @@ from switchboard.config.services import (
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.services.table import Service, ServiceTable, header_aad
 from switchboard.stores.protocols import ServiceExists, ServiceRecord, ServiceStore, utcnow
@@ -49,7 +50,7 @@ class ServiceCreate(ServiceConfig):
     model_config = ConfigDict(coerce_numbers_to_str=False)
 
 
-class ServicePatch(BaseModel):
+class ServicePatch(AdminBody):
     """The fields to change; ``headers`` are merged (a null value removes that header)."""
 
     model_config = ConfigDict(extra="forbid")
