@@ -43,6 +43,8 @@ CASES: list[tuple[str, str, dict[str, Any], str, str]] = [
     ("POST", "/admin/v1/providers", PROVIDER, "allow_caller_credentials", BOOL),
     ("POST", "/admin/v1/providers", PROVIDER, "timeouts.connect", NUMBER),
     ("PATCH", "/admin/v1/providers/none", {}, "max_connections", INT),
+    ("POST", "/admin/v1/providers", {"name": "p", "type": "openai-compatible", "api_base": "http://127.0.0.1:9/v1"},
+     "options.inline_images", BOOL),
     ("POST", "/admin/v1/models", MODEL, "drop_params", BOOL),
     ("POST", "/admin/v1/models", MODEL, "require_approval", BOOL),
     ("POST", "/admin/v1/models", MODEL, "timeouts.total", NUMBER),

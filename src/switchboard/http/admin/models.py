@@ -81,8 +81,10 @@ def _info(value: dict[str, Any] | None) -> dict[str, Any] | None:
     except ValidationError as err:
         first = err.errors(include_url=False, include_input=False)[0]
         loc = param_of(("info", *first["loc"])) or "info"  # info.capabilities[0], as elsewhere
-        message = "unknown field" if first["type"] == "extra_forbidden" else str(first["msg"])
-        raise InvalidRequest(f"{loc}: {message}", param=loc, code="invalid_value") from None
+        unknown = first["type"] == "extra_forbidden"  # an unknown name, as an unknown field anywhere else
+        message = "unknown field" if unknown else str(first["msg"])
+        raise InvalidRequest(f"{loc}: {message}", param=loc,
+                             code="unknown_parameter" if unknown else "invalid_value") from None
 
 
 def stored_public(r: ModelRecord) -> dict[str, Any]:

@@ -284,9 +284,10 @@ def validate_record(record: ProviderRecord, keyed: bool) -> None:
     if problems:
         key, _, message = problems[0].partition(": ")
         param = key if key == "api_base" else f"options.{key}"
-        if message == "unknown key":
-            message = "unknown option for this provider type"
-        raise InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
+        code = "invalid_value"
+        if message == "unknown key":  # an unknown name, as an unknown field anywhere else
+            message, code = "unknown option for this provider type", "unknown_parameter"
+        raise InvalidRequest(f"{param}: {message}", param=param, code=code)
 
 
 def seal_credential(request: Request, provider: str, api_key: str | None, ref: str | None,
