@@ -102,7 +102,10 @@ class SwitchboardApp:
             for method, inbound in GEMINI_METHODS.items()
         }, self.state)
         admin_app = self._admin_app()
-        self._admin = self._endpoint(openai_api.ADMIN, AdminBridge(admin_app), reads_body=True)
+        # The admin API's own body bound: its bodies are parsed and validated whole (pydantic),
+        # which for a large pathological one is seconds of event loop, every request held with it.
+        self._admin = self._endpoint(openai_api.ADMIN, AdminBridge(admin_app), reads_body=True,
+                                     max_body_bytes=min(s.max_body_bytes, s.max_admin_body_bytes))
         # The admin API's interactive docs and OpenAPI document: public, for a browser
         # (http/admin_docs.py); the calls made from them go through the chain above. Turned
         # off, the page is not served and the document is an admin API route needing a key.
@@ -205,13 +208,15 @@ class SwitchboardApp:
                 self.routes[("POST", "/v1" + path)] = endpoint
             self.routes[("POST", path)] = endpoint
 
-    def _endpoint(self, inbound: InboundAPI, terminal: Handler, *, reads_body: bool) -> Endpoint:
+    def _endpoint(self, inbound: InboundAPI, terminal: Handler, *, reads_body: bool,
+                  max_body_bytes: int | None = None) -> Endpoint:
+        """``max_body_bytes``: a tighter bound than ``server.max_body_bytes`` (None: that one)."""
         s = self.settings.server
         return Endpoint(
             inbound,
             self.gateway.chain(inbound.operation, terminal),
             self.state,
-            max_body_bytes=s.max_body_bytes if reads_body else None,
+            max_body_bytes=(max_body_bytes or s.max_body_bytes) if reads_body else None,
             deadline_seconds=s.request_timeout_seconds,
             timed=inbound.operation in MODEL_CALLS,
         )

@@ -297,7 +297,9 @@ def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deploymen
         ("POST", "/providers", {**base, "name": "x" * 200}, "invalid_value", "name"),
         ("POST", "/providers", {**base, "name": "has space"}, "invalid_value", "name"),
         ("POST", "/providers", {**base, "max_connections": "many"}, "invalid_value", "max_connections"),
-        ("POST", "/providers", {**base, "options": {"colour": "red"}}, "invalid_value", "options.colour"),
+        ("POST", "/providers", {**base, "options": {"colour": "red"}}, "unknown_parameter", "options.colour"),
+        ("POST", "/providers", {**base, "options": {"organization": ["x"]}}, "invalid_value",
+         "options.organization"),
         ("POST", "/providers", {**base, "headers": {"Authorization": "Bearer x"}}, "secret_header",
          "headers.Authorization"),
         ("POST", "/providers", {**base, "api_key": "k" * 5000}, "invalid_value", "api_key"),
@@ -314,7 +316,7 @@ def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deploymen
         ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "drop_params": "maybe"},
          "invalid_value", "drop_params"),
         ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "info": {"nope": 1}},
-         "invalid_value", "info.nope"),
+         "unknown_parameter", "info.nope"),
         # A number where text goes is a wrong type (the YAML reads it as text), and a list's item
         # is named as in any other error.
         ("POST", "/models", {"name": "m", "provider": "local-openai", "model": "x", "info": {"as_of": 2026}},

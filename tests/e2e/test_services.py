@@ -576,6 +576,37 @@ def test_services_managed_through_the_admin_api(world: World) -> None:
     assert fixed.status_code == 400 and fixed.json()["error"]["code"] == "service_configured"
 
 
+def test_a_team_named_for_a_service_must_exist_in_its_tenant(world: World) -> None:
+    """A tenant or platform admin naming a team that does not exist (or is another tenant's)
+    registered the service for it anyway: 404 ``team_not_found`` now, as on the other admin
+    routes, on registration and on a change, and nothing is stored."""
+    services = f"{world.url}/admin/v1/services"
+    team = httpx.post(f"{world.url}/admin/v1/teams", json={"name": "Owners"}, headers=ADMIN, timeout=10)
+    assert team.status_code == 201, team.text
+    owners = team.json()["id"]
+    name = f"teamed-{uuid.uuid4().hex[:6]}"
+    body = {"name": name, "url": f"{world.upstream.url}/api"}
+    globex_admin = {"Authorization": f"Bearer {world.key(new_team(), tenant='globex', role='tenant_admin')}"}
+    for headers, team_id in [(ADMIN, "no-such-team"), (globex_admin, "no-such-team"), (globex_admin, owners)]:
+        refused = httpx.post(services, json={**body, "team": team_id}, headers=headers, timeout=10)
+        assert refused.status_code == 404, refused.text
+        assert (refused.json()["error"]["code"], refused.json()["error"]["message"]) == (
+            "team_not_found", f"no team '{team_id}'")
+    for tenant in ("default", "globex"):
+        assert httpx.get(f"{services}/{name}", params={"tenant": tenant}, headers=ADMIN,
+                         timeout=10).status_code == 404
+    created = httpx.post(services, json={**body, "team": owners}, headers=ADMIN, timeout=10)
+    assert created.status_code == 201 and created.json()["team"] == owners, created.text
+    moved = httpx.patch(f"{services}/{name}", json={"team": "no-such-team"}, headers=ADMIN, timeout=10)
+    assert moved.status_code == 404 and moved.json()["error"]["code"] == "team_not_found", moved.text
+    assert httpx.get(f"{services}/{name}", headers=ADMIN, timeout=10).json()["team"] == owners
+    # A change that leaves the team, or names an existing one, is taken.
+    assert httpx.patch(f"{services}/{name}", json={"rpm": 5}, headers=ADMIN, timeout=10).status_code == 200
+    kept = httpx.patch(f"{services}/{name}", json={"team": owners}, headers=ADMIN, timeout=10)
+    assert kept.status_code == 200 and kept.json()["team"] == owners, kept.text
+    assert httpx.delete(f"{services}/{name}", headers=ADMIN, timeout=10).status_code == 204
+
+
 def test_a_default_tenant_admin_is_not_the_operator_and_reaches_public_addresses_only(world: World) -> None:
     """Only what a platform admin registers (or last points elsewhere) for the default tenant is
     exempt from the egress rules; a tenant admin of the default tenant is held to them like any

@@ -5,23 +5,131 @@ error, not a silently ignored setting), and scalars in string fields taken as wr
 ``api_version: 2024-10-21`` or ``version: 2.10`` stay the strings the user typed (see
 ``config.yamlfile``); what no field type converts (``Any``) is made plain once validated, so a
 YAML ``true`` there is ``True``, not the integer the reader carries it as.
+
+Booleans and numbers are not interchangeable (:class:`ExactScalars`, which the admin API's
+bodies share): pydantic's lax mode reads ``true`` as 1 for an int field and ``0``/``1`` as a
+boolean, so ``max_tokens: true`` or ``enabled: 1`` was taken as a value nobody wrote.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
-from switchboard.config.yamlfile import plain
+from switchboard.config.yamlfile import ScalarBool, plain
 
 MIB = 1024 * 1024
 # The longest wait a time bound of the server or a provider may be set to (a day): `.inf` or
 # 1e300 would turn a bound into none (a trickling client held for ever, a drain never ending).
 MAX_SECONDS = 86_400
 
+# What a field's type takes of the two: a boolean only, a number only (int or float), or either /
+# neither (no check). Containers are looked into: ``list[int]``, ``dict[str, float]``.
+_BOOL, _NUMBER = "bool", "number"
+# The error each refusal answers: the one pydantic's strict types give (``StrictInt`` fields such
+# as ``rpm`` answer it already), so every field says the same.
+_WANTED = {"int": ("int_type", "Input should be a valid integer"),
+           "float": ("float_type", "Input should be a valid number"),
+           _BOOL: ("bool_type", "Input should be a valid boolean")}
 
-class Strict(BaseModel):
+
+def _is_bool(value: Any) -> bool:
+    """A boolean as JSON or YAML gives it (the YAML reader carries one as an int, 0 or 1)."""
+    return isinstance(value, bool | ScalarBool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not _is_bool(value)
+
+
+class _Check(typing.NamedTuple):
+    """What one field's values must not be: ``wanted`` names the error; ``many`` says the
+    field is a container whose items (a mapping's values) are checked."""
+
+    wanted: str
+    many: bool
+
+
+def _scalars(annotation: Any) -> set[str]:
+    """The scalar types (``int``, ``float``, ``bool``, or ``other``) ``annotation`` admits."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _scalars(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return set().union(*(_scalars(a) for a in typing.get_args(annotation) if a is not type(None)))
+    if annotation is bool:
+        return {_BOOL}
+    if annotation is int or annotation is float:
+        return {annotation.__name__}
+    return {"other"}
+
+
+def _check_of(annotation: Any) -> _Check | None:
+    """How a field typed ``annotation`` is checked (None: it is not)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _check_of(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _check_of(members[0]) if len(members) == 1 else _scalar_check(annotation)
+    if origin in (list, tuple, set, frozenset, dict):
+        args = typing.get_args(annotation)
+        item = args[-1] if args else Any
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            item = args[0]
+        inner = _scalar_check(item)
+        return None if inner is None else _Check(inner.wanted, many=True)
+    return _scalar_check(annotation)
+
+
+def _scalar_check(annotation: Any) -> _Check | None:
+    kinds = _scalars(annotation)
+    if kinds == {_BOOL}:
+        return _Check(_BOOL, many=False)
+    if kinds and kinds <= {"int", "float"}:
+        return _Check("int" if kinds == {"int"} else "float", many=False)
+    return None  # a union of a boolean and a number, or anything else: taken as it is
+
+
+def _refused(check: _Check, value: Any) -> bool:
+    wrong = _is_number if check.wanted == _BOOL else _is_bool
+    if not check.many:
+        return wrong(value)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+    return any(wrong(item) for item in items)
+
+
+class ExactScalars(BaseModel):
+    """A model whose boolean fields refuse a number and whose number fields refuse a boolean,
+    with the error a strict field gives (``int_type``, ``float_type``, ``bool_type``) naming the
+    field. Which fields to check is worked out once per class from the field types; a field
+    that takes both (``metadata``'s values) or neither is left alone."""
+
+    @classmethod
+    def _scalar_checks(cls) -> dict[str, _Check]:
+        """The class's checks by field name, worked out at its first validation (by then every
+        field type is resolved, forward references included) and kept on the class."""
+        checks: dict[str, _Check] | None = cls.__dict__.get("_exact_scalar_checks")
+        if checks is None:
+            checks = {name: check for name, info in cls.model_fields.items()
+                      if (check := _check_of(info.annotation)) is not None}
+            type.__setattr__(cls, "_exact_scalar_checks", checks)
+        return checks
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _exact_scalar(cls, value: Any, info: ValidationInfo) -> Any:
+        check = cls._scalar_checks().get(info.field_name or "")
+        if check is not None and _refused(check, value):
+            raise PydanticCustomError(*_WANTED[check.wanted])
+        return value
+
+
+class Strict(ExactScalars):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     @field_validator("*", mode="after")

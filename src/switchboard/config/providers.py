@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from switchboard.config.base import MAX_SECONDS, MIB, Strict
+from switchboard.config.base import MAX_SECONDS, MIB, ExactScalars, Strict
 from switchboard.config.catalog import ModelEntryInfo
 from switchboard.config.urls import check_http_url
 
@@ -33,7 +33,7 @@ class TimeoutsOverride(Strict):
         return base.model_copy(update={k: v for k, v in self.model_dump().items() if v is not None})
 
 
-class ProviderConfig(BaseModel):
+class ProviderConfig(ExactScalars):
     # Extra keys are provider-type options, checked by the provider's own options model.
     model_config = ConfigDict(extra="allow", frozen=True, coerce_numbers_to_str=True)
 

@@ -24,6 +24,11 @@ class ServerConfig(Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 4000
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     max_body_bytes: Annotated[int, Field(ge=1024)] = 32 * MIB
+    # The admin API's bodies (also held to max_body_bytes). Its largest legitimate one, a prompt
+    # at the default prompts.max_template_chars (200,000 characters, up to 6 bytes each as JSON
+    # escapes) with its schemas (64 KiB each), is about 2 MiB; parsing and validating a
+    # pathological 32 MiB one held the event loop for about a second.
+    max_admin_body_bytes: Annotated[int, Field(ge=1024)] = 4 * MIB
     # The request line and headers: size, and time from the first byte (or the connection).
     max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
     header_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 30.0

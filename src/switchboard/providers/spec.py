@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+from switchboard.config.base import ExactScalars
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.base import ProviderAdapter
 from switchboard.upstream.auth import UpstreamAuth
@@ -14,9 +15,10 @@ from switchboard.upstream.auth import UpstreamAuth
 OptionsModel = type[BaseModel]
 
 
-class ProviderOptions(BaseModel):
-    """Base of every provider type's options model: unknown keys are errors, and a scalar in a
-    string field is taken as written (``api_version: 2024-10-21``, see config.yamlfile)."""
+class ProviderOptions(ExactScalars):
+    """Base of every provider type's options model: unknown keys are errors, a scalar in a
+    string field is taken as written (``api_version: 2024-10-21``, see config.yamlfile), and a
+    boolean and a number are not taken for each other (config.base.ExactScalars)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 

@@ -196,3 +196,33 @@ def test_a_default_covers_a_variable_set_but_empty() -> None:
     with pytest.raises(ConfigError) as err:
         validate(data, "test.yaml", env={"PORT": "4100"})
     assert err.value.problems == ["auth.master_key: environment variable MK is not set"]
+
+
+BOOL_NUMBER_SWAPS = """
+providers:
+  - {{name: p, type: openai, api_key: k, max_connections: {connections}, allow_caller_credentials: {callers}}}
+models:
+  - {{name: m, provider: p, model: gpt-4o, drop_params: {drop}}}
+auth: {{master_key: 12345678}}
+server: {{port: {port}}}
+"""
+
+
+def test_a_yaml_boolean_is_no_number_and_a_number_no_boolean(tmp_path: Path) -> None:
+    """``max_connections: true`` was 1 connection, ``drop_params: 1`` was ``True``: each is now
+    refused naming the key, as the admin API refuses the same in a JSON body."""
+    text = BOOL_NUMBER_SWAPS.format(connections="yes", callers=1, drop=0, port="on")
+    with pytest.raises(ConfigError) as exc:
+        load(_write(tmp_path, text))
+    assert exc.value.problems == [
+        "providers[0].max_connections: Input should be a valid integer",
+        "providers[0].allow_caller_credentials: Input should be a valid boolean",
+        "models[0].drop_params: Input should be a valid boolean",
+        "server.port: Input should be a valid integer",
+    ]
+    # Each kind as itself is taken.
+    text = BOOL_NUMBER_SWAPS.format(connections=8, callers="true", drop="off", port=8080)
+    settings = load(_write(tmp_path, text))
+    provider = settings.providers[0]
+    assert (provider.max_connections, provider.allow_caller_credentials) == (8, True)
+    assert (settings.models[0].drop_params, settings.server.port) == (False, 8080)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from switchboard.apis import sessions
 from switchboard.apis.cache import publish_change
@@ -25,6 +25,7 @@ from switchboard.apis.lifecycle import split_problem, transition_problem
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.scoping import Ident, TenantQuery, UtcTime
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.stores import Stores
@@ -43,7 +44,7 @@ Description = Annotated[str, StringConstraints(max_length=4000)]
 Version = Annotated[int, Field(ge=1, le=1_000_000)]
 
 
-class SplitArm(BaseModel):
+class SplitArm(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     version: Version
@@ -53,7 +54,7 @@ class SplitArm(BaseModel):
 Split = Annotated[list[SplitArm], Field(min_length=2, max_length=10)]
 
 
-class SessionsBody(BaseModel):
+class SessionsBody(AdminBody):
     """Server-side sessions (``x-switchboard-session``, docs/portal.md); absent fields default."""
 
     model_config = ConfigDict(extra="forbid")
@@ -63,7 +64,7 @@ class SessionsBody(BaseModel):
     max_bytes: Annotated[int, Field(ge=sessions.MIN_BYTES, le=sessions.MAX_BYTES)] = sessions.DEFAULT_BYTES
 
 
-class ApiCreate(BaseModel):
+class ApiCreate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     name: ApiName = Field(description="Served at POST /apis/{name}.")
@@ -82,7 +83,7 @@ class ApiCreate(BaseModel):
     sessions: SessionsBody | None = Field(default=None, description="Keep multi-turn sessions.")
 
 
-class ApiUpdate(BaseModel):
+class ApiUpdate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["draft", "published", "deprecated", "retired"] | None = None

@@ -20,7 +20,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     StrictInt,
@@ -33,6 +32,7 @@ from switchboard.config.schema import check_timezone
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import TenantQuery, new_id
 from switchboard.stores import Stores
@@ -72,14 +72,14 @@ def quantize_usd(amount: Decimal) -> Decimal:
 UsdAmount = Annotated[Decimal, Field(gt=0, le=MAX_USD, allow_inf_nan=False), AfterValidator(check_usd)]
 
 
-class Downgrade(BaseModel):
+class Downgrade(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     model: Subject = Field(description="The model calls go to past `at_percent` of the budget.")
     at_percent: Percent
 
 
-class BudgetSet(BaseModel):
+class BudgetSet(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     scope: Scope

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -36,6 +36,7 @@ from switchboard.config.mcp import McpToolRule
 from switchboard.errors import Conflict, InvalidRequest
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.keys import (
     EXPIRY_DOC,
     MCP_TOOLS_DOC,
@@ -91,7 +92,7 @@ _NOT_NULL = {
 }
 
 
-class KeyUpdate(BaseModel):
+class KeyUpdate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     models: Models | None = Field(default=None, description=MODELS_DOC + " Replaces the list.")

@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator
 
 from switchboard.access import keys as keyfmt
 from switchboard.access import tool_rules
@@ -40,6 +40,7 @@ from switchboard.config.mcp import McpToolRule
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.query import query_params
@@ -84,7 +85,7 @@ REGIONS_DOC = "Regions its requests may be served in, within its team's and tena
 MCP_TOOLS_DOC = "MCP tool permissions: {allow: [patterns] | null, deny: [patterns]} (docs/mcp.md)."
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     models: Models = Field(description=MODELS_DOC)
@@ -349,7 +350,7 @@ async def create_key(
     return JSONResponse({**public(record), "key": key}, status_code=201)
 
 
-class KeyRotate(BaseModel):
+class KeyRotate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     grace_seconds: Annotated[int, Field(ge=0, le=30 * 86400)] = Field(

@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import ConfigDict, Field, StrictInt, StringConstraints
 
 from switchboard.access.roles import Reach
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import TenantQuery, new_id
 from switchboard.stores import Stores
@@ -38,7 +39,7 @@ Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"
 Scope = Literal["tenant", "team", "user", "model", "key_model"]
 
 
-class LimitSet(BaseModel):
+class LimitSet(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     scope: Scope

@@ -28,7 +28,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -45,6 +44,7 @@ from switchboard.crypto.keyring import DecryptError, Keyring
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.providers import routing_of, shown_url
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
@@ -78,7 +78,7 @@ _RESERVED_HEADERS = frozenset({"host", "content-length", "content-type", "accept
                                "transfer-encoding", "mcp-session-id", "mcp-protocol-version"})
 
 
-class OAuthBody(BaseModel):
+class OAuthBody(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     client_id: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
@@ -108,7 +108,7 @@ def _not_stdio(value: Any) -> Any:
     return value
 
 
-class ServerFields(BaseModel):
+class ServerFields(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     # Named first, so a body with both reports these: the API knows no such parameter.

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from switchboard.access.rules import model_allowed
 from switchboard.config.catalog import ModelEntryInfo
@@ -22,6 +22,7 @@ from switchboard.config.schema import ModelConfig
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
 from switchboard.routing.live import model_config
@@ -34,7 +35,7 @@ ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=128, pa
 Upstream = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\r\n\x00]+$")]
 
 
-class ModelFields(BaseModel):
+class ModelFields(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     timeouts: TimeoutsBody | None = None
@@ -80,8 +81,10 @@ def _info(value: dict[str, Any] | None) -> dict[str, Any] | None:
     except ValidationError as err:
         first = err.errors(include_url=False, include_input=False)[0]
         loc = param_of(("info", *first["loc"])) or "info"  # info.capabilities[0], as elsewhere
-        message = "unknown field" if first["type"] == "extra_forbidden" else str(first["msg"])
-        raise InvalidRequest(f"{loc}: {message}", param=loc, code="invalid_value") from None
+        unknown = first["type"] == "extra_forbidden"  # an unknown name, as an unknown field anywhere else
+        message = "unknown field" if unknown else str(first["msg"])
+        raise InvalidRequest(f"{loc}: {message}", param=loc,
+                             code="unknown_parameter" if unknown else "invalid_value") from None
 
 
 def stored_public(r: ModelRecord) -> dict[str, Any]:

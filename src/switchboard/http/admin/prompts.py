@@ -20,11 +20,12 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.pipeline.prompt import invalid_variables
 from switchboard.prompts import templates
 from switchboard.prompts.cache import publish_change
@@ -51,14 +52,14 @@ PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop",
           "parallel_tool_calls", "reasoning_effort")
 
 
-class Message(BaseModel):
+class Message(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     role: Role
     content: str = Field(description="A Jinja2 template (docs/prompts.md).")
 
 
-class PromptCreate(BaseModel):
+class PromptCreate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(description="The prompt's name; the same name again makes a new version.")
@@ -89,13 +90,13 @@ class PromptCreate(BaseModel):
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
 
 
-class LabelSet(BaseModel):
+class LabelSet(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     version: VersionNumber
 
 
-class RenderBody(BaseModel):
+class RenderBody(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     variables: dict[str, Any] = Field(default_factory=dict)

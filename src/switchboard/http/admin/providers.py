@@ -21,7 +21,6 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     StrictInt,
@@ -36,6 +35,7 @@ from switchboard.crypto.keyring import credential_aad
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.observability.logs import redact_target
 from switchboard.providers import registry
 from switchboard.providers.target import Target
@@ -66,7 +66,7 @@ _SECRET_OPTION = re.compile(r"secret|token|passw|access_key|api_key|private_key"
 _RESERVED = frozenset(ProviderConfig.model_fields) | {"options"}
 
 
-class TimeoutsBody(BaseModel):
+class TimeoutsBody(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     connect: Annotated[float, Field(gt=0, le=86400)] | None = None
@@ -78,7 +78,7 @@ class TimeoutsBody(BaseModel):
 PerMinute = Annotated[StrictInt, Field(ge=1, le=1_000_000_000_000)]
 
 
-class ProviderFields(BaseModel):
+class ProviderFields(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     api_base: Url | None = None
@@ -106,7 +106,7 @@ class ProviderUpdate(ProviderFields):
     """Fields given replace the stored ones; ``api_base: null`` returns to the type's default."""
 
 
-class CredentialCreate(BaseModel):
+class CredentialCreate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     api_key: Secret | None = None
@@ -120,7 +120,7 @@ class CredentialCreate(BaseModel):
         return self
 
 
-class ConnectionTest(BaseModel):
+class ConnectionTest(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
@@ -284,9 +284,10 @@ def validate_record(record: ProviderRecord, keyed: bool) -> None:
     if problems:
         key, _, message = problems[0].partition(": ")
         param = key if key == "api_base" else f"options.{key}"
-        if message == "unknown key":
-            message = "unknown option for this provider type"
-        raise InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
+        code = "invalid_value"
+        if message == "unknown key":  # an unknown name, as an unknown field anywhere else
+            message, code = "unknown option for this provider type", "unknown_parameter"
+        raise InvalidRequest(f"{param}: {message}", param=param, code=code)
 
 
 def seal_credential(request: Request, provider: str, api_key: str | None, ref: str | None,

@@ -21,12 +21,13 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import ConfigDict, Field, StrictInt
 
 from switchboard.config.schema import Split
 from switchboard.errors import GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.providers import routing_of
 from switchboard.routing.groups import Group
 from switchboard.routing.live import LiveRouting
@@ -41,7 +42,7 @@ _SEP = "/deployments/"
 MAX_WEIGHT = 1_000_000
 
 
-class WeightBody(BaseModel):
+class WeightBody(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     weight: Annotated[StrictInt, Field(ge=0, le=MAX_WEIGHT)] | None = Field(
@@ -163,7 +164,7 @@ async def set_weight(
 MAX_ARMS = 20
 
 
-class SplitBody(BaseModel):
+class SplitBody(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     percents: Annotated[

@@ -29,6 +29,7 @@ from switchboard.config.services import (
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.services.table import Service, ServiceTable, header_aad
 from switchboard.stores.protocols import ServiceExists, ServiceRecord, ServiceStore, utcnow
@@ -49,7 +50,7 @@ class ServiceCreate(ServiceConfig):
     model_config = ConfigDict(coerce_numbers_to_str=False)
 
 
-class ServicePatch(BaseModel):
+class ServicePatch(AdminBody):
     """The fields to change; ``headers`` are merged (a null value removes that header)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -133,6 +134,16 @@ def _check_team(access: Access, tenant: str, team: str | None) -> None:
                              code="team_not_allowed")
 
 
+async def _check_team_exists(request: Request, access: Access, tenant: str, team: str) -> None:
+    """A team a tenant or platform admin names must be one of the service's tenant (404
+    ``team_not_found``, as on the other admin routes): a service of a team that does not exist
+    would be managed by nobody but the tenant's admins. A team admin's is its own."""
+    if access.reach < Reach.TENANT:
+        return
+    if await request.app.state.services.stores().tenancy.get_team(tenant, team) is None:
+        raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+
+
 def _by_platform_admin(access: Access) -> bool:
     """Whether the caller is the operator (the master key, a platform_admin key or token): only
     what it points at stays exempt from the egress rules in the default tenant
@@ -160,6 +171,8 @@ async def create_service(
     tenant = access.tenant_for(body.tenant)
     team = body.team if body.team is not None or access.reach >= Reach.TENANT else access.principal.team_id
     _check_team(access, tenant, team)
+    if body.team is not None:
+        await _check_team_exists(request, access, tenant, body.team)
     by_platform_admin = _by_platform_admin(access)
     request.app.state.services.egress.check_registered(tenant, "url", body.url,
                                                        by_platform_admin=by_platform_admin)
@@ -235,6 +248,8 @@ async def update_service(
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidRequest(f"{where}: {first['msg']}", param=where, code="invalid_value") from None
     _check_team(access, record.tenant_id, settings.team)
+    if "team" in body.model_fields_set and settings.team is not None:
+        await _check_team_exists(request, access, record.tenant_id, settings.team)
     # Whoever points the service elsewhere decides its egress rules from then on; a change that
     # keeps the URL keeps the rules the URL was registered under.
     moved = settings.url != record.spec.get("url")

@@ -17,12 +17,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.stores.protocols import (
     SubscriptionExists,
@@ -54,7 +55,7 @@ def subject_of(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
-class SubscriptionCreate(BaseModel):
+class SubscriptionCreate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     model: ModelName | None = Field(default=None,
@@ -66,13 +67,13 @@ class SubscriptionCreate(BaseModel):
     reason: Reason | None = Field(default=None, description="Why the team needs the model.")
 
 
-class Decision(BaseModel):
+class Decision(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     reason: Reason | None = None
 
 
-class Rejection(BaseModel):
+class Rejection(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     reason: Reason = Field(description="Told to the team (GET shows it).")

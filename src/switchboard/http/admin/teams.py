@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
 
 from switchboard.access.cache import ALL
 from switchboard.access.roles import Reach
@@ -15,6 +15,7 @@ from switchboard.config.mcp import McpToolRule
 from switchboard.errors import PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
     After,
@@ -35,7 +36,7 @@ from switchboard.stores import Stores, Team
 router = APIRouter(prefix="/admin/v1/teams", tags=["teams"])
 
 
-class TeamCreate(BaseModel):
+class TeamCreate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
@@ -44,7 +45,7 @@ class TeamCreate(BaseModel):
     mcp_tools: McpToolRule | None = None  # MCP tool permissions of its keys (docs/mcp.md)
 
 
-class TeamUpdate(BaseModel):
+class TeamUpdate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None

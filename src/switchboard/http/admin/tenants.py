@@ -7,13 +7,14 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from switchboard.access.cache import ALL
 from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import DEFAULT_TENANT, Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import After, Ident, Limit, Name, Regions, conflict, page, regions_of
 from switchboard.stores import Stores, Tenant
@@ -22,7 +23,7 @@ from switchboard.stores.protocols.tenancy import TenantIdRetired
 router = APIRouter(prefix="/admin/v1/tenants", tags=["tenants"])
 
 
-class TenantCreate(BaseModel):
+class TenantCreate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     id: Ident
@@ -30,7 +31,7 @@ class TenantCreate(BaseModel):
     allowed_regions: Regions | None = None  # None: anywhere
 
 
-class TenantUpdate(BaseModel):
+class TenantUpdate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None

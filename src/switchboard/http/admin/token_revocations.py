@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StringConstraints
 
 from switchboard.access.oidc import mapped_user
 from switchboard.access.revocations import TOPIC
@@ -24,6 +24,7 @@ from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import After, Ident, Limit, TenantQuery, UtcTime, new_id, page
 from switchboard.stores import Stores
@@ -51,7 +52,7 @@ def _future(value: datetime) -> datetime:
     return value
 
 
-class RevocationCreate(BaseModel):
+class RevocationCreate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     user: UserClaim = Field(description="The JWT caller's user id: the value of the issuer's user claim.")

@@ -13,12 +13,13 @@ from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
 
 from switchboard.access.roles import DEVELOPER, PLATFORM_ADMIN, RANK, ROLES, TEAM_ADMIN, Reach, may_grant
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit, keys
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
     After,
@@ -40,7 +41,7 @@ Role = Literal["tenant_admin", "team_admin", "developer", "viewer"]
 assert set(Role.__args__) == set(ROLES) - {PLATFORM_ADMIN}  # type: ignore[attr-defined]
 
 
-class UserCreate(BaseModel):
+class UserCreate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
@@ -50,7 +51,7 @@ class UserCreate(BaseModel):
     tenant: Ident | None = None  # the platform admin only
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
