@@ -22,7 +22,9 @@ models_app = typer.Typer(no_args_is_help=True, help="List, add, change and remov
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
 Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An admin key (the master key).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-Pairs = Annotated[list[str] | None, typer.Option(help="NAME=VALUE (repeat); VALUE may be JSON.")]
+Pairs = Annotated[
+    list[str] | None, typer.Option(help="NAME=VALUE (repeat); VALUE is text, or a JSON array or object.")
+]
 DEFAULT_URL = "http://127.0.0.1:4000"
 PROVIDER_COLUMNS = ("name", "type", "api_base", "credentials", "source")
 MODEL_COLUMNS = ("name", "provider", "model", "require_approval", "source")
@@ -50,11 +52,19 @@ def _pairs(pairs: list[str] | None, hint: str) -> dict[str, Any]:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint=hint)
-        try:
-            found[name] = json.loads(value)
-        except ValueError:
-            found[name] = value
+        found[name] = _value(value)
     return found
+
+
+def _value(text: str) -> Any:
+    """A ``NAME=VALUE``'s value: a JSON array, object or quoted string as JSON, anything else as
+    the text written. A number or ``true`` stays text, which the gateway converts to the option's
+    type; sent as a JSON number it would be refused where the option is text (``organization=5``)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str | list | dict) else text
 
 
 def _list(client: AdminClient, path: str) -> list[Any]:

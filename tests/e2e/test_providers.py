@@ -300,6 +300,15 @@ def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deploymen
         ("POST", "/providers", {**base, "options": {"colour": "red"}}, "unknown_parameter", "options.colour"),
         ("POST", "/providers", {**base, "options": {"organization": ["x"]}}, "invalid_value",
          "options.organization"),
+        # A number where a text option goes is a wrong type (the YAML reads it as text), on
+        # create and on update, a list's item named as in any other error.
+        ("POST", "/providers", {**base, "options": {"organization": 5}}, "invalid_value",
+         "options.organization"),
+        ("POST", "/providers", {**base, "options": {"project": 1.5}}, "invalid_value", "options.project"),
+        ("POST", "/providers", {**base, "type": "anthropic", "options": {"anthropic_beta": ["a", 7]}},
+         "invalid_value", "options.anthropic_beta[1]"),
+        ("PATCH", "/providers/{stored}", {"options": {"organization": 5}}, "invalid_value",
+         "options.organization"),
         ("POST", "/providers", {**base, "headers": {"Authorization": "Bearer x"}}, "secret_header",
          "headers.Authorization"),
         ("POST", "/providers", {**base, "api_key": "k" * 5000}, "invalid_value", "api_key"),
@@ -327,13 +336,14 @@ def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deploymen
                              "info": {"capabilities": ["tools", "telepathy"]}},
          "invalid_value", "info.capabilities[1]"),
     ]
+    stored = deployment.provider()
     for method, path, body, code, param in cases:
-        resp = deployment.admin(method, path, body)
+        resp = deployment.admin(method, path.format(stored=stored["name"]), body)
         assert resp.status_code == 400, (body, resp.text)
         error = resp.json()["error"]
         assert (error["code"], error["param"]) == (code, param), (body, error)
         assert "k" * 100 not in resp.text
-    stored = deployment.provider()
+    assert deployment.admin("GET", f"/providers/{stored['name']}").json()["options"] == {}
     for body, code in (({}, "invalid_value"), ({"api_key": "a", "ref": "env:X"}, "invalid_value"),
                        ({"api_key": ""}, "invalid_value"), ({"secret": "x"}, "unknown_parameter")):
         resp = deployment.admin("POST", f"/providers/{stored['name']}/credentials", body)
@@ -429,6 +439,13 @@ def test_the_command_line(deployment: Deployment) -> None:
                        "--model", "gpt-4o-mini")
     assert code == 0 and f"{name}-model" in output, output
     assert deployment.chat(f"{name}-model").status_code == 200
+    # --option sends text: a text option keeps it as written, a number option converts it.
+    code, output = cli(deployment, "providers", "update", name, "--option", "organization=5", "--json")
+    assert code == 0 and json.loads(output)[0]["options"] == {"organization": "5"}, output
+    code, output = cli(deployment, "providers", "add", f"{name}-mistral", "--type", "mistral",
+                       "--api-base", deployment.mock.url, "--option", "safe_prompt=true", "--json")
+    assert code == 0 and json.loads(output)[0]["options"] == {"safe_prompt": "true"}, output
+    assert cli(deployment, "providers", "remove", f"{name}-mistral")[0] == 0
     # A label is free text, printed as written (never read as Rich markup).
     code, output = cli(deployment, "providers", "add-credential", name, "--ref", "env:UPSTREAM_KEY",
                        "--label", "[/c] [bold]backup")

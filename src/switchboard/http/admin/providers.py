@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import replace
+from functools import cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +23,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import (
+    BaseModel,
     ConfigDict,
     Field,
     StrictInt,
@@ -36,6 +39,7 @@ from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.errors import param_of
 from switchboard.observability.logs import redact_target
 from switchboard.providers import registry
 from switchboard.providers.target import Target
@@ -290,6 +294,31 @@ def validate_record(record: ProviderRecord, keyed: bool) -> None:
         raise InvalidRequest(f"{param}: {message}", param=param, code=code)
 
 
+@cache
+def _json_options(model: type[BaseModel]) -> type[BaseModel]:
+    """A provider type's options model as JSON is read: a number where text goes is a wrong type.
+    The configuration file's model reads it as text (YAML writes ``api_version: 2024-10-21``
+    unquoted); JSON says what it means, as services and a model's ``info`` on this API. Text
+    where a number or a boolean goes is still converted (the CLI's ``--option k=v`` sends text)."""
+    config = ConfigDict(coerce_numbers_to_str=False)
+    return type(f"Json{model.__name__}", (model,), {"model_config": config, "__module__": model.__module__})
+
+
+def check_option_types(type_name: str, options: Mapping[str, Any]) -> None:
+    """400 naming ``options.<name>`` when a text option is given as a number; run after
+    validate_record, so the type is known and every other problem already answered."""
+    spec = registry.providers().get(type_name)
+    if spec is None or not options:
+        return
+    try:
+        _json_options(spec.options).model_validate(options)
+    except ValidationError as err:
+        first = err.errors(include_url=False, include_input=False)[0]
+        param = param_of(("options", *first["loc"])) or "options"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidRequest(f"{param}: {message}", param=param, code="invalid_value") from None
+
+
 def seal_credential(request: Request, provider: str, api_key: str | None, ref: str | None,
                     label: str | None) -> CredentialRecord:
     cid = "cred_" + secrets.token_hex(8)
@@ -359,6 +388,7 @@ async def create_provider(
                             allow_caller_credentials=bool(body.allow_caller_credentials),
                             rpm=body.rpm, tpm=body.tpm)
     validate_record(record, body.api_key is not None or body.api_key_ref is not None)
+    check_option_types(record.type, record.options)
     if routing.is_static_provider(body.name):
         raise Conflict(f"a provider named '{body.name}' is declared in the configuration file")
     cred = None
@@ -410,6 +440,8 @@ async def update_provider(
     store = store_of(request)
     creds = await store.credentials(name)
     validate_record(new, bool(creds))
+    if "options" in given:  # options stored before this check are left as they are
+        check_option_types(new.type, new.options)
     if not await store.update_provider(new):
         raise provider_missing(name)
     before, after = stored_public(old, creds), stored_public(new, creds)
