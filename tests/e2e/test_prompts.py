@@ -280,6 +280,12 @@ def test_render_shows_the_exact_messages(world: World, admin: Admin) -> None:
         == 404
     )
     assert admin.call("POST", f"/admin/v1/prompts/{name}/render", {"variables": [1]}).status_code == 400
+    # Variables larger than a prompt API call may send (apis.max_body_bytes, 1 MiB) are refused
+    # as that call would be, before any render.
+    big = admin.call("POST", f"/admin/v1/prompts/{name}/render", {"variables": {"text": "x" * (1 << 20)}})
+    error = error_of(big, 413)
+    assert (error["code"], error["param"]) == ("request_too_large", "variables"), error
+    assert "apis.max_body_bytes" in error["message"]
 
 
 def test_template_errors_name_the_message_and_line(admin: Admin) -> None:

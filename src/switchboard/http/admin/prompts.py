@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints
 
-from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
+from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
@@ -102,6 +102,17 @@ class RenderBody(AdminBody):
     variables: dict[str, Any] = Field(default_factory=dict)
     version: VersionNumber | None = None
     label: Label | None = None
+
+
+def _check_render_variables(request: Request, variables: dict[str, Any]) -> None:
+    """413 for variables a call of a prompt API could not send: larger as JSON than
+    ``apis.max_body_bytes`` (a call's body is its variables). The render itself is held to the
+    same template bounds as a call's (templates.render_async)."""
+    limit = request.app.state.services.settings.apis.max_body_bytes
+    size = len(orjson.dumps(variables))
+    if size > limit:
+        raise PayloadTooLarge(f"variables: {size} bytes as JSON; the limit is {limit} bytes "
+                              "(apis.max_body_bytes, as for a call of a prompt API)", param="variables")
 
 
 def _settings(request: Request) -> Any:
@@ -371,6 +382,7 @@ async def render_prompt(
 ) -> dict[str, Any]:
     if body.version is not None and body.label is not None:
         raise InvalidRequest("give version or label, not both", param="label", code="invalid_value")
+    _check_render_variables(request, body.variables)
     found = await visible(request, access, name, tenant, version=body.version, label=body.label)
     invalid = templates.validate_variables(found.variables, body.variables)
     if invalid:
