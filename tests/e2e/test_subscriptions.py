@@ -233,6 +233,9 @@ def test_teams_and_tenants_see_only_their_own(deployment: Deployment) -> None:
     for_a = deployment.subscribe(key_b, team=team_a)
     assert for_a.status_code == 404 and for_a.json()["error"]["code"] == "team_not_found"
     # A subscription in another tenant is invisible from this one, to a team and to its admin.
+    made = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", json={"id": "tenant-x"}, headers=ADMIN,
+                      timeout=10)
+    assert made.status_code == 201, made.text
     elsewhere = httpx.post(deployment.subs, json={"model": GATED, "team": team_a, "tenant": "tenant-x"},
                            headers=ADMIN, timeout=10)
     assert elsewhere.status_code == 201 and elsewhere.json()["tenant"] == "tenant-x"

@@ -444,3 +444,63 @@ def test_a_subscription_names_a_team_of_the_tenant(
     # A team of its own tenant is subscribed as before.
     mine = tenant_admin.call("POST", "/admin/v1/subscriptions", {"model": GATED, "team": a.team2})
     assert mine.status_code in (201, 409), mine.text  # the world already asked for team2
+
+
+# What the platform admin may create in another tenant, each naming a tenant that does not exist:
+# nothing is kept for it (404 tenant_not_found, as for teams, users, limits and budgets).
+MADE_UP_TENANT_CASES = [
+    ("/admin/v1/services", {"name": "svc-nowhere", "url": "https://svc.example"}),
+    ("/admin/v1/prompts", {"name": "p-nowhere", "model": "gpt-4o-mini",
+                           "messages": [{"role": "user", "content": "hi"}]}),
+    ("/admin/v1/apis", {"name": "api-nowhere", "prompt": "p-nowhere"}),
+    ("/admin/v1/subscriptions", {"model": GATED, "team": "team_nowhere"}),
+    ("/admin/v1/mcp/servers", {"name": "mcp-nowhere", "url": "https://mcp.example/mcp"}),
+    ("/admin/v1/teams", {"name": "t-nowhere"}),
+]
+
+
+@pytest.fixture(scope="module")
+def tenant_here(gateway: Gateway) -> str:
+    Admin(gateway.url).ok("POST", "/admin/v1/tenants", {"id": "tenant-here"}, status=201)
+    return "tenant-here"
+
+
+def _path_id(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+@pytest.mark.parametrize(("path", "body"), MADE_UP_TENANT_CASES, ids=_path_id)
+def test_a_creation_in_a_tenant_that_does_not_exist_is_404(
+    admin: Admin, tenant_here: str, path: str, body: dict[str, Any]
+) -> None:
+    resp = admin.call("POST", path, {**body, "tenant": "tenant-nowhere"})
+    assert error(resp, 404)["code"] == "tenant_not_found", (path, resp.text)
+    # The same body in a tenant that exists gets past the tenant (whatever else it then says).
+    there = admin.call("POST", path, {**body, "tenant": tenant_here})
+    assert there.status_code != 404 or there.json()["error"]["code"] != "tenant_not_found", there.text
+
+
+# A prompt or an API owned by a team the tenant does not have would be managed by nobody but the
+# tenant's admins: the team an admin names must be one of the tenant's (as for services).
+MADE_UP_TEAM_CASES = [
+    ("/admin/v1/prompts", {"name": "p-team", "model": "gpt-4o-mini",
+                           "messages": [{"role": "user", "content": "hi"}]}),
+    ("/admin/v1/apis", {"name": "api-team", "prompt": "p-team"}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), MADE_UP_TEAM_CASES, ids=_path_id)
+def test_a_prompt_or_api_of_a_team_that_does_not_exist_is_404(
+    admin: Admin, worlds: tuple[TenantWorld, TenantWorld], path: str, body: dict[str, Any]
+) -> None:
+    a, b = worlds
+    tenant_admin = a.caller(admin, "tenant_admin")
+    for caller, extra in ((admin, {"tenant": a.tenant}), (tenant_admin, {})):
+        for team in ("team_nowhere", b.team1):  # none, or another tenant's
+            resp = caller.call("POST", path, {**body, **extra, "team": team})
+            assert error(resp, 404)["code"] == "team_not_found", (path, team, resp.text)
+    # One of the tenant's teams: created.
+    if path == "/admin/v1/apis":
+        prompt = {**MADE_UP_TEAM_CASES[0][1], "tenant": a.tenant, "team": a.team1}
+        admin.ok("POST", "/admin/v1/prompts", prompt, status=201)
+    admin.ok("POST", path, {**body, "tenant": a.tenant, "team": a.team1}, status=201)

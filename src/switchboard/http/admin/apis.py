@@ -26,7 +26,7 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
-from switchboard.http.admin.scoping import Ident, TenantQuery, UtcTime
+from switchboard.http.admin.scoping import Ident, TenantQuery, UtcTime, named_team_exists, tenant_in_reach
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.stores import Stores
 from switchboard.stores.protocols import ApiExists, ApiRecord, ApiStore, utcnow
@@ -171,10 +171,12 @@ async def _visible(request: Request, access: Access, name: str, tenant: str | No
 async def create_api(
     request: Request, body: ApiCreate, access: Annotated[Access, Depends(allow("api", "create"))],
 ) -> JSONResponse:
-    tenant = access.tenant_for(body.tenant)
+    tenant = await tenant_in_reach(access, _stores(request), body.tenant)
     team = body.team or access.principal.team_id
     if team is not None and not access.sees(tenant, team):
         raise NotFound(f"no team '{team}'", code="team_not_found")
+    if body.team is not None:
+        await named_team_exists(access, _stores(request), tenant, body.team)
     if body.version is not None and body.label is not None:
         raise InvalidRequest("give version or label, not both", param="label", code="invalid_value")
     if body.name in _RESERVED:

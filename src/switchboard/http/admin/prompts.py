@@ -26,6 +26,7 @@ from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge, Permis
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.scoping import named_team_exists, tenant_in_reach
 from switchboard.pipeline.prompt import invalid_variables
 from switchboard.prompts import templates
 from switchboard.prompts.cache import publish_change
@@ -213,7 +214,7 @@ async def create_prompt(
 ) -> JSONResponse:
     await _check(request, body)
     store = _store(request)
-    tenant = access.tenant_for(body.tenant)
+    tenant = await tenant_in_reach(access, request.app.state.services.stores(), body.tenant)
     latest = await store.get(tenant, body.name)
     if latest is not None and not access.sees(latest.tenant_id, latest.team_id):
         raise PermissionDenied(f"the prompt '{body.name}' belongs to team '{latest.team_id}'",
@@ -221,6 +222,8 @@ async def create_prompt(
     team = body.team or (latest.team_id if latest is not None else None) or access.principal.team_id
     if not access.sees(tenant, team):
         raise NotFound(f"no team '{team}'", code="team_not_found")
+    if body.team is not None:
+        await named_team_exists(access, request.app.state.services.stores(), tenant, body.team)
     params = {k: v for k in PARAMS if (v := getattr(body, k)) is not None}
     draft = PromptVersion(
         tenant_id=tenant, name=body.name, version=0,

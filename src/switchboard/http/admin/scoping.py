@@ -80,13 +80,26 @@ def page(items: Sequence[T], limit: int, public: Callable[[T], dict[str, Any]], 
 
 
 async def tenant_in_reach(access: Access, stores: Stores, requested: str | None) -> str:
-    """The tenant a list or a creation applies to. One the platform admin names must exist (404
-    ``tenant_not_found``); a caller's own tenant is theirs whether or not it has a record (a
-    token's tenant claim names it)."""
+    """The tenant a list or a creation applies to. Another one the platform admin names must
+    exist (404 ``tenant_not_found``): nothing is kept for, nor listed of, a tenant that is not
+    there. A caller's own tenant is theirs whether or not it has a record (a token's tenant claim
+    names it), and is not looked up."""
     tenant = access.tenant_for(requested)
-    if access.reach >= Reach.ANY and await stores.tenancy.get_tenant(tenant) is None:
+    if (access.reach >= Reach.ANY and tenant != access.tenant
+            and await stores.tenancy.get_tenant(tenant) is None):
         raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
     return tenant
+
+
+async def named_team_exists(access: Access, stores: Stores, tenant: str, team: str) -> None:
+    """404 ``team_not_found`` unless a team a tenant or platform admin names as a record's owner
+    is one of the tenant's: a record of a team that does not exist would be managed by nobody
+    but the tenant's admins. The caller's own team passes without a lookup (a key's or a token's
+    team may have no record); a team admin's reach is checked by the caller (Access.sees)."""
+    if team == access.principal.team_id or access.reach < Reach.TENANT:
+        return
+    if await stores.tenancy.get_team(tenant, team) is None:
+        raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
 
 
 async def team_in_reach(access: Access, stores: Stores, team_id: str) -> Team:

@@ -30,6 +30,7 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.services.table import Service, ServiceTable, header_aad
 from switchboard.stores.protocols import ServiceExists, ServiceRecord, ServiceStore, utcnow
@@ -168,7 +169,7 @@ async def create_service(
     request: Request,
     access: Annotated[Access, Depends(allow("service", "create"))],
 ) -> dict[str, Any]:
-    tenant = access.tenant_for(body.tenant)
+    tenant = await tenant_in_reach(access, request.app.state.services.stores(), body.tenant)
     team = body.team if body.team is not None or access.reach >= Reach.TENANT else access.principal.team_id
     _check_team(access, tenant, team)
     if body.team is not None:

@@ -25,6 +25,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
+from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.stores.protocols import (
     SubscriptionExists,
     SubscriptionQuery,
@@ -177,7 +178,7 @@ async def create_subscription(
 ) -> JSONResponse:
     services = request.app.state.services
     kind, name, subject = _subject(body)
-    tenant = access.tenant_for(body.tenant)
+    tenant = await tenant_in_reach(access, services.stores(), body.tenant)
     team = body.team or access.principal.team_id
     if team is None:
         raise InvalidRequest(
