@@ -357,6 +357,24 @@ def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deploymen
     assert deployment.chat("gpt-4o-mini").status_code == 200
 
 
+def test_options_named_like_a_credential_are_refused_and_a_token_count_is_not(deployment: Deployment) -> None:
+    """Secret options are kept out of the API (their values would be stored in clear); an
+    option that only counts tokens is an ordinary one, set and shown as given."""
+    base = {"api_base": f"{deployment.mock.url}/v1"}
+    for kind, option in (("bedrock", "aws_session_token"), ("bedrock", "aws_secret_access_key"),
+                         ("azure", "azure_ad_token")):
+        resp = deployment.admin("POST", "/providers", {**base, "name": f"sec-{uid()}", "type": kind,
+                                                       "options": {option: "x"}})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["code"] == "secret_option", resp.text
+    name = f"anth-{uid()}"
+    made = deployment.admin("POST", "/providers", {**base, "name": name, "type": "anthropic",
+                                                   "options": {"default_max_tokens": 1000}})
+    assert made.status_code == 201, made.text
+    shown = deployment.admin("GET", f"/providers/{name}").json()["options"]
+    assert shown == {"default_max_tokens": 1000}, shown
+
+
 @pytest.fixture(scope="module")
 def two_instances(
     mock_upstream: Mock,

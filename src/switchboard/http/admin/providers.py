@@ -65,7 +65,8 @@ MAX_OPTIONS_BYTES = 16 * 1024
 # Credentials belong in credentials (sealed), not in headers or options stored in clear.
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|passw|signature|cookie|session|credential", re.I)
 # An AWS access key id is half a credential (and scrubbed from errors as one): hidden like the rest.
-_SECRET_OPTION = re.compile(r"secret|token|passw|access_key|api_key|private_key", re.I)
+# "token" but not "tokens": a count of tokens (Anthropic's default_max_tokens) is no secret.
+_SECRET_OPTION = re.compile(r"secret|token(?!s)|passw|access_key|api_key|private_key", re.I)
 # ProviderConfig's own fields: an option of that name would shadow them.
 _RESERVED = frozenset(ProviderConfig.model_fields) | {"options"}
 
