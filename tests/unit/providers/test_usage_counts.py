@@ -39,8 +39,8 @@ def test_every_adapter_bounds_what_it_reads(value: Any) -> None:
     usages = [
         anthropic_usage({"input_tokens": value, "output_tokens": value, "cache_read_input_tokens": value,
                          "cache_creation_input_tokens": value}),
-        gemini_usage({"promptTokenCount": value, "toolUsePromptTokenCount": value, "candidatesTokenCount": value,
-                      "thoughtsTokenCount": value, "totalTokenCount": value}),
+        gemini_usage({"promptTokenCount": value, "toolUsePromptTokenCount": value,
+                      "candidatesTokenCount": value, "thoughtsTokenCount": value, "totalTokenCount": value}),
         normalise_usage({"prompt_tokens": value, "completion_tokens": value, "total_tokens": value}),
         chat_usage({"input_tokens": value, "output_tokens": value, "total_tokens": value,
                     "input_tokens_details": {"cached_tokens": value}}),
