@@ -21,12 +21,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from switchboard.stores.factory import open_database
-from switchboard.stores.protocols import AuditQuery, IncidentQuery, KeyQuery
+from switchboard.stores.protocols import AuditQuery, IncidentQuery, KeyQuery, UsageReportQuery
 from switchboard.stores.sql import incidents, tables
 from switchboard.stores.sql.audit import query_statement
 from switchboard.stores.sql.files import list_statement
 from switchboard.stores.sql.keys import page_statement
-from switchboard.stores.sql.ledger import total_statement
+from switchboard.stores.sql.ledger import report_statement, total_statement
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -249,3 +249,28 @@ async def test_the_audit_log_since_a_recent_time_reads_only_that_period(fresh_ur
     assert not _FULL_SCAN.search(plan), plan
     recent = [i for i in range(_ROWS - 30, _ROWS) if i % 10]
     assert [row.resource_id for row in result] == [f"key_{i}" for i in reversed(recent)]
+
+
+async def test_what_a_developer_owns_is_read_through_the_key_and_user_indexes(fresh_url: str) -> None:
+    """A developer's usage report (its user, its key and the keys of its key's rotation chain:
+    three keys among 200, one user among 100) reads those keys' and that user's records through
+    the (key_id, created_at) and (user_id, created_at) indexes, not every record of the tenant
+    in the period filtered one by one, and counts exactly theirs."""
+    keys = [{"id": f"key_{i}", "key_hash": f"hash_{i}", "prefix": "sk-sb-", "tenant_id": "acme",
+             "role": "member", "enabled": True, "metadata": {}, "created_at": _NOW, "revision": 0,
+             "lineage_id": "key_0" if i < 3 else f"key_{i}"} for i in range(200)]
+    records = [{"request_id": f"req_{i}", "tenant_id": "acme", "key_id": f"key_{i % 200}",
+                "user_id": f"user_{i % 101}", "model": "m", "status": 200, "prompt_tokens": 1,
+                "completion_tokens": 2, "cost_nano_usd": i, "latency_ms": 5,
+                "created_at": _NOW - timedelta(seconds=30 * i), "metadata": {}}
+               for i in range(_ROWS)]
+    query = UsageReportQuery(since=_NOW - timedelta(days=30), until=_NOW + timedelta(days=1),
+                             owners=("user_7", "key_2"), owner_lineage="key_0")
+    stmt = report_statement(_dialect(fresh_url), "acme", query)
+    plan, result = await _seeded_plan(fresh_url, {tables.api_keys: keys, tables.usage_records: records}, stmt)
+    assert re.search(r"key_id_created_at_idx|ix_usage_records_key_created", plan), plan
+    assert re.search(r"user_id_created_at_idx|ix_usage_records_user_created", plan), plan
+    assert not re.search(r"Seq Scan on usage_records_default|^SCAN usage_records", plan, re.MULTILINE), plan
+    mine = [i for i in range(_ROWS) if i % 200 < 3 or i % 101 == 7]
+    assert result[0].requests == len(mine)
+    assert result[0].cost_nano_usd == sum(mine)

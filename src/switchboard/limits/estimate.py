@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.context import RequestContext
+from switchboard.providers.counts import TOKENS_MAX
 
 
 def max_output_tokens(ctx: RequestContext) -> int:
@@ -31,13 +32,18 @@ async def estimate_request_tokens(ctx: RequestContext) -> int:
 
 
 def used_tokens(usage: dict[str, Any] | None) -> int | None:
-    """The tokens a response reports (prompt + completion), None when it reports none."""
+    """The tokens a response reports (prompt + completion), None when it reports none; at most
+    twice TOKENS_MAX, as the usage record counts them (providers/counts.py), so an upstream's
+    count near 2**64 cannot overflow a limit's counter."""
     if not isinstance(usage, dict):
         return None
     total = usage.get("total_tokens")
     if isinstance(total, int) and total >= 0:
-        return total
+        return min(total, _USED_MAX)
     parts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens")]
     if not any(isinstance(p, int) for p in parts):
         return None
-    return sum(p for p in parts if isinstance(p, int))
+    return min(sum(p for p in parts if isinstance(p, int) and p > 0), _USED_MAX)
+
+
+_USED_MAX = 2 * TOKENS_MAX

@@ -50,6 +50,7 @@ from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
 from switchboard.providers.anthropic.native import output_text
 from switchboard.providers.base import OUTPUT
+from switchboard.providers.counts import TOKENS_MAX
 from switchboard.spend.cost import Cost, Prices, Tokens, cost, format_nano_usd, is_unpriced, split
 from switchboard.spend.ledger import LedgerWriter
 from switchboard.spend.units import units_of, with_units
@@ -185,6 +186,7 @@ class UsageStage:
         self._writer = writer
         self._refuse = refuse_unpriced
         self.unpriced_calls: dict[str, int] = {}  # by model name, for metrics
+        self._clamped_from: set[str] = set()  # providers whose counts were clamped, logged once each
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         route = ctx.route
@@ -236,6 +238,17 @@ class UsageStage:
             log.warning("model %r has no price in the catalog: its calls are recorded as unpriced "
                         "(set info: prices on the model entry, or spend.refuse_unpriced)", name)
 
+    def _note_clamped(self, ctx: RequestContext) -> None:
+        """Say once per provider that it reported a count past the bound."""
+        route = ctx.route
+        provider = route.target.provider if route is not None else ""
+        if provider in self._clamped_from:
+            return
+        self._clamped_from.add(provider)
+        log.warning("provider %r reported a token count above %d (request %s): recorded as %d and "
+                    "flagged usage_clamped; later ones from it are flagged without this warning",
+                    provider, TOKENS_MAX, ctx.request_id, TOKENS_MAX)
+
     async def _after(self, ctx: RequestContext, call: _Call) -> None:
         if call.done:
             return
@@ -262,20 +275,25 @@ class UsageStage:
     ) -> None:
         call.done = True
         prompt, completion = counted.prompt, counted.completion
+        # A count past the bound (providers/counts.py) was recorded as the bound: say so.
+        clamped = prompt >= TOKENS_MAX or completion >= TOKENS_MAX
+        if clamped:
+            self._note_clamped(ctx)
         nano = price.nano_usd
         ctx.spent = Spent(nano, prompt + completion, prompt, completion, estimated)
         writer = self._writer()
         if writer is None:
             return
         try:
-            writer.spool(_row(ctx, status, counted, prompt, completion, nano, price.unpriced, estimated))
+            writer.spool(_row(ctx, status, counted, prompt, completion, nano, price.unpriced, estimated,
+                              clamped))
         except Exception:  # accounting never fails the request it accounts for
             log.exception("request %s: usage record not written", ctx.request_id)
 
 
 def _row(
     ctx: RequestContext, status: int, counted: Tokens, prompt: int, completion: int, nano: int,
-    unpriced: bool, estimated: bool,
+    unpriced: bool, estimated: bool, clamped: bool,
 ) -> UsageRow:
     """The ledger's row (``USAGE_ROW``) of this call, built from the context."""
     route = ctx.route
@@ -287,6 +305,8 @@ def _row(
     metadata: dict[str, Any] = {"operation": ctx.operation}
     if estimated:
         metadata["estimated"] = True
+    if clamped:
+        metadata["usage_clamped"] = True
     if ctx.usage and "units" in ctx.usage and (units := units_of(ctx.usage)):  # media units (spend/units.py)
         metadata["units"] = units
     if outcome.client_disconnected:

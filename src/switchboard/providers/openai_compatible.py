@@ -40,6 +40,7 @@ from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
 from switchboard.providers import capabilities, openai_media
 from switchboard.providers.base import JSON
+from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from switchboard.providers.openai_extensions import documents_and_errors, with_effort, without_safety_settings
@@ -53,8 +54,7 @@ from switchboard.upstream.request import UpstreamRequest
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+_int = count  # a count as reported (providers/counts.py: whole, not negative, bounded)
 
 
 def _cached_tokens(usage: Mapping[str, Any]) -> int:

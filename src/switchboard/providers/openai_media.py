@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.media import JSON, FilePart, MediaReply, document_texts, multipart, rerank_reply
 from switchboard.providers.sse import SSEParser
@@ -60,8 +61,7 @@ def build(operation: str, request: JSON, target: Target, url: str) -> UpstreamRe
     return UpstreamRequest("POST", url, orjson.dumps(body), {})
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+_count = count  # providers/counts.py: whole, not negative, bounded
 
 
 def _token_usage(usage: Any) -> JSON:

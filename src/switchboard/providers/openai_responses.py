@@ -21,6 +21,7 @@ import orjson
 
 from switchboard.errors import UpstreamBadGateway
 from switchboard.providers.base import JSON, OUTPUT
+from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEParser
 from switchboard.providers.target import Target
@@ -44,16 +45,19 @@ def chat_usage(usage: Any) -> JSON | None:
     """Responses usage -> the canonical (chat) usage the usage stage records."""
     if not isinstance(usage, dict):
         return None
-    prompt, completion = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-    details = usage.get("input_tokens_details") or {}
-    cached, written = details.get("cached_tokens") or 0, details.get("cache_write_tokens") or 0
-    reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
+    # Each count read by providers/counts.py: whole, not negative, bounded.
+    prompt, completion = count(usage.get("input_tokens")), count(usage.get("output_tokens"))
+    details = usage.get("input_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    out_details = usage.get("output_tokens_details")
+    reasoning = count(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": int(usage.get("total_tokens") or prompt + completion),
-        "prompt_tokens_details": {"cached_tokens": int(cached), "cache_creation_tokens": int(written)},
-        "completion_tokens_details": {"reasoning_tokens": int(reasoning)},
+        "total_tokens": count(usage.get("total_tokens")) or prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": count(details.get("cached_tokens")),
+                                  "cache_creation_tokens": count(details.get("cache_write_tokens"))},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
     }
 
 

@@ -22,6 +22,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, NamedTuple
 
 from switchboard.catalog import Catalog, ModelInfo
+from switchboard.providers.counts import count as _count
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.table import Route
 
@@ -65,12 +66,13 @@ _NONE = Tokens()
 _new = tuple.__new__  # a Tokens without the generated ``__new__``'s call: the common path's
 
 
-def _count(value: Any) -> int:
-    return value if type(value) is int and value > 0 else 0  # not a bool, not negative
+# _count (providers/counts.py): whole, not negative, at most TOKENS_MAX. The adapters read their
+# usage so, but an OpenAI reply's usage is the canonical one as it came: bounded here too.
 
 
 def split(usage: Mapping[str, Any] | None) -> Tokens:
-    """Canonical usage -> disjoint token counts. Details larger than their total are capped.
+    """Canonical usage -> disjoint token counts. Details larger than their total are capped;
+    the totals at ``TOKENS_MAX`` (the caller flags a record whose total reached it).
 
     The prompt is taken in this order, each part capped by what is left of ``prompt_tokens``:
     cache reads, cache writes, image units, audio units; the rest is text input. Cache reads stay

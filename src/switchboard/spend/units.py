@@ -19,6 +19,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from switchboard.catalog import ModelInfo
+from switchboard.providers.counts import TOKENS_MAX
 from switchboard.spend.cost import Cost, Tokens
 
 # usage["units"] key -> (the catalog field pricing it, units per priced quantity)
@@ -31,15 +32,16 @@ UNIT_PRICES: dict[str, tuple[str, int]] = {
 
 
 def units_of(usage: Mapping[str, Any] | None) -> dict[str, int | float]:
-    """The media units in a canonical usage (positive numbers only; booleans are not counts)."""
+    """The media units in a canonical usage (positive numbers only; booleans are not counts),
+    each at most TOKENS_MAX (an upstream's count past it, infinity included, is taken as that)."""
     raw = usage.get("units") if usage else None
     if raw is None or not isinstance(raw, dict):  # None first: the common case skips the type check
         return {}
     out: dict[str, int | float] = {}
     for key in UNIT_PRICES:
         value = raw.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            out[key] = value
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:  # not NaN
+            out[key] = value if value <= TOKENS_MAX else TOKENS_MAX
     return out
 
 

@@ -16,6 +16,7 @@ import orjson
 from switchboard.errors import GatewayError
 from switchboard.providers.anthropic.request import JSON_TOOL
 from switchboard.providers.base import JSON
+from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.target import Target
 
@@ -54,8 +55,7 @@ def finish_reason(stop_reason: Any, json_mode: bool = False) -> str:
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+_count = count  # providers/counts.py: whole, not negative, bounded
 
 
 def usage(raw: Any) -> JSON:

@@ -15,6 +15,7 @@ import orjson
 
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.reasoning import add_reasoning, thinking_block
+from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.target import Target
 
@@ -34,8 +35,7 @@ def finish_reason(stop_reason: Any) -> str:
 
 
 def _count(usage: JSON, key: str) -> int:
-    value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return count(usage.get(key))  # providers/counts.py: whole, not negative, bounded
 
 
 def canonical_usage(usage: Any) -> JSON | None:

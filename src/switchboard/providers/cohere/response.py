@@ -14,6 +14,7 @@ from typing import Any
 
 from switchboard.errors import GatewayError, UpstreamBadGateway, UpstreamTimeout
 from switchboard.providers.base import JSON
+from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.target import Target
 
@@ -38,10 +39,11 @@ def _str_at(parent: JSON, key: str) -> str:
 
 
 def _count(*values: Any) -> int | None:
-    """The first numeric value (Cohere sends token counts as JSON numbers, sometimes ``18.0``)."""
+    """The first numeric value (Cohere sends token counts as JSON numbers, sometimes ``18.0``),
+    as a count (providers/counts.py: whole, not negative, bounded)."""
     for v in values:
         if isinstance(v, int | float) and not isinstance(v, bool):
-            return int(v)
+            return count(v)
     return None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body
 from switchboard.providers.target import Target
 
@@ -100,8 +101,7 @@ def _modalities(*lists: Any) -> dict[str, int]:
 
 
 def _count(meta: JSON, key: str) -> int:
-    value = meta.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return count(meta.get(key))  # providers/counts.py: whole, not negative, bounded
 
 
 def parts_of(candidate: JSON) -> list[JSON]:
