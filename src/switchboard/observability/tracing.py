@@ -169,11 +169,17 @@ def usage_attributes(usage: Mapping[str, Any] | None) -> dict[str, Any]:
     found: dict[str, Any] = {}
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
-    if isinstance(prompt, int):
+    if _span_int(prompt):
         found["gen_ai.usage.input_tokens"] = prompt
-    if isinstance(completion, int):
+    if _span_int(completion):
         found["gen_ai.usage.output_tokens"] = completion
     return found
+
+
+def _span_int(value: Any) -> bool:
+    """A count a span can carry: a passed-through usage is as the upstream wrote it, and an
+    attribute is a signed 64-bit integer (the exporter refuses a larger one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
 
 
 class ResponseNotes:

@@ -290,3 +290,12 @@ print(sorted(m for m in sys.modules if m.startswith(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_usage_counts_a_span_cannot_carry_are_left_off() -> None:
+    """A passed-through usage is as the upstream wrote it: a count past a signed 64-bit integer,
+    a negative one, a float or a boolean is no span attribute (the exporter would refuse it)."""
+    assert tracing.usage_attributes({"prompt_tokens": 12, "completion_tokens": 3}) == {
+        "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 3}
+    for bad in (1 << 64, -1, 1.5, True, "12", None):
+        assert tracing.usage_attributes({"prompt_tokens": bad, "completion_tokens": bad}) == {}, bad
