@@ -969,6 +969,12 @@ def test_upper_case_http_is_http(gemini: openai.OpenAI, mock_upstream: Mock) -> 
     assert "(attachments: image/png)" in (reply.choices[0].message.content or "")
 
 
-def test_gs_urls_are_kept_for_google(gemini: openai.OpenAI) -> None:
-    reply = with_image(gemini, "gs://bucket/photo.png")
-    assert "(attachments: gs://bucket/photo.png)" in (reply.choices[0].message.content or "")
+def test_gs_urls_are_refused_on_the_gateways_credential(gemini: openai.OpenAI) -> None:
+    # Google would read the object with the gateway's credential (test_account_objects.py: the
+    # caller's own Gemini key may name one).
+    with pytest.raises(openai.BadRequestError) as caught:
+        with_image(gemini, "gs://bucket/photo.png")
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "unsupported_parameter"
+    assert error["param"] == "messages[0].content[1].image_url.url"

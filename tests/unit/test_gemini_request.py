@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -196,28 +197,31 @@ def test_only_system_messages_is_refused() -> None:
 
 
 def test_media_parts() -> None:
-    body = body_of(
-        {
-            "messages": [
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "image_url", "image_url": {"url": "gs://bucket/cat.png"}},
-                        {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
-                        {
-                            "type": "file",
-                            "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "a.pdf"},
-                        },
-                    ],
-                }
-            ]
-        }
-    )
+    request = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "gs://bucket/cat.png"}},
+                    {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+                    {
+                        "type": "file",
+                        "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "a.pdf"},
+                    },
+                ],
+            }
+        ]
+    }
+    # A gs:// object is read with the request's credential: only the caller's own may name one.
+    body = body_of(request, replace(target(), own_account=True))
     assert body["contents"][0]["parts"] == [
         {"fileData": {"mimeType": "image/png", "fileUri": "gs://bucket/cat.png"}},
         {"inlineData": {"mimeType": "audio/wav", "data": "UklG"}},
         {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}},
     ]
+    with pytest.raises(UnsupportedParameter) as caught:
+        body_of(request)
+    assert caught.value.param == "messages[0].content[0].image_url.url"
     with pytest.raises(InvalidRequest):
         body_of(
             {
@@ -410,11 +414,12 @@ def test_recursive_schema_terminates() -> None:
 
 
 def test_media_part_schemes() -> None:
-    assert media_part("gs://b/x.png", "p") == {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/x.png"}}
-    assert media_part("HTTPS://h/x.jpg", "p")["fileData"]["fileUri"] == "https://h/x.jpg"
-    inline = media_part("DATA:image/png;base64,AAAA", "p")
+    own = replace(target(), own_account=True)  # gs:// names an object of the account: the caller's own
+    assert media_part("gs://b/x.png", "p", own) == {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/x.png"}}
+    assert media_part("HTTPS://h/x.jpg", "p", target())["fileData"]["fileUri"] == "https://h/x.jpg"
+    inline = media_part("DATA:image/png;base64,AAAA", "p", target())
     assert inline == {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}
     for url in ("file:///etc/passwd", "gopher://h/", "x.png"):
         with pytest.raises(InvalidRequest) as caught:
-            media_part(url, "messages[0].content[1]")
+            media_part(url, "messages[0].content[1]", target())
         assert caught.value.param == "messages[0].content[1]"

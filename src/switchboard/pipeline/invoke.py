@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.context import Reply, RequestContext, Result, StreamReply
@@ -56,7 +56,11 @@ class Operation:
 
     def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest:
         build: Callable[[JSON, Any], UpstreamRequest] = getattr(route.adapter, self.build)
-        return build(ctx.request, route.target)
+        target = route.target
+        if ctx.caller_credential is not None:
+            # Sent on the caller's own account: objects of it may be named (providers/account.py).
+            target = replace(target, own_account=True)
+        return build(ctx.request, target)
 
     def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]:
         parsed: JSON = getattr(route.adapter, self.parse)(body, route.target)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UpstreamBadGateway
-from switchboard.providers import capabilities, openai_media
+from switchboard.providers import account, capabilities, openai_media
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.media import MediaReply, MediaStreamUsage
@@ -114,6 +114,9 @@ class OpenAIAdapter(ProviderAdapter):
     stream_usage = True
 
     def _post(self, path: str, body: JSON, target: Target, stream: bool) -> UpstreamRequest:
+        # The body is passed through: a field that makes the provider read a store with its own
+        # identity is refused here, for every OpenAI-shaped type (Azure hosts may sit behind each).
+        account.check_data_sources(body, target)
         body["model"] = target.model
         body.pop("drop_params", None)
         headers = dict(_SSE_HEADERS) if stream else {}

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from switchboard.errors import InvalidRequest
-from switchboard.providers import capabilities
+from switchboard.providers import account, capabilities
 from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
@@ -40,6 +40,8 @@ _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _CACHE_TTLS = ("5m", "1h")
+# Document sources that carry their content (or a public URL Anthropic fetches as anyone would).
+_DOCUMENT_SOURCES = frozenset({"base64", "text", "content", "url"})
 _DATA_URL = re.compile(r"^data:([\w.+/-]+)((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)$", re.DOTALL)
 
 
@@ -61,7 +63,7 @@ def build_body(request: JSON, target: Target) -> JSON:
     request = capabilities.check(request, target)
     options = options_of(target)
     given = _max_tokens(request)
-    system, messages = convert_messages(request["messages"])
+    system, messages = convert_messages(request["messages"], target)
     think, max_tokens = thinking.thinking(request, given or options.default_max_tokens, given is not None)
     if think is not None and think["type"] != "disabled" and not thinking.fits_tool_loop(messages):
         # Anthropic refuses thinking on a turn that continues a tool call its assistant turn made
@@ -113,7 +115,7 @@ def _sampling(request: JSON, body: JSON) -> None:
 # -- messages -----------------------------------------------------------------------------------
 
 
-def convert_messages(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
+def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], list[JSON]]:
     """Leading system/developer messages become the ``system`` blocks; the rest alternating turns
     (providers/turns.py: a later system message stays in place, an empty assistant turn is kept)."""
     system: list[JSON] = []
@@ -122,17 +124,17 @@ def convert_messages(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
         role = msg.get("role")
         param = f"messages[{i}]"
         if role in ("system", "developer"):
-            blocks = _text_blocks(msg.get("content"), f"{param}.content")
+            blocks = _text_blocks(msg.get("content"), f"{param}.content", target)
             if turns:
                 _append(turns, "user", _marked(blocks))
             else:
                 system.extend(blocks)
         elif role == "user":
-            _append(turns, "user", content_blocks(msg.get("content"), f"{param}.content"))
+            _append(turns, "user", content_blocks(msg.get("content"), f"{param}.content", target))
         elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(msg, param))
+            _append(turns, "assistant", _assistant_blocks(msg, param, target))
         elif role == "tool":
-            _append(turns, "user", [_tool_result(msg, param)])
+            _append(turns, "user", [_tool_result(msg, param, target)])
         else:
             raise InvalidRequest(
                 f"role '{role}' is not supported by provider type 'anthropic'; use 'tool' messages",
@@ -180,10 +182,10 @@ def _strip_prefill(turns: list[JSON]) -> None:
         turns.pop()
 
 
-def _text_blocks(content: Any, param: str) -> list[JSON]:
+def _text_blocks(content: Any, param: str, target: Target) -> list[JSON]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
-    blocks = content_blocks(content, param)
+    blocks = content_blocks(content, param, target)
     for j, block in enumerate(blocks):
         if block["type"] != "text":
             raise InvalidRequest(f"only text content is allowed here (found {block['type']})",
@@ -191,20 +193,20 @@ def _text_blocks(content: Any, param: str) -> list[JSON]:
     return blocks
 
 
-def content_blocks(content: Any, param: str) -> list[JSON]:
+def content_blocks(content: Any, param: str, target: Target) -> list[JSON]:
     if content is None:
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     blocks = []
     for j, part in enumerate(content):
-        block = _part(part, f"{param}[{j}]")
+        block = _part(part, f"{param}[{j}]", target)
         if block is not None:
             blocks.append(block)
     return blocks
 
 
-def _part(part: JSON, param: str) -> JSON | None:
+def _part(part: JSON, param: str, target: Target) -> JSON | None:
     kind = part.get("type")
     if kind in ("text", "refusal"):
         text = part.get(kind)
@@ -216,7 +218,7 @@ def _part(part: JSON, param: str) -> JSON | None:
     elif kind == "file":
         block = _document(part.get("file"), f"{param}.file")
     elif kind == "document":
-        block = _document_part(part.get("document"), f"{param}.document")
+        block = _document_part(part.get("document"), f"{param}.document", target)
     else:
         raise InvalidRequest(f"content part type '{kind}' is not supported by provider type 'anthropic'",
                              param=f"{param}.type")
@@ -237,10 +239,21 @@ def with_cache_control(block: JSON, source: JSON, param: str) -> JSON:
     return block
 
 
-def _document_part(document: Any, param: str) -> JSON:
-    """A canonical document part is an Anthropic document block carried as written."""
-    if not isinstance(document, dict) or not isinstance(document.get("source"), dict):
+def _document_part(document: Any, param: str, target: Target) -> JSON:
+    """A canonical document part is an Anthropic document block carried as written, but for its
+    source: a ``file`` source names a file of the Files API of the account the request is sent
+    with, refused on the gateway's shared one (providers/account.py); a source type this code does
+    not know may name one too, so it is refused rather than passed on unchecked."""
+    source = document.get("source") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or not isinstance(source, dict):
         raise InvalidRequest("a document part needs 'document': {'source': {...}}", param=param)
+    kind = source.get("type")
+    if kind == "file":
+        account.check(target, f"{param}.source.file_id", "a file of the Anthropic Files API")
+    elif kind not in _DOCUMENT_SOURCES:
+        raise InvalidRequest(f"document source type {str(kind)[:40]!r} is not supported by provider type "
+                             "'anthropic' (send base64, text, content or url sources)",
+                             param=f"{param}.source.type")
     return {"type": "document", **document}
 
 
@@ -282,11 +295,11 @@ def _document(file: Any, param: str) -> JSON:
     return block
 
 
-def _assistant_blocks(msg: JSON, param: str) -> list[JSON]:
+def _assistant_blocks(msg: JSON, param: str, target: Target) -> list[JSON]:
     # Earlier thinking goes first in its turn, as Anthropic produced it. reasoning_content without
     # signed blocks is not sent: Anthropic accepts only thinking it signed itself.
     blocks = thinking.blocks(msg.get("thinking_blocks"), f"{param}.thinking_blocks")
-    blocks += content_blocks(msg.get("content"), f"{param}.content")
+    blocks += content_blocks(msg.get("content"), f"{param}.content", target)
     for j, call in enumerate(msg.get("tool_calls") or []):
         fn = call["function"]
         blocks.append({
@@ -318,7 +331,7 @@ def _arguments(raw: Any, param: str) -> JSON:
     return value
 
 
-def _tool_result(msg: JSON, param: str) -> JSON:
+def _tool_result(msg: JSON, param: str, target: Target) -> JSON:
     block: JSON = {"type": "tool_result",
                    "tool_use_id": tool_id(msg.get("tool_call_id"), f"{param}.tool_call_id")}
     content = msg.get("content")
@@ -326,7 +339,7 @@ def _tool_result(msg: JSON, param: str) -> JSON:
         if content:
             block["content"] = content
     elif content:
-        block["content"] = content_blocks(content, f"{param}.content")
+        block["content"] = content_blocks(content, f"{param}.content", target)
     is_error = msg.get("is_error")
     if is_error not in (None, False, True):
         raise InvalidRequest("is_error must be a boolean", param=f"{param}.is_error")

@@ -16,11 +16,12 @@ from __future__ import annotations
 import mimetypes
 import re
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import capabilities, documents
+from switchboard.providers import account, capabilities, documents
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.params import drops
@@ -35,6 +36,9 @@ JSON = dict[str, Any]
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64,(.*)$", re.DOTALL)
 _FILE_SCHEMES = frozenset({"http", "https", "gs"})
+# The Gemini API's host: its Files API URIs (``https://generativelanguage.googleapis.com/v1beta/
+# files/...``) name files of the account the key opens.
+_GEMINI_API_HOST = "generativelanguage.googleapis.com"
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 
@@ -114,7 +118,7 @@ def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], 
         elif role in ("system", "developer"):
             _append(contents, "user", _marked(_text_parts(msg.get("content"), f"messages[{i}].content")))
         elif role == "user":
-            _append(contents, "user", user_parts(msg.get("content"), i))
+            _append(contents, "user", user_parts(msg.get("content"), i, target))
         elif role == "assistant":
             parts = assistant_parts(msg, i, names, signatures)
             last = i == len(messages) - 1
@@ -161,18 +165,18 @@ def _text_parts(content: Any, where: str) -> list[JSON]:
     return parts
 
 
-def user_parts(content: Any, i: int) -> list[JSON]:
+def user_parts(content: Any, i: int, target: Target) -> list[JSON]:
     if content is None or isinstance(content, str):
         return _text_parts(content, f"messages[{i}].content")
     parts = []
     for j, part in enumerate(content):
-        converted = _user_part(part, f"messages[{i}].content[{j}]")
+        converted = _user_part(part, f"messages[{i}].content[{j}]", target)
         if converted is not None:
             parts.append(converted)
     return parts
 
 
-def _user_part(part: JSON, where: str) -> JSON | None:
+def _user_part(part: JSON, where: str, target: Target) -> JSON | None:
     kind = part.get("type")
     if kind == "text":
         text = part.get("text")
@@ -180,7 +184,7 @@ def _user_part(part: JSON, where: str) -> JSON | None:
     if kind == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
-        return media_part(url, where)
+        return media_part(url, where, target, "image_url.url")
     if kind == "document":
         return _document_part(part, where)
     if kind == "input_audio":
@@ -191,7 +195,7 @@ def _user_part(part: JSON, where: str) -> JSON | None:
         data = (part.get("file") or {}).get("file_data")
         if not isinstance(data, str):
             raise InvalidRequest(f"{where}: only inline files (file_data data URLs) work", param=where)
-        return media_part(data, where)
+        return media_part(data, where, target, "file.file_data")
     raise InvalidRequest(f"{where}: content part type '{kind}' is not supported here", param=where)
 
 
@@ -203,9 +207,11 @@ def _document_part(part: JSON, where: str) -> JSON | None:
     return {"text": text} if text else None
 
 
-def media_part(url: Any, where: str) -> JSON:
+def media_part(url: Any, where: str, target: Target, field: str = "image_url.url") -> JSON:
     """A data URL -> inlineData; an http(s) or gs:// URL -> fileData (the provider fetches it).
-    Any other scheme (file:, gopher:, ...) is refused; schemes are case-insensitive."""
+    Any other scheme (file:, gopher:, ...) is refused; schemes are case-insensitive. A URI of the
+    provider account (a gs:// object, a file of Gemini's Files API) is read with the gateway's
+    credential: refused unless the caller's own is used (providers/account.py)."""
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"{where}: an image URL is required", param=where)
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
@@ -220,8 +226,25 @@ def media_part(url: Any, where: str) -> JSON:
         raise InvalidRequest(
             f"{where}: {what} is not supported; send http(s), gs:// or data: URLs", param=where
         )
+    if not target.own_account:
+        _account_uri(url, scheme, f"{where}.{field}", target)
     mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
     return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def _account_uri(url: str, scheme: str, where: str, target: Target) -> None:
+    """Refuse a URI only the gateway's credential can read: a Cloud Storage object (Vertex AI
+    reads it with the service account; the Gemini API with the key's project) or anything on
+    the Gemini API's own host (its Files API: the files uploaded with the shared key). Public
+    http(s) URLs are fetched by Google as anyone would and stay accepted."""
+    if scheme == "gs":
+        raise account.refusal(where, "a Cloud Storage object (gs://)", target)
+    # Anywhere before the query, decoded, in lower case, not only where urlsplit reads the host:
+    # Google's URL parser may read a mangled URL ("https:host/...", "host.\\@x", "%2E") as its
+    # own host. A public URL naming that host in its path is refused too (rare, and harmless).
+    before_query = unquote(url.split("?", 1)[0].split("#", 1)[0]).lower()
+    if _GEMINI_API_HOST in before_query:
+        raise account.refusal(where, "a file of the Gemini Files API", target)
 
 
 def assistant_parts(msg: JSON, i: int, names: dict[str, str], signatures: bool) -> list[JSON]:

@@ -1,0 +1,298 @@
+"""Objects of the provider account named in a model request (docs/access.md, "Objects of the
+provider account"): the gateway calls providers with its own credential, one account (or cloud
+identity) shared by every caller, so a request naming a file, store or storage URI of that account
+is refused before anything is sent, on the translated path and the Anthropic pass-through, unless
+it carries the caller's own provider credential. Inline data and public URLs keep working, and the
+images the gateway fetches itself follow the egress rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.test_provider_vertex import EMAIL, write_service_account
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+HEADER = "x-provider-authorization"
+FILES_URI = "https://generativelanguage.googleapis.com/v1beta/files/abc123"
+DATA_SOURCES = [{"type": "azure_search", "parameters": {
+    "endpoint": "https://other-tenant.search.windows.net", "index_name": "contracts",
+    "authentication": {"type": "system_assigned_managed_identity"}}}]
+FILE_ID = "file_011CNha8iCJcU1wXNR6q4V8w"
+FILE_DOCUMENT = {"type": "document", "document": {"source": {"type": "file", "file_id": FILE_ID}}}
+
+
+@pytest.fixture(scope="module")
+def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
+    folder: Path = tmp_path_factory.mktemp("account-objects")
+    write_service_account(folder / "sa.json", mock_upstream, EMAIL, publish=True)
+    byo = {"api_key": "${UPSTREAM_KEY}", "allow_caller_credentials": True}
+    stored = {"api_key": "${UPSTREAM_KEY}"}
+    config: dict[str, Any] = {
+        "providers": [
+            {"name": "studio", "type": "gemini", "api_base": mock_upstream.url, **stored},
+            {"name": "studio-byo", "type": "gemini", "api_base": mock_upstream.url, **byo},
+            {"name": "vertex", "type": "vertex", "api_base": mock_upstream.url,
+             "vertex_project": "mock-project", "vertex_location": "us-central1",
+             "credentials_file": str(folder / "sa.json")},
+            {"name": "claude", "type": "anthropic", "api_base": mock_upstream.url, **stored},
+            {"name": "claude-byo", "type": "anthropic", "api_base": mock_upstream.url, **byo},
+            {"name": "az", "type": "azure", "api_base": mock_upstream.url, **stored},
+            {"name": "az-byo", "type": "azure", "api_base": mock_upstream.url, **byo},
+            {"name": "oa", "type": "openai", "api_base": f"{mock_upstream.url}/v1", **stored},
+        ],
+        "models": [
+            {"name": "gemini", "provider": "studio", "model": "gemini-2.5-flash"},
+            {"name": "gemini-byo", "provider": "studio-byo", "model": "gemini-2.5-flash"},
+            {"name": "vertex", "provider": "vertex", "model": "gemini-2.5-flash"},
+            {"name": "claude", "provider": "claude", "model": "claude-sonnet-4-5"},
+            {"name": "claude-byo", "provider": "claude-byo", "model": "claude-sonnet-4-5"},
+            {"name": "azure", "provider": "az", "model": "my-gpt4o-deployment"},
+            {"name": "azure-byo", "provider": "az-byo", "model": "my-gpt4o-deployment"},
+            {"name": "gpt", "provider": "oa", "model": "gpt-4o-mini"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}", "caller_credentials": {"enabled": True}},
+    }
+    gw = start_gateway(config, folder)
+    created = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN, timeout=10)
+    assert created.status_code == 201, created.text
+    yield gw, created.json()["key"]
+    gw.process.stop()
+
+
+def sdk(world: tuple[Gateway, str], own_credential: bool = False) -> openai.OpenAI:
+    gw, key = world
+    headers = {HEADER: UPSTREAM_KEY} if own_credential else None
+    return openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30,
+                         default_headers=headers)
+
+
+def asking(marker: str, *parts: dict[str, Any]) -> list[Any]:
+    return [{"role": "user", "content": [{"type": "text", "text": f"look mock:capture={marker}"}, *parts]}]
+
+
+def nothing_sent(mock: Mock, marker: str) -> None:
+    # The refusal answered before any upstream call; a call would have been recorded before it.
+    assert captured(mock, marker, timeout=0.2) == []
+
+
+def refused(client: openai.OpenAI, model: str, marker: str, *parts: dict[str, Any], **extra: Any) -> Any:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=model, messages=asking(marker, *parts), **extra)
+    error = err.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "unsupported_parameter", error
+    assert "provider account" in error["message"] and "credential" in error["message"]
+    return error
+
+
+def upstream_body(mock: Mock, marker: str) -> dict[str, Any]:
+    (seen,) = captured(mock, marker, outcome="completed")
+    assert seen["status"] == 200, seen
+    body: dict[str, Any] = seen["body"]
+    return body
+
+
+# ---- Gemini API and Vertex AI: gs:// objects, Files API URIs ---------------------------------------
+
+
+@pytest.mark.parametrize("model", ["gemini", "vertex"])
+@pytest.mark.parametrize(("part", "param"), [
+    ({"type": "image_url", "image_url": {"url": "gs://operator-bucket/secret.png"}}, "image_url.url"),
+    ({"type": "image_url", "image_url": {"url": "GS://operator-bucket/secret.png"}}, "image_url.url"),
+    ({"type": "file", "file": {"file_data": "gs://operator-bucket/report.pdf"}}, "file.file_data"),
+    ({"type": "file", "file": {"file_data": FILES_URI}}, "file.file_data"),
+    ({"type": "file", "file": {"file_data": "https://GenerativeLanguage.googleapis.com./v1beta/files/x"}},
+     "file.file_data"),
+])
+def test_storage_and_files_api_uris_are_refused(
+    world: tuple[Gateway, str], mock_upstream: Mock, model: str, part: dict[str, Any], param: str
+) -> None:
+    marker = new_marker()
+    error = refused(sdk(world), model, marker, part)
+    assert error["param"] == f"messages[0].content[1].{param}"
+    nothing_sent(mock_upstream, marker)
+
+
+def test_the_responses_api_translated_to_gemini_refuses_them_too(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk(world).responses.create(model="vertex", store=False, input=[{"role": "user", "content": [
+            {"type": "input_text", "text": f"look mock:capture={marker}"},
+            {"type": "input_image", "image_url": "gs://operator-bucket/secret.png"},
+        ]}])
+    assert isinstance(err.value.body, dict) and err.value.body["code"] == "unsupported_parameter"
+    assert "Cloud Storage" in err.value.body["message"]
+    nothing_sent(mock_upstream, marker)
+
+
+@pytest.mark.parametrize("model", ["gemini", "vertex"])
+def test_inline_data_and_public_urls_still_reach_google(
+    world: tuple[Gateway, str], mock_upstream: Mock, model: str
+) -> None:
+    marker = new_marker()
+    sdk(world).chat.completions.create(model=model, messages=asking(
+        marker,
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}},
+        {"type": "file", "file": {"file_data": "https://example.com/public/report.pdf"}},
+    ))
+    parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
+    assert parts[1] == {"inlineData": {"mimeType": "image/png", "data": PIXEL}}
+    assert parts[2] == {"fileData": {"mimeType": "application/pdf", "fileUri": "https://example.com/public/report.pdf"}}
+
+
+def test_the_callers_own_gemini_key_may_name_its_own_files(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    sdk(world, own_credential=True).chat.completions.create(model="gemini-byo", messages=asking(
+        marker,
+        {"type": "file", "file": {"file_data": FILES_URI}},
+        {"type": "image_url", "image_url": {"url": "gs://callers-bucket/cat.png"}},
+    ))
+    parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
+    assert [p["fileData"]["fileUri"] for p in parts[1:]] == [FILES_URI, "gs://callers-bucket/cat.png"]
+
+
+def test_the_refusal_says_when_an_own_credential_would_do(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    error = refused(sdk(world), "gemini-byo", marker, {"type": "file", "file": {"file_data": FILES_URI}})
+    assert "accepted only with your own provider credential" in error["message"]
+    error = refused(sdk(world), "vertex", marker, {"type": "file", "file": {"file_data": "gs://b/x.pdf"}})
+    assert "does not take callers' own provider credentials" in error["message"]
+    nothing_sent(mock_upstream, marker)
+
+
+def test_the_gemini_inbound_api_refuses_storage_and_files_api_uris(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    gw, key = world
+    marker = new_marker()
+    for uri in ("gs://operator-bucket/secret.png", FILES_URI):
+        answer = httpx.post(
+            f"{gw.url}/v1beta/models/vertex:generateContent", headers={"x-goog-api-key": key}, timeout=30,
+            json={"contents": [{"role": "user", "parts": [
+                {"text": f"look mock:capture={marker}"},
+                {"fileData": {"mimeType": "image/png", "fileUri": uri}},
+            ]}]},
+        )
+        assert answer.status_code == 400, answer.text
+        assert "contents[0].parts[1].fileData.fileUri" in answer.text
+    nothing_sent(mock_upstream, marker)
+
+
+# ---- Anthropic: Files API documents, containers, MCP servers ---------------------------------------
+
+
+def test_a_files_api_document_is_refused_on_the_translated_path(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    error = refused(sdk(world), "claude", marker, FILE_DOCUMENT)
+    assert error["param"] == "messages[0].content[1].document.source.file_id"
+    # Inside a tool result too.
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk(world).chat.completions.create(model="claude", messages=[
+            *asking(marker),
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": [FILE_DOCUMENT]},
+        ])
+    assert isinstance(err.value.body, dict)
+    assert err.value.body["param"] == "messages[2].content[0].document.source.file_id"
+    nothing_sent(mock_upstream, marker)
+
+
+def test_inline_documents_still_reach_anthropic_and_an_own_key_may_name_files(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    source = {"type": "text", "media_type": "text/plain", "data": "x"}
+    text = {"type": "document", "document": {"source": source}}
+    sdk(world).chat.completions.create(model="claude", messages=asking(marker, text))
+    assert upstream_body(mock_upstream, marker)["messages"][0]["content"][1]["source"]["type"] == "text"
+    marker = new_marker()
+    own = sdk(world, own_credential=True)
+    own.chat.completions.create(model="claude-byo", messages=asking(marker, FILE_DOCUMENT))
+    sent = upstream_body(mock_upstream, marker)["messages"][0]["content"][1]
+    assert sent == {"type": "document", **FILE_DOCUMENT["document"]}
+
+
+@pytest.mark.parametrize(("extra", "block", "words"), [
+    ({}, {"type": "document", "source": {"type": "file", "file_id": "file_011"}}, "Files API"),
+    ({}, {"type": "image", "source": {"type": "file", "file_id": "file_011"}}, "Files API"),
+    ({}, {"type": "container_upload", "file_id": "file_011"}, "container_upload"),
+    ({"container": "container_011"}, None, "container"),
+    ({"container": {"skills": [{"type": "custom", "skill_id": "skill_01"}]}}, None, "container"),
+    ({"mcp_servers": [{"type": "url", "url": "https://mcp.example.com/sse", "name": "x",
+                       "authorization_token": "t"}]}, None, "mcp_servers"),
+    ({"tools": [{"type": "code_execution_20250825", "name": "code_execution"}]}, None, "server tool"),
+])
+def test_the_anthropic_pass_through_refuses_account_objects(
+    world: tuple[Gateway, str], mock_upstream: Mock, extra: dict[str, Any], block: dict[str, Any] | None,
+    words: str,
+) -> None:
+    gw, key = world
+    marker = new_marker()
+    content: list[Any] = [{"type": "text", "text": f"look mock:capture={marker}"}]
+    content += [block] if block else []
+    answer = httpx.post(f"{gw.url}/v1/messages", timeout=30,
+                        headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                        json={"model": "claude", "max_tokens": 64,
+                              "messages": [{"role": "user", "content": content}], **extra})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert words in answer.json()["error"]["message"]
+    nothing_sent(mock_upstream, marker)
+
+
+# ---- Azure OpenAI "On your data" ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["azure", "gpt"])
+def test_data_sources_are_refused(world: tuple[Gateway, str], mock_upstream: Mock, model: str) -> None:
+    marker = new_marker()
+    error = refused(sdk(world), model, marker, extra_body={"data_sources": DATA_SOURCES})
+    assert error["param"] == "data_sources"
+    nothing_sent(mock_upstream, marker)
+
+
+def test_data_sources_with_the_callers_own_azure_key_are_passed(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    sdk(world, own_credential=True).chat.completions.create(
+        model="azure-byo", messages=asking(marker), extra_body={"data_sources": DATA_SOURCES})
+    assert upstream_body(mock_upstream, marker)["data_sources"] == DATA_SOURCES
+
+
+# ---- images the gateway fetches itself ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+    "http://[::ffff:169.254.169.254]/latest/meta-data/",
+    "http://127.0.0.1:1/pixel.png",
+])
+def test_images_inlined_for_a_provider_are_fetched_from_public_addresses_only(
+    world: tuple[Gateway, str], mock_upstream: Mock, url: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk(world).chat.completions.create(
+            model="gemini", messages=asking(marker, {"type": "image_url", "image_url": {"url": url}}))
+    assert "private address" in json.dumps(err.value.body)
+    nothing_sent(mock_upstream, marker)
