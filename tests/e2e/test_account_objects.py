@@ -49,6 +49,12 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
             {"name": "az", "type": "azure", "api_base": mock_upstream.url, **stored},
             {"name": "az-byo", "type": "azure", "api_base": mock_upstream.url, **byo},
             {"name": "oa", "type": "openai", "api_base": f"{mock_upstream.url}/v1", **stored},
+            # A single-tenant operator's: callers may name what the account holds.
+            {"name": "vertex-open", "type": "vertex", "api_base": mock_upstream.url,
+             "vertex_project": "mock-project", "vertex_location": "us-central1",
+             "credentials_file": str(folder / "sa.json"), "allow_account_objects": True},
+            {"name": "az-open", "type": "azure", "api_base": mock_upstream.url, **stored,
+             "allow_account_objects": True},
         ],
         "models": [
             {"name": "gemini", "provider": "studio", "model": "gemini-2.5-flash"},
@@ -59,6 +65,8 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
             {"name": "azure", "provider": "az", "model": "my-gpt4o-deployment"},
             {"name": "azure-byo", "provider": "az-byo", "model": "my-gpt4o-deployment"},
             {"name": "gpt", "provider": "oa", "model": "gpt-4o-mini"},
+            {"name": "vertex-open", "provider": "vertex-open", "model": "gemini-2.5-flash"},
+            {"name": "azure-open", "provider": "az-open", "model": "my-gpt4o-deployment"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}", "caller_credentials": {"enabled": True}},
     }
@@ -296,3 +304,19 @@ def test_images_inlined_for_a_provider_are_fetched_from_public_addresses_only(
             model="gemini", messages=asking(marker, {"type": "image_url", "image_url": {"url": url}}))
     assert "private address" in json.dumps(err.value.body)
     nothing_sent(mock_upstream, marker)
+
+
+def test_a_provider_opted_in_takes_objects_of_its_account(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    """`allow_account_objects: true` (a deployment whose callers may all read what the account
+    holds): the same fields reach the provider as written, on the gateway's credential."""
+    marker = new_marker()
+    sdk(world).chat.completions.create(model="vertex-open", messages=asking(
+        marker, {"type": "image_url", "image_url": {"url": "gs://operator-bucket/cat.png"}}))
+    parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
+    assert parts[1]["fileData"]["fileUri"] == "gs://operator-bucket/cat.png"
+    marker = new_marker()
+    sdk(world).chat.completions.create(model="azure-open", messages=asking(marker),
+                                       extra_body={"data_sources": DATA_SOURCES})
+    assert upstream_body(mock_upstream, marker)["data_sources"] == DATA_SOURCES

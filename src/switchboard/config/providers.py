@@ -57,6 +57,11 @@ class ProviderConfig(ExactScalars):
     # Let callers send their own credential for this provider (auth.caller_credentials must be
     # enabled too); see docs/access.md, "Caller credentials".
     allow_caller_credentials: bool = False
+    # Callers may name objects of this provider's account (gs:// URIs, Files API ids, Azure
+    # "On your data" data_sources) on the gateway's credential: only for a deployment whose
+    # every caller may read all the account holds (docs/access.md, "Objects of the provider
+    # account"). Configuration file only: the admin API does not take it.
+    allow_account_objects: bool = False
     # The provider's own limits for this deployment (requests and tokens per minute): the
     # gateway waits up to limits.max_wait_seconds for room rather than send what it would
     # refuse (docs/limits.md).

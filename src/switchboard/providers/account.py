@@ -7,9 +7,10 @@ Gemini's Files API or Anthropic's, an Azure search index read with the resource'
 or a storage URI that identity can read (``gs://`` on Vertex AI) would make the provider read it on
 the gateway's authority: another tenant's data, or the operator's own storage. So such a field is
 accepted only when the attempt carries the caller's own provider credential
-(``Target.own_account``, set by the invoke terminal), whose account is the caller's; otherwise the
-adapter refuses it with :func:`refusal` before anything is sent. The Responses API's own check of
-its fields is ``http/responses/request.py`` (``account_object``).
+(``Target.own_account``, set by the invoke terminal), whose account is the caller's, or when the
+operator opted the provider entry in (``allow_account_objects``: every caller may read all the
+account holds); otherwise the adapter refuses it with :func:`refusal` before anything is sent.
+The Responses API's own check of its fields is ``http/responses/request.py`` (``account_object``).
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ class Target:
     require_approval: bool = False
     # The provider entry lets callers send their own credential (pipeline/caller_credentials.py).
     allow_caller_credentials: bool = False
-    # This attempt is sent with the caller's own provider credential (its own account), so the
-    # request may name objects of that account (providers/account.py). Set per attempt by the
-    # invoke terminal, on a copy; the routing table's targets never have it.
+    # The request may name objects of the provider account (providers/account.py): this attempt
+    # is sent with the caller's own credential (set per attempt by the invoke terminal, on a
+    # copy), or the provider entry opts in (providers[].allow_account_objects).
     own_account: bool = False
     # The provider deployment's own limits per minute (providers[].rpm / tpm); None: none.
     rpm: int | None = None

@@ -86,6 +86,7 @@ def make_route(
         drop_params=m.drop_params,
         require_approval=m.require_approval,
         allow_caller_credentials=p.allow_caller_credentials,
+        own_account=p.allow_account_objects,
         rpm=p.rpm,
         tpm=p.tpm,
         max_event_bytes=p.max_event_bytes,
