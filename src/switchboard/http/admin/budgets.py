@@ -34,7 +34,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
-from switchboard.http.admin.scoping import TenantQuery, new_id
+from switchboard.http.admin.scoping import TenantQuery, new_id, scoped_subject
 from switchboard.stores import Stores
 from switchboard.stores.protocols import BUDGET_PERIODS, BUDGET_SCOPES, BUDGET_UNITS, BudgetRecord
 
@@ -188,19 +188,7 @@ def _amount(body: BudgetSet) -> Decimal:
 
 
 async def _subject(body: BudgetSet, tenant: str, stores: Stores) -> str:
-    subject = body.subject
-    if body.scope == "tenant":
-        if subject is not None and subject != tenant:
-            raise InvalidRequest("subject: a tenant budget's subject is the tenant itself", param="subject",
-                                 code="invalid_value")
-        return tenant
-    if subject is None:
-        raise InvalidRequest(f"subject: required for the scope '{body.scope}'", param="subject",
-                             code="invalid_value")
-    if body.scope == "team" and await stores.tenancy.get_team(tenant, subject) is None:
-        raise NotFound(f"no team '{subject[:64]}'", code="team_not_found")
-    if body.scope == "user" and await stores.tenancy.get_user(tenant, subject) is None:
-        raise NotFound(f"no user '{subject[:64]}'", code="user_not_found")
+    subject = await scoped_subject(stores, tenant, body.scope, body.subject, "budget")
     if body.scope == "key":
         key = await stores.keys.get(tenant, subject)
         if key is None or not key.enabled:  # a revoked key spends nothing more

@@ -23,7 +23,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
-from switchboard.http.admin.scoping import TenantQuery, new_id
+from switchboard.http.admin.scoping import TenantQuery, new_id, scoped_subject
 from switchboard.stores import Stores
 from switchboard.stores.protocols import LIMIT_SCOPES, LimitRecord
 
@@ -95,19 +95,7 @@ async def _subject(body: LimitSet, tenant: str, stores: Stores) -> str:
         if key is None:
             raise NotFound(f"no key with id '{body.key[:64]}'", code="key_not_found")
         return f"{key.lineage}:{body.model}"  # held for the whole rotation chain
-    if body.scope == "tenant":
-        if subject is not None and subject != tenant:
-            raise InvalidRequest("subject: a tenant limit's subject is the tenant itself", param="subject",
-                                 code="invalid_value")
-        return tenant
-    if subject is None:
-        raise InvalidRequest(f"subject: required for the scope '{body.scope}'", param="subject",
-                             code="invalid_value")
-    if body.scope == "team" and await stores.tenancy.get_team(tenant, subject) is None:
-        raise NotFound(f"no team '{subject[:64]}'", code="team_not_found")
-    if body.scope == "user" and await stores.tenancy.get_user(tenant, subject) is None:
-        raise NotFound(f"no user '{subject[:64]}'", code="user_not_found")
-    return subject
+    return await scoped_subject(stores, tenant, body.scope, subject, "limit")
 
 
 async def _in_reach(access: Access, stores: Stores, limit_id: str) -> LimitRecord:

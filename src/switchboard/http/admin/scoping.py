@@ -12,7 +12,7 @@ from fastapi import Query
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 
 from switchboard.access.roles import Reach
-from switchboard.errors import Conflict, GatewayError, NotFound
+from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin.authz import Access
 from switchboard.stores import Stores, Team, User
 
@@ -100,6 +100,25 @@ async def named_team_exists(access: Access, stores: Stores, tenant: str, team: s
         return
     if await stores.tenancy.get_team(tenant, team) is None:
         raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+
+
+async def scoped_subject(stores: Stores, tenant: str, scope: str, subject: str | None, what: str) -> str:
+    """The subject a tenant-, team- or user-scoped ``what`` (a budget, a rate limit) applies to:
+    the tenant itself, or a team or user that exists in it (404 otherwise: a record for nobody
+    would never apply). Other scopes' subjects are only required here; their owners check them."""
+    if scope == "tenant":
+        if subject is not None and subject != tenant:
+            raise InvalidRequest(f"subject: a tenant {what}'s subject is the tenant itself", param="subject",
+                                 code="invalid_value")
+        return tenant
+    if subject is None:
+        raise InvalidRequest(f"subject: required for the scope '{scope}'", param="subject",
+                             code="invalid_value")
+    if scope == "team" and await stores.tenancy.get_team(tenant, subject) is None:
+        raise NotFound(f"no team '{subject[:64]}'", code="team_not_found")
+    if scope == "user" and await stores.tenancy.get_user(tenant, subject) is None:
+        raise NotFound(f"no user '{subject[:64]}'", code="user_not_found")
+    return subject
 
 
 async def team_in_reach(access: Access, stores: Stores, team_id: str) -> Team:
