@@ -155,6 +155,31 @@ def test_principal_labels_only_when_configured() -> None:
     assert total(m, "switchboard_requests_total", tenant="", team="") == 1
 
 
+def test_caller_labels_take_a_bounded_number_of_values() -> None:
+    """Past ``metrics.max_label_values`` distinct values a label is ``other``, and each request
+    reported so is counted; values seen before keep their own series."""
+    from switchboard.context import Principal
+
+    def user(name: str) -> Principal:
+        return Principal(f"key_{name}", role="developer", key_id=f"key_{name}", tenant_id="acme",
+                         user_id=name)
+
+    m, table = make(labels=["tenant", "user"], max_label_values=2)
+    assert total(m, "switchboard_metric_label_overflow_total", label="user") == 0
+    for name in ("ann", "bob", "cyd", "dee", "ann", "cyd"):
+        run(m, finished(table, principal=user(name)))
+    run(m, finished(table))  # no caller: an empty value, never counted against the bound
+    users = {dict(labels).get("user") for name, labels in samples(m) if name == "switchboard_requests_total"}
+    assert users == {"ann", "bob", "other", ""}
+    assert total(m, "switchboard_requests_total", user="ann") == 2
+    assert total(m, "switchboard_requests_total", user="other") == 3
+    assert total(m, "switchboard_cost_usd_total", user="other") == 0  # the token counters too
+    for _ in range(2):  # scraped twice: counted once
+        assert total(m, "switchboard_metric_label_overflow_total", label="user") == 3
+        assert total(m, "switchboard_metric_label_overflow_total", label="tenant") == 0
+    assert total(m, "switchboard_requests_total", tenant="acme") == 6
+
+
 def test_retries_and_fallbacks_from_the_attempts() -> None:
     m, table = make()
     ctx = finished(table)
@@ -280,6 +305,8 @@ def test_who_may_read() -> None:
     {"labels": ["ip_address"]},
     {"labels": ["tenant", "team", "key", "user", "tenant"]},
     {"labels": ["tenant", "tenant"]},
+    {"max_label_values": 0},
+    {"max_label_values": "many"},
     {"port": 0},
     {"port": "metrics"},
     {"enabled": "sometimes"},
