@@ -199,6 +199,8 @@ class LedgerHealth(Protocol):
     def dropped(self) -> int: ...
     @property
     def dropped_full(self) -> int: ...
+    @property
+    def dropped_closed(self) -> int: ...
 
 
 class BodiesHealth(Protocol):
@@ -271,7 +273,9 @@ class WriterMetrics:
             dropped = Counter("switchboard_ledger_dropped_records", "Usage records lost", ("reason",),
                               registry=registry)
             self._total(dropped.labels("spool_full"), lambda: ledger.dropped_full)
-            self._total(dropped.labels("spool_write_failed"), lambda: ledger.dropped - ledger.dropped_full)
+            self._total(dropped.labels("closed"), lambda: ledger.dropped_closed)
+            self._total(dropped.labels("spool_write_failed"),
+                        lambda: ledger.dropped - ledger.dropped_full - ledger.dropped_closed)
         if bodies is not None:
             self._gauge(Gauge("switchboard_request_log_pending_bodies",
                               "Request-log bodies queued, not yet written",
