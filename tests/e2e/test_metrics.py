@@ -1,11 +1,12 @@
 """Prometheus metrics and the overhead headers, end to end: /metrics parses with
 prometheus-client's parser and its counters match the requests sent (successes, a 4xx, a 5xx,
 streams, retries and fallbacks, rate-limit and budget refusals, a deployment cooling down); an
-unknown model name is ``other``; the master key and ``metrics.key`` read it, nothing else does;
-``metrics.port`` serves it without a key; with two workers a scrape adds up both; with metrics
-off /metrics is 404. Every model-call response carries ``x-switchboard-overhead-ms`` and
-``x-switchboard-upstream-ms``, and the usage ledger the same values. Every test runs on the
-embedded default (SQLite) and on a cluster (PostgreSQL + Redis)."""
+unknown model name is ``other``, and so is a caller label past ``metrics.max_label_values``; the
+master key and ``metrics.key`` read it, nothing else does; ``metrics.port`` serves it without a
+key; with two workers a scrape adds up both; with metrics off /metrics is 404. Every model-call
+response carries ``x-switchboard-overhead-ms`` and ``x-switchboard-upstream-ms``, and the usage
+ledger the same values. Every test runs on the embedded default (SQLite) and on a cluster
+(PostgreSQL + Redis), but the label bound (per process, nothing stored) on the embedded one."""
 
 from __future__ import annotations
 
@@ -451,6 +452,40 @@ def test_metrics_off_answers_404_and_keeps_the_headers(
                            json={"model": "gpt-4o-mini", "messages": ask("no metrics")})
         assert reply.status_code == 200
         _timings(reply.headers)
+    finally:
+        assert gw.process.stop() == 0
+
+
+def test_a_caller_label_past_its_bound_is_other_and_counted(mock_upstream: Mock, tmp_path: Path) -> None:
+    # The bound is per process (nothing stored): the embedded default shows it.
+    config = metrics_config(mock_upstream, labels=["key"], max_label_values=2)
+    gw = start_gateway(config, tmp_path)
+    try:
+        keys = []
+        for _ in range(3):
+            made = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["gpt-4o-mini"]}, headers=ADMIN,
+                              timeout=10)
+            assert made.status_code == 201, made.text
+            keys.append((made.json()["id"], made.json()["key"]))
+        for _, key in (*keys, keys[0]):  # the third key is past the bound; the first comes back
+            client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
+            client.chat.completions.create(model="gpt-4o-mini", messages=ask("bounded"))
+
+        def scrape() -> Samples:
+            resp = httpx.get(f"{gw.url}/metrics", headers=ADMIN, timeout=10)
+            assert resp.status_code == 200
+            return parse(resp.text)
+
+        poll(lambda: total(scrape(), "switchboard_requests_total", model="gpt-4o-mini") == 4,
+             "the four requests were never counted")
+        samples = scrape()
+        first, second, third = (key_id for key_id, _ in keys)
+        assert total(samples, "switchboard_requests_total", key=first) == 2
+        assert total(samples, "switchboard_requests_total", key=second) == 1
+        assert total(samples, "switchboard_requests_total", key="other", model="gpt-4o-mini") == 1
+        assert total(samples, "switchboard_cost_usd_total", key="other") > 0
+        assert not any(third in str(labels) for _, labels in samples)
+        assert total(samples, "switchboard_metric_label_overflow_total", label="key") == 1
     finally:
         assert gw.process.stop() == 0
 

@@ -1,5 +1,5 @@
 """ServiceStore contract on SQLite and PostgreSQL: create, the name taken once per tenant, get,
-list per tenant, update, delete."""
+list per tenant, update, delete; the services table's cache of them is bounded."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from switchboard.stores.protocols import ServiceExists, ServiceRecord, ServiceStore
 from tests.stores.conftest import Backend
+from tests.stores.test_api_cache import Counted
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -69,3 +70,38 @@ async def test_secrets_rotate_reseals_service_headers(backend: Backend) -> None:
     got = await store.get("t1", "svc")
     assert got is not None
     assert new.decrypt(got.headers["X-Token"], service_header_aad("t1", "svc", "X-Token")) == "tok-1"
+
+
+async def test_the_table_caches_as_many_services_as_the_prompt_and_api_caches(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown names take entries too, so the bound is what a caller can fill: the oldest entry
+    goes once it is reached, and the same bound as the prompt and API caches'."""
+    import inspect
+
+    from switchboard.apis.cache import ApiCache
+    from switchboard.prompts.cache import PromptCache
+    from switchboard.services import table as services_table
+
+    bounds = {inspect.signature(cache.__init__).parameters["max_entries"].default
+              for cache in (PromptCache, ApiCache)}
+    assert bounds == {services_table.CACHED_SERVICES} == {10_000}
+
+    monkeypatch.setattr(services_table, "CACHED_SERVICES", 3)
+    store = Counted(_store(backend))
+    await _store(backend).create(_record("bounded", "orders"))
+    table = services_table.ServiceTable([])
+    await table.start(store, backend.stores.feed, None)  # type: ignore[arg-type]
+    try:
+        assert (await table.lookup("bounded", "orders")) is not None
+        assert (await table.lookup("bounded", "orders")) is not None
+        assert store.reads["get"] == 1  # cached
+        for i in range(3):  # names nobody registered: the third pushes the oldest entry out
+            assert await table.lookup("bounded", f"made-up-{i}") is None
+        assert store.reads["get"] == 4
+        assert (await table.lookup("bounded", "orders")) is not None
+        assert store.reads["get"] == 5  # read again: it had been dropped
+        assert await table.lookup("bounded", "made-up-2") is None
+        assert store.reads["get"] == 5  # the newest are still cached
+    finally:
+        await table.close()

@@ -29,6 +29,9 @@ class MetricsConfig(Strict):
     host: str = "127.0.0.1"
     # Labels with unbounded values, off unless listed (each multiplies the series count).
     labels: Annotated[list[MetricLabel], Field(max_length=4)] = Field(default_factory=list)
+    # Distinct values each of those labels takes per process; later values are reported as
+    # ``other`` (an OIDC provider, not the configuration, decides how many users there are).
+    max_label_values: Annotated[int, Field(ge=1, le=100_000)] = 1000
 
     @field_validator("labels")
     @classmethod

@@ -11,7 +11,10 @@ Python; the counts are handed to prometheus-client (its locks, its files) at eac
 every second with several workers, not per request. Labels stay bounded: a requested model name
 that is no configured model, alias, split or semantic router is ``other``; error codes are the
 gateway's own (the classes of the error tree) plus the first few others seen, the rest
-``other``; tenant, team, key and user are labels only when ``metrics.labels`` names them.
+``other``; tenant, team, key and user are labels only when ``metrics.labels`` names them, and
+each takes at most ``metrics.max_label_values`` distinct values per process (the first seen; later
+ones are ``other``, counted in ``switchboard_metric_label_overflow_total``): one set membership
+test per label per request.
 
 Several workers (``server.workers > 1``): ``switchboard serve`` sets ``PROMETHEUS_MULTIPROC_DIR``
 to a fresh directory before the workers start, each worker writes its values to files there
@@ -196,6 +199,8 @@ class LedgerHealth(Protocol):
     def dropped(self) -> int: ...
     @property
     def dropped_full(self) -> int: ...
+    @property
+    def dropped_closed(self) -> int: ...
 
 
 class BodiesHealth(Protocol):
@@ -268,7 +273,9 @@ class WriterMetrics:
             dropped = Counter("switchboard_ledger_dropped_records", "Usage records lost", ("reason",),
                               registry=registry)
             self._total(dropped.labels("spool_full"), lambda: ledger.dropped_full)
-            self._total(dropped.labels("spool_write_failed"), lambda: ledger.dropped - ledger.dropped_full)
+            self._total(dropped.labels("closed"), lambda: ledger.dropped_closed)
+            self._total(dropped.labels("spool_write_failed"),
+                        lambda: ledger.dropped - ledger.dropped_full - ledger.dropped_closed)
         if bodies is not None:
             self._gauge(Gauge("switchboard_request_log_pending_bodies",
                               "Request-log bodies queued, not yet written",
@@ -388,6 +395,10 @@ class Metrics:
                                registry=registry, multiprocess_mode="livesum")
         self.streams_in_flight = Gauge("switchboard_streams_in_flight", "Streams being written",
                                        registry=registry, multiprocess_mode="livesum")
+        self.label_overflow = Counter(
+            "switchboard_metric_label_overflow",
+            "Requests whose metrics.labels value was reported as other (metrics.max_label_values reached)",
+            ("label",), registry=registry)
         self._health = HealthCollector(table, health)
         if registry is None:
             registry = CollectorRegistry(auto_describe=False)
@@ -397,6 +408,13 @@ class Metrics:
         self._series: dict[tuple[object, ...], _Series] = {}
         self._codes: dict[str, str] = {code: code for code in _error_codes()}
         self._other_codes = 0
+        # metrics.labels: the values each label has been given (bounded), and the requests whose
+        # value came too late to get one since the last flush (counted in plain Python).
+        self._max_values = config.max_label_values
+        self._label_values: tuple[set[str], ...] = tuple(set() for _ in self._extra)
+        self._overflow = [0] * len(self._extra)
+        self._overflow_children = tuple(self.label_overflow.labels(EXTRA_LABELS[name])
+                                        for name in self._extra)
         self._server: MetricsServer | None = None
         self._dirty: list[_Series] = []  # label sets with counts not yet flushed
         self._active = 0  # requests in flight
@@ -506,6 +524,11 @@ class Metrics:
         dirty, self._dirty = self._dirty, []
         for series in dirty:
             series.flush()
+        overflow = self._overflow
+        for i, n in enumerate(overflow):
+            if n:
+                self._overflow_children[i].inc(n)
+                overflow[i] = 0
         if self._writers is not None:
             self._writers.flush()
 
@@ -534,7 +557,22 @@ class Metrics:
         if p is None:
             return ("",) * len(self._extra)
         values = {"tenant": p.tenant_id, "team": p.team_id, "key": p.key_id, "user": p.user_id}
-        return tuple(values[name] or "" for name in self._extra)
+        return tuple(self._bounded(i, values[name] or "") for i, name in enumerate(self._extra))
+
+    def _bounded(self, i: int, value: str) -> str:
+        """``value`` as the ``i``-th extra label: itself once it has been seen (or while there is
+        room for one more), else ``other``. The users an OIDC provider sends, the keys made
+        through the admin API, are not bounded by the configuration: the series are."""
+        if not value:
+            return value
+        seen = self._label_values[i]
+        if value in seen:
+            return value
+        if len(seen) >= self._max_values:
+            self._overflow[i] += 1
+            return OTHER
+        seen.add(value)
+        return value
 
     # -- scraping ------------------------------------------------------------------------------
 

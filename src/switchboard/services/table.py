@@ -22,6 +22,10 @@ log = logging.getLogger("switchboard.services")
 
 TOPIC = "services"
 DEFAULT_TENANT = "default"
+# Stored services cached per (tenant, name), "none by that name" included: as many as the prompt
+# and API caches keep. Services are few per tenant, unlike keys (100,000 cached, access/cache.py);
+# a name nobody registered costs an entry too, so the bound is what a caller can fill.
+CACHED_SERVICES = 10_000
 
 
 # What a stored header's seal is bound to: it opens for this service and header only.
@@ -134,7 +138,8 @@ class ServiceTable:
             record = await self._store.get(*key)
             return from_record(record, self.keyring) if record is not None else None
 
-        self._cache = FeedCache(TOPIC, load, feed, encode=_encode, decode=_decode, ttl=30.0, negative_ttl=5.0)
+        self._cache = FeedCache(TOPIC, load, feed, encode=_encode, decode=_decode, ttl=30.0, negative_ttl=5.0,
+                                max_entries=CACHED_SERVICES)
         await self._cache.start()
 
     async def close(self) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import functools
 import logging
@@ -246,8 +245,9 @@ class LedgerWriter:
         self._storing: Segment | None = None  # the segment whose batch is being stored
         self._held: Segment | None = None  # records the database refused, kept for the next start
         self.held = 0  # records written to it by this process
-        self.dropped = 0  # records lost: the spool was full (or closed), or its disk failed
-        self.dropped_full = 0  # of which the spool was full or closed
+        self.dropped = 0  # records lost: the spool was full, or closed, or its disk failed
+        self.dropped_full = 0  # of which the spool was full
+        self.dropped_closed = 0  # of which the writer was not started yet, or closed already
         self.stored = 0  # records written to the database by this process (replays included)
 
     # -- the request path -------------------------------------------------------------------
@@ -257,7 +257,8 @@ class LedgerWriter:
         return self.spool(usage_row(record))
 
     def spool(self, row: UsageRow) -> bool:
-        """Spool one record given as its row (``USAGE_ROW``): the request path's call.
+        """Spool one record given as its row (``USAGE_ROW``): the request path's call; False
+        when it was dropped (the spool full, or the writer not started or closed).
 
         The line is written at the end of the loop pass, together with the others of the pass
         (one ``write``, one GIL release, not one per request), and in any case before any
@@ -266,11 +267,17 @@ class LedgerWriter:
         line = orjson.dumps(row, option=_DUMPS_OPTIONS)
         size = len(line)
         if self._current is None or self._spooled_bytes + size > self._max_bytes:
+            # Told apart in the metrics: a full spool wants a larger spool or a faster database;
+            # a closed one is a request finishing around start or shutdown.
+            closed = self._current is None
             self.dropped += 1
-            self.dropped_full += 1
+            if closed:
+                self.dropped_closed += 1
+            else:
+                self.dropped_full += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("usage spool full or closed: %d usage record(s) dropped so far "
-                          "(request %s)", self.dropped, row[0])
+                log.error("usage spool %s: %d usage record(s) dropped so far (request %s)",
+                          "closed" if closed else "full", self.dropped, row[0])
             return False
         self._spooled_bytes += size
         unwritten = self._unwritten
@@ -289,9 +296,14 @@ class LedgerWriter:
         data = b"".join(line for _, line in unwritten)
         size = len(data)
         segment = self._current
+        if segment is None:  # closed since they were spooled
+            self.dropped += len(unwritten)
+            self.dropped_closed += len(unwritten)
+            self._spooled_bytes -= size
+            log.error("usage spool closed: %d usage record(s) dropped (request %s, ...)",
+                      len(unwritten), unwritten[0][0][0])
+            return
         try:
-            if segment is None:
-                raise OSError(errno.EBADF, "the spool is closed")
             written = os.write(segment.fd, data)
             if written != size:  # a short write (a full disk, a signal): the rest of it
                 _write_all(segment.fd, data[written:])

@@ -25,7 +25,6 @@ from switchboard.stores.clock import Clock, system_clock
 from switchboard.stores.errors import StoreError
 from switchboard.stores.memory.budgets import MemoryBudgetCounters
 from switchboard.stores.memory.cache import MemoryCache
-from switchboard.stores.memory.counters import MemoryCounters
 from switchboard.stores.memory.feed import MemoryFeed
 from switchboard.stores.memory.limits import MemoryRateLimiter
 from switchboard.stores.protocols import (
@@ -35,7 +34,6 @@ from switchboard.stores.protocols import (
     BudgetCounters,
     BudgetStore,
     ChangeFeed,
-    Counters,
     FileStore,
     HealthStore,
     IncidentStore,
@@ -90,7 +88,6 @@ class Stores:
     keys: KeyStore
     audit: AuditLog
     tenancy: TenancyStore  # tenants, teams, users and service accounts
-    counters: Counters
     ledger: UsageLedger
     subscriptions: SubscriptionStore
     cache: SharedCache
@@ -98,8 +95,8 @@ class Stores:
     providers: ProviderStore  # providers, credentials and models managed at run time
     database: str  # shown URL, password hidden
     revision: str  # schema revision after migrating
-    shared: bool  # counters, cache and feed shared through Redis
-    # Rate-limit windows (limits/): in this process, or in Redis with the counters.
+    shared: bool  # rate-limit windows, cache and feed shared through Redis
+    # Rate-limit windows (limits/): in this process, or in Redis.
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     limits: LimitStore | None = None  # limits set through the admin API (always in SQL)
     budgets: BudgetStore | None = None  # budgets set through the admin API (always in SQL)
@@ -199,7 +196,6 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     engine, revision = await open_database(database)
     closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
     keys, ledger, audit = SqlKeyStore(engine), SqlUsageLedger(engine), SqlAuditLog(engine)
-    counters: Counters
     cache: SharedCache
     feed: ChangeFeed
     limiter: RateLimiter
@@ -207,13 +203,9 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     health: HealthStore | None = None
     probes: dict[str, Probe] = {"database": partial(ping, engine)}
     if redis_url is None:
-        mem_counters, mem_cache, mem_feed = (
-            MemoryCounters(clock or system_clock),
-            MemoryCache(clock or system_clock),
-            MemoryFeed(),
-        )
-        closers += [mem_counters.close, mem_cache.close, mem_feed.close]
-        counters, cache, feed = mem_counters, mem_cache, mem_feed
+        mem_cache, mem_feed = MemoryCache(clock or system_clock), MemoryFeed()
+        closers += [mem_cache.close, mem_feed.close]
+        cache, feed = mem_cache, mem_feed
         mem_limiter = MemoryRateLimiter(clock or system_clock)
         closers.append(mem_limiter.close)
         limiter = mem_limiter
@@ -223,7 +215,6 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         from switchboard.stores.redis.budgets import RedisBudgetCounters
         from switchboard.stores.redis.cache import RedisCache
         from switchboard.stores.redis.client import connect
-        from switchboard.stores.redis.counters import RedisCounters
         from switchboard.stores.redis.feed import RedisFeed
         from switchboard.stores.redis.health import RedisHealth
         from switchboard.stores.redis.limits import RedisRateLimiter
@@ -235,7 +226,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
             raise
         redis_feed = RedisFeed(client) if publish_timeout is None else RedisFeed(client, publish_timeout)
         closers += [client.aclose, redis_feed.close, batch_for(client).close]
-        counters, cache, feed = RedisCounters(client, clock), RedisCache(client), redis_feed
+        cache, feed = RedisCache(client), redis_feed
         limiter = RedisRateLimiter(client, clock)
         closers.append(limiter.close)  # first: its waiting corrections, while Redis is open
         budget_counters = RedisBudgetCounters(client, clock)
@@ -253,7 +244,6 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         keys=keys,
         audit=audit,
         tenancy=SqlTenancyStore(engine),
-        counters=counters,
         ledger=ledger,
         subscriptions=SqlSubscriptionStore(engine),
         cache=cache,

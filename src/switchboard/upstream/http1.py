@@ -111,6 +111,10 @@ def supports(url: URL) -> bool:
 
 # Header sets a provider's Headers remembers (see Headers.block).
 _KNOWN_HEADER_SETS = 32
+# Headers whose value is new on every request (the attempt's W3C trace context, a request id):
+# kept out of the remembered sets' keys, or each request would add a set and tracing would clear
+# the memo every _KNOWN_HEADER_SETS requests. Written as the gateway sends them (lower case).
+_VOLATILE = frozenset({"traceparent", "tracestate", "x-request-id"})
 
 
 class Headers:
@@ -136,6 +140,8 @@ class Headers:
             return self._block, None
         if not remember:
             return self._merge(extra)
+        if not _VOLATILE.isdisjoint(extra):
+            return self._with_volatile(extra)
         key = tuple(extra.items())
         known = self._known.get(key)
         if known is None:
@@ -143,6 +149,23 @@ class Headers:
                 self._known.clear()
             known = self._known[key] = self._merge(extra)
         return known
+
+    def _with_volatile(self, extra: Mapping[str, str]) -> tuple[bytes, str | None]:
+        """``block`` for a set holding per-request headers: the rest remembered as any set, the
+        per-request lines appended (a provider that sets one of them itself is overridden by
+        the request's value: merged whole, nothing remembered)."""
+        stable: dict[str, str] = {}
+        lines = []
+        for name, value in extra.items():
+            if name not in _VOLATILE:
+                stable[name] = value
+            elif name in self._names:
+                return self._merge(extra)
+            else:
+                _check(name, value)
+                lines.append(f"{name}: {value}\r\n")
+        block, host = self.block(stable, remember=True)
+        return block + "".join(lines).encode(), host
 
     def _merge(self, extra: Mapping[str, str]) -> tuple[bytes, str | None]:
         host = None

@@ -155,6 +155,31 @@ def test_principal_labels_only_when_configured() -> None:
     assert total(m, "switchboard_requests_total", tenant="", team="") == 1
 
 
+def test_caller_labels_take_a_bounded_number_of_values() -> None:
+    """Past ``metrics.max_label_values`` distinct values a label is ``other``, and each request
+    reported so is counted; values seen before keep their own series."""
+    from switchboard.context import Principal
+
+    def user(name: str) -> Principal:
+        return Principal(f"key_{name}", role="developer", key_id=f"key_{name}", tenant_id="acme",
+                         user_id=name)
+
+    m, table = make(labels=["tenant", "user"], max_label_values=2)
+    assert total(m, "switchboard_metric_label_overflow_total", label="user") == 0
+    for name in ("ann", "bob", "cyd", "dee", "ann", "cyd"):
+        run(m, finished(table, principal=user(name)))
+    run(m, finished(table))  # no caller: an empty value, never counted against the bound
+    users = {dict(labels).get("user") for name, labels in samples(m) if name == "switchboard_requests_total"}
+    assert users == {"ann", "bob", "other", ""}
+    assert total(m, "switchboard_requests_total", user="ann") == 2
+    assert total(m, "switchboard_requests_total", user="other") == 3
+    assert total(m, "switchboard_cost_usd_total", user="other") == 0  # the token counters too
+    for _ in range(2):  # scraped twice: counted once
+        assert total(m, "switchboard_metric_label_overflow_total", label="user") == 3
+        assert total(m, "switchboard_metric_label_overflow_total", label="tenant") == 0
+    assert total(m, "switchboard_requests_total", tenant="acme") == 6
+
+
 def test_retries_and_fallbacks_from_the_attempts() -> None:
     m, table = make()
     ctx = finished(table)
@@ -209,14 +234,14 @@ def test_the_writers_are_read_when_scraped() -> None:
     their queues gauges; a writer not running (no body policy) exports nothing."""
     m, _ = make()
     ledger = SimpleNamespace(pending_records=0, oldest_pending_at=None, spooled_bytes=0, stored=0, held=0,
-                             dropped=0, dropped_full=0)
+                             dropped=0, dropped_full=0, dropped_closed=0)
     last_used = SimpleNamespace(pending=0, failed_writes=0, refused=0)
     m.watch(ledger, None, last_used)  # type: ignore[arg-type]
     assert total(m, "switchboard_ledger_pending_records") == 0
     assert total(m, "switchboard_ledger_oldest_pending_seconds") == 0
     assert total(m, "switchboard_ledger_dropped_records_total", reason="spool_full") == 0
     ledger.pending_records, ledger.oldest_pending_at, ledger.spooled_bytes = 7, time.time() - 30, 900
-    ledger.stored, ledger.held, ledger.dropped, ledger.dropped_full = 5, 1, 3, 2
+    ledger.stored, ledger.held, ledger.dropped, ledger.dropped_full, ledger.dropped_closed = 5, 1, 7, 2, 4
     last_used.pending, last_used.failed_writes, last_used.refused = 2, 4, 1
     for _ in range(2):  # scraped twice: counted once
         assert total(m, "switchboard_ledger_pending_records") == 7
@@ -225,6 +250,7 @@ def test_the_writers_are_read_when_scraped() -> None:
         assert total(m, "switchboard_ledger_stored_records_total") == 5
         assert total(m, "switchboard_ledger_held_records_total") == 1
         assert total(m, "switchboard_ledger_dropped_records_total", reason="spool_full") == 2
+        assert total(m, "switchboard_ledger_dropped_records_total", reason="closed") == 4
         assert total(m, "switchboard_ledger_dropped_records_total", reason="spool_write_failed") == 1
         assert total(m, "switchboard_key_last_used_pending") == 2
         assert total(m, "switchboard_key_last_used_failed_writes_total") == 4
@@ -238,7 +264,7 @@ def test_the_docs_table_names_every_metric_exported() -> None:
     """docs/observability.md's table and the metrics made (every writer watched) name the same."""
     m, _ = make()
     ledger = SimpleNamespace(pending_records=0, oldest_pending_at=None, spooled_bytes=0, stored=0, held=0,
-                             dropped=0, dropped_full=0)
+                             dropped=0, dropped_full=0, dropped_closed=0)
     bodies = SimpleNamespace(pending=0, drops={"queue_full": 0})
     last_used = SimpleNamespace(pending=0, failed_writes=0, refused=0)
     m.watch(ledger, bodies, last_used)  # type: ignore[arg-type]
@@ -280,6 +306,8 @@ def test_who_may_read() -> None:
     {"labels": ["ip_address"]},
     {"labels": ["tenant", "team", "key", "user", "tenant"]},
     {"labels": ["tenant", "tenant"]},
+    {"max_label_values": 0},
+    {"max_label_values": "many"},
     {"port": 0},
     {"port": "metrics"},
     {"enabled": "sometimes"},

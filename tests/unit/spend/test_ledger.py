@@ -1,6 +1,7 @@
 """The usage spool and its writer, on a real SQLite ledger: records reach the database in
 batches and leave the spool; segments left by a dead process are replayed once (a cut last line
-skipped), a live process's segment is left alone, and a full spool drops and counts."""
+skipped), a live process's segment is left alone, and a full spool drops and counts, as does a
+writer not started or closed (apart)."""
 
 from __future__ import annotations
 
@@ -274,7 +275,8 @@ async def test_a_full_spool_drops_and_counts_and_keeps_going(stores: Stores, tmp
     await writer.start()
     try:
         kept = [writer.record(record(f"r{i}")) for i in range(5)]
-        assert kept == [True, True, True, False, False] and writer.dropped == 2
+        assert kept == [True, True, True, False, False] and writer.dropped == writer.dropped_full == 2
+        assert writer.dropped_closed == 0
         await writer.flush()  # stored: the spool has room again
         assert writer.record(record("r9"))
         await writer.flush()
@@ -283,9 +285,18 @@ async def test_a_full_spool_drops_and_counts_and_keeps_going(stores: Stores, tmp
         await writer.close()
 
 
-async def test_a_writer_that_is_not_started_drops(stores: Stores, tmp_path: Path) -> None:
-    writer = LedgerWriter(stores.ledger, tmp_path / "spool")
-    assert writer.record(record("r1")) is False and writer.dropped == 1
+async def test_a_writer_not_started_or_closed_drops_and_says_so(stores: Stores, tmp_path: Path) -> None:
+    """Counted as closed, not as a full spool (the metrics tell the two apart), nor as a failed
+    disk: before the start and after the close; what was spooled before the close is stored."""
+    writer = LedgerWriter(stores.ledger, tmp_path / "spool", flush_seconds=60)
+    assert writer.record(record("before-start")) is False
+    assert (writer.dropped, writer.dropped_closed, writer.dropped_full) == (1, 1, 0)
+    await writer.start()
+    assert writer.record(record("while-open"))
+    await writer.close()
+    assert writer.record(record("after-close")) is False
+    assert (writer.dropped, writer.dropped_closed, writer.dropped_full) == (2, 2, 0)
+    assert set(await stored(stores)) == {"while-open"}
 
 
 class Outage:

@@ -313,6 +313,46 @@ async def test_a_request_host_replaces_the_urls_and_bodies_decide_content_length
     assert up.accepted == 1  # all on one kept-alive connection
 
 
+async def test_per_request_trace_headers_keep_the_remembered_header_sets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With tracing on every attempt carries its own traceparent: the rest of its headers is
+    still merged once and remembered, and each request sends its own trace context once."""
+    merges = 0
+    merge = http1.Headers._merge
+
+    def counted(self: http1.Headers, extra: dict[str, str]) -> tuple[bytes, str | None]:
+        nonlocal merges
+        merges += 1
+        return merge(self, extra)
+
+    monkeypatch.setattr(http1.Headers, "_merge", counted)
+    sent = 3 * 32  # three times what the memo holds
+    async with Upstream(keep_alive()) as up, upstream_client(headers={"X-Provider": "p"}) as client:
+        for i in range(sent):
+            headers = {"content-type": "application/json", "traceparent": f"00-{i:032x}-{i + 1:016x}-01",
+                       "tracestate": "vendor=x", "x-request-id": f"req-{i}"}
+            await client.send(post(up, headers=headers), None)
+
+    assert merges == 1  # the stable part, once; not once per request (nor per memo clearing)
+    assert len(up.requests) == sent
+    for i, seen in enumerate(up.requests):
+        assert seen.one("traceparent") == f"00-{i:032x}-{i + 1:016x}-01"
+        assert seen.one("tracestate") == "vendor=x" and seen.one("x-request-id") == f"req-{i}"
+        assert seen.one("content-type") == "application/json" and seen.one("x-provider") == "p"
+        assert seen.one("authorization") == f"Bearer {KEY}"
+
+
+async def test_a_providers_own_trace_header_is_replaced_by_the_requests_and_checked() -> None:
+    async with Upstream(keep_alive()) as up, upstream_client(headers={"X-Request-Id": "provider"}) as client:
+        await client.send(post(up, headers={"x-request-id": "req-1", "traceparent": "00-a-b-01"}), None)
+        with pytest.raises(UpstreamBadGateway):  # a per-request line is checked like any other
+            await client.send(post(up, headers={"traceparent": "00-a-b-01\r\nX-Injected: 1"}), None)
+    [seen] = up.requests
+    assert seen.one("x-request-id") == "req-1" and seen.one("traceparent") == "00-a-b-01"
+    assert b"X-Injected" not in seen.head
+
+
 # -- 2. header injection -------------------------------------------------------------------------
 
 

@@ -1,5 +1,4 @@
-"""Rate limits (limits/, pipeline/limits.py): fixed-window counters, token buckets, and the
-limits set at run time."""
+"""Rate limits (limits/, pipeline/limits.py): token buckets and the limits set at run time."""
 
 from __future__ import annotations
 
@@ -9,16 +8,6 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from switchboard.stores.protocols.clock import utcnow
-
-
-class Counters(Protocol):
-    async def incr(self, scope: str, name: str, *, window: float, amount: int = 1) -> int:
-        """Add ``amount`` to the counter of the current fixed window of ``window`` seconds and
-        return the new value, atomically. Counters of one ``scope`` (a tenant, a key) live
-        together, so one script can check several of them."""
-
-    async def get(self, scope: str, name: str, *, window: float) -> int: ...
-
 
 # -- token buckets and the limits set at run time -------------------------------------------------
 
