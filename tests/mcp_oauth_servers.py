@@ -66,6 +66,9 @@ class AuthorizationServer:
         self.revoked: list[str] = []  # the tokens revoked (accepted requests)
         self.revocations: list[Revocation] = []  # every revocation request, in order
         self.revocation_status: int | None = None  # answer every revocation with this instead
+        # The "error" of every refusal at /token and /revoke instead of its code: a server echoing
+        # what it was sent there (the client secret, say).
+        self.refusal_error: str | None = None
         self._held: asyncio.Event | None = None  # set: revocations wait until released
         self._registered: set[str] = set()  # dynamically registered (public) clients
         self._revocations_changed = threading.Condition()
@@ -231,13 +234,16 @@ class AuthorizationServer:
         return {"access_token": access, "token_type": "Bearer", "expires_in": self.lifetime,
                 "refresh_token": refresh, "scope": grant["scope"]}
 
+    def _refused(self, code: str, status: int) -> web.Response:
+        return web.json_response({"error": self.refusal_error or code}, status=status)
+
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
         grant_type = str(form.get("grant_type", ""))
         with self._lock:
             self.grants[grant_type] += 1
         if not self._client_ok(request):
-            return web.json_response({"error": "invalid_client"}, status=401)
+            return self._refused("invalid_client", 401)
         if grant_type == "authorization_code":
             with self._lock:
                 code = self.codes.pop(str(form.get("code", "")), None)
@@ -247,7 +253,7 @@ class AuthorizationServer:
             if (code is None or challenge != code["challenge"]
                     or form.get("redirect_uri") != code["redirect_uri"]
                     or form.get("resource") != code["resource"]):
-                return web.json_response({"error": "invalid_grant"}, status=400)
+                return self._refused("invalid_grant", 400)
             return web.json_response(self._issue({"sub": code["sub"], "resource": code["resource"],
                                                   "scope": code["scope"]}))
         if grant_type == "refresh_token":
@@ -257,9 +263,9 @@ class AuthorizationServer:
                     for token in [t for t, g in self.access.items() if g["sub"] == old["sub"]]:
                         del self.access[token]
             if old is None:
-                return web.json_response({"error": "invalid_grant"}, status=400)
+                return self._refused("invalid_grant", 400)
             return web.json_response(self._issue(old))
-        return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        return self._refused("unsupported_grant_type", 400)
 
     async def _introspect(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -282,9 +288,9 @@ class AuthorizationServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(held.wait(), 30)
         if self.revocation_status is not None:
-            return web.json_response({"error": "temporarily_unavailable"}, status=self.revocation_status)
+            return self._refused("temporarily_unavailable", self.revocation_status)
         if not authenticated:
-            return web.json_response({"error": "invalid_client"}, status=401)
+            return self._refused("invalid_client", 401)
         with self._lock:
             self.revoked.append(token)
             grant = self.refresh.pop(token, None)

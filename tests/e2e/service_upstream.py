@@ -8,7 +8,9 @@ lists them, oldest first) and answers:
 - ``/redirect?to=URL``: 302 to URL;
 - ``/binary?word=W``: bytes that are not text (NULs, invalid UTF-8) around the word W;
 - anything else: the request echoed as JSON (method, path, raw path, query, headers, body), with
-  the status ``?status=N`` and gzip-compressed with ``?gzip=1``.
+  the status ``?status=N``, gzip-compressed with ``?gzip=1``, and with ``?encoding=NAME``
+  compressed (gzip, the only codec at hand) and labelled ``Content-Encoding: NAME``, as a
+  server answering in br or zstd would send it: unreadable as plain text.
 """
 
 from __future__ import annotations
@@ -105,6 +107,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if "gzip" in params:  # ?gzip=1: the echo compressed, as a server honouring Accept-Encoding sends it
         data = gzip.compress(data)
         extra.append((b"content-encoding", b"gzip"))
+    elif "encoding" in params:
+        data = gzip.compress(data)
+        extra.append((b"content-encoding", params["encoding"].encode()))
     await _reply(send, status, data, extra=extra)
 
 

@@ -35,6 +35,9 @@ from tests.webhook_receiver import Received, WebhookReceiver
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 HOOK_SECRET = "whsec-alert-tests-0123456789"
+# A Slack-style receiver URL: its path is a credential of its own.
+HOOK_PATH_SECRET = "xoxpathsecret0123456789abcdef"
+HOOK_PATH = f"/services/T0ALERTS/B0ALERTS/{HOOK_PATH_SECRET}"
 PRICED = "alert-priced"  # 5 output tokens (max_tokens=5) cost exactly $0.01
 LONG = "tell me a long story about alerts please"  # the mock's reply is longer than 5 words
 P = "local-openai"
@@ -120,7 +123,7 @@ def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Pair]:
-    with WebhookReceiver() as hooks:
+    with WebhookReceiver(path=HOOK_PATH) as hooks:
         config = _config(mock_upstream, hooks)
         if request.param == "embedded":
             gw = start_gateway(config, tmp_path_factory.mktemp("alerts-embedded"))
@@ -185,6 +188,13 @@ def test_error_rate_fires_once_retries_with_the_same_id_and_resolves(pair: Pair)
     received = events(pair, "wobbly-errors", "alert.firing")
     assert [r.answered for r in received] == [500, 200]  # one retry, same event
     assert_signed(received)
+    # The retry is logged naming the receiver by its origin only: its secret path stays out.
+    retried = until(lambda: [line for gw in pair.both for line in gw.process.lines
+                             if "alert webhook oncall" in line and "attempt 1 of 4 failed" in line],
+                    "the retry is not logged")
+    named = f"alert webhook oncall http://127.0.0.1:{pair.hooks.port}/…:"
+    assert all(named in line for line in retried), retried
+    assert all(HOOK_PATH_SECRET not in gw.process.output for gw in pair.both)
 
     listed = pair.alerts(rule="wobbly-errors")
     assert [(i["id"], i["state"]) for i in listed] == [(data["incident_id"], "open")]

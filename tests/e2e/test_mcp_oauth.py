@@ -573,6 +573,47 @@ def test_a_revocation_the_authorization_server_refuses_is_one_warning(world: Wor
         assert token not in line
 
 
+def test_an_authorization_servers_error_shows_only_as_a_registered_code(world: World) -> None:
+    """The ``error`` of an authorization server's refusal (token request, revocation, callback)
+    is shown only when it is a registered OAuth code: a server echoing what it was sent there
+    (the client secret) has it reach neither the user nor the gateway's log."""
+    key, _ = world.user_key()
+    base = world.gateway.url
+    with httpx.Client(timeout=10, follow_redirects=False) as browser:
+        state = parse_qs(urlsplit(confirm(world, browser, key)).query)["state"][0]
+        plain = browser.get(f"{base}/mcp/oauth/callback", params={"code": "forged", "state": state})
+        assert (plain.status_code, plain.json()["error"]["code"]) == (502, "mcp_oauth_refused")
+        assert "(invalid_grant)" in plain.json()["error"]["message"]
+        world.auth.refusal_error = CLIENT_SECRET
+        try:
+            state = parse_qs(urlsplit(confirm(world, browser, key)).query)["state"][0]
+            echoed = browser.get(f"{base}/mcp/oauth/callback", params={"code": "forged", "state": state})
+        finally:
+            world.auth.refusal_error = None
+        assert (echoed.status_code, echoed.json()["error"]["code"]) == (502, "mcp_oauth_refused")
+        assert "(HTTP 400)" in echoed.json()["error"]["message"] and CLIENT_SECRET not in echoed.text
+        # A callback carrying free text as its error: not echoed either.
+        state = parse_qs(urlsplit(confirm(world, browser, key)).query)["state"][0]
+        denied = browser.get(f"{base}/mcp/oauth/callback", params={"error": CLIENT_SECRET, "state": state})
+        assert (denied.status_code, denied.json()["error"]["code"]) == (400, "authorization_denied")
+        assert CLIENT_SECRET not in denied.text
+    # A refused revocation: its warning names the status only.
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    name = stored_oauth_server(world, tenant)
+    key, _ = world.user_key(tenant)
+    assert authorize(world, "echoed@idp", key=key, server=name).status_code == 200
+    world.auth.revocation_status, world.auth.refusal_error = 400, CLIENT_SECRET
+    try:
+        with httpx.Client(timeout=10) as client:
+            forgot = client.delete(f"{base}/mcp/oauth/{name}", headers={"Authorization": f"Bearer {key}"})
+        assert forgot.status_code == 200, forgot.text
+        line = world.gateway.process.wait_for_all("revoking OAuth tokens", f"'{name}'", timeout=15)
+    finally:
+        world.auth.revocation_status, world.auth.refusal_error = None, None
+    assert "HTTP 400" in line and CLIENT_SECRET not in line, line
+    assert CLIENT_SECRET not in world.gateway.process.output
+
+
 def test_a_link_passed_to_another_user_never_links_their_account(world: World) -> None:
     """Bob sends Alice his authorization link, or the authorization server's URL it led him to
     (docs/mcp.md, "The browser step"): the link's page says it is Bob's connection and starts

@@ -25,6 +25,9 @@ from tests.services import Postgres, RedisServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 WRONG_KEY = "sk-wrong-upstream-key-0000000000ZZZZ"
+# Configured header values that are credentials under names that do not say so.
+HEADER_SECRET = "sk-custom-header-value-0123456789wxyz"
+YAML_HEADER_SECRET = "plain words that are a secret all the same"
 
 
 def uid() -> str:
@@ -90,11 +93,14 @@ def deployment(
         {"name": "yaml-rotating", "type": "openai", "api_base": api_base,
          "api_keys": [WRONG_KEY, "env:UPSTREAM_KEY"]},
         {"name": "yaml-file", "type": "openai", "api_base": api_base, "api_key": f"file:{key_file}"},
+        {"name": "yaml-headers", "type": "openai", "api_base": api_base, "api_key": "env:UPSTREAM_KEY",
+         "headers": {"X-Custom": HEADER_SECRET, "X-Mock-Reply": YAML_HEADER_SECRET}},
     ]
     config["models"] += [
         {"name": "yaml-rotating-model", "provider": "yaml-rotating", "model": "gpt-4o-mini"},
         {"name": "yaml-file-model", "provider": "yaml-file", "model": "gpt-4o-mini",
          "require_approval": True},
+        {"name": "yaml-headers-model", "provider": "yaml-headers", "model": "gpt-4o-mini"},
     ]
     config["auth"]["caller_credentials"] = {"enabled": True}
     gw = start_gateway(config, tmp)
@@ -188,6 +194,44 @@ def test_credentials_are_never_shown_and_the_upstream_gets_the_stored_one(deploy
     deployment.admin("DELETE", f"/providers/{name}")
     output = deployment.gateway.process.output
     assert UPSTREAM_KEY not in output and WRONG_KEY not in output
+
+
+def test_configured_header_values_are_shown_masked_whatever_the_name(deployment: Deployment) -> None:
+    """Any header value may be a credential ("X-Custom: sk-..."): the admin API, the audit log and
+    the command line show every configured header by name with its value masked, for stored and
+    configuration file providers alike; the upstream still gets the value itself."""
+    headers = {"X-Custom": HEADER_SECRET, "X-Mock-Reply": "stored-reply-words"}
+    provider = deployment.provider(api_key=UPSTREAM_KEY, headers=headers)
+    name = provider["name"]
+    assert provider["headers"] == {"X-Custom": "sk-…wxyz", "X-Mock-Reply": "…ords"}
+    patched = deployment.admin("PATCH", f"/providers/{name}", {"headers": {**headers, "X-Other": "short"}})
+    assert patched.status_code == 200 and patched.json()["headers"]["X-Other"] == "…"
+    model = deployment.model(name)["name"]
+    reply = deployment.chat(model)  # the mock answers with the X-Mock-Reply it received
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"] == "stored-reply-words"
+    yaml_reply = deployment.chat("yaml-headers-model")
+    assert yaml_reply.json()["choices"][0]["message"]["content"] == YAML_HEADER_SECRET
+    listed = deployment.admin("GET", "/providers").json()["data"]
+    yaml_one = next(p for p in listed if p["name"] == "yaml-headers")
+    assert yaml_one["headers"] == {"X-Custom": "sk-…wxyz", "X-Mock-Reply": "pla…same"}
+    answers = [
+        json.dumps(listed), provider, patched.text,
+        deployment.admin("GET", f"/providers/{name}").text,
+        deployment.admin("GET", "/providers/yaml-headers").text,
+        deployment.admin("GET", "/audit").text,
+        cli(deployment, "providers", "show", name)[1],
+        cli(deployment, "providers", "show", "yaml-headers", "--json")[1],
+        cli(deployment, "providers", "list", "--json")[1],
+    ]
+    for text in map(str, answers):
+        assert HEADER_SECRET not in text and HEADER_SECRET[3:-4] not in text
+        assert YAML_HEADER_SECRET not in text and "stored-reply-words" not in text
+    assert '"X-Custom": "sk-' in answers[-3] and 'wxyz"' in answers[-3]  # the table names it, masked
+    shown = json.loads(cli(deployment, "providers", "show", name, "--json")[1])[0]["headers"]
+    assert shown == {"X-Custom": "sk-…wxyz", "X-Mock-Reply": "…ords", "X-Other": "…"}
+    deployment.admin("DELETE", f"/models/{model}")
+    assert deployment.admin("DELETE", f"/providers/{name}").status_code == 200
 
 
 def test_credential_references_env_and_file(deployment: Deployment) -> None:

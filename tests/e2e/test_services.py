@@ -8,6 +8,7 @@ on a cluster (PostgreSQL and Redis)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -258,6 +259,36 @@ def test_a_service_error_echoing_its_credential_is_scrubbed_for_caller_and_log(w
     assert plain.status_code == 400 and plain.json()["path"] == "/x"
     ok = world.call("GET", "/services/echo/x", key)  # a success is the service's own business
     assert ok.status_code == 200 and ok.json()["headers"]["x-service-token"] == SERVICE_SECRET
+
+
+def _readable(content: bytes) -> bytes:
+    """``content`` and, where it is gzip data, what it inflates to (what a client decoding it reads)."""
+    return content + (gzip.decompress(content) if content[:2] == b"\x1f\x8b" else b"")
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, br"])
+def test_a_service_error_the_gateway_cannot_decode_is_withheld(world: World, encoding: str) -> None:
+    """An error body in an encoding the gateway cannot read (br, zstd) could echo the service's
+    credential where scrubbing cannot see it: it is replaced by a generic error, the service's
+    status kept, for the caller and in the request log."""
+    key = world.key(new_team())
+    rid = f"svc-withheld-{uuid.uuid4().hex}"
+    denied = world.call("GET", f"/services/echo/x?status=401&encoding={quote(encoding)}", key,
+                        headers={"x-request-id": rid, "Accept-Encoding": "br, zstd, gzip"})
+    assert denied.status_code == 401, denied.text
+    assert "content-encoding" not in denied.headers and denied.headers["content-type"] == "application/json"
+    assert denied.headers["content-length"] == str(len(denied.content))
+    error = denied.json()["error"]
+    assert error["code"] == "service_error_withheld" and "'echo'" in error["message"], error
+    assert SERVICE_SECRET.encode() not in _readable(denied.content)
+    assert denied.headers["x-upstream"] == "echo"  # the service's other headers still come through
+    record = _logged(world, rid, bodies=True)
+    assert record["status"] == 401 and SERVICE_SECRET not in json.dumps(record)
+    assert "service_error_withheld" in str(record["response"])
+    # A success in such an encoding is the service's own business: relayed as it came.
+    ok = world.call("GET", f"/services/echo/x?encoding={quote(encoding)}", key)
+    assert ok.status_code == 200 and ok.headers["content-encoding"] == encoding
+    assert SERVICE_SECRET.encode() in _readable(ok.content)
 
 
 def test_a_streamed_response_is_relayed_as_it_arrives(world: World) -> None:

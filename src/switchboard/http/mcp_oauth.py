@@ -38,7 +38,7 @@ from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState
 from switchboard.mcp.auth import McpAuth
 from switchboard.mcp.credentials import Ticket, identity
-from switchboard.mcp.oauth import OAuthClient
+from switchboard.mcp.oauth import OAuthClient, known_error
 from switchboard.pipeline.chain import Handler
 
 log = logging.getLogger("switchboard.mcp")
@@ -194,8 +194,9 @@ class McpOAuthRoutes:
             raise InvalidRequest("this authorization was confirmed in another browser; open your own "
                                  "authorization link in this one", code="browser_mismatch")
         if "error" in query:
-            reason = re.sub(r"[^A-Za-z0-9_.-]", "", query["error"])[:64]
-            raise InvalidRequest(f"the authorization was not granted ({reason})", code="authorization_denied")
+            reason = known_error(query["error"])  # a registered code; free text is not echoed
+            raise InvalidRequest("the authorization was not granted" + (f" ({reason})" if reason else ""),
+                                 code="authorization_denied")
         code = query.get("code", "")
         if not code or len(code) > 4096:
             raise InvalidRequest("code: missing or invalid", param="code", code="invalid_value")

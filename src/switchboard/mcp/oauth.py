@@ -58,6 +58,16 @@ TOKEN_TOPIC = "mcp-oauth-tokens"
 _STATE_PREFIX = "mcp-oauth-state:"
 _TICKET_PREFIX = "mcp-oauth-ticket-used:"
 _RESOURCE_METADATA = re.compile(r'resource_metadata\s*=\s*"([^"]{1,2048})"', re.I)
+# The error codes an authorization server's refusal is shown by (RFC 6749 4.1.2.1 and 5.2, the
+# bearer-token, revocation, device-grant, resource-indicator and DPoP codes). Anything else is
+# left out: the field is free text to a server that echoes what it was sent (the client secret).
+KNOWN_ERRORS = frozenset({
+    "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
+    "invalid_scope", "access_denied", "unsupported_response_type", "server_error", "temporarily_unavailable",
+    "invalid_token", "insufficient_scope", "unsupported_token_type", "authorization_pending", "slow_down",
+    "expired_token", "invalid_target", "invalid_dpop_proof", "use_dpop_nonce", "consent_required",
+    "login_required", "interaction_required", "account_selection_required",
+})
 
 TokenKey = tuple[str, str, str]  # (tenant, user, server)
 
@@ -423,11 +433,10 @@ class OAuthClient:
         headers, form = _client_auth(client_id, secret, endpoints.auth_methods if endpoints else (), form)
         status, body = await self._json("POST", url, egress=self._egress(server), data=form, headers=headers)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
-            error = body.get("error") if isinstance(body, dict) else None
-            error = error if isinstance(error, str) else None
+            error = known_error(body.get("error") if isinstance(body, dict) else None)
             raise OAuthFailed(
                 f"the authorization server of '{server.name}' refused the token request"
-                + (f" ({error[:64]})" if error else f" (HTTP {status})"),
+                + (f" ({error})" if error else f" (HTTP {status})"),
                 code="mcp_oauth_refused" if status in (400, 401) else "mcp_oauth_failed",
             )
         token_type = body.get("token_type", "bearer")
@@ -588,12 +597,16 @@ class OAuthClient:
             raise RevocationFailed(exc.message) from None
         if status == 200:
             return
-        error = body.get("error") if isinstance(body, dict) else None
-        error = error[:64] if isinstance(error, str) else None
+        error = known_error(body.get("error") if isinstance(body, dict) else None)
         if hint == "access_token" and error == "unsupported_token_type":
             return  # it revokes refresh tokens only: the access token ends when it expires
         raise RevocationFailed(f"{_origin(revocation.url)[0]} answered HTTP {status}"
                                + (f" ({error})" if error else ""))
+
+
+def known_error(error: object) -> str | None:
+    """An authorization server's ``error`` fit to show: one of the registered codes, else None."""
+    return error if isinstance(error, str) and error in KNOWN_ERRORS else None
 
 
 def _token_set(body: Mapping[str, Any], old: TokenSet | None, endpoints: Endpoints | None,

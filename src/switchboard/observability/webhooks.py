@@ -100,11 +100,16 @@ def verify(secret: bytes, header: str, body: bytes, *, now: int, tolerance: int 
 
 
 def redacted(url: str) -> str:
-    """``url`` fit for a log line: no user, password, query or fragment."""
+    """``url`` fit for a log line: its scheme, host and port only, ``/…`` standing for any path.
+    A receiver's path is often its secret (Slack's ``/services/T…/B…/<token>``, Discord's
+    ``/api/webhooks/<id>/<token>``), as user info and a query may be; the sender's label names
+    which receiver is meant."""
     try:
-        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
+        parsed = URL(url)
+        origin = parsed.origin()
     except (ValueError, TypeError):
         return "<webhook url>"
+    return str(origin) + ("/…" if parsed.raw_path not in ("", "/") else "")
 
 
 class _Throttled:

@@ -7,8 +7,9 @@ sends it, its status and headers as they are, bar hop-by-hop headers and cookies
 over ``max_response_bytes`` is 502 before anything is written, one that grows past it is cut).
 Redirects are relayed, never followed. Connection failures are 502, timeouts 504. An error
 answer (4xx, 5xx) of a service with credentials among its headers is read whole (cut at 1 MiB;
-a gzip or deflate one inflated) and relayed with them scrubbed: a service may echo what it was
-sent.
+a gzip or deflate one inflated, to at most 1 MiB) and relayed with them scrubbed: a service may
+echo what it was sent. One that cannot be scrubbed (another encoding, such as br or zstd, or
+compressed data that does not inflate) is replaced by a generic error: it is never relayed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import orjson
 from multidict import CIMultiDict
 
 from switchboard.config.services import HOP_BY_HOP
@@ -27,6 +29,7 @@ from switchboard.errors import (
     GatewayError,
     PayloadTooLarge,
     UpstreamBadGateway,
+    UpstreamError,
     UpstreamResponseTooLarge,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -221,11 +224,9 @@ class ServiceProxy:
                 f"{settings.max_response_bytes} bytes")
         if resp.status >= 400 and service.secrets and ctx.method != "HEAD":
             # An error may echo what it was sent: the service's own credentials go no further.
-            error, inflated = await _scrubbed_error(service, resp)
-            # Its length is the scrubbed body's; a body inflated to be scrubbed goes out as such.
-            dropped = (b"content-length", b"content-encoding") if inflated else (b"content-length",)
+            error, dropped, added = await _scrubbed_error(service, resp)
             ctx.reply_status = resp.status
-            ctx.reply_headers = [*(h for h in _relayed(resp.raw_headers) if h[0] not in dropped),
+            ctx.reply_headers = [*(h for h in _relayed(resp.raw_headers) if h[0] not in dropped), *added,
                                  (b"content-length", b"%d" % len(error))]
             return StreamReply(_whole(error), _closer(resp))
         ctx.reply_status = resp.status
@@ -246,26 +247,56 @@ def _translate(service: Service, exc: BaseException) -> GatewayError:
     return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
 
 
-async def _scrubbed_error(service: Service, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+# Headers an error answer loses when its body changes: its length is always the scrubbed body's;
+# a body inflated to be scrubbed goes out as such; a withheld one is the gateway's own JSON.
+_LENGTH = (b"content-length",)
+_INFLATED = (b"content-length", b"content-encoding")
+_WITHHELD = (b"content-length", b"content-encoding", b"content-type")
+_JSON = ((b"content-type", b"application/json"),)
+_IDENTITY = ("", "identity")
+_DEFLATED = ("gzip", "x-gzip", "deflate")
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+async def _scrubbed_error(service: Service, resp: aiohttp.ClientResponse
+                          ) -> tuple[bytes, tuple[bytes, ...], Headers]:
     """An error answer's body (cut at MAX_ERROR_BYTES, as providers' are), with every credential
-    among the service's headers replaced by ``[redacted]`` (upstream/scrub.py), and whether it
-    was inflated for that (bodies are relayed as sent, compressed too: a gzip or deflate error
-    body is inflated to be scrubbed; other encodings cannot be, and go as they came)."""
+    among the service's headers replaced by ``[redacted]`` (upstream/scrub.py); with the names of
+    the service's headers to leave out and those to add for it. Bodies are relayed as sent,
+    compressed too: a gzip or deflate error body is inflated (to at most the same bound, so a
+    small bomb stays small) to be scrubbed. Any other encoding (br, zstd: no decoder is
+    installed), or compressed data that does not inflate, cannot be searched for the credentials:
+    such a body is replaced by a generic error rather than relayed unread."""
     limit = min(MAX_ERROR_BYTES, service.settings.max_response_bytes)
     try:
         body, _ = await read_bounded(resp, limit, cut=True)
     except (TimeoutError, aiohttp.ClientError) as exc:
         resp.close()
         raise _translate(service, exc) from None
-    plain = _inflated(body, resp.headers.get("content-encoding", ""), limit)
-    return scrub.redact(body if plain is None else plain, list(service.secrets)), plain is not None
+    secrets = list(service.secrets)
+    # Every Content-Encoding line counts: "gzip" then "br" is a br body, not a gzip one.
+    encoding = ",".join(resp.headers.getall("content-encoding", ())).strip().lower()
+    if encoding in _IDENTITY:
+        return scrub.redact(body, secrets), _LENGTH, ()
+    plain = _inflated(body, limit) if encoding in _DEFLATED else None
+    if plain is None:
+        return _withheld(service, resp.status), _WITHHELD, _JSON
+    return scrub.redact(plain, secrets), _INFLATED, ()
 
 
-def _inflated(body: bytes, encoding: str, limit: int) -> bytes | None:
-    """``body`` decompressed (at most ``limit`` bytes) if ``encoding`` is gzip or deflate (zlib
-    or raw) and it decompresses, else None."""
-    if encoding.strip().lower() not in ("gzip", "x-gzip", "deflate"):
-        return None
+def _withheld(service: Service, status: int) -> bytes:
+    """The body sent instead of a service's error body that could not be scrubbed (OpenAI-shaped,
+    like the gateway's own errors; the service's status is kept)."""
+    return orjson.dumps(UpstreamError(
+        f"service '{service.name}' answered HTTP {status} with a compressed body the gateway cannot "
+        "check for its credentials (only gzip and deflate are read); the body is withheld",
+        code="service_error_withheld").to_openai())
+
+
+def _inflated(body: bytes, limit: int) -> bytes | None:
+    """``body`` decompressed (at most ``limit`` bytes) as gzip or deflate (zlib or raw), else
+    None when it does not decompress."""
     for wbits in (zlib.MAX_WBITS | 32, -zlib.MAX_WBITS):  # gzip or zlib header; raw deflate
         try:
             return zlib.decompressobj(wbits).decompress(body, limit)

@@ -45,7 +45,6 @@ from switchboard.providers import registry
 from switchboard.providers.target import Target
 from switchboard.routing.live import LiveRouting, provider_config
 from switchboard.stores.protocols import CredentialRecord, ProviderRecord, ProviderStore, utcnow
-from switchboard.upstream import scrub
 from switchboard.upstream.client import UpstreamClient
 from switchboard.upstream.userinfo import split_userinfo
 
@@ -178,15 +177,11 @@ def _masked_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: ("[hidden]" if _SECRET_OPTION.search(k) else v) for k, v in options.items()}
 
 
-def _masked_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Headers whose name or value looks like a credential (as scrubbing judges) masked."""
-    secret = set(scrub.header_secrets(headers))
-    return {k: (refs.mask(v) if _SECRET_HEADER.search(k) or _bare(v) in secret else v)
-            for k, v in headers.items()}
-
-
-def _bare(value: str) -> str:
-    return re.sub(r"^(?:bearer|basic|token|apikey|key)\s+", "", value.strip(), flags=re.I)
+def shown_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A provider's configured headers as the admin API (and so the CLI and the audit log) shows
+    them: every name, every value masked as a credential is (``sk-…abcd``). Any value may be
+    one ("X-Custom: sk-..."), whatever its header is called, and no heuristic can tell which."""
+    return {name: refs.mask(value) for name, value in headers.items()}
 
 
 def _credential_public(c: CredentialRecord) -> dict[str, Any]:
@@ -202,7 +197,7 @@ def stored_public(record: ProviderRecord, creds: list[CredentialRecord]) -> dict
         "type": record.type,
         "api_base": shown_url(record.api_base),
         "options": _masked_options(dict(record.options)),
-        "headers": dict(record.headers),
+        "headers": shown_headers(record.headers),
         "timeouts": None if record.timeouts is None else dict(record.timeouts),
         "max_connections": record.max_connections,
         "allow_caller_credentials": record.allow_caller_credentials,
@@ -231,7 +226,7 @@ def config_public(p: ProviderConfig) -> dict[str, Any]:
         "type": p.type,
         "api_base": shown_url(p.api_base),
         "options": _masked_options(p.options),
-        "headers": _masked_headers(dict(p.headers)),
+        "headers": shown_headers(p.headers),
         "timeouts": p.timeouts.model_dump(),
         "max_connections": p.max_connections,
         "allow_caller_credentials": p.allow_caller_credentials,
