@@ -230,6 +230,11 @@ def test_configured_header_values_are_shown_masked_whatever_the_name(deployment:
     assert '"X-Custom": "sk-' in answers[-3] and 'wxyz"' in answers[-3]  # the table names it, masked
     shown = json.loads(cli(deployment, "providers", "show", name, "--json")[1])[0]["headers"]
     assert shown == {"X-Custom": "sk-…wxyz", "X-Mock-Reply": "…ords", "X-Other": "…"}
+    # What GET shows, sent back, would store the masks: refused, naming the header.
+    resent = deployment.admin("PATCH", f"/providers/{name}", {"headers": shown})
+    assert resent.status_code == 400, resent.text
+    assert resent.json()["error"]["param"] == "headers.X-Custom"
+    assert "masked" in resent.json()["error"]["message"]
     deployment.admin("DELETE", f"/models/{model}")
     assert deployment.admin("DELETE", f"/providers/{name}").status_code == 200
 

@@ -23,6 +23,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -54,7 +55,19 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"
 TypeName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$")]
-HeaderValue = Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\r\n\x00]*$")]
+
+
+def _not_masked(value: str) -> str:
+    """Header values are shown masked (``sk-…wxyz``): a value sent back as shown would replace
+    the real one with its mask."""
+    if "\u2026" in value:
+        raise ValueError("a masked value as the admin API shows it ('\u2026'): give the value itself")
+    return value
+
+
+HeaderValue = Annotated[
+    str, StringConstraints(max_length=1000, pattern=r"^[^\r\n\x00]*$"), AfterValidator(_not_masked)
+]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\r\n\x00]+$")]
 Ref = Annotated[str, StringConstraints(min_length=5, max_length=1024)]
 OptionName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
