@@ -29,6 +29,7 @@ DATA_SOURCES = [{"type": "azure_search", "parameters": {
     "authentication": {"type": "system_assigned_managed_identity"}}}]
 FILE_ID = "file_011CNha8iCJcU1wXNR6q4V8w"
 FILE_DOCUMENT = {"type": "document", "document": {"source": {"type": "file", "file_id": FILE_ID}}}
+STORAGE_URL = "https://storage.googleapis.com/operator-bucket/report.pdf"
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,13 @@ def upstream_body(mock: Mock, marker: str) -> dict[str, Any]:
     ({"type": "file", "file": {"file_data": "gs://operator-bucket/report.pdf"}}, "file.file_data"),
     ({"type": "file", "file": {"file_data": FILES_URI}}, "file.file_data"),
     ({"type": "file", "file": {"file_data": "https://GenerativeLanguage.googleapis.com./v1beta/files/x"}},
+     "file.file_data"),
+    # A Cloud Storage object by its https URL (path style, virtual-hosted, the console's host) in
+    # a file part, which Google fetches (an http(s) image the gateway fetches itself, anonymously).
+    ({"type": "file", "file": {"file_data": STORAGE_URL}}, "file.file_data"),
+    ({"type": "file", "file": {"file_data": "https://operator-bucket.Storage.GoogleAPIs.com/report.pdf"}},
+     "file.file_data"),
+    ({"type": "file", "file": {"file_data": "https://storage.cloud.google.com/operator-bucket/report.pdf"}},
      "file.file_data"),
 ])
 def test_storage_and_files_api_uris_are_refused(
@@ -316,6 +324,11 @@ def test_a_provider_opted_in_takes_objects_of_its_account(
         marker, {"type": "image_url", "image_url": {"url": "gs://operator-bucket/cat.png"}}))
     parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
     assert parts[1]["fileData"]["fileUri"] == "gs://operator-bucket/cat.png"
+    marker = new_marker()
+    sdk(world).chat.completions.create(model="vertex-open", messages=asking(
+        marker, {"type": "file", "file": {"file_data": STORAGE_URL}}))
+    parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
+    assert parts[1]["fileData"]["fileUri"] == STORAGE_URL
     marker = new_marker()
     sdk(world).chat.completions.create(model="azure-open", messages=asking(marker),
                                        extra_body={"data_sources": DATA_SOURCES})
