@@ -606,8 +606,9 @@ _ACCOUNT_FIELDS = {"conversation": "a conversation", "prompt": "a prompt templat
 def account_object(body: JSON) -> tuple[str, str] | None:
     """The first field of a Responses body naming objects of the upstream account (``conversation``,
     ``prompt``, a tool's vector stores, container or skills (``providers/account.tool_object``),
-    in ``tools`` or in a ``tool_search_output`` input item, an ``item_reference`` input item) as
-    (param, what it names), or None.
+    in ``tools`` or in a ``tool_search_output`` input item, an ``item_reference`` input item, the
+    container of a replayed ``code_interpreter_call`` or ``shell_call``) as (param, what it
+    names), or None.
 
     An ``item_reference`` names an item stored upstream. The gateway keeps every response it
     serves itself (a native deployment gets ``store: false``), so no item of the caller's is ever
@@ -626,11 +627,27 @@ def account_object(body: JSON) -> tuple[str, str] | None:
             continue
         if item.get("type") == "item_reference":
             return f"input[{i}]", "an item"
+        if (found := _replayed_container(item, f"input[{i}]")) is not None:
+            return found
         # A tool search's output: tools loaded into the request, defined as in ``tools``.
         loaded = item.get("tools") if item.get("type") == "tool_search_output" else None
         for j, tool in enumerate(loaded if isinstance(loaded, list) else ()):
             if isinstance(tool, dict) and (found := tool_object(tool, f"input[{i}].tools[{j}]")) is not None:
                 return found
+    return None
+
+
+def _replayed_container(item: JSON, where: str) -> tuple[str, str] | None:
+    """The container an output item sent back as input names: a ``code_interpreter_call``'s
+    ``container_id``, a ``shell_call``'s ``environment`` (a ``container_reference``; ``local`` is
+    the caller's machine). Like an ``item_reference``, it can only be a container of the account
+    the gateway's credential opens, and the gateway does not know whose: the caller's own turns
+    are continued with ``previous_response_id``."""
+    if item.get("container_id") is not None:
+        return f"{where}.container_id", "a container"
+    environment = item.get("environment")
+    if environment is not None and item.get("type") == "shell_call":
+        return tool_object({"environment": environment}, where)
     return None
 
 
