@@ -342,6 +342,31 @@ def test_a_native_response_replays_containers_only_with_the_callers_credential(
     assert seen["body"]["input"][1] == item
 
 
+def test_mcp_connectors_are_refused_on_native_deployments_whatever_the_credential(
+    deployment: Deployment, mock_upstream: Mock, caller_mocks: tuple[Mock, Mock]
+) -> None:
+    # A connector (an OpenAI-hosted MCP wrapper of Gmail, Drive, ...) is reached with the OAuth
+    # token of the request, not with the provider account: not an account object, but the gateway
+    # runs MCP tools itself, so it is refused in 'tools' and, alike, among the tools a tool search
+    # loads, which would otherwise reach a native deployment as written.
+    by_key, _ = caller_mocks
+    connector = {"type": "mcp", "server_label": "gmail", "connector_id": "connector_gmail",
+                 "require_approval": "never"}
+    loaded = {"type": "tool_search_output", "call_id": "ts1", "execution": "client", "tools": [connector]}
+    for caller, model in ((None, "native-gpt"), (CALLER_KEY, "byo-native")):
+        marker = new_marker()
+        with pytest.raises(openai.BadRequestError) as err:
+            deployment.sdk(caller).responses.create(model=model, input=f"hi mock:capture={marker}",
+                                                    tools=[connector])  # type: ignore[list-item]
+        assert err.value.code == "unsupported_parameter" and err.value.param == "tools[0].connector_id"
+        with pytest.raises(openai.BadRequestError) as err:
+            deployment.sdk(caller).responses.create(model=model, input=[  # type: ignore[arg-type]
+                {"role": "user", "content": f"hi mock:capture={marker}"}, loaded])
+        assert err.value.code == "unsupported_parameter" and err.value.param == "input[1].tools[0]"
+        assert "MCP tools loaded by a tool search" in err.value.message
+        assert captured(by_key if caller else mock_upstream, marker, timeout=0.5) == []
+
+
 def test_a_shell_call_replayed_from_the_callers_machine_is_served(
     deployment: Deployment, mock_upstream: Mock
 ) -> None:

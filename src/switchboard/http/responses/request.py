@@ -651,6 +651,28 @@ def _replayed_container(item: JSON, where: str) -> tuple[str, str] | None:
     return None
 
 
+def loaded_mcp_tool(body: JSON) -> UnsupportedParameter | None:
+    """The refusal of an ``mcp`` tool loaded by a ``tool_search_output`` input item, or None. The
+    gateway runs MCP tools itself, only those of ``tools`` and only against the servers registered
+    with it (mcp/tool_spec.py refuses a caller's ``connector_id``, ``authorization``, ``headers``):
+    a loaded one would reach a native deployment as written and be called by the provider, on
+    whatever server, connector or token it names. Refused on every deployment, whatever the
+    credential, as in ``tools``."""
+    items = body.get("input")
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        if not isinstance(item, dict) or item.get("type") != "tool_search_output":
+            continue
+        loaded = item.get("tools")
+        for j, tool in enumerate(loaded if isinstance(loaded, list) else ()):
+            if isinstance(tool, dict) and tool.get("type") == "mcp":
+                return UnsupportedParameter(
+                    "MCP tools loaded by a tool search are not supported by this gateway: it runs MCP "
+                    "tools itself; name a server registered with it by its server_label in 'tools'",
+                    param=f"input[{i}].tools[{j}]",
+                )
+    return None
+
+
 def account_objects(body: JSON) -> UnsupportedParameter | None:
     """The refusal of a request naming objects of the upstream account, or None. The gateway
     neither creates nor keeps such objects apart per caller, so one caller could use another's
