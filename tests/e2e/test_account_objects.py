@@ -29,6 +29,9 @@ DATA_SOURCES = [{"type": "azure_search", "parameters": {
     "authentication": {"type": "system_assigned_managed_identity"}}}]
 FILE_ID = "file_011CNha8iCJcU1wXNR6q4V8w"
 FILE_DOCUMENT = {"type": "document", "document": {"source": {"type": "file", "file_id": FILE_ID}}}
+STORAGE_URL = "https://storage.googleapis.com/operator-bucket/report.pdf"
+AUDIO = {"id": "audio_someone_elses"}
+SEARCH_TOOL = {"type": "file_search", "vector_store_ids": ["vs_someone_elses"]}
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +52,14 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
             {"name": "az", "type": "azure", "api_base": mock_upstream.url, **stored},
             {"name": "az-byo", "type": "azure", "api_base": mock_upstream.url, **byo},
             {"name": "oa", "type": "openai", "api_base": f"{mock_upstream.url}/v1", **stored},
+            {"name": "oa-byo", "type": "openai", "api_base": f"{mock_upstream.url}/v1", **byo},
             # A single-tenant operator's: callers may name what the account holds.
             {"name": "vertex-open", "type": "vertex", "api_base": mock_upstream.url,
              "vertex_project": "mock-project", "vertex_location": "us-central1",
              "credentials_file": str(folder / "sa.json"), "allow_account_objects": True},
             {"name": "az-open", "type": "azure", "api_base": mock_upstream.url, **stored,
+             "allow_account_objects": True},
+            {"name": "oa-open", "type": "openai", "api_base": f"{mock_upstream.url}/v1", **stored,
              "allow_account_objects": True},
         ],
         "models": [
@@ -65,8 +71,10 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
             {"name": "azure", "provider": "az", "model": "my-gpt4o-deployment"},
             {"name": "azure-byo", "provider": "az-byo", "model": "my-gpt4o-deployment"},
             {"name": "gpt", "provider": "oa", "model": "gpt-4o-mini"},
+            {"name": "gpt-byo", "provider": "oa-byo", "model": "gpt-4o-mini"},
             {"name": "vertex-open", "provider": "vertex-open", "model": "gemini-2.5-flash"},
             {"name": "azure-open", "provider": "az-open", "model": "my-gpt4o-deployment"},
+            {"name": "gpt-open", "provider": "oa-open", "model": "gpt-4o-mini"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}", "caller_credentials": {"enabled": True}},
     }
@@ -120,6 +128,13 @@ def upstream_body(mock: Mock, marker: str) -> dict[str, Any]:
     ({"type": "file", "file": {"file_data": "gs://operator-bucket/report.pdf"}}, "file.file_data"),
     ({"type": "file", "file": {"file_data": FILES_URI}}, "file.file_data"),
     ({"type": "file", "file": {"file_data": "https://GenerativeLanguage.googleapis.com./v1beta/files/x"}},
+     "file.file_data"),
+    # A Cloud Storage object by its https URL (path style, virtual-hosted, the console's host) in
+    # a file part, which Google fetches (an http(s) image the gateway fetches itself, anonymously).
+    ({"type": "file", "file": {"file_data": STORAGE_URL}}, "file.file_data"),
+    ({"type": "file", "file": {"file_data": "https://operator-bucket.Storage.GoogleAPIs.com/report.pdf"}},
+     "file.file_data"),
+    ({"type": "file", "file": {"file_data": "https://storage.cloud.google.com/operator-bucket/report.pdf"}},
      "file.file_data"),
 ])
 def test_storage_and_files_api_uris_are_refused(
@@ -287,6 +302,69 @@ def test_data_sources_with_the_callers_own_azure_key_are_passed(
     assert upstream_body(mock_upstream, marker)["data_sources"] == DATA_SOURCES
 
 
+# ---- OpenAI-shaped chat: stored audio replies, tools naming stores and containers --------------------
+
+
+def replaying_audio(marker: str) -> list[Any]:
+    """A conversation whose assistant turn is an audio reply named by its id (kept upstream)."""
+    return [*asking(marker), {"role": "assistant", "content": "(spoken)", "audio": AUDIO},
+            {"role": "user", "content": "and again"}]
+
+
+@pytest.mark.parametrize("model", ["gpt", "azure"])
+def test_an_audio_reply_named_by_id_is_refused(
+    world: tuple[Gateway, str], mock_upstream: Mock, model: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk(world).chat.completions.create(model=model, messages=replaying_audio(marker))
+    assert err.value.code == "unsupported_parameter" and err.value.param == "messages[1].audio"
+    assert "audio reply" in err.value.message and "provider account" in err.value.message
+    nothing_sent(mock_upstream, marker)
+
+
+@pytest.mark.parametrize(("tool", "param"), [
+    (SEARCH_TOOL, "tools[1].vector_store_ids"),
+    ({"type": "code_interpreter", "container": "cntr_someone_elses"}, "tools[1].container"),
+    ({"type": "shell", "environment": {"type": "container_reference", "container_id": "cntr_x"}},
+     "tools[1].environment.container_id"),
+    ({"type": "code_interpreter", "container": {"type": "auto", "file_ids": ["file_someone_elses"]}},
+     "tools[1].container.file_ids"),
+    ({"type": "code_interpreter", "container": {"type": "container_snapshot", "id": "snap_1"}},
+     "tools[1].container"),
+])
+def test_tools_naming_objects_of_the_account_are_refused(
+    world: tuple[Gateway, str], mock_upstream: Mock, tool: dict[str, Any], param: str
+) -> None:
+    marker = new_marker()
+    weather = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    error = refused(sdk(world), "gpt", marker, tools=[weather, tool])
+    assert error["param"] == param
+    nothing_sent(mock_upstream, marker)
+
+
+def test_other_tools_and_text_replies_still_reach_openai(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    tools = [{"type": "custom", "custom": {"name": "patch"}},
+             {"type": "code_interpreter", "container": {"type": "auto"}}]
+    messages = [*asking(marker), {"role": "assistant", "content": "earlier"},
+                {"role": "user", "content": "go"}]
+    sdk(world).chat.completions.create(model="gpt", messages=messages, tools=tools)  # type: ignore[arg-type]
+    assert upstream_body(mock_upstream, marker)["tools"] == tools
+
+
+def test_the_callers_own_openai_key_may_name_its_own_objects(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    sdk(world, own_credential=True).chat.completions.create(
+        model="gpt-byo", messages=replaying_audio(marker), tools=[SEARCH_TOOL])  # type: ignore[list-item]
+    sent = upstream_body(mock_upstream, marker)
+    assert sent["messages"][1]["audio"] == AUDIO and sent["tools"] == [SEARCH_TOOL]
+
+
 # ---- images the gateway fetches itself ---------------------------------------------------------------
 
 
@@ -317,6 +395,16 @@ def test_a_provider_opted_in_takes_objects_of_its_account(
     parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
     assert parts[1]["fileData"]["fileUri"] == "gs://operator-bucket/cat.png"
     marker = new_marker()
+    sdk(world).chat.completions.create(model="vertex-open", messages=asking(
+        marker, {"type": "file", "file": {"file_data": STORAGE_URL}}))
+    parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
+    assert parts[1]["fileData"]["fileUri"] == STORAGE_URL
+    marker = new_marker()
     sdk(world).chat.completions.create(model="azure-open", messages=asking(marker),
                                        extra_body={"data_sources": DATA_SOURCES})
     assert upstream_body(mock_upstream, marker)["data_sources"] == DATA_SOURCES
+    marker = new_marker()
+    sdk(world).chat.completions.create(model="gpt-open", messages=replaying_audio(marker),
+                                       tools=[SEARCH_TOOL])  # type: ignore[list-item]
+    sent = upstream_body(mock_upstream, marker)
+    assert sent["messages"][1]["audio"] == AUDIO and sent["tools"] == [SEARCH_TOOL]

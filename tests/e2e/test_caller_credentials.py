@@ -305,6 +305,81 @@ def test_a_native_response_references_stored_items_only_with_the_callers_credent
     assert reply.status == "completed"
 
 
+# Output items sent back as input, naming the container they ran in, and the param refused.
+REPLAYED: list[tuple[dict[str, Any], str]] = [
+    ({"type": "code_interpreter_call", "id": "ci_1", "status": "completed", "code": "print(1)",
+      "container_id": "cntr_someone_elses", "outputs": None}, "input[1].container_id"),
+    ({"type": "shell_call", "id": "sh_1", "call_id": "call_sh_1", "status": "completed",
+      "action": {"commands": ["ls"]},
+      "environment": {"type": "container_reference", "container_id": "cntr_someone_elses"}},
+     "input[1].environment.container_id"),
+]
+
+
+@pytest.mark.parametrize(("item", "param"), REPLAYED)
+def test_a_native_response_replays_containers_only_with_the_callers_credential(
+    deployment: Deployment, mock_upstream: Mock, caller_mocks: tuple[Mock, Mock], item: dict[str, Any],
+    param: str,
+) -> None:
+    # A replayed tool call names the container it ran in: on the gateway's credential one of the
+    # shared account's, whoever ran it, so refused like an item_reference; the caller's own
+    # account may hold it.
+    by_key, _ = caller_mocks
+
+    def items(marker: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": f"hi mock:capture={marker}"}, item]
+
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as err:
+        deployment.sdk().responses.create(model="native-gpt", input=items(marker))  # type: ignore[arg-type]
+    assert err.value.code == "unsupported_parameter" and err.value.param == param
+    assert f"'{param}' names a container of the provider account" in err.value.message
+    assert captured(mock_upstream, marker, timeout=0.5) == []
+    marker = new_marker()
+    reply = deployment.sdk(CALLER_KEY).responses.create(model="byo-native", input=items(marker))  # type: ignore[arg-type]
+    assert reply.status == "completed"
+    [seen] = captured(by_key, marker, outcome="completed")
+    assert seen["body"]["input"][1] == item
+
+
+def test_mcp_connectors_are_refused_on_native_deployments_whatever_the_credential(
+    deployment: Deployment, mock_upstream: Mock, caller_mocks: tuple[Mock, Mock]
+) -> None:
+    # A connector (an OpenAI-hosted MCP wrapper of Gmail, Drive, ...) is reached with the OAuth
+    # token of the request, not with the provider account: not an account object, but the gateway
+    # runs MCP tools itself, so it is refused in 'tools' and, alike, among the tools a tool search
+    # loads, which would otherwise reach a native deployment as written.
+    by_key, _ = caller_mocks
+    connector = {"type": "mcp", "server_label": "gmail", "connector_id": "connector_gmail",
+                 "require_approval": "never"}
+    loaded = {"type": "tool_search_output", "call_id": "ts1", "execution": "client", "tools": [connector]}
+    for caller, model in ((None, "native-gpt"), (CALLER_KEY, "byo-native")):
+        marker = new_marker()
+        with pytest.raises(openai.BadRequestError) as err:
+            deployment.sdk(caller).responses.create(model=model, input=f"hi mock:capture={marker}",
+                                                    tools=[connector])  # type: ignore[list-item]
+        assert err.value.code == "unsupported_parameter" and err.value.param == "tools[0].connector_id"
+        with pytest.raises(openai.BadRequestError) as err:
+            deployment.sdk(caller).responses.create(model=model, input=[  # type: ignore[arg-type]
+                {"role": "user", "content": f"hi mock:capture={marker}"}, loaded])
+        assert err.value.code == "unsupported_parameter" and err.value.param == "input[1].tools[0]"
+        assert "MCP tools loaded by a tool search" in err.value.message
+        assert captured(by_key if caller else mock_upstream, marker, timeout=0.5) == []
+
+
+def test_a_shell_call_replayed_from_the_callers_machine_is_served(
+    deployment: Deployment, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    item = {"type": "shell_call", "id": "sh_1", "call_id": "call_sh_1", "status": "completed",
+            "action": {"commands": ["ls"]}, "environment": {"type": "local"}}
+    reply = deployment.sdk().responses.create(model="native-gpt", input=[  # type: ignore[arg-type]
+        {"role": "user", "content": f"hi mock:capture={marker}"}, item])
+    assert reply.status == "completed"
+    [seen] = captured(mock_upstream, marker, outcome="completed")
+    assert seen["body"]["input"][1] == item
+
+
 def test_refused_where_not_allowed_or_not_possible(deployment: Deployment) -> None:
     plain = openai.OpenAI(base_url=deployment.plain.base_url, api_key=MASTER_KEY, max_retries=0,
                           default_headers={HEADER: CALLER_KEY})
@@ -397,3 +472,4 @@ def test_a_fallback_gets_the_credential_in_its_own_providers_form(
     assert reply.headers["x-switchboard-model"] == "byo-claude"
     headers = upstream_saw(by_key, marker)
     assert headers["x-api-key"] == "<redacted>" and "authorization" not in headers
+

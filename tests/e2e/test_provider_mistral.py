@@ -314,6 +314,27 @@ def test_logprobs_dropped_when_asked(mi: openai.OpenAI) -> None:
     assert resp.choices[0].message.content == SAID + "hi"
 
 
+def test_unknown_fields_are_refused_before_anything_is_sent(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    # A field the gateway does not know is not sent on unread: a 400 naming it, as Mistral's own
+    # 422 would (after a round trip), with drop_params too (it drops known features only).
+    marker = new_marker()
+    for model in ("mistral-small", "mistral-lenient"):
+        with pytest.raises(openai.BadRequestError) as exc:
+            mi.chat.completions.create(model=model, messages=ask(f"hi mock:capture={marker}"),
+                                       extra_body={"document_library_ids": ["lib_someone_elses"]})
+        assert exc.value.code == "unknown_parameter" and exc.value.param == "document_library_ids"
+        assert "'document_library_ids'" in exc.value.message and "mistral" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
+def test_mistral_fields_of_the_request_are_passed(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    mi.chat.completions.create(model="mistral-small", messages=ask(f"hi mock:capture={marker}"),
+                               extra_body={"safe_prompt": True, "random_seed": 11})
+    (seen,) = captured(mock_upstream, marker)
+    assert seen["body"]["safe_prompt"] is True and seen["body"]["random_seed"] == 11
+
+
 # ---- errors -----------------------------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ Translation (canonical -> Mistral), beyond the identical fields:
   result keep matching within and across requests; Mistral's own ids pass through unchanged.
 - ``user`` (no Mistral field) is accepted and not sent: an end-user id does not change the output.
 - ``safety_settings`` (Gemini's safety thresholds) are accepted and not sent: Mistral has none.
+- Top-level fields are OpenAI's, the canonical extensions or Mistral's own ``safe_prompt`` and
+  ``random_seed`` (passed as written); any other is a 400 ``unknown_parameter`` naming it.
 - What Mistral lacks (``safety_identifier``, logprobs, logit_bias, ``top_k``,
   ``thinking``, ...) is refused, or dropped with ``drop_params``, from the capability table
   (``capabilities/mistral.py``). ``cache_control`` breakpoints are removed (Mistral has none);
@@ -48,12 +50,14 @@ from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
 from switchboard.providers import capabilities, documents
 from switchboard.providers.base import JSON, ProviderAdapter
+from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.openai_compatible import (
     NormalisingStreamDecoder,
     error_from_fields,
     normalise_usage,
 )
+from switchboard.providers.params import CHAT_PARAMS, GATEWAY_PARAMS
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
@@ -69,6 +73,13 @@ _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream
 # (anything else is refused), which is what Mistral does without it.
 # safety_settings: Gemini's safety thresholds; Mistral has none per request (capability table).
 _DROPPED = ("stream_options", "drop_params", "user", "thinking", "safety_settings")
+
+# The top-level fields a request may carry here: OpenAI's (providers/params.py), the canonical
+# extensions of the capability table, the gateway's own, and Mistral's own fields passed on as
+# written. Anything else is a 400 naming it rather than sent on unread: Mistral refuses unknown
+# fields anyway (422), and a field the gateway does not know is one it has not judged.
+_OWN_FIELDS = frozenset({"safe_prompt", "random_seed"})
+_KNOWN = CHAT_PARAMS | GATEWAY_PARAMS | {row.param for row in REQUEST_ROWS} | _OWN_FIELDS
 
 _TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
 _ALPHABET = string.ascii_letters + string.digits
@@ -203,7 +214,20 @@ def _tools(tools: list[Any]) -> list[JSON]:
     return out
 
 
+def _unknown_fields(request: JSON, target: Target) -> None:
+    for name in request:
+        if name not in _KNOWN:
+            shown = str(name)[:64]
+            raise InvalidRequest(
+                f"Unknown parameter: '{shown}' is not a field provider type 'mistral' takes (model "
+                f"'{target.name}'); send the request without it",
+                param=shown,
+                code="unknown_parameter",
+            )
+
+
 def chat_body(request: JSON, target: Target, options: Options) -> JSON:
+    _unknown_fields(request, target)
     body = dict(capabilities.check(request, target))
     for name in _DROPPED:
         body.pop(name, None)

@@ -115,8 +115,11 @@ class OpenAIAdapter(ProviderAdapter):
 
     def _post(self, path: str, body: JSON, target: Target, stream: bool) -> UpstreamRequest:
         # The body is passed through: a field that makes the provider read a store with its own
-        # identity is refused here, for every OpenAI-shaped type (Azure hosts may sit behind each).
+        # identity is refused here, for every OpenAI-shaped type (Azure hosts may sit behind each),
+        # and so are fields naming objects stored in the shared account (audio replies, tools'
+        # vector stores and containers).
         account.check_data_sources(body, target)
+        account.check_chat(body, target)
         body["model"] = target.model
         body.pop("drop_params", None)
         headers = dict(_SSE_HEADERS) if stream else {}

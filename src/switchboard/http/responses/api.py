@@ -16,7 +16,13 @@ import orjson
 from switchboard.context import RequestContext, answered_model
 from switchboard.errors import GatewayError, UnsupportedParameter
 from switchboard.http.openai_api import OpenAIJson
-from switchboard.http.responses.request import account_objects, parse_body, translate, without_unsupported
+from switchboard.http.responses.request import (
+    account_objects,
+    loaded_mcp_tool,
+    parse_body,
+    translate,
+    without_unsupported,
+)
 from switchboard.http.responses.response import JSON, from_chat, skeleton
 from switchboard.http.responses.state import Responses
 from switchboard.http.responses.stream import StreamEncoder
@@ -49,6 +55,8 @@ class ResponsesAPI:
         except UnsupportedParameter as err:
             # Only a native deployment can serve it: refused (the invoke terminal) unless routed to one,
             # and there only with the caller's own credential if it names objects of the account.
+            if (mcp := loaded_mcp_tool(body)) is not None:
+                raise mcp from None
             refused, shared = err, account_objects(body)
             translated = translate(without_unsupported(body))
             translated.body = body

@@ -42,6 +42,7 @@ from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.http.openai_api import parse_object
+from switchboard.providers.account import tool_object
 
 JSON = dict[str, Any]
 
@@ -600,19 +601,13 @@ def translate(body: JSON) -> Translated:
 # native deployment would read (and, for a conversation, append to) them in the account the
 # gateway's stored credential opens, which every caller shares.
 _ACCOUNT_FIELDS = {"conversation": "a conversation", "prompt": "a prompt template"}
-# A tool's container: a ``code_interpreter``'s ``container``, a ``shell`` tool's ``environment``.
-_CONTAINER_KEYS = ("container", "environment")
-# The container objects that name no object of the account: a new container (code interpreter:
-# ``auto``; shell: ``container_auto``) or the caller's own machine (shell: ``local``). Any other
-# type (``container_reference``, or one newer than this list) may name one, so it is refused
-# rather than passed on unchecked.
-_NEW_CONTAINERS = frozenset({"auto", "container_auto", "local"})
 
 
 def account_object(body: JSON) -> tuple[str, str] | None:
     """The first field of a Responses body naming objects of the upstream account (``conversation``,
-    ``prompt``, a tool's vector stores, container or skills (``_tool_object``), in ``tools`` or
-    in a ``tool_search_output`` input item, an ``item_reference`` input item) as (param, what it
+    ``prompt``, a tool's vector stores, container or skills (``providers/account.tool_object``),
+    in ``tools`` or in a ``tool_search_output`` input item, an ``item_reference`` input item, the
+    container of a replayed ``code_interpreter_call`` or ``shell_call``) as (param, what it
     names), or None.
 
     An ``item_reference`` names an item stored upstream. The gateway keeps every response it
@@ -624,7 +619,7 @@ def account_object(body: JSON) -> tuple[str, str] | None:
             return name, what
     tools = body.get("tools")
     for i, tool in enumerate(tools if isinstance(tools, list) else ()):
-        if isinstance(tool, dict) and (found := _tool_object(tool, f"tools[{i}]")) is not None:
+        if isinstance(tool, dict) and (found := tool_object(tool, f"tools[{i}]")) is not None:
             return found
     items = body.get("input")
     for i, item in enumerate(items if isinstance(items, list) else ()):
@@ -632,43 +627,49 @@ def account_object(body: JSON) -> tuple[str, str] | None:
             continue
         if item.get("type") == "item_reference":
             return f"input[{i}]", "an item"
+        if (found := _replayed_container(item, f"input[{i}]")) is not None:
+            return found
         # A tool search's output: tools loaded into the request, defined as in ``tools``.
         loaded = item.get("tools") if item.get("type") == "tool_search_output" else None
         for j, tool in enumerate(loaded if isinstance(loaded, list) else ()):
-            if isinstance(tool, dict) and (found := _tool_object(tool, f"input[{i}].tools[{j}]")) is not None:
+            if isinstance(tool, dict) and (found := tool_object(tool, f"input[{i}].tools[{j}]")) is not None:
                 return found
     return None
 
 
-def _tool_object(tool: JSON, where: str) -> tuple[str, str] | None:
-    """What a tool names of the account: vector stores (``file_search``), an existing container
-    (a ``code_interpreter``'s ``container`` id; a ``shell`` tool's ``container_reference``), a
-    container of a type not known to be new, or a skill by id (``skill_reference``, in a new
-    container's ``skills``). Whatever the tool's type, so a tool type newer than this code is
-    refused for the same fields. The file ids of a new container are the caller's own
-    (files/named.py checks them)."""
-    if tool.get("vector_store_ids") is not None:
-        return f"{where}.vector_store_ids", "vector stores"
-    for key in _CONTAINER_KEYS:
-        container = tool.get(key)
-        if container is None:
+def _replayed_container(item: JSON, where: str) -> tuple[str, str] | None:
+    """The container an output item sent back as input names: a ``code_interpreter_call``'s
+    ``container_id``, a ``shell_call``'s ``environment`` (a ``container_reference``; ``local`` is
+    the caller's machine). Like an ``item_reference``, it can only be a container of the account
+    the gateway's credential opens, and the gateway does not know whose: the caller's own turns
+    are continued with ``previous_response_id``."""
+    if item.get("container_id") is not None:
+        return f"{where}.container_id", "a container"
+    environment = item.get("environment")
+    if environment is not None and item.get("type") == "shell_call":
+        return tool_object({"environment": environment}, where)
+    return None
+
+
+def loaded_mcp_tool(body: JSON) -> UnsupportedParameter | None:
+    """The refusal of an ``mcp`` tool loaded by a ``tool_search_output`` input item, or None. The
+    gateway runs MCP tools itself, only those of ``tools`` and only against the servers registered
+    with it (mcp/tool_spec.py refuses a caller's ``connector_id``, ``authorization``, ``headers``):
+    a loaded one would reach a native deployment as written and be called by the provider, on
+    whatever server, connector or token it names. Refused on every deployment, whatever the
+    credential, as in ``tools``."""
+    items = body.get("input")
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        if not isinstance(item, dict) or item.get("type") != "tool_search_output":
             continue
-        if not isinstance(container, dict):
-            if key == "container":  # an id
-                return f"{where}.{key}", "a container"
-            continue  # a computer tool's environment is the name of its system ("browser", ...)
-        if container.get("container_id") is not None:
-            return f"{where}.{key}.container_id", "a container"
-        kind = container.get("type")
-        if not isinstance(kind, str) or kind not in _NEW_CONTAINERS:
-            return f"{where}.{key}", f"a container of unknown type '{str(kind)[:64]}' (it may be an object)"
-        skills = container.get("skills")
-        for j, skill in enumerate(skills if isinstance(skills, list) else ()):
-            # Inline skills carry their files; a local environment's skills are paths on the
-            # caller's machine (no type). Any other names a skill uploaded to the account.
-            if isinstance(skill, dict) and (skill.get("skill_id") is not None
-                                            or skill.get("type") not in (None, "inline")):
-                return f"{where}.{key}.skills[{j}]", "a skill"
+        loaded = item.get("tools")
+        for j, tool in enumerate(loaded if isinstance(loaded, list) else ()):
+            if isinstance(tool, dict) and tool.get("type") == "mcp":
+                return UnsupportedParameter(
+                    "MCP tools loaded by a tool search are not supported by this gateway: it runs MCP "
+                    "tools itself; name a server registered with it by its server_label in 'tools'",
+                    param=f"input[{i}].tools[{j}]",
+                )
     return None
 
 

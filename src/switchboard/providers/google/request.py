@@ -39,6 +39,10 @@ _FILE_SCHEMES = frozenset({"http", "https", "gs"})
 # The Gemini API's host: its Files API URIs (``https://generativelanguage.googleapis.com/v1beta/
 # files/...``) name files of the account the key opens.
 _GEMINI_API_HOST = "generativelanguage.googleapis.com"
+# Cloud Storage's own http(s) hosts (path style, virtual-hosted ``<bucket>.storage...``, the
+# console's authenticated download host): Google may read such a URL as the object it names, with
+# the caller's identity (the service account), as it reads gs:// (_account_uri).
+_STORAGE_HOSTS = ("storage.googleapis.com", "storage.cloud.google.com")
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 
@@ -233,18 +237,21 @@ def media_part(url: Any, where: str, target: Target, field: str = "image_url.url
 
 
 def _account_uri(url: str, scheme: str, where: str, target: Target) -> None:
-    """Refuse a URI only the gateway's credential can read: a Cloud Storage object (Vertex AI
-    reads it with the service account; the Gemini API with the key's project) or anything on
-    the Gemini API's own host (its Files API: the files uploaded with the shared key). Public
-    http(s) URLs are fetched by Google as anyone would and stay accepted."""
+    """Refuse a URI only the gateway's credential can read: a Cloud Storage object, as gs:// or
+    by its https URL (Vertex AI reads it with the service account; the Gemini API with the key's
+    project) or anything on the Gemini API's own host (its Files API: the files uploaded with the
+    shared key). Other public http(s) URLs are fetched by Google as anyone would and stay
+    accepted."""
     if scheme == "gs":
         raise account.refusal(where, "a Cloud Storage object (gs://)", target)
     # Anywhere before the query, decoded, in lower case, not only where urlsplit reads the host:
     # Google's URL parser may read a mangled URL ("https:host/...", "host.\\@x", "%2E") as its
-    # own host. A public URL naming that host in its path is refused too (rare, and harmless).
+    # own host. A public URL naming such a host in its path is refused too (rare, and harmless).
     before_query = unquote(url.split("?", 1)[0].split("#", 1)[0]).lower()
     if _GEMINI_API_HOST in before_query:
         raise account.refusal(where, "a file of the Gemini Files API", target)
+    if any(host in before_query for host in _STORAGE_HOSTS):
+        raise account.refusal(where, "a Cloud Storage object (its https URL)", target)
 
 
 def assistant_parts(msg: JSON, i: int, names: dict[str, str], signatures: bool) -> list[JSON]:
