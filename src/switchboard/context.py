@@ -195,6 +195,10 @@ class RequestContext:
     # stored credential is used. upstream_credentials: as the current attempt's upstream headers.
     caller_credential: str | None = None
     upstream_credentials: dict[str, str] | None = None
+    # The first object of the provider account the request names, as its field's path (an
+    # Anthropic Files API source: http/anthropic/content.py); each attempt judges it for its own
+    # deployment (pipeline/native.py). None: none.
+    account_object: str | None = None
     outcome: Outcome = field(default_factory=Outcome)
     # Named moments of the request (perf_counter()), e.g. "upstream_headers"; created on first use.
     timings: dict[str, float] | None = None

@@ -61,6 +61,8 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
              "allow_account_objects": True},
             {"name": "oa-open", "type": "openai", "api_base": f"{mock_upstream.url}/v1", **stored,
              "allow_account_objects": True},
+            {"name": "claude-open", "type": "anthropic", "api_base": mock_upstream.url, **stored,
+             "allow_account_objects": True},
         ],
         "models": [
             {"name": "gemini", "provider": "studio", "model": "gemini-2.5-flash"},
@@ -75,6 +77,7 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
             {"name": "vertex-open", "provider": "vertex-open", "model": "gemini-2.5-flash"},
             {"name": "azure-open", "provider": "az-open", "model": "my-gpt4o-deployment"},
             {"name": "gpt-open", "provider": "oa-open", "model": "gpt-4o-mini"},
+            {"name": "claude-open", "provider": "claude-open", "model": "claude-sonnet-4-5"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}", "caller_credentials": {"enabled": True}},
     }
@@ -254,9 +257,57 @@ def test_inline_documents_still_reach_anthropic_and_an_own_key_may_name_files(
     assert sent == {"type": "document", **FILE_DOCUMENT["document"]}
 
 
+FILE_BLOCKS = [{"type": "document", "source": {"type": "file", "file_id": "file_011"}},
+               {"type": "image", "source": {"type": "file", "file_id": "file_011"}}]
+
+
+def messages_call(world: tuple[Gateway, str], model: str, marker: str, *blocks: dict[str, Any],
+                  headers: dict[str, str] | None = None, **extra: Any) -> httpx.Response:
+    """``POST /v1/messages`` (the pass-through to an ``anthropic`` deployment) asking with ``blocks``."""
+    gw, key = world
+    content: list[Any] = [{"type": "text", "text": f"look mock:capture={marker}"}, *blocks]
+    body = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": content}], **extra}
+    return httpx.post(f"{gw.url}/v1/messages", timeout=30, json=body,
+                      headers={"x-api-key": key, "anthropic-version": "2023-06-01", **(headers or {})})
+
+
+@pytest.mark.parametrize("block", FILE_BLOCKS, ids=["document", "image"])
+def test_the_pass_through_sends_files_api_sources_on_an_own_key_or_an_opted_in_account(
+    world: tuple[Gateway, str], mock_upstream: Mock, block: dict[str, Any]
+) -> None:
+    """As on the translated path: the caller's own Anthropic key opens the caller's account, and
+    `allow_account_objects` makes the shared one every caller's; the block goes as written."""
+    for model, headers in (("claude-byo", {HEADER: UPSTREAM_KEY}), ("claude-open", None)):
+        marker = new_marker()
+        answer = messages_call(world, model, marker, block, headers=headers)
+        assert answer.status_code == 200, (model, answer.text)
+        assert upstream_body(mock_upstream, marker)["messages"][0]["content"][1] == block, model
+
+
+@pytest.mark.parametrize("block", FILE_BLOCKS, ids=["document", "image"])
+def test_files_api_sources_on_the_shared_account_are_refused_naming_the_remedy(
+    world: tuple[Gateway, str], mock_upstream: Mock, block: dict[str, Any]
+) -> None:
+    for model, remedy in (("claude", "does not take callers' own provider credentials"),
+                          ("claude-byo", "accepted only with your own provider credential")):
+        marker = new_marker()
+        answer = messages_call(world, model, marker, block)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["type"] == "invalid_request_error", error
+        assert "messages.0.content.1.source.file_id" in error["message"] and remedy in error["message"]
+        nothing_sent(mock_upstream, marker)
+    # Translated for another provider type, no account can read it: refused whatever the key.
+    marker = new_marker()
+    answer = messages_call(world, "gpt", marker, block)
+    assert answer.status_code == 400, answer.text
+    assert "provider type 'openai' cannot read" in answer.json()["error"]["message"]
+    nothing_sent(mock_upstream, marker)
+
+
 @pytest.mark.parametrize(("extra", "block", "words"), [
-    ({}, {"type": "document", "source": {"type": "file", "file_id": "file_011"}}, "Files API"),
-    ({}, {"type": "image", "source": {"type": "file", "file_id": "file_011"}}, "Files API"),
+    ({}, FILE_BLOCKS[0], "Files API"),
+    ({}, FILE_BLOCKS[1], "Files API"),
     ({}, {"type": "container_upload", "file_id": "file_011"}, "container_upload"),
     ({"container": "container_011"}, None, "container"),
     ({"container": {"skills": [{"type": "custom", "skill_id": "skill_01"}]}}, None, "container"),

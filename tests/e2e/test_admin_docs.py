@@ -5,15 +5,19 @@ with the key Swagger UI's "Authorize" takes works. Stateless: the embedded defau
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
+from aiohttp import web
 
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, start_gateway
 
 CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 
@@ -65,11 +69,25 @@ def test_the_page_and_everything_it_loads_need_no_key_and_stay_on_the_gateway(ga
     assert httpx.head(page_url, timeout=10).status_code == 200
 
 
-def test_the_openapi_document_is_public_and_the_key_it_declares_works(gateway: Gateway) -> None:
-    page_url = f"{gateway.url}/docs"
+def _spec_url(page_url: str) -> str:
+    """The document's URL as the page's start script names it, resolved against the page."""
     start_url = next(u for u in _loaded_by(httpx.get(page_url, timeout=10).text) if "start.js" in u)
     start = httpx.get(urljoin(page_url, start_url), timeout=10).text
-    spec_url = urljoin(page_url, start.split('url: "', 1)[1].split('"', 1)[0])
+    return urljoin(page_url, start.split('url: "', 1)[1].split('"', 1)[0])
+
+
+def _base_url(spec_url: str, doc: dict[str, Any]) -> str:
+    """Where Swagger UI sends "Try it out": the document's first server resolved against the
+    document's URL, without a trailing slash (no server: the document's host root)."""
+    url = str(doc["servers"][0]["url"]) if doc.get("servers") else ""
+    parts = urlsplit(spec_url)
+    resolved = urljoin(spec_url, url) if url else f"{parts.scheme}://{parts.netloc}"
+    return resolved.rstrip("/")
+
+
+def test_the_openapi_document_is_public_and_the_key_it_declares_works(gateway: Gateway) -> None:
+    page_url = f"{gateway.url}/docs"
+    spec_url = _spec_url(page_url)
     assert urlsplit(spec_url).path == "/admin/v1/openapi.json"
     spec = httpx.get(spec_url, timeout=10)  # what the page's script fetches: no key
     assert spec.status_code == 200 and spec.headers["content-type"].startswith("application/json")
@@ -86,6 +104,70 @@ def test_the_openapi_document_is_public_and_the_key_it_declares_works(gateway: G
     # The API itself still needs the key.
     refused = httpx.get(f"{gateway.url}/admin/v1/keys", timeout=10)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "missing_api_key"
+    assert _base_url(spec_url, doc) == gateway.url
+
+
+class PrefixProxy:
+    """A reverse proxy serving the gateway under ``/tools/gateway/``: the prefix is stripped
+    from each request passed on (as nginx's ``location /tools/gateway/ { proxy_pass
+    http://gateway/; }``); anything outside it is the proxy's own 404."""
+
+    PREFIX = "/tools/gateway"
+
+    def __init__(self, upstream: str) -> None:
+        self.port = free_port()
+        self._upstream = upstream
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+        assert self._ready.wait(10), "the proxy did not start"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.PREFIX}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("*", self.PREFIX + "/{tail:.*}", self._pass)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _pass(self, request: web.Request) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
+        async with httpx.AsyncClient() as client:
+            answer = await client.request(request.method, f"{self._upstream}/{request.match_info['tail']}",
+                                          params=request.query_string, headers=headers,
+                                          content=await request.read(), timeout=10)
+        return web.Response(status=answer.status_code, body=answer.content,
+                            headers={"content-type": answer.headers.get("content-type", "text/plain")})
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def test_behind_a_path_prefix_try_it_out_calls_the_prefixed_api(gateway: Gateway) -> None:
+    """The page, its document and the calls "Try it out" makes all stay under the proxy's
+    prefix: the document's server is relative to where it is served."""
+    proxy = PrefixProxy(gateway.url)
+    try:
+        page_url = f"{proxy.url}/docs"
+        spec_url = _spec_url(page_url)
+        assert spec_url == f"{proxy.url}/admin/v1/openapi.json"
+        spec = httpx.get(spec_url, timeout=10)
+        assert spec.status_code == 200, spec.text
+        doc = spec.json()
+        base = _base_url(spec_url, doc)
+        assert base == proxy.url
+        listed = httpx.get(base + "/admin/v1/keys", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                           timeout=10)
+        assert listed.status_code == 200 and listed.json()["object"] == "list"
+    finally:
+        proxy.stop()
 
 
 @pytest.mark.parametrize(("method", "target", "status"), [

@@ -705,7 +705,7 @@ BAD_INPUT: list[tuple[str, dict[str, Any], type[anthropic.APIStatusError], int, 
         },
         anthropic.BadRequestError,
         400,
-        "file sources (the Files API) are not supported",
+        "names a file of the Anthropic Files API, which provider type 'openai' cannot read",
     ),
     (
         "unknown model",

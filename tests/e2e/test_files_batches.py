@@ -140,6 +140,20 @@ def test_files_are_listed_in_the_order_asked(world: World) -> None:
     assert bad.value.param == "order" and bad.value.code == "invalid_value"
 
 
+@pytest.mark.parametrize("path", ["/files", "/batches"])
+def test_more_than_20_query_parameters_on_a_list_is_invalid_value(world: World, path: str) -> None:
+    """As the other routes that bound their parameters answer; 20 (unknown ones ignored, as
+    OpenAI does) are still a list."""
+    headers = {"Authorization": f"Bearer {world.keys['c']['key']}"}
+    url = world.gateway.base_url + path
+    listed = httpx.get(url, params={f"p{i}": "1" for i in range(20)}, headers=headers, timeout=30)
+    assert listed.status_code == 200 and listed.json()["object"] == "list", listed.text
+    refused = httpx.get(url, params={f"p{i}": "1" for i in range(21)}, headers=headers, timeout=30)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == {"message": "too many query parameters (at most 20)", "param": None,
+                                       "type": "invalid_request_error", "code": "invalid_value"}
+
+
 def test_an_expiry_openai_takes_is_passed_on(world: World) -> None:
     client = world.sdk("d")
     created = client.files.create(file=("e.jsonl", jsonl("x")), purpose="batch",

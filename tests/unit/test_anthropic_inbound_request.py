@@ -268,6 +268,33 @@ def test_final_assistant_prefill_may_be_empty() -> None:
     assert msgs[1] == {"role": "assistant", "content": ""}
 
 
+def test_files_api_sources_are_carried_and_their_paths_noted() -> None:
+    """Whether the file may be sent is each attempt's to decide (its account: pipeline/native.py);
+    the decoder carries the sources and notes where they are."""
+    image = {"type": "image", "source": {"type": "file", "file_id": "file_1"},
+             "cache_control": {"type": "ephemeral"}}
+    document = {"type": "document", "title": "Q3", "source": {"type": "file", "file_id": "file_2"}}
+    result = {"type": "tool_result", "tool_use_id": "t1",
+              "content": [{"type": "image", "source": {"type": "file", "file_id": "file_3"}}]}
+    found: list[str] = []
+    out = messages_request(orjson.dumps({"model": "claude-x", "max_tokens": 64, "messages": [
+        {"role": "user", "content": [image, document]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+        {"role": "user", "content": [result]},
+    ]}), found)
+    assert out["messages"][0]["content"] == [
+        {"type": "image_file", "image_file": {"file_id": "file_1"}, "cache_control": {"type": "ephemeral"}},
+        {"type": "document", "document": {"title": "Q3", "source": {"type": "file", "file_id": "file_2"}}},
+    ]
+    assert out["messages"][-1]["content"] == [{"type": "image_file", "image_file": {"file_id": "file_3"}}]
+    assert found == ["messages.0.content.0.source.file_id", "messages.0.content.1.source.file_id",
+                     "messages.2.content.0.content.0.source.file_id"]
+    plain: list[str] = []
+    messages_request(orjson.dumps({"model": "claude-x", "max_tokens": 64, "messages": _user(
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}})}), plain)
+    assert plain == []
+
+
 def _user(*blocks: Any) -> list[dict[str, Any]]:
     return [{"role": "user", "content": list(blocks)}]
 
@@ -311,9 +338,9 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "source.data: is not valid base64",
     ),
     (
-        "image file source",
-        {"messages": _user({"type": "image", "source": {"type": "file", "file_id": "f"}})},
-        "Files API",
+        "image file source without an id",
+        {"messages": _user({"type": "image", "source": {"type": "file"}})},
+        "messages.0.content.0.source.file_id",
     ),
     (
         "image ftp url",
@@ -321,9 +348,9 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "source.url",
     ),
     (
-        "file document",
-        {"messages": _user({"type": "document", "source": {"type": "file", "file_id": "f"}})},
-        "Files API",
+        "file document with an empty id",
+        {"messages": _user({"type": "document", "source": {"type": "file", "file_id": ""}})},
+        "messages.0.content.0.source.file_id",
     ),
     (
         "bad cache_control",

@@ -182,6 +182,9 @@ SURFACES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 _SPAN = re.compile(r"`([^`\n]+)`")
+# A markdown code span in running text: a run of backticks, up to a run of as many (```` ```json ````
+# holds a fence's backticks).
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)([^\n]+?)(?<!`)\1(?!`)")
 _WORD = re.compile(r"[a-z][a-z0-9_]*")
 # Where a page names a code it answers: after its HTTP status (`404 api_not_found`, 409
 # `api_exists`, 400 `invalid_type` / `invalid_value`), or in a JSON-RPC error table's row.
@@ -194,15 +197,49 @@ def _page(name: str) -> str:
     return (ROOT / "docs" / name).read_text()
 
 
+def _block(line: str) -> bool:
+    """A line that is not part of a paragraph's running text: blank, a table row, a fence."""
+    stripped = line.strip()
+    return not stripped or stripped.startswith(("|", "```"))
+
+
+@functools.cache
+def _prose(name: str) -> str:
+    return _joined(_page(name))
+
+
+def _joined(text: str) -> str:
+    """``text`` with each paragraph's lines joined by a space, as markdown renders them: a code
+    span broken across two lines (its opening backtick on one, its closing one on the next) is
+    one span, and a status at the end of one line with its code in backticks at the start of the
+    next is read as if on one line. Table rows and fenced code stay line by line."""
+    out: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and out and not _block(line) and not _block(out[-1]):
+            out[-1] = out[-1].rstrip() + " " + line.strip()
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 def _named_on(pages: tuple[str, ...]) -> set[str]:
     """Every word in backticks on the pages."""
-    return {word for page in pages for span in _SPAN.findall(_page(page)) for word in _WORD.findall(span)}
+    return {word for page in pages for _, span in _CODE_SPAN.findall(_prose(page))
+            for word in _WORD.findall(span)}
 
 
 def _answered_on(pages: tuple[str, ...]) -> set[str]:
     """The codes the pages say a request is answered with."""
-    return {word for page in pages for pattern in _ANSWERED for found in pattern.findall(_page(page))
+    return {word for page in pages for pattern in _ANSWERED for found in pattern.findall(_prose(page))
             for word in _WORD.findall(found)}
+
+
+# The literal text of an f-string that builds a code: code characters, a letter among them (an
+# f-string of placeholders alone, ``f"{kind}_{name}"``, would match any word).
+_CODE_PART = re.compile(r"[a-z0-9_]*[a-z][a-z0-9_]*")
 
 
 def _formatted(tree: ast.Module) -> list[re.Pattern[str]]:
@@ -211,9 +248,24 @@ def _formatted(tree: ast.Module) -> list[re.Pattern[str]]:
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.JoinedStr):
+            literal = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            if not _CODE_PART.fullmatch(literal):
+                continue
             parts = [re.escape(v.value) if isinstance(v, ast.Constant) else "[a-z_]+" for v in node.values]
             out.append(re.compile("".join(parts)))
     return out
+
+
+def test_a_code_broken_across_lines_is_read_as_markdown_renders_it() -> None:
+    text = _joined("A clash answers `409\napi_exists`, a gone one 410\n`api_retired`; see\n`limits`.\n\n"
+                   "| 404 `x_not_found` |\n| `y_z` |\n\n```yaml\nkey: `not_a_code`\n```\n"
+                   "A fence is written ```` ```json ```` in\ntext, then `ok_code`.")
+    answered = {word for pattern in _ANSWERED for found in pattern.findall(text)
+                for word in _WORD.findall(found)}
+    assert answered == {"api_exists", "api_retired", "x_not_found"}
+    spans = [span for _, span in _CODE_SPAN.findall(text)]
+    assert spans == ["409 api_exists", "api_retired", "limits", "x_not_found", "y_z", "not_a_code",
+                     " ```json ", "ok_code"]
 
 
 @pytest.mark.parametrize("surface", SURFACES)

@@ -57,8 +57,10 @@ class Server:
 
 
 @asynccontextmanager
-async def serving() -> AsyncIterator[tuple[Server, int]]:
-    served = Server()
+async def serving(served: Server | None = None) -> AsyncIterator[tuple[Server, int]]:
+    """uvicorn with the gateway's protocol on a free port, serving ``served`` (default: the
+    echo application above)."""
+    served = served or Server()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()

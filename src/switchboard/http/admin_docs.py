@@ -41,8 +41,9 @@ _FILES: dict[str, tuple[str | None, bytes]] = {
     "start.js": (None, _JS),
 }
 
-# Relative URLs: the page works under a path prefix (a reverse proxy) as at the root. The
-# validator badge would call validator.swagger.io: off.
+# Relative URLs: the page works under a path prefix (a reverse proxy) as at the root; so do the
+# calls it makes, the document's server being relative too (http/admin/app.py). The validator
+# badge would call validator.swagger.io: off.
 _START = b"""window.addEventListener("load", function () {
   window.ui = SwaggerUIBundle({
     url: "admin/v1/openapi.json",

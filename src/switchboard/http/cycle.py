@@ -23,7 +23,9 @@ A body part sent with more to follow once the connection is gone raises :class:`
 where uvicorn would drop it silently: a relay then stops at its next send and closes its
 upstream response, instead of reading the upstream on until the disconnect watcher
 (http/disconnect.py) cancels it, up to a quarter of a second later (tens of MB from a fast
-upstream). A response's last part (or only one) is still dropped quietly: nothing follows it.
+upstream). So does a part whose send was waiting for the client to take what was buffered
+when the connection went (uvicorn would drop that one quietly once its wait ends). A response's
+last part (or only one) is still dropped quietly: nothing follows it.
 """
 
 from __future__ import annotations
@@ -63,10 +65,22 @@ class GatewayCycle(RequestResponseCycle):
             return self._start(message)
         if kind == ABORT:
             return abort(self)
-        # One attribute test per body part; ``more_body`` is read only once the client is gone.
+        # Two flag tests per body part; ``more_body`` is read only once the client is gone.
+        if self.flow.write_paused:  # only a slow or stalled reader gets here
+            return self._after_drain(message)
         if self.disconnected and message.get("more_body", False):
             return gone()
         return RequestResponseCycle.send(self, message)
+
+    async def _after_drain(self, message: Any) -> None:
+        # uvicorn's send waits for the drain itself, but then drops the part quietly when the
+        # connection was lost meanwhile (its loss is what ends the wait): the relay would read
+        # one more upstream piece before its next send noticed. The wait is done here, so a part
+        # with more to follow raises ClientGone as a send after the loss does.
+        await self.flow.drain()
+        if self.disconnected and message.get("more_body", False):
+            raise ClientGone(on_send=True)
+        await RequestResponseCycle.send(self, message)
 
     async def _start(self, message: Any) -> None:
         if self.flow.write_paused and not self.disconnected:
@@ -120,7 +134,7 @@ class GatewayCycle(RequestResponseCycle):
 async def gone() -> None:
     """The send of a body part after the client left (connection lost, aborted, cut off by a
     server timeout): the sender's work stops here, as if the disconnect watcher had cancelled it."""
-    raise ClientGone
+    raise ClientGone(on_send=True)
 
 
 async def abort(cycle: RequestResponseCycle) -> None:

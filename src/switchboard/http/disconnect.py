@@ -24,8 +24,13 @@ WATCH_AFTER = 0.25
 
 
 class ClientGone(Exception):
-    """The client disconnected; nothing more can be sent. Raised by ``until_disconnect`` and by
-    the send of a body part on a gone connection."""
+    """The client disconnected; nothing more can be sent. Raised by ``until_disconnect`` (the
+    watcher cancelled the request's work) and by the send of a body part on a gone connection
+    (``on_send``: the relay stopped at that send), so the log can say which."""
+
+    def __init__(self, *, on_send: bool = False) -> None:
+        super().__init__("the client left during a send" if on_send else "the client left")
+        self.on_send = on_send
 
 
 class _Watch:

@@ -294,9 +294,12 @@ class Endpoint:
                 await out.error(failure)
             elif not ctx.outcome.client_disconnected:
                 await until_disconnect(receive, self._serve(ctx, out))
-        except ClientGone:
+        except ClientGone as left:
             ctx.outcome.client_disconnected = True
-            log.info("request %s: client disconnected; upstream call cancelled", rid)
+            if left.on_send:  # the relay's send found the connection gone and closed the stream
+                log.info("request %s: client disconnected during the answer; upstream response closed", rid)
+            else:  # the disconnect watcher cancelled the request's work
+                log.info("request %s: client disconnected; upstream call cancelled", rid)
         except asyncio.CancelledError:
             if not self._state.draining:
                 raise

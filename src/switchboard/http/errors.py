@@ -51,8 +51,8 @@ class StoreUnavailable(GatewayError):
     type = "api_error"
     code = "store_unavailable"
 
-    def __init__(self) -> None:
-        super().__init__("the database or Redis cannot be reached right now; try again shortly",
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or "the database or Redis cannot be reached right now; try again shortly",
                          headers={"retry-after": STORE_RETRY_AFTER})
 
 

@@ -117,6 +117,8 @@ async def _close_delimited_send(cycle: RequestResponseCycle, message: Any) -> No
     if message["type"] == ABORT:
         await abort(cycle)
         return
+    if cycle.flow.write_paused:  # waited for here, so a loss during the wait is seen below
+        await cycle.flow.drain()
     if cycle.disconnected and message.get("more_body", False):
         await gone()  # as GatewayCycle.send: the relay stops at once
     if message["type"] == "http.response.start" and not cycle.response_started:

@@ -393,8 +393,9 @@ def _check_image(source: Any, param: str) -> None:
         assert isinstance(source, dict)
         if not isinstance(source.get("url"), str) or not source["url"].startswith(("http://", "https://")):
             raise Invalid(f"{param}.url: the image URL must be http(s)")
-    else:
-        raise Invalid(f"{param}.type: Input tag '{kind}' does not match the expected tags: 'base64', 'url'")
+    elif kind != "file":  # a Files API file: its id, taken as named
+        raise Invalid(f"{param}.type: Input tag '{kind}' does not match the expected tags: 'base64', 'url', "
+                      "'file'")
 
 
 def _check_document(source: Any, param: str) -> None:

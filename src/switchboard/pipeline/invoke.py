@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.context import Reply, RequestContext, Result, StreamReply
-from switchboard.errors import GatewayError, UpstreamBadGateway
+from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.native import exchange_for
 from switchboard.providers.base import JSON, PARTIAL, WIRE, ProviderAdapter, StreamDecoder
@@ -57,6 +57,13 @@ class Operation:
     def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest:
         build: Callable[[JSON, Any], UpstreamRequest] = getattr(route.adapter, self.build)
         target = route.target
+        if ctx.account_object is not None:
+            # An Anthropic Files API source (the /v1/messages pass-through's alone to judge): no
+            # translation can carry it, and no other provider type can read the file.
+            raise UnsupportedParameter(
+                f"'{ctx.account_object}' names a file of the Anthropic Files API, which provider type "
+                f"'{target.provider_type}' cannot read; send the data inline instead",
+                param=ctx.account_object)
         if ctx.caller_credential is not None:
             # Sent on the caller's own account: objects of it may be named (providers/account.py).
             target = replace(target, own_account=True)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from switchboard.context import RequestContext
-from switchboard.providers import openai_responses
+from switchboard.providers import account, openai_responses
 from switchboard.providers.anthropic.native import NativeStream, native_message, native_request
 from switchboard.providers.base import JSON, StreamDecoder
 from switchboard.upstream.request import UpstreamRequest
@@ -39,6 +39,10 @@ class AnthropicMessages:
         return True
 
     def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest:
+        if ctx.account_object is not None and ctx.caller_credential is None:
+            # A Files API source, sent as written: only on the caller's own account, or on one
+            # whose provider entry allows account objects (providers/account.py).
+            account.check(route.target, ctx.account_object, "a file of the Anthropic Files API")
         return native_request(ctx.body, ctx.headers, route.target)
 
     def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]:

@@ -154,11 +154,20 @@ BEARER = {"type": "http", "scheme": "bearer",
                          "`Authorization: Bearer <key>`"}
 
 
+# The document's server, relative to where the document is served (/admin/v1/openapi.json, with
+# or without the public docs): the gateway's root as the caller reached it. Behind a reverse
+# proxy that serves the gateway under a path prefix, Swagger UI's "Try it out" then calls
+# <prefix>/admin/v1/..., as the page and the document are loaded from <prefix>/...; with no
+# server at all it called the host's root, outside the prefix.
+SERVER = "../.."
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, with the bearer scheme every route takes declared (Swagger UI's
-    "Authorize" then sends the key on "Try it out")."""
+    "Authorize" then sends the key on "Try it out") and the gateway as its server."""
     if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                             servers=[{"url": SERVER}])
         schema.setdefault("components", {})["securitySchemes"] = {"bearer": BEARER}
         schema["security"] = [{"bearer": []}]
         app.openapi_schema = schema

@@ -9,7 +9,12 @@ Mapping (the canonical extensions are in docs/providers.md, "Canonical extension
     image block, base64 source  -> image_url part with a ``data:<media_type>;base64,`` URL
     image block, url source     -> image_url part with the http(s) URL
     document block              -> document part ``{type: document, document: {source, title,
-                                   context, citations}}`` carried as written (not Files API ones)
+                                   context, citations}}`` carried as written
+    file source (Files API)     -> image: an ``image_file`` part ``{file_id}``; document: as
+                                   written. Its path is noted (``found``): the file lives in the
+                                   Anthropic account the request is sent with, so only a pass-
+                                   through on the caller's own account (or one that allows
+                                   account objects) may send it (pipeline/native.py)
     cache_control on a block    -> ``cache_control`` on the part made from it
     tool_use (assistant)        -> assistant ``tool_calls`` (input -> JSON arguments string); an id
                                    carrying a Gemini thought signature (tool_ids.py) -> the plain
@@ -39,7 +44,7 @@ from switchboard.http.anthropic import tool_ids
 JSON = dict[str, Any]
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
-_DOCUMENT_SOURCES = ("base64", "text", "content", "url")
+_DOCUMENT_SOURCES = ("base64", "text", "content", "url", "file")
 _CACHE_TTLS = ("5m", "1h")
 
 
@@ -92,7 +97,16 @@ def _base64_data(source: JSON, path: str) -> str:
     return data
 
 
-def image_part(block: JSON, path: str) -> JSON:
+def _file_id(source: JSON, spath: str, found: list[str]) -> str:
+    """A Files API source's id, its path noted in ``found`` for the attempt to judge."""
+    file_id = source.get("file_id")
+    if not isinstance(file_id, str) or not file_id:
+        raise fail(f"{spath}.file_id", "Input should be a non-empty string")
+    found.append(f"{spath}.file_id")
+    return file_id
+
+
+def image_part(block: JSON, path: str, found: list[str]) -> JSON:
     source = block.get("source")
     spath = f"{path}.source"
     if not isinstance(source, dict):
@@ -110,26 +124,25 @@ def image_part(block: JSON, path: str) -> JSON:
             raise fail(f"{spath}.url", "Input should be an http(s) URL")
         url = given
     elif kind == "file":
-        raise fail(spath, "file sources (the Files API) are not supported by this gateway; "
-                   "send base64 data or a URL")
+        part = {"type": "image_file", "image_file": {"file_id": _file_id(source, spath, found)}}
+        return cached(part, block, path)
     else:
-        raise fail(f"{spath}.type", "Input should be 'base64' or 'url'")
+        raise fail(f"{spath}.type", "Input should be 'base64', 'url' or 'file'")
     return cached({"type": "image_url", "image_url": {"url": url}}, block, path)
 
 
-def document_part(block: JSON, path: str) -> JSON:
+def document_part(block: JSON, path: str, found: list[str]) -> JSON:
     """A document block as the canonical document part, checked and carried as written."""
     source = block.get("source")
     spath = f"{path}.source"
     if not isinstance(source, dict):
         raise fail(spath, "Field required")
     kind = source.get("type")
-    if kind == "file":
-        raise fail(spath, "file sources (the Files API) are not supported by this gateway; "
-                   "send base64 data, text, content or a URL")
     if kind not in _DOCUMENT_SOURCES:
-        raise fail(f"{spath}.type", "Input should be 'base64', 'text', 'content' or 'url'")
-    if kind == "base64":
+        raise fail(f"{spath}.type", "Input should be 'base64', 'text', 'content', 'url' or 'file'")
+    if kind == "file":
+        _file_id(source, spath, found)
+    elif kind == "base64":
         _base64_data(source, spath)
     elif kind == "text" and not isinstance(source.get("data"), str):
         raise fail(f"{spath}.data", "Input should be a valid string")
@@ -176,7 +189,7 @@ def _content_source_text(content: Any, path: str) -> str:
     return "\n".join(texts)
 
 
-def _tool_result(block: JSON, path: str) -> tuple[JSON, list[JSON]]:
+def _tool_result(block: JSON, path: str, found: list[str]) -> tuple[JSON, list[JSON]]:
     """The tool message for one tool_result block, and any images it carried."""
     tool_use_id = block.get("tool_use_id")
     if not isinstance(tool_use_id, str) or not tool_use_id:
@@ -186,7 +199,7 @@ def _tool_result(block: JSON, path: str) -> tuple[JSON, list[JSON]]:
         raise fail(f"{path}.is_error", "Input should be a valid boolean")
     content = block.get("content", "")
     images: list[JSON] = []
-    text = _tool_result_text(content, path, images)
+    text = _tool_result_text(content, path, images, found)
     call_id, _ = tool_ids.inbound(tool_use_id)
     message: JSON = {"role": "tool", "tool_call_id": call_id, "content": text}
     marked = _breakpoint(block, content)
@@ -211,7 +224,7 @@ def _breakpoint(block: JSON, content: Any) -> tuple[JSON, str] | None:
     return marked[-1] if marked else None
 
 
-def _tool_result_text(content: Any, path: str, images: list[JSON]) -> str:
+def _tool_result_text(content: Any, path: str, images: list[JSON], found: list[str]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -222,7 +235,7 @@ def _tool_result_text(content: Any, path: str, images: list[JSON]) -> str:
             if kind == "text":
                 texts.append(text_of(inner, ipath))
             elif kind == "image":
-                images.append(image_part(inner, ipath))
+                images.append(image_part(inner, ipath, found))
             elif kind == "document":
                 texts.append(_document_text(inner, ipath))
             else:
@@ -249,7 +262,7 @@ def _tool_call(block: JSON, path: str) -> JSON:
     return call
 
 
-def _user_turn(blocks: list[Any], path: str) -> tuple[list[JSON], list[str]]:
+def _user_turn(blocks: list[Any], path: str, found: list[str]) -> tuple[list[JSON], list[str]]:
     """Canonical messages for one user turn, and the tool_use ids its tool_results answer."""
     tools: list[JSON] = []
     parts: list[JSON] = []
@@ -260,11 +273,11 @@ def _user_turn(blocks: list[Any], path: str) -> tuple[list[JSON], list[str]]:
         if kind == "text":
             parts.append(text_part(block, bpath))
         elif kind == "image":
-            parts.append(image_part(block, bpath))
+            parts.append(image_part(block, bpath, found))
         elif kind == "document":
-            parts.append(document_part(block, bpath))
+            parts.append(document_part(block, bpath, found))
         elif kind == "tool_result":
-            message, images = _tool_result(block, bpath)
+            message, images = _tool_result(block, bpath, found)
             tools.append(message)
             answered.append(message["tool_call_id"])
             parts.extend(images)
@@ -370,8 +383,9 @@ def _message(msg: Any, i: int, last: bool) -> tuple[str, Any]:
     return role, content
 
 
-def messages(value: Any) -> list[JSON]:
-    """Validate Anthropic ``messages`` and return the canonical message list (without system)."""
+def messages(value: Any, found: list[str]) -> list[JSON]:
+    """Validate Anthropic ``messages`` and return the canonical message list (without system);
+    the paths of Files API sources are added to ``found``."""
     if value is None:
         raise fail("messages", "Field required")
     if not isinstance(value, list):
@@ -387,7 +401,7 @@ def messages(value: Any) -> list[JSON]:
             if isinstance(content, str):
                 turn, answered = [{"role": "user", "content": content}], []
             else:
-                turn, answered = _user_turn(content, f"messages.{i}.content")
+                turn, answered = _user_turn(content, f"messages.{i}.content", found)
             _check_answers(pending, answered, i)
             out.extend(turn)
             pending = []

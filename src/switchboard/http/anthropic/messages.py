@@ -29,7 +29,9 @@ class AnthropicMessages:
     dialect = "anthropic"
 
     def decode(self, ctx: RequestContext) -> None:
-        ctx.request = messages_request(ctx.body)
+        found: list[str] = []  # Files API sources (content.py)
+        ctx.request = messages_request(ctx.body, found)
+        ctx.account_object = found[0] if found else None
         user = ctx.request.get("user")  # only ever metadata.user_id: Anthropic has no ``user``
         if isinstance(user, str):  # the routing rules' metadata condition sees it as sent
             ctx.request_metadata = {"user_id": user}

@@ -91,4 +91,6 @@ def with_prompt(ctx: RequestContext, rendered: list[dict[str, Any]], model: str,
         if body.get(key) is None:
             body[key] = value
     ctx.body = orjson.dumps(body)
-    ctx.request = messages_request(ctx.body)
+    found: list[str] = []
+    ctx.request = messages_request(ctx.body, found)
+    ctx.account_object = found[0] if found else None

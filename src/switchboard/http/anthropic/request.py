@@ -277,13 +277,13 @@ _MESSAGES: dict[str, Apply] = {
 }
 
 
-def _translate(body: JSON, fields: dict[str, Apply]) -> JSON:
+def _translate(body: JSON, fields: dict[str, Apply], found: list[str]) -> JSON:
     model = _model(body)
     for key in body:
         if key not in fields and key not in _REQUIRED:
             raise fail(str(key)[:60], "Extra inputs are not permitted (not supported by this gateway's "
                        "Anthropic Messages API)")
-    msgs = messages(body.get("messages"))
+    msgs = messages(body.get("messages"), found)
     system = _system(body["system"]) if body.get("system") is not None else ""
     if system:  # an empty system prompt is no prompt; some upstreams reject empty ones
         msgs.insert(0, {"role": "system", "content": system})
@@ -299,14 +299,15 @@ def _translate(body: JSON, fields: dict[str, Apply]) -> JSON:
     return out
 
 
-def messages_request(raw: bytes) -> JSON:
-    """The canonical chat request for a ``POST /v1/messages`` body."""
+def messages_request(raw: bytes, found: list[str] | None = None) -> JSON:
+    """The canonical chat request for a ``POST /v1/messages`` body; the paths of its Files API
+    sources are added to ``found`` (content.py)."""
     body = parse_object(raw)
     if body.get("prompt") is not None:
         return _prompted(body)
     _model(body)
     max_tokens = _max_tokens(body)
-    out = _translate(body, _MESSAGES)
+    out = _translate(body, _MESSAGES, [] if found is None else found)
     # OpenAI's current name for the output limit: its reasoning models refuse ``max_tokens``; the
     # adapters of servers that only know ``max_tokens`` rename it (openai-compatible presets, Azure
     # before 2024-09-01, Mistral), the translating ones read either.
@@ -328,4 +329,4 @@ def _prompted(body: JSON) -> JSON:
 
 def count_tokens_request(raw: bytes) -> JSON:
     """The canonical chat request for a ``POST /v1/messages/count_tokens`` body (no max_tokens)."""
-    return _translate(parse_object(raw), _COMMON)
+    return _translate(parse_object(raw), _COMMON, [])  # counted here: never sent on

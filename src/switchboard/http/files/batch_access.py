@@ -36,7 +36,8 @@ from switchboard.access.roles import PLATFORM_ADMIN
 from switchboard.access.rules import model_allowed
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.context import Principal
-from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter
+from switchboard.errors import InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter
+from switchboard.http.errors import StoreUnavailable
 from switchboard.http.files.costing import OutputTooLarge, lines
 from switchboard.http.files.named import chat_files, responses_files
 from switchboard.http.files.upstream import Upstream, object_path
@@ -131,7 +132,7 @@ class BatchAccess:
             return
         cache = self._subscriptions()
         if cache is None:
-            raise GatewayError("subscriptions are not loaded yet", status=503, code="unavailable")
+            raise StoreUnavailable("subscriptions are not loaded yet; try again shortly")
         refusal: PermissionDenied | None = None
         for route in placed:
             try:

@@ -29,6 +29,7 @@ from switchboard.config.schema import FilesConfig
 from switchboard.context import Principal, Reply, RequestContext, Result, Spent, StreamReply
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
 from switchboard.http.asgi import Receive
+from switchboard.http.errors import StoreUnavailable
 from switchboard.http.files import multipart
 from switchboard.http.files.batch_access import BatchAccess
 from switchboard.http.files.costing import BatchPricer
@@ -134,7 +135,8 @@ class FileService:
     @property
     def store(self) -> FileStore:
         if self._store is None:
-            raise GatewayError("files and batches need the database", status=503, code="unavailable")
+            raise StoreUnavailable("files and batches need the database, which is not open yet; try again "
+                                   "shortly")
         return self._store
 
     # -- the terminal ------------------------------------------------------------------------
@@ -529,7 +531,8 @@ def query_params(query: str) -> dict[str, list[str]]:
     try:
         return parse_qs(query, keep_blank_values=True, max_num_fields=20) if query else {}
     except ValueError:
-        raise InvalidRequest("too many query parameters (at most 20)", code="invalid_request") from None
+        # invalid_value, as the other routes that bound their parameters answer (MCP OAuth's).
+        raise InvalidRequest("too many query parameters (at most 20)", code="invalid_value") from None
 
 
 async def _spool(data: AsyncIterator[bytes], limit: int) -> IO[bytes]:
