@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -239,6 +240,9 @@ def test_one_openapi_document_for_the_whole_catalog(deployment: Deployment) -> N
     chat = doc["paths"]["/v1/chat/completions"]["post"]
     models = chat["requestBody"]["content"]["application/json"]["schema"]["properties"]["model"]["enum"]
     assert {"gpt-4o-mini", GATED} <= set(models)
+    # The server is relative to the document: the gateway's root under any path prefix.
+    served = "https://gw.example/prefix/admin/v1/catalog/openapi.json"
+    assert urljoin(served, doc["servers"][0]["url"]) == "https://gw.example/prefix/"
 
 
 # -- published prompt APIs ---------------------------------------------------------------------

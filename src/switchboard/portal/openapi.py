@@ -129,7 +129,9 @@ async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,
     return {
         "openapi": "3.1.0",
         "info": {"title": f"Switchboard catalog of tenant '{tenant}'", "version": version},
-        "servers": [{"url": "/"}],
+        # Relative to where the document is served (/admin/v1/catalog/openapi.json): the gateway's
+        # root, under whatever path prefix a proxy serves it (an absolute "/" leaves the prefix).
+        "servers": [{"url": "../../.."}],
         "security": [{"bearer": []}],
         "tags": [{"name": "apis"}, {"name": "services"}, {"name": "models"}],
         "paths": paths,
