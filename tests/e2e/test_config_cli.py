@@ -34,7 +34,7 @@ server:
 
 def _run(args: list[str], env: dict[str, str] | None = None) -> Process:
     proc = spawn(args, env=env)
-    proc.proc.wait(60)
+    proc.wait_exit(60)
     return proc
 
 
@@ -190,7 +190,7 @@ def _check_and_serve_refuse(path: Path, expected: str) -> None:
     serve = ["serve", "--config", str(path), "--port", str(free_port())]
     for args in (["config", "check", str(path)], serve):
         proc = spawn(args, inherit=False)
-        proc.proc.wait(60)
+        proc.wait_exit(60)
         assert proc.proc.returncode == 2, (args, proc.output)
         assert f"{path}: {expected}" in proc.output, (args, proc.output)
         assert "Traceback" not in proc.output

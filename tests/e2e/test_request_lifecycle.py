@@ -121,7 +121,7 @@ def test_sigterm_drains_then_ends_a_stream_with_an_error_event(mock_upstream: Mo
         for _ in chunks:
             pass
     assert "shutting down" in str(err.value.message)
-    assert gw.process.proc.wait(30) == 0
+    assert gw.process.wait_exit(30) == 0
     assert gw.process.output.count("cut short by server shutdown") == 1
     assert "Traceback" not in gw.process.output
 
@@ -137,7 +137,7 @@ def test_second_sigint_ends_streams_with_an_error_event(mock_upstream: Mock, tmp
         for _ in chunks:
             pass
     assert "shutting down" in str(err.value.message)
-    gw.process.proc.wait(30)
+    gw.process.wait_exit(30)
     assert gw.process.output.count("cut short by server shutdown") == 1
     assert "Traceback" not in gw.process.output
 
@@ -156,7 +156,7 @@ def test_sigint_during_the_drain_skips_drain_and_grace(mock_upstream: Mock, tmp_
         for _ in chunks:
             pass
     assert "shutting down" in str(err.value.message)
-    assert gw.process.proc.wait(30) == 0
+    assert gw.process.wait_exit(30) == 0
     assert gw.process.output.count("cut short by server shutdown") == 1
     assert "Traceback" not in gw.process.output
 
@@ -173,7 +173,7 @@ def test_repeated_sigterm_keeps_draining_and_sigint_forces(mock_upstream: Mock, 
     assert httpx.get(f"{gw.url}/health/ready", timeout=5).json() == {"status": "draining"}
     assert httpx.get(f"{gw.base_url}/models", headers=AUTH, timeout=5).status_code == 200
     gw.process.proc.send_signal(signal.SIGINT)
-    assert gw.process.proc.wait(30) == 0
+    assert gw.process.wait_exit(30) == 0
 
 
 def _signal_group(gw: Gateway, sig: int) -> None:
@@ -201,7 +201,7 @@ def test_sigterm_to_the_process_group_drains_every_worker(
             assert http.get(f"{gw.url}/health/ready").json() == {"status": "draining"}
             assert http.get(f"{gw.base_url}/models", headers=AUTH).status_code == 200
     _signal_group(gw, signal.SIGINT)  # a second Ctrl-C: stop now
-    assert gw.process.proc.wait(30) == 0
+    assert gw.process.wait_exit(30) == 0
 
 
 def test_sigterm_drops_a_speech_stream_so_a_cut_file_is_never_passed_off_as_whole(
@@ -222,7 +222,7 @@ def test_sigterm_drops_a_speech_stream_so_a_cut_file_is_never_passed_off_as_whol
                 gw.process.proc.send_signal(signal.SIGTERM)
             got += piece
     assert 0 < len(got) < len(text) * 64
-    assert gw.process.proc.wait(30) == 0
+    assert gw.process.wait_exit(30) == 0
     assert gw.process.output.count("cut short by server shutdown") == 1
     assert "Traceback" not in gw.process.output
 
