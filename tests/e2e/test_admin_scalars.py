@@ -1,7 +1,8 @@
 """A boolean where an admin body wants a number, or a number where it wants a boolean, is a 400
 ``invalid_value`` naming the field, in the words a strict field (``rpm``) always gave: it was
 taken as 1 (``max_tokens: true``) or as ``True``/``False`` (``drop_params: 1``) by pydantic's
-lax mode. One table over the admin routes' int, float and bool fields, nested ones included.
+lax mode. So is text in either (``"true"``, ``"5"``), which lax mode converted. One table over
+the admin routes' int, float and bool fields, nested ones included.
 Validation is the admin app's, whatever the backend: the embedded default suffices."""
 
 from __future__ import annotations
@@ -98,15 +99,22 @@ def _with(body: dict[str, Any], field: str, value: Any) -> dict[str, Any]:
     return out  # type: ignore[no-any-return]
 
 
-def _wrong_values(wanted: str) -> list[Any]:
-    return [0, 1] if wanted == BOOL else [True, False]
+# A provider type's options take text for a number or a boolean: the CLI's --option sends text
+# (docs/providers.md).
+TEXT_CONVERTED = ("options.",)
+
+
+def _wrong_values(wanted: str, field: str) -> list[Any]:
+    kinds: list[Any] = [0, 1] if wanted == BOOL else [True, False]
+    text = ["true", "1", "false"] if wanted == BOOL else ["5", "1.5", "true"]
+    return kinds if field.startswith(TEXT_CONVERTED) else [*kinds, *text]
 
 
 @pytest.mark.parametrize(("method", "path", "body", "field", "wanted"), CASES,
                          ids=[f"{m} {p} {f}" for m, p, _, f, _ in CASES])
 def test_a_boolean_and_a_number_are_not_each_other(gateway: Gateway, method: str, path: str,
                                                    body: dict[str, Any], field: str, wanted: str) -> None:
-    for value in _wrong_values(wanted):
+    for value in _wrong_values(wanted, field):
         sent = _with(body, field, value)
         resp = httpx.request(method, gateway.url + path, json=sent, headers=ADMIN, timeout=10)
         assert resp.status_code == 400, (sent, resp.text)

@@ -8,13 +8,19 @@ YAML ``true`` there is ``True``, not the integer the reader carries it as.
 
 Booleans and numbers are not interchangeable (:class:`ExactScalars`, which the admin API's
 bodies share): pydantic's lax mode reads ``true`` as 1 for an int field and ``0``/``1`` as a
-boolean, so ``max_tokens: true`` or ``enabled: 1`` was taken as a value nobody wrote.
+boolean, so ``max_tokens: true`` or ``enabled: 1`` was taken as a value nobody wrote. Text
+where a boolean or a number goes (``"true"``, ``"5"``) is converted here, as the file's
+``${ENV}`` values are text; a JSON body says what it means, so the admin API's bodies refuse it
+(:func:`refusing_text`).
 """
 
 from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -35,6 +41,23 @@ _BOOL, _NUMBER = "bool", "number"
 _WANTED = {"int": ("int_type", "Input should be a valid integer"),
            "float": ("float_type", "Input should be a valid number"),
            _BOOL: ("bool_type", "Input should be a valid boolean")}
+
+
+# Set while a JSON body is validated (:func:`refusing_text`): text is then refused where a boolean
+# or a number goes, in the body's own fields and in the configuration models nested in it.
+_REFUSE_TEXT: ContextVar[bool] = ContextVar("refuse_text", default=False)
+
+
+@contextmanager
+def refusing_text() -> Iterator[None]:
+    """Within: ``"true"`` or ``"5"`` is no boolean nor number (the admin API's bodies, which
+    are JSON and so say what they mean; the configuration file's ``${ENV}`` values stay text
+    that is converted)."""
+    token = _REFUSE_TEXT.set(True)
+    try:
+        yield
+    finally:
+        _REFUSE_TEXT.reset(token)
 
 
 def _is_bool(value: Any) -> bool:
@@ -95,8 +118,13 @@ def _scalar_check(annotation: Any) -> _Check | None:
     return None  # a union of a boolean and a number, or anything else: taken as it is
 
 
-def _refused(check: _Check, value: Any) -> bool:
-    wrong = _is_number if check.wanted == _BOOL else _is_bool
+def _refused(check: _Check, value: Any, text: bool) -> bool:
+    """Whether ``value`` is of the kind ``check`` refuses; ``text``: a string is refused too."""
+    other = _is_number if check.wanted == _BOOL else _is_bool
+
+    def wrong(item: Any) -> bool:
+        return other(item) or (text and isinstance(item, str))
+
     if not check.many:
         return wrong(value)
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
@@ -106,8 +134,9 @@ def _refused(check: _Check, value: Any) -> bool:
 class ExactScalars(BaseModel):
     """A model whose boolean fields refuse a number and whose number fields refuse a boolean,
     with the error a strict field gives (``int_type``, ``float_type``, ``bool_type``) naming the
-    field. Which fields to check is worked out once per class from the field types; a field
-    that takes both (``metadata``'s values) or neither is left alone."""
+    field (and, within :func:`refusing_text`, text in either). Which fields to check is worked
+    out once per class from the field types; a field that takes both (``metadata``'s values) or
+    neither is left alone."""
 
     @classmethod
     def _scalar_checks(cls) -> dict[str, _Check]:
@@ -124,7 +153,7 @@ class ExactScalars(BaseModel):
     @classmethod
     def _exact_scalar(cls, value: Any, info: ValidationInfo) -> Any:
         check = cls._scalar_checks().get(info.field_name or "")
-        if check is not None and _refused(check, value):
+        if check is not None and _refused(check, value, _REFUSE_TEXT.get()):
             raise PydanticCustomError(*_WANTED[check.wanted])
         return value
 

@@ -42,11 +42,11 @@ NameParam = Annotated[str, Field(pattern=SERVICE_NAME)]
 TenantQuery = Annotated[Ident | None, Query(description="Platform admin only: another tenant.")]
 
 
-class ServiceCreate(ServiceConfig):
+class ServiceCreate(AdminBody, ServiceConfig):
     """A ``services:`` entry, as JSON. The YAML's model reads a number as text, as YAML writes
     ``name: 2024`` or a header value ``1`` unquoted; JSON says what it means, so a number where
-    text goes (``"description": 5``, a header's value) is a wrong type here, as on every other
-    admin route."""
+    text goes (``"description": 5``, a header's value) is a wrong type here, as is text where a
+    number or a boolean goes, as on every other admin route."""
 
     model_config = ConfigDict(coerce_numbers_to_str=False)
 
