@@ -10,13 +10,20 @@ Nor is text a boolean or a number: ``"enabled": "true"`` or ``"rpm_limit": "5"``
 configuration file converts such text (its ``${ENV}`` values are text); a JSON body says what it
 means. Configuration models a body reuses are checked the same way while the body is validated;
 one validated on its own (a model's ``info``) is given this base too.
+
+Text people read (a name, a display name, a description, a reason) takes no control character
+(C0, DEL, C1) and no bidirectional override or isolate (U+202A-U+202E, U+2066-U+2069): they
+would hide or reorder what a console, a log line or the portal shows. A one-line text refuses
+all of them (:data:`LINE`); a description may keep line breaks and tabs (:data:`PROSE`). Only
+what comes in is checked: records stored before load as they were.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import ModelWrapValidatorHandler, model_validator
+from pydantic import AfterValidator, ModelWrapValidatorHandler, model_validator
 
 from switchboard.config.base import ExactScalars, refusing_text
 
@@ -29,3 +36,24 @@ class AdminBody(ExactScalars):
     def _json_scalars(cls, value: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
         with refusing_text():
             return handler(value)
+
+
+_BIDI = "\u202a-\u202e\u2066-\u2069"
+_CONTROLS = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+_CONTROLS_BUT_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")  # \t \n kept
+
+
+def _refuse(pattern: re.Pattern[str]) -> AfterValidator:
+    def check(value: str) -> str:
+        found = pattern.search(value)
+        if found is not None:
+            raise ValueError("control and bidirectional override characters are not allowed "
+                             f"(U+{ord(found.group()):04X})")
+        return value
+    return AfterValidator(check)
+
+
+# ``Annotated[str, StringConstraints(...), LINE]``: a name or display name, on one line.
+LINE = _refuse(_CONTROLS)
+# ``Annotated[str, StringConstraints(...), PROSE]``: a description or a reason; \n and \t kept.
+PROSE = _refuse(_CONTROLS_BUT_LINES)

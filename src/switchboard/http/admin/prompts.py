@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.scoping import named_team_exists, tenant_in_reach
 from switchboard.pipeline.prompt import invalid_variables
 from switchboard.prompts import templates
@@ -71,7 +71,7 @@ class PromptCreate(AdminBody):
         description="JSON schema (Draft 2020-12) of the variables: an object schema.",
     )
     output_schema: dict[str, Any] | None = Field(default=None, description="JSON schema of the output.")
-    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    description: Annotated[str, StringConstraints(max_length=2000), PROSE] | None = None
     team: Ident | None = Field(default=None, description="The owning team; default: the caller's.")
     tenant: Ident | None = Field(default=None, description="Platform admin only; default: the caller's.")
     # Default parameters, applied to a call that does not set them.

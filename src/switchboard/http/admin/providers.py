@@ -38,7 +38,7 @@ from switchboard.crypto.keyring import credential_aad
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.observability.logs import redact_target
 from switchboard.providers import registry
@@ -59,7 +59,7 @@ HeaderValue = Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\r\
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\r\n\x00]+$")]
 Ref = Annotated[str, StringConstraints(min_length=5, max_length=1024)]
 OptionName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200), LINE]
 MAX_OPTIONS_BYTES = 16 * 1024
 
 # Credentials belong in credentials (sealed), not in headers or options stored in clear.

@@ -14,10 +14,11 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, Stri
 from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, GatewayError, NotFound
 from switchboard.http.admin.authz import Access
+from switchboard.http.admin.body import LINE
 from switchboard.stores import Stores, Team, User
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), LINE]
 # Data residency: the regions requests may be served in (docs/access.md, "Data residency").
 Region = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Regions = Annotated[list[Region], Field(max_length=100)]

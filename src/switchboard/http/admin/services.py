@@ -29,7 +29,7 @@ from switchboard.config.services import (
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.services.table import Service, ServiceTable, header_aad
@@ -39,6 +39,7 @@ from switchboard.upstream.egress import OPERATOR, egress_rule
 router = APIRouter(prefix="/admin/v1/services", tags=["services"])
 
 NameParam = Annotated[str, Field(pattern=SERVICE_NAME)]
+Description = Annotated[str, Field(max_length=2000), PROSE]
 TenantQuery = Annotated[Ident | None, Query(description="Platform admin only: another tenant.")]
 
 
@@ -50,6 +51,9 @@ class ServiceCreate(AdminBody, ServiceConfig):
 
     model_config = ConfigDict(coerce_numbers_to_str=False)
 
+    # Checked as it comes in, not where the YAML's and the stored services are read.
+    description: Description | None = None
+
 
 class ServicePatch(AdminBody):
     """The fields to change; ``headers`` are merged (a null value removes that header)."""
@@ -59,7 +63,7 @@ class ServicePatch(AdminBody):
     # A service keeps its name (the path callers use); given, it must be the same.
     name: str | None = None
     url: str | None = None
-    description: Annotated[str, Field(max_length=2000)] | None = None
+    description: Description | None = None
     team: Ident | None = None
     require_approval: bool | None = None
     timeout_seconds: ServiceTimeouts | None = None
