@@ -118,6 +118,14 @@ def _scalar_check(annotation: Any) -> _Check | None:
     return None  # a union of a boolean and a number, or anything else: taken as it is
 
 
+def scalar_kind(annotation: Any) -> str | None:
+    """``"bool"``, ``"int"`` or ``"float"`` when a field typed ``annotation`` takes that one kind
+    of scalar (optional or annotated), else None: what a text given for it (the CLI's
+    ``--option NAME=VALUE``) stands for."""
+    check = _check_of(annotation)
+    return None if check is None or check.many else check.wanted
+
+
 def _refused(check: _Check, value: Any, text: bool) -> bool:
     """Whether ``value`` is of the kind ``check`` refuses; ``text``: a string is refused too."""
     other = _is_number if check.wanted == _BOOL else _is_bool
