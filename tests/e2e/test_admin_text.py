@@ -7,12 +7,16 @@ backend: the embedded default suffices."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
+from switchboard.stores import Team
+from switchboard.stores.factory import open_at
+from tests import ledger
 from tests.servers import MASTER_KEY, Gateway
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -82,3 +86,25 @@ def test_readable_text_is_kept(gateway: Gateway) -> None:
                                "description": description})
     assert service.status_code == 201, service.text
     assert service.json()["description"] == description
+
+
+async def _stored_team(database: str, team: Team) -> None:
+    stores = await open_at(database, None)
+    try:
+        await stores.tenancy.create_team(team)
+    finally:
+        await stores.close()
+
+
+def test_text_stored_before_is_read_and_kept(gateway: Gateway) -> None:
+    """Only what comes in is checked: a team whose name was stored with such characters (before
+    the check) is read and listed, and a change of its other fields keeps the name."""
+    team = Team(id=f"team-{uuid.uuid4().hex[:8]}", tenant_id="default", name="old \x1b[1mname\u202e")
+    asyncio.run(_stored_team(ledger.database_of({}, gateway.config_path.parent), team))
+    got = httpx.get(f"{gateway.url}/admin/v1/teams/{team.id}", headers=ADMIN, timeout=10)
+    assert got.status_code == 200 and got.json()["name"] == team.name, got.text
+    listed = httpx.get(f"{gateway.url}/admin/v1/teams", headers=ADMIN, timeout=10, params={"limit": 1000})
+    assert listed.status_code == 200 and team.name in [t["name"] for t in listed.json()["data"]], listed.text
+    changed = httpx.patch(f"{gateway.url}/admin/v1/teams/{team.id}", headers=ADMIN, timeout=10,
+                          json={"allowed_regions": None})
+    assert changed.status_code == 200 and changed.json()["name"] == team.name, changed.text
