@@ -27,6 +27,8 @@ MCP = {"name": "s", "url": "https://mcp.example.com/mcp"}
 SERVICE = {"name": "s", "url": "https://svc.example.com"}
 # Fields that are a list or a mapping of numbers: an item of the wrong kind names the field.
 CONTAINERS = ("thresholds", "tool_prices", "percents")
+# Items of a strict type (StrictInt) refuse text themselves, naming the item: thresholds[0].
+STRICT_ITEMS = ("thresholds",)
 
 # (method, path, a body valid but for the field, the field's path in the body, what it wants).
 # PATCH routes name a resource that does not exist: the body is refused before it is looked up.
@@ -104,6 +106,14 @@ def _wrong_values(wanted: str) -> list[Any]:
     return [*kinds, *(["true", "1", "false"] if wanted == BOOL else ["5", "1.5", "true"])]
 
 
+def _param(field: str, value: Any) -> str:
+    """What the refusal names: a mapping's or a list's values are named by the field that holds
+    them, but for text in a strict item type, named by the item."""
+    if field.startswith(CONTAINERS) and not (isinstance(value, str) and field.startswith(STRICT_ITEMS)):
+        return re.split(r"[.\[]", field)[0]
+    return field
+
+
 @pytest.mark.parametrize(("method", "path", "body", "field", "wanted"), CASES,
                          ids=[f"{m} {p} {f}" for m, p, _, f, _ in CASES])
 def test_a_boolean_and_a_number_are_not_each_other(gateway: Gateway, method: str, path: str,
@@ -112,8 +122,7 @@ def test_a_boolean_and_a_number_are_not_each_other(gateway: Gateway, method: str
         sent = _with(body, field, value)
         resp = httpx.request(method, gateway.url + path, json=sent, headers=ADMIN, timeout=10)
         assert resp.status_code == 400, (sent, resp.text)
-        # A mapping's or a list's values are named by the field that holds them.
-        param = re.split(r"[.\[]", field)[0] if field.startswith(CONTAINERS) else field
+        param = _param(field, value)
         assert resp.json()["error"] == {"message": f"{param}: {wanted}", "type": "invalid_request_error",
                                         "param": param, "code": "invalid_value"}, (sent, resp.text)
 

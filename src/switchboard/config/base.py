@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import Strict as StrictType
 from pydantic_core import PydanticCustomError
 
 from switchboard.config.yamlfile import ScalarBool, plain
@@ -71,10 +72,19 @@ def _is_number(value: Any) -> bool:
 
 class _Check(typing.NamedTuple):
     """What one field's values must not be: ``wanted`` names the error; ``many`` says the
-    field is a container whose items (a mapping's values) are checked."""
+    field is a container whose items (a mapping's values) are checked; ``text``: whether text
+    is refused here (not where the items' own type is strict, which names the item,
+    ``thresholds[0]``)."""
 
     wanted: str
     many: bool
+    text: bool = True
+
+
+def _strict(annotation: Any) -> bool:
+    """Whether ``annotation`` is a strict type (``StrictInt``): it refuses text itself."""
+    return typing.get_origin(annotation) is typing.Annotated and any(
+        isinstance(m, StrictType) and m.strict for m in typing.get_args(annotation)[1:])
 
 
 def _scalars(annotation: Any) -> set[str]:
@@ -105,7 +115,7 @@ def _check_of(annotation: Any) -> _Check | None:
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             item = args[0]
         inner = _scalar_check(item)
-        return None if inner is None else _Check(inner.wanted, many=True)
+        return None if inner is None else _Check(inner.wanted, many=True, text=not _strict(item))
     return _scalar_check(annotation)
 
 
@@ -129,6 +139,8 @@ def scalar_kind(annotation: Any) -> str | None:
 def _refused(check: _Check, value: Any, text: bool) -> bool:
     """Whether ``value`` is of the kind ``check`` refuses; ``text``: a string is refused too."""
     other = _is_number if check.wanted == _BOOL else _is_bool
+
+    text = text and check.text
 
     def wrong(item: Any) -> bool:
         return other(item) or (text and isinstance(item, str))
