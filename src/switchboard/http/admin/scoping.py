@@ -49,7 +49,7 @@ def as_text(value: Any) -> Any:
 
 # An RFC 3339 time with a zone (AwareDatetime), as UTC; out of range is a 400 naming the field.
 UtcTime = Annotated[AwareDatetime, BeforeValidator(as_text), AfterValidator(in_utc)]
-Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"), LINE]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 After = Annotated[str | None, Query(max_length=64, description="Last id of the previous page")]
 TenantQuery = Annotated[
