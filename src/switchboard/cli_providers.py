@@ -12,9 +12,12 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 
 from switchboard.admin_client import AdminClient
 from switchboard.cli_output import print_records, run_admin
+from switchboard.config.base import scalar_kind
+from switchboard.providers import registry
 
 providers_app = typer.Typer(no_args_is_help=True, help="List, add, change, test and remove providers.")
 models_app = typer.Typer(no_args_is_help=True, help="List, add, change and remove models.")
@@ -58,13 +61,41 @@ def _pairs(pairs: list[str] | None, hint: str) -> dict[str, Any]:
 
 def _value(text: str) -> Any:
     """A ``NAME=VALUE``'s value: a JSON array, object or quoted string as JSON, anything else as
-    the text written. A number or ``true`` stays text, which the gateway converts to the option's
-    type; sent as a JSON number it would be refused where the option is text (``organization=5``)."""
+    the text written. A number or ``true`` stays text here: sent as a JSON number it would be
+    refused where the option is text (``organization=5``); :func:`_typed_options` makes it the
+    boolean or number an option of that kind takes."""
     try:
         value = json.loads(text)
     except ValueError:
         return text
     return value if isinstance(value, str | list | dict) else text
+
+
+_READERS: dict[str, TypeAdapter[Any]] = {"bool": TypeAdapter(bool), "int": TypeAdapter(int),
+                                         "float": TypeAdapter(float)}
+
+
+def _typed_options(options: dict[str, Any], provider_type: str | None) -> dict[str, Any]:
+    """``--option`` texts as the provider type's options take them: a boolean or a number where
+    the option is one (``safe_prompt=true`` is ``true``), as the configuration file reads it; the
+    admin API takes JSON as sent, and refuses text there. An unknown type or option, or a text
+    that is no such value, is sent as written, for the gateway to name."""
+    spec = registry.providers().get(provider_type or "")
+    if spec is None:
+        return options
+    fields = spec.options.model_fields
+    return {name: _typed(value, fields[name].annotation) if isinstance(value, str) and name in fields
+            else value for name, value in options.items()}
+
+
+def _typed(text: str, annotation: Any) -> Any:
+    reader = _READERS.get(scalar_kind(annotation) or "")
+    if reader is None:
+        return text
+    try:
+        return reader.validate_python(text)
+    except ValidationError:
+        return text
 
 
 def _list(client: AdminClient, path: str) -> list[Any]:
@@ -122,7 +153,8 @@ def providers_add(
     as_json: AsJson = False,
 ) -> None:
     """Add a provider; usable at once on every instance."""
-    body: dict[str, Any] = {"name": name, "type": type, "options": _pairs(option, "--option"),
+    options = _typed_options(_pairs(option, "--option"), type)
+    body: dict[str, Any] = {"name": name, "type": type, "options": options,
                             "headers": _pairs(header, "--header")}
     if api_base is not None:
         body["api_base"] = api_base
@@ -153,14 +185,20 @@ def providers_update(
     body: dict[str, Any] = {}
     if api_base is not None:
         body["api_base"] = api_base
-    if option:
-        body["options"] = _pairs(option, "--option")
     if header:
         body["headers"] = _pairs(header, "--header")
     if max_connections is not None:
         body["max_connections"] = max_connections
     path = f"/admin/v1/providers/{_name(name)}"
-    record = run_admin(lambda: AdminClient(url, key).call("PATCH", path, body))
+    options = _pairs(option, "--option") if option else None
+
+    def update() -> Any:
+        client = AdminClient(url, key)
+        if options is not None:  # typed by the provider's type, which the record says
+            body["options"] = _typed_options(options, client.call("GET", path).get("type"))
+        return client.call("PATCH", path, body)
+
+    record = run_admin(update)
     _show([record], PROVIDER_COLUMNS, as_json)
 
 

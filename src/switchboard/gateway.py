@@ -232,7 +232,7 @@ class Gateway:
         self.catalog_cache: CatalogCache | None = None  # the portal catalog's store reads (portal/cache.py)
         self.ready = False
         # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
-        self.prompts = PromptStage(settings.prompts, lambda: self.stores)
+        self.prompts = PromptStage(settings.prompts, lambda: self.stores, settings.apis.max_body_bytes)
 
     def services_stages(self) -> list[Stage]:
         """``/services/{name}/...``: the common stages, then which service, its subscription,

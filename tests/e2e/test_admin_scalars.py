@@ -1,7 +1,8 @@
 """A boolean where an admin body wants a number, or a number where it wants a boolean, is a 400
 ``invalid_value`` naming the field, in the words a strict field (``rpm``) always gave: it was
 taken as 1 (``max_tokens: true``) or as ``True``/``False`` (``drop_params: 1``) by pydantic's
-lax mode. One table over the admin routes' int, float and bool fields, nested ones included.
+lax mode. So is text in either (``"true"``, ``"5"``), which lax mode converted. One table over
+the admin routes' int, float and bool fields, nested ones included.
 Validation is the admin app's, whatever the backend: the embedded default suffices."""
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ MCP = {"name": "s", "url": "https://mcp.example.com/mcp"}
 SERVICE = {"name": "s", "url": "https://svc.example.com"}
 # Fields that are a list or a mapping of numbers: an item of the wrong kind names the field.
 CONTAINERS = ("thresholds", "tool_prices", "percents")
+# Items of a strict type (StrictInt) refuse text themselves, naming the item: thresholds[0].
+STRICT_ITEMS = ("thresholds",)
 
 # (method, path, a body valid but for the field, the field's path in the body, what it wants).
 # PATCH routes name a resource that does not exist: the body is refused before it is looked up.
@@ -99,7 +102,16 @@ def _with(body: dict[str, Any], field: str, value: Any) -> dict[str, Any]:
 
 
 def _wrong_values(wanted: str) -> list[Any]:
-    return [0, 1] if wanted == BOOL else [True, False]
+    kinds: list[Any] = [0, 1] if wanted == BOOL else [True, False]
+    return [*kinds, *(["true", "1", "false"] if wanted == BOOL else ["5", "1.5", "true"])]
+
+
+def _param(field: str, value: Any) -> str:
+    """What the refusal names: a mapping's or a list's values are named by the field that holds
+    them, but for text in a strict item type, named by the item."""
+    if field.startswith(CONTAINERS) and not (isinstance(value, str) and field.startswith(STRICT_ITEMS)):
+        return re.split(r"[.\[]", field)[0]
+    return field
 
 
 @pytest.mark.parametrize(("method", "path", "body", "field", "wanted"), CASES,
@@ -110,8 +122,7 @@ def test_a_boolean_and_a_number_are_not_each_other(gateway: Gateway, method: str
         sent = _with(body, field, value)
         resp = httpx.request(method, gateway.url + path, json=sent, headers=ADMIN, timeout=10)
         assert resp.status_code == 400, (sent, resp.text)
-        # A mapping's or a list's values are named by the field that holds them.
-        param = re.split(r"[.\[]", field)[0] if field.startswith(CONTAINERS) else field
+        param = _param(field, value)
         assert resp.json()["error"] == {"message": f"{param}: {wanted}", "type": "invalid_request_error",
                                         "param": param, "code": "invalid_value"}, (sent, resp.text)
 

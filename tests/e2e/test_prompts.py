@@ -838,6 +838,38 @@ def test_chat_bad_input_in_each_apis_format(world: World) -> None:
     assert unsafe.value.body["code"] == "prompt_render_failed"  # type: ignore[index]
 
 
+def test_chat_variables_are_bounded_as_a_prompt_api_call(world: World) -> None:
+    """``prompt.variables`` larger as JSON than a prompt API's call may send
+    (``apis.max_body_bytes``, 1 MiB) are 413 ``request_too_large`` naming them, in each API's
+    format, before any lookup or render; they were bounded only by the request body's 32 MiB.
+    Variables within the bound are served (a variable the template does not print included)."""
+    name = unique("bounded")
+    world.create(name)
+    client = world.openai()
+    within = {"text": "x", "notes": "y" * 900_000}
+    served = client.chat.completions.create(model="", messages=[], extra_body={
+        "prompt": {"id": name, "variables": within}})
+    assert served.choices[0].message.content
+    past = {"text": "x", "notes": "y" * (1 << 20)}
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model="", messages=[], extra_body={
+            "prompt": {"id": name, "variables": past}})
+    assert refused.value.status_code == 413
+    body = refused.value.body
+    assert (body["code"], body["param"]) == ("request_too_large", "prompt.variables"), body  # type: ignore[index]
+    assert "apis.max_body_bytes" in body["message"]  # type: ignore[index]
+    # Checked before the prompt is looked up: an unknown prompt with such variables is the same 413.
+    with pytest.raises(openai.APIStatusError) as unknown:
+        client.chat.completions.create(model="", messages=[], extra_body={
+            "prompt": {"id": unique(), "variables": past}})
+    assert unknown.value.status_code == 413
+    with pytest.raises(anthropic.APIStatusError) as messages:
+        world.anthropic().messages.create(model="", max_tokens=10, messages=[], extra_body={
+            "prompt": {"id": name, "variables": past}})
+    assert messages.value.status_code == 413
+    assert messages.value.body["error"]["type"] == "request_too_large", messages.value.body  # type: ignore[index]
+
+
 def test_a_key_limited_to_models_cannot_reach_others_through_a_prompt(world: World, admin: Admin) -> None:
     name = unique("limited")
     world.create(name, model="claude-native")

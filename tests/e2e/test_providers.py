@@ -358,6 +358,9 @@ def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deploymen
          "invalid_value", "options.anthropic_beta[1]"),
         ("PATCH", "/providers/{stored}", {"options": {"organization": 5}}, "invalid_value",
          "options.organization"),
+        # Text where a boolean option goes is a wrong type too: JSON says true.
+        ("POST", "/providers", {**base, "type": "openai-compatible", "options": {"inline_images": "true"}},
+         "invalid_value", "options.inline_images"),
         ("POST", "/providers", {**base, "headers": {"Authorization": "Bearer x"}}, "secret_header",
          "headers.Authorization"),
         ("POST", "/providers", {**base, "api_key": "k" * 5000}, "invalid_value", "api_key"),
@@ -506,12 +509,18 @@ def test_the_command_line(deployment: Deployment) -> None:
                        "--model", "gpt-4o-mini")
     assert code == 0 and f"{name}-model" in output, output
     assert deployment.chat(f"{name}-model").status_code == 200
-    # --option sends text: a text option keeps it as written, a number option converts it.
+    # --option VALUE is read as the option's type: a text option keeps it as written, a boolean
+    # option is sent as one (the admin API refuses the text "true" there), on add and on update.
     code, output = cli(deployment, "providers", "update", name, "--option", "organization=5", "--json")
     assert code == 0 and json.loads(output)[0]["options"] == {"organization": "5"}, output
     code, output = cli(deployment, "providers", "add", f"{name}-mistral", "--type", "mistral",
                        "--api-base", deployment.mock.url, "--option", "safe_prompt=true", "--json")
-    assert code == 0 and json.loads(output)[0]["options"] == {"safe_prompt": "true"}, output
+    assert code == 0 and json.loads(output)[0]["options"] == {"safe_prompt": True}, output
+    code, output = cli(deployment, "providers", "update", f"{name}-mistral", "--option", "safe_prompt=false",
+                       "--json")
+    assert code == 0 and json.loads(output)[0]["options"] == {"safe_prompt": False}, output
+    code, output = cli(deployment, "providers", "update", f"{name}-mistral", "--option", "safe_prompt=maybe")
+    assert code != 0 and "options.safe_prompt" in output, output  # no boolean: the gateway names it
     assert cli(deployment, "providers", "remove", f"{name}-mistral")[0] == 0
     # A label is free text, printed as written (never read as Rich markup).
     code, output = cli(deployment, "providers", "add-credential", name, "--ref", "env:UPSTREAM_KEY",

@@ -3,8 +3,9 @@ hostile upstream), a negative one, a float, a string, null. Whatever the upstrea
 OpenAI, Anthropic and Gemini shapes, streamed or not, translated or passed through: the caller
 gets its answer, and the call's usage record is written (docs/spend.md, "Counts an upstream
 reports"): a count above the bound is recorded as the bound and flagged ``usage_clamped``, a
-count that is not a whole number of tokens counts as none. Checked in the ledger and through the
-usage API. On the embedded default (SQLite) and on a cluster (PostgreSQL + Redis)."""
+count that is not a whole number of tokens counts as none and is flagged ``usage_invalid`` (a
+missing one, null, is not). Checked in the ledger and through the usage API. On the embedded
+default (SQLite) and on a cluster (PostgreSQL + Redis)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,7 @@ def test_a_count_past_the_bound_is_recorded_as_the_bound_and_flagged(world: Worl
         assert record.status == 200
         assert record.prompt_tokens == TOKENS_MAX and record.completion_tokens == TOKENS_MAX, record
         assert record.metadata.get("usage_clamped") is True, record
+        assert "usage_invalid" not in record.metadata, record
         for part in (record.cache_read_tokens, record.reasoning_tokens, record.image_input_tokens,
                      record.audio_input_tokens, record.audio_output_tokens):
             assert 0 <= part <= TOKENS_MAX
@@ -160,6 +162,11 @@ def test_a_count_that_is_no_whole_number_counts_as_none(world: World, value: Any
         assert record.prompt_tokens == 0 and record.completion_tokens == 0, record
         assert record.cost_usd == 0
         assert "usage_clamped" not in record.metadata
+        # An operator finds such records by the flag; null is a count the upstream did not give.
+        if value is None:
+            assert "usage_invalid" not in record.metadata, record
+        else:
+            assert record.metadata.get("usage_invalid") is True, record
 
 
 def test_the_usage_report_sums_the_bounded_counts(world: World) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -12,10 +14,12 @@ from alembic import command
 from switchboard.access.last_used import LastUsed
 from switchboard.stores import KeyQuery, KeyRecord
 from switchboard.stores.factory import open_database
+from switchboard.stores.protocols import KeyStore
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.migrate import _config
 from switchboard.stores.sql.tables import api_keys
 from tests.stores.conftest import Backend
+from tests.unit.observability.test_metrics import make, total
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -242,6 +246,49 @@ async def test_a_last_used_time_the_database_refuses_does_not_hold_up_the_others
     await writer.flush()  # nothing is left over to write
     stored = await backend.stores.keys.get("tenant-a", "key-a")
     assert stored == replace(key("key-a"), last_used_at=first["key-a"])
+
+
+class HeldTouch:
+    """The real key store, its last-used writes held at a gate so a test can look while one is
+    in flight (as ``Gated`` in test_access_keys.py holds lookups)."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def touch(self, used: Mapping[str, datetime]) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        await self.store.touch(used)
+
+
+async def test_the_batch_being_written_is_pending_until_the_database_has_it(backend: Backend) -> None:
+    """``switchboard_key_last_used_pending`` (as /metrics exports it) counts the keys of the
+    batch in flight until their write ends: it read 0 while the database was still writing
+    them. A key noted again meanwhile counts once."""
+    for id in ("key-a", "key-b"):
+        await backend.stores.keys.put(key(id, key_hash=f"hash-{id}"))
+    held = HeldTouch(backend.stores.keys)
+    writer = LastUsed(held)  # type: ignore[arg-type]
+    metrics, _ = make()
+    metrics.watch(None, None, writer)
+    pending = "switchboard_key_last_used_pending"
+    writer.note("key-a")
+    writer.note("key-b")
+    assert total(metrics, pending) == 2
+    flush = asyncio.ensure_future(writer.flush())
+    await held.entered.wait()
+    assert total(metrics, pending) == 2  # in flight, not written
+    writer.note("key-a")  # used again while its time is being written
+    assert total(metrics, pending) == 2
+    held.gate.set()
+    await flush
+    assert total(metrics, pending) == 1  # key-a's newer use, for the next round
+    stored = {r.id: r.last_used_at for r in await backend.stores.keys.list_keys("tenant-a")}
+    assert stored["key-a"] is not None and stored["key-b"] is not None
+    await writer.flush()
+    assert total(metrics, pending) == 0
 
 
 async def test_a_page_of_keys_is_filtered_scoped_and_continued_by_cursor(backend: Backend) -> None:

@@ -6,6 +6,9 @@ what was noted every ``interval`` seconds in one statement, and once more at shu
 much of this bookkeeping (never a request, never accounting). A batch the database refuses for
 what it holds (stores/refused.py) is not kept for the next round, which would fail it again
 forever: the keys it accepts are written, the ones it refuses dropped and logged.
+
+``pending`` counts the keys noted and not yet written, the batch being written included: it is
+0 only once the database has their times (``switchboard_key_last_used_pending``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class LastUsed:
         self._store = store
         self._interval = interval
         self._noted: dict[str, datetime] = {}
+        # The batch being written: still pending until the database has it.
+        self._writing: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
         self.failed_writes = 0  # writes that failed (the database unreachable): kept, retried
         self.refused = 0  # keys whose time the database refused: not recorded
@@ -39,13 +44,16 @@ class LastUsed:
 
     @property
     def pending(self) -> int:
-        """Keys whose last use is noted and not yet written."""
-        return len(self._noted)
+        """Keys whose last use is noted and not yet written (noted again meanwhile: once)."""
+        if not self._writing:
+            return len(self._noted)
+        return len(self._noted) + sum(1 for key_id in self._writing if key_id not in self._noted)
 
     async def flush(self) -> None:
         batch, self._noted = self._noted, {}
         if not batch:
             return
+        self._writing = batch
         try:
             refused = await isolate(self._touch, list(batch.items()))
         except Exception as exc:
@@ -54,6 +62,8 @@ class LastUsed:
             for key_id, when in batch.items():  # keep them for the next round, newest wins
                 self._noted.setdefault(key_id, when)
             return
+        finally:
+            self._writing = {}
         self._outage.succeeded()
         self.refused += len(refused)
         for (key_id, _), error in refused:

@@ -8,16 +8,23 @@ YAML ``true`` there is ``True``, not the integer the reader carries it as.
 
 Booleans and numbers are not interchangeable (:class:`ExactScalars`, which the admin API's
 bodies share): pydantic's lax mode reads ``true`` as 1 for an int field and ``0``/``1`` as a
-boolean, so ``max_tokens: true`` or ``enabled: 1`` was taken as a value nobody wrote.
+boolean, so ``max_tokens: true`` or ``enabled: 1`` was taken as a value nobody wrote. Text
+where a boolean or a number goes (``"true"``, ``"5"``) is converted here, as the file's
+``${ENV}`` values are text; a JSON body says what it means, so the admin API's bodies refuse it
+(:func:`refusing_text`).
 """
 
 from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import Strict as StrictType
 from pydantic_core import PydanticCustomError
 
 from switchboard.config.yamlfile import ScalarBool, plain
@@ -37,6 +44,23 @@ _WANTED = {"int": ("int_type", "Input should be a valid integer"),
            _BOOL: ("bool_type", "Input should be a valid boolean")}
 
 
+# Set while a JSON body is validated (:func:`refusing_text`): text is then refused where a boolean
+# or a number goes, in the body's own fields and in the configuration models nested in it.
+_REFUSE_TEXT: ContextVar[bool] = ContextVar("refuse_text", default=False)
+
+
+@contextmanager
+def refusing_text() -> Iterator[None]:
+    """Within: ``"true"`` or ``"5"`` is no boolean nor number (the admin API's bodies, which
+    are JSON and so say what they mean; the configuration file's ``${ENV}`` values stay text
+    that is converted)."""
+    token = _REFUSE_TEXT.set(True)
+    try:
+        yield
+    finally:
+        _REFUSE_TEXT.reset(token)
+
+
 def _is_bool(value: Any) -> bool:
     """A boolean as JSON or YAML gives it (the YAML reader carries one as an int, 0 or 1)."""
     return isinstance(value, bool | ScalarBool)
@@ -48,10 +72,19 @@ def _is_number(value: Any) -> bool:
 
 class _Check(typing.NamedTuple):
     """What one field's values must not be: ``wanted`` names the error; ``many`` says the
-    field is a container whose items (a mapping's values) are checked."""
+    field is a container whose items (a mapping's values) are checked; ``text``: whether text
+    is refused here (not where the items' own type is strict, which names the item,
+    ``thresholds[0]``)."""
 
     wanted: str
     many: bool
+    text: bool = True
+
+
+def _strict(annotation: Any) -> bool:
+    """Whether ``annotation`` is a strict type (``StrictInt``): it refuses text itself."""
+    return typing.get_origin(annotation) is typing.Annotated and any(
+        isinstance(m, StrictType) and m.strict for m in typing.get_args(annotation)[1:])
 
 
 def _scalars(annotation: Any) -> set[str]:
@@ -82,7 +115,7 @@ def _check_of(annotation: Any) -> _Check | None:
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             item = args[0]
         inner = _scalar_check(item)
-        return None if inner is None else _Check(inner.wanted, many=True)
+        return None if inner is None else _Check(inner.wanted, many=True, text=not _strict(item))
     return _scalar_check(annotation)
 
 
@@ -95,8 +128,23 @@ def _scalar_check(annotation: Any) -> _Check | None:
     return None  # a union of a boolean and a number, or anything else: taken as it is
 
 
-def _refused(check: _Check, value: Any) -> bool:
-    wrong = _is_number if check.wanted == _BOOL else _is_bool
+def scalar_kind(annotation: Any) -> str | None:
+    """``"bool"``, ``"int"`` or ``"float"`` when a field typed ``annotation`` takes that one kind
+    of scalar (optional or annotated), else None: what a text given for it (the CLI's
+    ``--option NAME=VALUE``) stands for."""
+    check = _check_of(annotation)
+    return None if check is None or check.many else check.wanted
+
+
+def _refused(check: _Check, value: Any, text: bool) -> bool:
+    """Whether ``value`` is of the kind ``check`` refuses; ``text``: a string is refused too."""
+    other = _is_number if check.wanted == _BOOL else _is_bool
+
+    text = text and check.text
+
+    def wrong(item: Any) -> bool:
+        return other(item) or (text and isinstance(item, str))
+
     if not check.many:
         return wrong(value)
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
@@ -106,8 +154,9 @@ def _refused(check: _Check, value: Any) -> bool:
 class ExactScalars(BaseModel):
     """A model whose boolean fields refuse a number and whose number fields refuse a boolean,
     with the error a strict field gives (``int_type``, ``float_type``, ``bool_type``) naming the
-    field. Which fields to check is worked out once per class from the field types; a field
-    that takes both (``metadata``'s values) or neither is left alone."""
+    field (and, within :func:`refusing_text`, text in either). Which fields to check is worked
+    out once per class from the field types; a field that takes both (``metadata``'s values) or
+    neither is left alone."""
 
     @classmethod
     def _scalar_checks(cls) -> dict[str, _Check]:
@@ -124,7 +173,7 @@ class ExactScalars(BaseModel):
     @classmethod
     def _exact_scalar(cls, value: Any, info: ValidationInfo) -> Any:
         check = cls._scalar_checks().get(info.field_name or "")
-        if check is not None and _refused(check, value):
+        if check is not None and _refused(check, value, _REFUSE_TEXT.get()):
             raise PydanticCustomError(*_WANTED[check.wanted])
         return value
 

@@ -23,7 +23,7 @@ from switchboard.errors import InvalidRequest, NotFound
 from switchboard.pipeline.chain import Handler
 from switchboard.prompts import templates
 from switchboard.prompts.cache import PromptCache
-from switchboard.prompts.reference import PromptRef, parse_reference
+from switchboard.prompts.reference import PromptRef, check_variables_size, parse_reference
 from switchboard.stores import Stores
 from switchboard.stores.protocols import PromptVersion
 
@@ -41,8 +41,11 @@ def invalid_variables(invalid: list[tuple[str, str]], prefix: str = "prompt.vari
 class PromptStage:
     name = "prompt"
 
-    def __init__(self, settings: PromptsConfig, stores: Callable[[], Stores | None]) -> None:
+    def __init__(self, settings: PromptsConfig, stores: Callable[[], Stores | None],
+                 max_variables_bytes: int) -> None:
         self._settings = settings
+        # apis.max_body_bytes: what a prompt API's call may send as its variables.
+        self._max_variables_bytes = max_variables_bytes
         self._stores = stores
         self._cache: PromptCache | None = None
         self._lock = asyncio.Lock()
@@ -86,6 +89,8 @@ class PromptStage:
     async def apply(self, ctx: RequestContext, ref: PromptRef) -> None:
         principal = ctx.principal
         tenant = (principal.tenant_id if principal is not None else None) or DEFAULT_TENANT
+        if ref.variables:
+            check_variables_size(ref.variables, self._max_variables_bytes, "prompt.variables")
         version = await self.resolve(tenant, ref)
         invalid = templates.validate_variables(version.variables, ref.variables)
         if invalid:

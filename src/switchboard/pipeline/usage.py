@@ -48,6 +48,7 @@ from switchboard.context import (
 )
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
+from switchboard.providers import counts
 from switchboard.providers.anthropic.native import output_text
 from switchboard.providers.base import OUTPUT
 from switchboard.providers.counts import TOKENS_MAX
@@ -80,10 +81,12 @@ _CHECK_EVERY = 64  # pieces collected between two looks at the size kept
 class _Call:
     """One request's accounting state."""
 
-    __slots__ = ("checked", "done", "dropped", "info", "kept", "text")
+    __slots__ = ("checked", "done", "dropped", "info", "kept", "reading", "text")
 
     def __init__(self, info: ModelInfo | None) -> None:
         self.info = info
+        # Marked when the upstream reports a count that is no count (providers/counts.py).
+        self.reading = counts.reading()
         # What a stream relayed to the client, for an estimate: text, or a same-dialect event's
         # bytes to read only then (providers.base.OUTPUT).
         self.text: list[str | bytes] = []
@@ -187,6 +190,7 @@ class UsageStage:
         self._refuse = refuse_unpriced
         self.unpriced_calls: dict[str, int] = {}  # by model name, for metrics
         self._clamped_from: set[str] = set()  # providers whose counts were clamped, logged once each
+        self._invalid_from: set[str] = set()  # providers that sent a count that is none, logged once each
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         route = ctx.route
@@ -249,9 +253,21 @@ class UsageStage:
                     "flagged usage_clamped; later ones from it are flagged without this warning",
                     provider, TOKENS_MAX, ctx.request_id, TOKENS_MAX)
 
+    def _note_invalid(self, ctx: RequestContext) -> None:
+        """Say once per provider that it reported a count that is none (negative, not a number)."""
+        route = ctx.route
+        provider = route.target.provider if route is not None else ""
+        if provider in self._invalid_from:
+            return
+        self._invalid_from.add(provider)
+        log.warning("provider %r reported a token count that is not a whole number from 0 (request %s): "
+                    "counted as 0 and flagged usage_invalid; later ones from it are flagged without "
+                    "this warning", provider, ctx.request_id)
+
     async def _after(self, ctx: RequestContext, call: _Call) -> None:
         if call.done:
             return
+        counts.reading(call.reading)  # run after the response, maybe in another task
         outcome = ctx.outcome
         status = outcome.status or CLIENT_CLOSED
         if outcome.client_disconnected and not outcome.stream:
@@ -279,6 +295,10 @@ class UsageStage:
         clamped = prompt >= TOKENS_MAX or completion >= TOKENS_MAX
         if clamped:
             self._note_clamped(ctx)
+        # A count that was none (negative, not a number) was read as 0: say so too.
+        invalid = call.reading.invalid
+        if invalid:
+            self._note_invalid(ctx)
         nano = price.nano_usd
         ctx.spent = Spent(nano, prompt + completion, prompt, completion, estimated)
         writer = self._writer()
@@ -286,14 +306,14 @@ class UsageStage:
             return
         try:
             writer.spool(_row(ctx, status, counted, prompt, completion, nano, price.unpriced, estimated,
-                              clamped))
+                              clamped, invalid))
         except Exception:  # accounting never fails the request it accounts for
             log.exception("request %s: usage record not written", ctx.request_id)
 
 
 def _row(
     ctx: RequestContext, status: int, counted: Tokens, prompt: int, completion: int, nano: int,
-    unpriced: bool, estimated: bool, clamped: bool,
+    unpriced: bool, estimated: bool, clamped: bool, invalid: bool,
 ) -> UsageRow:
     """The ledger's row (``USAGE_ROW``) of this call, built from the context."""
     route = ctx.route
@@ -307,6 +327,8 @@ def _row(
         metadata["estimated"] = True
     if clamped:
         metadata["usage_clamped"] = True
+    if invalid:
+        metadata["usage_invalid"] = True
     if ctx.usage and "units" in ctx.usage and (units := units_of(ctx.usage)):  # media units (spend/units.py)
         metadata["units"] = units
     if outcome.client_disconnected:

@@ -2,16 +2,20 @@
 | "version": N, "variables": {...}}}`` (docs/prompts.md, "Prompts from chat").
 
 Checked by the inbound APIs while decoding (a malformed reference is 400 naming the field); the
-prompt stage (``pipeline/prompt.py``) resolves and renders it.
+prompt stage (``pipeline/prompt.py``) bounds its variables (:func:`check_variables_size`),
+resolves and renders it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from switchboard.errors import InvalidRequest
+import orjson
+
+from switchboard.errors import InvalidRequest, PayloadTooLarge
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 FIELDS = ("id", "label", "version", "variables")
@@ -58,3 +62,13 @@ def parse_reference(value: Any) -> PromptRef:
     if not isinstance(variables, dict):
         raise _bad("prompt.variables", "must be an object")
     return PromptRef(name, version, label, variables)
+
+
+def check_variables_size(variables: Mapping[str, Any], limit: int, param: str) -> None:
+    """413 for variables larger as JSON than ``limit`` (``apis.max_body_bytes``): what a call of
+    a prompt API may send as its body (its variables), so a render on the admin API and a chat
+    request's ``prompt.variables`` are held to the same bound, not only to the request body's."""
+    size = len(orjson.dumps(variables))
+    if size > limit:
+        raise PayloadTooLarge(f"{param}: {size} bytes as JSON; the limit is {limit} bytes "
+                              "(apis.max_body_bytes, as for a call of a prompt API)", param=param)

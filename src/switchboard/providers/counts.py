@@ -6,10 +6,16 @@ parsed), so no count an upstream sends (a broken or hostile one, a self-hosted o
 cost too large to record or a sum too large to encode: a count near 2**64 is recorded as
 ``TOKENS_MAX`` and the record flagged ``usage_clamped`` (docs/spend.md, "Counts an upstream
 reports").
+
+A value that is no count (negative, fractional, text, a boolean) counts as none, as a missing
+count does, and the call's record is flagged ``usage_invalid``: the usage stage gives each call
+a :class:`Reading` (:func:`reading`), which :func:`count` marks. Only such a value costs more
+than the check itself; a count read outside a call (no reading) marks nothing.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 # The most tokens one count of one call may have (prompt, completion, or a part of either): the
@@ -19,12 +25,44 @@ from typing import Any
 TOKENS_MAX = 2**31 - 1
 
 
+class Reading:
+    """One call's reading of its upstream's counts: ``invalid`` once a value was no count."""
+
+    __slots__ = ("invalid",)
+
+    def __init__(self) -> None:
+        self.invalid = False
+
+
+# The reading of the call whose counts are read here. A mutable object, so a mark made in a task
+# the call started (a stream relayed by another task) is seen by the usage stage that made it.
+_READING: ContextVar[Reading | None] = ContextVar("usage_reading", default=None)
+
+
+def reading(found: Reading | None = None) -> Reading:
+    """``found`` (else a new reading), marked by the counts read from here on in this task and
+    the tasks it starts: the usage stage calls it once per call, and again where it reads the
+    counts in another task. Not reset when the stage returns: a stream is read after that, and
+    each request is its own task."""
+    found = found or Reading()
+    _READING.set(found)
+    return found
+
+
+def _invalid(value: Any) -> int:
+    """0 for ``value``, which is no count, and the call's reading marked; a missing count
+    (None) is no mark."""
+    if value is not None and (found := _READING.get()) is not None:
+        found.invalid = True
+    return 0
+
+
 def count(value: Any) -> int:
     """``value`` as a token count: a whole number (``18.0`` included: some hosts send floats) in
     0..TOKENS_MAX; anything else (negative, fractional, NaN, infinite, a string, null, a boolean)
     counts as none, as a missing count does."""
     if type(value) is int:  # the common case; not a bool
-        return value if 0 <= value <= TOKENS_MAX else (TOKENS_MAX if value > 0 else 0)
+        return value if 0 <= value <= TOKENS_MAX else (TOKENS_MAX if value > 0 else _invalid(value))
     if type(value) is float and value.is_integer():  # also a JSON integer past 64 bits
-        return min(int(value), TOKENS_MAX) if value > 0 else 0
-    return 0
+        return min(int(value), TOKENS_MAX) if value >= 0 else _invalid(value)
+    return _invalid(value)

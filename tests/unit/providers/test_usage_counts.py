@@ -4,6 +4,7 @@ encode; the usage stage's ``split`` bounds a canonical usage read as it came the
 
 from __future__ import annotations
 
+import contextvars
 import math
 from typing import Any
 
@@ -14,7 +15,7 @@ from switchboard.limits.estimate import used_tokens
 from switchboard.providers.anthropic.response import usage as anthropic_usage
 from switchboard.providers.bedrock.response import canonical_usage as bedrock_usage
 from switchboard.providers.cohere.response import usage as cohere_usage
-from switchboard.providers.counts import TOKENS_MAX, count
+from switchboard.providers.counts import TOKENS_MAX, count, reading
 from switchboard.providers.google.response import usage as gemini_usage
 from switchboard.providers.openai_compatible import normalise_usage
 from switchboard.providers.openai_responses import chat_usage
@@ -32,6 +33,24 @@ HUGE = 2**64 - 1
 ])
 def test_a_count_is_whole_not_negative_and_bounded(value: Any, expected: int) -> None:
     assert count(value) == expected
+
+
+@pytest.mark.parametrize(("value", "invalid"), [
+    (0, False), (12, False), (18.0, False), (HUGE, False), (1e300, False), (None, False),
+    (-5, True), (-5.0, True), (12.5, True), (math.nan, True), (math.inf, True), ("12", True),
+    (True, True), ([3], True),
+])
+def test_a_value_that_is_no_count_marks_the_calls_reading(value: Any, invalid: bool) -> None:
+    """Counted as none, and the call's reading marked (``metadata.usage_invalid``); a missing
+    count (None) and one past the bound (``usage_clamped``) are no such mark."""
+
+    def read() -> bool:
+        found = reading()
+        count(value)
+        return found.invalid
+
+    assert contextvars.copy_context().run(read) is invalid
+    assert count(value) in (0, 12, 18, TOKENS_MAX)  # outside a call: nothing to mark, no error
 
 
 @pytest.mark.parametrize("value", [HUGE, 1e300, -5, 12.5, math.nan, "12", "many", None])

@@ -25,7 +25,7 @@ from switchboard.apis.lifecycle import split_problem, transition_problem
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import LINE, PROSE, AdminBody
 from switchboard.http.admin.scoping import Ident, TenantQuery, UtcTime, named_team_exists, tenant_in_reach
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.stores import Stores
@@ -38,9 +38,9 @@ ApiName = Annotated[str, StringConstraints(min_length=1, max_length=128,
                                            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 # Names whose /apis/{name} path is the gateway's own (http/apis/docs.py, CATALOG_PATH).
 _RESERVED = frozenset({"openapi.json"})
-PromptName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+PromptName = Annotated[str, StringConstraints(min_length=1, max_length=128), LINE]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-Description = Annotated[str, StringConstraints(max_length=4000)]
+Description = Annotated[str, StringConstraints(max_length=4000), PROSE]
 Version = Annotated[int, Field(ge=1, le=1_000_000)]
 
 

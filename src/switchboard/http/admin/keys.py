@@ -40,7 +40,7 @@ from switchboard.config.mcp import McpToolRule
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.query import query_params
@@ -51,7 +51,7 @@ from switchboard.stores.protocols.access import ROTATED_TO
 
 router = APIRouter(prefix="/admin/v1/keys", tags=["keys"])
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), LINE]
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@=/-]+$")]
 Role = Annotated[str, StringConstraints(max_length=32)]

@@ -44,7 +44,7 @@ from switchboard.crypto.keyring import DecryptError, Keyring
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.providers import routing_of, shown_url
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
@@ -116,7 +116,7 @@ class ServerFields(AdminBody):
     env: SkipJsonSchema[Annotated[Any, _refuse("unknown_parameter", _YAML_ONLY)]] = None
     url: Url | None = None
     transport: Annotated[Literal["streamable_http", "sse"] | None, BeforeValidator(_not_stdio)] = None
-    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    description: Annotated[str, StringConstraints(max_length=2000), PROSE] | None = None
     headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=32)] | None = Field(
         default=None, description="Static credential headers, sealed at rest; never shown.")
     oauth: OAuthBody | None = Field(default=None, description="Per-user OAuth 2.1.")

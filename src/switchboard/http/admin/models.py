@@ -65,10 +65,10 @@ def _timeouts(body: TimeoutsBody | None) -> dict[str, float] | None:
     return {k: v for k, v in body.model_dump().items() if v is not None} or None
 
 
-class InfoBody(ModelEntryInfo):
+class InfoBody(AdminBody, ModelEntryInfo):
     """``models[].info``, as JSON. The YAML's model reads a number as text (``as_of: 2026``
-    unquoted); JSON says what it means, so a number where text goes is a wrong type here, as on
-    every other admin route."""
+    unquoted); JSON says what it means, so a number where text goes is a wrong type here (and
+    text where a number goes), as on every other admin route."""
 
     model_config = ConfigDict(coerce_numbers_to_str=False)
 

@@ -22,15 +22,15 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints
 
-from switchboard.errors import InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
+from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.scoping import named_team_exists, tenant_in_reach
 from switchboard.pipeline.prompt import invalid_variables
 from switchboard.prompts import templates
 from switchboard.prompts.cache import publish_change
-from switchboard.prompts.reference import MAX_VERSION
+from switchboard.prompts.reference import MAX_VERSION, check_variables_size
 from switchboard.stores.protocols import PromptStore, PromptVersion
 
 router = APIRouter(prefix="/admin/v1/prompts", tags=["prompts"])
@@ -71,7 +71,7 @@ class PromptCreate(AdminBody):
         description="JSON schema (Draft 2020-12) of the variables: an object schema.",
     )
     output_schema: dict[str, Any] | None = Field(default=None, description="JSON schema of the output.")
-    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    description: Annotated[str, StringConstraints(max_length=2000), PROSE] | None = None
     team: Ident | None = Field(default=None, description="The owning team; default: the caller's.")
     tenant: Ident | None = Field(default=None, description="Platform admin only; default: the caller's.")
     # Default parameters, applied to a call that does not set them.
@@ -109,11 +109,7 @@ def _check_render_variables(request: Request, variables: dict[str, Any]) -> None
     """413 for variables a call of a prompt API could not send: larger as JSON than
     ``apis.max_body_bytes`` (a call's body is its variables). The render itself is held to the
     same template bounds as a call's (templates.render_async)."""
-    limit = request.app.state.services.settings.apis.max_body_bytes
-    size = len(orjson.dumps(variables))
-    if size > limit:
-        raise PayloadTooLarge(f"variables: {size} bytes as JSON; the limit is {limit} bytes "
-                              "(apis.max_body_bytes, as for a call of a prompt API)", param="variables")
+    check_variables_size(variables, request.app.state.services.settings.apis.max_body_bytes, "variables")
 
 
 def _settings(request: Request) -> Any:

@@ -33,13 +33,14 @@ from pydantic import (
     model_validator,
 )
 
+from switchboard.config.base import refusing_text
 from switchboard.config.schema import ProviderConfig
 from switchboard.crypto import refs
 from switchboard.crypto.keyring import credential_aad
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.observability.logs import redact_target
 from switchboard.providers import registry
@@ -71,7 +72,7 @@ HeaderValue = Annotated[
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\r\n\x00]+$")]
 Ref = Annotated[str, StringConstraints(min_length=5, max_length=1024)]
 OptionName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200), LINE]
 MAX_OPTIONS_BYTES = 16 * 1024
 
 # Credentials belong in credentials (sealed), not in headers or options stored in clear.
@@ -307,20 +308,23 @@ def validate_record(record: ProviderRecord, keyed: bool) -> None:
 def _json_options(model: type[BaseModel]) -> type[BaseModel]:
     """A provider type's options model as JSON is read: a number where text goes is a wrong type.
     The configuration file's model reads it as text (YAML writes ``api_version: 2024-10-21``
-    unquoted); JSON says what it means, as services and a model's ``info`` on this API. Text
-    where a number or a boolean goes is still converted (the CLI's ``--option k=v`` sends text)."""
+    unquoted); JSON says what it means, as services and a model's ``info`` on this API. So is
+    text where a number or a boolean goes (``check_option_types`` reads them with
+    ``refusing_text``; the CLI's ``--option k=v`` converts it by the option's type)."""
     config = ConfigDict(coerce_numbers_to_str=False)
     return type(f"Json{model.__name__}", (model,), {"model_config": config, "__module__": model.__module__})
 
 
 def check_option_types(type_name: str, options: Mapping[str, Any]) -> None:
-    """400 naming ``options.<name>`` when a text option is given as a number; run after
-    validate_record, so the type is known and every other problem already answered."""
+    """400 naming ``options.<name>`` when a text option is given as a number, or a number or
+    boolean option as text; run after validate_record, so the type is known and every other
+    problem already answered."""
     spec = registry.providers().get(type_name)
     if spec is None or not options:
         return
     try:
-        _json_options(spec.options).model_validate(options)
+        with refusing_text():
+            _json_options(spec.options).model_validate(options)
     except ValidationError as err:
         first = err.errors(include_url=False, include_input=False)[0]
         param = param_of(("options", *first["loc"])) or "options"

@@ -14,10 +14,11 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, Stri
 from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin.authz import Access
+from switchboard.http.admin.body import LINE
 from switchboard.stores import Stores, Team, User
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), LINE]
 # Data residency: the regions requests may be served in (docs/access.md, "Data residency").
 Region = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Regions = Annotated[list[Region], Field(max_length=100)]
@@ -48,7 +49,7 @@ def as_text(value: Any) -> Any:
 
 # An RFC 3339 time with a zone (AwareDatetime), as UTC; out of range is a 400 naming the field.
 UtcTime = Annotated[AwareDatetime, BeforeValidator(as_text), AfterValidator(in_utc)]
-Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"), LINE]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 After = Annotated[str | None, Query(max_length=64, description="Last id of the previous page")]
 TenantQuery = Annotated[

@@ -29,7 +29,7 @@ from switchboard.config.services import (
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.services.table import Service, ServiceTable, header_aad
@@ -39,16 +39,20 @@ from switchboard.upstream.egress import OPERATOR, egress_rule
 router = APIRouter(prefix="/admin/v1/services", tags=["services"])
 
 NameParam = Annotated[str, Field(pattern=SERVICE_NAME)]
+Description = Annotated[str, Field(max_length=2000), PROSE]
 TenantQuery = Annotated[Ident | None, Query(description="Platform admin only: another tenant.")]
 
 
-class ServiceCreate(ServiceConfig):
+class ServiceCreate(AdminBody, ServiceConfig):
     """A ``services:`` entry, as JSON. The YAML's model reads a number as text, as YAML writes
     ``name: 2024`` or a header value ``1`` unquoted; JSON says what it means, so a number where
-    text goes (``"description": 5``, a header's value) is a wrong type here, as on every other
-    admin route."""
+    text goes (``"description": 5``, a header's value) is a wrong type here, as is text where a
+    number or a boolean goes, as on every other admin route."""
 
     model_config = ConfigDict(coerce_numbers_to_str=False)
+
+    # Checked as it comes in, not where the YAML's and the stored services are read.
+    description: Description | None = None
 
 
 class ServicePatch(AdminBody):
@@ -59,7 +63,7 @@ class ServicePatch(AdminBody):
     # A service keeps its name (the path callers use); given, it must be the same.
     name: str | None = None
     url: str | None = None
-    description: Annotated[str, Field(max_length=2000)] | None = None
+    description: Description | None = None
     team: Ident | None = None
     require_approval: bool | None = None
     timeout_seconds: ServiceTimeouts | None = None

@@ -23,7 +23,7 @@ from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.stores.protocols import (
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/admin/v1/subscriptions", tags=["subscriptions"])
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=1000), PROSE]
 Status = Literal["pending", "approved", "rejected", "revoked"]
 
 

@@ -24,7 +24,7 @@ from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import After, Ident, Limit, TenantQuery, UtcTime, new_id, page
 from switchboard.stores import Stores
@@ -37,7 +37,7 @@ MAX_PER_TENANT = 10_000
 # A user claim's value as the identity provider sends it (printable ASCII, as the verifier
 # takes it); over 64 characters it is hashed as the verifier hashes it.
 UserClaim = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[\x21-\x7e]+$")]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=500), PROSE]
 
 
 def _not_future(value: datetime) -> datetime:
