@@ -291,6 +291,38 @@ async def test_the_batch_being_written_is_pending_until_the_database_has_it(back
     assert total(metrics, pending) == 0
 
 
+class HeldFirstTouch:
+    """A key store whose first write never ends until cancelled; later writes go through."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.entered = asyncio.Event()
+        self.calls = 0
+
+    async def touch(self, used: dict[str, datetime]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            await asyncio.Event().wait()  # until the writer is stopped
+        await self.store.touch(used)
+
+
+async def test_a_batch_cut_short_by_shutdown_is_written_at_close(backend: Backend) -> None:
+    """Stopping the writer while it writes (shutdown) keeps the batch: close() writes it."""
+    for id in ("key-c", "key-d"):
+        await backend.stores.keys.put(key(id, key_hash=f"hash-{id}"))
+    held = HeldFirstTouch(backend.stores.keys)
+    writer = LastUsed(held, interval=0.01)  # type: ignore[arg-type]
+    writer.note("key-c")
+    writer.note("key-d")
+    writer.start()
+    await held.entered.wait()  # the background write is in flight
+    await writer.close()
+    assert held.calls == 2 and writer.pending == 0
+    stored = {r.id: r.last_used_at for r in await backend.stores.keys.list_keys("tenant-a")}
+    assert stored["key-c"] is not None and stored["key-d"] is not None
+
+
 async def test_a_page_of_keys_is_filtered_scoped_and_continued_by_cursor(backend: Backend) -> None:
     keys = backend.stores.keys
     t0 = datetime(2026, 3, 1, tzinfo=UTC)

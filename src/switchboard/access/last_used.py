@@ -56,6 +56,10 @@ class LastUsed:
         self._writing = batch
         try:
             refused = await isolate(self._touch, list(batch.items()))
+        except asyncio.CancelledError:  # stopped mid-write (shutdown): close() writes them again
+            for key_id, when in batch.items():
+                self._noted.setdefault(key_id, when)
+            raise
         except Exception as exc:
             self.failed_writes += 1
             self._outage.failed(exc, f"; {len(batch)} key(s) kept for the next try")
