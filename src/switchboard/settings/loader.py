@@ -20,7 +20,9 @@ from switchboard.crypto import refs
 from switchboard.providers.registry import check_provider, providers
 from switchboard.settings.secret import secret_problem
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ``$${`` is matched first (leftmost, then first alternative) so an escaped reference is never
+# read as one: it becomes a literal ``${``, as in docker compose.
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # A whole-file check's message that starts with the key path it is about ("router.rules[1].name:
 # ..."): shown as it is, not after "(top level):".
 _OWN_PATH = re.compile(r"^[a-z_][\w.\[\]-]*: ")
@@ -46,11 +48,14 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 
 def interpolate(value: Any, env: Mapping[str, str], loc: tuple[Any, ...], problems: list[str]) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value, recursively."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value, recursively; ``$${``
+    is the escape for a literal ``${``."""
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
+            if name is None:
+                return "${"
             value = env.get(name)
             if default is not None:
                 # As in POSIX shells and docker compose: ":-" covers a variable set but empty too.

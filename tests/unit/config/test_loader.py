@@ -198,6 +198,21 @@ def test_a_default_covers_a_variable_set_but_empty() -> None:
     assert err.value.problems == ["auth.master_key: environment variable MK is not set"]
 
 
+def test_a_doubled_dollar_is_a_literal_reference() -> None:
+    """``$${NOT_A_VAR}`` loads as ``${NOT_A_VAR}`` (as in docker compose); ``${VAR}`` beside it is
+    still interpolated and an unset one is still the error."""
+    headers = {"x-literal": "$${NOT_A_VAR}", "x-mixed": "a$${B}-${TOKEN}-$${C:-d}", "x-dollar": "$$x"}
+    data = {"providers": [{"name": "p", "type": "openai", "api_key": "k", "headers": headers}],
+            "models": [{"name": "m", "provider": "p", "model": "m"}],
+            "auth": {"master_key": "${MK}"}}
+    settings = validate(data, "test.yaml", env={"MK": "set-and-long-enough", "TOKEN": "t0k"})
+    assert settings.providers[0].headers == {
+        "x-literal": "${NOT_A_VAR}", "x-mixed": "a${B}-t0k-${C:-d}", "x-dollar": "$$x"}
+    with pytest.raises(ConfigError) as err:
+        validate(data, "test.yaml", env={"TOKEN": "t0k"})
+    assert err.value.problems == ["auth.master_key: environment variable MK is not set"]
+
+
 BOOL_NUMBER_SWAPS = """
 providers:
   - {{name: p, type: openai, api_key: k, max_connections: {connections}, allow_caller_credentials: {callers}}}
