@@ -428,3 +428,28 @@ def test_config_check_reports_every_problem_in_one_run(tmp_path: Path) -> None:
     assert f"  {path}: models[0].provider: unknown provider 'zz' (known: a, b, c)\n" in proc.output
     assert f"  {path}: server.workers: more than 1 worker needs redis.url" in proc.output
     assert "not checked" not in proc.output
+
+
+@pytest.mark.parametrize(("section", "url", "expected"), [
+    ("budgets:\n  webhook: {{url: '{url}', secret: whsec-0123456789abcdef}}\n",
+     "ftp://hooks.slack.com/services/T0AAA/B0BBB/SLACKPATHSECRET",
+     "budgets.webhook.url: must be an http:// or https:// URL with a host, got 'ftp://hooks.slack.com/…'"),
+    ("alerts:\n  webhooks:\n    oncall: {{url: '{url}', secret: whsec-0123456789abcdef}}\n",
+     "hooks.slack.com/services/T0AAA/B0BBB/SLACKPATHSECRET",
+     "alerts.webhooks.oncall.url: must be an http:// or https:// URL with a host "
+     "(e.g. http://hooks.slack.com/…), got 'hooks.slack.com/…'"),
+    ("alerts:\n  webhooks:\n    oncall: {{url: '{url}', secret: whsec-0123456789abcdef}}\n",
+     "https://ops:PROXYPASS@discord.com:99999/api/webhooks/1/SLACKPATHSECRET?wait=QUERYKEY",
+     "alerts.webhooks.oncall.url: not a valid URL (Port out of range 0-65535): 'https://discord.com:99999/…'"),
+])
+def test_a_bad_webhook_url_is_named_by_its_origin_only(
+    tmp_path: Path, section: str, url: str, expected: str
+) -> None:
+    """A Slack or Discord hook's path is its secret: a webhook URL the config refuses is shown
+    as its scheme, host and port, as the delivery logs show it."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + section.format(url=url)
+    path = _config(tmp_path, text)
+    _check_and_serve_refuse(path, expected)
+    proc = _run(["config", "check", str(path)])
+    assert "SLACKPATHSECRET" not in proc.output and "services" not in proc.output, proc.output
+    assert "PROXYPASS" not in proc.output and "QUERYKEY" not in proc.output, proc.output
