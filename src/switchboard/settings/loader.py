@@ -149,14 +149,18 @@ def _after_schema_errors(
     unresolved: list[str], unset_sections: set[str],
 ) -> _Findings:
     problems.extend(p for p in _pydantic_problems(err) if not _about(p, unresolved))
-    failed = {str(e["loc"][0]) for e in err.errors() if e["loc"]} | unset_sections
+    invalid = {str(e["loc"][0]) for e in err.errors() if e["loc"]}
+    failed = invalid | unset_sections
     skipped = []
-    if failed & _CROSS_READ:
+    # Pydantic runs the checks across sections only when every section is valid (else their
+    # problem, if any, is among those above).
+    if invalid & _CROSS_READ:
         skipped.append("checks across sections (models' providers, router groups, duplicate names): "
-                       f"they read {', '.join(sorted(failed & _CROSS_READ))}")
-    elif failed:
-        # Pydantic skipped them for the failed sections: run them without those.
-        problems.extend(p for p in _section_problems(data, failed) if p not in problems)
+                       f"they read {', '.join(sorted(invalid & _CROSS_READ))}")
+    elif invalid:
+        # Run them on the file without the invalid sections, which they do not read.
+        found = _section_problems(data, invalid)
+        problems.extend(p for p in found if p not in problems and not _about(p, unresolved))
     # The sections read by neither, valid on their own, for the checks that read them.
     rest = _valid_part(data, failed | _CROSS_READ)
     problems.extend(_entry_problems(data, env, unresolved))

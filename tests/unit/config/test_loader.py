@@ -241,3 +241,21 @@ def test_a_yaml_boolean_is_no_number_and_a_number_no_boolean(tmp_path: Path) -> 
     provider = settings.providers[0]
     assert (provider.max_connections, provider.allow_caller_credentials) == (8, True)
     assert (settings.models[0].drop_params, settings.server.port) == (False, 8080)
+
+
+def test_an_unset_variable_does_not_hide_the_rest_of_the_file() -> None:
+    """As docs/configuration.md shows it: the unset variable and a model naming no provider, in one
+    run; nothing is said about the value the unset variable left empty."""
+    data = {"providers": [{"name": "openai", "type": "openai", "api_key": "${UPSTREAM_KEY}"},
+                          {"name": "claude", "type": "anthropic", "api_key": "k"}],
+            "models": [{"name": "a", "provider": "openai", "model": "m"},
+                       {"name": "b", "provider": "claud", "model": "m"}],
+            "auth": {"master_key": "${MK}"}, "server": {"port": "${PORT}"}}
+    with pytest.raises(ConfigError) as err:
+        validate(data, "test.yaml", env={})
+    assert err.value.problems == [
+        "providers[0].api_key: environment variable UPSTREAM_KEY is not set",
+        "auth.master_key: environment variable MK is not set",
+        "server.port: environment variable PORT is not set",
+        "models[1].provider: unknown provider 'claud' (known: claude, openai)",
+    ]
