@@ -22,7 +22,7 @@ from switchboard.cli_tenancy import service_accounts_app, teams_app, tenants_app
 from switchboard.cli_tokens import tokens_app
 from switchboard.cli_usage import usage
 from switchboard.config.schema import Settings
-from switchboard.settings.loader import ConfigError, load, serving_problems
+from switchboard.settings.loader import ConfigError, check, load
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Switchboard, a self-hosted LLM gateway.")
 config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
@@ -68,6 +68,8 @@ def _fail_config(exc: ConfigError) -> None:
     err.print(line(("invalid configuration", "bold red"), f" ({len(exc.problems)} problem(s)):"))
     for problem in exc.problems:
         err.print(line(f"  {exc.source}: {problem}"))
+    for skipped in exc.skipped:
+        err.print(line(f"  not checked: {skipped}"))
     raise typer.Exit(2)
 
 
@@ -127,12 +129,10 @@ def serve(
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to validate.")]) -> None:
-    """Validate a config file; exit 0 when valid, 2 with every problem listed otherwise."""
+    """Validate a config file; exit 0 when valid, 2 with every problem listed otherwise (and the
+    checks that could not run because what they read has problems)."""
     try:
-        settings = load(file)
-        problems = serving_problems(settings)
-        if problems:
-            raise ConfigError(str(file), problems)
+        settings = check(file)
     except ConfigError as exc:
         _fail_config(exc)
         return

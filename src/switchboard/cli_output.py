@@ -31,13 +31,33 @@ out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
+# Bidirectional embeddings, overrides, isolates and marks: shown raw they reorder what is printed
+# around them (a name that reads as something it is not), so they are escaped like controls.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _shown(c: str) -> bool:
+    return c in "\n\t" or (unicodedata.category(c) != "Cc" and c not in _BIDI)
+
+
+def _escaped(c: str) -> str:
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
+def json_text(value: Any) -> str:
+    """A value as JSON text with other scripts and symbols as written ("sk-…wxyz", not
+    "sk-\\u2026wxyz"); what a terminal must not get raw is escaped by :func:`printable`."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def printable(value: Any) -> str:
     """A value as text a terminal shows as is: control characters (an escape sequence in a
-    logged prompt, say) become visible escapes; newlines and tabs stay."""
-    text = "-" if value is None else value if isinstance(value, str) else json.dumps(value)
-    if all(c in "\n\t" or unicodedata.category(c) != "Cc" for c in text):
+    logged prompt, say) and bidirectional controls become visible escapes; newlines and tabs
+    stay."""
+    text = "-" if value is None else value if isinstance(value, str) else json_text(value)
+    if all(_shown(c) for c in text):
         return text
-    return "".join(c if c in "\n\t" or unicodedata.category(c) != "Cc" else f"\\x{ord(c):02x}" for c in text)
+    return "".join(c if _shown(c) else _escaped(c) for c in text)
 
 
 def cell(value: Any) -> Text:
@@ -46,9 +66,9 @@ def cell(value: Any) -> Text:
     if value is None or value == []:
         return Text("-")
     if isinstance(value, list):
-        text = ", ".join(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)
+        text = ", ".join(json_text(v) if isinstance(v, dict) else str(v) for v in value)
     else:
-        text = json.dumps(value) if isinstance(value, dict) else str(value)
+        text = json_text(value) if isinstance(value, dict) else str(value)
     return Text(printable(text))
 
 

@@ -13,7 +13,7 @@ import typer
 import yaml
 
 from switchboard.admin_client import AdminClient
-from switchboard.cli_output import line, out, run_admin, table
+from switchboard.cli_output import json_text, line, out, run_admin, table
 
 prompts_app = typer.Typer(no_args_is_help=True, help="The prompt registry: create versions, show, "
                           "list versions, diff, label and render prompts.")
@@ -120,10 +120,10 @@ def show(
     if found.get("description"):
         out.print(line(f"description: {found['description']}"))
     if found.get("params"):
-        out.print(line(f"params: {json.dumps(found['params'])}"))
-    out.print(line(f"variables: {json.dumps(found['variables'])}"))
+        out.print(line(f"params: {json_text(found['params'])}"))
+    out.print(line(f"variables: {json_text(found['variables'])}"))
     if found.get("output_schema") is not None:
-        out.print(line(f"output_schema: {json.dumps(found['output_schema'])}"))
+        out.print(line(f"output_schema: {json_text(found['output_schema'])}"))
     out.print()
     _print_messages(found["messages"])
 

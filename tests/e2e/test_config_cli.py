@@ -372,3 +372,84 @@ def test_a_split_arm_may_name_a_numbered_default_deployment(tmp_path: Path) -> N
     proc = _run(["config", "check", str(_config(tmp_path, ROUTING + split))])
     assert proc.proc.returncode == 0, proc.output
     assert "OK (1 provider(s), 5 model(s))" in proc.output
+
+
+EVERY_STAGE = """
+providers:
+  - {{name: a, type: openai, api_key: '${{UPSTREAM_KEY}}', api_base: http://127.0.0.1:9/v1}}
+  - {{name: b, type: openai, api_key: k, api_base: nope}}
+  - {{name: c, type: openai, api_key: k, bogus_option: 1}}
+models:
+  - {{name: m, provider: zz, model: m}}
+auth: {{master_key: '${{MASTER_KEY}}'}}
+server: {{log_level: {log_level}, workers: 4}}
+catalog:
+  models:
+    house: {{provider_types: [openai_compat]}}
+"""
+
+
+def test_config_check_reports_every_problem_in_one_run(tmp_path: Path) -> None:
+    """Unset variables, schema errors, a provider type's options and the catalog's provider types
+    come out together; the checks that read a broken section are named as not run."""
+    path = _config(tmp_path, EVERY_STAGE.format(log_level="loud"))
+    proc = spawn(["config", "check", str(path)], inherit=False)
+    proc.proc.wait(60)
+    assert proc.proc.returncode == 2, proc.output
+    prefix = f"  {path}: "
+    problems = [ln.removeprefix(prefix) for ln in proc.output.splitlines() if ln.startswith(prefix)]
+    assert problems == [
+        "providers[0].api_key: environment variable UPSTREAM_KEY is not set",
+        "auth.master_key: environment variable MASTER_KEY is not set",
+        "providers[1].api_base: must be an http:// or https:// URL with a host (e.g. http://nope), "
+        "got 'nope'",
+        "server.log_level: unknown log level 'loud' (one of: debug, info, warning, error, critical)",
+        "providers[2].bogus_option: unknown key",
+        "catalog.models.house.provider_types: unknown provider type 'openai_compat' (known: anthropic, "
+        "azure, bedrock, cohere, gemini, mistral, openai, openai-compatible, vertex)",
+    ]
+    assert "invalid configuration (6 problem(s)):" in proc.output
+    assert ("  not checked: checks across sections (models' providers, router groups, duplicate names): "
+            "they read providers\n") in proc.output
+    assert ("  not checked: checks for serving (workers without redis, the server secret): "
+            "they read auth, server\n") in proc.output
+
+    # With the variables set and the providers valid, the checks across sections, of the catalog's
+    # provider types and for serving all run, and each reports its problem.
+    text = EVERY_STAGE.format(log_level="info").replace("api_base: nope", "api_base: http://127.0.0.1:9/v1")
+    path.write_text(text.replace(", bogus_option: 1", ""))
+    env = {"UPSTREAM_KEY": "sk-up", "MASTER_KEY": "sk-master-key-123"}
+    proc = spawn(["config", "check", str(path)], env, inherit=False)
+    proc.proc.wait(60)
+    assert proc.proc.returncode == 2, proc.output
+    assert "invalid configuration (3 problem(s)):" in proc.output
+    assert f"{path}: catalog.models.house.provider_types: unknown provider type 'openai_compat'" \
+        in proc.output
+    assert f"  {path}: models[0].provider: unknown provider 'zz' (known: a, b, c)\n" in proc.output
+    assert f"  {path}: server.workers: more than 1 worker needs redis.url" in proc.output
+    assert "not checked" not in proc.output
+
+
+@pytest.mark.parametrize(("section", "url", "expected"), [
+    ("budgets:\n  webhook: {{url: '{url}', secret: whsec-0123456789abcdef}}\n",
+     "ftp://hooks.slack.com/services/T0AAA/B0BBB/SLACKPATHSECRET",
+     "budgets.webhook.url: must be an http:// or https:// URL with a host, got 'ftp://hooks.slack.com/…'"),
+    ("alerts:\n  webhooks:\n    oncall: {{url: '{url}', secret: whsec-0123456789abcdef}}\n",
+     "hooks.slack.com/services/T0AAA/B0BBB/SLACKPATHSECRET",
+     "alerts.webhooks.oncall.url: must be an http:// or https:// URL with a host "
+     "(e.g. http://hooks.slack.com/…), got 'hooks.slack.com/…'"),
+    ("alerts:\n  webhooks:\n    oncall: {{url: '{url}', secret: whsec-0123456789abcdef}}\n",
+     "https://ops:PROXYPASS@discord.com:99999/api/webhooks/1/SLACKPATHSECRET?wait=QUERYKEY",
+     "alerts.webhooks.oncall.url: not a valid URL (Port out of range 0-65535): 'https://discord.com:99999/…'"),
+])
+def test_a_bad_webhook_url_is_named_by_its_origin_only(
+    tmp_path: Path, section: str, url: str, expected: str
+) -> None:
+    """A Slack or Discord hook's path is its secret: a webhook URL the config refuses is shown
+    as its scheme, host and port, as the delivery logs show it."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + section.format(url=url)
+    path = _config(tmp_path, text)
+    _check_and_serve_refuse(path, expected)
+    proc = _run(["config", "check", str(path)])
+    assert "SLACKPATHSECRET" not in proc.output and "services" not in proc.output, proc.output
+    assert "PROXYPASS" not in proc.output and "QUERYKEY" not in proc.output, proc.output

@@ -42,6 +42,17 @@ def test_control_characters_are_shown_escaped() -> None:
     assert cli_output.line("x\ny\tz\x00").plain == "x\ny\tz\\x00"
 
 
+def test_non_ascii_text_is_shown_as_written_bidi_controls_escaped() -> None:
+    """A masked value in a mapping cell reads "sk-…wxyz", not "sk-\\u2026wxyz"; a right-to-left
+    override (which would reorder the rest of the line) stays escaped, in a mapping or not."""
+    masked = {"X-Custom": "sk-…wxyz", "x-é": "日本"}
+    assert cli_output.cell(masked).plain == '{"X-Custom": "sk-…wxyz", "x-é": "日本"}'
+    assert cli_output.cell([{"k": "…"}, "ü"]).plain == '{"k": "…"}, ü'
+    assert cli_output.cell({"n": "a\u202egnp.exe\x1b"}).plain == '{"n": "a\\u202egnp.exe\\u001b"}'
+    assert cli_output.cell("evil\u202etxt.exe\u2066x\u200f").plain == "evil\\u202etxt.exe\\u2066x\\u200f"
+    assert cli_output.line("\u061c ok \x85").plain == "\\u061c ok \\x85"
+
+
 def test_the_consoles_read_no_markup() -> None:
     for shared in (cli_output.out, cli_output.err):
         with shared.capture() as captured:

@@ -103,7 +103,7 @@ class BudgetWebhookConfig(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return check_http_url(value)
+        return check_http_url(value, secret_path=True)  # a Slack-style hook's path is its secret
 
 
 class BudgetsConfig(Strict):

@@ -107,11 +107,27 @@ def shown_url(value: str) -> str:
     return _QUERY.sub("?[redacted]", without, count=1)
 
 
-def check_http_url(value: str) -> str:
+# ``scheme://`` (optional: a value missing it still shows its first segment as the host), user
+# info, the host and port, then the rest.
+_ORIGIN = re.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?(?:[^/?#]*@)?([^/?#]*)(.*)", re.DOTALL)
+
+
+def url_origin(value: str) -> str:
+    """``value`` as its scheme, host and port only, ``/…`` standing for any path, query or
+    fragment. For a URL whose path is its secret (Slack's ``/services/T…/B…/<token>``, Discord's
+    ``/api/webhooks/<id>/<token>``): webhook URLs in config errors and in logs. Works on any
+    text, valid URL or not, as a config error must."""
+    match = _ORIGIN.fullmatch(value)
+    assert match is not None  # every group may be empty
+    scheme, host, rest = match.groups()
+    return (scheme or "").lower() + host.lower() + ("/…" if rest not in ("", "/") else "")
+
+
+def check_http_url(value: str, *, secret_path: bool = False) -> str:
     """``value`` if it is an absolute http(s) URL with a host; a ValueError saying why otherwise
     (never quoting its user info or query string: config check output and error answers would
-    carry a password or token)."""
-    shown = shown_url(value)
+    carry a password or token; with ``secret_path``, a webhook's, not its path either)."""
+    shown = url_origin(value) if secret_path else shown_url(value)
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)

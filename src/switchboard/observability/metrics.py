@@ -6,7 +6,8 @@ health read at scrape time, and ``GET /metrics`` (``respond``; the optional list
 ``metrics.port`` is ``observability/metrics_server.py``).
 
 Cost on the request path: one tuple (the request's labels) and one dict lookup find the label
-set's pending counts (kept for up to ``MAX_SERIES`` label sets), then a few additions in plain
+set's pending counts (up to ``MAX_SERIES`` label sets; the requests of any later one are counted
+in one series whose labels are all ``other``), then a few additions in plain
 Python; the counts are handed to prometheus-client (its locks, its files) at each scrape, and
 every second with several workers, not per request. Labels stay bounded: a requested model name
 that is no configured model, alias, split or semantic router is ``other``; error codes are the
@@ -82,7 +83,7 @@ EXTRA_LABELS = {"tenant": "tenant", "team": "team", "key": "key", "user": "user"
 RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "upstream_rate_limited", "request_exceeds_limit"})
 BUDGET_CODES = frozenset({"budget_exceeded", "request_exceeds_budget"})
 SCOPES = frozenset({"global", "model", "tenant", "team", "user", "key", "key_model", "upstream"})
-MAX_SERIES = 4096  # label sets whose children are kept; beyond, looked up per request
+MAX_SERIES = 4096  # label sets with series of their own; beyond, each new one is counted as other
 MAX_OTHER_CODES = 64  # error codes outside the error tree given a label of their own
 _CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
@@ -147,13 +148,18 @@ class _Series:
     __slots__ = ("cost", "cost_child", "dirty", "duration", "input", "input_child", "output",
                  "output_child", "overhead", "requests", "requests_child", "ttft", "upstream")
 
-    def __init__(self, m: Metrics, key: tuple[object, ...]) -> None:
+    def __init__(self, m: Metrics, key: tuple[object, ...], *, folded: bool = False) -> None:
         model, group, deployment, provider, operation, stream, status, code, *extra = key
-        route = (group, deployment, provider, operation, "true" if stream else "false")
-        status_class = _STATUS_CLASS.get(int(status) // 100, "other")  # type: ignore[call-overload]
+        if folded:  # the label sets beyond MAX_SERIES: every label other, room for every metric
+            route: tuple[object, ...] = (OTHER,) * 5
+            status_class = OTHER
+            called = stream = True
+        else:
+            route = (group, deployment, provider, operation, "true" if stream else "false")
+            status_class = _STATUS_CLASS.get(int(status) // 100, "other")  # type: ignore[call-overload]
+            called = operation in MODEL_CALLS and group != ""
         self.requests_child = m.requests.labels(model, *route, str(status), status_class, code, *extra)
         self.duration = _Hist(m.duration.labels(*route, status_class), LATENCY_BOUNDS)
-        called = operation in MODEL_CALLS and group != ""
         self.overhead = _Hist(m.overhead.labels(*route), OVERHEAD_BOUNDS) if called else None
         self.upstream = _Hist(m.upstream.labels(*route), LATENCY_BOUNDS) if called else None
         self.ttft = (_Hist(m.ttft.labels(group, deployment, provider, operation), LATENCY_BOUNDS)
@@ -406,6 +412,8 @@ class Metrics:
         registry.register(self._health)
         self.registry = registry
         self._series: dict[tuple[object, ...], _Series] = {}
+        # Where label sets beyond MAX_SERIES are counted (made when the first one comes).
+        self._folded: _Series | None = None
         self._codes: dict[str, str] = {code: code for code in _error_codes()}
         self._other_codes = 0
         # metrics.labels: the values each label has been given (bounded), and the requests whose
@@ -475,12 +483,8 @@ class Metrics:
         if self._extra:
             key = (*key, *self._extras(ctx))
         series = self._series.get(key)
-        kept = True
         if series is None:
-            series = _Series(self, key)
-            kept = len(self._series) < MAX_SERIES
-            if kept:
-                self._series[key] = series
+            series = self._new_series(key)
         series.requests += 1
         series.duration.observe((outcome.finished_at or time.perf_counter()) - ctx.started)
         split = ctx.split
@@ -503,11 +507,23 @@ class Metrics:
                     self.retries.labels(first, attempt.deployment).inc()
                 else:
                     self.fallbacks.labels(first, attempt.group).inc()
-        if not kept:  # not kept: handed over at once, nothing left pending on it
-            series.flush()
-        elif not series.dirty:
+        if not series.dirty:
             series.dirty = True
             self._dirty.append(series)
+
+    def _new_series(self, key: tuple[object, ...]) -> _Series:
+        """A label set seen for the first time: a series of its own while there are fewer than
+        MAX_SERIES, else the one series whose labels are all ``other``. prometheus-client keeps
+        every child it ever made (and, with workers, its file entries): past the cap, new label
+        sets (deployments added at run time, say) must not make more."""
+        if len(self._series) < MAX_SERIES:
+            series = self._series[key] = _Series(self, key)
+            return series
+        if self._folded is None:
+            log.warning("metrics: %d label sets counted; requests of further ones are counted with "
+                        "every label 'other'", MAX_SERIES)
+            self._folded = _Series(self, (OTHER,) * len(key), folded=True)
+        return self._folded
 
     def observe_unserved(self, ctx: RequestContext) -> None:
         """A request the edge answered without running its chain (http/endpoint.py: refused

@@ -32,7 +32,8 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 from pydantic import SecretStr
-from yarl import URL
+
+from switchboard.config.urls import url_origin
 
 log = logging.getLogger("switchboard.observability")
 
@@ -103,13 +104,8 @@ def redacted(url: str) -> str:
     """``url`` fit for a log line: its scheme, host and port only, ``/…`` standing for any path.
     A receiver's path is often its secret (Slack's ``/services/T…/B…/<token>``, Discord's
     ``/api/webhooks/<id>/<token>``), as user info and a query may be; the sender's label names
-    which receiver is meant."""
-    try:
-        parsed = URL(url)
-        origin = parsed.origin()
-    except (ValueError, TypeError):
-        return "<webhook url>"
-    return str(origin) + ("/…" if parsed.raw_path not in ("", "/") else "")
+    which receiver is meant. The same as config errors show (``config.urls.url_origin``)."""
+    return url_origin(url) if "://" in url else "<webhook url>"
 
 
 class _Throttled:

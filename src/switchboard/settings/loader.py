@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from switchboard.crypto import refs
 from switchboard.providers.registry import check_provider, providers
 from switchboard.settings.secret import secret_problem
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ``$${`` is matched first (leftmost, then first alternative) so an escaped reference is never
+# read as one: it becomes a literal ``${``, as in docker compose.
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # A whole-file check's message that starts with the key path it is about ("router.rules[1].name:
 # ..."): shown as it is, not after "(top level):".
 _OWN_PATH = re.compile(r"^[a-z_][\w.\[\]-]*: ")
@@ -29,9 +32,11 @@ _OWN_PATH = re.compile(r"^[a-z_][\w.\[\]-]*: ")
 class ConfigError(Exception):
     """A configuration problem; ``problems`` holds one line per issue found."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], skipped: list[str] | None = None) -> None:
         self.source = source
         self.problems = problems
+        # Checks that could not run because what they read has problems (``config check``).
+        self.skipped = skipped or []
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
@@ -46,11 +51,14 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 
 def interpolate(value: Any, env: Mapping[str, str], loc: tuple[Any, ...], problems: list[str]) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value, recursively."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value, recursively; ``$${``
+    is the escape for a literal ``${``."""
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
+            if name is None:
+                return "${"
             value = env.get(name)
             if default is not None:
                 # As in POSIX shells and docker compose: ":-" covers a variable set but empty too.
@@ -78,6 +86,39 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
 
 
 def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Settings:
+    found = _examine(data, source, env)
+    if found.problems or found.settings is None:
+        raise ConfigError(source, found.problems)
+    return found.settings
+
+
+@dataclass
+class _Findings:
+    """What one pass over a file found: every problem, and the checks that could not run."""
+
+    settings: Settings | None  # None when the file is invalid as a whole
+    problems: list[str]
+    skipped: list[str] = field(default_factory=list)
+    # The file without its invalid top-level sections, when that validates; later checks that
+    # read none of those sections run on it.
+    rest: Settings | None = None
+    failed: frozenset[str] = frozenset()
+
+
+# Settings' checks across sections (schema.Settings._references) read these sections; pydantic
+# runs them only when every section is valid, so they are run again on the file without the
+# invalid sections when none of these is among them.
+_CROSS_READ = frozenset({"providers", "models", "router", "services", "mcp_servers", "mcp"})
+# What serving_problems reads.
+_SERVING_READ = frozenset({"server", "redis", "database", "auth"})
+# Stands in for an invalid ``auth`` (a required section) in that second pass; nothing read from it.
+_PLACEHOLDER_AUTH = {"master_key": "placeholder-for-the-checks-across-sections"}
+
+
+def _examine(data: Any, source: str, env: Mapping[str, str] | None) -> _Findings:
+    """Every problem the file shows in one pass: the environment references, then the schema,
+    then each later check on the parts of the file it reads when those are valid (a broken
+    provider entry does not hide a typo in another one, or an unset variable the schema)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -85,20 +126,127 @@ def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Se
     problems: list[str] = []
     data = interpolate(data, os.environ if env is None else env, (), problems)
     data = _resolve_auth_refs(data, env, problems)
-    if problems:
-        raise ConfigError(source, problems)
+    # An unset variable reads as "": what the schema says about that value is noise.
+    unresolved = [p.split(": ", 1)[0] for p in problems]
+    unset_sections = {re.split(r"[.\[]", u, maxsplit=1)[0] for u in unresolved}
     try:
         settings = Settings.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(source, _pydantic_problems(err)) from None
-    # Provider types and their options are owned by the provider registry, not the schema.
-    for i, provider in enumerate(settings.providers):
-        problems.extend(f"providers[{i}].{p}" for p in check_provider(provider))
-        problems.extend(f"providers[{i}].{p}" for p in _credential_problems(provider, env))
+        return _after_schema_errors(data, err, env, problems, unresolved, unset_sections)
+    if unset_sections:
+        # Later checks would judge "" where a value is missing: those on other parts still run.
+        problems.extend(_entry_problems(data, env, unresolved))
+        if "catalog" not in unset_sections:
+            problems.extend(_catalog_type_problems(settings))
+        return _Findings(None, problems, rest=settings, failed=frozenset(unset_sections))
+    problems.extend(_provider_problems(settings, env))
     problems.extend(_catalog_type_problems(settings))
-    if problems:
-        raise ConfigError(source, problems)
-    return settings
+    return _Findings(settings, problems)
+
+
+def _after_schema_errors(
+    data: dict[str, Any], err: ValidationError, env: Mapping[str, str] | None, problems: list[str],
+    unresolved: list[str], unset_sections: set[str],
+) -> _Findings:
+    problems.extend(p for p in _pydantic_problems(err) if not _about(p, unresolved))
+    invalid = {str(e["loc"][0]) for e in err.errors() if e["loc"]}
+    failed = invalid | unset_sections
+    skipped = []
+    # Pydantic runs the checks across sections only when every section is valid (else their
+    # problem, if any, is among those above).
+    if invalid & _CROSS_READ:
+        skipped.append("checks across sections (models' providers, router groups, duplicate names): "
+                       f"they read {', '.join(sorted(invalid & _CROSS_READ))}")
+    elif invalid:
+        # Run them on the file without the invalid sections, which they do not read.
+        found = _section_problems(data, invalid)
+        problems.extend(p for p in found if p not in problems and not _about(p, unresolved))
+    # The sections read by neither, valid on their own, for the checks that read them.
+    rest = _valid_part(data, failed | _CROSS_READ)
+    problems.extend(_entry_problems(data, env, unresolved))
+    if "catalog" not in failed and rest is not None:
+        problems.extend(_catalog_type_problems(rest))
+    return _Findings(None, problems, skipped, rest, frozenset(failed))
+
+
+def _trimmed(data: dict[str, Any], without: set[str]) -> dict[str, Any]:
+    trimmed = {k: v for k, v in data.items() if k not in without}
+    if "auth" in without:
+        trimmed["auth"] = _PLACEHOLDER_AUTH
+    return trimmed
+
+
+def _section_problems(data: dict[str, Any], without: set[str]) -> list[str]:
+    try:
+        Settings.model_validate(_trimmed(data, without))
+    except ValidationError as err:
+        return _pydantic_problems(err)
+    return []
+
+
+def _valid_part(data: dict[str, Any], without: set[str]) -> Settings | None:
+    try:
+        return Settings.model_validate(_trimmed(data, without))
+    except ValidationError:
+        return None
+
+
+def _about(problem: str, paths: list[str]) -> bool:
+    """Whether ``problem`` is about one of ``paths``, a key inside one, or a section holding one."""
+    where = problem.split(": ", 1)[0]
+    return any(where == p or where.startswith((p + ".", p + "[")) or p.startswith((where + ".", where + "["))
+               for p in paths)
+
+
+def _entry_problems(data: dict[str, Any], env: Mapping[str, str] | None, unresolved: list[str]) -> list[str]:
+    """Provider-type options and credentials of each provider entry that is valid on its own."""
+    entries = data.get("providers")
+    problems: list[str] = []
+    if not isinstance(entries, list):
+        return problems
+    for i, entry in enumerate(entries):
+        if _about(f"providers[{i}]: ", unresolved):
+            continue
+        try:
+            provider = ProviderConfig.model_validate(entry)
+        except ValidationError:
+            continue  # already reported by the schema
+        problems.extend(_one_provider_problems(i, provider, env))
+    return problems
+
+
+def _provider_problems(settings: Settings, env: Mapping[str, str] | None) -> list[str]:
+    # Provider types and their options are owned by the provider registry, not the schema.
+    problems = []
+    for i, provider in enumerate(settings.providers):
+        problems.extend(_one_provider_problems(i, provider, env))
+    return problems
+
+
+def _one_provider_problems(i: int, provider: ProviderConfig, env: Mapping[str, str] | None) -> list[str]:
+    return [f"providers[{i}].{p}" for p in (*check_provider(provider), *_credential_problems(provider, env))]
+
+
+def check(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    """``config check``: the file as ``load`` validates it and what serving it needs, every
+    problem found in one run. Raises ConfigError listing them, and the checks that could not
+    run because they read a part of the file that has problems."""
+    source = str(path)
+    try:
+        data = read_yaml(path)
+    except YamlFileError as exc:
+        raise ConfigError(source, [str(exc)], ["every other check: the file could not be read"]) from None
+    found = _examine(data, source, env)
+    serving = found.settings or found.rest
+    if serving is not None and not (found.failed & _SERVING_READ):
+        found.problems.extend(serving_problems(serving, env))
+    else:
+        read = ", ".join(sorted(found.failed & _SERVING_READ))
+        why = f"they read {read}" if read else "they need the checks across sections to pass"
+        found.skipped.append(f"checks for serving (workers without redis, the server secret): {why}")
+    if found.problems or found.settings is None:
+        raise ConfigError(source, found.problems, found.skipped)
+    return found.settings
 
 
 def _resolve_auth_refs(

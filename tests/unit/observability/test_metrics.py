@@ -138,6 +138,45 @@ def test_kept_label_sets_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         run(m, finished(table, status=status, code=None if status == 200 else "internal_error"))
     assert len(m._series) == 3
     assert total(m, "switchboard_requests_total") == 7
+    # The four label sets past the cap are one series, every label other, with all it measured.
+    folded = {"model": "other", "group": "other", "deployment": "other", "provider": "other",
+              "operation": "other", "stream": "other", "status": "other", "status_class": "other",
+              "code": "other"}
+    assert samples(m)[("switchboard_requests_total", frozenset(folded.items()))] == 4
+    assert total(m, "switchboard_upstream_seconds_count", deployment="other") == 4
+    assert total(m, "switchboard_request_duration_seconds_count", status_class="other") == 4
+    statuses = {dict(ls)["status"] for n, ls in samples(m) if n == "switchboard_requests_total"}
+    assert statuses == {"200", "400", "401", "other"}
+
+
+def test_label_sets_past_the_cap_make_no_more_children() -> None:
+    """Deployments added at run time are not bounded by the configuration: past MAX_SERIES label
+    sets, prometheus-client is handed no new children (it keeps every one it made)."""
+    m, table = make()
+    past = 100
+    for i in range(metrics_module.MAX_SERIES + past):
+        ctx = finished(table)
+        ctx.attempts = [Attempt(f"gpt-{i}", "gpt", 200, None, 10)]
+        ctx.spent = Spent(1000, 3, 1, 2)
+        run(m, ctx)
+    m.flush()
+    requests = m.requests.collect()[0].samples
+    created = [s for s in requests if s.name == "switchboard_requests_total"]
+    assert len(created) == metrics_module.MAX_SERIES + 1
+    assert sum(s.value for s in created) == metrics_module.MAX_SERIES + past
+    other = [s for s in created if s.labels["deployment"] == "other"]
+    assert len(other) == 1 and other[0].value == past
+    assert {s.labels["model"] for s in other} == {"other"}
+    tokens = [s for s in m.input_tokens.collect()[0].samples if s.name == "switchboard_input_tokens_total"]
+    assert len(tokens) == metrics_module.MAX_SERIES + 1
+    assert next(s.value for s in tokens if s.labels["deployment"] == "other") == past
+    # A label set seen before the cap keeps its own series.
+    ctx = finished(table)
+    ctx.attempts = [Attempt("gpt-7", "gpt", 200, None, 10)]
+    run(m, ctx)
+    m.flush()
+    assert next(s.value for s in m.requests.collect()[0].samples
+                if s.name == "switchboard_requests_total" and s.labels["deployment"] == "gpt-7") == 2
 
 
 def test_principal_labels_only_when_configured() -> None:
