@@ -174,6 +174,8 @@ def test_message_roles_and_fields() -> None:
             {"role": "system", "content": "Stay polite."},
             {"role": "user", "content": "hello"},
             {"role": "assistant", "content": "hi there", "refusal": None, "annotations": []},
+            {"role": "user", "content": "and?"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]},
         )
     )
     assert body["messages"] == [
@@ -181,6 +183,8 @@ def test_message_roles_and_fields() -> None:
         {"role": "system", "content": "Stay polite."},
         {"role": "user", "content": "hello"},
         {"role": "assistant", "content": "hi there"},
+        {"role": "user", "content": "and?"},
+        {"role": "assistant", "content": "I can't."},
     ]
 
 
