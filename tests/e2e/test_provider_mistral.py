@@ -84,7 +84,7 @@ def test_non_stream_answer_and_usage(mi: openai.OpenAI) -> None:
         model="mistral-small",
         messages=[
             {"role": "developer", "content": "Be brief."},
-            {"role": "user", "content": "hello", "name": "ann"},
+            {"role": "user", "content": "hello"},
         ],
         seed=7,  # sent as random_seed
         temperature=0.2,

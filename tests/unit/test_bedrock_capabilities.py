@@ -33,7 +33,7 @@ TRANSLATED = [r for r in REQUEST_ROWS if CELLS[r.name].kind == "translated"]
 def test_refused_rows_are_a_400_or_dropped(row: Row) -> None:
     with pytest.raises(UnsupportedParameter) as err:
         build(request(row))
-    assert err.value.param == row.param
+    assert err.value.param == row.param_in(request(row))
     # drop_params sends what the request without the feature sends.
     assert build(request(row), target(drop_params=True))[1] == build(row.drop(request(row)))[1]
 

@@ -78,6 +78,16 @@ def test_leading_system_messages_are_hoisted_later_ones_stay_in_place() -> None:
     ]
 
 
+def test_an_earlier_refusal_is_replayed_as_text_and_blank_parts_are_left_out() -> None:
+    _, body, _ = build({"messages": [
+        user("one"),
+        {"role": "assistant", "refusal": "I can't help with that.", "content": [
+            {"type": "refusal", "refusal": "I can't help with that."}, {"type": "text", "text": " "}]},
+        user("two"),
+    ]})
+    assert body["messages"][1] == {"role": "assistant", "content": [{"text": "I can't help with that."}]}
+
+
 def test_inference_config_mapping() -> None:
     _, body, _ = build({"messages": [user("x")], "max_tokens": 50, "max_completion_tokens": 60,
                         "temperature": 0.3, "top_p": 0.9, "stop": "END", "top_k": 40, "user": "u-1", "n": 1})

@@ -69,7 +69,7 @@ def test_full_request_golden() -> None:
             ]},
             {"role": "tool", "tool_call_id": "call_1", "content": "3C"},
             {"role": "assistant", "content": [{"type": "text", "text": "It is 3C."}]},
-            {"role": "user", "content": "thanks", "name": "ana"},
+            {"role": "user", "content": "thanks"},
         ],
         "tools": [TOOL],
         "tool_choice": "required",

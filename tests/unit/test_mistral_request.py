@@ -171,9 +171,11 @@ def test_message_roles_and_fields() -> None:
                 "role": "developer",
                 "content": [{"type": "text", "text": "Be "}, {"type": "text", "text": "brief."}],
             },
-            {"role": "system", "content": "Stay polite.", "name": "rules"},
-            {"role": "user", "content": "hello", "name": "ann"},
-            {"role": "assistant", "content": "hi there", "name": "bot", "refusal": None},
+            {"role": "system", "content": "Stay polite."},
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "hi there", "refusal": None, "annotations": []},
+            {"role": "user", "content": "and?"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]},
         )
     )
     assert body["messages"] == [
@@ -181,7 +183,21 @@ def test_message_roles_and_fields() -> None:
         {"role": "system", "content": "Stay polite."},
         {"role": "user", "content": "hello"},
         {"role": "assistant", "content": "hi there"},
+        {"role": "user", "content": "and?"},
+        {"role": "assistant", "content": "I can't."},
     ]
+
+
+def test_message_names_are_refused_or_dropped() -> None:
+    # Mistral has no participant names: a 400 naming the first, not a silent removal.
+    named = chat({"role": "system", "content": "Stay polite.", "name": "rules"},
+                 {"role": "user", "content": "hello", "name": "ann"})
+    with pytest.raises(UnsupportedParameter) as exc:
+        ADAPTER.chat_request(named, TARGET)
+    assert exc.value.param == "messages[0].name"
+    body = body_of({**named, "drop_params": True})
+    assert body["messages"] == [{"role": "system", "content": "Stay polite."},
+                                {"role": "user", "content": "hello"}]
 
 
 def test_function_role_is_refused() -> None:

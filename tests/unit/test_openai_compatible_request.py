@@ -104,9 +104,20 @@ def test_lmstudio_json_object_becomes_schema() -> None:
     }
 
 
-def test_groq_strips_message_names() -> None:
-    body = sent("groq", messages=[{"role": "user", "content": "hi", "name": "ann"}])
-    assert body["messages"] == [{"role": "user", "content": "hi"}]
+def test_groq_refuses_participant_names_and_strips_tool_message_names() -> None:
+    # Groq rejects the key: a participant's name is a 400 (dropped under drop_params), a tool
+    # message's (not an OpenAI field) is removed.
+    named = {"model": "m", "messages": [{"role": "user", "content": "hi", "name": "ann"}]}
+    with pytest.raises(UnsupportedParameter) as err:
+        ADAPTER.chat_request(named, target("groq"))
+    assert err.value.param == "messages[0].name" and "preset 'groq'" in err.value.message
+    dropped = ADAPTER.chat_request(named, target("groq", drop_params=True))
+    assert orjson.loads(dropped.body or b"")["messages"] == [{"role": "user", "content": "hi"}]
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [USER, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "name": "f", "content": "ok"}]
+    tool = sent("groq", messages=messages)["messages"][2]
+    assert tool == {"role": "tool", "tool_call_id": "c1", "content": "ok"}
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,9 @@ def check_fields(body: dict[str, Any], fields: dict[str, Check]) -> None:
 def _content(i: int, role: str, content: Any, msg: dict[str, Any]) -> None:
     param = f"messages[{i}].content"
     if content is None:
-        if role == "assistant" and (msg.get("tool_calls") or msg.get("function_call")):
+        # As on OpenAI: an assistant turn may be only tool calls, or only an earlier audio reply
+        # named by its id (messages[i].audio).
+        if role == "assistant" and (msg.get("tool_calls") or msg.get("function_call") or msg.get("audio")):
             return
         raise _fail(param, "is required for this role")
     if isinstance(content, str):
@@ -221,6 +223,12 @@ def _tool_calls(i: int, calls: Any) -> None:
             raise _fail(f"{param}[{j}].id", "must be a string")
 
 
+def _audio(i: int, audio: Any) -> None:
+    # An earlier audio reply, named by the id the reply carried (message.audio.id).
+    if not isinstance(audio, dict) or not isinstance(audio.get("id"), str) or not audio["id"]:
+        raise _fail(f"messages[{i}].audio.id", "is required (the id of an earlier audio reply)")
+
+
 def messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     msgs = body.get("messages")
     if msgs is None:
@@ -244,6 +252,8 @@ def messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             _tool_calls(i, msg["tool_calls"])
         if "name" in msg and not isinstance(msg["name"], str):
             raise _fail(f"messages[{i}].name", "must be a string")
+        if msg.get("audio") is not None and role == "assistant":
+            _audio(i, msg["audio"])
     return msgs
 
 

@@ -10,10 +10,13 @@ Translation (canonical -> Mistral), beyond the identical fields:
 - ``seed`` -> ``random_seed``; ``max_completion_tokens`` -> ``max_tokens``;
   ``tool_choice: "required"`` -> ``"any"``; ``stream_options`` is not sent (Mistral always puts
   usage on the last stream chunk); the ``safe_prompt`` option is added when set.
-- The API rejects unknown fields (422 ``extra_forbidden``), so message fields it lacks are
-  removed (``name`` on user/system/assistant messages, ``refusal``, ``audio``), ``developer``
-  becomes ``system``, tool messages get the function ``name`` looked up from the assistant's
-  call, and functions without ``parameters`` get an empty object schema (required by Mistral).
+- The API rejects unknown fields (422 ``extra_forbidden``), so messages are rebuilt with the
+  fields Mistral has: ``name`` on system/user/assistant messages, assistant ``audio`` and
+  ``function_call`` are refused by the capability table first (they mean something Mistral
+  cannot be told), the assistant ``refusal`` key is left out (ignored on input, as OpenAI does;
+  a refusal content part is sent as text), ``developer`` becomes ``system``, tool messages get
+  the function ``name`` looked up from the assistant's call, and functions without
+  ``parameters`` get an empty object schema (required by Mistral).
 - Tool call ids must be exactly 9 characters of ``[A-Za-z0-9]``. Other ids (``call_...`` from
   OpenAI or another provider) are replaced by a 9-character digest of the id, so a call and its
   result keep matching within and across requests; Mistral's own ids pass through unchanged.
@@ -111,10 +114,12 @@ def tool_call_id(value: str) -> str:
 
 
 def _joined_text(content: Any) -> Any:
-    """Text parts joined into one string (system, assistant and tool messages take text only)."""
+    """Text parts joined into one string (system, assistant and tool messages take text only). A
+    refusal part (an earlier reply's refusal, in an assistant message) is text the model wrote."""
     if not isinstance(content, list):
         return content
-    return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "".join(str(p.get(p["type"], "")) for p in content
+                   if isinstance(p, dict) and p.get("type") in ("text", "refusal"))
 
 
 def _user_part(part: Any, param: str) -> JSON:

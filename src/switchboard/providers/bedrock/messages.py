@@ -213,10 +213,12 @@ def _assistant_blocks(msg: JSON, i: int) -> list[JSON]:
     if isinstance(content, str):
         content = [{"type": "text", "text": content}]
     for j, part in enumerate(content or ()):
-        # Refusal parts are not replayed; Converse rejects blank text, which clients send next to
-        # tool calls.
-        if part.get("type") == "text" and part["text"].strip():
-            blocks.extend(_with_cache({"text": part["text"]}, part, f"messages[{i}].content[{j}]"))
+        # A refusal part is text the model wrote (sent as text, as on the other translated types);
+        # Converse rejects blank text, which clients send next to tool calls.
+        kind = part.get("type")
+        text = part.get(kind) if kind in ("text", "refusal") else None
+        if isinstance(text, str) and text.strip():
+            blocks.extend(_with_cache({"text": text}, part, f"messages[{i}].content[{j}]"))
     for j, call in enumerate(msg.get("tool_calls") or ()):
         fn = call.get("function") or {}
         blocks.append({"toolUse": {

@@ -40,7 +40,7 @@ through the adapter's ``chat_request``:
   body (segments are keys; a segment of digits indexes a list: ``"messages.0.content.0.x"``).
   Empty ``to``: only "no 400" is checked (say where the field went in ``note``);
 - request row, ``passed``: every key of the example arrives in the upstream body unchanged;
-- request row, ``refused``: :class:`UnsupportedParameter` with ``param == row.param``; with
+- request row, ``refused``: :class:`UnsupportedParameter` with ``param == row.param_in(request)``; with
   ``drop_params`` the request succeeds and the upstream body equals the one sent for
   ``row.drop(request)`` (the feature is gone, nothing else changed);
 - response row, ``translated(to)``: ``SAMPLES[row]`` (JSON-encoded) parsed by the adapter's
@@ -48,6 +48,10 @@ through the adapter's ``chat_request``:
   empty (e.g. ``"choices.0.message.reasoning_content"``,
   ``"usage.prompt_tokens_details.cached_tokens"``);
 - response row, ``refused("not reported")``: nothing to probe (documented only).
+
+Message-level rows (``messages.audio``, ``messages.name``, ...; ``Row.message_key``) name the
+message in the 400 (``messages[1].audio``, ``Row.param_in``), and :func:`check` looks at them only
+when some message carries their key, collected in one pass over the messages.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from functools import cache
 from typing import Any, Literal
 
 from switchboard.errors import UnsupportedParameter
-from switchboard.providers.capabilities.rows import REQUEST_ROWS, Row
+from switchboard.providers.capabilities.rows import REQUEST_ROWS, Row, message_keys
 from switchboard.providers.params import drops
 from switchboard.providers.target import Target
 
@@ -195,8 +199,17 @@ def check(request: dict[str, Any], target: Target, key: str | None = None) -> di
     ``key`` names the table when it is not the provider type's own (e.g. a preset's). Only the
     refused rows are looked at, so a provider that refuses nothing pays nothing per request.
     A refused key sent with a value that asks for nothing (``logprobs: false``, ``n: 1``, null) is
-    removed: it means the default, which the provider gives without it."""
+    removed: it means the default, which the provider gives without it.
+
+    Message-level rows are looked at only when some message carries their key: the keys of all
+    messages are collected once, on the first such row (one pass over the messages)."""
+    keys: set[str] | None = None
     for row in _refused(key or target.provider_type):
+        if row.message_key:
+            if keys is None:
+                keys = message_keys(request)
+            if row.message_key not in keys:
+                continue
         if not row.present(request):
             if row.idle(request):
                 request = row.drop(request)
@@ -206,7 +219,7 @@ def check(request: dict[str, Any], target: Target, key: str | None = None) -> di
                 f"{row.what} is not supported by provider type '{target.provider_type}'{_variant(key)} "
                 f"(model '{target.name}'); set drop_params: true on the model, or send "
                 '"drop_params": true, to drop it instead',
-                param=row.param,
+                param=row.param_in(request),
             )
         request = row.drop(request)
     return request

@@ -27,6 +27,8 @@ _CELLS = {
                            "base64 (PDF): file parts"),
     "tool.is_error": translated(note="content prefixed 'Error: '"),
     "safety_settings": NOT_SENT_SAFETY,
+    "messages.audio": passed("on a shared provider account only with the caller's own credential "
+                             "(docs/access.md)"),
     "usage.cache_read": translated("usage.prompt_tokens_details.cached_tokens"),
     "refusal": translated("choices.0.message.refusal"),
 }

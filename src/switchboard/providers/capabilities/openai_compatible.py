@@ -25,6 +25,9 @@ _BASE: dict[str, Cell] = {
     # OpenAI's limit of 4 is not every server's: vLLM, Ollama, ... take more.
     "stop:more_than_4": passed("the server judges"),
     "stop:more_than_5": passed("the server judges"),
+    "messages.audio": passed("the server judges"),
+    "messages.name": passed("the server judges"),
+    "messages.function_call": passed("the server judges"),
 }
 
 _MAX_TOKENS = {"max_completion_tokens": translated("max_tokens")}
@@ -49,7 +52,9 @@ _PRESETS: dict[str, dict[str, Cell]] = {
         "response_format": translated("response_format.value", "as {type, value}"),
         "stop": passed("a string becomes a list"),
     },
-    "groq": {**_refused("n", "logprobs", "top_logprobs", "logit_bias"), **_NO_STREAM_USAGE},
+    "groq": {**_refused("n", "logprobs", "top_logprobs", "logit_bias"), **_NO_STREAM_USAGE,
+             # Groq rejects the key; a tool message's name (not OpenAI's) is removed as well.
+             "messages.name": refused("Groq rejects message names")},
     "together": {**_refused("logprobs", "top_logprobs"), **_NO_STREAM_USAGE},
     "deepseek": {**_refused("n", "seed", "logit_bias"), **_MAX_TOKENS},
     "lmstudio": {
@@ -58,7 +63,7 @@ _PRESETS: dict[str, dict[str, Cell]] = {
     },
 }
 
-VARIANTS: dict[str, Table] = {name: table(**_BASE, **cells) for name, cells in _PRESETS.items()}
+VARIANTS: dict[str, Table] = {name: table(**{**_BASE, **cells}) for name, cells in _PRESETS.items()}
 VARIANTS["none"] = VARIANTS["custom"]
 TABLE: Table = VARIANTS["custom"]
 

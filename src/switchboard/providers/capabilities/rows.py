@@ -58,6 +58,16 @@ class Row:
     # A row every use of this one also uses (more than 5 stop sequences are more than 4): where
     # that row is refused, it is refused first, so this one is not tested per request.
     within: str = ""
+    # A message-level row: the key a message must carry for ``present`` to be worth asking.
+    # ``check`` collects the keys of all messages in one pass and skips the rows whose key is not
+    # among them, so a plain request pays one pass however many message rows a provider refuses.
+    message_key: str = ""
+    # Where in the request the feature is (``messages[2].audio``), for the 400; None: ``param``.
+    locate: Callable[[JSON], str] | None = None
+
+    def param_in(self, request: JSON) -> str:
+        """The parameter a 400 for this row names in ``request``."""
+        return self.locate(request) if self.locate else self.param
 
 
 def _param(name: str, example: Any) -> Row:
@@ -108,6 +118,47 @@ def _without_documents(request: JSON) -> JSON:
         for m in request.get("messages") or ()
     ]
     return {**request, "messages": messages}
+
+
+def message_keys(request: JSON) -> set[str]:
+    """The keys any message of ``request`` carries (one pass; see ``Row.message_key``)."""
+    keys: set[str] = set()
+    for m in request.get("messages") or ():  # a plain loop: this runs on every request
+        if isinstance(m, dict):
+            keys.update(m)
+    return keys
+
+
+def _message_row(name: str, key: str, what: str, example: JSON, uses: Callable[[JSON], bool],
+                 note_empty: bool = False) -> Row:
+    """A row for the message key ``key`` in the messages ``uses`` picks (role, value). The 400
+    names the first such message's key (``messages[1].audio``); dropping removes the key from
+    each of them. With ``note_empty``, an assistant message left with no content, tool calls or
+    function call gets content "" (its turn stays in place, so the turns around it still
+    alternate; adapters fill or leave out an empty assistant turn as they already do)."""
+
+    def used(m: Any) -> bool:
+        return isinstance(m, dict) and key in m and uses(m)
+
+    def present(request: JSON) -> bool:
+        return any(used(m) for m in _messages(request))
+
+    def locate(request: JSON) -> str:
+        messages = request.get("messages") or ()
+        i = next((i for i, m in enumerate(messages) if used(m)), 0)
+        return f"messages[{i}].{key}"
+
+    def without(m: JSON) -> JSON:
+        out = {k: v for k, v in m.items() if k != key}
+        if note_empty and out.get("content") is None and not out.get("tool_calls") \
+                and not out.get("function_call") and not out.get("audio"):
+            out["content"] = ""
+        return out
+
+    def drop(request: JSON) -> JSON:
+        return {**request, "messages": [without(m) if used(m) else m for m in request.get("messages") or ()]}
+
+    return Row(name, "messages", what, example, present, drop, message_key=key, locate=locate)
 
 
 def _functions(request: JSON) -> Iterator[JSON]:
@@ -265,7 +316,41 @@ FEATURE_ROWS: tuple[Row, ...] = (
     ),
 )
 
-REQUEST_ROWS: tuple[Row, ...] = PARAM_ROWS + FEATURE_ROWS
+_ASKING = {"role": "user", "content": "hi"}
+_AGAIN = {"role": "user", "content": "and again"}
+_NAMED_ROLES = frozenset({"system", "developer", "user", "assistant"})
+
+# Message-level keys of OpenAI's chat API that a provider may lack. OpenAI's own keys it ignores
+# on input (assistant ``refusal``, ``annotations``) and the canonical extensions with their own
+# handling (``thinking_blocks``, ``reasoning_content``, tool ``is_error``) are not rows: see
+# docs/providers.md, "Message fields".
+MESSAGE_ROWS: tuple[Row, ...] = (
+    # An earlier audio reply named by its id (OpenAI keeps it; content may then be absent).
+    _message_row(
+        "messages.audio", "audio", "assistant audio replies referenced by id (messages[].audio)",
+        {"messages": [_ASKING, {"role": "assistant", "audio": {"id": "audio_abc"}}, _AGAIN]},
+        lambda m: m.get("role") == "assistant" and m.get("audio") is not None,
+        note_empty=True,
+    ),
+    # A participant's name on a system, developer, user or assistant message. (On a tool message
+    # OpenAI has no ``name``: adapters that need the function's name take it from the call.)
+    _message_row(
+        "messages.name", "name", "participant names (messages[].name)",
+        {"messages": [{"role": "user", "content": "hi", "name": "ann"}]},
+        lambda m: m.get("role") in _NAMED_ROLES and bool(m.get("name")),
+    ),
+    # The legacy (pre-tools) function call of an assistant message.
+    _message_row(
+        "messages.function_call", "function_call",
+        "legacy assistant function calls (messages[].function_call)",
+        {"messages": [_ASKING, {"role": "assistant", "content": None,
+                                "function_call": {"name": "f", "arguments": "{}"}}, _AGAIN]},
+        lambda m: m.get("role") == "assistant" and m.get("function_call") is not None,
+        note_empty=True,
+    ),
+)
+
+REQUEST_ROWS: tuple[Row, ...] = PARAM_ROWS + FEATURE_ROWS + MESSAGE_ROWS
 
 # Response features: documented per provider in the same table (cells say whether and how the
 # provider's reply carries them) and checked by the matrix test against sample replies.

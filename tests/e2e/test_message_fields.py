@@ -1,0 +1,138 @@
+"""Message-level fields of a chat request (docs/providers.md, "Message fields"): passed to OpenAI
+as written, refused by a provider that has no such field (a 400 naming the message's key), or
+dropped there under ``drop_params``, never dropped in silence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+AUDIO = {"id": "audio_abc"}
+
+
+@pytest.fixture(scope="module")
+def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    stored = {"api_key": "${UPSTREAM_KEY}"}
+    config: dict[str, Any] = {
+        "providers": [
+            # A single-tenant deployment: the audio reply named by id is the caller's own.
+            {"name": "oa", "type": "openai", "api_base": f"{mock_upstream.url}/v1", **stored,
+             "allow_account_objects": True},
+            {"name": "claude", "type": "anthropic", "api_base": mock_upstream.url, **stored},
+        ],
+        "models": [
+            {"name": "gpt", "provider": "oa", "model": "gpt-4o-audio-preview"},
+            {"name": "claude", "provider": "claude", "model": "claude-sonnet-4-5"},
+            {"name": "claude-lenient", "provider": "claude", "model": "claude-sonnet-4-5",
+             "drop_params": True},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    gateway = start_gateway(config, tmp_path_factory.mktemp("message-fields"))
+    yield gateway
+    gateway.process.stop()
+
+
+@pytest.fixture
+def client(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def replaying_audio(marker: str) -> list[Any]:
+    """A conversation whose assistant turn is only an earlier audio reply, named by its id (OpenAI
+    takes such a message without content)."""
+    return [{"role": "user", "content": f"say hi mock:capture={marker}"},
+            {"role": "assistant", "audio": AUDIO},
+            {"role": "user", "content": "and again"}]
+
+
+def upstream_body(mock: Mock, marker: str) -> dict[str, Any]:
+    (seen,) = captured(mock, marker, outcome="completed")
+    assert seen["status"] == 200, seen
+    body: dict[str, Any] = seen["body"]
+    return body
+
+
+def nothing_sent(mock: Mock, marker: str) -> None:
+    # The refusal answered before any upstream call; a call would have been recorded before it.
+    assert captured(mock, marker, timeout=0.2) == []
+
+
+def refusal(client: openai.OpenAI, model: str, messages: list[Any]) -> dict[str, Any]:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=model, messages=messages)
+    assert err.value.status_code == 400
+    error = err.value.body
+    assert isinstance(error, dict) and error["code"] == "unsupported_parameter", error
+    assert error["type"] == "invalid_request_error"
+    return error
+
+
+def test_an_audio_reply_without_content_reaches_openai(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    resp = client.chat.completions.create(model="gpt", messages=replaying_audio(marker))
+    assert resp.choices[0].message.content
+    assert upstream_body(mock_upstream, marker)["messages"][1] == {"role": "assistant", "audio": AUDIO}
+
+
+def test_an_audio_reply_is_refused_by_anthropic_naming_the_message(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    error = refusal(client, "claude", replaying_audio(marker))
+    assert error["param"] == "messages[1].audio"
+    assert "audio" in error["message"] and "'anthropic'" in error["message"]
+    assert "drop_params" in error["message"]
+    nothing_sent(mock_upstream, marker)
+
+
+@pytest.mark.parametrize("drop", ["model", "request"])
+def test_drop_params_keeps_the_assistant_turn_without_the_audio(
+    client: openai.OpenAI, mock_upstream: Mock, drop: str
+) -> None:
+    marker = new_marker()
+    model, extra = ("claude-lenient", None) if drop == "model" else ("claude", {"drop_params": True})
+    resp = client.chat.completions.create(model=model, messages=replaying_audio(marker), extra_body=extra)
+    assert resp.choices[0].message.content
+    sent = upstream_body(mock_upstream, marker)
+    assert "audio" not in str(sent["messages"])
+    # The turn stays in place (empty, as any empty assistant turn), so the user turns stay apart.
+    assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
+    assert sent["messages"][1]["content"] == [{"type": "text", "text": "(no content)"}]
+
+
+def test_participant_names_reach_openai_and_are_refused_by_anthropic(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    messages: list[Any] = [{"role": "system", "content": "Be brief."},
+                           {"role": "user", "content": f"hi mock:capture={marker}", "name": "ann"}]
+    client.chat.completions.create(model="gpt", messages=messages)
+    assert upstream_body(mock_upstream, marker)["messages"][1]["name"] == "ann"
+
+    marker = new_marker()
+    messages[1]["content"] = f"hi mock:capture={marker}"
+    assert refusal(client, "claude", messages)["param"] == "messages[1].name"
+    nothing_sent(mock_upstream, marker)
+
+    client.chat.completions.create(model="claude-lenient", messages=messages)
+    assert upstream_body(mock_upstream, marker)["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": f"hi mock:capture={marker}"}]}]
+
+
+def test_a_legacy_function_call_is_refused_by_anthropic(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    messages: list[Any] = [
+        {"role": "user", "content": f"weather? mock:capture={marker}"},
+        {"role": "assistant", "content": None, "function_call": {"name": "weather", "arguments": "{}"}},
+        {"role": "user", "content": "well?"},
+    ]
+    assert refusal(client, "claude", messages)["param"] == "messages[1].function_call"
+    nothing_sent(mock_upstream, marker)
