@@ -149,6 +149,7 @@ async def list_revocations(
     user: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> dict[str, Any]:
     query_params(request, ("limit", "after", "tenant", "user"))  # a misspelt filter is a 400
+    # Not tenant_in_reach: a JWT tenant has revocations without a tenant record (as on creation).
     records = await _store(request).list_revocations(
         access.tenant_for(tenant), user_id=None if user is None else mapped_user(user), after=after,
         limit=limit + 1)
