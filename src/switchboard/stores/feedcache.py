@@ -175,7 +175,7 @@ class FeedCache(Generic[K, V]):
         try:
             value = await self._read(key)
         except Exception as exc:
-            if isinstance(exc, StoreTimeout):
+            if isinstance(exc, StoreTimeout) and self._feed is not None:  # (None: a test's)
                 _SILENT.add(self._feed)
             stale = self._stale(key, exc, generation)
             if stale is None:
@@ -184,7 +184,8 @@ class FeedCache(Generic[K, V]):
                                      "past their expiry meanwhile")
             return stale
         self._outage.succeeded()
-        _SILENT.discard(self._feed)
+        if self._feed is not None:
+            _SILENT.discard(self._feed)
         if generation == self._generation:  # no invalidation arrived meanwhile
             if len(self._entries) >= self._max and key not in self._entries:
                 del self._entries[next(iter(self._entries))]  # the oldest entry
