@@ -254,9 +254,9 @@ def test_a_jwt_caller_while_the_database_never_answers(
     mock_upstream: Mock, redis_server: RedisServer, idp: IdentityProvider, tmp_path: Path
 ) -> None:
     """A JWT caller whose tenant and team were read is served from the cache, past the cache
-    entry too; one whose were not is answered a clear 503 within the request path's bound on a
-    read (10 s), not held until the driver gives up nor answered 500; the gateway keeps serving
-    meanwhile and reads the database again once it answers."""
+    entry too; one whose were not (or an API key never read) is answered a clear 503 within the
+    request path's bound on a read (10 s), not held until the driver gives up nor answered 500;
+    the gateway keeps serving meanwhile and reads the database again once it answers."""
     pg = start_postgres()  # its own server: the test freezes it
     try:
         config = _cluster(mock_upstream, redis_server, pg, "jwt_hang")
@@ -268,6 +268,8 @@ def test_a_jwt_caller_while_the_database_never_answers(
         gw = start_gateway(config, tmp_path)
         try:
             assert _ask(_sdk(gw, _jwt(idp, "acme", "team-a", sub="alice")))  # tenant and team read
+            unseen = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,
+                                timeout=10).json()["key"]  # never used: not in the key cache
             _freeze(pg, signal.SIGSTOP)
             try:
                 # A new token of a tenant and team read before: from the cache, at once.
@@ -281,6 +283,12 @@ def test_a_jwt_caller_while_the_database_never_answers(
                     assert refused.value.status_code == 503, refused.value.body
                     assert refused.value.response.headers["retry-after"] == "5"
                     assert refused.value.body == UNAVAILABLE
+                # An API key never read is the same: a clear 503 within the bound.
+                started = time.monotonic()
+                with pytest.raises(openai.APIStatusError) as refused:
+                    _ask(_sdk(gw, unseen))
+                assert time.monotonic() - started < 15
+                assert refused.value.status_code == 503 and refused.value.body == UNAVAILABLE
                 # The master key needs no database: served as ever.
                 assert _ask(_sdk(gw, MASTER_KEY))
                 # Past the cache entries' 10 s: the tenant and team (and its limits and budgets)
