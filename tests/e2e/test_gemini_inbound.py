@@ -502,6 +502,27 @@ def test_key_in_the_query_string(gw: Gateway, key: str) -> None:
     assert streamed.text.startswith("data: {") and '"finishReason":"STOP"' in streamed.text
 
 
+@pytest.mark.parametrize("name", ["%6Bey", "%6b%65%79", "k%65y"])
+def test_a_percent_encoded_key_name_is_the_key(gw: Gateway, key: str, name: str) -> None:
+    """The query is decoded as a form is: an encoded ``key`` is the same parameter."""
+    body = {"contents": [{"parts": [{"text": "hello by encoded name"}]}]}
+    resp = httpx.post(f"{gw.url}/v1beta/models/gem-via-openai:generateContent?{name}={key}", json=body,
+                      timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert "hello by encoded name" in resp.json()["candidates"][0]["content"]["parts"][0]["text"]
+
+
+@pytest.mark.parametrize("query", ["key={key}&key=sk-sb-other", "key={key}&%6Bey={key}",
+                                   "alt=sse&key=&key={key}"])
+def test_a_key_given_twice_is_400_naming_it(gw: Gateway, key: str, query: str) -> None:
+    resp = httpx.post(f"{gw.url}/v1beta/models/gem-via-openai:streamGenerateContent?{query.format(key=key)}",
+                      json={"contents": [{"parts": [{"text": "hi"}]}]}, timeout=10)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["code"], error["status"]) == (400, "INVALID_ARGUMENT")
+    assert "'key' is given 2 times" in error["message"] and key not in resp.text
+
+
 @pytest.mark.parametrize(
     "headers, url_key",
     [({}, None), ({"x-goog-api-key": "sk-sb-not-a-real-key"}, None), ({}, "AIzaSyNotAGatewayKey")],

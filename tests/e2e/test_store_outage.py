@@ -8,6 +8,8 @@ it included, and one whose were not gets the same 503."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -218,6 +220,97 @@ def test_a_known_jwt_caller_is_served_and_an_unknown_one_gets_a_clear_503(
                 assert refused.value.status_code == 503, refused.value.body
                 assert refused.value.response.headers["retry-after"] == "5"
                 assert refused.value.body == UNAVAILABLE
+        finally:
+            gw.process.stop()
+        gw.process.wait_exit()
+        output = gw.process.output
+        assert "unexpected error" not in output and "Traceback" not in output, output
+        assert output.count("reading tenancy from the store failed") == 1, output
+    finally:
+        pg.stop()
+
+
+def _postgres_processes(pg: Postgres) -> list[int]:
+    """The postmaster and every backend it forked."""
+    postmaster = int((pg.directory / "data" / "postmaster.pid").read_text().split()[0])
+    found = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, timeout=10)
+    return [postmaster, *(int(pid) for pid in found.stdout.split())]
+
+
+def _freeze(pg: Postgres, sig: signal.Signals) -> None:
+    """SIGSTOP: a database that accepts connections (the kernel's backlog) and never answers,
+    on new connections or pooled ones; SIGCONT: back."""
+    for pid in _postgres_processes(pg):
+        os.kill(pid, sig)
+
+
+def _timed_ask(gw: Gateway, token: str) -> float:
+    started = time.monotonic()
+    assert _ask(_sdk(gw, token))
+    return time.monotonic() - started
+
+
+def test_a_jwt_caller_while_the_database_never_answers(
+    mock_upstream: Mock, redis_server: RedisServer, idp: IdentityProvider, tmp_path: Path
+) -> None:
+    """A JWT caller whose tenant and team were read is served from the cache, past the cache
+    entry too; one whose were not (or an API key never read) is answered a clear 503 within the
+    request path's bound on a read (10 s), not held until the driver gives up nor answered 500;
+    the gateway keeps serving meanwhile and reads the database again once it answers."""
+    pg = start_postgres()  # its own server: the test freezes it
+    try:
+        config = _cluster(mock_upstream, redis_server, pg, "jwt_hang")
+        config["auth"]["oidc"] = [{
+            "issuer": idp.issuer, "audience": "switchboard",
+            "claims": {"tenant": "tenant", "team": "team", "role": "realm_access.roles"},
+            "roles": {"sb-dev": "developer"}, "models": ["gpt-4o-mini"],
+        }]
+        gw = start_gateway(config, tmp_path)
+        try:
+            assert _ask(_sdk(gw, _jwt(idp, "acme", "team-a", sub="alice")))  # tenant and team read
+            unseen = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,
+                                timeout=10).json()["key"]  # never used: not in the key cache
+            _freeze(pg, signal.SIGSTOP)
+            try:
+                # A new token of a tenant and team read before: from the cache, at once.
+                assert _timed_ask(gw, _jwt(idp, "acme", "team-a", sub="bob")) < 2
+                # A tenant, or a team, never read: a clear 503 within the bound.
+                for tenant, team in (("globex", "team-a"), ("acme", "team-z")):
+                    started = time.monotonic()
+                    with pytest.raises(openai.APIStatusError) as refused:
+                        _ask(_sdk(gw, _jwt(idp, tenant, team, sub="dave")))
+                    assert time.monotonic() - started < 15
+                    assert refused.value.status_code == 503, refused.value.body
+                    assert refused.value.response.headers["retry-after"] == "5"
+                    assert refused.value.body == UNAVAILABLE
+                # An API key never read is the same: a clear 503 within the bound.
+                started = time.monotonic()
+                with pytest.raises(openai.APIStatusError) as refused:
+                    _ask(_sdk(gw, unseen))
+                assert time.monotonic() - started < 15
+                assert refused.value.status_code == 503 and refused.value.body == UNAVAILABLE
+                # The master key needs no database: served as ever.
+                assert _ask(_sdk(gw, MASTER_KEY))
+                # Past the cache entries' 10 s: the tenant and team (and its limits and budgets)
+                # as last read. The request that finds the database silent waits out the bound
+                # once (not once per record it needs, nor the driver's own timeouts).
+                deadline = time.monotonic() + 60
+                while "reading tenancy from the store failed" not in gw.process.output:
+                    assert _timed_ask(gw, _jwt(idp, "acme", "team-a", sub=f"u-{time.monotonic_ns()}")) < 15
+                    assert time.monotonic() < deadline, "the tenant's entry never expired"
+                # Then the retries run without holding the callers.
+                for n in range(3):
+                    assert _timed_ask(gw, _jwt(idp, "acme", "team-a", sub=f"later-{n}")) < 2
+                assert httpx.get(f"{gw.url}/health/live", timeout=10).status_code == 200
+            finally:
+                _freeze(pg, signal.SIGCONT)
+            # The database answers again: a tenant never read is read now (a JWT's tenant needs
+            # no record).
+            _until(lambda: httpx.post(
+                f"{gw.base_url}/chat/completions", timeout=30,
+                headers={"Authorization": f"Bearer {_jwt(idp, 'globex', 'team-a', sub='eve')}"},
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "back?"}]},
+            ).status_code == 200, "the database was not read again", timeout=60)
         finally:
             gw.process.stop()
         gw.process.wait_exit()

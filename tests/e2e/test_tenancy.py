@@ -8,6 +8,7 @@ import json
 import uuid
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -504,3 +505,49 @@ def test_a_prompt_or_api_of_a_team_that_does_not_exist_is_404(
         prompt = {**MADE_UP_TEAM_CASES[0][1], "tenant": a.tenant, "team": a.team1}
         admin.ok("POST", "/admin/v1/prompts", prompt, status=201)
     admin.ok("POST", path, {**body, "tenant": a.tenant, "team": a.team1}, status=201)
+
+
+# Every admin list that takes ?tenant=: a tenant the platform admin names must exist (404
+# tenant_not_found, as on creation), so a typo is not read as "nothing there".
+TENANT_CHECKED_LISTS = [
+    "/admin/v1/teams", "/admin/v1/users", "/admin/v1/service-accounts", "/admin/v1/keys",
+    "/admin/v1/limits", "/admin/v1/budgets", "/admin/v1/services", "/admin/v1/prompts",
+    "/admin/v1/apis", "/admin/v1/subscriptions", "/admin/v1/mcp/servers", "/admin/v1/catalog",
+    "/admin/v1/catalog/openapi.json",
+]
+# The lists that read any tenant's name without a record: a JWT's tenant claim needs none (token
+# revocations), and what is kept of a tenant outlives its record (the audit log, usage, logs,
+# analytics, alert incidents).
+TENANT_UNCHECKED_LISTS = {
+    "/admin/v1/token-revocations", "/admin/v1/audit", "/admin/v1/usage", "/admin/v1/logs",
+    "/admin/v1/analytics", "/admin/v1/alerts",
+}
+
+
+def test_every_list_taking_a_tenant_is_in_one_table(gateway: Gateway) -> None:
+    """The tables below cover every list route with ?tenant=: a new one must choose."""
+    doc = httpx.get(f"{gateway.url}/admin/v1/openapi.json", timeout=10).json()
+    taking = {path for path, ops in doc["paths"].items() if "{" not in path and "get" in ops
+              and any(p["in"] == "query" and p["name"] == "tenant" for p in ops["get"].get("parameters", []))}
+    assert taking == set(TENANT_CHECKED_LISTS) | {
+        p for p in taking if any(p.startswith(u) for u in TENANT_UNCHECKED_LISTS)}
+    assert set(TENANT_CHECKED_LISTS) <= taking
+
+
+@pytest.mark.parametrize("path", TENANT_CHECKED_LISTS)
+def test_a_list_of_a_tenant_that_does_not_exist_is_404(admin: Admin, tenant_here: str, path: str) -> None:
+    resp = admin.call("GET", path, params={"tenant": "tenant-nowhere"})
+    assert error(resp, 404)["code"] == "tenant_not_found", (path, resp.text)
+    # A tenant that exists, with nothing in it: listed (empty), not refused.
+    there = admin.call("GET", path, params={"tenant": tenant_here})
+    assert there.status_code == 200, (path, there.text)
+    # The platform admin's own tenant is its own, named or not.
+    assert admin.call("GET", path, params={"tenant": "default"}).status_code == 200, path
+
+
+def test_token_revocations_list_a_tenant_without_a_record(admin: Admin) -> None:
+    """A JWT's tenant claim needs no tenant record: its revocations are listed (and created) by
+    name, as documented."""
+    made = admin.ok("POST", "/admin/v1/token-revocations", {"user": "u-1", "tenant": "jwt-only"}, status=201)
+    listed = admin.ok("GET", "/admin/v1/token-revocations", params={"tenant": "jwt-only"})
+    assert [r["id"] for r in listed["data"]] == [made["id"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,10 +13,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
 
 from switchboard.stores import StoreError
 from switchboard.stores.factory import open_at, open_database
-from switchboard.stores.protocols import AuditQuery
+from switchboard.stores.protocols import ApiRecord, AuditQuery
 from switchboard.stores.sql import tables
 from switchboard.stores.sql.engine import create_engine
 from switchboard.stores.sql.migrate import _config, head
@@ -208,3 +211,45 @@ async def test_a_database_of_an_older_revision_upgrades_with_its_rows(fresh_url:
             assert body is not None and (body.request, body.response) == ('{"q": "hello"}', '{"a": "hi"}')
     finally:
         await stores.close()
+
+
+def _drop_apis_deprecated_at(conn: sa.Connection) -> None:
+    """The ``apis`` table as the first release of 0017 made it: without ``deprecated_at``."""
+    with Operations.context(MigrationContext.configure(conn)) as ops, ops.batch_alter_table("apis") as batch:
+        batch.drop_column("deprecated_at")
+
+
+async def test_a_database_upgraded_with_the_first_0017_gets_apis_deprecated_at(fresh_url: str) -> None:
+    """0017 gained ``deprecated_at`` after it shipped; the upgrade adds it where it is missing
+    (0035), keeps the APIs stored, and the published-API store reads and writes them again."""
+    if (db_file := sqlite_path(fresh_url)) is not None:
+        db_file.parent.mkdir(parents=True)
+    engine = create_engine(fresh_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(_config(c), "0017"))
+            await conn.run_sync(_drop_apis_deprecated_at)
+            await conn.execute(sa.text(
+                "INSERT INTO apis (tenant_id, name, prompt, status, require_approval, created_at, updated_at)"
+                " VALUES ('default', 'old', 'greeter', 'deprecated', false, :at, :at)"), {"at": now})
+            await conn.run_sync(lambda c: command.upgrade(_config(c), "0029"))
+            columns = await conn.run_sync(lambda c: {x["name"] for x in sa.inspect(c).get_columns("apis")})
+            assert "deprecated_at" not in columns  # the state the repair is for
+    finally:
+        await engine.dispose()
+    stores = await open_at(fresh_url, None)  # as serve does: migrations applied, then the stores
+    try:
+        assert stores.revision == head()
+        assert stores.apis is not None
+        old = await stores.apis.get("default", "old")
+        assert old is not None
+        assert (old.status, old.deprecated_at, old.updated_at) == ("deprecated", None, now)
+        await stores.apis.update(replace(old, deprecated_at=now))
+        await stores.apis.create(ApiRecord(tenant_id="default", name="new", prompt="g", deprecated_at=now))
+        listed = await stores.apis.list_apis("default")
+        assert [(a.name, a.deprecated_at) for a in listed] == [("new", now), ("old", now)]
+    finally:
+        await stores.close()
+    # Opening again is a no-op: the column is there, so 0035 leaves it be.
+    assert (await schema(fresh_url))[1] == [head()]

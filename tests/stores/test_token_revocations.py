@@ -13,7 +13,7 @@ import pytest
 
 from switchboard.access.revocations import TokenRevocations
 from switchboard.context import Principal
-from switchboard.stores.protocols import TokenRevocation
+from switchboard.stores.protocols import TokenRevocation, TooManyRevocations
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -91,3 +91,32 @@ async def test_a_revocation_made_on_one_instance_applies_on_another(backend: Bac
     finally:
         await here.close()
         await there.close()
+
+
+async def test_the_cap_holds_for_creations_at_once_from_two_instances(backend: Backend) -> None:
+    """The cap is counted with the insert: creations at once (on two instances) cannot pass it
+    together; exactly the cap is stored, and a replacement at the cap still is one."""
+    here, peer = backend.stores.token_revocations, (await backend.peer()).token_revocations
+    assert here is not None and peer is not None
+    cap = 5
+    for i in range(cap - 2):
+        await here.put(_record(f"trv_cap_{i}", "capped", f"old-{i}"), cap=cap)
+    stores = [here, peer] * 4
+
+    async def create(n: int) -> bool:
+        try:
+            await stores[n].put(_record(f"trv_new_{n}", "capped", f"new-{n}"), cap=cap)
+        except TooManyRevocations:
+            return False
+        return True
+
+    created = await asyncio.gather(*(create(n) for n in range(len(stores))))
+    assert sum(created) == 2 and await here.count("capped") == cap
+    # At the cap: another user is refused, the same user's record is replaced.
+    with pytest.raises(TooManyRevocations):
+        await peer.put(_record("trv_over", "capped", "one-more"), cap=cap)
+    replaced, before = await peer.put(_record("trv_again", "capped", "old-0", block=True), cap=cap)
+    assert before is not None and replaced.id == "trv_cap_0" and replaced.block
+    assert await here.count("capped") == cap
+    # Another tenant has its own count.
+    await here.put(_record("trv_other", "uncapped", "new-0"), cap=cap)

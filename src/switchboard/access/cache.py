@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from switchboard.context import Principal
-from switchboard.stores.feedcache import ALL, FeedCache
+from switchboard.stores.feedcache import ALL, STORE_READ_SECONDS, FeedCache
 from switchboard.stores.protocols import ChangeFeed, KeyRecord, KeyStore
 
 TOPIC = "keys"
@@ -73,6 +73,7 @@ class KeyCache(FeedCache[str, CachedKey]):
         super().__init__(
             TOPIC, load, feed, encode=_same, decode=_same, ttl=ttl, negative_ttl=negative_ttl,
             max_entries=max_entries, clock=clock, stale_if_error=stale_if_error,
+            read_timeout=STORE_READ_SECONDS,
         )
 
 

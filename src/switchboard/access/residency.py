@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from switchboard.access.cache import TOPIC as KEYS_TOPIC
-from switchboard.stores.feedcache import ALL, FeedCache
+from switchboard.stores.feedcache import ALL, STORE_READ_SECONDS, FeedCache
 from switchboard.stores.protocols import ChangeFeed, TenancyStore
 from switchboard.stores.sql.keys import intersect
 
@@ -56,6 +56,7 @@ class ResidencyCache(FeedCache[Key, Residency]):
         super().__init__(
             TOPIC, load, feed, encode=lambda key: ALL, decode=lambda message: None, ttl=ttl,
             max_entries=max_entries, clock=clock, stale_if_error=stale_if_error, also=(KEYS_TOPIC,),
+            read_timeout=STORE_READ_SECONDS,
         )
 
     def drop(self, message: str) -> None:

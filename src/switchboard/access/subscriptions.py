@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from switchboard.stores.feedcache import FeedCache
+from switchboard.stores.feedcache import STORE_READ_SECONDS, FeedCache
 from switchboard.stores.protocols import ChangeFeed, SubscriptionStore
 
 TOPIC = "subscriptions"
@@ -50,6 +50,7 @@ class SubscriptionCache(FeedCache[Key, str]):
         super().__init__(
             TOPIC, load, feed, encode=lambda key: message_of(*key), decode=_key_of, ttl=ttl,
             max_entries=max_entries, clock=clock, stale_if_error=stale_if_error,
+            read_timeout=STORE_READ_SECONDS,
         )
 
     async def status(self, tenant_id: str, team_id: str, model: str) -> str | None:

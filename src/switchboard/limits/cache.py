@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from switchboard.config.schema import LimitValues
 from switchboard.limits.plan import Stored
-from switchboard.stores.feedcache import FeedCache
+from switchboard.stores.feedcache import STORE_READ_SECONDS, FeedCache
 from switchboard.stores.protocols import ChangeFeed, LimitRecord, LimitStore
 
 TOPIC = "limits"
@@ -40,7 +40,7 @@ class LimitCache(FeedCache[str, Stored]):
             return {(r.scope, r.subject): values_of(r) for r in await store.list_limits(tenant_id)}
 
         super().__init__(TOPIC, load, feed, encode=_same, decode=_same, ttl=ttl, clock=clock,
-                         stale_if_error=stale_if_error)
+                         stale_if_error=stale_if_error, read_timeout=STORE_READ_SECONDS)
 
     async def limits(self, tenant_id: str) -> Stored:
         """The tenant's limits: cached, else read (one query however many ask at once)."""

@@ -23,6 +23,7 @@ from switchboard.config.mcp import McpServerConfig
 from switchboard.crypto.keyring import DecryptError, Keyring, mcp_server_aad
 from switchboard.stores.feedcache import ALL
 from switchboard.stores.protocols import ChangeFeed, McpServerRecord, McpStore, Subscription
+from switchboard.stores.unavailable import OutageLog
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -118,12 +119,16 @@ class StoredServers:
         await self.reload(message or ALL)
 
     async def _loop(self) -> None:
+        # The database down or silent: one warning for the outage, not a traceback every period.
+        outage = OutageLog(log, "reloading the stored MCP servers")
         while True:
             await asyncio.sleep(self._every)
             try:
                 await self.reload(ALL)
-            except Exception:
-                log.warning("reloading the stored MCP servers failed; keeping the ones loaded", exc_info=True)
+            except Exception as exc:
+                outage.failed(exc, "; keeping the ones loaded")
+            else:
+                outage.succeeded()
 
     async def reload(self, scope: str) -> None:
         """Reload one scope (a tenant id, ``GLOBAL``) or every server (``ALL``)."""

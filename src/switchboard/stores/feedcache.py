@@ -14,6 +14,17 @@ record cannot be put back by a read that started before the revocation.
 entry expired less than that long ago is served as it was rather than failing every request for
 it. Nothing can change in a store that cannot be written, and a change published on the feed
 still drops the entry, so only what the TTL guards against (a lost message) waits longer.
+Once a read has failed so, the retries (at most one a second) run without holding the requests
+for that record: they are served the stale record at once.
+
+``read_timeout``: the longest a read may take (the request path's caches set it). A database
+that accepts connections and never answers would otherwise hold a request until the driver's
+own timeouts end it (an opened connection's is a minute), and the driver's TimeoutError says
+nothing of a store: past the bound the read is :class:`StoreTimeout`, unreachable like a refused
+connection (a 503, or the stale record). While the last read of a gateway's caches (those
+sharing its change feed) ran out its bound, every one of them serves a record it may serve
+stale at once and reads it again behind the request: a request reads several (the caller, its
+limits, its budgets), and would otherwise wait out the bound once per cache.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from functools import partial
 from typing import Any, Generic, TypeVar
 
 from switchboard.stores.protocols import EVERYTHING, ChangeFeed, Subscription
-from switchboard.stores.unavailable import OutageLog, unavailable
+from switchboard.stores.unavailable import OutageLog, StoreTimeout, unavailable
 
 log = logging.getLogger("switchboard.access")
 
@@ -41,6 +52,8 @@ ALL = EVERYTHING  # the message that drops every entry (also sent by a feed that
 # The caches started in this process, by topic: a change published here drops their entries at
 # once, before the change feed's message comes back (Redis pub/sub takes a moment).
 _LIVE: dict[str, weakref.WeakSet[Any]] = {}
+# The change feeds (one per gateway) of caches whose last read ran out its bound (read_timeout).
+_SILENT: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 async def publish(feed: ChangeFeed, topic: str, message: str) -> None:
@@ -52,6 +65,9 @@ async def publish(feed: ChangeFeed, topic: str, message: str) -> None:
 
 # While a stale record is served, the store is asked again at most this often per key.
 STALE_RETRY_SECONDS = 1.0
+# The request path's bound on one read: as long as opening a connection may take
+# (stores/sql/engine.py, CONNECT_TIMEOUT), for a read that needs a new one.
+STORE_READ_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -59,6 +75,7 @@ class _Entry(Generic[V]):
     value: V | None
     expires: float
     stale_until: float = 0.0  # while the store is unreachable, served until then
+    stale: bool = False  # served stale after a failed read: retries do not hold requests
 
 
 class FeedCache(Generic[K, V]):
@@ -82,6 +99,7 @@ class FeedCache(Generic[K, V]):
         clock: Callable[[], float] = time.monotonic,
         also: tuple[str, ...] = (),
         stale_if_error: float = 0.0,
+        read_timeout: float | None = None,
     ) -> None:
         self._topic = topic
         self._topics = (topic, *also)
@@ -93,6 +111,7 @@ class FeedCache(Generic[K, V]):
         self._negative_ttl = ttl if negative_ttl is None else negative_ttl
         self._max = max_entries
         self._stale_if_error = stale_if_error
+        self._read_timeout = read_timeout
         self._outage = OutageLog(log, f"reading {topic} from the store")
         self._clock = clock
         self._entries: dict[K, _Entry[V]] = {}
@@ -127,7 +146,8 @@ class FeedCache(Generic[K, V]):
 
     async def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
-        if entry is not None and entry.expires > self._clock():
+        now = self._clock()
+        if entry is not None and entry.expires > now:
             return entry.value
         task = self._pending.get(key)
         if task is None:
@@ -136,14 +156,27 @@ class FeedCache(Generic[K, V]):
             task = asyncio.get_running_loop().create_task(self._lookup(key))
             self._pending[key] = task
             task.add_done_callback(partial(self._finished, key))
+        if entry is not None and now < entry.stale_until and (entry.stale or self._feed in _SILENT):
+            return entry.value  # the store did not answer last time: retried without waiting on it
         return await asyncio.shield(task)
+
+    async def _read(self, key: K) -> V | None:
+        if self._read_timeout is None:
+            return await self._load(key)
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                return await self._load(key)
+        except TimeoutError as exc:  # this bound's, or the driver's connect or command timeout
+            raise StoreTimeout(self._read_timeout) from exc
 
     async def _lookup(self, key: K) -> V | None:
         generation = self._generation
         self.lookups += 1
         try:
-            value = await self._load(key)
+            value = await self._read(key)
         except Exception as exc:
+            if isinstance(exc, StoreTimeout) and self._feed is not None:  # (None: a test's)
+                _SILENT.add(self._feed)
             stale = self._stale(key, exc, generation)
             if stale is None:
                 raise
@@ -151,6 +184,8 @@ class FeedCache(Generic[K, V]):
                                      "past their expiry meanwhile")
             return stale
         self._outage.succeeded()
+        if self._feed is not None:
+            _SILENT.discard(self._feed)
         if generation == self._generation:  # no invalidation arrived meanwhile
             if len(self._entries) >= self._max and key not in self._entries:
                 del self._entries[next(iter(self._entries))]  # the oldest entry
@@ -173,6 +208,7 @@ class FeedCache(Generic[K, V]):
         if now >= entry.stale_until:
             return None
         entry.expires = min(now + STALE_RETRY_SECONDS, entry.stale_until)
+        entry.stale = True
         return entry.value
 
     def _finished(self, key: K, task: asyncio.Task[V | None]) -> None:

@@ -43,10 +43,19 @@ def _driver_error(exc: BaseException | None) -> bool:
     return False
 
 
+class StoreTimeout(Exception):
+    """A read of a store that got no answer in time: a database that accepts connections and
+    never answers (asyncpg's connect and command timeouts raise the builtin TimeoutError, which
+    alone does not say what timed out). Raised by the reader that knows it was reading a store."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer from the store within {seconds:g} s")
+
+
 def unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says a store could not be reached (as opposed to a bad query)."""
-    if isinstance(exc, sqlalchemy.exc.TimeoutError):
-        return True  # no pooled connection free within the pool's timeout
+    if isinstance(exc, sqlalchemy.exc.TimeoutError | StoreTimeout):
+        return True  # no pooled connection free within the pool's timeout, or no answer at all
     if isinstance(exc, sqlalchemy.exc.DBAPIError):
         # SQLAlchemy's wrapper of a driver error: a dropped connection, or the driver's own
         # connection error inside; SQLite's "database is locked" is a store busy, not a bug.
@@ -67,8 +76,10 @@ class OutageLog:
         self._since: float | None = None  # when the store stopped answering, until it answers
 
     def failed(self, exc: BaseException, then: str = "") -> None:
-        """``then``: what happens meanwhile, appended to the warning (``"; ..."``)."""
-        if not unavailable(exc):
+        """``then``: what happens meanwhile, appended to the warning (``"; ..."``). A TimeoutError
+        is the store's here: the work is a store's, and a database that accepts connections and
+        never answers ends it with the driver's (builtin) TimeoutError."""
+        if not (unavailable(exc) or isinstance(exc, TimeoutError)):
             self._log.warning("%s failed%s", self._what, then, exc_info=exc)
         elif self._since is None:
             self._since = time.monotonic()

@@ -209,7 +209,7 @@ async def list_apis(
     status: Annotated[Literal["draft", "published", "deprecated", "retired"] | None, Query()] = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    scope = access.tenant_for(tenant)
+    scope = await tenant_in_reach(access, _stores(request), tenant)
     found = await _apis(request).list_apis(scope)
     data = [public(r) for r in found if access.sees(r.tenant_id, r.team_id) and status in (None, r.status)]
     return {"object": "list", "data": data, "has_more": False}

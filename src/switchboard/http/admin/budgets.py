@@ -34,7 +34,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
-from switchboard.http.admin.scoping import TenantQuery, new_id, scoped_subject
+from switchboard.http.admin.scoping import TenantQuery, new_id, scoped_subject, tenant_in_reach
 from switchboard.stores import Stores
 from switchboard.stores.protocols import BUDGET_PERIODS, BUDGET_SCOPES, BUDGET_UNITS, BudgetRecord
 
@@ -250,7 +250,7 @@ async def list_budgets(
     query_params(request, ("tenant", "scope"))  # a misspelt or repeated filter is a 400, not ignored
     stores = _stores(request)
     assert stores.budgets is not None
-    records = await stores.budgets.list_budgets(access.tenant_for(tenant))
+    records = await stores.budgets.list_budgets(await tenant_in_reach(access, stores, tenant))
     wanted = [r for r in records if scope is None or r.scope == scope]
     # Each status may rebuild a counter from the ledger: a few at a time, not the whole list.
     gate = asyncio.Semaphore(STATUS_CONCURRENCY)

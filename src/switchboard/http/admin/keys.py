@@ -44,7 +44,7 @@ from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.query import query_params
-from switchboard.http.admin.scoping import Regions, TenantQuery, UtcTime
+from switchboard.http.admin.scoping import Regions, TenantQuery, UtcTime, tenant_in_reach
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
 from switchboard.stores.protocols.access import ROTATED_TO
@@ -443,8 +443,9 @@ async def list_keys(
     query_params(request, ("limit", "after", "tenant", "team", "user", "service_account", "tag"))
     query = KeyQuery(team_id=team, user_id=user, service_account_id=service_account, tag=tag, after=after,
                      limit=limit + 1, **_reach_of(access))
+    scope = await tenant_in_reach(access, stores_of(request), tenant)
     try:
-        records = await stores_of(request).keys.page_keys(access.tenant_for(tenant), query)
+        records = await stores_of(request).keys.page_keys(scope, query)
     except ValueError:
         raise InvalidRequest("after: unknown cursor", param="after", code="invalid_value") from None
     page = records[:limit]

@@ -23,7 +23,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
-from switchboard.http.admin.scoping import TenantQuery, new_id, scoped_subject
+from switchboard.http.admin.scoping import TenantQuery, new_id, scoped_subject, tenant_in_reach
 from switchboard.stores import Stores
 from switchboard.stores.protocols import LIMIT_SCOPES, LimitRecord
 
@@ -152,7 +152,7 @@ async def list_limits(
     query_params(request, ("tenant", "scope"))  # a misspelt or repeated filter is a 400, not ignored
     stores = _stores(request)
     assert stores.limits is not None
-    records = await stores.limits.list_limits(access.tenant_for(tenant))
+    records = await stores.limits.list_limits(await tenant_in_reach(access, stores, tenant))
     return {"object": "list", "data": [public(r) for r in records if scope is None or r.scope == scope]}
 
 

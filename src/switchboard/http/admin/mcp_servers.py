@@ -342,7 +342,7 @@ async def list_servers(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[str | None, Query(max_length=64, description="Last name of the previous page")] = None,
 ) -> dict[str, Any]:
-    scope = access.tenant_for(tenant)
+    scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     items = [config_public(s) for s in _yaml_servers(request, scope)]
     for record in await store_of(request).list_servers(scope):
         items.append(stored_public(record, _has_secret(record)))

@@ -23,7 +23,7 @@ from switchboard.apis import openapi
 from switchboard.config.services import METHODS
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.scoping import TenantQuery
+from switchboard.http.admin.scoping import TenantQuery, tenant_in_reach
 from switchboard.http.apis.docs import serving
 from switchboard.portal import (
     ApiSource,
@@ -124,7 +124,7 @@ async def list_catalog(
     if kind is not None and kind not in catalog.kinds:
         raise InvalidRequest(f"kind: expected one of {', '.join(catalog.kinds)}", param="kind",
                              code="invalid_value")
-    scope = access.tenant_for(tenant)
+    scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     page = await catalog.page(scope, access.principal, CatalogQuery(kind=kind, q=q or None, after=after,
                                                                     limit=limit))
     data = [public(entry, sub) for entry, sub in page.entries]
@@ -140,7 +140,7 @@ async def catalog_openapi(
 ) -> dict[str, Any]:
     _known(request, ("tenant",))
     catalog = _catalog(request)
-    scope = access.tenant_for(tenant)
+    scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     entries = await catalog.entries(scope, access.principal)
     services = request.app.state.services
 

@@ -244,7 +244,7 @@ async def list_prompts(
     after: Annotated[str | None, Query(max_length=64, description="Last name of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    scope = access.tenant_for(tenant)
+    scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     store = _store(request)
     found = await store.list_prompts(scope, team_id=team, after=after, limit=limit + 1)
     page = [p for p in found[:limit] if access.sees(p.tenant_id, p.team_id)]

@@ -206,7 +206,7 @@ async def list_services(
     access: Annotated[Access, Depends(allow("service", "read"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    scope = access.tenant_for(tenant)
+    scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     configured = [_of_config(s) for s in _table(request).visible(scope)]
     stored = [_of_record(r) for r in await _store(request).list_services(scope)]
     data = sorted([*configured, *stored], key=lambda s: s["name"])

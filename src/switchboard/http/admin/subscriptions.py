@@ -227,7 +227,7 @@ async def list_subscriptions(
 ) -> dict[str, Any]:
     # A misspelt or repeated filter would otherwise list what the caller did not ask for.
     query_params(request, _LIST_PARAMS)
-    scope = access.tenant_for(tenant)
+    scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     if access.reach < Reach.TENANT:  # a team's members see their own team's subscriptions only
         own = access.principal.team_id
         if team is not None and team != own:

@@ -3,7 +3,9 @@
 The path holds the model, so these are routed by prefix rather than by the app's exact-path
 table. A key given as ``?key=`` (as Google's API allows) is moved into the ``x-goog-api-key``
 header before the endpoint runs, and taken out of the query string, so it is never written to
-an access log line; it counts only when no other credential header is present.
+an access log line; it counts only when no other credential header is present. Names are decoded
+as a form decodes them (``?%6Bey=`` is ``key``), and a key given twice is refused rather than one
+of them picked.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
-from switchboard.errors import GatewayError, NotFound
+from switchboard.errors import GatewayError, InvalidRequest, NotFound
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, header_dict, send_bytes
 from switchboard.http.endpoint import count_refused, request_id
 from switchboard.http.errors import MethodNotAllowed
@@ -33,13 +35,19 @@ def is_gemini(method: str, path: str) -> bool:
 
 
 def move_query_key(scope: Scope) -> None:
+    """Raises InvalidRequest for a key given more than once: which one was meant is unknown."""
     raw: bytes = scope.get("query_string") or b""
-    if b"key=" not in raw:
+    # Cheap for the common query (none, or ?alt=sse): "key" can only be spelt without "key="
+    # by percent-encoding some of its letters.
+    if b"key=" not in raw and b"%" not in raw:
         return
     pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
     keys = [v for k, v in pairs if k == "key"]
     if not keys:
         return
+    if len(keys) > 1:
+        raise InvalidRequest(f"the query parameter 'key' is given {len(keys)} times; give one key, once",
+                             param="key", code="invalid_value")
     scope["query_string"] = urlencode([(k, v) for k, v in pairs if k != "key"]).encode("latin-1")
     # An empty x-goog-api-key (the Gemini CLI sends one when it has no key of its own) gives way.
     headers = [(n, v) for n, v in scope["headers"] if n != b"x-goog-api-key" or v.strip()]
@@ -54,7 +62,11 @@ class GeminiRoutes:
         self._state = state  # who counts the requests refused here (the metrics, when on)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        move_query_key(scope)
+        try:
+            move_query_key(scope)
+        except InvalidRequest as err:
+            await self._answer(scope, send, time.perf_counter(), err)
+            return
         _, method = split_path(scope["path"])
         endpoint = self._endpoints.get(method)
         if endpoint is not None:

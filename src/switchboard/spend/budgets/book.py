@@ -33,7 +33,7 @@ from switchboard.spend.budgets.periods import counter_key, counter_ttl, window
 from switchboard.spend.budgets.plan import Budget, Stored, in_force, nano, of_record, usd_of
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.ledger import LedgerWriter
-from switchboard.stores.feedcache import FeedCache
+from switchboard.stores.feedcache import STORE_READ_SECONDS, FeedCache
 from switchboard.stores.protocols import (
     Again,
     BudgetCounters,
@@ -93,7 +93,7 @@ class BudgetBook:
         self._clock = clock
         self._cache: FeedCache[str, Stored] = FeedCache(
             TOPIC, self._load_tenant, feed, encode=str, decode=str, negative_ttl=10.0,
-            stale_if_error=stale_if_error)
+            stale_if_error=stale_if_error, read_timeout=STORE_READ_SECONDS)
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._in_force: dict[str, tuple[Principal, Stored, list[Budget]]] = {}
         # (budget, period, zone) -> (its counter's key, the period's end as a timestamp, when the

@@ -106,6 +106,7 @@ from switchboard.stores.protocols.providers import (
 from switchboard.stores.protocols.revocations import (
     TokenRevocation,
     TokenRevocationStore,
+    TooManyRevocations,
 )
 from switchboard.stores.protocols.services import (
     ServiceExists,
@@ -234,6 +235,7 @@ __all__ = [
     "TokenRevocation",
     "TokenRevocationStore",
     "TooManyGroups",
+    "TooManyRevocations",
     "UsageLedger",
     "UsageRecord",
     "UsageReportQuery",

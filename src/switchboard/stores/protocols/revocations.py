@@ -32,10 +32,17 @@ class TokenRevocation:
     created_by_role: str = "platform_admin"
 
 
+class TooManyRevocations(Exception):
+    """A new record would take the tenant past the cap ``put`` was given."""
+
+
 class TokenRevocationStore(Protocol):
-    async def put(self, record: TokenRevocation) -> tuple[TokenRevocation, TokenRevocation | None]:
+    async def put(self, record: TokenRevocation, *, cap: int | None = None
+                  ) -> tuple[TokenRevocation, TokenRevocation | None]:
         """Insert, or replace the revocation of the same (tenant, user), keeping its id. Returns
-        what is stored now and what was before (None: new)."""
+        what is stored now and what was before (None: new). A new record when the tenant has
+        ``cap`` already raises TooManyRevocations; checked with the insert, so creations at once
+        cannot pass it together (a replacement always may)."""
 
     async def get(self, tenant_id: str, revocation_id: str) -> TokenRevocation | None: ...
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from switchboard.stores.protocols import TokenRevocation
+from switchboard.stores.protocols import TokenRevocation, TooManyRevocations
 from switchboard.stores.sql.tables import token_revocations as t
 from switchboard.stores.sql.times import from_db, to_db
 
@@ -28,17 +28,38 @@ def _record(row: sa.Row[Any]) -> TokenRevocation:
     )
 
 
+# pg_advisory_xact_lock's first key (the second: the tenant's hash): "token revocations".
+PG_LOCK_SPACE = 0x7472_7600
+
+
+async def _insert(conn: AsyncConnection, values: dict[str, Any], cap: int | None) -> None:
+    """The row, unless its tenant has ``cap`` rows already (TooManyRevocations): one statement,
+    ``INSERT ... SELECT ... WHERE (SELECT count(*) ...) < cap``, so the count is the one the
+    insert sees."""
+    if cap is None:
+        await conn.execute(sa.insert(t).values(**values))
+        return
+    held = sa.select(sa.func.count()).select_from(t).where(t.c.tenant_id == values["tenant_id"])
+    row = sa.select(*(sa.literal(v, t.c[k].type).label(k) for k, v in values.items())).where(
+        held.scalar_subquery() < cap)
+    result = await conn.execute(sa.insert(t).from_select(list(values), row))
+    if not result.rowcount:
+        raise TooManyRevocations(values["tenant_id"])
+
+
 class SqlTokenRevocationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def put(self, record: TokenRevocation) -> tuple[TokenRevocation, TokenRevocation | None]:
+    async def put(self, record: TokenRevocation, *, cap: int | None = None
+                  ) -> tuple[TokenRevocation, TokenRevocation | None]:
         try:
-            return await self._put(record)
+            return await self._put(record, cap)
         except IntegrityError:  # created by someone else meanwhile: now it is a replacement
-            return await self._put(record)
+            return await self._put(record, cap)
 
-    async def _put(self, record: TokenRevocation) -> tuple[TokenRevocation, TokenRevocation | None]:
+    async def _put(self, record: TokenRevocation, cap: int | None
+                   ) -> tuple[TokenRevocation, TokenRevocation | None]:
         values = {
             "not_before": to_db(record.not_before), "block": record.block, "reason": record.reason,
             "expires_at": to_db(record.expires_at), "created_at": to_db(record.created_at),
@@ -46,11 +67,17 @@ class SqlTokenRevocationStore:
         }
         where = (t.c.tenant_id == record.tenant_id, t.c.user_id == record.user_id)
         async with self._engine.begin() as conn:
+            if cap is not None and conn.dialect.name == "postgresql":
+                # Creations in one tenant queue up here, so each counts the others' rows (under
+                # READ COMMITTED two would each count the same and both insert). SQLite needs no
+                # lock: its writers take turns, and the insert below counts within its statement.
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
+                    PG_LOCK_SPACE, sa.func.hashtext(record.tenant_id))))
             row = (await conn.execute(sa.select(t).where(*where).with_for_update())).first()
             before = None if row is None else _record(row)
             if before is None:
-                await conn.execute(sa.insert(t).values(
-                    id=record.id, tenant_id=record.tenant_id, user_id=record.user_id, **values))
+                await _insert(conn, {"id": record.id, "tenant_id": record.tenant_id,
+                                     "user_id": record.user_id, **values}, cap)
                 return record, None
             await conn.execute(sa.update(t).where(t.c.id == before.id).values(**values))
         return replace(record, id=before.id), before
