@@ -175,6 +175,19 @@ def idp() -> Iterator[IdentityProvider]:
     provider.stop()
 
 
+def _jwt_cluster(
+    mock: Mock, redis: RedisServer, pg: Postgres, name: str, idp: IdentityProvider
+) -> dict[str, Any]:
+    """The cluster config with the test identity provider's tokens accepted as developers."""
+    config = _cluster(mock, redis, pg, name)
+    config["auth"]["oidc"] = [{
+        "issuer": idp.issuer, "audience": "switchboard",
+        "claims": {"tenant": "tenant", "team": "team", "role": "realm_access.roles"},
+        "roles": {"sb-dev": "developer"}, "models": ["gpt-4o-mini"],
+    }]
+    return config
+
+
 def _jwt(idp: IdentityProvider, tenant: str, team: str, **claims: Any) -> str:
     return idp.token(tenant=tenant, team=team, realm_access={"roles": ["sb-dev"]}, **claims)
 
@@ -184,12 +197,7 @@ def test_a_known_jwt_caller_is_served_and_an_unknown_one_gets_a_clear_503(
 ) -> None:
     pg = start_postgres()  # its own server: the test stops it
     try:
-        config = _cluster(mock_upstream, redis_server, pg, "jwt_outage")
-        config["auth"]["oidc"] = [{
-            "issuer": idp.issuer, "audience": "switchboard",
-            "claims": {"tenant": "tenant", "team": "team", "role": "realm_access.roles"},
-            "roles": {"sb-dev": "developer"}, "models": ["gpt-4o-mini"],
-        }]
+        config = _jwt_cluster(mock_upstream, redis_server, pg, "jwt_outage", idp)
         gw = start_gateway(config, tmp_path)
         try:
             known = _jwt(idp, "acme", "team-a", sub="alice")
@@ -259,12 +267,7 @@ def test_a_jwt_caller_while_the_database_never_answers(
     the gateway keeps serving meanwhile and reads the database again once it answers."""
     pg = start_postgres()  # its own server: the test freezes it
     try:
-        config = _cluster(mock_upstream, redis_server, pg, "jwt_hang")
-        config["auth"]["oidc"] = [{
-            "issuer": idp.issuer, "audience": "switchboard",
-            "claims": {"tenant": "tenant", "team": "team", "role": "realm_access.roles"},
-            "roles": {"sb-dev": "developer"}, "models": ["gpt-4o-mini"],
-        }]
+        config = _jwt_cluster(mock_upstream, redis_server, pg, "jwt_hang", idp)
         gw = start_gateway(config, tmp_path)
         try:
             assert _ask(_sdk(gw, _jwt(idp, "acme", "team-a", sub="alice")))  # tenant and team read
