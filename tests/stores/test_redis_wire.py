@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.stores.protocols import Bucket
+from switchboard.stores.redis import wire as wire_module
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.limits import RedisRateLimiter, bucket_key, slot_ms
 from switchboard.stores.redis.wire import Wire, bulk, command
@@ -144,6 +145,44 @@ async def test_a_server_that_never_answers_times_out() -> None:
         assert all(isinstance(r, RedisTimeoutError) for r in results)
     finally:
         never.set()
+        await closing(client)
+        server.close()
+
+
+async def test_a_silent_server_fails_calls_at_once_until_a_ping_is_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the calls in flight wait out the reply timeout; the next ones fail at once (the
+    same timeout error) until a PING on a fresh connection is answered in the background."""
+    monkeypatch.setattr(wire_module, "PROBE_SECONDS", 0.05)
+    answering = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if answering.is_set():  # every command here is a PING
+                writer.write(b"+PONG\r\n" * data.count(b"PING"))
+                await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3)
+    try:
+        with pytest.raises(RedisTimeoutError):
+            await RedisRateLimiter(client).acquire([BUCKET])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(RedisTimeoutError, match="has not answered"):
+            await RedisRateLimiter(client).acquire([BUCKET])
+        assert loop.time() - started < 0.1  # not another reply timeout
+        wire = batch_for(client)._wire
+        assert wire is not None
+        answering.set()
+        async with asyncio.timeout(5):
+            while wire._probe is not None:
+                await asyncio.sleep(0.01)
+        assert await wire.call(command(["PING"]), 1) == [b"PONG"]
+    finally:
+        answering.set()
         await closing(client)
         server.close()
 

@@ -7,13 +7,22 @@ and a reply callback per command) cost about as much CPU as the rest of the clus
 Redis work together (docs/benchmarks.md). Batches of several passes may be in flight at once:
 Redis answers in order, so each batch waits for its own count of replies.
 
+A Redis that accepts connections and never answers (a process frozen, a path that drops
+everything) would hold every batch for the whole reply timeout, each request anew. So once a
+batch got no reply in time the wire is *silent*: calls fail at once with the same timeout error
+(Redis unreachable, as a refused connection is) while a PING on a fresh connection is tried in
+the background every ``PROBE_SECONDS``; the first one answered ends it, and calls use that
+connection. Only the calls in flight when Redis went quiet wait out the timeout.
+
 Plain TCP and Unix sockets only; a TLS URL keeps redis-py's pipeline (stores/redis/batch.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -24,7 +33,13 @@ from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 from redis.exceptions import TimeoutError as ReplyTimeout
 
+log = logging.getLogger("switchboard.stores")
+
 Arg = str | bytes | int | float
+
+# While silent, how often a PING on a fresh connection asks whether Redis answers again.
+PROBE_SECONDS = 1.0
+_PING = b"*1\r\n$4\r\nPING\r\n"
 
 
 # Encoded arguments by value: keys, script arguments and amounts repeat from request to request.
@@ -159,6 +174,9 @@ class Wire:
         self._connect_timeout, self._reply_timeout = connect_timeout, reply_timeout
         self._protocol: _Replies | None = None
         self._connecting: asyncio.Task[_Replies] | None = None
+        # While Redis is silent: the background task asking it again, and since when.
+        self._probe: asyncio.Task[None] | None = None
+        self._silent_since = 0.0
 
     @classmethod
     def of(cls, client: Redis) -> Wire | None:
@@ -189,10 +207,38 @@ class Wire:
 
     async def call(self, payload: bytes, count: int) -> list[Any]:
         """Send ``count`` commands packed in ``payload``; their replies, errors as values."""
-        protocol = self._protocol
-        if protocol is None or protocol.transport is None or protocol.transport.is_closing():
-            protocol = await self._connected()
-        return await protocol.send(payload, count)
+        if self._probe is not None:
+            raise ReplyTimeout(f"redis has not answered for {time.monotonic() - self._silent_since:.0f} s")
+        try:
+            protocol = self._protocol
+            if protocol is None or protocol.transport is None or protocol.transport.is_closing():
+                protocol = await self._connected()
+            return await protocol.send(payload, count)
+        except ReplyTimeout:
+            self._went_silent()
+            raise
+
+    def _went_silent(self) -> None:
+        if self._probe is None:
+            self._silent_since = time.monotonic()
+            loop = asyncio.get_running_loop()
+            self._probe = loop.create_task(self._ask_again(), name="switchboard-redis-probe")
+
+    async def _ask_again(self) -> None:
+        """PING on a fresh connection until one is answered; calls then use that connection."""
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            try:
+                protocol = await self._connect()
+                await protocol.send(_PING, 1)
+            except Exception as exc:  # still silent, refused, or down: calls keep failing at once
+                log.debug("redis still silent (%s)", type(exc).__name__)
+                continue
+            old, self._protocol = self._protocol, protocol
+            if old is not None and old is not protocol:
+                old.abort(ConnectionError("redis answered on a fresh connection"))
+            self._probe = None
+            return
 
     async def _connected(self) -> _Replies:
         attempt = self._connecting
@@ -218,9 +264,12 @@ class Wire:
                     _, protocol = await loop.create_unix_connection(make, self._path)
                 else:
                     _, protocol = await loop.create_connection(make, self._host, self._port)
-        except OSError as exc:  # TimeoutError included
+        except TimeoutError:  # the connect itself got no answer: as silent as a reply never sent
             where = self._path or f"{self._host}:{self._port}"
-            raise ConnectionError(f"cannot connect to redis at {where}: {exc or 'timed out'}") from None
+            raise ReplyTimeout(f"cannot connect to redis at {where}: timed out") from None
+        except OSError as exc:
+            where = self._path or f"{self._host}:{self._port}"
+            raise ConnectionError(f"cannot connect to redis at {where}: {exc}") from None
         if self._hello:
             for reply in await protocol.send(b"".join(self._hello), len(self._hello)):
                 if isinstance(reply, ResponseError):
@@ -229,6 +278,9 @@ class Wire:
         return protocol
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
         if self._connecting is not None:
             self._connecting.cancel()
         protocol, self._protocol = self._protocol, None

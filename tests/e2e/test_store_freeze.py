@@ -1,0 +1,150 @@
+"""Keyed model calls while the cluster's Redis accepts connections and never answers (SIGSTOP):
+every call is answered within a bound with what docs/limits.md and docs/budgets.md promise for
+Redis out of reach (limits open: admitted without limits; budgets closed: 503
+budget_unavailable), never a 500 and never held; /health/ready says Redis is down; once Redis
+answers again the limits count, the budgets admit and the change feed delivers again."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.services import Postgres, start_redis
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+# The bound on one Redis command (stores/redis/client.py, 10 s), with room for a loaded machine:
+# what the calls in flight as Redis goes quiet may wait. The calls after them do not wait it.
+BOUND = 15.0
+QUICK = 3.0
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _sdk(gw: Gateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=60)
+
+
+def _timed(client: openai.OpenAI) -> tuple[Any, float]:
+    """The raw answer (or the error) and how long it took."""
+    started = time.monotonic()
+    try:
+        answer: Any = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    except openai.APIStatusError as exc:
+        answer = exc
+    took = time.monotonic() - started
+    return answer, took
+
+
+def _key(gw: Gateway, **fields: Any) -> dict[str, Any]:
+    created = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"], **fields}, headers=ADMIN,
+                         timeout=10)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def test_keyed_calls_with_limits_and_a_budget_while_redis_never_answers(
+    postgres: Postgres, mock_upstream: Mock, tmp_path: Path
+) -> None:
+    redis = start_redis()  # our own: the test freezes it
+    try:
+        config = openai_config(mock_upstream)
+        config["database"] = {"url": postgres.create_database(f"freeze_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        gw = start_gateway(config, tmp_path / "a")
+        other = start_gateway(config, tmp_path / "b")  # hears changes over the change feed only
+        try:
+            limited = _key(gw, rpm_limit=1000)
+            budgeted = _key(gw, max_budget_usd=1)
+            both = _key(gw, rpm_limit=1000, max_budget_usd=1)
+            plain = _key(gw)
+            clients = {name: _sdk(gw, k["key"]) for name, k in
+                       (("limited", limited), ("budgeted", budgeted), ("both", both), ("plain", plain))}
+            for client in clients.values():  # every key read, every counter loaded
+                answer, _ = _timed(client)
+                assert answer.http_response.status_code == 200
+            raw, _ = _timed(clients["limited"])
+            assert raw.headers["x-ratelimit-remaining-requests"] == "998"
+
+            redis.proc.send_signal(signal.SIGSTOP)
+            try:
+                # The first call finds Redis silent: it waits out the bound on a reply once.
+                raw, took = _timed(clients["limited"])
+                assert took < BOUND and raw.http_response.status_code == 200
+                for _ in range(3):
+                    # Limits open (the default): admitted, without the limits' headers.
+                    raw, took = _timed(clients["limited"])
+                    assert took < QUICK
+                    assert raw.http_response.status_code == 200
+                    assert "x-ratelimit-limit-requests" not in raw.headers
+                    # Budgets closed (the default): a clear 503, not a 500 nor a hung call.
+                    for name in ("budgeted", "both"):
+                        refused, took = _timed(clients[name])
+                        assert took < QUICK
+                        assert isinstance(refused, openai.APIStatusError), refused
+                        assert refused.status_code == 503, refused.body
+                        assert refused.body["code"] == "budget_unavailable"  # type: ignore[index]
+                    # No limit, no budget: Redis is not on its path.
+                    raw, took = _timed(clients["plain"])
+                    assert took < QUICK and raw.http_response.status_code == 200
+                started = time.monotonic()
+                ready = httpx.get(f"{gw.url}/health/ready", timeout=10)
+                assert time.monotonic() - started < 3
+                assert ready.json()["checks"]["redis"] == "down"
+                assert httpx.get(f"{gw.url}/health/live", timeout=5).status_code == 200
+            finally:
+                redis.proc.send_signal(signal.SIGCONT)
+
+            # Redis answers again: the limits count again, the budget admits again.
+            def limited_again() -> bool:
+                raw, _ = _timed(clients["limited"])
+                return "x-ratelimit-remaining-requests" in raw.headers
+            _until(limited_again, "the rate limits never came back", timeout=60)
+
+            def budgeted_again() -> bool:
+                answer, _ = _timed(clients["budgeted"])
+                return not isinstance(answer, openai.APIStatusError)
+            _until(budgeted_again, "the budget never admitted again", timeout=60)
+            # The change feed listens again: a key revoked on one instance is refused by the other
+            # well within its key cache's 10 s (the bound when a message is lost).
+            elsewhere = _sdk(other, plain["key"])
+            assert elsewhere.models.list().data
+            _until(lambda: "change feed: listening again" in other.process.output,
+                   "the other instance's change feed never listened again")
+            revoked = httpx.delete(f"{gw.url}/admin/v1/keys/{plain['id']}", headers=ADMIN, timeout=10)
+            assert revoked.status_code == 200
+
+            def refused_elsewhere() -> bool:
+                try:
+                    elsewhere.models.list()
+                except openai.AuthenticationError:
+                    return True
+                return False
+            _until(refused_elsewhere, "the revocation never reached the other instance", timeout=5)
+            metrics = httpx.get(f"{gw.url}/metrics", headers=ADMIN, timeout=10).text
+            assert 'code="budget_unavailable"' in metrics
+        finally:
+            gw.process.stop()
+            other.process.stop()
+        for each in (gw, other):
+            each.process.wait_exit()
+            output = each.process.output
+            assert "unexpected error" not in output and "Traceback" not in output, output
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+        redis.stop()
