@@ -17,6 +17,12 @@ log = logging.getLogger("switchboard.background")
 _WARN_SECONDS = 60.0
 # Closing: how long the last try of the work still waiting may take.
 CLOSE_SECONDS = 2.0
+# Closing: how long a writer's last write to the database may take (the keys' last-used times,
+# the usage ledger, request-log bodies). A database that accepts connections and never answers
+# would otherwise hold the shutdown for the driver's own timeouts (a minute per statement, and
+# a write is several); past it what was not written is kept (the usage spool) or dropped and
+# counted, as when the database is down.
+LAST_WRITE_SECONDS = 5.0
 
 
 async def stop_task(task: asyncio.Task[Any] | None) -> None:

@@ -6,7 +6,9 @@ answers again the limits count, the budgets admit and the change feed delivers a
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +19,7 @@ import httpx
 import openai
 
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
-from tests.services import Postgres, start_redis
+from tests.services import Postgres, RedisServer, start_postgres, start_redis
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 # The bound on one Redis command (stores/redis/client.py, 10 s), with room for a loaded machine:
@@ -148,3 +150,96 @@ def test_keyed_calls_with_limits_and_a_budget_while_redis_never_answers(
     finally:
         redis.proc.send_signal(signal.SIGCONT)
         redis.stop()
+
+
+# -- PostgreSQL that never answers the usage ledger's writes
+
+
+def _postgres_processes(pg: Postgres) -> list[int]:
+    """The postmaster and every backend it forked."""
+    postmaster = int((pg.directory / "data" / "postmaster.pid").read_text().split()[0])
+    found = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, timeout=10)
+    return [postmaster, *(int(pid) for pid in found.stdout.split())]
+
+
+def _freeze(pg: Postgres, sig: signal.Signals) -> None:
+    """SIGSTOP: a database that accepts connections (the kernel's backlog) and never answers;
+    SIGCONT: back."""
+    for pid in _postgres_processes(pg):
+        os.kill(pid, sig)
+
+
+def _ledger_count(gw: Gateway, key_id: str) -> int:
+    rows = httpx.get(f"{gw.url}/admin/v1/usage?key={key_id}", headers=ADMIN, timeout=10).json()["data"]
+    return int(rows[0]["requests"]) if rows else 0
+
+
+def _metric(gw: Gateway, name: str) -> float:
+    for line in httpx.get(f"{gw.url}/metrics", headers=ADMIN, timeout=10).text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_usage_records_while_the_database_never_answers_arrive_once_and_survive_a_shutdown(
+    redis_server: RedisServer, mock_upstream: Mock, tmp_path: Path
+) -> None:
+    """Calls are served while PostgreSQL never answers the ledger's writes; their records wait in
+    the spool (the metrics say so) and are stored exactly once after it answers. A SIGTERM while
+    it never answers ends the process within the graceful bound and keeps the spool, which the
+    next start stores."""
+    pg = start_postgres()  # its own server: the test freezes it
+    try:
+        config = openai_config(mock_upstream)
+        config["database"] = {"url": pg.create_database("ledger_freeze")}
+        config["redis"] = {"url": redis_server.url}
+        gw = start_gateway(config, tmp_path)
+        try:
+            created = _key(gw)
+            client = _sdk(gw, created["key"])
+            for _ in range(2):
+                assert _timed(client)[0].http_response.status_code == 200
+            _until(lambda: _ledger_count(gw, created["id"]) == 2, "the first calls never reached the ledger")
+
+            _freeze(pg, signal.SIGSTOP)
+            try:
+                for _ in range(5):  # the key is cached: served, the records spooled
+                    raw, took = _timed(client)
+                    assert raw.http_response.status_code == 200 and took < QUICK
+                _until(lambda: _metric(gw, "switchboard_ledger_pending_records") >= 5,
+                       "the spooled records are not reported pending")
+            finally:
+                _freeze(pg, signal.SIGCONT)
+            _until(lambda: _ledger_count(gw, created["id"]) == 7, "the spooled records never arrived",
+                   timeout=90)
+            _until(lambda: _metric(gw, "switchboard_ledger_pending_records") == 0, "still pending")
+
+            _freeze(pg, signal.SIGSTOP)
+            try:
+                for _ in range(3):
+                    raw, took = _timed(client)
+                    assert raw.http_response.status_code == 200 and took < QUICK
+                started = time.monotonic()
+                gw.process.stop(timeout=60)
+                # No request in flight: the last writes' bound (5 s each), not the driver's minute
+                # per statement.
+                assert time.monotonic() - started < 25, gw.process.output
+            finally:
+                _freeze(pg, signal.SIGCONT)
+        finally:
+            gw.process.stop()
+        gw.process.wait_exit()
+        output = gw.process.output
+        assert "Traceback" not in output, output
+        assert "the records not stored stay in the spool for the next start" in output, output
+        spool = list((tmp_path / "data" / "spool").glob("usage-*.spool"))
+        assert spool, "the spool was not kept"
+
+        again = start_gateway(config, tmp_path)  # the same data directory: replays the spool
+        try:
+            _until(lambda: _ledger_count(again, created["id"]) == 10, "the kept spool never arrived")
+            assert _ledger_count(again, created["id"]) == 10  # exactly once
+        finally:
+            again.process.stop()
+    finally:
+        pg.stop()

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import NamedTuple
 
-from switchboard.background import stop_task
+from switchboard.background import LAST_WRITE_SECONDS, stop_task
 from switchboard.config.schema import BodyPolicy, RetentionConfig
 from switchboard.stores.protocols import RequestBody, RequestLogStore
 from switchboard.stores.refused import isolate, kind
@@ -142,6 +142,9 @@ class BodyWriter:
             batch = [self._queue.popleft() for _ in range(count)]
             try:
                 refused = await isolate(self._store.append, batch)
+            except asyncio.CancelledError:  # back in the queue: close() counts what is left
+                self._queue.extendleft(reversed(batch))
+                raise
             except Exception as exc:
                 room = self._max - len(self._queue)
                 self._queue.extendleft(reversed(batch[:room]))
@@ -184,7 +187,12 @@ class BodyWriter:
     async def close(self) -> None:
         await stop_task(self._task)
         self._task = None
-        if not await self.flush() and self._queue:
+        try:
+            async with asyncio.timeout(LAST_WRITE_SECONDS):  # a database that never answers
+                stored = await self.flush()
+        except TimeoutError:
+            stored = False
+        if not stored and self._queue:
             self._drop(len(self._queue), "database_failed", "the database failed at shutdown")
             self._queue.clear()
 

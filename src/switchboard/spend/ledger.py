@@ -42,7 +42,7 @@ from pathlib import Path
 
 import orjson
 
-from switchboard.background import stop_task
+from switchboard.background import LAST_WRITE_SECONDS, stop_task
 from switchboard.stores.protocols import (
     USAGE_ROW,
     UsageLedger,
@@ -335,8 +335,15 @@ class LedgerWriter:
         self._task = None
         self._retry_at = 0.0
         self.write_spooled()
-        with contextlib.suppress(Exception):
-            await self.flush()
+        try:
+            async with asyncio.timeout(LAST_WRITE_SECONDS):
+                await self.flush()
+        except TimeoutError:
+            log.warning("usage ledger: no answer from the database within %g s at shutdown; the records "
+                        "not stored stay in the spool for the next start", LAST_WRITE_SECONDS)
+        except Exception as exc:
+            log.warning("usage ledger: the last write at shutdown failed (%s); the records not stored "
+                        "stay in the spool for the next start", type(exc).__name__)
         if self._current is not None:
             current, self._current = self._current, None
             if current.size == 0:
@@ -448,6 +455,9 @@ class LedgerWriter:
             await self._sync(segment)
             try:
                 await self._store(batch, fresh=True)
+            except asyncio.CancelledError:  # the last write at shutdown ran out of time: kept
+                self._backlog.append(segment)
+                raise
             except Exception as exc:
                 log.warning("usage ledger: the database is unreachable (%s); %d record(s) kept in the spool",
                             type(exc).__name__, len(batch))
