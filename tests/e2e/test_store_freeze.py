@@ -185,7 +185,8 @@ def test_usage_records_while_the_database_never_answers_arrive_once_and_survive_
     redis_server: RedisServer, mock_upstream: Mock, tmp_path: Path
 ) -> None:
     """Calls are served while PostgreSQL never answers the ledger's writes; their records wait in
-    the spool (the metrics say so) and are stored exactly once after it answers. A SIGTERM while
+    the spool (the metrics say so, /health/ready too, at once) and are stored exactly once after
+    it answers. A SIGTERM while
     it never answers ends the process within the graceful bound and keeps the spool, which the
     next start stores."""
     pg = start_postgres()  # its own server: the test freezes it
@@ -208,8 +209,16 @@ def test_usage_records_while_the_database_never_answers_arrive_once_and_survive_
                     assert raw.http_response.status_code == 200 and took < QUICK
                 _until(lambda: _metric(gw, "switchboard_ledger_pending_records") >= 5,
                        "the spooled records are not reported pending")
+                # /health/ready answers within its store check's bound (1 s), not the driver's.
+                started = time.monotonic()
+                ready = httpx.get(f"{gw.url}/health/ready?strict=1", timeout=10)
+                assert time.monotonic() - started < 3
+                assert ready.status_code == 503, ready.text
+                assert ready.json()["checks"] == {"database": "down", "redis": "ok"}
             finally:
                 _freeze(pg, signal.SIGCONT)
+            _until(lambda: httpx.get(f"{gw.url}/health/ready?strict=1", timeout=10).status_code == 200,
+                   "/health/ready never saw the database back")
             _until(lambda: _ledger_count(gw, created["id"]) == 7, "the spooled records never arrived",
                    timeout=90)
             _until(lambda: _metric(gw, "switchboard_ledger_pending_records") == 0, "still pending")

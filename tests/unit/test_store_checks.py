@@ -66,3 +66,35 @@ async def test_a_probe_that_leaves_does_not_cancel_the_check_for_the_others() ->
     first.cancel()
     release.set()
     assert await second == {"database": "ok"}
+
+
+async def test_a_question_slow_to_give_up_does_not_hold_the_answer_nor_pile_up() -> None:
+    """A driver cancelled on a frozen database may take seconds to let go: the check answers
+    "down" at its timeout, and asks no second question while the first has not ended."""
+    calls = 0
+    let_go = asyncio.Event()
+
+    async def frozen() -> None:
+        nonlocal calls
+        calls += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await let_go.wait()  # the driver's slow clean-up
+            raise
+
+    clock = Clock()
+    checks = StoreChecks({"database": frozen}, timeout=0.05, clock=clock)
+    async with asyncio.timeout(1):
+        assert await checks.results() == {"database": "down"}
+    clock.now += 2
+    async with asyncio.timeout(1):
+        assert await checks.results() == {"database": "down"}
+    assert calls == 1
+    let_go.set()
+    for _ in range(10):  # the first question ends in the background
+        await asyncio.sleep(0)
+    clock.now += 2
+    assert await checks.results() == {"database": "down"} and calls == 2
+    let_go.set()
+    await checks.close()

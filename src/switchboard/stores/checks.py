@@ -2,9 +2,14 @@
 
 Each store is asked one trivial question (``SELECT 1``, a Redis ``PING``) bounded by ``timeout``
 seconds: a store that accepts connections and never answers is "down" after that long, not after
-its driver's own timeouts. The answers are kept for ``max_age`` seconds and one check runs at a
-time however many probes ask, so a load balancer polling every instance often costs each store
-at most one round trip a second. Nothing on the model path reads this.
+its driver's own timeouts. The question runs as a task of its own, left to end in the
+background past the bound: a driver may take seconds to give up a connection it was cancelled
+on (SQLAlchemy's pool closing an asyncpg connection to a frozen PostgreSQL), which the probe must
+not wait for; while it has not ended, the store is "down" without a new question (one
+outstanding per store, so a store that never answers does not pile them up). The answers are
+kept for ``max_age`` seconds and one check runs at a time however many probes ask, so a load
+balancer polling every instance often costs each store at most one round trip a second.
+Nothing on the model path reads this.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class StoreChecks:
         self._last: dict[str, str] = {}
         self._checked_at = float("-inf")
         self._pending: asyncio.Task[dict[str, str]] | None = None
+        self._asking: dict[str, asyncio.Task[object]] = {}  # a question not ended yet, per store
 
     async def results(self) -> dict[str, str]:
         """``{store: "ok" | "down"}`` in the order the stores were given, at most ``max_age`` old."""
@@ -48,7 +54,7 @@ class StoreChecks:
 
     async def _check(self) -> dict[str, str]:
         try:
-            answers = await asyncio.gather(*(self._ask(probe) for probe in self._probes.values()))
+            answers = await asyncio.gather(*(self._ask(name, probe) for name, probe in self._probes.items()))
             results = dict(zip(self._probes, answers, strict=True))
             for name, state in results.items():
                 if self._last.get(name, OK) != state:  # log changes only, not every probe
@@ -58,14 +64,27 @@ class StoreChecks:
         finally:
             self._pending = None
 
-    async def _ask(self, probe: Probe) -> str:
-        try:
-            async with asyncio.timeout(self._timeout):
-                await probe()
-        except Exception:  # unreachable, refused, timed out, an error answer: all mean down
+    async def _ask(self, name: str, probe: Probe) -> str:
+        task = self._asking.get(name)
+        if task is not None:  # the last question is still being given up: down, no other one
             return DOWN
-        return OK
+        task = self._asking[name] = asyncio.ensure_future(probe())
+        task.add_done_callback(lambda done: self._ended(name, done))
+        await asyncio.wait((task,), timeout=self._timeout)
+        if not task.done():
+            task.cancel()  # ends in the background, however long the driver takes
+            return DOWN
+        # Unreachable, refused, an error answer: all mean down.
+        return DOWN if task.cancelled() or task.exception() is not None else OK
+
+    def _ended(self, name: str, task: asyncio.Task[object]) -> None:
+        if self._asking.get(name) is task:
+            del self._asking[name]
+        if not task.cancelled():
+            task.exception()  # retrieved: an error of a question is its store being down
 
     async def close(self) -> None:
         await stop_task(self._pending)
         self._pending = None
+        for task in list(self._asking.values()):
+            task.cancel()
