@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.stores.protocols import Bucket
-from switchboard.stores.redis import wire as wire_module
+from switchboard.stores.redis import silence as silence_module
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.limits import RedisRateLimiter, bucket_key, slot_ms
 from switchboard.stores.redis.wire import Wire, bulk, command
@@ -154,7 +154,7 @@ async def test_a_silent_server_fails_calls_at_once_until_a_ping_is_answered(
 ) -> None:
     """Only the calls in flight wait out the reply timeout; the next ones fail at once (the
     same timeout error) until a PING on a fresh connection is answered in the background."""
-    monkeypatch.setattr(wire_module, "PROBE_SECONDS", 0.05)
+    monkeypatch.setattr(silence_module, "PROBE_SECONDS", 0.05)
     answering = asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -178,7 +178,7 @@ async def test_a_silent_server_fails_calls_at_once_until_a_ping_is_answered(
         assert wire is not None
         answering.set()
         async with asyncio.timeout(5):
-            while wire._probe is not None:
+            while wire.silence.silent:
                 await asyncio.sleep(0.01)
         assert await wire.call(command(["PING"]), 1) == [b"PONG"]
     finally:

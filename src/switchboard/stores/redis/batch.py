@@ -7,7 +7,8 @@ more than half of the cluster path's CPU (docs/benchmarks.md). Here the scripts 
 one pass of the event loop, by every request in flight, leave together in one non-transactional
 pipeline: the same commands in the same order, each script still atomic, one round trip for
 all of them. The batch goes out on its own pipelined connection (stores/redis/wire.py) where
-the URL allows, else through redis-py's pipeline.
+the URL allows, else (TLS) through redis-py's pipeline. Either way a Redis that stopped
+answering fails the batch at once (stores/redis/silence.py) after the first timeout.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
+from switchboard.stores.redis.silence import silence_for
 from switchboard.stores.redis.wire import Wire, bulk, command
 
 _Call = tuple["BatchedScript", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
@@ -48,6 +50,7 @@ class ScriptBatch:
     def __init__(self, client: Redis) -> None:
         self._client = client
         self._wire = Wire.of(client)
+        self._silence = silence_for(client)  # the wire's too
         self._queue: list[_Call] = []
         self._running: set[asyncio.Task[None]] = set()  # strong references until done
 
@@ -94,6 +97,9 @@ class ScriptBatch:
         if self._wire is not None:
             payload = b"".join(script.packed(keys, args) for script, keys, args, _ in calls)
             return await self._wire.call(payload, len(calls))
+        return await self._silence.call(lambda: self._pipelined(calls))
+
+    async def _pipelined(self, calls: list[_Call]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for script, keys, args, _ in calls:
             pipe.evalsha(script.script.sha, len(keys), *keys, *args)
@@ -102,6 +108,7 @@ class ScriptBatch:
     async def close(self) -> None:
         if self._wire is not None:
             await self._wire.close()
+        await self._silence.close()
 
 
 def _no_script(result: object) -> bool:

@@ -9,10 +9,10 @@ Redis answers in order, so each batch waits for its own count of replies.
 
 A Redis that accepts connections and never answers (a process frozen, a path that drops
 everything) would hold every batch for the whole reply timeout, each request anew. So once a
-batch got no reply in time the wire is *silent*: calls fail at once with the same timeout error
-(Redis unreachable, as a refused connection is) while a PING on a fresh connection is tried in
-the background every ``PROBE_SECONDS``; the first one answered ends it, and calls use that
-connection. Only the calls in flight when Redis went quiet wait out the timeout.
+batch got no reply in time its client is marked *silent* (stores/redis/silence.py, the mark its
+other calls share): calls fail at once with the same timeout error until a PING in the
+background is answered; the next call then connects afresh. Only the calls in flight when Redis
+went quiet wait out the timeout.
 
 Plain TCP and Unix sockets only; a TLS URL keeps redis-py's pipeline (stores/redis/batch.py).
 """
@@ -20,9 +20,7 @@ Plain TCP and Unix sockets only; a TLS URL keeps redis-py's pipeline (stores/red
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
-import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -33,13 +31,9 @@ from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 from redis.exceptions import TimeoutError as ReplyTimeout
 
-log = logging.getLogger("switchboard.stores")
+from switchboard.stores.redis.silence import Silence, silence_for
 
 Arg = str | bytes | int | float
-
-# While silent, how often a PING on a fresh connection asks whether Redis answers again.
-PROBE_SECONDS = 1.0
-_PING = b"*1\r\n$4\r\nPING\r\n"
 
 
 # Encoded arguments by value: keys, script arguments and amounts repeat from request to request.
@@ -168,15 +162,15 @@ class Wire:
     """Connects on first use, reconnects after a failure; every wait bounded."""
 
     def __init__(self, *, host: str, port: int, path: str | None, username: str | None,
-                 password: str | None, db: int, connect_timeout: float, reply_timeout: float) -> None:
+                 password: str | None, db: int, connect_timeout: float, reply_timeout: float,
+                 silence: Silence) -> None:
         self._host, self._port, self._path = host, port, path
         self._hello = self._handshake(username, password, db)
         self._connect_timeout, self._reply_timeout = connect_timeout, reply_timeout
         self._protocol: _Replies | None = None
         self._connecting: asyncio.Task[_Replies] | None = None
-        # While Redis is silent: the background task asking it again, and since when.
-        self._probe: asyncio.Task[None] | None = None
-        self._silent_since = 0.0
+        # Whether Redis stopped answering: shared with the client's other calls.
+        self.silence = silence
 
     @classmethod
     def of(cls, client: Redis) -> Wire | None:
@@ -185,7 +179,7 @@ class Wire:
         kind, kw = pool.connection_class, pool.connection_kwargs
         if kind not in (Connection, UnixDomainSocketConnection):
             return None
-        return cls(
+        wire = cls(
             host=kw.get("host", "localhost"),
             port=int(kw.get("port", 6379)),
             path=kw.get("path") if kind is UnixDomainSocketConnection else None,
@@ -194,7 +188,10 @@ class Wire:
             db=int(kw.get("db", 0)),
             connect_timeout=kw.get("socket_connect_timeout") or 5.0,
             reply_timeout=kw.get("socket_timeout") or 10.0,
+            silence=silence_for(client),
         )
+        wire.silence.ping = wire.ping  # asked again the way the wire connects: no HELLO
+        return wire
 
     @staticmethod
     def _handshake(username: str | None, password: str | None, db: int) -> list[bytes]:
@@ -207,38 +204,23 @@ class Wire:
 
     async def call(self, payload: bytes, count: int) -> list[Any]:
         """Send ``count`` commands packed in ``payload``; their replies, errors as values."""
-        if self._probe is not None:
-            raise ReplyTimeout(f"redis has not answered for {time.monotonic() - self._silent_since:.0f} s")
+        self.silence.check()
         try:
             protocol = self._protocol
             if protocol is None or protocol.transport is None or protocol.transport.is_closing():
                 protocol = await self._connected()
             return await protocol.send(payload, count)
         except ReplyTimeout:
-            self._went_silent()
+            self.silence.went_silent()
             raise
 
-    def _went_silent(self) -> None:
-        if self._probe is None:
-            self._silent_since = time.monotonic()
-            loop = asyncio.get_running_loop()
-            self._probe = loop.create_task(self._ask_again(), name="switchboard-redis-probe")
-
-    async def _ask_again(self) -> None:
-        """PING on a fresh connection until one is answered; calls then use that connection."""
-        while True:
-            await asyncio.sleep(PROBE_SECONDS)
-            try:
-                protocol = await self._connect()
-                await protocol.send(_PING, 1)
-            except Exception as exc:  # still silent, refused, or down: calls keep failing at once
-                log.debug("redis still silent (%s)", type(exc).__name__)
-                continue
-            old, self._protocol = self._protocol, protocol
-            if old is not None and old is not protocol:
-                old.abort(ConnectionError("redis answered on a fresh connection"))
-            self._probe = None
-            return
+    async def ping(self) -> None:
+        """A PING on a fresh connection of the wire's kind, closed after (the silence's probe)."""
+        protocol = await self._connect()
+        try:
+            await protocol.send(command(["PING"]), 1)
+        finally:
+            protocol.abort(ConnectionError("the probe is done"))
 
     async def _connected(self) -> _Replies:
         attempt = self._connecting
@@ -278,9 +260,7 @@ class Wire:
         return protocol
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            self._probe = None
+        await self.silence.close()
         if self._connecting is not None:
             self._connecting.cancel()
         protocol, self._protocol = self._protocol, None
