@@ -28,6 +28,7 @@ from switchboard.stores.clock import Clock
 from switchboard.stores.protocols import Again, Charge, Reserved
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.client import LUA_NOW, PREFIX
+from switchboard.stores.redis.silence import guarded
 
 _NOW = LUA_NOW + """
 local function used(key)
@@ -157,10 +158,12 @@ class RedisBudgetCounters:
         self._clock = clock
         self._reserve = batch.script(RESERVE)
         self._settle = batch.script(SETTLE)
-        self._settle_again = client.register_script(SETTLE_AGAIN)  # rare: not batched
-        self._load = client.register_script(LOAD)
-        self._usage = client.register_script(USAGE)
-        self._lost = client.register_script(LOST)
+        # Rare, not batched; still on or near the request path, so they fail at once too
+        # while Redis is silent (stores/redis/silence.py).
+        self._settle_again = guarded(client, client.register_script(SETTLE_AGAIN))
+        self._load = guarded(client, client.register_script(LOAD))
+        self._usage = guarded(client, client.register_script(USAGE))
+        self._lost = guarded(client, client.register_script(LOST))
 
     def _now(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * 1000))

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from switchboard.stores.clock import Clock
 from switchboard.stores.protocols import Claim, Failure
 from switchboard.stores.redis.client import LUA_NOW, PREFIX
+from switchboard.stores.redis.silence import guarded
 
 # The hash of a deployment whose failures are not counted any more expires after this.
 IDLE_MS = 3_600_000
@@ -94,7 +95,9 @@ class RedisHealth:
         self._redis = client
         self._clock = clock
         self._fail = client.register_script(FAIL)
-        self._claim = client.register_script(CLAIM)
+        # A request may wait for the claim (routing/health.py): it fails at once while Redis is
+        # silent (stores/redis/silence.py).
+        self._claim = guarded(client, client.register_script(CLAIM))
         self._extend = client.register_script(EXTEND)
         self._release = client.register_script(RELEASE)
 

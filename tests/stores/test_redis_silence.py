@@ -1,0 +1,130 @@
+"""A Redis that accepts connections and never answers (SIGSTOP), at store level: after the first
+reply timeout every call near the request path fails at once, with the same error, until a PING
+in the background is answered (stores/redis/silence.py). Over the wire and over redis-py's
+pipeline (what a TLS URL uses: any connection class but the plain ones selects it), and for the
+single redis-py calls: a budget counter's rebuild (load, usage, lost_ago), a settlement tried
+again, a half-open probe's claim. One mark per client, whichever call timed out first."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import Connection
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from switchboard.stores.protocols import Again, Bucket, Charge
+from switchboard.stores.redis import silence as silence_module
+from switchboard.stores.redis.batch import batch_for
+from switchboard.stores.redis.budgets import RedisBudgetCounters
+from switchboard.stores.redis.health import RedisHealth
+from switchboard.stores.redis.limits import RedisRateLimiter
+from switchboard.stores.redis.silence import silence_for
+from tests.services import RedisServer, start_redis
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+TIMEOUT = 0.3  # the clients' reply and connect timeouts
+AT_ONCE = 0.1  # a call failing "at once": well under one timeout
+BUCKET = Bucket("key:w:rpm", 100, 60, 1)
+CHARGE = Charge("bud_1:0", 1_000, 10, 3600.0)
+
+
+class TlsLike(Connection):
+    """Any connection class but the plain ones keeps redis-py's pipeline (as a TLS URL does)."""
+
+
+@pytest.fixture
+def frozen_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own (it is stopped and resumed); running at first."""
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        server.stop()
+
+
+@pytest_asyncio.fixture(params=["wire", "redis-py"])
+async def client(request: pytest.FixtureRequest, frozen_redis: RedisServer,
+                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Redis]:
+    monkeypatch.setattr(silence_module, "PROBE_SECONDS", 0.05)
+    kind = {"connection_class": TlsLike} if request.param == "redis-py" else {}
+    pool = ConnectionPool.from_url(frozen_redis.url, socket_timeout=TIMEOUT,
+                                   socket_connect_timeout=TIMEOUT, **kind)
+    client = Redis(connection_pool=pool)
+    assert (batch_for(client)._wire is None) == (request.param == "redis-py")
+    yield client
+    await batch_for(client).close()
+    await client.aclose()
+
+
+async def _fails_at_once(call: Callable[[], Awaitable[Any]]) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RedisTimeoutError, match="has not answered"):
+        await call()
+    assert loop.time() - started < AT_ONCE
+
+
+async def _answering_again(client: Redis) -> None:
+    async with asyncio.timeout(10):
+        while silence_for(client).silent:  # the probe's PING, every PROBE_SECONDS
+            await asyncio.sleep(0.02)
+
+
+async def test_the_request_path_scripts_fail_at_once_until_redis_answers_again(
+    client: Redis, frozen_redis: RedisServer,
+) -> None:
+    limiter, counters = RedisRateLimiter(client), RedisBudgetCounters(client)
+    assert (await limiter.acquire([BUCKET])).refused is None
+    frozen_redis.proc.send_signal(signal.SIGSTOP)
+    with pytest.raises(RedisTimeoutError):  # the call in flight waits out the timeout
+        await limiter.acquire([BUCKET])
+    for _ in range(3):
+        await _fails_at_once(lambda: limiter.acquire([BUCKET]))
+        await _fails_at_once(lambda: counters.reserve("r1", [CHARGE], 60.0))
+    frozen_redis.proc.send_signal(signal.SIGCONT)
+    await _answering_again(client)
+    assert (await limiter.acquire([BUCKET])).refused is None
+
+
+async def test_a_counter_rebuild_a_settlement_again_and_a_probe_claim_fail_at_once(
+    client: Redis, frozen_redis: RedisServer,
+) -> None:
+    counters, health = RedisBudgetCounters(client), RedisHealth(client)
+    frozen_redis.proc.send_signal(signal.SIGSTOP)
+    with pytest.raises(RedisTimeoutError):  # a single redis-py call sets the client's mark too
+        await counters.usage(CHARGE.key)
+    calls: list[Callable[[], Awaitable[Any]]] = [
+        lambda: counters.usage(CHARGE.key),
+        lambda: counters.load(CHARGE, 5),
+        lambda: counters.lost_ago(),
+        lambda: counters.settle("r1", [(CHARGE.key, 3)], Again(1.0, 60.0)),
+        lambda: health.claim_probe("group", "dep", 5_000, "inst:1"),
+        lambda: RedisRateLimiter(client).acquire([BUCKET]),  # the batch shares the mark
+    ]
+    for call in calls:
+        await _fails_at_once(call)
+    frozen_redis.proc.send_signal(signal.SIGCONT)
+    await _answering_again(client)
+    assert await counters.usage(CHARGE.key) is None
+    await counters.load(CHARGE, 5)
+    assert await counters.usage(CHARGE.key) == (5, 0)
+    assert (await health.claim_probe("group", "dep", 5_000, "inst:1")).claimed
+
+
+async def test_a_timed_out_batch_marks_the_single_calls_silent(
+    client: Redis, frozen_redis: RedisServer,
+) -> None:
+    counters = RedisBudgetCounters(client)
+    frozen_redis.proc.send_signal(signal.SIGSTOP)
+    with pytest.raises(RedisTimeoutError):
+        await RedisRateLimiter(client).acquire([BUCKET])
+    await _fails_at_once(lambda: counters.load(CHARGE, 5))
+    await _fails_at_once(lambda: RedisHealth(client).claim_probe("group", "dep", 5_000, "inst:1"))
