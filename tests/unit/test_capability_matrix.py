@@ -124,12 +124,33 @@ def test_response_cell(provider_type: str, row: str) -> None:
 
 
 def test_check_looks_only_at_refused_rows() -> None:
-    # The check is on the hot path: for OpenAI it is one dictionary look-up and two field tests
-    # per request (more than 5 stop sequences are within more than 4: not tested on their own).
+    # The check is on the hot path: for OpenAI it is one look-up and one set look per request,
+    # then two field tests when the request has top_k or stop (more than 5 stop sequences are
+    # within more than 4: not tested on their own).
     assert [row.name for row in capabilities._refused("openai")] == ["top_k", "stop:more_than_4"]
     assert [row.name for row in capabilities._refused("azure")] == ["top_k", "stop:more_than_4"]
     stops = [row.name for row in capabilities._refused("gemini") if row.param == "stop"]
     assert stops == ["stop:more_than_5"]
+
+
+@pytest.mark.parametrize("row", REQUEST_ROWS, ids=lambda row: row.name)
+def test_a_row_is_used_only_where_its_param_is(row: Row) -> None:
+    # check() returns a request carrying none of the refused rows' params untouched, unread.
+    assert row.param in row.example
+    without = {k: v for k, v in row.example.items() if k != row.param}
+    assert not row.present(without) and not row.idle(without)
+    assert row.present({**without, **row.example})
+
+
+def test_a_request_without_the_refused_keys_passes_as_it_is() -> None:
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    assert capabilities.check(request, target("openai")) is request
+    with pytest.raises(UnsupportedParameter) as refused:
+        capabilities.check({**request, "top_k": 3}, target("openai"))
+    assert refused.value.param == "top_k"
+    # A refused key asking for nothing is removed (Mistral refuses it): the early return skips
+    # only requests without any such key.
+    assert capabilities.check({**request, "logprobs": False}, target("mistral")) == request
 
 
 def test_the_committed_docs_table_is_the_generated_one() -> None:

@@ -245,7 +245,9 @@ def messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         role = msg.get("role")
         if role not in ROLES:
             raise _fail(f"messages[{i}].role", f"must be one of {', '.join(sorted(ROLES))}")
-        _content(i, role, msg.get("content"), msg)
+        content = msg.get("content")
+        if not isinstance(content, str):  # text needs no further look: no call for it
+            _content(i, role, content, msg)
         if role == "tool" and not isinstance(msg.get("tool_call_id"), str):
             raise _fail(f"messages[{i}].tool_call_id", "is required for tool messages")
         if msg.get("tool_calls") is not None:

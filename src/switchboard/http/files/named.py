@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 
-def chat_files(messages: Any) -> Iterator[tuple[str, str]]:
-    """(file id, param) of the canonical messages' ``file`` parts."""
+def chat_files(messages: Any) -> list[tuple[str, str]]:
+    """(file id, param) of the canonical messages' ``file`` parts. A list built by a plain loop,
+    not a generator: every chat request asks, and nearly all name none."""
+    found: list[tuple[str, str]] = []
     if not isinstance(messages, list):
-        return
+        return found
     for i, message in enumerate(messages):
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, list):
@@ -19,7 +21,8 @@ def chat_files(messages: Any) -> Iterator[tuple[str, str]]:
             if isinstance(part, dict) and part.get("type") == "file" and isinstance(part.get("file"), dict):
                 file_id = part["file"].get("file_id")
                 if file_id is not None:
-                    yield file_id, f"messages[{i}].content[{j}].file.file_id"
+                    found.append((file_id, f"messages[{i}].content[{j}].file.file_id"))
+    return found
 
 
 def responses_files(body: Any) -> Iterator[tuple[str, str]]:

@@ -38,7 +38,7 @@ class FileReferenceStage:
         self._raw_body = raw_body
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        named = list(chat_files(ctx.request.get("messages")))
+        named = chat_files(ctx.request.get("messages"))
         if self._raw_body is not None:
             named += responses_files(self._raw_body(ctx))
         if named:

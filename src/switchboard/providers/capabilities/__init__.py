@@ -192,19 +192,31 @@ def _refused(key: str) -> tuple[Row, ...]:
     )
 
 
+@cache
+def _looked_at(key: str) -> tuple[frozenset[str], tuple[Row, ...]]:
+    """The request keys the refused rows of table ``key`` look at (``Row.param``: a row is
+    present or idle only when its key is there), and the rows."""
+    rows = _refused(key)
+    return frozenset(row.param for row in rows), rows
+
+
 def check(request: dict[str, Any], target: Target, key: str | None = None) -> dict[str, Any]:
     """``request`` without the refused features it uses when ``drop_params`` asks for that, else a
     400 naming the first one. Features the provider translates or passes are left alone.
 
     ``key`` names the table when it is not the provider type's own (e.g. a preset's). Only the
-    refused rows are looked at, so a provider that refuses nothing pays nothing per request.
+    refused rows are looked at, and only when the request carries one of their keys, so a request
+    using none of them (nearly all, on most providers) pays one set look.
     A refused key sent with a value that asks for nothing (``logprobs: false``, ``n: 1``, null) is
     removed: it means the default, which the provider gives without it.
 
     Message-level rows are looked at only when some message carries their key: the keys of all
     messages are collected once, on the first such row (one pass over the messages)."""
+    params, rows = _looked_at(key or target.provider_type)
+    if params.isdisjoint(request):  # the common case: none of their keys (one look in C)
+        return request
     keys: set[str] | None = None
-    for row in _refused(key or target.provider_type):
+    for row in rows:
         if row.message_key:
             if keys is None:
                 keys = message_keys(request)
