@@ -499,8 +499,10 @@ class Gateway:
         await self.router.health.start(self.stores.health, self.stores.feed)
         self.health_checks.start()
         if self.metrics is not None:
-            # The background writers' queues, spool and drops, read at each scrape.
-            self.metrics.watch(self.usage, self.bodies, self.last_used)
+            # The background writers' queues, spool and drops, and the stores' last check, read at
+            # each scrape; one check first so the first scrape has the stores' answers.
+            await self.stores.checks.results()
+            self.metrics.watch(self.usage, self.bodies, self.last_used, self.stores.checks)
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys,
                          lambda: self.subscriptions)

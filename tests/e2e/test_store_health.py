@@ -1,11 +1,14 @@
 """Stores that do not answer: a cluster whose Redis hangs (accepts connections, never answers)
 stores admin changes and answers them within the change feed's publish bound, one warning each;
-/health/ready reports each store's state, and answers 503 for one down only when asked to.
+/health/ready reports each store's state, and answers 503 for one down only when asked to;
+/metrics reports it as switchboard_store_up.
 (The admin API while the database is down: test_store_outage.py.)"""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -186,4 +189,73 @@ def test_ready_requires_stores_turns_a_database_down_into_503(
     finally:
         for each in started:
             each.process.stop()
+        postgres.stop()
+
+
+# -- switchboard_store_up: the same state, for alerting on metrics
+
+
+def _store_up(gw: Gateway) -> dict[str, float]:
+    """``{store: value}`` of every switchboard_store_up sample in /metrics."""
+    started = time.monotonic()
+    resp = httpx.get(f"{gw.url}/metrics", headers=ADMIN, timeout=10)
+    assert time.monotonic() - started < 2  # a scrape never waits on a store
+    assert resp.status_code == 200, resp.text
+    found = {}
+    for line in resp.text.splitlines():
+        if line.startswith("switchboard_store_up{"):
+            store = line.split('store="', 1)[1].split('"', 1)[0]
+            found[store] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def _until_up(gw: Gateway, wanted: dict[str, float], what: str, deadline: float = 15.0) -> None:
+    """Scrape until the gauge reads ``wanted`` (a scrape starts a check when the last is old)."""
+    end = time.monotonic() + deadline
+    while True:
+        seen = _store_up(gw)
+        if seen == wanted:
+            return
+        assert time.monotonic() < end, f"{what}: {seen}"
+
+
+def _freeze_postgres(pg: Postgres, sig: signal.Signals) -> None:
+    """SIGSTOP: accepts connections (the kernel's backlog), never answers; SIGCONT: back."""
+    postmaster = int((pg.directory / "data" / "postmaster.pid").read_text().split()[0])
+    found = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, timeout=10)
+    for pid in [postmaster, *(int(p) for p in found.stdout.split())]:
+        os.kill(pid, sig)
+
+
+def test_store_up_reports_the_embedded_database_only(gateway: Gateway) -> None:
+    assert _store_up(gateway) == {"database": 1.0}
+
+
+def test_store_up_follows_redis_and_the_database_going_quiet_and_back(
+    mock_upstream: Mock, tmp_path: Path
+) -> None:
+    postgres = start_postgres()  # our own: freezing them leaves the session's alone
+    redis = start_redis()
+    started: list[Gateway] = []
+    try:
+        config = openai_config(mock_upstream)
+        config["database"] = {"url": postgres.create_database("store_up")}
+        config["redis"] = {"url": redis.url}
+        gw = start_gateway(config, tmp_path)
+        started.append(gw)
+        assert _store_up(gw) == {"database": 1.0, "redis": 1.0}  # checked before the first scrape
+        redis.proc.send_signal(signal.SIGSTOP)
+        _until_up(gw, {"database": 1.0, "redis": 0.0}, "redis reported down")
+        redis.proc.send_signal(signal.SIGCONT)
+        _until_up(gw, {"database": 1.0, "redis": 1.0}, "redis reported back")
+        _freeze_postgres(postgres, signal.SIGSTOP)
+        _until_up(gw, {"database": 0.0, "redis": 1.0}, "database reported down")
+        _freeze_postgres(postgres, signal.SIGCONT)
+        _until_up(gw, {"database": 1.0, "redis": 1.0}, "database reported back")
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+        _freeze_postgres(postgres, signal.SIGCONT)
+        for each in started:
+            each.process.stop()
+        redis.stop()
         postgres.stop()

@@ -4,7 +4,8 @@ traceback) while model calls keep being served, and answer again once the databa
 A model call whose key must be read from the database gets the same 503 (not a 500 with a
 traceback per request), and everything answered meanwhile reaches the usage ledger. JWT callers
 are treated as key callers: one whose tenant and team were read before is served, a new token of
-it included, and one whose were not gets the same 503."""
+it included, and one whose were not gets the same 503. A change-feed message while the database
+is down logs one warning for the outage, not a traceback per message."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis
 
 from tests.oidc_provider import IdentityProvider
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
-from tests.services import Postgres, RedisServer, _pg_bin, start_postgres
+from tests.services import Postgres, RedisServer, _pg_bin, start_postgres, start_redis
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 READS = ("/admin/v1/alerts", "/admin/v1/analytics", "/admin/v1/keys")
@@ -321,4 +323,41 @@ def test_a_jwt_caller_while_the_database_never_answers(
         assert "unexpected error" not in output and "Traceback" not in output, output
         assert output.count("reading tenancy from the store failed") == 1, output
     finally:
+        pg.stop()
+
+
+# -- a change-feed message while the database is down
+
+
+def test_feed_messages_while_the_database_is_down_log_one_warning_not_a_traceback_each(
+    mock_upstream: Mock, tmp_path: Path
+) -> None:
+    """Each message on the model table's topic (another instance's admin change) reads the table
+    again; while the database is down that fails each time, logged as the periodic reload's
+    failures are: one warning for the outage, debug lines after, one line when it works again."""
+    pg, own_redis = start_postgres(), start_redis()  # its own: the test stops them
+    try:
+        config = _cluster(mock_upstream, own_redis, pg, "feed_outage")
+        config["server"]["log_level"] = "debug"  # the lines for the failures after the first
+        gw = start_gateway(config, tmp_path)
+        try:
+            publisher = redis.Redis.from_url(own_redis.url)
+            _pg_ctl(pg, "stop", "-m", "fast", "-w")
+            for _ in range(3):  # each read once its message arrives, one after the other
+                assert publisher.publish("sb:feed:routing", "changed") == 1
+                gw.process.wait_for("reloading the model table failed", timeout=20)
+            _pg_start(pg)
+            assert publisher.publish("sb:feed:routing", "changed") == 1
+            gw.process.wait_for("reloading the model table works again", timeout=20)
+            publisher.close()
+        finally:
+            gw.process.stop()
+        gw.process.wait_exit()
+        output = gw.process.output
+        warning = "reloading the model table failed: the database or Redis is unreachable"
+        assert output.count(warning) == 1, output
+        assert output.count("reloading the model table failed again") >= 2, output
+        assert "reloading the model table failed; " not in output and "Traceback" not in output, output
+    finally:
+        own_redis.stop()
         pg.stop()

@@ -98,3 +98,32 @@ async def test_a_question_slow_to_give_up_does_not_hold_the_answer_nor_pile_up()
     assert await checks.results() == {"database": "down"} and calls == 2
     let_go.set()
     await checks.close()
+
+
+async def test_latest_never_waits_and_starts_one_check_when_the_answers_are_old() -> None:
+    """A scrape (switchboard_store_up) reads the last answers at once; an old answer starts one
+    check in the background, shared with /health/ready, whose answer the next read sees."""
+    up = True
+    calls = 0
+    release = asyncio.Event()
+
+    async def database() -> None:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        if not up:
+            raise ConnectionRefusedError
+
+    clock = Clock()
+    checks = StoreChecks({"database": database}, clock=clock)
+    assert checks.latest() == {}  # no check ended yet: nothing to report, one started
+    assert checks.latest() == {}  # not a second one while it runs
+    release.set()
+    assert await checks.results() == {"database": "ok"} and calls == 1  # the one check, shared
+    up = False
+    assert checks.latest() == {"database": "ok"} and calls == 1  # a second old at most: none
+    clock.now += 1.1
+    assert checks.latest() == {"database": "ok"}  # the old answer, a check started
+    assert await checks.results() == {"database": "down"} and calls == 2
+    assert checks.latest() == {"database": "down"}
+    await checks.close()

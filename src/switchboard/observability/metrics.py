@@ -344,6 +344,30 @@ class HealthCollector:
         yield half_open
 
 
+class StoreStates(Protocol):
+    """The stores' last readiness answers (stores/checks.py), read without waiting."""
+
+    def latest(self) -> dict[str, str]: ...
+
+
+class StoreCollector:
+    """``switchboard_store_up``: 1 while a configured store answered its last readiness check
+    (``SELECT 1``, a Redis ``PING`` within a second, at most about a second old), else 0. Read
+    from stores/checks.py when scraped: a scrape never waits on a store, it may start a check
+    in the background (at most one per store a second, shared with /health/ready)."""
+
+    def __init__(self, stores: StoreStates) -> None:
+        self._stores = stores
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "switchboard_store_up",
+            "1 while the store (database, redis) answered its last check, else 0", labels=["store"])
+        for store, state in self._stores.latest().items():
+            up.add_metric([store], 1.0 if state == "ok" else 0.0)
+        yield up
+
+
 class Metrics:
     """The Prometheus metrics of this process (see the module's docstring)."""
 
@@ -431,9 +455,12 @@ class Metrics:
         self._writers: WriterMetrics | None = None
 
     def watch(self, ledger: LedgerHealth | None, bodies: BodiesHealth | None = None,
-              last_used: LastUsedHealth | None = None) -> None:
-        """Export the background writers' health (the gateway calls it once they are made)."""
+              last_used: LastUsedHealth | None = None, stores: StoreStates | None = None) -> None:
+        """Export the background writers' health and whether the stores answer (the gateway
+        calls it once they are made)."""
         self._writers = WriterMetrics(self._values, ledger, bodies, last_used)
+        if stores is not None:
+            self.registry.register(StoreCollector(stores))
 
     # -- the request path ----------------------------------------------------------------------
 

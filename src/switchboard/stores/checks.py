@@ -9,7 +9,8 @@ not wait for; while it has not ended, the store is "down" without a new question
 outstanding per store, so a store that never answers does not pile them up). The answers are
 kept for ``max_age`` seconds and one check runs at a time however many probes ask, so a load
 balancer polling every instance often costs each store at most one round trip a second.
-Nothing on the model path reads this.
+Prometheus reads the same answers (``latest``, the gauge ``switchboard_store_up``) without waiting
+for a check. Nothing on the model path reads this.
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ class StoreChecks:
             self._pending = asyncio.get_running_loop().create_task(self._check())
         return await asyncio.shield(self._pending)
 
+    def latest(self) -> dict[str, str]:
+        """The last answers, for a scrape that must not wait on a store: when they are older than
+        ``max_age`` a check is started in the background (shared with ``results``), so the next
+        scrape reads its answers. Empty until the first check ended."""
+        if self._clock() - self._checked_at >= self._max_age and self._pending is None and self._probes:
+            self._pending = asyncio.get_running_loop().create_task(self._check())
+            self._pending.add_done_callback(_retrieve)
+        return self._last
+
     async def _check(self) -> dict[str, str]:
         try:
             answers = await asyncio.gather(*(self._ask(name, probe) for name, probe in self._probes.items()))
@@ -88,3 +98,10 @@ class StoreChecks:
         self._pending = None
         for task in list(self._asking.values()):
             task.cancel()
+
+
+def _retrieve(task: asyncio.Task[dict[str, str]]) -> None:
+    # A check started by ``latest`` has no one awaiting it: its error (none is expected: each
+    # store's is caught) is logged rather than reported as never retrieved.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("store check failed", exc_info=task.exception())

@@ -6,7 +6,8 @@ instance when an admin changes it here (:meth:`Reloader.changed`, which also pub
 change feed); on every other instance when the feed's message arrives (or the feed reconnected:
 it may have missed one); and every ``seconds``, since the feed is at most once: the bound on
 staleness when a message is lost. The owner keeps the table and its ``reload``; this keeps the
-subscription, the tasks and how failures are logged (one warning per outage, stores/unavailable.py).
+subscription, the tasks and how failures are logged: one warning per outage (stores/unavailable.py),
+whichever of the periodic pass or a message's reload meets it, not a traceback each time.
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ class Reloader:
         self._topic = topic
         self._reload = reload
         self._every = every or reload
-        self._log = logger
-        self._what = what
         self._keeps = keeps
         self._feed: ChangeFeed | None = None
         self._subscription: Subscription | None = None
         self._periodic: asyncio.Task[None] | None = None
         self._reloading: asyncio.Task[None] | None = None
         self._again = False
+        # One per table, shared by the periodic pass and the reloads a message starts: a database
+        # restart during a burst of changes logs one warning, and one line when it is back.
+        self._outage = OutageLog(logger, what)
 
     async def start(self, feed: ChangeFeed | None, seconds: float) -> None:
         """Subscribe (no feed: this instance alone writes the store), read once, then every
@@ -61,7 +63,8 @@ class Reloader:
     async def changed(self) -> None:
         """The stored table changed here: read it now (so this instance applies the change before
         the admin's answer), and tell every other instance."""
-        await self._reload()
+        await self._reload()  # a failure is the admin's answer (503 while the store is down)
+        self._outage.succeeded()
         if self._feed is not None:
             await self._feed.publish(self._topic, "changed")
 
@@ -78,19 +81,20 @@ class Reloader:
             self._again = False
             try:
                 await self._reload()
-            except Exception:
-                self._log.exception("%s failed; %s", self._what, self._keeps)
+            except Exception as exc:
+                self._outage.failed(exc, f"; {self._keeps}")
+            else:
+                self._outage.succeeded()
             if not self._again:
                 return
 
     async def _periodically(self, seconds: float) -> None:
         # The database restarting: one warning for the outage, not a traceback every period.
-        outage = OutageLog(self._log, self._what)
         while True:
             await asyncio.sleep(seconds)
             try:
                 await self._every()
             except Exception as exc:
-                outage.failed(exc, f"; {self._keeps}")
+                self._outage.failed(exc, f"; {self._keeps}")
             else:
-                outage.succeeded()
+                self._outage.succeeded()
