@@ -385,7 +385,7 @@ def test_a_parameter_given_twice_is_a_400(pair: Pair) -> None:
      "alerts.rules[0]: threshold: an error rate is a share of requests, 0 < threshold <= 1, got 2"),
     # No resolver takes it: refused here rather than failing every delivery at run time.
     ({"webhooks": {"oncall": {"url": "http://hooks example.com/x", "secret": HOOK_SECRET}}},
-     "alerts.webhooks.oncall.url: the host of 'http://hooks example.com/x' contains a space or a "
+     "alerts.webhooks.oncall.url: the host of 'http://hooks example.com/…' contains a space or a "
      "control character"),
 ])
 def test_a_bad_alerts_section_stops_the_server_with_one_clear_line(
