@@ -119,6 +119,25 @@ def test_old_keys_keep_working_and_rotate_to_checked_keys(world: dict[str, Any])
         gw.process.stop()
 
 
+def test_the_admin_api_shows_and_lists_the_keys_from_before(world: dict[str, Any]) -> None:
+    """Which keys to rotate: ``checked`` false on each key from before, ``?checked=false`` lists them."""
+    gw = start_gateway(world["config"], world["tmp"])
+    try:
+        new = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN, timeout=10).json()
+        assert new["checked"] is True
+        old = httpx.get(f"{gw.url}/admin/v1/keys/{world['old_id']}", headers=ADMIN, timeout=10).json()
+        assert old["checked"] is False
+        listed = httpx.get(f"{gw.url}/admin/v1/keys", params={"checked": "false"}, headers=ADMIN, timeout=10)
+        assert [k["id"] for k in listed.json()["data"]] == [world["old_id"]]
+        listed = httpx.get(f"{gw.url}/admin/v1/keys", params={"checked": "true"}, headers=ADMIN, timeout=10)
+        assert [k["id"] for k in listed.json()["data"]] == [new["id"]]
+        bad = httpx.get(f"{gw.url}/admin/v1/keys", params={"checked": "maybe"}, headers=ADMIN, timeout=10)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "checked", bad.text
+        assert bad.json()["error"]["type"] == "invalid_request_error"
+    finally:
+        gw.process.stop()
+
+
 def test_made_up_keys_stop_reaching_the_database_on_every_instance(
     mock_upstream: Mock, redis_server: RedisServer, tmp_path: Path
 ) -> None:

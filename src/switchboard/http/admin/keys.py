@@ -223,6 +223,8 @@ def public(record: KeyRecord) -> dict[str, Any]:
         "allowed_regions": None if record.allowed_regions is None else list(record.allowed_regions),
         "mcp_tools": None if record.mcp_tools is None else dict(record.mcp_tools),
         "lineage": record.lineage,
+        # false: issued before keys had a check; while one is live, made-up keys cost a query.
+        "checked": record.checked,
         "updated_at": record.updated_at.isoformat() if record.updated_at else None,
     }
 
@@ -438,11 +440,12 @@ async def list_keys(
     user: Annotated[str | None, Query(max_length=64)] = None,
     service_account: Annotated[str | None, Query(max_length=64)] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
+    checked: Annotated[bool | None, Query(description="false: keys issued before keys had a check")] = None,
 ) -> dict[str, Any]:
     # A misspelt or repeated filter would list (and invite acting on) keys nobody asked for.
-    query_params(request, ("limit", "after", "tenant", "team", "user", "service_account", "tag"))
-    query = KeyQuery(team_id=team, user_id=user, service_account_id=service_account, tag=tag, after=after,
-                     limit=limit + 1, **_reach_of(access))
+    query_params(request, ("limit", "after", "tenant", "team", "user", "service_account", "tag", "checked"))
+    query = KeyQuery(team_id=team, user_id=user, service_account_id=service_account, tag=tag, checked=checked,
+                     after=after, limit=limit + 1, **_reach_of(access))
     scope = await tenant_in_reach(access, stores_of(request), tenant)
     try:
         records = await stores_of(request).keys.page_keys(scope, query)

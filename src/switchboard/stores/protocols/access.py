@@ -179,6 +179,7 @@ class KeyQuery:
     user_id: str | None = None
     service_account_id: str | None = None
     tag: str | None = None
+    checked: bool | None = None  # false: only the keys issued before keys had a check
     team_scope: str | None = None
     owners: tuple[str, ...] | None = None
     after: str | None = None  # cursor: the last id of the previous page

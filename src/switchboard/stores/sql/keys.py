@@ -287,6 +287,8 @@ def _matching(query: KeyQuery) -> list[sa.ColumnElement[bool]]:
                           (t.c.team_id, query.team_scope)):
         if value is not None:
             where.append(column == value)
+    if query.checked is not None:
+        where.append(t.c.checked.is_(query.checked))
     if query.owners is not None:
         owners = list(query.owners)
         where.append(sa.or_(t.c.user_id.in_(owners),
