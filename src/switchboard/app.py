@@ -30,6 +30,7 @@ from switchboard.http import admin_docs, media, openai_api
 from switchboard.http.admin import AdminBridge, AdminServices, create_admin_app
 from switchboard.http.admin_docs import AdminDocs
 from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
+from switchboard.http.anthropic import models as anthropic_models
 from switchboard.http.apis import PREFIX as APIS_PREFIX
 from switchboard.http.apis import ApiDocs, ApiInbound, ApiRoutes
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
@@ -91,10 +92,16 @@ class SwitchboardApp:
         self.routes[("POST", "/v1/responses")] = self.routes[("POST", "/responses")] = create
         self._stored_response = self._endpoint(STORED, self.gateway.responses.retrieve, reads_body=False)
         self._media_routes()
-        models = self._endpoint(openai_api.MODELS, self.gateway.models.list, reads_body=False)
+        # The same paths serve Anthropic's Models API to a request with `anthropic-version`.
+        claude = anthropic_models.AnthropicDirectory(self.gateway.models.list, self.gateway.models.get)
+        models = anthropic_models.ByDialect(
+            self._endpoint(openai_api.MODELS, self.gateway.models.list, reads_body=False),
+            self._endpoint(anthropic_models.MODELS, claude.list, reads_body=False))
         for path in ("/v1/models", "/models"):
             self.routes[("GET", path)] = models
-        self._model = self._endpoint(openai_api.MODEL, self.gateway.models.get, reads_body=False)
+        self._model = anthropic_models.ByDialect(
+            self._endpoint(openai_api.MODEL, self.gateway.models.get, reads_body=False),
+            self._endpoint(anthropic_models.MODEL, claude.get, reads_body=False))
         # Gemini API: POST /v1beta/models/{model}:{method} (and /v1/...), routed by prefix.
         self._gemini = GeminiRoutes({
             method: self._endpoint(inbound, self.gateway.count_tokens if inbound.operation == "count_tokens"
