@@ -174,7 +174,7 @@ def provider_missing(name: str) -> NotFound:
 
 
 def shown_url(url: str | None) -> str | None:
-    """A URL as the admin API shows it (a provider's base URL, an MCP server's): a password in
+    """A URL as the admin API shows it (a provider's base URL): a password in
     it (``https://user:secret@host``) masked, and the value of each query parameter named as a
     credential (``?key=``, ``?token=``..., as the access log redacts them) too."""
     if url is None:
