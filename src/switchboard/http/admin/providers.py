@@ -198,6 +198,13 @@ def shown_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: refs.mask(value) for name, value in headers.items()}
 
 
+def headers_changed(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """The headers kept through a change whose value changed. Their masks may read the same
+    before and after (``…`` for any value under 6 characters, the same last 4 otherwise), so
+    the audit entry names them: that a value changed, never what it was or became."""
+    return sorted(name for name, value in new.items() if name in old and old[name] != value)
+
+
 def _credential_public(c: CredentialRecord) -> dict[str, Any]:
     return {"id": c.id, "object": "provider_credential", "kind": "ref" if c.ref else "sealed",
             "mask": c.mask, "label": c.label, "created_at": c.created_at.isoformat()}
@@ -458,7 +465,9 @@ async def update_provider(
     if not await store.update_provider(new):
         raise provider_missing(name)
     before, after = stored_public(old, creds), stored_public(new, creds)
-    await audit.record(request, "provider.update", "provider", name, before=before, after=after)
+    changed = headers_changed(old.headers, new.headers)
+    await audit.record(request, "provider.update", "provider", name, before=before,
+                       after={**after, "headers_changed": changed} if changed else after)
     await routing_of(request).changed()
     return after
 
