@@ -200,8 +200,8 @@ def test_bad_input_is_refused_without_echoing_secrets(gateway: Gateway, body: di
 
 
 def test_credentials_in_a_servers_url_are_never_shown(gateway: Gateway) -> None:
-    """A URL's password and its credential query parameters (``?token=``, ``?key=``...) are
-    masked in every answer, to every role: the server's other settings show as they are."""
+    """A URL's password and its credential query parameters (``?token=``, ``?key=``...) are in
+    no answer, to any role: the URL shows as its origin; the server's other settings as they are."""
     admin = Admin(gateway.url)
     _, owner, developer = tenant_with_roles(admin)
     for who in (admin, owner, developer):
