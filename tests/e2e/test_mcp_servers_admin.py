@@ -98,7 +98,7 @@ def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway)
                      ("yaml-url-secrets", "config", True)}
     yaml_docs = next(s for s in listed["data"] if s["name"] == "yaml-docs")
     assert yaml_docs["headers"] == ["Authorization"] and "yaml-hidden" not in str(listed)
-    assert developer.ok("GET", f"{SERVERS}/wiki")["url"] == "https://wiki.example/mcp"
+    assert developer.ok("GET", f"{SERVERS}/wiki")["url"] == "https://wiki.example/…"
     # A developer may not change it.
     assert error(developer.call("PATCH", f"{SERVERS}/wiki", {"description": "x"}), 403)["code"] == (
         "permission_denied")
@@ -108,7 +108,7 @@ def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway)
                                                    "headers": {"Authorization": ROTATED},
                                                    "oauth": {"client_id": "switchboard"}})
     assert (changed["url"], changed["headers"], changed["oauth"]["client_secret_set"]) == (
-        "https://wiki2.example/mcp", ["Authorization"], True)
+        "https://wiki2.example/…", ["Authorization"], True)
     assert changed["description"] == "the wiki"
     off = owner.ok("PATCH", f"{SERVERS}/wiki", {"oauth": None, "headers": {}})
     assert (off["oauth"], off["headers"]) == (None, [])
@@ -147,10 +147,11 @@ def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gatew
     assert readonly["code"] == "read_only"
     # Two tenants may each have their own server of one name; each sees only its own.
     for who in (owner, other_owner):
-        who.ok("POST", SERVERS, {"name": "crm", "url": f"https://crm.example/{who.key[-6:]}"}, status=201)
+        body = {"name": "crm", "url": "https://crm.example/mcp", "description": who.key[-6:]}
+        who.ok("POST", SERVERS, body, status=201)
     assert error(owner.call("POST", SERVERS, {"name": "crm", "url": "https://crm.example"}), 409)
     mine = owner.ok("GET", f"{SERVERS}/crm")
-    assert mine["tenant"] == tenant and mine["url"].endswith(owner.key[-6:])
+    assert mine["tenant"] == tenant and mine["description"] == owner.key[-6:]
     # A global name already used by a tenant is refused.
     assert error(admin.call("POST", SERVERS, {"name": "crm", "url": "https://crm.example", "global": True}),
                  409)["code"] == "mcp_server_exists"
@@ -199,8 +200,8 @@ def test_bad_input_is_refused_without_echoing_secrets(gateway: Gateway, body: di
 
 
 def test_credentials_in_a_servers_url_are_never_shown(gateway: Gateway) -> None:
-    """A URL's password and its credential query parameters (``?token=``, ``?key=``...) are
-    masked in every answer, to every role: the server's other settings show as they are."""
+    """A URL's password and its credential query parameters (``?token=``, ``?key=``...) are in
+    no answer, to any role: the URL shows as its origin; the server's other settings as they are."""
     admin = Admin(gateway.url)
     _, owner, developer = tenant_with_roles(admin)
     for who in (admin, owner, developer):
@@ -208,18 +209,63 @@ def test_credentials_in_a_servers_url_are_never_shown(gateway: Gateway) -> None:
         assert listed.status_code == 200, listed.text
         assert URL_PASSWORD not in listed.text and URL_TOKEN not in listed.text
         (shown,) = [s for s in listed.json()["data"] if s["name"] == "yaml-url-secrets"]
-        assert shown["url"] == "http://ops:[hidden]@127.0.0.1:9/mcp?token=[REDACTED]&v=2"
+        assert shown["url"] == "http://127.0.0.1:9/…"
         one = who.call("GET", f"{SERVERS}/yaml-url-secrets")
         assert one.status_code == 200 and one.json()["url"] == shown["url"], one.text
     # A stored server's URL (no user info allowed there) the same way.
     name = f"q-{uuid.uuid4().hex[:6]}"
     created = owner.ok("POST", SERVERS, {"name": name, "url": f"https://q.example/mcp?api_key={URL_TOKEN}"},
                        status=201)
-    assert created["url"] == "https://q.example/mcp?api_key=[REDACTED]"
+    assert created["url"] == "https://q.example/…"
     assert URL_TOKEN not in developer.call("GET", f"{SERVERS}/{name}").text
     audit = admin.call("GET", "/admin/v1/audit",
                        params={"tenant": created["tenant"], "resource_id": created["id"]})
     assert audit.status_code == 200 and URL_TOKEN not in audit.text, audit.text
+
+
+def test_a_url_whose_path_is_its_secret_is_shown_by_its_origin_only(gateway: Gateway) -> None:
+    """A hosted server's URL carries its token in the path (Zapier's ``/mcp/<token>/sse``):
+    answers to every role, the list, a change's answer and the audit entries show its scheme,
+    host and port only, and the process's log never has it."""
+    admin = Admin(gateway.url)
+    tenant, owner, developer = tenant_with_roles(admin)
+    token, moved_token = "zap-" + uuid.uuid4().hex, "zap-" + uuid.uuid4().hex
+    name = f"zap-{uuid.uuid4().hex[:6]}"
+    body = {"name": name, "transport": "sse", "url": f"https://actions.zapier.example/mcp/{token}/sse"}
+    created = owner.ok("POST", SERVERS, body, status=201)
+    assert created["url"] == "https://actions.zapier.example/…"
+    for who in (admin, owner, developer):
+        one = who.call("GET", f"{SERVERS}/{name}", params={"tenant": tenant} if who is admin else None)
+        listed = who.call("GET", SERVERS, params={"tenant": tenant} if who is admin else None)
+        assert one.status_code == 200 and one.json()["url"] == "https://actions.zapier.example/…", one.text
+        assert listed.status_code == 200 and token not in listed.text, listed.text
+        assert name in {s["name"] for s in listed.json()["data"]}
+    changed = owner.ok("PATCH", f"{SERVERS}/{name}",
+                       {"url": f"https://Actions.Zapier.example:8443/mcp/{moved_token}/sse"})
+    assert changed["url"] == "https://actions.zapier.example:8443/…"
+    owner.ok("DELETE", f"{SERVERS}/{name}")
+    audit = admin.call("GET", "/admin/v1/audit", params={"tenant": tenant, "resource_id": created["id"]})
+    assert audit.status_code == 200, audit.text
+    entries = audit.json()["data"]
+    assert [e["action"] for e in entries] == ["mcp_server.delete", "mcp_server.update", "mcp_server.create"]
+    update = entries[1]
+    assert (update["before"]["url"], update["after"]["url"]) == (
+        "https://actions.zapier.example/…", "https://actions.zapier.example:8443/…")
+    for secret in (token, moved_token):
+        assert secret not in audit.text and secret not in gateway.process.output
+
+
+def test_config_check_names_a_servers_url_by_its_origin_only(tmp_path: Path) -> None:
+    """A refused URL in ``mcp_servers`` is named without its path: it may be the credential."""
+    token = "zap-" + uuid.uuid4().hex
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+                                    "mcp_servers": [{"name": "zap", "transport": "sse",
+                                                     "url": f"http://0x7f000001:9/mcp/{token}/sse"}]}))
+    proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY})
+    assert proc.wait_exit(60) == 2
+    assert "mcp_servers" in proc.output and "'http://0x7f000001:9/…'" in proc.output, proc.output
+    assert token not in proc.output
 
 
 def test_another_tenants_server_is_404_and_not_listed(gateway: Gateway) -> None:
@@ -255,7 +301,7 @@ def test_a_tenants_server_may_not_point_at_an_internal_address(gateway: Gateway)
     owner.ok("POST", SERVERS, {"name": name, "url": "https://tools.example/mcp"}, status=201)
     moved = error(owner.call("PATCH", f"{SERVERS}/{name}", {"url": "http://192.168.0.10/mcp"}), 400)
     assert moved["code"] == "upstream_address_refused"
-    assert owner.ok("GET", f"{SERVERS}/{name}")["url"] == "https://tools.example/mcp"
+    assert owner.ok("GET", f"{SERVERS}/{name}")["url"] == "https://tools.example/…"
     # A tenant admin of the default tenant is not the operator: held to the same rules.
     lead = admin.as_key(admin.ok("POST", "/admin/v1/keys", {"role": "tenant_admin", "models": ["*"]},
                                  status=201)["key"])

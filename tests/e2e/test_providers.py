@@ -240,6 +240,32 @@ def test_configured_header_values_are_shown_masked_whatever_the_name(deployment:
     assert deployment.admin("DELETE", f"/providers/{name}").status_code == 200
 
 
+def test_the_audit_says_which_header_values_changed_when_their_masks_read_the_same(
+        deployment: Deployment) -> None:
+    """``a1b2c`` and ``z9y8x`` both show as ``…``, and two long values ending alike as the same
+    ``sk-…wxyz``: the ``provider.update`` entry names the headers whose value changed
+    (``headers_changed``), and never the values; a change that keeps them names none."""
+    first = {"X-Short": "a1b2c", "X-Long": HEADER_SECRET, "X-Kept": "kept-value"}
+    name = deployment.provider(api_key=UPSTREAM_KEY, headers=first)["name"]
+    rotated = "sk-rotated-" + uuid.uuid4().hex + "wxyz"
+    second = {"X-Short": "z9y8x", "X-Long": rotated, "X-Kept": "kept-value", "X-New": "new"}
+    patched = deployment.admin("PATCH", f"/providers/{name}", {"headers": second})
+    assert patched.status_code == 200, patched.text
+    assert "headers_changed" not in patched.json()  # the answer is the provider as it now is
+    again = deployment.admin("PATCH", f"/providers/{name}", {"headers": second, "rpm": 100})
+    assert again.status_code == 200, again.text
+    audit = deployment.admin("GET", f"/audit?resource_id={name}&action=provider.update")
+    assert audit.status_code == 200, audit.text
+    unchanged, changed = audit.json()["data"]  # newest first
+    assert changed["before"]["headers"]["X-Short"] == changed["after"]["headers"]["X-Short"] == "…"
+    assert changed["before"]["headers"]["X-Long"] == changed["after"]["headers"]["X-Long"] == "sk-…wxyz"
+    assert changed["after"]["headers_changed"] == ["X-Long", "X-Short"]
+    assert "headers_changed" not in changed["before"] and "headers_changed" not in unchanged["after"]
+    for secret in ("a1b2c", "z9y8x", HEADER_SECRET, rotated, "kept-value"):
+        assert secret not in audit.text
+    assert deployment.admin("DELETE", f"/providers/{name}").status_code == 200
+
+
 def test_credential_references_env_and_file(deployment: Deployment) -> None:
     key_file = deployment.tmp / f"upstream-key-{uid()}"
     key_file.write_text(UPSTREAM_KEY + "\n")

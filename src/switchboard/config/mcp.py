@@ -95,7 +95,9 @@ class McpServerConfig(Strict):
         elif self.url is None:
             raise ValueError(f"transport {self.transport} needs a url")
         else:
-            check_http_url(self.url)
+            # Its path may be its credential (a hosted server's /mcp/<token>/sse): errors name
+            # its origin only, as webhooks' do.
+            check_http_url(self.url, secret_path=True)
         return self
 
 

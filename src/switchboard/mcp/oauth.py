@@ -42,7 +42,7 @@ import aiohttp
 import orjson
 
 from switchboard.config.mcp import McpConfig, McpServerConfig
-from switchboard.config.urls import check_http_url
+from switchboard.config.urls import check_http_url, url_origin
 from switchboard.crypto.keyring import DecryptError, Keyring, mcp_token_aad
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.mcp.revocation import Revocation, RevocationFailed, Revoker
@@ -207,14 +207,14 @@ class OAuthClient:
                                        allow_redirects=False) as resp:
                 body = await resp.content.read(MAX_REPLY_BYTES + 1)
                 if len(body) > MAX_REPLY_BYTES:
-                    raise OAuthFailed(f"an answer from {_origin(url)[0]} is larger than "
+                    raise OAuthFailed(f"an answer from {url_origin(url)} is larger than "
                                       f"{MAX_REPLY_BYTES} bytes")
                 return resp.status, resp.headers, body
         except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
             refused = refusal(exc)
             if refused is not None:
-                raise OAuthFailed(f"{_origin(url)[0]} may not be reached: {refused}; {ONLY_PUBLIC}") from None
-            raise OAuthFailed(f"{_origin(url)[0]} did not answer ({type(exc).__name__})") from None
+                raise OAuthFailed(f"{url_origin(url)} may not be reached: {refused}; {ONLY_PUBLIC}") from None
+            raise OAuthFailed(f"{url_origin(url)} did not answer ({type(exc).__name__})") from None
 
     async def _json(self, method: str, url: str, *, egress: Egress | None, **kw: Any) -> tuple[int, Any]:
         status, _, body = await self._request(method, url, egress=egress, **kw)
@@ -600,7 +600,7 @@ class OAuthClient:
         error = known_error(body.get("error") if isinstance(body, dict) else None)
         if hint == "access_token" and error == "unsupported_token_type":
             return  # it revokes refresh tokens only: the access token ends when it expires
-        raise RevocationFailed(f"{_origin(revocation.url)[0]} answered HTTP {status}"
+        raise RevocationFailed(f"{url_origin(revocation.url)} answered HTTP {status}"
                                + (f" ({error})" if error else ""))
 
 

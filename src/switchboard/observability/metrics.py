@@ -427,7 +427,8 @@ class Metrics:
                                        registry=registry, multiprocess_mode="livesum")
         self.label_overflow = Counter(
             "switchboard_metric_label_overflow",
-            "Requests whose metrics.labels value was reported as other (metrics.max_label_values reached)",
+            "Requests whose metrics.labels value (retries and fallbacks: attempts whose deployment or "
+            "fallback group) was reported as other (metrics.max_label_values reached)",
             ("label",), registry=registry)
         self._health = HealthCollector(table, health)
         if registry is None:
@@ -447,6 +448,13 @@ class Metrics:
         self._overflow = [0] * len(self._extra)
         self._overflow_children = tuple(self.label_overflow.labels(EXTRA_LABELS[name])
                                         for name in self._extra)
+        # Retries and fallbacks: a child per (group, deployment) and per (group, fallback) pair,
+        # at most max_label_values of each, as the caller labels: groups and deployments are
+        # added at run time, through the admin API, not bounded by the configuration.
+        self._retry_children: dict[tuple[str, str], Any] = {}
+        self._fallback_children: dict[tuple[str, str], Any] = {}
+        self._retry_overflow = self.label_overflow.labels("deployment")
+        self._fallback_overflow = self.label_overflow.labels("fallback")
         self._server: MetricsServer | None = None
         self._dirty: list[_Series] = []  # label sets with counts not yet flushed
         self._active = 0  # requests in flight
@@ -531,12 +539,28 @@ class Metrics:
             first = attempts[0].group
             for attempt in attempts[1:]:
                 if attempt.group == first:
-                    self.retries.labels(first, attempt.deployment).inc()
+                    self._attempt_child(self._retry_children, self.retries, self._retry_overflow,
+                                        (first, attempt.deployment)).inc()
                 else:
-                    self.fallbacks.labels(first, attempt.group).inc()
+                    self._attempt_child(self._fallback_children, self.fallbacks, self._fallback_overflow,
+                                        (first, attempt.group)).inc()
         if not series.dirty:
             series.dirty = True
             self._dirty.append(series)
+
+    def _attempt_child(self, children: dict[tuple[str, str], Any], counter: Counter, overflow: Any,
+                       labels: tuple[str, str]) -> Any:
+        """The retries' or fallbacks' child for ``labels``: its own while fewer than
+        ``max_label_values`` pairs have one (kept for the process' life), else the one labelled
+        ``other``, the attempt counted in the overflow counter."""
+        child = children.get(labels)
+        if child is not None:
+            return child
+        if len(children) < self._max_values:
+            child = children[labels] = counter.labels(*labels)
+            return child
+        overflow.inc()
+        return counter.labels(OTHER, OTHER)
 
     def _new_series(self, key: tuple[object, ...]) -> _Series:
         """A label set seen for the first time: a series of its own while there are fewer than

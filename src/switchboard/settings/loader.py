@@ -22,8 +22,10 @@ from switchboard.providers.registry import check_provider, providers
 from switchboard.settings.secret import secret_problem
 
 # ``$${`` is matched first (leftmost, then first alternative) so an escaped reference is never
-# read as one: it becomes a literal ``${``, as in docker compose.
-_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# read as one: it becomes a literal ``${``, as in docker compose. In a default too: an escaped
+# ``$${...}`` there is taken whole, so its ``}`` does not end the default
+# (``${A:-$${B}}`` defaults to ``${B}``).
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:\$\$\{[^}]*\}|[^}])*))?\}")
 # A whole-file check's message that starts with the key path it is about ("router.rules[1].name:
 # ..."): shown as it is, not after "(top level):".
 _OWN_PATH = re.compile(r"^[a-z_][\w.\[\]-]*: ")
@@ -62,7 +64,7 @@ def interpolate(value: Any, env: Mapping[str, str], loc: tuple[Any, ...], proble
             value = env.get(name)
             if default is not None:
                 # As in POSIX shells and docker compose: ":-" covers a variable set but empty too.
-                return value or default
+                return value or default.replace("$${", "${")
             if value is None:
                 problems.append(f"{_path(loc)}: environment variable {name} is not set")
             return value or ""

@@ -186,7 +186,9 @@ class UpstreamClient:
         except KeyError:
             pass
         if len(self._targets) >= _MAX_CACHED_URLS:
-            self._targets.clear()
+            # The oldest one goes (insertion order): emptying it all would parse every URL in
+            # use again at once, on the requests that come next.
+            del self._targets[next(iter(self._targets))]
         url = self._url(text)
         target = self._targets[text] = http1.Target(url) if http1.supports(url) else None
         return target
@@ -229,8 +231,8 @@ class UpstreamClient:
         per request; the entry keeps the value alive, so its id cannot be reused while cached."""
         cached = self._timeouts.get(id(limits))
         if cached is None or cached[0] is not limits:
-            if len(self._timeouts) >= _MAX_CACHED_TIMEOUTS:
-                self._timeouts.clear()
+            if cached is None and len(self._timeouts) >= _MAX_CACHED_TIMEOUTS:
+                del self._timeouts[next(iter(self._timeouts))]  # the oldest one, not all of them
             cached = self._timeouts[id(limits)] = (limits, client_timeout(limits))
         return cached[1]
 
@@ -239,7 +241,7 @@ class UpstreamClient:
         url = self._urls.get(text)
         if url is None:
             if len(self._urls) >= _MAX_CACHED_URLS:
-                self._urls.clear()
+                del self._urls[next(iter(self._urls))]  # the oldest one, not all of them
             url = self._urls[text] = URL(text)
         return url
 

@@ -146,7 +146,7 @@ class Headers:
         known = self._known.get(key)
         if known is None:
             if len(self._known) >= _KNOWN_HEADER_SETS:
-                self._known.clear()
+                del self._known[next(iter(self._known))]  # the oldest one, not all of them
             known = self._known[key] = self._merge(extra)
         return known
 

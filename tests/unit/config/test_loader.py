@@ -213,6 +213,30 @@ def test_a_doubled_dollar_is_a_literal_reference() -> None:
     assert err.value.problems == ["auth.master_key: environment variable MK is not set"]
 
 
+def test_a_doubled_dollar_in_a_default_is_a_literal_reference_too(tmp_path: Path) -> None:
+    """In ``${VAR:-default}``, ``$${`` gives a literal ``${`` and the escaped reference's ``}`` is
+    its own, not the end of the default; a set variable still wins over the default."""
+    text = """
+providers:
+  - name: p
+    type: openai
+    api_key: k
+    headers:
+      x-whole: "${UNSET:-$${NOT_A_VAR}}"
+      x-around: "${UNSET:-a$${B}c}-${TOKEN}"
+      x-set: "${TOKEN:-$${B}}"
+      x-open: "${UNSET:-a$${b}"
+      x-after: "${UNSET:-d}$${E}"
+models:
+  - {name: m, provider: p, model: m}
+auth: {master_key: 12345678}
+"""
+    settings = load(_write(tmp_path, text), env={"TOKEN": "t0k"})
+    assert settings.providers[0].headers == {
+        "x-whole": "${NOT_A_VAR}", "x-around": "a${B}c-t0k", "x-set": "t0k", "x-open": "a${b",
+        "x-after": "d${E}"}
+
+
 BOOL_NUMBER_SWAPS = """
 providers:
   - {{name: p, type: openai, api_key: k, max_connections: {connections}, allow_caller_credentials: {callers}}}

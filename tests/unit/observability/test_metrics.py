@@ -230,6 +230,34 @@ def test_retries_and_fallbacks_from_the_attempts() -> None:
     assert total(m, "switchboard_requests_total", group="backup", deployment="other-a") == 1
 
 
+def test_retries_and_fallbacks_take_a_bounded_number_of_label_pairs() -> None:
+    """Deployments and groups come and go at run time: past ``metrics.max_label_values`` pairs,
+    a retry or fallback is counted under ``other`` and in the overflow counter; pairs seen
+    before keep their own series."""
+    m, table = make(max_label_values=2)
+
+    def attempts(*pairs: tuple[str, str]) -> None:
+        ctx = finished(table)
+        ctx.attempts = [Attempt("gpt-a", "gpt", 502, "upstream_error", 5),
+                        *(Attempt(deployment, group, 502, "x", 5) for deployment, group in pairs)]
+        run(m, ctx)
+
+    attempts(("gpt-b", "gpt"), ("gpt-c", "gpt"), ("fb-a", "backup"))
+    attempts(("gpt-d", "gpt"), ("fb-b", "spare"), ("fb-c", "third"), ("gpt-b", "gpt"))
+    retried = {dict(labels).get("deployment") for name, labels in samples(m)
+               if name == "switchboard_retries_total"}
+    assert retried == {"gpt-b", "gpt-c", "other"}
+    assert total(m, "switchboard_retries_total", group="gpt", deployment="gpt-b") == 2
+    assert total(m, "switchboard_retries_total", group="other", deployment="other") == 1
+    fell_back = {dict(labels).get("fallback") for name, labels in samples(m)
+                 if name == "switchboard_fallbacks_total"}
+    assert fell_back == {"backup", "spare", "other"}
+    assert total(m, "switchboard_fallbacks_total", group="other", fallback="other") == 1
+    for _ in range(2):  # scraped twice: counted once
+        assert total(m, "switchboard_metric_label_overflow_total", label="deployment") == 1
+        assert total(m, "switchboard_metric_label_overflow_total", label="fallback") == 1
+
+
 def test_refusals_by_scope() -> None:
     m, _ = make()
     m.refused(RateLimited("slow down", headers={"x-ratelimit-scope": "team"}))

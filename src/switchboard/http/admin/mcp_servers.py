@@ -5,6 +5,7 @@ global ones (``"global": true``), which every tenant sees. The configuration fil
 (``mcp_servers:``) are listed too, read-only. A name is unique among the servers a tenant sees.
 Static credential headers and the OAuth client secret are sealed under the server secret (like
 provider credentials): no answer, audit entry, log line or error shows them, only their names.
+Its URL is shown by its origin only (its path may be its credential, as a hosted server's is).
 Every change is audited and published on the change feed (mcp/stored.py), so every instance
 serves it within moments. A change of a server's URL or of its OAuth authorization server or
 client deletes every user's tokens for it (audited as ``mcp_server.tokens_deleted``): tokens
@@ -39,13 +40,13 @@ from pydantic_core import PydanticCustomError
 
 from switchboard.access.roles import PLATFORM_ADMIN, Reach
 from switchboard.config.mcp import SERVER_NAME, McpServerConfig, server_name_problem
-from switchboard.config.urls import ipv4_shorthand
+from switchboard.config.urls import ipv4_shorthand, url_origin
 from switchboard.crypto.keyring import DecryptError, Keyring
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
-from switchboard.http.admin.providers import routing_of, shown_url
+from switchboard.http.admin.providers import routing_of
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import seal, to_config, unseal
@@ -235,6 +236,14 @@ def _validated(record: McpServerRecord, headers: dict[str, str], client_secret: 
         raise InvalidRequest(f"{param}: {message}", param=param, code="invalid_value") from None
 
 
+def shown_server_url(url: str | None) -> str | None:
+    """A server's URL as answers (and so the CLI and the audit log) show it: scheme, host and
+    port, ``/…`` for the rest. Hosted servers put the credential in the path
+    (``https://actions.zapier.com/mcp/<token>/sse``), as Slack's webhooks do, and nothing tells
+    such a path from a plain one; whoever needs the whole URL has it where it was registered."""
+    return None if url is None else url_origin(url)
+
+
 def stored_public(record: McpServerRecord, has_client_secret: bool) -> dict[str, Any]:
     c = record.config
     oauth = c.get("oauth")
@@ -244,7 +253,7 @@ def stored_public(record: McpServerRecord, has_client_secret: bool) -> dict[str,
         "name": record.name,
         "tenant": record.tenant_id,
         "global": record.tenant_id is None,
-        "url": shown_url(c.get("url")),
+        "url": shown_server_url(c.get("url")),
         "transport": c.get("transport", "streamable_http"),
         "description": c.get("description"),
         # Names only: the values are sealed and never shown.
@@ -279,7 +288,7 @@ def config_public(s: McpServerConfig) -> dict[str, Any]:
                  "client_secret_set": s.oauth.client_secret is not None}
     return {
         "id": None, "object": "mcp_server", "name": s.name, "tenant": s.tenant, "global": s.tenant is None,
-        "url": shown_url(s.url), "transport": s.transport, "description": s.description,
+        "url": shown_server_url(s.url), "transport": s.transport, "description": s.description,
         "headers": sorted(s.headers), "oauth": oauth, "allowed_tools": s.allowed_tools,
         "denied_tools": list(s.denied_tools), "price_per_call": s.price_per_call,
         "tool_prices": dict(s.tool_prices), "connect_timeout_seconds": s.connect_timeout_seconds,

@@ -174,7 +174,7 @@ def provider_missing(name: str) -> NotFound:
 
 
 def shown_url(url: str | None) -> str | None:
-    """A URL as the admin API shows it (a provider's base URL, an MCP server's): a password in
+    """A URL as the admin API shows it (a provider's base URL): a password in
     it (``https://user:secret@host``) masked, and the value of each query parameter named as a
     credential (``?key=``, ``?token=``..., as the access log redacts them) too."""
     if url is None:
@@ -196,6 +196,13 @@ def shown_headers(headers: Mapping[str, str]) -> dict[str, str]:
     them: every name, every value masked as a credential is (``sk-…abcd``). Any value may be
     one ("X-Custom: sk-..."), whatever its header is called, and no heuristic can tell which."""
     return {name: refs.mask(value) for name, value in headers.items()}
+
+
+def headers_changed(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """The headers kept through a change whose value changed. Their masks may read the same
+    before and after (``…`` for any value under 6 characters, the same last 4 otherwise), so
+    the audit entry names them: that a value changed, never what it was or became."""
+    return sorted(name for name, value in new.items() if name in old and old[name] != value)
 
 
 def _credential_public(c: CredentialRecord) -> dict[str, Any]:
@@ -458,7 +465,9 @@ async def update_provider(
     if not await store.update_provider(new):
         raise provider_missing(name)
     before, after = stored_public(old, creds), stored_public(new, creds)
-    await audit.record(request, "provider.update", "provider", name, before=before, after=after)
+    changed = headers_changed(old.headers, new.headers)
+    await audit.record(request, "provider.update", "provider", name, before=before,
+                       after={**after, "headers_changed": changed} if changed else after)
     await routing_of(request).changed()
     return after
 
