@@ -262,3 +262,23 @@ def test_an_ended_batch_is_priced_once_at_half_price(world: World) -> None:
     # Deleted: its record stays, once.
     client.messages.batches.delete(batch.id)
     assert world.requests_of(created["id"]) == 1
+
+
+def test_the_poller_prices_a_batch_nobody_looks_at(world: World) -> None:
+    created = world.key(["*"])
+    batch = world.sdk(created["key"]).messages.batches.create(requests=[request("a", "alone")])
+    # The mock ends a batch on its second GET: the poller's (every second) alone get it there.
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.key_id == created["id"] and record.prompt_tokens > 0 and record.cost_usd > 0
+
+
+def test_a_batch_deleted_as_soon_as_it_ends_is_priced_first(world: World) -> None:
+    created = world.key(["*"])
+    client = world.sdk(created["key"])
+    batch = client.messages.batches.create(requests=[request("a"), request("b")])
+    ended(client, batch.id)
+    # At once: the pricing that GET started may be under way; the delete waits for it.
+    assert client.messages.batches.delete(batch.id).type == "message_batch_deleted"
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.metadata["requests"] == 2
+    assert world.requests_of(created["id"]) == 1

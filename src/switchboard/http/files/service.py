@@ -113,7 +113,8 @@ class FileService:
         self._budgets: Callable[[], BudgetBook | None] = lambda: None
         self._keys: KeyStore | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._settling: set[str] = set()  # batches being priced by this instance
+        # Batches being priced by this instance, set when done: a second look waits for the first.
+        self._settling: dict[str, asyncio.Event] = {}
         # More rounds of the poller: the message batches' (message_batches.py).
         self.pollers: list[Callable[[], Awaitable[int]]] = []
         self.costed = 0  # batches this instance recorded in the ledger (tests, logs)
@@ -447,9 +448,13 @@ class FileService:
         """Record a finished batch's cost once (True when this call wrote it). Safe to run on
         every instance at once: the ledger keeps one row per batch id, the flag stops re-reads.
         ``count``: the tokens per model (a message batch's results); else the output file's."""
-        if owned.id in self._settling or self._ledger is None:
+        if self._ledger is None:
             return False
-        self._settling.add(owned.id)
+        running = self._settling.get(owned.id)
+        if running is not None:  # a delete must not go ahead of a pricing already under way
+            await running.wait()
+            return False
+        done = self._settling[owned.id] = asyncio.Event()
         try:
             totals = await (count() if count is not None else self._pricer.totals(upstream, batch))
             if totals or batch.get("status") == "completed":
@@ -467,7 +472,8 @@ class FileService:
             log.exception("batch %s: cost not recorded yet (retried by the poller)", owned.id)
             return False
         finally:
-            self._settling.discard(owned.id)
+            del self._settling[owned.id]
+            done.set()
 
     async def _count_in_budgets(self, owned: OwnedObject, record: UsageRecord) -> None:
         """The batch's ledger row in its owner's budgets, once: only the writer of the row (the
