@@ -124,7 +124,10 @@ class SwitchboardApp:
         # Files and batches: their own edge (uploads are streamed), through the same chains.
         self._files = FilesEndpoint(self.gateway.chain("files", self.gateway.files),
                                     self.gateway.chain("batches", self.gateway.files), self.state,
-                                    deadline_seconds=settings.server.request_timeout_seconds)
+                                    deadline_seconds=settings.server.request_timeout_seconds,
+                                    message_batches_chain=self.gateway.chain("batches",
+                                                                             self.gateway.message_batches),
+                                    max_message_batch_bytes=settings.files.max_message_batch_bytes)
         # Prompts published as REST APIs (http/apis/): POST /apis/{name}[/v{N}], their OpenAPI.
         calls = Endpoint(ApiInbound(self.gateway.api_calls), self.gateway.api_chain(self.gateway.invoke),
                          self.state, max_body_bytes=min(s.max_body_bytes, settings.apis.max_body_bytes),

@@ -27,6 +27,7 @@ from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
 from switchboard.http.apis.docs import DocumentCache
 from switchboard.http.apis.sessions import SessionStage
 from switchboard.http.files import FileService, budget_gated
+from switchboard.http.files.message_batches import MessageBatches
 from switchboard.http.files.references import FileReferenceStage
 from switchboard.http.mcp import McpServer
 from switchboard.http.mcp.runner import ToolRunner
@@ -163,6 +164,8 @@ class Gateway:
         self._unhook_spool: Callable[[], None] = lambda: None
         # Files and batches (http/files/): their owners, and the poller that prices finished batches.
         self.files = FileService(settings.files, self.routing, self.router, self.catalog, self.prices)
+        # Anthropic's Message Batches (/v1/messages/batches): the same records, costing and poller.
+        self.message_batches = MessageBatches(self.files, self.routing, self.router)
         self.budgets: BudgetBook | None = None  # opened in start()
         # The key that hashes API keys, read from the database at start (None: no secret).
         self.hashing: bytes | None = None
@@ -506,6 +509,7 @@ class Gateway:
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys,
                          lambda: self.subscriptions)
+        self.message_batches.use(lambda: self.subscriptions)
         self.responses.start()  # the purge of expired stored responses
         await self.mcp_auth.start(self.stores, keyring, self.mcp_registry)
         self.mcp_registry.start()  # MCP servers' health checks

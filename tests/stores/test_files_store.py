@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from switchboard.stores.protocols import BATCH, FILE, FileStore, OwnedObject
+from switchboard.stores.protocols import BATCH, FILE, MESSAGE_BATCH, FileStore, OwnedObject
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -98,6 +98,18 @@ async def test_a_batch_is_costed_once_across_instances(backend: Backend) -> None
     assert costed is not None and costed.costed is True
     assert [r.id for r in await store.open_batches(1)] == ["batch-b"]
     assert (await store.get(BATCH, "batch-a")).status == "in_progress"  # type: ignore[union-attr]
+
+
+async def test_message_batches_are_polled_and_costed_apart_from_openai_batches(backend: Backend) -> None:
+    store = files_of(backend)
+    await store.put(owned("batch-open", kind=BATCH, minutes=1))
+    await store.put(owned("msgbatch_one", kind=MESSAGE_BATCH, minutes=2, purpose="/v1/messages"))
+    assert [r.id for r in await store.open_batches(10, MESSAGE_BATCH)] == ["msgbatch_one"]
+    assert "msgbatch_one" not in [r.id for r in await store.open_batches(100)]
+    assert await store.mark_costed("msgbatch_one") is False  # not an OpenAI batch's id
+    assert await store.mark_costed("msgbatch_one", MESSAGE_BATCH) is True
+    assert await store.open_batches(10, MESSAGE_BATCH) == []
+    assert [r.id for r in await store.list_owned(MESSAGE_BATCH, "acme", "key-a")] == ["msgbatch_one"]
 
 
 async def test_a_batch_priced_by_two_instances_is_one_ledger_record(backend: Backend) -> None:

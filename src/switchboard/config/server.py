@@ -165,3 +165,6 @@ class FilesConfig(Strict):
     poll_seconds: Annotated[float, Field(ge=1, le=86_400)] = 60.0
     poll_batches: Annotated[int, Field(ge=1, le=1000)] = 20
     max_output_bytes: Annotated[int, Field(ge=1024)] = 256 * MIB
+    # The largest body of POST /v1/messages/batches: read whole and checked request by request
+    # before it is sent (Anthropic's own bound is 256 MB; 100,000 requests either way).
+    max_message_batch_bytes: Annotated[int, Field(ge=1024, le=256 * 1000 * 1000)] = 32 * MIB

@@ -30,6 +30,7 @@ _MODULES: tuple[str, ...] = (
     "azure",
     "mistral",
     "files",
+    "message_batches",  # Anthropic's Message Batches (mock/message_batches.py)
     "media",  # moderations, images, audio, rerank (mock/media.py)
 )
 

@@ -1,6 +1,6 @@
-"""The edge of /v1/files and /v1/batches: one ASGI handler that matches the path, builds the
-request context, runs the operation's stage chain (authentication and whatever else the chain
-holds) and writes the result.
+"""The edge of /v1/files, /v1/batches and Anthropic's /v1/messages/batches: one ASGI handler
+that matches the path, builds the request context, runs the operation's stage chain
+(authentication and whatever else the chain holds) and writes the result.
 
 Unlike the JSON endpoints, an upload's body is not read here: the terminal reads it as it
 arrives (``FilesContext.receive``) and sends it on as it reads, so a large file is never held
@@ -17,6 +17,7 @@ from contextlib import aclosing
 
 from switchboard.context import StreamReply
 from switchboard.errors import GatewayError
+from switchboard.http.anthropic.batches import MESSAGE_BATCHES
 from switchboard.http.asgi import Receive, Scope, Send, read_body
 from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.endpoint import Responder, check_content_type, finish, request_headers, request_id
@@ -32,6 +33,7 @@ log = logging.getLogger("switchboard.http")
 FILES = OpenAIJson("files")
 BATCHES = OpenAIJson("batches")
 MAX_JSON_BYTES = 1024 * 1024  # a batch's creation body
+_JSON_BODIES = frozenset({"create_batch", "create_message_batch"})  # read here, whole and bounded
 _ID = r"([^/]{1,512})"
 # (method, path pattern) -> action; the same actions with or without the /v1 prefix.
 _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
@@ -48,7 +50,20 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("POST", f"/batches/{_ID}/cancel", "cancel_batch"),
     )
 )
-PREFIXES = ("/v1/files", "/v1/batches", "/files", "/batches")
+# Anthropic's Message Batches (message_batches.py): only with /v1, as Anthropic serves them.
+MESSAGE_BATCHES_PREFIX = "/v1/messages/batches"
+_ROUTES += tuple(
+    (method, re.compile("^" + MESSAGE_BATCHES_PREFIX + pattern + "$"), action)
+    for method, pattern, action in (
+        ("POST", "", "create_message_batch"),
+        ("GET", "", "list_message_batches"),
+        ("GET", f"/{_ID}", "get_message_batch"),
+        ("DELETE", f"/{_ID}", "delete_message_batch"),
+        ("POST", f"/{_ID}/cancel", "cancel_message_batch"),
+        ("GET", f"/{_ID}/results", "message_batch_results"),
+    )
+)
+PREFIXES = ("/v1/files", "/v1/batches", "/files", "/batches", MESSAGE_BATCHES_PREFIX)
 
 
 def match(method: str, path: str) -> tuple[str, str] | bool | None:
@@ -84,17 +99,21 @@ def is_files_path(path: str) -> bool:
 
 class FilesEndpoint:
     def __init__(self, files_chain: Handler, batches_chain: Handler, state: ServerState, *,
-                 deadline_seconds: float) -> None:
-        self._chains = {"files": files_chain, "batches": batches_chain}
+                 deadline_seconds: float, message_batches_chain: Handler,
+                 max_message_batch_bytes: int) -> None:
+        self._chains = {"files": files_chain, "batches": batches_chain,
+                        "message_batches": message_batches_chain}
         self._state = state
         self._deadline = deadline_seconds
+        self._max_message_batch = max_message_batch_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
         routed = match(method, path)
         operation = "batches" if "/batches" in path else "files"
-        inbound = BATCHES if operation == "batches" else FILES
+        anthropic = path.startswith(MESSAGE_BATCHES_PREFIX)
+        inbound = MESSAGE_BATCHES if anthropic else BATCHES if operation == "batches" else FILES
         failure: GatewayError | None = None
         try:
             headers = request_headers(scope)
@@ -113,7 +132,11 @@ class FilesEndpoint:
             failure = (MethodNotAllowed(f"method {method} is not allowed on {path}",
                                         headers={"allow": allowed(path)}) if routed is False
                        else unknown_url(method, path))
-        out = Responder(send, ctx, [(b"x-request-id", rid.encode())])
+        ctx.chain = "message_batches" if anthropic else operation
+        extra = [(b"x-request-id", rid.encode())]
+        if anthropic:  # the Anthropic SDKs read the request id from this header
+            extra.append((b"request-id", rid.encode()))
+        out = Responder(send, ctx, extra)
         current = CURRENT.set((rid, None))
         try:
             if failure is None:
@@ -128,10 +151,11 @@ class FilesEndpoint:
                 ctx.receive = receive
                 await self._serve(ctx, out)
             else:
-                if action == "create_batch":
+                if action in _JSON_BODIES:
+                    limit = self._max_message_batch if action == "create_message_batch" else MAX_JSON_BYTES
                     try:
                         check_content_type(headers)
-                        ctx.body = await read_body(receive, MAX_JSON_BYTES, headers.get("content-length"))
+                        ctx.body = await read_body(receive, limit, headers.get("content-length"))
                     except GatewayError as err:
                         await out.error(err)
                         return
@@ -147,7 +171,7 @@ class FilesEndpoint:
             CURRENT.reset(current)
 
     async def _serve(self, ctx: FilesContext, out: Responder) -> None:
-        stream = await out.answer(self._chains[ctx.operation])
+        stream = await out.answer(self._chains[ctx.chain])
         if stream is not None:
             await self._download(ctx, stream, out)
 

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import re
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import parse_qs
@@ -32,7 +32,7 @@ from switchboard.http.asgi import Receive
 from switchboard.http.errors import StoreUnavailable
 from switchboard.http.files import multipart
 from switchboard.http.files.batch_access import BatchAccess
-from switchboard.http.files.costing import BatchPricer
+from switchboard.http.files.costing import BatchPricer, ModelTotals
 from switchboard.http.files.expiry import EXPIRY_FIELDS, check_output_expiry, checked_field
 from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
 from switchboard.http.openai_api import parse_object
@@ -45,6 +45,7 @@ from switchboard.spend.cost import Prices
 from switchboard.stores.protocols import (
     BATCH,
     FILE,
+    MESSAGE_BATCH,
     FileStore,
     KeyStore,
     OwnedObject,
@@ -65,6 +66,7 @@ SPOOL_IN_MEMORY = 1024 * 1024
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,256}$")
 _PURPOSE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # a filter; stored purposes are cut to 64
 _FORM_FIELDS = frozenset({"file", "purpose", "model", "expires_after[anchor]", "expires_after[seconds]"})
+_NAMES = {FILE: "File", BATCH: "Batch", MESSAGE_BATCH: "Message Batch"}
 _BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata",
                            "output_expires_after"})
 
@@ -75,13 +77,14 @@ class FilesContext(RequestContext):
     stream, read by the terminal as it arrives instead of by the edge."""
 
     action: str = ""
+    chain: str = ""  # which chain runs it: files, batches or message_batches (edge.py)
     object_id: str = ""
     receive: Receive | None = None
     params: dict[str, list[str]] = field(default_factory=dict)
 
 
 # What a budget gates (pipeline/budget_gate.py): the requests that lead to a cost later.
-GATED = frozenset({"upload", "create_batch"})
+GATED = frozenset({"upload", "create_batch", "create_message_batch"})
 
 
 def budget_gated(ctx: RequestContext) -> bool:
@@ -110,7 +113,10 @@ class FileService:
         self._budgets: Callable[[], BudgetBook | None] = lambda: None
         self._keys: KeyStore | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._settling: set[str] = set()  # batches being priced by this instance
+        # Batches being priced by this instance, set when done: a second look waits for the first.
+        self._settling: dict[str, asyncio.Event] = {}
+        # More rounds of the poller: the message batches' (message_batches.py).
+        self.pollers: list[Callable[[], Awaitable[int]]] = []
         self.costed = 0  # batches this instance recorded in the ledger (tests, logs)
 
     # -- life --------------------------------------------------------------------------------
@@ -367,13 +373,19 @@ class FileService:
 
     async def _owned(self, kind: str, object_id: str, p: Principal,
                      param: str | None = None) -> tuple[OwnedObject, Upstream]:
-        """The caller's own object and its provider; 404 for anything else (another key's too)."""
+        return await self.owned(kind, object_id, p, param)
+
+    async def owned(self, kind: str, object_id: str, p: Principal, param: str | None = None,
+                    resolver: Callable[[LiveRouting, str], Upstream | None] = resolve,
+                    ) -> tuple[OwnedObject, Upstream]:
+        """The caller's own object and its provider (found by ``resolver``); 404 for anything
+        else (another key's too)."""
         found = await self.store.get(kind, object_id) if _ID.match(object_id) else None
         if found is None or found.tenant_id != tenant_of(p) or found.owner != owner_of(p):
-            name = "File" if kind == FILE else "Batch"
+            name = _NAMES.get(kind, "Batch")
             shown = object_id if _ID.match(object_id) else "(invalid)"
             raise NotFound(f"No such {name} object: {shown}", param=param or "id", code="not_found")
-        upstream = resolve(self._routing, found.provider)
+        upstream = resolver(self._routing, found.provider)
         if upstream is None:
             raise GatewayError(f"the provider '{found.provider}' of this {kind} is no longer configured",
                                status=503, code="files_provider_unavailable")
@@ -431,20 +443,26 @@ class FileService:
 
     # -- batch cost --------------------------------------------------------------------------
 
-    async def settle(self, owned: OwnedObject, upstream: Upstream, batch: dict[str, Any]) -> bool:
+    async def settle(self, owned: OwnedObject, upstream: Upstream, batch: dict[str, Any],
+                     count: Callable[[], Awaitable[dict[str, ModelTotals]]] | None = None) -> bool:
         """Record a finished batch's cost once (True when this call wrote it). Safe to run on
-        every instance at once: the ledger keeps one row per batch id, the flag stops re-reads."""
-        if owned.id in self._settling or self._ledger is None:
+        every instance at once: the ledger keeps one row per batch id, the flag stops re-reads.
+        ``count``: the tokens per model (a message batch's results); else the output file's."""
+        if self._ledger is None:
             return False
-        self._settling.add(owned.id)
+        running = self._settling.get(owned.id)
+        if running is not None:  # a delete must not go ahead of a pricing already under way
+            await running.wait()
+            return False
+        done = self._settling[owned.id] = asyncio.Event()
         try:
-            totals = await self._pricer.totals(upstream, batch)
+            totals = await (count() if count is not None else self._pricer.totals(upstream, batch))
             if totals or batch.get("status") == "completed":
                 record = self._pricer.record(owned, upstream, batch, totals)
                 new = await self._ledger.append([record])
             else:
                 new = 0  # failed, expired or cancelled with nothing done: nothing to charge
-            await self.store.mark_costed(owned.id)
+            await self.store.mark_costed(owned.id, owned.kind)
             if new:
                 self.costed += 1
                 log.info("batch %s: cost recorded in the usage ledger", owned.id)
@@ -454,7 +472,8 @@ class FileService:
             log.exception("batch %s: cost not recorded yet (retried by the poller)", owned.id)
             return False
         finally:
-            self._settling.discard(owned.id)
+            del self._settling[owned.id]
+            done.set()
 
     async def _count_in_budgets(self, owned: OwnedObject, record: UsageRecord) -> None:
         """The batch's ledger row in its owner's budgets, once: only the writer of the row (the
@@ -507,10 +526,11 @@ class FileService:
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.poll_seconds)
-            try:
-                await self.poll_once()
-            except Exception:
-                log.exception("batch poll failed")
+            for poll in (self.poll_once, *self.pollers):
+                try:
+                    await poll()
+                except Exception:
+                    log.exception("batch poll failed")
 
 
 async def _file_object(upstream: Upstream, file_id: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ configuration (never a URL from the caller), and the calls made to it."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
@@ -35,6 +35,8 @@ class Upstream:
     api_version: str | None
     client: UpstreamClient
     timeouts: Timeouts
+    # Sent with every call: an Anthropic provider's ``anthropic-version`` (message_upstream.py).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def url(self, path: str, query: Mapping[str, str] | None = None) -> str:
         """``path`` (``/files/<id>``...) on this provider; ids are quoted."""
@@ -50,7 +52,8 @@ class Upstream:
                    query: Mapping[str, str] | None = None) -> dict[str, Any]:
         """A JSON exchange; an upstream error is raised as the gateway's error."""
         data = None if body is None else orjson.dumps(body)
-        reply = await self.client.send(UpstreamRequest(method, self.url(path, query), data), self.timeouts)
+        request = UpstreamRequest(method, self.url(path, query), data, dict(self.headers))
+        reply = await self.client.send(request, self.timeouts)
         return self.parse(reply)
 
     async def upload(self, content_type: str, body: AsyncIterator[bytes]) -> dict[str, Any]:
@@ -60,8 +63,8 @@ class Upstream:
         return self.parse(await self.client.send(request, self.timeouts))
 
     async def open(self, path: str) -> UpstreamStream:
-        stream = await self.client.open_stream(UpstreamRequest("GET", self.url(path), None, stream=True),
-                                               self.timeouts)
+        request = UpstreamRequest("GET", self.url(path), None, dict(self.headers), stream=True)
+        stream = await self.client.open_stream(request, self.timeouts)
         if stream.status >= 400:
             raise self.error(stream.status, await stream.read_all())
         return stream

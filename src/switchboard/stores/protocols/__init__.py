@@ -79,6 +79,7 @@ from switchboard.stores.protocols.mcp import (
 from switchboard.stores.protocols.objects import (
     BATCH,
     FILE,
+    MESSAGE_BATCH,
     FileStore,
     OwnedObject,
     ResponseStore,
@@ -156,6 +157,7 @@ __all__ = [
     "FILE",
     "LIMIT_SCOPES",
     "LIMIT_SLOTS",
+    "MESSAGE_BATCH",
     "REPORT_FIELDS",
     "SERVICE_ACCOUNT",
     "SUBSCRIPTION_STATUSES",

@@ -12,6 +12,7 @@ from switchboard.stores.protocols.clock import utcnow
 
 FILE = "file"
 BATCH = "batch"
+MESSAGE_BATCH = "msgbatch"  # an Anthropic message batch (/v1/messages/batches); the column holds 8
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class OwnedObject:
     objects of its own tenant and ``owner`` (its key id, else its principal id)."""
 
     id: str
-    kind: str  # FILE | BATCH
+    kind: str  # FILE | BATCH | MESSAGE_BATCH
     provider: str  # the provider entry that holds it
     tenant_id: str
     owner: str
@@ -52,10 +53,10 @@ class FileStore(Protocol):
 
     async def delete(self, kind: str, object_id: str) -> bool: ...
 
-    async def open_batches(self, limit: int) -> list[OwnedObject]:
-        """Batches not yet costed, least recently seen first (for the poller)."""
+    async def open_batches(self, limit: int, kind: str = BATCH) -> list[OwnedObject]:
+        """Batches of ``kind`` not yet costed, least recently seen first (for the poller)."""
 
-    async def mark_costed(self, object_id: str) -> bool:
+    async def mark_costed(self, object_id: str, kind: str = BATCH) -> bool:
         """Mark a batch's cost as recorded; True for the one call that changed it."""
 
 

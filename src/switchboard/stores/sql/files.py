@@ -1,6 +1,7 @@
 """Files and batches created through the gateway (``owned_objects``): one row per upstream object,
 with its owner (tenant, key, team, user) and the upstream's object as last seen. The files API
-answers a caller only from the rows it owns; the batch poller reads the batches not yet costed."""
+answers a caller only from the rows it owns; the batch poller reads the batches not yet costed
+(OpenAI batches, kind ``batch``, and Anthropic message batches, kind ``msgbatch``)."""
 
 from __future__ import annotations
 
@@ -75,14 +76,14 @@ class SqlFileStore:
             result = await conn.execute(sa.delete(t).where(t.c.kind == kind, t.c.id == object_id))
         return bool(result.rowcount)
 
-    async def open_batches(self, limit: int) -> list[OwnedObject]:
-        query = (sa.select(t).where(t.c.kind == BATCH, t.c.costed == sa.false())
+    async def open_batches(self, limit: int, kind: str = BATCH) -> list[OwnedObject]:
+        query = (sa.select(t).where(t.c.kind == kind, t.c.costed == sa.false())
                  .order_by(t.c.seen_at, t.c.id).limit(limit))
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
-    async def mark_costed(self, object_id: str) -> bool:
-        stmt = sa.update(t).where(t.c.kind == BATCH, t.c.id == object_id, t.c.costed == sa.false()).values(
+    async def mark_costed(self, object_id: str, kind: str = BATCH) -> bool:
+        stmt = sa.update(t).where(t.c.kind == kind, t.c.id == object_id, t.c.costed == sa.false()).values(
             costed=True, seen_at=to_db(utcnow()))
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)

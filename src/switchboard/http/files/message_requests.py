@@ -1,0 +1,164 @@
+"""A message batch's requests (``POST /v1/messages/batches``), checked before anything is sent.
+
+Each request is ``{custom_id, params}``; ``params`` is a Messages API request whose ``model`` is
+a model the gateway serves. Every model is checked as a chat request's is in the chain: the key
+may use it (its model list), it has an ``anthropic`` deployment inside the key's regions, and the
+team's approved subscription where the model needs one. ``params.model`` is then rewritten to
+that deployment's own model id (the batch runs upstream as written), and the whole batch goes to
+one Anthropic provider: the first request's, which every other request must be served by too.
+
+A batch runs on the gateway's credential, in the provider account every caller shares: a request
+naming an object of that account (a Files API ``file`` source, a ``container``) is refused, as
+the OpenAI batch path refuses such lines (batch_access.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.access.rules import model_allowed
+from switchboard.context import Principal
+from switchboard.errors import InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter
+from switchboard.http.files.message_upstream import ANTHROPIC
+from switchboard.routing import prerouting
+from switchboard.routing.router import Router
+from switchboard.routing.table import Route
+
+MAX_REQUESTS = 100_000  # Anthropic's own bound on a batch
+_CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_FIELDS = frozenset({"requests"})
+
+# ``approved(principal, route)``: 403 unless the caller may use an approval-only model (service).
+Approved = Callable[[Principal, Route], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    provider: str  # the Anthropic provider entry every request goes to
+    requests: list[dict[str, Any]]  # the requests with params.model rewritten
+    models: dict[str, str]  # served model -> upstream model id
+
+
+class MessageRequests:
+    def __init__(self, router: Router, approved: Approved) -> None:
+        self._router = router
+        self._approved = approved
+
+    async def check(self, body: dict[str, Any], p: Principal) -> Checked:
+        """The batch's requests, checked and rewritten; 400/403/404 (naming the request) else."""
+        for name in body:
+            if name not in _FIELDS:
+                raise InvalidRequest(f"{str(name)[:100]}: Extra inputs are not permitted",
+                                     param=str(name)[:100], code="unknown_parameter")
+        requests = body.get("requests")
+        if not isinstance(requests, list):
+            raise InvalidRequest("requests: Field required" if requests is None
+                                 else "requests: Input should be a valid list", param="requests")
+        if not requests:
+            raise InvalidRequest("requests: List should have at least 1 item", param="requests")
+        if len(requests) > MAX_REQUESTS:
+            raise InvalidRequest(f"requests: a batch may hold at most {MAX_REQUESTS} requests "
+                                 f"({len(requests)} given)", param="requests")
+        seen: set[str] = set()
+        chosen: dict[str, Route] = {}  # served model -> the deployment it runs on
+        provider: str | None = None
+        out: list[dict[str, Any]] = []
+        for i, request in enumerate(requests):
+            custom_id, params = _request(request, i, seen)
+            model = params["model"]
+            route = chosen.get(model)
+            if route is None:
+                route = await self._route(p, model, i, provider)
+                chosen[model] = route
+            provider = route.target.provider
+            out.append({**request, "custom_id": custom_id, "params": {**params, "model": route.target.model}})
+        assert provider is not None
+        return Checked(provider, out, {m: r.target.model for m, r in chosen.items()})
+
+    async def _route(self, p: Principal, model: str, i: int, provider: str | None) -> Route:
+        """The Anthropic deployment request ``i``'s model runs on (``provider``'s when given)."""
+        where, shown = f"requests.{i}.params.model", model[:200]
+        if p.allowed_models is not None and not model_allowed(model, p.allowed_models):
+            raise PermissionDenied(f"{where}: you may not use the model '{shown}'", param=where,
+                                   code="model_not_allowed")
+        group = self._router.group(model)
+        if group is None:
+            raise NotFound(f"{where}: the model '{shown}' does not exist or you do not have access to it",
+                           param=where, code="model_not_found")
+        anthropic = tuple(r for r in group.deployments if r.target.provider_type == ANTHROPIC)
+        if not anthropic:
+            raise InvalidRequest(f"{where}: the model '{shown}' has no Anthropic deployment; message batches "
+                                 "run only on an 'anthropic' provider (use /v1/batches for OpenAI models)",
+                                 param=where, code="unsupported_model")
+        placed = prerouting.eligible(anthropic, p.allowed_regions, None)
+        if not placed:
+            raise prerouting.outside_regions(f"{where}: the model '{shown}'", p.allowed_regions, param=where)
+        if provider is not None:
+            placed = [r for r in placed if r.target.provider == provider]
+            if not placed:
+                raise InvalidRequest(f"{where}: the model '{shown}' is not served by the provider of the "
+                                     f"batch's first request ('{provider}'); a batch goes to one provider",
+                                     param=where, code="invalid_value")
+        if group.require_approval:
+            try:
+                await self._approved(p, placed[0])
+            except PermissionDenied as exc:
+                raise PermissionDenied(f"{where}: {exc.message}", param=where, code=exc.code) from None
+        return placed[0]
+
+
+def _request(request: Any, i: int, seen: set[str]) -> tuple[str, dict[str, Any]]:
+    """(custom_id, params) of request ``i``, its shape checked and its custom_id unique."""
+    where = f"requests.{i}"
+    if not isinstance(request, dict):
+        raise InvalidRequest(f"{where}: Input should be an object", param=where)
+    for name in request:
+        if name not in ("custom_id", "params"):
+            raise InvalidRequest(f"{where}.{str(name)[:100]}: Extra inputs are not permitted",
+                                 param=f"{where}.{str(name)[:100]}", code="unknown_parameter")
+    custom_id, params = request.get("custom_id"), request.get("params")
+    if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
+        raise InvalidRequest(f"{where}.custom_id: a custom_id is 1 to 64 letters, digits, '_' or '-'",
+                             param=f"{where}.custom_id")
+    if custom_id in seen:
+        raise InvalidRequest(f"{where}.custom_id: the custom_id '{custom_id}' is used more than once; "
+                             "each request's custom_id must be unique within the batch",
+                             param=f"{where}.custom_id")
+    seen.add(custom_id)
+    if not isinstance(params, dict):
+        raise InvalidRequest(f"{where}.params: Field required" if params is None
+                             else f"{where}.params: Input should be an object", param=f"{where}.params")
+    model = params.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest(f"{where}.params.model: Field required", param=f"{where}.params.model")
+    _check_account_objects(params, f"{where}.params")
+    return custom_id, params
+
+
+def _check_account_objects(params: dict[str, Any], where: str) -> None:
+    """Refuse what names an object of the provider account the gateway shares: a ``container``
+    and a Files API ``file`` source in a content block (or inside a tool result)."""
+    if params.get("container") is not None:
+        raise UnsupportedParameter(f"{where}.container: a batch runs on the gateway's credential, in the "
+                                   "provider account all its callers share; it may not name a container",
+                                   param=f"{where}.container")
+    messages = params.get("messages")
+    for m, message in enumerate(messages if isinstance(messages, list) else ()):
+        content = message.get("content") if isinstance(message, dict) else None
+        for b, block in enumerate(content if isinstance(content, list) else ()):
+            path = f"{where}.messages.{m}.content.{b}"
+            _check_source(block, path)
+            inner = block.get("content") if isinstance(block, dict) else None
+            for k, nested in enumerate(inner if isinstance(inner, list) else ()):
+                _check_source(nested, f"{path}.content.{k}")
+
+
+def _check_source(block: Any, path: str) -> None:
+    source = block.get("source") if isinstance(block, dict) else None
+    if isinstance(source, dict) and source.get("type") == "file":
+        raise UnsupportedParameter(f"{path}.source: a Files API file lives in the provider account the "
+                                   "gateway shares among all its callers; a batch may not name one",
+                                   param=f"{path}.source")

@@ -1,0 +1,284 @@
+"""Anthropic's Message Batches (/v1/messages/batches) end to end with the anthropic SDK, on the
+embedded database and on a cluster (PostgreSQL and Redis): the gateway in front of the mock's
+Anthropic batches, every batch owned by the key that created it (another key gets 404), models
+checked as a chat request's are, bad input refused in Anthropic's error shape, the upstream's
+results URL never shown, and an ended batch's cost in the usage ledger once, at half price."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import orjson
+import pytest
+
+from tests.ledger import database_of, wait_for
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+MAX_BODY = 8 * 1024 * 1024
+PRICES = {"input_cost_per_mtok": 3.0, "output_cost_per_mtok": 15.0}
+
+
+@dataclass
+class World:
+    gateway: Gateway
+    mock: Mock
+    database: str
+    tenant: str
+
+    def key(self, models: list[str]) -> dict[str, Any]:
+        resp = httpx.post(f"{self.gateway.url}/admin/v1/keys", json={"models": models, "tenant": self.tenant},
+                          headers=ADMIN, timeout=30)
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+    def sdk(self, key: str) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.gateway.url, api_key=key, max_retries=0, timeout=30)
+
+    def requests_of(self, key_id: str) -> int:
+        resp = httpx.get(f"{self.gateway.url}/admin/v1/usage", headers=ADMIN, timeout=30,
+                         params={"key": key_id, "group_by": "key"})
+        assert resp.status_code == 200, resp.text
+        return sum(int(r["requests"]) for r in resp.json()["data"])
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def world(request: pytest.FixtureRequest, mock_upstream: Mock,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    config = openai_config(mock_upstream)
+    config["providers"].append({"name": "anth", "type": "anthropic", "api_base": mock_upstream.url,
+                                "api_key": "${UPSTREAM_KEY}"})
+    config["models"] += [
+        {"name": "claude", "provider": "anth", "model": "claude-sonnet-4-5", "info": dict(PRICES)},
+        {"name": "claude-small", "provider": "anth", "model": "claude-haiku-4-5"},
+        {"name": "claude-gated", "provider": "anth", "model": "claude-opus-4-1", "require_approval": True},
+    ]
+    config["files"] = {"poll_seconds": 1, "max_message_batch_bytes": MAX_BODY}
+    if request.param == "cluster":
+        postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"msgbatch_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    tmp: Path = tmp_path_factory.mktemp(f"message-batches-{request.param}")
+    gw = start_gateway(config, tmp)
+    tenant = f"mb-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(f"{gw.url}/admin/v1/tenants", json={"id": tenant, "name": tenant}, headers=ADMIN,
+                      timeout=30)
+    assert made.status_code == 201, made.text
+    yield World(gw, mock_upstream, database_of(config, tmp), tenant)
+    gw.process.stop()
+
+
+def request(custom_id: str, text: str = "hello there", model: str = "claude") -> dict[str, Any]:
+    return {"custom_id": custom_id,
+            "params": {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}}
+
+
+def ended(client: anthropic.Anthropic, batch_id: str) -> Any:
+    """The batch once it has ended: the mock ends a batch on its second GET (the gateway's
+    poller may make one of them), so a few looks are enough."""
+    for _ in range(5):
+        batch = client.messages.batches.retrieve(batch_id)
+        if batch.processing_status == "ended":
+            return batch
+    raise AssertionError(f"batch {batch_id} did not end: {batch.processing_status}")
+
+
+def test_a_batch_is_created_read_listed_answered_and_deleted(world: World) -> None:
+    client = world.sdk(world.key(["*"])["key"])
+    batch = client.messages.batches.create(requests=[request("first"), request("second", "hi")])
+    assert batch.id.startswith("msgbatch_") and batch.type == "message_batch"
+    assert batch.processing_status == "in_progress" and batch.request_counts.processing == 2
+    assert batch.results_url is None
+    done = ended(client, batch.id)
+    assert done.request_counts.succeeded == 2 and done.ended_at is not None
+    # The results are the gateway's: the upstream's URL (the mock's host) is never shown.
+    assert done.results_url == f"/v1/messages/batches/{batch.id}/results"
+    assert world.mock.url not in orjson.dumps(done.model_dump(mode="json")).decode()
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+    assert set(results) == {"first", "second"}
+    for result in results.values():
+        assert result.type == "succeeded"
+        assert result.message.model == "claude-sonnet-4-5"  # the served model's upstream id ran
+    assert "You said: hi" in str(results["second"].message.content[0])
+    assert [b.id for b in client.messages.batches.list()] == [batch.id]
+    deleted = client.messages.batches.delete(batch.id)
+    assert deleted.id == batch.id and deleted.type == "message_batch_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.retrieve(batch.id)
+    assert list(client.messages.batches.list()) == []
+
+
+def test_the_list_is_the_callers_own_newest_first_in_pages(world: World) -> None:
+    client = world.sdk(world.key(["claude"])["key"])
+    ids = [client.messages.batches.create(requests=[request(f"r{i}")]).id for i in range(3)]
+    newest_first = ids[::-1]
+    assert [b.id for b in client.messages.batches.list()] == newest_first
+    # Pages of one: the SDK follows last_id with after_id.
+    assert [b.id for b in client.messages.batches.list(limit=1)] == newest_first
+    first = client.messages.batches.list(limit=2)
+    assert [b.id for b in first.data] == newest_first[:2] and first.has_more is True
+    assert first.first_id == newest_first[0] and first.last_id == newest_first[1]
+    # before_id: the page of newer batches right before it.
+    before = client.messages.batches.list(before_id=ids[0], limit=1)
+    assert [b.id for b in before.data] == [ids[1]] and before.has_more is True
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.batches.list(limit=1001)
+
+
+def test_another_key_cannot_see_cancel_delete_or_read_a_batch(world: World) -> None:
+    owner = world.sdk(world.key(["*"])["key"])
+    batch = owner.messages.batches.create(requests=[request("only")])
+    other = world.sdk(world.key(["*"])["key"])
+    for call in (lambda: other.messages.batches.retrieve(batch.id),
+                 lambda: other.messages.batches.cancel(batch.id),
+                 lambda: other.messages.batches.delete(batch.id)):
+        with pytest.raises(anthropic.NotFoundError) as missing:
+            call()
+        assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    resp = httpx.get(f"{world.gateway.url}/v1/messages/batches/{batch.id}/results", timeout=30,
+                     headers={"x-api-key": other.api_key, "anthropic-version": "2023-06-01"})
+    assert resp.status_code == 404 and resp.json()["type"] == "error", resp.text
+    assert list(other.messages.batches.list()) == []
+    # Still the owner's, untouched.
+    assert owner.messages.batches.retrieve(batch.id).cancel_initiated_at is None
+
+
+def test_a_cancelled_batch_ends_with_its_requests_canceled(world: World) -> None:
+    client = world.sdk(world.key(["*"])["key"])
+    batch = client.messages.batches.create(requests=[request("a"), request("b")])
+    cancelled = client.messages.batches.cancel(batch.id)
+    assert cancelled.id == batch.id and cancelled.cancel_initiated_at is not None
+    assert cancelled.processing_status in ("canceling", "ended")
+    done = ended(client, batch.id)
+    assert done.request_counts.canceled == 2 and done.request_counts.succeeded == 0
+    assert {r.result.type for r in client.messages.batches.results(batch.id)} == {"canceled"}
+
+
+def test_models_are_checked_as_for_a_chat_request(world: World) -> None:
+    narrow = world.sdk(world.key(["claude", "gpt-4o-mini"])["key"])
+    # An OpenAI model: message batches run on Anthropic providers only.
+    with pytest.raises(anthropic.BadRequestError) as other_provider:
+        narrow.messages.batches.create(requests=[request("a"), request("b", model="gpt-4o-mini")])
+    assert "requests.1.params.model" in other_provider.value.message
+    assert "no Anthropic deployment" in other_provider.value.message
+    # Every request's model must be one the key may use, exist, and be approved where needed.
+    with pytest.raises(anthropic.PermissionDeniedError) as not_allowed:
+        narrow.messages.batches.create(requests=[request("a"), request("b", model="claude-small")])
+    assert "requests.1.params.model" in not_allowed.value.message
+    with pytest.raises(anthropic.NotFoundError):
+        world.sdk(world.key(["*"])["key"]).messages.batches.create(requests=[request("a", model="nope")])
+    with pytest.raises(anthropic.PermissionDeniedError) as gated:
+        gated_request = request("a", model="claude-gated")
+        world.sdk(world.key(["*"])["key"]).messages.batches.create(requests=[gated_request])
+    assert "subscription" in gated.value.message
+    # A batch runs on the gateway's credential: no Files API file of the shared account.
+    named = request("a")
+    named["params"]["messages"][0]["content"] = [
+        {"type": "text", "text": "summarise"},
+        {"type": "document", "source": {"type": "file", "file_id": "file_011someoneelse"}}]
+    with pytest.raises(anthropic.BadRequestError) as shared:
+        narrow.messages.batches.create(requests=[named])
+    assert "requests.0.params.messages.0.content.1.source" in shared.value.message
+    assert list(narrow.messages.batches.list()) == []  # nothing was created
+
+
+def _post(world: World, body: bytes, key: str | None = MASTER_KEY) -> httpx.Response:
+    headers = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
+    if key is not None:
+        headers["x-api-key"] = key
+    return httpx.post(f"{world.gateway.url}/v1/messages/batches", content=body, headers=headers, timeout=60)
+
+
+@pytest.mark.parametrize(("body", "status", "said"), [
+    (b"{not json", 400, "not valid JSON"),
+    (b"[]", 400, "JSON"),
+    (b"{}", 400, "requests: Field required"),
+    (b'{"requests": []}', 400, "at least 1 item"),
+    (b'{"requests": "all"}', 400, "requests: Input should be a valid list"),
+    (orjson.dumps({"requests": [request("same"), request("same")]}), 400, "used more than once"),
+    (orjson.dumps({"requests": [{"custom_id": "x y", "params": {"model": "claude"}}]}), 400, "custom_id"),
+    (orjson.dumps({"requests": [{"custom_id": "x"}]}), 400, "requests.0.params: Field required"),
+    (orjson.dumps({"requests": [{"custom_id": "x", "params": {}}]}), 400, "requests.0.params.model"),
+    (orjson.dumps({"requests": [request("a")], "extra": 1}), 400, "extra: Extra inputs"),
+    (orjson.dumps({"requests": [{"custom_id": f"r{i}", "params": {"model": "claude"}}
+                                for i in range(100_001)]}), 400, "at most 100000 requests"),
+    (b'{"requests": [' + b" " * MAX_BODY + b"]}", 413, ""),
+], ids=["malformed", "not-object", "no-requests", "empty", "not-list", "duplicate", "bad-custom-id",
+        "no-params", "no-model", "unknown-field", "too-many", "too-large"])
+def test_bad_input_is_refused_in_anthropics_error_shape(world: World, body: bytes, status: int,
+                                                        said: str) -> None:
+    resp = _post(world, body)
+    assert resp.status_code == status, resp.text
+    error = resp.json()
+    assert error["type"] == "error" and said in error["error"]["message"]
+    assert error["error"]["type"] == ("request_too_large" if status == 413 else "invalid_request_error")
+    assert resp.headers["request-id"]
+
+
+def test_a_key_is_needed_and_the_providers_credential_is_never_shown(world: World) -> None:
+    resp = _post(world, orjson.dumps({"requests": [request("a")]}), key=None)
+    assert resp.status_code == 401 and resp.json()["error"]["type"] == "authentication_error", resp.text
+    # Authorization: Bearer works as x-api-key does.
+    key = world.key(["*"])["key"]
+    made = httpx.post(f"{world.gateway.url}/v1/messages/batches", json={"requests": [request("a")]},
+                      headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert made.status_code == 200, made.text
+    seen = httpx.get(f"{world.gateway.url}/v1/messages/batches/{made.json()['id']}", timeout=30,
+                     headers={"x-api-key": key})
+    for resp in (made, seen):
+        assert UPSTREAM_KEY not in resp.text and UPSTREAM_KEY not in str(resp.headers)
+
+
+def test_an_ended_batch_is_priced_once_at_half_price(world: World) -> None:
+    created = world.key(["*"])
+    client = world.sdk(created["key"])
+    batch = client.messages.batches.create(requests=[request("a", "one two three"), request("b", "four")])
+    ended(client, batch.id)
+    results = list(client.messages.batches.results(batch.id))
+    usages = [r.result.message.usage for r in results]  # type: ignore[union-attr]
+    prompt = sum(u.input_tokens for u in usages)
+    completion = sum(u.output_tokens for u in usages)
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.key_id == created["id"] and record.provider == "anth"
+    assert (record.prompt_tokens, record.completion_tokens) == (prompt, completion)
+    # Anthropic's batch price: half the model's configured prices (files.batch_price_factor).
+    expected = (prompt * Decimal("3") + completion * Decimal("15")) / 1_000_000 / 2
+    assert record.cost_usd == expected and record.metadata["operation"] == "batch"
+    assert record.metadata["endpoint"] == "/v1/messages" and record.metadata["requests"] == 2
+    # Seen again by its owner and by the poller meanwhile: still one record.
+    for _ in range(3):
+        client.messages.batches.retrieve(batch.id)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        assert world.requests_of(created["id"]) == 1
+    # Deleted: its record stays, once.
+    client.messages.batches.delete(batch.id)
+    assert world.requests_of(created["id"]) == 1
+
+
+def test_the_poller_prices_a_batch_nobody_looks_at(world: World) -> None:
+    created = world.key(["*"])
+    batch = world.sdk(created["key"]).messages.batches.create(requests=[request("a", "alone")])
+    # The mock ends a batch on its second GET: the poller's (every second) alone get it there.
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.key_id == created["id"] and record.prompt_tokens > 0 and record.cost_usd > 0
+
+
+def test_a_batch_deleted_as_soon_as_it_ends_is_priced_first(world: World) -> None:
+    created = world.key(["*"])
+    client = world.sdk(created["key"])
+    batch = client.messages.batches.create(requests=[request("a"), request("b")])
+    ended(client, batch.id)
+    # At once: the pricing that GET started may be under way; the delete waits for it.
+    assert client.messages.batches.delete(batch.id).type == "message_batch_deleted"
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.metadata["requests"] == 2
+    assert world.requests_of(created["id"]) == 1
