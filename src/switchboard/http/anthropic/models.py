@@ -9,17 +9,14 @@ Errors use Anthropic's error body.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
-
 from switchboard.context import Reply, RequestContext, Result
-from switchboard.errors import GatewayError, InvalidRequest
-from switchboard.http.anthropic.errors import error_body
-from switchboard.http.anthropic.stream import event
+from switchboard.errors import InvalidRequest
+from switchboard.http.anthropic.json_inbound import AnthropicJson
 from switchboard.http.asgi import Receive, Scope, Send
 from switchboard.pipeline.chain import Handler
 
@@ -99,33 +96,6 @@ def _position(ids: list[str], cursor: str, param: str) -> int:
                              code="invalid_value") from None
 
 
-class AnthropicModels:
-    """The inbound of both routes: JSON out, Anthropic's errors (no body to decode)."""
-
-    dialect = "anthropic"
-
-    def __init__(self, operation: str) -> None:
-        self.operation = operation  # "models" (the list) or "model" (one)
-
-    def decode(self, ctx: RequestContext) -> None:
-        return None
-
-    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
-        return orjson.dumps(body)
-
-    async def encode_stream(
-        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]], native: bool = False
-    ) -> AsyncGenerator[bytes, None]:
-        raise TypeError(f"{self.operation} does not stream")
-        yield b""  # pragma: no cover - makes this an async generator
-
-    def encode_error(self, error: GatewayError) -> bytes:
-        return orjson.dumps(error_body(error))
-
-    def encode_stream_error(self, error: GatewayError) -> bytes:
-        return event("error", error=error_body(error)["error"])
-
-
 class AnthropicDirectory:
     """Terminals of both routes around the model directory's (pipeline/models.py): its answer,
     the caller's models only, rewritten. The query is checked first, so a bad one is a 400."""
@@ -148,8 +118,8 @@ class AnthropicDirectory:
         return Reply(model_info(result.body))
 
 
-MODELS = AnthropicModels("models")
-MODEL = AnthropicModels("model")
+MODELS = AnthropicJson("models")
+MODEL = AnthropicJson("model")
 
 
 class ByDialect:
