@@ -305,6 +305,48 @@ def test_files_api_sources_on_the_shared_account_are_refused_naming_the_remedy(
     nothing_sent(mock_upstream, marker)
 
 
+def tool_result_call(world: tuple[Gateway, str], model: str, marker: str, block: dict[str, Any],
+                     headers: dict[str, str] | None = None) -> httpx.Response:
+    """``POST /v1/messages`` whose last user turn answers a tool call with ``block`` inside the
+    ``tool_result``."""
+    gw, key = world
+    messages = [
+        {"role": "user", "content": f"read it mock:capture={marker}"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "read",
+                                           "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [block]}]},
+    ]
+    tools = [{"name": "read", "input_schema": {"type": "object"}}]
+    return httpx.post(f"{gw.url}/v1/messages", timeout=30,
+                      json={"model": model, "max_tokens": 64, "messages": messages, "tools": tools},
+                      headers={"x-api-key": key, "anthropic-version": "2023-06-01", **(headers or {})})
+
+
+def test_a_files_api_document_in_a_tool_result_is_judged_like_any_other(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    """Sent as written on the caller's own key or an opted-in account, refused on the shared one
+    naming the remedy, and refused whatever the key when translated for another provider type."""
+    block = FILE_BLOCKS[0]
+    for model, headers in (("claude-byo", {HEADER: UPSTREAM_KEY}), ("claude-open", None)):
+        marker = new_marker()
+        answer = tool_result_call(world, model, marker, block, headers=headers)
+        assert answer.status_code == 200, (model, answer.text)
+        sent = upstream_body(mock_upstream, marker)["messages"][2]["content"][0]
+        assert sent["type"] == "tool_result" and sent["content"] == [block], model
+    for model, remedy in (("claude", "does not take callers' own provider credentials"),
+                          ("claude-byo", "accepted only with your own provider credential"),
+                          ("gpt", "provider type 'openai' cannot read")):
+        marker = new_marker()
+        answer = tool_result_call(world, model, marker, block)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["type"] == "invalid_request_error", error
+        assert "messages.2.content.0.content.0.source.file_id" in error["message"], error
+        assert remedy in error["message"], error
+        nothing_sent(mock_upstream, marker)
+
+
 @pytest.mark.parametrize(("extra", "block", "words"), [
     ({}, FILE_BLOCKS[0], "Files API"),
     ({}, FILE_BLOCKS[1], "Files API"),
