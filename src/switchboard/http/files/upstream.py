@@ -35,6 +35,9 @@ class Upstream:
     api_version: str | None
     client: UpstreamClient
     timeouts: Timeouts
+    # providers[].allow_account_objects: every caller may name what the provider account holds
+    # (providers/account.py), in a batch's lines as in a single request.
+    account_objects: bool = False
 
     def url(self, path: str, query: Mapping[str, str] | None = None) -> str:
         """``path`` (``/files/<id>``...) on this provider; ids are quoted."""
@@ -119,7 +122,8 @@ def resolve(routing: LiveRouting, provider: str) -> Upstream | None:
         return None
     version = getattr(resolved.options, "api_version", None)
     return Upstream(provider, resolved.config.type, resolved.api_base,
-                    version if isinstance(version, str) else None, client, resolved.config.timeouts)
+                    version if isinstance(version, str) else None, client, resolved.config.timeouts,
+                    resolved.config.allow_account_objects)
 
 
 def object_path(kind: str, object_id: str, tail: str = "") -> str:
