@@ -1,6 +1,8 @@
 """Message-level fields of a chat request (docs/providers.md, "Message fields"): passed to OpenAI
 as written, refused by a provider that has no such field (a 400 naming the message's key), or
-dropped there under ``drop_params``, never dropped in silence."""
+dropped there under ``drop_params``, never dropped in silence. Also an assistant turn that is only
+an earlier refusal (sent as its text where translated), and system and assistant content parts a
+provider takes only as text (a 400 naming the part)."""
 
 from __future__ import annotations
 
