@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.e2e.test_provider_vertex import EMAIL, write_service_account
@@ -78,7 +79,12 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
             {"name": "azure-open", "provider": "az-open", "model": "my-gpt4o-deployment"},
             {"name": "gpt-open", "provider": "oa-open", "model": "gpt-4o-mini"},
             {"name": "claude-open", "provider": "claude-open", "model": "claude-sonnet-4-5"},
+            {"name": "gpt-native", "provider": "oa", "model": "gpt-4o-mini", "responses": "native"},
+            {"name": "gpt-open-native", "provider": "oa-open", "model": "gpt-4o-mini", "responses": "native"},
         ],
+        # Files and batches on the shared OpenAI account; a file uploaded for a model of the
+        # opted-in entry (x-switchboard-model) lives in that one.
+        "files": {"provider": "oa"},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}", "caller_credentials": {"enabled": True}},
     }
     gw = start_gateway(config, folder)
@@ -305,6 +311,48 @@ def test_files_api_sources_on_the_shared_account_are_refused_naming_the_remedy(
     nothing_sent(mock_upstream, marker)
 
 
+def tool_result_call(world: tuple[Gateway, str], model: str, marker: str, block: dict[str, Any],
+                     headers: dict[str, str] | None = None) -> httpx.Response:
+    """``POST /v1/messages`` whose last user turn answers a tool call with ``block`` inside the
+    ``tool_result``."""
+    gw, key = world
+    messages = [
+        {"role": "user", "content": f"read it mock:capture={marker}"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "read",
+                                           "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [block]}]},
+    ]
+    tools = [{"name": "read", "input_schema": {"type": "object"}}]
+    return httpx.post(f"{gw.url}/v1/messages", timeout=30,
+                      json={"model": model, "max_tokens": 64, "messages": messages, "tools": tools},
+                      headers={"x-api-key": key, "anthropic-version": "2023-06-01", **(headers or {})})
+
+
+def test_a_files_api_document_in_a_tool_result_is_judged_like_any_other(
+    world: tuple[Gateway, str], mock_upstream: Mock
+) -> None:
+    """Sent as written on the caller's own key or an opted-in account, refused on the shared one
+    naming the remedy, and refused whatever the key when translated for another provider type."""
+    block = FILE_BLOCKS[0]
+    for model, headers in (("claude-byo", {HEADER: UPSTREAM_KEY}), ("claude-open", None)):
+        marker = new_marker()
+        answer = tool_result_call(world, model, marker, block, headers=headers)
+        assert answer.status_code == 200, (model, answer.text)
+        sent = upstream_body(mock_upstream, marker)["messages"][2]["content"][0]
+        assert sent["type"] == "tool_result" and sent["content"] == [block], model
+    for model, remedy in (("claude", "does not take callers' own provider credentials"),
+                          ("claude-byo", "accepted only with your own provider credential"),
+                          ("gpt", "provider type 'openai' cannot read")):
+        marker = new_marker()
+        answer = tool_result_call(world, model, marker, block)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["type"] == "invalid_request_error", error
+        assert "messages.2.content.0.content.0.source.file_id" in error["message"], error
+        assert remedy in error["message"], error
+        nothing_sent(mock_upstream, marker)
+
+
 @pytest.mark.parametrize(("extra", "block", "words"), [
     ({}, FILE_BLOCKS[0], "Files API"),
     ({}, FILE_BLOCKS[1], "Files API"),
@@ -459,3 +507,56 @@ def test_a_provider_opted_in_takes_objects_of_its_account(
                                        tools=[SEARCH_TOOL])  # type: ignore[list-item]
     sent = upstream_body(mock_upstream, marker)
     assert sent["messages"][1]["audio"] == AUDIO and sent["tools"] == [SEARCH_TOOL]
+
+
+# ---- the opt-in on the Responses API and in batches ------------------------------------------------
+
+# Responses fields naming objects of the account, and the param each is refused with.
+RESPONSES_OBJECTS: list[tuple[dict[str, Any], str]] = [
+    ({"conversation": "conv_someone_elses"}, "conversation"),
+    ({"tools": [SEARCH_TOOL]}, "tools[0].vector_store_ids"),
+    ({"tools": [{"type": "code_interpreter", "container": "cntr_someone_elses"}]}, "tools[0].container"),
+]
+
+
+@pytest.mark.parametrize(("extra", "param"), RESPONSES_OBJECTS, ids=[p for _, p in RESPONSES_OBJECTS])
+def test_a_native_response_names_objects_of_an_opted_in_account(
+    world: tuple[Gateway, str], mock_upstream: Mock, extra: dict[str, Any], param: str
+) -> None:
+    """As chat, the /v1/messages pass-through and the adapters: `allow_account_objects` lets every
+    caller name what the account holds on the gateway's credential; the shared one still refuses."""
+    marker = new_marker()
+    reply = sdk(world).responses.create(model="gpt-open-native", input=f"hi mock:capture={marker}",
+                                        **extra)  # type: ignore[call-overload]
+    assert reply.status == "completed"
+    sent = upstream_body(mock_upstream, marker)
+    assert all(sent[name] == value for name, value in extra.items())
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk(world).responses.create(model="gpt-native", input=f"hi mock:capture={marker}",
+                                    **extra)  # type: ignore[call-overload]
+    assert err.value.code == "unsupported_parameter" and err.value.param == param
+    nothing_sent(mock_upstream, marker)
+
+
+def batch_naming(world: tuple[Gateway, str], model: str, extra: dict[str, Any]) -> Any:
+    """A Responses batch, its input file uploaded for ``model`` (so on that model's provider),
+    whose line names what ``extra`` holds."""
+    client = sdk(world)
+    line = {"custom_id": "r0", "method": "POST", "url": "/v1/responses",
+            "body": {"model": "gpt-4o-mini", "input": "hi", **extra}}
+    source = client.files.create(file=("in.jsonl", orjson.dumps(line) + b"\n"), purpose="batch",
+                                 extra_headers={"x-switchboard-model": model})
+    return client.batches.create(input_file_id=source.id, endpoint="/v1/responses",
+                                 completion_window="24h", metadata={"mock_gets_to_complete": "100"})
+
+
+@pytest.mark.parametrize(("extra", "param"), RESPONSES_OBJECTS, ids=[p for _, p in RESPONSES_OBJECTS])
+def test_a_batch_on_an_opted_in_account_may_name_its_objects(
+    world: tuple[Gateway, str], extra: dict[str, Any], param: str
+) -> None:
+    assert batch_naming(world, "gpt-open", extra).status == "validating"
+    with pytest.raises(openai.BadRequestError) as err:
+        batch_naming(world, "gpt", extra)
+    assert err.value.code == "unsupported_parameter" and err.value.param == "input_file_id"
+    assert f"line 1 of the input file: '{param}' names " in err.value.message

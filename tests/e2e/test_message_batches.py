@@ -56,10 +56,14 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
     config = openai_config(mock_upstream)
     config["providers"].append({"name": "anth", "type": "anthropic", "api_base": mock_upstream.url,
                                 "api_key": "${UPSTREAM_KEY}"})
+    # Its account is the callers' own: they may name its files and containers.
+    config["providers"].append({"name": "anth-own", "type": "anthropic", "api_base": mock_upstream.url,
+                                "api_key": "${UPSTREAM_KEY}", "allow_account_objects": True})
     config["models"] += [
         {"name": "claude", "provider": "anth", "model": "claude-sonnet-4-5", "info": dict(PRICES)},
         {"name": "claude-small", "provider": "anth", "model": "claude-haiku-4-5"},
         {"name": "claude-gated", "provider": "anth", "model": "claude-opus-4-1", "require_approval": True},
+        {"name": "claude-own", "provider": "anth-own", "model": "claude-sonnet-4-5"},
     ]
     config["files"] = {"poll_seconds": 1, "max_message_batch_bytes": MAX_BODY}
     if request.param == "cluster":
@@ -188,6 +192,12 @@ def test_models_are_checked_as_for_a_chat_request(world: World) -> None:
         narrow.messages.batches.create(requests=[named])
     assert "requests.0.params.messages.0.content.1.source" in shared.value.message
     assert list(narrow.messages.batches.list()) == []  # nothing was created
+    # ... unless the provider entry opted in (allow_account_objects), as for single requests.
+    own = world.sdk(world.key(["claude-own"])["key"])
+    named["params"]["model"] = "claude-own"
+    in_container = request("b", model="claude-own")
+    in_container["params"]["container"] = "container_011"
+    assert own.messages.batches.create(requests=[named, in_container]).id.startswith("msgbatch_")
 
 
 def _post(world: World, body: bytes, key: str | None = MASTER_KEY) -> httpx.Response:

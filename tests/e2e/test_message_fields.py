@@ -1,6 +1,8 @@
 """Message-level fields of a chat request (docs/providers.md, "Message fields"): passed to OpenAI
 as written, refused by a provider that has no such field (a 400 naming the message's key), or
-dropped there under ``drop_params``, never dropped in silence."""
+dropped there under ``drop_params``, never dropped in silence. Also an assistant turn that is only
+an earlier refusal (sent as its text where translated), and system and assistant content parts a
+provider takes only as text (a 400 naming the part)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import pytest
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 AUDIO = {"id": "audio_abc"}
+REFUSED = "I can't help with that."
+PIXEL = ("data:image/png;base64,"
+         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +29,21 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "oa", "type": "openai", "api_base": f"{mock_upstream.url}/v1", **stored,
              "allow_account_objects": True},
             {"name": "claude", "type": "anthropic", "api_base": mock_upstream.url, **stored},
+            {"name": "studio", "type": "gemini", "api_base": mock_upstream.url, **stored},
+            {"name": "co", "type": "cohere", "api_base": mock_upstream.url, **stored},
+            {"name": "mi", "type": "mistral", "api_base": f"{mock_upstream.url}/mistral/v1", **stored},
+            {"name": "aws", "type": "bedrock", "api_base": mock_upstream.url, "aws_access_key_id": "AKIDTEST",
+             "aws_secret_access_key": "${UPSTREAM_KEY}", "aws_region": "us-east-1"},
         ],
         "models": [
             {"name": "gpt", "provider": "oa", "model": "gpt-4o-audio-preview"},
             {"name": "claude", "provider": "claude", "model": "claude-sonnet-4-5"},
             {"name": "claude-lenient", "provider": "claude", "model": "claude-sonnet-4-5",
              "drop_params": True},
+            {"name": "gemini", "provider": "studio", "model": "gemini-2.5-flash"},
+            {"name": "cohere", "provider": "co", "model": "command-a-03-2025"},
+            {"name": "mistral", "provider": "mi", "model": "mistral-small-latest"},
+            {"name": "bedrock", "provider": "aws", "model": "anthropic.claude-3-7-sonnet-20250219-v1:0"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
@@ -136,3 +150,102 @@ def test_a_legacy_function_call_is_refused_by_anthropic(client: openai.OpenAI, m
     ]
     assert refusal(client, "claude", messages)["param"] == "messages[1].function_call"
     nothing_sent(mock_upstream, marker)
+
+
+# ---- an assistant turn that is only an earlier refusal -----------------------------------------
+
+
+def replaying_refusal(marker: str) -> list[Any]:
+    """A conversation whose assistant turn is an earlier refused reply as OpenAI returned it:
+    content null, the text in ``refusal`` (OpenAI takes it back so)."""
+    return [{"role": "user", "content": f"do the bad thing mock:capture={marker}"},
+            {"role": "assistant", "content": None, "refusal": REFUSED},
+            {"role": "user", "content": "then something else"}]
+
+
+# Where each translated type's upstream body holds the assistant turn's text.
+ASSISTANT_TEXT = {
+    "claude": lambda body: body["messages"][1]["content"][0]["text"],
+    "gemini": lambda body: body["contents"][1]["parts"][0]["text"],
+    "bedrock": lambda body: body["messages"][1]["content"][0]["text"],
+    "mistral": lambda body: body["messages"][1]["content"],
+    "cohere": lambda body: body["messages"][1]["content"][0]["text"],
+}
+
+
+@pytest.mark.parametrize("model", list(ASSISTANT_TEXT))
+def test_a_refusal_without_content_is_sent_as_the_assistants_text(
+    client: openai.OpenAI, mock_upstream: Mock, model: str
+) -> None:
+    marker = new_marker()
+    resp = client.chat.completions.create(model=model, messages=replaying_refusal(marker))
+    assert resp.choices[0].message.content
+    assert ASSISTANT_TEXT[model](upstream_body(mock_upstream, marker)) == REFUSED
+
+
+def test_a_refusal_without_content_reaches_openai_as_written(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    client.chat.completions.create(model="gpt", messages=replaying_refusal(marker))
+    assert upstream_body(mock_upstream, marker)["messages"][1] == {
+        "role": "assistant", "content": None, "refusal": REFUSED}
+
+
+# ---- system and assistant content parts a provider takes only as text ----------------------------
+
+
+def invalid(client: openai.OpenAI, model: str, messages: list[Any]) -> dict[str, Any]:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=model, messages=messages)
+    error = err.value.body
+    assert isinstance(error, dict) and error["type"] == "invalid_request_error", error
+    return error
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": PIXEL}}
+AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+FILE_PART = {"type": "file",
+             "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}}
+
+
+@pytest.mark.parametrize("part", [IMAGE, AUDIO_PART, FILE_PART], ids=["image_url", "input_audio", "file"])
+@pytest.mark.parametrize(("model", "role"), [("mistral", "system"), ("mistral", "assistant"),
+                                             ("bedrock", "assistant")])
+def test_non_text_parts_where_only_text_is_taken_are_refused_naming_the_part(
+    client: openai.OpenAI, mock_upstream: Mock, model: str, role: str, part: dict[str, Any]
+) -> None:
+    """Mistral's system and assistant messages take text chunks only, Converse's assistant turns
+    text only (images and documents in user turns): the part is refused, never left out."""
+    marker = new_marker()
+    said = {"role": role, "content": [{"type": "text", "text": "Look:"}, part]}
+    asking = {"role": "user", "content": f"hi mock:capture={marker}"}
+    messages: list[Any] = ([said, asking] if role == "system"
+                           else [asking, said, {"role": "user", "content": "and?"}])
+    index = 0 if role == "system" else 1
+    error = invalid(client, model, messages)
+    assert error["param"] == f"messages[{index}].content[1].type", error
+    assert part["type"] in error["message"], error
+    nothing_sent(mock_upstream, marker)
+
+
+@pytest.mark.parametrize(("model", "role"), [("mistral", "system"), ("mistral", "assistant"),
+                                             ("bedrock", "assistant")])
+def test_text_and_refusal_parts_there_are_still_sent_as_text(
+    client: openai.OpenAI, mock_upstream: Mock, model: str, role: str
+) -> None:
+    marker = new_marker()
+    parts = [{"type": "text", "text": "Noted. "}, {"type": "refusal", "refusal": "No."}]
+    if role == "system":
+        messages: list[Any] = [{"role": "system", "content": parts[:1]},
+                               {"role": "user", "content": f"hi mock:capture={marker}"}]
+    else:
+        messages = [{"role": "user", "content": f"hi mock:capture={marker}"},
+                    {"role": "assistant", "content": parts}, {"role": "user", "content": "and?"}]
+    client.chat.completions.create(model=model, messages=messages)
+    sent = upstream_body(mock_upstream, marker)
+    if model == "mistral":
+        assert sent["messages"][0 if role == "system" else 1]["content"] == (
+            "Noted. " if role == "system" else "Noted. No.")
+    else:
+        assert [b["text"] for b in sent["messages"][1]["content"]] == ["Noted. ", "No."]

@@ -187,9 +187,11 @@ def check_fields(body: dict[str, Any], fields: dict[str, Check]) -> None:
 def _content(i: int, role: str, content: Any, msg: dict[str, Any]) -> None:
     param = f"messages[{i}].content"
     if content is None:
-        # As on OpenAI: an assistant turn may be only tool calls, or only an earlier audio reply
-        # named by its id (messages[i].audio).
-        if role == "assistant" and (msg.get("tool_calls") or msg.get("function_call") or msg.get("audio")):
+        # As on OpenAI: an assistant turn may be only tool calls, only an earlier audio reply
+        # named by its id (messages[i].audio), or only an earlier reply's refusal text (a refused
+        # reply has content null; translated types send the refusal as text, providers/turns.py).
+        if role == "assistant" and (msg.get("tool_calls") or msg.get("function_call") or msg.get("audio")
+                                    or isinstance(msg.get("refusal"), str)):
             return
         raise _fail(param, "is required for this role")
     if isinstance(content, str):

@@ -11,8 +11,10 @@ accepted only when the attempt carries the caller's own provider credential
 (``Target.own_account``, set by the invoke terminal), whose account is the caller's, or when the
 operator opted the provider entry in (``allow_account_objects``: every caller may read all the
 account holds); otherwise the adapter refuses it with :func:`refusal` before anything is sent.
-The Responses API's own check of its fields is ``http/responses/request.py`` (``account_object``);
+The Responses API's own check of its fields is ``http/responses/request.py`` (``account_object``,
+applied in ``http/responses/state.py`` and to batch lines in ``http/files/batch_access.py``);
 the Anthropic pass-through's, of the Files API sources its decoder noted, is ``pipeline/native.py``.
+The opt-in lifts all of them alike.
 """
 
 from __future__ import annotations

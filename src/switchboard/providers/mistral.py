@@ -13,8 +13,11 @@ Translation (canonical -> Mistral), beyond the identical fields:
 - The API rejects unknown fields (422 ``extra_forbidden``), so messages are rebuilt with the
   fields Mistral has: ``name`` on system/user/assistant messages, assistant ``audio`` and
   ``function_call`` are refused by the capability table first (they mean something Mistral
-  cannot be told), the assistant ``refusal`` key is left out (ignored on input, as OpenAI does;
-  a refusal content part is sent as text), ``developer`` becomes ``system``, tool messages get
+  cannot be told), the assistant ``refusal`` key is sent as the text of a message without
+  content and left out otherwise (ignored next to content, as OpenAI does; a refusal content
+  part is sent as text), system and assistant content parts other than text and refusal
+  (images, audio, files: Mistral takes text chunks only there) are a 400 naming the part,
+  ``developer`` becomes ``system``, tool messages get
   the function ``name`` looked up from the assistant's call, and functions without
   ``parameters`` get an empty object schema (required by Mistral).
 - Tool call ids must be exactly 9 characters of ``[A-Za-z0-9]``. Other ids (``call_...`` from
@@ -63,6 +66,7 @@ from switchboard.providers.openai_compatible import (
 from switchboard.providers.params import CHAT_PARAMS, GATEWAY_PARAMS
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.target import Target
+from switchboard.providers.turns import assistant_content
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
@@ -113,13 +117,21 @@ def tool_call_id(value: str) -> str:
     return "".join(chars)
 
 
-def _joined_text(content: Any) -> Any:
-    """Text parts joined into one string (system, assistant and tool messages take text only). A
-    refusal part (an earlier reply's refusal, in an assistant message) is text the model wrote."""
+def _joined_text(content: Any, param: str) -> Any:
+    """Text parts joined into one string: Mistral's system and assistant messages take text chunks
+    only (and thinking, which has no canonical part here). A refusal part (an earlier reply's
+    refusal, in an assistant message) is text the model wrote. Any other part (an image, audio, a
+    file) is a 400 naming it rather than left out: the model would answer without it."""
     if not isinstance(content, list):
         return content
-    return "".join(str(p.get(p["type"], "")) for p in content
-                   if isinstance(p, dict) and p.get("type") in ("text", "refusal"))
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in ("text", "refusal"):
+            raise _unsupported_value(f"content part type {kind!r} in a system or assistant message",
+                                     f"{param}[{j}].type")
+        texts.append(str(part.get(kind, "")))
+    return "".join(texts)
 
 
 def _user_part(part: Any, param: str) -> JSON:
@@ -176,12 +188,12 @@ def _tool_calls(calls: list[Any]) -> list[JSON]:
 def _message(msg: JSON, i: int, names: Mapping[str, str]) -> JSON:
     role = msg.get("role")
     if role in ("system", "developer"):
-        return {"role": "system", "content": _joined_text(msg.get("content"))}
+        return {"role": "system", "content": _joined_text(msg.get("content"), f"messages[{i}].content")}
     if role == "user":
         return {"role": "user", "content": _user_content(msg.get("content"), f"messages[{i}].content")}
     if role == "assistant":
         out: JSON = {"role": "assistant"}
-        content = _joined_text(msg.get("content"))
+        content = _joined_text(assistant_content(msg), f"messages[{i}].content")
         if content or not msg.get("tool_calls"):
             out["content"] = content or ""
         if msg.get("tool_calls"):

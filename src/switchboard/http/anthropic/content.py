@@ -23,8 +23,9 @@ Mapping (the canonical extensions are in docs/providers.md, "Canonical extension
                                    before the rest of that user turn so they directly follow the
                                    assistant's tool calls;
                                    ``is_error`` -> ``is_error: true``; documents in a result
-                                   become text; images move to the user message that follows
-                                   (tool messages carry text only)
+                                   become text; images, and documents with a Files API
+                                   source (noted in ``found``), move to the user message that
+                                   follows (tool messages carry text only)
     thinking / redacted_thinking-> assistant ``thinking_blocks`` (signatures unchanged) and
                                    ``reasoning_content`` (the thinking text)
 Errors name the offending field the way Anthropic does: ``messages.0.content.1.source.data``.
@@ -169,8 +170,8 @@ def _document_text(block: JSON, path: str) -> str:
     else:
         raise fail(
             spath,
-            "only plain-text documents (source type 'text' or 'content') are supported by this gateway; "
-            "PDF, URL and file documents are not",
+            "only plain-text documents (source type 'text' or 'content') and Files API ones ('file') are "
+            "supported inside a tool_result by this gateway; PDF and URL documents are not",
         )
     title = block.get("title")
     return f"{title}\n\n{data}" if isinstance(title, str) and title else data
@@ -190,7 +191,8 @@ def _content_source_text(content: Any, path: str) -> str:
 
 
 def _tool_result(block: JSON, path: str, found: list[str]) -> tuple[JSON, list[JSON]]:
-    """The tool message for one tool_result block, and any images it carried."""
+    """The tool message for one tool_result block, and any images (and Files API documents) it
+    carried."""
     tool_use_id = block.get("tool_use_id")
     if not isinstance(tool_use_id, str) or not tool_use_id:
         raise fail(f"{path}.tool_use_id", "Field required")
@@ -224,6 +226,11 @@ def _breakpoint(block: JSON, content: Any) -> tuple[JSON, str] | None:
     return marked[-1] if marked else None
 
 
+def _file_source(block: JSON) -> bool:
+    source = block.get("source")
+    return isinstance(source, dict) and source.get("type") == "file"
+
+
 def _tool_result_text(content: Any, path: str, images: list[JSON], found: list[str]) -> str:
     if isinstance(content, str):
         return content
@@ -236,6 +243,12 @@ def _tool_result_text(content: Any, path: str, images: list[JSON], found: list[s
                 texts.append(text_of(inner, ipath))
             elif kind == "image":
                 images.append(image_part(inner, ipath, found))
+            elif kind == "document" and _file_source(inner):
+                # Noted in ``found`` like any Files API source, and judged per attempt the same
+                # way: the pass-through sends the result as written (on the caller's own account,
+                # or one that allows account objects); a translated attempt refuses it. Carried
+                # as a document part next to the images, since the tool message holds text.
+                images.append(document_part(inner, ipath, found))
             elif kind == "document":
                 texts.append(_document_text(inner, ipath))
             else:

@@ -20,7 +20,8 @@ as for a single request (references.py), else the batch is refused (404, naming 
 distinct file is one read: a line may name at most 64, a batch at most 1,000 (400). A Responses
 line may not name a conversation, prompt, vector store, container, skill or stored item either: a
 batch runs on the gateway's credential, in the provider account every caller shares (400,
-naming the line; http/responses/request.py, ``account_object``). So the input file is read for
+naming the line; http/responses/request.py, ``account_object``), unless the provider entry sets
+``allow_account_objects`` (every caller may name what its account holds). So the input file is read for
 every caller; only a line that can name such a thing (its bytes hold one of the keys, or a JSON
 escape that could spell one) is parsed for that.
 """
@@ -87,12 +88,14 @@ class BatchAccess:
         scoped = self.scoped(p, routes)
         decided: dict[str, None] = {}  # upstream ids already allowed: most lines repeat one
         named: dict[str, tuple[int, str]] = {}  # file id -> where it is first named (line, path)
+        # A provider entry with allow_account_objects lets every caller name its account's objects.
+        objects = endpoint == RESPONSES and not upstream.account_objects
         stream = await upstream.open(object_path("files", file_id, "/content"))
         try:
             number = 0
             async for line in lines(stream.chunks(), self._max_bytes):
                 number += 1
-                if not scoped and not _may_name(line, endpoint):
+                if not scoped and not _may_name(line, objects):
                     continue  # nothing to check: not even parsed
                 body = _body_of(line, number, endpoint)
                 if scoped:
@@ -100,7 +103,7 @@ class BatchAccess:
                     if model not in decided:
                         await self._allowed(p, routes, model, number)
                         decided[model] = None
-                if endpoint == RESPONSES:
+                if objects:
                     _check_account_objects(body, number)
                 _collect_files(body, number, named)
         except OutputTooLarge as exc:
@@ -159,13 +162,14 @@ def _unscoped(p: Principal) -> bool:
     return (models is None or "*" in models) and p.allowed_regions is None
 
 
-def _may_name(line: bytes, endpoint: str) -> bool:
+def _may_name(line: bytes, objects: bool) -> bool:
     """Whether a line can name a file (the key ``file_id``, written as it is or with a ``\\u``
-    escape: no other JSON escape stands for a letter or ``_``) or, for the Responses endpoint, an
-    object of the provider account. Most lines cannot and are not parsed for it."""
+    escape: no other JSON escape stands for a letter or ``_``) or, when ``objects`` (a Responses
+    line on a provider that did not opt in), an object of the provider account. Most lines cannot
+    and are not parsed for it."""
     if any(key in line for key in _NAMING_KEYS):
         return True
-    return endpoint == RESPONSES and any(key in line for key in _ACCOUNT_KEYS)
+    return objects and any(key in line for key in _ACCOUNT_KEYS)
 
 
 def _check_account_objects(body: dict[str, Any], number: int) -> None:

@@ -9,7 +9,8 @@ one Anthropic provider: the first request's, which every other request must be s
 
 A batch runs on the gateway's credential, in the provider account every caller shares: a request
 naming an object of that account (a Files API ``file`` source, a ``container``) is refused, as
-the OpenAI batch path refuses such lines (batch_access.py).
+the OpenAI batch path refuses such lines (batch_access.py), unless the provider entry opted in
+(``allow_account_objects``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class MessageRequests:
                 route = await self._route(p, model, i, provider)
                 chosen[model] = route
             provider = route.target.provider
+            if not route.target.own_account:  # providers[].allow_account_objects lifts it
+                _check_account_objects(params, f"requests.{i}.params")
             out.append({**request, "custom_id": custom_id, "params": {**params, "model": route.target.model}})
         assert provider is not None
         return Checked(provider, out, {m: r.target.model for m, r in chosen.items()})
@@ -134,7 +137,6 @@ def _request(request: Any, i: int, seen: set[str]) -> tuple[str, dict[str, Any]]
     model = params.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest(f"{where}.params.model: Field required", param=f"{where}.params.model")
-    _check_account_objects(params, f"{where}.params")
     return custom_id, params
 
 

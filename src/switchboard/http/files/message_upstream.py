@@ -23,4 +23,4 @@ def resolve_anthropic(routing: LiveRouting, provider: str) -> Upstream | None:
         return None
     options = resolved.options if isinstance(resolved.options, AnthropicOptions) else AnthropicOptions()
     return Upstream(provider, ANTHROPIC, resolved.api_base, None, client, resolved.config.timeouts,
-                    request_headers(options, False))
+                    request_headers(options, False), resolved.config.allow_account_objects)

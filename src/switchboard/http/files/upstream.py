@@ -37,6 +37,9 @@ class Upstream:
     timeouts: Timeouts
     # Sent with every call: an Anthropic provider's ``anthropic-version`` (message_upstream.py).
     headers: Mapping[str, str] = field(default_factory=dict)
+    # providers[].allow_account_objects: every caller may name what the provider account holds
+    # (providers/account.py), in a batch's lines as in a single request.
+    account_objects: bool = False
 
     def url(self, path: str, query: Mapping[str, str] | None = None) -> str:
         """``path`` (``/files/<id>``...) on this provider; ids are quoted."""
@@ -122,7 +125,8 @@ def resolve(routing: LiveRouting, provider: str) -> Upstream | None:
         return None
     version = getattr(resolved.options, "api_version", None)
     return Upstream(provider, resolved.config.type, resolved.api_base,
-                    version if isinstance(version, str) else None, client, resolved.config.timeouts)
+                    version if isinstance(version, str) else None, client, resolved.config.timeouts,
+                    account_objects=resolved.config.allow_account_objects)
 
 
 def object_path(kind: str, object_id: str, tail: str = "") -> str:

@@ -677,8 +677,8 @@ def account_objects(body: JSON) -> UnsupportedParameter | None:
     """The refusal of a request naming objects of the upstream account, or None. The gateway
     neither creates nor keeps such objects apart per caller, so one caller could use another's
     by its id: a native deployment serves them only with the caller's own provider credential
-    (its own account). Read only for requests the chat form cannot carry (translate refused
-    them)."""
+    (its own account) or on a provider entry with ``allow_account_objects`` (state.py). Read only
+    for requests the chat form cannot carry (translate refused them)."""
     found = account_object(body)
     if found is None:
         return None

@@ -128,8 +128,10 @@ class Responses:
             return await chat_invoke(ctx)
         route = ctx.route
         call.native = route is not None and exchange_for(ctx, route) is not None
-        if call.native:
-            if call.shared is not None and ctx.caller_credential is None:
+        if route is not None and call.native:
+            # Objects of the account: on the caller's own one, or one whose provider entry lets
+            # every caller name them (allow_account_objects, Target.own_account).
+            if call.shared is not None and ctx.caller_credential is None and not route.target.own_account:
                 raise call.shared
             ctx.native_body = (call.translated.body, call.history)
         elif call.refused is not None:

@@ -27,7 +27,7 @@ from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
 from switchboard.providers.target import Target
-from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK
+from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -299,7 +299,7 @@ def _assistant_blocks(msg: JSON, param: str, target: Target) -> list[JSON]:
     # Earlier thinking goes first in its turn, as Anthropic produced it. reasoning_content without
     # signed blocks is not sent: Anthropic accepts only thinking it signed itself.
     blocks = thinking.blocks(msg.get("thinking_blocks"), f"{param}.thinking_blocks")
-    blocks += content_blocks(msg.get("content"), f"{param}.content", target)
+    blocks += content_blocks(assistant_content(msg), f"{param}.content", target)
     for j, call in enumerate(msg.get("tool_calls") or []):
         fn = call["function"]
         blocks.append({

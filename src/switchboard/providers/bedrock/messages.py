@@ -30,7 +30,7 @@ import orjson
 from switchboard.errors import InvalidRequest
 from switchboard.providers import documents
 from switchboard.providers.base import JSON
-from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK
+from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content
 
 # Image media types Converse accepts, by the ImageBlock "format" value.
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
@@ -209,14 +209,19 @@ def _indices(where: str) -> str:
 
 def _assistant_blocks(msg: JSON, i: int) -> list[JSON]:
     blocks = _reasoning_blocks(msg.get("thinking_blocks"), i)
-    content = msg.get("content")
+    content = assistant_content(msg)
     if isinstance(content, str):
         content = [{"type": "text", "text": content}]
     for j, part in enumerate(content or ()):
         # A refusal part is text the model wrote (sent as text, as on the other translated types);
-        # Converse rejects blank text, which clients send next to tool calls.
+        # Converse rejects blank text, which clients send next to tool calls. Converse takes images
+        # and documents in user turns only: any other part is a 400 naming it, not left out.
         kind = part.get("type")
-        text = part.get(kind) if kind in ("text", "refusal") else None
+        if kind not in ("text", "refusal"):
+            raise InvalidRequest(
+                f"content part type '{kind}' in an assistant message is not supported by provider type "
+                "'bedrock' (Converse takes only text there)", param=f"messages[{i}].content[{j}].type")
+        text = part.get(kind)
         if isinstance(text, str) and text.strip():
             blocks.extend(_with_cache({"text": text}, part, f"messages[{i}].content[{j}]"))
     for j, call in enumerate(msg.get("tool_calls") or ()):

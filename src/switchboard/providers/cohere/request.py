@@ -18,6 +18,7 @@ from switchboard.providers import capabilities, documents
 from switchboard.providers.base import JSON
 from switchboard.providers.params import drops
 from switchboard.providers.target import Target
+from switchboard.providers.turns import assistant_content
 
 # What is refused (metadata, n, logit_bias, ...) comes from the capability table,
 # capabilities/cohere.py. Cohere's v2 chat has no user or metadata field and no control over
@@ -100,15 +101,16 @@ def _tool_call(call: JSON) -> JSON:
 
 def _assistant(msg: JSON, param: str) -> JSON:
     out: JSON = {"role": "assistant"}
+    content = assistant_content(msg)
     calls = msg.get("tool_calls")
     if calls:
         # Cohere pairs tool calls with a plan, not with content: the text travels as tool_plan.
         out["tool_calls"] = [_tool_call(c) for c in calls]
-        plan = _joined_text(msg.get("content"), f"{param}.content")
+        plan = _joined_text(content, f"{param}.content")
         if plan:
             out["tool_plan"] = plan
         return out
-    out["content"] = _content(msg.get("content"), f"{param}.content")
+    out["content"] = _content(content, f"{param}.content")
     return out
 
 

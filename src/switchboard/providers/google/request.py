@@ -26,7 +26,7 @@ from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.params import drops
 from switchboard.providers.target import Target
-from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK
+from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content
 
 JSON = dict[str, Any]
 
@@ -255,7 +255,7 @@ def _account_uri(url: str, scheme: str, where: str, target: Target) -> None:
 
 
 def assistant_parts(msg: JSON, i: int, names: dict[str, str], signatures: bool) -> list[JSON]:
-    parts = _text_parts(msg.get("content"), f"messages[{i}].content")
+    parts = _text_parts(assistant_content(msg), f"messages[{i}].content")
     for j, call in enumerate(msg.get("tool_calls") or []):
         function = call.get("function") or {}
         name = str(function.get("name") or "")
