@@ -207,6 +207,8 @@ class LedgerHealth(Protocol):
     def dropped_full(self) -> int: ...
     @property
     def dropped_closed(self) -> int: ...
+    @property
+    def write_timeouts(self) -> int: ...
 
 
 class BodiesHealth(Protocol):
@@ -273,6 +275,9 @@ class WriterMetrics:
                         lambda: ledger.spooled_bytes)
             self._total(Counter("switchboard_ledger_stored_records", "Usage records stored in the database",
                                 registry=registry), lambda: ledger.stored)
+            self._total(Counter("switchboard_ledger_write_timeouts",
+                                "Writes of usage records the database did not answer in time (kept, retried)",
+                                registry=registry), lambda: ledger.write_timeouts)
             self._total(Counter("switchboard_ledger_held_records",
                                 "Usage records the database refused, kept in the spool for the next start",
                                 registry=registry), lambda: ledger.held)
