@@ -23,6 +23,13 @@ CLOSE_SECONDS = 2.0
 # a write is several); past it what was not written is kept (the usage spool) or dropped and
 # counted, as when the database is down.
 LAST_WRITE_SECONDS = 5.0
+# While serving: how long one write of a background writer (a batch of usage records, of
+# request-log bodies, of keys' last-used times) may take before it counts as failed, as when the
+# database is down: what it held is kept and tried again. asyncpg's own bound is a minute per
+# statement (stores/sql/engine.py), during which a database that accepts connections and never
+# answers would look to the writer like a slow write rather than an outage. A healthy database
+# stores a batch (at most 500 rows) in well under a second.
+WRITE_SECONDS = 15.0
 
 
 async def stop_task(task: asyncio.Task[Any] | None) -> None:

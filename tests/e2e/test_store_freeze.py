@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import openai
 
+from switchboard.background import WRITE_SECONDS
+from switchboard.stores.feedcache import STORE_READ_SECONDS
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer, start_postgres, start_redis
 
@@ -256,5 +258,107 @@ def test_usage_records_while_the_database_never_answers_arrive_once_and_survive_
             assert _ledger_count(again, created["id"]) == 10  # exactly once
         finally:
             again.process.stop()
+    finally:
+        pg.stop()
+
+
+def test_a_usage_write_the_database_never_answers_fails_within_its_bound_and_is_retried(
+    redis_server: RedisServer, mock_upstream: Mock, tmp_path: Path
+) -> None:
+    """A write of the usage ledger that PostgreSQL never answers counts as failed after
+    WRITE_SECONDS (15 s), not asyncpg's minute per statement: the log says the database is
+    unreachable, the metrics count the write's timeout and the records waiting, and the records
+    are stored once it answers again, exactly once."""
+    pg = start_postgres()  # its own server: the test freezes it
+    try:
+        config = openai_config(mock_upstream)
+        config["database"] = {"url": pg.create_database("ledger_bound")}
+        config["redis"] = {"url": redis_server.url}
+        gw = start_gateway(config, tmp_path)
+        try:
+            created = _key(gw)
+            client = _sdk(gw, created["key"])
+            assert _timed(client)[0].http_response.status_code == 200
+            _until(lambda: _ledger_count(gw, created["id"]) == 1, "the first call never reached the ledger")
+            assert _metric(gw, "switchboard_ledger_write_timeouts_total") == 0
+
+            _freeze(pg, signal.SIGSTOP)
+            try:
+                frozen_at = time.monotonic()
+                for _ in range(3):  # served, the records spooled; their write never answered
+                    raw, took = _timed(client)
+                    assert raw.http_response.status_code == 200 and took < QUICK
+                _until(lambda: _metric(gw, "switchboard_ledger_write_timeouts_total") >= 1,
+                       "the write never timed out", timeout=WRITE_SECONDS + 20)
+                # Well before asyncpg's own 60 s: the writer's bound, plus a flush interval and a
+                # loaded machine's slack.
+                assert time.monotonic() - frozen_at < WRITE_SECONDS + 20
+                assert "usage ledger: the database is unreachable (TimeoutError)" in gw.process.output
+                assert _metric(gw, "switchboard_ledger_pending_records") >= 3
+                assert _metric(gw, "switchboard_ledger_oldest_pending_seconds") >= WRITE_SECONDS - 1
+            finally:
+                _freeze(pg, signal.SIGCONT)
+            _until(lambda: _ledger_count(gw, created["id"]) == 4, "the kept records never arrived",
+                   timeout=60)
+            _until(lambda: _metric(gw, "switchboard_ledger_pending_records") == 0, "still pending")
+            assert _ledger_count(gw, created["id"]) == 4  # exactly once
+        finally:
+            gw.process.stop()
+        gw.process.wait_exit()
+        assert "Traceback" not in gw.process.output, gw.process.output
+    finally:
+        pg.stop()
+
+
+def test_a_prompt_read_while_the_database_never_answers_is_a_503_within_the_read_bound(
+    redis_server: RedisServer, mock_upstream: Mock, tmp_path: Path
+) -> None:
+    """A call naming a stored prompt not in the cache, while PostgreSQL never answers: 503
+    store_unavailable once the read has waited STORE_READ_SECONDS (10 s), as for a key, not a
+    500 after the driver's minute; served again once the database answers."""
+    pg = start_postgres()  # its own server: the test freezes it
+    try:
+        config = openai_config(mock_upstream)
+        config["database"] = {"url": pg.create_database("prompt_freeze")}
+        config["redis"] = {"url": redis_server.url}
+        gw = start_gateway(config, tmp_path)
+        try:
+            name = f"p-{uuid.uuid4().hex[:8]}"
+            prompt = {"name": name, "model": "gpt-4o-mini",
+                      "messages": [{"role": "user", "content": "hi {{ who }}"}],
+                      "variables": {"type": "object", "properties": {"who": {"type": "string"}}}}
+            created = httpx.post(f"{gw.url}/admin/v1/prompts", headers=ADMIN, timeout=10, json=prompt)
+            assert created.status_code == 201, created.text
+            client = _sdk(gw, MASTER_KEY)
+
+            def call() -> Any:
+                return client.chat.completions.create(
+                    model="", messages=[], extra_body={"prompt": {"id": name, "variables": {"who": "x"}}})
+
+            _freeze(pg, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                try:
+                    call()
+                    raise AssertionError("answered while the database never answers")
+                except openai.APIStatusError as exc:
+                    refused = exc
+                took = time.monotonic() - started
+                assert STORE_READ_SECONDS - 1 < took < STORE_READ_SECONDS + 8, took
+                assert refused.status_code == 503, refused.body
+                assert refused.body["code"] == "store_unavailable"  # type: ignore[index]
+            finally:
+                _freeze(pg, signal.SIGCONT)
+
+            def served() -> bool:
+                try:
+                    return bool(call().choices)
+                except openai.APIStatusError:
+                    return False
+            _until(served, "the prompt was never served again")
+        finally:
+            gw.process.stop()
+        gw.process.wait_exit()
+        assert "Traceback" not in gw.process.output, gw.process.output
     finally:
         pg.stop()

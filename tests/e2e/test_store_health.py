@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from switchboard.stores.checks import MAX_AGE as CHECK_SECONDS
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer, start_postgres, start_redis
 
@@ -199,7 +200,8 @@ def _store_up(gw: Gateway) -> dict[str, float]:
     """``{store: value}`` of every switchboard_store_up sample in /metrics."""
     started = time.monotonic()
     resp = httpx.get(f"{gw.url}/metrics", headers=ADMIN, timeout=10)
-    assert time.monotonic() - started < 2  # a scrape never waits on a store
+    # A scrape waits for a check of the stores at most a second (when the last is older).
+    assert time.monotonic() - started < 3
     assert resp.status_code == 200, resp.text
     found = {}
     for line in resp.text.splitlines():
@@ -225,6 +227,18 @@ def _freeze_postgres(pg: Postgres, sig: signal.Signals) -> None:
     found = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, timeout=10)
     for pid in [postmaster, *(int(p) for p in found.stdout.split())]:
         os.kill(pid, sig)
+
+
+def test_a_scrape_after_a_pause_reports_the_stores_as_they_are_now(cluster: Cluster) -> None:
+    """A scrape after a pause longer than the check interval (a second, as between scrapes every
+    15 s) reports a check made then, not the one before the pause; it waits for it a second at
+    most (a frozen Redis is 0 after that long)."""
+    gw = cluster.gateway
+    assert _store_up(gw) == {"database": 1.0, "redis": 1.0}
+    cluster.hang_redis()
+    time.sleep(CHECK_SECONDS + 0.5)  # the pause between two scrapes: the case under test
+    assert _store_up(gw) == {"database": 1.0, "redis": 0.0}
+    cluster.resume_redis()
 
 
 def test_store_up_reports_the_embedded_database_only(gateway: Gateway) -> None:

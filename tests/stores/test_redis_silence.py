@@ -128,3 +128,61 @@ async def test_a_timed_out_batch_marks_the_single_calls_silent(
         await RedisRateLimiter(client).acquire([BUCKET])
     await _fails_at_once(lambda: counters.load(CHARGE, 5))
     await _fails_at_once(lambda: RedisHealth(client).claim_probe("group", "dep", 5_000, "inst:1"))
+
+
+async def test_every_shared_health_call_fails_at_once_while_redis_is_silent(
+    client: Redis, frozen_redis: RedisServer,
+) -> None:
+    """The reports after each answer (a failure, a success, a probe's extension and release)
+    and the breaker sweep's read hold no task for the reply timeout once Redis went quiet."""
+    health = RedisHealth(client)
+    assert not (await health.failed("group", "dep", 3, 5_000)).opened
+    frozen_redis.proc.send_signal(signal.SIGSTOP)
+    with pytest.raises(RedisTimeoutError):  # the report in flight waits out the timeout
+        await health.failed("group", "dep", 3, 5_000)
+    calls: list[Callable[[], Awaitable[Any]]] = [
+        lambda: health.failed("group", "dep", 3, 5_000),
+        lambda: health.failed("group", "dep", 3, 5_000, force=True),
+        lambda: health.succeeded("group", "dep"),
+        lambda: health.succeeded("group", "dep", probe=True),
+        lambda: health.extend_probe("group", "dep", 5_000, "inst:1"),
+        lambda: health.release_probe("group", "dep", "inst:1"),
+        lambda: health.cooling_ms("group", "dep"),
+        lambda: health.out(),
+    ]
+    for call in calls:
+        await _fails_at_once(call)
+    frozen_redis.proc.send_signal(signal.SIGCONT)
+    await _answering_again(client)
+    assert (await health.failed("group", "dep", 3, 5_000, force=True)).opened
+    assert await health.cooling_ms("group", "dep") > 0
+    assert set(await health.out()) == {("group", "dep")}
+    await health.succeeded("group", "dep", probe=True)
+    assert await health.cooling_ms("group", "dep") == 0
+
+
+async def test_scripts_run_again_after_noscript_fail_at_once_once_redis_goes_quiet(
+    client: Redis, frozen_redis: RedisServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A flushed script cache answers the batch NOSCRIPT; its calls then run alone, one after
+    the other. Redis going quiet right after: the first waits out the timeout, the rest fail at
+    once rather than each waiting its own."""
+    limiter = RedisRateLimiter(client)
+    assert (await limiter.acquire([BUCKET])).refused is None
+    await client.script_flush()
+    batch = batch_for(client)
+    send = batch._send
+
+    async def then_quiet(calls: Any) -> list[Any]:  # the batch's own round trip, then SIGSTOP
+        results = await send(calls)
+        frozen_redis.proc.send_signal(signal.SIGSTOP)
+        return results
+
+    monkeypatch.setattr(batch, "_send", then_quiet)
+    results = await asyncio.gather(*(limiter.acquire([BUCKET]) for _ in range(4)), return_exceptions=True)
+    assert all(isinstance(r, RedisTimeoutError) for r in results), results
+    assert sum("has not answered" in str(r) for r in results) == 3, results
+    monkeypatch.setattr(batch, "_send", send)
+    frozen_redis.proc.send_signal(signal.SIGCONT)
+    await _answering_again(client)
+    assert (await limiter.acquire([BUCKET])).refused is None

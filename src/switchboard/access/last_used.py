@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from switchboard.background import LAST_WRITE_SECONDS, stop_task
+from switchboard.background import LAST_WRITE_SECONDS, WRITE_SECONDS, stop_task
 from switchboard.stores.protocols import KeyStore
 from switchboard.stores.refused import isolate, kind
 from switchboard.stores.unavailable import OutageLog
@@ -58,7 +58,8 @@ class LastUsed:
             return
         self._writing = batch
         try:
-            refused = await isolate(self._touch, list(batch.items()))
+            async with asyncio.timeout(WRITE_SECONDS):  # a database that never answers: failed
+                refused = await isolate(self._touch, list(batch.items()))
         except asyncio.CancelledError:  # stopped mid-write (shutdown): close() writes them again
             for key_id, when in batch.items():
                 self._noted.setdefault(key_id, when)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from switchboard.stores.feedcache import FeedCache, publish
+from switchboard.stores.feedcache import STORE_READ_SECONDS, FeedCache, publish
 from switchboard.stores.protocols import ApiRecord, ApiStore, ChangeFeed
 
 TOPIC = "apis"
@@ -54,6 +54,7 @@ class ApiCache(FeedCache[Key, ApiRecord]):
         super().__init__(
             TOPIC, load, feed, encode=lambda key: message_of(*key), decode=_key_of, ttl=ttl,
             negative_ttl=min(ttl, 5.0), max_entries=max_entries, clock=clock,
+            read_timeout=STORE_READ_SECONDS,
         )
 
     async def record(self, tenant_id: str, name: str) -> ApiRecord | None:

@@ -46,7 +46,7 @@ from switchboard.config.urls import check_http_url, url_origin
 from switchboard.crypto.keyring import DecryptError, Keyring, mcp_token_aad
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.mcp.revocation import Revocation, RevocationFailed, Revoker
-from switchboard.stores.feedcache import FeedCache
+from switchboard.stores.feedcache import STORE_READ_SECONDS, FeedCache
 from switchboard.stores.protocols import ChangeFeed, McpStore, McpTokenRecord, SharedCache, utcnow
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, refusal
 
@@ -159,7 +159,7 @@ class OAuthClient:
         self._locks: dict[TokenKey, asyncio.Lock] = {}
         self._tokens: FeedCache[TokenKey, TokenSet] = FeedCache(
             TOKEN_TOPIC, self._load, feed, encode=lambda k: orjson.dumps(list(k)).decode(),
-            decode=_decode_key, ttl=60.0)
+            decode=_decode_key, ttl=60.0, read_timeout=STORE_READ_SECONDS)
         self.revoker = Revoker(self._revoke)
 
     async def start(self) -> None:

@@ -207,6 +207,8 @@ class LedgerHealth(Protocol):
     def dropped_full(self) -> int: ...
     @property
     def dropped_closed(self) -> int: ...
+    @property
+    def write_timeouts(self) -> int: ...
 
 
 class BodiesHealth(Protocol):
@@ -273,6 +275,9 @@ class WriterMetrics:
                         lambda: ledger.spooled_bytes)
             self._total(Counter("switchboard_ledger_stored_records", "Usage records stored in the database",
                                 registry=registry), lambda: ledger.stored)
+            self._total(Counter("switchboard_ledger_write_timeouts",
+                                "Writes of usage records the database did not answer in time (kept, retried)",
+                                registry=registry), lambda: ledger.write_timeouts)
             self._total(Counter("switchboard_ledger_held_records",
                                 "Usage records the database refused, kept in the spool for the next start",
                                 registry=registry), lambda: ledger.held)
@@ -345,16 +350,22 @@ class HealthCollector:
 
 
 class StoreStates(Protocol):
-    """The stores' last readiness answers (stores/checks.py), read without waiting."""
+    """The stores' readiness answers (stores/checks.py)."""
 
-    def latest(self) -> dict[str, str]: ...
+    def latest(self) -> dict[str, str]:
+        """The last answers, read without waiting."""
+        ...
+
+    async def results(self) -> dict[str, str]:
+        """Answers at most a check interval old: a check (bounded) when the last is older."""
+        ...
 
 
 class StoreCollector:
     """``switchboard_store_up``: 1 while a configured store answered its last readiness check
     (``SELECT 1``, a Redis ``PING`` within a second, at most about a second old), else 0. Read
-    from stores/checks.py when scraped: a scrape never waits on a store, it may start a check
-    in the background (at most one per store a second, shared with /health/ready)."""
+    from stores/checks.py when scraped; a scrape whose answers are older first waits for a check
+    (``Metrics.scrape``: a second at most, one per store a second, shared with /health/ready)."""
 
     def __init__(self, stores: StoreStates) -> None:
         self._stores = stores
@@ -461,12 +472,14 @@ class Metrics:
         self._streams = 0  # streams in flight
         self._flusher: asyncio.Task[None] | None = None
         self._writers: WriterMetrics | None = None
+        self._stores: StoreStates | None = None
 
     def watch(self, ledger: LedgerHealth | None, bodies: BodiesHealth | None = None,
               last_used: LastUsedHealth | None = None, stores: StoreStates | None = None) -> None:
         """Export the background writers' health and whether the stores answer (the gateway
         calls it once they are made)."""
         self._writers = WriterMetrics(self._values, ledger, bodies, last_used)
+        self._stores = stores
         if stores is not None:
             self.registry.register(StoreCollector(stores))
 
@@ -650,6 +663,15 @@ class Metrics:
             self._forget_dead_workers()
         return generate_latest(self.registry)
 
+    async def fresh_stores(self) -> None:
+        """Before a scrape: when the stores' answers are older than their check interval (a
+        second: the scrapes come less often, or this is the first in a while), check them now,
+        so ``switchboard_store_up`` says how they are rather than how they were at the scrape
+        before. Bounded by the check's own bound (a second, the stores asked in parallel); a
+        scrape within the interval, or joining a check under way, costs no extra question."""
+        if self._stores is not None:
+            await self._stores.results()
+
     async def _flush_every(self, seconds: float) -> None:
         while True:
             await asyncio.sleep(seconds)
@@ -681,7 +703,8 @@ class Metrics:
         port = self.config.port
         if port is not None:
             self._server = MetricsServer(self.config.host, port, self.exposition, CONTENT_TYPE,
-                                         reuse_port=self.multiprocess_dir is not None)
+                                         reuse_port=self.multiprocess_dir is not None,
+                                         before=self.fresh_stores)
             await self._server.start()
 
     async def close(self) -> None:
@@ -725,6 +748,7 @@ class Metrics:
             await _send(send, 401, orjson.dumps(error.to_openai()), b"application/json",
                         [*extra, CHALLENGE])  # RFC 9110: a 401 names the scheme it takes
             return
+        await self.fresh_stores()
         await _send(send, 200, self.exposition(), CONTENT_TYPE, extra)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("switchboard.metrics")
 
@@ -23,10 +23,11 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method No
 
 class MetricsServer:
     def __init__(self, host: str, port: int, exposition: Callable[[], bytes], content_type: bytes,
-                 *, reuse_port: bool = False) -> None:
+                 *, reuse_port: bool = False, before: Callable[[], Awaitable[object]] | None = None) -> None:
         self._host = host
         self._port = port
         self._exposition = exposition
+        self._before = before  # awaited before the exposition is read (bounded by its owner)
         self._content_type = content_type
         self._reuse_port = reuse_port
         self._server: asyncio.Server | None = None
@@ -51,7 +52,7 @@ class MetricsServer:
         try:
             async with asyncio.timeout(HEAD_SECONDS):
                 head = await reader.readuntil(b"\r\n\r\n")
-            status, body, content_type = self._answer(head)
+            status, body, content_type = await self._answer(head)
             allow = b"allow: GET, HEAD\r\n" if status == 405 else b""  # RFC 9110: a 405 names them
             writer.write(b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s"
                          b"cache-control: no-store\r\nconnection: close\r\n\r\n"
@@ -68,7 +69,7 @@ class MetricsServer:
             self._open -= 1
             writer.close()
 
-    def _answer(self, head: bytes) -> tuple[int, bytes, bytes]:
+    async def _answer(self, head: bytes) -> tuple[int, bytes, bytes]:
         parts = head.split(b"\r\n", 1)[0].split(b" ")
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
             return 400, b"bad request\n", b"text/plain"
@@ -77,4 +78,6 @@ class MetricsServer:
             return 404, b"not found: this port serves /metrics only\n", b"text/plain"
         if method not in (b"GET", b"HEAD"):
             return 405, b"method not allowed\n", b"text/plain"
+        if self._before is not None:
+            await self._before()
         return 200, self._exposition(), self._content_type

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import NamedTuple
 
-from switchboard.background import LAST_WRITE_SECONDS, stop_task
+from switchboard.background import LAST_WRITE_SECONDS, WRITE_SECONDS, stop_task
 from switchboard.config.schema import BodyPolicy, RetentionConfig
 from switchboard.stores.protocols import RequestBody, RequestLogStore
 from switchboard.stores.refused import isolate, kind
@@ -141,7 +141,8 @@ class BodyWriter:
             count = min(self._batch, len(self._queue))
             batch = [self._queue.popleft() for _ in range(count)]
             try:
-                refused = await isolate(self._store.append, batch)
+                async with asyncio.timeout(WRITE_SECONDS):  # a database that never answers: failed
+                    refused = await isolate(self._store.append, batch)
             except asyncio.CancelledError:  # back in the queue: close() counts what is left
                 self._queue.extendleft(reversed(batch))
                 raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from switchboard.stores.feedcache import ALL, FeedCache, publish
+from switchboard.stores.feedcache import ALL, STORE_READ_SECONDS, FeedCache, publish
 from switchboard.stores.protocols import ChangeFeed, PromptStore, PromptVersion
 
 TOPIC = "prompts"
@@ -59,7 +59,7 @@ class PromptCache(FeedCache[Key, PromptVersion]):
         super().__init__(
             TOPIC, load, feed, encode=lambda key: message_of(key[0], key[1]),
             decode=lambda message: None, ttl=ttl, negative_ttl=min(ttl, 5.0),
-            max_entries=max_entries, clock=clock,
+            max_entries=max_entries, clock=clock, read_timeout=STORE_READ_SECONDS,
         )
 
     def drop(self, message: str) -> None:

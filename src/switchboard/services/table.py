@@ -14,7 +14,7 @@ from yarl import URL
 
 from switchboard.config.services import ServiceConfig, ServiceSettings
 from switchboard.crypto.keyring import DecryptError, Keyring, service_header_aad
-from switchboard.stores.feedcache import FeedCache
+from switchboard.stores.feedcache import STORE_READ_SECONDS, FeedCache
 from switchboard.stores.protocols import ChangeFeed, ServiceRecord, ServiceStore
 from switchboard.upstream import scrub
 
@@ -139,7 +139,7 @@ class ServiceTable:
             return from_record(record, self.keyring) if record is not None else None
 
         self._cache = FeedCache(TOPIC, load, feed, encode=_encode, decode=_decode, ttl=30.0, negative_ttl=5.0,
-                                max_entries=CACHED_SERVICES)
+                                max_entries=CACHED_SERVICES, read_timeout=STORE_READ_SECONDS)
         await self._cache.start()
 
     async def close(self) -> None:

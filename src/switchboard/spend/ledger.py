@@ -42,7 +42,7 @@ from pathlib import Path
 
 import orjson
 
-from switchboard.background import LAST_WRITE_SECONDS, stop_task
+from switchboard.background import LAST_WRITE_SECONDS, WRITE_SECONDS, stop_task
 from switchboard.stores.protocols import (
     USAGE_ROW,
     UsageLedger,
@@ -249,6 +249,7 @@ class LedgerWriter:
         self.dropped_full = 0  # of which the spool was full
         self.dropped_closed = 0  # of which the writer was not started yet, or closed already
         self.stored = 0  # records written to the database by this process (replays included)
+        self.write_timeouts = 0  # writes that got no answer within WRITE_SECONDS (kept, retried)
 
     # -- the request path -------------------------------------------------------------------
 
@@ -516,8 +517,14 @@ class LedgerWriter:
 
     async def _store(self, records: Sequence[UsageRow], *, fresh: bool = False) -> None:
         """Store a batch; an outage raises (the caller keeps the batch in the spool and retries).
-        Records the database refuses for their data are held (:meth:`_hold`), the rest stored."""
-        refused = await isolate(functools.partial(self._ledger.append_rows, fresh=fresh), records)
+        Records the database refuses for their data are held (:meth:`_hold`), the rest stored.
+        A database that does not answer within WRITE_SECONDS is an outage too (TimeoutError)."""
+        try:
+            async with asyncio.timeout(WRITE_SECONDS):
+                refused = await isolate(functools.partial(self._ledger.append_rows, fresh=fresh), records)
+        except TimeoutError:
+            self.write_timeouts += 1
+            raise
         self.stored += len(records) - len(refused)
         if refused:
             await self._hold(refused)

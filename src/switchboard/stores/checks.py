@@ -9,8 +9,9 @@ not wait for; while it has not ended, the store is "down" without a new question
 outstanding per store, so a store that never answers does not pile them up). The answers are
 kept for ``max_age`` seconds and one check runs at a time however many probes ask, so a load
 balancer polling every instance often costs each store at most one round trip a second.
-Prometheus reads the same answers (``latest``, the gauge ``switchboard_store_up``) without waiting
-for a check. Nothing on the model path reads this.
+Prometheus reads the same answers (the gauge ``switchboard_store_up``): a scrape whose answers are
+older than ``max_age`` awaits ``results`` first (observability/metrics.py), so it reports the
+stores as they are, within the same bound. Nothing on the model path reads this.
 """
 
 from __future__ import annotations

@@ -301,7 +301,7 @@ def test_the_writers_are_read_when_scraped() -> None:
     their queues gauges; a writer not running (no body policy) exports nothing."""
     m, _ = make()
     ledger = SimpleNamespace(pending_records=0, oldest_pending_at=None, spooled_bytes=0, stored=0, held=0,
-                             dropped=0, dropped_full=0, dropped_closed=0)
+                             dropped=0, dropped_full=0, dropped_closed=0, write_timeouts=0)
     last_used = SimpleNamespace(pending=0, failed_writes=0, refused=0)
     m.watch(ledger, None, last_used)  # type: ignore[arg-type]
     assert total(m, "switchboard_ledger_pending_records") == 0
@@ -309,6 +309,7 @@ def test_the_writers_are_read_when_scraped() -> None:
     assert total(m, "switchboard_ledger_dropped_records_total", reason="spool_full") == 0
     ledger.pending_records, ledger.oldest_pending_at, ledger.spooled_bytes = 7, time.time() - 30, 900
     ledger.stored, ledger.held, ledger.dropped, ledger.dropped_full, ledger.dropped_closed = 5, 1, 7, 2, 4
+    ledger.write_timeouts = 3
     last_used.pending, last_used.failed_writes, last_used.refused = 2, 4, 1
     for _ in range(2):  # scraped twice: counted once
         assert total(m, "switchboard_ledger_pending_records") == 7
@@ -316,6 +317,7 @@ def test_the_writers_are_read_when_scraped() -> None:
         assert total(m, "switchboard_ledger_spool_bytes") == 900
         assert total(m, "switchboard_ledger_stored_records_total") == 5
         assert total(m, "switchboard_ledger_held_records_total") == 1
+        assert total(m, "switchboard_ledger_write_timeouts_total") == 3
         assert total(m, "switchboard_ledger_dropped_records_total", reason="spool_full") == 2
         assert total(m, "switchboard_ledger_dropped_records_total", reason="closed") == 4
         assert total(m, "switchboard_ledger_dropped_records_total", reason="spool_write_failed") == 1
@@ -331,7 +333,7 @@ def test_the_docs_table_names_every_metric_exported() -> None:
     """docs/observability.md's table and the metrics made (every writer watched) name the same."""
     m, _ = make()
     ledger = SimpleNamespace(pending_records=0, oldest_pending_at=None, spooled_bytes=0, stored=0, held=0,
-                             dropped=0, dropped_full=0, dropped_closed=0)
+                             dropped=0, dropped_full=0, dropped_closed=0, write_timeouts=0)
     bodies = SimpleNamespace(pending=0, drops={"queue_full": 0})
     last_used = SimpleNamespace(pending=0, failed_writes=0, refused=0)
     stores = SimpleNamespace(latest=lambda: {"database": "ok"})

@@ -56,3 +56,24 @@ async def test_bounded_connections_and_slow_heads(monkeypatch: pytest.MonkeyPatc
             writer.close()
     finally:
         await server.close()
+
+
+async def test_the_step_before_a_scrape_runs_before_the_values_are_read() -> None:
+    """The gateway checks its stores there when their answers are old (switchboard_store_up
+    as they are now); not for an answer other than the metrics."""
+    state = {"up": 0, "before": 0}
+
+    async def before() -> None:
+        state["before"] += 1
+        state["up"] = 1
+
+    port = free_port()
+    server = MetricsServer("127.0.0.1", port, lambda: b"store_up %d\n" % state["up"], b"text/plain",
+                           before=before)
+    await server.start()
+    try:
+        assert (await _get(port)).endswith(b"\r\n\r\nstore_up 1\n")
+        assert (await _get(port, b"GET /other HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 404")
+        assert state["before"] == 1
+    finally:
+        await server.close()

@@ -26,7 +26,7 @@ from switchboard.apis.lifecycle import SERVED
 from switchboard.context import Reply, RequestContext, Result
 from switchboard.errors import GatewayError, Gone, NotFound
 from switchboard.prompts.cache import TOPIC as PROMPTS_TOPIC
-from switchboard.stores.feedcache import ALL, FeedCache
+from switchboard.stores.feedcache import ALL, STORE_READ_SECONDS, FeedCache
 from switchboard.stores.protocols import ApiRecord, ApiStore, ChangeFeed, PromptStore, PromptVersion
 
 DEFAULT_TENANT = "default"
@@ -124,7 +124,7 @@ class DocumentCache(FeedCache[Key, Document]):
         super().__init__(
             APIS_TOPIC, load, feed, encode=lambda key: f"{key[0]}{_SEP}{key[1]}",
             decode=lambda message: None, ttl=ttl, max_entries=max_entries, clock=clock,
-            also=(PROMPTS_TOPIC,),
+            also=(PROMPTS_TOPIC,), read_timeout=STORE_READ_SECONDS,
         )
 
     def drop(self, message: str) -> None:

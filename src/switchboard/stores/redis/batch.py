@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
@@ -83,7 +84,9 @@ class ScriptBatch:
         for (script, keys, args, future), result in zip(calls, results, strict=True):
             if _no_script(result):  # a restarted or flushed Redis: load, run alone
                 try:
-                    result = await script.script(keys=keys, args=args)
+                    # One after the other: were Redis to go quiet meanwhile, only the first would
+                    # wait out the timeout, the others failing at once (stores/redis/silence.py).
+                    result = await self._silence.call(partial(script.script, keys=keys, args=args))
                 except Exception as exc:
                     result = exc
             if future.done():  # the caller was cancelled meanwhile

@@ -11,6 +11,14 @@ CONNECT_TIMEOUT = 5.0
 # Connections per process. Beyond them a command waits (up to POOL_WAIT seconds) for one to be
 # free instead of failing: redis-py's default pool raises at once when all 100 are in use, which
 # a burst of a few hundred concurrent requests reaches.
+#
+# A pool wait that runs out (redis-py's ConnectionError "No connection available", which callers
+# treat as Redis unreachable) does not mark the client silent (stores/redis/silence.py), on
+# purpose: a pool can be exhausted by a burst on a Redis that answers (every batch of a
+# ``rediss://`` URL takes a pooled connection), and the mark would then fail every guarded call
+# (budgets closed: 503) until the next PING. When the connections are stuck on a silent Redis
+# instead, the first guarded call among them sets the mark when its reply timeout (10 s) runs
+# out, and from then on guarded calls fail before taking a connection, so the pool drains.
 MAX_CONNECTIONS = 256
 POOL_WAIT = 5.0
 

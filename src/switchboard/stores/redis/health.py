@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from switchboard.stores.clock import Clock
 from switchboard.stores.protocols import Claim, Failure
 from switchboard.stores.redis.client import LUA_NOW, PREFIX
-from switchboard.stores.redis.silence import guarded
+from switchboard.stores.redis.silence import guarded, silence_for
 
 # The hash of a deployment whose failures are not counted any more expires after this.
 IDLE_MS = 3_600_000
@@ -94,12 +94,15 @@ class RedisHealth:
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
         self._redis = client
         self._clock = clock
-        self._fail = client.register_script(FAIL)
-        # A request may wait for the claim (routing/health.py): it fails at once while Redis is
-        # silent (stores/redis/silence.py).
+        # Every call fails at once while Redis is silent (stores/redis/silence.py): a request may
+        # wait for the claim, and the reports after each answer (routing/health.py) would each
+        # hold a task and a pooled connection for the whole reply timeout; their callers already
+        # keep the health in this process when Redis cannot be reached.
+        self._silence = silence_for(client)
+        self._fail = guarded(client, client.register_script(FAIL))
         self._claim = guarded(client, client.register_script(CLAIM))
-        self._extend = client.register_script(EXTEND)
-        self._release = client.register_script(RELEASE)
+        self._extend = guarded(client, client.register_script(EXTEND))
+        self._release = guarded(client, client.register_script(RELEASE))
 
     def _now(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * 1000))
@@ -120,6 +123,9 @@ class RedisHealth:
 
     async def succeeded(self, group: str, deployment: str, probe: bool = False) -> None:
         """An answer: the streak starts again; after a probe, the cooldown is over."""
+        await self._silence.call(lambda: self._succeeded(group, deployment, probe))
+
+    async def _succeeded(self, group: str, deployment: str, probe: bool) -> None:
         key = self._key(group, deployment)
         if not probe:
             await self._redis.hdel(key, "streak")
@@ -151,6 +157,9 @@ class RedisHealth:
 
     async def cooling_ms(self, group: str, deployment: str) -> int:
         """How long the deployment is still cooling down (0: it is not)."""
+        return await self._silence.call(lambda: self._cooling_ms(group, deployment))
+
+    async def _cooling_ms(self, group: str, deployment: str) -> int:
         raw = await self._redis.hget(self._key(group, deployment), "until")
         if raw is None:
             return 0
@@ -161,6 +170,9 @@ class RedisHealth:
         down in ms, 0 when half-open (its cooldown is over and no probe has answered yet). Read
         once, by an instance that starts. Members whose deployment is back (its hash expired, or a
         probe's answer was lost) are dropped from the set."""
+        return await self._silence.call(self._out)
+
+    async def _out(self) -> dict[tuple[str, str], int]:
         # Bytes from this client (decode_responses off); names as written by _member.
         members = sorted(_text(m) for m in await self._redis.smembers(OUT))
         if not members:

@@ -10,7 +10,8 @@ Redis went quiet wait out the timeout.
 
 The mark is the client's, not one connection's: the request path's own connection
 (stores/redis/wire.py), redis-py's pipeline (TLS) and the single redis-py calls (a budget
-counter's rebuild, a probe's claim) all stop waiting once any of them timed out. While the mark
+counter's rebuild, the shared deployment health's reports and probe claims, a script run alone
+after NOSCRIPT) all stop waiting once any of them timed out. While the mark
 is not set a guarded call costs one attribute read.
 """
 
