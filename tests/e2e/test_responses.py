@@ -465,6 +465,19 @@ def test_bad_input(gw: Gateway, body: Any, status: int, param: str) -> None:
         assert error["param"] == param
 
 
+@pytest.mark.parametrize("value", [True, "100", 100.0, 123456789012345678901234567890])
+def test_a_max_output_tokens_that_is_no_integer_is_invalid_type(gw: Gateway, value: Any) -> None:
+    """Not "integer below minimum value": a boolean, a string, a float (as 100.0, and as the
+    parser reads an integer past 64 bits) is of the wrong type."""
+    body = {"model": "via-openai", "input": "x", "max_output_tokens": value}
+    resp = httpx.post(f"{gw.base_url}/responses", json=body, headers=ADMIN, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"] == {
+        "message": "Invalid type for 'max_output_tokens': expected an integer.",
+        "type": "invalid_request_error", "param": "max_output_tokens", "code": "invalid_type",
+    }
+
+
 def test_built_in_tool_is_named(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(
