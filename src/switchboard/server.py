@@ -193,7 +193,7 @@ def _raise_fd_limit(wanted: int) -> None:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
-        except (ValueError, OSError):
+        except (ValueError, OSError, OverflowError):  # Overflow: past a C long (no hard limit)
             pass
     if soft != resource.RLIM_INFINITY and soft < wanted:
         logging.getLogger("switchboard").warning(

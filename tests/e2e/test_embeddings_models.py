@@ -24,6 +24,18 @@ def test_embeddings_float_and_dimensions(client: openai.OpenAI) -> None:
     assert all(-1.0 <= x <= 1.0 for x in resp.data[0].embedding)
 
 
+@pytest.mark.parametrize("dimensions", [3073, 10**8, 2**64 - 1])
+def test_the_mock_refuses_more_dimensions_than_any_model_has(client: openai.OpenAI, dimensions: int) -> None:
+    """It built such a vector: 10**8 held gigabytes (the built-in mock runs in the gateway's
+    process), 2**64 - 1 was its 500. It answers as OpenAI does a value out of range."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model="text-embedding-3-small", input="hello", dimensions=dimensions)
+    assert "'dimensions': expected an integer from 1 to 3072" in refused.value.message
+    widest = client.embeddings.create(model="text-embedding-3-small", input="hello", dimensions=3072,
+                                      encoding_format="float")
+    assert len(widest.data[0].embedding) == 3072
+
+
 def test_embeddings_refuse_a_model_the_catalog_knows_as_another_mode(
     client: openai.OpenAI, mock_upstream: Mock
 ) -> None:

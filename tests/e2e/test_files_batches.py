@@ -141,6 +141,18 @@ def test_files_are_listed_in_the_order_asked(world: World) -> None:
 
 
 @pytest.mark.parametrize("path", ["/files", "/batches"])
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0665", "1e1", " 5", "-1"])
+def test_a_limit_of_anything_but_ascii_digits_is_invalid_value(world: World, path: str, limit: str) -> None:
+    """'²' passes str.isdigit and fails int() (it was a 500), U+0665 (an Arabic-Indic 5) is
+    read by int() as 5: only ASCII digits make a limit."""
+    headers = {"Authorization": f"Bearer {world.keys['c']['key']}"}
+    resp = httpx.get(world.gateway.base_url + path, params={"limit": limit}, headers=headers, timeout=30)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["param"], error["code"]) == ("limit", "invalid_value")
+
+
+@pytest.mark.parametrize("path", ["/files", "/batches"])
 def test_more_than_20_query_parameters_on_a_list_is_invalid_value(world: World, path: str) -> None:
     """As the other routes that bound their parameters answer; 20 (unknown ones ignored, as
     OpenAI does) are still a list."""

@@ -295,6 +295,30 @@ def test_enum_values_google_does_not_define_are_400(
     assert ok.status_code == 200, ok.text
 
 
+@pytest.mark.parametrize("model", ["gem-via-openai", "gem-via-gemini"])
+@pytest.mark.parametrize("value", ["--5", "\u00b2", "\u0665", "99999999999999999999", "2147483648",
+                                   2147483648, -2147483649])
+def test_an_int32_field_takes_only_an_int32_or_its_decimal_text(
+    gw: Gateway, key: str, mock_upstream: Mock, model: str, value: Any
+) -> None:
+    """'--5', '²' and a number past 64 bits in text were 500s; U+0665 (an Arabic-Indic 5) and
+    2**31, no int32, were sent on. Each is Google's wrong value of the type; nothing is sent."""
+    marker = new_marker()
+    body = {"contents": [{"parts": [{"text": f"hi mock:capture={marker}"}]}],
+            "generationConfig": {"maxOutputTokens": value}}
+    resp = httpx.post(f"{gw.url}/v1beta/models/{model}:generateContent", json=body,
+                      headers={"x-goog-api-key": key}, timeout=10)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["message"].startswith("Invalid value at 'generationConfig.maxOutputTokens' (TYPE_INT32), ")
+    assert captured(mock_upstream, marker, timeout=0.5) == []
+    # Proto JSON's decimal text of an int32 is one.
+    body["generationConfig"] = {"maxOutputTokens": "100", "seed": "-2147483648"}
+    assert httpx.post(f"{gw.url}/v1beta/models/{model}:generateContent", json=body,
+                      headers={"x-goog-api-key": key}, timeout=10).status_code == 200
+
+
 def test_stream_without_alt_sse_is_refused(gw: Gateway, key: str) -> None:
     resp = httpx.post(
         f"{gw.url}/v1beta/models/gem-via-openai:streamGenerateContent",

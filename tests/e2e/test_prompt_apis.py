@@ -248,6 +248,22 @@ def test_structured_output_is_schema_valid_json(world: World, model: str) -> Non
     assert envelope["schema"]["properties"]["output"] == schema
 
 
+def test_an_integer_variable_bounded_past_64_bits_has_its_document(world: World) -> None:
+    """Its example was an int past 64 bits: this API's document and the tenant's catalog were
+    500s. The example is 1e20 written as a float, an integer to JSON Schema."""
+    name = unique("bound")
+    world.prompt(name, messages=[{"role": "user", "content": "n={{ n }}"}],
+                 variables={"type": "object", "properties": {"n": {"type": "integer", "minimum": 1e20}},
+                            "required": ["n"]})
+    world.publish(name, prompt=name, version=1)
+    for url in (f"{world.url}/apis/{name}/openapi.json", f"{world.url}/apis/openapi.json"):
+        doc = httpx.get(url, headers=bearer(world.owner_key), timeout=10)
+        assert doc.status_code == 200, doc.text
+    media = doc.json()["paths"][f"/apis/{name}"]["post"]["requestBody"]["content"]["application/json"]
+    assert media["example"] == {"n": 1e20}
+    assert world.call(name, media["example"], key=world.owner_key).status_code == 200
+
+
 def test_operation_ids_are_unique_when_names_differ_only_in_punctuation(world: World) -> None:
     """``p.x``, ``p-x`` and ``p_x`` (and an API named ``p_x_version`` beside ``p_x``'s pinned
     operation) would make one id: each document's ids are unique, and the same on every fetch."""

@@ -433,6 +433,10 @@ def test_schema_references_stay_within_the_schema(world: World, admin: Admin) ->
     assert error["param"] == "variables" and "not a JSON pointer within the schema" in error["message"], error
     dangling = {"type": "object", "properties": {"text": {"$ref": "#/$defs/missing"}}}
     assert "points at nothing" in refused(variables=dangling)["message"]
+    # An index of a digit isdigit takes and int() does not ('²'): a 500 when saved.
+    odd = {"type": "object", "properties": {"text": {"$ref": "#/$defs/t/prefixItems/\u00b2"}},
+           "$defs": {"t": {"type": "array", "prefixItems": [{"type": "string"}]}}}
+    assert "points at nothing" in refused(variables=odd)["message"]
     assert "$id is not supported" in refused(variables={**SENTIMENT["variables"], "$id": "https://x.test/s"})[
         "message"]
     error = refused(output_schema={"type": "object", "properties": {"a": {"$ref": "https://x.test/s"}}})

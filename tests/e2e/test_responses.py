@@ -399,6 +399,11 @@ def test_input_items_pagination(client: openai.OpenAI) -> None:
     assert rest.has_more is False
     newest = client.responses.input_items.list(response.id, limit=1)
     assert newest.data[0].content[0].text == "message 4"  # type: ignore[union-attr]
+    # '²' is a digit to str.isdigit, not to int(): it was a 500.
+    for limit in ("\u00b2", "\u0665", "0", "101", "1e1"):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.input_items.list(response.id, extra_query={"limit": limit})
+        assert (refused.value.code, refused.value.param) == ("invalid_value", "limit")
 
 
 def test_stream_is_stored(client: openai.OpenAI) -> None:
@@ -463,6 +468,19 @@ def test_bad_input(gw: Gateway, body: Any, status: int, param: str) -> None:
     assert error["message"] and error["type"]
     if param:
         assert error["param"] == param
+
+
+@pytest.mark.parametrize("value", [True, "100", 100.0, 123456789012345678901234567890])
+def test_a_max_output_tokens_that_is_no_integer_is_invalid_type(gw: Gateway, value: Any) -> None:
+    """Not "integer below minimum value": a boolean, a string, a float (as 100.0, and as the
+    parser reads an integer past 64 bits) is of the wrong type."""
+    body = {"model": "via-openai", "input": "x", "max_output_tokens": value}
+    resp = httpx.post(f"{gw.base_url}/responses", json=body, headers=ADMIN, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"] == {
+        "message": "Invalid type for 'max_output_tokens': expected an integer.",
+        "type": "invalid_request_error", "param": "max_output_tokens", "code": "invalid_type",
+    }
 
 
 def test_built_in_tool_is_named(client: openai.OpenAI) -> None:

@@ -166,6 +166,10 @@ def test_csv_cells_cannot_start_a_formula() -> None:
     ({"model": "m" * 5000}, "invalid_value"),
     ({"limit": "0"}, "invalid_value"),
     ({"limit": "ten"}, "invalid_value"),
+    # Digits Python's str.isdigit takes and int() does not ('²'), or reads as 5 (U+0665): not ASCII.
+    ({"limit": "\u00b2"}, "invalid_value"),
+    ({"limit": "\u0665"}, "invalid_value"),
+    ({"api_version": "\u00b2"}, "invalid_value"),
 ])
 def test_bad_input_is_a_400_with_a_code(world: World, params: dict[str, str], code: str) -> None:
     resp = world.get(**params)

@@ -150,6 +150,8 @@ def test_serve_with_unreachable_redis_fails_in_one_line(tmp_path: Path) -> None:
         ("database", "localhost:5432", "database.url: expected a URL such as postgresql://"),
         ("redis", "http://u:pw-secret@cache:6379", "redis.url: unsupported redis scheme 'http'"),
         ("redis", "redis://:pw-secret@c:6379/x", "redis.url: redis URL: the database after the host must be"),
+        # A digit to str.isdigit: the client silently used database 0 for it.
+        ("redis", "redis://c:6379/\u00b2", "redis.url: redis URL: the database after the host must be"),
         ("redis", "redis:///0", "redis.url: redis URL needs a host"),
     ],
 )

@@ -6,7 +6,13 @@ from typing import Any
 
 import orjson
 
-from switchboard.errors import AuthenticationFailed, InvalidRequest, RateLimited, UpstreamBadGateway
+from switchboard.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    RateLimited,
+    UpstreamBadGateway,
+    UpstreamRateLimited,
+)
 from switchboard.http.gemini.api import split_path
 from switchboard.http.gemini.embeddings import batch_embed_response, embed_response
 from switchboard.http.gemini.errors import error_body, stream_error
@@ -119,6 +125,9 @@ def test_errors_in_google_format() -> None:
     assert limited["error"]["details"] == [
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}
     ]
+    # An upstream's Retry-After is carried over as read (latin-1): a superscript two is no delay.
+    odd = error_body(UpstreamRateLimited("slow down", headers={"retry-after": "\u00b2"}))
+    assert odd["error"]["status"] == "RESOURCE_EXHAUSTED" and "details" not in odd["error"]
     assert error_body(UpstreamBadGateway("x"))["error"] == {
         "code": 502,
         "message": "x",

@@ -254,3 +254,21 @@ def test_safety_settings_are_checked_as_google_does(client: TestClient) -> None:
     # method is a Vertex AI field: the Gemini API does not know it.
     assert "Unknown name" in rejected(client, {"contents": [USER], "safetySettings": [
         {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "OFF", "method": "SEVERITY"}]})
+
+
+@pytest.mark.parametrize("dims", [0, 3073, 10**8, 2**64 - 1, True, 8.0])
+def test_embedding_dimensions_no_model_has_are_refused(client: TestClient, dims: Any) -> None:
+    """Such a vector was built: 10**8 held gigabytes (the built-in mock runs in the gateway's
+    process), 2**64 - 1 was a 500."""
+    embed = "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    item = {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "hi"}]},
+            "outputDimensionality": dims}
+    refused = post(client, {"requests": [item]}, embed)
+    assert refused.status_code == 400 and "an integer from 1 to 3072" in refused.json()["error"]["message"]
+    keyless = TestClient(create_mock_app())  # Vertex's :predict, its token not checked
+    predict = VERTEX.replace("gemini-2.5-flash:generateContent", "text-embedding-005:predict")
+    body = {"instances": [{"content": "hi"}], "parameters": {"outputDimensionality": dims}}
+    refused = keyless.post(predict, json=body)
+    assert refused.status_code == 400 and "an integer from 1 to 3072" in refused.json()["error"]["message"]
+    widest = post(client, {"requests": [{**item, "outputDimensionality": 3072}]}, embed)
+    assert len(widest.json()["embeddings"][0]["values"]) == 3072

@@ -109,6 +109,15 @@ def test_injected_errors_use_mistral_bodies(client: TestClient) -> None:
     assert resp.json()["object"] == "error"
 
 
+@pytest.mark.parametrize("dims", [0, 3073, 10**8, 2**64 - 1, True])
+def test_embedding_dimensions_no_model_has_are_refused(client: TestClient, dims: Any) -> None:
+    """Such a vector was built: 10**8 held gigabytes, 2**64 - 1 was a 500."""
+    body = {"model": "mistral-embed", "input": ["a"], "output_dimension": dims}
+    refused = post(client, body, "/mistral/v1/embeddings")
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["message"]["detail"][0]["loc"] == ["body", "output_dimension"]
+
+
 def test_embeddings(client: TestClient) -> None:
     resp = post(
         client, {"model": "mistral-embed", "input": ["a"], "output_dimension": 4}, "/mistral/v1/embeddings"

@@ -188,7 +188,16 @@ def _number(schema: Mapping[str, Any], kind: str) -> int | float:
     value: float = _SAMPLES[kind] if low is None else low + 1
     if high is not None and value > high:
         value = high if low is None or high >= low else low
-    return int(value) if kind == "integer" else float(value)
+    if kind == "integer":
+        whole = int(value)
+        # A bound of 1e20 makes an int no JSON writer here holds (orjson: 64 bits), which failed
+        # the whole document; as a float it is still an integer to JSON Schema, and the example
+        # is checked against the schema before it is shown.
+        return whole if _INT_LOW <= whole <= _INT_HIGH else float(whole)
+    return float(value)
+
+
+_INT_LOW, _INT_HIGH = -(2**63), 2**64 - 1  # what orjson writes as an integer
 
 
 def _operation_id(name: str, suffix: str = "") -> str:

@@ -31,7 +31,11 @@ Mode = Literal[
 Capability = Literal["tools", "vision", "json_schema", "embeddings", "streaming"]
 CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "embeddings", "streaming")
 
-PositiveInt = Annotated[int, Field(ge=1)]
+# A token count (a context window, an output limit): at most what a usage record counts
+# (providers/counts.py, TOKENS_MAX). Unbounded, a YAML 10**29 was served as is and /v1/models,
+# written by orjson (64 bits), was a 500.
+MAX_TOKEN_COUNT = 2**31 - 1
+TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKEN_COUNT)]
 
 
 def _not_bool(value: Any) -> Any:
@@ -67,8 +71,8 @@ class InfoFields(Strict):
     """Catalog fields that a file section, ``catalog.models`` or a model's ``info`` may set."""
 
     mode: Mode | None = None
-    context_window: PositiveInt | None = None
-    max_output_tokens: PositiveInt | None = None
+    context_window: TokenCount | None = None
+    max_output_tokens: TokenCount | None = None
     capabilities: list[Capability] | None = None
     input_cost_per_mtok: Price | None = None
     output_cost_per_mtok: Price | None = None

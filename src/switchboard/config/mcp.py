@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.base import Strict
+from switchboard.config.catalog import Price
 from switchboard.config.urls import check_http_url
 
 # Tool names are exposed as "<server>__<tool>": a server name neither contains the separator nor
@@ -70,10 +71,11 @@ class McpServerConfig(Strict):
     # Tool-level permissions of the server itself (names as the server gives them).
     allowed_tools: Annotated[list[str], Field(max_length=1000)] | None = None
     denied_tools: Annotated[list[str], Field(max_length=1000)] = Field(default_factory=list)
-    # Charged to budgets per tool call (USD); per tool when named.
-    price_per_call: Annotated[float, Field(ge=0)] = 0.0
-    tool_prices: Annotated[dict[str, Annotated[float, Field(ge=0)]], Field(max_length=1000)] = Field(
-        default_factory=dict)
+    # Charged to budgets per tool call (USD); per tool when named. Finite and at most a million,
+    # as the admin API and the catalog's prices: .inf made every call of the tool a 500 (no
+    # whole number of nano-USD), 1e300 a charge no store holds.
+    price_per_call: Price = 0.0
+    tool_prices: Annotated[dict[str, Price], Field(max_length=1000)] = Field(default_factory=dict)
     connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 32

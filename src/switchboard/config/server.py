@@ -75,7 +75,9 @@ class ImagesConfig(Strict):
 
     fetch_remote: bool = True
     max_bytes: Annotated[int, Field(ge=1)] = 20 * MIB
-    timeout: Annotated[float, Field(gt=0)] = 10.0
+    # Bounded as every other timeout: .inf passed, and aiohttp's deadline (math.ceil) then
+    # failed every fetch, a 500 for each request with a remote image.
+    timeout: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 10.0
     # Off by default so a caller cannot make the gateway reach internal addresses (SSRF).
     allow_private_networks: bool = False
 

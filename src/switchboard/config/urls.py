@@ -58,7 +58,7 @@ def redis_url_problem(url: str) -> str | None:
     if not parts.hostname:
         return "redis URL needs a host: redis://host:6379/0"
     db = parts.path.strip("/")
-    if db and not db.isdigit():
+    if db and not (db.isascii() and db.isdigit()):  # '²' passes isdigit; the client then uses db 0
         return f"redis URL: the database after the host must be a number, not {db!r}"
     return None
 

@@ -614,7 +614,11 @@ async def _batch_embed(request: Request, model: str) -> Response:
         if not parts or not all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in parts):
             return error(400, f"* BatchEmbedContentsRequest.requests[{i}].content.parts: must not be empty\n")
         text = "".join(p["text"] for p in parts)
-        vectors.append({"values": T.embedding(text, item.get("outputDimensionality") or 8)})
+        dims = T.dimensions(item.get("outputDimensionality"))
+        if dims is None:
+            where = f"BatchEmbedContentsRequest.requests[{i}].output_dimensionality"
+            return error(400, f"* {where}: must be an integer from 1 to {T.MAX_DIMENSIONS}\n")
+        vectors.append({"values": T.embedding(text, dims)})
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:
         return fault
@@ -626,7 +630,9 @@ async def _predict(request: Request, model: str) -> Response:
     instances = body.get("instances") if isinstance(body, dict) else None
     if not isinstance(instances, list) or not instances:
         return error(400, "instances is required")
-    dims = ((body.get("parameters") or {}).get("outputDimensionality")) or 8
+    dims = T.dimensions((body.get("parameters") or {}).get("outputDimensionality"))
+    if dims is None:
+        return error(400, f"parameters.outputDimensionality must be an integer from 1 to {T.MAX_DIMENSIONS}")
     predictions = []
     for i, inst in enumerate(instances):
         if not isinstance(inst, dict) or not isinstance(inst.get("content"), str):

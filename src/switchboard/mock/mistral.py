@@ -315,13 +315,16 @@ async def embeddings(request: Request) -> Response:
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs or not all(isinstance(x, str) for x in inputs):
             raise _invalid(["input"], "Input should be a valid string or list of strings", inputs)
+        dims = T.dimensions(body.get("output_dimension"))
+        if dims is None:
+            raise _invalid(["output_dimension"], f"Input should be an integer from 1 to {T.MAX_DIMENSIONS}",
+                           body.get("output_dimension"))
     except Invalid as exc:
         return json_response(exc.body, exc.status)
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:
         return fault
     await before_answer(c)
-    dims = body.get("output_dimension") or 8
     vectors = [T.embedding(x, dims) for x in inputs]
     b64 = body.get("encoding_format") == "base64"
     data = [{"object": "embedding", "embedding": T.embedding_b64(v) if b64 else v, "index": i}

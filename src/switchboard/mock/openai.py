@@ -347,6 +347,10 @@ async def embeddings(request: Request) -> Response:
         return problem
     if not isinstance(body, dict) or not isinstance(body.get("model"), str) or "input" not in body:
         return error(400, "'model' and 'input' are required", param="input")
+    dims = T.dimensions(body.get("dimensions"))
+    if dims is None:
+        return error(400, f"Invalid 'dimensions': expected an integer from 1 to {T.MAX_DIMENSIONS}.",
+                     "invalid_value", param="dimensions")
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:
         return fault
@@ -354,7 +358,6 @@ async def embeddings(request: Request) -> Response:
     inputs = body["input"]
     if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
         inputs = [inputs]
-    dims = body.get("dimensions") or 8
     data = []
     for i, item in enumerate(inputs):
         vector = T.embedding(T.text_of(item) if not isinstance(item, list) else str(item), dims)

@@ -42,6 +42,23 @@ def truncate(text: str, max_tokens: int | None) -> tuple[str, bool]:
     return "".join(pieces[:max_tokens]), True
 
 
+# The widest vector the providers' embedding models return (text-embedding-3-large,
+# gemini-embedding-001). A request's own dimensions are checked against it before a vector is
+# built: 10**8 of them held gigabytes (the built-in mock runs inside the gateway), 2**64 failed.
+MAX_DIMENSIONS = 3072
+DEFAULT_DIMENSIONS = 8
+
+
+def dimensions(value: Any) -> int | None:
+    """The dimensions a request asks for (absent: the mock's default), None when no provider
+    would take them: a whole number from 1 to MAX_DIMENSIONS (not a boolean, nor 8.0)."""
+    if value is None:
+        return DEFAULT_DIMENSIONS
+    if type(value) is not int or not 1 <= value <= MAX_DIMENSIONS:
+        return None
+    return value
+
+
 def embedding(text: str, dims: int) -> list[float]:
     """A unit bag-of-words vector: each word a fixed pseudo-random direction, so texts sharing
     words are similar (cosine) and equal texts are equal, as semantic routing tests need."""

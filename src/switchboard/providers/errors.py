@@ -117,7 +117,7 @@ def error_status(err: dict[str, Any]) -> int:
     """The HTTP status an error object stands for: its numeric ``code`` (some hosts put the
     status there), else what its ``type`` or ``code`` names, else 502."""
     code = err.get("code")
-    if isinstance(code, str) and code.isdigit():
+    if isinstance(code, str) and code.isascii() and code.isdigit():  # not '²', which int() refuses
         code = int(code)
     if isinstance(code, int) and 400 <= code <= 599:
         return code

@@ -70,6 +70,19 @@ def test_every_api_of_a_document_has_its_own_component() -> None:
     assert {f"api.{n}.variables" for n in ("x.y", "x-y", "x_y")} <= set(doc["components"]["schemas"])
 
 
+def test_an_integer_bound_past_64_bits_still_makes_a_document() -> None:
+    """minimum 1e20 made the example the int 10**20 + 1, which orjson cannot write: the API's
+    document and the tenant's whole catalog were 500s."""
+    for schema, shown in (({"type": "integer", "minimum": 1e20}, True),
+                          ({"type": "integer", "maximum": -1e30}, True),
+                          ({"type": "integer", "exclusiveMinimum": 1e20}, False)):  # 1e20 is not above it
+        doc = _doc({"type": "object", "properties": {"n": schema}, "required": ["n"]})
+        orjson.dumps(doc)
+        assert ("example" in _body(doc)) is shown
+    doc = _doc({"type": "object", "properties": {"n": {"type": "integer", "minimum": 9e18}}})
+    assert _body(doc)["example"] == {"n": 9 * 10**18 + 1}  # within 64 bits: still an int
+
+
 def test_examples_are_bounded() -> None:
     began = time.monotonic()
     huge = _doc({"type": "object", "properties": {"t": {"type": "string", "minLength": 2_000_000_000}}})

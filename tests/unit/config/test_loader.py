@@ -247,6 +247,44 @@ server: {{port: {port}}}
 """
 
 
+def test_a_catalog_token_count_past_2_to_31_is_refused(tmp_path: Path) -> None:
+    """``context_window: 123456789012345678901234567890`` loaded, and /v1/models, written by
+    orjson (64 bits), was a 500; a token count is at most what a usage record counts."""
+    huge = 123456789012345678901234567890
+    text = f"""
+providers:
+  - {{name: p, type: openai, api_key: k}}
+models:
+  - {{name: m, provider: p, model: house-model, info: {{context_window: {huge}, max_output_tokens: {2**31}}}}}
+auth: {{master_key: 12345678}}
+"""
+    with pytest.raises(ConfigError) as exc:
+        load(_write(tmp_path, text))
+    assert exc.value.problems == [
+        "models[0].info.context_window: Input should be less than or equal to 2147483647",
+        "models[0].info.max_output_tokens: Input should be less than or equal to 2147483647",
+    ]
+    fits = load(_write(tmp_path, text.replace(str(huge), str(2**31 - 1)).replace(str(2**31), "8192")))
+    assert fits.models[0].info is not None and fits.models[0].info.context_window == 2**31 - 1
+
+
+def test_an_infinite_image_timeout_is_refused(tmp_path: Path) -> None:
+    """``images.timeout: .inf`` loaded, and every fetch of a remote image then failed in aiohttp
+    (its deadline is rounded up with math.ceil): a 500 for each such request."""
+    text = """
+providers:
+  - {name: p, type: openai, api_key: k}
+models:
+  - {name: m, provider: p, model: gpt-4o}
+auth: {master_key: 12345678}
+images: {timeout: .inf}
+"""
+    with pytest.raises(ConfigError) as exc:
+        load(_write(tmp_path, text))
+    assert exc.value.problems == ["images.timeout: Input should be less than or equal to 86400"]
+    assert load(_write(tmp_path, text.replace(".inf", "86400"))).images.timeout == 86400
+
+
 def test_a_yaml_boolean_is_no_number_and_a_number_no_boolean(tmp_path: Path) -> None:
     """``max_connections: true`` was 1 connection, ``drop_params: 1`` was ``True``: each is now
     refused naming the key, as the admin API refuses the same in a JSON body."""

@@ -18,6 +18,11 @@ from switchboard.config.mcp import McpConfig, McpServerConfig
     {"name": "ok", "url": "ftp://x.example/mcp"},
     {"name": "ok", "url": "https://x.example/mcp", "max_concurrency": 0},
     {"name": "ok", "url": "https://x.example/mcp", "price_per_call": -1},
+    # No whole number of nano-USD (every call of the tool was a 500), or a charge no store holds.
+    {"name": "ok", "url": "https://x.example/mcp", "price_per_call": float("inf")},
+    {"name": "ok", "url": "https://x.example/mcp", "price_per_call": 1e300},
+    {"name": "ok", "url": "https://x.example/mcp", "tool_prices": {"t": float("inf")}},
+    {"name": "ok", "url": "https://x.example/mcp", "tool_prices": {"t": 123456789012345678901234567890}},
     {"name": "ok", "url": "https://x.example/mcp", "transport": "carrier-pigeon"},
     {"name": "ok", "transport": "stdio"},  # stdio needs a command
     {"name": "ok", "url": "https://x.example/mcp", "unknown": 1},

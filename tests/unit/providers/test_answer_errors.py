@@ -28,6 +28,7 @@ def target(provider_type: str) -> Target:
     ({"error": {"message": "x", "type": "server_error"}}, 500),
     ({"error": {"message": "x", "type": "something_else"}}, 502),
     ({"error": "model is loading"}, 502),  # TGI
+    ({"error": {"message": "x", "code": "\u00b2"}}, 502),  # a digit to isdigit, not to int(): was a crash
 ])
 def test_the_status_an_error_body_stands_for(body: dict[str, object], status: int) -> None:
     err = error_object(orjson.dumps(body))

@@ -59,7 +59,8 @@ def _group_by(value: str | None) -> tuple[str, ...]:
 def _limit(value: str | None) -> int:
     if value is None:
         return MAX_GROUPS
-    if not value.isdigit() or not 1 <= int(value) <= MAX_GROUPS:
+    # isdigit alone takes '²' (int() then fails: a 500) and U+0665 (an Arabic-Indic 5): ASCII digits only.
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_GROUPS:
         raise InvalidRequest(f"limit: expected a whole number from 1 to {MAX_GROUPS}", param="limit",
                              code="invalid_value")
     return int(value)
@@ -73,7 +74,7 @@ def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str
     # Prompt APIs (docs/prompt-apis.md): the calls of one API, of one of its versions.
     filters["api"] = params.get("api")
     version = params.get("api_version")
-    if version is not None and not (version.isdigit() and len(version) <= 9):
+    if version is not None and not (version.isascii() and version.isdigit() and len(version) <= 9):
         raise InvalidRequest("api_version: expected a whole number", param="api_version",
                              code="invalid_value")
     filters["api_version"] = int(version) if version is not None else None

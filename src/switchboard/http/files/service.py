@@ -423,7 +423,8 @@ class FileService:
     async def _page(self, kind: str, ctx: FilesContext, p: Principal, purpose: str | None) -> dict[str, Any]:
         raw = _first(ctx.params.get("limit")) or "20"
         top = 10_000 if kind == FILE else 100
-        if not raw.isdigit() or not 1 <= int(raw) <= top:
+        # isdigit alone takes '²' (int() then fails: a 500) and U+0665 (an Arabic-Indic 5): ASCII digits only.
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= top:
             raise InvalidRequest(f"'limit' must be an integer from 1 to {top}", param="limit",
                                  code="invalid_value")
         after = _first(ctx.params.get("after"))

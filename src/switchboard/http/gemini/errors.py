@@ -49,7 +49,8 @@ def status_name(status: int) -> str:
 def error_body(err: GatewayError) -> dict[str, Any]:
     error: dict[str, Any] = {"code": err.status, "message": err.message, "status": status_name(err.status)}
     retry_after = {k.lower(): v for k, v in err.headers.items()}.get("retry-after")
-    if retry_after is not None and retry_after.isdigit():
+    # An upstream's value, read as latin-1: isdigit alone takes '\xb2' ('²'), which int() refuses.
+    if retry_after is not None and retry_after.isascii() and retry_after.isdigit():
         error["details"] = [{"@type": _RETRY_INFO, "retryDelay": f"{int(retry_after)}s"}]
     return {"error": error}
 

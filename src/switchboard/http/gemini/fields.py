@@ -11,6 +11,7 @@ JSON schemas) are never renamed. Paths in messages are written as Google writes 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -86,17 +87,26 @@ def boolean(value: Any, path: str) -> bool:
     return value
 
 
-def integer(value: Any, path: str, low: int | None = None, high: int | None = None) -> int:
-    """An int32/int64 field: a JSON integer, or a decimal string as proto JSON allows."""
+def integer(value: Any, path: str, low: int | None = None, high: int | None = None,
+            kind: str = "TYPE_INT32") -> int:
+    """An int32 (or ``kind="TYPE_INT64"``) field: a JSON integer, or a decimal string as proto
+    JSON allows, within its type as Google's parser holds it (2147483648 is no int32: a wrong
+    value of the type, as Google says; past 64 bits it could not even be sent on)."""
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and value.lstrip("-").isdigit() and len(value) <= 20:
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value) is not None:
         number = int(value)
-    if number is None:
-        raise wrong_type(path, "TYPE_INT32", value)
+    bottom, top = _INT_RANGES[kind]
+    if number is None or not bottom <= number <= top:
+        raise wrong_type(path, kind, value)
     _in_range(number, path, low, high)
     return number
+
+
+# ASCII digits only: str.isdigit also takes '²' (which int() refuses) and other scripts' digits.
+_DECIMAL = re.compile(r"-?[0-9]{1,20}")
+_INT_RANGES = {"TYPE_INT32": (-(2**31), 2**31 - 1), "TYPE_INT64": (-(2**63), 2**63 - 1)}
 
 
 def number(value: Any, path: str, low: float | None = None, high: float | None = None) -> float:

@@ -54,7 +54,7 @@ def json_schema(value: Any, path: str, depth: int = 0) -> JSON:
             out[key] = string(given[key], join(path, key))
     for key in _COUNTS:
         if given.get(key) is not None:
-            out[key] = integer(given[key], join(path, key), 0)
+            out[key] = integer(given[key], join(path, key), 0, kind="TYPE_INT64")  # Schema's are int64
     for key in ("minimum", "maximum"):
         if given.get(key) is not None:
             out[key] = number(given[key], join(path, key))

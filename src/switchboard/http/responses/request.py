@@ -540,7 +540,11 @@ def translate(body: JSON) -> Translated:
         echo[name] = value if value is not None else 1.0
     max_output = body.get("max_output_tokens")
     if max_output is not None:
-        if not _is_int(max_output) or max_output < 16:
+        # A boolean, a string or 16.0 is the wrong type, not too small a number (as OpenAI says).
+        if not _is_int(max_output):
+            raise fail("max_output_tokens", "Invalid type for 'max_output_tokens': expected an integer.",
+                       "invalid_type")
+        if max_output < 16:
             raise fail(
                 "max_output_tokens",
                 "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16.",

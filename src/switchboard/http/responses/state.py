@@ -257,7 +257,8 @@ class Responses:
     async def input_items(self, ctx: RequestContext, response_id: str) -> Result:
         query = _query(ctx.query)
         limit_text = query.get("limit", "20")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        # ASCII digits only: isdigit also takes '²', which int() refuses (a 500).
+        if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 100:
             raise InvalidRequest(
                 "Invalid 'limit': expected an integer between 1 and 100.", param="limit", code="invalid_value"
             )
