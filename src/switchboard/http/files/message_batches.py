@@ -7,7 +7,9 @@ the records. A batch's requests are checked (message_requests.py) and sent to th
 provider that serves their models; everything after that goes to the provider recorded with it.
 The upstream's ``results_url`` is never shown: the batch carries the gateway's own results path.
 An ended batch is priced once (message_costing.py, at ``files.batch_price_factor``): after a
-caller's GET that sees it ended, by the poller, or before it is deleted.
+caller's GET that sees it ended, by the poller, or before it is deleted. Each result is priced by
+the model its request was sent for, kept with the record (``message_costing.SENT``), not by the
+(possibly dated) id the upstream reports.
 """
 
 from __future__ import annotations
@@ -69,17 +71,21 @@ class MessageBatches:
             raise StoreUnavailable("subscriptions are not loaded yet; try again shortly")
         await require_approved(cache, p, route.target.name, f"the model '{route.target.name}'")
 
-    async def _owned(self, object_id: str, p: Principal) -> tuple[OwnedObject, Upstream]:
-        return await self._files.owned(MESSAGE_BATCH, object_id, p, resolver=resolve_anthropic)
+    async def _owned(self, ctx: FilesContext, p: Principal) -> tuple[OwnedObject, Upstream]:
+        def resolver(routing: LiveRouting, provider: str) -> Upstream | None:
+            return resolve_anthropic(routing, provider, ctx.headers)
+
+        return await self._files.owned(MESSAGE_BATCH, ctx.object_id, p, resolver=resolver)
 
     # -- the operations ----------------------------------------------------------------------
 
     async def _create_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
         checked = await self._requests.check(parse_object(ctx.body), p)
-        upstream = resolve_anthropic(self._routing, checked.provider)
+        upstream = resolve_anthropic(self._routing, checked.provider, ctx.headers)
         if upstream is None:
             raise GatewayError(f"the provider '{checked.provider}' is not usable now", status=503,
                                code="files_provider_unavailable")
+        sent = message_costing.sent_models(checked.requests)
         obj = shown(await upstream.call("POST", BATCHES_PATH, {"requests": checked.requests}))
         batch_id = obj.get("id")
         if not isinstance(batch_id, str) or not batch_id:
@@ -88,12 +94,12 @@ class MessageBatches:
         await self._files.store.put(OwnedObject(
             id=batch_id, kind=MESSAGE_BATCH, provider=upstream.provider, tenant_id=tenant_of(p),
             owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=PURPOSE,
-            status=_status(obj), body=obj,
+            status=_status(obj), body={**obj, message_costing.SENT: sent},
         ))
         return Reply(obj)
 
     async def _get_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
-        owned, upstream = await self._owned(ctx.object_id, p)
+        owned, upstream = await self._owned(ctx, p)
         obj = await self._refresh(owned, upstream)
         if obj.get("processing_status") == ENDED and not owned.costed:
             # Priced after the response is written: the caller does not wait for the results.
@@ -122,18 +128,18 @@ class MessageBatches:
         page = rows[:limit]
         if before is not None:
             page.reverse()
-        data = [dict(r.body) for r in page]
+        data = [seen_body(r) for r in page]
         return Reply({"data": data, "has_more": more, "first_id": data[0].get("id") if data else None,
                       "last_id": data[-1].get("id") if data else None})
 
     async def _cancel_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
-        owned, upstream = await self._owned(ctx.object_id, p)
+        owned, upstream = await self._owned(ctx, p)
         obj = shown(await upstream.call("POST", object_path(_PATH, owned.id, "/cancel")))
-        await self._files.store.update(MESSAGE_BATCH, owned.id, obj, _status(obj))
+        await self._files.store.update(MESSAGE_BATCH, owned.id, kept(owned, obj), _status(obj))
         return Reply(obj)
 
     async def _delete_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
-        owned, upstream = await self._owned(ctx.object_id, p)
+        owned, upstream = await self._owned(ctx, p)
         if not owned.costed:
             # Its results go with it: an ended batch is priced first, else the delete waits.
             obj = await self._refresh(owned, upstream)
@@ -153,7 +159,7 @@ class MessageBatches:
         return Reply(obj)
 
     async def _message_batch_results(self, ctx: FilesContext, p: Principal) -> Result:
-        owned, upstream = await self._owned(ctx.object_id, p)
+        owned, upstream = await self._owned(ctx, p)
         stream = await upstream.open(message_costing.results_path(owned.id))
         ctype = stream.headers.get("content-type") or "application/binary"
         ctx.response_headers["content-type"] = safe_content_type(ctype)
@@ -170,14 +176,15 @@ class MessageBatches:
     async def _refresh(self, owned: OwnedObject, upstream: Upstream) -> dict[str, Any]:
         """The batch fresh from the upstream (as callers see it), recorded as last seen."""
         obj = shown(await upstream.call("GET", object_path(_PATH, owned.id)))
-        await self._files.store.update(MESSAGE_BATCH, owned.id, obj, _status(obj))
+        await self._files.store.update(MESSAGE_BATCH, owned.id, kept(owned, obj), _status(obj))
         return obj
 
     async def _settle(self, owned: OwnedObject, upstream: Upstream, obj: dict[str, Any]) -> bool:
         limit = self._files.settings.max_output_bytes
 
         async def count() -> dict[str, ModelTotals]:
-            return await message_costing.totals(upstream, owned.id, limit)
+            sent = owned.body.get(message_costing.SENT)
+            return await message_costing.totals(upstream, owned.id, limit, sent)
 
         return await self._files.settle(owned, upstream, message_costing.as_finished(obj), count)
 
@@ -212,6 +219,18 @@ def shown(obj: dict[str, Any]) -> dict[str, Any]:
     if obj.get("results_url") and isinstance(batch_id, str):
         return {**obj, "results_url": f"{BATCHES_PATH}/{quote(batch_id, safe='')}/results"}
     return obj
+
+
+def kept(owned: OwnedObject, obj: dict[str, Any]) -> dict[str, Any]:
+    """The batch as last seen, to record: the upstream's object with the gateway's own note of
+    the models its requests were sent for, which the upstream does not repeat."""
+    sent = owned.body.get(message_costing.SENT)
+    return obj if sent is None else {**obj, message_costing.SENT: sent}
+
+
+def seen_body(owned: OwnedObject) -> dict[str, Any]:
+    """A recorded batch as callers see it: without the gateway's own note."""
+    return {k: v for k, v in owned.body.items() if k != message_costing.SENT}
 
 
 def _status(obj: dict[str, Any]) -> str | None:

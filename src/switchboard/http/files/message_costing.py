@@ -2,7 +2,13 @@
 output file is, costing.lines), the ``usage`` of every succeeded request summed per model.
 
 The record itself is the OpenAI batches' (costing.BatchPricer.record): one usage-ledger row,
-request id = the batch id, at the batch price factor, created at the batch's ``ended_at``."""
+request id = the batch id, at the batch price factor, created at the batch's ``ended_at``.
+
+A result is priced by the upstream model id its request was sent with, not by the ``model`` the
+result reports: Anthropic answers an alias (``claude-sonnet-4-5``, ``...-latest``) with its dated
+id, which no served model names, so its price would come from another catalog entry. The sent
+ids are noted in the batch's record at creation (``SENT``): the distinct ids, and, when there are
+several, each custom_id's (bounded by ``MAX_MAPPED``; past it a result is priced by its report)."""
 
 from __future__ import annotations
 
@@ -25,8 +31,36 @@ def results_path(batch_id: str) -> str:
     return object_path(BATCHES_PATH.lstrip("/"), batch_id, "/results")
 
 
-def line_usage(line: bytes) -> tuple[str, dict[str, Any]] | None:
-    """(model, canonical usage) of a succeeded result line; None for the others and noise."""
+SENT = "switchboard_sent_models"  # in the record's body: {"models": [...], "requests": {custom_id: i}}
+MAX_MAPPED = 10_000  # custom_ids mapped to their model in a batch of several models
+
+
+def sent_models(requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The note ``SENT`` of a batch's checked requests (``params.model`` the upstream id)."""
+    index: dict[str, int] = {}
+    for r in requests:
+        index.setdefault(r["params"]["model"], len(index))
+    note: dict[str, Any] = {"models": list(index)}
+    if len(index) > 1 and len(requests) <= MAX_MAPPED:
+        note["requests"] = {r["custom_id"]: index[r["params"]["model"]] for r in requests}
+    return note
+
+
+def sent_model(custom_id: Any, reported: str, note: Any) -> str:
+    """The upstream id result ``custom_id`` was sent with (``reported`` when not known)."""
+    models = note.get("models") if isinstance(note, dict) else None
+    if not isinstance(models, list) or not models:
+        return reported  # a batch recorded before the note existed
+    if len(models) == 1:
+        return str(models[0])
+    mapped = note.get("requests")
+    i = mapped.get(custom_id) if isinstance(mapped, dict) and isinstance(custom_id, str) else None
+    return str(models[i]) if isinstance(i, int) and 0 <= i < len(models) else reported
+
+
+def line_usage(line: bytes, note: Any = None) -> tuple[str, dict[str, Any]] | None:
+    """(model, canonical usage) of a succeeded result line, the model the one its request was
+    sent for (``note``: the record's ``SENT``); None for the others and noise."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -37,15 +71,15 @@ def line_usage(line: bytes) -> tuple[str, dict[str, Any]] | None:
     message = result.get("message")
     if not isinstance(message, dict) or not isinstance(message.get("model"), str):
         return None
-    return message["model"], canonical_usage(message.get("usage"))
+    return sent_model(obj.get("custom_id"), message["model"], note), canonical_usage(message.get("usage"))
 
 
-async def totals(upstream: Upstream, batch_id: str, limit: int) -> dict[str, ModelTotals]:
+async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None) -> dict[str, ModelTotals]:
     out: dict[str, ModelTotals] = {}
     stream = await upstream.open(results_path(batch_id))
     try:
         async for line in lines(stream.chunks(), limit):
-            found = line_usage(line)
+            found = line_usage(line, note)
             if found is not None:
                 out.setdefault(found[0], ModelTotals()).add(split(found[1]))
     finally:
