@@ -8,6 +8,7 @@ Anthropic's Files API (which the gateway does not offer) refused in Anthropic's 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ import httpx
 import orjson
 import pytest
 
+from switchboard.stores.factory import open_at
+from switchboard.stores.protocols import MESSAGE_BATCH_MODELS
 from tests.ledger import database_of, wait_for
 from tests.servers import (
     MASTER_KEY,
@@ -94,6 +97,20 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
     assert made.status_code == 201, made.text
     yield World(gw, mock_upstream, database_of(config, tmp), tenant)
     gw.process.stop()
+
+
+def sent_models(world: World, batch_id: str) -> dict[str, Any] | None:
+    """The gateway's record of the models a batch's requests were sent for, as stored."""
+    async def read() -> dict[str, Any] | None:
+        stores = await open_at(world.database, None)
+        try:
+            assert stores.files is not None
+            found = await stores.files.get(MESSAGE_BATCH_MODELS, batch_id)
+            return None if found is None else dict(found.body)
+        finally:
+            await stores.close()
+
+    return asyncio.run(read())
 
 
 def request(custom_id: str, text: str = "hello there", model: str = "claude") -> dict[str, Any]:
@@ -330,10 +347,11 @@ def test_each_result_is_priced_by_the_model_its_request_was_sent_for(world: Worl
                 * Decimal("11") + results["b"].usage.input_tokens * Decimal("3")
                 + results["b"].usage.output_tokens * Decimal("15")) / 1_000_000 / 2
     assert record.cost_usd == expected and not record.unpriced
-    # The note the gateway keeps to price it is never shown.
-    listed = httpx.get(f"{world.gateway.url}/v1/messages/batches", headers={"x-api-key": created["key"]},
-                       timeout=30)
-    assert listed.status_code == 200 and "switchboard" not in listed.text, listed.text
+    # Recorded at creation: the most used model, and the one request sent for another.
+    assert sent_models(world, batch.id) == {"models": ["claude-3-7-sonnet-latest", "claude-sonnet-4-5"],
+                                            "requests": {"b": 1}}
+    client.messages.batches.delete(batch.id)
+    assert sent_models(world, batch.id) is None  # forgotten with the batch
 
 
 def test_the_callers_anthropic_beta_reaches_the_upstream(world: World) -> None:

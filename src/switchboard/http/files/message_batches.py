@@ -8,8 +8,8 @@ provider that serves their models; everything after that goes to the provider re
 The upstream's ``results_url`` is never shown: the batch carries the gateway's own results path.
 An ended batch is priced once (message_costing.py, at ``files.batch_price_factor``): after a
 caller's GET that sees it ended, by the poller, or before it is deleted. Each result is priced by
-the model its request was sent for, kept with the record (``message_costing.SENT``), not by the
-(possibly dated) id the upstream reports.
+the model its request was sent for, recorded at creation next to the batch (kind ``msgmodel``),
+not by the (possibly dated) id the upstream reports.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from switchboard.pipeline.subscription import require_approved
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
 from switchboard.routing.table import Route
-from switchboard.stores.protocols import MESSAGE_BATCH, OwnedObject
+from switchboard.stores.protocols import MESSAGE_BATCH, MESSAGE_BATCH_MODELS, OwnedObject
 
 log = logging.getLogger("switchboard.files")
 
@@ -91,10 +91,16 @@ class MessageBatches:
         if not isinstance(batch_id, str) or not batch_id:
             raise GatewayError(f"provider '{upstream.provider}' answered without a usable id", status=502,
                                code="upstream_error")
+        # Before the batch's own row: a batch is never seen without it (the poller prices it).
+        await self._files.store.put(OwnedObject(
+            id=batch_id, kind=MESSAGE_BATCH_MODELS, provider=upstream.provider, tenant_id=tenant_of(p),
+            owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=PURPOSE,
+            body=sent, costed=True,
+        ))
         await self._files.store.put(OwnedObject(
             id=batch_id, kind=MESSAGE_BATCH, provider=upstream.provider, tenant_id=tenant_of(p),
             owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=PURPOSE,
-            status=_status(obj), body={**obj, message_costing.SENT: sent},
+            status=_status(obj), body=obj,
         ))
         return Reply(obj)
 
@@ -128,14 +134,14 @@ class MessageBatches:
         page = rows[:limit]
         if before is not None:
             page.reverse()
-        data = [seen_body(r) for r in page]
+        data = [dict(r.body) for r in page]
         return Reply({"data": data, "has_more": more, "first_id": data[0].get("id") if data else None,
                       "last_id": data[-1].get("id") if data else None})
 
     async def _cancel_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
         owned, upstream = await self._owned(ctx, p)
         obj = shown(await upstream.call("POST", object_path(_PATH, owned.id, "/cancel")))
-        await self._files.store.update(MESSAGE_BATCH, owned.id, kept(owned, obj), _status(obj))
+        await self._files.store.update(MESSAGE_BATCH, owned.id, obj, _status(obj))
         return Reply(obj)
 
     async def _delete_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
@@ -153,10 +159,14 @@ class MessageBatches:
             obj = await upstream.call("DELETE", object_path(_PATH, owned.id))
         except GatewayError as err:
             if err.status == 404:  # gone upstream already: forgotten here too
-                await self._files.store.delete(MESSAGE_BATCH, owned.id)
+                await self._forget(owned.id)
             raise
-        await self._files.store.delete(MESSAGE_BATCH, owned.id)
+        await self._forget(owned.id)
         return Reply(obj)
+
+    async def _forget(self, batch_id: str) -> None:
+        await self._files.store.delete(MESSAGE_BATCH, batch_id)
+        await self._files.store.delete(MESSAGE_BATCH_MODELS, batch_id)
 
     async def _message_batch_results(self, ctx: FilesContext, p: Principal) -> Result:
         owned, upstream = await self._owned(ctx, p)
@@ -176,15 +186,15 @@ class MessageBatches:
     async def _refresh(self, owned: OwnedObject, upstream: Upstream) -> dict[str, Any]:
         """The batch fresh from the upstream (as callers see it), recorded as last seen."""
         obj = shown(await upstream.call("GET", object_path(_PATH, owned.id)))
-        await self._files.store.update(MESSAGE_BATCH, owned.id, kept(owned, obj), _status(obj))
+        await self._files.store.update(MESSAGE_BATCH, owned.id, obj, _status(obj))
         return obj
 
     async def _settle(self, owned: OwnedObject, upstream: Upstream, obj: dict[str, Any]) -> bool:
         limit = self._files.settings.max_output_bytes
 
         async def count() -> dict[str, ModelTotals]:
-            sent = owned.body.get(message_costing.SENT)
-            return await message_costing.totals(upstream, owned.id, limit, sent)
+            sent = await self._files.store.get(MESSAGE_BATCH_MODELS, owned.id)
+            return await message_costing.totals(upstream, owned.id, limit, sent.body if sent else None)
 
         return await self._files.settle(owned, upstream, message_costing.as_finished(obj), count)
 
@@ -219,18 +229,6 @@ def shown(obj: dict[str, Any]) -> dict[str, Any]:
     if obj.get("results_url") and isinstance(batch_id, str):
         return {**obj, "results_url": f"{BATCHES_PATH}/{quote(batch_id, safe='')}/results"}
     return obj
-
-
-def kept(owned: OwnedObject, obj: dict[str, Any]) -> dict[str, Any]:
-    """The batch as last seen, to record: the upstream's object with the gateway's own note of
-    the models its requests were sent for, which the upstream does not repeat."""
-    sent = owned.body.get(message_costing.SENT)
-    return obj if sent is None else {**obj, message_costing.SENT: sent}
-
-
-def seen_body(owned: OwnedObject) -> dict[str, Any]:
-    """A recorded batch as callers see it: without the gateway's own note."""
-    return {k: v for k, v in owned.body.items() if k != message_costing.SENT}
 
 
 def _status(obj: dict[str, Any]) -> str | None:

@@ -7,12 +7,14 @@ request id = the batch id, at the batch price factor, created at the batch's ``e
 A result is priced by the upstream model id its request was sent with, not by the ``model`` the
 result reports: Anthropic answers an alias (``claude-sonnet-4-5``, ``...-latest``) with its dated
 id, which no served model names, so its price would come from another catalog entry. The sent
-ids are noted in the batch's record at creation (``SENT``): the distinct ids, and, when there are
-several, each custom_id's (bounded by ``MAX_MAPPED``; past it a result is priced by its report)."""
+ids are recorded at creation next to the batch (kind ``msgmodel``, :func:`sent_models`): the
+distinct ids, the most used first, and the custom_ids sent with another one (so a one-model batch
+notes one id, and the note is bounded by the batch's own bounds on requests and custom_ids)."""
 
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -31,36 +33,32 @@ def results_path(batch_id: str) -> str:
     return object_path(BATCHES_PATH.lstrip("/"), batch_id, "/results")
 
 
-SENT = "switchboard_sent_models"  # in the record's body: {"models": [...], "requests": {custom_id: i}}
-MAX_MAPPED = 10_000  # custom_ids mapped to their model in a batch of several models
-
-
 def sent_models(requests: list[dict[str, Any]]) -> dict[str, Any]:
-    """The note ``SENT`` of a batch's checked requests (``params.model`` the upstream id)."""
-    index: dict[str, int] = {}
-    for r in requests:
-        index.setdefault(r["params"]["model"], len(index))
-    note: dict[str, Any] = {"models": list(index)}
-    if len(index) > 1 and len(requests) <= MAX_MAPPED:
-        note["requests"] = {r["custom_id"]: index[r["params"]["model"]] for r in requests}
-    return note
+    """What a batch's checked requests (``params.model`` the upstream id) were sent for:
+    ``{"models": [most used, ...], "requests": {custom_id: index}}``, ``requests`` holding
+    only the custom_ids not sent for the most used model."""
+    counts = Counter(r["params"]["model"] for r in requests)
+    models = [m for m, _ in counts.most_common()]
+    index = {m: i for i, m in enumerate(models)}
+    others = {r["custom_id"]: index[r["params"]["model"]] for r in requests
+              if r["params"]["model"] != models[0]}
+    return {"models": models, "requests": others}
 
 
 def sent_model(custom_id: Any, reported: str, note: Any) -> str:
-    """The upstream id result ``custom_id`` was sent with (``reported`` when not known)."""
+    """The upstream id result ``custom_id`` was sent with (``reported`` when not known: a batch
+    created before such notes were kept)."""
     models = note.get("models") if isinstance(note, dict) else None
     if not isinstance(models, list) or not models:
-        return reported  # a batch recorded before the note existed
-    if len(models) == 1:
-        return str(models[0])
+        return reported
     mapped = note.get("requests")
-    i = mapped.get(custom_id) if isinstance(mapped, dict) and isinstance(custom_id, str) else None
+    i = mapped.get(custom_id, 0) if isinstance(mapped, dict) and isinstance(custom_id, str) else 0
     return str(models[i]) if isinstance(i, int) and 0 <= i < len(models) else reported
 
 
 def line_usage(line: bytes, note: Any = None) -> tuple[str, dict[str, Any]] | None:
     """(model, canonical usage) of a succeeded result line, the model the one its request was
-    sent for (``note``: the record's ``SENT``); None for the others and noise."""
+    sent for (``note``: :func:`sent_models`); None for the others and noise."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
