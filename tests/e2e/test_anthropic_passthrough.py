@@ -419,3 +419,56 @@ def test_malformed_body_is_refused_before_the_upstream(
     assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
     assert param in error["error"]["message"]
     assert captured(world.mock, marker, count=0) == []  # nothing went upstream
+
+
+# -- documents inside a tool_result ---------------------------------------------------------------
+
+PDF = base64.b64encode(b"%PDF-1.4\n%%EOF\n").decode()
+PDF_DOCUMENT = {"type": "document", "title": "Report",
+                "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}}
+URL_DOCUMENT = {"type": "document", "source": {"type": "url", "url": "https://example.com/report.pdf"}}
+
+
+def _tool_turns(marker: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A tool round trip whose result holds ``documents`` after a line of text."""
+    return [
+        {"role": "user", "content": f"Summarise the report. mock:capture={marker}"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01",
+                                      "content": [{"type": "text", "text": "the report:"}, *documents]}]},
+    ]
+
+
+def test_pdf_and_url_documents_in_a_tool_result_pass_through(world: World) -> None:
+    marker = new_marker()
+    body = {"model": "claude-native", "max_tokens": 50, "tools": [WEATHER],
+            "messages": _tool_turns(marker, [PDF_DOCUMENT, URL_DOCUMENT])}
+    resp = httpx.post(f"{world.gateway.url}/v1/messages", headers={"x-api-key": MASTER_KEY}, json=body,
+                      timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert only(world.mock, marker)["body"] == {**body, "model": UPSTREAM_MODEL}  # as Anthropic takes it
+
+
+def test_documents_in_a_tool_result_elsewhere_translated_or_refused_as_documents_are(world: World) -> None:
+    # OpenAI: the PDF as a file part of the user message right after the tool message.
+    marker = new_marker()
+    body = {"model": "gpt-backup", "max_tokens": 50, "tools": [WEATHER],
+            "messages": _tool_turns(marker, [PDF_DOCUMENT])}
+    resp = httpx.post(f"{world.gateway.url}/v1/messages", headers={"x-api-key": MASTER_KEY}, json=body,
+                      timeout=30)
+    assert resp.status_code == 200, resp.text
+    sent = only(world.mock, marker)["body"]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
+    assert sent[2]["content"] == "the report:"
+    [part] = sent[3]["content"]
+    assert part["type"] == "file" and part["file"]["file_data"] == f"data:application/pdf;base64,{PDF}"
+    # A URL document: the gateway fetches no documents, refused naming it, nothing sent.
+    marker = new_marker()
+    body["messages"] = _tool_turns(marker, [URL_DOCUMENT])
+    resp = httpx.post(f"{world.gateway.url}/v1/messages", headers={"x-api-key": MASTER_KEY}, json=body,
+                      timeout=30)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["type"] == "invalid_request_error" and "'url'" in error["message"], error
+    assert captured(world.mock, marker, count=0) == []

@@ -314,3 +314,24 @@ def test_late_system_message_and_empty_assistant_keep_their_place(
         {"role": "user", "content": [{"text": "second"}, {"text": "System: Answer in French from now on."},
                                      {"text": "third"}]},
     ]
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["leading", "after-a-turn"])
+def test_a_non_text_system_part_is_refused_naming_the_part(
+    sdk: openai.OpenAI, mock_upstream: Mock, late: bool
+) -> None:
+    marker = new_marker()
+    system: Any = {"role": "system", "content": [
+        {"type": "text", "text": "Be brief."},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+    ]}
+    turns: list[Any] = [{"role": "user", "content": f"hi mock:capture={marker}"}]
+    messages = [*turns, {"role": "assistant", "content": "hello"}, system, *ask("and?")] if late else [
+        system, *turns]
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="claude", messages=messages)
+    index = 2 if late else 0
+    # The part's type, as every other part Converse cannot take is named.
+    assert err.value.param == f"messages[{index}].content[1].type", err.value.body
+    assert "image_url" in err.value.message and "system message" in err.value.message
+    assert captured(mock_upstream, marker, count=0) == []  # nothing went upstream

@@ -2,10 +2,13 @@
 embedded database and on a cluster (PostgreSQL and Redis): the gateway in front of the mock's
 Anthropic batches, every batch owned by the key that created it (another key gets 404), models
 checked as a chat request's are, bad input refused in Anthropic's error shape, the upstream's
-results URL never shown, and an ended batch's cost in the usage ledger once, at half price."""
+results URL never shown, an ended batch's cost in the usage ledger once, at half price and at the
+prices of the model each request was sent for, the caller's anthropic-beta forwarded; and
+Anthropic's Files API (which the gateway does not offer) refused in Anthropic's shape."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,12 +22,25 @@ import httpx
 import orjson
 import pytest
 
+from switchboard.stores.factory import open_at
+from switchboard.stores.protocols import MESSAGE_BATCH_MODELS
 from tests.ledger import database_of, wait_for
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    Gateway,
+    Mock,
+    captured,
+    new_marker,
+    openai_config,
+    start_gateway,
+)
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 MAX_BODY = 8 * 1024 * 1024
 PRICES = {"input_cost_per_mtok": 3.0, "output_cost_per_mtok": 15.0}
+LATEST_PRICES = {"input_cost_per_mtok": 7.0, "output_cost_per_mtok": 11.0}
+FILES_BETA = "files-api-2025-04-14"
 
 
 @dataclass
@@ -64,6 +80,9 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
         {"name": "claude-small", "provider": "anth", "model": "claude-haiku-4-5"},
         {"name": "claude-gated", "provider": "anth", "model": "claude-opus-4-1", "require_approval": True},
         {"name": "claude-own", "provider": "anth-own", "model": "claude-sonnet-4-5"},
+        # The mock's results report a "-latest" model by a dated id, as Anthropic's do.
+        {"name": "claude-latest", "provider": "anth", "model": "claude-3-7-sonnet-latest",
+         "info": dict(LATEST_PRICES)},
     ]
     config["files"] = {"poll_seconds": 1, "max_message_batch_bytes": MAX_BODY}
     if request.param == "cluster":
@@ -78,6 +97,20 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
     assert made.status_code == 201, made.text
     yield World(gw, mock_upstream, database_of(config, tmp), tenant)
     gw.process.stop()
+
+
+def sent_models(world: World, batch_id: str) -> dict[str, Any] | None:
+    """The gateway's record of the models a batch's requests were sent for, as stored."""
+    async def read() -> dict[str, Any] | None:
+        stores = await open_at(world.database, None)
+        try:
+            assert stores.files is not None
+            found = await stores.files.get(MESSAGE_BATCH_MODELS, batch_id)
+            return None if found is None else dict(found.body)
+        finally:
+            await stores.close()
+
+    return asyncio.run(read())
 
 
 def request(custom_id: str, text: str = "hello there", model: str = "claude") -> dict[str, Any]:
@@ -292,3 +325,69 @@ def test_a_batch_deleted_as_soon_as_it_ends_is_priced_first(world: World) -> Non
     record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
     assert record.metadata["requests"] == 2
     assert world.requests_of(created["id"]) == 1
+
+
+def test_each_result_is_priced_by_the_model_its_request_was_sent_for(world: World) -> None:
+    created = world.key(["*"])
+    client = world.sdk(created["key"])
+    batch = client.messages.batches.create(requests=[
+        request("a", "one two three", model="claude-latest"), request("b", "four", model="claude"),
+        request("c", "five six", model="claude-latest"),
+    ])
+    ended(client, batch.id)
+    results = {r.custom_id: r.result.message for r in client.messages.batches.results(batch.id)}  # type: ignore[union-attr]
+    # The upstream reports a dated id no served model names: not what prices the result.
+    assert {results["a"].model, results["c"].model} == {"claude-3-7-sonnet-20250219"}
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    models = record.metadata["models"]
+    assert set(models) == {"claude-3-7-sonnet-latest", "claude-sonnet-4-5"}
+    assert models["claude-3-7-sonnet-latest"]["requests"] == 2 and record.model == "claude-3-7-sonnet-latest"
+    latest = [results["a"].usage, results["c"].usage]
+    expected = (sum(u.input_tokens for u in latest) * Decimal("7") + sum(u.output_tokens for u in latest)
+                * Decimal("11") + results["b"].usage.input_tokens * Decimal("3")
+                + results["b"].usage.output_tokens * Decimal("15")) / 1_000_000 / 2
+    assert record.cost_usd == expected and not record.unpriced
+    # Recorded at creation: the most used model, and the one request sent for another.
+    assert sent_models(world, batch.id) == {"models": ["claude-3-7-sonnet-latest", "claude-sonnet-4-5"],
+                                            "requests": {"b": 1}}
+    client.messages.batches.delete(batch.id)
+    assert sent_models(world, batch.id) is None  # forgotten with the batch
+
+
+def test_the_callers_anthropic_beta_reaches_the_upstream(world: World) -> None:
+    client = world.sdk(world.key(["*"])["key"])
+    with_beta, without = new_marker(), new_marker()
+    client.messages.batches.create(requests=[request("a", f"hi mock:capture={with_beta}")],
+                                   extra_headers={"anthropic-beta": "message-batches-2024-09-24"})
+    client.messages.batches.create(requests=[request("a", f"hi mock:capture={without}")])
+    sent = captured(world.mock, with_beta, outcome="completed")
+    assert [r["path"] for r in sent] == ["/v1/messages/batches"]
+    assert sent[0]["headers"]["anthropic-beta"] == "message-batches-2024-09-24"
+    plain = captured(world.mock, without, outcome="completed")
+    assert len(plain) == 1 and "anthropic-beta" not in plain[0]["headers"]
+
+
+# -- Anthropic's Files API: not offered, said in Anthropic's shape --------------------------------
+
+
+def test_the_anthropic_files_api_is_refused_in_anthropics_shape(world: World) -> None:
+    key = world.key(["*"])["key"]
+    files = world.sdk(key).beta.files
+    calls = [lambda: files.upload(file=("notes.txt", b"hello", "text/plain")), lambda: files.list(),
+             lambda: files.retrieve_metadata("file_011CNha8iCJcU1wXNR6q4V8w"),
+             lambda: files.download("file_011CNha8iCJcU1wXNR6q4V8w"),
+             lambda: files.delete("file_011CNha8iCJcU1wXNR6q4V8w")]
+    for call in calls:
+        with pytest.raises(anthropic.NotFoundError) as caught:
+            call()
+        body = caught.value.body
+        assert isinstance(body, dict) and body["type"] == "error", body
+        assert body["error"]["type"] == "not_found_error" and "Files API" in body["error"]["message"]
+        assert caught.value.response.headers["request-id"]
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "anthropic-beta": FILES_BETA}
+    raw = httpx.get(f"{world.gateway.url}/v1/files", headers=headers, timeout=30)
+    assert raw.status_code == 404 and set(raw.json()) == {"type", "error"}, raw.text
+    # Without anthropic-version the same path is OpenAI's Files API, as before.
+    openai_list = httpx.get(f"{world.gateway.url}/v1/files", headers={"Authorization": f"Bearer {key}"},
+                            timeout=30)
+    assert openai_list.status_code == 200 and openai_list.json()["object"] == "list", openai_list.text

@@ -4,7 +4,8 @@ delete, results), after https://platform.claude.com/docs/en/api/creating-message
 A batch ends on demand, never by time: it is ``in_progress`` until its second GET (or a GET with
 the header ``x-mock-batch-complete: 1``), then ``ended``, every request answered as
 ``POST /v1/messages`` would answer it (mock/anthropic.py; a request that API refuses is
-``errored``). A cancelled batch is ``canceling`` until its next GET, then ``ended`` with every
+``errored``; a model id ending ``-latest`` is reported as ``-20250219``, a dated snapshot).
+A cancelled batch is ``canceling`` until its next GET, then ``ended`` with every
 request ``canceled``. Results are JSONL at ``results_url`` (absolute, on this mock); a batch
 is deleted only once it has ended.
 """
@@ -25,6 +26,7 @@ from switchboard.mock.common import json_response, new_id, read_json
 from switchboard.mock.controls import Controls
 
 COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
+LATEST, SNAPSHOT = "-latest", "-20250219"  # a "-latest" model's results report a dated id
 
 
 def _time(at: datetime) -> str:
@@ -51,7 +53,10 @@ def _result(request: dict[str, Any], canceled: bool) -> dict[str, Any]:
     except A.Invalid as exc:
         return {"type": "errored", "error": A.error_body("invalid_request_error", str(exc))}
     reply = A.answer(body, Controls())
-    return {"type": "succeeded", "message": A._message(body, reply, A.usage(body, A._output_tokens(reply)))}
+    message = A._message(body, reply, A.usage(body, A._output_tokens(reply)))
+    if message["model"].endswith(LATEST):  # as Anthropic does: the alias's dated snapshot reports
+        message["model"] = message["model"][:-len(LATEST)] + SNAPSHOT
+    return {"type": "succeeded", "message": message}
 
 
 def _end(batch: _Batch, request: Request, canceled: bool) -> None:

@@ -22,10 +22,12 @@ Mapping (the canonical extensions are in docs/providers.md, "Canonical extension
     tool_result (user)          -> a ``role: tool`` message each (with the plain call id), placed
                                    before the rest of that user turn so they directly follow the
                                    assistant's tool calls;
-                                   ``is_error`` -> ``is_error: true``; documents in a result
-                                   become text; images, and documents with a Files API
-                                   source (noted in ``found``), move to the user message that
-                                   follows (tool messages carry text only)
+                                   ``is_error`` -> ``is_error: true``; plain-text documents in
+                                   a result become text; images, and the other documents (PDF
+                                   or other base64, URL, Files API: noted in ``found``), move
+                                   to the user message that follows as document parts (tool
+                                   messages carry text only), where each provider's adapter
+                                   translates or refuses them as any document part
     thinking / redacted_thinking-> assistant ``thinking_blocks`` (signatures unchanged) and
                                    ``reasoning_content`` (the thinking text)
 Errors name the offending field the way Anthropic does: ``messages.0.content.1.source.data``.
@@ -155,24 +157,22 @@ def document_part(block: JSON, path: str, found: list[str]) -> JSON:
     return cached({"type": "document", "document": document}, block, path)
 
 
-def _document_text(block: JSON, path: str) -> str:
+def _text_source(block: JSON) -> bool:
+    """Whether a document block is plain text (source ``text`` or ``content``)."""
     source = block.get("source")
+    return isinstance(source, dict) and source.get("type") in ("text", "content")
+
+
+def _document_text(block: JSON, path: str) -> str:
+    """A plain-text document (``_text_source``) as text: its title, then its text."""
+    source = block["source"]
     spath = f"{path}.source"
-    if not isinstance(source, dict):
-        raise fail(spath, "Field required")
-    kind = source.get("type")
-    if kind == "text":
+    if source["type"] == "text":
         data = source.get("data")
         if not isinstance(data, str):
             raise fail(f"{spath}.data", "Input should be a valid string")
-    elif kind == "content":
-        data = _content_source_text(source.get("content"), f"{spath}.content")
     else:
-        raise fail(
-            spath,
-            "only plain-text documents (source type 'text' or 'content') and Files API ones ('file') are "
-            "supported inside a tool_result by this gateway; PDF and URL documents are not",
-        )
+        data = _content_source_text(source.get("content"), f"{spath}.content")
     title = block.get("title")
     return f"{title}\n\n{data}" if isinstance(title, str) and title else data
 
@@ -226,11 +226,6 @@ def _breakpoint(block: JSON, content: Any) -> tuple[JSON, str] | None:
     return marked[-1] if marked else None
 
 
-def _file_source(block: JSON) -> bool:
-    source = block.get("source")
-    return isinstance(source, dict) and source.get("type") == "file"
-
-
 def _tool_result_text(content: Any, path: str, images: list[JSON], found: list[str]) -> str:
     if isinstance(content, str):
         return content
@@ -243,14 +238,15 @@ def _tool_result_text(content: Any, path: str, images: list[JSON], found: list[s
                 texts.append(text_of(inner, ipath))
             elif kind == "image":
                 images.append(image_part(inner, ipath, found))
-            elif kind == "document" and _file_source(inner):
-                # Noted in ``found`` like any Files API source, and judged per attempt the same
-                # way: the pass-through sends the result as written (on the caller's own account,
-                # or one that allows account objects); a translated attempt refuses it. Carried
-                # as a document part next to the images, since the tool message holds text.
-                images.append(document_part(inner, ipath, found))
-            elif kind == "document":
+            elif kind == "document" and _text_source(inner):
                 texts.append(_document_text(inner, ipath))
+            elif kind == "document":
+                # PDF (base64), URL and Files API documents: the pass-through sends the result as
+                # written, as Anthropic takes them. Carried as a document part next to the images,
+                # since the tool message holds text, so a translated attempt translates or refuses
+                # it as any document part (providers/documents.py). A Files API source is noted
+                # in ``found`` and judged per attempt like any other.
+                images.append(document_part(inner, ipath, found))
             else:
                 raise fail(f"{ipath}.type", "Input should be 'text', 'image' or 'document'")
         return "\n".join(texts)

@@ -16,8 +16,8 @@ import time
 from contextlib import aclosing
 
 from switchboard.context import StreamReply
-from switchboard.errors import GatewayError
-from switchboard.http.anthropic.batches import MESSAGE_BATCHES
+from switchboard.errors import GatewayError, NotFound
+from switchboard.http.anthropic.batches import ANTHROPIC_FILES, MESSAGE_BATCHES
 from switchboard.http.asgi import Receive, Scope, Send, read_body
 from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.endpoint import Responder, check_content_type, finish, request_headers, request_id
@@ -64,6 +64,9 @@ _ROUTES += tuple(
     )
 )
 PREFIXES = ("/v1/files", "/v1/batches", "/files", "/batches", MESSAGE_BATCHES_PREFIX)
+# The anthropic SDK's Files API (beta) uses /v1/files too; it always sends this header, which
+# the openai SDK never does, so it tells the two apart (http/anthropic/batches.py).
+ANTHROPIC_VERSION = "anthropic-version"
 
 
 def match(method: str, path: str) -> tuple[str, str] | bool | None:
@@ -97,6 +100,12 @@ def is_files_path(path: str) -> bool:
     return False
 
 
+def files_api_not_offered() -> GatewayError:
+    return NotFound("Anthropic's Files API (/v1/files with anthropic-version) is not offered by this "
+                    "gateway: send documents and images inline (base64 or url sources) in /v1/messages",
+                    code="files_api_not_offered")
+
+
 class FilesEndpoint:
     def __init__(self, files_chain: Handler, batches_chain: Handler, state: ServerState, *,
                  deadline_seconds: float, message_batches_chain: Handler,
@@ -113,12 +122,18 @@ class FilesEndpoint:
         routed = match(method, path)
         operation = "batches" if "/batches" in path else "files"
         anthropic = path.startswith(MESSAGE_BATCHES_PREFIX)
-        inbound = MESSAGE_BATCHES if anthropic else BATCHES if operation == "batches" else FILES
         failure: GatewayError | None = None
+        inbound: OpenAIJson
         try:
             headers = request_headers(scope)
         except GatewayError as err:
             headers, failure = {}, err
+        if operation == "files" and ANTHROPIC_VERSION in headers:
+            # Anthropic's Files API is not served: say so in the shape its SDK reads.
+            anthropic, inbound = True, ANTHROPIC_FILES
+            failure = failure or files_api_not_offered()
+        else:
+            inbound = MESSAGE_BATCHES if anthropic else BATCHES if operation == "batches" else FILES
         rid = request_id(headers)
         action, object_id = routed if isinstance(routed, tuple) else ("", "")
         query = scope.get("query_string") or b""

@@ -7,7 +7,9 @@ the records. A batch's requests are checked (message_requests.py) and sent to th
 provider that serves their models; everything after that goes to the provider recorded with it.
 The upstream's ``results_url`` is never shown: the batch carries the gateway's own results path.
 An ended batch is priced once (message_costing.py, at ``files.batch_price_factor``): after a
-caller's GET that sees it ended, by the poller, or before it is deleted.
+caller's GET that sees it ended, by the poller, or before it is deleted. Each result is priced by
+the model its request was sent for, recorded at creation next to the batch (kind ``msgmodel``),
+not by the (possibly dated) id the upstream reports.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from switchboard.pipeline.subscription import require_approved
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
 from switchboard.routing.table import Route
-from switchboard.stores.protocols import MESSAGE_BATCH, OwnedObject
+from switchboard.stores.protocols import MESSAGE_BATCH, MESSAGE_BATCH_MODELS, OwnedObject
 
 log = logging.getLogger("switchboard.files")
 
@@ -69,22 +71,32 @@ class MessageBatches:
             raise StoreUnavailable("subscriptions are not loaded yet; try again shortly")
         await require_approved(cache, p, route.target.name, f"the model '{route.target.name}'")
 
-    async def _owned(self, object_id: str, p: Principal) -> tuple[OwnedObject, Upstream]:
-        return await self._files.owned(MESSAGE_BATCH, object_id, p, resolver=resolve_anthropic)
+    async def _owned(self, ctx: FilesContext, p: Principal) -> tuple[OwnedObject, Upstream]:
+        def resolver(routing: LiveRouting, provider: str) -> Upstream | None:
+            return resolve_anthropic(routing, provider, ctx.headers)
+
+        return await self._files.owned(MESSAGE_BATCH, ctx.object_id, p, resolver=resolver)
 
     # -- the operations ----------------------------------------------------------------------
 
     async def _create_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
         checked = await self._requests.check(parse_object(ctx.body), p)
-        upstream = resolve_anthropic(self._routing, checked.provider)
+        upstream = resolve_anthropic(self._routing, checked.provider, ctx.headers)
         if upstream is None:
             raise GatewayError(f"the provider '{checked.provider}' is not usable now", status=503,
                                code="files_provider_unavailable")
+        sent = message_costing.sent_models(checked.requests)
         obj = shown(await upstream.call("POST", BATCHES_PATH, {"requests": checked.requests}))
         batch_id = obj.get("id")
         if not isinstance(batch_id, str) or not batch_id:
             raise GatewayError(f"provider '{upstream.provider}' answered without a usable id", status=502,
                                code="upstream_error")
+        # Before the batch's own row: a batch is never seen without it (the poller prices it).
+        await self._files.store.put(OwnedObject(
+            id=batch_id, kind=MESSAGE_BATCH_MODELS, provider=upstream.provider, tenant_id=tenant_of(p),
+            owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=PURPOSE,
+            body=sent, costed=True,
+        ))
         await self._files.store.put(OwnedObject(
             id=batch_id, kind=MESSAGE_BATCH, provider=upstream.provider, tenant_id=tenant_of(p),
             owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=PURPOSE,
@@ -93,7 +105,7 @@ class MessageBatches:
         return Reply(obj)
 
     async def _get_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
-        owned, upstream = await self._owned(ctx.object_id, p)
+        owned, upstream = await self._owned(ctx, p)
         obj = await self._refresh(owned, upstream)
         if obj.get("processing_status") == ENDED and not owned.costed:
             # Priced after the response is written: the caller does not wait for the results.
@@ -127,13 +139,13 @@ class MessageBatches:
                       "last_id": data[-1].get("id") if data else None})
 
     async def _cancel_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
-        owned, upstream = await self._owned(ctx.object_id, p)
+        owned, upstream = await self._owned(ctx, p)
         obj = shown(await upstream.call("POST", object_path(_PATH, owned.id, "/cancel")))
         await self._files.store.update(MESSAGE_BATCH, owned.id, obj, _status(obj))
         return Reply(obj)
 
     async def _delete_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
-        owned, upstream = await self._owned(ctx.object_id, p)
+        owned, upstream = await self._owned(ctx, p)
         if not owned.costed:
             # Its results go with it: an ended batch is priced first, else the delete waits.
             obj = await self._refresh(owned, upstream)
@@ -147,13 +159,17 @@ class MessageBatches:
             obj = await upstream.call("DELETE", object_path(_PATH, owned.id))
         except GatewayError as err:
             if err.status == 404:  # gone upstream already: forgotten here too
-                await self._files.store.delete(MESSAGE_BATCH, owned.id)
+                await self._forget(owned.id)
             raise
-        await self._files.store.delete(MESSAGE_BATCH, owned.id)
+        await self._forget(owned.id)
         return Reply(obj)
 
+    async def _forget(self, batch_id: str) -> None:
+        await self._files.store.delete(MESSAGE_BATCH, batch_id)
+        await self._files.store.delete(MESSAGE_BATCH_MODELS, batch_id)
+
     async def _message_batch_results(self, ctx: FilesContext, p: Principal) -> Result:
-        owned, upstream = await self._owned(ctx.object_id, p)
+        owned, upstream = await self._owned(ctx, p)
         stream = await upstream.open(message_costing.results_path(owned.id))
         ctype = stream.headers.get("content-type") or "application/binary"
         ctx.response_headers["content-type"] = safe_content_type(ctype)
@@ -177,7 +193,8 @@ class MessageBatches:
         limit = self._files.settings.max_output_bytes
 
         async def count() -> dict[str, ModelTotals]:
-            return await message_costing.totals(upstream, owned.id, limit)
+            sent = await self._files.store.get(MESSAGE_BATCH_MODELS, owned.id)
+            return await message_costing.totals(upstream, owned.id, limit, sent.body if sent else None)
 
         return await self._files.settle(owned, upstream, message_costing.as_finished(obj), count)
 

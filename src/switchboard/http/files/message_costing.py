@@ -2,11 +2,19 @@
 output file is, costing.lines), the ``usage`` of every succeeded request summed per model.
 
 The record itself is the OpenAI batches' (costing.BatchPricer.record): one usage-ledger row,
-request id = the batch id, at the batch price factor, created at the batch's ``ended_at``."""
+request id = the batch id, at the batch price factor, created at the batch's ``ended_at``.
+
+A result is priced by the upstream model id its request was sent with, not by the ``model`` the
+result reports: Anthropic answers an alias (``claude-sonnet-4-5``, ``...-latest``) with its dated
+id, which no served model names, so its price would come from another catalog entry. The sent
+ids are recorded at creation next to the batch (kind ``msgmodel``, :func:`sent_models`): the
+distinct ids, the most used first, and the custom_ids sent with another one (so a one-model batch
+notes one id, and the note is bounded by the batch's own bounds on requests and custom_ids)."""
 
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +33,32 @@ def results_path(batch_id: str) -> str:
     return object_path(BATCHES_PATH.lstrip("/"), batch_id, "/results")
 
 
-def line_usage(line: bytes) -> tuple[str, dict[str, Any]] | None:
-    """(model, canonical usage) of a succeeded result line; None for the others and noise."""
+def sent_models(requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a batch's checked requests (``params.model`` the upstream id) were sent for:
+    ``{"models": [most used, ...], "requests": {custom_id: index}}``, ``requests`` holding
+    only the custom_ids not sent for the most used model."""
+    counts = Counter(r["params"]["model"] for r in requests)
+    models = [m for m, _ in counts.most_common()]
+    index = {m: i for i, m in enumerate(models)}
+    others = {r["custom_id"]: index[r["params"]["model"]] for r in requests
+              if r["params"]["model"] != models[0]}
+    return {"models": models, "requests": others}
+
+
+def sent_model(custom_id: Any, reported: str, note: Any) -> str:
+    """The upstream id result ``custom_id`` was sent with (``reported`` when not known: a batch
+    created before such notes were kept)."""
+    models = note.get("models") if isinstance(note, dict) else None
+    if not isinstance(models, list) or not models:
+        return reported
+    mapped = note.get("requests")
+    i = mapped.get(custom_id, 0) if isinstance(mapped, dict) and isinstance(custom_id, str) else 0
+    return str(models[i]) if isinstance(i, int) and 0 <= i < len(models) else reported
+
+
+def line_usage(line: bytes, note: Any = None) -> tuple[str, dict[str, Any]] | None:
+    """(model, canonical usage) of a succeeded result line, the model the one its request was
+    sent for (``note``: :func:`sent_models`); None for the others and noise."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -37,15 +69,15 @@ def line_usage(line: bytes) -> tuple[str, dict[str, Any]] | None:
     message = result.get("message")
     if not isinstance(message, dict) or not isinstance(message.get("model"), str):
         return None
-    return message["model"], canonical_usage(message.get("usage"))
+    return sent_model(obj.get("custom_id"), message["model"], note), canonical_usage(message.get("usage"))
 
 
-async def totals(upstream: Upstream, batch_id: str, limit: int) -> dict[str, ModelTotals]:
+async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None) -> dict[str, ModelTotals]:
     out: dict[str, ModelTotals] = {}
     stream = await upstream.open(results_path(batch_id))
     try:
         async for line in lines(stream.chunks(), limit):
-            found = line_usage(line)
+            found = line_usage(line, note)
             if found is not None:
                 out.setdefault(found[0], ModelTotals()).add(split(found[1]))
     finally:

@@ -1,10 +1,14 @@
 """Where message batches go: an ``anthropic`` provider entry of the configuration (never a URL
 from the caller), as an :class:`Upstream` whose calls carry the provider's ``anthropic-version``
-(and ``anthropic-beta``); its credential is the client's own auth (``x-api-key``)."""
+and ``anthropic-beta`` (with the caller's ``anthropic-beta`` added, as the /v1/messages
+pass-through does); its credential is the client's own auth (``x-api-key``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from switchboard.http.files.upstream import Upstream
+from switchboard.providers.anthropic.native import BETA_HEADER, merged_betas
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.anthropic.request import request_headers
 from switchboard.routing.live import LiveRouting
@@ -13,8 +17,10 @@ ANTHROPIC = "anthropic"
 BATCHES_PATH = "/v1/messages/batches"
 
 
-def resolve_anthropic(routing: LiveRouting, provider: str) -> Upstream | None:
-    """The provider entry ``provider`` if it is an Anthropic one that is usable now."""
+def resolve_anthropic(routing: LiveRouting, provider: str,
+                      caller: Mapping[str, str] | None = None) -> Upstream | None:
+    """The provider entry ``provider`` if it is an Anthropic one that is usable now; ``caller``:
+    the request's headers, whose ``anthropic-beta`` goes along (none for the poller's calls)."""
     resolved = routing.resolved(provider)
     if resolved is None or resolved.config.type != ANTHROPIC:
         return None
@@ -22,5 +28,8 @@ def resolve_anthropic(routing: LiveRouting, provider: str) -> Upstream | None:
     if client is None:
         return None
     options = resolved.options if isinstance(resolved.options, AnthropicOptions) else AnthropicOptions()
+    headers = request_headers(options, False)
+    if caller is not None and BETA_HEADER in caller:
+        headers[BETA_HEADER] = merged_betas(options.anthropic_beta, caller)
     return Upstream(provider, ANTHROPIC, resolved.api_base, None, client, resolved.config.timeouts,
-                    request_headers(options, False), resolved.config.allow_account_objects)
+                    headers, resolved.config.allow_account_objects)

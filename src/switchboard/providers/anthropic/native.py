@@ -12,7 +12,7 @@ came can be estimated (``output_text``, read then only).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -39,14 +39,21 @@ def forwarded_headers(caller: Mapping[str, str], target: Target) -> dict[str, st
     ``anthropic-beta``, after the betas the provider entry always asks for."""
     options = options_of(target)
     headers = {VERSION_HEADER: caller.get(VERSION_HEADER) or options.anthropic_version}
+    betas = merged_betas(options.anthropic_beta, caller)
+    if betas:
+        headers[BETA_HEADER] = betas
+    return headers
+
+
+def merged_betas(configured: Sequence[str], caller: Mapping[str, str]) -> str:
+    """The ``anthropic-beta`` value to send: the provider entry's betas the caller did not name,
+    then the caller's header as written ("" when neither has any)."""
     sent = caller.get(BETA_HEADER, "")
     named = {b.strip() for b in sent.split(",")}
-    betas = [b for b in options.anthropic_beta if b not in named]
+    betas = [b for b in configured if b not in named]
     if sent.strip():
         betas.append(sent)  # as the caller wrote it
-    if betas:
-        headers[BETA_HEADER] = ",".join(betas)
-    return headers
+    return ",".join(betas)
 
 
 def native_request(raw: bytes, caller: Mapping[str, str], target: Target) -> UpstreamRequest:

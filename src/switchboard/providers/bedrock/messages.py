@@ -55,7 +55,7 @@ def conversation(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
     for i, msg in enumerate(messages):
         role = msg.get("role")
         if role in ("system", "developer"):
-            blocks = _system_blocks(msg.get("content"), i)
+            blocks = _system_blocks(msg.get("content"), i, role)
             if not turns:
                 system.extend(blocks)
             else:
@@ -129,15 +129,19 @@ def _with_cache(block: JSON, part: JSON, param: str) -> list[JSON]:
     return [block, cache_point(part["cache_control"], param + ".cache_control")]
 
 
-def _system_blocks(content: Any, i: int) -> list[JSON]:
+def _system_blocks(content: Any, i: int, role: str) -> list[JSON]:
     if content is None:
         return []
     if isinstance(content, str):
         return [{"text": content}] if content else []
     blocks: list[JSON] = []
     for j, part in enumerate(content):
-        if part.get("type") != "text":
-            raise InvalidRequest(f"messages[{i}].content[{j}] must be text", param=f"messages[{i}].content")
+        kind = part.get("type")
+        if kind != "text":
+            # Named like the other refusals of a part (the part's type), not the whole content.
+            raise InvalidRequest(
+                f"content part type '{kind}' in a {role} message is not supported by provider type 'bedrock' "
+                "(Converse takes only text there)", param=f"messages[{i}].content[{j}].type")
         if part["text"]:
             blocks.extend(_with_cache({"text": part["text"]}, part, f"messages[{i}].content[{j}]"))
     return blocks

@@ -13,6 +13,9 @@ from switchboard.stores.protocols.clock import utcnow
 FILE = "file"
 BATCH = "batch"
 MESSAGE_BATCH = "msgbatch"  # an Anthropic message batch (/v1/messages/batches); the column holds 8
+# With a message batch's id: the upstream model each of its requests was sent for, read only to
+# price its results (http/files/message_costing.py); kept apart so the batch's row stays small.
+MESSAGE_BATCH_MODELS = "msgmodel"
 
 
 @dataclass(frozen=True)
