@@ -91,6 +91,8 @@ def _is_comment(block: bytes) -> bool:
     return all(not line or line.startswith(b":") for line in block.split(b"\n"))
 
 
+# What a stream may start with, to be ignored (see NativeStream._first).
+_BOM = b"\xef\xbb\xbf"
 # Events whose data the stages need; every other event is relayed without being parsed.
 _READ = frozenset({"message_start", "message_delta", "message_stop", "error"})
 # Events carrying output (text, thinking, tool name and input): marked with OUTPUT, not parsed.
@@ -145,9 +147,11 @@ class NativeStream:
         return out
 
     def _chunk(self, block: bytes) -> JSON:
+        name = _event_name(block)
+        if name is None and block[:3] == _BOM:
+            return self._first(block[3:])
         wire = block + b"\n\n"
         chunk: JSON = {WIRE: wire}
-        name = _event_name(block)
         if name is not None and name not in _READ:
             if name in _OUTPUT:
                 chunk[OUTPUT] = wire
@@ -167,6 +171,15 @@ class NativeStream:
         elif kind == "error":
             raise stream_error(obj, self._target)
         return chunk
+
+    def _first(self, block: bytes) -> JSON:
+        """The stream's first event after the UTF-8 byte order mark it started with: the mark is
+        ignored (WHATWG), and not relayed, since clients' parsers (the Anthropic SDK's) would
+        take it for part of the first field's name and lose that event. Only a block with no
+        ``event:`` line is looked at for it, so the usual events cost nothing more."""
+        if _is_comment(block):
+            return {WIRE: block + b"\n\n"}
+        return self._chunk(block)
 
     def _merge_usage(self, raw: Any) -> None:
         # message_delta usage is cumulative: later values replace earlier ones.
