@@ -1,9 +1,12 @@
-"""How the gateway reads an upstream's text, end to end, on every provider format that answers in
-text (the mock's ``bom=1`` starts the answer with a UTF-8 byte order mark).
+"""Text on the wire between the gateway and upstreams, end to end.
 
-A UTF-8 byte order mark before a JSON reply or an event stream is allowed and ignored (RFC 8259
-lets a parser ignore it, the WHATWG event-stream rules require it; the official SDKs accept
-both): the caller gets the whole reply, not a 502, and a stream's first event is not lost.
+- A UTF-8 byte order mark before a JSON reply or an event stream (the mock's ``bom=1``) is
+  allowed and ignored (RFC 8259 lets a parser ignore it, the WHATWG event-stream rules require
+  it; the official SDKs accept both), on every provider format that answers in text: the caller
+  gets the whole reply, not a 502, and a stream's first event is not lost.
+- A caller's header value that the gateway relays (``anthropic-beta`` and ``anthropic-version``
+  on a same-dialect call, every header of a service call) arrives with the bytes it was sent
+  with when they are UTF-8, not re-encoded into something else.
 """
 
 from __future__ import annotations
@@ -12,16 +15,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+from tests.e2e.test_services import Upstream, start_upstream
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 TEXT = "héllo 😀 中文"
 REPLY = f"Hello from the Switchboard mock. You said: {TEXT} mock:bom=1"
 
 
-def _config(mock: Mock) -> dict[str, Any]:
+def _config(mock: Mock, service: Upstream) -> dict[str, Any]:
     key = "${UPSTREAM_KEY}"
     providers = [
         {"name": "oa", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": key},
@@ -37,14 +42,24 @@ def _config(mock: Mock) -> dict[str, Any]:
     return {
         "providers": providers,
         "models": [{"name": f"m-{p}", "provider": p, "model": m} for p, m in upstream.items()],
+        "services": [{"name": "echo", "url": service.url}],
         "router": {"num_retries": 0},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
 
 
 @pytest.fixture(scope="module")
-def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    gw = start_gateway(_config(mock_upstream), tmp_path_factory.mktemp("upstream-text"))
+def service() -> Iterator[Upstream]:
+    up = start_upstream()
+    yield up
+    up.process.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    mock_upstream: Mock, service: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    gw = start_gateway(_config(mock_upstream, service), tmp_path_factory.mktemp("upstream-text"))
     yield gw
     gw.process.stop()
 
@@ -90,3 +105,37 @@ def test_the_anthropic_api_reads_a_reply_that_starts_with_a_byte_order_mark(gate
                                     messages=[{"role": "user", "content": f"{TEXT} mock:bom=1"}]) as stream:
             assert "".join(stream.text_stream) == REPLY
             assert stream.get_final_message().usage.output_tokens > 0
+
+
+# A header value in UTF-8, as a client writes it (raw bytes: HTTP has no other encoding).
+UTF8_VALUE = "café-2025 中文 😀".encode()
+DISPOSITION = 'attachment; filename="résumé.txt"'.encode()
+
+
+def as_received(value: bytes) -> str:
+    """How the mock and the test service show a header value: its bytes read as latin-1."""
+    return value.decode("latin-1")
+
+
+def test_a_relayed_anthropic_header_reaches_the_upstream_with_its_bytes(
+    gateway: Gateway, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    body = {"model": "m-an", "max_tokens": 50,
+            "messages": [{"role": "user", "content": f"hi mock:capture={marker}"}]}
+    resp = httpx.post(f"{gateway.url}/v1/messages", json=body, timeout=30, headers=[
+        (b"x-api-key", MASTER_KEY.encode()), (b"anthropic-version", b"2023-06-01"),
+        (b"anthropic-beta", b"tools-2024-04-04," + UTF8_VALUE)])
+    assert resp.status_code == 200, resp.text
+    sent = captured(mock_upstream, marker)[-1]["headers"]
+    assert sent["anthropic-beta"] == as_received(b"tools-2024-04-04," + UTF8_VALUE)
+
+
+def test_a_service_call_relays_a_utf8_header_value_as_it_came(gateway: Gateway) -> None:
+    resp = httpx.get(f"{gateway.url}/services/echo/hello", timeout=30, headers=[
+        (b"authorization", f"Bearer {MASTER_KEY}".encode()), (b"x-name", UTF8_VALUE),
+        (b"content-disposition", DISPOSITION)])
+    assert resp.status_code == 200, resp.text
+    sent = resp.json()["headers"]
+    assert sent["x-name"] == as_received(UTF8_VALUE)
+    assert sent["content-disposition"] == as_received(DISPOSITION)

@@ -25,7 +25,7 @@ from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import GATEWAY_PARAMS
 from switchboard.providers.sse import SSEBlocks
 from switchboard.providers.target import Target
-from switchboard.upstream.request import UpstreamRequest
+from switchboard.upstream.request import UpstreamRequest, relayed_header
 
 VERSION_HEADER = "anthropic-version"
 BETA_HEADER = "anthropic-beta"
@@ -38,8 +38,8 @@ def forwarded_headers(caller: Mapping[str, str], target: Target) -> dict[str, st
     """The caller's ``anthropic-version`` (the provider's when it sent none) and its
     ``anthropic-beta``, after the betas the provider entry always asks for."""
     options = options_of(target)
-    headers = {VERSION_HEADER: caller.get(VERSION_HEADER) or options.anthropic_version}
-    sent = caller.get(BETA_HEADER, "")
+    headers = {VERSION_HEADER: _relayed(caller.get(VERSION_HEADER)) or options.anthropic_version}
+    sent = _relayed(caller.get(BETA_HEADER)) or ""
     named = {b.strip() for b in sent.split(",")}
     betas = [b for b in options.anthropic_beta if b not in named]
     if sent.strip():
@@ -47,6 +47,13 @@ def forwarded_headers(caller: Mapping[str, str], target: Target) -> dict[str, st
     if betas:
         headers[BETA_HEADER] = ",".join(betas)
     return headers
+
+
+def _relayed(value: str | None) -> str | None:
+    """A caller's header value (read as latin-1) as the upstream must receive its bytes."""
+    if value is None or value.isascii():  # the usual value: nothing to do
+        return value
+    return relayed_header(value.encode("latin-1"))
 
 
 def native_request(raw: bytes, caller: Mapping[str, str], target: Target) -> UpstreamRequest:
