@@ -35,3 +35,12 @@ def relayed_header(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def header_text(value: str) -> str:
+    """A header value as the edge read it (latin-1, one character a byte) as the text its sender
+    meant: the UTF-8 reading of its bytes when they are UTF-8, as clients write text beyond
+    ASCII. The usual value, ASCII, is returned as it is."""
+    if value.isascii():
+        return value
+    return relayed_header(value.encode("latin-1"))

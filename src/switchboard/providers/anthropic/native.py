@@ -25,7 +25,7 @@ from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import GATEWAY_PARAMS
 from switchboard.providers.sse import SSEBlocks
 from switchboard.providers.target import Target
-from switchboard.upstream.request import UpstreamRequest, relayed_header
+from switchboard.upstream.request import UpstreamRequest, header_text
 
 VERSION_HEADER = "anthropic-version"
 BETA_HEADER = "anthropic-beta"
@@ -38,8 +38,9 @@ def forwarded_headers(caller: Mapping[str, str], target: Target) -> dict[str, st
     """The caller's ``anthropic-version`` (the provider's when it sent none) and its
     ``anthropic-beta``, after the betas the provider entry always asks for."""
     options = options_of(target)
-    headers = {VERSION_HEADER: _relayed(caller.get(VERSION_HEADER)) or options.anthropic_version}
-    sent = _relayed(caller.get(BETA_HEADER)) or ""
+    # The caller's values as text whose UTF-8 (what the upstream client writes) is their bytes.
+    headers = {VERSION_HEADER: header_text(caller.get(VERSION_HEADER) or "") or options.anthropic_version}
+    sent = header_text(caller.get(BETA_HEADER, ""))
     named = {b.strip() for b in sent.split(",")}
     betas = [b for b in options.anthropic_beta if b not in named]
     if sent.strip():
@@ -47,13 +48,6 @@ def forwarded_headers(caller: Mapping[str, str], target: Target) -> dict[str, st
     if betas:
         headers[BETA_HEADER] = ",".join(betas)
     return headers
-
-
-def _relayed(value: str | None) -> str | None:
-    """A caller's header value (read as latin-1) as the upstream must receive its bytes."""
-    if value is None or value.isascii():  # the usual value: nothing to do
-        return value
-    return relayed_header(value.encode("latin-1"))
 
 
 def native_request(raw: bytes, caller: Mapping[str, str], target: Target) -> UpstreamRequest:
