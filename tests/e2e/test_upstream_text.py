@@ -155,3 +155,18 @@ def test_a_group_name_latin1_cannot_hold_is_answered_with_it_in_utf8(gateway: Ga
             assert resp.text.endswith("data: [DONE]\n\n")
         else:
             assert resp.json()["choices"][0]["message"]["content"].startswith("Hello from the")
+
+
+@pytest.mark.parametrize("model", ["m-oa", "m-an"])
+def test_a_stream_request_answered_with_json_that_starts_with_a_byte_order_mark(
+    client: openai.OpenAI, model: str
+) -> None:
+    """An upstream that answers a stream request with JSON, BOM first, is read as JSON: its error
+    keeps its own status; a whole answer is refused as it is without the BOM."""
+    failing = [{"role": "user", "content": "mock:bom=1 mock:stream_json=1 mock:status=429"}]
+    with pytest.raises(openai.RateLimitError):
+        list(client.chat.completions.create(model=model, messages=failing, stream=True))
+    whole = [{"role": "user", "content": "mock:bom=1 mock:stream_json=1"}]
+    with pytest.raises(openai.InternalServerError) as refused:
+        list(client.chat.completions.create(model=model, messages=whole, stream=True))
+    assert "answered a stream request with a JSON body" in refused.value.message
