@@ -168,6 +168,23 @@ def test_each_pattern_redacts_as_it_does_on_its_own(logged: Logged) -> None:
         assert secret not in (stored.request or "") + (stored.response or "")
 
 
+def test_header_values_beyond_ascii_are_kept_and_redacted_as_sent(logged: Logged) -> None:
+    """A header value in UTF-8 (raw bytes, as curl or a browser sends it) is stored as that text,
+    not its latin-1 reading, and the patterns search that text."""
+    rid = f"reqlog-{uuid.uuid4().hex}"
+    resp = httpx.post(f"{logged.gateway.base_url}/chat/completions", timeout=30,
+                      json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+                      headers=[(b"authorization", f"Bearer {logged.logged_key['key']}".encode()),
+                               (b"x-request-id", rid.encode()),
+                               (b"x-customer-name", "Zoë Åström 東京 😀".encode()),
+                               (b"x-note", f"clé={PATTERN_SECRET} ünïcode".encode())])
+    assert resp.status_code == 200, resp.text
+    headers = logged.body(rid).request_headers
+    assert headers is not None
+    assert headers["x-customer-name"] == "Zoë Åström 東京 😀"
+    assert headers["x-note"] == f"clé={REDACTED} ünïcode"
+
+
 def test_a_long_body_is_cut_at_the_size_limit(logged: Logged) -> None:
     rid = _chat(logged, logged.logged_key, "é" * 3000 + PATTERN_SECRET)
     stored = logged.body(rid)

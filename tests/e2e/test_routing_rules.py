@@ -40,6 +40,11 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 {"name": "long", "model": "small", "when": {"prompt_tokens": {"min": 200}}, "to": "big"},
                 {"name": "translate", "model": "auto", "when": {"last_user_matches": "(?i)\\btranslate\\b"},
                  "to": "big"},
+                # Names and values beyond ASCII: a header value as clients write it (UTF-8, or
+                # latin-1 where it can hold it); a name only UTF-8 can hold, in the route header.
+                {"name": "équipe 規則", "model": "auto", "when": {"headers": {"X-Team": "équipe-東京"}},
+                 "to": "big"},
+                {"name": "café", "model": "auto", "when": {"headers": {"X-Place": "café"}}, "to": "coder"},
                 {"name": "fallthrough", "model": "auto", "to": "small"},
                 # YAML booleans (the file is written by yaml.safe_dump: `stream: true`).
                 {"name": "streamed", "model": "flags", "when": {"params": {"stream": True}}, "to": "big"},
@@ -91,6 +96,27 @@ def key(gw: Gateway, models: list[str], tags: list[str] | None = None) -> str:
 def test_header_rule(gw: Gateway) -> None:
     assert routed(gw, headers={"x-tier": "premium"}) == ("gpt-4o", "big (rule premium)")
     assert routed(gw, headers={"x-tier": "basic"}) == ("gpt-4o-mini", "small (rule fallthrough)")
+
+
+def test_header_rules_beyond_ascii(gw: Gateway) -> None:
+    def route(name: bytes, value: bytes) -> httpx.Response:
+        resp = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "auto", "messages": ASK},
+                          headers=[(b"authorization", f"Bearer {MASTER_KEY}".encode()), (name, value)],
+                          timeout=30)
+        assert resp.status_code == 200, resp.text
+        return resp
+
+    # The value in UTF-8 matches; the rule's name goes in the header as its UTF-8 bytes (latin-1,
+    # the header's own encoding, cannot hold it).
+    team = route(b"x-team", "équipe-東京".encode())
+    assert team.json()["model"] == "gpt-4o"
+    assert dict(team.headers.raw)[b"x-switchboard-route"] == "big (rule équipe 規則)".encode()
+    # A value latin-1 holds matches in either encoding; the name goes as latin-1, as always.
+    for value in ("café".encode(), "café".encode("latin-1")):
+        place = route(b"x-place", value)
+        assert place.json()["model"] == "mock-gpt"
+        assert dict(place.headers.raw)[b"x-switchboard-route"] == "coder (rule café)".encode("latin-1")
+    assert route(b"x-place", b"cafe").headers["x-switchboard-route"] == "small (rule fallthrough)"
 
 
 def test_metadata_rule(gw: Gateway) -> None:

@@ -63,7 +63,20 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
 
 
 def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    try:
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    except UnicodeEncodeError:  # text latin-1 cannot hold (a rule or model name in any script)
+        return [(k.encode("latin-1"), header_bytes(v)) for k, v in headers.items()]
+
+
+def header_bytes(value: str) -> bytes:
+    """A response header's value: latin-1, the header's own encoding (the usual values are
+    ASCII); text it cannot hold goes as its UTF-8 bytes, which clients that read headers as UTF-8
+    show as written, rather than failing the response."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode()
 
 
 async def send_bytes(

@@ -110,6 +110,28 @@ def _record(scope: Scope, headers: dict[str, str], body: Any) -> dict[str, Any]:
     }
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def _with_bom(send: Send) -> Send:
+    """``send`` with a UTF-8 byte order mark before the response body (``bom=1``): the
+    Content-Length, when given, counts it."""
+    started = False
+
+    async def bom_first(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            headers = [(k, str(int(v) + len(_BOM)).encode() if k.lower() == b"content-length" else v)
+                       for k, v in message.get("headers", [])]
+            message = {**message, "headers": headers}
+        elif message["type"] == "http.response.body" and not started:
+            started = True
+            message = {**message, "body": _BOM + message.get("body", b"")}
+        await send(message)
+
+    return bom_first
+
+
 class MockMiddleware:
     """Reads the body, records captured requests, and stops the handler when the caller leaves."""
 
@@ -134,7 +156,8 @@ class MockMiddleware:
         body = _parse(raw)
         # Directives are read from the JSON text, or from the raw text of other bodies (forms).
         scanned = body if body is not None else raw.decode("utf-8", "replace")
-        marker = controls_for(Controls(), headers, scanned).capture
+        controls = controls_for(Controls(), headers, scanned)
+        marker = controls.capture
         record = _record(scope, headers, body) if marker else {}
         if marker:
             captures.add(marker, record)
@@ -148,6 +171,8 @@ class MockMiddleware:
                     if await faults.inject(kind, retry_after, send):
                         raise MockDisconnect("mock: injected connection reset")
 
+        if controls.bom:
+            send = _with_bom(send)
         try:
             await self._run(app, scope, receive, send, raw, record)
         finally:

@@ -23,6 +23,8 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          and a JSON body instead of events: the error body of status=N when
                          given (as some servers and proxies do), else the whole non-stream answer
                          (an upstream that ignores stream: true)
+    bom=1                start the response body with a UTF-8 byte order mark, as servers that
+                         write text through a BOM-emitting encoder do (text formats: JSON, SSE)
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Controls:
     hang: int = 0
     capture: str = ""
     stream_json: int = 0
+    bom: int = 0
 
     def merged(self, values: dict[str, str]) -> Controls:
         changes: dict[str, Any] = {}

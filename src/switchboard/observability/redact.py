@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from switchboard.config.schema import ALWAYS_REDACTED_HEADERS, RedactConfig, compile_pattern
+from switchboard.upstream.request import header_text
 
 REDACTED = "[REDACTED]"
 
@@ -40,7 +41,9 @@ class Redactor:
         self._patterns: tuple[re.Pattern[str], ...] = tuple(compile_pattern(p) for p in config.patterns)
 
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        return {name: REDACTED if name.lower() in self._headers else self.text(value)
+        # Values as their senders wrote them (UTF-8), not the edge's latin-1 reading: what the
+        # log shows and what the patterns search.
+        return {name: REDACTED if name.lower() in self._headers else self.text(header_text(value))
                 for name, value in headers.items()}
 
     def text(self, value: str) -> str:

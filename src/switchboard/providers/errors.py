@@ -38,11 +38,33 @@ from switchboard.providers.target import Target
 _CARRIED_HEADERS = ("retry-after", "retry-after-ms")
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def loads(body: bytes) -> Any:
+    """An upstream's JSON text, parsed; orjson.JSONDecodeError when it is not JSON. A UTF-8 byte
+    order mark before it (servers writing through a BOM-emitting encoder) is ignored, as RFC 8259
+    allows and the providers' SDKs do; it is looked for only once orjson has refused the body,
+    so a well-formed reply costs nothing more."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        if body[:3] != _BOM:
+            raise
+        return orjson.loads(body[3:])
+
+
 def loads_object(body: bytes) -> dict[str, Any] | None:
+    # ``loads`` inlined: this runs for every event of several providers' streams.
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None
+        if body[:3] != _BOM:
+            return None
+        try:
+            value = orjson.loads(body[3:])
+        except orjson.JSONDecodeError:
+            return None
     return value if isinstance(value, dict) else None
 
 

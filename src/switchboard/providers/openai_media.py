@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from switchboard.providers.counts import count
-from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.providers.errors import invalid_body, loads, loads_object
 from switchboard.providers.media import JSON, FilePart, MediaReply, document_texts, multipart, rerank_reply
 from switchboard.providers.sse import SSEParser
 from switchboard.providers.target import Target
@@ -168,7 +168,7 @@ def compatible_rerank_request(request: JSON, target: Target, *, tgi: bool) -> Up
 
 def compatible_rerank_response(body: bytes, request: JSON, target: Target) -> MediaReply:
     try:
-        obj: Any = orjson.loads(body)
+        obj: Any = loads(body)
     except orjson.JSONDecodeError:
         raise invalid_body(target) from None
     tokens = None

@@ -8,6 +8,7 @@ from switchboard.errors import UpstreamBadGateway
 
 # Ints: ``bytes in bytes`` first tries its operand as an integer, raising and catching an error.
 _CR, _LF = ord("\r"), ord("\n")
+_BOM_DATA, _BOM_EVENT = "\ufeffdata", "\ufeffevent"
 # The most one unfinished event may hold, by default (providers[].max_event_bytes sets it per
 # provider). Real events are far smaller (a partial image's base64 is a few MiB); an upstream
 # that never ends its event is refused here instead of being buffered until the total timeout
@@ -147,6 +148,12 @@ class SSEParser(SSEBlocks):
             if key == "data":
                 data.append(value)
             elif key == "event":
+                name = value
+            # A stream may start with a UTF-8 byte order mark, to be ignored (WHATWG): looked
+            # for only on a line no field name matched, so the usual events cost nothing more.
+            elif key == _BOM_DATA:
+                data.append(value)
+            elif key == _BOM_EVENT:
                 name = value
         if not data and name is None:
             return None

@@ -18,7 +18,7 @@ class Rule(NamedTuple):
     name: str
     model: str  # "*": any requested name
     to: str
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, tuple[str, ...]], ...]  # a name and the readings of its value
     metadata: tuple[tuple[str, str], ...]
     key_tags: frozenset[str]
     params: tuple[tuple[str, Any], ...]
@@ -34,7 +34,7 @@ def compile_rule(index: int, rule: RoutingRule) -> Rule:
         name=rule.name or f"rules[{index}]",
         model=rule.model,
         to=rule.to,
-        headers=tuple((k.lower(), v) for k, v in w.headers.items()),
+        headers=tuple((k.lower(), header_readings(v)) for k, v in w.headers.items()),
         metadata=tuple(w.metadata.items()),
         key_tags=frozenset(w.key_tags),
         params=tuple(w.params.items()),
@@ -42,6 +42,21 @@ def compile_rule(index: int, rule: RoutingRule) -> Rule:
         prompt_max=tokens.max if tokens else None,
         pattern=re.compile(w.last_user_matches) if w.last_user_matches else None,
     )
+
+
+def header_readings(value: str) -> tuple[str, ...]:
+    """A configured header value as the gateway may read it from a request: the edge reads header
+    bytes as latin-1, and clients write a value beyond ASCII as UTF-8 (curl, browsers' raw
+    bytes) or, when latin-1 holds it, as latin-1 (Python's http.client, Node): both match.
+    Worked out once, when the rule is compiled."""
+    if value.isascii():
+        return (value,)
+    utf8 = value.encode().decode("latin-1")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return (utf8,)
+    return (utf8, value)
 
 
 class Rules:
@@ -74,7 +89,7 @@ class Rules:
 
 def _matches(rule: Rule, headers: Mapping[str, str], request: Mapping[str, Any], key_tags: tuple[str, ...],
              prompt_tokens: Callable[[], int], metadata: Mapping[str, Any] | None) -> bool:
-    if any(headers.get(name) != value for name, value in rule.headers):
+    if any(headers.get(name) not in values for name, values in rule.headers):
         return False
     if rule.metadata:
         if metadata is None:

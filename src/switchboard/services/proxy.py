@@ -40,6 +40,7 @@ from switchboard.services.table import Service
 from switchboard.upstream import scrub
 from switchboard.upstream.client import MAX_ERROR_BYTES, read_bounded
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, EgressPolicy, refusal
+from switchboard.upstream.request import relayed_header
 
 log = logging.getLogger("switchboard.services")
 
@@ -117,7 +118,7 @@ def _forwarded(ctx: ServiceContext, service: Service) -> CIMultiDict[str]:
     for raw_name, raw_value in raw:
         name = raw_name.decode("latin-1").lower()
         if name not in drop and not name.startswith("x-switchboard-"):
-            out.add(name, raw_value.decode("latin-1"))
+            out.add(name, relayed_header(raw_value))  # the caller's bytes, not re-encoded
     for name, value in service.headers:
         out[name] = value
     out["x-request-id"] = ctx.request_id

@@ -43,6 +43,7 @@ _NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 # Sent unless the provider's headers or the adapter set their own.
 _DEFAULT_HEADERS = {"Accept": "*/*", "User-Agent": "switchboard"}
 Answer = http1.Response | aiohttp.ClientResponse
+_BOM = b"\xef\xbb\xbf"
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
@@ -355,7 +356,8 @@ class UpstreamStream:
                     break
         except FAILURES as exc:
             raise self._client.translate(exc) from None
-        if start.lstrip()[:1] not in (b"{", b"[", b""):
+        # A UTF-8 byte order mark may come first (providers/errors.py ``loads`` ignores it).
+        if start.lstrip().removeprefix(_BOM).lstrip()[:1] not in (b"{", b"[", b""):
             self._held = start
             return None
         try:

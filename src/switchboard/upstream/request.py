@@ -1,4 +1,5 @@
-"""The one value adapters hand to the upstream client."""
+"""The one value adapters hand to the upstream client, and the form of a caller's header value
+relayed in it."""
 
 from __future__ import annotations
 
@@ -22,3 +23,24 @@ class UpstreamRequest:
 
     def __repr__(self) -> str:  # headers may hold credentials once signed: never print them
         return f"UpstreamRequest({self.method} {self.url}, {len(self.body or b'')} bytes)"
+
+
+def relayed_header(raw: bytes) -> str:
+    """A caller's header value (its bytes) as the text the upstream clients (upstream/http1.py,
+    aiohttp) write as those same bytes: they encode header text as UTF-8, while the edge reads
+    header bytes as latin-1 (ASGI), so a value relayed as read would reach the upstream re-encoded
+    (``é`` sent as two bytes arrives as four). Bytes that are not UTF-8 (latin-1 text) cannot be
+    written again by either client; they keep their latin-1 reading."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def header_text(value: str) -> str:
+    """A header value as the edge read it (latin-1, one character a byte) as the text its sender
+    meant: the UTF-8 reading of its bytes when they are UTF-8, as clients write text beyond
+    ASCII. The usual value, ASCII, is returned as it is."""
+    if value.isascii():
+        return value
+    return relayed_header(value.encode("latin-1"))

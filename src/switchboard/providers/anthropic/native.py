@@ -25,7 +25,7 @@ from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import GATEWAY_PARAMS
 from switchboard.providers.sse import SSEBlocks
 from switchboard.providers.target import Target
-from switchboard.upstream.request import UpstreamRequest
+from switchboard.upstream.request import UpstreamRequest, header_text
 
 VERSION_HEADER = "anthropic-version"
 BETA_HEADER = "anthropic-beta"
@@ -38,7 +38,8 @@ def forwarded_headers(caller: Mapping[str, str], target: Target) -> dict[str, st
     """The caller's ``anthropic-version`` (the provider's when it sent none) and its
     ``anthropic-beta``, after the betas the provider entry always asks for."""
     options = options_of(target)
-    headers = {VERSION_HEADER: caller.get(VERSION_HEADER) or options.anthropic_version}
+    # The caller's values as text whose UTF-8 (what the upstream client writes) is their bytes.
+    headers = {VERSION_HEADER: header_text(caller.get(VERSION_HEADER) or "") or options.anthropic_version}
     betas = merged_betas(options.anthropic_beta, caller)
     if betas:
         headers[BETA_HEADER] = betas
@@ -48,7 +49,7 @@ def forwarded_headers(caller: Mapping[str, str], target: Target) -> dict[str, st
 def merged_betas(configured: Sequence[str], caller: Mapping[str, str]) -> str:
     """The ``anthropic-beta`` value to send: the provider entry's betas the caller did not name,
     then the caller's header as written ("" when neither has any)."""
-    sent = caller.get(BETA_HEADER, "")
+    sent = header_text(caller.get(BETA_HEADER, ""))
     named = {b.strip() for b in sent.split(",")}
     betas = [b for b in configured if b not in named]
     if sent.strip():
@@ -98,6 +99,8 @@ def _is_comment(block: bytes) -> bool:
     return all(not line or line.startswith(b":") for line in block.split(b"\n"))
 
 
+# What a stream may start with, to be ignored (see NativeStream._first).
+_BOM = b"\xef\xbb\xbf"
 # Events whose data the stages need; every other event is relayed without being parsed.
 _READ = frozenset({"message_start", "message_delta", "message_stop", "error"})
 # Events carrying output (text, thinking, tool name and input): marked with OUTPUT, not parsed.
@@ -152,9 +155,11 @@ class NativeStream:
         return out
 
     def _chunk(self, block: bytes) -> JSON:
+        name = _event_name(block)
+        if name is None and block[:3] == _BOM:
+            return self._first(block[3:])
         wire = block + b"\n\n"
         chunk: JSON = {WIRE: wire}
-        name = _event_name(block)
         if name is not None and name not in _READ:
             if name in _OUTPUT:
                 chunk[OUTPUT] = wire
@@ -174,6 +179,15 @@ class NativeStream:
         elif kind == "error":
             raise stream_error(obj, self._target)
         return chunk
+
+    def _first(self, block: bytes) -> JSON:
+        """The stream's first event after the UTF-8 byte order mark it started with: the mark is
+        ignored (WHATWG), and not relayed, since clients' parsers (the Anthropic SDK's) would
+        take it for part of the first field's name and lose that event. Only a block with no
+        ``event:`` line is looked at for it, so the usual events cost nothing more."""
+        if _is_comment(block):
+            return {WIRE: block + b"\n\n"}
+        return self._chunk(block)
 
     def _merge_usage(self, raw: Any) -> None:
         # message_delta usage is cumulative: later values replace earlier ones.

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from switchboard.errors import GatewayError
-from switchboard.providers.errors import upstream_error
+from switchboard.providers.errors import loads, upstream_error
 from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
@@ -48,7 +48,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 def error_object(body: bytes) -> JSON | None:
     """The ``error`` member of a Google error body, or None when the body is not one."""
     try:
-        value = orjson.loads(body)
+        value = loads(body)
     except orjson.JSONDecodeError:
         return None
     if isinstance(value, list) and value:
