@@ -47,7 +47,7 @@ from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound,
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
-from switchboard.http.admin.providers import routing_of
+from switchboard.http.admin.providers import headers_changed, routing_of
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import Opened, clear_settings, seal, to_config, unseal, url_is_sealed
@@ -475,13 +475,28 @@ async def update_server(
         raise _missing(name)
     before, after = stored_public(old, _has_secret(old)), stored_public(new, client_secret is not None)
     await audit.record(request, "mcp_server.update", "mcp_server", old.id, before=before,
-                       after=after, tenant=old.tenant_id)
+                       after={**after, **_secrets_changed(was, opened)}, tenant=old.tenant_id)
     uses_oauth = bool(old.config.get("oauth") or new.config.get("oauth"))
     before_audience, after_audience = _token_audience(old.config, was.url), _token_audience(config, url)
     if uses_oauth and before_audience != after_audience:
         await _forget_tokens(request, old, before_audience[0] != after_audience[0], issuer)
     await _changed(request, old.tenant_id)
     return after
+
+
+def _secrets_changed(old: Opened, new: Opened) -> dict[str, Any]:
+    """What the audit entry of a change adds about the sealed values, whose change the answers
+    (names, ``client_secret_set``, the URL's origin) cannot show: the headers kept whose value
+    changed, whether the OAuth client secret or the URL (past its origin) changed. Never a value."""
+    out: dict[str, Any] = {}
+    headers = headers_changed(old.headers, new.headers)
+    if headers:
+        out["headers_changed"] = headers
+    if None not in (old.client_secret, new.client_secret) and old.client_secret != new.client_secret:
+        out["client_secret_changed"] = True
+    if None not in (old.url, new.url) and old.url != new.url:
+        out["url_changed"] = True
+    return out
 
 
 def _token_audience(config: Mapping[str, Any], url: str | None) -> tuple[Any, ...]:
