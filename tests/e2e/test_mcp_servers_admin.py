@@ -126,6 +126,41 @@ def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway)
         assert text not in str(audit) and text not in gateway.process.output
 
 
+def test_a_change_of_a_sealed_value_is_in_the_audit_by_name_only(gateway: Gateway) -> None:
+    """Headers, the OAuth client secret and the URL past its origin are shown by name (or
+    origin) only, the same before and after whatever their values: the update's audit entry
+    names the headers kept whose value changed, and says whether the client secret or the URL
+    changed, never a value; a change that keeps them says nothing of them."""
+    admin = Admin(gateway.url)
+    tenant, owner, _ = tenant_with_roles(admin)
+    token, moved_token = "path-" + uuid.uuid4().hex, "path-" + uuid.uuid4().hex
+    body = {"name": "vault", "url": f"https://vault.example/mcp/{token}",
+            "headers": {"Authorization": SECRET_HEADER, "X-Team": "blue"},
+            "oauth": {"client_id": "switchboard", "client_secret": CLIENT_SECRET}}
+    created = owner.ok("POST", SERVERS, body, status=201)
+    new_secret = "oauth-client-secret-" + uuid.uuid4().hex
+    owner.ok("PATCH", f"{SERVERS}/vault", {
+        "url": f"https://vault.example/mcp/{moved_token}",
+        "headers": {"Authorization": ROTATED, "X-Team": "blue", "X-New": "green"},
+        "oauth": {"client_id": "switchboard", "client_secret": new_secret}})
+    owner.ok("PATCH", f"{SERVERS}/vault", {"description": "kept secrets",
+                                           "headers": {"Authorization": ROTATED, "X-New": "green"}})
+    audit = admin.call("GET", "/admin/v1/audit", params={"tenant": tenant, "resource_id": created["id"]})
+    assert audit.status_code == 200, audit.text
+    updates = [e for e in audit.json()["data"] if e["action"] == "mcp_server.update"]
+    later, first = updates
+    assert (first["after"]["headers_changed"], first["after"]["client_secret_changed"],
+            first["after"]["url_changed"]) == (["Authorization"], True, True), first["after"]
+    assert (first["before"]["headers"], first["after"]["headers"]) == (
+        ["Authorization", "X-Team"], ["Authorization", "X-New", "X-Team"])
+    assert first["before"]["url"] == first["after"]["url"] == "https://vault.example/…"
+    for key in ("headers_changed", "client_secret_changed", "url_changed"):
+        assert key not in later["after"], later["after"]
+    for text in (SECRET_HEADER, ROTATED, CLIENT_SECRET, new_secret, token, moved_token, "green"):
+        assert text not in audit.text
+    owner.ok("DELETE", f"{SERVERS}/vault")
+
+
 def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gateway) -> None:
     admin = Admin(gateway.url)
     tenant, owner, _ = tenant_with_roles(admin)

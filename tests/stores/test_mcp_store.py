@@ -105,19 +105,22 @@ async def test_secrets_rotate_reseals_server_secrets_and_tokens(backend: Backend
     from switchboard.crypto.keyring import Keyring
     from switchboard.crypto.rotate import rotate
     from switchboard.mcp.oauth import token_aad
-    from switchboard.mcp.stored import seal, server_aad
+    from switchboard.mcp.stored import Opened, seal, server_aad, unseal
 
     store = backend.stores.mcp
     assert store is not None
     old = Keyring.from_secrets("the old secret key, long enough")
-    sealed = seal(old, "mcp_r", {"Authorization": "Bearer static"}, "client-secret")
+    sealed = seal(old, "mcp_r", Opened({"Authorization": "Bearer static"}, "client-secret", None))
     assert await store.create_server(McpServerRecord(id="mcp_r", name="rot", tenant_id="acme", config={},
                                                      sealed=sealed))
+    # Stored before URLs were sealed: its whole URL in clear, nothing sealed.
+    assert await store.create_server(McpServerRecord(
+        id="mcp_c", name="clear", tenant_id="acme", config={"url": "https://h.example/mcp/tok-123/sse"}))
     sealed_tokens = old.encrypt("tokens", token_aad("acme", "alice", "rot"))
     await store.put_token(McpTokenRecord("acme", "alice", "rot", sealed_tokens))
     new = Keyring.from_secrets("the new secret key, long enough", ["the old secret key, long enough"])
     done = await rotate(backend.stores.providers, new, store)
-    assert (done.mcp_secrets, done.mcp_tokens) == (1, 1)
+    assert (done.mcp_secrets, done.mcp_tokens) == (2, 1)
     again = await rotate(backend.stores.providers, new, store)
     assert (again.mcp_secrets, again.mcp_tokens) == (0, 0)  # idempotent
     record = await store.get_server("mcp_r")
@@ -126,3 +129,7 @@ async def test_secrets_rotate_reseals_server_secrets_and_tokens(backend: Backend
     only_new = Keyring.from_secrets("the new secret key, long enough")
     assert "client-secret" in only_new.decrypt(record.sealed, server_aad("mcp_r"))
     assert only_new.decrypt(token.sealed, token_aad("acme", "alice", "rot")) == "tokens"
+    clear = await store.get_server("mcp_c")
+    assert clear is not None and clear.sealed is not None and "tok-123" not in str(clear.config)
+    assert clear.config["url"] == "https://h.example/…"
+    assert unseal(only_new, clear).url == "https://h.example/mcp/tok-123/sse"

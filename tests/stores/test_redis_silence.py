@@ -3,7 +3,8 @@ reply timeout every call near the request path fails at once, with the same erro
 in the background is answered (stores/redis/silence.py). Over the wire and over redis-py's
 pipeline (what a TLS URL uses: any connection class but the plain ones selects it), and for the
 single redis-py calls: a budget counter's rebuild (load, usage, lost_ago), a settlement tried
-again, a half-open probe's claim. One mark per client, whichever call timed out first."""
+again, a half-open probe's claim, a change-feed publish. One mark per client, whichever call
+timed out first."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from switchboard.stores.protocols import Again, Bucket, Charge
 from switchboard.stores.redis import silence as silence_module
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.budgets import RedisBudgetCounters
+from switchboard.stores.redis.feed import CHANNEL, RedisFeed
 from switchboard.stores.redis.health import RedisHealth
 from switchboard.stores.redis.limits import RedisRateLimiter
 from switchboard.stores.redis.silence import silence_for
@@ -186,3 +188,48 @@ async def test_scripts_run_again_after_noscript_fail_at_once_once_redis_goes_qui
     frozen_redis.proc.send_signal(signal.SIGCONT)
     await _answering_again(client)
     assert (await limiter.acquire([BUCKET])).refused is None
+
+
+async def _publishes_at_once(feed: RedisFeed) -> None:
+    """A publish while Redis is silent returns at once (best effort: it never raises)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await feed.publish("keys", "key_1")
+    assert loop.time() - started < AT_ONCE
+
+
+async def test_a_change_feed_publish_honours_the_mark_and_sets_it(
+    client: Redis, frozen_redis: RedisServer,
+) -> None:
+    """An admin revoking keys one after the other while Redis is silent: each change is stored
+    and published, and no publish waits its timeout once the mark is set, by a request-path call
+    or by a publish of its own (its bound, shorter than the reply timeout, sets it too)."""
+    limiter = RedisRateLimiter(client)
+    feed = RedisFeed(client, publish_timeout=TIMEOUT / 2)
+    await feed.publish("keys", "key_0")
+    frozen_redis.proc.send_signal(signal.SIGSTOP)
+    with pytest.raises(RedisTimeoutError):  # a request-path call sets the mark...
+        await limiter.acquire([BUCKET])
+    for _ in range(3):
+        await _publishes_at_once(feed)  # ... which every publish honours
+    frozen_redis.proc.send_signal(signal.SIGCONT)
+    await _answering_again(client)
+    frozen_redis.proc.send_signal(signal.SIGSTOP)
+    await feed.publish("keys", "key_1")  # the publish in flight waits out its own bound...
+    assert silence_for(client).silent  # ... and sets the mark for every call of the client
+    for _ in range(3):
+        await _publishes_at_once(feed)
+        await _fails_at_once(lambda: limiter.acquire([BUCKET]))
+    frozen_redis.proc.send_signal(signal.SIGCONT)
+    await _answering_again(client)
+    # Redis answering again: a publish reaches the subscribers.
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe(CHANNEL + "keys")
+        async with asyncio.timeout(10):
+            assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"  # type: ignore[index]
+            await feed.publish("keys", "key_2")
+            message = await pubsub.get_message(timeout=5)
+        assert message is not None and message["data"] == b"key_2", message
+    finally:
+        await pubsub.aclose()

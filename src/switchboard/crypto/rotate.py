@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass
 from switchboard.crypto.keyring import (
     Keyring,
     credential_aad,
-    mcp_server_aad,
     mcp_token_aad,
     server_secret_aad,
     service_header_aad,
 )
+from switchboard.crypto.mcp_servers import resealed
 from switchboard.stores.protocols import (
     AuditEntry,
     CredentialRecord,
@@ -34,7 +34,7 @@ class Rotated:
     credentials: int  # credentials re-sealed
     server_secrets: int  # server secrets (the key-hashing key) re-sealed
     key_id: str  # the current key's id
-    mcp_secrets: int = 0  # MCP servers' sealed headers and OAuth client secrets re-sealed
+    mcp_secrets: int = 0  # MCP servers' sealed headers, OAuth client secrets and URLs re-sealed
     mcp_tokens: int = 0  # per-user MCP OAuth tokens re-sealed
     service_headers: int = 0  # REST services whose stored headers were re-sealed
 
@@ -71,9 +71,9 @@ async def rotate(store: ProviderStore, keyring: Keyring, mcp: McpStore | None = 
     creds, secrets = await store.reseal(credential, secret)
     mcp_secrets = mcp_tokens = 0
     if mcp is not None:
-        def server(record: McpServerRecord) -> str:
-            assert record.sealed is not None
-            return keyring.reencrypt(record.sealed, mcp_server_aad(record.id))
+        def server(record: McpServerRecord) -> McpServerRecord:
+            # A URL stored in clear (before URLs were sealed) is sealed with the rest now.
+            return resealed(keyring, record)
 
         def token(record: McpTokenRecord) -> str:
             aad = mcp_token_aad(record.tenant_id, record.user_id, record.server)

@@ -1,7 +1,8 @@
 """MCP servers registered through the admin API, as the request path sees them.
 
 A stored server is kept as its settings in clear and its secrets (static headers, the OAuth
-client secret) sealed under the server secret (crypto/keyring.py), bound to the record's id. The
+client secret, its URL: the clear settings have only its origin) sealed under the server secret
+(crypto/mcp_servers.py), bound to the record's id. The
 request path reads them through :class:`StoredServers`: every stored server kept in process,
 a scope (a tenant's own servers, the global ones) reloaded when the change feed says it changed,
 so no request queries the database (everything is also reloaded every ``TTL`` seconds: the
@@ -15,15 +16,18 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Set
 from typing import Any
 
-import orjson
 from pydantic import SecretStr, ValidationError
 
 from switchboard.background import stop_task
 from switchboard.config.mcp import McpServerConfig
 from switchboard.crypto.keyring import DecryptError, Keyring, mcp_server_aad
+from switchboard.crypto.mcp_servers import Opened, clear_settings, seal, unseal, url_is_sealed
 from switchboard.stores.feedcache import ALL
 from switchboard.stores.protocols import ChangeFeed, McpServerRecord, McpStore, Subscription
 from switchboard.stores.unavailable import OutageLog
+
+__all__ = ["Opened", "StoredServers", "clear_settings", "seal", "server_aad", "to_config", "unseal",
+           "url_is_sealed"]
 
 log = logging.getLogger("switchboard.mcp")
 
@@ -35,34 +39,18 @@ TTL = 30.0
 server_aad = mcp_server_aad
 
 
-def seal(keyring: Keyring, server_id: str, headers: Mapping[str, str], client_secret: str | None
-         ) -> str | None:
-    """The record's secrets sealed together (None: it has none)."""
-    if not headers and client_secret is None:
-        return None
-    plain = orjson.dumps({"headers": dict(headers), "client_secret": client_secret}).decode()
-    return keyring.encrypt(plain, server_aad(server_id))
-
-
-def unseal(keyring: Keyring | None, record: McpServerRecord) -> tuple[dict[str, str], str | None]:
-    """(headers, OAuth client secret) of a record. Raises DecryptError when they do not open."""
-    if record.sealed is None:
-        return {}, None
-    if keyring is None:
-        raise DecryptError("no server secret (auth.secret_key) to open the stored secrets with")
-    data = orjson.loads(keyring.decrypt(record.sealed, server_aad(record.id)))
-    return dict(data.get("headers") or {}), data.get("client_secret")
-
-
-def to_config(record: McpServerRecord, headers: Mapping[str, str], client_secret: str | None
-              ) -> McpServerConfig:
-    """The record as the rest of the MCP gateway reads a server (the YAML's shape)."""
+def to_config(record: McpServerRecord, opened: Opened) -> McpServerConfig:
+    """The record as the rest of the MCP gateway reads a server (the YAML's shape), with its
+    secrets and its whole URL as opened (the clear settings hold only the URL's origin)."""
     settings = {k: v for k, v in record.config.items() if not k.startswith("_")}  # markers
+    settings.pop("url", None)
     fields: dict[str, Any] = {**settings, "name": record.name, "tenant": record.tenant_id,
-                              "headers": {k: SecretStr(v) for k, v in headers.items()}}
+                              "headers": {k: SecretStr(v) for k, v in opened.headers.items()}}
+    if opened.url is not None:
+        fields["url"] = opened.url
     oauth = fields.get("oauth")
     if oauth is not None:
-        secret = None if client_secret is None else SecretStr(client_secret)
+        secret = None if opened.client_secret is None else SecretStr(opened.client_secret)
         fields["oauth"] = {**oauth, "client_secret": secret}
     return McpServerConfig.model_validate(fields)
 
@@ -155,8 +143,7 @@ class StoredServers:
 
     def _open(self, record: McpServerRecord) -> McpServerConfig | None:
         try:
-            headers, secret = unseal(self._keyring(), record)
-            return to_config(record, headers, secret)
+            return to_config(record, unseal(self._keyring(), record))
         except ValidationError as exc:
             # Stored before a rule it breaks (a name ending with "_"): the rule, never a value.
             first = exc.errors(include_url=False, include_input=False)[0]

@@ -24,8 +24,16 @@ from switchboard.settings.secret import secret_problem
 # ``$${`` is matched first (leftmost, then first alternative) so an escaped reference is never
 # read as one: it becomes a literal ``${``, as in docker compose. In a default too: an escaped
 # ``$${...}`` there is taken whole, so its ``}`` does not end the default
-# (``${A:-$${B}}`` defaults to ``${B}``).
-_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:\$\$\{[^}]*\}|[^}])*))?\}")
+# (``${A:-$${B}}`` defaults to ``${B}``). A default may hold references of its own, one level
+# deep (``${A:-${B}}``, ``${A:-${B:-b}}``): taken whole too, expanded when the default is used.
+_DEFAULT_TEXT = r"(?:\$\$\{[^}]*\}|[^}])*"
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-("
+                      r"(?:\$\$\{[^}]*\}|\$\{[A-Za-z_][A-Za-z0-9_]*(?::-" + _DEFAULT_TEXT + r")?\}|[^}])*"
+                      r"))?\}")
+# A reference in a default's reference's default (two levels deep), which the pattern above does
+# not read: refused with a line saying so rather than loaded as a half-expanded value.
+_OPEN_DEFAULT = r"(?<!\$)\$\{[A-Za-z_][A-Za-z0-9_]*:-[^}]*?"
+_TOO_DEEP = re.compile(_OPEN_DEFAULT + _OPEN_DEFAULT + r"(?<!\$)\$\{")
 # A whole-file check's message that starts with the key path it is about ("router.rules[1].name:
 # ..."): shown as it is, not after "(top level):".
 _OWN_PATH = re.compile(r"^[a-z_][\w.\[\]-]*: ")
@@ -64,11 +72,15 @@ def interpolate(value: Any, env: Mapping[str, str], loc: tuple[Any, ...], proble
             value = env.get(name)
             if default is not None:
                 # As in POSIX shells and docker compose: ":-" covers a variable set but empty too.
-                return value or default.replace("$${", "${")
+                # The default's own references (and escapes) are read only when it is used.
+                return value or _ENV_REF.sub(sub, default)
             if value is None:
                 problems.append(f"{_path(loc)}: environment variable {name} is not set")
             return value or ""
 
+        if _TOO_DEEP.search(value):
+            problems.append(f"{_path(loc)}: a ${{...}} reference nests one level deep at most "
+                            "(${A:-${B}} or ${A:-${B:-default}}, not a reference in B's default)")
         return _ENV_REF.sub(sub, value)
     if isinstance(value, dict):
         return {k: interpolate(v, env, (*loc, k), problems) for k, v in value.items()}

@@ -237,6 +237,48 @@ auth: {master_key: 12345678}
         "x-after": "d${E}"}
 
 
+def test_a_reference_in_a_default_is_expanded_one_level_deep(tmp_path: Path) -> None:
+    """``${A:-${B}}`` falls back to B's value (and to B's own default), read only when the
+    default is used; an escaped ``$${`` in it stays literal; a reference deeper than that is
+    refused with a line saying so."""
+    text = """
+providers:
+  - name: p
+    type: openai
+    api_key: ${KEY:-${FALLBACK_KEY}}
+    api_base: "${BASE:-http://${HOST:-127.0.0.1}:9001/v1}"
+    headers:
+      x-nested: "a-${UNSET:-${TOKEN}}-z"
+      x-set: "${TOKEN:-${UNSET}}"
+      x-nested-default: "${UNSET:-${ALSO_UNSET:-d}}"
+      x-escaped: "${UNSET:-${ALSO_UNSET:-$${LITERAL}}}"
+      x-escaped-outer: "$${UNSET:-${TOKEN}}"
+models:
+  - {name: m, provider: p, model: m}
+auth: {master_key: 12345678}
+"""
+    path = _write(tmp_path, text)
+    settings = load(path, env={"TOKEN": "t0k", "FALLBACK_KEY": "sk-fallback", "HOST": "10.0.0.7"})
+    assert settings.providers[0].api_key is not None
+    assert settings.providers[0].api_key.get_secret_value() == "sk-fallback"
+    assert str(settings.providers[0].api_base) == "http://10.0.0.7:9001/v1"
+    assert settings.providers[0].headers == {
+        "x-nested": "a-t0k-z", "x-set": "t0k", "x-nested-default": "d", "x-escaped": "${LITERAL}",
+        "x-escaped-outer": "${UNSET:-t0k}"}
+    # A nested reference to an unset variable is the error a reference outside a default is...
+    with pytest.raises(ConfigError) as err:
+        load(path, env={"TOKEN": "t0k", "HOST": "h"})
+    assert err.value.problems == ["providers[0].api_key: environment variable FALLBACK_KEY is not set"]
+    # ... unless the default is not used.
+    assert load(path, env={"TOKEN": "t0k", "KEY": "sk-own"}).providers[0].api_key is not None
+    deeper = _write(tmp_path, text.replace("${FALLBACK_KEY}", "${FALLBACK_KEY:-${THIRD}}"))
+    with pytest.raises(ConfigError) as err:
+        load(deeper, env={"TOKEN": "t0k"})
+    assert err.value.problems == [
+        "providers[0].api_key: a ${...} reference nests one level deep at most "
+        "(${A:-${B}} or ${A:-${B:-default}}, not a reference in B's default)"]
+
+
 BOOL_NUMBER_SWAPS = """
 providers:
   - {{name: p, type: openai, api_key: k, max_connections: {connections}, allow_caller_credentials: {callers}}}

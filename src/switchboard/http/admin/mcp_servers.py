@@ -5,7 +5,8 @@ global ones (``"global": true``), which every tenant sees. The configuration fil
 (``mcp_servers:``) are listed too, read-only. A name is unique among the servers a tenant sees.
 Static credential headers and the OAuth client secret are sealed under the server secret (like
 provider credentials): no answer, audit entry, log line or error shows them, only their names.
-Its URL is shown by its origin only (its path may be its credential, as a hosted server's is).
+Its URL is sealed with them, its origin only kept in clear, and shown by its origin only (its
+path may be its credential, as a hosted server's is).
 Every change is audited and published on the change feed (mcp/stored.py), so every instance
 serves it within moments. A change of a server's URL or of its OAuth authorization server or
 client deletes every user's tokens for it (audited as ``mcp_server.tokens_deleted``): tokens
@@ -46,10 +47,10 @@ from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound,
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
-from switchboard.http.admin.providers import routing_of
+from switchboard.http.admin.providers import headers_changed, routing_of
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
-from switchboard.mcp.stored import seal, to_config, unseal
+from switchboard.mcp.stored import Opened, clear_settings, seal, to_config, unseal, url_is_sealed
 from switchboard.stores.feedcache import ALL, publish
 from switchboard.stores.protocols import McpServerRecord, McpStore, McpTokenRecord, utcnow
 from switchboard.upstream.egress import OPERATOR, egress_rule
@@ -222,11 +223,10 @@ def _oauth_settings(oauth: OAuthBody | None) -> dict[str, Any] | None:
             "scopes": list(oauth.scopes)}
 
 
-def _validated(record: McpServerRecord, headers: dict[str, str], client_secret: str | None
-               ) -> McpServerConfig:
+def _validated(record: McpServerRecord, opened: Opened) -> McpServerConfig:
     """400 unless the record makes a valid server (the YAML's rules)."""
     try:
-        return to_config(record, headers, client_secret)
+        return to_config(record, opened)
     except ValidationError as err:
         first = err.errors(include_url=False, include_input=False)[0]
         param = ".".join(str(p) for p in first["loc"]) or "url"
@@ -400,23 +400,22 @@ async def create_server(
         request.app.state.services.egress.check_registered(tenant, "url", body.url,
                                                            by_platform_admin=by_platform_admin)
     store = store_of(request)
-    headers = dict(body.headers or {})
-    client_secret = body.oauth.client_secret if body.oauth else None
-    config = _settings(body, body.model_fields_set | {"url"})
+    opened = Opened(dict(body.headers or {}), body.oauth.client_secret if body.oauth else None, body.url)
+    # The whole URL is sealed with the headers (its path may be its credential); its origin stays.
+    config = clear_settings(_settings(body, body.model_fields_set), body.url)
     if body.oauth is not None:
         config["oauth"] = _oauth_settings(body.oauth)
-    if client_secret is not None:
+    if opened.client_secret is not None:
         config["_client_secret"] = True
     sid = "mcp_" + secrets.token_hex(8)
     record = McpServerRecord(id=sid, name=body.name, tenant_id=tenant, config=config,
-                             header_names=tuple(sorted(headers)), created_by=access.principal.id,
+                             header_names=tuple(sorted(opened.headers)), created_by=access.principal.id,
                              by_platform_admin=by_platform_admin)
-    _validated(record, headers, client_secret)
-    if headers or client_secret is not None:
-        record = replace(record, sealed=seal(_keyring(request), sid, headers, client_secret))
+    _validated(record, opened)
+    record = replace(record, sealed=seal(_keyring(request), sid, opened))
     if await _name_taken(request, store, tenant, body.name) or not await store.create_server(record):
         raise Conflict(f"an MCP server named '{body.name}' already exists", code="mcp_server_exists")
-    public = stored_public(record, client_secret is not None)
+    public = stored_public(record, opened.client_secret is not None)
     await audit.record(request, "mcp_server.create", "mcp_server", record.id, after=public, tenant=tenant)
     await _changed(request, tenant)
     return JSONResponse(public, status_code=201)
@@ -434,23 +433,26 @@ async def update_server(
     given = body.model_fields_set
     if "url" in given and body.url is None:
         raise InvalidRequest("url: an MCP server needs a url", param="url", code="invalid_value")
-    # Whoever points the server elsewhere decides its egress rules from then on (as at creation);
-    # a change that keeps the URL keeps the rules it was registered under.
-    moved = body.url is not None and body.url != old.config.get("url")
-    by_platform_admin = access.principal.role == PLATFORM_ADMIN if moved else old.by_platform_admin
-    if body.url is not None:
-        request.app.state.services.egress.check_registered(old.tenant_id, "url", body.url,
-                                                           by_platform_admin=by_platform_admin)
     keyring = routing_of(request).keyring
     try:
-        headers, client_secret = unseal(keyring, old)
+        was = unseal(keyring, old)
     except DecryptError:
-        if "headers" not in given or "oauth" not in given:
+        anew = ("url", "headers", "oauth") if url_is_sealed(old.config) else ("headers", "oauth")
+        if any(field not in given for field in anew):
             raise GatewayError("the stored secrets of this server do not open with the server secret; "
-                               "give headers and oauth anew", status=409, code="sealed_unreadable") from None
-        headers, client_secret = {}, None
-    issuer = _as_configured(old, headers, client_secret)  # whose tokens any deleted below are
-    config = {**old.config, **_settings(body, given)}
+                               f"give {', '.join(anew)} anew", status=409, code="sealed_unreadable") from None
+        was = Opened({}, None, None if url_is_sealed(old.config) else old.config.get("url"))
+    headers, client_secret, url = was
+    # Whoever points the server elsewhere decides its egress rules from then on (as at creation);
+    # a change that keeps the URL keeps the rules it was registered under.
+    moved = body.url is not None and body.url != was.url
+    by_platform_admin = access.principal.role == PLATFORM_ADMIN if moved else old.by_platform_admin
+    if body.url is not None:
+        url = body.url
+        request.app.state.services.egress.check_registered(old.tenant_id, "url", body.url,
+                                                           by_platform_admin=by_platform_admin)
+    issuer = _as_configured(old, was)  # whose tokens any deleted below are
+    config = clear_settings({**old.config, **_settings(body, given)}, url)
     if "headers" in given:
         headers = dict(body.headers or {})
     if "oauth" in given:
@@ -466,29 +468,42 @@ async def update_server(
         config["_client_secret"] = True
     new = replace(old, config=config, header_names=tuple(sorted(headers)), updated_at=utcnow(),
                   by_platform_admin=by_platform_admin)
-    _validated(new, headers, client_secret)
-    sealed = None
-    if headers or client_secret is not None:
-        sealed = seal(_keyring(request), old.id, headers, client_secret)
-    new = replace(new, sealed=sealed)
+    opened = Opened(headers, client_secret, url)
+    _validated(new, opened)
+    new = replace(new, sealed=seal(_keyring(request), old.id, opened))
     if not await store_of(request).update_server(new):
         raise _missing(name)
     before, after = stored_public(old, _has_secret(old)), stored_public(new, client_secret is not None)
-    await audit.record(request, "mcp_server.update", "mcp_server", old.id, before=before, after=after,
-                       tenant=old.tenant_id)
+    await audit.record(request, "mcp_server.update", "mcp_server", old.id, before=before,
+                       after={**after, **_secrets_changed(was, opened)}, tenant=old.tenant_id)
     uses_oauth = bool(old.config.get("oauth") or new.config.get("oauth"))
-    if uses_oauth and _token_audience(old.config) != _token_audience(new.config):
-        await _forget_tokens(request, old, _token_audience(old.config)[0] != _token_audience(new.config)[0],
-                             issuer)
+    before_audience, after_audience = _token_audience(old.config, was.url), _token_audience(config, url)
+    if uses_oauth and before_audience != after_audience:
+        await _forget_tokens(request, old, before_audience[0] != after_audience[0], issuer)
     await _changed(request, old.tenant_id)
     return after
 
 
-def _token_audience(config: Mapping[str, Any]) -> tuple[Any, ...]:
+def _secrets_changed(old: Opened, new: Opened) -> dict[str, Any]:
+    """What the audit entry of a change adds about the sealed values, whose change the answers
+    (names, ``client_secret_set``, the URL's origin) cannot show: the headers kept whose value
+    changed, whether the OAuth client secret or the URL (past its origin) changed. Never a value."""
+    out: dict[str, Any] = {}
+    headers = headers_changed(old.headers, new.headers)
+    if headers:
+        out["headers_changed"] = headers
+    if None not in (old.client_secret, new.client_secret) and old.client_secret != new.client_secret:
+        out["client_secret_changed"] = True
+    if None not in (old.url, new.url) and old.url != new.url:
+        out["url_changed"] = True
+    return out
+
+
+def _token_audience(config: Mapping[str, Any], url: str | None) -> tuple[Any, ...]:
     """What users' OAuth tokens for a server were issued for and by: its URL (the token's
-    resource) and the authorization server and client that issued them."""
+    resource: the whole URL, opened) and the authorization server and client that issued them."""
     oauth = config.get("oauth") or {}
-    return (config.get("url"), oauth.get("client_id"), oauth.get("authorization_url"),
+    return (url, oauth.get("client_id"), oauth.get("authorization_url"),
             oauth.get("token_url"), bool(config.get("oauth")))
 
 
@@ -507,14 +522,13 @@ async def _forget_tokens(request: Request, record: McpServerRecord, moved: bool,
     _revoke(request, record, issuer, deleted)
 
 
-def _as_configured(record: McpServerRecord, headers: Mapping[str, str], client_secret: str | None
-                   ) -> McpServerConfig | None:
+def _as_configured(record: McpServerRecord, opened: Opened) -> McpServerConfig | None:
     """The stored server as its users' tokens were issued for it (its OAuth client and secret),
     to revoke them; None if it has no OAuth or no longer makes a valid server."""
     if not record.config.get("oauth"):
         return None
     try:
-        return to_config(record, headers, client_secret)
+        return to_config(record, opened)
     except ValidationError:
         return None
 
@@ -545,9 +559,11 @@ async def delete_server(
     issuer = None
     if old.config.get("oauth"):
         try:
-            issuer = _as_configured(old, *unseal(routing_of(request).keyring, old))
+            issuer = _as_configured(old, unseal(routing_of(request).keyring, old))
         except DecryptError:  # the client secret is lost: revoked without it, as a public client
-            issuer = _as_configured(old, {}, None)
+            # (unless the URL, the tokens' resource, was sealed with it: then not at all)
+            issuer = _as_configured(old, Opened({}, None, None if url_is_sealed(old.config)
+                                                else old.config.get("url")))
     store = store_of(request)
     # Taken first, to revoke them (the removal deletes any stored meanwhile, unrevoked).
     tokens = await store.delete_tokens(old.tenant_id, old.name) if issuer is not None else []

@@ -13,8 +13,9 @@ from switchboard.stores.protocols.clock import utcnow
 @dataclass(frozen=True)
 class McpServerRecord:
     """An MCP server registered through the admin API. ``config`` holds the server's settings
-    (``McpServerConfig`` fields) without its secrets; ``sealed`` holds them (the static headers
-    and the OAuth client secret) encrypted under the server secret. ``by_platform_admin``: as for
+    (``McpServerConfig`` fields) without its secrets; ``sealed`` holds them (the static headers,
+    the OAuth client secret and the URL, of which ``config`` keeps only the origin: see
+    crypto/mcp_servers.py) encrypted under the server secret. ``by_platform_admin``: as for
     services (stores/protocols/services.py), revision 0025."""
 
     id: str
@@ -78,8 +79,9 @@ class McpStore(Protocol):
         the records deleted (to revoke them at the authorization server)."""
         ...
 
-    async def reseal(self, server: Callable[[McpServerRecord], str],
+    async def reseal(self, server: Callable[[McpServerRecord], McpServerRecord],
                      token: Callable[[McpTokenRecord], str]) -> tuple[int, int]:
         """Re-seal every server's secrets and every token (``switchboard secrets rotate``), in one
-        transaction; how many of each changed."""
+        transaction; how many of each changed. ``server`` gives the record as it is to be stored
+        (its ``sealed`` value and its clear ``config``, which sealing a URL changes)."""
         ...

@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from switchboard.background import stop_task
 from switchboard.stores.protocols import EVERYTHING, Callback
 from switchboard.stores.redis.client import PREFIX
+from switchboard.stores.redis.silence import silence_for
 
 log = logging.getLogger("switchboard.stores")
 
@@ -65,6 +66,10 @@ class _RedisSubscription:
 class RedisFeed:
     def __init__(self, client: Redis, publish_timeout: float = PUBLISH_TIMEOUT) -> None:
         self._client = client
+        # The client's "Redis is silent" mark (stores/redis/silence.py): while it is set, a
+        # publish fails at once instead of waiting its timeout each time (an admin revoking keys
+        # one after the other, a cooldown published from the request path).
+        self._silence = silence_for(client)
         self._publish_timeout = publish_timeout
         self._pubsub = client.pubsub()
         self._subs: dict[str, list[_RedisSubscription]] = {}
@@ -77,13 +82,18 @@ class RedisFeed:
 
     async def publish(self, topic: str, message: str) -> None:
         """Best effort, like the feed itself: a change already stored is not refused because the
-        other instances cannot be told right now (they catch up within their caches' TTL)."""
+        other instances cannot be told right now (they catch up within their caches' TTL).
+        While Redis is marked silent it is not asked at all. A publish unanswered within
+        ``publish_timeout`` sets the mark, as a reply timeout does for any guarded call: PUBLISH
+        is one short command, so the publishes after it (the next key an admin revokes) and
+        the request path's calls fail at once until the probe's PING is answered."""
         try:
             # A timeout cancels the command; redis-py then drops that connection (its reply may
             # still come), so the pool never hands out one with a reply pending.
             async with asyncio.timeout(self._publish_timeout):
-                await self._client.publish(CHANNEL + topic, message.encode())
+                await self._silence.call(lambda: self._client.publish(CHANNEL + topic, message.encode()))
         except TimeoutError:
+            self._silence.went_silent()
             log.warning("change feed: redis did not answer a publish on %r within %.1fs; other "
                         "instances apply the change when their cached copy expires", topic,
                         self._publish_timeout)

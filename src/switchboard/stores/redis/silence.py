@@ -2,7 +2,8 @@
 
 A Redis that accepts connections and never answers (a process frozen, a path that drops
 everything) would hold each call for the whole reply timeout, each request anew. So once a call
-got no answer in time (redis-py's ``TimeoutError``, from a reply or a connect) the client is
+got no answer in time (redis-py's ``TimeoutError``, from a reply or a connect; a change-feed
+publish past its own shorter bound, stores/redis/feed.py) the client is
 *silent*: guarded calls fail at once with the same error (Redis unreachable, as a refused
 connection is; stores/unavailable.py) while a PING on a fresh connection is tried in the
 background every ``PROBE_SECONDS``; the first one answered ends it. Only the calls in flight when
@@ -11,7 +12,7 @@ Redis went quiet wait out the timeout.
 The mark is the client's, not one connection's: the request path's own connection
 (stores/redis/wire.py), redis-py's pipeline (TLS) and the single redis-py calls (a budget
 counter's rebuild, the shared deployment health's reports and probe claims, a script run alone
-after NOSCRIPT) all stop waiting once any of them timed out. While the mark
+after NOSCRIPT, a change-feed publish) all stop waiting once any of them timed out. While the mark
 is not set a guarded call costs one attribute read.
 """
 

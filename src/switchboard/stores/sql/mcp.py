@@ -156,15 +156,17 @@ class SqlMcpStore:
         async with self._engine.begin() as conn:
             return bool((await conn.execute(stmt)).rowcount)
 
-    async def reseal(self, server: Callable[[McpServerRecord], str],
+    async def reseal(self, server: Callable[[McpServerRecord], McpServerRecord],
                      token: Callable[[McpTokenRecord], str]) -> tuple[int, int]:
         servers = tokens = 0
         async with self._engine.begin() as conn:
-            for row in (await conn.execute(sa.select(st).where(st.c.sealed.is_not(None)))).all():
+            # Every server, those with nothing sealed too: a URL stored in clear gets sealed.
+            for row in (await conn.execute(sa.select(st))).all():
                 record = _server(row)
-                sealed = server(record)
-                if sealed != record.sealed:
-                    await conn.execute(sa.update(st).where(st.c.id == record.id).values(sealed=sealed))
+                new = server(record)
+                if (new.sealed, dict(new.config)) != (record.sealed, dict(record.config)):
+                    values = {"sealed": new.sealed, "config": dict(new.config)}
+                    await conn.execute(sa.update(st).where(st.c.id == record.id).values(values))
                     servers += 1
             for row in (await conn.execute(sa.select(tt))).all():
                 found = _token(row)

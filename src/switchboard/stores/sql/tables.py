@@ -558,6 +558,7 @@ services = sa.Table(
 )
 
 # -- MCP servers managed at run time (revision 0020): settings in clear, secrets sealed ---------
+# The URL is sealed with the secrets, config["url"] its origin only (crypto/mcp_servers.py).
 # A global server's tenant_id is "*" (no tenant id has that shape), so names are unique per scope.
 # by_platform_admin (revision 0025): as for services above.
 
