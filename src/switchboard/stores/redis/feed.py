@@ -84,16 +84,14 @@ class RedisFeed:
         """Best effort, like the feed itself: a change already stored is not refused because the
         other instances cannot be told right now (they catch up within their caches' TTL).
         While Redis is marked silent it is not asked at all. A publish unanswered within
-        ``publish_timeout`` sets the mark, as a reply timeout does for any guarded call: PUBLISH
-        is one short command, so the publishes after it (the next key an admin revokes) and
-        the request path's calls fail at once until the probe's PING is answered."""
+        ``publish_timeout`` does not set the mark: that bound (1 s by default) is shorter than
+        the reply timeout that does, and a Redis slow for a second is not a silent one."""
         try:
             # A timeout cancels the command; redis-py then drops that connection (its reply may
             # still come), so the pool never hands out one with a reply pending.
             async with asyncio.timeout(self._publish_timeout):
                 await self._silence.call(lambda: self._client.publish(CHANNEL + topic, message.encode()))
         except TimeoutError:
-            self._silence.went_silent()
             log.warning("change feed: redis did not answer a publish on %r within %.1fs; other "
                         "instances apply the change when their cached copy expires", topic,
                         self._publish_timeout)

@@ -2,8 +2,7 @@
 
 A Redis that accepts connections and never answers (a process frozen, a path that drops
 everything) would hold each call for the whole reply timeout, each request anew. So once a call
-got no answer in time (redis-py's ``TimeoutError``, from a reply or a connect; a change-feed
-publish past its own shorter bound, stores/redis/feed.py) the client is
+got no answer in time (redis-py's ``TimeoutError``, from a reply or a connect) the client is
 *silent*: guarded calls fail at once with the same error (Redis unreachable, as a refused
 connection is; stores/unavailable.py) while a PING on a fresh connection is tried in the
 background every ``PROBE_SECONDS``; the first one answered ends it. Only the calls in flight when
