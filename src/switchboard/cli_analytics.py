@@ -84,6 +84,10 @@ def print_table(answer: dict[str, Any]) -> None:
                     title=f"analytics {answer['from']} .. {answer['to']}"))
 
 
+# The last hour a rebuild can reach: a later time is rounded up to an hour past year 9999.
+LAST_HOUR = datetime(9999, 12, 31, 23, tzinfo=UTC)
+
+
 def _time(name: str, value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
@@ -92,7 +96,14 @@ def _time(name: str, value: str) -> datetime:
     if parsed is None or parsed.tzinfo is None:
         raise typer.BadParameter("expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
                                  param_hint=name)
-    return parsed.astimezone(UTC)
+    try:  # an offset can carry a time at the calendar's ends past them
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or utc > LAST_HOUR:
+        raise typer.BadParameter(
+            "out of range: in UTC it must fall within the year 1 to 9999-12-31T23:00:00Z", param_hint=name)
+    return utc
 
 
 @analytics_app.command("rebuild")

@@ -83,10 +83,12 @@ def _created(gw: Gateway, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return created
 
 
-@pytest.mark.parametrize("number", [1893456000, 1893456000.5, -62135596800, 253402300799000, 0, True])
+@pytest.mark.parametrize("number", [1893456000, 1893456000.5, -62135596800, 253402300799000, 0, True,
+                                    "1893456000", "1893456000.5", "-62135596800", "253402300799000", "1e9"])
 def test_a_time_is_rfc3339_text_never_a_number(gateway: Gateway, number: Any) -> None:
     """A number was read as a Unix time, in seconds or, past 2e10, in milliseconds:
-    ``sunset_at: -62135596800`` (year 1 in seconds) became 1968, ``expires_at: 1893456000`` 2030."""
+    ``sunset_at: -62135596800`` (year 1 in seconds) became 1968, ``expires_at: 1893456000`` 2030;
+    and so was a number written as a string (``"1893456000"``)."""
     name = f"t{uuid.uuid4().hex[:8]}"
     _created(gateway, "/admin/v1/prompts", {"name": name, "model": "gpt-4o-mini",
                                              "messages": [{"role": "user", "content": "hi"}]})
@@ -106,6 +108,19 @@ def test_a_time_is_rfc3339_text_never_a_number(gateway: Gateway, number: Any) ->
     later = httpx.patch(f"{gateway.url}/admin/v1/apis/{name}", json={"sunset_at": "2030-01-01T00:00:00Z"},
                         headers=ADMIN, timeout=10)
     assert later.status_code == 200 and later.json()["sunset_at"] == "2030-01-01T00:00:00+00:00", later.text
+
+
+@pytest.mark.parametrize("number", ["1893456000", "-62135596800", "1e9"])
+def test_a_time_in_the_query_string_is_rfc3339_never_a_number(gateway: Gateway, number: str) -> None:
+    """The audit log's ``since=1893456000`` read as 2030 and answered an empty page."""
+    resp = httpx.get(gateway.url + "/admin/v1/audit", params={"since": number}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"] == {
+        "message": "since: expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z",
+        "type": "invalid_request_error", "param": "since", "code": "invalid_value"}
+    text = httpx.get(gateway.url + "/admin/v1/audit", params={"since": "2030-01-01T00:00:00Z"}, headers=ADMIN,
+                     timeout=10)
+    assert text.status_code == 200 and text.json()["data"] == [], text.text
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/admin/v1/keys/"), ("POST", "/admin/v1/tenants/"),

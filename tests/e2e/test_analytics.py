@@ -352,3 +352,12 @@ def test_rebuild_recounts_the_rollups_from_the_ledger(world: World) -> None:
     assert "rebuilt the analytics rollups from 0001-01-01T00:00:00Z: 0 record(s) counted" in early.output
     bad = spawn(["analytics", "rebuild", "--from", "yesterday", "--config", str(gw.config_path)])
     assert bad.wait_exit(60) == 2 and "RFC 3339" in bad.output
+    # Past the calendar's end in UTC (an offset), or rounded up to an hour past it: a usage error
+    # naming the option, not an OverflowError's traceback.
+    for option, value in [("--from", "0001-01-01T00:00:00+14:00"), ("--to", "9999-12-31T23:59:59-12:00"),
+                          ("--to", "9999-12-31T23:30:00Z")]:
+        times = {"--from": "2026-01-01T00:00:00Z", option: value}
+        edge = spawn(["analytics", "rebuild", *(part for pair in times.items() for part in pair),
+                      "--config", str(gw.config_path)], env={"COLUMNS": "250"})
+        assert edge.wait_exit(60) == 2, edge.output
+        assert f"Invalid value for {option}: out of range" in edge.output and "Traceback" not in edge.output

@@ -285,6 +285,22 @@ def test_tokens_are_refreshed_before_they_expire_one_refresh_at_a_time(world: Wo
     assert world.auth.grants["refresh_token"] == refreshed + 1  # fresh: not refreshed again
 
 
+def test_a_token_whose_lifetime_runs_past_the_calendar_is_kept(world: World) -> None:
+    """``expires_in`` of 10**12 seconds (some 31,700 years): the expiry was stored as a date past
+    year 9999, which datetime cannot hold, and the callback failed with a 500 after the user had
+    consented. A lifetime that long is taken as a token that does not expire in practice."""
+    heidi_key, _ = world.user_key()
+    world.auth.lifetime = 10**12
+    try:
+        done = authorize(world, "heidi@idp", key=heidi_key)
+    finally:
+        world.auth.lifetime = 3600
+    assert done.status_code == 200, done.text
+    refreshed = world.auth.grants["refresh_token"]
+    assert asyncio.run(whoami(world, heidi_key)) == "heidi@idp"
+    assert world.auth.grants["refresh_token"] == refreshed  # not due for refresh
+
+
 def test_a_refresh_the_authorization_server_refuses_asks_the_user_to_authorize_again(world: World) -> None:
     grace_key, _ = world.user_key()
     world.auth.lifetime = 30  # due for refresh at once

@@ -198,6 +198,13 @@ async def test_rebuild_recounts_a_range_from_the_ledger(backend: Backend) -> Non
     assert sum(r.requests for r in full) == 5
 
 
+async def test_a_rebuild_of_the_calendars_last_hours_stays_within_it(backend: Backend) -> None:
+    """Its day-long steps went past year 9999 (OverflowError) from a start on its last day."""
+    last_hour = datetime(9999, 12, 31, 23, tzinfo=UTC)
+    assert await store(backend).rebuild(last_hour - timedelta(days=1, hours=2), last_hour) == 0
+    assert await store(backend).rebuild(last_hour - timedelta(hours=1), last_hour) == 0
+
+
 async def test_retention_deletes_the_rollups_of_older_hours_a_day_at_a_time(backend: Backend) -> None:
     older = [usage(f"o{i}", minutes=-60 * 24 * i, tags=("old",)) for i in (3, 5, 9)]  # days back
     await backend.stores.ledger.append([*world(), *older])

@@ -132,3 +132,25 @@ async def test_a_batch_priced_by_two_instances_is_one_ledger_record(backend: Bac
     assert stored.created_at == datetime.fromtimestamp(1_796_000_000, UTC)
     # No time from the upstream: the record's own creation time, the same on every instance.
     assert finished_at(batch, {"status": "failed"}) == T0
+
+
+async def test_a_batch_whose_end_is_past_the_calendar_is_recorded_at_its_creation(backend: Backend) -> None:
+    """An upstream's ``completed_at`` in milliseconds (past year 9999 read as seconds) raised
+    in the pricing, which then failed on every read: the batch's cost was never recorded."""
+    from switchboard.http.files.costing import finished_at
+    from switchboard.stores.protocols import UsageRecord
+
+    batch = owned("batch-ms", kind=BATCH)
+    assert finished_at(batch, {"status": "completed", "completed_at": 1_796_000_000_000}) == T0
+    assert finished_at(batch, {"status": "completed", "completed_at": 10**30}) == T0
+    last = finished_at(batch, {"status": "completed", "completed_at": 253_402_300_799})
+    assert last == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    ended = finished_at(batch, {"status": "completed", "completed_at": 1_796_000_000_000,
+                                "finalizing_at": 1_796_000_000})
+    assert ended == datetime.fromtimestamp(1_796_000_000, UTC)  # the next time the upstream gave
+    in_ms = finished_at(batch, {"completed_at": 1_796_000_000_000})
+    record = UsageRecord(request_id=batch.id, tenant_id=batch.tenant_id, model="gpt-4o-mini",
+                         key_id=batch.key_id, created_at=in_ms)
+    assert await backend.stores.ledger.append([record]) == 1
+    stored = await backend.stores.ledger.get("acme", "batch-ms")
+    assert stored is not None and stored.created_at == T0

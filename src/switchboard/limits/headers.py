@@ -14,11 +14,13 @@ from switchboard.stores.protocols import BucketState
 
 
 def duration(seconds: float) -> str:
-    """As OpenAI writes it: ``250ms``, ``1.5s``, ``6m0s``, ``1h2m3s``."""
-    if seconds < 1:
-        return f"{max(0, math.ceil(seconds * 1000))}ms"
-    if seconds < 60:
-        ms = math.ceil(seconds * 1000)
+    """As OpenAI writes it: ``250ms``, ``1.5s``, ``6m0s``, ``1h2m3s``. Rounded up to the
+    millisecond first, so a reset a hair under a second or a minute is written as the second or
+    minute it rounds to (``1s``, ``1m0s``), never ``1000ms`` or ``60s``."""
+    ms = max(0, math.ceil(seconds * 1000))
+    if ms < 1000:
+        return f"{ms}ms"
+    if ms < 60_000:
         return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms / 1000}s"  # as :g would, faster
     whole = math.ceil(seconds)
     text = _WHOLE.get(whole)

@@ -54,6 +54,9 @@ log = logging.getLogger("switchboard.mcp")
 
 MAX_REPLY_BYTES = 256 * 1024  # metadata and token answers
 DISCOVERY_TTL = 3600.0
+# The longest token lifetime taken from ``expires_in``: a hundred years is "does not expire" in
+# practice, and a longer one would put the stored expiry past year 9999, which no date holds.
+MAX_TOKEN_LIFETIME = 100 * 365 * 86_400
 TOKEN_TOPIC = "mcp-oauth-tokens"
 _STATE_PREFIX = "mcp-oauth-state:"
 _TICKET_PREFIX = "mcp-oauth-ticket-used:"
@@ -614,7 +617,7 @@ def _token_set(body: Mapping[str, Any], old: TokenSet | None, endpoints: Endpoin
     expires_in = body.get("expires_in")
     expires_at = None
     if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
-        expires_at = time.time() + float(expires_in)
+        expires_at = time.time() + min(expires_in, MAX_TOKEN_LIFETIME)
     refresh = body.get("refresh_token") if isinstance(body.get("refresh_token"), str) else None
     if refresh is None and old is not None:
         refresh = old.refresh_token  # not rotated: keep the one we have

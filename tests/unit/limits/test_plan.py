@@ -107,4 +107,10 @@ def test_headers_name_the_most_restrictive_limit_of_each_kind() -> None:
 
 def test_durations_are_written_like_openai() -> None:
     assert [duration(s) for s in (0.02, 1, 1.5, 59.9991, 60, 360, 3723)] == [
-        "20ms", "1s", "1.5s", "60s", "1m0s", "6m0s", "1h2m3s"]
+        "20ms", "1s", "1.5s", "1m0s", "1m0s", "6m0s", "1h2m3s"]
+
+
+def test_a_reset_just_under_a_second_or_a_minute_is_written_as_the_one_it_rounds_to() -> None:
+    """They were ``1000ms`` and ``60s``: no duration OpenAI writes (it carries to the next unit)."""
+    assert [duration(s) for s in (0, 0.0001, 0.999, 0.9991, 0.99999, 59.999, 59.99999, 3599.9999)] == [
+        "0ms", "1ms", "999ms", "1s", "1s", "59.999s", "1m0s", "1h0m0s"]

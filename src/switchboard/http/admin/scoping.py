@@ -39,12 +39,22 @@ def in_utc(value: datetime) -> datetime:
 
 
 def as_text(value: Any) -> Any:
-    """A time is given as text. Pydantic would also take a JSON number, as a Unix time in seconds
-    or, past 2e10, in milliseconds (``-62135596800``, meant as year 1, read as 1968), so a wrong
-    type turned into a date nobody asked for instead of a 400."""
-    if isinstance(value, str | datetime):
+    """A time is given as RFC 3339 text. Pydantic would also take a number, as a Unix time in
+    seconds or, past 2e10, in milliseconds (``-62135596800``, meant as year 1, read as 1968), so a
+    wrong type turned into a date nobody asked for instead of a 400; and it takes the same number
+    written as text (``"1900000000"``, 2030), as a query parameter always is."""
+    if isinstance(value, datetime) or (isinstance(value, str) and not _numeric(value)):
         return value
     raise ValueError("expected an RFC 3339 time with a zone, e.g. 2026-06-01T00:00:00Z")
+
+
+def _numeric(text: str) -> bool:
+    """Whether ``text`` reads as a number (no RFC 3339 time does: each has its dashes)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # An RFC 3339 time with a zone (AwareDatetime), as UTC; out of range is a 400 naming the field.

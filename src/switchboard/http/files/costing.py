@@ -27,6 +27,7 @@ log = logging.getLogger("switchboard.files")
 MAX_LINE_BYTES = 16 * 1024 * 1024
 _NANO = Decimal("0.000000001")
 _TIMES = ("completed_at", "failed_at", "expired_at", "cancelled_at", "finalizing_at")
+_LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 
 @dataclass
@@ -165,9 +166,11 @@ class BatchPricer:
 
 
 def finished_at(owned: OwnedObject, batch: dict[str, Any]) -> datetime:
-    """When the batch ended, as the upstream says (the same on every instance), to the second."""
+    """When the batch ended, as the upstream says (the same on every instance), to the second.
+    A time past year 9999 (milliseconds where seconds belong, say) is no date: without this
+    check the batch's pricing failed on every read, and its cost was never recorded."""
     for name in _TIMES:
         value = batch.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _LAST_SECOND:
             return datetime.fromtimestamp(value, UTC)
     return owned.created_at

@@ -29,7 +29,7 @@ from typing import Any
 from switchboard.background import Retries
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import Principal, Spent
-from switchboard.spend.budgets.periods import counter_key, counter_ttl, window
+from switchboard.spend.budgets.periods import counter_key, counter_ttl, key_start, window
 from switchboard.spend.budgets.plan import Budget, Stored, in_force, nano, of_record, usd_of
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.ledger import LedgerWriter
@@ -215,7 +215,9 @@ class BudgetBook:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ledger_ready.wait(), _LEDGER_READY_WAIT)
         await self._others_stored()
-        start, _ = window(budget.period, budget.zone, datetime.fromtimestamp(self._clock(), UTC))
+        # The charge's period, not the current one: a counter asked for just before a boundary
+        # and rebuilt after it (the waits above take seconds) holds the ended period's spend.
+        start = key_start(charge.key)
         # This instance's calls whose records are still in its writer (the last flush interval's;
         # all of them after the database was down) are stored first, so the read holds them.
         if self._writer is not None and not await self._writer.store_all():
@@ -316,13 +318,17 @@ class BudgetBook:
     # -- thresholds -----------------------------------------------------------------------
 
     def _alert(self, budget: Budget, charge: Charge, percent: int, total: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._fire(budget, percent, total))
+        fire = self._fire(budget, key_start(charge.key), percent, total)
+        task = asyncio.get_running_loop().create_task(fire)
         self._alerts.add(task)
         task.add_done_callback(self._alerts.discard)
 
-    async def _fire(self, budget: Budget, percent: int, total: int) -> None:
+    async def _fire(self, budget: Budget, period_start: datetime, percent: int, total: int) -> None:
+        """Alert once for ``percent`` of the period starting at ``period_start``: the period the
+        settlement counted in (a call that began before a boundary settles after it), so the
+        next period's own crossing of the threshold is not taken as already alerted."""
         now = datetime.fromtimestamp(self._clock(), UTC)
-        start, end = window(budget.period, budget.zone, now)
+        start, end = window(budget.period, budget.zone, period_start)
         try:
             if not await self._store.claim_alert(budget.id, start, percent):
                 return  # another instance (or an earlier settlement) fired it this period

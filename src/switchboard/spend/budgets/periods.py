@@ -14,8 +14,9 @@ starts at the first instant after the gap. So days are 23, 24 or 25 hours long (
 still, where a zone once skipped a day), and every instant belongs to exactly one period.
 
 Windows are returned as aware UTC datetimes ``[start, end)``; a period's counter is keyed by
-its budget and its start (``counter_key``), and kept a little longer than the period
-(``counter_ttl``) so the last requests of a period settle into the right counter.
+its budget and its start (``counter_key``; ``key_start`` reads the start back), and kept a
+little longer than the period (``counter_ttl``) so the last requests of a period settle into
+the right counter.
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ def day_start(day: date, tz: tzinfo) -> datetime:
 def counter_key(budget_id: str, start: datetime) -> str:
     """The key of a budget's counter for the period starting at ``start``."""
     return f"{budget_id}:{int(start.timestamp())}"
+
+
+def key_start(key: str) -> datetime:
+    """The start of the period whose counter is ``key`` (the inverse of ``counter_key``). Work
+    done for a charge after it was made (a counter's rebuild, a threshold's alert) belongs to the
+    charge's period, which may have ended since: the time it is done at would name the next."""
+    return datetime.fromtimestamp(int(key.rpartition(":")[2]), UTC)
 
 
 def counter_ttl(end: datetime | None, now: datetime) -> float:

@@ -277,7 +277,7 @@ class SqlAnalyticsStore:
         hour, end = floor_hour(since), ceil_hour(until)
         counted = 0
         while hour < end:
-            stop = min(hour + DAY, end)
+            stop = end if end - hour <= DAY else hour + DAY  # never a day past the calendar's end
             if await self._anything(hour, stop, tenant_id):  # a day with nothing: two cheap reads
                 while hour < stop:
                     counted += await self._rebuild_hour(hour, tenant_id)
