@@ -3,8 +3,8 @@ embedded database and on a cluster (PostgreSQL and Redis): the gateway in front 
 Anthropic batches, every batch owned by the key that created it (another key gets 404), models
 checked as a chat request's are, bad input refused in Anthropic's error shape, the upstream's
 results URL never shown, an ended batch's cost in the usage ledger once, at half price and at the
-prices of the model each request was sent for, the caller's anthropic-beta forwarded; and
-Anthropic's Files API (which the gateway does not offer) refused in Anthropic's shape."""
+prices of the model each request was sent for, the caller's anthropic-version and anthropic-beta
+forwarded; and Anthropic's Files API (which the gateway does not offer) refused in Anthropic's shape."""
 
 from __future__ import annotations
 
@@ -365,6 +365,28 @@ def test_the_callers_anthropic_beta_reaches_the_upstream(world: World) -> None:
     assert sent[0]["headers"]["anthropic-beta"] == "message-batches-2024-09-24"
     plain = captured(world.mock, without, outcome="completed")
     assert len(plain) == 1 and "anthropic-beta" not in plain[0]["headers"]
+
+
+
+def test_the_callers_anthropic_version_reaches_the_upstream_on_every_call(world: World) -> None:
+    version = "2023-01-01"  # neither the provider entry's (2023-06-01) nor the SDK's own
+    client = world.sdk(world.key(["*"])["key"]).with_options(default_headers={"anthropic-version": version})
+    marker = new_marker()
+    batch = client.messages.batches.create(requests=[request("a", f"hi mock:capture={marker}")])
+    client.messages.batches.cancel(batch.id)
+    ended(client, batch.id)
+    assert [r.custom_id for r in client.messages.batches.results(batch.id)] == ["a"]
+    client.messages.batches.delete(batch.id)
+    # The mock follows the batch: its later calls are recorded under the creation's marker.
+    records = captured(world.mock, marker, count=5)
+    path = f"/v1/messages/batches/{batch.id}"
+    callers = {(r["method"], r["path"]) for r in records if r["headers"]["anthropic-version"] == version}
+    assert callers == {("POST", "/v1/messages/batches"), ("POST", f"{path}/cancel"), ("GET", path),
+                       ("GET", f"{path}/results"), ("DELETE", path)}, records
+    # Only the poller's reads (and its pricing's) carry the provider entry's version.
+    others = [r for r in records if r["headers"]["anthropic-version"] != version]
+    assert all(r["method"] == "GET" and r["headers"]["anthropic-version"] == "2023-06-01"
+               for r in others), others
 
 
 # -- Anthropic's Files API: not offered, said in Anthropic's shape --------------------------------

@@ -11,6 +11,10 @@ parsed JSON body. Each record also says how the exchange ended:
     dropped              the mock dropped the connection on purpose (``disconnect_after``)
     shutdown             the mock was stopped while answering
 
+An object created under a marker can be followed (:meth:`Captures.follow`): every later request
+on its path (or a path right below it) is recorded under that marker too, for the calls that
+carry no text of their own (a message batch's GET, cancel, delete, results).
+
 ``GET /_mock/captured/<marker>`` returns the records, oldest first; ``?outcome=X`` (or
 ``?count=N``) waits, at most ``timeout`` seconds (default 5), until the latest record has
 that outcome (or N records exist), so a test can wait for an event without sleeping.
@@ -56,6 +60,19 @@ class Captures:
     def __init__(self) -> None:
         self._records: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
         self._waiters: set[asyncio.Event] = set()
+        self._followed: OrderedDict[str, str] = OrderedDict()  # object path -> marker
+
+    def follow(self, path: str, marker: str) -> None:
+        """Record every later request on ``path`` (or right below it) under ``marker``."""
+        self._followed[path] = marker
+        while len(self._followed) > MAX_MARKERS:
+            self._followed.popitem(last=False)
+
+    def followed(self, path: str) -> str:
+        """The marker ``path`` (or its parent) is followed under, "" when none."""
+        if not self._followed:
+            return ""
+        return self._followed.get(path) or self._followed.get(path.rsplit("/", 1)[0], "")
 
     def add(self, marker: str, record: dict[str, Any]) -> None:
         records = self._records.pop(marker, None) or deque(maxlen=MAX_PER_MARKER)
@@ -157,7 +174,7 @@ class MockMiddleware:
         # Directives are read from the JSON text, or from the raw text of other bodies (forms).
         scanned = body if body is not None else raw.decode("utf-8", "replace")
         controls = controls_for(Controls(), headers, scanned)
-        marker = controls.capture
+        marker = controls.capture or captures.followed(scope["path"])
         record = _record(scope, headers, body) if marker else {}
         if marker:
             captures.add(marker, record)

@@ -7,7 +7,8 @@ the header ``x-mock-batch-complete: 1``), then ``ended``, every request answered
 ``errored``; a model id ending ``-latest`` is reported as ``-20250219``, a dated snapshot).
 A cancelled batch is ``canceling`` until its next GET, then ``ended`` with every
 request ``canceled``. Results are JSONL at ``results_url`` (absolute, on this mock); a batch
-is deleted only once it has ended.
+is deleted only once it has ended. A batch created with ``mock:capture=<marker>`` in a request
+has its later calls recorded under that marker too (capture.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchboard.mock import anthropic as A
-from switchboard.mock.common import json_response, new_id, read_json
+from switchboard.mock.capture import Captures
+from switchboard.mock.common import json_response, new_id, read_json, request_controls
 from switchboard.mock.controls import Controls
 
 COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
@@ -88,6 +90,9 @@ async def create(request: Request) -> Response:
            "ended_at": None, "created_at": _time(created), "expires_at": _time(created + timedelta(hours=24)),
            "archived_at": None, "cancel_initiated_at": None, "results_url": None}
     _BATCHES[batch_id] = _Batch(obj, requests)
+    if marker := request_controls(request, body).capture:
+        captures: Captures = request.app.state.captures
+        captures.follow(f"/v1/messages/batches/{batch_id}", marker)
     return json_response(obj)
 
 

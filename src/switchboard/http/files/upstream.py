@@ -35,7 +35,7 @@ class Upstream:
     api_version: str | None
     client: UpstreamClient
     timeouts: Timeouts
-    # Sent with every call: an Anthropic provider's ``anthropic-version`` (message_upstream.py).
+    # Sent with every call: an Anthropic batch's ``anthropic-version`` (message_upstream.py).
     headers: Mapping[str, str] = field(default_factory=dict)
     # providers[].allow_account_objects: every caller may name what the provider account holds
     # (providers/account.py), in a batch's lines as in a single request.
