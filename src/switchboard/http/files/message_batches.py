@@ -30,7 +30,8 @@ from switchboard.http.files.costing import ModelTotals
 from switchboard.http.files.message_requests import MessageRequests
 from switchboard.http.files.message_upstream import BATCHES_PATH, resolve_anthropic
 from switchboard.http.files.multipart import safe_content_type
-from switchboard.http.files.service import FilesContext, FileService, owner_of, tenant_of
+from switchboard.http.files.service import FilesContext, FileService, owned_id, owner_of, tenant_of
+from switchboard.http.files.unrecorded import cancelled_unless_recorded
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.http.openai_api import parse_object
 from switchboard.pipeline.subscription import require_approved
@@ -87,21 +88,25 @@ class MessageBatches:
                                code="files_provider_unavailable")
         sent = message_costing.sent_models(checked.requests)
         obj = shown(await upstream.call("POST", BATCHES_PATH, {"requests": checked.requests}))
-        batch_id = obj.get("id")
-        if not isinstance(batch_id, str) or not batch_id:
-            raise GatewayError(f"provider '{upstream.provider}' answered without a usable id", status=502,
-                               code="upstream_error")
-        # Before the batch's own row: a batch is never seen without it (the poller prices it).
-        await self._files.store.put(OwnedObject(
-            id=batch_id, kind=MESSAGE_BATCH_MODELS, provider=upstream.provider, tenant_id=tenant_of(p),
-            owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=PURPOSE,
-            body=sent, costed=True,
-        ))
-        await self._files.store.put(OwnedObject(
-            id=batch_id, kind=MESSAGE_BATCH, provider=upstream.provider, tenant_id=tenant_of(p),
-            owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=PURPOSE,
-            status=_status(obj), body=obj,
-        ))
+        batch_id = owned_id(obj, upstream)
+
+        async def forget_models() -> None:
+            await self._files.store.delete(MESSAGE_BATCH_MODELS, batch_id)
+
+        # Created upstream: a batch the store refuses is cancelled there, not left to run unseen.
+        async with cancelled_unless_recorded(upstream, "message batch", batch_id,
+                                             object_path(_PATH, batch_id, "/cancel"), forget_models):
+            # Before the batch's own row: a batch is never seen without it (the poller prices it).
+            await self._files.store.put(OwnedObject(
+                id=batch_id, kind=MESSAGE_BATCH_MODELS, provider=upstream.provider, tenant_id=tenant_of(p),
+                owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=PURPOSE,
+                body=sent, costed=True,
+            ))
+            await self._files.store.put(OwnedObject(
+                id=batch_id, kind=MESSAGE_BATCH, provider=upstream.provider, tenant_id=tenant_of(p),
+                owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=PURPOSE,
+                status=_status(obj), body=obj,
+            ))
         return Reply(obj)
 
     async def _get_message_batch(self, ctx: FilesContext, p: Principal) -> Result:

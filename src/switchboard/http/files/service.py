@@ -34,6 +34,7 @@ from switchboard.http.files import multipart
 from switchboard.http.files.batch_access import BatchAccess
 from switchboard.http.files.costing import BatchPricer, ModelTotals
 from switchboard.http.files.expiry import EXPIRY_FIELDS, check_output_expiry, checked_field
+from switchboard.http.files.unrecorded import cancelled_unless_recorded
 from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
 from switchboard.http.openai_api import parse_object
 from switchboard.routing import prerouting
@@ -340,7 +341,11 @@ class FileService:
         # no caller may have the upstream read another's file.
         await self._access.check(p, upstream, owned.id, str(endpoint), self.check_owned)
         obj = await upstream.call("POST", "/batches", {**body, "input_file_id": owned.id})
-        await self._own(BATCH, obj, upstream, p, str(endpoint))
+        batch_id = owned_id(obj, upstream)
+        # Created upstream: a batch the store refuses is cancelled there, not left to run unseen.
+        async with cancelled_unless_recorded(upstream, "batch", batch_id, object_path("batches", batch_id,
+                                                                                      "/cancel")):
+            await self._own(BATCH, obj, upstream, p, str(endpoint))
         return Reply(obj)
 
     async def _list_batches(self, ctx: FilesContext, p: Principal) -> Result:
@@ -393,10 +398,7 @@ class FileService:
 
     async def _own(self, kind: str, obj: dict[str, Any], upstream: Upstream, p: Principal,
                    purpose: str) -> None:
-        object_id = obj.get("id")
-        if not isinstance(object_id, str) or not _ID.match(object_id):
-            raise GatewayError(f"provider '{upstream.provider}' answered without a usable id", status=502,
-                               code="upstream_error")
+        object_id = owned_id(obj, upstream)
         status = obj.get("status") if kind == BATCH and isinstance(obj.get("status"), str) else None
         await self.store.put(OwnedObject(
             id=object_id, kind=kind, provider=upstream.provider, tenant_id=tenant_of(p), owner=owner_of(p),
@@ -542,6 +544,15 @@ async def _file_object(upstream: Upstream, file_id: str) -> dict[str, Any]:
     except GatewayError as exc:
         log.warning("batch output file %s: not described yet: %s", file_id, exc.message)
         return {"id": file_id, "object": "file", "purpose": "batch_output"}
+
+
+def owned_id(obj: dict[str, Any], upstream: Upstream) -> str:
+    """The id of an object ``upstream`` has just created, as the records hold ids; 502 else."""
+    object_id = obj.get("id")
+    if not isinstance(object_id, str) or not _ID.match(object_id):
+        raise GatewayError(f"provider '{upstream.provider}' answered without a usable id", status=502,
+                           code="upstream_error")
+    return object_id
 
 
 def _first(values: list[str] | None) -> str | None:
