@@ -5,7 +5,9 @@ Kinds: ``notes`` (tools, a resource, a resource template, a prompt; a tool that 
 answers a large result, one that fails), ``math`` (tools), ``malformed`` (an HTTP server that
 answers every POST with JSON that is not JSON-RPC), ``cutting`` (a tool whose reply breaks off
 mid-stream, another that answers, one that refuses with the Authorization it was sent),
-``asker`` (tools that ask the client: elicitation, sampling, roots).
+``asker`` (tools that ask the client: elicitation, sampling, roots), ``bom`` (``math``, every
+JSON reply and event stream starting with a UTF-8 byte order mark; transport ``json``: the
+streamable-HTTP transport answering JSON rather than a stream).
 """
 
 from __future__ import annotations
@@ -140,13 +142,48 @@ def cutting_app() -> object:
     return Starlette(routes=[Route("/mcp", handle, methods=["POST"])])
 
 
+def bom_app(transport: str) -> object:
+    """``math`` whose every JSON or event-stream body starts with a UTF-8 byte order mark, as
+    servers writing through a BOM-emitting encoder send: the Content-Length counts it."""
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    server = math_server("bom")
+    inner: ASGIApp = (server.sse_app() if transport == "sse"  # type: ignore[attr-defined]
+                      else server.streamable_http_app(json_response=transport == "json"))  # type: ignore[attr-defined]
+    bom = b"\xef\xbb\xbf"
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        marked: list[bool] = []  # one entry once the body's start is known: whether it gets a BOM
+
+        async def with_bom(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers", []))
+                kind = headers.get(b"content-type", b"").split(b";")[0].strip()
+                marked.append(kind in (b"application/json", b"text/event-stream"))
+                if marked[0] and b"content-length" in headers:
+                    headers[b"content-length"] = str(int(headers[b"content-length"]) + len(bom)).encode()
+                message = {**message, "headers": list(headers.items())}
+            elif message["type"] == "http.response.body" and marked and marked[0]:
+                marked[0] = False
+                message = {**message, "body": bom + message.get("body", b"")}
+            await send(message)
+
+        await inner(scope, receive, with_bom)
+
+    return app
+
+
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     transport = sys.argv[3] if len(sys.argv) > 3 else "streamable-http"
-    if kind in ("malformed", "cutting"):
+    if kind in ("malformed", "cutting", "bom"):
         import uvicorn
 
-        app = malformed_app() if kind == "malformed" else cutting_app()
+        app = (malformed_app() if kind == "malformed" else cutting_app() if kind == "cutting"
+               else bom_app(transport))
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")  # type: ignore[arg-type]
         return
     if kind == "asker":

@@ -45,6 +45,7 @@ from switchboard.errors import (
 )
 from switchboard.mcp.interfaces import AuthorizationRequired, Credentials
 from switchboard.mcp.relay import RELAY, Notify
+from switchboard.providers.errors import loads
 from switchboard.upstream import scrub
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, refusal
 
@@ -60,6 +61,7 @@ MAX_BACKOFF = 60.0  # seconds between two tries of a down server, at most
 _SESSIONS_MAX = 1024  # upstream sessions kept per server (one per credential identity)
 _ERROR_BYTES = 64 * 1024
 _LINE_SLACK = 1024  # an SSE line holds an event's data and its field name
+_BOM_DATA, _BOM_EVENT = b"\xef\xbb\xbfdata:", b"\xef\xbb\xbfevent:"  # a stream's first line, after a BOM
 
 
 class ServerBusy(UpstreamUnavailable):
@@ -602,13 +604,21 @@ async def _events(resp: aiohttp.ClientResponse, limit: int, name: str) -> AsyncI
                 raise too_large(name, limit)
         elif line.startswith(b"event:"):
             kind = line[6:].strip().decode(errors="replace")
+        # A stream may start with a UTF-8 byte order mark, to be ignored (WHATWG): looked for
+        # only on a line no field matched, so the usual lines cost nothing more.
+        elif line.startswith(_BOM_DATA):
+            data += line[8:].removeprefix(b" ")
+            if len(data) > limit:
+                raise too_large(name, limit)
+        elif line.startswith(_BOM_EVENT):
+            kind = line[9:].strip().decode(errors="replace")
     if data:
         yield kind, bytes(data)
 
 
 def _loads(data: bytes, name: str) -> Any:
     try:
-        return orjson.loads(data)
+        return loads(data)  # a byte order mark before the JSON is ignored, as the providers do
     except orjson.JSONDecodeError:
         raise Malformed(f"the MCP server '{name}' sent malformed JSON") from None
 
@@ -617,7 +627,12 @@ def _parse_error_body(text: str) -> dict[str, Any] | None:
     try:
         reply = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return None
+        if not text.startswith("\ufeff"):  # a byte order mark before it is ignored (providers/errors.py)
+            return None
+        try:
+            reply = orjson.loads(text[1:])
+        except orjson.JSONDecodeError:
+            return None
     if isinstance(reply, dict) and isinstance(reply.get("error"), dict):
         return reply
     return None
