@@ -3,8 +3,8 @@ reply timeout every call near the request path fails at once, with the same erro
 in the background is answered (stores/redis/silence.py). Over the wire and over redis-py's
 pipeline (what a TLS URL uses: any connection class but the plain ones selects it), and for the
 single redis-py calls: a budget counter's rebuild (load, usage, lost_ago), a settlement tried
-again, a half-open probe's claim, a change-feed publish. One mark per client, whichever call
-timed out first."""
+again, a half-open probe's claim, a change-feed publish, the shared cache's calls (MCP OAuth
+states, MCP pass-through clients). One mark per client, whichever call timed out first."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from switchboard.stores.protocols import Again, Bucket, Charge
 from switchboard.stores.redis import silence as silence_module
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.budgets import RedisBudgetCounters
+from switchboard.stores.redis.cache import RedisCache
 from switchboard.stores.redis.feed import CHANNEL, RedisFeed
 from switchboard.stores.redis.health import RedisHealth
 from switchboard.stores.redis.limits import RedisRateLimiter
@@ -161,6 +162,34 @@ async def test_every_shared_health_call_fails_at_once_while_redis_is_silent(
     assert set(await health.out()) == {("group", "dep")}
     await health.succeeded("group", "dep", probe=True)
     assert await health.cooling_ms("group", "dep") == 0
+
+
+async def test_every_shared_cache_call_fails_at_once_while_redis_is_silent(
+    client: Redis, frozen_redis: RedisServer,
+) -> None:
+    """An MCP OAuth state or pass-through client looked up while Redis is silent: the request
+    is not held for the reply timeout on each call (and a cache call timing out sets the mark)."""
+    cache = RedisCache(client)
+    await cache.set("state", b"one", 60)
+    frozen_redis.proc.send_signal(signal.SIGSTOP)
+    with pytest.raises(RedisTimeoutError):  # the call in flight waits out the timeout, and marks it
+        await cache.get("state")
+    calls: list[Callable[[], Awaitable[Any]]] = [
+        lambda: cache.get("state"),
+        lambda: cache.set("state", b"two", 60),
+        lambda: cache.add("other", b"two", 60),
+        lambda: cache.take("state"),
+        lambda: cache.delete("state"),
+        lambda: RedisRateLimiter(client).acquire([BUCKET]),  # the request path shares the mark
+    ]
+    for call in calls:
+        await _fails_at_once(call)
+    frozen_redis.proc.send_signal(signal.SIGCONT)
+    await _answering_again(client)
+    assert await cache.take("state") == b"one"
+    assert await cache.add("state", b"three", 60) and await cache.get("state") == b"three"
+    await cache.delete("state")
+    assert await cache.get("state") is None
 
 
 async def test_scripts_run_again_after_noscript_fail_at_once_once_redis_goes_quiet(

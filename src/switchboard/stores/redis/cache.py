@@ -1,36 +1,47 @@
-"""The shared cache in Redis: bytes values with a server-side expiry (``SET ... PX``)."""
+"""The shared cache in Redis: bytes values with a server-side expiry (``SET ... PX``).
+
+Its callers (MCP OAuth states, MCP pass-through clients) are on the request path: every call
+honours the client's "Redis is silent" mark (stores/redis/silence.py), failing at once while it
+is set instead of holding the request for the whole reply timeout, and sets it on a timeout."""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 
 from switchboard.stores.redis.client import PREFIX
+from switchboard.stores.redis.silence import silence_for
 
 
 class RedisCache:
     def __init__(self, client: Redis) -> None:
         self._client = client
+        self._silence = silence_for(client)
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._client.get(PREFIX + "cache:" + key)
+        value = await self._silence.call(lambda: self._client.get(PREFIX + "cache:" + key))
         # The client is opened with decode_responses=False: values come back as bytes.
         return value.encode() if isinstance(value, str) else value
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be > 0 seconds")
-        await self._client.set(PREFIX + "cache:" + key, value, px=max(1, round(ttl * 1000)))
+        await self._silence.call(
+            lambda: self._client.set(PREFIX + "cache:" + key, value, px=max(1, round(ttl * 1000))))
 
     async def delete(self, key: str) -> None:
-        await self._client.delete(PREFIX + "cache:" + key)
+        await self._silence.call(lambda: self._client.delete(PREFIX + "cache:" + key))
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         if ttl <= 0:
             raise ValueError("ttl must be > 0 seconds")
-        stored = await self._client.set(PREFIX + "cache:" + key, value, px=max(1, round(ttl * 1000)), nx=True)
+        stored = await self._silence.call(lambda: self._client.set(
+            PREFIX + "cache:" + key, value, px=max(1, round(ttl * 1000)), nx=True))
         return bool(stored)
 
     async def take(self, key: str) -> bytes | None:
+        return await self._silence.call(lambda: self._take(key))
+
+    async def _take(self, key: str) -> bytes | None:
         # GET and DEL in one MULTI/EXEC (GETDEL needs Redis 6.2; this works on any version).
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.get(PREFIX + "cache:" + key)
