@@ -258,6 +258,28 @@ async def _test_failure_is_shared_then_retried(endpoint: TokenEndpoint) -> None:
         await auth.close()
 
 
+@pytest.mark.parametrize("expires_in", ["1" + "0" * 50, "1.7976931348623157e308", "18446744073709551615"])
+async def test_an_absurdly_long_lifetime_is_taken_without_error(expires_in: str) -> None:
+    """A token endpoint promising a lifetime past any date (or any integer): the token is used
+    and kept, never an error (orjson reads an integer past 64 bits as a float, and the expiry is
+    a float of seconds, never a date)."""
+    async with token_endpoint() as endpoint:
+        async def answer(n: int) -> web.Response:
+            return web.Response(text=f'{{"access_token": "tok-{n}", "expires_in": {expires_in}}}',
+                                content_type="application/json")
+
+        endpoint.answer = answer
+        clock = Clock()
+        auth, _ = auth_for(endpoint, clock)
+        try:
+            assert await bearer(auth) == "Bearer tok-1"
+            clock.now += 100 * 365 * 86_400
+            assert await bearer(auth) == "Bearer tok-1"
+        finally:
+            await auth.close()
+        assert len(endpoint.calls) == 1
+
+
 async def test_answer_without_token() -> None:
     async with token_endpoint() as endpoint:
         await _test_answer_without_token(endpoint)
