@@ -141,6 +141,30 @@ def test_full_tool_round_trip(sdk: openai.OpenAI) -> None:
     assert again.choices[0].message.content == "The tool returned: 22 degrees and sunny"
 
 
+def test_tool_ids_minted_elsewhere_are_made_to_fit_and_still_pair(sdk: openai.OpenAI) -> None:
+    # A conversation moved here from other providers: an OpenAI-compatible server's
+    # "functions.<name>:<n>" id and a long Responses API-style id. Converse takes only 1-64
+    # characters of [a-zA-Z0-9_-] in toolUse and toolResult, and pairs them by id.
+    ids = ["functions.get_weather:0", "fc_" + "0123456789abcdef" * 5]
+    messages: list[Any] = [
+        *ask("Weather in Paris and Rome?"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": i, "type": "function",
+             "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}
+            for i, city in zip(ids, ("Paris", "Rome"), strict=True)
+        ]},
+        {"role": "tool", "tool_call_id": ids[0], "content": "22 degrees in Paris"},
+        {"role": "tool", "tool_call_id": ids[1], "content": "25 degrees in Rome"},
+    ]
+    final = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].message.content == "The tool returned: 25 degrees in Rome"
+    # Without an id a result cannot name its call: a 400 naming the field, not a guess.
+    messages[1]["tool_calls"][0]["id"] = ""
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert exc.value.body["param"] == "messages[1].tool_calls[0].id"  # type: ignore[index]
+
+
 def test_tool_call_stream(sdk: openai.OpenAI) -> None:
     chunks = list(sdk.chat.completions.create(
         model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],
