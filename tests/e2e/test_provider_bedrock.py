@@ -165,6 +165,16 @@ def test_tool_ids_minted_elsewhere_are_made_to_fit_and_still_pair(sdk: openai.Op
     assert exc.value.body["param"] == "messages[1].tool_calls[0].id"  # type: ignore[index]
 
 
+def test_forced_tool_choice_without_tools_is_refused(sdk: openai.OpenAI) -> None:
+    # Converse's toolChoice needs a toolConfig with tools: without them the choice cannot be sent,
+    # so a 400 naming it, as OpenAI gives, instead of a text answer.
+    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        with pytest.raises(openai.BadRequestError) as exc:
+            sdk.chat.completions.create(model="claude", messages=ask("weather?"), tool_choice=choice)  # type: ignore[arg-type]
+        assert exc.value.body["param"] == "tool_choice"  # type: ignore[index]
+    assert sdk.chat.completions.create(model="claude", messages=ask("hi"), tool_choice="auto").choices
+
+
 def test_tool_call_stream(sdk: openai.OpenAI) -> None:
     chunks = list(sdk.chat.completions.create(
         model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],
