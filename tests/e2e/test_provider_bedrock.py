@@ -187,6 +187,21 @@ def test_tool_call_stream(sdk: openai.OpenAI) -> None:
     assert finish_reasons(chunks) == ["tool_calls"]
 
 
+def test_streamed_call_without_arguments_has_json_arguments(sdk: openai.OpenAI) -> None:
+    # Converse streams no input delta for a call without arguments: the arguments are still
+    # "{}", as in the non-stream reply, not "" (which is not JSON).
+    clock: Any = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    chunks = list(sdk.chat.completions.create(model="claude", messages=ask("time?"), tools=[clock],
+                                              tool_choice="required", stream=True))
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert {tc.index for tc in calls} == {0} and calls[0].function and calls[0].function.name == "get_time"
+    assert "".join(tc.function.arguments or "" for tc in calls if tc.function) == "{}"
+    assert finish_reasons(chunks) == ["tool_calls"]
+    reply = sdk.chat.completions.create(model="claude", messages=ask("time?"), tools=[clock],
+                                        tool_choice="required")
+    assert reply.choices[0].message.tool_calls[0].function.arguments == "{}"  # type: ignore[index,union-attr]
+
+
 def test_image_inputs_data_and_http_urls(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
     content = [
         {"type": "text", "text": "What is in these images?"},

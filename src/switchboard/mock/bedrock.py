@@ -518,7 +518,8 @@ def _block_events(block: dict[str, Any], index: int) -> list[bytes]:
         return [*events, stop]
     use = block["toolUse"]
     start = {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}
-    args = orjson.dumps(use["input"]).decode()
+    # A call without arguments gets no input delta at all, as from Converse.
+    args = orjson.dumps(use["input"]).decode() if use["input"] else ""
     return [_frame("contentBlockStart", {"contentBlockIndex": index, "start": start})] + [
         delta({"toolUse": {"input": args[k:k + 8]}}) for k in range(0, len(args), 8)
     ] + [stop]
