@@ -141,6 +141,40 @@ def test_full_tool_round_trip(sdk: openai.OpenAI) -> None:
     assert again.choices[0].message.content == "The tool returned: 22 degrees and sunny"
 
 
+def test_tool_ids_minted_elsewhere_are_made_to_fit_and_still_pair(sdk: openai.OpenAI) -> None:
+    # A conversation moved here from other providers: an OpenAI-compatible server's
+    # "functions.<name>:<n>" id and a long Responses API-style id. Converse takes only 1-64
+    # characters of [a-zA-Z0-9_-] in toolUse and toolResult, and pairs them by id.
+    ids = ["functions.get_weather:0", "fc_" + "0123456789abcdef" * 5]
+    messages: list[Any] = [
+        *ask("Weather in Paris and Rome?"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": i, "type": "function",
+             "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}
+            for i, city in zip(ids, ("Paris", "Rome"), strict=True)
+        ]},
+        {"role": "tool", "tool_call_id": ids[0], "content": "22 degrees in Paris"},
+        {"role": "tool", "tool_call_id": ids[1], "content": "25 degrees in Rome"},
+    ]
+    final = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].message.content == "The tool returned: 25 degrees in Rome"
+    # Without an id a result cannot name its call: a 400 naming the field, not a guess.
+    messages[1]["tool_calls"][0]["id"] = ""
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert exc.value.body["param"] == "messages[1].tool_calls[0].id"  # type: ignore[index]
+
+
+def test_forced_tool_choice_without_tools_is_refused(sdk: openai.OpenAI) -> None:
+    # Converse's toolChoice needs a toolConfig with tools: without them the choice cannot be sent,
+    # so a 400 naming it, as OpenAI gives, instead of a text answer.
+    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        with pytest.raises(openai.BadRequestError) as exc:
+            sdk.chat.completions.create(model="claude", messages=ask("weather?"), tool_choice=choice)  # type: ignore[arg-type]
+        assert exc.value.body["param"] == "tool_choice"  # type: ignore[index]
+    assert sdk.chat.completions.create(model="claude", messages=ask("hi"), tool_choice="auto").choices
+
+
 def test_tool_call_stream(sdk: openai.OpenAI) -> None:
     chunks = list(sdk.chat.completions.create(
         model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],
@@ -151,6 +185,21 @@ def test_tool_call_stream(sdk: openai.OpenAI) -> None:
     assert {tc.index for tc in calls} == {0}
     assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"city": "Paris"}
     assert finish_reasons(chunks) == ["tool_calls"]
+
+
+def test_streamed_call_without_arguments_has_json_arguments(sdk: openai.OpenAI) -> None:
+    # Converse streams no input delta for a call without arguments: the arguments are still
+    # "{}", as in the non-stream reply, not "" (which is not JSON).
+    clock: Any = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    chunks = list(sdk.chat.completions.create(model="claude", messages=ask("time?"), tools=[clock],
+                                              tool_choice="required", stream=True))
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert {tc.index for tc in calls} == {0} and calls[0].function and calls[0].function.name == "get_time"
+    assert "".join(tc.function.arguments or "" for tc in calls if tc.function) == "{}"
+    assert finish_reasons(chunks) == ["tool_calls"]
+    reply = sdk.chat.completions.create(model="claude", messages=ask("time?"), tools=[clock],
+                                        tool_choice="required")
+    assert reply.choices[0].message.tool_calls[0].function.arguments == "{}"  # type: ignore[index,union-attr]
 
 
 def test_image_inputs_data_and_http_urls(sdk: openai.OpenAI, mock_upstream: Mock) -> None:

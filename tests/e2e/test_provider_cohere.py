@@ -183,6 +183,19 @@ def test_named_tool_choice_offers_only_that_tool(co: openai.OpenAI) -> None:
     assert calls is not None and calls[0].function.name == "get_weather"
 
 
+def test_allowed_tools_choice_offers_only_those_tools(co: openai.OpenAI) -> None:
+    # Cohere has no allowed list: its mode (required -> REQUIRED) over only the allowed tools.
+    other = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object",
+                                                                                  "properties": {}}}}
+    resp = co.chat.completions.create(
+        model="command-a", messages=ask("weather?"), tools=[other, WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "allowed_tools", "allowed_tools": {  # type: ignore[typeddict-item]
+            "mode": "required", "tools": [{"type": "function", "function": {"name": "get_weather"}}]}},
+    )
+    calls = resp.choices[0].message.tool_calls
+    assert calls is not None and [c.function.name for c in calls] == ["get_weather"]  # type: ignore[union-attr]
+
+
 def test_tool_choice_none_answers_in_text(co: openai.OpenAI) -> None:
     resp = co.chat.completions.create(model="command-a", messages=ask("no tools"), tools=[WEATHER_TOOL],
                                       tool_choice="none")

@@ -192,6 +192,21 @@ def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
     assert reply.choices[0].finish_reason == "stop"
 
 
+def test_tool_choice_gemini_cannot_express_is_refused_by_name(client: openai.OpenAI) -> None:
+    # A custom tool's choice has no Gemini form: a 400 naming the field, not a free choice.
+    with pytest.raises(openai.BadRequestError) as exc:
+        ask(client, "weather?", tools=[WEATHER_TOOL], tool_choice={"type": "custom", "custom": {"name": "x"}})
+    assert exc.value.body["param"] == "tool_choice.type"  # type: ignore[index]
+    assert "custom" in exc.value.message
+    # allowed_tools is translated: ANY over the names it allows.
+    reply = ask(client, "weather?", tools=[WEATHER_TOOL], tool_choice={
+        "type": "allowed_tools",
+        "allowed_tools": {"mode": "required",
+                          "tools": [{"type": "function", "function": {"name": "get_weather"}}]},
+    })
+    assert reply.choices[0].finish_reason == "tool_calls"
+
+
 def test_image_data_url(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
         {"type": "text", "text": "What is in this image?"},

@@ -223,6 +223,42 @@ def test_foreign_tool_call_ids_are_mapped(mi: openai.OpenAI) -> None:
     assert final.choices[0].message.content == "The tool returned: 25C"
 
 
+def test_a_tool_call_without_an_id_still_pairs(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    # An empty id is mapped like any other on both sides, so the call and its result match.
+    marker = new_marker()
+    messages: list[dict[str, Any]] = [
+        *ask(f"weather? mock:capture={marker}"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        ]},
+        {"role": "tool", "tool_call_id": "", "content": "18C"},
+    ]
+    final = mi.chat.completions.create(model="mistral-small", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].message.content == "The tool returned: 18C"
+    (seen,) = captured(mock_upstream, marker)
+    call_id = seen["body"]["messages"][1]["tool_calls"][0]["id"]
+    assert re.fullmatch(r"[A-Za-z0-9]{9}", call_id)
+    assert seen["body"]["messages"][2]["tool_call_id"] == call_id
+
+
+def test_allowed_tools_choice_is_translated_and_custom_refused(mi: openai.OpenAI) -> None:
+    other: dict[str, Any] = {"type": "function",
+                             "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    # Mistral has no allowed_tools: its mode ("required" -> "any") over only the allowed tools.
+    reply = mi.chat.completions.create(
+        model="mistral-small", messages=ask("weather?"), tools=[other, WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "allowed_tools", "allowed_tools": {
+            "mode": "required", "tools": [{"type": "function", "function": {"name": "get_weather"}}]}},
+    )
+    assert reply.choices[0].finish_reason == "tool_calls"
+    assert [c.function.name for c in reply.choices[0].message.tool_calls or []] == ["get_weather"]  # type: ignore[union-attr]
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask("weather?"), tools=[WEATHER_TOOL],  # type: ignore[list-item]
+                                   tool_choice={"type": "custom", "custom": {"name": "get_weather"}})
+    assert exc.value.param == "tool_choice.type" and "mistral" in exc.value.message
+
+
 def test_streamed_tool_call(mi: openai.OpenAI) -> None:
     chunks = list(
         mi.chat.completions.create(

@@ -159,6 +159,33 @@ def test_streamed_tool_call(oc: openai.OpenAI) -> None:
     assert json.loads("".join(d.function.arguments or "" for d in deltas if d.function)) == {"city": "Paris"}
 
 
+@pytest.mark.parametrize("same_index", [1, 0])
+def test_parallel_streamed_tool_calls_get_their_own_indices(oc: openai.OpenAI, same_index: int) -> None:
+    # Ollama numbers every parallel call 0 (same_index=1); clients would merge them into one call
+    # with both argument strings run together. Each gets its own index, as from OpenAI; a server
+    # that numbers them already keeps its numbers.
+    clock: Any = {"type": "function", "function": {"name": "get_time", "parameters": {
+        "type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}}
+    prompt = f"weather and time? mock:parallel_calls=2 mock:same_tool_index={same_index}"
+    chunks = list(oc.chat.completions.create(
+        model="ollama", messages=ask(prompt), tools=[WEATHER_TOOL, clock], stream=True,
+    ))
+    deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    calls: dict[int, dict[str, str]] = {}
+    for d in deltas:
+        call = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
+        call["id"] += d.id or ""
+        call["name"] += (d.function.name or "") if d.function else ""
+        call["arguments"] += (d.function.arguments or "") if d.function else ""
+    assert sorted(calls) == [0, 1]
+    assert [calls[0]["name"], calls[1]["name"]] == ["get_weather", "get_time"]
+    assert calls[0]["id"] and calls[1]["id"] and calls[0]["id"] != calls[1]["id"]
+    assert json.loads(calls[0]["arguments"]) == {"city": "Paris"}
+    assert json.loads(calls[1]["arguments"]) == {"zone": "Paris"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "tool_calls"]
+
+
 def test_image_inputs(oc: openai.OpenAI, mock_upstream: Mock) -> None:
     resp = oc.chat.completions.create(
         model="vllm",

@@ -88,6 +88,8 @@ def test_text_then_two_tool_calls_get_their_own_indices() -> None:
         {"tool_calls": [{"index": 1, "id": "tu_2", "type": "function",
                          "function": {"name": "now", "arguments": ""}}]},
         {"tool_calls": [{"index": 1, "function": {"arguments": ""}}]},
+        # No input came for "now": its arguments are completed to "{}" when its block stops.
+        {"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]},
     ]
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
 

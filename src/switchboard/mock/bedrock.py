@@ -5,7 +5,8 @@ Strict like the real service (https://docs.aws.amazon.com/bedrock/latest/APIRefe
 requests must carry a valid SigV4 signature (service ``bedrock``; the secret is the mock's api key,
 any access key id) or a Bedrock API key as ``Authorization: Bearer``; unknown fields, roles other
 than user/assistant, a first turn that is not the user's, non-alternating turns, blank text, tool
-blocks without ``toolConfig`` and unmatched tool results are rejected; thinking, prompt caching,
+blocks without ``toolConfig``, tool use ids outside ``[a-zA-Z0-9_-]{1,64}`` and unmatched tool
+results are rejected; thinking, prompt caching,
 Claude's matched stop sequence and requestMetadata bounds live in ``bedrock_features``. Errors are
 ``{"message": ...}`` with the exception name in ``x-amzn-ErrorType``; injected faults use the same
 shape, and ``fail_after`` sends an exception frame (``error_code`` picks its type, e.g.
@@ -50,6 +51,7 @@ _TOOL_SPEC_KEYS = frozenset({"name", "description", "inputSchema", "strict"})
 _IMAGE_MAGIC = {"png": (b"\x89PNG",), "jpeg": (b"\xff\xd8\xff",), "gif": (b"GIF87a", b"GIF89a"),
                 "webp": (b"RIFF",)}
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _MAX_SKEW_SECONDS = 15 * 60
 _FAULTS = {
     400: ("ValidationException", "mock: injected validation error"),
@@ -236,6 +238,7 @@ def _block(block: Any, where: str, role: str, model: str = "") -> None:
         _require(isinstance(value, dict) and isinstance(value.get("toolUseId"), str)
                  and isinstance(value.get("name"), str) and "input" in value,
                  f"{where}.toolUse requires toolUseId, name and input.")
+        _tool_use_id(value["toolUseId"], f"{where}.toolUse.toolUseId")
     elif kind == "toolResult":
         _tool_result(value, where, role)
     elif kind == "reasoningContent":
@@ -248,6 +251,7 @@ def _tool_result(value: Any, where: str, role: str) -> None:
     _require(role == "user", f"{where}: toolResult blocks are only allowed in user messages.")
     if not isinstance(value, dict) or not isinstance(value.get("toolUseId"), str):
         raise Invalid(f"{where}.toolResult requires toolUseId and content.")
+    _tool_use_id(value["toolUseId"], f"{where}.toolResult.toolUseId")
     parts = value.get("content")
     if not isinstance(parts, list):
         raise Invalid(f"{where}.toolResult requires toolUseId and content.")
@@ -256,6 +260,13 @@ def _tool_result(value: Any, where: str, role: str) -> None:
         _require(kind, f"{where}.toolResult.content.{k} must be one of text, json, image, document.")
         if kind == "image":
             _image(part["image"], f"{where}.toolResult.content.{k}")
+
+
+def _tool_use_id(value: str, where: str) -> None:
+    # ToolUseBlock / ToolResultBlock: toolUseId is 1-64 characters matching ^[a-zA-Z0-9_-]+$.
+    _require(_TOOL_USE_ID.fullmatch(value), f"1 validation error detected: Value '{value}' at '{where}' "
+             "failed to satisfy constraint: Member must satisfy regular expression pattern: "
+             "^[a-zA-Z0-9_-]+$ and have length between 1 and 64")
 
 
 def _image(value: Any, where: str) -> None:
@@ -507,7 +518,8 @@ def _block_events(block: dict[str, Any], index: int) -> list[bytes]:
         return [*events, stop]
     use = block["toolUse"]
     start = {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}
-    args = orjson.dumps(use["input"]).decode()
+    # A call without arguments gets no input delta at all, as from Converse.
+    args = orjson.dumps(use["input"]).decode() if use["input"] else ""
     return [_frame("contentBlockStart", {"contentBlockIndex": index, "start": start})] + [
         delta({"toolUse": {"input": args[k:k + 8]}}) for k in range(0, len(args), 8)
     ] + [stop]

@@ -14,9 +14,11 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
     disconnect_after=N   in a stream, after N chunks drop the connection
     reply=WORD_WORD      the reply text (underscores become spaces)
     tool_call=NAME       answer with a call to this tool
-    parallel_calls=N     Gemini, Cohere: answer with N tool calls at once (the chosen tool first,
-                         then the other declared tools in turn), as models without a parallel
-                         control may
+    parallel_calls=N     Gemini, Cohere, OpenAI chat streams: answer with N tool calls at once
+                         (the chosen tool first, then the other declared tools in turn), as
+                         models without a parallel control may
+    same_tool_index=1    OpenAI chat streams: every tool call delta carries index 0, as Ollama's
+                         OpenAI-compatible API streams parallel calls
     hang=1               never answer (for timeout tests); ends when the caller leaves
     capture=MARKER       record the request under MARKER (see capture.py)
     stream_json=1        OpenAI chat, Anthropic messages: answer a stream request with status 200
@@ -50,6 +52,7 @@ class Controls:
     reply: str = ""
     tool_call: str = ""
     parallel_calls: int = 1
+    same_tool_index: int = 0
     hang: int = 0
     capture: str = ""
     stream_json: int = 0

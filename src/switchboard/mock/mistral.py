@@ -156,6 +156,13 @@ def _check_tools(body: dict[str, Any]) -> None:
     choice = body.get("tool_choice")
     if isinstance(choice, str) and choice not in ("auto", "none", "any", "required"):
         raise _invalid(["tool_choice"], "Input should be 'auto', 'none', 'any' or 'required'", choice)
+    # ToolChoice {type: "function", function: {name}}: OpenAI's allowed_tools or custom forms fail
+    # its validation.
+    if isinstance(choice, dict) and (
+        choice.get("type", "function") != "function" or set(choice) - {"type", "function"}
+        or not isinstance((choice.get("function") or {}).get("name"), str)
+    ):
+        raise _invalid(["tool_choice", "ToolChoice"], "Input should be a valid ToolChoice", choice)
 
 
 def validate_chat(body: Any) -> None:

@@ -23,6 +23,7 @@ from switchboard.mock import text as T
 from switchboard.mock.common import (
     before_answer,
     error_as_json,
+    in_parallel,
     json_response,
     new_id,
     now,
@@ -228,32 +229,23 @@ def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None,
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
     events, completion = [], 0
+    declared = [t["function"] for t in body.get("tools") or []
+                if isinstance(t, dict) and t.get("type") == "function"]
     for i in range(n):
         if tool:
-            args = orjson.dumps(T.arguments_for(tool.get("parameters"))).decode()
-            events.append(
-                chunk(
-                    i,
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "index": 0,
-                                "id": new_id("call_"),
-                                "type": "function",
-                                "function": {"name": tool["name"], "arguments": ""},
-                            }
-                        ],
-                    },
-                )
-            )
-            for k in range(0, len(args), 8):
-                events.append(
-                    chunk(i, {"tool_calls": [{"index": 0, "function": {"arguments": args[k : k + 8]}}]})
-                )
+            for position, called in enumerate(in_parallel(tool, declared, c)):
+                # same_tool_index=1: every call numbered 0, as Ollama's OpenAI-compatible API does.
+                index = 0 if c.same_tool_index else position
+                args = orjson.dumps(T.arguments_for(called.get("parameters"))).decode()
+                start = {"index": index, "id": new_id("call_"), "type": "function",
+                         "function": {"name": called["name"], "arguments": ""}}
+                head: dict[str, Any] = {"role": "assistant", "content": None} if position == 0 else {}
+                events.append(chunk(i, {**head, "tool_calls": [start]}))
+                for k in range(0, len(args), 8):
+                    piece = {"index": index, "function": {"arguments": args[k : k + 8]}}
+                    events.append(chunk(i, {"tool_calls": [piece]}))
+                completion += T.count_tokens(args)
             events.append(chunk(i, {}, "tool_calls"))
-            completion += T.count_tokens(args)
         else:
             text, cut = _answer(body, c)
             events.append(chunk(i, {"role": "assistant", "content": "", "refusal": None}))

@@ -8,8 +8,10 @@ ChatCompletionChoice finish reasons). ``api_base`` is ``https://api.mistral.ai/v
 Translation (canonical -> Mistral), beyond the identical fields:
 
 - ``seed`` -> ``random_seed``; ``max_completion_tokens`` -> ``max_tokens``;
-  ``tool_choice: "required"`` -> ``"any"``; ``stream_options`` is not sent (Mistral always puts
-  usage on the last stream chunk); the ``safe_prompt`` option is added when set.
+  ``tool_choice: "required"`` -> ``"any"``, ``allowed_tools`` -> its mode (``any`` / ``auto``) with
+  only the allowed tools sent, other tool_choice objects (``custom``) a 400; ``stream_options`` is
+  not sent (Mistral always puts usage on the last stream chunk); the ``safe_prompt`` option is
+  added when set.
 - The API rejects unknown fields (422 ``extra_forbidden``), so messages are rebuilt with the
   fields Mistral has: ``name`` on system/user/assistant messages, assistant ``audio`` and
   ``function_call`` are refused by the capability table first (they mean something Mistral
@@ -178,7 +180,8 @@ def _tool_calls(calls: list[Any]) -> list[JSON]:
     for call in calls:
         fn = call.get("function") or {}
         out.append({
-            "id": tool_call_id(str(call.get("id") or fn.get("name", ""))),
+            # The id alone, as for the tool message's tool_call_id: an empty one still pairs.
+            "id": tool_call_id(str(call.get("id") or "")),
             "type": "function",
             "function": {"name": fn.get("name", ""), "arguments": fn.get("arguments") or "{}"},
         })
@@ -231,6 +234,31 @@ def _tools(tools: list[Any]) -> list[JSON]:
     return out
 
 
+def _tool_choice(body: JSON) -> None:
+    """OpenAI's tool_choice in Mistral's terms: 'required' is 'any'; ``allowed_tools`` (no Mistral
+    form) becomes its mode ('required' -> 'any', 'auto') over only the tools it allows, which is
+    what it means; a named function is Mistral's own form. Any other object (a custom tool's) is
+    a 400 naming it: Mistral would refuse it, and leaving it out would let the model choose."""
+    choice = body.get("tool_choice")
+    if choice == "required":
+        body["tool_choice"] = "any"
+    if not isinstance(choice, dict) or choice.get("type") == "function":
+        return
+    if choice.get("type") != "allowed_tools":
+        raise _unsupported_value(f"tool_choice type {str(choice.get('type'))[:64]!r}", "tool_choice.type")
+    allowed = choice.get("allowed_tools")
+    mode = allowed.get("mode") if isinstance(allowed, dict) else None
+    if not isinstance(allowed, dict) or mode not in ("auto", "required"):
+        raise InvalidRequest("tool_choice.allowed_tools.mode must be 'auto' or 'required'",
+                             param="tool_choice.allowed_tools.mode")
+    names = {(t.get("function") or {}).get("name") for t in allowed.get("tools") or () if isinstance(t, dict)}
+    body["tools"] = [t for t in body.get("tools") or () if t["function"]["name"] in names]
+    if not body["tools"]:
+        raise InvalidRequest("tool_choice.allowed_tools.tools names no function of 'tools'",
+                             param="tool_choice.allowed_tools.tools")
+    body["tool_choice"] = "any" if mode == "required" else "auto"
+
+
 def _unknown_fields(request: JSON, target: Target) -> None:
     for name in request:
         if name not in _KNOWN:
@@ -261,8 +289,7 @@ def chat_body(request: JSON, target: Target, options: Options) -> JSON:
             body["max_tokens"] = limit
     if body.get("tools"):
         body["tools"] = _tools(body["tools"])
-    if body.get("tool_choice") == "required":
-        body["tool_choice"] = "any"
+    _tool_choice(body)
     if options.safe_prompt:
         body.setdefault("safe_prompt", True)
     return body

@@ -187,7 +187,10 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
     - chunks with no choices and no usage (Azure's prompt-filter results) are dropped;
     - an error object in the stream raises (after the chunks that preceded it in the same read
       were returned: the error is raised by the next call); a stream that ends with neither
-      ``[DONE]`` nor a finish_reason raises, so a truncated answer is never passed off as complete.
+      ``[DONE]`` nor a finish_reason raises, so a truncated answer is never passed off as complete;
+    - tool call deltas get OpenAI's indices (0, 1, ... per choice, in order of their ids): Ollama
+      numbers every parallel call 0, and older servers leave ``index`` out, which would merge the
+      calls (and their arguments) into one in every client (:class:`ToolCallIndices`).
 
     Subclasses translate choices in :meth:`translate`. (It derives from the OpenAI decoder only
     because OpenAIAdapter's stream methods are annotated with that type; it shares no behaviour.)
@@ -199,6 +202,7 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         self._finished = False
         self._usage: JSON | None = None
         self._meta: JSON = {"id": "", "created": 0, "model": target.model}
+        self._indices: ToolCallIndices | None = None  # made at the first tool call delta
 
     def feed(self, data: bytes) -> list[JSON]:
         return self._events(self._parser.feed(data))
@@ -294,8 +298,46 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
     def translate(self, chunk: JSON) -> JSON:
         for choice in chunk["choices"]:
             if isinstance(choice, dict):
-                canonical_reasoning(choice.get("delta"))
+                delta = choice.get("delta")
+                canonical_reasoning(delta)
+                if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
+                    self._indices = self._indices or ToolCallIndices()
+                    self._indices.renumber(choice.get("index", 0), delta["tool_calls"])
         return chunk
+
+
+class ToolCallIndices:
+    """OpenAI's ``index`` on streamed tool call deltas, whatever the server wrote there.
+
+    A delta with an id not seen before in its choice starts the next call; one with a known id
+    continues that call; one without an id (an arguments fragment) continues the call last started
+    under the server's own index, or, with no index, the last call started. Servers that number
+    correctly keep their numbers (calls start in order); Ollama's all-0 parallel calls and index-less
+    deltas get 0, 1, ... by id."""
+
+    __slots__ = ("_choices",)
+
+    def __init__(self) -> None:
+        # choice index -> (id -> our index, the server's index -> our index of its last call)
+        self._choices: dict[Any, tuple[dict[str, int], dict[Any, int]]] = {}
+
+    def renumber(self, choice: Any, calls: list[Any]) -> None:
+        ids, by_server = self._choices.setdefault(choice, ({}, {}))
+        for call in calls:
+            if not isinstance(call, dict):
+                continue
+            server = call.get("index")
+            call_id = call.get("id")
+            if isinstance(call_id, str) and call_id:
+                index = ids.setdefault(call_id, len(ids))
+            elif server in by_server:
+                index = by_server[server]
+            elif server is None and ids:
+                index = len(ids) - 1
+            else:  # a server that sends no ids at all: its own numbering
+                index = server if isinstance(server, int) else 0
+            by_server[server] = index
+            call["index"] = index
 
 
 # --------------------------------------------------------------------------- presets

@@ -15,13 +15,18 @@ content and blank text, and has a system prompt only at the top. So:
 - ``document`` parts: text documents as text blocks (title first), base64 ones (PDF, Word, Excel)
   as ``document`` blocks (``format``, a ``name`` made of the title's allowed characters,
   ``source.bytes``), in user turns and in tool results alike;
-- tool ``is_error: true`` -> ``toolResult.status: "error"``.
+- tool ``is_error: true`` -> ``toolResult.status: "error"``;
+- tool call ids: Converse takes 1-64 characters of ``[a-zA-Z0-9_-]``. Ids minted elsewhere that do
+  not fit (``functions.get_weather:0`` from some OpenAI-compatible servers, long Responses API
+  ids) are replaced the same way in ``toolUse`` and ``toolResult``, so a call and its result still
+  pair up; an empty or missing id is a 400 (a result could not name its call).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from typing import Any
 
@@ -47,6 +52,9 @@ DOCUMENT_FORMATS = {
 }
 # DocumentBlock.name allows letters, digits, single whitespace, hyphens, parentheses and brackets.
 _NAME_OUT = re.compile(r"[^A-Za-z0-9\s()\[\]-]+")
+# ToolUseBlock.toolUseId / ToolResultBlock.toolUseId: 1-64 characters of these.
+_TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 def conversation(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
@@ -231,7 +239,7 @@ def _assistant_blocks(msg: JSON, i: int) -> list[JSON]:
     for j, call in enumerate(msg.get("tool_calls") or ()):
         fn = call.get("function") or {}
         blocks.append({"toolUse": {
-            "toolUseId": call.get("id") or f"call_{i}_{j}",
+            "toolUseId": tool_use_id(call.get("id"), f"messages[{i}].tool_calls[{j}].id"),
             "name": fn.get("name"),
             "input": _arguments(fn.get("arguments"), f"messages[{i}].tool_calls[{j}].function.arguments"),
         }})
@@ -274,6 +282,19 @@ def _arguments(arguments: Any, param: str) -> Any:
         raise InvalidRequest(f"'{param}' must be valid JSON", param=param) from None
 
 
+def tool_use_id(value: Any, param: str) -> str:
+    """A Converse-valid tool use id: unchanged when it fits, else its allowed characters (at most
+    47) and a digest of the whole id. A function of the id alone, so the ``toolUse`` and the
+    ``toolResult`` of one call get the same id, in this request and the next, and two ids that
+    differ only in characters Converse refuses stay apart."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest("a tool call id is required by provider type 'bedrock'", param=param)
+    if _TOOL_USE_ID.fullmatch(value):
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    return f"{_ID_UNSAFE.sub('_', value)[:47]}_{digest}"
+
+
 # ---- tool results ----
 
 def _tool_result(msg: JSON, i: int) -> list[JSON]:
@@ -288,7 +309,8 @@ def _tool_result(msg: JSON, i: int) -> list[JSON]:
             parts.append(_result_part(part, where))
             if part.get("cache_control") is not None:
                 points = [cache_point(part["cache_control"], where + ".cache_control")]
-    result: JSON = {"toolUseId": msg["tool_call_id"], "content": parts}
+    result: JSON = {"toolUseId": tool_use_id(msg["tool_call_id"], f"messages[{i}].tool_call_id"),
+                    "content": parts}
     is_error = msg.get("is_error")
     if is_error not in (None, True, False):
         raise InvalidRequest("is_error must be a boolean", param=f"messages[{i}].is_error")

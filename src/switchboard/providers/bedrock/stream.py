@@ -13,7 +13,10 @@ JSON payload is the event's members:
                                                                -> delta thinking_blocks [one block]
                        {contentBlockIndex, delta: {toolUse: {input: "<json fragment>"}}}
                                                                -> delta tool_calls[{index, arguments}]
-    contentBlockStop   {contentBlockIndex}                     -> nothing
+    contentBlockStop   {contentBlockIndex}                     -> nothing; for a tool block that had
+                                                                  no input fragment (a call without
+                                                                  arguments: Converse sends none),
+                                                                  delta tool_calls[{index, "{}"}]
     messageStop        {stopReason, additionalModelResponseFields}
                                                                -> finish_reason (+ stop_sequence) chunk
     metadata           {usage, metrics}                        -> final chunk, choices [] and usage
@@ -43,7 +46,8 @@ from switchboard.upstream.eventstream import EventStreamDecoder, EventStreamErro
 
 
 class ConverseStreamDecoder:
-    __slots__ = ("_created", "_error", "_finished", "_frames", "_id", "_target", "_tool_index", "_tools")
+    __slots__ = ("_created", "_error", "_finished", "_frames", "_id", "_inputless", "_target", "_tool_index",
+                 "_tools")
 
     def __init__(self, target: Target) -> None:
         self._frames = EventStreamDecoder()
@@ -51,6 +55,8 @@ class ConverseStreamDecoder:
         self._id = completion_id()
         self._created = int(time.time())
         self._tools: dict[int, int] = {}  # contentBlockIndex -> tool_calls index
+        # Tool blocks no input fragment has come for yet (contentBlockIndex).
+        self._inputless: set[int] = set()
         self._tool_index = 0
         self._finished = False
         self._error: GatewayError | None = None
@@ -125,6 +131,7 @@ class ConverseStreamDecoder:
         index = self._tool_index
         self._tool_index += 1
         self._tools[_block_index(payload)] = index
+        self._inputless.add(_block_index(payload))
         call = {"index": index, "id": tool.get("toolUseId") or "", "type": "function",
                 "function": {"name": tool.get("name") or "", "arguments": ""}}
         return self._chunk({"tool_calls": [call]})
@@ -139,10 +146,21 @@ class ConverseStreamDecoder:
             if index is None:
                 raise invalid_body(self._target, "stream event (tool input before its tool start)")
             fragment = tool.get("input")
+            if fragment:
+                self._inputless.discard(_block_index(payload))
             return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment or ""}}]})
         if (reasoning := reasoning_delta(delta.get("reasoningContent"))) is not None:
             return self._chunk(reasoning)
         return None  # citations have no Chat Completions equivalent
+
+    def _block_stop(self, payload: JSON) -> JSON | None:
+        """A tool block ended without input: its arguments are "{}", as in the non-stream reply
+        (``json.dumps`` of the ``input`` {}), rather than "", which is not JSON."""
+        block = _block_index(payload)
+        if block not in self._inputless:
+            return None
+        self._inputless.discard(block)
+        return self._chunk({"tool_calls": [{"index": self._tools[block], "function": {"arguments": "{}"}}]})
 
     def _message_stop(self, payload: JSON) -> JSON:
         self._finished = True
@@ -169,6 +187,7 @@ _HANDLERS: dict[str, Callable[[ConverseStreamDecoder, JSON], JSON | None]] = {
     "messageStart": ConverseStreamDecoder._message_start,
     "contentBlockStart": ConverseStreamDecoder._block_start,
     "contentBlockDelta": ConverseStreamDecoder._block_delta,
+    "contentBlockStop": ConverseStreamDecoder._block_stop,
     "messageStop": ConverseStreamDecoder._message_stop,
     "metadata": ConverseStreamDecoder._metadata,
 }

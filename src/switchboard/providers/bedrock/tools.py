@@ -8,6 +8,8 @@
   ``tool_choice: {type, disable_parallel_tool_use: true}`` in ``additionalModelRequestFields``
   (its ``type`` matches ``toolConfig.toolChoice``); for other families nothing is sent and the
   gateway keeps the first tool call of the reply (``providers/tool_calls.py``).
+- a forced ``tool_choice`` (``required``, a function) without ``tools`` is a 400: it could not be
+  sent, and the model would answer in text instead.
 - ``strict`` is kept per tool (``toolSpec.strict``), so strict and loose tools can be mixed.
 - ``cache_control`` on a tool adds a ``cachePoint`` after it in ``toolConfig.tools``.
 """
@@ -26,6 +28,7 @@ from switchboard.providers.target import Target
 def tool_config(request: JSON, turns: list[JSON], target: Target) -> JSON | None:
     tools = request.get("tools") or []
     if not tools:
+        _unchosen(request.get("tool_choice"), target)
         return _history_tools(turns)
     config: JSON = {"tools": [b for i, t in enumerate(tools) for b in _tool_spec(t, i, target)]}
     if choice := _choice(request.get("tool_choice")):
@@ -44,6 +47,18 @@ def _choice(choice: Any) -> JSON | None:
             raise InvalidRequest("tool_choice must name a function", param="tool_choice")
         return {"tool": {"name": name}}
     return None
+
+
+def _unchosen(choice: Any, target: Target) -> None:
+    """A forced tool_choice without tools: Converse's toolChoice lives in a toolConfig that needs
+    tools, so it could not be sent; a 400, as OpenAI gives, rather than an answer in text the
+    caller did not ask for. (auto and none mean no call here anyway.)"""
+    if choice not in (None, "auto", "none"):
+        raise InvalidRequest(
+            f"tool_choice forces a tool call, but the request has no tools (provider type 'bedrock', "
+            f"model '{target.name}'): send tools with it, or leave tool_choice out",
+            param="tool_choice",
+        )
 
 
 def _history_tools(turns: list[JSON]) -> JSON | None:

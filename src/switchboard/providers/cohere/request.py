@@ -159,7 +159,8 @@ def _tools(tools: list[JSON]) -> list[JSON]:
 def _apply_tool_choice(body: JSON, choice: Any) -> None:
     """OpenAI tool_choice -> Cohere's REQUIRED/NONE (auto is Cohere's default: the field is omitted).
 
-    Cohere cannot name one tool, so a named choice becomes REQUIRED with only that tool offered.
+    Cohere cannot name one tool, so a named choice becomes REQUIRED with only that tool offered,
+    and ``allowed_tools`` its mode (REQUIRED, or auto) with only the tools it allows.
     """
     if choice is None or choice == "auto":
         return
@@ -169,6 +170,9 @@ def _apply_tool_choice(body: JSON, choice: Any) -> None:
     if choice == "required":
         body["tool_choice"] = "REQUIRED"
         return
+    if choice.get("type") == "allowed_tools":
+        _allowed_tools(body, choice.get("allowed_tools"))
+        return
     name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
     if not isinstance(name, str):
         raise _invalid("tool_choice must be 'none', 'auto', 'required' or a function", "tool_choice")
@@ -177,6 +181,20 @@ def _apply_tool_choice(body: JSON, choice: Any) -> None:
         raise _invalid(f"tool_choice names function '{name}', which is not in 'tools'", "tool_choice")
     body["tools"] = chosen
     body["tool_choice"] = "REQUIRED"
+
+
+def _allowed_tools(body: JSON, allowed: Any) -> None:
+    mode = allowed.get("mode") if isinstance(allowed, dict) else None
+    if not isinstance(allowed, dict) or mode not in ("auto", "required"):
+        raise _invalid("tool_choice.allowed_tools.mode must be 'auto' or 'required'",
+                       "tool_choice.allowed_tools.mode")
+    names = {(t.get("function") or {}).get("name") for t in allowed.get("tools") or () if isinstance(t, dict)}
+    body["tools"] = [t for t in body.get("tools") or [] if t["function"]["name"] in names]
+    if not body["tools"]:
+        raise _invalid("tool_choice.allowed_tools.tools names no function of 'tools'",
+                       "tool_choice.allowed_tools.tools")
+    if mode == "required":
+        body["tool_choice"] = "REQUIRED"
 
 
 def _response_format(fmt: JSON) -> JSON | None:

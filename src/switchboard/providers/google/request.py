@@ -388,6 +388,8 @@ def _tool_choice(choice: Any) -> JSON | None:
         return None
     if choice.get("type") == "function":
         name = (choice.get("function") or {}).get("name")
+        if not isinstance(name, str):
+            raise InvalidRequest("tool_choice.function.name is required", param="tool_choice.function.name")
         return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
     if choice.get("type") == "allowed_tools":
         # allowedFunctionNames is only accepted with mode ANY; in AUTO mode the declarations
@@ -395,7 +397,13 @@ def _tool_choice(choice: Any) -> JSON | None:
         if (choice.get("allowed_tools") or {}).get("mode") == "required":
             return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": allowed_names(choice)}}
         return {"functionCallingConfig": {"mode": "AUTO"}}
-    return None
+    # Any other type (a custom tool's {"type": "custom"}, one newer than this code) names nothing
+    # Gemini can be told: refused, not left out, or the model would choose freely instead.
+    raise InvalidRequest(
+        f"tool_choice type '{str(choice.get('type'))[:64]}' is not supported by provider type 'gemini' "
+        "(send 'none', 'auto', 'required', a function or allowed_tools)",
+        param="tool_choice.type",
+    )
 
 
 def allowed_names(choice: Any) -> list[str] | None:
