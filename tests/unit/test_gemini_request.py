@@ -400,17 +400,53 @@ def test_untyped_nodes_get_a_type_gemini_accepts() -> None:
     assert clean_schema({}) == {}
 
 
-def test_recursive_schema_terminates() -> None:
+def test_recursive_schema_is_refused_naming_the_ref() -> None:
+    # Gemini's subset has no references: a recursive one cannot be written out, and cutting it
+    # at some depth would send a weaker schema than the caller's.
     schema = {
-        "$defs": {"Node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}}},
+        "$defs": {"Node": {"type": "object", "properties": {
+            "value": {"type": "integer"},
+            "child": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]},
+        }}},
         "$ref": "#/$defs/Node",
     }
-    cleaned = clean_schema(schema)
-    assert cleaned["type"] == "OBJECT"
-    depth, node = 0, cleaned
-    while "properties" in node:
-        node, depth = node["properties"]["child"], depth + 1
-    assert 5 < depth < 40
+    with pytest.raises(UnsupportedParameter) as caught:
+        clean_schema(schema, "response_format.json_schema.schema")
+    # Named where the caller wrote it: inside the definition.
+    where = "response_format.json_schema.schema.$defs.Node.properties.child.anyOf[0].$ref"
+    assert caught.value.param == where
+    assert "'#/$defs/Node'" in caught.value.message and "recursive" in caught.value.message
+
+
+def test_refs_reused_without_recursion_are_inlined() -> None:
+    # The same definition twice in one schema (siblings, not nested in itself) is no recursion.
+    schema = {
+        "$defs": {"Point": {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}},
+        "type": "object",
+        "properties": {"start": {"$ref": "#/$defs/Point"}, "end": {"$ref": "#/definitions/Point"}},
+    }
+    point = {"type": "OBJECT", "properties": {"x": {"type": "NUMBER"}}, "required": ["x"]}
+    assert clean_schema(schema)["properties"] == {"start": point, "end": point}
+
+
+def test_exponential_schema_is_refused_quickly() -> None:
+    # Each definition uses the one before twice: a few hundred bytes that copy out to 2**20 nodes.
+    defs: dict[str, Any] = {"L0": {"type": "string"}}
+    for i in range(1, 21):
+        ref = {"$ref": f"#/$defs/L{i - 1}"}
+        defs[f"L{i}"] = {"type": "object", "properties": {"a": ref, "b": ref}}
+    with pytest.raises(UnsupportedParameter) as caught:
+        clean_schema({"$defs": defs, "$ref": "#/$defs/L20"}, "tools[0].function.parameters")
+    assert caught.value.param == "tools[0].function.parameters"
+    assert "5000 nodes" in caught.value.message
+
+
+def test_unknown_ref_is_refused() -> None:
+    schema = {"type": "object", "properties": {"x": {"$ref": "#/components/schemas/X"}}}
+    with pytest.raises(UnsupportedParameter) as caught:
+        clean_schema(schema, "tools[1].function.parameters")
+    assert caught.value.param == "tools[1].function.parameters.properties.x.$ref"
+    assert "#/components/schemas/X" in caught.value.message
 
 
 def test_media_part_schemes() -> None:

@@ -340,7 +340,7 @@ def convert_tools(tools: list[JSON], allowed: list[str] | None = None) -> list[J
         declaration: JSON = {"name": function.get("name")}
         if function.get("description"):
             declaration["description"] = function["description"]
-        parameters = clean_schema(function.get("parameters"))
+        parameters = clean_schema(function.get("parameters"), f"tools[{k}].function.parameters")
         # An object schema without properties is refused: a tool without arguments omits it.
         if has_properties(parameters):
             declaration["parameters"] = parameters
@@ -471,6 +471,6 @@ def _response_format(fmt: Any) -> JSON:
         schema = (fmt.get("json_schema") or {}).get("schema")
         out: JSON = {"responseMimeType": "application/json"}
         if isinstance(schema, dict):
-            out["responseSchema"] = clean_schema(schema)
+            out["responseSchema"] = clean_schema(schema, "response_format.json_schema.schema")
         return out
     return {}

@@ -12,13 +12,23 @@ value, which the subset cannot say: it becomes the type of its enum values when 
 ``STRING``, the one type any value can be written in. The root is left alone (the parameters of a
 tool without arguments are left out, see request.py).
 
+The subset has no references, so every ``$ref`` is copied in where it is used. A recursive one
+(a tree, a linked list) cannot be written out, and a schema whose definitions use one another
+several times grows exponentially when copied (2**depth nodes): both are refused with a 400
+naming the path, rather than cut short (a weaker schema) or expanded without bound (a request
+that holds the worker for minutes). So are a ``$ref`` that names no definition and a schema
+nested deeper than ``_MAX_DEPTH``.
+
 Reference: https://ai.google.dev/api/caching#Schema (fields) and
 https://cloud.google.com/vertex-ai/docs/reference/rest/v1/Schema (the same subset on Vertex).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
+
+from switchboard.errors import UnsupportedParameter
 
 JSON = dict[str, Any]
 
@@ -29,34 +39,67 @@ _KEPT = frozenset({
 # The only formats Gemini accepts per type; others are refused with 400.
 _FORMATS = {"STRING": {"enum", "date-time"}, "NUMBER": {"float", "double"}, "INTEGER": {"int32", "int64"}}
 _TYPES = {"string", "number", "integer", "boolean", "array", "object"}
-# Deep enough for real schemas; stops recursive $refs, which Gemini's subset cannot express.
+# Deep enough for real schemas (pydantic models nest a few levels).
 _MAX_DEPTH = 24
+# Nodes written once $refs are inlined: far above real schemas (hundreds); reaching it costs
+# milliseconds, where copying a 2**24-node expansion took minutes and gigabytes.
+_MAX_NODES = 5_000
 
 
-def clean_schema(schema: Any) -> JSON:
-    """A Gemini ``Schema`` equivalent to ``schema`` (best effort for constructs it lacks)."""
+@dataclass
+class _Walk:
+    """What one conversion carries down the tree: the definitions, the nodes written so far (the
+    work bound) and where the schema sits in the request (for the error's ``param``)."""
+
+    defs: JSON
+    param: str
+    nodes: int = field(default=0)
+
+    def refuse(self, path: str, why: str) -> UnsupportedParameter:
+        where = f"{self.param}{path}"
+        return UnsupportedParameter(
+            f"'{where}' {why}: Gemini's schema (provider types 'gemini' and 'vertex') has no references, "
+            "every $ref is copied in where it is used", param=where)
+
+
+def clean_schema(schema: Any, param: str = "schema") -> JSON:
+    """A Gemini ``Schema`` equivalent to ``schema`` (best effort for constructs it lacks).
+
+    ``param`` is where the schema sits in the request (``tools[0].function.parameters``); a schema
+    that cannot be inlined (recursive or unknown ``$ref``, too deep, too large) is refused naming
+    the path below it."""
     if not isinstance(schema, dict):
         return {}
     defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
-    return _clean(schema, defs, 0)
+    return _clean(schema, _Walk(defs, param), 0, "", ())
 
 
 def has_properties(schema: JSON) -> bool:
     return bool(schema.get("properties")) or schema.get("type") not in (None, "OBJECT")
 
 
-def _resolve(node: JSON, defs: JSON, depth: int) -> JSON:
-    while isinstance(node.get("$ref"), str) and depth < _MAX_DEPTH:
-        name = node["$ref"].rsplit("/", 1)[-1]
-        target = defs.get(name)
+_LOCAL_REFS = ("#/$defs/", "#/definitions/")
+
+
+def _resolve(node: JSON, walk: _Walk, path: str, refs: tuple[str, ...]) -> tuple[JSON, str, tuple[str, ...]]:
+    """``node`` with its ``$ref`` (and the ``$ref`` of what that names ...) inlined; the path of
+    what was inlined in the caller's schema (``.$defs.Node``), so an error names the line the
+    caller wrote; and the chain of definitions inlined above it: one met again is a recursion."""
+    while isinstance(node.get("$ref"), str):
+        ref: str = node["$ref"]
+        section, _, name = ref.removeprefix("#/").partition("/")
+        target = walk.defs.get(name) if ref.startswith(_LOCAL_REFS) else None
         if not isinstance(target, dict):
-            break
+            raise walk.refuse(f"{path}.$ref", f"('{ref[:100]}') names no entry of the schema's $defs")
+        if name in refs:
+            raise walk.refuse(f"{path}.$ref", f"('{ref[:100]}') is recursive, which cannot be copied in")
+        refs = (*refs, name)
+        path = f".{section}.{name}"
         # Keys beside the $ref (e.g. a description) refine the referenced schema.
         node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        depth += 1
     if isinstance(node.get("allOf"), list):
         node = _merge_all_of(node)
-    return node
+    return node, path, refs
 
 
 def _merge_all_of(node: JSON) -> JSON:
@@ -74,29 +117,36 @@ def _merge_all_of(node: JSON) -> JSON:
     return merged
 
 
-def _clean(node: Any, defs: JSON, depth: int) -> JSON:
-    if not isinstance(node, dict) or depth > _MAX_DEPTH:
-        return {"type": "OBJECT"} if depth > _MAX_DEPTH else {}
-    node = _resolve(node, defs, depth)
+def _clean(node: Any, walk: _Walk, depth: int, path: str, refs: tuple[str, ...]) -> JSON:
+    if not isinstance(node, dict):
+        return {}
+    if depth > _MAX_DEPTH:
+        raise walk.refuse(path, f"nests deeper than {_MAX_DEPTH} levels once its $refs are copied in")
+    walk.nodes += 1
+    if walk.nodes > _MAX_NODES:
+        raise walk.refuse("", f"grows past {_MAX_NODES} nodes once its $refs are copied in")
+    node, path, refs = _resolve(node, walk, path, refs)
     out: JSON = {k: v for k, v in node.items() if k in _KEPT}
     nullable, types = _types(node)
-    variants = node.get("anyOf") if isinstance(node.get("anyOf"), list) else node.get("oneOf")
+    key = "anyOf" if isinstance(node.get("anyOf"), list) else "oneOf"
+    variants = node.get(key)
     if isinstance(variants, list):
-        kept = [v for v in variants if not (isinstance(v, dict) and v.get("type") == "null")]
+        kept = [i for i, v in enumerate(variants) if not (isinstance(v, dict) and v.get("type") == "null")]
         nullable = nullable or len(kept) < len(variants)
         if len(kept) == 1:
-            return {**_clean(kept[0], defs, depth + 1), **out, **({"nullable": True} if nullable else {})}
-        out["anyOf"] = [_clean(v, defs, depth + 1) for v in kept]
+            only = _clean(variants[kept[0]], walk, depth + 1, f"{path}.{key}[{kept[0]}]", refs)
+            return {**only, **out, **({"nullable": True} if nullable else {})}
+        out["anyOf"] = [_clean(variants[i], walk, depth + 1, f"{path}.{key}[{i}]", refs) for i in kept]
     if len(types) > 1:
         alone = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}
-        out["anyOf"] = [_clean({**alone, "type": t}, defs, depth + 1) for t in types]
+        out["anyOf"] = [_clean({**alone, "type": t}, walk, depth + 1, path, refs) for t in types]
     elif types:
         out["type"] = types[0].upper()
     if nullable:
         out["nullable"] = True
     _enum(node, out)
     _format(node, out)
-    _children(node, out, defs, depth)
+    _children(node, out, walk, depth, path, refs)
     if depth and "type" not in out and "anyOf" not in out:
         out["type"] = _value_type(node)
     return out
@@ -139,17 +189,20 @@ def _format(node: JSON, out: JSON) -> None:
         out["format"] = fmt
 
 
-def _children(node: JSON, out: JSON, defs: JSON, depth: int) -> None:
+def _children(node: JSON, out: JSON, walk: _Walk, depth: int, path: str, refs: tuple[str, ...]) -> None:
     props = node.get("properties")
     if isinstance(props, dict) and props:
-        out["properties"] = {str(k): _clean(v, defs, depth + 1) for k, v in props.items()}
+        out["properties"] = {
+            str(k): _clean(v, walk, depth + 1, f"{path}.properties.{k}", refs) for k, v in props.items()
+        }
         required = [r for r in node.get("required") or [] if isinstance(r, str) and r in props]
         if required:
             out["required"] = required
         out.setdefault("type", "OBJECT")
     items = node.get("items")
+    item_path = f"{path}.items"
     if isinstance(items, list):  # tuple validation: Gemini has one item schema
-        items = items[0] if items else None
+        items, item_path = (items[0], f"{path}.items[0]") if items else (None, item_path)
     if isinstance(items, dict):
-        out["items"] = _clean(items, defs, depth + 1)
+        out["items"] = _clean(items, walk, depth + 1, item_path, refs)
         out.setdefault("type", "ARRAY")
