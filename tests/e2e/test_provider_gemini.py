@@ -10,7 +10,7 @@ from typing import Any
 
 import openai
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.registry import check_provider
@@ -280,6 +280,21 @@ def test_recursive_pydantic_model_is_refused_naming_the_ref(client: openai.OpenA
     body: Any = info.value.body
     assert body["param"] == "response_format.json_schema.schema.$defs.Node.properties.children.items.$ref"
     assert "'#/$defs/Node'" in info.value.message and "recursive" in info.value.message
+
+
+class Order(BaseModel):
+    qty: int = Field(gt=0)
+
+
+def test_strict_schema_constraint_gemini_lacks_is_refused(client: openai.OpenAI) -> None:
+    # parse() sends strict: true; Gemini's schema has no exclusiveMinimum, and dropping it would
+    # let the answer hold a quantity the model forbids.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.parse(
+            model="gemini-flash", messages=[{"role": "user", "content": "order"}], response_format=Order)
+    body: Any = info.value.body
+    assert body["param"] == "response_format.json_schema.schema.properties.qty.exclusiveMinimum"
+    assert info.value.code == "unsupported_parameter" and "strict" in info.value.message
 
 
 def test_logprobs(client: openai.OpenAI) -> None:

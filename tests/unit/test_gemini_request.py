@@ -449,6 +449,65 @@ def test_unknown_ref_is_refused() -> None:
     assert "#/components/schemas/X" in caught.value.message
 
 
+STRICT_LOSSES = [
+    ({"type": "integer", "exclusiveMinimum": 0}, "exclusiveMinimum"),
+    ({"type": "number", "multipleOf": 0.5}, "multipleOf"),
+    ({"type": "array", "items": {"type": "string"}, "uniqueItems": True}, "uniqueItems"),
+    ({"type": "array", "prefixItems": [{"type": "string"}]}, "prefixItems"),
+    ({"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}, "items"),
+    ({"type": "object", "additionalProperties": {"type": "integer"}}, "additionalProperties"),
+    ({"type": "integer", "enum": [1, 2, 3]}, "enum"),
+    ({"const": 7}, "const"),
+    ({"type": "string", "not": {"const": "x"}}, "not"),
+]
+
+
+@pytest.mark.parametrize(("node", "key"), STRICT_LOSSES, ids=[k for _, k in STRICT_LOSSES])
+def test_strict_schema_is_not_sent_weaker(node: dict[str, Any], key: str) -> None:
+    # Strict promises answers that match: a constraint the subset cannot carry is refused there...
+    schema = {"type": "object", "properties": {"n": node}, "required": ["n"], "additionalProperties": False}
+    with pytest.raises(UnsupportedParameter) as caught:
+        clean_schema(schema, "response_format.json_schema.schema", strict=True)
+    assert caught.value.param == f"response_format.json_schema.schema.properties.n.{key}"
+    assert f"'{key}'" in caught.value.message and "strict" in caught.value.message
+    # ... and, without strict (no promise), sent as close as the subset allows.
+    assert "n" in clean_schema(schema, "response_format.json_schema.schema")["properties"]
+
+
+def test_strict_schema_keeps_what_gemini_can_say() -> None:
+    # additionalProperties: false, format, $schema do not constrain what Gemini answers; a null
+    # among string enum values is nullable.
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object", "additionalProperties": False, "required": ["unit", "day"],
+        "properties": {"unit": {"type": ["string", "null"], "enum": ["c", "f", None]},
+                       "day": {"type": "string", "format": "date"},
+                       "kind": {"enum": ["a", None]}},
+    }
+    assert clean_schema(schema, strict=True)["properties"] == {
+        "unit": {"type": "STRING", "enum": ["c", "f"], "nullable": True},
+        "day": {"type": "STRING"},
+        "kind": {"type": "STRING", "enum": ["a"], "nullable": True},
+    }
+
+
+def test_strict_tools_and_response_format_reach_the_check() -> None:
+    tool = {"type": "function", "function": {"name": "pick", "strict": True, "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer", "enum": [1, 2]}}}}}
+    base = {"model": "gemini", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(UnsupportedParameter) as caught:
+        body_of({**base, "tools": [tool]})
+    assert caught.value.param == "tools[0].function.parameters.properties.n.enum"
+    loose = {"type": "function", "function": {**tool["function"], "strict": False}}
+    assert body_of({**base, "tools": [loose]})["tools"][0]["functionDeclarations"][0]["parameters"] == {
+        "type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "strict": True, "schema": {
+        "type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}}}
+    with pytest.raises(UnsupportedParameter) as caught:
+        body_of({**base, "response_format": fmt})
+    assert caught.value.param == "response_format.json_schema.schema.properties.n.multipleOf"
+
+
 def test_media_part_schemes() -> None:
     own = replace(target(), own_account=True)  # gs:// names an object of the account: the caller's own
     assert media_part("gs://b/x.png", "p", own) == {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/x.png"}}

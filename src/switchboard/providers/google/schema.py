@@ -19,6 +19,15 @@ naming the path, rather than cut short (a weaker schema) or expanded without bou
 that holds the worker for minutes). So are a ``$ref`` that names no definition and a schema
 nested deeper than ``_MAX_DEPTH``.
 
+A ``strict`` schema (``json_schema.strict``, every tool ``strict``) promises answers that match
+it, so nothing that constrains values is dropped from one: a keyword outside the subset
+(``exclusiveMinimum``, ``multipleOf``, ``uniqueItems``, ``not``, tuples, typed
+``additionalProperties`` ...) or a non-string ``enum``/``const`` is refused with a 400 naming
+it. Without ``strict`` the answer is not promised to match, and the schema is sent as close as
+the subset allows. Keywords that do not constrain values (``$schema``, ``examples``, ``format``,
+an annotation in JSON Schema) and ``additionalProperties: false`` (Gemini answers with declared
+properties only) are dropped either way.
+
 Reference: https://ai.google.dev/api/caching#Schema (fields) and
 https://cloud.google.com/vertex-ai/docs/reference/rest/v1/Schema (the same subset on Vertex).
 """
@@ -39,6 +48,13 @@ _KEPT = frozenset({
 # The only formats Gemini accepts per type; others are refused with 400.
 _FORMATS = {"STRING": {"enum", "date-time"}, "NUMBER": {"float", "double"}, "INTEGER": {"int32", "int64"}}
 _TYPES = {"string", "number", "integer", "boolean", "array", "object"}
+# Keywords that constrain values and have no equivalent in the subset (refused in a strict schema).
+_UNEXPRESSED = (
+    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems", "not", "if", "then", "else",
+    "prefixItems", "additionalItems", "contains", "minContains", "maxContains", "patternProperties",
+    "propertyNames", "dependentRequired", "dependentSchemas", "dependencies", "unevaluatedProperties",
+    "unevaluatedItems",
+)
 # Deep enough for real schemas (pydantic models nest a few levels).
 _MAX_DEPTH = 24
 # Nodes written once $refs are inlined: far above real schemas (hundreds); reaching it costs
@@ -53,6 +69,7 @@ class _Walk:
 
     defs: JSON
     param: str
+    strict: bool
     nodes: int = field(default=0)
 
     def refuse(self, path: str, why: str) -> UnsupportedParameter:
@@ -62,8 +79,9 @@ class _Walk:
             "every $ref is copied in where it is used", param=where)
 
 
-def clean_schema(schema: Any, param: str = "schema") -> JSON:
-    """A Gemini ``Schema`` equivalent to ``schema`` (best effort for constructs it lacks).
+def clean_schema(schema: Any, param: str = "schema", strict: bool = False) -> JSON:
+    """A Gemini ``Schema`` equivalent to ``schema`` (best effort for constructs it lacks, unless
+    ``strict``: then those are refused).
 
     ``param`` is where the schema sits in the request (``tools[0].function.parameters``); a schema
     that cannot be inlined (recursive or unknown ``$ref``, too deep, too large) is refused naming
@@ -71,7 +89,7 @@ def clean_schema(schema: Any, param: str = "schema") -> JSON:
     if not isinstance(schema, dict):
         return {}
     defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
-    return _clean(schema, _Walk(defs, param), 0, "", ())
+    return _clean(schema, _Walk(defs, param, strict), 0, "", ())
 
 
 def has_properties(schema: JSON) -> bool:
@@ -126,6 +144,8 @@ def _clean(node: Any, walk: _Walk, depth: int, path: str, refs: tuple[str, ...])
     if walk.nodes > _MAX_NODES:
         raise walk.refuse("", f"grows past {_MAX_NODES} nodes once its $refs are copied in")
     node, path, refs = _resolve(node, walk, path, refs)
+    if walk.strict:
+        _check_strict(node, walk, path)
     out: JSON = {k: v for k, v in node.items() if k in _KEPT}
     nullable, types = _types(node)
     key = "anyOf" if isinstance(node.get("anyOf"), list) else "oneOf"
@@ -152,6 +172,30 @@ def _clean(node: Any, walk: _Walk, depth: int, path: str, refs: tuple[str, ...])
     return out
 
 
+def _check_strict(node: JSON, walk: _Walk, path: str) -> None:
+    """Refuse what a strict schema would lose: a value constraint the subset lacks."""
+    for key in _UNEXPRESSED:
+        if key in node and node[key] is not False:
+            raise _weaker(walk, f"{path}.{key}", f"'{key}'")
+    if isinstance(node.get("items"), list):
+        raise _weaker(walk, f"{path}.items", "'items' as a list (a tuple)")
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and extra:
+        raise _weaker(walk, f"{path}.additionalProperties", "'additionalProperties' with a schema (a map)")
+    values = [node["const"]] if "const" in node else node.get("enum")
+    if isinstance(values, list) and not all(isinstance(v, str) or v is None for v in values):
+        key = "const" if "const" in node else "enum"
+        raise _weaker(walk, f"{path}.{key}", f"'{key}' with values that are not strings")
+
+
+def _weaker(walk: _Walk, path: str, what: str) -> UnsupportedParameter:
+    where = f"{walk.param}{path}"
+    return UnsupportedParameter(
+        f"'{where}': {what} has no equivalent in Gemini's schema (provider types 'gemini' and 'vertex'), "
+        "and a strict schema is not sent weaker than written: remove it, or send the schema without strict "
+        "(then it is left out and the answer is not checked against it)", param=where)
+
+
 def _types(node: JSON) -> tuple[bool, list[str]]:
     raw = node.get("type")
     listed = raw if isinstance(raw, list) else [raw] if isinstance(raw, str) else []
@@ -163,6 +207,12 @@ def _enum(node: JSON, out: JSON) -> None:
     values = node.get("enum")
     if "const" in node:
         values = [node["const"]]
+    # null among the values (how strict schemas write an optional enum, beside type ["string",
+    # "null"], which set nullable already) is Gemini's nullable; a type without null excludes it.
+    if isinstance(values, list) and None in values:
+        if "type" not in node:
+            out["nullable"] = True
+        values = [v for v in values if v is not None]
     # Gemini enums are string-only; other enums are dropped rather than refused upstream.
     if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
         out["enum"] = values
