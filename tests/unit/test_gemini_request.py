@@ -429,6 +429,27 @@ def test_refs_reused_without_recursion_are_inlined() -> None:
     assert clean_schema(schema)["properties"] == {"start": point, "end": point}
 
 
+def test_all_of_ref_is_inlined() -> None:
+    # allOf: [{$ref}] is how pydantic v1 (and other generators) describe a field holding a model;
+    # it was sent as an untyped field (STRING).
+    schema = {
+        "definitions": {"X": {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}},
+        "type": "object",
+        "properties": {"x": {"allOf": [{"$ref": "#/definitions/X"}], "description": "an x"}},
+    }
+    assert clean_schema(schema)["properties"]["x"] == {
+        "type": "OBJECT", "description": "an x", "properties": {"a": {"type": "STRING"}}, "required": ["a"]}
+
+
+def test_strict_all_of_with_conflicting_parts_is_refused() -> None:
+    parts = [{"type": "integer", "minimum": 0}, {"minimum": 5}]
+    schema = {"type": "object", "properties": {"n": {"allOf": parts}}}
+    with pytest.raises(UnsupportedParameter) as caught:
+        clean_schema(schema, "response_format.json_schema.schema", strict=True)
+    assert caught.value.param == "response_format.json_schema.schema.properties.n.allOf"
+    assert "'minimum'" in caught.value.message
+
+
 def test_exponential_schema_is_refused_quickly() -> None:
     # Each definition uses the one before twice: a few hundred bytes that copy out to 2**20 nodes.
     defs: dict[str, Any] = {"L0": {"type": "string"}}

@@ -55,6 +55,8 @@ _UNEXPRESSED = (
     "propertyNames", "dependentRequired", "dependentSchemas", "dependencies", "unevaluatedProperties",
     "unevaluatedItems",
 )
+# Keys that describe and do not constrain: allOf parts may differ in them.
+_NOTES = frozenset({"title", "description", "default", "example", "examples", "$comment"})
 # Deep enough for real schemas (pydantic models nest a few levels).
 _MAX_DEPTH = 24
 # Nodes written once $refs are inlined: far above real schemas (hundreds); reaching it costs
@@ -116,20 +118,31 @@ def _resolve(node: JSON, walk: _Walk, path: str, refs: tuple[str, ...]) -> tuple
         # Keys beside the $ref (e.g. a description) refine the referenced schema.
         node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
     if isinstance(node.get("allOf"), list):
-        node = _merge_all_of(node)
+        # Each part is resolved first: ``allOf: [{"$ref": ...}]`` is how pydantic v1 and other
+        # generators attach a description to a referenced model.
+        parts = []
+        for i, sub in enumerate(node["allOf"]):
+            if isinstance(sub, dict):
+                sub, _, inner = _resolve(sub, walk, f"{path}.allOf[{i}]", refs)
+                refs = (*refs, *(r for r in inner if r not in refs))
+                parts.append(sub)
+        node = _merge_all_of(node, parts, walk, path)
     return node, path, refs
 
 
-def _merge_all_of(node: JSON) -> JSON:
+def _merge_all_of(node: JSON, parts: list[JSON], walk: _Walk, path: str) -> JSON:
     merged: JSON = {k: v for k, v in node.items() if k != "allOf"}
-    for sub in node["allOf"]:
-        if not isinstance(sub, dict):
-            continue
-        for key, value in sub.items():
+    for part in parts:
+        for key, value in part.items():
             if key == "properties" and isinstance(value, dict):
-                merged["properties"] = {**(merged.get("properties") or {}), **value}
+                props = merged.get("properties") or {}
+                if walk.strict and any(k in props and props[k] != v for k, v in value.items()):
+                    raise _weaker(walk, f"{path}.allOf", "'allOf' giving one property two schemas")
+                merged["properties"] = {**props, **value}
             elif key == "required" and isinstance(value, list):
                 merged["required"] = [*(merged.get("required") or []), *value]
+            elif walk.strict and key not in _NOTES and key in merged and merged[key] != value:
+                raise _weaker(walk, f"{path}.allOf", f"'allOf' with two values of '{key}'")
             else:
                 merged.setdefault(key, value)
     return merged
