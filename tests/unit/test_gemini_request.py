@@ -450,6 +450,19 @@ def test_strict_all_of_with_conflicting_parts_is_refused() -> None:
     assert "'minimum'" in caught.value.message
 
 
+def test_several_types_become_branches_with_their_own_keywords() -> None:
+    # Gemini refuses properties on a non-OBJECT node and a type beside anyOf: each branch keeps the
+    # keywords of its type (as JSON Schema applies them), the node its description.
+    node = {"type": ["string", "object", "array", "null"], "description": "d", "maxLength": 3, "minItems": 1,
+            "properties": {"a": {"type": "string"}}, "items": {"type": "integer"}}
+    assert clean_schema({"type": "object", "properties": {"x": node}})["properties"]["x"] == {
+        "description": "d", "nullable": True, "anyOf": [
+            {"type": "STRING", "maxLength": 3},
+            {"type": "OBJECT", "properties": {"a": {"type": "STRING"}}},
+            {"type": "ARRAY", "minItems": 1, "items": {"type": "INTEGER"}},
+        ]}
+
+
 def test_exponential_schema_is_refused_quickly() -> None:
     # Each definition uses the one before twice: a few hundred bytes that copy out to 2**20 nodes.
     defs: dict[str, Any] = {"L0": {"type": "string"}}

@@ -171,9 +171,14 @@ def _clean(node: Any, walk: _Walk, depth: int, path: str, refs: tuple[str, ...])
             return {**only, **out, **({"nullable": True} if nullable else {})}
         out["anyOf"] = [_clean(variants[i], walk, depth + 1, f"{path}.{key}[{i}]", refs) for i in kept]
     if len(types) > 1:
-        alone = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}
-        out["anyOf"] = [_clean({**alone, "type": t}, walk, depth + 1, path, refs) for t in types]
-    elif types:
+        # One branch per type, each with the keywords of its type only (JSON Schema applies
+        # properties to objects, minLength to strings ...; Gemini refuses them on other types);
+        # the node itself keeps its notes, an anyOf cannot also have a type or children.
+        alone = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf", "title", "description")}
+        branches = [_clean(_for_type(alone, t), walk, depth + 1, path, refs) for t in types]
+        notes = {k: v for k, v in out.items() if k in _NOTES}
+        return {**notes, "anyOf": branches, **({"nullable": True} if nullable else {})}
+    if types:
         out["type"] = types[0].upper()
     if nullable:
         out["nullable"] = True
@@ -183,6 +188,27 @@ def _clean(node: Any, walk: _Walk, depth: int, path: str, refs: tuple[str, ...])
     if depth and "type" not in out and "anyOf" not in out:
         out["type"] = _value_type(node)
     return out
+
+
+_OBJECT_KEYS = frozenset({
+    "properties", "required", "additionalProperties", "minProperties", "maxProperties", "propertyOrdering",
+    "patternProperties", "propertyNames", "dependentRequired", "dependentSchemas", "unevaluatedProperties",
+})
+_ARRAY_KEYS = frozenset({
+    "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems", "contains",
+    "minContains", "maxContains", "unevaluatedItems",
+})
+_NUMBER_KEYS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"})
+_TYPE_KEYS = {
+    "object": _OBJECT_KEYS, "array": _ARRAY_KEYS, "string": frozenset({"minLength", "maxLength", "pattern"}),
+    "number": _NUMBER_KEYS, "integer": _NUMBER_KEYS, "boolean": frozenset(),
+}
+
+
+def _for_type(node: JSON, kind: str) -> JSON:
+    """``node`` narrowed to one of its types: the keywords of the other types left out."""
+    foreign = frozenset().union(*_TYPE_KEYS.values()) - _TYPE_KEYS[kind]
+    return {**{k: v for k, v in node.items() if k not in foreign}, "type": kind}
 
 
 def _check_strict(node: JSON, walk: _Walk, path: str) -> None:
