@@ -463,6 +463,14 @@ def test_several_types_become_branches_with_their_own_keywords() -> None:
         ]}
 
 
+def test_keywords_of_another_type_are_left_out() -> None:
+    # MCP servers send properties on strings; JSON Schema ignores them there, Gemini refuses them.
+    node = {"type": "string", "properties": {"a": {"type": "string"}}, "items": {}, "minItems": 1,
+            "maxLength": 9}
+    assert clean_schema({"type": "object", "properties": {"x": node}}, strict=True)["properties"]["x"] == {
+        "type": "STRING", "maxLength": 9}
+
+
 def test_exponential_schema_is_refused_quickly() -> None:
     # Each definition uses the one before twice: a few hundred bytes that copy out to 2**20 nodes.
     defs: dict[str, Any] = {"L0": {"type": "string"}}

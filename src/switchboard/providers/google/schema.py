@@ -157,10 +157,12 @@ def _clean(node: Any, walk: _Walk, depth: int, path: str, refs: tuple[str, ...])
     if walk.nodes > _MAX_NODES:
         raise walk.refuse("", f"grows past {_MAX_NODES} nodes once its $refs are copied in")
     node, path, refs = _resolve(node, walk, path, refs)
+    nullable, types = _types(node)
+    if len(types) == 1:  # keywords of other types apply to nothing; Gemini refuses them
+        node = _for_type(node, types[0])
     if walk.strict:
         _check_strict(node, walk, path)
     out: JSON = {k: v for k, v in node.items() if k in _KEPT}
-    nullable, types = _types(node)
     key = "anyOf" if isinstance(node.get("anyOf"), list) else "oneOf"
     variants = node.get(key)
     if isinstance(variants, list):
