@@ -261,6 +261,24 @@ def test_a_pdf_reaches_every_upstream_in_its_own_file_block(
     assert expected in list(leaves(upstream_body(mock_upstream, marker)))
 
 
+def test_a_strict_tool_reaches_every_upstream_strict(
+    client: anthropic.Anthropic, model: str, mock_upstream: Mock
+) -> None:
+    # strict asks for calls constrained to the schema: dropping it would leave them unchecked.
+    marker = new_marker()
+    tool: Any = {**WEATHER, "strict": True}
+    client.messages.create(model=model, max_tokens=100, tools=[tool], messages=[
+        {"role": "user", "content": f"Weather in Rome? mock:capture={marker}"}])
+    body = upstream_body(mock_upstream, marker)
+    strict = {
+        "claude-via-anthropic": lambda: body["tools"][0]["strict"],
+        "claude-via-bedrock": lambda: body["toolConfig"]["tools"][0]["toolSpec"]["strict"],
+        "claude-via-gemini": lambda: body["toolConfig"]["functionCallingConfig"]["mode"] == "VALIDATED",
+        "claude-via-openai": lambda: body["tools"][0]["function"]["strict"],
+    }[model]()
+    assert strict is True
+
+
 def test_a_tool_error_reaches_every_upstream_as_an_error(
     client: anthropic.Anthropic, model: str, mock_upstream: Mock
 ) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import base64
+import enum
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
+from pydantic import BaseModel, Field
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.registry import check_provider
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 BAD_KEY = "AIza-wrong-key-xyz"
 PIXEL = "data:image/png;base64," + base64.b64encode(
@@ -238,6 +240,76 @@ def test_json_schema_response_format(client: openai.OpenAI) -> None:
         model="gemini-flash", messages=[{"role": "user", "content": "give json"}],
         response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
     assert set(json.loads(reply.choices[0].message.content or "")) == {"answer"}
+
+
+class Unit(enum.Enum):
+    CELSIUS = "celsius"
+    FAHRENHEIT = "fahrenheit"
+
+
+class Reading(BaseModel):
+    city: str
+    unit: Unit
+    note: str | None
+
+
+class Forecast(BaseModel):
+    readings: list[Reading]
+    best: Reading
+
+
+class Node(BaseModel):
+    value: int
+    children: list[Node]
+
+
+def test_parse_with_pydantic_models(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    # The SDK's schema: $defs/$ref (Reading twice), an enum, a nullable field, strict.
+    marker = new_marker()
+    reply = client.chat.completions.parse(
+        model="gemini-flash", messages=[{"role": "user", "content": f"forecast mock:capture={marker}"}],
+        response_format=Forecast)
+    parsed = reply.choices[0].message.parsed
+    assert isinstance(parsed, Forecast) and parsed.best.unit is Unit.CELSIUS
+    sent = captured(mock_upstream, marker)[-1]["body"]["generationConfig"]["responseSchema"]
+    reading = {
+        "type": "OBJECT", "title": "Reading",
+        "properties": {
+            "city": {"type": "STRING", "title": "City"},
+            "unit": {"type": "STRING", "title": "Unit", "enum": ["celsius", "fahrenheit"]},
+            "note": {"type": "STRING", "title": "Note", "nullable": True},
+        },
+        "required": ["city", "unit", "note"],
+    }
+    assert sent["properties"] == {"readings": {"type": "ARRAY", "title": "Readings", "items": reading},
+                                  "best": reading}
+
+
+def test_recursive_pydantic_model_is_refused_naming_the_ref(client: openai.OpenAI) -> None:
+    # Gemini's schema has no references: a recursive model cannot be sent as it is, and is not
+    # cut short (a weaker schema) nor expanded without end.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.parse(
+            model="gemini-flash", messages=[{"role": "user", "content": "tree"}], response_format=Node)
+    assert info.value.code == "unsupported_parameter"
+    body: Any = info.value.body
+    assert body["param"] == "response_format.json_schema.schema.$defs.Node.properties.children.items.$ref"
+    assert "'#/$defs/Node'" in info.value.message and "recursive" in info.value.message
+
+
+class Order(BaseModel):
+    qty: int = Field(gt=0)
+
+
+def test_strict_schema_constraint_gemini_lacks_is_refused(client: openai.OpenAI) -> None:
+    # parse() sends strict: true; Gemini's schema has no exclusiveMinimum, and dropping it would
+    # let the answer hold a quantity the model forbids.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.parse(
+            model="gemini-flash", messages=[{"role": "user", "content": "order"}], response_format=Order)
+    body: Any = info.value.body
+    assert body["param"] == "response_format.json_schema.schema.properties.qty.exclusiveMinimum"
+    assert info.value.code == "unsupported_parameter" and "strict" in info.value.message
 
 
 def test_logprobs(client: openai.OpenAI) -> None:

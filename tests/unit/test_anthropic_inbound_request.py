@@ -157,6 +157,13 @@ def test_tool_round_trip_translation() -> None:
     assert len(msgs) == 5
 
 
+def test_tool_strict_is_carried() -> None:
+    # Anthropic's strict tools (calls constrained to input_schema) keep their strictness.
+    out = translate(tools=[{**WEATHER, "strict": True}, {**WEATHER, "name": "loose", "strict": False}])
+    assert [t["function"].get("strict") for t in out["tools"]] == [True, False]
+    assert "strict" not in translate(tools=[WEATHER])["tools"][0]["function"]
+
+
 def test_assistant_with_only_tool_use_has_null_content() -> None:
     msgs = translate(
         messages=[
@@ -418,6 +425,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("tool no schema", {"tools": [{"name": "f"}]}, "tools.0.input_schema: Field required"),
     ("tool bad name", {"tools": [{"name": "a b", "input_schema": {"type": "object"}}]}, "tools.0.name"),
     ("tool dup names", {"tools": [WEATHER, WEATHER]}, "Tool names must be unique"),
+    ("tool strict type", {"tools": [{**WEATHER, "strict": "yes"}]}, "tools.0.strict: Input should be"),
     ("tool_choice type", {"tools": [WEATHER], "tool_choice": {"type": "sometimes"}}, "tool_choice.type"),
     (
         "tool_choice unknown tool",

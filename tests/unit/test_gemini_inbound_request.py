@@ -253,7 +253,8 @@ def test_tools_and_schemas() -> None:
                     "type": "object",
                     "required": ["a"],
                     "properties": {
-                        "a": {"type": ["string", "null"], "enum": ["x", "y"]},
+                        # nullable reaches the enum too: JSON Schema checks it apart from type.
+                        "a": {"type": ["string", "null"], "enum": ["x", "y", None]},
                         "b": {"type": "array", "maxItems": 3, "items": {"type": "integer"}},
                     },
                 },

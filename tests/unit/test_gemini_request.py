@@ -400,17 +400,154 @@ def test_untyped_nodes_get_a_type_gemini_accepts() -> None:
     assert clean_schema({}) == {}
 
 
-def test_recursive_schema_terminates() -> None:
+def test_recursive_schema_is_refused_naming_the_ref() -> None:
+    # Gemini's subset has no references: a recursive one cannot be written out, and cutting it
+    # at some depth would send a weaker schema than the caller's.
     schema = {
-        "$defs": {"Node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}}},
+        "$defs": {"Node": {"type": "object", "properties": {
+            "value": {"type": "integer"},
+            "child": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]},
+        }}},
         "$ref": "#/$defs/Node",
     }
-    cleaned = clean_schema(schema)
-    assert cleaned["type"] == "OBJECT"
-    depth, node = 0, cleaned
-    while "properties" in node:
-        node, depth = node["properties"]["child"], depth + 1
-    assert 5 < depth < 40
+    with pytest.raises(UnsupportedParameter) as caught:
+        clean_schema(schema, "response_format.json_schema.schema")
+    # Named where the caller wrote it: inside the definition.
+    where = "response_format.json_schema.schema.$defs.Node.properties.child.anyOf[0].$ref"
+    assert caught.value.param == where
+    assert "'#/$defs/Node'" in caught.value.message and "recursive" in caught.value.message
+
+
+def test_refs_reused_without_recursion_are_inlined() -> None:
+    # The same definition twice in one schema (siblings, not nested in itself) is no recursion.
+    schema = {
+        "$defs": {"Point": {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}},
+        "type": "object",
+        "properties": {"start": {"$ref": "#/$defs/Point"}, "end": {"$ref": "#/definitions/Point"}},
+    }
+    point = {"type": "OBJECT", "properties": {"x": {"type": "NUMBER"}}, "required": ["x"]}
+    assert clean_schema(schema)["properties"] == {"start": point, "end": point}
+
+
+def test_all_of_ref_is_inlined() -> None:
+    # allOf: [{$ref}] is how pydantic v1 (and other generators) describe a field holding a model;
+    # it was sent as an untyped field (STRING).
+    schema = {
+        "definitions": {"X": {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}},
+        "type": "object",
+        "properties": {"x": {"allOf": [{"$ref": "#/definitions/X"}], "description": "an x"}},
+    }
+    assert clean_schema(schema)["properties"]["x"] == {
+        "type": "OBJECT", "description": "an x", "properties": {"a": {"type": "STRING"}}, "required": ["a"]}
+
+
+def test_strict_all_of_with_conflicting_parts_is_refused() -> None:
+    parts = [{"type": "integer", "minimum": 0}, {"minimum": 5}]
+    schema = {"type": "object", "properties": {"n": {"allOf": parts}}}
+    with pytest.raises(UnsupportedParameter) as caught:
+        clean_schema(schema, "response_format.json_schema.schema", strict=True)
+    assert caught.value.param == "response_format.json_schema.schema.properties.n.allOf"
+    assert "'minimum'" in caught.value.message
+
+
+def test_several_types_become_branches_with_their_own_keywords() -> None:
+    # Gemini refuses properties on a non-OBJECT node and a type beside anyOf: each branch keeps the
+    # keywords of its type (as JSON Schema applies them), the node its description.
+    node = {"type": ["string", "object", "array", "null"], "description": "d", "maxLength": 3, "minItems": 1,
+            "properties": {"a": {"type": "string"}}, "items": {"type": "integer"}}
+    assert clean_schema({"type": "object", "properties": {"x": node}})["properties"]["x"] == {
+        "description": "d", "nullable": True, "anyOf": [
+            {"type": "STRING", "maxLength": 3},
+            {"type": "OBJECT", "properties": {"a": {"type": "STRING"}}},
+            {"type": "ARRAY", "minItems": 1, "items": {"type": "INTEGER"}},
+        ]}
+
+
+def test_keywords_of_another_type_are_left_out() -> None:
+    # MCP servers send properties on strings; JSON Schema ignores them there, Gemini refuses them.
+    node = {"type": "string", "properties": {"a": {"type": "string"}}, "items": {}, "minItems": 1,
+            "maxLength": 9}
+    assert clean_schema({"type": "object", "properties": {"x": node}}, strict=True)["properties"]["x"] == {
+        "type": "STRING", "maxLength": 9}
+
+
+def test_exponential_schema_is_refused_quickly() -> None:
+    # Each definition uses the one before twice: a few hundred bytes that copy out to 2**20 nodes.
+    defs: dict[str, Any] = {"L0": {"type": "string"}}
+    for i in range(1, 21):
+        ref = {"$ref": f"#/$defs/L{i - 1}"}
+        defs[f"L{i}"] = {"type": "object", "properties": {"a": ref, "b": ref}}
+    with pytest.raises(UnsupportedParameter) as caught:
+        clean_schema({"$defs": defs, "$ref": "#/$defs/L20"}, "tools[0].function.parameters")
+    assert caught.value.param == "tools[0].function.parameters"
+    assert "5000 nodes" in caught.value.message
+
+
+def test_unknown_ref_is_refused() -> None:
+    schema = {"type": "object", "properties": {"x": {"$ref": "#/components/schemas/X"}}}
+    with pytest.raises(UnsupportedParameter) as caught:
+        clean_schema(schema, "tools[1].function.parameters")
+    assert caught.value.param == "tools[1].function.parameters.properties.x.$ref"
+    assert "#/components/schemas/X" in caught.value.message
+
+
+STRICT_LOSSES = [
+    ({"type": "integer", "exclusiveMinimum": 0}, "exclusiveMinimum"),
+    ({"type": "number", "multipleOf": 0.5}, "multipleOf"),
+    ({"type": "array", "items": {"type": "string"}, "uniqueItems": True}, "uniqueItems"),
+    ({"type": "array", "prefixItems": [{"type": "string"}]}, "prefixItems"),
+    ({"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}, "items"),
+    ({"type": "object", "additionalProperties": {"type": "integer"}}, "additionalProperties"),
+    ({"type": "integer", "enum": [1, 2, 3]}, "enum"),
+    ({"const": 7}, "const"),
+    ({"type": "string", "not": {"const": "x"}}, "not"),
+]
+
+
+@pytest.mark.parametrize(("node", "key"), STRICT_LOSSES, ids=[k for _, k in STRICT_LOSSES])
+def test_strict_schema_is_not_sent_weaker(node: dict[str, Any], key: str) -> None:
+    # Strict promises answers that match: a constraint the subset cannot carry is refused there...
+    schema = {"type": "object", "properties": {"n": node}, "required": ["n"], "additionalProperties": False}
+    with pytest.raises(UnsupportedParameter) as caught:
+        clean_schema(schema, "response_format.json_schema.schema", strict=True)
+    assert caught.value.param == f"response_format.json_schema.schema.properties.n.{key}"
+    assert f"'{key}'" in caught.value.message and "strict" in caught.value.message
+    # ... and, without strict (no promise), sent as close as the subset allows.
+    assert "n" in clean_schema(schema, "response_format.json_schema.schema")["properties"]
+
+
+def test_strict_schema_keeps_what_gemini_can_say() -> None:
+    # additionalProperties: false, format, $schema do not constrain what Gemini answers; a null
+    # among string enum values is nullable.
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object", "additionalProperties": False, "required": ["unit", "day"],
+        "properties": {"unit": {"type": ["string", "null"], "enum": ["c", "f", None]},
+                       "day": {"type": "string", "format": "date"},
+                       "kind": {"enum": ["a", None]}},
+    }
+    assert clean_schema(schema, strict=True)["properties"] == {
+        "unit": {"type": "STRING", "enum": ["c", "f"], "nullable": True},
+        "day": {"type": "STRING"},
+        "kind": {"type": "STRING", "enum": ["a"], "nullable": True},
+    }
+
+
+def test_strict_tools_and_response_format_reach_the_check() -> None:
+    tool = {"type": "function", "function": {"name": "pick", "strict": True, "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer", "enum": [1, 2]}}}}}
+    base = {"model": "gemini", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(UnsupportedParameter) as caught:
+        body_of({**base, "tools": [tool]})
+    assert caught.value.param == "tools[0].function.parameters.properties.n.enum"
+    loose = {"type": "function", "function": {**tool["function"], "strict": False}}
+    assert body_of({**base, "tools": [loose]})["tools"][0]["functionDeclarations"][0]["parameters"] == {
+        "type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "strict": True, "schema": {
+        "type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}}}
+    with pytest.raises(UnsupportedParameter) as caught:
+        body_of({**base, "response_format": fmt})
+    assert caught.value.param == "response_format.json_schema.schema.properties.n.multipleOf"
 
 
 def test_media_part_schemes() -> None:

@@ -491,7 +491,9 @@ def _candidates(body: JSON, c: Controls, extra: dict[str, int], model: str) -> t
             completion += sum(T.count_tokens(orjson.dumps(p["functionCall"]["args"]).decode()) for p in calls)
             continue
         text = _reply(body, c)
-        if config.get("responseMimeType") == "application/json":
+        if "responseSchema" in config:  # an answer the schema accepts, as constrained decoding gives
+            text = orjson.dumps(T.sample_for(_lower_types(config["responseSchema"]))).decode()
+        elif config.get("responseMimeType") == "application/json":
             text = orjson.dumps({"answer": text}).decode()
         text, cut = T.truncate(text, config.get("maxOutputTokens"))
         candidate = {"index": i, "content": {"role": "model", "parts": [*thought, {"text": text}]},

@@ -103,6 +103,23 @@ def arguments_for(parameters: Any) -> dict[str, Any]:
     return out
 
 
+def sample_for(schema: Any, depth: int = 0) -> Any:
+    """A value of a JSON schema (lower-case types), nested objects filled in too, for answers in
+    JSON mode: clients that parse the answer (the openai SDK's ``parse``) get a valid one."""
+    if not isinstance(schema, dict) or depth > 16:
+        return None
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    if isinstance(schema.get("anyOf"), list) and schema["anyOf"]:
+        return sample_for(schema["anyOf"][0], depth + 1)
+    kind = _first_type(schema.get("type", "object" if "properties" in schema else "string"))
+    if kind == "object":
+        props = schema.get("properties") or {}
+        names = schema.get("required") or props
+        return {name: sample_for(props.get(name) or {}, depth + 1) for name in names}
+    return {"string": "Paris", "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(kind)
+
+
 def _first_type(kind: Any) -> Any:
     """A union (``["string", "null"]``, how strict schemas mark an optional field): its first
     non-null type."""

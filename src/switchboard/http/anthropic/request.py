@@ -13,8 +13,8 @@ https://docs.anthropic.com/en/api/messages-count-tokens (parameters and their ra
     temperature (0-1), top_p       -> temperature, top_p
     top_k                          -> top_k (passed on; adapters that know it use it)
     metadata.user_id               -> user
-    tools [{name, description, input_schema, cache_control}]
-                                   -> tools [{type: function, function: {...}, cache_control}]
+    tools [{name, description, input_schema, strict, cache_control}]
+                                   -> tools [{type: function, function: {..., strict}, cache_control}]
     tool_choice auto|any|tool|none -> "auto" | "required" | {type: function, ...} | "none"
     tool_choice.disable_parallel_tool_use -> parallel_tool_calls: false
     output_config.format (json_schema)    -> response_format json_schema
@@ -88,6 +88,13 @@ def _tool(tool: Any, path: str) -> JSON:
         if not isinstance(description, str):
             raise fail(f"{path}.description", "Input should be a valid string")
         function["description"] = description
+    # strict asks for calls constrained to the schema: carried as OpenAI's function.strict, which
+    # every adapter honours or refuses, never dropped (the call would then be unchecked).
+    strict = tool.get("strict")
+    if strict is not None:
+        if not isinstance(strict, bool):
+            raise fail(f"{path}.strict", "Input should be a valid boolean")
+        function["strict"] = strict
     return cached({"type": "function", "function": function}, tool, path)
 
 

@@ -3,8 +3,9 @@
 
 Reference: https://ai.google.dev/api/caching#Schema. Types are enum names (``OBJECT``,
 ``STRING``...; lower case is accepted too) and become JSON Schema's lower-case types;
-``nullable: true`` adds ``"null"`` to the type; ``propertyOrdering`` (an ordering hint for
-Gemini's decoder) and ``example`` have no JSON Schema counterpart and are left out. Fields are
+``nullable: true`` adds ``"null"`` to the type (and ``null`` to an ``enum``);
+``propertyOrdering`` (an ordering hint for Gemini's decoder) and ``example`` have no JSON Schema
+counterpart and are left out. Fields are
 read in either spelling (``maxItems`` / ``max_items``); an unknown field is a 400, as Google
 answers. ``parametersJsonSchema`` and ``responseJsonSchema`` are JSON Schema already and are
 passed on unchanged.
@@ -85,6 +86,10 @@ def json_schema(value: Any, path: str, depth: int = 0) -> JSON:
             out["type"] = [out["type"], "null"]
         elif "anyOf" in out:
             out["anyOf"].append({"type": "null"})
+        # JSON Schema checks enum apart from type: without null among the values, a nullable
+        # enum would forbid the null Gemini allows.
+        if "enum" in out:
+            out["enum"].append(None)
     return out
 
 

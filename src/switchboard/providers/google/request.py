@@ -59,10 +59,11 @@ def generate_content_body(request: JSON, target: Target) -> JSON:
     body: JSON = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": system}
-    tools = convert_tools(request.get("tools") or [], allowed_names(request.get("tool_choice")))
+    strict = strict_tools(request, target)
+    tools = convert_tools(request.get("tools") or [], allowed_names(request.get("tool_choice")), strict)
     if tools:
         body["tools"] = tools
-    tool_config = convert_tool_choice(request.get("tool_choice"), strict_tools(request, target))
+    tool_config = convert_tool_choice(request.get("tool_choice"), strict)
     if tool_config:
         body["toolConfig"] = tool_config
     if request.get("safety_settings"):
@@ -329,7 +330,9 @@ def _response_object(text: str) -> JSON:
 # -- tools ---------------------------------------------------------------------------------
 
 
-def convert_tools(tools: list[JSON], allowed: list[str] | None = None) -> list[JSON]:
+def convert_tools(tools: list[JSON], allowed: list[str] | None = None, strict: bool = False) -> list[JSON]:
+    """Gemini's functionDeclarations; ``strict`` when the calls will be validated against the
+    schemas (mode VALIDATED), which must then be sent whole (schema.py refuses what would drop)."""
     declarations = []
     for k, tool in enumerate(tools):
         if tool.get("type") != "function":
@@ -340,7 +343,7 @@ def convert_tools(tools: list[JSON], allowed: list[str] | None = None) -> list[J
         declaration: JSON = {"name": function.get("name")}
         if function.get("description"):
             declaration["description"] = function["description"]
-        parameters = clean_schema(function.get("parameters"))
+        parameters = clean_schema(function.get("parameters"), f"tools[{k}].function.parameters", strict)
         # An object schema without properties is refused: a tool without arguments omits it.
         if has_properties(parameters):
             declaration["parameters"] = parameters
@@ -479,6 +482,7 @@ def _response_format(fmt: Any) -> JSON:
         schema = (fmt.get("json_schema") or {}).get("schema")
         out: JSON = {"responseMimeType": "application/json"}
         if isinstance(schema, dict):
-            out["responseSchema"] = clean_schema(schema)
+            strict = (fmt.get("json_schema") or {}).get("strict") is True
+            out["responseSchema"] = clean_schema(schema, "response_format.json_schema.schema", strict)
         return out
     return {}
