@@ -27,6 +27,7 @@ cancellation would (a ``hang`` or ``latency_ms`` wait ends when the gateway give
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
 from collections import OrderedDict, deque
@@ -127,7 +128,7 @@ def _record(scope: Scope, headers: dict[str, str], body: Any) -> dict[str, Any]:
     }
 
 
-_BOM = b"\xef\xbb\xbf"
+_BOM = codecs.BOM_UTF8
 
 
 def _with_bom(send: Send) -> Send:

@@ -19,6 +19,7 @@ Adapters extract (message, type, code, param) from their provider's error body a
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,7 +39,7 @@ from switchboard.providers.target import Target
 _CARRIED_HEADERS = ("retry-after", "retry-after-ms")
 
 
-_BOM = b"\xef\xbb\xbf"
+_BOM = codecs.BOM_UTF8
 
 
 def loads(body: bytes) -> Any:

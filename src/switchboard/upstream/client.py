@@ -7,6 +7,7 @@ measurements behind both choices. Foreign exceptions are translated to gateway e
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ _NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 # Sent unless the provider's headers or the adapter set their own.
 _DEFAULT_HEADERS = {"Accept": "*/*", "User-Agent": "switchboard"}
 Answer = http1.Response | aiohttp.ClientResponse
-_BOM = b"\xef\xbb\xbf"
+_BOM = codecs.BOM_UTF8
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:

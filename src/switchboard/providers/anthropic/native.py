@@ -12,6 +12,7 @@ came can be estimated (``output_text``, read then only).
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -100,7 +101,7 @@ def _is_comment(block: bytes) -> bool:
 
 
 # What a stream may start with, to be ignored (see NativeStream._first).
-_BOM = b"\xef\xbb\xbf"
+_BOM = codecs.BOM_UTF8
 # Events whose data the stages need; every other event is relayed without being parsed.
 _READ = frozenset({"message_start", "message_delta", "message_stop", "error"})
 # Events carrying output (text, thinking, tool name and input): marked with OUTPUT, not parsed.
