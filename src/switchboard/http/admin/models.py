@@ -25,6 +25,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
+from switchboard.http.admin.query import Limit
 from switchboard.routing.live import model_config
 from switchboard.stores.protocols import ModelRecord, utcnow
 
@@ -134,7 +135,7 @@ def _validate(record: ModelRecord) -> None:
 async def list_models(
     request: Request,
     access: Annotated[Access, Depends(allow("model", "read"))],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     after: Annotated[str | None, Query(max_length=256, description="Last name of the previous page")] = None,
 ) -> dict[str, Any]:
     routing = routing_of(request)

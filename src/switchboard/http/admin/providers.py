@@ -42,6 +42,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
+from switchboard.http.admin.query import Limit
 from switchboard.observability.logs import redact_target
 from switchboard.providers import registry
 from switchboard.providers.target import Target
@@ -375,7 +376,7 @@ def _timeouts(body: TimeoutsBody | None) -> dict[str, float] | None:
 async def list_providers(
     request: Request,
     access: Annotated[Access, Depends(allow("provider", "read"))],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     after: Annotated[str | None, Query(max_length=128, description="Last name of the previous page")] = None,
 ) -> dict[str, Any]:
     routing = routing_of(request)
