@@ -33,6 +33,9 @@ MIB = 1024 * 1024
 # The longest wait a time bound of the server or a provider may be set to (a day): `.inf` or
 # 1e300 would turn a bound into none (a trickling client held for ever, a drain never ending).
 MAX_SECONDS = 86_400
+# Connections one pool or one worker holds open (providers' and server.max_connections, in the
+# file and the admin API): more is a typo, and each costs a socket and its buffers.
+MAX_CONNECTIONS = 100_000
 
 # What a field's type takes of the two: a boolean only, a number only (int or float), or either /
 # neither (no check). Containers are looked into: ``list[int]``, ``dict[str, float]``.
