@@ -22,7 +22,7 @@ from switchboard.config.schema import ModelConfig
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
 from switchboard.http.admin.query import Limit
@@ -33,7 +33,9 @@ router = APIRouter(prefix="/admin/v1/models", tags=["models"])
 
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
 ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Upstream = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\r\n\x00]+$")]
+# Part of the deployment's default name (<provider>/<model>), sent in x-switchboard-deployment:
+# no control character (the HTTP server refuses a header holding one), as any one-line name.
+Upstream = Annotated[str, StringConstraints(min_length=1, max_length=256), LINE]
 
 
 class ModelFields(AdminBody):
