@@ -200,6 +200,21 @@ def test_a_large_file_goes_through_whole_and_fields_may_follow_it(world: World) 
         assert client.files.content(obj["id"]).content == data
 
 
+@pytest.mark.parametrize(("sent", "kept"), [
+    ("back\\slash.jsonl", "back\\slash.jsonl"),
+    ('q"uote\\.jsonl', "q%22uote\\.jsonl"),  # the SDK (httpx) writes a quote as %22, as browsers do
+    ("two\\\\back.jsonl", "two\\\\back.jsonl"),
+    ("dir/file.jsonl", "file.jsonl"),  # a path's last segment, as before
+])
+def test_an_uploaded_file_name_keeps_its_backslashes(world: World, sent: str, kept: str) -> None:
+    """A backslash is a character of the name, as OpenAI keeps it: ``q"uote\\.jsonl`` became
+    ``.jsonl``, the gateway taking the backslash for a Windows path separator."""
+    client = world.sdk("a")
+    created = client.files.create(file=(sent, jsonl("hi"), "application/jsonl"), purpose="batch")
+    assert created.filename == kept
+    assert client.files.retrieve(created.id).filename == kept
+
+
 def test_the_upload_is_streamed_to_the_upstream(world: World) -> None:
     marker = new_marker()
     data = f"mock:capture={marker}\n".encode() + b"z" * 40_000

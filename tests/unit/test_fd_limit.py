@@ -16,7 +16,8 @@ def test_a_count_past_a_c_long_with_no_hard_limit_is_a_warning(
 ) -> None:
     """Where the hard limit is unlimited (macOS's default), the target was the configured count
     itself, and ``server.max_connections: 123456789012345678901234567890`` (which the schema
-    takes) made setrlimit raise OverflowError: the gateway did not start."""
+    took; it is now bounded at 100000, but the function keeps its guard) made setrlimit raise
+    OverflowError: the gateway did not start."""
     set_to: list[tuple[int, int]] = []
 
     def setrlimit(which: int, limits: tuple[int, int]) -> None:

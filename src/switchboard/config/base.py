@@ -16,6 +16,7 @@ where a boolean or a number goes (``"true"``, ``"5"``) is converted here, as the
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -33,9 +34,22 @@ MIB = 1024 * 1024
 # The longest wait a time bound of the server or a provider may be set to (a day): `.inf` or
 # 1e300 would turn a bound into none (a trickling client held for ever, a drain never ending).
 MAX_SECONDS = 86_400
+# Connections one pool or one worker holds open (providers' and server.max_connections, in the
+# file and the admin API): more is a typo, and each costs a socket and its buffers.
+MAX_CONNECTIONS = 100_000
 
 # What a field's type takes of the two: a boolean only, a number only (int or float), or either /
 # neither (no check). Containers are looked into: ``list[int]``, ``dict[str, float]``.
+# Control characters (C0, DEL, C1): the HTTP server refuses a response header holding one.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def control_character(text: str) -> str | None:
+    """The first control character of ``text`` as ``U+000A``, or None when it holds none."""
+    found = _CONTROL.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
 _BOOL, _NUMBER = "bool", "number"
 # The error each refusal answers: the one pydantic's strict types give (``StrictInt`` fields such
 # as ``rpm`` answer it already), so every field says the same.

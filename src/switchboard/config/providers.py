@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from switchboard.config.base import MAX_SECONDS, MIB, ExactScalars, Strict
+from switchboard.config.base import MAX_CONNECTIONS, MAX_SECONDS, MIB, ExactScalars, Strict
 from switchboard.config.catalog import ModelEntryInfo
 from switchboard.config.urls import check_http_url
 
@@ -45,7 +45,7 @@ class ProviderConfig(ExactScalars):
     api_key: SecretStr | None = None
     api_keys: Annotated[list[SecretStr], Field(max_length=100)] = Field(default_factory=list)
     timeouts: Timeouts = Timeouts()
-    max_connections: Annotated[int, Field(ge=1)] = 512
+    max_connections: Annotated[int, Field(ge=1, le=MAX_CONNECTIONS)] = 512
     headers: dict[str, str] = Field(default_factory=dict)
     # Bound on a non-stream response body; the largest embeddings batch (2048 inputs x 3072
     # floats, pretty-printed JSON) is about 150 MB.

@@ -33,7 +33,7 @@ from switchboard.config.access import (  # noqa: F401 (re-exported)
     RoleName,
     TenantName,
 )
-from switchboard.config.base import MIB, Strict  # noqa: F401 (re-exported)
+from switchboard.config.base import MIB, Strict, control_character  # noqa: F401 (MIB, Strict re-exported)
 from switchboard.config.catalog import CatalogConfig
 from switchboard.config.mcp import McpConfig, McpServerConfig, check_stdio
 from switchboard.config.observability import (  # noqa: F401 (re-exported)
@@ -158,12 +158,28 @@ class Settings(Strict):
                                      f"in group {m.name!r}")
                 deployments.add((m.name, m.deployment))
         self._check_router({m.name for m in self.models})
+        self._check_header_names()
         services = [s.name for s in self.services]
         if len(services) != len(set(services)):  # REST services (docs/services.md)
             twice = sorted({n for n in services if services.count(n) > 1})
             raise ValueError(f"services: duplicate service name {twice[0]!r}")
         check_stdio(self.mcp_servers, self.mcp)  # stdio MCP servers only where allowed (config/mcp.py)
         return self
+
+    def _check_header_names(self) -> None:
+        """Names an answer carries in its x-switchboard-* headers hold no control character: a
+        group's and an alias's (x-switchboard-model, -route), an upstream model id (part of a
+        deployment's default name, x-switchboard-deployment) and a rule's (x-switchboard-route).
+        The HTTP server refuses a header holding one (a CR, a LF), so every answer routed
+        through such a name was a 500: the file is refused instead."""
+        names = [*((f"models[{i}].name", m.name) for i, m in enumerate(self.models)),
+                 *((f"models[{i}].model", m.model) for i, m in enumerate(self.models)),
+                 *((f"router.aliases.{alias!r}", alias) for alias in self.router.aliases),
+                 *((f"router.rules[{i}].name", r.name) for i, r in enumerate(self.router.rules) if r.name)]
+        for where, name in names:
+            if (found := control_character(name)) is not None:
+                raise ValueError(f"{where}: control characters are not allowed ({found}): the name is "
+                                 "sent in x-switchboard-* response headers")
 
     def _check_router(self, names: set[str]) -> None:
         r = self.router

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from switchboard.config.base import MAX_SECONDS, MIB, Strict
+from switchboard.config.base import MAX_CONNECTIONS, MAX_SECONDS, MIB, Strict
 from switchboard.config.urls import database_url_problem, redis_url_problem
 
 # The levels `server.log_level` accepts, most verbose first (case-insensitive).
@@ -40,7 +40,7 @@ class ServerConfig(Strict):
     # An idle keep-alive connection is closed after this; above common load balancers' 60 s.
     keep_alive_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 75.0
     # Open client connections per worker; one more is answered 503 and closed.
-    max_connections: Annotated[int, Field(ge=1)] = 10_000
+    max_connections: Annotated[int, Field(ge=1, le=MAX_CONNECTIONS)] = 10_000
     graceful_shutdown_seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 30.0
     # On SIGTERM/SIGINT: keep serving with /health/ready at 503 this long before closing the port.
     drain_seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 0.0

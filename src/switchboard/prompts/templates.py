@@ -293,7 +293,9 @@ def _brace_weight(spec: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> 
         head = re.split(r"[.\[]", field, maxsplit=1)[0]
         if head == "":
             head, auto = str(auto), auto + 1
-        value = (args[int(head)] if int(head) < len(args) else None) if head.isdigit() else kwargs.get(head)
+        # str.format's own rule: decimal digits of any script (U+0665) index the arguments; other
+        # digits ("²", which isdigit() takes and int() refuses) are a name, looked up as one.
+        value = (args[int(head)] if int(head) < len(args) else None) if head.isdecimal() else kwargs.get(head)
         total += _weight(value) + sum(_number(d) for d in _DIGITS.findall(format_spec or ""))
         if format_spec and "{" in format_spec:
             total += widest
@@ -574,6 +576,15 @@ def _failure(index: int, exc: BaseException) -> RenderError:
         return RenderError(f"messages[{index}]: refused: {exc}", param="prompt")
     if isinstance(exc, TemplateError):
         return RenderError(f"messages[{index}]: {exc.message or exc}", param="prompt")
+    if isinstance(exc, KeyError):  # str.format's field (or a mapping's key) that was not given
+        key = str(exc.args[0] if exc.args else "")[:100]
+        return RenderError(f"messages[{index}]: nothing named {key!r} was given (a format string's "
+                           "field or a key looked up)", param="prompt")
+    if isinstance(exc, IndexError):  # a format string's {5} with fewer arguments, or an item
+        return RenderError(f"messages[{index}]: an index past the end (a format string's field "
+                           "numbers more arguments than were given, or an item looked up)", param="prompt")
+    if isinstance(exc, ValueError | TypeError):  # their text says what went wrong
+        return RenderError(f"messages[{index}]: {str(exc)[:300]}", param="prompt")
     return RenderError(f"messages[{index}]: {type(exc).__name__}: {str(exc)[:300]}", param="prompt")
 
 

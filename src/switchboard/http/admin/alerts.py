@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from switchboard.access.roles import Reach
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.query import query_params
+from switchboard.http.admin.query import digits_only, query_params
 from switchboard.http.admin.scoping import UtcTime
 from switchboard.observability.alerts.incidents import public
 from switchboard.stores.protocols import IncidentQuery
@@ -33,7 +33,7 @@ class AlertsQuery(BaseModel):
     since: UtcTime | None = None
     before: str | None = Field(default=None, min_length=1, max_length=64,
                                description="Cursor: the incidents after this one (last_id of a page)")
-    limit: int = Field(default=100, ge=1, le=1000)
+    limit: Annotated[int, digits_only(1, 1000)] = Field(default=100, ge=1, le=1000)
     tenant: str | None = Field(default=None, min_length=1, max_length=64,
                                description="One tenant's incidents (platform admin only)")
 

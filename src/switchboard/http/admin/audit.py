@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from switchboard.context import Principal
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.query import MAX_BIGINT, query_params
+from switchboard.http.admin.query import MAX_BIGINT, digits_only, query_params
 from switchboard.http.admin.scoping import UtcTime
 from switchboard.stores.protocols import AuditEntry, AuditQuery
 
@@ -77,9 +77,9 @@ class AuditParams(BaseModel):
     actor: Filter | None = None
     since: UtcTime | None = None
     # Entry ids are the database's 64-bit integers: a larger cursor is a 400, not a driver error.
-    before: int | None = Field(default=None, ge=1, le=MAX_BIGINT,
+    before: Annotated[int | None, digits_only(1, MAX_BIGINT)] = Field(default=None, ge=1, le=MAX_BIGINT,
                                description="Cursor: entries older than this id (last_id of a page).")
-    limit: int = Field(default=100, ge=1, le=1000)
+    limit: Annotated[int, digits_only(1, 1000)] = Field(default=100, ge=1, le=1000)
     tenant: str | None = Field(default=None, max_length=64,
                                description="Another tenant's log (platform admin only)")
 

@@ -43,7 +43,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
-from switchboard.http.admin.query import query_params
+from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import Regions, TenantQuery, UtcTime, tenant_in_reach
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
@@ -433,7 +433,7 @@ async def rotate_key(
 async def list_keys(
     request: Request,
     access: Annotated[Access, Depends(allow("key", "read"))],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     after: Annotated[str | None, Query(max_length=64, description="Last id of the previous page")] = None,
     tenant: TenantQuery = None,
     team: Annotated[str | None, Query(max_length=64)] = None,

@@ -20,14 +20,21 @@ import binascii
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.query import MAX_INT, query_params, rfc3339, within_reach
+from switchboard.http.admin.query import (
+    MAX_INT,
+    plain_decimal,
+    query_params,
+    rfc3339,
+    whole_number,
+    within_reach,
+)
 from switchboard.http.admin.text_input import problem_with
 from switchboard.spend.cost import format_usd
 from switchboard.stores.protocols import LogEntry, LogQuery
@@ -50,23 +57,11 @@ _STATUS_CLASS = re.compile(r"[1-5]xx", re.IGNORECASE)
 
 
 
-def _int(name: str, value: str | None, low: int, high: int) -> int | None:
-    if value is None:
-        return None
-    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
-        raise InvalidRequest(f"{name}: expected a whole number from {low} to {high}", param=name,
-                             code="invalid_value")
-    return int(value)
-
-
 def _usd(name: str, value: str | None) -> Decimal | None:
     if value is None:
         return None
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        amount = Decimal(-1)
-    if not amount.is_finite() or not 0 <= amount <= MAX_USD or "e" in value.lower():
+    amount = Decimal(value) if plain_decimal(value) else Decimal(-1)
+    if not 0 <= amount <= MAX_USD:
         raise InvalidRequest(f"{name}: expected a decimal number of US dollars from 0 to {MAX_USD}",
                              param=name, code="invalid_value")
     return amount
@@ -193,13 +188,13 @@ async def search(request: Request, access: Annotated[Access, Depends(allow("log"
     lookup = "request_id" in params
     since, until = _range(params, lookup)
     status, status_class = _status(params.get("status"))
-    min_ms = _int("min_latency_ms", params.get("min_latency_ms"), 0, MAX_INT)
-    max_ms = _int("max_latency_ms", params.get("max_latency_ms"), 0, MAX_INT)
+    min_ms = whole_number("min_latency_ms", params.get("min_latency_ms"), 0, MAX_INT)
+    max_ms = whole_number("max_latency_ms", params.get("max_latency_ms"), 0, MAX_INT)
     _between("min_latency_ms", min_ms, max_ms)
     min_usd, max_usd = _usd("min_cost_usd", params.get("min_cost_usd")), _usd("max_cost_usd",
                                                                              params.get("max_cost_usd"))
     _between("min_cost_usd", min_usd, max_usd)
-    limit = _int("limit", params.get("limit"), 1, MAX_LIMIT) or DEFAULT_LIMIT
+    limit = whole_number("limit", params.get("limit"), 1, MAX_LIMIT) or DEFAULT_LIMIT
     before = None if "cursor" not in params else decode_cursor(params["cursor"])
     bodies = _bool("include_bodies", params.get("include_bodies")) or lookup
     tenant, scoped = _scope(access, params)

@@ -48,6 +48,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.providers import headers_changed, routing_of
+from switchboard.http.admin.query import Limit
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import Opened, clear_settings, seal, to_config, unseal, url_is_sealed
@@ -348,7 +349,7 @@ async def list_servers(
     request: Request,
     access: Annotated[Access, Depends(allow("mcp_server", "read"))],
     tenant: TenantQuery = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     after: Annotated[str | None, Query(max_length=64, description="Last name of the previous page")] = None,
 ) -> dict[str, Any]:
     scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)

@@ -22,9 +22,10 @@ from switchboard.config.schema import ModelConfig
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
+from switchboard.http.admin.query import Limit
 from switchboard.routing.live import model_config
 from switchboard.stores.protocols import ModelRecord, utcnow
 
@@ -32,7 +33,9 @@ router = APIRouter(prefix="/admin/v1/models", tags=["models"])
 
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
 ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Upstream = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\r\n\x00]+$")]
+# Part of the deployment's default name (<provider>/<model>), sent in x-switchboard-deployment:
+# no control character (the HTTP server refuses a header holding one), as any one-line name.
+Upstream = Annotated[str, StringConstraints(min_length=1, max_length=256), LINE]
 
 
 class ModelFields(AdminBody):
@@ -134,7 +137,7 @@ def _validate(record: ModelRecord) -> None:
 async def list_models(
     request: Request,
     access: Annotated[Access, Depends(allow("model", "read"))],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     after: Annotated[str | None, Query(max_length=256, description="Last name of the previous page")] = None,
 ) -> dict[str, Any]:
     routing = routing_of(request)

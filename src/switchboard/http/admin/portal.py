@@ -23,6 +23,7 @@ from switchboard.apis import openapi
 from switchboard.config.services import METHODS
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import Limit
 from switchboard.http.admin.scoping import TenantQuery, tenant_in_reach
 from switchboard.http.apis.docs import serving
 from switchboard.portal import (
@@ -116,7 +117,7 @@ async def list_catalog(
     kind: Annotated[str | None, Query(max_length=32, description="api, service or model")] = None,
     q: Text = None,
     after: After = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     _known(request, ("kind", "q", "after", "limit", "tenant"))

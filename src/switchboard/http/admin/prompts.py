@@ -26,6 +26,7 @@ from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
+from switchboard.http.admin.query import Limit, digits_only
 from switchboard.http.admin.scoping import named_team_exists, tenant_in_reach
 from switchboard.pipeline.prompt import invalid_variables
 from switchboard.prompts import templates
@@ -242,7 +243,7 @@ async def list_prompts(
     team: Annotated[Ident | None, Query()] = None,
     tenant: TenantQuery = None,
     after: Annotated[str | None, Query(max_length=64, description="Last name of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
 ) -> dict[str, Any]:
     scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     store = _store(request)
@@ -261,7 +262,7 @@ async def get_prompt(
     name: NamePath,
     request: Request,
     access: Annotated[Access, Depends(allow("prompt", "read"))],
-    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+    version: Annotated[int | None, digits_only(1, MAX_VERSION), Query(ge=1, le=MAX_VERSION)] = None,
     label: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
@@ -330,10 +331,11 @@ async def diff_versions(
     name: NamePath,
     request: Request,
     access: Annotated[Access, Depends(allow("prompt", "read"))],
-    from_: Annotated[int | None, Query(alias="from", ge=1, le=MAX_VERSION,
+    from_: Annotated[int | None, digits_only(1, MAX_VERSION), Query(alias="from", ge=1, le=MAX_VERSION,
                                        description="Default: the version before `to`")]
     = None,
-    to: Annotated[int | None, Query(ge=1, le=MAX_VERSION, description="Default: the latest version")] = None,
+    to: Annotated[int | None, digits_only(1, MAX_VERSION),
+                  Query(ge=1, le=MAX_VERSION, description="Default: the latest version")] = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     b = await visible(request, access, name, tenant, version=to)

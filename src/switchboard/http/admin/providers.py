@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from switchboard.config.base import refusing_text
+from switchboard.config.base import MAX_CONNECTIONS, refusing_text
 from switchboard.config.schema import ProviderConfig
 from switchboard.crypto import refs
 from switchboard.crypto.keyring import credential_aad
@@ -42,6 +42,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
+from switchboard.http.admin.query import Limit
 from switchboard.observability.logs import redact_target
 from switchboard.providers import registry
 from switchboard.providers.target import Target
@@ -105,7 +106,8 @@ class ProviderFields(AdminBody):
     )
     headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=50)] = Field(default_factory=dict)
     timeouts: TimeoutsBody | None = None
-    max_connections: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # Strict, as rpm and tpm: 1e3 and 5.0 are not a count of connections (nor 1e308 one too large).
+    max_connections: Annotated[StrictInt, Field(ge=1, le=MAX_CONNECTIONS)] | None = None
     allow_caller_credentials: bool | None = Field(
         default=None, description="Callers may send their own credential (auth.caller_credentials)."
     )
@@ -375,7 +377,7 @@ def _timeouts(body: TimeoutsBody | None) -> dict[str, float] | None:
 async def list_providers(
     request: Request,
     access: Annotated[Access, Depends(allow("provider", "read"))],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     after: Annotated[str | None, Query(max_length=128, description="Last name of the previous page")] = None,
 ) -> dict[str, Any]:
     routing = routing_of(request)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Query, Request
+from pydantic import BeforeValidator
 
 from switchboard.access.roles import Reach
 from switchboard.errors import InvalidRequest, NotFound
@@ -22,6 +23,53 @@ MAX_VALUE = 256  # characters of any one parameter
 # The databases' integer columns: a number past them is a 400, never an error of the driver.
 MAX_INT = 2**31 - 1  # INTEGER (32 bits in PostgreSQL)
 MAX_BIGINT = 2**63 - 1  # BIGINT, and any SQLite integer
+
+
+def whole(value: str, low: int, high: int) -> int | None:
+    """``value`` as an integer from ``low`` to ``high``, or None: ASCII decimal digits only.
+    ``int()`` (and pydantic's lax mode after it) also reads " 5", "+5", "5.0", "1_0" and other
+    scripts' digits (U+0665, an Arabic-Indic 5), and ``str.isdigit`` takes "²", which ``int()``
+    then refuses: one rule for every integer a query string gives."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if low <= number <= high else None
+
+
+def plain_decimal(value: str) -> bool:
+    """Whether ``value`` is a plain decimal number, ASCII digits with at most one point ("5",
+    "0.25", ".5"): ``Decimal()`` and ``float()`` also read " 5", "+5", "1_0", "1e3" and other
+    scripts' digits (U+0665, an Arabic-Indic 5, read as 5). Any decimal a query string gives
+    passes this first."""
+    return value.isascii() and value.replace(".", "", 1).isdigit()
+
+
+def whole_number(name: str, value: str | None, low: int, high: int) -> int | None:
+    """A query parameter read by hand (logs, usage): its integer, None if absent, else a 400."""
+    if value is None:
+        return None
+    number = whole(value, low, high)
+    if number is None:
+        raise InvalidRequest(f"{name}: expected a whole number from {low} to {high}", param=name,
+                             code="invalid_value")
+    return number
+
+
+def digits_only(low: int, high: int) -> BeforeValidator:
+    """A FastAPI query integer (``Annotated[int, digits_only(1, 1000), Query(ge=1, le=1000)]``)
+    held to :func:`whole`, refused in the words of :func:`whole_number` (the admin app's
+    validation handler prefixes the parameter and answers 400 ``invalid_value``). Query's own
+    bounds stay for the API description; this check runs first. Only text is checked: a
+    default is not text."""
+    def check(value: object) -> object:
+        if isinstance(value, str) and whole(value, low, high) is None:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return value
+    return BeforeValidator(check)
+
+
+# A list's page size, on every admin list.
+Limit = Annotated[int, digits_only(1, 1000), Query(ge=1, le=1000)]
 
 
 def query_params(request: Request, allowed: Collection[str], *, nonblank: bool = False) -> dict[str, str]:

@@ -15,6 +15,7 @@ from switchboard.access.roles import Reach
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin.authz import Access
 from switchboard.http.admin.body import LINE
+from switchboard.http.admin.query import Limit as Limit  # the one page size of every list
 from switchboard.stores import Stores, Team, User
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
@@ -60,7 +61,6 @@ def _numeric(text: str) -> bool:
 # An RFC 3339 time with a zone (AwareDatetime), as UTC; out of range is a 400 naming the field.
 UtcTime = Annotated[AwareDatetime, BeforeValidator(as_text), AfterValidator(in_utc)]
 Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"), LINE]
-Limit = Annotated[int, Query(ge=1, le=1000)]
 After = Annotated[str | None, Query(max_length=64, description="Last id of the previous page")]
 TenantQuery = Annotated[
     str | None,

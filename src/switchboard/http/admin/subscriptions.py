@@ -24,7 +24,7 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
-from switchboard.http.admin.query import query_params
+from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.stores.protocols import (
     SubscriptionExists,
@@ -223,7 +223,7 @@ async def list_subscriptions(
     model: Annotated[ModelName | None, Query()] = None,
     tenant: TenantQuery = None,
     after: Annotated[str | None, Query(max_length=64, description="Last id of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
 ) -> dict[str, Any]:
     # A misspelt or repeated filter would otherwise list what the caller did not ask for.
     query_params(request, _LIST_PARAMS)

@@ -28,6 +28,7 @@ from typing import Any
 from fastapi import Request
 
 from switchboard.errors import InvalidRequest
+from switchboard.http.admin.body_types import declared_at, is_decimal
 
 _BAD = re.compile("[\x00\ud800-\udfff]")
 # In a UTF-8 JSON body's bytes, what may be one of those or a number no store holds
@@ -66,24 +67,39 @@ def _refuse(param: str, problem: str) -> InvalidRequest:
     return InvalidRequest(f"{shown}: {problem}", param=shown, code="invalid_value")
 
 
-def _named(where: tuple[Any, Any] | None) -> str:
-    """A location kept as a chain of (parent, key) pairs, as validation errors name one:
-    ``metadata.k``, ``messages[0].content``. Built only for the one value refused."""
+def _keys(where: tuple[Any, Any] | None) -> tuple[Any, ...]:
+    """The keys of a location kept as a chain of (parent, key) pairs, outermost first."""
     keys: list[Any] = []
     while where is not None:
         where, key = where
         keys.append(key)
+    return tuple(reversed(keys))
+
+
+def _decimal_field(route: Any, where: tuple[Any, Any]) -> bool:
+    """Whether the route's body model declares the location a decimal number (``_in_json``)."""
+    return is_decimal(declared_at(route, _keys(where)))
+
+
+def _named(where: tuple[Any, Any] | None) -> str:
+    """A location kept as a chain of (parent, key) pairs, as validation errors name one:
+    ``metadata.k``, ``messages[0].content``. Built only for the one value refused."""
     out = ""
-    for key in reversed(keys):
+    for key in _keys(where):
         out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
     return out
 
 
-def _in_json(body: Any) -> tuple[str, str] | None:
+def _in_json(body: Any, route: Any = None) -> tuple[str, str] | None:
     """The first (param, problem) of a parsed JSON body, outer fields first: a string or a key
     no store can hold, or a number. Iterative: a body as deep as the JSON parser allows does not
     exhaust the stack here. Scalars are checked in their container's loop and no location is
-    built unless one is refused: a body of millions of small items costs one pass."""
+    built unless one is refused: a body of millions of small items costs one pass.
+    An integer past 64 bits in a field the route's body model declares as a decimal number
+    (``max_budget_usd``, ``timeouts.total``) is left to that model: it reads it as a number and
+    answers in the field's own words, as for the same number written ``1e20`` ("Input should be
+    less than or equal to 1000000000"), not as an integer it never was (every such field is
+    bounded, by its model or its route, before anything is stored)."""
     if isinstance(body, str):
         problem = problem_with(body)
         return None if problem is None else ("body", problem)
@@ -101,7 +117,7 @@ def _in_json(body: Any) -> tuple[str, str] | None:
                     return _named((where, key)), problem_with(item) or ""
             elif kind is int or kind is float:
                 problem = number_problem(item)
-                if problem is not None:
+                if problem is not None and not (kind is int and _decimal_field(route, (where, key))):
                     return _named((where, key)), problem
             elif kind is dict or kind is list:
                 pending.append((item, (where, key)))
@@ -149,6 +165,6 @@ async def refuse_unstorable_input(request: Request) -> None:
         body = await request.json()  # cached: FastAPI parsed a route's JSON body so before us
     except (ValueError, RecursionError):
         return  # not JSON (or too deep): the route refuses it in its own words
-    found = _in_json(body)
+    found = _in_json(body, request.scope.get("route"))
     if found is not None:
         raise _refuse(*found)

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.query import query_params, rfc3339, within_reach
+from switchboard.http.admin.query import query_params, rfc3339, whole_number, within_reach
 from switchboard.spend.cost import format_usd
 from switchboard.stores.protocols import REPORT_FIELDS, TooManyGroups, UsageReportQuery, UsageReportRow
 
@@ -57,13 +57,8 @@ def _group_by(value: str | None) -> tuple[str, ...]:
 
 
 def _limit(value: str | None) -> int:
-    if value is None:
-        return MAX_GROUPS
-    # isdigit alone takes '²' (int() then fails: a 500) and U+0665 (an Arabic-Indic 5): ASCII digits only.
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_GROUPS:
-        raise InvalidRequest(f"limit: expected a whole number from 1 to {MAX_GROUPS}", param="limit",
-                             code="invalid_value")
-    return int(value)
+    number = whole_number("limit", value, 1, MAX_GROUPS)
+    return MAX_GROUPS if number is None else number
 
 
 def _scope(access: Access, params: dict[str, str]) -> tuple[str | None, dict[str, Any]]:

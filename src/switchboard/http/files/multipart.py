@@ -211,8 +211,11 @@ class MultipartReader:
 
 
 def safe_filename(name: str | None) -> str:
-    """A file name safe to put in a header: the last path segment, no quotes or control bytes."""
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    """A file name safe to put in a header: the last path segment, no quotes or control bytes.
+    A backslash is kept, as OpenAI keeps it (``q\\x.jsonl``): it is a character of the name, not
+    a separator, on every client but old Windows browsers (which sent a whole path);
+    :func:`file_head` escapes it."""
+    base = (name or "").rsplit("/", 1)[-1]
     cleaned = "".join(c for c in base if c.isprintable() and c not in '"\r\n')[:255].strip()
     return cleaned or "upload"
 
@@ -231,7 +234,10 @@ def field_bytes(boundary: str, name: str, value: str) -> bytes:
 
 
 def file_head(boundary: str, name: str, filename: str, content_type: str) -> bytes:
-    return (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+    # In a quoted string a backslash escapes the next character (RFC 9110 quoted-pair): doubled,
+    # as the OpenAI SDK (httpx) writes it, the upstream reads the name as it was sent.
+    quoted = filename.replace("\\", "\\\\")
+    return (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{quoted}"\r\n'
             f"Content-Type: {content_type}\r\n\r\n").encode()
 
 

@@ -161,7 +161,10 @@ class FileService:
         limit = self.settings.max_upload_bytes
         boundary = multipart.boundary_of(ctx.headers.get("content-type"))
         declared = ctx.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        # ASCII digits only (isdigit takes "²", which int() refuses); the HTTP server's parser
+        # refuses any other Content-Length first, this holds whichever server runs us.
+        if (declared is not None and declared.isascii() and declared.isdigit()
+                and int(declared) > limit + MULTIPART_OVERHEAD):
             raise PayloadTooLarge(f"the upload is {declared} bytes; files may be at most {limit} bytes")
         reader = multipart.MultipartReader(ctx.receive, boundary, limit + MULTIPART_OVERHEAD)
         fields: dict[str, str] = {}
@@ -298,7 +301,10 @@ class FileService:
         length = stream.headers.get("content-length")
         # The length of what is relayed: not the upstream's when it came compressed (and is
         # decompressed on the way).
-        if length is not None and length.isdigit() and not stream.headers.get("content-encoding"):
+        # Passed on only as ASCII digits (both upstream parsers refuse another Content-Length
+        # today; a header the gateway writes must not depend on it).
+        if (length is not None and length.isascii() and length.isdigit()
+                and not stream.headers.get("content-encoding")):
             ctx.response_headers["content-length"] = length
 
         async def relay() -> AsyncGenerator[list[dict[str, Any]], None]:
