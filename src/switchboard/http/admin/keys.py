@@ -43,7 +43,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
-from switchboard.http.admin.query import Limit, query_params
+from switchboard.http.admin.query import Limit, TrueOrFalse, query_params
 from switchboard.http.admin.scoping import Regions, TenantQuery, UtcTime, tenant_in_reach
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
@@ -440,7 +440,8 @@ async def list_keys(
     user: Annotated[str | None, Query(max_length=64)] = None,
     service_account: Annotated[str | None, Query(max_length=64)] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
-    checked: Annotated[bool | None, Query(description="false: keys issued before keys had a check")] = None,
+    checked: Annotated[bool | None, TrueOrFalse,
+                       Query(description="false: keys issued before keys had a check")] = None,
 ) -> dict[str, Any]:
     # A misspelt or repeated filter would list (and invite acting on) keys nobody asked for.
     query_params(request, ("limit", "after", "tenant", "team", "user", "service_account", "tag", "checked"))

@@ -72,6 +72,16 @@ def digits_only(low: int, high: int) -> BeforeValidator:
 Limit = Annotated[int, digits_only(1, 1000), Query(ge=1, le=1000)]
 
 
+def _true_or_false(value: object) -> object:
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("expected true or false")
+    return value
+
+
+# A query boolean: ``true`` or ``false`` only (pydantic alone also reads "yes", "on", "1"...).
+TrueOrFalse = BeforeValidator(_true_or_false)
+
+
 def query_params(request: Request, allowed: Collection[str], *, nonblank: bool = False) -> dict[str, str]:
     """The query string as a dict: an unknown, repeated or oversized (or, with ``nonblank``,
     blank) parameter is a 400."""
