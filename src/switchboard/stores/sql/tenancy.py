@@ -6,6 +6,7 @@ and are for the platform admin only. Lists are ordered by id and paged by the la
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict
 from typing import Any
 
@@ -18,6 +19,8 @@ from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.protocols.tenancy import TenantIdRetired
 from switchboard.stores.sql.tables import api_keys, retired_tenants, teams, tenants, users
 from switchboard.stores.sql.times import from_db, to_db
+
+_FIXED = frozenset({"id", "tenant_id", "created_at", "created_by"})  # never changed by an update
 
 
 def _row(record: Tenant | Team | User) -> dict[str, Any]:
@@ -52,12 +55,20 @@ class SqlTenancyStore:
         async with self._engine.connect() as conn:
             return [_values(row) for row in await conn.execute(query)]
 
-    async def _update(self, table: sa.Table, record: Tenant | Team | User, *where: Any) -> bool:
+    async def _update(self, table: sa.Table, record: Tenant | Team | User, fields: Collection[str] | None,
+                      *where: Any) -> dict[str, Any] | None:
+        """Write only ``fields`` (every changeable column when None) and return the row as it
+        is now: two admins changing different fields at once both keep their change, where
+        writing the whole record read before would put back the other's old value."""
         row = _row(record)
-        changes = {k: v for k, v in row.items() if k not in ("id", "tenant_id", "created_at", "created_by")}
-        stmt = sa.update(table).where(table.c.id == record.id, *where).values(changes)
+        names = set(row) - _FIXED if fields is None else set(fields)
+        if names & _FIXED or names - set(row):
+            raise ValueError(f"not changeable: {sorted(names & _FIXED | (names - set(row)))}")
+        stmt = (sa.update(table).where(table.c.id == record.id, *where)
+                .values({name: row[name] for name in names}).returning(*table.c))
         async with self._engine.begin() as conn:
-            return bool((await conn.execute(stmt)).rowcount)
+            found = (await conn.execute(stmt)).first()
+        return None if found is None else _values(found)
 
     async def _delete(self, table: sa.Table, *where: Any) -> bool:
         async with self._engine.begin() as conn:
@@ -90,8 +101,9 @@ class SqlTenancyStore:
         query = self._page(sa.select(tenants), tenants, after, limit)
         return [Tenant(**found) for found in await self._many(query)]
 
-    async def update_tenant(self, tenant: Tenant) -> bool:
-        return await self._update(tenants, tenant)
+    async def update_tenant(self, tenant: Tenant, fields: Collection[str] | None = None) -> Tenant | None:
+        found = await self._update(tenants, tenant, fields)
+        return None if found is None else Tenant(**found)
 
     async def delete_tenant(self, tenant_id: str) -> bool:
         # Emptiness is checked by the delete itself: a team, user or key added meanwhile keeps it.
@@ -121,8 +133,9 @@ class SqlTenancyStore:
         query = self._page(sa.select(teams).where(teams.c.tenant_id == tenant_id), teams, after, limit)
         return [Team(**found) for found in await self._many(query)]
 
-    async def update_team(self, team: Team) -> bool:
-        return await self._update(teams, team, teams.c.tenant_id == team.tenant_id)
+    async def update_team(self, team: Team, fields: Collection[str] | None = None) -> Team | None:
+        found = await self._update(teams, team, fields, teams.c.tenant_id == team.tenant_id)
+        return None if found is None else Team(**found)
 
     async def delete_team(self, tenant_id: str, team_id: str) -> bool:
         return await self._delete(teams, teams.c.tenant_id == tenant_id, teams.c.id == team_id,
@@ -169,8 +182,16 @@ class SqlTenancyStore:
         stmt = self._page(stmt, users, query.after, query.limit)
         return [User(**found) for found in await self._many(stmt)]
 
-    async def update_user(self, user: User) -> bool:
-        return await self._update(users, user, users.c.tenant_id == user.tenant_id)
+    async def update_user(self, user: User, fields: Collection[str] | None = None, *,
+                          read: User | None = None) -> User | None:
+        where = [users.c.tenant_id == user.tenant_id]
+        if read is not None:
+            # A role is checked against the team it goes with (a team admin needs one): the
+            # pair must still be the one read, or a role and a team set at once by two admins
+            # could make a pair neither checked.
+            where += [users.c.role == read.role, users.c.team_id.is_not_distinct_from(read.team_id)]
+        found = await self._update(users, user, fields, *where)
+        return None if found is None else User(**found)
 
     async def delete_user(self, tenant_id: str, user_id: str) -> bool:
         return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id)
