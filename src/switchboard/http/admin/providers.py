@@ -42,6 +42,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
+from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
 from switchboard.observability.logs import redact_target
 from switchboard.providers import registry
 from switchboard.providers.target import Target
@@ -440,13 +441,8 @@ async def get_provider(
     return stored_public(record, await store.credentials(name))
 
 
-@router.patch("/{name}", summary="Change a stored provider")
-async def update_provider(
-    name: str, body: ProviderUpdate, request: Request,
-    access: Annotated[Access, Depends(allow("provider", "update"))],
-) -> dict[str, Any]:
-    _check_fields(body)
-    old = await stored_or_404(request, name)
+def _updated(old: ProviderRecord, body: ProviderUpdate) -> ProviderRecord:
+    """The provider with the body's fields applied."""
     given = body.model_fields_set
     changes: dict[str, Any] = {"updated_at": utcnow()}
     for field in ("api_base", "options", "headers", "max_connections", "rpm", "tpm"):
@@ -456,14 +452,30 @@ async def update_provider(
         changes["timeouts"] = _timeouts(body.timeouts)
     if "allow_caller_credentials" in given:
         changes["allow_caller_credentials"] = bool(body.allow_caller_credentials)
-    new = replace(old, **changes)
+    return replace(old, **changes)
+
+
+@router.patch("/{name}", summary="Change a stored provider")
+async def update_provider(
+    name: str, body: ProviderUpdate, request: Request,
+    access: Annotated[Access, Depends(allow("provider", "update"))],
+) -> dict[str, Any]:
+    _check_fields(body)
     store = store_of(request)
-    creds = await store.credentials(name)
-    validate_record(new, bool(creds))
-    if "options" in given:  # options stored before this check are left as they are
-        check_option_types(new.type, new.options)
-    if not await store.update_provider(new):
-        raise provider_missing(name)
+    for _ in range(CHANGE_ATTEMPTS):
+        old = await stored_or_404(request, name)
+        new = _updated(old, body)
+        creds = await store.credentials(name)
+        validate_record(new, bool(creds))
+        if "options" in body.model_fields_set:  # options stored before this check are left as they are
+            check_option_types(new.type, new.options)
+        # Written only while the provider is still the version read: another admin's change
+        # made meanwhile is read and kept, not overwritten with what this one read.
+        if await store.update_provider(new, old.updated_at):
+            break
+    else:
+        raise Conflict("the provider kept changing while it was being updated: try again",
+                       code="provider_changed")
     before, after = stored_public(old, creds), stored_public(new, creds)
     changed = headers_changed(old.headers, new.headers)
     await audit.record(request, "provider.update", "provider", name, before=before,

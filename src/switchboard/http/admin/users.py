@@ -22,6 +22,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
+    CHANGE_ATTEMPTS,
     After,
     Email,
     Ident,
@@ -109,10 +110,6 @@ async def _team(access: Access, stores: Stores, tenant: str, team_id: str | None
     return team.id
 
 
-# Tries of a PATCH whose row changed between its read and its write (http/admin/key_update.py).
-_ATTEMPTS = 3
-
-
 def _check_team_role(role: str, team: str | None) -> None:
     if role == TEAM_ADMIN and team is None:
         raise InvalidRequest("team: a team admin needs a team", param="team", code="invalid_value")
@@ -185,7 +182,7 @@ def make_router(kind: str) -> APIRouter:
         access: Annotated[Access, Depends(allow("user", "update"))],
     ) -> dict[str, Any]:
         stores = _stores(request)
-        for _ in range(_ATTEMPTS):
+        for _ in range(CHANGE_ATTEMPTS):
             before = await user_in_reach(access, stores, user_id, read_kind)
             _may_grant(access, before.role)
             changes = body.model_dump(exclude_unset=True)

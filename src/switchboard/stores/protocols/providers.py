@@ -75,8 +75,9 @@ class ProviderStore(Protocol):
     async def create_provider(self, record: ProviderRecord) -> bool:
         """False when a provider of that name exists."""
 
-    async def update_provider(self, record: ProviderRecord) -> bool:
-        """False when there is no such provider."""
+    async def update_provider(self, record: ProviderRecord, read: datetime | None = None) -> bool:
+        """False when there is no such provider, or (given ``read``, the ``updated_at`` of the
+        record the change was made from) when it changed since: read it again and retry."""
 
     async def delete_provider(self, name: str) -> str:
         """``deleted`` (with its credentials), ``missing``, or ``in_use`` (a stored model uses
@@ -94,7 +95,8 @@ class ProviderStore(Protocol):
     async def create_model(self, record: ModelRecord) -> bool:
         """False when a stored model of that name exists."""
 
-    async def update_model(self, record: ModelRecord) -> bool: ...
+    async def update_model(self, record: ModelRecord, read: datetime | None = None) -> bool:
+        """As :meth:`update_provider`."""
 
     async def delete_model(self, name: str) -> bool: ...
 

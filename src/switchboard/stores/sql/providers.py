@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -100,6 +101,13 @@ def _model(row: sa.Row[Any]) -> ModelRecord:
     )
 
 
+def _unchanged(table: sa.Table, read: datetime | None) -> list[sa.ColumnElement[bool]]:
+    """Compare-and-set on ``updated_at``: the row is written only while it is still the version
+    read (every write sets a new ``updated_at``), so a PATCH never writes back a copy of the row
+    that another change has overtaken (PostgreSQL re-checks the WHERE once the row is free)."""
+    return [] if read is None else [table.c.updated_at == to_db(read)]
+
+
 class SqlProviderStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -127,11 +135,12 @@ class SqlProviderStore:
             return False
         return True
 
-    async def update_provider(self, record: ProviderRecord) -> bool:
+    async def update_provider(self, record: ProviderRecord, read: datetime | None = None) -> bool:
         row = _provider_row(record)
         del row["created_at"]
+        stmt = sa.update(pt).where(pt.c.name == record.name, *_unchanged(pt, read)).values(row)
         async with self._engine.begin() as conn:
-            result = await conn.execute(sa.update(pt).where(pt.c.name == record.name).values(row))
+            result = await conn.execute(stmt)
         return bool(result.rowcount)
 
     async def delete_provider(self, name: str) -> str:
@@ -185,11 +194,12 @@ class SqlProviderStore:
             return False
         return True
 
-    async def update_model(self, record: ModelRecord) -> bool:
+    async def update_model(self, record: ModelRecord, read: datetime | None = None) -> bool:
         row = _model_row(record)
         del row["created_at"]
+        stmt = sa.update(mt).where(mt.c.name == record.name, *_unchanged(mt, read)).values(row)
         async with self._engine.begin() as conn:
-            result = await conn.execute(sa.update(mt).where(mt.c.name == record.name).values(row))
+            result = await conn.execute(stmt)
         return bool(result.rowcount)
 
     async def delete_model(self, name: str) -> bool:
