@@ -37,14 +37,14 @@ from switchboard.access import tool_rules
 from switchboard.access.roles import DEFAULT_KEY_ROLE, RANK, ROLES, Reach, may_grant
 from switchboard.access.rules import within
 from switchboard.config.mcp import McpToolRule
-from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.query import query_params
-from switchboard.http.admin.scoping import Regions, TenantQuery, UtcTime, tenant_in_reach
+from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, Regions, TenantQuery, UtcTime, tenant_in_reach
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
 from switchboard.stores.protocols.access import ROTATED_TO
@@ -375,23 +375,11 @@ def _rotatable(old: KeyRecord, now: datetime) -> None:
         raise InvalidRequest("an expired key cannot be rotated", code="key_expired")
 
 
-@router.post("/{key_id}/rotate", status_code=201, summary="Replace a key after a grace period")
-async def rotate_key(
-    key_id: str,
-    request: Request,
-    access: Annotated[Access, Depends(allow("key", "rotate"))],
-    body: Annotated[KeyRotate | None, Body()] = None
-) -> JSONResponse:
+def _successor(request: Request, access: Access, old: KeyRecord, now: datetime, grace: timedelta
+               ) -> tuple[str, KeyRecord, KeyRecord]:
+    """A rotation's new key (its secret and record) and the old key as retired by it."""
     services = request.app.state.services
-    if services.hashing is None:
-        raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
-    principal = access.principal
-    store = stores_of(request).keys
-    old = await key_in_reach(access, stores_of(request), key_id)
-    outranks(access, old)
-    now = datetime.now(UTC)
-    _rotatable(old, now)
-    grace_end = now + timedelta(seconds=(body or KeyRotate()).grace_seconds)
+    grace_end = now + grace
     key = keyfmt.new_key(services.hashing)
     new = replace(
         old,
@@ -399,7 +387,7 @@ async def rotate_key(
         key_hash=keyfmt.key_hash(key, services.hashing),
         prefix=keyfmt.prefix_of(key),
         created_at=now,
-        created_by=principal.id,
+        created_by=access.principal.id,
         last_used_at=None,
         metadata={**old.metadata, ROTATED_FROM: old.id},
         lineage_id=old.lineage,  # its budgets, spend and limits carry on
@@ -413,12 +401,34 @@ async def rotate_key(
         metadata={**old.metadata, ROTATED_TO: new.id},
         updated_at=now,
     )
-    assert retired.expires_at is not None
-    if not await store.rotate(old, new, retired.expires_at):
-        # A revoke or another rotation landed since the read: say which, as for a key read so.
-        now_stored = await store.get(old.tenant_id, old.id)
-        _rotatable(now_stored or replace(old, enabled=False), now)
-        raise InvalidRequest("the key changed while it was being rotated: try again", code="key_rotated")
+    return key, new, retired
+
+
+@router.post("/{key_id}/rotate", status_code=201, summary="Replace a key after a grace period")
+async def rotate_key(
+    key_id: str,
+    request: Request,
+    access: Annotated[Access, Depends(allow("key", "rotate"))],
+    body: Annotated[KeyRotate | None, Body()] = None
+) -> JSONResponse:
+    services = request.app.state.services
+    if services.hashing is None:
+        raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
+    store = stores_of(request).keys
+    grace = timedelta(seconds=(body or KeyRotate()).grace_seconds)
+    for _ in range(CHANGE_ATTEMPTS):
+        # Read (again, after a lost compare-and-set): a revoke or rotation that landed meanwhile
+        # is refused as for a key read so; a PATCH that did is no reason to refuse.
+        old = await key_in_reach(access, stores_of(request), key_id)
+        outranks(access, old)
+        now = datetime.now(UTC)
+        _rotatable(old, now)
+        key, new, retired = _successor(request, access, old, now, grace)
+        assert retired.expires_at is not None
+        if await store.rotate(old, new, retired.expires_at):
+            break
+    else:
+        raise Conflict("the key kept changing while it was being rotated: try again", code="key_changed")
     await services.key_cache().changed(old.key_hash)
     await services.key_cache().changed(new.key_hash)
     await audit.record(request, "key.rotate", "api_key", old.id, before=public(old), after=public(retired),
