@@ -162,3 +162,55 @@ def test_a_patch_racing_a_delete_is_not_found_and_nothing_comes_back(gateway: Ga
         kind = path[:-1]
         assert audited(admin, tenant, f"{kind}.delete") == 1
         assert audited(admin, tenant, f"{kind}.update") == Counter(r.status_code for r in updates)[200]
+
+
+def test_a_user_deleted_while_keys_are_issued_to_it_leaves_no_key_behind(gateway: Gateway) -> None:
+    """The delete checks for unrevoked keys as it deletes (as a team's does): a key issued after
+    the admin API counted them keeps the user (409), never a live key of a user that is gone."""
+    admin = Admin(gateway.url)
+    tenant = f"race-{uuid.uuid4().hex[:8]}"
+    admin.ok("POST", "/admin/v1/tenants", {"id": tenant}, status=201)
+    outcomes = Counter[int]()
+    for _ in range(3):
+        user = admin.ok("POST", "/admin/v1/users", {"tenant": tenant, "name": "leaving"}, status=201)["id"]
+        issue = {"models": ["*"], "tenant": tenant, "user": user}
+        answers = together([lambda user=user: admin.call("DELETE", f"/admin/v1/users/{user}")]
+                           + [lambda issue=issue: admin.call("POST", "/admin/v1/keys", issue)] * 4)
+        deleted, issued = answers[0], answers[1:]
+        assert deleted.status_code in (200, 409), deleted.text
+        assert {r.status_code for r in issued} <= {201, 404}, [r.text for r in issued]
+        outcomes[deleted.status_code] += 1
+        live = [k for k in admin.ok("GET", "/admin/v1/keys", params={"tenant": tenant, "user": user})["data"]
+                if not k["revoked"]]
+        gone = admin.call("GET", f"/admin/v1/users/{user}").status_code == 404
+        assert gone == (deleted.status_code == 200)
+        assert not (gone and live), live  # no live key of a user that is gone
+        assert len(live) == sum(r.status_code == 201 for r in issued)
+    assert audited(admin, tenant, "user.delete") == outcomes[200]
+
+
+def test_a_rotation_racing_changes_of_the_key_rotates_it_as_changed(gateway: Gateway) -> None:
+    """A PATCH landing between a rotation's read and its write is no reason to refuse the
+    rotation as "already rotated": it reads the key again and rotates it (409 key_changed only
+    if it keeps losing), and the successor carries the changes made before it."""
+    admin = Admin(gateway.url)
+    tenant = f"race-{uuid.uuid4().hex[:8]}"
+    admin.ok("POST", "/admin/v1/tenants", {"id": tenant}, status=201)
+    rotated = 0
+    for _ in range(3):
+        key = admin.ok("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant}, status=201)["id"]
+        path = f"/admin/v1/keys/{key}"
+        answers = together([lambda path=path: admin.call("POST", path + "/rotate")]
+                           + [lambda path=path: admin.call("PATCH", path, {"tags": ["x"]})] * 6)
+        rotation, changes = answers[0], answers[1:]
+        code = rotation.json().get("error", {}).get("code") if rotation.status_code != 201 else None
+        assert rotation.status_code == 201 or code == "key_changed", rotation.text
+        for r in changes:  # a change after the rotation is refused: the successor holds the settings
+            assert r.status_code == 200 or (r.status_code in (400, 409) and r.json()["error"]["code"] in (
+                "key_rotated", "key_changed")), r.text
+        if rotation.status_code == 201:
+            rotated += 1
+            successor = admin.ok("GET", f"/admin/v1/keys/{rotation.json()['id']}")
+            applied_before = admin.ok("GET", f"/admin/v1/keys/{key}")["tags"]
+            assert successor["tags"] == applied_before  # read from the key as it was when rotated
+    assert rotated >= 1

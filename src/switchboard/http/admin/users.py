@@ -218,8 +218,10 @@ def make_router(kind: str) -> APIRouter:
         held = [k for k in await _keys_of(stores, user) if k.enabled]
         if held:
             raise conflict(f"the {what} still holds {len(held)} unrevoked key(s): revoke them first")
-        if not await stores.tenancy.delete_user(user.tenant_id, user.id):  # another delete was first
-            raise NotFound(f"no {what} '{user_id[:64]}'", code=f"{what.replace(' ', '_')}_not_found")
+        if not await stores.tenancy.delete_user(user.tenant_id, user.id):  # checked again as it goes
+            if await stores.tenancy.get_user(user.tenant_id, user.id) is None:  # another delete was first
+                raise NotFound(f"no {what} '{user_id[:64]}'", code=f"{what.replace(' ', '_')}_not_found")
+            raise conflict(f"the {what} was given a key while it was being deleted: revoke it first")
         await audit.record(request, f"{user.kind}.delete", user.kind, user.id, before=public(user),
                            tenant=user.tenant_id)
         return {"id": user.id, "object": user.kind, "deleted": True}

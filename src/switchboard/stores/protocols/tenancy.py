@@ -117,4 +117,6 @@ class TenancyStore(Protocol):
         """As :meth:`update_team`. With ``read``, written only while the user's role and team
         are still ``read``'s (None otherwise, as when it is gone)."""
 
-    async def delete_user(self, tenant_id: str, user_id: str) -> bool: ...
+    async def delete_user(self, tenant_id: str, user_id: str) -> bool:
+        """Delete the user or service account if it holds no enabled key (as :meth:`delete_team`);
+        False when it is not there or holds one."""

@@ -194,7 +194,12 @@ class SqlTenancyStore:
         return None if found is None else User(**found)
 
     async def delete_user(self, tenant_id: str, user_id: str) -> bool:
-        return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id)
+        # Unrevoked keys are checked by the delete itself, as for a team: a key issued to the
+        # user (or service account) after the admin API looked keeps it.
+        held = sa.and_(api_keys.c.tenant_id == tenant_id, api_keys.c.enabled.is_(True),
+                       sa.or_(api_keys.c.user_id == user_id, api_keys.c.service_account_id == user_id))
+        return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id,
+                                  ~sa.exists().where(held))
 
 
 def _no_members(tenant_id: str, team_id: str | None = None) -> list[sa.ColumnElement[bool]]:
