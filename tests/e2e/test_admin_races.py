@@ -214,3 +214,41 @@ def test_a_rotation_racing_changes_of_the_key_rotates_it_as_changed(gateway: Gat
             applied_before = admin.ok("GET", f"/admin/v1/keys/{key}")["tags"]
             assert successor["tags"] == applied_before  # read from the key as it was when rotated
     assert rotated >= 1
+
+
+def _provider(admin: Admin, name: str, mock: Mock) -> None:
+    admin.ok("POST", "/admin/v1/providers", {"name": name, "type": "openai", "api_base": mock.url + "/v1"},
+             status=201)
+
+
+def _delete_racing_additions(admin: Admin, name: str, models: int) -> list[httpx.Response]:
+    """DELETE the provider while 4 credentials are added to it and ``models`` models created."""
+    provider = f"/admin/v1/providers/{name}"
+    adds = [lambda i=i: admin.call("POST", f"{provider}/credentials",
+                                   {"api_key": f"sk-old-secret-{i}-0123456789"}) for i in range(4)]
+    made = [lambda i=i: admin.call("POST", "/admin/v1/models",
+                                   {"name": f"{name}-m{i}", "provider": name, "model": "gpt-4o-mini"})
+            for i in range(models)]
+    return together([lambda: admin.call("DELETE", provider), *adds, *made])
+
+
+def test_a_deleted_provider_leaves_no_credential_or_model_behind(gateway: Gateway, mock_upstream: Mock
+                                                                  ) -> None:
+    """Credentials added and models created while the provider is being deleted are refused or
+    deleted with it: nothing of it comes back with a new provider of the same name (its secret
+    least of all), and no model is left pointing at no provider."""
+    admin = Admin(gateway.url)
+    for round_ in range(4):
+        name = f"doomed-{uuid.uuid4().hex[:8]}"
+        _provider(admin, name, mock_upstream)
+        answers = _delete_racing_additions(admin, name, 3 if round_ % 2 else 0)
+        deleted = answers[0]
+        assert deleted.status_code in (200, 409), deleted.text
+        assert {r.status_code for r in answers[1:5]} <= {201, 404}, [r.text for r in answers[1:5]]
+        assert {r.status_code for r in answers[5:]} <= {201, 400}, [r.text for r in answers[5:]]
+        if deleted.status_code == 409:  # a model came first: the provider stays, with what was added
+            continue
+        _provider(admin, name, mock_upstream)  # the same name again
+        assert admin.ok("GET", f"/admin/v1/providers/{name}")["credentials"] == []
+        listed = admin.ok("GET", "/admin/v1/models", params={"limit": 1000})["data"]
+        assert [m["name"] for m in listed if m.get("provider") == name] == []

@@ -165,7 +165,13 @@ async def create_model(
                          timeouts=_timeouts(body.timeouts), drop_params=bool(body.drop_params),
                          info=_info(body.info), require_approval=bool(body.require_approval))
     _validate(record)
-    if not await store_of(request).create_model(record):
+    store = store_of(request)
+    # A stored provider must still be there as the model is written (a delete of it may be
+    # under way): the store checks, so no model is left pointing at a deleted provider.
+    if not await store.create_model(record, provider_stored=not routing.is_static_provider(body.provider)):
+        if await store.get_model(body.name) is None:
+            raise InvalidRequest(f"provider: no provider named '{body.provider}'", param="provider",
+                                 code="provider_not_found")
         raise Conflict(f"a model named '{body.name}' exists")
     public = stored_public(record)
     await audit.record(request, "model.create", "model", record.name, after=public)

@@ -418,8 +418,8 @@ async def create_provider(
     store = store_of(request)
     if not await store.create_provider(record):
         raise Conflict(f"a provider named '{body.name}' exists")
-    if cred is not None:
-        await store.add_credential(cred)
+    if cred is not None and not await store.add_credential(cred):
+        raise provider_missing(body.name)  # deleted the moment it was made
     public = stored_public(record, [cred] if cred else [])
     await audit.record(request, "provider.create", "provider", record.name, after=public)
     await routing.changed()
@@ -514,7 +514,8 @@ async def add_credential(
         validate_record(record, True)  # the key may clash with the user info, sent in Authorization
     cred = seal_credential(request, name, body.api_key, body.ref, body.label)
     store = store_of(request)
-    await store.add_credential(cred)
+    if not await store.add_credential(cred):  # the provider was deleted meanwhile
+        raise provider_missing(name)
     public = _credential_public(cred)
     await audit.record(request, "provider.credential.create", "provider_credential", cred.id,
                        after={**public, "provider": record.name})
