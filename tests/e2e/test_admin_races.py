@@ -191,29 +191,24 @@ def test_a_user_deleted_while_keys_are_issued_to_it_leaves_no_key_behind(gateway
 
 def test_a_rotation_racing_changes_of_the_key_rotates_it_as_changed(gateway: Gateway) -> None:
     """A PATCH landing between a rotation's read and its write is no reason to refuse the
-    rotation as "already rotated": it reads the key again and rotates it (409 key_changed only
-    if it keeps losing), and the successor carries the changes made before it."""
+    rotation as "already rotated": it reads the key again and rotates it. With fewer changes at
+    once than its tries, each can overtake it only once, so it always gets through; the
+    successor carries the changes made before it, and a change after it is refused."""
     admin = Admin(gateway.url)
     tenant = f"race-{uuid.uuid4().hex[:8]}"
     admin.ok("POST", "/admin/v1/tenants", {"id": tenant}, status=201)
-    rotated = 0
-    for _ in range(3):
+    for _ in range(5):
         key = admin.ok("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant}, status=201)["id"]
         path = f"/admin/v1/keys/{key}"
         answers = together([lambda path=path: admin.call("POST", path + "/rotate")]
-                           + [lambda path=path: admin.call("PATCH", path, {"tags": ["x"]})] * 6)
+                           + [lambda path=path, i=i: admin.call("PATCH", path, {"tags": [f"t{i}"]})
+                              for i in range(2)])
         rotation, changes = answers[0], answers[1:]
-        code = rotation.json().get("error", {}).get("code") if rotation.status_code != 201 else None
-        assert rotation.status_code == 201 or code == "key_changed", rotation.text
-        for r in changes:  # a change after the rotation is refused: the successor holds the settings
-            assert r.status_code == 200 or (r.status_code in (400, 409) and r.json()["error"]["code"] in (
-                "key_rotated", "key_changed")), r.text
-        if rotation.status_code == 201:
-            rotated += 1
-            successor = admin.ok("GET", f"/admin/v1/keys/{rotation.json()['id']}")
-            applied_before = admin.ok("GET", f"/admin/v1/keys/{key}")["tags"]
-            assert successor["tags"] == applied_before  # read from the key as it was when rotated
-    assert rotated >= 1
+        assert rotation.status_code == 201, rotation.text
+        for r in changes:  # after the rotation: the successor holds the settings
+            assert r.status_code == 200 or r.json()["error"]["code"] == "key_rotated", r.text
+        successor = admin.ok("GET", f"/admin/v1/keys/{rotation.json()['id']}")
+        assert successor["tags"] == admin.ok("GET", path)["tags"]  # the key as it was when rotated
 
 
 def _provider(admin: Admin, name: str, mock: Mock) -> None:
