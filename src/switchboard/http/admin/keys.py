@@ -236,6 +236,9 @@ class _Owner:
     user: str | None
     service_account: str | None
     role: str
+    # The owners read as records ("tenant", "team", "user"): the key is stored only while they
+    # still are. Others may have no record (an owner named by the platform admin, a token's).
+    records: frozenset[str] = frozenset()
 
 
 async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
@@ -255,8 +258,11 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         found = await stores.tenancy.find_user(named_id) if named_id else None
         team_found = await stores.tenancy.find_team(body.team) if body.team and not found else None
         tenant = found.tenant_id if found else team_found.tenant_id if team_found else tenant
-    if platform and await stores.tenancy.get_tenant(tenant) is None:
-        raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
+    records = set()
+    if platform:
+        if await stores.tenancy.get_tenant(tenant) is None:
+            raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
+        records.add("tenant")
     named, kind_code = body.user, "user_not_found"
     if body.service_account is not None:
         named, kind_code = body.service_account, "service_account_not_found"
@@ -275,8 +281,10 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         if team is not None and team != p.team_id:
             raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
         team = p.team_id
-    elif team is not None and not platform and await stores.tenancy.get_team(tenant, team) is None:
-        raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+    elif team is not None and not platform:
+        if await stores.tenancy.get_team(tenant, team) is None:
+            raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+        records.add("team")
 
     user: User | None = None
     if named is not None:
@@ -298,12 +306,13 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
             if body.role is not None:
                 raise denied(f"a key may not have a role above its owner's ('{user.role}')")
             role = user.role
+        checked = frozenset(records | {"user"})
         if user.kind == SERVICE_ACCOUNT:
-            return _Owner(tenant, team, None, user.id, role)
-        return _Owner(tenant, team, user.id, None, role)
+            return _Owner(tenant, team, None, user.id, role, checked)
+        return _Owner(tenant, team, user.id, None, role, checked)
     if body.service_account is not None and named == body.service_account:
-        return _Owner(tenant, team, None, named, role)
-    return _Owner(tenant, team, named, None, role)
+        return _Owner(tenant, team, None, named, role, frozenset(records))
+    return _Owner(tenant, team, named, None, role, frozenset(records))
 
 
 @router.post("", status_code=201, summary="Issue a key (the key is shown once, in this answer)")
@@ -345,7 +354,10 @@ async def create_key(
         mcp_tools=mcp_tools,
         checked=True,
     )
-    await stores.keys.put(record)
+    # Stored only while its owners are (a delete of one may be under way): the store checks.
+    if not await stores.keys.issue(record, owner.records):
+        raise NotFound("the key's tenant, team, user or service account was deleted meanwhile",
+                       code="owner_not_found")
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere
     await audit.record(request, "key.create", "api_key", record.id, after=public(record),
                        tenant=record.tenant_id)

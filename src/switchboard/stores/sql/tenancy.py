@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import Team, Tenant, User, UserQuery
 from switchboard.stores.protocols.clock import utcnow
@@ -72,6 +72,7 @@ class SqlTenancyStore:
 
     async def _delete(self, table: sa.Table, *where: Any) -> bool:
         async with self._engine.begin() as conn:
+            await _lock(conn, table, *where)
             return bool((await conn.execute(sa.delete(table).where(*where))).rowcount)
 
     @staticmethod
@@ -110,6 +111,7 @@ class SqlTenancyStore:
         # The id is retired in the same transaction.
         delete = sa.delete(tenants).where(tenants.c.id == tenant_id, *_no_members(tenant_id))
         async with self._engine.begin() as conn:
+            await _lock(conn, tenants, tenants.c.id == tenant_id, *_no_members(tenant_id))
             if not (await conn.execute(delete)).rowcount:
                 return False
             retire = sa.insert(retired_tenants).values(id=tenant_id, deleted_at=to_db(utcnow()))
@@ -200,6 +202,16 @@ class SqlTenancyStore:
                        sa.or_(api_keys.c.user_id == user_id, api_keys.c.service_account_id == user_id))
         return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id,
                                   ~sa.exists().where(held))
+
+
+async def _lock(conn: AsyncConnection, table: sa.Table, *where: Any) -> None:
+    """PostgreSQL: lock the row to be deleted before the delete checks it has no members. A
+    key being issued to it holds the row shared (SqlKeyStore.issue) until it commits, so the
+    delete, a statement of its own after this one, sees that key; without the lock it would
+    not (its snapshot predates the key) and would leave the key to an owner that is gone.
+    SQLite runs one writer at a time and needs no lock."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(table.c.id).where(*where).with_for_update())
 
 
 def _no_members(tenant_id: str, team_id: str | None = None) -> list[sa.ColumnElement[bool]]:
