@@ -42,6 +42,14 @@ async def test_providers_credentials_and_models_round_trip(backend: Backend) -> 
     assert await store.delete_provider("acme") == "missing"
     assert await store.credentials("acme") == [] and await store.get_provider("acme") is None
     assert not await store.update_provider(ProviderRecord(name="acme", type="openai"))
+    # Nothing is written for a provider that is not stored: a credential, a model naming it as
+    # a stored provider; a provider of the configuration file is not in the table.
+    assert not await store.add_credential(CredentialRecord(id="cred_c", provider="acme", mask="…"))
+    assert not await store.create_model(ModelRecord(name="m2", provider="acme", model="x"),
+                                        provider_stored=True)
+    assert await store.credentials("acme") == [] and await store.get_model("m2") is None
+    assert await store.create_model(ModelRecord(name="m3", provider="from-yaml", model="x"))
+    assert await store.delete_model("m3")
 
 
 async def test_server_secrets_first_writer_wins_and_reseal_rewrites_what_changed(backend: Backend) -> None:

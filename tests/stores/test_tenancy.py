@@ -127,6 +127,38 @@ async def test_users_and_service_accounts_filtered_paged_and_scoped(backend: Bac
     assert await store.get_user("acme", "user_ada") is None
 
 
+async def test_a_user_holding_an_enabled_key_is_not_deleted(backend: Backend) -> None:
+    """As for a team: the delete itself checks, so a key issued after the admin API counted the
+    user's keys keeps the user (as its user or as its service account)."""
+    store, keys = backend.stores.tenancy, backend.stores.keys
+    await store.create_user(User("user_kim", "hooli", role="developer"))
+    await store.create_user(User("sa_kim", "hooli", role="developer", kind="service_account"))
+    await keys.put(KeyRecord("key_kim", "hash-kim", "sk-sb-kim", "hooli", user_id="user_kim"))
+    await keys.put(KeyRecord("key_sa_kim", "hash-sa-kim", "sk-sb-sak", "hooli", service_account_id="sa_kim"))
+    assert not await store.delete_user("hooli", "user_kim")
+    assert not await store.delete_user("hooli", "sa_kim")
+    assert await keys.disable("hooli", "key_kim") and await keys.disable("hooli", "key_sa_kim")
+    assert await store.delete_user("hooli", "user_kim") and await store.delete_user("hooli", "sa_kim")
+    assert await store.get_user("hooli", "user_kim") is None
+
+
+async def test_a_key_is_issued_only_while_its_owners_exist(backend: Backend) -> None:
+    """issue() checks the owners as it writes: a key named for a tenant, team or user that is
+    gone is not stored (a delete racing it cannot leave it live for nobody)."""
+    store, keys = backend.stores.tenancy, backend.stores.keys
+    await store.create_tenant(Tenant("umbrella"))
+    await store.create_team(Team("team_u", "umbrella"))
+    await store.create_user(User("user_u", "umbrella", role="developer", team_id="team_u"))
+    owned = KeyRecord("key_u", "hash-u", "sk-sb-u", "umbrella", team_id="team_u", user_id="user_u")
+    for gone in (replace(owned, tenant_id="nowhere"), replace(owned, team_id="team_gone"),
+                 replace(owned, user_id="user_gone"), replace(owned, service_account_id="sa_gone")):
+        assert not await keys.issue(gone)
+        assert await keys.get(gone.tenant_id, "key_u") is None
+    assert await keys.issue(owned)
+    assert await keys.get("umbrella", "key_u") is not None
+    assert not await store.delete_user("umbrella", "user_u")  # the key keeps it
+
+
 async def test_keys_carry_tags_and_a_service_account_owner(backend: Backend) -> None:
     keys = backend.stores.keys
     record = KeyRecord(id="key_sa", key_hash="h-sa", prefix="sk-sb-sa", tenant_id="acme", team_id="team_a",

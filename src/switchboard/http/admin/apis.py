@@ -26,7 +26,14 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, PROSE, AdminBody
-from switchboard.http.admin.scoping import Ident, TenantQuery, UtcTime, named_team_exists, tenant_in_reach
+from switchboard.http.admin.scoping import (
+    CHANGE_ATTEMPTS,
+    Ident,
+    TenantQuery,
+    UtcTime,
+    named_team_exists,
+    tenant_in_reach,
+)
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.stores import Stores
 from switchboard.stores.protocols import ApiExists, ApiRecord, ApiStore, utcnow
@@ -223,19 +230,8 @@ async def get_api(
     return public(await _visible(request, access, name, tenant))
 
 
-@router.patch("/{name}", summary="Move an API along its lifecycle, re-point it, split it",
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": ApiUpdate.model_json_schema()}}}})
-async def update_api(
-    name: str, request: Request, raw: Annotated[dict[str, Any], Body()],
-    access: Annotated[Access, Depends(allow("api", "update"))],
-    tenant: TenantQuery = None,
-) -> dict[str, Any]:
-    before = await _visible(request, access, name, tenant)  # another tenant's or team's: 404 first
-    try:
-        body = ApiUpdate.model_validate(raw)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
+def _changes(before: ApiRecord, body: ApiUpdate) -> dict[str, Any]:
+    """The fields the body changes on the API as it is now (its status moves checked)."""
     given = body.model_fields_set
     changes: dict[str, Any] = {}
     if body.status is not None and body.status != before.status:
@@ -263,11 +259,40 @@ async def update_api(
         changes["sessions"] = body.sessions.model_dump() if body.sessions is not None else None
     if before.status == "retired" and changes:
         raise Conflict("a retired API cannot change", param="status", code="invalid_transition")
-    after = replace(before, **changes)
-    if "version" in changes or "split" in changes:
-        await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,
-                            body.split if "split" in changes else None)
-    stored = await _apis(request).update(after)
+    return changes
+
+
+@router.patch("/{name}", summary="Move an API along its lifecycle, re-point it, split it",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": ApiUpdate.model_json_schema()}}}})
+async def update_api(
+    name: str, request: Request, raw: Annotated[dict[str, Any], Body()],
+    access: Annotated[Access, Depends(allow("api", "update"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    before = await _visible(request, access, name, tenant)  # another tenant's or team's: 404 first
+    try:
+        body = ApiUpdate.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    for attempt in range(CHANGE_ATTEMPTS):
+        if attempt:
+            before = await _visible(request, access, name, tenant)
+        changes = _changes(before, body)
+        after = replace(before, **changes)
+        if "version" in changes or "split" in changes:
+            await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,
+                                body.split if "split" in changes else None)
+        try:
+            # Written only while the API is still the version read: a change another admin
+            # made meanwhile (a retirement, say) is read and checked again, never undone.
+            stored = await _apis(request).update(after, before.updated_at)
+            break
+        except KeyError:
+            continue
+    else:
+        raise Conflict(f"the API '{name}' kept changing while it was being updated: try again",
+                       code="api_changed")
     await publish_change(_stores(request).feed, stored.tenant_id, stored.name)  # every instance's cache
     action = f"api.{changes['status']}" if "status" in changes else "api.update"
     await audit.record(request, action, "api", stored.name, before=public(before), after=public(stored),

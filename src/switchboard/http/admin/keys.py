@@ -37,14 +37,14 @@ from switchboard.access import tool_rules
 from switchboard.access.roles import DEFAULT_KEY_ROLE, RANK, ROLES, Reach, may_grant
 from switchboard.access.rules import within
 from switchboard.config.mcp import McpToolRule
-from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.query import Limit, TrueOrFalse, query_params
-from switchboard.http.admin.scoping import Regions, TenantQuery, UtcTime, tenant_in_reach
+from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, Regions, TenantQuery, UtcTime, tenant_in_reach
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
 from switchboard.stores.protocols.access import ROTATED_TO
@@ -236,6 +236,9 @@ class _Owner:
     user: str | None
     service_account: str | None
     role: str
+    # The owners read as records ("tenant", "team", "user"): the key is stored only while they
+    # still are. Others may have no record (an owner named by the platform admin, a token's).
+    records: frozenset[str] = frozenset()
 
 
 async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
@@ -255,8 +258,11 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         found = await stores.tenancy.find_user(named_id) if named_id else None
         team_found = await stores.tenancy.find_team(body.team) if body.team and not found else None
         tenant = found.tenant_id if found else team_found.tenant_id if team_found else tenant
-    if platform and await stores.tenancy.get_tenant(tenant) is None:
-        raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
+    records = set()
+    if platform:
+        if await stores.tenancy.get_tenant(tenant) is None:
+            raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
+        records.add("tenant")
     named, kind_code = body.user, "user_not_found"
     if body.service_account is not None:
         named, kind_code = body.service_account, "service_account_not_found"
@@ -275,8 +281,10 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         if team is not None and team != p.team_id:
             raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
         team = p.team_id
-    elif team is not None and not platform and await stores.tenancy.get_team(tenant, team) is None:
-        raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+    elif team is not None and not platform:
+        if await stores.tenancy.get_team(tenant, team) is None:
+            raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
+        records.add("team")
 
     user: User | None = None
     if named is not None:
@@ -298,12 +306,13 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
             if body.role is not None:
                 raise denied(f"a key may not have a role above its owner's ('{user.role}')")
             role = user.role
+        checked = frozenset(records | {"user"})
         if user.kind == SERVICE_ACCOUNT:
-            return _Owner(tenant, team, None, user.id, role)
-        return _Owner(tenant, team, user.id, None, role)
+            return _Owner(tenant, team, None, user.id, role, checked)
+        return _Owner(tenant, team, user.id, None, role, checked)
     if body.service_account is not None and named == body.service_account:
-        return _Owner(tenant, team, None, named, role)
-    return _Owner(tenant, team, named, None, role)
+        return _Owner(tenant, team, None, named, role, frozenset(records))
+    return _Owner(tenant, team, named, None, role, frozenset(records))
 
 
 @router.post("", status_code=201, summary="Issue a key (the key is shown once, in this answer)")
@@ -345,7 +354,10 @@ async def create_key(
         mcp_tools=mcp_tools,
         checked=True,
     )
-    await stores.keys.put(record)
+    # Stored only while its owners are (a delete of one may be under way): the store checks.
+    if not await stores.keys.issue(record, owner.records):
+        raise NotFound("the key's tenant, team, user or service account was deleted meanwhile",
+                       code="owner_not_found")
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere
     await audit.record(request, "key.create", "api_key", record.id, after=public(record),
                        tenant=record.tenant_id)
@@ -375,23 +387,11 @@ def _rotatable(old: KeyRecord, now: datetime) -> None:
         raise InvalidRequest("an expired key cannot be rotated", code="key_expired")
 
 
-@router.post("/{key_id}/rotate", status_code=201, summary="Replace a key after a grace period")
-async def rotate_key(
-    key_id: str,
-    request: Request,
-    access: Annotated[Access, Depends(allow("key", "rotate"))],
-    body: Annotated[KeyRotate | None, Body()] = None
-) -> JSONResponse:
+def _successor(request: Request, access: Access, old: KeyRecord, now: datetime, grace: timedelta
+               ) -> tuple[str, KeyRecord, KeyRecord]:
+    """A rotation's new key (its secret and record) and the old key as retired by it."""
     services = request.app.state.services
-    if services.hashing is None:
-        raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
-    principal = access.principal
-    store = stores_of(request).keys
-    old = await key_in_reach(access, stores_of(request), key_id)
-    outranks(access, old)
-    now = datetime.now(UTC)
-    _rotatable(old, now)
-    grace_end = now + timedelta(seconds=(body or KeyRotate()).grace_seconds)
+    grace_end = now + grace
     key = keyfmt.new_key(services.hashing)
     new = replace(
         old,
@@ -399,7 +399,7 @@ async def rotate_key(
         key_hash=keyfmt.key_hash(key, services.hashing),
         prefix=keyfmt.prefix_of(key),
         created_at=now,
-        created_by=principal.id,
+        created_by=access.principal.id,
         last_used_at=None,
         metadata={**old.metadata, ROTATED_FROM: old.id},
         lineage_id=old.lineage,  # its budgets, spend and limits carry on
@@ -413,12 +413,34 @@ async def rotate_key(
         metadata={**old.metadata, ROTATED_TO: new.id},
         updated_at=now,
     )
-    assert retired.expires_at is not None
-    if not await store.rotate(old, new, retired.expires_at):
-        # A revoke or another rotation landed since the read: say which, as for a key read so.
-        now_stored = await store.get(old.tenant_id, old.id)
-        _rotatable(now_stored or replace(old, enabled=False), now)
-        raise InvalidRequest("the key changed while it was being rotated: try again", code="key_rotated")
+    return key, new, retired
+
+
+@router.post("/{key_id}/rotate", status_code=201, summary="Replace a key after a grace period")
+async def rotate_key(
+    key_id: str,
+    request: Request,
+    access: Annotated[Access, Depends(allow("key", "rotate"))],
+    body: Annotated[KeyRotate | None, Body()] = None
+) -> JSONResponse:
+    services = request.app.state.services
+    if services.hashing is None:
+        raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
+    store = stores_of(request).keys
+    grace = timedelta(seconds=(body or KeyRotate()).grace_seconds)
+    for _ in range(CHANGE_ATTEMPTS):
+        # Read (again, after a lost compare-and-set): a revoke or rotation that landed meanwhile
+        # is refused as for a key read so; a PATCH that did is no reason to refuse.
+        old = await key_in_reach(access, stores_of(request), key_id)
+        outranks(access, old)
+        now = datetime.now(UTC)
+        _rotatable(old, now)
+        key, new, retired = _successor(request, access, old, now, grace)
+        assert retired.expires_at is not None
+        if await store.rotate(old, new, retired.expires_at):
+            break
+    else:
+        raise Conflict("the key kept changing while it was being rotated: try again", code="key_changed")
     await services.key_cache().changed(old.key_hash)
     await services.key_cache().changed(new.key_hash)
     await audit.record(request, "key.rotate", "api_key", old.id, before=public(old), after=public(retired),

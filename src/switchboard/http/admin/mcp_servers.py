@@ -49,7 +49,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.providers import headers_changed, routing_of
 from switchboard.http.admin.query import Limit
-from switchboard.http.admin.scoping import tenant_in_reach
+from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import Opened, clear_settings, seal, to_config, unseal, url_is_sealed
 from switchboard.stores.feedcache import ALL, publish
@@ -422,15 +422,11 @@ async def create_server(
     return JSONResponse(public, status_code=201)
 
 
-@router.patch("/{name}", summary="Change a stored MCP server")
-async def update_server(
-    name: str, body: ServerUpdate, request: Request,
-    access: Annotated[Access, Depends(allow("mcp_server", "update"))],
-    tenant: TenantQuery = None,
-) -> dict[str, Any]:
-    _check(body)
-    old = await _visible(request, access, name, tenant)
-    _may_change(access, old)
+def _patched(request: Request, access: Access, old: McpServerRecord, body: ServerUpdate
+             ) -> tuple[McpServerRecord, Opened, Opened, McpServerConfig | None]:
+    """The server with the body's changes applied and sealed, checked as a registration is; its
+    sealed values before and after, and the server as its users' tokens were issued (to revoke
+    them)."""
     given = body.model_fields_set
     if "url" in given and body.url is None:
         raise InvalidRequest("url: an MCP server needs a url", param="url", code="invalid_value")
@@ -471,14 +467,34 @@ async def update_server(
                   by_platform_admin=by_platform_admin)
     opened = Opened(headers, client_secret, url)
     _validated(new, opened)
-    new = replace(new, sealed=seal(_keyring(request), old.id, opened))
-    if not await store_of(request).update_server(new):
-        raise _missing(name)
-    before, after = stored_public(old, _has_secret(old)), stored_public(new, client_secret is not None)
+    return replace(new, sealed=seal(_keyring(request), old.id, opened)), was, opened, issuer
+
+
+@router.patch("/{name}", summary="Change a stored MCP server")
+async def update_server(
+    name: str, body: ServerUpdate, request: Request,
+    access: Annotated[Access, Depends(allow("mcp_server", "update"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    _check(body)
+    for _ in range(CHANGE_ATTEMPTS):
+        old = await _visible(request, access, name, tenant)
+        _may_change(access, old)
+        new, was, opened, issuer = _patched(request, access, old, body)
+        # Written only while the server is still the version read: a change another admin made
+        # meanwhile is read and kept, not overwritten with what this one read.
+        if await store_of(request).update_server(new, old.updated_at):
+            break
+    else:
+        raise Conflict(f"the MCP server '{name}' kept changing while it was being updated: try again",
+                       code="mcp_server_changed")
+    before = stored_public(old, _has_secret(old))
+    after = stored_public(new, opened.client_secret is not None)
     await audit.record(request, "mcp_server.update", "mcp_server", old.id, before=before,
                        after={**after, **_secrets_changed(was, opened)}, tenant=old.tenant_id)
     uses_oauth = bool(old.config.get("oauth") or new.config.get("oauth"))
-    before_audience, after_audience = _token_audience(old.config, was.url), _token_audience(config, url)
+    before_audience = _token_audience(old.config, was.url)
+    after_audience = _token_audience(new.config, opened.url)
     if uses_oauth and before_audience != after_audience:
         await _forget_tokens(request, old, before_audience[0] != after_audience[0], issuer)
     await _changed(request, old.tenant_id)

@@ -26,6 +26,7 @@ from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
 from switchboard.http.admin.query import Limit
+from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
 from switchboard.routing.live import model_config
 from switchboard.stores.protocols import ModelRecord, utcnow
 
@@ -167,7 +168,13 @@ async def create_model(
                          timeouts=_timeouts(body.timeouts), drop_params=bool(body.drop_params),
                          info=_info(body.info), require_approval=bool(body.require_approval))
     _validate(record)
-    if not await store_of(request).create_model(record):
+    store = store_of(request)
+    # A stored provider must still be there as the model is written (a delete of it may be
+    # under way): the store checks, so no model is left pointing at a deleted provider.
+    if not await store.create_model(record, provider_stored=not routing.is_static_provider(body.provider)):
+        if await store.get_model(body.name) is None:
+            raise InvalidRequest(f"provider: no provider named '{body.provider}'", param="provider",
+                                 code="provider_not_found")
         raise Conflict(f"a model named '{body.name}' exists")
     public = stored_public(record)
     await audit.record(request, "model.create", "model", record.name, after=public)
@@ -200,16 +207,11 @@ async def _stored(request: Request, name: str) -> ModelRecord:
     return record
 
 
-@router.patch("/{name:path}", summary="Change a stored model")
-async def update_model(
-    name: str, body: ModelUpdate, request: Request,
-    access: Annotated[Access, Depends(allow("model", "update"))],
-) -> dict[str, Any]:
-    old = await _stored(request, name)
+def _updated(old: ModelRecord, body: ModelUpdate) -> ModelRecord:
+    """The model with the body's fields applied."""
     given = body.model_fields_set
     changes: dict[str, Any] = {"updated_at": utcnow()}
     if "provider" in given and body.provider is not None:
-        await _check_provider(request, body.provider)
         changes["provider"] = body.provider
     if "model" in given and body.model is not None:
         changes["model"] = body.model
@@ -220,10 +222,27 @@ async def update_model(
     for flag in ("drop_params", "require_approval"):
         if flag in given:
             changes[flag] = bool(getattr(body, flag))
-    new = replace(old, **changes)
-    _validate(new)
-    if not await store_of(request).update_model(new):
-        raise _missing(name)
+    return replace(old, **changes)
+
+
+@router.patch("/{name:path}", summary="Change a stored model")
+async def update_model(
+    name: str, body: ModelUpdate, request: Request,
+    access: Annotated[Access, Depends(allow("model", "update"))],
+) -> dict[str, Any]:
+    for _ in range(CHANGE_ATTEMPTS):
+        old = await _stored(request, name)
+        if "provider" in body.model_fields_set and body.provider is not None:
+            await _check_provider(request, body.provider)
+        new = _updated(old, body)
+        _validate(new)
+        # Written only while the model is still the version read: another admin's change made
+        # meanwhile is read and kept, not overwritten with what this one read.
+        if await store_of(request).update_model(new, old.updated_at):
+            break
+    else:
+        raise Conflict(f"the model '{name}' kept changing while it was being updated: try again",
+                       code="model_changed")
     after = stored_public(new)
     await audit.record(request, "model.update", "model", name, before=stored_public(old), after=after)
     await routing_of(request).changed()

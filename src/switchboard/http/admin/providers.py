@@ -43,6 +43,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.query import Limit
+from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
 from switchboard.observability.logs import redact_target
 from switchboard.providers import registry
 from switchboard.providers.target import Target
@@ -419,8 +420,8 @@ async def create_provider(
     store = store_of(request)
     if not await store.create_provider(record):
         raise Conflict(f"a provider named '{body.name}' exists")
-    if cred is not None:
-        await store.add_credential(cred)
+    if cred is not None and not await store.add_credential(cred):
+        raise provider_missing(body.name)  # deleted the moment it was made
     public = stored_public(record, [cred] if cred else [])
     await audit.record(request, "provider.create", "provider", record.name, after=public)
     await routing.changed()
@@ -442,13 +443,8 @@ async def get_provider(
     return stored_public(record, await store.credentials(name))
 
 
-@router.patch("/{name}", summary="Change a stored provider")
-async def update_provider(
-    name: str, body: ProviderUpdate, request: Request,
-    access: Annotated[Access, Depends(allow("provider", "update"))],
-) -> dict[str, Any]:
-    _check_fields(body)
-    old = await stored_or_404(request, name)
+def _updated(old: ProviderRecord, body: ProviderUpdate) -> ProviderRecord:
+    """The provider with the body's fields applied."""
     given = body.model_fields_set
     changes: dict[str, Any] = {"updated_at": utcnow()}
     for field in ("api_base", "options", "headers", "max_connections", "rpm", "tpm"):
@@ -458,14 +454,30 @@ async def update_provider(
         changes["timeouts"] = _timeouts(body.timeouts)
     if "allow_caller_credentials" in given:
         changes["allow_caller_credentials"] = bool(body.allow_caller_credentials)
-    new = replace(old, **changes)
+    return replace(old, **changes)
+
+
+@router.patch("/{name}", summary="Change a stored provider")
+async def update_provider(
+    name: str, body: ProviderUpdate, request: Request,
+    access: Annotated[Access, Depends(allow("provider", "update"))],
+) -> dict[str, Any]:
+    _check_fields(body)
     store = store_of(request)
-    creds = await store.credentials(name)
-    validate_record(new, bool(creds))
-    if "options" in given:  # options stored before this check are left as they are
-        check_option_types(new.type, new.options)
-    if not await store.update_provider(new):
-        raise provider_missing(name)
+    for _ in range(CHANGE_ATTEMPTS):
+        old = await stored_or_404(request, name)
+        new = _updated(old, body)
+        creds = await store.credentials(name)
+        validate_record(new, bool(creds))
+        if "options" in body.model_fields_set:  # options stored before this check are left as they are
+            check_option_types(new.type, new.options)
+        # Written only while the provider is still the version read: another admin's change
+        # made meanwhile is read and kept, not overwritten with what this one read.
+        if await store.update_provider(new, old.updated_at):
+            break
+    else:
+        raise Conflict("the provider kept changing while it was being updated: try again",
+                       code="provider_changed")
     before, after = stored_public(old, creds), stored_public(new, creds)
     changed = headers_changed(old.headers, new.headers)
     await audit.record(request, "provider.update", "provider", name, before=before,
@@ -504,7 +516,8 @@ async def add_credential(
         validate_record(record, True)  # the key may clash with the user info, sent in Authorization
     cred = seal_credential(request, name, body.api_key, body.ref, body.label)
     store = store_of(request)
-    await store.add_credential(cred)
+    if not await store.add_credential(cred):  # the provider was deleted meanwhile
+        raise provider_missing(name)
     public = _credential_public(cred)
     await audit.record(request, "provider.credential.create", "provider_credential", cred.id,
                        after={**public, "provider": record.name})

@@ -25,6 +25,11 @@ Region = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r
 Regions = Annotated[list[Region], Field(max_length=100)]
 
 
+# A PATCH whose write lost a compare-and-set (the record changed since it was read) is read,
+# checked and tried again this many times in all before it answers 409.
+CHANGE_ATTEMPTS = 3
+
+
 def regions_of(value: list[str] | None) -> list[str] | None:
     """A policy as stored: sorted, each region once; None stays None (anywhere)."""
     return None if value is None else sorted(set(value))

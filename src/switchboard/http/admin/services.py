@@ -30,7 +30,7 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
-from switchboard.http.admin.scoping import tenant_in_reach
+from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, tenant_in_reach
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.services.table import Service, ServiceTable, header_aad
 from switchboard.stores.protocols import ServiceExists, ServiceRecord, ServiceStore, utcnow
@@ -230,19 +230,13 @@ async def get_service(
     return _of_record(record)
 
 
-@router.patch("/{name}", summary="Change a stored service")
-async def update_service(
-    name: str,
-    body: ServicePatch,
-    request: Request,
-    access: Annotated[Access, Depends(allow("service", "update"))],
-    tenant: TenantQuery = None,
-) -> dict[str, Any]:
-    record = await _stored(request, access, name, tenant)
+async def _patched(request: Request, access: Access, record: ServiceRecord, body: ServicePatch
+                   ) -> ServiceRecord:
+    """The service with the body's changes applied, checked as a registration is."""
+    name = record.name
     if body.name is not None and body.name != name:
         raise InvalidRequest("name: a service cannot be renamed; register it under the new name",
                              param="name", code="invalid_value")
-    before = _of_record(record)
     changes = {k: getattr(body, k) for k in body.model_fields_set if k not in ("headers", "name")}
     spec = {**record.spec,
             **{k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in changes.items()}}
@@ -267,13 +261,31 @@ async def update_service(
             del headers[existing]
         if value is not None:
             headers.update(_sealed(request, record.tenant_id, name, {header: value.get_secret_value()}))
-    updated = ServiceRecord(tenant_id=record.tenant_id, name=name, spec=_spec(settings), headers=headers,
-                            created_by=record.created_by, created_at=record.created_at, updated_at=utcnow(),
-                            by_platform_admin=by_platform_admin)
-    if await _store(request).update(updated) is None:
-        raise NotFound(f"no service '{name}'", code="service_not_found")
+    return ServiceRecord(tenant_id=record.tenant_id, name=name, spec=_spec(settings), headers=headers,
+                         created_by=record.created_by, created_at=record.created_at, updated_at=utcnow(),
+                         by_platform_admin=by_platform_admin)
+
+
+@router.patch("/{name}", summary="Change a stored service")
+async def update_service(
+    name: str,
+    body: ServicePatch,
+    request: Request,
+    access: Annotated[Access, Depends(allow("service", "update"))],
+    tenant: TenantQuery = None,
+) -> dict[str, Any]:
+    for _ in range(CHANGE_ATTEMPTS):
+        record = await _stored(request, access, name, tenant)
+        updated = await _patched(request, access, record, body)
+        # Written only while the service is still the version read: a change another admin made
+        # meanwhile is read and kept, not overwritten with what this one read.
+        if await _store(request).update(updated, record.updated_at) is not None:
+            break
+    else:
+        raise Conflict(f"the service '{name}' kept changing while it was being updated: try again",
+                       code="service_changed")
     await _table(request).changed(record.tenant_id, name)
-    after = _of_record(updated)
+    before, after = _of_record(record), _of_record(updated)
     await audit.record(request, "service.update", "service", name, before=before, after=after,
                        tenant=record.tenant_id)
     return after

@@ -12,7 +12,7 @@ from pydantic import ConfigDict, field_validator
 from switchboard.access.cache import ALL
 from switchboard.access.roles import Reach
 from switchboard.config.mcp import McpToolRule
-from switchboard.errors import PermissionDenied
+from switchboard.errors import NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
@@ -139,8 +139,10 @@ async def update_team(
             raise PermissionDenied("a team's MCP tool permissions are set by its tenant's admins",
                                    code="permission_denied")
         changes["mcp_tools"] = None if body.mcp_tools is None else body.mcp_tools.model_dump()
-    after = replace(before, **changes)
-    await stores.tenancy.update_team(after)
+    # Only the fields given are written: an admin changing another field meanwhile keeps it.
+    after = await stores.tenancy.update_team(replace(before, **changes), changes)
+    if after is None:  # deleted since it was read
+        raise NotFound(f"no team '{team_id[:64]}'", code="team_not_found")
     if after.allowed_regions != before.allowed_regions or after.mcp_tools != before.mcp_tools:
         await request.app.state.services.key_cache().changed(ALL)  # keys hold the policy
     await audit.record(request, "team.update", "team", team_id, before=public(before), after=public(after),

@@ -118,8 +118,11 @@ async def update_tenant(
             raise PermissionDenied("only the platform admin sets a tenant's allowed regions",
                                    code="permission_denied")
         changes["allowed_regions"] = regions_of(body.allowed_regions)
-    after = replace(before, **changes)
-    await stores.tenancy.update_tenant(after)
+    # Only the fields given are written: an admin changing another field meanwhile keeps it.
+    stored = await stores.tenancy.update_tenant(replace(before, **changes), changes)
+    if stored is None:  # deleted since it was read
+        raise NotFound(f"no tenant '{tenant_id[:64]}'", code="tenant_not_found")
+    after = stored
     if after.allowed_regions != before.allowed_regions:
         await request.app.state.services.key_cache().changed(ALL)  # keys hold the policy
     await audit.record(request, "tenant.update", "tenant", tenant_id, before=public(before),

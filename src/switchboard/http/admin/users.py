@@ -16,12 +16,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ConfigDict, field_validator
 
 from switchboard.access.roles import DEVELOPER, PLATFORM_ADMIN, RANK, ROLES, TEAM_ADMIN, Reach, may_grant
-from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
+from switchboard.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit, keys
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
+    CHANGE_ATTEMPTS,
     After,
     Email,
     Ident,
@@ -181,18 +182,27 @@ def make_router(kind: str) -> APIRouter:
         access: Annotated[Access, Depends(allow("user", "update"))],
     ) -> dict[str, Any]:
         stores = _stores(request)
-        before = await user_in_reach(access, stores, user_id, read_kind)
-        _may_grant(access, before.role)
-        changes = body.model_dump(exclude_unset=True)
-        if "role" in changes:
-            if body.role is None:
-                raise InvalidRequest("role: must be a role", param="role", code="invalid_value")
-            _may_grant(access, body.role)
-        if "team" in changes:
-            changes["team_id"] = await _team(access, stores, before.tenant_id, changes.pop("team"))
-        after = replace(before, **changes)
-        _check_team_role(after.role, after.team_id)
-        await stores.tenancy.update_user(after)
+        for _ in range(CHANGE_ATTEMPTS):
+            before = await user_in_reach(access, stores, user_id, read_kind)
+            _may_grant(access, before.role)
+            changes = body.model_dump(exclude_unset=True)
+            if "role" in changes:
+                if body.role is None:
+                    raise InvalidRequest("role: must be a role", param="role", code="invalid_value")
+                _may_grant(access, body.role)
+            if "team" in changes:
+                changes["team_id"] = await _team(access, stores, before.tenant_id, changes.pop("team"))
+            wanted = replace(before, **changes)
+            _check_team_role(wanted.role, wanted.team_id)
+            # Only the fields given are written, so a concurrent change of another field stays;
+            # the role and team, checked together, only while they are still the ones read.
+            stored = await stores.tenancy.update_user(wanted, changes, read=before)
+            if stored is not None:
+                after = stored
+                break
+        else:
+            raise Conflict(f"the {what} kept changing while it was being updated: try again",
+                           code="user_changed")
         await audit.record(request, f"{before.kind}.update", before.kind, user_id, before=public(before),
                            after=public(after), tenant=before.tenant_id)
         await _keys_follow(request, stores, before, after)
@@ -208,7 +218,10 @@ def make_router(kind: str) -> APIRouter:
         held = [k for k in await _keys_of(stores, user) if k.enabled]
         if held:
             raise conflict(f"the {what} still holds {len(held)} unrevoked key(s): revoke them first")
-        await stores.tenancy.delete_user(user.tenant_id, user.id)
+        if not await stores.tenancy.delete_user(user.tenant_id, user.id):  # checked again as it goes
+            if await stores.tenancy.get_user(user.tenant_id, user.id) is None:  # another delete was first
+                raise NotFound(f"no {what} '{user_id[:64]}'", code=f"{what.replace(' ', '_')}_not_found")
+            raise conflict(f"the {what} was given a key while it was being deleted: revoke it first")
         await audit.record(request, f"{user.kind}.delete", user.kind, user.id, before=public(user),
                            tenant=user.tenant_id)
         return {"id": user.id, "object": user.kind, "deleted": True}

@@ -199,6 +199,11 @@ class KeyStore(Protocol):
     async def put(self, record: KeyRecord) -> None:
         """Insert the key, or replace the record with the same id (within its tenant)."""
 
+    async def issue(self, record: KeyRecord, owners: Collection[str] = ("tenant", "team", "user")) -> bool:
+        """Insert a new key only while its ``owners`` (of "tenant", "team", "user": its tenant,
+        team, and user or service account, those it names) exist, checked as it is written;
+        False (nothing stored) when one does not."""
+
     async def get_by_hash(self, key_hash: str) -> KeyRecord | None:
         """The authentication lookup. Returns disabled and expired keys too: the caller decides."""
 

@@ -59,7 +59,10 @@ class McpStore(Protocol):
         the global ones only; ``every_tenant``: all of them. Ordered by name, then id."""
         ...
 
-    async def update_server(self, record: McpServerRecord) -> bool: ...
+    async def update_server(self, record: McpServerRecord, read: datetime | None = None) -> bool:
+        """False when there is no such server, or (given ``read``, the ``updated_at`` of the
+        record the change was made from) when it changed since: read it again and retry."""
+        ...
 
     async def delete_server(self, server_id: str) -> McpServerRecord | None:
         """Remove the server and every user's tokens for it; the removed record."""

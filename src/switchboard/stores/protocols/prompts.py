@@ -114,8 +114,10 @@ class ApiStore(Protocol):
 
     async def list_apis(self, tenant_id: str) -> list[ApiRecord]: ...
 
-    async def update(self, record: ApiRecord) -> ApiRecord:
-        """Replace the stored API of that (tenant, name) (``updated_at`` set now); KeyError if none."""
+    async def update(self, record: ApiRecord, read: datetime | None = None) -> ApiRecord:
+        """Replace the stored API of that (tenant, name) (``updated_at`` set now); KeyError if
+        none, or (given ``read``, the ``updated_at`` of the record the change was made from) if
+        it changed since: read it again and retry."""
         ...
 
 

@@ -75,8 +75,9 @@ class ProviderStore(Protocol):
     async def create_provider(self, record: ProviderRecord) -> bool:
         """False when a provider of that name exists."""
 
-    async def update_provider(self, record: ProviderRecord) -> bool:
-        """False when there is no such provider."""
+    async def update_provider(self, record: ProviderRecord, read: datetime | None = None) -> bool:
+        """False when there is no such provider, or (given ``read``, the ``updated_at`` of the
+        record the change was made from) when it changed since: read it again and retry."""
 
     async def delete_provider(self, name: str) -> str:
         """``deleted`` (with its credentials), ``missing``, or ``in_use`` (a stored model uses
@@ -85,16 +86,19 @@ class ProviderStore(Protocol):
     async def credentials(self, provider: str) -> list[CredentialRecord]:
         """Oldest first."""
 
-    async def add_credential(self, record: CredentialRecord) -> None: ...
+    async def add_credential(self, record: CredentialRecord) -> bool:
+        """False (nothing stored) when its provider is not stored, or was deleted meanwhile."""
 
     async def delete_credential(self, provider: str, credential_id: str) -> bool: ...
 
     async def get_model(self, name: str) -> ModelRecord | None: ...
 
-    async def create_model(self, record: ModelRecord) -> bool:
-        """False when a stored model of that name exists."""
+    async def create_model(self, record: ModelRecord, *, provider_stored: bool = False) -> bool:
+        """False when a stored model of that name exists, or (``provider_stored``: its provider
+        is a stored one) when that provider is not stored, or was deleted meanwhile."""
 
-    async def update_model(self, record: ModelRecord) -> bool: ...
+    async def update_model(self, record: ModelRecord, read: datetime | None = None) -> bool:
+        """As :meth:`update_provider`."""
 
     async def delete_model(self, name: str) -> bool: ...
 

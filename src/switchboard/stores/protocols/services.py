@@ -44,9 +44,10 @@ class ServiceStore(Protocol):
         """A tenant's services by name (None: every tenant's)."""
         ...
 
-    async def update(self, record: ServiceRecord) -> ServiceRecord | None:
+    async def update(self, record: ServiceRecord, read: datetime | None = None) -> ServiceRecord | None:
         """Replace the spec, headers and ``by_platform_admin`` of an existing service; None when
-        there is none."""
+        there is none, or (given ``read``, the ``updated_at`` of the record the change was made
+        from) when it changed since: read it again and retry."""
         ...
 
     async def delete(self, tenant_id: str, name: str) -> bool: ...

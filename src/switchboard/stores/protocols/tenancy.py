@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -75,7 +75,9 @@ class TenancyStore(Protocol):
 
     async def list_tenants(self, *, after: str | None = None, limit: int = 100) -> list[Tenant]: ...
 
-    async def update_tenant(self, tenant: Tenant) -> bool: ...
+    async def update_tenant(self, tenant: Tenant, fields: Collection[str] | None = None) -> Tenant | None:
+        """Write the tenant's ``fields`` (all its changeable ones when None), leaving the others
+        as they are now; the tenant as stored after it, None when there is no such tenant."""
 
     async def delete_tenant(self, tenant_id: str) -> bool:
         """Delete the tenant if it has no teams, users or enabled keys, checked by the delete
@@ -92,7 +94,8 @@ class TenancyStore(Protocol):
         self, tenant_id: str, *, after: str | None = None, limit: int = 100
     ) -> list[Team]: ...
 
-    async def update_team(self, team: Team) -> bool: ...
+    async def update_team(self, team: Team, fields: Collection[str] | None = None) -> Team | None:
+        """As :meth:`update_tenant`; None too when the team is another tenant's."""
 
     async def delete_team(self, tenant_id: str, team_id: str) -> bool:
         """Delete the team if it has no users or enabled keys (as :meth:`delete_tenant`)."""
@@ -109,6 +112,11 @@ class TenancyStore(Protocol):
 
     async def list_users(self, tenant_id: str, query: UserQuery) -> list[User]: ...
 
-    async def update_user(self, user: User) -> bool: ...
+    async def update_user(self, user: User, fields: Collection[str] | None = None, *,
+                          read: User | None = None) -> User | None:
+        """As :meth:`update_team`. With ``read``, written only while the user's role and team
+        are still ``read``'s (None otherwise, as when it is gone)."""
 
-    async def delete_user(self, tenant_id: str, user_id: str) -> bool: ...
+    async def delete_user(self, tenant_id: str, user_id: str) -> bool:
+        """Delete the user or service account if it holds no enabled key (as :meth:`delete_team`);
+        False when it is not there or holds one."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,13 +66,16 @@ class SqlApiStore:
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
-    async def update(self, record: ApiRecord) -> ApiRecord:
+    async def update(self, record: ApiRecord, read: datetime | None = None) -> ApiRecord:
         stored = replace(record, updated_at=utcnow())
         values = _values(stored)
         del values["tenant_id"], values["name"], values["created_at"], values["created_by"]
+        # Compare-and-set on updated_at (every write sets a new one): a change made from a
+        # version another change has overtaken (a retirement, say) is not written over it.
+        unchanged = [] if read is None else [t.c.updated_at == to_db(read)]
+        query = sa.update(t).where(t.c.tenant_id == record.tenant_id, t.c.name == record.name, *unchanged)
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                sa.update(t).where(t.c.tenant_id == record.tenant_id, t.c.name == record.name).values(values))
+            result = await conn.execute(query.values(values))
         if not result.rowcount:
             raise KeyError(record.name)
         return stored

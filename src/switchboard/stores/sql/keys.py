@@ -18,7 +18,7 @@ from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.sql.budgets import from_units, to_units
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import api_keys as t
-from switchboard.stores.sql.tables import teams, tenants
+from switchboard.stores.sql.tables import teams, tenants, users
 from switchboard.stores.sql.times import from_db, to_db
 
 
@@ -114,6 +114,10 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
 _NEXT = {"revision": t.c.revision + 1}
 
 
+class _OwnerGone(Exception):
+    """Rolls back a key issued to an owner that was deleted meanwhile."""
+
+
 class SqlKeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -135,6 +139,37 @@ class SqlKeyStore:
             raise ValueError(f"key hash of {record.id!r} is already another key's") from None
         if result.rowcount == 0:
             raise ValueError(f"key id {record.id!r} belongs to another tenant")
+
+    async def issue(self, record: KeyRecord, owners: Collection[str] = ("tenant", "team", "user")) -> bool:
+        """Insert a new key only while its ``owners`` exist (of "tenant", "team", "user": its
+        tenant, team, user or service account, where it names one); False, nothing stored, when
+        one does not. The row is written first, then each
+        owner's row read (a shared lock on PostgreSQL): a delete of the owner under way (it locks
+        the row for update first, stores/sql/tenancy.py) is waited for and then seen, and one
+        that comes after waits for this transaction and then sees the key, which keeps the owner.
+        SQLite runs one writer at a time: holding the write lock, the reads see every delete
+        committed before. So no key is left live for an owner that is gone."""
+        rows = []
+        if "tenant" in owners:
+            rows.append(sa.select(tenants.c.id).where(tenants.c.id == record.tenant_id))
+        if "team" in owners and record.team_id is not None:
+            rows.append(sa.select(teams.c.id).where(teams.c.id == record.team_id,
+                                                    teams.c.tenant_id == record.tenant_id))
+        for user_id in (record.user_id, record.service_account_id):
+            if "user" in owners and user_id is not None:
+                rows.append(sa.select(users.c.id).where(users.c.id == user_id,
+                                                        users.c.tenant_id == record.tenant_id))
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(sa.insert(t).values(_row(record)))
+                for row in rows:
+                    if (await conn.execute(row.with_for_update(read=True))).first() is None:
+                        raise _OwnerGone
+        except _OwnerGone:
+            return False
+        except IntegrityError:
+            raise ValueError(f"key {record.id!r} or its hash is already another key's") from None
+        return True
 
     async def get_by_hash(self, key_hash: str) -> KeyRecord | None:
         """The key, with ``effective_regions``: its tenant's, team's and own allowed regions."""

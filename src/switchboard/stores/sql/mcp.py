@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -106,12 +107,15 @@ class SqlMcpStore:
         async with self._engine.connect() as conn:
             return [_server(r) for r in await conn.execute(stmt)]
 
-    async def update_server(self, record: McpServerRecord) -> bool:
+    async def update_server(self, record: McpServerRecord, read: datetime | None = None) -> bool:
         row = _server_row(record)
         for fixed in ("id", "tenant_id", "name", "created_at", "created_by"):
             del row[fixed]
+        # Compare-and-set on updated_at (every write sets a new one): a change made from a
+        # version another change has overtaken is not written over it.
+        unchanged = [] if read is None else [st.c.updated_at == to_db(read)]
         async with self._engine.begin() as conn:
-            result = await conn.execute(sa.update(st).where(st.c.id == record.id).values(row))
+            result = await conn.execute(sa.update(st).where(st.c.id == record.id, *unchanged).values(row))
         return bool(result.rowcount)
 
     async def delete_server(self, server_id: str) -> McpServerRecord | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -100,6 +101,37 @@ def _model(row: sa.Row[Any]) -> ModelRecord:
     )
 
 
+def _unchanged(table: sa.Table, read: datetime | None) -> list[sa.ColumnElement[bool]]:
+    """Compare-and-set on ``updated_at``: the row is written only while it is still the version
+    read (every write sets a new ``updated_at``), so a PATCH never writes back a copy of the row
+    that another change has overtaken (PostgreSQL re-checks the WHERE once the row is free)."""
+    return [] if read is None else [table.c.updated_at == to_db(read)]
+
+
+class _ProviderGone(Exception):
+    """Rolls back a row written for a provider that was deleted meanwhile."""
+
+
+async def _under_provider(engine: AsyncEngine, insert: sa.Insert, provider: str) -> bool:
+    """Write a row that belongs to a stored provider (a credential, a model) only while the
+    provider exists; False (nothing written) when it does not. The row is written first, then
+    the provider's row is read (a shared lock on PostgreSQL): a delete of the provider that is
+    under way (it locks the row for update, delete_provider) is waited for and then seen, and one
+    that comes after waits for this transaction and then sees the row (a model keeps the
+    provider; a credential goes with it). SQLite runs one writer at a time: holding the write
+    lock, the read sees every delete committed before. Either way no row is left behind for a
+    deleted provider, to come back with a new provider of the same name."""
+    held = sa.select(pt.c.name).where(pt.c.name == provider).with_for_update(read=True)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert)
+            if (await conn.execute(held)).first() is None:
+                raise _ProviderGone
+    except _ProviderGone:
+        return False
+    return True
+
+
 class SqlProviderStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -127,11 +159,12 @@ class SqlProviderStore:
             return False
         return True
 
-    async def update_provider(self, record: ProviderRecord) -> bool:
+    async def update_provider(self, record: ProviderRecord, read: datetime | None = None) -> bool:
         row = _provider_row(record)
         del row["created_at"]
+        stmt = sa.update(pt).where(pt.c.name == record.name, *_unchanged(pt, read)).values(row)
         async with self._engine.begin() as conn:
-            result = await conn.execute(sa.update(pt).where(pt.c.name == record.name).values(row))
+            result = await conn.execute(stmt)
         return bool(result.rowcount)
 
     async def delete_provider(self, name: str) -> str:
@@ -139,12 +172,14 @@ class SqlProviderStore:
             if dialect_is_pg(conn.dialect.name):
                 # Serialise with a model being added for this provider meanwhile.
                 await conn.execute(sa.select(pt.c.name).where(pt.c.name == name).with_for_update())
-            used = (await conn.execute(sa.select(mt.c.name).where(mt.c.provider == name).limit(1))).first()
-            if used is not None:
-                return "in_use"
-            result = await conn.execute(sa.delete(pt).where(pt.c.name == name))
+            # Unused is checked by the delete itself: on SQLite a SELECT before it would run
+            # outside the write transaction (the driver begins one at the first write), and a
+            # model added in between would be left pointing at no provider.
+            unused = ~sa.exists().where(mt.c.provider == name)
+            result = await conn.execute(sa.delete(pt).where(pt.c.name == name, unused))
             if not result.rowcount:
-                return "missing"
+                found = await conn.execute(sa.select(pt.c.name).where(pt.c.name == name))
+                return "missing" if found.first() is None else "in_use"
             await conn.execute(sa.delete(ct).where(ct.c.provider == name))
         return "deleted"
 
@@ -153,19 +188,11 @@ class SqlProviderStore:
         async with self._engine.connect() as conn:
             return [_credential(r) for r in await conn.execute(stmt)]
 
-    async def add_credential(self, record: CredentialRecord) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.insert(ct).values(
-                    id=record.id,
-                    provider=record.provider,
-                    ciphertext=record.ciphertext,
-                    ref=record.ref,
-                    mask=record.mask,
-                    label=record.label,
-                    created_at=to_db(record.created_at),
-                )
-            )
+    async def add_credential(self, record: CredentialRecord) -> bool:
+        insert = sa.insert(ct).values(id=record.id, provider=record.provider, ciphertext=record.ciphertext,
+                                      ref=record.ref, mask=record.mask, label=record.label,
+                                      created_at=to_db(record.created_at))
+        return await _under_provider(self._engine, insert, record.provider)
 
     async def delete_credential(self, provider: str, credential_id: str) -> bool:
         stmt = sa.delete(ct).where(ct.c.provider == provider, ct.c.id == credential_id)
@@ -177,19 +204,23 @@ class SqlProviderStore:
             row = (await conn.execute(sa.select(mt).where(mt.c.name == name))).first()
         return None if row is None else _model(row)
 
-    async def create_model(self, record: ModelRecord) -> bool:
+    async def create_model(self, record: ModelRecord, *, provider_stored: bool = False) -> bool:
+        insert = sa.insert(mt).values(_model_row(record))
         try:
+            if provider_stored:
+                return await _under_provider(self._engine, insert, record.provider)
             async with self._engine.begin() as conn:
-                await conn.execute(sa.insert(mt).values(_model_row(record)))
+                await conn.execute(insert)
         except IntegrityError:
             return False
         return True
 
-    async def update_model(self, record: ModelRecord) -> bool:
+    async def update_model(self, record: ModelRecord, read: datetime | None = None) -> bool:
         row = _model_row(record)
         del row["created_at"]
+        stmt = sa.update(mt).where(mt.c.name == record.name, *_unchanged(mt, read)).values(row)
         async with self._engine.begin() as conn:
-            result = await conn.execute(sa.update(mt).where(mt.c.name == record.name).values(row))
+            result = await conn.execute(stmt)
         return bool(result.rowcount)
 
     async def delete_model(self, name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -59,8 +60,11 @@ class SqlServiceStore:
             rows = (await conn.execute(query)).fetchall()
         return [_record(r) for r in rows]
 
-    async def update(self, record: ServiceRecord) -> ServiceRecord | None:
-        query = (sa.update(t).where(t.c.tenant_id == record.tenant_id, t.c.name == record.name)
+    async def update(self, record: ServiceRecord, read: datetime | None = None) -> ServiceRecord | None:
+        # Compare-and-set on updated_at (every write sets a new one): a change made from a
+        # version another change has overtaken is not written over it.
+        unchanged = [] if read is None else [t.c.updated_at == to_db(read)]
+        query = (sa.update(t).where(t.c.tenant_id == record.tenant_id, t.c.name == record.name, *unchanged)
                  .values(spec=dict(record.spec), headers=dict(record.headers),
                          updated_at=to_db(record.updated_at), by_platform_admin=record.by_platform_admin))
         async with self._engine.begin() as conn:

@@ -6,18 +6,21 @@ and are for the platform admin only. Lists are ordered by id and paged by the la
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import Team, Tenant, User, UserQuery
 from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.protocols.tenancy import TenantIdRetired
 from switchboard.stores.sql.tables import api_keys, retired_tenants, teams, tenants, users
 from switchboard.stores.sql.times import from_db, to_db
+
+_FIXED = frozenset({"id", "tenant_id", "created_at", "created_by"})  # never changed by an update
 
 
 def _row(record: Tenant | Team | User) -> dict[str, Any]:
@@ -52,15 +55,24 @@ class SqlTenancyStore:
         async with self._engine.connect() as conn:
             return [_values(row) for row in await conn.execute(query)]
 
-    async def _update(self, table: sa.Table, record: Tenant | Team | User, *where: Any) -> bool:
+    async def _update(self, table: sa.Table, record: Tenant | Team | User, fields: Collection[str] | None,
+                      *where: Any) -> dict[str, Any] | None:
+        """Write only ``fields`` (every changeable column when None) and return the row as it
+        is now: two admins changing different fields at once both keep their change, where
+        writing the whole record read before would put back the other's old value."""
         row = _row(record)
-        changes = {k: v for k, v in row.items() if k not in ("id", "tenant_id", "created_at", "created_by")}
-        stmt = sa.update(table).where(table.c.id == record.id, *where).values(changes)
+        names = set(row) - _FIXED if fields is None else set(fields)
+        if names & _FIXED or names - set(row):
+            raise ValueError(f"not changeable: {sorted(names & _FIXED | (names - set(row)))}")
+        stmt = (sa.update(table).where(table.c.id == record.id, *where)
+                .values({name: row[name] for name in names}).returning(*table.c))
         async with self._engine.begin() as conn:
-            return bool((await conn.execute(stmt)).rowcount)
+            found = (await conn.execute(stmt)).first()
+        return None if found is None else _values(found)
 
     async def _delete(self, table: sa.Table, *where: Any) -> bool:
         async with self._engine.begin() as conn:
+            await _lock(conn, table, *where)
             return bool((await conn.execute(sa.delete(table).where(*where))).rowcount)
 
     @staticmethod
@@ -90,14 +102,16 @@ class SqlTenancyStore:
         query = self._page(sa.select(tenants), tenants, after, limit)
         return [Tenant(**found) for found in await self._many(query)]
 
-    async def update_tenant(self, tenant: Tenant) -> bool:
-        return await self._update(tenants, tenant)
+    async def update_tenant(self, tenant: Tenant, fields: Collection[str] | None = None) -> Tenant | None:
+        found = await self._update(tenants, tenant, fields)
+        return None if found is None else Tenant(**found)
 
     async def delete_tenant(self, tenant_id: str) -> bool:
         # Emptiness is checked by the delete itself: a team, user or key added meanwhile keeps it.
         # The id is retired in the same transaction.
         delete = sa.delete(tenants).where(tenants.c.id == tenant_id, *_no_members(tenant_id))
         async with self._engine.begin() as conn:
+            await _lock(conn, tenants, tenants.c.id == tenant_id, *_no_members(tenant_id))
             if not (await conn.execute(delete)).rowcount:
                 return False
             retire = sa.insert(retired_tenants).values(id=tenant_id, deleted_at=to_db(utcnow()))
@@ -121,8 +135,9 @@ class SqlTenancyStore:
         query = self._page(sa.select(teams).where(teams.c.tenant_id == tenant_id), teams, after, limit)
         return [Team(**found) for found in await self._many(query)]
 
-    async def update_team(self, team: Team) -> bool:
-        return await self._update(teams, team, teams.c.tenant_id == team.tenant_id)
+    async def update_team(self, team: Team, fields: Collection[str] | None = None) -> Team | None:
+        found = await self._update(teams, team, fields, teams.c.tenant_id == team.tenant_id)
+        return None if found is None else Team(**found)
 
     async def delete_team(self, tenant_id: str, team_id: str) -> bool:
         return await self._delete(teams, teams.c.tenant_id == tenant_id, teams.c.id == team_id,
@@ -169,11 +184,34 @@ class SqlTenancyStore:
         stmt = self._page(stmt, users, query.after, query.limit)
         return [User(**found) for found in await self._many(stmt)]
 
-    async def update_user(self, user: User) -> bool:
-        return await self._update(users, user, users.c.tenant_id == user.tenant_id)
+    async def update_user(self, user: User, fields: Collection[str] | None = None, *,
+                          read: User | None = None) -> User | None:
+        where = [users.c.tenant_id == user.tenant_id]
+        if read is not None:
+            # A role is checked against the team it goes with (a team admin needs one): the
+            # pair must still be the one read, or a role and a team set at once by two admins
+            # could make a pair neither checked.
+            where += [users.c.role == read.role, users.c.team_id.is_not_distinct_from(read.team_id)]
+        found = await self._update(users, user, fields, *where)
+        return None if found is None else User(**found)
 
     async def delete_user(self, tenant_id: str, user_id: str) -> bool:
-        return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id)
+        # Unrevoked keys are checked by the delete itself, as for a team: a key issued to the
+        # user (or service account) after the admin API looked keeps it.
+        held = sa.and_(api_keys.c.tenant_id == tenant_id, api_keys.c.enabled.is_(True),
+                       sa.or_(api_keys.c.user_id == user_id, api_keys.c.service_account_id == user_id))
+        return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id,
+                                  ~sa.exists().where(held))
+
+
+async def _lock(conn: AsyncConnection, table: sa.Table, *where: Any) -> None:
+    """PostgreSQL: lock the row to be deleted before the delete checks it has no members. A
+    key being issued to it holds the row shared (SqlKeyStore.issue) until it commits, so the
+    delete, a statement of its own after this one, sees that key; without the lock it would
+    not (its snapshot predates the key) and would leave the key to an owner that is gone.
+    SQLite runs one writer at a time and needs no lock."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(table.c.id).where(*where).with_for_update())
 
 
 def _no_members(tenant_id: str, team_id: str | None = None) -> list[sa.ColumnElement[bool]]:
