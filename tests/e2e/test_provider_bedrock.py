@@ -175,6 +175,20 @@ def test_forced_tool_choice_without_tools_is_refused(sdk: openai.OpenAI) -> None
     assert sdk.chat.completions.create(model="claude", messages=ask("hi"), tool_choice="auto").choices
 
 
+def test_tool_name_converse_refuses_is_a_400_naming_it(sdk: openai.OpenAI) -> None:
+    # Converse takes 1-64 characters of [a-zA-Z0-9_-]: a dotted MCP-style name or a long one is
+    # refused before sending, naming the tool, instead of an upstream ValidationException.
+    for name in ("github.create_issue", "t" * 65):
+        bad: Any = {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+        with pytest.raises(openai.BadRequestError) as exc:
+            sdk.chat.completions.create(model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL, bad])
+        assert exc.value.body["param"] == "tools[1].function.name"  # type: ignore[index]
+        assert "bedrock" in exc.value.message and name[:20] in exc.value.message
+    fits: Any = {"type": "function",
+                 "function": {"name": "get-time_2" + "x" * 54, "parameters": {"type": "object"}}}
+    assert sdk.chat.completions.create(model="claude", messages=ask("hi"), tools=[fits]).choices
+
+
 def test_tool_call_stream(sdk: openai.OpenAI) -> None:
     chunks = list(sdk.chat.completions.create(
         model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],

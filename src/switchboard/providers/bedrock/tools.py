@@ -12,6 +12,8 @@
   sent, and the model would answer in text instead.
 - ``strict`` is kept per tool (``toolSpec.strict``), so strict and loose tools can be mixed.
 - ``cache_control`` on a tool adds a ``cachePoint`` after it in ``toolConfig.tools``.
+- a tool name Converse refuses (1-64 of ``[a-zA-Z0-9_-]``) is a 400 naming
+  ``tools[i].function.name`` (``providers/tool_names.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
+from switchboard.providers import tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.messages import cache_point
 from switchboard.providers.bedrock.models import is_claude
@@ -30,6 +33,7 @@ def tool_config(request: JSON, turns: list[JSON], target: Target) -> JSON | None
     if not tools:
         _unchosen(request.get("tool_choice"), target)
         return _history_tools(turns)
+    tool_names.check(tools, tool_names.CONVERSE, target)
     config: JSON = {"tools": [b for i, t in enumerate(tools) for b in _tool_spec(t, i, target)]}
     if choice := _choice(request.get("tool_choice")):
         config["toolChoice"] = choice
