@@ -189,6 +189,25 @@ def test_tool_name_converse_refuses_is_a_400_naming_it(sdk: openai.OpenAI) -> No
     assert sdk.chat.completions.create(model="claude", messages=ask("hi"), tools=[fits]).choices
 
 
+def test_a_tool_result_without_its_call_is_a_400_naming_it(sdk: openai.OpenAI) -> None:
+    # Converse refuses a toolResult that answers no toolUse: refused here, naming the field. With
+    # tool_choice none the history goes as text, which Converse takes, so it is sent.
+    messages: list[Any] = [
+        *ask("Weather in Paris?"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_paris", "type": "function",
+             "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})}}]},
+        {"role": "tool", "tool_call_id": "call_pariss", "content": "18C"},
+    ]
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert exc.value.body["param"] == "messages[2].tool_call_id"  # type: ignore[index]
+    assert "call_pariss" in exc.value.message and "bedrock" in exc.value.message
+    reply = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL],
+                                        tool_choice="none")
+    assert reply.choices[0].message.content
+
+
 def test_tool_call_stream(sdk: openai.OpenAI) -> None:
     chunks = list(sdk.chat.completions.create(
         model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],
