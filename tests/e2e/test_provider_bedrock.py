@@ -175,6 +175,18 @@ def test_forced_tool_choice_without_tools_is_refused(sdk: openai.OpenAI) -> None
     assert sdk.chat.completions.create(model="claude", messages=ask("hi"), tool_choice="auto").choices
 
 
+def test_allowed_tools_choice_is_refused_saying_what_to_send(sdk: openai.OpenAI) -> None:
+    # Converse has no allowed list; the refusal names the provider, the choice and the way out.
+    choice: Any = {"type": "allowed_tools", "allowed_tools": {
+        "mode": "required", "tools": [{"type": "function", "function": {"name": "get_weather"}}]}}
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],
+                                    tool_choice=choice)
+    assert exc.value.body["param"] == "tool_choice"  # type: ignore[index]
+    assert "'bedrock'" in exc.value.message and "'allowed_tools'" in exc.value.message
+    assert "send only those tools" in exc.value.message
+
+
 def test_tool_name_converse_refuses_is_a_400_naming_it(sdk: openai.OpenAI) -> None:
     # Converse takes 1-64 characters of [a-zA-Z0-9_-]: a dotted MCP-style name or a long one is
     # refused before sending, naming the tool, instead of an upstream ValidationException.

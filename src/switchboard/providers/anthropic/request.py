@@ -403,7 +403,8 @@ def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
         out = {"type": "tool", "name": choice["function"]["name"]}
     else:
         raise InvalidRequest("tool_choice must be 'none', 'auto', 'required' or a named function for "
-                             "provider type 'anthropic'", param="tool_choice")
+                             "provider type 'anthropic': to allow only some tools, send only those tools",
+                             param="tool_choice")
     if parallel is False:
         out["disable_parallel_tool_use"] = True
     elif out == {"type": "auto"}:

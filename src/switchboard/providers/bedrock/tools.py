@@ -35,12 +35,12 @@ def tool_config(request: JSON, turns: list[JSON], target: Target) -> JSON | None
         return _history_tools(turns)
     tool_names.check(tools, tool_names.CONVERSE, target)
     config: JSON = {"tools": [b for i, t in enumerate(tools) for b in _tool_spec(t, i, target)]}
-    if choice := _choice(request.get("tool_choice")):
+    if choice := _choice(request.get("tool_choice"), target):
         config["toolChoice"] = choice
     return config
 
 
-def _choice(choice: Any) -> JSON | None:
+def _choice(choice: Any, target: Target) -> JSON | None:
     if choice == "auto":
         return {"auto": {}}
     if choice == "required":
@@ -48,7 +48,15 @@ def _choice(choice: Any) -> JSON | None:
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         if choice.get("type") != "function" or not isinstance(name, str):
-            raise InvalidRequest("tool_choice must name a function", param="tool_choice")
+            # allowed_tools included: whether Converse takes a history whose tool blocks name tools
+            # the request no longer offers is not documented, so the list is not narrowed here.
+            kind = str(choice.get("type"))[:40]
+            raise InvalidRequest(
+                f"tool_choice must be 'none', 'auto', 'required' or a named function for provider type "
+                f"'bedrock' (model '{target.name}'; {kind!r} has no Converse form): to allow only some "
+                "tools, send only those tools",
+                param="tool_choice",
+            )
         return {"tool": {"name": name}}
     return None
 
