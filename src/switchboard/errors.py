@@ -35,6 +35,7 @@ and whether it came from an upstream or from the gateway itself; docs/api.md pri
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
@@ -262,12 +263,15 @@ ANTHROPIC_TYPE_BY_STATUS: dict[int, str] = {
 }
 
 
-def name_as_sent(error: GatewayError, names: dict[str, str]) -> None:
+def name_as_sent(error: GatewayError, names: Mapping[str, str] | Callable[[str], str | None]) -> None:
     """Name ``error``'s parameter the way the caller's API spells it (``names``: canonical name ->
-    the inbound API's). Requests are checked, and OpenAI-shaped upstreams answer, in the canonical
-    (OpenAI) form, so a refusal names ``'stop'`` where an Anthropic caller sent ``stop_sequences``.
-    The quoted name in the message is replaced too. Runs on the error path only."""
-    given = names.get(error.param) if error.param else None
+    the inbound API's, or a function giving it, None to keep the name). Requests are checked, and
+    OpenAI-shaped upstreams answer, in the canonical (OpenAI) form, so a refusal names ``'stop'``
+    where an Anthropic caller sent ``stop_sequences``. The quoted name in the message is replaced
+    too. Runs on the error path only."""
+    if not error.param:
+        return
+    given = names(error.param) if callable(names) else names.get(error.param)
     if given is not None:
         error.message = error.message.replace(f"'{error.param}'", f"'{given}'")
         error.param = given

@@ -354,6 +354,23 @@ def test_adaptive_thinking_goes_to_anthropic_and_is_a_clear_400_elsewhere(
 # -- streaming ---------------------------------------------------------------------------------
 
 
+def test_provider_refusals_of_a_tool_are_named_as_sent(client: anthropic.Anthropic) -> None:
+    # Gemini takes no function name starting with a digit, nor a $ref it cannot copy in: the
+    # refusals name the tool as this API spells it (tools.N.name, tools.N.input_schema...), not
+    # by the gateway's internal OpenAI-style path.
+    ask: dict[str, Any] = {"model": "claude-via-gemini", "max_tokens": 64,
+                           "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(**ask, tools=[CLOCK, {**CLOCK, "name": "2fa_code"}])
+    assert "'tools.1.name'" in err.value.message and "gemini" in err.value.message
+    assert "function" not in err.value.message.split(":")[0]
+    broken = {"type": "object", "properties": {"tz": {"$ref": "#/$defs/missing"}}}
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(**ask, tools=[{**CLOCK, "input_schema": broken}])
+    assert "'tools.0.input_schema.properties.tz.$ref'" in err.value.message
+    assert "tools[0]" not in err.value.message
+
+
 def test_stream_helper(client: anthropic.Anthropic, model: str) -> None:
     with client.messages.stream(
         model=model, max_tokens=200, messages=[{"role": "user", "content": "stream this back"}]

@@ -263,6 +263,28 @@ def test_parallel_tool_results_grouped_into_one_turn(claude: openai.OpenAI) -> N
     assert resp.choices[0].message.content == "The tool returned: 18C 25C"
 
 
+def test_a_tool_result_without_its_call_is_a_400_naming_it(claude: openai.OpenAI) -> None:
+    # Anthropic refuses a tool_result whose tool_use is not in the conversation (a history trimmed
+    # from the front, a mistyped id): refused here, naming the tool message's field.
+    call = {"id": "call_paris", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    messages: list[Any] = [
+        *ask("Weather in Paris?"),
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_paris", "content": "18C"},
+        {"role": "tool", "tool_call_id": "call_rome", "content": "25C"},
+    ]
+    with pytest.raises(openai.BadRequestError) as exc:
+        claude.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert exc.value.body["param"] == "messages[3].tool_call_id"  # type: ignore[index]
+    assert "call_rome" in exc.value.message and "anthropic" in exc.value.message
+    # A result that comes first, before any call, likewise.
+    with pytest.raises(openai.BadRequestError) as exc:
+        claude.chat.completions.create(model="claude", messages=[messages[2], *ask("and?")],
+                                       tools=[WEATHER_TOOL])
+    assert exc.value.body["param"] == "messages[0].tool_call_id"  # type: ignore[index]
+
+
 # -- images, structured output, usage ----------------------------------------------------------------
 
 

@@ -175,6 +175,51 @@ def test_forced_tool_choice_without_tools_is_refused(sdk: openai.OpenAI) -> None
     assert sdk.chat.completions.create(model="claude", messages=ask("hi"), tool_choice="auto").choices
 
 
+def test_allowed_tools_choice_is_refused_saying_what_to_send(sdk: openai.OpenAI) -> None:
+    # Converse has no allowed list; the refusal names the provider, the choice and the way out.
+    choice: Any = {"type": "allowed_tools", "allowed_tools": {
+        "mode": "required", "tools": [{"type": "function", "function": {"name": "get_weather"}}]}}
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],
+                                    tool_choice=choice)
+    assert exc.value.body["param"] == "tool_choice"  # type: ignore[index]
+    assert "'bedrock'" in exc.value.message and "'allowed_tools'" in exc.value.message
+    assert "send only those tools" in exc.value.message
+
+
+def test_tool_name_converse_refuses_is_a_400_naming_it(sdk: openai.OpenAI) -> None:
+    # Converse takes 1-64 characters of [a-zA-Z0-9_-]: a dotted MCP-style name or a long one is
+    # refused before sending, naming the tool, instead of an upstream ValidationException.
+    for name in ("github.create_issue", "t" * 65):
+        bad: Any = {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+        with pytest.raises(openai.BadRequestError) as exc:
+            sdk.chat.completions.create(model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL, bad])
+        assert exc.value.body["param"] == "tools[1].function.name"  # type: ignore[index]
+        assert "bedrock" in exc.value.message and name[:20] in exc.value.message
+    fits: Any = {"type": "function",
+                 "function": {"name": "get-time_2" + "x" * 54, "parameters": {"type": "object"}}}
+    assert sdk.chat.completions.create(model="claude", messages=ask("hi"), tools=[fits]).choices
+
+
+def test_a_tool_result_without_its_call_is_a_400_naming_it(sdk: openai.OpenAI) -> None:
+    # Converse refuses a toolResult that answers no toolUse: refused here, naming the field. With
+    # tool_choice none the history goes as text, which Converse takes, so it is sent.
+    messages: list[Any] = [
+        *ask("Weather in Paris?"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_paris", "type": "function",
+             "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})}}]},
+        {"role": "tool", "tool_call_id": "call_pariss", "content": "18C"},
+    ]
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert exc.value.body["param"] == "messages[2].tool_call_id"  # type: ignore[index]
+    assert "call_pariss" in exc.value.message and "bedrock" in exc.value.message
+    reply = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL],
+                                        tool_choice="none")
+    assert reply.choices[0].message.content
+
+
 def test_tool_call_stream(sdk: openai.OpenAI) -> None:
     chunks = list(sdk.chat.completions.create(
         model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],

@@ -209,6 +209,21 @@ def test_tool_choice_gemini_cannot_express_is_refused_by_name(client: openai.Ope
     assert reply.choices[0].finish_reason == "tool_calls"
 
 
+def test_tool_name_gemini_refuses_is_a_400_naming_it(client: openai.OpenAI) -> None:
+    # Gemini function names start with a letter or underscore and take letters, digits, _ . : -
+    # up to 64: what breaks that is refused before sending, naming the tool.
+    for name in ("2fa_code", "g" * 65):
+        bad: Any = {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+        with pytest.raises(openai.BadRequestError) as exc:
+            ask(client, "weather?", tools=[WEATHER_TOOL, bad])
+        assert exc.value.body["param"] == "tools[1].function.name"  # type: ignore[index]
+        assert "gemini" in exc.value.message
+    # Dots, colons and dashes are Gemini's own (MCP-style names pass).
+    fits: Any = {"type": "function",
+                 "function": {"name": "_github.issues:create-1", "parameters": {"type": "object"}}}
+    assert ask(client, "hi", tools=[fits]).choices
+
+
 def test_image_data_url(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
         {"type": "text", "text": "What is in this image?"},

@@ -259,6 +259,18 @@ def test_allowed_tools_choice_is_translated_and_custom_refused(mi: openai.OpenAI
     assert exc.value.param == "tool_choice.type" and "mistral" in exc.value.message
 
 
+def test_tool_name_mistral_refuses_is_a_400_naming_it(mi: openai.OpenAI) -> None:
+    # Mistral takes a-z, A-Z, 0-9, underscores and dashes, at most 64: names the gateway takes
+    # (dots, colons, up to 128) but Mistral does not are refused before sending.
+    for name in ("ns.get_weather", "mcp:weather", "w" * 65):
+        bad: Any = {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+        with pytest.raises(openai.BadRequestError) as exc:
+            mi.chat.completions.create(model="mistral-small", messages=ask("weather?"), tools=[bad])  # type: ignore[list-item]
+        assert exc.value.param == "tools[0].function.name" and "mistral" in exc.value.message
+    fits: dict[str, Any] = {"type": "function", "function": {"name": "get-weather_" + "w" * 52}}
+    assert mi.chat.completions.create(model="mistral-small", messages=ask("hi"), tools=[fits]).choices  # type: ignore[list-item]
+
+
 def test_streamed_tool_call(mi: openai.OpenAI) -> None:
     chunks = list(
         mi.chat.completions.create(

@@ -132,6 +132,16 @@ def test_tool_round_trip(client: openai.OpenAI) -> None:
     assert final.choices[0].message.content == 'The tool returned: {"temp_c":18}'
 
 
+def test_tool_name_vertex_refuses_is_a_400_naming_it(client: openai.OpenAI) -> None:
+    # Vertex AI's rule is Gemini's with up to 128 characters (the gateway's own limit).
+    for name in ("9lives", ".hidden"):
+        bad: Any = {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+        with pytest.raises(openai.BadRequestError) as exc:
+            ask(client, "weather?", tools=[bad])
+        assert exc.value.body["param"] == "tools[0].function.name"  # type: ignore[index]
+        assert "vertex" in exc.value.message
+
+
 def test_image_data_url(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(model="vertex-flash", messages=[{"role": "user", "content": [
         {"type": "text", "text": "What is this?"},

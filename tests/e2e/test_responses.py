@@ -795,6 +795,17 @@ def test_codex_reasoning_is_refused_clearly_where_there_is_no_equivalent(gw: Gat
     assert "drop_params" in resp.json()["error"]["message"]
 
 
+def test_a_tool_name_the_provider_refuses_is_named_as_sent(gw: Gateway) -> None:
+    # Converse takes no dots in tool names: the refusal names the Responses field (function tools
+    # are flat here), in param and message alike.
+    tool = {"type": "function", "name": "github.create_issue", "parameters": {"type": "object"}}
+    resp = httpx.post(f"{gw.base_url}/responses", headers=ADMIN, timeout=10,
+                      json={"model": "via-bedrock", "input": "x", "tools": [tool]})
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "tools[0].name"
+    assert "'tools[0].name'" in resp.json()["error"]["message"]
+
+
 def test_codex_built_in_tools_are_refused_when_translated(gw: Gateway) -> None:
     for tool in (
         {"type": "local_shell"},

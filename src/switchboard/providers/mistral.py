@@ -56,7 +56,7 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
-from switchboard.providers import capabilities, documents
+from switchboard.providers import capabilities, documents, tool_names
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.errors import invalid_body, loads_object
@@ -288,6 +288,7 @@ def chat_body(request: JSON, target: Target, options: Options) -> JSON:
         if limit is not None:
             body["max_tokens"] = limit
     if body.get("tools"):
+        tool_names.check(body["tools"], tool_names.MISTRAL, target)
         body["tools"] = _tools(body["tools"])
     _tool_choice(body)
     if options.safe_prompt:

@@ -11,11 +11,19 @@ wording for all of them.
 - An assistant message whose only content is ``refusal`` (an earlier reply's refusal, which
   OpenAI takes in place of content) is read as a refusal part, which every translated type sends
   as the assistant's text: :func:`assistant_content`.
+- A tool message whose ``tool_call_id`` names no call of an earlier assistant message is a 400
+  naming ``messages[i].tool_call_id`` where the provider refuses such a result (Anthropic: "each
+  tool_result block must have a corresponding tool_use block in the previous message"; Bedrock
+  Converse likewise; Gemini needs the call's function name): :func:`check_answers`. A result
+  that follows another turn than its call's is left to the provider, which says so itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
+
+from switchboard.errors import InvalidRequest
 
 SYSTEM_MARK = "System: "
 EMPTY_TURN = "(no content)"
@@ -30,3 +38,25 @@ def assistant_content(msg: dict[str, Any]) -> Any:
     if content is None and isinstance(msg.get("refusal"), str):
         return [{"type": "refusal", "refusal": msg["refusal"]}]
     return content
+
+
+def call_ids(msg: dict[str, Any]) -> list[str]:
+    """The ids of an assistant message's tool calls (those that have one)."""
+    calls = msg.get("tool_calls")
+    if not isinstance(calls, list):
+        return []
+    return [c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str) and c["id"]]
+
+
+def check_answers(msg: dict[str, Any], i: int, calls: Container[str], provider_type: str) -> None:
+    """A 400 naming ``messages[i].tool_call_id`` when the tool message ``msg`` answers none of
+    ``calls`` (the ids of the tool calls made before it), instead of the provider's refusal of
+    the translated request. A missing or empty id is left to the adapter's own check."""
+    call_id = msg.get("tool_call_id")
+    if isinstance(call_id, str) and call_id and call_id not in calls:
+        raise InvalidRequest(
+            f"'messages[{i}].tool_call_id' ({call_id[:80]!r}) answers no tool call of an earlier "
+            f"assistant message: provider type '{provider_type}' refuses a tool result without "
+            "its call; send the assistant message with that call, or leave the result out",
+            param=f"messages[{i}].tool_call_id",
+        )

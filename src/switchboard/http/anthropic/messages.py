@@ -8,6 +8,7 @@ is written as it came (passthrough.py). The error body is Anthropic's (see error
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -22,6 +23,22 @@ from switchboard.http.anthropic.stream import StreamEncoder, event
 
 # Canonical parameters an error may name, as this API calls them (request.py maps them in).
 CALLER_PARAMS = {"stop": "stop_sequences"}
+# A tool's name or schema, by its canonical path: request.py keeps the tools in order, so
+# tools[i].function.parameters... is the caller's tools.i.input_schema... (a provider's refusal of
+# a schema node or of a tool name names it this way).
+_TOOL_FIELD = re.compile(r"tools\[(\d+)\]\.function\.(name|parameters)(?![^.\[])")
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def caller_param(param: str) -> str | None:
+    """``param`` as an Anthropic caller spells it, or None when it is spelt the same."""
+    if (given := CALLER_PARAMS.get(param)) is not None:
+        return given
+    match = _TOOL_FIELD.match(param)
+    if match is None:
+        return None
+    field = "name" if match[2] == "name" else "input_schema"
+    return f"tools.{match[1]}.{field}" + _INDEX.sub(r".\1", param[match.end():])
 
 
 class AnthropicMessages:
@@ -79,10 +96,11 @@ class AnthropicMessages:
         yield encoder.end()
 
     def encode_error(self, error: GatewayError) -> bytes:
-        name_as_sent(error, CALLER_PARAMS)
+        name_as_sent(error, caller_param)
         return orjson.dumps(error_body(error))
 
     def encode_stream_error(self, error: GatewayError) -> bytes:
+        name_as_sent(error, caller_param)
         return event("error", error=error_body(error)["error"])
 
 

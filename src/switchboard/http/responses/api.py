@@ -8,13 +8,14 @@ typed event stream (stream.py). Errors are OpenAI's error bodies.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
 
 from switchboard.context import RequestContext, answered_model
-from switchboard.errors import GatewayError, UnsupportedParameter
+from switchboard.errors import GatewayError, UnsupportedParameter, name_as_sent
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.responses.request import (
     account_objects,
@@ -36,6 +37,19 @@ RESPONSES_PARAMS = {
     "messages": "input",
     "tool_choice": "tool_choice",
 }
+
+
+# A function tool's fields, by canonical path: request.py keeps the tools in order, and a
+# Responses function tool has name, parameters and strict at its top level.
+_TOOL_FUNCTION = re.compile(r"tools\[(\d+)\]\.function\.")
+
+
+def responses_param(param: str) -> str | None:
+    """``param`` as a Responses caller spells it, or None when it is spelt the same."""
+    if (given := RESPONSES_PARAMS.get(param)) is not None:
+        return given
+    match = _TOOL_FUNCTION.match(param)
+    return None if match is None else f"tools[{match[1]}]." + param[match.end():]
 
 
 class ResponsesAPI:
@@ -122,14 +136,12 @@ class ResponsesAPI:
         yield data
 
     def encode_error(self, error: GatewayError) -> bytes:
-        body = error.to_openai()
         # An adapter's refusal names the chat parameter: name the Responses field instead.
-        param = body["error"].get("param")
-        if param in RESPONSES_PARAMS:
-            body["error"]["param"] = RESPONSES_PARAMS[param]
-        return orjson.dumps(body)
+        name_as_sent(error, responses_param)
+        return orjson.dumps(error.to_openai())
 
     def encode_stream_error(self, error: GatewayError) -> bytes:
+        name_as_sent(error, responses_param)
         data = {
             "type": "error",
             "code": error.code,

@@ -27,7 +27,7 @@ from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
 from switchboard.providers.target import Target
-from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content
+from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -120,6 +120,7 @@ def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], 
     (providers/turns.py: a later system message stays in place, an empty assistant turn is kept)."""
     system: list[JSON] = []
     turns: list[JSON] = []
+    calls: set[str] = set()  # the tool calls made so far, which a tool result must answer
     for i, msg in enumerate(messages):
         role = msg.get("role")
         param = f"messages[{i}]"
@@ -133,7 +134,9 @@ def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], 
             _append(turns, "user", content_blocks(msg.get("content"), f"{param}.content", target))
         elif role == "assistant":
             _append(turns, "assistant", _assistant_blocks(msg, param, target))
+            calls.update(call_ids(msg))
         elif role == "tool":
+            check_answers(msg, i, calls, "anthropic")
             _append(turns, "user", [_tool_result(msg, param, target)])
         else:
             raise InvalidRequest(
@@ -400,7 +403,8 @@ def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
         out = {"type": "tool", "name": choice["function"]["name"]}
     else:
         raise InvalidRequest("tool_choice must be 'none', 'auto', 'required' or a named function for "
-                             "provider type 'anthropic'", param="tool_choice")
+                             "provider type 'anthropic': to allow only some tools, send only those tools",
+                             param="tool_choice")
     if parallel is False:
         out["disable_parallel_tool_use"] = True
     elif out == {"type": "auto"}:

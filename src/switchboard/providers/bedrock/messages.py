@@ -35,7 +35,7 @@ import orjson
 from switchboard.errors import InvalidRequest
 from switchboard.providers import documents
 from switchboard.providers.base import JSON
-from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content
+from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
 
 # Image media types Converse accepts, by the ImageBlock "format" value.
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
@@ -57,9 +57,12 @@ _TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 
 
-def conversation(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
+def conversation(messages: list[JSON], paired: bool = True) -> tuple[list[JSON], list[JSON]]:
+    """``paired``: tool blocks go as such, so a result must answer an earlier call (Converse
+    refuses it otherwise); False when they are sent as text (``tool_choice: none``)."""
     system: list[JSON] = []
     turns: list[JSON] = []
+    calls: set[str] = set()
     for i, msg in enumerate(messages):
         role = msg.get("role")
         if role in ("system", "developer"):
@@ -73,7 +76,10 @@ def conversation(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
             _append(turns, "user", _user_blocks(msg.get("content"), i))
         elif role == "assistant":
             _append(turns, "assistant", _assistant_blocks(msg, i))
+            calls.update(call_ids(msg))
         elif role == "tool":
+            if paired:
+                check_answers(msg, i, calls, "bedrock")
             _append(turns, "user", _tool_result(msg, i))
         else:
             raise InvalidRequest(

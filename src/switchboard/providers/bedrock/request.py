@@ -28,8 +28,8 @@ STOP_SEQUENCE_PATH = "/stop_sequence"
 
 def converse_body(request: JSON, target: Target) -> JSON:
     request = capabilities.check(request, target)
-    system, turns = conversation(request["messages"])
     no_tools = request.get("tool_choice") == "none"
+    system, turns = conversation(request["messages"], paired=not no_tools)
     if no_tools:
         turns = tools_as_text(turns)
     body: JSON = {"messages": turns}

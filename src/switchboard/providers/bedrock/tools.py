@@ -12,6 +12,8 @@
   sent, and the model would answer in text instead.
 - ``strict`` is kept per tool (``toolSpec.strict``), so strict and loose tools can be mixed.
 - ``cache_control`` on a tool adds a ``cachePoint`` after it in ``toolConfig.tools``.
+- a tool name Converse refuses (1-64 of ``[a-zA-Z0-9_-]``) is a 400 naming
+  ``tools[i].function.name`` (``providers/tool_names.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
+from switchboard.providers import tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.messages import cache_point
 from switchboard.providers.bedrock.models import is_claude
@@ -30,13 +33,14 @@ def tool_config(request: JSON, turns: list[JSON], target: Target) -> JSON | None
     if not tools:
         _unchosen(request.get("tool_choice"), target)
         return _history_tools(turns)
+    tool_names.check(tools, tool_names.CONVERSE, target)
     config: JSON = {"tools": [b for i, t in enumerate(tools) for b in _tool_spec(t, i, target)]}
-    if choice := _choice(request.get("tool_choice")):
+    if choice := _choice(request.get("tool_choice"), target):
         config["toolChoice"] = choice
     return config
 
 
-def _choice(choice: Any) -> JSON | None:
+def _choice(choice: Any, target: Target) -> JSON | None:
     if choice == "auto":
         return {"auto": {}}
     if choice == "required":
@@ -44,7 +48,15 @@ def _choice(choice: Any) -> JSON | None:
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         if choice.get("type") != "function" or not isinstance(name, str):
-            raise InvalidRequest("tool_choice must name a function", param="tool_choice")
+            # allowed_tools included: whether Converse takes a history whose tool blocks name tools
+            # the request no longer offers is not documented, so the list is not narrowed here.
+            kind = str(choice.get("type"))[:40]
+            raise InvalidRequest(
+                f"tool_choice must be 'none', 'auto', 'required' or a named function for provider type "
+                f"'bedrock' (model '{target.name}'; {kind!r} has no Converse form): to allow only some "
+                "tools, send only those tools",
+                param="tool_choice",
+            )
         return {"tool": {"name": name}}
     return None
 

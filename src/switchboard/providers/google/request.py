@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import orjson
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import account, capabilities, documents
+from switchboard.providers import account, capabilities, documents, tool_names
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.params import drops
@@ -59,6 +59,7 @@ def generate_content_body(request: JSON, target: Target) -> JSON:
     body: JSON = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": system}
+    tool_names.check(request.get("tools"), _name_rule(target), target)
     strict = strict_tools(request, target)
     tools = convert_tools(request.get("tools") or [], allowed_names(request.get("tool_choice")), strict)
     if tools:
@@ -349,6 +350,11 @@ def convert_tools(tools: list[JSON], allowed: list[str] | None = None, strict: b
             declaration["parameters"] = parameters
         declarations.append(declaration)
     return [{"functionDeclarations": declarations}] if declarations else []
+
+
+def _name_rule(target: Target) -> tool_names.NameRule:
+    """Vertex AI takes longer function names (128) than the Gemini API (64)."""
+    return tool_names.VERTEX if target.provider_type == "vertex" else tool_names.GEMINI
 
 
 def strict_tools(request: JSON, target: Target) -> bool:
