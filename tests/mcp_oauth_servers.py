@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
 import secrets
 import subprocess
 import sys
@@ -69,6 +70,9 @@ class AuthorizationServer:
         # The "error" of every refusal at /token and /revoke instead of its code: a server echoing
         # what it was sent there (the client secret, say).
         self.refusal_error: str | None = None
+        # True: the tokens issued at /token come after a UTF-8 byte order mark (a server writing
+        # through a BOM-emitting encoder).
+        self.bom = False
         self._held: asyncio.Event | None = None  # set: revocations wait until released
         self._registered: set[str] = set()  # dynamically registered (public) clients
         self._revocations_changed = threading.Condition()
@@ -234,6 +238,11 @@ class AuthorizationServer:
         return {"access_token": access, "token_type": "Bearer", "expires_in": self.lifetime,
                 "refresh_token": refresh, "scope": grant["scope"]}
 
+    def _issued(self, tokens: dict[str, Any]) -> web.Response:
+        body = json.dumps(tokens).encode()
+        return web.Response(body=b"\xef\xbb\xbf" + body if self.bom else body,
+                            content_type="application/json")
+
     def _refused(self, code: str, status: int) -> web.Response:
         return web.json_response({"error": self.refusal_error or code}, status=status)
 
@@ -254,8 +263,8 @@ class AuthorizationServer:
                     or form.get("redirect_uri") != code["redirect_uri"]
                     or form.get("resource") != code["resource"]):
                 return self._refused("invalid_grant", 400)
-            return web.json_response(self._issue({"sub": code["sub"], "resource": code["resource"],
-                                                  "scope": code["scope"]}))
+            return self._issued(self._issue({"sub": code["sub"], "resource": code["resource"],
+                                             "scope": code["scope"]}))
         if grant_type == "refresh_token":
             with self._lock:
                 old = self.refresh.pop(str(form.get("refresh_token", "")), None)  # rotated: used once
@@ -264,7 +273,7 @@ class AuthorizationServer:
                         del self.access[token]
             if old is None:
                 return self._refused("invalid_grant", 400)
-            return web.json_response(self._issue(old))
+            return self._issued(self._issue(old))
         return self._refused("unsupported_grant_type", 400)
 
     async def _introspect(self, request: web.Request) -> web.Response:

@@ -2,7 +2,8 @@
 database and on a cluster (PostgreSQL and Redis): the caller gets a 503 saying the batch was
 cancelled at the provider, and the provider's batch is indeed cancelled (not left to run and cost
 money with no record of it), for an OpenAI batch (/v1/batches) and an Anthropic message batch
-(/v1/messages/batches), whose models record is not left behind either."""
+(/v1/messages/batches), whose models record is not left behind either. A file the upstream stored
+but the database refused to record (/v1/files) is deleted there (not left to take storage unseen)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 REFUSED_PREFIX = "refuse-"  # the tenants whose batch rows the database refuses
+FILES_REFUSED_PREFIX = "refusefile-"  # the tenants whose file rows the database refuses
 
 
 @dataclass
@@ -37,20 +39,22 @@ class World:
     database: str
     kind: str
     tenant: str  # a tenant whose batches the database refuses
+    files_tenant: str  # a tenant whose files the database refuses
 
-    def key(self) -> str:
-        resp = httpx.post(f"{self.gateway.url}/admin/v1/keys", json={"models": ["*"], "tenant": self.tenant},
-                          headers=ADMIN, timeout=30)
+    def key(self, tenant: str | None = None) -> str:
+        resp = httpx.post(f"{self.gateway.url}/admin/v1/keys",
+                          json={"models": ["*"], "tenant": tenant or self.tenant}, headers=ADMIN, timeout=30)
         assert resp.status_code == 201, resp.text
         return str(resp.json()["key"])
 
 
 async def _refuse(database: str, kind: str, on: bool) -> None:
     """Make the database refuse (or take again) the batch and message batch rows of the tenants
-    whose id starts with ``refuse-`` (their files and other rows are taken): a CHECK constraint
-    (PostgreSQL), a trigger (SQLite)."""
+    whose id starts with ``refuse-`` (their files and other rows are taken) and the file rows of
+    those whose id starts with ``refusefile-``: a CHECK constraint (PostgreSQL), a trigger (SQLite)."""
     def refused(row: str) -> str:
-        return f"{row}tenant_id LIKE '{REFUSED_PREFIX}%' AND {row}kind IN ('batch', 'msgbatch')"
+        return (f"({row}tenant_id LIKE '{REFUSED_PREFIX}%' AND {row}kind IN ('batch', 'msgbatch')) OR "
+                f"({row}tenant_id LIKE '{FILES_REFUSED_PREFIX}%' AND {row}kind = 'file')")
 
     engine = create_engine(database)
     try:
@@ -85,21 +89,23 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
     tmp: Path = tmp_path_factory.mktemp(f"batch-refused-{request.param}")
     gw = start_gateway(config, tmp)
     tenant = f"{REFUSED_PREFIX}{uuid.uuid4().hex[:6]}"
-    made = httpx.post(f"{gw.url}/admin/v1/tenants", json={"id": tenant, "name": tenant}, headers=ADMIN,
-                      timeout=30)
-    assert made.status_code == 201, made.text
+    files_tenant = f"{FILES_REFUSED_PREFIX}{uuid.uuid4().hex[:6]}"
+    for made_id in (tenant, files_tenant):
+        made = httpx.post(f"{gw.url}/admin/v1/tenants", json={"id": made_id, "name": made_id}, headers=ADMIN,
+                          timeout=30)
+        assert made.status_code == 201, made.text
     database = database_of(config, tmp)
     asyncio.run(_refuse(database, request.param, on=True))
     try:
-        yield World(gw, mock_upstream, database, request.param, tenant)
+        yield World(gw, mock_upstream, database, request.param, tenant, files_tenant)
     finally:
         gw.process.stop()
         asyncio.run(_refuse(database, request.param, on=False))
 
 
-def _cancelled_id(message: str, prefix: str) -> str:
-    """The upstream id the 503 names, checking it says the batch was cancelled there."""
-    assert "could not be recorded" in message and "it was cancelled at provider" in message, message
+def _cancelled_id(message: str, prefix: str, done: str = "cancelled") -> str:
+    """The upstream id the 503 names, checking it says the object was ``done`` there."""
+    assert "could not be recorded" in message and f"it was {done} at provider" in message, message
     found = re.search(rf"\(({prefix}[A-Za-z0-9_]+)\)", message)
     assert found is not None, message
     return found.group(1)
@@ -154,3 +160,18 @@ def test_a_message_batch_the_database_refuses_is_cancelled_upstream(world: World
     # Its models record (written first) is dropped with it; the caller sees no batch.
     assert _models_record(world, batch_id) is None
     assert list(client.messages.batches.list()) == []
+
+
+def test_a_file_the_database_refuses_is_deleted_upstream(world: World) -> None:
+    client = openai.OpenAI(base_url=world.gateway.base_url, api_key=world.key(world.files_tenant),
+                           max_retries=0, timeout=30)
+    with pytest.raises(openai.InternalServerError) as refused:
+        client.files.create(file=("notes.jsonl", b'{"a": 1}\n'), purpose="batch")
+    error = refused.value
+    assert error.status_code == 503 and error.code == "store_unavailable"
+    assert error.response.headers.get("retry-after")
+    file_id = _cancelled_id(str(error.message), "file-", done="deleted")
+    upstream = httpx.get(f"{world.mock.url}/v1/files/{file_id}", timeout=30,
+                         headers={"Authorization": f"Bearer {UPSTREAM_KEY}"})
+    assert upstream.status_code == 404, upstream.text  # not left at the provider
+    assert list(client.files.list()) == []  # nothing of it is shown to the caller

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from switchboard.errors import UpstreamAuthFailed
 from switchboard.upstream.google_auth import (
     JWT_BEARER_GRANT,
+    MIN_CACHE,
     ServiceAccount,
     ServiceAccountAuth,
     load_service_account,
@@ -278,6 +279,40 @@ async def test_an_absurdly_long_lifetime_is_taken_without_error(expires_in: str)
         finally:
             await auth.close()
         assert len(endpoint.calls) == 1
+
+
+_MISSING = object()
+
+
+@pytest.mark.parametrize(("expires_in", "kept"), [
+    (300, MIN_CACHE), (200, MIN_CACHE), (1, MIN_CACHE), (0, MIN_CACHE), (-30, MIN_CACHE),
+    (361, MIN_CACHE + 1), (400, 100.0),
+    # No lifetime at all: the hour asked for, refreshed five minutes before it ends.
+    (True, 3300.0), ("3600", 3300.0), (None, 3300.0), (_MISSING, 3300.0),
+])
+async def test_a_short_or_invalid_lifetime_still_caches_the_token(expires_in: Any, kept: float) -> None:
+    """A token endpoint answering with a lifetime within the refresh margin, none, or not a
+    number (``true`` would read as 1 s) does not make every request fetch a new token: it is
+    used ``kept`` seconds, at least a minute."""
+    async with token_endpoint() as endpoint:
+        async def answer(n: int) -> web.Response:
+            body: dict[str, Any] = {"access_token": f"tok-{n}"}
+            if expires_in is not _MISSING:
+                body["expires_in"] = expires_in
+            return web.json_response(body)
+
+        endpoint.answer = answer
+        clock = Clock()
+        auth, _ = auth_for(endpoint, clock)
+        try:
+            assert [await bearer(auth) for _ in range(5)] == ["Bearer tok-1"] * 5
+            clock.now += kept - 0.5
+            assert await bearer(auth) == "Bearer tok-1"
+            clock.now += 1
+            assert await bearer(auth) == "Bearer tok-2"
+        finally:
+            await auth.close()
+        assert len(endpoint.calls) == 2
 
 
 async def test_answer_without_token() -> None:

@@ -46,6 +46,7 @@ from switchboard.config.urls import check_http_url, url_origin
 from switchboard.crypto.keyring import DecryptError, Keyring, mcp_token_aad
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.mcp.revocation import Revocation, RevocationFailed, Revoker
+from switchboard.providers.errors import loads
 from switchboard.stores.feedcache import STORE_READ_SECONDS, FeedCache
 from switchboard.stores.protocols import ChangeFeed, McpStore, McpTokenRecord, SharedCache, utcnow
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, refusal
@@ -222,7 +223,9 @@ class OAuthClient:
     async def _json(self, method: str, url: str, *, egress: Egress | None, **kw: Any) -> tuple[int, Any]:
         status, _, body = await self._request(method, url, egress=egress, **kw)
         try:
-            return status, orjson.loads(body) if body else None
+            # BOM-tolerant, as the providers' replies are read: a server writing its JSON through a
+            # BOM-emitting encoder is not taken for one that refused (a well-formed one costs nothing).
+            return status, loads(body) if body else None
         except orjson.JSONDecodeError:
             return status, None
 

@@ -6,7 +6,9 @@ an RS256 JWT (header ``kid`` = private_key_id; claims iss = client_email, scope,
 iat, exp = iat + 1 h) signed with the key's private key is POSTed form-encoded to ``token_uri``
 with ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer``; the answer's ``access_token``
 is sent as ``Authorization: Bearer``. Tokens are cached and refreshed five minutes before they
-expire; concurrent requests share one refresh (and its failure). Signing uses ``cryptography``
+expire, but kept at least ``MIN_CACHE`` seconds (a token endpoint promising a short or no
+lifetime must not make every request fetch a token, one at a time under the lock); concurrent
+requests share one refresh (and its failure). Signing uses ``cryptography``
 directly, so no JWT library is needed. The key file is read once, at start-up.
 """
 
@@ -33,6 +35,8 @@ JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 TOKEN_LIFETIME = 3600
 REFRESH_MARGIN = 300.0
+# The shortest time a token is used before the next is fetched, whatever its ``expires_in`` says.
+MIN_CACHE = 60.0
 _REQUIRED = ("client_email", "private_key", "private_key_id")
 
 
@@ -129,7 +133,7 @@ class ServiceAccountAuth:
         # The token before the current one: a request sent with it may still be answering (a
         # stream outlives a refresh), and its error may echo it.
         self._previous: str | None = None
-        self._expires_at = 0.0
+        self._fresh_until = 0.0  # when the next request fetches a new token
         self._refreshes = 0  # refreshes finished, so a waiter can tell one ran while it waited
         self._failure: UpstreamAuthFailed | None = None
 
@@ -150,7 +154,7 @@ class ServiceAccountAuth:
         return held
 
     def _fresh(self) -> str | None:
-        if self._token is not None and self._clock() < self._expires_at - REFRESH_MARGIN:
+        if self._token is not None and self._clock() < self._fresh_until:
             return self._token
         return None
 
@@ -169,7 +173,7 @@ class ServiceAccountAuth:
                 # The refresh this caller waited for failed: share its outcome, don't retry at once.
                 raise UpstreamAuthFailed(self._failure.message)
             try:
-                token, self._expires_at = await self._refresh()
+                token, self._fresh_until = await self._refresh()
                 self._previous, self._token = self._token, token
             except UpstreamAuthFailed as exc:
                 # (A cancelled refresh counts as none: whoever waited tries again itself.)
@@ -185,6 +189,7 @@ class ServiceAccountAuth:
         )
 
     async def _refresh(self) -> tuple[str, float]:
+        """A new access token and until when it is used."""
         now = self._clock()
         form = {"grant_type": JWT_BEARER_GRANT, "assertion": signed_assertion(self._account, int(now))}
         if self._session is None:
@@ -197,10 +202,20 @@ class ServiceAccountAuth:
         answer = _object(body)
         if status != 200:
             raise self._fail(f"the token endpoint answered HTTP {status}{_oauth_error(answer)}")
-        token, lifetime = answer.get("access_token"), answer.get("expires_in", TOKEN_LIFETIME)
-        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
+        token = answer.get("access_token")
+        if not isinstance(token, str) or not token:
             raise self._fail("the token endpoint sent no access token")
-        return token, now + float(lifetime)
+        return token, now + cached_for(answer.get("expires_in"))
+
+
+def cached_for(expires_in: Any) -> float:
+    """How long a token whose answer said ``expires_in`` is used: until five minutes before it
+    expires, at least ``MIN_CACHE`` seconds. An ``expires_in`` that is no number of seconds
+    (missing, a string, ``true``, which Python would count as 1) is no lifetime: the hour the
+    assertion asks for (``TOKEN_LIFETIME``) is assumed, as Google's tokens last."""
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        expires_in = TOKEN_LIFETIME
+    return max(float(expires_in) - REFRESH_MARGIN, MIN_CACHE)
 
 
 def _object(body: bytes) -> dict[str, Any]:

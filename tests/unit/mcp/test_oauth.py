@@ -46,6 +46,7 @@ def auth() -> Iterator[AuthorizationServer]:
 def defaults(auth: AuthorizationServer) -> None:
     auth.pkce_methods, auth.registration = ["S256"], False
     auth.www_authenticate, auth.prm_resource = True, None
+    auth.bom = False
     auth.hits.clear()
 
 
@@ -150,6 +151,20 @@ async def test_a_state_is_used_once_and_bound_to_its_user(auth: AuthorizationSer
         with pytest.raises(InvalidRequest) as refused:
             await client.pending(bad)
         assert refused.value.code == "invalid_state"
+
+
+async def test_tokens_after_a_byte_order_mark_are_taken(auth: AuthorizationServer,
+                                                        client: OAuthClient) -> None:
+    """A token endpoint that writes its JSON after a UTF-8 BOM (RFC 8259 lets a reader ignore
+    it) is understood, not taken for a refusal."""
+    auth.bom = True
+    with auth._lock:
+        auth.refresh["rt-bom"] = {"sub": "alice", "resource": f"{auth.issuer}/mcp", "scope": "notes"}
+    tokens = await client._token_request(server(auth, client_id=auth.client_id), f"{auth.issuer}/token",
+                                         {"grant_type": "refresh_token", "refresh_token": "rt-bom"},
+                                         auth.client_id, auth.client_secret, None)
+    assert tokens["access_token"] in auth.tokens_of("alice") and tokens["token_type"] == "Bearer"
+    assert auth.grants["refresh_token"] >= 1
 
 
 async def test_tickets_open_for_their_server_only_and_expire() -> None:

@@ -31,7 +31,7 @@ from switchboard.http.files.message_requests import MessageRequests
 from switchboard.http.files.message_upstream import BATCHES_PATH, resolve_anthropic
 from switchboard.http.files.multipart import safe_content_type
 from switchboard.http.files.service import FilesContext, FileService, owned_id, owner_of, tenant_of
-from switchboard.http.files.unrecorded import cancelled_unless_recorded
+from switchboard.http.files.unrecorded import cancel
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.http.openai_api import parse_object
 from switchboard.pipeline.subscription import require_approved
@@ -93,9 +93,7 @@ class MessageBatches:
         async def forget_models() -> None:
             await self._files.store.delete(MESSAGE_BATCH_MODELS, batch_id)
 
-        # Created upstream: a batch the store refuses is cancelled there, not left to run unseen.
-        async with cancelled_unless_recorded(upstream, "message batch", batch_id,
-                                             object_path(_PATH, batch_id, "/cancel"), forget_models):
+        async def record() -> None:
             # Before the batch's own row: a batch is never seen without it (the poller prices it).
             await self._files.store.put(OwnedObject(
                 id=batch_id, kind=MESSAGE_BATCH_MODELS, provider=upstream.provider, tenant_id=tenant_of(p),
@@ -107,6 +105,11 @@ class MessageBatches:
                 owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id, purpose=PURPOSE,
                 status=_status(obj), body=obj,
             ))
+
+        # Created upstream: a batch the store refuses is cancelled there, not left to run unseen.
+        await self._files.unrecorded.record(upstream, "message batch", batch_id,
+                                            cancel(object_path(_PATH, batch_id, "/cancel")), record,
+                                            forget_models)
         return Reply(obj)
 
     async def _get_message_batch(self, ctx: FilesContext, p: Principal) -> Result:

@@ -34,7 +34,7 @@ from switchboard.http.files import multipart
 from switchboard.http.files.batch_access import BatchAccess
 from switchboard.http.files.costing import BatchPricer, ModelTotals
 from switchboard.http.files.expiry import EXPIRY_FIELDS, check_output_expiry, checked_field
-from switchboard.http.files.unrecorded import cancelled_unless_recorded
+from switchboard.http.files.unrecorded import Unrecorded, cancel, delete
 from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
 from switchboard.http.openai_api import parse_object
 from switchboard.routing import prerouting
@@ -116,6 +116,8 @@ class FileService:
         self._poller: asyncio.Task[None] | None = None
         # Batches being priced by this instance, set when done: a second look waits for the first.
         self._settling: dict[str, asyncio.Event] = {}
+        # Objects created upstream being recorded: carried on when their caller leaves (unrecorded.py).
+        self.unrecorded = Unrecorded()
         # More rounds of the poller: the message batches' (message_batches.py).
         self.pollers: list[Callable[[], Awaitable[int]]] = []
         self.costed = 0  # batches this instance recorded in the ledger (tests, logs)
@@ -138,6 +140,7 @@ class FileService:
     async def close(self) -> None:
         await stop_task(self._poller)
         self._poller = None
+        await self.unrecorded.close()
 
     @property
     def store(self) -> FileStore:
@@ -224,7 +227,13 @@ class FileService:
         finally:
             if spooled is not None:
                 spooled.close()
-        await self._own(FILE, obj, upstream, p, purpose)
+        file_id = owned_id(obj, upstream)
+
+        async def record() -> None:
+            await self._own(FILE, obj, upstream, p, purpose)
+
+        # Stored upstream: a file the store refuses is deleted there, not left to take space unseen.
+        await self.unrecorded.record(upstream, "file", file_id, delete(object_path("files", file_id)), record)
         return Reply(obj)
 
     def _choose(self, ctx: FilesContext, p: Principal, model: str | None) -> Upstream:
@@ -348,10 +357,13 @@ class FileService:
         await self._access.check(p, upstream, owned.id, str(endpoint), self.check_owned)
         obj = await upstream.call("POST", "/batches", {**body, "input_file_id": owned.id})
         batch_id = owned_id(obj, upstream)
-        # Created upstream: a batch the store refuses is cancelled there, not left to run unseen.
-        async with cancelled_unless_recorded(upstream, "batch", batch_id, object_path("batches", batch_id,
-                                                                                      "/cancel")):
+
+        async def record() -> None:
             await self._own(BATCH, obj, upstream, p, str(endpoint))
+
+        # Created upstream: a batch the store refuses is cancelled there, not left to run unseen.
+        await self.unrecorded.record(upstream, "batch", batch_id,
+                                     cancel(object_path("batches", batch_id, "/cancel")), record)
         return Reply(obj)
 
     async def _list_batches(self, ctx: FilesContext, p: Principal) -> Result:
