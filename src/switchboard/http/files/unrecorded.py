@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from switchboard.background import LAST_WRITE_SECONDS
 from switchboard.http.errors import StoreUnavailable
 from switchboard.http.files.upstream import Upstream
+from switchboard.stores import refused
 
 log = logging.getLogger("switchboard.files")
 
@@ -93,8 +94,9 @@ async def _recorded_or_undone(upstream: Upstream, what: str, object_id: str, und
         await record()
     except Exception as exc:
         where = f"provider '{upstream.provider}'"
-        log.warning("%s %s: created at %s but could not be recorded (%s: %s); undoing it there (%s %s)",
-                    what, object_id, where, type(exc).__name__, exc, undo.method, undo.path)
+        # The driver's first line only: the rest quotes the statement's parameters (the object).
+        log.warning("%s %s: created at %s but could not be recorded (%s); undoing it there (%s %s)",
+                    what, object_id, where, refused.kind(exc), undo.method, undo.path)
         try:
             await upstream.call(undo.method, undo.path)
         except Exception as failed:
