@@ -26,6 +26,7 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, PROSE, AdminBody
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.scoping import (
     CHANGE_ATTEMPTS,
     Ident,
@@ -275,24 +276,25 @@ async def update_api(
         body = ApiUpdate.model_validate(raw)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
-    for attempt in range(CHANGE_ATTEMPTS):
-        if attempt:
+    async with one_writer("api", tenant, name):
+        for _ in range(CHANGE_ATTEMPTS):
+            # Read again inside: the change queued before this one may have just been written.
             before = await _visible(request, access, name, tenant)
-        changes = _changes(before, body)
-        after = replace(before, **changes)
-        if "version" in changes or "split" in changes:
-            await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,
-                                body.split if "split" in changes else None)
-        try:
-            # Written only while the API is still the version read: a change another admin
-            # made meanwhile (a retirement, say) is read and checked again, never undone.
-            stored = await _apis(request).update(after, before.updated_at)
-            break
-        except KeyError:
-            continue
-    else:
-        raise Conflict(f"the API '{name}' kept changing while it was being updated: try again",
-                       code="api_changed")
+            changes = _changes(before, body)
+            after = replace(before, **changes)
+            if "version" in changes or "split" in changes:
+                await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,
+                                    body.split if "split" in changes else None)
+            try:
+                # Written only while the API is still the version read: a change another admin
+                # made meanwhile (a retirement, say) is read and checked again, never undone.
+                stored = await _apis(request).update(after, before.updated_at)
+                break
+            except KeyError:
+                continue
+        else:
+            raise Conflict(f"the API '{name}' kept changing while it was being updated: try again",
+                           code="api_changed")
     await publish_change(_stores(request).feed, stored.tenant_id, stored.name)  # every instance's cache
     action = f"api.{changes['status']}" if "status" in changes else "api.update"
     await audit.record(request, action, "api", stored.name, before=public(before), after=public(stored),

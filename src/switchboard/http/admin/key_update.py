@@ -58,6 +58,7 @@ from switchboard.http.admin.keys import (
     stores_of,
     tools_grantable,
 )
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.scoping import Regions
 from switchboard.stores.protocols import KeyRecord
 from switchboard.stores.protocols.access import ROTATED_TO
@@ -188,21 +189,22 @@ async def update_key(
     key_id: str, body: KeyUpdate, request: Request, access: Annotated[Access, Depends(allow("key", "update"))]
 ) -> dict[str, Any]:
     stores = stores_of(request)
-    for _ in range(_ATTEMPTS):
-        before = await key_in_reach(access, stores, key_id)
-        outranks(access, before)
-        if body.models is not None:
-            grantable(access, body.models)
-        if "mcp_tools" in body.model_fields_set:
-            tools_grantable(access, stored_tools(body.mcp_tools))
-        _changeable(before, body)
-        after, fields = _changed(access, before, body)
-        if not fields:
-            return public(before)  # nothing to change: nothing written, nothing audited
-        if await stores.keys.update(after, fields):
-            break
-    else:
-        raise Conflict("the key kept changing while it was being updated: try again", code="key_changed")
+    async with one_writer("key", key_id):
+        for _ in range(_ATTEMPTS):
+            before = await key_in_reach(access, stores, key_id)
+            outranks(access, before)
+            if body.models is not None:
+                grantable(access, body.models)
+            if "mcp_tools" in body.model_fields_set:
+                tools_grantable(access, stored_tools(body.mcp_tools))
+            _changeable(before, body)
+            after, fields = _changed(access, before, body)
+            if not fields:
+                return public(before)  # nothing to change: nothing written, nothing audited
+            if await stores.keys.update(after, fields):
+                break
+        else:
+            raise Conflict("the key kept changing while it was being updated: try again", code="key_changed")
     after = replace(after, revision=before.revision + 1)
     # The same path as a revoke: every instance drops the cached key and reads the new settings.
     await request.app.state.services.key_cache().changed(before.key_hash)

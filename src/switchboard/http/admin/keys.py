@@ -43,8 +43,16 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import Limit, TrueOrFalse, query_params
-from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, Regions, TenantQuery, UtcTime, tenant_in_reach
+from switchboard.http.admin.scoping import (
+    CHANGE_ATTEMPTS,
+    Regions,
+    TenantQuery,
+    UtcTime,
+    made_here,
+    tenant_in_reach,
+)
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
 from switchboard.stores.protocols.access import ROTATED_TO
@@ -281,10 +289,12 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         if team is not None and team != p.team_id:
             raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
         team = p.team_id
-    elif team is not None and not platform:
-        if await stores.tenancy.get_team(tenant, team) is None:
+    elif team is not None:
+        # The master key may name a team without a record, but not one of ours that is gone.
+        if await stores.tenancy.get_team(tenant, team) is not None:
+            records.add("team")
+        elif not platform or made_here(team, "team"):
             raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
-        records.add("team")
 
     user: User | None = None
     if named is not None:
@@ -293,7 +303,9 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         if user is None or wrong_kind or not access.sees(user.tenant_id, user.team_id, user.id):
             # The platform admin may name an owner without a record; a developer's own key (or
             # token, from an identity provider) may belong to one (issued before users existed).
-            if not (platform or access.reach <= Reach.SELF) or wrong_kind:
+            # Not a deleted one, though: a key issued meanwhile would outlive its owner.
+            deleted = platform and (made_here(named, "user") or made_here(named, "sa"))
+            if not (platform or access.reach <= Reach.SELF) or wrong_kind or deleted:
                 raise NotFound(f"no such owner '{named[:64]}'", code=kind_code)
             user = None
     role = body.role or DEFAULT_KEY_ROLE
@@ -428,19 +440,20 @@ async def rotate_key(
         raise GatewayError("keys cannot be issued: no server secret (auth.secret_key)", status=503)
     store = stores_of(request).keys
     grace = timedelta(seconds=(body or KeyRotate()).grace_seconds)
-    for _ in range(CHANGE_ATTEMPTS):
-        # Read (again, after a lost compare-and-set): a revoke or rotation that landed meanwhile
-        # is refused as for a key read so; a PATCH that did is no reason to refuse.
-        old = await key_in_reach(access, stores_of(request), key_id)
-        outranks(access, old)
-        now = datetime.now(UTC)
-        _rotatable(old, now)
-        key, new, retired = _successor(request, access, old, now, grace)
-        assert retired.expires_at is not None
-        if await store.rotate(old, new, retired.expires_at):
-            break
-    else:
-        raise Conflict("the key kept changing while it was being rotated: try again", code="key_changed")
+    async with one_writer("key", key_id):
+        for _ in range(CHANGE_ATTEMPTS):
+            # Read (again, after a lost compare-and-set): a revoke or rotation that landed meanwhile
+            # is refused as for a key read so; a PATCH that did is no reason to refuse.
+            old = await key_in_reach(access, stores_of(request), key_id)
+            outranks(access, old)
+            now = datetime.now(UTC)
+            _rotatable(old, now)
+            key, new, retired = _successor(request, access, old, now, grace)
+            assert retired.expires_at is not None
+            if await store.rotate(old, new, retired.expires_at):
+                break
+        else:
+            raise Conflict("the key kept changing while it was being rotated: try again", code="key_changed")
     await services.key_cache().changed(old.key_hash)
     await services.key_cache().changed(new.key_hash)
     await audit.record(request, "key.rotate", "api_key", old.id, before=public(old), after=public(retired),

@@ -47,6 +47,7 @@ from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound,
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.providers import headers_changed, routing_of
 from switchboard.http.admin.query import Limit
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, tenant_in_reach
@@ -477,17 +478,18 @@ async def update_server(
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     _check(body)
-    for _ in range(CHANGE_ATTEMPTS):
-        old = await _visible(request, access, name, tenant)
-        _may_change(access, old)
-        new, was, opened, issuer = _patched(request, access, old, body)
-        # Written only while the server is still the version read: a change another admin made
-        # meanwhile is read and kept, not overwritten with what this one read.
-        if await store_of(request).update_server(new, old.updated_at):
-            break
-    else:
-        raise Conflict(f"the MCP server '{name}' kept changing while it was being updated: try again",
-                       code="mcp_server_changed")
+    async with one_writer("mcp_server", tenant, name):
+        for _ in range(CHANGE_ATTEMPTS):
+            old = await _visible(request, access, name, tenant)
+            _may_change(access, old)
+            new, was, opened, issuer = _patched(request, access, old, body)
+            # Written only while the server is still the version read: a change another admin made
+            # meanwhile is read and kept, not overwritten with what this one read.
+            if await store_of(request).update_server(new, old.updated_at):
+                break
+        else:
+            raise Conflict(f"the MCP server '{name}' kept changing while it was being updated: try again",
+                           code="mcp_server_changed")
     before = stored_public(old, _has_secret(old))
     after = stored_public(new, opened.client_secret is not None)
     await audit.record(request, "mcp_server.update", "mcp_server", old.id, before=before,

@@ -24,6 +24,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
 from switchboard.http.admin.query import Limit
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
@@ -230,19 +231,20 @@ async def update_model(
     name: str, body: ModelUpdate, request: Request,
     access: Annotated[Access, Depends(allow("model", "update"))],
 ) -> dict[str, Any]:
-    for _ in range(CHANGE_ATTEMPTS):
-        old = await _stored(request, name)
-        if "provider" in body.model_fields_set and body.provider is not None:
-            await _check_provider(request, body.provider)
-        new = _updated(old, body)
-        _validate(new)
-        # Written only while the model is still the version read: another admin's change made
-        # meanwhile is read and kept, not overwritten with what this one read.
-        if await store_of(request).update_model(new, old.updated_at):
-            break
-    else:
-        raise Conflict(f"the model '{name}' kept changing while it was being updated: try again",
-                       code="model_changed")
+    async with one_writer("model", name):
+        for _ in range(CHANGE_ATTEMPTS):
+            old = await _stored(request, name)
+            if "provider" in body.model_fields_set and body.provider is not None:
+                await _check_provider(request, body.provider)
+            new = _updated(old, body)
+            _validate(new)
+            # Written only while the model is still the version read: another admin's change made
+            # meanwhile is read and kept, not overwritten with what this one read.
+            if await store_of(request).update_model(new, old.updated_at):
+                break
+        else:
+            raise Conflict(f"the model '{name}' kept changing while it was being updated: try again",
+                           code="model_changed")
     after = stored_public(new)
     await audit.record(request, "model.update", "model", name, before=stored_public(old), after=after)
     await routing_of(request).changed()

@@ -42,6 +42,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import Limit
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
 from switchboard.observability.logs import redact_target
@@ -464,20 +465,21 @@ async def update_provider(
 ) -> dict[str, Any]:
     _check_fields(body)
     store = store_of(request)
-    for _ in range(CHANGE_ATTEMPTS):
-        old = await stored_or_404(request, name)
-        new = _updated(old, body)
-        creds = await store.credentials(name)
-        validate_record(new, bool(creds))
-        if "options" in body.model_fields_set:  # options stored before this check are left as they are
-            check_option_types(new.type, new.options)
-        # Written only while the provider is still the version read: another admin's change
-        # made meanwhile is read and kept, not overwritten with what this one read.
-        if await store.update_provider(new, old.updated_at):
-            break
-    else:
-        raise Conflict("the provider kept changing while it was being updated: try again",
-                       code="provider_changed")
+    async with one_writer("provider", name):
+        for _ in range(CHANGE_ATTEMPTS):
+            old = await stored_or_404(request, name)
+            new = _updated(old, body)
+            creds = await store.credentials(name)
+            validate_record(new, bool(creds))
+            if "options" in body.model_fields_set:  # options stored before this check are left as they are
+                check_option_types(new.type, new.options)
+            # Written only while the provider is still the version read: another admin's change
+            # made meanwhile is read and kept, not overwritten with what this one read.
+            if await store.update_provider(new, old.updated_at):
+                break
+        else:
+            raise Conflict("the provider kept changing while it was being updated: try again",
+                           code="provider_changed")
     before, after = stored_public(old, creds), stored_public(new, creds)
     changed = headers_changed(old.headers, new.headers)
     await audit.record(request, "provider.update", "provider", name, before=before,

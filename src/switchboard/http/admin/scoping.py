@@ -79,6 +79,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
+def made_here(ident: str, prefix: str) -> bool:
+    """Whether ``ident`` has the form of an id ``new_id(prefix)`` gives. Such an id without a
+    record names a record deleted (or never made), not an owner from outside Switchboard."""
+    head, _, tail = ident.partition("_")
+    return head == prefix and len(tail) == 16 and all(c in "0123456789abcdef" for c in tail)
+
+
 def conflict(message: str) -> GatewayError:
     return Conflict(message)
 

@@ -30,6 +30,7 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, tenant_in_reach
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.services.table import Service, ServiceTable, header_aad
@@ -274,16 +275,17 @@ async def update_service(
     access: Annotated[Access, Depends(allow("service", "update"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    for _ in range(CHANGE_ATTEMPTS):
-        record = await _stored(request, access, name, tenant)
-        updated = await _patched(request, access, record, body)
-        # Written only while the service is still the version read: a change another admin made
-        # meanwhile is read and kept, not overwritten with what this one read.
-        if await _store(request).update(updated, record.updated_at) is not None:
-            break
-    else:
-        raise Conflict(f"the service '{name}' kept changing while it was being updated: try again",
-                       code="service_changed")
+    async with one_writer("service", tenant, name):
+        for _ in range(CHANGE_ATTEMPTS):
+            record = await _stored(request, access, name, tenant)
+            updated = await _patched(request, access, record, body)
+            # Written only while the service is still the version read: a change another admin made
+            # meanwhile is read and kept, not overwritten with what this one read.
+            if await _store(request).update(updated, record.updated_at) is not None:
+                break
+        else:
+            raise Conflict(f"the service '{name}' kept changing while it was being updated: try again",
+                           code="service_changed")
     await _table(request).changed(record.tenant_id, name)
     before, after = _of_record(record), _of_record(updated)
     await audit.record(request, "service.update", "service", name, before=before, after=after,

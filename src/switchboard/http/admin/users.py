@@ -20,6 +20,7 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound, PermissionDen
 from switchboard.http.admin import audit, keys
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
     CHANGE_ATTEMPTS,
@@ -182,27 +183,28 @@ def make_router(kind: str) -> APIRouter:
         access: Annotated[Access, Depends(allow("user", "update"))],
     ) -> dict[str, Any]:
         stores = _stores(request)
-        for _ in range(CHANGE_ATTEMPTS):
-            before = await user_in_reach(access, stores, user_id, read_kind)
-            _may_grant(access, before.role)
-            changes = body.model_dump(exclude_unset=True)
-            if "role" in changes:
-                if body.role is None:
-                    raise InvalidRequest("role: must be a role", param="role", code="invalid_value")
-                _may_grant(access, body.role)
-            if "team" in changes:
-                changes["team_id"] = await _team(access, stores, before.tenant_id, changes.pop("team"))
-            wanted = replace(before, **changes)
-            _check_team_role(wanted.role, wanted.team_id)
-            # Only the fields given are written, so a concurrent change of another field stays;
-            # the role and team, checked together, only while they are still the ones read.
-            stored = await stores.tenancy.update_user(wanted, changes, read=before)
-            if stored is not None:
-                after = stored
-                break
-        else:
-            raise Conflict(f"the {what} kept changing while it was being updated: try again",
-                           code="user_changed")
+        async with one_writer("user", user_id):
+            for _ in range(CHANGE_ATTEMPTS):
+                before = await user_in_reach(access, stores, user_id, read_kind)
+                _may_grant(access, before.role)
+                changes = body.model_dump(exclude_unset=True)
+                if "role" in changes:
+                    if body.role is None:
+                        raise InvalidRequest("role: must be a role", param="role", code="invalid_value")
+                    _may_grant(access, body.role)
+                if "team" in changes:
+                    changes["team_id"] = await _team(access, stores, before.tenant_id, changes.pop("team"))
+                wanted = replace(before, **changes)
+                _check_team_role(wanted.role, wanted.team_id)
+                # Only the fields given are written, so a concurrent change of another field stays;
+                # the role and team, checked together, only while they are still the ones read.
+                stored = await stores.tenancy.update_user(wanted, changes, read=before)
+                if stored is not None:
+                    after = stored
+                    break
+            else:
+                raise Conflict(f"the {what} kept changing while it was being updated: try again",
+                               code="user_changed")
         await audit.record(request, f"{before.kind}.update", before.kind, user_id, before=public(before),
                            after=public(after), tenant=before.tenant_id)
         await _keys_follow(request, stores, before, after)
