@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import orjson
@@ -93,7 +94,7 @@ CASES: list[tuple[str, str, dict[str, str], bytes, int, str | None]] = [
         JSON,
         chat(tools=[{"type": "function", "function": {}}]),
         400,
-        "tools",
+        "tools[0].function.name",
     ),
     ("bad-tool-choice", "/chat/completions", JSON, chat(tool_choice="sometimes"), 400, "tool_choice"),
     (
@@ -311,6 +312,34 @@ def test_unsafe_request_id_is_not_echoed(http: httpx.Client) -> None:
     resp = http.post("/chat/completions", headers={**JSON, "X-Request-Id": "a" * 300}, content=chat())
     assert resp.status_code == 200
     assert resp.headers["x-request-id"] != "a" * 300
+
+
+def test_a_bad_tool_name_is_named_at_its_place(gateway: Gateway, client: openai.OpenAI) -> None:
+    # The fourth tool is the bad one: each API names it as its callers spell it, keeping the code.
+    schema = {"type": "object", "properties": {}}
+    with pytest.raises(openai.BadRequestError) as chat_err:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSGS,  # type: ignore[arg-type]
+                                       tools=[{"type": "function", "function": {"name": f"ok_{i}"}}
+                                              for i in range(3)]
+                                       + [{"type": "function", "function": {"name": "no spaces"}}])
+    assert chat_err.value.param == "tools[3].function.name" and chat_err.value.code == "invalid_value"
+    assert "'tools[3].function.name'" in chat_err.value.message
+    responses_tools: list[Any] = [{"type": "function", "name": f"ok_{i}", "parameters": schema}
+                                  for i in range(3)]
+    with pytest.raises(openai.BadRequestError) as responses_err:
+        client.responses.create(model="gpt-4o-mini", input="hi",
+                                tools=[*responses_tools,
+                                       {"type": "function", "name": "no spaces", "parameters": schema}])
+    assert responses_err.value.param == "tools[3].name" and responses_err.value.code == "invalid_value"
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    messages_tools: list[Any] = [{"name": f"ok_{i}", "input_schema": schema} for i in range(3)]
+    with pytest.raises(anthropic.BadRequestError) as messages_err:
+        claude.messages.create(model="gpt-4o-mini", max_tokens=16,
+                               messages=[{"role": "user", "content": "hi"}],
+                               tools=[*messages_tools, {"name": "no spaces", "input_schema": schema}])
+    # Anthropic's error body has no param: its message names the place, as Anthropic spells it.
+    error = messages_err.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "invalid_request_error" and error["message"].startswith("tools.3.name: ")
 
 
 def test_gateway_still_healthy_after_the_table(gateway: Gateway, client: openai.OpenAI) -> None:

@@ -21,6 +21,11 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
+def _fail(param: str, problem: str) -> InvalidRequest:
+    sep = "" if problem.startswith((".", "[")) else " "
+    return InvalidRequest(f"'{param}'{sep}{problem}", param=param, code="invalid_value")
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -86,16 +91,19 @@ def tools(v: Any) -> str | None:
     if not isinstance(v, list):
         return "must be an array"
     for i, tool in enumerate(v):
+        # A bad tool is refused naming its own place (tools[3].function.name), as OpenAI does, so
+        # the caller can tell which of many tools to fix: raised here, not returned for 'tools'.
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
-            return f"[{i}] must be an object with a 'type'"
+            raise _fail(f"tools[{i}]", "must be an object with a 'type'")
         if tool["type"] == "function":
             fn = tool.get("function")
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                return f"[{i}].function.name is required"
+                raise _fail(f"tools[{i}].function.name", "is required")
             if not _FUNCTION_NAME.match(fn["name"]):
-                return f"[{i}].function.name must be 1-128 letters, digits, '_', '-', '.' or ':'"
+                raise _fail(f"tools[{i}].function.name",
+                            "must be 1-128 letters, digits, '_', '-', '.' or ':'")
             if "parameters" in fn and not isinstance(fn["parameters"], dict):
-                return f"[{i}].function.parameters must be an object"
+                raise _fail(f"tools[{i}].function.parameters", "must be an object")
     return None
 
 
@@ -153,11 +161,6 @@ CHAT_FIELDS: dict[str, Check] = {
     "metadata": obj,
     "store": boolean,
 }
-
-
-def _fail(param: str, problem: str) -> InvalidRequest:
-    sep = "" if problem.startswith((".", "[")) else " "
-    return InvalidRequest(f"'{param}'{sep}{problem}", param=param, code="invalid_value")
 
 
 def require_object(body: Any) -> dict[str, Any]:
