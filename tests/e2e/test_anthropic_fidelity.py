@@ -229,3 +229,16 @@ def test_anthropic_refusal_reaches_openai_clients_alike(oai: openai.OpenAI) -> N
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
         "content_filter"
     ]
+
+
+def test_a_bad_thinking_budget_is_an_invalid_value_naming_it(oai: openai.OpenAI) -> None:
+    ask: dict[str, Any] = {"model": "claude", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(openai.BadRequestError) as exc:
+        oai.chat.completions.create(**ask, extra_body={"thinking": {"type": "enabled", "budget_tokens": 10}})
+    assert exc.value.param == "thinking.budget_tokens" and exc.value.code == "invalid_value"
+    assert "1024" in exc.value.message
+    # A budget the max_tokens sent leaves no room for: the same code, naming max_tokens.
+    with pytest.raises(openai.BadRequestError) as exc:
+        oai.chat.completions.create(**ask, max_tokens=2000,
+                                    extra_body={"thinking": {"type": "enabled", "budget_tokens": 4000}})
+    assert exc.value.param == "max_tokens" and exc.value.code == "invalid_value"

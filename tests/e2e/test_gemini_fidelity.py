@@ -132,7 +132,8 @@ def test_thinking_budget_reaches_gemini(client: openai.OpenAI, mock_upstream: Mo
         "thinkingBudget": 3000, "includeThoughts": True}
     with pytest.raises(openai.BadRequestError) as info:
         ask(client, new_marker(), extra_body={"thinking": {"type": "enabled"}})
-    assert isinstance(info.value.body, dict) and info.value.body["param"] == "thinking"
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == "thinking.budget_tokens"
+    assert info.value.body["code"] == "invalid_value"
 
 
 def test_thought_signature_survives_a_tool_round_trip(client: openai.OpenAI, mock_upstream: Mock) -> None:

@@ -54,3 +54,14 @@ def test_top_k_is_refused_naming_it(client: openai.OpenAI) -> None:
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
                                        extra_body={"top_k": 5})
     assert exc.value.param == "top_k" and "drop_params" in exc.value.message
+
+
+@pytest.mark.parametrize("thinking", [{"type": "enabled", "budget_tokens": 0},
+                                      {"type": "enabled", "budget_tokens": "lots"}])
+def test_a_bad_thinking_budget_is_an_invalid_value_naming_it(client: openai.OpenAI,
+                                                             thinking: dict[str, Any]) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                                       extra_body={"thinking": thinking})
+    assert exc.value.param == "thinking.budget_tokens" and exc.value.code == "invalid_value"
+    assert "budget_tokens" in exc.value.message

@@ -47,7 +47,7 @@ def test_thinking_is_sent_as_given_and_checked() -> None:
                        ({"type": "enabled", "budget_tokens": 5000}, "max_tokens")]:
         with pytest.raises(InvalidRequest) as err:
             build({"messages": [user("x")], "thinking": bad, "max_tokens": 5000})
-        assert err.value.param == param
+        assert err.value.param == param and err.value.code == "invalid_value"
     with pytest.raises(InvalidRequest) as err:
         build({"messages": [user("x")], "reasoning_effort": "extreme"})
     assert err.value.param == "reasoning_effort"

@@ -228,7 +228,8 @@ def test_thinking_and_reasoning_effort_become_cohere_thinking(extra: dict[str, A
 def test_malformed_thinking_is_a_400(extra: dict[str, Any]) -> None:
     with pytest.raises(InvalidRequest) as exc:
         chat_body({"messages": ask(), **extra})
-    assert exc.value.param in ("thinking", "reasoning_effort")
+    assert exc.value.param in ("thinking", "thinking.budget_tokens", "reasoning_effort")
+    assert exc.value.code == "invalid_value"
 
 
 def test_tool_error_result_is_prefixed() -> None:

@@ -138,7 +138,7 @@ def test_reasoning_effort_to_thinking_config(effort: str, model: str, config: di
 def test_malformed_thinking_is_a_clear_400(request_: dict[str, Any]) -> None:
     with pytest.raises(InvalidRequest) as info:
         body_of(request_)
-    assert info.value.param in ("thinking", "reasoning_effort")
+    assert info.value.param in ("thinking", "thinking.budget_tokens", "reasoning_effort")
 
 
 def test_thought_signature_is_written_back_unchanged() -> None:

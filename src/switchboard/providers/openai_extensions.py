@@ -39,12 +39,12 @@ def effort(thinking: Any) -> str | None:
             return None
         raise InvalidRequest(
             "thinking must be {\"type\": \"enabled\", \"budget_tokens\": N} or {\"type\": \"disabled\"}",
-            param="thinking",
+            param="thinking", code="invalid_value",
         )
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
         raise InvalidRequest("thinking.budget_tokens must be a positive integer",
-                             param="thinking.budget_tokens")
+                             param="thinking.budget_tokens", code="invalid_value")
     return next((name for limit, name in _EFFORTS if budget <= limit), "high")
 
 

@@ -51,8 +51,9 @@ _DOCUMENT_SOURCES = ("base64", "text", "content", "url", "file")
 _CACHE_TTLS = ("5m", "1h")
 
 
-def fail(path: str, problem: str) -> InvalidRequest:
-    return InvalidRequest(f"{path}: {problem}", param=path)
+def fail(path: str, problem: str, code: str | None = None) -> InvalidRequest:
+    # Anthropic's error body has no code; the request log and metrics still record it.
+    return InvalidRequest(f"{path}: {problem}", param=path, code=code)
 
 
 def _block_type(block: Any, path: str) -> str:

@@ -163,9 +163,9 @@ def _thinking(value: Any, max_tokens: int | None) -> None:
         budget = value.get("budget_tokens")
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET:
             problem = f"Input should be an integer of at least {MIN_THINKING_BUDGET}"
-            raise fail("thinking.budget_tokens", problem)
+            raise fail("thinking.budget_tokens", problem, "invalid_value")
         if max_tokens is not None and budget >= max_tokens:
-            raise fail("max_tokens", "must be greater than thinking.budget_tokens")
+            raise fail("max_tokens", "must be greater than thinking.budget_tokens", "invalid_value")
 
 
 def _output_config(value: Any, out: JSON) -> None:

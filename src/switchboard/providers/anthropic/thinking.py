@@ -38,7 +38,7 @@ def thinking(request: JSON, max_tokens: int, explicit: bool) -> tuple[JSON | Non
         return None, max_tokens
     if effort not in _EFFORTS:
         raise InvalidRequest(f"reasoning_effort must be one of {', '.join(_EFFORTS)}",
-                             param="reasoning_effort")
+                             param="reasoning_effort", code="invalid_value")
     if effort == "none":
         return None, max_tokens
     budget = EFFORT_BUDGETS[effort]
@@ -58,15 +58,16 @@ def _given(value: Any, max_tokens: int, explicit: bool) -> tuple[JSON | None, in
         return {"type": kind}, max_tokens
     if kind != "enabled":
         raise InvalidRequest("thinking must be {'type': 'enabled', 'budget_tokens': N} or "
-                             "{'type': 'disabled'}", param="thinking")
+                             "{'type': 'disabled'}", param="thinking", code="invalid_value")
     budget = value.get("budget_tokens")
     if not _int(budget) or budget < MIN_BUDGET:
         raise InvalidRequest(f"thinking.budget_tokens must be an integer of at least {MIN_BUDGET}",
-                             param="thinking.budget_tokens")
+                             param="thinking.budget_tokens", code="invalid_value")
     if not explicit:
         return {"type": "enabled", "budget_tokens": budget}, max_tokens + budget
     if budget >= max_tokens:
-        raise InvalidRequest("max_tokens must be greater than thinking.budget_tokens", param="max_tokens")
+        raise InvalidRequest("max_tokens must be greater than thinking.budget_tokens", param="max_tokens",
+                             code="invalid_value")
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
 
 

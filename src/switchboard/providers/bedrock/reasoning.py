@@ -37,18 +37,19 @@ def _budget(request: JSON) -> tuple[int, str] | None:
         if kind == "disabled":
             return None
         if kind != "enabled":
-            raise InvalidRequest("thinking.type must be 'enabled' or 'disabled'", param="thinking.type")
+            raise InvalidRequest("thinking.type must be 'enabled' or 'disabled'", param="thinking.type",
+                                 code="invalid_value")
         budget = thinking.get("budget_tokens")
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_BUDGET:
             raise InvalidRequest(f"thinking.budget_tokens must be an integer >= {MIN_BUDGET}",
-                                 param="thinking.budget_tokens")
+                                 param="thinking.budget_tokens", code="invalid_value")
         return budget, "thinking"
     effort = request.get("reasoning_effort")
     if effort in (None, "none"):
         return None
     if effort not in EFFORT_BUDGETS:
         raise InvalidRequest("reasoning_effort must be one of none, minimal, low, medium, high",
-                             param="reasoning_effort")
+                             param="reasoning_effort", code="invalid_value")
     return EFFORT_BUDGETS[effort], "reasoning_effort"
 
 
@@ -81,7 +82,7 @@ def _claude(budget: int, param: str, max_tokens: int | None) -> tuple[JSON, int 
             least = budget if param == "thinking" else MIN_BUDGET
             raise InvalidRequest(
                 f"max_tokens must be greater than the thinking budget ({least} tokens) on Claude models",
-                param="max_tokens",
+                param="max_tokens", code="invalid_value",
             )
         budget = max_tokens - 1
     return {"thinking": {"type": "enabled", "budget_tokens": budget}}, max_tokens

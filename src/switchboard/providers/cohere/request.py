@@ -277,10 +277,14 @@ def _thinking(request: JSON) -> JSON | None:
         kind = thinking.get("type") if isinstance(thinking, dict) else None
         if kind == "disabled":
             return {"type": "disabled"}
-        budget = thinking.get("budget_tokens", thinking.get("token_budget")) if kind == "enabled" else 0
-        if kind != "enabled" or not (budget is None or (isinstance(budget, int) and budget > 0)):
+        if kind != "enabled":
             raise _invalid('thinking must be {"type": "enabled", "budget_tokens": N} or {"type": "disabled"}',
                            "thinking")
+        budget = thinking.get("budget_tokens", thinking.get("token_budget"))
+        if not (budget is None or (isinstance(budget, int) and not isinstance(budget, bool) and budget > 0)):
+            # Named as the caller spelt it: the canonical (Anthropic) name unless Cohere's own was sent.
+            param = "thinking.budget_tokens" if "budget_tokens" in thinking else "thinking.token_budget"
+            raise _invalid(f"{param} must be a positive integer", param)
         return {"type": "enabled"} if budget is None else {"type": "enabled", "token_budget": budget}
     effort = request.get("reasoning_effort")
     if effort is None:

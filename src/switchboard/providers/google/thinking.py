@@ -45,16 +45,20 @@ def _from_thinking(thinking: Any) -> JSON:
     kind = thinking.get("type") if isinstance(thinking, dict) else None
     if kind == "disabled":
         return {"thinkingBudget": 0}
-    budget = thinking.get("budget_tokens") if kind == "enabled" else None
+    if kind != "enabled":
+        raise InvalidRequest(f"thinking must be {_THINKING_SHAPE}", param="thinking", code="invalid_value")
+    budget = thinking.get("budget_tokens")
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-        raise InvalidRequest(f"thinking must be {_THINKING_SHAPE}", param="thinking")
+        raise InvalidRequest("thinking.budget_tokens must be a positive integer",
+                             param="thinking.budget_tokens", code="invalid_value")
     return {"thinkingBudget": budget, "includeThoughts": True}
 
 
 def _from_effort(effort: Any, model: str) -> JSON:
     if effort not in EFFORTS:
         raise InvalidRequest(
-            f"reasoning_effort must be one of {', '.join(EFFORTS)}", param="reasoning_effort"
+            f"reasoning_effort must be one of {', '.join(EFFORTS)}", param="reasoning_effort",
+            code="invalid_value",
         )
     if not budget_model(model):
         if effort == "none":  # the lowest level there is; Gemini 3 cannot turn thinking off
