@@ -242,7 +242,28 @@ def test_a_tool_call_without_an_id_still_pairs(mi: openai.OpenAI, mock_upstream:
     assert seen["body"]["messages"][2]["tool_call_id"] == call_id
 
 
-def test_allowed_tools_choice_is_translated_and_custom_refused(mi: openai.OpenAI) -> None:
+def test_a_tool_result_without_its_call_is_refused_naming_it(mi: openai.OpenAI) -> None:
+    # La Plateforme refuses the history ("Unexpected tool call id"); the gateway names the message.
+    call = {"id": "abcDEF123", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    messages: list[dict[str, Any]] = [
+        *ask("weather?"),
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "abcDEF123", "content": "18C"},
+        {"role": "tool", "tool_call_id": "call_never_made", "content": "25C"},
+    ]
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=messages, tools=[WEATHER_TOOL])
+    assert exc.value.param == "messages[3].tool_call_id"
+    assert "call_never_made" in exc.value.message and "mistral" in exc.value.message
+    # A result sent before its call answers nothing yet: the same refusal.
+    with pytest.raises(openai.BadRequestError) as exc:
+        early = [messages[0], messages[2], messages[1]]
+        mi.chat.completions.create(model="mistral-small", messages=early, tools=[WEATHER_TOOL])
+    assert exc.value.param == "messages[1].tool_call_id"
+
+
+
     other: dict[str, Any] = {"type": "function",
                              "function": {"name": "get_time", "parameters": {"type": "object"}}}
     # Mistral has no allowed_tools: its mode ("required" -> "any") over only the allowed tools.

@@ -129,3 +129,14 @@ def test_embeddings(client: TestClient) -> None:
         ).status_code
         == 422
     )
+
+
+def test_a_tool_result_without_its_call_is_refused(client: TestClient) -> None:
+    call = {"id": "abcDEF123", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    answered = [USER, {"role": "assistant", "content": "", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "abcDEF123", "content": "ok"}]
+    assert post(client, {"model": "m", "messages": answered}).status_code == 200
+    orphan = [USER, {"role": "tool", "tool_call_id": "abcDEF123", "content": "ok"}]
+    resp = post(client, {"model": "m", "messages": orphan})
+    assert resp.status_code == 400
+    assert resp.json()["type"] == "invalid_request_message_order" and resp.json()["code"] == "3230"

@@ -5,7 +5,8 @@ As strict as La Plateforme (https://docs.mistral.ai/api/, request models of mist
 - unknown fields anywhere in the body are a 422 ``extra_forbidden`` in pydantic's shape (so
   ``seed``, ``max_completion_tokens``, ``stream_options``, ``logprobs`` or ``name`` on a user
   message are refused; Mistral wants ``random_seed`` and ``max_tokens``);
-- tool call ids must be 9 characters of ``[A-Za-z0-9]`` (400, code "3280");
+- tool call ids must be 9 characters of ``[A-Za-z0-9]`` (400, code "3280"), and a tool result must
+  answer a call of an earlier assistant message (400 ``invalid_request_message_order``, "3230");
 - ``tool_choice`` is auto, none, any, required or ``{"type": "function", "function": {"name"}}``;
 - functions need ``parameters``; images are ``data:`` or http(s) URLs;
 - streams put ``usage`` on the last chunk (the one with the finish_reason) and tool calls whole,
@@ -176,7 +177,17 @@ def validate_chat(body: Any) -> None:
         raise _invalid(["messages"], "Field required")
     for i, msg in enumerate(messages):
         _check_message(msg, i)
+    _check_answers(messages)
     _check_tools(body)
+
+
+def _check_answers(messages: list[dict[str, Any]]) -> None:
+    calls: set[str] = set()
+    for msg in messages:
+        calls.update(str(c.get("id")) for c in msg.get("tool_calls") or () if isinstance(c, dict))
+        if msg["role"] == "tool" and msg.get("tool_call_id") not in calls:
+            message = f"Unexpected tool call id {msg.get('tool_call_id')} in tool results"
+            raise Invalid(400, error_body(message, "invalid_request_message_order", "3230"))
 
 
 def check_key(request: Request) -> Response | None:

@@ -68,7 +68,7 @@ from switchboard.providers.openai_compatible import (
 from switchboard.providers.params import CHAT_PARAMS, GATEWAY_PARAMS
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.target import Target
-from switchboard.providers.turns import assistant_content
+from switchboard.providers.turns import assistant_content, call_ids, check_answers
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
@@ -223,6 +223,23 @@ def _call_names(messages: list[JSON]) -> dict[str, str]:
     return names
 
 
+def _messages(messages: list[JSON]) -> list[JSON]:
+    """The conversation in Mistral's terms. A tool result answering no call of an earlier
+    assistant message is a 400 naming it: La Plateforme refuses such a history ("Unexpected tool
+    call id ... in tool results", invalid_request_message_order), and from us the caller learns
+    which message it is."""
+    names = _call_names(messages)
+    calls: set[str] = set()
+    out = []
+    for i, msg in enumerate(messages):
+        if msg.get("role") == "assistant":
+            calls.update(call_ids(msg))
+        elif msg.get("role") == "tool":
+            check_answers(msg, i, calls, "mistral")
+        out.append(_message(msg, i, names))
+    return out
+
+
 def _tools(tools: list[Any]) -> list[JSON]:
     out = []
     for i, tool in enumerate(tools):
@@ -278,8 +295,7 @@ def chat_body(request: JSON, target: Target, options: Options) -> JSON:
         body.pop(name, None)
     body["model"] = target.model
     messages = body.get("messages") or []
-    names = _call_names(messages)
-    body["messages"] = [_message(m, i, names) for i, m in enumerate(messages)]
+    body["messages"] = _messages(messages)
     if "seed" in body:
         seed = body.pop("seed")
         body.setdefault("random_seed", seed)
