@@ -343,6 +343,9 @@ def _tool(tool: Any, path: str) -> JSON:
                 "invalid_type",
             )
         function["parameters"] = parameters
+    # Omitted stays omitted (not strict), unlike OpenAI's Responses default, which normalizes the
+    # schema into strict mode when it can: the target is not chosen yet, and strictness is taken
+    # only by some models or for all tools at once elsewhere (docs/api-responses.md).
     strict = tool.get("strict")
     if strict is not None:
         if not isinstance(strict, bool):
