@@ -14,6 +14,7 @@ not by the (possibly dated) id the upstream reports.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -33,7 +34,6 @@ from switchboard.http.files.multipart import safe_content_type
 from switchboard.http.files.service import FilesContext, FileService, owned_id, owner_of, tenant_of
 from switchboard.http.files.unrecorded import cancel
 from switchboard.http.files.upstream import Upstream, object_path
-from switchboard.http.openai_api import parse_object
 from switchboard.pipeline.subscription import require_approved
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
@@ -81,12 +81,12 @@ class MessageBatches:
     # -- the operations ----------------------------------------------------------------------
 
     async def _create_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
-        checked = await self._requests.check(parse_object(ctx.body), p)
+        checked = await self._requests.check(ctx.body, p)
         upstream = resolve_anthropic(self._routing, checked.provider, ctx.headers)
         if upstream is None:
             raise GatewayError(f"the provider '{checked.provider}' is not usable now", status=503,
                                code="files_provider_unavailable")
-        sent = message_costing.sent_models(checked.requests)
+        sent = await asyncio.to_thread(message_costing.sent_models, checked.requests)  # per request
         obj = shown(await upstream.call("POST", BATCHES_PATH, {"requests": checked.requests}))
         batch_id = owned_id(obj, upstream)
 
