@@ -9,6 +9,7 @@ forwarded; and Anthropic's Files API (which the gateway does not offer) refused 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -387,6 +388,35 @@ def test_the_callers_anthropic_version_reaches_the_upstream_on_every_call(world:
     others = [r for r in records if r["headers"]["anthropic-version"] != version]
     assert all(r["method"] == "GET" and r["headers"]["anthropic-version"] == "2023-06-01"
                for r in others), others
+
+
+
+def test_a_batch_whose_caller_leaves_while_the_provider_answers_is_recorded_for_the_key(world: World) -> None:
+    """The caller closes its connection while the provider is still answering the create: the
+    provider creates the batch all the same, so the gateway carries the call on and records the
+    batch as the key's (listed, readable), rather than leaving it to run there unseen."""
+    made = world.key(["*"])
+    marker, rid = new_marker(), f"mb-gone-{uuid.uuid4().hex[:8]}"
+    # The provider answers (and creates the batch) only after a while: the caller has left by then.
+    body = orjson.dumps({"requests": [request("a", f"hi mock:latency_ms=2000 mock:capture={marker}")]})
+    head = (f"POST /v1/messages/batches HTTP/1.1\r\nHost: gateway\r\nx-api-key: {made['key']}\r\n"
+            f"anthropic-version: 2023-06-01\r\nX-Request-Id: {rid}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", world.gateway.port), timeout=30) as sock:
+        sock.sendall(head + body)
+        (seen,) = captured(world.mock, marker)  # the provider has the create: the caller leaves now
+        assert seen["outcome"] == "pending", seen
+    line = world.gateway.process.wait_for_all(rid, "request failed", timeout=30)
+    assert "client_disconnected=true" in line, line
+    (seen,) = captured(world.mock, marker, outcome="completed", timeout=20)
+    assert seen["outcome"] == "completed", seen  # the gateway waited for the provider's answer
+    client = world.sdk(made["key"])
+    deadline = time.monotonic() + 20
+    while not (listed := list(client.messages.batches.list())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(listed) == 1, listed
+    batch = client.messages.batches.retrieve(listed[0].id)
+    assert batch.request_counts.processing == 1 and sent_models(world, batch.id) is not None
 
 
 # -- Anthropic's Files API: not offered, said in Anthropic's shape --------------------------------

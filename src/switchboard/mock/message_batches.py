@@ -7,7 +7,8 @@ the header ``x-mock-batch-complete: 1``), then ``ended``, every request answered
 ``errored``; a model id ending ``-latest`` is reported as ``-20250219``, a dated snapshot).
 A cancelled batch is ``canceling`` until its next GET, then ``ended`` with every
 request ``canceled``. Results are JSONL at ``results_url`` (absolute, on this mock); a batch
-is deleted only once it has ended. A batch created with ``mock:capture=<marker>`` in a request
+is deleted only once it has ended. ``mock:latency_ms=N`` in a request delays the create's answer
+(the batch is created once it is over). A batch created with ``mock:capture=<marker>`` in a request
 has its later calls recorded under that marker too (capture.py).
 """
 
@@ -84,13 +85,15 @@ async def create(request: Request) -> Response:
         return A.error(400, "requests: every custom_id must be a unique string")
     if any(not isinstance(r.get("params"), dict) for r in requests):
         return A.error(400, "requests: every request needs params")
+    controls = request_controls(request, body)
+    await controls.sleep(controls.latency_ms)  # created only then (not at all if the caller left)
     created, batch_id = datetime.now(UTC), new_id("msgbatch_")
     obj: dict[str, Any] = {"id": batch_id, "type": "message_batch", "processing_status": "in_progress",
            "request_counts": {**dict.fromkeys(COUNTS, 0), "processing": len(requests)},
            "ended_at": None, "created_at": _time(created), "expires_at": _time(created + timedelta(hours=24)),
            "archived_at": None, "cancel_initiated_at": None, "results_url": None}
     _BATCHES[batch_id] = _Batch(obj, requests)
-    if marker := request_controls(request, body).capture:
+    if marker := controls.capture:
         captures: Captures = request.app.state.captures
         captures.follow(f"/v1/messages/batches/{batch_id}", marker)
     return json_response(obj)

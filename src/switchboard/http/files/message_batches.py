@@ -14,6 +14,7 @@ not by the (possibly dated) id the upstream reports.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -31,9 +32,8 @@ from switchboard.http.files.message_requests import MessageRequests
 from switchboard.http.files.message_upstream import BATCHES_PATH, resolve_anthropic
 from switchboard.http.files.multipart import safe_content_type
 from switchboard.http.files.service import FilesContext, FileService, owned_id, owner_of, tenant_of
-from switchboard.http.files.unrecorded import cancel
+from switchboard.http.files.unrecorded import cancel, recorded_or_undone
 from switchboard.http.files.upstream import Upstream, object_path
-from switchboard.http.openai_api import parse_object
 from switchboard.pipeline.subscription import require_approved
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
@@ -81,13 +81,21 @@ class MessageBatches:
     # -- the operations ----------------------------------------------------------------------
 
     async def _create_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
-        checked = await self._requests.check(parse_object(ctx.body), p)
+        checked = await self._requests.check(ctx.body, p)
         upstream = resolve_anthropic(self._routing, checked.provider, ctx.headers)
         if upstream is None:
             raise GatewayError(f"the provider '{checked.provider}' is not usable now", status=503,
                                code="files_provider_unavailable")
-        sent = message_costing.sent_models(checked.requests)
-        obj = shown(await upstream.call("POST", BATCHES_PATH, {"requests": checked.requests}))
+        sent = await asyncio.to_thread(message_costing.sent_models, checked.requests)  # per request
+        # From the call on, carried to its end even when the caller leaves meanwhile: the
+        # provider may create the batch all the same, which must not run there unrecorded.
+        obj = await self._files.unrecorded.carried(self._created(upstream, checked.requests, sent, p))
+        return Reply(obj)
+
+    async def _created(self, upstream: Upstream, requests: list[dict[str, Any]], sent: dict[str, Any],
+                       p: Principal) -> dict[str, Any]:
+        """The batch created upstream and recorded as ``p``'s (``sent``: its models record)."""
+        obj = shown(await upstream.call("POST", BATCHES_PATH, {"requests": requests}))
         batch_id = owned_id(obj, upstream)
 
         async def forget_models() -> None:
@@ -107,10 +115,9 @@ class MessageBatches:
             ))
 
         # Created upstream: a batch the store refuses is cancelled there, not left to run unseen.
-        await self._files.unrecorded.record(upstream, "message batch", batch_id,
-                                            cancel(object_path(_PATH, batch_id, "/cancel")), record,
-                                            forget_models)
-        return Reply(obj)
+        await recorded_or_undone(upstream, "message batch", batch_id,
+                                 cancel(object_path(_PATH, batch_id, "/cancel")), record, forget_models)
+        return obj
 
     async def _get_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
         owned, upstream = await self._owned(ctx, p)

@@ -15,6 +15,7 @@ the OpenAI batch path refuses such lines (batch_access.py), unless the provider 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ from typing import Any
 
 from switchboard.access.rules import model_allowed
 from switchboard.context import Principal
-from switchboard.errors import InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter
+from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter
 from switchboard.http.files.message_upstream import ANTHROPIC
+from switchboard.http.openai_api import parse_object
 from switchboard.routing import prerouting
 from switchboard.routing.router import Router
 from switchboard.routing.table import Route
@@ -48,38 +50,32 @@ class MessageRequests:
         self._router = router
         self._approved = approved
 
-    async def check(self, body: dict[str, Any], p: Principal) -> Checked:
-        """The batch's requests, checked and rewritten; 400/403/404 (naming the request) else."""
-        for name in body:
-            if name not in _FIELDS:
-                raise InvalidRequest(f"{str(name)[:100]}: Extra inputs are not permitted",
-                                     param=str(name)[:100], code="unknown_parameter")
-        requests = body.get("requests")
-        if not isinstance(requests, list):
-            raise InvalidRequest("requests: Field required" if requests is None
-                                 else "requests: Input should be a valid list", param="requests")
-        if not requests:
-            raise InvalidRequest("requests: List should have at least 1 item", param="requests")
-        if len(requests) > MAX_REQUESTS:
-            raise InvalidRequest(f"requests: a batch may hold at most {MAX_REQUESTS} requests "
-                                 f"({len(requests)} given)", param="requests")
-        seen: set[str] = set()
-        chosen: dict[str, Route] = {}  # served model -> the deployment it runs on
-        provider: str | None = None
-        out: list[dict[str, Any]] = []
-        for i, request in enumerate(requests):
-            custom_id, params = _request(request, i, seen)
-            model = params["model"]
-            route = chosen.get(model)
-            if route is None:
+    async def check(self, body: bytes, p: Principal) -> Checked:
+        """The batch's requests (the raw create body), checked and rewritten; 400/403/404
+        (naming the request) else.
+
+        A body may be 32 MiB of up to 100,000 requests: its parse and the per-request checks run
+        in a worker thread, not on the event loop that serves every other request meanwhile.
+        Only the routing of its distinct models (which may await the subscriptions) runs here.
+        The errors are those of one pass over the requests in order: the first bad request's."""
+        requests, firsts = await asyncio.to_thread(_parsed, body)
+        routes = await self._routes(p, firsts)
+        return await asyncio.to_thread(_checked, requests, routes)
+
+    async def _routes(self, p: Principal, firsts: dict[str, int]) -> dict[str, Route | GatewayError]:
+        """The deployment of each model (by the index of its first request), up to the first
+        that is refused: that refusal is raised at its request, after the earlier ones' checks."""
+        routes: dict[str, Route | GatewayError] = {}
+        provider: str | None = None  # the first request's: every other must be served by it
+        for model, i in firsts.items():
+            try:
                 route = await self._route(p, model, i, provider)
-                chosen[model] = route
+            except GatewayError as exc:
+                routes[model] = exc
+                break
+            routes[model] = route
             provider = route.target.provider
-            if not route.target.own_account:  # providers[].allow_account_objects lifts it
-                _check_account_objects(params, f"requests.{i}.params")
-            out.append({**request, "custom_id": custom_id, "params": {**params, "model": route.target.model}})
-        assert provider is not None
-        return Checked(provider, out, {m: r.target.model for m, r in chosen.items()})
+        return routes
 
     async def _route(self, p: Principal, model: str, i: int, provider: str | None) -> Route:
         """The Anthropic deployment request ``i``'s model runs on (``provider``'s when given)."""
@@ -111,6 +107,51 @@ class MessageRequests:
             except PermissionDenied as exc:
                 raise PermissionDenied(f"{where}: {exc.message}", param=where, code=exc.code) from None
         return placed[0]
+
+
+def _parsed(body: bytes) -> tuple[list[Any], dict[str, int]]:
+    """The body's requests (its top level checked) and the index of each model's first request
+    (of those naming one). In a worker thread."""
+    obj = parse_object(body)
+    for name in obj:
+        if name not in _FIELDS:
+            raise InvalidRequest(f"{str(name)[:100]}: Extra inputs are not permitted",
+                                 param=str(name)[:100], code="unknown_parameter")
+    requests = obj.get("requests")
+    if not isinstance(requests, list):
+        raise InvalidRequest("requests: Field required" if requests is None
+                             else "requests: Input should be a valid list", param="requests")
+    if not requests:
+        raise InvalidRequest("requests: List should have at least 1 item", param="requests")
+    if len(requests) > MAX_REQUESTS:
+        raise InvalidRequest(f"requests: a batch may hold at most {MAX_REQUESTS} requests "
+                             f"({len(requests)} given)", param="requests")
+    firsts: dict[str, int] = {}
+    for i, request in enumerate(requests):
+        params = request.get("params") if isinstance(request, dict) else None
+        model = params.get("model") if isinstance(params, dict) else None
+        if isinstance(model, str) and model:
+            firsts.setdefault(model, i)
+    return requests, firsts
+
+
+def _checked(requests: list[Any], routes: dict[str, Route | GatewayError]) -> Checked:
+    """Every request checked in order (the first bad one refused) and its model rewritten to
+    its deployment's. In a worker thread."""
+    seen: set[str] = set()
+    for i, request in enumerate(requests):
+        _, params = _request(request, i, seen)
+        # Routed: a model is routed by its first request, which is this one or an earlier one.
+        route = routes[params["model"]]
+        if isinstance(route, GatewayError):  # refused at its first request, this one
+            raise route
+        if not route.target.own_account:  # providers[].allow_account_objects lifts it
+            _check_account_objects(params, f"requests.{i}.params")
+        # In place (the parsed body is the batch's own): no copy of up to 100,000 requests.
+        params["model"] = route.target.model
+    chosen = {m: r for m, r in routes.items() if isinstance(r, Route)}
+    provider = next(iter(chosen.values())).target.provider
+    return Checked(provider, requests, {m: r.target.model for m, r in chosen.items()})
 
 
 def _request(request: Any, i: int, seen: set[str]) -> tuple[str, dict[str, Any]]:

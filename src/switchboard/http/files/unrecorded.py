@@ -6,8 +6,10 @@ error about an object that exists.
 
 The recording and the undoing run as a task of their own that the caller's request only waits
 for: a caller that disconnects meanwhile (its request task is cancelled) must not stop them
-halfway, which would leave the object upstream with no record. ``Unrecorded.close`` waits for the
-ones still under way at shutdown, for a bounded time.
+halfway, which would leave the object upstream with no record. A message batch's create call
+itself runs in that task too (:meth:`Unrecorded.carried`): a caller that leaves while the
+provider is still answering must not leave the batch it creates there unrecorded.
+``Unrecorded.close`` waits for the ones still under way at shutdown, for a bounded time.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from switchboard.background import LAST_WRITE_SECONDS
 from switchboard.http.errors import StoreUnavailable
@@ -24,6 +27,8 @@ from switchboard.http.files.upstream import Upstream
 from switchboard.stores import refused
 
 log = logging.getLogger("switchboard.files")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +56,7 @@ class Unrecorded:
     """The recordings of just-created objects under way (tracked until they end)."""
 
     def __init__(self) -> None:
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[Any]] = set()
 
     async def record(self, upstream: Upstream, what: str, object_id: str, undo: Undo,
                      record: Callable[[], Awaitable[None]],
@@ -60,25 +65,29 @@ class Unrecorded:
         if it fails, undo the object upstream, drop what was recorded of it (``forget``, best
         effort) and raise a 503 saying what became of it. Carried on to the end even when the
         caller is cancelled (its client left)."""
-        task = asyncio.get_running_loop().create_task(
-            _recorded_or_undone(upstream, what, object_id, undo, record, forget))
+        await self.carried(recorded_or_undone(upstream, what, object_id, undo, record, forget))
+
+    async def carried(self, work: Coroutine[Any, Any, T]) -> T:
+        """``work``'s result: it runs as a task of its own, carried on to the end even when the
+        caller is cancelled (its client left), and waited for at shutdown."""
+        task = asyncio.get_running_loop().create_task(work)
         self._running.add(task)
         task.add_done_callback(_finished(self._running))
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
     async def close(self) -> None:
-        """Let the recordings under way end (at most ``LAST_WRITE_SECONDS``), then stop the rest."""
+        """Let the tasks under way end (at most ``LAST_WRITE_SECONDS``), then stop the rest."""
         if not self._running:
             return
         _, late = await asyncio.wait(list(self._running), timeout=LAST_WRITE_SECONDS)
         for task in late:
-            log.error("a recording of a just-created object did not end by shutdown; the object may be "
-                      "left upstream unrecorded")
+            log.error("a creation or recording of an upstream object did not end by shutdown; the object "
+                      "may be left upstream unrecorded")
             task.cancel()
 
 
-def _finished(running: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
-    def done(task: asyncio.Task[None]) -> None:
+def _finished(running: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    def done(task: asyncio.Task[Any]) -> None:
         running.discard(task)
         # Heard even when the caller that waited for it was cancelled (its 503 is logged already).
         if not task.cancelled():
@@ -87,9 +96,11 @@ def _finished(running: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]]
     return done
 
 
-async def _recorded_or_undone(upstream: Upstream, what: str, object_id: str, undo: Undo,
-                              record: Callable[[], Awaitable[None]],
-                              forget: Callable[[], Awaitable[None]] | None) -> None:
+async def recorded_or_undone(upstream: Upstream, what: str, object_id: str, undo: Undo,
+                             record: Callable[[], Awaitable[None]],
+                             forget: Callable[[], Awaitable[None]] | None = None) -> None:
+    """``record()``, or the object undone upstream and a 503 saying so (see ``Unrecorded.record``);
+    for a task already carried on its own (``Unrecorded.carried``)."""
     try:
         await record()
     except Exception as exc:
