@@ -19,11 +19,8 @@ Adapters extract (message, type, code, param) from their provider's error body a
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Mapping
 from typing import Any
-
-import orjson
 
 from switchboard.errors import (
     OPENAI_TYPE_BY_STATUS,
@@ -34,39 +31,13 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+
+# Re-exported: the adapters read upstream bodies through these (jsonio.py, shared with upstream/).
+from switchboard.jsonio import loads as loads
+from switchboard.jsonio import loads_object as loads_object
 from switchboard.providers.target import Target
 
 _CARRIED_HEADERS = ("retry-after", "retry-after-ms")
-
-
-_BOM = codecs.BOM_UTF8
-
-
-def loads(body: bytes) -> Any:
-    """An upstream's JSON text, parsed; orjson.JSONDecodeError when it is not JSON. A UTF-8 byte
-    order mark before it (servers writing through a BOM-emitting encoder) is ignored, as RFC 8259
-    allows and the providers' SDKs do; it is looked for only once orjson has refused the body,
-    so a well-formed reply costs nothing more."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        if body[:3] != _BOM:
-            raise
-        return orjson.loads(body[3:])
-
-
-def loads_object(body: bytes) -> dict[str, Any] | None:
-    # ``loads`` inlined: this runs for every event of several providers' streams.
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        if body[:3] != _BOM:
-            return None
-        try:
-            value = orjson.loads(body[3:])
-        except orjson.JSONDecodeError:
-            return None
-    return value if isinstance(value, dict) else None
 
 
 def upstream_error(
