@@ -483,6 +483,51 @@ def test_form_bad_input(gw: Gateway, path: str, data: dict[str, str], files: dic
         assert resp.json()["error"]["param"] == param
 
 
+WAV_FIELD = {"file": ("a.wav", b"x", "audio/wav")}
+IMAGE_FIELD = {"image": ("p.png", PIXEL_PNG, "image/png")}
+
+
+@pytest.mark.parametrize("value", [" 5", "5 ", "+5", "\u0665", "1_0", "5.0", "0x5", "", "9" * 30])
+@pytest.mark.parametrize(("path", "data", "files", "param"), [
+    ("/images/edits", {"model": "dall-e-3", "prompt": "x"}, IMAGE_FIELD, "n"),
+    ("/images/edits", {"model": "gpt-image-1", "prompt": "x"}, IMAGE_FIELD, "output_compression"),
+])
+def test_a_form_integer_is_ascii_digits_only(gw: Gateway, path: str, data: dict[str, str],
+                                            files: dict[str, Any], param: str, value: str) -> None:
+    resp = _post(gw, path, data={**data, param: value}, files=files)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "invalid_type", param)
+    assert error["message"] == f"'{param}' must be an integer"
+
+
+@pytest.mark.parametrize("value", [" 0.5", "0.5 ", "+0.5", "\u0660.5", "0_5", "inf", "-inf", "nan", "NaN",
+                                   "1e999", "0x1", "1.", "e5", ""])
+@pytest.mark.parametrize("path", ["/audio/transcriptions", "/audio/translations"])
+def test_a_form_number_is_a_finite_ascii_decimal(gw: Gateway, path: str, value: str) -> None:
+    resp = _post(gw, path, data={"model": "whisper-1", "temperature": value}, files=WAV_FIELD)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "invalid_type",
+                                                              "temperature")
+    assert error["message"] == "'temperature' must be a number"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks translations deprecated
+def test_form_numbers_as_the_sdk_writes_them_are_taken(sdk: openai.OpenAI, gw: Gateway) -> None:
+    for temperature in (0, 0.25, 1e-05, 1):  # sent as "0", "0.25", "1e-05", "1"
+        done = sdk.audio.transcriptions.create(model="whisper-1", file=io.BytesIO(wav(0.1)),
+                                               temperature=temperature)
+        assert done.text.startswith("mock transcribe")
+    assert sdk.audio.translations.create(model="whisper-1", file=io.BytesIO(wav(0.1)), temperature=0.5).text
+    edited = sdk.images.edit(model="gpt-image-1", prompt="x", image=("p.png", PIXEL_PNG, "image/png"), n=2)
+    assert len(edited.data) == 2
+    for value in (".5", "-0", "1E-2"):  # other plain decimals a hand-written form may hold
+        resp = _post(gw, "/audio/transcriptions", data={"model": "whisper-1", "temperature": value},
+                     files=WAV_FIELD)
+        assert resp.status_code == 200, resp.text
+
+
 def test_malformed_multipart_and_wrong_content_type(gw: Gateway) -> None:
     bad = _post(gw, "/audio/transcriptions", content=b"--xyz\r\nnonsense",
                 headers={"content-type": "multipart/form-data; boundary=xyz"})

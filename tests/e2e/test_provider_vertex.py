@@ -20,17 +20,21 @@ from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
 
 EMAIL = "switchboard-e2e@mock-project.iam.gserviceaccount.com"
 ROGUE_EMAIL = "rogue@mock-project.iam.gserviceaccount.com"
+BOM_EMAIL = "bom@mock-project.iam.gserviceaccount.com"
 
 
-def write_service_account(path: Path, mock: Mock, email: str, publish: bool) -> rsa.RSAPrivateKey:
-    """A service-account key file whose token_uri is the mock; ``publish`` registers its public key."""
+def write_service_account(path: Path, mock: Mock, email: str, publish: bool, token_query: str = ""
+                          ) -> rsa.RSAPrivateKey:
+    """A service-account key file whose token_uri is the mock (with ``token_query``, directives
+    for the token endpoint); ``publish`` registers its public key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kid = secrets.token_hex(20)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption()).decode()
     path.write_text(json.dumps({
         "type": "service_account", "project_id": "mock-project", "private_key_id": kid, "private_key": pem,
-        "client_email": email, "client_id": "1234567890", "token_uri": f"{mock.url}/vertex/token",
+        "client_email": email, "client_id": "1234567890",
+        "token_uri": f"{mock.url}/vertex/token{token_query}",
     }))
     if publish:
         public = key.public_key().public_bytes(serialization.Encoding.PEM,
@@ -44,10 +48,12 @@ def write_service_account(path: Path, mock: Mock, email: str, publish: bool) -> 
 @pytest.fixture(scope="module")
 def key_files(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("vertex-keys")
-    good, rogue = folder / "sa.json", folder / "rogue.json"
+    good, rogue, bom = folder / "sa.json", folder / "rogue.json", folder / "bom.json"
     write_service_account(good, mock_upstream, EMAIL, publish=True)
     write_service_account(rogue, mock_upstream, ROGUE_EMAIL, publish=False)
-    return {"good": good, "rogue": rogue}
+    # Its token endpoint answers with a UTF-8 byte order mark before the JSON.
+    write_service_account(bom, mock_upstream, BOM_EMAIL, publish=True, token_query="?mock:bom=1")
+    return {"good": good, "rogue": rogue, "bom": bom}
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +70,15 @@ def vertex_gateway(
              "vertex_location": "global", "credentials_file": str(key_files["good"])},
             {"name": "vertex-rogue", "type": "vertex", "api_base": mock_upstream.url,
              "vertex_project": "mock-project", "credentials_file": str(key_files["rogue"])},
+            {"name": "vertex-bom", "type": "vertex", "api_base": mock_upstream.url,
+             "vertex_project": "mock-project", "credentials_file": str(key_files["bom"])},
         ],
         "models": [
             {"name": "vertex-flash", "provider": "vertex", "model": "gemini-2.5-flash"},
             {"name": "vertex-global-flash", "provider": "vertex-global", "model": "gemini-2.5-flash"},
             {"name": "vertex-embed", "provider": "vertex", "model": "text-embedding-005"},
             {"name": "vertex-rogue", "provider": "vertex-rogue", "model": "gemini-2.5-flash"},
+            {"name": "vertex-bom", "provider": "vertex-bom", "model": "gemini-2.5-flash"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "images": {"allow_private_networks": True},
@@ -179,6 +188,13 @@ def test_access_token_is_cached(client: openai.OpenAI, mock_upstream: Mock) -> N
         ask(client, "again")
     after = httpx.get(f"{mock_upstream.url}/vertex/stats").json()["issued"][EMAIL]
     assert after == before >= 1
+
+
+def test_token_answer_with_a_byte_order_mark_still_authenticates(client: openai.OpenAI, mock_upstream: Mock
+                                                                  ) -> None:
+    reply = ask(client, "Hello BOM", model="vertex-bom")
+    assert reply.choices[0].message.content == "Hello from the Switchboard mock. You said: Hello BOM"
+    assert httpx.get(f"{mock_upstream.url}/vertex/stats").json()["issued"][BOM_EMAIL] == 1
 
 
 def test_rate_limit(client: openai.OpenAI) -> None:

@@ -168,7 +168,8 @@ class ToolBudgetStage:
             if not budgets:
                 return await call_next(ctx)
             nano = price_nano(tool)
-            charges = book.charges(budgets, [nano if b.unit == "usd" else 0 for b in budgets])
+            charges = book.charges(budgets, [nano if b.unit == "usd" else 0 for b in budgets],
+                                   time.perf_counter() - ctx.started)  # the ledger record's period
             reserved_at = time.monotonic()
             reserved = await book.reserve(ctx.request_id, budgets, charges, _HOLD)
         except GatewayError:

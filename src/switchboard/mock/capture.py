@@ -27,17 +27,18 @@ cancellation would (a ``hang`` or ``latency_ms`` wait ends when the gateway give
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import logging
 from collections import OrderedDict, deque
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from switchboard.jsonio import BOM
 from switchboard.mock import faults
 from switchboard.mock.controls import Controls, controls_for
 
@@ -128,9 +129,6 @@ def _record(scope: Scope, headers: dict[str, str], body: Any) -> dict[str, Any]:
     }
 
 
-_BOM = codecs.BOM_UTF8
-
-
 def _with_bom(send: Send) -> Send:
     """``send`` with a UTF-8 byte order mark before the response body (``bom=1``): the
     Content-Length, when given, counts it."""
@@ -139,12 +137,12 @@ def _with_bom(send: Send) -> Send:
     async def bom_first(message: Message) -> None:
         nonlocal started
         if message["type"] == "http.response.start":
-            headers = [(k, str(int(v) + len(_BOM)).encode() if k.lower() == b"content-length" else v)
+            headers = [(k, str(int(v) + len(BOM)).encode() if k.lower() == b"content-length" else v)
                        for k, v in message.get("headers", [])]
             message = {**message, "headers": headers}
         elif message["type"] == "http.response.body" and not started:
             started = True
-            message = {**message, "body": _BOM + message.get("body", b"")}
+            message = {**message, "body": BOM + message.get("body", b"")}
         await send(message)
 
     return bom_first
@@ -172,9 +170,12 @@ class MockMiddleware:
         headers = _headers(scope)
         captures: Captures = scope["app"].state.captures
         body = _parse(raw)
-        # Directives are read from the JSON text, or from the raw text of other bodies (forms).
+        # Directives are read from the JSON text, or from the raw text of other bodies (forms),
+        # and from the query string: a URL the gateway is configured with (a key file's
+        # token_uri) carries them to requests whose headers and body the caller cannot write.
         scanned = body if body is not None else raw.decode("utf-8", "replace")
-        controls = controls_for(Controls(), headers, scanned)
+        query = unquote(scope.get("query_string", b"").decode("latin-1"))
+        controls = controls_for(Controls(), headers, [scanned, query])
         marker = controls.capture or captures.followed(scope["path"])
         record = _record(scope, headers, body) if marker else {}
         if marker:

@@ -1,6 +1,7 @@
 """How a caller steers the mock: process-wide defaults, per-request headers, or directives in
 the prompt text (``mock:status=429``), so tests can inject faults through a gateway that does
-not forward arbitrary headers.
+not forward arbitrary headers. ``capture`` and ``bom`` are also read from the query string
+(capture.py), for a request whose body the caller does not write (a Vertex token request).
 
 Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
 
@@ -8,7 +9,9 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
     ttft_ms=N            wait before the first stream chunk
     chunk_delay_ms=N     wait between stream chunks
     status=N             answer with this HTTP error status and the provider's error body
-    retry_after=N        Retry-After header on an error answer
+    retry_after=N        Retry-After header on an error answer (underscores become spaces, so
+                         an HTTP date fits in the text: Wed,_21_Oct_2015_07:28:00_GMT)
+    retry_after_ms=N     OpenAI: retry-after-ms header on an error answer
     error_code=CODE      the error body's code (e.g. context_length_exceeded)
     fail_after=N         in a stream, after N chunks send the provider's error event and end
     disconnect_after=N   in a stream, after N chunks drop the connection
@@ -46,6 +49,7 @@ class Controls:
     chunk_delay_ms: float = 0.0
     status: int = 0
     retry_after: str = ""
+    retry_after_ms: str = ""
     error_code: str = ""
     fail_after: int = -1
     disconnect_after: int = -1
@@ -68,8 +72,9 @@ class Controls:
                     changes[f.name] = kind(raw)
                 except ValueError:
                     continue
-        if "reply" in changes:
-            changes["reply"] = changes["reply"].replace("_", " ")
+        for spaced in ("reply", "retry_after"):
+            if spaced in changes:
+                changes[spaced] = changes[spaced].replace("_", " ")
         return replace(self, **changes) if changes else self
 
     async def sleep(self, ms: float) -> None:

@@ -59,10 +59,13 @@ def error_body(
 
 
 def error(
-    status: int, message: str, code: str | None = None, param: str | None = None, retry_after: str = ""
+    status: int, message: str, code: str | None = None, param: str | None = None, retry_after: str = "",
+    retry_after_ms: str = "",
 ) -> Response:
-    headers = {"retry-after": retry_after} if retry_after else None
-    return json_response(error_body(status, message, code, param), status, headers)
+    headers = {"retry-after": retry_after} if retry_after else {}
+    if retry_after_ms:
+        headers["retry-after-ms"] = retry_after_ms
+    return json_response(error_body(status, message, code, param), status, headers or None)
 
 
 def injected(c: Controls) -> Response | None:
@@ -70,7 +73,8 @@ def injected(c: Controls) -> Response | None:
         return None
     retry = c.retry_after or ("1" if c.status == 429 else "")
     code = c.error_code or ("rate_limit_exceeded" if c.status == 429 else None)
-    return error(c.status, f"mock: injected error {c.status}", code, retry_after=retry)
+    return error(c.status, f"mock: injected error {c.status}", code, retry_after=retry,
+                 retry_after_ms=c.retry_after_ms)
 
 
 def check_key(request: Request) -> Response | None:

@@ -33,7 +33,7 @@ from switchboard.pipeline.limits import Rerouted
 from switchboard.pipeline.settle import Settlement
 from switchboard.routing.router import Table
 from switchboard.spend.budgets.book import BudgetBook
-from switchboard.spend.budgets.periods import window
+from switchboard.spend.budgets.periods import key_start, window
 from switchboard.spend.budgets.plan import Budget
 from switchboard.spend.cost import Prices, Tokens, cost
 from switchboard.spend.units import estimate_nano_usd as units_estimate
@@ -105,8 +105,10 @@ class BudgetStage:
         info = self._prices.of_route(route)
         if ctx.prompt_tokens is None and len(ctx.body) > LARGE_BODY_BYTES:
             await ctx.count_prompt_tokens(info)  # counted in a thread, then kept on the context
-        charges = book.charges(budgets, self._amounts(ctx, info, budgets))
-        remaining = ctx.deadline - time.perf_counter()
+        # Charged in the period the request started in, as its ledger record is dated.
+        clock = time.perf_counter()
+        charges = book.charges(budgets, self._amounts(ctx, info, budgets), clock - ctx.started)
+        remaining = ctx.deadline - clock
         hold = _HOLD_UNBOUNDED if math.isinf(remaining) or remaining <= 0 else remaining + _HOLD_MARGIN
         reserved_at = time.monotonic()
         try:
@@ -235,7 +237,8 @@ def _refusal(budget: Budget, charge: Charge, used: int) -> GatewayError:
         )
         refused.spares_limits = True
         return refused
-    _, end = window(budget.period, budget.zone, datetime.now(UTC))
+    # The charge's period (the request's start's), which may have ended since: then at once.
+    _, end = window(budget.period, budget.zone, key_start(charge.key))
     if end is not None:
         headers["retry-after"] = str(max(1, math.ceil((end - datetime.now(UTC)).total_seconds())))
     else:  # a total budget never comes back: an SDK's retry cannot pass (see errors.retry_hint)

@@ -6,7 +6,8 @@ Adapters extract (message, type, code, param) from their provider's error body a
     upstream status        -> client status / type
     401, 403               -> 502 api_error, code upstream_authentication_failed (a gateway
                               configuration problem; the credential is never echoed)
-    429                    -> 429 rate_limit_error, Retry-After carried over
+    429                    -> 429 rate_limit_error, Retry-After carried over (normalised:
+                              see retry_after_headers)
     413                    -> 413 invalid_request_error, the provider's code or
                               request_too_large (the caller's request is too large, whatever
                               type the provider gave it)
@@ -19,11 +20,12 @@ Adapters extract (message, type, code, param) from their provider's error body a
 
 from __future__ import annotations
 
-import codecs
+import math
+import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
-
-import orjson
 
 from switchboard.errors import (
     OPENAI_TYPE_BY_STATUS,
@@ -34,39 +36,57 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+
+# Re-exported: the adapters read upstream bodies through these (jsonio.py, shared with upstream/).
+from switchboard.jsonio import loads as loads
+from switchboard.jsonio import loads_object as loads_object
 from switchboard.providers.target import Target
 
-_CARRIED_HEADERS = ("retry-after", "retry-after-ms")
+# The longest wait an upstream's Retry-After is relayed as: a day, the longest the gateway's own
+# rate limits ask for (a tokens-per-day limit). A longer hint is no more use to a caller.
+MAX_RETRY_AFTER_SECONDS = 86_400
+# A delay as upstreams write it: ASCII digits, perhaps a fraction ("1.5"). Not " 5", "-5", "1_0",
+# "inf", "1e3" or other scripts' digits, which float() would also read.
+_DELAY = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
 
 
-_BOM = codecs.BOM_UTF8
+def retry_after_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The ``retry-after`` and ``retry-after-ms`` of an upstream's error answer, as the gateway
+    relays them: a whole, non-negative number of seconds (milliseconds), fractions rounded up,
+    at most ``MAX_RETRY_AFTER_SECONDS``; an HTTP date becomes the seconds from now to it (0 once
+    past). A value that is neither is dropped: the SDKs would read "abc" or "-5" as no hint at
+    all, or "0.001" as a zero wait, and the router reads these same headers. Error path only."""
+    carried = {}
+    if (value := headers.get("retry-after")) is not None:
+        seconds = _delay(value, MAX_RETRY_AFTER_SECONDS)
+        if seconds is None:
+            seconds = _seconds_until(value)
+        if seconds is not None:
+            carried["retry-after"] = str(seconds)
+    if (value := headers.get("retry-after-ms")) is not None:
+        ms = _delay(value, MAX_RETRY_AFTER_SECONDS * 1000)
+        if ms is not None:
+            carried["retry-after-ms"] = str(ms)
+    return carried
 
 
-def loads(body: bytes) -> Any:
-    """An upstream's JSON text, parsed; orjson.JSONDecodeError when it is not JSON. A UTF-8 byte
-    order mark before it (servers writing through a BOM-emitting encoder) is ignored, as RFC 8259
-    allows and the providers' SDKs do; it is looked for only once orjson has refused the body,
-    so a well-formed reply costs nothing more."""
+def _delay(value: str, most: int) -> int | None:
+    text = value.strip()
+    if not _DELAY.fullmatch(text):
+        return None
+    return min(most, math.ceil(float(text)))
+
+
+def _seconds_until(value: str) -> int | None:
+    """An HTTP date's seconds from now (0 once past, at most the maximum), or None."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        if body[:3] != _BOM:
-            raise
-        return orjson.loads(body[3:])
-
-
-def loads_object(body: bytes) -> dict[str, Any] | None:
-    # ``loads`` inlined: this runs for every event of several providers' streams.
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        if body[:3] != _BOM:
-            return None
-        try:
-            value = orjson.loads(body[3:])
-        except orjson.JSONDecodeError:
-            return None
-    return value if isinstance(value, dict) else None
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as RFC 5322 reads it
+        when = when.replace(tzinfo=UTC)
+    seconds = math.ceil((when - datetime.now(UTC)).total_seconds())
+    return min(MAX_RETRY_AFTER_SECONDS, max(0, seconds))
 
 
 def upstream_error(
@@ -81,7 +101,7 @@ def upstream_error(
 ) -> GatewayError:
     where = f"provider '{target.provider}'"
     text = message or f"{where} returned HTTP {status}"
-    carried = {h: headers[h] for h in _CARRIED_HEADERS if h in headers}
+    carried = retry_after_headers(headers)
     if status in (401, 403):
         return UpstreamAuthFailed(
             f"{where} rejected the gateway's credentials (HTTP {status}); check the provider configuration"

@@ -7,7 +7,6 @@ measurements behind both choices. Foreign exceptions are translated to gateway e
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from switchboard.jsonio import BOM
 from switchboard.upstream import http1, scrub
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
@@ -44,7 +44,6 @@ _NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 # Sent unless the provider's headers or the adapter set their own.
 _DEFAULT_HEADERS = {"Accept": "*/*", "User-Agent": "switchboard"}
 Answer = http1.Response | aiohttp.ClientResponse
-_BOM = codecs.BOM_UTF8
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
@@ -358,7 +357,7 @@ class UpstreamStream:
         except FAILURES as exc:
             raise self._client.translate(exc) from None
         # A UTF-8 byte order mark may come first (providers/errors.py ``loads`` ignores it).
-        if start.lstrip().removeprefix(_BOM).lstrip()[:1] not in (b"{", b"[", b""):
+        if start.lstrip().removeprefix(BOM).lstrip()[:1] not in (b"{", b"[", b""):
             self._held = start
             return None
         try:

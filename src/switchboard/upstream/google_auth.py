@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from switchboard.errors import UpstreamAuthFailed
+from switchboard.jsonio import loads, loads_object
 from switchboard.upstream.request import UpstreamRequest
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -61,7 +62,7 @@ def load_service_account(path: str | Path) -> ServiceAccount:
     except OSError as exc:
         raise ValueError(f"cannot read {str(path)!r}: {exc.strerror or type(exc).__name__}") from None
     try:
-        info = orjson.loads(raw)
+        info = loads(raw)  # a key file saved by an editor that writes a byte order mark
     except orjson.JSONDecodeError:
         raise ValueError(f"{str(path)!r} is not a JSON service-account key file") from None
     if not isinstance(info, dict):
@@ -219,11 +220,8 @@ def cached_for(expires_in: Any) -> float:
 
 
 def _object(body: bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    # A byte order mark before the JSON is ignored, as in every other upstream answer.
+    return loads_object(body) or {}
 
 
 def _oauth_error(answer: dict[str, Any]) -> str:

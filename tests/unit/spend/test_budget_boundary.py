@@ -1,6 +1,7 @@
 """A call that takes its budget charge just before a period boundary and whose later work (the
 counter's rebuild from the ledger, the threshold alert at settlement) runs after it: that work
-belongs to the period the charge was made in, whatever the clock says by then. The clock is
+belongs to the period the charge was made in, whatever the clock says by then. The charge itself
+is made in the period the call started in, where its ledger record is dated. The clock is
 injected, so the boundary is crossed without waiting for it."""
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from typing import Any
 
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import Principal, Spent
+from switchboard.pipeline.budgets import _refusal
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.periods import counter_key, key_start, window
+from switchboard.spend.budgets.plan import in_force
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.stores.memory.budgets import MemoryBudgetCounters
+from switchboard.stores.protocols.budgets import Charge
 
 JANUARY = datetime(2026, 1, 1, tzinfo=UTC)
 FEBRUARY = datetime(2026, 2, 1, tzinfo=UTC)
@@ -118,3 +122,38 @@ async def test_a_threshold_crossed_by_a_call_settled_after_the_boundary_is_alert
     await book.settle("req_2", budgets, february, Spent(6000, 10, 10))
     await asyncio.gather(*list(book._alerts))
     assert store.claimed[2:] == [(budgets[0].id, FEBRUARY, 50)]
+
+
+async def test_a_request_that_started_before_the_boundary_is_charged_in_that_period() -> None:
+    # Its ledger record is dated at its start (pipeline/usage.py): a charge in the period it
+    # reached the budget stage in would leave the live counters one request away from a
+    # rebuild from the ledger, in both periods.
+    clock = Clock(FEBRUARY)
+    clock.at += 0.2
+    ledger = Ledger(january=Decimal("0.000010"))  # January's budget is used up
+    book, _ = _book(clock, ledger, Store())
+    budgets = await book.in_force(OWNER)
+    [january] = book.charges(budgets, [1000], started_ago=0.5)  # arrived at 23:59:59.7
+    assert key_start(january.key) == JANUARY
+    assert january.ttl == FEBRUARY.timestamp() + 2 * 86_400 - clock.at  # January's counter, kept 2 days
+    [february] = book.charges(budgets, [1000], started_ago=0.1)  # arrived at 00:00:00.1
+    assert key_start(february.key) == FEBRUARY
+    assert key_start(book.charges(budgets, [1000], started_ago=0.5)[0].key) == JANUARY
+    assert key_start(book.charges(budgets, [1000])[0].key) == FEBRUARY  # February stays the cached one
+    reserved = await book.reserve("req_1", budgets, [january], 60.0)
+    assert ledger.since == [JANUARY]  # the counter is January's, rebuilt from January's records
+    assert reserved.refused == 0 and reserved.used == [10_000]
+    assert (await book.reserve("req_2", budgets, [february], 60.0)).refused is None
+
+
+def test_a_refusal_in_a_period_that_has_ended_says_to_retry_at_once() -> None:
+    # A request charged in the period it started in, refused there after that period ended: the
+    # next period has room now, not a month from now.
+    [budget] = in_force(OWNER, {}, BudgetsConfig())
+    ended = _refusal(budget, Charge(counter_key(budget.id, JANUARY), budget.limit, 1000, 60.0), 10_000)
+    assert ended.status == 429 and ended.headers["retry-after"] == "1"
+    now = datetime.now(UTC)
+    start, end = window("monthly", UTC, now)
+    current = _refusal(budget, Charge(counter_key(budget.id, start), budget.limit, 1000, 60.0), 10_000)
+    assert end is not None
+    assert abs(int(current.headers["retry-after"]) - (end - now).total_seconds()) <= 2

@@ -14,6 +14,7 @@ the upstream sends them by :class:`RelayEndpoint`.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import struct
 from collections.abc import Callable
@@ -161,6 +162,12 @@ def speech_request(body: Any) -> JSON:
 # "auto", or members sent as name[key] fields)
 FieldKind = str
 
+# A form's numbers as a JSON body would write them (and as the SDKs send them: str() of the
+# value, "0.2", "1e-05"): ASCII digits, a sign, a fraction, an exponent. int() and float() also
+# read " 5", "+5", "1_0", other scripts' digits (U+0665, an Arabic-Indic 5) and "inf" or "nan".
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+_NUMBER = re.compile(r"-?(?:[0-9]{1,30}(?:\.[0-9]{1,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,3})?")
+
 
 def _convert(name: str, kind: FieldKind, values: list[str | FilePart]) -> Any:
     files = [x for x in values if isinstance(x, FilePart)]
@@ -180,14 +187,15 @@ def _convert(name: str, kind: FieldKind, values: list[str | FilePart]) -> Any:
     if len(texts) > 1:
         raise _refuse(f"'{name}' may be sent only once", name, "invalid_value")
     text = texts[0]
-    try:
-        if kind == "int":
-            return int(text)
-        if kind == "number":
-            return float(text)
-    except ValueError:
-        raise _refuse(f"'{name}' must be {'an integer' if kind == 'int' else 'a number'}", name,
-                      "invalid_type") from None
+    if kind == "int":
+        if not _INTEGER.fullmatch(text):
+            raise _refuse(f"'{name}' must be an integer", name, "invalid_type")
+        return int(text)
+    if kind == "number":
+        number = float(text) if _NUMBER.fullmatch(text) else math.nan
+        if not math.isfinite(number):  # also a finite text too large for a float ("1e999")
+            raise _refuse(f"'{name}' must be a number", name, "invalid_type")
+        return number
     if kind == "bool":
         if text.lower() not in ("true", "false"):
             raise _refuse(f"'{name}' must be true or false", name, "invalid_type")

@@ -12,13 +12,13 @@ came can be estimated (``output_text``, read then only).
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
+from switchboard.jsonio import BOM  # what a stream may start with, to be ignored (NativeStream._first)
 from switchboard.providers.anthropic.request import MESSAGES_PATH, options_of, request_headers
 from switchboard.providers.anthropic.response import finish_reason, stream_error, usage
 from switchboard.providers.base import JSON, OUTPUT, PARTIAL, WIRE
@@ -100,8 +100,6 @@ def _is_comment(block: bytes) -> bool:
     return all(not line or line.startswith(b":") for line in block.split(b"\n"))
 
 
-# What a stream may start with, to be ignored (see NativeStream._first).
-_BOM = codecs.BOM_UTF8
 # Events whose data the stages need; every other event is relayed without being parsed.
 _READ = frozenset({"message_start", "message_delta", "message_stop", "error"})
 # Events carrying output (text, thinking, tool name and input): marked with OUTPUT, not parsed.
@@ -157,7 +155,7 @@ class NativeStream:
 
     def _chunk(self, block: bytes) -> JSON:
         name = _event_name(block)
-        if name is None and block[:3] == _BOM:
+        if name is None and block[:3] == BOM:
             return self._first(block[3:])
         wire = block + b"\n\n"
         chunk: JSON = {WIRE: wire}

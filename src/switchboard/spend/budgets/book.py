@@ -96,9 +96,9 @@ class BudgetBook:
             stale_if_error=stale_if_error, read_timeout=STORE_READ_SECONDS)
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._in_force: dict[str, tuple[Principal, Stored, list[Budget]]] = {}
-        # (budget, period, zone) -> (its counter's key, the period's end as a timestamp, when the
-        # counter may expire)
-        self._periods: dict[tuple[str, str, str], tuple[str, float, float]] = {}
+        # (budget, period, zone) -> (its counter's key, the period's start and end as timestamps,
+        # when the counter may expire)
+        self._periods: dict[tuple[str, str, str], tuple[str, float, float, float]] = {}
         self._alerts: set[asyncio.Task[None]] = set()
         self.pending = Retries("budget settlements", PENDING_MAX, PENDING_MAX_AGE)
         self._settle_warned = -math.inf
@@ -163,32 +163,43 @@ class BudgetBook:
 
     # -- reservations ---------------------------------------------------------------------
 
-    def charges(self, budgets: Sequence[Budget], amounts: Sequence[int]) -> list[Charge]:
+    def charges(self, budgets: Sequence[Budget], amounts: Sequence[int], started_ago: float = 0.0
+                ) -> list[Charge]:
+        """A charge of ``amounts`` to each budget, in the period the request started in
+        (``started_ago`` seconds before now): the period its ledger record falls in (the record
+        is dated at the request's start), so a counter rebuilt from the ledger holds what the
+        live counter took, also for a request that reaches this stage just after a boundary."""
         now = self._clock()
+        at = now - started_ago
         periods = self._periods
         out = []
         for budget, amount in zip(budgets, amounts, strict=True):
             cached = periods.get((budget.id, budget.period, budget.zone.key))
-            if cached is not None and now < cached[1]:
-                key, ttl = cached[0], cached[2] - now
+            if cached is not None and cached[1] <= at < cached[2]:
+                key, ttl = cached[0], cached[3] - now
             else:
-                key, ttl = self._period(budget, now)
+                key, ttl = self._period(budget, at, now)
             out.append(tuple.__new__(Charge, (key, budget.limit, amount, ttl)))
         return out
 
-    def _period(self, budget: Budget, now: float) -> tuple[str, float]:
-        """The counter key of ``budget``'s current period and the counter's TTL; the calendar
-        work is done once per (budget, period, zone) until the period ends, not per request."""
+    def _period(self, budget: Budget, at: float, now: float) -> tuple[str, float]:
+        """The counter key of ``budget``'s period containing ``at`` and the counter's TTL; the
+        calendar work is done once per (budget, period, zone) until the period ends, not per
+        request. The period of a request that started before the boundary is not kept: the
+        cache holds the latest period, which every later request is charged in."""
         key = (budget.id, budget.period, budget.zone.key)
         cached = self._periods.get(key)
-        if cached is None or now >= cached[1]:
-            at = datetime.fromtimestamp(now, UTC)
-            start, end = window(budget.period, budget.zone, at)
+        if cached is None or not cached[1] <= at < cached[2]:
+            when = datetime.fromtimestamp(at, UTC)
+            start, end = window(budget.period, budget.zone, when)
             ends = end.timestamp() if end is not None else math.inf
+            found = (counter_key(budget.id, start), start.timestamp(), ends, counter_ttl(end, when) + at)
+            if cached is not None and ends <= cached[1]:  # an earlier period than the one kept
+                return found[0], found[3] - now
             if len(self._periods) >= _IN_FORCE_MAX:
                 self._periods.clear()
-            cached = self._periods[key] = (counter_key(budget.id, start), ends, counter_ttl(end, at) + now)
-        counter, _, expires = cached
+            cached = self._periods[key] = found
+        counter, _, _, expires = cached
         return counter, expires - now
 
     async def reserve(
