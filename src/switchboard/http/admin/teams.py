@@ -161,6 +161,9 @@ async def delete_team(
         raise conflict(f"the team still has {users} member(s) and {keys} unrevoked key(s): "
                        "move or delete them and revoke the keys first")
     if not await stores.tenancy.delete_team(team.tenant_id, team.id):  # checked again as it goes
+        # Read again: another delete that came first leaves nothing to delete (404, as for any
+        # team that is gone); a team still there gained a member or a key meanwhile.
+        await team_in_reach(access, stores, team_id)
         raise conflict("the team gained a member or a key while it was being deleted; try again")
     await audit.record(request, "team.delete", "team", team.id, before=public(team), tenant=team.tenant_id)
     return {"id": team.id, "object": "team", "deleted": True}

@@ -143,6 +143,9 @@ async def delete_tenant(
         raise conflict(f"the tenant still has {teams} team(s), {users} user(s) and {keys} "
                        "unrevoked key(s): delete or revoke them first")
     if not await stores.tenancy.delete_tenant(tenant.id):  # checked again as it goes
+        # Read again: another delete that came first leaves nothing to delete (404, as for any
+        # tenant that is gone); a tenant still there gained a team, a user or a key meanwhile.
+        await _get(access, stores, tenant_id)
         raise conflict("the tenant gained a team, a user or a key while it was being deleted; try again")
     await audit.record(request, "tenant.delete", "tenant", tenant.id, before=public(tenant), tenant=tenant.id)
     return {"id": tenant.id, "object": "tenant", "deleted": True}
