@@ -1,8 +1,8 @@
 """More admins at the same moment, on both deployments (calls released together by a barrier, as
 in test_admin_races.py): a delete that lost to another delete of the same record is that
-record's 404, not a 409 for a member it never gained; and a model or user moved under a
-provider or team being deleted at that moment either keeps it or is refused, never left
-pointing at one that is gone."""
+record's 404, not a 409 for a member it never gained; a PATCH that changes nothing writes and
+audits nothing; and a model or user moved under a provider or team being deleted at that moment
+either keeps it or is refused, never left pointing at one that is gone."""
 
 from __future__ import annotations
 
@@ -51,6 +51,60 @@ def test_a_delete_that_another_delete_beat_is_not_found(gateway: Gateway) -> Non
     admin.ok("POST", "/admin/v1/users", {"tenant": tenant, "name": "member", "team": team}, status=201)
     answers = together([lambda: admin.call("DELETE", f"/admin/v1/teams/{team}")] * 3)
     assert {r.status_code for r in answers} == {409}, [r.text for r in answers]
+
+
+def _audit_count(admin: Admin, tenant: str) -> int:
+    """Entries in the tenant's log and in the platform's (providers and models)."""
+    return sum(len(admin.ok("GET", "/admin/v1/audit", params={"limit": 1000, **scope})["data"])
+               for scope in ({"tenant": tenant}, {}))
+
+
+def test_a_patch_that_changes_nothing_writes_and_audits_nothing(gateway: Gateway, mock_upstream: Mock
+                                                                ) -> None:
+    admin = Admin(gateway.url)
+    tenant = _tenant(admin)
+    admin.ok("PATCH", f"/admin/v1/tenants/{tenant}", {"name": "Named", "allowed_regions": ["eu", "us"]})
+    team = admin.ok("POST", "/admin/v1/teams", {"tenant": tenant, "name": "t", "allowed_regions": ["eu"]},
+                    status=201)["id"]
+    user = admin.ok("POST", "/admin/v1/users", {"tenant": tenant, "name": "u", "email": "u@example.com",
+                                                "team": team}, status=201)["id"]
+    provider, model = f"prov-{tenant}", f"model-{tenant}"
+    admin.ok("POST", "/admin/v1/providers", {"name": provider, "type": "openai", "rpm": 60,
+                                             "api_base": mock_upstream.url + "/v1"}, status=201)
+    admin.ok("POST", "/admin/v1/models", {"name": model, "provider": provider, "model": "gpt-4o-mini",
+                                          "drop_params": True}, status=201)
+    owned = {"tenant": tenant, "team": team}
+    admin.ok("POST", "/admin/v1/services", {"name": "svc", "url": "http://svc.example.invalid:9/",
+                                            "description": "d", **owned}, status=201)
+    admin.ok("POST", "/admin/v1/mcp/servers", {"name": "mcp", "url": "https://mcp.example/mcp",
+                                               "description": "d", "tenant": tenant}, status=201)
+    prompt = {"name": "p", "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **owned}
+    admin.ok("POST", "/admin/v1/prompts", prompt, status=201)
+    admin.ok("POST", "/admin/v1/apis", {"name": "api", "prompt": "p", "version": 1, "description": "d",
+                                        **owned}, status=201)
+
+    same = [
+        (f"/admin/v1/tenants/{tenant}", {"name": "Named", "allowed_regions": ["us", "eu"]}),
+        (f"/admin/v1/teams/{team}", {"name": "t", "allowed_regions": ["eu"]}),
+        (f"/admin/v1/users/{user}", {"name": "u", "email": "u@example.com", "team": team}),
+        (f"/admin/v1/providers/{provider}", {"rpm": 60, "api_base": mock_upstream.url + "/v1"}),
+        (f"/admin/v1/models/{model}", {"provider": provider, "drop_params": True}),
+        (f"/admin/v1/services/svc?tenant={tenant}", {"description": "d", "team": team}),
+        (f"/admin/v1/mcp/servers/mcp?tenant={tenant}", {"description": "d", "url": "https://mcp.example/mcp"}),
+        (f"/admin/v1/apis/api?tenant={tenant}", {"description": "d", "version": 1}),
+    ]
+    for path, body in same:
+        stored = admin.ok("GET", path)
+        entries = _audit_count(admin, tenant)
+        answer = admin.ok("PATCH", path, body)
+        assert answer == stored, path  # the record as it is (updated_at not moved)
+        assert admin.ok("GET", path) == stored, path
+        assert _audit_count(admin, tenant) == entries, path  # no audit entry
+    # A change of one field among unchanged ones is still written and audited once.
+    for path, body in same[:2]:
+        entries = _audit_count(admin, tenant)
+        assert admin.ok("PATCH", path, {**body, "name": "Other"})["name"] == "Other"
+        assert _audit_count(admin, tenant) == entries + 1, path
 
 
 def test_a_model_moved_to_a_provider_being_deleted_keeps_it_or_is_refused(gateway: Gateway,

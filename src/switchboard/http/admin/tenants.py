@@ -15,8 +15,19 @@ from switchboard.errors import Conflict, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import DEFAULT_TENANT, Access, allow
 from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import query_params
-from switchboard.http.admin.scoping import After, Ident, Limit, Name, Regions, conflict, page, regions_of
+from switchboard.http.admin.scoping import (
+    After,
+    Ident,
+    Limit,
+    Name,
+    Regions,
+    conflict,
+    page,
+    regions_of,
+    unchanged,
+)
 from switchboard.stores import Stores, Tenant
 from switchboard.stores.protocols.tenancy import TenantIdRetired
 
@@ -111,17 +122,22 @@ async def update_tenant(
     access: Annotated[Access, Depends(allow("tenant", "update"))],
 ) -> dict[str, Any]:
     stores = _stores(request)
-    before = await _get(access, stores, tenant_id)
-    changes = body.model_dump(exclude_unset=True)
-    if "allowed_regions" in changes:
-        if access.reach < Reach.ANY:
-            raise PermissionDenied("only the platform admin sets a tenant's allowed regions",
-                                   code="permission_denied")
-        changes["allowed_regions"] = regions_of(body.allowed_regions)
-    # Only the fields given are written: an admin changing another field meanwhile keeps it.
-    stored = await stores.tenancy.update_tenant(replace(before, **changes), changes)
-    if stored is None:  # deleted since it was read
-        raise NotFound(f"no tenant '{tenant_id[:64]}'", code="tenant_not_found")
+    # Queued behind the other changes of this tenant here: each reads what the one before wrote, so
+    # copies of one change find it made and write (and audit) nothing.
+    async with one_writer("tenant", tenant_id):
+        before = await _get(access, stores, tenant_id)
+        changes = body.model_dump(exclude_unset=True)
+        if "allowed_regions" in changes:
+            if access.reach < Reach.ANY:
+                raise PermissionDenied("only the platform admin sets a tenant's allowed regions",
+                                       code="permission_denied")
+            changes["allowed_regions"] = regions_of(body.allowed_regions)
+        if unchanged(before, changes):
+            return public(before)  # nothing to change: nothing written, nothing audited
+        # Only the fields given are written: an admin changing another field meanwhile keeps it.
+        stored = await stores.tenancy.update_tenant(replace(before, **changes), changes)
+        if stored is None:  # deleted since it was read
+            raise NotFound(f"no tenant '{tenant_id[:64]}'", code="tenant_not_found")
     after = stored
     if after.allowed_regions != before.allowed_regions:
         await request.app.state.services.key_cache().changed(ALL)  # keys hold the policy
