@@ -34,6 +34,7 @@ from switchboard.http.admin.scoping import (
     UtcTime,
     named_team_exists,
     tenant_in_reach,
+    unchanged,
 )
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.stores import Stores
@@ -281,6 +282,8 @@ async def update_api(
             # Read again inside: the change queued before this one may have just been written.
             before = await _visible(request, access, name, tenant)
             changes = _changes(before, body)
+            if unchanged(before, changes):
+                return public(before)  # nothing to change: nothing written, nothing audited
             after = replace(before, **changes)
             if "version" in changes or "split" in changes:
                 await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,

@@ -483,6 +483,9 @@ async def update_server(
             old = await _visible(request, access, name, tenant)
             _may_change(access, old)
             new, was, opened, issuer = _patched(request, access, old, body)
+            if _unchanged(old, new, was, opened):
+                # Nothing to change: nothing written, nothing audited.
+                return stored_public(old, _has_secret(old))
             # Written only while the server is still the version read: a change another admin made
             # meanwhile is read and kept, not overwritten with what this one read.
             if await store_of(request).update_server(new, old.updated_at):
@@ -501,6 +504,13 @@ async def update_server(
         await _forget_tokens(request, old, before_audience[0] != after_audience[0], issuer)
     await _changed(request, old.tenant_id)
     return after
+
+
+def _unchanged(old: McpServerRecord, new: McpServerRecord, was: Opened, opened: Opened) -> bool:
+    """The change leaves the server as it was: its settings, and its secrets once opened (sealed
+    again they would read differently, each sealing being new)."""
+    return ((dict(new.config), tuple(new.header_names), new.by_platform_admin, opened)
+            == (dict(old.config), tuple(old.header_names), old.by_platform_admin, was))
 
 
 def _secrets_changed(old: Opened, new: Opened) -> dict[str, Any]:

@@ -238,9 +238,14 @@ async def update_model(
                 await _check_provider(request, body.provider)
             new = _updated(old, body)
             _validate(new)
+            if replace(new, updated_at=old.updated_at) == old:
+                return stored_public(old)  # nothing to change: nothing written, nothing audited
             # Written only while the model is still the version read: another admin's change made
-            # meanwhile is read and kept, not overwritten with what this one read.
-            if await store_of(request).update_model(new, old.updated_at):
+            # meanwhile is read and kept, not overwritten with what this one read. Re-pointed at a
+            # stored provider, only while that provider is there (a delete of it may be under
+            # way): the next try's check then finds it gone.
+            moved = new.provider != old.provider and not routing_of(request).is_static_provider(new.provider)
+            if await store_of(request).update_model(new, old.updated_at, provider_stored=moved):
                 break
         else:
             raise Conflict(f"the model '{name}' kept changing while it was being updated: try again",

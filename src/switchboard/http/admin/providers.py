@@ -473,6 +473,8 @@ async def update_provider(
             validate_record(new, bool(creds))
             if "options" in body.model_fields_set:  # options stored before this check are left as they are
                 check_option_types(new.type, new.options)
+            if replace(new, updated_at=old.updated_at) == old:
+                return stored_public(old, creds)  # nothing to change: nothing written, nothing audited
             # Written only while the provider is still the version read: another admin's change
             # made meanwhile is read and kept, not overwritten with what this one read.
             if await store.update_provider(new, old.updated_at):

@@ -4,7 +4,7 @@ error, and finding a record within the caller's reach (404 outside it, never 403
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -28,6 +28,12 @@ Regions = Annotated[list[Region], Field(max_length=100)]
 # A PATCH whose write lost a compare-and-set (the record changed since it was read) is read,
 # checked and tried again this many times in all before it answers 409.
 CHANGE_ATTEMPTS = 3
+
+
+def unchanged(record: object, changes: Mapping[str, Any]) -> bool:
+    """Every field a PATCH sets already holds that value: the change is answered with the record
+    as it is, nothing written, audited or published (as a key's, http/admin/key_update.py)."""
+    return all(getattr(record, name) == value for name, value in changes.items())
 
 
 def regions_of(value: list[str] | None) -> list[str] | None:

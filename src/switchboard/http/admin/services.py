@@ -26,6 +26,7 @@ from switchboard.config.services import (
     ServiceTimeouts,
     check_headers,
 )
+from switchboard.crypto.keyring import DecryptError
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
@@ -267,6 +268,28 @@ async def _patched(request: Request, access: Access, record: ServiceRecord, body
                          by_platform_admin=by_platform_admin)
 
 
+def _unchanged(request: Request, record: ServiceRecord, updated: ServiceRecord, body: ServicePatch) -> bool:
+    """The change leaves the service as it was: its settings, and each header value given the
+    one stored (sealed again it would read differently, each sealing being new)."""
+    if ((dict(updated.spec), updated.by_platform_admin, set(updated.headers))
+            != (dict(record.spec), record.by_platform_admin, set(record.headers))):
+        return False
+    keyring = _table(request).keyring
+    for header, value in (body.headers or {}).items():
+        if value is None:
+            continue  # removed: the names are the same, so it was not there
+        if keyring is None or header not in record.headers:
+            return False
+        try:
+            aad = header_aad(record.tenant_id, record.name, header)
+            stored = keyring.decrypt(record.headers[header], aad)
+        except DecryptError:
+            return False
+        if stored != value.get_secret_value():
+            return False
+    return True
+
+
 @router.patch("/{name}", summary="Change a stored service")
 async def update_service(
     name: str,
@@ -279,6 +302,8 @@ async def update_service(
         for _ in range(CHANGE_ATTEMPTS):
             record = await _stored(request, access, name, tenant)
             updated = await _patched(request, access, record, body)
+            if _unchanged(request, record, updated, body):
+                return _of_record(record)  # nothing to change: nothing written, nothing audited
             # Written only while the service is still the version read: a change another admin made
             # meanwhile is read and kept, not overwritten with what this one read.
             if await _store(request).update(updated, record.updated_at) is not None:

@@ -16,6 +16,7 @@ from switchboard.errors import NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
     After,
@@ -30,6 +31,7 @@ from switchboard.http.admin.scoping import (
     regions_of,
     team_in_reach,
     tenant_in_reach,
+    unchanged,
 )
 from switchboard.stores import Stores, Team
 
@@ -127,22 +129,27 @@ async def update_team(
     access: Annotated[Access, Depends(allow("team", "update"))],
 ) -> dict[str, Any]:
     stores = _stores(request)
-    before = await team_in_reach(access, stores, team_id)
-    changes = body.model_dump(exclude_unset=True)
-    if "allowed_regions" in changes:
-        if access.reach < Reach.TENANT:
-            raise PermissionDenied("a team's allowed regions are set by its tenant's admins",
-                                   code="permission_denied")
-        changes["allowed_regions"] = regions_of(body.allowed_regions)
-    if "mcp_tools" in changes:
-        if access.reach < Reach.TENANT:
-            raise PermissionDenied("a team's MCP tool permissions are set by its tenant's admins",
-                                   code="permission_denied")
-        changes["mcp_tools"] = None if body.mcp_tools is None else body.mcp_tools.model_dump()
-    # Only the fields given are written: an admin changing another field meanwhile keeps it.
-    after = await stores.tenancy.update_team(replace(before, **changes), changes)
-    if after is None:  # deleted since it was read
-        raise NotFound(f"no team '{team_id[:64]}'", code="team_not_found")
+    # Queued behind the other changes of this team here: each reads what the one before wrote, so
+    # copies of one change find it made and write (and audit) nothing.
+    async with one_writer("team", team_id):
+        before = await team_in_reach(access, stores, team_id)
+        changes = body.model_dump(exclude_unset=True)
+        if "allowed_regions" in changes:
+            if access.reach < Reach.TENANT:
+                raise PermissionDenied("a team's allowed regions are set by its tenant's admins",
+                                       code="permission_denied")
+            changes["allowed_regions"] = regions_of(body.allowed_regions)
+        if "mcp_tools" in changes:
+            if access.reach < Reach.TENANT:
+                raise PermissionDenied("a team's MCP tool permissions are set by its tenant's admins",
+                                       code="permission_denied")
+            changes["mcp_tools"] = None if body.mcp_tools is None else body.mcp_tools.model_dump()
+        if unchanged(before, changes):
+            return public(before)  # nothing to change: nothing written, nothing audited
+        # Only the fields given are written: an admin changing another field meanwhile keeps it.
+        after = await stores.tenancy.update_team(replace(before, **changes), changes)
+        if after is None:  # deleted since it was read
+            raise NotFound(f"no team '{team_id[:64]}'", code="team_not_found")
     if after.allowed_regions != before.allowed_regions or after.mcp_tools != before.mcp_tools:
         await request.app.state.services.key_cache().changed(ALL)  # keys hold the policy
     await audit.record(request, "team.update", "team", team_id, before=public(before), after=public(after),
@@ -161,6 +168,9 @@ async def delete_team(
         raise conflict(f"the team still has {users} member(s) and {keys} unrevoked key(s): "
                        "move or delete them and revoke the keys first")
     if not await stores.tenancy.delete_team(team.tenant_id, team.id):  # checked again as it goes
+        # Read again: another delete that came first leaves nothing to delete (404, as for any
+        # team that is gone); a team still there gained a member or a key meanwhile.
+        await team_in_reach(access, stores, team_id)
         raise conflict("the team gained a member or a key while it was being deleted; try again")
     await audit.record(request, "team.delete", "team", team.id, before=public(team), tenant=team.tenant_id)
     return {"id": team.id, "object": "team", "deleted": True}

@@ -15,8 +15,19 @@ from switchboard.errors import Conflict, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import DEFAULT_TENANT, Access, allow
 from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import query_params
-from switchboard.http.admin.scoping import After, Ident, Limit, Name, Regions, conflict, page, regions_of
+from switchboard.http.admin.scoping import (
+    After,
+    Ident,
+    Limit,
+    Name,
+    Regions,
+    conflict,
+    page,
+    regions_of,
+    unchanged,
+)
 from switchboard.stores import Stores, Tenant
 from switchboard.stores.protocols.tenancy import TenantIdRetired
 
@@ -111,17 +122,22 @@ async def update_tenant(
     access: Annotated[Access, Depends(allow("tenant", "update"))],
 ) -> dict[str, Any]:
     stores = _stores(request)
-    before = await _get(access, stores, tenant_id)
-    changes = body.model_dump(exclude_unset=True)
-    if "allowed_regions" in changes:
-        if access.reach < Reach.ANY:
-            raise PermissionDenied("only the platform admin sets a tenant's allowed regions",
-                                   code="permission_denied")
-        changes["allowed_regions"] = regions_of(body.allowed_regions)
-    # Only the fields given are written: an admin changing another field meanwhile keeps it.
-    stored = await stores.tenancy.update_tenant(replace(before, **changes), changes)
-    if stored is None:  # deleted since it was read
-        raise NotFound(f"no tenant '{tenant_id[:64]}'", code="tenant_not_found")
+    # Queued behind the other changes of this tenant here: each reads what the one before wrote, so
+    # copies of one change find it made and write (and audit) nothing.
+    async with one_writer("tenant", tenant_id):
+        before = await _get(access, stores, tenant_id)
+        changes = body.model_dump(exclude_unset=True)
+        if "allowed_regions" in changes:
+            if access.reach < Reach.ANY:
+                raise PermissionDenied("only the platform admin sets a tenant's allowed regions",
+                                       code="permission_denied")
+            changes["allowed_regions"] = regions_of(body.allowed_regions)
+        if unchanged(before, changes):
+            return public(before)  # nothing to change: nothing written, nothing audited
+        # Only the fields given are written: an admin changing another field meanwhile keeps it.
+        stored = await stores.tenancy.update_tenant(replace(before, **changes), changes)
+        if stored is None:  # deleted since it was read
+            raise NotFound(f"no tenant '{tenant_id[:64]}'", code="tenant_not_found")
     after = stored
     if after.allowed_regions != before.allowed_regions:
         await request.app.state.services.key_cache().changed(ALL)  # keys hold the policy
@@ -143,6 +159,9 @@ async def delete_tenant(
         raise conflict(f"the tenant still has {teams} team(s), {users} user(s) and {keys} "
                        "unrevoked key(s): delete or revoke them first")
     if not await stores.tenancy.delete_tenant(tenant.id):  # checked again as it goes
+        # Read again: another delete that came first leaves nothing to delete (404, as for any
+        # tenant that is gone); a tenant still there gained a team, a user or a key meanwhile.
+        await _get(access, stores, tenant_id)
         raise conflict("the tenant gained a team, a user or a key while it was being deleted; try again")
     await audit.record(request, "tenant.delete", "tenant", tenant.id, before=public(tenant), tenant=tenant.id)
     return {"id": tenant.id, "object": "tenant", "deleted": True}

@@ -35,6 +35,7 @@ from switchboard.http.admin.scoping import (
     page,
     team_in_reach,
     tenant_in_reach,
+    unchanged,
     user_in_reach,
 )
 from switchboard.stores import SERVICE_ACCOUNT, USER, KeyQuery, KeyRecord, Stores, User, UserQuery
@@ -196,6 +197,8 @@ def make_router(kind: str) -> APIRouter:
                     changes["team_id"] = await _team(access, stores, before.tenant_id, changes.pop("team"))
                 wanted = replace(before, **changes)
                 _check_team_role(wanted.role, wanted.team_id)
+                if unchanged(before, changes):
+                    return public(before)  # nothing to change: nothing written, nothing audited
                 # Only the fields given are written, so a concurrent change of another field stays;
                 # the role and team, checked together, only while they are still the ones read.
                 stored = await stores.tenancy.update_user(wanted, changes, read=before)

@@ -97,8 +97,10 @@ class ProviderStore(Protocol):
         """False when a stored model of that name exists, or (``provider_stored``: its provider
         is a stored one) when that provider is not stored, or was deleted meanwhile."""
 
-    async def update_model(self, record: ModelRecord, read: datetime | None = None) -> bool:
-        """As :meth:`update_provider`."""
+    async def update_model(self, record: ModelRecord, read: datetime | None = None, *,
+                           provider_stored: bool = False) -> bool:
+        """As :meth:`update_provider`; False too (nothing written) when ``provider_stored`` (its
+        provider is a stored one) and that provider is not stored, or was deleted meanwhile."""
 
     async def delete_model(self, name: str) -> bool: ...
 

@@ -115,7 +115,8 @@ class TenancyStore(Protocol):
     async def update_user(self, user: User, fields: Collection[str] | None = None, *,
                           read: User | None = None) -> User | None:
         """As :meth:`update_team`. With ``read``, written only while the user's role and team
-        are still ``read``'s (None otherwise, as when it is gone)."""
+        are still ``read``'s (None otherwise, as when it is gone). None too (nothing written)
+        when the team it is put in is gone, deleted meanwhile."""
 
     async def delete_user(self, tenant_id: str, user_id: str) -> bool:
         """Delete the user or service account if it holds no enabled key (as :meth:`delete_team`);

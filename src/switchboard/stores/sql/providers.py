@@ -112,9 +112,10 @@ class _ProviderGone(Exception):
     """Rolls back a row written for a provider that was deleted meanwhile."""
 
 
-async def _under_provider(engine: AsyncEngine, insert: sa.Insert, provider: str) -> bool:
-    """Write a row that belongs to a stored provider (a credential, a model) only while the
-    provider exists; False (nothing written) when it does not. The row is written first, then
+async def _under_provider(engine: AsyncEngine, write: sa.Insert | sa.Update, provider: str) -> bool:
+    """Write a row that belongs to a stored provider (a credential, a model, a model re-pointed
+    at it) only while the provider exists; False (nothing written) when it does not, or when the
+    write changed no row (an update's compare-and-set lost). The row is written first, then
     the provider's row is read (a shared lock on PostgreSQL): a delete of the provider that is
     under way (it locks the row for update, delete_provider) is waited for and then seen, and one
     that comes after waits for this transaction and then sees the row (a model keeps the
@@ -124,7 +125,8 @@ async def _under_provider(engine: AsyncEngine, insert: sa.Insert, provider: str)
     held = sa.select(pt.c.name).where(pt.c.name == provider).with_for_update(read=True)
     try:
         async with engine.begin() as conn:
-            await conn.execute(insert)
+            if not (await conn.execute(write)).rowcount:
+                return False
             if (await conn.execute(held)).first() is None:
                 raise _ProviderGone
     except _ProviderGone:
@@ -215,10 +217,13 @@ class SqlProviderStore:
             return False
         return True
 
-    async def update_model(self, record: ModelRecord, read: datetime | None = None) -> bool:
+    async def update_model(self, record: ModelRecord, read: datetime | None = None, *,
+                           provider_stored: bool = False) -> bool:
         row = _model_row(record)
         del row["created_at"]
         stmt = sa.update(mt).where(mt.c.name == record.name, *_unchanged(mt, read)).values(row)
+        if provider_stored:  # re-pointed at a stored provider: only while it is there, as a new model
+            return await _under_provider(self._engine, stmt, record.provider)
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)

@@ -56,18 +56,25 @@ class SqlTenancyStore:
             return [_values(row) for row in await conn.execute(query)]
 
     async def _update(self, table: sa.Table, record: Tenant | Team | User, fields: Collection[str] | None,
-                      *where: Any) -> dict[str, Any] | None:
+                      *where: Any, owner: sa.Select[Any] | None = None) -> dict[str, Any] | None:
         """Write only ``fields`` (every changeable column when None) and return the row as it
         is now: two admins changing different fields at once both keep their change, where
-        writing the whole record read before would put back the other's old value."""
+        writing the whole record read before would put back the other's old value. With
+        ``owner`` (a row the record now belongs to, read FOR SHARE), nothing is written and None
+        returned when that row is gone: see :func:`_owner_held`."""
         row = _row(record)
         names = set(row) - _FIXED if fields is None else set(fields)
         if names & _FIXED or names - set(row):
             raise ValueError(f"not changeable: {sorted(names & _FIXED | (names - set(row)))}")
         stmt = (sa.update(table).where(table.c.id == record.id, *where)
                 .values({name: row[name] for name in names}).returning(*table.c))
-        async with self._engine.begin() as conn:
-            found = (await conn.execute(stmt)).first()
+        try:
+            async with self._engine.begin() as conn:
+                found = (await conn.execute(stmt)).first()
+                if found is not None and owner is not None and (await conn.execute(owner)).first() is None:
+                    raise _OwnerGone  # rolls the write back
+        except _OwnerGone:
+            return None
         return None if found is None else _values(found)
 
     async def _delete(self, table: sa.Table, *where: Any) -> bool:
@@ -192,7 +199,10 @@ class SqlTenancyStore:
             # pair must still be the one read, or a role and a team set at once by two admins
             # could make a pair neither checked.
             where += [users.c.role == read.role, users.c.team_id.is_not_distinct_from(read.team_id)]
-        found = await self._update(users, user, fields, *where)
+        owner = None
+        if user.team_id is not None and (fields is None or "team_id" in fields):
+            owner = _owner_held(teams, teams.c.tenant_id == user.tenant_id, teams.c.id == user.team_id)
+        found = await self._update(users, user, fields, *where, owner=owner)
         return None if found is None else User(**found)
 
     async def delete_user(self, tenant_id: str, user_id: str) -> bool:
@@ -202,6 +212,20 @@ class SqlTenancyStore:
                        sa.or_(api_keys.c.user_id == user_id, api_keys.c.service_account_id == user_id))
         return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id,
                                   ~sa.exists().where(held))
+
+
+class _OwnerGone(Exception):
+    """Rolls back a write that put a record under an owner deleted meanwhile."""
+
+
+def _owner_held(table: sa.Table, *where: Any) -> sa.Select[Any]:
+    """The owner row a record is moved under (a user's new team), read after the write in the
+    same transaction, as a key's owner is when it is issued (SqlKeyStore.issue). PostgreSQL: a
+    shared lock, so a delete of the owner under way (it locks the row first, :func:`_lock`) is
+    waited for and then seen as gone, and one that comes after waits for this transaction and
+    then sees the moved record as a member. SQLite runs one writer at a time: holding the write
+    lock, the read sees every delete committed before."""
+    return sa.select(table.c.id).where(*where).with_for_update(read=True)
 
 
 async def _lock(conn: AsyncConnection, table: sa.Table, *where: Any) -> None:
