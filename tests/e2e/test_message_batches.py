@@ -170,6 +170,24 @@ def test_the_list_is_the_callers_own_newest_first_in_pages(world: World) -> None
         client.messages.batches.list(limit=1001)
 
 
+def test_a_cursor_that_is_not_in_the_list_is_a_400_not_an_empty_last_page(world: World) -> None:
+    client = world.sdk(world.key(["claude"])["key"])
+    kept, gone = (client.messages.batches.create(requests=[request(f"r{i}")]).id for i in range(2))
+    ended(client, gone)
+    client.messages.batches.delete(gone)  # the last id of a page, deleted while walking the list
+    stranger = world.sdk(world.key(["claude"])["key"]).messages.batches.create(requests=[request("x")]).id
+    for cursor in (gone, stranger, "msgbatch_never_made"):  # one answer: nothing about existence
+        for name in ("after_id", "before_id"):
+            with pytest.raises(anthropic.BadRequestError) as refused:
+                client.messages.batches.list(**{name: cursor})  # type: ignore[arg-type]
+            error = refused.value.body["error"]  # type: ignore[index]
+            assert error["type"] == "invalid_request_error" and error["message"].startswith(name), error
+    # A cursor of the list still pages on.
+    assert [b.id for b in client.messages.batches.list(before_id=kept)] == []
+    assert list(client.messages.batches.list(after_id=kept)) == []
+    assert [b.id for b in client.messages.batches.list()] == [kept]
+
+
 def test_another_key_cannot_see_cancel_delete_or_read_a_batch(world: World) -> None:
     owner = world.sdk(world.key(["*"])["key"])
     batch = owner.messages.batches.create(requests=[request("only")])

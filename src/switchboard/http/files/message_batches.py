@@ -136,8 +136,14 @@ class MessageBatches:
         limit = int(raw)
         store = self._files.store
         # Newest first; before_id: the page of newer batches right before it (read upwards).
-        rows = await store.list_owned(MESSAGE_BATCH, tenant_of(p), owner_of(p), after=before or after,
-                                      limit=limit + 1, newest_first=before is None)
+        try:
+            rows = await store.list_owned(MESSAGE_BATCH, tenant_of(p), owner_of(p), after=before or after,
+                                          limit=limit + 1, newest_first=before is None)
+        except ValueError:
+            # Unknown, deleted or another caller's, one answer: an empty page would read as the end.
+            name, cursor = ("after_id", after) if before is None else ("before_id", before)
+            raise InvalidRequest(f"{name}: no message batch '{str(cursor)[:100]}' in this list",
+                                 param=name) from None
         more = len(rows) > limit
         page = rows[:limit]
         if before is not None:
