@@ -298,6 +298,14 @@ def test_keys_and_audit_are_scoped_to_the_tenant(
         ("GET", "/admin/v1/service-accounts?role=viewer&role=developer", None, "role", "invalid_value"),
         ("GET", "/admin/v1/teams?limit=1&limit=2", None, "limit", "invalid_value"),
         ("GET", "/admin/v1/tenants?page=2", None, "page", "unknown_parameter"),
+        # The lists of catalog objects too (they once ignored what they do not take).
+        ("GET", "/admin/v1/providers?tenant=x", None, "tenant", "unknown_parameter"),
+        ("GET", "/admin/v1/models?limit=1&limit=2", None, "limit", "invalid_value"),
+        ("GET", "/admin/v1/services?limit=1", None, "limit", "unknown_parameter"),
+        ("GET", "/admin/v1/apis?after=x", None, "after", "unknown_parameter"),
+        ("GET", "/admin/v1/apis?status=draft&status=retired", None, "status", "invalid_value"),
+        ("GET", "/admin/v1/prompts?teams=x", None, "teams", "unknown_parameter"),
+        ("GET", "/admin/v1/mcp/servers?page=2", None, "page", "unknown_parameter"),
         ("PATCH", "/admin/v1/users/x", {"role": 3}, "role", "invalid_value"),
         # Fields required on creation cannot be cleared.
         ("PATCH", "/admin/v1/teams/x", {"name": None}, "name", "invalid_value"),

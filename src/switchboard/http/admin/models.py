@@ -26,7 +26,7 @@ from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
-from switchboard.http.admin.query import Limit
+from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
 from switchboard.routing.live import model_config
 from switchboard.stores.protocols import ModelRecord, utcnow
@@ -142,6 +142,7 @@ async def list_models(
     limit: Limit = 100,
     after: Annotated[str | None, Query(max_length=256, description="Last name of the previous page")] = None,
 ) -> dict[str, Any]:
+    query_params(request, ("limit", "after"))  # misspelt or repeated: a 400, never ignored
     routing = routing_of(request)
     state = await store_of(request).load()
     items = [config_public(m) for m in routing.settings.models]
