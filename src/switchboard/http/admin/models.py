@@ -150,12 +150,23 @@ async def list_models(
     allowed = access.principal.allowed_models  # a key sees the models it may use, as in the catalog
     if allowed is not None:
         items = [item for item in items if model_allowed(item["name"], allowed)]
-    items.sort(key=lambda item: item["name"])
+    items.sort(key=lambda item: item["name"])  # stable: a group's deployments in the file's order
     if after is not None:
         items = [item for item in items if item["name"] > after]
-    page = items[:limit]
-    return {"object": "list", "data": page, "has_more": len(items) > limit,
+    end = _page_end(items, limit)
+    page = items[:end]
+    return {"object": "list", "data": page, "has_more": len(items) > end,
             "last_id": page[-1]["name"] if page else None}
+
+
+def _page_end(items: list[dict[str, Any]], limit: int) -> int:
+    """Where a page of ``limit`` entries ends, moved past the rest of its last group: entries of
+    one group (the file's entries with one name) share the cursor, their name, so a page that
+    split them would have the next page (``after=<name>``) skip the group's other deployments."""
+    end = min(limit, len(items))
+    while 0 < end < len(items) and items[end]["name"] == items[end - 1]["name"]:
+        end += 1
+    return end
 
 
 @router.post("", status_code=201, summary="Add a model (callable at once on every instance)")
