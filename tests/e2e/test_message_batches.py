@@ -168,6 +168,12 @@ def test_the_list_is_the_callers_own_newest_first_in_pages(world: World) -> None
     assert [b.id for b in before.data] == [ids[1]] and before.has_more is True
     with pytest.raises(anthropic.BadRequestError):
         client.messages.batches.list(limit=1001)
+    # '²' is a digit to str.isdigit, not to int() (it was a 500); U+0665 is an Arabic-Indic 5.
+    for limit in ("\u00b2", "\u0665", "1e1", " 5"):
+        resp = httpx.get(f"{world.gateway.url}/v1/messages/batches", params={"limit": limit}, timeout=30,
+                         headers={"x-api-key": client.api_key, "anthropic-version": "2023-06-01"})
+        assert resp.status_code == 400, (limit, resp.text)
+        assert resp.json()["error"]["type"] == "invalid_request_error", resp.text
 
 
 def test_a_cursor_that_is_not_in_the_list_is_a_400_not_an_empty_last_page(world: World) -> None:

@@ -125,7 +125,8 @@ class MessageBatches:
 
     async def _list_message_batches(self, ctx: FilesContext, p: Principal) -> Result:
         raw = _one(ctx, "limit") or "20"
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        # ASCII digits only: isdigit also takes '²' (int() then fails: a 500) and U+0665 (a 5).
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
             raise InvalidRequest(f"limit: Input should be an integer from 1 to {MAX_LIMIT}", param="limit")
         before, after = _one(ctx, "before_id"), _one(ctx, "after_id")
         for name, value in (("before_id", before), ("after_id", after)):
