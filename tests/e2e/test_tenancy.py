@@ -252,6 +252,25 @@ def test_keys_and_audit_are_scoped_to_the_tenant(
         assert secret not in str(log)
 
 
+def test_a_keys_cursor_out_of_the_callers_reach_is_an_unknown_one(
+    admin: Admin, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    a, b = worlds
+    for role, out_of_reach in (("team_admin", a.member2_key), ("developer", a.peer_key)):
+        caller = a.caller(admin, role)
+        mine = caller.ok("GET", "/admin/v1/keys")["data"]
+        assert mine and out_of_reach not in {k["id"] for k in mine}
+        # Another team's (or user's) key, another tenant's and a made-up one: one answer, so a
+        # page after it does not tell that it exists.
+        for cursor in (out_of_reach, b.key_ids["team_admin"], "key_0000000000000000"):
+            got = error(caller.call("GET", "/admin/v1/keys", params={"after": cursor}), 400)
+            assert (got["param"], got["code"]) == ("after", "invalid_value"), got
+        # Its own keys page on as before.
+        assert caller.ok("GET", "/admin/v1/keys", params={"after": mine[-1]["id"]})["data"] == []
+    # The tenant's whole reach pages after any key of it.
+    assert admin.ok("GET", "/admin/v1/keys", params={"tenant": a.tenant, "after": a.member2_key})["data"]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "param", "code"),
     [
