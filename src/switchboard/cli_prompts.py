@@ -88,7 +88,7 @@ def create(
 @prompts_app.command("list")
 def list_prompts(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
     """The tenant's prompts: the latest version of each, with its labels."""
-    found = _run(url, key, "GET", PATH, query={"limit": 1000})["data"]
+    found = run_admin(lambda: AdminClient(url, key).list_all(PATH))  # every page, not the first
     if as_json:
         _print_json(found)
         return

@@ -105,6 +105,25 @@ def test_label_rollback_versions_and_list(gateway: Gateway) -> None:
     assert code == 0 and "production=1" in output
 
 
+def test_list_shows_every_page_of_prompts(gateway: Gateway) -> None:
+    # More than one page of the admin API's list (100 a page): the list once showed the first only.
+    batch = uuid.uuid4().hex[:6]
+    names = [f"many-{batch}-{i:03}" for i in range(101)]
+    with httpx.Client(headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30) as client:
+        for name in names:
+            resp = client.post(f"{gateway.url}/admin/v1/prompts", json={"name": name, **PROMPT})
+            assert resp.status_code == 201, resp.text
+        # The API names its cursor last_id, as every admin list does (and last_name, as before).
+        first = client.get(f"{gateway.url}/admin/v1/prompts", params={"limit": 1}).json()
+        assert first["has_more"] is True
+        assert first["last_id"] == first["last_name"] == first["data"][0]["name"]
+    code, output = prompts(gateway, "list", "--json")
+    assert code == 0, output
+    listed = [p["name"] for p in json.loads(output)]
+    assert [n for n in listed if n.startswith(f"many-{batch}-")] == names
+    assert len(listed) == len(set(listed))
+
+
 def test_diff_and_render(gateway: Gateway, tmp_path: Path) -> None:
     name = _saved(gateway)
     code, output = prompts(gateway, "diff", name, "1", "2")

@@ -169,6 +169,30 @@ def test_the_list_is_the_callers_own_newest_first_in_pages(world: World) -> None
     assert [b.id for b in before.data] == [ids[1]] and before.has_more is True
     with pytest.raises(anthropic.BadRequestError):
         client.messages.batches.list(limit=1001)
+    # '²' is a digit to str.isdigit, not to int() (it was a 500); U+0665 is an Arabic-Indic 5.
+    for limit in ("\u00b2", "\u0665", "1e1", " 5"):
+        resp = httpx.get(f"{world.gateway.url}/v1/messages/batches", params={"limit": limit}, timeout=30,
+                         headers={"x-api-key": client.api_key, "anthropic-version": "2023-06-01"})
+        assert resp.status_code == 400, (limit, resp.text)
+        assert resp.json()["error"]["type"] == "invalid_request_error", resp.text
+
+
+def test_a_cursor_that_is_not_in_the_list_is_a_400_not_an_empty_last_page(world: World) -> None:
+    client = world.sdk(world.key(["claude"])["key"])
+    kept, gone = (client.messages.batches.create(requests=[request(f"r{i}")]).id for i in range(2))
+    ended(client, gone)
+    client.messages.batches.delete(gone)  # the last id of a page, deleted while walking the list
+    stranger = world.sdk(world.key(["claude"])["key"]).messages.batches.create(requests=[request("x")]).id
+    for cursor in (gone, stranger, "msgbatch_never_made"):  # one answer: nothing about existence
+        for name in ("after_id", "before_id"):
+            with pytest.raises(anthropic.BadRequestError) as refused:
+                client.messages.batches.list(**{name: cursor})  # type: ignore[arg-type]
+            error = refused.value.body["error"]  # type: ignore[index]
+            assert error["type"] == "invalid_request_error" and error["message"].startswith(name), error
+    # A cursor of the list still pages on.
+    assert [b.id for b in client.messages.batches.list(before_id=kept)] == []
+    assert list(client.messages.batches.list(after_id=kept)) == []
+    assert [b.id for b in client.messages.batches.list()] == [kept]
 
 
 def test_another_key_cannot_see_cancel_delete_or_read_a_batch(world: World) -> None:

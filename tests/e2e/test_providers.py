@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import openai
@@ -101,11 +102,34 @@ def deployment(
         {"name": "yaml-file-model", "provider": "yaml-file", "model": "gpt-4o-mini",
          "require_approval": True},
         {"name": "yaml-headers-model", "provider": "yaml-headers", "model": "gpt-4o-mini"},
+        # A group of three deployments: three entries of one name.
+        *({"name": "yaml-group", "provider": "local-openai", "model": m}
+          for m in ("gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo")),
     ]
     config["auth"]["caller_credentials"] = {"enabled": True}
     gw = start_gateway(config, tmp)
     yield Deployment(request.param, gw, mock_upstream, tmp)
     gw.process.stop()
+
+
+def test_the_models_list_in_pages_shows_each_deployment_of_a_group_once(deployment: Deployment) -> None:
+    listed = deployment.admin("GET", "/models?limit=1000").json()["data"]
+    entries = [(m["name"], m["provider"], m["model"]) for m in listed]
+    assert [e for e in entries if e[0] == "yaml-group"] == [
+        ("yaml-group", "local-openai", m) for m in ("gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo")]
+    for limit in (1, 2, 3):
+        seen, after, sizes = [], None, []
+        while True:
+            params = {"limit": limit, **({"after": after} if after else {})}
+            page = deployment.admin("GET", f"/models?{urlencode(params)}").json()
+            seen += [(m["name"], m["provider"], m["model"]) for m in page["data"]]
+            sizes.append(len(page["data"]))
+            if not page["has_more"]:
+                break
+            after = page["last_id"]
+        assert seen == entries, limit
+        # A page holds more than the limit only to keep a group's deployments together.
+        assert max(sizes) <= limit + 2, sizes
 
 
 def test_a_provider_and_model_added_at_run_time_are_served_at_once(deployment: Deployment) -> None:

@@ -457,6 +457,14 @@ BAD: list[tuple[str, Any, int, str]] = [
         "text.format.type",
     ),
     ("unknown model", {"model": "nope", "input": "x"}, 404, ""),
+    (
+        # input_items pages by item id: a repeated one made every later page its first again.
+        "duplicate item id",
+        {"model": "via-openai",
+         "input": [{"type": "message", "id": "msg_1", "role": "user", "content": text} for text in "ab"]},
+        400,
+        "input[1].id",
+    ),
 ]
 
 

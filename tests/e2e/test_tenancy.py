@@ -252,6 +252,25 @@ def test_keys_and_audit_are_scoped_to_the_tenant(
         assert secret not in str(log)
 
 
+def test_a_keys_cursor_out_of_the_callers_reach_is_an_unknown_one(
+    admin: Admin, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    a, b = worlds
+    for role, out_of_reach in (("team_admin", a.member2_key), ("developer", a.peer_key)):
+        caller = a.caller(admin, role)
+        mine = caller.ok("GET", "/admin/v1/keys")["data"]
+        assert mine and out_of_reach not in {k["id"] for k in mine}
+        # Another team's (or user's) key, another tenant's and a made-up one: one answer, so a
+        # page after it does not tell that it exists.
+        for cursor in (out_of_reach, b.key_ids["team_admin"], "key_0000000000000000"):
+            got = error(caller.call("GET", "/admin/v1/keys", params={"after": cursor}), 400)
+            assert (got["param"], got["code"]) == ("after", "invalid_value"), got
+        # Its own keys page on as before.
+        assert caller.ok("GET", "/admin/v1/keys", params={"after": mine[-1]["id"]})["data"] == []
+    # The tenant's whole reach pages after any key of it.
+    assert admin.ok("GET", "/admin/v1/keys", params={"tenant": a.tenant, "after": a.member2_key})["data"]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "param", "code"),
     [
@@ -298,6 +317,14 @@ def test_keys_and_audit_are_scoped_to_the_tenant(
         ("GET", "/admin/v1/service-accounts?role=viewer&role=developer", None, "role", "invalid_value"),
         ("GET", "/admin/v1/teams?limit=1&limit=2", None, "limit", "invalid_value"),
         ("GET", "/admin/v1/tenants?page=2", None, "page", "unknown_parameter"),
+        # The lists of catalog objects too (they once ignored what they do not take).
+        ("GET", "/admin/v1/providers?tenant=x", None, "tenant", "unknown_parameter"),
+        ("GET", "/admin/v1/models?limit=1&limit=2", None, "limit", "invalid_value"),
+        ("GET", "/admin/v1/services?limit=1", None, "limit", "unknown_parameter"),
+        ("GET", "/admin/v1/apis?after=x", None, "after", "unknown_parameter"),
+        ("GET", "/admin/v1/apis?status=draft&status=retired", None, "status", "invalid_value"),
+        ("GET", "/admin/v1/prompts?teams=x", None, "teams", "unknown_parameter"),
+        ("GET", "/admin/v1/mcp/servers?page=2", None, "page", "unknown_parameter"),
         ("PATCH", "/admin/v1/users/x", {"role": 3}, "role", "invalid_value"),
         # Fields required on creation cannot be cleared.
         ("PATCH", "/admin/v1/teams/x", {"name": None}, "name", "invalid_value"),

@@ -27,6 +27,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, PROSE, AdminBody
 from switchboard.http.admin.one_writer import one_writer
+from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
     CHANGE_ATTEMPTS,
     Ident,
@@ -218,6 +219,7 @@ async def list_apis(
     status: Annotated[Literal["draft", "published", "deprecated", "retired"] | None, Query()] = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    query_params(request, ("status", "tenant"))  # misspelt or repeated: a 400, never ignored
     scope = await tenant_in_reach(access, _stores(request), tenant)
     found = await _apis(request).list_apis(scope)
     data = [public(r) for r in found if access.sees(r.tenant_id, r.team_id) and status in (None, r.status)]

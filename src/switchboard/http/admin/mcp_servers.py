@@ -49,7 +49,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.providers import headers_changed, routing_of
-from switchboard.http.admin.query import Limit
+from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import Opened, clear_settings, seal, to_config, unseal, url_is_sealed
@@ -353,6 +353,7 @@ async def list_servers(
     limit: Limit = 100,
     after: Annotated[str | None, Query(max_length=64, description="Last name of the previous page")] = None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant", "limit", "after"))  # misspelt or repeated: a 400, never ignored
     scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     items = [config_public(s) for s in _yaml_servers(request, scope)]
     for record in await store_of(request).list_servers(scope):

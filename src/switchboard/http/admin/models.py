@@ -26,7 +26,7 @@ from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
-from switchboard.http.admin.query import Limit
+from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
 from switchboard.routing.live import model_config
 from switchboard.stores.protocols import ModelRecord, utcnow
@@ -142,6 +142,7 @@ async def list_models(
     limit: Limit = 100,
     after: Annotated[str | None, Query(max_length=256, description="Last name of the previous page")] = None,
 ) -> dict[str, Any]:
+    query_params(request, ("limit", "after"))  # misspelt or repeated: a 400, never ignored
     routing = routing_of(request)
     state = await store_of(request).load()
     items = [config_public(m) for m in routing.settings.models]
@@ -149,12 +150,23 @@ async def list_models(
     allowed = access.principal.allowed_models  # a key sees the models it may use, as in the catalog
     if allowed is not None:
         items = [item for item in items if model_allowed(item["name"], allowed)]
-    items.sort(key=lambda item: item["name"])
+    items.sort(key=lambda item: item["name"])  # stable: a group's deployments in the file's order
     if after is not None:
         items = [item for item in items if item["name"] > after]
-    page = items[:limit]
-    return {"object": "list", "data": page, "has_more": len(items) > limit,
+    end = _page_end(items, limit)
+    page = items[:end]
+    return {"object": "list", "data": page, "has_more": len(items) > end,
             "last_id": page[-1]["name"] if page else None}
+
+
+def _page_end(items: list[dict[str, Any]], limit: int) -> int:
+    """Where a page of ``limit`` entries ends, moved past the rest of its last group: entries of
+    one group (the file's entries with one name) share the cursor, their name, so a page that
+    split them would have the next page (``after=<name>``) skip the group's other deployments."""
+    end = min(limit, len(items))
+    while 0 < end < len(items) and items[end]["name"] == items[end - 1]["name"]:
+        end += 1
+    return end
 
 
 @router.post("", status_code=201, summary="Add a model (callable at once on every instance)")

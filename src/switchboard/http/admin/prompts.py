@@ -26,7 +26,7 @@ from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
-from switchboard.http.admin.query import Limit, digits_only
+from switchboard.http.admin.query import Limit, digits_only, query_params
 from switchboard.http.admin.scoping import named_team_exists, tenant_in_reach
 from switchboard.pipeline.prompt import invalid_variables
 from switchboard.prompts import templates
@@ -245,6 +245,7 @@ async def list_prompts(
     after: Annotated[str | None, Query(max_length=64, description="Last name of the previous page")] = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
+    query_params(request, ("team", "tenant", "after", "limit"))  # misspelt or repeated: a 400, never ignored
     scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     store = _store(request)
     found = await store.list_prompts(scope, team_id=team, after=after, limit=limit + 1)
@@ -253,8 +254,11 @@ async def list_prompts(
     data = []
     for p in page:
         data.append(public(p, labels.get(p.name, {})))
+    last = found[:limit][-1].name if found[:limit] else None
+    # last_id, as every other list names its cursor (a name here, as on models and MCP servers),
+    # so one pager walks them all; last_name stays for the callers that read it.
     return {"object": "list", "data": data, "has_more": len(found) > limit,
-            "last_name": found[:limit][-1].name if found[:limit] else None}
+            "last_id": last, "last_name": last}
 
 
 @router.get("/{name}", summary="A prompt version: the latest, or ?version=N, or ?label=L")

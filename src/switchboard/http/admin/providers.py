@@ -43,7 +43,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.one_writer import one_writer
-from switchboard.http.admin.query import Limit
+from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
 from switchboard.observability.logs import redact_target
 from switchboard.providers import registry
@@ -382,6 +382,7 @@ async def list_providers(
     limit: Limit = 100,
     after: Annotated[str | None, Query(max_length=128, description="Last name of the previous page")] = None,
 ) -> dict[str, Any]:
+    query_params(request, ("limit", "after"))  # misspelt or repeated: a 400, never ignored
     routing = routing_of(request)
     state = await store_of(request).load()
     creds: dict[str, list[CredentialRecord]] = {}

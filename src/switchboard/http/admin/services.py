@@ -32,6 +32,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.one_writer import one_writer
+from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, tenant_in_reach
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.services.table import Service, ServiceTable, header_aad
@@ -208,6 +209,7 @@ async def list_services(
     access: Annotated[Access, Depends(allow("service", "read"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant",))  # misspelt or repeated: a 400, never ignored
     scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     configured = [_of_config(s) for s in _table(request).visible(scope)]
     stored = [_of_record(r) for r in await _store(request).list_services(scope)]

@@ -132,7 +132,8 @@ class MessageBatches:
 
     async def _list_message_batches(self, ctx: FilesContext, p: Principal) -> Result:
         raw = _one(ctx, "limit") or "20"
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        # ASCII digits only: isdigit also takes '²' (int() then fails: a 500) and U+0665 (a 5).
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
             raise InvalidRequest(f"limit: Input should be an integer from 1 to {MAX_LIMIT}", param="limit")
         before, after = _one(ctx, "before_id"), _one(ctx, "after_id")
         for name, value in (("before_id", before), ("after_id", after)):
@@ -143,8 +144,14 @@ class MessageBatches:
         limit = int(raw)
         store = self._files.store
         # Newest first; before_id: the page of newer batches right before it (read upwards).
-        rows = await store.list_owned(MESSAGE_BATCH, tenant_of(p), owner_of(p), after=before or after,
-                                      limit=limit + 1, newest_first=before is None)
+        try:
+            rows = await store.list_owned(MESSAGE_BATCH, tenant_of(p), owner_of(p), after=before or after,
+                                          limit=limit + 1, newest_first=before is None)
+        except ValueError:
+            # Unknown, deleted or another caller's, one answer: an empty page would read as the end.
+            name, cursor = ("after_id", after) if before is None else ("before_id", before)
+            raise InvalidRequest(f"{name}: no message batch '{str(cursor)[:100]}' in this list",
+                                 param=name) from None
         more = len(rows) > limit
         page = rows[:limit]
         if before is not None:

@@ -455,8 +455,15 @@ class FileService:
         if order not in (None, "asc", "desc"):
             raise InvalidRequest("'order' must be 'asc' or 'desc'", param="order", code="invalid_value")
         limit = int(raw)
-        rows = await self.store.list_owned(kind, tenant_of(p), owner_of(p), after=after, limit=limit + 1,
-                                           purpose=purpose, newest_first=order != "asc")
+        try:
+            rows = await self.store.list_owned(kind, tenant_of(p), owner_of(p), after=after, limit=limit + 1,
+                                               purpose=purpose, newest_first=order != "asc")
+        except ValueError:
+            # Unknown, deleted or another caller's (one answer: nothing about its existence): an
+            # empty page would end the caller's walk as if it had seen every object.
+            message = f"'after': no {_NAMES[kind].lower()} '{str(after)[:100]}' in this list"
+            raise InvalidRequest(message + " (pass the last_id of a page)", param="after",
+                                 code="invalid_value") from None
         data = [dict(r.body) for r in rows[:limit]]
         return {"object": "list", "data": data, "has_more": len(rows) > limit,
                 "first_id": data[0].get("id") if data else None,

@@ -247,10 +247,18 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
         )
     messages: list[JSON] = []
     calls: set[str] = set()
+    ids: set[str] = set()
     for i, item in enumerate(value):
         path = f"input[{i}]"
         if not isinstance(item, dict):
             raise fail(path, f"Invalid type for '{path}': expected an object.", "invalid_type")
+        if isinstance(item_id := item.get("id"), str):
+            # As OpenAI refuses it: input_items pages by item id (after=), and a repeated id
+            # would send every page after it back to its first occurrence, without end.
+            if item_id in ids:
+                raise fail(f"{path}.id", f"Duplicate item found with id {item_id[:100]}. Remove duplicate "
+                           "items from your input and try again.", "invalid_value")
+            ids.add(item_id)
         kind = item.get("type", "message")
         if kind == "message":
             role = item.get("role")

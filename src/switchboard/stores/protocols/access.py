@@ -220,7 +220,7 @@ class KeyStore(Protocol):
 
     async def page_keys(self, tenant_id: str, query: KeyQuery) -> list[KeyRecord]:
         """At most ``query.limit`` keys matching it, after the cursor; ValueError for a cursor
-        that is no key of the tenant."""
+        that is no key of the tenant within the query's reach (``team_scope``, ``owners``)."""
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
         """Revoke the key, for good; False when the tenant has no such key."""

@@ -49,7 +49,9 @@ class FileStore(Protocol):
                          limit: int = 20, purpose: str | None = None,
                          newest_first: bool = True) -> list[OwnedObject]:
         """The owner's objects, newest first (else oldest first); ``after``: those that come
-        after that id in that order."""
+        after that id in that order. An ``after`` that is none of the owner's objects of ``kind``
+        (unknown, deleted, or another owner's) raises ValueError: its place in the order is not
+        known, and an empty page would read as the end of the list."""
 
     async def update(self, kind: str, object_id: str, body: Mapping[str, Any], status: str | None) -> None:
         """The upstream's object as now seen."""

@@ -60,7 +60,7 @@ class SqlFileStore:
                     t.c.kind == kind, t.c.id == after, t.c.tenant_id == tenant_id, t.c.owner == owner,
                 ))).first()
                 if cursor is None:
-                    return []
+                    raise ValueError("unknown cursor")
                 at = cursor[0]
             query = list_statement(kind, tenant_id, owner, purpose, newest_first, after, at).limit(limit)
             return [_record(row) for row in await conn.execute(query)]

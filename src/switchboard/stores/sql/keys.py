@@ -220,8 +220,10 @@ class SqlKeyStore:
         async with self._engine.connect() as conn:
             after: datetime | None = None
             if query.after is not None:
+                # Within the caller's reach, as the page: a key out of it is an unknown cursor,
+                # so a page after it does not tell that it exists.
                 cursor = (await conn.execute(sa.select(t.c.created_at).where(
-                    t.c.tenant_id == tenant_id, t.c.id == query.after))).first()
+                    t.c.tenant_id == tenant_id, t.c.id == query.after, *_in_reach(query)))).first()
                 if cursor is None:
                     raise ValueError("unknown cursor")
                 after = cursor[0]
@@ -318,12 +320,19 @@ def page_statement(tenant_id: str, query: KeyQuery, after: datetime | None) -> s
 def _matching(query: KeyQuery) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = []
     for column, value in ((t.c.team_id, query.team_id), (t.c.user_id, query.user_id),
-                          (t.c.service_account_id, query.service_account_id),
-                          (t.c.team_id, query.team_scope)):
+                          (t.c.service_account_id, query.service_account_id)):
         if value is not None:
             where.append(column == value)
     if query.checked is not None:
         where.append(t.c.checked.is_(query.checked))
+    return where + _in_reach(query)
+
+
+def _in_reach(query: KeyQuery) -> list[sa.ColumnElement[bool]]:
+    """The caller's reach (``team_scope``, ``owners``), not the filters it asked for."""
+    where: list[sa.ColumnElement[bool]] = []
+    if query.team_scope is not None:
+        where.append(t.c.team_id == query.team_scope)
     if query.owners is not None:
         owners = list(query.owners)
         where.append(sa.or_(t.c.user_id.in_(owners),
