@@ -363,9 +363,18 @@ def test_local_references_validate_and_nothing_is_fetched() -> None:
 
 
 async def test_large_templates_compile_off_the_event_loop_and_outside_the_deadline(
-        short_deadline: float) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Compiling 200,000 characters of template takes seconds: saving checks it in a worker
-    thread, and a render compiles it there before its deadline starts."""
+    thread, and a render compiles it there before its deadline starts (no render budget is
+    running while it compiles, so the compile never counts against the deadline)."""
+    budgets_at_compile: list[object] = []
+    compile_text = templates._env.from_string
+
+    def compile_noting_budget(text: str) -> Any:
+        budgets_at_compile.append(templates._current.get())
+        return compile_text(text)
+
+    monkeypatch.setattr(templates._env, "from_string", compile_noting_budget)
     big = "{{ text }}" * 20_000
     check = asyncio.ensure_future(templates.check_prompt([{"role": "user", "content": big}], SCHEMA))
     turns = 0
@@ -375,6 +384,7 @@ async def test_large_templates_compile_off_the_event_loop_and_outside_the_deadli
     assert check.result() == [] and turns >= 5, turns
     rendered = await render_async(version(big + "!"), {"text": "a"})
     assert rendered[0]["content"] == "a" * 20_000 + "!"
+    assert budgets_at_compile and all(budget is None for budget in budgets_at_compile)
 
 
 async def test_slow_renders_beyond_the_bound_are_refused_at_once(
