@@ -159,3 +159,25 @@ def test_a_user_moved_into_a_team_being_deleted_keeps_it_or_is_refused(gateway: 
             assert now == team
             admin.ok("PATCH", f"/admin/v1/users/{user}", {"team": None})
             admin.ok("DELETE", f"/admin/v1/teams/{team}")
+
+
+def test_a_user_created_into_a_team_being_deleted_keeps_it_or_is_refused(gateway: Gateway) -> None:
+    """As a move: the insert reads the team under a shared lock after writing the user, so a
+    team delete and a user created into it never both succeed (no member of a team that is gone)."""
+    admin = Admin(gateway.url)
+    tenant = _tenant(admin)
+    for _ in range(MOVES):
+        team = admin.ok("POST", "/admin/v1/teams", {"tenant": tenant, "name": "doomed"}, status=201)["id"]
+        body = {"tenant": tenant, "name": "new", "team": team}
+        deleted, created = together([lambda team=team: admin.call("DELETE", f"/admin/v1/teams/{team}"),
+                                     lambda body=body: admin.call("POST", "/admin/v1/users", body)])
+        outcome = (deleted.status_code, created.status_code)
+        assert outcome in ((200, 404), (409, 201)), (deleted.text, created.text)
+        members = admin.ok("GET", "/admin/v1/users", params={"tenant": tenant, "team": team})["data"]
+        if deleted.status_code == 200:
+            assert created.json()["error"]["code"] == "team_not_found", created.text
+            assert members == []
+        else:
+            assert [m["id"] for m in members] == [created.json()["id"]]
+            admin.ok("DELETE", f"/admin/v1/users/{created.json()['id']}")
+            admin.ok("DELETE", f"/admin/v1/teams/{team}")

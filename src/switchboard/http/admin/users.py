@@ -141,7 +141,10 @@ def make_router(kind: str) -> APIRouter:
         _check_team_role(body.role, team)
         user = User(id=new_id(prefix), tenant_id=tenant, role=body.role, kind=kind, team_id=team,
                     name=body.name, email=body.email, created_by=access.principal.id)
-        await stores.tenancy.create_user(user)
+        # A team read as a record is held by the insert: one deleted meanwhile keeps no member.
+        held = team is not None and access.reach > Reach.TEAM
+        if not await stores.tenancy.create_user(user, team_held=held):
+            raise NotFound(f"no team '{team}'", code="team_not_found")
         await audit.record(request, f"{kind}.create", kind, user.id, after=public(user), tenant=tenant)
         return public(user)
 

@@ -104,7 +104,10 @@ class TenancyStore(Protocol):
         """How many teams, users and enabled keys the tenant has (with ``team_id``: 0, and that
         team's users and enabled keys)."""
 
-    async def create_user(self, user: User) -> None: ...
+    async def create_user(self, user: User, *, team_held: bool = False) -> bool:
+        """Store a new user (ValueError when the id is taken). With ``team_held`` (its team was
+        read as a record), nothing is stored and False returned when that team is gone, deleted
+        meanwhile: a team delete and a user created into it never both succeed."""
 
     async def get_user(self, tenant_id: str, user_id: str) -> User | None: ...
 

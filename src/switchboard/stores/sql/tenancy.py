@@ -39,12 +39,20 @@ class SqlTenancyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def _insert(self, table: sa.Table, record: Tenant | Team | User) -> None:
+    async def _insert(self, table: sa.Table, record: Tenant | Team | User, *,
+                      owner: sa.Select[Any] | None = None) -> bool:
+        """Insert the record; with ``owner`` (a row it belongs to, read FOR SHARE after the
+        insert), nothing is stored and False returned when that row is gone (:func:`_owner_held`)."""
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(sa.insert(table).values(_row(record)))
+                if owner is not None and (await conn.execute(owner)).first() is None:
+                    raise _OwnerGone  # rolls the insert back
         except IntegrityError:
             raise ValueError(f"the id {record.id!r} is taken") from None
+        except _OwnerGone:
+            return False
+        return True
 
     async def _one(self, query: sa.Select[Any]) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
@@ -169,8 +177,11 @@ class SqlTenancyStore:
 
     # users and service accounts
 
-    async def create_user(self, user: User) -> None:
-        await self._insert(users, user)
+    async def create_user(self, user: User, *, team_held: bool = False) -> bool:
+        owner = None
+        if team_held and user.team_id is not None:
+            owner = _owner_held(teams, teams.c.tenant_id == user.tenant_id, teams.c.id == user.team_id)
+        return await self._insert(users, user, owner=owner)
 
     async def get_user(self, tenant_id: str, user_id: str) -> User | None:
         found = await self._one(sa.select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id))
