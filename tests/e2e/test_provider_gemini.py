@@ -371,6 +371,16 @@ def test_rate_limit_carries_retry_after(client: openai.OpenAI) -> None:
     assert info.value.response.headers["retry-after"] == "7"
 
 
+@pytest.mark.parametrize(("header", "expected"), [("soon", "7"), ("-3", "7"), ("4", "4")])
+def test_a_retry_info_is_the_hint_unless_a_valid_retry_after_header_came(
+        client: openai.OpenAI, header: str, expected: str) -> None:
+    """Google's RetryInfo (7 s here) is the hint whenever no valid Retry-After header remains: a
+    garbage one (dropped) does not take it away; a valid one is the hint."""
+    with pytest.raises(openai.RateLimitError) as info:
+        ask(client, f"mock:status=429 mock:retry_after=7 mock:retry_header={header}")
+    assert info.value.response.headers["retry-after"] == expected
+
+
 def test_context_length_exceeded(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="gemini-flash", messages=[
