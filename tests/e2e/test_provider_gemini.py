@@ -217,7 +217,7 @@ def test_tool_name_gemini_refuses_is_a_400_naming_it(client: openai.OpenAI) -> N
         with pytest.raises(openai.BadRequestError) as exc:
             ask(client, "weather?", tools=[WEATHER_TOOL, bad])
         assert exc.value.body["param"] == "tools[1].function.name"  # type: ignore[index]
-        assert "gemini" in exc.value.message
+        assert exc.value.code == "invalid_value" and "gemini" in exc.value.message
     # Dots, colons and dashes are Gemini's own (MCP-style names pass).
     fits: Any = {"type": "function",
                  "function": {"name": "_github.issues:create-1", "parameters": {"type": "object"}}}
