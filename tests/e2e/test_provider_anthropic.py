@@ -277,6 +277,7 @@ def test_a_tool_result_without_its_call_is_a_400_naming_it(claude: openai.OpenAI
     with pytest.raises(openai.BadRequestError) as exc:
         claude.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
     assert exc.value.body["param"] == "messages[3].tool_call_id"  # type: ignore[index]
+    assert exc.value.code == "invalid_value"
     assert "call_rome" in exc.value.message and "anthropic" in exc.value.message
     # A result that comes first, before any call, likewise.
     with pytest.raises(openai.BadRequestError) as exc:

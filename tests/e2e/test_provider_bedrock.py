@@ -195,6 +195,7 @@ def test_tool_name_converse_refuses_is_a_400_naming_it(sdk: openai.OpenAI) -> No
         with pytest.raises(openai.BadRequestError) as exc:
             sdk.chat.completions.create(model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL, bad])
         assert exc.value.body["param"] == "tools[1].function.name"  # type: ignore[index]
+        assert exc.value.code == "invalid_value"
         assert "bedrock" in exc.value.message and name[:20] in exc.value.message
     fits: Any = {"type": "function",
                  "function": {"name": "get-time_2" + "x" * 54, "parameters": {"type": "object"}}}
@@ -214,6 +215,7 @@ def test_a_tool_result_without_its_call_is_a_400_naming_it(sdk: openai.OpenAI) -
     with pytest.raises(openai.BadRequestError) as exc:
         sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
     assert exc.value.body["param"] == "messages[2].tool_call_id"  # type: ignore[index]
+    assert exc.value.code == "invalid_value"
     assert "call_pariss" in exc.value.message and "bedrock" in exc.value.message
     reply = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL],
                                         tool_choice="none")

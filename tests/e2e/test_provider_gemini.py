@@ -217,7 +217,7 @@ def test_tool_name_gemini_refuses_is_a_400_naming_it(client: openai.OpenAI) -> N
         with pytest.raises(openai.BadRequestError) as exc:
             ask(client, "weather?", tools=[WEATHER_TOOL, bad])
         assert exc.value.body["param"] == "tools[1].function.name"  # type: ignore[index]
-        assert "gemini" in exc.value.message
+        assert exc.value.code == "invalid_value" and "gemini" in exc.value.message
     # Dots, colons and dashes are Gemini's own (MCP-style names pass).
     fits: Any = {"type": "function",
                  "function": {"name": "_github.issues:create-1", "parameters": {"type": "object"}}}
@@ -369,6 +369,16 @@ def test_rate_limit_carries_retry_after(client: openai.OpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as info:
         ask(client, "mock:status=429 mock:retry_after=7")
     assert info.value.response.headers["retry-after"] == "7"
+
+
+@pytest.mark.parametrize(("header", "expected"), [("soon", "7"), ("-3", "7"), ("4", "4")])
+def test_a_retry_info_is_the_hint_unless_a_valid_retry_after_header_came(
+        client: openai.OpenAI, header: str, expected: str) -> None:
+    """Google's RetryInfo (7 s here) is the hint whenever no valid Retry-After header remains: a
+    garbage one (dropped) does not take it away; a valid one is the hint."""
+    with pytest.raises(openai.RateLimitError) as info:
+        ask(client, f"mock:status=429 mock:retry_after=7 mock:retry_header={header}")
+    assert info.value.response.headers["retry-after"] == expected
 
 
 def test_context_length_exceeded(client: openai.OpenAI) -> None:

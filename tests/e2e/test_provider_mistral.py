@@ -254,7 +254,7 @@ def test_a_tool_result_without_its_call_is_refused_naming_it(mi: openai.OpenAI) 
     ]
     with pytest.raises(openai.BadRequestError) as exc:
         mi.chat.completions.create(model="mistral-small", messages=messages, tools=[WEATHER_TOOL])
-    assert exc.value.param == "messages[3].tool_call_id"
+    assert exc.value.param == "messages[3].tool_call_id" and exc.value.code == "invalid_value"
     assert "call_never_made" in exc.value.message and "mistral" in exc.value.message
     # A result sent before its call answers nothing yet: the same refusal.
     with pytest.raises(openai.BadRequestError) as exc:
@@ -288,6 +288,7 @@ def test_tool_name_mistral_refuses_is_a_400_naming_it(mi: openai.OpenAI) -> None
         with pytest.raises(openai.BadRequestError) as exc:
             mi.chat.completions.create(model="mistral-small", messages=ask("weather?"), tools=[bad])  # type: ignore[list-item]
         assert exc.value.param == "tools[0].function.name" and "mistral" in exc.value.message
+        assert exc.value.code == "invalid_value"
     fits: dict[str, Any] = {"type": "function", "function": {"name": "get-weather_" + "w" * 52}}
     assert mi.chat.completions.create(model="mistral-small", messages=ask("hi"), tools=[fits]).choices  # type: ignore[list-item]
 

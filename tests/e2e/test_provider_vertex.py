@@ -148,7 +148,7 @@ def test_tool_name_vertex_refuses_is_a_400_naming_it(client: openai.OpenAI) -> N
         with pytest.raises(openai.BadRequestError) as exc:
             ask(client, "weather?", tools=[bad])
         assert exc.value.body["param"] == "tools[0].function.name"  # type: ignore[index]
-        assert "vertex" in exc.value.message
+        assert exc.value.code == "invalid_value" and "vertex" in exc.value.message
 
 
 def test_image_data_url(client: openai.OpenAI) -> None:

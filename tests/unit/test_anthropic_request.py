@@ -413,7 +413,7 @@ def test_tool_names_anthropic_rejects_are_400(name: str) -> None:
     tool = {"type": "function", "function": {"name": name}}
     with pytest.raises(InvalidRequest) as err:
         build({"model": "claude", "messages": [user("hi")], "tools": [tool]})
-    assert err.value.param == "tools[0].function.name"
+    assert err.value.param == "tools[0].function.name" and err.value.code == "invalid_value"
 
 
 def test_non_function_tools_are_400() -> None:

@@ -60,6 +60,19 @@ def test_rate_limit_headers(client: TestClient) -> None:
     assert resp.json()["error"]["code"] == "429"
 
 
+@pytest.mark.parametrize("given", ["soon", "Wed,_21_Oct_2015_07:28:00_GMT", "inf", "nan"])
+def test_a_rate_limit_sends_a_retry_after_that_is_no_number_as_given(client: TestClient, given: str) -> None:
+    body = {"messages": [{"role": "user", "content": f"mock:status=429 mock:retry_after={given}"}]}
+    resp = client.post(f"{PATH}?api-version=2024-10-21", json=body, headers={"api-key": KEY})
+    assert resp.status_code == 429 and resp.json()["error"]["code"] == "429"
+    assert resp.headers["retry-after"] == given.replace("_", " ")
+    assert "retry-after-ms" not in resp.headers  # no number of seconds to give in milliseconds
+    both = {"messages": [{"role": "user", "content": f"mock:status=429 mock:retry_after={given} "
+                                                      "mock:retry_after_ms=1500"}]}
+    resp = client.post(f"{PATH}?api-version=2024-10-21", json=both, headers={"api-key": KEY})
+    assert resp.headers["retry-after"] == given.replace("_", " ") and resp.headers["retry-after-ms"] == "1500"
+
+
 def test_embeddings_and_completions(client: TestClient) -> None:
     emb = client.post(
         "/openai/deployments/emb/embeddings?api-version=2024-10-21",

@@ -182,6 +182,11 @@ def test_faults_in_google_format(client: TestClient) -> None:
     )
     assert limited.status_code == 429
     assert limited.json()["error"]["details"][0]["retryDelay"] == "4s"
+    assert "retry-after" not in limited.headers  # Google's hint is the RetryInfo alone
+    text = "mock:status=429 mock:retry_after=4 mock:retry_header=in_a_while"
+    proxied = post(client, {"contents": [{"role": "user", "parts": [{"text": text}]}]})
+    assert proxied.headers["retry-after"] == "in a while"  # as given, beside the RetryInfo
+    assert proxied.json()["error"]["details"][0]["retryDelay"] == "4s"
     safety = post(client, {"contents": [{"role": "user", "parts": [{"text": "mock:safety=1"}]}]}).json()
     assert safety["candidates"][0]["finishReason"] == "SAFETY" and "content" not in safety["candidates"][0]
 

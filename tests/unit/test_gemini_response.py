@@ -230,6 +230,9 @@ def test_rate_limit_retry_info_becomes_retry_after() -> None:
     assert isinstance(err, UpstreamRateLimited) and err.headers == {"retry-after": "37"}
     header_wins = error(429, google(429, "RESOURCE_EXHAUSTED", "q", [retry]), {"Retry-After": "5"})
     assert header_wins.headers == {"retry-after": "5"}
+    for garbage in ("soon", "-5", ""):  # dropped: the RetryInfo is the hint all the same
+        kept = error(429, google(429, "RESOURCE_EXHAUSTED", "q", [retry]), {"Retry-After": garbage})
+        assert kept.headers == {"retry-after": "37"}, garbage
 
 
 def test_context_length() -> None:

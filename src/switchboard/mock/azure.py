@@ -15,6 +15,7 @@ completion instead (200 with ``finish_reason: content_filter``).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
@@ -62,12 +63,25 @@ def _content_filter_error() -> Response:
 
 
 def _rate_limited(c: Controls, operation: str, version: str) -> Response:
+    # Sent as given (a date, or garbage, for the gateway's handling of them), as the OpenAI
+    # mock does; retry-after-ms as given too, else the same delay when it is a number of seconds.
     seconds = c.retry_after or "1"
-    headers = {"retry-after": seconds, "retry-after-ms": str(int(float(seconds) * 1000))}
+    headers = {"retry-after": seconds}
+    if ms := c.retry_after_ms or _milliseconds(seconds):
+        headers["retry-after-ms"] = ms
     message = (f"Requests to the {operation} Operation under Azure OpenAI API version {version} have "
                "exceeded token rate limit of your current AIServices S0 pricing tier. "
                f"Please retry after {seconds} seconds.")
     return error(429, message, headers=headers)
+
+
+def _milliseconds(seconds: str) -> str:
+    """``seconds`` in milliseconds when it is a finite number, else ""."""
+    try:
+        value = float(seconds)
+    except ValueError:
+        return ""
+    return str(int(value * 1000)) if math.isfinite(value) else ""
 
 
 def injected(c: Controls, operation: str, version: str) -> Response | None:

@@ -12,6 +12,9 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
     retry_after=N        Retry-After header on an error answer (underscores become spaces, so
                          an HTTP date fits in the text: Wed,_21_Oct_2015_07:28:00_GMT)
     retry_after_ms=N     OpenAI: retry-after-ms header on an error answer
+    retry_header=X       Gemini: a Retry-After header with X as given (underscores become
+                         spaces) beside the 429's RetryInfo (whose delay retry_after sets), as
+                         a proxy in front of Google may add one
     error_code=CODE      the error body's code (e.g. context_length_exceeded)
     fail_after=N         in a stream, after N chunks send the provider's error event and end
     disconnect_after=N   in a stream, after N chunks drop the connection
@@ -50,6 +53,7 @@ class Controls:
     status: int = 0
     retry_after: str = ""
     retry_after_ms: str = ""
+    retry_header: str = ""
     error_code: str = ""
     fail_after: int = -1
     disconnect_after: int = -1
@@ -72,7 +76,7 @@ class Controls:
                     changes[f.name] = kind(raw)
                 except ValueError:
                     continue
-        for spaced in ("reply", "retry_after"):
+        for spaced in ("reply", "retry_after", "retry_header"):
             if spaced in changes:
                 changes[spaced] = changes[spaced].replace("_", " ")
         return replace(self, **changes) if changes else self

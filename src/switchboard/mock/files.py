@@ -17,6 +17,10 @@ A batch's input file is validated on the batch's first GET (OpenAI validates whi
 ``validating``): an empty file, or any line that is not a request object for the batch's
 endpoint, fails the batch (``status: failed``, ``failed_at``, and ``errors`` listing each bad
 line with its code, message, param and line number), as OpenAI does; nothing is answered.
+
+``mock:latency_ms=N`` in an uploaded file's text, or in a batch's metadata values, delays the
+upload's or the create's answer, and the file or batch is made only once it is over (a caller
+that leaves meanwhile makes none), as for a message batch.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchboard.mock import azure
-from switchboard.mock.common import json_response, new_id, now
+from switchboard.mock.common import json_response, new_id, now, request_controls
 from switchboard.mock.openai import check_key, error
 
 PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
@@ -125,6 +129,9 @@ async def upload(request: Request) -> Response:
     if purpose not in PURPOSES:
         return error(400, f"'{purpose}' is not one of {sorted(PURPOSES)} - 'purpose'", param="purpose")
     filename, data = form["file"]
+    # The directives are in the file's text (a form has no JSON to hold them).
+    controls = request_controls(request, data.decode("utf-8", "replace"))
+    await controls.sleep(controls.latency_ms)  # stored only then (not at all if the caller left)
     f = _File(new_id("file-"), filename or "upload", purpose, data)
     _files(request)[f.id] = f
     return json_response(f.obj())
@@ -187,6 +194,8 @@ async def create_batch(request: Request) -> Response:
         return error(400, f"Invalid 'endpoint': '{body.get('endpoint')}'", param="endpoint")
     if body.get("completion_window") != "24h":
         return error(400, "Invalid 'completion_window'", param="completion_window")
+    controls = request_controls(request, body)  # directives: in the metadata's values
+    await controls.sleep(controls.latency_ms)  # created only then (not at all if the caller left)
     lines = [line for line in source.data.splitlines() if line.strip()]
     batch = {
         "id": new_id("batch_"), "object": "batch", "endpoint": body["endpoint"], "errors": None,

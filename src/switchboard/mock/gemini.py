@@ -104,7 +104,10 @@ def injected(c: Controls) -> Response | None:
     if c.status == 429:
         delay = f"{c.retry_after or '1'}s"
         retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
-        return error(429, "Resource has been exhausted (e.g. check quota).", [retry])
+        limited = error(429, "Resource has been exhausted (e.g. check quota).", [retry])
+        if c.retry_header:
+            limited.headers["retry-after"] = c.retry_header
+        return limited
     if c.error_code == "context_length_exceeded":
         return error(400, "The input token count (1234567) exceeds the maximum number of tokens allowed "
                           "(1048576).")

@@ -62,4 +62,5 @@ def check(tools: Any, rule: NameRule, target: Target) -> None:
                 f"'{param}': tool name {name[:80]!r} is not accepted by provider type "
                 f"'{target.provider_type}' (model '{target.name}'): names must be {rule.wording}",
                 param=param,
+                code="invalid_value",
             )

@@ -60,4 +60,5 @@ def check_answers(msg: dict[str, Any], i: int, calls: Container[str], provider_t
             f"assistant message: provider type '{provider_type}' refuses a tool result without "
             "its call; send the assistant message with that call, or leave the result out",
             param=f"messages[{i}].tool_call_id",
+            code="invalid_value",
         )

@@ -34,7 +34,7 @@ from switchboard.http.files import multipart
 from switchboard.http.files.batch_access import BatchAccess
 from switchboard.http.files.costing import BatchPricer, ModelTotals
 from switchboard.http.files.expiry import EXPIRY_FIELDS, check_output_expiry, checked_field
-from switchboard.http.files.unrecorded import Unrecorded, cancel, delete
+from switchboard.http.files.unrecorded import Unrecorded, cancel, delete, recorded_or_undone
 from switchboard.http.files.upstream import FILE_TYPES, Upstream, object_path, resolve
 from switchboard.http.openai_api import parse_object
 from switchboard.routing import prerouting
@@ -233,6 +233,8 @@ class FileService:
             await self._own(FILE, obj, upstream, p, purpose)
 
         # Stored upstream: a file the store refuses is deleted there, not left to take space unseen.
+        # (A caller that leaves while the provider answers does not cancel an upload: nothing
+        # watches for it once the body is read, http/files/edge.py; the file is recorded.)
         await self.unrecorded.record(upstream, "file", file_id, delete(object_path("files", file_id)), record)
         return Reply(obj)
 
@@ -355,16 +357,24 @@ class FileService:
         # Its lines run as written: a caller with scoped model access may not reach past it, and
         # no caller may have the upstream read another's file.
         await self._access.check(p, upstream, owned.id, str(endpoint), self.check_owned)
-        obj = await upstream.call("POST", "/batches", {**body, "input_file_id": owned.id})
+        # From the call on, carried to its end even when the caller leaves meanwhile: the
+        # provider may create the batch all the same, which must not run there unrecorded.
+        sent = {**body, "input_file_id": owned.id}
+        return Reply(await self.unrecorded.carried(self._batch_created(upstream, sent, p, str(endpoint))))
+
+    async def _batch_created(self, upstream: Upstream, body: dict[str, Any], p: Principal,
+                             endpoint: str) -> dict[str, Any]:
+        """The batch ``body`` created on ``upstream`` and recorded as ``p``'s."""
+        obj = await upstream.call("POST", "/batches", body)
         batch_id = owned_id(obj, upstream)
 
         async def record() -> None:
-            await self._own(BATCH, obj, upstream, p, str(endpoint))
+            await self._own(BATCH, obj, upstream, p, endpoint)
 
         # Created upstream: a batch the store refuses is cancelled there, not left to run unseen.
-        await self.unrecorded.record(upstream, "batch", batch_id,
-                                     cancel(object_path("batches", batch_id, "/cancel")), record)
-        return Reply(obj)
+        undo = cancel(object_path("batches", batch_id, "/cancel"))
+        await recorded_or_undone(upstream, "batch", batch_id, undo, record)
+        return obj
 
     async def _list_batches(self, ctx: FilesContext, p: Principal) -> Result:
         return Reply(await self._page(BATCH, ctx, p, None))

@@ -6,9 +6,10 @@ error about an object that exists.
 
 The recording and the undoing run as a task of their own that the caller's request only waits
 for: a caller that disconnects meanwhile (its request task is cancelled) must not stop them
-halfway, which would leave the object upstream with no record. A message batch's create call
-itself runs in that task too (:meth:`Unrecorded.carried`): a caller that leaves while the
-provider is still answering must not leave the batch it creates there unrecorded.
+halfway, which would leave the object upstream with no record. A batch's create call (OpenAI's
+and Anthropic's) itself runs in that task too (:meth:`Unrecorded.carried`): a caller that leaves
+while the provider is still answering must not leave the batch it creates there unrecorded. (An
+upload's request is not cancelled by its caller leaving once the body is read: http/files/edge.py.)
 ``Unrecorded.close`` waits for the ones still under way at shutdown, for a bounded time.
 """
 

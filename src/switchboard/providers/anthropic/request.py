@@ -380,6 +380,7 @@ def _tool(tool: JSON, param: str) -> JSON:
             f"tool name '{name}' is not accepted by provider type 'anthropic' (names must match "
             f"^[a-zA-Z0-9_-]{{1,64}}$ and may not be '{JSON_TOOL}')",
             param=f"{param}.function.name",
+            code="invalid_value",
         )
     schema = fn.get("parameters") or {}
     out: JSON = {"name": name, "input_schema": {"type": "object", **schema}}

@@ -7,7 +7,7 @@ before the shared mapping in ``providers/errors.py``:
 * an invalid Gemini API key is reported as 400 INVALID_ARGUMENT with reason ``API_KEY_INVALID``:
   it is an upstream authentication failure, not the client's bad request;
 * the retry hint of a 429 comes as ``google.rpc.RetryInfo.retryDelay`` ("37s"), not a header:
-  it becomes ``Retry-After``;
+  it becomes ``Retry-After`` (unless a valid ``Retry-After`` header came too);
 * prompts over the model's input limit are a plain INVALID_ARGUMENT: recognised by message and
   given code ``context_length_exceeded``.
 
@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from switchboard.errors import GatewayError
-from switchboard.providers.errors import loads, upstream_error
+from switchboard.providers.errors import loads, retry_after_headers, upstream_error
 from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
@@ -76,7 +76,9 @@ def from_error_object(err: JSON, status: int, headers: Mapping[str, str], target
         status = 401
     carried = {k.lower(): v for k, v in headers.items()}
     retry = _retry_after(details)
-    if status == 429 and retry and "retry-after" not in carried:
+    # The RetryInfo unless a valid Retry-After came: a garbage one is dropped (upstream_error),
+    # which must not take the RetryInfo's hint away with it. Error path only.
+    if status == 429 and retry and "retry-after" not in retry_after_headers(carried):
         carried["retry-after"] = retry
     code = name.lower() if name else None
     if status == 400 and message and _CONTEXT_LENGTH.search(message):
