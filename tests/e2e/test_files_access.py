@@ -1,6 +1,7 @@
 """Files and batches and the key's access, on the embedded database and on a cluster
-(PostgreSQL and Redis): a batch runs only models its key may use, and the objects a key
-created stay its own across a rotation."""
+(PostgreSQL and Redis): a batch runs only models its key may use, the objects a key
+created stay its own across a rotation, and a walk over its files that deletes each one
+it lists deletes them all (a deleted id pages on, for its owner only)."""
 
 from __future__ import annotations
 
@@ -306,6 +307,31 @@ def test_batch_output_files_are_listed_whole_and_stay_deleted(world: World) -> N
     assert client.batches.retrieve(batch.id).output_file_id == listed.id
     assert client.files.list(purpose="batch_output").data == []
     assert [f.id for f in client.files.list()] == [source.id]
+
+
+def test_deleting_every_file_while_walking_the_list_deletes_them_all(world: World) -> None:
+    """The SDK's walk asks for each next page after the last id of the page it has just
+    deleted: that id still pages its owner's list on, and is nothing to anyone else."""
+    key = world.key(["gpt-4o-mini"])
+    client, other = world.sdk(key["key"]), world.sdk(world.key(["gpt-4o-mini"])["key"])
+    made = [client.files.create(file=(f"f{i}.jsonl", b"{}\n"), purpose="user_data").id for i in range(7)]
+    theirs = other.files.create(file=("theirs.jsonl", b"{}\n"), purpose="user_data").id
+    deleted = [client.files.delete(f.id).id for f in client.files.list(limit=2)]
+    assert sorted(deleted) == sorted(made)
+    assert client.files.list().data == [] and client.files.list(after=made[0]).data == []
+    for file_id in made[:1] + made[-1:]:
+        with pytest.raises(openai.NotFoundError) as gone:
+            client.files.retrieve(file_id)
+        assert gone.value.code == "not_found"
+        # Another key's cursor: the same 400 as an id never made, saying nothing of the file.
+        with pytest.raises(openai.BadRequestError) as refused:
+            other.files.list(after=file_id)
+        assert (refused.value.param, refused.value.code) == ("after", "invalid_value")
+    # Oldest first too: the walk that deletes each page goes on after its deleted last id.
+    kept = [other.files.create(file=(f"k{i}.jsonl", b"{}\n"), purpose="user_data").id for i in range(4)]
+    walked = [other.files.delete(f.id).id for f in other.files.list(limit=3, order="asc")]
+    assert walked == [theirs, *kept]
+    assert other.files.list().data == []
 
 
 def test_text_no_stored_id_can_hold_is_refused_or_not_found(world: World) -> None:

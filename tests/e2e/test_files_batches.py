@@ -143,23 +143,25 @@ def test_files_are_listed_in_the_order_asked(world: World) -> None:
 def test_an_after_that_is_not_in_the_list_is_a_400_not_an_empty_last_page(world: World) -> None:
     client, stranger = world.sdk("d"), world.sdk("b")
     kept, gone = (client.files.create(file=(f"f{i}.jsonl", b"{}\n"), purpose="evals").id for i in range(2))
-    client.files.delete(gone)  # the last id of a page, deleted while walking the list
+    client.files.delete(gone)  # the last id of a page, deleted while walking the list: pages on
     others = stranger.files.create(file=("theirs.jsonl", b"{}\n"), purpose="evals").id
     batch = stranger.batches.create(input_file_id=stranger.files.create(
         file=("in.jsonl", jsonl("x")), purpose="batch").id, endpoint="/v1/chat/completions",
         completion_window="24h").id
-    pages = {"/files": (gone, others, "file-never-made"), "/batches": (batch, "batch_never_made")}
+    pages = {"/files": (others, "file-never-made"), "/batches": (batch, "batch_never_made")}
     headers = {"Authorization": f"Bearer {world.keys['d']['key']}"}
     for path, cursors in pages.items():
-        for cursor in cursors:  # deleted, another caller's, unknown: one answer, nothing about existence
+        for cursor in cursors:  # another caller's, unknown: one answer, nothing about existence
             for order in ({"order": "asc"}, {}) if path == "/files" else ({},):
                 resp = httpx.get(world.gateway.base_url + path, params={"after": cursor, **order},
                                  headers=headers, timeout=30)
                 assert resp.status_code == 400, resp.text
                 error = resp.json()["error"]
                 assert (error["param"], error["code"]) == ("after", "invalid_value"), error
-    # A cursor of the list still pages on.
+    # A cursor of the list still pages on, and so does the caller's own deleted one.
     assert [f.id for f in client.files.list(purpose="evals", after=kept)] == []
+    assert [f.id for f in client.files.list(purpose="evals", after=gone)] == [kept]
+    assert [f.id for f in client.files.list(purpose="evals", after=gone, order="asc")] == []
     assert [f.id for f in client.files.list(purpose="evals")] == [kept]
 
 

@@ -183,16 +183,38 @@ def test_a_cursor_that_is_not_in_the_list_is_a_400_not_an_empty_last_page(world:
     ended(client, gone)
     client.messages.batches.delete(gone)  # the last id of a page, deleted while walking the list
     stranger = world.sdk(world.key(["claude"])["key"]).messages.batches.create(requests=[request("x")]).id
-    for cursor in (gone, stranger, "msgbatch_never_made"):  # one answer: nothing about existence
+    for cursor in (stranger, "msgbatch_never_made"):  # one answer: nothing about existence
         for name in ("after_id", "before_id"):
             with pytest.raises(anthropic.BadRequestError) as refused:
                 client.messages.batches.list(**{name: cursor})  # type: ignore[arg-type]
             error = refused.value.body["error"]  # type: ignore[index]
             assert error["type"] == "invalid_request_error" and error["message"].startswith(name), error
-    # A cursor of the list still pages on.
+    # A cursor of the list still pages on, and so does the caller's own deleted one.
     assert [b.id for b in client.messages.batches.list(before_id=kept)] == []
     assert list(client.messages.batches.list(after_id=kept)) == []
+    assert [b.id for b in client.messages.batches.list(before_id=gone)] == []
+    assert [b.id for b in client.messages.batches.list(after_id=gone)] == [kept]
     assert [b.id for b in client.messages.batches.list()] == [kept]
+
+
+def test_deleting_every_batch_while_walking_the_list_deletes_them_all(world: World) -> None:
+    """The SDK's walk asks for each next page after the last id of the page it has just
+    deleted: that id still pages its owner's list on, and is nothing to anyone else."""
+    client, other = world.sdk(world.key(["claude"])["key"]), world.sdk(world.key(["claude"])["key"])
+    made = [client.messages.batches.create(requests=[request(f"r{i}")]).id for i in range(7)]
+    for batch_id in made:  # only an ended batch may be deleted
+        ended(client, batch_id)
+    deleted = [client.messages.batches.delete(b.id).id for b in client.messages.batches.list(limit=2)]
+    assert sorted(deleted) == sorted(made)
+    assert list(client.messages.batches.list()) == []
+    for batch_id in (made[0], made[-1]):
+        with pytest.raises(anthropic.NotFoundError):
+            client.messages.batches.retrieve(batch_id)
+        for name in ("after_id", "before_id"):  # another key's: as an id never made
+            with pytest.raises(anthropic.BadRequestError) as refused:
+                other.messages.batches.list(**{name: batch_id})  # type: ignore[arg-type]
+            error = refused.value.body["error"]  # type: ignore[index]
+            assert error["type"] == "invalid_request_error" and error["message"].startswith(name), error
 
 
 def test_another_key_cannot_see_cancel_delete_or_read_a_batch(world: World) -> None:

@@ -9,7 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from switchboard.stores.protocols import BATCH, FILE, MESSAGE_BATCH, FileStore, OwnedObject
+from switchboard.stores.protocols import (
+    BATCH,
+    FILE,
+    MESSAGE_BATCH,
+    MESSAGE_BATCH_MODELS,
+    TOMBSTONE_SECONDS,
+    FileStore,
+    OwnedObject,
+)
 from tests.stores.conftest import Backend
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -64,8 +72,9 @@ async def test_listing_shows_only_the_owners_objects_newest_first_in_pages(backe
     assert [r.id for r in later] == ["file-2", "file-3", "file-4"]
     batch_files = await store.list_owned(FILE, "acme", "key-a", purpose="batch")
     assert [r.id for r in batch_files] == ["file-3", "file-1"]
-    # Another owner's id as a cursor gives nothing (it is not the caller's).
-    assert await store.list_owned(FILE, "acme", "key-a", after="file-other-key") == []
+    # Another owner's id is no cursor of this list (its place in it is not known).
+    with pytest.raises(ValueError):
+        await store.list_owned(FILE, "acme", "key-a", after="file-other-key")
     assert [r.id for r in await store.list_owned(BATCH, "acme", "key-a")] == ["batch-1"]
 
 
@@ -78,6 +87,65 @@ async def test_updates_and_deletes(backend: Backend) -> None:
     assert await store.delete(BATCH, "batch-9") is True
     assert await store.delete(BATCH, "batch-9") is False
     assert await store.get(BATCH, "batch-9") is None
+
+
+async def test_a_deleted_object_is_gone_but_its_id_still_pages_its_owners_list(backend: Backend) -> None:
+    """Deleting each page while walking the list asks for the page after a deleted id: it is
+    still the owner's cursor, and nothing else (found, listed, updated, polled, another's cursor)."""
+    store = files_of(backend)
+    for i in range(5):
+        await store.put(owned(f"file-{i}", minutes=i))
+    await store.put(owned("batch-d", kind=BATCH, minutes=1))
+    for gone in ("file-4", "file-3"):
+        assert await store.delete(FILE, gone) is True
+    assert await store.delete(FILE, "file-4") is False  # deleted once
+    assert await store.delete(BATCH, "batch-d") is True
+    assert await store.get(FILE, "file-4") is None and await store.get(BATCH, "batch-d") is None
+    assert [r.id for r in await store.list_owned(FILE, "acme", "key-a")] == ["file-2", "file-1", "file-0"]
+    after = await store.list_owned(FILE, "acme", "key-a", after="file-3", limit=2)
+    assert [r.id for r in after] == ["file-2", "file-1"]
+    oldest = await store.list_owned(FILE, "acme", "key-a", after="file-3", newest_first=False)
+    assert oldest == []
+    await store.update(BATCH, "batch-d", {"id": "batch-d"}, "completed")  # a late poll: no effect
+    assert await store.open_batches(10) == [] and await store.mark_costed("batch-d") is False
+    assert await store.get(BATCH, "batch-d") is None
+    assert await store.list_owned(BATCH, "acme", "key-a", after="batch-d") == []
+    for tenant, owner in (("acme", "key-b"), ("globex", "key-a")):  # not theirs, deleted or not
+        with pytest.raises(ValueError):
+            await store.list_owned(FILE, tenant, owner, after="file-4")
+    # The upstream gives the id again: the new object is recorded (its new owner's), listed.
+    await store.put(owned("file-4", owner="key-b", minutes=7))
+    reborn = await store.get(FILE, "file-4")
+    assert reborn is not None and reborn.owner == "key-b"
+    assert reborn.body == {"id": "file-4", "object": "file"}
+    assert [r.id for r in await store.list_owned(FILE, "acme", "key-b")] == ["file-4"]
+    assert "file-4" not in [r.id for r in await store.list_owned(FILE, "acme", "key-a")]
+    with pytest.raises(ValueError):
+        await store.list_owned(FILE, "acme", "key-a", after="file-4")
+
+
+async def test_tombstones_are_purged_by_later_deletes_once_old(backend: Backend,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deleted id is a cursor for TOMBSTONE_SECONDS; a delete after that purges it."""
+    from switchboard.stores.sql import files
+
+    store = files_of(backend)
+    for i in range(3):
+        await store.put(owned(f"file-{i}", minutes=i))
+    await store.put(owned("msgbatch_m", kind=MESSAGE_BATCH_MODELS))
+    assert await store.delete(MESSAGE_BATCH_MODELS, "msgbatch_m") is True  # never a cursor: gone
+    await store.put(owned("msgbatch_m", kind=MESSAGE_BATCH_MODELS, owner="key-b"))
+    assert (await store.get(MESSAGE_BATCH_MODELS, "msgbatch_m")).owner == "key-b"  # type: ignore[union-attr]
+    assert await store.delete(FILE, "file-2") is True
+    later = files.utcnow() + timedelta(seconds=TOMBSTONE_SECONDS + 1)
+    with monkeypatch.context() as clock:  # a day on, as the stores see it
+        clock.setattr(files, "utcnow", lambda: later)
+        assert [r.id for r in await store.list_owned(FILE, "acme", "key-a", after="file-2")] == [
+            "file-1", "file-0"]  # not purged yet: no delete since
+        assert await store.delete(FILE, "file-1") is True
+    with pytest.raises(ValueError):
+        await store.list_owned(FILE, "acme", "key-a", after="file-2")
+    assert [r.id for r in await store.list_owned(FILE, "acme", "key-a", after="file-1")] == ["file-0"]
 
 
 async def test_a_batch_is_costed_once_across_instances(backend: Backend) -> None:

@@ -16,6 +16,9 @@ MESSAGE_BATCH = "msgbatch"  # an Anthropic message batch (/v1/messages/batches);
 # With a message batch's id: the upstream model each of its requests was sent for, read only to
 # price its results (http/files/message_costing.py); kept apart so the batch's row stays small.
 MESSAGE_BATCH_MODELS = "msgmodel"
+# How long a deleted object's id stays a list cursor (FileStore.delete): long enough for a walk
+# over the list that deletes each page it reads, short enough that the tombstones stay few.
+TOMBSTONE_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ class OwnedObject:
 
 class FileStore(Protocol):
     async def put(self, record: OwnedObject) -> None:
-        """Record a new object (an id already recorded for ``kind`` is left as it was)."""
+        """Record a new object (an id already recorded for ``kind`` is left as it was; a deleted
+        one's tombstone is replaced)."""
 
     async def get(self, kind: str, object_id: str) -> OwnedObject | None: ...
 
@@ -49,14 +53,20 @@ class FileStore(Protocol):
                          limit: int = 20, purpose: str | None = None,
                          newest_first: bool = True) -> list[OwnedObject]:
         """The owner's objects, newest first (else oldest first); ``after``: those that come
-        after that id in that order. An ``after`` that is none of the owner's objects of ``kind``
-        (unknown, deleted, or another owner's) raises ValueError: its place in the order is not
-        known, and an empty page would read as the end of the list."""
+        after that id in that order. The owner's object deleted less than ``TOMBSTONE_SECONDS``
+        ago is still a cursor (a walk that deletes each page it reads goes on from its last id).
+        An ``after`` that is none of the owner's objects of ``kind`` (unknown, deleted longer
+        ago, or another owner's, deleted or not) raises ValueError: its place in the order is
+        not known, and an empty page would read as the end of the list."""
 
     async def update(self, kind: str, object_id: str, body: Mapping[str, Any], status: str | None) -> None:
         """The upstream's object as now seen."""
 
-    async def delete(self, kind: str, object_id: str) -> bool: ...
+    async def delete(self, kind: str, object_id: str) -> bool:
+        """Forget the object (True when it was there): from now on it is found, listed, updated
+        and polled by nothing, and a new object of that id may be recorded. Of a listed kind
+        (not ``MESSAGE_BATCH_MODELS``) its id and place in the list stay ``TOMBSTONE_SECONDS``
+        as a cursor of its owner's list."""
 
     async def open_batches(self, limit: int, kind: str = BATCH) -> list[OwnedObject]:
         """Batches of ``kind`` not yet costed, least recently seen first (for the poller)."""

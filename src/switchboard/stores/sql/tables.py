@@ -440,11 +440,17 @@ owned_objects = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("costed", sa.Boolean, nullable=False, server_default=sa.false()),
+    # (revision 0036) set when deleted: the row stays a while as a list cursor, seen by nothing else
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
     sa.PrimaryKeyConstraint("kind", "id"),
     # with id (revision 0028): a page in (created_at, id) order straight from the index
     sa.Index("ix_owned_objects_owner", "kind", "tenant_id", "owner", "created_at", "id"),
     sa.Index("ix_owned_objects_open", "kind", "costed", "seen_at"),
 )
+# the tombstones alone, oldest first, for their purge (revision 0036)
+sa.Index("ix_owned_objects_deleted", owned_objects.c.kind, owned_objects.c.deleted_at,
+         postgresql_where=owned_objects.c.deleted_at.isnot(None),
+         sqlite_where=owned_objects.c.deleted_at.isnot(None))
 
 
 # responses (revision 0014): Responses API responses kept for previous_response_id and
