@@ -223,7 +223,8 @@ class KeyStore(Protocol):
         that is no key of the tenant within the query's reach (``team_scope``, ``owners``)."""
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
-        """Revoke the key, for good; False when the tenant has no such key."""
+        """Revoke the key, for good; False when the tenant has no such key or it is revoked
+        already (then nothing is written)."""
 
     async def update(self, record: KeyRecord, fields: Collection[str]) -> bool:
         """Write ``fields`` (of MUTABLE_KEY_FIELDS) of ``record``, with its ``updated_at``, to the
