@@ -1,0 +1,108 @@
+"""One audit entry per change actually made: a call that leaves everything as it was (a
+deployment set to the weight it has, a split set to the shares it has or reset while it has no
+override, a label pointed at the version it points at, a key revoked again) answers as before,
+writes nothing and leaves no entry, while the change itself leaves exactly one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+API = "/admin/v1"
+SPLIT = "coverage-split"
+
+
+@pytest.fixture(scope="module")
+def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = openai_config(mock_upstream)
+    config["models"] += [
+        {"name": "cov-canary", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "cov-a"},
+        {"name": "cov-canary", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "cov-b"},
+        {"name": "cov-group", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "grp-a"},
+        {"name": "cov-group", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "grp-b"},
+    ]
+    config["router"] = {"splits": [{"name": SPLIT, "model": "cov-canary", "sticky": "none",
+                                    "arms": [{"deployment": "cov-a", "percent": 50},
+                                             {"deployment": "cov-b", "percent": 50}]}]}
+    gw = start_gateway(config, Path(tmp_path_factory.mktemp("audit-coverage")))
+    yield gw
+    gw.process.stop()
+
+
+def _call(gateway: Gateway, method: str, path: str, body: Any = None) -> httpx.Response:
+    resp = httpx.request(method, f"{gateway.url}{API}{path}", json=body, headers=ADMIN, timeout=30)
+    assert resp.status_code in (200, 201, 204), (method, path, resp.text)
+    return resp
+
+
+def _entries(gateway: Gateway, action: str, resource_id: str) -> list[dict[str, Any]]:
+    resp = httpx.get(f"{gateway.url}{API}/audit", params={"action": action, "resource_id": resource_id},
+                     headers=ADMIN, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["data"])
+
+
+def test_a_weight_set_to_the_one_it_has_is_not_audited(gateway: Gateway) -> None:
+    path, rid = "/routing/groups/cov-group/deployments/grp-a", "cov-group/deployments/grp-a"
+    first = _call(gateway, "PATCH", path, {"weight": 4}).json()
+    again = _call(gateway, "PATCH", path, {"weight": 4}).json()
+    assert again == first
+    entries = _entries(gateway, "routing.weight", rid)
+    assert len(entries) == 1, entries
+    assert (entries[0]["before"]["weight"], entries[0]["after"]["weight"]) == (1, 4)
+
+
+def test_a_split_left_as_it_is_is_not_audited(gateway: Gateway) -> None:
+    path = f"/routing/splits/{SPLIT}"
+    # No override yet: a reset changes nothing.
+    _call(gateway, "DELETE", path)
+    assert _entries(gateway, "routing.split", SPLIT) == []
+    first = _call(gateway, "PUT", path, {"percents": {"cov-a": 20, "cov-b": 80}}).json()
+    again = _call(gateway, "PUT", path, {"percents": {"cov-a": 20, "cov-b": 80}}).json()
+    assert again == first
+    entries = _entries(gateway, "routing.split", SPLIT)
+    assert len(entries) == 1, entries
+    assert entries[0]["before"]["percents"] == {"cov-a": 50, "cov-b": 50}
+    assert entries[0]["after"]["percents"] == {"cov-a": 20, "cov-b": 80}
+    reset = _call(gateway, "DELETE", path).json()  # back to the configured shares: a change
+    assert _call(gateway, "DELETE", path).json() == reset
+    entries = _entries(gateway, "routing.split", SPLIT)
+    assert len(entries) == 2, entries
+    assert entries[0]["after"]["percents"] == {"cov-a": 50, "cov-b": 50}
+
+
+def test_a_label_pointed_at_its_own_version_is_not_audited(gateway: Gateway) -> None:
+    name = f"cov-{uuid.uuid4().hex[:8]}"
+    prompt = {"name": name, "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    _call(gateway, "POST", "/prompts", prompt)
+    moved = _call(gateway, "PUT", f"/prompts/{name}/labels/production", {"version": 1}).json()
+    assert moved["previous"] is None
+    again = _call(gateway, "PUT", f"/prompts/{name}/labels/production", {"version": 1}).json()
+    assert (again["version"], again["previous"], again["labels"]) == (1, 1, moved["labels"])
+    entries = _entries(gateway, "prompt.label", f"{name}:production")
+    assert len(entries) == 1, entries
+    assert (entries[0]["before"]["version"], entries[0]["after"]["version"]) == (None, 1)
+
+
+def test_a_key_revoked_again_is_not_audited_again(gateway: Gateway) -> None:
+    key = _call(gateway, "POST", "/keys", {"models": ["*"]}).json()
+    first = _call(gateway, "DELETE", f"/keys/{key['id']}").json()
+    revoked = _call(gateway, "GET", f"/keys/{key['id']}").json()
+    again = _call(gateway, "DELETE", f"/keys/{key['id']}").json()
+    assert again == first == {"id": key["id"], "object": "api_key", "deleted": True}
+    # Nothing written the second time: the revoke's time stays the one of the revoke.
+    assert _call(gateway, "GET", f"/keys/{key['id']}").json() == revoked
+    entries = _entries(gateway, "key.revoke", key["id"])
+    assert len(entries) == 1, entries
+    assert (entries[0]["before"]["revoked"], entries[0]["after"]["revoked"]) == (False, True)
+    # An id no key has is still a 404, as it was.
+    missing = httpx.delete(f"{gateway.url}{API}/keys/key_nope", headers=ADMIN, timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "key_not_found"
