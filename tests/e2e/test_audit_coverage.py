@@ -106,3 +106,22 @@ def test_a_key_revoked_again_is_not_audited_again(gateway: Gateway) -> None:
     # An id no key has is still a 404, as it was.
     missing = httpx.delete(f"{gateway.url}{API}/keys/key_nope", headers=ADMIN, timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "key_not_found"
+
+
+def test_a_limit_or_budget_set_to_what_it_is_is_not_audited(gateway: Gateway) -> None:
+    team = _call(gateway, "POST", "/teams", {"name": "cov"}).json()["id"]
+    limit = {"scope": "team", "subject": team, "rpm": 10, "tpm": 1000}
+    first = _call(gateway, "PUT", "/limits", limit).json()
+    assert _call(gateway, "PUT", "/limits", limit).json() == first  # its updated_at included
+    assert len(_entries(gateway, "limit.set", first["id"])) == 1
+    _call(gateway, "PUT", "/limits", {**limit, "tpm": None})  # tpm dropped: a change
+    entries = _entries(gateway, "limit.set", first["id"])
+    assert len(entries) == 2 and entries[0]["after"]["tpm"] is None, entries
+    budget = {"scope": "team", "subject": team, "max_amount": 5, "thresholds": [50]}
+    first = _call(gateway, "PUT", "/budgets", budget).json()
+    again = _call(gateway, "PUT", "/budgets", budget).json()
+    assert again["updated_at"] == first["updated_at"]
+    assert len(_entries(gateway, "budget.set", first["id"])) == 1
+    _call(gateway, "PUT", "/budgets", {**budget, "max_amount": 6})
+    entries = _entries(gateway, "budget.set", first["id"])
+    assert len(entries) == 2 and entries[0]["after"]["max_amount"] != entries[1]["after"]["max_amount"]
