@@ -1,7 +1,9 @@
 """One audit entry per change actually made: a call that leaves everything as it was (a
 deployment set to the weight it has, a split set to the shares it has or reset while it has no
 override, a label pointed at the version it points at, a key revoked again) answers as before,
-writes nothing and leaves no entry, while the change itself leaves exactly one."""
+writes nothing and leaves no entry, while the change itself leaves exactly one. And what
+`switchboard secrets rotate` re-sealed before a value it could not open stopped it is committed,
+so it is audited too (and reported as done)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, spawn, start_gateway
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 API = "/admin/v1"
@@ -125,3 +127,52 @@ def test_a_limit_or_budget_set_to_what_it_is_is_not_audited(gateway: Gateway) ->
     _call(gateway, "PUT", "/budgets", {**budget, "max_amount": 6})
     entries = _entries(gateway, "budget.set", first["id"])
     assert len(entries) == 2 and entries[0]["after"]["max_amount"] != entries[1]["after"]["max_amount"]
+
+
+SECRET_A = "first-server-secret-for-audit-0123456789abcdef"
+SECRET_B = "second-server-secret-for-audit-0123456789abcdef"
+SECRET_C = "third-server-secret-for-audit-0123456789abcdef"
+
+
+def test_a_rotation_stopped_halfway_audits_what_it_re_sealed(mock_upstream: Mock, tmp_path: Path) -> None:
+    config = openai_config(mock_upstream)
+
+    def gateway_with(current: str, *previous: str) -> Gateway:
+        return start_gateway(config, tmp_path, env={"SWITCHBOARD_SECRET_KEY": current,
+                                                    "SWITCHBOARD_PREVIOUS_SECRET_KEYS": ",".join(previous)})
+
+    def rotate(*previous: str) -> tuple[int, str]:
+        proc = spawn(["secrets", "rotate", "--config", str(first.config_path)], env={
+            "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY,
+            "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"), "SWITCHBOARD_SECRET_KEY": SECRET_B,
+            "SWITCHBOARD_PREVIOUS_SECRET_KEYS": ",".join(previous)})
+        return proc.wait_exit(60), proc.output
+
+    # A service's header sealed under A; then, on an instance already given C (A its previous
+    # one), a provider credential sealed under C.
+    first = gateway_with(SECRET_A)
+    service = {"name": "svc-rot", "url": f"{mock_upstream.url}/v1", "headers": {"X-Token": UPSTREAM_KEY}}
+    _call(first, "POST", "/services", service)
+    first.process.stop()
+    second = gateway_with(SECRET_C, SECRET_A)
+    provider = {"name": "p-rot", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+                "api_key": UPSTREAM_KEY}
+    _call(second, "POST", "/providers", provider)
+    second.process.stop()
+    # Rotating to B with only A as previous: the services' step is done, the providers' cannot open C.
+    code, output = rotate(SECRET_A)
+    assert code == 1 and "partly rotated" in output and "1 service(s)' headers" in output, output
+    code, output = rotate(SECRET_A, SECRET_C)  # given C as well, the rest is done
+    assert code == 0 and "0 service(s)' headers" in output and "1 provider credential(s)" in output, output
+    third = gateway_with(SECRET_B)
+    try:
+        audit = _call(third, "GET", "/audit?action=secrets.rotate")
+        assert SECRET_A not in audit.text and SECRET_C not in audit.text and UPSTREAM_KEY not in audit.text
+        done, stopped = audit.json()["data"]
+        assert (stopped["actor"], stopped["resource_type"]) == ("cli", "server_secret")
+        assert (stopped["after"]["complete"], stopped["after"]["service_headers"],
+                stopped["after"]["credentials"]) == (False, 1, 0)
+        assert (done["after"]["complete"], done["after"]["service_headers"],
+                done["after"]["credentials"]) == (True, 0, 1)
+    finally:
+        third.process.stop()
