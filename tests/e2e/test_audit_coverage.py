@@ -7,6 +7,7 @@ so it is audited too (and reported as done)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +177,18 @@ def test_a_rotation_stopped_halfway_audits_what_it_re_sealed(mock_upstream: Mock
                 done["after"]["credentials"]) == (True, 0, 1)
     finally:
         third.process.stop()
+
+
+def test_a_service_header_given_a_new_value_is_named_in_its_audit_entry(gateway: Gateway) -> None:
+    # Headers show by name only, alike before and after: the entry names the one that changed.
+    name = f"svc-{uuid.uuid4().hex[:8]}"
+    _call(gateway, "POST", "/services", {"name": name, "url": "http://127.0.0.1:9/api",
+                                         "headers": {"X-Token": "first-value-1234", "X-Other": "same-5678"}})
+    _call(gateway, "PATCH", f"/services/{name}", {"headers": {"X-Token": "second-value-9876"}})
+    _call(gateway, "PATCH", f"/services/{name}", {"headers": {"X-Other": "same-5678"}})  # as it is
+    _call(gateway, "PATCH", f"/services/{name}", {"description": "no header"})
+    entries = _entries(gateway, "service.update", name)
+    assert [e["after"].get("headers_changed") for e in entries] == [None, ["X-Token"]], entries
+    assert entries[1]["before"]["headers"] == entries[1]["after"]["headers"] == ["X-Other", "X-Token"]
+    text = json.dumps(entries)
+    assert "first-value" not in text and "second-value" not in text and "same-5678" not in text
