@@ -192,3 +192,20 @@ def test_a_service_header_given_a_new_value_is_named_in_its_audit_entry(gateway:
     assert entries[1]["before"]["headers"] == entries[1]["after"]["headers"] == ["X-Other", "X-Token"]
     text = json.dumps(entries)
     assert "first-value" not in text and "second-value" not in text and "same-5678" not in text
+
+
+def test_a_subscription_asked_for_again_shows_what_it_was(gateway: Gateway, mock_upstream: Mock) -> None:
+    # A rejected subscription asked for again is the same one reopened: not a new one.
+    u = uuid.uuid4().hex[:8]
+    _call(gateway, "POST", "/providers",
+          {"name": f"p-{u}", "type": "openai", "api_base": f"{mock_upstream.url}/v1"})
+    _call(gateway, "POST", "/models", {"name": f"m-{u}", "provider": f"p-{u}", "model": "gpt-4o-mini",
+                                       "require_approval": True})
+    team = _call(gateway, "POST", "/teams", {"name": "subs"}).json()["id"]
+    sub = _call(gateway, "POST", "/subscriptions", {"model": f"m-{u}", "team": team}).json()
+    _call(gateway, "POST", f"/subscriptions/{sub['id']}/reject", {"reason": "not now"})
+    again = _call(gateway, "POST", "/subscriptions", {"model": f"m-{u}", "team": team}).json()
+    assert (again["id"], again["status"]) == (sub["id"], "pending")
+    entries = _entries(gateway, "subscription.request", sub["id"])
+    assert [e["before"] and e["before"]["status"] for e in entries] == ["rejected", None], entries
+    assert [e["after"]["status"] for e in entries] == ["pending", "pending"]

@@ -147,6 +147,11 @@ class SubscriptionStore(Protocol):
         team and model is reopened instead (its id kept, the rest from ``record``); a pending
         or approved one raises :class:`SubscriptionExists`."""
 
+    async def request_over(self, record: SubscriptionRecord
+                           ) -> tuple[SubscriptionRecord, SubscriptionRecord | None]:
+        """As :meth:`request`, also returning the rejected or revoked subscription it reopened
+        as it was (None: a new one), for the audit entry's ``before``."""
+
     async def get(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None: ...
 
     async def find(self, tenant_id: str, team_id: str, model: str) -> SubscriptionRecord | None:
