@@ -209,3 +209,27 @@ def test_a_subscription_asked_for_again_shows_what_it_was(gateway: Gateway, mock
     entries = _entries(gateway, "subscription.request", sub["id"])
     assert [e["before"] and e["before"]["status"] for e in entries] == ["rejected", None], entries
     assert [e["after"]["status"] for e in entries] == ["pending", "pending"]
+
+
+def test_a_tenant_admin_of_the_default_tenant_reads_no_platform_entries(
+        gateway: Gateway, mock_upstream: Mock) -> None:
+    # Gateway-wide changes are filed in the default tenant's log; providers and routing are the
+    # platform admin's to read, in the log as on their own routes.
+    u = uuid.uuid4().hex[:8]
+    _call(gateway, "POST", "/providers", {"name": f"pp-{u}", "type": "openai",
+                                          "api_key": "sk-platform-0123456789",
+                                          "api_base": f"{mock_upstream.url}/v1"})
+    _call(gateway, "PATCH", "/routing/groups/cov-group/deployments/grp-b", {"weight": 7})
+    key = _call(gateway, "POST", "/keys", {"models": ["*"], "role": "tenant_admin", "name": f"ta-{u}"}).json()
+    boss = {"Authorization": f"Bearer {key['key']}"}
+    assert httpx.get(f"{gateway.url}{API}/providers", headers=boss, timeout=10).status_code == 403
+    log = httpx.get(f"{gateway.url}{API}/audit", params={"limit": 1000}, headers=boss, timeout=10)
+    assert log.status_code == 200, log.text
+    types = {e["resource_type"] for e in log.json()["data"]}
+    assert "api_key" in types, types
+    assert not types & {"provider", "provider_credential", "deployment", "split"}, types
+    for action in ("provider.create", "routing.weight"):
+        only = httpx.get(f"{gateway.url}{API}/audit", params={"action": action}, headers=boss, timeout=10)
+        assert only.status_code == 200 and only.json()["data"] == [], only.text
+    # The platform admin reads them all.
+    assert len(_entries(gateway, "provider.create", f"pp-{u}")) == 1

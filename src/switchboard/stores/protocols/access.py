@@ -101,6 +101,8 @@ class AuditQuery:
     since: datetime | None = None
     before_id: int | None = None  # cursor: entries older than this one
     limit: int = 100
+    # Entries of these resource types are left out (those the reader may not see otherwise).
+    hidden_types: tuple[str, ...] = ()
 
 
 # A subscription's life: pending -> approved | rejected; approved -> revoked; a rejected or
