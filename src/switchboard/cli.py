@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,6 +23,9 @@ from switchboard.cli_tokens import tokens_app
 from switchboard.cli_usage import usage
 from switchboard.config.schema import Settings
 from switchboard.settings.loader import ConfigError, check, load
+
+if TYPE_CHECKING:
+    from switchboard.crypto.rotate import Rotated
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Switchboard, a self-hosted LLM gateway.")
 config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
@@ -179,14 +182,13 @@ def secrets_rotate(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
 ) -> None:
     """Re-seal every stored provider credential and the API-key hashing key (one transaction),
-    and stored REST services' headers (another, first), under the current server secret
-    (auth.secret_key), opening them with it or a previous one (auth.previous_secret_keys,
-    $SWITCHBOARD_PREVIOUS_SECRET_KEYS). Idempotent."""
+    stored REST services' headers (another, first) and MCP secrets (a third, last), under the
+    current server secret (auth.secret_key), opening them with it or a previous one
+    (auth.previous_secret_keys, $SWITCHBOARD_PREVIOUS_SECRET_KEYS). Idempotent."""
     import asyncio
-    from dataclasses import replace
 
-    from switchboard.crypto.keyring import DecryptError, from_settings
-    from switchboard.crypto.rotate import Rotated, audit_entry, rotate, rotate_services
+    from switchboard.crypto.keyring import from_settings
+    from switchboard.crypto.rotate import Stopped, audit_entry, rotate_all
     from switchboard.server import ServeOptions, resolve_settings
     from switchboard.stores import StoreError, open_stores
 
@@ -201,8 +203,13 @@ def secrets_rotate(
     async def run() -> Rotated:
         stores = await open_stores(settings)
         try:
-            services = await rotate_services(stores.services, keyring)  # REST services' headers
-            done = replace(await rotate(stores.providers, keyring, stores.mcp), service_headers=services)
+            try:
+                done = await rotate_all(stores.services, stores.providers, stores.mcp, keyring)
+            except Stopped as stop:
+                # The steps before the one that stopped are committed: a change all the same.
+                if stop.done.changed:
+                    await stores.audit.append(audit_entry(stop.done, complete=False))
+                raise
             if done.changed:  # an admin change like any other: in the audit log (a rerun is none)
                 await stores.audit.append(audit_entry(done))
             return done
@@ -214,14 +221,21 @@ def secrets_rotate(
     except StoreError as exc:
         err.print(line(("cannot open the stores:", "bold red"), f" {exc}"))
         raise typer.Exit(1) from None
-    except DecryptError as exc:
-        err.print(line(("nothing rotated:", "bold red"), f" a stored secret does not open ({exc}); "
-                       "give the secret it was sealed with in auth.previous_secret_keys"))
+    except Stopped as stop:
+        head = "partly rotated:" if stop.done.changed else "nothing rotated:"
+        so_far = f" {_resealed(stop.done)} before;" if stop.done.changed else ""
+        err.print(line((head, "bold red"), f"{so_far} a stored secret does not open ({stop.cause}); "
+                       "give the secret it was sealed with in auth.previous_secret_keys and run "
+                       "it again"))
         raise typer.Exit(1) from None
-    out.print(line(f"re-sealed under key {done.key_id}: {done.credentials} provider credential(s), "
-              f"{done.server_secrets} server secret(s), {done.service_headers} service(s)' headers, "
-              f"{done.mcp_secrets} MCP server secret(s), {done.mcp_tokens} MCP OAuth token(s); "
-              "the rest already were"))
+    out.print(line(f"{_resealed(done)}; the rest already were"))
+
+
+def _resealed(done: Rotated) -> str:
+    """What a rotation re-sealed, as its report says it."""
+    return (f"re-sealed under key {done.key_id}: {done.credentials} provider credential(s), "
+            f"{done.server_secrets} server secret(s), {done.service_headers} service(s)' headers, "
+            f"{done.mcp_secrets} MCP server secret(s), {done.mcp_tokens} MCP OAuth token(s)")
 
 
 def _delay(help_text: str) -> Any:

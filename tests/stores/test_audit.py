@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -57,3 +58,8 @@ async def test_filters_cursor_and_tenant_isolation(backend: Backend) -> None:
     assert len(page1) == len(page2) == 2 and page2[0].id < page1[-1].id  # type: ignore[operator]
     assert [e.resource_id for e in await audit.query("tenant-b", AuditQuery())] == ["other"]
     assert await audit.query("tenant-c", AuditQuery()) == []
+    # Resource types a reader may not see are left out, in the query (a page stays full).
+    await audit.append(replace(entry("provider.create", "p1", minutes=11), resource_type="provider"))
+    assert [e.resource_id for e in await audit.query("tenant-a", AuditQuery(limit=1))] == ["p1"]
+    shown = await audit.query("tenant-a", AuditQuery(limit=1, hidden_types=("provider", "split")))
+    assert [e.resource_id for e in shown] == ["k0"]

@@ -46,6 +46,9 @@ async def test_one_record_per_subject_unit_and_period_replaced_in_place(backend:
     assert read is not None
     assert (read.max_amount, read.timezone, read.thresholds, read.downgrade_model, read.downgrade_at) == (
         Decimal("20"), "Europe/Paris", (50, 90), "gpt-4o-mini", 80)
+    # The same budget again (the amount as stored): nothing written, and the store says so.
+    third, before = await store.put(replace(again, id="bud_9", max_amount=Decimal("20.0000000001")))
+    assert third is before and before == read
     # Another period, another unit, another tenant: other records.
     await store.put(BudgetRecord("bud_3", "t1", "team", "team-a", Decimal("1"), period="daily"))
     await store.put(BudgetRecord("bud_4", "t1", "team", "team-a", Decimal(5000), unit="tokens"))

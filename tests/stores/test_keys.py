@@ -88,6 +88,9 @@ async def test_rotate_retires_a_live_key_once_and_never_a_revoked_one(backend: B
     assert await keys.rotate(revoked, key("key-s3"), ends) is False
     after = await keys.get("tenant-a", "key-revoked")
     assert after is not None and after.enabled is False and after.expires_at == revoked.expires_at
+    # Revoked again: nothing written (the revoke time and revision stay), and the caller told.
+    assert await keys.disable("tenant-a", "key-revoked") is False
+    assert await keys.get("tenant-a", "key-revoked") == after
 
 
 async def test_reassign_changes_only_the_team_and_role(backend: Backend) -> None:

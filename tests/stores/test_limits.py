@@ -102,6 +102,9 @@ async def test_limit_records_are_one_per_subject_and_per_tenant(backend: Backend
     second, before = await store.put(LimitRecord("lim_2", "t1", "team", "team-a", tpm=900))
     assert before is not None and before.rpm == 5
     assert (second.id, second.rpm, second.tpm) == ("lim_1", None, 900)  # replaced, same record
+    # The same limits again: nothing written (its updated_at stays), and the store says so.
+    third, before = await store.put(LimitRecord("lim_9", "t1", "team", "team-a", tpm=900))
+    assert third is before and before == await store.get("t1", "lim_1")
     await store.put(LimitRecord("lim_3", "t2", "team", "team-a", rpm=1))
     assert [(r.id, r.tpm) for r in await store.list_limits("t1")] == [("lim_1", 900)]
     assert await store.get("t2", "lim_1") is None  # another tenant's record is not found

@@ -77,3 +77,21 @@ async def test_split_shares_are_set_replaced_and_removed(backend: Backend) -> No
     now, before = await store.set_split("canary", None)
     assert now is None and before is not None
     assert await store.split_overrides() == []
+
+
+async def test_a_weight_or_split_already_so_is_not_written(backend: Backend) -> None:
+    # The admin API audits a change only when these two differ: the same object means no change.
+    store = backend.stores.routing
+    assert store is not None
+    now, _ = await store.set_weight("same", "d", 4)
+    again, before = await store.set_weight("same", "d", 4)
+    assert again is before and before == now  # its updated_at included: nothing written
+    assert [o.updated_at for o in await store.overrides() if o.group == "same"] == [now.updated_at]
+    gone, before = await store.set_weight("same", "d", None)
+    assert gone is None and before is not None
+    assert await store.set_weight("same", "d", None) == (None, None)
+    split, _ = await store.set_split("same", {"a": 20.0, "b": 80.0})
+    again_split, before_split = await store.set_split("same", {"a": 20, "b": 80})
+    assert again_split is before_split and before_split == split
+    await store.set_split("same", None)
+    assert await store.set_split("same", None) == (None, None)

@@ -28,7 +28,8 @@ def sub(n: int, team: str = "team-a", model: str = "gpt-4o", tenant: str = "tena
 
 async def test_request_get_find_round_trip(backend: Backend) -> None:
     store = backend.stores.subscriptions
-    stored = await store.request(sub(1))
+    stored, reopened = await store.request_over(sub(1))
+    assert reopened is None  # a new one
     assert stored.status == "pending"
     got = await store.get("tenant-a", "sub_0001")
     assert got == stored
@@ -104,7 +105,9 @@ async def test_a_rejected_or_revoked_team_may_ask_again(backend: Backend, ending
                            reason=None)
     assert await store.decide("tenant-a", "sub_0001", expect=("pending", "approved"), status=ending,
                               decided_by="a", reason="not now") is not None
-    again = await store.request(sub(7))
+    ended = await store.get("tenant-a", "sub_0001")
+    again, reopened = await store.request_over(sub(7))
+    assert reopened == ended and reopened is not None and reopened.status == ending  # as it was
     assert (again.id, again.status, again.decided_by, again.decided_at) == ("sub_0001", "pending", None, None)
     assert again.created_at == T0 + timedelta(minutes=7) and again.reason == "we need it"
     assert await store.get("tenant-a", "sub_0001") == again

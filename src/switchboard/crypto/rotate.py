@@ -1,15 +1,19 @@
 """``switchboard secrets rotate``: re-seal every stored secret under the current server secret.
 
 Run after every instance has the new ``auth.secret_key`` with the old one in
-``auth.previous_secret_keys``; then the previous one can be dropped. One transaction: all or
-nothing. Idempotent: what is already under the current key is left as it is.
+``auth.previous_secret_keys``; then the previous one can be dropped. Three transactions, each all
+or nothing: REST services' headers, then provider credentials and the key-hashing key, then MCP
+secrets and tokens. A value that opens with no key of the ring stops the run at its step; the
+steps before it stay done (and are audited). Idempotent: what is already under the current key
+is left as it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from switchboard.crypto.keyring import (
+    DecryptError,
     Keyring,
     credential_aad,
     mcp_token_aad,
@@ -50,17 +54,51 @@ CLI_ACTOR = "cli"
 CLI_ROLE = "platform_admin"
 
 
-def audit_entry(done: Rotated) -> AuditEntry:
+class Stopped(Exception):
+    """A step of the run met a value no key of the ring opens (``cause``): that step wrote
+    nothing, but what the steps before it re-sealed (``done``) is committed."""
+
+    def __init__(self, done: Rotated, cause: DecryptError) -> None:
+        super().__init__(str(cause))
+        self.done = done
+        self.cause = cause
+
+
+def audit_entry(done: Rotated, complete: bool = True) -> AuditEntry:
     """The audit entry of a rotation that re-sealed something (in the default tenant's log, with
-    the platform's other changes): the key now sealing, and the counts; never a secret."""
+    the platform's other changes): the key now sealing, and the counts; never a secret.
+    ``complete`` false: a run stopped by a value it could not open, after re-sealing these."""
     return AuditEntry(tenant_id="default", actor=CLI_ACTOR, actor_role=CLI_ROLE, action="secrets.rotate",
-                      resource_type="server_secret", resource_id=done.key_id, after=asdict(done))
+                      resource_type="server_secret", resource_id=done.key_id,
+                      after={**asdict(done), "complete": complete})
+
+
+async def rotate_all(services: ServiceStore | None, providers: ProviderStore, mcp: McpStore | None,
+                     keyring: Keyring) -> Rotated:
+    """Every step in turn (services' headers, providers, MCP). Raises :class:`Stopped` with what
+    the steps before were committed with when one meets a value no key of the ring opens."""
+    done = Rotated(0, 0, keyring.current)
+    try:
+        done = replace(done, service_headers=await rotate_services(services, keyring))
+        credentials, server_secrets = await _rotate_providers(providers, keyring)
+        done = replace(done, credentials=credentials, server_secrets=server_secrets)
+        if mcp is not None:
+            mcp_secrets, mcp_tokens = await _rotate_mcp(mcp, keyring)
+            done = replace(done, mcp_secrets=mcp_secrets, mcp_tokens=mcp_tokens)
+    except DecryptError as exc:
+        raise Stopped(done, exc) from exc
+    return done
 
 
 async def rotate(store: ProviderStore, keyring: Keyring, mcp: McpStore | None = None) -> Rotated:
     """Raises DecryptError (nothing written) if a stored value opens with no key of the ring.
     The MCP secrets (``mcp``) are a transaction of their own, after the providers'."""
+    creds, secrets = await _rotate_providers(store, keyring)
+    mcp_secrets, mcp_tokens = (0, 0) if mcp is None else await _rotate_mcp(mcp, keyring)
+    return Rotated(creds, secrets, keyring.current, mcp_secrets, mcp_tokens)
 
+
+async def _rotate_providers(store: ProviderStore, keyring: Keyring) -> tuple[int, int]:
     def credential(record: CredentialRecord) -> str:
         assert record.ciphertext is not None
         return keyring.reencrypt(record.ciphertext, credential_aad(record.provider, record.id))
@@ -68,19 +106,19 @@ async def rotate(store: ProviderStore, keyring: Keyring, mcp: McpStore | None = 
     def secret(name: str, sealed: str) -> str:
         return keyring.reencrypt(sealed, server_secret_aad(name))
 
-    creds, secrets = await store.reseal(credential, secret)
-    mcp_secrets = mcp_tokens = 0
-    if mcp is not None:
-        def server(record: McpServerRecord) -> McpServerRecord:
-            # A URL stored in clear (before URLs were sealed) is sealed with the rest now.
-            return resealed(keyring, record)
+    return await store.reseal(credential, secret)
 
-        def token(record: McpTokenRecord) -> str:
-            aad = mcp_token_aad(record.tenant_id, record.user_id, record.server)
-            return keyring.reencrypt(record.sealed, aad)
 
-        mcp_secrets, mcp_tokens = await mcp.reseal(server, token)
-    return Rotated(creds, secrets, keyring.current, mcp_secrets, mcp_tokens)
+async def _rotate_mcp(mcp: McpStore, keyring: Keyring) -> tuple[int, int]:
+    def server(record: McpServerRecord) -> McpServerRecord:
+        # A URL stored in clear (before URLs were sealed) is sealed with the rest now.
+        return resealed(keyring, record)
+
+    def token(record: McpTokenRecord) -> str:
+        aad = mcp_token_aad(record.tenant_id, record.user_id, record.server)
+        return keyring.reencrypt(record.sealed, aad)
+
+    return await mcp.reseal(server, token)
 
 
 async def rotate_services(store: ServiceStore | None, keyring: Keyring) -> int:

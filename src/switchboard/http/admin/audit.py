@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from switchboard.access.roles import Reach
 from switchboard.context import Principal
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.query import MAX_BIGINT, digits_only, query_params
@@ -17,6 +18,10 @@ from switchboard.stores.protocols import AuditEntry, AuditQuery
 
 router = APIRouter(prefix="/admin/v1/audit", tags=["audit"])
 DEFAULT_TENANT = "default"
+# Gateway-wide changes (of no tenant's records) are filed in the default tenant's log; only the
+# platform admin may read these resources (access/roles.py), so only it reads their entries: a
+# tenant admin of the default tenant would otherwise read providers' settings in the log.
+PLATFORM_TYPES = ("provider", "provider_credential", "deployment", "split", "server_secret")
 Filter = Annotated[str, StringConstraints(max_length=128)]
 
 
@@ -95,8 +100,9 @@ async def list_entries(
 ) -> dict[str, Any]:
     query_params(request, ALLOWED)  # a repeated parameter is a 400, as on logs and alerts
     limit = params.limit
+    hidden = () if access.reach >= Reach.ANY else PLATFORM_TYPES
     query = AuditQuery(action=params.action, resource_id=params.resource_id, actor=params.actor,
-                       since=params.since, before_id=params.before, limit=limit + 1)
+                       since=params.since, before_id=params.before, limit=limit + 1, hidden_types=hidden)
     store = request.app.state.services.stores().audit
     entries = await store.query(access.tenant_for(params.tenant), query)
     page = entries[:limit]

@@ -234,6 +234,8 @@ async def set_budget(
         created_at=now, updated_at=now, created_by=access.principal.id,
     )
     stored, before = await stores.budgets.put(record)
+    if stored is before:  # the budget as it is already: nothing written, published or audited
+        return await shown(request, stored)
     await _changed(request, tenant)
     await audit.record(request, "budget.set", "budget", stored.id,
                        before=None if before is None else public(before), after=public(stored), tenant=tenant)

@@ -512,11 +512,14 @@ async def revoke_key(
     record = await key_in_reach(access, stores_of(request), key_id)
     outranks(access, record)
     tenant = record.tenant_id
+    answer = {"id": key_id, "object": "api_key", "deleted": True}
     if not await store.disable(tenant, key_id):
+        if await store.get(tenant, key_id) is not None:  # revoked already (maybe just now): no change
+            return answer
         raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
     await services.key_cache().changed(record.key_hash)
     revoked = await store.get(tenant, key_id)
     after = public(revoked) if revoked else None
     await audit.record(request, "key.revoke", "api_key", key_id, before=public(record), after=after,
                        tenant=tenant)
-    return {"id": key_id, "object": "api_key", "deleted": True}
+    return answer

@@ -136,6 +136,8 @@ async def set_limits(
         created_by=access.principal.id,
     )
     stored, before = await stores.limits.put(record)
+    if stored is before:  # the limits it has already: nothing written, published or audited
+        return public(stored)
     await _changed(request, tenant)
     await audit.record(request, "limit.set", "rate_limit", stored.id,
                        before=None if before is None else public(before), after=public(stored), tenant=tenant)

@@ -368,11 +368,12 @@ async def set_label(
     store = _store(request)
     # Read in the move itself: concurrent moves each get the version they replaced.
     previous = await store.set_label(target.tenant_id, name, label, body.version)
-    await publish_change(request.app.state.services.stores().feed, target.tenant_id, name)
+    if previous != body.version:  # already there: nothing written, published or audited
+        await publish_change(request.app.state.services.stores().feed, target.tenant_id, name)
+        await audit.record(request, "prompt.label", "prompt", f"{name}:{label}",
+                           before={"label": label, "version": previous},
+                           after={"label": label, "version": body.version}, tenant=target.tenant_id)
     after = await store.labels(target.tenant_id, name)
-    await audit.record(request, "prompt.label", "prompt", f"{name}:{label}",
-                       before={"label": label, "version": previous},
-                       after={"label": label, "version": body.version}, tenant=target.tenant_id)
     return {"object": "prompt.labels", "name": name, "label": label, "version": body.version,
             "previous": previous, "labels": after}
 

@@ -147,9 +147,11 @@ async def set_weight(
     if route is None:
         raise NotFound(f"the model group '{group.name}' has no deployment '{deployment[:256]}'",
                        code="deployment_not_found")
-    before = {"group": group.name, "deployment": deployment,
-              "weight": group.weight_of.get(deployment, 1)}
-    await _store_of(request).set_weight(group.name, deployment, body.weight)
+    weight_before = group.weight_of.get(deployment, 1)
+    before = {"group": group.name, "deployment": deployment, "weight": weight_before}
+    stored, previous = await _store_of(request).set_weight(group.name, deployment, body.weight)
+    if stored is previous:  # already so: nothing written, published or audited
+        return deployment_public(route, weight_before, _router_of(request), routing)
     await routing.changed()
     now = _group(routing, group.name)
     weight = now.weight_of.get(deployment, 1)
@@ -253,7 +255,9 @@ async def _store_split(request: Request, split: Split, chooser: SplitChooser,
                        percents: dict[str, float] | None) -> dict[str, Any]:
     routing = routing_of(request)
     before = dict(chooser.percents)
-    await _store_of(request).set_split(split.name, percents)
+    stored, previous = await _store_of(request).set_split(split.name, percents)
+    if stored is previous:  # already so: nothing written, published or audited
+        return split_public(split, routing.current.splits[split.model])
     await routing.changed()
     now = routing.current.splits[split.model]
     await audit.record(request, "routing.split", "split", split.name,

@@ -276,20 +276,32 @@ def _unchanged(request: Request, record: ServiceRecord, updated: ServiceRecord, 
     if ((dict(updated.spec), updated.by_platform_admin, set(updated.headers))
             != (dict(record.spec), record.by_platform_admin, set(record.headers))):
         return False
+    # A header removed (None) with the names alike was not there.
+    return all(value is None or _holds(request, record, header, value.get_secret_value())
+               for header, value in (body.headers or {}).items())
+
+
+def _holds(request: Request, record: ServiceRecord, header: str, value: str) -> bool:
+    """Whether the stored ``header`` has ``value`` (sealed again it would read differently, each
+    sealing being new, so it is opened); one that does not open is taken as another value."""
     keyring = _table(request).keyring
-    for header, value in (body.headers or {}).items():
-        if value is None:
-            continue  # removed: the names are the same, so it was not there
-        if keyring is None or header not in record.headers:
-            return False
-        try:
-            aad = header_aad(record.tenant_id, record.name, header)
-            stored = keyring.decrypt(record.headers[header], aad)
-        except DecryptError:
-            return False
-        if stored != value.get_secret_value():
-            return False
-    return True
+    if keyring is None or header not in record.headers:
+        return False
+    try:
+        stored = keyring.decrypt(record.headers[header], header_aad(record.tenant_id, record.name, header))
+    except DecryptError:
+        return False
+    return stored == value
+
+
+def _headers_changed(request: Request, record: ServiceRecord, body: ServicePatch) -> list[str]:
+    """The headers kept through a change whose value changed. The audit entry shows headers by
+    name only, the same before and after, so it names these (never a value), as a provider's
+    and an MCP server's entries do."""
+    kept = {h.lower(): h for h in record.headers}
+    return sorted(h for h, value in (body.headers or {}).items()  # by the name it has now
+                  if value is not None and h.lower() in kept
+                  and not _holds(request, record, kept[h.lower()], value.get_secret_value()))
 
 
 @router.patch("/{name}", summary="Change a stored service")
@@ -315,7 +327,9 @@ async def update_service(
                            code="service_changed")
     await _table(request).changed(record.tenant_id, name)
     before, after = _of_record(record), _of_record(updated)
-    await audit.record(request, "service.update", "service", name, before=before, after=after,
+    changed = _headers_changed(request, record, body)
+    await audit.record(request, "service.update", "service", name, before=before,
+                       after={**after, "headers_changed": changed} if changed else after,
                        tenant=record.tenant_id)
     return after
 

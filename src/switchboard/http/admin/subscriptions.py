@@ -200,7 +200,7 @@ async def create_subscription(
         requested_by=access.principal.id, reason=body.reason,
     )
     try:
-        stored = await services.stores().subscriptions.request(record)
+        stored, reopened = await services.stores().subscriptions.request_over(record)
     except SubscriptionExists as exc:
         raise Conflict(
             f"team '{team}' already has a {exc.existing.status} subscription to '{name}' "
@@ -209,7 +209,10 @@ async def create_subscription(
             code="subscription_exists",
         ) from None
     await services.subscriptions().changed((tenant, team, subject))
-    await audit.record(request, "subscription.request", "subscription", stored.id, after=_public(stored),
+    # A rejected or revoked subscription asked for again is the same one reopened: its entry
+    # shows it as it was.
+    await audit.record(request, "subscription.request", "subscription", stored.id,
+                       before=None if reopened is None else _public(reopened), after=_public(stored),
                        tenant=stored.tenant_id)
     return JSONResponse(_public(stored), status_code=201)
 

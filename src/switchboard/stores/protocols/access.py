@@ -101,6 +101,8 @@ class AuditQuery:
     since: datetime | None = None
     before_id: int | None = None  # cursor: entries older than this one
     limit: int = 100
+    # Entries of these resource types are left out (those the reader may not see otherwise).
+    hidden_types: tuple[str, ...] = ()
 
 
 # A subscription's life: pending -> approved | rejected; approved -> revoked; a rejected or
@@ -146,6 +148,11 @@ class SubscriptionStore(Protocol):
         """Store ``record`` as pending. A rejected or revoked subscription of the same tenant,
         team and model is reopened instead (its id kept, the rest from ``record``); a pending
         or approved one raises :class:`SubscriptionExists`."""
+
+    async def request_over(self, record: SubscriptionRecord
+                           ) -> tuple[SubscriptionRecord, SubscriptionRecord | None]:
+        """As :meth:`request`, also returning the rejected or revoked subscription it reopened
+        as it was (None: a new one), for the audit entry's ``before``."""
 
     async def get(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None: ...
 
@@ -223,7 +230,8 @@ class KeyStore(Protocol):
         that is no key of the tenant within the query's reach (``team_scope``, ``owners``)."""
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
-        """Revoke the key, for good; False when the tenant has no such key."""
+        """Revoke the key, for good; False when the tenant has no such key or it is revoked
+        already (then nothing is written)."""
 
     async def update(self, record: KeyRecord, fields: Collection[str]) -> bool:
         """Write ``fields`` (of MUTABLE_KEY_FIELDS) of ``record``, with its ``updated_at``, to the

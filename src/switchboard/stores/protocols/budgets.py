@@ -40,7 +40,8 @@ class BudgetRecord:
 class BudgetStore(Protocol):
     async def put(self, record: BudgetRecord) -> tuple[BudgetRecord, BudgetRecord | None]:
         """Insert, or replace the budget of the same (tenant, scope, subject, unit, period),
-        keeping its id and creation time. Returns what is stored now and what was before."""
+        keeping its id and creation time. Returns what is stored now and what was before; a
+        budget the same as stored already is not written, and both are then the same record."""
 
     async def get(self, tenant_id: str, budget_id: str) -> BudgetRecord | None: ...
 

@@ -76,7 +76,8 @@ class LimitRecord:
 class LimitStore(Protocol):
     async def put(self, record: LimitRecord) -> tuple[LimitRecord, LimitRecord | None]:
         """Insert, or replace the limits of the same (tenant, scope, subject), keeping its id
-        and creation time. Returns what is stored now and what was before (None: new)."""
+        and creation time. Returns what is stored now and what was before (None: new); limits
+        the same as stored already are not written, and both are then the same record."""
 
     async def get(self, tenant_id: str, limit_id: str) -> LimitRecord | None: ...
 

@@ -57,7 +57,8 @@ class PromptStore(Protocol):
 
     async def set_label(self, tenant_id: str, name: str, label: str, version: int) -> int | None:
         """Point ``label`` at ``version``; the version it pointed at just before (None: it is
-        new), read atomically with the move, so concurrent moves each get the one they replaced."""
+        new), read atomically with the move, so concurrent moves each get the one they replaced.
+        A label already at ``version`` is not written (the answer is ``version``)."""
         ...
 
     async def list_prompts(self, tenant_id: str, *, team_id: str | None = None,

@@ -154,9 +154,10 @@ class RoutingStore(Protocol):
     async def set_split(self, name: str, percents: Mapping[str, float] | None,
                         ) -> tuple[SplitOverride | None, SplitOverride | None]:
         """Set (or with None remove) a split's percents; returns the override now stored and
-        the one before (None: none)."""
+        the one before (None: none). Already so: nothing is written and both are the same."""
 
     async def set_weight(self, group: str, deployment: str, weight: int | None,
                          ) -> tuple[RoutingOverride | None, RoutingOverride | None]:
         """Set (or with None remove) the weight of one deployment; returns the override now
-        stored and the one before (None: none)."""
+        stored and the one before (None: none). Already so: nothing is written and both are
+        the same."""

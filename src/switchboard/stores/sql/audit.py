@@ -83,4 +83,6 @@ def query_statement(tenant_id: str, query: AuditQuery) -> sa.Select[Any]:
         stmt = stmt.where(t.c.at >= to_db(query.since))
     if query.before_id is not None:
         stmt = stmt.where(t.c.id < query.before_id)
+    if query.hidden_types:
+        stmt = stmt.where(t.c.resource_type.not_in(query.hidden_types))
     return stmt.order_by(t.c.id.desc()).limit(query.limit)

@@ -51,6 +51,11 @@ def _values(record: BudgetRecord) -> dict[str, Any]:
     }
 
 
+def _settings(record: BudgetRecord) -> dict[str, Any]:
+    """What a put may change, as stored (the amount in whole units): equal, the put is no change."""
+    return {k: v for k, v in _values(record).items() if k != "updated_at"}
+
+
 def _record(row: sa.Row[Any]) -> BudgetRecord:
     m = row._mapping
     created, updated = from_db(m["created_at"]), from_db(m["updated_at"])
@@ -87,6 +92,8 @@ class SqlBudgetStore:
                     unit=record.unit, period=record.period, created_at=to_db(record.created_at),
                     created_by=record.created_by, **_values(record),
                 ))
+            elif _settings(before) == _settings(record):
+                return before, before  # the budget as it is already: nothing written (nor audited)
             else:
                 stored = replace(record, id=before.id, created_at=before.created_at,
                                  created_by=before.created_by)

@@ -255,7 +255,8 @@ class SqlKeyStore:
             await conn.execute(stmt, rows)
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
-        stmt = (sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id)
+        # Only a key not revoked yet: revoking one again writes nothing (its revoke time stays).
+        stmt = (sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id, t.c.enabled.is_(True))
                 .values(enabled=False, updated_at=to_db(utcnow()), **_NEXT))
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)

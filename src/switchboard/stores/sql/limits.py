@@ -48,6 +48,8 @@ class SqlLimitStore:
                     rpm=record.rpm, tpm=record.tpm, tpd=record.tpd, created_at=to_db(record.created_at),
                     updated_at=to_db(record.updated_at), created_by=record.created_by,
                 ))
+            elif (before.rpm, before.tpm, before.tpd) == (record.rpm, record.tpm, record.tpd):
+                return before, before  # the limits it has already: nothing written (nor audited)
             else:
                 stored = replace(record, id=before.id, created_at=before.created_at,
                                  created_by=before.created_by)

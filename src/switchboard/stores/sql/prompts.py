@@ -155,6 +155,8 @@ class SqlPromptStore:
                     return None
                 except IntegrityError:  # set at the same moment by another call: read it again
                     continue
+            if previous == version:
+                return int(previous)  # already there: nothing written (the caller audits nothing)
             # Compare and set: only if the label still points where it was read.
             moved = (sa.update(lt).where(*where, lt.c.version == previous)
                      .values(version=version, updated_at=now))

@@ -40,6 +40,8 @@ class SqlRoutingStore:
         async with self._engine.begin() as conn:
             row = (await conn.execute(sa.select(t).where(*where).with_for_update())).first()
             before = None if row is None else _record(row)
+            if (None if before is None else before.weight) == weight:
+                return before, before  # already so: nothing written (and nothing to audit)
             if weight is None:
                 await conn.execute(sa.delete(t).where(*where))
                 return None, before
@@ -63,6 +65,8 @@ class SqlRoutingStore:
         async with self._engine.begin() as conn:
             row = (await conn.execute(sa.select(splits).where(where).with_for_update())).first()
             before = None if row is None else _split(row)
+            if _percents(before) == (None if percents is None else dict(percents)):
+                return before, before  # already so: nothing written (and nothing to audit)
             if percents is None:
                 await conn.execute(sa.delete(splits).where(where))
                 return None, before
@@ -71,6 +75,10 @@ class SqlRoutingStore:
             stmt = insert(self._engine, splits).values(name=name, **values)
             await conn.execute(stmt.on_conflict_do_update(index_elements=[splits.c.name], set_=values))
         return SplitOverride(name, dict(percents), now), before
+
+
+def _percents(override: SplitOverride | None) -> dict[str, float] | None:
+    return None if override is None else dict(override.percents)
 
 
 def _split(row: sa.Row[Any]) -> SplitOverride:

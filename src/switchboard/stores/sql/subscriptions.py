@@ -68,6 +68,10 @@ class SqlSubscriptionStore:
         return None if row is None else _record(row)
 
     async def request(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        return (await self.request_over(record))[0]
+
+    async def request_over(self, record: SubscriptionRecord
+                           ) -> tuple[SubscriptionRecord, SubscriptionRecord | None]:
         fresh = SubscriptionRecord(
             id=record.id, tenant_id=record.tenant_id, team_id=record.team_id, model=record.model,
             status="pending", requested_by=record.requested_by, reason=record.reason,
@@ -79,7 +83,7 @@ class SqlSubscriptionStore:
             try:
                 async with self._engine.begin() as conn:
                     await conn.execute(sa.insert(t).values(_row(fresh)))
-                return fresh
+                return fresh, None
             except IntegrityError:  # another request for the same team and model won the race
                 async with self._engine.connect() as conn:
                     existing = await self._find(conn, record.tenant_id, record.team_id, record.model)
@@ -99,7 +103,7 @@ class SqlSubscriptionStore:
         if result.rowcount == 0:  # decided or re-requested meanwhile
             current = await self.get(existing.tenant_id, existing.id)
             raise SubscriptionExists(current or existing)
-        return reopened
+        return reopened, existing
 
     async def get(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None:
         query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id == subscription_id)
