@@ -17,6 +17,7 @@ from switchboard.stores.protocols import (
     TOMBSTONE_SECONDS,
     FileStore,
     OwnedObject,
+    utcnow,
 )
 from tests.stores.conftest import Backend
 
@@ -146,6 +147,30 @@ async def test_tombstones_are_purged_by_later_deletes_once_old(backend: Backend,
     with pytest.raises(ValueError):
         await store.list_owned(FILE, "acme", "key-a", after="file-2")
     assert [r.id for r in await store.list_owned(FILE, "acme", "key-a", after="file-1")] == ["file-0"]
+
+
+async def test_old_tombstones_of_every_kind_are_purged_without_a_later_delete(backend: Backend) -> None:
+    """An owner that stops deleting keeps no tombstone past its day: the poller's purge drops
+    them, of every kind, oldest first and a bounded number at a time, and leaves the live
+    objects and the young tombstones alone."""
+    deleted = ((FILE, "file-p1"), (FILE, "file-p2"), (BATCH, "batch_p"), (MESSAGE_BATCH, "msgbatch_p"))
+    store = files_of(backend)
+    for i in range(3):
+        await store.put(owned(f"file-p{i}", minutes=i))
+    await store.put(owned("batch_p", kind=BATCH))
+    await store.put(owned("msgbatch_p", kind=MESSAGE_BATCH))
+    for kind, object_id in deleted:
+        assert await store.delete(kind, object_id) is True
+    assert await store.purge(utcnow()) == 0  # deleted just now: still cursors
+    assert [r.id for r in await store.list_owned(FILE, "acme", "key-a", after="file-p2")] == ["file-p0"]
+    later = utcnow() + timedelta(seconds=TOMBSTONE_SECONDS + 1)
+    assert await store.purge(later, limit=1) == 1
+    assert await store.purge(later) == 3
+    assert await store.purge(later) == 0
+    for kind, object_id in deleted:
+        with pytest.raises(ValueError):  # no longer a cursor: the row is gone
+            await store.list_owned(kind, "acme", "key-a", after=object_id)
+    assert [r.id for r in await store.list_owned(FILE, "acme", "key-a")] == ["file-p0"]
 
 
 async def test_a_batch_is_costed_once_across_instances(backend: Backend) -> None:

@@ -52,6 +52,7 @@ from switchboard.stores.protocols import (
     OwnedObject,
     UsageLedger,
     UsageRecord,
+    utcnow,
 )
 
 log = logging.getLogger("switchboard.files")
@@ -561,10 +562,18 @@ class FileService:
                 done += await self.settle(owned, upstream, obj)
         return done
 
+    async def purge_once(self) -> int:
+        """Drop one bounded batch of tombstones past their day (the deletes purge those of their
+        own kind only: an owner that stops deleting would keep its last ones forever); returns
+        how many were dropped."""
+        if self._store is None:
+            return 0
+        return await self._store.purge(utcnow())
+
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.poll_seconds)
-            for poll in (self.poll_once, *self.pollers):
+            for poll in (self.poll_once, *self.pollers, self.purge_once):
                 try:
                     await poll()
                 except Exception:

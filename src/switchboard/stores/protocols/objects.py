@@ -68,6 +68,11 @@ class FileStore(Protocol):
         (not ``MESSAGE_BATCH_MODELS``) its id and place in the list stay ``TOMBSTONE_SECONDS``
         as a cursor of its owner's list."""
 
+    async def purge(self, now: datetime, limit: int = 1000) -> int:
+        """Drop at most ``limit`` tombstones (of every kind) older than ``TOMBSTONE_SECONDS`` at
+        ``now``, oldest first; how many were dropped. The deletes purge those of their own kind;
+        this is for the kinds no one deletes from any more (the batch poller's rounds)."""
+
     async def open_batches(self, limit: int, kind: str = BATCH) -> list[OwnedObject]:
         """Batches of ``kind`` not yet costed, least recently seen first (for the poller)."""
 

@@ -6,7 +6,8 @@ answers a caller only from the rows it owns; the batch poller reads the batches 
 A deleted object of a listed kind stays as a tombstone (``deleted_at`` set) for
 ``TOMBSTONE_SECONDS``: its owner's list still takes its id as a cursor (a walk deleting each page
 it reads goes on); every other read and write here passes over it (``live``), and a new object
-of its id takes its row. The deletes purge the old ones (``_purge``)."""
+of its id takes its row. The deletes purge the old ones of their kind (``_purge``), and the batch
+poller's rounds those of every kind (``purge``), so a tenant that stops deleting keeps none."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from switchboard.stores.sql.times import from_db, to_db
 # Tombstones purged per delete: each delete adds one, so a backlog (a day of many deletes, then a
 # quiet day) drains over the next deletes without one of them deleting it all in its transaction.
 PURGE_BATCH = 100
+# Tombstones purged per round of the batch poller (``purge``), for those no later delete purges.
+POLL_PURGE_BATCH = 1000
 # Not a tombstone: what every read and write but the list's cursor lookup sees.
 live = t.c.deleted_at.is_(None)
 
@@ -101,6 +104,11 @@ class SqlFileStore:
             await conn.execute(_purge(kind, now))
         return bool(result.rowcount)
 
+    async def purge(self, now: datetime, limit: int = POLL_PURGE_BATCH) -> int:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(_purge(None, now, limit))
+        return int(result.rowcount or 0)
+
     async def open_batches(self, limit: int, kind: str = BATCH) -> list[OwnedObject]:
         query = (sa.select(t).where(t.c.kind == kind, t.c.costed == sa.false(), live)
                  .order_by(t.c.seen_at, t.c.id).limit(limit))
@@ -115,13 +123,16 @@ class SqlFileStore:
         return bool(result.rowcount)
 
 
-def _purge(kind: str, now: datetime) -> sa.Delete:
-    """The oldest ``PURGE_BATCH`` tombstones of ``kind`` past ``TOMBSTONE_SECONDS`` (read from
-    ``ix_owned_objects_deleted``, which holds the tombstones alone)."""
+def _purge(kind: str | None, now: datetime, limit: int = PURGE_BATCH) -> sa.Delete:
+    """The oldest ``limit`` tombstones of ``kind`` (None: of every kind) past
+    ``TOMBSTONE_SECONDS`` (read from ``ix_owned_objects_deleted``, which holds the tombstones
+    alone, so even the scan over every kind reads tombstones only)."""
     cutoff = to_db(now - timedelta(seconds=TOMBSTONE_SECONDS))
-    expired = (sa.select(t.c.id).where(t.c.kind == kind, t.c.deleted_at.isnot(None), t.c.deleted_at < cutoff)
-               .order_by(t.c.deleted_at).limit(PURGE_BATCH))
-    return sa.delete(t).where(t.c.kind == kind, t.c.id.in_(expired.scalar_subquery()))
+    where = [t.c.deleted_at.isnot(None), t.c.deleted_at < cutoff]
+    if kind is not None:
+        where.append(t.c.kind == kind)
+    expired = sa.select(t.c.kind, t.c.id).where(*where).order_by(t.c.deleted_at).limit(limit)
+    return sa.delete(t).where(sa.tuple_(t.c.kind, t.c.id).in_(expired))
 
 
 def list_statement(kind: str, tenant_id: str, owner: str, purpose: str | None, newest_first: bool,
