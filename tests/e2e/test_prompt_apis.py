@@ -508,6 +508,16 @@ def test_the_lifecycle_headers_and_statuses(world: World) -> None:
     assert error["code"] == "api_retired" and successor in error["message"]
     back = world.patch(name, status="published")
     assert back.status_code == 409 and back.json()["error"]["code"] == "invalid_transition"
+    # Repeating what a retired API already holds changes nothing: 200, nothing written or audited.
+    stored = world.as_owner().ok("GET", f"/admin/v1/apis/{name}")
+    log = {"tenant": world.tenant, "limit": 1000}
+    entries = len(world.admin.ok("GET", "/admin/v1/audit", params=log)["data"])
+    same = world.patch(name, status="retired", successor=successor, sunset_at="2030-01-01T00:00:00Z")
+    assert same.status_code == 200, same.text
+    assert same.json() == stored
+    assert len(world.admin.ok("GET", "/admin/v1/audit", params=log)["data"]) == entries
+    changed = world.patch(name, status="retired", description="changed")
+    assert changed.status_code == 409 and changed.json()["error"]["code"] == "invalid_transition"
     listed = world.admin.ok("GET", "/admin/v1/apis", params={"tenant": world.tenant, "status": "retired"})
     assert name in [a["name"] for a in listed["data"]]
     # Each change is audited.

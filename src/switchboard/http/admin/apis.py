@@ -261,8 +261,6 @@ def _changes(before: ApiRecord, body: ApiUpdate) -> dict[str, Any]:
         changes["split"] = [arm.model_dump() for arm in body.split] if body.split else None
     if "sessions" in given:
         changes["sessions"] = body.sessions.model_dump() if body.sessions is not None else None
-    if before.status == "retired" and changes:
-        raise Conflict("a retired API cannot change", param="status", code="invalid_transition")
     return changes
 
 
@@ -286,6 +284,10 @@ async def update_api(
             changes = _changes(before, body)
             if unchanged(before, changes):
                 return public(before)  # nothing to change: nothing written, nothing audited
+            # After the no-op check: a PATCH that repeats a retired API's fields changes nothing
+            # and is answered 200, as for any other API; only a real change is refused.
+            if before.status == "retired":
+                raise Conflict("a retired API cannot change", param="status", code="invalid_transition")
             after = replace(before, **changes)
             if "version" in changes or "split" in changes:
                 await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,
