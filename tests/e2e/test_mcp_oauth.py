@@ -523,6 +523,10 @@ def test_every_users_tokens_deleted_by_a_server_change_or_removal_are_revoked(wo
     world.admin.ok("DELETE", path, params=scope)
     revocations = world.auth.wait_revocations(before + 6)[before + 4:]
     assert {r.token for r in revocations} == again and world.auth.tokens_of(login) == set()
+    # The removal's audit says how many users' tokens went with it, as a change's does.
+    entries = world.admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant, "limit": 10})["data"]
+    assert [e["action"] for e in entries[:2]] == ["mcp_server.tokens_deleted", "mcp_server.delete"]
+    assert entries[0]["after"] == {"name": name, "tokens_deleted": 1, "reason": "the server was deleted"}
 
 
 def test_with_configured_endpoints_tokens_are_revoked_at_the_configured_revocation_url(world: World) -> None:

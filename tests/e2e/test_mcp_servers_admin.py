@@ -126,6 +126,27 @@ def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway)
         assert text not in str(audit) and text not in gateway.process.output
 
 
+def test_the_removal_of_an_oauth_server_audits_how_many_users_tokens_went(gateway: Gateway) -> None:
+    """As a change that deletes them does (``mcp_server.tokens_deleted``); a server without
+    OAuth has no users' tokens, and its removal is one entry."""
+    admin = Admin(gateway.url)
+    tenant, owner, _ = tenant_with_roles(admin)
+    oauth = owner.ok("POST", SERVERS, {"name": "sso", "url": "https://sso.example/mcp",
+                                       "oauth": {"client_id": "switchboard"}}, status=201)
+    plain = owner.ok("POST", SERVERS, {"name": "plain", "url": "https://plain.example/mcp"}, status=201)
+    for name in ("sso", "plain"):
+        owner.ok("DELETE", f"{SERVERS}/{name}")
+    def audit_of(record: dict[str, Any]) -> list[dict[str, Any]]:
+        found = admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant, "resource_id": record["id"]})
+        return list(found["data"])
+
+    entries = audit_of(oauth)
+    assert [e["action"] for e in entries] == [
+        "mcp_server.tokens_deleted", "mcp_server.delete", "mcp_server.create"]
+    assert entries[0]["after"] == {"name": "sso", "tokens_deleted": 0, "reason": "the server was deleted"}
+    assert [e["action"] for e in audit_of(plain)] == ["mcp_server.delete", "mcp_server.create"]
+
+
 def test_a_change_of_a_sealed_value_is_in_the_audit_by_name_only(gateway: Gateway) -> None:
     """Headers, the OAuth client secret and the URL past its origin are shown by name (or
     origin) only, the same before and after whatever their values: the update's audit entry

@@ -9,8 +9,9 @@ Its URL is sealed with them, its origin only kept in clear, and shown by its ori
 path may be its credential, as a hosted server's is).
 Every change is audited and published on the change feed (mcp/stored.py), so every instance
 serves it within moments. A change of a server's URL or of its OAuth authorization server or
-client deletes every user's tokens for it (audited as ``mcp_server.tokens_deleted``): tokens
-issued for one resource are never sent to another. Deleted tokens (those too of a removed
+client deletes every user's tokens for it (audited as ``mcp_server.tokens_deleted``, as is an
+OAuth server's removal, with their number): tokens issued for one resource are never sent to
+another. Deleted tokens (those too of a removed
 server) are revoked at the authorization server where it offers revocation, in the background
 (mcp/revocation.py): the answer does not wait for it. Roles: the ``mcp_server`` rows of the
 permission table; another tenant's server is 404.
@@ -546,10 +547,16 @@ async def _forget_tokens(request: Request, record: McpServerRecord, moved: bool,
     deleted = await store_of(request).delete_tokens(record.tenant_id, record.name)
     await publish(request.app.state.services.stores().feed, TOKEN_TOPIC, ALL)
     reason = "its url changed" if moved else "its oauth settings changed"
-    await audit.record(request, "mcp_server.tokens_deleted", "mcp_server", record.id,
-                       after={"name": record.name, "tokens_deleted": len(deleted), "reason": reason},
-                       tenant=record.tenant_id)
+    await _tokens_deleted(request, record, len(deleted), reason)
     _revoke(request, record, issuer, deleted)
+
+
+async def _tokens_deleted(request: Request, record: McpServerRecord, count: int, reason: str) -> None:
+    """The audit entry saying how many users' tokens for the server went, and why (the change
+    or removal's own entry cannot: the tokens are no field of the server)."""
+    await audit.record(request, "mcp_server.tokens_deleted", "mcp_server", record.id,
+                       after={"name": record.name, "tokens_deleted": count, "reason": reason},
+                       tenant=record.tenant_id)
 
 
 def _as_configured(record: McpServerRecord, opened: Opened) -> McpServerConfig | None:
@@ -595,12 +602,17 @@ async def delete_server(
             issuer = _as_configured(old, Opened({}, None, None if url_is_sealed(old.config)
                                                 else old.config.get("url")))
     store = store_of(request)
-    # Taken first, to revoke them (the removal deletes any stored meanwhile, unrevoked).
-    tokens = await store.delete_tokens(old.tenant_id, old.name) if issuer is not None else []
+    # Taken first, to revoke them and to audit how many went (the removal deletes any stored
+    # meanwhile, unrevoked). Only an OAuth server has users' tokens (a PATCH that drops its OAuth
+    # deletes them).
+    uses_oauth = bool(old.config.get("oauth"))
+    tokens = await store.delete_tokens(old.tenant_id, old.name) if uses_oauth else []
     if await store.delete_server(old.id) is None:
         raise _missing(name)
     _revoke(request, old, issuer, tokens)
     await audit.record(request, "mcp_server.delete", "mcp_server", old.id,
                        before=stored_public(old, _has_secret(old)), tenant=old.tenant_id)
+    if uses_oauth:  # as a PATCH moving the server does: how many users must authorize again
+        await _tokens_deleted(request, old, len(tokens), "the server was deleted")
     await _changed(request, old.tenant_id)
     return {"id": old.id, "object": "mcp_server", "name": old.name, "deleted": True}
