@@ -267,3 +267,25 @@ def test_a_deleted_provider_leaves_no_credential_or_model_behind(gateway: Gatewa
         assert admin.ok("GET", f"/admin/v1/providers/{name}")["credentials"] == []
         listed = admin.ok("GET", "/admin/v1/models", params={"limit": 1000})["data"]
         assert [m["name"] for m in listed if m.get("provider") == name] == []
+
+
+def test_a_provider_deleted_as_it_is_created_has_its_create_in_the_audit(gateway: Gateway,
+                                                                           mock_upstream: Mock) -> None:
+    """The provider and its credential are stored together: a DELETE released with the POST
+    either finds nothing (404) or the provider as created, so the create is never refused after
+    its provider existed, and every delete in the audit log has its create."""
+    admin = Admin(gateway.url)
+    for _ in range(ROUNDS):
+        name = f"brief-{uuid.uuid4().hex[:8]}"
+        created, deleted = together([
+            lambda name=name: admin.call("POST", "/admin/v1/providers", {
+                "name": name, "type": "openai", "api_base": mock_upstream.url + "/v1",
+                "api_key": "sk-brief-secret-0123456789"}),
+            lambda name=name: admin.call("DELETE", f"/admin/v1/providers/{name}")])
+        assert created.status_code == 201, created.text
+        assert deleted.status_code in (200, 404), deleted.text
+        if deleted.status_code == 404:  # came first: the provider stays, with its credential
+            assert len(admin.ok("GET", f"/admin/v1/providers/{name}")["credentials"]) == 1
+            admin.ok("DELETE", f"/admin/v1/providers/{name}")
+        entries = admin.ok("GET", "/admin/v1/audit", params={"resource_id": name, "limit": 10})["data"]
+        assert sorted(e["action"] for e in entries) == ["provider.create", "provider.delete"], entries

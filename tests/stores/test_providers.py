@@ -52,6 +52,20 @@ async def test_providers_credentials_and_models_round_trip(backend: Backend) -> 
     assert await store.delete_model("m3")
 
 
+async def test_a_provider_is_created_with_its_first_credential_in_one_write(backend: Backend) -> None:
+    """Both or neither: no delete can find the provider without its credential (and refuse
+    the create half-done), and a name already taken stores no credential under it."""
+    store = backend.stores.providers
+    first = CredentialRecord(id="cred_1", provider="acme", mask="sk-…aaaa", ciphertext="v1.x.y")
+    assert await store.create_provider(ProviderRecord(name="acme", type="openai"), first)
+    assert [c.id for c in await store.credentials("acme")] == ["cred_1"]
+    again = CredentialRecord(id="cred_2", provider="acme", mask="sk-…bbbb", ciphertext="v1.x.z")
+    assert not await store.create_provider(ProviderRecord(name="acme", type="openai"), again)
+    assert [c.id for c in await store.credentials("acme")] == ["cred_1"]
+    assert await store.delete_provider("acme") == "deleted"
+    assert await store.credentials("acme") == []
+
+
 async def test_server_secrets_first_writer_wins_and_reseal_rewrites_what_changed(backend: Backend) -> None:
     store = backend.stores.providers
     assert await store.server_secret("hashing") is None

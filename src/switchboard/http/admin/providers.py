@@ -420,10 +420,10 @@ async def create_provider(
     if body.api_key is not None or body.api_key_ref is not None:
         cred = seal_credential(request, body.name, body.api_key, body.api_key_ref, None)
     store = store_of(request)
-    if not await store.create_provider(record):
+    # The provider and its credential in one transaction: a delete at that moment either finds
+    # nothing (404) or the provider as created, and so always follows a create that is audited.
+    if not await store.create_provider(record, cred):
         raise Conflict(f"a provider named '{body.name}' exists")
-    if cred is not None and not await store.add_credential(cred):
-        raise provider_missing(body.name)  # deleted the moment it was made
     public = stored_public(record, [cred] if cred else [])
     await audit.record(request, "provider.create", "provider", record.name, after=public)
     await routing.changed()

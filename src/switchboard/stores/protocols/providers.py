@@ -72,8 +72,11 @@ class ProviderStore(Protocol):
 
     async def get_provider(self, name: str) -> ProviderRecord | None: ...
 
-    async def create_provider(self, record: ProviderRecord) -> bool:
-        """False when a provider of that name exists."""
+    async def create_provider(self, record: ProviderRecord,
+                              credential: CredentialRecord | None = None) -> bool:
+        """False (nothing stored) when a provider of that name exists. With ``credential``, both in
+        one transaction: no delete sees the provider without it (nor undoes the create between
+        the two, unaudited)."""
 
     async def update_provider(self, record: ProviderRecord, read: datetime | None = None) -> bool:
         """False when there is no such provider, or (given ``read``, the ``updated_at`` of the

@@ -24,6 +24,12 @@ from switchboard.stores.sql.tables import server_secrets as st
 from switchboard.stores.sql.times import from_db, to_db
 
 
+def _credential_insert(record: CredentialRecord) -> sa.Insert:
+    return sa.insert(ct).values(id=record.id, provider=record.provider, ciphertext=record.ciphertext,
+                                ref=record.ref, mask=record.mask, label=record.label,
+                                created_at=to_db(record.created_at))
+
+
 def _provider_row(r: ProviderRecord) -> dict[str, Any]:
     return {
         "name": r.name,
@@ -153,10 +159,13 @@ class SqlProviderStore:
             row = (await conn.execute(sa.select(pt).where(pt.c.name == name))).first()
         return None if row is None else _provider(row)
 
-    async def create_provider(self, record: ProviderRecord) -> bool:
+    async def create_provider(self, record: ProviderRecord,
+                              credential: CredentialRecord | None = None) -> bool:
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(sa.insert(pt).values(_provider_row(record)))
+                if credential is not None:
+                    await conn.execute(_credential_insert(credential))
         except IntegrityError:
             return False
         return True
@@ -191,10 +200,7 @@ class SqlProviderStore:
             return [_credential(r) for r in await conn.execute(stmt)]
 
     async def add_credential(self, record: CredentialRecord) -> bool:
-        insert = sa.insert(ct).values(id=record.id, provider=record.provider, ciphertext=record.ciphertext,
-                                      ref=record.ref, mask=record.mask, label=record.label,
-                                      created_at=to_db(record.created_at))
-        return await _under_provider(self._engine, insert, record.provider)
+        return await _under_provider(self._engine, _credential_insert(record), record.provider)
 
     async def delete_credential(self, provider: str, credential_id: str) -> bool:
         stmt = sa.delete(ct).where(ct.c.provider == provider, ct.c.id == credential_id)
