@@ -17,7 +17,10 @@ def model_allowed(model: str, allowed: tuple[str, ...] | None) -> bool:
     if allowed is None:
         return True
     exact, patterns = _rule(allowed)
-    return model in exact or any(fnmatchcase(model, pattern) for pattern in patterns)
+    if model in exact:
+        return True
+    # Most lists have no pattern: no generator for them.
+    return bool(patterns) and any(fnmatchcase(model, pattern) for pattern in patterns)
 
 
 def within(entry: str, allowed: tuple[str, ...] | None) -> bool:

@@ -31,7 +31,9 @@ from switchboard.pipeline.chain import Handler
 # headers upstream (services/proxy.py) drops all of them.
 KEY_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
 
-_MISS = object()  # KeyCache.peek: nothing fresh cached for the key
+# KeyCache.peek: nothing fresh cached for the key. Typed as a record so that what peek returns
+# needs no cast() call on every request.
+_MISS = cast("CachedKey", object())
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -93,10 +95,8 @@ class Authenticator:
             raise AuthenticationFailed("invalid API key")
         # The lookup is by keyed hash: equal hashes mean equal keys, nothing to compare further.
         digest = keys.key_hash(key, self._hashing)
-        found = self._keys.peek(digest, _MISS)
-        if found is not _MISS:
-            cached = cast("CachedKey | None", found)
-        else:
+        cached = self._keys.peek(digest, _MISS)
+        if cached is _MISS:
             # Not cached: a key whose check fails is made up, unless keys from before the check
             # are live (those have none). Refused here it costs no query and takes no cache
             # entry, so made-up keys neither load the database nor push valid keys out.

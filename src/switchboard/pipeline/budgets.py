@@ -112,7 +112,9 @@ class BudgetStage:
         hold = _HOLD_UNBOUNDED if math.isinf(remaining) or remaining <= 0 else remaining + _HOLD_MARGIN
         reserved_at = time.monotonic()
         try:
-            reserved = await book.reserve(ctx.request_id, budgets, charges, hold)
+            reserved = await book.try_reserve(ctx.request_id, charges, hold)
+            if reserved.missing:  # a counter not loaded yet (a new period, a restart): load it
+                reserved = await book.reserve(ctx.request_id, budgets, charges, hold)
             if reserved.refused is None:
                 for budget in budgets:
                     if budget.downgrade_model is not None:

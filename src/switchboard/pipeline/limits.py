@@ -122,7 +122,10 @@ class RateLimitStage:
             stored = _EMPTY
             tenant = principal.tenant_id if principal is not None else None
             if tenant is not None and (cache := self._stored()) is not None:
-                stored = await cache.limits(tenant)
+                # Cached almost always: read without awaiting a coroutine (an await that never
+                # suspends still costs); a tenant with no entry yet is read from the store.
+                found = cache.peek(tenant, None)
+                stored = found if found is not None else await cache.limits(tenant)
             planned = self._plan(ctx, stored, model)
             if planned is None:
                 limits: list[Limit] = []

@@ -87,10 +87,15 @@ class Settlement:
             delta = used - self.reserved
             if delta:
                 buckets, states = self.buckets, self.states
+                # One loop, not two comprehensions (each a function call of its own).
+                corrected: list[Bucket] = []
+                slots: list[int] = []
+                for i in self.indexes:
+                    key, capacity, window, _ = buckets[i]
+                    corrected.append(tuple.__new__(Bucket, (key, capacity, window, delta)))
+                    slots.append(states[i].slot)
                 try:
-                    await limiter.adjust(
-                        [tuple.__new__(Bucket, (*buckets[i][:3], delta)) for i in self.indexes],
-                        [states[i].slot for i in self.indexes])
+                    await limiter.adjust(corrected, slots)
                 except Exception as exc:
                     log.warning("rate limiter: correcting a token reservation failed (%s)",
                                 type(exc).__name__)

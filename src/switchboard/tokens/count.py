@@ -63,6 +63,22 @@ class ModelInfoLike(Protocol):
 
 def encoding_for(model: str) -> str | None:
     """``o200k_base`` or ``cl100k_base`` for an OpenAI model name; None for any other model."""
+    # Asked on every request that is counted, for a handful of names: each worked out once.
+    try:
+        return _ENCODINGS[model]
+    except KeyError:
+        pass
+    if len(_ENCODINGS) >= _ENCODINGS_MAX:
+        _ENCODINGS.clear()
+    found = _ENCODINGS[model] = _encoding_for(model)
+    return found
+
+
+_ENCODINGS: dict[str, str | None] = {}
+_ENCODINGS_MAX = 4096
+
+
+def _encoding_for(model: str) -> str | None:
     name = model.lower().rsplit("/", 1)[-1]
     name = name.removeprefix("openai.").removeprefix("azure.")
     if name.startswith(_O200K_PREFIXES):

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -202,6 +202,13 @@ class BudgetBook:
         counter, _, _, expires = cached
         return counter, expires - now
 
+    def try_reserve(self, reservation: str, charges: Sequence[Charge], hold: float) -> Awaitable[Reserved]:
+        """``reserve``'s first try, which loads no counter (``missing`` then says which to load:
+        call ``reserve``). The counters' own coroutine, not one of this book's around it: the
+        request path awaits one coroutine less when the counters are loaded, as they almost
+        always are."""
+        return self._counters.reserve(reservation, charges, hold)
+
     async def reserve(
         self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], hold: float
     ) -> Reserved:
@@ -259,11 +266,12 @@ class BudgetBook:
     ) -> None:
         """Replace the reservation with what was spent (nothing when the call cost nothing), in
         one try: a store error is raised. ``again``: a try after one that failed."""
-        pairs: list[tuple[str, int]] = []
-        for budget, charge in zip(budgets, charges, strict=True):
-            amount = 0 if spent is None else spent.nano_usd if budget.unit == "usd" else spent.tokens
-            pairs.append((charge.key, amount))
-        totals = await self._counters.settle(reservation, pairs, again)
+        pairs = _settled(budgets, charges, spent)
+        self._crossed(budgets, charges, pairs, await self._counters.settle(reservation, pairs, again))
+
+    def _crossed(self, budgets: Sequence[Budget], charges: Sequence[Charge], pairs: Sequence[tuple[str, int]],
+                 totals: Sequence[int]) -> None:
+        """Alert on each threshold a settlement's amounts took their budget's total across."""
         for budget, charge, (_, amount), total in zip(budgets, charges, pairs, totals, strict=True):
             if total < 0 or amount <= 0:
                 continue
@@ -280,9 +288,10 @@ class BudgetBook:
         they answer (never raises). ``reserved_at``: ``time.monotonic()`` just before the
         reservation was made; ``hold``: its hold, seconds. The tries after a failed one say so
         (``Again``): the failed one may have been made, and the call must count once."""
+        pairs = _settled(budgets, charges, spent)
         try:
-            await self.settle(reservation, budgets, charges, spent)
-            return
+            # ``settle``'s first try, inline: one coroutine less on every request.
+            totals = await self._counters.settle(reservation, pairs)
         except Exception as exc:
             now = time.monotonic()
             if now - self._settle_warned >= SETTLE_WARN_SECONDS:
@@ -290,6 +299,9 @@ class BudgetBook:
                 log.warning("request %s: settling its budget reservation failed (%s); it and the others "
                             "failing meanwhile are tried again until the counters answer", reservation,
                             type(exc).__name__)
+        else:
+            self._crossed(budgets, charges, pairs, totals)
+            return
 
         async def again() -> None:
             age = time.monotonic() - reserved_at
@@ -411,3 +423,13 @@ def budget_fields(budget: Budget) -> dict[str, Any]:
         "unit": budget.unit, "max_amount": _amount(budget, budget.limit), "period": budget.period,
         "timezone": budget.zone.key,
     }
+
+
+def _settled(budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None
+             ) -> list[tuple[str, int]]:
+    """Each charge's counter and what the call spent in its budget's unit (0: it cost nothing)."""
+    out = []
+    for budget, charge in zip(budgets, charges, strict=True):
+        amount = 0 if spent is None else spent.nano_usd if budget.unit == "usd" else spent.tokens
+        out.append((charge.key, amount))
+    return out
