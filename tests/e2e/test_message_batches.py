@@ -465,7 +465,10 @@ def test_a_batch_whose_caller_leaves_while_the_provider_answers_is_recorded_for_
         time.sleep(0.1)
     assert len(listed) == 1, listed
     batch = client.messages.batches.retrieve(listed[0].id)
-    assert batch.request_counts.processing == 1 and sent_models(world, batch.id) is not None
+    # The gateway's poller may have read the batch already, which ends it on the mock: the one
+    # request is then counted as succeeded rather than processing.
+    counts = batch.request_counts
+    assert counts.processing + counts.succeeded == 1 and sent_models(world, batch.id) is not None
 
 
 # -- Anthropic's Files API: not offered, said in Anthropic's shape --------------------------------
