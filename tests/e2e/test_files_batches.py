@@ -191,6 +191,32 @@ def test_more_than_20_query_parameters_on_a_list_is_invalid_value(world: World, 
                                        "type": "invalid_request_error", "code": "invalid_value"}
 
 
+@pytest.mark.parametrize(("path", "query"), [
+    ("/files", "limit=1&limit=50"), ("/files", "order=asc&order=desc"),
+    ("/files", "purpose=batch&purpose=evals"), ("/files", "after=file-x&after=file-y"),
+    ("/batches", "limit=1&limit=50"), ("/batches", "after=b1&after=b2"),
+])
+def test_a_known_query_parameter_given_twice_is_refused_naming_it(world: World, path: str,
+                                                                    query: str) -> None:
+    """Not the first value taken silently: the caller may have meant the other one."""
+    headers = {"Authorization": f"Bearer {world.keys['c']['key']}"}
+    resp = httpx.get(f"{world.gateway.base_url}{path}?{query}", headers=headers, timeout=30)
+    assert resp.status_code == 400, resp.text
+    name = query.split("=", 1)[0]
+    assert resp.json()["error"] == {"message": f"the query parameter '{name}' is given more than once",
+                                    "param": name, "type": "invalid_request_error",
+                                    "code": "duplicate_parameter"}
+
+
+@pytest.mark.parametrize("path", ["/files", "/batches"])
+def test_an_unknown_query_parameter_given_twice_is_still_ignored(world: World, path: str) -> None:
+    """As OpenAI ignores it (an SDK may send extras); so is ``order`` twice on batches, which take none."""
+    headers = {"Authorization": f"Bearer {world.keys['c']['key']}"}
+    extra = "extra=1&extra=2" + ("&order=asc&order=desc" if path == "/batches" else "")
+    resp = httpx.get(f"{world.gateway.base_url}{path}?limit=5&{extra}", headers=headers, timeout=30)
+    assert resp.status_code == 200 and resp.json()["object"] == "list", resp.text
+
+
 def test_an_expiry_openai_takes_is_passed_on(world: World) -> None:
     client = world.sdk("d")
     created = client.files.create(file=("e.jsonl", jsonl("x")), purpose="batch",

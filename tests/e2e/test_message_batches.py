@@ -197,6 +197,22 @@ def test_a_cursor_that_is_not_in_the_list_is_a_400_not_an_empty_last_page(world:
     assert [b.id for b in client.messages.batches.list()] == [kept]
 
 
+@pytest.mark.parametrize("query", ["limit=1&limit=50", "after_id=msgbatch_a&after_id=msgbatch_b",
+                                   "before_id=msgbatch_a&before_id=msgbatch_b"])
+def test_a_known_query_parameter_given_twice_is_refused_in_anthropics_shape(world: World, query: str) -> None:
+    """Not the first value taken silently; an unknown one given twice is still ignored."""
+    headers = {"x-api-key": world.key(["claude"])["key"], "anthropic-version": "2023-06-01"}
+    url = f"{world.gateway.url}/v1/messages/batches"
+    resp = httpx.get(f"{url}?{query}", headers=headers, timeout=30)
+    assert resp.status_code == 400, resp.text
+    name = query.split("=", 1)[0]
+    body = resp.json()
+    assert body["type"] == "error" and body["error"] == {
+        "type": "invalid_request_error", "message": f"the query parameter '{name}' is given more than once"}
+    listed = httpx.get(f"{url}?limit=5&extra=1&extra=2", headers=headers, timeout=30)
+    assert listed.status_code == 200 and listed.json()["data"] == [], listed.text
+
+
 def test_deleting_every_batch_while_walking_the_list_deletes_them_all(world: World) -> None:
     """The SDK's walk asks for each next page after the last id of the page it has just
     deleted: that id still pages its owner's list on, and is nothing to anyone else."""

@@ -31,7 +31,14 @@ from switchboard.http.files.costing import ModelTotals
 from switchboard.http.files.message_requests import MessageRequests
 from switchboard.http.files.message_upstream import BATCHES_PATH, resolve_anthropic
 from switchboard.http.files.multipart import safe_content_type
-from switchboard.http.files.service import FilesContext, FileService, owned_id, owner_of, tenant_of
+from switchboard.http.files.service import (
+    FilesContext,
+    FileService,
+    owned_id,
+    owner_of,
+    query_value,
+    tenant_of,
+)
 from switchboard.http.files.unrecorded import cancel, recorded_or_undone
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.pipeline.subscription import require_approved
@@ -131,11 +138,11 @@ class MessageBatches:
         return Reply(obj)
 
     async def _list_message_batches(self, ctx: FilesContext, p: Principal) -> Result:
-        raw = _one(ctx, "limit") or "20"
+        raw = query_value(ctx, "limit") or "20"
         # ASCII digits only: isdigit also takes '²' (int() then fails: a 500) and U+0665 (a 5).
         if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
             raise InvalidRequest(f"limit: Input should be an integer from 1 to {MAX_LIMIT}", param="limit")
-        before, after = _one(ctx, "before_id"), _one(ctx, "after_id")
+        before, after = query_value(ctx, "before_id"), query_value(ctx, "after_id")
         for name, value in (("before_id", before), ("after_id", after)):
             if value is not None and not _ID.match(value):
                 raise InvalidRequest(f"{name}: not a batch id", param=name)
@@ -256,8 +263,3 @@ def shown(obj: dict[str, Any]) -> dict[str, Any]:
 def _status(obj: dict[str, Any]) -> str | None:
     status = obj.get("processing_status")
     return status[:32] if isinstance(status, str) else None
-
-
-def _one(ctx: FilesContext, name: str) -> str | None:
-    values = ctx.params.get(name)
-    return values[0] if values else None

@@ -246,7 +246,7 @@ class FileService:
         to regions is refused (403 ``region_not_allowed``) rather than sent elsewhere, as a chat
         request is."""
         regions = p.allowed_regions
-        model = model or ctx.headers.get(MODEL_HEADER) or _first(ctx.params.get("model"))
+        model = model or ctx.headers.get(MODEL_HEADER) or query_value(ctx, "model")
         if model:
             if p.allowed_models is not None and not model_allowed(model, p.allowed_models):
                 raise PermissionDenied(f"you may not use the model '{model[:200]}'", param="model",
@@ -283,7 +283,7 @@ class FileService:
         return found
 
     async def _list_files(self, ctx: FilesContext, p: Principal) -> Result:
-        purpose = _first(ctx.params.get("purpose"))
+        purpose = query_value(ctx, "purpose")
         if purpose is not None and not _PURPOSE.match(purpose):
             raise InvalidRequest("'purpose' is not a purpose", param="purpose", code="invalid_value")
         return Reply(await self._page(FILE, ctx, p, purpose))
@@ -452,17 +452,17 @@ class FileService:
         await self.store.update(BATCH, owned.id, obj, status)
 
     async def _page(self, kind: str, ctx: FilesContext, p: Principal, purpose: str | None) -> dict[str, Any]:
-        raw = _first(ctx.params.get("limit")) or "20"
+        raw = query_value(ctx, "limit") or "20"
         top = 10_000 if kind == FILE else 100
         # isdigit alone takes '²' (int() then fails: a 500) and U+0665 (an Arabic-Indic 5): ASCII digits only.
         if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= top:
             raise InvalidRequest(f"'limit' must be an integer from 1 to {top}", param="limit",
                                  code="invalid_value")
-        after = _first(ctx.params.get("after"))
+        after = query_value(ctx, "after")
         if after is not None and not _ID.match(after):
             raise InvalidRequest("'after' is not an id", param="after", code="invalid_value")
         # OpenAI's files list takes an order (the SDK's files.list(order=...)); its batches list does not.
-        order = _first(ctx.params.get("order")) if kind == FILE else None
+        order = query_value(ctx, "order") if kind == FILE else None
         if order not in (None, "asc", "desc"):
             raise InvalidRequest("'order' must be 'asc' or 'desc'", param="order", code="invalid_value")
         limit = int(raw)
@@ -599,8 +599,18 @@ def owned_id(obj: dict[str, Any], upstream: Upstream) -> str:
     return object_id
 
 
-def _first(values: list[str] | None) -> str | None:
-    return values[0] if values else None
+def query_value(ctx: FilesContext, name: str) -> str | None:
+    """The query parameter ``name`` of a request, None when absent. Given more than once it is a
+    400 (the admin lists refuse it too): taking one of the values would answer something else
+    than the caller may have meant (``?limit=1&limit=50``). Only the parameters an operation
+    reads are checked: unknown ones stay ignored, as OpenAI and Anthropic ignore them."""
+    values = ctx.params.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidRequest(f"the query parameter '{name}' is given more than once", param=name,
+                             code="duplicate_parameter")
+    return values[0]
 
 
 def query_params(query: str) -> dict[str, list[str]]:
