@@ -103,7 +103,7 @@ CASES: list[tuple[str, str, dict[str, str], bytes, int, str | None]] = [
         JSON,
         chat(response_format={"type": "yaml"}),
         400,
-        "response_format",
+        "response_format.type",
     ),
     ("too-many-stops", "/chat/completions", JSON, chat(stop=["a", "b", "c", "d", "e"]), 400, "stop"),
     (
@@ -340,6 +340,33 @@ def test_a_bad_tool_name_is_named_at_its_place(gateway: Gateway, client: openai.
     # Anthropic's error body has no param: its message names the place, as Anthropic spells it.
     error = messages_err.value.body["error"]  # type: ignore[index]
     assert error["type"] == "invalid_request_error" and error["message"].startswith("tools.3.name: ")
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": 7, "schema": {}}}},
+     "response_format.json_schema.name"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+     "response_format.json_schema.name"),
+    ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+    ({"response_format": {"type": "yaml"}}, "response_format.type"),
+    ({"response_format": "json"}, "response_format"),  # the whole value is wrong: named as a whole
+    ({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream: the whole of it
+])
+def test_a_bad_part_of_response_format_or_stream_options_is_named_at_its_path(
+        client: openai.OpenAI, fields: dict[str, Any], param: str) -> None:
+    """As OpenAI names it, the path of the offending value, not only the top-level field."""
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, **fields)  # type: ignore[arg-type]
+    assert err.value.param == param and err.value.code == "invalid_value"
+    assert f"'{param}'" in err.value.message
+
+
+def test_a_bad_stream_option_of_a_completion_is_named_at_its_path(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="gpt-4o-mini", prompt="hi", stream=True,
+                                  stream_options={"include_usage": 1})  # type: ignore[typeddict-item]
+    assert err.value.param == "stream_options.include_usage" and err.value.code == "invalid_value"
 
 
 def test_gateway_still_healthy_after_the_table(gateway: Gateway, client: openai.OpenAI) -> None:

@@ -120,13 +120,17 @@ def tool_choice(v: Any) -> str | None:
 def response_format(v: Any) -> str | None:
     if not isinstance(v, dict):
         return "must be an object"
+    # A bad part is refused naming its own path (response_format.json_schema.name), as OpenAI
+    # does: raised here, not returned for 'response_format'.
     kind = v.get("type")
     if kind not in ("text", "json_object", "json_schema"):
-        return ".type must be 'text', 'json_object' or 'json_schema'"
+        raise _fail("response_format.type", "must be 'text', 'json_object' or 'json_schema'")
     if kind == "json_schema":
         schema = v.get("json_schema")
-        if not isinstance(schema, dict) or not isinstance(schema.get("name"), str):
-            return ".json_schema.name is required"
+        if not isinstance(schema, dict):
+            raise _fail("response_format.json_schema", "is required (an object) when 'type' is 'json_schema'")
+        if not isinstance(schema.get("name"), str):
+            raise _fail("response_format.json_schema.name", "is required (a string)")
     return None
 
 
@@ -134,7 +138,7 @@ def stream_options(v: Any) -> str | None:
     if not isinstance(v, dict):
         return "must be an object"
     if "include_usage" in v and not isinstance(v["include_usage"], bool):
-        return ".include_usage must be a boolean"
+        raise _fail("stream_options.include_usage", "must be a boolean")  # its own path, as above
     return None
 
 
