@@ -289,6 +289,51 @@ def test_function_role_is_refused(co: openai.OpenAI) -> None:
     assert exc.value.param == "messages[1].role"
 
 
+@pytest.mark.parametrize("name", ["get-weather", "github.create_issue", "2fa_code", "ns:tool"])
+def test_a_tool_name_cohere_refuses_is_a_400_naming_it_before_the_call(
+        co: openai.OpenAI, mock_upstream: Mock, name: str) -> None:
+    """Cohere takes A-Za-z0-9_ not starting with a digit: our 400 naming the tool, not Cohere's."""
+    marker = new_marker()
+    tools: Any = [WEATHER_TOOL, {"type": "function", "function": {"name": name, "parameters": {}}}]
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.chat.completions.create(model="command-a", messages=ask(f"hi mock:capture={marker}"), tools=tools)
+    assert exc.value.param == "tools[1].function.name" and exc.value.code == "invalid_value"
+    assert "'cohere'" in exc.value.message and "not starting with a digit" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []  # refused before any call
+
+
+def test_tool_names_cohere_takes_are_sent(co: openai.OpenAI) -> None:
+    tools: Any = [{"type": "function", "function": {"name": n, "parameters": {}}}
+                  for n in ("_lookup", "find_2")]
+    resp = co.chat.completions.create(model="command-a", messages=ask("look"), tools=tools,
+                                      tool_choice="required")
+    assert [c.function.name for c in resp.choices[0].message.tool_calls or []][:1] == ["_lookup"]
+
+
+def test_a_tool_result_answering_no_earlier_call_is_a_400_naming_it(co: openai.OpenAI,
+                                                                     mock_upstream: Mock) -> None:
+    """A history trimmed from the front, or a mistyped id: Cohere refuses it ("tool call id not
+    found in previous tool calls"), so the gateway does, naming the message, before the call."""
+    marker = new_marker()
+    call = {"id": "get_weather_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    answered: Any = [*ask(f"weather? mock:capture={marker}"),
+                     {"role": "assistant", "content": None, "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": "get_weather_1", "content": "18C"}]
+    mistyped: Any = [*answered, {"role": "user", "content": "and tomorrow?"},
+                     {"role": "tool", "tool_call_id": "get_weather_2", "content": "20C"}]
+    trimmed: Any = [{"role": "tool", "tool_call_id": "get_weather_1",
+                     "content": f"18C mock:capture={marker}"}]
+    for messages, index in ((mistyped, 4), (trimmed, 0)):
+        with pytest.raises(openai.BadRequestError) as exc:
+            co.chat.completions.create(model="command-a", messages=messages, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+        assert exc.value.param == f"messages[{index}].tool_call_id" and exc.value.code == "invalid_value"
+        assert "'cohere'" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []  # refused before any call
+    # A result that answers its call goes through.
+    reply = co.chat.completions.create(model="command-a", messages=answered, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    assert reply.choices[0].message.content == "The tool returned: 18C"
+
+
 # ---- embeddings -------------------------------------------------------------------------------
 
 

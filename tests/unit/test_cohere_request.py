@@ -274,9 +274,10 @@ def test_assistant_tool_call_without_arguments_or_text() -> None:
 
 
 def test_tool_message_text_parts_become_blocks() -> None:
-    msg = {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "ok"}]}
-    assert chat_body({"messages": [*ask(), msg]})["messages"][1] == {
-        "role": "tool", "content": [{"type": "text", "text": "ok"}], "tool_call_id": "c1"}
+    msg = {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "ok"}]}
+    messages = [*ask(), {"role": "assistant", "tool_calls": [CALL_1]}, msg]
+    assert chat_body({"messages": messages})["messages"][2] == {
+        "role": "tool", "content": [{"type": "text", "text": "ok"}], "tool_call_id": "call_1"}
 
 
 def test_function_role_is_refused() -> None:

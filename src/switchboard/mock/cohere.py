@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from typing import Any
 
@@ -42,6 +43,8 @@ EMBED_FIELDS = frozenset({
 })
 INPUT_TYPES = frozenset({"search_document", "search_query", "classification", "clustering", "image"})
 EMBEDDING_TYPES = frozenset({"float", "int8", "uint8", "binary", "ubinary", "base64"})
+# A tool name Cohere takes (its error reference: A-Za-z0-9_, not starting with a digit).
+_TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Cohere's own scaffolding around a prompt: counted in usage.tokens, not billed.
 PROMPT_OVERHEAD = 5
 
@@ -149,6 +152,17 @@ def _message(msg: Any, i: int) -> None:
     _blocks(msg["content"], where, allowed)
 
 
+def _tool_results(msgs: list[Any]) -> None:
+    """Every tool message answers a call of an earlier assistant message (Cohere's error reference:
+    "tool call id not found in previous tool calls")."""
+    calls: set[str] = set()
+    for msg in msgs:
+        if msg["role"] == "assistant":
+            calls.update(c["id"] for c in msg.get("tool_calls") or ())
+        elif msg["role"] == "tool" and msg["tool_call_id"] not in calls:
+            raise Invalid("tool call id not found in previous tool calls")
+
+
 def _tools(body: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None:
@@ -158,6 +172,11 @@ def _tools(body: dict[str, Any]) -> None:
             _require(isinstance(tool, dict) and tool.get("type") == "function" and isinstance(fn, dict)
                      and isinstance(fn.get("name"), str) and isinstance(fn.get("parameters"), dict),
                      f"tools[{j}] must be {{type: function, function: {{name, parameters}}}}")
+            name = str(fn.get("name")) if isinstance(fn, dict) else ""
+            # As Cohere's error reference words it.
+            _require(_TOOL_NAME.fullmatch(name) is not None,
+                     "tool names can only contain certain characters (A-Za-z0-9_) and can't begin with a "
+                     f"digit (provided name: '{name}').")
     _require(isinstance(body.get("strict_tools", False), bool), "strict_tools must be a boolean")
     choice = body.get("tool_choice")
     if choice is not None:
@@ -210,6 +229,7 @@ def validate_chat(body: Any) -> None:
     _require(isinstance(msgs, list) and bool(msgs), "messages must be a non-empty array")
     for i, msg in enumerate(msgs):
         _message(msg, i)
+    _tool_results(msgs)
     _tools(body)
     _response_format(body)
     _sampling(body)

@@ -16,7 +16,9 @@ nothing the provider accepts is refused here:
   digits, underscores, dots, colons and dashes, at most 64.
 - Vertex AI ``FunctionDeclaration.name``: the same characters, at most 128.
 - Anthropic: ``^[a-zA-Z0-9_-]{1,64}$``, checked in ``anthropic/request.py`` with its reserved name.
-- Cohere documents no rule for its own API, so its names are not checked here.
+- Cohere: letters, digits and underscores, not starting with a digit (the v1 ``Tool.name`` of
+  its OpenAPI spec, and the 400 its error reference lists for any chat: "tool names can only
+  contain certain characters (A-Za-z0-9_) and can't begin with a digit"); no length is documented.
 
 The check runs only over the tools a request carries (one precompiled match per tool).
 """
@@ -43,6 +45,8 @@ MISTRAL = CONVERSE
 GEMINI = NameRule(re.compile(r"[a-zA-Z_][a-zA-Z0-9_.:-]{0,63}"),
                   "1-64 characters of letters, digits, underscores, dots, colons and dashes, "
                   "starting with a letter or an underscore")
+COHERE = NameRule(re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*"),
+                  "letters, digits and underscores, not starting with a digit")
 VERTEX = NameRule(re.compile(r"[a-zA-Z_][a-zA-Z0-9_.:-]{0,127}"),
                   "1-128 characters of letters, digits, underscores, dots, colons and dashes, "
                   "starting with a letter or an underscore")

@@ -14,8 +14,8 @@ wording for all of them.
 - A tool message whose ``tool_call_id`` names no call of an earlier assistant message is a 400
   naming ``messages[i].tool_call_id`` where the provider refuses such a result (Anthropic: "each
   tool_result block must have a corresponding tool_use block in the previous message"; Bedrock
-  Converse and Mistral likewise; Gemini needs the call's function name): :func:`check_answers`.
-  Cohere documents no such rule, so its histories are sent as they are. A result
+  Converse, Mistral and Cohere likewise, Cohere's error reference: "tool call id not found in
+  previous tool calls"; Gemini needs the call's function name): :func:`check_answers`. A result
   that follows another turn than its call's is left to the provider, which says so itself.
 """
 

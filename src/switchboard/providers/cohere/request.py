@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import capabilities, documents
+from switchboard.providers import capabilities, documents, tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.params import drops
 from switchboard.providers.target import Target
-from switchboard.providers.turns import assistant_content
+from switchboard.providers.turns import assistant_content, call_ids, check_answers
 
 # What is refused (metadata, n, logit_bias, ...) comes from the capability table,
 # capabilities/cohere.py. Cohere's v2 chat has no user or metadata field and no control over
@@ -129,6 +129,20 @@ def _message(msg: JSON, i: int) -> JSON:
         out["tool_call_id"] = msg["tool_call_id"]
         if msg.get("is_error") is True:  # Cohere has no error flag on a tool result
             out["content"] = _error_prefixed(out["content"])
+    return out
+
+
+def _messages(messages: list[JSON]) -> list[JSON]:
+    """The conversation as Cohere's messages. A tool result answering no earlier tool call is a
+    400 here (Cohere refuses it: "tool call id not found in previous tool calls")."""
+    calls: set[str] = set()
+    out = []
+    for i, msg in enumerate(messages):
+        if msg.get("role") == "assistant":
+            calls.update(call_ids(msg))
+        elif msg.get("role") == "tool":
+            check_answers(msg, i, calls, "cohere")
+        out.append(_message(msg, i))
     return out
 
 
@@ -253,6 +267,7 @@ def _strictness(tools: list[JSON], request: JSON, target: Target) -> bool:
 def _tooling(request: JSON, body: JSON, target: Target) -> None:
     tools = request.get("tools")
     if tools:
+        tool_names.check(tools, tool_names.COHERE, target)  # a name Cohere refuses: our 400, not its
         body["tools"] = _tools(tools)
         if _strictness(tools, request, target):
             body["strict_tools"] = True
@@ -302,7 +317,7 @@ def chat_body(request: JSON, target: Target) -> JSON:
     request = capabilities.check(_strip_neutral(request), target)
     body: JSON = {
         "model": target.model,
-        "messages": [_message(m, i) for i, m in enumerate(request["messages"])],
+        "messages": _messages(request["messages"]),
         "stream": bool(request.get("stream")),
     }
     _sampling(request, body)
