@@ -183,6 +183,40 @@ def test_a_block_refuses_new_sign_ins_until_it_is_deleted(pair: Pair) -> None:
     assert actions == ["token_revocation.delete", "token_revocation.update", "token_revocation.create"]
 
 
+def test_the_same_revocation_asked_again_changes_nothing_unless_the_role_widens_it(pair: Pair) -> None:
+    """Every field equal (another admin of the same role asking): 200, nothing written or audited,
+    the record as it was. A platform admin's is not the same: it covers tokens of higher roles."""
+    user = _user()
+    fields = {"user": user, "reason": "left", "block": False,
+              "expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()}
+    record = pair.revoke(pair.admin_token(), **fields)
+    fields["not_before"] = record["not_before"]
+    for admin in (pair.admin_token(), pair.admin_token()):
+        again = pair.call("POST", PATH, admin, on=pair.second, json=fields)
+        assert again.status_code == 200, again.text
+        assert again.json() == record  # created_by, created_at: the first admin's, untouched
+    assert pair.call("GET", f"{PATH}/{record['id']}", on=pair.second).json() == record
+
+    def actions() -> list[str]:
+        audit = pair.call("GET", "/admin/v1/audit", params={"resource_id": record["id"], "tenant": "acme"})
+        return [e["action"] for e in audit.json()["data"]]
+
+    assert actions() == ["token_revocation.create"]
+    # One field differs: an update, audited.
+    changed = pair.revoke(pair.admin_token(), **{**fields, "reason": "left the company"})
+    assert changed["id"] == record["id"] and changed["reason"] == "left the company"
+    assert actions() == ["token_revocation.update", "token_revocation.create"]
+    # The platform admin asking for the same: it now covers platform-admin tokens too, an update.
+    issued = math.floor(datetime.fromisoformat(record["not_before"]).timestamp()) - 5
+    above = pair.token(user, roles=("sb-platform",), iat=issued)
+    assert pair.models(above, pair.first).status_code == 200
+    widened = pair.revoke(**{**fields, "reason": "left the company", "tenant": "acme"})
+    assert widened["created_by_role"] == "platform_admin"
+    assert actions() == ["token_revocation.update", "token_revocation.update", "token_revocation.create"]
+    assert _code(pair.models(above, pair.first)) == (401, "token_revoked")
+    pair.call("DELETE", f"{PATH}/{record['id']}")
+
+
 def test_not_before_spares_tokens_issued_after_it_and_expires_at_ends_it(pair: Pair) -> None:
     user = _user()
     now = int(time.time())

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StringConstraints
 
 from switchboard.access.oidc import mapped_user
@@ -115,7 +115,7 @@ async def _in_reach(access: Access, store: TokenRevocationStore, revocation_id: 
 
 @router.post("", status_code=201, summary="Revoke a JWT caller's tokens (replaces its earlier revocation)")
 async def create_revocation(
-    body: RevocationCreate, request: Request,
+    body: RevocationCreate, request: Request, response: Response,
     access: Annotated[Access, Depends(allow("token_revocation", "create"))],
 ) -> dict[str, Any]:
     store = _store(request)
@@ -132,6 +132,12 @@ async def create_revocation(
     except TooManyRevocations:
         raise Conflict(f"the tenant has {MAX_PER_TENANT} token revocations, the most it may have: delete "
                        "those that no longer matter (older than the longest token lifetime)") from None
+    if stored is before:
+        # The revocation as it is already (another admin of the same role asking again changes
+        # nothing): 200 with the record, nothing written, published or audited, as for any
+        # write that changes nothing.
+        response.status_code = 200
+        return public(stored)
     await _changed(request)
     action = "token_revocation.create" if before is None else "token_revocation.update"
     await audit.record(request, action, "token_revocation", stored.id,

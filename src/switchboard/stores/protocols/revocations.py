@@ -40,7 +40,9 @@ class TokenRevocationStore(Protocol):
     async def put(self, record: TokenRevocation, *, cap: int | None = None
                   ) -> tuple[TokenRevocation, TokenRevocation | None]:
         """Insert, or replace the revocation of the same (tenant, user), keeping its id. Returns
-        what is stored now and what was before (None: new). A new record when the tenant has
+        what is stored now and what was before (None: new); ``(before, before)``, nothing written,
+        when the record would revoke the same tokens of the same roles (``not_before``, ``block``,
+        ``reason``, ``expires_at``, ``created_by_role`` equal). A new record when the tenant has
         ``cap`` already raises TooManyRevocations; checked with the insert, so creations at once
         cannot pass it together (a replacement always may)."""
 

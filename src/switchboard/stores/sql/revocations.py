@@ -28,6 +28,13 @@ def _record(row: sa.Row[Any]) -> TokenRevocation:
     )
 
 
+def _settings(record: TokenRevocation) -> tuple[Any, ...]:
+    """What a revocation does: which tokens it refuses and whose (a token's role up to
+    ``created_by_role``). Who asked for it (``created_by``) and when are not part of it: the same
+    revocation asked for again by another admin of the same role changes nothing."""
+    return record.not_before, record.block, record.reason, record.expires_at, record.created_by_role
+
+
 # pg_advisory_xact_lock's first key (the second: the tenant's hash): "token revocations".
 PG_LOCK_SPACE = 0x7472_7600
 
@@ -79,6 +86,8 @@ class SqlTokenRevocationStore:
                 await _insert(conn, {"id": record.id, "tenant_id": record.tenant_id,
                                      "user_id": record.user_id, **values}, cap)
                 return record, None
+            if _settings(before) == _settings(record):
+                return before, before  # the revocation as it is already: nothing written (nor audited)
             await conn.execute(sa.update(t).where(t.c.id == before.id).values(**values))
         return replace(record, id=before.id), before
 
