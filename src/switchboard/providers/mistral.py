@@ -68,7 +68,7 @@ from switchboard.providers.openai_compatible import (
 from switchboard.providers.params import CHAT_PARAMS, GATEWAY_PARAMS
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.target import Target
-from switchboard.providers.turns import assistant_content, call_ids, check_answers
+from switchboard.providers.turns import assistant_content, check_results
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
@@ -228,16 +228,9 @@ def _messages(messages: list[JSON]) -> list[JSON]:
     assistant message is a 400 naming it: La Plateforme refuses such a history ("Unexpected tool
     call id ... in tool results", invalid_request_message_order), and from us the caller learns
     which message it is."""
+    check_results(messages, "mistral")
     names = _call_names(messages)
-    calls: set[str] = set()
-    out = []
-    for i, msg in enumerate(messages):
-        if msg.get("role") == "assistant":
-            calls.update(call_ids(msg))
-        elif msg.get("role") == "tool":
-            check_answers(msg, i, calls, "mistral")
-        out.append(_message(msg, i, names))
-    return out
+    return [_message(msg, i, names) for i, msg in enumerate(messages)]
 
 
 def _tools(tools: list[Any]) -> list[JSON]:

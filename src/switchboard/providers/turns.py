@@ -62,3 +62,14 @@ def check_answers(msg: dict[str, Any], i: int, calls: Container[str], provider_t
             param=f"messages[{i}].tool_call_id",
             code="invalid_value",
         )
+
+
+def check_results(messages: list[dict[str, Any]], provider_type: str) -> None:
+    """:func:`check_answers` over a whole conversation, for adapters that need nothing else from
+    the walk."""
+    calls: set[str] = set()
+    for i, msg in enumerate(messages):
+        if msg.get("role") == "assistant":
+            calls.update(call_ids(msg))
+        elif msg.get("role") == "tool":
+            check_answers(msg, i, calls, provider_type)

@@ -18,7 +18,7 @@ from switchboard.providers import capabilities, documents, tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.params import drops
 from switchboard.providers.target import Target
-from switchboard.providers.turns import assistant_content, call_ids, check_answers
+from switchboard.providers.turns import assistant_content, check_results
 
 # What is refused (metadata, n, logit_bias, ...) comes from the capability table,
 # capabilities/cohere.py. Cohere's v2 chat has no user or metadata field and no control over
@@ -135,15 +135,8 @@ def _message(msg: JSON, i: int) -> JSON:
 def _messages(messages: list[JSON]) -> list[JSON]:
     """The conversation as Cohere's messages. A tool result answering no earlier tool call is a
     400 here (Cohere refuses it: "tool call id not found in previous tool calls")."""
-    calls: set[str] = set()
-    out = []
-    for i, msg in enumerate(messages):
-        if msg.get("role") == "assistant":
-            calls.update(call_ids(msg))
-        elif msg.get("role") == "tool":
-            check_answers(msg, i, calls, "cohere")
-        out.append(_message(msg, i))
-    return out
+    check_results(messages, "cohere")
+    return [_message(msg, i) for i, msg in enumerate(messages)]
 
 
 def _error_prefixed(content: str | list[JSON]) -> str | list[JSON]:
