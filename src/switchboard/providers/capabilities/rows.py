@@ -200,6 +200,9 @@ _EXAMPLES: dict[str, Any] = {
     "verbosity": "low",
     "prompt_cache_key": "k",
     "safety_identifier": "s",
+    "moderation": {"model": "omni-moderation-latest", "policy": {"output": {"mode": "block"}}},
+    "prompt_cache_options": {"mode": "explicit", "ttl": "30m"},
+    "prompt_cache_retention": "24h",
 }
 
 _PNG = "data:image/png;base64,iVBORw0KGgo="

@@ -1,0 +1,104 @@
+"""Request fields of the current SDKs mean the same on every provider: passed where the provider
+has them, translated where it has an exact equivalent, refused by name otherwise (dropped only
+under ``drop_params``), never dropped in silence.
+
+- Chat Completions ``moderation``, ``prompt_cache_options`` and ``prompt_cache_retention`` (openai
+  SDK): passed to an OpenAI upstream, refused by Anthropic and Gemini.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+FIELDS: dict[str, Any] = {
+    "moderation": {"model": "omni-moderation-latest", "policy": {"output": {"mode": "block"}}},
+    "prompt_cache_options": {"mode": "explicit", "ttl": "30m"},
+    "prompt_cache_retention": "24h",
+}
+TRANSLATED = ["via-claude", "via-gemini"]
+
+
+@pytest.fixture(scope="module")
+def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    key = "${UPSTREAM_KEY}"
+    config = {
+        "providers": [
+            {"name": "up-openai", "type": "openai", "api_base": f"{mock_upstream.url}/v1", "api_key": key},
+            {"name": "up-anthropic", "type": "anthropic", "api_base": mock_upstream.url, "api_key": key},
+            {"name": "up-gemini", "type": "gemini", "api_base": mock_upstream.url, "api_key": key},
+        ],
+        "models": [
+            {"name": "via-openai", "provider": "up-openai", "model": "gpt-5-mini"},
+            {"name": "via-claude", "provider": "up-anthropic", "model": "claude-sonnet-4-5"},
+            {"name": "via-gemini", "provider": "up-gemini", "model": "gemini-2.5-flash"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    gateway = start_gateway(config, tmp_path_factory.mktemp("request-fields"))
+    yield gateway
+    gateway.process.stop()
+
+
+@pytest.fixture
+def client(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def claude(gw: Gateway) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def chat(client: openai.OpenAI, model: str, marker: str, **fields: Any) -> Any:
+    return client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": f"hi mock:capture={marker}"}], **fields
+    )
+
+
+def sent(mock: Mock, marker: str) -> dict[str, Any]:
+    records = captured(mock, marker)
+    assert len(records) == 1, records
+    body: dict[str, Any] = records[0]["body"]
+    return body
+
+
+def nothing_sent(mock: Mock, marker: str) -> bool:
+    return captured(mock, marker, count=1, timeout=0.5) == []
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
+def test_openai_gets_the_field_as_sent(client: openai.OpenAI, mock_upstream: Mock, field: str) -> None:
+    marker = new_marker()
+    reply = chat(client, "via-openai", marker, **{field: FIELDS[field]})
+    assert reply.choices[0].message.content
+    assert sent(mock_upstream, marker)[field] == FIELDS[field]
+
+
+@pytest.mark.parametrize("model", TRANSLATED)
+@pytest.mark.parametrize("field", sorted(FIELDS))
+def test_translated_providers_refuse_the_field_by_name(
+    client: openai.OpenAI, mock_upstream: Mock, field: str, model: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as info:
+        chat(client, model, marker, **{field: FIELDS[field]})
+    assert info.value.status_code == 400
+    error = info.value.body
+    assert isinstance(error, dict) and error["param"] == field, error
+    assert f"parameter '{field}' is not supported" in error["message"] and "drop_params" in error["message"]
+    assert nothing_sent(mock_upstream, marker)
+
+
+@pytest.mark.parametrize("model", TRANSLATED)
+def test_drop_params_removes_the_fields(client: openai.OpenAI, mock_upstream: Mock, model: str) -> None:
+    marker = new_marker()
+    reply = chat(client, model, marker, **FIELDS, extra_body={"drop_params": True})
+    assert reply.choices[0].message.content
+    assert not set(FIELDS) & set(sent(mock_upstream, marker))
