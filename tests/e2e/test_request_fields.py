@@ -4,6 +4,9 @@ under ``drop_params``), never dropped in silence.
 
 - Chat Completions ``moderation``, ``prompt_cache_options`` and ``prompt_cache_retention`` (openai
   SDK): passed to an OpenAI upstream, refused by Anthropic and Gemini.
+- Messages ``output_config.effort`` (anthropic SDK): as sent to an ``anthropic`` upstream (the
+  pass-through), ``reasoning_effort`` elsewhere; ``service_tier`` and top-level ``cache_control``
+  (cost hints) reach an ``anthropic`` upstream and nothing else.
 """
 
 from __future__ import annotations
@@ -102,3 +105,55 @@ def test_drop_params_removes_the_fields(client: openai.OpenAI, mock_upstream: Mo
     reply = chat(client, model, marker, **FIELDS, extra_body={"drop_params": True})
     assert reply.choices[0].message.content
     assert not set(FIELDS) & set(sent(mock_upstream, marker))
+
+
+def ask_claude(claude: anthropic.Anthropic, model: str, marker: str, **fields: Any) -> Any:
+    messages = [{"role": "user", "content": f"hi mock:capture={marker}"}]
+    return claude.messages.create(model=model, max_tokens=64, messages=messages, **fields)
+
+
+def test_effort_and_cost_hints_reach_anthropic_as_sent(
+    claude: anthropic.Anthropic, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    reply = ask_claude(claude, "via-claude", marker, output_config={"effort": "low"}, service_tier="auto",
+                       cache_control={"type": "ephemeral"})
+    assert reply.content
+    body = sent(mock_upstream, marker)
+    assert body["output_config"] == {"effort": "low"}
+    assert body["service_tier"] == "auto" and body["cache_control"] == {"type": "ephemeral"}
+
+
+def test_effort_becomes_reasoning_effort_on_openai(claude: anthropic.Anthropic, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    ask_claude(claude, "via-openai", marker, output_config={"effort": "low"}, service_tier="auto",
+               cache_control={"type": "ephemeral"})
+    body = sent(mock_upstream, marker)
+    assert body["reasoning_effort"] == "low"
+    # Cost hints of Anthropic's own (priority capacity, automatic caching): not sent elsewhere.
+    assert "service_tier" not in body and "cache_control" not in body and "output_config" not in body
+
+
+def test_effort_becomes_gemini_thinking(claude: anthropic.Anthropic, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    ask_claude(claude, "via-gemini", marker, output_config={"effort": "medium"})
+    config = sent(mock_upstream, marker)["generationConfig"]
+    assert config["thinkingConfig"] == {"thinkingBudget": 8192, "includeThoughts": True}
+
+
+def test_effort_high_is_the_default_everywhere(claude: anthropic.Anthropic, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    ask_claude(claude, "via-openai", marker, output_config={"effort": "high"})
+    assert "reasoning_effort" not in sent(mock_upstream, marker)
+
+
+def test_an_effort_the_provider_lacks_is_refused_by_its_name(
+    claude: anthropic.Anthropic, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    with pytest.raises(anthropic.BadRequestError) as info:
+        ask_claude(claude, "via-gemini", marker, output_config={"effort": "max"})
+    body = info.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error", body
+    assert "output_config.effort" in body["error"]["message"], body
+    assert nothing_sent(mock_upstream, marker)
