@@ -317,14 +317,35 @@ _MESSAGES: dict[str, Apply] = {
     # Counting tokens needs no effort: only a Messages request carries it on.
     "output_config": _apply_output_config_effort,
 }
+# Every top-level field a Messages request may carry (tests/unit/test_sdk_params.py holds the
+# installed SDK's fields against it and REFUSED).
+ACCEPTED = frozenset(_MESSAGES).union(_REQUIRED)
+
+
+# Fields of the Anthropic API the gateway refuses on every deployment, although the pass-through
+# to an ``anthropic`` one could carry them: each acts in the Anthropic account the gateway's key
+# opens, which every caller shares, or is billed in a way the cost accounting does not see.
+REFUSED: dict[str, str] = {
+    "container": "containers (code execution) are objects of the Anthropic account the gateway's key "
+                 "opens, which every caller shares",
+    "mcp_servers": "MCP servers are not supported by this gateway's Anthropic Messages API: it runs MCP "
+                   "tools itself (docs/mcp.md)",
+    "context_management": "context management (beta) is not supported by this gateway",
+    "diagnostics": "diagnostics compare with an earlier message of the Anthropic account the gateway's "
+                   "key opens, which every caller shares",
+    "inference_geo": "inference_geo is billed apart from the model's rates, which the gateway's cost "
+                     "accounting would not see",
+    "speed": "fast mode is billed apart from the model's rates, which the gateway's cost accounting "
+             "would not see",
+}
 
 
 def _translate(body: JSON, fields: dict[str, Apply], found: list[str]) -> JSON:
     model = _model(body)
     for key in body:
         if key not in fields and key not in _REQUIRED:
-            raise fail(str(key)[:60], "Extra inputs are not permitted (not supported by this gateway's "
-                       "Anthropic Messages API)")
+            reason = REFUSED.get(key, "not supported by this gateway's Anthropic Messages API")
+            raise fail(str(key)[:60], f"Extra inputs are not permitted ({reason})")
     msgs = messages(body.get("messages"), found)
     system = _system(body["system"]) if body.get("system") is not None else ""
     if system:  # an empty system prompt is no prompt; some upstreams reject empty ones
