@@ -3,7 +3,9 @@ has them, translated where it has an exact equivalent, refused by name otherwise
 under ``drop_params``), never dropped in silence.
 
 - Chat Completions ``moderation``, ``prompt_cache_options`` and ``prompt_cache_retention`` (openai
-  SDK): passed to an OpenAI upstream, refused by Anthropic and Gemini.
+  SDK): passed to an OpenAI upstream, refused by Anthropic and Gemini; a content part's
+  ``prompt_cache_breakpoint``: passed to OpenAI, not sent to Gemini (implicit caching), refused by
+  Anthropic (its breakpoints do not keep OpenAI's lifetimes).
 - Messages ``output_config.effort`` (anthropic SDK): as sent to an ``anthropic`` upstream (the
   pass-through), ``reasoning_effort`` elsewhere; ``service_tier`` and top-level ``cache_control``
   (cost hints) reach an ``anthropic`` upstream and nothing else.
@@ -105,6 +107,37 @@ def test_drop_params_removes_the_fields(client: openai.OpenAI, mock_upstream: Mo
     reply = chat(client, model, marker, **FIELDS, extra_body={"drop_params": True})
     assert reply.choices[0].message.content
     assert not set(FIELDS) & set(sent(mock_upstream, marker))
+
+
+BREAKPOINT = {"mode": "explicit", "ttl": "30m"}
+
+
+def with_breakpoint(marker: str) -> list[Any]:
+    return [{"role": "user", "content": [{"type": "text", "text": f"hi mock:capture={marker}",
+                                          "prompt_cache_breakpoint": BREAKPOINT}]}]
+
+
+def test_openai_gets_a_prompt_cache_breakpoint_as_sent(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    client.chat.completions.create(model="via-openai", messages=with_breakpoint(marker))
+    assert sent(mock_upstream, marker)["messages"][0]["content"][0]["prompt_cache_breakpoint"] == BREAKPOINT
+
+
+def test_gemini_caches_by_itself_so_the_breakpoint_is_not_sent(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    reply = client.chat.completions.create(model="via-gemini", messages=with_breakpoint(marker))
+    assert reply.choices[0].message.content
+    assert "prompt_cache_breakpoint" not in str(sent(mock_upstream, marker))
+
+
+def test_anthropic_refuses_a_breakpoint_it_cannot_keep(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="via-claude", messages=with_breakpoint(marker))
+    assert "prompt_cache_breakpoint" in info.value.message
+    assert nothing_sent(mock_upstream, marker)
 
 
 def ask_claude(claude: anthropic.Anthropic, model: str, marker: str, **fields: Any) -> Any:

@@ -39,6 +39,7 @@ TABLE: Table = seed(
         "messages.0.content.0.cache_control",
         "on the block made from the part (system parts: system blocks; tools[i]: the tool)",
     ),
+    prompt_cache_breakpoint=refused("no breakpoint of that lifetime: send cache_control (5m / 1h)"),
     document=translated("messages.0.content.0.source",
                         "a document block as written (citations, context kept)"),
     **{"tool.is_error": translated("messages.2.content.0.is_error", "tool_result.is_error")},

@@ -271,6 +271,15 @@ FEATURE_ROWS: tuple[Row, ...] = (
         lambda r: any("cache_control" in p for p in _parts(r)),
         lambda r: _map_parts(r, lambda p: {k: v for k, v in p.items() if k != "cache_control"}),
     ),
+    # OpenAI's explicit prompt-cache breakpoint on a content part (with prompt_cache_options).
+    Row(
+        "prompt_cache_breakpoint", "messages", "prompt_cache_breakpoint (OpenAI prompt caching breakpoints)",
+        {"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "hi", "prompt_cache_breakpoint": {"mode": "explicit"}},
+        ]}]},
+        lambda r: any("prompt_cache_breakpoint" in p for p in _parts(r)),
+        lambda r: _map_parts(r, lambda p: {k: v for k, v in p.items() if k != "prompt_cache_breakpoint"}),
+    ),
     # "high" and "auto" ask for the provider's normal handling of an image; only "low" asks for
     # something a provider without a resolution control cannot do.
     Row(
