@@ -654,6 +654,36 @@ def test_native_only_features_are_refused_when_translated(client: openai.OpenAI)
     assert "web_search_preview" in refused.value.message
 
 
+# Fields of the current SDK the chat form has no room for: a 400 naming them when translated, the
+# request as sent to a native deployment.
+NATIVE_FIELDS: dict[str, Any] = {
+    "moderation": {"model": "omni-moderation-latest", "policy": {"output": {"mode": "block"}}},
+    "prompt_cache_options": {"mode": "explicit", "ttl": "30m"},
+    "image": {"context_compression": "disabled"},
+}
+
+
+@pytest.mark.parametrize("field", sorted(NATIVE_FIELDS))
+def test_new_sdk_fields_are_refused_by_name_when_translated(
+    client: openai.OpenAI, mock_upstream: Mock, field: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="via-gemini", input=f"x mock:capture={marker}",
+                                **{field: NATIVE_FIELDS[field]})
+    assert refused.value.param == field and refused.value.code == "unsupported_parameter"
+    assert captured(mock_upstream, marker, timeout=0.5) == []
+
+
+def test_new_sdk_fields_reach_a_native_deployment_as_sent(
+    client: openai.OpenAI, native: str, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    client.responses.create(model=native, input=f"x mock:capture={marker}", **NATIVE_FIELDS)
+    [record] = captured(mock_upstream, marker)
+    assert {k: record["body"][k] for k in NATIVE_FIELDS} == NATIVE_FIELDS
+
+
 # -- Codex CLI -------------------------------------------------------------------------------------
 # The request shapes Codex CLI sends with wire_api = "responses" (openai/codex, codex-rs: the
 # ResponsesApiRequest it serializes, its headers, and the items it replays each turn with

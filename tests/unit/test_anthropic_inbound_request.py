@@ -259,6 +259,26 @@ def test_document_thinking_and_dropped_fields() -> None:
     assert "service_tier" not in out
 
 
+@pytest.mark.parametrize("effort", ["low", "medium", "xhigh", "max"])
+def test_output_config_effort_becomes_reasoning_effort(effort: str) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    out = translate(output_config={"effort": effort, "format": {"type": "json_schema", "schema": schema}})
+    assert out["reasoning_effort"] == effort
+    assert out["response_format"]["json_schema"]["schema"] == schema
+
+
+def test_output_config_effort_high_is_the_default_and_not_carried() -> None:
+    assert "reasoning_effort" not in translate(output_config={"effort": "high"})
+
+
+def test_count_tokens_validates_effort_without_carrying_it() -> None:
+    body = {"model": "claude-x", "messages": [{"role": "user", "content": "hi"}],
+            "output_config": {"effort": "low"}}
+    assert "reasoning_effort" not in count_tokens_request(orjson.dumps(body))
+    with pytest.raises(InvalidRequest, match=r"output_config\.effort"):
+        count_tokens_request(orjson.dumps({**body, "output_config": {"effort": "extreme"}}))
+
+
 def test_output_config_format_becomes_json_schema() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     out = translate(output_config={"format": {"type": "json_schema", "schema": schema}})
@@ -440,6 +460,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "max_tokens: must be greater than thinking.budget_tokens",
     ),
     ("output_config format", {"output_config": {"format": {"type": "xml"}}}, "output_config.format"),
+    ("output_config effort", {"output_config": {"effort": "extreme"}}, "output_config.effort"),
+    ("output_config unknown", {"output_config": {"verbosity": "low"}}, "output_config.verbosity"),
 ]
 
 

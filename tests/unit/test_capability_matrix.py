@@ -239,3 +239,10 @@ def test_malformed_safety_settings_are_a_400_for_google(value: Any) -> None:
     with pytest.raises(InvalidRequest) as err:
         upstream_body("gemini", request)
     assert (err.value.param or "").startswith("safety_settings")
+
+
+@pytest.mark.parametrize("key", [k for k in KEYS if table(k)["prompt_cache_breakpoint"].kind == "translated"])
+def test_a_breakpoint_translated_as_not_sent_is_not_sent(key: str) -> None:
+    # Cells that say "not sent" leave the caching hint out of the upstream body altogether.
+    body = upstream_body(key, {"model": "m", "messages": ROWS["prompt_cache_breakpoint"].example["messages"]})
+    assert b"prompt_cache_breakpoint" not in orjson.dumps(body)

@@ -47,6 +47,13 @@ CHAT_PARAMS = frozenset(
         "verbosity",
         "prompt_cache_key",
         "safety_identifier",
+        # Moderation of the input and output by an OpenAI moderation model ("block" changes the
+        # answer): OpenAI-shaped providers pass it, the others refuse it.
+        "moderation",
+        # Prompt caching policy (breakpoint mode and minimum lifetime; the older maximum retention):
+        # no translated provider has an equivalent, so they refuse it rather than cache otherwise.
+        "prompt_cache_options",
+        "prompt_cache_retention",
     }
 )
 

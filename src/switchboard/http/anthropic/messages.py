@@ -22,7 +22,7 @@ from switchboard.http.anthropic.request import messages_request
 from switchboard.http.anthropic.stream import StreamEncoder, event
 
 # Canonical parameters an error may name, as this API calls them (request.py maps them in).
-CALLER_PARAMS = {"stop": "stop_sequences"}
+CALLER_PARAMS = {"stop": "stop_sequences", "reasoning_effort": "output_config.effort"}
 # A tool's name or schema, by its canonical path: request.py keeps the tools in order, so
 # tools[i].function.parameters... is the caller's tools.i.input_schema... (a provider's refusal of
 # a schema node or of a tool name names it this way).

@@ -20,10 +20,19 @@ https://docs.anthropic.com/en/api/messages-count-tokens (parameters and their ra
     output_config.format (json_schema)    -> response_format json_schema
     stream                         -> stream, with stream_options.include_usage
     thinking                       -> thinking (validated; the canonical form is Anthropic's)
-    service_tier, top-level cache_control, output_config.effort -> accepted and dropped
+    output_config.effort           -> reasoning_effort ("high", the default: not sent)
+    service_tier, top-level cache_control -> accepted and dropped: cost hints (priority capacity,
+                                      automatic caching) other providers have no use for
     prompt                         -> a registry prompt (docs/prompts.md): model, messages and
                                       max_tokens become optional (http/anthropic/prompt.py)
-Any other top-level field is rejected, as the Anthropic API does.
+Any other top-level field is rejected, as the Anthropic API does. To an ``anthropic``
+deployment the body goes as sent (pipeline/native.py), so everything accepted here reaches it.
+Fields of the Anthropic API refused here although that pass-through could carry them:
+``container`` (with the server tools refused in ``_tool``: objects of the shared account),
+``inference_geo`` and ``speed`` (priced apart from the model's rates, which the gateway's cost
+and budget accounting would not see), ``diagnostics`` (compares with an earlier message of the
+shared account), and the beta ``mcp_servers`` and ``context_management``. The SDK's
+``workspace_id`` and ``user_profile_id`` are headers, not body fields.
 """
 
 from __future__ import annotations
@@ -168,9 +177,21 @@ def _thinking(value: Any, max_tokens: int | None) -> None:
             raise fail("max_tokens", "must be greater than thinking.budget_tokens", "invalid_value")
 
 
+# Anthropic's effort levels (https://platform.claude.com/docs/en/build-with-claude/effort).
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+# "high" is Anthropic's default: the same as sending no effort, so nothing to carry over.
+_DEFAULT_EFFORT = "high"
+
+
 def _output_config(value: Any, out: JSON) -> None:
     if not isinstance(value, dict):
         raise fail("output_config", "Input should be an object")
+    for key in value:
+        if key not in ("format", "effort"):
+            raise fail(f"output_config.{str(key)[:60]}", "Extra inputs are not permitted")
+    effort = value.get("effort")
+    if effort is not None and effort not in _EFFORTS:
+        raise fail("output_config.effort", "Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")
     fmt = value.get("format")
     if fmt is None:
         return
@@ -246,6 +267,18 @@ def _apply_output_config(value: Any, body: JSON, out: JSON) -> None:
     _output_config(value, out)
 
 
+def _apply_output_config_effort(value: Any, body: JSON, out: JSON) -> None:
+    """``output_config`` of a Messages request: also ``effort`` -> ``reasoning_effort``. Both ask
+    the model how much work to put into the answer (Anthropic's covers the text and tool calls as
+    well as the thinking), with the same level names; "high", Anthropic's default, asks for
+    nothing. Adapters without the control, or a level, refuse it naming ``output_config.effort``
+    (messages.py); an ``anthropic`` deployment gets the body as sent (pipeline/native.py)."""
+    _output_config(value, out)
+    effort = value.get("effort")
+    if effort is not None and effort != _DEFAULT_EFFORT:
+        out["reasoning_effort"] = effort
+
+
 def _apply_metadata(value: Any, body: JSON, out: JSON) -> None:
     _metadata(value, out)
 
@@ -281,6 +314,29 @@ _MESSAGES: dict[str, Apply] = {
     "metadata": _apply_metadata,
     "stream": _apply_stream,
     "service_tier": _apply_service_tier,
+    # Counting tokens needs no effort: only a Messages request carries it on.
+    "output_config": _apply_output_config_effort,
+}
+# Every top-level field a Messages request may carry (tests/unit/test_sdk_params.py holds the
+# installed SDK's fields against it and REFUSED).
+ACCEPTED = frozenset(_MESSAGES).union(_REQUIRED)
+
+
+# Fields of the Anthropic API the gateway refuses on every deployment, although the pass-through
+# to an ``anthropic`` one could carry them: each acts in the Anthropic account the gateway's key
+# opens, which every caller shares, or is billed in a way the cost accounting does not see.
+REFUSED: dict[str, str] = {
+    "container": "containers (code execution) are objects of the Anthropic account the gateway's key "
+                 "opens, which every caller shares",
+    "mcp_servers": "MCP servers are not supported by this gateway's Anthropic Messages API: it runs MCP "
+                   "tools itself (docs/mcp.md)",
+    "context_management": "context management (beta) is not supported by this gateway",
+    "diagnostics": "diagnostics compare with an earlier message of the Anthropic account the gateway's "
+                   "key opens, which every caller shares",
+    "inference_geo": "inference_geo is billed apart from the model's rates, which the gateway's cost "
+                     "accounting would not see",
+    "speed": "fast mode is billed apart from the model's rates, which the gateway's cost accounting "
+             "would not see",
 }
 
 
@@ -288,8 +344,8 @@ def _translate(body: JSON, fields: dict[str, Apply], found: list[str]) -> JSON:
     model = _model(body)
     for key in body:
         if key not in fields and key not in _REQUIRED:
-            raise fail(str(key)[:60], "Extra inputs are not permitted (not supported by this gateway's "
-                       "Anthropic Messages API)")
+            reason = REFUSED.get(key, "not supported by this gateway's Anthropic Messages API")
+            raise fail(str(key)[:60], f"Extra inputs are not permitted ({reason})")
     msgs = messages(body.get("messages"), found)
     system = _system(body["system"]) if body.get("system") is not None else ""
     if system:  # an empty system prompt is no prompt; some upstreams reject empty ones

@@ -30,8 +30,10 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
 
 Built-in tools (web_search, file_search, computer_use, code_interpreter, image_generation,
 local_shell, custom tools) and fields with no chat equivalent (background, conversation, prompt,
-top_logprobs, max_tool_calls, truncation "auto", file inputs) answer 400 naming the feature; an
-unknown top-level field answers 400 as OpenAI does.
+top_logprobs, max_tool_calls, truncation "auto", file inputs, moderation, prompt_cache_options,
+prompt_cache_retention, context_management, image) answer 400 naming the feature (a ``responses:
+native`` deployment gets them as sent, but background); an unknown top-level field answers 400
+as OpenAI does.
 """
 
 from __future__ import annotations
@@ -88,7 +90,12 @@ _REFUSED = {
     "top_logprobs": "top_logprobs",
     "max_tool_calls": "max_tool_calls",
     "prompt_cache_retention": "prompt_cache_retention",
+    "prompt_cache_options": "prompt_cache_options",
     "context_management": "context_management",
+    # Moderation by an OpenAI model: its verdicts come in Responses fields the chat form has no
+    # room for, and "block" changes the answer.
+    "moderation": "moderation",
+    "image": "request-level image options",
 }
 _FIELDS = frozenset(
     {
@@ -110,6 +117,9 @@ _FIELDS = frozenset(
         *_REFUSED,
     }
 )
+# Every top-level field a Responses request may carry (tests/unit/test_sdk_params.py holds the
+# installed SDK's fields against it).
+KNOWN_FIELDS = _FIELDS
 MAX_METADATA_KEYS = 16
 
 

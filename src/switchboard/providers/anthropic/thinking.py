@@ -37,7 +37,7 @@ def thinking(request: JSON, max_tokens: int, explicit: bool) -> tuple[JSON | Non
     if effort is None:
         return None, max_tokens
     if effort not in _EFFORTS:
-        raise InvalidRequest(f"reasoning_effort must be one of {', '.join(_EFFORTS)}",
+        raise InvalidRequest(f"'reasoning_effort' must be one of {', '.join(_EFFORTS)}",
                              param="reasoning_effort", code="invalid_value")
     if effort == "none":
         return None, max_tokens
@@ -47,7 +47,7 @@ def thinking(request: JSON, max_tokens: int, explicit: bool) -> tuple[JSON | Non
     budget = min(budget, max_tokens - 1)  # Anthropic wants budget_tokens < max_tokens
     if budget < MIN_BUDGET:
         raise InvalidRequest(
-            f"reasoning_effort needs max_tokens above {MIN_BUDGET} on provider type 'anthropic' (thinking "
+            f"'reasoning_effort' needs max_tokens above {MIN_BUDGET} on provider type 'anthropic' (thinking "
             f"budgets start at {MIN_BUDGET} tokens)", param="reasoning_effort")
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
 

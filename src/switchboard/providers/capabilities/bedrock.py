@@ -42,6 +42,7 @@ TABLE: Table = seed(
     tools__strict=translated("toolConfig.tools.0.toolSpec.strict", "per tool"),
     cache_control=translated("messages.0.content.1.cachePoint", "a cachePoint block after the part (also in "
                              "system and toolConfig.tools)"),
+    prompt_cache_breakpoint=refused("no breakpoint of that lifetime: send cache_control (a cachePoint)"),
     document=translated("messages.0.content.0.text", "text documents as text (title first); base64 PDF, "
                         "Word, Excel: a document block (format, name, source.bytes)"),
     **{"tool.is_error": translated("messages.2.content.0.toolResult.status", "status: error")},

@@ -44,6 +44,7 @@ TABLE: Table = seed(
     document=translated("messages.0.content.0.text", "text documents as text (title first); PDF refused "
                         "(a 400: no file part)"),
     **{"tool.is_error": translated(note="content prefixed 'Error: '")},
+    prompt_cache_breakpoint=translated(note="Cohere has no prompt caching control: not sent"),
     image_url__detail_is_low=translated("messages.0.content.0.image_url.detail"),
     safety_settings=NOT_SENT_SAFETY,
     reasoning=translated("choices.0.message.reasoning_content", "thinking content blocks"),

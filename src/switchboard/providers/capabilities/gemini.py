@@ -46,6 +46,7 @@ CELLS: dict[str, Cell] = {
     "cache_control": translated(
         note="no breakpoints: Gemini 2.5+ caches repeated prefixes itself (implicit caching)"
     ),
+    "prompt_cache_breakpoint": translated(note="not sent: Gemini 2.5+ caches repeated prefixes itself"),
     "image_url.detail:low": translated(
         f"{_CONFIG}.mediaResolution", "MEDIA_RESOLUTION_LOW when every image asks for 'low'"
     ),

@@ -37,6 +37,7 @@ TABLE: Table = seed(
     document=translated("messages.0.content.0.text", "text documents as text (title first); PDF refused "
                         "(a 400)"),
     **{"tool.is_error": translated(note="content prefixed 'Error: '")},
+    prompt_cache_breakpoint=refused("Mistral rejects fields it does not know"),
     image_url__detail_is_low=translated("messages.0.content.0.image_url.detail"),
     safety_settings=NOT_SENT_SAFETY,
     reasoning=translated("choices.0.message.reasoning_content", "thinking chunks"),

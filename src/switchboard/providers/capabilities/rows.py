@@ -200,6 +200,9 @@ _EXAMPLES: dict[str, Any] = {
     "verbosity": "low",
     "prompt_cache_key": "k",
     "safety_identifier": "s",
+    "moderation": {"model": "omni-moderation-latest", "policy": {"output": {"mode": "block"}}},
+    "prompt_cache_options": {"mode": "explicit", "ttl": "30m"},
+    "prompt_cache_retention": "24h",
 }
 
 _PNG = "data:image/png;base64,iVBORw0KGgo="
@@ -267,6 +270,15 @@ FEATURE_ROWS: tuple[Row, ...] = (
         ]}]},
         lambda r: any("cache_control" in p for p in _parts(r)),
         lambda r: _map_parts(r, lambda p: {k: v for k, v in p.items() if k != "cache_control"}),
+    ),
+    # OpenAI's explicit prompt-cache breakpoint on a content part (with prompt_cache_options).
+    Row(
+        "prompt_cache_breakpoint", "messages", "prompt_cache_breakpoint (OpenAI prompt caching breakpoints)",
+        {"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "hi", "prompt_cache_breakpoint": {"mode": "explicit"}},
+        ]}]},
+        lambda r: any("prompt_cache_breakpoint" in p for p in _parts(r)),
+        lambda r: _map_parts(r, lambda p: {k: v for k, v in p.items() if k != "prompt_cache_breakpoint"}),
     ),
     # "high" and "auto" ask for the provider's normal handling of an image; only "low" asks for
     # something a provider without a resolution control cannot do.

@@ -31,7 +31,7 @@ def thinking_config(request: JSON, model: str) -> JSON | None:
     thinking, effort = request.get("thinking"), request.get("reasoning_effort")
     if thinking is not None and effort is not None:
         raise InvalidRequest(
-            "send either thinking or reasoning_effort, not both: both set Gemini's thinkingConfig",
+            "send either 'thinking' or 'reasoning_effort', not both: both set Gemini's thinkingConfig",
             param="reasoning_effort",
         )
     if thinking is not None:
@@ -57,7 +57,7 @@ def _from_thinking(thinking: Any) -> JSON:
 def _from_effort(effort: Any, model: str) -> JSON:
     if effort not in EFFORTS:
         raise InvalidRequest(
-            f"reasoning_effort must be one of {', '.join(EFFORTS)}", param="reasoning_effort",
+            f"'reasoning_effort' must be one of {', '.join(EFFORTS)}", param="reasoning_effort",
             code="invalid_value",
         )
     if not budget_model(model):
