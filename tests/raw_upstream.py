@@ -10,7 +10,9 @@ It runs its own event loop in a thread. The request's ``model`` picks the behavi
   on an idle keep-alive connection before closing it), and keeps the connection open;
 - ``headhang``: sends the status line, then one header line every 0.1 s, never ending the head;
 - ``endless``: a stream whose one event starts and never ends (64 KiB pieces without a blank
-  line), until the gateway closes the connection.
+  line), until the gateway closes the connection;
+- ``interleaved``: a stream of two parallel tool calls whose argument deltas alternate between
+  the calls (as some servers stream them), with correct indices (keep-alive).
 
 After ``stray`` and ``408`` the connection is read until the gateway closes it, which sets
 ``dropped`` (the number of such connections the gateway closed is ``dropped_count``).
@@ -41,6 +43,38 @@ def _answer(text: str, status: str = "200 OK") -> bytes:
 
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _interleaved_calls() -> list[bytes]:
+    """The events of ``interleaved``: weather(city=Paris) and time(zone=CET), started one after
+    the other, then their arguments in alternating pieces."""
+    def event(choice: dict[str, Any] | None, usage: dict[str, int] | None = None) -> bytes:
+        data = {"id": "chatcmpl-raw", "object": "chat.completion.chunk", "created": 1, "model": "raw",
+                "choices": [choice] if choice else []}
+        if usage:
+            data["usage"] = usage
+        return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+    def calls(*deltas: dict[str, Any], role: bool = False) -> bytes:
+        delta: dict[str, Any] = {"role": "assistant", "content": None} if role else {}
+        return event({"index": 0, "delta": {**delta, "tool_calls": list(deltas)}, "finish_reason": None})
+
+    def start(index: int, call_id: str, name: str) -> dict[str, Any]:
+        function = {"name": name, "arguments": ""}
+        return {"index": index, "id": call_id, "type": "function", "function": function}
+
+    def piece(index: int, arguments: str) -> dict[str, Any]:
+        return {"index": index, "function": {"arguments": arguments}}
+
+    return [
+        calls(start(0, "call_weather", "weather"), role=True),
+        calls(start(1, "call_time", "time")),
+        calls(piece(0, '{"city": ')), calls(piece(1, '{"zone": ')),
+        calls(piece(0, '"Paris"}')), calls(piece(1, '"CET"}')),
+        event({"index": 0, "delta": {}, "finish_reason": "tool_calls"}),
+        event(None, {"prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17}),
+        b"data: [DONE]\n\n",
+    ]
 
 
 class RawUpstream:
@@ -138,6 +172,14 @@ class RawUpstream:
                 writer.write(_chunk(_PIECE))
                 await writer.drain()
             return False
+        if model == "interleaved":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            for event in _interleaved_calls():
+                writer.write(_chunk(event))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
         writer.write(_answer(f"unknown model {model}", "404 Not Found"))
         await writer.drain()
         return True

@@ -323,16 +323,33 @@ def test_upstream_error_mid_stream_reaches_the_client_as_an_error_event(world: W
         "model": "claude-native",
         "max_tokens": 50,
         "stream": True,
-        "messages": [{"role": "user", "content": "hello there mock:fail_after=3"}],
+        "messages": [{"role": "user", "content": "hello there mock:fail_after=4"}],
     }
     with httpx.stream(
         "POST", f"{world.gateway.url}/v1/messages", headers={"x-api-key": MASTER_KEY}, json=body, timeout=30
     ) as resp:
         assert resp.status_code == 200
         events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
-    assert [e["type"] for e in events] == ["message_start", "content_block_start", "ping", "error"]
+    assert [e["type"] for e in events] == [
+        "message_start", "content_block_start", "ping", "content_block_delta", "error"]
     assert events[-1]["error"]["type"] == "overloaded_error"
     assert "Overloaded" in events[-1]["error"]["message"]
+
+
+def test_upstream_error_before_any_content_is_an_error_status(world: World) -> None:
+    # message_start, an empty text block's start and a ping, then overloaded_error: the client was
+    # given nothing of the answer, so it gets the error as a status (which the SDKs retry), and a
+    # deployment with somewhere to fall back to would have been left for it.
+    body = {
+        "model": "claude-native",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hello there mock:fail_after=3"}],
+    }
+    resp = httpx.post(f"{world.gateway.url}/v1/messages", headers={"x-api-key": MASTER_KEY}, json=body,
+                      timeout=30)
+    assert resp.status_code == 503
+    assert resp.json()["type"] == "error" and resp.json()["error"]["type"] == "overloaded_error"
 
 
 def test_sdk_raises_on_the_error_event(client: anthropic.Anthropic) -> None:

@@ -670,8 +670,14 @@ class ProviderDouble:
             start = {"type": "message_start", "message": {
                 "id": "msg_1", "type": "message", "role": "assistant", "model": "double", "content": [],
                 "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 0}}}
+            block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+            delta = {"type": "content_block_delta", "index": 0,
+                     "delta": {"type": "text_delta", "text": "Hel"}}
             error = {"type": "error", "error": {"type": "api_error", "message": message}}
             await resp.write(f"event: message_start\ndata: {json.dumps(start)}\n\n".encode())
+            # Some of the answer first: an error before any is retried and answered as a status.
+            await resp.write(f"event: content_block_start\ndata: {json.dumps(block)}\n\n".encode())
+            await resp.write(f"event: content_block_delta\ndata: {json.dumps(delta)}\n\n".encode())
             await resp.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
         else:
             chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "double",

@@ -622,6 +622,17 @@ def test_native_stream(client: openai.OpenAI, native: str) -> None:
     assert client.responses.retrieve(final.id).output_text == final.output_text
 
 
+def test_native_stream_failing_before_any_output_is_an_error_status(
+    client: openai.OpenAI, native: str
+) -> None:
+    # response.created and response.in_progress, then the upstream's error event: nothing of the
+    # answer was sent, so the client gets the failure as an HTTP status (retried and fallen back
+    # like one), not as a 200 stream that only fails.
+    with pytest.raises(openai.APIStatusError) as exc:
+        client.responses.create(model=native, input="Stream natively mock:fail_after=2", stream=True)
+    assert exc.value.status_code == 502 and "failed mid-stream" in exc.value.message
+
+
 def test_native_function_call_round_trip(client: openai.OpenAI, native: str) -> None:
     first = client.responses.create(model=native, input="weather in Paris?", tools=[WEATHER])
     [call] = [item for item in first.output if item.type == "function_call"]

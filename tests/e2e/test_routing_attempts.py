@@ -30,6 +30,9 @@ DEADLINE = 3.0
 RUN = uuid.uuid4().hex[:8]  # fault counters are per header value: this run's own
 
 
+_OPENS_THEN_FAILS = {"x-mock-fail-after": "1", "x-mock-chunk-delay-ms": "30"}
+
+
 def _faulty(mock: Mock, name: str, spec: str, **timeouts: float) -> dict[str, Any]:
     return {
         "name": name, "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}",
@@ -58,6 +61,12 @@ def attempts_config(mock: Mock) -> dict[str, Any]:
         # Its model's window is smaller than anybody knows: every request is too long for it.
         {"name": "too-long", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}",
          "headers": {"x-mock-status": "400", "x-mock-error-code": "context_length_exceeded"}},
+        # Streams open (the role chunk; Anthropic's message_start), then fail with the provider's
+        # error event before any content, each event in its own read.
+        {"name": "opens-then-fails", "type": "openai", "api_base": f"{mock.url}/v1",
+         "api_key": "${UPSTREAM_KEY}", "headers": _OPENS_THEN_FAILS},
+        {"name": "claude-opens-then-fails", "type": "anthropic", "api_base": mock.url,
+         "api_key": "${UPSTREAM_KEY}", "headers": _OPENS_THEN_FAILS},
     ]
     config["models"] += [
         _model("flaky", "half-broken", "flaky-a", 100), _model("flaky", "local-openai", "flaky-b"),
@@ -75,15 +84,24 @@ def attempts_config(mock: Mock) -> dict[str, Any]:
         _model("cramped", "too-long", "cramped-a"),
         _model("spacious", "local-openai", "spacious-a"),
         {**_model("narrow", "local-openai", "narrow-a"), "info": {"context_window": 50}},
+        _model("opens-then-fails", "opens-then-fails", "opens-then-fails-a"),
+        _model("opens-then-fails-alone", "opens-then-fails", "opens-then-fails-alone-a"),
+        {**_model("claude-opens-then-fails-alone", "claude-opens-then-fails",
+                  "claude-opens-then-fails-alone-a"), "model": "claude-sonnet-4-5"},
+        {**_model("claude-opens-then-fails", "claude-opens-then-fails", "claude-opens-then-fails-a"),
+         "model": "claude-sonnet-4-5"},
     ]
     config["router"] = {
         "num_retries": 2,
         "retry": {"backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "max_retry_after_seconds": 2},
         "fallbacks": {"primary": ["second", "third"], "picky": ["third"], "careful": ["third"],
-                      "stuck": ["third"]},
+                      "stuck": ["third"], "opens-then-fails": ["third"],
+                      "claude-opens-then-fails": ["third"]},
         "fallback_on": ["rate_limit", "server_error", "content_policy"],  # not timeout
         "context_window_fallbacks": {"cramped": ["spacious"], "narrow": ["spacious"]},
         "groups": {"primary": {"num_retries": 0}, "second": {"num_retries": 0},
+                   "opens-then-fails": {"num_retries": 0}, "claude-opens-then-fails": {"num_retries": 0},
+                   "claude-opens-then-fails-alone": {"num_retries": 0},
                    "stuck": {"num_retries": 10}},
         "aliases": {"flaky-alias": "flaky"},
         # Retries alone must mask the faults here: cooldowns (which would take the half-failing
@@ -345,6 +363,56 @@ def test_a_stream_failing_after_its_first_byte_is_not_retried(deployment: Deploy
     (attempt,) = record.attempts or ()
     assert record.status >= 500 and record.error_code
     assert (attempt["status"], attempt["code"]) == (record.status, record.error_code)
+
+
+def test_a_stream_failing_before_any_content_falls_back(deployment: Deployment) -> None:
+    # The upstream answered 200 and sent its opening chunk (role only), then its error event: the
+    # client has been sent nothing of it, so the stream goes to the fallback like any failure.
+    raw = deployment.sdk().chat.completions.with_raw_response.create(
+        model="opens-then-fails", stream=True, messages=ask("mock:reply=after_the_fallback"))
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    assert text == "after the fallback"
+    assert _routing(raw.headers) == ("third", "third-a", 2)
+    record = deployment.record(raw.headers["x-request-id"])
+    assert [(a["deployment"], a["status"]) for a in record.attempts or ()] == [
+        ("opens-then-fails-a", 502), ("third-a", 200)]
+
+
+def test_an_anthropic_stream_overloaded_after_message_start_falls_back(deployment: Deployment) -> None:
+    # Anthropic's way to be overloaded mid-stream: 200, message_start, then an overloaded_error
+    # event. The pass-through stream had no content yet: the fallback (an OpenAI deployment,
+    # translated) answers, and the client sees one whole, ordinary stream.
+    client = anthropic.Anthropic(base_url=deployment.gateway.url, api_key=MASTER_KEY, max_retries=0)
+    raw = client.messages.with_raw_response.create(
+        model="claude-opens-then-fails", max_tokens=50, stream=True,
+        messages=[{"role": "user", "content": "mock:reply=answered_elsewhere"}])
+    events = list(raw.parse())
+    assert events[0].type == "message_start" and events[-1].type == "message_stop"
+    text = "".join(e.delta.text for e in events
+                   if e.type == "content_block_delta" and e.delta.type == "text_delta")
+    assert text == "answered elsewhere"
+    assert _routing(raw.headers) == ("third", "third-a", 2)
+
+
+def test_a_stream_failing_before_any_content_with_nowhere_to_go_is_an_error_status(
+    deployment: Deployment,
+) -> None:
+    # Nothing was sent before the failure, so the client gets the error as an HTTP status, which
+    # the SDKs retry on their own, rather than a 200 stream holding only an error event.
+    with pytest.raises(openai.APIStatusError) as exc:
+        deployment.sdk().chat.completions.create(
+            model="opens-then-fails-alone", stream=True, messages=ask("hi"))
+    assert exc.value.status_code == 502 and "failed mid-stream" in exc.value.message
+    client = anthropic.Anthropic(base_url=deployment.gateway.url, api_key=MASTER_KEY, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        client.messages.create(model="claude-opens-then-fails-alone", max_tokens=50, stream=True,
+                               messages=[{"role": "user", "content": "hi"}])
+    error = failed.value.body["error"]  # type: ignore[index]
+    assert failed.value.status_code == 503 and error["type"] == "overloaded_error"
+    # As for an error status: the failed call is recorded with its status and no tokens, although
+    # message_start had reported the prompt's.
+    record = deployment.record(failed.value.response.headers["x-request-id"])
+    assert (record.status, record.prompt_tokens, record.completion_tokens) == (503, 0, 0)
 
 
 # -- headers and the Anthropic API -------------------------------------------------------------

@@ -5,7 +5,9 @@ raw_upstream.py): what a caller sees, and that the next caller is not affected.
   reach a caller: the connection it came on is dropped, each later caller gets its own answer;
 - a response head trickled line by line is bounded by ``first_byte``, not by ``total``;
 - a stream event that never ends is refused with a 502 once it passes its bound, instead of
-  being buffered (and re-scanned) until ``total``.
+  being buffered (and re-scanned) until ``total``;
+- parallel tool calls whose argument pieces alternate between the calls reach an Anthropic
+  client as whole, separate tool_use blocks (Anthropic streams one block at a time).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import anthropic
 import openai
 import pytest
 
@@ -39,7 +42,7 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
             "timeouts": {"connect": 2, "first_byte": FIRST_BYTE, "total": TOTAL},
         }],
         "models": [{"name": name, "provider": "raw", "model": name}
-                   for name in ("echo", "stray", "408", "headhang", "endless")],
+                   for name in ("echo", "stray", "408", "headhang", "endless", "interleaved")],
         "router": {"num_retries": 0},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
@@ -105,3 +108,22 @@ def test_a_stream_event_that_never_ends_is_a_502_long_before_total(client: opena
     assert "longer than 16 MiB" in exc.value.response.json()["error"]["message"]
     assert took < TOTAL / 2, took
     assert ask(client, "echo", "still there?") == "echo:still there?"
+
+
+def test_interleaved_parallel_tool_calls_reach_an_anthropic_client_whole(gateway: Gateway) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=60)
+    with client.messages.stream(
+        model="interleaved", max_tokens=100, messages=[{"role": "user", "content": "weather and time?"}],
+    ) as stream:
+        events = list(stream)
+        message = stream.get_final_message()
+    calls = [(b.id, b.name, b.input) for b in message.content if b.type == "tool_use"]
+    assert calls == [("call_weather", "weather", {"city": "Paris"}), ("call_time", "time", {"zone": "CET"})]
+    assert message.stop_reason == "tool_use"
+    # No delta goes to a block after its stop: each block's start, its deltas, then its stop.
+    stopped: set[int] = set()
+    for event in events:
+        if event.type == "content_block_stop":
+            stopped.add(event.index)
+        elif event.type == "content_block_delta":
+            assert event.index not in stopped

@@ -16,7 +16,8 @@ from switchboard.context import Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.native import exchange_for
-from switchboard.providers.base import JSON, PARTIAL, WIRE, ProviderAdapter, StreamDecoder
+from switchboard.providers.anthropic.native import output_text
+from switchboard.providers.base import JSON, OUTPUT, PARTIAL, WIRE, ProviderAdapter, StreamDecoder
 from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.providers.target import Target
 from switchboard.providers.tool_calls import first_tool_call, serial_decoder
@@ -144,8 +145,14 @@ async def _relay(
     """Canonical chunks in batches, one batch per upstream read, so the edge writes each batch
     to the client at once instead of one socket write per chunk. The upstream's time counts
     until its first chunk was read (keep-alive comments do not count), or until the stream
-    ended or failed before any."""
+    ended or failed before any.
+
+    The chunks that only open the stream (:func:`_says_nothing`) are held and given with the
+    first batch that says something: the attempts stage retries a stream that fails before its
+    first batch, and an upstream that opens and then fails (Anthropic's overloaded_error after
+    message_start, an error event after the role chunk) has given the client nothing yet."""
     waiting = True
+    opening: list[dict[str, Any]] | None = []  # None once a batch said something
     try:
         try:
             while piece := await stream.read():
@@ -155,18 +162,54 @@ async def _relay(
                         waiting = False
                         ctx.upstream_seconds += time.perf_counter() - began
                     _note_usage(ctx, batch)
+                    if opening is not None:
+                        if all(map(_says_nothing, batch)):
+                            opening += batch
+                            continue
+                        batch, opening = opening + batch, None
                     yield batch
         finally:
             await stream.close()  # its connection back to the pool if read to the end, else dropped
         batch = decoder.close()
     except GatewayError as err:  # an error event may quote what the upstream was sent
+        if opening is not None:
+            # Failed before saying anything, as with an error status: no usage of this attempt
+            # is left behind to be billed or to stand in for a retry's or fallback's.
+            ctx.partial_usage = None
         raise _scrubbed(err, stream) from None
     finally:
         if waiting:
             ctx.upstream_seconds += time.perf_counter() - began
     if batch:
         _note_usage(ctx, batch)
+    if opening:
+        batch = opening + batch
+    if batch:
         yield batch
+
+
+# The Responses API's events that open a stream before any output.
+_RESPONSES_OPENING = frozenset({"response.created", "response.in_progress"})
+
+
+def _says_nothing(chunk: dict[str, Any]) -> bool:
+    """Whether ``chunk`` only opens the stream: a role chunk without content, Anthropic's
+    message_start, a ping or an empty block's start (pass-through), the Responses API's
+    response.created. Read only until a chunk says something, so a stream pays it once or twice."""
+    if WIRE in chunk:  # an Anthropic event relayed as it came (providers/anthropic/native.py)
+        output = chunk.get(OUTPUT)
+        return "choices" not in chunk and (output is None or not output_text(output))
+    if (native := chunk.get("native")) is not None:  # a Responses API event (openai_responses.py)
+        return isinstance(native, dict) and native.get("type") in _RESPONSES_OPENING
+    if chunk.get("usage"):
+        return False
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict) or choice.get("finish_reason") is not None or choice.get("logprobs"):
+            return False
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(value for key, value in delta.items() if key != "role"):
+            return False
+    return True
 
 
 def _json_instead_of_events(
