@@ -71,12 +71,29 @@ def postgres() -> Iterator[Postgres]:
     server.stop()
 
 
+_started_redis: list[RedisServer] = []
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A redis-server of the session's own, on a free port in a temporary directory."""
     server = start_redis()
+    _started_redis.append(server)
     yield server
+    _started_redis.remove(server)
     server.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def redis_emptied_per_module() -> None:
+    """Each module starts on an empty session Redis. Every cluster gateway of the session shares
+    it under the same key prefix: deployments a module's breakers left out (and their failure
+    streaks), rate-limit windows of model and provider limits would otherwise be adopted by the
+    next module's gateways with the same group, deployment or provider names. The previous
+    module's gateways are stopped by then (its module fixtures end before the next module's
+    start; --dist loadfile keeps a module on one worker)."""
+    for server in _started_redis:
+        server.flush()
 
 
 @pytest.fixture

@@ -18,9 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-import httpx
-
-from tests.servers import Process, free_port
+from tests.servers import PORT_ATTEMPTS, Process, free_port, port_taken
 
 
 def notes_server(name: str) -> object:
@@ -215,32 +213,43 @@ def _spawn(kind: str, transport: str, port: int) -> McpUpstream:
 
 
 def _wait(server: McpUpstream, deadline: float) -> None:
-    while True:
+    """Until the server says it listens (uvicorn's line, after its bind): an answer on its port
+    alone could come from another process that took the port first."""
+    try:
+        server.process.wait_for("Uvicorn running on", timeout=max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        raise TimeoutError(f"MCP server did not start:\n{server.process.output}") from None
+    except RuntimeError:
+        raise RuntimeError(f"MCP server exited:\n{server.process.output}") from None
+
+
+def _wait_or_move(server: McpUpstream, kind: str, deadline: float) -> McpUpstream:
+    """``server`` once it answers; started again on a new port while another process took its
+    port before it listened (tests/servers.py free_port)."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
         try:
-            with httpx.Client(timeout=1) as client:
-                client.get(f"http://127.0.0.1:{server.port}/")
-            return
-        except httpx.TransportError:
-            if server.process.proc.poll() is not None:
-                raise RuntimeError(f"MCP server exited:\n{server.process.output}") from None
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"MCP server did not start:\n{server.process.output}") from None
-            time.sleep(0.1)
+            _wait(server, deadline)
+            return server
+        except RuntimeError:
+            if attempt == PORT_ATTEMPTS or not port_taken(server.process):
+                raise
+            server = _spawn(kind, server.transport, free_port())
+    raise AssertionError("unreachable")
 
 
 def start_mcp_server(kind: str, transport: str = "streamable-http", port: int | None = None) -> McpUpstream:
     server = _spawn(kind, transport, port or free_port())
-    _wait(server, time.monotonic() + 60)
-    return server
+    if port is not None:  # a port the test chose (already in a configuration): that one or none
+        _wait(server, time.monotonic() + 60)
+        return server
+    return _wait_or_move(server, kind, time.monotonic() + 60)
 
 
 def start_mcp_servers(wanted: dict[str, tuple[str, str]]) -> dict[str, McpUpstream]:
     """Several servers started at once: {name: (kind, transport)}."""
     servers = {name: _spawn(kind, transport, free_port()) for name, (kind, transport) in wanted.items()}
     deadline = time.monotonic() + 60
-    for server in servers.values():
-        _wait(server, deadline)
-    return servers
+    return {name: _wait_or_move(server, wanted[name][0], deadline) for name, server in servers.items()}
 
 
 if __name__ == "__main__":

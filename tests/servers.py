@@ -25,15 +25,30 @@ from tests import forkserver
 MASTER_KEY = "sk-test-master-key-0123456789"
 UPSTREAM_KEY = "sk-upstream-secret-key-ABCDEF"
 SECRET_KEY = "test-server-secret-0123456789abcdefghijklmnop"
-START_TIMEOUT = 30.0
+# How long a started process may take to serve (and the default of the other waits on its
+# output): a few seconds when idle, many more on a loaded 2-core runner (a cluster gateway
+# migrates a fresh database first). A wait ends as soon as the line comes.
+START_TIMEOUT = 60.0
+# Starts on a port another process took meanwhile, tried again on a new port (see free_port).
+PORT_ATTEMPTS = 3
 
 Child = subprocess.Popen[str] | forkserver.ForkedChild
 
 
 def free_port() -> int:
+    """A port free now. Nothing holds it until the process it is for listens (a gateway: after
+    its start-up), so another process may take it meanwhile (another worker's server, rarely
+    an outgoing connection): :func:`start_mock` and :func:`start_gateway` then start again on a
+    new one (:func:`port_taken`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_taken(process: Process) -> bool:
+    """Whether ``process`` ended because its port was taken (our check before start-up, or
+    uvicorn's bind after it)."""
+    return process.proc.poll() is not None and "address already in use" in process.output.lower()
 
 
 @dataclass
@@ -202,11 +217,18 @@ def captured(
 
 
 def start_mock(api_key: str | None = UPSTREAM_KEY, extra: list[str] | None = None) -> Mock:
-    port = free_port()
-    args = ["mock", "--port", str(port), *(["--api-key", api_key] if api_key else []), *(extra or [])]
-    process = spawn(args)
-    process.wait_for("Uvicorn running on")
-    return Mock(port, process)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        args = ["mock", "--port", str(port), *(["--api-key", api_key] if api_key else []), *(extra or [])]
+        process = spawn(args)
+        try:
+            process.wait_for("Uvicorn running on")
+        except RuntimeError:
+            if attempt < PORT_ATTEMPTS and port_taken(process):
+                continue
+            raise
+        return Mock(port, process)
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -227,24 +249,32 @@ class Gateway:
 def start_gateway(
     config: dict[str, Any], tmp: Path, env: dict[str, str] | None = None, args: list[str] | None = None
 ) -> Gateway:
-    port = free_port()
-    path = tmp / f"switchboard-{port}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    process = spawn(
-        ["serve", "--config", str(path), "--port", str(port), *(args or [])],
-        env={
-            "SWITCHBOARD_MASTER_KEY": MASTER_KEY,
-            "UPSTREAM_KEY": UPSTREAM_KEY,
-            # The database (SQLite by default) lives with the test, not in ~/.switchboard.
-            "SWITCHBOARD_DATA_DIR": str(tmp / "data"),
-            # Instances sharing a database must share the secret that keys the API-key hashes.
-            "SWITCHBOARD_SECRET_KEY": SECRET_KEY,
-            **(env or {}),
-        },
-    )
     workers = (args or [])[(args or []).index("--workers") + 1] if "--workers" in (args or []) else None
-    process.wait_serving(int(workers or (config.get("server") or {}).get("workers") or 1))
-    return Gateway(port, process, path)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        path = tmp / f"switchboard-{port}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        process = spawn(
+            ["serve", "--config", str(path), "--port", str(port), *(args or [])],
+            env={
+                "SWITCHBOARD_MASTER_KEY": MASTER_KEY,
+                "UPSTREAM_KEY": UPSTREAM_KEY,
+                # The database (SQLite by default) lives with the test, not in ~/.switchboard.
+                "SWITCHBOARD_DATA_DIR": str(tmp / "data"),
+                # Instances sharing a database must share the secret that keys the API-key hashes.
+                "SWITCHBOARD_SECRET_KEY": SECRET_KEY,
+                **(env or {}),
+            },
+        )
+        try:
+            process.wait_serving(int(workers or (config.get("server") or {}).get("workers") or 1))
+        except RuntimeError:
+            if attempt < PORT_ATTEMPTS and port_taken(process):
+                path.unlink()
+                continue
+            raise
+        return Gateway(port, process, path)
+    raise AssertionError("unreachable")
 
 
 def openai_config(mock: Mock, **server: Any) -> dict[str, Any]:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from tests.servers import free_port
 
-READY_TIMEOUT = 30.0
+# A server's start, and one psql command (CREATE DATABASE copies the template): a second or so
+# when idle, far more on a loaded 2-core runner. The waits end as soon as the server is ready.
+READY_TIMEOUT = 60.0
 
 
 def _pg_bin(name: str) -> str:
@@ -59,7 +61,7 @@ class Postgres:
         subprocess.run(
             [*self._as_user, _pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
              "-d", database, "-v", "ON_ERROR_STOP=1", "-qc", sql],
-            check=True, capture_output=True, timeout=30,
+            check=True, capture_output=True, timeout=READY_TIMEOUT,
         )
 
     def create_database(self, name: str) -> str:

@@ -164,13 +164,15 @@ def test_history_is_trimmed_to_the_model_context_window(deployment: Deployment, 
 
 
 def test_sessions_expire(deployment: Deployment, mock_upstream: Mock) -> None:
-    api = deployment.api(sessions={"ttl_seconds": 1})
+    ttl = 2  # long enough for the second turn to find the session on a loaded machine
+    api = deployment.api(sessions={"ttl_seconds": ttl})
     key, session = deployment.key(), unique("short")
     assert deployment.say(api, key, "remember me", session).status_code == 200
-    stored_at = time.monotonic()
     assert deployment.say(api, key, "still there?", session).headers[TURNS] == "1"
-    # A session lives ttl_seconds after its last turn: wait that long, then it is gone.
-    while time.monotonic() < stored_at + 2.5:
+    # A session lives ttl_seconds after its last turn (stored before its answer came back): wait
+    # that long from then, then it is gone.
+    stored_at = time.monotonic()
+    while time.monotonic() < stored_at + ttl + 1.0:
         time.sleep(0.1)
     marker = new_marker()
     later = deployment.say(api, key, f"hello again mock:capture={marker}", session)

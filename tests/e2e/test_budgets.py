@@ -23,6 +23,7 @@ import openai
 import pytest
 
 from switchboard.spend.budgets.webhooks import SIGNATURE_HEADER, verify
+from tests.e2e.periods import zone_far_from_period_end
 from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer, start_redis
@@ -68,6 +69,8 @@ class Pair:
         return dict(resp.json())
 
     def budget(self, **body: Any) -> dict[str, Any]:
+        if body.get("period") in ("daily", "weekly", "monthly") and "timezone" not in body:
+            body["timezone"] = zone_far_from_period_end(body["period"])
         resp = self.admin("PUT", "/admin/v1/budgets", body)
         assert resp.status_code == 200, resp.text
         return dict(resp.json())

@@ -325,6 +325,11 @@ def test_an_unreachable_identity_provider_is_503(deployment: Deployment, idp: Id
     assert deployment.serving(idp)
 
 
+# A caller held up by the provider would wait out its 5 s delay; one answered at once takes well
+# under that, even on a loaded machine.
+ANSWERED_AT_ONCE = 3.0
+
+
 def test_a_hanging_provider_does_not_hold_up_callers_whose_keys_are_held(
     deployment: Deployment, slow: IdentityProvider
 ) -> None:
@@ -340,10 +345,10 @@ def test_a_hanging_provider_does_not_hold_up_callers_whose_keys_are_held(
             started = time.monotonic()
             resp = deployment.models(slow.token(jti=uuid.uuid4().hex))
             assert resp.status_code == 200, resp.text
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < ANSWERED_AT_ONCE
         started = time.monotonic()
         assert deployment.models(slow.token(jti=uuid.uuid4().hex)).status_code == 200
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < ANSWERED_AT_ONCE
     finally:
         slow.delay = 0.0
 

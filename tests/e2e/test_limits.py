@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.periods import zone_far_from_period_end
 from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, start_redis
@@ -637,7 +638,8 @@ def test_a_stream_the_upstream_breaks_holds_the_tokens_it_is_billed_for(pair: Pa
     # limit settles to that same estimate, instead of giving the whole reservation back.
     key = pair.key(tpm_limit=1_000_000)
     budget = pair.admin("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "unit": "tokens",
-                                                     "max_amount": 1_000_000, "period": "daily"})
+                                                     "max_amount": 1_000_000, "period": "daily",
+                                                     "timezone": zone_far_from_period_end("daily")})
     assert budget.status_code == 200, budget.text
 
     def settled() -> bool:  # the budget settles in the same callback, after the token limits

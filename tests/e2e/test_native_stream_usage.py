@@ -24,6 +24,7 @@ import pytest
 from switchboard import tokens
 from switchboard.stores.protocols import UsageRecord
 from tests import ledger
+from tests.e2e.periods import zone_far_from_period_end
 from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
 from tests.services import Postgres, RedisServer
 
@@ -222,7 +223,8 @@ def until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
 def test_the_budget_and_the_token_limit_settle_to_the_estimate(world: World) -> None:
     key = world.admin("POST", "/admin/v1/keys", {"models": ["*"], "tpm_limit": 1_000_000}).json()
     budget = world.admin("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "unit": "tokens",
-                                                      "max_amount": 1_000_000, "period": "daily"})
+                                                      "max_amount": 1_000_000, "period": "daily",
+                                                      "timezone": zone_far_from_period_end("daily")})
     assert budget.status_code == 200, budget.text
 
     def status() -> dict[str, Any]:

@@ -191,9 +191,17 @@ def test_cost_sends_every_request_to_the_cheapest_priced_deployment(deployment: 
 
 
 def test_headroom_stops_choosing_a_deployment_whose_rpm_is_used_up(deployment: Deployment) -> None:
+    began = time.monotonic()
     got = Counter(served_by(deployment.sdk, "room") for _ in range(40))
-    # room-small takes at most its 3 requests per minute (6 if a minute ends during the test).
-    assert got["room-small"] <= 6 and got["room-large"] >= 34, got
+    # room-small takes at most its 3 requests per minute of the gateway's clock. The requests span
+    # at most elapsed // 60 + 2 of those minutes: 6 when they took under a minute (one minute
+    # ending during the test), more only on a machine so loaded that they took longer.
+    minutes = int((time.monotonic() - began) // 60) + 2
+    assert got["room-small"] <= 3 * minutes and got["room-large"] >= 40 - 3 * minutes, (got, minutes)
+    # And in the gateway's current minute, never more than its rpm.
+    state = deployment.admin("GET", f"{GROUPS}/room").json()
+    by = {d["name"]: d["state"] for d in state["deployments"]}
+    assert by["room-small"]["requests_this_minute"] <= 3, by
 
 
 def test_cost_prices_the_requests_own_tokens_where_no_context_window_is_known(deployment: Deployment) -> None:
@@ -473,6 +481,11 @@ def test_the_cli_lists_splits_and_sets_shares(deployment: Deployment) -> None:
 
 # -- two instances ---------------------------------------------------------------------------
 
+# The other instance applies a change when the change feed's message arrives (milliseconds when
+# idle), else at its next periodic reload (routing/live.py RELOAD_SECONDS, 10 s). Half of that is
+# the bound: it tells the feed from the fallback, and leaves a loaded machine seconds to reload.
+FEED_BOUND = 5.0
+
 
 @pytest.fixture(scope="module")
 def two_instances(mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer,
@@ -495,7 +508,7 @@ def test_a_weight_changed_on_one_instance_is_honoured_by_the_other(
     assert changed.status_code == 200, changed.text
     done = time.monotonic()
     while on_second.admin("GET", f"{GROUPS}/grp").json()["deployments"][0]["weight"] != 0:
-        assert time.monotonic() - done < 2.0, "the weight did not reach the other instance within 2 s"
+        assert time.monotonic() - done < FEED_BOUND, "the weight did not reach the other instance by the feed"
     assert {served_by(on_second.sdk, "grp") for _ in range(30)} == {"grp-b"}
 
 
@@ -509,7 +522,7 @@ def test_a_split_changed_on_one_instance_is_honoured_by_the_other(
     assert changed.status_code == 200, changed.text
     done = time.monotonic()
     while not on_second.admin("GET", SPLITS).json()["data"][0]["overridden"]:
-        assert time.monotonic() - done < 2.0, "the split did not reach the other instance within 2 s"
+        assert time.monotonic() - done < FEED_BOUND, "the split did not reach the other instance by the feed"
     assert {served_by(on_second.sdk, "canary") for _ in range(30)} == {"can-a"}
 
 

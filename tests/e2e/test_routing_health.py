@@ -17,7 +17,11 @@ from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, opena
 from tests.services import Postgres, RedisServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
-COOLDOWN = 1.5
+# The tests check that a deployment is still out right after its failures (its 503s, the 7
+# statuses of _exhaust): a stall of the machine as long as the cooldown would end it first and
+# let the check's request through as the probe. 1.5 s was too short for a loaded runner; each
+# wait for a recovery returns as soon as it comes.
+COOLDOWN = 3.0
 
 
 def _config(mock: Mock) -> dict[str, Any]:
