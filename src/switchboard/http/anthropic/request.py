@@ -42,7 +42,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from switchboard.http.anthropic.content import JSON, cached, fail, messages, text_part
+from switchboard.http.anthropic.content import JSON, cached, check_keys, fail, messages, text_part
 from switchboard.http.openai_api import parse_object
 from switchboard.prompts.reference import parse_reference
 
@@ -73,6 +73,7 @@ def _system(value: Any) -> str | list[JSON]:
     for i, block in enumerate(value):
         if not isinstance(block, dict) or block.get("type") != "text":
             raise fail(f"system.{i}.type", "Input should be 'text'")
+        check_keys(block, "text", f"system.{i}")
         parts.append(text_part(block, f"system.{i}"))
     return parts
 
