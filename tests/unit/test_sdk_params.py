@@ -144,3 +144,160 @@ def test_every_tool_result_block_type_is_decided(kind: str) -> None:
     with pytest.raises(InvalidRequest) as refused:
         messages(conversation, [])
     assert refused.value.param == "messages.2.content.0.content.0.type"
+
+
+# -- Chat Completions: the keys inside messages, content parts, tools and formats ------------------
+
+# The top-level fields whose inner keys are looked at here. The others (audio, prediction,
+# web_search_options, functions, function_call, moderation, prompt_cache_options) have a row of
+# their own that decides the whole value: passed by OpenAI-shaped providers, refused elsewhere.
+NESTED_CHAT_FIELDS = ("messages", "tools", "tool_choice", "response_format", "stream_options")
+
+_CONTENT = "validated (http/validate.py); text, or parts each translated or refused by type"
+_ROLE = "validated; each adapter maps the role or refuses it (function: refused, use tool messages)"
+_TYPE = "the part, call, tool or format type: each adapter translates the types it has, refuses the rest"
+_CUSTOM = "custom (free-form) tools: refused as a tools[i].type by every translating adapter"
+
+# ``TypedDict.key`` -> "row:<capability row>" or why the key is decided without a row of its own.
+CHAT_NESTED: dict[str, str] = {
+    # Messages.
+    "ChatCompletionDeveloperMessageParam.content": _CONTENT,
+    "ChatCompletionDeveloperMessageParam.name": "row:messages.name",
+    "ChatCompletionDeveloperMessageParam.role": _ROLE,
+    "ChatCompletionSystemMessageParam.content": _CONTENT,
+    "ChatCompletionSystemMessageParam.name": "row:messages.name",
+    "ChatCompletionSystemMessageParam.role": _ROLE,
+    "ChatCompletionUserMessageParam.content": _CONTENT,
+    "ChatCompletionUserMessageParam.name": "row:messages.name",
+    "ChatCompletionUserMessageParam.role": _ROLE,
+    "ChatCompletionAssistantMessageParam.audio": "row:messages.audio",
+    "ChatCompletionAssistantMessageParam.content": _CONTENT,
+    "ChatCompletionAssistantMessageParam.function_call": "row:messages.function_call",
+    "ChatCompletionAssistantMessageParam.name": "row:messages.name",
+    # An earlier reply's refusal: translated types send it as the turn's text (providers/turns.py).
+    "ChatCompletionAssistantMessageParam.refusal": "translated: the assistant turn's text",
+    "ChatCompletionAssistantMessageParam.role": _ROLE,
+    "ChatCompletionAssistantMessageParam.tool_calls": "validated; translated to each provider's calls",
+    "ChatCompletionToolMessageParam.content": _CONTENT,
+    "ChatCompletionToolMessageParam.role": _ROLE,
+    "ChatCompletionToolMessageParam.tool_call_id": "validated; pairs the result with its call",
+    "ChatCompletionFunctionMessageParam.content": "role function: refused by translating adapters",
+    "ChatCompletionFunctionMessageParam.name": "role function: refused by translating adapters",
+    "ChatCompletionFunctionMessageParam.role": _ROLE,
+    "Audio.id": "row:messages.audio",
+    "FunctionCall.arguments": "row:messages.function_call",
+    "FunctionCall.name": "row:messages.function_call",
+    # Tool calls (Function: also tool_choice's {name}).
+    "ChatCompletionMessageFunctionToolCallParam.function": "validated; translated",
+    "ChatCompletionMessageFunctionToolCallParam.id": "validated; translated (the call id)",
+    "ChatCompletionMessageFunctionToolCallParam.type": _TYPE,
+    "Function.arguments": "validated (a JSON string); translated to the provider's arguments",
+    "Function.name": "validated; translated",
+    "ChatCompletionMessageCustomToolCallParam.custom": "row:messages.tool_calls:custom",
+    "ChatCompletionMessageCustomToolCallParam.id": "row:messages.tool_calls:custom",
+    "ChatCompletionMessageCustomToolCallParam.type": "row:messages.tool_calls:custom",
+    "Custom.input": "row:messages.tool_calls:custom",
+    # Custom: a custom call's {name, input}, a custom tool's {name, description, format} and a
+    # custom tool choice's {name} (one TypedDict name): all refused with their custom type.
+    "Custom.name": "row:messages.tool_calls:custom",
+    # Content parts.
+    "ChatCompletionContentPartTextParam.text": "validated; translated",
+    "ChatCompletionContentPartTextParam.type": _TYPE,
+    "ChatCompletionContentPartTextParam.prompt_cache_breakpoint": "row:prompt_cache_breakpoint",
+    "ChatCompletionContentPartImageParam.image_url": "validated; translated or refused by each adapter",
+    "ChatCompletionContentPartImageParam.type": _TYPE,
+    "ChatCompletionContentPartImageParam.prompt_cache_breakpoint": "row:prompt_cache_breakpoint",
+    "ImageURL.url": "validated; a data URL as bytes, an http(s) URL fetched or passed per adapter",
+    "ImageURL.detail": "row:image_url.detail:low",  # "high" and "auto" ask for nothing
+    "ChatCompletionContentPartInputAudioParam.input_audio": "translated by Gemini, refused by type elsewhere",
+    "ChatCompletionContentPartInputAudioParam.type": _TYPE,
+    "ChatCompletionContentPartInputAudioParam.prompt_cache_breakpoint": "row:prompt_cache_breakpoint",
+    "InputAudio.data": "translated by Gemini (inlineData.data)",
+    "InputAudio.format": "translated by Gemini (inlineData.mimeType)",
+    "File.file": "translated (Anthropic: document; Gemini: inlineData) or refused by type",
+    "File.type": _TYPE,
+    "File.prompt_cache_breakpoint": "row:prompt_cache_breakpoint",
+    "FileFile.file_data": "translated where file parts are (a data URL)",
+    "FileFile.file_id": "an OpenAI Files API id: refused by every translating adapter",
+    "FileFile.filename": "translated: Anthropic document title, Gemini inlineData.displayName",
+    "PromptCacheBreakpoint.mode": "row:prompt_cache_breakpoint",
+    "PromptCacheBreakpoint.ttl": "row:prompt_cache_breakpoint",
+    "FilePromptCacheBreakpoint.mode": "row:prompt_cache_breakpoint",
+    "FilePromptCacheBreakpoint.ttl": "row:prompt_cache_breakpoint",
+    "ChatCompletionContentPartRefusalParam.refusal": "translated: text of the assistant turn",
+    "ChatCompletionContentPartRefusalParam.type": _TYPE,
+    # Tools.
+    "ChatCompletionFunctionToolParam.function": "row:tools",
+    "ChatCompletionFunctionToolParam.type": _TYPE,
+    "FunctionDefinition.name": "row:tools",
+    "FunctionDefinition.description": "row:tools",
+    "FunctionDefinition.parameters": "row:tools",
+    "FunctionDefinition.strict": "row:tools.strict",
+    "ChatCompletionCustomToolParam.custom": _CUSTOM,
+    "ChatCompletionCustomToolParam.type": _CUSTOM,
+    "Custom.description": _CUSTOM,
+    "Custom.format": _CUSTOM,
+    "CustomFormatText.type": _CUSTOM,
+    "CustomFormatGrammar.grammar": _CUSTOM,
+    "CustomFormatGrammar.type": _CUSTOM,
+    "CustomFormatGrammarGrammar.definition": _CUSTOM,
+    "CustomFormatGrammarGrammar.syntax": _CUSTOM,
+    # Tool choice.
+    "ChatCompletionAllowedToolChoiceParam.allowed_tools": "row:tool_choice",
+    "ChatCompletionAllowedToolChoiceParam.type": "row:tool_choice",
+    "ChatCompletionAllowedToolsParam.mode": "row:tool_choice",
+    "ChatCompletionAllowedToolsParam.tools": "row:tool_choice",
+    "ChatCompletionNamedToolChoiceParam.function": "row:tool_choice",
+    "ChatCompletionNamedToolChoiceParam.type": "row:tool_choice",
+    "ChatCompletionNamedToolChoiceCustomParam.custom": _CUSTOM,
+    "ChatCompletionNamedToolChoiceCustomParam.type": _CUSTOM,
+    # Response formats.
+    "ResponseFormatText.type": "row:response_format",
+    "ResponseFormatJSONObject.type": "row:response_format",
+    "ResponseFormatJSONSchema.type": "row:response_format",
+    "ResponseFormatJSONSchema.json_schema": "row:response_format",
+    "JSONSchema.schema": "row:response_format",
+    "JSONSchema.strict": "translated per adapter (docs/providers.md, response_format: json_schema): "
+                         "Anthropic's native mode, Gemini's strict schema check; Bedrock's and Cohere's "
+                         "structured output always follows the schema",
+    "JSONSchema.description": "row:response_format.json_schema.description",
+    # A label naming the format: the answer does not depend on it (Bedrock sends it, others have none).
+    "JSONSchema.name": "validated (required); meaning-free where the provider has no name for it",
+    # Stream options.
+    "ChatCompletionStreamOptionsParam.include_usage": "row:stream_options",
+    # Random padding OpenAI adds to stream events against length side channels: the streams of
+    # the translated types never carry it, so asking for none (false) is what they give.
+    "ChatCompletionStreamOptionsParam.include_obfuscation": "meaning-free on translated streams",
+}
+
+
+def nested_keys(annotation: object, found: set[str]) -> None:
+    """``TypedDict.key`` for every key of every TypedDict ``annotation`` reaches."""
+    for td in typed_dicts(annotation):
+        keys = {f"{td.__name__}.{key}" for key in typing.get_type_hints(td)}
+        if keys <= found:
+            continue
+        found |= keys
+        for hint in typing.get_type_hints(td).values():
+            nested_keys(hint, found)
+
+
+def chat_nested_keys() -> set[str]:
+    found: set[str] = set()
+    hints = typing.get_type_hints(CompletionCreateParamsBase)
+    for name in NESTED_CHAT_FIELDS:
+        nested_keys(hints[name], found)
+    return found
+
+
+def test_every_nested_chat_key_is_decided() -> None:
+    found = chat_nested_keys()
+    missing = found - set(CHAT_NESTED)
+    assert not missing, f"decide (a capability row, a translation or a refusal): {sorted(missing)}"
+    assert not set(CHAT_NESTED) - found, "keys the installed SDK no longer has"
+
+
+def test_the_rows_the_nested_chat_keys_name_exist() -> None:
+    rows = {row.name for row in REQUEST_ROWS}
+    named = {reason[4:] for reason in CHAT_NESTED.values() if reason.startswith("row:")}
+    assert named <= rows, sorted(named - rows)
