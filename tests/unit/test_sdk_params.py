@@ -10,19 +10,26 @@ listed, in the gateway's own lists or in the commented exceptions below.
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
+from typing import Any
 
+import orjson
 import pytest
 import typing_extensions
 from anthropic.types.assistant_message_param import AssistantMessageParam
 from anthropic.types.message_create_params import MessageCreateParamsBase
 from anthropic.types.tool_result_block_param import ToolResultBlockParam
 from anthropic.types.user_message_param import UserMessageParam
+from google.genai import types as genai
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 from openai.types.responses.response_create_params import ResponseCreateParamsBase
 
 from switchboard.errors import InvalidRequest
 from switchboard.http.anthropic.content import BLOCK_KEYS, messages
 from switchboard.http.anthropic.request import ACCEPTED, REFUSED, messages_request
+from switchboard.http.gemini import content as gemini_content
+from switchboard.http.gemini import request as gemini_request
+from switchboard.http.gemini.fields import camel
 from switchboard.http.responses.request import KNOWN_FIELDS, check_fields
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.params import CHAT_PARAMS
@@ -301,3 +308,90 @@ def test_the_rows_the_nested_chat_keys_name_exist() -> None:
     rows = {row.name for row in REQUEST_ROWS}
     named = {reason[4:] for reason in CHAT_NESTED.values() if reason.startswith("row:")}
     assert named <= rows, sorted(named - rows)
+
+
+# -- the Gemini inbound API (google-genai's pydantic models) ---------------------------------------
+
+_UNKNOWN = "not known: refused as an unknown name (400 naming it), as Google answers"
+_CLIENT = "an option of the SDK itself, never sent"
+
+# The request-meaningful models of the SDK: their fields (lowerCamelCase, as the wire spells them)
+# against the names the decoder knows. Each known name is translated, refused by name, or checked
+# and not sent for a reason (http/gemini/request.py NOT_SENT).
+GEMINI_MODELS: dict[str, tuple[type, frozenset[str]]] = {
+    "GenerationConfig": (genai.GenerationConfig, gemini_request._GENERATION),
+    "ThinkingConfig": (genai.ThinkingConfig, gemini_request._THINKING),
+    "Tool": (genai.Tool, gemini_request._TOOL),
+    "FunctionDeclaration": (genai.FunctionDeclaration, gemini_request._DECLARATION),
+    "ToolConfig": (genai.ToolConfig, gemini_request._TOOL_CONFIG),
+    "FunctionCallingConfig": (genai.FunctionCallingConfig, gemini_request._CALLING),
+    "SafetySetting": (genai.SafetySetting, gemini_request._SAFETY),
+    "Content": (genai.Content, gemini_content._CONTENT),
+    "Part": (genai.Part, gemini_content._PART),
+    "Blob": (genai.Blob, gemini_content._BLOB),
+    "FileData": (genai.FileData, gemini_content._FILE),
+    "FunctionCall": (genai.FunctionCall, gemini_content._CALL),
+    "FunctionResponse": (genai.FunctionResponse, gemini_content._RESPONSE),
+    "PartMediaResolution": (genai.PartMediaResolution, gemini_content._MEDIA_RESOLUTION),
+    # The SDK's one config object: generationConfig's fields and the request's own (tools,
+    # systemInstruction, safetySettings, cachedContent, labels, ...).
+    "GenerateContentConfig": (genai.GenerateContentConfig,
+                              gemini_request._GENERATION | gemini_request._REQUEST),
+}
+
+GEMINI_EXCEPTIONS: dict[str, dict[str, str]] = {
+    "GenerationConfig": dict.fromkeys(
+        ["audioTranscriptionConfig", "enableAffectiveDialog", "modelSelectionConfig", "responseFormat",
+         "routingConfig", "translationConfig"], _UNKNOWN),
+    "Tool": dict.fromkeys(["exaAiSearch", "mcpServers"], _UNKNOWN),
+    "Part": dict.fromkeys(["audioMetadata", "audioTranscription", "documentMetadata", "mediaProcessing",
+                           "speechMetadata", "spreadsheetMetadata"], _UNKNOWN),
+    "GenerateContentConfig": {
+        **dict.fromkeys(["httpOptions", "automaticFunctionCalling", "automaticContinuation",
+                         "shouldReturnHttpResponse"], _CLIENT),
+        **dict.fromkeys(["audioTranscriptionConfig", "generationOutputConfig", "modelArmorConfig",
+                         "modelSelectionConfig", "routingConfig"], _UNKNOWN),
+    },
+}
+# Where a field of each model goes in a request body, to probe a refusal.
+_PLACES: dict[str, Callable[[str], dict[str, Any]]] = {
+    "GenerationConfig": lambda name: {"generationConfig": {name: {}}},
+    "Tool": lambda name: {"tools": [{name: {}}]},
+    "Part": lambda name: {"contents": [{"role": "user", "parts": [{"text": "hi", name: {}}]}]},
+    "GenerateContentConfig": lambda name: {name: {}},
+}
+
+
+@pytest.mark.parametrize("model", sorted(GEMINI_MODELS))
+def test_every_gemini_field_is_decided(model: str) -> None:
+    cls, known = GEMINI_MODELS[model]
+    given = {camel(name) for name in typing.cast(Any, cls).model_fields}
+    missing = given - known - set(GEMINI_EXCEPTIONS.get(model, {}))
+    assert not missing, f"decide in http/gemini/ (translate, refuse by name, or NOT_SENT): {sorted(missing)}"
+
+
+@pytest.mark.parametrize(("model", "name"), [(m, n) for m, names in sorted(GEMINI_EXCEPTIONS.items())
+                                             for n, why in sorted(names.items()) if why == _UNKNOWN])
+def test_the_unknown_gemini_fields_are_refused_by_name(model: str, name: str) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], **_PLACES[model](name)}
+    with pytest.raises(InvalidRequest) as refused:
+        gemini_request.generate_request(orjson.dumps(body), "gemini", stream=False)
+    assert refused.value.param is not None and refused.value.param.endswith(name)
+
+
+@pytest.mark.parametrize("where", ["generationConfig", "part"])
+def test_a_low_gemini_media_resolution_is_a_low_image_detail(where: str) -> None:
+    image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+    body: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": "what is it?"}, image]}]}
+    if where == "part":
+        image["mediaResolution"] = {"level": "MEDIA_RESOLUTION_LOW"}
+    else:
+        body["generationConfig"] = {"mediaResolution": "MEDIA_RESOLUTION_LOW"}
+    request = gemini_request.generate_request(orjson.dumps(body), "gemini", stream=False).request
+    assert request["messages"][0]["content"][1]["image_url"]["detail"] == "low"
+
+
+def test_every_gemini_field_not_sent_is_a_known_one() -> None:
+    known = set().union(*(names for _, names in GEMINI_MODELS.values()))
+    named = {path.rsplit(".", 1)[-1] for path in gemini_request.NOT_SENT}
+    assert named <= known, sorted(named - known)
