@@ -242,3 +242,61 @@ def test_a_bad_thinking_budget_is_an_invalid_value_naming_it(oai: openai.OpenAI)
         oai.chat.completions.create(**ask, max_tokens=2000,
                                     extra_body={"thinking": {"type": "enabled", "budget_tokens": 4000}})
     assert exc.value.param == "max_tokens" and exc.value.code == "invalid_value"
+
+
+# -- content block keys on /v1/messages -----------------------------------------------------------
+
+_CALL = {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}
+_RESULT = {"type": "tool_result", "tool_use_id": "toolu_01", "content": "18C"}
+_IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
+_TOOL = {"name": "get_weather",
+         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+_SERVER_CALLER = {"type": "code_execution_20250825", "tool_id": "srvtoolu_1"}
+
+
+def _tool_turns(call: dict[str, Any], result: dict[str, Any]) -> list[Any]:
+    return [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [result]},
+    ]
+
+
+@pytest.mark.parametrize("model", ["claude", "gemini"], ids=["native", "translated"])
+@pytest.mark.parametrize(
+    ("messages", "param"),
+    [
+        (_tool_turns({**_CALL, "caller": _SERVER_CALLER}, _RESULT),
+         "messages.1.content.0.caller"),
+        (_tool_turns({**_CALL, "toolset_name": "mcp_github"}, _RESULT), "messages.1.content.0.toolset_name"),
+        (_tool_turns(_CALL, {**_RESULT, "toolset_name": "mcp_github"}), "messages.2.content.0.toolset_name"),
+        ([{"role": "user", "content": [{**_IMAGE, "transformations": {"oversized_image": "error"}}]}],
+         "messages.0.content.0.transformations"),
+        ([{"role": "user", "content": [{"type": "text", "text": "hi", "priority": "high"}]}],
+         "messages.0.content.0.priority"),
+    ],
+    ids=["server-tool-caller", "tool-use-toolset", "tool-result-toolset", "image-transformations",
+         "unknown-key"],
+)
+def test_a_block_key_without_a_counterpart_is_refused_by_name(
+    claude_sdk: anthropic.Anthropic, mock_upstream: Mock, model: str, messages: list[Any], param: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude_sdk.messages.create(model=model, max_tokens=50, tools=[_TOOL], messages=messages,
+                                   system=f"mock:capture={marker}")
+    error = refused.value.body
+    assert isinstance(error, dict) and error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith(f"{param}: ")
+    assert captured(mock_upstream, marker, count=0) == []  # nothing went upstream
+
+
+def test_a_reply_echoed_back_with_its_default_keys_is_accepted(claude_sdk: anthropic.Anthropic) -> None:
+    """What a reply's blocks carry when sent back as they came: a direct caller, no toolset, the
+    citations of a text block, an empty transformations object."""
+    call = {**_CALL, "caller": {"type": "direct"}, "toolset_name": None}
+    messages = _tool_turns(call, {**_RESULT, "toolset_name": None})
+    text = {"type": "text", "text": "Weather in Paris?", "citations": None}
+    messages[0] = {"role": "user", "content": [text, {**_IMAGE, "transformations": {}}]}
+    reply = claude_sdk.messages.create(model="gemini", max_tokens=50, tools=[_TOOL], messages=messages)
+    assert reply.content and reply.stop_reason in ("end_turn", "tool_use")

@@ -438,6 +438,39 @@ def test_malformed_body_is_refused_before_the_upstream(
     assert captured(world.mock, marker, count=0) == []  # nothing went upstream
 
 
+@pytest.mark.parametrize(
+    ("option", "header"),
+    [("workspace_id", "anthropic-workspace-id"), ("user_profile_id", "anthropic-user-profile-id")],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_workspace_and_user_profile_headers_are_refused_by_name(
+    client: anthropic.Anthropic, world: World, option: str, header: str, stream: bool
+) -> None:
+    """The SDK sends these options as headers; they pick a workspace or user profile of the
+    account the gateway's shared key opens, so they are refused rather than sent or dropped."""
+    marker = new_marker()
+    body = {
+        "model": "claude-native",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": f"hi mock:capture={marker}"}],
+    }
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        create(client, stream, **body, **{option: "wrkspc_01abc"})
+    assert refused.value.status_code == 400
+    error = refused.value.body
+    assert isinstance(error, dict) and error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith(f"{header}: header not supported")
+    assert captured(world.mock, marker, count=0) == []  # nothing went upstream
+
+
+def test_count_tokens_refuses_the_workspace_header(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.count_tokens(model="claude-native", messages=[{"role": "user", "content": "hi"}],
+                                     workspace_id="wrkspc_01abc")
+    assert "anthropic-workspace-id" in refused.value.message
+
+
 # -- documents inside a tool_result ---------------------------------------------------------------
 
 PDF = base64.b64encode(b"%PDF-1.4\n%%EOF\n").decode()

@@ -224,6 +224,38 @@ def test_image_input(client: genai.Client, model: str) -> None:
     assert response.text
 
 
+def _ask_low_resolution(client: genai.Client, model: str, marker: str) -> None:
+    client.models.generate_content(
+        model=model,
+        contents=[types.Part.from_bytes(data=base64.b64decode(PIXEL), mime_type="image/png"),
+                  f"What is this? mock:capture={marker}"],
+        config=types.GenerateContentConfig(media_resolution=types.MediaResolution.MEDIA_RESOLUTION_LOW),
+    )
+
+
+def test_a_low_media_resolution_reaches_the_upstream(client: genai.Client, mock_upstream: Mock) -> None:
+    """Before: checked and not sent. Now the images' low detail: Gemini's own field again on a
+    Gemini upstream, OpenAI's image detail on an OpenAI one."""
+    marker = new_marker()
+    _ask_low_resolution(client, "gem-via-gemini", marker)
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["generationConfig"]["mediaResolution"] == "MEDIA_RESOLUTION_LOW"
+    marker = new_marker()
+    _ask_low_resolution(client, "gem-via-openai", marker)
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["messages"][0]["content"][0]["image_url"]["detail"] == "low"
+
+
+def test_a_low_media_resolution_is_refused_where_images_have_no_resolution(
+    client: genai.Client, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    with pytest.raises(errors.ClientError) as refused:
+        _ask_low_resolution(client, "gem-via-anthropic", marker)
+    assert refused.value.code == 400 and "detail 'low'" in str(refused.value.message)
+    assert captured(mock_upstream, marker, timeout=0.5) == []
+
+
 def test_json_response_schema(client: genai.Client, model: str) -> None:
     response = client.models.generate_content(
         model=model,

@@ -274,6 +274,18 @@ def test_a_cancelled_batch_ends_with_its_requests_canceled(world: World) -> None
     assert {r.result.type for r in client.messages.batches.results(batch.id)} == {"canceled"}
 
 
+def test_a_workspace_header_is_refused_by_name(world: World) -> None:
+    """A client-level workspace (the SDK's credentials profile) picks a workspace of the account
+    the gateway's key opens, shared by every caller: refused, as on /v1/messages."""
+    client = world.sdk(world.key(["*"])["key"])
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.batches.create(requests=[request("a")],
+                                       extra_headers={"anthropic-workspace-id": "wrkspc_01abc"})
+    error = refused.value.body
+    assert isinstance(error, dict) and error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith("anthropic-workspace-id: header not supported")
+
+
 def test_models_are_checked_as_for_a_chat_request(world: World) -> None:
     narrow = world.sdk(world.key(["claude", "gpt-4o-mini"])["key"])
     # An OpenAI model: message batches run on Anthropic providers only.

@@ -249,3 +249,75 @@ def test_text_and_refusal_parts_there_are_still_sent_as_text(
             "Noted. " if role == "system" else "Noted. No.")
     else:
         assert [b["text"] for b in sent["messages"][1]["content"]] == ["Noted. ", "No."]
+
+
+# ---- keys inside messages and formats (tests/unit/test_sdk_params.py decides each) -------------
+
+
+def replaying_custom_call(marker: str) -> list[Any]:
+    """A conversation with an earlier call of an OpenAI custom (free-form) tool and its result."""
+    return [{"role": "user", "content": f"run it mock:capture={marker}"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "custom", "custom": {"name": "shell", "input": "ls"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "a.txt"},
+            {"role": "user", "content": "and now?"}]
+
+
+def test_a_custom_tool_call_reaches_openai_as_written(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    client.chat.completions.create(model="gpt", messages=replaying_custom_call(marker))
+    assert upstream_body(mock_upstream, marker)["messages"][1]["tool_calls"][0]["custom"]["input"] == "ls"
+
+
+@pytest.mark.parametrize("model", ["claude", "bedrock", "gemini", "cohere", "mistral"])
+def test_a_custom_tool_call_is_refused_where_translated(
+    client: openai.OpenAI, mock_upstream: Mock, model: str
+) -> None:
+    """Before: a server error on Anthropic and Cohere, the call left out on Bedrock and Mistral."""
+    marker = new_marker()
+    error = refusal(client, model, replaying_custom_call(marker))
+    assert error["param"] == "messages[1].tool_calls[0].type"
+    assert "custom tool calls" in error["message"]
+    nothing_sent(mock_upstream, marker)
+
+
+def test_drop_params_removes_the_custom_call_and_its_result(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    client.chat.completions.create(model="claude-lenient", messages=replaying_custom_call(marker))
+    sent = upstream_body(mock_upstream, marker)["messages"]
+    assert "call_1" not in str(sent) and "a.txt" not in str(sent)
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+
+
+_FORMAT: Any = {"type": "json_schema", "json_schema": {
+    "name": "city", "description": "The capital city asked for",
+    "schema": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+
+
+@pytest.mark.parametrize(("model", "path"), [
+    ("gemini", ("generationConfig", "responseSchema", "description")),
+    ("cohere", ("response_format", "json_schema", "description")),
+    ("claude", ("tools", 0, "description")),  # the forced JSON tool
+])
+def test_the_json_schema_description_reaches_the_provider(
+    client: openai.OpenAI, mock_upstream: Mock, model: str, path: tuple[Any, ...]
+) -> None:
+    marker = new_marker()
+    client.chat.completions.create(model=model, response_format=_FORMAT,
+                                   messages=[{"role": "user", "content": f"France? mock:capture={marker}"}])
+    sent: Any = upstream_body(mock_upstream, marker)
+    for key in path:
+        sent = sent[key]
+    assert sent == "The capital city asked for"
+
+
+def test_a_file_name_reaches_gemini_as_the_blob_display_name(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"summarise mock:capture={marker}"}, FILE_PART]}])
+    parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
+    assert parts[1]["inlineData"]["displayName"] == "a.pdf"

@@ -217,7 +217,7 @@ def test_media_parts() -> None:
     assert body["contents"][0]["parts"] == [
         {"fileData": {"mimeType": "image/png", "fileUri": "gs://bucket/cat.png"}},
         {"inlineData": {"mimeType": "audio/wav", "data": "UklG"}},
-        {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}},
+        {"inlineData": {"mimeType": "application/pdf", "data": "JVBE", "displayName": "a.pdf"}},
     ]
     with pytest.raises(UnsupportedParameter) as caught:
         body_of(request)

@@ -10,14 +10,26 @@ listed, in the gateway's own lists or in the commented exceptions below.
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
+from typing import Any
 
+import orjson
 import pytest
+import typing_extensions
+from anthropic.types.assistant_message_param import AssistantMessageParam
 from anthropic.types.message_create_params import MessageCreateParamsBase
+from anthropic.types.tool_result_block_param import ToolResultBlockParam
+from anthropic.types.user_message_param import UserMessageParam
+from google.genai import types as genai
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 from openai.types.responses.response_create_params import ResponseCreateParamsBase
 
 from switchboard.errors import InvalidRequest
+from switchboard.http.anthropic.content import BLOCK_KEYS, messages
 from switchboard.http.anthropic.request import ACCEPTED, REFUSED, messages_request
+from switchboard.http.gemini import content as gemini_content
+from switchboard.http.gemini import request as gemini_request
+from switchboard.http.gemini.fields import camel
 from switchboard.http.responses.request import KNOWN_FIELDS, check_fields
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.params import CHAT_PARAMS
@@ -78,3 +90,308 @@ def test_the_refused_anthropic_fields_are_refused_by_name(name: str) -> None:
     with pytest.raises(InvalidRequest) as refused:
         messages_request(body % name.encode())
     assert refused.value.param == name and REFUSED[name] in refused.value.message
+
+
+# -- Anthropic content blocks ---------------------------------------------------------------------
+
+
+def typed_dicts(annotation: object) -> list[type]:
+    """The TypedDicts a type annotation names, through Union, Iterable, Optional and Required."""
+    if typing_extensions.is_typeddict(annotation):
+        return [typing.cast(type, annotation)]
+    found: list[type] = []
+    for arg in typing.get_args(annotation):
+        found += [t for t in typed_dicts(arg) if t not in found]
+    return found
+
+
+def literal_type(block: type) -> str:
+    """The ``type`` Literal of a block param (``Required[Literal["text"]]``)."""
+    hint = typing.get_type_hints(block)["type"]
+    while typing.get_origin(hint) is not typing.Literal:
+        (hint,) = typing.get_args(hint)
+    (kind,) = typing.get_args(hint)
+    return str(kind)
+
+
+MESSAGE_BLOCKS = {literal_type(b): b for m in (UserMessageParam, AssistantMessageParam)
+                  for b in typed_dicts(typing.get_type_hints(m)["content"])}
+RESULT_BLOCKS = {literal_type(b): b
+                 for b in typed_dicts(typing.get_type_hints(ToolResultBlockParam)["content"])}
+
+
+@pytest.mark.parametrize("kind", sorted(set(MESSAGE_BLOCKS) & set(BLOCK_KEYS)))
+def test_every_key_of_a_decoded_block_is_decided(kind: str) -> None:
+    missing = fields(MESSAGE_BLOCKS[kind]) - BLOCK_KEYS[kind]
+    assert not missing, f"decide in http/anthropic/content.py ({kind} blocks): {sorted(missing)}"
+
+
+@pytest.mark.parametrize("kind", sorted(set(MESSAGE_BLOCKS) - set(BLOCK_KEYS)))
+@pytest.mark.parametrize("role", ["user", "assistant"])
+def test_every_other_message_block_type_is_refused_by_name(kind: str, role: str) -> None:
+    conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": kind}]}]
+    if role == "user":
+        conversation = [{"role": "user", "content": [{"type": kind}]}]
+    with pytest.raises(InvalidRequest) as refused:
+        messages(conversation, [])
+    assert refused.value.param == f"messages.{len(conversation) - 1}.content.0.type"
+
+
+@pytest.mark.parametrize("kind", sorted(RESULT_BLOCKS))
+def test_every_tool_result_block_type_is_decided(kind: str) -> None:
+    if kind in BLOCK_KEYS:
+        assert fields(RESULT_BLOCKS[kind]) <= BLOCK_KEYS[kind]
+        return
+    conversation = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+        {"role": "user",
+         "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": kind}]}]},
+    ]
+    with pytest.raises(InvalidRequest) as refused:
+        messages(conversation, [])
+    assert refused.value.param == "messages.2.content.0.content.0.type"
+
+
+# -- Chat Completions: the keys inside messages, content parts, tools and formats ------------------
+
+# The top-level fields whose inner keys are looked at here. The others (audio, prediction,
+# web_search_options, functions, function_call, moderation, prompt_cache_options) have a row of
+# their own that decides the whole value: passed by OpenAI-shaped providers, refused elsewhere.
+NESTED_CHAT_FIELDS = ("messages", "tools", "tool_choice", "response_format", "stream_options")
+
+_CONTENT = "validated (http/validate.py); text, or parts each translated or refused by type"
+_ROLE = "validated; each adapter maps the role or refuses it (function: refused, use tool messages)"
+_TYPE = "the part, call, tool or format type: each adapter translates the types it has, refuses the rest"
+_CUSTOM = "custom (free-form) tools: refused as a tools[i].type by every translating adapter"
+
+# ``TypedDict.key`` -> "row:<capability row>" or why the key is decided without a row of its own.
+CHAT_NESTED: dict[str, str] = {
+    # Messages.
+    "ChatCompletionDeveloperMessageParam.content": _CONTENT,
+    "ChatCompletionDeveloperMessageParam.name": "row:messages.name",
+    "ChatCompletionDeveloperMessageParam.role": _ROLE,
+    "ChatCompletionSystemMessageParam.content": _CONTENT,
+    "ChatCompletionSystemMessageParam.name": "row:messages.name",
+    "ChatCompletionSystemMessageParam.role": _ROLE,
+    "ChatCompletionUserMessageParam.content": _CONTENT,
+    "ChatCompletionUserMessageParam.name": "row:messages.name",
+    "ChatCompletionUserMessageParam.role": _ROLE,
+    "ChatCompletionAssistantMessageParam.audio": "row:messages.audio",
+    "ChatCompletionAssistantMessageParam.content": _CONTENT,
+    "ChatCompletionAssistantMessageParam.function_call": "row:messages.function_call",
+    "ChatCompletionAssistantMessageParam.name": "row:messages.name",
+    # An earlier reply's refusal: translated types send it as the turn's text (providers/turns.py).
+    "ChatCompletionAssistantMessageParam.refusal": "translated: the assistant turn's text",
+    "ChatCompletionAssistantMessageParam.role": _ROLE,
+    "ChatCompletionAssistantMessageParam.tool_calls": "validated; translated to each provider's calls",
+    "ChatCompletionToolMessageParam.content": _CONTENT,
+    "ChatCompletionToolMessageParam.role": _ROLE,
+    "ChatCompletionToolMessageParam.tool_call_id": "validated; pairs the result with its call",
+    "ChatCompletionFunctionMessageParam.content": "role function: refused by translating adapters",
+    "ChatCompletionFunctionMessageParam.name": "role function: refused by translating adapters",
+    "ChatCompletionFunctionMessageParam.role": _ROLE,
+    "Audio.id": "row:messages.audio",
+    "FunctionCall.arguments": "row:messages.function_call",
+    "FunctionCall.name": "row:messages.function_call",
+    # Tool calls (Function: also tool_choice's {name}).
+    "ChatCompletionMessageFunctionToolCallParam.function": "validated; translated",
+    "ChatCompletionMessageFunctionToolCallParam.id": "validated; translated (the call id)",
+    "ChatCompletionMessageFunctionToolCallParam.type": _TYPE,
+    "Function.arguments": "validated (a JSON string); translated to the provider's arguments",
+    "Function.name": "validated; translated",
+    "ChatCompletionMessageCustomToolCallParam.custom": "row:messages.tool_calls:custom",
+    "ChatCompletionMessageCustomToolCallParam.id": "row:messages.tool_calls:custom",
+    "ChatCompletionMessageCustomToolCallParam.type": "row:messages.tool_calls:custom",
+    "Custom.input": "row:messages.tool_calls:custom",
+    # Custom: a custom call's {name, input}, a custom tool's {name, description, format} and a
+    # custom tool choice's {name} (one TypedDict name): all refused with their custom type.
+    "Custom.name": "row:messages.tool_calls:custom",
+    # Content parts.
+    "ChatCompletionContentPartTextParam.text": "validated; translated",
+    "ChatCompletionContentPartTextParam.type": _TYPE,
+    "ChatCompletionContentPartTextParam.prompt_cache_breakpoint": "row:prompt_cache_breakpoint",
+    "ChatCompletionContentPartImageParam.image_url": "validated; translated or refused by each adapter",
+    "ChatCompletionContentPartImageParam.type": _TYPE,
+    "ChatCompletionContentPartImageParam.prompt_cache_breakpoint": "row:prompt_cache_breakpoint",
+    "ImageURL.url": "validated; a data URL as bytes, an http(s) URL fetched or passed per adapter",
+    "ImageURL.detail": "row:image_url.detail:low",  # "high" and "auto" ask for nothing
+    "ChatCompletionContentPartInputAudioParam.input_audio": "translated by Gemini, refused by type elsewhere",
+    "ChatCompletionContentPartInputAudioParam.type": _TYPE,
+    "ChatCompletionContentPartInputAudioParam.prompt_cache_breakpoint": "row:prompt_cache_breakpoint",
+    "InputAudio.data": "translated by Gemini (inlineData.data)",
+    "InputAudio.format": "translated by Gemini (inlineData.mimeType)",
+    "File.file": "translated (Anthropic: document; Gemini: inlineData) or refused by type",
+    "File.type": _TYPE,
+    "File.prompt_cache_breakpoint": "row:prompt_cache_breakpoint",
+    "FileFile.file_data": "translated where file parts are (a data URL)",
+    "FileFile.file_id": "an OpenAI Files API id: refused by every translating adapter",
+    "FileFile.filename": "translated: Anthropic document title, Gemini inlineData.displayName",
+    "PromptCacheBreakpoint.mode": "row:prompt_cache_breakpoint",
+    "PromptCacheBreakpoint.ttl": "row:prompt_cache_breakpoint",
+    "FilePromptCacheBreakpoint.mode": "row:prompt_cache_breakpoint",
+    "FilePromptCacheBreakpoint.ttl": "row:prompt_cache_breakpoint",
+    "ChatCompletionContentPartRefusalParam.refusal": "translated: text of the assistant turn",
+    "ChatCompletionContentPartRefusalParam.type": _TYPE,
+    # Tools.
+    "ChatCompletionFunctionToolParam.function": "row:tools",
+    "ChatCompletionFunctionToolParam.type": _TYPE,
+    "FunctionDefinition.name": "row:tools",
+    "FunctionDefinition.description": "row:tools",
+    "FunctionDefinition.parameters": "row:tools",
+    "FunctionDefinition.strict": "row:tools.strict",
+    "ChatCompletionCustomToolParam.custom": _CUSTOM,
+    "ChatCompletionCustomToolParam.type": _CUSTOM,
+    "Custom.description": _CUSTOM,
+    "Custom.format": _CUSTOM,
+    "CustomFormatText.type": _CUSTOM,
+    "CustomFormatGrammar.grammar": _CUSTOM,
+    "CustomFormatGrammar.type": _CUSTOM,
+    "CustomFormatGrammarGrammar.definition": _CUSTOM,
+    "CustomFormatGrammarGrammar.syntax": _CUSTOM,
+    # Tool choice.
+    "ChatCompletionAllowedToolChoiceParam.allowed_tools": "row:tool_choice",
+    "ChatCompletionAllowedToolChoiceParam.type": "row:tool_choice",
+    "ChatCompletionAllowedToolsParam.mode": "row:tool_choice",
+    "ChatCompletionAllowedToolsParam.tools": "row:tool_choice",
+    "ChatCompletionNamedToolChoiceParam.function": "row:tool_choice",
+    "ChatCompletionNamedToolChoiceParam.type": "row:tool_choice",
+    "ChatCompletionNamedToolChoiceCustomParam.custom": _CUSTOM,
+    "ChatCompletionNamedToolChoiceCustomParam.type": _CUSTOM,
+    # Response formats.
+    "ResponseFormatText.type": "row:response_format",
+    "ResponseFormatJSONObject.type": "row:response_format",
+    "ResponseFormatJSONSchema.type": "row:response_format",
+    "ResponseFormatJSONSchema.json_schema": "row:response_format",
+    "JSONSchema.schema": "row:response_format",
+    "JSONSchema.strict": "translated per adapter (docs/providers.md, response_format: json_schema): "
+                         "Anthropic's native mode, Gemini's strict schema check; Bedrock's and Cohere's "
+                         "structured output always follows the schema",
+    "JSONSchema.description": "row:response_format.json_schema.description",
+    # A label naming the format: the answer does not depend on it (Bedrock sends it, others have none).
+    "JSONSchema.name": "validated (required); meaning-free where the provider has no name for it",
+    # Stream options.
+    "ChatCompletionStreamOptionsParam.include_usage": "row:stream_options",
+    # Random padding OpenAI adds to stream events against length side channels: the streams of
+    # the translated types never carry it, so asking for none (false) is what they give.
+    "ChatCompletionStreamOptionsParam.include_obfuscation": "meaning-free on translated streams",
+}
+
+
+def nested_keys(annotation: object, found: set[str]) -> None:
+    """``TypedDict.key`` for every key of every TypedDict ``annotation`` reaches."""
+    for td in typed_dicts(annotation):
+        keys = {f"{td.__name__}.{key}" for key in typing.get_type_hints(td)}
+        if keys <= found:
+            continue
+        found |= keys
+        for hint in typing.get_type_hints(td).values():
+            nested_keys(hint, found)
+
+
+def chat_nested_keys() -> set[str]:
+    found: set[str] = set()
+    hints = typing.get_type_hints(CompletionCreateParamsBase)
+    for name in NESTED_CHAT_FIELDS:
+        nested_keys(hints[name], found)
+    return found
+
+
+def test_every_nested_chat_key_is_decided() -> None:
+    found = chat_nested_keys()
+    missing = found - set(CHAT_NESTED)
+    assert not missing, f"decide (a capability row, a translation or a refusal): {sorted(missing)}"
+    assert not set(CHAT_NESTED) - found, "keys the installed SDK no longer has"
+
+
+def test_the_rows_the_nested_chat_keys_name_exist() -> None:
+    rows = {row.name for row in REQUEST_ROWS}
+    named = {reason[4:] for reason in CHAT_NESTED.values() if reason.startswith("row:")}
+    assert named <= rows, sorted(named - rows)
+
+
+# -- the Gemini inbound API (google-genai's pydantic models) ---------------------------------------
+
+_UNKNOWN = "not known: refused as an unknown name (400 naming it), as Google answers"
+_CLIENT = "an option of the SDK itself, never sent"
+
+# The request-meaningful models of the SDK: their fields (lowerCamelCase, as the wire spells them)
+# against the names the decoder knows. Each known name is translated, refused by name, or checked
+# and not sent for a reason (http/gemini/request.py NOT_SENT).
+GEMINI_MODELS: dict[str, tuple[type, frozenset[str]]] = {
+    "GenerationConfig": (genai.GenerationConfig, gemini_request._GENERATION),
+    "ThinkingConfig": (genai.ThinkingConfig, gemini_request._THINKING),
+    "Tool": (genai.Tool, gemini_request._TOOL),
+    "FunctionDeclaration": (genai.FunctionDeclaration, gemini_request._DECLARATION),
+    "ToolConfig": (genai.ToolConfig, gemini_request._TOOL_CONFIG),
+    "FunctionCallingConfig": (genai.FunctionCallingConfig, gemini_request._CALLING),
+    "SafetySetting": (genai.SafetySetting, gemini_request._SAFETY),
+    "Content": (genai.Content, gemini_content._CONTENT),
+    "Part": (genai.Part, gemini_content._PART),
+    "Blob": (genai.Blob, gemini_content._BLOB),
+    "FileData": (genai.FileData, gemini_content._FILE),
+    "FunctionCall": (genai.FunctionCall, gemini_content._CALL),
+    "FunctionResponse": (genai.FunctionResponse, gemini_content._RESPONSE),
+    "PartMediaResolution": (genai.PartMediaResolution, gemini_content._MEDIA_RESOLUTION),
+    # The SDK's one config object: generationConfig's fields and the request's own (tools,
+    # systemInstruction, safetySettings, cachedContent, labels, ...).
+    "GenerateContentConfig": (genai.GenerateContentConfig,
+                              gemini_request._GENERATION | gemini_request._REQUEST),
+}
+
+GEMINI_EXCEPTIONS: dict[str, dict[str, str]] = {
+    "GenerationConfig": dict.fromkeys(
+        ["audioTranscriptionConfig", "enableAffectiveDialog", "modelSelectionConfig", "responseFormat",
+         "routingConfig", "translationConfig"], _UNKNOWN),
+    "Tool": dict.fromkeys(["exaAiSearch", "mcpServers"], _UNKNOWN),
+    "Part": dict.fromkeys(["audioMetadata", "audioTranscription", "documentMetadata", "mediaProcessing",
+                           "speechMetadata", "spreadsheetMetadata"], _UNKNOWN),
+    "GenerateContentConfig": {
+        **dict.fromkeys(["httpOptions", "automaticFunctionCalling", "automaticContinuation",
+                         "shouldReturnHttpResponse"], _CLIENT),
+        **dict.fromkeys(["audioTranscriptionConfig", "generationOutputConfig", "modelArmorConfig",
+                         "modelSelectionConfig", "routingConfig"], _UNKNOWN),
+    },
+}
+# Where a field of each model goes in a request body, to probe a refusal.
+_PLACES: dict[str, Callable[[str], dict[str, Any]]] = {
+    "GenerationConfig": lambda name: {"generationConfig": {name: {}}},
+    "Tool": lambda name: {"tools": [{name: {}}]},
+    "Part": lambda name: {"contents": [{"role": "user", "parts": [{"text": "hi", name: {}}]}]},
+    "GenerateContentConfig": lambda name: {name: {}},
+}
+
+
+@pytest.mark.parametrize("model", sorted(GEMINI_MODELS))
+def test_every_gemini_field_is_decided(model: str) -> None:
+    cls, known = GEMINI_MODELS[model]
+    given = {camel(name) for name in typing.cast(Any, cls).model_fields}
+    missing = given - known - set(GEMINI_EXCEPTIONS.get(model, {}))
+    assert not missing, f"decide in http/gemini/ (translate, refuse by name, or NOT_SENT): {sorted(missing)}"
+
+
+@pytest.mark.parametrize(("model", "name"), [(m, n) for m, names in sorted(GEMINI_EXCEPTIONS.items())
+                                             for n, why in sorted(names.items()) if why == _UNKNOWN])
+def test_the_unknown_gemini_fields_are_refused_by_name(model: str, name: str) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], **_PLACES[model](name)}
+    with pytest.raises(InvalidRequest) as refused:
+        gemini_request.generate_request(orjson.dumps(body), "gemini", stream=False)
+    assert refused.value.param is not None and refused.value.param.endswith(name)
+
+
+@pytest.mark.parametrize("where", ["generationConfig", "part"])
+def test_a_low_gemini_media_resolution_is_a_low_image_detail(where: str) -> None:
+    image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+    body: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": "what is it?"}, image]}]}
+    if where == "part":
+        image["mediaResolution"] = {"level": "MEDIA_RESOLUTION_LOW"}
+    else:
+        body["generationConfig"] = {"mediaResolution": "MEDIA_RESOLUTION_LOW"}
+    request = gemini_request.generate_request(orjson.dumps(body), "gemini", stream=False).request
+    assert request["messages"][0]["content"][1]["image_url"]["detail"] == "low"
+
+
+def test_every_gemini_field_not_sent_is_a_known_one() -> None:
+    known = set().union(*(names for _, names in GEMINI_MODELS.values()))
+    named = {path.rsplit(".", 1)[-1] for path in gemini_request.NOT_SENT}
+    assert named <= known, sorted(named - known)

@@ -223,6 +223,9 @@ def _tool_calls(i: int, calls: Any) -> None:
     if not isinstance(calls, list):
         raise _fail(param, "must be an array")
     for j, call in enumerate(calls):
+        if isinstance(call, dict) and call.get("type") == "custom":
+            _custom_call(f"{param}[{j}]", call)
+            continue
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise _fail(f"{param}[{j}].function.name", "is required")
@@ -230,6 +233,19 @@ def _tool_calls(i: int, calls: Any) -> None:
             raise _fail(f"{param}[{j}].function.arguments", "must be a JSON-encoded string")
         if not isinstance(call.get("id", ""), str):
             raise _fail(f"{param}[{j}].id", "must be a string")
+
+
+def _custom_call(param: str, call: dict[str, Any]) -> None:
+    """A call of an OpenAI custom (free-form) tool: its input is text, not JSON arguments. Passed
+    to the OpenAI family; the translated types refuse it (capability row
+    ``messages.tool_calls:custom``)."""
+    custom = call.get("custom")
+    if not isinstance(custom, dict) or not isinstance(custom.get("name"), str):
+        raise _fail(f"{param}.custom.name", "is required")
+    if not isinstance(custom.get("input"), str):
+        raise _fail(f"{param}.custom.input", "must be a string")
+    if not isinstance(call.get("id", ""), str):
+        raise _fail(f"{param}.id", "must be a string")
 
 
 def _audio(i: int, audio: Any) -> None:

@@ -45,6 +45,7 @@ from switchboard.providers.errors import invalid_body, loads_object, upstream_er
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from switchboard.providers.openai_extensions import documents_and_errors, with_effort, without_safety_settings
 from switchboard.providers.params import drops
+from switchboard.providers.response_format import described_schema
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent
 from switchboard.providers.target import Target
@@ -488,7 +489,8 @@ def _converted_format(fmt: JSON, style: FormatStyle) -> JSON | None:
         return None
     if style == "tgi":  # serde adjacently tagged: {"type": ..., "value": ...}
         if kind == "json_schema":
-            value = {"name": schema_spec.get("name"), "schema": schema_spec.get("schema")}
+            # TGI's value has no description: the format's goes into the schema's own.
+            value = {"name": schema_spec.get("name"), "schema": described_schema(schema_spec)}
             return {"type": "json_schema", "value": value}
         return {"type": "json", "value": {"type": "object"}}
     if kind == "json_object":  # json_schema-only servers: any JSON object

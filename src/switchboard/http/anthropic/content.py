@@ -30,6 +30,14 @@ Mapping (the canonical extensions are in docs/providers.md, "Canonical extension
                                    translates or refuses them as any document part
     thinking / redacted_thinking-> assistant ``thinking_blocks`` (signatures unchanged) and
                                    ``reasoning_content`` (the thinking text)
+A key a block type does not have (``BLOCK_KEYS``) is refused, as Anthropic does; the keys it has
+are each translated, checked to mean nothing beyond the default (a ``direct`` tool caller, no
+toolset, no image transformations) or refused by name (``_default_only``), or documented as
+meaning-free: a text block's ``citations`` (the citations an earlier reply carried, echoed back:
+the model is not asked to cite by them) are not carried to a translated request; a ``tool_use``
+block's ``cache_control`` is not either (the canonical tool call has no breakpoint; a cost hint).
+Block types not listed (search results, server tool use and results, container uploads) are
+refused naming their ``type``.
 Errors name the offending field the way Anthropic does: ``messages.0.content.1.source.data``.
 """
 
@@ -49,6 +57,17 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 _DOCUMENT_SOURCES = ("base64", "text", "content", "url", "file")
 _CACHE_TTLS = ("5m", "1h")
+# The keys of each block type the decoder reads (tests/unit/test_sdk_params.py holds the installed
+# SDK's block params against them): any other key is a 400, as Anthropic's own validation gives.
+BLOCK_KEYS: dict[str, frozenset[str]] = {
+    "text": frozenset({"type", "text", "cache_control", "citations"}),
+    "image": frozenset({"type", "source", "cache_control", "transformations"}),
+    "document": frozenset({"type", "source", "cache_control", "citations", "context", "title"}),
+    "tool_use": frozenset({"type", "id", "name", "input", "cache_control", "caller", "toolset_name"}),
+    "tool_result": frozenset({"type", "tool_use_id", "content", "is_error", "cache_control", "toolset_name"}),
+    "thinking": frozenset({"type", "thinking", "signature"}),
+    "redacted_thinking": frozenset({"type", "data"}),
+}
 
 
 def fail(path: str, problem: str, code: str | None = None) -> InvalidRequest:
@@ -62,7 +81,26 @@ def _block_type(block: Any, path: str) -> str:
     kind = block.get("type")
     if not isinstance(kind, str):
         raise fail(f"{path}.type", "Field required")
+    check_keys(block, kind, path)
     return kind
+
+
+def check_keys(block: JSON, kind: str, path: str) -> None:
+    """Refuse a key ``kind`` blocks do not have (an unknown ``kind`` is refused by its caller)."""
+    known = BLOCK_KEYS.get(kind)
+    if known is None:
+        return
+    for key in block:
+        if key not in known:
+            raise fail(f"{path}.{str(key)[:60]}", "Extra inputs are not permitted")
+
+
+def _default_only(block: JSON, key: str, path: str, default: Any, reason: str) -> None:
+    """Refuse ``key`` unless absent, null or ``default``: what it asks for (a server tool's call,
+    a toolset, an image transformation) has no counterpart here, so it may not be dropped."""
+    value = block.get(key)
+    if value is not None and value != default:
+        raise fail(f"{path}.{key}", f"not supported by this gateway ({reason})")
 
 
 def text_of(block: JSON, path: str) -> str:
@@ -111,6 +149,7 @@ def _file_id(source: JSON, spath: str, found: list[str]) -> str:
 
 
 def image_part(block: JSON, path: str, found: list[str]) -> JSON:
+    _default_only(block, "transformations", path, {}, "images are sent to the model as given")
     source = block.get("source")
     spath = f"{path}.source"
     if not isinstance(source, dict):
@@ -197,6 +236,7 @@ def _tool_result(block: JSON, path: str, found: list[str]) -> tuple[JSON, list[J
     tool_use_id = block.get("tool_use_id")
     if not isinstance(tool_use_id, str) or not tool_use_id:
         raise fail(f"{path}.tool_use_id", "Field required")
+    _default_only(block, "toolset_name", path, None, "toolsets are not supported")
     is_error = block.get("is_error", False)
     if not isinstance(is_error, bool):
         raise fail(f"{path}.is_error", "Input should be a valid boolean")
@@ -264,6 +304,9 @@ def _tool_call(block: JSON, path: str) -> JSON:
     tool_input = block.get("input")
     if not isinstance(tool_input, dict):
         raise fail(f"{path}.input", "Input should be an object")
+    # A call a server tool made (programmatic tool calling) needs the server tools, refused here.
+    _default_only(block, "caller", path, {"type": "direct"}, "only calls the model made directly are")
+    _default_only(block, "toolset_name", path, None, "toolsets are not supported")
     arguments = orjson.dumps(tool_input).decode()
     plain_id, signature = tool_ids.inbound(call_id)
     call: JSON = {"id": plain_id, "type": "function", "function": {"name": name, "arguments": arguments}}

@@ -14,7 +14,7 @@ import orjson
 from switchboard.context import RequestContext
 from switchboard.errors import GatewayError
 from switchboard.http.anthropic.errors import error_body
-from switchboard.http.anthropic.request import count_tokens_request
+from switchboard.http.anthropic.request import check_headers, count_tokens_request
 from switchboard.http.anthropic.stream import event
 
 
@@ -23,6 +23,7 @@ class AnthropicCountTokens:
     dialect = "anthropic"
 
     def decode(self, ctx: RequestContext) -> None:
+        check_headers(ctx.headers)
         ctx.request = count_tokens_request(ctx.body)
         ctx.response_headers["request-id"] = ctx.request_id
 

@@ -18,7 +18,7 @@ from switchboard.context import RequestContext, answered_model
 from switchboard.errors import GatewayError, name_as_sent
 from switchboard.http.anthropic import passthrough, prompt, response
 from switchboard.http.anthropic.errors import error_body
-from switchboard.http.anthropic.request import messages_request
+from switchboard.http.anthropic.request import check_headers, messages_request
 from switchboard.http.anthropic.stream import StreamEncoder, event
 
 # Canonical parameters an error may name, as this API calls them (request.py maps them in).
@@ -46,6 +46,7 @@ class AnthropicMessages:
     dialect = "anthropic"
 
     def decode(self, ctx: RequestContext) -> None:
+        check_headers(ctx.headers)
         found: list[str] = []  # Files API sources (content.py)
         ctx.request = messages_request(ctx.body, found)
         ctx.account_object = found[0] if found else None

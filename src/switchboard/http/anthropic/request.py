@@ -32,7 +32,8 @@ Fields of the Anthropic API refused here although that pass-through could carry 
 ``inference_geo`` and ``speed`` (priced apart from the model's rates, which the gateway's cost
 and budget accounting would not see), ``diagnostics`` (compares with an earlier message of the
 shared account), and the beta ``mcp_servers`` and ``context_management``. The SDK's
-``workspace_id`` and ``user_profile_id`` are headers, not body fields.
+``workspace_id`` and ``user_profile_id`` are headers, not body fields: ``anthropic-workspace-id``
+and ``anthropic-user-profile-id`` are refused on every deployment (``check_headers``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from switchboard.http.anthropic.content import JSON, cached, fail, messages, text_part
+from switchboard.http.anthropic.content import JSON, cached, check_keys, fail, messages, text_part
 from switchboard.http.openai_api import parse_object
 from switchboard.prompts.reference import parse_reference
 
@@ -72,6 +73,7 @@ def _system(value: Any) -> str | list[JSON]:
     for i, block in enumerate(value):
         if not isinstance(block, dict) or block.get("type") != "text":
             raise fail(f"system.{i}.type", "Input should be 'text'")
+        check_keys(block, "text", f"system.{i}")
         parts.append(text_part(block, f"system.{i}"))
     return parts
 
@@ -338,6 +340,26 @@ REFUSED: dict[str, str] = {
     "speed": "fast mode is billed apart from the model's rates, which the gateway's cost accounting "
              "would not see",
 }
+
+
+# Request headers of the Anthropic API the gateway refuses, for the reason REFUSED gives its
+# fields: each picks something of the Anthropic account the gateway's key opens (a workspace, a
+# user profile that requests are attributed and billed to), which every caller shares. Sent
+# upstream they would let one caller act in the name of another; dropped, the caller's request
+# would silently land elsewhere than it asked.
+REFUSED_HEADERS: dict[str, str] = {
+    "anthropic-workspace-id": "the workspace is the one of the Anthropic account the gateway's key "
+                              "opens, which every caller shares",
+    "anthropic-user-profile-id": "user profiles are those of the Anthropic account the gateway's key "
+                                 "opens, which every caller shares",
+}
+
+
+def check_headers(headers: dict[str, str]) -> None:
+    """Refuse the headers of REFUSED_HEADERS (two lookups in the request's header dict)."""
+    for name, reason in REFUSED_HEADERS.items():
+        if name in headers:
+            raise fail(name, f"header not supported by this gateway ({reason})", "unsupported_parameter")
 
 
 def _translate(body: JSON, fields: dict[str, Apply], found: list[str]) -> JSON:

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.context import Principal, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.http.anthropic.request import check_headers
 from switchboard.http.errors import StoreUnavailable
 from switchboard.http.files import message_costing
 from switchboard.http.files.costing import ModelTotals
@@ -88,6 +89,7 @@ class MessageBatches:
     # -- the operations ----------------------------------------------------------------------
 
     async def _create_message_batch(self, ctx: FilesContext, p: Principal) -> Result:
+        check_headers(ctx.headers)  # a workspace or user profile of the shared account: as /v1/messages
         checked = await self._requests.check(ctx.body, p)
         upstream = resolve_anthropic(self._routing, checked.provider, ctx.headers)
         if upstream is None:

@@ -59,15 +59,28 @@ _AUDIO = {
 }
 _GOOGLE_FILES = ("generativelanguage.googleapis.com",)
 _MEDIA_RESOLUTION = frozenset({"level", "numTokens"})
+_LOW = "MEDIA_RESOLUTION_LOW"
 
 
-def _media_resolution(value: Any, path: str) -> None:
-    """A part's ``mediaResolution`` (Gemini 3): checked, not sent (a hint of Google's tokenizer)."""
+def _media_resolution(value: Any, path: str) -> str | None:
+    """A part's ``mediaResolution`` (Gemini 3), checked: its level (numTokens, a budget of Google's
+    tokenizer, is checked and not sent)."""
     setting = fields(value, path, _MEDIA_RESOLUTION, "PartMediaResolution")
+    level = None
     if setting.get("level") is not None:
-        enum(setting["level"], f"{path}.level", PART_MEDIA_RESOLUTIONS)
+        level = enum(setting["level"], f"{path}.level", PART_MEDIA_RESOLUTIONS)
     if setting.get("numTokens") is not None:
         integer(setting["numTokens"], f"{path}.numTokens", 1)
+    return level
+
+
+def low_detail(part: JSON) -> JSON:
+    """An image part asked for at low resolution: OpenAI's ``detail: "low"`` (capability row
+    ``image_url.detail:low``: Gemini's mediaResolution LOW again, refused where a provider has no
+    such control), so it is neither dropped nor sent at full resolution. Other parts unchanged."""
+    if part.get("type") == "image_url" and "detail" not in part["image_url"]:
+        part["image_url"]["detail"] = "low"
+    return part
 
 
 def _base64(value: Any, path: str) -> str:
@@ -170,7 +183,7 @@ class Contents:
         if part.get("thoughtSignature") is not None:
             string(part["thoughtSignature"], f"{path}.thoughtSignature")
         if part.get("mediaResolution") is not None:
-            _media_resolution(part["mediaResolution"], f"{path}.mediaResolution")
+            part["mediaResolution"] = _media_resolution(part["mediaResolution"], f"{path}.mediaResolution")
         return kind, part
 
     def _user(self, parts: list[Any], i: int) -> None:
@@ -183,10 +196,9 @@ class Contents:
                 text = string(part["text"], f"{path}.text")
                 if text and not part.get("thought"):
                     out.append({"type": "text", "text": text})
-            elif kind == "inlineData":
-                out.append(_inline(part["inlineData"], f"{path}.inlineData"))
-            elif kind == "fileData":
-                out.append(_file(part["fileData"], f"{path}.fileData"))
+            elif kind in ("inlineData", "fileData"):
+                media = (_inline if kind == "inlineData" else _file)(part[kind], f"{path}.{kind}")
+                out.append(low_detail(media) if part.get("mediaResolution") == _LOW else media)
             elif kind == "functionResponse":
                 tools.append(self._response(part["functionResponse"], f"{path}.functionResponse"))
             else:

@@ -22,8 +22,9 @@ https://ai.google.dev/api/tokens#method:-models.counttokens.
     thinkingConfig.includeThoughts      -> whether reasoning comes back as thought parts
     safetySettings                      -> safety_settings (the same list; sent to gemini and
                                            vertex upstreams, not sent elsewhere)
-    labels, serviceTier, store, mediaResolution, enableEnhancedCivicAnswers,
-        toolConfig.retrievalConfig      -> checked, then not sent (docs/api-gemini.md says why)
+    mediaResolution LOW (also a part's) -> image_url.detail "low" on the images
+    labels, serviceTier, store, other mediaResolution levels, enableEnhancedCivicAnswers,
+        toolConfig.retrievalConfig      -> checked, then not sent (NOT_SENT says why)
 Built-in Google tools, cachedContent, logprobs and non-text output modalities are a 400 naming
 the field; any other field is the 400 Google answers for an unknown name.
 """
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.errors import InvalidRequest
-from switchboard.http.gemini.content import contents, system_text
+from switchboard.http.gemini.content import contents, low_detail, system_text
 from switchboard.http.gemini.enums import (
     HARM_BLOCK_METHODS,
     HARM_BLOCK_THRESHOLDS,
@@ -86,6 +87,33 @@ _SAFETY = frozenset({"category", "threshold", "method"})
 # Gemini's own rule for function names.
 _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
 MAX_STOP_SEQUENCES = 5
+
+
+# The fields accepted and not sent on, each with why nothing is lost (docs/api-gemini.md; the
+# drift test tests/unit/test_sdk_params.py holds the installed google-genai SDK's fields against
+# the known ones and these).
+NOT_SENT: dict[str, str] = {
+    "labels": "billing labels of the caller's Google project, not the gateway's",
+    "serviceTier": "a price and latency tier (flex, priority) of Google's own capacity: the same answer",
+    "store": "whether Google keeps the request: the gateway does not send it to Google's store",
+    "generationConfig.mediaResolution": "LOW is translated; the others are Google's token budgets per image, "
+                                        "which other providers set themselves",
+    "generationConfig.enableEnhancedCivicAnswers": "a Google policy switch for election answers",
+    "toolConfig.retrievalConfig": "the location for Google's built-in search tools, which are refused",
+    "tools[].functionDeclarations[].behavior": "blocking or not: a Live API notion, without effect here",
+    "tools[].functionDeclarations[].response": "the function's return schema: documentation for the client",
+    "tools[].functionDeclarations[].responseJsonSchema": "the function's return schema, as JSON Schema",
+    "contents[].parts[].mediaResolution": "LOW is translated; numTokens and the other levels as for "
+                                          "generationConfig.mediaResolution",
+    "contents[].parts[].thought": "thought parts of earlier turns are not sent: no upstream can continue "
+                                  "another model's thinking",
+    "contents[].parts[].partMetadata": "the client's own metadata on a part",
+    "contents[].parts[].inlineData.displayName": "a label Gemini reads only with its server-side tools; a "
+                                                 "PDF's is its file name",
+    "contents[].parts[].fileData.displayName": "a label Gemini reads only with its server-side tools",
+    "contents[].parts[].functionResponse.willContinue": "more responses to come: a Live API notion",
+    "contents[].parts[].functionResponse.scheduling": "when a Live API session reads the response",
+}
 
 
 @dataclass(slots=True)
@@ -281,7 +309,11 @@ def _generation(value: Any, out: JSON) -> bool:
     if config.get("enableEnhancedCivicAnswers") is not None:
         boolean(config["enableEnhancedCivicAnswers"], f"{path}.enableEnhancedCivicAnswers")
     if config.get("mediaResolution") is not None:
-        enum(config["mediaResolution"], f"{path}.mediaResolution", MEDIA_RESOLUTIONS)
+        resolution = enum(config["mediaResolution"], f"{path}.mediaResolution", MEDIA_RESOLUTIONS)
+        if resolution == "MEDIA_RESOLUTION_LOW":  # every image at low resolution (content.low_detail)
+            for message in out["messages"]:
+                if isinstance(message["content"], list):
+                    message["content"] = [low_detail(p) for p in message["content"]]
     if config.get("thinkingConfig") is not None:
         return _thinking(config["thinkingConfig"], out)
     return False

@@ -26,6 +26,7 @@ from switchboard.providers import account, capabilities
 from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
+from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
 from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
 
@@ -423,7 +424,8 @@ def _response_format(request: JSON, body: JSON, options: AnthropicOptions) -> No
     mode = options.json_schema_mode
     native = kind == "json_schema" and (mode == "native" or (mode == "auto" and spec.get("strict") is True))
     if native:
-        body["output_config"] = {"format": {"type": "json_schema", "schema": schema or {"type": "object"}}}
+        described = described_schema(spec)  # the format's description: the schema's own
+        body["output_config"] = {"format": {"type": "json_schema", "schema": described or {"type": "object"}}}
         return
     # JSON mode emulated with a forced tool call whose input is the answer.
     if body.get("tools"):

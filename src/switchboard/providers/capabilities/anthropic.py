@@ -11,6 +11,10 @@ from switchboard.providers.capabilities import NOT_SENT_SAFETY, Table, refused, 
 
 TABLE: Table = seed(
     ("max_tokens", "temperature", "top_p", "top_k", "tools", "thinking"),
+    response_format__json_schema__description=translated(
+        "tools.0.description", "the JSON tool's description; native structured output: the schema's"
+    ),
+    messages__tool_calls_is_custom=refused("no custom (free-form) tools"),
     max_completion_tokens=translated("max_tokens"),
     stream_options=translated("", "not sent: Anthropic streams always carry usage"),
     stop=translated("stop_sequences"),

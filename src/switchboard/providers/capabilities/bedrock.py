@@ -15,6 +15,10 @@ _EXTRA = "additionalModelRequestFields"
 
 TABLE: Table = seed(
     (),
+    response_format__json_schema__description=translated(
+        "outputConfig.textFormat.structure.jsonSchema.description"
+    ),
+    messages__tool_calls_is_custom=refused("no custom (free-form) tools"),
     stream_options=translated(note="not sent: usage always comes in the stream's metadata event"),
     max_tokens=translated("inferenceConfig.maxTokens"),
     max_completion_tokens=translated("inferenceConfig.maxTokens"),

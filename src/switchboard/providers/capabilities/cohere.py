@@ -24,6 +24,10 @@ from switchboard.providers.capabilities import (
 TABLE: Table = seed(
     ("max_tokens", "temperature", "seed", "tools", "tool_choice", "response_format", "logprobs",
      "presence_penalty", "frequency_penalty", "thinking"),
+    response_format__json_schema__description=translated(
+        "response_format.json_schema.description", "the schema's description (after its own)"
+    ),
+    messages__tool_calls_is_custom=refused("no custom (free-form) tools"),
     stream_options=translated(note="not sent: usage comes in message-end"),
     user=NOT_SENT_USER,
     max_completion_tokens=translated("max_tokens"),

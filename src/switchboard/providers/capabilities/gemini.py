@@ -30,6 +30,10 @@ CELLS: dict[str, Cell] = {
     "logprobs": translated(f"{_CONFIG}.responseLogprobs"),
     "top_logprobs": translated(f"{_CONFIG}.logprobs", "also turns responseLogprobs on"),
     "response_format": translated(f"{_CONFIG}.responseMimeType", "json_schema adds responseSchema"),
+    "response_format.json_schema.description": translated(
+        f"{_CONFIG}.responseSchema.description", "the schema's description (after its own)"
+    ),
+    "messages.tool_calls:custom": refused("no custom (free-form) tools"),
     "reasoning_effort": translated(
         f"{_CONFIG}.thinkingConfig", "thinkingBudget (gemini-1.x/2.x) or thinkingLevel, includeThoughts"
     ),

@@ -22,6 +22,7 @@ _PASSED = (
     "parallel_tool_calls", "response_format",
     "presence_penalty", "frequency_penalty", "prediction", "reasoning_effort", "prompt_cache_key", "metadata",
     "tool_choice:none", "parallel_tool_calls:false", "tools.strict",
+    "response_format.json_schema.description",
 )
 
 TABLE: Table = seed(
@@ -33,6 +34,7 @@ TABLE: Table = seed(
     seed=translated("random_seed"),
     tool_choice=translated("tool_choice", "'required' → 'any'"),
     thinking=refused("send reasoning_effort"),
+    messages__tool_calls_is_custom=refused("no custom (free-form) tools"),
     cache_control=translated(note="Mistral has no breakpoints (it caches prefixes itself); removed"),
     document=translated("messages.0.content.0.text", "text documents as text (title first); PDF refused "
                         "(a 400)"),

@@ -49,6 +49,9 @@ _PRESETS: dict[str, dict[str, Cell]] = {
     },
     "tgi": {
         **_refused("n", "logit_bias"), **_MAX_TOKENS,
+        "response_format.json_schema.description": translated(
+            "response_format.value.schema.description", "the schema's description (after its own)"
+        ),
         "response_format": translated("response_format.value", "as {type, value}"),
         "stop": passed("a string becomes a list"),
     },
@@ -56,7 +59,8 @@ _PRESETS: dict[str, dict[str, Cell]] = {
              # Groq rejects the key; a tool message's name (not OpenAI's) is removed as well.
              "messages.name": refused("Groq rejects message names")},
     "together": {**_refused("logprobs", "top_logprobs"), **_NO_STREAM_USAGE},
-    "deepseek": {**_refused("n", "seed", "logit_bias"), **_MAX_TOKENS},
+    "deepseek": {**_refused("n", "seed", "logit_bias"), **_MAX_TOKENS,
+                 "response_format.json_schema.description": refused("json_schema is refused")},
     "lmstudio": {
         **_refused("n"), **_MAX_TOKENS, **_NO_STREAM_USAGE,
         "response_format": translated("response_format.json_schema", "json_object as a json_schema"),

@@ -120,6 +120,17 @@ def _without_documents(request: JSON) -> JSON:
     return {**request, "messages": messages}
 
 
+def _json_schema(request: JSON) -> JSON:
+    fmt = request.get("response_format")
+    spec = fmt.get("json_schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+    return spec if isinstance(spec, dict) else {}
+
+
+def _without_format_description(request: JSON) -> JSON:
+    spec = {k: v for k, v in _json_schema(request).items() if k != "description"}
+    return {**request, "response_format": {**request["response_format"], "json_schema": spec}}
+
+
 def message_keys(request: JSON) -> set[str]:
     """The keys any message of ``request`` carries (one pass; see ``Row.message_key``)."""
     keys: set[str] = set()
@@ -318,6 +329,17 @@ FEATURE_ROWS: tuple[Row, ...] = (
             for m in r.get("messages") or ()
         ]},
     ),
+    # What the structured output is for, which the model reads to decide how to answer in it.
+    Row(
+        "response_format.json_schema.description", "response_format",
+        "response_format.json_schema.description",
+        {"response_format": {"type": "json_schema", "json_schema": {
+            "name": "answer", "description": "The capital city asked for",
+            "schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }}},
+        lambda r: bool(_json_schema(r).get("description")),
+        _without_format_description,
+    ),
     # Gemini's safety thresholds (canonical extension from the Gemini-format API): an empty list
     # asks for nothing.
     Row(
@@ -327,6 +349,39 @@ FEATURE_ROWS: tuple[Row, ...] = (
         _without("safety_settings"),
     ),
 )
+
+def _custom_calls(m: JSON) -> list[int]:
+    """The indexes of the custom tool calls (``type: custom``, free-form input) of message ``m``."""
+    calls = m.get("tool_calls") if m.get("role") == "assistant" else None
+    if not isinstance(calls, list):
+        return []
+    return [j for j, c in enumerate(calls) if isinstance(c, dict) and c.get("type") == "custom"]
+
+
+def _locate_custom_call(request: JSON) -> str:
+    for i, m in enumerate(_messages(request)):
+        if calls := _custom_calls(m):
+            return f"messages[{i}].tool_calls[{calls[0]}].type"
+    return "messages"
+
+
+def _without_custom_calls(request: JSON) -> JSON:
+    """The request without its custom tool calls and the tool messages answering them (a result
+    answering no call would be refused); an assistant message left with nothing gets content ""."""
+    removed: set[Any] = set()
+    messages: list[Any] = []
+    for m in request.get("messages") or ():
+        if isinstance(m, dict) and (custom := _custom_calls(m)):
+            removed.update(m["tool_calls"][j].get("id") for j in custom)
+            kept = [c for j, c in enumerate(m["tool_calls"]) if j not in custom]
+            m = {k: v for k, v in m.items() if k != "tool_calls"} | ({"tool_calls": kept} if kept else {})
+            if not kept and m.get("content") is None:
+                m["content"] = ""
+        elif isinstance(m, dict) and m.get("role") == "tool" and m.get("tool_call_id") in removed:
+            continue
+        messages.append(m)
+    return {**request, "messages": messages}
+
 
 _ASKING = {"role": "user", "content": "hi"}
 _AGAIN = {"role": "user", "content": "and again"}
@@ -359,6 +414,18 @@ MESSAGE_ROWS: tuple[Row, ...] = (
                                 "function_call": {"name": "f", "arguments": "{}"}}, _AGAIN]},
         lambda m: m.get("role") == "assistant" and m.get("function_call") is not None,
         note_empty=True,
+    ),
+    # An earlier custom tool call (OpenAI's free-form ``custom`` tools) and the tool result that
+    # answers it: where custom tools are refused, the history of one cannot be sent either.
+    Row(
+        "messages.tool_calls:custom", "messages", "custom tool calls (messages[].tool_calls[].custom)",
+        {"messages": [_ASKING, {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "custom", "custom": {"name": "g", "input": "x"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "ok"}, _AGAIN]},
+        lambda r: any(_custom_calls(m) for m in _messages(r)),
+        _without_custom_calls,
+        message_key="tool_calls",
+        locate=_locate_custom_call,
     ),
 )
 

@@ -17,6 +17,7 @@ from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import capabilities, documents, tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.params import drops
+from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
 from switchboard.providers.turns import assistant_content, check_results
 
@@ -209,8 +210,8 @@ def _response_format(fmt: JSON) -> JSON | None:
     if kind == "json_object":
         return {"type": "json_object"}
     if kind == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema")
-        if isinstance(schema, dict):
+        schema = described_schema(fmt.get("json_schema"))
+        if schema is not None:
             return {"type": "json_object", "json_schema": schema}
         return {"type": "json_object"}
     return None  # "text" is Cohere's default

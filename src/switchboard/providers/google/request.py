@@ -25,6 +25,7 @@ from switchboard.providers import account, capabilities, documents, tool_names
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.params import drops
+from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
 from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content
 
@@ -198,11 +199,21 @@ def _user_part(part: JSON, where: str, target: Target) -> JSON | None:
         mime = _AUDIO_TYPES.get(str(audio.get("format")), f"audio/{audio.get('format')}")
         return {"inlineData": {"mimeType": mime, "data": audio.get("data", "")}}
     if kind == "file":
-        data = (part.get("file") or {}).get("file_data")
-        if not isinstance(data, str):
-            raise InvalidRequest(f"{where}: only inline files (file_data data URLs) work", param=where)
-        return media_part(data, where, target, "file.file_data")
+        return _file_part(part.get("file") or {}, where, target)
     raise InvalidRequest(f"{where}: content part type '{kind}' is not supported here", param=where)
+
+
+def _file_part(file: JSON, where: str, target: Target) -> JSON:
+    """An inline file as inlineData; its ``filename`` as the blob's displayName, the Gemini API's
+    name for it (the Gemini-format inbound API maps it the other way)."""
+    data = file.get("file_data")
+    if not isinstance(data, str):
+        raise InvalidRequest(f"{where}: only inline files (file_data data URLs) work", param=where)
+    part = media_part(data, where, target, "file.file_data")
+    filename = file.get("filename")
+    if isinstance(filename, str) and filename and "inlineData" in part:
+        part["inlineData"]["displayName"] = filename
+    return part
 
 
 def _document_part(part: JSON, where: str) -> JSON | None:
@@ -485,7 +496,7 @@ def _response_format(fmt: Any) -> JSON:
     if kind == "json_object":
         return {"responseMimeType": "application/json"}
     if kind == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema")
+        schema = described_schema(fmt.get("json_schema"))
         out: JSON = {"responseMimeType": "application/json"}
         if isinstance(schema, dict):
             strict = (fmt.get("json_schema") or {}).get("strict") is True
