@@ -393,6 +393,19 @@ def test_an_idle_keep_alive_connection_is_closed(edge: Gateway) -> None:
     assert time.monotonic() - started < 10 * TICK
 
 
+def test_a_keep_alive_connection_used_again_gets_a_whole_idle_period_after_each_answer(edge: Gateway) -> None:
+    """The connection's one keep-alive timer, set after the first answer, fires while the
+    connection is in use again: it is set again for the end of the new idle period."""
+    sock = connect(edge)
+    for _ in range(3):  # each request 0.6 periods after the previous answer: 1.2 periods in all
+        sock.sendall(request_head("GET", "/health/live"))
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        sock.settimeout(0.6 * TICK)
+        with pytest.raises(TimeoutError):  # paces the requests; the connection stays open
+            assert sock.recv(1) != b""
+    assert read_until_closed(sock, deadline=10 * TICK) == b""  # and it still closes when idle
+
+
 def test_a_slow_but_steady_upload_is_not_cut(edge: Gateway) -> None:
     """The body bound is a gap between reads: a body that keeps coming is read whole."""
     body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"' + b"x" * 2000 + b'"}]}'

@@ -3,8 +3,8 @@
 The ASGI server tells us about a disconnect only through ``receive()``, so something must wait
 on it. A watcher task on every request is a noticeable share of a fast request's CPU, so the
 watcher is started only once a request has been running for ``WATCH_AFTER`` seconds: quick
-requests pay for one timer, and a client that leaves a long request or a stream is noticed
-within that delay.
+requests pay for an entry in a queue that one timer per event loop serves, and a client that
+leaves a long request or a stream is noticed within that delay.
 The watcher then cancels the request task, which closes the upstream response. A request that
 is sending a body (a stream, any answer relayed as it arrives) learns sooner: its next send of a
 body part once the connection is gone raises ClientGone (http/cycle.py).
@@ -13,6 +13,7 @@ body part once the connection is gone raises ClientGone (http/cycle.py).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -34,34 +35,94 @@ class ClientGone(Exception):
 
 
 class _Watch:
-    __slots__ = ("gone", "receive", "task", "timer", "watcher")
+    __slots__ = ("due", "gone", "receive", "task", "watcher")
 
-    def __init__(self, receive: Receive, task: asyncio.Task[object]) -> None:
-        self.receive = receive
-        self.task = task
+    def __init__(self, receive: Receive, task: asyncio.Task[object], due: float) -> None:
+        self.receive: Receive | None = receive
+        self.task: asyncio.Task[object] | None = task  # None once the request's work is over
+        self.due = due  # loop time at which the watcher starts
         self.gone = False
         self.watcher: asyncio.Task[None] | None = None
-        self.timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self.start)
 
-    def start(self) -> None:
-        self.watcher = asyncio.get_running_loop().create_task(self.watch())
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.watcher = loop.create_task(self.watch())
 
     async def watch(self) -> None:
-        while (await self.receive())["type"] != "http.disconnect":
+        receive, task = self.receive, self.task
+        assert receive is not None and task is not None, "started only while the work runs"
+        while (await receive())["type"] != "http.disconnect":
             pass
         self.gone = True
-        self.task.cancel()
+        task.cancel()
 
     def stop(self) -> None:
-        self.timer.cancel()
+        # The references go at once; the queue drops the entry itself when it gets to it.
+        self.task = self.receive = None
         if self.watcher is not None:
             self.watcher.cancel()
+
+
+class _Watches:
+    """One event loop's watches in the order they were made, behind a single timer.
+
+    A timer per request (set, then cancelled by nearly every request) was a noticeable part of a
+    fast request's CPU. Watches are made in the order they fall due (one delay for all), so one
+    timer, set for the oldest watch still waiting, serves them all: when it fires it starts the
+    watchers due, drops the entries of work already over (due or not) and is set again for the
+    next one waiting, if any. A watcher starts when its own timer would have started it."""
+
+    __slots__ = ("after", "armed", "loop", "queue", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, after: float) -> None:
+        self.loop = loop
+        self.after = after  # WATCH_AFTER when made: a queue in due order needs one delay
+        self.queue: deque[_Watch] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+        self.armed = 0.0  # the due time the timer was set for
+
+    def add(self, watch: _Watch) -> None:
+        self.queue.append(watch)
+        if self.timer is None:
+            self.armed = watch.due
+            self.timer = self.loop.call_at(watch.due, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        loop, queue = self.loop, self.queue
+        # A timer may run a little before its time (the loop's clock resolution): what it was set
+        # for is due.
+        now = max(loop.time(), self.armed)
+        while queue:
+            watch = queue[0]
+            if watch.task is not None and watch.due > now:
+                self.armed = watch.due
+                self.timer = loop.call_at(watch.due, self._fire)
+                return
+            queue.popleft()
+            if watch.task is not None:
+                watch.start(loop)
+
+
+_watches: _Watches | None = None  # the running loop's (tests run several loops in turn)
+
+
+def _watches_of(loop: asyncio.AbstractEventLoop) -> _Watches:
+    global _watches
+    watches = _watches
+    if watches is None or watches.loop is not loop or watches.after != WATCH_AFTER:
+        # Another loop, or another delay (tests change it): a queue of its own. An older queue
+        # keeps its timer and serves the watches it holds.
+        watches = _watches = _Watches(loop, WATCH_AFTER)
+    return watches
 
 
 async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     task = asyncio.current_task()
     assert task is not None
-    watch = _Watch(receive, task)
+    loop = task.get_loop()
+    watches = _watches_of(loop)
+    watch = _Watch(receive, task, loop.time() + watches.after)
+    watches.add(watch)
     try:
         return await work
     except asyncio.CancelledError:

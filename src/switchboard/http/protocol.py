@@ -23,9 +23,11 @@ uvicorn does not do by itself:
 Every refusal is an OpenAI-shaped JSON error. Relies on these uvicorn internals (0.54), to be
 rechecked on every uvicorn upgrade: the ``HttpToolsProtocol`` methods ``connection_made``,
 ``connection_lost``, ``data_received``, ``on_headers_complete``, ``on_body``,
-``on_message_complete``, ``on_response_complete``, ``pause_writing``, ``resume_writing`` and
-``send_400_response`` (overridden, each calling the original except the last) and its attributes
-``cycle``, ``flow``, ``connections``,
+``on_message_complete``, ``pause_writing``, ``resume_writing`` and ``send_400_response``
+(overridden, each calling the original except the last), ``on_response_complete`` and
+``_unset_keepalive_if_required`` (replaced: the keep-alive timer is one per connection) and its
+attributes ``cycle``, ``flow``, ``connections``, ``pipeline``, ``timeout_keep_alive``,
+``timeout_keep_alive_task``, ``timeout_keep_alive_handler``, ``_start_asgi_task``,
 ``headers``, ``scope``, ``parser``, ``transport``, ``loop``, ``logger``, ``server_state``; and
 ``RequestResponseCycle.send`` (wrapped for HTTP/1.0, and for a body that spans reads) with the
 cycle's ``transport``, ``keep_alive``, ``chunked_encoding``, ``expected_content_length``,
@@ -163,6 +165,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._lingering = False
         self._send_timer: asyncio.TimerHandle | None = None
         self._unsent = 0  # what the client had not taken when the send timer was last set
+        self._idle_since: float | None = None  # loop time the connection went idle; None: busy
 
     # Connection
 
@@ -194,6 +197,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        self._drop_keep_alive_timer()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
             self._linger_timer = None
@@ -345,7 +349,49 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self.server_state.total_requests += 1
             self._linger(LINGER_SECONDS)
             return
-        super().on_response_complete()
+        # uvicorn's, but for the keep-alive timer (``_keep_idle``).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._keep_idle()
+
+    # Keep-alive: uvicorn sets a timer after each answer and cancels it when the next request
+    # arrives, a timer made and dropped per request. The connection keeps one instead: the next
+    # request only marks the connection busy, and a timer that fires early (the connection was
+    # busy in between) is set again for the current idle period's end, or not at all while busy.
+
+    def _keep_idle(self) -> None:
+        now = self.loop.time()
+        self._idle_since = now
+        if self.timeout_keep_alive_task is None:
+            due = now + self.timeout_keep_alive
+            self.timeout_keep_alive_task = self.loop.call_at(due, self._keep_alive_due)
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:  # busy: the answer sets it again
+            return
+        due = self._idle_since + self.timeout_keep_alive
+        if due > self.loop.time():
+            self.timeout_keep_alive_task = self.loop.call_at(due, self._keep_alive_due)
+            return
+        self.timeout_keep_alive_handler()
+
+    def _unset_keepalive_if_required(self) -> None:
+        # uvicorn's calls this as a request's bytes arrive: busy, the timer kept (see above).
+        self._idle_since = None
+
+    def _drop_keep_alive_timer(self) -> None:
+        self._idle_since = None
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(
