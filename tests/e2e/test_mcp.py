@@ -23,6 +23,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from switchboard.mcp.upstream import MAX_BACKOFF
 from tests.e2e.test_metrics import parse, total
 from tests.mcp_servers import McpUpstream, start_mcp_server, start_mcp_servers
 from tests.otlp_receiver import OtlpReceiver
@@ -390,7 +391,10 @@ def test_a_down_server_comes_back_after_a_success(deployment: Deployment) -> Non
                 assert any(n.startswith("phoenix:") for n in notices)
             server = start_mcp_server("math", port=deployment.phoenix)
             try:
-                deadline = time.monotonic() + 20  # the health check's retry, with backoff
+                # The next retry of a down server comes after its backoff, which doubles up to
+                # MAX_BACKOFF while it stays down: how long depends on how long this module's
+                # gateway has been running, so wait for up to one whole backoff and some.
+                deadline = time.monotonic() + MAX_BACKOFF + 30
                 while "phoenix__add" not in (await names(client))[0]:
                     assert time.monotonic() < deadline, "the server never came back"
                     await asyncio.sleep(0.2)
