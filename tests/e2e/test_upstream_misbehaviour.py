@@ -10,7 +10,9 @@ raw_upstream.py): what a caller sees, and that the next caller is not affected.
   client as whole, separate tool_use blocks (Anthropic streams one block at a time);
 - a host's "request too long" in its own words (llama.cpp's 500 typed
   ``exceed_context_size_error``, Azure's code-less GPT-5 message) is OpenAI's 400
-  ``context_length_exceeded`` and goes to the group's context-window fallback.
+  ``context_length_exceeded`` and goes to the group's context-window fallback;
+- OpenAI's usage-policy refusals (``invalid_prompt``, ``cyber_policy``) are content-policy
+  failures: they go to the group's fallbacks, as a content filter's do.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tests.servers import MASTER_KEY, Gateway, start_gateway
 FIRST_BYTE = 1.0
 TOTAL = 20.0
 TOO_LONG_HOSTS = ("llamacpp", "azure")
+FLAGGED = ("flagged-prompt", "flagged-cyber")
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +59,11 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
               for name in ("echo", "stray", "408", "headhang", "endless", "interleaved")),
             *({"name": f"{host}-too-long{alone}", "provider": f"raw-{host}", "model": f"toolong-{host}"}
               for host in TOO_LONG_HOSTS for alone in ("", "-alone")),
+            *({"name": name, "provider": "raw", "model": name} for name in FLAGGED),
         ],
         "router": {"num_retries": 0,
-                   "context_window_fallbacks": {f"{host}-too-long": ["echo"] for host in TOO_LONG_HOSTS}},
+                   "context_window_fallbacks": {f"{host}-too-long": ["echo"] for host in TOO_LONG_HOSTS},
+                   "fallbacks": {name: ["echo"] for name in FLAGGED}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
     gw = start_gateway(config, tmp_path_factory.mktemp("raw-upstream"))
@@ -156,5 +161,16 @@ def test_a_hosts_own_words_for_too_long_are_a_context_length_error(client: opena
     raw = client.chat.completions.with_raw_response.create(
         model=f"{host}-too-long", messages=[{"role": "user", "content": "a very long story"}])
     assert raw.parse().choices[0].message.content == "echo:a very long story"
+    assert raw.headers["x-switchboard-model"] == "echo"
+    assert raw.headers["x-switchboard-attempts"] == "2"
+
+
+@pytest.mark.parametrize("model", FLAGGED)
+def test_a_usage_policy_refusal_goes_to_the_fallbacks_as_a_content_filter_does(
+    client: openai.OpenAI, model: str,
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "a flagged question"}])
+    assert raw.parse().choices[0].message.content == "echo:a flagged question"
     assert raw.headers["x-switchboard-model"] == "echo"
     assert raw.headers["x-switchboard-attempts"] == "2"
