@@ -11,6 +11,7 @@ raw_upstream.py): what a caller sees, and that the next caller is not affected.
 - a host's "request too long" in its own words (llama.cpp's 500 typed
   ``exceed_context_size_error``, Azure's code-less GPT-5 message) is OpenAI's 400
   ``context_length_exceeded`` and goes to the group's context-window fallback;
+- a model entry's own ``timeouts`` bound its calls, not its provider's;
 - OpenAI's usage-policy refusals (``invalid_prompt``, ``cyber_policy``) are content-policy
   failures: they go to the group's fallbacks, as a content filter's do.
 """
@@ -32,6 +33,7 @@ FIRST_BYTE = 1.0
 TOTAL = 20.0
 TOO_LONG_HOSTS = ("llamacpp", "azure")
 FLAGGED = ("flagged-prompt", "flagged-cyber")
+MODEL_FIRST_BYTE = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,9 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
             *({"name": f"{host}-too-long{alone}", "provider": f"raw-{host}", "model": f"toolong-{host}"}
               for host in TOO_LONG_HOSTS for alone in ("", "-alone")),
             *({"name": name, "provider": "raw", "model": name} for name in FLAGGED),
+            # The same upstream model under a model entry's own, shorter first_byte.
+            {"name": "headhang-impatient", "provider": "raw", "model": "headhang",
+             "timeouts": {"first_byte": MODEL_FIRST_BYTE}},
         ],
         "router": {"num_retries": 0,
                    "context_window_fallbacks": {f"{host}-too-long": ["echo"] for host in TOO_LONG_HOSTS},
@@ -116,6 +121,20 @@ def test_a_head_trickled_line_by_line_times_out_after_first_byte(client: openai.
         assert_error(exc.value, 504, "upstream_timeout")
         assert FIRST_BYTE <= took < TOTAL / 2, took
     assert ask(client, "echo", "still there?") == "echo:still there?"
+
+
+def test_a_model_entrys_own_timeouts_override_its_providers(client: openai.OpenAI) -> None:
+    for stream in (False, True):
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as exc:
+            if stream:
+                list(client.chat.completions.create(
+                    model="headhang-impatient", messages=[{"role": "user", "content": "hi"}], stream=True))
+            else:
+                ask(client, "headhang-impatient", "hi")
+        took = time.monotonic() - started
+        assert_error(exc.value, 504, "upstream_timeout")
+        assert MODEL_FIRST_BYTE <= took < FIRST_BYTE, took
 
 
 def test_a_stream_event_that_never_ends_is_a_502_long_before_total(client: openai.OpenAI) -> None:
